@@ -1,0 +1,770 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * zoo.cfg-style configuration for keeld (see node.h). Every check names the
+ * file, the line and the key, because the operator reading the message has
+ * only that to go on.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "keel.h"
+#include "node.h"
+
+const char *const node_4lw_names[NODE_4LW_COUNT_] = {
+	[NODE_4LW_CONF] = "conf", [NODE_4LW_CONS] = "cons", [NODE_4LW_CRST] = "crst",
+	[NODE_4LW_DUMP] = "dump", [NODE_4LW_ENVI] = "envi", [NODE_4LW_GTMK] = "gtmk",
+	[NODE_4LW_RUOK] = "ruok", [NODE_4LW_STMK] = "stmk", [NODE_4LW_SRST] = "srst",
+	[NODE_4LW_SRVR] = "srvr", [NODE_4LW_STAT] = "stat", [NODE_4LW_WCHC] = "wchc",
+	[NODE_4LW_WCHP] = "wchp", [NODE_4LW_WCHS] = "wchs", [NODE_4LW_MNTR] = "mntr",
+	[NODE_4LW_ISRO] = "isro", [NODE_4LW_HASH] = "hash", [NODE_4LW_DIRS] = "dirs",
+};
+
+/* ZooKeeper keys that load but mean nothing to keel (documented in the README). */
+static const char *const ignored_keys[] = {
+	"autopurge.snapRetainCount",
+	"autopurge.purgeInterval",
+	"admin.enableServer",
+	"admin.serverPort",
+	"admin.serverAddress",
+	"admin.commandURL",
+	"standaloneEnabled",
+	"reconfigEnabled",
+	"quorumListenOnAllIPs",
+	"electionAlg",
+	"electionPortBindRetry",
+	"leaderServes",
+	"cnxTimeout",
+	"preAllocSize",
+	"snapCount",
+	"snapSizeLimitInKb",
+	"syncEnabled",
+	"skipACL",
+	"metricsProvider.className",
+	"metricsProvider.httpPort",
+	"metricsProvider.exportJvmInfo",
+	"secureClientPort",
+	"secureClientPortAddress",
+	"portUnification",
+	"maxCnxns",
+	"clientPortListenBacklog",
+	"commitLogCount",
+	"fsync.warningthresholdms",
+	"connectToLearnerMasterLimit",
+	"localSessionsEnabled",
+	"localSessionsUpgradingEnabled",
+	"serverCnxnFactory",
+	"sslQuorum",
+	"multiAddress.enabled",
+	"dynamicConfigFile",
+	"4lw.commands.enabled",
+	NULL,
+};
+
+const char *const *node_config_ignored_keys(void)
+{
+	return ignored_keys;
+}
+
+struct parser {
+	struct node_config *cfg;
+	const char *origin;
+	uint32_t line;
+	char *err;
+	size_t err_len;
+	/* which keys were seen, and on which line, to refuse repeats */
+	struct {
+		char key[96];
+		uint32_t line;
+	} seen[256];
+	uint32_t n_seen;
+	bool have_data_dir, have_client_port, have_min_st, have_max_st, have_data_log_dir;
+};
+
+__attribute__((format(printf, 3, 4))) static int fail(struct parser *p, const char *key,
+						      const char *fmt, ...)
+{
+	int n = 0;
+	if (p->line)
+		n = snprintf(p->err, p->err_len, "%s:%u: %s: ", p->origin, p->line, key);
+	else
+		n = snprintf(p->err, p->err_len, "%s: %s: ", p->origin, key);
+	if (n >= 0 && (size_t)n < p->err_len) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(p->err + n, p->err_len - (size_t)n, fmt, ap);
+		va_end(ap);
+	}
+	return KEEL_E_CONFIG;
+}
+
+void node_config_defaults(struct node_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->tick_ms = 2000;
+	cfg->init_limit = 10;
+	cfg->sync_limit = 5;
+	snprintf(cfg->client_addr, sizeof(cfg->client_addr), "0.0.0.0");
+	cfg->max_client_cnxns = 60;
+	cfg->max_packet_bytes = 0xfffff;
+	cfg->global_outstanding_limit = 1000;
+	cfg->fourlw_mask = 1u << NODE_4LW_SRVR;
+	cfg->cluster_id = 1;
+	cfg->transport = NODE_TRANSPORT_AUTO;
+	cfg->fsync = true;
+	cfg->fsync_path = NODE_FSYNC_AUTO;
+	cfg->segment_bytes = 64ull << 20;
+	cfg->snapshot_threshold_bytes = 256ull << 20;
+	cfg->election_timeout_ms = 1000;
+	cfg->heartbeat_ms = 100;
+	snprintf(cfg->admin_addr, sizeof(cfg->admin_addr), "127.0.0.1");
+}
+
+/* Strict unsigned parse: digits only (an optional K/M/G binary suffix when `sizes`). */
+static int parse_u64(const char *s, uint64_t min, uint64_t max, bool sizes, uint64_t *out)
+{
+	if (!isdigit((unsigned char)*s))
+		return -1;
+	errno = 0;
+	char *end;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno)
+		return -1;
+	if (sizes && *end) {
+		unsigned shift = 0;
+		switch (*end) {
+		case 'k':
+		case 'K':
+			shift = 10;
+			break;
+		case 'm':
+		case 'M':
+			shift = 20;
+			break;
+		case 'g':
+		case 'G':
+			shift = 30;
+			break;
+		default:
+			return -1;
+		}
+		end++;
+		if (*end == 'i' || *end == 'I')
+			end++;
+		if (*end == 'b' || *end == 'B')
+			end++;
+		if (v > (UINT64_MAX >> shift))
+			return -1;
+		v <<= shift;
+	}
+	if (*end || v < min || v > max)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static int want_u32(struct parser *p, const char *key, const char *v, uint64_t min, uint64_t max,
+		    uint32_t *out)
+{
+	uint64_t x;
+	if (parse_u64(v, min, max, false, &x))
+		return fail(p, key, "'%s' is not a whole number in %" PRIu64 "..%" PRIu64, v, min,
+			    max);
+	*out = (uint32_t)x;
+	return 0;
+}
+
+static int want_size(struct parser *p, const char *key, const char *v, uint64_t min, uint64_t max,
+		     uint64_t *out)
+{
+	if (parse_u64(v, min, max, true, out))
+		return fail(p, key,
+			    "'%s' is not a size in %" PRIu64 "..%" PRIu64
+			    " bytes (K, M, G suffixes allowed)",
+			    v, min, max);
+	return 0;
+}
+
+static int want_bool(struct parser *p, const char *key, const char *v, bool *out)
+{
+	static const char *const yes[] = { "on", "yes", "true", "1" };
+	static const char *const no[] = { "off", "no", "false", "0" };
+	for (size_t i = 0; i < KEEL_ARRAY_SIZE(yes); i++) {
+		if (!strcasecmp(v, yes[i])) {
+			*out = true;
+			return 0;
+		}
+		if (!strcasecmp(v, no[i])) {
+			*out = false;
+			return 0;
+		}
+	}
+	return fail(p, key, "'%s' is not on/off (yes/no, true/false)", v);
+}
+
+static int want_str(struct parser *p, const char *key, const char *v, char *dst, size_t cap)
+{
+	if (!*v)
+		return fail(p, key, "empty value");
+	if (strlen(v) >= cap)
+		return fail(p, key, "value longer than %zu characters", cap - 1);
+	memcpy(dst, v, strlen(v) + 1);
+	return 0;
+}
+
+static int want_port(struct parser *p, const char *key, const char *v, uint16_t *out)
+{
+	uint32_t x;
+	int rc = want_u32(p, key, v, 1, 65535, &x);
+	if (!rc)
+		*out = (uint16_t)x;
+	return rc;
+}
+
+/* host:port where host may be a [bracketed] IPv6 literal. Splits in place. */
+static int split_host_port(char *s, char **host, char **port)
+{
+	if (*s == '[') {
+		char *close = strchr(s, ']');
+		if (!close || close[1] != ':')
+			return -1;
+		*close = 0;
+		*host = s + 1;
+		*port = close + 2;
+		return 0;
+	}
+	char *colon = strrchr(s, ':');
+	if (!colon)
+		return -1;
+	*colon = 0;
+	*host = s;
+	*port = colon + 1;
+	return **host ? 0 : -1;
+}
+
+static int parse_server(struct parser *p, const char *key, const char *v)
+{
+	struct node_config *cfg = p->cfg;
+	uint64_t id;
+	if (parse_u64(key + 7, 1, 255, false, &id))
+		return fail(p, key, "the server id must be a whole number in 1..255");
+	if (cfg->n_servers == NODE_MAX_SERVERS)
+		return fail(p, key, "more than %d servers", NODE_MAX_SERVERS);
+	for (uint32_t i = 0; i < cfg->n_servers; i++)
+		if (cfg->servers[i].id == id)
+			return fail(p, key, "server %" PRIu64 " is listed twice", id);
+
+	struct node_server *s = &cfg->servers[cfg->n_servers];
+	memset(s, 0, sizeof(*s));
+	s->id = (uint32_t)id;
+	char buf[1024];
+	if (strlen(v) >= sizeof(buf))
+		return fail(p, key, "value too long");
+	memcpy(buf, v, strlen(v) + 1);
+
+	char *client = strchr(buf, ';');
+	if (client) {
+		*client++ = 0;
+		char *ch = NULL, *cp = client;
+		if (strchr(client, ':') && split_host_port(client, &ch, &cp))
+			return fail(p, key, "client address '%s' is not [host:]port", client);
+		if (want_port(p, key, cp, &s->client_port))
+			return KEEL_E_CONFIG;
+		if (ch && want_str(p, key, ch, s->client_host, sizeof(s->client_host)))
+			return KEEL_E_CONFIG;
+	}
+
+	/* host, then up to three ':' fields: peerPort, electionPort, role */
+	char *fields[5] = { 0 };
+	int nf = 0;
+	char *rest = buf;
+	if (*rest == '[') {
+		char *close = strchr(rest, ']');
+		if (!close)
+			return fail(p, key, "unterminated '[' in IPv6 address");
+		*close = 0;
+		fields[nf++] = rest + 1;
+		rest = close + 1;
+		if (*rest != ':')
+			return fail(p, key, "expected ':peerPort' after the address");
+		rest++;
+	} else {
+		fields[nf++] = rest;
+		rest = strchr(rest, ':');
+		if (!rest)
+			return fail(p, key, "'%s' is not host:peerPort[:electionPort][:role]", v);
+		*rest++ = 0;
+	}
+	while (rest && nf < 5) {
+		fields[nf++] = rest;
+		rest = strchr(rest, ':');
+		if (rest)
+			*rest++ = 0;
+	}
+	if (rest || nf < 2)
+		return fail(p, key, "'%s' is not host:peerPort[:electionPort][:role]", v);
+	if (want_str(p, key, fields[0], s->host, sizeof(s->host)))
+		return KEEL_E_CONFIG;
+	if (want_port(p, key, fields[1], &s->peer_port))
+		return KEEL_E_CONFIG;
+	int fi = 2;
+	if (fi < nf && isdigit((unsigned char)fields[fi][0])) {
+		if (want_port(p, key, fields[fi], &s->election_port))
+			return KEEL_E_CONFIG;
+		fi++;
+	}
+	if (fi < nf) {
+		if (!strcmp(fields[fi], "observer"))
+			s->learner = true;
+		else if (strcmp(fields[fi], "participant"))
+			return fail(p, key, "role '%s' is neither participant nor observer",
+				    fields[fi]);
+		fi++;
+	}
+	if (fi != nf)
+		return fail(p, key, "'%s' is not host:peerPort[:electionPort][:role]", v);
+	for (uint32_t i = 0; i < cfg->n_servers; i++)
+		if (!strcmp(cfg->servers[i].host, s->host) &&
+		    cfg->servers[i].peer_port == s->peer_port)
+			return fail(p, key, "%s:%u is also the address of server.%u", s->host,
+				    s->peer_port, cfg->servers[i].id);
+	cfg->n_servers++;
+	return 0;
+}
+
+static int parse_whitelist(struct parser *p, const char *key, const char *v)
+{
+	uint32_t mask = 0;
+	char buf[512];
+	if (strlen(v) >= sizeof(buf))
+		return fail(p, key, "value too long");
+	memcpy(buf, v, strlen(v) + 1);
+	char *save = NULL;
+	for (char *w = strtok_r(buf, ", \t", &save); w; w = strtok_r(NULL, ", \t", &save)) {
+		if (!strcmp(w, "*")) {
+			mask = (1u << NODE_4LW_COUNT_) - 1;
+			continue;
+		}
+		int found = -1;
+		for (int i = 0; i < NODE_4LW_COUNT_; i++)
+			if (!strcmp(w, node_4lw_names[i]))
+				found = i;
+		if (found < 0)
+			return fail(p, key, "'%s' is not a four-letter word command", w);
+		mask |= 1u << found;
+	}
+	p->cfg->fourlw_mask = mask;
+	return 0;
+}
+
+static int set_key(struct parser *p, const char *key, const char *v)
+{
+	struct node_config *c = p->cfg;
+
+	for (uint32_t i = 0; i < p->n_seen; i++)
+		if (!strcmp(p->seen[i].key, key))
+			return fail(p, key, "set again (first set on line %u)", p->seen[i].line);
+	if (p->n_seen < KEEL_ARRAY_SIZE(p->seen) && strlen(key) < sizeof(p->seen[0].key)) {
+		snprintf(p->seen[p->n_seen].key, sizeof(p->seen[0].key), "%s", key);
+		p->seen[p->n_seen++].line = p->line;
+	}
+
+	if (!strncmp(key, "server.", 7))
+		return parse_server(p, key, v);
+	if (!strncmp(key, "dp.", 3)) {
+		if (c->n_dp == NODE_MAX_DP_KEYS)
+			return fail(p, key, "more than %d dp.* keys", NODE_MAX_DP_KEYS);
+		if (strlen(key) >= NODE_DP_KEY_MAX || strlen(v) >= NODE_DP_VALUE_MAX)
+			return fail(p, key, "key or value too long");
+		snprintf(c->dp[c->n_dp].key, NODE_DP_KEY_MAX, "%s", key);
+		snprintf(c->dp[c->n_dp].value, NODE_DP_VALUE_MAX, "%s", v);
+		c->dp[c->n_dp++].line = p->line;
+		return 0;
+	}
+	if (!strcmp(key, "tickTime"))
+		return want_u32(p, key, v, 1, 600000, &c->tick_ms);
+	if (!strcmp(key, "initLimit"))
+		return want_u32(p, key, v, 1, 100000, &c->init_limit);
+	if (!strcmp(key, "syncLimit"))
+		return want_u32(p, key, v, 1, 100000, &c->sync_limit);
+	if (!strcmp(key, "dataDir")) {
+		p->have_data_dir = true;
+		return want_str(p, key, v, c->data_dir, sizeof(c->data_dir));
+	}
+	if (!strcmp(key, "dataLogDir")) {
+		p->have_data_log_dir = true;
+		return want_str(p, key, v, c->data_log_dir, sizeof(c->data_log_dir));
+	}
+	if (!strcmp(key, "clientPort")) {
+		p->have_client_port = true;
+		return want_port(p, key, v, &c->client_port);
+	}
+	if (!strcmp(key, "clientPortAddress"))
+		return want_str(p, key, v, c->client_addr, sizeof(c->client_addr));
+	if (!strcmp(key, "maxClientCnxns"))
+		return want_u32(p, key, v, 0, 1000000, &c->max_client_cnxns);
+	if (!strcmp(key, "minSessionTimeout")) {
+		p->have_min_st = true;
+		return want_u32(p, key, v, 1, 86400000, &c->min_session_timeout_ms);
+	}
+	if (!strcmp(key, "maxSessionTimeout")) {
+		p->have_max_st = true;
+		return want_u32(p, key, v, 1, 86400000, &c->max_session_timeout_ms);
+	}
+	if (!strcmp(key, "jute.maxbuffer"))
+		return want_u32(p, key, v, 1024, 256u << 20, &c->max_packet_bytes);
+	if (!strcmp(key, "globalOutstandingLimit"))
+		return want_u32(p, key, v, 1, 10000000, &c->global_outstanding_limit);
+	if (!strcmp(key, "4lw.commands.whitelist"))
+		return parse_whitelist(p, key, v);
+	if (!strcmp(key, "forceSync")) {
+		bool on;
+		int rc = want_bool(p, key, v, &on);
+		if (!rc && !on)
+			c->fsync = false;
+		return rc;
+	}
+	if (!strcmp(key, "keel.clusterId")) {
+		uint64_t x;
+		if (parse_u64(v, 1, UINT64_MAX, false, &x))
+			return fail(p, key, "'%s' is not a whole number >= 1", v);
+		c->cluster_id = x;
+		return 0;
+	}
+	if (!strcmp(key, "keel.transport")) {
+		if (!strcmp(v, "auto"))
+			c->transport = NODE_TRANSPORT_AUTO;
+		else if (!strcmp(v, "udp"))
+			c->transport = NODE_TRANSPORT_UDP;
+		else if (!strcmp(v, "dpdk"))
+			c->transport = NODE_TRANSPORT_DPDK;
+		else
+			return fail(p, key, "'%s' is not one of auto, udp, dpdk", v);
+		return 0;
+	}
+	if (!strcmp(key, "keel.fsync"))
+		return want_bool(p, key, v, &c->fsync);
+	if (!strcmp(key, "keel.fsyncPath")) {
+		if (!strcmp(v, "auto"))
+			c->fsync_path = NODE_FSYNC_AUTO;
+		else if (!strcmp(v, "uring"))
+			c->fsync_path = NODE_FSYNC_URING;
+		else if (!strcmp(v, "plain"))
+			c->fsync_path = NODE_FSYNC_PLAIN;
+		else
+			return fail(p, key, "'%s' is not one of auto, uring, plain", v);
+		return 0;
+	}
+	if (!strcmp(key, "keel.directIo"))
+		return want_bool(p, key, v, &c->o_direct);
+	if (!strcmp(key, "keel.segmentBytes"))
+		return want_size(p, key, v, 1ull << 20, 1ull << 34, &c->segment_bytes);
+	if (!strcmp(key, "keel.snapshotThresholdBytes"))
+		return want_size(p, key, v, 1ull << 16, 1ull << 40, &c->snapshot_threshold_bytes);
+	if (!strcmp(key, "keel.electionTimeoutMs"))
+		return want_u32(p, key, v, 10, 600000, &c->election_timeout_ms);
+	if (!strcmp(key, "keel.heartbeatMs"))
+		return want_u32(p, key, v, 1, 60000, &c->heartbeat_ms);
+	if (!strcmp(key, "keel.adminPort"))
+		return want_u32(p, key, v, 0, 65535, &c->admin_port);
+	if (!strcmp(key, "keel.adminAddress"))
+		return want_str(p, key, v, c->admin_addr, sizeof(c->admin_addr));
+	if (!strcmp(key, "keel.adminToken"))
+		return want_str(p, key, v, c->admin_token, sizeof(c->admin_token));
+	if (!strcmp(key, "keel.cpuDmaLatency"))
+		return want_bool(p, key, v, &c->cpu_dma_latency);
+	for (const char *const *k = ignored_keys; *k; k++)
+		if (!strcmp(key, *k))
+			return 0;
+	return fail(p, key, "unknown key (see `keeld --help` for the keys keel reads)");
+}
+
+static int read_myid(struct parser *p, uint32_t *out)
+{
+	char path[PATH_MAX + 8], buf[32];
+	snprintf(path, sizeof(path), "%s/myid", p->cfg->data_dir);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return fail(p, "myid",
+			    "cannot open %s: %s (write this node's server id there, or "
+			    "pass --myid)",
+			    path, strerror(errno));
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n < 0)
+		return fail(p, "myid", "cannot read %s: %s", path, strerror(errno));
+	buf[n] = 0;
+	while (n > 0 && isspace((unsigned char)buf[n - 1]))
+		buf[--n] = 0;
+	uint64_t id;
+	if (parse_u64(buf, 1, 255, false, &id))
+		return fail(p, "myid", "%s holds '%s', not a server id in 1..255", path, buf);
+	*out = (uint32_t)id;
+	return 0;
+}
+
+static int finish(struct parser *p, uint32_t myid)
+{
+	struct node_config *c = p->cfg;
+	p->line = 0;
+	if (!p->have_data_dir)
+		return fail(p, "dataDir", "not set (where keel keeps its snapshots)");
+	if (!p->have_client_port)
+		return fail(p, "clientPort", "not set (the port ZooKeeper clients connect to)");
+	if (!p->have_data_log_dir)
+		memcpy(c->data_log_dir, c->data_dir, sizeof(c->data_dir));
+	if (!p->have_min_st)
+		c->min_session_timeout_ms = 2 * c->tick_ms;
+	if (!p->have_max_st)
+		c->max_session_timeout_ms = 20 * c->tick_ms;
+	if (c->min_session_timeout_ms > c->max_session_timeout_ms)
+		return fail(p, "minSessionTimeout", "%u ms is above maxSessionTimeout (%u ms)",
+			    c->min_session_timeout_ms, c->max_session_timeout_ms);
+	if (c->heartbeat_ms * 2 > c->election_timeout_ms)
+		return fail(p, "keel.heartbeatMs",
+			    "%u ms must be at most half of keel.electionTimeoutMs (%u ms)",
+			    c->heartbeat_ms, c->election_timeout_ms);
+	if (c->n_servers == 0) {
+		c->myid = myid ? myid : 1;
+		return 0;
+	}
+	if (myid == 0) {
+		int rc = read_myid(p, &myid);
+		if (rc)
+			return rc;
+	}
+	c->myid = myid;
+	if (!node_config_self(c))
+		return fail(p, "myid", "this node's id %u is not among the server.N lines", myid);
+	uint32_t voters = node_config_voters(c);
+	if (voters == 0)
+		return fail(p, "server.N", "every server is an observer; at least one must vote");
+	return 0;
+}
+
+int node_config_parse(struct node_config *cfg, const char *text, const char *origin, uint32_t myid,
+		      char *err, size_t err_len)
+{
+	struct parser *p = calloc(1, sizeof(*p));
+	if (!p)
+		return KEEL_E_NOMEM;
+	node_config_defaults(cfg);
+	p->cfg = cfg;
+	p->origin = origin;
+	p->err = err;
+	p->err_len = err_len;
+	int rc = 0;
+
+	/* Logical lines: a trailing backslash joins the next physical line. */
+	size_t cap = strlen(text) + 1;
+	char *logical = malloc(cap);
+	if (!logical) {
+		rc = KEEL_E_NOMEM;
+		goto out;
+	}
+	const char *s = text;
+	uint32_t phys = 0;
+	while (*s) {
+		size_t n = 0;
+		p->line = phys + 1;
+		bool more = true;
+		bool first = true;
+		while (more && *s) {
+			const char *eol = strchr(s, '\n');
+			size_t len = eol ? (size_t)(eol - s) : strlen(s);
+			phys++;
+			const char *seg = s;
+			if (!first) /* leading blanks of a continuation line are dropped */
+				while (len && isspace((unsigned char)*seg))
+					seg++, len--;
+			while (len && (seg[len - 1] == '\r'))
+				len--;
+			more = len && seg[len - 1] == '\\';
+			if (more)
+				len--;
+			memcpy(logical + n, seg, len);
+			n += len;
+			s = eol ? eol + 1 : s + strlen(s);
+			first = false;
+		}
+		logical[n] = 0;
+
+		char *k = logical;
+		while (isspace((unsigned char)*k))
+			k++;
+		if (!*k || *k == '#' || *k == '!')
+			continue;
+		char *sep = k;
+		while (*sep && *sep != '=' && *sep != ':' && !isspace((unsigned char)*sep))
+			sep++;
+		char *v = sep;
+		if (*v) {
+			*v++ = 0;
+			while (isspace((unsigned char)*v))
+				v++;
+			if ((v[-1] != '=' && v[-1] != ':') && (*v == '=' || *v == ':')) {
+				v++;
+				while (isspace((unsigned char)*v))
+					v++;
+			}
+		}
+		char *e = v + strlen(v);
+		while (e > v && isspace((unsigned char)e[-1]))
+			*--e = 0;
+		rc = set_key(p, k, v);
+		if (rc)
+			goto out;
+	}
+	rc = finish(p, myid);
+out:
+	free(logical);
+	free(p);
+	return rc;
+}
+
+int node_config_load(struct node_config *cfg, const char *path, uint32_t myid, char *err,
+		     size_t err_len)
+{
+	FILE *f = fopen(path, "re");
+	if (!f) {
+		snprintf(err, err_len, "%s: cannot open: %s", path, strerror(errno));
+		return KEEL_E_CONFIG;
+	}
+	char *text = NULL;
+	size_t len = 0, cap = 0;
+	char chunk[4096];
+	size_t n;
+	int rc = 0;
+	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+		if (len + n + 1 > cap) {
+			cap = (len + n + 1) * 2;
+			char *t = realloc(text, cap);
+			if (!t) {
+				rc = KEEL_E_NOMEM;
+				goto out;
+			}
+			text = t;
+		}
+		memcpy(text + len, chunk, n);
+		len += n;
+		if (len > (1u << 20)) {
+			snprintf(err, err_len, "%s: larger than 1 MiB; not a configuration file?",
+				 path);
+			rc = KEEL_E_CONFIG;
+			goto out;
+		}
+	}
+	if (ferror(f)) {
+		snprintf(err, err_len, "%s: cannot read: %s", path, strerror(errno));
+		rc = KEEL_E_CONFIG;
+		goto out;
+	}
+	if (memchr(text ? text : "", 0, len)) {
+		snprintf(err, err_len, "%s: contains a NUL byte; not a configuration file?", path);
+		rc = KEEL_E_CONFIG;
+		goto out;
+	}
+	if (!text) {
+		text = strdup("");
+		if (!text) {
+			rc = KEEL_E_NOMEM;
+			goto out;
+		}
+	} else {
+		text[len] = 0;
+	}
+	rc = node_config_parse(cfg, text, path, myid, err, err_len);
+out:
+	free(text);
+	fclose(f);
+	return rc;
+}
+
+const struct node_server *node_config_self(const struct node_config *cfg)
+{
+	for (uint32_t i = 0; i < cfg->n_servers; i++)
+		if (cfg->servers[i].id == cfg->myid)
+			return &cfg->servers[i];
+	return NULL;
+}
+
+uint32_t node_config_voters(const struct node_config *cfg)
+{
+	if (cfg->n_servers == 0)
+		return 1;
+	uint32_t n = 0;
+	for (uint32_t i = 0; i < cfg->n_servers; i++)
+		n += !cfg->servers[i].learner;
+	return n;
+}
+
+uint32_t node_config_session_timeout(const struct node_config *cfg, uint32_t requested_ms)
+{
+	if (requested_ms < cfg->min_session_timeout_ms)
+		return cfg->min_session_timeout_ms;
+	if (requested_ms > cfg->max_session_timeout_ms)
+		return cfg->max_session_timeout_ms;
+	return requested_ms;
+}
+
+int node_config_4lw_allowed(const struct node_config *cfg, const char word[4])
+{
+	for (int i = 0; i < NODE_4LW_COUNT_; i++)
+		if (!memcmp(word, node_4lw_names[i], 4))
+			return (cfg->fourlw_mask >> i) & 1;
+	return -1;
+}
+
+static const char *onoff(bool b)
+{
+	return b ? "on" : "off";
+}
+
+size_t node_config_format(const struct node_config *c, char *buf, size_t len)
+{
+	static const char *const tr[] = { "auto", "udp", "dpdk" };
+	static const char *const fp[] = { "auto", "uring", "plain" };
+	size_t n = 0;
+#define OUT(...)                                                                \
+	do {                                                                    \
+		int w_ = snprintf(buf + n, n < len ? len - n : 0, __VA_ARGS__); \
+		if (w_ > 0)                                                     \
+			n += (size_t)w_;                                        \
+	} while (0)
+	OUT("clientPort=%u\nclientPortAddress=%s\n", c->client_port, c->client_addr);
+	OUT("dataDir=%s\ndataLogDir=%s\n", c->data_dir, c->data_log_dir);
+	OUT("tickTime=%u\ninitLimit=%u\nsyncLimit=%u\n", c->tick_ms, c->init_limit, c->sync_limit);
+	OUT("maxClientCnxns=%u\nminSessionTimeout=%u\nmaxSessionTimeout=%u\n", c->max_client_cnxns,
+	    c->min_session_timeout_ms, c->max_session_timeout_ms);
+	OUT("jute.maxbuffer=%u\nserverId=%u\n", c->max_packet_bytes, c->myid);
+	for (uint32_t i = 0; i < c->n_servers; i++) {
+		const struct node_server *s = &c->servers[i];
+		OUT("server.%u=%s:%u", s->id, s->host, s->peer_port);
+		if (s->election_port)
+			OUT(":%u", s->election_port);
+		OUT(":%s", s->learner ? "observer" : "participant");
+		if (s->client_port)
+			OUT(";%s%s%u", s->client_host, s->client_host[0] ? ":" : "",
+			    s->client_port);
+		OUT("\n");
+	}
+	OUT("keel.clusterId=%" PRIu64 "\nkeel.transport=%s\nkeel.fsync=%s\nkeel.fsyncPath=%s\n",
+	    c->cluster_id, tr[c->transport], onoff(c->fsync), fp[c->fsync_path]);
+	OUT("keel.directIo=%s\nkeel.segmentBytes=%" PRIu64 "\nkeel.snapshotThresholdBytes=%" PRIu64
+	    "\n",
+	    onoff(c->o_direct), c->segment_bytes, c->snapshot_threshold_bytes);
+	OUT("keel.electionTimeoutMs=%u\nkeel.heartbeatMs=%u\nkeel.adminAddress=%s\n"
+	    "keel.adminPort=%u\nkeel.cpuDmaLatency=%s\n",
+	    c->election_timeout_ms, c->heartbeat_ms, c->admin_addr, c->admin_port,
+	    onoff(c->cpu_dma_latency));
+	for (uint32_t i = 0; i < c->n_dp; i++)
+		OUT("%s=%s\n", c->dp[i].key, c->dp[i].value);
+#undef OUT
+	return n;
+}

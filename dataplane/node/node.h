@@ -1,0 +1,150 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * keeld's node configuration: a zoo.cfg-style file (ZooKeeper's keys, so an
+ * existing zoo.cfg mostly works as it is) plus keel's own keys.
+ *
+ * The file is read the way java.util.Properties reads zoo.cfg: one
+ * `key=value` (or `key: value`, or `key value`) a line, `#` and `!` start
+ * comments, a trailing backslash continues a line. keel is stricter than
+ * ZooKeeper in one way on purpose: an unknown key, a repeated key or a bad value
+ * refuses the start with a message naming the file, the line and the key — a
+ * typo in a coordination service's configuration should never be silently
+ * ignored. ZooKeeper keys keel has no use for are accepted and listed by
+ * node_config_ignored_keys() so that an existing zoo.cfg loads.
+ *
+ * Ownership: node_config is a plain value; node_config_load() fills the
+ * caller's struct and allocates nothing that must be freed.
+ */
+#ifndef KEEL_NODE_H
+#define KEEL_NODE_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define NODE_MAX_SERVERS  32
+#define NODE_HOST_MAX     256
+#define NODE_MAX_DP_KEYS  32
+#define NODE_DP_KEY_MAX   64
+#define NODE_DP_VALUE_MAX 512
+#define NODE_TOKEN_MAX    128
+
+/* The four-letter words, as a bit set (index = position in node_4lw_names). */
+enum node_4lw {
+	NODE_4LW_CONF,
+	NODE_4LW_CONS,
+	NODE_4LW_CRST,
+	NODE_4LW_DUMP,
+	NODE_4LW_ENVI,
+	NODE_4LW_GTMK,
+	NODE_4LW_RUOK,
+	NODE_4LW_STMK,
+	NODE_4LW_SRST,
+	NODE_4LW_SRVR,
+	NODE_4LW_STAT,
+	NODE_4LW_WCHC,
+	NODE_4LW_WCHP,
+	NODE_4LW_WCHS,
+	NODE_4LW_MNTR,
+	NODE_4LW_ISRO,
+	NODE_4LW_HASH,
+	NODE_4LW_DIRS,
+	NODE_4LW_COUNT_
+};
+extern const char *const node_4lw_names[NODE_4LW_COUNT_];
+
+enum node_transport {
+	NODE_TRANSPORT_AUTO, /* DPDK when dp.device is set, else kernel UDP */
+	NODE_TRANSPORT_UDP,
+	NODE_TRANSPORT_DPDK,
+};
+
+enum node_fsync_path {
+	NODE_FSYNC_AUTO, /* io_uring when the kernel allows it, else plain syscalls */
+	NODE_FSYNC_URING,
+	NODE_FSYNC_PLAIN,
+};
+
+/* One member from `server.N=host:peerPort[:electionPort][:participant|observer][;[addr:]port]`. */
+struct node_server {
+	uint32_t id;                     /* N: 1..255 (the peer frame's node field) */
+	char host[NODE_HOST_MAX];        /* peer address (name or IPv4/IPv6 literal) */
+	uint16_t peer_port;              /* keel peer transport (UDP) port */
+	uint16_t election_port;          /* accepted for zoo.cfg compatibility; 0 if absent */
+	bool learner;                    /* ":observer": a non-voting member (Raft learner) */
+	char client_host[NODE_HOST_MAX]; /* ";addr:port" client address; "" if absent */
+	uint16_t client_port;            /* 0 if absent */
+};
+
+struct node_config {
+	/* ZooKeeper keys */
+	uint32_t tick_ms;                /* tickTime (default 2000) */
+	uint32_t init_limit;             /* initLimit, in ticks (default 10) */
+	uint32_t sync_limit;             /* syncLimit, in ticks (default 5) */
+	char data_dir[PATH_MAX];         /* dataDir (required) */
+	char data_log_dir[PATH_MAX];     /* dataLogDir (default: dataDir) */
+	char client_addr[NODE_HOST_MAX]; /* clientPortAddress (default 0.0.0.0) */
+	uint16_t client_port;            /* clientPort (required) */
+	uint32_t max_client_cnxns; /* maxClientCnxns per client IP, 0 = no limit (default 60) */
+	uint32_t min_session_timeout_ms;   /* minSessionTimeout (default 2 x tickTime) */
+	uint32_t max_session_timeout_ms;   /* maxSessionTimeout (default 20 x tickTime) */
+	uint32_t max_packet_bytes;         /* jute.maxbuffer (default 0xfffff, as ZooKeeper) */
+	uint32_t global_outstanding_limit; /* globalOutstandingLimit (default 1000) */
+	uint32_t fourlw_mask;              /* 4lw.commands.whitelist (default: srvr only) */
+	uint32_t myid;                     /* this node's N; from --myid or dataDir/myid */
+	struct node_server servers[NODE_MAX_SERVERS];
+	uint32_t n_servers; /* 0: standalone (a one-node cluster) */
+
+	/* keel keys */
+	uint64_t cluster_id;             /* keel.clusterId: peers with another id are dropped */
+	enum node_transport transport;   /* keel.transport = auto|udp|dpdk */
+	bool fsync;                      /* keel.fsync = on|off (forceSync=no also turns it off) */
+	enum node_fsync_path fsync_path; /* keel.fsyncPath = auto|uring|plain */
+	bool o_direct;                   /* keel.directIo = on|off */
+	uint64_t segment_bytes;          /* keel.segmentBytes (default 64 MiB) */
+	uint64_t snapshot_threshold_bytes; /* keel.snapshotThresholdBytes (default 256 MiB) */
+	uint32_t election_timeout_ms;      /* keel.electionTimeoutMs (default 1000) */
+	uint32_t heartbeat_ms;             /* keel.heartbeatMs (default 100) */
+	uint32_t admin_port;               /* keel.adminPort (default 0: off) */
+	char admin_addr[NODE_HOST_MAX];    /* keel.adminAddress (default 127.0.0.1) */
+	char admin_token[NODE_TOKEN_MAX];  /* keel.adminToken (membership changes need it) */
+	bool cpu_dma_latency;              /* keel.cpuDmaLatency = on|off (default off) */
+
+	/* dp.* keys, handed to the dataplane's own parser as they are */
+	uint32_t n_dp;
+	struct {
+		char key[NODE_DP_KEY_MAX];
+		char value[NODE_DP_VALUE_MAX];
+		uint32_t line;
+	} dp[NODE_MAX_DP_KEYS];
+};
+
+/* Defaults for every key (what an empty file gives, before the required-key checks). */
+void node_config_defaults(struct node_config *cfg);
+
+/*
+ * Parse configuration text; `origin` names it in errors ("zoo.cfg"). On
+ * failure returns KEEL_E_CONFIG and writes "origin:line: key: reason" to err.
+ * myid: 0 to read dataDir/myid (when servers are listed), else the id to use.
+ */
+int node_config_parse(struct node_config *cfg, const char *text, const char *origin, uint32_t myid,
+		      char *err, size_t err_len);
+/* Read and parse a file; errors as above (a missing file names the path and errno). */
+int node_config_load(struct node_config *cfg, const char *path, uint32_t myid, char *err,
+		     size_t err_len);
+
+/* This node's entry in servers[], or NULL in standalone mode. */
+const struct node_server *node_config_self(const struct node_config *cfg);
+/* Number of voters (servers that are not observers); 1 in standalone mode. */
+uint32_t node_config_voters(const struct node_config *cfg);
+/* Clamp a client's requested session timeout as ZooKeeper does. */
+uint32_t node_config_session_timeout(const struct node_config *cfg, uint32_t requested_ms);
+/* Whether a four-letter word (4 chars, not NUL-terminated) is whitelisted; -1 if unknown. */
+int node_config_4lw_allowed(const struct node_config *cfg, const char word[4]);
+/* The configuration as `key=value` lines, as the `conf` four-letter word prints it. */
+size_t node_config_format(const struct node_config *cfg, char *buf, size_t len);
+/* NULL-terminated list of ZooKeeper keys that are accepted and have no effect in keel. */
+const char *const *node_config_ignored_keys(void);
+
+#endif

@@ -1,0 +1,283 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* keeld configuration: zoo.cfg syntax, defaults, and a clear refusal for every bad value. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "keel.h"
+#include "node.h"
+
+#define BASE "dataDir=/var/lib/keel\nclientPort=2181\n"
+#define TRIO                                                           \
+	"server.1=127.0.0.1:2888:3888\nserver.2=127.0.0.1:2889:3889\n" \
+	"server.3=127.0.0.1:2890:3890\n"
+
+static struct node_config cfg;
+static char err[512];
+
+static int parse(const char *text, uint32_t myid)
+{
+	err[0] = 0;
+	return node_config_parse(&cfg, text, "zoo.cfg", myid, err, sizeof(err));
+}
+
+/* The text must be refused with a message naming `line` (0: no line) and `key`. */
+static void refused(const char *text, uint32_t myid, unsigned line, const char *key,
+		    const char *reason_part)
+{
+	assert_int_equal(parse(text, myid), KEEL_E_CONFIG);
+	char want[128];
+	if (line)
+		snprintf(want, sizeof(want), "zoo.cfg:%u: %s: ", line, key);
+	else
+		snprintf(want, sizeof(want), "zoo.cfg: %s: ", key);
+	if (strncmp(err, want, strlen(want)) != 0)
+		fail_msg("expected a message starting '%s', got '%s'", want, err);
+	if (reason_part && !strstr(err, reason_part))
+		fail_msg("expected '%s' in '%s'", reason_part, err);
+}
+
+static void test_minimal_standalone(void **state)
+{
+	(void)state;
+	assert_int_equal(parse(BASE, 0), 0);
+	assert_int_equal(cfg.tick_ms, 2000);
+	assert_int_equal(cfg.client_port, 2181);
+	assert_string_equal(cfg.data_dir, "/var/lib/keel");
+	assert_string_equal(cfg.data_log_dir, "/var/lib/keel");
+	assert_int_equal(cfg.min_session_timeout_ms, 4000);
+	assert_int_equal(cfg.max_session_timeout_ms, 40000);
+	assert_int_equal(cfg.n_servers, 0);
+	assert_int_equal(cfg.myid, 1);
+	assert_null(node_config_self(&cfg));
+	assert_int_equal(node_config_voters(&cfg), 1);
+	assert_true(cfg.fsync);
+	assert_int_equal(cfg.max_packet_bytes, 0xfffff);
+	/* ZooKeeper's default whitelist: srvr only */
+	assert_int_equal(node_config_4lw_allowed(&cfg, "srvr"), 1);
+	assert_int_equal(node_config_4lw_allowed(&cfg, "ruok"), 0);
+	assert_int_equal(node_config_4lw_allowed(&cfg, "xyzw"), -1);
+}
+
+static void test_three_nodes_and_roles(void **state)
+{
+	(void)state;
+	const char *t = BASE "tickTime=200\ninitLimit=5\nsyncLimit=2\n"
+			     "server.1=127.0.0.1:2888:3888;2181\n"
+			     "server.2=localhost:2889:participant;127.0.0.2:2182\n"
+			     "server.3=[::1]:2890:3890:observer;[::1]:2183\n";
+	assert_int_equal(parse(t, 2), 0);
+	assert_int_equal(cfg.n_servers, 3);
+	assert_int_equal(cfg.tick_ms, 200);
+	assert_int_equal(cfg.min_session_timeout_ms, 400);
+	assert_int_equal(cfg.max_session_timeout_ms, 4000);
+	const struct node_server *me = node_config_self(&cfg);
+	assert_non_null(me);
+	assert_int_equal(me->id, 2);
+	assert_string_equal(me->host, "localhost");
+	assert_int_equal(me->peer_port, 2889);
+	assert_int_equal(me->election_port, 0);
+	assert_false(me->learner);
+	assert_string_equal(me->client_host, "127.0.0.2");
+	assert_int_equal(me->client_port, 2182);
+	assert_string_equal(cfg.servers[2].host, "::1");
+	assert_true(cfg.servers[2].learner);
+	assert_int_equal(cfg.servers[2].client_port, 2183);
+	assert_int_equal(cfg.servers[0].client_port, 2181);
+	assert_string_equal(cfg.servers[0].client_host, "");
+	assert_int_equal(node_config_voters(&cfg), 2);
+}
+
+static void test_properties_syntax(void **state)
+{
+	(void)state;
+	const char *t = "# a comment\n! also a comment\n\n"
+			"dataDir : /data\r\n"
+			"clientPort 2181\n"
+			"  tickTime=\\\n    300\n"
+			"4lw.commands.whitelist = ruok, stat ,mntr\n";
+	assert_int_equal(parse(t, 0), 0);
+	assert_string_equal(cfg.data_dir, "/data");
+	assert_int_equal(cfg.client_port, 2181);
+	assert_int_equal(cfg.tick_ms, 300);
+	assert_int_equal(node_config_4lw_allowed(&cfg, "ruok"), 1);
+	assert_int_equal(node_config_4lw_allowed(&cfg, "stat"), 1);
+	assert_int_equal(node_config_4lw_allowed(&cfg, "mntr"), 1);
+	assert_int_equal(node_config_4lw_allowed(&cfg, "srvr"), 0);
+	assert_int_equal(parse(BASE "4lw.commands.whitelist=*\n", 0), 0);
+	for (int i = 0; i < NODE_4LW_COUNT_; i++)
+		assert_int_equal(node_config_4lw_allowed(&cfg, node_4lw_names[i]), 1);
+}
+
+static void test_keel_keys(void **state)
+{
+	(void)state;
+	const char *t = BASE "keel.clusterId=77\nkeel.transport=dpdk\nkeel.fsync=off\n"
+			     "keel.fsyncPath=plain\nkeel.segmentBytes=16M\n"
+			     "keel.snapshotThresholdBytes=1GiB\nkeel.electionTimeoutMs=500\n"
+			     "keel.heartbeatMs=50\nkeel.adminPort=8081\nkeel.adminToken=s3cret\n"
+			     "keel.directIo=yes\nkeel.cpuDmaLatency=on\n"
+			     "dp.device=net_memif0,role=server\ndp.lcores=0@(0-1)\n";
+	assert_int_equal(parse(t, 0), 0);
+	assert_int_equal(cfg.cluster_id, 77);
+	assert_int_equal(cfg.transport, NODE_TRANSPORT_DPDK);
+	assert_false(cfg.fsync);
+	assert_int_equal(cfg.fsync_path, NODE_FSYNC_PLAIN);
+	assert_int_equal(cfg.segment_bytes, 16ull << 20);
+	assert_int_equal(cfg.snapshot_threshold_bytes, 1ull << 30);
+	assert_int_equal(cfg.election_timeout_ms, 500);
+	assert_int_equal(cfg.heartbeat_ms, 50);
+	assert_int_equal(cfg.admin_port, 8081);
+	assert_string_equal(cfg.admin_token, "s3cret");
+	assert_true(cfg.o_direct);
+	assert_true(cfg.cpu_dma_latency);
+	assert_int_equal(cfg.n_dp, 2);
+	assert_string_equal(cfg.dp[0].key, "dp.device");
+	assert_string_equal(cfg.dp[0].value, "net_memif0,role=server");
+	assert_int_equal(cfg.dp[0].line, 15);
+	assert_string_equal(cfg.dp[1].value, "0@(0-1)");
+	/* forceSync=no is ZooKeeper's way to turn fsync off */
+	assert_int_equal(parse(BASE "forceSync=no\n", 0), 0);
+	assert_false(cfg.fsync);
+}
+
+static void test_zookeeper_keys_accepted(void **state)
+{
+	(void)state;
+	char t[4096];
+	int n = snprintf(t, sizeof(t), "%s", BASE);
+	for (const char *const *k = node_config_ignored_keys(); *k; k++)
+		n += snprintf(t + n, sizeof(t) - (size_t)n, "%s=1\n", *k);
+	assert_int_equal(parse(t, 0), 0);
+}
+
+static void test_bad_values_named(void **state)
+{
+	(void)state;
+	refused("tickTime=abc\n" BASE, 0, 1, "tickTime", "'abc'");
+	refused(BASE "tickTime=0\n", 0, 3, "tickTime", NULL);
+	refused(BASE "tickTime=-5\n", 0, 3, "tickTime", NULL);
+	refused(BASE "tickTime=20 ms\n", 0, 3, "tickTime", NULL);
+	refused("dataDir=/d\nclientPort=70000\n", 0, 2, "clientPort", "1..65535");
+	refused("dataDir=/d\nclientPort=\n", 0, 2, "clientPort", NULL);
+	refused(BASE "maxClientCnxns=lots\n", 0, 3, "maxClientCnxns", NULL);
+	refused(BASE "keel.fsync=maybe\n", 0, 3, "keel.fsync", "on/off");
+	refused(BASE "keel.transport=rdma\n", 0, 3, "keel.transport", "auto, udp, dpdk");
+	refused(BASE "keel.fsyncPath=aio\n", 0, 3, "keel.fsyncPath", NULL);
+	refused(BASE "keel.segmentBytes=12X\n", 0, 3, "keel.segmentBytes", NULL);
+	refused(BASE "keel.segmentBytes=1K\n", 0, 3, "keel.segmentBytes", NULL);
+	refused(BASE "keel.clusterId=0\n", 0, 3, "keel.clusterId", NULL);
+	refused(BASE "jute.maxbuffer=10\n", 0, 3, "jute.maxbuffer", NULL);
+	refused(BASE "4lw.commands.whitelist=ruok, hack\n", 0, 3, "4lw.commands.whitelist",
+		"'hack'");
+	refused(BASE "tickTimes=2000\n", 0, 3, "tickTimes", "unknown key");
+	refused(BASE "clientPort=2182\n", 0, 3, "clientPort", "line 2");
+	refused(BASE "keel.heartbeatMs=600\n", 0, 0, "keel.heartbeatMs", "half");
+	refused(BASE "minSessionTimeout=5000\nmaxSessionTimeout=4000\n", 0, 0, "minSessionTimeout",
+		NULL);
+	refused("clientPort=2181\n", 0, 0, "dataDir", "not set");
+	refused("dataDir=/d\n", 0, 0, "clientPort", "not set");
+}
+
+static void test_bad_servers_named(void **state)
+{
+	(void)state;
+	refused(BASE "server.0=h:1\n", 1, 3, "server.0", "1..255");
+	refused(BASE "server.x=h:1\n", 1, 3, "server.x", NULL);
+	refused(BASE "server.1=hostonly\n", 1, 3, "server.1", NULL);
+	refused(BASE "server.1=h:99999\n", 1, 3, "server.1", NULL);
+	refused(BASE "server.1=h:1:2:leader\n", 1, 3, "server.1", "'leader'");
+	refused(BASE "server.1=h:1:2:observer:extra\n", 1, 3, "server.1", NULL);
+	refused(BASE "server.1=[::1:1\n", 1, 3, "server.1", NULL);
+	refused(BASE "server.1=h:1;x:y\n", 1, 3, "server.1", NULL);
+	refused(BASE "server.1=h:1\nserver.2=h:1\n", 1, 4, "server.2", "server.1");
+	refused(BASE TRIO "server.2=h:7\n", 1, 6, "server.2", NULL);
+	refused(BASE TRIO, 9, 0, "myid", "9");
+	refused(BASE "server.1=h:1:observer\n", 1, 0, "server.N", "vote");
+}
+
+static void test_myid_file(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/keel-cfg-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	char text[512], path[600];
+	snprintf(text, sizeof(text), "dataDir=%s\nclientPort=2181\n" TRIO, dir);
+	/* no file yet: the error says which file and what to do */
+	refused(text, 0, 0, "myid", "--myid");
+	snprintf(path, sizeof(path), "%s/myid", dir);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs("3\n", f);
+	fclose(f);
+	assert_int_equal(parse(text, 0), 0);
+	assert_int_equal(cfg.myid, 3);
+	/* --myid wins over the file */
+	assert_int_equal(parse(text, 2), 0);
+	assert_int_equal(cfg.myid, 2);
+	f = fopen(path, "w");
+	fputs("three\n", f);
+	fclose(f);
+	refused(text, 0, 0, "myid", "'three'");
+	unlink(path);
+	rmdir(dir);
+}
+
+static void test_load_file(void **state)
+{
+	(void)state;
+	char path[] = "/tmp/keel-cfg-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	const char *t = BASE "tickTime=100\n";
+	assert_int_equal(write(fd, t, strlen(t)), (ssize_t)strlen(t));
+	close(fd);
+	assert_int_equal(node_config_load(&cfg, path, 0, err, sizeof(err)), 0);
+	assert_int_equal(cfg.tick_ms, 100);
+	unlink(path);
+	assert_int_equal(node_config_load(&cfg, path, 0, err, sizeof(err)), KEEL_E_CONFIG);
+	assert_non_null(strstr(err, path));
+	assert_non_null(strstr(err, "No such file"));
+}
+
+static void test_session_clamp_and_format(void **state)
+{
+	(void)state;
+	assert_int_equal(parse(BASE "tickTime=100\n" TRIO, 1), 0);
+	assert_int_equal(node_config_session_timeout(&cfg, 10), 200);
+	assert_int_equal(node_config_session_timeout(&cfg, 1500), 1500);
+	assert_int_equal(node_config_session_timeout(&cfg, 100000), 2000);
+	char buf[4096];
+	size_t n = node_config_format(&cfg, buf, sizeof(buf));
+	assert_true(n > 0 && n < sizeof(buf));
+	assert_non_null(strstr(buf, "clientPort=2181\n"));
+	assert_non_null(strstr(buf, "server.2=127.0.0.1:2889:3889:participant\n"));
+	assert_non_null(strstr(buf, "tickTime=100\n"));
+	/* a short buffer reports the full length and does not overflow */
+	char small[16];
+	assert_int_equal(node_config_format(&cfg, small, sizeof(small)), n);
+	assert_int_equal(strlen(small), sizeof(small) - 1);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_minimal_standalone),
+		cmocka_unit_test(test_three_nodes_and_roles),
+		cmocka_unit_test(test_properties_syntax),
+		cmocka_unit_test(test_keel_keys),
+		cmocka_unit_test(test_zookeeper_keys_accepted),
+		cmocka_unit_test(test_bad_values_named),
+		cmocka_unit_test(test_bad_servers_named),
+		cmocka_unit_test(test_myid_file),
+		cmocka_unit_test(test_load_file),
+		cmocka_unit_test(test_session_clamp_and_format),
+	};
+	return cmocka_run_group_tests_name("node_config", tests, NULL, NULL);
+}
