@@ -208,6 +208,23 @@ static int want_bool(struct parser *p, const char *key, const char *v, bool *out
 	return fail(p, key, "'%s' is not on/off (yes/no, true/false)", v);
 }
 
+/* Index of v in names, or a refusal listing the choices. */
+static int want_enum(struct parser *p, const char *key, const char *v, const char *const *names,
+		     size_t n)
+{
+	char choices[128] = "";
+	size_t used = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (!strcmp(v, names[i]))
+			return (int)i;
+		int w = snprintf(choices + used, sizeof(choices) - used, "%s%s", i ? ", " : "",
+				 names[i]);
+		if (w > 0 && (size_t)w < sizeof(choices) - used)
+			used += (size_t)w;
+	}
+	return fail(p, key, "'%s' is not one of %s", v, choices);
+}
+
 static int want_str(struct parser *p, const char *key, const char *v, char *dst, size_t cap)
 {
 	if (!*v)
@@ -438,28 +455,20 @@ static int set_key(struct parser *p, const char *key, const char *v)
 		return 0;
 	}
 	if (!strcmp(key, "keel.transport")) {
-		if (!strcmp(v, "auto"))
-			c->transport = NODE_TRANSPORT_AUTO;
-		else if (!strcmp(v, "udp"))
-			c->transport = NODE_TRANSPORT_UDP;
-		else if (!strcmp(v, "dpdk"))
-			c->transport = NODE_TRANSPORT_DPDK;
-		else
-			return fail(p, key, "'%s' is not one of auto, udp, dpdk", v);
-		return 0;
+		static const char *const names[] = { "auto", "udp", "dpdk" };
+		int rc = want_enum(p, key, v, names, KEEL_ARRAY_SIZE(names));
+		if (rc >= 0)
+			c->transport = (enum node_transport)rc;
+		return rc < 0 ? rc : 0;
 	}
 	if (!strcmp(key, "keel.fsync"))
 		return want_bool(p, key, v, &c->fsync);
 	if (!strcmp(key, "keel.fsyncPath")) {
-		if (!strcmp(v, "auto"))
-			c->fsync_path = NODE_FSYNC_AUTO;
-		else if (!strcmp(v, "uring"))
-			c->fsync_path = NODE_FSYNC_URING;
-		else if (!strcmp(v, "plain"))
-			c->fsync_path = NODE_FSYNC_PLAIN;
-		else
-			return fail(p, key, "'%s' is not one of auto, uring, plain", v);
-		return 0;
+		static const char *const names[] = { "auto", "uring", "plain" };
+		int rc = want_enum(p, key, v, names, KEEL_ARRAY_SIZE(names));
+		if (rc >= 0)
+			c->fsync_path = (enum node_fsync_path)rc;
+		return rc < 0 ? rc : 0;
 	}
 	if (!strcmp(key, "keel.directIo"))
 		return want_bool(p, key, v, &c->o_direct);
