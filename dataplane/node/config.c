@@ -67,6 +67,11 @@ static const char *const ignored_keys[] = {
 	NULL,
 };
 
+/* Key prefixes of ZooKeeper's pluggable or JVM settings, accepted and ignored. */
+static const char *const ignored_prefixes[] = {
+	"authProvider.", "ssl.", "zookeeper.", "metricsProvider.", "jvm.", NULL,
+};
+
 const char *const *node_config_ignored_keys(void)
 {
 	return ignored_keys;
@@ -490,6 +495,9 @@ static int set_key(struct parser *p, const char *key, const char *v)
 		return want_bool(p, key, v, &c->cpu_dma_latency);
 	for (const char *const *k = ignored_keys; *k; k++)
 		if (!strcmp(key, *k))
+			return 0;
+	for (const char *const *k = ignored_prefixes; *k; k++)
+		if (!strncmp(key, *k, strlen(*k)) && key[strlen(*k)])
 			return 0;
 	return fail(p, key, "unknown key (see `keeld --help` for the keys keel reads)");
 }

@@ -155,6 +155,14 @@ static void test_zookeeper_keys_accepted(void **state)
 	for (const char *const *k = node_config_ignored_keys(); *k; k++)
 		n += snprintf(t + n, sizeof(t) - (size_t)n, "%s=1\n", *k);
 	assert_int_equal(parse(t, 0), 0);
+	/* pluggable providers and JVM properties, as kazoo's and many zoo.cfg files carry */
+	assert_int_equal(
+		parse(BASE
+		      "authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider\n"
+		      "ssl.quorum.keyStore.location=/x\nzookeeper.snapshot.trust.empty=true\n",
+		      0),
+		0);
+	refused(BASE "authProvider.=x\n", 0, 3, "authProvider.", "unknown key");
 }
 
 static void test_bad_values_named(void **state)
