@@ -1,0 +1,298 @@
+"""Local clusters for the cluster tests: keel (keeld processes) or, as the
+reference the same tests are checked against, a real ZooKeeper ensemble from
+Debian's `zookeeper` package.
+
+Every process is started by this module, remembered by PID, and ended by PID;
+every file lives under one temporary directory that is removed at the end.
+Traffic stays on 127.0.0.1.
+
+    with Cluster.create(kind="keel" | "zookeeper", size=3) as c:
+        c.connect_string()         # "127.0.0.1:p1,127.0.0.1:p2,127.0.0.1:p3"
+        c.kill(i); c.start(i)      # kill -9 and restart node i (0-based)
+        c.pause(i); c.resume(i)    # SIGSTOP / SIGCONT
+"""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+
+
+def free_port_block(n, start=20000, end=60000):
+    """n consecutive ports free on 127.0.0.1 for TCP and UDP, chosen from the PID."""
+    span = end - start - n
+    last_err = None
+    for attempt in range(200):
+        b = start + (os.getpid() * 7 + attempt * 997) % span
+        ok = True
+        for p in range(b, b + n):
+            for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+                s = socket.socket(socket.AF_INET, kind)
+                try:
+                    s.bind(("127.0.0.1", p))
+                except OSError as e:
+                    ok = False
+                    last_err = e
+                finally:
+                    s.close()
+            if not ok:
+                break
+        if ok:
+            return b
+    raise RuntimeError("no free block of %d ports on 127.0.0.1 (%s)" % (n, last_err))
+
+
+def wait_port(port, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+                s.sendall(b"ruok")
+                if s.recv(4) == b"imok":
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.1)
+    return False
+
+
+class Node:
+    def __init__(self, idx, client_port, peer_port, election_port, workdir):
+        self.idx = idx
+        self.id = idx + 1
+        self.client_port = client_port
+        self.peer_port = peer_port
+        self.election_port = election_port
+        self.workdir = workdir
+        self.proc = None
+        self.log = None
+
+    @property
+    def address(self):
+        return "127.0.0.1:%d" % self.client_port
+
+    @property
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+
+class Cluster:
+    kind = "?"
+
+    def __init__(self, size, tick_ms=200):
+        self.size = size
+        self.tick_ms = tick_ms
+        self.dir = tempfile.mkdtemp(prefix="keel-%s-" % self.kind)
+        base = free_port_block(size * 3)
+        self.nodes = [Node(i, base + i, base + size + i, base + 2 * size + i,
+                           os.path.join(self.dir, "n%d" % (i + 1)))
+                      for i in range(size)]
+
+    @classmethod
+    def create(cls, kind=None, size=3, **kw):
+        kind = kind or os.environ.get("KEEL_TEST_TARGET", "keel")
+        if kind == "zookeeper":
+            return ZooKeeperCluster(size, **kw)
+        return KeelCluster(size, **kw)
+
+    # -- lifecycle -------------------------------------------------------------
+    def __enter__(self):
+        # A SIGTERM (a test runner's timeout) must still end the servers we
+        # started: turn it into SystemExit so __exit__ runs.
+        if threading.current_thread() is threading.main_thread():
+            def on_term(signum, frame):
+                raise SystemExit(128 + signum)
+            signal.signal(signal.SIGTERM, on_term)
+        try:
+            self.start_all()
+        except BaseException:
+            self.destroy()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        self.destroy()
+
+    def start_all(self):
+        for n in self.nodes:
+            os.makedirs(n.workdir, exist_ok=True)
+            self.configure(n)
+        for n in self.nodes:
+            self.start(n.idx, wait=False)
+        for n in self.nodes:
+            if not wait_port(n.client_port, 60):
+                raise RuntimeError("%s node %d did not answer ruok on %d; log: %s" %
+                                   (self.kind, n.id, n.client_port, self.tail(n)))
+        self.wait_ready()
+
+    def start(self, i, wait=True):
+        n = self.nodes[i]
+        if n.running:
+            return
+        n.log = open(os.path.join(n.workdir, "out.log"), "ab")
+        n.proc = subprocess.Popen(self.command(n), stdout=n.log, stderr=subprocess.STDOUT,
+                                  cwd=n.workdir, start_new_session=True)
+        if wait and not wait_port(n.client_port, 60):
+            raise RuntimeError("node %d did not come back: %s" % (n.id, self.tail(n)))
+
+    def kill(self, i):
+        n = self.nodes[i]
+        if n.running:
+            n.proc.send_signal(signal.SIGKILL)
+            n.proc.wait()
+        if n.log:
+            n.log.close()
+            n.log = None
+
+    def stop(self, i):
+        n = self.nodes[i]
+        if n.running:
+            n.proc.terminate()
+            try:
+                n.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                n.proc.kill()
+                n.proc.wait()
+        if n.log:
+            n.log.close()
+            n.log = None
+
+    def pause(self, i):
+        self.nodes[i].proc.send_signal(signal.SIGSTOP)
+
+    def resume(self, i):
+        self.nodes[i].proc.send_signal(signal.SIGCONT)
+
+    def destroy(self):
+        for n in self.nodes:
+            try:
+                if n.running:
+                    n.proc.send_signal(signal.SIGCONT)
+                self.stop(n.idx)
+            except Exception:
+                pass
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def tail(self, n, lines=20):
+        try:
+            with open(os.path.join(n.workdir, "out.log"), "rb") as f:
+                return b"".join(f.readlines()[-lines:]).decode(errors="replace")
+        except OSError:
+            return "(no log)"
+
+    # -- queries -----------------------------------------------------------------
+    def connect_string(self, nodes=None):
+        idx = range(self.size) if nodes is None else nodes
+        return ",".join(self.nodes[i].address for i in idx)
+
+    def four_letter(self, i, word, timeout=5):
+        with socket.create_connection(("127.0.0.1", self.nodes[i].client_port),
+                                      timeout=timeout) as s:
+            s.sendall(word.encode())
+            out = b""
+            while True:
+                d = s.recv(65536)
+                if not d:
+                    break
+                out += d
+            return out.decode(errors="replace")
+
+    def mode(self, i):
+        """'leader', 'follower', 'observer', 'standalone' or None (from srvr)."""
+        try:
+            for line in self.four_letter(i, "srvr").splitlines():
+                if line.startswith("Mode:"):
+                    return line.split(":", 1)[1].strip()
+        except OSError:
+            return None
+        return None
+
+    def leader(self):
+        for n in self.nodes:
+            if n.running and self.mode(n.idx) == "leader":
+                return n.idx
+        return None
+
+    def wait_ready(self, timeout=60):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.size == 1 or self.leader() is not None:
+                return
+            time.sleep(0.1)
+        raise RuntimeError("no leader within %ds" % timeout)
+
+
+class ZooKeeperCluster(Cluster):
+    """The reference: Apache ZooKeeper from Debian, forceSync on."""
+
+    kind = "zookeeper"
+
+    def configure(self, n):
+        data = os.path.join(n.workdir, "data")
+        os.makedirs(data, exist_ok=True)
+        with open(os.path.join(data, "myid"), "w") as f:
+            f.write("%d\n" % n.id)
+        lines = ["tickTime=%d" % self.tick_ms, "initLimit=10", "syncLimit=5",
+                 "dataDir=%s" % data, "clientPort=%d" % n.client_port,
+                 "clientPortAddress=127.0.0.1", "maxClientCnxns=0",
+                 "4lw.commands.whitelist=*", "admin.enableServer=false",
+                 "forceSync=yes", "reconfigEnabled=false", "standaloneEnabled=true"]
+        if self.size > 1:
+            for m in self.nodes:
+                lines.append("server.%d=127.0.0.1:%d:%d" % (m.id, m.peer_port, m.election_port))
+        with open(os.path.join(n.workdir, "zoo.cfg"), "w") as f:
+            f.write("\n".join(lines) + "\n")
+        with open(os.path.join(n.workdir, "log4j.properties"), "w") as f:
+            f.write("log4j.rootLogger=WARN, CONSOLE\n"
+                    "log4j.appender.CONSOLE=org.apache.log4j.ConsoleAppender\n"
+                    "log4j.appender.CONSOLE.layout=org.apache.log4j.PatternLayout\n"
+                    "log4j.appender.CONSOLE.layout.ConversionPattern=%d %p %c{1}: %m%n\n")
+
+    def command(self, n):
+        cp = ":".join([n.workdir, "/usr/share/java/zookeeper.jar"])
+        return ["java", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+                "-Dzookeeper.admin.enableServer=false",
+                "-Dzookeeper.extendedTypesEnabled=true",
+                "-Dlog4j.configuration=file:%s/log4j.properties" % n.workdir,
+                "-cp", cp, "org.apache.zookeeper.server.quorum.QuorumPeerMain",
+                os.path.join(n.workdir, "zoo.cfg")]
+
+
+class KeelCluster(Cluster):
+    """keeld processes; the binary comes from KEEL_KEELD or the test build."""
+
+    kind = "keel"
+
+    def keeld(self):
+        exe = os.environ.get("KEEL_KEELD")
+        if exe:
+            return exe
+        for b in ("build/test", "build/release"):
+            p = os.path.join(ROOT, b, "dataplane", "keeld")
+            if os.access(p, os.X_OK):
+                return p
+        raise RuntimeError("keeld is not built (set KEEL_KEELD)")
+
+    def configure(self, n):
+        data = os.path.join(n.workdir, "data")
+        os.makedirs(data, exist_ok=True)
+        lines = ["tickTime=%d" % self.tick_ms, "initLimit=10", "syncLimit=5",
+                 "dataDir=%s" % data, "clientPort=%d" % n.client_port,
+                 "clientPortAddress=127.0.0.1", "maxClientCnxns=0",
+                 "4lw.commands.whitelist=*", "keel.transport=udp",
+                 "keel.electionTimeoutMs=300", "keel.heartbeatMs=50"]
+        if self.size > 1:
+            for m in self.nodes:
+                lines.append("server.%d=127.0.0.1:%d" % (m.id, m.peer_port))
+        with open(os.path.join(n.workdir, "zoo.cfg"), "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+    def command(self, n):
+        return [self.keeld(), "--config", os.path.join(n.workdir, "zoo.cfg"),
+                "--myid", str(n.id)]
