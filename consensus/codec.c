@@ -120,8 +120,8 @@ int64_t raft_msg_encode(const struct raft_msg *m, uint8_t *out, size_t cap)
 	out[3] = 0;
 	put_u32(out + 4, m->from);
 	put_u32(out + 8, m->to);
-	const uint64_t f[9] = { m->term,	m->index, m->log_term, m->commit, m->hint_index,
-				m->hint_term, m->ctx,	m->offset,   m->total };
+	const uint64_t f[9] = { m->term,      m->index, m->log_term, m->commit, m->hint_index,
+				m->hint_term, m->ctx,   m->offset,   m->total };
 	for (int i = 0; i < 9; i++)
 		put_u64(out + 12 + 8 * i, f[i]);
 	uint32_t n_ent = m->type == RAFT_MSG_APPEND ? m->n_entries : 0;

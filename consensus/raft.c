@@ -16,9 +16,9 @@
 
 enum pr_state { PR_PROBE = 0, PR_REPLICATE, PR_SNAPSHOT };
 
-#define INFL_CAP  256
-#define HB_RING   256
-#define NO_TERM   UINT64_MAX
+#define INFL_CAP 256
+#define HB_RING  256
+#define NO_TERM  UINT64_MAX
 
 struct progress {
 	uint32_t id;
@@ -32,6 +32,8 @@ struct progress {
 	uint64_t match, next;
 	uint64_t snap_index, snap_off;
 	uint64_t hb_acked; /* highest heartbeat round acknowledged */
+	uint64_t stall_match;
+	uint32_t stall_rounds; /* heartbeats answered while match stayed behind */
 	uint32_t infl_head, infl_n;
 	uint64_t infl[INFL_CAP]; /* last index of each append in flight */
 };
@@ -50,10 +52,10 @@ struct pending_read {
 	uint64_t id, index, round;
 };
 
-#define VEC(T)              \
-	struct {            \
-		T *v;       \
-		uint32_t n; \
+#define VEC(T)                \
+	struct {              \
+		T *v;         \
+		uint32_t n;   \
 		uint32_t cap; \
 	}
 
@@ -67,7 +69,8 @@ struct raft {
 	uint32_t leader;
 	bool hs_dirty;
 
-	/* In-memory log: log[i].index == log_first + i; the entry before log[0] is (prev_index, prev_term). */
+	/* In-memory log: log[i].index == log_first + i; the entry before log[0] is (prev_index,
+	 * prev_term). */
 	struct raft_entry *log;
 	uint64_t log_n, log_cap;
 	uint64_t prev_index, prev_term;
@@ -117,11 +120,11 @@ static void *grow(void *v, uint32_t *cap, size_t elem)
 	return p;
 }
 
-#define VEC_PUSH(vec, item)                                                       \
-	do {                                                                      \
-		if ((vec).n == (vec).cap)                                         \
-			(vec).v = grow((vec).v, &(vec).cap, sizeof(*(vec).v));   \
-		(vec).v[(vec).n++] = (item);                                      \
+#define VEC_PUSH(vec, item)                                                    \
+	do {                                                                   \
+		if ((vec).n == (vec).cap)                                      \
+			(vec).v = grow((vec).v, &(vec).cap, sizeof(*(vec).v)); \
+		(vec).v[(vec).n++] = (item);                                   \
 	} while (0)
 
 static uint64_t rng_next(struct raft *r)
@@ -188,8 +191,7 @@ static bool is_voter(const struct raft *r, uint32_t id)
 static void reset_timeout(struct raft *r)
 {
 	r->election_elapsed = 0;
-	r->rand_timeout = r->cfg.election_ticks +
-			  (uint32_t)(rng_next(r) % r->cfg.election_ticks);
+	r->rand_timeout = r->cfg.election_ticks + (uint32_t)(rng_next(r) % r->cfg.election_ticks);
 }
 
 /* ---- quorum arithmetic over one or two voter sets (§4.3) ---- */
@@ -426,7 +428,8 @@ static void request_votes(struct raft *r, bool pre, bool transfer)
 	for (uint32_t i = 0; i < r->conf.n; i++) {
 		r->pr[i].vote_granted = r->pr[i].vote_responded = false;
 		if (r->pr[i].id == r->id) {
-			/* PreVote needs nothing durable; a real self-vote waits for the term on disk. */
+			/* PreVote needs nothing durable; a real self-vote waits for the term on
+			 * disk. */
 			if (pre) {
 				r->pr[i].vote_granted = r->pr[i].vote_responded = true;
 			} else {
@@ -443,7 +446,8 @@ static void request_votes(struct raft *r, bool pre, bool transfer)
 			.term = pre ? r->term + 1 : r->term,
 			.index = last_index(r),
 			.log_term = last_term(r),
-			.flags = (uint8_t)((pre ? RAFT_F_PREVOTE : 0) | (transfer ? RAFT_F_TRANSFER : 0)),
+			.flags = (uint8_t)((pre ? RAFT_F_PREVOTE : 0) |
+					   (transfer ? RAFT_F_TRANSFER : 0)),
 		};
 		send(r, &m);
 	}
@@ -500,9 +504,12 @@ static void mark_send_all(struct raft *r)
 static void leader_append(struct raft *r, uint8_t type, struct raft_buf *buf, uint32_t off,
 			  uint32_t len)
 {
-	struct raft_entry e = {
-		.term = r->term, .index = last_index(r) + 1, .buf = buf, .off = off, .len = len, .type = type
-	};
+	struct raft_entry e = { .term = r->term,
+				.index = last_index(r) + 1,
+				.buf = buf,
+				.off = off,
+				.len = len,
+				.type = type };
 	log_append(r, &e);
 	mark_send_all(r);
 }
@@ -605,7 +612,8 @@ static void handle_vote(struct raft *r, const struct raft_msg *m)
 			  (m->log_term == last_term(r) && m->index >= last_index(r));
 	bool can_vote = r->vote == m->from || (r->vote == 0 && r->leader == 0) ||
 			(pre && m->term > r->term);
-	struct raft_msg resp = { .type = RAFT_MSG_VOTE_RESP, .to = m->from,
+	struct raft_msg resp = { .type = RAFT_MSG_VOTE_RESP,
+				 .to = m->from,
 				 .flags = pre ? RAFT_F_PREVOTE : 0 };
 	if (can_vote && up_to_date) {
 		if (pre) {
@@ -639,7 +647,9 @@ static void handle_vote_resp(struct raft *r, const struct raft_msg *m)
 
 static void reject_append(struct raft *r, const struct raft_msg *m)
 {
-	struct raft_msg resp = { .type = RAFT_MSG_APPEND_RESP, .to = m->from, .index = m->index,
+	struct raft_msg resp = { .type = RAFT_MSG_APPEND_RESP,
+				 .to = m->from,
+				 .index = m->index,
 				 .flags = RAFT_F_REJECT };
 	if (m->index > last_index(r)) {
 		resp.hint_index = last_index(r) + 1;
@@ -697,6 +707,11 @@ static void handle_snapshot(struct raft *r, const struct raft_msg *m)
 		send_held(r, &resp);
 		return;
 	}
+	if (r->install) {
+		/* One install per update: the caller assembles the image from this update's chunks.
+		 */
+		return;
+	}
 	if (m->offset == 0) {
 		r->rs_index = m->index;
 		r->rs_term = m->log_term;
@@ -709,8 +724,11 @@ static void handle_snapshot(struct raft *r, const struct raft_msg *m)
 		return;
 	}
 	if (m->data_len) {
-		struct raft_chunk c = { .index = m->index, .term = m->log_term, .offset = m->offset,
-					.buf = raft_buf_ref(m->data_buf), .off = m->data_off,
+		struct raft_chunk c = { .index = m->index,
+					.term = m->log_term,
+					.offset = m->offset,
+					.buf = raft_buf_ref(m->data_buf),
+					.off = m->data_off,
 					.len = m->data_len };
 		VEC_PUSH(r->chunks, c);
 	}
@@ -721,7 +739,9 @@ static void handle_snapshot(struct raft *r, const struct raft_msg *m)
 		return;
 	}
 	if (r->chunks.n == 0 || r->chunks.v[r->chunks.n - 1].index != m->index) {
-		struct raft_chunk c = { .index = m->index, .term = m->log_term, .offset = m->offset };
+		struct raft_chunk c = { .index = m->index,
+					.term = m->log_term,
+					.offset = m->offset };
 		VEC_PUSH(r->chunks, c);
 	}
 	r->chunks.v[r->chunks.n - 1].last = true;
@@ -738,7 +758,8 @@ static void handle_snapshot(struct raft *r, const struct raft_msg *m)
 	r->snap.conf = m->conf;
 	if (r->snap_data) {
 		raft_buf_unref(r->snap_data);
-		r->snap_data = NULL; /* the caller hands the assembled image back via snapshot_taken */
+		r->snap_data =
+			NULL; /* the caller hands the assembled image back via snapshot_taken */
 	}
 	apply_conf(r, &m->conf, 0);
 	r->install = true;
@@ -821,6 +842,28 @@ static void handle_snapshot_resp(struct raft *r, struct progress *p, const struc
 	}
 }
 
+/*
+ * In replicate state every append is sent once: if they were all lost, nothing
+ * would ever be resent. A follower that answers heartbeats but whose match
+ * stays behind for two election timeouts is probed again from its match.
+ */
+static void heartbeat_progress(struct raft *r, struct progress *p)
+{
+	if (p->state != PR_REPLICATE || p->match >= last_index(r) || p->match != p->stall_match) {
+		p->stall_match = p->match;
+		p->stall_rounds = 0;
+		return;
+	}
+	if (++p->stall_rounds < 2 * r->cfg.election_ticks)
+		return;
+	p->stall_rounds = 0;
+	p->state = PR_PROBE;
+	p->infl_n = p->infl_head = 0;
+	p->next = p->match + 1;
+	p->paused = false;
+	p->need_send = true;
+}
+
 int raft_step(struct raft *r, const struct raft_msg *m)
 {
 	KEEL_ASSERT(!r->in_ready);
@@ -859,7 +902,8 @@ int raft_step(struct raft *r, const struct raft_msg *m)
 			struct raft_msg resp = { .type = RAFT_MSG_APPEND_RESP, .to = m->from };
 			send(r, &resp);
 		} else if (m->type == RAFT_MSG_VOTE && pre) {
-			struct raft_msg resp = { .type = RAFT_MSG_VOTE_RESP, .to = m->from,
+			struct raft_msg resp = { .type = RAFT_MSG_VOTE_RESP,
+						 .to = m->from,
 						 .flags = RAFT_F_PREVOTE | RAFT_F_REJECT };
 			send(r, &resp);
 		}
@@ -890,7 +934,9 @@ int raft_step(struct raft *r, const struct raft_msg *m)
 	case RAFT_MSG_HEARTBEAT: {
 		if (m->commit > r->commit)
 			r->commit = KEEL_MAX(r->commit, KEEL_MIN(m->commit, last_index(r)));
-		struct raft_msg resp = { .type = RAFT_MSG_HEARTBEAT_RESP, .to = m->from, .ctx = m->ctx };
+		struct raft_msg resp = { .type = RAFT_MSG_HEARTBEAT_RESP,
+					 .to = m->from,
+					 .ctx = m->ctx };
 		send(r, &resp);
 		break;
 	}
@@ -908,8 +954,10 @@ int raft_step(struct raft *r, const struct raft_msg *m)
 		if (m->type == RAFT_MSG_APPEND_RESP) {
 			handle_append_resp(r, p, m);
 		} else if (m->type == RAFT_MSG_HEARTBEAT_RESP) {
-			if (m->ctx > p->hb_acked)
+			if (m->ctx > p->hb_acked) {
 				p->hb_acked = m->ctx;
+				heartbeat_progress(r, p);
+			}
 			if (p->state == PR_PROBE && p->paused) {
 				p->paused = false;
 				p->need_send = true;
@@ -957,8 +1005,7 @@ void raft_tick(struct raft *r)
 	}
 }
 
-int raft_propose(struct raft *r, struct raft_buf *buf, uint32_t off, uint32_t len,
-		 uint64_t *index)
+int raft_propose(struct raft *r, struct raft_buf *buf, uint32_t off, uint32_t len, uint64_t *index)
 {
 	KEEL_ASSERT(!r->in_ready);
 	if (r->role != RAFT_LEADER)
@@ -996,11 +1043,13 @@ int raft_propose_conf(struct raft *r, const struct raft_conf *target)
 		}
 		voters_change |= was_voter != will;
 		c.m[c.n].id = target->m[i].id;
-		c.m[c.n].flags = (uint8_t)((will ? RAFT_VOTER : 0) | (was_voter ? RAFT_VOTER_OLD : 0));
+		c.m[c.n].flags =
+			(uint8_t)((will ? RAFT_VOTER : 0) | (was_voter ? RAFT_VOTER_OLD : 0));
 		c.n++;
 	}
 	for (uint32_t i = 0; i < r->conf.n; i++)
-		if (!(flags_of(target, r->conf.m[i].id) & 0x80) && (r->conf.m[i].flags & RAFT_VOTER)) {
+		if (!(flags_of(target, r->conf.m[i].id) & 0x80) &&
+		    (r->conf.m[i].flags & RAFT_VOTER)) {
 			voters_change = true;
 			if (c.n == RAFT_MAX_MEMBERS)
 				return KEEL_E_INVAL;
@@ -1036,7 +1085,8 @@ static void release_held(struct raft *r)
 			continue;
 		}
 		if (h->msg.to == r->id) {
-			/* Our own vote, now on disk (only counts if still campaigning in that term). */
+			/* Our own vote, now on disk (only counts if still campaigning in that
+			 * term). */
 			if (r->role == RAFT_CANDIDATE && h->msg.term == r->term) {
 				struct progress *p = progress_of(r, r->id);
 				if (p && !p->vote_responded) {
@@ -1104,7 +1154,8 @@ int raft_read_index(struct raft *r, uint64_t id)
 		return KEEL_E_AGAIN;
 	bool alone = true;
 	for (uint32_t i = 0; i < r->conf.n; i++)
-		if (r->conf.m[i].id != r->id && (r->conf.m[i].flags & (RAFT_VOTER | RAFT_VOTER_OLD)))
+		if (r->conf.m[i].id != r->id &&
+		    (r->conf.m[i].flags & (RAFT_VOTER | RAFT_VOTER_OLD)))
 			alone = false;
 	if (alone || lease_valid(r)) {
 		struct raft_read rd = { .id = id, .index = r->commit };
@@ -1213,8 +1264,10 @@ static void flush_peer(struct raft *r, struct progress *p)
 		}
 	}
 	if (p->need_commit && !sent_commit && !r->bcast_hb) {
-		struct raft_msg hb = { .type = RAFT_MSG_HEARTBEAT, .to = p->id,
-				       .commit = KEEL_MIN(p->match, r->commit), .ctx = r->hb_round };
+		struct raft_msg hb = { .type = RAFT_MSG_HEARTBEAT,
+				       .to = p->id,
+				       .commit = KEEL_MIN(p->match, r->commit),
+				       .ctx = r->hb_round };
 		send(r, &hb);
 	}
 	p->need_commit = false;
@@ -1237,7 +1290,8 @@ static void flush(struct raft *r)
 			struct progress *p = &r->pr[i];
 			if (p->id == r->id)
 				continue;
-			struct raft_msg hb = { .type = RAFT_MSG_HEARTBEAT, .to = p->id,
+			struct raft_msg hb = { .type = RAFT_MSG_HEARTBEAT,
+					       .to = p->id,
 					       .commit = KEEL_MIN(p->match, r->commit),
 					       .ctx = r->hb_round };
 			send(r, &hb);
@@ -1445,6 +1499,17 @@ const struct raft_entry *raft_entry_at(const struct raft *r, uint64_t index)
 const struct raft_conf *raft_conf(const struct raft *r)
 {
 	return &r->conf;
+}
+
+uint64_t raft_term_at(const struct raft *r, uint64_t index)
+{
+	uint64_t t = term_at(r, index);
+	return t == NO_TERM ? 0 : t;
+}
+
+void raft_snapshot_info(const struct raft *r, struct raft_snapshot_meta *meta)
+{
+	*meta = r->snap;
 }
 
 uint64_t raft_match_of(const struct raft *r, uint32_t id)

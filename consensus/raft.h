@@ -143,14 +143,15 @@ int raft_conf_check(const struct raft_conf *c);
 /* ------------------------------------------------------------------ */
 
 enum raft_msg_type {
-	RAFT_MSG_VOTE = 1,      /* index/log_term: candidate's last entry; flags PREVOTE, TRANSFER */
-	RAFT_MSG_VOTE_RESP,     /* flags REJECT, PREVOTE */
-	RAFT_MSG_APPEND,        /* index/log_term: previous entry; commit; entries */
-	RAFT_MSG_APPEND_RESP,   /* success: index = match; REJECT: index = rejected prev, hint */
-	RAFT_MSG_HEARTBEAT,     /* commit (clamped to the follower's match), ctx */
+	RAFT_MSG_VOTE = 1,    /* index/log_term: candidate's last entry; flags PREVOTE, TRANSFER */
+	RAFT_MSG_VOTE_RESP,   /* flags REJECT, PREVOTE */
+	RAFT_MSG_APPEND,      /* index/log_term: previous entry; commit; entries */
+	RAFT_MSG_APPEND_RESP, /* success: index = match; REJECT: index = rejected prev, hint */
+	RAFT_MSG_HEARTBEAT,   /* commit (clamped to the follower's match), ctx */
 	RAFT_MSG_HEARTBEAT_RESP, /* ctx echoed */
 	RAFT_MSG_SNAPSHOT,      /* index/log_term/conf of the snapshot; offset, total, data; DONE */
-	RAFT_MSG_SNAPSHOT_RESP, /* index of the snapshot; offset = next byte wanted; DONE = installed */
+	RAFT_MSG_SNAPSHOT_RESP, /* index of the snapshot; offset = next byte wanted; DONE =
+				   installed */
 	RAFT_MSG_TIMEOUT_NOW,   /* leadership transfer (§3.10): campaign now */
 	RAFT_MSG_TYPE_MAX_
 };
@@ -223,23 +224,23 @@ struct raft_snapshot_meta {
 
 struct raft_config {
 	uint32_t id;
-	uint64_t seed;                  /* PRNG seed; deterministic given the same inputs */
-	uint32_t election_ticks;        /* election timeout is random in [e, 2e) */
-	uint32_t heartbeat_ticks;       /* < election_ticks */
-	uint32_t max_inflight;          /* AppendEntries in flight per follower, <= 256 */
-	uint32_t max_entries_per_msg;   /* entries per AppendEntries */
-	uint32_t snapshot_chunk_bytes;  /* InstallSnapshot chunk size */
-	uint32_t promote_max_lag;       /* a learner becomes a voter only this close to the end */
-	bool pre_vote;                  /* §9.6 */
-	bool check_quorum;              /* leader steps down without a quorum for election_ticks */
-	bool lease_reads;               /* off by default: needs bounded clock drift */
-	uint32_t lease_drift_ticks;     /* lease = election_ticks - drift */
+	uint64_t seed;                 /* PRNG seed; deterministic given the same inputs */
+	uint32_t election_ticks;       /* election timeout is random in [e, 2e) */
+	uint32_t heartbeat_ticks;      /* < election_ticks */
+	uint32_t max_inflight;         /* AppendEntries in flight per follower, <= 256 */
+	uint32_t max_entries_per_msg;  /* entries per AppendEntries */
+	uint32_t snapshot_chunk_bytes; /* InstallSnapshot chunk size */
+	uint32_t promote_max_lag;      /* a learner becomes a voter only this close to the end */
+	bool pre_vote;                 /* §9.6 */
+	bool check_quorum;             /* leader steps down without a quorum for election_ticks */
+	bool lease_reads;              /* off by default: needs bounded clock drift */
+	uint32_t lease_drift_ticks;    /* lease = election_ticks - drift */
 	/* Initial state (restart): what the log module recovered. Not retained. */
 	struct raft_hard_state hs;
-	struct raft_snapshot_meta snapshot;  /* conf of a fresh cluster when index == 0 */
-	const struct raft_entry *entries;    /* after snapshot.index, contiguous; refs taken */
+	struct raft_snapshot_meta snapshot; /* conf of a fresh cluster when index == 0 */
+	const struct raft_entry *entries;   /* after snapshot.index, contiguous; refs taken */
 	uint32_t n_entries;
-	struct raft_buf *snapshot_data;      /* optional: image to send followers; ref taken */
+	struct raft_buf *snapshot_data; /* optional: image to send followers; ref taken */
 };
 
 /* Fills defaults: election 10, heartbeat 1, inflight 64, 64 entries/msg, 64 KiB chunks. */
@@ -255,8 +256,7 @@ enum raft_role { RAFT_FOLLOWER = 0, RAFT_PRECANDIDATE, RAFT_CANDIDATE, RAFT_LEAD
 int raft_step(struct raft *r, const struct raft_msg *m);
 void raft_tick(struct raft *r);
 /* Append one batch (one entry) if leader; *index gets its index. A ref is taken on buf. */
-int raft_propose(struct raft *r, struct raft_buf *buf, uint32_t off, uint32_t len,
-		 uint64_t *index);
+int raft_propose(struct raft *r, struct raft_buf *buf, uint32_t off, uint32_t len, uint64_t *index);
 /*
  * Change membership (leader only). Voter changes go through joint consensus
  * (§4.3): C_old,new, then C_new appended by the core once the joint entry
@@ -320,7 +320,8 @@ struct raft_update {
 bool raft_ready(struct raft *r, struct raft_update *u);
 void raft_advance(struct raft *r);
 
-/* Introspection (for the node, metrics and tests). */
+/* Introspection (for the node, metrics and tests); these may also be called between
+ * raft_ready() and raft_advance(). */
 uint32_t raft_id(const struct raft *r);
 enum raft_role raft_role(const struct raft *r);
 uint64_t raft_term(const struct raft *r);
@@ -332,6 +333,10 @@ uint64_t raft_first_index(const struct raft *r); /* first entry kept in memory *
 /* Entry at index if held in memory (not compacted), else NULL. Valid until the next call. */
 const struct raft_entry *raft_entry_at(const struct raft *r, uint64_t index);
 const struct raft_conf *raft_conf(const struct raft *r);
+/* Term of the entry at index: 0 if beyond the end or compacted (except the snapshot's own). */
+uint64_t raft_term_at(const struct raft *r, uint64_t index);
+/* The latest snapshot known to the core (index 0: none). */
+void raft_snapshot_info(const struct raft *r, struct raft_snapshot_meta *meta);
 /* Follower progress seen by a leader: 0 when unknown. */
 uint64_t raft_match_of(const struct raft *r, uint32_t id);
 const char *raft_role_name(enum raft_role role);
