@@ -72,6 +72,7 @@ struct sim {
 	uint32_t reads_n, reads_cap;
 	char fail[512];
 	bool failed;
+	bool conf_changed;
 	char *trace;
 	size_t trace_n, trace_cap;
 	struct raft_entry ents[MAX_ENTS];
@@ -607,6 +608,7 @@ static void start_node(struct sim *s, struct node *nd)
 	raft_config_default(&c, nd->id, mix(s->o.seed, nd->id * 7919 + s->now));
 	c.pre_vote = s->o.pre_vote;
 	c.check_quorum = s->o.check_quorum;
+	c.lease_reads = s->o.lease_reads;
 	c.snapshot_chunk_bytes = s->o.chunk_bytes;
 	c.max_entries_per_msg = 16;
 	c.max_inflight = 8;
@@ -759,8 +761,8 @@ static void check_durable(struct sim *s)
 {
 	/* No committed entry lost: a majority of the voters hold the last one durably. */
 	uint64_t c = s->ledger_max;
-	if (!c)
-		return;
+	if (!c || s->conf_changed)
+		return; /* after a membership change the voter set is no longer 1..voters */
 	uint32_t have = 0;
 	for (uint32_t i = 1; i <= s->o.voters; i++) {
 		struct node *nd = &s->n[i];
@@ -899,6 +901,39 @@ int sim_read(struct sim *s, uint32_t id, uint64_t read_id)
 	if (rc)
 		s->reads_n--;
 	else
+		drain(s, nd);
+	return rc;
+}
+
+int sim_inject(struct sim *s, const struct raft_msg *m)
+{
+	struct node *nd = node(s, m->to);
+	if (!nd->r)
+		return KEEL_E_SHUTDOWN;
+	trace_msg(s, m, " (injected)");
+	int rc = raft_step(nd->r, m);
+	drain(s, nd);
+	return rc;
+}
+
+int sim_transfer(struct sim *s, uint32_t id, uint32_t to)
+{
+	struct node *nd = node(s, id);
+	int rc = nd->r ? raft_transfer(nd->r, to) : KEEL_E_SHUTDOWN;
+	sim_note(s, "n%u transfers leadership to n%u: %s", id, to, keel_errname(rc));
+	if (nd->r)
+		drain(s, nd);
+	return rc;
+}
+
+int sim_change_conf(struct sim *s, uint32_t id, const struct raft_conf *target)
+{
+	struct node *nd = node(s, id);
+	int rc = nd->r ? raft_propose_conf(nd->r, target) : KEEL_E_SHUTDOWN;
+	s->conf_changed |= rc == 0;
+	sim_note(s, "n%u proposes a configuration of %u members: %s", id, target->n,
+		 keel_errname(rc));
+	if (nd->r)
 		drain(s, nd);
 	return rc;
 }

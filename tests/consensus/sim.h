@@ -32,6 +32,7 @@ struct sim_opts {
 	uint32_t snapshot_keep;  /* entries kept in memory behind a snapshot */
 	uint32_t chunk_bytes;    /* InstallSnapshot chunk size */
 	uint32_t propose_pct;    /* chance per tick that the leader proposes (random runs) */
+	bool lease_reads;
 };
 
 struct sim;
@@ -58,6 +59,10 @@ void sim_restart(struct sim *s, uint32_t id);
 /* Propose one batch at node id; *index gets its index. */
 int sim_propose(struct sim *s, uint32_t id, uint64_t *index);
 int sim_read(struct sim *s, uint32_t id, uint64_t read_id);
+/* Step m into node m->to right now (as if just received) and drain its updates. */
+int sim_inject(struct sim *s, const struct raft_msg *m);
+int sim_transfer(struct sim *s, uint32_t id, uint32_t to);
+int sim_change_conf(struct sim *s, uint32_t id, const struct raft_conf *target);
 /* Index returned for read_id, 0 while pending, UINT64_MAX if it failed. */
 uint64_t sim_read_result(struct sim *s, uint64_t read_id);
 
