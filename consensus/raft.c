@@ -401,7 +401,8 @@ static void log_compact(struct raft *r, uint64_t upto)
 	for (uint64_t i = 0; i < k; i++)
 		if (r->log[i].buf)
 			raft_buf_unref(r->log[i].buf);
-	memmove(r->log, r->log + k, (r->log_n - k) * sizeof(*r->log));
+	if (k)
+		memmove(r->log, r->log + k, (r->log_n - k) * sizeof(*r->log));
 	r->log_n -= k;
 	r->prev_index = upto;
 }
@@ -449,7 +450,15 @@ static void request_votes(struct raft *r, bool pre, bool transfer)
 			.flags = (uint8_t)((pre ? RAFT_F_PREVOTE : 0) |
 					   (transfer ? RAFT_F_TRANSFER : 0)),
 		};
-		send(r, &m);
+		/*
+		 * A real vote request waits for the new term and self-vote to be on
+		 * disk: a candidate that won with others' votes alone and then lost its
+		 * term in a crash could win the same term again with another log.
+		 */
+		if (pre)
+			send(r, &m);
+		else
+			send_held(r, &m);
 	}
 }
 
@@ -598,8 +607,9 @@ static void check_reads(struct raft *r)
 		VEC_PUSH(r->reads, rd);
 		k++;
 	}
-	memmove(r->pending_reads.v, r->pending_reads.v + k,
-		(r->pending_reads.n - k) * sizeof(*r->pending_reads.v));
+	if (k)
+		memmove(r->pending_reads.v, r->pending_reads.v + k,
+			(r->pending_reads.n - k) * sizeof(*r->pending_reads.v));
 	r->pending_reads.n -= k;
 }
 
@@ -1113,7 +1123,8 @@ void raft_persisted(struct raft *r, uint64_t seq)
 		r->persisted_index = r->pend.v[k].last_index;
 		k++;
 	}
-	memmove(r->pend.v, r->pend.v + k, (r->pend.n - k) * sizeof(*r->pend.v));
+	if (k)
+		memmove(r->pend.v, r->pend.v + k, (r->pend.n - k) * sizeof(*r->pend.v));
 	r->pend.n -= k;
 	release_held(r);
 	if (r->role == RAFT_LEADER)

@@ -331,7 +331,8 @@ static void durable_snapshot(struct node *nd, const struct raft_snapshot_meta *m
 	for (uint32_t i = 0; i < k; i++)
 		if (nd->dlog[i].buf)
 			raft_buf_unref(nd->dlog[i].buf);
-	memmove(nd->dlog, nd->dlog + k, (nd->dn - k) * sizeof(*nd->dlog));
+	if (k)
+		memmove(nd->dlog, nd->dlog + k, (nd->dn - k) * sizeof(*nd->dlog));
 	nd->dn -= k;
 	nd->snap = *m;
 	/* A durable log that ended before the snapshot now simply starts after it. */
@@ -366,7 +367,8 @@ static void disk_complete(struct sim *s, struct node *nd)
 		write_free(w);
 		done = w->seq;
 	}
-	memmove(nd->wq, nd->wq + k, (nd->wn - k) * sizeof(*nd->wq));
+	if (k)
+		memmove(nd->wq, nd->wq + k, (nd->wn - k) * sizeof(*nd->wq));
 	nd->wn -= k;
 	if (done && nd->r)
 		raft_persisted(nd->r, done);
