@@ -39,7 +39,8 @@ struct progress {
 };
 
 struct held {
-	uint64_t seq; /* 0: not tagged yet; else released once durable_seq >= seq */
+	bool tagged;  /* seq assigned at the first raft_ready() after it was queued */
+	uint64_t seq; /* released once seq_durable >= seq */
 	struct raft_msg msg;
 };
 
@@ -279,7 +280,7 @@ static void send_held(struct raft *r, struct raft_msg *m)
 {
 	m->from = r->id;
 	m->term = r->term;
-	struct held h = { .seq = 0, .msg = *m };
+	struct held h = { .tagged = false, .seq = 0, .msg = *m };
 	VEC_PUSH(r->held, h);
 }
 
@@ -1090,7 +1091,7 @@ static void release_held(struct raft *r)
 	uint32_t k = 0;
 	for (uint32_t i = 0; i < r->held.n; i++) {
 		struct held *h = &r->held.v[i];
-		if (h->seq == 0 || h->seq > r->seq_durable) {
+		if (!h->tagged || h->seq > r->seq_durable) {
 			r->held.v[k++] = *h;
 			continue;
 		}
@@ -1317,8 +1318,10 @@ bool raft_ready(struct raft *r, struct raft_update *u)
 	bool persist = r->hs_dirty || r->install || r->unstable_from <= last_index(r);
 	uint64_t tag = persist ? r->seq_assigned + 1 : r->seq_assigned;
 	for (uint32_t i = 0; i < r->held.n; i++)
-		if (r->held.v[i].seq == 0)
+		if (!r->held.v[i].tagged) {
+			r->held.v[i].tagged = true;
 			r->held.v[i].seq = tag;
+		}
 	release_held(r);
 	flush(r);
 

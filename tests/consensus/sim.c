@@ -73,6 +73,8 @@ struct sim {
 	char fail[512];
 	bool failed;
 	bool conf_changed;
+	uint64_t max_applied_id;
+	uint64_t watch_id, watch_index; /* liveness: the first write after healing */
 	char *trace;
 	size_t trace_n, trace_cap;
 	struct raft_entry ents[MAX_ENTS];
@@ -399,6 +401,9 @@ static void apply_entry(struct sim *s, struct node *nd, const struct raft_entry 
 		uint64_t id;
 		memcpy(&id, e->buf->data + e->off, 8);
 		nd->max_id = KEEL_MAX(nd->max_id, id);
+		s->max_applied_id = KEEL_MAX(s->max_applied_id, id);
+		if (s->watch_id && id >= s->watch_id && !s->watch_index)
+			s->watch_index = e->index;
 	}
 	ledger_room(s, e->index);
 	if (s->ledger[e->index] && s->ledger[e->index] != c)
@@ -612,8 +617,8 @@ static void start_node(struct sim *s, struct node *nd)
 	c.check_quorum = s->o.check_quorum;
 	c.lease_reads = s->o.lease_reads;
 	c.snapshot_chunk_bytes = s->o.chunk_bytes;
-	c.max_entries_per_msg = 16;
-	c.max_inflight = 8;
+	c.max_entries_per_msg = s->o.max_entries;
+	c.max_inflight = s->o.max_inflight;
 	c.hs = nd->hs;
 	c.snapshot = nd->snap;
 	c.entries = nd->dlog;
@@ -657,6 +662,8 @@ void sim_opts_default(struct sim_opts *o, uint64_t seed, uint32_t nodes)
 	o->snapshot_keep = 4;
 	o->chunk_bytes = 40;
 	o->propose_pct = 30;
+	o->max_entries = 16;
+	o->max_inflight = 8;
 }
 
 struct sim *sim_new(const struct sim_opts *o)
@@ -1072,14 +1079,29 @@ int sim_run(struct sim *s, uint32_t fault_ticks, uint32_t heal_ticks)
 		sim_restart(s, i);
 	}
 	uint64_t first_id = s->next_id;
+	/*
+	 * The bound: heal_ticks, plus the time to stream the backlog to a node
+	 * that starts from nothing at the configured window (entries per message
+	 * x messages in flight, one round trip of two ticks each).
+	 */
+	uint64_t backlog = 0;
+	for (uint32_t i = 1; i <= s->o.nodes; i++)
+		if (s->n[i].r)
+			backlog = KEEL_MAX(backlog, raft_last_index(s->n[i].r));
+	heal_ticks += (uint32_t)(2 * backlog / (s->o.max_entries * s->o.max_inflight));
+	s->watch_id = first_id;
+	s->watch_index = 0;
 	for (uint32_t t = 0; t < heal_ticks && !s->failed; t++) {
+		/* One write after healing (retried if a leader change lost it); then let everyone
+		 * catch up. */
 		uint32_t l = sim_leader(s);
-		if (l && t % 4 == 0)
+		if (l && t % 10 == 0 && s->max_applied_id < first_id)
 			sim_propose(s, l, NULL);
 		sim_step(s);
-		bool all = true;
-		for (uint32_t i = 1; i <= s->o.nodes; i++)
-			if (s->n[i].max_id < first_id)
+		/* Applied everywhere (directly or inside an installed snapshot). */
+		bool all = s->watch_index != 0;
+		for (uint32_t i = 1; i <= s->o.nodes && all; i++)
+			if (s->n[i].applied < s->watch_index)
 				all = false;
 		if (all)
 			return 0;

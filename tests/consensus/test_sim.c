@@ -36,6 +36,9 @@ static void opts_for_seed(struct sim_opts *o, uint64_t seed)
 	o->snapshot_keep = (uint32_t)(seed % 5);
 	o->chunk_bytes = 16 + (uint32_t)(seed % 48);
 	o->propose_pct = 10 + (uint32_t)(seed % 40);
+	o->max_entries =
+		1u << (seed / 7 % 5); /* 1..16: small appends leave old-term entries alone */
+	o->max_inflight = 1 + (uint32_t)(seed / 3 % 8);
 }
 
 static int run_seed(uint64_t seed)
