@@ -1,0 +1,1541 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The Raft core (see raft.h for the driving loop and ownership rules).
+ *
+ * Happy path: events change state and queue work; raft_ready() builds the
+ * AppendEntries/heartbeats for every follower that needs them (so a turn's
+ * proposals travel as one message per follower), releases the
+ * acknowledgements whose state is durable, and hands out entries to persist
+ * and entries to apply. What can fail: see raft.h. Section numbers cite the
+ * dissertation.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "raft.h"
+
+enum pr_state { PR_PROBE = 0, PR_REPLICATE, PR_SNAPSHOT };
+
+#define INFL_CAP 256
+#define HB_RING  256
+#define NO_TERM  UINT64_MAX
+
+struct progress {
+	uint32_t id;
+	uint8_t state;
+	bool paused;      /* probe: one append in flight; wait for an answer */
+	bool need_send;   /* build an append/chunk at the next ready */
+	bool need_commit; /* tell the follower the new commit index */
+	bool recent_active;
+	bool snap_sent; /* a chunk is in flight since the last heartbeat */
+	bool vote_granted, vote_responded;
+	uint64_t match, next;
+	uint64_t snap_index, snap_off;
+	uint64_t hb_acked; /* highest heartbeat round acknowledged */
+	uint64_t stall_match;
+	uint32_t stall_rounds; /* heartbeats answered while match stayed behind */
+	uint32_t infl_head, infl_n;
+	uint64_t infl[INFL_CAP]; /* last index of each append in flight */
+};
+
+struct held {
+	bool tagged;  /* seq assigned at the first raft_ready() after it was queued */
+	uint64_t seq; /* released once seq_durable >= seq */
+	struct raft_msg msg;
+};
+
+struct pend {
+	uint64_t seq;
+	uint64_t last_index;
+};
+
+struct pending_read {
+	uint64_t id, index, round;
+};
+
+#define VEC(T)                \
+	struct {              \
+		T *v;         \
+		uint32_t n;   \
+		uint32_t cap; \
+	}
+
+struct raft {
+	struct raft_config cfg;
+	uint32_t id;
+	uint64_t rng;
+	enum raft_role role;
+	uint64_t term;
+	uint32_t vote;
+	uint32_t leader;
+	bool hs_dirty;
+
+	/* In-memory log: log[i].index == log_first + i; the entry before log[0] is (prev_index,
+	 * prev_term). */
+	struct raft_entry *log;
+	uint64_t log_n, log_cap;
+	uint64_t prev_index, prev_term;
+	uint64_t commit, applied, persisted_index, unstable_from;
+
+	/* Latest snapshot (state machine image at snap.index). */
+	struct raft_snapshot_meta snap;
+	struct raft_buf *snap_data;
+
+	struct raft_conf conf;
+	uint64_t conf_index; /* 0: conf comes from the snapshot */
+	struct progress pr[RAFT_MAX_MEMBERS];
+
+	uint64_t now;
+	uint32_t election_elapsed, heartbeat_elapsed, rand_timeout;
+	uint32_t transfer_to;
+
+	uint64_t seq_assigned, seq_durable;
+	VEC(struct pend) pend;
+	VEC(struct held) held;
+	VEC(struct raft_msg) out;
+	VEC(struct raft_chunk) chunks;
+	VEC(struct raft_read) reads;
+	VEC(struct pending_read) pending_reads;
+
+	uint64_t hb_round;
+	uint64_t hb_tick[HB_RING];
+	bool bcast_hb;
+
+	/* Follower: snapshot being received. */
+	uint64_t rs_index, rs_term, rs_off;
+	bool install;
+	struct raft_snapshot_meta install_meta;
+
+	bool in_ready;
+	uint64_t ready_applied;
+};
+
+/* ---- small helpers ---- */
+
+static void *grow(void *v, uint32_t *cap, size_t elem)
+{
+	uint32_t nc = *cap ? *cap * 2 : 16;
+	void *p = realloc(v, (size_t)nc * elem);
+	KEEL_ASSERT(p != NULL); /* growth is amortised and rare; out of memory is fatal here */
+	*cap = nc;
+	return p;
+}
+
+#define VEC_PUSH(vec, item)                                                    \
+	do {                                                                   \
+		if ((vec).n == (vec).cap)                                      \
+			(vec).v = grow((vec).v, &(vec).cap, sizeof(*(vec).v)); \
+		(vec).v[(vec).n++] = (item);                                   \
+	} while (0)
+
+static uint64_t rng_next(struct raft *r)
+{
+	/* xorshift64*: deterministic from the caller's seed. */
+	uint64_t x = r->rng;
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	r->rng = x;
+	return x * 0x2545F4914F6CDD1DULL;
+}
+
+static uint64_t last_index(const struct raft *r)
+{
+	return r->prev_index + r->log_n;
+}
+
+static struct raft_entry *entry(const struct raft *r, uint64_t index)
+{
+	if (index <= r->prev_index || index > last_index(r))
+		return NULL;
+	return &r->log[index - r->prev_index - 1];
+}
+
+/* Term of the entry at index; NO_TERM if compacted, 0 if beyond the end. */
+static uint64_t term_at(const struct raft *r, uint64_t index)
+{
+	if (index == r->prev_index)
+		return r->prev_term;
+	if (index < r->prev_index)
+		return NO_TERM;
+	if (index > last_index(r))
+		return 0;
+	return r->log[index - r->prev_index - 1].term;
+}
+
+static uint64_t last_term(const struct raft *r)
+{
+	return term_at(r, last_index(r));
+}
+
+static struct progress *progress_of(struct raft *r, uint32_t id)
+{
+	for (uint32_t i = 0; i < r->conf.n; i++)
+		if (r->pr[i].id == id)
+			return &r->pr[i];
+	return NULL;
+}
+
+static uint8_t flags_of(const struct raft_conf *c, uint32_t id)
+{
+	for (uint32_t i = 0; i < c->n; i++)
+		if (c->m[i].id == id)
+			return c->m[i].flags | 0x80; /* 0x80: a member at all */
+	return 0;
+}
+
+static bool is_voter(const struct raft *r, uint32_t id)
+{
+	return (flags_of(&r->conf, id) & (RAFT_VOTER | RAFT_VOTER_OLD)) != 0;
+}
+
+static void reset_timeout(struct raft *r)
+{
+	r->election_elapsed = 0;
+	r->rand_timeout = r->cfg.election_ticks + (uint32_t)(rng_next(r) % r->cfg.election_ticks);
+}
+
+/* ---- quorum arithmetic over one or two voter sets (§4.3) ---- */
+
+typedef uint64_t (*member_val_fn)(struct raft *r, uint32_t i);
+
+static int cmp_desc(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* The largest value v such that a majority of each voter set has >= v. */
+static uint64_t quorum_value(struct raft *r, member_val_fn val)
+{
+	uint64_t best = UINT64_MAX;
+	for (int set = 0; set < (r->conf.joint ? 2 : 1); set++) {
+		uint8_t bit = set ? RAFT_VOTER_OLD : RAFT_VOTER;
+		uint64_t v[RAFT_MAX_MEMBERS];
+		uint32_t n = 0;
+		for (uint32_t i = 0; i < r->conf.n; i++)
+			if (r->conf.m[i].flags & bit)
+				v[n++] = val(r, i);
+		KEEL_ASSERT(n > 0);
+		qsort(v, n, sizeof(v[0]), cmp_desc);
+		best = KEEL_MIN(best, v[n / 2]);
+	}
+	return best;
+}
+
+static uint64_t val_match(struct raft *r, uint32_t i)
+{
+	return r->pr[i].id == r->id ? r->persisted_index : r->pr[i].match;
+}
+
+static uint64_t val_active(struct raft *r, uint32_t i)
+{
+	return r->pr[i].id == r->id || r->pr[i].recent_active;
+}
+
+static uint64_t val_hb(struct raft *r, uint32_t i)
+{
+	return r->pr[i].id == r->id ? r->hb_round : r->pr[i].hb_acked;
+}
+
+static uint64_t val_granted(struct raft *r, uint32_t i)
+{
+	return r->pr[i].vote_granted;
+}
+
+static uint64_t val_rejected(struct raft *r, uint32_t i)
+{
+	return r->pr[i].vote_responded && !r->pr[i].vote_granted;
+}
+
+/* Rejected: a majority of some set said no (a loss in either set loses). */
+static bool quorum_rejected(struct raft *r)
+{
+	for (int set = 0; set < (r->conf.joint ? 2 : 1); set++) {
+		uint8_t bit = set ? RAFT_VOTER_OLD : RAFT_VOTER;
+		uint32_t n = 0, no = 0;
+		for (uint32_t i = 0; i < r->conf.n; i++)
+			if (r->conf.m[i].flags & bit) {
+				n++;
+				no += (uint32_t)val_rejected(r, i);
+			}
+		if (no > n / 2)
+			return true;
+	}
+	return false;
+}
+
+/* ---- output ---- */
+
+static void send(struct raft *r, struct raft_msg *m)
+{
+	m->from = r->id;
+	if (!m->term)
+		m->term = r->term;
+	VEC_PUSH(r->out, *m);
+}
+
+/* A message that promises durable state: released only after raft_persisted(). */
+static void send_held(struct raft *r, struct raft_msg *m)
+{
+	m->from = r->id;
+	m->term = r->term;
+	struct held h = { .tagged = false, .seq = 0, .msg = *m };
+	VEC_PUSH(r->held, h);
+}
+
+static void fail_reads(struct raft *r)
+{
+	for (uint32_t i = 0; i < r->pending_reads.n; i++) {
+		struct raft_read rd = { .id = r->pending_reads.v[i].id,
+					.status = KEEL_E_NOT_LEADER };
+		VEC_PUSH(r->reads, rd);
+	}
+	r->pending_reads.n = 0;
+}
+
+/* ---- configuration ---- */
+
+static void progress_reset(struct raft *r, struct progress *p)
+{
+	uint32_t id = p->id;
+	memset(p, 0, offsetof(struct progress, infl));
+	p->id = id;
+	p->next = last_index(r) + 1;
+	p->recent_active = true;
+}
+
+static void apply_conf(struct raft *r, const struct raft_conf *c, uint64_t index)
+{
+	struct progress old[RAFT_MAX_MEMBERS];
+	uint32_t old_n = r->conf.n;
+	memcpy(old, r->pr, sizeof(old[0]) * old_n);
+	r->conf = *c;
+	r->conf_index = index;
+	for (uint32_t i = 0; i < c->n; i++) {
+		bool found = false;
+		for (uint32_t j = 0; j < old_n && !found; j++)
+			if (old[j].id == c->m[i].id) {
+				r->pr[i] = old[j];
+				found = true;
+			}
+		if (!found) {
+			r->pr[i].id = c->m[i].id;
+			progress_reset(r, &r->pr[i]);
+		}
+	}
+}
+
+static void conf_of_entry(const struct raft_entry *e, struct raft_conf *c)
+{
+	KEEL_ASSERT(e->type == RAFT_ENTRY_CONF && e->buf);
+	int rc = raft_conf_decode(e->buf->data + e->off, e->len, c);
+	KEEL_ASSERT(rc == 0);
+}
+
+/* The configuration in force after the log up to `upto` (the latest one in the log, §4.1). */
+static void conf_upto(const struct raft *r, uint64_t upto, struct raft_conf *c, uint64_t *index)
+{
+	for (uint64_t i = KEEL_MIN(upto, last_index(r)); i > r->prev_index; i--) {
+		const struct raft_entry *e = entry(r, i);
+		if (e->type == RAFT_ENTRY_CONF) {
+			conf_of_entry(e, c);
+			*index = i;
+			return;
+		}
+	}
+	*c = r->snap.conf;
+	*index = 0;
+}
+
+/* ---- log mutation ---- */
+
+static void log_append(struct raft *r, const struct raft_entry *e)
+{
+	KEEL_ASSERT(e->index == last_index(r) + 1);
+	if (r->log_n == r->log_cap) {
+		uint32_t cap = (uint32_t)r->log_cap;
+		r->log = grow(r->log, &cap, sizeof(*r->log));
+		r->log_cap = cap;
+	}
+	struct raft_entry *d = &r->log[r->log_n++];
+	*d = *e;
+	if (d->buf)
+		raft_buf_ref(d->buf);
+	if (e->type == RAFT_ENTRY_CONF) {
+		struct raft_conf c;
+		conf_of_entry(e, &c);
+		apply_conf(r, &c, e->index);
+	}
+}
+
+/* Drop entries >= from (uncommitted ones only: §3.5). */
+static void log_truncate(struct raft *r, uint64_t from)
+{
+	KEEL_ASSERT(from > r->commit);
+	while (last_index(r) >= from) {
+		struct raft_entry *e = &r->log[--r->log_n];
+		if (e->buf)
+			raft_buf_unref(e->buf);
+	}
+	r->unstable_from = KEEL_MIN(r->unstable_from, from);
+	/* The durable copy of those entries no longer matches memory. */
+	r->persisted_index = KEEL_MIN(r->persisted_index, from - 1);
+	for (uint32_t i = 0; i < r->pend.n; i++)
+		r->pend.v[i].last_index = KEEL_MIN(r->pend.v[i].last_index, from - 1);
+	if (r->conf_index >= from) {
+		struct raft_conf c;
+		uint64_t ci;
+		conf_upto(r, from - 1, &c, &ci);
+		apply_conf(r, &c, ci);
+	}
+}
+
+/* Drop entries <= upto from memory (they are in a snapshot). */
+static void log_compact(struct raft *r, uint64_t upto)
+{
+	if (upto <= r->prev_index)
+		return;
+	KEEL_ASSERT(upto <= last_index(r));
+	uint64_t k = upto - r->prev_index;
+	r->prev_term = term_at(r, upto);
+	for (uint64_t i = 0; i < k; i++)
+		if (r->log[i].buf)
+			raft_buf_unref(r->log[i].buf);
+	if (k)
+		memmove(r->log, r->log + k, (r->log_n - k) * sizeof(*r->log));
+	r->log_n -= k;
+	r->prev_index = upto;
+}
+
+/* ---- role changes ---- */
+
+static void become_follower(struct raft *r, uint64_t term, uint32_t leader)
+{
+	if (r->role == RAFT_LEADER)
+		fail_reads(r);
+	if (term > r->term) {
+		r->term = term;
+		r->vote = 0;
+		r->hs_dirty = true;
+	}
+	r->role = RAFT_FOLLOWER;
+	r->leader = leader;
+	r->transfer_to = 0;
+	reset_timeout(r);
+}
+
+static void request_votes(struct raft *r, bool pre, bool transfer)
+{
+	for (uint32_t i = 0; i < r->conf.n; i++) {
+		r->pr[i].vote_granted = r->pr[i].vote_responded = false;
+		if (r->pr[i].id == r->id) {
+			/* PreVote needs nothing durable; a real self-vote waits for the term on
+			 * disk. */
+			if (pre) {
+				r->pr[i].vote_granted = r->pr[i].vote_responded = true;
+			} else {
+				struct raft_msg m = { .type = RAFT_MSG_VOTE_RESP, .to = r->id };
+				send_held(r, &m);
+			}
+			continue;
+		}
+		if (!(r->conf.m[i].flags & (RAFT_VOTER | RAFT_VOTER_OLD)))
+			continue;
+		struct raft_msg m = {
+			.type = RAFT_MSG_VOTE,
+			.to = r->pr[i].id,
+			.term = pre ? r->term + 1 : r->term,
+			.index = last_index(r),
+			.log_term = last_term(r),
+			.flags = (uint8_t)((pre ? RAFT_F_PREVOTE : 0) |
+					   (transfer ? RAFT_F_TRANSFER : 0)),
+		};
+		/*
+		 * A real vote request waits for the new term and self-vote to be on
+		 * disk: a candidate that won with others' votes alone and then lost its
+		 * term in a crash could win the same term again with another log.
+		 */
+		if (pre)
+			send(r, &m);
+		else
+			send_held(r, &m);
+	}
+}
+
+static void become_leader(struct raft *r);
+
+static void tally_votes(struct raft *r)
+{
+	if (quorum_value(r, val_granted)) {
+		if (r->role == RAFT_PRECANDIDATE) {
+			/* §9.6: only now disturb the cluster with a real term. */
+			r->role = RAFT_CANDIDATE;
+			r->term++;
+			r->vote = r->id;
+			r->hs_dirty = true;
+			r->leader = 0;
+			reset_timeout(r);
+			request_votes(r, false, false);
+		} else if (r->role == RAFT_CANDIDATE) {
+			become_leader(r);
+		}
+	} else if (quorum_rejected(r)) {
+		become_follower(r, r->term, 0);
+	}
+}
+
+static void campaign(struct raft *r, bool transfer)
+{
+	if (r->cfg.pre_vote && !transfer) {
+		r->role = RAFT_PRECANDIDATE;
+		r->leader = 0;
+		reset_timeout(r);
+		request_votes(r, true, false);
+		tally_votes(r); /* a one-voter cluster wins at once */
+		return;
+	}
+	r->role = RAFT_CANDIDATE;
+	r->term++;
+	r->vote = r->id;
+	r->hs_dirty = true;
+	r->leader = 0;
+	reset_timeout(r);
+	request_votes(r, false, transfer);
+}
+
+static void mark_send_all(struct raft *r)
+{
+	for (uint32_t i = 0; i < r->conf.n; i++)
+		if (r->pr[i].id != r->id)
+			r->pr[i].need_send = true;
+}
+
+static void leader_append(struct raft *r, uint8_t type, struct raft_buf *buf, uint32_t off,
+			  uint32_t len)
+{
+	struct raft_entry e = { .term = r->term,
+				.index = last_index(r) + 1,
+				.buf = buf,
+				.off = off,
+				.len = len,
+				.type = type };
+	log_append(r, &e);
+	mark_send_all(r);
+}
+
+static void become_leader(struct raft *r)
+{
+	r->role = RAFT_LEADER;
+	r->leader = r->id;
+	r->transfer_to = 0;
+	r->election_elapsed = r->heartbeat_elapsed = 0;
+	for (uint32_t i = 0; i < r->conf.n; i++)
+		progress_reset(r, &r->pr[i]);
+	/* §3.6.2: a no-op of the new term lets earlier entries commit by counting. */
+	leader_append(r, RAFT_ENTRY_NOOP, NULL, 0, 0);
+}
+
+static void maybe_commit(struct raft *r);
+
+static void leader_after_commit(struct raft *r)
+{
+	for (uint32_t i = 0; i < r->conf.n; i++)
+		if (r->pr[i].id != r->id)
+			r->pr[i].need_commit = true;
+	if (r->conf_index > r->commit)
+		return;
+	if (r->conf.joint) {
+		/* §4.3: C_old,new is committed; now append C_new. */
+		struct raft_conf c = { .n = 0, .joint = false };
+		for (uint32_t i = 0; i < r->conf.n; i++) {
+			struct raft_member m = r->conf.m[i];
+			if (m.flags == RAFT_VOTER_OLD)
+				continue; /* a voter being removed */
+			m.flags &= RAFT_VOTER;
+			c.m[c.n++] = m;
+		}
+		struct raft_buf *b = malloc(sizeof(*b) + RAFT_CONF_MAX_BYTES);
+		KEEL_ASSERT(b != NULL);
+		b->data = (uint8_t *)(b + 1);
+		b->size = (uint32_t)raft_conf_encode(&c, b->data);
+		b->refs = 1;
+		b->release = (void (*)(struct raft_buf *))free;
+		b->user = NULL;
+		leader_append(r, RAFT_ENTRY_CONF, b, 0, b->size);
+		raft_buf_unref(b);
+		maybe_commit(r);
+	} else if (!(flags_of(&r->conf, r->id) & RAFT_VOTER)) {
+		/* §4.2.2: a leader not in C_new steps down once C_new is committed. */
+		become_follower(r, r->term, 0);
+	}
+}
+
+static void maybe_commit(struct raft *r)
+{
+	if (r->role != RAFT_LEADER)
+		return;
+	uint64_t q = quorum_value(r, val_match);
+	/* §3.6.2: only an entry of the current term commits by counting replicas. */
+	if (q > r->commit && term_at(r, q) == r->term) {
+		r->commit = q;
+		leader_after_commit(r);
+	}
+}
+
+/* ---- reads ---- */
+
+static bool lease_valid(struct raft *r)
+{
+	if (!r->cfg.lease_reads)
+		return false;
+	uint64_t q = quorum_value(r, val_hb);
+	if (q == 0 || q + HB_RING <= r->hb_round)
+		return false;
+	uint64_t lease = r->cfg.election_ticks - r->cfg.lease_drift_ticks;
+	return r->hb_tick[q % HB_RING] + lease > r->now;
+}
+
+static void check_reads(struct raft *r)
+{
+	if (r->pending_reads.n == 0)
+		return;
+	uint64_t q = quorum_value(r, val_hb);
+	uint32_t k = 0;
+	while (k < r->pending_reads.n && r->pending_reads.v[k].round <= q) {
+		struct raft_read rd = { .id = r->pending_reads.v[k].id,
+					.index = r->pending_reads.v[k].index };
+		VEC_PUSH(r->reads, rd);
+		k++;
+	}
+	if (k)
+		memmove(r->pending_reads.v, r->pending_reads.v + k,
+			(r->pending_reads.n - k) * sizeof(*r->pending_reads.v));
+	r->pending_reads.n -= k;
+}
+
+/* ---- message handlers ---- */
+
+static void handle_vote(struct raft *r, const struct raft_msg *m)
+{
+	bool pre = m->flags & RAFT_F_PREVOTE;
+	bool up_to_date = m->log_term > last_term(r) ||
+			  (m->log_term == last_term(r) && m->index >= last_index(r));
+	bool can_vote = r->vote == m->from || (r->vote == 0 && r->leader == 0) ||
+			(pre && m->term > r->term);
+	struct raft_msg resp = { .type = RAFT_MSG_VOTE_RESP,
+				 .to = m->from,
+				 .flags = pre ? RAFT_F_PREVOTE : 0 };
+	if (can_vote && up_to_date) {
+		if (pre) {
+			resp.term = m->term;
+			send(r, &resp);
+		} else {
+			r->vote = m->from;
+			r->hs_dirty = true;
+			reset_timeout(r);
+			send_held(r, &resp);
+		}
+	} else {
+		resp.flags |= RAFT_F_REJECT;
+		send(r, &resp);
+	}
+}
+
+static void handle_vote_resp(struct raft *r, const struct raft_msg *m)
+{
+	bool pre = m->flags & RAFT_F_PREVOTE;
+	if (pre != (r->role == RAFT_PRECANDIDATE) ||
+	    (r->role != RAFT_PRECANDIDATE && r->role != RAFT_CANDIDATE))
+		return;
+	struct progress *p = progress_of(r, m->from);
+	if (!p || p->vote_responded)
+		return;
+	p->vote_responded = true;
+	p->vote_granted = !(m->flags & RAFT_F_REJECT);
+	tally_votes(r);
+}
+
+static void reject_append(struct raft *r, const struct raft_msg *m)
+{
+	struct raft_msg resp = { .type = RAFT_MSG_APPEND_RESP,
+				 .to = m->from,
+				 .index = m->index,
+				 .flags = RAFT_F_REJECT };
+	if (m->index > last_index(r)) {
+		resp.hint_index = last_index(r) + 1;
+	} else {
+		/* Fast backtracking: skip the whole conflicting term at once. */
+		uint64_t t = term_at(r, m->index), i = m->index;
+		while (i - 1 > r->commit && i - 1 > r->prev_index && term_at(r, i - 1) == t)
+			i--;
+		resp.hint_term = t;
+		resp.hint_index = i;
+	}
+	send(r, &resp);
+}
+
+static void handle_append(struct raft *r, const struct raft_msg *m)
+{
+	uint64_t prev = m->index, prev_term = m->log_term;
+	const struct raft_entry *ents = m->entries;
+	uint32_t n = m->n_entries;
+	if (prev < r->commit) {
+		/* Entries up to commit match every leader's (§3.6.3); check only the rest. */
+		uint64_t skip = KEEL_MIN((uint64_t)n, r->commit - prev);
+		ents += skip;
+		n -= (uint32_t)skip;
+		prev = r->commit;
+		prev_term = term_at(r, prev);
+	} else if (term_at(r, prev) != prev_term) {
+		reject_append(r, m);
+		return;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t t = term_at(r, ents[i].index);
+		if (t == ents[i].term)
+			continue;
+		if (t != 0)
+			log_truncate(r, ents[i].index);
+		for (; i < n; i++)
+			log_append(r, &ents[i]);
+	}
+	uint64_t match = prev + n;
+	if (m->commit > r->commit)
+		r->commit = KEEL_MAX(r->commit, KEEL_MIN(m->commit, match));
+	struct raft_msg resp = { .type = RAFT_MSG_APPEND_RESP, .to = m->from, .index = match };
+	send_held(r, &resp);
+}
+
+static void handle_snapshot(struct raft *r, const struct raft_msg *m)
+{
+	struct raft_msg resp = { .type = RAFT_MSG_SNAPSHOT_RESP, .to = m->from, .index = m->index };
+	if (m->index <= r->commit ||
+	    (m->index <= last_index(r) && term_at(r, m->index) == m->log_term)) {
+		/* Already have it: no install, just acknowledge (after the log is durable). */
+		r->commit = KEEL_MAX(r->commit, m->index);
+		resp.flags = RAFT_F_DONE;
+		send_held(r, &resp);
+		return;
+	}
+	if (r->install) {
+		/* One install per update: the caller assembles the image from this update's chunks.
+		 */
+		return;
+	}
+	if (m->offset == 0) {
+		r->rs_index = m->index;
+		r->rs_term = m->log_term;
+		r->rs_off = 0;
+	}
+	if (m->index != r->rs_index || m->log_term != r->rs_term || m->offset != r->rs_off) {
+		resp.flags = RAFT_F_REJECT;
+		resp.offset = m->index == r->rs_index ? r->rs_off : 0;
+		send(r, &resp);
+		return;
+	}
+	if (m->data_len) {
+		struct raft_chunk c = { .index = m->index,
+					.term = m->log_term,
+					.offset = m->offset,
+					.buf = raft_buf_ref(m->data_buf),
+					.off = m->data_off,
+					.len = m->data_len };
+		VEC_PUSH(r->chunks, c);
+	}
+	r->rs_off += m->data_len;
+	resp.offset = r->rs_off;
+	if (!(m->flags & RAFT_F_DONE) || r->rs_off != m->total) {
+		send(r, &resp);
+		return;
+	}
+	if (r->chunks.n == 0 || r->chunks.v[r->chunks.n - 1].index != m->index) {
+		struct raft_chunk c = { .index = m->index,
+					.term = m->log_term,
+					.offset = m->offset };
+		VEC_PUSH(r->chunks, c);
+	}
+	r->chunks.v[r->chunks.n - 1].last = true;
+	/* Install (§5.3): the log conflicts or is short, so drop it all. */
+	log_truncate(r, r->commit + 1);
+	log_compact(r, last_index(r));
+	r->prev_index = m->index;
+	r->prev_term = m->log_term;
+	r->unstable_from = m->index + 1;
+	r->persisted_index = KEEL_MIN(r->persisted_index, r->commit);
+	r->commit = r->applied = m->index;
+	r->snap.index = m->index;
+	r->snap.term = m->log_term;
+	r->snap.conf = m->conf;
+	if (r->snap_data) {
+		raft_buf_unref(r->snap_data);
+		r->snap_data =
+			NULL; /* the caller hands the assembled image back via snapshot_taken */
+	}
+	apply_conf(r, &m->conf, 0);
+	r->install = true;
+	r->install_meta = r->snap;
+	r->rs_index = r->rs_term = r->rs_off = 0;
+	resp.flags = RAFT_F_DONE;
+	send_held(r, &resp);
+}
+
+static void pr_set_replicate(struct progress *p)
+{
+	p->state = PR_REPLICATE;
+	p->paused = false;
+	p->infl_n = p->infl_head = 0;
+	p->next = p->match + 1;
+}
+
+static void handle_append_resp(struct raft *r, struct progress *p, const struct raft_msg *m)
+{
+	if (m->flags & RAFT_F_REJECT) {
+		if (p->state == PR_SNAPSHOT)
+			return;
+		if (p->state == PR_REPLICATE ? m->index <= p->match : m->index != p->next - 1)
+			return; /* stale */
+		uint64_t hint = m->hint_index;
+		if (m->hint_term) {
+			uint64_t i = last_index(r);
+			while (i > r->prev_index && term_at(r, i) > m->hint_term)
+				i--;
+			if (i > r->prev_index && term_at(r, i) == m->hint_term)
+				hint = i + 1;
+		}
+		p->state = PR_PROBE;
+		p->infl_n = p->infl_head = 0;
+		p->next = KEEL_MAX(p->match + 1, KEEL_MIN(m->index, hint));
+		p->paused = false;
+		p->need_send = true;
+		return;
+	}
+	bool progressed = m->index > p->match;
+	if (progressed)
+		p->match = m->index;
+	if (p->next <= m->index)
+		p->next = m->index + 1;
+	if (p->state == PR_PROBE || (p->state == PR_SNAPSHOT && p->match >= p->snap_index))
+		pr_set_replicate(p);
+	while (p->infl_n && p->infl[p->infl_head] <= m->index) {
+		p->infl_head = (p->infl_head + 1) % INFL_CAP;
+		p->infl_n--;
+	}
+	p->paused = false;
+	p->need_send = true;
+	if (progressed)
+		maybe_commit(r);
+	if (r->transfer_to == p->id && p->match == last_index(r)) {
+		struct raft_msg tn = { .type = RAFT_MSG_TIMEOUT_NOW, .to = p->id };
+		send(r, &tn);
+	}
+}
+
+static void handle_snapshot_resp(struct raft *r, struct progress *p, const struct raft_msg *m)
+{
+	if (m->flags & RAFT_F_DONE) {
+		if (m->index > p->match)
+			p->match = m->index;
+		if (p->state == PR_SNAPSHOT)
+			pr_set_replicate(p);
+		else if (p->next <= p->match)
+			p->next = p->match + 1;
+		p->need_send = true;
+		maybe_commit(r);
+		return;
+	}
+	if (p->state != PR_SNAPSHOT || m->index != p->snap_index)
+		return;
+	if ((m->flags & RAFT_F_REJECT) || m->offset > p->snap_off) {
+		p->snap_off = m->offset;
+		p->snap_sent = false;
+		p->need_send = true;
+	}
+}
+
+/*
+ * In replicate state every append is sent once: if they were all lost, nothing
+ * would ever be resent. A follower that answers heartbeats but whose match
+ * stays behind for two election timeouts is probed again from its match.
+ */
+static void heartbeat_progress(struct raft *r, struct progress *p)
+{
+	if (p->state != PR_REPLICATE || p->match >= last_index(r) || p->match != p->stall_match) {
+		p->stall_match = p->match;
+		p->stall_rounds = 0;
+		return;
+	}
+	if (++p->stall_rounds < 2 * r->cfg.election_ticks)
+		return;
+	p->stall_rounds = 0;
+	p->state = PR_PROBE;
+	p->infl_n = p->infl_head = 0;
+	p->next = p->match + 1;
+	p->paused = false;
+	p->need_send = true;
+}
+
+int raft_step(struct raft *r, const struct raft_msg *m)
+{
+	KEEL_ASSERT(!r->in_ready);
+	if (m->type == 0 || m->type >= RAFT_MSG_TYPE_MAX_ || m->term == 0 || m->from == 0)
+		return KEEL_E_MALFORMED;
+	if (m->to != r->id || m->from == r->id)
+		return KEEL_E_UNKNOWN_PEER;
+	bool from_leader = m->type == RAFT_MSG_APPEND || m->type == RAFT_MSG_HEARTBEAT ||
+			   m->type == RAFT_MSG_SNAPSHOT || m->type == RAFT_MSG_TIMEOUT_NOW;
+	struct progress *p = progress_of(r, m->from);
+	if (!from_leader && !p)
+		return KEEL_E_UNKNOWN_PEER; /* e.g. a removed server campaigning (§4.2.3) */
+	bool pre = m->flags & RAFT_F_PREVOTE;
+
+	if (m->term > r->term) {
+		if (m->type == RAFT_MSG_VOTE) {
+			/*
+			 * Leader stickiness (§4.2.3, §6.4.1): while a leader is heard from,
+			 * ignore candidates; this is also what makes lease reads safe.
+			 */
+			bool sticky = r->cfg.check_quorum || r->cfg.lease_reads;
+			if (sticky && !(m->flags & RAFT_F_TRANSFER) && r->leader &&
+			    r->election_elapsed < r->cfg.election_ticks)
+				return 0;
+		}
+		if (m->type == RAFT_MSG_VOTE && pre) {
+			/* PreVote does not change our term. */
+		} else if (m->type == RAFT_MSG_VOTE_RESP && pre && !(m->flags & RAFT_F_REJECT)) {
+			/* A granted PreVote carries the term we would campaign in. */
+		} else {
+			become_follower(r, m->term, from_leader ? m->from : 0);
+		}
+	} else if (m->term < r->term) {
+		if (m->type == RAFT_MSG_APPEND || m->type == RAFT_MSG_HEARTBEAT) {
+			/* Tell a stale leader about the new term so it steps down. */
+			struct raft_msg resp = { .type = RAFT_MSG_APPEND_RESP, .to = m->from };
+			send(r, &resp);
+		} else if (m->type == RAFT_MSG_VOTE && pre) {
+			struct raft_msg resp = { .type = RAFT_MSG_VOTE_RESP,
+						 .to = m->from,
+						 .flags = RAFT_F_PREVOTE | RAFT_F_REJECT };
+			send(r, &resp);
+		}
+		return 0;
+	}
+
+	if (from_leader && m->type != RAFT_MSG_TIMEOUT_NOW) {
+		if (r->role == RAFT_LEADER) {
+			KEEL_ASSERT(m->term == r->term && m->from != r->id);
+			KEEL_ASSERT(!"two leaders in one term"); /* election safety */
+		}
+		if (r->role != RAFT_FOLLOWER)
+			become_follower(r, r->term, m->from);
+		r->leader = m->from;
+		r->election_elapsed = 0;
+	}
+
+	switch (m->type) {
+	case RAFT_MSG_VOTE:
+		handle_vote(r, m);
+		break;
+	case RAFT_MSG_VOTE_RESP:
+		handle_vote_resp(r, m);
+		break;
+	case RAFT_MSG_APPEND:
+		handle_append(r, m);
+		break;
+	case RAFT_MSG_HEARTBEAT: {
+		if (m->commit > r->commit)
+			r->commit = KEEL_MAX(r->commit, KEEL_MIN(m->commit, last_index(r)));
+		struct raft_msg resp = { .type = RAFT_MSG_HEARTBEAT_RESP,
+					 .to = m->from,
+					 .ctx = m->ctx };
+		send(r, &resp);
+		break;
+	}
+	case RAFT_MSG_SNAPSHOT:
+		handle_snapshot(r, m);
+		break;
+	case RAFT_MSG_TIMEOUT_NOW:
+		if (r->role == RAFT_FOLLOWER && is_voter(r, r->id))
+			campaign(r, true);
+		break;
+	default:
+		if (r->role != RAFT_LEADER || !p)
+			break;
+		p->recent_active = true;
+		if (m->type == RAFT_MSG_APPEND_RESP) {
+			handle_append_resp(r, p, m);
+		} else if (m->type == RAFT_MSG_HEARTBEAT_RESP) {
+			if (m->ctx > p->hb_acked) {
+				p->hb_acked = m->ctx;
+				heartbeat_progress(r, p);
+			}
+			if (p->state == PR_PROBE && p->paused) {
+				p->paused = false;
+				p->need_send = true;
+			}
+			check_reads(r);
+		} else if (m->type == RAFT_MSG_SNAPSHOT_RESP) {
+			handle_snapshot_resp(r, p, m);
+		}
+		break;
+	}
+	return 0;
+}
+
+void raft_tick(struct raft *r)
+{
+	KEEL_ASSERT(!r->in_ready);
+	r->now++;
+	r->election_elapsed++;
+	if (r->role != RAFT_LEADER) {
+		if (r->election_elapsed >= r->rand_timeout && is_voter(r, r->id))
+			campaign(r, false);
+		return;
+	}
+	if (r->election_elapsed >= r->cfg.election_ticks) {
+		r->election_elapsed = 0;
+		r->transfer_to = 0; /* §3.10: give up a transfer that took an election timeout */
+		if (r->cfg.check_quorum) {
+			bool ok = quorum_value(r, val_active) != 0;
+			for (uint32_t i = 0; i < r->conf.n; i++)
+				r->pr[i].recent_active = false;
+			if (!ok) {
+				become_follower(r, r->term, 0);
+				return;
+			}
+		}
+	}
+	if (++r->heartbeat_elapsed >= r->cfg.heartbeat_ticks) {
+		r->heartbeat_elapsed = 0;
+		r->bcast_hb = true;
+		for (uint32_t i = 0; i < r->conf.n; i++)
+			if (r->pr[i].state == PR_SNAPSHOT) {
+				r->pr[i].snap_sent = false; /* resend a chunk that got no answer */
+				r->pr[i].need_send = true;
+			}
+	}
+}
+
+int raft_propose(struct raft *r, struct raft_buf *buf, uint32_t off, uint32_t len, uint64_t *index)
+{
+	KEEL_ASSERT(!r->in_ready);
+	if (r->role != RAFT_LEADER)
+		return KEEL_E_NOT_LEADER;
+	if (r->transfer_to)
+		return KEEL_E_BUSY;
+	if (!buf || (uint64_t)off + len > buf->size)
+		return KEEL_E_INVAL;
+	leader_append(r, RAFT_ENTRY_NORMAL, buf, off, len);
+	if (index)
+		*index = last_index(r);
+	return 0;
+}
+
+int raft_propose_conf(struct raft *r, const struct raft_conf *target)
+{
+	KEEL_ASSERT(!r->in_ready);
+	if (r->role != RAFT_LEADER)
+		return KEEL_E_NOT_LEADER;
+	if (target->joint || raft_conf_check(target))
+		return KEEL_E_INVAL;
+	if (r->transfer_to || r->conf.joint || r->conf_index > r->commit)
+		return KEEL_E_BUSY;
+	struct raft_conf c = { .n = 0, .joint = false };
+	bool voters_change = false;
+	for (uint32_t i = 0; i < target->n; i++) {
+		uint8_t now = flags_of(&r->conf, target->m[i].id);
+		bool was_voter = now & RAFT_VOTER, will = target->m[i].flags & RAFT_VOTER;
+		if (will && !was_voter) {
+			if (!(now & 0x80))
+				return KEEL_E_INVAL; /* add it as a learner first */
+			struct progress *p = progress_of(r, target->m[i].id);
+			if (p->match + r->cfg.promote_max_lag < last_index(r))
+				return KEEL_E_AGAIN; /* not caught up yet */
+		}
+		voters_change |= was_voter != will;
+		c.m[c.n].id = target->m[i].id;
+		c.m[c.n].flags =
+			(uint8_t)((will ? RAFT_VOTER : 0) | (was_voter ? RAFT_VOTER_OLD : 0));
+		c.n++;
+	}
+	for (uint32_t i = 0; i < r->conf.n; i++)
+		if (!(flags_of(target, r->conf.m[i].id) & 0x80) &&
+		    (r->conf.m[i].flags & RAFT_VOTER)) {
+			voters_change = true;
+			if (c.n == RAFT_MAX_MEMBERS)
+				return KEEL_E_INVAL;
+			c.m[c.n].id = r->conf.m[i].id;
+			c.m[c.n++].flags = RAFT_VOTER_OLD;
+		}
+	if (voters_change) {
+		c.joint = true;
+	} else {
+		for (uint32_t i = 0; i < c.n; i++)
+			c.m[i].flags &= RAFT_VOTER;
+	}
+	struct raft_buf *b = malloc(sizeof(*b) + RAFT_CONF_MAX_BYTES);
+	if (!b)
+		return KEEL_E_NOMEM;
+	b->data = (uint8_t *)(b + 1);
+	b->size = (uint32_t)raft_conf_encode(&c, b->data);
+	b->refs = 1;
+	b->release = (void (*)(struct raft_buf *))free;
+	b->user = NULL;
+	leader_append(r, RAFT_ENTRY_CONF, b, 0, b->size);
+	raft_buf_unref(b);
+	return 0;
+}
+
+static void release_held(struct raft *r)
+{
+	uint32_t k = 0;
+	for (uint32_t i = 0; i < r->held.n; i++) {
+		struct held *h = &r->held.v[i];
+		if (!h->tagged || h->seq > r->seq_durable) {
+			r->held.v[k++] = *h;
+			continue;
+		}
+		if (h->msg.to == r->id) {
+			/* Our own vote, now on disk (only counts if still campaigning in that
+			 * term). */
+			if (r->role == RAFT_CANDIDATE && h->msg.term == r->term) {
+				struct progress *p = progress_of(r, r->id);
+				if (p && !p->vote_responded) {
+					p->vote_responded = p->vote_granted = true;
+					tally_votes(r);
+				}
+			}
+			continue;
+		}
+		VEC_PUSH(r->out, h->msg);
+	}
+	r->held.n = k;
+}
+
+void raft_persisted(struct raft *r, uint64_t seq)
+{
+	KEEL_ASSERT(!r->in_ready);
+	KEEL_ASSERT(seq <= r->seq_assigned);
+	if (seq <= r->seq_durable)
+		return;
+	r->seq_durable = seq;
+	uint32_t k = 0;
+	while (k < r->pend.n && r->pend.v[k].seq <= seq) {
+		r->persisted_index = r->pend.v[k].last_index;
+		k++;
+	}
+	if (k)
+		memmove(r->pend.v, r->pend.v + k, (r->pend.n - k) * sizeof(*r->pend.v));
+	r->pend.n -= k;
+	release_held(r);
+	if (r->role == RAFT_LEADER)
+		maybe_commit(r);
+}
+
+int raft_snapshot_taken(struct raft *r, uint64_t index, struct raft_buf *data,
+			uint64_t keep_entries)
+{
+	KEEL_ASSERT(!r->in_ready);
+	if (index > r->applied || index < r->snap.index || !data)
+		return KEEL_E_INVAL;
+	if (index > r->snap.index) {
+		uint64_t ci;
+		conf_upto(r, index, &r->snap.conf, &ci);
+		r->snap.term = term_at(r, index);
+		KEEL_ASSERT(r->snap.term != NO_TERM);
+		r->snap.index = index;
+	}
+	raft_buf_ref(data);
+	if (r->snap_data)
+		raft_buf_unref(r->snap_data);
+	r->snap_data = data;
+	uint64_t upto = index > keep_entries ? index - keep_entries : 0;
+	upto = KEEL_MIN(upto, r->persisted_index);
+	if (upto > r->prev_index)
+		log_compact(r, upto);
+	return 0;
+}
+
+int raft_read_index(struct raft *r, uint64_t id)
+{
+	KEEL_ASSERT(!r->in_ready);
+	if (r->role != RAFT_LEADER)
+		return KEEL_E_NOT_LEADER;
+	/* §6.4: the leader's commit index is only known current once its term has committed. */
+	if (term_at(r, r->commit) != r->term)
+		return KEEL_E_AGAIN;
+	bool alone = true;
+	for (uint32_t i = 0; i < r->conf.n; i++)
+		if (r->conf.m[i].id != r->id &&
+		    (r->conf.m[i].flags & (RAFT_VOTER | RAFT_VOTER_OLD)))
+			alone = false;
+	if (alone || lease_valid(r)) {
+		struct raft_read rd = { .id = id, .index = r->commit };
+		VEC_PUSH(r->reads, rd);
+		return 0;
+	}
+	struct pending_read pr = { .id = id, .index = r->commit, .round = r->hb_round + 1 };
+	VEC_PUSH(r->pending_reads, pr);
+	r->bcast_hb = true;
+	return 0;
+}
+
+int raft_transfer(struct raft *r, uint32_t to)
+{
+	KEEL_ASSERT(!r->in_ready);
+	if (r->role != RAFT_LEADER)
+		return KEEL_E_NOT_LEADER;
+	if (to == r->id || !(flags_of(&r->conf, to) & RAFT_VOTER))
+		return KEEL_E_INVAL;
+	r->transfer_to = to;
+	r->election_elapsed = 0;
+	struct progress *p = progress_of(r, to);
+	if (p->match == last_index(r)) {
+		struct raft_msg tn = { .type = RAFT_MSG_TIMEOUT_NOW, .to = to };
+		send(r, &tn);
+	} else {
+		p->need_send = true;
+	}
+	return 0;
+}
+
+/* ---- building the update ---- */
+
+static void send_append(struct raft *r, struct progress *p, uint64_t next)
+{
+	uint64_t last = last_index(r);
+	uint64_t n = next <= last ? KEEL_MIN(last - next + 1, r->cfg.max_entries_per_msg) : 0;
+	struct raft_msg m = {
+		.type = RAFT_MSG_APPEND,
+		.to = p->id,
+		.index = next - 1,
+		.log_term = term_at(r, next - 1),
+		.commit = r->commit,
+		.n_entries = (uint32_t)n,
+		.entries = n ? entry(r, next) : NULL,
+	};
+	send(r, &m);
+	if (p->state == PR_REPLICATE && n) {
+		p->infl[(p->infl_head + p->infl_n) % INFL_CAP] = next + n - 1;
+		p->infl_n++;
+		p->next = next + n;
+	}
+}
+
+static void send_chunk(struct raft *r, struct progress *p)
+{
+	if (p->snap_index != r->snap.index) {
+		p->snap_index = r->snap.index;
+		p->snap_off = 0;
+	}
+	uint64_t total = r->snap_data->size;
+	uint64_t len = KEEL_MIN(total - p->snap_off, r->cfg.snapshot_chunk_bytes);
+	struct raft_msg m = {
+		.type = RAFT_MSG_SNAPSHOT,
+		.to = p->id,
+		.index = r->snap.index,
+		.log_term = r->snap.term,
+		.offset = p->snap_off,
+		.total = total,
+		.data_buf = len ? r->snap_data : NULL,
+		.data_off = (uint32_t)p->snap_off,
+		.data_len = (uint32_t)len,
+		.conf = r->snap.conf,
+		.flags = p->snap_off + len == total ? RAFT_F_DONE : 0,
+	};
+	send(r, &m);
+	p->snap_sent = true;
+}
+
+static void flush_peer(struct raft *r, struct progress *p)
+{
+	bool sent_commit = false;
+	if (p->need_send) {
+		p->need_send = false;
+		if (p->state != PR_SNAPSHOT && term_at(r, p->next - 1) == NO_TERM) {
+			if (!r->snap_data)
+				return; /* nothing to send until the state machine hands an image */
+			p->state = PR_SNAPSHOT;
+			p->snap_index = 0;
+			p->snap_sent = false;
+		}
+		if (p->state == PR_SNAPSHOT) {
+			if (!p->snap_sent && r->snap_data)
+				send_chunk(r, p);
+		} else if (p->state == PR_PROBE) {
+			if (!p->paused) {
+				send_append(r, p, p->next);
+				p->paused = true;
+				sent_commit = true;
+			}
+		} else {
+			while (p->infl_n < r->cfg.max_inflight && p->next <= last_index(r)) {
+				send_append(r, p, p->next);
+				sent_commit = true;
+			}
+		}
+	}
+	if (p->need_commit && !sent_commit && !r->bcast_hb) {
+		struct raft_msg hb = { .type = RAFT_MSG_HEARTBEAT,
+				       .to = p->id,
+				       .commit = KEEL_MIN(p->match, r->commit),
+				       .ctx = r->hb_round };
+		send(r, &hb);
+	}
+	p->need_commit = false;
+}
+
+static void flush(struct raft *r)
+{
+	if (r->role != RAFT_LEADER) {
+		r->bcast_hb = false;
+		return;
+	}
+	for (uint32_t i = 0; i < r->conf.n; i++)
+		if (r->pr[i].id != r->id)
+			flush_peer(r, &r->pr[i]);
+	if (r->bcast_hb) {
+		r->bcast_hb = false;
+		r->hb_round++;
+		r->hb_tick[r->hb_round % HB_RING] = r->now;
+		for (uint32_t i = 0; i < r->conf.n; i++) {
+			struct progress *p = &r->pr[i];
+			if (p->id == r->id)
+				continue;
+			struct raft_msg hb = { .type = RAFT_MSG_HEARTBEAT,
+					       .to = p->id,
+					       .commit = KEEL_MIN(p->match, r->commit),
+					       .ctx = r->hb_round };
+			send(r, &hb);
+		}
+		check_reads(r); /* a cluster whose only voter is us */
+	}
+}
+
+bool raft_ready(struct raft *r, struct raft_update *u)
+{
+	KEEL_ASSERT(!r->in_ready);
+	bool persist = r->hs_dirty || r->install || r->unstable_from <= last_index(r);
+	uint64_t tag = persist ? r->seq_assigned + 1 : r->seq_assigned;
+	for (uint32_t i = 0; i < r->held.n; i++)
+		if (!r->held.v[i].tagged) {
+			r->held.v[i].tagged = true;
+			r->held.v[i].seq = tag;
+		}
+	release_held(r);
+	flush(r);
+
+	memset(u, 0, sizeof(*u));
+	persist = r->hs_dirty || r->install || r->unstable_from <= last_index(r);
+	if (persist) {
+		u->persist_seq = ++r->seq_assigned;
+		struct pend pd = { .seq = u->persist_seq, .last_index = last_index(r) };
+		VEC_PUSH(r->pend, pd);
+		u->hs_changed = r->hs_dirty;
+		u->hs.term = r->term;
+		u->hs.vote = r->vote;
+		u->has_snapshot = r->install;
+		u->snapshot = r->install_meta;
+		if (r->unstable_from <= last_index(r)) {
+			u->entries = entry(r, r->unstable_from);
+			u->n_entries = (uint32_t)(last_index(r) - r->unstable_from + 1);
+		}
+	}
+	for (uint32_t i = 0; i < r->out.n; i++) {
+		/* Entries were located when built; the log does not move until advance. */
+		KEEL_ASSERT(r->out.v[i].n_entries == 0 || r->out.v[i].entries);
+	}
+	u->msgs = r->out.v;
+	u->n_msgs = r->out.n;
+	u->chunks = r->chunks.v;
+	u->n_chunks = r->chunks.n;
+	u->reads = r->reads.v;
+	u->n_reads = r->reads.n;
+	r->ready_applied = r->applied;
+	if (r->commit > r->applied) {
+		u->committed = entry(r, r->applied + 1);
+		u->n_committed = (uint32_t)(r->commit - r->applied);
+		KEEL_ASSERT(u->committed);
+		r->ready_applied = r->commit;
+	}
+	if (!persist && !u->n_msgs && !u->n_chunks && !u->n_reads && !u->n_committed)
+		return false;
+	r->in_ready = true;
+	return true;
+}
+
+void raft_advance(struct raft *r)
+{
+	KEEL_ASSERT(r->in_ready);
+	r->in_ready = false;
+	r->hs_dirty = false;
+	r->install = false;
+	r->unstable_from = last_index(r) + 1;
+	r->applied = r->ready_applied;
+	r->out.n = 0;
+	for (uint32_t i = 0; i < r->chunks.n; i++)
+		if (r->chunks.v[i].buf)
+			raft_buf_unref(r->chunks.v[i].buf);
+	r->chunks.n = 0;
+	r->reads.n = 0;
+}
+
+/* ---- lifecycle ---- */
+
+void raft_config_default(struct raft_config *c, uint32_t id, uint64_t seed)
+{
+	memset(c, 0, sizeof(*c));
+	c->id = id;
+	c->seed = seed;
+	c->election_ticks = 10;
+	c->heartbeat_ticks = 1;
+	c->max_inflight = 64;
+	c->max_entries_per_msg = 64;
+	c->snapshot_chunk_bytes = 64 * 1024;
+	c->promote_max_lag = 64;
+	c->pre_vote = true;
+	c->check_quorum = true;
+	c->lease_reads = false;
+	c->lease_drift_ticks = 2;
+}
+
+int raft_create(const struct raft_config *c, struct raft **out)
+{
+	if (c->id == 0 || c->election_ticks < 2 || c->heartbeat_ticks == 0 ||
+	    c->heartbeat_ticks >= c->election_ticks || c->max_inflight == 0 ||
+	    c->max_inflight > INFL_CAP || c->max_entries_per_msg == 0 ||
+	    c->snapshot_chunk_bytes == 0 || raft_conf_check(&c->snapshot.conf) ||
+	    (c->lease_reads && (!c->check_quorum || c->lease_drift_ticks >= c->election_ticks)) ||
+	    (c->snapshot.index && c->snapshot.term == 0))
+		return KEEL_E_CONFIG;
+	for (uint32_t i = 0; i < c->n_entries; i++)
+		if (c->entries[i].index != c->snapshot.index + 1 + i ||
+		    (c->entries[i].type == RAFT_ENTRY_CONF && !c->entries[i].buf))
+			return KEEL_E_CONFIG;
+	struct raft *r = calloc(1, sizeof(*r));
+	if (!r)
+		return KEEL_E_NOMEM;
+	r->cfg = *c;
+	r->cfg.entries = NULL;
+	r->cfg.n_entries = 0;
+	r->cfg.snapshot_data = NULL;
+	r->id = c->id;
+	r->rng = c->seed ? c->seed : 0x9E3779B97F4A7C15ULL;
+	r->term = c->hs.term;
+	r->vote = c->hs.vote;
+	r->snap = c->snapshot;
+	r->prev_index = c->snapshot.index;
+	r->prev_term = c->snapshot.term;
+	r->commit = r->applied = c->snapshot.index;
+	if (c->snapshot_data)
+		r->snap_data = raft_buf_ref(c->snapshot_data);
+	apply_conf(r, &c->snapshot.conf, 0);
+	for (uint32_t i = 0; i < c->n_entries; i++)
+		log_append(r, &c->entries[i]);
+	r->persisted_index = last_index(r);
+	r->unstable_from = last_index(r) + 1;
+	for (uint32_t i = 0; i < r->conf.n; i++)
+		progress_reset(r, &r->pr[i]);
+	reset_timeout(r);
+	*out = r;
+	return 0;
+}
+
+void raft_destroy(struct raft *r)
+{
+	if (!r)
+		return;
+	for (uint64_t i = 0; i < r->log_n; i++)
+		if (r->log[i].buf)
+			raft_buf_unref(r->log[i].buf);
+	for (uint32_t i = 0; i < r->chunks.n; i++)
+		if (r->chunks.v[i].buf)
+			raft_buf_unref(r->chunks.v[i].buf);
+	if (r->snap_data)
+		raft_buf_unref(r->snap_data);
+	free(r->log);
+	free(r->pend.v);
+	free(r->held.v);
+	free(r->out.v);
+	free(r->chunks.v);
+	free(r->reads.v);
+	free(r->pending_reads.v);
+	free(r);
+}
+
+/* ---- introspection ---- */
+
+uint32_t raft_id(const struct raft *r)
+{
+	return r->id;
+}
+
+enum raft_role raft_role(const struct raft *r)
+{
+	return r->role;
+}
+
+uint64_t raft_term(const struct raft *r)
+{
+	return r->term;
+}
+
+uint32_t raft_leader(const struct raft *r)
+{
+	return r->leader;
+}
+
+uint64_t raft_commit(const struct raft *r)
+{
+	return r->commit;
+}
+
+uint64_t raft_last_index(const struct raft *r)
+{
+	return last_index(r);
+}
+
+uint64_t raft_persisted_index(const struct raft *r)
+{
+	return r->persisted_index;
+}
+
+uint64_t raft_first_index(const struct raft *r)
+{
+	return r->prev_index + 1;
+}
+
+const struct raft_entry *raft_entry_at(const struct raft *r, uint64_t index)
+{
+	return entry(r, index);
+}
+
+const struct raft_conf *raft_conf(const struct raft *r)
+{
+	return &r->conf;
+}
+
+uint64_t raft_term_at(const struct raft *r, uint64_t index)
+{
+	uint64_t t = term_at(r, index);
+	return t == NO_TERM ? 0 : t;
+}
+
+void raft_snapshot_info(const struct raft *r, struct raft_snapshot_meta *meta)
+{
+	*meta = r->snap;
+}
+
+uint64_t raft_match_of(const struct raft *r, uint32_t id)
+{
+	for (uint32_t i = 0; i < r->conf.n; i++)
+		if (r->pr[i].id == id)
+			return id == r->id ? r->persisted_index : r->pr[i].match;
+	return 0;
+}
+
+const char *raft_role_name(enum raft_role role)
+{
+	static const char *const names[] = { "follower", "precandidate", "candidate", "leader" };
+	return (unsigned)role < KEEL_ARRAY_SIZE(names) ? names[role] : "?";
+}

@@ -1,0 +1,83 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The deterministic cluster simulator for the consensus core (private to
+ * tests/consensus). Nodes run the real core; the network and the disks are
+ * simulated and driven by one seeded PRNG, so a seed replays exactly.
+ *
+ * Time advances in ticks. In one sim_step() every live node: receives the
+ * messages due to it, ticks, finishes the disk writes due, and drains its
+ * updates (persist, send, apply). The safety checks run as events happen
+ * (log matching on every write, state machine safety on every apply, election
+ * safety on every leadership) and after every step (no committed entry lost,
+ * leader completeness); the first violation is kept in sim_failure().
+ */
+#ifndef KEEL_TESTS_CONSENSUS_SIM_H
+#define KEEL_TESTS_CONSENSUS_SIM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "raft.h"
+
+#define SIM_MAX_NODES 7
+
+struct sim_opts {
+	uint64_t seed;
+	uint32_t nodes;  /* ids 1..nodes */
+	uint32_t voters; /* ids 1..voters vote; the others start as learners */
+	bool faults;     /* random drop/dup/delay/partitions/crashes/slow disks */
+	bool trace;      /* record "t=.. n1 -> n2 Append ..." lines */
+	bool pre_vote, check_quorum;
+	uint32_t snapshot_every; /* take a snapshot every N applied entries (0: never) */
+	uint32_t snapshot_keep;  /* entries kept in memory behind a snapshot */
+	uint32_t chunk_bytes;    /* InstallSnapshot chunk size */
+	uint32_t propose_pct;    /* chance per tick that the leader proposes (random runs) */
+	bool lease_reads;
+	uint32_t max_entries;  /* entries per AppendEntries */
+	uint32_t max_inflight; /* AppendEntries in flight per follower */
+};
+
+struct sim;
+
+void sim_opts_default(struct sim_opts *o, uint64_t seed, uint32_t nodes);
+struct sim *sim_new(const struct sim_opts *o);
+void sim_free(struct sim *s);
+
+/* A whole seeded run: faults for fault_ticks, then heal and require progress. */
+int sim_run(struct sim *s, uint32_t fault_ticks, uint32_t heal_ticks);
+
+void sim_step(struct sim *s);
+void sim_steps(struct sim *s, uint32_t n);
+/* Step until some node is leader (returns its id) or max ticks pass (0). */
+uint32_t sim_until_leader(struct sim *s, uint32_t max_ticks);
+/* Step until every live node has applied through index (true) or max ticks. */
+bool sim_until_applied(struct sim *s, uint64_t index, uint32_t max_ticks);
+
+void sim_link(struct sim *s, uint32_t from, uint32_t to, bool up);
+void sim_isolate(struct sim *s, uint32_t id, bool isolated);
+void sim_heal(struct sim *s);
+void sim_crash(struct sim *s, uint32_t id);
+void sim_restart(struct sim *s, uint32_t id);
+/* Propose one batch at node id; *index gets its index. */
+int sim_propose(struct sim *s, uint32_t id, uint64_t *index);
+int sim_read(struct sim *s, uint32_t id, uint64_t read_id);
+/* Step m into node m->to right now (as if just received) and drain its updates. */
+int sim_inject(struct sim *s, const struct raft_msg *m);
+int sim_transfer(struct sim *s, uint32_t id, uint32_t to);
+int sim_change_conf(struct sim *s, uint32_t id, const struct raft_conf *target);
+/* Index returned for read_id, 0 while pending, UINT64_MAX if it failed. */
+uint64_t sim_read_result(struct sim *s, uint64_t read_id);
+
+struct raft *sim_raft(struct sim *s, uint32_t id);
+uint32_t sim_leader(struct sim *s); /* a live leader of the highest term, or 0 */
+uint64_t sim_applied(struct sim *s, uint32_t id);
+uint64_t sim_now(struct sim *s);
+const char *sim_failure(const struct sim *s); /* NULL while every check holds */
+
+/* Trace (when opts.trace). */
+const char *sim_trace(const struct sim *s);
+bool sim_trace_has(const struct sim *s, const char *needle);
+void sim_trace_clear(struct sim *s);
+void sim_note(struct sim *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#endif
