@@ -969,6 +969,8 @@ static int scan_segment(struct wal *w, struct replay *r, const struct scan *s, b
 	while (x < s->size) {
 		const uint8_t *h = s->map + x;
 		if (x + REC_HDR_BYTES > s->size) {
+			if (s->data_end <= x)
+				break; /* a short file whose tail is zeros: a clean end */
 			why = "partial record header";
 			region_end = s->size;
 			break;
@@ -1220,10 +1222,6 @@ static int recover_log(struct wal *w, struct wal_recovery *rec)
 				goto out;
 			o += k;
 		}
-		if (fdatasync(sc[L].fd) < 0) {
-			rc = -errno;
-			goto out;
-		}
 		oplog(&w->o,
 		      "keel-wal: %s: torn tail cut at %s offset %" PRIu64 ": %" PRIu64
 		      " bytes discarded (index %" PRIu64 " was being written)",
@@ -1234,7 +1232,7 @@ static int recover_log(struct wal *w, struct wal_recovery *rec)
 	 * cache; they are reported durable below, so sync them first. Only the
 	 * last segment with data can hold any (groups never span segments).
 	 */
-	if (L >= 0 && fdatasync(sc[L].fd) < 0) {
+	if (L >= 0 && fdatasync(sc[L].fd) < 0) { /* also makes the cut above durable */
 		rc = -errno;
 		goto out;
 	}
