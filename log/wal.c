@@ -1432,19 +1432,14 @@ fail:
 }
 
 static void reap(struct wal *w);
+static void quiesce(struct wal *w);
 
 void wal_close(struct wal *w)
 {
 	if (!w)
 		return;
 	if (w->uring) {
-		/* The kernel may still read borrowed buffers: wait for everything. */
-		while (w->g_inflight || w->hs_inflight || w->pre_inflight) {
-			struct io_uring_cqe *cqe;
-			if (io_uring_wait_cqe(&w->ring, &cqe) < 0)
-				break;
-			reap(w);
-		}
+		quiesce(w); /* the kernel may still read borrowed buffers */
 		io_uring_queue_exit(&w->ring);
 	}
 	if (w->spare_state == SPARE_BUSY) {
@@ -1603,10 +1598,27 @@ int wal_wait(struct wal *w, int timeout_ms)
 	return r == -ETIME ? KEEL_E_TIMEOUT : r < 0 ? r : 0;
 }
 
+/* Block until no I/O is in flight (close, retry). */
+static void quiesce(struct wal *w)
+{
+	while (w->uring && (w->g_inflight || w->hs_inflight || w->pre_inflight)) {
+		struct io_uring_cqe *cqe;
+		if (io_uring_wait_cqe(&w->ring, &cqe) < 0)
+			break;
+		reap(w);
+	}
+}
+
 int wal_retry(struct wal *w)
 {
 	if (!w->err)
 		return 0;
+	/*
+	 * Operations submitted before the failure may still be completing, and
+	 * their errors belong to the old attempt: let them land first (this
+	 * blocks for at most one group, on an exceptional path).
+	 */
+	quiesce(w);
 	w->err = 0;
 	w->errmsg[0] = 0;
 	return wal_poll(w, NULL);
