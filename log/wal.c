@@ -1064,7 +1064,8 @@ static int list_segments(struct wal *w, uint64_t **seqs_out, size_t *n_out)
 		seqs[n++] = seq;
 	}
 	closedir(d);
-	qsort(seqs, n, sizeof(*seqs), cmp_u64);
+	if (n)
+		qsort(seqs, n, sizeof(*seqs), cmp_u64);
 	*seqs_out = seqs;
 	*n_out = n;
 	return 0;

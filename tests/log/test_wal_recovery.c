@@ -143,13 +143,13 @@ static void cut_at_every_offset(void **state, bool shorten, int step)
 
 static void test_cut_zeroed(void **state)
 {
-	cut_at_every_offset(state, false, WALT_SANITIZED ? 2 : 1);
+	cut_at_every_offset(state, false, WALT_SANITIZED ? 3 : 1);
 }
 
 static void test_cut_shortened(void **state)
 {
 	/* Same walk, but the file ends at the cut (a segment whose zero fill was lost). */
-	cut_at_every_offset(state, true, 1);
+	cut_at_every_offset(state, true, WALT_SANITIZED ? 4 : 1);
 }
 
 /*
@@ -174,9 +174,12 @@ static void flip_record(struct fx *f, int segi, size_t which)
 	snprintf(want_idx, sizeof(want_idx), "index %" PRIu64 " ", idx);
 	uint64_t bits[32 * 8 + 3];
 	size_t nb = 0;
+	/* Every header bit (every field); sanitized builds, being slow, one bit of each byte. */
 	for (uint64_t b = 0; b < 32 * 8; b++)
-		bits[nb++] =
-			x * 8 + b; /* crc, length, index, term, type, kind, zero, payload crc */
+		if (!WALT_SANITIZED || b % 8 == (b / 8) % 8)
+			bits[nb++] =
+				x * 8 +
+				b; /* crc, length, index, term, type, kind, zero, payload crc */
 	bits[nb++] = (x + 32) * 8; /* payload: first bit */
 	bits[nb++] = (x + 32 + len / 2) * 8 + 3; /* middle */
 	bits[nb++] = (x + 32 + len - 1) * 8 + 7; /* last bit */
