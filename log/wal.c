@@ -1,0 +1,1847 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The write-ahead log: segments, group commit over io_uring or plain
+ * pwritev + fdatasync, hard state, recovery. See wal.h for the happy path and
+ * what can fail; the comments here say why the pieces are shaped as they are.
+ *
+ * Exactly one group (a run of records, all in one segment) is in flight at a
+ * time. That keeps the "maybe on disk" region after a crash to one contiguous
+ * range at the end of the log, which is what lets recovery call a bad record at
+ * the very end torn and a bad record anywhere else corrupt.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <liburing.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/eventfd.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "wal_int.h"
+
+#define SEG_HDR_BYTES   4096u
+#define REC_HDR_BYTES   32u
+#define BLOCK_BYTES     4096u
+#define SEG_MAGIC       0x314c41574c45454bull /* "KEELWAL1" */
+#define SEG_VERSION     1u
+#define HS_MAGIC        0x3153484bu /* "KHS1" */
+#define HS_SLOT_BYTES   512u
+#define KIND_ENTRY      1
+#define KIND_MARK       2
+#define KIND_PAD        3
+#define RING_ENTRIES    256u
+#define IOV_PER_SQE     1024u
+#define PRE_CHUNK_BYTES (1u << 20)
+#define PRE_WINDOW      4u
+#define MAX_GROUP_SQES  64u
+
+enum op_tag {
+	OP_LOG_WRITE = 1,
+	OP_LOG_FSYNC,
+	OP_HS_WRITE,
+	OP_HS_FSYNC,
+	OP_PRE_WRITE,
+	OP_PRE_FSYNC,
+	OP_PRE_DIRSYNC,
+};
+
+enum spare_state { SPARE_NONE, SPARE_BUSY, SPARE_READY };
+
+struct seg {
+	uint64_t seq;
+	int fd;  /* buffered: reads, prealloc, plain writes */
+	int dfd; /* O_DIRECT twin when direct_io, else == fd */
+};
+
+/* One live entry: where it is, and which record (ticket) wrote it. */
+struct ent {
+	uint64_t term;
+	uint64_t seq; /* segment; 0 until its group is built */
+	uint64_t off;
+	uint64_t ticket;
+	uint32_t len;
+	uint8_t type;
+};
+
+/* A record queued or in flight; payload borrowed from the caller. */
+struct pend {
+	uint64_t index, term;
+	uint64_t after_index, after_term; /* durable position once this is on disk */
+	const void *data;
+	uint32_t len;
+	uint8_t type, kind;
+	bool dead; /* removed by a suffix truncation: its completion reports nothing */
+	bool skip; /* dead before it was submitted: never written */
+	uint8_t hdr[REC_HDR_BYTES];
+};
+
+struct wal {
+	struct wal_options o;
+	struct wal_snapstate ss;
+	int lockfd;
+	bool uring;
+	struct io_uring ring;
+	int efd;
+	const char *backend;
+	unsigned sqes_queued;
+
+	struct seg *segs; /* ascending; the last is the active one */
+	size_t nsegs, segs_cap;
+	uint64_t off; /* next write offset in the active segment */
+
+	struct seg spare;
+	enum spare_state spare_state;
+	uint64_t pre_next;
+	unsigned pre_inflight;
+	int pre_err;
+	bool pre_syncing;
+	uint8_t *pre_hdr; /* BLOCK_BYTES: header block of the spare */
+	uint8_t *zeros;   /* PRE_CHUNK_BYTES of zeros, aligned */
+
+	struct ent *ents; /* live entries first..last at ents[ents_head ...] */
+	size_t ents_head, ents_cap;
+	uint64_t first, last, base_term;
+
+	struct pend *pq; /* ring indexed by ticket % pq_cap */
+	uint32_t pq_cap;
+	uint64_t pq_head, pq_sub, pq_tail; /* tickets: oldest unreleased, next to submit, next */
+
+	bool g_inflight;
+	uint64_t g_start, g_end, g_seq, g_off, g_len;
+	unsigned g_ops;
+	size_t g_niov;
+	uint64_t built_end; /* tickets below this were part of some group (maybe on disk) */
+	int g_err;
+	char g_errmsg[200];
+	struct iovec *iov;
+	size_t iov_cap;
+	uint8_t *stage; /* O_DIRECT staging buffer */
+	size_t stage_cap;
+
+	uint64_t durable_index, durable_term;
+
+	int hs_fd;
+	uint64_t hs_term, hs_vote, hs_seq;
+	bool hs_want, hs_inflight;
+	uint64_t hs_want_term, hs_want_vote, hs_fl_term, hs_fl_vote;
+	unsigned hs_ops;
+	int hs_err;
+	uint8_t *hs_buf; /* HS_SLOT_BYTES, aligned */
+
+	int err;
+	char errmsg[320];
+};
+
+/* ------------------------------------------------------------------ helpers */
+
+static void oplog(const struct wal_options *o, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void oplog(const struct wal_options *o, const char *fmt, ...)
+{
+	char line[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (o->log_fn)
+		o->log_fn(o->log_arg, line);
+	else
+		fprintf(stderr, "%s\n", line);
+}
+
+int wal_write_all(int fd, const void *buf, size_t len, uint64_t off)
+{
+	const uint8_t *p = buf;
+	while (len) {
+		ssize_t r = pwrite(fd, p, len, (off_t)off);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (r == 0)
+			return -EIO;
+		p += r;
+		len -= (size_t)r;
+		off += (uint64_t)r;
+	}
+	return 0;
+}
+
+int wal_read_all(int fd, void *buf, size_t len, uint64_t off)
+{
+	uint8_t *p = buf;
+	while (len) {
+		ssize_t r = pread(fd, p, len, (off_t)off);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (r == 0)
+			return KEEL_E_TORN;
+		p += r;
+		len -= (size_t)r;
+		off += (uint64_t)r;
+	}
+	return 0;
+}
+
+struct wal_snapstate *wal_snapstate_of(struct wal *w)
+{
+	return &w->ss;
+}
+
+static void seg_name(char *buf, size_t cap, uint64_t seq)
+{
+	snprintf(buf, cap, "%016" PRIx64 ".wal", seq);
+}
+
+static uint64_t rec_bytes(uint32_t len)
+{
+	return REC_HDR_BYTES + (uint64_t)len;
+}
+
+static void rec_header(uint8_t *h, uint8_t kind, uint8_t type, uint64_t index, uint64_t term,
+		       const void *data, uint32_t len)
+{
+	memset(h, 0, REC_HDR_BYTES);
+	wal_put32(h + 4, len);
+	wal_put64(h + 8, index);
+	wal_put64(h + 16, term);
+	h[24] = type;
+	h[25] = kind;
+	wal_put32(h + 28, keel_crc32c(0, data, len));
+	wal_put32(h, keel_crc32c(0, h + 4, REC_HDR_BYTES - 4));
+}
+
+static void seg_header(uint8_t *b, uint64_t seq, uint64_t size)
+{
+	memset(b, 0, SEG_HDR_BYTES);
+	wal_put64(b, SEG_MAGIC);
+	wal_put32(b + 8, SEG_VERSION);
+	wal_put64(b + 16, seq);
+	wal_put64(b + 24, size);
+	wal_put32(b + 12, keel_crc32c(0, b + 16, 16));
+}
+
+static bool seg_header_ok(const uint8_t *b, size_t size, uint64_t seq)
+{
+	return size >= SEG_HDR_BYTES && wal_get64(b) == SEG_MAGIC &&
+	       wal_get32(b + 8) == SEG_VERSION && wal_get64(b + 16) == seq &&
+	       wal_get32(b + 12) == keel_crc32c(0, b + 16, 16);
+}
+
+static int fsync_dir(int dirfd)
+{
+	return fsync(dirfd) < 0 ? -errno : 0;
+}
+
+static void set_err(struct wal *w, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void set_err(struct wal *w, int code, const char *fmt, ...)
+{
+	if (w->err)
+		return; /* the first failure is the one the operator needs */
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(w->errmsg, sizeof(w->errmsg), fmt, ap);
+	va_end(ap);
+	w->err = code;
+	oplog(&w->o, "%s", w->errmsg);
+}
+
+static struct pend *pq_at(struct wal *w, uint64_t ticket)
+{
+	return &w->pq[ticket % w->pq_cap];
+}
+
+static struct ent *ent_at(const struct wal *w, uint64_t index)
+{
+	KEEL_ASSERT(index >= w->first && index <= w->last);
+	return &w->ents[w->ents_head + (index - w->first)];
+}
+
+static uint64_t term_at(const struct wal *w, uint64_t index)
+{
+	if (index >= w->first && index <= w->last)
+		return ent_at(w, index)->term;
+	if (index == w->first - 1)
+		return w->base_term;
+	if (index == atomic_load(&w->ss.index))
+		return atomic_load(&w->ss.term);
+	return 0;
+}
+
+/* Room for one more live entry at the end (amortised doubling, compacting first). */
+static int ents_reserve(struct wal *w)
+{
+	size_t n = (size_t)(w->last + 1 - w->first);
+	if (w->ents_head + n < w->ents_cap)
+		return 0;
+	if (w->ents_head > 0) {
+		memmove(w->ents, w->ents + w->ents_head, n * sizeof(*w->ents));
+		w->ents_head = 0;
+		if (n < w->ents_cap)
+			return 0;
+	}
+	size_t cap = w->ents_cap ? w->ents_cap * 2 : 1024;
+	struct ent *e = realloc(w->ents, cap * sizeof(*e));
+	if (!e)
+		return KEEL_E_NOMEM;
+	w->ents = e;
+	w->ents_cap = cap;
+	return 0;
+}
+
+static int fault(struct wal *w, enum wal_io_kind kind)
+{
+	return w->o.fault ? w->o.fault(w->o.fault_arg, kind) : 0;
+}
+
+/* --------------------------------------------------------- preallocation */
+
+static int open_direct(struct wal *w, const char *name, int fd)
+{
+	if (!w->o.direct_io)
+		return fd;
+	int d = openat(w->ss.dirfd, name, O_RDWR | O_DIRECT | O_CLOEXEC);
+	return d < 0 ? -errno : d;
+}
+
+static void seg_close(struct seg *s)
+{
+	if (s->dfd >= 0 && s->dfd != s->fd)
+		close(s->dfd);
+	if (s->fd >= 0)
+		close(s->fd);
+	s->fd = s->dfd = -1;
+}
+
+/*
+ * Synchronous preallocation (open time, and the plain backend): zeros written
+ * and synced so later fdatasyncs have no extent conversion or size change to
+ * journal (PLATFORM.md: ~110-145 us instead of ~210-280 us).
+ */
+static int prealloc_sync(struct wal *w, uint64_t seq, struct seg *out)
+{
+	char name[32];
+	seg_name(name, sizeof(name), seq);
+	int rc, fd = openat(w->ss.dirfd, name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	seg_header(w->pre_hdr, seq, w->o.segment_size_bytes);
+	rc = fault(w, WAL_IO_WRITE);
+	if (!rc)
+		rc = wal_write_all(fd, w->pre_hdr, SEG_HDR_BYTES, 0);
+	for (uint64_t o = SEG_HDR_BYTES; !rc && o < w->o.segment_size_bytes;) {
+		uint64_t n = KEEL_MIN((uint64_t)PRE_CHUNK_BYTES, w->o.segment_size_bytes - o);
+		rc = wal_write_all(fd, w->zeros, n, o);
+		o += n;
+	}
+	if (!rc)
+		rc = fault(w, WAL_IO_FSYNC);
+	if (!rc && fsync(fd) < 0)
+		rc = -errno;
+	if (!rc)
+		rc = fsync_dir(w->ss.dirfd);
+	if (rc) {
+		close(fd);
+		unlinkat(w->ss.dirfd, name, 0);
+		return rc;
+	}
+	out->seq = seq;
+	out->fd = fd;
+	out->dfd = open_direct(w, name, fd);
+	if (out->dfd < 0) {
+		rc = out->dfd;
+		out->dfd = -1;
+		seg_close(out);
+		return rc;
+	}
+	return 0;
+}
+
+static struct io_uring_sqe *get_sqe(struct wal *w, enum op_tag tag, uint64_t arg)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
+	/* Every producer bounds its ops per poll far below RING_ENTRIES. */
+	KEEL_ASSERT(sqe != NULL);
+	io_uring_sqe_set_data64(sqe, (arg << 8) | (uint64_t)tag);
+	w->sqes_queued++;
+	return sqe;
+}
+
+static int spare_start_async(struct wal *w)
+{
+	char name[32];
+	uint64_t seq = w->segs[w->nsegs - 1].seq + 1;
+	seg_name(name, sizeof(name), seq);
+	int fd = openat(w->ss.dirfd, name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	w->spare = (struct seg){ .seq = seq, .fd = fd, .dfd = -1 };
+	seg_header(w->pre_hdr, seq, w->o.segment_size_bytes);
+	w->pre_next = 0;
+	w->pre_inflight = 0;
+	w->pre_err = 0;
+	w->pre_syncing = false;
+	w->spare_state = SPARE_BUSY;
+	return 0;
+}
+
+/* Keep a few zero-fill writes in flight; then fsync the file and the directory. */
+static void spare_pump(struct wal *w)
+{
+	if (w->spare_state != SPARE_BUSY || w->pre_err || w->pre_syncing)
+		return;
+	while (w->pre_inflight < PRE_WINDOW && w->pre_next < w->o.segment_size_bytes) {
+		struct io_uring_sqe *sqe = get_sqe(w, OP_PRE_WRITE, 0);
+		if (w->pre_next == 0) {
+			io_uring_prep_write(sqe, w->spare.fd, w->pre_hdr, SEG_HDR_BYTES, 0);
+			w->pre_next = SEG_HDR_BYTES;
+		} else {
+			uint64_t n = KEEL_MIN((uint64_t)PRE_CHUNK_BYTES,
+					      w->o.segment_size_bytes - w->pre_next);
+			io_uring_prep_write(sqe, w->spare.fd, w->zeros, (unsigned)n, w->pre_next);
+			w->pre_next += n;
+		}
+		w->pre_inflight++;
+	}
+	if (w->pre_inflight == 0 && w->pre_next >= w->o.segment_size_bytes) {
+		struct io_uring_sqe *sqe = get_sqe(w, OP_PRE_FSYNC, 0);
+		io_uring_prep_fsync(sqe, w->spare.fd, 0);
+		sqe->flags |= IOSQE_IO_LINK;
+		sqe = get_sqe(w, OP_PRE_DIRSYNC, 0);
+		io_uring_prep_fsync(sqe, w->ss.dirfd, 0);
+		w->pre_inflight = 2;
+		w->pre_syncing = true;
+	}
+}
+
+static void spare_complete(struct wal *w, enum op_tag tag, int res)
+{
+	int f = fault(w, tag == OP_PRE_WRITE ? WAL_IO_WRITE : WAL_IO_FSYNC);
+	if (f)
+		res = f;
+	if (res < 0 && !w->pre_err)
+		w->pre_err = res;
+	KEEL_ASSERT(w->pre_inflight > 0);
+	if (--w->pre_inflight)
+		return;
+	char name[32];
+	seg_name(name, sizeof(name), w->spare.seq);
+	if (w->pre_err) {
+		/* Sticky until wal_retry(); the next attempt starts the file afresh. */
+		set_err(w, w->pre_err, "wal: preallocating segment %s failed: %s", name,
+			keel_strerror(w->pre_err));
+		seg_close(&w->spare);
+		unlinkat(w->ss.dirfd, name, 0);
+		w->spare_state = SPARE_NONE;
+		return;
+	}
+	if (!w->pre_syncing)
+		return;
+	w->spare.dfd = open_direct(w, name, w->spare.fd);
+	if (w->spare.dfd < 0) {
+		int rc = w->spare.dfd;
+		w->spare.dfd = -1;
+		set_err(w, rc, "wal: opening %s with O_DIRECT failed: %s", name, keel_strerror(rc));
+		seg_close(&w->spare);
+		unlinkat(w->ss.dirfd, name, 0);
+		w->spare_state = SPARE_NONE;
+		return;
+	}
+	w->spare_state = SPARE_READY;
+}
+
+static int segs_push(struct wal *w, struct seg s)
+{
+	if (w->nsegs == w->segs_cap) {
+		size_t cap = w->segs_cap ? w->segs_cap * 2 : 16;
+		struct seg *n = realloc(w->segs, cap * sizeof(*n));
+		if (!n)
+			return KEEL_E_NOMEM;
+		w->segs = n;
+		w->segs_cap = cap;
+	}
+	w->segs[w->nsegs++] = s;
+	return 0;
+}
+
+static struct seg *seg_by_seq(struct wal *w, uint64_t seq)
+{
+	if (!w->nsegs || seq < w->segs[0].seq || seq > w->segs[w->nsegs - 1].seq)
+		return NULL;
+	return &w->segs[seq - w->segs[0].seq];
+}
+
+/* ---------------------------------------------------------- group commit */
+
+static uint64_t fit_reserve(const struct wal *w)
+{
+	/* O_DIRECT groups end with a pad to a block boundary: keep room for it. */
+	return w->o.direct_io ? REC_HDR_BYTES + BLOCK_BYTES : 0;
+}
+
+/*
+ * Choose the next group: records from pq_sub on, all in the active segment.
+ * Rolls to the spare when the first record does not fit. Returns false when
+ * there is nothing to do (or the spare is not ready yet).
+ */
+static bool group_build(struct wal *w)
+{
+	if (w->g_inflight || w->err || w->pq_sub == w->pq_tail)
+		return false;
+	uint64_t seg_size = w->o.segment_size_bytes;
+	struct pend *p0 = pq_at(w, w->pq_sub);
+	uint64_t need0 = p0->skip ? 0 : rec_bytes(p0->len);
+	if (w->off + need0 + fit_reserve(w) > seg_size) {
+		if (w->spare_state != SPARE_READY)
+			return false;
+		KEEL_ASSERT(segs_push(w, w->spare) == 0 || !"segs_push");
+		w->spare = (struct seg){ .fd = -1, .dfd = -1 };
+		w->spare_state = SPARE_NONE;
+		w->off = SEG_HDR_BYTES;
+	}
+	struct seg *s = &w->segs[w->nsegs - 1];
+	uint64_t off = w->off, t = w->pq_sub;
+	size_t niov = 0;
+	while (t < w->pq_tail && t - w->pq_sub < w->o.max_group_records) {
+		struct pend *p = pq_at(w, t);
+		uint64_t need = p->skip ? 0 : rec_bytes(p->len);
+		if (off + need + fit_reserve(w) > seg_size ||
+		    (off - w->off) + need > w->o.max_group_bytes - 2 * BLOCK_BYTES)
+			break;
+		if (niov + 2 > w->iov_cap)
+			break;
+		if (!p->skip) {
+			if (p->kind == KIND_ENTRY && p->index >= w->first && p->index <= w->last &&
+			    ent_at(w, p->index)->ticket == t) {
+				struct ent *e = ent_at(w, p->index);
+				e->seq = s->seq;
+				e->off = off;
+			}
+			w->iov[niov++] = (struct iovec){ p->hdr, REC_HDR_BYTES };
+			if (p->len)
+				w->iov[niov++] = (struct iovec){ (void *)p->data, p->len };
+			off += need;
+		}
+		t++;
+	}
+	w->g_start = w->pq_sub;
+	w->g_end = t;
+	w->g_seq = s->seq;
+	w->g_off = w->off;
+	w->g_len = off - w->off;
+	w->g_err = 0;
+	w->g_errmsg[0] = 0;
+	w->pq_sub = t;
+	w->g_inflight = true;
+	if (w->o.direct_io && w->g_len) {
+		/* Copy into the aligned staging buffer and pad to a block boundary. */
+		uint8_t *d = w->stage;
+		for (size_t i = 0; i < niov; i++) {
+			memcpy(d, w->iov[i].iov_base, w->iov[i].iov_len);
+			d += w->iov[i].iov_len;
+		}
+		uint64_t pad = (BLOCK_BYTES - (w->g_len % BLOCK_BYTES)) % BLOCK_BYTES;
+		if (pad && pad < REC_HDR_BYTES)
+			pad += BLOCK_BYTES;
+		if (pad) {
+			memset(d, 0, pad);
+			rec_header(d, KIND_PAD, 0, 0, 0, d + REC_HDR_BYTES,
+				   (uint32_t)(pad - REC_HDR_BYTES));
+		}
+		w->g_len += pad;
+		w->iov[0] = (struct iovec){ w->stage, w->g_len };
+		niov = 1;
+	}
+	w->off = w->g_off + w->g_len;
+	w->g_niov = niov;
+	if (t > w->built_end)
+		w->built_end = t;
+	return true;
+}
+
+static void group_finish(struct wal *w)
+{
+	w->g_inflight = false;
+	if (w->g_err) {
+		/*
+		 * Nothing of the group counts: rewind so wal_retry() rewrites it all
+		 * from the still-borrowed buffers at the same place.
+		 */
+		w->pq_sub = w->g_start;
+		w->off = w->g_off;
+		set_err(w, w->g_err, "%s", w->g_errmsg);
+		return;
+	}
+	for (uint64_t t = w->g_start; t < w->g_end; t++) {
+		struct pend *p = pq_at(w, t);
+		if (p->dead)
+			continue;
+		w->durable_index = p->after_index;
+		w->durable_term = p->after_term;
+	}
+	w->pq_head = w->g_end;
+}
+
+static void group_fail(struct wal *w, int res, const char *what)
+{
+	if (w->g_err)
+		return;
+	char name[32];
+	seg_name(name, sizeof(name), w->g_seq);
+	w->g_err = res;
+	snprintf(w->g_errmsg, sizeof(w->g_errmsg),
+		 "wal: %s of %s at offset %" PRIu64 " (%" PRIu64 " bytes) failed: %s", what, name,
+		 w->g_off, w->g_len, keel_strerror(res));
+}
+
+/* io_uring: writev(s) in one linked chain ending in an fdatasync. */
+static void group_submit_uring(struct wal *w)
+{
+	struct seg *s = seg_by_seq(w, w->g_seq);
+	size_t niov = w->g_niov;
+	if (niov == 0) {
+		group_finish(w); /* only skipped records: nothing to write */
+		return;
+	}
+	uint64_t off = w->g_off;
+	unsigned i = 0;
+	for (size_t at = 0; at < niov; at += IOV_PER_SQE, i++) {
+		size_t n = KEEL_MIN((size_t)IOV_PER_SQE, niov - at);
+		uint64_t bytes = 0;
+		for (size_t k = 0; k < n; k++)
+			bytes += w->iov[at + k].iov_len;
+		/* arg = expected byte count, so a short write is caught. */
+		struct io_uring_sqe *sqe = get_sqe(w, OP_LOG_WRITE, bytes);
+		io_uring_prep_writev(sqe, s->dfd, w->iov + at, (unsigned)n, off);
+		sqe->flags |= IOSQE_IO_LINK;
+		off += bytes;
+	}
+	struct io_uring_sqe *sqe = get_sqe(w, OP_LOG_FSYNC, 0);
+	io_uring_prep_fsync(sqe, s->dfd, IORING_FSYNC_DATASYNC);
+	w->g_ops = i + 1;
+}
+
+static void group_complete(struct wal *w, enum op_tag tag, int res, uint64_t arg)
+{
+	int f = fault(w, tag == OP_LOG_WRITE ? WAL_IO_WRITE : WAL_IO_FSYNC);
+	if (f)
+		res = f;
+	if (res < 0)
+		group_fail(w, res, tag == OP_LOG_WRITE ? "write" : "fdatasync");
+	else if (tag == OP_LOG_WRITE && (uint64_t)res != arg)
+		group_fail(w, -EIO, "short write");
+	KEEL_ASSERT(w->g_ops > 0);
+	if (--w->g_ops == 0)
+		group_finish(w);
+}
+
+/* Plain backend: the same group, written and synced before returning. */
+static void group_run_plain(struct wal *w)
+{
+	struct seg *s = seg_by_seq(w, w->g_seq);
+	size_t niov = w->g_niov;
+	if (niov == 0) {
+		group_finish(w);
+		return;
+	}
+	uint64_t off = w->g_off;
+	int rc = fault(w, WAL_IO_WRITE);
+	struct iovec *iov = w->iov;
+	while (!rc && niov) {
+		ssize_t r =
+			pwritev(s->dfd, iov, (int)KEEL_MIN(niov, (size_t)IOV_PER_SQE), (off_t)off);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			rc = -errno;
+			break;
+		}
+		if (r == 0) {
+			rc = -EIO;
+			break;
+		}
+		off += (uint64_t)r;
+		/* Step past what was written, trimming a partly written iovec. */
+		size_t left = (size_t)r;
+		while (niov && left >= iov->iov_len) {
+			left -= iov->iov_len;
+			iov++;
+			niov--;
+		}
+		if (left) {
+			iov->iov_base = (uint8_t *)iov->iov_base + left;
+			iov->iov_len -= left;
+		}
+	}
+	if (rc)
+		group_fail(w, rc, "write");
+	else {
+		rc = fault(w, WAL_IO_FSYNC);
+		if (!rc && fdatasync(s->dfd) < 0)
+			rc = -errno;
+		if (rc)
+			group_fail(w, rc, "fdatasync");
+	}
+	group_finish(w);
+}
+
+/* ------------------------------------------------------------ hard state */
+
+static void hs_fill(struct wal *w, uint64_t seq, uint64_t term, uint64_t vote)
+{
+	memset(w->hs_buf, 0, HS_SLOT_BYTES);
+	wal_put32(w->hs_buf + 4, HS_MAGIC);
+	wal_put64(w->hs_buf + 8, seq);
+	wal_put64(w->hs_buf + 16, term);
+	wal_put64(w->hs_buf + 24, vote);
+	wal_put32(w->hs_buf, keel_crc32c(0, w->hs_buf + 4, 28));
+}
+
+static bool hs_begin(struct wal *w)
+{
+	if (!w->hs_want || w->hs_inflight || w->err)
+		return false;
+	w->hs_want = false;
+	w->hs_inflight = true;
+	w->hs_fl_term = w->hs_want_term;
+	w->hs_fl_vote = w->hs_want_vote;
+	w->hs_err = 0;
+	/* Alternate slots: the other one keeps the last persisted state if this write tears. */
+	hs_fill(w, w->hs_seq + 1, w->hs_fl_term, w->hs_fl_vote);
+	return true;
+}
+
+static uint64_t hs_slot_off(const struct wal *w)
+{
+	return ((w->hs_seq + 1) & 1) * HS_SLOT_BYTES;
+}
+
+static void hs_finish(struct wal *w)
+{
+	w->hs_inflight = false;
+	if (w->hs_err) {
+		if (!w->hs_want) {
+			w->hs_want = true;
+			w->hs_want_term = w->hs_fl_term;
+			w->hs_want_vote = w->hs_fl_vote;
+		}
+		set_err(w, w->hs_err, "wal: persisting hard state (term %" PRIu64 ") failed: %s",
+			w->hs_fl_term, keel_strerror(w->hs_err));
+		return;
+	}
+	w->hs_seq++;
+	w->hs_term = w->hs_fl_term;
+	w->hs_vote = w->hs_fl_vote;
+}
+
+static void hs_complete(struct wal *w, enum op_tag tag, int res)
+{
+	int f = fault(w, tag == OP_HS_WRITE ? WAL_IO_WRITE : WAL_IO_FSYNC);
+	if (f)
+		res = f;
+	if (res >= 0 && tag == OP_HS_WRITE && res != (int)HS_SLOT_BYTES)
+		res = -EIO;
+	if (res < 0 && !w->hs_err)
+		w->hs_err = res;
+	if (--w->hs_ops == 0)
+		hs_finish(w);
+}
+
+static void hs_run_plain(struct wal *w)
+{
+	int rc = fault(w, WAL_IO_WRITE);
+	if (!rc)
+		rc = wal_write_all(w->hs_fd, w->hs_buf, HS_SLOT_BYTES, hs_slot_off(w));
+	if (!rc)
+		rc = fault(w, WAL_IO_FSYNC);
+	if (!rc && fdatasync(w->hs_fd) < 0)
+		rc = -errno;
+	w->hs_err = rc;
+	hs_finish(w);
+}
+
+static void hs_submit_uring(struct wal *w)
+{
+	struct io_uring_sqe *sqe = get_sqe(w, OP_HS_WRITE, 0);
+	io_uring_prep_write(sqe, w->hs_fd, w->hs_buf, HS_SLOT_BYTES, hs_slot_off(w));
+	sqe->flags |= IOSQE_IO_LINK;
+	sqe = get_sqe(w, OP_HS_FSYNC, 0);
+	io_uring_prep_fsync(sqe, w->hs_fd, IORING_FSYNC_DATASYNC);
+	w->hs_ops = 2;
+}
+
+static int hs_load(struct wal *w, struct wal_recovery *rec)
+{
+	int fd = openat(w->ss.dirfd, "hardstate", O_RDWR | O_CLOEXEC);
+	if (fd < 0 && errno != ENOENT)
+		return -errno;
+	if (fd < 0) {
+		fd = openat(w->ss.dirfd, "hardstate", O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+		if (fd < 0)
+			return -errno;
+		int rc = wal_write_all(fd, w->zeros, 2 * HS_SLOT_BYTES, 0);
+		if (!rc && fsync(fd) < 0)
+			rc = -errno;
+		if (!rc)
+			rc = fsync_dir(w->ss.dirfd);
+		if (rc) {
+			close(fd);
+			return rc;
+		}
+		w->hs_fd = fd;
+		return 0;
+	}
+	w->hs_fd = fd;
+	uint8_t b[2 * HS_SLOT_BYTES];
+	memset(b, 0, sizeof(b));
+	int rc = wal_read_all(fd, b, sizeof(b), 0);
+	if (rc && rc != KEEL_E_TORN)
+		return rc;
+	int bad = 0;
+	for (int i = 0; i < 2; i++) {
+		const uint8_t *s = b + i * HS_SLOT_BYTES;
+		bool zero = true;
+		for (unsigned k = 0; k < HS_SLOT_BYTES && zero; k++)
+			zero = s[k] == 0;
+		if (zero)
+			continue;
+		if (wal_get32(s + 4) != HS_MAGIC || wal_get32(s) != keel_crc32c(0, s + 4, 28)) {
+			bad++;
+			continue;
+		}
+		uint64_t seq = wal_get64(s + 8);
+		/* The slot a sequence number belongs in is fixed; anything else is damage. */
+		if ((seq & 1) != (uint64_t)i) {
+			bad++;
+			continue;
+		}
+		if (seq > w->hs_seq) {
+			w->hs_seq = seq;
+			w->hs_term = wal_get64(s + 16);
+			w->hs_vote = wal_get64(s + 24);
+		}
+	}
+	/*
+	 * One bad slot next to a good one is a write torn by a crash (it was never
+	 * reported persisted); two bad slots cannot come from one torn write.
+	 */
+	if (bad == 2) {
+		snprintf(rec->error, sizeof(rec->error),
+			 "wal: hardstate: both slots fail their checksum; refusing to guess");
+		return KEEL_E_CORRUPT;
+	}
+	return 0;
+}
+
+/* --------------------------------------------------------------- recovery */
+
+struct scan {
+	uint64_t seq;
+	int fd;
+	const uint8_t *map;
+	size_t size;
+	bool hdr_ok;
+	uint64_t data_end; /* one past the last non-zero byte (>= SEG_HDR_BYTES) */
+};
+
+static uint64_t last_nonzero_end(const uint8_t *p, size_t size)
+{
+	size_t n = size;
+	while (n >= 8) {
+		uint64_t v;
+		memcpy(&v, p + n - 8, 8);
+		if (v)
+			break;
+		n -= 8;
+	}
+	while (n > 0 && p[n - 1] == 0)
+		n--;
+	return n;
+}
+
+static bool all_zero(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i])
+			return false;
+	return true;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+struct replay {
+	bool started;   /* an entry or mark set the start */
+	uint64_t next;  /* expected index of the next entry */
+	uint64_t first; /* first live entry (valid when last >= first) */
+};
+
+/* Apply one verified record to the in-memory index (recovery). */
+static int replay_record(struct wal *w, struct replay *r, const uint8_t *h, uint64_t seq,
+			 uint64_t off, const char *name, char *msg, size_t cap)
+{
+	uint8_t kind = h[25];
+	uint64_t index = wal_get64(h + 8), term = wal_get64(h + 16);
+	uint32_t len = wal_get32(h + 4);
+	bool empty = !r->started || r->next == r->first;
+	if (kind == KIND_PAD)
+		return 0;
+	if (kind == KIND_MARK) {
+		if (index == 0) {
+			snprintf(msg, cap, "wal: %s offset %" PRIu64 ": mark to index 0", name,
+				 off);
+			return KEEL_E_CORRUPT;
+		}
+		if (empty || index <= r->first || index > r->next) {
+			r->first = index; /* restart (or cut everything) */
+			w->base_term = term;
+			w->ents_head = 0;
+		}
+		r->started = true;
+		r->next = index;
+		w->first = r->first;
+		w->last = r->next - 1;
+		return 0;
+	}
+	if (kind != KIND_ENTRY) {
+		snprintf(msg, cap, "wal: %s offset %" PRIu64 ": unknown record kind %u", name, off,
+			 kind);
+		return KEEL_E_CORRUPT;
+	}
+	if (!r->started) {
+		r->started = true;
+		r->first = r->next = index;
+		w->first = index;
+		w->last = index - 1;
+	}
+	if (index != r->next) {
+		snprintf(msg, cap,
+			 "wal: %s offset %" PRIu64 ": index %" PRIu64 " where %" PRIu64
+			 " was expected (gap)",
+			 name, off, index, r->next);
+		return KEEL_E_GAP;
+	}
+	uint64_t prev = r->next > r->first ? ent_at(w, r->next - 1)->term : 0;
+	if (term < prev) {
+		snprintf(msg, cap,
+			 "wal: %s offset %" PRIu64 ": index %" PRIu64 " has term %" PRIu64
+			 " below the previous entry's %" PRIu64,
+			 name, off, index, term, prev);
+		return KEEL_E_CORRUPT;
+	}
+	if (ents_reserve(w))
+		return KEEL_E_NOMEM;
+	w->last = index;
+	*ent_at(w, index) =
+		(struct ent){ .term = term, .seq = seq, .off = off, .len = len, .type = h[24] };
+	r->next = index + 1;
+	return 0;
+}
+
+/*
+ * Walk one segment. Stops at the end of its records; *cut is where the next
+ * record goes. A bad record is torn only in the last segment holding data and
+ * only if nothing follows it (data_end within the bad record's extent).
+ */
+static int scan_segment(struct wal *w, struct replay *r, const struct scan *s, bool last,
+			uint64_t *cut, struct wal_recovery *rec)
+{
+	char name[32];
+	seg_name(name, sizeof(name), s->seq);
+	uint64_t x = SEG_HDR_BYTES;
+	const char *why = NULL;
+	uint64_t region_end = 0;
+	while (x < s->size) {
+		const uint8_t *h = s->map + x;
+		if (x + REC_HDR_BYTES > s->size) {
+			if (s->data_end <= x)
+				break; /* a short file whose tail is zeros: a clean end */
+			why = "partial record header";
+			region_end = s->size;
+			break;
+		}
+		if (all_zero(h, REC_HDR_BYTES)) {
+			if (s->data_end > x) {
+				why = "zeroed record header";
+				region_end = x + REC_HDR_BYTES;
+				break;
+			}
+			break; /* the clean end of this segment's records */
+		}
+		if (wal_get32(h) != keel_crc32c(0, h + 4, REC_HDR_BYTES - 4)) {
+			why = "record header checksum mismatch";
+			region_end = x + REC_HDR_BYTES;
+			break;
+		}
+		uint32_t len = wal_get32(h + 4);
+		if (x + rec_bytes(len) > s->size) {
+			why = "record runs past the end of the file";
+			region_end = x + rec_bytes(len);
+			break;
+		}
+		if (wal_get32(h + 28) != keel_crc32c(0, h + REC_HDR_BYTES, len)) {
+			why = "payload checksum mismatch";
+			region_end = x + rec_bytes(len);
+			break;
+		}
+		int rc = replay_record(w, r, h, s->seq, x, name, rec->error, sizeof(rec->error));
+		if (rc)
+			return rc;
+		x += rec_bytes(len);
+	}
+	*cut = x;
+	if (!why)
+		return 0;
+	if (last && s->data_end <= region_end) {
+		rec->torn = true;
+		snprintf(rec->torn_file, sizeof(rec->torn_file), "%s", name);
+		rec->torn_offset = x;
+		rec->torn_bytes = s->data_end - x;
+		rec->torn_index = r->started ? r->next : 0;
+		return 0;
+	}
+	if (r->started)
+		snprintf(rec->error, sizeof(rec->error),
+			 "wal: %s offset %" PRIu64 " (index %" PRIu64
+			 " expected): %s, with %" PRIu64
+			 " bytes of log after it; refusing to guess",
+			 name, x, r->next, why, s->data_end - x);
+	else
+		snprintf(rec->error, sizeof(rec->error),
+			 "wal: %s offset %" PRIu64 " (first record): %s, with %" PRIu64
+			 " bytes of log after it; refusing to guess",
+			 name, x, why, s->data_end - x);
+	return KEEL_E_CORRUPT;
+}
+
+static int list_segments(struct wal *w, uint64_t **seqs_out, size_t *n_out)
+{
+	int fd = dup(w->ss.dirfd);
+	if (fd < 0)
+		return -errno;
+	DIR *d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return -errno;
+	}
+	rewinddir(d);
+	uint64_t *seqs = NULL;
+	size_t n = 0, cap = 0;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		size_t l = strlen(de->d_name);
+		if (l != 20 || strcmp(de->d_name + 16, ".wal") != 0)
+			continue;
+		char *end;
+		uint64_t seq = strtoull(de->d_name, &end, 16);
+		if (end != de->d_name + 16 || seq == 0)
+			continue;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 16;
+			uint64_t *ns = realloc(seqs, cap * sizeof(*ns));
+			if (!ns) {
+				free(seqs);
+				closedir(d);
+				return KEEL_E_NOMEM;
+			}
+			seqs = ns;
+		}
+		seqs[n++] = seq;
+	}
+	closedir(d);
+	if (n)
+		qsort(seqs, n, sizeof(*seqs), cmp_u64);
+	*seqs_out = seqs;
+	*n_out = n;
+	return 0;
+}
+
+static void scans_free(struct scan *sc, size_t n, size_t keep_fds_upto)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (sc[i].map && sc[i].size)
+			munmap((void *)sc[i].map, sc[i].size);
+		if (i >= keep_fds_upto && sc[i].fd >= 0)
+			close(sc[i].fd);
+	}
+	free(sc);
+}
+
+/* Pad the write position to a block boundary (O_DIRECT needs aligned writes). */
+static int align_tail(struct wal *w)
+{
+	if (!w->o.direct_io || w->off % BLOCK_BYTES == 0)
+		return 0;
+	uint64_t pad = BLOCK_BYTES - w->off % BLOCK_BYTES;
+	if (pad < REC_HDR_BYTES)
+		pad += BLOCK_BYTES;
+	if (w->off + pad > w->o.segment_size_bytes) {
+		w->off = w->o.segment_size_bytes; /* full: the next group rolls */
+		return 0;
+	}
+	uint8_t *b = w->stage;
+	memset(b, 0, pad);
+	rec_header(b, KIND_PAD, 0, 0, 0, b + REC_HDR_BYTES, (uint32_t)(pad - REC_HDR_BYTES));
+	struct seg *s = &w->segs[w->nsegs - 1];
+	int rc = wal_write_all(s->fd, b, pad, w->off);
+	if (!rc && fdatasync(s->fd) < 0)
+		rc = -errno;
+	if (!rc)
+		w->off += pad;
+	return rc;
+}
+
+static int recover_log(struct wal *w, struct wal_recovery *rec)
+{
+	uint64_t *seqs = NULL;
+	size_t n = 0;
+	int rc = list_segments(w, &seqs, &n);
+	if (rc)
+		return rc;
+	struct scan *sc = calloc(n ? n : 1, sizeof(*sc));
+	if (!sc) {
+		free(seqs);
+		return KEEL_E_NOMEM;
+	}
+	size_t kept = 0;
+	ssize_t L = -1;
+	for (size_t i = 0; i < n; i++) {
+		char name[32];
+		seg_name(name, sizeof(name), seqs[i]);
+		sc[i].seq = seqs[i];
+		sc[i].fd = openat(w->ss.dirfd, name, O_RDWR | O_CLOEXEC);
+		if (sc[i].fd < 0) {
+			rc = -errno;
+			goto out;
+		}
+		struct stat st;
+		if (fstat(sc[i].fd, &st) < 0) {
+			rc = -errno;
+			goto out;
+		}
+		sc[i].size = (size_t)st.st_size;
+		if (sc[i].size) {
+			void *m = mmap(NULL, sc[i].size, PROT_READ, MAP_SHARED, sc[i].fd, 0);
+			if (m == MAP_FAILED) {
+				rc = -errno;
+				goto out;
+			}
+			sc[i].map = m;
+		}
+		sc[i].hdr_ok = seg_header_ok(sc[i].map, sc[i].size, seqs[i]);
+		sc[i].data_end = sc[i].size > SEG_HDR_BYTES
+					 ? KEEL_MAX(last_nonzero_end(sc[i].map, sc[i].size),
+						    (uint64_t)SEG_HDR_BYTES)
+					 : SEG_HDR_BYTES;
+		if (sc[i].hdr_ok && sc[i].data_end > SEG_HDR_BYTES)
+			L = (ssize_t)i;
+	}
+	rc = KEEL_E_CORRUPT;
+	for (size_t i = 0; i < n; i++) {
+		char name[32];
+		seg_name(name, sizeof(name), seqs[i]);
+		if (i > 0 && seqs[i] != seqs[i - 1] + 1 && (ssize_t)i <= L) {
+			snprintf(rec->error, sizeof(rec->error),
+				 "wal: segment %016" PRIx64 ".wal is missing (found %s after it)",
+				 seqs[i - 1] + 1, name);
+			rc = KEEL_E_GAP;
+			goto out;
+		}
+		if (!sc[i].hdr_ok && ((ssize_t)i < L || sc[i].data_end > SEG_HDR_BYTES)) {
+			snprintf(rec->error, sizeof(rec->error),
+				 "wal: %s offset 0: bad segment header; refusing to guess", name);
+			goto out;
+		}
+	}
+	struct replay r = { 0 };
+	uint64_t cut = SEG_HDR_BYTES;
+	w->first = 1;
+	w->last = 0;
+	for (ssize_t i = 0; i <= L; i++) {
+		rc = scan_segment(w, &r, &sc[i], i == L, &cut, rec);
+		if (rc)
+			goto out;
+		if (i < L && cut < sc[i].data_end) {
+			char name[32];
+			seg_name(name, sizeof(name), sc[i].seq);
+			snprintf(rec->error, sizeof(rec->error),
+				 "wal: %s offset %" PRIu64 ": data after the end of its records",
+				 name, cut);
+			rc = KEEL_E_CORRUPT;
+			goto out;
+		}
+	}
+	uint64_t snap = atomic_load(&w->ss.index), snap_term = atomic_load(&w->ss.term);
+	bool empty = !r.started || r.next == r.first;
+	if (empty) {
+		if (r.started && r.next - 1 > snap) {
+			snprintf(rec->error, sizeof(rec->error),
+				 "wal: the log restarts at index %" PRIu64
+				 " but the latest snapshot ends at %" PRIu64 " (gap)",
+				 r.next, snap);
+			rc = KEEL_E_GAP;
+			goto out;
+		}
+		w->first = snap + 1;
+		w->last = snap;
+		w->base_term = snap_term;
+	} else if (r.first > snap + 1) {
+		snprintf(rec->error, sizeof(rec->error),
+			 "wal: the log starts at index %" PRIu64
+			 " but the latest snapshot ends at %" PRIu64 " (gap)",
+			 r.first, snap);
+		rc = KEEL_E_GAP;
+		goto out;
+	} else if (r.first == snap + 1) {
+		w->base_term = snap_term;
+	}
+
+	/* Verified: only now change anything on disk. */
+	if (rec->torn) {
+		char name[32];
+		seg_name(name, sizeof(name), sc[L].seq);
+		uint64_t len = sc[L].data_end - cut;
+		for (uint64_t o = 0; o < len;) {
+			uint64_t k = KEEL_MIN(len - o, (uint64_t)PRE_CHUNK_BYTES);
+			rc = wal_write_all(sc[L].fd, w->zeros, k, cut + o);
+			if (rc)
+				goto out;
+			o += k;
+		}
+		oplog(&w->o,
+		      "keel-wal: %s: torn tail cut at %s offset %" PRIu64 ": %" PRIu64
+		      " bytes discarded (index %" PRIu64 " was being written)",
+		      w->ss.dir, name, cut, len, rec->torn_index);
+	}
+	/*
+	 * A process crash can leave written but unsynced records in the page
+	 * cache; they are reported durable below, so sync them first. Only the
+	 * last segment with data can hold any (groups never span segments).
+	 */
+	if (L >= 0 && fdatasync(sc[L].fd) < 0) { /* also makes the cut above durable */
+		rc = -errno;
+		goto out;
+	}
+	/*
+	 * Segments after the last one with data were never used. A complete
+	 * spare is kept (synced again, in case its preallocation was cut short of
+	 * its fsync); anything else is dropped and made afresh.
+	 */
+	for (size_t i = (size_t)(L + 1); i < n; i++) {
+		char name[32];
+		seg_name(name, sizeof(name), sc[i].seq);
+		if (L >= 0 && i == (size_t)L + 1 && sc[i].seq == sc[L].seq + 1 && sc[i].hdr_ok &&
+		    sc[i].size == w->o.segment_size_bytes && sc[i].data_end == SEG_HDR_BYTES &&
+		    fsync(sc[i].fd) == 0) {
+			w->spare = (struct seg){ .seq = sc[i].seq, .fd = sc[i].fd, .dfd = -1 };
+			sc[i].fd = -1;
+			w->spare.dfd = open_direct(w, name, w->spare.fd);
+			if (w->spare.dfd < 0) {
+				rc = w->spare.dfd;
+				w->spare.dfd = -1;
+				goto out;
+			}
+			w->spare_state = SPARE_READY;
+			continue;
+		}
+		if (unlinkat(w->ss.dirfd, name, 0) < 0) {
+			rc = -errno;
+			goto out;
+		}
+	}
+	for (ssize_t i = 0; i <= L; i++) {
+		char name[32];
+		seg_name(name, sizeof(name), sc[i].seq);
+		struct seg s = { .seq = sc[i].seq, .fd = sc[i].fd, .dfd = -1 };
+		s.dfd = open_direct(w, name, s.fd);
+		if (s.dfd < 0) {
+			rc = s.dfd;
+			goto out;
+		}
+		rc = segs_push(w, s);
+		if (rc)
+			goto out;
+		kept = (size_t)i + 1;
+	}
+	if (L < 0) {
+		struct seg s;
+		rc = prealloc_sync(w, n ? seqs[n - 1] + 1 : 1, &s);
+		if (!rc)
+			rc = segs_push(w, s);
+		if (rc)
+			goto out;
+		w->off = SEG_HDR_BYTES;
+	} else {
+		w->off = cut;
+	}
+	rc = align_tail(w);
+	if (rc)
+		goto out;
+	if (w->spare_state != SPARE_READY) {
+		rc = prealloc_sync(w, w->segs[w->nsegs - 1].seq + 1, &w->spare);
+		if (rc)
+			goto out;
+		w->spare_state = SPARE_READY;
+	}
+	rc = 0;
+out:
+	scans_free(sc, n, kept);
+	free(seqs);
+	return rc;
+}
+
+/* ------------------------------------------------------------- open/close */
+
+static void setup_options(struct wal_options *o)
+{
+	if (!o->segment_size_bytes)
+		o->segment_size_bytes = 64ull << 20;
+	if (!o->max_pending)
+		o->max_pending = 65536;
+	if (!o->max_group_records)
+		o->max_group_records = 4096;
+	if (!o->max_group_bytes)
+		o->max_group_bytes = 8ull << 20;
+}
+
+int wal_open(const struct wal_options *opt, struct wal **out, struct wal_recovery *rec_out)
+{
+	struct wal_recovery rec_local;
+	struct wal_recovery *rec = rec_out ? rec_out : &rec_local;
+	memset(rec, 0, sizeof(*rec));
+	*out = NULL;
+	if (!opt || !opt->dir || strlen(opt->dir) >= PATH_MAX - 64)
+		return KEEL_E_INVAL;
+	struct wal *w = calloc(1, sizeof(*w));
+	if (!w)
+		return KEEL_E_NOMEM;
+	w->o = *opt;
+	setup_options(&w->o);
+	int rc = KEEL_E_CONFIG;
+	w->ss.dirfd = w->lockfd = w->hs_fd = w->efd = -1;
+	w->spare = (struct seg){ .fd = -1, .dfd = -1 };
+	snprintf(w->ss.dir, sizeof(w->ss.dir), "%s", opt->dir);
+	w->o.dir = w->ss.dir;
+	if (w->o.segment_size_bytes < (64u << 10) || w->o.segment_size_bytes % BLOCK_BYTES ||
+	    w->o.max_group_bytes < 4 * BLOCK_BYTES || w->o.max_pending < 2)
+		goto fail;
+	rc = KEEL_E_NOMEM;
+	w->pq_cap = w->o.max_pending;
+	w->pq = calloc(w->pq_cap, sizeof(*w->pq));
+	w->iov_cap = 2 * (size_t)w->o.max_group_records + 2;
+	w->iov = calloc(w->iov_cap, sizeof(*w->iov));
+	w->zeros = aligned_alloc(BLOCK_BYTES, PRE_CHUNK_BYTES);
+	w->pre_hdr = aligned_alloc(BLOCK_BYTES, SEG_HDR_BYTES);
+	w->hs_buf = aligned_alloc(BLOCK_BYTES, BLOCK_BYTES);
+	w->stage_cap = w->o.direct_io ? w->o.max_group_bytes + 2 * BLOCK_BYTES : 2 * BLOCK_BYTES;
+	w->stage = aligned_alloc(BLOCK_BYTES, w->stage_cap);
+	if (!w->pq || !w->iov || !w->zeros || !w->pre_hdr || !w->hs_buf || !w->stage)
+		goto fail;
+	memset(w->zeros, 0, PRE_CHUNK_BYTES);
+	w->pq_head = w->pq_sub = w->pq_tail = w->built_end = 1;
+
+	if (mkdir(w->ss.dir, 0755) < 0 && errno != EEXIST) {
+		rc = -errno;
+		goto fail;
+	}
+	w->ss.dirfd = open(w->ss.dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (w->ss.dirfd < 0) {
+		rc = -errno;
+		goto fail;
+	}
+	w->lockfd = openat(w->ss.dirfd, "LOCK", O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (w->lockfd < 0) {
+		rc = -errno;
+		goto fail;
+	}
+	if (flock(w->lockfd, LOCK_EX | LOCK_NB) < 0) {
+		rc = errno == EWOULDBLOCK ? KEEL_E_BUSY : -errno;
+		snprintf(rec->error, sizeof(rec->error), "wal: %.200s is open in another process",
+			 w->ss.dir);
+		goto fail;
+	}
+
+	if (w->o.backend != WAL_BACKEND_PLAIN) {
+		int r = io_uring_queue_init(RING_ENTRIES, &w->ring, 0);
+		if (r == 0) {
+			w->uring = true;
+			w->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+			if (w->efd < 0 || io_uring_register_eventfd(&w->ring, w->efd) < 0) {
+				rc = w->efd < 0 ? -errno : KEEL_E_IO;
+				goto fail;
+			}
+		} else if (w->o.backend == WAL_BACKEND_URING) {
+			rc = r;
+			snprintf(rec->error, sizeof(rec->error), "wal: io_uring unavailable: %s",
+				 keel_strerror(r));
+			goto fail;
+		}
+	}
+	w->backend = w->uring ? (w->o.direct_io ? "io_uring+O_DIRECT" : "io_uring")
+			      : (w->o.direct_io ? "plain+O_DIRECT" : "plain");
+	rec->backend = w->backend;
+
+	rc = wal_snap_recover(&w->ss, rec->error, sizeof(rec->error));
+	if (rc)
+		goto fail;
+	rc = hs_load(w, rec);
+	if (rc)
+		goto fail;
+	rc = recover_log(w, rec);
+	if (rc)
+		goto fail;
+	w->durable_index = w->last;
+	w->durable_term = term_at(w, w->last);
+
+	rec->first_index = w->first;
+	rec->last_index = w->last;
+	rec->last_term = term_at(w, w->last);
+	rec->hs_term = w->hs_term;
+	rec->hs_vote = w->hs_vote;
+	rec->snap_index = atomic_load(&w->ss.index);
+	rec->snap_term = atomic_load(&w->ss.term);
+	oplog(&w->o,
+	      "keel-wal: %s: backend %s (%s); entries %" PRIu64 "..%" PRIu64 ", segment %" PRIu64
+	      " bytes",
+	      w->ss.dir, w->backend,
+	      w->uring ? "group commit: writev linked to IORING_OP_FSYNC datasync"
+		       : "group commit: pwritev + fdatasync, synchronous in wal_poll",
+	      w->first, w->last, w->o.segment_size_bytes);
+	*out = w;
+	return 0;
+fail:
+	if (!rec->error[0])
+		snprintf(rec->error, sizeof(rec->error), "wal: open %.200s: %s", opt->dir,
+			 keel_strerror(rc));
+	wal_close(w);
+	return rc;
+}
+
+static void reap(struct wal *w);
+static void quiesce(struct wal *w);
+
+void wal_close(struct wal *w)
+{
+	if (!w)
+		return;
+	if (w->uring) {
+		quiesce(w); /* the kernel may still read borrowed buffers */
+		io_uring_queue_exit(&w->ring);
+	}
+	if (w->spare_state == SPARE_BUSY) {
+		char name[32];
+		seg_name(name, sizeof(name), w->spare.seq);
+		unlinkat(w->ss.dirfd, name, 0); /* half-made: recovery would drop it anyway */
+	}
+	seg_close(&w->spare);
+	for (size_t i = 0; i < w->nsegs; i++)
+		seg_close(&w->segs[i]);
+	if (w->efd >= 0)
+		close(w->efd);
+	if (w->hs_fd >= 0)
+		close(w->hs_fd);
+	if (w->lockfd >= 0)
+		close(w->lockfd);
+	if (w->ss.dirfd >= 0)
+		close(w->ss.dirfd);
+	free(w->segs);
+	free(w->ents);
+	free(w->pq);
+	free(w->iov);
+	free(w->zeros);
+	free(w->pre_hdr);
+	free(w->hs_buf);
+	free(w->stage);
+	free(w);
+}
+
+/* ------------------------------------------------------------- the loop */
+
+static void reap(struct wal *w)
+{
+	struct io_uring_cqe *cqe;
+	unsigned head, seen = 0;
+	io_uring_for_each_cqe(&w->ring, head, cqe)
+	{
+		uint64_t ud = io_uring_cqe_get_data64(cqe);
+		enum op_tag tag = (enum op_tag)(ud & 0xff);
+		uint64_t arg = ud >> 8;
+		switch (tag) {
+		case OP_LOG_WRITE:
+		case OP_LOG_FSYNC:
+			group_complete(w, tag, cqe->res, arg);
+			break;
+		case OP_HS_WRITE:
+		case OP_HS_FSYNC:
+			hs_complete(w, tag, cqe->res);
+			break;
+		case OP_PRE_WRITE:
+		case OP_PRE_FSYNC:
+		case OP_PRE_DIRSYNC:
+			spare_complete(w, tag, cqe->res);
+			break;
+		default:
+			KEEL_ASSERT(!"unknown completion tag");
+		}
+		seen++;
+	}
+	io_uring_cq_advance(&w->ring, seen);
+	if (seen) {
+		uint64_t v;
+		(void)!read(w->efd, &v, sizeof(v)); /* rearm the idle wakeup */
+	}
+}
+
+static void pump_uring(struct wal *w)
+{
+	if (w->err)
+		return;
+	if (w->spare_state == SPARE_NONE) {
+		int rc = spare_start_async(w);
+		if (rc) {
+			set_err(w, rc, "wal: creating the next segment failed: %s",
+				keel_strerror(rc));
+			return;
+		}
+	}
+	spare_pump(w);
+	if (hs_begin(w))
+		hs_submit_uring(w);
+	if (group_build(w))
+		group_submit_uring(w);
+	if (w->sqes_queued) {
+		int r = io_uring_submit(&w->ring);
+		/* Ring full of completions is impossible here (bounded ops); anything else is
+		 * fatal. */
+		KEEL_ASSERT(r >= 0 || r == -EINTR || r == -EAGAIN || r == -EBUSY);
+		if (r > 0)
+			w->sqes_queued -= (unsigned)KEEL_MIN((unsigned)r, w->sqes_queued);
+	}
+}
+
+static void pump_plain(struct wal *w)
+{
+	while (!w->err && hs_begin(w))
+		hs_run_plain(w);
+	for (;;) {
+		if (!w->err && w->spare_state == SPARE_NONE) {
+			uint64_t seq = w->segs[w->nsegs - 1].seq + 1;
+			int rc = prealloc_sync(w, seq, &w->spare);
+			if (rc) {
+				set_err(w, rc,
+					"wal: preallocating segment %016" PRIx64 ".wal failed: %s",
+					seq, keel_strerror(rc));
+				return;
+			}
+			w->spare_state = SPARE_READY;
+		}
+		if (!group_build(w))
+			return;
+		group_run_plain(w);
+	}
+}
+
+int wal_poll(struct wal *w, struct wal_status *st)
+{
+	if (w->uring) {
+		reap(w);
+		pump_uring(w);
+	} else {
+		pump_plain(w);
+	}
+	if (st) {
+		st->durable_index = w->durable_index;
+		st->durable_term = w->durable_term;
+		st->released_ticket = w->pq_head - 1;
+		st->hs_term = w->hs_term;
+		st->hs_vote = w->hs_vote;
+		st->hs_pending = w->hs_want || w->hs_inflight;
+		st->busy = w->g_inflight || w->hs_inflight || w->pq_sub != w->pq_tail || w->hs_want;
+		st->error = w->err;
+	}
+	return w->err;
+}
+
+int wal_wait_fd(const struct wal *w)
+{
+	return w->uring ? w->efd : -1;
+}
+
+int wal_wait(struct wal *w, int timeout_ms)
+{
+	if (!w->uring || !(w->g_inflight || w->hs_inflight || w->pre_inflight))
+		return 0;
+	struct io_uring_cqe *cqe;
+	int r;
+	if (timeout_ms < 0) {
+		r = io_uring_wait_cqe(&w->ring, &cqe);
+	} else {
+		struct __kernel_timespec ts = { .tv_sec = timeout_ms / 1000,
+						.tv_nsec =
+							(long long)(timeout_ms % 1000) * 1000000 };
+		r = io_uring_wait_cqe_timeout(&w->ring, &cqe, &ts);
+	}
+	return r == -ETIME ? KEEL_E_TIMEOUT : r < 0 ? r : 0;
+}
+
+/* Block until no I/O is in flight (close, retry). */
+static void quiesce(struct wal *w)
+{
+	while (w->uring && (w->g_inflight || w->hs_inflight || w->pre_inflight)) {
+		struct io_uring_cqe *cqe;
+		if (io_uring_wait_cqe(&w->ring, &cqe) < 0)
+			break;
+		reap(w);
+	}
+}
+
+int wal_retry(struct wal *w)
+{
+	if (!w->err)
+		return 0;
+	/*
+	 * Operations submitted before the failure may still be completing, and
+	 * their errors belong to the old attempt: let them land first (this
+	 * blocks for at most one group, on an exceptional path).
+	 */
+	quiesce(w);
+	w->err = 0;
+	w->errmsg[0] = 0;
+	return wal_poll(w, NULL);
+}
+
+const char *wal_error(const struct wal *w)
+{
+	return w->err ? w->errmsg : "";
+}
+
+/* ------------------------------------------------------------ appending */
+
+static struct pend *pq_push(struct wal *w)
+{
+	KEEL_ASSERT(w->pq_tail - w->pq_head < w->pq_cap);
+	struct pend *p = pq_at(w, w->pq_tail++);
+	memset(p, 0, offsetof(struct pend, hdr));
+	return p;
+}
+
+int wal_append(struct wal *w, const struct wal_entry *e, size_t n, uint64_t *ticket)
+{
+	if (n == 0)
+		return 0;
+	if (w->pq_tail - w->pq_head + n > w->pq_cap)
+		return KEEL_E_FULL;
+	uint64_t prev_term = term_at(w, w->last);
+	uint64_t max_len = KEEL_MIN(w->o.max_group_bytes - 2 * BLOCK_BYTES,
+				    w->o.segment_size_bytes - SEG_HDR_BYTES - fit_reserve(w)) -
+			   REC_HDR_BYTES;
+	for (size_t i = 0; i < n; i++) {
+		if (!e[i].data && e[i].len)
+			return KEEL_E_INVAL;
+		if (e[i].index != w->last + 1 + i)
+			return KEEL_E_GAP;
+		if (e[i].term < (i ? e[i - 1].term : prev_term))
+			return KEEL_E_STALE;
+		if (e[i].len > max_len)
+			return KEEL_E_TOO_BIG;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (ents_reserve(w))
+			return KEEL_E_NOMEM; /* entries before i stay appended */
+		uint64_t t = w->pq_tail;
+		struct pend *p = pq_push(w);
+		p->index = p->after_index = e[i].index;
+		p->term = p->after_term = e[i].term;
+		p->data = e[i].data;
+		p->len = e[i].len;
+		p->type = e[i].type;
+		p->kind = KIND_ENTRY;
+		rec_header(p->hdr, KIND_ENTRY, e[i].type, e[i].index, e[i].term, e[i].data,
+			   e[i].len);
+		w->last = e[i].index;
+		*ent_at(w, w->last) = (struct ent){
+			.term = e[i].term, .ticket = t, .len = e[i].len, .type = e[i].type
+		};
+		if (ticket)
+			*ticket = t;
+	}
+	return 0;
+}
+
+static void push_mark(struct wal *w, uint64_t next, uint64_t after_term)
+{
+	struct pend *p = pq_push(w);
+	p->kind = KIND_MARK;
+	p->index = next;
+	p->term = after_term;
+	p->after_index = next - 1;
+	p->after_term = after_term;
+	rec_header(p->hdr, KIND_MARK, 0, next, after_term, NULL, 0);
+}
+
+int wal_truncate_suffix(struct wal *w, uint64_t from)
+{
+	if (from > w->last)
+		return 0;
+	if (from < w->first)
+		return KEEL_E_COMPACTED;
+	if (w->pq_tail - w->pq_head + 1 > w->pq_cap)
+		return KEEL_E_FULL;
+	bool need_mark = false;
+	for (uint64_t i = from; i <= w->last; i++) {
+		struct ent *e = ent_at(w, i);
+		if (e->ticket >= w->pq_head && e->ticket < w->pq_tail) {
+			struct pend *p = pq_at(w, e->ticket);
+			p->dead = true;
+			/* Never part of a group (not even a failed one): it cannot be on disk. */
+			if (e->ticket >= w->built_end)
+				p->skip = true;
+			else
+				need_mark = true;
+		} else {
+			need_mark = true; /* already durable */
+		}
+	}
+	w->last = from - 1;
+	uint64_t t = term_at(w, from - 1);
+	if (w->durable_index > from - 1) {
+		w->durable_index = from - 1;
+		w->durable_term = t;
+	}
+	if (need_mark)
+		push_mark(w, from, t);
+	return 0;
+}
+
+/* Unlink whole segments before `keep` (oldest first, so a crash leaves a suffix). */
+static int drop_segments(struct wal *w, uint64_t keep)
+{
+	size_t k = 0;
+	int rc = 0;
+	while (k + 1 < w->nsegs && w->segs[k].seq < keep) {
+		char name[32];
+		seg_name(name, sizeof(name), w->segs[k].seq);
+		if (unlinkat(w->ss.dirfd, name, 0) < 0) {
+			rc = -errno;
+			break;
+		}
+		seg_close(&w->segs[k]);
+		k++;
+	}
+	if (k) {
+		memmove(w->segs, w->segs + k, (w->nsegs - k) * sizeof(*w->segs));
+		w->nsegs -= k;
+		int r = fsync_dir(w->ss.dirfd);
+		if (!rc)
+			rc = r;
+	}
+	return rc;
+}
+
+int wal_truncate_prefix(struct wal *w, uint64_t upto)
+{
+	uint64_t snap = atomic_load_explicit(&w->ss.index, memory_order_acquire);
+	if (upto > snap)
+		return KEEL_E_STATE;
+	if (upto < w->first)
+		return 0;
+	uint64_t keep = w->segs[w->nsegs - 1].seq;
+	if (upto >= w->last) {
+		if (upto > w->last) {
+			/* The log jumps forward (snapshot installed): say so on disk. */
+			if (upto != snap)
+				return KEEL_E_INVAL;
+			if (w->pq_tail - w->pq_head + 1 > w->pq_cap)
+				return KEEL_E_FULL;
+			push_mark(w, upto + 1, atomic_load(&w->ss.term));
+		}
+		w->base_term = term_at(w, upto);
+		w->first = upto + 1;
+		w->last = upto;
+		w->ents_head = 0;
+	} else {
+		struct ent *e = ent_at(w, upto + 1);
+		if (e->seq)
+			keep = e->seq;
+		w->base_term = ent_at(w, upto)->term;
+		w->ents_head += (size_t)(upto + 1 - w->first);
+		w->first = upto + 1;
+	}
+	return drop_segments(w, keep);
+}
+
+int wal_set_hardstate(struct wal *w, uint64_t term, uint64_t vote)
+{
+	w->hs_want = true;
+	w->hs_want_term = term;
+	w->hs_want_vote = vote;
+	return 0;
+}
+
+/* ------------------------------------------------------------- reading */
+
+uint64_t wal_first_index(const struct wal *w)
+{
+	return w->first;
+}
+
+uint64_t wal_last_index(const struct wal *w)
+{
+	return w->last;
+}
+
+int wal_term(const struct wal *w, uint64_t index, uint64_t *term)
+{
+	if (index > w->last)
+		return KEEL_E_UNAVAILABLE;
+	if (index + 1 < w->first)
+		return KEEL_E_COMPACTED;
+	*term = term_at(w, index);
+	return 0;
+}
+
+int wal_read(struct wal *w, uint64_t index, struct wal_entry *out, void *buf, size_t cap)
+{
+	if (index > w->last)
+		return KEEL_E_UNAVAILABLE;
+	if (index < w->first)
+		return KEEL_E_COMPACTED;
+	const struct ent *e = ent_at(w, index);
+	*out = (struct wal_entry){
+		.index = index, .term = e->term, .type = e->type, .len = e->len, .data = buf
+	};
+	if (e->len > cap)
+		return KEEL_E_TOO_BIG;
+	if (e->ticket >= w->pq_head) {
+		/* Not durable yet: the caller's buffer is still borrowed and current. */
+		memcpy(buf, pq_at(w, e->ticket)->data, e->len);
+		return 0;
+	}
+	struct seg *s = seg_by_seq(w, e->seq);
+	KEEL_ASSERT(s != NULL);
+	uint8_t h[REC_HDR_BYTES];
+	int rc = wal_read_all(s->fd, h, sizeof(h), e->off);
+	if (!rc)
+		rc = wal_read_all(s->fd, buf, e->len, e->off + REC_HDR_BYTES);
+	if (rc)
+		return rc == KEEL_E_TORN ? KEEL_E_CORRUPT : rc;
+	if (wal_get32(h) != keel_crc32c(0, h + 4, REC_HDR_BYTES - 4) || wal_get64(h + 8) != index ||
+	    wal_get32(h + 4) != e->len || wal_get32(h + 28) != keel_crc32c(0, buf, e->len))
+		return KEEL_E_CORRUPT;
+	return 0;
+}

@@ -1,0 +1,248 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * keel write-ahead log: the `log` module's one public header.
+ *
+ * What it keeps, in one directory:
+ *   <seq 16 hex>.wal    segments: a 4 KiB header, then records; preallocated
+ *                       (zeros written and synced) before first use
+ *   hardstate           two 512-byte slots holding (term, vote), written in turn
+ *   snap-<index>.snap   snapshots, published by rename
+ *   LOCK                flock()ed while a process has the log open
+ *
+ * Record (little-endian, 32-byte header, then the payload):
+ *   u32 header crc32c (of bytes 4..31) | u32 payload length | u64 index |
+ *   u64 term | u8 type | u8 kind | u16 zero | u32 payload crc32c
+ * kind 1 = entry, 2 = mark ("the next entry is <index>": written by suffix
+ * truncation and by a prefix truncation past the end), 3 = padding (O_DIRECT).
+ *
+ * Happy path (the node loop, one thread): wal_append() queues records that
+ * point at the caller's payload bytes; wal_poll() reaps completions and, if no
+ * write is in flight, submits everything queued as ONE group: writev(s)
+ * linked to an fdatasync (IORING_OP_FSYNC + IORING_FSYNC_DATASYNC). When that
+ * fsync completes, wal_poll() reports "durable up to index N", and the next
+ * group (everything appended meanwhile) starts at once. Nothing blocks on the
+ * disk in the io_uring backend; the plain backend (pwritev + fdatasync) does the
+ * same work synchronously inside wal_poll().
+ *
+ * What can fail: a write or fsync returns an error (ENOSPC, EIO, a short write).
+ * The log then stops: nothing past the failure is reported durable, wal_poll()
+ * returns the error (sticky; the message says file and offset) until
+ * wal_retry(), which rewrites everything not yet durable from the caller's
+ * buffers (still borrowed) and syncs again -- after a failed fsync the page
+ * cache cannot be trusted, so a retry never just re-syncs.
+ *
+ * Recovery (wal_open): every segment is read and every record verified. A
+ * partial or zeroed record at the very end of the last segment is a torn
+ * tail: it is cut (zeroed and synced) and reported in struct wal_recovery. A
+ * bad record anywhere else, a gap in indexes or in segment numbers refuses the
+ * open with KEEL_E_CORRUPT / KEEL_E_GAP and a message naming file, offset and
+ * index. A record that is bad and followed by more data in the last segment
+ * is refused, not guessed about (a device that persists a group's sectors out
+ * of order and then loses power can therefore need an operator).
+ */
+#ifndef KEEL_LOG_WAL_H
+#define KEEL_LOG_WAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "keel.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct wal;
+
+enum wal_backend {
+	WAL_BACKEND_AUTO = 0, /* io_uring if the kernel allows it, else plain */
+	WAL_BACKEND_URING,    /* io_uring or fail */
+	WAL_BACKEND_PLAIN,    /* pwritev + fdatasync, synchronous inside wal_poll() */
+};
+
+/* What a fault seam sees: one call per write or fsync the log performs. */
+enum wal_io_kind {
+	WAL_IO_WRITE = 1, /* a segment or hard-state write */
+	WAL_IO_FSYNC,     /* an fdatasync of a segment or of the hard state */
+};
+
+/*
+ * Test seam (SQLite test_vfs style): return 0 to let the operation's own result
+ * stand, or a -errno to make it fail with that code. Called on the loop thread,
+ * at completion time for io_uring and before the syscall for the plain backend.
+ */
+typedef int (*wal_fault_fn)(void *arg, enum wal_io_kind kind);
+
+struct wal_options {
+	const char *dir;             /* created (one level) if missing */
+	uint64_t segment_size_bytes; /* 0 = 64 MiB; at least 64 KiB, multiple of 4 KiB */
+	enum wal_backend backend;
+	bool direct_io;             /* O_DIRECT segment writes from an aligned staging buffer */
+	uint32_t max_pending;       /* records appended but not durable; 0 = 65536 */
+	uint32_t max_group_records; /* records per group commit; 0 = 4096; 1 = sync each */
+	uint64_t max_group_bytes;   /* bytes per group; 0 = 8 MiB (also the largest entry) */
+	wal_fault_fn fault;         /* NULL in production */
+	void *fault_arg;
+	/* Operator log lines (backend in use, torn tail cut). NULL = stderr. */
+	void (*log_fn)(void *arg, const char *line);
+	void *log_arg;
+};
+
+/* What wal_open() found. On refusal only `error` is meaningful. */
+struct wal_recovery {
+	uint64_t first_index; /* first readable entry (last_index + 1 if none) */
+	uint64_t last_index;  /* last entry; the next append must be last_index + 1 */
+	uint64_t last_term;   /* term of last_index (snapshot term if the log is empty) */
+	uint64_t hs_term;     /* persisted hard state (0, 0 if never written) */
+	uint64_t hs_vote;
+	uint64_t snap_index; /* latest snapshot (0 if none) */
+	uint64_t snap_term;
+	bool torn;          /* a torn tail was cut */
+	char torn_file[64]; /* where, and how many bytes were discarded */
+	uint64_t torn_offset;
+	uint64_t torn_bytes;
+	uint64_t torn_index; /* index the torn record would have had */
+	const char *backend; /* "io_uring", "io_uring+O_DIRECT", "plain", "plain+O_DIRECT" */
+	char error[320];     /* why the open was refused: file, offset, index */
+};
+
+/*
+ * Open (creating if empty) and recover the log. `rec` may be NULL. On refusal
+ * returns KEEL_E_CORRUPT, KEEL_E_GAP (nothing on disk was changed), or -errno.
+ */
+int wal_open(const struct wal_options *opt, struct wal **out, struct wal_recovery *rec);
+/*
+ * Waits for I/O in flight, then frees everything. Records not yet durable are
+ * dropped (never reported); every borrowed payload is released on return.
+ */
+void wal_close(struct wal *w);
+
+struct wal_entry {
+	uint64_t index;
+	uint64_t term;
+	uint8_t type; /* the caller's own tag, stored and returned */
+	uint32_t len;
+	const void *data; /* borrowed: see wal_append() */
+};
+
+/*
+ * Queue n entries; indexes must continue the log (last_index + 1, ...) and
+ * terms must not decrease. No I/O happens here; wal_poll() starts it.
+ * OWNERSHIP: each entry's `data` bytes are read by the log (possibly by the
+ * kernel, asynchronously) until the entry is released: reported durable, or
+ * when wal_status.released_ticket reaches its ticket (which also covers
+ * entries removed by wal_truncate_suffix() or dropped by wal_close()). Do not
+ * modify or free them before. `ticket` (may be NULL) gets the ticket of the
+ * last entry queued; tickets count every record from 1.
+ * Returns KEEL_E_GAP, KEEL_E_STALE (term went down), KEEL_E_TOO_BIG,
+ * KEEL_E_FULL (max_pending reached: poll and retry), KEEL_E_INVAL.
+ */
+int wal_append(struct wal *w, const struct wal_entry *e, size_t n, uint64_t *ticket);
+
+struct wal_status {
+	uint64_t durable_index;   /* every live entry <= this is on disk */
+	uint64_t durable_term;    /* term of durable_index (pairs with it for consensus) */
+	uint64_t released_ticket; /* payloads of records with ticket <= this are released */
+	uint64_t hs_term;         /* hard state last reported persisted */
+	uint64_t hs_vote;
+	bool hs_pending; /* a wal_set_hardstate() is not persisted yet */
+	bool busy;       /* I/O in flight or queued: poll again (or wait) */
+	int error;       /* sticky I/O error (0 if none); see wal_retry() */
+};
+
+/*
+ * Reap completions, report progress in *st (may be NULL), and start the next
+ * group commit if nothing is in flight. Never blocks in the io_uring backend.
+ * Returns 0, or the sticky error that stopped the log.
+ */
+int wal_poll(struct wal *w, struct wal_status *st);
+/*
+ * When idle: an fd that becomes readable when a completion is waiting (an
+ * eventfd registered with the ring; wal_poll() drains it). -1 for the plain
+ * backend, which never leaves I/O in flight across wal_poll().
+ */
+int wal_wait_fd(const struct wal *w);
+/* Block up to timeout_ms (-1: no limit) for a completion; 0 at once if idle. */
+int wal_wait(struct wal *w, int timeout_ms);
+/* After a sticky error: clear it and rewrite everything not yet durable. */
+int wal_retry(struct wal *w);
+/* Operator text for the last error (file, offset, cause). Never NULL. */
+const char *wal_error(const struct wal *w);
+
+/*
+ * Persist (term, vote). Reported by wal_status (hs_term/hs_vote, hs_pending
+ * false) only once written and synced; a newer call supersedes a queued one.
+ */
+int wal_set_hardstate(struct wal *w, uint64_t term, uint64_t vote);
+
+uint64_t wal_first_index(const struct wal *w);
+uint64_t wal_last_index(const struct wal *w);
+/* Term of an entry (or of the snapshot/base index just before first_index). */
+int wal_term(const struct wal *w, uint64_t index, uint64_t *term);
+/*
+ * Copy entry `index` into buf (cap bytes); out->data points into buf. Returns
+ * KEEL_E_COMPACTED, KEEL_E_UNAVAILABLE, KEEL_E_TOO_BIG (out->len is set),
+ * KEEL_E_CORRUPT (checksum failed on re-read), or -errno. May pread().
+ */
+int wal_read(struct wal *w, uint64_t index, struct wal_entry *out, void *buf, size_t cap);
+
+/*
+ * Remove entries >= from (Raft conflict). Crash-safe: a mark record rides the
+ * next group commit, so after a crash either the old suffix or the
+ * truncation survives, never a mix; durable_index drops to from - 1 at once.
+ * KEEL_E_COMPACTED if from < first_index.
+ */
+int wal_truncate_suffix(struct wal *w, uint64_t from);
+/*
+ * Forget entries <= upto (after a snapshot). upto must not exceed the latest
+ * durable snapshot (KEEL_E_STATE otherwise), so segments are deleted only when
+ * the snapshot covering them is on disk. Whole segments before the one
+ * holding upto + 1 are unlinked, oldest first, then the directory is synced
+ * (blocking). If upto >= last_index the log restarts empty at upto + 1.
+ */
+int wal_truncate_prefix(struct wal *w, uint64_t upto);
+
+/* ---- snapshots ---- */
+struct wal_snap_writer;
+struct wal_snap_reader;
+
+struct wal_snap_meta {
+	uint64_t index;
+	uint64_t term;
+	uint64_t data_bytes;
+	uint32_t membership_len;
+	const void *membership; /* owned by the reader, valid until wal_snap_close() */
+};
+
+/*
+ * Start a snapshot covering up to (index, term). The writer uses its own fd and
+ * blocking I/O and touches the wal only in wal_snap_finish(), so it can run on
+ * another thread while the loop keeps appending. The membership blob is copied.
+ */
+int wal_snap_begin(struct wal *w, uint64_t index, uint64_t term, const void *membership,
+		   uint32_t membership_len, struct wal_snap_writer **out);
+int wal_snap_write(struct wal_snap_writer *s, const void *data, size_t len);
+/*
+ * Write the trailer (CRC32C of everything), fsync, rename into place, fsync the
+ * directory; then the snapshot is durable and older ones are removed. Frees s.
+ */
+int wal_snap_finish(struct wal_snap_writer *s);
+void wal_snap_abort(struct wal_snap_writer *s);
+/* Index of the latest durable snapshot (0 if none). Thread-safe. */
+uint64_t wal_snap_index(const struct wal *w);
+
+/*
+ * Open the latest snapshot for loading; the whole file's CRC is verified
+ * before this returns (KEEL_E_CORRUPT otherwise). KEEL_E_NOT_FOUND if none.
+ */
+int wal_snap_open(struct wal *w, struct wal_snap_reader **out, struct wal_snap_meta *meta);
+/* Read up to cap bytes of the payload stream; returns bytes read, 0 at end. */
+long wal_snap_read(struct wal_snap_reader *r, void *buf, size_t cap);
+void wal_snap_close(struct wal_snap_reader *r);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KEEL_LOG_WAL_H */

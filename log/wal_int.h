@@ -1,0 +1,57 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Private to log/: what wal.c and wal_snap.c share. */
+#ifndef KEEL_LOG_WAL_INT_H
+#define KEEL_LOG_WAL_INT_H
+
+#include <limits.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "wal.h"
+
+/* Little-endian field access; the formats are defined as little-endian. */
+static inline void wal_put64(uint8_t *p, uint64_t v)
+{
+	memcpy(p, &v, 8);
+}
+static inline void wal_put32(uint8_t *p, uint32_t v)
+{
+	memcpy(p, &v, 4);
+}
+static inline uint64_t wal_get64(const uint8_t *p)
+{
+	uint64_t v;
+	memcpy(&v, p, 8);
+	return v;
+}
+static inline uint32_t wal_get32(const uint8_t *p)
+{
+	uint32_t v;
+	memcpy(&v, p, 4);
+	return v;
+}
+
+/* Directory and snapshot state the snapshot code needs from the wal. */
+struct wal_snapstate {
+	char dir[PATH_MAX];
+	int dirfd;
+	/* Written by wal_snap_finish (maybe another thread): term before index, release. */
+	_Atomic uint64_t term;
+	_Atomic uint64_t index;
+};
+
+struct wal_snapstate *wal_snapstate_of(struct wal *w);
+
+/*
+ * At open: find the latest snapshot, check its header and trailer, remove
+ * leftovers (*.tmp, older snapshots). KEEL_E_CORRUPT with msg on a bad one.
+ */
+int wal_snap_recover(struct wal_snapstate *ss, char *msg, size_t msgcap);
+
+/* write() all of it, retrying short writes; 0 or -errno. */
+int wal_write_all(int fd, const void *buf, size_t len, uint64_t off);
+/* pread() all of it; 0, -errno, or KEEL_E_TORN if the file ends first. */
+int wal_read_all(int fd, void *buf, size_t len, uint64_t off);
+
+#endif /* KEEL_LOG_WAL_INT_H */

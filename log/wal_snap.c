@@ -1,0 +1,378 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Snapshot files. Layout (little-endian):
+ *   header 64 B: u64 magic "KEELSNP1" | u32 version | u32 membership length |
+ *                u64 index | u64 term | u32 crc32c of bytes 0..31 | zeros
+ *   membership blob, then the payload stream
+ *   trailer 20 B: u64 payload bytes | u32 crc32c of membership||payload |
+ *                 u32 magic "KSNE" | u32 crc32c of trailer bytes 0..15
+ * Published like every atomic file replace: write snap-<index>.tmp, fsync,
+ * rename to snap-<index>.snap, fsync the directory. Only after that does the
+ * wal let wal_truncate_prefix() delete segments the snapshot covers.
+ *
+ * The writer has its own fd and blocking I/O so a kvstore thread can stream a
+ * snapshot while the loop keeps appending; it meets the wal only through the
+ * two atomics in struct wal_snapstate.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "wal_int.h"
+
+#define SNAP_MAGIC     0x31504e534c45454bull /* "KEELSNP1" */
+#define SNAP_VERSION   1u
+#define SNAP_END_MAGIC 0x454e534bu /* "KSNE" */
+#define SNAP_HDR_BYTES 64u
+#define SNAP_TRL_BYTES 20u
+#define SNAP_BUF_BYTES (256u << 10)
+
+struct wal_snap_writer {
+	struct wal_snapstate *ss;
+	int fd;
+	uint64_t index, term, data_bytes, off;
+	uint32_t crc;
+	size_t used;
+	char tmp[64], name[64];
+	uint8_t buf[SNAP_BUF_BYTES];
+};
+
+struct wal_snap_reader {
+	int fd;
+	uint64_t left, off;
+	void *membership;
+};
+
+static void snap_names(uint64_t index, char *tmp, char *name, size_t cap)
+{
+	snprintf(tmp, cap, "snap-%016" PRIx64 ".tmp", index);
+	snprintf(name, cap, "snap-%016" PRIx64 ".snap", index);
+}
+
+static int flush(struct wal_snap_writer *s)
+{
+	int rc = wal_write_all(s->fd, s->buf, s->used, s->off);
+	if (rc)
+		return rc;
+	s->off += s->used;
+	s->used = 0;
+	return 0;
+}
+
+static int put(struct wal_snap_writer *s, const void *data, size_t len)
+{
+	const uint8_t *p = data;
+	while (len) {
+		if (s->used == sizeof(s->buf)) {
+			int rc = flush(s);
+			if (rc)
+				return rc;
+		}
+		size_t n = KEEL_MIN(len, sizeof(s->buf) - s->used);
+		memcpy(s->buf + s->used, p, n);
+		s->used += n;
+		p += n;
+		len -= n;
+	}
+	return 0;
+}
+
+int wal_snap_begin(struct wal *w, uint64_t index, uint64_t term, const void *membership,
+		   uint32_t membership_len, struct wal_snap_writer **out)
+{
+	struct wal_snapstate *ss = wal_snapstate_of(w);
+	*out = NULL;
+	if (index == 0 || (membership_len && !membership))
+		return KEEL_E_INVAL;
+	if (index < atomic_load(&ss->index))
+		return KEEL_E_STALE;
+	struct wal_snap_writer *s = malloc(sizeof(*s));
+	if (!s)
+		return KEEL_E_NOMEM;
+	memset(s, 0, offsetof(struct wal_snap_writer, buf));
+	s->ss = ss;
+	s->index = index;
+	s->term = term;
+	snap_names(index, s->tmp, s->name, sizeof(s->tmp));
+	s->fd = openat(ss->dirfd, s->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (s->fd < 0) {
+		int rc = -errno;
+		free(s);
+		return rc;
+	}
+	uint8_t h[SNAP_HDR_BYTES];
+	memset(h, 0, sizeof(h));
+	wal_put64(h, SNAP_MAGIC);
+	wal_put32(h + 8, SNAP_VERSION);
+	wal_put32(h + 12, membership_len);
+	wal_put64(h + 16, index);
+	wal_put64(h + 24, term);
+	wal_put32(h + 32, keel_crc32c(0, h, 32));
+	int rc = put(s, h, sizeof(h));
+	if (!rc && membership_len) {
+		s->crc = keel_crc32c(0, membership, membership_len);
+		rc = put(s, membership, membership_len);
+	}
+	if (rc) {
+		wal_snap_abort(s);
+		return rc;
+	}
+	*out = s;
+	return 0;
+}
+
+int wal_snap_write(struct wal_snap_writer *s, const void *data, size_t len)
+{
+	s->crc = keel_crc32c(s->crc, data, len);
+	s->data_bytes += len;
+	return put(s, data, len);
+}
+
+void wal_snap_abort(struct wal_snap_writer *s)
+{
+	if (!s)
+		return;
+	close(s->fd);
+	unlinkat(s->ss->dirfd, s->tmp, 0);
+	free(s);
+}
+
+/* Remove snapshots older than `keep` and any *.tmp leftovers (not `except`). */
+static void remove_old(struct wal_snapstate *ss, uint64_t keep, const char *except)
+{
+	int fd = dup(ss->dirfd);
+	if (fd < 0)
+		return;
+	DIR *d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return;
+	}
+	rewinddir(d);
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		const char *n = de->d_name;
+		if (strncmp(n, "snap-", 5) != 0 || strlen(n) < 26 || (except && !strcmp(n, except)))
+			continue;
+		char *end;
+		uint64_t idx = strtoull(n + 5, &end, 16);
+		if (end != n + 21)
+			continue;
+		if (!strcmp(end, ".tmp") || (!strcmp(end, ".snap") && idx < keep))
+			unlinkat(ss->dirfd, n, 0);
+	}
+	closedir(d);
+}
+
+int wal_snap_finish(struct wal_snap_writer *s)
+{
+	uint8_t t[SNAP_TRL_BYTES];
+	wal_put64(t, s->data_bytes);
+	wal_put32(t + 8, s->crc);
+	wal_put32(t + 12, SNAP_END_MAGIC);
+	wal_put32(t + 16, keel_crc32c(0, t, 16));
+	int rc = put(s, t, sizeof(t));
+	if (!rc)
+		rc = flush(s);
+	if (!rc && fsync(s->fd) < 0)
+		rc = -errno;
+	if (!rc && renameat(s->ss->dirfd, s->tmp, s->ss->dirfd, s->name) < 0)
+		rc = -errno;
+	if (!rc && fsync(s->ss->dirfd) < 0)
+		rc = -errno;
+	if (rc) {
+		wal_snap_abort(s);
+		return rc;
+	}
+	close(s->fd);
+	/* Durable now: publish (term before index, so a reader of index sees its term). */
+	if (s->index >= atomic_load(&s->ss->index)) {
+		atomic_store_explicit(&s->ss->term, s->term, memory_order_relaxed);
+		atomic_store_explicit(&s->ss->index, s->index, memory_order_release);
+	}
+	remove_old(s->ss, s->index, s->name);
+	free(s);
+	return 0;
+}
+
+uint64_t wal_snap_index(const struct wal *w)
+{
+	return atomic_load_explicit(&wal_snapstate_of((struct wal *)w)->index,
+				    memory_order_acquire);
+}
+
+/* Check header and trailer; fills index, term, membership length, payload bytes. */
+static int snap_check(int fd, const char *name, struct wal_snap_meta *m, char *msg, size_t cap)
+{
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	uint8_t h[SNAP_HDR_BYTES], t[SNAP_TRL_BYTES];
+	uint64_t size = (uint64_t)st.st_size;
+	const char *why = NULL;
+	if (size < SNAP_HDR_BYTES + SNAP_TRL_BYTES) {
+		why = "shorter than header and trailer";
+	} else {
+		int rc = wal_read_all(fd, h, sizeof(h), 0);
+		if (!rc)
+			rc = wal_read_all(fd, t, sizeof(t), size - SNAP_TRL_BYTES);
+		if (rc)
+			return rc;
+		if (wal_get64(h) != SNAP_MAGIC || wal_get32(h + 8) != SNAP_VERSION ||
+		    wal_get32(h + 32) != keel_crc32c(0, h, 32))
+			why = "bad header";
+		else if (wal_get32(t + 12) != SNAP_END_MAGIC ||
+			 wal_get32(t + 16) != keel_crc32c(0, t, 16))
+			why = "bad trailer";
+		else if (SNAP_HDR_BYTES + (uint64_t)wal_get32(h + 12) + wal_get64(t) +
+				 SNAP_TRL_BYTES !=
+			 size)
+			why = "length does not match the file size";
+	}
+	if (why) {
+		snprintf(msg, cap, "wal: snapshot %s: %s; refusing to guess", name, why);
+		return KEEL_E_CORRUPT;
+	}
+	m->index = wal_get64(h + 16);
+	m->term = wal_get64(h + 24);
+	m->membership_len = wal_get32(h + 12);
+	m->data_bytes = wal_get64(t);
+	m->membership = NULL;
+	return 0;
+}
+
+int wal_snap_recover(struct wal_snapstate *ss, char *msg, size_t cap)
+{
+	int fd = dup(ss->dirfd);
+	if (fd < 0)
+		return -errno;
+	DIR *d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return -errno;
+	}
+	rewinddir(d);
+	uint64_t best = 0;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		char *end;
+		if (strncmp(de->d_name, "snap-", 5) != 0)
+			continue;
+		uint64_t idx = strtoull(de->d_name + 5, &end, 16);
+		if (end == de->d_name + 21 && !strcmp(end, ".snap") && idx > best)
+			best = idx;
+	}
+	closedir(d);
+	atomic_store(&ss->index, 0);
+	atomic_store(&ss->term, 0);
+	if (best) {
+		char tmp[64], name[64];
+		struct wal_snap_meta m;
+		snap_names(best, tmp, name, sizeof(tmp));
+		int sfd = openat(ss->dirfd, name, O_RDONLY | O_CLOEXEC);
+		if (sfd < 0)
+			return -errno;
+		int rc = snap_check(sfd, name, &m, msg, cap);
+		close(sfd);
+		if (rc)
+			return rc;
+		if (m.index != best) {
+			snprintf(msg, cap,
+				 "wal: snapshot %s says index %" PRIu64 "; refusing to guess", name,
+				 m.index);
+			return KEEL_E_CORRUPT;
+		}
+		atomic_store(&ss->term, m.term);
+		atomic_store(&ss->index, m.index);
+	}
+	remove_old(ss, best, NULL);
+	return 0;
+}
+
+int wal_snap_open(struct wal *w, struct wal_snap_reader **out, struct wal_snap_meta *meta)
+{
+	struct wal_snapstate *ss = wal_snapstate_of(w);
+	*out = NULL;
+	uint64_t idx = atomic_load(&ss->index);
+	if (!idx)
+		return KEEL_E_NOT_FOUND;
+	char tmp[64], name[64], msg[256];
+	snap_names(idx, tmp, name, sizeof(tmp));
+	struct wal_snap_reader *r = calloc(1, sizeof(*r));
+	uint8_t *buf = malloc(SNAP_BUF_BYTES);
+	int rc = KEEL_E_NOMEM;
+	if (!r || !buf)
+		goto fail;
+	r->fd = openat(ss->dirfd, name, O_RDONLY | O_CLOEXEC);
+	if (r->fd < 0) {
+		rc = -errno;
+		goto fail;
+	}
+	rc = snap_check(r->fd, name, meta, msg, sizeof(msg));
+	if (rc)
+		goto fail;
+	/* Verify everything before the caller applies a byte of it. */
+	uint64_t body = meta->membership_len + meta->data_bytes, off = SNAP_HDR_BYTES;
+	uint32_t crc = 0;
+	uint8_t t[SNAP_TRL_BYTES];
+	while (off < SNAP_HDR_BYTES + body) {
+		size_t n = (size_t)KEEL_MIN((uint64_t)SNAP_BUF_BYTES, SNAP_HDR_BYTES + body - off);
+		rc = wal_read_all(r->fd, buf, n, off);
+		if (rc)
+			goto fail;
+		crc = keel_crc32c(crc, buf, n);
+		off += n;
+	}
+	rc = wal_read_all(r->fd, t, sizeof(t), off);
+	if (rc)
+		goto fail;
+	rc = KEEL_E_CORRUPT;
+	if (crc != wal_get32(t + 8))
+		goto fail;
+	r->membership = malloc(meta->membership_len ? meta->membership_len : 1);
+	if (!r->membership) {
+		rc = KEEL_E_NOMEM;
+		goto fail;
+	}
+	rc = wal_read_all(r->fd, r->membership, meta->membership_len, SNAP_HDR_BYTES);
+	if (rc)
+		goto fail;
+	meta->membership = r->membership;
+	r->off = SNAP_HDR_BYTES + meta->membership_len;
+	r->left = meta->data_bytes;
+	free(buf);
+	*out = r;
+	return 0;
+fail:
+	free(buf);
+	wal_snap_close(r);
+	return rc == KEEL_E_TORN ? KEEL_E_CORRUPT : rc;
+}
+
+long wal_snap_read(struct wal_snap_reader *r, void *buf, size_t cap)
+{
+	size_t n = (size_t)KEEL_MIN((uint64_t)cap, r->left);
+	if (!n)
+		return 0;
+	int rc = wal_read_all(r->fd, buf, n, r->off);
+	if (rc)
+		return rc == KEEL_E_TORN ? KEEL_E_CORRUPT : rc;
+	r->off += n;
+	r->left -= n;
+	return (long)n;
+}
+
+void wal_snap_close(struct wal_snap_reader *r)
+{
+	if (!r)
+		return;
+	if (r->fd > 0)
+		close(r->fd);
+	free(r->membership);
+	free(r);
+}

@@ -1,0 +1,411 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The log's API end to end, for each backend (io_uring, plain, io_uring with
+ * O_DIRECT): append, durable reporting, read back, segment rolls, reopen,
+ * suffix and prefix truncation, hard state, snapshots.
+ */
+#include "walt.h"
+
+#include <poll.h>
+
+#define N_MAX 2000
+static uint8_t store[N_MAX + 1][300];
+
+struct variant {
+	enum wal_backend backend;
+	bool direct;
+	const char *name;
+};
+
+static const struct variant v_uring = { WAL_BACKEND_URING, false, "io_uring" };
+static const struct variant v_plain = { WAL_BACKEND_PLAIN, false, "plain" };
+static const struct variant v_direct = { WAL_BACKEND_URING, true, "io_uring+O_DIRECT" };
+
+struct fx {
+	const struct variant *v;
+	char *dir;
+	struct wal *w;
+	struct wal_recovery rec;
+};
+
+static int setup(void **state, const struct variant *v)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+	f->v = v;
+	f->dir = walt_mkdtemp();
+	*state = f;
+	return 0;
+}
+static int setup_uring(void **state)
+{
+	return setup(state, &v_uring);
+}
+static int setup_plain(void **state)
+{
+	return setup(state, &v_plain);
+}
+static int setup_direct(void **state)
+{
+	return setup(state, &v_direct);
+}
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+	wal_close(f->w);
+	walt_rmtree(f->dir);
+	free(f->dir);
+	free(f);
+	return 0;
+}
+
+static void reopen(struct fx *f)
+{
+	wal_close(f->w);
+	f->w = NULL;
+	struct wal_options o = walt_opts(f->dir, f->v->backend, f->v->direct);
+	int rc = wal_open(&o, &f->w, &f->rec);
+	if (rc)
+		fail_msg("open: %s: %s", keel_strerror(rc), f->rec.error);
+	assert_string_equal(f->rec.backend, f->v->name);
+}
+
+static void test_append_durable_read(void **state)
+{
+	struct fx *f = *state;
+	reopen(f);
+	assert_int_equal(f->rec.first_index, 1);
+	assert_int_equal(f->rec.last_index, 0);
+	struct wal_status st;
+	/* Nothing durable before the first poll: appending does no I/O. */
+	walt_append_range(f->w, 1, 10, 1, store);
+	assert_int_equal(wal_last_index(f->w), 10);
+	/* Not yet durable entries read back from the caller's buffers. */
+	walt_check_entry(f->w, 5, 1);
+	assert_int_equal(walt_drain(f->w, &st), 0);
+	assert_int_equal(st.durable_index, 10);
+	assert_int_equal(st.durable_term, 1);
+	assert_int_equal(st.released_ticket, 10);
+	/* Enough entries to roll over several 64 KiB segments. */
+	for (uint64_t i = 11; i <= 1200; i += 50) {
+		walt_append_range(f->w, i, i + 49, 2, store);
+		assert_int_equal(wal_poll(f->w, &st), 0);
+		assert_true(st.durable_index <= i + 49);
+	}
+	assert_int_equal(walt_drain(f->w, &st), 0);
+	assert_int_equal(st.durable_index, 1210);
+	for (uint64_t i = 1; i <= 1210; i++)
+		walt_check_entry(f->w, i, i <= 10 ? 1 : 2);
+	uint64_t t;
+	assert_int_equal(wal_term(f->w, 0, &t), 0);
+	assert_int_equal(t, 0);
+	assert_int_equal(wal_term(f->w, 1211, &t), KEEL_E_UNAVAILABLE);
+	reopen(f);
+	assert_false(f->rec.torn);
+	assert_int_equal(f->rec.first_index, 1);
+	assert_int_equal(f->rec.last_index, 1210);
+	assert_int_equal(f->rec.last_term, 2);
+	for (uint64_t i = 1; i <= 1210; i++)
+		walt_check_entry(f->w, i, i <= 10 ? 1 : 2);
+	/* Appending continues after recovery. */
+	walt_append_range(f->w, 1211, 1220, 3, store);
+	assert_int_equal(walt_drain(f->w, &st), 0);
+	assert_int_equal(st.durable_index, 1220);
+	reopen(f);
+	assert_int_equal(f->rec.last_index, 1220);
+	walt_check_entry(f->w, 1220, 3);
+}
+
+static void test_append_rejects(void **state)
+{
+	struct fx *f = *state;
+	reopen(f);
+	walt_append_range(f->w, 1, 3, 5, store);
+	uint8_t b[8] = { 0 };
+	struct wal_entry e = { .index = 5, .term = 5, .len = 8, .data = b };
+	assert_int_equal(wal_append(f->w, &e, 1, NULL), KEEL_E_GAP);
+	e.index = 4;
+	e.term = 4;
+	assert_int_equal(wal_append(f->w, &e, 1, NULL), KEEL_E_STALE);
+	e.term = 5;
+	e.len = 1u << 20; /* larger than a 64 KiB segment */
+	assert_int_equal(wal_append(f->w, &e, 1, NULL), KEEL_E_TOO_BIG);
+	e.len = 8;
+	e.data = NULL;
+	assert_int_equal(wal_append(f->w, &e, 1, NULL), KEEL_E_INVAL);
+	assert_int_equal(wal_last_index(f->w), 3);
+	struct wal_entry out;
+	assert_int_equal(wal_read(f->w, 0, &out, b, sizeof(b)), KEEL_E_COMPACTED);
+	assert_int_equal(wal_read(f->w, 4, &out, b, sizeof(b)), KEEL_E_UNAVAILABLE);
+	if (walt_len(3) > 1) {
+		assert_int_equal(wal_read(f->w, 3, &out, b, 1), KEEL_E_TOO_BIG);
+		assert_int_equal(out.len, walt_len(3));
+	}
+}
+
+static void test_truncate_suffix(void **state)
+{
+	struct fx *f = *state;
+	struct wal_status st;
+	reopen(f);
+	walt_append_range(f->w, 1, 20, 1, store);
+	assert_int_equal(walt_drain(f->w, &st), 0);
+	assert_int_equal(st.durable_index, 20);
+	/* Conflict: entries 15.. replaced by term-2 entries. */
+	assert_int_equal(wal_truncate_suffix(f->w, 15), 0);
+	assert_int_equal(wal_last_index(f->w), 14);
+	assert_int_equal(wal_poll(f->w, &st), 0);
+	assert_true(st.durable_index <= 14);
+	walt_append_range(f->w, 15, 25, 2, store);
+	assert_int_equal(walt_drain(f->w, &st), 0);
+	assert_int_equal(st.durable_index, 25);
+	assert_int_equal(st.durable_term, 2);
+	/* Truncating entries that never reached the disk writes nothing for them. */
+	walt_append_range(f->w, 26, 30, 2, store);
+	assert_int_equal(wal_truncate_suffix(f->w, 28), 0);
+	walt_append_range(f->w, 28, 29, 3, store);
+	assert_int_equal(walt_drain(f->w, &st), 0);
+	assert_int_equal(st.durable_index, 29);
+	assert_int_equal(st.released_ticket, 20 + 11 + 5 + 2 + 1); /* + the mark */
+	assert_int_equal(wal_truncate_suffix(f->w, 0), KEEL_E_COMPACTED);
+	reopen(f);
+	assert_int_equal(f->rec.last_index, 29);
+	assert_int_equal(f->rec.last_term, 3);
+	for (uint64_t i = 1; i <= 29; i++)
+		walt_check_entry(f->w, i, i < 15 ? 1 : i < 28 ? 2 : 3);
+	/* A truncation whose mark is durable survives a reopen with nothing after it. */
+	assert_int_equal(wal_truncate_suffix(f->w, 10), 0);
+	assert_int_equal(walt_drain(f->w, &st), 0);
+	assert_int_equal(st.durable_index, 9);
+	assert_int_equal(st.durable_term, 1);
+	reopen(f);
+	assert_int_equal(f->rec.last_index, 9);
+	walt_append_range(f->w, 10, 12, 4, store);
+	assert_int_equal(walt_drain(f->w, &st), 0);
+	reopen(f);
+	assert_int_equal(f->rec.last_index, 12);
+	walt_check_entry(f->w, 12, 4);
+}
+
+static void write_snapshot(struct wal *w, uint64_t index, uint64_t term, const char *data)
+{
+	struct wal_snap_writer *s;
+	const char member[] = "1,2,3";
+	assert_int_equal(wal_snap_begin(w, index, term, member, sizeof(member), &s), 0);
+	for (const char *p = data; *p; p++)
+		assert_int_equal(wal_snap_write(s, p, 1), 0); /* byte at a time: buffering */
+	assert_int_equal(wal_snap_finish(s), 0);
+}
+
+static void check_snapshot(struct wal *w, uint64_t index, uint64_t term, const char *data)
+{
+	struct wal_snap_reader *r;
+	struct wal_snap_meta m;
+	assert_int_equal(wal_snap_open(w, &r, &m), 0);
+	assert_int_equal(m.index, index);
+	assert_int_equal(m.term, term);
+	assert_int_equal(m.membership_len, 6);
+	assert_string_equal((const char *)m.membership, "1,2,3");
+	assert_int_equal(m.data_bytes, strlen(data));
+	char buf[256];
+	size_t got = 0;
+	long n;
+	while ((n = wal_snap_read(r, buf + got, 7)) > 0)
+		got += (size_t)n;
+	assert_int_equal(n, 0);
+	assert_int_equal(got, strlen(data));
+	assert_memory_equal(buf, data, got);
+	wal_snap_close(r);
+}
+
+static size_t count_segments(const char *dir)
+{
+	DIR *d = opendir(dir);
+	size_t n = 0;
+	struct dirent *de;
+	while ((de = readdir(d)))
+		n += strstr(de->d_name, ".wal") != NULL;
+	closedir(d);
+	return n;
+}
+
+static void test_snapshot_and_prefix(void **state)
+{
+	struct fx *f = *state;
+	struct wal_status st;
+	reopen(f);
+	struct wal_snap_reader *r;
+	struct wal_snap_meta m;
+	assert_int_equal(wal_snap_open(f->w, &r, &m), KEEL_E_NOT_FOUND);
+	walt_append_range(f->w, 1, 1000, 1, store);
+	assert_int_equal(walt_drain(f->w, &st), 0);
+	size_t segs_before = count_segments(f->dir);
+	assert_true(segs_before >= 4);
+	/* No durable snapshot covers it yet: refuse to forget entries. */
+	assert_int_equal(wal_truncate_prefix(f->w, 800), KEEL_E_STATE);
+	write_snapshot(f->w, 800, 1, "state at 800");
+	assert_int_equal(wal_snap_index(f->w), 800);
+	assert_int_equal(wal_truncate_prefix(f->w, 800), 0);
+	assert_int_equal(wal_first_index(f->w), 801);
+	assert_true(count_segments(f->dir) < segs_before);
+	struct wal_entry e;
+	uint8_t buf[512];
+	assert_int_equal(wal_read(f->w, 800, &e, buf, sizeof(buf)), KEEL_E_COMPACTED);
+	uint64_t t;
+	assert_int_equal(wal_term(f->w, 800, &t), 0);
+	assert_int_equal(t, 1);
+	walt_check_entry(f->w, 801, 1);
+	reopen(f);
+	assert_int_equal(f->rec.snap_index, 800);
+	assert_int_equal(f->rec.snap_term, 1);
+	assert_true(f->rec.first_index <= 801);
+	assert_int_equal(f->rec.last_index, 1000);
+	for (uint64_t i = 801; i <= 1000; i++)
+		walt_check_entry(f->w, i, 1);
+	check_snapshot(f->w, 800, 1, "state at 800");
+	/* A snapshot from a leader, past the end of the log: the log restarts after it. */
+	write_snapshot(f->w, 1500, 3, "state at 1500, installed");
+	assert_int_equal(wal_truncate_prefix(f->w, 1500), 0);
+	assert_int_equal(wal_first_index(f->w), 1501);
+	assert_int_equal(wal_last_index(f->w), 1500);
+	walt_append_range(f->w, 1501, 1510, 3, store);
+	assert_int_equal(walt_drain(f->w, &st), 0);
+	assert_int_equal(st.durable_index, 1510);
+	reopen(f);
+	assert_int_equal(f->rec.snap_index, 1500);
+	assert_int_equal(f->rec.first_index, 1501);
+	assert_int_equal(f->rec.last_index, 1510);
+	walt_check_entry(f->w, 1505, 3);
+	check_snapshot(f->w, 1500, 3, "state at 1500, installed");
+	/* Only the latest snapshot is kept. */
+	char p[512];
+	snprintf(p, sizeof(p), "%s/snap-%016x.snap", f->dir, 800);
+	assert_int_equal(access(p, F_OK), -1);
+}
+
+static void test_snapshot_corrupt(void **state)
+{
+	struct fx *f = *state;
+	reopen(f);
+	write_snapshot(f->w, 5, 1, "some state bytes");
+	char p[512];
+	snprintf(p, sizeof(p), "%s/snap-%016x.snap", f->dir, 5);
+	uint8_t *b = NULL;
+	size_t n = 0;
+	assert_int_equal(walt_read_file(p, &b, &n), 0);
+	b[64 + 6 + 3] ^= 0x10; /* a payload byte */
+	walt_write_file(p, b, n);
+	struct wal_snap_reader *r;
+	struct wal_snap_meta m;
+	assert_int_equal(wal_snap_open(f->w, &r, &m), KEEL_E_CORRUPT);
+	b[64 + 6 + 3] ^= 0x10;
+	b[20] ^= 1; /* the index in the header */
+	walt_write_file(p, b, n);
+	wal_close(f->w);
+	f->w = NULL;
+	struct wal_options o = walt_opts(f->dir, f->v->backend, f->v->direct);
+	assert_int_equal(wal_open(&o, &f->w, &f->rec), KEEL_E_CORRUPT);
+	assert_non_null(strstr(f->rec.error, "snap-0000000000000005.snap"));
+	free(b);
+}
+
+static void test_hardstate(void **state)
+{
+	struct fx *f = *state;
+	struct wal_status st;
+	reopen(f);
+	assert_int_equal(f->rec.hs_term, 0);
+	assert_int_equal(wal_set_hardstate(f->w, 3, 2), 0);
+	assert_int_equal(wal_poll(f->w, &st), 0);
+	assert_true(st.hs_pending || st.hs_term == 3);
+	assert_int_equal(walt_drain(f->w, &st), 0);
+	assert_false(st.hs_pending);
+	assert_int_equal(st.hs_term, 3);
+	assert_int_equal(st.hs_vote, 2);
+	/* Superseded before it was written: only the newest must end up persisted. */
+	wal_set_hardstate(f->w, 4, 1);
+	wal_set_hardstate(f->w, 5, 3);
+	assert_int_equal(walt_drain(f->w, &st), 0);
+	assert_int_equal(st.hs_term, 5);
+	assert_int_equal(st.hs_vote, 3);
+	reopen(f);
+	assert_int_equal(f->rec.hs_term, 5);
+	assert_int_equal(f->rec.hs_vote, 3);
+	wal_close(f->w);
+	f->w = NULL;
+	/* A torn write of the newer slot falls back to the older, which was persisted. */
+	char p[512];
+	snprintf(p, sizeof(p), "%s/hardstate", f->dir);
+	uint8_t *b = NULL;
+	size_t n = 0;
+	assert_int_equal(walt_read_file(p, &b, &n), 0);
+	assert_int_equal(n, 1024);
+	/* Two writes so far ((4,1) was superseded): seq 2 = (5,3) in slot 0, seq 1 = (3,2) in
+	 * slot 1. */
+	b[16] ^= 0xff;
+	walt_write_file(p, b, n);
+	reopen(f);
+	assert_int_equal(f->rec.hs_term, 3);
+	assert_int_equal(f->rec.hs_vote, 2);
+	wal_close(f->w);
+	f->w = NULL;
+	/* Both slots bad cannot come from one torn write: refuse. */
+	b[512 + 16] ^= 0xff;
+	walt_write_file(p, b, n);
+	struct wal_options o = walt_opts(f->dir, f->v->backend, f->v->direct);
+	assert_int_equal(wal_open(&o, &f->w, &f->rec), KEEL_E_CORRUPT);
+	assert_non_null(strstr(f->rec.error, "hardstate"));
+	free(b);
+}
+
+static void test_wait_fd(void **state)
+{
+	struct fx *f = *state;
+	struct wal_status st;
+	reopen(f);
+	int fd = wal_wait_fd(f->w);
+	if (f->v->backend == WAL_BACKEND_PLAIN) {
+		assert_int_equal(fd, -1);
+		return;
+	}
+	assert_true(fd >= 0);
+	walt_append_range(f->w, 1, 3, 1, store);
+	assert_int_equal(wal_poll(f->w, &st), 0);
+	assert_true(st.busy);
+	/* The fd wakes an idle loop when the group's completions arrive. */
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+	while (st.durable_index < 3) {
+		assert_true(poll(&pfd, 1, 10000) >= 0);
+		assert_int_equal(wal_poll(f->w, &st), 0);
+	}
+	assert_int_equal(st.durable_index, 3);
+}
+
+static void test_lock(void **state)
+{
+	struct fx *f = *state;
+	reopen(f);
+	/* flock is per open file description: a second open in this process conflicts too. */
+	struct wal *w2;
+	struct wal_recovery rec;
+	struct wal_options o = walt_opts(f->dir, f->v->backend, f->v->direct);
+	assert_int_equal(wal_open(&o, &w2, &rec), KEEL_E_BUSY);
+}
+
+#define T(fn, s) cmocka_unit_test_setup_teardown(fn, setup_##s, teardown)
+#define ALL(fn)  T(fn, uring), T(fn, plain), T(fn, direct)
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		ALL(test_append_durable_read),
+		ALL(test_append_rejects),
+		ALL(test_truncate_suffix),
+		ALL(test_snapshot_and_prefix),
+		T(test_snapshot_corrupt, plain),
+		ALL(test_hardstate),
+		T(test_wait_fd, uring),
+		T(test_wait_fd, plain),
+		T(test_lock, plain),
+	};
+	return cmocka_run_group_tests_name("wal_basic", tests, NULL, NULL);
+}

@@ -1,0 +1,152 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Crash test: a child process appends entries and sets hard state in a loop,
+ * reporting through a pipe every durable index and persisted term the log
+ * tells it. The parent kills it with SIGKILL at a random moment (seeded),
+ * recovers the log and checks that every reported index is there with its
+ * bytes and that the hard state is at least the reported one. Many rounds on
+ * the same directory, so recovery after recovery is exercised too.
+ */
+#include "walt.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+
+#define SLOTS 8192
+static uint8_t ring[SLOTS][300];
+
+struct report {
+	uint64_t durable;
+	uint64_t hs_term;
+};
+
+static uint64_t xorshift(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+static struct wal_options options(const char *dir, enum wal_backend b)
+{
+	struct wal_options o = walt_opts(dir, b, false);
+	o.segment_size_bytes = 128 << 10;
+	return o;
+}
+
+static __attribute__((noreturn)) void child(const char *dir, enum wal_backend b, int fd)
+{
+	struct wal_options o = options(dir, b);
+	struct wal *w;
+	struct wal_recovery rec;
+	if (wal_open(&o, &w, &rec))
+		_exit(3);
+	uint64_t last = rec.last_index, term = rec.hs_term, reported = 0, reported_hs = 0;
+	struct wal_status st;
+	for (;;) {
+		if (wal_poll(w, &st))
+			_exit(4);
+		if (last - st.durable_index < 2000) {
+			for (int k = 0; k < 16; k++) {
+				uint64_t i = last + 1;
+				uint8_t *buf = ring[i % SLOTS];
+				walt_fill(i, buf, walt_len(i));
+				struct wal_entry e = { .index = i,
+						       .term = 1,
+						       .type = (uint8_t)i,
+						       .len = walt_len(i),
+						       .data = buf };
+				if (wal_append(w, &e, 1, NULL))
+					_exit(5);
+				last = i;
+			}
+			wal_set_hardstate(w, ++term, 1);
+		}
+		if (st.durable_index > reported || st.hs_term > reported_hs) {
+			struct report r = { st.durable_index, st.hs_term };
+			if (write(fd, &r, sizeof(r)) != (ssize_t)sizeof(r))
+				_exit(6);
+			reported = st.durable_index;
+			reported_hs = st.hs_term;
+		}
+		if (st.busy)
+			wal_wait(w, 100);
+	}
+}
+
+static void crash_rounds(enum wal_backend b, uint64_t seed)
+{
+	char *dir = walt_mkdtemp();
+	int rounds = walt_iters(12, 4);
+	uint64_t max_durable = 0, max_hs = 0;
+	for (int round = 0; round < rounds; round++) {
+		int p[2];
+		assert_int_equal(pipe(p), 0);
+		pid_t pid = fork();
+		assert_true(pid >= 0);
+		if (pid == 0) {
+			close(p[0]);
+			child(dir, b, p[1]);
+		}
+		close(p[1]);
+		/* Let it report 1..16 times, then kill it 0..2 ms later. */
+		uint64_t want = 1 + xorshift(&seed) % 16, got = 0;
+		struct report r;
+		while (got < want && read(p[0], &r, sizeof(r)) == (ssize_t)sizeof(r)) {
+			max_durable = KEEL_MAX(max_durable, r.durable);
+			max_hs = KEEL_MAX(max_hs, r.hs_term);
+			got++;
+		}
+		usleep((useconds_t)(xorshift(&seed) % 2000));
+		kill(pid, SIGKILL);
+		int status;
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+		if (!WIFSIGNALED(status))
+			fail_msg("child exited with %d before the kill", WEXITSTATUS(status));
+		/* Reports written before it died count too. */
+		while (read(p[0], &r, sizeof(r)) == (ssize_t)sizeof(r)) {
+			max_durable = KEEL_MAX(max_durable, r.durable);
+			max_hs = KEEL_MAX(max_hs, r.hs_term);
+		}
+		close(p[0]);
+
+		struct wal_options o = options(dir, b);
+		struct wal *w;
+		struct wal_recovery rec;
+		int rc = wal_open(&o, &w, &rec);
+		if (rc)
+			fail_msg("round %d: recovery refused: %s", round, rec.error);
+		if (rec.last_index < max_durable)
+			fail_msg("round %d: reported durable %" PRIu64 ", recovered only %" PRIu64,
+				 round, max_durable, rec.last_index);
+		assert_true(rec.hs_term >= max_hs);
+		for (uint64_t i = 1; i <= rec.last_index; i++)
+			walt_check_entry(w, i, 1);
+		wal_close(w);
+	}
+	assert_true(max_durable > 0);
+	walt_rmtree(dir);
+	free(dir);
+}
+
+static void test_sigkill_uring(void **state)
+{
+	(void)state;
+	crash_rounds(WAL_BACKEND_URING, 0x9e3779b97f4a7c15ull);
+}
+
+static void test_sigkill_plain(void **state)
+{
+	(void)state;
+	crash_rounds(WAL_BACKEND_PLAIN, 0xd1b54a32d192ed03ull);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_sigkill_uring),
+		cmocka_unit_test(test_sigkill_plain),
+	};
+	return cmocka_run_group_tests_name("wal_crash", tests, NULL, NULL);
+}

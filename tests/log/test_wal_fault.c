@@ -1,0 +1,186 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Fault injection by countdown (SQLite test_vfs style): the n-th write or
+ * fsync the log performs, and every one after it until the fault clears,
+ * fails with ENOSPC or EIO. n walks over every call site of a workload that
+ * appends, sets hard state and rolls over segments (so preallocation is hit
+ * too). The log must then stop reporting anything durable, return a clear,
+ * sticky error, and after the fault clears and wal_retry() resume and persist
+ * everything; a reopen finds every entry and the last hard state.
+ */
+#include "walt.h"
+
+#define PAYLOAD 1024
+#define ROUNDS  6
+#define PER     20
+#define N       (ROUNDS * PER + PER)
+static uint8_t store[N + 1][PAYLOAD];
+
+struct countdown {
+	bool armed;
+	long calls;  /* operations seen while armed */
+	long target; /* first failing call (1-based); 0 = never */
+	int err;     /* -ENOSPC or -EIO */
+	bool fired;
+};
+
+static int hook(void *arg, enum wal_io_kind kind)
+{
+	struct countdown *c = arg;
+	assert_true(kind == WAL_IO_WRITE || kind == WAL_IO_FSYNC);
+	if (!c->armed)
+		return 0;
+	c->calls++;
+	if (c->target && c->calls >= c->target) {
+		c->fired = true;
+		return c->err;
+	}
+	return 0;
+}
+
+static void fill(uint64_t i)
+{
+	for (int k = 0; k < PAYLOAD; k++)
+		store[i][k] = (uint8_t)(i * 17 + (uint64_t)k * 3);
+}
+
+static void append(struct wal *w, uint64_t from, uint64_t to)
+{
+	for (uint64_t i = from; i <= to; i++) {
+		fill(i);
+		struct wal_entry e = {
+			.index = i, .term = 1 + i / 50, .len = PAYLOAD, .data = store[i]
+		};
+		assert_int_equal(wal_append(w, &e, 1, NULL), 0);
+	}
+}
+
+static void check_all(struct wal *w, uint64_t last)
+{
+	static uint8_t buf[PAYLOAD], want[PAYLOAD];
+	for (uint64_t i = 1; i <= last; i++) {
+		struct wal_entry e;
+		int rc = wal_read(w, i, &e, buf, sizeof(buf));
+		if (rc)
+			fail_msg("read %" PRIu64 ": %s", i, keel_strerror(rc));
+		for (int k = 0; k < PAYLOAD; k++)
+			want[k] = (uint8_t)(i * 17 + (uint64_t)k * 3);
+		assert_int_equal(e.term, 1 + i / 50);
+		assert_memory_equal(buf, want, PAYLOAD);
+	}
+}
+
+/* Run the workload with call `target` failing (0: none). Returns calls seen. */
+static long run(enum wal_backend b, long target, int err)
+{
+	char *dir = walt_mkdtemp();
+	struct countdown c = { .target = target, .err = err };
+	struct wal_options o = walt_opts(dir, b, false);
+	o.fault = hook;
+	o.fault_arg = &c;
+	struct wal *w;
+	struct wal_recovery rec;
+	struct wal_status st;
+	assert_int_equal(wal_open(&o, &w, &rec), 0);
+	c.armed = true;
+	uint64_t durable_at_fire = 0, hs_at_fire = 0;
+	bool seen_fire = false;
+	uint64_t last = 0;
+	for (int r = 0; r < ROUNDS; r++) {
+		append(w, last + 1, last + PER);
+		last += PER;
+		wal_set_hardstate(w, (uint64_t)r + 1, 1);
+		for (int spin = 0; spin < 10000; spin++) {
+			int rc = wal_poll(w, &st);
+			assert_true(st.durable_index <= last);
+			if (seen_fire) {
+				/* Stopped: nothing further is reported durable or persisted. */
+				assert_int_equal(st.durable_index, durable_at_fire);
+				assert_int_equal(st.hs_term, hs_at_fire);
+			} else if (c.fired) {
+				seen_fire = true;
+				durable_at_fire = st.durable_index;
+				hs_at_fire = st.hs_term;
+			}
+			if (rc) {
+				assert_true(c.fired);
+				assert_int_equal(rc, err);
+				assert_int_equal(st.error, err);
+				assert_non_null(strstr(wal_error(w), "failed"));
+				assert_non_null(strstr(wal_error(w), keel_strerror(err)));
+				break;
+			}
+			if (!st.busy)
+				break;
+			wal_wait(w, 1000);
+		}
+	}
+	long calls = c.calls;
+	if (target) {
+		assert_true(c.fired);
+		assert_true(seen_fire);
+		/* Still failing: retry does not get past the fault. */
+		int rc = wal_retry(w);
+		if (!rc)
+			rc = walt_drain(w, &st);
+		assert_int_equal(rc, err);
+		assert_int_equal(st.durable_index, durable_at_fire);
+		/* Appends are still accepted (queued) while stopped. */
+		append(w, last + 1, last + PER);
+		last += PER;
+		wal_set_hardstate(w, 99, 2);
+		/* The fault clears: everything is rewritten and synced. */
+		c.target = 0;
+		assert_int_equal(wal_retry(w), 0);
+		assert_int_equal(walt_drain(w, &st), 0);
+		assert_int_equal(st.durable_index, last);
+		assert_int_equal(st.hs_term, 99);
+		assert_string_equal(wal_error(w), "");
+	} else {
+		assert_int_equal(st.durable_index, last);
+	}
+	c.armed = false;
+	check_all(w, last);
+	wal_close(w);
+	/* Whatever happened, the disk now holds exactly what was reported. */
+	assert_int_equal(wal_open(&o, &w, &rec), 0);
+	assert_int_equal(rec.last_index, last);
+	assert_false(rec.torn);
+	assert_int_equal(rec.hs_term, target ? 99 : ROUNDS);
+	check_all(w, last);
+	wal_close(w);
+	walt_rmtree(dir);
+	free(dir);
+	return calls;
+}
+
+static void walk(enum wal_backend b)
+{
+	long total = run(b, 0, 0);
+	/* Several segment rolls, so preallocation writes and syncs are in the walk. */
+	assert_true(total >= 20);
+	int stride = WALT_SANITIZED ? 3 : 1;
+	for (long n = 1; n <= total; n += stride)
+		run(b, n, n % 2 ? -ENOSPC : -EIO);
+}
+
+static void test_fault_uring(void **state)
+{
+	(void)state;
+	walk(WAL_BACKEND_URING);
+}
+
+static void test_fault_plain(void **state)
+{
+	(void)state;
+	walk(WAL_BACKEND_PLAIN);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_fault_uring),
+		cmocka_unit_test(test_fault_plain),
+	};
+	return cmocka_run_group_tests_name("wal_fault", tests, NULL, NULL);
+}
