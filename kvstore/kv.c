@@ -157,6 +157,11 @@ void kv_thread_online(void)
 	rcu_thread_online();
 }
 
+void kv_barrier(void)
+{
+	rcu_barrier();
+}
+
 struct gc_batch {
 	struct rcu_head head;
 	size_t n;
@@ -291,9 +296,9 @@ void kv_destroy(struct kv *kv)
 {
 	if (!kv)
 		return;
-	kv_reclaim(kv);
-	/* Wait for the call_rcu thread to free what earlier versions retired. */
-	rcu_barrier();
+	/* No reader is left (the caller's promise): what is still queued here can
+	 * go now. Batches already handed to call_rcu free themselves later;
+	 * kv_barrier() waits for them. */
 	for (size_t i = 0; i < kv->mem.garbage.n; i++)
 		free(kv->mem.garbage.v[i]);
 	if (kv->pub) {

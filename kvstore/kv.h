@@ -228,7 +228,8 @@ struct kv_config {
 
 /* Creates an empty store holding only "/" (zxid 0). */
 int kv_create(const struct kv_config *cfg, struct kv **out);
-/* Writer thread; all readers must have stopped using the store. */
+/* Writer thread; all readers must have stopped using the store. Does not wait
+ * for the reclaimer (see kv_barrier). */
 void kv_destroy(struct kv *kv);
 
 /* RCU membership of the calling thread (see the header comment). */
@@ -237,6 +238,11 @@ void kv_thread_unregister(void);
 void kv_thread_quiescent(void);
 void kv_thread_offline(void);
 void kv_thread_online(void);
+
+/* Waits until every batch of retired memory handed to the reclaimer (by any
+ * kv) has been freed; e.g. before exit, so leak checkers see a clean heap. Any
+ * registered thread calling it goes offline meanwhile. */
+void kv_barrier(void);
 
 /* Per-op result; path (create: the path created, with its sequential suffix)
  * points into kv-owned memory valid until the next writer call. stat is the

@@ -687,5 +687,7 @@ int main(void)
 		cmocka_unit_test(test_codec_roundtrip),
 		cmocka_unit_test(test_batch),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	int rc = cmocka_run_group_tests(tests, NULL, NULL);
+	kv_barrier(); /* let the reclaimer finish before the leak check */
+	return rc;
 }
