@@ -25,7 +25,7 @@
 
 struct mnode {
 	int used;
-	char path[PLEN];
+	char path[PLEN + 16];
 	char data[DLEN];
 	uint32_t dlen;
 	struct kv_stat st;
@@ -121,7 +121,7 @@ static int m_create(struct model *m, const char *path0, const char *data, int mo
 		abort(); /* MAXN is sized so this cannot happen */
 	memset(n, 0, sizeof(*n));
 	n->used = 1;
-	snprintf(n->path, PLEN, "%s", path);
+	snprintf(n->path, sizeof(n->path), "%s", path);
 	n->dlen = (uint32_t)strlen(data);
 	memcpy(n->data, data, n->dlen);
 	n->st = (struct kv_stat){ .czxid = zxid,

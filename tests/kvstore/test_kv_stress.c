@@ -100,7 +100,7 @@ static void *reader(void *arg)
 		}
 		if (kv_get(v, "/m/a", 4, &na) != KV_ZOK || kv_get(v, "/m/b", 4, &nb) != KV_ZOK ||
 		    na.stat.version != nb.stat.version || na.data_len != nb.data_len ||
-		    memcmp(na.data, nb.data, na.data_len))
+		    (na.data_len && memcmp(na.data, nb.data, na.data_len)))
 			failf("reader %ld: half-applied multi (versions %d/%d)\n", id,
 			      na.stat.version, nb.stat.version);
 		struct window w = { INT32_MAX, -1, 0, 0 };
