@@ -15,6 +15,7 @@
 
 #include "keel.h"
 #include "kv_int.h"
+#include "le.h"
 
 #define MAGIC        "KEELKVS1"
 #define SNAP_VERSION 1
@@ -55,21 +56,15 @@ static void sw_put(struct swriter *w, const void *p, size_t n)
 	}
 }
 
-static void sw_u64(struct swriter *w, uint64_t v)
+static void sw_le(struct swriter *w, uint64_t v, int n)
 {
 	uint8_t b[8];
-	for (int i = 0; i < 8; i++)
-		b[i] = (uint8_t)(v >> (8 * i));
-	sw_put(w, b, 8);
+	kv_le_store(b, v, n);
+	sw_put(w, b, (size_t)n);
 }
 
-static void sw_u32(struct swriter *w, uint32_t v)
-{
-	uint8_t b[4];
-	for (int i = 0; i < 4; i++)
-		b[i] = (uint8_t)(v >> (8 * i));
-	sw_put(w, b, 4);
-}
+#define sw_u32(w, v) sw_le(w, v, 4)
+#define sw_u64(w, v) sw_le(w, v, 8)
 
 static void sw_blob(struct swriter *w, const struct kv_blob *b)
 {
@@ -132,8 +127,7 @@ int kv_snapshot_write(const struct kv_view *v, kv_write_fn fn, void *ctx)
 	sw_u64(w, v->digest);
 	sw_flush(w);
 	uint8_t b[4];
-	for (int i = 0; i < 4; i++)
-		b[i] = (uint8_t)(w->crc >> (8 * i));
+	kv_le_store(b, w->crc, 4);
 	if (!w->err) {
 		int r = fn(ctx, b, 4);
 		if (r < 0)
@@ -168,11 +162,8 @@ static void sr_get(struct sreader *r, void *p, size_t n)
 static uint64_t sr_le(struct sreader *r, int n)
 {
 	uint8_t b[8] = { 0 };
-	uint64_t v = 0;
 	sr_get(r, b, (size_t)n);
-	for (int i = 0; i < n; i++)
-		v |= (uint64_t)b[i] << (8 * i);
-	return v;
+	return kv_le_load(b, n);
 }
 
 static struct kv_blob *sr_blob(struct kv *kv, struct sreader *r, uint32_t max)

@@ -10,7 +10,7 @@
  *           multi: u32 n, n x (i8 op type, op)
  *           other: op (of the txn's type)
  *   op    = create: path, data, acl, i32 mode, i64 ttl_ms
- *           delete, check, setData-without-data: path, i32 version
+ *           delete, check: path, i32 version
  *           setData: path, data, i32 version
  *           setACL: path, acl, i32 version
  *           deleteContainer: path
@@ -23,6 +23,7 @@
 
 #include "kv.h"
 #include "keel.h"
+#include "le.h"
 
 #define TXN_VERSION   1
 #define BATCH_VERSION 1
@@ -41,32 +42,18 @@ static void put_bytes(struct wbuf *w, const void *b, size_t n)
 	w->len += n;
 }
 
-static void put_u8(struct wbuf *w, uint8_t v)
-{
-	put_bytes(w, &v, 1);
-}
-
-static void put_u16(struct wbuf *w, uint16_t v)
-{
-	uint8_t b[2] = { (uint8_t)v, (uint8_t)(v >> 8) };
-	put_bytes(w, b, 2);
-}
-
-static void put_u32(struct wbuf *w, uint32_t v)
-{
-	uint8_t b[4];
-	for (int i = 0; i < 4; i++)
-		b[i] = (uint8_t)(v >> (8 * i));
-	put_bytes(w, b, 4);
-}
-
-static void put_u64(struct wbuf *w, uint64_t v)
+/* n-byte little-endian integer */
+static void put_le(struct wbuf *w, uint64_t v, int n)
 {
 	uint8_t b[8];
-	for (int i = 0; i < 8; i++)
-		b[i] = (uint8_t)(v >> (8 * i));
-	put_bytes(w, b, 8);
+	kv_le_store(b, v, n);
+	put_bytes(w, b, (size_t)n);
 }
+
+#define put_u8(w, v)  put_le(w, v, 1)
+#define put_u16(w, v) put_le(w, v, 2)
+#define put_u32(w, v) put_le(w, v, 4)
+#define put_u64(w, v) put_le(w, v, 8)
 
 static void put_str(struct wbuf *w, const void *s, uint32_t n)
 {
@@ -94,12 +81,7 @@ static const uint8_t *take(struct rbuf *r, size_t n)
 static uint64_t get_le(struct rbuf *r, int n)
 {
 	const uint8_t *q = take(r, (size_t)n);
-	uint64_t v = 0;
-	if (!q)
-		return 0;
-	for (int i = 0; i < n; i++)
-		v |= (uint64_t)q[i] << (8 * i);
-	return v;
+	return q ? kv_le_load(q, n) : 0;
 }
 
 static const void *get_str(struct rbuf *r, uint32_t *n)
