@@ -624,7 +624,8 @@ static int remove_node(struct kv *kv, struct kv_znode *z, int64_t zxid)
 	KEEL_ASSERT(parent != NULL);
 	if (!(parent = zedit(kv, parent)))
 		return KEEL_E_NOMEM;
-	parent->stat.cversion++;
+	/* As ZooKeeper: a delete moves pzxid, not cversion (the sequence counter
+	 * only ever grows with creates). */
 	parent->stat.pzxid = zxid;
 	parent->stat.num_children--;
 	if (set_del(kv, &parent->children, z->path + base, n - base) < 0)

@@ -143,7 +143,6 @@ static void m_remove(struct model *m, struct mnode *n, int64_t zxid)
 	char pp[PLEN];
 	parent_of(n->path, pp);
 	struct mnode *par = mfind(m, pp);
-	par->st.cversion++;
 	par->st.num_children--;
 	par->st.pzxid = zxid;
 	n->used = 0;

@@ -10,9 +10,11 @@
  *    equal (no half-applied multi);
  *  - children of /c are a sliding window [lo, hi) of numbered names (create
  *    hi, delete lo): one view must show a contiguous window whose size is
- *    numChildren and whose cversion is lo + hi, moving only forward.
- * Readers run on both cores; the failures they find are counted and the
- * first is printed; the cmocka test asserts there were none.
+ *    numChildren and whose cversion is hi (creates), moving only forward.
+ * Meanwhile a third thread writes a snapshot of whatever view is current
+ * halfway through; restored afterwards it must give that view's digest and
+ * zxid (the writer never waited for it). Readers run on both cores; the failures they find are
+ * counted and the first is printed; the cmocka test asserts there were none.
  */
 #include <pthread.h>
 #include <setjmp.h>
@@ -109,10 +111,9 @@ static void *reader(void *arg)
 			failf("reader %ld: /c missing\n", id);
 		} else {
 			if (w.count == 0)
-				w.lo = w.hi = cs.cversion / 2; /* empty only at the start */
+				w.lo = w.hi = cs.cversion; /* empty only at the start */
 			if (w.bad || w.hi - w.lo != w.count || w.count != cs.num_children ||
-			    (w.count && cs.cversion != w.lo + w.hi) || w.lo < last_lo ||
-			    w.hi < last_hi)
+			    (w.count && cs.cversion != w.hi) || w.lo < last_lo || w.hi < last_hi)
 				failf("reader %ld: children window [%ld,%ld) count %ld nc %d cv "
 				      "%d\n",
 				      id, w.lo, w.hi, w.count, cs.num_children, cs.cversion);
@@ -130,6 +131,27 @@ static void *reader(void *arg)
 	return NULL;
 }
 
+static atomic_long applied;
+static struct kvt_stream snap;
+static uint64_t snap_digest;
+static int64_t snap_zxid;
+static int snap_rc = -1;
+
+static void *snapshotter(void *arg)
+{
+	(void)arg;
+	kv_thread_register();
+	while (atomic_load(&applied) < n_ops / 2)
+		kv_thread_quiescent();
+	const struct kv_view *v = kv_view_get(kv);
+	snap_digest = kv_view_digest(v);
+	snap_zxid = kv_view_zxid(v);
+	/* No quiescent state until done: the view stays whole. */
+	snap_rc = kv_snapshot_write(v, kvt_stream_write, &snap);
+	kv_thread_unregister();
+	return NULL;
+}
+
 static void set_data(struct kv_op *op, const char *path, char *buf, int32_t version)
 {
 	*op = kvt_op(KV_OP_SET_DATA, path);
@@ -140,7 +162,7 @@ static void set_data(struct kv_op *op, const char *path, char *buf, int32_t vers
 static void test_stress(void **state)
 {
 	(void)state;
-	pthread_t th[READERS];
+	pthread_t th[READERS], snapper;
 	int32_t version[KEYS] = { 0 };
 	char paths[KEYS][32], data[3][32];
 	struct kv_op ops[2];
@@ -163,6 +185,7 @@ static void test_stress(void **state)
 	}
 	for (long i = 0; i < READERS; i++)
 		assert_int_equal(pthread_create(&th[i], NULL, reader, (void *)i), 0);
+	assert_int_equal(pthread_create(&snapper, NULL, snapshotter, NULL), 0);
 	while (atomic_load(&started) < READERS)
 		kv_thread_quiescent();
 
@@ -202,7 +225,9 @@ static void test_stress(void **state)
 		assert_int_equal(res.err, KV_ZOK);
 		/* The writer holds no view between transactions. */
 		kv_thread_quiescent();
+		atomic_store(&applied, i + 1);
 	}
+	pthread_join(snapper, NULL);
 	atomic_store(&done, 1);
 	for (int i = 0; i < READERS; i++)
 		pthread_join(th[i], NULL);
@@ -211,6 +236,18 @@ static void test_stress(void **state)
 	assert_int_equal(atomic_load(&failures), 0);
 	assert_true(atomic_load(&reads_total) >= READERS);
 	assert_int_equal(kv_view_zxid(kv_view_get(kv)), z - 1);
+	/* the snapshot taken under load restores to exactly the view it read */
+	struct kv *restored;
+	assert_int_equal(snap_rc, 0);
+	assert_int_equal(kv_create(NULL, &restored), 0);
+	assert_int_equal(kv_restore(restored, kvt_stream_read, &snap), 0);
+	assert_int_equal(kv_view_digest(kv_view_get(restored)), snap_digest);
+	assert_int_equal(kv_view_zxid(kv_view_get(restored)), snap_zxid);
+	assert_true(snap_zxid > 0);
+	fprintf(stderr, "stress: snapshot at zxid %lld, %zu bytes, restored equal\n",
+		(long long)snap_zxid, snap.len);
+	kv_destroy(restored);
+	free(snap.b);
 	kv_destroy(kv);
 	kv_thread_unregister();
 }
