@@ -1,0 +1,239 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * kv-bench: figures for bench/RESULTS.md.
+ *  1. getData/s with 1 and 2 reader threads while the writer applies setData
+ *     (64 B) as fast as it can, over 10k znodes;
+ *  2. apply rate (writer alone) for setData and for create;
+ *  3. memory per znode at 1M znodes with 64 B of data (RSS growth / count,
+ *     allocator overhead included, after retired versions are reclaimed).
+ * Usage: kv-bench [seconds per phase, default 2] [znodes for 3, default 1000000]
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "keel.h"
+#include "kv.h"
+
+#define KEYS 10000
+
+static struct kv *kv;
+static atomic_int stop;
+static atomic_long total_reads;
+static int64_t zxid = 1;
+static uint8_t acl[64];
+static uint32_t acl_len;
+static char data64[64];
+
+static void die(const char *what, int rc)
+{
+	fprintf(stderr, "kv-bench: %s: %d (%s)\n", what, rc, keel_strerror(rc));
+	exit(1);
+}
+
+static void apply_one(struct kv_op *op)
+{
+	struct kv_txn t = {
+		.type = op->type, .zxid = zxid++, .time_ms = zxid, .nops = 1, .ops = op
+	};
+	struct kv_apply_result r;
+	int rc = kv_apply(kv, &t, &r);
+	if (rc < 0)
+		die("apply", rc);
+	if (r.err != KV_ZOK)
+		die("op", r.err);
+}
+
+static struct kv_op create_op(const char *path)
+{
+	struct kv_op op = { .type = KV_OP_CREATE,
+			    .path = path,
+			    .path_len = (uint32_t)strlen(path),
+			    .data = data64,
+			    .data_len = 64,
+			    .acl = acl,
+			    .acl_len = acl_len,
+			    .version = -1 };
+	return op;
+}
+
+static struct kv_op set_op(const char *path)
+{
+	struct kv_op op = { .type = KV_OP_SET_DATA,
+			    .path = path,
+			    .path_len = (uint32_t)strlen(path),
+			    .data = data64,
+			    .data_len = 64,
+			    .version = -1 };
+	return op;
+}
+
+static char keys[KEYS][24];
+
+static void *reader(void *arg)
+{
+	uint64_t r = (uint64_t)(uintptr_t)arg * 7919 + 17;
+	long n = 0;
+	uint64_t sum = 0;
+	kv_thread_register();
+	while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
+		const struct kv_view *v = kv_view_get(kv);
+		for (int i = 0; i < 64; i++) {
+			struct kv_node nd;
+			r = r * 6364136223846793005ull + 1442695040888963407ull;
+			const char *k = keys[(r >> 33) % KEYS];
+			if (kv_get(v, k, strlen(k), &nd) != KV_ZOK)
+				die("get", -1);
+			sum += nd.stat.version + ((const uint8_t *)nd.data)[0];
+		}
+		n += 64;
+		kv_thread_quiescent();
+	}
+	kv_thread_unregister();
+	atomic_fetch_add(&total_reads, n);
+	return (void *)(uintptr_t)sum;
+}
+
+static double now_s(void)
+{
+	return (double)keel_now_ns() / 1e9;
+}
+
+/* CPU time of the calling thread: on a shared machine wall-clock rates
+ * understate what a core does, so the writer-alone phases print both. */
+static double cpu_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* readers threads read while the writer applies setData (or idles, for reference). */
+static void phase_readers(int readers, double secs, int writer_idle)
+{
+	pthread_t th[8];
+	long writes = 0;
+	uint64_t r = 99;
+	atomic_store(&stop, 0);
+	atomic_store(&total_reads, 0);
+	for (int i = 0; i < readers; i++)
+		pthread_create(&th[i], NULL, reader, (void *)(uintptr_t)i);
+	double t0 = now_s(), t1;
+	do {
+		if (writer_idle) {
+			usleep(10000);
+			kv_thread_quiescent();
+			t1 = now_s();
+			continue;
+		}
+		for (int i = 0; i < 256; i++) {
+			r = r * 6364136223846793005ull + 1442695040888963407ull;
+			struct kv_op op = set_op(keys[(r >> 33) % KEYS]);
+			apply_one(&op);
+		}
+		writes += 256;
+		kv_thread_quiescent();
+		t1 = now_s();
+	} while (t1 - t0 < secs);
+	atomic_store(&stop, 1);
+	for (int i = 0; i < readers; i++)
+		pthread_join(th[i], NULL);
+	double el = now_s() - t0;
+	printf("readers=%d%s: getData %.0f/s total (%.0f/s per reader), concurrent setData "
+	       "%.0f/s\n",
+	       readers, writer_idle ? " (writer idle)" : "", (double)atomic_load(&total_reads) / el,
+	       (double)atomic_load(&total_reads) / el / readers, (double)writes / el);
+}
+
+static long rss_bytes(void)
+{
+	long pages = 0, rss = 0;
+	FILE *f = fopen("/proc/self/statm", "r");
+	if (!f || fscanf(f, "%ld %ld", &pages, &rss) != 2)
+		die("statm", -1);
+	fclose(f);
+	return rss * sysconf(_SC_PAGESIZE);
+}
+
+int main(int argc, char **argv)
+{
+	double secs = argc > 1 ? atof(argv[1]) : 2.0;
+	long big = argc > 2 ? atol(argv[2]) : 1000000;
+	static const struct kv_acl world = { KV_PERM_ALL, "world", 5, "anyone", 6 };
+	acl_len = (uint32_t)kv_acl_encode(&world, 1, acl, sizeof(acl));
+	memset(data64, 'd', sizeof(data64));
+	kv_thread_register();
+
+	/* 1. reads under a full-speed writer */
+	if (kv_create(NULL, &kv) < 0)
+		die("create", -1);
+	struct kv_op op = create_op("/r");
+	apply_one(&op);
+	for (int i = 0; i < KEYS; i++) {
+		snprintf(keys[i], sizeof(keys[i]), "/r/key%05d", i);
+		op = create_op(keys[i]);
+		apply_one(&op);
+	}
+	phase_readers(1, secs, 1);
+	phase_readers(1, secs, 0);
+	phase_readers(2, secs, 0);
+
+	/* 2. apply rates, writer alone */
+	long n = 0;
+	double t0 = now_s(), t1, c0 = cpu_s();
+	uint64_t r = 7;
+	do {
+		for (int i = 0; i < 1024; i++) {
+			r = r * 6364136223846793005ull + 1442695040888963407ull;
+			op = set_op(keys[(r >> 33) % KEYS]);
+			apply_one(&op);
+		}
+		n += 1024;
+		kv_thread_quiescent();
+		t1 = now_s();
+	} while (t1 - t0 < secs);
+	printf("apply setData (64 B, 10k znodes): %.0f/s wall, %.0f/s per CPU-second\n",
+	       (double)n / (t1 - t0), (double)n / (cpu_s() - c0));
+	kv_destroy(kv);
+	kv_barrier();
+
+	/* 2b + 3. create rate and memory per znode: `big` znodes, 1000 per parent */
+	long rss0 = rss_bytes();
+	if (kv_create(NULL, &kv) < 0)
+		die("create", -1);
+	char path[64];
+	zxid = 1;
+	for (long p = 0; p < (big + 999) / 1000; p++) {
+		snprintf(path, sizeof(path), "/p%04ld", p);
+		op = create_op(path);
+		apply_one(&op);
+	}
+	t0 = now_s();
+	c0 = cpu_s();
+	for (long i = 0; i < big; i++) {
+		snprintf(path, sizeof(path), "/p%04ld/n%07ld", i / 1000, i);
+		op = create_op(path);
+		apply_one(&op);
+		if ((i & 1023) == 0)
+			kv_thread_quiescent();
+	}
+	t1 = now_s();
+	printf("apply create (64 B, 1000 per parent, %ld znodes): %.0f/s wall, %.0f/s per "
+	       "CPU-second\n",
+	       big, (double)big / (t1 - t0), (double)big / (cpu_s() - c0));
+	kv_reclaim(kv);
+	kv_barrier();
+	long rss1 = rss_bytes();
+	uint64_t nodes = kv_view_node_count(kv_view_get(kv));
+	printf("memory: %lu znodes with 64 B data: RSS +%.1f MiB, %.0f B per znode\n",
+	       (unsigned long)nodes, (double)(rss1 - rss0) / (1 << 20),
+	       (double)(rss1 - rss0) / (double)nodes);
+	kv_destroy(kv);
+	kv_barrier();
+	kv_thread_unregister();
+	return 0;
+}

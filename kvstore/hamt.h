@@ -1,0 +1,86 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Private to kvstore: a persistent (path-copying) hash array mapped trie and
+ * the generation-tagged memory it lives in.
+ *
+ * Why persistent: readers walk a published root without locks while the
+ * writer builds the next version; a version, once published, never changes,
+ * so a reader sees one whole transaction or none of it. Why generations: the
+ * writer opens one generation per transaction; objects it allocated in that
+ * generation are not visible to anyone yet, so it edits them in place (no
+ * copy per op inside a multi), and aborting the transaction frees exactly
+ * them and forgets what it had retired.
+ */
+#ifndef KEEL_KVSTORE_HAMT_H
+#define KEEL_KVSTORE_HAMT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Every object allocated through kv_mem starts with its generation. */
+struct kv_obj {
+	uint64_t gen;
+};
+
+struct kv_ptrvec {
+	void **v;
+	size_t n, cap;
+};
+
+struct kv_mem {
+	uint64_t gen;             /* the open transaction's generation */
+	struct kv_ptrvec fresh;   /* allocated in gen: freed on abort */
+	struct kv_ptrvec dead;    /* allocated and dropped in gen: freed at commit */
+	struct kv_ptrvec garbage; /* older objects dropped: freed after a grace period */
+	size_t garbage_mark;      /* garbage.n when the transaction began */
+	uint64_t leaked;          /* retired objects that could not be queued */
+};
+
+int kv_vec_push(struct kv_ptrvec *v, void *p);
+void *kv_mem_alloc(struct kv_mem *m, size_t size);
+void kv_mem_retire(struct kv_mem *m, void *obj);
+static inline int kv_mem_is_fresh(const struct kv_mem *m, const void *obj)
+{
+	return ((const struct kv_obj *)obj)->gen == m->gen;
+}
+void kv_mem_begin(struct kv_mem *m);
+void kv_mem_commit(struct kv_mem *m);
+void kv_mem_abort(struct kv_mem *m);
+
+/* A map entry; embedded first in the objects a map holds. key points into it. */
+struct kv_leaf {
+	uint64_t gen;
+	uint64_t hash;
+	const char *key;
+	uint32_t klen;
+};
+
+struct kv_hnode;
+
+uint64_t kv_hash(const void *p, size_t n, uint64_t seed);
+static inline uint64_t kv_mix64(uint64_t x)
+{
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdull;
+	x ^= x >> 33;
+	x *= 0xc4ceb9fe1a85ec53ull;
+	x ^= x >> 33;
+	return x;
+}
+
+struct kv_leaf *kv_hamt_get(const struct kv_hnode *root, uint64_t hash, const char *key,
+			    uint32_t klen);
+/* Inserts lf or replaces the entry with its key (*old gets it, or NULL). The
+ * caller retires *old unless it is lf itself. 0 or KEEL_E_NOMEM (map unchanged
+ * as far as published versions go; abort the transaction). */
+int kv_hamt_put(struct kv_mem *m, struct kv_hnode **root, struct kv_leaf *lf, struct kv_leaf **old);
+/* Removes the entry with the key; *old gets it (caller retires it) or NULL. */
+int kv_hamt_del(struct kv_mem *m, struct kv_hnode **root, uint64_t hash, const char *key,
+		uint32_t klen, struct kv_leaf **old);
+/* Visits every leaf; stops at and returns the first non-zero fn return. */
+int kv_hamt_foreach(const struct kv_hnode *root, int (*fn)(void *ctx, struct kv_leaf *lf),
+		    void *ctx);
+/* Frees the trie nodes (not the leaves, which fn gets) of an unshared trie. */
+void kv_hamt_destroy(struct kv_hnode *root, void (*fn)(void *ctx, struct kv_leaf *lf), void *ctx);
+
+#endif

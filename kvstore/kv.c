@@ -1,0 +1,1162 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The store: apply (single writer) and reads (any registered thread).
+ *
+ * State = a tree of immutable versions reachable from one root (struct
+ * kv_view): a path -> znode map, each znode's child-name set, a session map
+ * with each session's ephemeral-path set. A transaction copies what it changes
+ * into a fresh generation (see hamt.h), then publishes the new root with one
+ * release store; readers load the root (rcu_dereference) and see a whole
+ * transaction or none. What the new root no longer reaches is retired and
+ * freed by liburcu's call_rcu thread after every registered thread has passed
+ * a quiescent state (QSBR), so a reader's pointers stay good until it says so.
+ *
+ * A transaction that fails (any op of a multi, or a single op) changes nothing
+ * but the view's zxid: its generation is thrown away whole (kv_mem_abort).
+ */
+#define _LGPL_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <urcu-qsbr.h>
+
+#include "keel.h"
+#include "kv_int.h"
+
+#define GC_BATCH 256
+
+/* ---- helpers shared with snap.c ---- */
+
+int kv_owner_is_ephemeral(int64_t owner)
+{
+	return owner != 0 && owner != KV_OWNER_CONTAINER &&
+	       (owner & KV_OWNER_TTL_MASK) != KV_OWNER_TTL_MASK;
+}
+
+static uint64_t fold(uint64_t h, uint64_t v)
+{
+	return kv_mix64(h ^ (v + 0x9E3779B97F4A7C15ull + (h << 6) + (h >> 2)));
+}
+
+uint64_t kv_znode_digest(const struct kv_znode *z)
+{
+	const struct kv_stat *s = &z->stat;
+	uint64_t h = z->leaf.hash;
+	h = fold(h, (uint64_t)s->czxid);
+	h = fold(h, (uint64_t)s->mzxid);
+	h = fold(h, (uint64_t)s->ctime_ms);
+	h = fold(h, (uint64_t)s->mtime_ms);
+	h = fold(h, (uint64_t)(uint32_t)s->version << 32 | (uint32_t)s->cversion);
+	h = fold(h, (uint64_t)(uint32_t)s->aversion << 32 | (uint32_t)s->data_length);
+	h = fold(h, (uint64_t)s->ephemeral_owner);
+	h = fold(h, (uint64_t)(uint32_t)s->num_children);
+	h = fold(h, (uint64_t)s->pzxid);
+	h = fold(h, z->data ? z->data->hash : 0);
+	h = fold(h, z->acl ? z->acl->hash : 0);
+	return h;
+}
+
+uint64_t kv_session_digest(const struct kv_session *s)
+{
+	uint64_t h = kv_hash(s->passwd, KV_PASSWD_BYTES, KV_SEED_SESSION);
+	h = fold(h, (uint64_t)s->id);
+	return fold(h, (uint64_t)(uint32_t)s->timeout_ms);
+}
+
+struct kv_znode *kv_znode_alloc(struct kv *kv, const char *path, uint32_t len)
+{
+	struct kv_znode *z = kv_mem_alloc(&kv->mem, sizeof(*z) + len + 1);
+	if (!z)
+		return NULL;
+	memcpy(z->path, path, len);
+	z->path[len] = 0;
+	z->leaf.key = z->path;
+	z->leaf.klen = len;
+	z->leaf.hash = kv_hash(path, len, KV_SEED_PATH);
+	memset(&z->stat, 0, sizeof(z->stat));
+	z->data = z->acl = NULL;
+	z->children = NULL;
+	z->dhash = 0;
+	return z;
+}
+
+struct kv_session *kv_session_alloc(struct kv *kv, int64_t id)
+{
+	struct kv_session *s = kv_mem_alloc(&kv->mem, sizeof(*s));
+	if (!s)
+		return NULL;
+	memset((char *)s + sizeof(s->leaf.gen), 0, sizeof(*s) - sizeof(s->leaf.gen));
+	s->id = id;
+	s->leaf.key = (const char *)&s->id;
+	s->leaf.klen = sizeof(s->id);
+	s->leaf.hash = kv_hash(&s->id, sizeof(s->id), KV_SEED_SESSION);
+	return s;
+}
+
+struct kv_name *kv_name_alloc(struct kv *kv, const char *name, uint32_t len)
+{
+	struct kv_name *n = kv_mem_alloc(&kv->mem, sizeof(*n) + len + 1);
+	if (!n)
+		return NULL;
+	memcpy(n->name, name, len);
+	n->name[len] = 0;
+	n->leaf.key = n->name;
+	n->leaf.klen = len;
+	n->leaf.hash = kv_hash(name, len, KV_SEED_PATH);
+	return n;
+}
+
+struct kv_blob *kv_blob_alloc(struct kv *kv, const void *b, uint32_t len)
+{
+	struct kv_blob *bl = kv_mem_alloc(&kv->mem, sizeof(*bl) + len);
+	if (!bl)
+		return NULL;
+	bl->len = len;
+	if (len)
+		memcpy(bl->b, b, len);
+	bl->hash = kv_hash(b, len, KV_SEED_DATA);
+	return bl;
+}
+
+struct kv_znode *kv_lookup(const struct kv_hnode *paths, const char *path, uint32_t len)
+{
+	return (struct kv_znode *)kv_hamt_get(paths, kv_hash(path, len, KV_SEED_PATH), path, len);
+}
+
+struct kv_session *kv_session_find(const struct kv_hnode *map, int64_t id)
+{
+	return (struct kv_session *)kv_hamt_get(map, kv_hash(&id, sizeof(id), KV_SEED_SESSION),
+						(const char *)&id, sizeof(id));
+}
+
+/* ---- RCU glue ---- */
+
+void kv_thread_register(void)
+{
+	rcu_register_thread();
+}
+
+void kv_thread_unregister(void)
+{
+	rcu_unregister_thread();
+}
+
+void kv_thread_quiescent(void)
+{
+	rcu_quiescent_state();
+}
+
+void kv_thread_offline(void)
+{
+	rcu_thread_offline();
+}
+
+void kv_thread_online(void)
+{
+	rcu_thread_online();
+}
+
+void kv_barrier(void)
+{
+	rcu_barrier();
+}
+
+struct gc_batch {
+	struct rcu_head head;
+	size_t n;
+	void *p[];
+};
+
+static void gc_free(struct rcu_head *head)
+{
+	struct gc_batch *b = caa_container_of(head, struct gc_batch, head);
+	for (size_t i = 0; i < b->n; i++)
+		free(b->p[i]);
+	free(b);
+}
+
+void kv_reclaim(struct kv *kv)
+{
+	struct kv_ptrvec *g = &kv->mem.garbage;
+	if (g->n == 0)
+		return;
+	struct gc_batch *b = malloc(sizeof(*b) + g->n * sizeof(void *));
+	if (!b)
+		return; /* keep them; try again next time */
+	b->n = g->n;
+	memcpy(b->p, g->v, g->n * sizeof(void *));
+	g->n = 0;
+	kv->mem.garbage_mark = 0;
+	call_rcu(&b->head, gc_free);
+}
+
+/* ---- the draft ---- */
+
+void kv_draft_begin(struct kv *kv)
+{
+	kv_mem_begin(&kv->mem);
+	kv->draft = NULL;
+}
+
+static int draft_open(struct kv *kv)
+{
+	struct kv_view *d = kv_mem_alloc(&kv->mem, sizeof(*d));
+	if (!d)
+		return KEEL_E_NOMEM;
+	uint64_t gen = d->gen;
+	*d = *kv->pub;
+	d->gen = gen;
+	kv->draft = d;
+	return 0;
+}
+
+void kv_draft_publish(struct kv *kv)
+{
+	struct kv_view *old = kv->pub;
+	/* Release: every object of the new version is written before the root
+	 * that reaches it becomes visible. */
+	rcu_assign_pointer(kv->pub, kv->draft);
+	kv_mem_retire(&kv->mem, old);
+	kv_mem_commit(&kv->mem);
+	kv->draft = NULL;
+	if (kv->mem.garbage.n >= GC_BATCH)
+		kv_reclaim(kv);
+}
+
+/* ---- create / destroy ---- */
+
+static void free_name(void *ctx, struct kv_leaf *lf)
+{
+	(void)ctx;
+	free(lf);
+}
+
+static void free_znode(void *ctx, struct kv_leaf *lf)
+{
+	struct kv_znode *z = (struct kv_znode *)lf;
+	(void)ctx;
+	kv_hamt_destroy(z->children, free_name, NULL);
+	free(z->data);
+	free(z->acl);
+	free(z);
+}
+
+static void free_session(void *ctx, struct kv_leaf *lf)
+{
+	struct kv_session *s = (struct kv_session *)lf;
+	(void)ctx;
+	kv_hamt_destroy(s->ephemerals, free_name, NULL);
+	free(s);
+}
+
+int kv_create(const struct kv_config *cfg, struct kv **out)
+{
+	struct kv *kv = calloc(1, sizeof(*kv));
+	struct kv_znode *root;
+	struct kv_leaf *old;
+	uint8_t acl[64];
+	int64_t acl_len;
+	static const struct kv_acl world = { KV_PERM_ALL, "world", 5, "anyone", 6 };
+
+	*out = NULL;
+	if (!kv)
+		return KEEL_E_NOMEM;
+	kv->max_data = cfg && cfg->max_data_bytes ? cfg->max_data_bytes : KV_DEFAULT_MAX_DATA;
+	kv->res = calloc(KV_TXN_MAX_OPS, sizeof(*kv->res));
+	kv->res_off = calloc(KV_TXN_MAX_OPS, sizeof(*kv->res_off));
+	kv->dec_ops = calloc(KV_TXN_MAX_OPS, sizeof(*kv->dec_ops));
+	kv->pub = calloc(1, sizeof(*kv->pub));
+	if (!kv->res || !kv->res_off || !kv->dec_ops || !kv->pub)
+		goto fail;
+	/* The root "/" exists from the start, with world:anyone:ALL as ZooKeeper. */
+	kv_draft_begin(kv);
+	if (draft_open(kv) < 0)
+		goto fail_draft;
+	acl_len = kv_acl_encode(&world, 1, acl, sizeof(acl));
+	root = kv_znode_alloc(kv, "/", 1);
+	if (!root || !(root->acl = kv_blob_alloc(kv, acl, (uint32_t)acl_len)))
+		goto fail_draft;
+	root->dhash = kv_znode_digest(root);
+	if (kv_hamt_put(&kv->mem, &kv->draft->paths, &root->leaf, &old) < 0)
+		goto fail_draft;
+	kv->draft->nodes = 1;
+	kv->draft->digest = root->dhash;
+	kv_draft_publish(kv);
+	*out = kv;
+	return 0;
+fail_draft:
+	kv_mem_abort(&kv->mem);
+fail:
+	kv_destroy(kv);
+	return KEEL_E_NOMEM;
+}
+
+void kv_destroy(struct kv *kv)
+{
+	if (!kv)
+		return;
+	/* No reader is left (the caller's promise): what is still queued here can
+	 * go now. Batches already handed to call_rcu free themselves later;
+	 * kv_barrier() waits for them. */
+	for (size_t i = 0; i < kv->mem.garbage.n; i++)
+		free(kv->mem.garbage.v[i]);
+	if (kv->pub) {
+		kv_hamt_destroy(kv->pub->paths, free_znode, NULL);
+		kv_hamt_destroy(kv->pub->session_map, free_session, NULL);
+		free(kv->pub);
+	}
+	free(kv->mem.fresh.v);
+	free(kv->mem.dead.v);
+	free(kv->mem.garbage.v);
+	free(kv->res);
+	free(kv->res_off);
+	free(kv->ev);
+	free(kv->ev_off);
+	free(kv->sbuf);
+	free(kv->dec_ops);
+	free(kv);
+}
+
+/* ---- apply: helpers ---- */
+
+/* Copies s into the string arena; returns its offset or a negative code. */
+static int64_t sput(struct kv *kv, const char *s, size_t n)
+{
+	if (kv->slen + n + 1 > kv->scap) {
+		size_t cap = kv->scap ? kv->scap : 4096;
+		while (cap < kv->slen + n + 1)
+			cap *= 2;
+		char *nb = realloc(kv->sbuf, cap);
+		if (!nb)
+			return KEEL_E_NOMEM;
+		kv->sbuf = nb;
+		kv->scap = cap;
+	}
+	memcpy(kv->sbuf + kv->slen, s, n);
+	kv->sbuf[kv->slen + n] = 0;
+	int64_t off = (int64_t)kv->slen;
+	kv->slen += n + 1;
+	return off;
+}
+
+static int emit(struct kv *kv, int32_t type, const char *path, size_t n, int64_t zxid)
+{
+	if (kv->nev == kv->evcap) {
+		size_t cap = kv->evcap ? kv->evcap * 2 : 64;
+		struct kv_event *ne = realloc(kv->ev, cap * sizeof(*ne));
+		if (!ne)
+			return KEEL_E_NOMEM;
+		kv->ev = ne;
+		uint32_t *no = realloc(kv->ev_off, cap * sizeof(*no));
+		if (!no)
+			return KEEL_E_NOMEM;
+		kv->ev_off = no;
+		kv->evcap = cap;
+	}
+	int64_t off = sput(kv, path, n);
+	if (off < 0)
+		return (int)off;
+	kv->ev[kv->nev] = (struct kv_event){ type, (uint32_t)n, NULL, zxid };
+	kv->ev_off[kv->nev++] = (uint32_t)off;
+	return 0;
+}
+
+/* ZooKeeper's PathUtils.validatePath, on bytes (control characters refused). */
+static int path_valid(const char *p, size_t n)
+{
+	if (!p || n == 0 || n > KV_PATH_MAX_BYTES || p[0] != '/')
+		return 0;
+	if (n == 1)
+		return 1;
+	if (p[n - 1] == '/')
+		return 0;
+	size_t start = 1;
+	for (size_t i = 1; i <= n; i++) {
+		if (i == n || p[i] == '/') {
+			size_t len = i - start;
+			if (len == 0)
+				return 0;
+			if ((len == 1 && p[start] == '.') ||
+			    (len == 2 && p[start] == '.' && p[start + 1] == '.'))
+				return 0;
+			start = i + 1;
+			continue;
+		}
+		unsigned char c = (unsigned char)p[i];
+		if (c < 0x20 || c == 0x7f)
+			return 0;
+	}
+	return 1;
+}
+
+static int acl_valid(const void *acl, uint32_t len)
+{
+	uint32_t pos = 0, n = 0;
+	struct kv_acl a;
+	int rc;
+	if (!acl || len == 0)
+		return 0;
+	while ((rc = kv_acl_next(acl, len, &pos, &a)) == 1) {
+		n++;
+		if (a.perms & ~KV_PERM_ALL)
+			return 0;
+		if (a.scheme_len == 5 && !memcmp(a.scheme, "world", 5)) {
+			if (a.id_len != 6 || memcmp(a.id, "anyone", 6))
+				return 0;
+		} else if (a.scheme_len == 6 && !memcmp(a.scheme, "digest", 6)) {
+			if (!a.id_len || !memchr(a.id, ':', a.id_len))
+				return 0;
+		} else if ((a.scheme_len == 2 && !memcmp(a.scheme, "ip", 2)) ||
+			   (a.scheme_len == 5 && !memcmp(a.scheme, "super", 5))) {
+			if (!a.id_len)
+				return 0;
+		} else {
+			return 0; /* "auth" must be expanded by the front end */
+		}
+	}
+	return rc == 0 && n > 0;
+}
+
+static uint32_t parent_len(const char *p, uint32_t n)
+{
+	uint32_t i = n;
+	while (i > 0 && p[i - 1] != '/')
+		i--;
+	/* i is just past the last '/'; the parent of "/a" is "/" */
+	return i <= 1 ? 1 : i - 1;
+}
+
+static int version_ok(int32_t want, int32_t have)
+{
+	return want == -1 || want == have;
+}
+
+/* A writable version of z in the draft, its digest share taken out (zdone puts
+ * the new one back). */
+static struct kv_znode *zedit(struct kv *kv, struct kv_znode *z)
+{
+	struct kv_view *d = kv->draft;
+	d->digest -= z->dhash;
+	if (kv_mem_is_fresh(&kv->mem, z))
+		return z;
+	struct kv_znode *c = kv_mem_alloc(&kv->mem, sizeof(*c) + z->leaf.klen + 1);
+	struct kv_leaf *old;
+	if (!c)
+		return NULL;
+	uint64_t gen = c->leaf.gen;
+	memcpy(c, z, sizeof(*c) + z->leaf.klen + 1);
+	c->leaf.gen = gen;
+	c->leaf.key = c->path;
+	if (kv_hamt_put(&kv->mem, &d->paths, &c->leaf, &old) < 0)
+		return NULL;
+	kv_mem_retire(&kv->mem, z);
+	return c;
+}
+
+static void zdone(struct kv *kv, struct kv_znode *z)
+{
+	z->dhash = kv_znode_digest(z);
+	kv->draft->digest += z->dhash;
+}
+
+static struct kv_session *sedit(struct kv *kv, struct kv_session *s)
+{
+	struct kv_leaf *old;
+	if (kv_mem_is_fresh(&kv->mem, s))
+		return s;
+	struct kv_session *c = kv_mem_alloc(&kv->mem, sizeof(*c));
+	if (!c)
+		return NULL;
+	uint64_t gen = c->leaf.gen;
+	*c = *s;
+	c->leaf.gen = gen;
+	c->leaf.key = (const char *)&c->id;
+	if (kv_hamt_put(&kv->mem, &kv->draft->session_map, &c->leaf, &old) < 0)
+		return NULL;
+	kv_mem_retire(&kv->mem, s);
+	return c;
+}
+
+/* Sets of names: add or remove one (the caller already knows it is absent/present). */
+static int set_add(struct kv *kv, struct kv_hnode **set, const char *name, uint32_t n)
+{
+	struct kv_name *e = kv_name_alloc(kv, name, n);
+	struct kv_leaf *old;
+	if (!e || kv_hamt_put(&kv->mem, set, &e->leaf, &old) < 0)
+		return KEEL_E_NOMEM;
+	KEEL_ASSERT(old == NULL);
+	return 0;
+}
+
+static int set_del(struct kv *kv, struct kv_hnode **set, const char *name, uint32_t n)
+{
+	struct kv_leaf *old;
+	if (kv_hamt_del(&kv->mem, set, kv_hash(name, n, KV_SEED_PATH), name, n, &old) < 0)
+		return KEEL_E_NOMEM;
+	KEEL_ASSERT(old != NULL);
+	kv_mem_retire(&kv->mem, old);
+	return 0;
+}
+
+/*
+ * Op results: err is the ZooKeeper code; the function returns 0, or a negative
+ * keel code when the transaction cannot proceed at all (out of memory).
+ */
+struct opctx {
+	struct kv *kv;
+	const struct kv_txn *txn;
+	struct kv_op_result *res;
+	uint32_t idx;
+};
+
+static int set_res_path(struct opctx *c, const char *p, size_t n)
+{
+	int64_t off = sput(c->kv, p, n);
+	if (off < 0)
+		return (int)off;
+	c->kv->res_off[c->idx] = (uint32_t)off;
+	c->res->path_len = (uint32_t)n;
+	return 0;
+}
+
+static int do_create(struct opctx *c, const struct kv_op *op)
+{
+	struct kv *kv = c->kv;
+	struct kv_view *d = kv->draft;
+	char path[KV_PATH_MAX_BYTES + 16];
+	uint32_t n = op->path_len;
+	int mode = op->mode;
+	int seq = mode == KV_MODE_PERSISTENT_SEQUENTIAL || mode == KV_MODE_EPHEMERAL_SEQUENTIAL ||
+		  mode == KV_MODE_PERSISTENT_SEQUENTIAL_WITH_TTL;
+	int ttl = mode == KV_MODE_PERSISTENT_WITH_TTL ||
+		  mode == KV_MODE_PERSISTENT_SEQUENTIAL_WITH_TTL;
+	int eph = mode == KV_MODE_EPHEMERAL || mode == KV_MODE_EPHEMERAL_SEQUENTIAL;
+	int64_t owner = 0;
+	struct kv_session *sess = NULL;
+
+	if (mode < KV_MODE_PERSISTENT || mode > KV_MODE_PERSISTENT_SEQUENTIAL_WITH_TTL ||
+	    (ttl && (op->ttl_ms <= 0 || op->ttl_ms > KV_TTL_MAX_MS)) || (!ttl && op->ttl_ms > 0) ||
+	    op->data_len > kv->max_data || !op->path || n > KV_PATH_MAX_BYTES)
+		return c->res->err = KV_ZBADARGUMENTS, 0;
+	memcpy(path, op->path, n);
+	/* A sequential name may end in '/': the suffix completes it. */
+	if (!path_valid(path, seq && n > 1 && path[n - 1] == '/' ? n - 1 : n))
+		return c->res->err = KV_ZBADARGUMENTS, 0;
+	if (!acl_valid(op->acl, op->acl_len))
+		return c->res->err = KV_ZINVALIDACL, 0;
+	uint32_t plen = parent_len(path, n);
+	struct kv_znode *parent = kv_lookup(d->paths, path, plen);
+	if (!parent)
+		return c->res->err = KV_ZNONODE, 0;
+	if (seq)
+		n += (uint32_t)snprintf(path + n, 16, "%010d", parent->stat.cversion);
+	if (n > KV_PATH_MAX_BYTES || !path_valid(path, n))
+		return c->res->err = KV_ZBADARGUMENTS, 0;
+	if (kv_lookup(d->paths, path, n))
+		return c->res->err = KV_ZNODEEXISTS, 0;
+	if (kv_owner_is_ephemeral(parent->stat.ephemeral_owner))
+		return c->res->err = KV_ZNOCHILDRENFOREPHEMERALS, 0;
+	if (eph) {
+		owner = c->txn->session_id;
+		sess = kv_session_find(d->session_map, owner);
+		if (!sess || !kv_owner_is_ephemeral(owner))
+			return c->res->err = KV_ZSESSIONEXPIRED, 0;
+	} else if (mode == KV_MODE_CONTAINER) {
+		owner = KV_OWNER_CONTAINER;
+	} else if (ttl) {
+		owner = KV_OWNER_TTL_MASK | op->ttl_ms;
+	}
+
+	int64_t zxid = c->txn->zxid, now = c->txn->time_ms;
+	struct kv_znode *z = kv_znode_alloc(kv, path, n);
+	struct kv_leaf *old;
+	if (!z)
+		return KEEL_E_NOMEM;
+	z->stat = (struct kv_stat){ .czxid = zxid,
+				    .mzxid = zxid,
+				    .ctime_ms = now,
+				    .mtime_ms = now,
+				    .ephemeral_owner = owner,
+				    .data_length = (int32_t)op->data_len,
+				    .pzxid = zxid };
+	if ((op->data_len && !(z->data = kv_blob_alloc(kv, op->data, op->data_len))) ||
+	    !(z->acl = kv_blob_alloc(kv, op->acl, op->acl_len)))
+		return KEEL_E_NOMEM;
+	if (kv_hamt_put(&kv->mem, &d->paths, &z->leaf, &old) < 0)
+		return KEEL_E_NOMEM;
+	zdone(kv, z);
+	if (!(parent = zedit(kv, parent)))
+		return KEEL_E_NOMEM;
+	parent->stat.cversion++;
+	parent->stat.pzxid = zxid;
+	parent->stat.num_children++;
+	uint32_t base = plen == 1 ? 1 : plen + 1;
+	if (set_add(kv, &parent->children, path + base, n - base) < 0)
+		return KEEL_E_NOMEM;
+	zdone(kv, parent);
+	if (sess) {
+		if (!(sess = sedit(kv, sess)) || set_add(kv, &sess->ephemerals, path, n) < 0)
+			return KEEL_E_NOMEM;
+		sess->num_ephemerals++;
+	}
+	d->nodes++;
+	c->res->stat = z->stat;
+	if (set_res_path(c, path, n) < 0 || emit(kv, KV_EVENT_CREATED, path, n, zxid) < 0 ||
+	    emit(kv, KV_EVENT_CHILDREN_CHANGED, path, plen, zxid) < 0)
+		return KEEL_E_NOMEM;
+	return 0;
+}
+
+/* Removes node z (no children) from the draft, with its events. */
+static int remove_node(struct kv *kv, struct kv_znode *z, int64_t zxid)
+{
+	struct kv_view *d = kv->draft;
+	struct kv_leaf *old;
+	uint32_t n = z->leaf.klen, plen = parent_len(z->path, n);
+	uint32_t base = plen == 1 ? 1 : plen + 1;
+	int64_t owner = z->stat.ephemeral_owner;
+	/* Events first: z may be freed at commit once out of the map. */
+	if (emit(kv, KV_EVENT_DELETED, z->path, n, zxid) < 0 ||
+	    emit(kv, KV_EVENT_CHILDREN_CHANGED, z->path, plen, zxid) < 0)
+		return KEEL_E_NOMEM;
+	struct kv_znode *parent = kv_lookup(d->paths, z->path, plen);
+	KEEL_ASSERT(parent != NULL);
+	if (!(parent = zedit(kv, parent)))
+		return KEEL_E_NOMEM;
+	/* As ZooKeeper: a delete moves pzxid, not cversion (the sequence counter
+	 * only ever grows with creates). */
+	parent->stat.pzxid = zxid;
+	parent->stat.num_children--;
+	if (set_del(kv, &parent->children, z->path + base, n - base) < 0)
+		return KEEL_E_NOMEM;
+	zdone(kv, parent);
+	if (kv_owner_is_ephemeral(owner)) {
+		struct kv_session *s = kv_session_find(d->session_map, owner);
+		KEEL_ASSERT(s != NULL);
+		if (!(s = sedit(kv, s)) || set_del(kv, &s->ephemerals, z->path, n) < 0)
+			return KEEL_E_NOMEM;
+		s->num_ephemerals--;
+	}
+	if (kv_hamt_del(&kv->mem, &d->paths, z->leaf.hash, z->path, n, &old) < 0)
+		return KEEL_E_NOMEM;
+	KEEL_ASSERT(old == &z->leaf);
+	d->digest -= z->dhash;
+	d->nodes--;
+	kv_mem_retire(&kv->mem, z->data);
+	kv_mem_retire(&kv->mem, z->acl);
+	kv_mem_retire(&kv->mem, z);
+	return 0;
+}
+
+/* Looks up op->path for delete/setData/setACL/check/deleteContainer; NULL and
+ * res->err set when it is invalid or missing. */
+static struct kv_znode *target(struct opctx *c, const struct kv_op *op)
+{
+	struct kv_znode *z;
+	if (!path_valid(op->path, op->path_len)) {
+		c->res->err = KV_ZBADARGUMENTS;
+		return NULL;
+	}
+	z = kv_lookup(c->kv->draft->paths, op->path, op->path_len);
+	if (!z)
+		c->res->err = KV_ZNONODE;
+	return z;
+}
+
+static int do_delete(struct opctx *c, const struct kv_op *op)
+{
+	int container = op->type == KV_OP_DELETE_CONTAINER;
+	if (op->path_len == 1 && op->path && op->path[0] == '/')
+		return c->res->err = KV_ZBADARGUMENTS, 0;
+	struct kv_znode *z = target(c, op);
+	if (!z)
+		return 0;
+	if (container) {
+		int64_t o = z->stat.ephemeral_owner;
+		if (o != KV_OWNER_CONTAINER && (o & KV_OWNER_TTL_MASK) != KV_OWNER_TTL_MASK)
+			return c->res->err = KV_ZBADARGUMENTS, 0;
+	} else if (!version_ok(op->version, z->stat.version)) {
+		return c->res->err = KV_ZBADVERSION, 0;
+	}
+	if (z->stat.num_children > 0)
+		return c->res->err = KV_ZNOTEMPTY, 0;
+	return remove_node(c->kv, z, c->txn->zxid);
+}
+
+static int do_set_data(struct opctx *c, const struct kv_op *op)
+{
+	struct kv *kv = c->kv;
+	struct kv_znode *z = target(c, op);
+	if (!z)
+		return 0;
+	if (op->data_len > kv->max_data)
+		return c->res->err = KV_ZBADARGUMENTS, 0;
+	if (!version_ok(op->version, z->stat.version))
+		return c->res->err = KV_ZBADVERSION, 0;
+	struct kv_blob *b = NULL;
+	if (op->data_len && !(b = kv_blob_alloc(kv, op->data, op->data_len)))
+		return KEEL_E_NOMEM;
+	if (!(z = zedit(kv, z)))
+		return KEEL_E_NOMEM;
+	kv_mem_retire(&kv->mem, z->data);
+	z->data = b;
+	z->stat.version++;
+	z->stat.mzxid = c->txn->zxid;
+	z->stat.mtime_ms = c->txn->time_ms;
+	z->stat.data_length = (int32_t)op->data_len;
+	zdone(kv, z);
+	c->res->stat = z->stat;
+	return emit(kv, KV_EVENT_DATA_CHANGED, z->path, z->leaf.klen, c->txn->zxid);
+}
+
+static int do_set_acl(struct opctx *c, const struct kv_op *op)
+{
+	struct kv *kv = c->kv;
+	if (!path_valid(op->path, op->path_len))
+		return c->res->err = KV_ZBADARGUMENTS, 0;
+	if (!acl_valid(op->acl, op->acl_len))
+		return c->res->err = KV_ZINVALIDACL, 0;
+	struct kv_znode *z = target(c, op);
+	if (!z)
+		return 0;
+	if (!version_ok(op->version, z->stat.aversion))
+		return c->res->err = KV_ZBADVERSION, 0;
+	struct kv_blob *b = kv_blob_alloc(kv, op->acl, op->acl_len);
+	if (!b || !(z = zedit(kv, z)))
+		return KEEL_E_NOMEM;
+	kv_mem_retire(&kv->mem, z->acl);
+	z->acl = b;
+	z->stat.aversion++;
+	zdone(kv, z);
+	c->res->stat = z->stat;
+	return 0;
+}
+
+static int do_check(struct opctx *c, const struct kv_op *op)
+{
+	struct kv_znode *z = target(c, op);
+	if (z && !version_ok(op->version, z->stat.version))
+		c->res->err = KV_ZBADVERSION;
+	return 0;
+}
+
+static int do_op(struct opctx *c, const struct kv_op *op)
+{
+	c->res->type = op->type;
+	c->res->err = KV_ZOK;
+	c->res->path_len = 0;
+	c->kv->res_off[c->idx] = UINT32_MAX;
+	memset(&c->res->stat, 0, sizeof(c->res->stat));
+	switch (op->type) {
+	case KV_OP_CREATE:
+		return do_create(c, op);
+	case KV_OP_DELETE:
+	case KV_OP_DELETE_CONTAINER:
+		return do_delete(c, op);
+	case KV_OP_SET_DATA:
+		return do_set_data(c, op);
+	case KV_OP_SET_ACL:
+		return do_set_acl(c, op);
+	case KV_OP_CHECK:
+		return do_check(c, op);
+	default:
+		c->res->err = KV_ZUNIMPLEMENTED;
+		return 0;
+	}
+}
+
+static int do_create_session(struct kv *kv, const struct kv_txn *txn, struct kv_op_result *r)
+{
+	struct kv_view *d = kv->draft;
+	struct kv_leaf *old;
+	r->type = txn->type;
+	if (!kv_owner_is_ephemeral(txn->session_id) || txn->session_timeout_ms <= 0) {
+		r->err = KV_ZBADARGUMENTS;
+		return 0;
+	}
+	struct kv_session *s = kv_session_find(d->session_map, txn->session_id);
+	if (s) {
+		/* ZooKeeper re-registers an existing id with the new timeout. */
+		if (!(s = sedit(kv, s)))
+			return KEEL_E_NOMEM;
+		d->digest -= s->dhash;
+	} else {
+		if (!(s = kv_session_alloc(kv, txn->session_id)) ||
+		    kv_hamt_put(&kv->mem, &d->session_map, &s->leaf, &old) < 0)
+			return KEEL_E_NOMEM;
+		d->sessions++;
+	}
+	s->timeout_ms = txn->session_timeout_ms;
+	memcpy(s->passwd, txn->session_passwd, KV_PASSWD_BYTES);
+	s->dhash = kv_session_digest(s);
+	d->digest += s->dhash;
+	return 0;
+}
+
+struct collect {
+	struct kv *kv;
+	struct kv_ptrvec names;
+};
+
+static int collect_name(void *ctx, struct kv_leaf *lf)
+{
+	struct collect *c = ctx;
+	return kv_vec_push(&c->names, lf) < 0 ? KEEL_E_NOMEM : 0;
+}
+
+static int do_close_session(struct kv *kv, const struct kv_txn *txn, struct kv_op_result *r)
+{
+	struct kv_view *d = kv->draft;
+	struct kv_leaf *old;
+	struct collect col = { kv, { 0 } };
+	char path[KV_PATH_MAX_BYTES];
+	int rc = 0;
+	r->type = txn->type;
+	struct kv_session *s = kv_session_find(d->session_map, txn->session_id);
+	if (!s)
+		return 0; /* closing an unknown session is a no-op, as in ZooKeeper */
+	/* Collect first: deleting edits the very set being walked. */
+	if (kv_hamt_foreach(s->ephemerals, collect_name, &col) < 0) {
+		rc = KEEL_E_NOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < col.names.n; i++) {
+		struct kv_name *nm = col.names.v[i];
+		uint32_t n = nm->leaf.klen;
+		memcpy(path, nm->name, n); /* nm is retired (maybe freed at commit) by the delete */
+		struct kv_znode *z = kv_lookup(d->paths, path, n);
+		KEEL_ASSERT(z != NULL && z->stat.ephemeral_owner == txn->session_id);
+		if ((rc = remove_node(kv, z, txn->zxid)) < 0)
+			goto out;
+	}
+	s = kv_session_find(d->session_map, txn->session_id);
+	KEEL_ASSERT(s != NULL && s->num_ephemerals == 0);
+	if (kv_hamt_del(&kv->mem, &d->session_map, s->leaf.hash, s->leaf.key, s->leaf.klen, &old) <
+	    0) {
+		rc = KEEL_E_NOMEM;
+		goto out;
+	}
+	d->digest -= s->dhash;
+	d->sessions--;
+	/* The set is empty now; the record goes with the old version. */
+	kv_mem_retire(&kv->mem, s);
+out:
+	free(col.names.v);
+	return rc;
+}
+
+static void finish_results(struct kv *kv, uint32_t nres, struct kv_apply_result *res)
+{
+	for (uint32_t i = 0; i < nres; i++)
+		kv->res[i].path = kv->res_off[i] == UINT32_MAX ? NULL : kv->sbuf + kv->res_off[i];
+	for (size_t i = 0; i < kv->nev; i++)
+		kv->ev[i].path = kv->sbuf + kv->ev_off[i];
+	if (!res)
+		return;
+	res->err = KV_ZOK;
+	for (uint32_t i = 0; i < nres; i++)
+		if (kv->res[i].err != KV_ZOK && kv->res[i].err != KV_ZRUNTIMEINCONSISTENCY) {
+			res->err = kv->res[i].err;
+			break;
+		}
+	res->nops = nres;
+	res->ops = kv->res;
+	res->nevents = (uint32_t)kv->nev;
+	res->events = kv->ev;
+}
+
+int kv_apply(struct kv *kv, const struct kv_txn *txn, struct kv_apply_result *res)
+{
+	uint32_t nres = 0, failed = UINT32_MAX;
+	int rc = 0;
+
+	if (txn->zxid <= kv->pub->zxid)
+		return KEEL_E_STALE;
+	if (txn->nops > KV_TXN_MAX_OPS || (txn->nops && !txn->ops))
+		return KEEL_E_INVAL;
+	if (txn->type != KV_OP_MULTI && txn->type != KV_OP_CREATE_SESSION &&
+	    txn->type != KV_OP_CLOSE_SESSION && txn->type != KV_OP_EXPIRE_SESSION &&
+	    (txn->nops != 1 || txn->ops[0].type != txn->type))
+		return KEEL_E_INVAL;
+	kv->nev = 0;
+	kv->slen = 0;
+	kv_draft_begin(kv);
+	if ((rc = draft_open(kv)) < 0)
+		goto nomem;
+	switch (txn->type) {
+	case KV_OP_CREATE_SESSION:
+		nres = 1;
+		kv->res_off[0] = UINT32_MAX;
+		memset(&kv->res[0], 0, sizeof(kv->res[0]));
+		rc = do_create_session(kv, txn, &kv->res[0]);
+		failed = kv->res[0].err != KV_ZOK ? 0 : UINT32_MAX;
+		break;
+	case KV_OP_CLOSE_SESSION:
+	case KV_OP_EXPIRE_SESSION:
+		nres = 1;
+		kv->res_off[0] = UINT32_MAX;
+		memset(&kv->res[0], 0, sizeof(kv->res[0]));
+		rc = do_close_session(kv, txn, &kv->res[0]);
+		break;
+	case KV_OP_MULTI:
+	default:
+		for (uint32_t i = 0; i < txn->nops; i++) {
+			struct opctx c = { kv, txn, &kv->res[i], i };
+			nres = i + 1;
+			if (txn->type == KV_OP_MULTI && txn->ops[i].type != KV_OP_CREATE &&
+			    txn->ops[i].type != KV_OP_DELETE &&
+			    txn->ops[i].type != KV_OP_SET_DATA && txn->ops[i].type != KV_OP_CHECK) {
+				kv->res[i] = (struct kv_op_result){ .type = txn->ops[i].type,
+								    .err = KV_ZUNIMPLEMENTED };
+				kv->res_off[i] = UINT32_MAX;
+			} else if ((rc = do_op(&c, &txn->ops[i])) < 0) {
+				goto nomem;
+			}
+			if (kv->res[i].err != KV_ZOK) {
+				failed = i;
+				break;
+			}
+		}
+		break;
+	}
+	if (rc < 0)
+		goto nomem;
+	if (failed != UINT32_MAX) {
+		/* Nothing of a failed txn stays, but its zxid is used. */
+		for (uint32_t i = 0; i < txn->nops; i++) {
+			if (i < failed)
+				kv->res[i].err = KV_ZOK;
+			if (i > failed) {
+				kv->res[i] =
+					(struct kv_op_result){ .type = txn->ops[i].type,
+							       .err = KV_ZRUNTIMEINCONSISTENCY };
+			}
+			if (i != failed) {
+				kv->res_off[i] = UINT32_MAX;
+				kv->res[i].path_len = 0;
+				memset(&kv->res[i].stat, 0, sizeof(kv->res[i].stat));
+			}
+		}
+		if (txn->nops)
+			nres = txn->nops;
+		kv->nev = 0;
+		kv_mem_abort(&kv->mem);
+		kv_draft_begin(kv);
+		if ((rc = draft_open(kv)) < 0)
+			goto nomem;
+	}
+	kv->draft->zxid = txn->zxid;
+	kv_draft_publish(kv);
+	finish_results(kv, nres, res);
+	return 0;
+nomem:
+	kv_mem_abort(&kv->mem);
+	kv->draft = NULL;
+	kv->nev = 0;
+	return rc < 0 ? rc : KEEL_E_NOMEM;
+}
+
+int kv_apply_encoded(struct kv *kv, const void *buf, size_t len, struct kv_apply_result *res)
+{
+	struct kv_txn txn;
+	int rc = kv_txn_decode(buf, len, &txn, kv->dec_ops, KV_TXN_MAX_OPS);
+	if (rc < 0)
+		return rc;
+	return kv_apply(kv, &txn, res);
+}
+
+/* ---- reads ---- */
+
+const struct kv_view *kv_view_get(const struct kv *kv)
+{
+	return rcu_dereference(kv->pub);
+}
+
+int64_t kv_view_zxid(const struct kv_view *v)
+{
+	return v->zxid;
+}
+
+uint64_t kv_view_digest(const struct kv_view *v)
+{
+	return v->digest;
+}
+
+uint64_t kv_view_node_count(const struct kv_view *v)
+{
+	return v->nodes;
+}
+
+uint64_t kv_view_session_count(const struct kv_view *v)
+{
+	return v->sessions;
+}
+
+static const struct kv_znode *read_node(const struct kv_view *v, const char *path, size_t n,
+					int *err)
+{
+	if (!path_valid(path, n)) {
+		*err = KV_ZBADARGUMENTS;
+		return NULL;
+	}
+	const struct kv_znode *z = kv_lookup(v->paths, path, (uint32_t)n);
+	*err = z ? KV_ZOK : KV_ZNONODE;
+	return z;
+}
+
+int kv_get(const struct kv_view *v, const char *path, size_t path_len, struct kv_node *out)
+{
+	int err;
+	const struct kv_znode *z = read_node(v, path, path_len, &err);
+	if (!z)
+		return err;
+	out->stat = z->stat;
+	out->data = z->data ? z->data->b : NULL;
+	out->data_len = z->data ? z->data->len : 0;
+	out->acl = z->acl ? z->acl->b : NULL;
+	out->acl_len = z->acl ? z->acl->len : 0;
+	return KV_ZOK;
+}
+
+struct name_walk {
+	kv_name_fn fn;
+	void *ctx;
+};
+
+static int walk_name(void *ctx, struct kv_leaf *lf)
+{
+	struct name_walk *w = ctx;
+	return w->fn(w->ctx, lf->key, lf->klen);
+}
+
+int kv_children(const struct kv_view *v, const char *path, size_t path_len, struct kv_stat *stat,
+		kv_name_fn fn, void *ctx)
+{
+	int err;
+	const struct kv_znode *z = read_node(v, path, path_len, &err);
+	struct name_walk w = { fn, ctx };
+	if (!z)
+		return err;
+	if (stat)
+		*stat = z->stat;
+	if (fn)
+		kv_hamt_foreach(z->children, walk_name, &w);
+	return KV_ZOK;
+}
+
+struct count_walk {
+	const struct kv_view *v;
+	char path[KV_PATH_MAX_BYTES + 1];
+	uint32_t len;
+	int64_t count;
+};
+
+static int count_child(void *ctx, struct kv_leaf *lf)
+{
+	struct count_walk *w = ctx;
+	uint32_t save = w->len, add = (w->len > 1 ? 1 : 0) + lf->klen;
+	if (w->len + add > KV_PATH_MAX_BYTES)
+		return 0; /* cannot exist: paths are bounded */
+	if (w->len > 1)
+		w->path[w->len++] = '/';
+	memcpy(w->path + w->len, lf->key, lf->klen);
+	w->len += lf->klen;
+	const struct kv_znode *z = kv_lookup(w->v->paths, w->path, w->len);
+	w->count++;
+	if (z && z->children)
+		kv_hamt_foreach(z->children, count_child, w);
+	w->len = save;
+	return 0;
+}
+
+int kv_all_children_number(const struct kv_view *v, const char *path, size_t path_len, int64_t *out)
+{
+	int err;
+	const struct kv_znode *z = read_node(v, path, path_len, &err);
+	if (!z)
+		return err;
+	struct count_walk *w = malloc(sizeof(*w));
+	if (!w)
+		return KV_ZSYSTEMERROR;
+	w->v = v;
+	memcpy(w->path, path, path_len);
+	w->len = (uint32_t)path_len;
+	w->count = 0;
+	kv_hamt_foreach(z->children, count_child, w);
+	*out = w->count;
+	free(w);
+	return KV_ZOK;
+}
+
+int kv_ephemerals(const struct kv_view *v, int64_t session_id, kv_name_fn fn, void *ctx)
+{
+	const struct kv_session *s = kv_session_find(v->session_map, session_id);
+	struct name_walk w = { fn, ctx };
+	if (s)
+		kv_hamt_foreach(s->ephemerals, walk_name, &w);
+	return KV_ZOK;
+}
+
+int kv_session_get(const struct kv_view *v, int64_t session_id, struct kv_session_info *out)
+{
+	const struct kv_session *s = kv_session_find(v->session_map, session_id);
+	if (!s)
+		return KV_ZSESSIONEXPIRED;
+	out->id = s->id;
+	out->timeout_ms = s->timeout_ms;
+	memcpy(out->passwd, s->passwd, KV_PASSWD_BYTES);
+	out->num_ephemerals = s->num_ephemerals;
+	return KV_ZOK;
+}
+
+struct sess_walk {
+	int (*fn)(void *ctx, int64_t id, int32_t timeout_ms);
+	void *ctx;
+};
+
+static int walk_session(void *ctx, struct kv_leaf *lf)
+{
+	struct sess_walk *w = ctx;
+	const struct kv_session *s = (const struct kv_session *)lf;
+	return w->fn(w->ctx, s->id, s->timeout_ms);
+}
+
+int kv_sessions(const struct kv_view *v, int (*fn)(void *ctx, int64_t id, int32_t timeout_ms),
+		void *ctx)
+{
+	struct sess_walk w = { fn, ctx };
+	kv_hamt_foreach(v->session_map, walk_session, &w);
+	return KV_ZOK;
+}
+
+struct expired_walk {
+	int64_t now_ms;
+	kv_name_fn fn;
+	void *ctx;
+};
+
+static int expired_node(void *ctx, struct kv_leaf *lf)
+{
+	struct expired_walk *w = ctx;
+	const struct kv_znode *z = (const struct kv_znode *)lf;
+	int64_t o = z->stat.ephemeral_owner;
+	if (z->stat.num_children != 0)
+		return 0;
+	if (o == KV_OWNER_CONTAINER) {
+		if (z->stat.cversion > 0)
+			return w->fn(w->ctx, z->path, z->leaf.klen);
+	} else if ((o & KV_OWNER_TTL_MASK) == KV_OWNER_TTL_MASK) {
+		int64_t ttl = o & KV_TTL_MAX_MS;
+		if (w->now_ms - z->stat.mtime_ms > ttl)
+			return w->fn(w->ctx, z->path, z->leaf.klen);
+	}
+	return 0;
+}
+
+int kv_expired_containers(const struct kv_view *v, int64_t now_ms, kv_name_fn fn, void *ctx)
+{
+	struct expired_walk w = { now_ms, fn, ctx };
+	kv_hamt_foreach(v->paths, expired_node, &w);
+	return KV_ZOK;
+}

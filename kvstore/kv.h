@@ -1,0 +1,398 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * kvstore: the ZooKeeper data model as a deterministic state machine with
+ * lock-free reads. The `kvstore` module's one public header (prefix kv_).
+ *
+ * Happy path: the leader's front end turns a client request into a struct
+ * kv_txn, stamps zxid and time, kv_txn_encode()s it into a Raft entry (a batch:
+ * kv_batch_*). Every replica decodes the committed entry (kv_txn_decode) and
+ * kv_apply()s it; the result (per-op ZooKeeper error codes, created paths,
+ * stats, watch events) depends only on the entry and the state before it, so
+ * every replica ends with the same state and the same kv_view_digest().
+ * What can fail: a malformed entry (KEEL_E_MALFORMED, nothing applied), a zxid
+ * that does not increase (KEEL_E_STALE, nothing applied), out of memory
+ * (KEEL_E_NOMEM, nothing applied). ZooKeeper-level failures (NoNode,
+ * BadVersion, ...) are results, not failures: they are part of the state machine.
+ *
+ * Threads and ownership:
+ *  - ONE writer thread calls kv_apply*, kv_restore, kv_reclaim. Writer calls are
+ *    never concurrent with each other.
+ *  - ANY number of reader threads read through a kv_view. A thread that reads
+ *    (or writes) first calls kv_thread_register(). Reclamation is quiescent-
+ *    state based (liburcu QSBR): a registered, online thread MUST call
+ *    kv_thread_quiescent() regularly (once per loop turn) and
+ *    kv_thread_offline() before it blocks; otherwise freed versions pile up.
+ *  - A view (kv_view_get) and every pointer obtained through it (data, acl,
+ *    names, paths) is immutable and stays valid until that thread's next
+ *    kv_thread_quiescent()/kv_thread_offline()/kv_thread_unregister(). All reads
+ *    through one view see one applied state: a whole transaction (a whole multi)
+ *    or none of it. Readers never block and never wait for the writer.
+ *  - Results and events of kv_apply are owned by the kv and valid until the next
+ *    writer call.
+ *  - The watch registry (struct kv_watches) is per server and not replicated;
+ *    it is not thread-safe: one thread (the front end) owns it.
+ *  - kv never does I/O: snapshots go through caller-supplied callbacks.
+ *
+ * Error codes: functions return 0 or a negative keel code (KEEL_E_*, see
+ * common/keel.h). ZooKeeper error codes (KV_Z*, ZooKeeper's own numeric values,
+ * all in [-200, 0]) appear only in op results and as the return of the read
+ * functions, which return KV_ZOK or a KV_Z* code.
+ */
+#ifndef KEEL_KVSTORE_KV_H
+#define KEEL_KVSTORE_KV_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ZooKeeper error codes (org.apache.zookeeper.KeeperException.Code). */
+enum kv_zerr {
+	KV_ZOK = 0,
+	KV_ZSYSTEMERROR = -1,
+	KV_ZRUNTIMEINCONSISTENCY = -2,
+	KV_ZMARSHALLINGERROR = -5,
+	KV_ZUNIMPLEMENTED = -6,
+	KV_ZBADARGUMENTS = -8,
+	KV_ZAPIERROR = -100,
+	KV_ZNONODE = -101,
+	KV_ZNOAUTH = -102,
+	KV_ZBADVERSION = -103,
+	KV_ZNOCHILDRENFOREPHEMERALS = -108,
+	KV_ZNODEEXISTS = -110,
+	KV_ZNOTEMPTY = -111,
+	KV_ZSESSIONEXPIRED = -112,
+	KV_ZINVALIDACL = -114,
+	KV_ZNOWATCHER = -121,
+};
+
+/* Transaction / op types: ZooKeeper's OpCode values, plus one of keel's. */
+enum kv_op_type {
+	KV_OP_CREATE = 1,
+	KV_OP_DELETE = 2,
+	KV_OP_SET_DATA = 5,
+	KV_OP_SET_ACL = 7,
+	KV_OP_CHECK = 13,
+	KV_OP_MULTI = 14,
+	KV_OP_DELETE_CONTAINER = 20,
+	KV_OP_CREATE_SESSION = -10,
+	KV_OP_CLOSE_SESSION = -11,
+	/* keel: like closeSession, issued by the leader when a session times out. */
+	KV_OP_EXPIRE_SESSION = -12,
+};
+
+/* ZooKeeper CreateMode values (kv_op.mode for KV_OP_CREATE). */
+enum kv_create_mode {
+	KV_MODE_PERSISTENT = 0,
+	KV_MODE_EPHEMERAL = 1,
+	KV_MODE_PERSISTENT_SEQUENTIAL = 2,
+	KV_MODE_EPHEMERAL_SEQUENTIAL = 3,
+	KV_MODE_CONTAINER = 4,
+	KV_MODE_PERSISTENT_WITH_TTL = 5,
+	KV_MODE_PERSISTENT_SEQUENTIAL_WITH_TTL = 6,
+};
+
+/* ZooKeeper's encodings of ephemeralOwner for container and TTL nodes (3.6). */
+#define KV_OWNER_CONTAINER  INT64_MIN
+#define KV_OWNER_TTL_MASK   ((int64_t)0xFF00000000000000ull)
+#define KV_TTL_MAX_MS       ((int64_t)0x000000FFFFFFFFFFll)
+#define KV_PASSWD_BYTES     16
+#define KV_PATH_MAX_BYTES   4096
+#define KV_TXN_MAX_OPS      1024
+#define KV_DEFAULT_MAX_DATA (1u << 20)
+
+/* ZooKeeper permission bits. */
+enum kv_perm {
+	KV_PERM_READ = 1,
+	KV_PERM_WRITE = 2,
+	KV_PERM_CREATE = 4,
+	KV_PERM_DELETE = 8,
+	KV_PERM_ADMIN = 16,
+	KV_PERM_ALL = 31
+};
+
+/* The ZooKeeper Stat, field for field. */
+struct kv_stat {
+	int64_t czxid;
+	int64_t mzxid;
+	int64_t ctime_ms;
+	int64_t mtime_ms;
+	int32_t version;
+	int32_t cversion;
+	int32_t aversion;
+	int64_t ephemeral_owner;
+	int32_t data_length;
+	int32_t num_children;
+	int64_t pzxid;
+};
+
+/*
+ * ACLs travel and are stored in one canonical encoding (u32 count, then per
+ * entry: i32 perms, u32 len + scheme, u32 len + id; little-endian). The front
+ * end builds it with kv_acl_encode (after expanding "auth" into digest ids);
+ * readers walk a stored one with kv_acl_next. Schemes accepted at apply:
+ * world (id "anyone"), digest (id "user:hash"), ip (non-empty id), super.
+ */
+struct kv_acl {
+	int32_t perms;
+	const char *scheme;
+	uint32_t scheme_len;
+	const char *id;
+	uint32_t id_len;
+};
+/* Encodes n entries into buf; returns the encoded size (which may exceed cap:
+ * then nothing useful was written) or KEEL_E_INVAL. */
+int64_t kv_acl_encode(const struct kv_acl *acl, uint32_t n, void *buf, size_t cap);
+/* Iterates an encoded ACL: *pos starts at 0; returns 1 and fills *out (pointing
+ * into acl), 0 at the end, KEEL_E_MALFORMED on bad input. */
+int kv_acl_next(const void *acl, uint32_t acl_len, uint32_t *pos, struct kv_acl *out);
+
+/*
+ * One operation. Pointers are borrowed: for a decoded txn they point into the
+ * entry buffer and live as long as it does.
+ *  create:          path, data, acl, mode, ttl_ms (TTL modes only)
+ *  delete, check:   path, version (-1: any)
+ *  setData:         path, data, version (-1: any)
+ *  setACL:          path, acl, version (the aversion; -1: any)
+ *  deleteContainer: path
+ */
+struct kv_op {
+	int32_t type; /* enum kv_op_type */
+	uint32_t path_len;
+	const char *path;
+	const void *data;
+	uint32_t data_len;
+	uint32_t acl_len;
+	const void *acl;
+	int32_t version;
+	int32_t mode; /* enum kv_create_mode */
+	int64_t ttl_ms;
+};
+
+/*
+ * One transaction as the leader stamped it. type is an op type; for a single
+ * op nops == 1 and ops[0].type == type; for KV_OP_MULTI, ops lists the
+ * sub-ops (create/delete/setData/check); session txns have nops == 0.
+ * session_id is the client's session (the owner of ephemerals it creates; the
+ * session created/closed for session txns).
+ */
+struct kv_txn {
+	int32_t type;
+	int32_t cxid;
+	int64_t zxid;
+	int64_t time_ms;
+	int64_t session_id;
+	int32_t session_timeout_ms;              /* createSession */
+	uint8_t session_passwd[KV_PASSWD_BYTES]; /* createSession */
+	uint32_t nops;
+	struct kv_op *ops;
+};
+
+/* Encodes a txn (format version 1); returns its size (may exceed cap: then
+ * call again with a larger buffer) or KEEL_E_INVAL. */
+int64_t kv_txn_encode(const struct kv_txn *txn, void *buf, size_t cap);
+/* Decodes one txn, bounds-checked: KEEL_E_MALFORMED (truncated, trailing bytes,
+ * unknown type or version, nested multi, ...), KEEL_E_TOO_BIG (more ops than
+ * ops_cap). On success txn->ops == ops and the txn borrows buf. */
+int kv_txn_decode(const void *buf, size_t len, struct kv_txn *txn, struct kv_op *ops,
+		  uint32_t ops_cap);
+
+/*
+ * A batch (one Raft entry): u8 version, u32 count, then count x (u32 len, txn).
+ * Build with kv_batch_init/kv_batch_add into a caller buffer; read with
+ * kv_batch_iter_init/kv_batch_next (each txn is returned as its encoded bytes).
+ */
+struct kv_batch_iter {
+	const uint8_t *p;
+	const uint8_t *end;
+	uint32_t left;
+};
+/* Writes an empty batch header; returns its size or KEEL_E_TOO_BIG. */
+int64_t kv_batch_init(void *buf, size_t cap);
+/* Appends txn to the batch of *len bytes in buf; KEEL_E_TOO_BIG if it does not fit. */
+int kv_batch_add(void *buf, size_t cap, size_t *len, const struct kv_txn *txn);
+int kv_batch_iter_init(struct kv_batch_iter *it, const void *buf, size_t len);
+/* 1 and the next txn's bytes, 0 at the end (trailing bytes: KEEL_E_MALFORMED). */
+int kv_batch_next(struct kv_batch_iter *it, const void **txn, size_t *txn_len);
+
+/* ---- the store ---- */
+struct kv;
+struct kv_view;
+
+struct kv_config {
+	uint32_t max_data_bytes; /* jute.maxbuffer for node data; 0: 1 MiB */
+};
+
+/* Creates an empty store holding only "/" (zxid 0). */
+int kv_create(const struct kv_config *cfg, struct kv **out);
+/* Writer thread; all readers must have stopped using the store. Does not wait
+ * for the reclaimer (see kv_barrier). */
+void kv_destroy(struct kv *kv);
+
+/* RCU membership of the calling thread (see the header comment). */
+void kv_thread_register(void);
+void kv_thread_unregister(void);
+void kv_thread_quiescent(void);
+void kv_thread_offline(void);
+void kv_thread_online(void);
+
+/* Waits until every batch of retired memory handed to the reclaimer (by any
+ * kv) has been freed; e.g. before exit, so leak checkers see a clean heap. Any
+ * registered thread calling it goes offline meanwhile. */
+void kv_barrier(void);
+
+/* Per-op result; path (create: the path created, with its sequential suffix)
+ * points into kv-owned memory valid until the next writer call. stat is the
+ * node's stat after create/setData/setACL. */
+struct kv_op_result {
+	int32_t type;
+	int32_t err; /* KV_ZOK or a KV_Z* code */
+	const char *path;
+	uint32_t path_len;
+	struct kv_stat stat;
+};
+
+/* ZooKeeper watch event types. */
+enum kv_event_type {
+	KV_EVENT_CREATED = 1,
+	KV_EVENT_DELETED = 2,
+	KV_EVENT_DATA_CHANGED = 3,
+	KV_EVENT_CHILDREN_CHANGED = 4,
+};
+struct kv_event {
+	int32_t type;
+	uint32_t path_len;
+	const char *path;
+	int64_t zxid;
+};
+
+struct kv_apply_result {
+	int32_t err; /* KV_ZOK, or the error of the (first) failed op */
+	uint32_t nops;
+	const struct kv_op_result *ops;
+	uint32_t nevents;
+	const struct kv_event *events;
+};
+
+/*
+ * Applies one txn (writer thread). Atomic: readers see all of it or none.
+ * A multi with a failing op changes nothing; its results follow ZooKeeper: ops
+ * before the failure KV_ZOK, the failing op its error, the ones after
+ * KV_ZRUNTIMEINCONSISTENCY. res (optional) is valid until the next writer call.
+ */
+int kv_apply(struct kv *kv, const struct kv_txn *txn, struct kv_apply_result *res);
+/* kv_txn_decode + kv_apply. */
+int kv_apply_encoded(struct kv *kv, const void *buf, size_t len, struct kv_apply_result *res);
+/* Hands retired memory to the reclaimer now (kv_apply does it every few hundred
+ * retired objects). Writer thread. */
+void kv_reclaim(struct kv *kv);
+
+/* ---- reads: any registered thread ---- */
+const struct kv_view *kv_view_get(const struct kv *kv);
+int64_t kv_view_zxid(const struct kv_view *v);
+uint64_t kv_view_digest(const struct kv_view *v);
+uint64_t kv_view_node_count(const struct kv_view *v);
+uint64_t kv_view_session_count(const struct kv_view *v);
+
+struct kv_node {
+	struct kv_stat stat;
+	const void *data;
+	uint32_t data_len;
+	uint32_t acl_len;
+	const void *acl;
+};
+/* getData / exists / getACL: KV_ZOK, KV_ZNONODE or KV_ZBADARGUMENTS (bad path). */
+int kv_get(const struct kv_view *v, const char *path, size_t path_len, struct kv_node *out);
+/* Called per child name (no '/'); a non-zero return stops the walk. Order is
+ * unspecified (clients sort, as with ZooKeeper). */
+typedef int (*kv_name_fn)(void *ctx, const char *name, size_t name_len);
+/* getChildren(2): stat (optional) and names come from the same node version. */
+int kv_children(const struct kv_view *v, const char *path, size_t path_len, struct kv_stat *stat,
+		kv_name_fn fn, void *ctx);
+/* getAllChildrenNumber: every descendant, not counting the node itself. */
+int kv_all_children_number(const struct kv_view *v, const char *path, size_t path_len,
+			   int64_t *out);
+/* getEphemerals: fn gets each full path owned by the session. KV_ZOK even if
+ * the session does not exist (no paths). */
+int kv_ephemerals(const struct kv_view *v, int64_t session_id, kv_name_fn fn, void *ctx);
+struct kv_session_info {
+	int64_t id;
+	int32_t timeout_ms;
+	uint8_t passwd[KV_PASSWD_BYTES];
+	uint32_t num_ephemerals;
+};
+/* KV_ZOK or KV_ZSESSIONEXPIRED (unknown). */
+int kv_session_get(const struct kv_view *v, int64_t session_id, struct kv_session_info *out);
+/* Calls fn for every session id (for the leader's session tracker after a restore). */
+int kv_sessions(const struct kv_view *v, int (*fn)(void *ctx, int64_t id, int32_t timeout_ms),
+		void *ctx);
+/*
+ * Container and TTL nodes due for deletion (ZooKeeper 3.6 ContainerManager):
+ * containers that have had children (cversion > 0) and have none now, TTL
+ * nodes without children not modified for their TTL at now_ms. The leader
+ * proposes KV_OP_DELETE_CONTAINER (containers) / KV_OP_DELETE with the seen
+ * version (TTL) for each path it gets.
+ */
+int kv_expired_containers(const struct kv_view *v, int64_t now_ms, kv_name_fn fn, void *ctx);
+
+/* ---- snapshot ---- */
+/* Stream callbacks: write all len bytes / read exactly len bytes; 0 or negative. */
+typedef int (*kv_write_fn)(void *ctx, const void *buf, size_t len);
+typedef int (*kv_read_fn)(void *ctx, void *buf, size_t len);
+/*
+ * Serializes the state of view v (tree, sessions, last zxid, digest) from any
+ * registered thread; it neither blocks readers nor the writer (the view is
+ * immutable). The thread must not go quiescent until it returns.
+ */
+int kv_snapshot_write(const struct kv_view *v, kv_write_fn fn, void *ctx);
+/* Writer thread, on an empty store (fresh kv_create, nothing applied): loads a
+ * snapshot. KEEL_E_CORRUPT if it is inconsistent or its digest disagrees;
+ * KEEL_E_STATE if the store is not empty. On failure the store stays empty. */
+int kv_restore(struct kv *kv, kv_read_fn fn, void *ctx);
+
+/* ---- watch registry: per server, not replicated, one owning thread ---- */
+struct kv_watches;
+enum kv_watch_kind {
+	KV_WATCH_DATA = 1,       /* getData, or exists on an existing node: one-shot */
+	KV_WATCH_EXIST = 2,      /* exists on a missing node: one-shot */
+	KV_WATCH_CHILD = 3,      /* getChildren: one-shot */
+	KV_WATCH_PERSISTENT = 4, /* addWatch PERSISTENT */
+	KV_WATCH_RECURSIVE = 5,  /* addWatch PERSISTENT_RECURSIVE */
+	KV_WATCH_ANY = 0,        /* kv_watch_remove: every kind */
+};
+int kv_watches_create(struct kv_watches **out);
+void kv_watches_destroy(struct kv_watches *w);
+/*
+ * Registers a watch set by a read that saw view zxid seen_zxid: only events
+ * with a larger zxid fire it. Returns KEEL_E_STALE if events newer than
+ * seen_zxid were already matched (the read is older than what was delivered):
+ * redo the read with a fresh view and add again. Re-adding the same
+ * (session, path, kind) keeps one watch.
+ */
+int kv_watch_add(struct kv_watches *w, int64_t session_id, const char *path, size_t path_len,
+		 enum kv_watch_kind kind, int64_t seen_zxid);
+/* removeWatches: KV_ZOK or KV_ZNOWATCHER. */
+int kv_watch_remove(struct kv_watches *w, int64_t session_id, const char *path, size_t path_len,
+		    enum kv_watch_kind kind);
+/* Drops every watch of a closed/expired session. */
+void kv_watch_remove_session(struct kv_watches *w, int64_t session_id);
+typedef void (*kv_notify_fn)(void *ctx, int64_t session_id, const struct kv_event *ev);
+/*
+ * Matches one applied event (events must be fed in apply order) with
+ * ZooKeeper's rules: created/data -> data+exist watches; deleted -> data,
+ * exist and child watches; children -> child watches; persistent watches on
+ * the path get every type; recursive ones on the path or an ancestor get all
+ * but children-changed. One-shot watches are removed; a session is notified at
+ * most once per event. Returns the number of notifications.
+ */
+size_t kv_watch_match(struct kv_watches *w, const struct kv_event *ev, kv_notify_fn fn, void *ctx);
+size_t kv_watch_count(const struct kv_watches *w);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KEEL_KVSTORE_KV_H */

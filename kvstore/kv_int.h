@@ -1,0 +1,87 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Private to kvstore: the object layouts shared by kv.c and snap.c. */
+#ifndef KEEL_KVSTORE_KV_INT_H
+#define KEEL_KVSTORE_KV_INT_H
+
+#include "hamt.h"
+#include "kv.h"
+
+#define KV_SEED_PATH    0x6b65656c70617468ull
+#define KV_SEED_DATA    0x6b65656c64617461ull
+#define KV_SEED_SESSION 0x6b65656c73657373ull
+
+/* Immutable byte string (node data, encoded ACL) with its hash. */
+struct kv_blob {
+	uint64_t gen;
+	uint64_t hash;
+	uint32_t len;
+	uint8_t b[];
+};
+
+/* One version of a znode; key = its full path. */
+struct kv_znode {
+	struct kv_leaf leaf;
+	struct kv_stat stat;
+	struct kv_blob *data; /* NULL: empty */
+	struct kv_blob *acl;  /* NULL: empty list */
+	struct kv_hnode *children;
+	uint64_t dhash; /* this node's share of the digest */
+	char path[];
+};
+
+/* A name in a set: a child name, or an ephemeral's path in its session. */
+struct kv_name {
+	struct kv_leaf leaf;
+	char name[];
+};
+
+struct kv_session {
+	struct kv_leaf leaf; /* key = the 8 bytes of id */
+	int64_t id;
+	int32_t timeout_ms;
+	uint32_t num_ephemerals;
+	uint8_t passwd[KV_PASSWD_BYTES];
+	struct kv_hnode *ephemerals;
+	uint64_t dhash;
+};
+
+/* One published state of the whole store. */
+struct kv_view {
+	uint64_t gen;
+	int64_t zxid;
+	uint64_t digest;
+	uint64_t nodes;
+	uint64_t sessions;
+	struct kv_hnode *paths;
+	struct kv_hnode *session_map;
+};
+
+struct kv {
+	struct kv_view *pub; /* published with release; read with rcu_dereference */
+	struct kv_view *draft;
+	struct kv_mem mem;
+	uint32_t max_data;
+	/* results and events of the last apply; their strings live in sbuf */
+	struct kv_op_result *res;
+	uint32_t *res_off;
+	struct kv_event *ev;
+	uint32_t *ev_off;
+	size_t nev, evcap;
+	char *sbuf;
+	size_t slen, scap;
+	struct kv_op *dec_ops; /* kv_apply_encoded's decode space */
+};
+
+uint64_t kv_znode_digest(const struct kv_znode *z);
+uint64_t kv_session_digest(const struct kv_session *s);
+int kv_owner_is_ephemeral(int64_t owner);
+struct kv_znode *kv_znode_alloc(struct kv *kv, const char *path, uint32_t len);
+struct kv_session *kv_session_alloc(struct kv *kv, int64_t id);
+struct kv_name *kv_name_alloc(struct kv *kv, const char *name, uint32_t len);
+struct kv_blob *kv_blob_alloc(struct kv *kv, const void *b, uint32_t len);
+struct kv_znode *kv_lookup(const struct kv_hnode *paths, const char *path, uint32_t len);
+struct kv_session *kv_session_find(const struct kv_hnode *map, int64_t id);
+void kv_draft_begin(struct kv *kv);
+void kv_draft_publish(struct kv *kv);
+
+#endif

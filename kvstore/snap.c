@@ -1,0 +1,372 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Snapshot stream (version 1, little-endian):
+ *   "KEELKVS1", u32 version=1, i64 zxid, u64 sessions, u64 nodes,
+ *   sessions x (i64 id, i32 timeout_ms, 16 B password),
+ *   nodes x (u32 len + path, the 11 stat fields in ZooKeeper order,
+ *            u32 len + data, u32 len + acl)   -- in no particular order
+ *   u64 digest, u32 CRC32C of every byte before it.
+ * Writing walks one immutable view, so it never blocks readers or the writer.
+ * Restoring rebuilds the child sets and ephemeral sets from the nodes, checks
+ * every count, the digest and the CRC, and publishes only if all agree.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "keel.h"
+#include "kv_int.h"
+#include "le.h"
+
+#define MAGIC        "KEELKVS1"
+#define SNAP_VERSION 1
+#define WBUF_BYTES   (64 * 1024)
+#define ACL_MAX      (1u << 20)
+
+struct swriter {
+	kv_write_fn fn;
+	void *ctx;
+	uint32_t crc;
+	int err;
+	size_t len;
+	uint8_t buf[WBUF_BYTES];
+};
+
+static void sw_flush(struct swriter *w)
+{
+	if (w->len && !w->err) {
+		w->crc = keel_crc32c(w->crc, w->buf, w->len);
+		int rc = w->fn(w->ctx, w->buf, w->len);
+		if (rc < 0)
+			w->err = rc;
+	}
+	w->len = 0;
+}
+
+static void sw_put(struct swriter *w, const void *p, size_t n)
+{
+	const uint8_t *b = p;
+	while (n && !w->err) {
+		size_t k = KEEL_MIN(n, WBUF_BYTES - w->len);
+		memcpy(w->buf + w->len, b, k);
+		w->len += k;
+		b += k;
+		n -= k;
+		if (w->len == WBUF_BYTES)
+			sw_flush(w);
+	}
+}
+
+static void sw_le(struct swriter *w, uint64_t v, int n)
+{
+	uint8_t b[8];
+	kv_le_store(b, v, n);
+	sw_put(w, b, (size_t)n);
+}
+
+#define sw_u32(w, v) sw_le(w, v, 4)
+#define sw_u64(w, v) sw_le(w, v, 8)
+
+static void sw_blob(struct swriter *w, const struct kv_blob *b)
+{
+	sw_u32(w, b ? b->len : 0);
+	if (b)
+		sw_put(w, b->b, b->len);
+}
+
+static int snap_session(void *ctx, struct kv_leaf *lf)
+{
+	struct swriter *w = ctx;
+	const struct kv_session *s = (const struct kv_session *)lf;
+	sw_u64(w, (uint64_t)s->id);
+	sw_u32(w, (uint32_t)s->timeout_ms);
+	sw_put(w, s->passwd, KV_PASSWD_BYTES);
+	return w->err;
+}
+
+static int snap_node(void *ctx, struct kv_leaf *lf)
+{
+	struct swriter *w = ctx;
+	const struct kv_znode *z = (const struct kv_znode *)lf;
+	const struct kv_stat *s = &z->stat;
+	sw_u32(w, z->leaf.klen);
+	sw_put(w, z->path, z->leaf.klen);
+	sw_u64(w, (uint64_t)s->czxid);
+	sw_u64(w, (uint64_t)s->mzxid);
+	sw_u64(w, (uint64_t)s->ctime_ms);
+	sw_u64(w, (uint64_t)s->mtime_ms);
+	sw_u32(w, (uint32_t)s->version);
+	sw_u32(w, (uint32_t)s->cversion);
+	sw_u32(w, (uint32_t)s->aversion);
+	sw_u64(w, (uint64_t)s->ephemeral_owner);
+	sw_u32(w, (uint32_t)s->data_length);
+	sw_u32(w, (uint32_t)s->num_children);
+	sw_u64(w, (uint64_t)s->pzxid);
+	sw_blob(w, z->data);
+	sw_blob(w, z->acl);
+	return w->err;
+}
+
+int kv_snapshot_write(const struct kv_view *v, kv_write_fn fn, void *ctx)
+{
+	struct swriter *w = malloc(sizeof(*w));
+	int rc;
+	if (!w)
+		return KEEL_E_NOMEM;
+	w->fn = fn;
+	w->ctx = ctx;
+	w->crc = 0;
+	w->err = 0;
+	w->len = 0;
+	sw_put(w, MAGIC, 8);
+	sw_u32(w, SNAP_VERSION);
+	sw_u64(w, (uint64_t)v->zxid);
+	sw_u64(w, v->sessions);
+	sw_u64(w, v->nodes);
+	kv_hamt_foreach(v->session_map, snap_session, w);
+	kv_hamt_foreach(v->paths, snap_node, w);
+	sw_u64(w, v->digest);
+	sw_flush(w);
+	uint8_t b[4];
+	kv_le_store(b, w->crc, 4);
+	if (!w->err) {
+		int r = fn(ctx, b, 4);
+		if (r < 0)
+			w->err = r;
+	}
+	rc = w->err;
+	free(w);
+	return rc;
+}
+
+/* ---- restore ---- */
+
+struct sreader {
+	kv_read_fn fn;
+	void *ctx;
+	uint32_t crc;
+	int err;
+};
+
+static void sr_get(struct sreader *r, void *p, size_t n)
+{
+	if (r->err || !n)
+		return;
+	int rc = r->fn(r->ctx, p, n);
+	if (rc < 0) {
+		r->err = rc;
+		return;
+	}
+	r->crc = keel_crc32c(r->crc, p, n);
+}
+
+static uint64_t sr_le(struct sreader *r, int n)
+{
+	uint8_t b[8] = { 0 };
+	sr_get(r, b, (size_t)n);
+	return kv_le_load(b, n);
+}
+
+static struct kv_blob *sr_blob(struct kv *kv, struct sreader *r, uint32_t max)
+{
+	uint32_t n = (uint32_t)sr_le(r, 4);
+	if (r->err)
+		return NULL;
+	if (n > max) {
+		r->err = KEEL_E_CORRUPT;
+		return NULL;
+	}
+	if (n == 0)
+		return NULL;
+	struct kv_blob *b = kv_mem_alloc(&kv->mem, sizeof(*b) + n);
+	if (!b) {
+		r->err = KEEL_E_NOMEM;
+		return NULL;
+	}
+	b->len = n;
+	sr_get(r, b->b, n);
+	b->hash = kv_hash(b->b, n, KV_SEED_DATA);
+	return b;
+}
+
+struct link_ctx {
+	struct kv *kv;
+	int err;
+};
+
+/* Second pass: hang every node under its parent, and ephemerals on sessions. */
+static int link_node(void *ctx, struct kv_leaf *lf)
+{
+	struct link_ctx *c = ctx;
+	struct kv *kv = c->kv;
+	struct kv_znode *z = (struct kv_znode *)lf;
+	struct kv_leaf *old;
+	uint32_t n = z->leaf.klen;
+	if (n == 1)
+		return 0; /* "/" */
+	uint32_t i = n;
+	while (i > 0 && z->path[i - 1] != '/')
+		i--;
+	uint32_t plen = i <= 1 ? 1 : i - 1;
+	/* Everything here is of the restore's generation: edited in place. */
+	struct kv_znode *p = kv_lookup(kv->draft->paths, z->path, plen);
+	struct kv_name *nm = kv_name_alloc(kv, z->path + i, n - i);
+	if (!p || kv_owner_is_ephemeral(p->stat.ephemeral_owner))
+		return c->err = KEEL_E_CORRUPT;
+	if (!nm || kv_hamt_put(&kv->mem, &p->children, &nm->leaf, &old) < 0)
+		return c->err = KEEL_E_NOMEM;
+	if (kv_owner_is_ephemeral(z->stat.ephemeral_owner)) {
+		struct kv_session *s =
+			kv_session_find(kv->draft->session_map, z->stat.ephemeral_owner);
+		struct kv_name *e = kv_name_alloc(kv, z->path, n);
+		if (!s)
+			return c->err = KEEL_E_CORRUPT;
+		if (!e || kv_hamt_put(&kv->mem, &s->ephemerals, &e->leaf, &old) < 0)
+			return c->err = KEEL_E_NOMEM;
+		s->num_ephemerals++;
+	}
+	return 0;
+}
+
+static int count_one(void *ctx, struct kv_leaf *lf)
+{
+	(void)lf;
+	(*(int64_t *)ctx)++;
+	return 0;
+}
+
+/* Third pass: counts agree, and the digest is summed. */
+static int check_node(void *ctx, struct kv_leaf *lf)
+{
+	struct link_ctx *c = ctx;
+	struct kv_znode *z = (struct kv_znode *)lf;
+	int64_t n = 0;
+	kv_hamt_foreach(z->children, count_one, &n);
+	if (n != z->stat.num_children ||
+	    (uint32_t)z->stat.data_length != (z->data ? z->data->len : 0))
+		return c->err = KEEL_E_CORRUPT;
+	z->dhash = kv_znode_digest(z);
+	c->kv->draft->digest += z->dhash;
+	return 0;
+}
+
+static int restore_body(struct kv *kv, struct sreader *r)
+{
+	struct kv_view *d = kv->draft;
+	struct kv_leaf *old;
+	char magic[8];
+	sr_get(r, magic, 8);
+	if (r->err)
+		return r->err;
+	if (memcmp(magic, MAGIC, 8) || sr_le(r, 4) != SNAP_VERSION)
+		return KEEL_E_CORRUPT;
+	int64_t zxid = (int64_t)sr_le(r, 8);
+	uint64_t nsess = sr_le(r, 8), nnodes = sr_le(r, 8);
+	if (r->err)
+		return r->err;
+	/* Replace the fresh store's "/" with the snapshot's. */
+	d->paths = NULL;
+	d->nodes = 0;
+	d->digest = 0;
+	d->sessions = 0;
+	for (uint64_t i = 0; i < nsess; i++) {
+		struct kv_session *s = kv_session_alloc(kv, (int64_t)sr_le(r, 8));
+		if (!s)
+			return KEEL_E_NOMEM;
+		s->timeout_ms = (int32_t)sr_le(r, 4);
+		sr_get(r, s->passwd, KV_PASSWD_BYTES);
+		if (r->err)
+			return r->err;
+		if (kv_hamt_put(&kv->mem, &d->session_map, &s->leaf, &old) < 0)
+			return KEEL_E_NOMEM;
+		if (old || !kv_owner_is_ephemeral(s->id))
+			return KEEL_E_CORRUPT;
+		s->dhash = kv_session_digest(s);
+		d->digest += s->dhash;
+		d->sessions++;
+	}
+	for (uint64_t i = 0; i < nnodes; i++) {
+		char path[KV_PATH_MAX_BYTES];
+		uint32_t n = (uint32_t)sr_le(r, 4);
+		if (r->err)
+			return r->err;
+		if (n == 0 || n > KV_PATH_MAX_BYTES)
+			return KEEL_E_CORRUPT;
+		sr_get(r, path, n);
+		struct kv_znode *z = kv_znode_alloc(kv, path, n);
+		if (!z)
+			return KEEL_E_NOMEM;
+		struct kv_stat *s = &z->stat;
+		s->czxid = (int64_t)sr_le(r, 8);
+		s->mzxid = (int64_t)sr_le(r, 8);
+		s->ctime_ms = (int64_t)sr_le(r, 8);
+		s->mtime_ms = (int64_t)sr_le(r, 8);
+		s->version = (int32_t)sr_le(r, 4);
+		s->cversion = (int32_t)sr_le(r, 4);
+		s->aversion = (int32_t)sr_le(r, 4);
+		s->ephemeral_owner = (int64_t)sr_le(r, 8);
+		s->data_length = (int32_t)sr_le(r, 4);
+		s->num_children = (int32_t)sr_le(r, 4);
+		s->pzxid = (int64_t)sr_le(r, 8);
+		z->data = sr_blob(kv, r, kv->max_data);
+		z->acl = sr_blob(kv, r, ACL_MAX);
+		if (r->err)
+			return r->err;
+		if (path[0] != '/' || (n > 1 && path[n - 1] == '/'))
+			return KEEL_E_CORRUPT;
+		if (kv_hamt_put(&kv->mem, &d->paths, &z->leaf, &old) < 0)
+			return KEEL_E_NOMEM;
+		if (old)
+			return KEEL_E_CORRUPT;
+		d->nodes++;
+	}
+	if (!kv_lookup(d->paths, "/", 1))
+		return KEEL_E_CORRUPT;
+	struct link_ctx c = { kv, 0 };
+	kv_hamt_foreach(d->paths, link_node, &c);
+	if (!c.err)
+		kv_hamt_foreach(d->paths, check_node, &c);
+	if (c.err)
+		return c.err;
+	uint64_t digest = sr_le(r, 8);
+	uint32_t crc = r->crc;
+	uint32_t want = (uint32_t)sr_le(r, 4);
+	if (r->err)
+		return r->err;
+	if (digest != d->digest || crc != want)
+		return KEEL_E_CORRUPT;
+	d->zxid = zxid;
+	return 0;
+}
+
+int kv_restore(struct kv *kv, kv_read_fn fn, void *ctx)
+{
+	struct sreader r = { fn, ctx, 0, 0 };
+	const struct kv_view *p = kv->pub;
+	if (p->zxid != 0 || p->nodes != 1 || p->sessions != 0)
+		return KEEL_E_STATE;
+	kv_draft_begin(kv);
+	struct kv_view *d = kv_mem_alloc(&kv->mem, sizeof(*d));
+	if (!d) {
+		kv_mem_abort(&kv->mem);
+		return KEEL_E_NOMEM;
+	}
+	uint64_t gen = d->gen;
+	*d = *p;
+	d->gen = gen;
+	kv->draft = d;
+	int rc = restore_body(kv, &r);
+	if (rc < 0) {
+		kv_mem_abort(&kv->mem);
+		kv->draft = NULL;
+		return rc;
+	}
+	/* The empty store's "/" is no longer reachable. */
+	struct kv_leaf *root = kv_hamt_get(p->paths, kv_hash("/", 1, KV_SEED_PATH), "/", 1);
+	struct kv_znode *rz = (struct kv_znode *)root;
+	kv_mem_retire(&kv->mem, rz->acl);
+	kv_mem_retire(&kv->mem, rz->data);
+	kv_mem_retire(&kv->mem, rz);
+	kv_mem_retire(&kv->mem, p->paths);
+	kv_draft_publish(kv);
+	return 0;
+}

@@ -1,0 +1,372 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The binary form of transactions and batches (format version 1, little-endian,
+ * fixed-width integers, u32 length before every string):
+ *
+ *   txn   = u8 version=1, i8 type, u16 flags=0, i32 cxid, i64 zxid, i64 time_ms,
+ *           i64 session_id, body
+ *   body  = createSession: i32 timeout_ms, 16 B password
+ *           close/expireSession: nothing
+ *           multi: u32 n, n x (i8 op type, op)
+ *           other: op (of the txn's type)
+ *   op    = create: path, data, acl, i32 mode, i64 ttl_ms
+ *           delete, check: path, i32 version
+ *           setData: path, data, i32 version
+ *           setACL: path, acl, i32 version
+ *           deleteContainer: path
+ *   batch = u8 version=1, u32 count, count x (u32 len, txn)
+ *
+ * The decoder trusts nothing: every length is checked against what is left,
+ * unknown versions and types and trailing bytes are rejected.
+ */
+#include <string.h>
+
+#include "kv.h"
+#include "keel.h"
+#include "le.h"
+
+#define TXN_VERSION   1
+#define BATCH_VERSION 1
+#define BATCH_HDR     5
+
+/* ---- writer: counts past the end so the caller learns the size needed ---- */
+struct wbuf {
+	uint8_t *p;
+	size_t cap, len;
+};
+
+static void put_bytes(struct wbuf *w, const void *b, size_t n)
+{
+	if (w->len + n <= w->cap && n)
+		memcpy(w->p + w->len, b, n);
+	w->len += n;
+}
+
+/* n-byte little-endian integer */
+static void put_le(struct wbuf *w, uint64_t v, int n)
+{
+	uint8_t b[8];
+	kv_le_store(b, v, n);
+	put_bytes(w, b, (size_t)n);
+}
+
+#define put_u8(w, v)  put_le(w, v, 1)
+#define put_u16(w, v) put_le(w, v, 2)
+#define put_u32(w, v) put_le(w, v, 4)
+#define put_u64(w, v) put_le(w, v, 8)
+
+static void put_str(struct wbuf *w, const void *s, uint32_t n)
+{
+	put_u32(w, n);
+	put_bytes(w, s, n);
+}
+
+/* ---- reader ---- */
+struct rbuf {
+	const uint8_t *p, *end;
+	int bad;
+};
+
+static const uint8_t *take(struct rbuf *r, size_t n)
+{
+	if (r->bad || (size_t)(r->end - r->p) < n) {
+		r->bad = 1;
+		return NULL;
+	}
+	const uint8_t *q = r->p;
+	r->p += n;
+	return q;
+}
+
+static uint64_t get_le(struct rbuf *r, int n)
+{
+	const uint8_t *q = take(r, (size_t)n);
+	return q ? kv_le_load(q, n) : 0;
+}
+
+static const void *get_str(struct rbuf *r, uint32_t *n)
+{
+	*n = (uint32_t)get_le(r, 4);
+	const uint8_t *q = take(r, *n);
+	if (!q)
+		*n = 0;
+	return q;
+}
+
+/* ---- ACL ---- */
+
+int64_t kv_acl_encode(const struct kv_acl *acl, uint32_t n, void *buf, size_t cap)
+{
+	struct wbuf w = { buf, cap, 0 };
+	if (n && !acl)
+		return KEEL_E_INVAL;
+	put_u32(&w, n);
+	for (uint32_t i = 0; i < n; i++) {
+		put_u32(&w, (uint32_t)acl[i].perms);
+		put_str(&w, acl[i].scheme, acl[i].scheme_len);
+		put_str(&w, acl[i].id, acl[i].id_len);
+	}
+	return (int64_t)w.len;
+}
+
+int kv_acl_next(const void *acl, uint32_t acl_len, uint32_t *pos, struct kv_acl *out)
+{
+	struct rbuf r = { acl, (const uint8_t *)acl + acl_len, 0 };
+	if (*pos == 0) {
+		(void)get_le(&r, 4); /* the count is implied by the entries */
+		if (r.bad)
+			return KEEL_E_MALFORMED;
+	} else {
+		if (*pos > acl_len)
+			return KEEL_E_MALFORMED;
+		r.p += *pos;
+	}
+	if (r.p == r.end)
+		return 0;
+	out->perms = (int32_t)get_le(&r, 4);
+	out->scheme = get_str(&r, &out->scheme_len);
+	out->id = get_str(&r, &out->id_len);
+	if (r.bad)
+		return KEEL_E_MALFORMED;
+	*pos = (uint32_t)(r.p - (const uint8_t *)acl);
+	return 1;
+}
+
+/* Whole-ACL structure check: count matches the entries, no trailing bytes. */
+static int acl_wellformed(const void *acl, uint32_t len)
+{
+	struct rbuf r = { acl, (const uint8_t *)acl + len, 0 };
+	uint32_t n = (uint32_t)get_le(&r, 4), got = 0, pos = 0;
+	struct kv_acl a;
+	int rc;
+	if (r.bad)
+		return 0;
+	while ((rc = kv_acl_next(acl, len, &pos, &a)) == 1)
+		got++;
+	return rc == 0 && got == n;
+}
+
+/* ---- txn ---- */
+
+static int op_valid_in_multi(int32_t t)
+{
+	return t == KV_OP_CREATE || t == KV_OP_DELETE || t == KV_OP_SET_DATA || t == KV_OP_CHECK;
+}
+
+static int op_is_single(int32_t t)
+{
+	return op_valid_in_multi(t) || t == KV_OP_SET_ACL || t == KV_OP_DELETE_CONTAINER;
+}
+
+static void put_op(struct wbuf *w, int32_t type, const struct kv_op *op)
+{
+	put_str(w, op->path, op->path_len);
+	switch (type) {
+	case KV_OP_CREATE:
+		put_str(w, op->data, op->data_len);
+		put_str(w, op->acl, op->acl_len);
+		put_u32(w, (uint32_t)op->mode);
+		put_u64(w, (uint64_t)op->ttl_ms);
+		break;
+	case KV_OP_SET_DATA:
+		put_str(w, op->data, op->data_len);
+		put_u32(w, (uint32_t)op->version);
+		break;
+	case KV_OP_SET_ACL:
+		put_str(w, op->acl, op->acl_len);
+		put_u32(w, (uint32_t)op->version);
+		break;
+	case KV_OP_DELETE:
+	case KV_OP_CHECK:
+		put_u32(w, (uint32_t)op->version);
+		break;
+	default: /* KV_OP_DELETE_CONTAINER: the path only */
+		break;
+	}
+}
+
+static void get_op(struct rbuf *r, int32_t type, struct kv_op *op)
+{
+	memset(op, 0, sizeof(*op));
+	op->type = type;
+	op->version = -1;
+	op->path = get_str(r, &op->path_len);
+	switch (type) {
+	case KV_OP_CREATE:
+		op->data = get_str(r, &op->data_len);
+		op->acl = get_str(r, &op->acl_len);
+		op->mode = (int32_t)get_le(r, 4);
+		op->ttl_ms = (int64_t)get_le(r, 8);
+		if (!r->bad && !acl_wellformed(op->acl, op->acl_len))
+			r->bad = 1;
+		break;
+	case KV_OP_SET_DATA:
+		op->data = get_str(r, &op->data_len);
+		op->version = (int32_t)get_le(r, 4);
+		break;
+	case KV_OP_SET_ACL:
+		op->acl = get_str(r, &op->acl_len);
+		op->version = (int32_t)get_le(r, 4);
+		if (!r->bad && !acl_wellformed(op->acl, op->acl_len))
+			r->bad = 1;
+		break;
+	case KV_OP_DELETE:
+	case KV_OP_CHECK:
+		op->version = (int32_t)get_le(r, 4);
+		break;
+	default:
+		break;
+	}
+}
+
+int64_t kv_txn_encode(const struct kv_txn *txn, void *buf, size_t cap)
+{
+	struct wbuf w = { buf, cap, 0 };
+	put_u8(&w, TXN_VERSION);
+	put_u8(&w, (uint8_t)(int8_t)txn->type);
+	put_u16(&w, 0);
+	put_u32(&w, (uint32_t)txn->cxid);
+	put_u64(&w, (uint64_t)txn->zxid);
+	put_u64(&w, (uint64_t)txn->time_ms);
+	put_u64(&w, (uint64_t)txn->session_id);
+	switch (txn->type) {
+	case KV_OP_CREATE_SESSION:
+		put_u32(&w, (uint32_t)txn->session_timeout_ms);
+		put_bytes(&w, txn->session_passwd, KV_PASSWD_BYTES);
+		break;
+	case KV_OP_CLOSE_SESSION:
+	case KV_OP_EXPIRE_SESSION:
+		break;
+	case KV_OP_MULTI:
+		if (txn->nops > KV_TXN_MAX_OPS || (txn->nops && !txn->ops))
+			return KEEL_E_INVAL;
+		put_u32(&w, txn->nops);
+		for (uint32_t i = 0; i < txn->nops; i++) {
+			if (!op_valid_in_multi(txn->ops[i].type))
+				return KEEL_E_INVAL;
+			put_u8(&w, (uint8_t)(int8_t)txn->ops[i].type);
+			put_op(&w, txn->ops[i].type, &txn->ops[i]);
+		}
+		break;
+	default:
+		if (!op_is_single(txn->type) || txn->nops != 1 || !txn->ops ||
+		    txn->ops[0].type != txn->type)
+			return KEEL_E_INVAL;
+		put_op(&w, txn->type, &txn->ops[0]);
+		break;
+	}
+	return (int64_t)w.len;
+}
+
+int kv_txn_decode(const void *buf, size_t len, struct kv_txn *txn, struct kv_op *ops,
+		  uint32_t ops_cap)
+{
+	struct rbuf r = { buf, (const uint8_t *)buf + len, 0 };
+	memset(txn, 0, sizeof(*txn));
+	if (!buf || get_le(&r, 1) != TXN_VERSION)
+		return KEEL_E_MALFORMED;
+	txn->type = (int8_t)get_le(&r, 1);
+	if (get_le(&r, 2) != 0)
+		return KEEL_E_MALFORMED;
+	txn->cxid = (int32_t)get_le(&r, 4);
+	txn->zxid = (int64_t)get_le(&r, 8);
+	txn->time_ms = (int64_t)get_le(&r, 8);
+	txn->session_id = (int64_t)get_le(&r, 8);
+	txn->ops = ops;
+	switch (txn->type) {
+	case KV_OP_CREATE_SESSION: {
+		txn->session_timeout_ms = (int32_t)get_le(&r, 4);
+		const uint8_t *pw = take(&r, KV_PASSWD_BYTES);
+		if (pw)
+			memcpy(txn->session_passwd, pw, KV_PASSWD_BYTES);
+		break;
+	}
+	case KV_OP_CLOSE_SESSION:
+	case KV_OP_EXPIRE_SESSION:
+		break;
+	case KV_OP_MULTI: {
+		uint32_t n = (uint32_t)get_le(&r, 4);
+		if (r.bad)
+			break;
+		if (n > ops_cap || n > KV_TXN_MAX_OPS)
+			return KEEL_E_TOO_BIG;
+		for (uint32_t i = 0; i < n && !r.bad; i++) {
+			int32_t t = (int8_t)get_le(&r, 1);
+			if (!op_valid_in_multi(t))
+				return KEEL_E_MALFORMED;
+			get_op(&r, t, &ops[i]);
+		}
+		txn->nops = n;
+		break;
+	}
+	default:
+		if (!op_is_single(txn->type))
+			return KEEL_E_MALFORMED;
+		if (ops_cap < 1)
+			return KEEL_E_TOO_BIG;
+		get_op(&r, txn->type, &ops[0]);
+		txn->nops = 1;
+		break;
+	}
+	if (r.bad || r.p != r.end)
+		return KEEL_E_MALFORMED;
+	return 0;
+}
+
+/* ---- batch ---- */
+
+int64_t kv_batch_init(void *buf, size_t cap)
+{
+	struct wbuf w = { buf, cap, 0 };
+	put_u8(&w, BATCH_VERSION);
+	put_u32(&w, 0);
+	return w.len <= cap ? (int64_t)w.len : KEEL_E_TOO_BIG;
+}
+
+int kv_batch_add(void *buf, size_t cap, size_t *len, const struct kv_txn *txn)
+{
+	uint8_t *b = buf;
+	if (*len < BATCH_HDR || *len + 4 > cap)
+		return *len < BATCH_HDR ? KEEL_E_INVAL : KEEL_E_TOO_BIG;
+	int64_t n = kv_txn_encode(txn, b + *len + 4, cap - *len - 4);
+	if (n < 0)
+		return (int)n;
+	if ((uint64_t)n > cap - *len - 4 || n > UINT32_MAX)
+		return KEEL_E_TOO_BIG;
+	struct wbuf w = { b + *len, 4, 0 };
+	put_u32(&w, (uint32_t)n);
+	*len += 4 + (size_t)n;
+	struct rbuf r = { b + 1, b + BATCH_HDR, 0 };
+	uint32_t count = (uint32_t)get_le(&r, 4) + 1;
+	w = (struct wbuf){ b + 1, 4, 0 };
+	put_u32(&w, count);
+	return 0;
+}
+
+int kv_batch_iter_init(struct kv_batch_iter *it, const void *buf, size_t len)
+{
+	struct rbuf r = { buf, (const uint8_t *)buf + len, 0 };
+	if (!buf || get_le(&r, 1) != BATCH_VERSION)
+		return KEEL_E_MALFORMED;
+	it->left = (uint32_t)get_le(&r, 4);
+	if (r.bad)
+		return KEEL_E_MALFORMED;
+	it->p = r.p;
+	it->end = r.end;
+	return 0;
+}
+
+int kv_batch_next(struct kv_batch_iter *it, const void **txn, size_t *txn_len)
+{
+	struct rbuf r = { it->p, it->end, 0 };
+	if (it->left == 0)
+		return it->p == it->end ? 0 : KEEL_E_MALFORMED;
+	uint32_t n;
+	*txn = get_str(&r, &n);
+	if (r.bad)
+		return KEEL_E_MALFORMED;
+	*txn_len = n;
+	it->p = r.p;
+	it->left--;
+	return 1;
+}

@@ -1,0 +1,529 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Model-based test: thousands of random sequences of transactions (create in
+ * every mode, delete, setData, check, setACL, multi, session create / close /
+ * expire) applied both to the store and to a deliberately simple reference
+ * model (flat arrays, linear scans). Every op result must agree; at the end
+ * of each sequence every node, child list and session must agree, a replica
+ * fed the same batch must have the same digest, and a snapshot round trip
+ * must give it back. A failure prints the seed; KV_MODEL_SEED=<seed> replays
+ * just that sequence.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+
+#include "kvt.h"
+
+#define MAXN  256
+#define MAXS  4
+#define PLEN  96
+#define DLEN  8
+#define STEPS 60
+
+struct mnode {
+	int used;
+	char path[PLEN + 16];
+	char data[DLEN];
+	uint32_t dlen;
+	struct kv_stat st;
+};
+
+struct model {
+	struct mnode n[MAXN];
+	int64_t sess[MAXS]; /* 0: free */
+	int32_t sess_timeout[MAXS];
+};
+
+static uint64_t rng;
+static uint64_t rnd(void)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return rng;
+}
+static int rn(int n)
+{
+	return (int)(rnd() % (uint64_t)n);
+}
+
+static struct mnode *mfind(struct model *m, const char *p)
+{
+	for (int i = 0; i < MAXN; i++)
+		if (m->n[i].used && !strcmp(m->n[i].path, p))
+			return &m->n[i];
+	return NULL;
+}
+
+static void parent_of(const char *p, char *out)
+{
+	const char *s = strrchr(p, '/');
+	size_t n = (size_t)(s - p);
+	if (n == 0)
+		n = 1;
+	memcpy(out, p, n);
+	out[n] = 0;
+}
+
+static int is_child(const char *parent, const char *p)
+{
+	char pp[PLEN];
+	if (!strcmp(p, "/"))
+		return 0;
+	parent_of(p, pp);
+	return !strcmp(pp, parent);
+}
+
+static int msess(const struct model *m, int64_t id)
+{
+	for (int i = 0; i < MAXS; i++)
+		if (m->sess[i] == id)
+			return i;
+	return -1;
+}
+
+static int m_is_eph(int64_t o)
+{
+	return o > 0;
+}
+
+static int m_create(struct model *m, const char *path0, const char *data, int mode, int64_t sid,
+		    int64_t zxid, int64_t t, char *created)
+{
+	char path[PLEN + 16], pp[PLEN];
+	snprintf(path, sizeof(path), "%s", path0);
+	parent_of(path, pp);
+	struct mnode *par = mfind(m, pp);
+	if (!par)
+		return KV_ZNONODE;
+	if (mode == 2 || mode == 3)
+		snprintf(path + strlen(path), 16, "%010d", par->st.cversion);
+	if (mfind(m, path))
+		return KV_ZNODEEXISTS;
+	if (m_is_eph(par->st.ephemeral_owner))
+		return KV_ZNOCHILDRENFOREPHEMERALS;
+	int64_t owner = 0;
+	if (mode == 1 || mode == 3) {
+		if (sid <= 0 || msess(m, sid) < 0)
+			return KV_ZSESSIONEXPIRED;
+		owner = sid;
+	} else if (mode == 4) {
+		owner = KV_OWNER_CONTAINER;
+	}
+	struct mnode *n = NULL;
+	for (int i = 0; i < MAXN && !n; i++)
+		if (!m->n[i].used)
+			n = &m->n[i];
+	if (!n)
+		abort(); /* MAXN is sized so this cannot happen */
+	memset(n, 0, sizeof(*n));
+	n->used = 1;
+	snprintf(n->path, sizeof(n->path), "%s", path);
+	n->dlen = (uint32_t)strlen(data);
+	memcpy(n->data, data, n->dlen);
+	n->st = (struct kv_stat){ .czxid = zxid,
+				  .mzxid = zxid,
+				  .ctime_ms = t,
+				  .mtime_ms = t,
+				  .ephemeral_owner = owner,
+				  .data_length = (int32_t)n->dlen,
+				  .pzxid = zxid };
+	par->st.cversion++;
+	par->st.num_children++;
+	par->st.pzxid = zxid;
+	strcpy(created, path);
+	return KV_ZOK;
+}
+
+static void m_remove(struct model *m, struct mnode *n, int64_t zxid)
+{
+	char pp[PLEN];
+	parent_of(n->path, pp);
+	struct mnode *par = mfind(m, pp);
+	par->st.num_children--;
+	par->st.pzxid = zxid;
+	n->used = 0;
+}
+
+static int m_delete(struct model *m, const char *path, int32_t version, int64_t zxid)
+{
+	if (!strcmp(path, "/"))
+		return KV_ZBADARGUMENTS;
+	struct mnode *n = mfind(m, path);
+	if (!n)
+		return KV_ZNONODE;
+	if (version != -1 && version != n->st.version)
+		return KV_ZBADVERSION;
+	if (n->st.num_children)
+		return KV_ZNOTEMPTY;
+	m_remove(m, n, zxid);
+	return KV_ZOK;
+}
+
+static int m_set(struct model *m, const char *path, const char *data, int32_t version, int64_t zxid,
+		 int64_t t)
+{
+	struct mnode *n = mfind(m, path);
+	if (!n)
+		return KV_ZNONODE;
+	if (version != -1 && version != n->st.version)
+		return KV_ZBADVERSION;
+	n->dlen = (uint32_t)strlen(data);
+	memcpy(n->data, data, n->dlen);
+	n->st.version++;
+	n->st.mzxid = zxid;
+	n->st.mtime_ms = t;
+	n->st.data_length = (int32_t)n->dlen;
+	return KV_ZOK;
+}
+
+static int m_check(struct model *m, const char *path, int32_t version)
+{
+	struct mnode *n = mfind(m, path);
+	if (!n)
+		return KV_ZNONODE;
+	return version != -1 && version != n->st.version ? KV_ZBADVERSION : KV_ZOK;
+}
+
+static int m_setacl(struct model *m, const char *path, int32_t version)
+{
+	struct mnode *n = mfind(m, path);
+	if (!n)
+		return KV_ZNONODE;
+	if (version != -1 && version != n->st.aversion)
+		return KV_ZBADVERSION;
+	n->st.aversion++;
+	return KV_ZOK;
+}
+
+static void m_close(struct model *m, int64_t sid, int64_t zxid)
+{
+	int s = msess(m, sid);
+	if (s < 0)
+		return;
+	for (int i = 0; i < MAXN; i++)
+		if (m->n[i].used && m->n[i].st.ephemeral_owner == sid)
+			m_remove(m, &m->n[i], zxid);
+	m->sess[s] = 0;
+}
+
+/* ---- random ops ---- */
+
+static const char *names[] = { "a", "b", "c" };
+static char pathbuf[16][PLEN];
+static int pathi;
+static char databuf[16][DLEN];
+static int datai;
+
+static const char *rpath(void)
+{
+	char *p = pathbuf[pathi++ & 15];
+	int depth = 1 + rn(3), o = 0;
+	for (int i = 0; i < depth; i++)
+		o += snprintf(p + o, (size_t)(PLEN - o), "/%s", names[rn(3)]);
+	return p;
+}
+
+static const char *rdata(void)
+{
+	char *d = databuf[datai++ & 15];
+	snprintf(d, DLEN, "%d", rn(1000));
+	return d;
+}
+
+static uint8_t aclbuf[16][64];
+static int acli;
+
+static struct kv_op rop(int multi)
+{
+	struct kv_op op;
+	int k = rn(multi ? 4 : 5);
+	switch (k) {
+	case 0: {
+		int modes[] = { 0, 0, 0, 1, 2, 3, 4 };
+		op = kvt_create_op(rpath(), rdata(), modes[rn(7)]);
+		break;
+	}
+	case 1:
+		op = kvt_op(KV_OP_DELETE, rpath());
+		op.version = rn(3) ? -1 : rn(3);
+		break;
+	case 2:
+		op = kvt_op(KV_OP_SET_DATA, rpath());
+		op.data = rdata();
+		op.data_len = (uint32_t)strlen(op.data);
+		op.version = rn(2) ? -1 : rn(3);
+		break;
+	case 3:
+		op = kvt_op(KV_OP_CHECK, rpath());
+		op.version = rn(2) ? -1 : rn(3);
+		break;
+	default: {
+		struct kv_acl a = { KV_PERM_READ | KV_PERM_WRITE, "ip", 2, "10.1.1.1", 8 };
+		uint8_t *b = aclbuf[acli++ & 15];
+		op = kvt_op(KV_OP_SET_ACL, rpath());
+		op.acl = b;
+		op.acl_len = (uint32_t)kv_acl_encode(&a, 1, b, 64);
+		op.version = rn(2) ? -1 : rn(2);
+		break;
+	}
+	}
+	return op;
+}
+
+static int m_op(struct model *m, const struct kv_op *op, int64_t sid, int64_t zxid, int64_t t,
+		char *created)
+{
+	created[0] = 0;
+	switch (op->type) {
+	case KV_OP_CREATE:
+		return m_create(m, op->path, op->data, op->mode, sid, zxid, t, created);
+	case KV_OP_DELETE:
+		return m_delete(m, op->path, op->version, zxid);
+	case KV_OP_SET_DATA:
+		return m_set(m, op->path, op->data, op->version, zxid, t);
+	case KV_OP_CHECK:
+		return m_check(m, op->path, op->version);
+	default:
+		return m_setacl(m, op->path, op->version);
+	}
+}
+
+/* ---- comparison ---- */
+
+static void compare_stat(const struct kv_stat *a, const struct kv_stat *b, const char *path)
+{
+	if (memcmp(a, b, sizeof(*a)) == 0)
+		return;
+	fprintf(stderr,
+		"stat mismatch at %s: store cz%lld mz%lld pz%lld v%d cv%d av%d nc%d o%lld / "
+		"model cz%lld mz%lld pz%lld v%d cv%d av%d nc%d o%lld\n",
+		path, (long long)a->czxid, (long long)a->mzxid, (long long)a->pzxid, a->version,
+		a->cversion, a->aversion, a->num_children, (long long)a->ephemeral_owner,
+		(long long)b->czxid, (long long)b->mzxid, (long long)b->pzxid, b->version,
+		b->cversion, b->aversion, b->num_children, (long long)b->ephemeral_owner);
+	fail();
+}
+
+static void compare_all(struct kv *kv, struct model *m)
+{
+	const struct kv_view *v = kv_view_get(kv);
+	uint64_t count = 0;
+	for (int i = 0; i < MAXN; i++) {
+		struct mnode *n = &m->n[i];
+		struct kv_node kn;
+		if (!n->used)
+			continue;
+		count++;
+		assert_int_equal(kv_get(v, n->path, strlen(n->path), &kn), KV_ZOK);
+		compare_stat(&kn.stat, &n->st, n->path);
+		assert_int_equal(kn.data_len, n->dlen);
+		if (n->dlen)
+			assert_memory_equal(kn.data, n->data, n->dlen);
+		/* children, by name */
+		char got[2048], want[2048];
+		struct kvt_names exp;
+		exp.n = 0;
+		for (int j = 0; j < MAXN; j++) {
+			if (!m->n[j].used || !is_child(n->path, m->n[j].path))
+				continue;
+			const char *nm = strrchr(m->n[j].path, '/') + 1;
+			kvt_collect(&exp, nm, strlen(nm));
+		}
+		qsort(exp.v, (size_t)exp.n, sizeof(char *), kvt_cmpstr);
+		size_t o = 0;
+		want[0] = 0;
+		for (int j = 0; j < exp.n; j++) {
+			o += (size_t)snprintf(want + o, sizeof(want) - o, "%s%s", j ? "," : "",
+					      exp.v[j]);
+			free(exp.v[j]);
+		}
+		kvt_children_str(v, n->path, got, sizeof(got), NULL);
+		assert_string_equal(got, want);
+	}
+	assert_int_equal(kv_view_node_count(v), count);
+	uint64_t ns = 0;
+	for (int s = 0; s < MAXS; s++) {
+		struct kv_session_info si;
+		if (!m->sess[s])
+			continue;
+		ns++;
+		assert_int_equal(kv_session_get(v, m->sess[s], &si), KV_ZOK);
+		assert_int_equal(si.timeout_ms, m->sess_timeout[s]);
+		uint32_t eph = 0;
+		for (int i = 0; i < MAXN; i++)
+			eph += m->n[i].used && m->n[i].st.ephemeral_owner == m->sess[s];
+		assert_int_equal(si.num_ephemerals, eph);
+	}
+	assert_int_equal(kv_view_session_count(v), ns);
+}
+
+static uint8_t batch[1 << 20];
+
+static void run_sequence(uint64_t seed)
+{
+	struct kv *kv, *replica, *restored;
+	static struct model m;
+	struct kv_apply_result r;
+	struct kv_op ops[5];
+	char created[PLEN + 16];
+	size_t blen;
+	rng = seed * 0x9E3779B97F4A7C15ull + 1;
+	memset(&m, 0, sizeof(m));
+	m.n[0].used = 1;
+	strcpy(m.n[0].path, "/");
+	assert_int_equal(kv_create(NULL, &kv), 0);
+	assert_int_equal(kv_batch_init(batch, sizeof(batch)), 5);
+	blen = 5;
+	for (int step = 1; step <= STEPS; step++) {
+		int64_t zxid = step, t = 5000 + step * 3;
+		int64_t sid = 1 + rn(MAXS);
+		struct kv_txn txn;
+		memset(&txn, 0, sizeof(txn));
+		txn.zxid = zxid;
+		txn.time_ms = t;
+		txn.session_id = sid;
+		int kind = rn(20);
+		if (kind == 0 || kind == 1) {
+			/* sessions come and go */
+			txn.type = kind == 0 ? KV_OP_CREATE_SESSION
+					     : (rn(2) ? KV_OP_CLOSE_SESSION : KV_OP_EXPIRE_SESSION);
+			txn.session_timeout_ms = 1000 * (1 + rn(5));
+		} else if (kind < 6) {
+			txn.type = KV_OP_MULTI;
+			txn.nops = (uint32_t)(1 + rn(4));
+			for (uint32_t i = 0; i < txn.nops; i++)
+				ops[i] = rop(1);
+			txn.ops = ops;
+		} else {
+			ops[0] = rop(0);
+			txn.type = ops[0].type;
+			txn.nops = 1;
+			txn.ops = ops;
+		}
+		assert_int_equal(kv_batch_add(batch, sizeof(batch), &blen, &txn), 0);
+		assert_int_equal(kvt_apply_txn(kv, &txn, &r), 0);
+		if (txn.type == KV_OP_CREATE_SESSION) {
+			int s = msess(&m, sid);
+			if (s < 0)
+				s = msess(&m, 0);
+			m.sess[s] = sid;
+			m.sess_timeout[s] = txn.session_timeout_ms;
+			assert_int_equal(r.ops[0].err, KV_ZOK);
+		} else if (txn.type == KV_OP_CLOSE_SESSION || txn.type == KV_OP_EXPIRE_SESSION) {
+			m_close(&m, sid, zxid);
+			assert_int_equal(r.ops[0].err, KV_ZOK);
+		} else if (txn.type == KV_OP_MULTI) {
+			static struct model save;
+			int errs[5], failed = -1;
+			char cpaths[5][PLEN + 16];
+			save = m;
+			for (uint32_t i = 0; i < txn.nops; i++) {
+				errs[i] = m_op(&m, &ops[i], sid, zxid, t, cpaths[i]);
+				if (errs[i] != KV_ZOK) {
+					failed = (int)i;
+					break;
+				}
+			}
+			assert_int_equal(r.nops, txn.nops);
+			if (failed >= 0) {
+				m = save;
+				for (uint32_t i = 0; i < txn.nops; i++) {
+					int want = (int)i < failed    ? KV_ZOK
+						   : (int)i == failed ? errs[i]
+								      : KV_ZRUNTIMEINCONSISTENCY;
+					assert_int_equal(r.ops[i].err, want);
+				}
+				assert_int_equal(r.nevents, 0);
+			} else {
+				for (uint32_t i = 0; i < txn.nops; i++) {
+					assert_int_equal(r.ops[i].err, KV_ZOK);
+					if (ops[i].type == KV_OP_CREATE)
+						assert_string_equal(r.ops[i].path, cpaths[i]);
+				}
+			}
+		} else {
+			int want = m_op(&m, &ops[0], sid, zxid, t, created);
+			if (r.ops[0].err != want)
+				fprintf(stderr, "step %d op %d %s: store %d model %d\n", step,
+					ops[0].type, ops[0].path, r.ops[0].err, want);
+			assert_int_equal(r.ops[0].err, want);
+			if (want == KV_ZOK && ops[0].type == KV_OP_CREATE) {
+				assert_string_equal(r.ops[0].path, created);
+				compare_stat(&r.ops[0].stat, &mfind(&m, created)->st, created);
+			}
+			if (want == KV_ZOK && ops[0].type == KV_OP_SET_DATA)
+				compare_stat(&r.ops[0].stat, &mfind(&m, ops[0].path)->st,
+					     ops[0].path);
+		}
+		if (step % 20 == 0)
+			compare_all(kv, &m);
+	}
+	compare_all(kv, &m);
+
+	/* a replica applying the same entry ends in the same state */
+	struct kv_batch_iter it;
+	const void *tb;
+	size_t tl;
+	int rc;
+	assert_int_equal(kv_create(NULL, &replica), 0);
+	assert_int_equal(kv_batch_iter_init(&it, batch, blen), 0);
+	while ((rc = kv_batch_next(&it, &tb, &tl)) == 1)
+		assert_int_equal(kv_apply_encoded(replica, tb, tl, NULL), 0);
+	assert_int_equal(rc, 0);
+	assert_int_equal(kv_view_digest(kv_view_get(replica)), kv_view_digest(kv_view_get(kv)));
+	compare_all(replica, &m);
+
+	/* and a snapshot of it restores to the same digest and content */
+	struct kvt_stream s = { 0 };
+	assert_int_equal(kv_snapshot_write(kv_view_get(kv), kvt_stream_write, &s), 0);
+	assert_int_equal(kv_create(NULL, &restored), 0);
+	assert_int_equal(kv_restore(restored, kvt_stream_read, &s), 0);
+	assert_int_equal(kv_view_digest(kv_view_get(restored)), kv_view_digest(kv_view_get(kv)));
+	compare_all(restored, &m);
+	free(s.b);
+	kv_destroy(restored);
+	kv_destroy(replica);
+	kv_destroy(kv);
+}
+
+static uint64_t current_seed;
+
+static void test_model(void **state)
+{
+	(void)state;
+	const char *env = getenv("KV_MODEL_SEED");
+	const char *cnt = getenv("KV_MODEL_SEQUENCES");
+	uint64_t first = env ? strtoull(env, NULL, 0) : 1;
+	uint64_t n = env ? 1 : (cnt ? strtoull(cnt, NULL, 0) : 2000);
+	kv_thread_register();
+	for (uint64_t s = first; s < first + n; s++) {
+		current_seed = s;
+		run_sequence(s);
+		/* this thread holds no view across sequences */
+		kv_thread_quiescent();
+	}
+	kv_thread_unregister();
+}
+
+static int report(void **state)
+{
+	(void)state;
+	return 0;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_teardown(test_model, report),
+	};
+	int rc = cmocka_run_group_tests(tests, NULL, NULL);
+	kv_barrier();
+	if (rc)
+		fprintf(stderr, "replay with KV_MODEL_SEED=%llu\n",
+			(unsigned long long)current_seed);
+	return rc;
+}

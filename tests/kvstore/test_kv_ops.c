@@ -1,0 +1,693 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Every kvstore operation and every error it can report. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+
+#include "kvt.h"
+
+static int setup(void **state)
+{
+	struct kv *kv;
+	kv_thread_register();
+	assert_int_equal(kv_create(NULL, &kv), 0);
+	*state = kv;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	kv_destroy(*state);
+	kv_thread_unregister();
+	return 0;
+}
+
+static int get(struct kv *kv, const char *path, struct kv_node *n)
+{
+	const struct kv_view *v = kv_view_get(kv);
+	return kv_get(v, path, strlen(path), n);
+}
+
+static void test_root(void **state)
+{
+	struct kv *kv = *state;
+	struct kv_node n;
+	struct kv_acl a;
+	uint32_t pos = 0;
+	assert_int_equal(get(kv, "/", &n), KV_ZOK);
+	assert_int_equal(n.stat.num_children, 0);
+	assert_int_equal(n.stat.version, 0);
+	assert_int_equal(kv_acl_next(n.acl, n.acl_len, &pos, &a), 1);
+	assert_int_equal(a.perms, KV_PERM_ALL);
+	assert_memory_equal(a.scheme, "world", 5);
+	assert_int_equal(kv_acl_next(n.acl, n.acl_len, &pos, &a), 0);
+	assert_int_equal(kv_view_node_count(kv_view_get(kv)), 1);
+	assert_int_equal(kv_view_zxid(kv_view_get(kv)), 0);
+	assert_int_equal(get(kv, "/nope", &n), KV_ZNONODE);
+	assert_int_equal(get(kv, "nope", &n), KV_ZBADARGUMENTS);
+}
+
+static void test_create(void **state)
+{
+	struct kv *kv = *state;
+	struct kv_apply_result r;
+	struct kv_node n;
+	assert_int_equal(kvt_apply1(kv, 5, 0, kvt_create_op("/a", "hello", 0), &r), KV_ZOK);
+	assert_string_equal(r.ops[0].path, "/a");
+	assert_int_equal(r.ops[0].stat.czxid, 5);
+	assert_int_equal(r.nevents, 2);
+	assert_int_equal(r.events[0].type, KV_EVENT_CREATED);
+	assert_string_equal(r.events[0].path, "/a");
+	assert_int_equal(r.events[1].type, KV_EVENT_CHILDREN_CHANGED);
+	assert_string_equal(r.events[1].path, "/");
+	assert_int_equal(r.events[1].zxid, 5);
+	assert_int_equal(get(kv, "/a", &n), KV_ZOK);
+	assert_int_equal(n.data_len, 5);
+	assert_memory_equal(n.data, "hello", 5);
+	assert_int_equal(n.stat.czxid, 5);
+	assert_int_equal(n.stat.mzxid, 5);
+	assert_int_equal(n.stat.pzxid, 5);
+	assert_int_equal(n.stat.ctime_ms, 1005);
+	assert_int_equal(n.stat.mtime_ms, 1005);
+	assert_int_equal(n.stat.data_length, 5);
+	assert_int_equal(n.stat.ephemeral_owner, 0);
+	assert_int_equal(get(kv, "/", &n), KV_ZOK);
+	assert_int_equal(n.stat.num_children, 1);
+	assert_int_equal(n.stat.cversion, 1);
+	assert_int_equal(n.stat.pzxid, 5);
+	assert_int_equal(kvt_apply1(kv, 6, 0, kvt_create_op("/a/b", NULL, 0), &r), KV_ZOK);
+	assert_int_equal(get(kv, "/a/b", &n), KV_ZOK);
+	assert_int_equal(n.data_len, 0);
+	assert_int_equal(kv_view_zxid(kv_view_get(kv)), 6);
+	assert_int_equal(kv_view_node_count(kv_view_get(kv)), 3);
+	char s[256];
+	kvt_children_str(kv_view_get(kv), "/a", s, sizeof(s), NULL);
+	assert_string_equal(s, "b");
+}
+
+static void test_create_errors(void **state)
+{
+	struct kv *kv = *state;
+	struct kv_apply_result r;
+	int64_t z = 1;
+	uint64_t d0;
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/a", "x", 0), NULL), KV_ZOK);
+	d0 = kv_view_digest(kv_view_get(kv));
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/a", "x", 0), &r), KV_ZNODEEXISTS);
+	assert_int_equal(r.nevents, 0);
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/", "x", 0), NULL), KV_ZNODEEXISTS);
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/x/y", "x", 0), NULL), KV_ZNONODE);
+	const char *bad[] = { "", "a", "/a/", "//", "/a//b", "/a/./b", "/a/../b", "/.", "/a\001" };
+	for (size_t i = 0; i < KEEL_ARRAY_SIZE(bad); i++)
+		assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op(bad[i], "x", 0), NULL),
+				 KV_ZBADARGUMENTS);
+	/* ".x" and "..." are ordinary names */
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/a/.x", "", 0), NULL), KV_ZOK);
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/a/...", "", 0), NULL), KV_ZOK);
+	d0 = kv_view_digest(kv_view_get(kv));
+	/* modes and TTLs */
+	struct kv_op op = kvt_create_op("/m", "", 7);
+	assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), KV_ZBADARGUMENTS);
+	op = kvt_create_op("/m", "", -1);
+	assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), KV_ZBADARGUMENTS);
+	op = kvt_create_op("/m", "", KV_MODE_PERSISTENT_WITH_TTL);
+	assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), KV_ZBADARGUMENTS); /* ttl 0 */
+	op.ttl_ms = KV_TTL_MAX_MS + 1;
+	assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), KV_ZBADARGUMENTS);
+	op = kvt_create_op("/m", "", 0);
+	op.ttl_ms = 100;
+	assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), KV_ZBADARGUMENTS);
+	/* data larger than the limit */
+	char *big = malloc(KV_DEFAULT_MAX_DATA + 2);
+	memset(big, 'x', KV_DEFAULT_MAX_DATA + 1);
+	big[KV_DEFAULT_MAX_DATA + 1] = 0;
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/big", big, 0), NULL),
+			 KV_ZBADARGUMENTS);
+	big[KV_DEFAULT_MAX_DATA] = 0;
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/big", big, 0), NULL), KV_ZOK);
+	free(big);
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_DELETE, "/big"), NULL), KV_ZOK);
+	/* ACLs */
+	uint8_t acl[256];
+	struct kv_acl bad_acls[][1] = {
+		{ { KV_PERM_ALL, "world", 5, "someone", 7 } },
+		{ { KV_PERM_ALL, "digest", 6, "nocolon", 7 } },
+		{ { KV_PERM_ALL, "auth", 4, "", 0 } },
+		{ { KV_PERM_ALL, "bogus", 5, "x", 1 } },
+		{ { 64, "world", 5, "anyone", 6 } },
+		{ { KV_PERM_READ, "ip", 2, "", 0 } },
+	};
+	for (size_t i = 0; i < KEEL_ARRAY_SIZE(bad_acls); i++) {
+		op = kvt_create_op("/acl", "", 0);
+		op.acl = acl;
+		op.acl_len = (uint32_t)kv_acl_encode(bad_acls[i], 1, acl, sizeof(acl));
+		assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), KV_ZINVALIDACL);
+	}
+	op.acl_len = (uint32_t)kv_acl_encode(NULL, 0, acl, sizeof(acl)); /* empty list */
+	assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), KV_ZINVALIDACL);
+	struct kv_acl good[2] = { { KV_PERM_READ, "ip", 2, "10.0.0.1", 8 },
+				  { KV_PERM_ALL, "digest", 6, "u:h", 3 } };
+	op.acl_len = (uint32_t)kv_acl_encode(good, 2, acl, sizeof(acl));
+	assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), KV_ZOK);
+	/* ephemerals: session needed, no children below them */
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/e", "", KV_MODE_EPHEMERAL), NULL),
+			 KV_ZSESSIONEXPIRED);
+	assert_int_equal(kvt_apply1(kv, z++, 77, kvt_create_op("/e", "", KV_MODE_EPHEMERAL), NULL),
+			 KV_ZSESSIONEXPIRED);
+	assert_int_equal(kvt_session(kv, z++, KV_OP_CREATE_SESSION, 77, 3000, NULL), KV_ZOK);
+	assert_int_equal(kvt_apply1(kv, z++, 77, kvt_create_op("/e", "", KV_MODE_EPHEMERAL), NULL),
+			 KV_ZOK);
+	assert_int_equal(kvt_apply1(kv, z++, 77, kvt_create_op("/e/c", "", 0), NULL),
+			 KV_ZNOCHILDRENFOREPHEMERALS);
+	/* the failed ones changed nothing but the zxid */
+	assert_int_equal(kv_view_zxid(kv_view_get(kv)), z - 1);
+	(void)d0;
+}
+
+static void test_sequential(void **state)
+{
+	struct kv *kv = *state;
+	struct kv_apply_result r;
+	int64_t z = 1;
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/q", "", 0), NULL), KV_ZOK);
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/q/n-", "", 2), &r), KV_ZOK);
+	assert_string_equal(r.ops[0].path, "/q/n-0000000000");
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/q/n-", "", 2), &r), KV_ZOK);
+	assert_string_equal(r.ops[0].path, "/q/n-0000000001");
+	/* the counter is the parent's cversion, which deletes do not move */
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_DELETE, "/q/n-0000000000"), NULL),
+			 KV_ZOK);
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/q/", "", 2), &r), KV_ZOK);
+	assert_string_equal(r.ops[0].path, "/q/0000000002");
+	assert_int_equal(kvt_session(kv, z++, KV_OP_CREATE_SESSION, 9, 3000, NULL), KV_ZOK);
+	assert_int_equal(kvt_apply1(kv, z++, 9, kvt_create_op("/q/e", "", 3), &r), KV_ZOK);
+	assert_string_equal(r.ops[0].path, "/q/e0000000003");
+	assert_int_equal(r.ops[0].stat.ephemeral_owner, 9);
+	/* sequential under a missing parent */
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/nope/x", "", 2), NULL), KV_ZNONODE);
+}
+
+static void test_delete(void **state)
+{
+	struct kv *kv = *state;
+	struct kv_apply_result r;
+	struct kv_node n;
+	int64_t z = 1;
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/a", "", 0), NULL), KV_ZOK);
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/a/b", "", 0), NULL), KV_ZOK);
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_DELETE, "/a"), NULL), KV_ZNOTEMPTY);
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_DELETE, "/x"), NULL), KV_ZNONODE);
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_DELETE, "/"), NULL), KV_ZBADARGUMENTS);
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_DELETE, "a"), NULL), KV_ZBADARGUMENTS);
+	struct kv_op op = kvt_op(KV_OP_DELETE, "/a/b");
+	op.version = 3;
+	assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), KV_ZBADVERSION);
+	op.version = 0;
+	assert_int_equal(kvt_apply1(kv, z, 0, op, &r), KV_ZOK);
+	assert_int_equal(r.nevents, 2);
+	assert_int_equal(r.events[0].type, KV_EVENT_DELETED);
+	assert_string_equal(r.events[0].path, "/a/b");
+	assert_int_equal(r.events[1].type, KV_EVENT_CHILDREN_CHANGED);
+	assert_string_equal(r.events[1].path, "/a");
+	assert_int_equal(get(kv, "/a", &n), KV_ZOK);
+	assert_int_equal(n.stat.num_children, 0);
+	assert_int_equal(n.stat.cversion, 1); /* deletes do not count, as in ZooKeeper */
+	assert_int_equal(n.stat.pzxid, z);
+	z++;
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_DELETE, "/a"), NULL), KV_ZOK);
+	assert_int_equal(get(kv, "/a", &n), KV_ZNONODE);
+	assert_int_equal(kv_view_node_count(kv_view_get(kv)), 1);
+}
+
+static void test_set_data_and_check(void **state)
+{
+	struct kv *kv = *state;
+	struct kv_apply_result r;
+	struct kv_node n;
+	int64_t z = 1;
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/a", "1", 0), NULL), KV_ZOK);
+	struct kv_op op = kvt_op(KV_OP_SET_DATA, "/a");
+	op.data = "22";
+	op.data_len = 2;
+	assert_int_equal(kvt_apply1(kv, z, 0, op, &r), KV_ZOK);
+	assert_int_equal(r.ops[0].stat.version, 1);
+	assert_int_equal(r.ops[0].stat.mzxid, z);
+	assert_int_equal(r.ops[0].stat.czxid, 1);
+	assert_int_equal(r.nevents, 1);
+	assert_int_equal(r.events[0].type, KV_EVENT_DATA_CHANGED);
+	z++;
+	op.version = 0;
+	assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), KV_ZBADVERSION);
+	op.version = 1;
+	op.data_len = 0;
+	assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), KV_ZOK);
+	assert_int_equal(get(kv, "/a", &n), KV_ZOK);
+	assert_int_equal(n.data_len, 0);
+	assert_int_equal(n.stat.version, 2);
+	assert_int_equal(n.stat.data_length, 0);
+	op = kvt_op(KV_OP_SET_DATA, "/nope");
+	assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), KV_ZNONODE);
+	op = kvt_op(KV_OP_SET_DATA, "/a");
+	op.data = malloc(KV_DEFAULT_MAX_DATA + 1);
+	op.data_len = KV_DEFAULT_MAX_DATA + 1;
+	memset((void *)op.data, 1, op.data_len);
+	assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), KV_ZBADARGUMENTS);
+	free((void *)op.data);
+	op = kvt_op(KV_OP_CHECK, "/a");
+	assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), KV_ZOK);
+	op.version = 2;
+	assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), KV_ZOK);
+	op.version = 1;
+	assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), KV_ZBADVERSION);
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_CHECK, "/b"), NULL), KV_ZNONODE);
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_CHECK, "b"), NULL), KV_ZBADARGUMENTS);
+}
+
+static void test_set_acl(void **state)
+{
+	struct kv *kv = *state;
+	struct kv_apply_result r;
+	struct kv_node n;
+	uint8_t acl[128];
+	int64_t z = 1;
+	struct kv_acl a = { KV_PERM_READ, "digest", 6, "bob:xyz", 7 }, got;
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/a", "1", 0), NULL), KV_ZOK);
+	struct kv_op op = kvt_op(KV_OP_SET_ACL, "/a");
+	op.acl = acl;
+	op.acl_len = (uint32_t)kv_acl_encode(&a, 1, acl, sizeof(acl));
+	assert_int_equal(kvt_apply1(kv, z++, 0, op, &r), KV_ZOK);
+	assert_int_equal(r.ops[0].stat.aversion, 1);
+	assert_int_equal(r.nevents, 0);
+	assert_int_equal(get(kv, "/a", &n), KV_ZOK);
+	assert_int_equal(n.stat.aversion, 1);
+	assert_int_equal(n.stat.mzxid, 1); /* setACL is not a data change */
+	uint32_t pos = 0;
+	assert_int_equal(kv_acl_next(n.acl, n.acl_len, &pos, &got), 1);
+	assert_int_equal(got.perms, KV_PERM_READ);
+	assert_memory_equal(got.id, "bob:xyz", 7);
+	op.version = 0;
+	assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), KV_ZBADVERSION);
+	op.version = 1;
+	assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), KV_ZOK);
+	op.path = "/b";
+	assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), KV_ZNONODE);
+	op.path = "/a";
+	op.acl_len = (uint32_t)kv_acl_encode(NULL, 0, acl, sizeof(acl));
+	assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), KV_ZINVALIDACL);
+}
+
+static void test_multi(void **state)
+{
+	struct kv *kv = *state;
+	struct kv_apply_result r;
+	struct kv_node n;
+	int64_t z = 1;
+	struct kv_op ops[4];
+	ops[0] = kvt_create_op("/m", "0", 0);
+	ops[1] = kvt_create_op("/m/x", "1", 0);
+	ops[2] = kvt_op(KV_OP_SET_DATA, "/m");
+	ops[2].data = "2";
+	ops[2].data_len = 1;
+	ops[3] = kvt_op(KV_OP_CHECK, "/m/x");
+	assert_int_equal(kvt_multi(kv, z++, 0, ops, 4, &r), KV_ZOK);
+	assert_int_equal(r.nops, 4);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(r.ops[i].err, KV_ZOK);
+	assert_string_equal(r.ops[1].path, "/m/x");
+	assert_int_equal(r.nevents, 5);
+	assert_int_equal(get(kv, "/m", &n), KV_ZOK);
+	assert_int_equal(n.stat.version, 1);
+	assert_int_equal(n.stat.num_children, 1);
+	uint64_t d = kv_view_digest(kv_view_get(kv));
+	uint64_t cnt = kv_view_node_count(kv_view_get(kv));
+	/* a failing op in the middle: nothing applies, ZooKeeper's per-op codes */
+	ops[0] = kvt_create_op("/m/y", "", 0);
+	ops[1] = kvt_op(KV_OP_DELETE, "/m/x");
+	ops[2] = kvt_op(KV_OP_SET_DATA, "/m");
+	ops[2].version = 42;
+	ops[3] = kvt_op(KV_OP_DELETE, "/m");
+	assert_int_equal(kvt_multi(kv, z, 0, ops, 4, &r), KV_ZBADVERSION);
+	assert_int_equal(r.nops, 4);
+	assert_int_equal(r.ops[0].err, KV_ZOK);
+	assert_int_equal(r.ops[1].err, KV_ZOK);
+	assert_int_equal(r.ops[2].err, KV_ZBADVERSION);
+	assert_int_equal(r.ops[3].err, KV_ZRUNTIMEINCONSISTENCY);
+	assert_null(r.ops[0].path);
+	assert_int_equal(r.nevents, 0);
+	assert_int_equal(kv_view_digest(kv_view_get(kv)), d);
+	assert_int_equal(kv_view_node_count(kv_view_get(kv)), cnt);
+	assert_int_equal(kv_view_zxid(kv_view_get(kv)), z);
+	assert_int_equal(get(kv, "/m/y", &n), KV_ZNONODE);
+	assert_int_equal(get(kv, "/m/x", &n), KV_ZOK);
+	z++;
+	/* ops see the effects of the ones before them */
+	ops[0] = kvt_op(KV_OP_DELETE, "/m/x");
+	ops[1] = kvt_op(KV_OP_DELETE, "/m");
+	ops[2] = kvt_create_op("/m", "new", 0);
+	ops[3] = kvt_create_op("/m/x", "", 0);
+	assert_int_equal(kvt_multi(kv, z, 0, ops, 4, &r), KV_ZOK);
+	assert_int_equal(get(kv, "/m", &n), KV_ZOK);
+	assert_int_equal(n.stat.czxid, z);
+	assert_int_equal(n.stat.version, 0);
+	z++;
+	/* the first op fails */
+	ops[0] = kvt_create_op("/m", "", 0);
+	assert_int_equal(kvt_multi(kv, z++, 0, ops, 2, &r), KV_ZNODEEXISTS);
+	assert_int_equal(r.ops[0].err, KV_ZNODEEXISTS);
+	assert_int_equal(r.ops[1].err, KV_ZRUNTIMEINCONSISTENCY);
+	/* an empty multi is fine */
+	assert_int_equal(kvt_multi(kv, z++, 0, ops, 0, &r), KV_ZOK);
+	assert_int_equal(r.nops, 0);
+	/* setACL is not allowed in a multi: the encoder refuses it, apply too */
+	struct kv_txn txn = { .type = KV_OP_MULTI, .zxid = z++, .nops = 1, .ops = ops };
+	uint8_t buf[256];
+	ops[0] = kvt_op(KV_OP_SET_ACL, "/m");
+	assert_int_equal(kv_txn_encode(&txn, buf, sizeof(buf)), KEEL_E_INVAL);
+	assert_int_equal(kv_apply(kv, &txn, &r), 0);
+	assert_int_equal(r.ops[0].err, KV_ZUNIMPLEMENTED);
+}
+
+static void test_sessions(void **state)
+{
+	struct kv *kv = *state;
+	struct kv_apply_result r;
+	struct kv_session_info si;
+	struct kv_node n;
+	int64_t z = 1;
+	const struct kv_view *v;
+	assert_int_equal(kvt_session(kv, z++, KV_OP_CREATE_SESSION, 0, 3000, NULL),
+			 KV_ZBADARGUMENTS);
+	assert_int_equal(kvt_session(kv, z++, KV_OP_CREATE_SESSION, 5, 0, NULL), KV_ZBADARGUMENTS);
+	assert_int_equal(kvt_session(kv, z++, KV_OP_CREATE_SESSION, KV_OWNER_CONTAINER, 10, NULL),
+			 KV_ZBADARGUMENTS);
+	assert_int_equal(kvt_session(kv, z++, KV_OP_CREATE_SESSION, 5, 3000, NULL), KV_ZOK);
+	assert_int_equal(kvt_session(kv, z++, KV_OP_CREATE_SESSION, 6, 4000, NULL), KV_ZOK);
+	v = kv_view_get(kv);
+	assert_int_equal(kv_view_session_count(v), 2);
+	assert_int_equal(kv_session_get(v, 5, &si), KV_ZOK);
+	assert_int_equal(si.timeout_ms, 3000);
+	assert_int_equal(si.passwd[0], 5);
+	assert_int_equal(kv_session_get(v, 7, &si), KV_ZSESSIONEXPIRED);
+	/* re-creating keeps one session with the new timeout */
+	assert_int_equal(kvt_session(kv, z++, KV_OP_CREATE_SESSION, 5, 5000, NULL), KV_ZOK);
+	v = kv_view_get(kv);
+	assert_int_equal(kv_view_session_count(v), 2);
+	assert_int_equal(kv_session_get(v, 5, &si), KV_ZOK);
+	assert_int_equal(si.timeout_ms, 5000);
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/p", "", 0), NULL), KV_ZOK);
+	assert_int_equal(kvt_apply1(kv, z++, 5, kvt_create_op("/p/a", "", 1), NULL), KV_ZOK);
+	assert_int_equal(kvt_apply1(kv, z++, 5, kvt_create_op("/p/b", "", 3), NULL), KV_ZOK);
+	assert_int_equal(kvt_apply1(kv, z++, 6, kvt_create_op("/p/c", "", 1), NULL), KV_ZOK);
+	assert_int_equal(kvt_apply1(kv, z++, 5, kvt_create_op("/e5", "", 1), NULL), KV_ZOK);
+	v = kv_view_get(kv);
+	struct kvt_names names = { .n = 0 };
+	kv_ephemerals(v, 5, kvt_collect, &names);
+	assert_int_equal(names.n, 3);
+	qsort(names.v, 3, sizeof(char *), kvt_cmpstr);
+	assert_string_equal(names.v[0], "/e5");
+	assert_string_equal(names.v[1], "/p/a");
+	assert_string_equal(names.v[2], "/p/b0000000001");
+	for (int i = 0; i < names.n; i++)
+		free(names.v[i]);
+	assert_int_equal(kv_session_get(v, 5, &si), KV_ZOK);
+	assert_int_equal(si.num_ephemerals, 3);
+	/* deleting an ephemeral by hand takes it off its session */
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_DELETE, "/e5"), NULL), KV_ZOK);
+	assert_int_equal(kv_session_get(kv_view_get(kv), 5, &si), KV_ZOK);
+	assert_int_equal(si.num_ephemerals, 2);
+	/* closing deletes its ephemerals in the same txn, with their events */
+	assert_int_equal(kvt_session(kv, z, KV_OP_CLOSE_SESSION, 5, 0, &r), KV_ZOK);
+	assert_int_equal(r.nevents, 4);
+	v = kv_view_get(kv);
+	assert_int_equal(kv_session_get(v, 5, &si), KV_ZSESSIONEXPIRED);
+	assert_int_equal(kv_get(v, "/p/a", 4, &n), KV_ZNONODE);
+	assert_int_equal(kv_get(v, "/p/c", 4, &n), KV_ZOK);
+	assert_int_equal(kv_get(v, "/p", 2, &n), KV_ZOK);
+	assert_int_equal(n.stat.num_children, 1);
+	assert_int_equal(n.stat.pzxid, z);
+	z++;
+	/* expiry does the same */
+	assert_int_equal(kvt_session(kv, z++, KV_OP_EXPIRE_SESSION, 6, 0, &r), KV_ZOK);
+	assert_int_equal(r.nevents, 2);
+	v = kv_view_get(kv);
+	assert_int_equal(kv_view_session_count(v), 0);
+	assert_int_equal(kv_get(v, "/p/c", 4, &n), KV_ZNONODE);
+	/* closing an unknown session is a no-op */
+	uint64_t d = kv_view_digest(v);
+	assert_int_equal(kvt_session(kv, z++, KV_OP_CLOSE_SESSION, 6, 0, &r), KV_ZOK);
+	assert_int_equal(kv_view_digest(kv_view_get(kv)), d);
+}
+
+static int collect_path(void *ctx, const char *name, size_t len)
+{
+	return kvt_collect(ctx, name, len);
+}
+
+static void test_containers_ttl(void **state)
+{
+	struct kv *kv = *state;
+	struct kv_apply_result r;
+	struct kv_node n;
+	int64_t z = 1;
+	const struct kv_view *v;
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/c", "", KV_MODE_CONTAINER), &r),
+			 KV_ZOK);
+	assert_int_equal(r.ops[0].stat.ephemeral_owner, KV_OWNER_CONTAINER);
+	struct kv_op op = kvt_create_op("/t", "", KV_MODE_PERSISTENT_WITH_TTL);
+	op.ttl_ms = 500;
+	assert_int_equal(kvt_apply1(kv, z++, 0, op, &r), KV_ZOK);
+	assert_int_equal(r.ops[0].stat.ephemeral_owner, KV_OWNER_TTL_MASK | 500);
+	op = kvt_create_op("/ts", "", KV_MODE_PERSISTENT_SEQUENTIAL_WITH_TTL);
+	op.ttl_ms = 1;
+	assert_int_equal(kvt_apply1(kv, z++, 0, op, &r), KV_ZOK);
+	assert_string_equal(r.ops[0].path, "/ts0000000002");
+	/* containers and TTL nodes may have children (unlike ephemerals) */
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/c/k", "", 0), NULL), KV_ZOK);
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/t/k", "", 0), NULL), KV_ZOK);
+	struct kvt_names names = { .n = 0 };
+	v = kv_view_get(kv);
+	assert_int_equal(kv_get(v, "/t", 2, &n), KV_ZOK);
+	kv_expired_containers(v, n.stat.mtime_ms + 10000, collect_path, &names);
+	assert_int_equal(names.n, 1); /* only /ts: the others have children */
+	assert_string_equal(names.v[0], "/ts0000000002");
+	free(names.v[0]);
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_DELETE_CONTAINER, "/c"), NULL),
+			 KV_ZNOTEMPTY);
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_DELETE, "/c/k"), NULL), KV_ZOK);
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_DELETE, "/t/k"), NULL), KV_ZOK);
+	names.n = 0;
+	v = kv_view_get(kv);
+	/* /t: TTL 500 ms not yet over at mtime + 500 */
+	kv_expired_containers(v, n.stat.mtime_ms + 500, collect_path, &names);
+	qsort(names.v, (size_t)names.n, sizeof(char *), kvt_cmpstr);
+	assert_int_equal(names.n, 2);
+	assert_string_equal(names.v[0], "/c");
+	assert_string_equal(names.v[1], "/ts0000000002");
+	for (int i = 0; i < names.n; i++)
+		free(names.v[i]);
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/plain", "", 0), NULL), KV_ZOK);
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_DELETE_CONTAINER, "/plain"), NULL),
+			 KV_ZBADARGUMENTS);
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_DELETE_CONTAINER, "/zz"), NULL),
+			 KV_ZNONODE);
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_DELETE_CONTAINER, "/c"), NULL),
+			 KV_ZOK);
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_DELETE_CONTAINER, "/t"), NULL),
+			 KV_ZOK);
+}
+
+static void test_zxid_order(void **state)
+{
+	struct kv *kv = *state;
+	struct kv_op op = kvt_create_op("/a", "", 0);
+	struct kv_txn txn = { .type = KV_OP_CREATE, .zxid = 10, .nops = 1, .ops = &op };
+	struct kv_apply_result r;
+	assert_int_equal(kv_apply(kv, &txn, &r), 0);
+	assert_int_equal(kv_apply(kv, &txn, &r), KEEL_E_STALE);
+	txn.zxid = 9;
+	assert_int_equal(kv_apply(kv, &txn, &r), KEEL_E_STALE);
+	txn.zxid = 11;
+	txn.type = KV_OP_DELETE; /* type and op disagree */
+	assert_int_equal(kv_apply(kv, &txn, &r), KEEL_E_INVAL);
+	assert_int_equal(kv_view_zxid(kv_view_get(kv)), 10);
+}
+
+static void test_all_children_number(void **state)
+{
+	struct kv *kv = *state;
+	int64_t z = 1, cnt;
+	const char *paths[] = { "/a", "/a/b", "/a/b/c", "/a/d", "/e" };
+	for (size_t i = 0; i < KEEL_ARRAY_SIZE(paths); i++)
+		assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op(paths[i], "", 0), NULL),
+				 KV_ZOK);
+	const struct kv_view *v = kv_view_get(kv);
+	assert_int_equal(kv_all_children_number(v, "/", 1, &cnt), KV_ZOK);
+	assert_int_equal(cnt, 5);
+	assert_int_equal(kv_all_children_number(v, "/a", 2, &cnt), KV_ZOK);
+	assert_int_equal(cnt, 3);
+	assert_int_equal(kv_all_children_number(v, "/a/b/c", 6, &cnt), KV_ZOK);
+	assert_int_equal(cnt, 0);
+	assert_int_equal(kv_all_children_number(v, "/x", 2, &cnt), KV_ZNONODE);
+}
+
+/* ---- codec ---- */
+
+static void test_codec_roundtrip(void **state)
+{
+	(void)state;
+	uint8_t buf[1024], acl[64];
+	struct kv_op ops[3], dops[8];
+	struct kv_txn t, d;
+	ops[0] = kvt_create_op("/a", "data", KV_MODE_PERSISTENT_WITH_TTL);
+	ops[0].ttl_ms = 1234;
+	ops[1] = kvt_op(KV_OP_SET_DATA, "/b");
+	ops[1].data = "xy";
+	ops[1].data_len = 2;
+	ops[1].version = 7;
+	ops[2] = kvt_op(KV_OP_CHECK, "/c");
+	ops[2].version = -1;
+	memset(&t, 0, sizeof(t));
+	t.type = KV_OP_MULTI;
+	t.cxid = 99;
+	t.zxid = 0x123456789ll;
+	t.time_ms = -5;
+	t.session_id = 0x7fffffffffffll;
+	t.nops = 3;
+	t.ops = ops;
+	int64_t n = kv_txn_encode(&t, buf, sizeof(buf));
+	assert_true(n > 0 && n < (int64_t)sizeof(buf));
+	/* a short buffer reports the size needed */
+	assert_int_equal(kv_txn_encode(&t, buf, 3), n);
+	n = kv_txn_encode(&t, buf, sizeof(buf));
+	assert_int_equal(kv_txn_decode(buf, (size_t)n, &d, dops, 8), 0);
+	assert_int_equal(d.type, KV_OP_MULTI);
+	assert_int_equal(d.cxid, 99);
+	assert_int_equal(d.zxid, t.zxid);
+	assert_int_equal(d.time_ms, -5);
+	assert_int_equal(d.session_id, t.session_id);
+	assert_int_equal(d.nops, 3);
+	assert_int_equal(d.ops[0].type, KV_OP_CREATE);
+	assert_int_equal(d.ops[0].mode, KV_MODE_PERSISTENT_WITH_TTL);
+	assert_int_equal(d.ops[0].ttl_ms, 1234);
+	assert_int_equal(d.ops[0].data_len, 4);
+	assert_memory_equal(d.ops[0].data, "data", 4);
+	assert_int_equal(d.ops[0].acl_len, ops[0].acl_len);
+	assert_memory_equal(d.ops[0].acl, ops[0].acl, ops[0].acl_len);
+	assert_int_equal(d.ops[1].version, 7);
+	assert_memory_equal(d.ops[1].path, "/b", 2);
+	assert_int_equal(d.ops[2].version, -1);
+	/* too many ops for the caller's array */
+	assert_int_equal(kv_txn_decode(buf, (size_t)n, &d, dops, 2), KEEL_E_TOO_BIG);
+	/* every truncation and one trailing byte are rejected */
+	for (int64_t i = 0; i < n; i++)
+		assert_int_equal(kv_txn_decode(buf, (size_t)i, &d, dops, 8), KEEL_E_MALFORMED);
+	assert_int_equal(kv_txn_decode(buf, (size_t)n + 1, &d, dops, 8), KEEL_E_MALFORMED);
+	/* bad version, flags, type, nested multi, broken ACL */
+	buf[0] = 2;
+	assert_int_equal(kv_txn_decode(buf, (size_t)n, &d, dops, 8), KEEL_E_MALFORMED);
+	buf[0] = 1;
+	buf[2] = 1;
+	assert_int_equal(kv_txn_decode(buf, (size_t)n, &d, dops, 8), KEEL_E_MALFORMED);
+	buf[2] = 0;
+	buf[1] = 99;
+	assert_int_equal(kv_txn_decode(buf, (size_t)n, &d, dops, 8), KEEL_E_MALFORMED);
+	buf[1] = KV_OP_MULTI;
+	size_t first_op = 1 + 1 + 2 + 4 + 8 + 8 + 8 + 4;
+	buf[first_op] = KV_OP_MULTI;
+	assert_int_equal(kv_txn_decode(buf, (size_t)n, &d, dops, 8), KEEL_E_MALFORMED);
+	buf[first_op] = KV_OP_CREATE;
+	assert_int_equal(kv_txn_decode(buf, (size_t)n, &d, dops, 8), 0);
+	/* ACL count that disagrees with the entries */
+	size_t acl_at = (size_t)((const uint8_t *)d.ops[0].acl - buf);
+	buf[acl_at] = 2;
+	assert_int_equal(kv_txn_decode(buf, (size_t)n, &d, dops, 8), KEEL_E_MALFORMED);
+	/* session txns */
+	memset(&t, 0, sizeof(t));
+	t.type = KV_OP_CREATE_SESSION;
+	t.zxid = 3;
+	t.session_id = 42;
+	t.session_timeout_ms = 9000;
+	memset(t.session_passwd, 0xab, KV_PASSWD_BYTES);
+	n = kv_txn_encode(&t, buf, sizeof(buf));
+	assert_int_equal(kv_txn_decode(buf, (size_t)n, &d, dops, 0), 0);
+	assert_int_equal(d.session_timeout_ms, 9000);
+	assert_int_equal(d.session_passwd[15], 0xab);
+	assert_int_equal(d.nops, 0);
+	/* a single op needs one slot */
+	t = (struct kv_txn){ .type = KV_OP_DELETE, .zxid = 4, .nops = 1, .ops = ops };
+	ops[0] = kvt_op(KV_OP_DELETE, "/z");
+	ops[0].version = 3;
+	n = kv_txn_encode(&t, buf, sizeof(buf));
+	assert_int_equal(kv_txn_decode(buf, (size_t)n, &d, dops, 0), KEEL_E_TOO_BIG);
+	assert_int_equal(kv_txn_decode(buf, (size_t)n, &d, dops, 1), 0);
+	assert_int_equal(d.ops[0].version, 3);
+	/* encoder refuses inconsistent txns */
+	t.type = KV_OP_SET_DATA;
+	assert_int_equal(kv_txn_encode(&t, buf, sizeof(buf)), KEEL_E_INVAL);
+	(void)acl;
+}
+
+static void test_batch(void **state)
+{
+	(void)state;
+	uint8_t buf[4096];
+	size_t len;
+	struct kv_op op = kvt_create_op("/a", "1", 0);
+	struct kv_txn t = { .type = KV_OP_CREATE, .zxid = 1, .nops = 1, .ops = &op }, d;
+	struct kv_op dop;
+	struct kv_batch_iter it;
+	const void *p;
+	size_t n;
+	int64_t h = kv_batch_init(buf, sizeof(buf));
+	assert_int_equal(h, 5);
+	len = (size_t)h;
+	for (int i = 0; i < 3; i++) {
+		t.zxid = i + 1;
+		assert_int_equal(kv_batch_add(buf, sizeof(buf), &len, &t), 0);
+	}
+	assert_int_equal(kv_batch_add(buf, len + 10, &len, &t), KEEL_E_TOO_BIG);
+	assert_int_equal(kv_batch_iter_init(&it, buf, len), 0);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(kv_batch_next(&it, &p, &n), 1);
+		assert_int_equal(kv_txn_decode(p, n, &d, &dop, 1), 0);
+		assert_int_equal(d.zxid, i + 1);
+	}
+	assert_int_equal(kv_batch_next(&it, &p, &n), 0);
+	/* truncated and padded batches */
+	assert_int_equal(kv_batch_iter_init(&it, buf, len - 1), 0);
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(kv_batch_next(&it, &p, &n), 1);
+	assert_int_equal(kv_batch_next(&it, &p, &n), KEEL_E_MALFORMED);
+	assert_int_equal(kv_batch_iter_init(&it, buf, len + 1), 0);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(kv_batch_next(&it, &p, &n), 1);
+	assert_int_equal(kv_batch_next(&it, &p, &n), KEEL_E_MALFORMED);
+	assert_int_equal(kv_batch_iter_init(&it, buf, 3), KEEL_E_MALFORMED);
+	buf[0] = 9;
+	assert_int_equal(kv_batch_iter_init(&it, buf, len), KEEL_E_MALFORMED);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_root, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_create, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_create_errors, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sequential, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_delete, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_set_data_and_check, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_set_acl, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_multi, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sessions, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_containers_ttl, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_zxid_order, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_all_children_number, setup, teardown),
+		cmocka_unit_test(test_codec_roundtrip),
+		cmocka_unit_test(test_batch),
+	};
+	int rc = cmocka_run_group_tests(tests, NULL, NULL);
+	kv_barrier(); /* let the reclaimer finish before the leak check */
+	return rc;
+}

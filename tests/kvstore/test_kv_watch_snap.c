@@ -1,0 +1,330 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The watch registry against applied events; snapshot round trips; digests. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+
+#include "kvt.h"
+
+struct notes {
+	int n;
+	int64_t session[32];
+	int32_t type[32];
+	char path[32][64];
+};
+
+static void note(void *ctx, int64_t session, const struct kv_event *ev)
+{
+	struct notes *nt = ctx;
+	assert_true(nt->n < 32);
+	nt->session[nt->n] = session;
+	nt->type[nt->n] = ev->type;
+	snprintf(nt->path[nt->n], 64, "%.*s", (int)ev->path_len, ev->path);
+	nt->n++;
+}
+
+/* Applies one op and feeds its events to the registry. */
+static void run(struct kv *kv, struct kv_watches *w, int64_t zxid, struct kv_op op,
+		struct notes *nt)
+{
+	struct kv_apply_result r;
+	nt->n = 0;
+	kvt_apply1(kv, zxid, 0, op, &r);
+	for (uint32_t i = 0; i < r.nevents; i++)
+		kv_watch_match(w, &r.events[i], note, nt);
+}
+
+static int has(const struct notes *nt, int64_t s, int32_t type, const char *path)
+{
+	for (int i = 0; i < nt->n; i++)
+		if (nt->session[i] == s && nt->type[i] == type && !strcmp(nt->path[i], path))
+			return 1;
+	return 0;
+}
+
+static void test_watch_kinds(void **state)
+{
+	(void)state;
+	struct kv *kv;
+	struct kv_watches *w;
+	struct notes nt;
+	kv_thread_register();
+	assert_int_equal(kv_create(NULL, &kv), 0);
+	assert_int_equal(kv_watches_create(&w), 0);
+	/* exists on a missing node, then created */
+	assert_int_equal(kv_watch_add(w, 1, "/a", 2, KV_WATCH_EXIST, 0), 0);
+	assert_int_equal(kv_watch_add(w, 2, "/", 1, KV_WATCH_CHILD, 0), 0);
+	assert_int_equal(kv_watch_add(w, 3, "/", 1, KV_WATCH_RECURSIVE, 0), 0);
+	assert_int_equal(kv_watch_add(w, 4, "/a", 2, KV_WATCH_PERSISTENT, 0), 0);
+	assert_int_equal(kv_watch_count(w), 4);
+	run(kv, w, 1, kvt_create_op("/a", "", 0), &nt);
+	assert_int_equal(nt.n, 4);
+	assert_true(has(&nt, 1, KV_EVENT_CREATED, "/a"));
+	assert_true(has(&nt, 2, KV_EVENT_CHILDREN_CHANGED, "/"));
+	assert_true(has(&nt, 3, KV_EVENT_CREATED, "/a"));
+	assert_true(has(&nt, 4, KV_EVENT_CREATED, "/a"));
+	/* one-shots are gone, persistent ones stay */
+	assert_int_equal(kv_watch_count(w), 2);
+	/* data watch + child watch of one session: one notification on delete */
+	assert_int_equal(kv_watch_add(w, 5, "/a", 2, KV_WATCH_DATA, 1), 0);
+	assert_int_equal(kv_watch_add(w, 5, "/a", 2, KV_WATCH_CHILD, 1), 0);
+	assert_int_equal(kv_watch_add(w, 5, "/a", 2, KV_WATCH_CHILD, 1), 0); /* same: kept once */
+	assert_int_equal(kv_watch_count(w), 4);
+	run(kv, w, 2, kvt_create_op("/a/b", "", 0), &nt);
+	/* children of /a changed: child watch (5), persistent (4); recursive (3) gets created */
+	assert_true(has(&nt, 5, KV_EVENT_CHILDREN_CHANGED, "/a"));
+	assert_true(has(&nt, 4, KV_EVENT_CHILDREN_CHANGED, "/a"));
+	assert_true(has(&nt, 3, KV_EVENT_CREATED, "/a/b"));
+	assert_false(has(&nt, 3, KV_EVENT_CHILDREN_CHANGED, "/a"));
+	assert_int_equal(nt.n, 3);
+	struct kv_op sd = kvt_op(KV_OP_SET_DATA, "/a/b");
+	run(kv, w, 3, sd, &nt);
+	assert_int_equal(nt.n, 1);
+	assert_true(has(&nt, 3, KV_EVENT_DATA_CHANGED, "/a/b"));
+	run(kv, w, 4, kvt_op(KV_OP_DELETE, "/a/b"), &nt);
+	run(kv, w, 5, kvt_op(KV_OP_DELETE, "/a"), &nt);
+	assert_true(has(&nt, 5, KV_EVENT_DELETED, "/a"));
+	assert_true(has(&nt, 4, KV_EVENT_DELETED, "/a"));
+	assert_true(has(&nt, 3, KV_EVENT_DELETED, "/a"));
+	int fives = 0;
+	for (int i = 0; i < nt.n; i++)
+		fives += nt.session[i] == 5;
+	assert_int_equal(fives, 1);
+	/* only the persistent and recursive ones are left */
+	assert_int_equal(kv_watch_count(w), 2);
+	/* a read at zxid 5 cannot be registered once zxid 5 events were matched... */
+	assert_int_equal(kv_watch_add(w, 6, "/x", 2, KV_WATCH_EXIST, 4), KEEL_E_STALE);
+	/* ...but one at 5 is, and does not fire on events it already saw */
+	assert_int_equal(kv_watch_add(w, 6, "/x", 2, KV_WATCH_EXIST, 5), 0);
+	struct kv_event old = { KV_EVENT_CREATED, 2, "/x", 5 };
+	nt.n = 0;
+	kv_watch_match(w, &old, note, &nt);
+	assert_false(has(&nt, 6, KV_EVENT_CREATED, "/x"));
+	/* removal */
+	assert_int_equal(kv_watch_remove(w, 6, "/x", 2, KV_WATCH_CHILD), KV_ZNOWATCHER);
+	assert_int_equal(kv_watch_remove(w, 6, "/x", 2, KV_WATCH_DATA), KV_ZOK);
+	assert_int_equal(kv_watch_remove(w, 6, "/x", 2, KV_WATCH_ANY), KV_ZNOWATCHER);
+	assert_int_equal(kv_watch_remove(w, 4, "/a", 2, KV_WATCH_PERSISTENT), KV_ZOK);
+	assert_int_equal(kv_watch_add(w, 7, "/q", 2, KV_WATCH_DATA, 5), 0);
+	assert_int_equal(kv_watch_add(w, 7, "/r", 2, KV_WATCH_CHILD, 5), 0);
+	kv_watch_remove_session(w, 7);
+	assert_int_equal(kv_watch_count(w), 1);
+	kv_watch_remove_session(w, 3);
+	assert_int_equal(kv_watch_count(w), 0);
+	assert_int_equal(kv_watch_add(w, 7, "/q", 2, 9, 5), KEEL_E_INVAL);
+	/* many paths: the table grows and still finds them */
+	char p[32];
+	for (int i = 0; i < 1000; i++) {
+		int n = snprintf(p, sizeof(p), "/w%d", i);
+		assert_int_equal(kv_watch_add(w, i, p, (size_t)n, KV_WATCH_DATA, 5), 0);
+	}
+	for (int i = 0; i < 1000; i += 7) {
+		int n = snprintf(p, sizeof(p), "/w%d", i);
+		struct kv_event ev = { KV_EVENT_DATA_CHANGED, (uint32_t)n, p, 6 + i };
+		nt.n = 0;
+		assert_int_equal(kv_watch_match(w, &ev, note, &nt), 1);
+		assert_int_equal(nt.session[0], i);
+	}
+	kv_watches_destroy(w);
+	kv_destroy(kv);
+	kv_thread_unregister();
+}
+
+/* A store with some of everything. */
+static void populate(struct kv *kv, int64_t *z)
+{
+	uint8_t acl[128];
+	struct kv_acl a[2] = { { KV_PERM_READ, "ip", 2, "1.2.3.4", 7 },
+			       { KV_PERM_ALL, "digest", 6, "u:p", 3 } };
+	kvt_session(kv, (*z)++, KV_OP_CREATE_SESSION, 11, 4000, NULL);
+	kvt_session(kv, (*z)++, KV_OP_CREATE_SESSION, 12, 5000, NULL);
+	kvt_apply1(kv, (*z)++, 0, kvt_create_op("/app", "cfg", 0), NULL);
+	for (int i = 0; i < 200; i++) {
+		char p[64], d[64];
+		snprintf(p, sizeof(p), "/app/n%d", i % 50);
+		snprintf(d, sizeof(d), "v%d", i);
+		if (i < 50) {
+			kvt_apply1(kv, (*z)++, 11 + (i & 1), kvt_create_op(p, d, i % 4), NULL);
+		} else {
+			struct kv_op op = kvt_op(KV_OP_SET_DATA, p);
+			op.data = d;
+			op.data_len = (uint32_t)strlen(d);
+			kvt_apply1(kv, (*z)++, 0, op, NULL);
+		}
+	}
+	struct kv_op op = kvt_op(KV_OP_SET_ACL, "/app");
+	op.acl = acl;
+	op.acl_len = (uint32_t)kv_acl_encode(a, 2, acl, sizeof(acl));
+	kvt_apply1(kv, (*z)++, 0, op, NULL);
+	op = kvt_create_op("/ttl", "", KV_MODE_PERSISTENT_WITH_TTL);
+	op.ttl_ms = 100;
+	kvt_apply1(kv, (*z)++, 0, op, NULL);
+	kvt_apply1(kv, (*z)++, 0, kvt_create_op("/cont", "", KV_MODE_CONTAINER), NULL);
+	kvt_apply1(kv, (*z)++, 0, kvt_create_op("/cont/x", "", 0), NULL);
+}
+
+static void test_snapshot_roundtrip(void **state)
+{
+	(void)state;
+	struct kv *a, *b, *c;
+	struct kvt_stream s = { 0 }, s2 = { 0 };
+	int64_t z = 1;
+	kv_thread_register();
+	assert_int_equal(kv_create(NULL, &a), 0);
+	populate(a, &z);
+	const struct kv_view *va = kv_view_get(a);
+	assert_int_equal(kv_snapshot_write(va, kvt_stream_write, &s), 0);
+	assert_int_equal(kv_create(NULL, &b), 0);
+	assert_int_equal(kv_restore(b, kvt_stream_read, &s), 0);
+	const struct kv_view *vb = kv_view_get(b);
+	assert_int_equal(kv_view_digest(vb), kv_view_digest(va));
+	assert_int_equal(kv_view_zxid(vb), kv_view_zxid(va));
+	assert_int_equal(kv_view_node_count(vb), kv_view_node_count(va));
+	assert_int_equal(kv_view_session_count(vb), 2);
+	struct kv_node na, nb;
+	assert_int_equal(kv_get(vb, "/app/n4", 7, &nb), KV_ZOK);
+	assert_int_equal(kv_get(va, "/app/n4", 7, &na), KV_ZOK);
+	assert_memory_equal(&na.stat, &nb.stat, sizeof(na.stat));
+	assert_int_equal(na.data_len, nb.data_len);
+	assert_memory_equal(na.data, nb.data, na.data_len);
+	char ca[4096], cb[4096];
+	kvt_children_str(va, "/app", ca, sizeof(ca), NULL);
+	kvt_children_str(vb, "/app", cb, sizeof(cb), NULL);
+	assert_string_equal(ca, cb);
+	struct kv_session_info si;
+	/* ephemeral modes are the odd i, all created by session 12 */
+	assert_int_equal(kv_session_get(vb, 12, &si), KV_ZOK);
+	assert_int_equal(si.num_ephemerals, 25);
+	assert_int_equal(kv_session_get(vb, 11, &si), KV_ZOK);
+	assert_int_equal(si.num_ephemerals, 0);
+	/* both continue identically from there */
+	int64_t z2 = z;
+	kvt_session(a, z++, KV_OP_CLOSE_SESSION, 12, 0, NULL);
+	kvt_session(b, z2++, KV_OP_CLOSE_SESSION, 12, 0, NULL);
+	assert_int_equal(kv_view_node_count(kv_view_get(b)), kv_view_node_count(vb) - 25);
+	kvt_apply1(a, z++, 0, kvt_create_op("/more", "1", 0), NULL);
+	kvt_apply1(b, z2++, 0, kvt_create_op("/more", "1", 0), NULL);
+	assert_int_equal(kv_view_digest(kv_view_get(a)), kv_view_digest(kv_view_get(b)));
+	/* a second snapshot of the restored store is equal again */
+	assert_int_equal(kv_snapshot_write(kv_view_get(b), kvt_stream_write, &s2), 0);
+	assert_int_equal(kv_create(NULL, &c), 0);
+	assert_int_equal(kv_restore(c, kvt_stream_read, &s2), 0);
+	assert_int_equal(kv_view_digest(kv_view_get(c)), kv_view_digest(kv_view_get(a)));
+	/* restoring into a store that is not empty is refused */
+	s2.pos = 0;
+	assert_int_equal(kv_restore(c, kvt_stream_read, &s2), KEEL_E_STATE);
+	kv_destroy(a);
+	kv_destroy(b);
+	kv_destroy(c);
+	free(s.b);
+	free(s2.b);
+	kv_thread_unregister();
+}
+
+static void test_snapshot_corrupt(void **state)
+{
+	(void)state;
+	struct kv *a, *b;
+	struct kvt_stream s = { 0 };
+	int64_t z = 1;
+	kv_thread_register();
+	assert_int_equal(kv_create(NULL, &a), 0);
+	populate(a, &z);
+	assert_int_equal(kv_snapshot_write(kv_view_get(a), kvt_stream_write, &s), 0);
+	/* every truncation fails; a flipped byte anywhere fails; the store stays empty */
+	for (size_t cut = 0; cut < s.len; cut += 1 + cut / 8) {
+		struct kvt_stream t = s;
+		t.len = cut;
+		t.pos = 0;
+		assert_int_equal(kv_create(NULL, &b), 0);
+		assert_true(kv_restore(b, kvt_stream_read, &t) < 0);
+		assert_int_equal(kv_view_node_count(kv_view_get(b)), 1);
+		kv_destroy(b);
+	}
+	for (size_t at = 0; at < s.len; at += 1 + at / 16) {
+		s.b[at] ^= 0x40;
+		s.pos = 0;
+		assert_int_equal(kv_create(NULL, &b), 0);
+		int rc = kv_restore(b, kvt_stream_read, &s);
+		assert_true(rc == KEEL_E_CORRUPT || rc == KEEL_E_IO);
+		assert_int_equal(kv_view_zxid(kv_view_get(b)), 0);
+		kv_destroy(b);
+		s.b[at] ^= 0x40;
+	}
+	s.pos = 0;
+	assert_int_equal(kv_create(NULL, &b), 0);
+	assert_int_equal(kv_restore(b, kvt_stream_read, &s), 0);
+	kv_destroy(b);
+	kv_destroy(a);
+	free(s.b);
+	kv_thread_unregister();
+}
+
+static int fail_write(void *ctx, const void *buf, size_t len)
+{
+	(void)buf;
+	(void)len;
+	return --*(int *)ctx > 0 ? 0 : KEEL_E_IO;
+}
+
+static void test_snapshot_write_error(void **state)
+{
+	(void)state;
+	struct kv *a;
+	int64_t z = 1;
+	int budget = 1;
+	kv_thread_register();
+	assert_int_equal(kv_create(NULL, &a), 0);
+	populate(a, &z);
+	assert_int_equal(kv_snapshot_write(kv_view_get(a), fail_write, &budget), KEEL_E_IO);
+	kv_destroy(a);
+	kv_thread_unregister();
+}
+
+static void test_digest(void **state)
+{
+	(void)state;
+	struct kv *a, *b;
+	int64_t za = 1, zb = 1;
+	kv_thread_register();
+	assert_int_equal(kv_create(NULL, &a), 0);
+	assert_int_equal(kv_create(NULL, &b), 0);
+	assert_int_equal(kv_view_digest(kv_view_get(a)), kv_view_digest(kv_view_get(b)));
+	populate(a, &za);
+	populate(b, &zb);
+	uint64_t d = kv_view_digest(kv_view_get(a));
+	assert_int_equal(d, kv_view_digest(kv_view_get(b)));
+	/* any change moves it; undoing the content does not restore it (stats differ) */
+	struct kv_op op = kvt_op(KV_OP_SET_DATA, "/app");
+	op.data = "cfg";
+	op.data_len = 3;
+	kvt_apply1(a, za++, 0, op, NULL);
+	assert_int_not_equal(kv_view_digest(kv_view_get(a)), d);
+	/* the same ops in another order of sessions' ephemerals still agree */
+	kvt_apply1(b, zb++, 0, op, NULL);
+	assert_int_equal(kv_view_digest(kv_view_get(a)), kv_view_digest(kv_view_get(b)));
+	/* create then delete = only parent stats differ from before */
+	d = kv_view_digest(kv_view_get(a));
+	kvt_apply1(a, za++, 0, kvt_create_op("/tmp", "", 0), NULL);
+	kvt_apply1(a, za++, 0, kvt_op(KV_OP_DELETE, "/tmp"), NULL);
+	assert_int_not_equal(kv_view_digest(kv_view_get(a)), d);
+	kv_destroy(a);
+	kv_destroy(b);
+	kv_thread_unregister();
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_watch_kinds),
+		cmocka_unit_test(test_snapshot_roundtrip),
+		cmocka_unit_test(test_snapshot_corrupt),
+		cmocka_unit_test(test_snapshot_write_error),
+		cmocka_unit_test(test_digest),
+	};
+	int rc = cmocka_run_group_tests(tests, NULL, NULL);
+	kv_barrier(); /* let the reclaimer finish before the leak check */
+	return rc;
+}
