@@ -372,9 +372,11 @@ int dp_flush(dp_transport *t);
 int dp_recv_burst(dp_transport *t, struct dp_msg *msgs, int max);
 
 /*
- * Tell the polling policy how the last loop turn went. With did_work false,
- * busy-poll returns at once; adaptive yields (sched_yield) while idle for
- * less than spin_us, then sleeps until a frame arrives or sleep_us passes.
+ * Tell the polling policy how the last loop turn went. A turn whose
+ * dp_recv_burst took in frames (fragments of a message still incomplete)
+ * counts as work whatever did_work says. With no work, busy-poll returns at once; adaptive yields
+ * (sched_yield) while idle for less than spin_us, then sleeps until a frame arrives or sleep_us
+ * passes.
  */
 void dp_idle(dp_transport *t, bool did_work);
 

@@ -32,9 +32,10 @@ struct dp_transport {
 	dp_reasm *reasm;
 	uint16_t frag_unit;
 	uint32_t next_msg_id;
-	uint64_t rng;           /* test fault injection only */
-	uint64_t idle_since_ns; /* 0 = the last turn did work */
-	int dma_fd;             /* /dev/cpu_dma_latency, or -1 */
+	uint64_t rng;            /* test fault injection only */
+	uint64_t idle_since_ns;  /* 0 = the last turn did work */
+	uint64_t rx_frames_last; /* frames the last dp_recv_burst took in */
+	int dma_fd;              /* /dev/cpu_dma_latency, or -1 */
 	uint64_t ctr[DP_CTR_COUNT];
 };
 

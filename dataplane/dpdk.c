@@ -14,11 +14,15 @@
  * What can fail: EAL or a port cannot start (dp_open fails with a message
  * naming the device and the reason); a peer's MAC is not known yet (an ARP
  * request goes out, at most every ARP_RETRY_NS, the frame is counted
- * drop_tx_no_route); the mempool or the tx ring is full (drop_tx_full);
+ * drop_tx_no_route); the device ring is full (frames wait in the port's
+ * backlog, in order, and the loop does not sleep while any wait); the
+ * mempool or the backlog is full (drop_tx_full);
  * a chained (multi-segment) rx mbuf (drop_truncated: keel frames fit one).
  * Known limit: one DPDK transport per process (EAL is initialised once and
  * cleaned up by dp_close).
  */
+#include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -35,8 +39,8 @@
 
 #include "dp_impl.h"
 
-#define TX_BATCH     64
-#define TX_STALL_MAX 64                 /* tx_burst retries without progress */
+#define TX_BACKLOG   2048               /* frames a port holds while its ring is full */
+#define TX_STALL_MAX 16                 /* tx_burst retries without progress */
 #define ARP_RETRY_NS (100ull * 1000000) /* ARP request rate per peer */
 #define EAL_ARGS_MAX 48
 
@@ -45,7 +49,7 @@ struct port {
 	bool intr;
 	uint8_t mac[6];
 	int ntx;
-	struct rte_mbuf *tx[TX_BATCH];
+	struct rte_mbuf *tx[TX_BACKLOG];
 };
 
 struct route {
@@ -75,7 +79,13 @@ static struct dpdk_tp *dpdk_of(dp_transport *t)
 	return keel_container_of(t, struct dpdk_tp, base);
 }
 
-static void port_flush(dp_transport *t, struct port *p)
+/*
+ * Hand a port's queued frames to the device. What the ring does not take
+ * now stays queued, in order, for the next flush: a peer that is slow to
+ * drain its ring (it shares our core) costs latency, not messages. Only a
+ * full backlog drops (port_frame).
+ */
+static void port_flush(struct port *p)
 {
 	int sent = 0, stall = 0;
 	while (sent < p->ntx && stall < TX_STALL_MAX) {
@@ -83,28 +93,34 @@ static void port_flush(dp_transport *t, struct port *p)
 		sent += n;
 		stall = n ? 0 : stall + 1;
 	}
-	if (sent < p->ntx) {
-		t->ctr[DP_CTR_DROP_TX_FULL] += (uint64_t)(p->ntx - sent);
-		rte_pktmbuf_free_bulk(p->tx + sent, (unsigned)(p->ntx - sent));
-	}
-	p->ntx = 0;
+	if (sent && sent < p->ntx)
+		memmove(p->tx, p->tx + sent, (size_t)(p->ntx - sent) * sizeof(p->tx[0]));
+	p->ntx -= sent;
 }
 
 static int dpdk_flush(dp_transport *t)
 {
 	struct dpdk_tp *d = dpdk_of(t);
-	for (int i = 0; i < d->nports; i++)
+	int backlog = 0;
+	(void)t;
+	for (int i = 0; i < d->nports; i++) {
 		if (d->ports[i].ntx)
-			port_flush(t, &d->ports[i]);
-	return 0;
+			port_flush(&d->ports[i]);
+		backlog += d->ports[i].ntx;
+	}
+	return backlog ? KEEL_E_AGAIN : 0;
 }
 
 /* Queue a raw frame of len bytes on port p; returns its data or NULL. */
 static uint8_t *port_frame(dp_transport *t, struct port *p, size_t len)
 {
 	struct dpdk_tp *d = dpdk_of(t);
-	if (p->ntx == TX_BATCH)
-		port_flush(t, p);
+	if (p->ntx >= DP_BURST && p->ntx % DP_BURST == 0)
+		port_flush(p); /* big messages: keep the ring fed as we go */
+	if (p->ntx == TX_BACKLOG) {
+		t->ctr[DP_CTR_DROP_TX_FULL]++;
+		return NULL;
+	}
 	struct rte_mbuf *m = rte_pktmbuf_alloc(d->mp);
 	if (!m) {
 		t->ctr[DP_CTR_DROP_TX_FULL]++;
@@ -237,6 +253,11 @@ static int dpdk_recv(dp_transport *t, struct dp_msg *msgs, int max)
 static void dpdk_sleep(dp_transport *t, uint32_t us)
 {
 	struct dpdk_tp *d = dpdk_of(t);
+	/* Frames still wait for ring space: keep feeding, do not sleep. */
+	if (dpdk_flush(t) == KEEL_E_AGAIN) {
+		sched_yield();
+		return;
+	}
 	bool intr = t->cfg.rx_intr;
 	for (int i = 0; i < d->nports; i++)
 		intr = intr && d->ports[i].intr;
@@ -377,6 +398,14 @@ static int port_up(struct dpdk_tp *d, int idx, char *err, size_t errlen)
 
 int dp_dpdk_open(const struct dp_config *c, dp_transport **out, char *err, size_t errlen)
 {
+	/*
+	 * vhost-user and virtio-user talk over a unix socket without
+	 * MSG_NOSIGNAL: when the peer node exits, the next write would kill
+	 * this one with SIGPIPE. Ignore it unless the program handles it.
+	 */
+	struct sigaction sa;
+	if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL)
+		signal(SIGPIPE, SIG_IGN);
 	int rc = eal_up(c, err, errlen);
 	if (rc)
 		return rc;

@@ -162,7 +162,10 @@ int dp_recv_burst(dp_transport *t, struct dp_msg *msgs, int max)
 		max = DP_BURST;
 	if (max <= 0)
 		return 0;
+	uint64_t frames = t->ctr[DP_CTR_RX_FRAMES];
 	int n = t->ops->recv(t, msgs, max);
+	/* Fragments of a big message are work even when no message completes. */
+	t->rx_frames_last = t->ctr[DP_CTR_RX_FRAMES] - frames;
 	if (dp_reasm_inflight(t->reasm))
 		dp_reasm_expire(t->reasm, keel_now_ns());
 	return n;
@@ -203,7 +206,7 @@ drop:
 
 void dp_idle(dp_transport *t, bool did_work)
 {
-	if (did_work || t->cfg.poll == DP_POLL_BUSY) {
+	if (did_work || t->rx_frames_last || t->cfg.poll == DP_POLL_BUSY) {
 		t->idle_since_ns = 0;
 		return;
 	}
