@@ -348,7 +348,11 @@ static int port_up(struct dpdk_tp *d, int idx, char *err, size_t errlen)
 	snprintf(name, sizeof(name), "%s", dev);
 	name[strcspn(name, ",")] = 0;
 	if (rte_eth_dev_get_port_by_name(name, &pid) != 0) {
-		snprintf(err, errlen, "dp.device.%d '%s': no such port after EAL probe", idx, dev);
+		snprintf(err, errlen,
+			 "dp.device.%d '%s': no port after EAL probe (the driver refused it, see "
+			 "the "
+			 "EAL log; a NIC must be bound to vfio-pci)",
+			 idx, dev);
 		return KEEL_E_DEVICE;
 	}
 	p->id = pid;

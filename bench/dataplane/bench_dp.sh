@@ -24,6 +24,15 @@ policy() { # node mode policy
 	esac
 }
 
+three() { # mode policy: 3 nodes sharing both cores
+	dp_net_init "$1" 3
+	for i in 1 2 3; do
+		policy $i "$1" "$2"
+		dp_net_conf $i "dp.lcores=0@(0-1)"
+	done
+	echo "-- $1, $2"
+}
+
 show() { grep -E "^(ping|lead|echo|idle)" "$DP_DIR"/out* | sed "s|^$DP_DIR/||"; }
 
 echo "== 1. two processes, busy-poll, one per core"
@@ -48,12 +57,7 @@ for m in $MODES; do
 	for p in busy adaptive; do
 		n=2000
 		[ "$p" = busy ] && n=200
-		dp_net_init "$m" 3
-		for i in 1 2 3; do
-			policy $i "$m" $p
-			dp_net_conf $i "dp.lcores=0@(0-1)"
-		done
-		echo "-- $m, $p"
+		three "$m" $p
 		DP_NET_OTHERS=echo dp_net_start "$BIN" lead 64 "$n"
 		dp_net_wait >/dev/null || echo "($m $p: a node failed)"
 		show
@@ -64,12 +68,7 @@ done
 echo "== 3. three idle nodes, 3 s"
 for m in $MODES; do
 	for p in adaptive busy; do
-		dp_net_init "$m" 3
-		for i in 1 2 3; do
-			policy $i "$m" $p
-			dp_net_conf $i "dp.lcores=0@(0-1)"
-		done
-		echo "-- $m, $p"
+		three "$m" $p
 		dp_net_start "$BIN" idle 3
 		dp_net_wait >/dev/null || echo "($m $p: a node failed)"
 		show
