@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Dataplane figures, one run:
 #  1. round trip p50/p99, windowed msgs/s and CPU per round trip for 64 B,
-#     4 KiB and 1 MiB (fragmented) messages between 2 processes, busy-poll,
-#     over kernel UDP (loopback), memif and vhost/virtio-user;
+#     4 KiB and 1 MiB (fragmented) messages between 2 processes, per polling
+#     policy, over kernel UDP (loopback), memif and vhost/virtio-user;
 #  2. leader-waits-for-two round trip (64 B), 3 processes on 2 cores, per
 #     polling policy (busy, adaptive);
 #  3. idle CPU of 3 nodes with no traffic, per policy.
@@ -33,22 +33,25 @@ three() { # mode policy: 3 nodes sharing both cores
 	echo "-- $1, $2"
 }
 
-show() { grep -E "^(ping|lead|echo|idle)" "$DP_DIR"/out* | sed "s|^$DP_DIR/||"; }
+show() { grep -E "^(ping|lead|echo|idle|node)" "$DP_DIR"/out* | sed "s|^$DP_DIR/||"; }
 
-echo "== 1. two processes, busy-poll, one per core"
+echo "== 1. two processes, one per core (DPDK pinned), per policy"
 for m in $MODES; do
-	for sz in 64 4096 1048576; do
-		n=2000
-		[ "$sz" = 1048576 ] && n=30
-		dp_net_init "$m" 2
-		policy 1 "$m" busy
-		policy 2 "$m" busy
-		dp_net_conf 1 "dp.lcores=0@0"
-		dp_net_conf 2 "dp.lcores=0@1"
-		DP_NET_OTHERS=echo dp_net_start "$BIN" ping "$sz" "$n"
-		dp_net_wait >/dev/null || echo "($m $sz: a node failed)"
-		show
-		dp_net_cleanup
+	for p in busy adaptive; do
+		for sz in 64 4096 1048576; do
+			n=2000
+			[ "$sz" = 1048576 ] && n=30
+			dp_net_init "$m" 2
+			policy 1 "$m" $p
+			policy 2 "$m" $p
+			dp_net_conf 1 "dp.lcores=0@0"
+			dp_net_conf 2 "dp.lcores=0@1"
+			echo "-- $m, $p"
+			DP_NET_OTHERS=echo dp_net_start "$BIN" ping "$sz" "$n"
+			dp_net_wait >/dev/null || echo "($m $p $sz: a node failed)"
+			show
+			dp_net_cleanup
+		done
 	done
 done
 

@@ -76,7 +76,8 @@ dp_net_init() { # MODE N
 dp_link() { # node port_index pair role
 	local s=$DP_DIR/l$3.sock
 	if [ "$DP_MODE" = memif ]; then
-		dp_net_conf "$1" "dp.device.$2=net_memif$2,role=$4,socket=$s,socket-abstract=no"
+		# Fixed MACs 02:00:00:00:NODE:PORT, so a test can configure them statically.
+		dp_net_conf "$1" "dp.device.$2=net_memif$2,role=$4,socket=$s,socket-abstract=no,mac=02:00:00:00:0$1:0$2"
 	elif [ "$4" = server ]; then
 		dp_net_conf "$1" "dp.device.$2=net_vhost$2,iface=$s,queues=1"
 	else

@@ -15,10 +15,11 @@
  *
  * mesh: each message carries (from, seq, len) and a pattern derived from
  * them; the receiver checks every byte and acknowledges. A sender keeps at
- * most WINDOW unacknowledged messages per peer; one unanswered for
- * ACK_TIMEOUT counts as lost (a dropped fragment drops its message, as the
- * transport promises). Exit 0 only if no message arrived damaged, and, when
- * the config injects no loss, none was lost.
+ * most WINDOW unacknowledged messages per peer. With faults injected, one
+ * unanswered for ACK_TIMEOUT counts as lost (a dropped fragment drops its
+ * message, as the transport promises); without, every ack is awaited.
+ * Exit 0 only if no message arrived damaged, and, when the config injects
+ * no fault, every message was acknowledged.
  */
 #include <inttypes.h>
 #include <signal.h>
@@ -35,7 +36,7 @@ enum { T_HELLO = 1, T_HELLO_ACK, T_DATA, T_ACK, T_DONE, T_ECHO };
 #define WINDOW         8
 #define WINDOW_BYTES   (1200u * 1024) /* a ring of 1024 frames holds one 1 MiB message */
 #define ACK_TIMEOUT_NS (200ull * 1000000)
-#define PHASE_LIMIT_NS (20ull * 1000000000)
+#define PHASE_LIMIT_NS (40ull * 1000000000) /* hang guard, not a performance bound */
 
 static dp_transport *tp;
 static struct dp_config cfg;
@@ -265,7 +266,13 @@ static int run_mesh(uint32_t per_peer)
 		for (int i = 0; i < npeers; i++) {
 			struct peer_tx *p = &ptx[peers[i]];
 			for (int w = 0; w < WINDOW; w++) {
-				if (p->used[w] && now - p->sent_ns[w] > ACK_TIMEOUT_NS) {
+				/*
+				 * Without injected faults nothing may be lost, however
+				 * slow a loaded machine makes the acks: wait for them
+				 * (bounded only by the phase limit, a hang guard).
+				 */
+				if (expect_loss && p->used[w] &&
+				    now - p->sent_ns[w] > ACK_TIMEOUT_NS) {
 					p->used[w] = false;
 					p->inflight--;
 					p->inflight_bytes -= p->len[w];
@@ -351,6 +358,7 @@ static int run_echo(void)
 	done_phase(on_echo_msg);
 	printf("echo node %u: %" PRIu64 " msgs, cpu %.3f s, %.2f us cpu/msg\n", cfg.node_id, msgs0,
 	       c1 - c0, msgs0 ? (c1 - c0) * 1e6 / (double)msgs0 : 0.0);
+	print_stats();
 	return 0;
 }
 
