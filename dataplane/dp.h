@@ -1,0 +1,390 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * keel dataplane: the peer transport between nodes. The `dataplane` module's
+ * one public header (prefix dp_).
+ *
+ * Three layers, each usable alone:
+ *  1. the wire codec (pure, no I/O): Ethernet/IPv4/UDP framing and the keel
+ *     header, CRC32C, parse of received frames with every malformed case
+ *     classified by a drop reason;
+ *  2. reassembly (pure, no I/O, no clock: the caller passes now_ns) of
+ *     messages of up to max_msg_bytes (4 MiB by default, 64 MiB at most) from
+ *     fragments, with bounded memory, bounded slots per peer and a timeout;
+ *  3. the transport the node uses: dp_send() a message to a peer, dp_flush()
+ *     the tx batch once per loop turn, dp_recv_burst() received messages,
+ *     dp_idle() when a turn found nothing to do (the polling policy), and
+ *     dp_stats() per-reason counters for the management plane. Two
+ *     implementations of one wire format: DPDK (when dp.device is set) and
+ *     kernel UDP sockets (sendmmsg/recvmmsg).
+ *
+ * Wire format (all fields big-endian), carried in an Ethernet/IPv4/UDP frame
+ * on DPDK and as the UDP payload of a kernel socket:
+ *
+ *   off size field
+ *     0   4  magic      'KEEL' (0x4B45454C)
+ *     4   1  version    1
+ *     5   1  type       message type, opaque to the dataplane
+ *     6   2  frag_unit  payload bytes in every fragment but the last
+ *     8   4  cluster_id frames from another cluster are dropped
+ *    12   2  from       sender node id
+ *    14   2  to         receiver node id
+ *    16   4  msg_id     per-sender message number (names the fragments)
+ *    20   4  msg_len    length of the whole message
+ *    24   4  frag_off   offset of this fragment in the message
+ *    28   2  frag_len   payload bytes in this frame
+ *    30   2  flags      0 (reserved)
+ *    32   4  crc        CRC32C of bytes 0..31 then of the payload
+ *    36      payload
+ *
+ * The CRC covers the header as well as the payload, so a flipped offset or
+ * length bit is caught like a flipped payload bit. Fragment k covers
+ * [k*frag_unit, min((k+1)*frag_unit, msg_len)): an offset that is not a
+ * multiple of frag_unit, or a non-last fragment shorter than frag_unit, would
+ * overlap or leave a hole, and is dropped as an overlapping fragment.
+ *
+ * Threading: a dp_transport belongs to one thread (the pipeline lcore);
+ * dp_stats() copies counters and may be called from that thread only (the
+ * mgmt thread gets them through the node's message ring).
+ */
+#ifndef KEEL_DATAPLANE_DP_H
+#define KEEL_DATAPLANE_DP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "keel.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------- limits */
+
+#define DP_MAGIC         0x4B45454Cu
+#define DP_VERSION       1
+#define DP_HDR_BYTES     36 /* keel header */
+#define DP_ETH_BYTES     14
+#define DP_IP_BYTES      20 /* keel sends IPv4 without options */
+#define DP_UDP_BYTES     8
+#define DP_L2L4_BYTES    (DP_ETH_BYTES + DP_IP_BYTES + DP_UDP_BYTES)
+#define DP_MAX_NODES     32 /* node ids 1..31; 0 is "none" */
+#define DP_MAX_PORTS     4  /* DPDK ports of one node (a mesh of p2p links) */
+#define DP_FRAG_UNIT_MIN 256
+#define DP_MAX_MSG_BYTES (64u << 20) /* hard ceiling of dp.max_msg_bytes */
+#define DP_BURST         32
+#define DP_MTU_MIN       576
+#define DP_MTU_MAX       9000
+#define DP_DEVARGS_MAX   256
+
+/* ------------------------------------------------------------- counters */
+
+/*
+ * Counters, in the order of struct dp_stats.v[]. Names are metric labels.
+ * Every frame received is either delivered (part of a message) or counted by
+ * exactly one drop_* reason; reassembly timeouts and evictions count messages.
+ */
+#define DP_COUNTERS(X)                                                                            \
+	X(DP_CTR_RX_FRAMES, "rx_frames")                                                          \
+	X(DP_CTR_RX_MSGS, "rx_msgs")                                                              \
+	X(DP_CTR_RX_BYTES, "rx_bytes")                                                            \
+	X(DP_CTR_TX_FRAMES, "tx_frames")                                                          \
+	X(DP_CTR_TX_MSGS, "tx_msgs")                                                              \
+	X(DP_CTR_TX_BYTES, "tx_bytes")                                                            \
+	X(DP_CTR_REASM_MSGS, "reasm_msgs")                                                        \
+	X(DP_CTR_ARP_RX, "arp_rx")                                                                \
+	X(DP_CTR_ARP_TX, "arp_tx")                                                                \
+	X(DP_CTR_DROP_NOT_KEEL, "drop_not_keel")   /* not IPv4/UDP to our port */                 \
+	X(DP_CTR_DROP_TRUNCATED, "drop_truncated") /* shorter than its headers say */             \
+	X(DP_CTR_DROP_MALFORMED, "drop_malformed") /* bad magic or field values */                \
+	X(DP_CTR_DROP_BAD_VERSION, "drop_bad_version")                                            \
+	X(DP_CTR_DROP_WRONG_CLUSTER, "drop_wrong_cluster")                                        \
+	X(DP_CTR_DROP_BAD_CRC, "drop_bad_crc")                                                    \
+	X(DP_CTR_DROP_OVERSIZED, "drop_oversized")           /* msg_len > max_msg_bytes */        \
+	X(DP_CTR_DROP_UNKNOWN_PEER, "drop_unknown_peer")     /* from id or address unknown */     \
+	X(DP_CTR_DROP_NOT_FOR_US, "drop_not_for_us")         /* to != our node id */              \
+	X(DP_CTR_DROP_FRAG_OVERLAP, "drop_frag_overlap")     /* misaligned or inconsistent */     \
+	X(DP_CTR_DROP_FRAG_DUP, "drop_frag_dup")             /* fragment already received */      \
+	X(DP_CTR_DROP_FRAG_FLOOD, "drop_frag_flood")         /* no reassembly slot free */        \
+	X(DP_CTR_DROP_REASM_MEM, "drop_reasm_mem")           /* reassembly memory budget */       \
+	X(DP_CTR_DROP_REASM_TIMEOUT, "drop_reasm_timeout")   /* messages timed out */             \
+	X(DP_CTR_DROP_REASM_EVICTED, "drop_reasm_evicted")   /* messages pushed out by newer */   \
+	X(DP_CTR_DROP_TX_FULL, "drop_tx_full")               /* tx queue/device full (frames) */  \
+	X(DP_CTR_DROP_TX_NO_ROUTE, "drop_tx_no_route")       /* peer MAC not resolved (frames) */ \
+	X(DP_CTR_DROP_TX_INJECTED, "drop_tx_injected")       /* test loss injection (frames) */   \
+	X(DP_CTR_TX_CORRUPT_INJECTED, "tx_corrupt_injected") /* test corruption (frames) */
+
+enum dp_ctr {
+#define DP_CTR_ENUM_(name, str) name,
+	DP_COUNTERS(DP_CTR_ENUM_)
+#undef DP_CTR_ENUM_
+		DP_CTR_COUNT
+};
+
+struct dp_stats {
+	uint64_t v[DP_CTR_COUNT];
+};
+
+/* Metric label of a counter ("drop_bad_crc"); "?" when out of range. */
+const char *dp_ctr_name(int ctr);
+
+/* ------------------------------------------------------------ wire codec */
+
+/* The keel header, host byte order. */
+struct dp_hdr {
+	uint8_t version;
+	uint8_t type;
+	uint16_t frag_unit;
+	uint32_t cluster_id;
+	uint16_t from;
+	uint16_t to;
+	uint32_t msg_id;
+	uint32_t msg_len;
+	uint32_t frag_off;
+	uint16_t frag_len;
+	uint16_t flags;
+};
+
+/*
+ * Write the keel header for `h` and copy `h->frag_len` payload bytes to `dst`
+ * (DP_HDR_BYTES + frag_len bytes), computing the CRC. Magic and version are
+ * filled in; h->version is ignored.
+ */
+void dp_wire_put(uint8_t *dst, const struct dp_hdr *h, const void *payload);
+
+/* What the receiver accepts (the parser's only context). */
+struct dp_wire_rx {
+	uint32_t cluster_id;
+	uint32_t max_msg_bytes;
+};
+
+/*
+ * Parse a keel frame of exactly `len` bytes (the UDP payload). On success
+ * returns 0, fills *h and points *payload at the frag_len payload bytes
+ * inside buf. Otherwise returns -DP_CTR_DROP_<reason> and the frame must be
+ * dropped. Checks, in order: truncated, magic, version, cluster, CRC, then
+ * the fragment fields (oversized, malformed). Never reads outside buf.
+ */
+int dp_wire_parse(const uint8_t *buf, size_t len, const struct dp_wire_rx *rx, struct dp_hdr *h,
+		  const uint8_t **payload);
+
+/* Addresses of an Ethernet/IPv4/UDP frame; IPs in host byte order. */
+struct dp_l2l4 {
+	uint8_t src_mac[6];
+	uint8_t dst_mac[6];
+	uint32_t src_ip;
+	uint32_t dst_ip;
+	uint16_t src_port;
+	uint16_t dst_port;
+};
+
+/*
+ * Write Ethernet, IPv4 (with header checksum) and UDP headers (checksum 0,
+ * which IPv4 allows: the keel CRC covers the payload) for a UDP payload of
+ * `payload_len` bytes: DP_L2L4_BYTES at dst.
+ */
+void dp_l2l4_put(uint8_t *dst, const struct dp_l2l4 *a, size_t payload_len);
+
+enum dp_eth_kind { DP_ETH_KEEL = 1, DP_ETH_ARP = 2 };
+
+/* A parsed received Ethernet frame. */
+struct dp_eth_rx {
+	struct dp_l2l4 addr; /* for ARP: src_mac/src_ip = sender, dst_ip = target */
+	uint16_t arp_op;     /* 1 request, 2 reply */
+	const uint8_t *udp;  /* keel frame: the UDP payload ... */
+	size_t udp_len;      /* ... and its length (from the UDP header) */
+};
+
+/*
+ * Classify a received Ethernet frame of `len` bytes: returns DP_ETH_KEEL (an
+ * IPv4/UDP datagram to `udp_port`, not IP-fragmented, header checksum good),
+ * DP_ETH_ARP (an IPv4-over-Ethernet ARP packet), or -DP_CTR_DROP_<reason>.
+ * Ethernet padding beyond the IP length is ignored.
+ */
+int dp_eth_parse(const uint8_t *f, size_t len, uint16_t udp_port, struct dp_eth_rx *out);
+
+/*
+ * Write a 42-byte ARP packet (Ethernet + ARP) into dst: op 1 (request,
+ * broadcast, target MAC zero) or 2 (reply to tha/tpa). Returns its length.
+ */
+size_t dp_arp_put(uint8_t *dst, uint16_t op, const uint8_t sha[6], uint32_t spa,
+		  const uint8_t tha[6], uint32_t tpa);
+
+/* ------------------------------------------------------------ reassembly */
+
+struct dp_reasm_config {
+	uint32_t max_msg_bytes; /* largest message accepted (<= DP_MAX_MSG_BYTES) */
+	uint64_t mem_bytes;     /* bound on all reassembly buffers together */
+	uint16_t slots;         /* messages in reassembly at once, all peers */
+	uint16_t per_peer;      /* of which one peer may hold at most this many */
+	uint64_t timeout_ns;    /* an incomplete message older than this is dropped */
+};
+
+typedef struct dp_reasm dp_reasm;
+
+/* A received message. `data` is owned by the transport (or reassembler). */
+struct dp_msg {
+	uint16_t from;
+	uint8_t type;
+	uint32_t len;
+	const uint8_t *data;
+};
+
+/* Returns NULL on allocation failure or a config out of range. */
+dp_reasm *dp_reasm_create(const struct dp_reasm_config *cfg);
+void dp_reasm_destroy(dp_reasm *r);
+
+enum { DP_REASM_PENDING = 0, DP_REASM_DONE = 1 };
+
+/*
+ * Add one parsed fragment (already through dp_wire_parse, so its fields are
+ * consistent). Returns DP_REASM_DONE and fills *out when it completes its
+ * message, DP_REASM_PENDING when it was stored, or -DP_CTR_DROP_<reason>.
+ * out->data stays valid until the next dp_reasm_release().
+ * Single-frame messages need not come here (the transport delivers them in
+ * place), but are handled if they do.
+ */
+int dp_reasm_add(dp_reasm *r, const struct dp_hdr *h, const uint8_t *payload, uint64_t now_ns,
+		 struct dp_msg *out);
+
+/* Free the slots of messages delivered since the last call. */
+void dp_reasm_release(dp_reasm *r);
+
+/* Drop incomplete messages older than the timeout; returns how many. */
+int dp_reasm_expire(dp_reasm *r, uint64_t now_ns);
+
+/* Add the reassembler's own counters (timeouts, evictions) into st. */
+void dp_reasm_stats(const dp_reasm *r, struct dp_stats *st);
+
+/* Messages in reassembly now, and bytes of buffer held. */
+int dp_reasm_inflight(const dp_reasm *r);
+uint64_t dp_reasm_mem_bytes(const dp_reasm *r);
+
+/* --------------------------------------------------------- configuration */
+
+enum dp_poll_mode {
+	DP_POLL_BUSY = 0,     /* dedicated core: never sleep */
+	DP_POLL_ADAPTIVE = 1, /* shared cores: spin with yields, then sleep */
+};
+
+struct dp_peer_config {
+	bool configured;
+	uint32_t ip; /* host order */
+	uint16_t udp_port;
+	bool has_mac; /* static MAC: no ARP for this peer */
+	uint8_t mac[6];
+	int8_t port; /* DPDK port index towards it; -1 = learn by ARP */
+};
+
+/*
+ * The dataplane's configuration. dp_config_init() sets the defaults;
+ * dp_config_set() applies one "key=value" of the node's config file. The
+ * struct is plain data, owned by the caller, copied by dp_open().
+ */
+struct dp_config {
+	uint32_t cluster_id; /* dp.cluster_id */
+	uint16_t node_id;    /* dp.node_id (1..31) */
+	uint32_t ip;         /* dp.ip: our IPv4 address */
+	uint16_t udp_port;   /* dp.udp_port */
+	struct dp_peer_config
+		peers[DP_MAX_NODES]; /* dp.peer.N=ip:port, dp.peer_mac.N, dp.peer_port.N */
+	uint16_t mtu;                /* dp.mtu: IP MTU; frag_unit = mtu - 64 */
+	uint32_t max_msg_bytes;      /* dp.max_msg_bytes */
+	uint32_t reasm_mem_mb;       /* dp.reasm_mem_mb */
+	uint16_t reasm_slots;        /* dp.reasm_slots */
+	uint16_t reasm_per_peer;     /* dp.reasm_per_peer */
+	uint32_t reasm_timeout_ms;   /* dp.reasm_timeout_ms */
+	enum dp_poll_mode poll;      /* dp.poll=busy|adaptive */
+	uint32_t spin_us;            /* dp.spin_us: yield-spin before sleeping */
+	uint32_t sleep_us;           /* dp.sleep_us: longest sleep (timer fallback) */
+	bool rx_intr;                /* dp.rx_intr: sleep on the rx interrupt if any */
+	bool cpu_dma_latency;        /* dp.cpu_dma_latency: hold /dev/cpu_dma_latency=0 */
+	/* DPDK (used when ndevices > 0) */
+	int ndevices;
+	char device[DP_MAX_PORTS][DP_DEVARGS_MAX]; /* dp.device[.K]: PCI address or vdev args */
+	char lcores[64];                           /* dp.lcores: EAL --lcores value */
+	uint32_t memory_mb;                        /* dp.memory_mb: EAL -m */
+	bool no_huge;                              /* dp.no_huge: --no-huge instead of hugepages */
+	char file_prefix[64];                      /* dp.file_prefix */
+	uint32_t mempool_size;                     /* dp.mempool_size: mbufs */
+	uint16_t mempool_cache;                    /* dp.mempool_cache */
+	uint16_t rx_ring;                          /* dp.rx_ring: descriptors */
+	uint16_t tx_ring;                          /* dp.tx_ring */
+	char log_level[16];                        /* dp.log_level: EAL --log-level */
+	/* kernel UDP */
+	uint32_t sock_buf_kb; /* dp.sock_buf_kb: SO_RCVBUF/SO_SNDBUF */
+	/* fault injection, for tests only (0 = off) */
+	uint32_t test_loss_ppm;    /* dp.test_loss_ppm: drop tx frames */
+	uint32_t test_corrupt_ppm; /* dp.test_corrupt_ppm: flip a bit in tx frames */
+	uint64_t test_seed;        /* dp.test_seed */
+};
+
+void dp_config_init(struct dp_config *c);
+
+/*
+ * Apply one setting. Returns 0, or KEEL_E_CONFIG with a message naming the
+ * key and the reason in err (always NUL-terminated when errlen > 0). Keys not
+ * starting with "dp." are rejected too, so the caller can route by prefix.
+ */
+int dp_config_set(struct dp_config *c, const char *key, const char *value, char *err,
+		  size_t errlen);
+
+/* Check the whole config (node id set, peers, sizes consistent). */
+int dp_config_check(const struct dp_config *c, char *err, size_t errlen);
+
+/*
+ * Build the EAL argument vector for c into argv (at most max entries, strings
+ * stored in buf of buflen bytes). Returns argc, or KEEL_E_CONFIG if it does
+ * not fit. argv[0] is "keel". Pure: used by dp_open and by the tests.
+ */
+int dp_eal_args(const struct dp_config *c, char **argv, int max, char *buf, size_t buflen);
+
+/* ------------------------------------------------------------- transport */
+
+typedef struct dp_transport dp_transport;
+
+/*
+ * Open the transport: DPDK when c->ndevices > 0 (initialises EAL once per
+ * process), kernel UDP otherwise. On failure returns a negative code and
+ * leaves a message naming the device/address and the reason in err.
+ */
+int dp_open(const struct dp_config *c, dp_transport **out, char *err, size_t errlen);
+void dp_close(dp_transport *t);
+
+/* "dpdk" or "udp". */
+const char *dp_kind(const dp_transport *t);
+
+/*
+ * Queue message `buf` (len bytes, copied into frames now; the caller keeps
+ * buf) to peer `to`, fragmenting it. Frames go out at the next dp_flush(), or
+ * earlier when the tx batch fills. Returns 0, KEEL_E_UNKNOWN_PEER,
+ * KEEL_E_TOO_BIG, or KEEL_E_FULL when frames had to be dropped (counted).
+ */
+int dp_send(dp_transport *t, uint16_t to, uint8_t type, const void *buf, size_t len);
+
+/* Hand every queued frame to the device/socket. Call once per loop turn. */
+int dp_flush(dp_transport *t);
+
+/*
+ * Receive up to max (<= DP_BURST) messages. Returns how many (0 = none now).
+ * msgs[i].data is valid until the next dp_recv_burst() or dp_close().
+ */
+int dp_recv_burst(dp_transport *t, struct dp_msg *msgs, int max);
+
+/*
+ * Tell the polling policy how the last loop turn went. A turn whose
+ * dp_recv_burst took in frames (fragments of a message still incomplete)
+ * counts as work whatever did_work says. With no work, busy-poll returns at once; adaptive yields
+ * (sched_yield) while idle for less than spin_us, then sleeps until a frame arrives or sleep_us
+ * passes.
+ */
+void dp_idle(dp_transport *t, bool did_work);
+
+/* Copy the counters. */
+void dp_stats(const dp_transport *t, struct dp_stats *st);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KEEL_DATAPLANE_DP_H */

@@ -1,0 +1,462 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The DPDK transport: one rx and one tx queue on each configured port (a NIC,
+ * a VF or a virtual device), Ethernet/IPv4/UDP frames built in mbufs from
+ * one mempool, ARP answered for our address and used to learn peers' MACs
+ * (or static MACs from dp.peer_mac.N).
+ *
+ * Happy path: dp_send() takes an mbuf per fragment, writes headers and
+ * payload into it and queues it on the port towards the peer; dp_flush()
+ * hands each port's queue to rte_eth_tx_burst once. dp_recv_burst() polls
+ * the ports round-robin; single-frame messages are handed out in place (the
+ * mbufs are held until the next dp_recv_burst), fragments go to the
+ * reassembler.
+ * What can fail: EAL or a port cannot start (dp_open fails with a message
+ * naming the device and the reason); a peer's MAC is not known yet (an ARP
+ * request goes out, at most every ARP_RETRY_NS, the frame is counted
+ * drop_tx_no_route); the device ring is full (frames wait in the port's
+ * backlog, in order, and the loop does not sleep while any wait); the
+ * mempool or the backlog is full (drop_tx_full);
+ * a chained (multi-segment) rx mbuf (drop_truncated: keel frames fit one).
+ * Known limit: one DPDK transport per process (EAL is initialised once and
+ * cleaned up by dp_close).
+ */
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <rte_eal.h>
+#include <rte_epoll.h>
+#include <rte_errno.h>
+#include <rte_ethdev.h>
+#include <rte_interrupts.h>
+#include <rte_lcore.h>
+#include <rte_malloc.h>
+#include <rte_mbuf.h>
+#include <rte_mempool.h>
+
+#include "dp_impl.h"
+
+#define TX_BACKLOG   2048               /* frames a port holds while its ring is full */
+#define TX_STALL_MAX 16                 /* tx_burst retries without progress */
+#define ARP_RETRY_NS (100ull * 1000000) /* ARP request rate per peer */
+#define EAL_ARGS_MAX 48
+
+struct port {
+	uint16_t id;
+	bool intr;
+	uint8_t mac[6];
+	int ntx;
+	struct rte_mbuf *tx[TX_BACKLOG];
+};
+
+struct route {
+	bool resolved;
+	uint8_t mac[6];
+	int port;
+	uint64_t arp_sent_ns;
+};
+
+struct dpdk_tp {
+	struct dp_transport base;
+	struct rte_mempool *mp;
+	int nports;
+	int rx_next;
+	struct port ports[DP_MAX_PORTS];
+	struct route route[DP_MAX_NODES];
+	bool arp_queued; /* an ARP reply waits in a tx queue */
+	int nheld;
+	struct rte_mbuf *held[DP_BURST];
+};
+
+enum eal_state { EAL_NONE, EAL_UP, EAL_GONE };
+static enum eal_state eal_state;
+
+static struct dpdk_tp *dpdk_of(dp_transport *t)
+{
+	return keel_container_of(t, struct dpdk_tp, base);
+}
+
+/*
+ * Hand a port's queued frames to the device. What the ring does not take
+ * now stays queued, in order, for the next flush: a peer that is slow to
+ * drain its ring (it shares our core) costs latency, not messages. Only a
+ * full backlog drops (port_frame).
+ */
+static void port_flush(struct port *p)
+{
+	int sent = 0, stall = 0;
+	while (sent < p->ntx && stall < TX_STALL_MAX) {
+		uint16_t n = rte_eth_tx_burst(p->id, 0, p->tx + sent, (uint16_t)(p->ntx - sent));
+		sent += n;
+		stall = n ? 0 : stall + 1;
+	}
+	if (sent && sent < p->ntx)
+		memmove(p->tx, p->tx + sent, (size_t)(p->ntx - sent) * sizeof(p->tx[0]));
+	p->ntx -= sent;
+}
+
+static int dpdk_flush(dp_transport *t)
+{
+	struct dpdk_tp *d = dpdk_of(t);
+	int backlog = 0;
+	(void)t;
+	for (int i = 0; i < d->nports; i++) {
+		if (d->ports[i].ntx)
+			port_flush(&d->ports[i]);
+		backlog += d->ports[i].ntx;
+	}
+	return backlog ? KEEL_E_AGAIN : 0;
+}
+
+/* Queue a raw frame of len bytes on port p; returns its data or NULL. */
+static uint8_t *port_frame(dp_transport *t, struct port *p, size_t len)
+{
+	struct dpdk_tp *d = dpdk_of(t);
+	if (p->ntx >= DP_BURST && p->ntx % DP_BURST == 0)
+		port_flush(p); /* big messages: keep the ring fed as we go */
+	if (p->ntx == TX_BACKLOG) {
+		t->ctr[DP_CTR_DROP_TX_FULL]++;
+		return NULL;
+	}
+	struct rte_mbuf *m = rte_pktmbuf_alloc(d->mp);
+	if (!m) {
+		t->ctr[DP_CTR_DROP_TX_FULL]++;
+		return NULL;
+	}
+	uint8_t *data = (uint8_t *)rte_pktmbuf_append(m, (uint16_t)len);
+	if (!data) {
+		rte_pktmbuf_free(m);
+		t->ctr[DP_CTR_DROP_TX_FULL]++;
+		return NULL;
+	}
+	p->tx[p->ntx++] = m;
+	return data;
+}
+
+static void arp_send(dp_transport *t, struct port *p, uint16_t op, const uint8_t tha[6],
+		     uint32_t tpa)
+{
+	uint8_t *f = port_frame(t, p, 42);
+	if (!f)
+		return;
+	dp_arp_put(f, op, p->mac, t->cfg.ip, tha, tpa);
+	t->ctr[DP_CTR_ARP_TX]++;
+}
+
+static uint8_t *dpdk_tx_frame(dp_transport *t, uint16_t to, size_t keel_len)
+{
+	struct dpdk_tp *d = dpdk_of(t);
+	struct route *r = &d->route[to];
+	const struct dp_peer_config *pc = &t->cfg.peers[to];
+	if (keel_unlikely(!r->resolved)) {
+		uint64_t now = keel_now_ns();
+		if (!r->arp_sent_ns || now - r->arp_sent_ns > ARP_RETRY_NS) {
+			static const uint8_t zero[6];
+			r->arp_sent_ns = now;
+			for (int i = 0; i < d->nports; i++)
+				if (pc->port < 0 || pc->port == i)
+					arp_send(t, &d->ports[i], 1, zero, pc->ip);
+		}
+		t->ctr[DP_CTR_DROP_TX_NO_ROUTE]++;
+		return NULL;
+	}
+	struct port *p = &d->ports[r->port];
+	uint8_t *f = port_frame(t, p, DP_L2L4_BYTES + keel_len);
+	if (!f)
+		return NULL;
+	struct dp_l2l4 a = {
+		.src_ip = t->cfg.ip,
+		.dst_ip = pc->ip,
+		.src_port = t->cfg.udp_port,
+		.dst_port = pc->udp_port,
+	};
+	memcpy(a.src_mac, p->mac, 6);
+	memcpy(a.dst_mac, r->mac, 6);
+	dp_l2l4_put(f, &a, keel_len);
+	return f + DP_L2L4_BYTES;
+}
+
+static void arp_input(dp_transport *t, int port, const struct dp_eth_rx *e)
+{
+	struct dpdk_tp *d = dpdk_of(t);
+	t->ctr[DP_CTR_ARP_RX]++;
+	/* Learn (or refresh) a peer's MAC and the port it is behind. */
+	for (int i = 1; i < DP_MAX_NODES; i++) {
+		const struct dp_peer_config *pc = &t->cfg.peers[i];
+		if (!pc->configured || pc->has_mac || pc->ip != e->addr.src_ip)
+			continue;
+		if (pc->port >= 0 && pc->port != port)
+			continue;
+		d->route[i].resolved = true;
+		d->route[i].port = port;
+		memcpy(d->route[i].mac, e->addr.src_mac, 6);
+	}
+	if (e->arp_op == 1 && e->addr.dst_ip == t->cfg.ip) {
+		arp_send(t, &d->ports[port], 2, e->addr.src_mac, e->addr.src_ip);
+		d->arp_queued = true;
+	}
+}
+
+static void release_held(struct dpdk_tp *d)
+{
+	if (d->nheld)
+		rte_pktmbuf_free_bulk(d->held, (unsigned)d->nheld);
+	d->nheld = 0;
+}
+
+static int dpdk_recv(dp_transport *t, struct dp_msg *msgs, int max)
+{
+	struct dpdk_tp *d = dpdk_of(t);
+	release_held(d);
+	uint64_t now = 0;
+	int got = 0;
+	for (int k = 0; k < d->nports && d->nheld < max; k++) {
+		int pi = (d->rx_next + k) % d->nports;
+		struct rte_mbuf **pkts = d->held + d->nheld;
+		uint16_t n = rte_eth_rx_burst(d->ports[pi].id, 0, pkts, (uint16_t)(max - d->nheld));
+		d->nheld += n;
+		if (n && !now)
+			now = keel_now_ns();
+		for (uint16_t i = 0; i < n; i++) {
+			struct rte_mbuf *m = pkts[i];
+			struct dp_eth_rx e;
+			if (m->nb_segs != 1) {
+				t->ctr[DP_CTR_RX_FRAMES]++;
+				t->ctr[DP_CTR_DROP_TRUNCATED]++;
+				continue;
+			}
+			int kind = dp_eth_parse(rte_pktmbuf_mtod(m, const uint8_t *), m->data_len,
+						t->cfg.udp_port, &e);
+			if (kind == DP_ETH_KEEL) {
+				got += dp_rx_frame(t, e.udp, e.udp_len, e.addr.src_ip,
+						   e.addr.src_port, now, &msgs[got]);
+			} else if (kind == DP_ETH_ARP) {
+				arp_input(t, pi, &e);
+			} else {
+				t->ctr[DP_CTR_RX_FRAMES]++;
+				t->ctr[-kind]++;
+			}
+		}
+	}
+	d->rx_next = (d->rx_next + 1) % d->nports;
+	/* ARP replies queued above go out now, not a turn later. */
+	if (d->arp_queued) {
+		d->arp_queued = false;
+		dpdk_flush(t);
+	}
+	return got;
+}
+
+static void dpdk_sleep(dp_transport *t, uint32_t us)
+{
+	struct dpdk_tp *d = dpdk_of(t);
+	/* Frames still wait for ring space: keep feeding, do not sleep. */
+	if (dpdk_flush(t) == KEEL_E_AGAIN) {
+		sched_yield();
+		return;
+	}
+	bool intr = t->cfg.rx_intr;
+	for (int i = 0; i < d->nports; i++)
+		intr = intr && d->ports[i].intr;
+	if (!intr) {
+		struct timespec ts = { .tv_sec = us / 1000000u,
+				       .tv_nsec = (long)(us % 1000000u) * 1000 };
+		clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, NULL);
+		return;
+	}
+	/*
+	 * A frame that lands between our last poll and the enable may not
+	 * raise the interrupt; the timeout bounds that wait.
+	 */
+	struct rte_epoll_event ev[DP_MAX_PORTS];
+	for (int i = 0; i < d->nports; i++)
+		rte_eth_dev_rx_intr_enable(d->ports[i].id, 0);
+	rte_epoll_wait(RTE_EPOLL_PER_THREAD, ev, d->nports, (int)((us + 999) / 1000));
+	for (int i = 0; i < d->nports; i++)
+		rte_eth_dev_rx_intr_disable(d->ports[i].id, 0);
+}
+
+static void dpdk_close(dp_transport *t)
+{
+	struct dpdk_tp *d = dpdk_of(t);
+	release_held(d);
+	for (int i = 0; i < d->nports; i++) {
+		struct port *p = &d->ports[i];
+		if (p->ntx)
+			rte_pktmbuf_free_bulk(p->tx, (unsigned)p->ntx);
+		rte_eth_dev_stop(p->id);
+		rte_eth_dev_close(p->id);
+	}
+	rte_mempool_free(d->mp);
+	dp_base_fini(t);
+	rte_free(d);
+	rte_eal_cleanup();
+	eal_state = EAL_GONE;
+}
+
+static const struct dp_ops dpdk_ops = {
+	.kind = "dpdk",
+	.tx_frame = dpdk_tx_frame,
+	.flush = dpdk_flush,
+	.recv = dpdk_recv,
+	.sleep = dpdk_sleep,
+	.close = dpdk_close,
+};
+
+static int eal_up(const struct dp_config *c, char *err, size_t errlen)
+{
+	char *argv[EAL_ARGS_MAX + 1];
+	char buf[4096], line[1024];
+	if (eal_state == EAL_UP) {
+		snprintf(err, errlen,
+			 "dataplane dpdk: one DPDK transport per process (EAL is in use)");
+		return KEEL_E_STATE;
+	}
+	if (eal_state == EAL_GONE) {
+		snprintf(err, errlen, "dataplane dpdk: EAL was cleaned up and cannot restart");
+		return KEEL_E_STATE;
+	}
+	int argc = dp_eal_args(c, argv, EAL_ARGS_MAX, buf, sizeof(buf));
+	if (argc < 0) {
+		snprintf(err, errlen, "dataplane dpdk: EAL arguments too long");
+		return argc;
+	}
+	size_t used = 0;
+	line[0] = 0;
+	for (int i = 0; i < argc && used < sizeof(line); i++)
+		used += (size_t)snprintf(line + used, sizeof(line) - used, "%s%s", i ? " " : "",
+					 argv[i]);
+	if (rte_eal_init(argc, argv) < 0) {
+		snprintf(err, errlen, "dataplane dpdk: EAL init failed (%s): %s",
+			 rte_strerror(rte_errno), line);
+		return KEEL_E_DEVICE;
+	}
+	eal_state = EAL_UP;
+	return 0;
+}
+
+static int port_up(struct dpdk_tp *d, int idx, char *err, size_t errlen)
+{
+	const struct dp_config *c = &d->base.cfg;
+	const char *dev = c->device[idx];
+	char name[DP_DEVARGS_MAX];
+	struct port *p = &d->ports[idx];
+	uint16_t pid;
+	snprintf(name, sizeof(name), "%s", dev);
+	name[strcspn(name, ",")] = 0;
+	if (rte_eth_dev_get_port_by_name(name, &pid) != 0) {
+		snprintf(err, errlen,
+			 "dp.device.%d '%s': no port after EAL probe (the driver refused it, see "
+			 "the "
+			 "EAL log; a NIC must be bound to vfio-pci)",
+			 idx, dev);
+		return KEEL_E_DEVICE;
+	}
+	p->id = pid;
+	struct rte_eth_conf conf;
+	memset(&conf, 0, sizeof(conf));
+	conf.intr_conf.rxq = c->rx_intr ? 1 : 0;
+	int rc = rte_eth_dev_configure(pid, 1, 1, &conf);
+	if (rc < 0 && conf.intr_conf.rxq) {
+		/* Some devices (memif) have no rx interrupt: poll with a timer. */
+		conf.intr_conf.rxq = 0;
+		rc = rte_eth_dev_configure(pid, 1, 1, &conf);
+	}
+	if (rc < 0) {
+		snprintf(err, errlen, "dp.device.%d '%s': configure: %s", idx, dev,
+			 rte_strerror(-rc));
+		return KEEL_E_DEVICE;
+	}
+	uint16_t nrx = c->rx_ring, ntx = c->tx_ring;
+	rte_eth_dev_adjust_nb_rx_tx_desc(pid, &nrx, &ntx);
+	int sock = rte_eth_dev_socket_id(pid);
+	if (sock < 0)
+		sock = SOCKET_ID_ANY;
+	rc = rte_eth_rx_queue_setup(pid, 0, nrx, (unsigned)sock, NULL, d->mp);
+	if (rc < 0) {
+		snprintf(err, errlen, "dp.device.%d '%s': rx queue (%u descriptors): %s", idx, dev,
+			 nrx, rte_strerror(-rc));
+		return KEEL_E_DEVICE;
+	}
+	rc = rte_eth_tx_queue_setup(pid, 0, ntx, (unsigned)sock, NULL);
+	if (rc < 0) {
+		snprintf(err, errlen, "dp.device.%d '%s': tx queue (%u descriptors): %s", idx, dev,
+			 ntx, rte_strerror(-rc));
+		return KEEL_E_DEVICE;
+	}
+	rc = rte_eth_dev_start(pid);
+	if (rc < 0) {
+		snprintf(err, errlen, "dp.device.%d '%s': start: %s", idx, dev, rte_strerror(-rc));
+		return KEEL_E_DEVICE;
+	}
+	struct rte_ether_addr mac;
+	rte_eth_macaddr_get(pid, &mac);
+	memcpy(p->mac, mac.addr_bytes, 6);
+	p->intr = conf.intr_conf.rxq && rte_eth_dev_rx_intr_ctl_q(pid, 0, RTE_EPOLL_PER_THREAD,
+								  RTE_INTR_EVENT_ADD, NULL) == 0;
+	return 0;
+}
+
+int dp_dpdk_open(const struct dp_config *c, dp_transport **out, char *err, size_t errlen)
+{
+	/*
+	 * vhost-user and virtio-user talk over a unix socket without
+	 * MSG_NOSIGNAL: when the peer node exits, the next write would kill
+	 * this one with SIGPIPE. Ignore it unless the program handles it.
+	 */
+	struct sigaction sa;
+	if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL)
+		signal(SIGPIPE, SIG_IGN);
+	int rc = eal_up(c, err, errlen);
+	if (rc)
+		return rc;
+	struct dpdk_tp *d = rte_zmalloc("keel_dp", sizeof(*d), RTE_CACHE_LINE_SIZE);
+	if (!d) {
+		snprintf(err, errlen, "dataplane dpdk: out of memory (dp.memory_mb=%u)",
+			 c->memory_mb);
+		rte_eal_cleanup();
+		eal_state = EAL_GONE;
+		return KEEL_E_NOMEM;
+	}
+	rc = dp_base_init(&d->base, &dpdk_ops, c, err, errlen);
+	if (rc) {
+		rte_free(d);
+		rte_eal_cleanup();
+		eal_state = EAL_GONE;
+		return rc;
+	}
+	uint16_t room = (uint16_t)(RTE_PKTMBUF_HEADROOM + DP_ETH_BYTES + c->mtu);
+	if (room < RTE_MBUF_DEFAULT_BUF_SIZE)
+		room = RTE_MBUF_DEFAULT_BUF_SIZE;
+	d->mp = rte_pktmbuf_pool_create("keel_dp_mp", c->mempool_size, c->mempool_cache, 0, room,
+					(int)rte_socket_id());
+	if (!d->mp) {
+		snprintf(err, errlen,
+			 "dataplane dpdk: mempool of %u mbufs x %u B: %s (raise dp.memory_mb=%u?)",
+			 c->mempool_size, room, rte_strerror(rte_errno), c->memory_mb);
+		rc = KEEL_E_NOMEM;
+		goto fail;
+	}
+	for (int i = 0; i < c->ndevices; i++) {
+		rc = port_up(d, i, err, errlen);
+		if (rc)
+			goto fail;
+		d->nports++;
+	}
+	for (int i = 1; i < DP_MAX_NODES; i++) {
+		const struct dp_peer_config *pc = &c->peers[i];
+		if (pc->configured && pc->has_mac) {
+			d->route[i].resolved = true;
+			d->route[i].port = pc->port >= 0 ? pc->port : 0;
+			memcpy(d->route[i].mac, pc->mac, 6);
+		}
+	}
+	*out = &d->base;
+	return 0;
+fail:
+	dpdk_close(&d->base);
+	return rc;
+}

@@ -1,0 +1,227 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The transport code both implementations share: dp_open() picks one,
+ * dp_send() fragments, dp_rx_frame() turns frames into messages, dp_idle()
+ * is the polling policy.
+ *
+ * Adaptive polling (PLATFORM.md, "Polling when nodes share 2 cores"): pure
+ * busy-polling starves co-located nodes (ms round trips), so after an idle
+ * turn we sched_yield() for spin_us, then sleep on the device (rx interrupt,
+ * socket readiness, or a timer of sleep_us). Timer slack is set to 1 ns so a
+ * 20 us sleep is not stretched to the default 50 us.
+ */
+#include <fcntl.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include "dp_impl.h"
+
+int dp_base_init(dp_transport *t, const struct dp_ops *ops, const struct dp_config *c, char *err,
+		 size_t errlen)
+{
+	t->ops = ops;
+	t->cfg = *c;
+	t->wrx.cluster_id = c->cluster_id;
+	t->wrx.max_msg_bytes = c->max_msg_bytes;
+	t->frag_unit = (uint16_t)(c->mtu - DP_IP_BYTES - DP_UDP_BYTES - DP_HDR_BYTES);
+	t->rng = c->test_seed ? c->test_seed : 0x9E3779B97F4A7C15ull ^ c->node_id;
+	t->dma_fd = -1;
+	struct dp_reasm_config rc = {
+		.max_msg_bytes = c->max_msg_bytes,
+		.mem_bytes = (uint64_t)c->reasm_mem_mb << 20,
+		.slots = c->reasm_slots,
+		.per_peer = c->reasm_per_peer,
+		.timeout_ns = (uint64_t)c->reasm_timeout_ms * 1000000ull,
+	};
+	t->reasm = dp_reasm_create(&rc);
+	if (!t->reasm) {
+		snprintf(err, errlen, "dataplane: cannot allocate the reassembler (%u slots)",
+			 c->reasm_slots);
+		return KEEL_E_NOMEM;
+	}
+	if (c->poll == DP_POLL_ADAPTIVE)
+		prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
+	if (c->cpu_dma_latency) {
+		/* The kernel keeps the C-state limit while this fd stays open. */
+		int32_t zero = 0;
+		t->dma_fd = open("/dev/cpu_dma_latency", O_WRONLY | O_CLOEXEC);
+		if (t->dma_fd < 0 || write(t->dma_fd, &zero, sizeof(zero)) != sizeof(zero)) {
+			snprintf(err, errlen,
+				 "dp.cpu_dma_latency: cannot hold /dev/cpu_dma_latency");
+			dp_base_fini(t);
+			return KEEL_E_PERM;
+		}
+	}
+	return 0;
+}
+
+void dp_base_fini(dp_transport *t)
+{
+	dp_reasm_destroy(t->reasm);
+	t->reasm = NULL;
+	if (t->dma_fd >= 0)
+		close(t->dma_fd);
+	t->dma_fd = -1;
+}
+
+int dp_open(const struct dp_config *c, dp_transport **out, char *err, size_t errlen)
+{
+	int rc = dp_config_check(c, err, errlen);
+	if (rc)
+		return rc;
+	if (c->ndevices > 0) {
+#ifdef KEEL_HAVE_DPDK
+		return dp_dpdk_open(c, out, err, errlen);
+#else
+		snprintf(err, errlen, "dp.device=%s: this build has no DPDK", c->device[0]);
+		return KEEL_E_UNSUPPORTED;
+#endif
+	}
+	return dp_udp_open(c, out, err, errlen);
+}
+
+void dp_close(dp_transport *t)
+{
+	if (t)
+		t->ops->close(t);
+}
+
+const char *dp_kind(const dp_transport *t)
+{
+	return t->ops->kind;
+}
+
+/* xorshift64*: test fault injection only, never protocol logic. */
+static uint32_t rng_ppm(dp_transport *t)
+{
+	t->rng ^= t->rng >> 12;
+	t->rng ^= t->rng << 25;
+	t->rng ^= t->rng >> 27;
+	return (uint32_t)((t->rng * 0x2545F4914F6CDD1Dull) >> 32) % 1000000u;
+}
+
+int dp_send(dp_transport *t, uint16_t to, uint8_t type, const void *buf, size_t len)
+{
+	if (to == 0 || to >= DP_MAX_NODES || !t->cfg.peers[to].configured)
+		return KEEL_E_UNKNOWN_PEER;
+	if (len > t->cfg.max_msg_bytes)
+		return KEEL_E_TOO_BIG;
+	struct dp_hdr h = {
+		.type = type,
+		.frag_unit = t->frag_unit,
+		.cluster_id = t->cfg.cluster_id,
+		.from = t->cfg.node_id,
+		.to = to,
+		.msg_id = t->next_msg_id++,
+		.msg_len = (uint32_t)len,
+	};
+	const uint8_t *p = buf;
+	int rc = 0;
+	uint32_t off = 0;
+	do {
+		h.frag_off = off;
+		h.frag_len = (uint16_t)KEEL_MIN((size_t)t->frag_unit, len - off);
+		off += h.frag_len;
+		if (keel_unlikely(t->cfg.test_loss_ppm) && rng_ppm(t) < t->cfg.test_loss_ppm) {
+			t->ctr[DP_CTR_DROP_TX_INJECTED]++;
+			continue;
+		}
+		uint8_t *f = t->ops->tx_frame(t, to, DP_HDR_BYTES + h.frag_len);
+		if (!f) {
+			rc = KEEL_E_FULL;
+			continue;
+		}
+		dp_wire_put(f, &h, p + h.frag_off);
+		if (keel_unlikely(t->cfg.test_corrupt_ppm) &&
+		    rng_ppm(t) < t->cfg.test_corrupt_ppm) {
+			size_t at = rng_ppm(t) % (DP_HDR_BYTES + h.frag_len);
+			f[at] ^= (uint8_t)(1u << (rng_ppm(t) % 8));
+			t->ctr[DP_CTR_TX_CORRUPT_INJECTED]++;
+		}
+		t->ctr[DP_CTR_TX_FRAMES]++;
+	} while (off < len);
+	t->ctr[DP_CTR_TX_MSGS]++;
+	t->ctr[DP_CTR_TX_BYTES] += len;
+	return rc;
+}
+
+int dp_flush(dp_transport *t)
+{
+	return t->ops->flush(t);
+}
+
+int dp_recv_burst(dp_transport *t, struct dp_msg *msgs, int max)
+{
+	/* The caller is done with the previous burst's reassembled messages. */
+	dp_reasm_release(t->reasm);
+	if (max > DP_BURST)
+		max = DP_BURST;
+	if (max <= 0)
+		return 0;
+	uint64_t frames = t->ctr[DP_CTR_RX_FRAMES];
+	int n = t->ops->recv(t, msgs, max);
+	/* Fragments of a big message are work even when no message completes. */
+	t->rx_frames_last = t->ctr[DP_CTR_RX_FRAMES] - frames;
+	if (dp_reasm_inflight(t->reasm))
+		dp_reasm_expire(t->reasm, keel_now_ns());
+	return n;
+}
+
+int dp_rx_frame(dp_transport *t, const uint8_t *buf, size_t len, uint32_t src_ip, uint16_t src_port,
+		uint64_t now_ns, struct dp_msg *out)
+{
+	struct dp_hdr h;
+	const uint8_t *payload;
+	t->ctr[DP_CTR_RX_FRAMES]++;
+	int rc = dp_wire_parse(buf, len, &t->wrx, &h, &payload);
+	if (rc < 0)
+		goto drop;
+	if (h.to != t->cfg.node_id) {
+		rc = -DP_CTR_DROP_NOT_FOR_US;
+		goto drop;
+	}
+	const struct dp_peer_config *p = &t->cfg.peers[h.from];
+	if (!p->configured || p->ip != src_ip || p->udp_port != src_port) {
+		rc = -DP_CTR_DROP_UNKNOWN_PEER;
+		goto drop;
+	}
+	rc = dp_reasm_add(t->reasm, &h, payload, now_ns, out);
+	if (rc < 0)
+		goto drop;
+	if (rc == DP_REASM_PENDING)
+		return 0;
+	if (h.frag_len != h.msg_len)
+		t->ctr[DP_CTR_REASM_MSGS]++;
+	t->ctr[DP_CTR_RX_MSGS]++;
+	t->ctr[DP_CTR_RX_BYTES] += out->len;
+	return 1;
+drop:
+	t->ctr[-rc]++;
+	return 0;
+}
+
+void dp_idle(dp_transport *t, bool did_work)
+{
+	if (did_work || t->rx_frames_last || t->cfg.poll == DP_POLL_BUSY) {
+		t->idle_since_ns = 0;
+		return;
+	}
+	uint64_t now = keel_now_ns();
+	if (!t->idle_since_ns)
+		t->idle_since_ns = now;
+	if (now - t->idle_since_ns < (uint64_t)t->cfg.spin_us * 1000u) {
+		sched_yield();
+		return;
+	}
+	t->ops->sleep(t, t->cfg.sleep_us);
+}
+
+void dp_stats(const dp_transport *t, struct dp_stats *st)
+{
+	memcpy(st->v, t->ctr, sizeof(st->v));
+	dp_reasm_stats(t->reasm, st);
+}
