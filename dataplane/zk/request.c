@@ -317,7 +317,6 @@ int zk_request_decode(const uint8_t *payload, size_t len, struct zk_request *out
 {
 	struct zk_rd r;
 	memset(out, 0, sizeof(*out));
-	out->type = ZK_OP_NONE_;
 	zk_rd_init(&r, payload, len);
 	int32_t xid = zk_rd_int(&r);
 	int32_t type = zk_rd_int(&r);
@@ -325,6 +324,7 @@ int zk_request_decode(const uint8_t *payload, size_t len, struct zk_request *out
 		return KEEL_E_MALFORMED;
 	out->xid = xid;
 	out->type = type;
+	out->header_ok = true;
 	const char *layout = zk_request_layout(type);
 	if (!layout)
 		return KEEL_E_UNSUPPORTED;
@@ -348,7 +348,7 @@ enum zk_action zk_reject_action(int rc, const struct zk_request *req, int32_t *z
 {
 	if (rc == 0)
 		return ZK_ACTION_NONE;
-	if (rc == KEEL_E_UNSUPPORTED && req && req->type != ZK_OP_NONE_) {
+	if (rc == KEEL_E_UNSUPPORTED && req && req->header_ok) {
 		/* UnimplementedRequestProcessor: ZUNIMPLEMENTED, then the session is closed. */
 		*zk_err = ZK_EUNIMPLEMENTED;
 		return ZK_ACTION_REPLY_ERROR_AND_CLOSE;
@@ -358,8 +358,7 @@ enum zk_action zk_reject_action(int rc, const struct zk_request *req, int32_t *z
 	 * which answer ZMARSHALLINGERROR; setAuth is decoded by the connection
 	 * itself, whose IOException closes it.
 	 */
-	if (rc == KEEL_E_MALFORMED && req && req->type != ZK_OP_NONE_ &&
-	    req->type != ZK_OP_SET_AUTH) {
+	if (rc == KEEL_E_MALFORMED && req && req->header_ok && req->type != ZK_OP_SET_AUTH) {
 		*zk_err = ZK_EMARSHALLING;
 		return ZK_ACTION_REPLY_ERROR;
 	}

@@ -232,7 +232,8 @@ struct zk_connect_request {
  */
 struct zk_request {
 	int32_t xid;
-	int32_t type; /* enum zk_op */
+	int32_t type;   /* enum zk_op */
+	bool header_ok; /* set by zk_request_decode() once xid and type are read */
 	/* most ops; getEphemerals' prefixPath */
 	struct zk_str path;
 	struct zk_buf data;        /* create*, setData */
@@ -363,13 +364,13 @@ int zk_connect_decode(const uint8_t *payload, size_t len, struct zk_connect_requ
  * *out is written. Returns:
  *   0                  the request is well formed (paths are NOT validated
  *                      here: see zk_path_validate());
- *   KEEL_E_MALFORMED   with out->type == ZK_OP_NONE_: shorter than the header;
- *                      with a type: the record after the header is malformed
- *                      (truncated, a length < -1, a bad op inside a multi);
+ *   KEEL_E_MALFORMED   with !out->header_ok: shorter than the header;
+ *                      with out->header_ok: the record after the header is
+ *                      malformed (truncated, a length < -1, a bad op inside a
+ *                      multi); out->xid and type are set;
  *   KEEL_E_UNSUPPORTED the opcode is unknown (out->xid and type are set).
  * Trailing bytes after the record are ignored, as the server does.
  */
-#define ZK_OP_NONE_ INT32_MIN
 int zk_request_decode(const uint8_t *payload, size_t len, struct zk_request *out);
 
 /* What the server does with a packet the decoder refused. */
