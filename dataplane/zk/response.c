@@ -155,13 +155,19 @@ int64_t zk_response_encode(struct zk_enc *e, const struct zk_response *r)
 	const char *layout = response_layout(r->type);
 	if (!layout)
 		return KEEL_E_INVAL;
-	zk_enc_begin(e);
-	zk_put_int(e, r->xid);
-	zk_put_long(e, r->zxid);
-	zk_put_int(e, r->err);
+	zk_reply_header_encode(e, r->xid, r->zxid, r->err);
 	/* An error reply is the header alone: clients read no body after err != 0. */
 	if (r->err == ZK_OK)
 		put_body(e, layout, r);
+	return zk_enc_end(e);
+}
+
+int64_t zk_reply_header_encode(struct zk_enc *e, int32_t xid, int64_t zxid, int32_t err)
+{
+	zk_enc_begin(e);
+	zk_put_int(e, xid);
+	zk_put_long(e, zxid);
+	zk_put_int(e, err);
 	return zk_enc_end(e);
 }
 

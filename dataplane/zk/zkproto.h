@@ -466,6 +466,11 @@ int64_t zk_connect_response_encode(struct zk_enc *e, const struct zk_connect_res
  * for a type with no known response.
  */
 int64_t zk_response_encode(struct zk_enc *e, const struct zk_response *r);
+/*
+ * A reply that is a ReplyHeader alone: an error for any opcode (known or
+ * not), or the header-only answers. Returns its size or KEEL_E_FULL.
+ */
+int64_t zk_reply_header_encode(struct zk_enc *e, int32_t xid, int64_t zxid, int32_t err);
 /* A watch notification frame: ReplyHeader(xid -1, zxid, 0) + WatcherEvent. */
 int64_t zk_watcher_event_encode(struct zk_enc *e, int64_t zxid, const struct zk_watcher_event *ev);
 
