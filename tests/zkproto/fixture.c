@@ -325,6 +325,25 @@ static bool on_bytes(struct fixture *fx, struct fx_conn *c)
 	return keep;
 }
 
+/*
+ * With ZKPROTO_CORPUS_OUT=DIR set, every connection's incoming bytes are
+ * appended to DIR/<port>-<n>: how tests/zkproto/corpus/ was made from the
+ * real clients' traffic.
+ */
+static void dump(const struct fixture *fx, const struct fx_conn *c, const uint8_t *p, size_t n)
+{
+	const char *dir = getenv("ZKPROTO_CORPUS_OUT");
+	if (!dir)
+		return;
+	char path[512];
+	snprintf(path, sizeof(path), "%s/%u-%d", dir, fx->port, c->id);
+	FILE *f = fopen(path, "ab");
+	if (!f)
+		return;
+	fwrite(p, 1, n, f);
+	fclose(f);
+}
+
 static void *fx_main(void *arg)
 {
 	struct fixture *fx = arg;
@@ -372,6 +391,7 @@ static void *fx_main(void *arg)
 				conn_close(c);
 				continue;
 			}
+			dump(fx, c, c->rx + c->rx_len, (size_t)got);
 			c->rx_len += (size_t)got;
 			if (!on_bytes(fx, c))
 				conn_close(c);
