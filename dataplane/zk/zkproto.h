@@ -496,6 +496,132 @@ int zk_response_decode(const uint8_t *payload, size_t len, int32_t type, struct 
 /* Walks a decoded multi response's results. */
 bool zk_results_next(const struct zk_results *res, struct zk_iter *it, struct zk_op_result *out);
 
+/* ---- the TCP front end ---- */
+
+/*
+ * An epoll loop on its own thread that accepts ZooKeeper clients, frames and
+ * decodes their packets, refuses bad ones as ZooKeeper does (and counts
+ * them), and hands every good request to a backend. Replies may come back at
+ * once or later, from any thread; the engine writes them in request order
+ * per connection (ZooKeeper's FIFO client order), whatever order they
+ * complete in.
+ *
+ * Happy path: accept -> ConnectRequest -> backend connect() ->
+ * zk_server_connect_reply() -> requests -> backend request() ->
+ * zk_server_reply() (any thread) -> bytes out in seq order.
+ * What can fail: a refused packet (counted; an error reply and/or close, see
+ * zk_reject_action()), a client that stops reading (its output is capped at
+ * max_output_bytes, then it is closed), a full connection table (closed at
+ * accept, counted). A closed connection is reported once through closed().
+ *
+ * Threads: every backend callback runs on the engine thread, one at a time,
+ * without the engine's lock held. zk_server_reply() & co. may be called from
+ * any thread, including from inside a callback.
+ */
+struct zk_server;
+/*
+ * The backend (the node: sessions, kvstore, Raft) defines struct zk_backend;
+ * the engine only passes the pointer back.
+ */
+struct zk_backend;
+
+/* A connection, by value: stays safe to use after the connection is gone. */
+typedef struct {
+	uint64_t v;
+} zk_conn_id;
+
+/* What a reply must name: set by the engine, copied by the backend if it answers later. */
+struct zk_call {
+	zk_conn_id conn;
+	uint64_t seq;       /* the request's place in its connection's reply order */
+	int64_t session_id; /* 0 until the connect reply named one */
+	int32_t xid;
+	int32_t type;
+};
+
+struct zk_backend_ops {
+	/*
+	 * A ConnectRequest. Answer with zk_server_connect_reply() (now or
+	 * later); until then the connection's later packets wait unread, as in
+	 * ZooKeeper. `req` points into the receive buffer: valid only during
+	 * the call.
+	 */
+	void (*connect)(struct zk_backend *b, const struct zk_call *call,
+			const struct zk_connect_request *req);
+	/*
+	 * A well-formed request (paths not yet validated). Answer each exactly
+	 * once with zk_server_reply() or zk_server_reply_error(). `req` is
+	 * valid only during the call: copy what a later answer needs.
+	 */
+	void (*request)(struct zk_backend *b, const struct zk_call *call,
+			const struct zk_request *req);
+	/*
+	 * A whitelisted four-letter word: write the answer into out (cap
+	 * bytes), return its length. The connection closes after it. NULL: the
+	 * engine answers "ruok" with "imok" and nothing else.
+	 */
+	size_t (*four_letter)(struct zk_backend *b, int word, char *out, size_t cap);
+	/* The connection is gone (client closed, refused, or zk_server_close()). */
+	void (*closed)(struct zk_backend *b, zk_conn_id conn, int64_t session_id);
+};
+
+struct zk_server_config {
+	const char *bind_addr;          /* IPv4 dotted quad; NULL: 127.0.0.1 */
+	uint16_t port;                  /* 0: any free port (see zk_server_port()) */
+	uint32_t max_connections;       /* 0: 4096 */
+	uint32_t max_packet_bytes;      /* 0: ZK_DEFAULT_MAX_PACKET_BYTES */
+	uint32_t max_output_bytes;      /* per connection; 0: 64 MiB */
+	uint32_t four_letter_whitelist; /* bit (1u << enum zk_4lw) per allowed word */
+};
+
+struct zk_server_stats {
+	uint64_t accepted;
+	uint64_t rejected_full; /* closed at accept: table full */
+	uint64_t closed;
+	uint64_t requests; /* well-formed requests handed to the backend */
+	uint64_t replies;
+	uint64_t notifications;
+	uint64_t malformed; /* bad records, short headers, bad connects, negative lengths */
+	uint64_t oversized; /* frames over max_packet_bytes */
+	uint64_t unknown_opcode;
+	uint64_t four_letter;
+	uint64_t four_letter_refused; /* not in the whitelist */
+	uint64_t output_overflow;     /* closed: client not reading */
+	uint32_t open;                /* connections open now */
+};
+
+/* Binds, listens and starts the thread. 0, -errno or KEEL_E_NOMEM. */
+int zk_server_start(const struct zk_server_config *cfg, const struct zk_backend_ops *ops,
+		    struct zk_backend *backend, struct zk_server **out);
+uint16_t zk_server_port(const struct zk_server *s);
+/* Stops the thread, closes every connection (closed() for each), frees. */
+void zk_server_stop(struct zk_server *s);
+
+/*
+ * Answers a connect. close_after: send it, then close (a refused reattach
+ * answers a zero session and closes). To close without a reply (a client
+ * whose zxid is ahead of ours), use zk_server_close().
+ */
+int zk_server_connect_reply(struct zk_server *s, const struct zk_call *call,
+			    const struct zk_connect_response *resp, bool close_after);
+/*
+ * Answers a request (resp->xid and type are taken from call). Returns 0,
+ * KEEL_E_NOT_FOUND when the connection is gone (the reply is dropped), or
+ * KEEL_E_TOO_BIG when it cannot be encoded within max_output_bytes. After
+ * the reply to a close, or to a setAuth that failed, the connection closes.
+ */
+int zk_server_reply(struct zk_server *s, const struct zk_call *call,
+		    const struct zk_response *resp);
+/* A header-only error answer (ZK_ENONODE, ...). */
+int zk_server_reply_error(struct zk_server *s, const struct zk_call *call, int64_t zxid,
+			  int32_t err);
+/* A watch notification; it goes out ahead of replies not yet sendable. */
+int zk_server_notify(struct zk_server *s, zk_conn_id conn, int64_t zxid,
+		     const struct zk_watcher_event *ev);
+/* Closes a connection after what is already queued for it is written. */
+int zk_server_close(struct zk_server *s, zk_conn_id conn);
+void zk_server_stats(struct zk_server *s, struct zk_server_stats *out);
+
 #ifdef __cplusplus
 }
 #endif
