@@ -1,0 +1,783 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The ZooKeeper TCP front end: one epoll thread, level-triggered, a fixed
+ * table of connections, replies written in each connection's request order.
+ * See zkproto.h ("the TCP front end") for the contract.
+ *
+ * Ordering: every packet that will be answered gets the next seq of its
+ * connection. A reply whose seq is the next one to send is encoded straight
+ * into the connection's output buffer; one that completes early is encoded
+ * there too, then moved aside ("parked", the only allocation per reply, and
+ * only for replies that overtake an earlier one) until its turn comes.
+ *
+ * Locking: one mutex. The engine thread holds it except inside epoll_wait()
+ * and the backend callbacks: a backend that replies from another thread
+ * while holding its own lock, which its callbacks also take, cannot deadlock
+ * against the engine. What a callback's arguments point into (the receive
+ * buffer, the four-letter scratch) only the engine thread touches.
+ * Connections are closed and freed only by the engine thread, which is what
+ * keeps a zk_conn_id safe to use from any thread.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "jute.h"
+
+#define ZKS_BATCH     64
+#define ZKS_RX_MIN    4096
+#define ZKS_TX_MIN    4096
+#define ZKS_4LW_BYTES 65536
+#define ZKS_EV_LISTEN 0
+#define ZKS_EV_WAKE   1
+#define ZKS_EV_CONN0  2
+
+struct parked {
+	struct parked *next;
+	uint64_t seq;
+	bool close_after;
+	size_t len;
+	uint8_t bytes[];
+};
+
+enum conn_state {
+	C_FREE = 0,
+	C_NEW,        /* waiting for a ConnectRequest or a four-letter word */
+	C_CONNECTING, /* the backend has the connect; later packets wait unread */
+	C_OPEN,
+	C_CLOSING, /* a last answer is queued; input is ignored */
+};
+
+struct conn {
+	int fd;
+	uint32_t gen;
+	enum conn_state state;
+	uint32_t events; /* what epoll watches now */
+	int64_t session_id;
+	uint8_t *rx;
+	size_t rx_len, rx_cap;
+	uint8_t *tx;
+	size_t tx_off, tx_len, tx_cap;
+	uint64_t next_seq;     /* given to the next answered packet */
+	uint64_t send_seq;     /* the seq whose reply goes out next */
+	struct parked *parked; /* sorted by seq */
+	bool close_after_flush;
+	bool dead;       /* close at the engine thread's next look */
+	bool pending_rx; /* buffered packets to process (after a connect reply) */
+};
+
+struct zk_server {
+	struct zk_server_config cfg;
+	struct zk_backend_ops ops;
+	struct zk_backend *backend;
+	int lfd, epfd, evfd;
+	uint16_t port;
+	pthread_t thread;
+	bool stopping;
+	bool housekeeping; /* some connection is dead or has pending_rx */
+	pthread_mutex_t mu;
+	struct conn *conns;
+	uint32_t *free_slots;
+	uint32_t n_free;
+	struct zk_server_stats st;
+	char four_letter_out[ZKS_4LW_BYTES];
+};
+
+enum msg_kind { MSG_RESPONSE, MSG_CONNECT, MSG_HEADER, MSG_EVENT };
+
+struct out_msg {
+	enum msg_kind kind;
+	const struct zk_response *resp;
+	const struct zk_connect_response *cresp;
+	const struct zk_watcher_event *ev;
+	int32_t xid;
+	int64_t zxid;
+	int32_t err;
+};
+
+static zk_conn_id conn_id_of(const struct zk_server *s, const struct conn *c)
+{
+	zk_conn_id id = { (uint64_t)c->gen << 32 | (uint64_t)(c - s->conns) };
+	return id;
+}
+
+/* The live connection an id names, or NULL. */
+static struct conn *conn_lookup(struct zk_server *s, zk_conn_id id)
+{
+	uint32_t idx = (uint32_t)id.v;
+	if (idx >= s->cfg.max_connections)
+		return NULL;
+	struct conn *c = &s->conns[idx];
+	if (c->state == C_FREE || c->gen != (uint32_t)(id.v >> 32) || c->dead)
+		return NULL;
+	return c;
+}
+
+static void wake(struct zk_server *s)
+{
+	uint64_t one = 1;
+	s->housekeeping = true;
+	/* A full eventfd counter still wakes the loop; nothing to do on failure. */
+	(void)!write(s->evfd, &one, sizeof(one));
+}
+
+static void mark_dead(struct zk_server *s, struct conn *c)
+{
+	if (!c->dead) {
+		c->dead = true;
+		wake(s);
+	}
+}
+
+static void set_events(struct zk_server *s, struct conn *c)
+{
+	if (c->dead)
+		return;
+	uint32_t ev = 0;
+	if ((c->state == C_NEW || c->state == C_OPEN) && !c->close_after_flush)
+		ev |= EPOLLIN;
+	if (c->tx_off < c->tx_len)
+		ev |= EPOLLOUT;
+	if (ev == c->events)
+		return;
+	struct epoll_event e = { .events = ev,
+				 .data.u64 = (uint64_t)(c - s->conns) + ZKS_EV_CONN0 };
+	if (epoll_ctl(s->epfd, EPOLL_CTL_MOD, c->fd, &e) == 0)
+		c->events = ev;
+	else
+		mark_dead(s, c);
+}
+
+static void flush(struct zk_server *s, struct conn *c)
+{
+	while (!c->dead && c->tx_off < c->tx_len) {
+		ssize_t n = send(c->fd, c->tx + c->tx_off, c->tx_len - c->tx_off,
+				 MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n > 0) {
+			c->tx_off += (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+		mark_dead(s, c);
+	}
+	if (c->tx_off == c->tx_len) {
+		c->tx_off = c->tx_len = 0;
+		if (c->close_after_flush && !c->parked)
+			mark_dead(s, c);
+	}
+	set_events(s, c);
+}
+
+/* Room for `need` more bytes in tx, within max_output_bytes. */
+static bool tx_grow(struct zk_server *s, struct conn *c, size_t need)
+{
+	if (c->tx_off > 0) {
+		memmove(c->tx, c->tx + c->tx_off, c->tx_len - c->tx_off);
+		c->tx_len -= c->tx_off;
+		c->tx_off = 0;
+	}
+	if (c->tx_cap - c->tx_len >= need)
+		return true;
+	size_t max = s->cfg.max_output_bytes;
+	if (c->tx_len + need > max)
+		return false;
+	size_t cap = KEEL_MAX((size_t)ZKS_TX_MIN, c->tx_cap * 2);
+	while (cap < c->tx_len + need)
+		cap *= 2;
+	cap = KEEL_MIN(cap, max);
+	uint8_t *n = realloc(c->tx, cap);
+	if (!n)
+		return false;
+	c->tx = n;
+	c->tx_cap = cap;
+	return true;
+}
+
+static int64_t encode_msg(struct zk_enc *e, const struct out_msg *m)
+{
+	switch (m->kind) {
+	case MSG_RESPONSE:
+		return zk_response_encode(e, m->resp);
+	case MSG_CONNECT:
+		return zk_connect_response_encode(e, m->cresp);
+	case MSG_HEADER:
+		return zk_reply_header_encode(e, m->xid, m->zxid, m->err);
+	case MSG_EVENT:
+		return zk_watcher_event_encode(e, m->zxid, m->ev);
+	}
+	return KEEL_E_INVAL;
+}
+
+/* Encodes m at the end of tx, growing it as needed. */
+static int append_msg(struct zk_server *s, struct conn *c, const struct out_msg *m)
+{
+	for (;;) {
+		struct zk_enc e;
+		zk_enc_init(&e, c->tx + c->tx_len, c->tx_cap - c->tx_len);
+		int64_t n = c->tx ? encode_msg(&e, m) : KEEL_E_FULL;
+		if (n > 0) {
+			c->tx_len += (size_t)n;
+			return 0;
+		}
+		if (n != KEEL_E_FULL)
+			return (int)n;
+		/* More room than now, or give up at max_output_bytes. */
+		if (!tx_grow(s, c, c->tx_cap - c->tx_len + 1))
+			return KEEL_E_TOO_BIG;
+	}
+}
+
+static void release(struct conn *c, uint64_t seq, bool close_after)
+{
+	(void)seq;
+	c->send_seq++;
+	if (close_after) {
+		c->close_after_flush = true;
+		c->state = C_CLOSING;
+	}
+}
+
+/* Moves parked replies whose turn has come into tx. */
+static int drain_parked(struct zk_server *s, struct conn *c)
+{
+	while (c->parked && c->parked->seq == c->send_seq) {
+		struct parked *p = c->parked;
+		if (!tx_grow(s, c, p->len))
+			return KEEL_E_TOO_BIG;
+		memcpy(c->tx + c->tx_len, p->bytes, p->len);
+		c->tx_len += p->len;
+		c->parked = p->next;
+		release(c, p->seq, p->close_after);
+		free(p);
+	}
+	return 0;
+}
+
+/* Queues the answer with sequence `seq`, in order. */
+static int queue_reply(struct zk_server *s, struct conn *c, uint64_t seq, const struct out_msg *m,
+		       bool close_after)
+{
+	if (seq < c->send_seq || seq >= c->next_seq)
+		return KEEL_E_INVAL; /* answered twice, or never asked */
+	if (c->close_after_flush)
+		return 0; /* a close is already on its way: nothing more is read */
+	size_t mark = c->tx_len;
+	int rc = append_msg(s, c, m);
+	if (rc == KEEL_E_TOO_BIG) {
+		s->st.output_overflow++;
+		mark_dead(s, c);
+	}
+	if (rc != 0)
+		return rc;
+	s->st.replies++;
+	if (seq == c->send_seq) {
+		release(c, seq, close_after);
+		rc = drain_parked(s, c);
+	} else {
+		size_t len = c->tx_len - mark;
+		struct parked *p = malloc(sizeof(*p) + len);
+		if (!p) {
+			mark_dead(s, c);
+			return KEEL_E_NOMEM;
+		}
+		memcpy(p->bytes, c->tx + mark, len);
+		p->len = len;
+		p->seq = seq;
+		p->close_after = close_after;
+		c->tx_len = mark;
+		struct parked **at = &c->parked;
+		while (*at && (*at)->seq < seq)
+			at = &(*at)->next;
+		p->next = *at;
+		*at = p;
+	}
+	if (rc == KEEL_E_TOO_BIG) {
+		s->st.output_overflow++;
+		mark_dead(s, c);
+		return rc;
+	}
+	flush(s, c);
+	return 0;
+}
+
+static void four_letter(struct zk_server *s, struct conn *c, int word)
+{
+	size_t n = 0;
+	char *out = s->four_letter_out;
+	s->st.four_letter++;
+	if (s->cfg.four_letter_whitelist & (1u << word)) {
+		if (s->ops.four_letter) {
+			pthread_mutex_unlock(&s->mu);
+			n = s->ops.four_letter(s->backend, word, out, sizeof(s->four_letter_out));
+			pthread_mutex_lock(&s->mu);
+		} else if (word == ZK_4LW_RUOK)
+			n = (size_t)snprintf(out, sizeof(s->four_letter_out), "imok");
+	} else {
+		/* ZooKeeper's own answer to a word outside 4lw.commands.whitelist. */
+		s->st.four_letter_refused++;
+		n = (size_t)snprintf(out, sizeof(s->four_letter_out),
+				     "%s is not executed because it is not in the whitelist.\n",
+				     word == ZK_4LW_TELNET_CLOSE ? "telnet close"
+								 : zk_4lw_name(word));
+	}
+	n = KEEL_MIN(n, sizeof(s->four_letter_out));
+	c->state = C_CLOSING;
+	c->close_after_flush = true;
+	if (n && tx_grow(s, c, n)) {
+		memcpy(c->tx + c->tx_len, out, n);
+		c->tx_len += n;
+	}
+	flush(s, c);
+}
+
+static struct zk_call call_for(struct zk_server *s, struct conn *c, int32_t xid, int32_t type)
+{
+	struct zk_call call = { conn_id_of(s, c), c->next_seq++, c->session_id, xid, type };
+	return call;
+}
+
+/* Decodes and dispatches every whole packet in rx the connection's state allows. */
+static void process_rx(struct zk_server *s, struct conn *c)
+{
+	size_t off = 0;
+	while ((c->state == C_NEW || c->state == C_OPEN) && !c->dead && !c->close_after_flush) {
+		const uint8_t *p = c->rx + off;
+		size_t avail = c->rx_len - off;
+		if (c->state == C_NEW) {
+			int w = zk_4lw_detect(p, avail);
+			if (w == KEEL_E_AGAIN)
+				break;
+			if (w > 0) {
+				off = c->rx_len;
+				four_letter(s, c, w);
+				break;
+			}
+		}
+		int64_t n = zk_frame_len(p, avail, s->cfg.max_packet_bytes);
+		if (n == 0)
+			break;
+		if (n < 0) {
+			if (n == KEEL_E_TOO_BIG)
+				s->st.oversized++;
+			else
+				s->st.malformed++;
+			mark_dead(s, c);
+			break;
+		}
+		off += (size_t)n;
+		if (c->state == C_NEW) {
+			struct zk_connect_request req;
+			if (zk_connect_decode(p + 4, (size_t)n - 4, &req) != 0) {
+				s->st.malformed++;
+				mark_dead(s, c);
+				break;
+			}
+			c->state = C_CONNECTING;
+			struct zk_call call = call_for(s, c, 0, 0);
+			pthread_mutex_unlock(&s->mu);
+			s->ops.connect(s->backend, &call, &req);
+			pthread_mutex_lock(&s->mu);
+			continue; /* goes on only if the backend answered already */
+		}
+		struct zk_request req;
+		int rc = zk_request_decode(p + 4, (size_t)n - 4, &req);
+		int32_t zerr = 0;
+		enum zk_action act = zk_reject_action(rc, &req, &zerr);
+		if (act == ZK_ACTION_NONE) {
+			s->st.requests++;
+			struct zk_call call = call_for(s, c, req.xid, req.type);
+			pthread_mutex_unlock(&s->mu);
+			s->ops.request(s->backend, &call, &req);
+			pthread_mutex_lock(&s->mu);
+			continue;
+		}
+		if (rc == KEEL_E_UNSUPPORTED)
+			s->st.unknown_opcode++;
+		else
+			s->st.malformed++;
+		if (act == ZK_ACTION_CLOSE) {
+			mark_dead(s, c);
+			break;
+		}
+		struct out_msg m = { .kind = MSG_HEADER, .xid = req.xid, .err = zerr };
+		uint64_t seq = c->next_seq++;
+		queue_reply(s, c, seq, &m, act == ZK_ACTION_REPLY_ERROR_AND_CLOSE);
+	}
+	if (off) {
+		memmove(c->rx, c->rx + off, c->rx_len - off);
+		c->rx_len -= off;
+	}
+}
+
+static void on_readable(struct zk_server *s, struct conn *c)
+{
+	for (;;) {
+		if (c->dead || c->close_after_flush || c->state == C_CONNECTING)
+			break;
+		if (c->rx_cap - c->rx_len < ZKS_RX_MIN) {
+			/* A whole max-size frame plus a read's worth of the next. */
+			size_t max = (size_t)s->cfg.max_packet_bytes + 4 + ZKS_RX_MIN;
+			size_t cap = KEEL_MIN(KEEL_MAX(c->rx_cap * 2, (size_t)ZKS_RX_MIN * 2), max);
+			if (cap <= c->rx_cap) {
+				mark_dead(s, c); /* cannot happen: frames are bounded */
+				return;
+			}
+			uint8_t *n = realloc(c->rx, cap);
+			if (!n) {
+				mark_dead(s, c);
+				return;
+			}
+			c->rx = n;
+			c->rx_cap = cap;
+		}
+		ssize_t got = recv(c->fd, c->rx + c->rx_len, c->rx_cap - c->rx_len, MSG_DONTWAIT);
+		if (got == 0 || (got < 0 && errno != EINTR && errno != EAGAIN)) {
+			mark_dead(s, c);
+			return;
+		}
+		if (got < 0) {
+			if (errno == EAGAIN)
+				break;
+			continue;
+		}
+		c->rx_len += (size_t)got;
+		process_rx(s, c);
+		if ((size_t)got < ZKS_RX_MIN)
+			break; /* drained for now: level-triggered epoll calls again */
+	}
+	set_events(s, c);
+}
+
+static void conn_close(struct zk_server *s, struct conn *c)
+{
+	zk_conn_id id = conn_id_of(s, c);
+	int64_t session = c->session_id;
+	bool had_connect = c->state != C_NEW;
+	epoll_ctl(s->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+	close(c->fd);
+	while (c->parked) {
+		struct parked *p = c->parked;
+		c->parked = p->next;
+		free(p);
+	}
+	free(c->rx);
+	free(c->tx);
+	uint32_t gen = c->gen + 1;
+	memset(c, 0, sizeof(*c));
+	c->gen = gen;
+	c->fd = -1;
+	s->free_slots[s->n_free++] = (uint32_t)(c - s->conns);
+	s->st.closed++;
+	s->st.open--;
+	if (had_connect && s->ops.closed) {
+		pthread_mutex_unlock(&s->mu);
+		s->ops.closed(s->backend, id, session);
+		pthread_mutex_lock(&s->mu);
+	}
+}
+
+static void on_accept(struct zk_server *s)
+{
+	for (;;) {
+		int fd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0)
+			return; /* EAGAIN, or an aborted connection: nothing to keep */
+		if (s->n_free == 0) {
+			s->st.rejected_full++;
+			close(fd);
+			continue;
+		}
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		uint32_t idx = s->free_slots[--s->n_free];
+		struct conn *c = &s->conns[idx];
+		c->fd = fd;
+		c->state = C_NEW;
+		c->events = EPOLLIN;
+		struct epoll_event e = { .events = EPOLLIN,
+					 .data.u64 = (uint64_t)idx + ZKS_EV_CONN0 };
+		s->st.accepted++;
+		s->st.open++;
+		if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &e) != 0)
+			conn_close(s, c);
+	}
+}
+
+static void housekeeping(struct zk_server *s)
+{
+	s->housekeeping = false;
+	for (uint32_t i = 0; i < s->cfg.max_connections; i++) {
+		struct conn *c = &s->conns[i];
+		if (c->state == C_FREE)
+			continue;
+		if (c->pending_rx && !c->dead) {
+			c->pending_rx = false;
+			process_rx(s, c);
+			set_events(s, c);
+		}
+		if (c->dead)
+			conn_close(s, c);
+	}
+}
+
+static void *server_main(void *arg)
+{
+	struct zk_server *s = arg;
+	struct epoll_event evs[ZKS_BATCH];
+	pthread_mutex_lock(&s->mu);
+	while (!s->stopping) {
+		pthread_mutex_unlock(&s->mu);
+		int n = epoll_wait(s->epfd, evs, ZKS_BATCH, -1);
+		pthread_mutex_lock(&s->mu);
+		for (int i = 0; i < n; i++) {
+			uint64_t tag = evs[i].data.u64;
+			if (tag == ZKS_EV_LISTEN) {
+				on_accept(s);
+				continue;
+			}
+			if (tag == ZKS_EV_WAKE) {
+				uint64_t v;
+				(void)!read(s->evfd, &v, sizeof(v));
+				continue;
+			}
+			struct conn *c = &s->conns[tag - ZKS_EV_CONN0];
+			if (c->state == C_FREE)
+				continue;
+			if (evs[i].events & EPOLLOUT)
+				flush(s, c);
+			if (evs[i].events & EPOLLIN)
+				on_readable(s, c);
+			/* Level-triggered: a hung-up socket would be reported forever. */
+			if (evs[i].events & (EPOLLHUP | EPOLLERR))
+				mark_dead(s, c);
+			if (c->dead)
+				conn_close(s, c);
+		}
+		if (s->housekeeping)
+			housekeeping(s);
+	}
+	pthread_mutex_unlock(&s->mu);
+	return NULL;
+}
+
+int zk_server_start(const struct zk_server_config *cfg, const struct zk_backend_ops *ops,
+		    struct zk_backend *backend, struct zk_server **out)
+{
+	int rc = KEEL_E_NOMEM;
+	struct zk_server *s = calloc(1, sizeof(*s));
+	if (!s)
+		return KEEL_E_NOMEM;
+	s->cfg = *cfg;
+	s->ops = *ops;
+	s->backend = backend;
+	s->lfd = s->epfd = s->evfd = -1;
+	if (!s->cfg.max_connections)
+		s->cfg.max_connections = 4096;
+	if (!s->cfg.max_packet_bytes)
+		s->cfg.max_packet_bytes = ZK_DEFAULT_MAX_PACKET_BYTES;
+	if (!s->cfg.max_output_bytes)
+		s->cfg.max_output_bytes = 64u << 20;
+	if (!ops->connect || !ops->request || s->cfg.max_packet_bytes > INT32_MAX) {
+		rc = KEEL_E_INVAL;
+		goto fail;
+	}
+	s->conns = calloc(s->cfg.max_connections, sizeof(*s->conns));
+	s->free_slots = calloc(s->cfg.max_connections, sizeof(*s->free_slots));
+	if (!s->conns || !s->free_slots)
+		goto fail;
+	for (uint32_t i = 0; i < s->cfg.max_connections; i++) {
+		s->conns[i].fd = -1;
+		s->free_slots[i] = s->cfg.max_connections - 1 - i;
+	}
+	s->n_free = s->cfg.max_connections;
+
+	pthread_mutexattr_t ma;
+	pthread_mutexattr_init(&ma);
+	pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
+	pthread_mutex_init(&s->mu, &ma);
+	pthread_mutexattr_destroy(&ma);
+
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(cfg->port) };
+	if (inet_pton(AF_INET, cfg->bind_addr ? cfg->bind_addr : "127.0.0.1", &a.sin_addr) != 1) {
+		rc = KEEL_E_CONFIG;
+		goto fail_mutex;
+	}
+	socklen_t alen = sizeof(a);
+	int one = 1;
+	s->lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	s->epfd = epoll_create1(EPOLL_CLOEXEC);
+	s->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (s->lfd < 0 || s->epfd < 0 || s->evfd < 0 ||
+	    setsockopt(s->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+	    bind(s->lfd, (struct sockaddr *)&a, sizeof(a)) != 0 || listen(s->lfd, 1024) != 0 ||
+	    getsockname(s->lfd, (struct sockaddr *)&a, &alen) != 0) {
+		rc = -errno;
+		goto fail_mutex;
+	}
+	s->port = ntohs(a.sin_port);
+	struct epoll_event e = { .events = EPOLLIN, .data.u64 = ZKS_EV_LISTEN };
+	struct epoll_event w = { .events = EPOLLIN, .data.u64 = ZKS_EV_WAKE };
+	if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->lfd, &e) != 0 ||
+	    epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->evfd, &w) != 0) {
+		rc = -errno;
+		goto fail_mutex;
+	}
+	rc = -pthread_create(&s->thread, NULL, server_main, s);
+	if (rc != 0)
+		goto fail_mutex;
+	*out = s;
+	return 0;
+
+fail_mutex:
+	pthread_mutex_destroy(&s->mu);
+	if (s->lfd >= 0)
+		close(s->lfd);
+	if (s->epfd >= 0)
+		close(s->epfd);
+	if (s->evfd >= 0)
+		close(s->evfd);
+fail:
+	free(s->conns);
+	free(s->free_slots);
+	free(s);
+	return rc;
+}
+
+uint16_t zk_server_port(const struct zk_server *s)
+{
+	return s->port;
+}
+
+void zk_server_stop(struct zk_server *s)
+{
+	pthread_mutex_lock(&s->mu);
+	s->stopping = true;
+	wake(s);
+	pthread_mutex_unlock(&s->mu);
+	pthread_join(s->thread, NULL);
+	pthread_mutex_lock(&s->mu);
+	for (uint32_t i = 0; i < s->cfg.max_connections; i++)
+		if (s->conns[i].state != C_FREE)
+			conn_close(s, &s->conns[i]);
+	pthread_mutex_unlock(&s->mu);
+	close(s->lfd);
+	close(s->epfd);
+	close(s->evfd);
+	pthread_mutex_destroy(&s->mu);
+	free(s->conns);
+	free(s->free_slots);
+	free(s);
+}
+
+int zk_server_connect_reply(struct zk_server *s, const struct zk_call *call,
+			    const struct zk_connect_response *resp, bool close_after)
+{
+	int rc = KEEL_E_NOT_FOUND;
+	pthread_mutex_lock(&s->mu);
+	struct conn *c = conn_lookup(s, call->conn);
+	if (c && c->state != C_CONNECTING)
+		rc = KEEL_E_STATE;
+	if (c && c->state == C_CONNECTING) {
+		struct out_msg m = { .kind = MSG_CONNECT, .cresp = resp };
+		if (!close_after) {
+			c->state = C_OPEN;
+			c->session_id = resp->session_id;
+		}
+		rc = queue_reply(s, c, call->seq, &m, close_after);
+		if (rc == 0 && !close_after) {
+			/* Packets that arrived meanwhile are processed by the engine thread. */
+			c->pending_rx = true;
+			wake(s);
+		}
+	}
+	pthread_mutex_unlock(&s->mu);
+	return rc;
+}
+
+/* ZooKeeper closes after answering a close, and after a failed setAuth. */
+static bool closes_after(const struct zk_call *call, int32_t err)
+{
+	return call->type == ZK_OP_CLOSE || (call->type == ZK_OP_SET_AUTH && err == ZK_EAUTHFAILED);
+}
+
+static int reply_msg(struct zk_server *s, const struct zk_call *call, const struct out_msg *m,
+		     int32_t err)
+{
+	int rc = KEEL_E_NOT_FOUND;
+	pthread_mutex_lock(&s->mu);
+	struct conn *c = conn_lookup(s, call->conn);
+	if (c)
+		rc = queue_reply(s, c, call->seq, m, closes_after(call, err));
+	pthread_mutex_unlock(&s->mu);
+	return rc;
+}
+
+int zk_server_reply(struct zk_server *s, const struct zk_call *call, const struct zk_response *resp)
+{
+	struct zk_response r = *resp;
+	r.xid = call->xid;
+	r.type = call->type;
+	struct out_msg m = { .kind = MSG_RESPONSE, .resp = &r };
+	return reply_msg(s, call, &m, r.err);
+}
+
+int zk_server_reply_error(struct zk_server *s, const struct zk_call *call, int64_t zxid,
+			  int32_t err)
+{
+	struct out_msg m = { .kind = MSG_HEADER, .xid = call->xid, .zxid = zxid, .err = err };
+	return reply_msg(s, call, &m, err);
+}
+
+int zk_server_notify(struct zk_server *s, zk_conn_id conn, int64_t zxid,
+		     const struct zk_watcher_event *ev)
+{
+	int rc = KEEL_E_NOT_FOUND;
+	pthread_mutex_lock(&s->mu);
+	struct conn *c = conn_lookup(s, conn);
+	if (c && c->state == C_OPEN && !c->close_after_flush) {
+		struct out_msg m = { .kind = MSG_EVENT, .zxid = zxid, .ev = ev };
+		rc = append_msg(s, c, &m);
+		if (rc == 0) {
+			s->st.notifications++;
+			flush(s, c);
+		} else if (rc == KEEL_E_TOO_BIG) {
+			s->st.output_overflow++;
+			mark_dead(s, c);
+		}
+	}
+	pthread_mutex_unlock(&s->mu);
+	return rc;
+}
+
+int zk_server_close(struct zk_server *s, zk_conn_id conn)
+{
+	int rc = KEEL_E_NOT_FOUND;
+	pthread_mutex_lock(&s->mu);
+	struct conn *c = conn_lookup(s, conn);
+	if (c) {
+		c->close_after_flush = true;
+		c->state = C_CLOSING;
+		flush(s, c);
+		rc = 0;
+	}
+	pthread_mutex_unlock(&s->mu);
+	return rc;
+}
+
+void zk_server_stats(struct zk_server *s, struct zk_server_stats *out)
+{
+	pthread_mutex_lock(&s->mu);
+	*out = s->st;
+	pthread_mutex_unlock(&s->mu);
+}

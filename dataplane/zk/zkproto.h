@@ -1,0 +1,629 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * zkproto: the ZooKeeper client wire protocol (jute records over TCP).
+ *
+ * Happy path: the front end reads bytes into a connection buffer, finds whole
+ * frames with zk_frame_len(), decodes the first frame of a connection with
+ * zk_connect_decode() and every later one with zk_request_decode(), hands the
+ * typed request to the backend, and writes the reply with zk_reply_*() /
+ * zk_response_encode() into its send buffer.
+ *
+ * What can fail, and what ZooKeeper 3.8 does about it (zk_reject_action()
+ * turns a decoder result into that action; see dataplane/zk/README.md):
+ *   - frame length < 0 or > max packet (jute.maxbuffer): connection closed;
+ *   - ConnectRequest shorter than its record: connection closed;
+ *   - request shorter than its 8-byte RequestHeader: connection closed;
+ *   - unknown opcode: a ReplyHeader with ZUNIMPLEMENTED, then closed;
+ *   - malformed record after a good header: a ReplyHeader with
+ *     ZMARSHALLINGERROR, the connection stays (setAuth: closed).
+ *
+ * Memory: decoding never allocates. Decoded strings, buffers and vectors point
+ * into the caller's receive buffer and are valid as long as those bytes are;
+ * strings are NOT NUL-terminated. Encoding writes into a caller buffer and
+ * reports overflow instead of growing it.
+ */
+#ifndef KEEL_DATAPLANE_ZK_ZKPROTO_H
+#define KEEL_DATAPLANE_ZK_ZKPROTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "keel.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* jute.maxbuffer's default in ZooKeeper: the largest frame a server accepts. */
+#define ZK_DEFAULT_MAX_PACKET_BYTES 0xfffff
+/* A session password is 16 bytes on every server and client. */
+#define ZK_PASSWD_BYTES 16
+
+/* Opcodes (ZooDefs.OpCode). */
+enum zk_op {
+	ZK_OP_NOTIFICATION = 0,
+	ZK_OP_CREATE = 1,
+	ZK_OP_DELETE = 2,
+	ZK_OP_EXISTS = 3,
+	ZK_OP_GET_DATA = 4,
+	ZK_OP_SET_DATA = 5,
+	ZK_OP_GET_ACL = 6,
+	ZK_OP_SET_ACL = 7,
+	ZK_OP_GET_CHILDREN = 8,
+	ZK_OP_SYNC = 9,
+	ZK_OP_PING = 11,
+	ZK_OP_GET_CHILDREN2 = 12,
+	ZK_OP_CHECK = 13,
+	ZK_OP_MULTI = 14,
+	ZK_OP_CREATE2 = 15,
+	ZK_OP_RECONFIG = 16,
+	ZK_OP_CHECK_WATCHES = 17,
+	ZK_OP_REMOVE_WATCHES = 18,
+	ZK_OP_CREATE_CONTAINER = 19,
+	ZK_OP_CREATE_TTL = 21,
+	ZK_OP_MULTI_READ = 22,
+	ZK_OP_SET_AUTH = 100,
+	ZK_OP_SET_WATCHES = 101,
+	ZK_OP_GET_EPHEMERALS = 103,
+	ZK_OP_GET_ALL_CHILDREN_NUMBER = 104,
+	ZK_OP_SET_WATCHES2 = 105,
+	ZK_OP_ADD_WATCH = 106,
+	ZK_OP_WHO_AM_I = 107,
+	ZK_OP_CLOSE = -11,
+	ZK_OP_ERROR = -1, /* the type of a failed result inside a multi response */
+};
+
+/* Reserved xids: replies and events the server sends that no request numbered. */
+enum zk_xid {
+	ZK_XID_NOTIFICATION = -1,
+	ZK_XID_PING = -2,
+	ZK_XID_AUTH = -4,
+	ZK_XID_SET_WATCHES = -8,
+};
+
+/* ZooKeeper error codes carried in ReplyHeader.err (KeeperException.Code). */
+enum zk_err {
+	ZK_OK = 0,
+	ZK_ESYSTEM = -1,
+	ZK_ERUNTIMEINCONSISTENCY = -2,
+	ZK_EDATAINCONSISTENCY = -3,
+	ZK_ECONNECTIONLOSS = -4,
+	ZK_EMARSHALLING = -5,
+	ZK_EUNIMPLEMENTED = -6,
+	ZK_EOPERATIONTIMEOUT = -7,
+	ZK_EBADARGUMENTS = -8,
+	ZK_ENEWCONFIGNOQUORUM = -13,
+	ZK_ERECONFIGINPROGRESS = -14,
+	ZK_EAPI = -100,
+	ZK_ENONODE = -101,
+	ZK_ENOAUTH = -102,
+	ZK_EBADVERSION = -103,
+	ZK_ENOCHILDRENFOREPHEMERALS = -108,
+	ZK_ENODEEXISTS = -110,
+	ZK_ENOTEMPTY = -111,
+	ZK_ESESSIONEXPIRED = -112,
+	ZK_EINVALIDCALLBACK = -113,
+	ZK_EINVALIDACL = -114,
+	ZK_EAUTHFAILED = -115,
+	ZK_ESESSIONMOVED = -118,
+	ZK_ENOTREADONLY = -119,
+	ZK_EEPHEMERALONLOCALSESSION = -120,
+	ZK_ENOWATCHER = -121,
+	ZK_ERECONFIGDISABLED = -123,
+	ZK_ETHROTTLED = -127,
+};
+
+/* WatcherEvent.type and .state values (Watcher.Event). */
+enum zk_event_type {
+	ZK_EVENT_NONE = -1,
+	ZK_EVENT_NODE_CREATED = 1,
+	ZK_EVENT_NODE_DELETED = 2,
+	ZK_EVENT_NODE_DATA_CHANGED = 3,
+	ZK_EVENT_NODE_CHILDREN_CHANGED = 4,
+	ZK_EVENT_DATA_WATCH_REMOVED = 5,
+	ZK_EVENT_CHILD_WATCH_REMOVED = 6,
+	ZK_EVENT_PERSISTENT_WATCH_REMOVED = 7,
+};
+enum zk_keeper_state {
+	ZK_STATE_DISCONNECTED = 0,
+	ZK_STATE_SYNC_CONNECTED = 3,
+	ZK_STATE_AUTH_FAILED = 4,
+	ZK_STATE_CONNECTED_READ_ONLY = 5,
+	ZK_STATE_EXPIRED = -112,
+	ZK_STATE_CLOSED = 7,
+};
+
+/* ---- values that point into a buffer ---- */
+
+/* A jute ustring. len == -1 is the null string (ptr NULL). Not NUL-terminated. */
+struct zk_str {
+	const char *ptr;
+	int32_t len;
+};
+/* A jute buffer. len == -1 is the null buffer (ptr NULL). */
+struct zk_buf {
+	const uint8_t *ptr;
+	int32_t len;
+};
+
+struct zk_stat {
+	int64_t czxid;
+	int64_t mzxid;
+	int64_t ctime_ms;
+	int64_t mtime_ms;
+	int32_t version;
+	int32_t cversion;
+	int32_t aversion;
+	int64_t ephemeral_owner;
+	int32_t data_length;
+	int32_t num_children;
+	int64_t pzxid;
+};
+
+struct zk_acl {
+	int32_t perms;
+	struct zk_str scheme;
+	struct zk_str id;
+};
+
+/*
+ * A jute vector. A decoded vector keeps its elements' wire bytes (raw,
+ * raw_len) and is walked with zk_strs_next() / zk_acls_next(). To encode one,
+ * either set items (an array of count elements owned by the caller) or, to
+ * pass a decoded vector through, leave items NULL and keep raw. count == -1 is
+ * the null vector.
+ */
+struct zk_strs {
+	int32_t count;
+	const uint8_t *raw;
+	uint32_t raw_len;
+	const struct zk_str *items;
+};
+struct zk_acls {
+	int32_t count;
+	const uint8_t *raw;
+	uint32_t raw_len;
+	const struct zk_acl *items;
+};
+/* A cursor over a decoded vector or multi; zero it (or use ZK_ITER_INIT) to start. */
+struct zk_iter {
+	uint32_t off;
+	int32_t index;
+};
+#define ZK_ITER_INIT \
+	{            \
+		0, 0 \
+	}
+
+/* The operations of a decoded multi / multiRead, walked with zk_multi_next(). */
+struct zk_ops {
+	int32_t count;
+	const uint8_t *raw;
+	uint32_t raw_len;
+};
+
+/* setWatches (3 lists) / setWatches2 (5 lists): indexes into zk_request.watches. */
+enum zk_watch_list {
+	ZK_WATCHES_DATA = 0,
+	ZK_WATCHES_EXIST = 1,
+	ZK_WATCHES_CHILD = 2,
+	ZK_WATCHES_PERSISTENT = 3,
+	ZK_WATCHES_PERSISTENT_RECURSIVE = 4,
+	ZK_WATCH_LISTS = 5,
+};
+
+/* ---- requests ---- */
+
+/* ConnectRequest: the first frame of every connection. */
+struct zk_connect_request {
+	int32_t protocol_version;
+	int64_t last_zxid_seen;
+	int32_t timeout_ms;
+	int64_t session_id; /* 0: a new session; else a reattach */
+	struct zk_buf passwd;
+	bool read_only;
+	bool has_read_only; /* older clients stop before the flag */
+};
+
+/*
+ * One client request, flattened: each opcode uses the fields of its jute
+ * record (listed beside them), the others stay zero.
+ */
+struct zk_request {
+	int32_t xid;
+	int32_t type;   /* enum zk_op */
+	bool header_ok; /* set by zk_request_decode() once xid and type are read */
+	/* most ops; getEphemerals' prefixPath */
+	struct zk_str path;
+	struct zk_buf data;        /* create*, setData */
+	struct zk_acls acl;        /* create*, setACL */
+	int32_t flags;             /* create*: CreateMode flag */
+	int64_t ttl_ms;            /* createTTL */
+	int32_t version;           /* delete, setData, check, setACL */
+	bool watch;                /* exists, getData, getChildren, getChildren2 */
+	int32_t mode;              /* addWatch: mode; checkWatches/removeWatches: type */
+	int32_t auth_type;         /* setAuth */
+	struct zk_str auth_scheme; /* setAuth */
+	struct zk_buf auth;        /* setAuth */
+	int64_t relative_zxid;     /* setWatches, setWatches2 */
+	struct zk_strs watches[ZK_WATCH_LISTS]; /* setWatches (first 3), setWatches2 */
+	struct zk_str joining_servers;          /* reconfig */
+	struct zk_str leaving_servers;          /* reconfig */
+	struct zk_str new_members;              /* reconfig */
+	int64_t cur_config_id;                  /* reconfig */
+	struct zk_ops ops;                      /* multi, multiRead */
+};
+
+/* ---- responses ---- */
+
+/* One result of a multi / multiRead response. */
+struct zk_op_result {
+	int32_t type;        /* the op's opcode, or ZK_OP_ERROR */
+	int32_t err;         /* ZK_OP_ERROR: the op's error (ZK_OK for ops before a failed one) */
+	struct zk_str path;  /* create: path; create2/TTL/container: path + stat */
+	struct zk_stat stat; /* create2*, setData, getData */
+	struct zk_buf data;  /* getData */
+	struct zk_strs children; /* getChildren */
+};
+/* The results of a multi response: an array to encode, or decoded raw bytes. */
+struct zk_results {
+	int32_t count;
+	const struct zk_op_result *items;
+	const uint8_t *raw;
+	uint32_t raw_len;
+};
+
+/*
+ * A reply, flattened like zk_request. `type` is the opcode of the request it
+ * answers (it selects the body); a reply with err != ZK_OK has no body.
+ */
+struct zk_response {
+	int32_t xid;
+	int64_t zxid;
+	int32_t err;
+	int32_t type;
+	struct zk_str path;        /* create*, sync */
+	struct zk_stat stat;       /* create2*, exists, getData, setData, getACL, setACL, ... */
+	struct zk_buf data;        /* getData, reconfig */
+	struct zk_strs children;   /* getChildren*, getEphemerals; whoAmI: scheme,user pairs */
+	struct zk_acls acl;        /* getACL */
+	int32_t number;            /* getAllChildrenNumber */
+	struct zk_results results; /* multi, multiRead */
+};
+
+struct zk_connect_response {
+	int32_t protocol_version;
+	int32_t timeout_ms;
+	int64_t session_id;
+	struct zk_buf passwd;
+	bool read_only;
+};
+
+struct zk_watcher_event {
+	int32_t type;  /* enum zk_event_type */
+	int32_t state; /* enum zk_keeper_state */
+	struct zk_str path;
+};
+
+/* ---- framing ---- */
+
+/*
+ * Looks at the start of a stream: returns the size of the first whole frame
+ * (4-byte length + payload; the payload starts at buf + 4), 0 when more bytes
+ * are needed, KEEL_E_TOO_BIG when the length exceeds max_packet_bytes, or
+ * KEEL_E_MALFORMED when it is negative. ZooKeeper closes the connection on
+ * either error.
+ */
+int64_t zk_frame_len(const uint8_t *buf, size_t avail, uint32_t max_packet_bytes);
+
+/* Four-letter words: admin commands sent instead of a ConnectRequest. */
+enum zk_4lw {
+	ZK_4LW_NONE = 0,
+	ZK_4LW_CONF,
+	ZK_4LW_CONS,
+	ZK_4LW_CRST,
+	ZK_4LW_DIRS,
+	ZK_4LW_DUMP,
+	ZK_4LW_ENVI,
+	ZK_4LW_GTMK,
+	ZK_4LW_HASH,
+	ZK_4LW_ISRO,
+	ZK_4LW_MNTR,
+	ZK_4LW_RUOK,
+	ZK_4LW_SRST,
+	ZK_4LW_SRVR,
+	ZK_4LW_STAT,
+	ZK_4LW_STMK, /* followed by an 8-byte trace mask */
+	ZK_4LW_WCHC,
+	ZK_4LW_WCHP,
+	ZK_4LW_WCHS,
+	ZK_4LW_TELNET_CLOSE, /* telnet's interrupt sequence 0xfff4fffd */
+};
+/*
+ * Checks the first 4 bytes of a connection, as ZooKeeper does before the
+ * ConnectRequest: returns an enum zk_4lw (> 0) for a four-letter word,
+ * ZK_4LW_NONE when they are a frame length, KEEL_E_AGAIN when fewer than 4
+ * bytes have arrived. The words are case-sensitive (lower case).
+ */
+int zk_4lw_detect(const uint8_t *buf, size_t avail);
+/* "ruok" for ZK_4LW_RUOK ...; NULL for ZK_4LW_NONE or an unknown value. */
+const char *zk_4lw_name(int word);
+
+/* ---- decoding ---- */
+
+/*
+ * Decodes a ConnectRequest payload (the frame without its length). Returns 0
+ * or KEEL_E_MALFORMED (ZooKeeper closes the connection). Trailing bytes after
+ * the readOnly flag are ignored, as the server does.
+ */
+int zk_connect_decode(const uint8_t *payload, size_t len, struct zk_connect_request *out);
+
+/*
+ * Decodes a request payload (the frame without its length) into *out; all of
+ * *out is written. Returns:
+ *   0                  the request is well formed (paths are NOT validated
+ *                      here: see zk_path_validate());
+ *   KEEL_E_MALFORMED   with !out->header_ok: shorter than the header;
+ *                      with out->header_ok: the record after the header is
+ *                      malformed (truncated, a length < -1, a bad op inside a
+ *                      multi); out->xid and type are set;
+ *   KEEL_E_UNSUPPORTED the opcode is unknown (out->xid and type are set).
+ * Trailing bytes after the record are ignored, as the server does.
+ */
+int zk_request_decode(const uint8_t *payload, size_t len, struct zk_request *out);
+
+/* What the server does with a packet the decoder refused. */
+enum zk_action {
+	ZK_ACTION_NONE = 0,             /* decoded: serve it */
+	ZK_ACTION_CLOSE,                /* close the connection, no reply */
+	ZK_ACTION_REPLY_ERROR,          /* reply header with *zk_err, keep the connection */
+	ZK_ACTION_REPLY_ERROR_AND_CLOSE /* reply header with *zk_err, then close */
+};
+/* rc is zk_request_decode()'s result for req; sets *zk_err for the reply actions. */
+enum zk_action zk_reject_action(int rc, const struct zk_request *req, int32_t *zk_err);
+
+/* Walks a decoded string vector; false at the end. */
+bool zk_strs_next(const struct zk_strs *v, struct zk_iter *it, struct zk_str *out);
+/* Walks a decoded ACL vector; false at the end. */
+bool zk_acls_next(const struct zk_acls *v, struct zk_iter *it, struct zk_acl *out);
+/*
+ * Walks the ops of a decoded multi / multiRead: fills *op like a request of
+ * that type (xid 0); false at the end. The multi was validated when decoded.
+ */
+bool zk_multi_next(const struct zk_ops *ops, struct zk_iter *it, struct zk_request *op);
+
+/* ---- validation and negotiation ---- */
+
+/*
+ * ZooKeeper's PathUtils.validatePath on a UTF-8 path: absolute, no empty,
+ * "." or ".." component, no trailing '/' (allowed when `sequential`: the
+ * server appends the counter), no NUL, no control or non-BMP characters, no
+ * invalid UTF-8. Returns 0 or KEEL_E_INVAL (the server answers
+ * ZK_EBADARGUMENTS on writes).
+ */
+int zk_path_validate(struct zk_str path, bool sequential);
+
+/* CreateMode flags. */
+enum zk_create_mode {
+	ZK_CREATE_PERSISTENT = 0,
+	ZK_CREATE_EPHEMERAL = 1,
+	ZK_CREATE_PERSISTENT_SEQUENTIAL = 2,
+	ZK_CREATE_EPHEMERAL_SEQUENTIAL = 3,
+	ZK_CREATE_CONTAINER = 4,
+	ZK_CREATE_PERSISTENT_WITH_TTL = 5,
+	ZK_CREATE_PERSISTENT_SEQUENTIAL_WITH_TTL = 6,
+};
+/* Is the flag a CreateMode ZooKeeper knows (else ZK_EBADARGUMENTS)? */
+bool zk_create_mode_valid(int32_t flags);
+bool zk_create_mode_sequential(int32_t flags);
+bool zk_create_mode_ephemeral(int32_t flags);
+
+/* The session timeout a server grants: the request clamped to [2, 20] ticks. */
+int32_t zk_negotiate_timeout_ms(int32_t requested_ms, int32_t tick_ms);
+
+/* ---- encoding ---- */
+
+/*
+ * An output buffer. Writers never write past cap; once something did not fit,
+ * `overflow` stays set and zk_enc_end() reports KEEL_E_FULL.
+ */
+struct zk_enc {
+	uint8_t *buf;
+	size_t cap;
+	size_t len;
+	size_t frame_start;
+	bool overflow;
+};
+void zk_enc_init(struct zk_enc *e, uint8_t *buf, size_t cap);
+
+/* Starts a frame (reserves its 4-byte length). */
+void zk_enc_begin(struct zk_enc *e);
+/* Ends the frame begun last: writes its length; returns its size or KEEL_E_FULL. */
+int64_t zk_enc_end(struct zk_enc *e);
+
+/* jute primitives, for records this header has no writer for. */
+void zk_put_int(struct zk_enc *e, int32_t v);
+void zk_put_long(struct zk_enc *e, int64_t v);
+void zk_put_bool(struct zk_enc *e, bool v);
+void zk_put_str(struct zk_enc *e, struct zk_str s);
+void zk_put_buf(struct zk_enc *e, struct zk_buf b);
+void zk_put_stat(struct zk_enc *e, const struct zk_stat *st);
+void zk_put_strs(struct zk_enc *e, const struct zk_strs *v);
+void zk_put_acls(struct zk_enc *e, const struct zk_acls *v);
+/*
+ * A vector written element by element: zk_put_vec_begin() returns a mark,
+ * zk_put_vec_end(mark, count) writes the count there.
+ */
+size_t zk_put_vec_begin(struct zk_enc *e);
+void zk_put_vec_end(struct zk_enc *e, size_t mark, int32_t count);
+
+/* A whole ConnectResponse frame. Returns its size or KEEL_E_FULL. */
+int64_t zk_connect_response_encode(struct zk_enc *e, const struct zk_connect_response *r);
+/*
+ * A whole reply frame: ReplyHeader, then (when err == ZK_OK) the body the
+ * request type calls for. Returns its size, KEEL_E_FULL, or KEEL_E_INVAL
+ * for a type with no known response.
+ */
+int64_t zk_response_encode(struct zk_enc *e, const struct zk_response *r);
+/*
+ * A reply that is a ReplyHeader alone: an error for any opcode (known or
+ * not), or the header-only answers. Returns its size or KEEL_E_FULL.
+ */
+int64_t zk_reply_header_encode(struct zk_enc *e, int32_t xid, int64_t zxid, int32_t err);
+/* A watch notification frame: ReplyHeader(xid -1, zxid, 0) + WatcherEvent. */
+int64_t zk_watcher_event_encode(struct zk_enc *e, int64_t zxid, const struct zk_watcher_event *ev);
+
+/* ---- the client side (load drivers, tests) ---- */
+
+/* A whole ConnectRequest frame (the readOnly flag always included). */
+int64_t zk_connect_request_encode(struct zk_enc *e, const struct zk_connect_request *r);
+/* A whole request frame: RequestHeader + the record of r->type. */
+int64_t zk_request_encode(struct zk_enc *e, const struct zk_request *r);
+/* Inside a multi request being encoded by hand: one op, then the end marker. */
+void zk_put_multi_op(struct zk_enc *e, const struct zk_request *op);
+void zk_put_multi_done(struct zk_enc *e);
+
+/* Decodes a ConnectResponse payload. 0 or KEEL_E_MALFORMED. */
+int zk_connect_response_decode(const uint8_t *payload, size_t len, struct zk_connect_response *out);
+/*
+ * Decodes a reply payload; `type` is the opcode of the request it answers
+ * (the reply does not carry it; a client looks it up by xid). Notifications
+ * (xid -1) fill *ev when ev is not NULL. 0 or KEEL_E_MALFORMED.
+ */
+int zk_response_decode(const uint8_t *payload, size_t len, int32_t type, struct zk_response *out,
+		       struct zk_watcher_event *ev);
+/* Walks a decoded multi response's results. */
+bool zk_results_next(const struct zk_results *res, struct zk_iter *it, struct zk_op_result *out);
+
+/* ---- the TCP front end ---- */
+
+/*
+ * An epoll loop on its own thread that accepts ZooKeeper clients, frames and
+ * decodes their packets, refuses bad ones as ZooKeeper does (and counts
+ * them), and hands every good request to a backend. Replies may come back at
+ * once or later, from any thread; the engine writes them in request order
+ * per connection (ZooKeeper's FIFO client order), whatever order they
+ * complete in.
+ *
+ * Happy path: accept -> ConnectRequest -> backend connect() ->
+ * zk_server_connect_reply() -> requests -> backend request() ->
+ * zk_server_reply() (any thread) -> bytes out in seq order.
+ * What can fail: a refused packet (counted; an error reply and/or close, see
+ * zk_reject_action()), a client that stops reading (its output is capped at
+ * max_output_bytes, then it is closed), a full connection table (closed at
+ * accept, counted). A closed connection is reported once through closed().
+ *
+ * Threads: every backend callback runs on the engine thread, one at a time,
+ * without the engine's lock held. zk_server_reply() & co. may be called from
+ * any thread, including from inside a callback.
+ */
+struct zk_server;
+/*
+ * The backend (the node: sessions, kvstore, Raft) defines struct zk_backend;
+ * the engine only passes the pointer back.
+ */
+struct zk_backend;
+
+/* A connection, by value: stays safe to use after the connection is gone. */
+typedef struct {
+	uint64_t v;
+} zk_conn_id;
+
+/* What a reply must name: set by the engine, copied by the backend if it answers later. */
+struct zk_call {
+	zk_conn_id conn;
+	uint64_t seq;       /* the request's place in its connection's reply order */
+	int64_t session_id; /* 0 until the connect reply named one */
+	int32_t xid;
+	int32_t type;
+};
+
+struct zk_backend_ops {
+	/*
+	 * A ConnectRequest. Answer with zk_server_connect_reply() (now or
+	 * later); until then the connection's later packets wait unread, as in
+	 * ZooKeeper. `req` points into the receive buffer: valid only during
+	 * the call.
+	 */
+	void (*connect)(struct zk_backend *b, const struct zk_call *call,
+			const struct zk_connect_request *req);
+	/*
+	 * A well-formed request (paths not yet validated). Answer each exactly
+	 * once with zk_server_reply() or zk_server_reply_error(). `req` is
+	 * valid only during the call: copy what a later answer needs.
+	 */
+	void (*request)(struct zk_backend *b, const struct zk_call *call,
+			const struct zk_request *req);
+	/*
+	 * A whitelisted four-letter word: write the answer into out (cap
+	 * bytes), return its length. The connection closes after it. NULL: the
+	 * engine answers "ruok" with "imok" and nothing else.
+	 */
+	size_t (*four_letter)(struct zk_backend *b, int word, char *out, size_t cap);
+	/* The connection is gone (client closed, refused, or zk_server_close()). */
+	void (*closed)(struct zk_backend *b, zk_conn_id conn, int64_t session_id);
+};
+
+struct zk_server_config {
+	const char *bind_addr;          /* IPv4 dotted quad; NULL: 127.0.0.1 */
+	uint16_t port;                  /* 0: any free port (see zk_server_port()) */
+	uint32_t max_connections;       /* 0: 4096 */
+	uint32_t max_packet_bytes;      /* 0: ZK_DEFAULT_MAX_PACKET_BYTES */
+	uint32_t max_output_bytes;      /* per connection; 0: 64 MiB */
+	uint32_t four_letter_whitelist; /* bit (1u << enum zk_4lw) per allowed word */
+};
+
+struct zk_server_stats {
+	uint64_t accepted;
+	uint64_t rejected_full; /* closed at accept: table full */
+	uint64_t closed;
+	uint64_t requests; /* well-formed requests handed to the backend */
+	uint64_t replies;
+	uint64_t notifications;
+	uint64_t malformed; /* bad records, short headers, bad connects, negative lengths */
+	uint64_t oversized; /* frames over max_packet_bytes */
+	uint64_t unknown_opcode;
+	uint64_t four_letter;
+	uint64_t four_letter_refused; /* not in the whitelist */
+	uint64_t output_overflow;     /* closed: client not reading */
+	uint32_t open;                /* connections open now */
+};
+
+/* Binds, listens and starts the thread. 0, -errno or KEEL_E_NOMEM. */
+int zk_server_start(const struct zk_server_config *cfg, const struct zk_backend_ops *ops,
+		    struct zk_backend *backend, struct zk_server **out);
+uint16_t zk_server_port(const struct zk_server *s);
+/* Stops the thread, closes every connection (closed() for each), frees. */
+void zk_server_stop(struct zk_server *s);
+
+/*
+ * Answers a connect. close_after: send it, then close (a refused reattach
+ * answers a zero session and closes). To close without a reply (a client
+ * whose zxid is ahead of ours), use zk_server_close().
+ */
+int zk_server_connect_reply(struct zk_server *s, const struct zk_call *call,
+			    const struct zk_connect_response *resp, bool close_after);
+/*
+ * Answers a request (resp->xid and type are taken from call). Returns 0,
+ * KEEL_E_NOT_FOUND when the connection is gone (the reply is dropped), or
+ * KEEL_E_TOO_BIG when it cannot be encoded within max_output_bytes. After
+ * the reply to a close, or to a setAuth that failed, the connection closes.
+ */
+int zk_server_reply(struct zk_server *s, const struct zk_call *call,
+		    const struct zk_response *resp);
+/* A header-only error answer (ZK_ENONODE, ...). */
+int zk_server_reply_error(struct zk_server *s, const struct zk_call *call, int64_t zxid,
+			  int32_t err);
+/* A watch notification; it goes out ahead of replies not yet sendable. */
+int zk_server_notify(struct zk_server *s, zk_conn_id conn, int64_t zxid,
+		     const struct zk_watcher_event *ev);
+/* Closes a connection after what is already queued for it is written. */
+int zk_server_close(struct zk_server *s, zk_conn_id conn);
+void zk_server_stats(struct zk_server *s, struct zk_server_stats *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KEEL_DATAPLANE_ZK_ZKPROTO_H */

@@ -1,0 +1,663 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The TCP front end (zk_server_*) with a small in-test backend: the real C
+ * client end to end; per-session FIFO order when replies complete out of
+ * order on another thread; refusals and their counters; four-letter words
+ * and the whitelist; a refused reattach; output overflow; 2000 connections
+ * at once. Loopback, port 0; waits have a fail-safe, no timing assertions.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+/* The synchronous API of the multi-threaded client. */
+#define THREADED
+#include <zookeeper/zookeeper.h>
+
+#include "zkproto.h"
+
+#define FAILSAFE_S 20
+#define MAX_NODES  64
+#define MAX_PEND   64
+
+/* ---- the test backend: a flat map of nodes, optional deferred writes ---- */
+
+struct node {
+	char path[64];
+	char data[64];
+	int32_t len;
+	int32_t version;
+};
+
+struct pending {
+	struct zk_call call;
+	char path[64];
+};
+
+struct zk_backend {
+	struct zk_server *srv;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int64_t next_session;
+	int64_t zxid;
+	struct node nodes[MAX_NODES];
+	int n_nodes;
+	bool defer_writes; /* creates wait for commit_pending(), like a Raft commit */
+	struct pending pend[MAX_PEND];
+	int n_pend;
+	zk_conn_id watch_conn;
+	char watch_path[64];
+	bool watch_set;
+	int closed;
+	int connects;
+	int cb_errors;    /* checks that failed inside callbacks (engine thread) */
+	size_t big_bytes; /* getData "/big" returns this many bytes */
+};
+
+/* cmocka's asserts may not run on the engine thread: count, check later. */
+#define CB_CHECK(b, x)                    \
+	do {                              \
+		if (!(x))                 \
+			(b)->cb_errors++; \
+	} while (0)
+
+static struct node *find(struct zk_backend *b, const char *p, int32_t len)
+{
+	for (int i = 0; i < b->n_nodes; i++)
+		if ((int32_t)strlen(b->nodes[i].path) == len &&
+		    !memcmp(b->nodes[i].path, p, (size_t)len))
+			return &b->nodes[i];
+	return NULL;
+}
+
+static void be_connect(struct zk_backend *b, const struct zk_call *call,
+		       const struct zk_connect_request *req)
+{
+	static const uint8_t pw[ZK_PASSWD_BYTES] = "0123456789abcdef";
+	pthread_mutex_lock(&b->mu);
+	b->connects++;
+	struct zk_connect_response r = { 0,
+					 zk_negotiate_timeout_ms(req->timeout_ms, 100),
+					 b->next_session++,
+					 { pw, ZK_PASSWD_BYTES },
+					 false };
+	bool refuse = req->session_id != 0; /* no session survives here: a reattach is refused */
+	if (refuse)
+		r = (struct zk_connect_response){ 0, 0, 0, { pw, ZK_PASSWD_BYTES }, false };
+	pthread_mutex_unlock(&b->mu);
+	CB_CHECK(b, zk_server_connect_reply(b->srv, call, &r, refuse) == 0);
+}
+
+static void answer_create(struct zk_backend *b, const struct zk_call *call, const char *path)
+{
+	struct zk_response r = { .zxid = ++b->zxid };
+	r.path = (struct zk_str){ path, (int32_t)strlen(path) };
+	CB_CHECK(b, zk_server_reply(b->srv, call, &r) == 0);
+}
+
+static void be_request(struct zk_backend *b, const struct zk_call *call, const struct zk_request *q)
+{
+	static char big[1 << 17];
+	struct zk_response r = { .zxid = b->zxid };
+	pthread_mutex_lock(&b->mu);
+	struct node *n = q->path.ptr ? find(b, q->path.ptr, q->path.len) : NULL;
+	switch (q->type) {
+	case ZK_OP_CREATE:
+		if (n || b->n_nodes == MAX_NODES || zk_path_validate(q->path, false) != 0) {
+			zk_server_reply_error(b->srv, call, b->zxid,
+					      n ? ZK_ENODEEXISTS : ZK_EBADARGUMENTS);
+			break;
+		}
+		n = &b->nodes[b->n_nodes++];
+		snprintf(n->path, sizeof(n->path), "%.*s", (int)q->path.len, q->path.ptr);
+		n->len = KEEL_MAX(0, KEEL_MIN(q->data.len, 63));
+		memcpy(n->data, q->data.ptr ? (const char *)q->data.ptr : "", (size_t)n->len);
+		if (b->defer_writes) {
+			b->pend[b->n_pend].call = *call;
+			memcpy(b->pend[b->n_pend].path, n->path, sizeof(n->path));
+			b->n_pend++;
+			pthread_cond_broadcast(&b->cv);
+		} else {
+			answer_create(b, call, n->path);
+		}
+		break;
+	case ZK_OP_GET_DATA:
+		if (q->path.len == 4 && !memcmp(q->path.ptr, "/big", 4)) {
+			r.data = (struct zk_buf){ (const uint8_t *)big, (int32_t)b->big_bytes };
+			CB_CHECK(b, zk_server_reply(b->srv, call, &r) == KEEL_E_TOO_BIG);
+			break;
+		}
+		if (!n) {
+			zk_server_reply_error(b->srv, call, b->zxid, ZK_ENONODE);
+			break;
+		}
+		if (q->watch) {
+			b->watch_conn = call->conn;
+			snprintf(b->watch_path, sizeof(b->watch_path), "%s", n->path);
+			b->watch_set = true;
+		}
+		r.data = (struct zk_buf){ (const uint8_t *)n->data, n->len };
+		r.stat.version = n->version;
+		r.stat.data_length = n->len;
+		zk_server_reply(b->srv, call, &r);
+		break;
+	case ZK_OP_SET_DATA:
+		if (!n) {
+			zk_server_reply_error(b->srv, call, b->zxid, ZK_ENONODE);
+			break;
+		}
+		n->len = KEEL_MAX(0, KEEL_MIN(q->data.len, 63));
+		memcpy(n->data, q->data.ptr, (size_t)n->len);
+		n->version++;
+		r.zxid = ++b->zxid;
+		r.stat.version = n->version;
+		if (b->watch_set && !strcmp(b->watch_path, n->path)) {
+			/* The event goes out before the reply that caused it. */
+			struct zk_watcher_event ev = { ZK_EVENT_NODE_DATA_CHANGED,
+						       ZK_STATE_SYNC_CONNECTED,
+						       { b->watch_path,
+							 (int32_t)strlen(b->watch_path) } };
+			b->watch_set = false;
+			CB_CHECK(b, zk_server_notify(b->srv, b->watch_conn, r.zxid, &ev) == 0);
+		}
+		zk_server_reply(b->srv, call, &r);
+		break;
+	default: /* ping, close, and whatever else: a bare OK */
+		zk_server_reply(b->srv, call, &r);
+		break;
+	}
+	pthread_mutex_unlock(&b->mu);
+}
+
+static size_t be_four_letter(struct zk_backend *b, int word, char *out, size_t cap)
+{
+	(void)b;
+	return (size_t)snprintf(out, cap, "%s",
+				word == ZK_4LW_RUOK ? "imok" : "keel test backend\n");
+}
+
+static void be_closed(struct zk_backend *b, zk_conn_id conn, int64_t session)
+{
+	(void)conn;
+	(void)session;
+	pthread_mutex_lock(&b->mu);
+	b->closed++;
+	pthread_cond_broadcast(&b->cv);
+	pthread_mutex_unlock(&b->mu);
+}
+
+static const struct zk_backend_ops be_ops = { be_connect, be_request, be_four_letter, be_closed };
+
+static struct zk_backend *be_start(uint32_t max_output, uint32_t whitelist)
+{
+	struct zk_backend *b = calloc(1, sizeof(*b));
+	pthread_mutex_init(&b->mu, NULL);
+	pthread_cond_init(&b->cv, NULL);
+	b->next_session = 0x1000;
+	b->zxid = 0x200000000LL;
+	struct zk_server_config cfg = { .max_connections = 2100,
+					.max_output_bytes = max_output,
+					.four_letter_whitelist = whitelist };
+	assert_int_equal(zk_server_start(&cfg, &be_ops, b, &b->srv), 0);
+	return b;
+}
+
+static void be_stop(struct zk_backend *b)
+{
+	zk_server_stop(b->srv);
+	assert_int_equal(b->cb_errors, 0);
+	pthread_mutex_destroy(&b->mu);
+	pthread_cond_destroy(&b->cv);
+	free(b);
+}
+
+static struct timespec failsafe(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_REALTIME, &t);
+	t.tv_sec += FAILSAFE_S;
+	return t;
+}
+
+/* Waits until the engine has closed `n` connections in all. */
+static void wait_closed(struct zk_backend *b, int n)
+{
+	struct timespec until = failsafe();
+	pthread_mutex_lock(&b->mu);
+	while (b->closed < n)
+		if (pthread_cond_timedwait(&b->cv, &b->mu, &until) != 0)
+			break;
+	int got = b->closed;
+	pthread_mutex_unlock(&b->mu);
+	assert_int_equal(got, n);
+}
+
+/* ---- raw client helpers ---- */
+
+static int dial(struct zk_backend *b)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET,
+				 .sin_port = htons(zk_server_port(b->srv)),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct timeval tv = { FAILSAFE_S, 0 };
+	assert_true(fd >= 0);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	return fd;
+}
+
+static void send_frame(int fd, const uint8_t *p, int64_t n)
+{
+	assert_true(n > 0);
+	assert_int_equal(send(fd, p, (size_t)n, MSG_NOSIGNAL), n);
+}
+
+/* Reads exactly n bytes (or fails the test at EOF / fail-safe). */
+static void read_exact(int fd, uint8_t *p, size_t n)
+{
+	size_t have = 0;
+	while (have < n) {
+		ssize_t got = recv(fd, p + have, n - have, 0);
+		assert_true(got > 0);
+		have += (size_t)got;
+	}
+}
+
+/* Reads one reply frame; returns the payload length. */
+static size_t next_frame(int fd, uint8_t *buf, size_t cap)
+{
+	read_exact(fd, buf, 4);
+	int64_t n = zk_frame_len(buf, 4, (uint32_t)cap - 4);
+	if (n == 0) {
+		uint32_t len = (uint32_t)buf[0] << 24 | (uint32_t)buf[1] << 16 |
+			       (uint32_t)buf[2] << 8 | buf[3];
+		read_exact(fd, buf + 4, len);
+		return len;
+	}
+	assert_true(n == 4);
+	return 0;
+}
+
+static void expect_eof_at(int fd, int line)
+{
+	uint8_t b[64];
+	ssize_t n = recv(fd, b, sizeof(b), 0);
+	if (n != 0)
+		fail_msg("line %d: expected the server to close, recv gave %zd", line, n);
+}
+#define expect_eof(fd) expect_eof_at(fd, __LINE__)
+
+static int64_t session_connect(int fd, int64_t session_id, struct zk_connect_response *out)
+{
+	static const uint8_t pw[16];
+	uint8_t b[128];
+	struct zk_enc e;
+	struct zk_connect_request q = { 0, 0, 4000, session_id, { pw, 16 }, false, true };
+	zk_enc_init(&e, b, sizeof(b));
+	send_frame(fd, b, zk_connect_request_encode(&e, &q));
+	size_t n = next_frame(fd, b, sizeof(b));
+	assert_int_equal(zk_connect_response_decode(b + 4, n, out), 0);
+	return out->session_id;
+}
+
+static void send_request(int fd, const struct zk_request *q)
+{
+	uint8_t b[256];
+	struct zk_enc e;
+	zk_enc_init(&e, b, sizeof(b));
+	send_frame(fd, b, zk_request_encode(&e, q));
+}
+
+static struct zk_response read_reply(int fd, int32_t type)
+{
+	static uint8_t b[1 << 16];
+	size_t n = next_frame(fd, b, sizeof(b));
+	struct zk_response r;
+	assert_int_equal(zk_response_decode(b + 4, n, type, &r, NULL), 0);
+	return r;
+}
+
+/* ---- tests ---- */
+
+struct latch {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int hits, type;
+	char path[64];
+};
+
+static void latch_hit(void *ctx, int type, const char *path)
+{
+	struct latch *l = ctx;
+	pthread_mutex_lock(&l->mu);
+	l->hits++;
+	l->type = type;
+	snprintf(l->path, sizeof(l->path), "%s", path ? path : "");
+	pthread_cond_broadcast(&l->cv);
+	pthread_mutex_unlock(&l->mu);
+}
+
+static bool latch_wait(struct latch *l)
+{
+	struct timespec until = failsafe();
+	pthread_mutex_lock(&l->mu);
+	while (l->hits == 0)
+		if (pthread_cond_timedwait(&l->cv, &l->mu, &until) != 0)
+			break;
+	bool ok = l->hits > 0;
+	pthread_mutex_unlock(&l->mu);
+	return ok;
+}
+
+static void on_session(zhandle_t *zh, int type, int state, const char *path, void *ctx)
+{
+	(void)zh;
+	if (type == ZOO_SESSION_EVENT && state == ZOO_CONNECTED_STATE)
+		latch_hit(ctx, type, path);
+}
+
+static void on_node(zhandle_t *zh, int type, int state, const char *path, void *ctx)
+{
+	(void)zh;
+	(void)state;
+	latch_hit(ctx, type, path);
+}
+
+static void test_c_client(void **state)
+{
+	(void)state;
+	struct zk_backend *b = be_start(0, 0);
+	char host[64];
+	snprintf(host, sizeof(host), "127.0.0.1:%u", zk_server_port(b->srv));
+	struct latch conn = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, "" };
+	struct latch watch = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, "" };
+	zoo_set_debug_level(ZOO_LOG_LEVEL_ERROR);
+	zhandle_t *zh = zookeeper_init(host, on_session, 4000, NULL, &conn, 0);
+	assert_non_null(zh);
+	assert_true(latch_wait(&conn));
+	assert_int_equal(zoo_client_id(zh)->client_id, 0x1000);
+
+	char buf[64];
+	assert_int_equal(zoo_create(zh, "/k", "v1", 2, &ZOO_OPEN_ACL_UNSAFE, 0, buf, sizeof(buf)),
+			 ZOK);
+	assert_string_equal(buf, "/k");
+	assert_int_equal(zoo_create(zh, "/k", "v1", 2, &ZOO_OPEN_ACL_UNSAFE, 0, NULL, 0),
+			 ZNODEEXISTS);
+	assert_int_equal(zoo_create(zh, "/bad/", "", 0, &ZOO_OPEN_ACL_UNSAFE, 0, NULL, 0),
+			 ZBADARGUMENTS);
+	struct Stat st;
+	int len = sizeof(buf);
+	assert_int_equal(zoo_wget(zh, "/k", on_node, &watch, buf, &len, &st), ZOK);
+	assert_int_equal(len, 2);
+	assert_memory_equal(buf, "v1", 2);
+	assert_int_equal(zoo_set2(zh, "/k", "v2", 2, -1, &st), ZOK);
+	assert_int_equal(st.version, 1);
+	assert_true(latch_wait(&watch));
+	assert_int_equal(watch.type, ZOO_CHANGED_EVENT);
+	assert_string_equal(watch.path, "/k");
+	len = sizeof(buf);
+	assert_int_equal(zoo_get(zh, "/k", 0, buf, &len, &st), ZOK);
+	assert_memory_equal(buf, "v2", 2);
+	len = sizeof(buf);
+	assert_int_equal(zoo_get(zh, "/nope", 0, buf, &len, &st), ZNONODE);
+	assert_int_equal(zookeeper_close(zh), ZOK);
+	wait_closed(b, 1);
+
+	struct zk_server_stats s;
+	zk_server_stats(b->srv, &s);
+	assert_int_equal(s.accepted, 1);
+	assert_int_equal(s.open, 0);
+	assert_int_equal(s.notifications, 1);
+	assert_int_equal(s.malformed + s.oversized + s.unknown_opcode, 0);
+	assert_true(s.requests >= 7); /* 3 creates, 3 gets, 1 set, the close; maybe pings */
+	assert_int_equal(s.replies, s.requests + 1 /* the connect */);
+	be_stop(b);
+}
+
+struct committer {
+	struct zk_backend *b;
+	int want;
+};
+
+/* Answers the deferred creates newest first, from another thread. */
+static void *commit_reversed(void *arg)
+{
+	struct committer *c = arg;
+	struct zk_backend *b = c->b;
+	struct timespec until = failsafe();
+	pthread_mutex_lock(&b->mu);
+	while (b->n_pend < c->want)
+		if (pthread_cond_timedwait(&b->cv, &b->mu, &until) != 0)
+			break;
+	for (int i = b->n_pend - 1; i >= 0; i--)
+		answer_create(b, &b->pend[i].call, b->pend[i].path);
+	b->n_pend = 0;
+	pthread_mutex_unlock(&b->mu);
+	return NULL;
+}
+
+static void test_fifo_order(void **state)
+{
+	(void)state;
+	struct zk_backend *b = be_start(0, 0);
+	b->defer_writes = true;
+	int fd = dial(b);
+	struct zk_connect_response cr;
+	assert_int_equal(session_connect(fd, 0, &cr), 0x1000);
+	assert_int_equal(cr.timeout_ms, 2000); /* 4000 asked, 20 ticks of 100 ms */
+
+	/* Pipelined: two deferred writes with immediate reads and a ping between. */
+	struct zk_request q[] = {
+		{ .xid = 1, .type = ZK_OP_CREATE, .path = { "/a", 2 }, .acl = { 0 } },
+		{ .xid = 2, .type = ZK_OP_GET_DATA, .path = { "/zz", 3 } },
+		{ .xid = 3, .type = ZK_OP_CREATE, .path = { "/b", 2 }, .acl = { 0 } },
+		{ .xid = ZK_XID_PING, .type = ZK_OP_PING },
+		{ .xid = 4, .type = ZK_OP_GET_DATA, .path = { "/missing", 8 } },
+	};
+	pthread_t t;
+	struct committer c = { b, 2 };
+	assert_int_equal(pthread_create(&t, NULL, commit_reversed, &c), 0);
+	for (size_t i = 0; i < KEEL_ARRAY_SIZE(q); i++)
+		send_request(fd, &q[i]);
+	for (size_t i = 0; i < KEEL_ARRAY_SIZE(q); i++) {
+		struct zk_response r = read_reply(fd, q[i].type);
+		assert_int_equal(r.xid, q[i].xid);
+		if (q[i].type == ZK_OP_CREATE) {
+			assert_int_equal(r.err, ZK_OK);
+			assert_int_equal(r.path.len, 2);
+			assert_memory_equal(r.path.ptr, q[i].path.ptr, 2);
+		}
+		if (q[i].type == ZK_OP_GET_DATA)
+			assert_int_equal(r.err, ZK_ENONODE);
+	}
+	pthread_join(t, NULL);
+	close(fd);
+	wait_closed(b, 1);
+	be_stop(b);
+}
+
+static void test_refusals_counted(void **state)
+{
+	(void)state;
+	struct zk_backend *b = be_start(64 * 1024, 0);
+	b->big_bytes = 100 * 1024;
+	struct zk_connect_response cr;
+
+	/* A bad record: ZMARSHALLINGERROR, the session goes on. */
+	int fd = dial(b);
+	session_connect(fd, 0, &cr);
+	static const uint8_t bad_get[] = { 0, 0, 0, 13,   0,    0,    0,    5, 0,
+					   0, 0, 4, 0xff, 0xff, 0xff, 0xf0, 1 };
+	send_frame(fd, bad_get, sizeof(bad_get));
+	struct zk_response r = read_reply(fd, ZK_OP_PING);
+	assert_int_equal(r.xid, 5);
+	assert_int_equal(r.err, ZK_EMARSHALLING);
+	struct zk_request ping = { .xid = ZK_XID_PING, .type = ZK_OP_PING };
+	send_request(fd, &ping);
+	r = read_reply(fd, ZK_OP_PING);
+	assert_int_equal(r.xid, ZK_XID_PING);
+	/* An unknown opcode: ZUNIMPLEMENTED, then closed. */
+	static const uint8_t unknown[] = { 0, 0, 0, 8, 0, 0, 0, 7, 0, 0, 0x03, 0xe7 };
+	send_frame(fd, unknown, sizeof(unknown));
+	r = read_reply(fd, ZK_OP_PING);
+	assert_int_equal(r.xid, 7);
+	assert_int_equal(r.err, ZK_EUNIMPLEMENTED);
+	expect_eof(fd);
+	close(fd);
+
+	/* Oversized, short header, bad connect: closed without a reply. */
+	fd = dial(b);
+	session_connect(fd, 0, &cr);
+	static const uint8_t huge[] = { 0x00, 0x10, 0x00, 0x00 };
+	send_frame(fd, huge, sizeof(huge));
+	expect_eof(fd);
+	close(fd);
+	fd = dial(b);
+	session_connect(fd, 0, &cr);
+	static const uint8_t short_hdr[] = { 0, 0, 0, 3, 0, 0, 0 };
+	send_frame(fd, short_hdr, sizeof(short_hdr));
+	expect_eof(fd);
+	close(fd);
+	fd = dial(b);
+	static const uint8_t bad_connect[] = { 0, 0, 0, 6, 0, 0, 0, 0, 0, 0 };
+	send_frame(fd, bad_connect, sizeof(bad_connect));
+	expect_eof(fd);
+	close(fd);
+
+	/* A reattach the backend refuses: a zero session, then closed. */
+	fd = dial(b);
+	assert_int_equal(session_connect(fd, 0x777, &cr), 0);
+	assert_int_equal(cr.timeout_ms, 0);
+	expect_eof(fd);
+	close(fd);
+
+	/* A reply larger than the output cap: closed, counted. */
+	fd = dial(b);
+	session_connect(fd, 0, &cr);
+	struct zk_request big = { .xid = 9, .type = ZK_OP_GET_DATA, .path = { "/big", 4 } };
+	send_request(fd, &big);
+	expect_eof(fd);
+	close(fd);
+
+	/* closed() is for connections that reached connect(): all but the bad connect. */
+	wait_closed(b, 5);
+	struct zk_server_stats s;
+	zk_server_stats(b->srv, &s);
+	assert_int_equal(s.malformed, 3); /* bad record, short header, bad connect */
+	assert_int_equal(s.oversized, 1);
+	assert_int_equal(s.unknown_opcode, 1);
+	assert_int_equal(s.output_overflow, 1);
+	assert_int_equal(s.accepted, 6);
+	assert_int_equal(s.closed, 6);
+	assert_int_equal(s.open, 0);
+	be_stop(b);
+}
+
+static void test_four_letter_words(void **state)
+{
+	(void)state;
+	struct zk_backend *b = be_start(0, 1u << ZK_4LW_RUOK | 1u << ZK_4LW_SRVR);
+	uint8_t buf[256];
+	int fd = dial(b);
+	send_frame(fd, (const uint8_t *)"ruok", 4);
+	read_exact(fd, buf, 4);
+	assert_memory_equal(buf, "imok", 4);
+	expect_eof(fd);
+	close(fd);
+
+	fd = dial(b);
+	send_frame(fd, (const uint8_t *)"srvr", 4);
+	static const char want[] = "keel test backend\n";
+	read_exact(fd, buf, sizeof(want) - 1);
+	assert_memory_equal(buf, want, sizeof(want) - 1);
+	expect_eof(fd);
+	close(fd);
+
+	fd = dial(b);
+	send_frame(fd, (const uint8_t *)"stat", 4);
+	static const char refused[] = "stat is not executed because it is not in the whitelist.\n";
+	read_exact(fd, buf, sizeof(refused) - 1);
+	assert_memory_equal(buf, refused, sizeof(refused) - 1);
+	expect_eof(fd);
+	close(fd);
+
+	struct zk_server_stats s;
+	zk_server_stats(b->srv, &s);
+	assert_int_equal(s.four_letter, 3);
+	assert_int_equal(s.four_letter_refused, 1);
+	/* A four-letter word never reaches connect(). */
+	assert_int_equal(b->connects, 0);
+	be_stop(b);
+}
+
+static void test_many_connections(void **state)
+{
+	(void)state;
+	enum { N = 2000 };
+	struct rlimit rl;
+	getrlimit(RLIMIT_NOFILE, &rl);
+	if (rl.rlim_cur < 2 * N + 64) {
+		rl.rlim_cur = KEEL_MIN(rl.rlim_max, (rlim_t)2 * N + 64);
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	if (rl.rlim_cur < 2 * N + 64)
+		skip();
+	struct zk_backend *b = be_start(0, 0);
+	int *fds = calloc(N, sizeof(int));
+	static const uint8_t pw[16];
+	uint8_t frame[128];
+	struct zk_enc e;
+	struct zk_connect_request q = { 0, 0, 4000, 0, { pw, 16 }, false, true };
+	zk_enc_init(&e, frame, sizeof(frame));
+	int64_t n = zk_connect_request_encode(&e, &q);
+	for (int i = 0; i < N; i++) {
+		fds[i] = dial(b);
+		send_frame(fds[i], frame, n);
+	}
+	/* Every connection has its own session, and all of them are open at once. */
+	uint8_t buf[128];
+	for (int i = 0; i < N; i++) {
+		size_t len = next_frame(fds[i], buf, sizeof(buf));
+		struct zk_connect_response cr;
+		assert_int_equal(zk_connect_response_decode(buf + 4, len, &cr), 0);
+		assert_true(cr.session_id >= 0x1000 && cr.session_id < 0x1000 + N);
+	}
+	struct zk_server_stats s;
+	zk_server_stats(b->srv, &s);
+	assert_int_equal(s.open, N);
+	struct zk_request ping = { .xid = ZK_XID_PING, .type = ZK_OP_PING };
+	for (int i = 0; i < N; i++)
+		send_request(fds[i], &ping);
+	for (int i = 0; i < N; i++) {
+		struct zk_response r = read_reply(fds[i], ZK_OP_PING);
+		assert_int_equal(r.xid, ZK_XID_PING);
+	}
+	for (int i = 0; i < N; i++)
+		close(fds[i]);
+	wait_closed(b, N);
+	free(fds);
+	be_stop(b);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_c_client),         cmocka_unit_test(test_fifo_order),
+		cmocka_unit_test(test_refusals_counted), cmocka_unit_test(test_four_letter_words),
+		cmocka_unit_test(test_many_connections),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
