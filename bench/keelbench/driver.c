@@ -1034,6 +1034,9 @@ static void *worker_main(void *arg)
 			next_ping = now + 1000000000ull;
 		}
 	}
+	if (w->live_conns == 0 && now < sh->t_end_ns && !w->fatal[0])
+		snprintf(w->fatal, sizeof(w->fatal), "every session was lost %.1f s before the end",
+			 (double)(sh->t_end_ns - now) / 1e9);
 	/* Drain: wait for the answers to everything sent. */
 	uint64_t drain_end = now + DRAIN_NS;
 	while (w->inflight > 0 && w->live_conns > 0 && now < drain_end) {
@@ -1042,16 +1045,21 @@ static void *worker_main(void *arg)
 	}
 	for (int i = 0; i < w->n_conns; i++) {
 		struct conn *c = &w->conns[i];
-		while (!c->dead && c->head != c->tail) { /* never answered */
-			count_result(w, &c->ring[c->head++ & (c->ring_cap - 1)],
-				     KB_ZOPERATIONTIMEOUT, now);
-			w->inflight--;
+		if (c->dead)
+			continue;
+		if (c->head != c->tail) {
+			/* Never answered: timeouts. The session is dropped without a close
+			 * request, whose reply would queue behind the late ones. */
+			while (c->head != c->tail) {
+				count_result(w, &c->ring[c->head++ & (c->ring_cap - 1)],
+					     KB_ZOPERATIONTIMEOUT, now);
+				w->inflight--;
+			}
+			conn_kill(c, now);
+			continue;
 		}
-	}
-	/* Close the sessions so the servers drop them now rather than at their timeout. */
-	for (int i = 0; i < w->n_conns; i++) {
-		struct conn *c = &w->conns[i];
-		if (c->dead || conn_grow_w(c, 16) < 0)
+		/* Close the session so that the server drops it now, not at its timeout. */
+		if (conn_grow_w(c, 16) < 0)
 			continue;
 		struct req r = { .intended_ns = now, .xid = c->next_xid, .op = KB_OP_CLOSE };
 		c->wlen += (size_t)kb_wire_put_close(c->wbuf + c->wlen, c->wcap - c->wlen,
@@ -1253,8 +1261,6 @@ int kb_run(const struct kb_opts *o, struct kb_result *res)
 			res->err_by_code[k] += w->err_by_code[k];
 		if (w->fatal[0] && !err[0])
 			snprintf(err, err_len, "worker %d: %s", i, w->fatal);
-		else if (w->live_conns == 0 && w->n_conns > 0 && !err[0])
-			snprintf(err, err_len, "worker %d lost all its sessions", i);
 	}
 	if (atomic_load(&sh.abort)) {
 		rc = KEEL_E_STATE;
