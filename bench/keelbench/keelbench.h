@@ -1,0 +1,247 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * keelbench: a ZooKeeper-protocol load driver (the `bench/keelbench` module's
+ * one header). It is its own lean client: non-blocking sockets and epoll, one
+ * event loop per thread, requests encoded straight into a connection's write
+ * buffer and replies decoded in place, so that the driver costs little CPU on
+ * a machine it shares with the servers it measures.
+ *
+ * Pieces, each testable on its own:
+ *   kb_hist_*   log-linear (HDR-style) latency histogram, ≤ 1/128 relative error;
+ *   kb_rng_*    seeded PRNG and the Poisson arrival schedule of the open loop;
+ *   kb_wire_*   the jute encoding of every request keelbench sends and the
+ *               decoding of the replies it reads (all of it in wire.c, so that it
+ *               can later be swapped for the project's codec in dataplane/zk/);
+ *   kb_opts_*   command-line parsing, refusing every bad value with a message;
+ *   kb_run()    the driver itself (driver.c).
+ */
+#ifndef KEEL_BENCH_KEELBENCH_H
+#define KEEL_BENCH_KEELBENCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* ------------------------------------------------------------------------ */
+/* Histogram: values are non-negative integers (keelbench records ns).
+ * Values below 2*KB_HIST_SUB are exact; above, each power-of-two range is cut
+ * into KB_HIST_SUB equal buckets, so a reported value v' for a true value v
+ * satisfies v <= v' <= v + v/KB_HIST_SUB. */
+#define KB_HIST_SUB_BITS 7
+#define KB_HIST_SUB      (1u << KB_HIST_SUB_BITS)
+#define KB_HIST_BUCKETS  ((65 - KB_HIST_SUB_BITS) * KB_HIST_SUB)
+
+struct kb_hist {
+	uint64_t count;
+	uint64_t min;
+	uint64_t max;
+	double sum;
+	uint64_t bucket[KB_HIST_BUCKETS];
+};
+
+void kb_hist_reset(struct kb_hist *h);
+void kb_hist_record(struct kb_hist *h, uint64_t v);
+/* Adds every sample of src into dst. */
+void kb_hist_merge(struct kb_hist *dst, const struct kb_hist *src);
+/* Value at percentile p in [0, 100]: the highest value of the bucket holding the
+ * sample of rank ceil(p/100 * count) (1-based; p = 0 gives the minimum), clamped
+ * to the exact max. 0 when empty. */
+uint64_t kb_hist_percentile(const struct kb_hist *h, double p);
+double kb_hist_mean(const struct kb_hist *h);
+/* Bucket index of a value and the highest value of a bucket (exposed for tests). */
+unsigned kb_hist_index(uint64_t v);
+uint64_t kb_hist_bucket_high(unsigned idx);
+
+/* ------------------------------------------------------------------------ */
+/* PRNG (xoshiro256**, seeded through splitmix64) and the open-loop schedule. */
+struct kb_rng {
+	uint64_t s[4];
+};
+
+void kb_rng_seed(struct kb_rng *r, uint64_t seed);
+uint64_t kb_rng_next(struct kb_rng *r);
+/* Uniform in [0, n). n > 0. */
+uint64_t kb_rng_below(struct kb_rng *r, uint64_t n);
+/* Uniform double in (0, 1]. */
+double kb_rng_unit(struct kb_rng *r);
+/* Gap to the next arrival of a Poisson process of rate_per_s, in ns
+ * (exponentially distributed, mean 1e9 / rate_per_s). */
+uint64_t kb_poisson_gap_ns(struct kb_rng *r, double rate_per_s);
+
+/* ------------------------------------------------------------------------ */
+/* Wire: ZooKeeper jute encoding. Every kb_wire_put_* appends one complete
+ * frame (4-byte big-endian length + record) at buf and returns its size, or
+ * KEEL_E_TOO_BIG (nothing usable written) when it does not fit in cap. */
+
+/* Opcodes (ZooKeeper proto.h) keelbench sends. */
+enum kb_op {
+	KB_OP_CREATE = 1,
+	KB_OP_DELETE = 2,
+	KB_OP_EXISTS = 3,
+	KB_OP_GETDATA = 4,
+	KB_OP_SETDATA = 5,
+	KB_OP_GETCHILDREN = 8,
+	KB_OP_PING = 11,
+	KB_OP_MULTI = 14,
+	KB_OP_CLOSE = -11,
+};
+
+/* Reserved xids (as the ZooKeeper C client uses them). */
+#define KB_XID_WATCH (-1)
+#define KB_XID_PING  (-2)
+
+/* ZooKeeper create flags. */
+#define KB_CREATE_PERSISTENT 0
+#define KB_CREATE_EPHEMERAL  1
+#define KB_CREATE_SEQUENTIAL 2
+
+/* ZooKeeper error codes keelbench names (the rest are printed as numbers). */
+#define KB_ZOK                0
+#define KB_ZCONNECTIONLOSS    (-4)
+#define KB_ZMARSHALLINGERROR  (-5)
+#define KB_ZOPERATIONTIMEOUT  (-7)
+#define KB_ZNONODE            (-101)
+#define KB_ZNODEEXISTS        (-110)
+#define KB_ZRUNTIMEINCONSIST  (-2)
+#define KB_ZERR_MIN           (-200) /* error codes are counted in (KB_ZERR_MIN, 0] */
+#define KB_STAT_SIZE          68     /* a serialised Stat */
+#define KB_CONNECT_FRAME_SIZE 49     /* length + 45-byte ConnectRequest */
+
+/* Name of a ZooKeeper error code ("ZNONODE"), or NULL if unknown. */
+const char *kb_zerr_name(int err);
+
+/* ConnectRequest for a new session: protocolVersion 0, lastZxidSeen 0, the
+ * timeout, sessionId 0, a 16-byte zero password and readOnly = false. */
+int kb_wire_put_connect(uint8_t *buf, size_t cap, int32_t timeout_ms);
+/* create: the world:anyone ALL ACL (OPEN_ACL_UNSAFE), flags KB_CREATE_*. */
+int kb_wire_put_create(uint8_t *buf, size_t cap, int32_t xid, const char *path, const void *data,
+		       int32_t data_len, int32_t flags);
+int kb_wire_put_delete(uint8_t *buf, size_t cap, int32_t xid, const char *path, int32_t version);
+int kb_wire_put_setdata(uint8_t *buf, size_t cap, int32_t xid, const char *path, const void *data,
+			int32_t data_len, int32_t version);
+int kb_wire_put_getdata(uint8_t *buf, size_t cap, int32_t xid, const char *path, bool watch);
+int kb_wire_put_exists(uint8_t *buf, size_t cap, int32_t xid, const char *path, bool watch);
+int kb_wire_put_getchildren(uint8_t *buf, size_t cap, int32_t xid, const char *path, bool watch);
+int kb_wire_put_ping(uint8_t *buf, size_t cap);
+int kb_wire_put_close(uint8_t *buf, size_t cap, int32_t xid);
+/* multi of n setData ops (one path each, same data, version -1). */
+int kb_wire_put_multi_setdata(uint8_t *buf, size_t cap, int32_t xid, const char *const *paths,
+			      int n, const void *data, int32_t data_len);
+
+/* Length of the frame at buf: 0 and *frame_len set when complete (frame_len
+ * counts the 4-byte prefix), KEEL_E_AGAIN when more bytes are needed,
+ * KEEL_E_MALFORMED when the length is negative or above max_len. */
+int kb_wire_frame(const uint8_t *buf, size_t len, size_t max_len, size_t *frame_len);
+
+struct kb_connect_resp {
+	int32_t protocol_version;
+	int32_t timeout_ms;
+	int64_t session_id;
+};
+/* Decodes a ConnectResponse record (after the length prefix). */
+int kb_wire_get_connect(const uint8_t *rec, size_t len, struct kb_connect_resp *out);
+
+struct kb_reply {
+	int32_t xid;
+	int64_t zxid;
+	int32_t err;
+	const uint8_t *body; /* points into the record; valid while it is */
+	size_t body_len;
+};
+/* Decodes a ReplyHeader (after the length prefix). */
+int kb_wire_get_reply(const uint8_t *rec, size_t len, struct kb_reply *out);
+/* Stat.numChildren of a reply body that is (or starts with) a Stat. */
+int kb_wire_get_stat_children(const uint8_t *stat, size_t len, int32_t *num_children);
+/* Number of names in a getChildren reply body (checked to be well formed). */
+int kb_wire_get_children_count(const uint8_t *body, size_t len, int32_t *count);
+/* Iterates the names of a getChildren reply body: start with *off = 0; each
+ * call sets *name (not NUL-terminated, points into body) and *name_len.
+ * 0 per name, KEEL_E_NOT_FOUND after the last, KEEL_E_MALFORMED on bad data. */
+int kb_wire_next_child(const uint8_t *body, size_t len, size_t *off, const char **name,
+		       int32_t *name_len);
+/* First failing op's error in a multi reply body (0 if all succeeded). */
+int kb_wire_get_multi_err(const uint8_t *body, size_t len, int32_t *err);
+
+/* ------------------------------------------------------------------------ */
+/* Options. */
+enum kb_mode { KB_MODE_CLOSED, KB_MODE_OPEN };
+enum kb_workload {
+	KB_WL_CREATE,
+	KB_WL_CREATE_SEQ,
+	KB_WL_SET,
+	KB_WL_GET,
+	KB_WL_EXISTS,
+	KB_WL_MIXED,
+	KB_WL_MULTI,
+};
+
+#define KB_MAX_SERVERS   16
+#define KB_MAX_PIDS      64
+#define KB_MAX_THREADS   16
+#define KB_MAX_PATH_LEN  256
+#define KB_MAX_MULTI_OPS 16
+
+struct kb_server {
+	char host[64];
+	uint16_t port;
+};
+
+struct kb_opts {
+	struct kb_server servers[KB_MAX_SERVERS];
+	int n_servers;
+	enum kb_mode mode;
+	enum kb_workload workload;
+	int sessions;
+	int outstanding;   /* closed loop: requests in flight per session */
+	double rate_per_s; /* open loop: offered load, all sessions together */
+	double duration_s; /* measured part */
+	double warmup_s;   /* excluded from every figure */
+	int value_size;
+	int keys; /* key space of set/get/exists/mixed/multi */
+	int read_pct;
+	int multi_ops;
+	int threads;
+	int session_timeout_ms;
+	char root[KB_MAX_PATH_LEN];
+	int pids[KB_MAX_PIDS];
+	int n_pids;
+	uint64_t seed;
+	bool verify;
+	bool cleanup;
+	bool json;
+	bool quiet;
+	bool help;
+	char label[64]; /* free text copied into the summary (e.g. the system name) */
+};
+
+/* Fills defaults, then parses argv. 0, or KEEL_E_INVAL with a message naming
+ * the option in err. --pidfile reads the file (one pid or more per line). */
+int kb_opts_parse(struct kb_opts *o, int argc, char **argv, char *err, size_t err_len);
+void kb_opts_usage(FILE *out);
+const char *kb_workload_name(enum kb_workload w);
+
+/* ------------------------------------------------------------------------ */
+/* The run. */
+struct kb_result {
+	struct kb_hist hist; /* latency of measured successful ops, ns */
+	uint64_t ops_ok;     /* measured successful ops */
+	uint64_t ops_err;    /* measured failed ops (every error code, incl. timeouts) */
+	uint64_t err_by_code[-KB_ZERR_MIN]; /* index -code: measured + warm-up */
+	uint64_t creates_ok;     /* every successful create (warm-up too), for --verify */
+	double measured_s;       /* length of the measurement window */
+	double server_cpu_s;     /* utime+stime of --pids over the window, -1 if none */
+	double driver_cpu_s;     /* the driver's own CPU over the window */
+	int64_t verify_children; /* children of the parent after the run, -1 if not verified */
+	char parent[KB_MAX_PATH_LEN];
+	char fatal[256]; /* why the run stopped early, empty if it did not */
+};
+
+/* Runs the workload; fills res. 0 when the run completed (even with ZooKeeper
+ * errors, which are counted in res), negative when it could not run. */
+int kb_run(const struct kb_opts *o, struct kb_result *res);
+
+/* utime+stime of a process in seconds, from /proc/PID/stat; negative on error. */
+double kb_proc_cpu_s(int pid);
+
+#endif /* KEEL_BENCH_KEELBENCH_H */
