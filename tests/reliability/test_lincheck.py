@@ -130,26 +130,26 @@ class HandMade(unittest.TestCase):
         h.op(1, "cas", 2, 3, args={"value": "b", "version": 0}, error="badVersion")
         self.assertLin(h, False)
 
-    def test_concurrent_overlapping_linearizable(self):
-        # writes of b and c overlap each other and two reads; the reads see
-        # c then b, which is fine if b is linearized after c
+    @staticmethod
+    def _overlapping_writes(last_read):
+        # writes of b and c overlap each other and three reads; the first
+        # two reads see c then b, which is fine if b is linearized after c
         h = H().create(0, 0, 1, "a")
         h.op(1, "write", 2, 20, args={"value": "b"})
         h.op(2, "write", 3, 21, args={"value": "c"})
         h.op(3, "read", 4, 6, result={"value": "c", "version": 1})
         h.op(3, "read", 7, 9, result={"value": "b", "version": 2})
-        h.op(4, "read", 22, 23, result={"value": "b", "version": 2})
-        self.assertLin(h, True)
+        h.op(4, "read", *last_read)
+        return h
+
+    def test_concurrent_overlapping_linearizable(self):
+        self.assertLin(self._overlapping_writes((22, 23, None, {"value": "b", "version": 2})),
+                       True)
 
     def test_concurrent_reads_disagree_on_order(self):
-        # as above, but a later read goes back to c: not linearizable
-        h = H().create(0, 0, 1, "a")
-        h.op(1, "write", 2, 20, args={"value": "b"})
-        h.op(2, "write", 3, 21, args={"value": "c"})
-        h.op(3, "read", 4, 6, result={"value": "c", "version": 1})
-        h.op(3, "read", 7, 9, result={"value": "b", "version": 2})
-        h.op(4, "read", 10, 12, result={"value": "c", "version": 1})
-        self.assertLin(h, False)
+        # a later read going back to c is not linearizable
+        self.assertLin(self._overlapping_writes((10, 12, None, {"value": "c", "version": 1})),
+                       False)
 
     def test_create_create_race(self):
         h = H()
