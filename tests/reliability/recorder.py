@@ -3,7 +3,8 @@
 operation is written to a JSON-lines history for lincheck.py.
 
     recorder.py --hosts 127.0.0.1:2181 --out history.jsonl --clients 4 \
-        --duration 5 [--seed N] [--sync-reads] && lincheck.py history.jsonl
+        --duration 5 [--seed N] [--sync-reads] [--session-timeout S] \
+        [--op-timeout S] && lincheck.py history.jsonl
 
 Each client thread has its own KazooClient (its own session) and is one
 "process" of the history.  Operations, chosen at random from the seed:
@@ -273,9 +274,13 @@ def main(argv=None):
     ap.add_argument("--seed", type=int)
     ap.add_argument("--keys", type=int, default=3)
     ap.add_argument("--sync-reads", action="store_true")
+    ap.add_argument("--session-timeout", type=float, default=4.0, help="seconds")
+    ap.add_argument("--op-timeout", type=float, default=5.0,
+                    help="seconds; an operation without an answer by then is unknown (info)")
     a = ap.parse_args(argv)
     s = run(a.hosts, a.out, a.clients, a.duration, a.seed, keys=a.keys,
-            sync_reads=a.sync_reads)
+            sync_reads=a.sync_reads, session_timeout_s=a.session_timeout,
+            op_timeout_s=a.op_timeout)
     print(json.dumps(s))
     return 1 if s["errors"] else 0
 

@@ -5,6 +5,13 @@ loopback port in a temporary directory, for tests to compare keel with.
         zk.hosts                       # "127.0.0.1:PORT"
         zk.pause(); zk.resume()        # SIGSTOP / SIGCONT of its PID
     # stopped by PID, directory removed
+
+    # inside a namespace of netns.py: the same, started (and probed) through
+    # `ip netns exec`, listening on that node's address
+    ZooKeeper(wrap=["ip", "netns", "exec", net.ns(0)], address=net.addr(0))
+
+`zkserver.py ruok HOST PORT` exits 0 if the server answers imok (the
+readiness probe, run in the server's namespace).
 """
 
 import os
@@ -12,6 +19,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -31,8 +39,8 @@ def _free_port():
     return port
 
 
-def four_letter(port, word, timeout_s=1.0):
-    with socket.create_connection(("127.0.0.1", port), timeout_s) as s:
+def four_letter(host, port, word, timeout_s=1.0):
+    with socket.create_connection((host, port), timeout_s) as s:
         s.sendall(word.encode())
         out = b""
         while True:
@@ -43,7 +51,8 @@ def four_letter(port, word, timeout_s=1.0):
 
 
 class ZooKeeper:
-    def __init__(self, tick_ms=500, start_timeout_s=30):
+    def __init__(self, tick_ms=500, start_timeout_s=30, wrap=(), address="127.0.0.1",
+                 port=None):
         for f in [JAVA] + JARS:
             if not os.path.exists(f):
                 raise Missing("%s not found (Debian packages default-jre-headless, zookeeper)"
@@ -51,17 +60,21 @@ class ZooKeeper:
         self.dir = tempfile.mkdtemp(prefix="keel-zk-")
         self.proc = None
         try:
-            self.port = _free_port()
+            # a free port on loopback is free in a fresh namespace too
+            self.port = port or _free_port()
+            self.address = address
+            self.wrap = list(wrap)
             cfg = os.path.join(self.dir, "zoo.cfg")
             with open(cfg, "w") as f:
                 f.write("tickTime=%d\ndataDir=%s/data\nclientPort=%d\n"
-                        "clientPortAddress=127.0.0.1\nadmin.enableServer=false\n"
+                        "clientPortAddress=%s\nadmin.enableServer=false\n"
                         "4lw.commands.whitelist=ruok,srvr\nmaxClientCnxns=200\n"
-                        % (tick_ms, self.dir, self.port))
+                        % (tick_ms, self.dir, self.port, address))
             self.log = os.path.join(self.dir, "zk.log")
             with open(self.log, "wb") as out:
+                # `ip netns exec` execs java: the PID is the server's
                 self.proc = subprocess.Popen(
-                    [JAVA, "-Xmx256m", "-cp", ":".join(JARS),
+                    self.wrap + [JAVA, "-Xmx256m", "-cp", ":".join(JARS),
                      "org.apache.zookeeper.server.ZooKeeperServerMain", cfg],
                     stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                     cwd=self.dir)  # same process group: a test runner's group kill stops it
@@ -69,18 +82,24 @@ class ZooKeeper:
             while True:
                 if self.proc.poll() is not None:
                     raise RuntimeError("zookeeper exited: %s" % open(self.log).read()[-2000:])
-                try:
-                    if four_letter(self.port, "ruok") == "imok":
-                        break
-                except OSError:
-                    pass
+                if self.ruok():
+                    break
                 if time.monotonic() > deadline:
                     raise RuntimeError("zookeeper did not answer ruok in %d s" % start_timeout_s)
                 time.sleep(0.1)
         except BaseException:
             self.close()
             raise
-        self.hosts = "127.0.0.1:%d" % self.port
+        self.hosts = "%s:%d" % (address, self.port)
+
+    def ruok(self):
+        if not self.wrap:
+            try:
+                return four_letter(self.address, self.port, "ruok") == "imok"
+            except OSError:
+                return False
+        return subprocess.run(self.wrap + [sys.executable, os.path.abspath(__file__), "ruok",
+                                           self.address, str(self.port)]).returncode == 0
 
     def pause(self):
         os.kill(self.proc.pid, signal.SIGSTOP)
@@ -105,3 +124,10 @@ class ZooKeeper:
     def __exit__(self, *exc):
         self.close()
         return False
+
+
+if __name__ == "__main__" and len(sys.argv) == 4 and sys.argv[1] == "ruok":
+    try:
+        sys.exit(0 if four_letter(sys.argv[2], int(sys.argv[3]), "ruok") == "imok" else 1)
+    except OSError:
+        sys.exit(1)
