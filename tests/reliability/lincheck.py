@@ -164,6 +164,8 @@ def znode_step(s, op):
             return [s] if present else [s, (_h(a.get("value")), 0)]
         if st == "ok":
             return [(_h(a.get("value")), 0)] if not present else []
+        if err == "noNode":
+            return [s]  # the parent is missing: says nothing about this key
         return [s] if (err == "nodeExists" and present) else []
     if f == "delete":
         v = a.get("version", -1)

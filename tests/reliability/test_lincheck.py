@@ -61,21 +61,25 @@ def brute_force(ops):
     """Oracle: is there an order of all relevant ops that respects real time
     and the model?  Exponential; for a handful of ops only."""
     ops = [o for o in ops if lincheck._relevant(o)]
+    dead = set()  # (remaining ops, states) known to lead nowhere
 
     def rec(rest, states):
         if not rest:
             return True
+        if (rest, states) in dead:
+            return False
         for o in rest:
             if any(r.ret < o.call for r in rest if r is not o):
                 continue
             nxt = set()
             for s in states:
                 nxt.update(lincheck.znode_step(s, o))
-            if nxt and rec([r for r in rest if r is not o], frozenset(nxt)):
+            if nxt and rec(tuple(r for r in rest if r is not o), frozenset(nxt)):
                 return True
+        dead.add((rest, states))
         return False
 
-    return rec(ops, frozenset([None]))
+    return rec(tuple(ops), frozenset([None]))
 
 
 class HandMade(unittest.TestCase):
@@ -161,6 +165,12 @@ class HandMade(unittest.TestCase):
         h.create(1, 0, 10, "a")
         h.create(2, 1, 11, "b")  # both creates succeeded
         self.assertLin(h, False)
+
+    def test_create_without_parent_says_nothing(self):
+        h = H().create(1, 0, 1, "a")
+        h.op(2, "create", 2, 3, args={"value": "b"}, error="noNode")
+        h.op(2, "read", 4, 5, result={"value": "a", "version": 0})
+        self.assertLin(h, True)
 
     def test_delete_then_exists(self):
         h = H().create(1, 0, 1, "a")
@@ -267,11 +277,10 @@ class Oracle(unittest.TestCase):
     def test_agrees_with_brute_force(self):
         rnd = random.Random(20261122)
         seen = {True: 0, False: 0}
-        for i in range(3000):
+        for i in range(1500):
             h = random_small(rnd)
             ops = h.ops()
             want = brute_force(ops)
-            ops = h.ops()
             got, _ = lincheck.check_key(ops)
             self.assertEqual(got, want, "case %d:\n%s" % (i, "\n".join(json.dumps(e) for e in h.ev)))
             seen[want] += 1
@@ -286,7 +295,7 @@ def check_events(events):
 
 class RandomExecutions(unittest.TestCase):
     def test_real_executions_pass(self):
-        for seed in range(40):
+        for seed in range(25):
             ev = histgen.generate(seed, nproc=2 + seed % 5, nops=150, info_rate=0.05 * (seed % 3))
             for r in check_events(ev):
                 self.assertTrue(r["valid"], "seed %d: %s" % (seed, json.dumps(r, indent=1)))
