@@ -41,6 +41,20 @@ EXCLUDED = {
 }
 
 
+# Test classes left out, with why.
+EXCLUDED_CLASSES = {
+    "TestReconfig": "dynamic reconfiguration is the management plane's issue (#7)",
+}
+
+
+def flatten(suite):
+    for t in suite:
+        if isinstance(t, unittest.TestSuite):
+            yield from flatten(t)
+        else:
+            yield t
+
+
 class Member:
     """One server as kazoo's harness sees it."""
 
@@ -114,7 +128,9 @@ def main():
     loader = unittest.TestLoader()
     suite = unittest.TestSuite()
     for m in (args.only or MODULES):
-        suite.addTests(loader.loadTestsFromName("kazoo.tests." + m))
+        for t in flatten(loader.loadTestsFromName("kazoo.tests." + m)):
+            if type(t).__name__ not in EXCLUDED_CLASSES:
+                suite.addTest(t)
     if args.list:
         for t in suite:
             print(t)

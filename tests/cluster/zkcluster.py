@@ -104,10 +104,12 @@ class Cluster:
     # -- lifecycle -------------------------------------------------------------
     def __enter__(self):
         # A SIGTERM (a test runner's timeout) must still end the servers we
-        # started: turn it into SystemExit so __exit__ runs.
+        # started and remove their files.
         if threading.current_thread() is threading.main_thread():
             def on_term(signum, frame):
-                raise SystemExit(128 + signum)
+                # Not SystemExit: unittest would record it and carry on.
+                self.destroy()
+                os._exit(128 + signum)
             signal.signal(signal.SIGTERM, on_term)
         try:
             self.start_all()
