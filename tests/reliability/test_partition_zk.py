@@ -9,6 +9,7 @@ root, iptables, java, the zookeeper jars or kazoo."""
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -21,6 +22,33 @@ import netns  # noqa: E402
 import zkserver  # noqa: E402
 
 PY = "/usr/bin/python3"
+
+
+def count(path):
+    """Lines written so far (one per event)."""
+    try:
+        with open(path) as f:
+            return sum(1 for _ in f)
+    except FileNotFoundError:
+        return 0
+
+
+def unknowns(path):
+    try:
+        with open(path) as f:
+            return sum(1 for line in f if '"type": "info"' in line)
+    except FileNotFoundError:
+        return 0
+
+
+def wait_for(cond, limit_s=60):
+    # a bounded wait for progress, not a timing assertion
+    deadline = time.monotonic() + limit_s
+    while not cond():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
 
 
 class Partition(unittest.TestCase):
@@ -38,13 +66,20 @@ class Partition(unittest.TestCase):
             zk_pid = zk.proc.pid
             try:
                 pid = net.spawn(1, [PY, os.path.join(HERE, "recorder.py"), "--hosts", zk.hosts,
-                                    "--out", out, "--clients", "4", "--duration", "10",
+                                    "--out", out, "--clients", "4", "--duration", "120",
                                     "--seed", str(seed), "--session-timeout", "2",
                                     "--op-timeout", "1"], log=log)
-                time.sleep(3)
+                # Progress is judged from the history itself (the recorder
+                # writes it line by line), not from sleeps: the machine is
+                # shared and may be slow.
+                self.assertTrue(wait_for(lambda: count(out) >= 200), "no progress before")
                 net.partition([[0], [1]])
-                time.sleep(3.5)  # > session timeout: sessions expire
+                self.assertTrue(wait_for(lambda: unknowns(out) > 0), "no unknown outcome")
+                time.sleep(3)  # > the 2 s session timeout: sessions expire
                 net.heal()
+                n = count(out)
+                self.assertTrue(wait_for(lambda: count(out) >= n + 400), "no progress after")
+                net.signal(pid, signal.SIGTERM)  # ends the run: final reads, exit 0
                 rc = net.procs[pid].wait(timeout=60)
                 with open(log) as f:
                     rlog = f.read()
