@@ -15,6 +15,9 @@ Each client thread has its own KazooClient (its own session) and is one
   sequential creates under <root>/seq/ (numbers checked for uniqueness and
       real-time order);
   a kazoo Lock at <root>/lock: acquire (with a timeout), hold, release.
+      The recipe makes blocking calls without a timeout of their own: while
+      the server is unreachable a lock operation stays pending (recorded as
+      such) until the client reconnects or its session is found expired.
 Process 0 creates the register keys (recorded); when the clients stop, a
 fresh client reads every key once more (recorded with "final": true) for
 the no-lost-acknowledgement check.
@@ -123,6 +126,9 @@ class Workload:
         self.op_timeout_s = op_timeout_s
         self.session_timeout_s = session_timeout_s
         self.sync_reads = sync_reads
+        for k in kinds:
+            if k not in ("register", "set", "sequential", "lock"):
+                raise ValueError("unknown workload %r" % k)
         self.kinds = kinds
         self.stop = threading.Event()
         self.reg = ["%s/reg/r%d" % (root, i) for i in range(keys)]
@@ -282,6 +288,8 @@ def main(argv=None):
     ap.add_argument("--seed", type=int)
     ap.add_argument("--keys", type=int, default=3)
     ap.add_argument("--sync-reads", action="store_true")
+    ap.add_argument("--kinds", default="register,set,sequential,lock",
+                    help="comma-separated workloads to mix (default: all four)")
     ap.add_argument("--session-timeout", type=float, default=4.0, help="seconds")
     ap.add_argument("--op-timeout", type=float, default=5.0,
                     help="seconds; an operation without an answer by then is unknown (info)")
@@ -292,7 +300,7 @@ def main(argv=None):
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     s = run(a.hosts, a.out, a.clients, a.duration, a.seed, during=lambda w: stop.wait(a.duration),
-            keys=a.keys, sync_reads=a.sync_reads, session_timeout_s=a.session_timeout,
+            keys=a.keys, sync_reads=a.sync_reads, kinds=tuple(a.kinds.split(",")), session_timeout_s=a.session_timeout,
             op_timeout_s=a.op_timeout)
     print(json.dumps(s))
     return 1 if s["errors"] else 0
