@@ -6,6 +6,7 @@ outcomes and still pass every check; nothing may be left behind.
 This is the shape of issue #9's keeld fault tests.  Exits 77 (skip) without
 root, iptables, java, the zookeeper jars or kazoo."""
 
+import importlib.util
 import json
 import os
 import shutil
@@ -108,9 +109,7 @@ class Partition(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    try:
-        import kazoo  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("kazoo") is None:
         print("SKIP: python3-kazoo missing")
         sys.exit(77)
     if os.geteuid() != 0 or not shutil.which("iptables") or \
