@@ -74,7 +74,9 @@ def _remove_netns(ns):
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    _run(["ip", "netns", "del", ns], check=False)
+    r = _run(["ip", "netns", "del", ns], check=False)
+    if r.returncode != 0 and ns in list_netns():
+        print("netns: could not delete %s: %s" % (ns, r.stderr.strip()), file=sys.stderr)
 
 
 _netem = None
@@ -213,6 +215,10 @@ class Net:
         if pid not in self.procs:
             raise ValueError("pid %d was not started by this harness" % pid)
         os.kill(pid, sig)
+
+    def signal(self, pid, sig):
+        """Any signal, to a process this harness started."""
+        self._signal(pid, sig)
 
     def stop(self, pid):
         self._signal(pid, signal.SIGSTOP)

@@ -15,6 +15,9 @@ Each client thread has its own KazooClient (its own session) and is one
   sequential creates under <root>/seq/ (numbers checked for uniqueness and
       real-time order);
   a kazoo Lock at <root>/lock: acquire (with a timeout), hold, release.
+      The recipe makes blocking calls without a timeout of their own: while
+      the server is unreachable a lock operation stays pending (recorded as
+      such) until the client reconnects or its session is found expired.
 Process 0 creates the register keys (recorded); when the clients stop, a
 fresh client reads every key once more (recorded with "final": true) for
 the no-lost-acknowledgement check.
@@ -38,6 +41,7 @@ import argparse
 import json
 import os
 import random
+import signal
 import sys
 import threading
 import time
@@ -58,7 +62,9 @@ class History:
     """Thread-safe JSON-lines writer of invoke / ok / fail / info events."""
 
     def __init__(self, path):
-        self.f = open(path, "w")
+        # line-buffered: a watcher sees progress, a killed recorder loses
+        # at most the line being written
+        self.f = open(path, "w", buffering=1)
         self.lock = threading.Lock()
         self.count = 0
 
@@ -72,6 +78,10 @@ class History:
         if final:
             ev["final"] = True
         self._write(ev)
+
+    def completed(self):
+        with self.lock:
+            return self.count
 
     def complete(self, proc, kind, result=None, error=None):
         ev = {"type": kind, "process": proc, "time": time.monotonic_ns()}
@@ -116,6 +126,9 @@ class Workload:
         self.op_timeout_s = op_timeout_s
         self.session_timeout_s = session_timeout_s
         self.sync_reads = sync_reads
+        for k in kinds:
+            if k not in ("register", "set", "sequential", "lock"):
+                raise ValueError("unknown workload %r" % k)
         self.kinds = kinds
         self.stop = threading.Event()
         self.reg = ["%s/reg/r%d" % (root, i) for i in range(keys)]
@@ -270,16 +283,24 @@ def main(argv=None):
     ap.add_argument("--hosts", required=True, help="connection string, host:port[,...]")
     ap.add_argument("--out", required=True)
     ap.add_argument("--clients", type=int, default=4)
-    ap.add_argument("--duration", type=float, default=5.0, help="seconds")
+    ap.add_argument("--duration", type=float, default=5.0,
+                    help="seconds (SIGTERM or SIGINT stops it earlier)")
     ap.add_argument("--seed", type=int)
     ap.add_argument("--keys", type=int, default=3)
     ap.add_argument("--sync-reads", action="store_true")
+    ap.add_argument("--kinds", default="register,set,sequential,lock",
+                    help="comma-separated workloads to mix (default: all four)")
     ap.add_argument("--session-timeout", type=float, default=4.0, help="seconds")
     ap.add_argument("--op-timeout", type=float, default=5.0,
                     help="seconds; an operation without an answer by then is unknown (info)")
     a = ap.parse_args(argv)
-    s = run(a.hosts, a.out, a.clients, a.duration, a.seed, keys=a.keys,
-            sync_reads=a.sync_reads, session_timeout_s=a.session_timeout,
+    # SIGTERM / SIGINT end the run early but cleanly: clients stop, final
+    # reads are made, the history is complete
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    s = run(a.hosts, a.out, a.clients, a.duration, a.seed, during=lambda w: stop.wait(a.duration),
+            keys=a.keys, sync_reads=a.sync_reads, kinds=tuple(a.kinds.split(",")), session_timeout_s=a.session_timeout,
             op_timeout_s=a.op_timeout)
     print(json.dumps(s))
     return 1 if s["errors"] else 0

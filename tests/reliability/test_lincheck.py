@@ -6,7 +6,6 @@ random histories, random histories from real executions (must pass) and the
 same with injected bugs (must fail), the direct checks, and the CLI."""
 
 import io
-import itertools
 import json
 import os
 import random

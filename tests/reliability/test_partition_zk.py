@@ -6,9 +6,11 @@ outcomes and still pass every check; nothing may be left behind.
 This is the shape of issue #9's keeld fault tests.  Exits 77 (skip) without
 root, iptables, java, the zookeeper jars or kazoo."""
 
+import importlib.util
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -21,6 +23,33 @@ import netns  # noqa: E402
 import zkserver  # noqa: E402
 
 PY = "/usr/bin/python3"
+
+
+def count(path):
+    """Lines written so far (one per event)."""
+    try:
+        with open(path) as f:
+            return sum(1 for _ in f)
+    except FileNotFoundError:
+        return 0
+
+
+def unknowns(path):
+    try:
+        with open(path) as f:
+            return sum(1 for line in f if '"type": "info"' in line)
+    except FileNotFoundError:
+        return 0
+
+
+def wait_for(cond, limit_s=60):
+    # a bounded wait for progress, not a timing assertion
+    deadline = time.monotonic() + limit_s
+    while not cond():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
 
 
 class Partition(unittest.TestCase):
@@ -38,13 +67,28 @@ class Partition(unittest.TestCase):
             zk_pid = zk.proc.pid
             try:
                 pid = net.spawn(1, [PY, os.path.join(HERE, "recorder.py"), "--hosts", zk.hosts,
-                                    "--out", out, "--clients", "4", "--duration", "10",
+                                    "--out", out, "--clients", "4", "--duration", "120",
                                     "--seed", str(seed), "--session-timeout", "2",
-                                    "--op-timeout", "1"], log=log)
-                time.sleep(3)
+                                    "--op-timeout", "1",
+                                    # not the lock: its recipe blocks while the
+                                    # server is unreachable (no op timeout), so
+                                    # unknown outcomes would come only at heal
+                                    "--kinds", "register,set,sequential"], log=log)
+
+                def why():
+                    with open(log) as f:
+                        return "recorder log:\n" + f.read()[-3000:]
+                # Progress is judged from the history itself (the recorder
+                # writes it line by line), not from sleeps: the machine is
+                # shared and may be slow.
+                self.assertTrue(wait_for(lambda: count(out) >= 200), "no progress before; " + why())
                 net.partition([[0], [1]])
-                time.sleep(3.5)  # > session timeout: sessions expire
+                self.assertTrue(wait_for(lambda: unknowns(out) > 0), "no unknown outcome; " + why())
+                time.sleep(3)  # > the 2 s session timeout: sessions expire
                 net.heal()
+                n = count(out)
+                self.assertTrue(wait_for(lambda: count(out) >= n + 400), "no progress after; " + why())
+                net.signal(pid, signal.SIGTERM)  # ends the run: final reads, exit 0
                 rc = net.procs[pid].wait(timeout=60)
                 with open(log) as f:
                     rlog = f.read()
@@ -65,9 +109,7 @@ class Partition(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    try:
-        import kazoo  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("kazoo") is None:
         print("SKIP: python3-kazoo missing")
         sys.exit(77)
     if os.geteuid() != 0 or not shutil.which("iptables") or \

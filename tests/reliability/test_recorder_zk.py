@@ -41,14 +41,22 @@ class EndToEnd(unittest.TestCase):
         seed = int.from_bytes(os.urandom(4), "little")
         print("\nseed %d" % seed, file=sys.stderr)
 
+        def progress(w, more):
+            # wait for the clients to complete `more` operations (bounded;
+            # the machine may be loaded: no assertion on how long it takes)
+            goal = w.h.completed() + more
+            deadline = time.monotonic() + 60
+            while w.h.completed() < goal and time.monotonic() < deadline:
+                time.sleep(0.1)
+
         def faults(w):
-            time.sleep(3)
+            progress(w, 100)
             # longer than the session timeout (2 s): connections drop,
             # sessions expire, requests in flight get unknown outcomes
             self.zk.pause()
             time.sleep(3)
             self.zk.resume()
-            time.sleep(3)
+            progress(w, 300)
 
         s = recorder.run(self.zk.hosts, self.out, clients=4, seed=seed, during=faults,
                          session_timeout_s=2.0, op_timeout_s=1.0)

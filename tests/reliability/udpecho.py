@@ -11,8 +11,20 @@ import sys
 import time
 
 
+def big_buffers(s):
+    # A burst must not overflow the default ~200 KiB buffers when the
+    # machine is loaded and this process runs late: that would look like
+    # network loss.  SO_RCVBUFFORCE ignores rmem_max (we are root).
+    for opt in (getattr(socket, "SO_RCVBUFFORCE", 33), getattr(socket, "SO_SNDBUFFORCE", 32)):
+        try:
+            s.setsockopt(socket.SOL_SOCKET, opt, 8 << 20)
+        except OSError:
+            pass
+
+
 def serve(port):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    big_buffers(s)
     s.bind(("0.0.0.0", port))
     while True:
         data, peer = s.recvfrom(2048)
@@ -21,6 +33,7 @@ def serve(port):
 
 def probe(addr, port, count, wait_s):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    big_buffers(s)
     got = set()
 
     def drain(timeout):  # timeout 0: only what is already there
