@@ -42,9 +42,11 @@
  * multiple of frag_unit, or a non-last fragment shorter than frag_unit, would
  * overlap or leave a hole, and is dropped as an overlapping fragment.
  *
- * Threading: a dp_transport belongs to one thread (the pipeline lcore);
- * dp_stats() copies counters and may be called from that thread only (the
- * mgmt thread gets them through the node's message ring).
+ * Threading: a dp_transport belongs to the thread that opened it (the
+ * pipeline lcore): the rx interrupt is registered for that thread's epoll
+ * and the timer slack is set for it. dp_stats() copies counters and may be
+ * called from that thread only (the mgmt thread gets them through the
+ * node's message ring).
  */
 #ifndef KEEL_DATAPLANE_DP_H
 #define KEEL_DATAPLANE_DP_H
