@@ -364,7 +364,12 @@ const char *dp_kind(const dp_transport *t);
  */
 int dp_send(dp_transport *t, uint16_t to, uint8_t type, const void *buf, size_t len);
 
-/* Hand every queued frame to the device/socket. Call once per loop turn. */
+/*
+ * Hand every queued frame to the device/socket. Call once per loop turn.
+ * Never blocks: returns KEEL_E_AGAIN when the ring or socket buffer is full
+ * and frames stay queued (in order) for the next flush; dp_idle() does not
+ * sleep while any wait. Other negative codes: frames refused (counted).
+ */
 int dp_flush(dp_transport *t);
 
 /*
