@@ -340,9 +340,14 @@ int dp_eal_args(const struct dp_config *c, char **argv, int max, char *buf, size
 	ARG("--lcores=%s", c->lcores);
 	ARG("-m");
 	ARG("%u", c->memory_mb);
+	/*
+	 * A node never shares its EAL with secondary processes: no shared
+	 * config, so no runtime files are left behind however it ends.
+	 * (--no-huge implies legacy memory, which --in-memory refuses.)
+	 */
 	if (c->no_huge) {
-		/* memfd-backed memory: no hugepages needed, no shared config. */
-		ARG("--no-huge");
+		ARG("--no-huge"); /* memfd-backed memory: no hugepages needed */
+		ARG("--no-shconf");
 	} else {
 		ARG("--in-memory");
 	}

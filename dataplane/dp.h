@@ -42,9 +42,11 @@
  * multiple of frag_unit, or a non-last fragment shorter than frag_unit, would
  * overlap or leave a hole, and is dropped as an overlapping fragment.
  *
- * Threading: a dp_transport belongs to one thread (the pipeline lcore);
- * dp_stats() copies counters and may be called from that thread only (the
- * mgmt thread gets them through the node's message ring).
+ * Threading: a dp_transport belongs to the thread that opened it (the
+ * pipeline lcore): the rx interrupt is registered for that thread's epoll
+ * and the timer slack is set for it. dp_stats() copies counters and may be
+ * called from that thread only (the mgmt thread gets them through the
+ * node's message ring).
  */
 #ifndef KEEL_DATAPLANE_DP_H
 #define KEEL_DATAPLANE_DP_H
@@ -362,7 +364,12 @@ const char *dp_kind(const dp_transport *t);
  */
 int dp_send(dp_transport *t, uint16_t to, uint8_t type, const void *buf, size_t len);
 
-/* Hand every queued frame to the device/socket. Call once per loop turn. */
+/*
+ * Hand every queued frame to the device/socket. Call once per loop turn.
+ * Never blocks: returns KEEL_E_AGAIN when the ring or socket buffer is full
+ * and frames stay queued (in order) for the next flush; dp_idle() does not
+ * sleep while any wait. Other negative codes: frames refused (counted).
+ */
 int dp_flush(dp_transport *t);
 
 /*

@@ -19,7 +19,7 @@
  * mempool or the backlog is full (drop_tx_full);
  * a chained (multi-segment) rx mbuf (drop_truncated: keel frames fit one).
  * Known limit: one DPDK transport per process (EAL is initialised once and
- * cleaned up by dp_close).
+ * is not restarted after dp_close).
  */
 #include <sched.h>
 #include <signal.h>
@@ -27,6 +27,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <rte_alarm.h>
 #include <rte_eal.h>
 #include <rte_epoll.h>
 #include <rte_errno.h>
@@ -66,7 +67,8 @@ struct dpdk_tp {
 	int rx_next;
 	struct port ports[DP_MAX_PORTS];
 	struct route route[DP_MAX_NODES];
-	bool arp_queued; /* an ARP reply waits in a tx queue */
+	bool arp_queued;   /* an ARP reply waits in a tx queue */
+	bool ports_closed; /* set by close_ports_cb */
 	int nheld;
 	struct rte_mbuf *held[DP_BURST];
 };
@@ -279,21 +281,54 @@ static void dpdk_sleep(dp_transport *t, uint32_t us)
 		rte_eth_dev_rx_intr_disable(d->ports[i].id, 0);
 }
 
+/* Runs on the EAL interrupt thread (an alarm callback), see dpdk_close. */
+static void close_ports_cb(void *arg)
+{
+	struct dpdk_tp *d = arg;
+	for (int i = 0; i < d->nports; i++) {
+		rte_eth_dev_stop(d->ports[i].id);
+		rte_eth_dev_close(d->ports[i].id);
+	}
+	__atomic_store_n(&d->ports_closed, true, __ATOMIC_RELEASE);
+}
+
 static void dpdk_close(dp_transport *t)
 {
 	struct dpdk_tp *d = dpdk_of(t);
 	release_held(d);
-	for (int i = 0; i < d->nports; i++) {
-		struct port *p = &d->ports[i];
-		if (p->ntx)
-			rte_pktmbuf_free_bulk(p->tx, (unsigned)p->ntx);
-		rte_eth_dev_stop(p->id);
-		rte_eth_dev_close(p->id);
+	for (int i = 0; i < d->nports; i++)
+		if (d->ports[i].ntx)
+			rte_pktmbuf_free_bulk(d->ports[i].tx, (unsigned)d->ports[i].ntx);
+	/*
+	 * Close the ports on the EAL interrupt thread. memif (DPDK 22.11)
+	 * handles its control channel there; closing a port from this thread
+	 * while a peer's disconnect is being handled frees the device under
+	 * the handler (a SIGSEGV at exit seen in the cluster tests). On the
+	 * interrupt thread the two are serialised.
+	 */
+	if (rte_eal_alarm_set(1, close_ports_cb, d) != 0) {
+		close_ports_cb(d);
+	} else {
+		uint64_t t0 = keel_now_ns();
+		while (!__atomic_load_n(&d->ports_closed, __ATOMIC_ACQUIRE)) {
+			if (keel_now_ns() - t0 > 5000000000ull) {
+				/* Stuck: leave d to process exit, never free under it. */
+				eal_state = EAL_GONE;
+				return;
+			}
+			struct timespec ts = { .tv_nsec = 1000000 };
+			nanosleep(&ts, NULL);
+		}
 	}
 	rte_mempool_free(d->mp);
 	dp_base_fini(t);
 	rte_free(d);
-	rte_eal_cleanup();
+	/*
+	 * No rte_eal_cleanup(): in DPDK 22.11 it unmaps memory while the
+	 * interrupt thread still walks its sources (a SIGSEGV at exit). EAL
+	 * runs --in-memory, so process exit leaves nothing behind; the ports'
+	 * sockets were removed by their close above.
+	 */
 	eal_state = EAL_GONE;
 }
 
@@ -316,7 +351,7 @@ static int eal_up(const struct dp_config *c, char *err, size_t errlen)
 		return KEEL_E_STATE;
 	}
 	if (eal_state == EAL_GONE) {
-		snprintf(err, errlen, "dataplane dpdk: EAL was cleaned up and cannot restart");
+		snprintf(err, errlen, "dataplane dpdk: EAL was closed and cannot restart");
 		return KEEL_E_STATE;
 	}
 	int argc = dp_eal_args(c, argv, EAL_ARGS_MAX, buf, sizeof(buf));
@@ -417,14 +452,12 @@ int dp_dpdk_open(const struct dp_config *c, dp_transport **out, char *err, size_
 	if (!d) {
 		snprintf(err, errlen, "dataplane dpdk: out of memory (dp.memory_mb=%u)",
 			 c->memory_mb);
-		rte_eal_cleanup();
 		eal_state = EAL_GONE;
 		return KEEL_E_NOMEM;
 	}
 	rc = dp_base_init(&d->base, &dpdk_ops, c, err, errlen);
 	if (rc) {
 		rte_free(d);
-		rte_eal_cleanup();
 		eal_state = EAL_GONE;
 		return rc;
 	}

@@ -6,8 +6,10 @@
  *
  * Happy path: dp_send() fills tx slots; dp_flush() sends them in one
  * sendmmsg (a message bigger than the batch flushes as it goes).
- * What can fail: the socket refuses a datagram (counted drop_tx_full, the
- * rest of the batch still goes); a datagram longer than the rx buffer
+ * What can fail: the socket buffer is full (sends never block: the unsent
+ * frames stay queued for the next flush, and a frame that finds the queue
+ * still full is counted drop_tx_full); the socket refuses a datagram
+ * (counted drop_tx_full, the rest of the batch still goes); a datagram longer than the rx buffer
  * (counted truncated); anything a peer sends that is not a keel frame from
  * its configured address (counted by dp_rx_frame).
  */
@@ -47,15 +49,36 @@ static struct udp_tp *udp_of(dp_transport *t)
 	return keel_container_of(t, struct udp_tp, base);
 }
 
+/*
+ * Move the unsent tail [done, ntx) to the front. Buffers are swapped, not
+ * copied, so every slot still owns one.
+ */
+static void keep_tail(struct udp_tp *u, int done)
+{
+	for (int j = done; j < u->ntx; j++) {
+		int k = j - done;
+		struct iovec tmp = u->txiov[k];
+		u->txiov[k] = u->txiov[j];
+		u->txiov[j] = tmp;
+		u->txm[k].msg_hdr.msg_name = u->txm[j].msg_hdr.msg_name;
+	}
+	u->ntx -= done;
+}
+
 static int udp_flush(dp_transport *t)
 {
 	struct udp_tp *u = udp_of(t);
 	int done = 0, rc = 0;
 	while (done < u->ntx) {
-		int n = sendmmsg(u->fd, u->txm + done, (unsigned)(u->ntx - done), 0);
+		int n = sendmmsg(u->fd, u->txm + done, (unsigned)(u->ntx - done), MSG_DONTWAIT);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) {
+				/* Socket buffer full: the rest waits for the next turn. */
+				keep_tail(u, done);
+				return KEEL_E_AGAIN;
+			}
 			/* This datagram is refused; the others may still go. */
 			t->ctr[DP_CTR_DROP_TX_FULL]++;
 			rc = -errno;
@@ -70,8 +93,10 @@ static int udp_flush(dp_transport *t)
 static uint8_t *udp_tx_frame(dp_transport *t, uint16_t to, size_t keel_len)
 {
 	struct udp_tp *u = udp_of(t);
-	if (u->ntx == TX_BATCH)
-		udp_flush(t);
+	if (u->ntx == TX_BATCH && udp_flush(t) == KEEL_E_AGAIN && u->ntx == TX_BATCH) {
+		t->ctr[DP_CTR_DROP_TX_FULL]++;
+		return NULL;
+	}
 	int i = u->ntx++;
 	u->txiov[i].iov_len = keel_len;
 	u->txm[i].msg_hdr.msg_name = &u->peer_sa[to];
@@ -108,6 +133,9 @@ static void udp_sleep(dp_transport *t, uint32_t us)
 {
 	struct udp_tp *u = udp_of(t);
 	struct pollfd pfd = { .fd = u->fd, .events = POLLIN };
+	/* Frames wait for socket buffer space: wake when it frees up too. */
+	if (u->ntx && udp_flush(t) == KEEL_E_AGAIN)
+		pfd.events |= POLLOUT;
 	struct timespec ts = { .tv_sec = us / 1000000u, .tv_nsec = (long)(us % 1000000u) * 1000 };
 	ppoll(&pfd, 1, &ts, NULL);
 }

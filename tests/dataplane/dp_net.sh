@@ -17,7 +17,11 @@ dp_net_cleanup() {
 		wait "$p" 2>/dev/null
 	done
 	DP_PIDS=()
-	[ -n "${DP_DIR:-}" ] && rm -rf "$DP_DIR"
+	if [ -n "${DP_DIR:-}" ]; then
+		rm -rf "$DP_DIR"
+		# EAL's runtime directories of our nodes (--file-prefix below).
+		rm -rf /var/run/dpdk/keeldp$$-* 2>/dev/null
+	fi
 	DP_DIR=
 }
 
@@ -99,6 +103,7 @@ dp_link() { # node port_index pair role
 dp_net_start() { # PEER ARGS...
 	local peer=$1 i j
 	shift
+	export DP_PEER_CLOSE_FILE=$DP_DIR/close
 	local others=("$@")
 	[ -n "${DP_NET_OTHERS:-}" ] && read -r -a others <<<"$DP_NET_OTHERS"
 	for i in $(seq "$DP_N"); do
@@ -120,7 +125,21 @@ dp_net_start() { # PEER ARGS...
 }
 
 dp_net_wait() {
-	local k rc status=0
+	local k rc status=0 ready
+	# Close barrier (see dp_peer.c): release the nodes once each has
+	# stopped polling (or exited).
+	while :; do
+		ready=0
+		for k in $(seq "$DP_N"); do
+			if grep -q "ready to close" "$DP_DIR/out$k" 2>/dev/null ||
+				! kill -0 "${DP_PIDS[$((k - 1))]}" 2>/dev/null; then
+				ready=$((ready + 1))
+			fi
+		done
+		[ "$ready" = "$DP_N" ] && break
+		sleep 0.05
+	done
+	touch "$DP_DIR/close"
 	for k in $(seq 0 $((DP_N - 1))); do
 		wait "${DP_PIDS[$k]}"
 		rc=$?

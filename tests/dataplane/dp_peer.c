@@ -472,6 +472,25 @@ static int run_idle(uint32_t secs)
 	return 0;
 }
 
+/*
+ * With DP_PEER_CLOSE_FILE set, stop polling and wait for that file before
+ * closing the transport: the script creates it once every node got here.
+ * memif (DPDK 22.11) unmaps a link's shared memory on its control thread
+ * when the peer disconnects, under a node that is still polling it; so no
+ * node may close while another still polls.
+ */
+static void close_barrier(void)
+{
+	const char *f = getenv("DP_PEER_CLOSE_FILE");
+	if (!f)
+		return;
+	printf("node %u ready to close\n", cfg.node_id);
+	fflush(stdout);
+	uint64_t t0 = keel_now_ns();
+	while (access(f, F_OK) != 0 && keel_now_ns() - t0 < PHASE_LIMIT_NS && !stop)
+		usleep(10000);
+}
+
 int main(int argc, char **argv)
 {
 	char err[256];
@@ -502,6 +521,7 @@ int main(int argc, char **argv)
 			      !strcmp(argv[2], "lead"));
 	else
 		die("bad arguments");
+	close_barrier();
 	dp_close(tp);
 	free(scratch);
 	return rc;

@@ -115,6 +115,7 @@ static void test_eal_args(void **state)
 	assert_true(argc > 0);
 	assert_string_equal(argv[0], "keel");
 	assert_true(find(argv, argc, "--no-huge") > 0);
+	assert_true(find(argv, argc, "--no-shconf") > 0); /* no files left behind */
 	assert_true(find(argv, argc, "--no-pci") > 0);
 	assert_true(find(argv, argc, "--file-prefix=keel3") > 0);
 	assert_true(find(argv, argc, "--lcores=0@(0-1)") > 0);

@@ -43,6 +43,11 @@ static int in_child(int (*fn)(const char *dev), const char *dev, char *out, size
 	close(pfd[0]);
 	int st;
 	assert_int_equal(waitpid(pid, &st, 0), pid);
+	/* EAL's runtime directory of the child (its --file-prefix). */
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf /var/run/dpdk/keeltest%d", (int)pid);
+	if (system(cmd) != 0)
+		fprintf(stderr, "could not remove the child's EAL runtime directory\n");
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 

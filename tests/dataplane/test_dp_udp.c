@@ -264,6 +264,31 @@ static void test_open_errors_name_the_address(void **state)
 	assert_non_null(strstr(err, "dp.node_id"));
 }
 
+/* dp.cpu_dma_latency holds /dev/cpu_dma_latency open while the transport lives. */
+static void test_cpu_dma_latency(void **state)
+{
+	(void)state;
+	if (access("/dev/cpu_dma_latency", W_OK) != 0)
+		skip();
+	char err[256];
+	struct dp_config c;
+	cfg(&c, 2, 1);
+	assert_int_equal(dp_config_set(&c, "dp.cpu_dma_latency", "1", err, sizeof(err)), 0);
+	for (int tries = 0; tries < 50; tries++) {
+		dp_transport *t = NULL;
+		int rc = dp_open(&c, &t, err, sizeof(err));
+		if (rc == -EADDRINUSE) {
+			c.udp_port++;
+			continue;
+		}
+		if (rc)
+			fail_msg("dp_open: %s", err);
+		dp_close(t);
+		return;
+	}
+	fail_msg("no free UDP port");
+}
+
 int main(void)
 {
 	base_port = (uint16_t)(20000 + (getpid() % 4000) * 8);
@@ -272,6 +297,7 @@ int main(void)
 		cmocka_unit_test(test_strangers_dropped_and_counted),
 		cmocka_unit_test(test_injected_faults),
 		cmocka_unit_test(test_open_errors_name_the_address),
+		cmocka_unit_test(test_cpu_dma_latency),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
