@@ -156,18 +156,19 @@ static void oplog(const struct wal_options *o, const char *fmt, ...)
 		fprintf(stderr, "%s\n", line);
 }
 
-int wal_write_all(int fd, const void *buf, size_t len, uint64_t off)
+/* pread/pwrite all of it, retrying short transfers and EINTR. */
+static int io_all(int fd, void *buf, size_t len, uint64_t off, bool write)
 {
-	const uint8_t *p = buf;
+	uint8_t *p = buf;
 	while (len) {
-		ssize_t r = pwrite(fd, p, len, (off_t)off);
+		ssize_t r = write ? pwrite(fd, p, len, (off_t)off) : pread(fd, p, len, (off_t)off);
 		if (r < 0) {
 			if (errno == EINTR)
 				continue;
 			return -errno;
 		}
 		if (r == 0)
-			return -EIO;
+			return write ? -EIO : KEEL_E_TORN;
 		p += r;
 		len -= (size_t)r;
 		off += (uint64_t)r;
@@ -175,22 +176,28 @@ int wal_write_all(int fd, const void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
+int wal_write_all(int fd, const void *buf, size_t len, uint64_t off)
+{
+	return io_all(fd, (void *)buf, len, off, true);
+}
+
 int wal_read_all(int fd, void *buf, size_t len, uint64_t off)
 {
-	uint8_t *p = buf;
-	while (len) {
-		ssize_t r = pread(fd, p, len, (off_t)off);
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (r == 0)
-			return KEEL_E_TORN;
-		p += r;
-		len -= (size_t)r;
-		off += (uint64_t)r;
+	return io_all(fd, buf, len, off, false);
+}
+
+int wal_opendir(int dirfd, DIR **out)
+{
+	int fd = dup(dirfd);
+	if (fd < 0)
+		return -errno;
+	*out = fdopendir(fd);
+	if (!*out) {
+		int rc = -errno;
+		close(fd);
+		return rc;
 	}
+	rewinddir(*out); /* the dup shares the position of earlier scans */
 	return 0;
 }
 
@@ -280,6 +287,18 @@ static uint64_t term_at(const struct wal *w, uint64_t index)
 	return 0;
 }
 
+/* Double an array's capacity (amortised growth; never on a per-record path in steady state). */
+static int grow(void **arr, size_t *cap, size_t elem, size_t initial)
+{
+	size_t ncap = *cap ? *cap * 2 : initial;
+	void *n = realloc(*arr, ncap * elem);
+	if (!n)
+		return KEEL_E_NOMEM;
+	*arr = n;
+	*cap = ncap;
+	return 0;
+}
+
 /* Room for one more live entry at the end (amortised doubling, compacting first). */
 static int ents_reserve(struct wal *w)
 {
@@ -292,13 +311,7 @@ static int ents_reserve(struct wal *w)
 		if (n < w->ents_cap)
 			return 0;
 	}
-	size_t cap = w->ents_cap ? w->ents_cap * 2 : 1024;
-	struct ent *e = realloc(w->ents, cap * sizeof(*e));
-	if (!e)
-		return KEEL_E_NOMEM;
-	w->ents = e;
-	w->ents_cap = cap;
-	return 0;
+	return grow((void **)&w->ents, &w->ents_cap, sizeof(*w->ents), 1024);
 }
 
 static int fault(struct wal *w, enum wal_io_kind kind)
@@ -464,14 +477,8 @@ static void spare_complete(struct wal *w, enum op_tag tag, int res)
 
 static int segs_push(struct wal *w, struct seg s)
 {
-	if (w->nsegs == w->segs_cap) {
-		size_t cap = w->segs_cap ? w->segs_cap * 2 : 16;
-		struct seg *n = realloc(w->segs, cap * sizeof(*n));
-		if (!n)
-			return KEEL_E_NOMEM;
-		w->segs = n;
-		w->segs_cap = cap;
-	}
+	if (w->nsegs == w->segs_cap && grow((void **)&w->segs, &w->segs_cap, sizeof(*w->segs), 16))
+		return KEEL_E_NOMEM;
 	w->segs[w->nsegs++] = s;
 	return 0;
 }
@@ -1031,15 +1038,10 @@ static int scan_segment(struct wal *w, struct replay *r, const struct scan *s, b
 
 static int list_segments(struct wal *w, uint64_t **seqs_out, size_t *n_out)
 {
-	int fd = dup(w->ss.dirfd);
-	if (fd < 0)
-		return -errno;
-	DIR *d = fdopendir(fd);
-	if (!d) {
-		close(fd);
-		return -errno;
-	}
-	rewinddir(d);
+	DIR *d;
+	int rc = wal_opendir(w->ss.dirfd, &d);
+	if (rc)
+		return rc;
 	uint64_t *seqs = NULL;
 	size_t n = 0, cap = 0;
 	struct dirent *de;
@@ -1052,14 +1054,11 @@ static int list_segments(struct wal *w, uint64_t **seqs_out, size_t *n_out)
 		if (end != de->d_name + 16 || seq == 0)
 			continue;
 		if (n == cap) {
-			cap = cap ? cap * 2 : 16;
-			uint64_t *ns = realloc(seqs, cap * sizeof(*ns));
-			if (!ns) {
+			if (grow((void **)&seqs, &cap, sizeof(*seqs), 16)) {
 				free(seqs);
 				closedir(d);
 				return KEEL_E_NOMEM;
 			}
-			seqs = ns;
 		}
 		seqs[n++] = seq;
 	}
@@ -1571,7 +1570,8 @@ int wal_poll(struct wal *w, struct wal_status *st)
 		st->hs_term = w->hs_term;
 		st->hs_vote = w->hs_vote;
 		st->hs_pending = w->hs_want || w->hs_inflight;
-		st->busy = w->g_inflight || w->hs_inflight || w->pq_sub != w->pq_tail || w->hs_want;
+		st->busy = w->g_inflight || w->hs_inflight || w->pre_inflight ||
+			   w->pq_sub != w->pq_tail || w->hs_want;
 		st->error = w->err;
 	}
 	return w->err;

@@ -147,7 +147,7 @@ struct wal_status {
 	uint64_t hs_term;         /* hard state last reported persisted */
 	uint64_t hs_vote;
 	bool hs_pending; /* a wal_set_hardstate() is not persisted yet */
-	bool busy;       /* I/O in flight or queued: poll again (or wait) */
+	bool busy;       /* I/O in flight (incl. segment preallocation) or queued */
 	int error;       /* sticky I/O error (0 if none); see wal_retry() */
 };
 
