@@ -14,6 +14,25 @@
 
 #define SLOTS 8192
 static uint8_t ring[SLOTS][300];
+/* What a failing test leaves behind; the teardown removes it. */
+static char *cur_dir;
+static pid_t cur_child;
+
+static int teardown(void **state)
+{
+	(void)state;
+	if (cur_child > 0) {
+		kill(cur_child, SIGKILL); /* only the child this test forked */
+		waitpid(cur_child, NULL, 0);
+		cur_child = 0;
+	}
+	if (cur_dir) {
+		walt_rmtree(cur_dir);
+		free(cur_dir);
+		cur_dir = NULL;
+	}
+	return 0;
+}
 
 struct report {
 	uint64_t durable;
@@ -77,7 +96,7 @@ static __attribute__((noreturn)) void child(const char *dir, enum wal_backend b,
 
 static void crash_rounds(enum wal_backend b, uint64_t seed)
 {
-	char *dir = walt_mkdtemp();
+	char *dir = cur_dir = walt_mkdtemp();
 	int rounds = walt_iters(12, 4);
 	uint64_t max_durable = 0, max_hs = 0;
 	for (int round = 0; round < rounds; round++) {
@@ -85,6 +104,7 @@ static void crash_rounds(enum wal_backend b, uint64_t seed)
 		assert_int_equal(pipe(p), 0);
 		pid_t pid = fork();
 		assert_true(pid >= 0);
+		cur_child = pid;
 		if (pid == 0) {
 			close(p[0]);
 			child(dir, b, p[1]);
@@ -102,6 +122,7 @@ static void crash_rounds(enum wal_backend b, uint64_t seed)
 		kill(pid, SIGKILL);
 		int status;
 		assert_int_equal(waitpid(pid, &status, 0), pid);
+		cur_child = 0;
 		if (!WIFSIGNALED(status))
 			fail_msg("child exited with %d before the kill", WEXITSTATUS(status));
 		/* Reports written before it died count too. */
@@ -128,6 +149,7 @@ static void crash_rounds(enum wal_backend b, uint64_t seed)
 	assert_true(max_durable > 0);
 	walt_rmtree(dir);
 	free(dir);
+	cur_dir = NULL;
 }
 
 static void test_sigkill_uring(void **state)
@@ -145,8 +167,8 @@ static void test_sigkill_plain(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_sigkill_uring),
-		cmocka_unit_test(test_sigkill_plain),
+		cmocka_unit_test_teardown(test_sigkill_uring, teardown),
+		cmocka_unit_test_teardown(test_sigkill_plain, teardown),
 	};
 	return cmocka_run_group_tests_name("wal_crash", tests, NULL, NULL);
 }
