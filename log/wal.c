@@ -811,6 +811,12 @@ static int hs_load(struct wal *w, struct wal_recovery *rec)
 		return 0;
 	}
 	w->hs_fd = fd;
+	/*
+	 * A killed process may have written a slot without syncing it; it is
+	 * about to be reported as persisted (and acted on), so sync it first.
+	 */
+	if (fdatasync(fd) < 0)
+		return -errno;
 	uint8_t b[2 * HS_SLOT_BYTES];
 	memset(b, 0, sizeof(b));
 	int rc = wal_read_all(fd, b, sizeof(b), 0);
@@ -1402,6 +1408,10 @@ int wal_open(const struct wal_options *opt, struct wal **out, struct wal_recover
 	if (rc)
 		goto fail;
 	rc = recover_log(w, rec);
+	if (rc)
+		goto fail;
+	/* Same for directory entries (a rename of a snapshot the killed process did not sync). */
+	rc = fsync_dir(w->ss.dirfd);
 	if (rc)
 		goto fail;
 	w->durable_index = w->last;
