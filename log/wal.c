@@ -50,6 +50,7 @@ enum op_tag {
 	OP_PRE_WRITE,
 	OP_PRE_FSYNC,
 	OP_PRE_DIRSYNC,
+	OP_DEL, /* close, unlink, directory fsync of compacted segments */
 };
 
 enum spare_state { SPARE_NONE, SPARE_BUSY, SPARE_READY };
@@ -134,6 +135,11 @@ struct wal {
 	unsigned hs_ops;
 	int hs_err;
 	uint8_t *hs_buf; /* HS_SLOT_BYTES, aligned */
+
+	unsigned del_ops;      /* compacted-segment deletion ops in flight */
+	char (*del_names)[32]; /* their file names, alive until completion */
+	size_t del_cap;
+	int del_err;
 
 	int err;
 	char errmsg[320];
@@ -1443,6 +1449,7 @@ fail:
 
 static void reap(struct wal *w);
 static void quiesce(struct wal *w);
+static void del_complete(struct wal *w, int res);
 
 void wal_close(struct wal *w)
 {
@@ -1476,6 +1483,7 @@ void wal_close(struct wal *w)
 	free(w->pre_hdr);
 	free(w->hs_buf);
 	free(w->stage);
+	free(w->del_names);
 	free(w);
 }
 
@@ -1504,6 +1512,9 @@ static void reap(struct wal *w)
 		case OP_PRE_DIRSYNC:
 			spare_complete(w, tag, cqe->res);
 			break;
+		case OP_DEL:
+			del_complete(w, cqe->res);
+			break;
 		default:
 			KEEL_ASSERT(!"unknown completion tag");
 		}
@@ -1516,30 +1527,47 @@ static void reap(struct wal *w)
 	}
 }
 
+/* One io_uring_submit for everything queued this turn. */
+static void flush_sqes(struct wal *w)
+{
+	if (!w->sqes_queued)
+		return;
+	int r = io_uring_submit(&w->ring);
+	/* A full completion ring is impossible (ops in flight are bounded); anything else is fatal.
+	 */
+	KEEL_ASSERT(r >= 0 || r == -EINTR || r == -EAGAIN || r == -EBUSY);
+	if (r > 0)
+		w->sqes_queued -= (unsigned)KEEL_MIN((unsigned)r, w->sqes_queued);
+}
+
 static void pump_uring(struct wal *w)
 {
-	if (w->err)
-		return;
-	if (w->spare_state == SPARE_NONE) {
+	if (!w->err && w->spare_state == SPARE_NONE) {
 		int rc = spare_start_async(w);
-		if (rc) {
+		if (rc)
 			set_err(w, rc, "wal: creating the next segment failed: %s",
 				keel_strerror(rc));
-			return;
-		}
 	}
-	spare_pump(w);
-	if (hs_begin(w))
-		hs_submit_uring(w);
-	if (group_build(w))
-		group_submit_uring(w);
-	if (w->sqes_queued) {
-		int r = io_uring_submit(&w->ring);
-		/* Ring full of completions is impossible here (bounded ops); anything else is
-		 * fatal. */
-		KEEL_ASSERT(r >= 0 || r == -EINTR || r == -EAGAIN || r == -EBUSY);
-		if (r > 0)
-			w->sqes_queued -= (unsigned)KEEL_MIN((unsigned)r, w->sqes_queued);
+	if (!w->err) {
+		spare_pump(w);
+		if (hs_begin(w))
+			hs_submit_uring(w);
+		if (group_build(w))
+			group_submit_uring(w);
+	}
+	flush_sqes(w); /* also deletions queued by wal_truncate_prefix() */
+}
+
+static void del_complete(struct wal *w, int res)
+{
+	if (res < 0 && !w->del_err)
+		w->del_err = res;
+	KEEL_ASSERT(w->del_ops > 0);
+	if (--w->del_ops == 0 && w->del_err) {
+		/* Not a durability failure: the files stay and a later recovery drops nothing. */
+		oplog(&w->o, "keel-wal: %s: deleting compacted segments failed: %s", w->ss.dir,
+		      keel_strerror(w->del_err));
+		w->del_err = 0;
 	}
 }
 
@@ -1580,7 +1608,7 @@ int wal_poll(struct wal *w, struct wal_status *st)
 		st->hs_term = w->hs_term;
 		st->hs_vote = w->hs_vote;
 		st->hs_pending = w->hs_want || w->hs_inflight;
-		st->busy = w->g_inflight || w->hs_inflight || w->pre_inflight ||
+		st->busy = w->g_inflight || w->hs_inflight || w->pre_inflight || w->del_ops ||
 			   w->pq_sub != w->pq_tail || w->hs_want;
 		st->error = w->err;
 	}
@@ -1594,7 +1622,10 @@ int wal_wait_fd(const struct wal *w)
 
 int wal_wait(struct wal *w, int timeout_ms)
 {
-	if (!w->uring || !(w->g_inflight || w->hs_inflight || w->pre_inflight))
+	if (!w->uring)
+		return 0;
+	flush_sqes(w);
+	if (!(w->g_inflight || w->hs_inflight || w->pre_inflight || w->del_ops))
 		return 0;
 	struct io_uring_cqe *cqe;
 	int r;
@@ -1612,7 +1643,9 @@ int wal_wait(struct wal *w, int timeout_ms)
 /* Block until no I/O is in flight (close, retry). */
 static void quiesce(struct wal *w)
 {
-	while (w->uring && (w->g_inflight || w->hs_inflight || w->pre_inflight)) {
+	if (w->uring)
+		flush_sqes(w);
+	while (w->uring && (w->g_inflight || w->hs_inflight || w->pre_inflight || w->del_ops)) {
 		struct io_uring_cqe *cqe;
 		if (io_uring_wait_cqe(&w->ring, &cqe) < 0)
 			break;
@@ -1739,8 +1772,55 @@ int wal_truncate_suffix(struct wal *w, uint64_t from)
 }
 
 /* Unlink whole segments before `keep` (oldest first, so a crash leaves a suffix). */
+/*
+ * io_uring: one linked chain per call -- close, close, unlink for each
+ * segment, oldest first, then fsync the directory -- so the loop never waits
+ * for ext4 to free 64 MiB of extents. A failure cancels the rest of the chain,
+ * which leaves a contiguous suffix of segments, as recovery wants. While one
+ * chain is in flight, later calls leave the segments for the next call.
+ */
+static int drop_segments_uring(struct wal *w, uint64_t keep)
+{
+	if (w->del_ops)
+		return 0;
+	size_t k = 0;
+	while (k + 1 < w->nsegs && w->segs[k].seq < keep && k < 32)
+		k++;
+	if (!k)
+		return 0;
+	while (w->del_cap < k)
+		if (grow((void **)&w->del_names, &w->del_cap, sizeof(*w->del_names), 32))
+			return KEEL_E_NOMEM;
+	struct io_uring_sqe *sqe;
+	for (size_t i = 0; i < k; i++) {
+		struct seg *s = &w->segs[i];
+		seg_name(w->del_names[i], sizeof(w->del_names[i]), s->seq);
+		if (s->dfd != s->fd) {
+			sqe = get_sqe(w, OP_DEL, 0);
+			io_uring_prep_close(sqe, s->dfd);
+			sqe->flags |= IOSQE_IO_LINK;
+			w->del_ops++;
+		}
+		sqe = get_sqe(w, OP_DEL, 0);
+		io_uring_prep_close(sqe, s->fd);
+		sqe->flags |= IOSQE_IO_LINK;
+		sqe = get_sqe(w, OP_DEL, 0);
+		io_uring_prep_unlinkat(sqe, w->ss.dirfd, w->del_names[i], 0);
+		sqe->flags |= IOSQE_IO_LINK;
+		w->del_ops += 2;
+	}
+	sqe = get_sqe(w, OP_DEL, 0);
+	io_uring_prep_fsync(sqe, w->ss.dirfd, 0);
+	w->del_ops++;
+	memmove(w->segs, w->segs + k, (w->nsegs - k) * sizeof(*w->segs));
+	w->nsegs -= k;
+	return 0;
+}
+
 static int drop_segments(struct wal *w, uint64_t keep)
 {
+	if (w->uring)
+		return drop_segments_uring(w, keep);
 	size_t k = 0;
 	int rc = 0;
 	while (k + 1 < w->nsegs && w->segs[k].seq < keep) {

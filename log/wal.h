@@ -198,8 +198,11 @@ int wal_truncate_suffix(struct wal *w, uint64_t from);
  * Forget entries <= upto (after a snapshot). upto must not exceed the latest
  * durable snapshot (KEEL_E_STATE otherwise), so segments are deleted only when
  * the snapshot covering them is on disk. Whole segments before the one
- * holding upto + 1 are unlinked, oldest first, then the directory is synced
- * (blocking). If upto >= last_index the log restarts empty at upto + 1.
+ * holding upto + 1 are closed and unlinked, oldest first, then the directory
+ * is synced: on io_uring as one linked chain completed by later polls (at most
+ * 32 segments per call; while one chain runs, later calls defer theirs); on
+ * the plain backend before returning. If upto >= last_index the log restarts
+ * empty at upto + 1.
  */
 int wal_truncate_prefix(struct wal *w, uint64_t upto);
 

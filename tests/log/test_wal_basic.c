@@ -247,6 +247,8 @@ static void test_snapshot_and_prefix(void **state)
 	assert_int_equal(wal_snap_index(f->w), 800);
 	assert_int_equal(wal_truncate_prefix(f->w, 800), 0);
 	assert_int_equal(wal_first_index(f->w), 801);
+	/* io_uring deletes in the background: the next polls finish it. */
+	assert_int_equal(walt_drain(f->w, &st), 0);
 	assert_true(count_segments(f->dir) < segs_before);
 	struct wal_entry e;
 	uint8_t buf[512];
