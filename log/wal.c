@@ -55,20 +55,6 @@ enum op_tag {
 
 enum spare_state { SPARE_NONE, SPARE_BUSY, SPARE_READY };
 
-/*
- * Registered files (io_uring fixed file table), so the ops on the hot path
- * skip the per-op fget/fput. Segments use slots by parity of their sequence
- * number: the active segment and the spare being prepared never share one,
- * and a slot is rewritten only when the segment two back has no I/O left.
- */
-enum {
-	SLOT_HS,
-	SLOT_DIR,
-	SLOT_SEG0, /* + (seq & 1): group writes and fsyncs (the O_DIRECT fd if any) */
-	SLOT_PRE0 = SLOT_SEG0 + 2, /* + (seq & 1): preallocation (buffered fd) */
-	N_SLOTS = SLOT_PRE0 + 2,
-};
-
 struct seg {
 	uint64_t seq;
 	int fd;  /* buffered: reads, prealloc, plain writes */
@@ -102,7 +88,6 @@ struct wal {
 	struct wal_snapstate ss;
 	int lockfd;
 	bool uring;
-	bool fixed; /* the fixed file table is in use */
 	struct io_uring ring;
 	int efd;
 	const char *backend;
@@ -413,32 +398,6 @@ static struct io_uring_sqe *get_sqe(struct wal *w, enum op_tag tag, uint64_t arg
 	return sqe;
 }
 
-/* Put fd in a registered slot; on failure fall back to plain fds for new ops. */
-static void fix_file(struct wal *w, unsigned slot, int fd)
-{
-	if (w->fixed && io_uring_register_files_update(&w->ring, slot, &fd, 1) != 1)
-		w->fixed = false;
-}
-
-/* Point a prepared SQE at a registered slot instead of its fd. */
-static void use_slot(const struct wal *w, struct io_uring_sqe *sqe, unsigned slot)
-{
-	if (w->fixed) {
-		sqe->fd = (int)slot;
-		sqe->flags |= IOSQE_FIXED_FILE;
-	}
-}
-
-static unsigned slot_seg(uint64_t seq)
-{
-	return SLOT_SEG0 + (unsigned)(seq & 1);
-}
-
-static unsigned slot_pre(uint64_t seq)
-{
-	return SLOT_PRE0 + (unsigned)(seq & 1);
-}
-
 static int spare_start_async(struct wal *w)
 {
 	char name[32];
@@ -448,7 +407,6 @@ static int spare_start_async(struct wal *w)
 	if (fd < 0)
 		return -errno;
 	w->spare = (struct seg){ .seq = seq, .fd = fd, .dfd = -1 };
-	fix_file(w, slot_pre(seq), fd);
 	seg_header(w->pre_hdr, seq, w->o.segment_size_bytes);
 	w->pre_next = 0;
 	w->pre_inflight = 0;
@@ -467,13 +425,11 @@ static void spare_pump(struct wal *w)
 		struct io_uring_sqe *sqe = get_sqe(w, OP_PRE_WRITE, 0);
 		if (w->pre_next == 0) {
 			io_uring_prep_write(sqe, w->spare.fd, w->pre_hdr, SEG_HDR_BYTES, 0);
-			use_slot(w, sqe, slot_pre(w->spare.seq));
 			w->pre_next = SEG_HDR_BYTES;
 		} else {
 			uint64_t n = KEEL_MIN((uint64_t)PRE_CHUNK_BYTES,
 					      w->o.segment_size_bytes - w->pre_next);
 			io_uring_prep_write(sqe, w->spare.fd, w->zeros, (unsigned)n, w->pre_next);
-			use_slot(w, sqe, slot_pre(w->spare.seq));
 			w->pre_next += n;
 		}
 		w->pre_inflight++;
@@ -481,11 +437,9 @@ static void spare_pump(struct wal *w)
 	if (w->pre_inflight == 0 && w->pre_next >= w->o.segment_size_bytes) {
 		struct io_uring_sqe *sqe = get_sqe(w, OP_PRE_FSYNC, 0);
 		io_uring_prep_fsync(sqe, w->spare.fd, 0);
-		use_slot(w, sqe, slot_pre(w->spare.seq));
 		sqe->flags |= IOSQE_IO_LINK;
 		sqe = get_sqe(w, OP_PRE_DIRSYNC, 0);
 		io_uring_prep_fsync(sqe, w->ss.dirfd, 0);
-		use_slot(w, sqe, SLOT_DIR);
 		w->pre_inflight = 2;
 		w->pre_syncing = true;
 	}
@@ -524,7 +478,6 @@ static void spare_complete(struct wal *w, enum op_tag tag, int res)
 		w->spare_state = SPARE_NONE;
 		return;
 	}
-	fix_file(w, slot_seg(w->spare.seq), w->spare.dfd);
 	w->spare_state = SPARE_READY;
 }
 
@@ -685,13 +638,11 @@ static void group_submit_uring(struct wal *w)
 		/* arg = expected byte count, so a short write is caught. */
 		struct io_uring_sqe *sqe = get_sqe(w, OP_LOG_WRITE, bytes);
 		io_uring_prep_writev(sqe, s->dfd, w->iov + at, (unsigned)n, off);
-		use_slot(w, sqe, slot_seg(s->seq));
 		sqe->flags |= IOSQE_IO_LINK;
 		off += bytes;
 	}
 	struct io_uring_sqe *sqe = get_sqe(w, OP_LOG_FSYNC, 0);
 	io_uring_prep_fsync(sqe, s->dfd, IORING_FSYNC_DATASYNC);
-	use_slot(w, sqe, slot_seg(s->seq));
 	w->g_ops = i + 1;
 }
 
@@ -838,11 +789,9 @@ static void hs_submit_uring(struct wal *w)
 {
 	struct io_uring_sqe *sqe = get_sqe(w, OP_HS_WRITE, 0);
 	io_uring_prep_write(sqe, w->hs_fd, w->hs_buf, HS_SLOT_BYTES, hs_slot_off(w));
-	use_slot(w, sqe, SLOT_HS);
 	sqe->flags |= IOSQE_IO_LINK;
 	sqe = get_sqe(w, OP_HS_FSYNC, 0);
 	io_uring_prep_fsync(sqe, w->hs_fd, IORING_FSYNC_DATASYNC);
-	use_slot(w, sqe, SLOT_HS);
 	w->hs_ops = 2;
 }
 
@@ -1473,14 +1422,6 @@ int wal_open(const struct wal_options *opt, struct wal **out, struct wal_recover
 		goto fail;
 	w->durable_index = w->last;
 	w->durable_term = term_at(w, w->last);
-	if (w->uring && io_uring_register_files_sparse(&w->ring, N_SLOTS) == 0) {
-		struct seg *a = &w->segs[w->nsegs - 1];
-		w->fixed = true;
-		fix_file(w, SLOT_HS, w->hs_fd);
-		fix_file(w, SLOT_DIR, w->ss.dirfd);
-		fix_file(w, slot_seg(a->seq), a->dfd);
-		fix_file(w, slot_seg(w->spare.seq), w->spare.dfd);
-	}
 
 	rec->first_index = w->first;
 	rec->last_index = w->last;
@@ -1493,10 +1434,8 @@ int wal_open(const struct wal_options *opt, struct wal **out, struct wal_recover
 	      "keel-wal: %s: backend %s (%s); entries %" PRIu64 "..%" PRIu64 ", segment %" PRIu64
 	      " bytes",
 	      w->ss.dir, w->backend,
-	      !w->uring ? "group commit: pwritev + fdatasync, synchronous in wal_poll"
-	      : w->fixed
-		      ? "group commit: writev linked to IORING_OP_FSYNC datasync, registered files"
-		      : "group commit: writev linked to IORING_OP_FSYNC datasync",
+	      w->uring ? "group commit: writev linked to IORING_OP_FSYNC datasync"
+		       : "group commit: pwritev + fdatasync, synchronous in wal_poll",
 	      w->first, w->last, w->o.segment_size_bytes);
 	*out = w;
 	return 0;
