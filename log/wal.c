@@ -1775,9 +1775,13 @@ int wal_truncate_suffix(struct wal *w, uint64_t from)
 /*
  * io_uring: one linked chain per call -- close, close, unlink for each
  * segment, oldest first, then fsync the directory -- so the loop never waits
- * for ext4 to free 64 MiB of extents. A failure cancels the rest of the chain,
- * which leaves a contiguous suffix of segments, as recovery wants. While one
- * chain is in flight, later calls leave the segments for the next call.
+ * for ext4 to free 64 MiB of extents. The closes are forced to io-wq
+ * (IOSQE_ASYNC): a close done inline would leave the final fput, and with it
+ * the freeing of the file's extents, to task work on the loop thread. (This is
+ * also why segments are not in a registered file table: the table's own
+ * reference could be the last one, dropped on the loop thread.) A failure cancels the rest of the
+ * chain, which leaves a contiguous suffix of segments, as recovery wants. While one chain is in
+ * flight, later calls leave the segments for the next call.
  */
 static int drop_segments_uring(struct wal *w, uint64_t keep)
 {
@@ -1798,12 +1802,12 @@ static int drop_segments_uring(struct wal *w, uint64_t keep)
 		if (s->dfd != s->fd) {
 			sqe = get_sqe(w, OP_DEL, 0);
 			io_uring_prep_close(sqe, s->dfd);
-			sqe->flags |= IOSQE_IO_LINK;
+			sqe->flags |= IOSQE_IO_LINK | IOSQE_ASYNC;
 			w->del_ops++;
 		}
 		sqe = get_sqe(w, OP_DEL, 0);
 		io_uring_prep_close(sqe, s->fd);
-		sqe->flags |= IOSQE_IO_LINK;
+		sqe->flags |= IOSQE_IO_LINK | IOSQE_ASYNC;
 		sqe = get_sqe(w, OP_DEL, 0);
 		io_uring_prep_unlinkat(sqe, w->ss.dirfd, w->del_names[i], 0);
 		sqe->flags |= IOSQE_IO_LINK;
