@@ -165,7 +165,11 @@ int wal_poll(struct wal *w, struct wal_status *st);
 int wal_wait_fd(const struct wal *w);
 /* Block up to timeout_ms (-1: no limit) for a completion; 0 at once if idle. */
 int wal_wait(struct wal *w, int timeout_ms);
-/* After a sticky error: clear it and rewrite everything not yet durable. */
+/*
+ * After a sticky error: clear it and rewrite everything not yet durable. First
+ * waits (blocking, an exceptional path) for I/O of the failed attempt that is
+ * still in flight, so its late errors are not taken for the retry's.
+ */
 int wal_retry(struct wal *w);
 /* Operator text for the last error (file, offset, cause). Never NULL. */
 const char *wal_error(const struct wal *w);
