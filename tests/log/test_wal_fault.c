@@ -173,6 +173,7 @@ static void walk(enum wal_backend b)
 	/* Several segment rolls, so preallocation writes and syncs are in the walk. */
 	assert_true(total >= 20);
 	int stride = WALT_SANITIZED ? 3 : 1;
+	print_message("walking a fault over %ld write/fsync calls (every %d)\n", total, stride);
 	for (long n = 1; n <= total; n += stride)
 		run(b, n, n % 2 ? -ENOSPC : -EIO);
 }
