@@ -257,6 +257,12 @@ static int fsync_dir(int dirfd)
 	return fsync(dirfd) < 0 ? -errno : 0;
 }
 
+/* A file just created: its data and size, then its directory entry. */
+static int sync_new_file(int fd, int dirfd)
+{
+	return fsync(fd) < 0 ? -errno : fsync_dir(dirfd);
+}
+
 static void set_err(struct wal *w, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 static void set_err(struct wal *w, int code, const char *fmt, ...)
@@ -367,10 +373,8 @@ static int prealloc_sync(struct wal *w, uint64_t seq, struct seg *out)
 	}
 	if (!rc)
 		rc = fault(w, WAL_IO_FSYNC);
-	if (!rc && fsync(fd) < 0)
-		rc = -errno;
 	if (!rc)
-		rc = fsync_dir(w->ss.dirfd);
+		rc = sync_new_file(fd, w->ss.dirfd);
 	if (rc) {
 		close(fd);
 		unlinkat(w->ss.dirfd, name, 0);
@@ -805,10 +809,8 @@ static int hs_load(struct wal *w, struct wal_recovery *rec)
 		if (fd < 0)
 			return -errno;
 		int rc = wal_write_all(fd, w->zeros, 2 * HS_SLOT_BYTES, 0);
-		if (!rc && fsync(fd) < 0)
-			rc = -errno;
 		if (!rc)
-			rc = fsync_dir(w->ss.dirfd);
+			rc = sync_new_file(fd, w->ss.dirfd);
 		if (rc) {
 			close(fd);
 			return rc;
