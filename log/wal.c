@@ -1201,25 +1201,20 @@ static int recover_log(struct wal *w, struct wal_recovery *rec)
 	}
 	uint64_t snap = atomic_load(&w->ss.index), snap_term = atomic_load(&w->ss.term);
 	bool empty = !r.started || r.next == r.first;
+	/* Where the log's entries (or, if none, the next one) start must touch the snapshot. */
+	uint64_t start = empty ? (r.started ? r.next : 0) : r.first;
+	if (start > snap + 1) {
+		snprintf(rec->error, sizeof(rec->error),
+			 "wal: the log %s at index %" PRIu64
+			 " but the latest snapshot ends at %" PRIu64 " (gap)",
+			 empty ? "restarts" : "starts", start, snap);
+		rc = KEEL_E_GAP;
+		goto out;
+	}
 	if (empty) {
-		if (r.started && r.next - 1 > snap) {
-			snprintf(rec->error, sizeof(rec->error),
-				 "wal: the log restarts at index %" PRIu64
-				 " but the latest snapshot ends at %" PRIu64 " (gap)",
-				 r.next, snap);
-			rc = KEEL_E_GAP;
-			goto out;
-		}
 		w->first = snap + 1;
 		w->last = snap;
 		w->base_term = snap_term;
-	} else if (r.first > snap + 1) {
-		snprintf(rec->error, sizeof(rec->error),
-			 "wal: the log starts at index %" PRIu64
-			 " but the latest snapshot ends at %" PRIu64 " (gap)",
-			 r.first, snap);
-		rc = KEEL_E_GAP;
-		goto out;
 	} else if (r.first == snap + 1) {
 		w->base_term = snap_term;
 	}
