@@ -394,6 +394,27 @@ static void test_lock(void **state)
 	assert_int_equal(wal_open(&o, &w2, &rec), KEEL_E_BUSY);
 }
 
+/* Segments compacted into a snapshot that then goes missing: a gap, refused. */
+static void test_missing_snapshot(void **state)
+{
+	struct fx *f = *state;
+	struct wal_status st;
+	reopen(f);
+	walt_append_range(f->w, 1, 1000, 1, store);
+	assert_int_equal(walt_drain(f->w, &st), 0);
+	write_snapshot(f->w, 900, 1, "s");
+	assert_int_equal(wal_truncate_prefix(f->w, 900), 0);
+	assert_int_equal(walt_drain(f->w, &st), 0);
+	wal_close(f->w);
+	f->w = NULL;
+	char p[600];
+	snprintf(p, sizeof(p), "%s/snap-%016x.snap", f->dir, 900);
+	assert_int_equal(unlink(p), 0);
+	struct wal_options o = walt_opts(f->dir, f->v->backend, f->v->direct);
+	assert_int_equal(wal_open(&o, &f->w, &f->rec), KEEL_E_GAP);
+	assert_non_null(strstr(f->rec.error, "but the latest snapshot ends at 0 (gap)"));
+}
+
 /* A log written with buffered I/O, reopened with O_DIRECT: the tail is padded to a block. */
 static void test_switch_to_direct(void **state)
 {
@@ -484,6 +505,7 @@ int main(void)
 		T(test_wait_fd, plain),
 		T(test_lock, plain),
 		T(test_switch_to_direct, plain),
+		T(test_missing_snapshot, uring),
 		T(test_snapshot_concurrent, uring),
 	};
 	return cmocka_run_group_tests_name("wal_basic", tests, NULL, NULL);
