@@ -1413,10 +1413,6 @@ int wal_open(const struct wal_options *opt, struct wal **out, struct wal_recover
 	rc = recover_log(w, rec);
 	if (rc)
 		goto fail;
-	/* Same for directory entries (a rename of a snapshot the killed process did not sync). */
-	rc = fsync_dir(w->ss.dirfd);
-	if (rc)
-		goto fail;
 	w->durable_index = w->last;
 	w->durable_term = term_at(w, w->last);
 

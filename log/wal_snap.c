@@ -276,6 +276,13 @@ int wal_snap_recover(struct wal_snapstate *ss, char *msg, size_t cap)
 				 m.index);
 			return KEEL_E_CORRUPT;
 		}
+		/*
+		 * A killed process may have renamed it without syncing the
+		 * directory; it is about to be relied on (segments compacted into
+		 * it get deleted), so make the rename durable first.
+		 */
+		if (fsync(ss->dirfd) < 0)
+			return -errno;
 		atomic_store(&ss->term, m.term);
 		atomic_store(&ss->index, m.index);
 	}
