@@ -1247,15 +1247,15 @@ static int recover_log(struct wal *w, struct wal_recovery *rec)
 	}
 	/*
 	 * Segments after the last one with data were never used. A complete
-	 * spare is kept (synced again, in case its preallocation was cut short of
-	 * its fsync); anything else is dropped and made afresh.
+	 * spare is kept (it and its directory entry synced again, in case its
+	 * preallocation was cut short of its syncs); anything else is dropped and made afresh.
 	 */
 	for (size_t i = (size_t)(L + 1); i < n; i++) {
 		char name[32];
 		seg_name(name, sizeof(name), sc[i].seq);
 		if (L >= 0 && i == (size_t)L + 1 && sc[i].seq == sc[L].seq + 1 && sc[i].hdr_ok &&
 		    sc[i].size == w->o.segment_size_bytes && sc[i].data_end == SEG_HDR_BYTES &&
-		    fsync(sc[i].fd) == 0) {
+		    sync_new_file(sc[i].fd, w->ss.dirfd) == 0) {
 			w->spare = (struct seg){ .seq = sc[i].seq, .fd = sc[i].fd, .dfd = -1 };
 			sc[i].fd = -1;
 			w->spare.dfd = open_direct(w, name, w->spare.fd);
