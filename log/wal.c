@@ -50,6 +50,7 @@ enum op_tag {
 	OP_PRE_WRITE,
 	OP_PRE_FSYNC,
 	OP_PRE_DIRSYNC,
+	OP_DEL, /* close, unlink, directory fsync of compacted segments */
 };
 
 enum spare_state { SPARE_NONE, SPARE_BUSY, SPARE_READY };
@@ -135,6 +136,11 @@ struct wal {
 	int hs_err;
 	uint8_t *hs_buf; /* HS_SLOT_BYTES, aligned */
 
+	unsigned del_ops;      /* compacted-segment deletion ops in flight */
+	char (*del_names)[32]; /* their file names, alive until completion */
+	size_t del_cap;
+	int del_err;
+
 	int err;
 	char errmsg[320];
 };
@@ -156,18 +162,19 @@ static void oplog(const struct wal_options *o, const char *fmt, ...)
 		fprintf(stderr, "%s\n", line);
 }
 
-int wal_write_all(int fd, const void *buf, size_t len, uint64_t off)
+/* pread/pwrite all of it, retrying short transfers and EINTR. */
+static int io_all(int fd, void *buf, size_t len, uint64_t off, bool write)
 {
-	const uint8_t *p = buf;
+	uint8_t *p = buf;
 	while (len) {
-		ssize_t r = pwrite(fd, p, len, (off_t)off);
+		ssize_t r = write ? pwrite(fd, p, len, (off_t)off) : pread(fd, p, len, (off_t)off);
 		if (r < 0) {
 			if (errno == EINTR)
 				continue;
 			return -errno;
 		}
 		if (r == 0)
-			return -EIO;
+			return write ? -EIO : KEEL_E_TORN;
 		p += r;
 		len -= (size_t)r;
 		off += (uint64_t)r;
@@ -175,22 +182,28 @@ int wal_write_all(int fd, const void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
+int wal_write_all(int fd, const void *buf, size_t len, uint64_t off)
+{
+	return io_all(fd, (void *)buf, len, off, true);
+}
+
 int wal_read_all(int fd, void *buf, size_t len, uint64_t off)
 {
-	uint8_t *p = buf;
-	while (len) {
-		ssize_t r = pread(fd, p, len, (off_t)off);
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (r == 0)
-			return KEEL_E_TORN;
-		p += r;
-		len -= (size_t)r;
-		off += (uint64_t)r;
+	return io_all(fd, buf, len, off, false);
+}
+
+int wal_opendir(int dirfd, DIR **out)
+{
+	int fd = dup(dirfd);
+	if (fd < 0)
+		return -errno;
+	*out = fdopendir(fd);
+	if (!*out) {
+		int rc = -errno;
+		close(fd);
+		return rc;
 	}
+	rewinddir(*out); /* the dup shares the position of earlier scans */
 	return 0;
 }
 
@@ -244,6 +257,12 @@ static int fsync_dir(int dirfd)
 	return fsync(dirfd) < 0 ? -errno : 0;
 }
 
+/* A file just created: its data and size, then its directory entry. */
+static int sync_new_file(int fd, int dirfd)
+{
+	return fsync(fd) < 0 ? -errno : fsync_dir(dirfd);
+}
+
 static void set_err(struct wal *w, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 static void set_err(struct wal *w, int code, const char *fmt, ...)
@@ -280,6 +299,18 @@ static uint64_t term_at(const struct wal *w, uint64_t index)
 	return 0;
 }
 
+/* Double an array's capacity (amortised growth; never on a per-record path in steady state). */
+static int grow(void **arr, size_t *cap, size_t elem, size_t initial)
+{
+	size_t ncap = *cap ? *cap * 2 : initial;
+	void *n = realloc(*arr, ncap * elem);
+	if (!n)
+		return KEEL_E_NOMEM;
+	*arr = n;
+	*cap = ncap;
+	return 0;
+}
+
 /* Room for one more live entry at the end (amortised doubling, compacting first). */
 static int ents_reserve(struct wal *w)
 {
@@ -292,13 +323,7 @@ static int ents_reserve(struct wal *w)
 		if (n < w->ents_cap)
 			return 0;
 	}
-	size_t cap = w->ents_cap ? w->ents_cap * 2 : 1024;
-	struct ent *e = realloc(w->ents, cap * sizeof(*e));
-	if (!e)
-		return KEEL_E_NOMEM;
-	w->ents = e;
-	w->ents_cap = cap;
-	return 0;
+	return grow((void **)&w->ents, &w->ents_cap, sizeof(*w->ents), 1024);
 }
 
 static int fault(struct wal *w, enum wal_io_kind kind)
@@ -348,10 +373,8 @@ static int prealloc_sync(struct wal *w, uint64_t seq, struct seg *out)
 	}
 	if (!rc)
 		rc = fault(w, WAL_IO_FSYNC);
-	if (!rc && fsync(fd) < 0)
-		rc = -errno;
 	if (!rc)
-		rc = fsync_dir(w->ss.dirfd);
+		rc = sync_new_file(fd, w->ss.dirfd);
 	if (rc) {
 		close(fd);
 		unlinkat(w->ss.dirfd, name, 0);
@@ -464,14 +487,8 @@ static void spare_complete(struct wal *w, enum op_tag tag, int res)
 
 static int segs_push(struct wal *w, struct seg s)
 {
-	if (w->nsegs == w->segs_cap) {
-		size_t cap = w->segs_cap ? w->segs_cap * 2 : 16;
-		struct seg *n = realloc(w->segs, cap * sizeof(*n));
-		if (!n)
-			return KEEL_E_NOMEM;
-		w->segs = n;
-		w->segs_cap = cap;
-	}
+	if (w->nsegs == w->segs_cap && grow((void **)&w->segs, &w->segs_cap, sizeof(*w->segs), 16))
+		return KEEL_E_NOMEM;
 	w->segs[w->nsegs++] = s;
 	return 0;
 }
@@ -792,10 +809,8 @@ static int hs_load(struct wal *w, struct wal_recovery *rec)
 		if (fd < 0)
 			return -errno;
 		int rc = wal_write_all(fd, w->zeros, 2 * HS_SLOT_BYTES, 0);
-		if (!rc && fsync(fd) < 0)
-			rc = -errno;
 		if (!rc)
-			rc = fsync_dir(w->ss.dirfd);
+			rc = sync_new_file(fd, w->ss.dirfd);
 		if (rc) {
 			close(fd);
 			return rc;
@@ -804,6 +819,12 @@ static int hs_load(struct wal *w, struct wal_recovery *rec)
 		return 0;
 	}
 	w->hs_fd = fd;
+	/*
+	 * A killed process may have written a slot without syncing it; it is
+	 * about to be reported as persisted (and acted on), so sync it first.
+	 */
+	if (fdatasync(fd) < 0)
+		return -errno;
 	uint8_t b[2 * HS_SLOT_BYTES];
 	memset(b, 0, sizeof(b));
 	int rc = wal_read_all(fd, b, sizeof(b), 0);
@@ -1031,15 +1052,10 @@ static int scan_segment(struct wal *w, struct replay *r, const struct scan *s, b
 
 static int list_segments(struct wal *w, uint64_t **seqs_out, size_t *n_out)
 {
-	int fd = dup(w->ss.dirfd);
-	if (fd < 0)
-		return -errno;
-	DIR *d = fdopendir(fd);
-	if (!d) {
-		close(fd);
-		return -errno;
-	}
-	rewinddir(d);
+	DIR *d;
+	int rc = wal_opendir(w->ss.dirfd, &d);
+	if (rc)
+		return rc;
 	uint64_t *seqs = NULL;
 	size_t n = 0, cap = 0;
 	struct dirent *de;
@@ -1052,14 +1068,11 @@ static int list_segments(struct wal *w, uint64_t **seqs_out, size_t *n_out)
 		if (end != de->d_name + 16 || seq == 0)
 			continue;
 		if (n == cap) {
-			cap = cap ? cap * 2 : 16;
-			uint64_t *ns = realloc(seqs, cap * sizeof(*ns));
-			if (!ns) {
+			if (grow((void **)&seqs, &cap, sizeof(*seqs), 16)) {
 				free(seqs);
 				closedir(d);
 				return KEEL_E_NOMEM;
 			}
-			seqs = ns;
 		}
 		seqs[n++] = seq;
 	}
@@ -1188,25 +1201,20 @@ static int recover_log(struct wal *w, struct wal_recovery *rec)
 	}
 	uint64_t snap = atomic_load(&w->ss.index), snap_term = atomic_load(&w->ss.term);
 	bool empty = !r.started || r.next == r.first;
+	/* Where the log's entries (or, if none, the next one) start must touch the snapshot. */
+	uint64_t start = empty ? (r.started ? r.next : 0) : r.first;
+	if (start > snap + 1) {
+		snprintf(rec->error, sizeof(rec->error),
+			 "wal: the log %s at index %" PRIu64
+			 " but the latest snapshot ends at %" PRIu64 " (gap)",
+			 empty ? "restarts" : "starts", start, snap);
+		rc = KEEL_E_GAP;
+		goto out;
+	}
 	if (empty) {
-		if (r.started && r.next - 1 > snap) {
-			snprintf(rec->error, sizeof(rec->error),
-				 "wal: the log restarts at index %" PRIu64
-				 " but the latest snapshot ends at %" PRIu64 " (gap)",
-				 r.next, snap);
-			rc = KEEL_E_GAP;
-			goto out;
-		}
 		w->first = snap + 1;
 		w->last = snap;
 		w->base_term = snap_term;
-	} else if (r.first > snap + 1) {
-		snprintf(rec->error, sizeof(rec->error),
-			 "wal: the log starts at index %" PRIu64
-			 " but the latest snapshot ends at %" PRIu64 " (gap)",
-			 r.first, snap);
-		rc = KEEL_E_GAP;
-		goto out;
 	} else if (r.first == snap + 1) {
 		w->base_term = snap_term;
 	}
@@ -1239,15 +1247,15 @@ static int recover_log(struct wal *w, struct wal_recovery *rec)
 	}
 	/*
 	 * Segments after the last one with data were never used. A complete
-	 * spare is kept (synced again, in case its preallocation was cut short of
-	 * its fsync); anything else is dropped and made afresh.
+	 * spare is kept (it and its directory entry synced again, in case its
+	 * preallocation was cut short of its syncs); anything else is dropped and made afresh.
 	 */
 	for (size_t i = (size_t)(L + 1); i < n; i++) {
 		char name[32];
 		seg_name(name, sizeof(name), sc[i].seq);
 		if (L >= 0 && i == (size_t)L + 1 && sc[i].seq == sc[L].seq + 1 && sc[i].hdr_ok &&
 		    sc[i].size == w->o.segment_size_bytes && sc[i].data_end == SEG_HDR_BYTES &&
-		    fsync(sc[i].fd) == 0) {
+		    sync_new_file(sc[i].fd, w->ss.dirfd) == 0) {
 			w->spare = (struct seg){ .seq = sc[i].seq, .fd = sc[i].fd, .dfd = -1 };
 			sc[i].fd = -1;
 			w->spare.dfd = open_direct(w, name, w->spare.fd);
@@ -1434,6 +1442,7 @@ fail:
 
 static void reap(struct wal *w);
 static void quiesce(struct wal *w);
+static void del_complete(struct wal *w, int res);
 
 void wal_close(struct wal *w)
 {
@@ -1467,6 +1476,7 @@ void wal_close(struct wal *w)
 	free(w->pre_hdr);
 	free(w->hs_buf);
 	free(w->stage);
+	free(w->del_names);
 	free(w);
 }
 
@@ -1495,6 +1505,9 @@ static void reap(struct wal *w)
 		case OP_PRE_DIRSYNC:
 			spare_complete(w, tag, cqe->res);
 			break;
+		case OP_DEL:
+			del_complete(w, cqe->res);
+			break;
 		default:
 			KEEL_ASSERT(!"unknown completion tag");
 		}
@@ -1507,30 +1520,47 @@ static void reap(struct wal *w)
 	}
 }
 
+/* One io_uring_submit for everything queued this turn. */
+static void flush_sqes(struct wal *w)
+{
+	if (!w->sqes_queued)
+		return;
+	int r = io_uring_submit(&w->ring);
+	/* A full completion ring is impossible (ops in flight are bounded); anything else is fatal.
+	 */
+	KEEL_ASSERT(r >= 0 || r == -EINTR || r == -EAGAIN || r == -EBUSY);
+	if (r > 0)
+		w->sqes_queued -= (unsigned)KEEL_MIN((unsigned)r, w->sqes_queued);
+}
+
 static void pump_uring(struct wal *w)
 {
-	if (w->err)
-		return;
-	if (w->spare_state == SPARE_NONE) {
+	if (!w->err && w->spare_state == SPARE_NONE) {
 		int rc = spare_start_async(w);
-		if (rc) {
+		if (rc)
 			set_err(w, rc, "wal: creating the next segment failed: %s",
 				keel_strerror(rc));
-			return;
-		}
 	}
-	spare_pump(w);
-	if (hs_begin(w))
-		hs_submit_uring(w);
-	if (group_build(w))
-		group_submit_uring(w);
-	if (w->sqes_queued) {
-		int r = io_uring_submit(&w->ring);
-		/* Ring full of completions is impossible here (bounded ops); anything else is
-		 * fatal. */
-		KEEL_ASSERT(r >= 0 || r == -EINTR || r == -EAGAIN || r == -EBUSY);
-		if (r > 0)
-			w->sqes_queued -= (unsigned)KEEL_MIN((unsigned)r, w->sqes_queued);
+	if (!w->err) {
+		spare_pump(w);
+		if (hs_begin(w))
+			hs_submit_uring(w);
+		if (group_build(w))
+			group_submit_uring(w);
+	}
+	flush_sqes(w); /* also deletions queued by wal_truncate_prefix() */
+}
+
+static void del_complete(struct wal *w, int res)
+{
+	if (res < 0 && !w->del_err)
+		w->del_err = res;
+	KEEL_ASSERT(w->del_ops > 0);
+	if (--w->del_ops == 0 && w->del_err) {
+		/* Not a durability failure: the files stay and a later recovery drops nothing. */
+		oplog(&w->o, "keel-wal: %s: deleting compacted segments failed: %s", w->ss.dir,
+		      keel_strerror(w->del_err));
+		w->del_err = 0;
 	}
 }
 
@@ -1571,7 +1601,8 @@ int wal_poll(struct wal *w, struct wal_status *st)
 		st->hs_term = w->hs_term;
 		st->hs_vote = w->hs_vote;
 		st->hs_pending = w->hs_want || w->hs_inflight;
-		st->busy = w->g_inflight || w->hs_inflight || w->pq_sub != w->pq_tail || w->hs_want;
+		st->busy = w->g_inflight || w->hs_inflight || w->pre_inflight || w->del_ops ||
+			   w->pq_sub != w->pq_tail || w->hs_want;
 		st->error = w->err;
 	}
 	return w->err;
@@ -1584,7 +1615,10 @@ int wal_wait_fd(const struct wal *w)
 
 int wal_wait(struct wal *w, int timeout_ms)
 {
-	if (!w->uring || !(w->g_inflight || w->hs_inflight || w->pre_inflight))
+	if (!w->uring)
+		return 0;
+	flush_sqes(w);
+	if (!(w->g_inflight || w->hs_inflight || w->pre_inflight || w->del_ops))
 		return 0;
 	struct io_uring_cqe *cqe;
 	int r;
@@ -1602,7 +1636,9 @@ int wal_wait(struct wal *w, int timeout_ms)
 /* Block until no I/O is in flight (close, retry). */
 static void quiesce(struct wal *w)
 {
-	while (w->uring && (w->g_inflight || w->hs_inflight || w->pre_inflight)) {
+	if (w->uring)
+		flush_sqes(w);
+	while (w->uring && (w->g_inflight || w->hs_inflight || w->pre_inflight || w->del_ops)) {
 		struct io_uring_cqe *cqe;
 		if (io_uring_wait_cqe(&w->ring, &cqe) < 0)
 			break;
@@ -1729,8 +1765,59 @@ int wal_truncate_suffix(struct wal *w, uint64_t from)
 }
 
 /* Unlink whole segments before `keep` (oldest first, so a crash leaves a suffix). */
+/*
+ * io_uring: one linked chain per call -- close, close, unlink for each
+ * segment, oldest first, then fsync the directory -- so the loop never waits
+ * for ext4 to free 64 MiB of extents. The closes are forced to io-wq
+ * (IOSQE_ASYNC): a close done inline would leave the final fput, and with it
+ * the freeing of the file's extents, to task work on the loop thread. (This is
+ * also why segments are not in a registered file table: the table's own
+ * reference could be the last one, dropped on the loop thread.) A failure cancels the rest of the
+ * chain, which leaves a contiguous suffix of segments, as recovery wants. While one chain is in
+ * flight, later calls leave the segments for the next call.
+ */
+static int drop_segments_uring(struct wal *w, uint64_t keep)
+{
+	if (w->del_ops)
+		return 0;
+	size_t k = 0;
+	while (k + 1 < w->nsegs && w->segs[k].seq < keep && k < 32)
+		k++;
+	if (!k)
+		return 0;
+	while (w->del_cap < k)
+		if (grow((void **)&w->del_names, &w->del_cap, sizeof(*w->del_names), 32))
+			return KEEL_E_NOMEM;
+	struct io_uring_sqe *sqe;
+	for (size_t i = 0; i < k; i++) {
+		struct seg *s = &w->segs[i];
+		seg_name(w->del_names[i], sizeof(w->del_names[i]), s->seq);
+		if (s->dfd != s->fd) {
+			sqe = get_sqe(w, OP_DEL, 0);
+			io_uring_prep_close(sqe, s->dfd);
+			sqe->flags |= IOSQE_IO_LINK | IOSQE_ASYNC;
+			w->del_ops++;
+		}
+		sqe = get_sqe(w, OP_DEL, 0);
+		io_uring_prep_close(sqe, s->fd);
+		sqe->flags |= IOSQE_IO_LINK | IOSQE_ASYNC;
+		sqe = get_sqe(w, OP_DEL, 0);
+		io_uring_prep_unlinkat(sqe, w->ss.dirfd, w->del_names[i], 0);
+		sqe->flags |= IOSQE_IO_LINK;
+		w->del_ops += 2;
+	}
+	sqe = get_sqe(w, OP_DEL, 0);
+	io_uring_prep_fsync(sqe, w->ss.dirfd, 0);
+	w->del_ops++;
+	memmove(w->segs, w->segs + k, (w->nsegs - k) * sizeof(*w->segs));
+	w->nsegs -= k;
+	return 0;
+}
+
 static int drop_segments(struct wal *w, uint64_t keep)
 {
+	if (w->uring)
+		return drop_segments_uring(w, keep);
 	size_t k = 0;
 	int rc = 0;
 	while (k + 1 < w->nsegs && w->segs[k].seq < keep) {

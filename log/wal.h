@@ -147,7 +147,7 @@ struct wal_status {
 	uint64_t hs_term;         /* hard state last reported persisted */
 	uint64_t hs_vote;
 	bool hs_pending; /* a wal_set_hardstate() is not persisted yet */
-	bool busy;       /* I/O in flight or queued: poll again (or wait) */
+	bool busy;       /* I/O in flight (incl. segment preallocation) or queued */
 	int error;       /* sticky I/O error (0 if none); see wal_retry() */
 };
 
@@ -165,7 +165,11 @@ int wal_poll(struct wal *w, struct wal_status *st);
 int wal_wait_fd(const struct wal *w);
 /* Block up to timeout_ms (-1: no limit) for a completion; 0 at once if idle. */
 int wal_wait(struct wal *w, int timeout_ms);
-/* After a sticky error: clear it and rewrite everything not yet durable. */
+/*
+ * After a sticky error: clear it and rewrite everything not yet durable. First
+ * waits (blocking, an exceptional path) for I/O of the failed attempt that is
+ * still in flight, so its late errors are not taken for the retry's.
+ */
 int wal_retry(struct wal *w);
 /* Operator text for the last error (file, offset, cause). Never NULL. */
 const char *wal_error(const struct wal *w);
@@ -198,8 +202,11 @@ int wal_truncate_suffix(struct wal *w, uint64_t from);
  * Forget entries <= upto (after a snapshot). upto must not exceed the latest
  * durable snapshot (KEEL_E_STATE otherwise), so segments are deleted only when
  * the snapshot covering them is on disk. Whole segments before the one
- * holding upto + 1 are unlinked, oldest first, then the directory is synced
- * (blocking). If upto >= last_index the log restarts empty at upto + 1.
+ * holding upto + 1 are closed and unlinked, oldest first, then the directory
+ * is synced: on io_uring as one linked chain completed by later polls (at most
+ * 32 segments per call; while one chain runs, later calls defer theirs); on
+ * the plain backend before returning. If upto >= last_index the log restarts
+ * empty at upto + 1.
  */
 int wal_truncate_prefix(struct wal *w, uint64_t upto);
 

@@ -3,6 +3,7 @@
 #ifndef KEEL_LOG_WAL_INT_H
 #define KEEL_LOG_WAL_INT_H
 
+#include <dirent.h>
 #include <limits.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -53,5 +54,7 @@ int wal_snap_recover(struct wal_snapstate *ss, char *msg, size_t msgcap);
 int wal_write_all(int fd, const void *buf, size_t len, uint64_t off);
 /* pread() all of it; 0, -errno, or KEEL_E_TORN if the file ends first. */
 int wal_read_all(int fd, void *buf, size_t len, uint64_t off);
+/* A fresh directory stream on (a dup of) dirfd, rewound; 0 or -errno. */
+int wal_opendir(int dirfd, DIR **out);
 
 #endif /* KEEL_LOG_WAL_INT_H */

@@ -145,15 +145,9 @@ void wal_snap_abort(struct wal_snap_writer *s)
 /* Remove snapshots older than `keep` and any *.tmp leftovers (not `except`). */
 static void remove_old(struct wal_snapstate *ss, uint64_t keep, const char *except)
 {
-	int fd = dup(ss->dirfd);
-	if (fd < 0)
+	DIR *d;
+	if (wal_opendir(ss->dirfd, &d))
 		return;
-	DIR *d = fdopendir(fd);
-	if (!d) {
-		close(fd);
-		return;
-	}
-	rewinddir(d);
 	struct dirent *de;
 	while ((de = readdir(d))) {
 		const char *n = de->d_name;
@@ -248,15 +242,10 @@ static int snap_check(int fd, const char *name, struct wal_snap_meta *m, char *m
 
 int wal_snap_recover(struct wal_snapstate *ss, char *msg, size_t cap)
 {
-	int fd = dup(ss->dirfd);
-	if (fd < 0)
-		return -errno;
-	DIR *d = fdopendir(fd);
-	if (!d) {
-		close(fd);
-		return -errno;
-	}
-	rewinddir(d);
+	DIR *d;
+	int rc = wal_opendir(ss->dirfd, &d);
+	if (rc)
+		return rc;
 	uint64_t best = 0;
 	struct dirent *de;
 	while ((de = readdir(d))) {
@@ -277,7 +266,7 @@ int wal_snap_recover(struct wal_snapstate *ss, char *msg, size_t cap)
 		int sfd = openat(ss->dirfd, name, O_RDONLY | O_CLOEXEC);
 		if (sfd < 0)
 			return -errno;
-		int rc = snap_check(sfd, name, &m, msg, cap);
+		rc = snap_check(sfd, name, &m, msg, cap);
 		close(sfd);
 		if (rc)
 			return rc;
@@ -287,6 +276,13 @@ int wal_snap_recover(struct wal_snapstate *ss, char *msg, size_t cap)
 				 m.index);
 			return KEEL_E_CORRUPT;
 		}
+		/*
+		 * A killed process may have renamed it without syncing the
+		 * directory; it is about to be relied on (segments compacted into
+		 * it get deleted), so make the rename durable first.
+		 */
+		if (fsync(ss->dirfd) < 0)
+			return -errno;
 		atomic_store(&ss->term, m.term);
 		atomic_store(&ss->index, m.index);
 	}

@@ -7,6 +7,7 @@
 #include "walt.h"
 
 #include <poll.h>
+#include <pthread.h>
 
 #define N_MAX 2000
 static uint8_t store[N_MAX + 1][300];
@@ -246,6 +247,8 @@ static void test_snapshot_and_prefix(void **state)
 	assert_int_equal(wal_snap_index(f->w), 800);
 	assert_int_equal(wal_truncate_prefix(f->w, 800), 0);
 	assert_int_equal(wal_first_index(f->w), 801);
+	/* io_uring deletes in the background: the next polls finish it. */
+	assert_int_equal(walt_drain(f->w, &st), 0);
 	assert_true(count_segments(f->dir) < segs_before);
 	struct wal_entry e;
 	uint8_t buf[512];
@@ -391,6 +394,101 @@ static void test_lock(void **state)
 	assert_int_equal(wal_open(&o, &w2, &rec), KEEL_E_BUSY);
 }
 
+/* Segments compacted into a snapshot that then goes missing: a gap, refused. */
+static void test_missing_snapshot(void **state)
+{
+	struct fx *f = *state;
+	struct wal_status st;
+	reopen(f);
+	walt_append_range(f->w, 1, 1000, 1, store);
+	assert_int_equal(walt_drain(f->w, &st), 0);
+	write_snapshot(f->w, 900, 1, "s");
+	assert_int_equal(wal_truncate_prefix(f->w, 900), 0);
+	assert_int_equal(walt_drain(f->w, &st), 0);
+	wal_close(f->w);
+	f->w = NULL;
+	char p[600];
+	snprintf(p, sizeof(p), "%s/snap-%016x.snap", f->dir, 900);
+	assert_int_equal(unlink(p), 0);
+	struct wal_options o = walt_opts(f->dir, f->v->backend, f->v->direct);
+	assert_int_equal(wal_open(&o, &f->w, &f->rec), KEEL_E_GAP);
+	assert_non_null(strstr(f->rec.error, "but the latest snapshot ends at 0 (gap)"));
+}
+
+/* A log written with buffered I/O, reopened with O_DIRECT: the tail is padded to a block. */
+static void test_switch_to_direct(void **state)
+{
+	struct fx *f = *state;
+	struct wal_status st;
+	reopen(f); /* plain, buffered */
+	walt_append_range(f->w, 1, 7, 1, store);
+	assert_int_equal(walt_drain(f->w, &st), 0);
+	wal_close(f->w);
+	struct wal_options o = walt_opts(f->dir, WAL_BACKEND_URING, true);
+	assert_int_equal(wal_open(&o, &f->w, &f->rec), 0);
+	assert_string_equal(f->rec.backend, "io_uring+O_DIRECT");
+	walt_append_range(f->w, 8, 300, 2, store);
+	assert_int_equal(walt_drain(f->w, &st), 0);
+	assert_int_equal(st.durable_index, 300);
+	wal_close(f->w);
+	f->w = NULL;
+	reopen(f); /* and back to buffered */
+	assert_int_equal(f->rec.last_index, 300);
+	assert_false(f->rec.torn);
+	for (uint64_t i = 1; i <= 300; i++)
+		walt_check_entry(f->w, i, i <= 7 ? 1 : 2);
+}
+
+struct snap_job {
+	struct wal *w;
+	int rc;
+};
+
+static void *snap_thread(void *arg)
+{
+	struct snap_job *j = arg;
+	struct wal_snap_writer *s;
+	static uint8_t chunk[64 << 10];
+	memset(chunk, 0x33, sizeof(chunk));
+	j->rc = wal_snap_begin(j->w, 100, 1, "m", 1, &s);
+	for (int i = 0; !j->rc && i < 64; i++)
+		j->rc = wal_snap_write(s, chunk, sizeof(chunk));
+	if (!j->rc)
+		j->rc = wal_snap_finish(s);
+	return NULL;
+}
+
+/* A snapshot streams from another thread while the loop keeps appending. */
+static void test_snapshot_concurrent(void **state)
+{
+	struct fx *f = *state;
+	struct wal_status st;
+	reopen(f);
+	walt_append_range(f->w, 1, 100, 1, store);
+	assert_int_equal(walt_drain(f->w, &st), 0);
+	struct snap_job j = { .w = f->w };
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, snap_thread, &j), 0);
+	for (uint64_t i = 101; i <= 1000; i += 10) {
+		walt_append_range(f->w, i, i + 9, 1, store);
+		assert_int_equal(wal_poll(f->w, &st), 0);
+	}
+	assert_int_equal(pthread_join(t, NULL), 0);
+	assert_int_equal(j.rc, 0);
+	assert_int_equal(walt_drain(f->w, &st), 0);
+	assert_int_equal(st.durable_index, 1000);
+	assert_int_equal(wal_snap_index(f->w), 100);
+	assert_int_equal(wal_truncate_prefix(f->w, 100), 0);
+	reopen(f);
+	assert_int_equal(f->rec.snap_index, 100);
+	assert_int_equal(f->rec.last_index, 1000);
+	struct wal_snap_reader *r;
+	struct wal_snap_meta m;
+	assert_int_equal(wal_snap_open(f->w, &r, &m), 0);
+	assert_int_equal(m.data_bytes, 64u << 16);
+	wal_snap_close(r);
+}
+
 #define T(fn, s) cmocka_unit_test_setup_teardown(fn, setup_##s, teardown)
 #define ALL(fn)  T(fn, uring), T(fn, plain), T(fn, direct)
 
@@ -406,6 +504,9 @@ int main(void)
 		T(test_wait_fd, uring),
 		T(test_wait_fd, plain),
 		T(test_lock, plain),
+		T(test_switch_to_direct, plain),
+		T(test_missing_snapshot, uring),
+		T(test_snapshot_concurrent, uring),
 	};
 	return cmocka_run_group_tests_name("wal_basic", tests, NULL, NULL);
 }

@@ -15,6 +15,18 @@
 #define PER     20
 #define N       (ROUNDS * PER + PER)
 static uint8_t store[N + 1][PAYLOAD];
+static char *cur_dir; /* removed by the teardown if a test fails midway */
+
+static int teardown(void **state)
+{
+	(void)state;
+	if (cur_dir) {
+		walt_rmtree(cur_dir);
+		free(cur_dir);
+		cur_dir = NULL;
+	}
+	return 0;
+}
 
 struct countdown {
 	bool armed;
@@ -73,7 +85,7 @@ static void check_all(struct wal *w, uint64_t last)
 /* Run the workload with call `target` failing (0: none). Returns calls seen. */
 static long run(enum wal_backend b, long target, int err)
 {
-	char *dir = walt_mkdtemp();
+	char *dir = cur_dir = walt_mkdtemp();
 	struct countdown c = { .target = target, .err = err };
 	struct wal_options o = walt_opts(dir, b, false);
 	o.fault = hook;
@@ -151,6 +163,7 @@ static long run(enum wal_backend b, long target, int err)
 	wal_close(w);
 	walt_rmtree(dir);
 	free(dir);
+	cur_dir = NULL;
 	return calls;
 }
 
@@ -160,6 +173,7 @@ static void walk(enum wal_backend b)
 	/* Several segment rolls, so preallocation writes and syncs are in the walk. */
 	assert_true(total >= 20);
 	int stride = WALT_SANITIZED ? 3 : 1;
+	print_message("walking a fault over %ld write/fsync calls (every %d)\n", total, stride);
 	for (long n = 1; n <= total; n += stride)
 		run(b, n, n % 2 ? -ENOSPC : -EIO);
 }
@@ -179,8 +193,8 @@ static void test_fault_plain(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_fault_uring),
-		cmocka_unit_test(test_fault_plain),
+		cmocka_unit_test_teardown(test_fault_uring, teardown),
+		cmocka_unit_test_teardown(test_fault_plain, teardown),
 	};
 	return cmocka_run_group_tests_name("wal_fault", tests, NULL, NULL);
 }
