@@ -70,8 +70,9 @@ struct conn {
 	uint64_t send_seq;     /* the seq whose reply goes out next */
 	struct parked *parked; /* sorted by seq */
 	bool close_after_flush;
-	bool dead;       /* close at the engine thread's next look */
-	bool pending_rx; /* buffered packets to process (after a connect reply) */
+	bool dead;           /* close at the engine thread's next look */
+	bool pending_rx;     /* buffered packets to process (after a connect reply) */
+	bool legacy_connect; /* the ConnectRequest had no readOnly flag */
 };
 
 struct zk_server {
@@ -384,6 +385,7 @@ static void process_rx(struct zk_server *s, struct conn *c)
 				break;
 			}
 			c->state = C_CONNECTING;
+			c->legacy_connect = !req.has_read_only;
 			struct zk_call call = call_for(s, c, 0, 0);
 			pthread_mutex_unlock(&s->mu);
 			s->ops.connect(s->backend, &call, &req);
@@ -689,7 +691,9 @@ int zk_server_connect_reply(struct zk_server *s, const struct zk_call *call,
 	if (c && c->state != C_CONNECTING)
 		rc = KEEL_E_STATE;
 	if (c && c->state == C_CONNECTING) {
-		struct out_msg m = { .kind = MSG_CONNECT, .cresp = resp };
+		struct zk_connect_response r = *resp;
+		r.omit_read_only = c->legacy_connect;
+		struct out_msg m = { .kind = MSG_CONNECT, .cresp = &r };
 		if (!close_after) {
 			c->state = C_OPEN;
 			c->session_id = resp->session_id;

@@ -61,10 +61,12 @@ enum zk_op {
 	ZK_OP_CHECK_WATCHES = 17,
 	ZK_OP_REMOVE_WATCHES = 18,
 	ZK_OP_CREATE_CONTAINER = 19,
+	ZK_OP_DELETE_CONTAINER = 20,
 	ZK_OP_CREATE_TTL = 21,
 	ZK_OP_MULTI_READ = 22,
 	ZK_OP_SET_AUTH = 100,
 	ZK_OP_SET_WATCHES = 101,
+	ZK_OP_SASL = 102,
 	ZK_OP_GET_EPHEMERALS = 103,
 	ZK_OP_GET_ALL_CHILDREN_NUMBER = 104,
 	ZK_OP_SET_WATCHES2 = 105,
@@ -234,9 +236,13 @@ struct zk_request {
 	int32_t xid;
 	int32_t type;   /* enum zk_op */
 	bool header_ok; /* set by zk_request_decode() once xid and type are read */
-	/* most ops; getEphemerals' prefixPath */
+	/*
+	 * Most ops (a null path is refused as malformed, as the server answers
+	 * ZMARSHALLINGERROR); getEphemerals' prefixPath (may be null: all);
+	 * deleteContainer: the whole record is the path, without a length.
+	 */
 	struct zk_str path;
-	struct zk_buf data;        /* create*, setData */
+	struct zk_buf data;        /* create*, setData; sasl: the token */
 	struct zk_acls acl;        /* create*, setACL */
 	int32_t flags;             /* create*: CreateMode flag */
 	int64_t ttl_ms;            /* createTTL */
@@ -298,6 +304,11 @@ struct zk_connect_response {
 	int64_t session_id;
 	struct zk_buf passwd;
 	bool read_only;
+	/*
+	 * The server answers a client that sent no readOnly flag without one
+	 * (measured on ZooKeeper 3.8.0); the front end sets this itself.
+	 */
+	bool omit_read_only;
 };
 
 struct zk_watcher_event {

@@ -603,6 +603,34 @@ static void test_four_letter_words(void **state)
 	be_stop(b);
 }
 
+/* A client older than the readOnly flag is answered without one, as ZooKeeper does. */
+static void test_legacy_connect(void **state)
+{
+	(void)state;
+	struct zk_backend *b = be_start(0, 0);
+	int fd = dial(b);
+	static const uint8_t pw[16];
+	uint8_t buf[128];
+	struct zk_enc e;
+	zk_enc_init(&e, buf, sizeof(buf));
+	zk_enc_begin(&e);
+	zk_put_int(&e, 0);
+	zk_put_long(&e, 0);
+	zk_put_int(&e, 4000);
+	zk_put_long(&e, 0);
+	zk_put_buf(&e, (struct zk_buf){ pw, 16 });
+	send_frame(fd, buf, zk_enc_end(&e));
+	size_t n = next_frame(fd, buf, sizeof(buf));
+	assert_int_equal(n, 4 + 4 + 8 + 4 + 16); /* no readOnly byte */
+	struct zk_connect_response cr;
+	assert_int_equal(zk_connect_response_decode(buf + 4, n, &cr), 0);
+	assert_true(cr.omit_read_only);
+	assert_int_equal(cr.session_id, 0x1000);
+	close(fd);
+	wait_closed(b, 1);
+	be_stop(b);
+}
+
 static void test_many_connections(void **state)
 {
 	(void)state;
@@ -657,7 +685,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_c_client),         cmocka_unit_test(test_fifo_order),
 		cmocka_unit_test(test_refusals_counted), cmocka_unit_test(test_four_letter_words),
-		cmocka_unit_test(test_many_connections),
+		cmocka_unit_test(test_legacy_connect),   cmocka_unit_test(test_many_connections),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
