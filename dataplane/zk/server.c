@@ -399,6 +399,9 @@ static void process_rx(struct zk_server *s, struct conn *c)
 		if (act == ZK_ACTION_NONE) {
 			s->st.requests++;
 			struct zk_call call = call_for(s, c, req.xid, req.type);
+			/* Nothing after a close is read (its reply closes the connection). */
+			if (req.type == ZK_OP_CLOSE)
+				c->state = C_CLOSING;
 			pthread_mutex_unlock(&s->mu);
 			s->ops.request(s->backend, &call, &req);
 			pthread_mutex_lock(&s->mu);
@@ -415,6 +418,12 @@ static void process_rx(struct zk_server *s, struct conn *c)
 		struct out_msg m = { .kind = MSG_HEADER, .xid = req.xid, .err = zerr };
 		uint64_t seq = c->next_seq++;
 		queue_reply(s, c, seq, &m, act == ZK_ACTION_REPLY_ERROR_AND_CLOSE);
+		/*
+		 * Read nothing more; earlier replies still pending go out first,
+		 * then this one closes the connection.
+		 */
+		if (act == ZK_ACTION_REPLY_ERROR_AND_CLOSE && c->state == C_OPEN)
+			c->state = C_CLOSING;
 	}
 	if (off) {
 		memmove(c->rx, c->rx + off, c->rx_len - off);

@@ -605,7 +605,10 @@ struct zk_server_stats {
 int zk_server_start(const struct zk_server_config *cfg, const struct zk_backend_ops *ops,
 		    struct zk_backend *backend, struct zk_server **out);
 uint16_t zk_server_port(const struct zk_server *s);
-/* Stops the thread, closes every connection (closed() for each), frees. */
+/*
+ * Stops the thread, closes every connection (closed() for each), frees. No
+ * other thread may call zk_server_*() on s during or after it.
+ */
 void zk_server_stop(struct zk_server *s);
 
 /*

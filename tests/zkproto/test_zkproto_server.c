@@ -430,7 +430,15 @@ static void test_c_client(void **state)
 struct committer {
 	struct zk_backend *b;
 	int want;
+	bool after_unknown; /* also wait until the engine has refused an unknown opcode */
 };
+
+static bool unknown_seen(struct zk_backend *b)
+{
+	struct zk_server_stats s;
+	zk_server_stats(b->srv, &s);
+	return s.unknown_opcode > 0;
+}
 
 /* Answers the deferred creates newest first, from another thread. */
 static void *commit_reversed(void *arg)
@@ -438,6 +446,8 @@ static void *commit_reversed(void *arg)
 	struct committer *c = arg;
 	struct zk_backend *b = c->b;
 	struct timespec until = failsafe();
+	for (int i = 0; c->after_unknown && !unknown_seen(b) && i < FAILSAFE_S * 1000; i++)
+		nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
 	pthread_mutex_lock(&b->mu);
 	while (b->n_pend < c->want)
 		if (pthread_cond_timedwait(&b->cv, &b->mu, &until) != 0)
@@ -468,7 +478,7 @@ static void test_fifo_order(void **state)
 		{ .xid = 4, .type = ZK_OP_GET_DATA, .path = { "/missing", 8 } },
 	};
 	pthread_t t;
-	struct committer c = { b, 2 };
+	struct committer c = { b, 2, false };
 	assert_int_equal(pthread_create(&t, NULL, commit_reversed, &c), 0);
 	for (size_t i = 0; i < KEEL_ARRAY_SIZE(q); i++)
 		send_request(fd, &q[i]);
@@ -486,6 +496,49 @@ static void test_fifo_order(void **state)
 	pthread_join(t, NULL);
 	close(fd);
 	wait_closed(b, 1);
+	be_stop(b);
+}
+
+/* An unknown opcode behind a pending write: the write's answer, then ZUNIMPLEMENTED, then EOF. */
+static void test_close_keeps_order(void **state)
+{
+	(void)state;
+	struct zk_backend *b = be_start(0, 0);
+	b->defer_writes = true;
+	int fd = dial(b);
+	struct zk_connect_response cr;
+	session_connect(fd, 0, &cr);
+	pthread_t t;
+	struct committer c = { b, 1, true };
+	assert_int_equal(pthread_create(&t, NULL, commit_reversed, &c), 0);
+	struct zk_request create = { .xid = 1, .type = ZK_OP_CREATE, .path = { "/w", 2 } };
+	struct zk_request unknown = { .xid = 2, .type = ZK_OP_PING };
+	struct zk_request ping = { .xid = ZK_XID_PING, .type = ZK_OP_PING };
+	/* One send, so the engine sees all three packets in one read. */
+	uint8_t buf[128];
+	struct zk_enc e;
+	zk_enc_init(&e, buf, sizeof(buf));
+	zk_request_encode(&e, &create);
+	zk_enc_begin(&e);
+	zk_put_int(&e, unknown.xid);
+	zk_put_int(&e, 999);
+	zk_enc_end(&e);
+	zk_request_encode(&e, &ping); /* never answered: the connection is closing */
+	send_frame(fd, buf, (int64_t)e.len);
+	struct zk_response r = read_reply(fd, ZK_OP_CREATE);
+	assert_int_equal(r.xid, 1);
+	assert_int_equal(r.err, ZK_OK);
+	r = read_reply(fd, ZK_OP_PING);
+	assert_int_equal(r.xid, 2);
+	assert_int_equal(r.err, ZK_EUNIMPLEMENTED);
+	expect_eof(fd);
+	pthread_join(t, NULL);
+	close(fd);
+	wait_closed(b, 1);
+	struct zk_server_stats s;
+	zk_server_stats(b->srv, &s);
+	assert_int_equal(s.requests, 1);
+	assert_int_equal(s.unknown_opcode, 1);
 	be_stop(b);
 }
 
@@ -683,9 +736,10 @@ static void test_many_connections(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_c_client),         cmocka_unit_test(test_fifo_order),
-		cmocka_unit_test(test_refusals_counted), cmocka_unit_test(test_four_letter_words),
-		cmocka_unit_test(test_legacy_connect),   cmocka_unit_test(test_many_connections),
+		cmocka_unit_test(test_c_client),          cmocka_unit_test(test_fifo_order),
+		cmocka_unit_test(test_close_keeps_order), cmocka_unit_test(test_refusals_counted),
+		cmocka_unit_test(test_four_letter_words), cmocka_unit_test(test_legacy_connect),
+		cmocka_unit_test(test_many_connections),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
