@@ -8,14 +8,16 @@
  * typed request to the backend, and writes the reply with zk_reply_*() /
  * zk_response_encode() into its send buffer.
  *
- * What can fail, and what ZooKeeper 3.8 does about it (zk_reject_action()
- * turns a decoder result into that action; see dataplane/zk/README.md):
+ * What can fail, and what ZooKeeper 3.8.0 does about it (measured; the
+ * table is in dataplane/zk/README.md; zk_reject_action() turns a decoder
+ * result into that action):
  *   - frame length < 0 or > max packet (jute.maxbuffer): connection closed;
  *   - ConnectRequest shorter than its record: connection closed;
  *   - request shorter than its 8-byte RequestHeader: connection closed;
  *   - unknown opcode: a ReplyHeader with ZUNIMPLEMENTED, then closed;
- *   - malformed record after a good header: a ReplyHeader with
- *     ZMARSHALLINGERROR, the connection stays (setAuth: closed).
+ *   - malformed record after a good header (incl. a null path): a
+ *     ReplyHeader with ZMARSHALLINGERROR, the connection stays (setAuth:
+ *     closed).
  *
  * Memory: decoding never allocates. Decoded strings, buffers and vectors point
  * into the caller's receive buffer and are valid as long as those bytes are;
@@ -377,8 +379,9 @@ int zk_connect_decode(const uint8_t *payload, size_t len, struct zk_connect_requ
  *                      here: see zk_path_validate());
  *   KEEL_E_MALFORMED   with !out->header_ok: shorter than the header;
  *                      with out->header_ok: the record after the header is
- *                      malformed (truncated, a length < -1, a bad op inside a
- *                      multi); out->xid and type are set;
+ *                      malformed (truncated, a length < -1, a null path, a
+ *                      bad op inside a multi); out->xid and type are set,
+ *                      the other fields are unspecified;
  *   KEEL_E_UNSUPPORTED the opcode is unknown (out->xid and type are set).
  * Trailing bytes after the record are ignored, as the server does.
  */
