@@ -102,3 +102,109 @@ GB_BENCH(codec)
 	gb_register("zkproto/encode_get_data_reply_4k", bm_encode_get_data_reply);
 	gb_register("zkproto/path_validate_27b", bm_path_validate);
 }
+
+/* ---- the front end over loopback: a trivial backend that answers at once ---- */
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+struct zk_backend {
+	struct zk_server *srv;
+};
+
+static void echo_connect(struct zk_backend *b, const struct zk_call *call,
+			 const struct zk_connect_request *req)
+{
+	static const uint8_t pw[ZK_PASSWD_BYTES];
+	struct zk_connect_response r = { 0, req->timeout_ms, 1, { pw, ZK_PASSWD_BYTES }, false };
+	zk_server_connect_reply(b->srv, call, &r, false);
+}
+
+static void echo_request(struct zk_backend *b, const struct zk_call *call,
+			 const struct zk_request *req)
+{
+	(void)req;
+	struct zk_response r = { .zxid = 1 };
+	zk_server_reply(b->srv, call, &r);
+}
+
+static const struct zk_backend_ops echo_ops = { echo_connect, echo_request, NULL, NULL };
+
+static bool read_n(int fd, uint8_t *p, size_t n)
+{
+	while (n) {
+		ssize_t got = recv(fd, p, n, 0);
+		if (got <= 0)
+			return false;
+		p += got;
+		n -= (size_t)got;
+	}
+	return true;
+}
+
+/* A connected session; -1 on failure. */
+static int echo_session(struct zk_server *srv)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+	struct sockaddr_in a = { .sin_family = AF_INET,
+				 .sin_port = htons(zk_server_port(srv)),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	static const uint8_t pw[16];
+	uint8_t buf[64];
+	struct zk_enc e;
+	struct zk_connect_request q = { 0, 0, 30000, 0, { pw, 16 }, false, true };
+	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0)
+		goto fail;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	zk_enc_init(&e, buf, sizeof(buf));
+	int64_t n = zk_connect_request_encode(&e, &q);
+	if (send(fd, buf, (size_t)n, 0) != n || !read_n(fd, buf, 4 + 37))
+		goto fail;
+	return fd;
+fail:
+	if (fd >= 0)
+		close(fd);
+	return -1;
+}
+
+/* Pings in flight per round trip: 1 (latency) or 64 (pipelined throughput). */
+static void bm_server_ping(gb_state *st)
+{
+	size_t depth = (size_t)gb_range(st, 0);
+	struct zk_backend b = { NULL };
+	struct zk_server_config cfg = { 0 };
+	if (zk_server_start(&cfg, &echo_ops, &b, &b.srv) != 0) {
+		gb_skip_with_error(st, "zk_server_start failed");
+		return;
+	}
+	int fd = echo_session(b.srv);
+	uint8_t out[64 * 12], in[64 * 20];
+	struct zk_enc e;
+	struct zk_request ping = { .xid = ZK_XID_PING, .type = ZK_OP_PING };
+	zk_enc_init(&e, out, sizeof(out));
+	for (size_t i = 0; i < depth; i++)
+		zk_request_encode(&e, &ping);
+	size_t reply_bytes = depth * (4 + 16);
+	while (fd >= 0 && gb_keep_running(st)) {
+		if (send(fd, out, e.len, 0) != (ssize_t)e.len || !read_n(fd, in, reply_bytes)) {
+			gb_skip_with_error(st, "the connection failed");
+			break;
+		}
+	}
+	if (fd < 0)
+		gb_skip_with_error(st, "no session");
+	else
+		close(fd);
+	gb_set_items_processed(st, gb_iterations(st) * (int64_t)depth);
+	zk_server_stop(b.srv);
+}
+
+static const int64_t depths[] = { 1, 64 };
+
+GB_BENCH(codec_server)
+{
+	gb_register_args("zkproto/server_ping_loopback", bm_server_ping, depths, 2);
+}
