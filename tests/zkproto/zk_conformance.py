@@ -213,11 +213,17 @@ def start_zookeeper(tmp):
     with open(os.path.join(tmp, 'zoo.cfg'), 'w') as f:
         f.write('tickTime=2000\ndataDir=%s\nclientPort=%d\nclientPortAddress=127.0.0.1\n'
                 '4lw.commands.whitelist=ruok\nadmin.enableServer=false\n' % (tmp, port))
+    def die_with_parent():
+        # PR_SET_PDEATHSIG: the server goes if this script is killed outright.
+        import ctypes
+        ctypes.CDLL('libc.so.6', use_errno=True).prctl(1, signal.SIGKILL)
+
     proc = subprocess.Popen(['java', '-Xmx128m', '-cp', '/etc/zookeeper/conf:' + jar,
                              '-Dzookeeper.log.dir=' + tmp,
                              'org.apache.zookeeper.server.ZooKeeperServerMain',
                              os.path.join(tmp, 'zoo.cfg')],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            preexec_fn=die_with_parent)
     deadline = time.time() + 60
     while time.time() < deadline:
         # Four-letter words work before the server serves sessions: wait for a session.
@@ -241,6 +247,8 @@ def main():
     if sys.argv[1] != '--start-zookeeper':
         host, port = sys.argv[1].rsplit(':', 1)
         return 1 if Probe(host, int(port)).run() else 0
+    # meson's timeout sends SIGTERM: unwind through the finally below.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     tmp = tempfile.mkdtemp(prefix='keel-zkconf-')
     proc = None
     try:
