@@ -363,6 +363,16 @@ int zk_4lw_detect(const uint8_t *buf, size_t avail);
 /* "ruok" for ZK_4LW_RUOK ...; NULL for ZK_4LW_NONE or an unknown value. */
 const char *zk_4lw_name(int word);
 
+/* ZooKeeper's whitelist when 4lw.commands.whitelist is not set: srvr only. */
+#define ZK_4LW_DEFAULT_WHITELIST (1u << ZK_4LW_SRVR)
+/*
+ * Parses a 4lw.commands.whitelist value ("ruok, srvr,stat" or "*") into a
+ * bit mask (1u << enum zk_4lw) for zk_server_config. Returns 0, or
+ * KEEL_E_CONFIG naming nothing: an unknown word (ZooKeeper ignores those;
+ * keel refuses them at start so a typo is not silent) or an empty entry.
+ */
+int zk_4lw_whitelist_parse(const char *value, uint32_t *mask);
+
 /* ---- decoding ---- */
 
 /*

@@ -961,6 +961,27 @@ static void test_4lw(void **state)
 	assert_int_equal(zk_4lw_detect((const uint8_t *)"RUOK", 4), ZK_4LW_NONE);
 	assert_int_equal(zk_4lw_detect((const uint8_t *)"\x00\x00\x00\x2d", 4), ZK_4LW_NONE);
 	assert_null(zk_4lw_name(ZK_4LW_NONE));
+
+	/* 4lw.commands.whitelist values. */
+	uint32_t m = 0;
+	assert_int_equal(zk_4lw_whitelist_parse("ruok", &m), 0);
+	assert_int_equal(m, 1u << ZK_4LW_RUOK);
+	assert_int_equal(zk_4lw_whitelist_parse(" ruok, srvr ,stat,mntr,conf,cons,envi", &m), 0);
+	assert_int_equal(m, 1u << ZK_4LW_RUOK | 1u << ZK_4LW_SRVR | 1u << ZK_4LW_STAT |
+				    1u << ZK_4LW_MNTR | 1u << ZK_4LW_CONF | 1u << ZK_4LW_CONS |
+				    1u << ZK_4LW_ENVI);
+	assert_int_equal(zk_4lw_whitelist_parse("*", &m), 0);
+	for (int w = ZK_4LW_CONF; w < ZK_4LW_TELNET_CLOSE; w++)
+		assert_true(m & (1u << w));
+	assert_false(m & (1u << ZK_4LW_TELNET_CLOSE));
+	m = 7;
+	assert_int_equal(zk_4lw_whitelist_parse("ruok,nope", &m), KEEL_E_CONFIG);
+	assert_int_equal(zk_4lw_whitelist_parse("ruok,,srvr", &m), KEEL_E_CONFIG);
+	assert_int_equal(zk_4lw_whitelist_parse("", &m), KEEL_E_CONFIG);
+	assert_int_equal(zk_4lw_whitelist_parse("ruok srvr", &m), KEEL_E_CONFIG);
+	assert_int_equal(zk_4lw_whitelist_parse("RUOK", &m), KEEL_E_CONFIG);
+	assert_int_equal(m, 7); /* untouched on error */
+	assert_true(ZK_4LW_DEFAULT_WHITELIST & (1u << ZK_4LW_SRVR));
 	assert_null(zk_4lw_name(1000));
 	/* No word is a length the server would accept, so a connect is never mistaken. */
 	for (size_t i = 0; i < KEEL_ARRAY_SIZE(words); i++)
