@@ -20,6 +20,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -73,6 +74,7 @@ struct conn {
 	bool dead;           /* close at the engine thread's next look */
 	bool pending_rx;     /* buffered packets to process (after a connect reply) */
 	bool legacy_connect; /* the ConnectRequest had no readOnly flag */
+	uint64_t accepted_ns;
 };
 
 struct zk_server {
@@ -80,6 +82,8 @@ struct zk_server {
 	struct zk_backend_ops ops;
 	struct zk_backend *backend;
 	int lfd, epfd, evfd;
+	int spare_fd; /* given up to accept-and-close when out of descriptors */
+	uint64_t next_sweep_ns;
 	uint16_t port;
 	pthread_t thread;
 	bool stopping;
@@ -502,6 +506,22 @@ static void on_accept(struct zk_server *s)
 {
 	for (;;) {
 		int fd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0 && (errno == EMFILE || errno == ENFILE) && s->spare_fd >= 0) {
+			/*
+			 * Out of descriptors: the pending connection would keep the
+			 * level-triggered listener readable forever. Free the spare,
+			 * take the connection, close it, take the spare back.
+			 */
+			close(s->spare_fd);
+			fd = accept4(s->lfd, NULL, NULL, SOCK_CLOEXEC);
+			if (fd >= 0) {
+				close(fd);
+				s->st.rejected_full++;
+			}
+			s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+			if (fd >= 0)
+				continue;
+		}
 		if (fd < 0)
 			return; /* EAGAIN, or an aborted connection: nothing to keep */
 		if (s->n_free == 0) {
@@ -516,6 +536,7 @@ static void on_accept(struct zk_server *s)
 		c->fd = fd;
 		c->state = C_NEW;
 		c->events = EPOLLIN;
+		c->accepted_ns = keel_now_ns();
 		struct epoll_event e = { .events = EPOLLIN,
 					 .data.u64 = (uint64_t)idx + ZKS_EV_CONN0 };
 		s->st.accepted++;
@@ -542,6 +563,26 @@ static void housekeeping(struct zk_server *s)
 	}
 }
 
+/* How often connections without a session are looked at. */
+static int sweep_interval_ms(const struct zk_server *s)
+{
+	return (int)KEEL_MAX(10u, KEEL_MIN(1000u, s->cfg.sessionless_timeout_ms / 4));
+}
+
+/* Closes connections that sent nothing usable in sessionless_timeout_ms. */
+static void sweep(struct zk_server *s, uint64_t now_ns)
+{
+	uint64_t limit_ns = (uint64_t)s->cfg.sessionless_timeout_ms * 1000000u;
+	s->next_sweep_ns = now_ns + (uint64_t)sweep_interval_ms(s) * 1000000u;
+	for (uint32_t i = 0; i < s->cfg.max_connections; i++) {
+		struct conn *c = &s->conns[i];
+		if (c->state == C_NEW && !c->dead && now_ns - c->accepted_ns > limit_ns) {
+			s->st.sessionless_expired++;
+			mark_dead(s, c);
+		}
+	}
+}
+
 static void *server_main(void *arg)
 {
 	struct zk_server *s = arg;
@@ -549,8 +590,11 @@ static void *server_main(void *arg)
 	pthread_mutex_lock(&s->mu);
 	while (!s->stopping) {
 		pthread_mutex_unlock(&s->mu);
-		int n = epoll_wait(s->epfd, evs, ZKS_BATCH, -1);
+		int n = epoll_wait(s->epfd, evs, ZKS_BATCH, sweep_interval_ms(s));
 		pthread_mutex_lock(&s->mu);
+		uint64_t now_ns = keel_now_ns();
+		if (now_ns >= s->next_sweep_ns)
+			sweep(s, now_ns);
 		for (int i = 0; i < n; i++) {
 			uint64_t tag = evs[i].data.u64;
 			if (tag == ZKS_EV_LISTEN) {
@@ -592,13 +636,15 @@ int zk_server_start(const struct zk_server_config *cfg, const struct zk_backend_
 	s->cfg = *cfg;
 	s->ops = *ops;
 	s->backend = backend;
-	s->lfd = s->epfd = s->evfd = -1;
+	s->lfd = s->epfd = s->evfd = s->spare_fd = -1;
 	if (!s->cfg.max_connections)
 		s->cfg.max_connections = 4096;
 	if (!s->cfg.max_packet_bytes)
 		s->cfg.max_packet_bytes = ZK_DEFAULT_MAX_PACKET_BYTES;
 	if (!s->cfg.max_output_bytes)
 		s->cfg.max_output_bytes = 64u << 20;
+	if (!s->cfg.sessionless_timeout_ms)
+		s->cfg.sessionless_timeout_ms = 10000;
 	if (!ops->connect || !ops->request || s->cfg.max_packet_bytes > INT32_MAX) {
 		rc = KEEL_E_INVAL;
 		goto fail;
@@ -629,7 +675,8 @@ int zk_server_start(const struct zk_server_config *cfg, const struct zk_backend_
 	s->lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	s->epfd = epoll_create1(EPOLL_CLOEXEC);
 	s->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (s->lfd < 0 || s->epfd < 0 || s->evfd < 0 ||
+	s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (s->lfd < 0 || s->epfd < 0 || s->evfd < 0 || s->spare_fd < 0 ||
 	    setsockopt(s->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
 	    bind(s->lfd, (struct sockaddr *)&a, sizeof(a)) != 0 || listen(s->lfd, 1024) != 0 ||
 	    getsockname(s->lfd, (struct sockaddr *)&a, &alen) != 0) {
@@ -644,10 +691,16 @@ int zk_server_start(const struct zk_server_config *cfg, const struct zk_backend_
 		rc = -errno;
 		goto fail_mutex;
 	}
-	rc = -pthread_create(&s->thread, NULL, server_main, s);
-	if (rc != 0)
-		goto fail_mutex;
+	/*
+	 * *out before the thread starts: a backend reaches the server through
+	 * it, possibly from the first callback.
+	 */
 	*out = s;
+	rc = -pthread_create(&s->thread, NULL, server_main, s);
+	if (rc != 0) {
+		*out = NULL;
+		goto fail_mutex;
+	}
 	return 0;
 
 fail_mutex:
@@ -658,6 +711,8 @@ fail_mutex:
 		close(s->epfd);
 	if (s->evfd >= 0)
 		close(s->evfd);
+	if (s->spare_fd >= 0)
+		close(s->spare_fd);
 fail:
 	free(s->conns);
 	free(s->free_slots);
@@ -685,6 +740,8 @@ void zk_server_stop(struct zk_server *s)
 	close(s->lfd);
 	close(s->epfd);
 	close(s->evfd);
+	if (s->spare_fd >= 0)
+		close(s->spare_fd);
 	pthread_mutex_destroy(&s->mu);
 	free(s->conns);
 	free(s->free_slots);

@@ -535,8 +535,12 @@ bool zk_results_next(const struct zk_results *res, struct zk_iter *it, struct zk
  * zk_server_reply() (any thread) -> bytes out in seq order.
  * What can fail: a refused packet (counted; an error reply and/or close, see
  * zk_reject_action()), a client that stops reading (its output is capped at
- * max_output_bytes, then it is closed), a full connection table (closed at
- * accept, counted). A closed connection is reported once through closed().
+ * max_output_bytes, then it is closed), a client that never sends its
+ * ConnectRequest (closed after sessionless_timeout_ms), a full connection
+ * table or file-descriptor table (accepted and closed at once, counted: a
+ * spare descriptor is kept for that, so the listening socket never stays
+ * readable with nothing the engine can do). A closed connection is reported
+ * once through closed(), if it reached connect().
  *
  * Threads: every backend callback runs on the engine thread, one at a time,
  * without the engine's lock held. zk_server_reply() & co. may be called from
@@ -590,17 +594,24 @@ struct zk_backend_ops {
 };
 
 struct zk_server_config {
-	const char *bind_addr;          /* IPv4 dotted quad; NULL: 127.0.0.1 */
-	uint16_t port;                  /* 0: any free port (see zk_server_port()) */
-	uint32_t max_connections;       /* 0: 4096 */
-	uint32_t max_packet_bytes;      /* 0: ZK_DEFAULT_MAX_PACKET_BYTES */
-	uint32_t max_output_bytes;      /* per connection; 0: 64 MiB */
+	const char *bind_addr;     /* IPv4 dotted quad; NULL: 127.0.0.1 */
+	uint16_t port;             /* 0: any free port (see zk_server_port()) */
+	uint32_t max_connections;  /* 0: 4096 */
+	uint32_t max_packet_bytes; /* 0: ZK_DEFAULT_MAX_PACKET_BYTES */
+	uint32_t max_output_bytes; /* per connection; 0: 64 MiB */
+	/*
+	 * A connection that has sent neither a ConnectRequest nor a
+	 * four-letter word after this long is closed; 0: 10000, ZooKeeper's
+	 * zookeeper.nio.sessionlessCnxnTimeout.
+	 */
+	uint32_t sessionless_timeout_ms;
 	uint32_t four_letter_whitelist; /* bit (1u << enum zk_4lw) per allowed word */
 };
 
 struct zk_server_stats {
 	uint64_t accepted;
-	uint64_t rejected_full; /* closed at accept: table full */
+	uint64_t rejected_full;       /* closed at accept: table full, or out of file descriptors */
+	uint64_t sessionless_expired; /* closed: no ConnectRequest in time */
 	uint64_t closed;
 	uint64_t requests; /* well-formed requests handed to the backend */
 	uint64_t replies;
@@ -614,7 +625,11 @@ struct zk_server_stats {
 	uint32_t open;                /* connections open now */
 };
 
-/* Binds, listens and starts the thread. 0, -errno or KEEL_E_NOMEM. */
+/*
+ * Binds, listens and starts the thread. 0, -errno, KEEL_E_CONFIG (bind_addr)
+ * or KEEL_E_NOMEM. *out is set before the thread starts, so callbacks may
+ * use it from the first connection on.
+ */
 int zk_server_start(const struct zk_server_config *cfg, const struct zk_backend_ops *ops,
 		    struct zk_backend *backend, struct zk_server **out);
 uint16_t zk_server_port(const struct zk_server *s);

@@ -7,6 +7,7 @@
  * at once. Loopback, port 0; waits have a fail-safe, no timing assertions.
  */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -18,6 +19,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -200,17 +202,27 @@ static void be_closed(struct zk_backend *b, zk_conn_id conn, int64_t session)
 
 static const struct zk_backend_ops be_ops = { be_connect, be_request, be_four_letter, be_closed };
 
-static struct zk_backend *be_start(uint32_t max_output, uint32_t whitelist)
+static struct zk_backend *be_start_cfg(const struct zk_server_config *cfg)
 {
 	struct zk_backend *b = calloc(1, sizeof(*b));
 	pthread_mutex_init(&b->mu, NULL);
 	pthread_cond_init(&b->cv, NULL);
 	b->next_session = 0x1000;
 	b->zxid = 0x200000000LL;
+	if (zk_server_start(cfg, &be_ops, b, &b->srv) != 0) {
+		free(b);
+		return NULL;
+	}
+	return b;
+}
+
+static struct zk_backend *be_start(uint32_t max_output, uint32_t whitelist)
+{
 	struct zk_server_config cfg = { .max_connections = 2100,
 					.max_output_bytes = max_output,
 					.four_letter_whitelist = whitelist };
-	assert_int_equal(zk_server_start(&cfg, &be_ops, b, &b->srv), 0);
+	struct zk_backend *b = be_start_cfg(&cfg);
+	assert_non_null(b);
 	return b;
 }
 
@@ -684,6 +696,125 @@ static void test_legacy_connect(void **state)
 	be_stop(b);
 }
 
+/* A connection that never sends its ConnectRequest is closed; others are not disturbed. */
+static void test_sessionless_timeout(void **state)
+{
+	(void)state;
+	struct zk_server_config cfg = { .sessionless_timeout_ms = 100 };
+	struct zk_backend *b = be_start_cfg(&cfg);
+	assert_non_null(b);
+	int idle = dial(b);
+	int fd = dial(b);
+	struct zk_connect_response cr;
+	session_connect(fd, 0, &cr);
+	expect_eof(idle);
+	close(idle);
+	struct zk_request ping = { .xid = ZK_XID_PING, .type = ZK_OP_PING };
+	send_request(fd, &ping);
+	assert_int_equal(read_reply(fd, ZK_OP_PING).xid, ZK_XID_PING);
+	struct zk_server_stats s;
+	zk_server_stats(b->srv, &s);
+	assert_int_equal(s.sessionless_expired, 1);
+	assert_int_equal(s.open, 1);
+	close(fd);
+	wait_closed(b, 1);
+	be_stop(b);
+}
+
+/*
+ * Out of file descriptors: extra clients are accepted and closed at once,
+ * the engine does not spin on its listener, and the sessions it has go on.
+ * The server runs in a child process with a small RLIMIT_NOFILE (the limit
+ * is per process); this test runs first, before any other thread exists.
+ */
+static void test_out_of_fds(void **state)
+{
+	(void)state;
+	int up[2], down[2];
+	assert_int_equal(pipe(up), 0);
+	assert_int_equal(pipe(down), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		close(up[0]);
+		close(down[1]);
+		struct zk_server_config cfg = { 0 };
+		struct zk_backend *b = be_start_cfg(&cfg);
+		if (!b)
+			_exit(3);
+		/* Fill every free descriptor below the highest open one, then allow 2 more. */
+		int maxfd = 0;
+		DIR *d = opendir("/proc/self/fd");
+		struct dirent *de;
+		while (d && (de = readdir(d)) != NULL)
+			maxfd = KEEL_MAX(maxfd, atoi(de->d_name));
+		if (d)
+			closedir(d);
+		int x;
+		while ((x = dup(0)) >= 0 && x < maxfd) {
+		}
+		if (x > maxfd)
+			close(x);
+		int top = dup(0); /* the lowest free descriptor; all below are in use */
+		close(top);
+		struct rlimit rl;
+		getrlimit(RLIMIT_NOFILE, &rl);
+		rl.rlim_cur = (rlim_t)top + 2;
+		if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+			_exit(2);
+		uint16_t port = zk_server_port(b->srv);
+		char go;
+		if (write(up[1], &port, sizeof(port)) != sizeof(port) || read(down[0], &go, 1) != 1)
+			_exit(4);
+		struct zk_server_stats st;
+		zk_server_stats(b->srv, &st);
+		if (write(up[1], &st, sizeof(st)) != sizeof(st))
+			_exit(5);
+		zk_server_stop(b->srv);
+		_exit(b->cb_errors ? 6 : 0);
+	}
+	close(up[1]);
+	close(down[0]);
+	uint16_t port;
+	assert_int_equal(read(up[0], &port, sizeof(port)), sizeof(port));
+	int fds[4];
+	for (int i = 0; i < 4; i++) {
+		int fd = socket(AF_INET, SOCK_STREAM, 0);
+		struct sockaddr_in a = { .sin_family = AF_INET,
+					 .sin_port = htons(port),
+					 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+		struct timeval tv = { FAILSAFE_S, 0 };
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+		fds[i] = fd;
+		if (i < 2) {
+			struct zk_connect_response cr;
+			session_connect(fd, 0, &cr);
+		}
+	}
+	/* The two beyond the limit are closed; the two sessions still answer. */
+	expect_eof(fds[2]);
+	expect_eof(fds[3]);
+	struct zk_request ping = { .xid = ZK_XID_PING, .type = ZK_OP_PING };
+	for (int i = 0; i < 2; i++) {
+		send_request(fds[i], &ping);
+		assert_int_equal(read_reply(fds[i], ZK_OP_PING).xid, ZK_XID_PING);
+	}
+	assert_int_equal(write(down[1], "x", 1), 1);
+	struct zk_server_stats st;
+	assert_int_equal(read(up[0], &st, sizeof(st)), sizeof(st));
+	assert_int_equal(st.rejected_full, 2);
+	assert_int_equal(st.open, 2);
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	for (int i = 0; i < 4; i++)
+		close(fds[i]);
+	close(up[0]);
+	close(down[1]);
+}
+
 static void test_many_connections(void **state)
 {
 	(void)state;
@@ -736,9 +867,14 @@ static void test_many_connections(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_c_client),          cmocka_unit_test(test_fifo_order),
-		cmocka_unit_test(test_close_keeps_order), cmocka_unit_test(test_refusals_counted),
-		cmocka_unit_test(test_four_letter_words), cmocka_unit_test(test_legacy_connect),
+		cmocka_unit_test(test_out_of_fds), /* first: it forks */
+		cmocka_unit_test(test_c_client),
+		cmocka_unit_test(test_fifo_order),
+		cmocka_unit_test(test_close_keeps_order),
+		cmocka_unit_test(test_refusals_counted),
+		cmocka_unit_test(test_four_letter_words),
+		cmocka_unit_test(test_legacy_connect),
+		cmocka_unit_test(test_sessionless_timeout),
 		cmocka_unit_test(test_many_connections),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
