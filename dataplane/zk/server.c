@@ -243,9 +243,9 @@ static int append_msg(struct zk_server *s, struct conn *c, const struct out_msg 
 	}
 }
 
-static void release(struct conn *c, uint64_t seq, bool close_after)
+/* The reply with seq == send_seq is in tx: the next one may follow. */
+static void release(struct conn *c, bool close_after)
 {
-	(void)seq;
 	c->send_seq++;
 	if (close_after) {
 		c->close_after_flush = true;
@@ -263,7 +263,7 @@ static int drain_parked(struct zk_server *s, struct conn *c)
 		memcpy(c->tx + c->tx_len, p->bytes, p->len);
 		c->tx_len += p->len;
 		c->parked = p->next;
-		release(c, p->seq, p->close_after);
+		release(c, p->close_after);
 		free(p);
 	}
 	return 0;
@@ -287,7 +287,7 @@ static int queue_reply(struct zk_server *s, struct conn *c, uint64_t seq, const 
 		return rc;
 	s->st.replies++;
 	if (seq == c->send_seq) {
-		release(c, seq, close_after);
+		release(c, close_after);
 		rc = drain_parked(s, c);
 	} else {
 		size_t len = c->tx_len - mark;

@@ -16,7 +16,6 @@
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -24,7 +23,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -34,9 +32,8 @@
 #include <zookeeper/zookeeper.h>
 
 #include "fixture.h"
+#include "pyrun.h"
 #include "zkproto.h"
-
-extern char **environ;
 
 #define FAILSAFE_MS 20000
 
@@ -270,19 +267,11 @@ static void test_c_client(void **state)
 static void test_kazoo(void **state)
 {
 	(void)state;
-	if (access("/usr/bin/python3", X_OK) != 0 || !kazoo_script)
+	if (!pyrun_available(kazoo_script))
 		skip();
 	struct fixture *fx = fx_start();
 	assert_non_null(fx);
-	char port[16];
-	snprintf(port, sizeof(port), "%u", fx_port(fx));
-	char *argv[] = { (char *)"/usr/bin/python3", (char *)kazoo_script, port, NULL };
-	pid_t pid;
-	assert_int_equal(posix_spawn(&pid, argv[0], NULL, NULL, argv, environ), 0);
-	int status = 0;
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	assert_true(WIFEXITED(status));
-	assert_int_equal(WEXITSTATUS(status), 0);
+	assert_int_equal(pyrun(kazoo_script, fx_port(fx)), 0);
 
 	int from = 0;
 	struct fx_rec r = want(fx, FX_CONNECT, &from);

@@ -28,6 +28,7 @@
 #define THREADED
 #include <zookeeper/zookeeper.h>
 
+#include "pyrun.h"
 #include "zkproto.h"
 
 #define FAILSAFE_S 20
@@ -815,6 +816,23 @@ static void test_out_of_fds(void **state)
 	close(down[1]);
 }
 
+static const char *kazoo_script;
+
+static void test_kazoo(void **state)
+{
+	(void)state;
+	if (!pyrun_available(kazoo_script))
+		skip();
+	struct zk_backend *b = be_start(0, 0);
+	assert_int_equal(pyrun(kazoo_script, zk_server_port(b->srv)), 0);
+	wait_closed(b, 1);
+	struct zk_server_stats s;
+	zk_server_stats(b->srv, &s);
+	assert_int_equal(s.notifications, 1);
+	assert_int_equal(s.malformed + s.oversized + s.unknown_opcode, 0);
+	be_stop(b);
+}
+
 static void test_many_connections(void **state)
 {
 	(void)state;
@@ -864,8 +882,9 @@ static void test_many_connections(void **state)
 	be_stop(b);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+	kazoo_script = argc > 1 ? argv[1] : NULL;
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_out_of_fds), /* first: it forks */
 		cmocka_unit_test(test_c_client),
@@ -875,6 +894,7 @@ int main(void)
 		cmocka_unit_test(test_four_letter_words),
 		cmocka_unit_test(test_legacy_connect),
 		cmocka_unit_test(test_sessionless_timeout),
+		cmocka_unit_test(test_kazoo),
 		cmocka_unit_test(test_many_connections),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
