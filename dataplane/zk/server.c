@@ -836,6 +836,12 @@ int zk_server_close(struct zk_server *s, zk_conn_id conn)
 	pthread_mutex_lock(&s->mu);
 	struct conn *c = conn_lookup(s, conn);
 	if (c) {
+		/* Replies still waiting for an earlier one would wait forever: drop them. */
+		while (c->parked) {
+			struct parked *p = c->parked;
+			c->parked = p->next;
+			free(p);
+		}
 		c->close_after_flush = true;
 		c->state = C_CLOSING;
 		flush(s, c);

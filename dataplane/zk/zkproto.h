@@ -589,7 +589,10 @@ struct zk_backend_ops {
 	 * engine answers "ruok" with "imok" and nothing else.
 	 */
 	size_t (*four_letter)(struct zk_backend *b, int word, char *out, size_t cap);
-	/* The connection is gone (client closed, refused, or zk_server_close()). */
+	/*
+	 * The connection is gone (client closed, refused, zk_server_close(),
+	 * ...). Called once for each connection that reached connect().
+	 */
 	void (*closed)(struct zk_backend *b, zk_conn_id conn, int64_t session_id);
 };
 
@@ -605,7 +608,9 @@ struct zk_server_config {
 	 * zookeeper.nio.sessionlessCnxnTimeout.
 	 */
 	uint32_t sessionless_timeout_ms;
-	uint32_t four_letter_whitelist; /* bit (1u << enum zk_4lw) per allowed word */
+	/* bit (1u << enum zk_4lw) per allowed word; ZooKeeper's default is ZK_4LW_DEFAULT_WHITELIST
+	 */
+	uint32_t four_letter_whitelist;
 };
 
 struct zk_server_stats {
@@ -642,7 +647,8 @@ void zk_server_stop(struct zk_server *s);
 /*
  * Answers a connect. close_after: send it, then close (a refused reattach
  * answers a zero session and closes). To close without a reply (a client
- * whose zxid is ahead of ours), use zk_server_close().
+ * whose zxid is ahead of ours), use zk_server_close(). The engine sets
+ * resp->omit_read_only itself from what the client sent.
  */
 int zk_server_connect_reply(struct zk_server *s, const struct zk_call *call,
 			    const struct zk_connect_response *resp, bool close_after);
@@ -660,7 +666,11 @@ int zk_server_reply_error(struct zk_server *s, const struct zk_call *call, int64
 /* A watch notification; it goes out ahead of replies not yet sendable. */
 int zk_server_notify(struct zk_server *s, zk_conn_id conn, int64_t zxid,
 		     const struct zk_watcher_event *ev);
-/* Closes a connection after what is already queued for it is written. */
+/*
+ * Closes a connection once the replies already sendable in order are
+ * written; replies still waiting for an earlier one, and any answer given
+ * after this, are dropped.
+ */
 int zk_server_close(struct zk_server *s, zk_conn_id conn);
 void zk_server_stats(struct zk_server *s, struct zk_server_stats *out);
 

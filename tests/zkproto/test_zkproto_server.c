@@ -440,6 +440,25 @@ static void test_c_client(void **state)
 	be_stop(b);
 }
 
+/* A backend whose creates wait for commit_reversed(), and one session on it. */
+static struct zk_backend *deferred_session(int *fd, struct zk_connect_response *cr)
+{
+	struct zk_backend *b = be_start(0, 0);
+	b->defer_writes = true;
+	*fd = dial(b);
+	session_connect(*fd, 0, cr);
+	return b;
+}
+
+/* With b->mu held: waits until `n` creates are deferred. */
+static void wait_pending_locked(struct zk_backend *b, int n)
+{
+	struct timespec until = failsafe();
+	while (b->n_pend < n)
+		if (pthread_cond_timedwait(&b->cv, &b->mu, &until) != 0)
+			break;
+}
+
 struct committer {
 	struct zk_backend *b;
 	int want;
@@ -458,13 +477,10 @@ static void *commit_reversed(void *arg)
 {
 	struct committer *c = arg;
 	struct zk_backend *b = c->b;
-	struct timespec until = failsafe();
 	for (int i = 0; c->after_unknown && !unknown_seen(b) && i < FAILSAFE_S * 1000; i++)
 		nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
 	pthread_mutex_lock(&b->mu);
-	while (b->n_pend < c->want)
-		if (pthread_cond_timedwait(&b->cv, &b->mu, &until) != 0)
-			break;
+	wait_pending_locked(b, c->want);
 	for (int i = b->n_pend - 1; i >= 0; i--)
 		answer_create(b, &b->pend[i].call, b->pend[i].path);
 	b->n_pend = 0;
@@ -475,11 +491,10 @@ static void *commit_reversed(void *arg)
 static void test_fifo_order(void **state)
 {
 	(void)state;
-	struct zk_backend *b = be_start(0, 0);
-	b->defer_writes = true;
-	int fd = dial(b);
+	int fd;
 	struct zk_connect_response cr;
-	assert_int_equal(session_connect(fd, 0, &cr), 0x1000);
+	struct zk_backend *b = deferred_session(&fd, &cr);
+	assert_int_equal(cr.session_id, 0x1000);
 	assert_int_equal(cr.timeout_ms, 4000); /* within [2, 20] ticks of 1 s */
 
 	/* Pipelined: two deferred writes with immediate reads and a ping between. */
@@ -516,11 +531,9 @@ static void test_fifo_order(void **state)
 static void test_close_keeps_order(void **state)
 {
 	(void)state;
-	struct zk_backend *b = be_start(0, 0);
-	b->defer_writes = true;
-	int fd = dial(b);
+	int fd;
 	struct zk_connect_response cr;
-	session_connect(fd, 0, &cr);
+	struct zk_backend *b = deferred_session(&fd, &cr);
 	pthread_t t;
 	struct committer c = { b, 1, true };
 	assert_int_equal(pthread_create(&t, NULL, commit_reversed, &c), 0);
@@ -552,6 +565,35 @@ static void test_close_keeps_order(void **state)
 	zk_server_stats(b->srv, &s);
 	assert_int_equal(s.requests, 1);
 	assert_int_equal(s.unknown_opcode, 1);
+	be_stop(b);
+}
+
+/* zk_server_close() with a reply parked behind a pending one: it still closes. */
+static void test_close_with_parked(void **state)
+{
+	(void)state;
+	int fd;
+	struct zk_connect_response cr;
+	struct zk_backend *b = deferred_session(&fd, &cr);
+	struct zk_request create = { .xid = 1, .type = ZK_OP_CREATE, .path = { "/p", 2 } };
+	struct zk_request get = { .xid = 2, .type = ZK_OP_GET_DATA, .path = { "/none", 5 } };
+	send_request(fd, &create); /* deferred: never answered */
+	send_request(fd, &get);    /* answered at once, parked behind the create */
+	pthread_mutex_lock(&b->mu);
+	wait_pending_locked(b, 1);
+	zk_conn_id conn = b->pend[0].call.conn;
+	pthread_mutex_unlock(&b->mu);
+	for (int i = 0; i < FAILSAFE_S * 1000; i++) {
+		struct zk_server_stats s;
+		zk_server_stats(b->srv, &s);
+		if (s.replies >= 2) /* the connect and the parked get */
+			break;
+		nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
+	}
+	assert_int_equal(zk_server_close(b->srv, conn), 0);
+	expect_eof(fd);
+	close(fd);
+	wait_closed(b, 1);
 	be_stop(b);
 }
 
@@ -895,6 +937,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_legacy_connect),
 		cmocka_unit_test(test_sessionless_timeout),
 		cmocka_unit_test(test_kazoo),
+		cmocka_unit_test(test_close_with_parked),
 		cmocka_unit_test(test_many_connections),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
