@@ -229,8 +229,11 @@ static int append_msg(struct zk_server *s, struct conn *c, const struct out_msg 
 {
 	for (;;) {
 		struct zk_enc e;
-		zk_enc_init(&e, c->tx + c->tx_len, c->tx_cap - c->tx_len);
-		int64_t n = c->tx ? encode_msg(&e, m) : KEEL_E_FULL;
+		int64_t n = KEEL_E_FULL;
+		if (c->tx) {
+			zk_enc_init(&e, c->tx + c->tx_len, c->tx_cap - c->tx_len);
+			n = encode_msg(&e, m);
+		}
 		if (n > 0) {
 			c->tx_len += (size_t)n;
 			return 0;
@@ -243,13 +246,27 @@ static int append_msg(struct zk_server *s, struct conn *c, const struct out_msg 
 	}
 }
 
-/* The reply with seq == send_seq is in tx: the next one may follow. */
+static void drop_parked(struct conn *c)
+{
+	while (c->parked) {
+		struct parked *p = c->parked;
+		c->parked = p->next;
+		free(p);
+	}
+}
+
+/*
+ * The reply with seq == send_seq is in tx: the next one may follow, unless
+ * this one closes the connection (answers to later requests are dropped:
+ * the client sees the close right after it, as from ZooKeeper).
+ */
 static void release(struct conn *c, bool close_after)
 {
 	c->send_seq++;
 	if (close_after) {
 		c->close_after_flush = true;
 		c->state = C_CLOSING;
+		drop_parked(c);
 	}
 }
 
@@ -263,8 +280,9 @@ static int drain_parked(struct zk_server *s, struct conn *c)
 		memcpy(c->tx + c->tx_len, p->bytes, p->len);
 		c->tx_len += p->len;
 		c->parked = p->next;
-		release(c, p->close_after);
+		bool close_after = p->close_after;
 		free(p);
+		release(c, close_after);
 	}
 	return 0;
 }
@@ -481,11 +499,7 @@ static void conn_close(struct zk_server *s, struct conn *c)
 	bool had_connect = c->state != C_NEW;
 	epoll_ctl(s->epfd, EPOLL_CTL_DEL, c->fd, NULL);
 	close(c->fd);
-	while (c->parked) {
-		struct parked *p = c->parked;
-		c->parked = p->next;
-		free(p);
-	}
+	drop_parked(c);
 	free(c->rx);
 	free(c->tx);
 	uint32_t gen = c->gen + 1;
@@ -837,11 +851,7 @@ int zk_server_close(struct zk_server *s, zk_conn_id conn)
 	struct conn *c = conn_lookup(s, conn);
 	if (c) {
 		/* Replies still waiting for an earlier one would wait forever: drop them. */
-		while (c->parked) {
-			struct parked *p = c->parked;
-			c->parked = p->next;
-			free(p);
-		}
+		drop_parked(c);
 		c->close_after_flush = true;
 		c->state = C_CLOSING;
 		flush(s, c);

@@ -177,6 +177,17 @@ static void be_request(struct zk_backend *b, const struct zk_call *call, const s
 		}
 		zk_server_reply(b->srv, call, &r);
 		break;
+	case ZK_OP_SET_AUTH: /* digest only; deferred like a write when asked to */
+		if (b->defer_writes) {
+			b->pend[b->n_pend].call = *call;
+			snprintf(b->pend[b->n_pend].path, 64, "%.*s", (int)q->auth_scheme.len,
+				 q->auth_scheme.ptr ? q->auth_scheme.ptr : "");
+			b->n_pend++;
+			pthread_cond_broadcast(&b->cv);
+			break;
+		}
+		zk_server_reply(b->srv, call, &r);
+		break;
 	default: /* ping, close, and whatever else: a bare OK */
 		zk_server_reply(b->srv, call, &r);
 		break;
@@ -450,6 +461,18 @@ static struct zk_backend *deferred_session(int *fd, struct zk_connect_response *
 	return b;
 }
 
+/* Polls until the engine has queued `n` replies in all (parked ones count). */
+static void wait_replies(struct zk_backend *b, uint64_t n)
+{
+	for (int i = 0; i < FAILSAFE_S * 1000; i++) {
+		struct zk_server_stats s;
+		zk_server_stats(b->srv, &s);
+		if (s.replies >= n)
+			return;
+		nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
+	}
+}
+
 /* With b->mu held: waits until `n` creates are deferred. */
 static void wait_pending_locked(struct zk_backend *b, int n)
 {
@@ -482,7 +505,13 @@ static void *commit_reversed(void *arg)
 	pthread_mutex_lock(&b->mu);
 	wait_pending_locked(b, c->want);
 	for (int i = b->n_pend - 1; i >= 0; i--)
-		answer_create(b, &b->pend[i].call, b->pend[i].path);
+		if (b->pend[i].call.type == ZK_OP_SET_AUTH)
+			CB_CHECK(b, zk_server_reply_error(b->srv, &b->pend[i].call, 0,
+							  strcmp(b->pend[i].path, "digest")
+								  ? ZK_EAUTHFAILED
+								  : ZK_OK) == 0);
+		else
+			answer_create(b, &b->pend[i].call, b->pend[i].path);
 	b->n_pend = 0;
 	pthread_mutex_unlock(&b->mu);
 	return NULL;
@@ -568,6 +597,35 @@ static void test_close_keeps_order(void **state)
 	be_stop(b);
 }
 
+/*
+ * A failed setAuth answered late: its reply, then the close; the answer to a
+ * later request, parked behind it, is never sent.
+ */
+static void test_auth_failure_closes(void **state)
+{
+	(void)state;
+	int fd;
+	struct zk_connect_response cr;
+	struct zk_backend *b = deferred_session(&fd, &cr);
+	struct zk_request auth = { .xid = ZK_XID_AUTH, .type = ZK_OP_SET_AUTH };
+	auth.auth_scheme = (struct zk_str){ "nosuch", 6 };
+	auth.auth = (struct zk_buf){ (const uint8_t *)"x", 1 };
+	struct zk_request get = { .xid = 2, .type = ZK_OP_GET_DATA, .path = { "/none", 5 } };
+	send_request(fd, &auth);
+	send_request(fd, &get);
+	/* Answer the setAuth only once the get's answer is parked behind it. */
+	wait_replies(b, 2); /* the connect and the parked get */
+	struct committer c = { b, 1, false };
+	commit_reversed(&c);
+	struct zk_response r = read_reply(fd, ZK_OP_SET_AUTH);
+	assert_int_equal(r.xid, ZK_XID_AUTH);
+	assert_int_equal(r.err, ZK_EAUTHFAILED);
+	expect_eof(fd);
+	close(fd);
+	wait_closed(b, 1);
+	be_stop(b);
+}
+
 /* zk_server_close() with a reply parked behind a pending one: it still closes. */
 static void test_close_with_parked(void **state)
 {
@@ -583,13 +641,7 @@ static void test_close_with_parked(void **state)
 	wait_pending_locked(b, 1);
 	zk_conn_id conn = b->pend[0].call.conn;
 	pthread_mutex_unlock(&b->mu);
-	for (int i = 0; i < FAILSAFE_S * 1000; i++) {
-		struct zk_server_stats s;
-		zk_server_stats(b->srv, &s);
-		if (s.replies >= 2) /* the connect and the parked get */
-			break;
-		nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
-	}
+	wait_replies(b, 2); /* the connect and the parked get */
 	assert_int_equal(zk_server_close(b->srv, conn), 0);
 	expect_eof(fd);
 	close(fd);
@@ -938,6 +990,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_sessionless_timeout),
 		cmocka_unit_test(test_kazoo),
 		cmocka_unit_test(test_close_with_parked),
+		cmocka_unit_test(test_auth_failure_closes),
 		cmocka_unit_test(test_many_connections),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
