@@ -318,6 +318,40 @@ int zk_4lw_detect(const uint8_t *buf, size_t avail)
 	return ZK_4LW_NONE;
 }
 
+int zk_4lw_whitelist_parse(const char *value, uint32_t *mask)
+{
+	uint32_t m = 0;
+	const char *p = value;
+	for (;;) {
+		while (*p == ' ' || *p == '\t')
+			p++;
+		const char *start = p;
+		while (*p && *p != ',' && *p != ' ' && *p != '\t')
+			p++;
+		size_t n = (size_t)(p - start);
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (n == 1 && *start == '*') {
+			for (int w = ZK_4LW_CONF; w < ZK_4LW_TELNET_CLOSE; w++)
+				m |= 1u << w;
+		} else {
+			int found = 0;
+			for (int w = ZK_4LW_CONF; w < ZK_4LW_TELNET_CLOSE && !found; w++)
+				if (n == 4 && memcmp(start, words_4lw[w], 4) == 0)
+					found = w;
+			if (!found)
+				return KEEL_E_CONFIG;
+			m |= 1u << found;
+		}
+		if (*p == 0)
+			break;
+		if (*p++ != ',')
+			return KEEL_E_CONFIG;
+	}
+	*mask = m;
+	return 0;
+}
+
 const char *zk_4lw_name(int word)
 {
 	if (word < ZK_4LW_CONF || word > ZK_4LW_TELNET_CLOSE)

@@ -103,6 +103,8 @@ void zk_put_raw(struct zk_enc *e, const void *p, size_t n);
  */
 enum zk_field {
 	ZF_PATH = 'p',
+	ZF_PATH_OR_NULL = 'q',
+	ZF_RAW_PATH = 'r', /* the rest of the record, no length */
 	ZF_DATA = 'd',
 	ZF_ACL = 'a',
 	ZF_FLAGS = 'f',

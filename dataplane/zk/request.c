@@ -27,9 +27,14 @@ const char *zk_request_layout(int32_t type)
 		return "pdv"; /* SetDataRequest */
 	case ZK_OP_GET_ACL:
 	case ZK_OP_SYNC:
-	case ZK_OP_GET_EPHEMERALS:
 	case ZK_OP_GET_ALL_CHILDREN_NUMBER:
-		return "p"; /* GetACLRequest, SyncRequest, GetEphemeralsRequest, ... */
+		return "p"; /* GetACLRequest, SyncRequest, GetAllChildrenNumberRequest */
+	case ZK_OP_GET_EPHEMERALS:
+		return "q"; /* GetEphemeralsRequest: a null prefix means every ephemeral */
+	case ZK_OP_DELETE_CONTAINER:
+		return "r"; /* the server reads the whole record as the path */
+	case ZK_OP_SASL:
+		return "d"; /* GetSASLRequest: the token */
 	case ZK_OP_SET_ACL:
 		return "pav"; /* SetACLRequest */
 	case ZK_OP_PING:
@@ -116,7 +121,19 @@ void zk_rd_record(struct zk_rd *r, const char *layout, struct zk_request *q)
 		switch (*f) {
 		case ZF_PATH:
 			q->path = zk_rd_str(r);
+			/* The server fails on a null path with ZMARSHALLINGERROR (measured). */
+			if (q->path.len < 0)
+				r->bad = true;
 			break;
+		case ZF_PATH_OR_NULL:
+			q->path = zk_rd_str(r);
+			break;
+		case ZF_RAW_PATH: {
+			size_t n = r->len - r->off;
+			q->path.ptr = (const char *)zk_rd_take(r, n);
+			q->path.len = (int32_t)n;
+			break;
+		}
 		case ZF_DATA:
 			q->data = zk_rd_buf(r);
 			break;
@@ -185,7 +202,11 @@ void zk_put_record(struct zk_enc *e, const char *layout, const struct zk_request
 	for (const char *f = layout; *f; f++) {
 		switch (*f) {
 		case ZF_PATH:
+		case ZF_PATH_OR_NULL:
 			zk_put_str(e, q->path);
+			break;
+		case ZF_RAW_PATH:
+			zk_put_raw(e, q->path.ptr, q->path.len > 0 ? (size_t)q->path.len : 0);
 			break;
 		case ZF_DATA:
 			zk_put_buf(e, q->data);

@@ -28,6 +28,8 @@ static const char *response_layout(int32_t type)
 	case ZK_OP_GET_DATA:
 	case ZK_OP_RECONFIG:
 		return "DS"; /* GetDataResponse (reconfig answers the new config) */
+	case ZK_OP_SASL:
+		return "D"; /* SetSASLResponse: the token */
 	case ZK_OP_GET_ACL:
 		return "AS"; /* GetACLResponse */
 	case ZK_OP_GET_CHILDREN:
@@ -43,6 +45,7 @@ static const char *response_layout(int32_t type)
 	case ZK_OP_MULTI_READ:
 		return "R"; /* MultiResponse */
 	case ZK_OP_DELETE:
+	case ZK_OP_DELETE_CONTAINER:
 	case ZK_OP_PING:
 	case ZK_OP_CHECK:
 	case ZK_OP_CHECK_WATCHES:
@@ -178,7 +181,8 @@ int64_t zk_connect_response_encode(struct zk_enc *e, const struct zk_connect_res
 	zk_put_int(e, r->timeout_ms);
 	zk_put_long(e, r->session_id);
 	zk_put_buf(e, r->passwd);
-	zk_put_bool(e, r->read_only);
+	if (!r->omit_read_only)
+		zk_put_bool(e, r->read_only);
 	return zk_enc_end(e);
 }
 
@@ -209,6 +213,8 @@ int zk_connect_response_decode(const uint8_t *payload, size_t len, struct zk_con
 		return KEEL_E_MALFORMED;
 	if (r.off < len)
 		out->read_only = zk_rd_bool(&r);
+	else
+		out->omit_read_only = true;
 	return 0;
 }
 

@@ -20,6 +20,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -70,8 +71,10 @@ struct conn {
 	uint64_t send_seq;     /* the seq whose reply goes out next */
 	struct parked *parked; /* sorted by seq */
 	bool close_after_flush;
-	bool dead;       /* close at the engine thread's next look */
-	bool pending_rx; /* buffered packets to process (after a connect reply) */
+	bool dead;           /* close at the engine thread's next look */
+	bool pending_rx;     /* buffered packets to process (after a connect reply) */
+	bool legacy_connect; /* the ConnectRequest had no readOnly flag */
+	uint64_t accepted_ns;
 };
 
 struct zk_server {
@@ -79,6 +82,8 @@ struct zk_server {
 	struct zk_backend_ops ops;
 	struct zk_backend *backend;
 	int lfd, epfd, evfd;
+	int spare_fd; /* given up to accept-and-close when out of descriptors */
+	uint64_t next_sweep_ns;
 	uint16_t port;
 	pthread_t thread;
 	bool stopping;
@@ -224,8 +229,11 @@ static int append_msg(struct zk_server *s, struct conn *c, const struct out_msg 
 {
 	for (;;) {
 		struct zk_enc e;
-		zk_enc_init(&e, c->tx + c->tx_len, c->tx_cap - c->tx_len);
-		int64_t n = c->tx ? encode_msg(&e, m) : KEEL_E_FULL;
+		int64_t n = KEEL_E_FULL;
+		if (c->tx) {
+			zk_enc_init(&e, c->tx + c->tx_len, c->tx_cap - c->tx_len);
+			n = encode_msg(&e, m);
+		}
 		if (n > 0) {
 			c->tx_len += (size_t)n;
 			return 0;
@@ -238,13 +246,27 @@ static int append_msg(struct zk_server *s, struct conn *c, const struct out_msg 
 	}
 }
 
-static void release(struct conn *c, uint64_t seq, bool close_after)
+static void drop_parked(struct conn *c)
 {
-	(void)seq;
+	while (c->parked) {
+		struct parked *p = c->parked;
+		c->parked = p->next;
+		free(p);
+	}
+}
+
+/*
+ * The reply with seq == send_seq is in tx: the next one may follow, unless
+ * this one closes the connection (answers to later requests are dropped:
+ * the client sees the close right after it, as from ZooKeeper).
+ */
+static void release(struct conn *c, bool close_after)
+{
 	c->send_seq++;
 	if (close_after) {
 		c->close_after_flush = true;
 		c->state = C_CLOSING;
+		drop_parked(c);
 	}
 }
 
@@ -258,8 +280,9 @@ static int drain_parked(struct zk_server *s, struct conn *c)
 		memcpy(c->tx + c->tx_len, p->bytes, p->len);
 		c->tx_len += p->len;
 		c->parked = p->next;
-		release(c, p->seq, p->close_after);
+		bool close_after = p->close_after;
 		free(p);
+		release(c, close_after);
 	}
 	return 0;
 }
@@ -282,7 +305,7 @@ static int queue_reply(struct zk_server *s, struct conn *c, uint64_t seq, const 
 		return rc;
 	s->st.replies++;
 	if (seq == c->send_seq) {
-		release(c, seq, close_after);
+		release(c, close_after);
 		rc = drain_parked(s, c);
 	} else {
 		size_t len = c->tx_len - mark;
@@ -384,6 +407,7 @@ static void process_rx(struct zk_server *s, struct conn *c)
 				break;
 			}
 			c->state = C_CONNECTING;
+			c->legacy_connect = !req.has_read_only;
 			struct zk_call call = call_for(s, c, 0, 0);
 			pthread_mutex_unlock(&s->mu);
 			s->ops.connect(s->backend, &call, &req);
@@ -397,6 +421,9 @@ static void process_rx(struct zk_server *s, struct conn *c)
 		if (act == ZK_ACTION_NONE) {
 			s->st.requests++;
 			struct zk_call call = call_for(s, c, req.xid, req.type);
+			/* Nothing after a close is read (its reply closes the connection). */
+			if (req.type == ZK_OP_CLOSE)
+				c->state = C_CLOSING;
 			pthread_mutex_unlock(&s->mu);
 			s->ops.request(s->backend, &call, &req);
 			pthread_mutex_lock(&s->mu);
@@ -413,6 +440,12 @@ static void process_rx(struct zk_server *s, struct conn *c)
 		struct out_msg m = { .kind = MSG_HEADER, .xid = req.xid, .err = zerr };
 		uint64_t seq = c->next_seq++;
 		queue_reply(s, c, seq, &m, act == ZK_ACTION_REPLY_ERROR_AND_CLOSE);
+		/*
+		 * Read nothing more; earlier replies still pending go out first,
+		 * then this one closes the connection.
+		 */
+		if (act == ZK_ACTION_REPLY_ERROR_AND_CLOSE && c->state == C_OPEN)
+			c->state = C_CLOSING;
 	}
 	if (off) {
 		memmove(c->rx, c->rx + off, c->rx_len - off);
@@ -466,11 +499,7 @@ static void conn_close(struct zk_server *s, struct conn *c)
 	bool had_connect = c->state != C_NEW;
 	epoll_ctl(s->epfd, EPOLL_CTL_DEL, c->fd, NULL);
 	close(c->fd);
-	while (c->parked) {
-		struct parked *p = c->parked;
-		c->parked = p->next;
-		free(p);
-	}
+	drop_parked(c);
 	free(c->rx);
 	free(c->tx);
 	uint32_t gen = c->gen + 1;
@@ -491,6 +520,22 @@ static void on_accept(struct zk_server *s)
 {
 	for (;;) {
 		int fd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0 && (errno == EMFILE || errno == ENFILE) && s->spare_fd >= 0) {
+			/*
+			 * Out of descriptors: the pending connection would keep the
+			 * level-triggered listener readable forever. Free the spare,
+			 * take the connection, close it, take the spare back.
+			 */
+			close(s->spare_fd);
+			fd = accept4(s->lfd, NULL, NULL, SOCK_CLOEXEC);
+			if (fd >= 0) {
+				close(fd);
+				s->st.rejected_full++;
+			}
+			s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+			if (fd >= 0)
+				continue;
+		}
 		if (fd < 0)
 			return; /* EAGAIN, or an aborted connection: nothing to keep */
 		if (s->n_free == 0) {
@@ -505,6 +550,7 @@ static void on_accept(struct zk_server *s)
 		c->fd = fd;
 		c->state = C_NEW;
 		c->events = EPOLLIN;
+		c->accepted_ns = keel_now_ns();
 		struct epoll_event e = { .events = EPOLLIN,
 					 .data.u64 = (uint64_t)idx + ZKS_EV_CONN0 };
 		s->st.accepted++;
@@ -531,6 +577,26 @@ static void housekeeping(struct zk_server *s)
 	}
 }
 
+/* How often connections without a session are looked at. */
+static int sweep_interval_ms(const struct zk_server *s)
+{
+	return (int)KEEL_MAX(10u, KEEL_MIN(1000u, s->cfg.sessionless_timeout_ms / 4));
+}
+
+/* Closes connections that sent nothing usable in sessionless_timeout_ms. */
+static void sweep(struct zk_server *s, uint64_t now_ns)
+{
+	uint64_t limit_ns = (uint64_t)s->cfg.sessionless_timeout_ms * 1000000u;
+	s->next_sweep_ns = now_ns + (uint64_t)sweep_interval_ms(s) * 1000000u;
+	for (uint32_t i = 0; i < s->cfg.max_connections; i++) {
+		struct conn *c = &s->conns[i];
+		if (c->state == C_NEW && !c->dead && now_ns - c->accepted_ns > limit_ns) {
+			s->st.sessionless_expired++;
+			mark_dead(s, c);
+		}
+	}
+}
+
 static void *server_main(void *arg)
 {
 	struct zk_server *s = arg;
@@ -538,8 +604,11 @@ static void *server_main(void *arg)
 	pthread_mutex_lock(&s->mu);
 	while (!s->stopping) {
 		pthread_mutex_unlock(&s->mu);
-		int n = epoll_wait(s->epfd, evs, ZKS_BATCH, -1);
+		int n = epoll_wait(s->epfd, evs, ZKS_BATCH, sweep_interval_ms(s));
 		pthread_mutex_lock(&s->mu);
+		uint64_t now_ns = keel_now_ns();
+		if (now_ns >= s->next_sweep_ns)
+			sweep(s, now_ns);
 		for (int i = 0; i < n; i++) {
 			uint64_t tag = evs[i].data.u64;
 			if (tag == ZKS_EV_LISTEN) {
@@ -581,13 +650,15 @@ int zk_server_start(const struct zk_server_config *cfg, const struct zk_backend_
 	s->cfg = *cfg;
 	s->ops = *ops;
 	s->backend = backend;
-	s->lfd = s->epfd = s->evfd = -1;
+	s->lfd = s->epfd = s->evfd = s->spare_fd = -1;
 	if (!s->cfg.max_connections)
 		s->cfg.max_connections = 4096;
 	if (!s->cfg.max_packet_bytes)
 		s->cfg.max_packet_bytes = ZK_DEFAULT_MAX_PACKET_BYTES;
 	if (!s->cfg.max_output_bytes)
 		s->cfg.max_output_bytes = 64u << 20;
+	if (!s->cfg.sessionless_timeout_ms)
+		s->cfg.sessionless_timeout_ms = 10000;
 	if (!ops->connect || !ops->request || s->cfg.max_packet_bytes > INT32_MAX) {
 		rc = KEEL_E_INVAL;
 		goto fail;
@@ -618,7 +689,8 @@ int zk_server_start(const struct zk_server_config *cfg, const struct zk_backend_
 	s->lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	s->epfd = epoll_create1(EPOLL_CLOEXEC);
 	s->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (s->lfd < 0 || s->epfd < 0 || s->evfd < 0 ||
+	s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (s->lfd < 0 || s->epfd < 0 || s->evfd < 0 || s->spare_fd < 0 ||
 	    setsockopt(s->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
 	    bind(s->lfd, (struct sockaddr *)&a, sizeof(a)) != 0 || listen(s->lfd, 1024) != 0 ||
 	    getsockname(s->lfd, (struct sockaddr *)&a, &alen) != 0) {
@@ -633,10 +705,16 @@ int zk_server_start(const struct zk_server_config *cfg, const struct zk_backend_
 		rc = -errno;
 		goto fail_mutex;
 	}
-	rc = -pthread_create(&s->thread, NULL, server_main, s);
-	if (rc != 0)
-		goto fail_mutex;
+	/*
+	 * *out before the thread starts: a backend reaches the server through
+	 * it, possibly from the first callback.
+	 */
 	*out = s;
+	rc = -pthread_create(&s->thread, NULL, server_main, s);
+	if (rc != 0) {
+		*out = NULL;
+		goto fail_mutex;
+	}
 	return 0;
 
 fail_mutex:
@@ -647,6 +725,8 @@ fail_mutex:
 		close(s->epfd);
 	if (s->evfd >= 0)
 		close(s->evfd);
+	if (s->spare_fd >= 0)
+		close(s->spare_fd);
 fail:
 	free(s->conns);
 	free(s->free_slots);
@@ -674,6 +754,8 @@ void zk_server_stop(struct zk_server *s)
 	close(s->lfd);
 	close(s->epfd);
 	close(s->evfd);
+	if (s->spare_fd >= 0)
+		close(s->spare_fd);
 	pthread_mutex_destroy(&s->mu);
 	free(s->conns);
 	free(s->free_slots);
@@ -689,7 +771,9 @@ int zk_server_connect_reply(struct zk_server *s, const struct zk_call *call,
 	if (c && c->state != C_CONNECTING)
 		rc = KEEL_E_STATE;
 	if (c && c->state == C_CONNECTING) {
-		struct out_msg m = { .kind = MSG_CONNECT, .cresp = resp };
+		struct zk_connect_response r = *resp;
+		r.omit_read_only = c->legacy_connect;
+		struct out_msg m = { .kind = MSG_CONNECT, .cresp = &r };
 		if (!close_after) {
 			c->state = C_OPEN;
 			c->session_id = resp->session_id;
@@ -766,6 +850,8 @@ int zk_server_close(struct zk_server *s, zk_conn_id conn)
 	pthread_mutex_lock(&s->mu);
 	struct conn *c = conn_lookup(s, conn);
 	if (c) {
+		/* Replies still waiting for an earlier one would wait forever: drop them. */
+		drop_parked(c);
 		c->close_after_flush = true;
 		c->state = C_CLOSING;
 		flush(s, c);

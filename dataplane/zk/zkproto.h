@@ -8,14 +8,16 @@
  * typed request to the backend, and writes the reply with zk_reply_*() /
  * zk_response_encode() into its send buffer.
  *
- * What can fail, and what ZooKeeper 3.8 does about it (zk_reject_action()
- * turns a decoder result into that action; see dataplane/zk/README.md):
+ * What can fail, and what ZooKeeper 3.8.0 does about it (measured; the
+ * table is in dataplane/zk/README.md; zk_reject_action() turns a decoder
+ * result into that action):
  *   - frame length < 0 or > max packet (jute.maxbuffer): connection closed;
  *   - ConnectRequest shorter than its record: connection closed;
  *   - request shorter than its 8-byte RequestHeader: connection closed;
  *   - unknown opcode: a ReplyHeader with ZUNIMPLEMENTED, then closed;
- *   - malformed record after a good header: a ReplyHeader with
- *     ZMARSHALLINGERROR, the connection stays (setAuth: closed).
+ *   - malformed record after a good header (incl. a null path): a
+ *     ReplyHeader with ZMARSHALLINGERROR, the connection stays (setAuth:
+ *     closed).
  *
  * Memory: decoding never allocates. Decoded strings, buffers and vectors point
  * into the caller's receive buffer and are valid as long as those bytes are;
@@ -61,10 +63,12 @@ enum zk_op {
 	ZK_OP_CHECK_WATCHES = 17,
 	ZK_OP_REMOVE_WATCHES = 18,
 	ZK_OP_CREATE_CONTAINER = 19,
+	ZK_OP_DELETE_CONTAINER = 20,
 	ZK_OP_CREATE_TTL = 21,
 	ZK_OP_MULTI_READ = 22,
 	ZK_OP_SET_AUTH = 100,
 	ZK_OP_SET_WATCHES = 101,
+	ZK_OP_SASL = 102,
 	ZK_OP_GET_EPHEMERALS = 103,
 	ZK_OP_GET_ALL_CHILDREN_NUMBER = 104,
 	ZK_OP_SET_WATCHES2 = 105,
@@ -234,9 +238,13 @@ struct zk_request {
 	int32_t xid;
 	int32_t type;   /* enum zk_op */
 	bool header_ok; /* set by zk_request_decode() once xid and type are read */
-	/* most ops; getEphemerals' prefixPath */
+	/*
+	 * Most ops (a null path is refused as malformed, as the server answers
+	 * ZMARSHALLINGERROR); getEphemerals' prefixPath (may be null: all);
+	 * deleteContainer: the whole record is the path, without a length.
+	 */
 	struct zk_str path;
-	struct zk_buf data;        /* create*, setData */
+	struct zk_buf data;        /* create*, setData; sasl: the token */
 	struct zk_acls acl;        /* create*, setACL */
 	int32_t flags;             /* create*: CreateMode flag */
 	int64_t ttl_ms;            /* createTTL */
@@ -298,6 +306,11 @@ struct zk_connect_response {
 	int64_t session_id;
 	struct zk_buf passwd;
 	bool read_only;
+	/*
+	 * The server answers a client that sent no readOnly flag without one
+	 * (measured on ZooKeeper 3.8.0); the front end sets this itself.
+	 */
+	bool omit_read_only;
 };
 
 struct zk_watcher_event {
@@ -350,6 +363,16 @@ int zk_4lw_detect(const uint8_t *buf, size_t avail);
 /* "ruok" for ZK_4LW_RUOK ...; NULL for ZK_4LW_NONE or an unknown value. */
 const char *zk_4lw_name(int word);
 
+/* ZooKeeper's whitelist when 4lw.commands.whitelist is not set: srvr only. */
+#define ZK_4LW_DEFAULT_WHITELIST (1u << ZK_4LW_SRVR)
+/*
+ * Parses a 4lw.commands.whitelist value ("ruok, srvr,stat" or "*") into a
+ * bit mask (1u << enum zk_4lw) for zk_server_config. Returns 0, or
+ * KEEL_E_CONFIG naming nothing: an unknown word (ZooKeeper ignores those;
+ * keel refuses them at start so a typo is not silent) or an empty entry.
+ */
+int zk_4lw_whitelist_parse(const char *value, uint32_t *mask);
+
 /* ---- decoding ---- */
 
 /*
@@ -366,8 +389,9 @@ int zk_connect_decode(const uint8_t *payload, size_t len, struct zk_connect_requ
  *                      here: see zk_path_validate());
  *   KEEL_E_MALFORMED   with !out->header_ok: shorter than the header;
  *                      with out->header_ok: the record after the header is
- *                      malformed (truncated, a length < -1, a bad op inside a
- *                      multi); out->xid and type are set;
+ *                      malformed (truncated, a length < -1, a null path, a
+ *                      bad op inside a multi); out->xid and type are set,
+ *                      the other fields are unspecified;
  *   KEEL_E_UNSUPPORTED the opcode is unknown (out->xid and type are set).
  * Trailing bytes after the record are ignored, as the server does.
  */
@@ -511,8 +535,12 @@ bool zk_results_next(const struct zk_results *res, struct zk_iter *it, struct zk
  * zk_server_reply() (any thread) -> bytes out in seq order.
  * What can fail: a refused packet (counted; an error reply and/or close, see
  * zk_reject_action()), a client that stops reading (its output is capped at
- * max_output_bytes, then it is closed), a full connection table (closed at
- * accept, counted). A closed connection is reported once through closed().
+ * max_output_bytes, then it is closed), a client that never sends its
+ * ConnectRequest (closed after sessionless_timeout_ms), a full connection
+ * table or file-descriptor table (accepted and closed at once, counted: a
+ * spare descriptor is kept for that, so the listening socket never stays
+ * readable with nothing the engine can do). A closed connection is reported
+ * once through closed(), if it reached connect().
  *
  * Threads: every backend callback runs on the engine thread, one at a time,
  * without the engine's lock held. zk_server_reply() & co. may be called from
@@ -561,22 +589,34 @@ struct zk_backend_ops {
 	 * engine answers "ruok" with "imok" and nothing else.
 	 */
 	size_t (*four_letter)(struct zk_backend *b, int word, char *out, size_t cap);
-	/* The connection is gone (client closed, refused, or zk_server_close()). */
+	/*
+	 * The connection is gone (client closed, refused, zk_server_close(),
+	 * ...). Called once for each connection that reached connect().
+	 */
 	void (*closed)(struct zk_backend *b, zk_conn_id conn, int64_t session_id);
 };
 
 struct zk_server_config {
-	const char *bind_addr;          /* IPv4 dotted quad; NULL: 127.0.0.1 */
-	uint16_t port;                  /* 0: any free port (see zk_server_port()) */
-	uint32_t max_connections;       /* 0: 4096 */
-	uint32_t max_packet_bytes;      /* 0: ZK_DEFAULT_MAX_PACKET_BYTES */
-	uint32_t max_output_bytes;      /* per connection; 0: 64 MiB */
-	uint32_t four_letter_whitelist; /* bit (1u << enum zk_4lw) per allowed word */
+	const char *bind_addr;     /* IPv4 dotted quad; NULL: 127.0.0.1 */
+	uint16_t port;             /* 0: any free port (see zk_server_port()) */
+	uint32_t max_connections;  /* 0: 4096 */
+	uint32_t max_packet_bytes; /* 0: ZK_DEFAULT_MAX_PACKET_BYTES */
+	uint32_t max_output_bytes; /* per connection; 0: 64 MiB */
+	/*
+	 * A connection that has sent neither a ConnectRequest nor a
+	 * four-letter word after this long is closed; 0: 10000, ZooKeeper's
+	 * zookeeper.nio.sessionlessCnxnTimeout.
+	 */
+	uint32_t sessionless_timeout_ms;
+	/* bit (1u << enum zk_4lw) per allowed word; ZooKeeper's default is ZK_4LW_DEFAULT_WHITELIST
+	 */
+	uint32_t four_letter_whitelist;
 };
 
 struct zk_server_stats {
 	uint64_t accepted;
-	uint64_t rejected_full; /* closed at accept: table full */
+	uint64_t rejected_full;       /* closed at accept: table full, or out of file descriptors */
+	uint64_t sessionless_expired; /* closed: no ConnectRequest in time */
 	uint64_t closed;
 	uint64_t requests; /* well-formed requests handed to the backend */
 	uint64_t replies;
@@ -590,17 +630,25 @@ struct zk_server_stats {
 	uint32_t open;                /* connections open now */
 };
 
-/* Binds, listens and starts the thread. 0, -errno or KEEL_E_NOMEM. */
+/*
+ * Binds, listens and starts the thread. 0, -errno, KEEL_E_CONFIG (bind_addr)
+ * or KEEL_E_NOMEM. *out is set before the thread starts, so callbacks may
+ * use it from the first connection on.
+ */
 int zk_server_start(const struct zk_server_config *cfg, const struct zk_backend_ops *ops,
 		    struct zk_backend *backend, struct zk_server **out);
 uint16_t zk_server_port(const struct zk_server *s);
-/* Stops the thread, closes every connection (closed() for each), frees. */
+/*
+ * Stops the thread, closes every connection (closed() for each), frees. No
+ * other thread may call zk_server_*() on s during or after it.
+ */
 void zk_server_stop(struct zk_server *s);
 
 /*
  * Answers a connect. close_after: send it, then close (a refused reattach
  * answers a zero session and closes). To close without a reply (a client
- * whose zxid is ahead of ours), use zk_server_close().
+ * whose zxid is ahead of ours), use zk_server_close(). The engine sets
+ * resp->omit_read_only itself from what the client sent.
  */
 int zk_server_connect_reply(struct zk_server *s, const struct zk_call *call,
 			    const struct zk_connect_response *resp, bool close_after);
@@ -618,7 +666,11 @@ int zk_server_reply_error(struct zk_server *s, const struct zk_call *call, int64
 /* A watch notification; it goes out ahead of replies not yet sendable. */
 int zk_server_notify(struct zk_server *s, zk_conn_id conn, int64_t zxid,
 		     const struct zk_watcher_event *ev);
-/* Closes a connection after what is already queued for it is written. */
+/*
+ * Closes a connection once the replies already sendable in order are
+ * written; replies still waiting for an earlier one, and any answer given
+ * after this, are dropped.
+ */
 int zk_server_close(struct zk_server *s, zk_conn_id conn);
 void zk_server_stats(struct zk_server *s, struct zk_server_stats *out);
 

@@ -217,6 +217,7 @@ static bool respond(struct fixture *fx, struct fx_conn *c, const struct zk_reque
 		r.path = q->path;
 		break;
 	case ZK_OP_SET_AUTH:
+		r.zxid = 0; /* the server answers auth packets with zxid 0 */
 		r.err = str_is(q->auth_scheme, "digest") ? ZK_OK : ZK_EAUTHFAILED;
 		break;
 	default:

@@ -58,7 +58,7 @@ struct fx_rec {
 #define FX_BAD_FRAME (-999)
 
 #define FX_SESSION_ID 0x5eed00000001LL
-#define FX_TICK_MS    100
+#define FX_TICK_MS    500
 
 struct fixture;
 

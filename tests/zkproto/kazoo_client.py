@@ -13,7 +13,7 @@ from kazoo.exceptions import (BadVersionError, NodeExistsError, NoNodeError,
 from kazoo.protocol.states import EventType
 
 port = int(sys.argv[1])
-zk = KazooClient(hosts="127.0.0.1:%d" % port, timeout=1.0)
+zk = KazooClient(hosts="127.0.0.1:%d" % port, timeout=3.0)
 zk.start(timeout=15)
 try:
     assert zk.client_id[0] == 0x5EED00000001, zk.client_id
@@ -66,8 +66,9 @@ try:
     assert isinstance(res[1], BadVersionError), res
     assert isinstance(res[2], RuntimeInconsistency), res
 
-    # Idle for a few ping intervals (a third of the session timeout each).
-    time.sleep(1.5)
+    # Idle for a couple of ping intervals (kazoo pings after a third of the
+    # session timeout without traffic).
+    time.sleep(2.5)
 finally:
     zk.stop()
     zk.close()

@@ -7,6 +7,7 @@
  * at once. Loopback, port 0; waits have a fail-safe, no timing assertions.
  */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -18,6 +19,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -26,6 +28,7 @@
 #define THREADED
 #include <zookeeper/zookeeper.h>
 
+#include "pyrun.h"
 #include "zkproto.h"
 
 #define FAILSAFE_S 20
@@ -89,7 +92,7 @@ static void be_connect(struct zk_backend *b, const struct zk_call *call,
 	pthread_mutex_lock(&b->mu);
 	b->connects++;
 	struct zk_connect_response r = { 0,
-					 zk_negotiate_timeout_ms(req->timeout_ms, 100),
+					 zk_negotiate_timeout_ms(req->timeout_ms, 1000),
 					 b->next_session++,
 					 { pw, ZK_PASSWD_BYTES },
 					 false };
@@ -174,6 +177,17 @@ static void be_request(struct zk_backend *b, const struct zk_call *call, const s
 		}
 		zk_server_reply(b->srv, call, &r);
 		break;
+	case ZK_OP_SET_AUTH: /* digest only; deferred like a write when asked to */
+		if (b->defer_writes) {
+			b->pend[b->n_pend].call = *call;
+			snprintf(b->pend[b->n_pend].path, 64, "%.*s", (int)q->auth_scheme.len,
+				 q->auth_scheme.ptr ? q->auth_scheme.ptr : "");
+			b->n_pend++;
+			pthread_cond_broadcast(&b->cv);
+			break;
+		}
+		zk_server_reply(b->srv, call, &r);
+		break;
 	default: /* ping, close, and whatever else: a bare OK */
 		zk_server_reply(b->srv, call, &r);
 		break;
@@ -200,17 +214,27 @@ static void be_closed(struct zk_backend *b, zk_conn_id conn, int64_t session)
 
 static const struct zk_backend_ops be_ops = { be_connect, be_request, be_four_letter, be_closed };
 
-static struct zk_backend *be_start(uint32_t max_output, uint32_t whitelist)
+static struct zk_backend *be_start_cfg(const struct zk_server_config *cfg)
 {
 	struct zk_backend *b = calloc(1, sizeof(*b));
 	pthread_mutex_init(&b->mu, NULL);
 	pthread_cond_init(&b->cv, NULL);
 	b->next_session = 0x1000;
 	b->zxid = 0x200000000LL;
+	if (zk_server_start(cfg, &be_ops, b, &b->srv) != 0) {
+		free(b);
+		return NULL;
+	}
+	return b;
+}
+
+static struct zk_backend *be_start(uint32_t max_output, uint32_t whitelist)
+{
 	struct zk_server_config cfg = { .max_connections = 2100,
 					.max_output_bytes = max_output,
 					.four_letter_whitelist = whitelist };
-	assert_int_equal(zk_server_start(&cfg, &be_ops, b, &b->srv), 0);
+	struct zk_backend *b = be_start_cfg(&cfg);
+	assert_non_null(b);
 	return b;
 }
 
@@ -427,23 +451,67 @@ static void test_c_client(void **state)
 	be_stop(b);
 }
 
+/* A backend whose creates wait for commit_reversed(), and one session on it. */
+static struct zk_backend *deferred_session(int *fd, struct zk_connect_response *cr)
+{
+	struct zk_backend *b = be_start(0, 0);
+	b->defer_writes = true;
+	*fd = dial(b);
+	session_connect(*fd, 0, cr);
+	return b;
+}
+
+/* Polls until the engine has queued `n` replies in all (parked ones count). */
+static void wait_replies(struct zk_backend *b, uint64_t n)
+{
+	for (int i = 0; i < FAILSAFE_S * 1000; i++) {
+		struct zk_server_stats s;
+		zk_server_stats(b->srv, &s);
+		if (s.replies >= n)
+			return;
+		nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
+	}
+}
+
+/* With b->mu held: waits until `n` creates are deferred. */
+static void wait_pending_locked(struct zk_backend *b, int n)
+{
+	struct timespec until = failsafe();
+	while (b->n_pend < n)
+		if (pthread_cond_timedwait(&b->cv, &b->mu, &until) != 0)
+			break;
+}
+
 struct committer {
 	struct zk_backend *b;
 	int want;
+	bool after_unknown; /* also wait until the engine has refused an unknown opcode */
 };
+
+static bool unknown_seen(struct zk_backend *b)
+{
+	struct zk_server_stats s;
+	zk_server_stats(b->srv, &s);
+	return s.unknown_opcode > 0;
+}
 
 /* Answers the deferred creates newest first, from another thread. */
 static void *commit_reversed(void *arg)
 {
 	struct committer *c = arg;
 	struct zk_backend *b = c->b;
-	struct timespec until = failsafe();
+	for (int i = 0; c->after_unknown && !unknown_seen(b) && i < FAILSAFE_S * 1000; i++)
+		nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
 	pthread_mutex_lock(&b->mu);
-	while (b->n_pend < c->want)
-		if (pthread_cond_timedwait(&b->cv, &b->mu, &until) != 0)
-			break;
+	wait_pending_locked(b, c->want);
 	for (int i = b->n_pend - 1; i >= 0; i--)
-		answer_create(b, &b->pend[i].call, b->pend[i].path);
+		if (b->pend[i].call.type == ZK_OP_SET_AUTH)
+			CB_CHECK(b, zk_server_reply_error(b->srv, &b->pend[i].call, 0,
+							  strcmp(b->pend[i].path, "digest")
+								  ? ZK_EAUTHFAILED
+								  : ZK_OK) == 0);
+		else
+			answer_create(b, &b->pend[i].call, b->pend[i].path);
 	b->n_pend = 0;
 	pthread_mutex_unlock(&b->mu);
 	return NULL;
@@ -452,12 +520,11 @@ static void *commit_reversed(void *arg)
 static void test_fifo_order(void **state)
 {
 	(void)state;
-	struct zk_backend *b = be_start(0, 0);
-	b->defer_writes = true;
-	int fd = dial(b);
+	int fd;
 	struct zk_connect_response cr;
-	assert_int_equal(session_connect(fd, 0, &cr), 0x1000);
-	assert_int_equal(cr.timeout_ms, 2000); /* 4000 asked, 20 ticks of 100 ms */
+	struct zk_backend *b = deferred_session(&fd, &cr);
+	assert_int_equal(cr.session_id, 0x1000);
+	assert_int_equal(cr.timeout_ms, 4000); /* within [2, 20] ticks of 1 s */
 
 	/* Pipelined: two deferred writes with immediate reads and a ping between. */
 	struct zk_request q[] = {
@@ -468,7 +535,7 @@ static void test_fifo_order(void **state)
 		{ .xid = 4, .type = ZK_OP_GET_DATA, .path = { "/missing", 8 } },
 	};
 	pthread_t t;
-	struct committer c = { b, 2 };
+	struct committer c = { b, 2, false };
 	assert_int_equal(pthread_create(&t, NULL, commit_reversed, &c), 0);
 	for (size_t i = 0; i < KEEL_ARRAY_SIZE(q); i++)
 		send_request(fd, &q[i]);
@@ -484,6 +551,99 @@ static void test_fifo_order(void **state)
 			assert_int_equal(r.err, ZK_ENONODE);
 	}
 	pthread_join(t, NULL);
+	close(fd);
+	wait_closed(b, 1);
+	be_stop(b);
+}
+
+/* An unknown opcode behind a pending write: the write's answer, then ZUNIMPLEMENTED, then EOF. */
+static void test_close_keeps_order(void **state)
+{
+	(void)state;
+	int fd;
+	struct zk_connect_response cr;
+	struct zk_backend *b = deferred_session(&fd, &cr);
+	pthread_t t;
+	struct committer c = { b, 1, true };
+	assert_int_equal(pthread_create(&t, NULL, commit_reversed, &c), 0);
+	struct zk_request create = { .xid = 1, .type = ZK_OP_CREATE, .path = { "/w", 2 } };
+	struct zk_request unknown = { .xid = 2, .type = ZK_OP_PING };
+	struct zk_request ping = { .xid = ZK_XID_PING, .type = ZK_OP_PING };
+	/* One send, so the engine sees all three packets in one read. */
+	uint8_t buf[128];
+	struct zk_enc e;
+	zk_enc_init(&e, buf, sizeof(buf));
+	zk_request_encode(&e, &create);
+	zk_enc_begin(&e);
+	zk_put_int(&e, unknown.xid);
+	zk_put_int(&e, 999);
+	zk_enc_end(&e);
+	zk_request_encode(&e, &ping); /* never answered: the connection is closing */
+	send_frame(fd, buf, (int64_t)e.len);
+	struct zk_response r = read_reply(fd, ZK_OP_CREATE);
+	assert_int_equal(r.xid, 1);
+	assert_int_equal(r.err, ZK_OK);
+	r = read_reply(fd, ZK_OP_PING);
+	assert_int_equal(r.xid, 2);
+	assert_int_equal(r.err, ZK_EUNIMPLEMENTED);
+	expect_eof(fd);
+	pthread_join(t, NULL);
+	close(fd);
+	wait_closed(b, 1);
+	struct zk_server_stats s;
+	zk_server_stats(b->srv, &s);
+	assert_int_equal(s.requests, 1);
+	assert_int_equal(s.unknown_opcode, 1);
+	be_stop(b);
+}
+
+/*
+ * A failed setAuth answered late: its reply, then the close; the answer to a
+ * later request, parked behind it, is never sent.
+ */
+static void test_auth_failure_closes(void **state)
+{
+	(void)state;
+	int fd;
+	struct zk_connect_response cr;
+	struct zk_backend *b = deferred_session(&fd, &cr);
+	struct zk_request auth = { .xid = ZK_XID_AUTH, .type = ZK_OP_SET_AUTH };
+	auth.auth_scheme = (struct zk_str){ "nosuch", 6 };
+	auth.auth = (struct zk_buf){ (const uint8_t *)"x", 1 };
+	struct zk_request get = { .xid = 2, .type = ZK_OP_GET_DATA, .path = { "/none", 5 } };
+	send_request(fd, &auth);
+	send_request(fd, &get);
+	/* Answer the setAuth only once the get's answer is parked behind it. */
+	wait_replies(b, 2); /* the connect and the parked get */
+	struct committer c = { b, 1, false };
+	commit_reversed(&c);
+	struct zk_response r = read_reply(fd, ZK_OP_SET_AUTH);
+	assert_int_equal(r.xid, ZK_XID_AUTH);
+	assert_int_equal(r.err, ZK_EAUTHFAILED);
+	expect_eof(fd);
+	close(fd);
+	wait_closed(b, 1);
+	be_stop(b);
+}
+
+/* zk_server_close() with a reply parked behind a pending one: it still closes. */
+static void test_close_with_parked(void **state)
+{
+	(void)state;
+	int fd;
+	struct zk_connect_response cr;
+	struct zk_backend *b = deferred_session(&fd, &cr);
+	struct zk_request create = { .xid = 1, .type = ZK_OP_CREATE, .path = { "/p", 2 } };
+	struct zk_request get = { .xid = 2, .type = ZK_OP_GET_DATA, .path = { "/none", 5 } };
+	send_request(fd, &create); /* deferred: never answered */
+	send_request(fd, &get);    /* answered at once, parked behind the create */
+	pthread_mutex_lock(&b->mu);
+	wait_pending_locked(b, 1);
+	zk_conn_id conn = b->pend[0].call.conn;
+	pthread_mutex_unlock(&b->mu);
+	wait_replies(b, 2); /* the connect and the parked get */
+	assert_int_equal(zk_server_close(b->srv, conn), 0);
+	expect_eof(fd);
 	close(fd);
 	wait_closed(b, 1);
 	be_stop(b);
@@ -603,6 +763,170 @@ static void test_four_letter_words(void **state)
 	be_stop(b);
 }
 
+/* A client older than the readOnly flag is answered without one, as ZooKeeper does. */
+static void test_legacy_connect(void **state)
+{
+	(void)state;
+	struct zk_backend *b = be_start(0, 0);
+	int fd = dial(b);
+	static const uint8_t pw[16];
+	uint8_t buf[128];
+	struct zk_enc e;
+	zk_enc_init(&e, buf, sizeof(buf));
+	zk_enc_begin(&e);
+	zk_put_int(&e, 0);
+	zk_put_long(&e, 0);
+	zk_put_int(&e, 4000);
+	zk_put_long(&e, 0);
+	zk_put_buf(&e, (struct zk_buf){ pw, 16 });
+	send_frame(fd, buf, zk_enc_end(&e));
+	size_t n = next_frame(fd, buf, sizeof(buf));
+	assert_int_equal(n, 4 + 4 + 8 + 4 + 16); /* no readOnly byte */
+	struct zk_connect_response cr;
+	assert_int_equal(zk_connect_response_decode(buf + 4, n, &cr), 0);
+	assert_true(cr.omit_read_only);
+	assert_int_equal(cr.session_id, 0x1000);
+	close(fd);
+	wait_closed(b, 1);
+	be_stop(b);
+}
+
+/* A connection that never sends its ConnectRequest is closed; others are not disturbed. */
+static void test_sessionless_timeout(void **state)
+{
+	(void)state;
+	struct zk_server_config cfg = { .sessionless_timeout_ms = 100 };
+	struct zk_backend *b = be_start_cfg(&cfg);
+	assert_non_null(b);
+	int idle = dial(b);
+	int fd = dial(b);
+	struct zk_connect_response cr;
+	session_connect(fd, 0, &cr);
+	expect_eof(idle);
+	close(idle);
+	struct zk_request ping = { .xid = ZK_XID_PING, .type = ZK_OP_PING };
+	send_request(fd, &ping);
+	assert_int_equal(read_reply(fd, ZK_OP_PING).xid, ZK_XID_PING);
+	struct zk_server_stats s;
+	zk_server_stats(b->srv, &s);
+	assert_int_equal(s.sessionless_expired, 1);
+	assert_int_equal(s.open, 1);
+	close(fd);
+	wait_closed(b, 1);
+	be_stop(b);
+}
+
+/*
+ * Out of file descriptors: extra clients are accepted and closed at once,
+ * the engine does not spin on its listener, and the sessions it has go on.
+ * The server runs in a child process with a small RLIMIT_NOFILE (the limit
+ * is per process); this test runs first, before any other thread exists.
+ */
+static void test_out_of_fds(void **state)
+{
+	(void)state;
+	int up[2], down[2];
+	assert_int_equal(pipe(up), 0);
+	assert_int_equal(pipe(down), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		close(up[0]);
+		close(down[1]);
+		struct zk_server_config cfg = { 0 };
+		struct zk_backend *b = be_start_cfg(&cfg);
+		if (!b)
+			_exit(3);
+		/* Fill every free descriptor below the highest open one, then allow 2 more. */
+		int maxfd = 0;
+		DIR *d = opendir("/proc/self/fd");
+		struct dirent *de;
+		while (d && (de = readdir(d)) != NULL)
+			maxfd = KEEL_MAX(maxfd, atoi(de->d_name));
+		if (d)
+			closedir(d);
+		int x;
+		while ((x = dup(0)) >= 0 && x < maxfd) {
+		}
+		if (x > maxfd)
+			close(x);
+		int top = dup(0); /* the lowest free descriptor; all below are in use */
+		close(top);
+		struct rlimit rl;
+		getrlimit(RLIMIT_NOFILE, &rl);
+		rl.rlim_cur = (rlim_t)top + 2;
+		if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+			_exit(2);
+		uint16_t port = zk_server_port(b->srv);
+		char go;
+		if (write(up[1], &port, sizeof(port)) != sizeof(port) || read(down[0], &go, 1) != 1)
+			_exit(4);
+		struct zk_server_stats st;
+		zk_server_stats(b->srv, &st);
+		if (write(up[1], &st, sizeof(st)) != sizeof(st))
+			_exit(5);
+		zk_server_stop(b->srv);
+		_exit(b->cb_errors ? 6 : 0);
+	}
+	close(up[1]);
+	close(down[0]);
+	uint16_t port;
+	assert_int_equal(read(up[0], &port, sizeof(port)), sizeof(port));
+	int fds[4];
+	for (int i = 0; i < 4; i++) {
+		int fd = socket(AF_INET, SOCK_STREAM, 0);
+		struct sockaddr_in a = { .sin_family = AF_INET,
+					 .sin_port = htons(port),
+					 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+		struct timeval tv = { FAILSAFE_S, 0 };
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+		fds[i] = fd;
+		if (i < 2) {
+			struct zk_connect_response cr;
+			session_connect(fd, 0, &cr);
+		}
+	}
+	/* The two beyond the limit are closed; the two sessions still answer. */
+	expect_eof(fds[2]);
+	expect_eof(fds[3]);
+	struct zk_request ping = { .xid = ZK_XID_PING, .type = ZK_OP_PING };
+	for (int i = 0; i < 2; i++) {
+		send_request(fds[i], &ping);
+		assert_int_equal(read_reply(fds[i], ZK_OP_PING).xid, ZK_XID_PING);
+	}
+	assert_int_equal(write(down[1], "x", 1), 1);
+	struct zk_server_stats st;
+	assert_int_equal(read(up[0], &st, sizeof(st)), sizeof(st));
+	assert_int_equal(st.rejected_full, 2);
+	assert_int_equal(st.open, 2);
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	for (int i = 0; i < 4; i++)
+		close(fds[i]);
+	close(up[0]);
+	close(down[1]);
+}
+
+static const char *kazoo_script;
+
+static void test_kazoo(void **state)
+{
+	(void)state;
+	if (!pyrun_available(kazoo_script))
+		skip();
+	struct zk_backend *b = be_start(0, 0);
+	assert_int_equal(pyrun(kazoo_script, zk_server_port(b->srv)), 0);
+	wait_closed(b, 1);
+	struct zk_server_stats s;
+	zk_server_stats(b->srv, &s);
+	assert_int_equal(s.notifications, 1);
+	assert_int_equal(s.malformed + s.oversized + s.unknown_opcode, 0);
+	be_stop(b);
+}
+
 static void test_many_connections(void **state)
 {
 	(void)state;
@@ -652,11 +976,21 @@ static void test_many_connections(void **state)
 	be_stop(b);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+	kazoo_script = argc > 1 ? argv[1] : NULL;
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_c_client),         cmocka_unit_test(test_fifo_order),
-		cmocka_unit_test(test_refusals_counted), cmocka_unit_test(test_four_letter_words),
+		cmocka_unit_test(test_out_of_fds), /* first: it forks */
+		cmocka_unit_test(test_c_client),
+		cmocka_unit_test(test_fifo_order),
+		cmocka_unit_test(test_close_keeps_order),
+		cmocka_unit_test(test_refusals_counted),
+		cmocka_unit_test(test_four_letter_words),
+		cmocka_unit_test(test_legacy_connect),
+		cmocka_unit_test(test_sessionless_timeout),
+		cmocka_unit_test(test_kazoo),
+		cmocka_unit_test(test_close_with_parked),
+		cmocka_unit_test(test_auth_failure_closes),
 		cmocka_unit_test(test_many_connections),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
