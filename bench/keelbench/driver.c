@@ -90,6 +90,7 @@ struct worker {
 	uint64_t ops_ok, ops_err, creates_ok;
 	uint64_t completed; /* every answered or failed request, warm-up included */
 	uint64_t errors_all;
+	uint64_t last_done_ns; /* completion time of the latest measured op */
 	uint64_t err_by_code[-KB_ZERR_MIN];
 	char fatal[200];
 	/* Read by the progress line; written once per loop turn. */
@@ -655,6 +656,8 @@ static void count_result(struct worker *w, const struct req *r, int err, uint64_
 		if (measured) {
 			w->ops_ok++;
 			kb_hist_record(&w->hist, now > r->intended_ns ? now - r->intended_ns : 0);
+			if (now > w->last_done_ns)
+				w->last_done_ns = now;
 		}
 		return;
 	}
@@ -1251,6 +1254,10 @@ int kb_run(const struct kb_opts *o, struct kb_result *res)
 	for (int i = 0; i < started; i++)
 		pthread_join(ws[i].thread, NULL);
 	res->measured_s = (double)(sh.t_end_ns - sh.t_warm_ns) / 1e9;
+	uint64_t last = sh.t_end_ns;
+	for (int i = 0; i < started; i++)
+		last = KEEL_MAX(last, ws[i].last_done_ns);
+	res->busy_s = (double)(last - sh.t_warm_ns) / 1e9;
 	for (int i = 0; i < started; i++) {
 		struct worker *w = &ws[i];
 		kb_hist_merge(&res->hist, &w->hist);

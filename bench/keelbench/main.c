@@ -42,7 +42,7 @@ static void print_summary(const struct kb_opts *o, const struct kb_result *r, bo
 	uint64_t ops = r->ops_ok + r->ops_err, all_err = 0;
 	for (size_t i = 0; i < KEEL_ARRAY_SIZE(r->err_by_code); i++)
 		all_err += r->err_by_code[i];
-	double ops_s = r->measured_s > 0 ? (double)r->ops_ok / r->measured_s : 0;
+	double ops_s = r->busy_s > 0 ? (double)r->ops_ok / r->busy_s : 0;
 	double srv = r->server_cpu_s >= 0 && ops ? r->server_cpu_s * 1e6 / (double)ops : -1;
 	double drv = ops ? r->driver_cpu_s * 1e6 / (double)ops : -1;
 	double p[] = { 50, 90, 99, 99.9 };
