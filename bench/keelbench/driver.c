@@ -70,6 +70,8 @@ struct conn {
 	uint32_t head, tail, ring_cap;
 	int32_t next_xid;
 	uint64_t last_send_ns;
+	int64_t session_id;
+	const struct kb_server *server;
 };
 
 struct worker {
@@ -92,7 +94,7 @@ struct worker {
 	uint64_t errors_all;
 	uint64_t last_done_ns; /* completion time of the latest measured op */
 	uint64_t err_by_code[-KB_ZERR_MIN];
-	char fatal[200];
+	char fatal[400];
 	/* Read by the progress line; written once per loop turn. */
 	/* Padding, not _Alignas: workers come from calloc, which only promises 16 bytes. */
 	char pad_[KEEL_CACHE_LINE];
@@ -224,8 +226,8 @@ static int read_frame(int fd, uint8_t **buf, size_t *cap, size_t *len)
 }
 
 /* Blocking connect + session handshake. Returns the fd or a negative code. */
-static int session_open(const struct kb_opts *o, const struct kb_server *s, char *err,
-			size_t err_len)
+static int session_open(const struct kb_opts *o, const struct kb_server *s, int64_t *session_id,
+			char *err, size_t err_len)
 {
 	int fd = tcp_connect(s, err, err_len);
 	if (fd < 0)
@@ -254,6 +256,7 @@ static int session_open(const struct kb_opts *o, const struct kb_server *s, char
 		close(fd);
 		return rc;
 	}
+	*session_id = cr.session_id;
 	return fd;
 }
 
@@ -278,7 +281,8 @@ static int ctl_open(struct ctl *c, const struct kb_opts *o, char *err, size_t er
 	c->out = malloc(c->out_cap);
 	if (!c->out)
 		return KEEL_E_NOMEM;
-	c->fd = session_open(o, &o->servers[0], err, err_len);
+	int64_t sid;
+	c->fd = session_open(o, &o->servers[0], &sid, err, err_len);
 	if (c->fd < 0) {
 		free(c->out);
 		return c->fd;
@@ -917,13 +921,14 @@ static int worker_open(struct worker *w, int first_session)
 			return KEEL_E_NOMEM;
 		}
 		const struct kb_server *s = &o->servers[(first_session + i) % o->n_servers];
-		int fd = session_open(o, s, w->fatal, sizeof(w->fatal));
+		int fd = session_open(o, s, &c->session_id, w->fatal, sizeof(w->fatal));
 		if (fd < 0)
 			return fd;
 		struct timeval tv = { 0 };
 		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 		c->fd = fd;
+		c->server = s;
 		c->dead = false;
 		w->live_conns++;
 		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = c };
@@ -1052,7 +1057,22 @@ static void *worker_main(void *arg)
 			continue;
 		if (c->head != c->tail) {
 			/* Never answered: timeouts. The session is dropped without a close
-			 * request, whose reply would queue behind the late ones. */
+			 * request, whose reply would queue behind the late ones. What is
+			 * said here tells a silent server from a driver that did not send. */
+			if (!w->fatal[0])
+				snprintf(
+					w->fatal, sizeof(w->fatal),
+					"%u request(s) unanswered %.0f s after the end on session "
+					"0x%llx at %.64s:%u (oldest intended %.3f s before the "
+					"end; "
+					"%zu bytes unsent, %zu bytes of partial reply)",
+					c->tail - c->head, DRAIN_NS / 1e9,
+					(unsigned long long)c->session_id, c->server->host,
+					c->server->port,
+					((double)sh->t_end_ns -
+					 (double)c->ring[c->head & (c->ring_cap - 1)].intended_ns) /
+						1e9,
+					c->wlen - c->woff, c->rlen);
 			while (c->head != c->tail) {
 				count_result(w, &c->ring[c->head++ & (c->ring_cap - 1)],
 					     KB_ZOPERATIONTIMEOUT, now);
@@ -1210,15 +1230,19 @@ int kb_run(const struct kb_opts *o, struct kb_result *res)
 		strcpy(res->parent, sh.parent);
 	}
 
+	/* The control session is closed during the run: it would send no pings and
+	 * could expire on a long run. Verify and cleanup open a new one. */
 	if ((rc = ctl_open(&c, o, err, err_len)) < 0)
 		goto out_value;
-	if ((rc = setup(&c, &sh, err, err_len)) < 0)
-		goto out_ctl;
+	rc = setup(&c, &sh, err, err_len);
+	ctl_close(&c);
+	if (rc < 0)
+		goto out_value;
 
 	ws = calloc((size_t)o->threads, sizeof(*ws));
 	if (!ws) {
 		rc = KEEL_E_NOMEM;
-		goto out_ctl;
+		goto out_value;
 	}
 	pthread_mutex_init(&sh.lock, NULL);
 	pthread_cond_init(&sh.cond, NULL);
@@ -1273,7 +1297,12 @@ int kb_run(const struct kb_opts *o, struct kb_result *res)
 		rc = KEEL_E_STATE;
 		goto out_workers;
 	}
-	rc = verify_and_cleanup(&c, o, &sh, res, err, err_len);
+	if (o->verify || o->cleanup) {
+		if ((rc = ctl_open(&c, o, err, err_len)) == 0) {
+			rc = verify_and_cleanup(&c, o, &sh, res, err, err_len);
+			ctl_close(&c);
+		}
+	}
 
 out_workers:
 	for (int i = 0; i < o->threads && ws; i++) {
@@ -1295,8 +1324,6 @@ out_workers:
 		pthread_cond_destroy(&sh.cond);
 	}
 	free(ws);
-out_ctl:
-	ctl_close(&c);
 out_value:
 	free(sh.value);
 	return rc;

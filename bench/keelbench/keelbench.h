@@ -238,7 +238,7 @@ struct kb_result {
 	double driver_cpu_s;     /* the driver's own CPU over the window */
 	int64_t verify_children; /* children of the parent after the run, -1 if not verified */
 	char parent[KB_MAX_PATH_LEN];
-	char fatal[256]; /* why the run stopped early, empty if it did not */
+	char fatal[512]; /* why the run stopped early, empty if it did not */
 };
 
 /* Runs the workload; fills res. 0 when the run completed (even with ZooKeeper
