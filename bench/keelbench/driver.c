@@ -72,6 +72,7 @@ struct conn {
 	uint64_t last_send_ns;
 	int64_t session_id;
 	const struct kb_server *server;
+	bool dirty; /* on its worker's dirty list */
 };
 
 struct worker {
@@ -82,6 +83,10 @@ struct worker {
 	int epfd;
 	struct conn *conns;
 	int n_conns, live_conns;
+	/* Connections with requests encoded since the last flush: one write each per
+	 * loop turn, without visiting every connection of the thread. */
+	struct conn **dirty;
+	int n_dirty;
 	uint32_t rr;
 	struct kb_rng rng;
 	uint64_t next_arrival_ns;
@@ -792,6 +797,10 @@ static int issue(struct worker *w, struct conn *c, uint64_t t)
 	if (n < 0)
 		return n;
 	c->wlen += (size_t)n;
+	if (!c->dirty) {
+		c->dirty = true;
+		w->dirty[w->n_dirty++] = c;
+	}
 	struct req r = { .intended_ns = t, .xid = xid, .op = op };
 	if ((rc = ring_push(c, r)) < 0)
 		return rc;
@@ -899,6 +908,11 @@ static void publish(struct worker *w)
 static int worker_open(struct worker *w, int first_session)
 {
 	const struct kb_opts *o = w->o;
+	w->dirty = malloc((size_t)w->n_conns * sizeof(*w->dirty));
+	if (!w->dirty) {
+		snprintf(w->fatal, sizeof(w->fatal), "out of memory");
+		return KEEL_E_NOMEM;
+	}
 	w->epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (w->epfd < 0) {
 		snprintf(w->fatal, sizeof(w->fatal), "epoll_create1: %s", strerror(errno));
@@ -955,6 +969,18 @@ static void worker_pings(struct worker *w, uint64_t now)
 	}
 }
 
+static void flush_dirty(struct worker *w, uint64_t now)
+{
+	for (int i = 0; i < w->n_dirty; i++) {
+		struct conn *c = w->dirty[i];
+		c->dirty = false;
+		/* One waiting for EPOLLOUT is written when the socket has room. */
+		if (!c->dead && !c->epollout && c->wlen > c->woff)
+			conn_flush(c, now);
+	}
+	w->n_dirty = 0;
+}
+
 /* One loop turn: wait until deadline (absolute ns) or readiness, handle events. */
 static void worker_poll(struct worker *w, uint64_t now, uint64_t deadline, bool more)
 {
@@ -973,11 +999,8 @@ static void worker_poll(struct worker *w, uint64_t now, uint64_t deadline, bool 
 			conn_flush(c, keel_now_ns());
 	}
 	/* Closed loop: replies just issued new requests; write them in one go per conn. */
-	if (n > 0)
-		for (int i = 0; i < w->n_conns; i++)
-			if (!w->conns[i].dead && w->conns[i].wlen > w->conns[i].woff &&
-			    !w->conns[i].epollout)
-				conn_flush(&w->conns[i], keel_now_ns());
+	if (w->n_dirty)
+		flush_dirty(w, keel_now_ns());
 }
 
 static void *worker_main(void *arg)
@@ -1006,9 +1029,8 @@ static void *worker_main(void *arg)
 			for (int k = 0; k < o->outstanding; k++)
 				if (issue(w, &w->conns[i], now) < 0)
 					conn_kill(&w->conns[i], now);
-			if (!w->conns[i].dead)
-				conn_flush(&w->conns[i], now);
 		}
+		flush_dirty(w, now);
 	} else {
 		w->next_arrival_ns = now + kb_poisson_gap_ns(&w->rng, w->rate_per_s);
 	}
@@ -1027,11 +1049,7 @@ static void *worker_main(void *arg)
 				issued++;
 			}
 			if (issued)
-				for (int i = 0; i < w->n_conns; i++)
-					if (!w->conns[i].dead &&
-					    w->conns[i].wlen > w->conns[i].woff &&
-					    !w->conns[i].epollout)
-						conn_flush(&w->conns[i], now);
+				flush_dirty(w, now);
 			deadline = KEEL_MIN(deadline, w->next_arrival_ns);
 		}
 		worker_poll(w, now, deadline, true);
@@ -1316,6 +1334,7 @@ out_workers:
 			free(cn->ring);
 		}
 		free(w->conns);
+		free(w->dirty);
 		if (w->epfd >= 0)
 			close(w->epfd);
 	}
