@@ -6,7 +6,7 @@
  * kv_view): a path -> znode map, each znode's child-name set, a session map
  * with each session's ephemeral-path set. A transaction copies what it changes
  * into a fresh generation (see hamt.h), then publishes the new root with one
- * release store; readers load the root (rcu_dereference) and see a whole
+ * release store; readers load the root (acquire) and see a whole
  * transaction or none. What the new root no longer reaches is retired and
  * freed by liburcu's call_rcu thread after every registered thread has passed
  * a quiescent state (QSBR), so a reader's pointers stay good until it says so.
@@ -132,6 +132,23 @@ struct kv_session *kv_session_find(const struct kv_hnode *map, int64_t id)
 
 /* ---- RCU glue ---- */
 
+/*
+ * ThreadSanitizer cannot see liburcu's grace periods (inline asm and futexes),
+ * so under TSan the QSBR contract is spelled out for it: a thread's quiescent
+ * state releases everything it read before, and the reclaimer acquires that
+ * before it frees. A read after the thread's last quiescent state is still not
+ * ordered before the free, so a real use-after-reclaim is still reported.
+ */
+#if defined(__SANITIZE_THREAD__)
+#include <sanitizer/tsan_interface.h>
+static char qsbr_sync;
+#define QSBR_RELEASE() __tsan_release(&qsbr_sync)
+#define QSBR_ACQUIRE() __tsan_acquire(&qsbr_sync)
+#else
+#define QSBR_RELEASE() ((void)0)
+#define QSBR_ACQUIRE() ((void)0)
+#endif
+
 void kv_thread_register(void)
 {
 	rcu_register_thread();
@@ -139,16 +156,19 @@ void kv_thread_register(void)
 
 void kv_thread_unregister(void)
 {
+	QSBR_RELEASE();
 	rcu_unregister_thread();
 }
 
 void kv_thread_quiescent(void)
 {
+	QSBR_RELEASE();
 	rcu_quiescent_state();
 }
 
 void kv_thread_offline(void)
 {
+	QSBR_RELEASE();
 	rcu_thread_offline();
 }
 
@@ -171,6 +191,7 @@ struct gc_batch {
 static void gc_free(struct rcu_head *head)
 {
 	struct gc_batch *b = caa_container_of(head, struct gc_batch, head);
+	QSBR_ACQUIRE();
 	for (size_t i = 0; i < b->n; i++)
 		free(b->p[i]);
 	free(b);
@@ -215,8 +236,8 @@ void kv_draft_publish(struct kv *kv)
 {
 	struct kv_view *old = kv->pub;
 	/* Release: every object of the new version is written before the root
-	 * that reaches it becomes visible. */
-	rcu_assign_pointer(kv->pub, kv->draft);
+	 * that reaches it becomes visible (pairs with the acquire in kv_view_get). */
+	__atomic_store_n(&kv->pub, kv->draft, __ATOMIC_RELEASE);
 	kv_mem_retire(&kv->mem, old);
 	kv_mem_commit(&kv->mem);
 	kv->draft = NULL;
@@ -970,7 +991,10 @@ int kv_apply_encoded(struct kv *kv, const void *buf, size_t len, struct kv_apply
 
 const struct kv_view *kv_view_get(const struct kv *kv)
 {
-	return rcu_dereference(kv->pub);
+	/* Acquire: pairs with the release in kv_draft_publish, so everything the
+	 * root reaches is seen as written (free on x86; C11 so ThreadSanitizer
+	 * can check it). */
+	return __atomic_load_n(&kv->pub, __ATOMIC_ACQUIRE);
 }
 
 int64_t kv_view_zxid(const struct kv_view *v)

@@ -57,7 +57,7 @@ struct kv_view {
 };
 
 struct kv {
-	struct kv_view *pub; /* published with release; read with rcu_dereference */
+	struct kv_view *pub; /* published with release; read with acquire */
 	struct kv_view *draft;
 	struct kv_mem mem;
 	uint32_t max_data;
