@@ -202,7 +202,7 @@ void kv_reclaim(struct kv *kv)
 	struct kv_ptrvec *g = &kv->mem.garbage;
 	if (g->n == 0)
 		return;
-	struct gc_batch *b = malloc(sizeof(*b) + g->n * sizeof(void *));
+	struct gc_batch *b = kv_malloc(sizeof(*b) + g->n * sizeof(void *));
 	if (!b)
 		return; /* keep them; try again next time */
 	b->n = g->n;
@@ -348,7 +348,7 @@ static int64_t sput(struct kv *kv, const char *s, size_t n)
 		size_t cap = kv->scap ? kv->scap : 4096;
 		while (cap < kv->slen + n + 1)
 			cap *= 2;
-		char *nb = realloc(kv->sbuf, cap);
+		char *nb = kv_realloc(kv->sbuf, cap);
 		if (!nb)
 			return KEEL_E_NOMEM;
 		kv->sbuf = nb;
@@ -365,11 +365,11 @@ static int emit(struct kv *kv, int32_t type, const char *path, size_t n, int64_t
 {
 	if (kv->nev == kv->evcap) {
 		size_t cap = kv->evcap ? kv->evcap * 2 : 64;
-		struct kv_event *ne = realloc(kv->ev, cap * sizeof(*ne));
+		struct kv_event *ne = kv_realloc(kv->ev, cap * sizeof(*ne));
 		if (!ne)
 			return KEEL_E_NOMEM;
 		kv->ev = ne;
-		uint32_t *no = realloc(kv->ev_off, cap * sizeof(*no));
+		uint32_t *no = kv_realloc(kv->ev_off, cap * sizeof(*no));
 		if (!no)
 			return KEEL_E_NOMEM;
 		kv->ev_off = no;
@@ -762,8 +762,14 @@ static int do_check(struct opctx *c, const struct kv_op *op)
 	return 0;
 }
 
+/* The most objects one op retires: two trie paths of at most 12 nodes each
+ * (paths map, child set), the session's set path, records, blobs, the view. */
+#define RETIRE_PER_OP 64
+
 static int do_op(struct opctx *c, const struct kv_op *op)
 {
+	if (kv_mem_reserve(&c->kv->mem, RETIRE_PER_OP) < 0)
+		return KEEL_E_NOMEM;
 	c->res->type = op->type;
 	c->res->err = KV_ZOK;
 	c->res->path_len = 0;
@@ -796,6 +802,8 @@ static int do_create_session(struct kv *kv, const struct kv_txn *txn, struct kv_
 		r->err = KV_ZBADARGUMENTS;
 		return 0;
 	}
+	if (kv_mem_reserve(&kv->mem, RETIRE_PER_OP) < 0)
+		return KEEL_E_NOMEM;
 	struct kv_session *s = kv_session_find(d->session_map, txn->session_id);
 	if (s) {
 		/* ZooKeeper re-registers an existing id with the new timeout. */
@@ -846,6 +854,8 @@ static int do_close_session(struct kv *kv, const struct kv_txn *txn, struct kv_o
 		struct kv_name *nm = col.names.v[i];
 		uint32_t n = nm->leaf.klen;
 		memcpy(path, nm->name, n); /* nm is retired (maybe freed at commit) by the delete */
+		if ((rc = kv_mem_reserve(&kv->mem, RETIRE_PER_OP)) < 0)
+			goto out;
 		struct kv_znode *z = kv_lookup(d->paths, path, n);
 		KEEL_ASSERT(z != NULL && z->stat.ephemeral_owner == txn->session_id);
 		if ((rc = remove_node(kv, z, txn->zxid)) < 0)
@@ -853,6 +863,8 @@ static int do_close_session(struct kv *kv, const struct kv_txn *txn, struct kv_o
 	}
 	s = kv_session_find(d->session_map, txn->session_id);
 	KEEL_ASSERT(s != NULL && s->num_ephemerals == 0);
+	if ((rc = kv_mem_reserve(&kv->mem, RETIRE_PER_OP)) < 0)
+		goto out;
 	if (kv_hamt_del(&kv->mem, &d->session_map, s->leaf.hash, s->leaf.key, s->leaf.klen, &old) <
 	    0) {
 		rc = KEEL_E_NOMEM;
@@ -967,6 +979,8 @@ int kv_apply(struct kv *kv, const struct kv_txn *txn, struct kv_apply_result *re
 		if ((rc = draft_open(kv)) < 0)
 			goto nomem;
 	}
+	if ((rc = kv_mem_reserve(&kv->mem, 1)) < 0) /* for the old root */
+		goto nomem;
 	kv->draft->zxid = txn->zxid;
 	kv_draft_publish(kv);
 	finish_results(kv, nres, res);
