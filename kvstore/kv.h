@@ -12,11 +12,15 @@
  * What can fail: a malformed entry (KEEL_E_MALFORMED, nothing applied), a zxid
  * that does not increase (KEEL_E_STALE, nothing applied), out of memory
  * (KEEL_E_NOMEM, nothing applied). ZooKeeper-level failures (NoNode,
- * BadVersion, ...) are results, not failures: they are part of the state machine.
+ * BadVersion, ...) are results, not failures: they are part of the state
+ * machine; a failed op or multi changes nothing but still uses its zxid (the
+ * view's zxid advances to it), as every replica must agree on that too.
  *
  * Threads and ownership:
  *  - ONE writer thread calls kv_apply*, kv_restore, kv_reclaim. Writer calls are
- *    never concurrent with each other.
+ *    never concurrent with each other. The writer registers too (it hands
+ *    retired memory to liburcu's call_rcu) and, if it stays online, calls
+ *    kv_thread_quiescent() between applies like any reader.
  *  - ANY number of reader threads read through a kv_view. A thread that reads
  *    (or writes) first calls kv_thread_register(). Reclamation is quiescent-
  *    state based (liburcu QSBR): a registered, online thread MUST call
@@ -297,6 +301,7 @@ uint64_t kv_view_digest(const struct kv_view *v);
 uint64_t kv_view_node_count(const struct kv_view *v);
 uint64_t kv_view_session_count(const struct kv_view *v);
 
+/* data is NULL when data_len is 0; acl is the canonical encoding (kv_acl_next). */
 struct kv_node {
 	struct kv_stat stat;
 	const void *data;
