@@ -1,0 +1,133 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * kvstore per-call costs on one thread: encoding and decoding a create txn
+ * (64 B of data), kv_get over N znodes, and kv_apply of setData. The
+ * concurrent figures (readers under a full-speed writer) come from
+ * bench/kvstore/kv-bench.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "gb.h"
+#include "keel.h"
+#include "kv.h"
+
+static uint8_t acl[64];
+static uint32_t acl_len;
+static char data64[64];
+
+static struct kv_op create_op(const char *path)
+{
+	static const struct kv_acl world = { KV_PERM_ALL, "world", 5, "anyone", 6 };
+	acl_len = (uint32_t)kv_acl_encode(&world, 1, acl, sizeof(acl));
+	struct kv_op op = { .type = KV_OP_CREATE,
+			    .path = path,
+			    .path_len = (uint32_t)strlen(path),
+			    .data = data64,
+			    .data_len = 64,
+			    .acl = acl,
+			    .acl_len = acl_len,
+			    .version = -1 };
+	return op;
+}
+
+static void bm_encode(gb_state *st)
+{
+	uint8_t buf[512];
+	struct kv_op op = create_op("/app/config/node0000042");
+	struct kv_txn t = { .type = KV_OP_CREATE, .zxid = 1, .nops = 1, .ops = &op };
+	int64_t n = 0;
+	while (gb_keep_running(st)) {
+		n = kv_txn_encode(&t, buf, sizeof(buf));
+		gb_do_not_optimize(buf);
+	}
+	gb_set_bytes_processed(st, gb_iterations(st) * n);
+}
+
+static void bm_decode(gb_state *st)
+{
+	uint8_t buf[512];
+	struct kv_op op = create_op("/app/config/node0000042"), dop;
+	struct kv_txn t = { .type = KV_OP_CREATE, .zxid = 1, .nops = 1, .ops = &op }, d;
+	int64_t n = kv_txn_encode(&t, buf, sizeof(buf));
+	while (gb_keep_running(st)) {
+		if (kv_txn_decode(buf, (size_t)n, &d, &dop, 1) < 0)
+			gb_skip_with_error(st, "decode failed");
+		gb_do_not_optimize(&dop);
+	}
+	gb_set_bytes_processed(st, gb_iterations(st) * n);
+}
+
+/* A store of n znodes /b/kI with 64 B data; the caller destroys it. */
+static struct kv *make_store(int64_t n, int64_t *zxid, char (*keys)[24])
+{
+	struct kv *kv;
+	struct kv_apply_result r;
+	if (kv_create(NULL, &kv) < 0)
+		return NULL;
+	struct kv_op op = create_op("/b");
+	struct kv_txn t = { .type = KV_OP_CREATE, .zxid = (*zxid)++, .nops = 1, .ops = &op };
+	kv_apply(kv, &t, &r);
+	for (int64_t i = 0; i < n; i++) {
+		snprintf(keys[i], 24, "/b/k%07lld", (long long)i);
+		op = create_op(keys[i]);
+		t.zxid = (*zxid)++;
+		kv_apply(kv, &t, &r);
+	}
+	return kv;
+}
+
+static char keys[100000][24];
+
+static void bm_get(gb_state *st)
+{
+	int64_t n = gb_range(st, 0), zxid = 1;
+	uint64_t r = 1;
+	kv_thread_register();
+	struct kv *kv = make_store(n, &zxid, keys);
+	const struct kv_view *v = kv_view_get(kv);
+	while (gb_keep_running(st)) {
+		struct kv_node nd;
+		r = r * 6364136223846793005ull + 1442695040888963407ull;
+		const char *k = keys[(r >> 33) % (uint64_t)n];
+		kv_get(v, k, 13, &nd);
+		gb_do_not_optimize(&nd);
+	}
+	gb_set_items_processed(st, gb_iterations(st));
+	kv_destroy(kv);
+	kv_thread_quiescent();
+	kv_thread_unregister();
+}
+
+static void bm_apply_set(gb_state *st)
+{
+	int64_t n = gb_range(st, 0), zxid = 1, i = 0;
+	kv_thread_register();
+	struct kv *kv = make_store(n, &zxid, keys);
+	struct kv_apply_result r;
+	while (gb_keep_running(st)) {
+		struct kv_op op = { .type = KV_OP_SET_DATA,
+				    .path = keys[i++ % n],
+				    .path_len = 13,
+				    .data = data64,
+				    .data_len = 64,
+				    .version = -1 };
+		struct kv_txn t = { .type = KV_OP_SET_DATA, .zxid = zxid++, .nops = 1, .ops = &op };
+		kv_apply(kv, &t, &r);
+		if ((i & 255) == 0)
+			kv_thread_quiescent();
+	}
+	gb_set_items_processed(st, gb_iterations(st));
+	kv_destroy(kv);
+	kv_thread_quiescent();
+	kv_thread_unregister();
+}
+
+GB_BENCH(kvstore)
+{
+	static const int64_t sizes[] = { 1000, 100000 };
+	gb_register("kvstore/txn_encode_create64", bm_encode);
+	gb_register("kvstore/txn_decode_create64", bm_decode);
+	gb_register_args("kvstore/get", bm_get, sizes, 2);
+	gb_register_args("kvstore/apply_setdata64", bm_apply_set, sizes, 2);
+}
