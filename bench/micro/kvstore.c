@@ -67,12 +67,16 @@ static struct kv *make_store(int64_t n, int64_t *zxid, char (*keys)[24])
 		return NULL;
 	struct kv_op op = create_op("/b");
 	struct kv_txn t = { .type = KV_OP_CREATE, .zxid = (*zxid)++, .nops = 1, .ops = &op };
-	kv_apply(kv, &t, &r);
-	for (int64_t i = 0; i < n; i++) {
-		snprintf(keys[i], 24, "/b/k%07lld", (long long)i);
-		op = create_op(keys[i]);
-		t.zxid = (*zxid)++;
-		kv_apply(kv, &t, &r);
+	for (int64_t i = -1; i < n; i++) {
+		if (i >= 0) {
+			snprintf(keys[i], 24, "/b/k%07lld", (long long)i);
+			op = create_op(keys[i]);
+			t.zxid = (*zxid)++;
+		}
+		if (kv_apply(kv, &t, &r) < 0 || r.err != KV_ZOK) {
+			kv_destroy(kv);
+			return NULL;
+		}
 	}
 	return kv;
 }
@@ -90,7 +94,10 @@ static void bm_get(gb_state *st)
 		struct kv_node nd;
 		r = r * 6364136223846793005ull + 1442695040888963407ull;
 		const char *k = keys[(r >> 33) % (uint64_t)n];
-		kv_get(v, k, 13, &nd);
+		if (kv_get(v, k, strlen(k), &nd) != KV_ZOK) {
+			gb_skip_with_error(st, "get failed");
+			break;
+		}
 		gb_do_not_optimize(&nd);
 	}
 	gb_set_items_processed(st, gb_iterations(st));
@@ -102,18 +109,25 @@ static void bm_get(gb_state *st)
 static void bm_apply_set(gb_state *st)
 {
 	int64_t n = gb_range(st, 0), zxid = 1, i = 0;
+	struct kv_apply_result r;
 	kv_thread_register();
 	struct kv *kv = make_store(n, &zxid, keys);
-	struct kv_apply_result r;
+	if (!kv) {
+		gb_skip_with_error(st, "store setup failed");
+		return;
+	}
 	while (gb_keep_running(st)) {
-		struct kv_op op = { .type = KV_OP_SET_DATA,
-				    .path = keys[i++ % n],
-				    .path_len = 13,
-				    .data = data64,
-				    .data_len = 64,
-				    .version = -1 };
+		const char *k = keys[i++ % n];
+		struct kv_op op = {
+			.type = KV_OP_SET_DATA, .path = k, .data = data64, .version = -1
+		};
+		op.path_len = (uint32_t)strlen(k);
+		op.data_len = 64;
 		struct kv_txn t = { .type = KV_OP_SET_DATA, .zxid = zxid++, .nops = 1, .ops = &op };
-		kv_apply(kv, &t, &r);
+		if (kv_apply(kv, &t, &r) < 0 || r.err != KV_ZOK) {
+			gb_skip_with_error(st, "apply failed");
+			break;
+		}
 		if ((i & 255) == 0)
 			kv_thread_quiescent();
 	}
