@@ -908,6 +908,9 @@ int kv_apply(struct kv *kv, const struct kv_txn *txn, struct kv_apply_result *re
 		return KEEL_E_STALE;
 	if (txn->nops > KV_TXN_MAX_OPS || (txn->nops && !txn->ops))
 		return KEEL_E_INVAL;
+	for (uint32_t i = 0; i < txn->nops; i++)
+		if (!kv_op_ptrs_ok(&txn->ops[i]))
+			return KEEL_E_INVAL;
 	if (txn->type != KV_OP_MULTI && txn->type != KV_OP_CREATE_SESSION &&
 	    txn->type != KV_OP_CLOSE_SESSION && txn->type != KV_OP_EXPIRE_SESSION &&
 	    (txn->nops != 1 || txn->ops[0].type != txn->type))

@@ -511,6 +511,16 @@ static void test_zxid_order(void **state)
 	txn.zxid = 11;
 	txn.type = KV_OP_DELETE; /* type and op disagree */
 	assert_int_equal(kv_apply(kv, &txn, &r), KEEL_E_INVAL);
+	/* pointers that do not cover their lengths */
+	txn.type = KV_OP_CREATE;
+	op.data = NULL;
+	op.data_len = 3;
+	assert_int_equal(kv_apply(kv, &txn, &r), KEEL_E_INVAL);
+	uint8_t buf[256];
+	assert_int_equal(kv_txn_encode(&txn, buf, sizeof(buf)), KEEL_E_INVAL);
+	op = kvt_create_op("/b", "", 0);
+	op.path = NULL;
+	assert_int_equal(kv_apply(kv, &txn, &r), KEEL_E_INVAL);
 	assert_int_equal(kv_view_zxid(kv_view_get(kv)), 10);
 }
 
