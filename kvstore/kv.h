@@ -375,7 +375,7 @@ void kv_watches_destroy(struct kv_watches *w);
  * with a larger zxid fire it. Returns KEEL_E_STALE if events newer than
  * seen_zxid were already matched (the read is older than what was delivered):
  * redo the read with a fresh view and add again. Re-adding the same
- * (session, path, kind) keeps one watch.
+ * (session, path, kind) keeps one watch, armed since the older of the reads.
  */
 int kv_watch_add(struct kv_watches *w, int64_t session_id, const char *path, size_t path_len,
 		 enum kv_watch_kind kind, int64_t seen_zxid);

@@ -102,6 +102,14 @@ static void test_watch_kinds(void **state)
 	nt.n = 0;
 	kv_watch_match(w, &old, note, &nt);
 	assert_false(has(&nt, 6, KV_EVENT_CREATED, "/x"));
+	/* a watch re-added by a newer read still owes the older read its event */
+	assert_int_equal(kv_watch_add(w, 8, "/y", 2, KV_WATCH_DATA, 5), 0);
+	struct kv_event ev9 = { KV_EVENT_DATA_CHANGED, 2, "/y", 9 };
+	assert_int_equal(kv_watch_add(w, 8, "/y", 2, KV_WATCH_DATA, 9), 0);
+	nt.n = 0;
+	assert_int_equal(kv_watch_match(w, &ev9, note, &nt), 2); /* and 3's recursive "/" */
+	assert_true(has(&nt, 8, KV_EVENT_DATA_CHANGED, "/y"));
+	assert_true(has(&nt, 3, KV_EVENT_DATA_CHANGED, "/y"));
 	/* removal */
 	assert_int_equal(kv_watch_remove(w, 6, "/x", 2, KV_WATCH_CHILD), KV_ZNOWATCHER);
 	assert_int_equal(kv_watch_remove(w, 6, "/x", 2, KV_WATCH_DATA), KV_ZOK);
