@@ -11,30 +11,12 @@
 #include "gb.h"
 #include "keel.h"
 #include "kv.h"
-
-static uint8_t acl[64];
-static uint32_t acl_len;
-static char data64[64];
-
-static struct kv_op create_op(const char *path)
-{
-	static const struct kv_acl world = { KV_PERM_ALL, "world", 5, "anyone", 6 };
-	acl_len = (uint32_t)kv_acl_encode(&world, 1, acl, sizeof(acl));
-	struct kv_op op = { .type = KV_OP_CREATE,
-			    .path = path,
-			    .path_len = (uint32_t)strlen(path),
-			    .data = data64,
-			    .data_len = 64,
-			    .acl = acl,
-			    .acl_len = acl_len,
-			    .version = -1 };
-	return op;
-}
+#include "../kvstore/kvb.h"
 
 static void bm_encode(gb_state *st)
 {
 	uint8_t buf[512];
-	struct kv_op op = create_op("/app/config/node0000042");
+	struct kv_op op = kvb_create_op("/app/config/node0000042");
 	struct kv_txn t = { .type = KV_OP_CREATE, .zxid = 1, .nops = 1, .ops = &op };
 	int64_t n = 0;
 	while (gb_keep_running(st)) {
@@ -47,7 +29,7 @@ static void bm_encode(gb_state *st)
 static void bm_decode(gb_state *st)
 {
 	uint8_t buf[512];
-	struct kv_op op = create_op("/app/config/node0000042"), dop;
+	struct kv_op op = kvb_create_op("/app/config/node0000042"), dop;
 	struct kv_txn t = { .type = KV_OP_CREATE, .zxid = 1, .nops = 1, .ops = &op }, d;
 	int64_t n = kv_txn_encode(&t, buf, sizeof(buf));
 	while (gb_keep_running(st)) {
@@ -65,12 +47,12 @@ static struct kv *make_store(int64_t n, int64_t *zxid, char (*keys)[24])
 	struct kv_apply_result r;
 	if (kv_create(NULL, &kv) < 0)
 		return NULL;
-	struct kv_op op = create_op("/b");
+	struct kv_op op = kvb_create_op("/b");
 	struct kv_txn t = { .type = KV_OP_CREATE, .zxid = (*zxid)++, .nops = 1, .ops = &op };
 	for (int64_t i = -1; i < n; i++) {
 		if (i >= 0) {
 			snprintf(keys[i], 24, "/b/k%07lld", (long long)i);
-			op = create_op(keys[i]);
+			op = kvb_create_op(keys[i]);
 			t.zxid = (*zxid)++;
 		}
 		if (kv_apply(kv, &t, &r) < 0 || r.err != KV_ZOK) {
@@ -117,12 +99,7 @@ static void bm_apply_set(gb_state *st)
 		return;
 	}
 	while (gb_keep_running(st)) {
-		const char *k = keys[i++ % n];
-		struct kv_op op = {
-			.type = KV_OP_SET_DATA, .path = k, .data = data64, .version = -1
-		};
-		op.path_len = (uint32_t)strlen(k);
-		op.data_len = 64;
+		struct kv_op op = kvb_op(KV_OP_SET_DATA, keys[i++ % n]);
 		struct kv_txn t = { .type = KV_OP_SET_DATA, .zxid = zxid++, .nops = 1, .ops = &op };
 		if (kv_apply(kv, &t, &r) < 0 || r.err != KV_ZOK) {
 			gb_skip_with_error(st, "apply failed");

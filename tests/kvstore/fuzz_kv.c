@@ -14,8 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "keel.h"
-#include "kv.h"
+#include "kvt.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -46,55 +45,20 @@ static void one_txn(const uint8_t *p, size_t n)
 	check(r.nops <= KV_TXN_MAX_OPS);
 }
 
-struct stream {
-	const uint8_t *p;
-	size_t len, pos;
-	uint8_t *out;
-	size_t olen, ocap;
-};
-
-static int sread(void *ctx, void *buf, size_t len)
-{
-	struct stream *s = ctx;
-	if (s->len - s->pos < len)
-		return KEEL_E_IO;
-	memcpy(buf, s->p + s->pos, len);
-	s->pos += len;
-	return 0;
-}
-
-static int swrite(void *ctx, const void *buf, size_t len)
-{
-	struct stream *s = ctx;
-	if (s->olen + len > s->ocap) {
-		size_t cap = s->ocap ? s->ocap * 2 : 4096;
-		while (cap < s->olen + len)
-			cap *= 2;
-		uint8_t *nb = realloc(s->out, cap);
-		if (!nb)
-			return KEEL_E_NOMEM;
-		s->out = nb;
-		s->ocap = cap;
-	}
-	memcpy(s->out + s->olen, buf, len);
-	s->olen += len;
-	return 0;
-}
-
 static void one_snapshot(const uint8_t *p, size_t n)
 {
 	struct kv *a, *b;
-	struct stream s = { p, n, 0, NULL, 0, 0 };
+	/* read-only use of the input: the stream never writes to b */
+	struct kvt_stream in = { (uint8_t *)(uintptr_t)p, n, n, 0 }, out = { 0 };
 	check(kv_create(NULL, &a) == 0);
-	if (kv_restore(a, sread, &s) == 0) {
-		check(kv_snapshot_write(kv_view_get(a), swrite, &s) == 0);
-		struct stream s2 = { s.out, s.olen, 0, NULL, 0, 0 };
+	if (kv_restore(a, kvt_stream_read, &in) == 0) {
+		check(kv_snapshot_write(kv_view_get(a), kvt_stream_write, &out) == 0);
 		check(kv_create(NULL, &b) == 0);
-		check(kv_restore(b, sread, &s2) == 0);
+		check(kv_restore(b, kvt_stream_read, &out) == 0);
 		check(kv_view_digest(kv_view_get(b)) == kv_view_digest(kv_view_get(a)));
 		kv_destroy(b);
 	}
-	free(s.out);
+	free(out.b);
 	kv_destroy(a);
 }
 
