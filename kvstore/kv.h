@@ -355,7 +355,9 @@ typedef int (*kv_read_fn)(void *ctx, void *buf, size_t len);
 int kv_snapshot_write(const struct kv_view *v, kv_write_fn fn, void *ctx);
 /* Writer thread, on an empty store (fresh kv_create, nothing applied): loads a
  * snapshot. KEEL_E_CORRUPT if it is inconsistent or its digest disagrees;
- * KEEL_E_STATE if the store is not empty. On failure the store stays empty. */
+ * KEEL_E_STATE if the store is not empty. On failure the store stays empty.
+ * To install a snapshot on a live node (Raft InstallSnapshot), restore into a
+ * new kv, point readers at it, and destroy the old one once no reader uses it. */
 int kv_restore(struct kv *kv, kv_read_fn fn, void *ctx);
 
 /* ---- watch registry: per server, not replicated, one owning thread ---- */
