@@ -1004,6 +1004,33 @@ int kv_apply_encoded(struct kv *kv, const void *buf, size_t len, struct kv_apply
 	return kv_apply(kv, &txn, res);
 }
 
+int kv_apply_batch(struct kv *kv, const void *buf, size_t len, kv_batch_fn fn, void *ctx)
+{
+	struct kv_batch_iter it;
+	struct kv_txn txn;
+	struct kv_apply_result res;
+	const void *t;
+	size_t tl;
+	int rc;
+	/* Validate all first, so a bad entry changes nothing. */
+	if ((rc = kv_batch_iter_init(&it, buf, len)) < 0)
+		return rc;
+	while ((rc = kv_batch_next(&it, &t, &tl)) == 1)
+		if ((rc = kv_txn_decode(t, tl, &txn, kv->dec_ops, KV_TXN_MAX_OPS)) < 0)
+			return rc;
+	if (rc < 0)
+		return rc;
+	kv_batch_iter_init(&it, buf, len);
+	for (uint32_t i = 0; kv_batch_next(&it, &t, &tl) == 1; i++) {
+		kv_txn_decode(t, tl, &txn, kv->dec_ops, KV_TXN_MAX_OPS);
+		if ((rc = kv_apply(kv, &txn, &res)) < 0)
+			return rc;
+		if (fn)
+			fn(ctx, i, &txn, &res);
+	}
+	return 0;
+}
+
 /* ---- reads ---- */
 
 const struct kv_view *kv_view_get(const struct kv *kv)

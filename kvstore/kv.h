@@ -290,6 +290,17 @@ struct kv_apply_result {
 int kv_apply(struct kv *kv, const struct kv_txn *txn, struct kv_apply_result *res);
 /* kv_txn_decode + kv_apply. */
 int kv_apply_encoded(struct kv *kv, const void *buf, size_t len, struct kv_apply_result *res);
+/*
+ * Applies a whole batch (one committed Raft entry) in order. Every txn is
+ * decoded first: a malformed batch returns KEEL_E_MALFORMED (or KEEL_E_TOO_BIG)
+ * with nothing applied. Then each txn is applied and fn (optional) is called
+ * with its index, the decoded txn (borrowing buf) and its result, both valid
+ * only during the call. Stops at the first kv_apply failure and returns it
+ * (e.g. KEEL_E_STALE for a replayed entry; txns before it stay applied).
+ */
+typedef void (*kv_batch_fn)(void *ctx, uint32_t index, const struct kv_txn *txn,
+			    const struct kv_apply_result *res);
+int kv_apply_batch(struct kv *kv, const void *buf, size_t len, kv_batch_fn fn, void *ctx);
 /* Hands retired memory to the reclaimer now (kv_apply does it every few hundred
  * retired objects). Writer thread. */
 void kv_reclaim(struct kv *kv);
