@@ -538,6 +538,27 @@ static void become_leader(struct raft *r)
 
 static void maybe_commit(struct raft *r);
 
+static void conf_buf_release(struct raft_buf *b)
+{
+	free(b);
+}
+
+/* Configuration entries are rare: their payload is the one thing the core allocates. */
+static int append_conf(struct raft *r, const struct raft_conf *c)
+{
+	struct raft_buf *b = malloc(sizeof(*b) + RAFT_CONF_MAX_BYTES);
+	if (!b)
+		return KEEL_E_NOMEM;
+	b->data = (uint8_t *)(b + 1);
+	b->size = (uint32_t)raft_conf_encode(c, b->data);
+	b->refs = 1;
+	b->release = conf_buf_release;
+	b->user = NULL;
+	leader_append(r, RAFT_ENTRY_CONF, b, 0, b->size);
+	raft_buf_unref(b);
+	return 0;
+}
+
 static void leader_after_commit(struct raft *r)
 {
 	for (uint32_t i = 0; i < r->conf.n; i++)
@@ -551,19 +572,12 @@ static void leader_after_commit(struct raft *r)
 		for (uint32_t i = 0; i < r->conf.n; i++) {
 			struct raft_member m = r->conf.m[i];
 			if (m.flags == RAFT_VOTER_OLD)
-				continue; /* a voter being removed */
-			m.flags &= RAFT_VOTER;
+				continue;      /* a voter being removed */
+			m.flags &= RAFT_VOTER; /* LEARNER_NEW members stay as learners */
 			c.m[c.n++] = m;
 		}
-		struct raft_buf *b = malloc(sizeof(*b) + RAFT_CONF_MAX_BYTES);
-		KEEL_ASSERT(b != NULL);
-		b->data = (uint8_t *)(b + 1);
-		b->size = (uint32_t)raft_conf_encode(&c, b->data);
-		b->refs = 1;
-		b->release = (void (*)(struct raft_buf *))free;
-		b->user = NULL;
-		leader_append(r, RAFT_ENTRY_CONF, b, 0, b->size);
-		raft_buf_unref(b);
+		int rc = append_conf(r, &c);
+		KEEL_ASSERT(rc == 0); /* out of memory here is fatal: the joint config must end */
 		maybe_commit(r);
 	} else if (!(flags_of(&r->conf, r->id) & RAFT_VOTER)) {
 		/* §4.2.2: a leader not in C_new steps down once C_new is committed. */
@@ -982,13 +996,30 @@ int raft_step(struct raft *r, const struct raft_msg *m)
 	return 0;
 }
 
+/*
+ * Voters of the latest configuration campaign (§4.1). So do voters of the one
+ * before it while the latest is uncommitted: otherwise, if the only voters of
+ * C_new lag behind the log that holds C_new, no one could ever win.
+ */
+static bool may_campaign(struct raft *r)
+{
+	if (is_voter(r, r->id))
+		return true;
+	if (r->conf_index <= r->commit)
+		return false;
+	struct raft_conf prev;
+	uint64_t pi;
+	conf_upto(r, r->conf_index - 1, &prev, &pi);
+	return (flags_of(&prev, r->id) & (RAFT_VOTER | RAFT_VOTER_OLD)) != 0;
+}
+
 void raft_tick(struct raft *r)
 {
 	KEEL_ASSERT(!r->in_ready);
 	r->now++;
 	r->election_elapsed++;
 	if (r->role != RAFT_LEADER) {
-		if (r->election_elapsed >= r->rand_timeout && is_voter(r, r->id))
+		if (r->election_elapsed >= r->rand_timeout && may_campaign(r))
 			campaign(r, false);
 		return;
 	}
@@ -1055,7 +1086,8 @@ int raft_propose_conf(struct raft *r, const struct raft_conf *target)
 		voters_change |= was_voter != will;
 		c.m[c.n].id = target->m[i].id;
 		c.m[c.n].flags =
-			(uint8_t)((will ? RAFT_VOTER : 0) | (was_voter ? RAFT_VOTER_OLD : 0));
+			(uint8_t)((will ? RAFT_VOTER : 0) | (was_voter ? RAFT_VOTER_OLD : 0) |
+				  (was_voter && !will ? RAFT_LEARNER_NEW : 0));
 		c.n++;
 	}
 	for (uint32_t i = 0; i < r->conf.n; i++)
@@ -1073,17 +1105,9 @@ int raft_propose_conf(struct raft *r, const struct raft_conf *target)
 		for (uint32_t i = 0; i < c.n; i++)
 			c.m[i].flags &= RAFT_VOTER;
 	}
-	struct raft_buf *b = malloc(sizeof(*b) + RAFT_CONF_MAX_BYTES);
-	if (!b)
-		return KEEL_E_NOMEM;
-	b->data = (uint8_t *)(b + 1);
-	b->size = (uint32_t)raft_conf_encode(&c, b->data);
-	b->refs = 1;
-	b->release = (void (*)(struct raft_buf *))free;
-	b->user = NULL;
-	leader_append(r, RAFT_ENTRY_CONF, b, 0, b->size);
-	raft_buf_unref(b);
-	return 0;
+	if (raft_conf_check(&c))
+		return KEEL_E_INVAL; /* e.g. no voter left */
+	return append_conf(r, &c);
 }
 
 static void release_held(struct raft *r)

@@ -115,8 +115,9 @@ struct raft_entry {
 #define RAFT_MAX_MEMBERS 16
 
 enum raft_member_flags {
-	RAFT_VOTER = 1,     /* votes in the (new) configuration */
-	RAFT_VOTER_OLD = 2, /* votes in the old configuration (joint only, §4.3) */
+	RAFT_VOTER = 1,       /* votes in the (new) configuration */
+	RAFT_VOTER_OLD = 2,   /* votes in the old configuration (joint only, §4.3) */
+	RAFT_LEARNER_NEW = 4, /* joint only, with VOTER_OLD: stays as a learner in C_new */
 };
 
 /* A member with no flag is a learner: it receives the log but never votes. */

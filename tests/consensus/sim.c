@@ -74,6 +74,10 @@ struct sim {
 	bool failed;
 	bool conf_changed;
 	uint64_t max_applied_id;
+	/* committed configurations: from index confs_at[i] on, voters are confs_mask[i] */
+	uint64_t confs_at[4096];
+	uint32_t confs_mask[4096];
+	uint32_t confs_n;
 	uint64_t watch_id, watch_index; /* liveness: the first write after healing */
 	char *trace;
 	size_t trace_n, trace_cap;
@@ -406,6 +410,19 @@ static void apply_entry(struct sim *s, struct node *nd, const struct raft_entry 
 			s->watch_index = e->index;
 	}
 	ledger_room(s, e->index);
+	if (!s->ledger[e->index] && e->type == RAFT_ENTRY_CONF) {
+		struct raft_conf conf;
+		if (raft_conf_decode(e->buf->data + e->off, e->len, &conf)) {
+			failf(s, "n%u applies an undecodable configuration", nd->id);
+		} else if (s->confs_n < KEEL_ARRAY_SIZE(s->confs_at)) {
+			uint32_t mask = 0;
+			for (uint32_t i = 0; i < conf.n; i++)
+				if (conf.m[i].flags & RAFT_VOTER)
+					mask |= 1u << conf.m[i].id;
+			s->confs_at[s->confs_n] = e->index;
+			s->confs_mask[s->confs_n++] = mask;
+		}
+	}
 	if (s->ledger[e->index] && s->ledger[e->index] != c)
 		failf(s, "state machine safety: n%u applied a different entry at %llu", nd->id,
 		      (unsigned long long)e->index);
@@ -678,6 +695,10 @@ struct sim *sim_new(const struct sim_opts *o)
 	s->next_id = 1;
 	s->delay_max = 0;
 	struct raft_conf conf = initial_conf(o);
+	s->confs_at[0] = 0;
+	for (uint32_t i = 1; i <= o->voters; i++)
+		s->confs_mask[0] |= 1u << i;
+	s->confs_n = 1;
 	for (uint32_t i = 1; i <= o->nodes; i++) {
 		struct node *nd = &s->n[i];
 		nd->id = i;
@@ -770,11 +791,22 @@ static void check_durable(struct sim *s)
 {
 	/* No committed entry lost: a majority of the voters hold the last one durably. */
 	uint64_t c = s->ledger_max;
-	if (!c || s->conf_changed)
-		return; /* after a membership change the voter set is no longer 1..voters */
-	uint32_t have = 0;
-	for (uint32_t i = 1; i <= s->o.voters; i++) {
+	if (!c)
+		return;
+	/*
+	 * Whatever configuration the leader used to commit c (the one in force at
+	 * c, or a later joint one whose old set it is, or the C_new leaving it),
+	 * a majority of the voters of the configuration in force at c has it.
+	 */
+	uint32_t mask = s->confs_mask[0];
+	for (uint32_t k = 0; k < s->confs_n && s->confs_at[k] <= c; k++)
+		mask = s->confs_mask[k];
+	uint32_t have = 0, voters = 0;
+	for (uint32_t i = 1; i <= s->o.nodes; i++) {
 		struct node *nd = &s->n[i];
+		if (!(mask & (1u << i)))
+			continue;
+		voters++;
 		if (nd->snap.index >= c) {
 			have++;
 			continue;
@@ -785,9 +817,9 @@ static void check_durable(struct sim *s)
 				have++;
 		}
 	}
-	if (have <= s->o.voters / 2)
+	if (have <= voters / 2)
 		failf(s, "committed entry %llu is durable on only %u of %u voters",
-		      (unsigned long long)c, have, s->o.voters);
+		      (unsigned long long)c, have, voters);
 }
 
 void sim_step(struct sim *s)
@@ -940,7 +972,11 @@ int sim_change_conf(struct sim *s, uint32_t id, const struct raft_conf *target)
 	struct node *nd = node(s, id);
 	int rc = nd->r ? raft_propose_conf(nd->r, target) : KEEL_E_SHUTDOWN;
 	s->conf_changed |= rc == 0;
-	sim_note(s, "n%u proposes a configuration of %u members: %s", id, target->n,
+	char v[64] = "";
+	for (uint32_t i = 0, k = 0; i < target->n && k + 4 < sizeof(v); i++)
+		if (target->m[i].flags & RAFT_VOTER)
+			k += (uint32_t)snprintf(v + k, sizeof(v) - k, " n%u", target->m[i].id);
+	sim_note(s, "n%u proposes a configuration of %u members, voters%s: %s", id, target->n, v,
 		 keel_errname(rc));
 	if (nd->r)
 		drain(s, nd);
@@ -1052,6 +1088,17 @@ static void random_client(struct sim *s)
 	}
 	if (chance(s, 5))
 		sim_read(s, l, s->next_id++);
+	if (s->o.conf_changes && chance(s, 1)) {
+		/* Every node stays a member; a random nonempty subset votes. */
+		struct raft_conf t = { .n = s->o.nodes, .joint = false };
+		uint32_t mask = 0;
+		while (!mask)
+			mask = (uint32_t)rnd(s) & ((1u << s->o.nodes) - 1);
+		for (uint32_t i = 0; i < s->o.nodes; i++)
+			t.m[i] = (struct raft_member){ .id = i + 1,
+						       .flags = (mask >> i) & 1 ? RAFT_VOTER : 0 };
+		sim_change_conf(s, l, &t);
+	}
 }
 
 int sim_run(struct sim *s, uint32_t fault_ticks, uint32_t heal_ticks)

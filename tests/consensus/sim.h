@@ -33,6 +33,7 @@ struct sim_opts {
 	uint32_t chunk_bytes;    /* InstallSnapshot chunk size */
 	uint32_t propose_pct;    /* chance per tick that the leader proposes (random runs) */
 	bool lease_reads;
+	bool conf_changes;     /* random runs: the leader changes the voter set now and then */
 	uint32_t max_entries;  /* entries per AppendEntries */
 	uint32_t max_inflight; /* AppendEntries in flight per follower */
 };

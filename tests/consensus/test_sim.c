@@ -39,7 +39,8 @@ static void opts_for_seed(struct sim_opts *o, uint64_t seed)
 	o->max_entries =
 		1u << (seed / 7 % 5); /* 1..16: small appends leave old-term entries alone */
 	o->max_inflight = 1 + (uint32_t)(seed / 3 % 8);
-	o->lease_reads = seed % 4 == 0; /* ticks are exact here, so the lease must hold */
+	o->lease_reads = seed % 4 == 0;  /* ticks are exact here, so the lease must hold */
+	o->conf_changes = seed % 3 == 2; /* joint consensus under faults */
 }
 
 static int run_seed(uint64_t seed)
