@@ -465,18 +465,23 @@ static void request_votes(struct raft *r, bool pre, bool transfer)
 
 static void become_leader(struct raft *r);
 
+static void become_candidate(struct raft *r, bool transfer)
+{
+	r->role = RAFT_CANDIDATE;
+	r->term++;
+	r->vote = r->id;
+	r->hs_dirty = true;
+	r->leader = 0;
+	reset_timeout(r);
+	request_votes(r, false, transfer);
+}
+
 static void tally_votes(struct raft *r)
 {
 	if (quorum_value(r, val_granted)) {
 		if (r->role == RAFT_PRECANDIDATE) {
 			/* §9.6: only now disturb the cluster with a real term. */
-			r->role = RAFT_CANDIDATE;
-			r->term++;
-			r->vote = r->id;
-			r->hs_dirty = true;
-			r->leader = 0;
-			reset_timeout(r);
-			request_votes(r, false, false);
+			become_candidate(r, false);
 		} else if (r->role == RAFT_CANDIDATE) {
 			become_leader(r);
 		}
@@ -495,13 +500,7 @@ static void campaign(struct raft *r, bool transfer)
 		tally_votes(r); /* a one-voter cluster wins at once */
 		return;
 	}
-	r->role = RAFT_CANDIDATE;
-	r->term++;
-	r->vote = r->id;
-	r->hs_dirty = true;
-	r->leader = 0;
-	reset_timeout(r);
-	request_votes(r, false, transfer);
+	become_candidate(r, transfer);
 }
 
 static void mark_send_all(struct raft *r)

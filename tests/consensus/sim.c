@@ -88,12 +88,11 @@ struct sim {
 
 static uint64_t rnd(struct sim *s)
 {
-	uint64_t x = s->rng;
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	s->rng = x;
-	return x * 0x2545F4914F6CDD1DULL;
+	/* splitmix64: the simulator's own stream, independent of the cores' PRNGs. */
+	uint64_t z = (s->rng += 0x9E3779B97F4A7C15ULL);
+	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+	z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+	return z ^ (z >> 31);
 }
 
 static uint32_t rnd_below(struct sim *s, uint32_t n)
