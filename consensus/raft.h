@@ -241,7 +241,7 @@ struct raft_config {
 	struct raft_snapshot_meta snapshot; /* conf of a fresh cluster when index == 0 */
 	const struct raft_entry *entries;   /* after snapshot.index, contiguous; refs taken */
 	uint32_t n_entries;
-	struct raft_buf *snapshot_data; /* optional: image to send followers; ref taken */
+	struct raft_buf *snapshot_data; /* image at snapshot.index (to send it); ref taken */
 };
 
 /* Fills defaults: election 10, heartbeat 1, inflight 64, 64 entries/msg, 64 KiB chunks. */
@@ -259,11 +259,15 @@ void raft_tick(struct raft *r);
 /* Append one batch (one entry) if leader; *index gets its index. A ref is taken on buf. */
 int raft_propose(struct raft *r, struct raft_buf *buf, uint32_t off, uint32_t len, uint64_t *index);
 /*
- * Change membership (leader only). Voter changes go through joint consensus
- * (§4.3): C_old,new, then C_new appended by the core once the joint entry
- * commits. A member may become a voter only if it is a learner now whose
- * match is within promote_max_lag of the leader's last index (else
- * KEEL_E_AGAIN); one change at a time (else KEEL_E_BUSY).
+ * Change membership (leader only) to target (non-joint; members without a
+ * flag are learners). Voter changes go through joint consensus (§4.3):
+ * C_old,new, then C_new appended by the core once the joint entry commits; a
+ * leader not among C_new's voters steps down once C_new commits. A voter may
+ * be demoted to learner or removed. A member may become a voter only if it is
+ * a learner now whose match is within promote_max_lag of the leader's last
+ * index (else KEEL_E_AGAIN; an unknown id is KEEL_E_INVAL: add it as a
+ * learner first); one change at a time (else KEEL_E_BUSY). Configurations
+ * take effect when appended (§4.1), on every node.
  */
 int raft_propose_conf(struct raft *r, const struct raft_conf *target);
 /* The disk finished every update up to persist_seq. */
@@ -275,7 +279,14 @@ void raft_persisted(struct raft *r, uint64_t persist_seq);
  */
 int raft_snapshot_taken(struct raft *r, uint64_t index, struct raft_buf *data,
 			uint64_t keep_entries);
-/* Linearizable read (§6.4): u.reads reports (id, index) once safe to serve. */
+/*
+ * Linearizable read (§6.4), leader only (a follower forwards the request):
+ * u.reads later reports (id, index): serve the read once the state machine
+ * has applied index. KEEL_E_AGAIN until the leader has committed an entry
+ * of its term. With lease_reads the answer comes at once while the leader's
+ * lease (election_ticks - lease_drift_ticks since a quorum acknowledged a
+ * heartbeat) holds; otherwise after one heartbeat round.
+ */
 int raft_read_index(struct raft *r, uint64_t id);
 /* Hand leadership to a caught-up voter (§3.10). */
 int raft_transfer(struct raft *r, uint32_t to);
@@ -302,11 +313,21 @@ struct raft_update {
 	uint64_t persist_seq;
 	bool hs_changed;
 	struct raft_hard_state hs;
-	bool has_snapshot; /* install the image assembled from chunks as the snapshot */
+	/*
+	 * has_snapshot: the image assembled from the chunks (this update's and
+	 * earlier ones, at snapshot.index) becomes the state machine's state and
+	 * the snapshot on disk; every log entry stored before is dropped. Hand
+	 * the image back with raft_snapshot_taken() so this node can send it on.
+	 */
+	bool has_snapshot;
 	struct raft_snapshot_meta snapshot;
 	const struct raft_entry *entries;
 	uint32_t n_entries;
-	/* Send now. */
+	/*
+	 * Send now. Entries and snapshot data in messages point into the core's
+	 * log and snapshot buffers: encode them (or take buffer references)
+	 * before raft_advance().
+	 */
 	const struct raft_msg *msgs;
 	uint32_t n_msgs;
 	const struct raft_chunk *chunks;

@@ -511,12 +511,92 @@ static void test_leader_own_persist(void **state)
 	raft_destroy(r);
 }
 
+/* Bad configuration and bad messages are refused without changing state. */
+static void test_refusals(void **state)
+{
+	(void)state;
+	struct raft_config c;
+	struct raft *r;
+	raft_config_default(&c, 1, 1);
+	assert_int_equal(raft_create(&c, &r), KEEL_E_CONFIG); /* no members */
+	c.snapshot.conf.n = 1;
+	c.snapshot.conf.m[0] = (struct raft_member){ .id = 1, .flags = RAFT_VOTER };
+	c.heartbeat_ticks = c.election_ticks;
+	assert_int_equal(raft_create(&c, &r), KEEL_E_CONFIG);
+	c.heartbeat_ticks = 1;
+	c.lease_reads = true;
+	c.check_quorum = false;
+	assert_int_equal(raft_create(&c, &r), KEEL_E_CONFIG); /* a lease needs CheckQuorum */
+	raft_destroy(core(1, 3));
+
+	r = core(1, 3);
+	struct raft_buf b = { .refs = 1, .size = 8, .data = (uint8_t[8]){ 0 } };
+	assert_int_equal(raft_propose(r, &b, 0, 8, NULL), KEEL_E_NOT_LEADER);
+	assert_int_equal(raft_read_index(r, 1), KEEL_E_NOT_LEADER);
+	assert_int_equal(raft_transfer(r, 2), KEEL_E_NOT_LEADER);
+	struct raft_msg m = { .type = RAFT_MSG_VOTE, .from = 9, .to = 1, .term = 5 };
+	assert_int_equal(raft_step(r, &m), KEEL_E_UNKNOWN_PEER); /* not a member */
+	m.from = 2;
+	m.to = 3;
+	assert_int_equal(raft_step(r, &m), KEEL_E_UNKNOWN_PEER); /* not for us */
+	m.to = 1;
+	m.type = 0;
+	assert_int_equal(raft_step(r, &m), KEEL_E_MALFORMED);
+	m.type = RAFT_MSG_VOTE;
+	m.term = 0;
+	assert_int_equal(raft_step(r, &m), KEEL_E_MALFORMED);
+	assert_int_equal(raft_term(r), 0);
+	struct raft_update u;
+	assert_false(raft_ready(r, &u));
+	assert_int_equal(b.refs, 1);
+	raft_destroy(r);
+}
+
+/* A single voter elects itself, commits once persisted, and compacts behind a snapshot. */
+static void test_single_node_snapshot(void **state)
+{
+	(void)state;
+	struct raft *r = core(1, 1);
+	struct raft_update u;
+	uint64_t applied = 0;
+	uint8_t bytes[16] = { 0 };
+	struct raft_buf b = { .refs = 1, .size = sizeof(bytes), .data = bytes };
+	for (int t = 0; t < 100; t++) {
+		raft_tick(r);
+		if (raft_role(r) == RAFT_LEADER && t % 3 == 0)
+			assert_int_equal(raft_propose(r, &b, 0, 16, NULL), 0);
+		while (raft_ready(r, &u)) {
+			uint64_t seq = u.persist_seq;
+			if (u.n_committed)
+				applied = u.committed[u.n_committed - 1].index;
+			raft_advance(r);
+			if (seq)
+				raft_persisted(r, seq);
+		}
+	}
+	assert_int_equal(raft_role(r), RAFT_LEADER);
+	assert_true(applied > 20);
+	assert_int_equal(raft_commit(r), raft_last_index(r));
+	assert_int_equal(raft_snapshot_taken(r, applied + 1, &b, 0),
+			 KEEL_E_INVAL); /* not applied */
+	assert_int_equal(raft_snapshot_taken(r, applied, &b, 5), 0);
+	assert_int_equal(raft_first_index(r), applied - 5 + 1);
+	struct raft_snapshot_meta meta;
+	raft_snapshot_info(r, &meta);
+	assert_int_equal(meta.index, applied);
+	assert_int_equal(meta.term, raft_term(r));
+	raft_destroy(r);
+	assert_int_equal(b.refs, 1); /* every reference the core took was dropped */
+}
+
 int main(int argc, char **argv)
 {
 	if (argc > 1)
 		cmocka_set_test_filter(argv[1]); /* run one scenario: test_raft_scenarios NAME */
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_persist_before_send),
+		cmocka_unit_test(test_refusals),
+		cmocka_unit_test(test_single_node_snapshot),
 		cmocka_unit_test(test_leader_own_persist),
 		cmocka_unit_test(test_election),
 		cmocka_unit_test(test_split_vote),
