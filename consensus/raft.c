@@ -100,6 +100,7 @@ struct raft {
 	uint64_t hb_round;
 	uint64_t hb_tick[HB_RING];
 	bool bcast_hb;
+	bool lease_broken; /* a TimeoutNow went out during this leadership */
 
 	/* Follower: snapshot being received. */
 	uint64_t rs_index, rs_term, rs_off;
@@ -527,6 +528,7 @@ static void become_leader(struct raft *r)
 {
 	r->role = RAFT_LEADER;
 	r->leader = r->id;
+	r->lease_broken = false;
 	r->transfer_to = 0;
 	r->election_elapsed = r->heartbeat_elapsed = 0;
 	for (uint32_t i = 0; i < r->conf.n; i++)
@@ -600,7 +602,7 @@ static void maybe_commit(struct raft *r)
 
 static bool lease_valid(struct raft *r)
 {
-	if (!r->cfg.lease_reads)
+	if (!r->cfg.lease_reads || r->lease_broken)
 		return false;
 	uint64_t q = quorum_value(r, val_hb);
 	if (q == 0 || q + HB_RING <= r->hb_round)
@@ -625,6 +627,17 @@ static void check_reads(struct raft *r)
 		memmove(r->pending_reads.v, r->pending_reads.v + k,
 			(r->pending_reads.n - k) * sizeof(*r->pending_reads.v));
 	r->pending_reads.n -= k;
+}
+
+/*
+ * The transfer target campaigns at once, ignoring leader stickiness, so from
+ * here on this leader's lease no longer holds (§6.4.1).
+ */
+static void send_timeout_now(struct raft *r, uint32_t to)
+{
+	struct raft_msg tn = { .type = RAFT_MSG_TIMEOUT_NOW, .to = to };
+	send(r, &tn);
+	r->lease_broken = true;
 }
 
 /* ---- message handlers ---- */
@@ -839,8 +852,7 @@ static void handle_append_resp(struct raft *r, struct progress *p, const struct 
 	if (progressed)
 		maybe_commit(r);
 	if (r->transfer_to == p->id && p->match == last_index(r)) {
-		struct raft_msg tn = { .type = RAFT_MSG_TIMEOUT_NOW, .to = p->id };
-		send(r, &tn);
+		send_timeout_now(r, p->id);
 	}
 }
 
@@ -1214,8 +1226,7 @@ int raft_transfer(struct raft *r, uint32_t to)
 	r->election_elapsed = 0;
 	struct progress *p = progress_of(r, to);
 	if (p->match == last_index(r)) {
-		struct raft_msg tn = { .type = RAFT_MSG_TIMEOUT_NOW, .to = to };
-		send(r, &tn);
+		send_timeout_now(r, to);
 	} else {
 		p->need_send = true;
 	}

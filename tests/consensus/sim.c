@@ -1087,6 +1087,11 @@ static void random_client(struct sim *s)
 	}
 	if (chance(s, 5))
 		sim_read(s, l, s->next_id++);
+	if (rnd_below(s, 1000) < 3) {
+		uint32_t to = 1 + rnd_below(s, s->o.nodes);
+		if (to != l)
+			sim_transfer(s, l, to); /* refused unless to is a voter */
+	}
 	if (s->o.conf_changes && chance(s, 1)) {
 		/* Every node stays a member; a random nonempty subset votes. */
 		struct raft_conf t = { .n = s->o.nodes, .joint = false };
