@@ -360,6 +360,48 @@ static void test_joint_remove_leader(void **state)
 	done(s, "joint consensus removes the leader");
 }
 
+/*
+ * Learners: a learner receives the log but does not vote; it is promoted to
+ * voter only once caught up (KEEL_E_AGAIN before), through joint consensus.
+ */
+static void test_learner_promotion(void **state)
+{
+	(void)state;
+	struct sim *s = cluster(4, 3, 91);
+	uint32_t l = sim_until_leader(s, 100);
+	commit_one(s, l);
+	assert_int_equal(raft_conf(sim_raft(s, l))->m[3].flags, 0); /* n4 is a learner */
+	sim_crash(s, 4);
+	uint64_t idx = 0;
+	for (int i = 0; i < 80; i++)
+		assert_int_equal(sim_propose(s, l, &idx), 0);
+	sim_steps(s, 20);
+	struct raft_conf t = { .n = 4, .joint = false };
+	for (uint32_t i = 0; i < 4; i++)
+		t.m[i] = (struct raft_member){ .id = i + 1, .flags = RAFT_VOTER };
+	assert_int_equal(sim_change_conf(s, l, &t), KEEL_E_AGAIN); /* 80 entries behind */
+	sim_restart(s, 4);
+	assert_true(sim_until_applied(s, idx, 100));
+	assert_int_equal(raft_role(sim_raft(s, 4)), RAFT_FOLLOWER);
+	assert_int_equal(sim_change_conf(s, l, &t), 0);
+	sim_steps(s, 20);
+	for (uint32_t i = 1; i <= 4; i++) {
+		const struct raft_conf *c = raft_conf(sim_raft(s, i));
+		assert_false(c->joint);
+		for (uint32_t k = 0; k < c->n; k++)
+			assert_int_equal(c->m[k].flags, RAFT_VOTER);
+	}
+	/* Demote n4 back to learner: it stays a member and keeps receiving the log. */
+	t.m[3].flags = 0;
+	assert_int_equal(sim_change_conf(s, l, &t), 0);
+	sim_steps(s, 20);
+	assert_int_equal(raft_conf(sim_raft(s, l))->n, 4);
+	assert_false(raft_conf(sim_raft(s, l))->joint);
+	idx = commit_one(s, l);
+	assert_true(sim_applied(s, 4) >= idx);
+	done(s, "learner promotion and demotion");
+}
+
 /* ReadIndex (§6.4): confirmed by a heartbeat round; lease reads skip the round. */
 static void test_read_index_and_lease(void **state)
 {
@@ -607,6 +649,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_snapshot_install),
 		cmocka_unit_test(test_leadership_transfer),
 		cmocka_unit_test(test_joint_remove_leader),
+		cmocka_unit_test(test_learner_promotion),
 		cmocka_unit_test(test_read_index_and_lease),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
