@@ -73,6 +73,7 @@ struct sim {
 	char fail[512];
 	bool failed;
 	bool conf_changed;
+	struct sim_stats st;
 	uint64_t max_applied_id;
 	/* committed configurations: from index confs_at[i] on, voters are confs_mask[i] */
 	uint64_t confs_at[4096];
@@ -503,6 +504,7 @@ static void check_leader(struct sim *s, struct node *nd)
 			failf(s, "election safety: n%u and n%u both lead term %llu",
 			      s->leader_of_term[term], nd->id, (unsigned long long)term);
 		s->leader_of_term[term] = nd->id;
+		s->st.elections++;
 		/* Leader completeness: every entry committed so far is in the new leader's log. */
 		uint64_t c = s->ledger_max;
 		if (c && c >= raft_first_index(nd->r)) {
@@ -565,6 +567,7 @@ static void drain(struct sim *s, struct node *nd)
 				nd->hash = h;
 				nd->last_snap = idx;
 				installed = true;
+				s->st.installs++;
 				sim_note(s, "n%u installs snapshot %llu/%llu", nd->id,
 					 (unsigned long long)idx,
 					 (unsigned long long)u.snapshot.term);
@@ -591,6 +594,7 @@ static void drain(struct sim *s, struct node *nd)
 					struct read_rec *rr = &s->reads[j];
 					rr->result =
 						u.reads[i].status ? UINT64_MAX : u.reads[i].index;
+					s->st.reads += u.reads[i].status == 0;
 					if (!u.reads[i].status && u.reads[i].index < rr->min_index)
 						failf(s,
 						      "linearizability: read %llu at n%u got index "
@@ -722,6 +726,7 @@ void sim_crash(struct sim *s, uint32_t id)
 	if (!nd->r)
 		return;
 	sim_note(s, "n%u crashes (loses %u unsynced writes)", id, nd->wn);
+	s->st.crashes++;
 	raft_destroy(nd->r);
 	nd->r = NULL;
 	for (uint32_t i = 0; i < nd->wn; i++)
@@ -960,6 +965,7 @@ int sim_transfer(struct sim *s, uint32_t id, uint32_t to)
 {
 	struct node *nd = node(s, id);
 	int rc = nd->r ? raft_transfer(nd->r, to) : KEEL_E_SHUTDOWN;
+	s->st.transfers += rc == 0;
 	sim_note(s, "n%u transfers leadership to n%u: %s", id, to, keel_errname(rc));
 	if (nd->r)
 		drain(s, nd);
@@ -971,6 +977,7 @@ int sim_change_conf(struct sim *s, uint32_t id, const struct raft_conf *target)
 	struct node *nd = node(s, id);
 	int rc = nd->r ? raft_propose_conf(nd->r, target) : KEEL_E_SHUTDOWN;
 	s->conf_changed |= rc == 0;
+	s->st.conf_changes += rc == 0;
 	char v[64] = "";
 	for (uint32_t i = 0, k = 0; i < target->n && k + 4 < sizeof(v); i++)
 		if (target->m[i].flags & RAFT_VOTER)
@@ -1003,6 +1010,12 @@ uint64_t sim_applied(struct sim *s, uint32_t id)
 uint64_t sim_now(struct sim *s)
 {
 	return s->now;
+}
+
+void sim_get_stats(const struct sim *s, struct sim_stats *st)
+{
+	*st = s->st;
+	st->applied = s->ledger_max;
 }
 
 const char *sim_failure(const struct sim *s)

@@ -75,6 +75,12 @@ uint64_t sim_applied(struct sim *s, uint32_t id);
 uint64_t sim_now(struct sim *s);
 const char *sim_failure(const struct sim *s); /* NULL while every check holds */
 
+/* What a run exercised (so a sweep can show the faults really happened). */
+struct sim_stats {
+	uint64_t elections, crashes, installs, conf_changes, transfers, reads, applied;
+};
+void sim_get_stats(const struct sim *s, struct sim_stats *st);
+
 /* Trace (when opts.trace). */
 const char *sim_trace(const struct sim *s);
 bool sim_trace_has(const struct sim *s, const char *needle);

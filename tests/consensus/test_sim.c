@@ -43,12 +43,23 @@ static void opts_for_seed(struct sim_opts *o, uint64_t seed)
 	o->conf_changes = seed % 3 == 2; /* joint consensus under faults */
 }
 
+static struct sim_stats g_total;
+
 static int run_seed(uint64_t seed)
 {
 	struct sim_opts o;
 	opts_for_seed(&o, seed);
 	struct sim *s = sim_new(&o);
 	int rc = sim_run(s, FAULT_TICKS, HEAL_TICKS);
+	struct sim_stats st;
+	sim_get_stats(s, &st);
+	g_total.elections += st.elections;
+	g_total.crashes += st.crashes;
+	g_total.installs += st.installs;
+	g_total.conf_changes += st.conf_changes;
+	g_total.transfers += st.transfers;
+	g_total.reads += st.reads;
+	g_total.applied += st.applied;
 	if (g_trace)
 		fputs(sim_trace(s), stdout);
 	if (rc) {
@@ -69,6 +80,13 @@ static void test_sweep(void **state)
 			failures++;
 	printf("sim: %llu seeds from %llu, %llu failed\n", (unsigned long long)g_count,
 	       (unsigned long long)g_start, (unsigned long long)failures);
+	printf("sim: exercised %llu elections, %llu crashes, %llu snapshot installs, %llu "
+	       "membership "
+	       "changes, %llu transfers, %llu reads, %llu entries committed\n",
+	       (unsigned long long)g_total.elections, (unsigned long long)g_total.crashes,
+	       (unsigned long long)g_total.installs, (unsigned long long)g_total.conf_changes,
+	       (unsigned long long)g_total.transfers, (unsigned long long)g_total.reads,
+	       (unsigned long long)g_total.applied);
 	assert_int_equal(failures, 0);
 }
 
