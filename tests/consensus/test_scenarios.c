@@ -631,6 +631,87 @@ static void test_single_node_snapshot(void **state)
 	assert_int_equal(b.refs, 1); /* every reference the core took was dropped */
 }
 
+/* Pump a hand-driven core: drop what it sends, report every write durable at once. */
+static void settle(struct raft *r)
+{
+	struct raft_update u;
+	while (raft_ready(r, &u)) {
+		uint64_t seq = u.persist_seq;
+		raft_advance(r);
+		if (seq)
+			raft_persisted(r, seq);
+	}
+}
+
+/*
+ * §3.6.2 / Figure 3.8: a new leader (term 4) holding an entry of term 2 that a
+ * majority now stores must not commit it by counting replicas; it commits
+ * only once an entry of its own term (the no-op) reaches a majority.
+ */
+static void test_no_commit_of_previous_term_by_counting(void **state)
+{
+	(void)state;
+	struct raft_config c;
+	raft_config_default(&c, 1, 3);
+	c.snapshot.conf.n = 5;
+	for (uint32_t i = 0; i < 5; i++)
+		c.snapshot.conf.m[i] = (struct raft_member){ .id = i + 1, .flags = RAFT_VOTER };
+	uint8_t bytes[8] = { 0 };
+	struct raft_buf b = { .refs = 1, .size = 8, .data = bytes };
+	struct raft_entry log[2] = {
+		{ .term = 1, .index = 1, .buf = &b, .len = 8, .type = RAFT_ENTRY_NORMAL },
+		{ .term = 2, .index = 2, .buf = &b, .len = 8, .type = RAFT_ENTRY_NORMAL },
+	};
+	c.entries = log;
+	c.n_entries = 2;
+	c.hs.term = 3;
+	struct raft *r;
+	assert_int_equal(raft_create(&c, &r), 0);
+	while (raft_role(r) == RAFT_FOLLOWER)
+		raft_tick(r);
+	settle(r);
+	for (uint32_t from = 2; from <= 3; from++) {
+		struct raft_msg pv = { .type = RAFT_MSG_VOTE_RESP,
+				       .from = from,
+				       .to = 1,
+				       .term = 4,
+				       .flags = RAFT_F_PREVOTE };
+		raft_step(r, &pv);
+	}
+	settle(r);
+	for (uint32_t from = 2; from <= 3; from++) {
+		struct raft_msg v = {
+			.type = RAFT_MSG_VOTE_RESP, .from = from, .to = 1, .term = 4
+		};
+		raft_step(r, &v);
+	}
+	assert_int_equal(raft_role(r), RAFT_LEADER);
+	assert_int_equal(raft_term(r), 4);
+	assert_int_equal(raft_last_index(r), 3); /* the no-op */
+	/* Nodes 2 and 3 store index 2 (term 2): with us that is 3 of 5, yet no commit. */
+	for (uint32_t from = 2; from <= 3; from++) {
+		struct raft_msg ack = {
+			.type = RAFT_MSG_APPEND_RESP, .from = from, .to = 1, .term = 4, .index = 2
+		};
+		raft_step(r, &ack);
+	}
+	settle(r); /* our own no-op is durable now too */
+	assert_int_equal(raft_match_of(r, 2), 2);
+	assert_int_equal(raft_commit(r), 0);
+	/* One follower takes the no-op: 2 of 5 hold index 3, still nothing. */
+	struct raft_msg ack3 = {
+		.type = RAFT_MSG_APPEND_RESP, .from = 2, .to = 1, .term = 4, .index = 3
+	};
+	raft_step(r, &ack3);
+	assert_int_equal(raft_commit(r), 0);
+	/* A majority holds the no-op: it commits, and index 2 with it. */
+	ack3.from = 3;
+	raft_step(r, &ack3);
+	assert_int_equal(raft_commit(r), 3);
+	raft_destroy(r);
+	assert_int_equal(b.refs, 1);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc > 1)
@@ -638,6 +719,7 @@ int main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_persist_before_send),
 		cmocka_unit_test(test_refusals),
+		cmocka_unit_test(test_no_commit_of_previous_term_by_counting),
 		cmocka_unit_test(test_single_node_snapshot),
 		cmocka_unit_test(test_leader_own_persist),
 		cmocka_unit_test(test_election),
