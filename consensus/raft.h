@@ -25,20 +25,23 @@
  *     }
  *
  * Persist before you promise (STYLE.md §2): a granted vote, an append
- * acknowledgement and a snapshot acknowledgement are held inside the core and
- * appear in u.msgs only after raft_persisted() covers the state they promise.
+ * acknowledgement, a snapshot acknowledgement and a candidate's vote requests
+ * are held inside the core and appear in u.msgs only after raft_persisted()
+ * covers the state they promise (the vote, the entries, the new term).
  * The leader's own entries count toward the quorum only once persisted, so its
  * disk write runs in parallel with replication (§10.2.1).
  *
  * Ownership: everything an update points to (arrays, messages, entries) is
  * owned by the core and valid until raft_advance(). Between raft_ready() and
- * raft_advance() no other raft_ function may be called on that instance.
+ * raft_advance() no other raft_ function may be called on that instance
+ * (the const getters at the end of this header and raft_buf_* excepted).
  * Entry payloads are raft_buf slices; the core holds one reference per entry
  * it keeps and never copies payload bytes. A caller that keeps a payload past
  * raft_advance() (the log writer, the transport) takes its own reference.
  *
- * What can fail: proposals on a follower (KEEL_E_NOT_LEADER), during a
- * leadership transfer or a pending configuration change (KEEL_E_BUSY);
+ * What can fail: proposals on a follower (KEEL_E_NOT_LEADER) or during a
+ * leadership transfer (KEEL_E_BUSY), a membership change while another is
+ * pending (KEEL_E_BUSY);
  * raft_step() rejects malformed messages (KEEL_E_MALFORMED) and messages from
  * unknown peers (KEEL_E_UNKNOWN_PEER) without changing state. A broken
  * invariant is a KEEL_ASSERT (always on), never continued.
