@@ -1468,6 +1468,17 @@ int raft_create(const struct raft_config *c, struct raft **out)
 		log_append(r, &c->entries[i]);
 	r->persisted_index = last_index(r);
 	r->unstable_from = last_index(r) + 1;
+	if (last_term(r) > r->term) {
+		/*
+		 * A snapshot of applied entries can reach the disk before the hard
+		 * state of their term does. Never run behind our own log: a node at
+		 * term 4 holding term-5 entries could otherwise win term 5 again.
+		 * No vote of that term ever left (votes wait for the hard state).
+		 */
+		r->term = last_term(r);
+		r->vote = 0;
+		r->hs_dirty = true;
+	}
 	for (uint32_t i = 0; i < r->conf.n; i++)
 		progress_reset(r, &r->pr[i]);
 	reset_timeout(r);

@@ -631,6 +631,34 @@ static void test_single_node_snapshot(void **state)
 	assert_int_equal(b.refs, 1); /* every reference the core took was dropped */
 }
 
+/* A restart whose snapshot is newer than its hard state starts at the snapshot's term. */
+static void test_restart_term_not_behind_log(void **state)
+{
+	(void)state;
+	struct raft_config c;
+	raft_config_default(&c, 1, 1);
+	c.snapshot.conf.n = 3;
+	for (uint32_t i = 0; i < 3; i++)
+		c.snapshot.conf.m[i] = (struct raft_member){ .id = i + 1, .flags = RAFT_VOTER };
+	c.hs = (struct raft_hard_state){ .term = 4, .vote = 2 };
+	c.snapshot.index = 10;
+	c.snapshot.term = 5;
+	struct raft_buf img = { .refs = 1, .size = 4, .data = (uint8_t[4]){ 0 } };
+	c.snapshot_data = &img;
+	struct raft *r;
+	assert_int_equal(raft_create(&c, &r), 0);
+	assert_int_equal(raft_term(r), 5);
+	assert_int_equal(raft_commit(r), 10);
+	struct raft_update u;
+	assert_true(raft_ready(r, &u));
+	assert_true(u.hs_changed);
+	assert_int_equal(u.hs.term, 5);
+	assert_int_equal(u.hs.vote, 0);
+	raft_advance(r);
+	raft_destroy(r);
+	assert_int_equal(img.refs, 1);
+}
+
 /* Pump a hand-driven core: drop what it sends, report every write durable at once. */
 static void settle(struct raft *r)
 {
@@ -719,6 +747,7 @@ int main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_persist_before_send),
 		cmocka_unit_test(test_refusals),
+		cmocka_unit_test(test_restart_term_not_behind_log),
 		cmocka_unit_test(test_no_commit_of_previous_term_by_counting),
 		cmocka_unit_test(test_single_node_snapshot),
 		cmocka_unit_test(test_leader_own_persist),
