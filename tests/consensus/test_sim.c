@@ -93,6 +93,8 @@ static void test_sweep(void **state)
 int main(int argc, char **argv)
 {
 	g_argv0 = argv[0];
+	setvbuf(stdout, NULL, _IOLBF,
+		0); /* a failure's seed reaches the log even if we die later */
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--seeds") && i + 1 < argc) {
 			g_count = strtoull(argv[++i], NULL, 0);
