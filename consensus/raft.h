@@ -203,7 +203,8 @@ int64_t raft_msg_encode(const struct raft_msg *m, uint8_t *out, size_t cap);
  * (capacity cap) and point into frame without taking a reference: they are
  * valid while the frame is; raft_step() takes the references it keeps.
  * Returns 0, KEEL_E_MALFORMED on any bound or field error (never reads past
- * len), or KEEL_E_TOO_BIG if more than cap entries.
+ * len), or KEEL_E_TOO_BIG if more than cap entries (size ents for the peers'
+ * max_entries_per_msg).
  */
 int raft_msg_decode(struct raft_buf *frame, uint32_t off, uint32_t len, struct raft_msg *m,
 		    struct raft_entry *ents, uint32_t cap);
