@@ -444,6 +444,16 @@ int dp_send_ref(dp_transport *t, uint16_t to, uint8_t type, const void *hdr, siz
 		const struct dp_ref *segs, unsigned n);
 
 /*
+ * Memory for payloads to send by reference that every device can take by
+ * reference: DPDK memory (rte_malloc, cache-line aligned) on DPDK, so that a
+ * NIC or virtio-user gets it without a copy; malloc() on kernel UDP. NULL
+ * when out of memory. dp_buf_free() takes either kind, also after dp_close()
+ * and from a release callback (any thread).
+ */
+void *dp_buf_alloc(dp_transport *t, size_t len);
+void dp_buf_free(void *p);
+
+/*
  * How frames to peer `to` carry referenced payload: "ref" (by reference),
  * "ref-dpdk-mem" (by reference when the bytes are DPDK memory, which a DMA
  * device can address; copied otherwise), "copy" (the device takes no

@@ -45,6 +45,8 @@ struct dp_ops {
 	 */
 	int (*tx_frame_ref)(dp_transport *t, uint16_t to, const uint8_t *hdr,
 			    const struct dp_piece *p, int n, size_t payload_len);
+	/* dp_buf_alloc(); NULL = malloc. */
+	void *(*buf_alloc)(dp_transport *t, size_t len);
 	/* dp_ref_mode() for peer `to`. */
 	const char *(*ref_mode)(dp_transport *t, uint16_t to);
 	int (*flush)(dp_transport *t);
@@ -84,6 +86,8 @@ int dp_rx_frame(dp_transport *t, const uint8_t *buf, size_t len, uint32_t src_ip
 
 int dp_udp_open(const struct dp_config *c, dp_transport **out, char *err, size_t errlen);
 #ifdef KEEL_HAVE_DPDK
+/* Frees p and returns true if it is DPDK memory of this process. */
+bool dp_dpdk_buf_free(void *p);
 int dp_dpdk_open(const struct dp_config *c, dp_transport **out, char *err, size_t errlen);
 #endif
 

@@ -337,6 +337,21 @@ static int dpdk_tx_frame_ref(dp_transport *t, uint16_t to, const uint8_t *hdr,
 	return 0;
 }
 
+static void *dpdk_buf_alloc(dp_transport *t, size_t len)
+{
+	(void)t;
+	return rte_malloc("keel_dp_buf", len ? len : 1, RTE_CACHE_LINE_SIZE);
+}
+
+bool dp_dpdk_buf_free(void *p)
+{
+	/* EAL's memory map exists once it was initialised (never torn down). */
+	if (eal_state == EAL_NONE || !rte_mem_virt2memseg(p, NULL))
+		return false;
+	rte_free(p);
+	return true;
+}
+
 static const char *dpdk_ref_mode(dp_transport *t, uint16_t to)
 {
 	struct dpdk_tp *d = dpdk_of(t);
@@ -517,6 +532,7 @@ static const struct dp_ops dpdk_ops = {
 	.kind = "dpdk",
 	.tx_frame = dpdk_tx_frame,
 	.tx_frame_ref = dpdk_tx_frame_ref,
+	.buf_alloc = dpdk_buf_alloc,
 	.ref_mode = dpdk_ref_mode,
 	.flush = dpdk_flush,
 	.recv = dpdk_recv,

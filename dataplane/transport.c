@@ -258,6 +258,20 @@ int dp_send_ref(dp_transport *t, uint16_t to, uint8_t type, const void *hdr, siz
 	return rc;
 }
 
+void *dp_buf_alloc(dp_transport *t, size_t len)
+{
+	return t->ops->buf_alloc ? t->ops->buf_alloc(t, len) : malloc(len ? len : 1);
+}
+
+void dp_buf_free(void *p)
+{
+#ifdef KEEL_HAVE_DPDK
+	if (p && dp_dpdk_buf_free(p))
+		return;
+#endif
+	free(p);
+}
+
 const char *dp_ref_mode(dp_transport *t, uint16_t to)
 {
 	if (to == 0 || to >= DP_MAX_NODES || !t->cfg.peers[to].configured)

@@ -184,7 +184,8 @@ static void shared_release(struct dp_refcnt *r)
 static struct shared *shared_new(const uint8_t *bytes, size_t n)
 {
 	struct shared *sh = calloc(1, sizeof(*sh));
-	if (!sh || !(sh->data = malloc(n ? n : 1)))
+	/* DPDK memory on DPDK: virtio-user (and a NIC) can take it by reference. */
+	if (!sh || !(sh->data = dp_buf_alloc(tp, n)))
 		die("out of memory");
 	memcpy(sh->data, bytes, n);
 	sh->rc.refs = 1; /* ours, dropped after the last peer's send */
@@ -207,7 +208,7 @@ static int shared_check(uint32_t nseq)
 {
 	for (uint32_t i = 0; shared_of && i < nseq; i++) {
 		if (shared_of[i]) {
-			free(shared_of[i]->data);
+			dp_buf_free(shared_of[i]->data);
 			free(shared_of[i]);
 		}
 	}

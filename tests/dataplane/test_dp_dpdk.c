@@ -187,7 +187,7 @@ static int ring_ref(const char *dev)
 	}
 	enum { HDR = 20, LEN = 65536, FRAMES = 46 };
 	uint8_t hdr[HDR];
-	uint8_t *pay = malloc(LEN);
+	uint8_t *pay = dp_buf_alloc(t, LEN);
 	if (!pay)
 		return 22;
 	for (size_t i = 0; i < LEN; i++)
@@ -234,7 +234,7 @@ static int ring_ref(const char *dev)
 	dp_close(t);
 	if (!rc && b2.released != 1)
 		rc = 30;
-	free(pay);
+	dp_buf_free(pay); /* DPDK memory, freed by EAL's allocator after close */
 	return rc;
 }
 

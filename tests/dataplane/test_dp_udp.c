@@ -209,7 +209,7 @@ static void test_ref_two_followers_not_copied(void **state)
 	enum { HDR = 20, LEN = 65536 };
 	/* Segment ends fall mid-frame (message offsets 2136 and 32136). */
 	static const size_t seg_len[3] = { 2116, 30000, LEN - 2116 - 30000 };
-	uint8_t hdr[HDR], *pay = malloc(LEN), *want = malloc(HDR + LEN);
+	uint8_t hdr[HDR], *pay = dp_buf_alloc(t[1], LEN), *want = malloc(HDR + LEN);
 	assert_non_null(pay);
 	assert_non_null(want);
 	fill(hdr, HDR, 1);
@@ -248,7 +248,7 @@ static void test_ref_two_followers_not_copied(void **state)
 		free(copy);
 	}
 	assert_int_equal(b.released, 1);
-	free(pay);
+	dp_buf_free(pay);
 	free(want);
 	close_three(t);
 }
