@@ -401,7 +401,8 @@ int dp_send(dp_transport *t, uint16_t to, uint8_t type, const void *buf, size_t 
  * without atomics; release() runs from inside dp_send_ref, dp_flush,
  * dp_recv_burst (DPDK frees sent mbufs lazily in later bursts) or
  * dp_close (where, on DPDK, it may run on the EAL interrupt thread while
- * the owning thread waits in dp_close).
+ * the owning thread waits in dp_close). release() must not call back into
+ * the transport.
  */
 struct dp_refcnt {
 	uint32_t refs;
@@ -410,6 +411,7 @@ struct dp_refcnt {
 
 static inline void dp_refcnt_put(struct dp_refcnt *r)
 {
+	KEEL_ASSERT(r->refs > 0);
 	if (--r->refs == 0 && r->release)
 		r->release(r);
 }

@@ -223,6 +223,25 @@ static int ring_ref(const char *dev)
 		    st.v[DP_CTR_TX_BYTES_COPIED] != 2 * HDR ||
 		    st.v[DP_CTR_DROP_NOT_FOR_US] != 2 * FRAMES || st.v[DP_CTR_DROP_BAD_CRC]))
 		rc = 27;
+	/*
+	 * 4 MiB by reference to a ring nobody drains: the ring, the backlog and
+	 * the 1023 attach mbufs run out, frames are dropped (counted) and give
+	 * their references back; the rest come back as we drain and close.
+	 */
+	enum { BIG = 4u << 20 };
+	uint8_t *big = dp_buf_alloc(t, BIG);
+	struct rbuf b3 = { .rc = { .refs = 1, .release = rbuf_release } };
+	struct dp_ref bseg = { big, BIG, &b3.rc };
+	if (!rc && (!big || dp_send_ref(t, 2, 1, NULL, 0, &bseg, 1) != KEEL_E_FULL))
+		rc = 31;
+	dp_refcnt_put(&b3.rc);
+	dp_stats(t, &st);
+	if (!rc && (st.v[DP_CTR_DROP_TX_FULL] == 0 || b3.released))
+		rc = 32;
+	for (int k = 0; k < 400 && !rc; k++) {
+		dp_flush(t);
+		dp_recv_burst(t, m, DP_BURST);
+	}
 	/* Queued, never flushed: dp_close drops the reference. */
 	struct rbuf b2 = { .rc = { .refs = 1, .release = rbuf_release } };
 	segs[0].ref = segs[1].ref = &b2.rc;
@@ -234,6 +253,9 @@ static int ring_ref(const char *dev)
 	dp_close(t);
 	if (!rc && b2.released != 1)
 		rc = 30;
+	if (!rc && b3.released != 1)
+		rc = 33;
+	dp_buf_free(big);
 	dp_buf_free(pay); /* DPDK memory, freed by EAL's allocator after close */
 	return rc;
 }
