@@ -383,7 +383,7 @@ int dp_send(dp_transport *t, uint16_t to, uint8_t type, const void *buf, size_t 
  *
  * struct dp_refcnt is the transport's whole view of such a buffer: the
  * transport takes a reference with refs++ and drops it with
- * dp_refcnt_put() (release(r) runs when refs reaches 0). It is the same
+ * dp_refcnt_put() (release(r) runs each time refs drops to 0). It is the same
  * contract as consensus/raft.h's struct raft_buf (refs, release), which the
  * dataplane does not include. The node maps a raft_buf onto it by embedding
  * both in one object:
@@ -397,8 +397,12 @@ int dp_send(dp_transport *t, uint16_t to, uint8_t type, const void *buf, size_t 
  *   dp_refcnt_put(&b->dr);          // the node's own hold; the last frame's
  *                                   // release then drops the raft_buf ref
  *
+ * (dr starts at 0 and may go to 0 and back for each retransmission.) For a
+ * NIC or virtio-user to take the bytes by reference, the batch data should
+ * come from dp_buf_alloc().
+ *
  * Threads: references are taken and dropped on the transport's thread,
- * without atomics; release() runs from inside dp_send_ref, dp_flush,
+ * without atomics; release() runs from inside dp_send*, dp_flush,
  * dp_recv_burst (DPDK frees sent mbufs lazily in later bursts) or
  * dp_close (where, on DPDK, it may run on the EAL interrupt thread while
  * the owning thread waits in dp_close). release() must not call back into
@@ -406,7 +410,7 @@ int dp_send(dp_transport *t, uint16_t to, uint8_t type, const void *buf, size_t 
  */
 struct dp_refcnt {
 	uint32_t refs;
-	void (*release)(struct dp_refcnt *r); /* called once, when refs drops to 0 */
+	void (*release)(struct dp_refcnt *r); /* called when refs drops to 0 */
 };
 
 static inline void dp_refcnt_put(struct dp_refcnt *r)
