@@ -26,14 +26,11 @@
  * callback drops the reference the frame took, when the driver frees the
  * mbuf (after transmitting or copying it) or when we drop the frame. Per
  * port, decided once at start and logged: by reference only if the port
- * advertises RTE_ETH_TX_OFFLOAD_MULTI_SEGS (net_ring, which only passes
- * mbuf pointers, too); and, for drivers that may DMA (a NIC; virtio-user,
- * whose vhost peer maps only DPDK memory), only for bytes in DPDK memory
- * with a contiguous IOVA. Drivers that read tx mbufs with the CPU in this
- * process (ring, memif, vhost, af_packet, tap, null) take any address.
- * Everything else is copied.
- * Known limit: one DPDK transport per process (EAL is initialised once and
- * is not restarted after dp_close).
+ * advertises RTE_ETH_TX_OFFLOAD_MULTI_SEGS (net_null does not); and, for drivers that may DMA (a
+ * NIC; virtio-user, whose vhost peer maps only DPDK memory), only for bytes in DPDK memory with a
+ * contiguous IOVA. Drivers that read tx mbufs with the CPU in this process (ring, memif, vhost,
+ * af_packet, tap) take any address. Everything else is copied. Known limit: one DPDK transport per
+ * process (EAL is initialised once and is not restarted after dp_close).
  */
 #include <sched.h>
 #include <signal.h>
@@ -574,19 +571,16 @@ static int eal_up(const struct dp_config *c, char *err, size_t errlen)
 
 /*
  * How a port can carry referenced payload. Without multi-segment tx a
- * frame must be one buffer: copy (net_ring advertises no offloads but only
- * passes mbuf pointers to its other end, so chains are fine there). The
- * listed virtual devices copy or pass tx mbufs by CPU in this process
- * (never DMA), so any address will do; others (NICs; virtio-user, whose
- * vhost peer maps only DPDK memory) get only bytes with an IOVA.
+ * frame must be one buffer: copy. The listed virtual devices copy or pass tx mbufs by CPU in this
+ * process (never DMA), so any address will do; others (NICs; virtio-user, whose vhost peer maps
+ * only DPDK memory) get only bytes with an IOVA.
  */
 static enum ref_how ref_how_of(const struct rte_eth_dev_info *info)
 {
-	static const char *const cpu_only[] = { "net_ring",      "net_memif", "net_vhost",
-						"net_af_packet", "net_tap",   "net_null" };
+	static const char *const cpu_only[] = { "net_ring", "net_memif", "net_vhost",
+						"net_af_packet", "net_tap" };
 	const char *drv = info->driver_name ? info->driver_name : "";
-	if (!(info->tx_offload_capa & RTE_ETH_TX_OFFLOAD_MULTI_SEGS) &&
-	    strcmp(drv, "net_ring") != 0)
+	if (!(info->tx_offload_capa & RTE_ETH_TX_OFFLOAD_MULTI_SEGS))
 		return REF_COPY;
 	for (size_t i = 0; i < sizeof(cpu_only) / sizeof(cpu_only[0]); i++)
 		if (strcmp(drv, cpu_only[i]) == 0)

@@ -6,7 +6,7 @@
  * of a peer, the ARP reply, and keel frames through the real PMD path;
  * dp_send_ref of one payload to two followers over net_ring: attached
  * (external) mbufs, no copy per follower, the reference dropped exactly once
- * when the mbufs are freed.
+ * when the mbufs are freed; on net_null (no multi-segment tx), a copy.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -260,6 +260,55 @@ static int ring_ref(const char *dev)
 	return rc;
 }
 
+/*
+ * net_null has no multi-segment tx: dp_send_ref copies (logged, counted
+ * tx_bytes_copied) and keeps no reference at all.
+ */
+static int null_copy(const char *dev)
+{
+	struct dp_config c;
+	char err[512];
+	dp_transport *t;
+	base(&c, dev);
+	if (dp_config_set(&c, "dp.peer.2", "10.77.0.2:7400", err, sizeof(err)) ||
+	    dp_config_set(&c, "dp.peer_mac.2", "02:00:00:00:00:02", err, sizeof(err)))
+		return 40;
+	if (dp_open(&c, &t, err, sizeof(err))) {
+		printf("open: %s", err);
+		return 41;
+	}
+	enum { LEN = 10000 };
+	static uint8_t pay[LEN];
+	struct rbuf b = { .rc = { .refs = 1, .release = rbuf_release } };
+	struct dp_ref seg = { pay, LEN, &b.rc };
+	int rc = 0;
+	if (strcmp(dp_ref_mode(t, 2), "copy") != 0)
+		rc = 42;
+	if (!rc && (dp_send_ref(t, 2, 1, "hh", 2, &seg, 1) || b.rc.refs != 1))
+		rc = 43;
+	dp_flush(t);
+	struct dp_stats st;
+	dp_stats(t, &st);
+	printf("ref=%llu copied=%llu", (unsigned long long)st.v[DP_CTR_TX_BYTES_REF],
+	       (unsigned long long)st.v[DP_CTR_TX_BYTES_COPIED]);
+	if (!rc && (st.v[DP_CTR_TX_BYTES_REF] != 0 || st.v[DP_CTR_TX_BYTES_COPIED] != LEN + 2))
+		rc = 44;
+	dp_refcnt_put(&b.rc);
+	if (!rc && b.released != 1)
+		rc = 45;
+	dp_close(t);
+	return rc;
+}
+
+static void test_null_ref_falls_back_to_copy(void **state)
+{
+	(void)state;
+	char out[1024];
+	int rc = in_child(null_copy, "net_null0", out, sizeof(out));
+	if (rc != 0)
+		fail_msg("child exit %d: %s", rc, out);
+}
+
 static void test_ring_ref_two_followers(void **state)
 {
 	(void)state;
@@ -277,6 +326,7 @@ int main(void)
 		cmocka_unit_test(test_port_probe_failure_named),
 		cmocka_unit_test(test_ring_arp_and_frames),
 		cmocka_unit_test(test_ring_ref_two_followers),
+		cmocka_unit_test(test_null_ref_falls_back_to_copy),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
