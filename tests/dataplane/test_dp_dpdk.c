@@ -54,6 +54,14 @@ static int in_child(int (*fn)(const char *dev), const char *dev, char *out, size
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
+/* Run fn(dev) in a child that must exit 0; its stdout goes to out. */
+static void child_ok(int (*fn)(const char *dev), const char *dev, char *out, size_t outlen)
+{
+	int rc = in_child(fn, dev, out, outlen);
+	if (rc != 0)
+		fail_msg("child exit %d: %s", rc, out);
+}
+
 static void base(struct dp_config *c, const char *dev)
 {
 	char err[256], prefix[64];
@@ -145,9 +153,7 @@ static void test_ring_arp_and_frames(void **state)
 {
 	(void)state;
 	char out[1024];
-	int rc = in_child(ring_arp, "net_ring0", out, sizeof(out));
-	if (rc != 0)
-		fail_msg("child exit %d: %s", rc, out);
+	child_ok(ring_arp, "net_ring0", out, sizeof(out));
 }
 
 struct rbuf {
@@ -304,18 +310,14 @@ static void test_null_ref_falls_back_to_copy(void **state)
 {
 	(void)state;
 	char out[1024];
-	int rc = in_child(null_copy, "net_null0", out, sizeof(out));
-	if (rc != 0)
-		fail_msg("child exit %d: %s", rc, out);
+	child_ok(null_copy, "net_null0", out, sizeof(out));
 }
 
 static void test_ring_ref_two_followers(void **state)
 {
 	(void)state;
 	char out[1024];
-	int rc = in_child(ring_ref, "net_ring0", out, sizeof(out));
-	if (rc != 0)
-		fail_msg("child exit %d: %s", rc, out);
+	child_ok(ring_ref, "net_ring0", out, sizeof(out));
 	assert_non_null(strstr(out, "released=1 "));
 }
 
