@@ -242,7 +242,7 @@ static int want_str(struct parser *p, const char *key, const char *v, char *dst,
 
 static int want_port(struct parser *p, const char *key, const char *v, uint16_t *out)
 {
-	uint32_t x;
+	uint32_t x = 0;
 	int rc = want_u32(p, key, v, 1, 65535, &x);
 	if (!rc)
 		*out = (uint16_t)x;

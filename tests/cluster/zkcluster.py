@@ -276,7 +276,7 @@ class KeelCluster(Cluster):
         if exe:
             return exe
         for b in ("build/test", "build/release"):
-            p = os.path.join(ROOT, b, "dataplane", "keeld")
+            p = os.path.join(ROOT, b, "dataplane", "node", "keeld")
             if os.access(p, os.X_OK):
                 return p
         raise RuntimeError("keeld is not built (set KEEL_KEELD)")
