@@ -811,6 +811,11 @@ static void handle_append_resp(struct raft *r, struct progress *p, const struct 
 		return;
 	}
 	bool progressed = m->index > p->match;
+	/* A follower is told the commit index clamped to its match: once its
+	 * match moves past what it was told, tell it now rather than at the
+	 * next heartbeat (its clients read what it has applied). */
+	if (progressed && r->commit > p->match)
+		p->need_commit = true;
 	if (progressed)
 		p->match = m->index;
 	if (p->next <= m->index)
