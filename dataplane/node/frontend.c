@@ -307,14 +307,14 @@ static int read_once(struct keeld *k, const struct zk_call *call, int32_t type, 
 				rc = watch_add(k, call->session_id, path, plen, KV_WATCH_DATA,
 					       zxid);
 			stat_of(&resp.stat, &n.stat);
-			resp.data.ptr = n.data;
+			/* Empty data is an empty buffer, not jute's null (-1). */
+			resp.data.ptr = n.data ? n.data : (const uint8_t *)"";
 			resp.data.len = (int32_t)n.data_len;
 		}
 		break;
 	case ZK_OP_GET_ACL:
 		err = kv_get(v, path, plen, &n);
-		if (err == KV_ZOK &&
-		    !acl_allows(n.acl, n.acl_len, KV_PERM_READ | KV_PERM_ADMIN, s))
+		if (err == KV_ZOK && !acl_allows(n.acl, n.acl_len, KV_PERM_READ | KV_PERM_ADMIN, s))
 			err = ZK_ENOAUTH;
 		if (err == KV_ZOK) {
 			uint32_t pos = 0;
@@ -322,7 +322,8 @@ static int read_once(struct keeld *k, const struct zk_call *call, int32_t type, 
 			int32_t cnt = 0;
 			while (cnt < 64 && kv_acl_next(n.acl, n.acl_len, &pos, &a) == 1) {
 				acls[cnt].perms = a.perms;
-				acls[cnt].scheme = (struct zk_str){ a.scheme, (int32_t)a.scheme_len };
+				acls[cnt].scheme =
+					(struct zk_str){ a.scheme, (int32_t)a.scheme_len };
 				acls[cnt].id = (struct zk_str){ a.id, (int32_t)a.id_len };
 				cnt++;
 			}
@@ -425,7 +426,6 @@ static bool is_read(int32_t type)
 
 /* -------------------------------------------------------------- watches */
 
-
 static void notify(void *ctx, int64_t sid, const struct kv_event *ev)
 {
 	struct keeld *k = ctx;
@@ -453,17 +453,19 @@ void keeld_deliver_events(struct keeld *k, const struct kv_apply_result *res)
 static void fire_now(struct keeld *k, const struct zk_call *call, int32_t type, struct zk_str path,
 		     int64_t zxid)
 {
-	struct zk_watcher_event we = { .type = type, .state = ZK_STATE_SYNC_CONNECTED, .path = path };
+	struct zk_watcher_event we = { .type = type,
+				       .state = ZK_STATE_SYNC_CONNECTED,
+				       .path = path };
 	(void)zk_server_notify(k->zk, call->conn, zxid, &we);
 }
 
 /* setWatches(2) after a reconnect: re-arm, or fire at once what the client missed. */
 static void set_watches(struct keeld *k, const struct zk_call *call, const struct zk_request *req)
 {
-	static const enum kv_watch_kind kinds[ZK_WATCH_LISTS] = {
-		KV_WATCH_DATA, KV_WATCH_EXIST, KV_WATCH_CHILD, KV_WATCH_PERSISTENT,
-		KV_WATCH_RECURSIVE
-	};
+	static const enum kv_watch_kind kinds[ZK_WATCH_LISTS] = { KV_WATCH_DATA, KV_WATCH_EXIST,
+								  KV_WATCH_CHILD,
+								  KV_WATCH_PERSISTENT,
+								  KV_WATCH_RECURSIVE };
 	int64_t rel = req->relative_zxid;
 	for (int l = 0; l < ZK_WATCH_LISTS; l++) {
 		struct zk_iter it = ZK_ITER_INIT;
@@ -476,13 +478,13 @@ static void set_watches(struct keeld *k, const struct zk_call *call, const struc
 				int e = kv_get(v, p.ptr, (size_t)p.len, &n);
 				int fire = 0;
 				if (l == ZK_WATCHES_DATA)
-					fire = e != KV_ZOK	     ? ZK_EVENT_NODE_DELETED
+					fire = e != KV_ZOK          ? ZK_EVENT_NODE_DELETED
 					       : n.stat.mzxid > rel ? ZK_EVENT_NODE_DATA_CHANGED
 								    : 0;
 				else if (l == ZK_WATCHES_EXIST)
 					fire = e == KV_ZOK ? ZK_EVENT_NODE_CREATED : 0;
 				else if (l == ZK_WATCHES_CHILD)
-					fire = e != KV_ZOK	     ? ZK_EVENT_NODE_DELETED
+					fire = e != KV_ZOK          ? ZK_EVENT_NODE_DELETED
 					       : n.stat.pzxid > rel ? ZK_EVENT_NODE_CHILDREN_CHANGED
 								    : 0;
 				if (fire) {
@@ -772,7 +774,8 @@ void keeld_reply_write(struct keeld *k, const struct preq *r, const struct kv_tx
 			out[i].type = i < r->nops ? r->op_types[i] : o->type;
 			out[i].path = (struct zk_str){ o->path, (int32_t)o->path_len };
 			stat_of(&out[i].stat, &o->stat);
-			if (out[i].type == ZK_OP_CREATE_CONTAINER || out[i].type == ZK_OP_CREATE_TTL)
+			if (out[i].type == ZK_OP_CREATE_CONTAINER ||
+			    out[i].type == ZK_OP_CREATE_TTL)
 				out[i].type = ZK_OP_CREATE2;
 		}
 		resp.results.count = (int32_t)res->nops;
@@ -813,8 +816,7 @@ static void on_connect(struct zk_backend *b, const struct zk_call *call,
 		/* ZooKeeper: "client has seen zxid ... our last zxid is ...": close,
 		 * so the client tries another server. */
 		atomic_fetch_add(&k->n_refused_zxid, 1);
-		keeld_log("refusing a client that has seen zxid 0x%" PRIx64
-			  ", ours is 0x%" PRIx64,
+		keeld_log("refusing a client that has seen zxid 0x%" PRIx64 ", ours is 0x%" PRIx64,
 			  (uint64_t)req->last_zxid_seen, (uint64_t)ours);
 		(void)zk_server_close(k->zk, call->conn);
 		goto out;
@@ -856,8 +858,9 @@ static void on_connect(struct zk_backend *b, const struct zk_call *call,
 		goto out;
 	}
 	pthread_mutex_lock(&k->fe_mu);
-	int64_t id = (int64_t)(((uint64_t)k->myid << 56) |
-			       ((((uint64_t)time(NULL) * 1000u) << 24 >> 8) + ++k->session_counter));
+	int64_t id =
+		(int64_t)(((uint64_t)k->myid << 56) |
+			  ((((uint64_t)time(NULL) * 1000u) << 24 >> 8) + ++k->session_counter));
 	pthread_mutex_unlock(&k->fe_mu);
 	r->session_id = id;
 	r->timeout_ms = (int32_t)node_config_session_timeout(
@@ -1098,10 +1101,10 @@ static size_t four_letter(struct zk_backend *b, int word, char *out, size_t cap)
 	uint64_t sessions = kv_view_session_count(v);
 	kv_leave();
 	size_t n = 0;
-#define OUT(...)                                                                  \
-	do {                                                                      \
-		if (n < cap)                                                      \
-			n += (size_t)snprintf(out + n, cap - n, __VA_ARGS__);     \
+#define OUT(...)                                                              \
+	do {                                                                  \
+		if (n < cap)                                                  \
+			n += (size_t)snprintf(out + n, cap - n, __VA_ARGS__); \
 	} while (0)
 	switch (word) {
 	case ZK_4LW_RUOK:

@@ -641,7 +641,9 @@ struct cont_ctx {
 static int container_due(void *ctx, const char *name, size_t len)
 {
 	struct cont_ctx *c = ctx;
-	struct kv_op op = { .type = KV_OP_DELETE_CONTAINER, .path = name, .path_len = (uint32_t)len };
+	struct kv_op op = { .type = KV_OP_DELETE_CONTAINER,
+			    .path = name,
+			    .path_len = (uint32_t)len };
 	struct kv_txn txn = { .type = KV_OP_DELETE_CONTAINER, .nops = 1, .ops = &op };
 	uint8_t buf[KV_PATH_MAX_BYTES + 128];
 	int64_t n = kv_txn_encode(&txn, buf, sizeof(buf));
@@ -707,7 +709,8 @@ static void poll_wal(struct pipeline *p)
 	 * truncated and replaced). */
 	for (uint32_t i = p->pers_n; i > 0; i--) {
 		struct pers *q = &p->pers[(p->pers_head + i - 1) % PERS_CAP];
-		bool ok = !st.hs_pending && (q->last_index == 0 || st.durable_index >= q->last_index);
+		bool ok =
+			!st.hs_pending && (q->last_index == 0 || st.durable_index >= q->last_index);
 		if (ok) {
 			raft_persisted(p->r, q->seq);
 			p->pers_head = (p->pers_head + i) % PERS_CAP;
@@ -738,11 +741,12 @@ static void persist_update(struct pipeline *p, const struct raft_update *u)
 		p->went = grow(p->went, &p->went_cap, u->n_entries, sizeof(*p->went));
 		for (uint32_t i = 0; i < u->n_entries; i++) {
 			const struct raft_entry *e = &u->entries[i];
-			p->went[i] = (struct wal_entry){ .index = e->index,
-							 .term = e->term,
-							 .type = e->type,
-							 .len = e->len,
-							 .data = e->buf ? e->buf->data + e->off : NULL };
+			p->went[i] =
+				(struct wal_entry){ .index = e->index,
+						    .term = e->term,
+						    .type = e->type,
+						    .len = e->len,
+						    .data = e->buf ? e->buf->data + e->off : NULL };
 		}
 		uint64_t ticket = 0;
 		int rc;
@@ -895,11 +899,11 @@ int keeld_transport_config(const struct keeld *k, struct dp_config *dc, char *er
 	dp_config_init(dc);
 	char v[600];
 	int rc = 0;
-#define SET(key, ...)                                                      \
-	do {                                                               \
-		snprintf(v, sizeof(v), __VA_ARGS__);                       \
-		if ((rc = dp_config_set(dc, key, v, err, errlen)) < 0)     \
-			return rc;                                         \
+#define SET(key, ...)                                                  \
+	do {                                                           \
+		snprintf(v, sizeof(v), __VA_ARGS__);                   \
+		if ((rc = dp_config_set(dc, key, v, err, errlen)) < 0) \
+			return rc;                                     \
 	} while (0)
 	SET("dp.cluster_id", "%" PRIu64, c->cluster_id & 0xffffffffu);
 	SET("dp.node_id", "%u", k->myid);
@@ -1069,9 +1073,9 @@ int keeld_pipeline_open(struct keeld *k)
 		conf->m[0] = (struct raft_member){ k->myid, RAFT_VOTER };
 	} else {
 		for (uint32_t i = 0; i < c->n_servers && i < RAFT_MAX_MEMBERS; i++)
-			conf->m[conf->n++] = (struct raft_member){
-				c->servers[i].id, c->servers[i].learner ? 0 : RAFT_VOTER
-			};
+			conf->m[conf->n++] =
+				(struct raft_member){ c->servers[i].id,
+						      c->servers[i].learner ? 0 : RAFT_VOTER };
 	}
 	rc_cfg.entries = ents;
 	rc_cfg.n_entries = n;
