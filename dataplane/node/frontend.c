@@ -445,8 +445,11 @@ void keeld_deliver_events(struct keeld *k, const struct kv_apply_result *res)
 	if (!res->nevents)
 		return;
 	pthread_mutex_lock(&k->watch_mu);
-	for (uint32_t i = 0; i < res->nevents; i++)
+	for (uint32_t i = 0; i < res->nevents; i++) {
 		(void)kv_watch_match(k->watches, &res->events[i], notify, k);
+		if (res->events[i].zxid > k->matched_zxid)
+			k->matched_zxid = res->events[i].zxid;
+	}
 	pthread_mutex_unlock(&k->watch_mu);
 }
 
@@ -992,6 +995,32 @@ static void on_request(struct zk_backend *b, const struct zk_call *call,
 		(void)zk_server_reply_error(k->zk, call, cur_zxid(k), ZK_OK);
 		break;
 	}
+	case ZK_OP_CHECK_WATCHES: {
+		/* Is there such a watch? The registry has no lookup, so take the
+		 * watch out and put it back under watch_mu; as seen zxid the last
+		 * event zxid matched, so it fires on exactly the events it would
+		 * have. WatcherType: 1 children, 2 data, 3 any. */
+		static const enum kv_watch_kind all[] = { KV_WATCH_CHILD, KV_WATCH_DATA,
+							  KV_WATCH_EXIST, KV_WATCH_PERSISTENT,
+							  KV_WATCH_RECURSIVE };
+		const char *p = req->path.ptr;
+		size_t pl = req->path.len > 0 ? (size_t)req->path.len : 0;
+		size_t from = req->mode == 2 ? 1 : 0, to = req->mode == 1   ? 1
+							   : req->mode == 2 ? 3
+									    : 5;
+		int32_t err = ZK_ENOWATCHER;
+		pthread_mutex_lock(&k->watch_mu);
+		for (size_t i = from; i < to; i++)
+			if (kv_watch_remove(k->watches, call->session_id, p, pl, all[i]) ==
+			    KV_ZOK) {
+				(void)kv_watch_add(k->watches, call->session_id, p, pl, all[i],
+						   k->matched_zxid);
+				err = ZK_OK;
+			}
+		pthread_mutex_unlock(&k->watch_mu);
+		(void)zk_server_reply_error(k->zk, call, cur_zxid(k), err);
+		break;
+	}
 	case ZK_OP_REMOVE_WATCHES: {
 		/* WatcherType: 1 children, 2 data, 3 any. */
 		int32_t err;
@@ -1056,7 +1085,7 @@ static void on_request(struct zk_backend *b, const struct zk_call *call,
 		handle_write(k, call, req, &s);
 		break;
 	default:
-		/* multiRead, checkWatches, reconfig: not served by this keeld. */
+		/* multiRead, reconfig: not served by this keeld. */
 		(void)zk_server_reply_error(k->zk, call, cur_zxid(k), ZK_EUNIMPLEMENTED);
 		break;
 	}

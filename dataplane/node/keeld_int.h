@@ -100,6 +100,7 @@ struct keeld {
 	struct kv *kv;
 	struct kv_watches *watches;
 	pthread_mutex_t watch_mu;
+	int64_t matched_zxid; /* largest event zxid fed to the registry (watch_mu) */
 
 	struct zk_server *zk;
 
