@@ -548,6 +548,15 @@ static int acl_build(const struct zk_acls *in, const struct fsess *s, struct are
 		}
 		if (n == 64 || z.scheme.len < 0 || z.id.len < 0)
 			return ZK_EINVALIDACL;
+		/* ZooKeeper (3.5+) drops duplicate entries. */
+		bool dup = false;
+		for (uint32_t i = 0; i < n && !dup; i++)
+			dup = a[i].perms == z.perms && a[i].scheme_len == (uint32_t)z.scheme.len &&
+			      a[i].id_len == (uint32_t)z.id.len &&
+			      !memcmp(a[i].scheme, z.scheme.ptr, a[i].scheme_len) &&
+			      !memcmp(a[i].id, z.id.ptr, a[i].id_len);
+		if (dup)
+			continue;
 		a[n++] = (struct kv_acl){ z.perms, z.scheme.ptr, (uint32_t)z.scheme.len, z.id.ptr,
 					  (uint32_t)z.id.len };
 	}
@@ -1141,7 +1150,7 @@ static size_t four_letter(struct zk_backend *b, int word, char *out, size_t cap)
 		break;
 	case ZK_4LW_SRVR:
 	case ZK_4LW_STAT:
-		OUT("Zookeeper version: keel-%s, built for the ZooKeeper 3.8 protocol\n",
+		OUT("Zookeeper version: 3.8.0-keel-%s, built for the ZooKeeper 3.8 protocol\n",
 		    k->version);
 		if (word == ZK_4LW_STAT)
 			OUT("Clients:\n /127.0.0.1 (%u connections)\n\n", st.open);
@@ -1151,7 +1160,7 @@ static size_t four_letter(struct zk_backend *b, int word, char *out, size_t cap)
 		    st.requests, st.replies, st.open, (uint64_t)zxid, mode_name(k), nodes);
 		break;
 	case ZK_4LW_MNTR:
-		OUT("zk_version\tkeel-%s\nzk_server_state\t%s\nzk_znode_count\t%" PRIu64
+		OUT("zk_version\t3.8.0-keel-%s\nzk_server_state\t%s\nzk_znode_count\t%" PRIu64
 		    "\nzk_ephemerals_count\t0\nzk_global_sessions\t%" PRIu64
 		    "\nzk_num_alive_connections\t%u\nzk_packets_received\t%" PRIu64
 		    "\nzk_packets_sent\t%" PRIu64 "\nzk_outstanding_requests\t0\n"
@@ -1175,7 +1184,8 @@ static size_t four_letter(struct zk_backend *b, int word, char *out, size_t cap)
 	case ZK_4LW_ENVI: {
 		char host[256] = "";
 		(void)gethostname(host, sizeof(host) - 1);
-		OUT("Environment:\nzookeeper.version=keel-%s\nhost.name=%s\nos.name=Linux\n"
+		OUT("Environment:\nzookeeper.version=3.8.0-keel-%s, built on "
+		    "keel\nhost.name=%s\nos.name=Linux\n"
 		    "keel.myid=%u\nkeel.dataDir=%s\nkeel.dataLogDir=%s\n",
 		    k->version, host, k->myid, k->cfg.data_dir, k->cfg.data_log_dir);
 		break;
