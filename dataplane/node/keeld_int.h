@@ -64,6 +64,7 @@ struct preq {
 	uint8_t *txn;
 	bool forwarded; /* already handed to a leader (or proposed) */
 	uint64_t term;  /* the term it was forwarded/proposed in */
+	uint64_t sent_ns;
 };
 
 /* A read that waits for its session's earlier writes. */

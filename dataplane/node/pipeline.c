@@ -96,7 +96,7 @@ struct pipeline {
 	uint64_t zxid_term;
 	uint32_t zxid_counter;
 
-	uint64_t last_touch_ns, last_scan_ns, last_container_ns;
+	uint64_t last_touch_ns, last_scan_ns, last_container_ns, last_stale_ns;
 	uint64_t seen_term;
 	uint32_t seen_leader;
 	enum raft_role seen_role;
@@ -358,6 +358,7 @@ static void forward_held(struct pipeline *p)
 		off += 16 + r->len;
 		r->forwarded = true;
 		r->term = term;
+		r->sent_ns = keel_now_ns();
 		pend_add(p, r);
 		r = nx;
 	}
@@ -378,6 +379,7 @@ static void propose_held(struct pipeline *p)
 		items_add(p, p->k->myid, r->id, r->txn, r->len);
 		r->forwarded = true;
 		r->term = term;
+		r->sent_ns = keel_now_ns();
 		pend_add(p, r);
 		r = nx;
 	}
@@ -536,14 +538,14 @@ static void apply_entry(struct pipeline *p, const struct raft_entry *e)
  * their connections (ZooKeeper's followers drop clients when their leader
  * goes) so clients retry; a later apply of one finds no pending entry.
  */
-static void abandon_stale(struct pipeline *p, uint64_t term)
+static void abandon_stale(struct pipeline *p, uint64_t term, uint64_t sent_before_ns)
 {
 	struct keeld *k = p->k;
 	for (size_t i = 0; i < PEND_BUCKETS; i++) {
 		struct preq **q = &p->pend[i];
 		while (*q) {
 			struct preq *r = *q;
-			if (r->term >= term) {
+			if (r->term >= term && r->sent_ns >= sent_before_ns) {
 				q = &r->next;
 				continue;
 			}
@@ -569,7 +571,7 @@ static void watch_leadership(struct pipeline *p)
 			keeld_log("raft: term %" PRIu64 ", leader %u%s", term, leader,
 				  leader == k->myid ? " (this node)" : "");
 		if (term != p->seen_term)
-			abandon_stale(p, term);
+			abandon_stale(p, term, 0);
 		p->seen_term = term;
 		p->seen_leader = leader;
 	}
@@ -612,6 +614,15 @@ static void session_work(struct pipeline *p, uint64_t now)
 				      4 + 8 * (size_t)n);
 		}
 		free(msg);
+	}
+	/* A request lost on its way to the leader (a dropped FORWARD datagram)
+	 * would wait forever: past the longest session timeout, give up on it
+	 * like on a leader change. */
+	if (now - p->last_stale_ns >= 10 * every) {
+		p->last_stale_ns = now;
+		uint64_t bound = (uint64_t)k->cfg.max_session_timeout_ms * 1000000u;
+		if (now > bound)
+			abandon_stale(p, 0, now - bound);
 	}
 	if (raft_role(p->r) != RAFT_LEADER)
 		return;
