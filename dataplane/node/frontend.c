@@ -226,7 +226,7 @@ static int perm_check(struct keeld *k, const char *path, size_t len, int32_t per
 		      const struct fsess *s)
 {
 	struct kv_node n;
-	const struct kv_view *v = kv_view_get(k->kv);
+	const struct kv_view *v = kv_view_get(keeld_kv(k));
 	if (kv_get(v, path, len, &n) != KV_ZOK)
 		return ZK_OK; /* apply decides (NoNode) */
 	return acl_allows(n.acl, n.acl_len, perm, s) ? ZK_OK : ZK_ENOAUTH;
@@ -281,7 +281,7 @@ static int watch_add(struct keeld *k, int64_t sid, const char *path, size_t len,
 static int read_once(struct keeld *k, const struct zk_call *call, int32_t type, const char *path,
 		     uint32_t plen, bool watch, const struct fsess *s)
 {
-	const struct kv_view *v = kv_view_get(k->kv);
+	const struct kv_view *v = kv_view_get(keeld_kv(k));
 	int64_t zxid = kv_view_zxid(v);
 	struct zk_response resp = { .zxid = zxid, .type = type };
 	struct kv_node n;
@@ -475,7 +475,7 @@ static void set_watches(struct keeld *k, const struct zk_call *call, const struc
 		struct zk_str p;
 		while (zk_strs_next(&req->watches[l], &it, &p)) {
 			for (int attempt = 0; attempt < 100; attempt++) {
-				const struct kv_view *v = kv_view_get(k->kv);
+				const struct kv_view *v = kv_view_get(keeld_kv(k));
 				int64_t z = kv_view_zxid(v);
 				struct kv_node n;
 				int e = kv_get(v, p.ptr, (size_t)p.len, &n);
@@ -835,7 +835,7 @@ static void on_connect(struct zk_backend *b, const struct zk_call *call,
 	}
 	if (req->session_id) {
 		struct kv_session_info si;
-		const struct kv_view *v = kv_view_get(k->kv);
+		const struct kv_view *v = kv_view_get(keeld_kv(k));
 		bool ok = kv_session_get(v, req->session_id, &si) == KV_ZOK &&
 			  req->passwd.len == KV_PASSWD_BYTES &&
 			  !memcmp(req->passwd.ptr, si.passwd, KV_PASSWD_BYTES);
@@ -995,7 +995,7 @@ static void on_request(struct zk_backend *b, const struct zk_call *call,
 			break;
 		}
 		for (int i = 0; i < 100; i++) {
-			int64_t z = kv_view_zxid(kv_view_get(k->kv));
+			int64_t z = kv_view_zxid(kv_view_get(keeld_kv(k)));
 			if (watch_add(k, call->session_id, req->path.ptr, (size_t)req->path.len,
 				      req->mode == 0 ? KV_WATCH_PERSISTENT : KV_WATCH_RECURSIVE,
 				      z) != KEEL_E_STALE)
@@ -1134,7 +1134,7 @@ static size_t four_letter(struct zk_backend *b, int word, char *out, size_t cap)
 	zk_server_stats(k->zk, &st);
 	int64_t zxid = cur_zxid(k);
 	kv_enter();
-	const struct kv_view *v = kv_view_get(k->kv);
+	const struct kv_view *v = kv_view_get(keeld_kv(k));
 	uint64_t nodes = kv_view_node_count(v);
 	uint64_t sessions = kv_view_session_count(v);
 	kv_leave();

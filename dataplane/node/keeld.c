@@ -81,7 +81,8 @@ static void usage(FILE *f)
 		"  keel.fsyncPath=auto|uring|plain   io_uring group commit or pwritev+fdatasync\n"
 		"  keel.directIo=on|off         O_DIRECT log writes\n"
 		"  keel.segmentBytes=BYTES      log segment size (default 64 MiB)\n"
-		"  keel.snapshotThresholdBytes=BYTES  (snapshots are not taken yet; see README)\n"
+		"  keel.snapshotThresholdBytes=BYTES  snapshot when the log since the last one is "
+		"larger\n"
 		"  keel.electionTimeoutMs=MS    Raft election timeout (default 1000)\n"
 		"  keel.heartbeatMs=MS          Raft heartbeat (default 100)\n"
 		"  keel.adminPort=PORT keel.adminAddress=ADDR keel.adminToken=T   mgmt plane\n"
@@ -261,6 +262,8 @@ out:
 	kv_watches_destroy(k->watches);
 	kv_thread_register();
 	kv_destroy(k->kv);
+	for (uint32_t i = 0; i < k->n_old_kv; i++)
+		kv_destroy(k->old_kv[i]);
 	kv_barrier();
 	kv_thread_unregister();
 	close(k->evfd);

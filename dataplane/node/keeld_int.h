@@ -98,7 +98,9 @@ struct keeld {
 	uint32_t myid;
 	char version[32];
 
-	struct kv *kv;
+	struct kv *kv;         /* replaced (atomically) when a snapshot is installed */
+	struct kv *old_kv[64]; /* replaced stores: readers may still hold views */
+	uint32_t n_old_kv;
 	struct kv_watches *watches;
 	pthread_mutex_t watch_mu;
 	int64_t matched_zxid; /* largest event zxid fed to the registry (watch_mu) */
@@ -129,6 +131,11 @@ struct keeld {
 	atomic_uint_fast64_t n_writes;
 	atomic_uint_fast64_t n_refused_zxid;
 };
+
+static inline struct kv *keeld_kv(struct keeld *k)
+{
+	return __atomic_load_n(&k->kv, __ATOMIC_ACQUIRE);
+}
 
 /* keeld.c */
 void keeld_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -108,7 +108,19 @@ struct pipeline {
 	struct wal_entry *went;
 	size_t went_cap;
 	bool wal_failed;
+	uint64_t durable_index;
+
+	/* snapshots */
+	uint64_t applied_index;
+	uint64_t since_snap_bytes; /* entry bytes applied since the last snapshot */
+	uint64_t snap_index;
+	uint8_t *inst; /* an image arriving from the leader, by chunks */
+	size_t inst_len, inst_cap;
+	struct raft_buf *inst_done; /* installed image to hand raft after advance */
+	uint64_t inst_done_index;
 };
+
+#define SNAP_KEEP_ENTRIES 1000
 
 /* ---------------------------------------------------------------- utils */
 
@@ -508,7 +520,7 @@ static void apply_entry(struct pipeline *p, const struct raft_entry *e)
 			struct kv_apply_result res = { 0 };
 			int rc = kv_txn_decode(t, len, &txn, p->ops, KV_TXN_MAX_OPS);
 			if (rc == 0)
-				rc = kv_apply(k->kv, &txn, &res);
+				rc = kv_apply(keeld_kv(k), &txn, &res);
 			if (rc < 0) {
 				keeld_log("apply: index %" PRIu64 " item %u: %s", e->index, i,
 					  keel_strerror(rc));
@@ -529,6 +541,8 @@ static void apply_entry(struct pipeline *p, const struct raft_entry *e)
 		}
 	}
 	atomic_store(&k->applied_index, e->index);
+	p->applied_index = e->index;
+	p->since_snap_bytes += e->len + 32;
 }
 
 /* -------------------------------------------------------- leader change */
@@ -671,7 +685,197 @@ static void container_work(struct pipeline *p, uint64_t now)
 		return;
 	p->last_container_ns = now;
 	struct cont_ctx c = { p };
-	(void)kv_expired_containers(kv_view_get(p->k->kv), wall_ms(), container_due, &c);
+	(void)kv_expired_containers(kv_view_get(keeld_kv(p->k)), wall_ms(), container_due, &c);
+}
+
+/* ------------------------------------------------------------ snapshots */
+
+struct membuf {
+	uint8_t *p;
+	size_t len, cap, off;
+};
+
+static int mb_write(void *ctx, const void *buf, size_t len)
+{
+	struct membuf *m = ctx;
+	m->p = grow(m->p, &m->cap, m->len + len, 1);
+	memcpy(m->p + m->len, buf, len);
+	m->len += len;
+	return 0;
+}
+
+static int mb_read(void *ctx, void *buf, size_t len)
+{
+	struct membuf *m = ctx;
+	if (m->off + len > m->len)
+		return KEEL_E_CORRUPT;
+	memcpy(buf, m->p + m->off, len);
+	m->off += len;
+	return 0;
+}
+
+static void image_release(struct raft_buf *b)
+{
+	free(b->user);
+	free(b);
+}
+
+/* A raft_buf that owns `data` (malloc'd, len bytes), refs = 1. */
+static struct raft_buf *image_buf(uint8_t *data, size_t len)
+{
+	struct raft_buf *b = malloc(sizeof(*b));
+	if (!b)
+		abort();
+	*b = (struct raft_buf){ .refs = 1,
+				.size = (uint32_t)len,
+				.data = data,
+				.release = image_release,
+				.user = data };
+	return b;
+}
+
+static int trk_seed(void *ctx, int64_t id, int32_t timeout_ms)
+{
+	trk_add(ctx, id, timeout_ms);
+	return 0;
+}
+
+/* The leader's session tracker from a restored store. */
+static void trk_rebuild(struct pipeline *p)
+{
+	for (size_t i = 0; i < TRK_BUCKETS; i++)
+		while (p->trk[i]) {
+			struct strack *s = p->trk[i];
+			p->trk[i] = s->next;
+			free(s);
+		}
+	(void)kv_sessions(kv_view_get(keeld_kv(p->k)), trk_seed, p);
+}
+
+/* Write image (of the state at index/term) as the wal's snapshot: blocking. */
+static int snap_persist(struct pipeline *p, uint64_t index, uint64_t term,
+			const struct raft_conf *conf, const uint8_t *image, size_t len)
+{
+	uint8_t cb[RAFT_CONF_MAX_BYTES];
+	size_t cl = raft_conf_encode(conf, cb);
+	struct wal_snap_writer *sw;
+	int rc = wal_snap_begin(p->w, index, term, cb, (uint32_t)cl, &sw);
+	if (rc == 0) {
+		rc = wal_snap_write(sw, image, len);
+		if (rc == 0)
+			rc = wal_snap_finish(sw);
+		else
+			wal_snap_abort(sw);
+	}
+	if (rc < 0)
+		keeld_log("snapshot %" PRIu64 ": %s", index, keel_strerror(rc));
+	return rc;
+}
+
+/*
+ * When the log since the last snapshot passed keel.snapshotThresholdBytes:
+ * serialize the store as of the last applied entry, make it the wal's
+ * snapshot (blocking write + fsync on this thread), hand the image to raft
+ * (for followers that fall behind) and drop the log before it (keeping
+ * SNAP_KEEP_ENTRIES so a follower a little behind still gets entries).
+ */
+static void maybe_snapshot(struct pipeline *p)
+{
+	struct keeld *k = p->k;
+	if (p->since_snap_bytes < k->cfg.snapshot_threshold_bytes || p->wal_failed)
+		return;
+	uint64_t index = p->applied_index;
+	if (index <= p->snap_index)
+		return;
+	p->since_snap_bytes = 0;
+	uint64_t t0 = keel_now_ns();
+	struct membuf mb = { 0 };
+	int rc = kv_snapshot_write(kv_view_get(keeld_kv(k)), mb_write, &mb);
+	uint64_t term = raft_term_at(p->r, index);
+	if (rc == 0 && term)
+		rc = snap_persist(p, index, term, raft_conf(p->r), mb.p, mb.len);
+	if (rc < 0 || !term) {
+		free(mb.p);
+		return;
+	}
+	struct raft_buf *b = image_buf(mb.p, mb.len);
+	rc = raft_snapshot_taken(p->r, index, b, SNAP_KEEP_ENTRIES);
+	raft_buf_unref(b);
+	if (rc < 0) {
+		keeld_log("snapshot %" PRIu64 ": raft: %s", index, keel_strerror(rc));
+		return;
+	}
+	p->snap_index = index;
+	uint64_t upto = index > SNAP_KEEP_ENTRIES ? index - SNAP_KEEP_ENTRIES : 0;
+	upto = KEEL_MIN(upto, p->durable_index);
+	if (upto >= wal_first_index(p->w) && (rc = wal_truncate_prefix(p->w, upto)) < 0)
+		keeld_log("wal: truncate before %" PRIu64 ": %s", upto, keel_strerror(rc));
+	keeld_log("snapshot at index %" PRIu64 " (term %" PRIu64 "): %zu bytes, %.1f ms; log "
+		  "now from %" PRIu64,
+		  index, term, mb.len, (double)(keel_now_ns() - t0) / 1e6, wal_first_index(p->w));
+}
+
+static void take_chunks(struct pipeline *p, const struct raft_update *u)
+{
+	for (uint32_t i = 0; i < u->n_chunks; i++) {
+		const struct raft_chunk *c = &u->chunks[i];
+		if (c->offset == 0)
+			p->inst_len = 0;
+		if (!c->buf || !c->len)
+			continue;
+		p->inst = grow(p->inst, &p->inst_cap, c->offset + c->len, 1);
+		memcpy(p->inst + c->offset, c->buf->data + c->off, c->len);
+		p->inst_len = KEEL_MAX(p->inst_len, c->offset + c->len);
+	}
+}
+
+/*
+ * InstallSnapshot (§5.3) on this follower: make the image the wal's snapshot,
+ * drop the log it replaces, and load it into a fresh store that replaces the
+ * current one (readers may still hold views of the old store: it is kept
+ * until exit).
+ */
+static void install_snapshot(struct pipeline *p, const struct raft_snapshot_meta *m)
+{
+	struct keeld *k = p->k;
+	size_t len = p->inst_len;
+	uint8_t *image = p->inst;
+	p->inst = NULL;
+	p->inst_len = p->inst_cap = 0;
+	if (snap_persist(p, m->index, m->term, &m->conf, image, len) < 0) {
+		free(image);
+		abort(); /* raft was told the image is installed: cannot continue */
+	}
+	uint64_t first = wal_first_index(p->w), last = wal_last_index(p->w);
+	int rc = 0;
+	if (last > m->index && m->index + 1 >= first)
+		rc = wal_truncate_suffix(p->w, m->index + 1);
+	if (rc == 0)
+		rc = wal_truncate_prefix(p->w, m->index);
+	if (rc < 0)
+		keeld_log("wal: dropping the log under snapshot %" PRIu64 ": %s", m->index,
+			  keel_strerror(rc));
+	struct kv_config kc = { .max_data_bytes = k->cfg.max_packet_bytes };
+	struct kv *nkv;
+	struct membuf mr = { .p = image, .len = len };
+	if (kv_create(&kc, &nkv) < 0 || (rc = kv_restore(nkv, mb_read, &mr)) < 0) {
+		keeld_log("snapshot %" PRIu64 " from the leader: restore failed: %s", m->index,
+			  keel_strerror(rc));
+		abort();
+	}
+	if (k->n_old_kv < KEEL_ARRAY_SIZE(k->old_kv))
+		k->old_kv[k->n_old_kv++] = k->kv;
+	__atomic_store_n(&k->kv, nkv, __ATOMIC_RELEASE);
+	atomic_store(&k->applied_zxid, kv_view_zxid(kv_view_get(nkv)));
+	atomic_store(&k->applied_index, m->index);
+	p->applied_index = m->index;
+	p->snap_index = m->index;
+	p->since_snap_bytes = 0;
+	trk_rebuild(p);
+	p->inst_done = image_buf(image, len);
+	p->inst_done_index = m->index;
+	keeld_log("installed snapshot %" PRIu64 " (term %" PRIu64 ", %zu bytes) from the leader",
+		  m->index, m->term, len);
 }
 
 /* ------------------------------------------------------------ the wal */
@@ -715,6 +919,7 @@ static void poll_wal(struct pipeline *p)
 		return;
 	}
 	release_wrefs(p, st.released_ticket);
+	p->durable_index = st.durable_index;
 	/* Newest first: writes complete in order, so one satisfied update
 	 * covers every older one (even one whose entries a later update
 	 * truncated and replaced). */
@@ -736,9 +941,7 @@ static void persist_update(struct pipeline *p, const struct raft_update *u)
 	if (!u->persist_seq)
 		return;
 	if (u->has_snapshot)
-		keeld_log("raft: snapshot install requested (index %" PRIu64
-			  "): not supported by this keeld",
-			  u->snapshot.index);
+		install_snapshot(p, &u->snapshot);
 	if (u->hs_changed)
 		(void)wal_set_hardstate(p->w, u->hs.term, u->hs.vote);
 	uint64_t last = 0;
@@ -858,12 +1061,20 @@ static void *pipeline_main(void *arg)
 		struct raft_update u;
 		if (raft_ready(p->r, &u)) {
 			work = true;
+			take_chunks(p, &u);
 			persist_update(p, &u);
 			for (uint32_t i = 0; i < u.n_msgs; i++)
 				send_raft(p, &u.msgs[i]);
 			for (uint32_t i = 0; i < u.n_committed; i++)
 				apply_entry(p, &u.committed[i]);
 			raft_advance(p->r);
+			if (p->inst_done) {
+				(void)raft_snapshot_taken(p->r, p->inst_done_index, p->inst_done,
+							  SNAP_KEEP_ENTRIES);
+				raft_buf_unref(p->inst_done);
+				p->inst_done = NULL;
+			}
+			maybe_snapshot(p);
 		}
 		if (p->t)
 			(void)dp_flush(p->t);
@@ -1024,15 +1235,61 @@ int keeld_pipeline_open(struct keeld *k)
 		  c->fsync ? "on" : "on (keel.fsync=off is not honoured by the log yet)",
 		  rec.first_index, rec.last_index, rec.hs_term, rec.hs_vote,
 		  rec.torn ? " (torn tail cut)" : "");
-	if (rec.snap_index)
-		keeld_log("wal: snapshot %" PRIu64 " present but snapshots are not loaded by "
-			  "this keeld; refusing to start",
-			  rec.snap_index);
-	if (rec.snap_index)
-		return KEEL_E_UNSUPPORTED;
+	/* Restart: the latest snapshot into the (empty) store, then the log after it. */
+	struct raft_config rc_cfg;
+	memset(&rc_cfg, 0, sizeof(rc_cfg));
+	struct raft_buf *image = NULL;
+	bool have_snap_conf = false;
+	struct raft_conf snap_conf;
+	if (rec.snap_index) {
+		struct wal_snap_reader *rd;
+		struct wal_snap_meta meta;
+		rc = wal_snap_open(p->w, &rd, &meta);
+		if (rc < 0) {
+			keeld_log("wal: snapshot %" PRIu64 ": %s", rec.snap_index,
+				  keel_strerror(rc));
+			return rc;
+		}
+		struct membuf mb = { 0 };
+		mb.p = grow(NULL, &mb.cap, meta.data_bytes + 1, 1);
+		long got;
+		while ((got = wal_snap_read(rd, mb.p + mb.len, mb.cap - mb.len)) > 0)
+			mb.len += (size_t)got;
+		have_snap_conf =
+			raft_conf_decode(meta.membership, meta.membership_len, &snap_conf) == 0;
+		wal_snap_close(rd);
+		if (got < 0 || mb.len != meta.data_bytes || !have_snap_conf) {
+			keeld_log("wal: snapshot %" PRIu64 ": unreadable (%zu of %" PRIu64
+				  " bytes)",
+				  meta.index, mb.len, meta.data_bytes);
+			free(mb.p);
+			return KEEL_E_CORRUPT;
+		}
+		kv_thread_register();
+		rc = kv_restore(k->kv, mb_read, &mb);
+		if (rc == 0) {
+			atomic_store(&k->applied_zxid, kv_view_zxid(kv_view_get(k->kv)));
+			trk_rebuild(p);
+		}
+		kv_thread_unregister();
+		if (rc < 0) {
+			keeld_log("wal: snapshot %" PRIu64 ": restore: %s", meta.index,
+				  keel_strerror(rc));
+			free(mb.p);
+			return rc;
+		}
+		image = image_buf(mb.p, mb.len);
+		rc_cfg.snapshot.index = meta.index;
+		rc_cfg.snapshot.term = meta.term;
+		p->snap_index = p->applied_index = meta.index;
+		atomic_store(&k->applied_index, meta.index);
+		keeld_log("snapshot %" PRIu64 " (term %" PRIu64
+			  ", %zu bytes) restored, zxid 0x%" PRIx64,
+			  meta.index, meta.term, mb.len, (uint64_t)atomic_load(&k->applied_zxid));
+	}
 
 	/* Recovered entries, one buffer each, handed to raft (refs taken). */
-	uint64_t first = rec.first_index, last = rec.last_index;
+	uint64_t first = KEEL_MAX(rec.first_index, rec.snap_index + 1), last = rec.last_index;
 	uint32_t n = last >= first ? (uint32_t)(last - first + 1) : 0;
 	struct raft_entry *ents = n ? calloc(n, sizeof(*ents)) : NULL;
 	if (n && !ents)
@@ -1064,8 +1321,11 @@ int keeld_pipeline_open(struct keeld *k)
 		free(tmp);
 	}
 
-	struct raft_config rc_cfg;
+	struct raft_snapshot_meta snap_meta = rc_cfg.snapshot;
 	raft_config_default(&rc_cfg, k->myid, keel_now_ns() ^ ((uint64_t)k->myid << 40));
+	rc_cfg.snapshot.index = snap_meta.index;
+	rc_cfg.snapshot.term = snap_meta.term;
+	rc_cfg.snapshot_data = image;
 	uint32_t tick_ms = KEEL_MAX(1u, KEEL_MIN(10u, c->heartbeat_ms));
 	p->tick_ns = (uint64_t)tick_ms * 1000000u;
 	rc_cfg.election_ticks = KEEL_MAX(2u, c->election_timeout_ms / tick_ms);
@@ -1079,7 +1339,9 @@ int keeld_pipeline_open(struct keeld *k)
 	rc_cfg.hs.vote = (uint32_t)rec.hs_vote;
 	struct raft_conf *conf = &rc_cfg.snapshot.conf;
 	memset(conf, 0, sizeof(*conf));
-	if (c->n_servers == 0) {
+	if (have_snap_conf) {
+		*conf = snap_conf;
+	} else if (c->n_servers == 0) {
 		conf->n = 1;
 		conf->m[0] = (struct raft_member){ k->myid, RAFT_VOTER };
 	} else {
@@ -1091,6 +1353,8 @@ int keeld_pipeline_open(struct keeld *k)
 	rc_cfg.entries = ents;
 	rc_cfg.n_entries = n;
 	rc = raft_create(&rc_cfg, &p->r);
+	if (image)
+		raft_buf_unref(image);
 	for (uint32_t i = 0; i < n; i++)
 		if (ents[i].buf)
 			raft_buf_unref(ents[i].buf);

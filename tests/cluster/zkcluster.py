@@ -85,9 +85,10 @@ class Node:
 class Cluster:
     kind = "?"
 
-    def __init__(self, size, tick_ms=200):
+    def __init__(self, size, tick_ms=200, extra=None):
         self.size = size
         self.tick_ms = tick_ms
+        self.extra = list(extra or [])  # more zoo.cfg lines (keel: keel.* keys)
         self.dir = tempfile.mkdtemp(prefix="keel-%s-" % self.kind)
         base = free_port_block(size * 3)
         self.nodes = [Node(i, base + i, base + size + i, base + 2 * size + i,
@@ -292,6 +293,7 @@ class KeelCluster(Cluster):
         if self.size > 1:
             for m in self.nodes:
                 lines.append("server.%d=127.0.0.1:%d" % (m.id, m.peer_port))
+        lines += self.extra
         with open(os.path.join(n.workdir, "zoo.cfg"), "w") as f:
             f.write("\n".join(lines) + "\n")
 
