@@ -270,17 +270,22 @@ static void trk_reset(struct pipeline *p)
 
 /* ----------------------------------------------------------- batch items */
 
-static void items_add(struct pipeline *p, uint32_t origin, uint64_t id, const void *txn,
-		      uint32_t len)
+/* One item {origin, id, len, txn}: 16 + len bytes at d. */
+static size_t put_item(uint8_t *d, uint32_t origin, uint64_t id, const void *txn, uint32_t len)
 {
-	p->items = grow(p->items, &p->items_cap, p->items_len + 16 + len, 1);
-	uint8_t *d = p->items + p->items_len;
 	put32(d, origin);
 	put64(d + 4, id);
 	put32(d + 12, len);
 	if (len)
 		memcpy(d + 16, txn, len);
-	p->items_len += 16 + len;
+	return 16 + (size_t)len;
+}
+
+static void items_add(struct pipeline *p, uint32_t origin, uint64_t id, const void *txn,
+		      uint32_t len)
+{
+	p->items = grow(p->items, &p->items_cap, p->items_len + 16 + len, 1);
+	p->items_len += put_item(p->items + p->items_len, origin, id, txn, len);
 	p->items_n++;
 }
 
@@ -344,6 +349,15 @@ static void send_raft(struct pipeline *p, const struct raft_msg *m)
 		(void)dp_send(p->t, (uint16_t)m->to, KEELD_MSG_RAFT, p->sendbuf, (size_t)w);
 }
 
+/* A local request now rides a proposal or a FORWARD of this term. */
+static void handed_over(struct pipeline *p, struct preq *r, uint64_t term)
+{
+	r->forwarded = true;
+	r->term = term;
+	r->sent_ns = keel_now_ns();
+	pend_add(p, r);
+}
+
 /* Follower: hand held local writes to the leader. */
 static void forward_held(struct pipeline *p)
 {
@@ -362,16 +376,8 @@ static void forward_held(struct pipeline *p)
 	struct preq *r = p->hold_head;
 	while (r) {
 		struct preq *nx = r->next;
-		put32(d + off, p->k->myid);
-		put64(d + off + 4, r->id);
-		put32(d + off + 12, r->len);
-		if (r->len)
-			memcpy(d + off + 16, r->txn, r->len);
-		off += 16 + r->len;
-		r->forwarded = true;
-		r->term = term;
-		r->sent_ns = keel_now_ns();
-		pend_add(p, r);
+		off += put_item(d + off, p->k->myid, r->id, r->txn, r->len);
+		handed_over(p, r, term);
 		r = nx;
 	}
 	p->hold_head = NULL;
@@ -389,10 +395,7 @@ static void propose_held(struct pipeline *p)
 	while (r) {
 		struct preq *nx = r->next;
 		items_add(p, p->k->myid, r->id, r->txn, r->len);
-		r->forwarded = true;
-		r->term = term;
-		r->sent_ns = keel_now_ns();
-		pend_add(p, r);
+		handed_over(p, r, term);
 		r = nx;
 	}
 	p->hold_head = NULL;
