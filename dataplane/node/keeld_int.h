@@ -63,6 +63,7 @@ struct preq {
 	uint32_t len;
 	uint8_t *txn;
 	bool forwarded; /* already handed to a leader (or proposed) */
+	bool resent;    /* handed to a leader of an older term before */
 	uint64_t term;  /* the term it was forwarded/proposed in */
 	uint64_t sent_ns;
 };

@@ -268,6 +268,10 @@ static void trk_reset(struct pipeline *p)
 		}
 }
 
+/* Marks a re-sent item in FORWARD's origin field (see resend_stale). */
+#define ITEM_RESENT 0x80000000u
+static bool in_log(struct pipeline *p, uint32_t origin, uint64_t id);
+
 /* ----------------------------------------------------------- batch items */
 
 /* One item {origin, id, len, txn}: 16 + len bytes at d. */
@@ -376,7 +380,8 @@ static void forward_held(struct pipeline *p)
 	struct preq *r = p->hold_head;
 	while (r) {
 		struct preq *nx = r->next;
-		off += put_item(d + off, p->k->myid, r->id, r->txn, r->len);
+		off += put_item(d + off, p->k->myid | (r->resent ? ITEM_RESENT : 0), r->id, r->txn,
+				r->len);
 		handed_over(p, r, term);
 		r = nx;
 	}
@@ -394,7 +399,8 @@ static void propose_held(struct pipeline *p)
 	struct preq *r = p->hold_head;
 	while (r) {
 		struct preq *nx = r->next;
-		items_add(p, p->k->myid, r->id, r->txn, r->len);
+		if (!r->resent || !r->len || !in_log(p, p->k->myid, r->id))
+			items_add(p, p->k->myid, r->id, r->txn, r->len);
 		handed_over(p, r, term);
 		r = nx;
 	}
@@ -423,7 +429,10 @@ static void on_forward(struct pipeline *p, const struct dp_msg *m)
 		uint32_t len = get32(m->data + off + 12);
 		if (off + 16 + len > m->len)
 			return;
-		items_add(p, origin, id, m->data + off + 16, len);
+		bool resent = origin & ITEM_RESENT;
+		origin &= ~ITEM_RESENT;
+		if (!resent || !len || !in_log(p, origin, id))
+			items_add(p, origin, id, m->data + off + 16, len);
 		off += 16 + len;
 	}
 }
@@ -551,18 +560,86 @@ static void apply_entry(struct pipeline *p, const struct raft_entry *e)
 /* -------------------------------------------------------- leader change */
 
 /*
- * Requests handed to a leader of an older term may or may not commit: close
- * their connections (ZooKeeper's followers drop clients when their leader
- * goes) so clients retry; a later apply of one finds no pending entry.
+ * Is the request (origin, id) in this leader's log? Leader completeness
+ * (§3.6.3): whatever any leader committed is in the log of the leader of a
+ * later term, and what is not in it never commits. So a request that was
+ * handed to an older leader can be proposed again exactly when it is absent.
+ * Entries compacted into a snapshot are not searched: a request that old
+ * has been answered (or given up) long before a re-send.
  */
-static void abandon_stale(struct pipeline *p, uint64_t term, uint64_t sent_before_ns)
+static bool in_log(struct pipeline *p, uint32_t origin, uint64_t id)
+{
+	uint64_t last = raft_last_index(p->r);
+	for (uint64_t i = raft_first_index(p->r); i && i <= last; i++) {
+		const struct raft_entry *e = raft_entry_at(p->r, i);
+		if (!e || e->type != RAFT_ENTRY_NORMAL || !e->buf || e->len < 5)
+			continue;
+		const uint8_t *d = e->buf->data + e->off;
+		uint32_t n = get32(d + 1);
+		size_t off = 5;
+		for (uint32_t j = 0; j < n && off + 16 <= e->len; j++) {
+			if (get32(d + off) == origin && get64(d + off + 4) == id)
+				return true;
+			off += 16 + get32(d + off + 12);
+		}
+	}
+	return false;
+}
+
+static int by_id(const void *a, const void *b)
+{
+	uint64_t x = (*(struct preq *const *)a)->id, y = (*(struct preq *const *)b)->id;
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * Requests handed to a leader of an older term may or may not be in the new
+ * leader's log: send them again, marked, ahead of newer ones (in request
+ * order); the new leader proposes only those absent from its log (in_log), so
+ * none runs twice and clients see no connection loss.
+ */
+static void resend_stale(struct pipeline *p, uint64_t term)
+{
+	struct preq **v = NULL;
+	size_t n = 0, cap = 0;
+	for (size_t i = 0; i < PEND_BUCKETS; i++) {
+		struct preq **q = &p->pend[i];
+		while (*q) {
+			struct preq *r = *q;
+			if (r->term >= term) {
+				q = &r->next;
+				continue;
+			}
+			*q = r->next;
+			v = grow(v, &cap, n + 1, sizeof(*v));
+			v[n++] = r;
+		}
+	}
+	if (!n)
+		return;
+	qsort(v, n, sizeof(*v), by_id);
+	for (size_t i = n; i > 0; i--) {
+		struct preq *r = v[i - 1];
+		r->resent = true;
+		r->next = p->hold_head;
+		if (!p->hold_head)
+			p->hold_tail = &r->next;
+		p->hold_head = r;
+	}
+	keeld_log("raft: new term %" PRIu64 ": %zu requests sent again to the new leader", term, n);
+	free(v);
+}
+
+/* Requests unanswered past maxSessionTimeout (a FORWARD lost on the way):
+ * close their connections, as ZooKeeper does when it cannot tell an outcome. */
+static void give_up_old(struct pipeline *p, uint64_t sent_before_ns)
 {
 	struct keeld *k = p->k;
 	for (size_t i = 0; i < PEND_BUCKETS; i++) {
 		struct preq **q = &p->pend[i];
 		while (*q) {
 			struct preq *r = *q;
-			if (r->term >= term && r->sent_ns >= sent_before_ns) {
+			if (r->sent_ns >= sent_before_ns) {
 				q = &r->next;
 				continue;
 			}
@@ -588,7 +665,7 @@ static void watch_leadership(struct pipeline *p)
 			keeld_log("raft: term %" PRIu64 ", leader %u%s", term, leader,
 				  leader == k->myid ? " (this node)" : "");
 		if (term != p->seen_term)
-			abandon_stale(p, term, 0);
+			resend_stale(p, term);
 		p->seen_term = term;
 		p->seen_leader = leader;
 	}
@@ -639,7 +716,7 @@ static void session_work(struct pipeline *p, uint64_t now)
 		p->last_stale_ns = now;
 		uint64_t bound = (uint64_t)k->cfg.max_session_timeout_ms * 1000000u;
 		if (now > bound)
-			abandon_stale(p, 0, now - bound);
+			give_up_old(p, now - bound);
 	}
 	if (raft_role(p->r) != RAFT_LEADER)
 		return;
