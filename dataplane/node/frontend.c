@@ -22,6 +22,7 @@
  * is attempted, watch_mu may be held while taking fe_mu.
  */
 #include <inttypes.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,6 +99,11 @@ static void sess_free(struct fsess *s)
 
 void keeld_sessions_free(struct keeld *k)
 {
+	while (k->barrier) {
+		struct dread *d = k->barrier;
+		k->barrier = d->next;
+		dread_free(d);
+	}
 	for (size_t i = 0; i < KEELD_SESS_BUCKETS; i++)
 		while (k->sess[i]) {
 			struct fsess *s = k->sess[i];
@@ -899,6 +905,94 @@ out:
 	kv_leave();
 }
 
+/*
+ * Has a peer message arrived that the pipeline has not applied yet? A leader
+ * sends "committed" to its followers before it answers its client, and
+ * loopback UDP lands in our socket at once, so a client that reads here right
+ * after another client's write was answered finds the news pending: then the
+ * read waits for one whole pipeline turn (which applies it). ZooKeeper gives
+ * no such promise across clients (only sync does); this closes the common case.
+ */
+static bool peer_news(struct keeld *k)
+{
+	if (atomic_load(&k->applying))
+		return true;
+	if (k->dp_fd < 0)
+		return false;
+	struct pollfd pf = { .fd = k->dp_fd, .events = POLLIN };
+	return poll(&pf, 1, 0) > 0;
+}
+
+static struct dread *dread_new(const struct zk_call *call, const struct zk_request *req)
+{
+	struct dread *d = calloc(1, sizeof(*d));
+	if (!d)
+		return NULL;
+	d->call = *call;
+	d->type = req->type;
+	d->watch = req->watch;
+	d->path_len = req->path.len > 0 ? (uint32_t)req->path.len : 0;
+	d->path = malloc(d->path_len + 1);
+	if (!d->path) {
+		free(d);
+		return NULL;
+	}
+	memcpy(d->path, req->path.ptr, d->path_len);
+	d->path[d->path_len] = 0;
+	return d;
+}
+
+static bool defer_to_turn(struct keeld *k, const struct zk_call *call, const struct zk_request *req)
+{
+	struct dread *d = dread_new(call, req);
+	if (!d)
+		return false;
+	pthread_mutex_lock(&k->fe_mu);
+	d->turn = atomic_load(&k->turn);
+	*k->barrier_tail = d;
+	k->barrier_tail = &d->next;
+	pthread_mutex_unlock(&k->fe_mu);
+	uint64_t one = 1;
+	(void)!write(k->evfd, &one, sizeof(one));
+	return true;
+}
+
+void keeld_serve_barrier(struct keeld *k, uint64_t turn)
+{
+	pthread_mutex_lock(&k->fe_mu);
+	struct dread *list = NULL, **tail = &list;
+	struct dread **q = &k->barrier;
+	while (*q) {
+		struct dread *d = *q;
+		if (d->turn < turn) {
+			*q = d->next;
+			d->next = NULL;
+			*tail = d;
+			tail = &d->next;
+		} else {
+			q = &d->next;
+		}
+	}
+	k->barrier_tail = q;
+	pthread_mutex_unlock(&k->fe_mu);
+	while (list) {
+		struct dread *d = list;
+		list = d->next;
+		struct fsess s;
+		bool have = false;
+		pthread_mutex_lock(&k->fe_mu);
+		struct fsess *ps = keeld_sess_find(k, d->call.session_id);
+		if (ps) {
+			s = *ps;
+			have = true;
+		}
+		pthread_mutex_unlock(&k->fe_mu);
+		keeld_serve_read(k, &d->call, d->type, d->path, d->path_len, d->watch,
+				 have ? &s : NULL);
+		dread_free(d);
+	}
+}
+
 static void on_request(struct zk_backend *b, const struct zk_call *call,
 		       const struct zk_request *req)
 {
@@ -915,22 +1009,11 @@ static void on_request(struct zk_backend *b, const struct zk_call *call,
 		have = true;
 		s = *ps;
 		if (is_read(req->type) && req->type != ZK_OP_WHO_AM_I && ps->outstanding) {
-			struct dread *d = calloc(1, sizeof(*d));
+			struct dread *d = dread_new(call, req);
 			if (d) {
-				d->call = *call;
-				d->type = req->type;
-				d->watch = req->watch;
-				d->path_len = req->path.len > 0 ? (uint32_t)req->path.len : 0;
-				d->path = malloc(d->path_len + 1);
-				if (d->path) {
-					memcpy(d->path, req->path.ptr, d->path_len);
-					d->path[d->path_len] = 0;
-					*ps->deferred_tail = d;
-					ps->deferred_tail = &d->next;
-					deferred = true;
-				} else {
-					free(d);
-				}
+				*ps->deferred_tail = d;
+				ps->deferred_tail = &d->next;
+				deferred = true;
 			}
 		}
 	}
@@ -947,6 +1030,8 @@ static void on_request(struct zk_backend *b, const struct zk_call *call,
 			(void)zk_server_reply_error(k->zk, call, cur_zxid(k), ZK_EBADARGUMENTS);
 			goto out;
 		}
+		if (peer_news(k) && defer_to_turn(k, call, req))
+			goto out;
 		keeld_serve_read(k, call, req->type, req->path.ptr,
 				 req->path.len > 0 ? (uint32_t)req->path.len : 0, req->watch, &s);
 		goto out;

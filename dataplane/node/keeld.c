@@ -231,6 +231,8 @@ int main(int argc, char **argv)
 	pthread_mutex_init(&k->fe_mu, NULL);
 	pthread_mutex_init(&k->watch_mu, NULL);
 	k->q_tail = &k->q_head;
+	k->barrier_tail = &k->barrier;
+	k->dp_fd = -1;
 	k->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	struct kv_config kc = { .max_data_bytes = k->cfg.max_packet_bytes };
 	if (k->evfd < 0 || kv_create(&kc, &k->kv) < 0 || kv_watches_create(&k->watches) < 0) {

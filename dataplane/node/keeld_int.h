@@ -76,6 +76,7 @@ struct dread {
 	bool watch;
 	char *path;
 	uint32_t path_len;
+	uint64_t turn; /* barrier reads: the pipeline turn seen when queued */
 };
 
 /* A session held (connected) at this node. */
@@ -117,6 +118,12 @@ struct keeld {
 	uint64_t next_req_id;
 	uint32_t session_counter;
 
+	/* reads that wait for the pipeline's next whole turn (under fe_mu) */
+	struct dread *barrier, **barrier_tail;
+	int dp_fd;                 /* the peer socket (-1: none), polled by the front end */
+	atomic_uint_fast64_t turn; /* pipeline turns started */
+	atomic_bool applying;      /* peer messages received, not yet applied */
+
 	/* pipeline-owned */
 	struct pipeline *pl;
 	pthread_t pl_thread;
@@ -154,6 +161,8 @@ void keeld_write_done(struct keeld *k, int64_t sid);
 void keeld_deliver_events(struct keeld *k, const struct kv_apply_result *res);
 /* A session was closed/expired by an applied txn. */
 void keeld_session_gone(struct keeld *k, int64_t sid, bool expired);
+/* Pipeline, at the end of turn `turn`: serve barrier reads queued before it. */
+void keeld_serve_barrier(struct keeld *k, uint64_t turn);
 /* Queue a write for the pipeline (takes ownership of r). */
 void keeld_queue(struct keeld *k, struct preq *r);
 void keeld_preq_free(struct preq *r);

@@ -37,6 +37,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -988,7 +989,9 @@ static void push_wref(struct pipeline *p, uint64_t ticket, struct raft_buf *b)
 	p->wrefs_n++;
 }
 
-static void poll_wal(struct pipeline *p)
+/* Returns whether raft was told something became durable (it may have
+ * messages to release: run another turn before sleeping). */
+static bool poll_wal(struct pipeline *p)
 {
 	struct wal_status st;
 	int rc = wal_poll(p->w, &st);
@@ -996,7 +999,7 @@ static void poll_wal(struct pipeline *p)
 		if (!p->wal_failed)
 			keeld_log("wal: %s (writes stop)", wal_error(p->w));
 		p->wal_failed = true;
-		return;
+		return false;
 	}
 	release_wrefs(p, st.released_ticket);
 	p->durable_index = st.durable_index;
@@ -1011,9 +1014,10 @@ static void poll_wal(struct pipeline *p)
 			raft_persisted(p->r, q->seq);
 			p->pers_head = (p->pers_head + i) % PERS_CAP;
 			p->pers_n -= i;
-			break;
+			return true;
 		}
 	}
+	return false;
 }
 
 static void persist_update(struct pipeline *p, const struct raft_update *u)
@@ -1090,17 +1094,59 @@ static bool drain_queue(struct pipeline *p)
 	return true;
 }
 
+/*
+ * Nothing to do this turn: yield for a short while (a reply is often about
+ * to arrive), then sleep on the peer socket, the front end's eventfd and the
+ * log's completion fd until one fires or the next tick is due -- so idle
+ * nodes cost next to no CPU and a client write wakes the pipeline at once.
+ * DPDK (no fd) falls back to dp_idle()'s own policy.
+ */
+static void idle_wait(struct pipeline *p, uint64_t *idle_since)
+{
+	struct keeld *k = p->k;
+	uint64_t now = keel_now_ns();
+	if (!*idle_since)
+		*idle_since = now;
+	if (now - *idle_since < 50000u) {
+		sched_yield();
+		return;
+	}
+	int dfd = p->t ? dp_wait_fd(p->t) : -1;
+	kv_thread_offline();
+	if (p->t && dfd < 0) {
+		dp_idle(p->t, false);
+	} else {
+		struct pollfd pf[3];
+		nfds_t n = 0;
+		pf[n++] = (struct pollfd){ .fd = k->evfd, .events = POLLIN };
+		if (dfd >= 0)
+			pf[n++] = (struct pollfd){ .fd = dfd, .events = POLLIN };
+		int wfd = wal_wait_fd(p->w);
+		if (wfd >= 0)
+			pf[n++] = (struct pollfd){ .fd = wfd, .events = POLLIN };
+		uint64_t wait = p->next_tick_ns > now ? p->next_tick_ns - now : 0;
+		struct timespec ts = { .tv_sec = (time_t)(wait / 1000000000u),
+				       .tv_nsec = (long)(wait % 1000000000u) };
+		(void)ppoll(pf, n, &ts, NULL);
+	}
+	kv_thread_online();
+}
+
 static void *pipeline_main(void *arg)
 {
 	struct keeld *k = arg;
 	struct pipeline *p = k->pl;
 	kv_thread_register();
 	struct dp_msg msgs[DP_BURST];
+	uint64_t idle_since = 0;
 	p->next_tick_ns = keel_now_ns() + p->tick_ns;
 	while (!atomic_load(&k->stop)) {
 		bool work = false;
 		kv_thread_quiescent();
+		uint64_t turn = atomic_fetch_add(&k->turn, 1) + 1;
 		int n = p->t ? dp_recv_burst(p->t, msgs, DP_BURST) : 0;
+		if (n)
+			atomic_store(&k->applying, true);
 		for (int i = 0; i < n; i++) {
 			switch (msgs[i].type) {
 			case KEELD_MSG_RAFT:
@@ -1145,6 +1191,11 @@ static void *pipeline_main(void *arg)
 			persist_update(p, &u);
 			for (uint32_t i = 0; i < u.n_msgs; i++)
 				send_raft(p, &u.msgs[i]);
+			/* Peers hear of a commit before this node's clients do, so
+			 * a client that reads at a follower right after its reply
+			 * rarely beats the follower's apply. */
+			if (p->t && u.n_msgs)
+				(void)dp_flush(p->t);
 			for (uint32_t i = 0; i < u.n_committed; i++)
 				apply_entry(p, &u.committed[i]);
 			raft_advance(p->r);
@@ -1158,21 +1209,14 @@ static void *pipeline_main(void *arg)
 		}
 		if (p->t)
 			(void)dp_flush(p->t);
-		poll_wal(p);
-		struct wal_status st;
-		(void)wal_poll(p->w, &st);
-		if (st.busy || p->pers_n)
-			work = true;
-		if (work)
+		work |= poll_wal(p);
+		atomic_store(&k->applying, false);
+		keeld_serve_barrier(k, turn);
+		if (work) {
+			idle_since = 0;
 			continue;
-		kv_thread_offline();
-		if (p->t) {
-			dp_idle(p->t, false);
-		} else {
-			struct pollfd pf = { .fd = k->evfd, .events = POLLIN };
-			(void)poll(&pf, 1, 5);
 		}
-		kv_thread_online();
+		idle_wait(p, &idle_since);
 	}
 	kv_thread_unregister();
 	return NULL;
@@ -1266,6 +1310,7 @@ static int open_transport(struct pipeline *p)
 		keeld_log("transport: %s", err);
 		return rc;
 	}
+	k->dp_fd = dp_wait_fd(p->t);
 	keeld_log("transport: %s%s, node %u, peer port %u, %u peers", dp_kind(p->t),
 		  dc.ndevices ? "" : " (kernel UDP; the default without dp.device)", k->myid,
 		  dc.udp_port, c->n_servers - 1);
