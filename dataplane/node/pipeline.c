@@ -16,7 +16,8 @@
  *      apply committed entries to the kvstore in order, answer this node's
  *      clients (the entry carries each request's (node, request id) tag);
  *   5. wal_poll: durable up to N -> raft_persisted;
- *   6. idle: dp_idle() sleeps on the socket up to dp.sleep_us.
+ *   6. idle: ppoll() on the peer socket, the front end's eventfd and the
+ *      wal's completion fd until one fires or the next tick is due.
  *
  * zxid = term << 32 | counter (ZooKeeper's layout: epoch, counter). The
  * counter restarts at 1 when a node becomes leader; since Raft terms only grow
@@ -25,8 +26,10 @@
  *
  * What can fail: the wal stops on an I/O error (logged; the node stops
  * serving writes); a leader change leaves forwarded/proposed requests with an
- * unknown outcome -> their connections are closed (as a ZooKeeper follower
- * does when it loses its leader) and the client retries.
+ * unknown outcome -> they are sent again to the new leader, which proposes
+ * only those absent from its log (resend_stale, in_log); a request lost
+ * without a leader change is given up after maxSessionTimeout (its
+ * connection is closed, the client retries).
  *
  * Entry payload (NORMAL entries; little-endian):
  *   u8 version=1 | u32 count | count x { u32 origin node | u64 request id |
@@ -1256,8 +1259,8 @@ int keeld_transport_config(const struct keeld *k, struct dp_config *dc, char *er
 	/* Room for a batch of large entries in one AppendEntries. */
 	SET("dp.max_msg_bytes", "%u", 32u << 20);
 	SET("dp.reasm_mem_mb", "%u", 256u);
-	/* Idle wake-ups: short enough that a client write waits little for the
-	 * pipeline, long enough that idle nodes cost next to no CPU. */
+	/* DPDK (no fd to sleep on, see idle_wait): wake often enough that a
+	 * client write waits little for the pipeline. */
 	SET("dp.sleep_us", "%u", 500u);
 	for (uint32_t i = 0; i < c->n_servers; i++) {
 		const struct node_server *s = &c->servers[i];
