@@ -33,12 +33,29 @@
 #include "keeld_int.h"
 
 static __thread bool kv_registered;
+static pthread_key_t kv_key;
+static pthread_once_t kv_key_once = PTHREAD_ONCE_INIT;
+
+/* The engine thread registered itself lazily: leave the RCU registry when it
+ * exits (a registered thread that is gone would be polled by grace periods). */
+static void kv_thread_gone(void *unused)
+{
+	(void)unused;
+	kv_thread_unregister();
+}
+
+static void kv_key_init(void)
+{
+	KEEL_ASSERT(pthread_key_create(&kv_key, kv_thread_gone) == 0);
+}
 
 static void kv_enter(void)
 {
 	if (!kv_registered) {
+		pthread_once(&kv_key_once, kv_key_init);
 		kv_thread_register();
 		kv_registered = true;
+		(void)pthread_setspecific(kv_key, &kv_registered);
 	} else {
 		kv_thread_online();
 	}
