@@ -196,7 +196,8 @@ void keeld_write_done(struct keeld *k, int64_t sid)
 	while (list) {
 		struct dread *d = list;
 		list = d->next;
-		keeld_serve_read(k, &d->call, d->type, d->path, d->path_len, d->watch, &copy);
+		keeld_serve_read(k, &d->call, d->type, d->path, d->path_len, d->watch, &copy,
+				 d->nops);
 		dread_free(d);
 	}
 }
@@ -300,9 +301,66 @@ static int watch_add(struct keeld *k, int64_t sid, const char *path, size_t len,
 	return rc;
 }
 
+/*
+ * multiRead (ZooKeeper 3.6): getData / getChildren ops answered from one view,
+ * each with its own result or error (not atomic, no watches).
+ */
+static int multi_read(struct keeld *k, const struct zk_call *call, const struct kv_view *v,
+		      const struct zk_ops *ops, const struct fsess *s)
+{
+	uint32_t n = (uint32_t)KEEL_MAX(ops->count, 0);
+	struct zk_op_result *res = calloc(n ? n : 1, sizeof(*res));
+	struct names *ns = calloc(n ? n : 1, sizeof(*ns));
+	if (!res || !ns) {
+		free(res);
+		free(ns);
+		(void)zk_server_reply_error(k->zk, call, kv_view_zxid(v), ZK_ESYSTEM);
+		return 0;
+	}
+	struct zk_iter it = ZK_ITER_INIT;
+	struct zk_request q;
+	uint32_t i = 0;
+	while (i < n && zk_multi_next(ops, &it, &q)) {
+		struct kv_node nd;
+		size_t pl = q.path.len > 0 ? (size_t)q.path.len : 0;
+		int err = pl && zk_path_validate(q.path, false) == 0
+				  ? kv_get(v, q.path.ptr, pl, &nd)
+				  : ZK_EBADARGUMENTS;
+		if (err == KV_ZOK && !acl_allows(nd.acl, nd.acl_len, KV_PERM_READ, s))
+			err = ZK_ENOAUTH;
+		if (err == KV_ZOK && q.type == ZK_OP_GET_DATA) {
+			res[i].type = ZK_OP_GET_DATA;
+			res[i].data.ptr = nd.data ? nd.data : (const uint8_t *)"";
+			res[i].data.len = (int32_t)nd.data_len;
+			stat_of(&res[i].stat, &nd.stat);
+		} else if (err == KV_ZOK && q.type == ZK_OP_GET_CHILDREN) {
+			err = kv_children(v, q.path.ptr, pl, NULL, name_add, &ns[i]);
+			res[i].type = ZK_OP_GET_CHILDREN;
+			res[i].children.count = (int32_t)ns[i].n;
+			res[i].children.items = ns[i].v;
+		} else if (err == KV_ZOK) {
+			err = ZK_EBADARGUMENTS;
+		}
+		if (err != KV_ZOK) {
+			res[i].type = ZK_OP_ERROR;
+			res[i].err = err;
+		}
+		i++;
+	}
+	struct zk_response resp = { .zxid = kv_view_zxid(v), .type = ZK_OP_MULTI_READ };
+	resp.results.count = (int32_t)i;
+	resp.results.items = res;
+	(void)zk_server_reply(k->zk, call, &resp);
+	for (uint32_t j = 0; j < n; j++)
+		free(ns[j].v);
+	free(ns);
+	free(res);
+	return 0;
+}
+
 /* One attempt; KEEL_E_STALE: a watch raced with an applied event, read again. */
 static int read_once(struct keeld *k, const struct zk_call *call, int32_t type, const char *path,
-		     uint32_t plen, bool watch, const struct fsess *s)
+		     uint32_t plen, bool watch, const struct fsess *s, int32_t call_ops_count)
 {
 	const struct kv_view *v = kv_view_get(keeld_kv(k));
 	int64_t zxid = kv_view_zxid(v);
@@ -391,6 +449,13 @@ static int read_once(struct keeld *k, const struct zk_call *call, int32_t type, 
 		resp.children.count = (int32_t)ns.n;
 		resp.children.items = ns.v;
 		break;
+	case ZK_OP_MULTI_READ: {
+		/* path/path_len carry the raw ops (see is_read / dread_new). */
+		struct zk_ops ops = { .count = call_ops_count,
+				      .raw = (const uint8_t *)path,
+				      .raw_len = plen };
+		return multi_read(k, call, v, &ops, s);
+	}
 	case ZK_OP_WHO_AM_I: {
 		struct zk_str ids[2 * 9];
 		int32_t cnt = 0;
@@ -422,10 +487,10 @@ static int read_once(struct keeld *k, const struct zk_call *call, int32_t type, 
 }
 
 void keeld_serve_read(struct keeld *k, const struct zk_call *call, int32_t type, const char *path,
-		      uint32_t path_len, bool watch, const struct fsess *s)
+		      uint32_t path_len, bool watch, const struct fsess *s, int32_t nops)
 {
 	for (int i = 0; i < 100; i++)
-		if (read_once(k, call, type, path, path_len, watch, s) != KEEL_E_STALE)
+		if (read_once(k, call, type, path, path_len, watch, s, nops) != KEEL_E_STALE)
 			return;
 	(void)zk_server_reply_error(k->zk, call, cur_zxid(k), ZK_ESYSTEM);
 }
@@ -441,6 +506,7 @@ static bool is_read(int32_t type)
 	case ZK_OP_GET_ALL_CHILDREN_NUMBER:
 	case ZK_OP_GET_EPHEMERALS:
 	case ZK_OP_WHO_AM_I:
+	case ZK_OP_MULTI_READ:
 		return true;
 	default:
 		return false;
@@ -948,13 +1014,19 @@ static struct dread *dread_new(const struct zk_call *call, const struct zk_reque
 	d->call = *call;
 	d->type = req->type;
 	d->watch = req->watch;
+	const void *src = req->path.ptr;
 	d->path_len = req->path.len > 0 ? (uint32_t)req->path.len : 0;
+	if (req->type == ZK_OP_MULTI_READ) { /* the raw ops stand in for a path */
+		src = req->ops.raw;
+		d->path_len = req->ops.raw_len;
+		d->nops = req->ops.count;
+	}
 	d->path = malloc(d->path_len + 1);
 	if (!d->path) {
 		free(d);
 		return NULL;
 	}
-	memcpy(d->path, req->path.ptr, d->path_len);
+	memcpy(d->path, src, d->path_len);
 	d->path[d->path_len] = 0;
 	return d;
 }
@@ -1005,7 +1077,7 @@ void keeld_serve_barrier(struct keeld *k, uint64_t turn)
 		}
 		pthread_mutex_unlock(&k->fe_mu);
 		keeld_serve_read(k, &d->call, d->type, d->path, d->path_len, d->watch,
-				 have ? &s : NULL);
+				 have ? &s : NULL, d->nops);
 		dread_free(d);
 	}
 }
@@ -1043,14 +1115,20 @@ static void on_request(struct zk_backend *b, const struct zk_call *call,
 	}
 	if (is_read(req->type)) {
 		if (req->type != ZK_OP_GET_EPHEMERALS && req->type != ZK_OP_WHO_AM_I &&
+		    req->type != ZK_OP_MULTI_READ &&
 		    (req->path.len <= 0 || zk_path_validate(req->path, false) < 0)) {
 			(void)zk_server_reply_error(k->zk, call, cur_zxid(k), ZK_EBADARGUMENTS);
 			goto out;
 		}
 		if (peer_news(k) && defer_to_turn(k, call, req))
 			goto out;
-		keeld_serve_read(k, call, req->type, req->path.ptr,
-				 req->path.len > 0 ? (uint32_t)req->path.len : 0, req->watch, &s);
+		if (req->type == ZK_OP_MULTI_READ)
+			keeld_serve_read(k, call, req->type, (const char *)req->ops.raw,
+					 req->ops.raw_len, false, &s, req->ops.count);
+		else
+			keeld_serve_read(k, call, req->type, req->path.ptr,
+					 req->path.len > 0 ? (uint32_t)req->path.len : 0,
+					 req->watch, &s, 0);
 		goto out;
 	}
 	switch (req->type) {
@@ -1196,7 +1274,7 @@ static void on_request(struct zk_backend *b, const struct zk_call *call,
 		handle_write(k, call, req, &s);
 		break;
 	default:
-		/* multiRead, reconfig: not served by this keeld. */
+		/* reconfig (the management plane's) and anything unknown. */
 		(void)zk_server_reply_error(k->zk, call, cur_zxid(k), ZK_EUNIMPLEMENTED);
 		break;
 	}

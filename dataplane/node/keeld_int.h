@@ -77,6 +77,7 @@ struct dread {
 	char *path;
 	uint32_t path_len;
 	uint64_t turn; /* barrier reads: the pipeline turn seen when queued */
+	int32_t nops;  /* multiRead: op count; path holds the raw ops */
 };
 
 /* A session held (connected) at this node. */
@@ -153,8 +154,9 @@ int keeld_frontend_start(struct keeld *k);
 void keeld_frontend_stop(struct keeld *k);
 struct fsess *keeld_sess_find(struct keeld *k, int64_t id); /* fe_mu held */
 /* Serve a read (front end or pipeline thread; kv thread online). */
+/* multiRead: path/path_len are the request's raw ops and nops their count. */
 void keeld_serve_read(struct keeld *k, const struct zk_call *call, int32_t type, const char *path,
-		      uint32_t path_len, bool watch, const struct fsess *s);
+		      uint32_t path_len, bool watch, const struct fsess *s, int32_t nops);
 /* A local write of session `sid` finished: run its deferred reads if it was the last. */
 void keeld_write_done(struct keeld *k, int64_t sid);
 /* Watch events of one applied txn (pipeline thread). */
