@@ -1330,6 +1330,11 @@ static size_t four_letter(struct zk_backend *b, int word, char *out, size_t cap)
 		break;
 	case ZK_4LW_SRVR:
 	case ZK_4LW_STAT:
+		if (!atomic_load(&k->serving)) {
+			/* ZooKeeper's answer while it is not in sync with a leader. */
+			OUT("This ZooKeeper instance is not currently serving requests\n");
+			break;
+		}
 		OUT("Zookeeper version: 3.8.0-keel-%s, built for the ZooKeeper 3.8 protocol\n",
 		    k->version);
 		if (word == ZK_4LW_STAT)

@@ -132,6 +132,7 @@ struct keeld {
 
 	/* published */
 	atomic_int role;
+	atomic_bool serving; /* synced with the current leader (see watch_leadership) */
 	atomic_uint leader;
 	atomic_uint_fast64_t term;
 	atomic_int_fast64_t applied_zxid;

@@ -678,6 +678,14 @@ static void watch_leadership(struct pipeline *p)
 			trk_reset(p);
 		p->seen_role = role;
 	}
+	/* Serving, as ZooKeeper's srvr means it: a leader whose term has
+	 * committed an entry (its no-op), a follower that has applied an entry
+	 * of its leader's term (it is in sync with that leader). */
+	bool serving = leader && raft_term_at(p->r, raft_commit(p->r)) == term &&
+		       (role == RAFT_LEADER || p->applied_index >= raft_commit(p->r));
+	if (k->cfg.n_servers == 0)
+		serving = role == RAFT_LEADER;
+	atomic_store(&k->serving, serving);
 	atomic_store(&k->role, (int)role);
 	atomic_store(&k->leader, leader);
 	atomic_store(&k->term, term);

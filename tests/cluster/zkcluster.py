@@ -223,12 +223,16 @@ class Cluster:
         return None
 
     def wait_ready(self, timeout=60):
+        """A leader, and every running node serving (srvr names its mode:
+        ZooKeeper and keel both say 'not currently serving' until a node is in
+        sync with the leader)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.size == 1 or self.leader() is not None:
+            if self.size == 1 or (self.leader() is not None and
+                                  all(self.mode(n.idx) for n in self.nodes if n.running)):
                 return
             time.sleep(0.1)
-        raise RuntimeError("no leader within %ds" % timeout)
+        raise RuntimeError("no leader, or a node not in sync, within %ds" % timeout)
 
 
 class ZooKeeperCluster(Cluster):
