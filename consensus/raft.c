@@ -69,6 +69,10 @@ struct raft {
 	uint32_t vote;
 	uint32_t leader;
 	bool hs_dirty;
+	/* Follower: our log is known to match this term's leader up to
+	 * verified (an append of verified_term succeeded there). */
+	uint64_t verified;
+	uint64_t verified_term;
 
 	/* In-memory log: log[i].index == log_first + i; the entry before log[0] is (prev_index,
 	 * prev_term). */
@@ -727,6 +731,10 @@ static void handle_append(struct raft *r, const struct raft_msg *m)
 			log_append(r, &ents[i]);
 	}
 	uint64_t match = prev + n;
+	if (r->verified_term != r->term || match > r->verified) {
+		r->verified = match;
+		r->verified_term = r->term;
+	}
 	if (m->commit > r->commit)
 		r->commit = KEEL_MAX(r->commit, KEEL_MIN(m->commit, match));
 	struct raft_msg resp = { .type = RAFT_MSG_APPEND_RESP, .to = m->from, .index = match };
@@ -790,6 +798,8 @@ static void handle_snapshot(struct raft *r, const struct raft_msg *m)
 	r->unstable_from = m->index + 1;
 	r->persisted_index = KEEL_MIN(r->persisted_index, r->commit);
 	r->commit = r->applied = m->index;
+	r->verified = m->index;
+	r->verified_term = r->term;
 	r->snap.index = m->index;
 	r->snap.term = m->log_term;
 	r->snap.conf = m->conf;
@@ -837,6 +847,11 @@ static void handle_append_resp(struct raft *r, struct progress *p, const struct 
 		return;
 	}
 	bool progressed = m->index > p->match;
+	/* A follower is told the commit index clamped to its match: once its
+	 * match moves past what it was told, tell it now rather than at the
+	 * next heartbeat (its clients read what it has applied). */
+	if (progressed && r->commit > p->match)
+		p->need_commit = true;
 	if (progressed)
 		p->match = m->index;
 	if (p->next <= m->index)
@@ -968,8 +983,13 @@ int raft_step(struct raft *r, const struct raft_msg *m)
 		handle_append(r, m);
 		break;
 	case RAFT_MSG_HEARTBEAT: {
+		/* The leader sends its whole commit index; we may commit up to
+		 * where our log is known to match its own (§3.5 log matching),
+		 * which is ahead of what we acknowledged while our disk write
+		 * runs: followers' clients see a commit one round trip sooner. */
+		uint64_t known = r->verified_term == r->term ? r->verified : 0;
 		if (m->commit > r->commit)
-			r->commit = KEEL_MAX(r->commit, KEEL_MIN(m->commit, last_index(r)));
+			r->commit = KEEL_MAX(r->commit, KEEL_MIN(m->commit, known));
 		struct raft_msg resp = { .type = RAFT_MSG_HEARTBEAT_RESP,
 					 .to = m->from,
 					 .ctx = m->ctx };
@@ -1312,7 +1332,7 @@ static void flush_peer(struct raft *r, struct progress *p)
 	if (p->need_commit && !sent_commit && !r->bcast_hb) {
 		struct raft_msg hb = { .type = RAFT_MSG_HEARTBEAT,
 				       .to = p->id,
-				       .commit = KEEL_MIN(p->match, r->commit),
+				       .commit = r->commit,
 				       .ctx = r->hb_round };
 		send(r, &hb);
 	}
@@ -1338,7 +1358,7 @@ static void flush(struct raft *r)
 				continue;
 			struct raft_msg hb = { .type = RAFT_MSG_HEARTBEAT,
 					       .to = p->id,
-					       .commit = KEEL_MIN(p->match, r->commit),
+					       .commit = r->commit,
 					       .ctx = r->hb_round };
 			send(r, &hb);
 		}

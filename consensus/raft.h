@@ -151,7 +151,7 @@ enum raft_msg_type {
 	RAFT_MSG_VOTE_RESP,   /* flags REJECT, PREVOTE */
 	RAFT_MSG_APPEND,      /* index/log_term: previous entry; commit; entries */
 	RAFT_MSG_APPEND_RESP, /* success: index = match; REJECT: index = rejected prev, hint */
-	RAFT_MSG_HEARTBEAT,   /* commit (clamped to the follower's match), ctx */
+	RAFT_MSG_HEARTBEAT,   /* commit (the follower clamps it to where its log matches), ctx */
 	RAFT_MSG_HEARTBEAT_RESP, /* ctx echoed */
 	RAFT_MSG_SNAPSHOT,      /* index/log_term/conf of the snapshot; offset, total, data; DONE */
 	RAFT_MSG_SNAPSHOT_RESP, /* index of the snapshot; offset = next byte wanted; DONE =

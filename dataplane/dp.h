@@ -490,6 +490,13 @@ int dp_recv_burst(dp_transport *t, struct dp_msg *msgs, int max);
  */
 void dp_idle(dp_transport *t, bool did_work);
 
+/*
+ * An fd that becomes readable when a frame may have arrived, for a caller
+ * that waits on other fds too (the node's eventfd, the log's completions):
+ * the socket for kernel UDP; -1 when there is none (DPDK: use dp_idle()).
+ */
+int dp_wait_fd(const dp_transport *t);
+
 /* Copy the counters. */
 void dp_stats(const dp_transport *t, struct dp_stats *st);
 

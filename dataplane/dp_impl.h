@@ -53,6 +53,8 @@ struct dp_ops {
 	int (*recv)(dp_transport *t, struct dp_msg *msgs, int max);
 	/* Sleep until a frame may have arrived or `us` passed. */
 	void (*sleep)(dp_transport *t, uint32_t us);
+	/* An fd readable when frames may have arrived; NULL: none. */
+	int (*wait_fd)(const dp_transport *t);
 	void (*close)(dp_transport *t);
 };
 

@@ -350,6 +350,11 @@ void dp_idle(dp_transport *t, bool did_work)
 	t->ops->sleep(t, t->cfg.sleep_us);
 }
 
+int dp_wait_fd(const dp_transport *t)
+{
+	return t->ops->wait_fd ? t->ops->wait_fd(t) : -1;
+}
+
 void dp_stats(const dp_transport *t, struct dp_stats *st)
 {
 	memcpy(st->v, t->ctr, sizeof(st->v));

@@ -220,6 +220,11 @@ static void udp_sleep(dp_transport *t, uint32_t us)
 	ppoll(&pfd, 1, &ts, NULL);
 }
 
+static int udp_wait_fd(const dp_transport *t)
+{
+	return udp_of((dp_transport *)t)->fd;
+}
+
 static void udp_close(dp_transport *t)
 {
 	struct udp_tp *u = udp_of(t);
@@ -242,6 +247,7 @@ static const struct dp_ops udp_ops = {
 	.flush = udp_flush,
 	.recv = udp_recv,
 	.sleep = udp_sleep,
+	.wait_fd = udp_wait_fd,
 	.close = udp_close,
 };
 

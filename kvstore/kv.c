@@ -645,8 +645,10 @@ static int remove_node(struct kv *kv, struct kv_znode *z, int64_t zxid)
 	KEEL_ASSERT(parent != NULL);
 	if (!(parent = zedit(kv, parent)))
 		return KEEL_E_NOMEM;
-	/* As ZooKeeper: a delete moves pzxid, not cversion (the sequence counter
-	 * only ever grows with creates). */
+	/* As ZooKeeper 3.8 (DataTree.deleteNode, checked against the real server
+	 * by tests/cluster/test_kazoo_api.py): a delete moves the parent's
+	 * cversion and pzxid, so the sequential counter counts deletes too. */
+	parent->stat.cversion++;
 	parent->stat.pzxid = zxid;
 	parent->stat.num_children--;
 	if (set_del(kv, &parent->children, z->path + base, n - base) < 0)

@@ -146,6 +146,7 @@ static void m_remove(struct model *m, struct mnode *n, int64_t zxid)
 	parent_of(n->path, pp);
 	struct mnode *par = mfind(m, pp);
 	par->st.num_children--;
+	par->st.cversion++; /* as ZooKeeper 3.8's DataTree.deleteNode */
 	par->st.pzxid = zxid;
 	n->used = 0;
 }

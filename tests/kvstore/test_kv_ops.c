@@ -176,14 +176,14 @@ static void test_sequential(void **state)
 	assert_string_equal(r.ops[0].path, "/q/n-0000000000");
 	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/q/n-", "", 2), &r), KV_ZOK);
 	assert_string_equal(r.ops[0].path, "/q/n-0000000001");
-	/* the counter is the parent's cversion, which deletes do not move */
+	/* the counter is the parent's cversion, which deletes move too (ZooKeeper 3.8) */
 	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_DELETE, "/q/n-0000000000"), NULL),
 			 KV_ZOK);
 	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/q/", "", 2), &r), KV_ZOK);
-	assert_string_equal(r.ops[0].path, "/q/0000000002");
+	assert_string_equal(r.ops[0].path, "/q/0000000003");
 	assert_int_equal(kvt_session(kv, z++, KV_OP_CREATE_SESSION, 9, 3000, NULL), KV_ZOK);
 	assert_int_equal(kvt_apply1(kv, z++, 9, kvt_create_op("/q/e", "", 3), &r), KV_ZOK);
-	assert_string_equal(r.ops[0].path, "/q/e0000000003");
+	assert_string_equal(r.ops[0].path, "/q/e0000000004");
 	assert_int_equal(r.ops[0].stat.ephemeral_owner, 9);
 	/* sequential under a missing parent */
 	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/nope/x", "", 2), NULL), KV_ZNONODE);
@@ -213,7 +213,7 @@ static void test_delete(void **state)
 	assert_string_equal(r.events[1].path, "/a");
 	assert_int_equal(get(kv, "/a", &n), KV_ZOK);
 	assert_int_equal(n.stat.num_children, 0);
-	assert_int_equal(n.stat.cversion, 1); /* deletes do not count, as in ZooKeeper */
+	assert_int_equal(n.stat.cversion, 2); /* deletes count, as in ZooKeeper 3.8 */
 	assert_int_equal(n.stat.pzxid, z);
 	z++;
 	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_DELETE, "/a"), NULL), KV_ZOK);
