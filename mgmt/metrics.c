@@ -173,7 +173,7 @@ struct mgmt_hist *mgmt_metrics_hist(struct mgmt_metrics *m, const char *name, co
 		for (unsigned e = min_exp; e <= max_exp; e++) {
 			uint64_t p = (uint64_t)1 << e;
 			h->bounds[h->n_bounds++] = p;
-			if (e < max_exp)
+			if (e < max_exp && p > 1) /* 1.5 is no integer bound */
 				h->bounds[h->n_bounds++] = p + p / 2;
 		}
 	} else if (s && (s->u.h.unit != unit)) {
