@@ -300,7 +300,7 @@ static int cmd_status(char **nodes, int n_nodes)
 				snprintf(rows[n++].admin, MGMT_HOST_MAX, "%s", adm);
 		}
 	}
-	printf("%-4s %-21s %-9s %6s %6s %9s %9s %9s %7s %9s %8s %8s %-9s %-6s\n", "ID", "ADMIN",
+	printf("%-4s %-21s %-9s %6s %6s %9s %9s %9s %7s %9s %8s %8s %-9s %s\n", "ID", "ADMIN",
 	       "ROLE", "TERM", "LEADER", "COMMIT", "APPLIED", "SNAPSHOT", "LAG", "LOG_BYTES",
 	       "SESSIONS", "ZNODES", "TRANSPORT", "FSYNC");
 	for (int i = 0; i < n; i++) {
@@ -324,7 +324,7 @@ static int cmd_status(char **nodes, int n_nodes)
 		if (lag_of(rows, n, u64(b, "id"), &l))
 			snprintf(lag, sizeof(lag), "%llu", (unsigned long long)l);
 		printf("%-4llu %-21s %-9s %6llu %6llu %9llu %9llu %9llu %7s %9llu %8llu %8llu %-9s "
-		       "%-6s\n",
+		       "%s\n",
 		       (unsigned long long)u64(b, "id"), rows[i].admin, role,
 		       (unsigned long long)u64(b, "term"), (unsigned long long)u64(b, "leader"),
 		       (unsigned long long)u64(b, "commit_index"),
