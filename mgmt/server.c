@@ -50,6 +50,7 @@ const char *const mgmt_live_keys[] = {
 };
 
 #define MAX_CONFIG_KEYS 96
+#define OVERFLOW_SLOTS  4
 
 enum conn_state { C_READ, C_WAIT, C_WRITE, C_DRAIN };
 
@@ -107,7 +108,10 @@ struct mgmt_server {
 	pthread_t thread;
 	char token[128];
 	uint32_t max_header, max_body, max_conns, read_timeout_ms, pipeline_timeout_ms;
-	struct conn *conns; /* max_conns slots; fd < 0 is free */
+	/* max_conns slots, then OVERFLOW_SLOTS that only carry a 503 answer
+	 * through the normal write-and-drain path; fd < 0 is free. */
+	struct conn *conns;
+	uint32_t n_slots;
 	uint64_t next_req_id;
 	struct cfg_entry cfg[MAX_CONFIG_KEYS];
 	uint32_t n_cfg;
@@ -431,7 +435,7 @@ static void submit(struct mgmt_server *s, struct conn *c, struct mgmt_request *r
 static void answer(struct mgmt_server *s, const struct mgmt_response *r)
 {
 	struct conn *c = NULL;
-	for (uint32_t i = 0; i < s->max_conns && !c; i++)
+	for (uint32_t i = 0; i < s->n_slots && !c; i++)
 		if (s->conns[i].fd >= 0 && s->conns[i].st == C_WAIT && s->conns[i].req_id == r->id)
 			c = &s->conns[i];
 	if (!c)
@@ -851,16 +855,20 @@ static void do_accept(struct mgmt_server *s)
 		if (fd < 0)
 			return;
 		struct conn *c = NULL;
-		for (uint32_t i = 0; i < s->max_conns && !c; i++)
+		uint32_t i = 0;
+		for (; i < s->n_slots && !c; i++)
 			if (s->conns[i].fd < 0)
 				c = &s->conns[i];
 		if (!c) {
+			/* Not even an overflow slot: a best-effort answer. Closing
+			 * with unread bytes may reset it; that is the price of a
+			 * bound on memory. */
 			mgmt_counter_add(s->rejected[R_TOO_MANY], 1);
 			static const char busy[] =
 				"HTTP/1.1 503 Service Unavailable\r\nContent-Type: "
 				"application/json\r\n"
-				"Content-Length: 37\r\nConnection: close\r\n\r\n"
-				"{\"error\":\"too many admin connections\"}";
+				"Content-Length: 39\r\nConnection: close\r\n\r\n"
+				"{\"error\":\"too many admin connections\"}\n";
 			(void)!send(fd, busy, sizeof(busy) - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
 			close(fd);
 			continue;
@@ -874,12 +882,14 @@ static void do_accept(struct mgmt_server *s)
 			continue;
 		}
 		c->deadline_ns = keel_now_ns() + (uint64_t)s->read_timeout_ms * 1000000u;
+		if (i > s->max_conns) /* an overflow slot: answer, then drain and close */
+			reject(s, c, R_TOO_MANY, 503, "too many admin connections");
 	}
 }
 
 static void expire(struct mgmt_server *s, uint64_t now)
 {
-	for (uint32_t i = 0; i < s->max_conns; i++) {
+	for (uint32_t i = 0; i < s->n_slots; i++) {
 		struct conn *c = &s->conns[i];
 		if (c->fd < 0 || now < c->deadline_ns)
 			continue;
@@ -899,8 +909,8 @@ static void expire(struct mgmt_server *s, uint64_t now)
 static void *server_main(void *arg)
 {
 	struct mgmt_server *s = arg;
-	struct pollfd *pf = calloc(s->max_conns + 3, sizeof(*pf));
-	uint32_t *slot = calloc(s->max_conns, sizeof(*slot));
+	struct pollfd *pf = calloc(s->n_slots + 3, sizeof(*pf));
+	uint32_t *slot = calloc(s->n_slots, sizeof(*slot));
 	if (!pf || !slot)
 		goto out;
 	for (;;) {
@@ -909,7 +919,7 @@ static void *server_main(void *arg)
 		pf[n++] = (struct pollfd){ .fd = s->stop_fd, .events = POLLIN };
 		pf[n++] = (struct pollfd){ .fd = s->lfd, .events = POLLIN };
 		pf[n++] = (struct pollfd){ .fd = mgmt_chan_response_fd(s->chan), .events = POLLIN };
-		for (uint32_t i = 0; i < s->max_conns; i++) {
+		for (uint32_t i = 0; i < s->n_slots; i++) {
 			struct conn *c = &s->conns[i];
 			if (c->fd < 0)
 				continue;
@@ -1013,10 +1023,11 @@ int mgmt_server_start(const struct mgmt_server_config *cfg, struct mgmt_chan *ch
 	for (uint32_t i = 0; i < s->n_cfg; i++)
 		s->cfg[i].live = is_live(live, s->cfg[i].key);
 	int rc = KEEL_E_NOMEM;
-	s->conns = calloc(s->max_conns, sizeof(*s->conns));
+	s->n_slots = s->max_conns + OVERFLOW_SLOTS;
+	s->conns = calloc(s->n_slots, sizeof(*s->conns));
 	if (!s->conns)
 		goto fail;
-	for (uint32_t i = 0; i < s->max_conns; i++)
+	for (uint32_t i = 0; i < s->n_slots; i++)
 		s->conns[i].fd = -1;
 	for (int i = 0; i < R_COUNT_; i++) {
 		char lb[64];
@@ -1067,7 +1078,7 @@ void mgmt_server_stop(struct mgmt_server *s)
 	uint64_t one = 1;
 	(void)!write(s->stop_fd, &one, sizeof(one));
 	pthread_join(s->thread, NULL);
-	for (uint32_t i = 0; i < s->max_conns; i++)
+	for (uint32_t i = 0; i < s->n_slots; i++)
 		if (s->conns[i].fd >= 0)
 			conn_close(&s->conns[i]);
 	close(s->lfd);

@@ -155,7 +155,6 @@ static int handle(struct fake_node *f, const struct mgmt_request *r, struct mgmt
 static void *pipeline(void *arg)
 {
 	struct fake_node *f = arg;
-	publish(f);
 	while (!atomic_load(&f->stop)) {
 		struct pollfd p = { .fd = mgmt_chan_request_fd(f->chan), .events = POLLIN };
 		poll(&p, 1, 5);
@@ -177,6 +176,9 @@ static void *pipeline(void *arg)
 
 int fake_node_run(struct fake_node *f)
 {
+	/* The first status before the thread exists, so a test's first GET
+	 * never races it; the thread is the only publisher from then on. */
+	publish(f);
 	int rc = pthread_create(&f->thread, NULL, pipeline, f);
 	f->running = rc == 0;
 	return -rc;

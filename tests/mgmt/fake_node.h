@@ -43,7 +43,7 @@ struct fake_node {
  * cfg may be NULL; its token/config_text are replaced when token != NULL. */
 int fake_node_init(struct fake_node *f, uint32_t id, uint32_t leader_id, const char *token,
 		   const struct mgmt_server_config *cfg);
-/* Start the pipeline thread (publishes status at once, then every ~5 ms). */
+/* Publish a first status, then start the pipeline thread (publishes every ~5 ms). */
 int fake_node_run(struct fake_node *f);
 void fake_node_fini(struct fake_node *f);
 
