@@ -290,6 +290,13 @@ struct mgmt_server_config {
 	uint32_t max_connections;     /* 0: 16 (503 beyond) */
 	uint32_t read_timeout_ms;     /* 0: 5000; a request not complete by then: 408 */
 	uint32_t pipeline_timeout_ms; /* 0: 10000; no answer by then: 504 */
+	/*
+	 * CPUs the mgmt thread may run on (bit i = CPU i, i < 64); 0 inherits the
+	 * caller's affinity. A thread created from EAL's main lcore inherits that
+	 * lcore's pinning, so the node passes the CPUs that are not poll-mode
+	 * lcores here (DESIGN.md: the mgmt thread never runs on a poll-mode core).
+	 */
+	uint64_t cpu_mask;
 };
 
 /* The tunables the node can change while running (NULL-terminated). */

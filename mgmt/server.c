@@ -24,6 +24,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1051,9 +1052,21 @@ int mgmt_server_start(const struct mgmt_server_config *cfg, struct mgmt_chan *ch
 	rc = listen_on(cfg->address ? cfg->address : "127.0.0.1", cfg->port, &s->lfd, &s->port);
 	if (rc)
 		goto fail;
-	rc = -pthread_create(&s->thread, NULL, server_main, s);
+	pthread_attr_t attr;
+	pthread_attr_init(&attr);
+	if (cfg->cpu_mask) {
+		cpu_set_t cpus;
+		CPU_ZERO(&cpus);
+		for (int i = 0; i < 64; i++)
+			if (cfg->cpu_mask >> i & 1)
+				CPU_SET(i, &cpus);
+		pthread_attr_setaffinity_np(&attr, sizeof(cpus), &cpus);
+	}
+	rc = -pthread_create(&s->thread, &attr, server_main, s);
+	pthread_attr_destroy(&attr);
 	if (rc)
 		goto fail;
+	pthread_setname_np(s->thread, "keel-mgmt");
 	*out = s;
 	return 0;
 fail:

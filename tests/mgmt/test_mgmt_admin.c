@@ -449,7 +449,9 @@ static void connection_limit(void **state)
 	/* Idle connections hold their slots (a long read timeout here); the
 	 * listen queue is accepted in order, so the third finds none free. */
 	struct fake_node f;
-	struct mgmt_server_config cfg = { .max_connections = 2, .read_timeout_ms = 20000 };
+	struct mgmt_server_config cfg = { .max_connections = 2,
+					  .read_timeout_ms = 20000,
+					  .cpu_mask = 1 /* CPU 0 exists everywhere */ };
 	assert_int_equal(fake_node_init(&f, 1, 1, TOKEN, &cfg), 0);
 	assert_int_equal(fake_node_run(&f), 0);
 	int a = thttp_connect(f.port), b = thttp_connect(f.port), c = thttp_connect(f.port);
