@@ -210,7 +210,7 @@ static void respond_json(struct mgmt_server *s, struct conn *c, int code, const 
 static void __attribute__((format(printf, 4, 5)))
 respond_error(struct mgmt_server *s, struct conn *c, int code, const char *fmt, ...)
 {
-	char msg[400], body[6 * 400 + 32]; /* every byte escaped as \\u00XX at worst */
+	char msg[400], body[6 * 400 + 32]; /* every byte escaped as \u00XX at worst */
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
