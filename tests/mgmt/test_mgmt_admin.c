@@ -267,6 +267,21 @@ static void no_token_configured(void **state)
 	fake_node_fini(&f);
 }
 
+static void start_errors(void **state)
+{
+	(void)state;
+	struct mgmt_server *s = NULL;
+	struct mgmt_server_config cfg = { .port = node.port }; /* taken by the node */
+	assert_int_equal(mgmt_server_start(&cfg, node.chan, node.metrics, &s), -EADDRINUSE);
+	assert_null(s);
+	assert_int_equal(mgmt_server_start(NULL, node.chan, node.metrics, &s), KEEL_E_INVAL);
+	char long_token[200];
+	memset(long_token, 'x', sizeof(long_token) - 1);
+	long_token[sizeof(long_token) - 1] = 0;
+	struct mgmt_server_config lt = { .token = long_token };
+	assert_int_equal(mgmt_server_start(&lt, node.chan, node.metrics, &s), KEEL_E_INVAL);
+}
+
 static void transfer_and_snapshot(void **state)
 {
 	(void)state;
@@ -732,12 +747,12 @@ int main(int argc, char **argv)
 	}
 	prom_check = argv[1];
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(status_route),          cmocka_unit_test(members_route),
-		cmocka_unit_test(token_enforced),        cmocka_unit_test(no_token_configured),
-		cmocka_unit_test(transfer_and_snapshot), cmocka_unit_test(config_route),
-		cmocka_unit_test(malformed_requests),    cmocka_unit_test(slow_clients),
-		cmocka_unit_test(connection_limit),      cmocka_unit_test(silent_pipeline),
-		cmocka_unit_test(metrics_route),
+		cmocka_unit_test(status_route),    cmocka_unit_test(members_route),
+		cmocka_unit_test(token_enforced),  cmocka_unit_test(no_token_configured),
+		cmocka_unit_test(start_errors),    cmocka_unit_test(transfer_and_snapshot),
+		cmocka_unit_test(config_route),    cmocka_unit_test(malformed_requests),
+		cmocka_unit_test(slow_clients),    cmocka_unit_test(connection_limit),
+		cmocka_unit_test(silent_pipeline), cmocka_unit_test(metrics_route),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
