@@ -7,6 +7,8 @@
  * argv[1]: prom_check.py.
  */
 #include <ctype.h>
+#include <dirent.h>
+#include <sched.h>
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -469,6 +471,28 @@ static void connection_limit(void **state)
 					  .cpu_mask = 1 /* CPU 0 exists everywhere */ };
 	assert_int_equal(fake_node_init(&f, 1, 1, TOKEN, &cfg), 0);
 	assert_int_equal(fake_node_run(&f), 0);
+	/* The server thread is named and confined to cpu_mask: some keel-mgmt
+	 * thread of this process runs on CPU 0 only. */
+	bool confined = false;
+	DIR *d = opendir("/proc/self/task");
+	assert_non_null(d);
+	for (struct dirent *e; (e = readdir(d));) {
+		char path[300], comm[32] = "";
+		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
+		FILE *fc = fopen(path, "r");
+		if (!fc)
+			continue;
+		if (!fgets(comm, sizeof(comm), fc))
+			comm[0] = 0;
+		fclose(fc);
+		cpu_set_t cpus;
+		if (!strcmp(comm, "keel-mgmt\n") &&
+		    sched_getaffinity(atoi(e->d_name), sizeof(cpus), &cpus) == 0 &&
+		    CPU_COUNT(&cpus) == 1 && CPU_ISSET(0, &cpus))
+			confined = true;
+	}
+	closedir(d);
+	assert_true(confined);
 	int a = thttp_connect(f.port), b = thttp_connect(f.port), c = thttp_connect(f.port);
 	struct thttp r;
 	thttp_read(c, &r);
