@@ -1,0 +1,580 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * keelctl: the operator's CLI over the admin HTTP API (see mgmt/README.md).
+ *
+ * Exit codes:
+ *   0  done
+ *   1  a node refused the request (its message is printed)
+ *   2  usage error
+ *   3  a node could not be reached or gave an answer that is not the API's
+ * `status` prints what it could reach and exits 3 if any node was down.
+ */
+#include <errno.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "json.h"
+#include "mgmt.h"
+
+#define EXIT_REFUSED 1
+#define EXIT_USAGE   2
+#define EXIT_DOWN    3
+#define MAX_NODES    MGMT_MAX_PEERS
+#define MAX_ANSWER   (1 << 20)
+
+static const char *token;
+static int timeout_ms = 5000;
+
+static const char usage_text[] =
+	"usage: keelctl [--admin HOST:PORT[,HOST:PORT...]] [--token TOKEN] [--timeout MS] COMMAND\n"
+	"\n"
+	"commands:\n"
+	"  status                         one table for the cluster (every node given, or the\n"
+	"                                 one given and the admin addresses in its peer list)\n"
+	"  member add ID HOST:PORT [--learner]   add a member (peer address HOST:PORT)\n"
+	"  member promote ID              make a caught-up learner a voter\n"
+	"  member remove ID               remove a member\n"
+	"  transfer [ID]                  hand leadership to ID (or a node the leader picks)\n"
+	"  snapshot                       take a snapshot now on every node given\n"
+	"  config get [KEY]               the configuration of the first node given\n"
+	"  config set KEY VALUE           change a live tunable on every node given\n"
+	"\n"
+	"--admin defaults to $KEEL_ADMIN, else 127.0.0.1:7070; --token to $KEEL_ADMIN_TOKEN.\n"
+	"Membership changes and transfer go to the leader when a given node knows it.\n"
+	"exit codes: 0 done, 1 refused by a node, 2 usage error, 3 a node is down or\n"
+	"answered something that is not the admin API\n";
+
+static int usage(const char *fmt, ...)
+{
+	if (fmt) {
+		va_list ap;
+		va_start(ap, fmt);
+		fprintf(stderr, "keelctl: ");
+		vfprintf(stderr, fmt, ap);
+		fprintf(stderr, "\n");
+		va_end(ap);
+	}
+	fputs(usage_text, fmt ? stderr : stdout);
+	return fmt ? EXIT_USAGE : 0;
+}
+
+/* ---- HTTP client ---- */
+
+struct answer {
+	int code;      /* HTTP status, 0 when the node was not reached */
+	char *body;    /* malloc'd, NUL-terminated */
+	char err[256]; /* why the node was not reached */
+};
+
+static int connect_to(const char *hostport, char *err, size_t errn)
+{
+	char host[MGMT_HOST_MAX];
+	const char *colon = strrchr(hostport, ':');
+	if (!colon || colon == hostport || (size_t)(colon - hostport) >= sizeof(host)) {
+		snprintf(err, errn, "not a HOST:PORT address");
+		return -1;
+	}
+	memcpy(host, hostport, (size_t)(colon - hostport));
+	host[colon - hostport] = 0;
+	if (host[0] == '[' && host[strlen(host) - 1] == ']') { /* [::1]:7070 */
+		memmove(host, host + 1, strlen(host));
+		host[strlen(host) - 1] = 0;
+	}
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV }, *res;
+	int g = getaddrinfo(host, colon + 1, &hints, &res);
+	if (g) {
+		snprintf(err, errn, "cannot resolve: %s", gai_strerror(g));
+		return -1;
+	}
+	int fd = -1;
+	for (struct addrinfo *a = res; a; a = a->ai_next) {
+		fd = socket(a->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			continue;
+		int rc = connect(fd, a->ai_addr, a->ai_addrlen);
+		if (rc < 0 && errno == EINPROGRESS) {
+			struct pollfd p = { .fd = fd, .events = POLLOUT };
+			int soerr = 0;
+			socklen_t sl = sizeof(soerr);
+			if (poll(&p, 1, timeout_ms) == 1 &&
+			    getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0) {
+				errno = soerr;
+				rc = soerr ? -1 : 0;
+			} else {
+				errno = ETIMEDOUT;
+			}
+		}
+		if (rc == 0)
+			break;
+		snprintf(err, errn, "connect: %s", strerror(errno));
+		close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(res);
+	return fd;
+}
+
+static bool io_wait(int fd, short ev)
+{
+	struct pollfd p = { .fd = fd, .events = ev };
+	return poll(&p, 1, timeout_ms) == 1;
+}
+
+static void http(const char *node, const char *method, const char *path, const char *body,
+		 struct answer *a)
+{
+	memset(a, 0, sizeof(*a));
+	int fd = connect_to(node, a->err, sizeof(a->err));
+	if (fd < 0)
+		return;
+	char *req = NULL;
+	size_t blen = body ? strlen(body) : 0;
+	int n = asprintf(&req,
+			 "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: keelctl\r\nAccept: "
+			 "application/json\r\n%s%s%sContent-Length: %zu\r\n%s\r\n%s",
+			 method, path, node, token ? "Authorization: Bearer " : "",
+			 token ? token : "", token ? "\r\n" : "", blen,
+			 blen ? "Content-Type: application/json\r\n" : "", body ? body : "");
+	size_t cap = 65536, len = 0;
+	char *buf = malloc(cap + 1);
+	if (n < 0 || !buf) {
+		snprintf(a->err, sizeof(a->err), "out of memory");
+		goto out;
+	}
+	for (size_t off = 0; off < (size_t)n;) {
+		ssize_t w = send(fd, req + off, (size_t)n - off, MSG_NOSIGNAL);
+		if (w < 0 && errno == EAGAIN && io_wait(fd, POLLOUT))
+			continue;
+		if (w <= 0) {
+			snprintf(a->err, sizeof(a->err), "send: %s",
+				 w < 0 ? strerror(errno) : "connection closed");
+			goto out;
+		}
+		off += (size_t)w;
+	}
+	/* The server closes after its answer: read to EOF. */
+	for (;;) {
+		if (len == cap) {
+			char *nb = cap < MAX_ANSWER ? realloc(buf, cap * 2 + 1) : NULL;
+			if (!nb) {
+				snprintf(a->err, sizeof(a->err), "answer too large");
+				goto out;
+			}
+			buf = nb;
+			cap *= 2;
+		}
+		ssize_t r = recv(fd, buf + len, cap - len, 0);
+		if (r < 0 && errno == EAGAIN) {
+			if (io_wait(fd, POLLIN))
+				continue;
+			snprintf(a->err, sizeof(a->err), "no answer within %d ms", timeout_ms);
+			goto out;
+		}
+		if (r < 0) {
+			snprintf(a->err, sizeof(a->err), "recv: %s", strerror(errno));
+			goto out;
+		}
+		if (r == 0)
+			break;
+		len += (size_t)r;
+	}
+	buf[len] = 0;
+	char *hend = strstr(buf, "\r\n\r\n");
+	int code;
+	if (!hend || sscanf(buf, "HTTP/1.%*1[01] %3d ", &code) != 1) {
+		snprintf(a->err, sizeof(a->err), "not an HTTP answer (is this the admin port?)");
+		goto out;
+	}
+	a->code = code;
+	a->body = strdup(hend + 4);
+	if (!a->body) {
+		a->code = 0;
+		snprintf(a->err, sizeof(a->err), "out of memory");
+	}
+out:
+	free(req);
+	free(buf);
+	close(fd);
+}
+
+/* Print a refusal or a failure; returns the exit code for it (0 if fine). */
+static int report(const char *node, const struct answer *a)
+{
+	if (!a->code) {
+		fprintf(stderr, "keelctl: node %s is down or unreachable: %s\n", node, a->err);
+		return EXIT_DOWN;
+	}
+	if (a->code == 200)
+		return 0;
+	char msg[512];
+	if (mjson_get_str(a->body, "error", msg, sizeof(msg)))
+		snprintf(msg, sizeof(msg), "%.400s", a->body);
+	fprintf(stderr, "keelctl: node %s refused (HTTP %d): %s\n", node, a->code, msg);
+	return EXIT_REFUSED;
+}
+
+static int worst(int a, int b)
+{
+	/* down (3) outranks refused (1): an unreachable node is the bigger news */
+	return a > b ? a : b;
+}
+
+/* ---- status ---- */
+
+struct node_row {
+	char admin[MGMT_HOST_MAX];
+	struct answer a;
+};
+
+static uint64_t u64(const char *obj, const char *key)
+{
+	uint64_t v = 0;
+	mjson_get_u64(obj, key, &v);
+	return v;
+}
+
+static void str(const char *obj, const char *key, char *out, size_t n)
+{
+	if (mjson_get_str(obj, key, out, n))
+		snprintf(out, n, "-");
+}
+
+static bool known(struct node_row *rows, int n, const char *admin)
+{
+	for (int i = 0; i < n; i++)
+		if (!strcmp(rows[i].admin, admin))
+			return true;
+	return false;
+}
+
+/* The leader's view of node id's lag, from any reachable row that is the leader. */
+static bool lag_of(struct node_row *rows, int n, uint64_t id, uint64_t *lag)
+{
+	for (int i = 0; i < n; i++) {
+		char role[16];
+		if (rows[i].a.code != 200)
+			continue;
+		str(rows[i].a.body, "role", role, sizeof(role));
+		if (strcmp(role, "leader"))
+			continue;
+		const char *it = NULL, *p, *peers = mjson_get(rows[i].a.body, "peers");
+		while (peers && (p = mjson_array_next(peers, &it)))
+			if (u64(p, "id") == id) {
+				*lag = u64(p, "lag");
+				return true;
+			}
+	}
+	return false;
+}
+
+static int cmd_status(char **nodes, int n_nodes)
+{
+	static struct node_row rows[MAX_NODES];
+	int n = 0, rc = 0;
+	for (int i = 0; i < n_nodes && n < MAX_NODES; i++)
+		if (!known(rows, n, nodes[i]))
+			snprintf(rows[n++].admin, MGMT_HOST_MAX, "%s", nodes[i]);
+	bool follow = n_nodes == 1;
+	for (int i = 0; i < n; i++) {
+		http(rows[i].admin, "GET", "/status", NULL, &rows[i].a);
+		if (rows[i].a.code == 200 && !mjson_valid(rows[i].a.body)) {
+			rows[i].a.code = 0;
+			snprintf(rows[i].a.err, sizeof(rows[i].a.err), "answer is not JSON");
+		}
+		if (!follow || rows[i].a.code != 200)
+			continue;
+		/* One node given: visit every peer it lists an admin address for. */
+		const char *it = NULL, *p, *peers = mjson_get(rows[i].a.body, "peers");
+		while (peers && (p = mjson_array_next(peers, &it)) && n < MAX_NODES) {
+			char adm[MGMT_HOST_MAX];
+			if (!mjson_get_str(p, "admin", adm, sizeof(adm)) && adm[0] &&
+			    !known(rows, n, adm))
+				snprintf(rows[n++].admin, MGMT_HOST_MAX, "%s", adm);
+		}
+	}
+	printf("%-4s %-21s %-9s %6s %6s %9s %9s %9s %7s %9s %8s %8s %-9s %s\n", "ID", "ADMIN",
+	       "ROLE", "TERM", "LEADER", "COMMIT", "APPLIED", "SNAPSHOT", "LAG", "LOG_BYTES",
+	       "SESSIONS", "ZNODES", "TRANSPORT", "FSYNC");
+	for (int i = 0; i < n; i++) {
+		struct answer *a = &rows[i].a;
+		if (a->code != 200) {
+			char why[300];
+			if (a->code)
+				snprintf(why, sizeof(why), "REFUSED (HTTP %d)", a->code);
+			else
+				snprintf(why, sizeof(why), "DOWN (%s)", a->err);
+			printf("%-4s %-21s %s\n", "-", rows[i].admin, why);
+			rc = worst(rc, report(rows[i].admin, a));
+			continue;
+		}
+		const char *b = a->body;
+		char role[16], transport[16], fsync[16], lag[24] = "-";
+		str(b, "role", role, sizeof(role));
+		str(b, "transport", transport, sizeof(transport));
+		str(b, "fsync_path", fsync, sizeof(fsync));
+		uint64_t l;
+		if (lag_of(rows, n, u64(b, "id"), &l))
+			snprintf(lag, sizeof(lag), "%llu", (unsigned long long)l);
+		printf("%-4llu %-21s %-9s %6llu %6llu %9llu %9llu %9llu %7s %9llu %8llu %8llu %-9s "
+		       "%s\n",
+		       (unsigned long long)u64(b, "id"), rows[i].admin, role,
+		       (unsigned long long)u64(b, "term"), (unsigned long long)u64(b, "leader"),
+		       (unsigned long long)u64(b, "commit_index"),
+		       (unsigned long long)u64(b, "applied_index"),
+		       (unsigned long long)u64(b, "snapshot_index"), lag,
+		       (unsigned long long)u64(b, "log_bytes"),
+		       (unsigned long long)u64(b, "sessions"), (unsigned long long)u64(b, "znodes"),
+		       transport, fsync);
+	}
+	/* Members the nodes know of but no admin address was given or listed for. */
+	for (int i = 0; i < n; i++) {
+		if (rows[i].a.code != 200)
+			continue;
+		const char *it = NULL, *p, *peers = mjson_get(rows[i].a.body, "peers");
+		while (peers && (p = mjson_array_next(peers, &it))) {
+			char adm[MGMT_HOST_MAX], addr[MGMT_HOST_MAX];
+			bool voter = false;
+			mjson_get_bool(p, "voter", &voter);
+			str(p, "admin", adm, sizeof(adm));
+			str(p, "address", addr, sizeof(addr));
+			if (adm[0] && known(rows, n, adm))
+				continue;
+			printf("%-4llu %-21s %-9s (peer %s; no admin address to ask)\n",
+			       (unsigned long long)u64(p, "id"), "-", voter ? "voter" : "learner",
+			       addr);
+		}
+		break; /* one node's view of the membership is enough */
+	}
+	for (int i = 0; i < n; i++)
+		free(rows[i].a.body);
+	return rc;
+}
+
+/* ---- changes ---- */
+
+/* The node to send a cluster-wide change to: a given node that says it is the
+ * leader, else the admin address of the leader a given node names, else the
+ * first node that answers. NULL (after printing why) when none answers. */
+static const char *pick_leader(char **nodes, int n_nodes, char *buf, size_t bn)
+{
+	const char *first = NULL;
+	char leader_admin[MGMT_HOST_MAX] = "";
+	for (int i = 0; i < n_nodes; i++) {
+		struct answer a;
+		http(nodes[i], "GET", "/status", NULL, &a);
+		if (a.code != 200) {
+			if (!a.code)
+				fprintf(stderr, "keelctl: node %s is down or unreachable: %s\n",
+					nodes[i], a.err);
+			free(a.body);
+			continue;
+		}
+		char role[16] = "";
+		mjson_get_str(a.body, "role", role, sizeof(role));
+		uint64_t leader = u64(a.body, "leader");
+		if (!strcmp(role, "leader")) {
+			free(a.body);
+			return nodes[i];
+		}
+		const char *it = NULL, *p, *peers = mjson_get(a.body, "peers");
+		while (!leader_admin[0] && leader && peers && (p = mjson_array_next(peers, &it)))
+			if (u64(p, "id") == leader)
+				str(p, "admin", leader_admin, sizeof(leader_admin));
+		if (!strcmp(leader_admin, "-"))
+			leader_admin[0] = 0;
+		if (!first)
+			first = nodes[i];
+		free(a.body);
+	}
+	if (leader_admin[0]) {
+		snprintf(buf, bn, "%s", leader_admin);
+		return buf;
+	}
+	if (!first)
+		fprintf(stderr, "keelctl: no node answered\n");
+	return first;
+}
+
+static int send_change(const char *node, const char *method, const char *path, const char *body)
+{
+	struct answer a;
+	http(node, method, path, body, &a);
+	int rc = report(node, &a);
+	if (!rc) {
+		char msg[512];
+		if (mjson_get_str(a.body, "message", msg, sizeof(msg)))
+			snprintf(msg, sizeof(msg), "done");
+		printf("node %s: %s\n", node, msg);
+	}
+	free(a.body);
+	return rc;
+}
+
+static bool parse_id(const char *s, unsigned *id)
+{
+	char *end;
+	unsigned long v = strtoul(s, &end, 10);
+	if (*s < '0' || *s > '9' || *end || v == 0 || v > 255)
+		return false;
+	*id = (unsigned)v;
+	return true;
+}
+
+static int cmd_change(char **nodes, int n_nodes, const char *method, const char *path,
+		      const char *body)
+{
+	char buf[MGMT_HOST_MAX];
+	const char *node = pick_leader(nodes, n_nodes, buf, sizeof(buf));
+	return node ? send_change(node, method, path, body) : EXIT_DOWN;
+}
+
+static int cmd_member(char **nodes, int n_nodes, int argc, char **argv)
+{
+	char body[256];
+	unsigned id;
+	if (argc < 2)
+		return usage("member: expected add, promote or remove and an ID");
+	if (!parse_id(argv[1], &id))
+		return usage("member %s: '%s' is not a member id (1..255)", argv[0], argv[1]);
+	if (!strcmp(argv[0], "add")) {
+		bool learner = false;
+		if (argc == 4 && !strcmp(argv[3], "--learner"))
+			learner = true;
+		else if (argc != 3)
+			return usage("member add: expected ID HOST:PORT [--learner]");
+		char q[MGMT_HOST_MAX + 8];
+		if (strlen(argv[2]) >= MGMT_HOST_MAX || !strchr(argv[2], ':'))
+			return usage("member add: '%s' is not HOST:PORT", argv[2]);
+		mjson_quote(q, sizeof(q), argv[2]);
+		snprintf(body, sizeof(body),
+			 "{\"action\":\"add\",\"id\":%u,\"address\":%s,\"learner\":%s}", id, q,
+			 learner ? "true" : "false");
+	} else if (!strcmp(argv[0], "promote") || !strcmp(argv[0], "remove")) {
+		if (argc != 2)
+			return usage("member %s: expected ID only", argv[0]);
+		snprintf(body, sizeof(body), "{\"action\":\"%s\",\"id\":%u}", argv[0], id);
+	} else {
+		return usage("member: unknown subcommand '%s'", argv[0]);
+	}
+	return cmd_change(nodes, n_nodes, "POST", "/members", body);
+}
+
+static int cmd_config(char **nodes, int n_nodes, int argc, char **argv)
+{
+	if (argc >= 1 && !strcmp(argv[0], "get") && argc <= 2) {
+		if (argc == 2 && (strchr(argv[1], '/') || strchr(argv[1], ' ') ||
+				  strlen(argv[1]) >= MGMT_KEY_MAX))
+			return usage("config get: '%s' is not a configuration key", argv[1]);
+		char path[MGMT_KEY_MAX + 16];
+		snprintf(path, sizeof(path), "/config%s%s", argc == 2 ? "/" : "",
+			 argc == 2 ? argv[1] : "");
+		struct answer a;
+		http(nodes[0], "GET", path, NULL, &a);
+		int rc = report(nodes[0], &a);
+		if (rc) {
+			free(a.body);
+			return rc;
+		}
+		const char *list = mjson_get(a.body, "config");
+		const char *it = NULL, *e = list ? NULL : a.body;
+		while (list ? (e = mjson_array_next(list, &it)) != NULL : e != NULL) {
+			char k[MGMT_KEY_MAX], v[MGMT_VALUE_MAX];
+			bool live = false;
+			str(e, "key", k, sizeof(k));
+			str(e, "value", v, sizeof(v));
+			mjson_get_bool(e, "live", &live);
+			printf("%s=%s%s\n", k, v, live ? "\t# live" : "");
+			if (!list)
+				break;
+		}
+		free(a.body);
+		return 0;
+	}
+	if (argc == 3 && !strcmp(argv[0], "set")) {
+		char k[MGMT_KEY_MAX + 8], v[2 * MGMT_VALUE_MAX], body[512];
+		if (strlen(argv[1]) >= MGMT_KEY_MAX || strlen(argv[2]) >= MGMT_VALUE_MAX)
+			return usage("config set: key or value too long");
+		mjson_quote(k, sizeof(k), argv[1]);
+		mjson_quote(v, sizeof(v), argv[2]);
+		snprintf(body, sizeof(body), "{\"key\":%s,\"value\":%s}", k, v);
+		int rc = 0;
+		for (int i = 0; i < n_nodes; i++)
+			rc = worst(rc, send_change(nodes[i], "PUT", "/config", body));
+		return rc;
+	}
+	return usage("config: expected 'get [KEY]' or 'set KEY VALUE'");
+}
+
+int main(int argc, char **argv)
+{
+	const char *admin = getenv("KEEL_ADMIN");
+	token = getenv("KEEL_ADMIN_TOKEN");
+	int i = 1;
+	for (; i < argc && argv[i][0] == '-'; i++) {
+		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help"))
+			return usage(NULL);
+		if (i + 1 >= argc)
+			return usage("%s needs a value", argv[i]);
+		if (!strcmp(argv[i], "--admin")) {
+			admin = argv[++i];
+		} else if (!strcmp(argv[i], "--token")) {
+			token = argv[++i];
+		} else if (!strcmp(argv[i], "--timeout")) {
+			timeout_ms = atoi(argv[++i]);
+			if (timeout_ms <= 0)
+				return usage("--timeout: '%s' is not a positive number of ms",
+					     argv[i]);
+		} else {
+			return usage("unknown option '%s'", argv[i]);
+		}
+	}
+	if (token && !*token)
+		token = NULL;
+	if (i >= argc)
+		return usage("no command");
+	char list[4096], *nodes[MAX_NODES];
+	int n_nodes = 0;
+	snprintf(list, sizeof(list), "%s", admin && *admin ? admin : "127.0.0.1:7070");
+	for (char *save, *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+		if (n_nodes == MAX_NODES)
+			return usage("--admin: at most %d nodes", MAX_NODES);
+		if (!strrchr(t, ':'))
+			return usage("--admin: '%s' is not HOST:PORT", t);
+		nodes[n_nodes++] = t;
+	}
+	if (!n_nodes)
+		return usage("--admin: no address");
+	const char *cmd = argv[i];
+	int rest = argc - i - 1;
+	char **args = argv + i + 1;
+	if (!strcmp(cmd, "status") && rest == 0)
+		return cmd_status(nodes, n_nodes);
+	if (!strcmp(cmd, "member"))
+		return cmd_member(nodes, n_nodes, rest, args);
+	if (!strcmp(cmd, "transfer") && rest <= 1) {
+		unsigned id = 0;
+		char body[64] = "";
+		if (rest == 1 && !parse_id(args[0], &id))
+			return usage("transfer: '%s' is not a member id (1..255)", args[0]);
+		if (id)
+			snprintf(body, sizeof(body), "{\"id\":%u}", id);
+		return cmd_change(nodes, n_nodes, "POST", "/leader/transfer", id ? body : NULL);
+	}
+	if (!strcmp(cmd, "snapshot") && rest == 0) {
+		int rc = 0;
+		for (int k = 0; k < n_nodes; k++)
+			rc = worst(rc, send_change(nodes[k], "POST", "/snapshot", NULL));
+		return rc;
+	}
+	if (!strcmp(cmd, "config"))
+		return cmd_config(nodes, n_nodes, rest, args);
+	return usage("unknown command or wrong arguments: '%s'", cmd);
+}

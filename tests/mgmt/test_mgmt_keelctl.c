@@ -1,0 +1,260 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * keelctl, run as a subprocess, against two admin servers with test
+ * pipelines (node 1 the leader, node 2 a follower): every command, its
+ * output, its errors and its exit code. argv[1]: the keelctl binary.
+ */
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "fake_node.h"
+
+#define TOKEN "ctl-token"
+
+static const char *keelctl;
+static struct fake_node n1, n2;
+static char both[2 * MGMT_HOST_MAX + 2];
+static char out[65536], err[65536];
+static char down[MGMT_HOST_MAX];
+
+static void slurp(const char *path, char *buf, size_t n)
+{
+	int fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	ssize_t k = read(fd, buf, n - 1);
+	assert_true(k >= 0);
+	buf[k] = 0;
+	close(fd);
+	unlink(path);
+}
+
+/* Run keelctl with the NULL-terminated arguments; returns its exit code. */
+static int ctl(const char *first, ...)
+{
+	const char *argv[32] = { keelctl };
+	int argc = 1;
+	va_list ap;
+	va_start(ap, first);
+	for (const char *a = first; a; a = va_arg(ap, const char *)) {
+		assert_true(argc < 31);
+		argv[argc++] = a;
+	}
+	va_end(ap);
+	argv[argc] = NULL;
+	char po[] = "/tmp/keelctl-out-XXXXXX", pe[] = "/tmp/keelctl-err-XXXXXX";
+	int fo = mkstemp(po), fe = mkstemp(pe);
+	assert_true(fo >= 0 && fe >= 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		dup2(fo, 1);
+		dup2(fe, 2);
+		unsetenv("KEEL_ADMIN");
+		unsetenv("KEEL_ADMIN_TOKEN");
+		execv(keelctl, (char *const *)argv);
+		_exit(127);
+	}
+	close(fo);
+	close(fe);
+	int st;
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	slurp(po, out, sizeof(out));
+	slurp(pe, err, sizeof(err));
+	assert_true(WIFEXITED(st));
+	return WEXITSTATUS(st);
+}
+
+static void has(const char *text, const char *want)
+{
+	if (!strstr(text, want))
+		fail_msg("'%s' not in:\n%s", want, text);
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	if (fake_node_init(&n1, 1, 1, TOKEN, NULL) || fake_node_init(&n2, 2, 1, TOKEN, NULL))
+		return -1;
+	/* Each lists the other's admin address, as keeld will from its config. */
+	snprintf(n1.peer_admin[2], MGMT_HOST_MAX, "%s", n2.admin);
+	snprintf(n2.peer_admin[1], MGMT_HOST_MAX, "%s", n1.admin);
+	if (fake_node_run(&n1) || fake_node_run(&n2))
+		return -1;
+	snprintf(both, sizeof(both), "%s,%s", n1.admin, n2.admin);
+	/* A port nobody listens on: bind one, note it, close it. */
+	struct fake_node tmp;
+	if (fake_node_init(&tmp, 9, 9, NULL, NULL))
+		return -1;
+	snprintf(down, sizeof(down), "%s", tmp.admin);
+	fake_node_fini(&tmp);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	fake_node_fini(&n1);
+	fake_node_fini(&n2);
+	return 0;
+}
+
+static void status_table(void **state)
+{
+	(void)state;
+	assert_int_equal(ctl("--admin", both, "status", NULL), 0);
+	has(out, "ID   ADMIN");
+	has(out, "TRANSPORT");
+	has(out, n1.admin);
+	has(out, n2.admin);
+	has(out, "leader");
+	has(out, "follower");
+	has(out, "udp");
+	/* Node 3 is a member with no admin address: listed, said so. */
+	has(out, "(peer 127.0.0.1:2890; no admin address to ask)");
+	/* One node given: keelctl follows its peer list to node 2. */
+	assert_int_equal(ctl("--admin", n1.admin, "status", NULL), 0);
+	has(out, n2.admin);
+	has(out, "follower");
+	/* A node down: its row says so, stderr names it, exit 3. */
+	char list[256];
+	snprintf(list, sizeof(list), "%s,%s", n1.admin, down);
+	assert_int_equal(ctl("--admin", list, "status", NULL), 3);
+	has(out, n1.admin);
+	has(out, "DOWN (connect: Connection refused)");
+	has(err, "node ");
+	has(err, down);
+	has(err, "is down or unreachable");
+}
+
+static void member_commands(void **state)
+{
+	(void)state;
+	/* Sent to the leader even when a follower is named first. */
+	char list[256];
+	snprintf(list, sizeof(list), "%s,%s", n2.admin, n1.admin);
+	assert_int_equal(ctl("--admin", list, "--token", TOKEN, "member", "add", "4",
+			     "127.0.0.1:2891", "--learner", NULL),
+			 0);
+	has(out, n1.admin);
+	has(out, "member_add: done");
+	assert_int_equal(ctl("--admin", n1.admin, "--token", TOKEN, "member", "add", "4",
+			     "127.0.0.1:2891", NULL),
+			 1);
+	has(err, "refused (HTTP 409): node 4 is already a member (learner)");
+	assert_int_equal(ctl("--admin", n1.admin, "--token", TOKEN, "member", "promote", "4", NULL),
+			 0);
+	assert_int_equal(ctl("--admin", n1.admin, "--token", TOKEN, "member", "promote", "9", NULL),
+			 1);
+	has(err, "refused (HTTP 404): node 9 is not a member");
+	atomic_store(&n1.joint, true);
+	assert_int_equal(ctl("--admin", n1.admin, "--token", TOKEN, "member", "remove", "4", NULL),
+			 1);
+	has(err, "a membership change is in progress");
+	atomic_store(&n1.joint, false);
+	assert_int_equal(ctl("--admin", n1.admin, "--token", TOKEN, "member", "remove", "4", NULL),
+			 0);
+	/* Without the token, or with a wrong one (from the environment too). */
+	assert_int_equal(ctl("--admin", n1.admin, "member", "remove", "3", NULL), 1);
+	has(err, "refused (HTTP 401)");
+	has(err, "Authorization: Bearer");
+	assert_int_equal(ctl("--admin", n1.admin, "--token", "bad", "member", "remove", "3", NULL),
+			 1);
+	has(err, "refused (HTTP 403): wrong admin token");
+	/* Usage errors: exit 2, nothing sent. */
+	unsigned taken = atomic_load(&n1.taken);
+	assert_int_equal(ctl("--admin", n1.admin, "member", "add", "0", "h:1", NULL), 2);
+	has(err, "'0' is not a member id");
+	assert_int_equal(ctl("--admin", n1.admin, "member", "add", "5", NULL), 2);
+	assert_int_equal(ctl("--admin", n1.admin, "member", "add", "5", "nohost", NULL), 2);
+	assert_int_equal(ctl("--admin", n1.admin, "member", "grow", "5", NULL), 2);
+	has(err, "unknown subcommand 'grow'");
+	assert_int_equal(atomic_load(&n1.taken), taken);
+}
+
+static void transfer_snapshot_config(void **state)
+{
+	(void)state;
+	assert_int_equal(ctl("--admin", both, "--token", TOKEN, "snapshot", NULL), 0);
+	has(out, "snapshot taken at index");
+	has(out, n1.admin);
+	has(out, n2.admin);
+	assert_int_equal(ctl("--admin", n1.admin, "--token", TOKEN, "transfer", "9", NULL), 1);
+	has(err, "node 9 is not a member");
+	assert_int_equal(ctl("--admin", n2.admin, "--token", TOKEN, "transfer", "2", NULL), 0);
+	has(out, "leadership transferred to node 2");
+	has(out, n1.admin); /* node 2 named node 1 as leader: sent there */
+	assert_int_equal(ctl("--admin", n1.admin, "--token", TOKEN, "transfer", "x", NULL), 2);
+	/* config get: every key, or one. */
+	assert_int_equal(ctl("--admin", n1.admin, "config", "get", NULL), 0);
+	has(out, "dataDir=/var/lib/keel\n");
+	has(out, "keel.heartbeatMs=100\t# live\n");
+	has(out, "keel.adminToken=<hidden>\n");
+	assert_int_equal(ctl("--admin", n1.admin, "config", "get", "keel.heartbeatMs", NULL), 0);
+	assert_string_equal(out, "keel.heartbeatMs=100\t# live\n");
+	assert_int_equal(ctl("--admin", n1.admin, "config", "get", "nope", NULL), 1);
+	has(err, "unknown configuration key 'nope'");
+	/* config set on every node given. */
+	assert_int_equal(ctl("--admin", both, "--token", TOKEN, "config", "set", "keel.heartbeatMs",
+			     "50", NULL),
+			 0);
+	has(out, "keel.heartbeatMs set to 50");
+	assert_int_equal(ctl("--admin", n2.admin, "config", "get", "keel.heartbeatMs", NULL), 0);
+	assert_string_equal(out, "keel.heartbeatMs=50\t# live\n");
+	assert_int_equal(
+		ctl("--admin", n1.admin, "--token", TOKEN, "config", "set", "dataDir", "/x", NULL),
+		1);
+	has(err, "'dataDir' cannot change while the node runs");
+	assert_int_equal(ctl("--admin", n1.admin, "--token", TOKEN, "config", "set",
+			     "keel.heartbeatMs", "0", NULL),
+			 1);
+	has(err, "refused (HTTP 400): keel.heartbeatMs: '0' is not in 1..60000");
+	assert_int_equal(ctl("--admin", n1.admin, "config", "set", "k", NULL), 2);
+}
+
+static void errors_and_usage(void **state)
+{
+	(void)state;
+	/* Every node down. */
+	assert_int_equal(ctl("--admin", down, "--token", TOKEN, "transfer", NULL), 3);
+	has(err, down);
+	has(err, "no node answered");
+	assert_int_equal(ctl("--admin", down, "config", "get", NULL), 3);
+	has(err, "is down or unreachable");
+	assert_int_equal(ctl("--admin", down, "--token", TOKEN, "snapshot", NULL), 3);
+	/* Usage. */
+	assert_int_equal(ctl(NULL), 2);
+	has(err, "no command");
+	has(err, "exit codes:");
+	assert_int_equal(ctl("--help", NULL), 0);
+	has(out, "usage: keelctl");
+	assert_int_equal(ctl("--admin", "nocolon", "status", NULL), 2);
+	assert_int_equal(ctl("--bogus", "x", "status", NULL), 2);
+	assert_int_equal(ctl("--admin", n1.admin, "frobnicate", NULL), 2);
+	has(err, "unknown command");
+	assert_int_equal(ctl("--timeout", "0", "status", NULL), 2);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		fprintf(stderr, "usage: %s KEELCTL\n", argv[0]);
+		return 1;
+	}
+	keelctl = argv[1];
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(status_table),
+		cmocka_unit_test(member_commands),
+		cmocka_unit_test(transfer_snapshot_config),
+		cmocka_unit_test(errors_and_usage),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
