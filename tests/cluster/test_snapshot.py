@@ -54,6 +54,11 @@ class Snapshots(unittest.TestCase):
             # a follower down while the log moves far past what the leader keeps
             leader = cl.leader()
             victim = (leader + 1) % cl.size
+            # the writer must not be connected to the node about to be killed:
+            # its in-flight create would end in ConnectionLoss (ZooKeeper too)
+            zk.stop()
+            zk.close()
+            zk = client(cl, [n for n in range(cl.size) if n != victim])
             cl.kill(victim)
             for i in range(1100):
                 zk.create("%s/small%04d" % (root, i), b"%d" % i)
