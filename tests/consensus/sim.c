@@ -290,6 +290,11 @@ static void trace_msg(struct sim *s, const struct raft_msg *m, const char *what)
 			 (unsigned long long)m->offset, m->data_len, rej,
 			 (m->flags & RAFT_F_DONE) ? " done" : "");
 		break;
+	case RAFT_MSG_READ_INDEX:
+	case RAFT_MSG_READ_INDEX_RESP:
+		snprintf(d, sizeof(d), "tag=%llu index=%llu%s", (unsigned long long)m->ctx,
+			 (unsigned long long)m->index, rej);
+		break;
 	default:
 		d[0] = 0;
 	}
@@ -540,8 +545,14 @@ static void record_read(struct sim *s, struct node *nd, const struct raft_read *
 	if (rr->result)
 		failf(s, "read %llu at n%u reported twice", (unsigned long long)rr->id, nd->id);
 	rr->result = rd->status ? UINT64_MAX : rd->index;
-	if (rd->status)
+	if (rd->status) {
+		sim_note(s, "n%u read %llu fails: %s", nd->id, (unsigned long long)rr->id,
+			 keel_errname(rd->status));
 		return;
+	}
+	sim_note(s, "n%u read %llu served at index %llu (applied %llu)", nd->id,
+		 (unsigned long long)rr->id, (unsigned long long)rd->index,
+		 (unsigned long long)nd->applied);
 	s->st.reads++;
 	s->st.follower_reads += rr->follower;
 	const char *what = NULL;
@@ -992,6 +1003,8 @@ int sim_read(struct sim *s, uint32_t id, uint64_t read_id)
 			       .follower = raft_role(nd->r) != RAFT_LEADER };
 	s->reads[s->reads_n++] = rr;
 	int rc = raft_read_index(nd->r, read_id);
+	sim_note(s, "n%u read %llu requested: %s", id, (unsigned long long)read_id,
+		 keel_errname(rc));
 	if (rc)
 		s->reads_n--;
 	else
