@@ -584,13 +584,19 @@ static void test_lease_read_clock_drift(void **state)
 
 /* ---- one core, driven by hand ---- */
 
+/* Defaults for node id (PRNG seed `seed`) of a fresh cluster whose voters are 1..voters. */
+static void core_config(struct raft_config *c, uint32_t id, uint32_t voters, uint64_t seed)
+{
+	raft_config_default(c, id, seed);
+	c->snapshot.conf.n = voters;
+	for (uint32_t i = 0; i < voters; i++)
+		c->snapshot.conf.m[i] = (struct raft_member){ .id = i + 1, .flags = RAFT_VOTER };
+}
+
 static struct raft *core(uint32_t id, uint32_t voters)
 {
 	struct raft_config c;
-	raft_config_default(&c, id, 1);
-	c.snapshot.conf.n = voters;
-	for (uint32_t i = 0; i < voters; i++)
-		c.snapshot.conf.m[i] = (struct raft_member){ .id = i + 1, .flags = RAFT_VOTER };
+	core_config(&c, id, voters, 1);
 	struct raft *r;
 	assert_int_equal(raft_create(&c, &r), 0);
 	return r;
@@ -700,6 +706,163 @@ static void test_leader_own_persist(void **state)
 	raft_persisted(r, seq);
 	assert_int_equal(raft_commit(r), 1); /* leader + node 2 */
 	(void)ack3;
+	raft_destroy(r);
+}
+
+/* Drain a hand-driven core, reporting everything persisted at once; returns msgs seen. */
+static uint32_t pump(struct raft *r, struct raft_msg *last_msg, uint32_t *n_reads,
+		     struct raft_read *last_read)
+{
+	struct raft_update u;
+	uint32_t msgs = 0;
+	*n_reads = 0;
+	while (raft_ready(r, &u)) {
+		uint64_t seq = u.persist_seq;
+		msgs += u.n_msgs;
+		if (u.n_msgs && last_msg)
+			*last_msg = u.msgs[u.n_msgs - 1];
+		*n_reads += u.n_reads;
+		if (u.n_reads && last_read)
+			*last_read = u.reads[u.n_reads - 1];
+		raft_advance(r);
+		if (seq)
+			raft_persisted(r, seq);
+	}
+	return msgs;
+}
+
+/*
+ * A follower's read, by hand: the request carries a tag, the answer's index
+ * is reported only in the update that hands out the entries up to it, once.
+ */
+static void test_follower_read_by_hand(void **state)
+{
+	(void)state;
+	struct raft_config c;
+	core_config(&c, 1, 3, 1);
+	struct raft *r;
+	assert_int_equal(raft_create(&c, &r), 0);
+	/* follower_reads off (the default): a follower answers as before. */
+	assert_int_equal(raft_read_index(r, 1), KEEL_E_NOT_LEADER);
+	raft_destroy(r);
+	c.follower_reads = true;
+	c.read_timeout_ticks = 5;
+	assert_int_equal(raft_create(&c, &r), 0);
+	assert_int_equal(raft_read_index(r, 1), KEEL_E_NOT_LEADER); /* no leader known */
+
+	struct raft_entry e[2] = { { .term = 1, .index = 1, .type = RAFT_ENTRY_NOOP },
+				   { .term = 1, .index = 2, .type = RAFT_ENTRY_NOOP } };
+	struct raft_msg app = {
+		.type = RAFT_MSG_APPEND, .from = 2, .to = 1, .term = 1, .n_entries = 2, .entries = e
+	};
+	assert_int_equal(raft_step(r, &app), 0);
+	struct raft_msg out;
+	struct raft_read rd;
+	uint32_t nr;
+	pump(r, &out, &nr, &rd);
+	assert_int_equal(raft_read_index(r, 55), 0);
+	assert_int_equal(pump(r, &out, &nr, &rd), 1);
+	assert_int_equal(out.type, RAFT_MSG_READ_INDEX);
+	assert_int_equal(out.to, 2);
+	uint64_t tag = out.ctx;
+	struct raft_msg resp = { .type = RAFT_MSG_READ_INDEX_RESP,
+				 .from = 2,
+				 .to = 1,
+				 .term = 1,
+				 .ctx = tag,
+				 .index = 2 };
+	assert_int_equal(raft_step(r, &resp), 0);
+	pump(r, NULL, &nr, &rd);
+	assert_int_equal(nr, 0); /* index 2 is not committed here yet */
+	struct raft_msg hb = {
+		.type = RAFT_MSG_HEARTBEAT, .from = 2, .to = 1, .term = 1, .commit = 2, .ctx = 9
+	};
+	assert_int_equal(raft_step(r, &hb), 0);
+	struct raft_update u;
+	assert_true(raft_ready(r, &u));
+	assert_int_equal(u.n_committed, 2); /* applied in this update ... */
+	assert_int_equal(u.n_reads, 1);     /* ... and the read served right after */
+	assert_int_equal(u.reads[0].id, 55);
+	assert_int_equal(u.reads[0].index, 2);
+	assert_int_equal(u.reads[0].status, 0);
+	raft_advance(r);
+	raft_step(r, &resp); /* a duplicated answer reports nothing */
+	pump(r, NULL, &nr, &rd);
+	assert_int_equal(nr, 0);
+
+	/* A refusal fails the read; an unanswered one times out after read_timeout_ticks. */
+	assert_int_equal(raft_read_index(r, 56), 0);
+	pump(r, &out, &nr, &rd);
+	resp.ctx = out.ctx;
+	resp.flags = RAFT_F_REJECT;
+	raft_step(r, &resp);
+	pump(r, NULL, &nr, &rd);
+	assert_int_equal(nr, 1);
+	assert_int_equal(rd.id, 56);
+	assert_int_equal(rd.status, KEEL_E_NOT_LEADER);
+	assert_int_equal(raft_read_index(r, 57), 0);
+	for (int i = 0; i < 4; i++) {
+		raft_tick(r);
+		raft_step(r, &hb); /* the leader is still heard: only the clock runs out */
+		pump(r, NULL, &nr, &rd);
+		assert_int_equal(nr, 0);
+	}
+	raft_tick(r);
+	pump(r, NULL, &nr, &rd);
+	assert_int_equal(nr, 1);
+	assert_int_equal(rd.id, 57);
+	assert_int_equal(rd.status, KEEL_E_TIMEOUT);
+	raft_destroy(r);
+}
+
+/* The leader refuses a follower's read until an entry of its term is committed. */
+static void test_leader_refuses_read_before_its_term_commits(void **state)
+{
+	(void)state;
+	struct raft *r = core(1, 3);
+	for (int i = 0; i < 40 && raft_role(r) == RAFT_FOLLOWER; i++)
+		raft_tick(r);
+	struct raft_msg pv = {
+		.type = RAFT_MSG_VOTE_RESP, .from = 2, .to = 1, .term = 1, .flags = RAFT_F_PREVOTE
+	};
+	raft_step(r, &pv);
+	struct raft_msg v = { .type = RAFT_MSG_VOTE_RESP, .from = 2, .to = 1, .term = 1 };
+	raft_step(r, &v);
+	uint32_t nr;
+	struct raft_read rd;
+	pump(r, NULL, &nr, &rd);
+	assert_int_equal(raft_role(r), RAFT_LEADER);
+	struct raft_msg req = {
+		.type = RAFT_MSG_READ_INDEX, .from = 3, .to = 1, .term = 1, .ctx = 4
+	};
+	assert_int_equal(raft_step(r, &req), 0);
+	struct raft_update u;
+	assert_true(raft_ready(r, &u));
+	bool refused = false;
+	for (uint32_t i = 0; i < u.n_msgs; i++)
+		if (u.msgs[i].type == RAFT_MSG_READ_INDEX_RESP && u.msgs[i].to == 3)
+			refused = (u.msgs[i].flags & RAFT_F_REJECT) && u.msgs[i].ctx == 4;
+	assert_true(refused);
+	raft_advance(r);
+	/* Once the no-op commits, the same request is confirmed by a heartbeat round. */
+	struct raft_msg ack = {
+		.type = RAFT_MSG_APPEND_RESP, .from = 2, .to = 1, .term = 1, .index = 1
+	};
+	raft_step(r, &ack);
+	assert_int_equal(raft_commit(r), 1);
+	raft_step(r, &req);
+	struct raft_msg hbr = { .type = RAFT_MSG_HEARTBEAT_RESP, .from = 2, .to = 1, .term = 1 };
+	struct raft_msg out;
+	pump(r, &out, &nr, &rd);
+	hbr.ctx = out.ctx; /* the round just sent */
+	raft_step(r, &hbr);
+	assert_true(raft_ready(r, &u));
+	bool answered = false;
+	for (uint32_t i = 0; i < u.n_msgs; i++)
+		if (u.msgs[i].type == RAFT_MSG_READ_INDEX_RESP && u.msgs[i].to == 3)
+			answered = !(u.msgs[i].flags & RAFT_F_REJECT) && u.msgs[i].index == 1;
+	assert_true(answered);
+	raft_advance(r);
 	raft_destroy(r);
 }
 
@@ -824,10 +987,7 @@ static void test_restart_term_not_behind_log(void **state)
 {
 	(void)state;
 	struct raft_config c;
-	raft_config_default(&c, 1, 1);
-	c.snapshot.conf.n = 3;
-	for (uint32_t i = 0; i < 3; i++)
-		c.snapshot.conf.m[i] = (struct raft_member){ .id = i + 1, .flags = RAFT_VOTER };
+	core_config(&c, 1, 3, 1);
 	c.hs = (struct raft_hard_state){ .term = 4, .vote = 2 };
 	c.snapshot.index = 10;
 	c.snapshot.term = 5;
@@ -952,6 +1112,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_learner_promotion),
 		cmocka_unit_test(test_read_index_and_lease),
 		cmocka_unit_test(test_follower_read),
+		cmocka_unit_test(test_follower_read_by_hand),
+		cmocka_unit_test(test_leader_refuses_read_before_its_term_commits),
 		cmocka_unit_test(test_follower_read_lost),
 		cmocka_unit_test(test_follower_read_leader_change),
 		cmocka_unit_test(test_lease_read_clock_drift),
