@@ -1118,8 +1118,9 @@ static void random_faults(struct sim *s)
 		s->partition_until = 0;
 	} else if (!s->partition_until && chance(s, 2)) {
 		uint32_t kind = rnd_below(s, 3), a = 1 + rnd_below(s, nn);
-		if (sim_leader(s) && chance(s, 50))
-			a = sim_leader(s); /* the interesting victim */
+		/* The leader is the interesting victim; under leases, the one that matters. */
+		if (sim_leader(s) && chance(s, s->o.lease_reads ? 90 : 50))
+			a = sim_leader(s);
 		if (kind == 0) {
 			sim_isolate(s, a, true);
 		} else if (kind == 1) {
