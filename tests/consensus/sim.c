@@ -1179,11 +1179,19 @@ static void random_client(struct sim *s)
 	}
 	/*
 	 * Clients still connected to a deposed leader that does not know it yet:
-	 * the reads a broken lease would serve stale.
+	 * the reads a broken lease (or an unconfirmed ReadIndex) would serve stale.
 	 */
-	for (uint32_t i = 1; i <= s->o.nodes; i++)
-		if (i != l && s->n[i].r && raft_role(s->n[i].r) == RAFT_LEADER && chance(s, 20))
+	for (uint32_t i = 1; i <= s->o.nodes; i++) {
+		struct raft *r = s->n[i].r;
+		if (i == l || !r)
+			continue;
+		/* ... and to followers that still follow one (they ask it, not l). */
+		bool deposed = raft_role(r) == RAFT_LEADER ||
+			       (s->o.follower_reads && raft_role(r) == RAFT_FOLLOWER &&
+				raft_leader(r) && raft_leader(r) != l);
+		if (deposed && chance(s, 20))
 			sim_read(s, i, s->next_id++);
+	}
 	if (rnd_below(s, 1000) < 3) {
 		uint32_t to = 1 + rnd_below(s, s->o.nodes);
 		if (to != l)
