@@ -7,6 +7,8 @@
  *
  *   test_raft_sim [--seeds N] [--start S]   sweep seeds S..S+N-1 (soak mode)
  *   test_raft_sim --seed S --trace          replay one seed, printing its trace
+ *   test_raft_sim --clock-slow PM --lease-drift D   clocks up to PM per mille slow on
+ *        every seed, leases with drift bound D: experiments beyond the bound
  * KEEL_SIM_SEEDS / KEEL_SIM_START override --seeds / --start (soak runs).
  */
 #include <setjmp.h>
