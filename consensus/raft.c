@@ -703,15 +703,19 @@ static int follower_read(struct raft *r, uint64_t id)
 	return 0;
 }
 
-static void handle_read_request(struct raft *r, const struct raft_msg *m)
+static void refuse_read(struct raft *r, const struct raft_msg *m)
 {
-	if (r->role == RAFT_LEADER && leader_read(r, m->ctx, m->from) == 0)
-		return;
 	struct raft_msg resp = { .type = RAFT_MSG_READ_INDEX_RESP,
 				 .to = m->from,
 				 .ctx = m->ctx,
 				 .flags = RAFT_F_REJECT };
 	send(r, &resp);
+}
+
+static void handle_read_request(struct raft *r, const struct raft_msg *m)
+{
+	if (r->role != RAFT_LEADER || leader_read(r, m->ctx, m->from) != 0)
+		refuse_read(r, m);
 }
 
 static void handle_read_resp(struct raft *r, const struct raft_msg *m)
@@ -1061,7 +1065,7 @@ int raft_step(struct raft *r, const struct raft_msg *m)
 						 .flags = RAFT_F_PREVOTE | RAFT_F_REJECT };
 			send(r, &resp);
 		} else if (m->type == RAFT_MSG_READ_INDEX) {
-			handle_read_request(r, m); /* refused, and the asker learns our term */
+			refuse_read(r, m); /* at once, not at its timeout; it learns our term */
 		}
 		return 0;
 	}
