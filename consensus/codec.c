@@ -247,6 +247,8 @@ const char *raft_msg_type_name(uint8_t type)
 		[RAFT_MSG_SNAPSHOT] = "Snapshot",
 		[RAFT_MSG_SNAPSHOT_RESP] = "SnapshotResp",
 		[RAFT_MSG_TIMEOUT_NOW] = "TimeoutNow",
+		[RAFT_MSG_READ_INDEX] = "ReadIndex",
+		[RAFT_MSG_READ_INDEX_RESP] = "ReadIndexResp",
 	};
 	return type < RAFT_MSG_TYPE_MAX_ && names[type] ? names[type] : "?";
 }

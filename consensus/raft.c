@@ -49,8 +49,17 @@ struct pend {
 	uint64_t last_index;
 };
 
+/* A read waiting on the leader for a heartbeat round; from != 0: a follower's request. */
 struct pending_read {
 	uint64_t id, index, round;
+	uint32_t from;
+};
+
+/* A follower's read sent to the leader (§6.4), reported by raft_ready(). */
+struct follower_read {
+	uint64_t id, tag, index, deadline, term;
+	uint32_t leader;
+	bool answered; /* index is the leader's answer; report once applied reaches it */
 };
 
 #define VEC(T)                \
@@ -100,6 +109,8 @@ struct raft {
 	VEC(struct raft_chunk) chunks;
 	VEC(struct raft_read) reads;
 	VEC(struct pending_read) pending_reads;
+	VEC(struct follower_read) freads;
+	uint64_t fread_tag;
 
 	uint64_t hb_round;
 	uint64_t hb_tick[HB_RING];
@@ -289,13 +300,26 @@ static void send_held(struct raft *r, struct raft_msg *m)
 	VEC_PUSH(r->held, h);
 }
 
+/* A leader's answer to a read: into u.reads if local, else to the follower that asked. */
+static void answer_read(struct raft *r, const struct pending_read *pr, int status)
+{
+	if (pr->from) {
+		struct raft_msg m = { .type = RAFT_MSG_READ_INDEX_RESP,
+				      .to = pr->from,
+				      .ctx = pr->id,
+				      .index = status ? 0 : pr->index,
+				      .flags = status ? RAFT_F_REJECT : 0 };
+		send(r, &m);
+		return;
+	}
+	struct raft_read rd = { .id = pr->id, .index = status ? 0 : pr->index, .status = status };
+	VEC_PUSH(r->reads, rd);
+}
+
 static void fail_reads(struct raft *r)
 {
-	for (uint32_t i = 0; i < r->pending_reads.n; i++) {
-		struct raft_read rd = { .id = r->pending_reads.v[i].id,
-					.status = KEEL_E_NOT_LEADER };
-		VEC_PUSH(r->reads, rd);
-	}
+	for (uint32_t i = 0; i < r->pending_reads.n; i++)
+		answer_read(r, &r->pending_reads.v[i], KEEL_E_NOT_LEADER);
 	r->pending_reads.n = 0;
 }
 
@@ -621,12 +645,8 @@ static void check_reads(struct raft *r)
 		return;
 	uint64_t q = quorum_value(r, val_hb);
 	uint32_t k = 0;
-	while (k < r->pending_reads.n && r->pending_reads.v[k].round <= q) {
-		struct raft_read rd = { .id = r->pending_reads.v[k].id,
-					.index = r->pending_reads.v[k].index };
-		VEC_PUSH(r->reads, rd);
-		k++;
-	}
+	while (k < r->pending_reads.n && r->pending_reads.v[k].round <= q)
+		answer_read(r, &r->pending_reads.v[k++], 0);
 	if (k)
 		memmove(r->pending_reads.v, r->pending_reads.v + k,
 			(r->pending_reads.n - k) * sizeof(*r->pending_reads.v));
@@ -642,6 +662,108 @@ static void send_timeout_now(struct raft *r, uint32_t to)
 	struct raft_msg tn = { .type = RAFT_MSG_TIMEOUT_NOW, .to = to };
 	send(r, &tn);
 	r->lease_broken = true;
+}
+
+/*
+ * The leader's side of a read, its own (from == 0) or a follower's (id is
+ * then the follower's tag): the commit index now, released once leadership
+ * is confirmed after this moment (§6.4 steps 1-3).
+ */
+static int leader_read(struct raft *r, uint64_t id, uint32_t from)
+{
+	/* §6.4: the leader's commit index is only known current once its term has committed. */
+	if (term_at(r, r->commit) != r->term)
+		return KEEL_E_AGAIN;
+	bool alone = true;
+	for (uint32_t i = 0; i < r->conf.n; i++)
+		if (r->conf.m[i].id != r->id &&
+		    (r->conf.m[i].flags & (RAFT_VOTER | RAFT_VOTER_OLD)))
+			alone = false;
+	struct pending_read pr = {
+		.id = id, .index = r->commit, .round = r->hb_round + 1, .from = from
+	};
+	if (alone || lease_valid(r)) {
+		answer_read(r, &pr, 0);
+		return 0;
+	}
+	VEC_PUSH(r->pending_reads, pr);
+	r->bcast_hb = true;
+	return 0;
+}
+
+/* A follower's read (§6.4): ask the leader for its confirmed commit index. */
+static int follower_read(struct raft *r, uint64_t id)
+{
+	if (!r->cfg.follower_reads || r->role != RAFT_FOLLOWER || !r->leader)
+		return KEEL_E_NOT_LEADER;
+	struct follower_read fr = { .id = id,
+				    .tag = ++r->fread_tag,
+				    .deadline = r->now + r->cfg.read_timeout_ticks,
+				    .term = r->term,
+				    .leader = r->leader };
+	VEC_PUSH(r->freads, fr);
+	struct raft_msg m = { .type = RAFT_MSG_READ_INDEX, .to = r->leader, .ctx = fr.tag };
+	send(r, &m);
+	return 0;
+}
+
+static void refuse_read(struct raft *r, const struct raft_msg *m)
+{
+	struct raft_msg resp = { .type = RAFT_MSG_READ_INDEX_RESP,
+				 .to = m->from,
+				 .ctx = m->ctx,
+				 .flags = RAFT_F_REJECT };
+	send(r, &resp);
+}
+
+static void handle_read_request(struct raft *r, const struct raft_msg *m)
+{
+	if (r->role != RAFT_LEADER || leader_read(r, m->ctx, m->from) != 0)
+		refuse_read(r, m);
+}
+
+static void handle_read_resp(struct raft *r, const struct raft_msg *m)
+{
+	for (uint32_t i = 0; i < r->freads.n; i++) {
+		struct follower_read *fr = &r->freads.v[i];
+		if (fr->tag != m->ctx || fr->answered || fr->leader != m->from)
+			continue;
+		if (m->flags & RAFT_F_REJECT) {
+			fr->deadline = 0; /* reported as refused at the next raft_ready() */
+			fr->leader = 0;
+		} else {
+			fr->index = m->index;
+			fr->answered = true;
+		}
+		return;
+	}
+}
+
+/*
+ * Report the follower reads that are settled: answered and applied by the
+ * end of this update, refused or orphaned by a leader change before the
+ * answer, or out of time. An answer stays valid after a leader change: the
+ * old leader confirmed its leadership after the read began.
+ */
+static void collect_follower_reads(struct raft *r)
+{
+	uint32_t k = 0;
+	for (uint32_t i = 0; i < r->freads.n; i++) {
+		struct follower_read *fr = &r->freads.v[i];
+		struct raft_read rd = { .id = fr->id };
+		if (fr->answered && fr->index <= r->ready_applied)
+			rd.index = fr->index;
+		else if (!fr->answered && (fr->leader != r->leader || fr->term != r->term))
+			rd.status = KEEL_E_NOT_LEADER;
+		else if (r->now >= fr->deadline)
+			rd.status = KEEL_E_TIMEOUT;
+		else {
+			r->freads.v[k++] = *fr;
+			continue;
+		}
+		VEC_PUSH(r->reads, rd);
+	}
+	r->freads.n = k;
 }
 
 /* ---- message handlers ---- */
@@ -957,6 +1079,8 @@ int raft_step(struct raft *r, const struct raft_msg *m)
 						 .to = m->from,
 						 .flags = RAFT_F_PREVOTE | RAFT_F_REJECT };
 			send(r, &resp);
+		} else if (m->type == RAFT_MSG_READ_INDEX) {
+			refuse_read(r, m); /* at once, not at its timeout; it learns our term */
 		}
 		return 0;
 	}
@@ -1002,6 +1126,12 @@ int raft_step(struct raft *r, const struct raft_msg *m)
 	case RAFT_MSG_TIMEOUT_NOW:
 		if (r->role == RAFT_FOLLOWER && is_voter(r, r->id))
 			campaign(r, true);
+		break;
+	case RAFT_MSG_READ_INDEX:
+		handle_read_request(r, m);
+		break;
+	case RAFT_MSG_READ_INDEX_RESP:
+		handle_read_resp(r, m);
 		break;
 	default:
 		if (r->role != RAFT_LEADER || !p)
@@ -1215,24 +1345,8 @@ int raft_read_index(struct raft *r, uint64_t id)
 {
 	KEEL_ASSERT(!r->in_ready);
 	if (r->role != RAFT_LEADER)
-		return KEEL_E_NOT_LEADER;
-	/* §6.4: the leader's commit index is only known current once its term has committed. */
-	if (term_at(r, r->commit) != r->term)
-		return KEEL_E_AGAIN;
-	bool alone = true;
-	for (uint32_t i = 0; i < r->conf.n; i++)
-		if (r->conf.m[i].id != r->id &&
-		    (r->conf.m[i].flags & (RAFT_VOTER | RAFT_VOTER_OLD)))
-			alone = false;
-	if (alone || lease_valid(r)) {
-		struct raft_read rd = { .id = id, .index = r->commit };
-		VEC_PUSH(r->reads, rd);
-		return 0;
-	}
-	struct pending_read pr = { .id = id, .index = r->commit, .round = r->hb_round + 1 };
-	VEC_PUSH(r->pending_reads, pr);
-	r->bcast_hb = true;
-	return 0;
+		return follower_read(r, id);
+	return leader_read(r, id, 0);
 }
 
 int raft_transfer(struct raft *r, uint32_t to)
@@ -1403,8 +1517,6 @@ bool raft_ready(struct raft *r, struct raft_update *u)
 	u->n_msgs = r->out.n;
 	u->chunks = r->chunks.v;
 	u->n_chunks = r->chunks.n;
-	u->reads = r->reads.v;
-	u->n_reads = r->reads.n;
 	r->ready_applied = r->applied;
 	if (r->commit > r->applied) {
 		u->committed = entry(r, r->applied + 1);
@@ -1412,6 +1524,9 @@ bool raft_ready(struct raft *r, struct raft_update *u)
 		KEEL_ASSERT(u->committed);
 		r->ready_applied = r->commit;
 	}
+	collect_follower_reads(r);
+	u->reads = r->reads.v;
+	u->n_reads = r->reads.n;
 	if (!persist && !u->n_msgs && !u->n_chunks && !u->n_reads && !u->n_committed)
 		return false;
 	r->in_ready = true;
@@ -1473,6 +1588,8 @@ int raft_create(const struct raft_config *c, struct raft **out)
 	r->cfg.entries = NULL;
 	r->cfg.n_entries = 0;
 	r->cfg.snapshot_data = NULL;
+	if (!r->cfg.read_timeout_ticks)
+		r->cfg.read_timeout_ticks = 2 * c->election_ticks;
 	r->id = c->id;
 	r->rng = c->seed ? c->seed : 0x9E3779B97F4A7C15ULL;
 	r->term = c->hs.term;
@@ -1525,6 +1642,7 @@ void raft_destroy(struct raft *r)
 	free(r->chunks.v);
 	free(r->reads.v);
 	free(r->pending_reads.v);
+	free(r->freads.v);
 	free(r);
 }
 

@@ -157,6 +157,8 @@ enum raft_msg_type {
 	RAFT_MSG_SNAPSHOT_RESP, /* index of the snapshot; offset = next byte wanted; DONE =
 				   installed */
 	RAFT_MSG_TIMEOUT_NOW,   /* leadership transfer (§3.10): campaign now */
+	RAFT_MSG_READ_INDEX,    /* follower -> leader (§6.4): ctx = the follower's request tag */
+	RAFT_MSG_READ_INDEX_RESP, /* ctx echoed; index = the read index; REJECT: not served */
 	RAFT_MSG_TYPE_MAX_
 };
 
@@ -178,9 +180,9 @@ struct raft_msg {
 	uint64_t commit;
 	uint64_t hint_index; /* APPEND_RESP reject: first index of hint_term, or follower last+1 */
 	uint64_t hint_term;  /* APPEND_RESP reject: term at the rejected index (0 = too short) */
-	uint64_t ctx;        /* HEARTBEAT(_RESP): the leader's heartbeat round */
-	uint64_t offset;     /* SNAPSHOT(_RESP) */
-	uint64_t total;      /* SNAPSHOT: size of the whole image */
+	uint64_t ctx; /* HEARTBEAT(_RESP): the leader's heartbeat round; READ_INDEX(_RESP): tag */
+	uint64_t offset; /* SNAPSHOT(_RESP) */
+	uint64_t total;  /* SNAPSHOT: size of the whole image */
 	uint32_t n_entries;
 	const struct raft_entry *entries;
 	/* SNAPSHOT: chunk = data_buf->data[data_off, data_off + data_len). */
@@ -246,6 +248,13 @@ struct raft_config {
 	const struct raft_entry *entries;   /* after snapshot.index, contiguous; refs taken */
 	uint32_t n_entries;
 	struct raft_buf *snapshot_data; /* image at snapshot.index (to send it); ref taken */
+	/*
+	 * ReadIndex on followers and learners (§6.4): off by default (a follower's
+	 * raft_read_index() then answers KEEL_E_NOT_LEADER, as before). A read
+	 * that got no answer within read_timeout_ticks fails (0: 2 x election_ticks).
+	 */
+	bool follower_reads;
+	uint32_t read_timeout_ticks;
 };
 
 /* Fills defaults: election 10, heartbeat 1, inflight 64, 64 entries/msg, 64 KiB chunks. */
@@ -284,12 +293,24 @@ void raft_persisted(struct raft *r, uint64_t persist_seq);
 int raft_snapshot_taken(struct raft *r, uint64_t index, struct raft_buf *data,
 			uint64_t keep_entries);
 /*
- * Linearizable read (§6.4), leader only (a follower forwards the request):
- * u.reads later reports (id, index): serve the read once the state machine
- * has applied index. KEEL_E_AGAIN until the leader has committed an entry
- * of its term. With lease_reads the answer comes at once while the leader's
- * lease (election_ticks - lease_drift_ticks since a quorum acknowledged a
+ * Linearizable read (§6.4). On the leader: u.reads later reports (id,
+ * index): serve the read once the state machine has applied index.
+ * KEEL_E_AGAIN until the leader has committed an entry of its term. With
+ * lease_reads the answer comes at once while the leader's lease
+ * (election_ticks - lease_drift_ticks since a quorum acknowledged a
  * heartbeat) holds; otherwise after one heartbeat round.
+ *
+ * On a follower or learner (only with cfg.follower_reads; else
+ * KEEL_E_NOT_LEADER): KEEL_E_NOT_LEADER if no leader is known; otherwise
+ * the request goes to the leader, which confirms its leadership as for its
+ * own reads and answers its commit index. u.reads reports (id, index) in the
+ * update whose u.committed reaches index (so the read can be served right
+ * after applying that update), or a status: KEEL_E_NOT_LEADER if the leader
+ * refused (not leader, its term not committed yet) or leadership changed
+ * before the answer came, KEEL_E_TIMEOUT if nothing was reported within
+ * read_timeout_ticks (a lost request or answer, a partition). Every
+ * accepted read is reported exactly once; ids are the caller's and need not
+ * be unique (the core tags the wire request itself).
  */
 int raft_read_index(struct raft *r, uint64_t id);
 /* Hand leadership to a caught-up voter (§3.10). */
@@ -309,7 +330,7 @@ struct raft_chunk {
 struct raft_read {
 	uint64_t id;
 	uint64_t index; /* serve once applied >= index */
-	int status;     /* 0, or KEEL_E_NOT_LEADER if leadership was lost first */
+	int status;     /* 0, KEEL_E_NOT_LEADER (leadership lost / refused), KEEL_E_TIMEOUT */
 };
 
 struct raft_update {

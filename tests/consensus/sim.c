@@ -40,6 +40,7 @@ struct node {
 	struct write *wq;
 	uint32_t wn, wcap;
 	uint32_t disk_delay;
+	uint32_t rate_pm, clock_acc; /* clock drift: ticks per 1000 sim ticks */
 	/* volatile */
 	uint64_t applied, hash, last_snap, max_id;
 	uint8_t stage[IMG_BYTES];
@@ -48,7 +49,9 @@ struct node {
 };
 
 struct read_rec {
-	uint64_t id, min_index, result;
+	uint64_t id, min_index, result, at;
+	uint32_t node;
+	bool follower;
 };
 
 struct sim {
@@ -287,6 +290,11 @@ static void trace_msg(struct sim *s, const struct raft_msg *m, const char *what)
 			 (unsigned long long)m->offset, m->data_len, rej,
 			 (m->flags & RAFT_F_DONE) ? " done" : "");
 		break;
+	case RAFT_MSG_READ_INDEX:
+	case RAFT_MSG_READ_INDEX_RESP:
+		snprintf(d, sizeof(d), "tag=%llu index=%llu%s", (unsigned long long)m->ctx,
+			 (unsigned long long)m->index, rej);
+		break;
 	default:
 		d[0] = 0;
 	}
@@ -521,6 +529,46 @@ static void check_leader(struct sim *s, struct node *nd)
 	nd->term = term;
 }
 
+/*
+ * A read reported by node nd (after this update's entries were applied):
+ * linearizable (not older than what was committed when it was issued), and
+ * on a follower only once applied (the core reports it when it can be served).
+ */
+static void record_read(struct sim *s, struct node *nd, const struct raft_read *rd)
+{
+	struct read_rec *rr = NULL;
+	for (uint32_t j = 0; j < s->reads_n && !rr; j++)
+		if (s->reads[j].id == rd->id)
+			rr = &s->reads[j];
+	if (!rr)
+		return;
+	if (rr->result)
+		failf(s, "read %llu at n%u reported twice", (unsigned long long)rr->id, nd->id);
+	rr->result = rd->status ? UINT64_MAX : rd->index;
+	if (rd->status) {
+		sim_note(s, "n%u read %llu fails: %s", nd->id, (unsigned long long)rr->id,
+			 keel_errname(rd->status));
+		return;
+	}
+	sim_note(s, "n%u read %llu served at index %llu (applied %llu)", nd->id,
+		 (unsigned long long)rr->id, (unsigned long long)rd->index,
+		 (unsigned long long)nd->applied);
+	s->st.reads++;
+	s->st.follower_reads += rr->follower;
+	const char *what = NULL;
+	uint64_t bound = 0;
+	if (rd->index < rr->min_index) {
+		what = "linearizability: read %llu at n%u got index %llu < committed %llu";
+		bound = rr->min_index;
+	} else if (rr->follower && nd->applied < rd->index) {
+		what = "read %llu at n%u reported at index %llu before applying it (applied %llu)";
+		bound = nd->applied;
+	}
+	if (what)
+		failf(s, what, (unsigned long long)rr->id, nd->id, (unsigned long long)rd->index,
+		      (unsigned long long)bound);
+}
+
 static void drain(struct sim *s, struct node *nd)
 {
 	struct raft_update u;
@@ -589,21 +637,7 @@ static void drain(struct sim *s, struct node *nd)
 		for (uint32_t i = 0; i < u.n_committed; i++)
 			apply_entry(s, nd, &u.committed[i]);
 		for (uint32_t i = 0; i < u.n_reads; i++)
-			for (uint32_t j = 0; j < s->reads_n; j++)
-				if (s->reads[j].id == u.reads[i].id) {
-					struct read_rec *rr = &s->reads[j];
-					rr->result =
-						u.reads[i].status ? UINT64_MAX : u.reads[i].index;
-					s->st.reads += u.reads[i].status == 0;
-					if (!u.reads[i].status && u.reads[i].index < rr->min_index)
-						failf(s,
-						      "linearizability: read %llu at n%u got index "
-						      "%llu < "
-						      "committed %llu",
-						      (unsigned long long)rr->id, nd->id,
-						      (unsigned long long)u.reads[i].index,
-						      (unsigned long long)rr->min_index);
-				}
+			record_read(s, nd, &u.reads[i]);
 		raft_advance(nd->r);
 		if (installed)
 			take_snapshot(s, nd, true);
@@ -639,6 +673,8 @@ static void start_node(struct sim *s, struct node *nd)
 	c.snapshot_chunk_bytes = s->o.chunk_bytes;
 	c.max_entries_per_msg = s->o.max_entries;
 	c.max_inflight = s->o.max_inflight;
+	c.lease_drift_ticks = s->o.lease_drift_ticks;
+	c.follower_reads = s->o.follower_reads;
 	c.hs = nd->hs;
 	c.snapshot = nd->snap;
 	c.entries = nd->dlog;
@@ -684,6 +720,7 @@ void sim_opts_default(struct sim_opts *o, uint64_t seed, uint32_t nodes)
 	o->propose_pct = 30;
 	o->max_entries = 16;
 	o->max_inflight = 8;
+	o->lease_drift_ticks = 2;
 }
 
 struct sim *sim_new(const struct sim_opts *o)
@@ -708,6 +745,16 @@ struct sim *sim_new(const struct sim_opts *o)
 		nd->snap.conf = conf;
 		for (uint32_t j = 1; j <= o->nodes; j++)
 			s->link[i][j] = true;
+		/*
+		 * Rates and phases come from the sim's PRNG, so a seed replays its
+		 * clocks too. Most clocks sit at either end of the allowed range: a
+		 * slow leader against fast voters is what strains a lease.
+		 */
+		uint32_t pick = rnd_below(s, 5);
+		nd->rate_pm = pick < 2   ? 1000
+			      : pick < 4 ? 1000 - o->clock_slow_pm
+					 : 1000 - rnd_below(s, o->clock_slow_pm + 1);
+		nd->clock_acc = rnd_below(s, 1000);
 		start_node(s, nd);
 	}
 	return s;
@@ -729,6 +776,10 @@ void sim_crash(struct sim *s, uint32_t id)
 	s->st.crashes++;
 	raft_destroy(nd->r);
 	nd->r = NULL;
+	/* Reads pending there die with it: the client sees a closed connection. */
+	for (uint32_t j = 0; j < s->reads_n; j++)
+		if (s->reads[j].node == id && !s->reads[j].result)
+			s->reads[j].result = UINT64_MAX;
 	for (uint32_t i = 0; i < nd->wn; i++)
 		write_free(&nd->wq[i]);
 	nd->wn = 0;
@@ -834,7 +885,12 @@ void sim_step(struct sim *s)
 		deliver(s, nd);
 		if (!nd->r)
 			continue;
-		raft_tick(nd->r);
+		/* A drifting clock: this node's tick rate is rate_pm per mille of sim time. */
+		nd->clock_acc += nd->rate_pm;
+		if (nd->clock_acc >= 1000) {
+			nd->clock_acc -= 1000;
+			raft_tick(nd->r);
+		}
 		disk_complete(s, nd);
 		drain(s, nd);
 	}
@@ -940,9 +996,15 @@ int sim_read(struct sim *s, uint32_t id, uint64_t read_id)
 		s->reads = xgrow(s->reads, s->reads_cap, sizeof(*s->reads));
 	}
 	/* Linearizable: the read must see everything committed before it started. */
-	struct read_rec rr = { .id = read_id, .min_index = s->ledger_max };
+	struct read_rec rr = { .id = read_id,
+			       .min_index = s->ledger_max,
+			       .at = s->now,
+			       .node = id,
+			       .follower = raft_role(nd->r) != RAFT_LEADER };
 	s->reads[s->reads_n++] = rr;
 	int rc = raft_read_index(nd->r, read_id);
+	sim_note(s, "n%u read %llu requested: %s", id, (unsigned long long)read_id,
+		 keel_errname(rc));
 	if (rc)
 		s->reads_n--;
 	else
@@ -987,6 +1049,12 @@ int sim_change_conf(struct sim *s, uint32_t id, const struct raft_conf *target)
 	if (nd->r)
 		drain(s, nd);
 	return rc;
+}
+
+void sim_clock_rate(struct sim *s, uint32_t id, uint32_t rate_pm)
+{
+	node(s, id)->rate_pm = rate_pm;
+	sim_note(s, "n%u clock runs at %u/1000", id, rate_pm);
 }
 
 uint64_t sim_read_result(struct sim *s, uint64_t read_id)
@@ -1050,8 +1118,9 @@ static void random_faults(struct sim *s)
 		s->partition_until = 0;
 	} else if (!s->partition_until && chance(s, 2)) {
 		uint32_t kind = rnd_below(s, 3), a = 1 + rnd_below(s, nn);
-		if (sim_leader(s) && chance(s, 50))
-			a = sim_leader(s); /* the interesting victim */
+		/* The leader is the interesting victim; under leases, the one that matters. */
+		if (sim_leader(s) && chance(s, s->o.lease_reads ? 90 : 50))
+			a = sim_leader(s);
 		if (kind == 0) {
 			sim_isolate(s, a, true);
 		} else if (kind == 1) {
@@ -1098,8 +1167,31 @@ static void random_client(struct sim *s)
 		for (uint32_t k = 0; k < batch; k++)
 			sim_propose(s, l, NULL);
 	}
-	if (chance(s, 5))
-		sim_read(s, l, s->next_id++);
+	if (chance(s, 5)) {
+		/* Any live node serves reads when followers may: stale leaders included. */
+		uint32_t at = l;
+		if (s->o.follower_reads) {
+			at = 1 + rnd_below(s, s->o.nodes);
+			if (!s->n[at].r)
+				at = l;
+		}
+		sim_read(s, at, s->next_id++);
+	}
+	/*
+	 * Clients still connected to a deposed leader that does not know it yet:
+	 * the reads a broken lease (or an unconfirmed ReadIndex) would serve stale.
+	 */
+	for (uint32_t i = 1; i <= s->o.nodes; i++) {
+		struct raft *r = s->n[i].r;
+		if (i == l || !r)
+			continue;
+		/* ... and to followers that still follow one (they ask it, not l). */
+		bool deposed = raft_role(r) == RAFT_LEADER ||
+			       (s->o.follower_reads && raft_role(r) == RAFT_FOLLOWER &&
+				raft_leader(r) && raft_leader(r) != l);
+		if (deposed && chance(s, 20))
+			sim_read(s, i, s->next_id++);
+	}
 	if (rnd_below(s, 1000) < 3) {
 		uint32_t to = 1 + rnd_below(s, s->o.nodes);
 		if (to != l)
@@ -1116,6 +1208,23 @@ static void random_client(struct sim *s)
 						       .flags = (mask >> i) & 1 ? RAFT_VOTER : 0 };
 		sim_change_conf(s, l, &t);
 	}
+}
+
+/*
+ * No read hangs: each one issued on a node that stayed up was answered or
+ * failed (a timeout is an answer). 200 ticks is ten read timeouts at the
+ * slowest clock the sweep uses.
+ */
+static int check_reads_settled(struct sim *s)
+{
+	for (uint32_t j = 0; j < s->reads_n; j++)
+		if (!s->reads[j].result && s->reads[j].at + 200 < s->now) {
+			failf(s, "read %llu issued at n%u at t=%llu never settled",
+			      (unsigned long long)s->reads[j].id, s->reads[j].node,
+			      (unsigned long long)s->reads[j].at);
+			return -1;
+		}
+	return 0;
 }
 
 int sim_run(struct sim *s, uint32_t fault_ticks, uint32_t heal_ticks)
@@ -1168,7 +1277,7 @@ int sim_run(struct sim *s, uint32_t fault_ticks, uint32_t heal_ticks)
 			if (s->n[i].applied < s->watch_index)
 				all = false;
 		if (all)
-			return 0;
+			return check_reads_settled(s);
 	}
 	if (!s->failed)
 		failf(s, "liveness: no write committed on every node within %u ticks of healing",

@@ -33,9 +33,17 @@ struct sim_opts {
 	uint32_t chunk_bytes;    /* InstallSnapshot chunk size */
 	uint32_t propose_pct;    /* chance per tick that the leader proposes (random runs) */
 	bool lease_reads;
-	bool conf_changes;     /* random runs: the leader changes the voter set now and then */
-	uint32_t max_entries;  /* entries per AppendEntries */
-	uint32_t max_inflight; /* AppendEntries in flight per follower */
+	bool conf_changes;          /* random runs: the leader changes the voter set now and then */
+	uint32_t max_entries;       /* entries per AppendEntries */
+	uint32_t max_inflight;      /* AppendEntries in flight per follower */
+	uint32_t lease_drift_ticks; /* raft_config.lease_drift_ticks (default: the core's, 2) */
+	bool follower_reads; /* random runs: reads go to any live node, not just the leader */
+	/*
+	 * Clock drift: each node's clock runs at a rate drawn in
+	 * [1000 - clock_slow_pm, 1000] per mille of the simulator's time (a node
+	 * at 900 skips one tick in ten). Messages and disks keep sim time.
+	 */
+	uint32_t clock_slow_pm;
 };
 
 struct sim;
@@ -62,11 +70,13 @@ void sim_restart(struct sim *s, uint32_t id);
 /* Propose one batch at node id; *index gets its index. */
 int sim_propose(struct sim *s, uint32_t id, uint64_t *index);
 int sim_read(struct sim *s, uint32_t id, uint64_t read_id);
+/* Pin node id's clock rate (per mille of sim time; 1000: exact). */
+void sim_clock_rate(struct sim *s, uint32_t id, uint32_t rate_pm);
 /* Step m into node m->to right now (as if just received) and drain its updates. */
 int sim_inject(struct sim *s, const struct raft_msg *m);
 int sim_transfer(struct sim *s, uint32_t id, uint32_t to);
 int sim_change_conf(struct sim *s, uint32_t id, const struct raft_conf *target);
-/* Index returned for read_id, 0 while pending, UINT64_MAX if it failed. */
+/* Index returned for read_id, 0 while pending, UINT64_MAX if it failed (or its node crashed). */
 uint64_t sim_read_result(struct sim *s, uint64_t read_id);
 
 struct raft *sim_raft(struct sim *s, uint32_t id);
@@ -78,6 +88,7 @@ const char *sim_failure(const struct sim *s); /* NULL while every check holds */
 /* What a run exercised (so a sweep can show the faults really happened). */
 struct sim_stats {
 	uint64_t elections, crashes, installs, conf_changes, transfers, reads, applied;
+	uint64_t follower_reads; /* of reads: served through a follower */
 };
 void sim_get_stats(const struct sim *s, struct sim_stats *st);
 

@@ -7,6 +7,8 @@
  *
  *   test_raft_sim [--seeds N] [--start S]   sweep seeds S..S+N-1 (soak mode)
  *   test_raft_sim --seed S --trace          replay one seed, printing its trace
+ *   test_raft_sim --clock-slow PM --lease-drift D   clocks up to PM per mille slow on
+ *        every seed, leases with drift bound D: experiments beyond the bound
  * KEEL_SIM_SEEDS / KEEL_SIM_START override --seeds / --start (soak runs).
  */
 #include <setjmp.h>
@@ -25,6 +27,8 @@
 
 static uint64_t g_start = 1, g_count = 50;
 static bool g_trace;
+/* Overrides for experiments beyond the lease's drift bound (-1: the sweep's own). */
+static int64_t g_clock_slow_pm = -1, g_lease_drift = -1;
 static const char *g_argv0 = "test_raft_sim";
 
 static void opts_for_seed(struct sim_opts *o, uint64_t seed)
@@ -39,8 +43,22 @@ static void opts_for_seed(struct sim_opts *o, uint64_t seed)
 	o->max_entries =
 		1u << (seed / 7 % 5); /* 1..16: small appends leave old-term entries alone */
 	o->max_inflight = 1 + (uint32_t)(seed / 3 % 8);
-	o->lease_reads = seed % 4 == 0;  /* ticks are exact here, so the lease must hold */
+	o->lease_reads = seed % 4 == 0;
 	o->conf_changes = seed % 3 == 2; /* joint consensus under faults */
+	o->follower_reads = seed % 8 != 1;
+	/*
+	 * Clocks drift within the lease's bound: with election_ticks E and
+	 * lease_drift_ticks D, a clock may run up to D/E slower than another
+	 * (rates in [800, 1000] per mille for E = 10, D = 2), so over one lease
+	 * of E - D leader ticks no voter counts out a full election timeout.
+	 * Seeds without leases drift too (timers, elections, read timeouts).
+	 */
+	o->clock_slow_pm =
+		seed % 4 == 0 ? 1000 * o->lease_drift_ticks / 10 : (uint32_t)(seed / 4 % 4) * 100;
+	if (g_clock_slow_pm >= 0)
+		o->clock_slow_pm = (uint32_t)g_clock_slow_pm;
+	if (g_lease_drift >= 0)
+		o->lease_drift_ticks = (uint32_t)g_lease_drift;
 }
 
 static struct sim_stats g_total;
@@ -59,6 +77,7 @@ static int run_seed(uint64_t seed)
 	g_total.conf_changes += st.conf_changes;
 	g_total.transfers += st.transfers;
 	g_total.reads += st.reads;
+	g_total.follower_reads += st.follower_reads;
 	g_total.applied += st.applied;
 	if (g_trace)
 		fputs(sim_trace(s), stdout);
@@ -82,11 +101,11 @@ static void test_sweep(void **state)
 	       (unsigned long long)g_start, (unsigned long long)failures);
 	printf("sim: exercised %llu elections, %llu crashes, %llu snapshot installs, %llu "
 	       "membership "
-	       "changes, %llu transfers, %llu reads, %llu entries committed\n",
+	       "changes, %llu transfers, %llu reads (%llu via followers), %llu entries committed\n",
 	       (unsigned long long)g_total.elections, (unsigned long long)g_total.crashes,
 	       (unsigned long long)g_total.installs, (unsigned long long)g_total.conf_changes,
 	       (unsigned long long)g_total.transfers, (unsigned long long)g_total.reads,
-	       (unsigned long long)g_total.applied);
+	       (unsigned long long)g_total.follower_reads, (unsigned long long)g_total.applied);
 	assert_int_equal(failures, 0);
 }
 
@@ -105,8 +124,14 @@ int main(int argc, char **argv)
 			g_count = 1;
 		} else if (!strcmp(argv[i], "--trace")) {
 			g_trace = true;
+		} else if (!strcmp(argv[i], "--clock-slow") && i + 1 < argc) {
+			g_clock_slow_pm = strtoll(argv[++i], NULL, 0);
+		} else if (!strcmp(argv[i], "--lease-drift") && i + 1 < argc) {
+			g_lease_drift = strtoll(argv[++i], NULL, 0);
 		} else {
-			fprintf(stderr, "usage: %s [--seeds N] [--start S] [--seed S] [--trace]\n",
+			fprintf(stderr,
+				"usage: %s [--seeds N] [--start S] [--seed S] [--trace] "
+				"[--clock-slow PERMILLE] [--lease-drift TICKS]\n",
 				argv[0]);
 			return 2;
 		}
