@@ -47,6 +47,7 @@ enum op_tag {
 	OP_LOG_FSYNC,
 	OP_HS_WRITE,
 	OP_HS_FSYNC,
+	OP_PRE_OPEN, /* arg 0: create the spare; arg 1: its O_DIRECT twin */
 	OP_PRE_WRITE,
 	OP_PRE_FSYNC,
 	OP_PRE_DIRSYNC,
@@ -54,6 +55,20 @@ enum op_tag {
 };
 
 enum spare_state { SPARE_NONE, SPARE_BUSY, SPARE_READY };
+
+/*
+ * Where a spare being prepared on io_uring is. Every step is an io_uring op,
+ * so the loop never waits on the file system: creating a file (O_CREAT |
+ * O_TRUNC) can block on the directory's inode lock and the journal, and
+ * io_uring runs such an openat on its own worker.
+ */
+enum pre_phase {
+	PRE_OPEN,   /* openat(O_CREAT | O_TRUNC) in flight */
+	PRE_FILL,   /* header and zero writes */
+	PRE_SYNC,   /* fsync of the file linked to fsync of the directory */
+	PRE_SYNCED, /* synced; the O_DIRECT twin is still to be opened */
+	PRE_REOPEN, /* openat(O_DIRECT) in flight */
+};
 
 struct seg {
 	uint64_t seq;
@@ -102,9 +117,10 @@ struct wal {
 	uint64_t pre_next;
 	unsigned pre_inflight;
 	int pre_err;
-	bool pre_syncing;
-	uint8_t *pre_hdr; /* BLOCK_BYTES: header block of the spare */
-	uint8_t *zeros;   /* PRE_CHUNK_BYTES of zeros, aligned */
+	enum pre_phase pre_phase;
+	char pre_name[32]; /* the spare's file name: read by an openat in flight */
+	uint8_t *pre_hdr;  /* BLOCK_BYTES: header block of the spare */
+	uint8_t *zeros;    /* PRE_CHUNK_BYTES of zeros, aligned */
 
 	struct ent *ents; /* live entries first..last at ents[ents_head ...] */
 	size_t ents_head, ents_cap;
@@ -402,28 +418,44 @@ static struct io_uring_sqe *get_sqe(struct wal *w, enum op_tag tag, uint64_t arg
 	return sqe;
 }
 
-static int spare_start_async(struct wal *w)
+static void spare_open_sqe(struct wal *w, int flags, uint64_t twin)
 {
-	char name[32];
+	struct io_uring_sqe *sqe = get_sqe(w, OP_PRE_OPEN, twin);
+	io_uring_prep_openat(sqe, w->ss.dirfd, w->pre_name, flags, 0644);
+	w->pre_inflight++;
+}
+
+/* Start the next segment: its file is created by an io_uring openat. */
+static void spare_start_async(struct wal *w)
+{
 	uint64_t seq = w->segs[w->nsegs - 1].seq + 1;
-	seg_name(name, sizeof(name), seq);
-	int fd = openat(w->ss.dirfd, name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return -errno;
-	w->spare = (struct seg){ .seq = seq, .fd = fd, .dfd = -1 };
+	seg_name(w->pre_name, sizeof(w->pre_name), seq);
+	w->spare = (struct seg){ .seq = seq, .fd = -1, .dfd = -1 };
 	seg_header(w->pre_hdr, seq, w->o.segment_size_bytes);
 	w->pre_next = 0;
 	w->pre_inflight = 0;
 	w->pre_err = 0;
-	w->pre_syncing = false;
+	w->pre_phase = PRE_OPEN;
 	w->spare_state = SPARE_BUSY;
-	return 0;
+	spare_open_sqe(w, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0);
 }
 
-/* Keep a few zero-fill writes in flight; then fsync the file and the directory. */
+/*
+ * Move the spare's preparation on: a few zero-fill writes in flight; then
+ * fsync the file and the directory; then (direct_io) open its O_DIRECT twin.
+ * Submits only from here (wal_poll), never from a completion: quiesce() reaps
+ * without submitting, so an op queued while it waits would never complete.
+ */
 static void spare_pump(struct wal *w)
 {
-	if (w->spare_state != SPARE_BUSY || w->pre_err || w->pre_syncing)
+	if (w->spare_state != SPARE_BUSY || w->pre_err)
+		return;
+	if (w->pre_phase == PRE_SYNCED) {
+		w->pre_phase = PRE_REOPEN;
+		spare_open_sqe(w, O_RDWR | O_DIRECT | O_CLOEXEC, 1);
+		return;
+	}
+	if (w->pre_phase != PRE_FILL)
 		return;
 	while (w->pre_inflight < PRE_WINDOW && w->pre_next < w->o.segment_size_bytes) {
 		struct io_uring_sqe *sqe = get_sqe(w, OP_PRE_WRITE, 0);
@@ -445,44 +477,65 @@ static void spare_pump(struct wal *w)
 		sqe = get_sqe(w, OP_PRE_DIRSYNC, 0);
 		io_uring_prep_fsync(sqe, w->ss.dirfd, 0);
 		w->pre_inflight = 2;
-		w->pre_syncing = true;
+		w->pre_phase = PRE_SYNC;
 	}
 }
 
-static void spare_complete(struct wal *w, enum op_tag tag, int res)
+static void spare_complete(struct wal *w, enum op_tag tag, int res, uint64_t arg)
 {
-	int f = fault(w, tag == OP_PRE_WRITE ? WAL_IO_WRITE : WAL_IO_FSYNC);
-	if (f)
-		res = f;
+	if (tag == OP_PRE_OPEN) {
+		/* Keep a descriptor that did open even if the step failed: it must be closed. */
+		if (res >= 0 && arg)
+			w->spare.dfd = res;
+		else if (res >= 0)
+			w->spare.fd = res;
+	} else {
+		int f = fault(w, tag == OP_PRE_WRITE ? WAL_IO_WRITE : WAL_IO_FSYNC);
+		if (f)
+			res = f;
+	}
 	if (res < 0 && !w->pre_err)
 		w->pre_err = res;
 	KEEL_ASSERT(w->pre_inflight > 0);
 	if (--w->pre_inflight)
 		return;
-	char name[32];
-	seg_name(name, sizeof(name), w->spare.seq);
 	if (w->pre_err) {
 		/* Sticky until wal_retry(); the next attempt starts the file afresh. */
-		set_err(w, w->pre_err, "wal: preallocating segment %s failed: %s", name,
+		const char *what = w->pre_phase == PRE_OPEN ? "creating the next segment"
+				   : w->pre_phase == PRE_REOPEN
+					   ? "opening with O_DIRECT the segment"
+					   : "preallocating segment";
+		set_err(w, w->pre_err, "wal: %s %s failed: %s", what, w->pre_name,
 			keel_strerror(w->pre_err));
+		/* A failed create may have met something that is not ours (EISDIR, EACCES). */
+		bool ours = w->pre_phase != PRE_OPEN || w->spare.fd >= 0;
 		seg_close(&w->spare);
-		unlinkat(w->ss.dirfd, name, 0);
+		if (ours)
+			unlinkat(w->ss.dirfd, w->pre_name, 0);
 		w->spare_state = SPARE_NONE;
 		return;
 	}
-	if (!w->pre_syncing)
-		return;
-	w->spare.dfd = open_direct(w, name, w->spare.fd);
-	if (w->spare.dfd < 0) {
-		int rc = w->spare.dfd;
-		w->spare.dfd = -1;
-		set_err(w, rc, "wal: opening %s with O_DIRECT failed: %s", name, keel_strerror(rc));
-		seg_close(&w->spare);
-		unlinkat(w->ss.dirfd, name, 0);
-		w->spare_state = SPARE_NONE;
-		return;
+	switch (w->pre_phase) {
+	case PRE_OPEN:
+		w->pre_phase = PRE_FILL;
+		break;
+	case PRE_FILL:
+		break;
+	case PRE_SYNC:
+		if (w->o.direct_io) {
+			w->pre_phase = PRE_SYNCED;
+			break;
+		}
+		w->spare.dfd = w->spare.fd;
+		w->spare_state = SPARE_READY;
+		break;
+	case PRE_SYNCED:
+		KEEL_ASSERT(!"no op in flight when synced");
+		break;
+	case PRE_REOPEN:
+		w->spare_state = SPARE_READY;
+		break;
 	}
-	w->spare_state = SPARE_READY;
 }
 
 static int segs_push(struct wal *w, struct seg s)
@@ -1500,10 +1553,11 @@ static void reap(struct wal *w)
 		case OP_HS_FSYNC:
 			hs_complete(w, tag, cqe->res);
 			break;
+		case OP_PRE_OPEN:
 		case OP_PRE_WRITE:
 		case OP_PRE_FSYNC:
 		case OP_PRE_DIRSYNC:
-			spare_complete(w, tag, cqe->res);
+			spare_complete(w, tag, cqe->res, arg);
 			break;
 		case OP_DEL:
 			del_complete(w, cqe->res);
@@ -1535,14 +1589,11 @@ static void flush_sqes(struct wal *w)
 
 static void pump_uring(struct wal *w)
 {
-	if (!w->err && w->spare_state == SPARE_NONE) {
-		int rc = spare_start_async(w);
-		if (rc)
-			set_err(w, rc, "wal: creating the next segment failed: %s",
-				keel_strerror(rc));
-	}
 	if (!w->err) {
-		spare_pump(w);
+		if (w->spare_state == SPARE_NONE)
+			spare_start_async(w);
+		else
+			spare_pump(w);
 		if (hs_begin(w))
 			hs_submit_uring(w);
 		if (group_build(w))

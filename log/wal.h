@@ -147,7 +147,8 @@ struct wal_status {
 	uint64_t hs_term;         /* hard state last reported persisted */
 	uint64_t hs_vote;
 	bool hs_pending; /* a wal_set_hardstate() is not persisted yet */
-	bool busy;       /* I/O in flight (incl. segment preallocation) or queued */
+	bool busy;       /* I/O in flight (incl. preparing the next segment) or queued; when false,
+			    every failure of I/O started so far has been reported in `error` */
 	int error;       /* sticky I/O error (0 if none); see wal_retry() */
 };
 

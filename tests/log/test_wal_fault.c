@@ -122,6 +122,14 @@ static long run(enum wal_backend b, long target, int err)
 				assert_non_null(strstr(wal_error(w), keel_strerror(err)));
 				break;
 			}
+			/*
+			 * A fault that fired must be reported before the log says idle:
+			 * an op of a multi-op step (a spare's writes) failing while its
+			 * siblings are in flight is reported when the last one lands.
+			 */
+			if (!st.busy && c.fired)
+				fail_msg("call %ld failed but the log went idle without an error",
+					 target);
 			if (!st.busy)
 				break;
 			wal_wait(w, 1000);
@@ -190,11 +198,140 @@ static void test_fault_plain(void **state)
 	walk(WAL_BACKEND_PLAIN);
 }
 
+/*
+ * "Not busy" means no I/O of the log is in flight: after a poll reports idle,
+ * closing the log (which reaps everything still in flight) performs no write
+ * or fsync, and the next segment -- whose preparation a roll started -- is
+ * complete on disk. Deterministic: the roll group's completion and the start
+ * of the next spare happen in the same wal_poll().
+ */
+static void test_idle_means_no_io(void **state)
+{
+	(void)state;
+	char *dir = cur_dir = walt_mkdtemp();
+	struct countdown c = { .armed = true };
+	struct wal_options o = walt_opts(dir, WAL_BACKEND_URING, false);
+	o.fault = hook;
+	o.fault_arg = &c;
+	struct wal *w;
+	struct wal_status st;
+	assert_int_equal(wal_open(&o, &w, NULL), 0);
+	/* 64 KiB segments of ~1 KiB records: segments 2 and 3 are used, 4 is prepared. */
+	uint64_t last = 0;
+	for (int r = 0; r < 6; r++) {
+		append(w, last + 1, last + PER);
+		last += PER;
+		for (;;) {
+			assert_int_equal(wal_poll(w, &st), 0);
+			if (!st.busy)
+				break;
+			wal_wait(w, 1000);
+		}
+		assert_int_equal(st.durable_index, last);
+		long seen = c.calls;
+		/* Idle: waiting returns at once and a poll finds nothing to reap. */
+		assert_int_equal(wal_wait(w, -1), 0);
+		assert_int_equal(wal_poll(w, &st), 0);
+		assert_false(st.busy);
+		assert_int_equal(c.calls, seen);
+	}
+	long seen = c.calls;
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s/%016x.wal", dir, 4);
+	struct stat sb;
+	assert_int_equal(stat(path, &sb), 0);
+	assert_int_equal(sb.st_size, o.segment_size_bytes);
+	wal_close(w);
+	assert_int_equal(c.calls, seen);
+	walt_rmtree(dir);
+	free(dir);
+	cur_dir = NULL;
+}
+
+/*
+ * Creating the next segment fails (a directory squats its name: EISDIR from
+ * the io_uring openat, or from openat(2) on the plain backend). The log stops
+ * with an error naming the file, reports nothing past what was durable, and
+ * after the squatter goes and wal_retry() it rolls over and persists the rest.
+ */
+static void create_fails(enum wal_backend b)
+{
+	char *dir = cur_dir = walt_mkdtemp();
+	struct wal_options o = walt_opts(dir, b, false);
+	struct wal *w;
+	struct wal_status st;
+	struct wal_recovery rec;
+	assert_int_equal(wal_open(&o, &w, &rec), 0);
+	/* Segment 2 was prepared at open; 3 is made when the log rolls into 2. */
+	char squat[PATH_MAX], name[32];
+	snprintf(name, sizeof(name), "%016x.wal", 3);
+	snprintf(squat, sizeof(squat), "%s/%s", dir, name);
+	assert_int_equal(mkdir(squat, 0755), 0);
+	uint64_t last = 0;
+	int rc = 0;
+	for (int r = 0; r < 6 && !rc; r++) {
+		append(w, last + 1, last + PER);
+		last += PER;
+		rc = walt_drain(w, &st);
+	}
+	assert_int_equal(rc, -EISDIR);
+	assert_int_equal(st.error, -EISDIR);
+	assert_non_null(strstr(wal_error(w), keel_strerror(-EISDIR)));
+	assert_non_null(strstr(wal_error(w), name));
+	/*
+	 * Stopped: a group already in flight in the current segment may still land
+	 * (it is on disk, so reporting it is true), but nothing appended after
+	 * the error is written; and the squatter is left alone.
+	 */
+	uint64_t before = last;
+	append(w, last + 1, last + PER);
+	last += PER;
+	/* (busy stays true: the appends are queued; wal_wait returns once nothing is in flight.) */
+	for (int i = 0; i < 100 && wal_wait(w, 1000) == 0; i++)
+		assert_int_equal(wal_poll(w, &st), -EISDIR);
+	assert_int_equal(wal_poll(w, &st), -EISDIR);
+	assert_true(st.durable_index <= before);
+	struct stat sb;
+	assert_int_equal(stat(squat, &sb), 0);
+	assert_true(S_ISDIR(sb.st_mode));
+	assert_int_equal(rmdir(squat), 0);
+	assert_int_equal(wal_retry(w), 0);
+	append(w, last + 1, last + PER);
+	last += PER;
+	assert_int_equal(walt_drain(w, &st), 0);
+	assert_int_equal(st.durable_index, last);
+	check_all(w, last);
+	wal_close(w);
+	assert_int_equal(wal_open(&o, &w, &rec), 0);
+	assert_int_equal(rec.last_index, last);
+	assert_false(rec.torn);
+	check_all(w, last);
+	wal_close(w);
+	walt_rmtree(dir);
+	free(dir);
+	cur_dir = NULL;
+}
+
+static void test_create_fails_uring(void **state)
+{
+	(void)state;
+	create_fails(WAL_BACKEND_URING);
+}
+
+static void test_create_fails_plain(void **state)
+{
+	(void)state;
+	create_fails(WAL_BACKEND_PLAIN);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_fault_uring, teardown),
 		cmocka_unit_test_teardown(test_fault_plain, teardown),
+		cmocka_unit_test_teardown(test_idle_means_no_io, teardown),
+		cmocka_unit_test_teardown(test_create_fails_uring, teardown),
+		cmocka_unit_test_teardown(test_create_fails_plain, teardown),
 	};
 	return cmocka_run_group_tests_name("wal_fault", tests, NULL, NULL);
 }
