@@ -46,7 +46,11 @@ int raft_conf_check(const struct raft_conf *c)
 		return KEEL_E_INVAL;
 	bool voter_new = false, voter_old = false;
 	for (uint32_t i = 0; i < c->n; i++) {
-		if (c->m[i].id == 0 || (c->m[i].flags & ~(RAFT_VOTER | RAFT_VOTER_OLD)))
+		uint8_t f = c->m[i].flags;
+		if (c->m[i].id == 0 || (f & ~(RAFT_VOTER | RAFT_VOTER_OLD | RAFT_LEARNER_NEW)))
+			return KEEL_E_INVAL;
+		if ((f & RAFT_LEARNER_NEW) &&
+		    (!c->joint || f != (RAFT_VOTER_OLD | RAFT_LEARNER_NEW)))
 			return KEEL_E_INVAL;
 		if (!c->joint && (c->m[i].flags & RAFT_VOTER_OLD))
 			return KEEL_E_INVAL;

@@ -69,6 +69,10 @@ struct raft {
 	uint32_t vote;
 	uint32_t leader;
 	bool hs_dirty;
+	/* Follower: our log is known to match this term's leader up to
+	 * verified (an append of verified_term succeeded there). */
+	uint64_t verified;
+	uint64_t verified_term;
 
 	/* In-memory log: log[i].index == log_first + i; the entry before log[0] is (prev_index,
 	 * prev_term). */
@@ -100,6 +104,7 @@ struct raft {
 	uint64_t hb_round;
 	uint64_t hb_tick[HB_RING];
 	bool bcast_hb;
+	bool lease_broken; /* a TimeoutNow went out during this leadership */
 
 	/* Follower: snapshot being received. */
 	uint64_t rs_index, rs_term, rs_off;
@@ -465,18 +470,23 @@ static void request_votes(struct raft *r, bool pre, bool transfer)
 
 static void become_leader(struct raft *r);
 
+static void become_candidate(struct raft *r, bool transfer)
+{
+	r->role = RAFT_CANDIDATE;
+	r->term++;
+	r->vote = r->id;
+	r->hs_dirty = true;
+	r->leader = 0;
+	reset_timeout(r);
+	request_votes(r, false, transfer);
+}
+
 static void tally_votes(struct raft *r)
 {
 	if (quorum_value(r, val_granted)) {
 		if (r->role == RAFT_PRECANDIDATE) {
 			/* §9.6: only now disturb the cluster with a real term. */
-			r->role = RAFT_CANDIDATE;
-			r->term++;
-			r->vote = r->id;
-			r->hs_dirty = true;
-			r->leader = 0;
-			reset_timeout(r);
-			request_votes(r, false, false);
+			become_candidate(r, false);
 		} else if (r->role == RAFT_CANDIDATE) {
 			become_leader(r);
 		}
@@ -495,13 +505,7 @@ static void campaign(struct raft *r, bool transfer)
 		tally_votes(r); /* a one-voter cluster wins at once */
 		return;
 	}
-	r->role = RAFT_CANDIDATE;
-	r->term++;
-	r->vote = r->id;
-	r->hs_dirty = true;
-	r->leader = 0;
-	reset_timeout(r);
-	request_votes(r, false, transfer);
+	become_candidate(r, transfer);
 }
 
 static void mark_send_all(struct raft *r)
@@ -528,6 +532,7 @@ static void become_leader(struct raft *r)
 {
 	r->role = RAFT_LEADER;
 	r->leader = r->id;
+	r->lease_broken = false;
 	r->transfer_to = 0;
 	r->election_elapsed = r->heartbeat_elapsed = 0;
 	for (uint32_t i = 0; i < r->conf.n; i++)
@@ -537,6 +542,27 @@ static void become_leader(struct raft *r)
 }
 
 static void maybe_commit(struct raft *r);
+
+static void conf_buf_release(struct raft_buf *b)
+{
+	free(b);
+}
+
+/* Configuration entries are rare: their payload is the one thing the core allocates. */
+static int append_conf(struct raft *r, const struct raft_conf *c)
+{
+	struct raft_buf *b = malloc(sizeof(*b) + RAFT_CONF_MAX_BYTES);
+	if (!b)
+		return KEEL_E_NOMEM;
+	b->data = (uint8_t *)(b + 1);
+	b->size = (uint32_t)raft_conf_encode(c, b->data);
+	b->refs = 1;
+	b->release = conf_buf_release;
+	b->user = NULL;
+	leader_append(r, RAFT_ENTRY_CONF, b, 0, b->size);
+	raft_buf_unref(b);
+	return 0;
+}
 
 static void leader_after_commit(struct raft *r)
 {
@@ -551,19 +577,12 @@ static void leader_after_commit(struct raft *r)
 		for (uint32_t i = 0; i < r->conf.n; i++) {
 			struct raft_member m = r->conf.m[i];
 			if (m.flags == RAFT_VOTER_OLD)
-				continue; /* a voter being removed */
-			m.flags &= RAFT_VOTER;
+				continue;      /* a voter being removed */
+			m.flags &= RAFT_VOTER; /* LEARNER_NEW members stay as learners */
 			c.m[c.n++] = m;
 		}
-		struct raft_buf *b = malloc(sizeof(*b) + RAFT_CONF_MAX_BYTES);
-		KEEL_ASSERT(b != NULL);
-		b->data = (uint8_t *)(b + 1);
-		b->size = (uint32_t)raft_conf_encode(&c, b->data);
-		b->refs = 1;
-		b->release = (void (*)(struct raft_buf *))free;
-		b->user = NULL;
-		leader_append(r, RAFT_ENTRY_CONF, b, 0, b->size);
-		raft_buf_unref(b);
+		int rc = append_conf(r, &c);
+		KEEL_ASSERT(rc == 0); /* out of memory here is fatal: the joint config must end */
 		maybe_commit(r);
 	} else if (!(flags_of(&r->conf, r->id) & RAFT_VOTER)) {
 		/* §4.2.2: a leader not in C_new steps down once C_new is committed. */
@@ -587,7 +606,7 @@ static void maybe_commit(struct raft *r)
 
 static bool lease_valid(struct raft *r)
 {
-	if (!r->cfg.lease_reads)
+	if (!r->cfg.lease_reads || r->lease_broken)
 		return false;
 	uint64_t q = quorum_value(r, val_hb);
 	if (q == 0 || q + HB_RING <= r->hb_round)
@@ -612,6 +631,17 @@ static void check_reads(struct raft *r)
 		memmove(r->pending_reads.v, r->pending_reads.v + k,
 			(r->pending_reads.n - k) * sizeof(*r->pending_reads.v));
 	r->pending_reads.n -= k;
+}
+
+/*
+ * The transfer target campaigns at once, ignoring leader stickiness, so from
+ * here on this leader's lease no longer holds (§6.4.1).
+ */
+static void send_timeout_now(struct raft *r, uint32_t to)
+{
+	struct raft_msg tn = { .type = RAFT_MSG_TIMEOUT_NOW, .to = to };
+	send(r, &tn);
+	r->lease_broken = true;
 }
 
 /* ---- message handlers ---- */
@@ -701,6 +731,10 @@ static void handle_append(struct raft *r, const struct raft_msg *m)
 			log_append(r, &ents[i]);
 	}
 	uint64_t match = prev + n;
+	if (r->verified_term != r->term || match > r->verified) {
+		r->verified = match;
+		r->verified_term = r->term;
+	}
 	if (m->commit > r->commit)
 		r->commit = KEEL_MAX(r->commit, KEEL_MIN(m->commit, match));
 	struct raft_msg resp = { .type = RAFT_MSG_APPEND_RESP, .to = m->from, .index = match };
@@ -764,6 +798,8 @@ static void handle_snapshot(struct raft *r, const struct raft_msg *m)
 	r->unstable_from = m->index + 1;
 	r->persisted_index = KEEL_MIN(r->persisted_index, r->commit);
 	r->commit = r->applied = m->index;
+	r->verified = m->index;
+	r->verified_term = r->term;
 	r->snap.index = m->index;
 	r->snap.term = m->log_term;
 	r->snap.conf = m->conf;
@@ -811,6 +847,11 @@ static void handle_append_resp(struct raft *r, struct progress *p, const struct 
 		return;
 	}
 	bool progressed = m->index > p->match;
+	/* A follower is told the commit index clamped to its match: once its
+	 * match moves past what it was told, tell it now rather than at the
+	 * next heartbeat (its clients read what it has applied). */
+	if (progressed && r->commit > p->match)
+		p->need_commit = true;
 	if (progressed)
 		p->match = m->index;
 	if (p->next <= m->index)
@@ -826,8 +867,7 @@ static void handle_append_resp(struct raft *r, struct progress *p, const struct 
 	if (progressed)
 		maybe_commit(r);
 	if (r->transfer_to == p->id && p->match == last_index(r)) {
-		struct raft_msg tn = { .type = RAFT_MSG_TIMEOUT_NOW, .to = p->id };
-		send(r, &tn);
+		send_timeout_now(r, p->id);
 	}
 }
 
@@ -943,8 +983,13 @@ int raft_step(struct raft *r, const struct raft_msg *m)
 		handle_append(r, m);
 		break;
 	case RAFT_MSG_HEARTBEAT: {
+		/* The leader sends its whole commit index; we may commit up to
+		 * where our log is known to match its own (§3.5 log matching),
+		 * which is ahead of what we acknowledged while our disk write
+		 * runs: followers' clients see a commit one round trip sooner. */
+		uint64_t known = r->verified_term == r->term ? r->verified : 0;
 		if (m->commit > r->commit)
-			r->commit = KEEL_MAX(r->commit, KEEL_MIN(m->commit, last_index(r)));
+			r->commit = KEEL_MAX(r->commit, KEEL_MIN(m->commit, known));
 		struct raft_msg resp = { .type = RAFT_MSG_HEARTBEAT_RESP,
 					 .to = m->from,
 					 .ctx = m->ctx };
@@ -982,13 +1027,30 @@ int raft_step(struct raft *r, const struct raft_msg *m)
 	return 0;
 }
 
+/*
+ * Voters of the latest configuration campaign (§4.1). So do voters of the one
+ * before it while the latest is uncommitted: otherwise, if the only voters of
+ * C_new lag behind the log that holds C_new, no one could ever win.
+ */
+static bool may_campaign(struct raft *r)
+{
+	if (is_voter(r, r->id))
+		return true;
+	if (r->conf_index <= r->commit)
+		return false;
+	struct raft_conf prev;
+	uint64_t pi;
+	conf_upto(r, r->conf_index - 1, &prev, &pi);
+	return (flags_of(&prev, r->id) & (RAFT_VOTER | RAFT_VOTER_OLD)) != 0;
+}
+
 void raft_tick(struct raft *r)
 {
 	KEEL_ASSERT(!r->in_ready);
 	r->now++;
 	r->election_elapsed++;
 	if (r->role != RAFT_LEADER) {
-		if (r->election_elapsed >= r->rand_timeout && is_voter(r, r->id))
+		if (r->election_elapsed >= r->rand_timeout && may_campaign(r))
 			campaign(r, false);
 		return;
 	}
@@ -1055,7 +1117,8 @@ int raft_propose_conf(struct raft *r, const struct raft_conf *target)
 		voters_change |= was_voter != will;
 		c.m[c.n].id = target->m[i].id;
 		c.m[c.n].flags =
-			(uint8_t)((will ? RAFT_VOTER : 0) | (was_voter ? RAFT_VOTER_OLD : 0));
+			(uint8_t)((will ? RAFT_VOTER : 0) | (was_voter ? RAFT_VOTER_OLD : 0) |
+				  (was_voter && !will ? RAFT_LEARNER_NEW : 0));
 		c.n++;
 	}
 	for (uint32_t i = 0; i < r->conf.n; i++)
@@ -1073,17 +1136,9 @@ int raft_propose_conf(struct raft *r, const struct raft_conf *target)
 		for (uint32_t i = 0; i < c.n; i++)
 			c.m[i].flags &= RAFT_VOTER;
 	}
-	struct raft_buf *b = malloc(sizeof(*b) + RAFT_CONF_MAX_BYTES);
-	if (!b)
-		return KEEL_E_NOMEM;
-	b->data = (uint8_t *)(b + 1);
-	b->size = (uint32_t)raft_conf_encode(&c, b->data);
-	b->refs = 1;
-	b->release = (void (*)(struct raft_buf *))free;
-	b->user = NULL;
-	leader_append(r, RAFT_ENTRY_CONF, b, 0, b->size);
-	raft_buf_unref(b);
-	return 0;
+	if (raft_conf_check(&c))
+		return KEEL_E_INVAL; /* e.g. no voter left */
+	return append_conf(r, &c);
 }
 
 static void release_held(struct raft *r)
@@ -1191,8 +1246,7 @@ int raft_transfer(struct raft *r, uint32_t to)
 	r->election_elapsed = 0;
 	struct progress *p = progress_of(r, to);
 	if (p->match == last_index(r)) {
-		struct raft_msg tn = { .type = RAFT_MSG_TIMEOUT_NOW, .to = to };
-		send(r, &tn);
+		send_timeout_now(r, to);
 	} else {
 		p->need_send = true;
 	}
@@ -1278,7 +1332,7 @@ static void flush_peer(struct raft *r, struct progress *p)
 	if (p->need_commit && !sent_commit && !r->bcast_hb) {
 		struct raft_msg hb = { .type = RAFT_MSG_HEARTBEAT,
 				       .to = p->id,
-				       .commit = KEEL_MIN(p->match, r->commit),
+				       .commit = r->commit,
 				       .ctx = r->hb_round };
 		send(r, &hb);
 	}
@@ -1304,7 +1358,7 @@ static void flush(struct raft *r)
 				continue;
 			struct raft_msg hb = { .type = RAFT_MSG_HEARTBEAT,
 					       .to = p->id,
-					       .commit = KEEL_MIN(p->match, r->commit),
+					       .commit = r->commit,
 					       .ctx = r->hb_round };
 			send(r, &hb);
 		}
@@ -1434,6 +1488,17 @@ int raft_create(const struct raft_config *c, struct raft **out)
 		log_append(r, &c->entries[i]);
 	r->persisted_index = last_index(r);
 	r->unstable_from = last_index(r) + 1;
+	if (last_term(r) > r->term) {
+		/*
+		 * A snapshot of applied entries can reach the disk before the hard
+		 * state of their term does. Never run behind our own log: a node at
+		 * term 4 holding term-5 entries could otherwise win term 5 again.
+		 * No vote of that term ever left (votes wait for the hard state).
+		 */
+		r->term = last_term(r);
+		r->vote = 0;
+		r->hs_dirty = true;
+	}
 	for (uint32_t i = 0; i < r->conf.n; i++)
 		progress_reset(r, &r->pr[i]);
 	reset_timeout(r);

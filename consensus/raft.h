@@ -25,20 +25,23 @@
  *     }
  *
  * Persist before you promise (STYLE.md §2): a granted vote, an append
- * acknowledgement and a snapshot acknowledgement are held inside the core and
- * appear in u.msgs only after raft_persisted() covers the state they promise.
+ * acknowledgement, a snapshot acknowledgement and a candidate's vote requests
+ * are held inside the core and appear in u.msgs only after raft_persisted()
+ * covers the state they promise (the vote, the entries, the new term).
  * The leader's own entries count toward the quorum only once persisted, so its
  * disk write runs in parallel with replication (§10.2.1).
  *
  * Ownership: everything an update points to (arrays, messages, entries) is
  * owned by the core and valid until raft_advance(). Between raft_ready() and
- * raft_advance() no other raft_ function may be called on that instance.
+ * raft_advance() no other raft_ function may be called on that instance
+ * (the const getters at the end of this header and raft_buf_* excepted).
  * Entry payloads are raft_buf slices; the core holds one reference per entry
  * it keeps and never copies payload bytes. A caller that keeps a payload past
  * raft_advance() (the log writer, the transport) takes its own reference.
  *
- * What can fail: proposals on a follower (KEEL_E_NOT_LEADER), during a
- * leadership transfer or a pending configuration change (KEEL_E_BUSY);
+ * What can fail: proposals on a follower (KEEL_E_NOT_LEADER) or during a
+ * leadership transfer (KEEL_E_BUSY), a membership change while another is
+ * pending (KEEL_E_BUSY);
  * raft_step() rejects malformed messages (KEEL_E_MALFORMED) and messages from
  * unknown peers (KEEL_E_UNKNOWN_PEER) without changing state. A broken
  * invariant is a KEEL_ASSERT (always on), never continued.
@@ -115,8 +118,9 @@ struct raft_entry {
 #define RAFT_MAX_MEMBERS 16
 
 enum raft_member_flags {
-	RAFT_VOTER = 1,     /* votes in the (new) configuration */
-	RAFT_VOTER_OLD = 2, /* votes in the old configuration (joint only, §4.3) */
+	RAFT_VOTER = 1,       /* votes in the (new) configuration */
+	RAFT_VOTER_OLD = 2,   /* votes in the old configuration (joint only, §4.3) */
+	RAFT_LEARNER_NEW = 4, /* joint only, with VOTER_OLD: stays as a learner in C_new */
 };
 
 /* A member with no flag is a learner: it receives the log but never votes. */
@@ -147,7 +151,7 @@ enum raft_msg_type {
 	RAFT_MSG_VOTE_RESP,   /* flags REJECT, PREVOTE */
 	RAFT_MSG_APPEND,      /* index/log_term: previous entry; commit; entries */
 	RAFT_MSG_APPEND_RESP, /* success: index = match; REJECT: index = rejected prev, hint */
-	RAFT_MSG_HEARTBEAT,   /* commit (clamped to the follower's match), ctx */
+	RAFT_MSG_HEARTBEAT,   /* commit (the follower clamps it to where its log matches), ctx */
 	RAFT_MSG_HEARTBEAT_RESP, /* ctx echoed */
 	RAFT_MSG_SNAPSHOT,      /* index/log_term/conf of the snapshot; offset, total, data; DONE */
 	RAFT_MSG_SNAPSHOT_RESP, /* index of the snapshot; offset = next byte wanted; DONE =
@@ -199,7 +203,8 @@ int64_t raft_msg_encode(const struct raft_msg *m, uint8_t *out, size_t cap);
  * (capacity cap) and point into frame without taking a reference: they are
  * valid while the frame is; raft_step() takes the references it keeps.
  * Returns 0, KEEL_E_MALFORMED on any bound or field error (never reads past
- * len), or KEEL_E_TOO_BIG if more than cap entries.
+ * len), or KEEL_E_TOO_BIG if more than cap entries (size ents for the peers'
+ * max_entries_per_msg).
  */
 int raft_msg_decode(struct raft_buf *frame, uint32_t off, uint32_t len, struct raft_msg *m,
 		    struct raft_entry *ents, uint32_t cap);
@@ -240,7 +245,7 @@ struct raft_config {
 	struct raft_snapshot_meta snapshot; /* conf of a fresh cluster when index == 0 */
 	const struct raft_entry *entries;   /* after snapshot.index, contiguous; refs taken */
 	uint32_t n_entries;
-	struct raft_buf *snapshot_data; /* optional: image to send followers; ref taken */
+	struct raft_buf *snapshot_data; /* image at snapshot.index (to send it); ref taken */
 };
 
 /* Fills defaults: election 10, heartbeat 1, inflight 64, 64 entries/msg, 64 KiB chunks. */
@@ -258,11 +263,15 @@ void raft_tick(struct raft *r);
 /* Append one batch (one entry) if leader; *index gets its index. A ref is taken on buf. */
 int raft_propose(struct raft *r, struct raft_buf *buf, uint32_t off, uint32_t len, uint64_t *index);
 /*
- * Change membership (leader only). Voter changes go through joint consensus
- * (§4.3): C_old,new, then C_new appended by the core once the joint entry
- * commits. A member may become a voter only if it is a learner now whose
- * match is within promote_max_lag of the leader's last index (else
- * KEEL_E_AGAIN); one change at a time (else KEEL_E_BUSY).
+ * Change membership (leader only) to target (non-joint; members without a
+ * flag are learners). Voter changes go through joint consensus (§4.3):
+ * C_old,new, then C_new appended by the core once the joint entry commits; a
+ * leader not among C_new's voters steps down once C_new commits. A voter may
+ * be demoted to learner or removed. A member may become a voter only if it is
+ * a learner now whose match is within promote_max_lag of the leader's last
+ * index (else KEEL_E_AGAIN; an unknown id is KEEL_E_INVAL: add it as a
+ * learner first); one change at a time (else KEEL_E_BUSY). Configurations
+ * take effect when appended (§4.1), on every node.
  */
 int raft_propose_conf(struct raft *r, const struct raft_conf *target);
 /* The disk finished every update up to persist_seq. */
@@ -274,7 +283,14 @@ void raft_persisted(struct raft *r, uint64_t persist_seq);
  */
 int raft_snapshot_taken(struct raft *r, uint64_t index, struct raft_buf *data,
 			uint64_t keep_entries);
-/* Linearizable read (§6.4): u.reads reports (id, index) once safe to serve. */
+/*
+ * Linearizable read (§6.4), leader only (a follower forwards the request):
+ * u.reads later reports (id, index): serve the read once the state machine
+ * has applied index. KEEL_E_AGAIN until the leader has committed an entry
+ * of its term. With lease_reads the answer comes at once while the leader's
+ * lease (election_ticks - lease_drift_ticks since a quorum acknowledged a
+ * heartbeat) holds; otherwise after one heartbeat round.
+ */
 int raft_read_index(struct raft *r, uint64_t id);
 /* Hand leadership to a caught-up voter (§3.10). */
 int raft_transfer(struct raft *r, uint32_t to);
@@ -301,11 +317,21 @@ struct raft_update {
 	uint64_t persist_seq;
 	bool hs_changed;
 	struct raft_hard_state hs;
-	bool has_snapshot; /* install the image assembled from chunks as the snapshot */
+	/*
+	 * has_snapshot: the image assembled from the chunks (this update's and
+	 * earlier ones, at snapshot.index) becomes the state machine's state and
+	 * the snapshot on disk; every log entry stored before is dropped. Hand
+	 * the image back with raft_snapshot_taken() so this node can send it on.
+	 */
+	bool has_snapshot;
 	struct raft_snapshot_meta snapshot;
 	const struct raft_entry *entries;
 	uint32_t n_entries;
-	/* Send now. */
+	/*
+	 * Send now. Entries and snapshot data in messages point into the core's
+	 * log and snapshot buffers: encode them (or take buffer references)
+	 * before raft_advance().
+	 */
 	const struct raft_msg *msgs;
 	uint32_t n_msgs;
 	const struct raft_chunk *chunks;

@@ -93,6 +93,8 @@ extern "C" {
 	X(DP_CTR_TX_FRAMES, "tx_frames")                                                          \
 	X(DP_CTR_TX_MSGS, "tx_msgs")                                                              \
 	X(DP_CTR_TX_BYTES, "tx_bytes")                                                            \
+	X(DP_CTR_TX_BYTES_COPIED, "tx_bytes_copied") /* message bytes copied into frames */       \
+	X(DP_CTR_TX_BYTES_REF, "tx_bytes_ref")       /* message bytes sent by reference */        \
 	X(DP_CTR_REASM_MSGS, "reasm_msgs")                                                        \
 	X(DP_CTR_ARP_RX, "arp_rx")                                                                \
 	X(DP_CTR_ARP_TX, "arp_tx")                                                                \
@@ -153,6 +155,15 @@ struct dp_hdr {
  * filled in; h->version is ignored.
  */
 void dp_wire_put(uint8_t *dst, const struct dp_hdr *h, const void *payload);
+
+/*
+ * The same in two steps, for a payload that is not contiguous (sent by
+ * reference): dp_wire_put_hdr() writes the header fields and returns the CRC
+ * state over them; the caller continues it over the payload pieces with
+ * keel_crc32c() and stores it with dp_wire_put_crc().
+ */
+uint32_t dp_wire_put_hdr(uint8_t *dst, const struct dp_hdr *h);
+void dp_wire_put_crc(uint8_t *dst, uint32_t crc);
 
 /* What the receiver accepts (the parser's only context). */
 struct dp_wire_rx {
@@ -365,6 +376,98 @@ const char *dp_kind(const dp_transport *t);
 int dp_send(dp_transport *t, uint16_t to, uint8_t type, const void *buf, size_t len);
 
 /*
+ * Sending by reference. A payload the caller keeps in a reference-counted
+ * buffer (a Raft entry batch) goes out without being copied per follower:
+ * the transport points frames at the bytes and holds a reference on the
+ * buffer until the device (DPDK) or the kernel (UDP) is done with them.
+ *
+ * struct dp_refcnt is the transport's whole view of such a buffer: the
+ * transport takes a reference with refs++ and drops it with
+ * dp_refcnt_put() (release(r) runs each time refs drops to 0). It is the same
+ * contract as consensus/raft.h's struct raft_buf (refs, release), which the
+ * dataplane does not include. The node maps a raft_buf onto it by embedding
+ * both in one object:
+ *
+ *   struct batch { struct raft_buf rb; struct dp_refcnt dr; };
+ *   dr.release = unref_rb;          // raft_buf_unref(&container_of(r)->rb)
+ *   // sending entry e (e->buf is &batch->rb, data/size its payload):
+ *   if (b->dr.refs++ == 0) raft_buf_ref(&b->rb);   // dp's hold on the raft_buf
+ *   dp_send_ref(t, f1, type, hdr, hlen, &(struct dp_ref){data, size, &b->dr}, 1);
+ *   dp_send_ref(t, f2, ...same segment...);
+ *   dp_refcnt_put(&b->dr);          // the node's own hold; the last frame's
+ *                                   // release then drops the raft_buf ref
+ *
+ * (dr starts at 0 and may go to 0 and back for each retransmission.) For a
+ * NIC or virtio-user to take the bytes by reference, the batch data should
+ * come from dp_buf_alloc().
+ *
+ * Threads: references are taken and dropped on the transport's thread,
+ * without atomics; release() runs from inside dp_send*, dp_flush,
+ * dp_recv_burst (DPDK frees sent mbufs lazily in later bursts) or
+ * dp_close (where, on DPDK, it may run on the EAL interrupt thread while
+ * the owning thread waits in dp_close). release() must not call back into
+ * the transport.
+ */
+struct dp_refcnt {
+	uint32_t refs;
+	void (*release)(struct dp_refcnt *r); /* called when refs drops to 0 */
+};
+
+static inline void dp_refcnt_put(struct dp_refcnt *r)
+{
+	KEEL_ASSERT(r->refs > 0);
+	if (--r->refs == 0 && r->release)
+		r->release(r);
+}
+
+/* One segment of a message: len bytes at data, kept alive by ref. */
+struct dp_ref {
+	const void *data;
+	size_t len;
+	struct dp_refcnt *ref; /* NULL: the bytes are copied now, as by dp_send */
+};
+
+#define DP_REF_SEGS_MAX 64 /* segments of one dp_send_ref() */
+
+/*
+ * Queue the message hdr (hdr_len bytes, copied now) followed by the n
+ * segments (sent by reference), fragmented across segment boundaries like
+ * any other message; the receiver sees one message of hdr_len + sum(len)
+ * bytes. The caller must hold a reference on every segment's buffer for the
+ * duration of the call and must not change the bytes until the transport
+ * dropped its references. Each frame that points at a segment takes one
+ * reference; every reference is dropped exactly once: when the datagram was
+ * handed to the kernel (UDP), when the device freed the mbuf (DPDK), or when
+ * the frame is dropped (tx full, no route, injected loss) or the transport
+ * closed. Where the device cannot take a buffer by reference, the bytes are
+ * copied instead (see dp_ref_mode(); counted as tx_bytes_copied) and no
+ * reference is kept. Small segments (< DP_REF_COPY_BELOW bytes in a frame)
+ * are copied: a reference costs more than that memcpy. Returns as dp_send(),
+ * or KEEL_E_INVAL (n > DP_REF_SEGS_MAX).
+ */
+#define DP_REF_COPY_BELOW 128
+int dp_send_ref(dp_transport *t, uint16_t to, uint8_t type, const void *hdr, size_t hdr_len,
+		const struct dp_ref *segs, unsigned n);
+
+/*
+ * Memory for payloads to send by reference that every device can take by
+ * reference: DPDK memory (rte_malloc, cache-line aligned) on DPDK, so that a
+ * NIC or virtio-user gets it without a copy; malloc() on kernel UDP. NULL
+ * when out of memory. dp_buf_free() takes either kind, also after dp_close()
+ * and from a release callback (any thread).
+ */
+void *dp_buf_alloc(dp_transport *t, size_t len);
+void dp_buf_free(void *p);
+
+/*
+ * How frames to peer `to` carry referenced payload: "ref" (by reference),
+ * "ref-dpdk-mem" (by reference when the bytes are DPDK memory, which a DMA
+ * device can address; copied otherwise), "copy" (the device takes no
+ * chained/external buffers), or "none" (unknown peer or route).
+ */
+const char *dp_ref_mode(dp_transport *t, uint16_t to);
+
+/*
  * Hand every queued frame to the device/socket. Call once per loop turn.
  * Never blocks: returns KEEL_E_AGAIN when the ring or socket buffer is full
  * and frames stay queued (in order) for the next flush; dp_idle() does not
@@ -386,6 +489,13 @@ int dp_recv_burst(dp_transport *t, struct dp_msg *msgs, int max);
  * passes.
  */
 void dp_idle(dp_transport *t, bool did_work);
+
+/*
+ * An fd that becomes readable when a frame may have arrived, for a caller
+ * that waits on other fds too (the node's eventfd, the log's completions):
+ * the socket for kernel UDP; -1 when there is none (DPDK: use dp_idle()).
+ */
+int dp_wait_fd(const dp_transport *t);
 
 /* Copy the counters. */
 void dp_stats(const dp_transport *t, struct dp_stats *st);

@@ -9,6 +9,23 @@
 
 #include "dp.h"
 
+/*
+ * One piece of a frame's payload sent by dp_send_ref(): bytes to copy now
+ * (ref NULL: they belong to the caller only for the call) or to reference
+ * (the backend takes ref->refs++ for as long as it points at them).
+ */
+struct dp_piece {
+	const uint8_t *data;
+	uint16_t len;
+	struct dp_refcnt *ref;
+};
+
+/* Referenced pieces in one frame; more are copied (bounds iovecs/segments). */
+#define DP_FRAME_REFS 3
+
+/* Copy the pieces to dst; returns the bytes copied. */
+size_t dp_pieces_copy(uint8_t *dst, const struct dp_piece *p, int n);
+
 struct dp_ops {
 	const char *kind;
 	/*
@@ -18,10 +35,26 @@ struct dp_ops {
 	 * counted why). The frame is sent at the next flush.
 	 */
 	uint8_t *(*tx_frame)(dp_transport *t, uint16_t to, size_t keel_len);
+	/*
+	 * Queue one frame: the keel header hdr (DP_HDR_BYTES, CRC already set)
+	 * then the n pieces (payload_len bytes in all), in order. The backend
+	 * copies the header and every piece with ref NULL, and either
+	 * references the others (taking a reference each, counted
+	 * tx_bytes_ref) or copies them too (tx_bytes_copied). Returns 0, or -1
+	 * when the frame cannot be queued (counted; no reference kept).
+	 */
+	int (*tx_frame_ref)(dp_transport *t, uint16_t to, const uint8_t *hdr,
+			    const struct dp_piece *p, int n, size_t payload_len);
+	/* dp_buf_alloc(); NULL = malloc. */
+	void *(*buf_alloc)(dp_transport *t, size_t len);
+	/* dp_ref_mode() for peer `to`. */
+	const char *(*ref_mode)(dp_transport *t, uint16_t to);
 	int (*flush)(dp_transport *t);
 	int (*recv)(dp_transport *t, struct dp_msg *msgs, int max);
 	/* Sleep until a frame may have arrived or `us` passed. */
 	void (*sleep)(dp_transport *t, uint32_t us);
+	/* An fd readable when frames may have arrived; NULL: none. */
+	int (*wait_fd)(const dp_transport *t);
 	void (*close)(dp_transport *t);
 };
 
@@ -55,6 +88,8 @@ int dp_rx_frame(dp_transport *t, const uint8_t *buf, size_t len, uint32_t src_ip
 
 int dp_udp_open(const struct dp_config *c, dp_transport **out, char *err, size_t errlen);
 #ifdef KEEL_HAVE_DPDK
+/* Frees p and returns true if it is DPDK memory of this process. */
+bool dp_dpdk_buf_free(void *p);
 int dp_dpdk_open(const struct dp_config *c, dp_transport **out, char *err, size_t errlen);
 #endif
 

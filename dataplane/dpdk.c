@@ -17,9 +17,20 @@
  * drop_tx_no_route); the device ring is full (frames wait in the port's
  * backlog, in order, and the loop does not sleep while any wait); the
  * mempool or the backlog is full (drop_tx_full);
- * a chained (multi-segment) rx mbuf (drop_truncated: keel frames fit one).
- * Known limit: one DPDK transport per process (EAL is initialised once and
- * is not restarted after dp_close).
+ * a chained rx mbuf that does not fit one buffer (drop_truncated).
+ *
+ * By reference (dp_send_ref): a frame is a header mbuf (Ethernet/IP/UDP,
+ * keel header, copied bytes) chained to mbufs from a second, data-less pool
+ * attached with rte_pktmbuf_attach_extbuf() to the caller's bytes. The
+ * shared info of each lives in that mbuf's private area, and its free
+ * callback drops the reference the frame took, when the driver frees the
+ * mbuf (after transmitting or copying it) or when we drop the frame. Per
+ * port, decided once at start and logged: by reference only if the port
+ * advertises RTE_ETH_TX_OFFLOAD_MULTI_SEGS (net_null does not); and, for drivers that may DMA (a
+ * NIC; virtio-user, whose vhost peer maps only DPDK memory), only for bytes in DPDK memory with a
+ * contiguous IOVA. Drivers that read tx mbufs with the CPU in this process (ring, memif, vhost,
+ * af_packet, tap) take any address. Everything else is copied. Known limit: one DPDK transport per
+ * process (EAL is initialised once and is not restarted after dp_close).
  */
 #include <sched.h>
 #include <signal.h>
@@ -45,9 +56,13 @@
 #define ARP_RETRY_NS (100ull * 1000000) /* ARP request rate per peer */
 #define EAL_ARGS_MAX 48
 
+enum ref_how { REF_COPY, REF_ANY, REF_DPDK_MEM };
+
 struct port {
 	uint16_t id;
 	bool intr;
+	bool is_ring; /* net_ring: tx mbufs are passed on, not copied */
+	enum ref_how ref;
 	uint8_t mac[6];
 	int ntx;
 	struct rte_mbuf *tx[TX_BACKLOG];
@@ -63,6 +78,7 @@ struct route {
 struct dpdk_tp {
 	struct dp_transport base;
 	struct rte_mempool *mp;
+	struct rte_mempool *ext_mp; /* data-less mbufs for attached payload */
 	int nports;
 	int rx_next;
 	struct port ports[DP_MAX_PORTS];
@@ -71,6 +87,12 @@ struct dpdk_tp {
 	bool ports_closed; /* set by close_ports_cb */
 	int nheld;
 	struct rte_mbuf *held[DP_BURST];
+};
+
+/* Private area of an ext_mp mbuf: its shared info and the reference it holds. */
+struct ext_priv {
+	struct rte_mbuf_ext_shared_info sh;
+	struct dp_refcnt *ref;
 };
 
 enum eal_state { EAL_NONE, EAL_UP, EAL_GONE };
@@ -148,7 +170,8 @@ static void arp_send(dp_transport *t, struct port *p, uint16_t op, const uint8_t
 	t->ctr[DP_CTR_ARP_TX]++;
 }
 
-static uint8_t *dpdk_tx_frame(dp_transport *t, uint16_t to, size_t keel_len)
+/* The port towards `to`, or NULL (an ARP request may go out; counted). */
+static struct port *route_port(dp_transport *t, uint16_t to)
 {
 	struct dpdk_tp *d = dpdk_of(t);
 	struct route *r = &d->route[to];
@@ -165,10 +188,13 @@ static uint8_t *dpdk_tx_frame(dp_transport *t, uint16_t to, size_t keel_len)
 		t->ctr[DP_CTR_DROP_TX_NO_ROUTE]++;
 		return NULL;
 	}
-	struct port *p = &d->ports[r->port];
-	uint8_t *f = port_frame(t, p, DP_L2L4_BYTES + keel_len);
-	if (!f)
-		return NULL;
+	return &d->ports[r->port];
+}
+
+static void put_l2l4(dp_transport *t, struct port *p, uint16_t to, uint8_t *f, size_t keel_len)
+{
+	struct dpdk_tp *d = dpdk_of(t);
+	const struct dp_peer_config *pc = &t->cfg.peers[to];
 	struct dp_l2l4 a = {
 		.src_ip = t->cfg.ip,
 		.dst_ip = pc->ip,
@@ -176,9 +202,161 @@ static uint8_t *dpdk_tx_frame(dp_transport *t, uint16_t to, size_t keel_len)
 		.dst_port = pc->udp_port,
 	};
 	memcpy(a.src_mac, p->mac, 6);
-	memcpy(a.dst_mac, r->mac, 6);
+	memcpy(a.dst_mac, d->route[to].mac, 6);
 	dp_l2l4_put(f, &a, keel_len);
+}
+
+static uint8_t *dpdk_tx_frame(dp_transport *t, uint16_t to, size_t keel_len)
+{
+	struct port *p = route_port(t, to);
+	if (!p)
+		return NULL;
+	uint8_t *f = port_frame(t, p, DP_L2L4_BYTES + keel_len);
+	if (!f)
+		return NULL;
+	put_l2l4(t, p, to, f, keel_len);
 	return f + DP_L2L4_BYTES;
+}
+
+/* The driver (or we) freed an attached mbuf: its frame is done with the bytes. */
+static void ext_free(void *addr, void *opaque)
+{
+	struct ext_priv *x = opaque;
+	(void)addr;
+	dp_refcnt_put(x->ref);
+}
+
+/*
+ * The IOVA of [va, va + len) if the device may be given it, else
+ * RTE_BAD_IOVA (the bytes are copied). CPU-only drivers never use it.
+ */
+static rte_iova_t piece_iova(const struct port *p, const uint8_t *va, size_t len)
+{
+	if (p->ref == REF_ANY)
+		return rte_eal_iova_mode() == RTE_IOVA_VA ? (rte_iova_t)(uintptr_t)va
+							  : RTE_BAD_IOVA;
+	/* Outside DPDK memory, or pages not IOVA-contiguous: copy. */
+	if (!rte_mem_virt2memseg(va, NULL))
+		return RTE_BAD_IOVA;
+	rte_iova_t a = rte_mem_virt2iova(va);
+	rte_iova_t b = rte_mem_virt2iova(va + len - 1);
+	if (a == RTE_BAD_IOVA || b != a + len - 1)
+		return RTE_BAD_IOVA;
+	return a;
+}
+
+/* Chain a data-less mbuf attached to the piece after *tail; 0 or -1. */
+static int attach_piece(struct dpdk_tp *d, struct rte_mbuf *head, struct rte_mbuf **tail,
+			const struct dp_piece *pc, rte_iova_t iova)
+{
+	struct rte_mbuf *m = rte_pktmbuf_alloc(d->ext_mp);
+	if (!m)
+		return -1;
+	struct ext_priv *x = rte_mbuf_to_priv(m);
+	x->sh.free_cb = ext_free;
+	x->sh.fcb_opaque = x;
+	rte_mbuf_ext_refcnt_set(&x->sh, 1);
+	x->ref = pc->ref;
+	pc->ref->refs++;
+	rte_pktmbuf_attach_extbuf(m, (void *)(uintptr_t)pc->data, iova, pc->len, &x->sh);
+	m->data_len = pc->len;
+	m->pkt_len = pc->len;
+	(*tail)->next = m;
+	*tail = m;
+	head->nb_segs++;
+	head->pkt_len += pc->len;
+	return 0;
+}
+
+/* Append copied bytes to the chain (in *tail if it is ours and has room). */
+static int copy_piece(struct dpdk_tp *d, struct rte_mbuf *head, struct rte_mbuf **tail,
+		      const struct dp_piece *pc)
+{
+	struct rte_mbuf *m = *tail;
+	if (RTE_MBUF_HAS_EXTBUF(m) || rte_pktmbuf_tailroom(m) < pc->len) {
+		m = rte_pktmbuf_alloc(d->mp);
+		if (!m)
+			return -1;
+		(*tail)->next = m;
+		*tail = m;
+		head->nb_segs++;
+	}
+	memcpy(rte_pktmbuf_mtod_offset(m, uint8_t *, m->data_len), pc->data, pc->len);
+	m->data_len = (uint16_t)(m->data_len + pc->len);
+	if (m != head)
+		m->pkt_len += pc->len;
+	head->pkt_len += pc->len;
+	return 0;
+}
+
+static int dpdk_tx_frame_ref(dp_transport *t, uint16_t to, const uint8_t *hdr,
+			     const struct dp_piece *pcs, int n, size_t payload_len)
+{
+	struct dpdk_tp *d = dpdk_of(t);
+	struct port *p = route_port(t, to);
+	if (!p)
+		return -1;
+	size_t keel_len = DP_HDR_BYTES + payload_len;
+	if (p->ref == REF_COPY) {
+		uint8_t *f = port_frame(t, p, DP_L2L4_BYTES + keel_len);
+		if (!f)
+			return -1;
+		put_l2l4(t, p, to, f, keel_len);
+		memcpy(f + DP_L2L4_BYTES, hdr, DP_HDR_BYTES);
+		t->ctr[DP_CTR_TX_BYTES_COPIED] +=
+			dp_pieces_copy(f + DP_L2L4_BYTES + DP_HDR_BYTES, pcs, n);
+		return 0;
+	}
+	uint8_t *f = port_frame(t, p, DP_L2L4_BYTES + DP_HDR_BYTES);
+	if (!f)
+		return -1;
+	put_l2l4(t, p, to, f, keel_len);
+	memcpy(f + DP_L2L4_BYTES, hdr, DP_HDR_BYTES);
+	struct rte_mbuf *head = p->tx[p->ntx - 1], *tail = head;
+	uint64_t copied = 0, refd = 0;
+	for (int k = 0; k < n; k++) {
+		rte_iova_t iova =
+			pcs[k].ref ? piece_iova(p, pcs[k].data, pcs[k].len) : RTE_BAD_IOVA;
+		bool by_ref = pcs[k].ref && (iova != RTE_BAD_IOVA || p->ref == REF_ANY);
+		int rc = by_ref ? attach_piece(d, head, &tail, &pcs[k], iova)
+				: copy_piece(d, head, &tail, &pcs[k]);
+		if (rc) {
+			/* Out of mbufs: the frame goes, with the references it took. */
+			p->ntx--;
+			rte_pktmbuf_free(head);
+			t->ctr[DP_CTR_DROP_TX_FULL]++;
+			return -1;
+		}
+		*(by_ref ? &refd : &copied) += pcs[k].len;
+	}
+	t->ctr[DP_CTR_TX_BYTES_REF] += refd;
+	t->ctr[DP_CTR_TX_BYTES_COPIED] += copied;
+	return 0;
+}
+
+static void *dpdk_buf_alloc(dp_transport *t, size_t len)
+{
+	(void)t;
+	return rte_malloc("keel_dp_buf", len ? len : 1, RTE_CACHE_LINE_SIZE);
+}
+
+bool dp_dpdk_buf_free(void *p)
+{
+	/* EAL's memory map exists once it was initialised (never torn down). */
+	if (eal_state == EAL_NONE || !rte_mem_virt2memseg(p, NULL))
+		return false;
+	rte_free(p);
+	return true;
+}
+
+static const char *dpdk_ref_mode(dp_transport *t, uint16_t to)
+{
+	struct dpdk_tp *d = dpdk_of(t);
+	static const char *const name[] = { "copy", "ref", "ref-dpdk-mem" };
+	const struct route *r = &d->route[to];
+	if (!r->resolved)
+		return "none";
+	return name[d->ports[r->port].ref];
 }
 
 static void arp_input(dp_transport *t, int port, const struct dp_eth_rx *e)
@@ -225,7 +403,8 @@ static int dpdk_recv(dp_transport *t, struct dp_msg *msgs, int max)
 		for (uint16_t i = 0; i < n; i++) {
 			struct rte_mbuf *m = pkts[i];
 			struct dp_eth_rx e;
-			if (m->nb_segs != 1) {
+			/* A chain (net_ring hands over our own by-reference frames). */
+			if (m->nb_segs != 1 && rte_pktmbuf_linearize(m) != 0) {
 				t->ctr[DP_CTR_RX_FRAMES]++;
 				t->ctr[DP_CTR_DROP_TRUNCATED]++;
 				continue;
@@ -296,9 +475,22 @@ static void dpdk_close(dp_transport *t)
 {
 	struct dpdk_tp *d = dpdk_of(t);
 	release_held(d);
-	for (int i = 0; i < d->nports; i++)
+	for (int i = 0; i < d->nports; i++) {
 		if (d->ports[i].ntx)
 			rte_pktmbuf_free_bulk(d->ports[i].tx, (unsigned)d->ports[i].ntx);
+		/*
+		 * net_ring hands our tx mbufs over as they are, and its close
+		 * frees none: drain a looped-back ring so the references of our
+		 * own frames come back now. (Not on other devices: memif may be
+		 * unmapping a link under us while peers close.)
+		 */
+		struct rte_mbuf *rx[DP_BURST];
+		uint16_t n;
+		for (int k = 0; d->ports[i].is_ring && k < 1024 &&
+				(n = rte_eth_rx_burst(d->ports[i].id, 0, rx, DP_BURST));
+		     k++)
+			rte_pktmbuf_free_bulk(rx, n);
+	}
 	/*
 	 * Close the ports on the EAL interrupt thread. memif (DPDK 22.11)
 	 * handles its control channel there; closing a port from this thread
@@ -321,6 +513,7 @@ static void dpdk_close(dp_transport *t)
 		}
 	}
 	rte_mempool_free(d->mp);
+	rte_mempool_free(d->ext_mp);
 	dp_base_fini(t);
 	rte_free(d);
 	/*
@@ -335,6 +528,9 @@ static void dpdk_close(dp_transport *t)
 static const struct dp_ops dpdk_ops = {
 	.kind = "dpdk",
 	.tx_frame = dpdk_tx_frame,
+	.tx_frame_ref = dpdk_tx_frame_ref,
+	.buf_alloc = dpdk_buf_alloc,
+	.ref_mode = dpdk_ref_mode,
 	.flush = dpdk_flush,
 	.recv = dpdk_recv,
 	.sleep = dpdk_sleep,
@@ -373,6 +569,25 @@ static int eal_up(const struct dp_config *c, char *err, size_t errlen)
 	return 0;
 }
 
+/*
+ * How a port can carry referenced payload. Without multi-segment tx a
+ * frame must be one buffer: copy. The listed virtual devices copy or pass tx mbufs by CPU in this
+ * process (never DMA), so any address will do; others (NICs; virtio-user, whose vhost peer maps
+ * only DPDK memory) get only bytes with an IOVA.
+ */
+static enum ref_how ref_how_of(const struct rte_eth_dev_info *info)
+{
+	static const char *const cpu_only[] = { "net_ring", "net_memif", "net_vhost",
+						"net_af_packet", "net_tap" };
+	const char *drv = info->driver_name ? info->driver_name : "";
+	if (!(info->tx_offload_capa & RTE_ETH_TX_OFFLOAD_MULTI_SEGS))
+		return REF_COPY;
+	for (size_t i = 0; i < sizeof(cpu_only) / sizeof(cpu_only[0]); i++)
+		if (strcmp(drv, cpu_only[i]) == 0)
+			return REF_ANY;
+	return REF_DPDK_MEM;
+}
+
 static int port_up(struct dpdk_tp *d, int idx, char *err, size_t errlen)
 {
 	const struct dp_config *c = &d->base.cfg;
@@ -394,6 +609,21 @@ static int port_up(struct dpdk_tp *d, int idx, char *err, size_t errlen)
 	struct rte_eth_conf conf;
 	memset(&conf, 0, sizeof(conf));
 	conf.intr_conf.rxq = c->rx_intr ? 1 : 0;
+	struct rte_eth_dev_info info;
+	if (rte_eth_dev_info_get(pid, &info) != 0) {
+		snprintf(err, errlen, "dp.device.%d '%s': no device info", idx, dev);
+		return KEEL_E_DEVICE;
+	}
+	p->ref = ref_how_of(&info);
+	p->is_ring = info.driver_name && strcmp(info.driver_name, "net_ring") == 0;
+	if (info.tx_offload_capa & RTE_ETH_TX_OFFLOAD_MULTI_SEGS)
+		conf.txmode.offloads |= RTE_ETH_TX_OFFLOAD_MULTI_SEGS;
+	/* Once per port: which path dp_send_ref payloads take (README). */
+	fprintf(stderr, "dataplane dpdk: port %s (%s): payloads %s\n", name,
+		info.driver_name ? info.driver_name : "?",
+		p->ref == REF_ANY        ? "sent by reference"
+		: p->ref == REF_DPDK_MEM ? "sent by reference when in DPDK memory, else copied"
+					 : "copied (no multi-segment tx)");
 	int rc = rte_eth_dev_configure(pid, 1, 1, &conf);
 	if (rc < 0 && conf.intr_conf.rxq) {
 		/* Some devices (memif) have no rx interrupt: poll with a timer. */
@@ -470,6 +700,17 @@ int dp_dpdk_open(const struct dp_config *c, dp_transport **out, char *err, size_
 		snprintf(err, errlen,
 			 "dataplane dpdk: mempool of %u mbufs x %u B: %s (raise dp.memory_mb=%u?)",
 			 c->mempool_size, room, rte_strerror(rte_errno), c->memory_mb);
+		rc = KEEL_E_NOMEM;
+		goto fail;
+	}
+	/* No data room: these only point at payload (shared info in the private area). */
+	d->ext_mp = rte_pktmbuf_pool_create(
+		"keel_dp_ext", c->mempool_size, c->mempool_cache,
+		(uint16_t)RTE_ALIGN(sizeof(struct ext_priv), RTE_MBUF_PRIV_ALIGN), 0,
+		(int)rte_socket_id());
+	if (!d->ext_mp) {
+		snprintf(err, errlen, "dataplane dpdk: mempool of %u attach mbufs: %s",
+			 c->mempool_size, rte_strerror(rte_errno));
 		rc = KEEL_E_NOMEM;
 		goto fail;
 	}

@@ -104,13 +104,14 @@ static uint32_t rng_ppm(dp_transport *t)
 	return (uint32_t)((t->rng * 0x2545F4914F6CDD1Dull) >> 32) % 1000000u;
 }
 
-int dp_send(dp_transport *t, uint16_t to, uint8_t type, const void *buf, size_t len)
+/* Check a message of len bytes to `to` and give it its header and id. */
+static int msg_start(dp_transport *t, uint16_t to, uint8_t type, size_t len, struct dp_hdr *h)
 {
 	if (to == 0 || to >= DP_MAX_NODES || !t->cfg.peers[to].configured)
 		return KEEL_E_UNKNOWN_PEER;
 	if (len > t->cfg.max_msg_bytes)
 		return KEEL_E_TOO_BIG;
-	struct dp_hdr h = {
+	*h = (struct dp_hdr){
 		.type = type,
 		.frag_unit = t->frag_unit,
 		.cluster_id = t->cfg.cluster_id,
@@ -119,6 +120,15 @@ int dp_send(dp_transport *t, uint16_t to, uint8_t type, const void *buf, size_t 
 		.msg_id = t->next_msg_id++,
 		.msg_len = (uint32_t)len,
 	};
+	return 0;
+}
+
+int dp_send(dp_transport *t, uint16_t to, uint8_t type, const void *buf, size_t len)
+{
+	struct dp_hdr h;
+	int err = msg_start(t, to, type, len, &h);
+	if (err)
+		return err;
 	const uint8_t *p = buf;
 	int rc = 0;
 	uint32_t off = 0;
@@ -146,7 +156,127 @@ int dp_send(dp_transport *t, uint16_t to, uint8_t type, const void *buf, size_t 
 	} while (off < len);
 	t->ctr[DP_CTR_TX_MSGS]++;
 	t->ctr[DP_CTR_TX_BYTES] += len;
+	t->ctr[DP_CTR_TX_BYTES_COPIED] += len;
 	return rc;
+}
+
+size_t dp_pieces_copy(uint8_t *dst, const struct dp_piece *p, int n)
+{
+	size_t at = 0;
+	for (int i = 0; i < n; i++) {
+		memcpy(dst + at, p[i].data, p[i].len);
+		at += p[i].len;
+	}
+	return at;
+}
+
+/*
+ * The pieces of message bytes [off, off + flen) of the message hdr || segs,
+ * starting the walk at segment *si, byte *so (-1 = in hdr). Segments of
+ * this frame shorter than DP_REF_COPY_BELOW, and those past DP_FRAME_REFS,
+ * are marked for copying.
+ */
+static int frame_pieces(const uint8_t *hdr, size_t hdr_len, const struct dp_ref *segs, unsigned n,
+			size_t off, size_t flen, unsigned *si, size_t *so, struct dp_piece *out)
+{
+	int np = 0, nref = 0;
+	size_t end = off + flen;
+	if (off < hdr_len) {
+		size_t k = KEEL_MIN(hdr_len, end) - off;
+		out[np++] = (struct dp_piece){ .data = hdr + off, .len = (uint16_t)k };
+		off += k;
+	}
+	while (off < end) {
+		KEEL_ASSERT(*si < n);
+		const struct dp_ref *s = &segs[*si];
+		size_t k = KEEL_MIN(s->len - *so, end - off);
+		struct dp_piece pc = { .data = (const uint8_t *)s->data + *so, .len = (uint16_t)k };
+		if (s->ref && k >= DP_REF_COPY_BELOW && nref < DP_FRAME_REFS) {
+			pc.ref = s->ref;
+			nref++;
+		}
+		out[np++] = pc;
+		off += k;
+		*so += k;
+		if (*so == s->len) {
+			(*si)++;
+			*so = 0;
+		}
+	}
+	return np;
+}
+
+int dp_send_ref(dp_transport *t, uint16_t to, uint8_t type, const void *hdr, size_t hdr_len,
+		const struct dp_ref *segs, unsigned n)
+{
+	if (n > DP_REF_SEGS_MAX)
+		return KEEL_E_INVAL;
+	size_t len = hdr_len;
+	for (unsigned i = 0; i < n; i++)
+		len += segs[i].len;
+	struct dp_hdr h;
+	int rc = msg_start(t, to, type, len, &h);
+	if (rc)
+		return rc;
+	unsigned si = 0;
+	size_t so = 0;
+	while (si < n && segs[si].len == 0)
+		si++;
+	struct dp_piece pcs[DP_REF_SEGS_MAX + 1];
+	uint8_t kh[DP_HDR_BYTES];
+	size_t off = 0;
+	do {
+		h.frag_off = (uint32_t)off;
+		h.frag_len = (uint16_t)KEEL_MIN((size_t)t->frag_unit, len - off);
+		int np = frame_pieces(hdr, hdr_len, segs, n, off, h.frag_len, &si, &so, pcs);
+		/* Skip empty segments so the next frame starts on real bytes. */
+		while (si < n && segs[si].len == 0)
+			si++;
+		off += h.frag_len;
+		if (keel_unlikely(t->cfg.test_loss_ppm) && rng_ppm(t) < t->cfg.test_loss_ppm) {
+			t->ctr[DP_CTR_DROP_TX_INJECTED]++;
+			continue;
+		}
+		uint32_t crc = dp_wire_put_hdr(kh, &h);
+		for (int i = 0; i < np; i++)
+			crc = keel_crc32c(crc, pcs[i].data, pcs[i].len);
+		dp_wire_put_crc(kh, crc);
+		/* The payload may be shared with other followers: corrupt the header only. */
+		if (keel_unlikely(t->cfg.test_corrupt_ppm) &&
+		    rng_ppm(t) < t->cfg.test_corrupt_ppm) {
+			kh[rng_ppm(t) % DP_HDR_BYTES] ^= (uint8_t)(1u << (rng_ppm(t) % 8));
+			t->ctr[DP_CTR_TX_CORRUPT_INJECTED]++;
+		}
+		if (t->ops->tx_frame_ref(t, to, kh, pcs, np, h.frag_len) < 0) {
+			rc = KEEL_E_FULL;
+			continue;
+		}
+		t->ctr[DP_CTR_TX_FRAMES]++;
+	} while (off < len);
+	t->ctr[DP_CTR_TX_MSGS]++;
+	t->ctr[DP_CTR_TX_BYTES] += len;
+	return rc;
+}
+
+void *dp_buf_alloc(dp_transport *t, size_t len)
+{
+	return t->ops->buf_alloc ? t->ops->buf_alloc(t, len) : malloc(len ? len : 1);
+}
+
+void dp_buf_free(void *p)
+{
+#ifdef KEEL_HAVE_DPDK
+	if (p && dp_dpdk_buf_free(p))
+		return;
+#endif
+	free(p);
+}
+
+const char *dp_ref_mode(dp_transport *t, uint16_t to)
+{
+	if (to == 0 || to >= DP_MAX_NODES || !t->cfg.peers[to].configured)
+		return "none";
+	return t->ops->ref_mode(t, to);
 }
 
 int dp_flush(dp_transport *t)
@@ -218,6 +348,11 @@ void dp_idle(dp_transport *t, bool did_work)
 		return;
 	}
 	t->ops->sleep(t, t->cfg.sleep_us);
+}
+
+int dp_wait_fd(const dp_transport *t)
+{
+	return t->ops->wait_fd ? t->ops->wait_fd(t) : -1;
 }
 
 void dp_stats(const dp_transport *t, struct dp_stats *st)

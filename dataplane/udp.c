@@ -6,6 +6,11 @@
  *
  * Happy path: dp_send() fills tx slots; dp_flush() sends them in one
  * sendmmsg (a message bigger than the batch flushes as it goes).
+ * dp_send_ref() frames are iovecs: the slot's own buffer for the keel
+ * header and any copied bytes, and the caller's buffers for referenced
+ * pieces, whose references the slot holds until sendmmsg has handed the
+ * datagram to the kernel (which copies it into an skb), or the datagram
+ * was refused, or the transport closes.
  * What can fail: the socket buffer is full (sends never block: the unsent
  * frames stay queued for the next flush, and a frame that finds the queue
  * still full is counted drop_tx_full); the socket refuses a datagram
@@ -27,7 +32,8 @@
 #include "dp_impl.h"
 
 #define TX_BATCH 64
-#define RX_BUF   65536 /* any UDP datagram fits; the parser judges it */
+#define SLOT_IOV (2 * DP_FRAME_REFS + 1) /* header+copies, then ref, copy, ref... */
+#define RX_BUF   65536                   /* any UDP datagram fits; the parser judges it */
 
 struct udp_tp {
 	struct dp_transport base;
@@ -36,7 +42,12 @@ struct udp_tp {
 	size_t frame_cap;
 	uint8_t *txbuf; /* TX_BATCH frames of frame_cap bytes */
 	struct mmsghdr txm[TX_BATCH];
-	struct iovec txiov[TX_BATCH];
+	struct tx_slot {
+		uint8_t *buf; /* frame_cap bytes of txbuf */
+		int nref;
+		struct dp_refcnt *ref[DP_FRAME_REFS];
+		struct iovec iov[SLOT_IOV];
+	} slot[TX_BATCH];
 	struct sockaddr_in peer_sa[DP_MAX_NODES];
 	uint8_t *rxbuf; /* DP_BURST datagrams of RX_BUF bytes */
 	struct mmsghdr rxm[DP_BURST];
@@ -49,19 +60,29 @@ static struct udp_tp *udp_of(dp_transport *t)
 	return keel_container_of(t, struct udp_tp, base);
 }
 
+static void slot_unref(struct tx_slot *sl)
+{
+	for (int r = 0; r < sl->nref; r++)
+		dp_refcnt_put(sl->ref[r]);
+	sl->nref = 0;
+}
+
 /*
- * Move the unsent tail [done, ntx) to the front. Buffers are swapped, not
- * copied, so every slot still owns one.
+ * Move the unsent tail [done, ntx) to the front. Slots are swapped, not
+ * copied, so every slot still owns one buffer; msg_iov follows its slot.
  */
 static void keep_tail(struct udp_tp *u, int done)
 {
 	for (int j = done; j < u->ntx; j++) {
 		int k = j - done;
-		struct iovec tmp = u->txiov[k];
-		u->txiov[k] = u->txiov[j];
-		u->txiov[j] = tmp;
+		struct tx_slot tmp = u->slot[k];
+		u->slot[k] = u->slot[j];
+		u->slot[j] = tmp;
 		u->txm[k].msg_hdr.msg_name = u->txm[j].msg_hdr.msg_name;
+		u->txm[k].msg_hdr.msg_iovlen = u->txm[j].msg_hdr.msg_iovlen;
 	}
+	for (int i = 0; i < TX_BATCH; i++)
+		u->txm[i].msg_hdr.msg_iov = u->slot[i].iov;
 	u->ntx -= done;
 }
 
@@ -84,13 +105,17 @@ static int udp_flush(dp_transport *t)
 			rc = -errno;
 			n = 1;
 		}
+		/* The kernel has its own copy of these datagrams now. */
+		for (int i = done; i < done + n; i++)
+			slot_unref(&u->slot[i]);
 		done += n;
 	}
 	u->ntx = 0;
 	return rc;
 }
 
-static uint8_t *udp_tx_frame(dp_transport *t, uint16_t to, size_t keel_len)
+/* The next free tx slot for a datagram to `to`, or NULL (counted). */
+static struct tx_slot *udp_slot(dp_transport *t, uint16_t to, int *idx)
 {
 	struct udp_tp *u = udp_of(t);
 	if (u->ntx == TX_BATCH && udp_flush(t) == KEEL_E_AGAIN && u->ntx == TX_BATCH) {
@@ -98,10 +123,65 @@ static uint8_t *udp_tx_frame(dp_transport *t, uint16_t to, size_t keel_len)
 		return NULL;
 	}
 	int i = u->ntx++;
-	u->txiov[i].iov_len = keel_len;
 	u->txm[i].msg_hdr.msg_name = &u->peer_sa[to];
 	u->txm[i].msg_hdr.msg_namelen = sizeof(struct sockaddr_in);
-	return u->txiov[i].iov_base;
+	*idx = i;
+	return &u->slot[i];
+}
+
+static uint8_t *udp_tx_frame(dp_transport *t, uint16_t to, size_t keel_len)
+{
+	struct udp_tp *u = udp_of(t);
+	int i;
+	struct tx_slot *sl = udp_slot(t, to, &i);
+	if (!sl)
+		return NULL;
+	sl->iov[0] = (struct iovec){ .iov_base = sl->buf, .iov_len = keel_len };
+	u->txm[i].msg_hdr.msg_iovlen = 1;
+	return sl->buf;
+}
+
+static int udp_tx_frame_ref(dp_transport *t, uint16_t to, const uint8_t *hdr,
+			    const struct dp_piece *p, int n, size_t payload_len)
+{
+	struct udp_tp *u = udp_of(t);
+	int i;
+	(void)payload_len;
+	struct tx_slot *sl = udp_slot(t, to, &i);
+	if (!sl)
+		return -1;
+	memcpy(sl->buf, hdr, DP_HDR_BYTES);
+	size_t at = DP_HDR_BYTES;
+	int niov = 1;
+	sl->iov[0] = (struct iovec){ .iov_base = sl->buf, .iov_len = DP_HDR_BYTES };
+	for (int k = 0; k < n; k++) {
+		struct iovec *last = &sl->iov[niov - 1];
+		if (p[k].ref) {
+			sl->ref[sl->nref++] = p[k].ref;
+			p[k].ref->refs++;
+			sl->iov[niov++] = (struct iovec){ .iov_base = (void *)p[k].data,
+							  .iov_len = p[k].len };
+			t->ctr[DP_CTR_TX_BYTES_REF] += p[k].len;
+			continue;
+		}
+		memcpy(sl->buf + at, p[k].data, p[k].len);
+		if ((uint8_t *)last->iov_base + last->iov_len == sl->buf + at)
+			last->iov_len += p[k].len;
+		else
+			sl->iov[niov++] =
+				(struct iovec){ .iov_base = sl->buf + at, .iov_len = p[k].len };
+		at += p[k].len;
+		t->ctr[DP_CTR_TX_BYTES_COPIED] += p[k].len;
+	}
+	u->txm[i].msg_hdr.msg_iovlen = (size_t)niov;
+	return 0;
+}
+
+static const char *udp_ref_mode(dp_transport *t, uint16_t to)
+{
+	(void)t;
+	(void)to;
+	return "ref";
 }
 
 static int udp_recv(dp_transport *t, struct dp_msg *msgs, int max)
@@ -140,11 +220,19 @@ static void udp_sleep(dp_transport *t, uint32_t us)
 	ppoll(&pfd, 1, &ts, NULL);
 }
 
+static int udp_wait_fd(const dp_transport *t)
+{
+	return udp_of((dp_transport *)t)->fd;
+}
+
 static void udp_close(dp_transport *t)
 {
 	struct udp_tp *u = udp_of(t);
 	if (u->fd >= 0)
 		close(u->fd);
+	/* Frames never handed to the kernel give their references back. */
+	for (int i = 0; i < TX_BATCH; i++)
+		slot_unref(&u->slot[i]);
 	free(u->txbuf);
 	free(u->rxbuf);
 	dp_base_fini(t);
@@ -154,9 +242,12 @@ static void udp_close(dp_transport *t)
 static const struct dp_ops udp_ops = {
 	.kind = "udp",
 	.tx_frame = udp_tx_frame,
+	.tx_frame_ref = udp_tx_frame_ref,
+	.ref_mode = udp_ref_mode,
 	.flush = udp_flush,
 	.recv = udp_recv,
 	.sleep = udp_sleep,
+	.wait_fd = udp_wait_fd,
 	.close = udp_close,
 };
 
@@ -192,8 +283,8 @@ int dp_udp_open(const struct dp_config *c, dp_transport **out, char *err, size_t
 		goto fail;
 	}
 	for (int i = 0; i < TX_BATCH; i++) {
-		u->txiov[i].iov_base = u->txbuf + (size_t)i * u->frame_cap;
-		u->txm[i].msg_hdr.msg_iov = &u->txiov[i];
+		u->slot[i].buf = u->txbuf + (size_t)i * u->frame_cap;
+		u->txm[i].msg_hdr.msg_iov = u->slot[i].iov;
 		u->txm[i].msg_hdr.msg_iovlen = 1;
 	}
 	for (int i = 0; i < DP_BURST; i++) {

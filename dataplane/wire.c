@@ -48,7 +48,7 @@ static inline uint32_t get32(const uint8_t *p)
 
 #define CRC_OFF 32
 
-void dp_wire_put(uint8_t *dst, const struct dp_hdr *h, const void *payload)
+uint32_t dp_wire_put_hdr(uint8_t *dst, const struct dp_hdr *h)
 {
 	put32(dst + 0, DP_MAGIC);
 	dst[4] = DP_VERSION;
@@ -62,11 +62,20 @@ void dp_wire_put(uint8_t *dst, const struct dp_hdr *h, const void *payload)
 	put32(dst + 24, h->frag_off);
 	put16(dst + 28, h->frag_len);
 	put16(dst + 30, h->flags);
+	return keel_crc32c(0, dst, CRC_OFF);
+}
+
+void dp_wire_put_crc(uint8_t *dst, uint32_t crc)
+{
+	put32(dst + CRC_OFF, crc);
+}
+
+void dp_wire_put(uint8_t *dst, const struct dp_hdr *h, const void *payload)
+{
+	uint32_t crc = dp_wire_put_hdr(dst, h);
 	if (h->frag_len)
 		memcpy(dst + DP_HDR_BYTES, payload, h->frag_len);
-	uint32_t crc = keel_crc32c(0, dst, CRC_OFF);
-	crc = keel_crc32c(crc, dst + DP_HDR_BYTES, h->frag_len);
-	put32(dst + CRC_OFF, crc);
+	dp_wire_put_crc(dst, keel_crc32c(crc, dst + DP_HDR_BYTES, h->frag_len));
 }
 
 int dp_wire_parse(const uint8_t *buf, size_t len, const struct dp_wire_rx *rx, struct dp_hdr *h,

@@ -25,23 +25,57 @@ struct kv_hnode {
 
 /* ---- memory ---- */
 
+#ifdef KV_FAULT_INJECTION
+long kv_fault_countdown;
+
+void *kv_malloc(size_t size)
+{
+	if (kv_fault_countdown > 0 && --kv_fault_countdown == 0)
+		return NULL;
+	return malloc(size);
+}
+
+void *kv_realloc(void *p, size_t size)
+{
+	if (kv_fault_countdown > 0 && --kv_fault_countdown == 0)
+		return NULL;
+	return realloc(p, size);
+}
+#endif
+
+static int vec_room(struct kv_ptrvec *v, size_t n)
+{
+	if (v->n + n <= v->cap)
+		return 0;
+	size_t cap = v->cap ? v->cap : 256;
+	while (cap < v->n + n)
+		cap *= 2;
+	void **nv = kv_realloc(v->v, cap * sizeof(*nv));
+	if (!nv)
+		return KEEL_E_NOMEM;
+	v->v = nv;
+	v->cap = cap;
+	return 0;
+}
+
 int kv_vec_push(struct kv_ptrvec *v, void *p)
 {
-	if (v->n == v->cap) {
-		size_t cap = v->cap ? v->cap * 2 : 256;
-		void **nv = realloc(v->v, cap * sizeof(*nv));
-		if (!nv)
-			return KEEL_E_NOMEM;
-		v->v = nv;
-		v->cap = cap;
-	}
+	if (vec_room(v, 1) < 0)
+		return KEEL_E_NOMEM;
 	v->v[v->n++] = p;
+	return 0;
+}
+
+int kv_mem_reserve(struct kv_mem *m, size_t n)
+{
+	if (vec_room(&m->dead, n) < 0 || vec_room(&m->garbage, n) < 0)
+		return KEEL_E_NOMEM;
 	return 0;
 }
 
 void *kv_mem_alloc(struct kv_mem *m, size_t size)
 {
-	struct kv_obj *o = malloc(size);
+	struct kv_obj *o = kv_malloc(size);
 	if (!o)
 		return NULL;
 	if (kv_vec_push(&m->fresh, o) < 0) {

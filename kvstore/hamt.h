@@ -36,7 +36,31 @@ struct kv_mem {
 	uint64_t leaked;          /* retired objects that could not be queued */
 };
 
+/*
+ * Every allocation on the apply path goes through these, so a test build
+ * (-DKV_FAULT_INJECTION, kvstore_fi_dep) can fail the N-th one: set
+ * kv_fault_countdown = N (0: never fail) and walk N over every call site.
+ */
+#ifdef KV_FAULT_INJECTION
+extern long kv_fault_countdown;
+void *kv_malloc(size_t size);
+void *kv_realloc(void *p, size_t size);
+#else
+#include <stdlib.h>
+static inline void *kv_malloc(size_t size)
+{
+	return malloc(size);
+}
+static inline void *kv_realloc(void *p, size_t size)
+{
+	return realloc(p, size);
+}
+#endif
+
 int kv_vec_push(struct kv_ptrvec *v, void *p);
+/* Room for n more retirements, taken before an op changes anything, so that
+ * retiring (which must not fail: it runs mid-change) never needs memory. */
+int kv_mem_reserve(struct kv_mem *m, size_t n);
 void *kv_mem_alloc(struct kv_mem *m, size_t size);
 void kv_mem_retire(struct kv_mem *m, void *obj);
 static inline int kv_mem_is_fresh(const struct kv_mem *m, const void *obj)

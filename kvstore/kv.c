@@ -6,7 +6,7 @@
  * kv_view): a path -> znode map, each znode's child-name set, a session map
  * with each session's ephemeral-path set. A transaction copies what it changes
  * into a fresh generation (see hamt.h), then publishes the new root with one
- * release store; readers load the root (rcu_dereference) and see a whole
+ * release store; readers load the root (acquire) and see a whole
  * transaction or none. What the new root no longer reaches is retired and
  * freed by liburcu's call_rcu thread after every registered thread has passed
  * a quiescent state (QSBR), so a reader's pointers stay good until it says so.
@@ -132,6 +132,23 @@ struct kv_session *kv_session_find(const struct kv_hnode *map, int64_t id)
 
 /* ---- RCU glue ---- */
 
+/*
+ * ThreadSanitizer cannot see liburcu's grace periods (inline asm and futexes),
+ * so under TSan the QSBR contract is spelled out for it: a thread's quiescent
+ * state releases everything it read before, and the reclaimer acquires that
+ * before it frees. A read after the thread's last quiescent state is still not
+ * ordered before the free, so a real use-after-reclaim is still reported.
+ */
+#if defined(__SANITIZE_THREAD__)
+#include <sanitizer/tsan_interface.h>
+static char qsbr_sync;
+#define QSBR_RELEASE() __tsan_release(&qsbr_sync)
+#define QSBR_ACQUIRE() __tsan_acquire(&qsbr_sync)
+#else
+#define QSBR_RELEASE() ((void)0)
+#define QSBR_ACQUIRE() ((void)0)
+#endif
+
 void kv_thread_register(void)
 {
 	rcu_register_thread();
@@ -139,16 +156,19 @@ void kv_thread_register(void)
 
 void kv_thread_unregister(void)
 {
+	QSBR_RELEASE();
 	rcu_unregister_thread();
 }
 
 void kv_thread_quiescent(void)
 {
+	QSBR_RELEASE();
 	rcu_quiescent_state();
 }
 
 void kv_thread_offline(void)
 {
+	QSBR_RELEASE();
 	rcu_thread_offline();
 }
 
@@ -171,6 +191,7 @@ struct gc_batch {
 static void gc_free(struct rcu_head *head)
 {
 	struct gc_batch *b = caa_container_of(head, struct gc_batch, head);
+	QSBR_ACQUIRE();
 	for (size_t i = 0; i < b->n; i++)
 		free(b->p[i]);
 	free(b);
@@ -181,7 +202,7 @@ void kv_reclaim(struct kv *kv)
 	struct kv_ptrvec *g = &kv->mem.garbage;
 	if (g->n == 0)
 		return;
-	struct gc_batch *b = malloc(sizeof(*b) + g->n * sizeof(void *));
+	struct gc_batch *b = kv_malloc(sizeof(*b) + g->n * sizeof(void *));
 	if (!b)
 		return; /* keep them; try again next time */
 	b->n = g->n;
@@ -215,8 +236,8 @@ void kv_draft_publish(struct kv *kv)
 {
 	struct kv_view *old = kv->pub;
 	/* Release: every object of the new version is written before the root
-	 * that reaches it becomes visible. */
-	rcu_assign_pointer(kv->pub, kv->draft);
+	 * that reaches it becomes visible (pairs with the acquire in kv_view_get). */
+	__atomic_store_n(&kv->pub, kv->draft, __ATOMIC_RELEASE);
 	kv_mem_retire(&kv->mem, old);
 	kv_mem_commit(&kv->mem);
 	kv->draft = NULL;
@@ -327,7 +348,7 @@ static int64_t sput(struct kv *kv, const char *s, size_t n)
 		size_t cap = kv->scap ? kv->scap : 4096;
 		while (cap < kv->slen + n + 1)
 			cap *= 2;
-		char *nb = realloc(kv->sbuf, cap);
+		char *nb = kv_realloc(kv->sbuf, cap);
 		if (!nb)
 			return KEEL_E_NOMEM;
 		kv->sbuf = nb;
@@ -344,11 +365,11 @@ static int emit(struct kv *kv, int32_t type, const char *path, size_t n, int64_t
 {
 	if (kv->nev == kv->evcap) {
 		size_t cap = kv->evcap ? kv->evcap * 2 : 64;
-		struct kv_event *ne = realloc(kv->ev, cap * sizeof(*ne));
+		struct kv_event *ne = kv_realloc(kv->ev, cap * sizeof(*ne));
 		if (!ne)
 			return KEEL_E_NOMEM;
 		kv->ev = ne;
-		uint32_t *no = realloc(kv->ev_off, cap * sizeof(*no));
+		uint32_t *no = kv_realloc(kv->ev_off, cap * sizeof(*no));
 		if (!no)
 			return KEEL_E_NOMEM;
 		kv->ev_off = no;
@@ -624,8 +645,10 @@ static int remove_node(struct kv *kv, struct kv_znode *z, int64_t zxid)
 	KEEL_ASSERT(parent != NULL);
 	if (!(parent = zedit(kv, parent)))
 		return KEEL_E_NOMEM;
-	/* As ZooKeeper: a delete moves pzxid, not cversion (the sequence counter
-	 * only ever grows with creates). */
+	/* As ZooKeeper 3.8 (DataTree.deleteNode, checked against the real server
+	 * by tests/cluster/test_kazoo_api.py): a delete moves the parent's
+	 * cversion and pzxid, so the sequential counter counts deletes too. */
+	parent->stat.cversion++;
 	parent->stat.pzxid = zxid;
 	parent->stat.num_children--;
 	if (set_del(kv, &parent->children, z->path + base, n - base) < 0)
@@ -741,8 +764,14 @@ static int do_check(struct opctx *c, const struct kv_op *op)
 	return 0;
 }
 
+/* The most objects one op retires: two trie paths of at most 12 nodes each
+ * (paths map, child set), the session's set path, records, blobs, the view. */
+#define RETIRE_PER_OP 64
+
 static int do_op(struct opctx *c, const struct kv_op *op)
 {
+	if (kv_mem_reserve(&c->kv->mem, RETIRE_PER_OP) < 0)
+		return KEEL_E_NOMEM;
 	c->res->type = op->type;
 	c->res->err = KV_ZOK;
 	c->res->path_len = 0;
@@ -775,6 +804,8 @@ static int do_create_session(struct kv *kv, const struct kv_txn *txn, struct kv_
 		r->err = KV_ZBADARGUMENTS;
 		return 0;
 	}
+	if (kv_mem_reserve(&kv->mem, RETIRE_PER_OP) < 0)
+		return KEEL_E_NOMEM;
 	struct kv_session *s = kv_session_find(d->session_map, txn->session_id);
 	if (s) {
 		/* ZooKeeper re-registers an existing id with the new timeout. */
@@ -825,6 +856,8 @@ static int do_close_session(struct kv *kv, const struct kv_txn *txn, struct kv_o
 		struct kv_name *nm = col.names.v[i];
 		uint32_t n = nm->leaf.klen;
 		memcpy(path, nm->name, n); /* nm is retired (maybe freed at commit) by the delete */
+		if ((rc = kv_mem_reserve(&kv->mem, RETIRE_PER_OP)) < 0)
+			goto out;
 		struct kv_znode *z = kv_lookup(d->paths, path, n);
 		KEEL_ASSERT(z != NULL && z->stat.ephemeral_owner == txn->session_id);
 		if ((rc = remove_node(kv, z, txn->zxid)) < 0)
@@ -832,6 +865,8 @@ static int do_close_session(struct kv *kv, const struct kv_txn *txn, struct kv_o
 	}
 	s = kv_session_find(d->session_map, txn->session_id);
 	KEEL_ASSERT(s != NULL && s->num_ephemerals == 0);
+	if ((rc = kv_mem_reserve(&kv->mem, RETIRE_PER_OP)) < 0)
+		goto out;
 	if (kv_hamt_del(&kv->mem, &d->session_map, s->leaf.hash, s->leaf.key, s->leaf.klen, &old) <
 	    0) {
 		rc = KEEL_E_NOMEM;
@@ -875,6 +910,9 @@ int kv_apply(struct kv *kv, const struct kv_txn *txn, struct kv_apply_result *re
 		return KEEL_E_STALE;
 	if (txn->nops > KV_TXN_MAX_OPS || (txn->nops && !txn->ops))
 		return KEEL_E_INVAL;
+	for (uint32_t i = 0; i < txn->nops; i++)
+		if (!kv_op_ptrs_ok(&txn->ops[i]))
+			return KEEL_E_INVAL;
 	if (txn->type != KV_OP_MULTI && txn->type != KV_OP_CREATE_SESSION &&
 	    txn->type != KV_OP_CLOSE_SESSION && txn->type != KV_OP_EXPIRE_SESSION &&
 	    (txn->nops != 1 || txn->ops[0].type != txn->type))
@@ -946,6 +984,8 @@ int kv_apply(struct kv *kv, const struct kv_txn *txn, struct kv_apply_result *re
 		if ((rc = draft_open(kv)) < 0)
 			goto nomem;
 	}
+	if ((rc = kv_mem_reserve(&kv->mem, 1)) < 0) /* for the old root */
+		goto nomem;
 	kv->draft->zxid = txn->zxid;
 	kv_draft_publish(kv);
 	finish_results(kv, nres, res);
@@ -966,11 +1006,41 @@ int kv_apply_encoded(struct kv *kv, const void *buf, size_t len, struct kv_apply
 	return kv_apply(kv, &txn, res);
 }
 
+int kv_apply_batch(struct kv *kv, const void *buf, size_t len, kv_batch_fn fn, void *ctx)
+{
+	struct kv_batch_iter it;
+	struct kv_txn txn;
+	struct kv_apply_result res;
+	const void *t;
+	size_t tl;
+	int rc;
+	/* Validate all first, so a bad entry changes nothing. */
+	if ((rc = kv_batch_iter_init(&it, buf, len)) < 0)
+		return rc;
+	while ((rc = kv_batch_next(&it, &t, &tl)) == 1)
+		if ((rc = kv_txn_decode(t, tl, &txn, kv->dec_ops, KV_TXN_MAX_OPS)) < 0)
+			return rc;
+	if (rc < 0)
+		return rc;
+	kv_batch_iter_init(&it, buf, len);
+	for (uint32_t i = 0; kv_batch_next(&it, &t, &tl) == 1; i++) {
+		kv_txn_decode(t, tl, &txn, kv->dec_ops, KV_TXN_MAX_OPS);
+		if ((rc = kv_apply(kv, &txn, &res)) < 0)
+			return rc;
+		if (fn)
+			fn(ctx, i, &txn, &res);
+	}
+	return 0;
+}
+
 /* ---- reads ---- */
 
 const struct kv_view *kv_view_get(const struct kv *kv)
 {
-	return rcu_dereference(kv->pub);
+	/* Acquire: pairs with the release in kv_draft_publish, so everything the
+	 * root reaches is seen as written (free on x86; C11 so ThreadSanitizer
+	 * can check it). */
+	return __atomic_load_n(&kv->pub, __ATOMIC_ACQUIRE);
 }
 
 int64_t kv_view_zxid(const struct kv_view *v)

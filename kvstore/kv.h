@@ -12,11 +12,15 @@
  * What can fail: a malformed entry (KEEL_E_MALFORMED, nothing applied), a zxid
  * that does not increase (KEEL_E_STALE, nothing applied), out of memory
  * (KEEL_E_NOMEM, nothing applied). ZooKeeper-level failures (NoNode,
- * BadVersion, ...) are results, not failures: they are part of the state machine.
+ * BadVersion, ...) are results, not failures: they are part of the state
+ * machine; a failed op or multi changes nothing but still uses its zxid (the
+ * view's zxid advances to it), as every replica must agree on that too.
  *
  * Threads and ownership:
  *  - ONE writer thread calls kv_apply*, kv_restore, kv_reclaim. Writer calls are
- *    never concurrent with each other.
+ *    never concurrent with each other. The writer registers too (it hands
+ *    retired memory to liburcu's call_rcu) and, if it stays online, calls
+ *    kv_thread_quiescent() between applies like any reader.
  *  - ANY number of reader threads read through a kv_view. A thread that reads
  *    (or writes) first calls kv_thread_register(). Reclamation is quiescent-
  *    state based (liburcu QSBR): a registered, online thread MUST call
@@ -286,6 +290,17 @@ struct kv_apply_result {
 int kv_apply(struct kv *kv, const struct kv_txn *txn, struct kv_apply_result *res);
 /* kv_txn_decode + kv_apply. */
 int kv_apply_encoded(struct kv *kv, const void *buf, size_t len, struct kv_apply_result *res);
+/*
+ * Applies a whole batch (one committed Raft entry) in order. Every txn is
+ * decoded first: a malformed batch returns KEEL_E_MALFORMED (or KEEL_E_TOO_BIG)
+ * with nothing applied. Then each txn is applied and fn (optional) is called
+ * with its index, the decoded txn (borrowing buf) and its result, both valid
+ * only during the call. Stops at the first kv_apply failure and returns it
+ * (e.g. KEEL_E_STALE for a replayed entry; txns before it stay applied).
+ */
+typedef void (*kv_batch_fn)(void *ctx, uint32_t index, const struct kv_txn *txn,
+			    const struct kv_apply_result *res);
+int kv_apply_batch(struct kv *kv, const void *buf, size_t len, kv_batch_fn fn, void *ctx);
 /* Hands retired memory to the reclaimer now (kv_apply does it every few hundred
  * retired objects). Writer thread. */
 void kv_reclaim(struct kv *kv);
@@ -297,6 +312,7 @@ uint64_t kv_view_digest(const struct kv_view *v);
 uint64_t kv_view_node_count(const struct kv_view *v);
 uint64_t kv_view_session_count(const struct kv_view *v);
 
+/* data is NULL when data_len is 0; acl is the canonical encoding (kv_acl_next). */
 struct kv_node {
 	struct kv_stat stat;
 	const void *data;
@@ -350,7 +366,9 @@ typedef int (*kv_read_fn)(void *ctx, void *buf, size_t len);
 int kv_snapshot_write(const struct kv_view *v, kv_write_fn fn, void *ctx);
 /* Writer thread, on an empty store (fresh kv_create, nothing applied): loads a
  * snapshot. KEEL_E_CORRUPT if it is inconsistent or its digest disagrees;
- * KEEL_E_STATE if the store is not empty. On failure the store stays empty. */
+ * KEEL_E_STATE if the store is not empty. On failure the store stays empty.
+ * To install a snapshot on a live node (Raft InstallSnapshot), restore into a
+ * new kv, point readers at it, and destroy the old one once no reader uses it. */
 int kv_restore(struct kv *kv, kv_read_fn fn, void *ctx);
 
 /* ---- watch registry: per server, not replicated, one owning thread ---- */
@@ -370,7 +388,7 @@ void kv_watches_destroy(struct kv_watches *w);
  * with a larger zxid fire it. Returns KEEL_E_STALE if events newer than
  * seen_zxid were already matched (the read is older than what was delivered):
  * redo the read with a fresh view and add again. Re-adding the same
- * (session, path, kind) keeps one watch.
+ * (session, path, kind) keeps one watch, armed since the older of the reads.
  */
 int kv_watch_add(struct kv_watches *w, int64_t session_id, const char *path, size_t path_len,
 		 enum kv_watch_kind kind, int64_t seen_zxid);

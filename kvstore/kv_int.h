@@ -57,7 +57,7 @@ struct kv_view {
 };
 
 struct kv {
-	struct kv_view *pub; /* published with release; read with rcu_dereference */
+	struct kv_view *pub; /* published with release; read with acquire */
 	struct kv_view *draft;
 	struct kv_mem mem;
 	uint32_t max_data;
@@ -72,6 +72,8 @@ struct kv {
 	struct kv_op *dec_ops; /* kv_apply_encoded's decode space */
 };
 
+/* A hand-built op's pointers cover its lengths (decoded ones always do). */
+int kv_op_ptrs_ok(const struct kv_op *op);
 uint64_t kv_znode_digest(const struct kv_znode *z);
 uint64_t kv_session_digest(const struct kv_session *s);
 int kv_owner_is_ephemeral(int64_t owner);

@@ -203,6 +203,8 @@ static int link_node(void *ctx, struct kv_leaf *lf)
 	uint32_t n = z->leaf.klen;
 	if (n == 1)
 		return 0; /* "/" */
+	if (kv_mem_reserve(&kv->mem, 64) < 0)
+		return c->err = KEEL_E_NOMEM;
 	uint32_t i = n;
 	while (i > 0 && z->path[i - 1] != '/')
 		i--;
@@ -269,6 +271,8 @@ static int restore_body(struct kv *kv, struct sreader *r)
 	d->digest = 0;
 	d->sessions = 0;
 	for (uint64_t i = 0; i < nsess; i++) {
+		if (kv_mem_reserve(&kv->mem, 32) < 0)
+			return KEEL_E_NOMEM;
 		struct kv_session *s = kv_session_alloc(kv, (int64_t)sr_le(r, 8));
 		if (!s)
 			return KEEL_E_NOMEM;
@@ -291,6 +295,8 @@ static int restore_body(struct kv *kv, struct sreader *r)
 			return r->err;
 		if (n == 0 || n > KV_PATH_MAX_BYTES)
 			return KEEL_E_CORRUPT;
+		if (kv_mem_reserve(&kv->mem, 32) < 0)
+			return KEEL_E_NOMEM;
 		sr_get(r, path, n);
 		struct kv_znode *z = kv_znode_alloc(kv, path, n);
 		if (!z)
@@ -335,7 +341,8 @@ static int restore_body(struct kv *kv, struct sreader *r)
 	if (digest != d->digest || crc != want)
 		return KEEL_E_CORRUPT;
 	d->zxid = zxid;
-	return 0;
+	/* room for retiring the empty store's root and its trie (kv_restore) */
+	return kv_mem_reserve(&kv->mem, 8);
 }
 
 int kv_restore(struct kv *kv, kv_read_fn fn, void *ctx)

@@ -21,7 +21,7 @@
  */
 #include <string.h>
 
-#include "kv.h"
+#include "kv_int.h"
 #include "keel.h"
 #include "le.h"
 
@@ -153,6 +153,12 @@ static int op_valid_in_multi(int32_t t)
 	return t == KV_OP_CREATE || t == KV_OP_DELETE || t == KV_OP_SET_DATA || t == KV_OP_CHECK;
 }
 
+int kv_op_ptrs_ok(const struct kv_op *op)
+{
+	return (op->path || !op->path_len) && (op->data || !op->data_len) &&
+	       (op->acl || !op->acl_len);
+}
+
 static int op_is_single(int32_t t)
 {
 	return op_valid_in_multi(t) || t == KV_OP_SET_ACL || t == KV_OP_DELETE_CONTAINER;
@@ -242,7 +248,7 @@ int64_t kv_txn_encode(const struct kv_txn *txn, void *buf, size_t cap)
 			return KEEL_E_INVAL;
 		put_u32(&w, txn->nops);
 		for (uint32_t i = 0; i < txn->nops; i++) {
-			if (!op_valid_in_multi(txn->ops[i].type))
+			if (!op_valid_in_multi(txn->ops[i].type) || !kv_op_ptrs_ok(&txn->ops[i]))
 				return KEEL_E_INVAL;
 			put_u8(&w, (uint8_t)(int8_t)txn->ops[i].type);
 			put_op(&w, txn->ops[i].type, &txn->ops[i]);
@@ -250,7 +256,7 @@ int64_t kv_txn_encode(const struct kv_txn *txn, void *buf, size_t cap)
 		break;
 	default:
 		if (!op_is_single(txn->type) || txn->nops != 1 || !txn->ops ||
-		    txn->ops[0].type != txn->type)
+		    txn->ops[0].type != txn->type || !kv_op_ptrs_ok(&txn->ops[0]))
 			return KEEL_E_INVAL;
 		put_op(&w, txn->type, &txn->ops[0]);
 		break;

@@ -129,7 +129,8 @@ int kv_watch_add(struct kv_watches *w, int64_t session_id, const char *path, siz
 	}
 	for (uint32_t i = 0; i < p->n; i++) {
 		if (p->e[i].session == session_id && p->e[i].kind == (int32_t)kind) {
-			p->e[i].seen_zxid = KEEL_MAX(p->e[i].seen_zxid, seen_zxid);
+			/* Still pending from an older read: that read's changes are owed. */
+			p->e[i].seen_zxid = KEEL_MIN(p->e[i].seen_zxid, seen_zxid);
 			return 0;
 		}
 	}

@@ -5,12 +5,18 @@
 #     policy, over kernel UDP (loopback), memif and vhost/virtio-user;
 #  2. leader-waits-for-two round trip (64 B), 3 processes on 2 cores, per
 #     polling policy (busy, adaptive);
-#  3. idle CPU of 3 nodes with no traffic, per policy.
+#  3. idle CPU of 3 nodes with no traffic, per policy;
+#  4. a leader sends the same 4 KiB / 64 KiB payload to 2 followers, copied
+#     per follower (dp_send) or by reference (dp_send_ref), adaptive: CPU per
+#     message in the send path and in all.
 # Usage: bench/dataplane/bench_dp.sh PATH/TO/dp_bench [modes...]
+# DP_BENCH_SECTIONS="4" runs only the listed sections (default: all).
 set -uo pipefail
 BIN=$1
 shift
 MODES=${*:-udp memif vhost}
+SECTIONS=${DP_BENCH_SECTIONS:-1 2 3 4}
+want() { [[ " $SECTIONS " == *" $1 "* ]]; }
 . "$(dirname "$0")/../../tests/dataplane/dp_net.sh"
 trap dp_net_cleanup EXIT INT TERM
 export DP_TIMEOUT=120
@@ -33,8 +39,9 @@ three() { # mode policy: 3 nodes sharing both cores
 	echo "-- $1, $2"
 }
 
-show() { grep -E "^(ping|lead|echo|idle|node)" "$DP_DIR"/out* | sed "s|^$DP_DIR/||"; }
+show() { grep -E "^(ping|lead|echo|idle|fan|node)" "$DP_DIR"/out* | sed "s|^$DP_DIR/||"; }
 
+if want 1; then
 echo "== 1. two processes, one per core (DPDK pinned), per policy"
 for m in $MODES; do
 	for p in busy adaptive; do
@@ -55,6 +62,8 @@ for m in $MODES; do
 	done
 done
 
+fi
+if want 2; then
 echo "== 2. three processes on 2 cores, leader waits for both echoes (64 B)"
 for m in $MODES; do
 	for p in busy adaptive; do
@@ -68,6 +77,8 @@ for m in $MODES; do
 	done
 done
 
+fi
+if want 3; then
 echo "== 3. three idle nodes, 3 s"
 for m in $MODES; do
 	for p in adaptive busy; do
@@ -78,3 +89,19 @@ for m in $MODES; do
 		dp_net_cleanup
 	done
 done
+
+fi
+if want 4; then
+echo "== 4. payload to 2 followers, copied per follower vs by reference (adaptive)"
+for m in $MODES; do
+	for sz in 4096 65536; do
+		for how in copy ref; do
+			three "$m" adaptive
+			DP_NET_OTHERS=echo dp_net_start "$BIN" fan "$sz" 2000 "$how"
+			dp_net_wait >/dev/null || echo "($m $sz $how: a node failed)"
+			show | grep "^out1:fan"
+			dp_net_cleanup
+		done
+	done
+done
+fi

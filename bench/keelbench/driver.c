@@ -70,6 +70,9 @@ struct conn {
 	uint32_t head, tail, ring_cap;
 	int32_t next_xid;
 	uint64_t last_send_ns;
+	int64_t session_id;
+	const struct kb_server *server;
+	bool dirty; /* on its worker's dirty list */
 };
 
 struct worker {
@@ -80,6 +83,10 @@ struct worker {
 	int epfd;
 	struct conn *conns;
 	int n_conns, live_conns;
+	/* Connections with requests encoded since the last flush: one write each per
+	 * loop turn, without visiting every connection of the thread. */
+	struct conn **dirty;
+	int n_dirty;
 	uint32_t rr;
 	struct kb_rng rng;
 	uint64_t next_arrival_ns;
@@ -90,8 +97,9 @@ struct worker {
 	uint64_t ops_ok, ops_err, creates_ok;
 	uint64_t completed; /* every answered or failed request, warm-up included */
 	uint64_t errors_all;
+	uint64_t last_done_ns; /* completion time of the latest measured op */
 	uint64_t err_by_code[-KB_ZERR_MIN];
-	char fatal[200];
+	char fatal[400];
 	/* Read by the progress line; written once per loop turn. */
 	/* Padding, not _Alignas: workers come from calloc, which only promises 16 bytes. */
 	char pad_[KEEL_CACHE_LINE];
@@ -223,8 +231,8 @@ static int read_frame(int fd, uint8_t **buf, size_t *cap, size_t *len)
 }
 
 /* Blocking connect + session handshake. Returns the fd or a negative code. */
-static int session_open(const struct kb_opts *o, const struct kb_server *s, char *err,
-			size_t err_len)
+static int session_open(const struct kb_opts *o, const struct kb_server *s, int64_t *session_id,
+			char *err, size_t err_len)
 {
 	int fd = tcp_connect(s, err, err_len);
 	if (fd < 0)
@@ -253,6 +261,7 @@ static int session_open(const struct kb_opts *o, const struct kb_server *s, char
 		close(fd);
 		return rc;
 	}
+	*session_id = cr.session_id;
 	return fd;
 }
 
@@ -277,7 +286,8 @@ static int ctl_open(struct ctl *c, const struct kb_opts *o, char *err, size_t er
 	c->out = malloc(c->out_cap);
 	if (!c->out)
 		return KEEL_E_NOMEM;
-	c->fd = session_open(o, &o->servers[0], err, err_len);
+	int64_t sid;
+	c->fd = session_open(o, &o->servers[0], &sid, err, err_len);
 	if (c->fd < 0) {
 		free(c->out);
 		return c->fd;
@@ -655,6 +665,8 @@ static void count_result(struct worker *w, const struct req *r, int err, uint64_
 		if (measured) {
 			w->ops_ok++;
 			kb_hist_record(&w->hist, now > r->intended_ns ? now - r->intended_ns : 0);
+			if (now > w->last_done_ns)
+				w->last_done_ns = now;
 		}
 		return;
 	}
@@ -785,6 +797,10 @@ static int issue(struct worker *w, struct conn *c, uint64_t t)
 	if (n < 0)
 		return n;
 	c->wlen += (size_t)n;
+	if (!c->dirty) {
+		c->dirty = true;
+		w->dirty[w->n_dirty++] = c;
+	}
 	struct req r = { .intended_ns = t, .xid = xid, .op = op };
 	if ((rc = ring_push(c, r)) < 0)
 		return rc;
@@ -892,6 +908,11 @@ static void publish(struct worker *w)
 static int worker_open(struct worker *w, int first_session)
 {
 	const struct kb_opts *o = w->o;
+	w->dirty = malloc((size_t)w->n_conns * sizeof(*w->dirty));
+	if (!w->dirty) {
+		snprintf(w->fatal, sizeof(w->fatal), "out of memory");
+		return KEEL_E_NOMEM;
+	}
 	w->epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (w->epfd < 0) {
 		snprintf(w->fatal, sizeof(w->fatal), "epoll_create1: %s", strerror(errno));
@@ -914,13 +935,14 @@ static int worker_open(struct worker *w, int first_session)
 			return KEEL_E_NOMEM;
 		}
 		const struct kb_server *s = &o->servers[(first_session + i) % o->n_servers];
-		int fd = session_open(o, s, w->fatal, sizeof(w->fatal));
+		int fd = session_open(o, s, &c->session_id, w->fatal, sizeof(w->fatal));
 		if (fd < 0)
 			return fd;
 		struct timeval tv = { 0 };
 		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 		c->fd = fd;
+		c->server = s;
 		c->dead = false;
 		w->live_conns++;
 		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = c };
@@ -947,6 +969,18 @@ static void worker_pings(struct worker *w, uint64_t now)
 	}
 }
 
+static void flush_dirty(struct worker *w, uint64_t now)
+{
+	for (int i = 0; i < w->n_dirty; i++) {
+		struct conn *c = w->dirty[i];
+		c->dirty = false;
+		/* One waiting for EPOLLOUT is written when the socket has room. */
+		if (!c->dead && !c->epollout && c->wlen > c->woff)
+			conn_flush(c, now);
+	}
+	w->n_dirty = 0;
+}
+
 /* One loop turn: wait until deadline (absolute ns) or readiness, handle events. */
 static void worker_poll(struct worker *w, uint64_t now, uint64_t deadline, bool more)
 {
@@ -965,11 +999,8 @@ static void worker_poll(struct worker *w, uint64_t now, uint64_t deadline, bool 
 			conn_flush(c, keel_now_ns());
 	}
 	/* Closed loop: replies just issued new requests; write them in one go per conn. */
-	if (n > 0)
-		for (int i = 0; i < w->n_conns; i++)
-			if (!w->conns[i].dead && w->conns[i].wlen > w->conns[i].woff &&
-			    !w->conns[i].epollout)
-				conn_flush(&w->conns[i], keel_now_ns());
+	if (w->n_dirty)
+		flush_dirty(w, keel_now_ns());
 }
 
 static void *worker_main(void *arg)
@@ -998,9 +1029,8 @@ static void *worker_main(void *arg)
 			for (int k = 0; k < o->outstanding; k++)
 				if (issue(w, &w->conns[i], now) < 0)
 					conn_kill(&w->conns[i], now);
-			if (!w->conns[i].dead)
-				conn_flush(&w->conns[i], now);
 		}
+		flush_dirty(w, now);
 	} else {
 		w->next_arrival_ns = now + kb_poisson_gap_ns(&w->rng, w->rate_per_s);
 	}
@@ -1019,11 +1049,7 @@ static void *worker_main(void *arg)
 				issued++;
 			}
 			if (issued)
-				for (int i = 0; i < w->n_conns; i++)
-					if (!w->conns[i].dead &&
-					    w->conns[i].wlen > w->conns[i].woff &&
-					    !w->conns[i].epollout)
-						conn_flush(&w->conns[i], now);
+				flush_dirty(w, now);
 			deadline = KEEL_MIN(deadline, w->next_arrival_ns);
 		}
 		worker_poll(w, now, deadline, true);
@@ -1049,7 +1075,22 @@ static void *worker_main(void *arg)
 			continue;
 		if (c->head != c->tail) {
 			/* Never answered: timeouts. The session is dropped without a close
-			 * request, whose reply would queue behind the late ones. */
+			 * request, whose reply would queue behind the late ones. What is
+			 * said here tells a silent server from a driver that did not send. */
+			if (!w->fatal[0])
+				snprintf(
+					w->fatal, sizeof(w->fatal),
+					"%u request(s) unanswered %.0f s after the end on session "
+					"0x%llx at %.64s:%u (oldest intended %.3f s before the "
+					"end; "
+					"%zu bytes unsent, %zu bytes of partial reply)",
+					c->tail - c->head, DRAIN_NS / 1e9,
+					(unsigned long long)c->session_id, c->server->host,
+					c->server->port,
+					((double)sh->t_end_ns -
+					 (double)c->ring[c->head & (c->ring_cap - 1)].intended_ns) /
+						1e9,
+					c->wlen - c->woff, c->rlen);
 			while (c->head != c->tail) {
 				count_result(w, &c->ring[c->head++ & (c->ring_cap - 1)],
 					     KB_ZOPERATIONTIMEOUT, now);
@@ -1207,15 +1248,19 @@ int kb_run(const struct kb_opts *o, struct kb_result *res)
 		strcpy(res->parent, sh.parent);
 	}
 
+	/* The control session is closed during the run: it would send no pings and
+	 * could expire on a long run. Verify and cleanup open a new one. */
 	if ((rc = ctl_open(&c, o, err, err_len)) < 0)
 		goto out_value;
-	if ((rc = setup(&c, &sh, err, err_len)) < 0)
-		goto out_ctl;
+	rc = setup(&c, &sh, err, err_len);
+	ctl_close(&c);
+	if (rc < 0)
+		goto out_value;
 
 	ws = calloc((size_t)o->threads, sizeof(*ws));
 	if (!ws) {
 		rc = KEEL_E_NOMEM;
-		goto out_ctl;
+		goto out_value;
 	}
 	pthread_mutex_init(&sh.lock, NULL);
 	pthread_cond_init(&sh.cond, NULL);
@@ -1251,6 +1296,10 @@ int kb_run(const struct kb_opts *o, struct kb_result *res)
 	for (int i = 0; i < started; i++)
 		pthread_join(ws[i].thread, NULL);
 	res->measured_s = (double)(sh.t_end_ns - sh.t_warm_ns) / 1e9;
+	uint64_t last = sh.t_end_ns;
+	for (int i = 0; i < started; i++)
+		last = KEEL_MAX(last, ws[i].last_done_ns);
+	res->busy_s = (double)(last - sh.t_warm_ns) / 1e9;
 	for (int i = 0; i < started; i++) {
 		struct worker *w = &ws[i];
 		kb_hist_merge(&res->hist, &w->hist);
@@ -1266,7 +1315,12 @@ int kb_run(const struct kb_opts *o, struct kb_result *res)
 		rc = KEEL_E_STATE;
 		goto out_workers;
 	}
-	rc = verify_and_cleanup(&c, o, &sh, res, err, err_len);
+	if (o->verify || o->cleanup) {
+		if ((rc = ctl_open(&c, o, err, err_len)) == 0) {
+			rc = verify_and_cleanup(&c, o, &sh, res, err, err_len);
+			ctl_close(&c);
+		}
+	}
 
 out_workers:
 	for (int i = 0; i < o->threads && ws; i++) {
@@ -1280,6 +1334,7 @@ out_workers:
 			free(cn->ring);
 		}
 		free(w->conns);
+		free(w->dirty);
 		if (w->epfd >= 0)
 			close(w->epfd);
 	}
@@ -1288,8 +1343,6 @@ out_workers:
 		pthread_cond_destroy(&sh.cond);
 	}
 	free(ws);
-out_ctl:
-	ctl_close(&c);
 out_value:
 	free(sh.value);
 	return rc;

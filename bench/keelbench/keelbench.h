@@ -228,13 +228,17 @@ struct kb_result {
 	uint64_t ops_ok;     /* measured successful ops */
 	uint64_t ops_err;    /* measured failed ops (every error code, incl. timeouts) */
 	uint64_t err_by_code[-KB_ZERR_MIN]; /* index -code: measured + warm-up */
-	uint64_t creates_ok;     /* every successful create (warm-up too), for --verify */
-	double measured_s;       /* length of the measurement window */
+	uint64_t creates_ok; /* every successful create (warm-up too), for --verify */
+	double measured_s;   /* length of the measurement window */
+	/* From the window's start to the later of its end and the last measured op's
+	 * completion: throughput is ops_ok over this, so that an open loop the
+	 * server cannot keep up with shows less throughput than it offered. */
+	double busy_s;
 	double server_cpu_s;     /* utime+stime of --pids over the window, -1 if none */
 	double driver_cpu_s;     /* the driver's own CPU over the window */
 	int64_t verify_children; /* children of the parent after the run, -1 if not verified */
 	char parent[KB_MAX_PATH_LEN];
-	char fatal[256]; /* why the run stopped early, empty if it did not */
+	char fatal[512]; /* why the run stopped early, empty if it did not */
 };
 
 /* Runs the workload; fills res. 0 when the run completed (even with ZooKeeper

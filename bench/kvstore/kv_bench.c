@@ -18,6 +18,7 @@
 
 #include "keel.h"
 #include "kv.h"
+#include "kvb.h"
 
 #define KEYS 10000
 
@@ -25,9 +26,6 @@ static struct kv *kv;
 static atomic_int stop;
 static atomic_long total_reads;
 static int64_t zxid = 1;
-static uint8_t acl[64];
-static uint32_t acl_len;
-static char data64[64];
 
 static void die(const char *what, int rc)
 {
@@ -46,30 +44,6 @@ static void apply_one(struct kv_op *op)
 		die("apply", rc);
 	if (r.err != KV_ZOK)
 		die("op", r.err);
-}
-
-static struct kv_op create_op(const char *path)
-{
-	struct kv_op op = { .type = KV_OP_CREATE,
-			    .path = path,
-			    .path_len = (uint32_t)strlen(path),
-			    .data = data64,
-			    .data_len = 64,
-			    .acl = acl,
-			    .acl_len = acl_len,
-			    .version = -1 };
-	return op;
-}
-
-static struct kv_op set_op(const char *path)
-{
-	struct kv_op op = { .type = KV_OP_SET_DATA,
-			    .path = path,
-			    .path_len = (uint32_t)strlen(path),
-			    .data = data64,
-			    .data_len = 64,
-			    .version = -1 };
-	return op;
 }
 
 static char keys[KEYS][24];
@@ -132,7 +106,7 @@ static void phase_readers(int readers, double secs, int writer_idle)
 		}
 		for (int i = 0; i < 256; i++) {
 			r = r * 6364136223846793005ull + 1442695040888963407ull;
-			struct kv_op op = set_op(keys[(r >> 33) % KEYS]);
+			struct kv_op op = kvb_op(KV_OP_SET_DATA, keys[(r >> 33) % KEYS]);
 			apply_one(&op);
 		}
 		writes += 256;
@@ -163,19 +137,16 @@ int main(int argc, char **argv)
 {
 	double secs = argc > 1 ? atof(argv[1]) : 2.0;
 	long big = argc > 2 ? atol(argv[2]) : 1000000;
-	static const struct kv_acl world = { KV_PERM_ALL, "world", 5, "anyone", 6 };
-	acl_len = (uint32_t)kv_acl_encode(&world, 1, acl, sizeof(acl));
-	memset(data64, 'd', sizeof(data64));
 	kv_thread_register();
 
 	/* 1. reads under a full-speed writer */
 	if (kv_create(NULL, &kv) < 0)
 		die("create", -1);
-	struct kv_op op = create_op("/r");
+	struct kv_op op = kvb_create_op("/r");
 	apply_one(&op);
 	for (int i = 0; i < KEYS; i++) {
 		snprintf(keys[i], sizeof(keys[i]), "/r/key%05d", i);
-		op = create_op(keys[i]);
+		op = kvb_create_op(keys[i]);
 		apply_one(&op);
 	}
 	phase_readers(1, secs, 1);
@@ -189,7 +160,7 @@ int main(int argc, char **argv)
 	do {
 		for (int i = 0; i < 1024; i++) {
 			r = r * 6364136223846793005ull + 1442695040888963407ull;
-			op = set_op(keys[(r >> 33) % KEYS]);
+			op = kvb_op(KV_OP_SET_DATA, keys[(r >> 33) % KEYS]);
 			apply_one(&op);
 		}
 		n += 1024;
@@ -209,14 +180,14 @@ int main(int argc, char **argv)
 	zxid = 1;
 	for (long p = 0; p < (big + 999) / 1000; p++) {
 		snprintf(path, sizeof(path), "/p%04ld", p);
-		op = create_op(path);
+		op = kvb_create_op(path);
 		apply_one(&op);
 	}
 	t0 = now_s();
 	c0 = cpu_s();
 	for (long i = 0; i < big; i++) {
 		snprintf(path, sizeof(path), "/p%04ld/n%07ld", i / 1000, i);
-		op = create_op(path);
+		op = kvb_create_op(path);
 		apply_one(&op);
 		if ((i & 1023) == 0)
 			kv_thread_quiescent();

@@ -85,9 +85,10 @@ class Node:
 class Cluster:
     kind = "?"
 
-    def __init__(self, size, tick_ms=200):
+    def __init__(self, size, tick_ms=200, extra=None):
         self.size = size
         self.tick_ms = tick_ms
+        self.extra = list(extra or [])  # more zoo.cfg lines (keel: keel.* keys)
         self.dir = tempfile.mkdtemp(prefix="keel-%s-" % self.kind)
         base = free_port_block(size * 3)
         self.nodes = [Node(i, base + i, base + size + i, base + 2 * size + i,
@@ -222,12 +223,16 @@ class Cluster:
         return None
 
     def wait_ready(self, timeout=60):
+        """A leader, and every running node serving (srvr names its mode:
+        ZooKeeper and keel both say 'not currently serving' until a node is in
+        sync with the leader)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.size == 1 or self.leader() is not None:
+            if self.size == 1 or (self.leader() is not None and
+                                  all(self.mode(n.idx) for n in self.nodes if n.running)):
                 return
             time.sleep(0.1)
-        raise RuntimeError("no leader within %ds" % timeout)
+        raise RuntimeError("no leader, or a node not in sync, within %ds" % timeout)
 
 
 class ZooKeeperCluster(Cluster):
@@ -276,7 +281,7 @@ class KeelCluster(Cluster):
         if exe:
             return exe
         for b in ("build/test", "build/release"):
-            p = os.path.join(ROOT, b, "dataplane", "keeld")
+            p = os.path.join(ROOT, b, "dataplane", "node", "keeld")
             if os.access(p, os.X_OK):
                 return p
         raise RuntimeError("keeld is not built (set KEEL_KEELD)")
@@ -292,6 +297,7 @@ class KeelCluster(Cluster):
         if self.size > 1:
             for m in self.nodes:
                 lines.append("server.%d=127.0.0.1:%d" % (m.id, m.peer_port))
+        lines += self.extra
         with open(os.path.join(n.workdir, "zoo.cfg"), "w") as f:
             f.write("\n".join(lines) + "\n")
 

@@ -73,7 +73,12 @@ struct sim {
 	char fail[512];
 	bool failed;
 	bool conf_changed;
+	struct sim_stats st;
 	uint64_t max_applied_id;
+	/* committed configurations: from index confs_at[i] on, voters are confs_mask[i] */
+	uint64_t confs_at[4096];
+	uint32_t confs_mask[4096];
+	uint32_t confs_n;
 	uint64_t watch_id, watch_index; /* liveness: the first write after healing */
 	char *trace;
 	size_t trace_n, trace_cap;
@@ -84,12 +89,11 @@ struct sim {
 
 static uint64_t rnd(struct sim *s)
 {
-	uint64_t x = s->rng;
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	s->rng = x;
-	return x * 0x2545F4914F6CDD1DULL;
+	/* splitmix64: the simulator's own stream, independent of the cores' PRNGs. */
+	uint64_t z = (s->rng += 0x9E3779B97F4A7C15ULL);
+	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+	z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+	return z ^ (z >> 31);
 }
 
 static uint32_t rnd_below(struct sim *s, uint32_t n)
@@ -406,6 +410,19 @@ static void apply_entry(struct sim *s, struct node *nd, const struct raft_entry 
 			s->watch_index = e->index;
 	}
 	ledger_room(s, e->index);
+	if (!s->ledger[e->index] && e->type == RAFT_ENTRY_CONF) {
+		struct raft_conf conf;
+		if (raft_conf_decode(e->buf->data + e->off, e->len, &conf)) {
+			failf(s, "n%u applies an undecodable configuration", nd->id);
+		} else if (s->confs_n < KEEL_ARRAY_SIZE(s->confs_at)) {
+			uint32_t mask = 0;
+			for (uint32_t i = 0; i < conf.n; i++)
+				if (conf.m[i].flags & RAFT_VOTER)
+					mask |= 1u << conf.m[i].id;
+			s->confs_at[s->confs_n] = e->index;
+			s->confs_mask[s->confs_n++] = mask;
+		}
+	}
 	if (s->ledger[e->index] && s->ledger[e->index] != c)
 		failf(s, "state machine safety: n%u applied a different entry at %llu", nd->id,
 		      (unsigned long long)e->index);
@@ -487,6 +504,7 @@ static void check_leader(struct sim *s, struct node *nd)
 			failf(s, "election safety: n%u and n%u both lead term %llu",
 			      s->leader_of_term[term], nd->id, (unsigned long long)term);
 		s->leader_of_term[term] = nd->id;
+		s->st.elections++;
 		/* Leader completeness: every entry committed so far is in the new leader's log. */
 		uint64_t c = s->ledger_max;
 		if (c && c >= raft_first_index(nd->r)) {
@@ -549,6 +567,7 @@ static void drain(struct sim *s, struct node *nd)
 				nd->hash = h;
 				nd->last_snap = idx;
 				installed = true;
+				s->st.installs++;
 				sim_note(s, "n%u installs snapshot %llu/%llu", nd->id,
 					 (unsigned long long)idx,
 					 (unsigned long long)u.snapshot.term);
@@ -575,6 +594,7 @@ static void drain(struct sim *s, struct node *nd)
 					struct read_rec *rr = &s->reads[j];
 					rr->result =
 						u.reads[i].status ? UINT64_MAX : u.reads[i].index;
+					s->st.reads += u.reads[i].status == 0;
 					if (!u.reads[i].status && u.reads[i].index < rr->min_index)
 						failf(s,
 						      "linearizability: read %llu at n%u got index "
@@ -678,6 +698,10 @@ struct sim *sim_new(const struct sim_opts *o)
 	s->next_id = 1;
 	s->delay_max = 0;
 	struct raft_conf conf = initial_conf(o);
+	s->confs_at[0] = 0;
+	for (uint32_t i = 1; i <= o->voters; i++)
+		s->confs_mask[0] |= 1u << i;
+	s->confs_n = 1;
 	for (uint32_t i = 1; i <= o->nodes; i++) {
 		struct node *nd = &s->n[i];
 		nd->id = i;
@@ -702,6 +726,7 @@ void sim_crash(struct sim *s, uint32_t id)
 	if (!nd->r)
 		return;
 	sim_note(s, "n%u crashes (loses %u unsynced writes)", id, nd->wn);
+	s->st.crashes++;
 	raft_destroy(nd->r);
 	nd->r = NULL;
 	for (uint32_t i = 0; i < nd->wn; i++)
@@ -770,11 +795,22 @@ static void check_durable(struct sim *s)
 {
 	/* No committed entry lost: a majority of the voters hold the last one durably. */
 	uint64_t c = s->ledger_max;
-	if (!c || s->conf_changed)
-		return; /* after a membership change the voter set is no longer 1..voters */
-	uint32_t have = 0;
-	for (uint32_t i = 1; i <= s->o.voters; i++) {
+	if (!c)
+		return;
+	/*
+	 * Whatever configuration the leader used to commit c (the one in force at
+	 * c, or a later joint one whose old set it is, or the C_new leaving it),
+	 * a majority of the voters of the configuration in force at c has it.
+	 */
+	uint32_t mask = s->confs_mask[0];
+	for (uint32_t k = 0; k < s->confs_n && s->confs_at[k] <= c; k++)
+		mask = s->confs_mask[k];
+	uint32_t have = 0, voters = 0;
+	for (uint32_t i = 1; i <= s->o.nodes; i++) {
 		struct node *nd = &s->n[i];
+		if (!(mask & (1u << i)))
+			continue;
+		voters++;
 		if (nd->snap.index >= c) {
 			have++;
 			continue;
@@ -785,9 +821,9 @@ static void check_durable(struct sim *s)
 				have++;
 		}
 	}
-	if (have <= s->o.voters / 2)
+	if (have <= voters / 2)
 		failf(s, "committed entry %llu is durable on only %u of %u voters",
-		      (unsigned long long)c, have, s->o.voters);
+		      (unsigned long long)c, have, voters);
 }
 
 void sim_step(struct sim *s)
@@ -929,6 +965,7 @@ int sim_transfer(struct sim *s, uint32_t id, uint32_t to)
 {
 	struct node *nd = node(s, id);
 	int rc = nd->r ? raft_transfer(nd->r, to) : KEEL_E_SHUTDOWN;
+	s->st.transfers += rc == 0;
 	sim_note(s, "n%u transfers leadership to n%u: %s", id, to, keel_errname(rc));
 	if (nd->r)
 		drain(s, nd);
@@ -940,7 +977,12 @@ int sim_change_conf(struct sim *s, uint32_t id, const struct raft_conf *target)
 	struct node *nd = node(s, id);
 	int rc = nd->r ? raft_propose_conf(nd->r, target) : KEEL_E_SHUTDOWN;
 	s->conf_changed |= rc == 0;
-	sim_note(s, "n%u proposes a configuration of %u members: %s", id, target->n,
+	s->st.conf_changes += rc == 0;
+	char v[64] = "";
+	for (uint32_t i = 0, k = 0; i < target->n && k + 4 < sizeof(v); i++)
+		if (target->m[i].flags & RAFT_VOTER)
+			k += (uint32_t)snprintf(v + k, sizeof(v) - k, " n%u", target->m[i].id);
+	sim_note(s, "n%u proposes a configuration of %u members, voters%s: %s", id, target->n, v,
 		 keel_errname(rc));
 	if (nd->r)
 		drain(s, nd);
@@ -968,6 +1010,12 @@ uint64_t sim_applied(struct sim *s, uint32_t id)
 uint64_t sim_now(struct sim *s)
 {
 	return s->now;
+}
+
+void sim_get_stats(const struct sim *s, struct sim_stats *st)
+{
+	*st = s->st;
+	st->applied = s->ledger_max;
 }
 
 const char *sim_failure(const struct sim *s)
@@ -1052,6 +1100,22 @@ static void random_client(struct sim *s)
 	}
 	if (chance(s, 5))
 		sim_read(s, l, s->next_id++);
+	if (rnd_below(s, 1000) < 3) {
+		uint32_t to = 1 + rnd_below(s, s->o.nodes);
+		if (to != l)
+			sim_transfer(s, l, to); /* refused unless to is a voter */
+	}
+	if (s->o.conf_changes && chance(s, 1)) {
+		/* Every node stays a member; a random nonempty subset votes. */
+		struct raft_conf t = { .n = s->o.nodes, .joint = false };
+		uint32_t mask = 0;
+		while (!mask)
+			mask = (uint32_t)rnd(s) & ((1u << s->o.nodes) - 1);
+		for (uint32_t i = 0; i < s->o.nodes; i++)
+			t.m[i] = (struct raft_member){ .id = i + 1,
+						       .flags = (mask >> i) & 1 ? RAFT_VOTER : 0 };
+		sim_change_conf(s, l, &t);
+	}
 }
 
 int sim_run(struct sim *s, uint32_t fault_ticks, uint32_t heal_ticks)

@@ -33,6 +33,7 @@ struct sim_opts {
 	uint32_t chunk_bytes;    /* InstallSnapshot chunk size */
 	uint32_t propose_pct;    /* chance per tick that the leader proposes (random runs) */
 	bool lease_reads;
+	bool conf_changes;     /* random runs: the leader changes the voter set now and then */
 	uint32_t max_entries;  /* entries per AppendEntries */
 	uint32_t max_inflight; /* AppendEntries in flight per follower */
 };
@@ -73,6 +74,12 @@ uint32_t sim_leader(struct sim *s); /* a live leader of the highest term, or 0 *
 uint64_t sim_applied(struct sim *s, uint32_t id);
 uint64_t sim_now(struct sim *s);
 const char *sim_failure(const struct sim *s); /* NULL while every check holds */
+
+/* What a run exercised (so a sweep can show the faults really happened). */
+struct sim_stats {
+	uint64_t elections, crashes, installs, conf_changes, transfers, reads, applied;
+};
+void sim_get_stats(const struct sim *s, struct sim_stats *st);
 
 /* Trace (when opts.trace). */
 const char *sim_trace(const struct sim *s);

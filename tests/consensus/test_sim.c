@@ -39,7 +39,11 @@ static void opts_for_seed(struct sim_opts *o, uint64_t seed)
 	o->max_entries =
 		1u << (seed / 7 % 5); /* 1..16: small appends leave old-term entries alone */
 	o->max_inflight = 1 + (uint32_t)(seed / 3 % 8);
+	o->lease_reads = seed % 4 == 0;  /* ticks are exact here, so the lease must hold */
+	o->conf_changes = seed % 3 == 2; /* joint consensus under faults */
 }
+
+static struct sim_stats g_total;
 
 static int run_seed(uint64_t seed)
 {
@@ -47,6 +51,15 @@ static int run_seed(uint64_t seed)
 	opts_for_seed(&o, seed);
 	struct sim *s = sim_new(&o);
 	int rc = sim_run(s, FAULT_TICKS, HEAL_TICKS);
+	struct sim_stats st;
+	sim_get_stats(s, &st);
+	g_total.elections += st.elections;
+	g_total.crashes += st.crashes;
+	g_total.installs += st.installs;
+	g_total.conf_changes += st.conf_changes;
+	g_total.transfers += st.transfers;
+	g_total.reads += st.reads;
+	g_total.applied += st.applied;
 	if (g_trace)
 		fputs(sim_trace(s), stdout);
 	if (rc) {
@@ -67,12 +80,21 @@ static void test_sweep(void **state)
 			failures++;
 	printf("sim: %llu seeds from %llu, %llu failed\n", (unsigned long long)g_count,
 	       (unsigned long long)g_start, (unsigned long long)failures);
+	printf("sim: exercised %llu elections, %llu crashes, %llu snapshot installs, %llu "
+	       "membership "
+	       "changes, %llu transfers, %llu reads, %llu entries committed\n",
+	       (unsigned long long)g_total.elections, (unsigned long long)g_total.crashes,
+	       (unsigned long long)g_total.installs, (unsigned long long)g_total.conf_changes,
+	       (unsigned long long)g_total.transfers, (unsigned long long)g_total.reads,
+	       (unsigned long long)g_total.applied);
 	assert_int_equal(failures, 0);
 }
 
 int main(int argc, char **argv)
 {
 	g_argv0 = argv[0];
+	setvbuf(stdout, NULL, _IOLBF,
+		0); /* a failure's seed reaches the log even if we die later */
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--seeds") && i + 1 < argc) {
 			g_count = strtoull(argv[++i], NULL, 0);

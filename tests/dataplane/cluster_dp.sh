@@ -6,7 +6,11 @@
 #   cluster_dp.sh DP_PEER vhost   DPDK, vhost-user <-> virtio-user links
 # DPDK modes run --no-huge with a distinct --file-prefix per node.
 # Passes when every node exits 0: no message arrived damaged, something got
-# through, and (memif/vhost, no loss injected) nothing was lost. Every process
+# through, (memif/vhost, no loss injected) nothing was lost, and every buffer
+# sent by reference (odd sequence numbers, one buffer for both peers) was
+# released exactly once, after both sends; and every node really sent
+# payloads by reference (the buffers come from dp_buf_alloc: DPDK memory, which
+# virtio-user takes by reference too). Every process
 # this script starts is killed, and its directory removed, even on failure.
 set -uo pipefail
 PEER=$1
@@ -49,6 +53,16 @@ dp_net_wait || status=1
 # three really ran the exchange.
 for i in 1 2 3; do
 	grep -q "node $i \[" "$DIR/out$i" || status=1
+done
+for i in 1 2 3; do
+	grep -q "node $i by-reference buffers: \([0-9]*\) created, \1 released, 0 " "$DIR/out$i" || {
+		echo "cluster_dp: node $i lost track of a by-reference buffer" >&2
+		status=1
+	}
+	grep -q "node $i counters:.* tx_bytes_ref=[1-9]" "$DIR/out$i" || {
+		echo "cluster_dp: node $i sent nothing by reference" >&2
+		status=1
+	}
 done
 if [ "$MODE" = memif ] && grep -q "node 3 counters:.*drop_tx_no_route" "$DIR/out3"; then
 	echo "cluster_dp: node 3 has static MACs but still lacked a route" >&2

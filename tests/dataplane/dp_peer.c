@@ -7,6 +7,11 @@
  *   dp_peer CONFIG ping SIZE COUNT      round trips to peer 2 (p50/p99, msgs/s)
  *   dp_peer CONFIG lead SIZE COUNT      send to every peer, wait for all echoes
  *   dp_peer CONFIG idle SECONDS         no traffic: report the CPU the poll policy costs
+ *   dp_peer CONFIG fan SIZE COUNT copy|ref
+ *                                       one SIZE-byte payload to every peer (copied per
+ *                                       peer, or by reference), wait for each one's short
+ *                                       ack: CPU per message on this node (in
+ *                                       dp_send*+dp_flush, and in all)
  *
  * CONFIG holds dp.* lines "key=value" (# comments). Every mode first says
  * hello to each peer until answered (this also resolves peers' MACs by ARP
@@ -18,8 +23,13 @@
  * most WINDOW unacknowledged messages per peer. With faults injected, one
  * unanswered for ACK_TIMEOUT counts as lost (a dropped fragment drops its
  * message, as the transport promises); without, every ack is awaited.
- * Exit 0 only if no message arrived damaged, and, when the config injects
- * no fault, every message was acknowledged.
+ * Odd sequence numbers are sent with dp_send_ref(): the same buffer (one
+ * per seq, reference-counted) goes to every peer, and the node checks at
+ * exit that each buffer was released exactly once, after the transport
+ * closed at the latest.
+ * Exit 0 only if no message arrived damaged, every by-reference buffer was
+ * released exactly once, and, when the config injects no fault, every
+ * message was acknowledged.
  */
 #include <inttypes.h>
 #include <signal.h>
@@ -27,11 +37,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "dp.h"
 
-enum { T_HELLO = 1, T_HELLO_ACK, T_DATA, T_ACK, T_DONE, T_ECHO };
+enum { T_HELLO = 1, T_HELLO_ACK, T_DATA, T_ACK, T_DONE, T_ECHO, T_FAN };
 
 #define WINDOW         8
 #define WINDOW_BYTES   (1200u * 1024) /* a ring of 1024 frames holds one 1 MiB message */
@@ -150,6 +161,64 @@ static bool on_common(const struct dp_msg *m)
 	return false;
 }
 
+/* A payload sent by reference to every peer (mesh: odd seqs; fan). */
+struct shared {
+	struct dp_refcnt rc;
+	uint32_t sends; /* peers it was sent to */
+	uint32_t released;
+	uint8_t *data;
+};
+
+static struct shared **shared_of; /* by seq */
+static uint32_t n_shared, n_shared_released, n_shared_bad;
+
+static void shared_release(struct dp_refcnt *r)
+{
+	struct shared *sh = keel_container_of(r, struct shared, rc);
+	/* Twice, or before it was sent to every peer: a reference was lost. */
+	if (sh->released++ || sh->sends < (uint32_t)npeers)
+		n_shared_bad++;
+	n_shared_released++;
+}
+
+static struct shared *shared_new(const uint8_t *bytes, size_t n)
+{
+	struct shared *sh = calloc(1, sizeof(*sh));
+	/* DPDK memory on DPDK: virtio-user (and a NIC) can take it by reference. */
+	if (!sh || !(sh->data = dp_buf_alloc(tp, n)))
+		die("out of memory");
+	memcpy(sh->data, bytes, n);
+	sh->rc.refs = 1; /* ours, dropped after the last peer's send */
+	sh->rc.release = shared_release;
+	n_shared++;
+	return sh;
+}
+
+static void send_ref_or_die(uint16_t to, uint8_t type, const void *hdr, size_t hlen,
+			    struct shared *sh, size_t n)
+{
+	struct dp_ref seg = { .data = sh->data, .len = n, .ref = &sh->rc };
+	int rc = dp_send_ref(tp, to, type, hdr, hlen, &seg, 1);
+	if (rc && rc != KEEL_E_FULL)
+		die(keel_strerror(rc));
+}
+
+/* After dp_close: every shared buffer released once, then freed. */
+static int shared_check(uint32_t nseq)
+{
+	for (uint32_t i = 0; shared_of && i < nseq; i++) {
+		if (shared_of[i]) {
+			dp_buf_free(shared_of[i]->data);
+			free(shared_of[i]);
+		}
+	}
+	free(shared_of);
+	printf("node %u by-reference buffers: %u created, %u released, %u released early or "
+	       "twice\n",
+	       cfg.node_id, n_shared, n_shared_released, n_shared_bad);
+	return n_shared_released == n_shared && !n_shared_bad ? 0 : 1;
+}
+
 static void on_mesh_msg(const struct dp_msg *m)
 {
 	if (on_common(m))
@@ -258,6 +327,9 @@ static void print_stats(void)
 
 static int run_mesh(uint32_t per_peer)
 {
+	shared_of = calloc(per_peer + 1, sizeof(*shared_of));
+	if (!shared_of)
+		die("out of memory");
 	hello_phase(on_mesh_msg);
 	uint64_t start = keel_now_ns();
 	for (;;) {
@@ -288,8 +360,20 @@ static int run_mesh(uint32_t per_peer)
 				uint32_t seq = p->next_seq++, len = mesh_len(seq);
 				put32(scratch, seq);
 				put32(scratch + 4, len);
-				pattern(scratch + 8, len, cfg.node_id, seq);
-				send_or_die(peers[i], T_DATA, scratch, len + 8);
+				if (seq % 2 == 0) {
+					pattern(scratch + 8, len, cfg.node_id, seq);
+					send_or_die(peers[i], T_DATA, scratch, len + 8);
+				} else {
+					/* One buffer for every peer, never copied per peer. */
+					struct shared *sh = shared_of[seq];
+					if (!sh) {
+						pattern(scratch + 8, len, cfg.node_id, seq);
+						sh = shared_of[seq] = shared_new(scratch + 8, len);
+					}
+					send_ref_or_die(peers[i], T_DATA, scratch, 8, sh, len);
+					if (++sh->sends == (uint32_t)npeers)
+						dp_refcnt_put(&sh->rc);
+				}
 				p->used[w] = true;
 				p->seq[w] = seq;
 				p->len[w] = len;
@@ -330,6 +414,8 @@ static void on_echo_msg(const struct dp_msg *m)
 		return;
 	if (m->type == T_ECHO)
 		send_or_die(m->from, T_ECHO, m->data, m->len);
+	if (m->type == T_FAN)
+		send_or_die(m->from, T_ECHO, m->data, KEEL_MIN(m->len, 8u));
 }
 
 static double cpu_s(void)
@@ -338,6 +424,14 @@ static double cpu_s(void)
 	getrusage(RUSAGE_SELF, &ru);
 	return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
 	       ru.ru_stime.tv_usec / 1e6;
+}
+
+/* CPU time of this thread: the cost of a code section, not of the waits around it. */
+static uint64_t thread_cpu_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 static int run_echo(void)
@@ -378,6 +472,22 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* Wait for an echo from each of the first nt peers; false after 1 s. */
+static bool wait_echoes(int nt, uint64_t t0)
+{
+	for (;;) {
+		int ok = 0;
+		for (int p = 0; p < nt; p++)
+			ok += got_echo[peers[p]] > 0;
+		if (ok == nt)
+			return true;
+		if (keel_now_ns() - t0 > 1000000000ull || stop)
+			return false;
+		int n = turn(on_ping_msg);
+		dp_idle(tp, n > 0);
+	}
+}
+
 /* Round trips of `size` bytes to `targets` peers at once; windowed msgs/s. */
 static int run_ping(uint32_t size, uint32_t count, bool all_peers)
 {
@@ -398,19 +508,8 @@ static int run_ping(uint32_t size, uint32_t count, bool all_peers)
 		for (int p = 0; p < nt; p++)
 			send_or_die(peers[p], T_ECHO, scratch, size);
 		dp_flush(tp);
-		for (;;) {
-			int ok = 0;
-			for (int p = 0; p < nt; p++)
-				ok += got_echo[peers[p]] > 0;
-			if (ok == nt)
-				break;
-			if (keel_now_ns() - t0 > 1000000000ull || stop) {
-				lost++;
-				break;
-			}
-			int n = turn(on_ping_msg);
-			dp_idle(tp, n > 0);
-		}
+		if (!wait_echoes(nt, t0))
+			lost++;
 		if (i >= warm)
 			rtt[i - warm] = keel_now_ns() - t0;
 	}
@@ -449,6 +548,58 @@ static int run_ping(uint32_t size, uint32_t count, bool all_peers)
 	       rtt[(uint64_t)count * 99 / 100] / 1e3, lost, win, back / secs, back, tput_n,
 	       (c1 - c0) * 1e6 / count);
 	free(rtt);
+	done_phase(on_ping_msg);
+	print_stats();
+	return lost ? 1 : 0;
+}
+
+/*
+ * The leader's fan-out: the same `size` bytes to every peer, copied per peer
+ * (dp_send) or by reference (dp_send_ref of one buffer), then wait for every
+ * peer's short ack. Reports this node's CPU per message sent.
+ */
+static int run_fan(uint32_t size, uint32_t count, bool by_ref)
+{
+	hello_phase(on_ping_msg);
+	memset(scratch, 0x5a, size);
+	shared_of = calloc(1, sizeof(*shared_of));
+	if (!shared_of)
+		die("out of memory");
+	struct shared *sh = shared_of[0] = shared_new(scratch, size);
+	uint32_t lost = 0, warm = count / 10 + 1;
+	double c0 = 0;
+	uint64_t w0 = 0, send_ns = 0;
+	for (uint32_t i = 0; i < count + warm; i++) {
+		if (i == warm) {
+			c0 = cpu_s();
+			w0 = keel_now_ns();
+		}
+		memset(got_echo, 0, sizeof(got_echo));
+		uint64_t t0 = keel_now_ns(), s0 = thread_cpu_ns();
+		for (int p = 0; p < npeers; p++) {
+			if (by_ref)
+				send_ref_or_die(peers[p], T_FAN, NULL, 0, sh, size);
+			else
+				send_or_die(peers[p], T_FAN, scratch, size);
+		}
+		dp_flush(tp);
+		if (i >= warm)
+			send_ns += thread_cpu_ns() - s0;
+		if (!wait_echoes(npeers, t0))
+			lost++;
+	}
+	double c1 = cpu_s(), wall = (double)(keel_now_ns() - w0) / 1e3;
+	uint64_t msgs = (uint64_t)count * (uint64_t)npeers;
+	struct dp_stats st;
+	dp_stats(tp, &st);
+	printf("fan %s %s size=%u to %d peers x %u: send+flush cpu/msg %.2f us, all cpu/msg "
+	       "%.2f us, wall/fan-out %.1f us; lost=%u; tx_bytes_copied=%" PRIu64
+	       " tx_bytes_ref=%" PRIu64 "\n",
+	       by_ref ? "ref" : "copy", dp_kind(tp), size, npeers, count,
+	       (double)send_ns / 1e3 / (double)msgs, (c1 - c0) * 1e6 / (double)msgs, wall / count,
+	       lost, st.v[DP_CTR_TX_BYTES_COPIED], st.v[DP_CTR_TX_BYTES_REF]);
+	sh->sends = (uint32_t)npeers;
+	dp_refcnt_put(&sh->rc);
 	done_phase(on_ping_msg);
 	print_stats();
 	return lost ? 1 : 0;
@@ -496,8 +647,7 @@ int main(int argc, char **argv)
 	char err[256];
 	if (argc < 3) {
 		fprintf(stderr, "usage: dp_peer CONFIG mesh N | echo | idle SECS | ping SIZE COUNT "
-				"| lead SIZE "
-				"COUNT\n");
+				"| lead SIZE COUNT | fan SIZE COUNT copy|ref\n");
 		return 2;
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -514,6 +664,9 @@ int main(int argc, char **argv)
 		rc = run_mesh((uint32_t)atoi(argv[3]));
 	else if (!strcmp(argv[2], "echo"))
 		rc = run_echo();
+	else if (!strcmp(argv[2], "fan") && argc == 6)
+		rc = run_fan((uint32_t)atoi(argv[3]), (uint32_t)atoi(argv[4]),
+			     !strcmp(argv[5], "ref"));
 	else if (!strcmp(argv[2], "idle") && argc == 4)
 		rc = run_idle((uint32_t)atoi(argv[3]));
 	else if ((!strcmp(argv[2], "ping") || !strcmp(argv[2], "lead")) && argc == 5)
@@ -524,5 +677,8 @@ int main(int argc, char **argv)
 	close_barrier();
 	dp_close(tp);
 	free(scratch);
+	/* Released exactly once, at the latest by dp_close. */
+	if (n_shared && shared_check(!strcmp(argv[2], "mesh") ? (uint32_t)atoi(argv[3]) + 1 : 1))
+		rc = 1;
 	return rc;
 }

@@ -3,7 +3,10 @@
  * The kernel-UDP transport on loopback, two transports in one process:
  * 64 B, 4 KiB and 1 MiB messages intact; frames from strangers, other
  * clusters, with bad CRCs or for other nodes dropped and counted; injected
- * loss and corruption never deliver a wrong message.
+ * loss and corruption never deliver a wrong message. Sending by reference
+ * (dp_send_ref) to two followers: no copy per follower, every reference
+ * dropped exactly once (after the send, on errors, injected loss, close),
+ * fragments that cross segment boundaries intact.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -137,6 +140,269 @@ static void test_sizes_intact(void **state)
 	free(buf);
 	dp_close(a);
 	dp_close(b);
+}
+
+/* A leader (node 1) and two followers (2, 3), each knowing the others. */
+static void open_three(dp_transport *t[4], void (*tweak_1)(struct dp_config *))
+{
+	char err[256], k[32], v[64];
+	for (int tries = 0; tries < 50; tries++) {
+		int rc = 0;
+		memset(t, 0, 4 * sizeof(t[0]));
+		for (uint16_t self = 3; self >= 1 && rc == 0; self--) {
+			struct dp_config c;
+			uint16_t other = self == 1 ? 3 : 1, third = (uint16_t)(6 - self - other);
+			cfg(&c, self, other);
+			snprintf(k, sizeof(k), "dp.peer.%u", third);
+			snprintf(v, sizeof(v), "127.0.0.1:%u", base_port + third);
+			assert_int_equal(dp_config_set(&c, k, v, err, sizeof(err)), 0);
+			if (self == 1 && tweak_1)
+				tweak_1(&c);
+			rc = dp_open(&c, &t[self], err, sizeof(err));
+		}
+		if (rc == 0)
+			return;
+		if (rc != -EADDRINUSE)
+			fail_msg("dp_open: %s", err);
+		for (int i = 1; i <= 3; i++)
+			dp_close(t[i]);
+		base_port = (uint16_t)(20000 + (base_port - 20000 + 8 * 37) % 32000);
+	}
+	fail_msg("no free UDP ports");
+}
+
+static void close_three(dp_transport *t[4])
+{
+	for (int i = 1; i <= 3; i++)
+		dp_close(t[i]);
+}
+
+/* A reference-counted buffer that records its releases. */
+struct rbuf {
+	struct dp_refcnt rc;
+	int released;
+};
+
+static void rbuf_release(struct dp_refcnt *r)
+{
+	keel_container_of(r, struct rbuf, rc)->released++;
+}
+
+static void rbuf_init(struct rbuf *b)
+{
+	b->rc.refs = 1; /* the test's own */
+	b->rc.release = rbuf_release;
+	b->released = 0;
+}
+
+/*
+ * One 64 KiB payload in three segments to two followers: the transport
+ * references it (no byte of it copied, only the 20-byte header, once per
+ * follower), holds it until the datagrams are with the kernel, and drops
+ * every reference: release runs exactly once, after both sends.
+ */
+static void test_ref_two_followers_not_copied(void **state)
+{
+	(void)state;
+	dp_transport *t[4];
+	open_three(t, NULL);
+	enum { HDR = 20, LEN = 65536 };
+	/* Segment ends fall mid-frame (message offsets 2136 and 32136). */
+	static const size_t seg_len[3] = { 2116, 30000, LEN - 2116 - 30000 };
+	uint8_t hdr[HDR], *pay = dp_buf_alloc(t[1], LEN), *want = malloc(HDR + LEN);
+	assert_non_null(pay);
+	assert_non_null(want);
+	fill(hdr, HDR, 1);
+	fill(pay, LEN, 2);
+	struct rbuf b;
+	rbuf_init(&b);
+	struct dp_ref segs[3];
+	for (size_t i = 0, off = 0; i < 3; off += seg_len[i], i++)
+		segs[i] = (struct dp_ref){ .data = pay + off, .len = seg_len[i], .ref = &b.rc };
+	assert_string_equal(dp_ref_mode(t[1], 2), "ref");
+	assert_string_equal(dp_ref_mode(t[1], 9), "none");
+	assert_int_equal(dp_send_ref(t[1], 2, 7, hdr, HDR, segs, 3), 0);
+	assert_int_equal(dp_send_ref(t[1], 3, 7, hdr, HDR, segs, 3), 0);
+	/* Frames past the 64-frame tx batch went out already; the rest hold it. */
+	assert_true(b.rc.refs > 1);
+	dp_refcnt_put(&b.rc);
+	assert_int_equal(b.released, 0); /* the queued frames still point at it */
+	dp_flush(t[1]);
+	assert_int_equal(b.released, 1);
+	assert_int_equal(b.rc.refs, 0);
+	struct dp_stats st;
+	dp_stats(t[1], &st);
+	assert_int_equal(st.v[DP_CTR_TX_BYTES_REF], 2 * LEN);
+	assert_int_equal(st.v[DP_CTR_TX_BYTES_COPIED], 2 * HDR);
+	assert_int_equal(st.v[DP_CTR_TX_FRAMES], 2 * 46);
+	memcpy(want, hdr, HDR);
+	memcpy(want + HDR, pay, LEN);
+	for (int f = 2; f <= 3; f++) {
+		struct dp_msg m;
+		uint8_t *copy;
+		assert_int_equal(drain(t[f], &m, &copy, 1), 1);
+		assert_int_equal(m.from, 1);
+		assert_int_equal(m.type, 7);
+		assert_int_equal(m.len, HDR + LEN);
+		assert_memory_equal(m.data, want, HDR + LEN);
+		free(copy);
+	}
+	assert_int_equal(b.released, 1);
+	dp_buf_free(pay);
+	free(want);
+	close_three(t);
+}
+
+/*
+ * Many segments of awkward sizes (empty, tiny, around the fragment unit),
+ * each its own reference: every message arrives intact, every reference is
+ * dropped once, and bytes in pieces too small to reference are copied.
+ */
+static void test_ref_fragments_across_segments(void **state)
+{
+	(void)state;
+	dp_transport *t[4];
+	open_three(t, NULL);
+	static const size_t sizes[] = { 0, 1, 127, 128, 1435, 1436, 1437, 3000, 0, 50, 2872, 700 };
+	enum { NSEG = KEEL_ARRAY_SIZE(sizes), HMAX = 1500 };
+	size_t total = 0;
+	for (size_t i = 0; i < NSEG; i++)
+		total += sizes[i];
+	uint8_t *pay = malloc(total), *want = malloc(HMAX + total), hdr[HMAX];
+	assert_non_null(pay);
+	assert_non_null(want);
+	static const size_t hlens[] = { 0, 1, 36, 1436, 1500 };
+	for (size_t r = 0; r < KEEL_ARRAY_SIZE(hlens); r++) {
+		size_t hl = hlens[r];
+		fill(hdr, hl, (uint32_t)r);
+		fill(pay, total, (uint32_t)(r + 100));
+		struct rbuf b[NSEG];
+		struct dp_ref segs[NSEG];
+		/* Rotate the sizes so every size meets every position. */
+		for (size_t i = 0, off = 0; i < NSEG; i++) {
+			size_t n = sizes[(i + r) % NSEG];
+			rbuf_init(&b[i]);
+			segs[i] = (struct dp_ref){ .data = pay + off, .len = n, .ref = &b[i].rc };
+			off += n;
+		}
+		assert_int_equal(dp_send_ref(t[1], 2, 3, hdr, hl, segs, NSEG), 0);
+		assert_int_equal(dp_send_ref(t[1], 3, 3, hdr, hl, segs, NSEG), 0);
+		for (size_t i = 0; i < NSEG; i++)
+			dp_refcnt_put(&b[i].rc);
+		dp_flush(t[1]);
+		for (size_t i = 0; i < NSEG; i++) {
+			assert_int_equal(b[i].released, 1);
+			assert_int_equal(b[i].rc.refs, 0);
+		}
+		memcpy(want, hdr, hl);
+		memcpy(want + hl, pay, total);
+		for (int f = 2; f <= 3; f++) {
+			struct dp_msg m;
+			uint8_t *copy;
+			assert_int_equal(drain(t[f], &m, &copy, 1), 1);
+			assert_int_equal(m.len, hl + total);
+			assert_memory_equal(m.data, want, hl + total);
+			free(copy);
+		}
+	}
+	struct dp_stats st;
+	dp_stats(t[1], &st);
+	/* Every byte was either referenced or copied, and both happened. */
+	uint64_t all = 0;
+	for (size_t r = 0; r < KEEL_ARRAY_SIZE(hlens); r++)
+		all += 2 * (hlens[r] + total);
+	assert_int_equal(st.v[DP_CTR_TX_BYTES_REF] + st.v[DP_CTR_TX_BYTES_COPIED], all);
+	assert_true(st.v[DP_CTR_TX_BYTES_REF] > all / 2);
+	/* Copied: the header and at least the 1-, 50- and 127-byte segments. */
+	uint64_t small = 0;
+	for (size_t r = 0; r < KEEL_ARRAY_SIZE(hlens); r++)
+		small += 2 * (hlens[r] + 1 + 50 + 127);
+	assert_true(st.v[DP_CTR_TX_BYTES_COPIED] >= small);
+	free(pay);
+	free(want);
+	close_three(t);
+}
+
+static void lossy(struct dp_config *c)
+{
+	char err[256];
+	assert_int_equal(dp_config_set(c, "dp.test_loss_ppm", "1000000", err, sizeof(err)), 0);
+}
+
+static void corrupting(struct dp_config *c)
+{
+	char err[256];
+	assert_int_equal(dp_config_set(c, "dp.test_corrupt_ppm", "1000000", err, sizeof(err)), 0);
+}
+
+/* References come back exactly once whatever happens to the frames. */
+static void test_ref_dropped_once_on_errors(void **state)
+{
+	(void)state;
+	enum { LEN = 10000 };
+	uint8_t *pay = malloc(LEN);
+	assert_non_null(pay);
+	fill(pay, LEN, 9);
+	struct rbuf b;
+	struct dp_ref seg = { .data = pay, .len = LEN, .ref = &b.rc };
+	struct dp_ref many[DP_REF_SEGS_MAX + 1];
+	for (int i = 0; i <= DP_REF_SEGS_MAX; i++)
+		many[i] = seg;
+	dp_transport *t[4];
+
+	/* Refused sends take no reference. */
+	open_three(t, NULL);
+	rbuf_init(&b);
+	assert_int_equal(dp_send_ref(t[1], 4, 1, NULL, 0, &seg, 1), KEEL_E_UNKNOWN_PEER);
+	assert_int_equal(dp_send_ref(t[1], 1, 1, NULL, 0, &seg, 1), KEEL_E_UNKNOWN_PEER);
+	assert_int_equal(dp_send_ref(t[1], 2, 1, NULL, 0, many, DP_REF_SEGS_MAX + 1), KEEL_E_INVAL);
+	struct dp_ref huge = { .data = pay, .len = (4u << 20) + 1, .ref = &b.rc };
+	assert_int_equal(dp_send_ref(t[1], 2, 1, NULL, 0, &huge, 1), KEEL_E_TOO_BIG);
+	assert_int_equal(b.rc.refs, 1);
+
+	/* Frames queued but never flushed: dp_close gives the references back. */
+	assert_int_equal(dp_send_ref(t[1], 2, 1, NULL, 0, &seg, 1), 0);
+	assert_int_equal(dp_send_ref(t[1], 3, 1, NULL, 0, &seg, 1), 0);
+	assert_true(b.rc.refs > 1);
+	dp_refcnt_put(&b.rc);
+	assert_int_equal(b.released, 0);
+	close_three(t);
+	assert_int_equal(b.released, 1);
+
+	/* Every frame lost at the sender: nothing held. */
+	open_three(t, lossy);
+	rbuf_init(&b);
+	assert_int_equal(dp_send_ref(t[1], 2, 1, NULL, 0, &seg, 1), 0);
+	assert_int_equal(b.rc.refs, 1);
+	dp_refcnt_put(&b.rc);
+	assert_int_equal(b.released, 1);
+	close_three(t);
+
+	/* Every frame corrupted: only the header copy is, never the shared payload. */
+	open_three(t, corrupting);
+	rbuf_init(&b);
+	assert_int_equal(dp_send_ref(t[1], 2, 1, "h", 1, &seg, 1), 0);
+	assert_int_equal(dp_send_ref(t[1], 3, 1, "h", 1, &seg, 1), 0);
+	dp_refcnt_put(&b.rc);
+	dp_flush(t[1]);
+	assert_int_equal(b.released, 1);
+	uint8_t *orig = malloc(LEN);
+	assert_non_null(orig);
+	fill(orig, LEN, 9);
+	assert_memory_equal(pay, orig, LEN);
+	struct dp_msg m;
+	uint8_t *copy;
+	assert_int_equal(drain(t[2], &m, &copy, 1), 0);
+	struct dp_stats st;
+	dp_stats(t[2], &st);
+	assert_int_equal(st.v[DP_CTR_DROP_BAD_CRC] + st.v[DP_CTR_DROP_MALFORMED] +
+				 st.v[DP_CTR_DROP_BAD_VERSION] + st.v[DP_CTR_DROP_WRONG_CLUSTER] +
+				 st.v[DP_CTR_DROP_FRAG_OVERLAP] + st.v[DP_CTR_DROP_OVERSIZED] +
+				 st.v[DP_CTR_DROP_NOT_FOR_US] + st.v[DP_CTR_DROP_UNKNOWN_PEER],
+			 st.v[DP_CTR_RX_FRAMES]);
+	close_three(t);
+	free(orig);
+	free(pay);
 }
 
 static void raw_send(int fd, uint16_t port, const uint8_t *f, size_t n)
@@ -298,6 +564,9 @@ int main(void)
 		cmocka_unit_test(test_injected_faults),
 		cmocka_unit_test(test_open_errors_name_the_address),
 		cmocka_unit_test(test_cpu_dma_latency),
+		cmocka_unit_test(test_ref_two_followers_not_copied),
+		cmocka_unit_test(test_ref_fragments_across_segments),
+		cmocka_unit_test(test_ref_dropped_once_on_errors),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -90,8 +90,8 @@ static int m_is_eph(int64_t o)
 	return o > 0;
 }
 
-static int m_create(struct model *m, const char *path0, const char *data, int mode, int64_t sid,
-		    int64_t zxid, int64_t t, char *created)
+static int m_create(struct model *m, const char *path0, const char *data, int mode, int64_t ttl,
+		    int64_t sid, int64_t zxid, int64_t t, char *created)
 {
 	char path[PLEN + 16], pp[PLEN];
 	snprintf(path, sizeof(path), "%s", path0);
@@ -99,7 +99,7 @@ static int m_create(struct model *m, const char *path0, const char *data, int mo
 	struct mnode *par = mfind(m, pp);
 	if (!par)
 		return KV_ZNONODE;
-	if (mode == 2 || mode == 3)
+	if (mode == 2 || mode == 3 || mode == 6)
 		snprintf(path + strlen(path), 16, "%010d", par->st.cversion);
 	if (mfind(m, path))
 		return KV_ZNODEEXISTS;
@@ -112,6 +112,8 @@ static int m_create(struct model *m, const char *path0, const char *data, int mo
 		owner = sid;
 	} else if (mode == 4) {
 		owner = KV_OWNER_CONTAINER;
+	} else if (mode == 5 || mode == 6) {
+		owner = KV_OWNER_TTL_MASK | ttl;
 	}
 	struct mnode *n = NULL;
 	for (int i = 0; i < MAXN && !n; i++)
@@ -144,6 +146,7 @@ static void m_remove(struct model *m, struct mnode *n, int64_t zxid)
 	parent_of(n->path, pp);
 	struct mnode *par = mfind(m, pp);
 	par->st.num_children--;
+	par->st.cversion++; /* as ZooKeeper 3.8's DataTree.deleteNode */
 	par->st.pzxid = zxid;
 	n->used = 0;
 }
@@ -157,6 +160,22 @@ static int m_delete(struct model *m, const char *path, int32_t version, int64_t 
 		return KV_ZNONODE;
 	if (version != -1 && version != n->st.version)
 		return KV_ZBADVERSION;
+	if (n->st.num_children)
+		return KV_ZNOTEMPTY;
+	m_remove(m, n, zxid);
+	return KV_ZOK;
+}
+
+static int m_delete_container(struct model *m, const char *path, int64_t zxid)
+{
+	if (!strcmp(path, "/"))
+		return KV_ZBADARGUMENTS;
+	struct mnode *n = mfind(m, path);
+	if (!n)
+		return KV_ZNONODE;
+	int64_t o = n->st.ephemeral_owner;
+	if (o != KV_OWNER_CONTAINER && (o & KV_OWNER_TTL_MASK) != KV_OWNER_TTL_MASK)
+		return KV_ZBADARGUMENTS;
 	if (n->st.num_children)
 		return KV_ZNOTEMPTY;
 	m_remove(m, n, zxid);
@@ -240,13 +259,18 @@ static int acli;
 static struct kv_op rop(int multi)
 {
 	struct kv_op op;
-	int k = rn(multi ? 4 : 5);
+	int k = rn(multi ? 4 : 6);
 	switch (k) {
 	case 0: {
-		int modes[] = { 0, 0, 0, 1, 2, 3, 4 };
-		op = kvt_create_op(rpath(), rdata(), modes[rn(7)]);
+		int modes[] = { 0, 0, 0, 1, 2, 3, 4, 5, 6 };
+		op = kvt_create_op(rpath(), rdata(), modes[rn(9)]);
+		if (op.mode >= 5)
+			op.ttl_ms = 1 + rn(100000);
 		break;
 	}
+	case 4:
+		op = kvt_op(KV_OP_DELETE_CONTAINER, rpath());
+		break;
 	case 1:
 		op = kvt_op(KV_OP_DELETE, rpath());
 		op.version = rn(3) ? -1 : rn(3);
@@ -280,13 +304,15 @@ static int m_op(struct model *m, const struct kv_op *op, int64_t sid, int64_t zx
 	created[0] = 0;
 	switch (op->type) {
 	case KV_OP_CREATE:
-		return m_create(m, op->path, op->data, op->mode, sid, zxid, t, created);
+		return m_create(m, op->path, op->data, op->mode, op->ttl_ms, sid, zxid, t, created);
 	case KV_OP_DELETE:
 		return m_delete(m, op->path, op->version, zxid);
 	case KV_OP_SET_DATA:
 		return m_set(m, op->path, op->data, op->version, zxid, t);
 	case KV_OP_CHECK:
 		return m_check(m, op->path, op->version);
+	case KV_OP_DELETE_CONTAINER:
+		return m_delete_container(m, op->path, zxid);
 	default:
 		return m_setacl(m, op->path, op->version);
 	}

@@ -176,14 +176,14 @@ static void test_sequential(void **state)
 	assert_string_equal(r.ops[0].path, "/q/n-0000000000");
 	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/q/n-", "", 2), &r), KV_ZOK);
 	assert_string_equal(r.ops[0].path, "/q/n-0000000001");
-	/* the counter is the parent's cversion, which deletes do not move */
+	/* the counter is the parent's cversion, which deletes move too (ZooKeeper 3.8) */
 	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_DELETE, "/q/n-0000000000"), NULL),
 			 KV_ZOK);
 	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/q/", "", 2), &r), KV_ZOK);
-	assert_string_equal(r.ops[0].path, "/q/0000000002");
+	assert_string_equal(r.ops[0].path, "/q/0000000003");
 	assert_int_equal(kvt_session(kv, z++, KV_OP_CREATE_SESSION, 9, 3000, NULL), KV_ZOK);
 	assert_int_equal(kvt_apply1(kv, z++, 9, kvt_create_op("/q/e", "", 3), &r), KV_ZOK);
-	assert_string_equal(r.ops[0].path, "/q/e0000000003");
+	assert_string_equal(r.ops[0].path, "/q/e0000000004");
 	assert_int_equal(r.ops[0].stat.ephemeral_owner, 9);
 	/* sequential under a missing parent */
 	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/nope/x", "", 2), NULL), KV_ZNONODE);
@@ -213,7 +213,7 @@ static void test_delete(void **state)
 	assert_string_equal(r.events[1].path, "/a");
 	assert_int_equal(get(kv, "/a", &n), KV_ZOK);
 	assert_int_equal(n.stat.num_children, 0);
-	assert_int_equal(n.stat.cversion, 1); /* deletes do not count, as in ZooKeeper */
+	assert_int_equal(n.stat.cversion, 2); /* deletes count, as in ZooKeeper 3.8 */
 	assert_int_equal(n.stat.pzxid, z);
 	z++;
 	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_DELETE, "/a"), NULL), KV_ZOK);
@@ -511,6 +511,16 @@ static void test_zxid_order(void **state)
 	txn.zxid = 11;
 	txn.type = KV_OP_DELETE; /* type and op disagree */
 	assert_int_equal(kv_apply(kv, &txn, &r), KEEL_E_INVAL);
+	/* pointers that do not cover their lengths */
+	txn.type = KV_OP_CREATE;
+	op.data = NULL;
+	op.data_len = 3;
+	assert_int_equal(kv_apply(kv, &txn, &r), KEEL_E_INVAL);
+	uint8_t buf[256];
+	assert_int_equal(kv_txn_encode(&txn, buf, sizeof(buf)), KEEL_E_INVAL);
+	op = kvt_create_op("/b", "", 0);
+	op.path = NULL;
+	assert_int_equal(kv_apply(kv, &txn, &r), KEEL_E_INVAL);
 	assert_int_equal(kv_view_zxid(kv_view_get(kv)), 10);
 }
 
@@ -669,6 +679,53 @@ static void test_batch(void **state)
 	assert_int_equal(kv_batch_iter_init(&it, buf, len), KEEL_E_MALFORMED);
 }
 
+struct batch_seen {
+	int n;
+	int32_t err[8];
+	int64_t zxid[8];
+};
+
+static void on_txn(void *ctx, uint32_t i, const struct kv_txn *txn,
+		   const struct kv_apply_result *res)
+{
+	struct batch_seen *b = ctx;
+	assert_int_equal(i, b->n);
+	b->err[b->n] = res->err;
+	b->zxid[b->n] = txn->zxid;
+	b->n++;
+}
+
+static void test_apply_batch(void **state)
+{
+	struct kv *kv = *state;
+	uint8_t buf[4096];
+	size_t len = (size_t)kv_batch_init(buf, sizeof(buf));
+	struct kv_op a = kvt_create_op("/a", "1", 0), b = kvt_create_op("/a", "2", 0);
+	struct kv_txn t1 = { .type = KV_OP_CREATE, .zxid = 1, .nops = 1, .ops = &a };
+	struct kv_txn t2 = { .type = KV_OP_CREATE, .zxid = 2, .nops = 1, .ops = &b };
+	struct kv_txn t3 = {
+		.type = KV_OP_CREATE_SESSION, .zxid = 3, .session_id = 4, .session_timeout_ms = 100
+	};
+	assert_int_equal(kv_batch_add(buf, sizeof(buf), &len, &t1), 0);
+	assert_int_equal(kv_batch_add(buf, sizeof(buf), &len, &t2), 0);
+	assert_int_equal(kv_batch_add(buf, sizeof(buf), &len, &t3), 0);
+	struct batch_seen seen = { 0 };
+	/* the last txn cut short: nothing at all is applied, not even the first */
+	assert_int_equal(kv_apply_batch(kv, buf, len - 1, on_txn, &seen), KEEL_E_MALFORMED);
+	assert_int_equal(seen.n, 0);
+	assert_int_equal(kv_view_zxid(kv_view_get(kv)), 0);
+	assert_int_equal(kv_apply_batch(kv, buf, len, on_txn, &seen), 0);
+	assert_int_equal(seen.n, 3);
+	assert_int_equal(seen.err[0], KV_ZOK);
+	assert_int_equal(seen.err[1], KV_ZNODEEXISTS);
+	assert_int_equal(seen.err[2], KV_ZOK);
+	assert_int_equal(seen.zxid[2], 3);
+	assert_int_equal(kv_view_zxid(kv_view_get(kv)), 3);
+	/* replaying the same entry is refused at its first txn */
+	assert_int_equal(kv_apply_batch(kv, buf, len, NULL, NULL), KEEL_E_STALE);
+	assert_int_equal(kv_view_zxid(kv_view_get(kv)), 3);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -684,6 +741,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_containers_ttl, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_zxid_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_all_children_number, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_apply_batch, setup, teardown),
 		cmocka_unit_test(test_codec_roundtrip),
 		cmocka_unit_test(test_batch),
 	};

@@ -10,7 +10,8 @@
  *    equal (no half-applied multi);
  *  - children of /c are a sliding window [lo, hi) of numbered names (create
  *    hi, delete lo): one view must show a contiguous window whose size is
- *    numChildren and whose cversion is hi (creates), moving only forward.
+ *    numChildren and whose cversion is hi + lo (creates + deletes, as ZooKeeper
+ *    3.8 counts them), moving only forward.
  * Meanwhile a third thread writes a snapshot of whatever view is current
  * halfway through; restored afterwards it must give that view's digest and
  * zxid (the writer never waited for it). Readers run on both cores; the failures they find are
@@ -111,9 +112,11 @@ static void *reader(void *arg)
 			failf("reader %ld: /c missing\n", id);
 		} else {
 			if (w.count == 0)
-				w.lo = w.hi = cs.cversion; /* empty only at the start */
+				w.lo = w.hi =
+					cs.cversion / 2; /* empty: as many deletes as creates */
 			if (w.bad || w.hi - w.lo != w.count || w.count != cs.num_children ||
-			    (w.count && cs.cversion != w.hi) || w.lo < last_lo || w.hi < last_hi)
+			    (w.count && cs.cversion != w.hi + w.lo) || w.lo < last_lo ||
+			    w.hi < last_hi)
 				failf("reader %ld: children window [%ld,%ld) count %ld nc %d cv "
 				      "%d\n",
 				      id, w.lo, w.hi, w.count, cs.num_children, cs.cversion);

@@ -102,13 +102,21 @@ static void test_watch_kinds(void **state)
 	nt.n = 0;
 	kv_watch_match(w, &old, note, &nt);
 	assert_false(has(&nt, 6, KV_EVENT_CREATED, "/x"));
+	/* a watch re-added by a newer read still owes the older read its event */
+	assert_int_equal(kv_watch_add(w, 8, "/y", 2, KV_WATCH_DATA, 5), 0);
+	struct kv_event ev9 = { KV_EVENT_DATA_CHANGED, 2, "/y", 9 };
+	assert_int_equal(kv_watch_add(w, 8, "/y", 2, KV_WATCH_DATA, 9), 0);
+	nt.n = 0;
+	assert_int_equal(kv_watch_match(w, &ev9, note, &nt), 2); /* and 3's recursive "/" */
+	assert_true(has(&nt, 8, KV_EVENT_DATA_CHANGED, "/y"));
+	assert_true(has(&nt, 3, KV_EVENT_DATA_CHANGED, "/y"));
 	/* removal */
 	assert_int_equal(kv_watch_remove(w, 6, "/x", 2, KV_WATCH_CHILD), KV_ZNOWATCHER);
 	assert_int_equal(kv_watch_remove(w, 6, "/x", 2, KV_WATCH_DATA), KV_ZOK);
 	assert_int_equal(kv_watch_remove(w, 6, "/x", 2, KV_WATCH_ANY), KV_ZNOWATCHER);
 	assert_int_equal(kv_watch_remove(w, 4, "/a", 2, KV_WATCH_PERSISTENT), KV_ZOK);
-	assert_int_equal(kv_watch_add(w, 7, "/q", 2, KV_WATCH_DATA, 5), 0);
-	assert_int_equal(kv_watch_add(w, 7, "/r", 2, KV_WATCH_CHILD, 5), 0);
+	assert_int_equal(kv_watch_add(w, 7, "/q", 2, KV_WATCH_DATA, 9), 0);
+	assert_int_equal(kv_watch_add(w, 7, "/r", 2, KV_WATCH_CHILD, 9), 0);
 	kv_watch_remove_session(w, 7);
 	assert_int_equal(kv_watch_count(w), 1);
 	kv_watch_remove_session(w, 3);
@@ -118,11 +126,11 @@ static void test_watch_kinds(void **state)
 	char p[32];
 	for (int i = 0; i < 1000; i++) {
 		int n = snprintf(p, sizeof(p), "/w%d", i);
-		assert_int_equal(kv_watch_add(w, i, p, (size_t)n, KV_WATCH_DATA, 5), 0);
+		assert_int_equal(kv_watch_add(w, i, p, (size_t)n, KV_WATCH_DATA, 9), 0);
 	}
 	for (int i = 0; i < 1000; i += 7) {
 		int n = snprintf(p, sizeof(p), "/w%d", i);
-		struct kv_event ev = { KV_EVENT_DATA_CHANGED, (uint32_t)n, p, 6 + i };
+		struct kv_event ev = { KV_EVENT_DATA_CHANGED, (uint32_t)n, p, 10 + i };
 		nt.n = 0;
 		assert_int_equal(kv_watch_match(w, &ev, note, &nt), 1);
 		assert_int_equal(nt.session[0], i);

@@ -1,0 +1,1432 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * keeld's client front end: the backend of the zk_server engine (dataplane/zk).
+ *
+ * Happy path: a ConnectRequest becomes a createSession txn (or a reattach,
+ * checked against the replicated session table); a write is validated
+ * (path, mode, ACL), encoded as a kv_txn and queued for the pipeline; a read
+ * is served here, on the engine thread, from the lock-free kvstore -- unless
+ * its session has writes still in flight, then it waits for them (FIFO
+ * client order: a session sees its own writes) and the pipeline serves it.
+ *
+ * What can fail: a client whose last seen zxid is ahead of this server is
+ * closed (as ZooKeeper does: it tries another server); a reattach with an
+ * unknown session or a wrong password gets a zero session (the client sees
+ * "session expired"); a request on a bad path or with a bad mode gets
+ * ZooKeeper's error code.
+ *
+ * Threads: the engine thread runs the callbacks; the pipeline thread calls
+ * keeld_reply_write, keeld_write_done, keeld_deliver_events and
+ * keeld_session_gone. Shared state is under k->fe_mu (sessions, queue) and
+ * k->watch_mu (watch registry); fe_mu is never held while taking watch_mu
+ * is attempted, watch_mu may be held while taking fe_mu.
+ */
+#include <inttypes.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "keeld_int.h"
+
+static __thread bool kv_registered;
+static pthread_key_t kv_key;
+static pthread_once_t kv_key_once = PTHREAD_ONCE_INIT;
+
+/* The engine thread registered itself lazily: leave the RCU registry when it
+ * exits (a registered thread that is gone would be polled by grace periods). */
+static void kv_thread_gone(void *unused)
+{
+	(void)unused;
+	kv_thread_unregister();
+}
+
+static void kv_key_init(void)
+{
+	KEEL_ASSERT(pthread_key_create(&kv_key, kv_thread_gone) == 0);
+}
+
+static void kv_enter(void)
+{
+	if (!kv_registered) {
+		pthread_once(&kv_key_once, kv_key_init);
+		kv_thread_register();
+		kv_registered = true;
+		(void)pthread_setspecific(kv_key, &kv_registered);
+	} else {
+		kv_thread_online();
+	}
+}
+
+/* The engine thread blocks in epoll between callbacks: it holds no view then. */
+static void kv_leave(void)
+{
+	kv_thread_offline();
+}
+
+/* ------------------------------------------------------------ sessions */
+
+static struct fsess **sess_slot(struct keeld *k, int64_t id)
+{
+	struct fsess **s = &k->sess[(uint64_t)id % KEELD_SESS_BUCKETS];
+	while (*s && (*s)->id != id)
+		s = &(*s)->next;
+	return s;
+}
+
+struct fsess *keeld_sess_find(struct keeld *k, int64_t id)
+{
+	return *sess_slot(k, id);
+}
+
+static struct fsess *sess_get_or_add(struct keeld *k, int64_t id, int32_t timeout_ms)
+{
+	struct fsess **slot = sess_slot(k, id);
+	if (*slot)
+		return *slot;
+	struct fsess *s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	s->id = id;
+	s->timeout_ms = timeout_ms;
+	s->deferred_tail = &s->deferred;
+	*slot = s;
+	k->n_sess++;
+	return s;
+}
+
+static void dread_free(struct dread *d)
+{
+	free(d->path);
+	free(d);
+}
+
+static void sess_free(struct fsess *s)
+{
+	while (s->deferred) {
+		struct dread *d = s->deferred;
+		s->deferred = d->next;
+		dread_free(d);
+	}
+	free(s);
+}
+
+void keeld_sessions_free(struct keeld *k)
+{
+	while (k->barrier) {
+		struct dread *d = k->barrier;
+		k->barrier = d->next;
+		dread_free(d);
+	}
+	for (size_t i = 0; i < KEELD_SESS_BUCKETS; i++)
+		while (k->sess[i]) {
+			struct fsess *s = k->sess[i];
+			k->sess[i] = s->next;
+			sess_free(s);
+		}
+	k->n_sess = 0;
+}
+
+void keeld_session_gone(struct keeld *k, int64_t sid, bool expired)
+{
+	pthread_mutex_lock(&k->watch_mu);
+	kv_watch_remove_session(k->watches, sid);
+	pthread_mutex_unlock(&k->watch_mu);
+	pthread_mutex_lock(&k->fe_mu);
+	struct fsess **slot = sess_slot(k, sid);
+	struct fsess *s = *slot;
+	if (s) {
+		*slot = s->next;
+		k->n_sess--;
+		/* ZooKeeper closes an expired session's connection. */
+		if (expired && s->has_conn)
+			(void)zk_server_close(k->zk, s->conn);
+		sess_free(s);
+	}
+	pthread_mutex_unlock(&k->fe_mu);
+}
+
+void keeld_preq_free(struct preq *r)
+{
+	if (!r)
+		return;
+	free(r->op_types);
+	free(r->path);
+	free(r->txn);
+	free(r);
+}
+
+void keeld_queue(struct keeld *k, struct preq *r)
+{
+	pthread_mutex_lock(&k->fe_mu);
+	r->id = ++k->next_req_id;
+	r->next = NULL;
+	*k->q_tail = r;
+	k->q_tail = &r->next;
+	if (r->kind != PREQ_CONNECT) {
+		struct fsess *s = keeld_sess_find(k, r->session_id);
+		if (s)
+			s->outstanding++;
+	}
+	pthread_mutex_unlock(&k->fe_mu);
+	uint64_t one = 1;
+	(void)!write(k->evfd, &one, sizeof(one));
+}
+
+void keeld_write_done(struct keeld *k, int64_t sid)
+{
+	pthread_mutex_lock(&k->fe_mu);
+	struct fsess *s = keeld_sess_find(k, sid);
+	struct dread *list = NULL;
+	struct fsess copy;
+	if (s) {
+		if (s->outstanding)
+			s->outstanding--;
+		if (!s->outstanding && s->deferred) {
+			list = s->deferred;
+			s->deferred = NULL;
+			s->deferred_tail = &s->deferred;
+		}
+		copy = *s;
+	}
+	pthread_mutex_unlock(&k->fe_mu);
+	while (list) {
+		struct dread *d = list;
+		list = d->next;
+		keeld_serve_read(k, &d->call, d->type, d->path, d->path_len, d->watch, &copy,
+				 d->nops);
+		dread_free(d);
+	}
+}
+
+/* ------------------------------------------------------------ helpers */
+
+static void stat_of(struct zk_stat *z, const struct kv_stat *s)
+{
+	z->czxid = s->czxid;
+	z->mzxid = s->mzxid;
+	z->ctime_ms = s->ctime_ms;
+	z->mtime_ms = s->mtime_ms;
+	z->version = s->version;
+	z->cversion = s->cversion;
+	z->aversion = s->aversion;
+	z->ephemeral_owner = s->ephemeral_owner;
+	z->data_length = s->data_length;
+	z->num_children = s->num_children;
+	z->pzxid = s->pzxid;
+}
+
+static int64_t cur_zxid(struct keeld *k)
+{
+	return atomic_load(&k->applied_zxid);
+}
+
+/* Does the session's identity hold `perm` on a node with this ACL? */
+static bool acl_allows(const void *acl, uint32_t acl_len, int32_t perm, const struct fsess *s)
+{
+	uint32_t pos = 0;
+	struct kv_acl a;
+	while (kv_acl_next(acl, acl_len, &pos, &a) == 1) {
+		if (!(a.perms & perm))
+			continue;
+		if (a.scheme_len == 5 && !memcmp(a.scheme, "world", 5) && a.id_len == 6 &&
+		    !memcmp(a.id, "anyone", 6))
+			return true;
+		if (s && a.scheme_len == 6 && !memcmp(a.scheme, "digest", 6))
+			for (uint32_t i = 0; i < s->n_auth; i++)
+				if (strlen(s->auth[i]) == a.id_len &&
+				    !memcmp(s->auth[i], a.id, a.id_len))
+					return true;
+		/* ip: the engine does not expose the client address, so ip ACLs
+		 * never grant anything here (a documented gap). */
+	}
+	return false;
+}
+
+static int perm_check(struct keeld *k, const char *path, size_t len, int32_t perm,
+		      const struct fsess *s)
+{
+	struct kv_node n;
+	const struct kv_view *v = kv_view_get(keeld_kv(k));
+	if (kv_get(v, path, len, &n) != KV_ZOK)
+		return ZK_OK; /* apply decides (NoNode) */
+	return acl_allows(n.acl, n.acl_len, perm, s) ? ZK_OK : ZK_ENOAUTH;
+}
+
+static size_t parent_len(const char *path, size_t len)
+{
+	size_t i = len;
+	while (i > 0 && path[i - 1] != '/')
+		i--;
+	return i > 1 ? i - 1 : 1;
+}
+
+/* ---------------------------------------------------------------- reads */
+
+struct names {
+	struct zk_str *v;
+	size_t n, cap;
+	const char *prefix;
+	size_t prefix_len;
+};
+
+static int name_add(void *ctx, const char *name, size_t len)
+{
+	struct names *ns = ctx;
+	if (ns->prefix_len && (len < ns->prefix_len || memcmp(name, ns->prefix, ns->prefix_len)))
+		return 0;
+	if (ns->n == ns->cap) {
+		size_t cap = ns->cap ? ns->cap * 2 : 64;
+		struct zk_str *v = realloc(ns->v, cap * sizeof(*v));
+		if (!v)
+			return 1;
+		ns->v = v;
+		ns->cap = cap;
+	}
+	ns->v[ns->n].ptr = name;
+	ns->v[ns->n].len = (int32_t)len;
+	ns->n++;
+	return 0;
+}
+
+static int watch_add(struct keeld *k, int64_t sid, const char *path, size_t len,
+		     enum kv_watch_kind kind, int64_t zxid)
+{
+	pthread_mutex_lock(&k->watch_mu);
+	int rc = kv_watch_add(k->watches, sid, path, len, kind, zxid);
+	pthread_mutex_unlock(&k->watch_mu);
+	return rc;
+}
+
+/*
+ * multiRead (ZooKeeper 3.6): getData / getChildren ops answered from one view,
+ * each with its own result or error (not atomic, no watches).
+ */
+static int multi_read(struct keeld *k, const struct zk_call *call, const struct kv_view *v,
+		      const struct zk_ops *ops, const struct fsess *s)
+{
+	uint32_t n = (uint32_t)KEEL_MAX(ops->count, 0);
+	struct zk_op_result *res = calloc(n ? n : 1, sizeof(*res));
+	struct names *ns = calloc(n ? n : 1, sizeof(*ns));
+	if (!res || !ns) {
+		free(res);
+		free(ns);
+		(void)zk_server_reply_error(k->zk, call, kv_view_zxid(v), ZK_ESYSTEM);
+		return 0;
+	}
+	struct zk_iter it = ZK_ITER_INIT;
+	struct zk_request q;
+	uint32_t i = 0;
+	while (i < n && zk_multi_next(ops, &it, &q)) {
+		struct kv_node nd;
+		size_t pl = q.path.len > 0 ? (size_t)q.path.len : 0;
+		int err = pl && zk_path_validate(q.path, false) == 0
+				  ? kv_get(v, q.path.ptr, pl, &nd)
+				  : ZK_EBADARGUMENTS;
+		if (err == KV_ZOK && !acl_allows(nd.acl, nd.acl_len, KV_PERM_READ, s))
+			err = ZK_ENOAUTH;
+		if (err == KV_ZOK && q.type == ZK_OP_GET_DATA) {
+			res[i].type = ZK_OP_GET_DATA;
+			res[i].data.ptr = nd.data ? nd.data : (const uint8_t *)"";
+			res[i].data.len = (int32_t)nd.data_len;
+			stat_of(&res[i].stat, &nd.stat);
+		} else if (err == KV_ZOK && q.type == ZK_OP_GET_CHILDREN) {
+			err = kv_children(v, q.path.ptr, pl, NULL, name_add, &ns[i]);
+			res[i].type = ZK_OP_GET_CHILDREN;
+			res[i].children.count = (int32_t)ns[i].n;
+			res[i].children.items = ns[i].v;
+		} else if (err == KV_ZOK) {
+			err = ZK_EBADARGUMENTS;
+		}
+		if (err != KV_ZOK) {
+			res[i].type = ZK_OP_ERROR;
+			res[i].err = err;
+		}
+		i++;
+	}
+	struct zk_response resp = { .zxid = kv_view_zxid(v), .type = ZK_OP_MULTI_READ };
+	resp.results.count = (int32_t)i;
+	resp.results.items = res;
+	(void)zk_server_reply(k->zk, call, &resp);
+	for (uint32_t j = 0; j < n; j++)
+		free(ns[j].v);
+	free(ns);
+	free(res);
+	return 0;
+}
+
+/* One attempt; KEEL_E_STALE: a watch raced with an applied event, read again. */
+static int read_once(struct keeld *k, const struct zk_call *call, int32_t type, const char *path,
+		     uint32_t plen, bool watch, const struct fsess *s, int32_t call_ops_count)
+{
+	const struct kv_view *v = kv_view_get(keeld_kv(k));
+	int64_t zxid = kv_view_zxid(v);
+	struct zk_response resp = { .zxid = zxid, .type = type };
+	struct kv_node n;
+	int err = ZK_OK;
+	struct names ns = { 0 };
+	struct zk_acl acls[64];
+	int rc = 0;
+	switch (type) {
+	case ZK_OP_EXISTS:
+		err = kv_get(v, path, plen, &n);
+		if (watch && (err == KV_ZOK || err == KV_ZNONODE))
+			rc = watch_add(k, call->session_id, path, plen,
+				       err == KV_ZOK ? KV_WATCH_DATA : KV_WATCH_EXIST, zxid);
+		if (err == KV_ZOK)
+			stat_of(&resp.stat, &n.stat);
+		break;
+	case ZK_OP_GET_DATA:
+		err = kv_get(v, path, plen, &n);
+		if (err == KV_ZOK && !acl_allows(n.acl, n.acl_len, KV_PERM_READ, s))
+			err = ZK_ENOAUTH;
+		if (err == KV_ZOK) {
+			if (watch)
+				rc = watch_add(k, call->session_id, path, plen, KV_WATCH_DATA,
+					       zxid);
+			stat_of(&resp.stat, &n.stat);
+			/* Empty data is an empty buffer, not jute's null (-1). */
+			resp.data.ptr = n.data ? n.data : (const uint8_t *)"";
+			resp.data.len = (int32_t)n.data_len;
+		}
+		break;
+	case ZK_OP_GET_ACL:
+		err = kv_get(v, path, plen, &n);
+		if (err == KV_ZOK && !acl_allows(n.acl, n.acl_len, KV_PERM_READ | KV_PERM_ADMIN, s))
+			err = ZK_ENOAUTH;
+		if (err == KV_ZOK) {
+			uint32_t pos = 0;
+			struct kv_acl a;
+			int32_t cnt = 0;
+			while (cnt < 64 && kv_acl_next(n.acl, n.acl_len, &pos, &a) == 1) {
+				acls[cnt].perms = a.perms;
+				acls[cnt].scheme =
+					(struct zk_str){ a.scheme, (int32_t)a.scheme_len };
+				acls[cnt].id = (struct zk_str){ a.id, (int32_t)a.id_len };
+				cnt++;
+			}
+			resp.acl.count = cnt;
+			resp.acl.items = acls;
+			stat_of(&resp.stat, &n.stat);
+		}
+		break;
+	case ZK_OP_GET_CHILDREN:
+	case ZK_OP_GET_CHILDREN2: {
+		err = kv_get(v, path, plen, &n);
+		if (err == KV_ZOK && !acl_allows(n.acl, n.acl_len, KV_PERM_READ, s))
+			err = ZK_ENOAUTH;
+		if (err == KV_ZOK) {
+			struct kv_stat st;
+			err = kv_children(v, path, plen, &st, name_add, &ns);
+			if (err == KV_ZOK) {
+				if (watch)
+					rc = watch_add(k, call->session_id, path, plen,
+						       KV_WATCH_CHILD, zxid);
+				stat_of(&resp.stat, &st);
+				resp.children.count = (int32_t)ns.n;
+				resp.children.items = ns.v;
+			}
+		}
+		break;
+	}
+	case ZK_OP_GET_ALL_CHILDREN_NUMBER: {
+		int64_t num = 0;
+		err = kv_get(v, path, plen, &n);
+		if (err == KV_ZOK && !acl_allows(n.acl, n.acl_len, KV_PERM_READ, s))
+			err = ZK_ENOAUTH;
+		if (err == KV_ZOK)
+			err = kv_all_children_number(v, path, plen, &num);
+		resp.number = (int32_t)num;
+		break;
+	}
+	case ZK_OP_GET_EPHEMERALS:
+		ns.prefix = path;
+		ns.prefix_len = (plen == 1 && path[0] == '/') ? 0 : plen;
+		err = kv_ephemerals(v, call->session_id, name_add, &ns);
+		resp.children.count = (int32_t)ns.n;
+		resp.children.items = ns.v;
+		break;
+	case ZK_OP_MULTI_READ: {
+		/* path/path_len carry the raw ops (see is_read / dread_new). */
+		struct zk_ops ops = { .count = call_ops_count,
+				      .raw = (const uint8_t *)path,
+				      .raw_len = plen };
+		return multi_read(k, call, v, &ops, s);
+	}
+	case ZK_OP_WHO_AM_I: {
+		struct zk_str ids[2 * 9];
+		int32_t cnt = 0;
+		ids[cnt++] = (struct zk_str){ "ip", 2 };
+		ids[cnt++] = (struct zk_str){ "127.0.0.1", 9 };
+		for (uint32_t i = 0; s && i < s->n_auth && i < 8; i++) {
+			ids[cnt++] = (struct zk_str){ "digest", 6 };
+			ids[cnt++] = (struct zk_str){ s->auth[i], (int32_t)strlen(s->auth[i]) };
+		}
+		resp.children.count = cnt;
+		resp.children.items = ids;
+		(void)zk_server_reply(k->zk, call, &resp);
+		return 0;
+	}
+	default:
+		err = ZK_EUNIMPLEMENTED;
+		break;
+	}
+	if (rc == KEEL_E_STALE) {
+		free(ns.v);
+		return rc;
+	}
+	if (err != ZK_OK)
+		(void)zk_server_reply_error(k->zk, call, zxid, err);
+	else
+		(void)zk_server_reply(k->zk, call, &resp);
+	free(ns.v);
+	return 0;
+}
+
+void keeld_serve_read(struct keeld *k, const struct zk_call *call, int32_t type, const char *path,
+		      uint32_t path_len, bool watch, const struct fsess *s, int32_t nops)
+{
+	for (int i = 0; i < 100; i++)
+		if (read_once(k, call, type, path, path_len, watch, s, nops) != KEEL_E_STALE)
+			return;
+	(void)zk_server_reply_error(k->zk, call, cur_zxid(k), ZK_ESYSTEM);
+}
+
+static bool is_read(int32_t type)
+{
+	switch (type) {
+	case ZK_OP_EXISTS:
+	case ZK_OP_GET_DATA:
+	case ZK_OP_GET_ACL:
+	case ZK_OP_GET_CHILDREN:
+	case ZK_OP_GET_CHILDREN2:
+	case ZK_OP_GET_ALL_CHILDREN_NUMBER:
+	case ZK_OP_GET_EPHEMERALS:
+	case ZK_OP_WHO_AM_I:
+	case ZK_OP_MULTI_READ:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* -------------------------------------------------------------- watches */
+
+static void notify(void *ctx, int64_t sid, const struct kv_event *ev)
+{
+	struct keeld *k = ctx;
+	pthread_mutex_lock(&k->fe_mu);
+	struct fsess *s = keeld_sess_find(k, sid);
+	if (s && s->has_conn) {
+		struct zk_watcher_event we = { .type = ev->type,
+					       .state = ZK_STATE_SYNC_CONNECTED,
+					       .path = { ev->path, (int32_t)ev->path_len } };
+		(void)zk_server_notify(k->zk, s->conn, ev->zxid, &we);
+	}
+	pthread_mutex_unlock(&k->fe_mu);
+}
+
+void keeld_deliver_events(struct keeld *k, const struct kv_apply_result *res)
+{
+	if (!res->nevents)
+		return;
+	pthread_mutex_lock(&k->watch_mu);
+	for (uint32_t i = 0; i < res->nevents; i++) {
+		(void)kv_watch_match(k->watches, &res->events[i], notify, k);
+		if (res->events[i].zxid > k->matched_zxid)
+			k->matched_zxid = res->events[i].zxid;
+	}
+	pthread_mutex_unlock(&k->watch_mu);
+}
+
+static void fire_now(struct keeld *k, const struct zk_call *call, int32_t type, struct zk_str path,
+		     int64_t zxid)
+{
+	struct zk_watcher_event we = { .type = type,
+				       .state = ZK_STATE_SYNC_CONNECTED,
+				       .path = path };
+	(void)zk_server_notify(k->zk, call->conn, zxid, &we);
+}
+
+/* setWatches(2) after a reconnect: re-arm, or fire at once what the client missed. */
+static void set_watches(struct keeld *k, const struct zk_call *call, const struct zk_request *req)
+{
+	static const enum kv_watch_kind kinds[ZK_WATCH_LISTS] = { KV_WATCH_DATA, KV_WATCH_EXIST,
+								  KV_WATCH_CHILD,
+								  KV_WATCH_PERSISTENT,
+								  KV_WATCH_RECURSIVE };
+	int64_t rel = req->relative_zxid;
+	for (int l = 0; l < ZK_WATCH_LISTS; l++) {
+		struct zk_iter it = ZK_ITER_INIT;
+		struct zk_str p;
+		while (zk_strs_next(&req->watches[l], &it, &p)) {
+			for (int attempt = 0; attempt < 100; attempt++) {
+				const struct kv_view *v = kv_view_get(keeld_kv(k));
+				int64_t z = kv_view_zxid(v);
+				struct kv_node n;
+				int e = kv_get(v, p.ptr, (size_t)p.len, &n);
+				int fire = 0;
+				if (l == ZK_WATCHES_DATA)
+					fire = e != KV_ZOK          ? ZK_EVENT_NODE_DELETED
+					       : n.stat.mzxid > rel ? ZK_EVENT_NODE_DATA_CHANGED
+								    : 0;
+				else if (l == ZK_WATCHES_EXIST)
+					fire = e == KV_ZOK ? ZK_EVENT_NODE_CREATED : 0;
+				else if (l == ZK_WATCHES_CHILD)
+					fire = e != KV_ZOK          ? ZK_EVENT_NODE_DELETED
+					       : n.stat.pzxid > rel ? ZK_EVENT_NODE_CHILDREN_CHANGED
+								    : 0;
+				if (fire) {
+					fire_now(k, call, fire, p, z);
+					break;
+				}
+				if (watch_add(k, call->session_id, p.ptr, (size_t)p.len, kinds[l],
+					      z) != KEEL_E_STALE)
+					break;
+			}
+		}
+	}
+	(void)zk_server_reply_error(k->zk, call, cur_zxid(k), ZK_OK);
+}
+
+/* --------------------------------------------------------------- writes */
+
+/* Small allocations that live until a txn is encoded. */
+struct arena {
+	void *p[KV_TXN_MAX_OPS + 8];
+	size_t n;
+};
+
+static void *arena_alloc(struct arena *a, size_t n)
+{
+	if (a->n == KEEL_ARRAY_SIZE(a->p))
+		return NULL;
+	void *p = malloc(n ? n : 1);
+	if (p)
+		a->p[a->n++] = p;
+	return p;
+}
+
+static void arena_free(struct arena *a)
+{
+	for (size_t i = 0; i < a->n; i++)
+		free(a->p[i]);
+	a->n = 0;
+}
+
+/* zk ACL list -> kv's encoding; "auth" expands to the session's digest ids. */
+static int acl_build(const struct zk_acls *in, const struct fsess *s, struct arena *ar,
+		     const void **out, uint32_t *out_len)
+{
+	struct kv_acl a[64];
+	uint32_t n = 0;
+	struct zk_iter it = ZK_ITER_INIT;
+	struct zk_acl z;
+	while (zk_acls_next(in, &it, &z)) {
+		if (z.scheme.len == 4 && !memcmp(z.scheme.ptr, "auth", 4)) {
+			uint32_t before = n;
+			for (uint32_t i = 0; s && i < s->n_auth && n < 64; i++)
+				a[n++] = (struct kv_acl){ z.perms, "digest", 6, s->auth[i],
+							  (uint32_t)strlen(s->auth[i]) };
+			if (n == before)
+				return ZK_EINVALIDACL;
+			continue;
+		}
+		if (n == 64 || z.scheme.len < 0 || z.id.len < 0)
+			return ZK_EINVALIDACL;
+		/* ZooKeeper (3.5+) drops duplicate entries. */
+		bool dup = false;
+		for (uint32_t i = 0; i < n && !dup; i++)
+			dup = a[i].perms == z.perms && a[i].scheme_len == (uint32_t)z.scheme.len &&
+			      a[i].id_len == (uint32_t)z.id.len &&
+			      !memcmp(a[i].scheme, z.scheme.ptr, a[i].scheme_len) &&
+			      !memcmp(a[i].id, z.id.ptr, a[i].id_len);
+		if (dup)
+			continue;
+		a[n++] = (struct kv_acl){ z.perms, z.scheme.ptr, (uint32_t)z.scheme.len, z.id.ptr,
+					  (uint32_t)z.id.len };
+	}
+	if (n == 0)
+		return ZK_EINVALIDACL;
+	int64_t len = kv_acl_encode(a, n, NULL, 0);
+	if (len < 0)
+		return ZK_EINVALIDACL;
+	void *buf = arena_alloc(ar, (size_t)len);
+	if (!buf || kv_acl_encode(a, n, buf, (size_t)len) != len)
+		return ZK_EINVALIDACL;
+	*out = buf;
+	*out_len = (uint32_t)len;
+	return ZK_OK;
+}
+
+static bool is_create(int32_t t)
+{
+	return t == ZK_OP_CREATE || t == ZK_OP_CREATE2 || t == ZK_OP_CREATE_CONTAINER ||
+	       t == ZK_OP_CREATE_TTL;
+}
+
+/* One write op -> kv_op, with the checks ZooKeeper's front end does. */
+static int op_build(struct keeld *k, const struct zk_request *q, const struct fsess *s,
+		    struct arena *ar, struct kv_op *op)
+{
+	memset(op, 0, sizeof(*op));
+	op->path = q->path.ptr;
+	op->path_len = q->path.len > 0 ? (uint32_t)q->path.len : 0;
+	op->version = q->version;
+	bool seq = false;
+	if (is_create(q->type)) {
+		int32_t mode = q->flags;
+		if (q->type == ZK_OP_CREATE_CONTAINER)
+			mode = ZK_CREATE_CONTAINER;
+		if (!zk_create_mode_valid(mode))
+			return ZK_EBADARGUMENTS;
+		bool ttl_mode = mode == ZK_CREATE_PERSISTENT_WITH_TTL ||
+				mode == ZK_CREATE_PERSISTENT_SEQUENTIAL_WITH_TTL;
+		if ((q->type == ZK_OP_CREATE_TTL) != ttl_mode)
+			return ZK_EBADARGUMENTS;
+		if (q->type == ZK_OP_CREATE_CONTAINER && q->flags != ZK_CREATE_CONTAINER)
+			return ZK_EBADARGUMENTS;
+		seq = zk_create_mode_sequential(mode);
+		op->type = KV_OP_CREATE;
+		op->mode = mode;
+		op->ttl_ms = q->ttl_ms;
+		op->data = q->data.ptr;
+		op->data_len = q->data.len > 0 ? (uint32_t)q->data.len : 0;
+		if (q->data.len > 0 && (uint32_t)q->data.len > k->cfg.max_packet_bytes)
+			return ZK_EBADARGUMENTS;
+	} else if (q->type == ZK_OP_DELETE) {
+		op->type = KV_OP_DELETE;
+	} else if (q->type == ZK_OP_SET_DATA) {
+		op->type = KV_OP_SET_DATA;
+		op->data = q->data.ptr;
+		op->data_len = q->data.len > 0 ? (uint32_t)q->data.len : 0;
+	} else if (q->type == ZK_OP_SET_ACL) {
+		op->type = KV_OP_SET_ACL;
+	} else if (q->type == ZK_OP_CHECK) {
+		op->type = KV_OP_CHECK;
+	} else {
+		return ZK_EUNIMPLEMENTED;
+	}
+	if (q->path.len <= 0 || zk_path_validate(q->path, seq) < 0)
+		return ZK_EBADARGUMENTS;
+	if (is_create(q->type) || q->type == ZK_OP_SET_ACL) {
+		int e = acl_build(&q->acl, s, ar, &op->acl, &op->acl_len);
+		if (e)
+			return e;
+	}
+	/* Permissions (ZooKeeper's checkACL): against the current view. */
+	int e = ZK_OK;
+	if (is_create(q->type))
+		e = perm_check(k, op->path, parent_len(op->path, op->path_len), KV_PERM_CREATE, s);
+	else if (q->type == ZK_OP_DELETE)
+		e = perm_check(k, op->path, parent_len(op->path, op->path_len), KV_PERM_DELETE, s);
+	else if (q->type == ZK_OP_SET_DATA)
+		e = perm_check(k, op->path, op->path_len, KV_PERM_WRITE, s);
+	else if (q->type == ZK_OP_SET_ACL)
+		e = perm_check(k, op->path, op->path_len, KV_PERM_ADMIN, s);
+	return e;
+}
+
+/* A multi refused before it reached the log: ZooKeeper's per-op results. */
+static void reply_multi_error(struct keeld *k, const struct zk_call *call, uint32_t nops,
+			      uint32_t bad, int32_t err)
+{
+	struct zk_op_result *r = calloc(nops ? nops : 1, sizeof(*r));
+	if (!r)
+		return;
+	for (uint32_t i = 0; i < nops; i++) {
+		r[i].type = ZK_OP_ERROR;
+		r[i].err = i < bad ? ZK_OK : i == bad ? err : ZK_ERUNTIMEINCONSISTENCY;
+	}
+	struct zk_response resp = { .zxid = cur_zxid(k), .type = ZK_OP_MULTI };
+	resp.results.count = (int32_t)nops;
+	resp.results.items = r;
+	(void)zk_server_reply(k->zk, call, &resp);
+	free(r);
+}
+
+static struct preq *preq_new(const struct zk_call *call, enum preq_kind kind)
+{
+	struct preq *r = calloc(1, sizeof(*r));
+	if (!r)
+		return NULL;
+	r->kind = kind;
+	r->call = *call;
+	r->session_id = call->session_id;
+	return r;
+}
+
+static int preq_encode(struct preq *r, const struct kv_txn *txn)
+{
+	int64_t n = kv_txn_encode(txn, NULL, 0);
+	if (n <= 0)
+		return ZK_EBADARGUMENTS;
+	r->txn = malloc((size_t)n);
+	if (!r->txn || kv_txn_encode(txn, r->txn, (size_t)n) != n)
+		return ZK_ESYSTEM;
+	r->len = (uint32_t)n;
+	return ZK_OK;
+}
+
+static void handle_write(struct keeld *k, const struct zk_call *call, const struct zk_request *req,
+			 const struct fsess *s)
+{
+	struct arena ar = { .n = 0 };
+	struct preq *r = preq_new(call, PREQ_TXN);
+	struct kv_op *ops = NULL;
+	int err = ZK_OK;
+	if (!r) {
+		err = ZK_ESYSTEM;
+		goto out;
+	}
+	struct kv_txn txn = { .type = 0, .cxid = call->xid, .session_id = call->session_id };
+	if (req->type == ZK_OP_MULTI) {
+		uint32_t nops = (uint32_t)KEEL_MAX(req->ops.count, 0);
+		if (nops > KV_TXN_MAX_OPS) {
+			err = ZK_EBADARGUMENTS;
+			goto out;
+		}
+		ops = calloc(nops ? nops : 1, sizeof(*ops));
+		r->op_types = calloc(nops ? nops : 1, sizeof(int32_t));
+		if (!ops || !r->op_types) {
+			err = ZK_ESYSTEM;
+			goto out;
+		}
+		struct zk_iter it = ZK_ITER_INIT;
+		struct zk_request q;
+		uint32_t i = 0;
+		while (i < nops && zk_multi_next(&req->ops, &it, &q)) {
+			int e = op_build(k, &q, s, &ar, &ops[i]);
+			if (e) {
+				reply_multi_error(k, call, nops, i, e);
+				keeld_preq_free(r);
+				r = NULL;
+				goto out;
+			}
+			r->op_types[i] = q.type;
+			i++;
+		}
+		r->nops = i;
+		txn.type = KV_OP_MULTI;
+		txn.nops = i;
+		txn.ops = ops;
+		if (i == 0) {
+			/* An empty multi: ZooKeeper answers an empty result list. */
+			struct zk_response resp = { .zxid = cur_zxid(k), .type = ZK_OP_MULTI };
+			(void)zk_server_reply(k->zk, call, &resp);
+			keeld_preq_free(r);
+			r = NULL;
+			goto out;
+		}
+	} else {
+		ops = calloc(1, sizeof(*ops));
+		if (!ops) {
+			err = ZK_ESYSTEM;
+			goto out;
+		}
+		err = op_build(k, req, s, &ar, ops);
+		if (err)
+			goto out;
+		txn.type = ops[0].type;
+		txn.nops = 1;
+		txn.ops = ops;
+	}
+	err = preq_encode(r, &txn);
+	if (err)
+		goto out;
+	keeld_queue(k, r);
+	r = NULL;
+out:
+	if (err)
+		(void)zk_server_reply_error(k->zk, call, cur_zxid(k), err);
+	keeld_preq_free(r);
+	free(ops);
+	arena_free(&ar);
+}
+
+void keeld_reply_write(struct keeld *k, const struct preq *r, const struct kv_txn *txn,
+		       const struct kv_apply_result *res, int rc)
+{
+	int32_t type = r->call.type;
+	int64_t zxid = txn ? txn->zxid : cur_zxid(k);
+	if (rc < 0 || !res) {
+		(void)zk_server_reply_error(k->zk, &r->call, zxid, ZK_ESYSTEM);
+		return;
+	}
+	if (type == ZK_OP_CLOSE) {
+		(void)zk_server_reply_error(k->zk, &r->call, zxid, ZK_OK);
+		return;
+	}
+	struct zk_response resp = { .zxid = zxid, .type = type };
+	if (type == ZK_OP_MULTI) {
+		struct zk_op_result *out = calloc(res->nops ? res->nops : 1, sizeof(*out));
+		if (!out)
+			return;
+		for (uint32_t i = 0; i < res->nops; i++) {
+			const struct kv_op_result *o = &res->ops[i];
+			if (res->err) {
+				out[i].type = ZK_OP_ERROR;
+				out[i].err = o->err;
+				continue;
+			}
+			out[i].type = i < r->nops ? r->op_types[i] : o->type;
+			out[i].path = (struct zk_str){ o->path, (int32_t)o->path_len };
+			stat_of(&out[i].stat, &o->stat);
+			if (out[i].type == ZK_OP_CREATE_CONTAINER ||
+			    out[i].type == ZK_OP_CREATE_TTL)
+				out[i].type = ZK_OP_CREATE2;
+		}
+		resp.results.count = (int32_t)res->nops;
+		resp.results.items = out;
+		(void)zk_server_reply(k->zk, &r->call, &resp);
+		free(out);
+		return;
+	}
+	int32_t err = res->nops ? res->ops[0].err : res->err;
+	if (err) {
+		(void)zk_server_reply_error(k->zk, &r->call, zxid, err);
+		return;
+	}
+	switch (type) {
+	case ZK_OP_DELETE:
+	case ZK_OP_CHECK:
+		(void)zk_server_reply_error(k->zk, &r->call, zxid, ZK_OK);
+		return;
+	default:
+		break;
+	}
+	if (res->nops) {
+		resp.path = (struct zk_str){ res->ops[0].path, (int32_t)res->ops[0].path_len };
+		stat_of(&resp.stat, &res->ops[0].stat);
+	}
+	(void)zk_server_reply(k->zk, &r->call, &resp);
+}
+
+/* ------------------------------------------------------ engine callbacks */
+
+static void on_connect(struct zk_backend *b, const struct zk_call *call,
+		       const struct zk_connect_request *req)
+{
+	struct keeld *k = (struct keeld *)b;
+	kv_enter();
+	int64_t ours = cur_zxid(k);
+	if (req->last_zxid_seen > ours) {
+		/* ZooKeeper: "client has seen zxid ... our last zxid is ...": close,
+		 * so the client tries another server. */
+		atomic_fetch_add(&k->n_refused_zxid, 1);
+		keeld_log("refusing a client that has seen zxid 0x%" PRIx64 ", ours is 0x%" PRIx64,
+			  (uint64_t)req->last_zxid_seen, (uint64_t)ours);
+		(void)zk_server_close(k->zk, call->conn);
+		goto out;
+	}
+	if (req->session_id) {
+		struct kv_session_info si;
+		const struct kv_view *v = kv_view_get(keeld_kv(k));
+		bool ok = kv_session_get(v, req->session_id, &si) == KV_ZOK &&
+			  req->passwd.len == KV_PASSWD_BYTES &&
+			  !memcmp(req->passwd.ptr, si.passwd, KV_PASSWD_BYTES);
+		struct zk_connect_response cr = { 0 };
+		uint8_t zero[KV_PASSWD_BYTES] = { 0 };
+		cr.passwd = (struct zk_buf){ zero, KV_PASSWD_BYTES };
+		if (!ok) {
+			(void)zk_server_connect_reply(k->zk, call, &cr, true);
+			goto out;
+		}
+		pthread_mutex_lock(&k->fe_mu);
+		struct fsess *s = sess_get_or_add(k, req->session_id, si.timeout_ms);
+		if (s) {
+			s->has_conn = true;
+			s->conn = call->conn;
+			s->timeout_ms = si.timeout_ms;
+			s->last_heard_ns = keel_now_ns();
+			s->n_auth = 0; /* auth belongs to a connection: clients re-send it */
+		}
+		pthread_mutex_unlock(&k->fe_mu);
+		cr.timeout_ms = si.timeout_ms;
+		cr.session_id = req->session_id;
+		cr.passwd = (struct zk_buf){ si.passwd, KV_PASSWD_BYTES };
+		(void)zk_server_connect_reply(k->zk, call, &cr, false);
+		goto out;
+	}
+	/* A new session: id as ZooKeeper forms it (server id in the top byte, a
+	 * time-based counter below), replicated by a createSession txn. */
+	struct preq *r = preq_new(call, PREQ_CONNECT);
+	if (!r) {
+		(void)zk_server_close(k->zk, call->conn);
+		goto out;
+	}
+	pthread_mutex_lock(&k->fe_mu);
+	int64_t id =
+		(int64_t)(((uint64_t)k->myid << 56) |
+			  ((((uint64_t)time(NULL) * 1000u) << 24 >> 8) + ++k->session_counter));
+	pthread_mutex_unlock(&k->fe_mu);
+	r->session_id = id;
+	r->timeout_ms = (int32_t)node_config_session_timeout(
+		&k->cfg, req->timeout_ms > 0 ? (uint32_t)req->timeout_ms : 0);
+	if (getrandom(r->passwd, sizeof(r->passwd), 0) != (ssize_t)sizeof(r->passwd)) {
+		uint64_t x = keel_now_ns() ^ (uint64_t)id;
+		for (size_t i = 0; i < sizeof(r->passwd); i++, x = x * 6364136223846793005u + 1)
+			r->passwd[i] = (uint8_t)(x >> 56);
+	}
+	struct kv_txn txn = { .type = KV_OP_CREATE_SESSION,
+			      .session_id = id,
+			      .session_timeout_ms = r->timeout_ms };
+	memcpy(txn.session_passwd, r->passwd, KV_PASSWD_BYTES);
+	if (preq_encode(r, &txn)) {
+		keeld_preq_free(r);
+		(void)zk_server_close(k->zk, call->conn);
+		goto out;
+	}
+	pthread_mutex_lock(&k->fe_mu);
+	(void)sess_get_or_add(k, id, r->timeout_ms);
+	pthread_mutex_unlock(&k->fe_mu);
+	keeld_queue(k, r);
+out:
+	kv_leave();
+}
+
+/*
+ * Has a peer message arrived that the pipeline has not applied yet? A leader
+ * sends "committed" to its followers before it answers its client, and
+ * loopback UDP lands in our socket at once, so a client that reads here right
+ * after another client's write was answered finds the news pending: then the
+ * read waits for one whole pipeline turn (which applies it). ZooKeeper gives
+ * no such promise across clients (only sync does); this closes the common case.
+ */
+static bool peer_news(struct keeld *k)
+{
+	if (atomic_load(&k->applying))
+		return true;
+	if (k->dp_fd < 0)
+		return false;
+	struct pollfd pf = { .fd = k->dp_fd, .events = POLLIN };
+	return poll(&pf, 1, 0) > 0;
+}
+
+static struct dread *dread_new(const struct zk_call *call, const struct zk_request *req)
+{
+	struct dread *d = calloc(1, sizeof(*d));
+	if (!d)
+		return NULL;
+	d->call = *call;
+	d->type = req->type;
+	d->watch = req->watch;
+	const void *src = req->path.ptr;
+	d->path_len = req->path.len > 0 ? (uint32_t)req->path.len : 0;
+	if (req->type == ZK_OP_MULTI_READ) { /* the raw ops stand in for a path */
+		src = req->ops.raw;
+		d->path_len = req->ops.raw_len;
+		d->nops = req->ops.count;
+	}
+	d->path = malloc(d->path_len + 1);
+	if (!d->path) {
+		free(d);
+		return NULL;
+	}
+	memcpy(d->path, src, d->path_len);
+	d->path[d->path_len] = 0;
+	return d;
+}
+
+static bool defer_to_turn(struct keeld *k, const struct zk_call *call, const struct zk_request *req)
+{
+	struct dread *d = dread_new(call, req);
+	if (!d)
+		return false;
+	pthread_mutex_lock(&k->fe_mu);
+	d->turn = atomic_load(&k->turn);
+	*k->barrier_tail = d;
+	k->barrier_tail = &d->next;
+	pthread_mutex_unlock(&k->fe_mu);
+	uint64_t one = 1;
+	(void)!write(k->evfd, &one, sizeof(one));
+	return true;
+}
+
+void keeld_serve_barrier(struct keeld *k, uint64_t turn)
+{
+	pthread_mutex_lock(&k->fe_mu);
+	struct dread *list = NULL, **tail = &list;
+	struct dread **q = &k->barrier;
+	while (*q) {
+		struct dread *d = *q;
+		if (d->turn < turn) {
+			*q = d->next;
+			d->next = NULL;
+			*tail = d;
+			tail = &d->next;
+		} else {
+			q = &d->next;
+		}
+	}
+	k->barrier_tail = q;
+	pthread_mutex_unlock(&k->fe_mu);
+	while (list) {
+		struct dread *d = list;
+		list = d->next;
+		struct fsess s;
+		bool have = false;
+		pthread_mutex_lock(&k->fe_mu);
+		struct fsess *ps = keeld_sess_find(k, d->call.session_id);
+		if (ps) {
+			s = *ps;
+			have = true;
+		}
+		pthread_mutex_unlock(&k->fe_mu);
+		keeld_serve_read(k, &d->call, d->type, d->path, d->path_len, d->watch,
+				 have ? &s : NULL, d->nops);
+		dread_free(d);
+	}
+}
+
+static void on_request(struct zk_backend *b, const struct zk_call *call,
+		       const struct zk_request *req)
+{
+	struct keeld *k = (struct keeld *)b;
+	atomic_fetch_add(&k->n_requests, 1);
+	kv_enter();
+	struct fsess s;
+	bool have = false;
+	bool deferred = false;
+	pthread_mutex_lock(&k->fe_mu);
+	struct fsess *ps = keeld_sess_find(k, call->session_id);
+	if (ps) {
+		ps->last_heard_ns = keel_now_ns();
+		have = true;
+		s = *ps;
+		if (is_read(req->type) && req->type != ZK_OP_WHO_AM_I && ps->outstanding) {
+			struct dread *d = dread_new(call, req);
+			if (d) {
+				*ps->deferred_tail = d;
+				ps->deferred_tail = &d->next;
+				deferred = true;
+			}
+		}
+	}
+	pthread_mutex_unlock(&k->fe_mu);
+	if (deferred)
+		goto out;
+	if (!have && req->type != ZK_OP_CLOSE) {
+		(void)zk_server_reply_error(k->zk, call, cur_zxid(k), ZK_ESESSIONEXPIRED);
+		goto out;
+	}
+	if (is_read(req->type)) {
+		if (req->type != ZK_OP_GET_EPHEMERALS && req->type != ZK_OP_WHO_AM_I &&
+		    req->type != ZK_OP_MULTI_READ &&
+		    (req->path.len <= 0 || zk_path_validate(req->path, false) < 0)) {
+			(void)zk_server_reply_error(k->zk, call, cur_zxid(k), ZK_EBADARGUMENTS);
+			goto out;
+		}
+		if (peer_news(k) && defer_to_turn(k, call, req))
+			goto out;
+		if (req->type == ZK_OP_MULTI_READ)
+			keeld_serve_read(k, call, req->type, (const char *)req->ops.raw,
+					 req->ops.raw_len, false, &s, req->ops.count);
+		else
+			keeld_serve_read(k, call, req->type, req->path.ptr,
+					 req->path.len > 0 ? (uint32_t)req->path.len : 0,
+					 req->watch, &s, 0);
+		goto out;
+	}
+	switch (req->type) {
+	case ZK_OP_PING:
+		(void)zk_server_reply_error(k->zk, call, cur_zxid(k), ZK_OK);
+		break;
+	case ZK_OP_SET_AUTH: {
+		int32_t err = ZK_EAUTHFAILED;
+		if (req->auth_scheme.len == 6 && !memcmp(req->auth_scheme.ptr, "digest", 6) &&
+		    req->auth.len > 0) {
+			const char *colon = memchr(req->auth.ptr, ':', (size_t)req->auth.len);
+			size_t ulen = colon ? (size_t)(colon - (const char *)req->auth.ptr) : 0;
+			if (colon && ulen < 80) {
+				uint8_t h[20];
+				char id[128];
+				keeld_sha1(req->auth.ptr, (size_t)req->auth.len, h);
+				memcpy(id, req->auth.ptr, ulen + 1);
+				keeld_base64(h, 20, id + ulen + 1);
+				pthread_mutex_lock(&k->fe_mu);
+				struct fsess *p = keeld_sess_find(k, call->session_id);
+				if (p) {
+					bool dup = false;
+					for (uint32_t i = 0; i < p->n_auth; i++)
+						dup |= !strcmp(p->auth[i], id);
+					if (!dup && p->n_auth < 8)
+						snprintf(p->auth[p->n_auth++], sizeof(p->auth[0]),
+							 "%s", id);
+				}
+				pthread_mutex_unlock(&k->fe_mu);
+				err = ZK_OK;
+			}
+		}
+		(void)zk_server_reply_error(k->zk, call, cur_zxid(k), err);
+		break;
+	}
+	case ZK_OP_SET_WATCHES:
+	case ZK_OP_SET_WATCHES2:
+		set_watches(k, call, req);
+		break;
+	case ZK_OP_ADD_WATCH: {
+		if (req->path.len <= 0 || zk_path_validate(req->path, false) < 0 ||
+		    (req->mode != 0 && req->mode != 1)) {
+			(void)zk_server_reply_error(k->zk, call, cur_zxid(k), ZK_EBADARGUMENTS);
+			break;
+		}
+		for (int i = 0; i < 100; i++) {
+			int64_t z = kv_view_zxid(kv_view_get(keeld_kv(k)));
+			if (watch_add(k, call->session_id, req->path.ptr, (size_t)req->path.len,
+				      req->mode == 0 ? KV_WATCH_PERSISTENT : KV_WATCH_RECURSIVE,
+				      z) != KEEL_E_STALE)
+				break;
+		}
+		(void)zk_server_reply_error(k->zk, call, cur_zxid(k), ZK_OK);
+		break;
+	}
+	case ZK_OP_CHECK_WATCHES: {
+		/* Is there such a watch? The registry has no lookup, so take the
+		 * watch out and put it back under watch_mu; as seen zxid the last
+		 * event zxid matched, so it fires on exactly the events it would
+		 * have. WatcherType: 1 children, 2 data, 3 any. */
+		static const enum kv_watch_kind all[] = { KV_WATCH_CHILD, KV_WATCH_DATA,
+							  KV_WATCH_EXIST, KV_WATCH_PERSISTENT,
+							  KV_WATCH_RECURSIVE };
+		const char *p = req->path.ptr;
+		size_t pl = req->path.len > 0 ? (size_t)req->path.len : 0;
+		size_t from = req->mode == 2 ? 1 : 0, to = req->mode == 1   ? 1
+							   : req->mode == 2 ? 3
+									    : 5;
+		int32_t err = ZK_ENOWATCHER;
+		pthread_mutex_lock(&k->watch_mu);
+		for (size_t i = from; i < to; i++)
+			if (kv_watch_remove(k->watches, call->session_id, p, pl, all[i]) ==
+			    KV_ZOK) {
+				(void)kv_watch_add(k->watches, call->session_id, p, pl, all[i],
+						   k->matched_zxid);
+				err = ZK_OK;
+			}
+		pthread_mutex_unlock(&k->watch_mu);
+		(void)zk_server_reply_error(k->zk, call, cur_zxid(k), err);
+		break;
+	}
+	case ZK_OP_REMOVE_WATCHES: {
+		/* WatcherType: 1 children, 2 data, 3 any. */
+		int32_t err;
+		pthread_mutex_lock(&k->watch_mu);
+		const char *p = req->path.ptr;
+		size_t pl = req->path.len > 0 ? (size_t)req->path.len : 0;
+		if (req->mode == 1) {
+			err = kv_watch_remove(k->watches, call->session_id, p, pl, KV_WATCH_CHILD);
+		} else if (req->mode == 2) {
+			int a = kv_watch_remove(k->watches, call->session_id, p, pl, KV_WATCH_DATA);
+			int e = kv_watch_remove(k->watches, call->session_id, p, pl,
+						KV_WATCH_EXIST);
+			err = (a == KV_ZOK || e == KV_ZOK) ? ZK_OK : ZK_ENOWATCHER;
+		} else {
+			err = kv_watch_remove(k->watches, call->session_id, p, pl, KV_WATCH_ANY);
+		}
+		pthread_mutex_unlock(&k->watch_mu);
+		(void)zk_server_reply_error(k->zk, call, cur_zxid(k), err);
+		break;
+	}
+	case ZK_OP_SYNC: {
+		struct preq *r = preq_new(call, PREQ_SYNC);
+		size_t pl = req->path.len > 0 ? (size_t)req->path.len : 0;
+		if (r)
+			r->path = malloc(pl + 1);
+		if (!r || !r->path) {
+			keeld_preq_free(r);
+			(void)zk_server_reply_error(k->zk, call, cur_zxid(k), ZK_ESYSTEM);
+			break;
+		}
+		memcpy(r->path, req->path.ptr, pl);
+		r->path[pl] = 0;
+		keeld_queue(k, r);
+		break;
+	}
+	case ZK_OP_CLOSE: {
+		if (!have) {
+			(void)zk_server_reply_error(k->zk, call, cur_zxid(k), ZK_OK);
+			break;
+		}
+		struct preq *r = preq_new(call, PREQ_TXN);
+		struct kv_txn txn = { .type = KV_OP_CLOSE_SESSION,
+				      .cxid = call->xid,
+				      .session_id = call->session_id };
+		if (!r || preq_encode(r, &txn)) {
+			keeld_preq_free(r);
+			(void)zk_server_reply_error(k->zk, call, cur_zxid(k), ZK_ESYSTEM);
+			break;
+		}
+		keeld_queue(k, r);
+		break;
+	}
+	case ZK_OP_CREATE:
+	case ZK_OP_CREATE2:
+	case ZK_OP_CREATE_CONTAINER:
+	case ZK_OP_CREATE_TTL:
+	case ZK_OP_DELETE:
+	case ZK_OP_SET_DATA:
+	case ZK_OP_SET_ACL:
+	case ZK_OP_CHECK:
+	case ZK_OP_MULTI:
+		handle_write(k, call, req, &s);
+		break;
+	default:
+		/* reconfig (the management plane's) and anything unknown. */
+		(void)zk_server_reply_error(k->zk, call, cur_zxid(k), ZK_EUNIMPLEMENTED);
+		break;
+	}
+out:
+	kv_leave();
+}
+
+static void on_closed(struct zk_backend *b, zk_conn_id conn, int64_t session_id)
+{
+	struct keeld *k = (struct keeld *)b;
+	pthread_mutex_lock(&k->fe_mu);
+	struct fsess *s = keeld_sess_find(k, session_id);
+	if (s && s->has_conn && s->conn.v == conn.v)
+		s->has_conn = false;
+	pthread_mutex_unlock(&k->fe_mu);
+}
+
+/* ------------------------------------------------------ four-letter words */
+
+static const char *mode_name(struct keeld *k)
+{
+	if (k->cfg.n_servers == 0)
+		return "standalone";
+	int role = atomic_load(&k->role);
+	if (role == RAFT_LEADER)
+		return "leader";
+	const struct node_server *self = node_config_self(&k->cfg);
+	if (self && self->learner)
+		return "observer";
+	return atomic_load(&k->leader) ? "follower" : "looking";
+}
+
+static size_t four_letter(struct zk_backend *b, int word, char *out, size_t cap)
+{
+	struct keeld *k = (struct keeld *)b;
+	struct zk_server_stats st;
+	zk_server_stats(k->zk, &st);
+	int64_t zxid = cur_zxid(k);
+	kv_enter();
+	const struct kv_view *v = kv_view_get(keeld_kv(k));
+	uint64_t nodes = kv_view_node_count(v);
+	uint64_t sessions = kv_view_session_count(v);
+	kv_leave();
+	size_t n = 0;
+#define OUT(...)                                                              \
+	do {                                                                  \
+		if (n < cap)                                                  \
+			n += (size_t)snprintf(out + n, cap - n, __VA_ARGS__); \
+	} while (0)
+	switch (word) {
+	case ZK_4LW_RUOK:
+		OUT("imok");
+		break;
+	case ZK_4LW_SRVR:
+	case ZK_4LW_STAT:
+		if (!atomic_load(&k->serving)) {
+			/* ZooKeeper's answer while it is not in sync with a leader. */
+			OUT("This ZooKeeper instance is not currently serving requests\n");
+			break;
+		}
+		OUT("Zookeeper version: 3.8.0-keel-%s, built for the ZooKeeper 3.8 protocol\n",
+		    k->version);
+		if (word == ZK_4LW_STAT)
+			OUT("Clients:\n /127.0.0.1 (%u connections)\n\n", st.open);
+		OUT("Latency min/avg/max: 0/0/0\nReceived: %" PRIu64 "\nSent: %" PRIu64
+		    "\nConnections: %u\nOutstanding: 0\nZxid: 0x%" PRIx64 "\nMode: %s\n"
+		    "Node count: %" PRIu64 "\n",
+		    st.requests, st.replies, st.open, (uint64_t)zxid, mode_name(k), nodes);
+		break;
+	case ZK_4LW_MNTR:
+		OUT("zk_version\t3.8.0-keel-%s\nzk_server_state\t%s\nzk_znode_count\t%" PRIu64
+		    "\nzk_ephemerals_count\t0\nzk_global_sessions\t%" PRIu64
+		    "\nzk_num_alive_connections\t%u\nzk_packets_received\t%" PRIu64
+		    "\nzk_packets_sent\t%" PRIu64 "\nzk_outstanding_requests\t0\n"
+		    "zk_watch_count\t%zu\nkeel_term\t%" PRIu64 "\nkeel_leader\t%u\n"
+		    "keel_last_zxid\t0x%" PRIx64 "\nkeel_applied_index\t%" PRIu64
+		    "\nkeel_writes\t%" PRIu64 "\nkeel_malformed\t%" PRIu64
+		    "\nkeel_oversized\t%" PRIu64 "\nkeel_unknown_opcode\t%" PRIu64
+		    "\nkeel_refused_zxid_ahead\t%" PRIu64 "\n",
+		    k->version, mode_name(k), nodes, sessions, st.open, st.requests, st.replies,
+		    (size_t)0, (uint64_t)atomic_load(&k->term), atomic_load(&k->leader),
+		    (uint64_t)zxid, (uint64_t)atomic_load(&k->applied_index),
+		    (uint64_t)atomic_load(&k->n_writes), st.malformed, st.oversized,
+		    st.unknown_opcode, (uint64_t)atomic_load(&k->n_refused_zxid));
+		break;
+	case ZK_4LW_CONF:
+		n = node_config_format(&k->cfg, out, cap);
+		break;
+	case ZK_4LW_CONS:
+		OUT(" /127.0.0.1 connections=%u sessions_here=%u\n\n", st.open, k->n_sess);
+		break;
+	case ZK_4LW_ENVI: {
+		char host[256] = "";
+		(void)gethostname(host, sizeof(host) - 1);
+		OUT("Environment:\nzookeeper.version=3.8.0-keel-%s, built on "
+		    "keel\nhost.name=%s\nos.name=Linux\n"
+		    "keel.myid=%u\nkeel.dataDir=%s\nkeel.dataLogDir=%s\n",
+		    k->version, host, k->myid, k->cfg.data_dir, k->cfg.data_log_dir);
+		break;
+	}
+	case ZK_4LW_ISRO:
+		OUT("rw");
+		break;
+	default:
+		OUT("%s is not implemented by keel\n", zk_4lw_name(word));
+		break;
+	}
+#undef OUT
+	return KEEL_MIN(n, cap);
+}
+
+static const struct zk_backend_ops ops = {
+	.connect = on_connect,
+	.request = on_request,
+	.four_letter = four_letter,
+	.closed = on_closed,
+};
+
+int keeld_frontend_start(struct keeld *k)
+{
+	uint32_t wl = 0;
+	for (int i = 0; i < NODE_4LW_COUNT_; i++) {
+		if (!(k->cfg.fourlw_mask & (1u << i)))
+			continue;
+		for (int w = 1; w < ZK_4LW_TELNET_CLOSE; w++) {
+			const char *name = zk_4lw_name(w);
+			if (name && !strcmp(name, node_4lw_names[i]))
+				wl |= 1u << w;
+		}
+	}
+	struct zk_server_config zc = {
+		.bind_addr = k->cfg.client_addr[0] ? k->cfg.client_addr : "0.0.0.0",
+		.port = k->cfg.client_port,
+		.max_connections = 4096,
+		.max_packet_bytes = k->cfg.max_packet_bytes,
+		.four_letter_whitelist = wl,
+	};
+	int rc = zk_server_start(&zc, &ops, (struct zk_backend *)k, &k->zk);
+	if (rc < 0) {
+		keeld_log("client port %s:%u: %s", zc.bind_addr, zc.port, keel_strerror(rc));
+		return rc;
+	}
+	keeld_log("clients: ZooKeeper protocol on %s:%u (epoll front end), session timeout "
+		  "%u..%u ms, 4lw whitelist 0x%x",
+		  zc.bind_addr, zk_server_port(k->zk), k->cfg.min_session_timeout_ms,
+		  k->cfg.max_session_timeout_ms, k->cfg.fourlw_mask);
+	return 0;
+}
+
+void keeld_frontend_stop(struct keeld *k)
+{
+	if (k->zk)
+		zk_server_stop(k->zk);
+	k->zk = NULL;
+}

@@ -1,0 +1,191 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * keeld's private wiring (not a public header): the node object shared by the
+ * pipeline thread (raft + wal + kvstore writer + peer transport) and the
+ * front-end thread (zk_server engine callbacks: sessions, reads, ACLs).
+ *
+ * Threads and what they own:
+ *  - pipeline: raft, wal, kv writer, dp transport, the pending-request map,
+ *    the leader's session tracker. Nothing else touches them.
+ *  - front end (the zk_server engine thread): builds txns, serves reads.
+ *  - shared, under fe_mu: the local session table (session -> connection,
+ *    outstanding writes, deferred reads) and the request queue front end ->
+ *    pipeline (woken through an eventfd).
+ *  - shared, under watch_mu: the kv watch registry (front end adds, the
+ *    pipeline matches applied events).
+ *  - published with atomics: role, leader, term, last applied zxid, counters
+ *    (for srvr/mntr from the front end).
+ */
+#ifndef KEEL_NODE_KEELD_INT_H
+#define KEEL_NODE_KEELD_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "dp.h"
+#include "kv.h"
+#include "node.h"
+#include "raft.h"
+#include "wal.h"
+#include "zkproto.h"
+
+/* Peer message types beside Raft's own (the dp header's type byte). */
+enum keeld_msg {
+	KEELD_MSG_RAFT = 1,
+	KEELD_MSG_FORWARD = 2, /* follower -> leader: client requests to propose */
+	KEELD_MSG_TOUCH = 3,   /* any -> leader: sessions alive at the sender */
+};
+
+enum preq_kind {
+	PREQ_TXN = 0,     /* a write: reply from the apply result */
+	PREQ_SYNC = 1,    /* sync: reply once the marker is applied here */
+	PREQ_CONNECT = 2, /* createSession: connect reply once applied */
+};
+
+/*
+ * One client write on its way through the pipeline. Owned by the front end
+ * until queued, then by the pipeline. txn is the kv_txn_encode()d request,
+ * zxid/time not yet stamped (the leader stamps them).
+ */
+struct preq {
+	struct preq *next;
+	uint64_t id; /* unique on this node; with the node id it tags the entry */
+	enum preq_kind kind;
+	struct zk_call call;
+	int64_t session_id;
+	int32_t timeout_ms; /* connect */
+	uint8_t passwd[KV_PASSWD_BYTES];
+	uint32_t nops;
+	int32_t *op_types; /* zk opcodes of a multi's ops (for the reply bodies) */
+	char *path;        /* sync: the path echoed */
+	uint32_t len;
+	uint8_t *txn;
+	bool forwarded; /* already handed to a leader (or proposed) */
+	bool resent;    /* handed to a leader of an older term before */
+	uint64_t term;  /* the term it was forwarded/proposed in */
+	uint64_t sent_ns;
+};
+
+/* A read that waits for its session's earlier writes. */
+struct dread {
+	struct dread *next;
+	struct zk_call call;
+	int32_t type;
+	bool watch;
+	char *path;
+	uint32_t path_len;
+	uint64_t turn; /* barrier reads: the pipeline turn seen when queued */
+	int32_t nops;  /* multiRead: op count; path holds the raw ops */
+};
+
+/* A session held (connected) at this node. */
+struct fsess {
+	struct fsess *next;
+	int64_t id;
+	int32_t timeout_ms;
+	bool has_conn;
+	zk_conn_id conn;
+	uint64_t last_heard_ns;
+	uint32_t outstanding; /* writes queued and not yet answered */
+	struct dread *deferred, **deferred_tail;
+	uint32_t n_auth;
+	char auth[8][128]; /* "digest\0user:hash" ids added by setAuth */
+};
+
+#define KEELD_SESS_BUCKETS 4096
+
+struct keeld {
+	struct node_config cfg;
+	uint32_t myid;
+	char version[32];
+
+	struct kv *kv;         /* replaced (atomically) when a snapshot is installed */
+	struct kv *old_kv[64]; /* replaced stores: readers may still hold views */
+	uint32_t n_old_kv;
+	struct kv_watches *watches;
+	pthread_mutex_t watch_mu;
+	int64_t matched_zxid; /* largest event zxid fed to the registry (watch_mu) */
+
+	struct zk_server *zk;
+
+	/* shared with the pipeline, under fe_mu */
+	pthread_mutex_t fe_mu;
+	struct fsess *sess[KEELD_SESS_BUCKETS];
+	uint32_t n_sess;
+	struct preq *q_head, **q_tail;
+	int evfd;
+	uint64_t next_req_id;
+	uint32_t session_counter;
+
+	/* reads that wait for the pipeline's next whole turn (under fe_mu) */
+	struct dread *barrier, **barrier_tail;
+	int dp_fd;                 /* the peer socket (-1: none), polled by the front end */
+	atomic_uint_fast64_t turn; /* pipeline turns started */
+	atomic_bool applying;      /* peer messages received, not yet applied */
+
+	/* pipeline-owned */
+	struct pipeline *pl;
+	pthread_t pl_thread;
+	atomic_bool stop;
+
+	/* published */
+	atomic_int role;
+	atomic_bool serving; /* synced with the current leader (see watch_leadership) */
+	atomic_uint leader;
+	atomic_uint_fast64_t term;
+	atomic_int_fast64_t applied_zxid;
+	atomic_uint_fast64_t applied_index;
+	atomic_uint_fast64_t n_requests;
+	atomic_uint_fast64_t n_writes;
+	atomic_uint_fast64_t n_refused_zxid;
+};
+
+static inline struct kv *keeld_kv(struct keeld *k)
+{
+	return __atomic_load_n(&k->kv, __ATOMIC_ACQUIRE);
+}
+
+/* keeld.c */
+void keeld_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* frontend.c */
+int keeld_frontend_start(struct keeld *k);
+void keeld_frontend_stop(struct keeld *k);
+struct fsess *keeld_sess_find(struct keeld *k, int64_t id); /* fe_mu held */
+/* Serve a read (front end or pipeline thread; kv thread online). */
+/* multiRead: path/path_len are the request's raw ops and nops their count. */
+void keeld_serve_read(struct keeld *k, const struct zk_call *call, int32_t type, const char *path,
+		      uint32_t path_len, bool watch, const struct fsess *s, int32_t nops);
+/* A local write of session `sid` finished: run its deferred reads if it was the last. */
+void keeld_write_done(struct keeld *k, int64_t sid);
+/* Watch events of one applied txn (pipeline thread). */
+void keeld_deliver_events(struct keeld *k, const struct kv_apply_result *res);
+/* A session was closed/expired by an applied txn. */
+void keeld_session_gone(struct keeld *k, int64_t sid, bool expired);
+/* Pipeline, at the end of turn `turn`: serve barrier reads queued before it. */
+void keeld_serve_barrier(struct keeld *k, uint64_t turn);
+/* Queue a write for the pipeline (takes ownership of r). */
+void keeld_queue(struct keeld *k, struct preq *r);
+void keeld_preq_free(struct preq *r);
+/* Free every local session (shutdown). */
+void keeld_sessions_free(struct keeld *k);
+
+/* Answer a local write from its apply result (pipeline thread). */
+void keeld_reply_write(struct keeld *k, const struct preq *r, const struct kv_txn *txn,
+		       const struct kv_apply_result *res, int rc);
+
+/* pipeline.c */
+/* The dataplane configuration keeld derives from server.N lines + dp.* keys. */
+int keeld_transport_config(const struct keeld *k, struct dp_config *dc, char *err, size_t errlen);
+int keeld_pipeline_open(struct keeld *k);
+int keeld_pipeline_start(struct keeld *k);
+void keeld_pipeline_stop(struct keeld *k);
+void keeld_pipeline_close(struct keeld *k);
+
+/* sha1.c: for digest ids "user:base64(sha1(user:password))". */
+void keeld_sha1(const void *data, size_t len, uint8_t out[20]);
+size_t keeld_base64(const uint8_t *in, size_t n, char *out);
+
+#endif

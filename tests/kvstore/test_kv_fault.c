@@ -1,0 +1,181 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Allocation failure by countdown (STYLE.md 12): against the fault-injection
+ * build of kvstore, fail the N-th allocation of an apply (or a restore) for
+ * N = 1, 2, ... until one completes untouched. Each failure must leave the
+ * store exactly as it was (zxid, digest, node count) and leak nothing (ASan);
+ * applying again without the fault must reach the reference digest.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+
+#include "kvt.h"
+
+extern long kv_fault_countdown;
+
+#define EPHEMERALS 40
+
+static void prepare(struct kv *kv)
+{
+	int64_t z = 1;
+	char p[32];
+	assert_int_equal(kvt_session(kv, z++, KV_OP_CREATE_SESSION, 5, 3000, NULL), KV_ZOK);
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/a", "x", 0), NULL), KV_ZOK);
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/a/old", "y", 0), NULL), KV_ZOK);
+	for (int i = 0; i < EPHEMERALS; i++) {
+		snprintf(p, sizeof(p), "/a/e%d", i);
+		assert_int_equal(kvt_apply1(kv, z++, 5, kvt_create_op(p, "", 1), NULL), KV_ZOK);
+	}
+}
+
+#define ZXID_UNDER_TEST 1000
+
+/* The transactions under test: a multi touching everything, and a close. */
+static int apply_under_test(struct kv *kv, int which)
+{
+	struct kv_apply_result r;
+	if (which == 1) {
+		struct kv_txn t = { .type = KV_OP_CLOSE_SESSION,
+				    .zxid = ZXID_UNDER_TEST,
+				    .session_id = 5 };
+		return kv_apply(kv, &t, &r);
+	}
+	struct kv_op ops[6];
+	ops[0] = kvt_create_op("/a/s-", "seq", KV_MODE_PERSISTENT_SEQUENTIAL);
+	ops[1] = kvt_create_op("/a/eph", "", KV_MODE_EPHEMERAL);
+	ops[2] = kvt_op(KV_OP_SET_DATA, "/a");
+	ops[2].data = "changed";
+	ops[2].data_len = 7;
+	ops[3] = kvt_op(KV_OP_DELETE, "/a/old");
+	ops[4] = kvt_op(KV_OP_CHECK, "/a");
+	ops[5] = kvt_create_op("/b", "new", 0);
+	struct kv_txn t = { .type = KV_OP_MULTI,
+			    .zxid = ZXID_UNDER_TEST,
+			    .time_ms = 7,
+			    .session_id = 5,
+			    .nops = 6,
+			    .ops = ops };
+	int rc = kv_apply(kv, &t, &r);
+	if (rc == 0)
+		assert_int_equal(r.err, KV_ZOK);
+	return rc;
+}
+
+static void walk_apply(int which)
+{
+	struct kv *ref, *kv;
+	assert_int_equal(kv_create(NULL, &ref), 0);
+	prepare(ref);
+	assert_int_equal(apply_under_test(ref, which), 0);
+	uint64_t want = kv_view_digest(kv_view_get(ref));
+	uint64_t want_nodes = kv_view_node_count(kv_view_get(ref));
+	long failures = 0;
+	for (long n = 1;; n++) {
+		assert_int_equal(kv_create(NULL, &kv), 0);
+		prepare(kv);
+		const struct kv_view *v = kv_view_get(kv);
+		uint64_t d0 = kv_view_digest(v), c0 = kv_view_node_count(v);
+		int64_t z0 = kv_view_zxid(v);
+		kv_fault_countdown = n;
+		int rc = apply_under_test(kv, which);
+		long left = kv_fault_countdown;
+		kv_fault_countdown = 0;
+		if (rc == KEEL_E_NOMEM) {
+			failures++;
+			v = kv_view_get(kv);
+			assert_int_equal(kv_view_digest(v), d0);
+			assert_int_equal(kv_view_node_count(v), c0);
+			assert_int_equal(kv_view_zxid(v), z0);
+			assert_int_equal(apply_under_test(kv, which), 0);
+		} else {
+			assert_int_equal(rc, 0);
+		}
+		assert_int_equal(kv_view_digest(kv_view_get(kv)), want);
+		assert_int_equal(kv_view_node_count(kv_view_get(kv)), want_nodes);
+		kv_destroy(kv);
+		kv_thread_quiescent();
+		if (left > 0)
+			break; /* the n-th allocation never came: every site was walked */
+	}
+	fprintf(stderr, "fault: txn %d: %ld allocation sites failed cleanly\n", which, failures);
+	assert_true(failures > 0);
+	kv_destroy(ref);
+}
+
+static void test_fault_multi(void **state)
+{
+	(void)state;
+	walk_apply(0);
+}
+
+static void test_fault_close_session(void **state)
+{
+	(void)state;
+	walk_apply(1);
+}
+
+static void test_fault_restore(void **state)
+{
+	(void)state;
+	struct kv *src, *kv;
+	struct kvt_stream s = { 0 };
+	assert_int_equal(kv_create(NULL, &src), 0);
+	prepare(src);
+	assert_int_equal(kv_snapshot_write(kv_view_get(src), kvt_stream_write, &s), 0);
+	uint64_t want = kv_view_digest(kv_view_get(src));
+	long failures = 0;
+	for (long n = 1;; n++) {
+		assert_int_equal(kv_create(NULL, &kv), 0);
+		s.pos = 0;
+		kv_fault_countdown = n;
+		int rc = kv_restore(kv, kvt_stream_read, &s);
+		long left = kv_fault_countdown;
+		kv_fault_countdown = 0;
+		if (rc == KEEL_E_NOMEM) {
+			failures++;
+			assert_int_equal(kv_view_node_count(kv_view_get(kv)), 1);
+			assert_int_equal(kv_view_zxid(kv_view_get(kv)), 0);
+			s.pos = 0;
+			rc = kv_restore(kv, kvt_stream_read, &s);
+		}
+		assert_int_equal(rc, 0);
+		assert_int_equal(kv_view_digest(kv_view_get(kv)), want);
+		kv_destroy(kv);
+		kv_thread_quiescent();
+		if (left > 0)
+			break;
+	}
+	fprintf(stderr, "fault: restore: %ld allocation sites failed cleanly\n", failures);
+	assert_true(failures > 0);
+	kv_destroy(src);
+	free(s.b);
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	kv_thread_register();
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	kv_thread_unregister();
+	return 0;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_fault_multi),
+		cmocka_unit_test(test_fault_close_session),
+		cmocka_unit_test(test_fault_restore),
+	};
+	int rc = cmocka_run_group_tests(tests, setup, teardown);
+	kv_barrier();
+	return rc;
+}
