@@ -15,7 +15,7 @@ recorder's ephemeral check (none left once their sessions closed or expired).
 
 The server is the real ZooKeeper (Debian's `zookeeper`) until keeld exists:
 `--server auto` (the default) takes keeld when a built one is found
-(build*/dataplane/keeld under the source tree, or KEELD=path), else
+(the newest build*/**/keeld under the source tree, or KEELD=path), else
 ZooKeeper.  Only the command line and the configuration differ.
 
 Faults (the seed picks their order, targets and lengths):
@@ -150,8 +150,9 @@ class KeelServers:
 def find_keeld():
     if os.environ.get("KEELD"):
         return os.environ["KEELD"]
-    found = sorted(glob.glob(os.path.join(ROOT, "build*", "**", "dataplane", "keeld"),
-                             recursive=True), key=os.path.getmtime)
+    found = sorted((p for p in glob.glob(os.path.join(ROOT, "build*", "**", "keeld"),
+                                         recursive=True)
+                    if os.path.isfile(p) and os.access(p, os.X_OK)), key=os.path.getmtime)
     return found[-1] if found else None
 
 
@@ -518,7 +519,7 @@ def run(args):
 def main(argv=None):
     ap = argparse.ArgumentParser(description="keel fault suite (issue #9)")
     ap.add_argument("--server", choices=["auto", "keel", "zookeeper"], default="auto")
-    ap.add_argument("--keeld", help="keeld binary (default: KEELD or build*/dataplane/keeld)")
+    ap.add_argument("--keeld", help="keeld binary (default: KEELD or the newest build*/**/keeld)")
     ap.add_argument("--nodes", type=int, choices=[3, 5], default=3)
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--seed", type=int, help="default: a fresh one, printed")
@@ -542,7 +543,7 @@ def main(argv=None):
     if a.duration is None:
         # CI: every fault once against keel; against ZooKeeper (the stand-in)
         # about a minute of faults
-        a.duration = 150.0 if a.server == "keel" or (a.server == "auto" and find_keeld()) \
+        a.duration = 120.0 if a.server == "keel" or (a.server == "auto" and find_keeld()) \
             else 45.0
     if importlib.util.find_spec("kazoo") is None:
         print("SKIP: python3-kazoo missing")
