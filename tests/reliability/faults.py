@@ -293,21 +293,21 @@ class Cluster:
 
 # --- the schedule ------------------------------------------------------------
 
-def plan(seed, budget_s, n_faults=None):
+def plan(seed, budget_s, n_faults=None, kinds=FAULTS):
     """The fault sequence for a seed: every fault once (shuffled), then
     mixed pairs and single faults at random, until the budget's estimate
     runs out.  A fault is (name, hold seconds)."""
     rnd = random.Random(seed)
-    order = FAULTS[:]
+    order = list(kinds)
     rnd.shuffle(order)
     out, spent = [], 0.0
     while True:
         if order:
             f = [order.pop()]
-        elif rnd.random() < 0.5:
-            f = rnd.sample(FAULTS, 2)
+        elif rnd.random() < 0.5 and len(order_all := list(kinds)) > 1:
+            f = rnd.sample(order_all, 2)
         else:
-            f = [rnd.choice(FAULTS)]
+            f = [rnd.choice(list(kinds))]
         hold = round(rnd.uniform(SESSION_TIMEOUT_S + 1.2, SESSION_TIMEOUT_S + 3.0), 2)
         # a fault costs its hold plus healing and catching up (estimate)
         cost = hold + 6.0
@@ -390,7 +390,12 @@ def run(args):
     budget = args.duration
     # --duration is wall-clock time: the plan is made longer than it can
     # take and cut when the time is up (the order stays the seed's)
-    sched = plan(seed, budget * 3, args.faults)
+    kinds = args.only.split(",") if args.only else FAULTS
+    for k in kinds:
+        if k not in FAULTS:
+            print("unknown fault %r (known: %s)" % (k, ", ".join(FAULTS)))
+            return 2
+    sched = plan(seed, budget * 3, args.faults, kinds)
     kind = args.server
     keeld = args.keeld or find_keeld()
     if kind == "auto":
@@ -409,6 +414,8 @@ def run(args):
         PY, os.path.relpath(os.path.abspath(__file__), ROOT), kind, args.nodes, seed, budget)
     if args.faults is not None:
         replay += " --faults %d" % args.faults
+    if args.only:
+        replay += " --only %s" % args.only
     log("seed %d, %s x%d, faults for %s: %s ..." % (
         seed, kind, args.nodes, "%g s" % budget if args.faults is None else "%d" % args.faults,
         ", ".join("+".join(f) for f, *_ in sched[:12])))
@@ -533,6 +540,7 @@ def main(argv=None):
                     help="seconds of faults (soak); default: CI's (120 against keel, 45 "
                     "against ZooKeeper)")
     ap.add_argument("--faults", type=int, help="exactly this many faults (overrides the budget)")
+    ap.add_argument("--only", help="comma-separated faults to draw from (default: all)")
     ap.add_argument("--keep", help="copy history and logs here")
     ap.add_argument("--tolerate-reference-bugs", action="store_true",
                     help="against ZooKeeper only: report a failed history check but exit 0 "

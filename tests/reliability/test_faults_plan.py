@@ -64,6 +64,15 @@ class Plan(unittest.TestCase):
             self.assertEqual(sorted(f[0] for f in first), sorted(faults.FAULTS))
             self.assertTrue(any(len(f) == 2 and f[0] != f[1] for f, *_ in p))
 
+    def test_only_restricts_the_faults(self):
+        kinds = ["kill", "split", "loss"]
+        for seed in range(30):
+            p = faults.plan(seed, 300, kinds=kinds)
+            self.assertTrue(all(x in kinds for f, *_ in p for x in f))
+            self.assertEqual(sorted(f[0] for f, *_ in p[:3]), sorted(kinds))
+        p = faults.plan(5, 100, kinds=["disk_full"])
+        self.assertTrue(all(f == ["disk_full"] for f, *_ in p))
+
     def test_budget_and_hold(self):
         for seed in range(50):
             for budget in (10, 45, 150, 600):
