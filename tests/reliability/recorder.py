@@ -14,6 +14,9 @@ Each client thread has its own KazooClient (its own session) and is one
       exists, read;
   sequential creates under <root>/seq/ (numbers checked for uniqueness and
       real-time order);
+  ephemeral creates <root>/eph/p<proc>-<n> (each key once; recorded as a
+      create): once every client has closed its session, or its session has
+      expired, none may be left (checked after the run, see final_ephemerals);
   a kazoo Lock at <root>/lock: acquire (with a timeout), hold, release.
       The recipe makes blocking calls without a timeout of their own: while
       the server is unreachable a lock operation stays pending (recorded as
@@ -27,6 +30,10 @@ not happen is `fail` with the error name (noNode, nodeExists, badVersion,
 notEmpty, ...); connection loss, session expiry, a client-side timeout or
 anything unexpected is `info` (unknown: it may still take effect later,
 e.g. kazoo resends queued requests after a reconnect).
+
+A session found expired by a client (kazoo's LOST state) is written to the
+history as a comment line `# session-lost p<proc> <time>` (lincheck ignores
+comments; they show when ephemerals were due to go).
 
 Timestamps are time.monotonic_ns(), taken just before a request is issued
 and just after its outcome is known.
@@ -46,7 +53,7 @@ import sys
 import threading
 import time
 
-from kazoo.client import KazooClient
+from kazoo.client import KazooClient, KazooState
 from kazoo.exceptions import (BadVersionError, LockTimeout, NodeExistsError, NoNodeError,
                               NotEmptyError)
 from kazoo.recipe.lock import Lock
@@ -109,6 +116,11 @@ class History:
         self.complete(proc, "ok", res)
         return "ok", res
 
+    def comment(self, text):
+        with self.lock:
+            if not self.f.closed:
+                self.f.write("# %s\n" % text)
+
     def close(self):
         with self.lock:
             self.f.close()
@@ -127,7 +139,7 @@ class Workload:
         self.session_timeout_s = session_timeout_s
         self.sync_reads = sync_reads
         for k in kinds:
-            if k not in ("register", "set", "sequential", "lock"):
+            if k not in ("register", "set", "sequential", "lock", "ephemeral"):
                 raise ValueError("unknown workload %r" % k)
         self.kinds = kinds
         self.stop = threading.Event()
@@ -135,18 +147,26 @@ class Workload:
         self.set = ["%s/set/s%d" % (root, i) for i in range(keys)]
         self.seq = root + "/seq/item-"
         self.lock_path = root + "/lock"
+        self.eph = root + "/eph"
         self.errors = []
+        self.sessions_lost = 0
 
-    def client(self):
+    def client(self, proc=None):
         c = KazooClient(hosts=self.hosts, timeout=self.session_timeout_s,
                         connection_retry={"max_tries": -1, "delay": 0.05, "max_delay": 0.5})
+        if proc is not None:
+            def listener(state):
+                if state == KazooState.LOST:
+                    self.sessions_lost += 1
+                    self.h.comment("session-lost p%d %d" % (proc, time.monotonic_ns()))
+            c.add_listener(listener)
         c.start(timeout=30)
         return c
 
     def setup(self):
         c = self.client()
         try:
-            for p in ("/reg", "/set", "/seq"):
+            for p in ("/reg", "/set", "/seq", "/eph"):
                 c.ensure_path(self.root + p)
             for k in self.reg:
                 self.h.record(0, k, "create", {"value": "init"},
@@ -202,6 +222,10 @@ class Workload:
                 kind_, res = self.h.record(proc, k, "read", {}, lambda: self._get(c, k))
                 if kind_ == "ok":
                     seen[k] = res["version"]
+        elif kind == "ephemeral":
+            k = "%s/p%d-%d" % (self.eph, proc, n)
+            self.h.record(proc, k, "create", {"value": val, "ephemeral": True},
+                          lambda: (c.create_async(k, val.encode(), ephemeral=True).get(t), {})[1])
         elif kind == "sequential":
             self.h.record(proc, self.seq, "create", {"value": val, "sequential": True},
                           lambda: {"path": c.create_async(self.seq, val.encode(),
@@ -225,7 +249,7 @@ class Workload:
         seen = {}
         n = 0
         try:
-            c = self.client()
+            c = self.client(proc)
         except Exception as e:
             self.errors.append("p%d: cannot connect: %r" % (proc, e))
             return
@@ -235,6 +259,22 @@ class Workload:
                 self.step(c, proc, rnd, seen, n)
         except Exception as e:  # a bug here, not in the server: report it
             self.errors.append("p%d: %r" % (proc, e))
+        finally:
+            c.stop()
+            c.close()
+
+    def final_ephemerals(self):
+        """Ephemerals still present once every worker session is closed or
+        expired.  A close that did not reach the server leaves its session to
+        expire: wait out the session timeout (bounded) before concluding."""
+        c = self.client()
+        try:
+            deadline = time.monotonic() + 3 * self.session_timeout_s + 10
+            while True:
+                left = c.get_children(self.eph)
+                if not left or time.monotonic() > deadline:
+                    return sorted(left)
+                time.sleep(0.2)
         finally:
             c.stop()
             c.close()
@@ -273,9 +313,11 @@ def run(hosts, out, clients=4, duration_s=5.0, seed=None, root=None, during=None
             for t in threads:
                 t.join()
         w.final_reads(clients + 1)
+        eph_left = w.final_ephemerals() if "ephemeral" in w.kinds else []
     finally:
         h.close()
-    return {"seed": seed, "root": root, "completed_ops": h.count, "errors": w.errors}
+    return {"seed": seed, "root": root, "completed_ops": h.count, "errors": w.errors,
+            "sessions_lost": w.sessions_lost, "ephemerals_left": eph_left}
 
 
 def main(argv=None):
@@ -289,7 +331,8 @@ def main(argv=None):
     ap.add_argument("--keys", type=int, default=3)
     ap.add_argument("--sync-reads", action="store_true")
     ap.add_argument("--kinds", default="register,set,sequential,lock",
-                    help="comma-separated workloads to mix (default: all four)")
+                    help="comma-separated workloads to mix: register, set, sequential, lock, "
+                    "ephemeral (default: the first four)")
     ap.add_argument("--session-timeout", type=float, default=4.0, help="seconds")
     ap.add_argument("--op-timeout", type=float, default=5.0,
                     help="seconds; an operation without an answer by then is unknown (info)")
@@ -303,7 +346,7 @@ def main(argv=None):
             keys=a.keys, sync_reads=a.sync_reads, kinds=tuple(a.kinds.split(",")), session_timeout_s=a.session_timeout,
             op_timeout_s=a.op_timeout)
     print(json.dumps(s))
-    return 1 if s["errors"] else 0
+    return 1 if s["errors"] or s["ephemerals_left"] else 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,606 @@
+#!/usr/bin/python3
+"""The fault suite (issue #9): a 3- or 5-node ensemble, each node in its own
+network namespace on netns.py's bridge, the recorder's concurrent clients in
+one more namespace, and a seeded schedule of faults, each alone and mixed.
+After the schedule everything is healed, the clients make their final reads,
+and the history goes through lincheck (linearizability per key, no lost
+acknowledged write, sequential numbers, never two lock holders) plus the
+recorder's ephemeral check (none left once their sessions closed or expired).
+
+    faults.py                         # CI: a bounded schedule, a fresh seed
+    faults.py --seed N --duration S   # soak (or replay: the same seed and
+                                      # duration give the same schedule)
+    faults.py --server keel --keeld PATH   # against keeld instead
+    faults.py --nodes 5 --keep DIR    # keep history and logs
+
+The server is the real ZooKeeper (Debian's `zookeeper`) until keeld exists:
+`--server auto` (the default) takes keeld when a built one is found
+(the newest build*/**/keeld under the source tree, or KEELD=path), else
+ZooKeeper.  Only the command line and the configuration differ.
+
+Faults (the seed picks their order, targets and lengths):
+  kill / kill_leader      kill -9 of a random node / of the leader, restart
+  pause / pause_leader    SIGSTOP longer than the session timeout and the
+                          election timeout, then SIGCONT
+  isolate_leader          the leader cut off from everyone (clients too)
+  split                   a minority of servers cut from the majority (the
+                          clients see both sides)
+  bridge                  two sides that share one node (it sees both)
+  loss                    30-60 % of packets dropped at one or every server
+                          (iptables; the kernel has no netem: no delay or
+                          reordering)
+  disk_full               the node's data directory (its own small tmpfs)
+                          filled to the last block, then freed
+  slow_fsync              only if the server offers an injectable fsync
+                          delay: ZooKeeper does not, so it is listed as not
+                          covered
+  mixed                   two of the above at once
+After each fault: heal everything (network, loss, paused and dead nodes,
+disk), then wait (bounded, 90 s) for 20 more acknowledged writes; none is a
+liveness failure (reads alone do not count: a node can serve them while
+the cluster cannot commit).
+
+Against ZooKeeper, --tolerate-reference-bugs (CI passes it) reports a
+failed history check in full but exits 0: ZooKeeper 3.8.0 itself lost
+acknowledged writes in this suite (see README.md).  Against keel every
+check is fatal.
+
+Exit status: 0 all checks passed, 1 a check failed, 77 skipped (no root,
+iptables, kazoo, or neither keeld nor ZooKeeper).
+"""
+
+import argparse
+import errno
+import glob
+import importlib.util
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+sys.path.insert(0, HERE)
+import lincheck  # noqa: E402
+import netns  # noqa: E402
+import zkserver  # noqa: E402
+
+PY = "/usr/bin/python3"
+CLIENT_PORT = 2181
+PEER_PORT = 2888
+ELECTION_PORT = 3888
+SESSION_TIMEOUT_S = 2.0  # the recorder's sessions
+DISK_MB = 48             # each node's data tmpfs
+
+FAULTS = ["kill", "kill_leader", "pause", "pause_leader", "isolate_leader", "split", "bridge",
+          "loss", "disk_full"]
+
+
+def log(msg):
+    print("[faults %s] %s" % (time.strftime("%H:%M:%S"), msg), file=sys.stderr, flush=True)
+
+
+class Failure(Exception):
+    pass
+
+
+# --- servers -----------------------------------------------------------------
+
+class ZooKeeperServers:
+    """A ZooKeeper ensemble, node i in namespace i, data on node i's tmpfs."""
+    name = "zookeeper"
+    fsync_delay = False  # ZooKeeper has no injectable fsync delay
+
+    @staticmethod
+    def available():
+        return all(os.path.exists(f) for f in [zkserver.JAVA] + zkserver.JARS)
+
+    def config(self, i, n, net, datadir):
+        os.makedirs(os.path.join(datadir, "data"), exist_ok=True)
+        with open(os.path.join(datadir, "data", "myid"), "w") as f:
+            f.write("%d\n" % (i + 1))
+        cfg = os.path.join(datadir, "..", "zoo%d.cfg" % i)
+        with open(cfg, "w") as f:
+            # short ticks: elections and session expiry in a few seconds
+            f.write("tickTime=200\ninitLimit=50\nsyncLimit=10\ndataDir=%s/data\n"
+                    "clientPort=%d\nclientPortAddress=%s\nadmin.enableServer=false\n"
+                    "4lw.commands.whitelist=*\nmaxClientCnxns=200\n"
+                    "maxSessionTimeout=20000\n" % (datadir, CLIENT_PORT, net.addr(i)))
+            for j in range(n):
+                f.write("server.%d=%s:%d:%d\n" % (j + 1, net.addr(j), PEER_PORT, ELECTION_PORT))
+        return cfg
+
+    def argv(self, cfg, i):
+        # small preallocation: the transaction log must fit the small tmpfs
+        return [zkserver.JAVA, "-Xmx128m", "-XX:+UseSerialGC", "-Dzookeeper.preAllocSize=1024",
+                "-Dzookeeper.snapCount=2000", "-cp", ":".join(zkserver.JARS),
+                "org.apache.zookeeper.server.quorum.QuorumPeerMain", cfg]
+
+
+class KeelServers:
+    """keeld nodes, with the keys tests/cluster/zkcluster.py and
+    dataplane/node/node.h use (zoo.cfg style)."""
+    name = "keel"
+    fsync_delay = False  # no injectable fsync delay in keeld's configuration yet
+
+    def __init__(self, keeld):
+        self.keeld = keeld
+
+    def config(self, i, n, net, datadir):
+        cfg = os.path.join(datadir, "..", "keel%d.cfg" % i)
+        with open(cfg, "w") as f:
+            f.write("tickTime=200\ndataDir=%s\nclientPort=%d\nclientPortAddress=%s\n"
+                    "keel.transport=udp\nkeel.electionTimeoutMs=1000\nkeel.heartbeatMs=100\n"
+                    # segments and snapshots that fit the node's small tmpfs
+                    "keel.segmentBytes=1048576\nkeel.snapshotThresholdBytes=4194304\n"
+                    "4lw.commands.whitelist=*\n" % (datadir, CLIENT_PORT, net.addr(i)))
+            for j in range(n):
+                f.write("server.%d=%s:%d\n" % (j + 1, net.addr(j), PEER_PORT))
+        return cfg
+
+    def argv(self, cfg, i):
+        return [self.keeld, "--config", cfg, "--myid", str(i + 1)]
+
+
+def find_keeld():
+    if os.environ.get("KEELD"):
+        return os.environ["KEELD"]
+    found = sorted((p for p in glob.glob(os.path.join(ROOT, "build*", "**", "keeld"),
+                                         recursive=True)
+                    if os.path.isfile(p) and os.access(p, os.X_OK)), key=os.path.getmtime)
+    return found[-1] if found else None
+
+
+# --- the cluster -------------------------------------------------------------
+
+class Cluster:
+    """n servers in namespaces 0..n-1, the clients in namespace n."""
+
+    def __init__(self, servers, n, workdir):
+        self.s = servers
+        self.n = n
+        self.work = workdir
+        self.mounts = []
+        self.net = None
+        self.pids = [None] * n
+        self.cfgs = [None] * n
+        self.fillers = {}
+        self.paused = set()
+
+    def __enter__(self):
+        try:
+            self.net = netns.Net(self.n + 1)
+            self.net.__enter__()
+            for i in range(self.n):
+                d = os.path.join(self.work, "node%d" % i, "disk")
+                os.makedirs(d)
+                # a small tmpfs per node: the disk-full fault fills it
+                subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%dm" % DISK_MB,
+                                "keel-faults", d], check=True)
+                self.mounts.append(d)
+                self.cfgs[i] = self.s.config(i, self.n, self.net, d)
+            for i in range(self.n):
+                self.start(i)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def close(self):
+        if self.net is not None:
+            for pid in list(self.net.procs):
+                try:
+                    os.kill(pid, signal.SIGCONT)
+                except ProcessLookupError:
+                    pass
+            self.net.__exit__(None, None, None)  # kills its processes, removes namespaces
+            self.net = None
+        for d in reversed(self.mounts):
+            subprocess.run(["umount", d])
+        self.mounts = []
+
+    @property
+    def client_node(self):
+        return self.n
+
+    def hosts(self):
+        return ",".join("%s:%d" % (self.net.addr(i), CLIENT_PORT) for i in range(self.n))
+
+    def start(self, i):
+        logf = os.path.join(self.work, "node%d" % i, "server.log")
+        self.pids[i] = self.net.spawn(i, self.s.argv(self.cfgs[i], i), log=logf)
+
+    def alive(self, i):
+        return self.pids[i] is not None and self.net.alive(self.pids[i])
+
+    def kill(self, i):
+        if self.alive(i):
+            self.net.kill(self.pids[i])
+        self.pids[i] = None
+        self.paused.discard(i)
+
+    def pause(self, i):
+        if self.alive(i):
+            self.net.stop(self.pids[i])
+            self.paused.add(i)
+
+    def resume_all(self):
+        for i in sorted(self.paused):
+            if self.alive(i):
+                self.net.cont(self.pids[i])
+        self.paused.clear()
+
+    def srvr(self, i):
+        """The node's `srvr` answer (asked from the clients' namespace), or ''."""
+        r = self.net.run(self.client_node, [PY, os.path.abspath(__file__), "--4lw",
+                                            self.net.addr(i), str(CLIENT_PORT), "srvr"],
+                         timeout=10)
+        return r.stdout if r.returncode == 0 else ""
+
+    def leader(self, limit_s=60):
+        """Index of the node that says it leads (bounded wait), or None."""
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline:
+            for i in range(self.n):
+                if i not in self.paused and self.alive(i) and "Mode: leader" in self.srvr(i):
+                    return i
+            time.sleep(0.3)
+        return None
+
+    def fill_disk(self, i):
+        """Fills node i's tmpfs to the last block (the server keeps writing
+        meanwhile, so halve the chunk on ENOSPC until nothing fits)."""
+        path = os.path.join(self.mounts[i], "filler")
+        self.fillers[i] = path
+        with open(path, "wb") as f:
+            off = 0
+            st = os.statvfs(self.mounts[i])
+            chunk = st.f_bavail * st.f_frsize
+            while chunk >= 4096:
+                try:
+                    os.posix_fallocate(f.fileno(), off, chunk)
+                    off += chunk
+                except OSError as e:
+                    if e.errno != errno.ENOSPC:
+                        raise
+                    chunk //= 2
+
+    def free_disks(self):
+        for path in self.fillers.values():
+            os.unlink(path)
+        self.fillers.clear()
+
+    def heal(self):
+        """Network, loss, pauses, disks, then dead nodes restarted."""
+        self.net.heal()
+        for i in range(self.n + 1):
+            self.net.clear_loss(i)
+        self.resume_all()
+        self.free_disks()
+        for i in range(self.n):
+            if not self.alive(i):
+                self.start(i)
+
+
+# --- the schedule ------------------------------------------------------------
+
+def plan(seed, budget_s, n_faults=None, kinds=FAULTS):
+    """The fault sequence for a seed: every fault once (shuffled), then
+    mixed pairs and single faults at random, until the budget's estimate
+    runs out.  A fault is (name, hold seconds)."""
+    rnd = random.Random(seed)
+    order = list(kinds)
+    rnd.shuffle(order)
+    out, spent = [], 0.0
+    while True:
+        if order:
+            f = [order.pop()]
+        elif rnd.random() < 0.5 and len(order_all := list(kinds)) > 1:
+            f = rnd.sample(order_all, 2)
+        else:
+            f = [rnd.choice(list(kinds))]
+        hold = round(rnd.uniform(SESSION_TIMEOUT_S + 1.2, SESSION_TIMEOUT_S + 3.0), 2)
+        # a fault costs its hold plus healing and catching up (estimate)
+        cost = hold + 6.0
+        if (n_faults is not None and len(out) >= n_faults) or \
+                (n_faults is None and out and spent + cost > budget_s):
+            return out
+        out.append((f, hold, rnd.random(), rnd.randrange(1 << 30)))
+        spent += cost
+
+
+def apply(c, fault, rnd):
+    """Starts one fault; returns a description."""
+    servers = list(range(c.n))
+    if fault in ("kill_leader", "pause_leader", "isolate_leader"):
+        target = c.leader(limit_s=30)
+        if target is None:
+            target = rnd.choice(servers)
+    else:
+        target = rnd.choice(servers)
+    if fault in ("kill", "kill_leader"):
+        c.kill(target)
+        return "%s node %d" % (fault, target)
+    if fault in ("pause", "pause_leader"):
+        c.pause(target)
+        return "%s node %d" % (fault, target)
+    if fault == "isolate_leader":
+        c.net.isolate(target)
+        return "isolate node %d" % target
+    cl = c.client_node
+    if fault == "split":
+        rnd.shuffle(servers)
+        minority = servers[:c.n // 2]
+        majority = servers[c.n // 2:]
+        c.net.partition([minority + [cl], majority + [cl]])
+        return "split %s | %s" % (sorted(minority), sorted(majority))
+    if fault == "bridge":
+        rnd.shuffle(servers)
+        mid = c.n // 2
+        a, b, bridge = servers[:mid], servers[mid + 1:], servers[mid]
+        c.net.partition([a + [bridge, cl], b + [bridge, cl]])
+        return "bridge node %d between %s and %s" % (bridge, sorted(a), sorted(b))
+    if fault == "loss":
+        pct = rnd.choice([30, 45, 60])
+        if rnd.random() < 0.5:
+            for i in servers:
+                c.net.loss(i, pct)
+            return "loss %d%% at every server" % pct
+        c.net.loss(target, pct)
+        return "loss %d%% at node %d" % (pct, target)
+    if fault == "disk_full":
+        c.fill_disk(target)
+        return "disk full at node %d" % target
+    raise ValueError(fault)
+
+
+WRITES = ("create", "write", "cas", "delete")
+
+
+class Progress:
+    """Reads the history as the recorder writes it: definite completions,
+    and acknowledged writes (a node that serves reads but cannot commit
+    must not pass for a live cluster)."""
+
+    def __init__(self, path):
+        self.path = path
+        self.off = 0
+        self.pending = {}
+        self.completed = 0
+        self.writes_ok = 0
+
+    def poll(self):
+        try:
+            with open(self.path) as f:
+                f.seek(self.off)
+                while True:
+                    line = f.readline()
+                    if not line.endswith("\n"):
+                        break  # a line being written: read it next time
+                    self.off = f.tell()
+                    if not line.startswith("{"):
+                        continue
+                    ev = json.loads(line)
+                    if ev["type"] == "invoke":
+                        self.pending[ev["process"]] = ev["f"]
+                    elif ev["type"] in ("ok", "fail"):
+                        self.completed += 1
+                        if ev["type"] == "ok" and self.pending.get(ev["process"]) in WRITES:
+                            self.writes_ok += 1
+        except FileNotFoundError:
+            pass
+        return self
+
+
+def wait_progress(prog, writes, limit_s, rec_alive):
+    """Bounded wait for `writes` more acknowledged writes (liveness, not
+    timing)."""
+    start = prog.poll().writes_ok
+    deadline = time.monotonic() + limit_s
+    while prog.poll().writes_ok < start + writes:
+        if not rec_alive():
+            raise Failure("the recorder exited early")
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def run(args):
+    seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "little")
+    budget = args.duration
+    # --duration is wall-clock time: the plan is made longer than it can
+    # take and cut when the time is up (the order stays the seed's)
+    kinds = args.only.split(",") if args.only else FAULTS
+    for k in kinds:
+        if k not in FAULTS:
+            print("unknown fault %r (known: %s)" % (k, ", ".join(FAULTS)))
+            return 2
+    sched = plan(seed, budget * 3, args.faults, kinds)
+    kind = args.server
+    keeld = args.keeld or find_keeld()
+    if kind == "auto":
+        kind = "keel" if keeld and os.access(keeld, os.X_OK) else "zookeeper"
+    if kind == "keel":
+        if not keeld:
+            print("SKIP: no keeld (build it or pass --keeld)")
+            return 77
+        servers = KeelServers(keeld)
+    else:
+        if not ZooKeeperServers.available():
+            print("SKIP: no java / zookeeper jars")
+            return 77
+        servers = ZooKeeperServers()
+    replay = "sudo %s %s --server %s --nodes %d --seed %d --duration %g" % (
+        PY, os.path.relpath(os.path.abspath(__file__), ROOT), kind, args.nodes, seed, budget)
+    if args.faults is not None:
+        replay += " --faults %d" % args.faults
+    if args.only:
+        replay += " --only %s" % args.only
+    log("seed %d, %s x%d, faults for %s: %s ..." % (
+        seed, kind, args.nodes, "%g s" % budget if args.faults is None else "%d" % args.faults,
+        ", ".join("+".join(f) for f, *_ in sched[:12])))
+    log("replay: %s" % replay)
+    log("not covered: delay/reordering (no netem in this kernel)%s" % (
+        "" if servers.fsync_delay else "; slow fsync (%s offers no injectable delay)" % kind))
+    work = tempfile.mkdtemp(prefix="keel-faults-")
+    hist = os.path.join(work, "history.jsonl")
+    rlog = os.path.join(work, "recorder.log")
+    t0 = time.monotonic()
+    done, problems, history_problems = [], [], []
+    try:
+        with Cluster(servers, args.nodes, work) as c:
+            ldr = c.leader(limit_s=120)
+            if ldr is None:
+                raise Failure("no leader elected at start")
+            log("leader: node %d" % ldr)
+            rec = c.net.spawn(c.client_node, [
+                PY, os.path.join(HERE, "recorder.py"), "--hosts", c.hosts(), "--out", hist,
+                "--clients", str(args.clients), "--duration", "100000", "--seed", str(seed),
+                "--session-timeout", str(SESSION_TIMEOUT_S), "--op-timeout", "1",
+                "--sync-reads", "--kinds", "register,set,sequential,lock,ephemeral"], log=rlog)
+            rec_alive = lambda: c.net.alive(rec)  # noqa: E731
+            prog = Progress(hist)
+            if not wait_progress(prog, 30, 120, rec_alive):
+                raise Failure("no progress before the first fault")
+            t_faults = time.monotonic()
+            for names, hold, _, fseed in sched:
+                if args.faults is None and done and time.monotonic() - t_faults > budget:
+                    break
+                rnd = random.Random(fseed)
+                what = [apply(c, f, rnd) for f in names]
+                log("fault: %s; holding %.2f s" % (" + ".join(what), hold))
+                time.sleep(hold)
+                c.heal()
+                ok = wait_progress(prog, 20, 90, rec_alive)
+                done.append({"faults": what, "hold_s": hold, "recovered": ok})
+                if not ok:
+                    problems.append("no acknowledged write within 90 s after healing %s" % what)
+                    log("NO PROGRESS after %s" % what)
+                    break
+                log("recovered: %d completions, %d acknowledged writes so far"
+                    % (prog.completed, prog.writes_ok))
+            c.net.signal(rec, signal.SIGTERM)  # final reads, ephemeral check, exit
+            try:
+                rc = c.net.procs[rec].wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                rc = None
+                problems.append("the recorder did not finish its final reads in 120 s")
+        with open(rlog) as f:
+            rtext = f.read()
+        summary = {}
+        for line in reversed(rtext.splitlines()):
+            if line.startswith("{"):
+                summary = json.loads(line)
+                break
+        if rc not in (0, 1) or not summary:
+            problems.append("recorder exit %s:\n%s" % (rc, rtext[-3000:]))
+        if summary.get("errors"):
+            problems.append("recorder errors: %s" % summary["errors"])
+        if summary.get("ephemerals_left"):
+            history_problems.append("ephemerals left after their sessions ended: %s"
+                            % summary["ephemerals_left"])
+        ops = lincheck.load(hist)
+        unknown = sum(1 for o in ops if o.status in (None, "info"))
+        results = lincheck.check_all(ops)
+        for r in results:
+            if not r["valid"]:
+                history_problems.append(json.dumps(r, indent=1)[:4000])
+        report = {
+            "seed": seed, "server": kind, "nodes": args.nodes, "faults": done,
+            "ops": len(ops), "unknown": unknown, "keys_checked": len(
+                {o.key for o in ops}), "sessions_lost": summary.get("sessions_lost"),
+            "checks": [r.get("check") for r in results],
+            "valid": not problems and not history_problems,
+            "seconds": round(time.monotonic() - t0, 1), "replay": replay}
+        print(json.dumps(report))
+        if history_problems and not problems and kind == "zookeeper" and \
+                args.tolerate_reference_bugs:
+            # The stand-in's own bugs (ZooKeeper 3.8.0 has known txn-loss
+            # races in its sync phase) must not fail keel's CI; they are
+            # shown in full, and a soak without the flag fails on them.
+            log("REFERENCE SERVER ANOMALY (ZooKeeper, not keel; tolerated by "
+                "--tolerate-reference-bugs), seed %d:\n%s" % (seed, "\n".join(history_problems)))
+            log("replay: %s" % replay)
+            return 0
+        problems += history_problems
+        if problems:
+            log("FAILED (seed %d): %s" % (seed, "\n".join(problems)))
+            log("replay: %s" % replay)
+            keep = args.keep or work
+            if keep != work:
+                shutil.copytree(work, keep, dirs_exist_ok=True)
+            log("history and logs kept in %s" % keep)
+            return 1
+        log("all checks passed: %d ops (%d unknown outcomes), %d faults, %.0f s"
+            % (len(ops), unknown, len(done), time.monotonic() - t0))
+        if args.keep:
+            shutil.copytree(work, args.keep, dirs_exist_ok=True)
+        return 0
+    except Failure as e:
+        log("FAILED (seed %d): %s" % (seed, e))
+        log("replay: %s" % replay)
+        if args.keep:
+            shutil.copytree(work, args.keep, dirs_exist_ok=True)
+        for p in sorted(glob.glob(os.path.join(work, "*", "server.log"))) + [rlog]:
+            if os.path.exists(p):
+                with open(p, errors="replace") as f:
+                    log("%s:\n%s" % (p, f.read()[-1500:]))
+        return 1
+    finally:
+        if not args.keep or args.keep != work:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="keel fault suite (issue #9)")
+    ap.add_argument("--server", choices=["auto", "keel", "zookeeper"], default="auto")
+    ap.add_argument("--keeld", help="keeld binary (default: KEELD or the newest build*/**/keeld)")
+    ap.add_argument("--nodes", type=int, choices=[3, 5], default=3)
+    ap.add_argument("--clients", type=int, default=4)
+    ap.add_argument("--seed", type=int, help="default: a fresh one, printed")
+    ap.add_argument("--duration", type=float, default=None,
+                    help="seconds of faults (soak); default: CI's (120 against keel, 45 "
+                    "against ZooKeeper)")
+    ap.add_argument("--faults", type=int, help="exactly this many faults (overrides the budget)")
+    ap.add_argument("--only", help="comma-separated faults to draw from (default: all)")
+    ap.add_argument("--keep", help="copy history and logs here")
+    ap.add_argument("--tolerate-reference-bugs", action="store_true",
+                    help="against ZooKeeper only: report a failed history check but exit 0 "
+                    "(CI: the stand-in's bugs are not keel's); liveness and harness "
+                    "failures still fail")
+    ap.add_argument("--4lw", dest="fourlw", nargs=3, metavar=("HOST", "PORT", "WORD"),
+                    help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    if a.fourlw:
+        try:
+            print(zkserver.four_letter(a.fourlw[0], int(a.fourlw[1]), a.fourlw[2]))
+            return 0
+        except OSError:
+            return 1
+    if a.duration is None:
+        # CI: every fault once against keel; against ZooKeeper (the stand-in)
+        # about a minute of faults
+        a.duration = 120.0 if a.server == "keel" or (a.server == "auto" and find_keeld()) \
+            else 45.0
+    if importlib.util.find_spec("kazoo") is None:
+        print("SKIP: python3-kazoo missing")
+        return 77
+    if os.geteuid() != 0 or not shutil.which("iptables"):
+        print("SKIP: needs root and iptables")
+        return 77
+    return run(a)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,135 @@
+#!/usr/bin/python3
+"""Unit tests of faults.py's pure parts: the seeded schedule and the shapes
+of the faults it applies (on a fake cluster that records calls; no root, no
+servers)."""
+
+import os
+import random
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import faults  # noqa: E402
+
+
+class FakeNet:
+    def __init__(self):
+        self.calls = []
+
+    def partition(self, groups):
+        self.calls.append(("partition", groups))
+
+    def isolate(self, i):
+        self.calls.append(("isolate", i))
+
+    def loss(self, i, pct):
+        self.calls.append(("loss", i, pct))
+
+
+class FakeCluster:
+    def __init__(self, n):
+        self.n = n
+        self.net = FakeNet()
+        self.killed, self.paused, self.filled = [], [], []
+        self.lead = n - 1
+
+    @property
+    def client_node(self):
+        return self.n
+
+    def leader(self, limit_s=60):
+        return self.lead
+
+    def kill(self, i):
+        self.killed.append(i)
+
+    def pause(self, i):
+        self.paused.append(i)
+
+    def fill_disk(self, i):
+        self.filled.append(i)
+
+
+class Plan(unittest.TestCase):
+    def test_same_seed_same_schedule(self):
+        for seed in range(20):
+            self.assertEqual(faults.plan(seed, 300), faults.plan(seed, 300))
+        self.assertNotEqual(faults.plan(1, 300), faults.plan(2, 300))
+
+    def test_every_fault_alone_first_then_mixed(self):
+        for seed in range(50):
+            p = faults.plan(seed, 600)
+            first = [f for f, *_ in p[:len(faults.FAULTS)]]
+            self.assertTrue(all(len(f) == 1 for f in first))
+            self.assertEqual(sorted(f[0] for f in first), sorted(faults.FAULTS))
+            self.assertTrue(any(len(f) == 2 and f[0] != f[1] for f, *_ in p))
+
+    def test_only_restricts_the_faults(self):
+        kinds = ["kill", "split", "loss"]
+        for seed in range(30):
+            p = faults.plan(seed, 300, kinds=kinds)
+            self.assertTrue(all(x in kinds for f, *_ in p for x in f))
+            self.assertEqual(sorted(f[0] for f, *_ in p[:3]), sorted(kinds))
+        p = faults.plan(5, 100, kinds=["disk_full"])
+        self.assertTrue(all(f == ["disk_full"] for f, *_ in p))
+
+    def test_budget_and_hold(self):
+        for seed in range(50):
+            for budget in (10, 45, 150, 600):
+                p = faults.plan(seed, budget)
+                self.assertGreaterEqual(len(p), 1)
+                # the estimate stays within budget (one fault at least)
+                if len(p) > 1:
+                    self.assertLessEqual(sum(h + 6.0 for _, h, *_ in p), budget)
+                # pauses/partitions outlast the session (and election) timeout
+                self.assertTrue(all(h > faults.SESSION_TIMEOUT_S + 1.0 for _, h, *_ in p))
+        self.assertEqual(len(faults.plan(7, 10, n_faults=12)), 12)
+
+
+class Shapes(unittest.TestCase):
+    def test_split_minority_majority_clients_see_both(self):
+        for n in (3, 5):
+            for seed in range(30):
+                c = FakeCluster(n)
+                faults.apply(c, "split", random.Random(seed))
+                (_, (a, b)), = c.net.calls
+                self.assertIn(n, a)
+                self.assertIn(n, b)
+                sa, sb = set(a) - {n}, set(b) - {n}
+                self.assertFalse(sa & sb)
+                self.assertEqual(sa | sb, set(range(n)))
+                self.assertEqual(len(sa), n // 2)
+
+    def test_bridge_node_sees_both_sides(self):
+        for n in (3, 5):
+            for seed in range(30):
+                c = FakeCluster(n)
+                faults.apply(c, "bridge", random.Random(seed))
+                (_, (a, b)), = c.net.calls
+                shared = (set(a) & set(b)) - {n}
+                self.assertEqual(len(shared), 1)
+                self.assertEqual((set(a) | set(b)) - {n}, set(range(n)))
+                self.assertTrue(set(a) - shared - {n} and set(b) - shared - {n})
+
+    def test_leader_faults_hit_the_leader(self):
+        for f, attr in (("kill_leader", "killed"), ("pause_leader", "paused")):
+            c = FakeCluster(3)
+            faults.apply(c, f, random.Random(1))
+            self.assertEqual(getattr(c, attr), [c.lead])
+        c = FakeCluster(5)
+        faults.apply(c, "isolate_leader", random.Random(1))
+        self.assertEqual(c.net.calls, [("isolate", c.lead)])
+
+    def test_loss_and_disk(self):
+        c = FakeCluster(3)
+        for seed in range(20):
+            faults.apply(c, "loss", random.Random(seed))
+        self.assertTrue(all(call[0] == "loss" and 30 <= call[2] <= 60 for call in c.net.calls))
+        faults.apply(c, "disk_full", random.Random(3))
+        self.assertEqual(len(c.filled), 1)
+        with self.assertRaises(ValueError):
+            faults.apply(c, "no_such_fault", random.Random(3))
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=1)
