@@ -112,6 +112,9 @@ struct pipeline {
 	struct wal_entry *went;
 	size_t went_cap;
 	bool wal_failed;
+	uint64_t wal_failed_ns; /* when the log stopped (0: it has not) */
+	uint64_t wal_retry_ns;  /* next wal_retry() while stopped */
+	bool wal_handed_off;    /* leadership handed away because the log stopped */
 	uint64_t durable_index;
 
 	/* snapshots */
@@ -1000,6 +1003,53 @@ static void push_wref(struct pipeline *p, uint64_t ticket, struct raft_buf *b)
 	p->wrefs_n++;
 }
 
+/*
+ * The log stopped on a write or fsync error (a full disk, EIO). Nothing more
+ * becomes durable here, so this node's acknowledgements stop, but the cluster
+ * must not stop with it: retry every 500 ms (the space may come back), and a
+ * leader hands leadership to the most caught-up voter once the log has been
+ * stopped for an election timeout, so that the others keep committing.
+ */
+static void wal_stopped(struct pipeline *p)
+{
+	uint64_t now = keel_now_ns();
+	if (!p->wal_failed) {
+		keeld_log("wal: %s (writes stop; retrying every 500 ms)", wal_error(p->w));
+		p->wal_failed = true;
+		p->wal_failed_ns = now;
+		p->wal_retry_ns = now + 500000000ull;
+	}
+	uint64_t election_ns = (uint64_t)p->k->cfg.election_timeout_ms * 1000000ull;
+	if (!p->wal_handed_off && raft_role(p->r) == RAFT_LEADER &&
+	    now - p->wal_failed_ns >= election_ns) {
+		const struct raft_conf *c = raft_conf(p->r);
+		uint32_t best = 0;
+		uint64_t best_match = 0;
+		for (uint32_t i = 0; i < c->n; i++) {
+			uint32_t id = c->m[i].id;
+			if (id == raft_id(p->r) || !(c->m[i].flags & RAFT_VOTER))
+				continue;
+			uint64_t m = raft_match_of(p->r, id);
+			if (m > best_match) {
+				best_match = m;
+				best = id;
+			}
+		}
+		if (best) {
+			int rc = raft_transfer(p->r, best);
+			keeld_log("wal: stopped for %.1f s: handing leadership to node %u: %s",
+				  (double)(now - p->wal_failed_ns) / 1e9, best, keel_strerror(rc));
+			p->wal_handed_off = true;
+		}
+	}
+	if (now >= p->wal_retry_ns) {
+		p->wal_retry_ns = now + 500000000ull;
+		int rc = wal_retry(p->w);
+		if (rc < 0 && rc != KEEL_E_STATE)
+			keeld_log("wal: retry: %s", keel_strerror(rc));
+	}
+}
+
 /* Returns whether raft was told something became durable (it may have
  * messages to release: run another turn before sleeping). */
 static bool poll_wal(struct pipeline *p)
@@ -1007,10 +1057,15 @@ static bool poll_wal(struct pipeline *p)
 	struct wal_status st;
 	int rc = wal_poll(p->w, &st);
 	if (rc < 0) {
-		if (!p->wal_failed)
-			keeld_log("wal: %s (writes stop)", wal_error(p->w));
-		p->wal_failed = true;
+		wal_stopped(p);
 		return false;
+	}
+	if (p->wal_failed && !st.busy) {
+		keeld_log("wal: writing again after %.1f s stopped",
+			  (double)(keel_now_ns() - p->wal_failed_ns) / 1e9);
+		p->wal_failed = false;
+		p->wal_failed_ns = 0;
+		p->wal_handed_off = false;
 	}
 	release_wrefs(p, st.released_ticket);
 	p->durable_index = st.durable_index;
