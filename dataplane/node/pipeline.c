@@ -1116,6 +1116,7 @@ static void persist_update(struct pipeline *p, const struct raft_update *u)
 
 static void mg_answer(struct pipeline *p, uint64_t id, int status, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
+static void mg_publish(struct pipeline *p);
 
 static void mg_answer(struct pipeline *p, uint64_t id, int status, const char *fmt, ...)
 {
@@ -1126,6 +1127,9 @@ static void mg_answer(struct pipeline *p, uint64_t id, int status, const char *f
 	va_start(ap, fmt);
 	vsnprintf(r.message, sizeof(r.message), fmt, ap);
 	va_end(ap);
+	/* An operator who reads /status or /members after the answer sees its effect. */
+	mg_publish(p);
+	p->mg_pub_ns = keel_now_ns();
 	if (p->mg_out_n == 0 && mgmt_chan_answer(p->k->mchan, &r) == 0)
 		return;
 	/* Ring full: retry next turn (the server times the request out otherwise). */
