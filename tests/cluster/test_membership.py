@@ -219,16 +219,20 @@ class Membership(unittest.TestCase):
             term1 = status(self.leader_node(c))["term"]
             self.assertLessEqual(term1 - term0, 1, "more than one election")
 
-            # /metrics: Prometheus text; the request counters moved with the load.
-            code, text = http(a, "GET", "/metrics")
-            self.assertEqual(code, 200)
+            # /metrics: Prometheus text on every node; the create counters
+            # (the writer's node) moved with the load.
             from prometheus_client.parser import text_string_to_metric_families
-            fam = {f.name: f for f in text_string_to_metric_families(text)}
-            creates = [smp.value for smp in fam["keel_requests"].samples
-                       if smp.name == "keel_requests_total" and smp.labels["op"] == "create"]
-            self.assertTrue(creates and creates[0] > 0, creates)
-            self.assertIn("keel_commit_latency_seconds", fam)
-            self.assertIn("keel_pipeline_busy_ratio", fam)
+            creates = 0
+            for n in c.nodes:
+                code, text = http(n.admin_port, "GET", "/metrics")
+                self.assertEqual(code, 200)
+                fam = {f.name: f for f in text_string_to_metric_families(text)}
+                creates += sum(smp.value for smp in fam["keel_requests"].samples
+                               if smp.name == "keel_requests_total" and
+                               smp.labels["op"] == "create")
+                self.assertIn("keel_commit_latency_seconds", fam)
+                self.assertIn("keel_pipeline_busy_ratio", fam)
+            self.assertGreaterEqual(creates, len(w.acked) + 1200)
 
             # keelctl status: a row per node.
             p = subprocess.run([keelctl(), "--admin", c.admin_addresses(), "--token", TOKEN,
