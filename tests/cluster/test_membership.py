@@ -137,6 +137,17 @@ class Membership(unittest.TestCase):
             self.assertEqual(s["transport"], "udp")
             self.assertIn(s["fsync_path"], ("uring", "plain"))
 
+            # Configuration: served without the token; keeld changes nothing live yet.
+            code, text = http(a, "GET", "/config")
+            self.assertEqual(code, 200, text)
+            cfg = {e["key"]: e["value"] for e in json.loads(text)["config"]}
+            self.assertNotIn(TOKEN, text)
+            self.assertIn(cfg.get("keel.adminToken", "<hidden>"), ("<hidden>",))
+            self.assertEqual(str(cfg["keel.heartbeatMs"]), "50")
+            code, text = http(a, "PUT", "/config", {"key": "keel.heartbeatMs", "value": 60})
+            self.assertEqual(code, 501, text)
+            self.assertIn("restart", text)
+
             # Refusals, each with a clear message; nothing changes.
             code, text = http(a, "POST", "/members", {"action": "remove", "id": 4}, token=None)
             self.assertEqual(code, 401, text)
