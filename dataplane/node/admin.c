@@ -11,16 +11,18 @@
 #include <string.h>
 
 #include "keeld_int.h"
+#include "mgmt.h"
 
 int keeld_admin_start(struct keeld *k)
 {
 	if (!k->cfg.admin_port)
 		return 0;
-	int rc = mgmt_chan_create(64, &k->mchan);
+	k->nm = calloc(1, sizeof(*k->nm));
+	int rc = k->nm ? mgmt_chan_create(64, &k->mchan) : KEEL_E_NOMEM;
 	if (rc == 0)
 		rc = mgmt_metrics_create(&k->metrics);
 	if (rc == 0)
-		rc = mgmt_node_metrics_register(k->metrics, &k->nm);
+		rc = mgmt_node_metrics_register(k->metrics, k->nm);
 	if (rc < 0) {
 		keeld_log("admin: setup: %s", keel_strerror(rc));
 		return rc;
@@ -68,8 +70,10 @@ void keeld_admin_free(struct keeld *k)
 		mgmt_metrics_destroy(k->metrics);
 	if (k->mchan)
 		mgmt_chan_destroy(k->mchan);
+	free(k->nm);
 	k->metrics = NULL;
 	k->mchan = NULL;
+	k->nm = NULL;
 }
 
 int keeld_op_index(int32_t type)

@@ -26,11 +26,17 @@
 
 #include "dp.h"
 #include "kv.h"
-#include "mgmt.h"
 #include "node.h"
 #include "raft.h"
 #include "wal.h"
 #include "zkproto.h"
+
+/* mgmt/mgmt.h, included by the files that use it (tests include this header
+ * without the management plane). */
+struct mgmt_chan;
+struct mgmt_metrics;
+struct mgmt_node_metrics;
+struct mgmt_server;
 
 /* Peer message types beside Raft's own (the dp header's type byte). */
 enum keeld_msg {
@@ -145,7 +151,7 @@ struct keeld {
 	/* management plane (admin.c); NULL without keel.adminPort */
 	struct mgmt_chan *mchan;
 	struct mgmt_metrics *metrics;
-	struct mgmt_node_metrics nm; /* updated from any thread (relaxed atomics) */
+	struct mgmt_node_metrics *nm; /* updated from any thread (relaxed atomics) */
 	struct mgmt_server *msrv;
 };
 

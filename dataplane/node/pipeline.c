@@ -52,6 +52,7 @@
 #include <netdb.h>
 
 #include "keeld_int.h"
+#include "mgmt.h"
 
 #define PEND_BUCKETS 4096
 #define TRK_BUCKETS  4096
@@ -352,7 +353,7 @@ static void propose_items(struct pipeline *p)
 	if (rc < 0)
 		keeld_log("pipeline: propose failed: %s", keel_strerror(rc));
 	if (k->metrics)
-		mgmt_hist_observe(k->nm.batch_size, p->items_n);
+		mgmt_hist_observe(k->nm->batch_size, p->items_n);
 	raft_buf_unref(b);
 	atomic_fetch_add(&k->n_writes, p->items_n);
 	p->items_len = 0;
@@ -494,7 +495,7 @@ static void finish_local(struct pipeline *p, uint32_t origin, uint64_t id, const
 	if (!r)
 		return; /* abandoned at a leader change: its connection is gone */
 	if (k->metrics && r->sent_ns)
-		mgmt_hist_observe(k->nm.commit_latency, keel_now_ns() - r->sent_ns);
+		mgmt_hist_observe(k->nm->commit_latency, keel_now_ns() - r->sent_ns);
 	int64_t zxid = atomic_load(&k->applied_zxid);
 	if (r->kind == PREQ_SYNC) {
 		struct zk_response resp = { .zxid = zxid, .type = ZK_OP_SYNC };
@@ -1402,7 +1403,7 @@ static void mg_drops(struct pipeline *p)
 	now[5] = st.v[DP_CTR_DROP_TX_FULL] + st.v[DP_CTR_DROP_TX_NO_ROUTE];
 	for (int i = 0; i < MGMT_N_DROPS; i++) {
 		if (now[i] > p->drops_seen[i])
-			mgmt_counter_add(p->k->nm.frames_dropped[i], now[i] - p->drops_seen[i]);
+			mgmt_counter_add(p->k->nm->frames_dropped[i], now[i] - p->drops_seen[i]);
 		p->drops_seen[i] = now[i];
 	}
 }
@@ -1452,12 +1453,12 @@ static void mg_publish(struct pipeline *p)
 		}
 	}
 	mgmt_chan_publish(k->mchan, &s);
-	mgmt_gauge_set(k->nm.sessions, (double)s.sessions);
-	mgmt_gauge_set(k->nm.znodes, (double)s.znodes);
-	mgmt_gauge_set(k->nm.watches, (double)s.watches);
+	mgmt_gauge_set(k->nm->sessions, (double)s.sessions);
+	mgmt_gauge_set(k->nm->znodes, (double)s.znodes);
+	mgmt_gauge_set(k->nm->watches, (double)s.watches);
 	uint64_t total = p->busy_ns + p->idle_ns;
 	if (total)
-		mgmt_gauge_set(k->nm.pipeline_busy, (double)p->busy_ns / (double)total);
+		mgmt_gauge_set(k->nm->pipeline_busy, (double)p->busy_ns / (double)total);
 	p->busy_ns = p->idle_ns = 0;
 	mg_drops(p);
 }
