@@ -255,6 +255,15 @@ static bool known(struct node_row *rows, int n, const char *admin)
 	return false;
 }
 
+/* Whether a node that answered is member id (asked directly, whatever it lists). */
+static bool answered_as(struct node_row *rows, int n, uint64_t id)
+{
+	for (int i = 0; i < n; i++)
+		if (rows[i].a.code == 200 && u64(rows[i].a.body, "id") == id)
+			return true;
+	return false;
+}
+
 /* The leader's view of node id's lag, from any reachable row that is the leader. */
 static bool lag_of(struct node_row *rows, int n, uint64_t id, uint64_t *lag)
 {
@@ -345,7 +354,7 @@ static int cmd_status(char **nodes, int n_nodes)
 			mjson_get_bool(p, "voter", &voter);
 			str(p, "admin", adm, sizeof(adm));
 			str(p, "address", addr, sizeof(addr));
-			if (adm[0] && known(rows, n, adm))
+			if ((adm[0] && known(rows, n, adm)) || answered_as(rows, n, u64(p, "id")))
 				continue;
 			printf("%-4llu %-21s %-9s (peer %s; no admin address to ask)\n",
 			       (unsigned long long)u64(p, "id"), "-", voter ? "voter" : "learner",

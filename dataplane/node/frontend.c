@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "keeld_int.h"
+#include "mgmt.h"
 
 static __thread bool kv_registered;
 static pthread_key_t kv_key;
@@ -1087,6 +1088,8 @@ static void on_request(struct zk_backend *b, const struct zk_call *call,
 {
 	struct keeld *k = (struct keeld *)b;
 	atomic_fetch_add(&k->n_requests, 1);
+	if (k->metrics)
+		mgmt_counter_add(k->nm->requests[keeld_op_index(req->type)], 1);
 	kv_enter();
 	struct fsess s;
 	bool have = false;

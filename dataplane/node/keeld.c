@@ -241,6 +241,9 @@ int main(int argc, char **argv)
 	}
 	if (keeld_pipeline_open(k) < 0)
 		goto out;
+	/* Before the pipeline starts: it answers and publishes through the channel. */
+	if (keeld_admin_start(k) < 0)
+		goto out;
 	if (keeld_frontend_start(k) < 0)
 		goto out;
 	if (keeld_pipeline_start(k) < 0)
@@ -254,7 +257,9 @@ int main(int argc, char **argv)
 out_fe:
 	keeld_frontend_stop(k);
 out:
+	keeld_admin_stop(k);
 	keeld_pipeline_close(k);
+	keeld_admin_free(k);
 	while (k->q_head) {
 		struct preq *r = k->q_head;
 		k->q_head = r->next;

@@ -31,6 +31,13 @@
 #include "wal.h"
 #include "zkproto.h"
 
+/* mgmt/mgmt.h, included by the files that use it (tests include this header
+ * without the management plane). */
+struct mgmt_chan;
+struct mgmt_metrics;
+struct mgmt_node_metrics;
+struct mgmt_server;
+
 /* Peer message types beside Raft's own (the dp header's type byte). */
 enum keeld_msg {
 	KEELD_MSG_RAFT = 1,
@@ -140,6 +147,12 @@ struct keeld {
 	atomic_uint_fast64_t n_requests;
 	atomic_uint_fast64_t n_writes;
 	atomic_uint_fast64_t n_refused_zxid;
+
+	/* management plane (admin.c); NULL without keel.adminPort */
+	struct mgmt_chan *mchan;
+	struct mgmt_metrics *metrics;
+	struct mgmt_node_metrics *nm; /* updated from any thread (relaxed atomics) */
+	struct mgmt_server *msrv;
 };
 
 static inline struct kv *keeld_kv(struct keeld *k)
@@ -183,6 +196,13 @@ int keeld_pipeline_open(struct keeld *k);
 int keeld_pipeline_start(struct keeld *k);
 void keeld_pipeline_stop(struct keeld *k);
 void keeld_pipeline_close(struct keeld *k);
+
+/* admin.c */
+int keeld_admin_start(struct keeld *k); /* 0 also when keel.adminPort is not set */
+void keeld_admin_stop(struct keeld *k);
+void keeld_admin_free(struct keeld *k);
+/* Index into mgmt_op_names of a ZooKeeper opcode ("other" if none). */
+int keeld_op_index(int32_t type);
 
 /* sha1.c: for digest ids "user:base64(sha1(user:password))". */
 void keeld_sha1(const void *data, size_t len, uint8_t out[20]);

@@ -41,6 +41,7 @@
 #include <inttypes.h>
 #include <poll.h>
 #include <sched.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +52,7 @@
 #include <netdb.h>
 
 #include "keeld_int.h"
+#include "mgmt.h"
 
 #define PEND_BUCKETS 4096
 #define TRK_BUCKETS  4096
@@ -125,6 +127,21 @@ struct pipeline {
 	size_t inst_len, inst_cap;
 	struct raft_buf *inst_done; /* installed image to hand raft after advance */
 	uint64_t inst_done_index;
+	char fsync_name[16]; /* the wal's backend, for the status */
+
+	/* management plane (NULL channel: no keel.adminPort) */
+	uint64_t mg_pub_ns;             /* last status publish */
+	struct mgmt_response mg_out[8]; /* answers the ring had no room for */
+	uint32_t mg_out_n;
+	uint64_t conf_req;        /* a membership change in flight (request id) */
+	uint64_t conf_term;       /* the leader term it was proposed in */
+	uint64_t conf_done_index; /* C_new's index once the joint phase ended */
+	uint32_t conf_member;
+	bool conf_promote; /* add as a voter: promote once caught up */
+	uint64_t xfer_req, xfer_deadline_ns;
+	uint32_t xfer_to;
+	uint64_t busy_ns, idle_ns;         /* run-loop time since the last publish */
+	uint64_t drops_seen[MGMT_N_DROPS]; /* dp_stats totals already counted */
 };
 
 #define SNAP_KEEP_ENTRIES 1000
@@ -338,6 +355,8 @@ static void propose_items(struct pipeline *p)
 	int rc = raft_propose(p->r, b, 0, b->size, &index);
 	if (rc < 0)
 		keeld_log("pipeline: propose failed: %s", keel_strerror(rc));
+	if (k->metrics)
+		mgmt_hist_observe(k->nm->batch_size, p->items_n);
 	raft_buf_unref(b);
 	atomic_fetch_add(&k->n_writes, p->items_n);
 	p->items_len = 0;
@@ -478,6 +497,8 @@ static void finish_local(struct pipeline *p, uint32_t origin, uint64_t id, const
 	struct preq *r = pend_take(p, id);
 	if (!r)
 		return; /* abandoned at a leader change: its connection is gone */
+	if (k->metrics && r->sent_ns)
+		mgmt_hist_observe(k->nm->commit_latency, keel_now_ns() - r->sent_ns);
 	int64_t zxid = atomic_load(&k->applied_zxid);
 	if (r->kind == PREQ_SYNC) {
 		struct zk_response resp = { .zxid = zxid, .type = ZK_OP_SYNC };
@@ -874,14 +895,14 @@ static int snap_persist(struct pipeline *p, uint64_t index, uint64_t term,
  * (for followers that fall behind) and drop the log before it (keeping
  * SNAP_KEEP_ENTRIES so a follower a little behind still gets entries).
  */
-static void maybe_snapshot(struct pipeline *p)
+static int take_snapshot(struct pipeline *p)
 {
 	struct keeld *k = p->k;
-	if (p->since_snap_bytes < k->cfg.snapshot_threshold_bytes || p->wal_failed)
-		return;
+	if (p->wal_failed)
+		return KEEL_E_IO;
 	uint64_t index = p->applied_index;
 	if (index <= p->snap_index)
-		return;
+		return 0;
 	p->since_snap_bytes = 0;
 	uint64_t t0 = keel_now_ns();
 	struct membuf mb = { 0 };
@@ -891,14 +912,14 @@ static void maybe_snapshot(struct pipeline *p)
 		rc = snap_persist(p, index, term, raft_conf(p->r), mb.p, mb.len);
 	if (rc < 0 || !term) {
 		free(mb.p);
-		return;
+		return rc < 0 ? rc : KEEL_E_STATE;
 	}
 	struct raft_buf *b = image_buf(mb.p, mb.len);
 	rc = raft_snapshot_taken(p->r, index, b, SNAP_KEEP_ENTRIES);
 	raft_buf_unref(b);
 	if (rc < 0) {
 		keeld_log("snapshot %" PRIu64 ": raft: %s", index, keel_strerror(rc));
-		return;
+		return rc;
 	}
 	p->snap_index = index;
 	uint64_t upto = index > SNAP_KEEP_ENTRIES ? index - SNAP_KEEP_ENTRIES : 0;
@@ -908,6 +929,13 @@ static void maybe_snapshot(struct pipeline *p)
 	keeld_log("snapshot at index %" PRIu64 " (term %" PRIu64 "): %zu bytes, %.1f ms; log "
 		  "now from %" PRIu64,
 		  index, term, mb.len, (double)(keel_now_ns() - t0) / 1e6, wal_first_index(p->w));
+	return 0;
+}
+
+static void maybe_snapshot(struct pipeline *p)
+{
+	if (p->since_snap_bytes >= p->k->cfg.snapshot_threshold_bytes)
+		(void)take_snapshot(p);
 }
 
 static void take_chunks(struct pipeline *p, const struct raft_update *u)
@@ -1140,6 +1168,382 @@ static void persist_update(struct pipeline *p, const struct raft_update *u)
 	p->pers_n++;
 }
 
+/* ---------------------------------------------------- management plane */
+
+static void mg_answer(struct pipeline *p, uint64_t id, int status, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static void mg_publish(struct pipeline *p);
+
+static void mg_answer(struct pipeline *p, uint64_t id, int status, const char *fmt, ...)
+{
+	struct mgmt_response r = { .id = id, .status = status };
+	if (status == KEEL_E_NOT_LEADER)
+		r.leader_id = raft_leader(p->r);
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(r.message, sizeof(r.message), fmt, ap);
+	va_end(ap);
+	/* An operator who reads /status or /members after the answer sees its effect. */
+	mg_publish(p);
+	p->mg_pub_ns = keel_now_ns();
+	if (p->mg_out_n == 0 && mgmt_chan_answer(p->k->mchan, &r) == 0)
+		return;
+	/* Ring full: retry next turn (the server times the request out otherwise). */
+	if (p->mg_out_n < sizeof(p->mg_out) / sizeof(p->mg_out[0]))
+		p->mg_out[p->mg_out_n++] = r;
+	else
+		keeld_log("admin: answer %" PRIu64 " dropped: answer ring full", id);
+}
+
+static const struct node_server *cfg_server(const struct keeld *k, uint32_t id)
+{
+	for (uint32_t i = 0; i < k->cfg.n_servers; i++)
+		if (k->cfg.servers[i].id == id)
+			return &k->cfg.servers[i];
+	return NULL;
+}
+
+/* "host:port" into a status field; "" when it does not fit (never a cut address). */
+static void host_port(char out[MGMT_HOST_MAX], const char *host, unsigned port)
+{
+	char tmp[NODE_HOST_MAX + 8];
+	int n = snprintf(tmp, sizeof(tmp), "%s:%u", host, port);
+	if (n < 0 || n >= MGMT_HOST_MAX)
+		n = 0;
+	memcpy(out, tmp, (size_t)n);
+	out[n] = 0;
+}
+
+static bool conf_joint(const struct raft_conf *c)
+{
+	for (uint32_t i = 0; i < c->n; i++)
+		if (c->m[i].flags & RAFT_VOTER_OLD)
+			return true;
+	return false;
+}
+
+static bool conf_has(const struct raft_conf *c, uint32_t id, uint8_t flags)
+{
+	for (uint32_t i = 0; i < c->n; i++)
+		if (c->m[i].id == id)
+			return flags == 0 || (c->m[i].flags & flags);
+	return false;
+}
+
+static void mg_member(struct pipeline *p, const struct mgmt_request *req)
+{
+	struct keeld *k = p->k;
+	if (raft_role(p->r) != RAFT_LEADER) {
+		mg_answer(p, req->id, KEEL_E_NOT_LEADER, "node %u is not the leader", k->myid);
+		return;
+	}
+	if (p->conf_req) {
+		mg_answer(p, req->id, KEEL_E_BUSY, "a membership change is in progress");
+		return;
+	}
+	if (req->kind == MGMT_REQ_MEMBER_ADD) {
+		/* The peer transport's table is built at start from server.N lines:
+		 * a member this node cannot address would never catch up. */
+		const struct node_server *sv = cfg_server(k, req->member_id);
+		char want[MGMT_HOST_MAX];
+		if (sv)
+			host_port(want, sv->host, sv->peer_port);
+		if (!sv || strcmp(want, req->address) != 0) {
+			mg_answer(p, req->id, KEEL_E_UNSUPPORTED,
+				  "node %u at %s is not a server.N line of this node's "
+				  "configuration: keeld learns peer addresses only at start",
+				  req->member_id, req->address);
+			return;
+		}
+	}
+	struct raft_conf target;
+	char msg[MGMT_MESSAGE_MAX];
+	int rc = mgmt_conf_target(raft_conf(p->r), req, &target, msg, sizeof(msg));
+	if (rc < 0) {
+		mg_answer(p, req->id, rc, "%s", msg);
+		return;
+	}
+	rc = raft_propose_conf(p->r, &target);
+	if (rc == KEEL_E_AGAIN) {
+		uint64_t m = raft_match_of(p->r, req->member_id), last = raft_last_index(p->r);
+		mg_answer(p, req->id, rc, "node %u is %" PRIu64 " entries behind", req->member_id,
+			  last > m ? last - m : 0);
+		return;
+	}
+	if (rc < 0) {
+		mg_answer(p, req->id, rc, "raft refused the change: %s", keel_strerror(rc));
+		return;
+	}
+	keeld_log("admin: %s of node %u proposed", mgmt_req_kind_name(req->kind), req->member_id);
+	p->conf_req = req->id;
+	p->conf_term = raft_term(p->r);
+	p->conf_done_index = 0;
+	p->conf_member = req->member_id;
+	p->conf_promote = req->kind == MGMT_REQ_MEMBER_ADD && !req->learner;
+}
+
+/* A membership change in flight: answered once its final configuration commits. */
+static void mg_conf_progress(struct pipeline *p)
+{
+	if (!p->conf_req)
+		return;
+	if (raft_role(p->r) != RAFT_LEADER || raft_term(p->r) != p->conf_term) {
+		/* A leader removed by the change steps down once C_new commits. */
+		const struct raft_conf *c = raft_conf(p->r);
+		bool self_gone = !conf_has(c, p->k->myid, RAFT_VOTER) && !conf_joint(c);
+		if (self_gone && p->conf_done_index)
+			mg_answer(p, p->conf_req, 0, "done; this node left the voters");
+		else
+			mg_answer(p, p->conf_req, KEEL_E_STATE,
+				  "leadership lost before the change committed; check /members");
+		p->conf_req = 0;
+		return;
+	}
+	const struct raft_conf *c = raft_conf(p->r);
+	if (conf_joint(c))
+		return;
+	if (!p->conf_done_index)
+		p->conf_done_index = raft_last_index(p->r);
+	if (raft_commit(p->r) < p->conf_done_index)
+		return;
+	if (p->conf_promote) {
+		struct mgmt_request pr = { .kind = MGMT_REQ_MEMBER_PROMOTE,
+					   .member_id = p->conf_member };
+		struct raft_conf target;
+		char msg[MGMT_MESSAGE_MAX];
+		int rc = mgmt_conf_target(c, &pr, &target, msg, sizeof(msg));
+		if (rc == 0)
+			rc = raft_propose_conf(p->r, &target);
+		if (rc == KEEL_E_AGAIN)
+			return; /* still catching up: try again next turn */
+		p->conf_promote = false;
+		p->conf_done_index = 0;
+		if (rc < 0) {
+			mg_answer(p, p->conf_req, rc, "added as a learner; promotion refused: %s",
+				  keel_strerror(rc));
+			p->conf_req = 0;
+		}
+		return;
+	}
+	mg_answer(p, p->conf_req, 0, "configuration committed at index %" PRIu64,
+		  p->conf_done_index);
+	p->conf_req = 0;
+}
+
+static void mg_transfer(struct pipeline *p, const struct mgmt_request *req)
+{
+	struct keeld *k = p->k;
+	if (raft_role(p->r) != RAFT_LEADER) {
+		mg_answer(p, req->id, KEEL_E_NOT_LEADER, "node %u is not the leader", k->myid);
+		return;
+	}
+	if (p->xfer_req) {
+		mg_answer(p, req->id, KEEL_E_BUSY, "a leadership transfer is in progress");
+		return;
+	}
+	uint32_t to = req->member_id;
+	if (!to) {
+		/* The most caught-up other voter. */
+		const struct raft_conf *c = raft_conf(p->r);
+		uint64_t best = 0;
+		for (uint32_t i = 0; i < c->n; i++) {
+			uint32_t id = c->m[i].id;
+			if (id == k->myid || !(c->m[i].flags & RAFT_VOTER))
+				continue;
+			uint64_t m = raft_match_of(p->r, id);
+			if (!to || m > best) {
+				to = id;
+				best = m;
+			}
+		}
+		if (!to) {
+			mg_answer(p, req->id, KEEL_E_STATE, "no other voter to hand leadership to");
+			return;
+		}
+	} else if (to == k->myid) {
+		mg_answer(p, req->id, KEEL_E_INVAL, "node %u is already the leader", to);
+		return;
+	} else if (!conf_has(raft_conf(p->r), to, RAFT_VOTER)) {
+		mg_answer(p, req->id, KEEL_E_UNKNOWN_PEER, "node %u is not a voter", to);
+		return;
+	}
+	int rc = raft_transfer(p->r, to);
+	if (rc < 0) {
+		mg_answer(p, req->id, rc, "transfer to node %u refused: %s", to, keel_strerror(rc));
+		return;
+	}
+	keeld_log("admin: leadership transfer to node %u", to);
+	p->xfer_req = req->id;
+	p->xfer_to = to;
+	p->xfer_deadline_ns = keel_now_ns() + 2ull * k->cfg.election_timeout_ms * 1000000u;
+}
+
+static void mg_xfer_progress(struct pipeline *p)
+{
+	if (!p->xfer_req)
+		return;
+	if (raft_role(p->r) != RAFT_LEADER) {
+		mg_answer(p, p->xfer_req, 0, "node %u stepped down for node %u", p->k->myid,
+			  p->xfer_to);
+		p->xfer_req = 0;
+	} else if (keel_now_ns() > p->xfer_deadline_ns) {
+		mg_answer(p, p->xfer_req, KEEL_E_TIMEOUT, "node %u did not take over in time",
+			  p->xfer_to);
+		p->xfer_req = 0;
+	}
+}
+
+static void mg_request(struct pipeline *p, const struct mgmt_request *req)
+{
+	switch (req->kind) {
+	case MGMT_REQ_MEMBER_ADD:
+	case MGMT_REQ_MEMBER_PROMOTE:
+	case MGMT_REQ_MEMBER_REMOVE:
+		mg_member(p, req);
+		break;
+	case MGMT_REQ_TRANSFER:
+		mg_transfer(p, req);
+		break;
+	case MGMT_REQ_SNAPSHOT: {
+		int rc = take_snapshot(p);
+		if (rc < 0)
+			mg_answer(p, req->id, rc, "snapshot failed: %s", keel_strerror(rc));
+		else
+			mg_answer(p, req->id, 0, "snapshot at index %" PRIu64, p->snap_index);
+		break;
+	}
+	case MGMT_REQ_CONFIG_SET:
+		/* Raft timing, limits and the snapshot threshold are read at start. */
+		mg_answer(p, req->id, KEEL_E_UNSUPPORTED,
+			  "keeld cannot change %s while running yet: edit the file and restart",
+			  req->key);
+		break;
+	default:
+		mg_answer(p, req->id, KEEL_E_INVAL, "unknown request kind %u", req->kind);
+		break;
+	}
+}
+
+static uint32_t mg_role(const struct pipeline *p)
+{
+	if (!conf_has(raft_conf(p->r), p->k->myid, RAFT_VOTER | RAFT_VOTER_OLD))
+		return MGMT_ROLE_LEARNER;
+	switch (raft_role(p->r)) {
+	case RAFT_LEADER:
+		return MGMT_ROLE_LEADER;
+	case RAFT_FOLLOWER:
+		return MGMT_ROLE_FOLLOWER;
+	default:
+		return MGMT_ROLE_CANDIDATE;
+	}
+}
+
+/* Frame drops by the reason the metrics name, from the transport's counters. */
+static void mg_drops(struct pipeline *p)
+{
+	if (!p->t)
+		return;
+	struct dp_stats st;
+	dp_stats(p->t, &st);
+	uint64_t now[MGMT_N_DROPS] = { 0 };
+	now[0] = st.v[DP_CTR_DROP_WRONG_CLUSTER];
+	now[1] = st.v[DP_CTR_DROP_BAD_CRC];
+	now[2] = st.v[DP_CTR_DROP_MALFORMED] + st.v[DP_CTR_DROP_TRUNCATED] +
+		 st.v[DP_CTR_DROP_BAD_VERSION] + st.v[DP_CTR_DROP_OVERSIZED] +
+		 st.v[DP_CTR_DROP_NOT_KEEL] + st.v[DP_CTR_DROP_NOT_FOR_US];
+	now[3] = st.v[DP_CTR_DROP_UNKNOWN_PEER];
+	now[4] = st.v[DP_CTR_DROP_FRAG_OVERLAP] + st.v[DP_CTR_DROP_FRAG_DUP] +
+		 st.v[DP_CTR_DROP_FRAG_FLOOD] + st.v[DP_CTR_DROP_REASM_MEM] +
+		 st.v[DP_CTR_DROP_REASM_TIMEOUT] + st.v[DP_CTR_DROP_REASM_EVICTED];
+	now[5] = st.v[DP_CTR_DROP_TX_FULL] + st.v[DP_CTR_DROP_TX_NO_ROUTE];
+	for (int i = 0; i < MGMT_N_DROPS; i++) {
+		if (now[i] > p->drops_seen[i])
+			mgmt_counter_add(p->k->nm->frames_dropped[i], now[i] - p->drops_seen[i]);
+		p->drops_seen[i] = now[i];
+	}
+}
+
+static void mg_publish(struct pipeline *p)
+{
+	struct keeld *k = p->k;
+	struct mgmt_status s;
+	memset(&s, 0, sizeof(s));
+	s.id = k->myid;
+	s.role = mg_role(p);
+	s.term = raft_term(p->r);
+	s.leader_id = raft_leader(p->r);
+	const struct raft_conf *c = raft_conf(p->r);
+	s.conf_change_pending = conf_joint(c) || p->conf_req != 0;
+	s.commit_index = raft_commit(p->r);
+	s.applied_index = p->applied_index;
+	s.last_index = raft_last_index(p->r);
+	/* Entry bytes applied since the last snapshot: what compaction would drop. */
+	s.log_bytes = p->since_snap_bytes;
+	s.snapshot_index = p->snap_index;
+	const struct kv_view *v = kv_view_get(keeld_kv(k));
+	s.sessions = kv_view_session_count(v);
+	s.znodes = kv_view_node_count(v);
+	pthread_mutex_lock(&k->watch_mu);
+	s.watches = kv_watch_count(k->watches);
+	pthread_mutex_unlock(&k->watch_mu);
+	snprintf(s.transport, sizeof(s.transport), "%s", p->t ? dp_kind(p->t) : "none");
+	snprintf(s.fsync_path, sizeof(s.fsync_path), "%s", p->fsync_name);
+	bool leader = raft_role(p->r) == RAFT_LEADER;
+	for (uint32_t i = 0; i < c->n && s.n_peers < MGMT_MAX_PEERS; i++) {
+		struct mgmt_peer_status *ps = &s.peers[s.n_peers++];
+		uint32_t id = c->m[i].id;
+		ps->id = id;
+		ps->voter = (c->m[i].flags & RAFT_VOTER) != 0;
+		ps->joint_old = (c->m[i].flags & RAFT_VOTER_OLD) != 0;
+		const struct node_server *sv = cfg_server(k, id);
+		if (sv)
+			host_port(ps->address, sv->host, sv->peer_port);
+		if (id == k->myid && k->msrv)
+			host_port(ps->admin, k->cfg.admin_addr[0] ? k->cfg.admin_addr : "127.0.0.1",
+				  mgmt_server_port(k->msrv));
+		if (leader) {
+			ps->match_index = id == k->myid ? s.last_index : raft_match_of(p->r, id);
+			ps->lag_entries =
+				s.last_index > ps->match_index ? s.last_index - ps->match_index : 0;
+		}
+	}
+	mgmt_chan_publish(k->mchan, &s);
+	mgmt_gauge_set(k->nm->sessions, (double)s.sessions);
+	mgmt_gauge_set(k->nm->znodes, (double)s.znodes);
+	mgmt_gauge_set(k->nm->watches, (double)s.watches);
+	uint64_t total = p->busy_ns + p->idle_ns;
+	if (total)
+		mgmt_gauge_set(k->nm->pipeline_busy, (double)p->busy_ns / (double)total);
+	p->busy_ns = p->idle_ns = 0;
+	mg_drops(p);
+}
+
+/* Once per turn: answers held back, new requests, changes in flight, status. */
+static bool mg_turn(struct pipeline *p, uint64_t now)
+{
+	struct keeld *k = p->k;
+	if (!k->mchan)
+		return false;
+	bool work = false;
+	while (p->mg_out_n && mgmt_chan_answer(k->mchan, &p->mg_out[0]) == 0) {
+		memmove(p->mg_out, p->mg_out + 1, --p->mg_out_n * sizeof(p->mg_out[0]));
+		work = true;
+	}
+	struct mgmt_request req;
+	while (mgmt_chan_take(k->mchan, &req) == 1) {
+		mg_request(p, &req);
+		work = true;
+	}
+	mg_conf_progress(p);
+	mg_xfer_progress(p);
+	if (now - p->mg_pub_ns >= 100000000u || p->seen_role != raft_role(p->r) ||
+	    p->seen_term != raft_term(p->r)) {
+		mg_publish(p);
+		p->mg_pub_ns = now;
+	}
+	return work;
+}
+
 /* -------------------------------------------------------------- the loop */
 
 static bool drain_queue(struct pipeline *p)
@@ -1182,9 +1586,12 @@ static void idle_wait(struct pipeline *p, uint64_t *idle_since)
 	if (p->t && dfd < 0) {
 		dp_idle(p->t, false);
 	} else {
-		struct pollfd pf[3];
+		struct pollfd pf[4];
 		nfds_t n = 0;
 		pf[n++] = (struct pollfd){ .fd = k->evfd, .events = POLLIN };
+		if (k->mchan)
+			pf[n++] = (struct pollfd){ .fd = mgmt_chan_request_fd(k->mchan),
+						   .events = POLLIN };
 		if (dfd >= 0)
 			pf[n++] = (struct pollfd){ .fd = dfd, .events = POLLIN };
 		int wfd = wal_wait_fd(p->w);
@@ -1234,6 +1641,8 @@ static void *pipeline_main(void *arg)
 			raft_tick(p->r);
 			p->next_tick_ns += p->tick_ns;
 		}
+		/* Before watch_leadership: a role or term change publishes at once. */
+		work |= mg_turn(p, now);
 		watch_leadership(p);
 		work |= drain_queue(p);
 		if (raft_role(p->r) == RAFT_LEADER) {
@@ -1278,11 +1687,14 @@ static void *pipeline_main(void *arg)
 		work |= poll_wal(p);
 		atomic_store(&k->applying, false);
 		keeld_serve_barrier(k, turn);
+		uint64_t t1 = keel_now_ns();
+		p->busy_ns += t1 - now;
 		if (work) {
 			idle_since = 0;
 			continue;
 		}
 		idle_wait(p, &idle_since);
+		p->idle_ns += keel_now_ns() - t1;
 	}
 	kv_thread_unregister();
 	return NULL;
@@ -1420,6 +1832,8 @@ int keeld_pipeline_open(struct keeld *k)
 			  keel_strerror(rc));
 		return rc;
 	}
+	snprintf(p->fsync_name, sizeof(p->fsync_name), "%s",
+		 strncmp(rec.backend, "io_uring", 8) == 0 ? "uring" : "plain");
 	keeld_log("wal: %s, fsync path %s, fsync %s, entries %" PRIu64 "..%" PRIu64
 		  ", hard state term %" PRIu64 " vote %" PRIu64 "%s",
 		  c->data_log_dir, rec.backend,

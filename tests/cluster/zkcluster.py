@@ -85,15 +85,24 @@ class Node:
 class Cluster:
     kind = "?"
 
-    def __init__(self, size, tick_ms=200, extra=None):
+    def __init__(self, size, tick_ms=200, extra=None, admin_token=None, learners=(),
+                 initial=None):
         self.size = size
+        # keel: ids listed as ":observer" (Raft learners); the first `initial`
+        # nodes are started on entry (the others by start(i)).
+        self.learners = set(learners)
+        self.initial = size if initial is None else initial
         self.tick_ms = tick_ms
         self.extra = list(extra or [])  # more zoo.cfg lines (keel: keel.* keys)
+        # keel: with admin_token, node i's admin API listens on node.admin_port.
+        self.admin_token = admin_token
         self.dir = tempfile.mkdtemp(prefix="keel-%s-" % self.kind)
-        base = free_port_block(size * 3)
+        base = free_port_block(size * 4)
         self.nodes = [Node(i, base + i, base + size + i, base + 2 * size + i,
                            os.path.join(self.dir, "n%d" % (i + 1)))
                       for i in range(size)]
+        for n in self.nodes:
+            n.admin_port = base + 3 * size + n.idx
 
     @classmethod
     def create(cls, kind=None, size=3, **kw):
@@ -126,9 +135,9 @@ class Cluster:
         for n in self.nodes:
             os.makedirs(n.workdir, exist_ok=True)
             self.configure(n)
-        for n in self.nodes:
+        for n in self.nodes[:self.initial]:
             self.start(n.idx, wait=False)
-        for n in self.nodes:
+        for n in self.nodes[:self.initial]:
             if not wait_port(n.client_port, 60):
                 raise RuntimeError("%s node %d did not answer ruok on %d; log: %s" %
                                    (self.kind, n.id, n.client_port, self.tail(n)))
@@ -296,10 +305,18 @@ class KeelCluster(Cluster):
                  "keel.electionTimeoutMs=300", "keel.heartbeatMs=50"]
         if self.size > 1:
             for m in self.nodes:
-                lines.append("server.%d=127.0.0.1:%d" % (m.id, m.peer_port))
+                lines.append("server.%d=127.0.0.1:%d%s" % (
+                    m.id, m.peer_port, ":observer" if m.id in self.learners else ""))
+        if self.admin_token is not None:
+            lines += ["keel.adminPort=%d" % n.admin_port, "keel.adminAddress=127.0.0.1",
+                      "keel.adminToken=%s" % self.admin_token]
         lines += self.extra
         with open(os.path.join(n.workdir, "zoo.cfg"), "w") as f:
             f.write("\n".join(lines) + "\n")
+
+    def admin_addresses(self, nodes=None):
+        return ",".join("127.0.0.1:%d" % n.admin_port
+                        for n in (nodes or self.nodes))
 
     def command(self, n):
         return [self.keeld(), "--config", os.path.join(n.workdir, "zoo.cfg"),

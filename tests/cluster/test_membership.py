@@ -1,0 +1,287 @@
+"""keeld's management plane on a real cluster (keel only): the admin API
+(status, metrics, snapshot, leadership transfer, membership through joint
+consensus), its refusals, and keelctl.
+
+One 5-node configuration: nodes 1-3 voters, 4 and 5 listed as observers
+(Raft learners; keeld's peer transport learns addresses only from server.N
+lines at start). Only 1-3 start at first.
+"""
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import unittest
+import urllib.error
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from zkcluster import Cluster  # noqa: E402
+
+from kazoo.client import KazooClient  # noqa: E402
+from kazoo.exceptions import KazooException  # noqa: E402
+
+TOKEN = "s3cret"
+
+
+def wait_for(pred, timeout=30.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.1)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def http(port, method, path, body=None, token=TOKEN, timeout=20):
+    data = json.dumps(body).encode() if body is not None else (b"" if method != "GET" else None)
+    req = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path), data=data,
+                                 method=method)
+    if token:
+        req.add_header("Authorization", "Bearer " + token)
+    if body is not None:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def status(node):
+    try:
+        code, body = http(node.admin_port, "GET", "/status", timeout=5)
+    except OSError:
+        return None
+    return json.loads(body) if code == 200 else None
+
+
+def keelctl():
+    b = os.path.join(os.path.dirname(os.environ.get("KEEL_KEELD", "")), "..", "..",
+                     "mgmt", "keelctl")
+    return os.environ.get("KEEL_KEELCTL", os.path.normpath(b))
+
+
+class Writer(threading.Thread):
+    """Creates znodes one after another; remembers the acknowledged ones."""
+
+    def __init__(self, hosts):
+        super().__init__(daemon=True)
+        self.zk = KazooClient(hosts=hosts, timeout=10.0)
+        self.zk.start(timeout=30)
+        self.zk.ensure_path("/load")
+        self.acked = []
+        self.halt = threading.Event()
+
+    def run(self):
+        i = 0
+        while not self.halt.is_set():
+            try:
+                self.zk.create("/load/n%06d" % i, b"x")
+                self.acked.append(i)
+            except KazooException:
+                time.sleep(0.05)  # outcome unknown: not counted as acknowledged
+            i += 1
+
+    def finish(self):
+        self.halt.set()
+        self.join(30)
+        self.zk.stop()
+        self.zk.close()
+
+
+class Membership(unittest.TestCase):
+    def leader_node(self, c):
+        def find():
+            for n in c.nodes:
+                if n.running:
+                    s = status(n)
+                    if s and s["role"] == "leader":
+                        return n
+            return None
+        return wait_for(find, 30, "a leader on /status")
+
+    def members(self, c):
+        n = self.leader_node(c)
+        code, body = http(n.admin_port, "GET", "/members")
+        self.assertEqual(code, 200, body)
+        return {m["id"]: m for m in json.loads(body)["members"]}
+
+    def change(self, c, body, expect=200):
+        n = self.leader_node(c)
+        code, text = http(n.admin_port, "POST", "/members", body)
+        self.assertEqual(code, expect, "%s -> %d %s" % (body, code, text))
+        return text
+
+    def test_membership(self):
+        with Cluster.create(size=5, admin_token=TOKEN, learners=(4, 5), initial=3) as c:
+            try:
+                self.run_membership(c)
+            except BaseException:
+                for n in c.nodes:
+                    sys.stderr.write("--- node %d log:\n%s\n" % (n.id, c.tail(n, 15)))
+                raise
+
+    def run_membership(self, c):
+        if True:
+            ld = self.leader_node(c)
+            a = ld.admin_port
+
+            # status: the whole configuration, transport and fsync path.
+            s = status(ld)
+            self.assertEqual(s["id"], ld.id)
+            self.assertEqual(sorted((p["id"], p["voter"]) for p in s["peers"]),
+                             [(1, True), (2, True), (3, True), (4, False), (5, False)])
+            self.assertEqual(s["transport"], "udp")
+            self.assertIn(s["fsync_path"], ("uring", "plain"))
+
+            # Configuration: served without the token; keeld changes nothing live yet.
+            code, text = http(a, "GET", "/config")
+            self.assertEqual(code, 200, text)
+            cfg = {e["key"]: e["value"] for e in json.loads(text)["config"]}
+            self.assertNotIn(TOKEN, text)
+            self.assertIn(cfg.get("keel.adminToken", "<hidden>"), ("<hidden>",))
+            self.assertEqual(str(cfg["keel.heartbeatMs"]), "50")
+            code, text = http(a, "PUT", "/config", {"key": "keel.heartbeatMs", "value": 60})
+            self.assertEqual(code, 501, text)
+            self.assertIn("restart", text)
+
+            # Refusals, each with a clear message; nothing changes.
+            code, text = http(a, "POST", "/members", {"action": "remove", "id": 4}, token=None)
+            self.assertEqual(code, 401, text)
+            code, text = http(a, "POST", "/members", {"action": "remove", "id": 4},
+                              token="wrong")
+            self.assertEqual(code, 403, text)
+            text = self.change(c, {"action": "promote", "id": 9}, 404)
+            self.assertIn("9", text)
+            text = self.change(c, {"action": "add", "id": 9, "address": "127.0.0.1:1"}, 501)
+            self.assertIn("server.N", text)
+            follower = next(n for n in c.nodes[:3] if n is not ld)
+            code, text = http(follower.admin_port, "POST", "/members",
+                              {"action": "promote", "id": 4})
+            self.assertEqual(code, 421, text)
+
+            # A learner that catches up by snapshot: enough entries that the
+            # leader's log no longer reaches back to index 1, then a snapshot.
+            zk = KazooClient(hosts=c.connect_string([0, 1, 2]), timeout=10.0)
+            zk.start(timeout=30)
+            zk.create("/pre", b"before-snapshot")
+            # One at a time: each its own entry (the leader keeps 1000 behind a snapshot).
+            for i in range(1200):
+                zk.create("/pre/%d" % i, b"p")
+            code, text = http(a, "POST", "/snapshot")
+            self.assertEqual(code, 200, text)
+            snap = wait_for(lambda: status(ld)["snapshot_index"], 5, "the snapshot on /status")
+            self.assertGreater(snap, 1100)
+            text = self.change(c, {"action": "promote", "id": 4}, 503)  # node 4 is down
+            self.assertIn("behind", text)
+            c.start(3)
+            n4 = c.nodes[3]
+            wait_for(lambda: (status(n4) or {}).get("applied_index", 0) >= snap, 60,
+                     "node 4 to catch up")
+            self.assertGreaterEqual(status(n4)["snapshot_index"], snap)
+            r4 = KazooClient(hosts=c.connect_string([3]), timeout=10.0)
+            r4.start(timeout=30)
+            self.assertEqual(r4.get("/pre")[0], b"before-snapshot")
+            self.assertEqual(len(r4.get_children("/pre")), 1200)
+            r4.stop()
+            r4.close()
+            zk.stop()
+            zk.close()
+
+            # Grow to 5 and shrink back to 3 under a write load.
+            term0 = status(self.leader_node(c))["term"]
+            w = Writer(c.connect_string([0, 1, 2]))
+            w.start()
+            self.change(c, {"action": "promote", "id": 4})
+            self.change(c, {"action": "remove", "id": 5})
+            self.assertNotIn(5, self.members(c))
+            # Node 5 is down: its add as a voter waits for it to catch up, and
+            # a second change meanwhile is refused.
+            res = {}
+            lp = self.leader_node(c).admin_port
+            t = threading.Thread(target=lambda: res.update(r=http(
+                lp, "POST", "/members",
+                {"action": "add", "id": 5, "address": "127.0.0.1:%d" % c.nodes[4].peer_port,
+                 "learner": False}, timeout=30)))
+            t.start()
+            wait_for(lambda: 5 in self.members(c), 10, "node 5 added as a learner")
+            text = self.change(c, {"action": "remove", "id": 4}, 409)
+            self.assertIn("in progress", text)
+            c.start(4)
+            t.join(30)
+            self.assertEqual(res["r"][0], 200, res["r"][1])
+            m = self.members(c)
+            self.assertEqual(sorted(i for i in m if m[i]["voter"]), [1, 2, 3, 4, 5])
+            self.change(c, {"action": "remove", "id": 5})
+            self.change(c, {"action": "remove", "id": 4})
+            m = self.members(c)
+            self.assertEqual(sorted(i for i in m if m[i]["voter"]), [1, 2, 3])
+            time.sleep(0.5)
+            w.finish()
+            self.assertGreater(len(w.acked), 20)
+            zk = KazooClient(hosts=c.connect_string([0, 1, 2]), timeout=10.0)
+            zk.start(timeout=30)
+            have = set(zk.get_children("/load"))
+            lost = [i for i in w.acked if "n%06d" % i not in have]
+            self.assertEqual(lost, [], "acknowledged writes lost")
+            term1 = status(self.leader_node(c))["term"]
+            self.assertLessEqual(term1 - term0, 1, "more than one election")
+
+            # /metrics: Prometheus text on every node; the create counters
+            # (the writer's node) moved with the load.
+            from prometheus_client.parser import text_string_to_metric_families
+            creates = 0
+            for n in c.nodes:
+                code, text = http(n.admin_port, "GET", "/metrics")
+                self.assertEqual(code, 200)
+                fam = {f.name: f for f in text_string_to_metric_families(text)}
+                creates += sum(smp.value for smp in fam["keel_requests"].samples
+                               if smp.name == "keel_requests_total" and
+                               smp.labels["op"] == "create")
+                self.assertIn("keel_commit_latency_seconds", fam)
+                self.assertIn("keel_pipeline_busy_ratio", fam)
+            self.assertGreaterEqual(creates, len(w.acked) + 1200)
+
+            # keelctl status: a row per node.
+            p = subprocess.run([keelctl(), "--admin", c.admin_addresses(), "--token", TOKEN,
+                                "status"], capture_output=True, text=True, timeout=30)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            rows = [ln.split() for ln in p.stdout.splitlines()[1:]]
+            self.assertEqual(sorted(int(r[0]) for r in rows if r[2] != "voter"),
+                             [1, 2, 3, 4, 5], p.stdout)
+            self.assertEqual(sum(1 for r in rows if r[2] == "leader"), 1, p.stdout)
+
+            # Leadership transfer: the leader steps down for another voter.
+            old = self.leader_node(c)
+            code, text = http(old.admin_port, "POST", "/leader/transfer")
+            self.assertEqual(code, 200, text)
+            self.assertNotEqual(self.leader_node(c).id, old.id)
+
+            # Remove the current leader: another voter takes over, writes go on.
+            old = self.leader_node(c)
+            code, text = http(old.admin_port, "POST", "/members",
+                              {"action": "remove", "id": old.id})
+            self.assertEqual(code, 200, text)
+            new = wait_for(lambda: next((n for n in c.nodes[:3] if n is not old and
+                                         (status(n) or {}).get("role") == "leader"), None),
+                           30, "a new leader")
+            self.assertNotEqual(new.id, old.id)
+            m = self.members(c)
+            self.assertEqual(sorted(i for i in m if m[i]["voter"]),
+                             sorted(n.id for n in c.nodes[:3] if n is not old))
+            zk.retry(zk.create, "/after-leader-removed", b"ok")
+            zk.stop()
+            zk.close()
+
+            # Down to one voter; the last voter cannot be removed.
+            other = next(n for n in c.nodes[:3] if n is not old and n is not new)
+            self.change(c, {"action": "remove", "id": other.id})
+            text = self.change(c, {"action": "remove", "id": new.id}, 409)
+            self.assertIn("last voter", text)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
