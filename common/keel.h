@@ -99,6 +99,58 @@ void keel_assert_fail(const char *expr, const char *file, int line, const char *
 #define KEEL_ASSERT(expr) \
 	(keel_likely(expr) ? (void)0 : keel_assert_fail(#expr, __FILE__, __LINE__, __func__))
 
+/*
+ * ZooKeeper protocol facts shared by the kvstore (apply results), the client
+ * front end (reply headers) and the bench driver (error counts): one
+ * definition, ZooKeeper's own numeric values.
+ */
+/* ZooKeeper error codes carried in ReplyHeader.err (KeeperException.Code). */
+enum zk_err {
+	ZK_OK = 0,
+	ZK_ESYSTEM = -1,
+	ZK_ERUNTIMEINCONSISTENCY = -2,
+	ZK_EDATAINCONSISTENCY = -3,
+	ZK_ECONNECTIONLOSS = -4,
+	ZK_EMARSHALLING = -5,
+	ZK_EUNIMPLEMENTED = -6,
+	ZK_EOPERATIONTIMEOUT = -7,
+	ZK_EBADARGUMENTS = -8,
+	ZK_ENEWCONFIGNOQUORUM = -13,
+	ZK_ERECONFIGINPROGRESS = -14,
+	ZK_EAPI = -100,
+	ZK_ENONODE = -101,
+	ZK_ENOAUTH = -102,
+	ZK_EBADVERSION = -103,
+	ZK_ENOCHILDRENFOREPHEMERALS = -108,
+	ZK_ENODEEXISTS = -110,
+	ZK_ENOTEMPTY = -111,
+	ZK_ESESSIONEXPIRED = -112,
+	ZK_EINVALIDCALLBACK = -113,
+	ZK_EINVALIDACL = -114,
+	ZK_EAUTHFAILED = -115,
+	ZK_ESESSIONMOVED = -118,
+	ZK_ENOTREADONLY = -119,
+	ZK_EEPHEMERALONLOCALSESSION = -120,
+	ZK_ENOWATCHER = -121,
+	ZK_ERECONFIGDISABLED = -123,
+	ZK_ETHROTTLED = -127,
+};
+
+/* The ZooKeeper Stat, field for field (zookeeper.jute.h `struct Stat`). */
+struct zk_stat {
+	int64_t czxid;
+	int64_t mzxid;
+	int64_t ctime_ms;
+	int64_t mtime_ms;
+	int32_t version;
+	int32_t cversion;
+	int32_t aversion;
+	int64_t ephemeral_owner;
+	int32_t data_length;
+	int32_t num_children;
+	int64_t pzxid;
+};
+
 #ifdef __cplusplus
 }
 #endif

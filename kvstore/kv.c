@@ -41,7 +41,7 @@ static uint64_t fold(uint64_t h, uint64_t v)
 
 uint64_t kv_znode_digest(const struct kv_znode *z)
 {
-	const struct kv_stat *s = &z->stat;
+	const struct zk_stat *s = &z->stat;
 	uint64_t h = z->leaf.hash;
 	h = fold(h, (uint64_t)s->czxid);
 	h = fold(h, (uint64_t)s->mzxid);
@@ -559,30 +559,30 @@ static int do_create(struct opctx *c, const struct kv_op *op)
 	if (mode < KV_MODE_PERSISTENT || mode > KV_MODE_PERSISTENT_SEQUENTIAL_WITH_TTL ||
 	    (ttl && (op->ttl_ms <= 0 || op->ttl_ms > KV_TTL_MAX_MS)) || (!ttl && op->ttl_ms > 0) ||
 	    op->data_len > kv->max_data || !op->path || n > KV_PATH_MAX_BYTES)
-		return c->res->err = KV_ZBADARGUMENTS, 0;
+		return c->res->err = ZK_EBADARGUMENTS, 0;
 	memcpy(path, op->path, n);
 	/* A sequential name may end in '/': the suffix completes it. */
 	if (!path_valid(path, seq && n > 1 && path[n - 1] == '/' ? n - 1 : n))
-		return c->res->err = KV_ZBADARGUMENTS, 0;
+		return c->res->err = ZK_EBADARGUMENTS, 0;
 	if (!acl_valid(op->acl, op->acl_len))
-		return c->res->err = KV_ZINVALIDACL, 0;
+		return c->res->err = ZK_EINVALIDACL, 0;
 	uint32_t plen = parent_len(path, n);
 	struct kv_znode *parent = kv_lookup(d->paths, path, plen);
 	if (!parent)
-		return c->res->err = KV_ZNONODE, 0;
+		return c->res->err = ZK_ENONODE, 0;
 	if (seq)
 		n += (uint32_t)snprintf(path + n, 16, "%010d", parent->stat.cversion);
 	if (n > KV_PATH_MAX_BYTES || !path_valid(path, n))
-		return c->res->err = KV_ZBADARGUMENTS, 0;
+		return c->res->err = ZK_EBADARGUMENTS, 0;
 	if (kv_lookup(d->paths, path, n))
-		return c->res->err = KV_ZNODEEXISTS, 0;
+		return c->res->err = ZK_ENODEEXISTS, 0;
 	if (kv_owner_is_ephemeral(parent->stat.ephemeral_owner))
-		return c->res->err = KV_ZNOCHILDRENFOREPHEMERALS, 0;
+		return c->res->err = ZK_ENOCHILDRENFOREPHEMERALS, 0;
 	if (eph) {
 		owner = c->txn->session_id;
 		sess = kv_session_find(d->session_map, owner);
 		if (!sess || !kv_owner_is_ephemeral(owner))
-			return c->res->err = KV_ZSESSIONEXPIRED, 0;
+			return c->res->err = ZK_ESESSIONEXPIRED, 0;
 	} else if (mode == KV_MODE_CONTAINER) {
 		owner = KV_OWNER_CONTAINER;
 	} else if (ttl) {
@@ -594,7 +594,7 @@ static int do_create(struct opctx *c, const struct kv_op *op)
 	struct kv_leaf *old;
 	if (!z)
 		return KEEL_E_NOMEM;
-	z->stat = (struct kv_stat){ .czxid = zxid,
+	z->stat = (struct zk_stat){ .czxid = zxid,
 				    .mzxid = zxid,
 				    .ctime_ms = now,
 				    .mtime_ms = now,
@@ -678,12 +678,12 @@ static struct kv_znode *target(struct opctx *c, const struct kv_op *op)
 {
 	struct kv_znode *z;
 	if (!path_valid(op->path, op->path_len)) {
-		c->res->err = KV_ZBADARGUMENTS;
+		c->res->err = ZK_EBADARGUMENTS;
 		return NULL;
 	}
 	z = kv_lookup(c->kv->draft->paths, op->path, op->path_len);
 	if (!z)
-		c->res->err = KV_ZNONODE;
+		c->res->err = ZK_ENONODE;
 	return z;
 }
 
@@ -691,19 +691,19 @@ static int do_delete(struct opctx *c, const struct kv_op *op)
 {
 	int container = op->type == KV_OP_DELETE_CONTAINER;
 	if (op->path_len == 1 && op->path && op->path[0] == '/')
-		return c->res->err = KV_ZBADARGUMENTS, 0;
+		return c->res->err = ZK_EBADARGUMENTS, 0;
 	struct kv_znode *z = target(c, op);
 	if (!z)
 		return 0;
 	if (container) {
 		int64_t o = z->stat.ephemeral_owner;
 		if (o != KV_OWNER_CONTAINER && (o & KV_OWNER_TTL_MASK) != KV_OWNER_TTL_MASK)
-			return c->res->err = KV_ZBADARGUMENTS, 0;
+			return c->res->err = ZK_EBADARGUMENTS, 0;
 	} else if (!version_ok(op->version, z->stat.version)) {
-		return c->res->err = KV_ZBADVERSION, 0;
+		return c->res->err = ZK_EBADVERSION, 0;
 	}
 	if (z->stat.num_children > 0)
-		return c->res->err = KV_ZNOTEMPTY, 0;
+		return c->res->err = ZK_ENOTEMPTY, 0;
 	return remove_node(c->kv, z, c->txn->zxid);
 }
 
@@ -714,9 +714,9 @@ static int do_set_data(struct opctx *c, const struct kv_op *op)
 	if (!z)
 		return 0;
 	if (op->data_len > kv->max_data)
-		return c->res->err = KV_ZBADARGUMENTS, 0;
+		return c->res->err = ZK_EBADARGUMENTS, 0;
 	if (!version_ok(op->version, z->stat.version))
-		return c->res->err = KV_ZBADVERSION, 0;
+		return c->res->err = ZK_EBADVERSION, 0;
 	struct kv_blob *b = NULL;
 	if (op->data_len && !(b = kv_blob_alloc(kv, op->data, op->data_len)))
 		return KEEL_E_NOMEM;
@@ -737,14 +737,14 @@ static int do_set_acl(struct opctx *c, const struct kv_op *op)
 {
 	struct kv *kv = c->kv;
 	if (!path_valid(op->path, op->path_len))
-		return c->res->err = KV_ZBADARGUMENTS, 0;
+		return c->res->err = ZK_EBADARGUMENTS, 0;
 	if (!acl_valid(op->acl, op->acl_len))
-		return c->res->err = KV_ZINVALIDACL, 0;
+		return c->res->err = ZK_EINVALIDACL, 0;
 	struct kv_znode *z = target(c, op);
 	if (!z)
 		return 0;
 	if (!version_ok(op->version, z->stat.aversion))
-		return c->res->err = KV_ZBADVERSION, 0;
+		return c->res->err = ZK_EBADVERSION, 0;
 	struct kv_blob *b = kv_blob_alloc(kv, op->acl, op->acl_len);
 	if (!b || !(z = zedit(kv, z)))
 		return KEEL_E_NOMEM;
@@ -760,7 +760,7 @@ static int do_check(struct opctx *c, const struct kv_op *op)
 {
 	struct kv_znode *z = target(c, op);
 	if (z && !version_ok(op->version, z->stat.version))
-		c->res->err = KV_ZBADVERSION;
+		c->res->err = ZK_EBADVERSION;
 	return 0;
 }
 
@@ -773,7 +773,7 @@ static int do_op(struct opctx *c, const struct kv_op *op)
 	if (kv_mem_reserve(&c->kv->mem, RETIRE_PER_OP) < 0)
 		return KEEL_E_NOMEM;
 	c->res->type = op->type;
-	c->res->err = KV_ZOK;
+	c->res->err = ZK_OK;
 	c->res->path_len = 0;
 	c->kv->res_off[c->idx] = UINT32_MAX;
 	memset(&c->res->stat, 0, sizeof(c->res->stat));
@@ -790,7 +790,7 @@ static int do_op(struct opctx *c, const struct kv_op *op)
 	case KV_OP_CHECK:
 		return do_check(c, op);
 	default:
-		c->res->err = KV_ZUNIMPLEMENTED;
+		c->res->err = ZK_EUNIMPLEMENTED;
 		return 0;
 	}
 }
@@ -801,7 +801,7 @@ static int do_create_session(struct kv *kv, const struct kv_txn *txn, struct kv_
 	struct kv_leaf *old;
 	r->type = txn->type;
 	if (!kv_owner_is_ephemeral(txn->session_id) || txn->session_timeout_ms <= 0) {
-		r->err = KV_ZBADARGUMENTS;
+		r->err = ZK_EBADARGUMENTS;
 		return 0;
 	}
 	if (kv_mem_reserve(&kv->mem, RETIRE_PER_OP) < 0)
@@ -889,9 +889,9 @@ static void finish_results(struct kv *kv, uint32_t nres, struct kv_apply_result 
 		kv->ev[i].path = kv->sbuf + kv->ev_off[i];
 	if (!res)
 		return;
-	res->err = KV_ZOK;
+	res->err = ZK_OK;
 	for (uint32_t i = 0; i < nres; i++)
-		if (kv->res[i].err != KV_ZOK && kv->res[i].err != KV_ZRUNTIMEINCONSISTENCY) {
+		if (kv->res[i].err != ZK_OK && kv->res[i].err != ZK_ERUNTIMEINCONSISTENCY) {
 			res->err = kv->res[i].err;
 			break;
 		}
@@ -928,7 +928,7 @@ int kv_apply(struct kv *kv, const struct kv_txn *txn, struct kv_apply_result *re
 		kv->res_off[0] = UINT32_MAX;
 		memset(&kv->res[0], 0, sizeof(kv->res[0]));
 		rc = do_create_session(kv, txn, &kv->res[0]);
-		failed = kv->res[0].err != KV_ZOK ? 0 : UINT32_MAX;
+		failed = kv->res[0].err != ZK_OK ? 0 : UINT32_MAX;
 		break;
 	case KV_OP_CLOSE_SESSION:
 	case KV_OP_EXPIRE_SESSION:
@@ -946,12 +946,12 @@ int kv_apply(struct kv *kv, const struct kv_txn *txn, struct kv_apply_result *re
 			    txn->ops[i].type != KV_OP_DELETE &&
 			    txn->ops[i].type != KV_OP_SET_DATA && txn->ops[i].type != KV_OP_CHECK) {
 				kv->res[i] = (struct kv_op_result){ .type = txn->ops[i].type,
-								    .err = KV_ZUNIMPLEMENTED };
+								    .err = ZK_EUNIMPLEMENTED };
 				kv->res_off[i] = UINT32_MAX;
 			} else if ((rc = do_op(&c, &txn->ops[i])) < 0) {
 				goto nomem;
 			}
-			if (kv->res[i].err != KV_ZOK) {
+			if (kv->res[i].err != ZK_OK) {
 				failed = i;
 				break;
 			}
@@ -964,11 +964,11 @@ int kv_apply(struct kv *kv, const struct kv_txn *txn, struct kv_apply_result *re
 		/* Nothing of a failed txn stays, but its zxid is used. */
 		for (uint32_t i = 0; i < txn->nops; i++) {
 			if (i < failed)
-				kv->res[i].err = KV_ZOK;
+				kv->res[i].err = ZK_OK;
 			if (i > failed) {
 				kv->res[i] =
 					(struct kv_op_result){ .type = txn->ops[i].type,
-							       .err = KV_ZRUNTIMEINCONSISTENCY };
+							       .err = ZK_ERUNTIMEINCONSISTENCY };
 			}
 			if (i != failed) {
 				kv->res_off[i] = UINT32_MAX;
@@ -1067,11 +1067,11 @@ static const struct kv_znode *read_node(const struct kv_view *v, const char *pat
 					int *err)
 {
 	if (!path_valid(path, n)) {
-		*err = KV_ZBADARGUMENTS;
+		*err = ZK_EBADARGUMENTS;
 		return NULL;
 	}
 	const struct kv_znode *z = kv_lookup(v->paths, path, (uint32_t)n);
-	*err = z ? KV_ZOK : KV_ZNONODE;
+	*err = z ? ZK_OK : ZK_ENONODE;
 	return z;
 }
 
@@ -1086,7 +1086,7 @@ int kv_get(const struct kv_view *v, const char *path, size_t path_len, struct kv
 	out->data_len = z->data ? z->data->len : 0;
 	out->acl = z->acl ? z->acl->b : NULL;
 	out->acl_len = z->acl ? z->acl->len : 0;
-	return KV_ZOK;
+	return ZK_OK;
 }
 
 struct name_walk {
@@ -1100,7 +1100,7 @@ static int walk_name(void *ctx, struct kv_leaf *lf)
 	return w->fn(w->ctx, lf->key, lf->klen);
 }
 
-int kv_children(const struct kv_view *v, const char *path, size_t path_len, struct kv_stat *stat,
+int kv_children(const struct kv_view *v, const char *path, size_t path_len, struct zk_stat *stat,
 		kv_name_fn fn, void *ctx)
 {
 	int err;
@@ -1112,7 +1112,7 @@ int kv_children(const struct kv_view *v, const char *path, size_t path_len, stru
 		*stat = z->stat;
 	if (fn)
 		kv_hamt_foreach(z->children, walk_name, &w);
-	return KV_ZOK;
+	return ZK_OK;
 }
 
 struct count_walk {
@@ -1148,7 +1148,7 @@ int kv_all_children_number(const struct kv_view *v, const char *path, size_t pat
 		return err;
 	struct count_walk *w = malloc(sizeof(*w));
 	if (!w)
-		return KV_ZSYSTEMERROR;
+		return ZK_ESYSTEM;
 	w->v = v;
 	memcpy(w->path, path, path_len);
 	w->len = (uint32_t)path_len;
@@ -1156,7 +1156,7 @@ int kv_all_children_number(const struct kv_view *v, const char *path, size_t pat
 	kv_hamt_foreach(z->children, count_child, w);
 	*out = w->count;
 	free(w);
-	return KV_ZOK;
+	return ZK_OK;
 }
 
 int kv_ephemerals(const struct kv_view *v, int64_t session_id, kv_name_fn fn, void *ctx)
@@ -1165,19 +1165,19 @@ int kv_ephemerals(const struct kv_view *v, int64_t session_id, kv_name_fn fn, vo
 	struct name_walk w = { fn, ctx };
 	if (s)
 		kv_hamt_foreach(s->ephemerals, walk_name, &w);
-	return KV_ZOK;
+	return ZK_OK;
 }
 
 int kv_session_get(const struct kv_view *v, int64_t session_id, struct kv_session_info *out)
 {
 	const struct kv_session *s = kv_session_find(v->session_map, session_id);
 	if (!s)
-		return KV_ZSESSIONEXPIRED;
+		return ZK_ESESSIONEXPIRED;
 	out->id = s->id;
 	out->timeout_ms = s->timeout_ms;
 	memcpy(out->passwd, s->passwd, KV_PASSWD_BYTES);
 	out->num_ephemerals = s->num_ephemerals;
-	return KV_ZOK;
+	return ZK_OK;
 }
 
 struct sess_walk {
@@ -1197,7 +1197,7 @@ int kv_sessions(const struct kv_view *v, int (*fn)(void *ctx, int64_t id, int32_
 {
 	struct sess_walk w = { fn, ctx };
 	kv_hamt_foreach(v->session_map, walk_session, &w);
-	return KV_ZOK;
+	return ZK_OK;
 }
 
 struct expired_walk {
@@ -1228,5 +1228,5 @@ int kv_expired_containers(const struct kv_view *v, int64_t now_ms, kv_name_fn fn
 {
 	struct expired_walk w = { now_ms, fn, ctx };
 	kv_hamt_foreach(v->paths, expired_node, &w);
-	return KV_ZOK;
+	return ZK_OK;
 }

@@ -38,9 +38,9 @@
  *  - kv never does I/O: snapshots go through caller-supplied callbacks.
  *
  * Error codes: functions return 0 or a negative keel code (KEEL_E_*, see
- * common/keel.h). ZooKeeper error codes (KV_Z*, ZooKeeper's own numeric values,
- * all in [-200, 0]) appear only in op results and as the return of the read
- * functions, which return KV_ZOK or a KV_Z* code.
+ * common/keel.h). ZooKeeper error codes (ZK_OK / ZK_E* of
+ * common/keel.h, all in [-200, 0]) appear only in op results and as the return of the read
+ * functions, which return ZK_OK or a ZK_E* code.
  */
 #ifndef KEEL_KVSTORE_KV_H
 #define KEEL_KVSTORE_KV_H
@@ -49,29 +49,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "keel.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-/* ZooKeeper error codes (org.apache.zookeeper.KeeperException.Code). */
-enum kv_zerr {
-	KV_ZOK = 0,
-	KV_ZSYSTEMERROR = -1,
-	KV_ZRUNTIMEINCONSISTENCY = -2,
-	KV_ZMARSHALLINGERROR = -5,
-	KV_ZUNIMPLEMENTED = -6,
-	KV_ZBADARGUMENTS = -8,
-	KV_ZAPIERROR = -100,
-	KV_ZNONODE = -101,
-	KV_ZNOAUTH = -102,
-	KV_ZBADVERSION = -103,
-	KV_ZNOCHILDRENFOREPHEMERALS = -108,
-	KV_ZNODEEXISTS = -110,
-	KV_ZNOTEMPTY = -111,
-	KV_ZSESSIONEXPIRED = -112,
-	KV_ZINVALIDACL = -114,
-	KV_ZNOWATCHER = -121,
-};
 
 /* Transaction / op types: ZooKeeper's OpCode values, plus one of keel's. */
 enum kv_op_type {
@@ -116,21 +98,6 @@ enum kv_perm {
 	KV_PERM_DELETE = 8,
 	KV_PERM_ADMIN = 16,
 	KV_PERM_ALL = 31
-};
-
-/* The ZooKeeper Stat, field for field. */
-struct kv_stat {
-	int64_t czxid;
-	int64_t mzxid;
-	int64_t ctime_ms;
-	int64_t mtime_ms;
-	int32_t version;
-	int32_t cversion;
-	int32_t aversion;
-	int64_t ephemeral_owner;
-	int32_t data_length;
-	int32_t num_children;
-	int64_t pzxid;
 };
 
 /*
@@ -253,10 +220,10 @@ void kv_barrier(void);
  * node's stat after create/setData/setACL. */
 struct kv_op_result {
 	int32_t type;
-	int32_t err; /* KV_ZOK or a KV_Z* code */
+	int32_t err; /* ZK_OK or a ZK_E* code */
 	const char *path;
 	uint32_t path_len;
-	struct kv_stat stat;
+	struct zk_stat stat;
 };
 
 /* ZooKeeper watch event types. */
@@ -274,7 +241,7 @@ struct kv_event {
 };
 
 struct kv_apply_result {
-	int32_t err; /* KV_ZOK, or the error of the (first) failed op */
+	int32_t err; /* ZK_OK, or the error of the (first) failed op */
 	uint32_t nops;
 	const struct kv_op_result *ops;
 	uint32_t nevents;
@@ -284,8 +251,8 @@ struct kv_apply_result {
 /*
  * Applies one txn (writer thread). Atomic: readers see all of it or none.
  * A multi with a failing op changes nothing; its results follow ZooKeeper: ops
- * before the failure KV_ZOK, the failing op its error, the ones after
- * KV_ZRUNTIMEINCONSISTENCY. res (optional) is valid until the next writer call.
+ * before the failure ZK_OK, the failing op its error, the ones after
+ * ZK_ERUNTIMEINCONSISTENCY. res (optional) is valid until the next writer call.
  */
 int kv_apply(struct kv *kv, const struct kv_txn *txn, struct kv_apply_result *res);
 /* kv_txn_decode + kv_apply. */
@@ -314,24 +281,24 @@ uint64_t kv_view_session_count(const struct kv_view *v);
 
 /* data is NULL when data_len is 0; acl is the canonical encoding (kv_acl_next). */
 struct kv_node {
-	struct kv_stat stat;
+	struct zk_stat stat;
 	const void *data;
 	uint32_t data_len;
 	uint32_t acl_len;
 	const void *acl;
 };
-/* getData / exists / getACL: KV_ZOK, KV_ZNONODE or KV_ZBADARGUMENTS (bad path). */
+/* getData / exists / getACL: ZK_OK, ZK_ENONODE or ZK_EBADARGUMENTS (bad path). */
 int kv_get(const struct kv_view *v, const char *path, size_t path_len, struct kv_node *out);
 /* Called per child name (no '/'); a non-zero return stops the walk. Order is
  * unspecified (clients sort, as with ZooKeeper). */
 typedef int (*kv_name_fn)(void *ctx, const char *name, size_t name_len);
 /* getChildren(2): stat (optional) and names come from the same node version. */
-int kv_children(const struct kv_view *v, const char *path, size_t path_len, struct kv_stat *stat,
+int kv_children(const struct kv_view *v, const char *path, size_t path_len, struct zk_stat *stat,
 		kv_name_fn fn, void *ctx);
 /* getAllChildrenNumber: every descendant, not counting the node itself. */
 int kv_all_children_number(const struct kv_view *v, const char *path, size_t path_len,
 			   int64_t *out);
-/* getEphemerals: fn gets each full path owned by the session. KV_ZOK even if
+/* getEphemerals: fn gets each full path owned by the session. ZK_OK even if
  * the session does not exist (no paths). */
 int kv_ephemerals(const struct kv_view *v, int64_t session_id, kv_name_fn fn, void *ctx);
 struct kv_session_info {
@@ -340,7 +307,7 @@ struct kv_session_info {
 	uint8_t passwd[KV_PASSWD_BYTES];
 	uint32_t num_ephemerals;
 };
-/* KV_ZOK or KV_ZSESSIONEXPIRED (unknown). */
+/* ZK_OK or ZK_ESESSIONEXPIRED (unknown). */
 int kv_session_get(const struct kv_view *v, int64_t session_id, struct kv_session_info *out);
 /* Calls fn for every session id (for the leader's session tracker after a restore). */
 int kv_sessions(const struct kv_view *v, int (*fn)(void *ctx, int64_t id, int32_t timeout_ms),
@@ -392,7 +359,7 @@ void kv_watches_destroy(struct kv_watches *w);
  */
 int kv_watch_add(struct kv_watches *w, int64_t session_id, const char *path, size_t path_len,
 		 enum kv_watch_kind kind, int64_t seen_zxid);
-/* removeWatches: KV_ZOK or KV_ZNOWATCHER. */
+/* removeWatches: ZK_OK or ZK_ENOWATCHER. */
 int kv_watch_remove(struct kv_watches *w, int64_t session_id, const char *path, size_t path_len,
 		    enum kv_watch_kind kind);
 /* Drops every watch of a closed/expired session. */

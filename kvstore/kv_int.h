@@ -21,7 +21,7 @@ struct kv_blob {
 /* One version of a znode; key = its full path. */
 struct kv_znode {
 	struct kv_leaf leaf;
-	struct kv_stat stat;
+	struct zk_stat stat;
 	struct kv_blob *data; /* NULL: empty */
 	struct kv_blob *acl;  /* NULL: empty list */
 	struct kv_hnode *children;

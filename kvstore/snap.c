@@ -87,7 +87,7 @@ static int snap_node(void *ctx, struct kv_leaf *lf)
 {
 	struct swriter *w = ctx;
 	const struct kv_znode *z = (const struct kv_znode *)lf;
-	const struct kv_stat *s = &z->stat;
+	const struct zk_stat *s = &z->stat;
 	sw_u32(w, z->leaf.klen);
 	sw_put(w, z->path, z->leaf.klen);
 	sw_u64(w, (uint64_t)s->czxid);
@@ -301,7 +301,7 @@ static int restore_body(struct kv *kv, struct sreader *r)
 		struct kv_znode *z = kv_znode_alloc(kv, path, n);
 		if (!z)
 			return KEEL_E_NOMEM;
-		struct kv_stat *s = &z->stat;
+		struct zk_stat *s = &z->stat;
 		s->czxid = (int64_t)sr_le(r, 8);
 		s->mzxid = (int64_t)sr_le(r, 8);
 		s->ctime_ms = (int64_t)sr_le(r, 8);

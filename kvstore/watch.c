@@ -187,7 +187,7 @@ int kv_watch_remove(struct kv_watches *w, int64_t session_id, const char *path, 
 	struct wpath **pp = slot_of(w, path, path_len, h), *p = *pp;
 	int removed = 0;
 	if (!p)
-		return KV_ZNOWATCHER;
+		return ZK_ENOWATCHER;
 	for (uint32_t i = 0; i < p->n;) {
 		if (p->e[i].session == session_id && kind_matches(p->e[i].kind, kind)) {
 			drop_entry(w, p, i);
@@ -197,7 +197,7 @@ int kv_watch_remove(struct kv_watches *w, int64_t session_id, const char *path, 
 		}
 	}
 	drop_path_if_empty(w, pp);
-	return removed ? KV_ZOK : KV_ZNOWATCHER;
+	return removed ? ZK_OK : ZK_ENOWATCHER;
 }
 
 void kv_watch_remove_session(struct kv_watches *w, int64_t session_id)

@@ -383,7 +383,7 @@ static int enc_create_key(void *arg, size_t i, uint8_t *buf, size_t cap, int32_t
 static int rep_create_key(void *arg, size_t i, const struct kb_reply *r)
 {
 	struct setup_ctx *s = arg;
-	if (r->err == KB_ZNODEEXISTS) {
+	if (r->err == ZK_ENODEEXISTS) {
 		if (s->retry)
 			s->retry[s->n_retry++] = i;
 	} else if (r->err != 0 && s->first_err == 0) {
@@ -686,7 +686,7 @@ static void conn_kill(struct conn *c, uint64_t now)
 	while (c->head != c->tail) {
 		struct req *r = &c->ring[c->head++ & (c->ring_cap - 1)];
 		if (r->op != KB_OP_CLOSE)
-			count_result(w, r, KB_ZCONNECTIONLOSS, now);
+			count_result(w, r, ZK_ECONNECTIONLOSS, now);
 		w->inflight--;
 	}
 	epoll_ctl(w->epfd, EPOLL_CTL_DEL, c->fd, NULL);
@@ -823,7 +823,7 @@ static void handle_reply(struct worker *w, struct conn *c, const uint8_t *rec, s
 		 * drop the connection rather than mis-attribute latencies. */
 		if (c->head != c->tail) {
 			struct req *r = &c->ring[c->head++ & (c->ring_cap - 1)];
-			count_result(w, r, KB_ZMARSHALLINGERROR, now);
+			count_result(w, r, ZK_EMARSHALLING, now);
 			w->inflight--;
 		}
 		conn_kill(c, now);
@@ -836,7 +836,7 @@ static void handle_reply(struct worker *w, struct conn *c, const uint8_t *rec, s
 	int err = rp.err;
 	if (err == 0 && r.op == KB_OP_MULTI) {
 		int32_t me;
-		err = kb_wire_get_multi_err(rp.body, rp.body_len, &me) < 0 ? KB_ZMARSHALLINGERROR
+		err = kb_wire_get_multi_err(rp.body, rp.body_len, &me) < 0 ? ZK_EMARSHALLING
 									   : me;
 	}
 	count_result(w, &r, err, now);
@@ -1093,7 +1093,7 @@ static void *worker_main(void *arg)
 					c->wlen - c->woff, c->rlen);
 			while (c->head != c->tail) {
 				count_result(w, &c->ring[c->head++ & (c->ring_cap - 1)],
-					     KB_ZOPERATIONTIMEOUT, now);
+					     ZK_EOPERATIONTIMEOUT, now);
 				w->inflight--;
 			}
 			conn_kill(c, now);

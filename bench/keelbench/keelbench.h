@@ -23,6 +23,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "keel.h"
+
 /* ------------------------------------------------------------------------ */
 /* Histogram: values are non-negative integers (keelbench records ns).
  * Values below 2*KB_HIST_SUB are exact; above, each power-of-two range is cut
@@ -96,14 +98,7 @@ enum kb_op {
 #define KB_CREATE_EPHEMERAL  1
 #define KB_CREATE_SEQUENTIAL 2
 
-/* ZooKeeper error codes keelbench names (the rest are printed as numbers). */
-#define KB_ZOK                0
-#define KB_ZCONNECTIONLOSS    (-4)
-#define KB_ZMARSHALLINGERROR  (-5)
-#define KB_ZOPERATIONTIMEOUT  (-7)
-#define KB_ZNONODE            (-101)
-#define KB_ZNODEEXISTS        (-110)
-#define KB_ZRUNTIMEINCONSIST  (-2)
+/* ZooKeeper error codes: enum zk_err in common/keel.h. */
 #define KB_ZERR_MIN           (-200) /* error codes are counted in (KB_ZERR_MIN, 0] */
 #define KB_STAT_SIZE          68     /* a serialised Stat */
 #define KB_CONNECT_FRAME_SIZE 49     /* length + 45-byte ConnectRequest */

@@ -361,8 +361,8 @@ static void test_dropped_connection_counted(void **state)
 	fake_stop(&fk);
 	/* 30 answered, then the server hung up on the requests in flight. */
 	assert_int_equal(res.ops_ok, 30);
-	assert_true(res.err_by_code[-KB_ZCONNECTIONLOSS] >= 1);
-	assert_int_equal(all_errors(), res.err_by_code[-KB_ZCONNECTIONLOSS]);
+	assert_true(res.err_by_code[-ZK_ECONNECTIONLOSS] >= 1);
+	assert_int_equal(all_errors(), res.err_by_code[-ZK_ECONNECTIONLOSS]);
 	assert_non_null(strstr(res.fatal, "lost"));
 }
 

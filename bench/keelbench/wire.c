@@ -356,7 +356,7 @@ int kb_wire_get_multi_err(const uint8_t *body, size_t len, int32_t *err)
 		}
 		/* The op that failed carries its own code; the others after it carry
 		 * ZRUNTIMEINCONSISTENCY, which is a consequence, not the cause. */
-		if (e != 0 && (first == 0 || first == KB_ZRUNTIMEINCONSIST))
+		if (e != 0 && (first == 0 || first == ZK_ERUNTIMEINCONSISTENCY))
 			first = e;
 	}
 	*err = first;

@@ -42,7 +42,7 @@ static void apply_one(struct kv_op *op)
 	int rc = kv_apply(kv, &t, &r);
 	if (rc < 0)
 		die("apply", rc);
-	if (r.err != KV_ZOK)
+	if (r.err != ZK_OK)
 		die("op", r.err);
 }
 
@@ -60,7 +60,7 @@ static void *reader(void *arg)
 			struct kv_node nd;
 			r = r * 6364136223846793005ull + 1442695040888963407ull;
 			const char *k = keys[(r >> 33) % KEYS];
-			if (kv_get(v, k, strlen(k), &nd) != KV_ZOK)
+			if (kv_get(v, k, strlen(k), &nd) != ZK_OK)
 				die("get", -1);
 			sum += nd.stat.version + ((const uint8_t *)nd.data)[0];
 		}

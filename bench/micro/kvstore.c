@@ -55,7 +55,7 @@ static struct kv *make_store(int64_t n, int64_t *zxid, char (*keys)[24])
 			op = kvb_create_op(keys[i]);
 			t.zxid = (*zxid)++;
 		}
-		if (kv_apply(kv, &t, &r) < 0 || r.err != KV_ZOK) {
+		if (kv_apply(kv, &t, &r) < 0 || r.err != ZK_OK) {
 			kv_destroy(kv);
 			return NULL;
 		}
@@ -76,7 +76,7 @@ static void bm_get(gb_state *st)
 		struct kv_node nd;
 		r = r * 6364136223846793005ull + 1442695040888963407ull;
 		const char *k = keys[(r >> 33) % (uint64_t)n];
-		if (kv_get(v, k, strlen(k), &nd) != KV_ZOK) {
+		if (kv_get(v, k, strlen(k), &nd) != ZK_OK) {
 			gb_skip_with_error(st, "get failed");
 			break;
 		}
@@ -101,7 +101,7 @@ static void bm_apply_set(gb_state *st)
 	while (gb_keep_running(st)) {
 		struct kv_op op = kvb_op(KV_OP_SET_DATA, keys[i++ % n]);
 		struct kv_txn t = { .type = KV_OP_SET_DATA, .zxid = zxid++, .nops = 1, .ops = &op };
-		if (kv_apply(kv, &t, &r) < 0 || r.err != KV_ZOK) {
+		if (kv_apply(kv, &t, &r) < 0 || r.err != ZK_OK) {
 			gb_skip_with_error(st, "apply failed");
 			break;
 		}

@@ -205,21 +205,6 @@ void keeld_write_done(struct keeld *k, int64_t sid)
 
 /* ------------------------------------------------------------ helpers */
 
-static void stat_of(struct zk_stat *z, const struct kv_stat *s)
-{
-	z->czxid = s->czxid;
-	z->mzxid = s->mzxid;
-	z->ctime_ms = s->ctime_ms;
-	z->mtime_ms = s->mtime_ms;
-	z->version = s->version;
-	z->cversion = s->cversion;
-	z->aversion = s->aversion;
-	z->ephemeral_owner = s->ephemeral_owner;
-	z->data_length = s->data_length;
-	z->num_children = s->num_children;
-	z->pzxid = s->pzxid;
-}
-
 static int64_t cur_zxid(struct keeld *k)
 {
 	return atomic_load(&k->applied_zxid);
@@ -252,7 +237,7 @@ static int perm_check(struct keeld *k, const char *path, size_t len, int32_t per
 {
 	struct kv_node n;
 	const struct kv_view *v = kv_view_get(keeld_kv(k));
-	if (kv_get(v, path, len, &n) != KV_ZOK)
+	if (kv_get(v, path, len, &n) != ZK_OK)
 		return ZK_OK; /* apply decides (NoNode) */
 	return acl_allows(n.acl, n.acl_len, perm, s) ? ZK_OK : ZK_ENOAUTH;
 }
@@ -327,22 +312,22 @@ static int multi_read(struct keeld *k, const struct zk_call *call, const struct 
 		int err = pl && zk_path_validate(q.path, false) == 0
 				  ? kv_get(v, q.path.ptr, pl, &nd)
 				  : ZK_EBADARGUMENTS;
-		if (err == KV_ZOK && !acl_allows(nd.acl, nd.acl_len, KV_PERM_READ, s))
+		if (err == ZK_OK && !acl_allows(nd.acl, nd.acl_len, KV_PERM_READ, s))
 			err = ZK_ENOAUTH;
-		if (err == KV_ZOK && q.type == ZK_OP_GET_DATA) {
+		if (err == ZK_OK && q.type == ZK_OP_GET_DATA) {
 			res[i].type = ZK_OP_GET_DATA;
 			res[i].data.ptr = nd.data ? nd.data : (const uint8_t *)"";
 			res[i].data.len = (int32_t)nd.data_len;
-			stat_of(&res[i].stat, &nd.stat);
-		} else if (err == KV_ZOK && q.type == ZK_OP_GET_CHILDREN) {
+			res[i].stat = nd.stat;
+		} else if (err == ZK_OK && q.type == ZK_OP_GET_CHILDREN) {
 			err = kv_children(v, q.path.ptr, pl, NULL, name_add, &ns[i]);
 			res[i].type = ZK_OP_GET_CHILDREN;
 			res[i].children.count = (int32_t)ns[i].n;
 			res[i].children.items = ns[i].v;
-		} else if (err == KV_ZOK) {
+		} else if (err == ZK_OK) {
 			err = ZK_EBADARGUMENTS;
 		}
-		if (err != KV_ZOK) {
+		if (err != ZK_OK) {
 			res[i].type = ZK_OP_ERROR;
 			res[i].err = err;
 		}
@@ -374,21 +359,21 @@ static int read_once(struct keeld *k, const struct zk_call *call, int32_t type, 
 	switch (type) {
 	case ZK_OP_EXISTS:
 		err = kv_get(v, path, plen, &n);
-		if (watch && (err == KV_ZOK || err == KV_ZNONODE))
+		if (watch && (err == ZK_OK || err == ZK_ENONODE))
 			rc = watch_add(k, call->session_id, path, plen,
-				       err == KV_ZOK ? KV_WATCH_DATA : KV_WATCH_EXIST, zxid);
-		if (err == KV_ZOK)
-			stat_of(&resp.stat, &n.stat);
+				       err == ZK_OK ? KV_WATCH_DATA : KV_WATCH_EXIST, zxid);
+		if (err == ZK_OK)
+			resp.stat = n.stat;
 		break;
 	case ZK_OP_GET_DATA:
 		err = kv_get(v, path, plen, &n);
-		if (err == KV_ZOK && !acl_allows(n.acl, n.acl_len, KV_PERM_READ, s))
+		if (err == ZK_OK && !acl_allows(n.acl, n.acl_len, KV_PERM_READ, s))
 			err = ZK_ENOAUTH;
-		if (err == KV_ZOK) {
+		if (err == ZK_OK) {
 			if (watch)
 				rc = watch_add(k, call->session_id, path, plen, KV_WATCH_DATA,
 					       zxid);
-			stat_of(&resp.stat, &n.stat);
+			resp.stat = n.stat;
 			/* Empty data is an empty buffer, not jute's null (-1). */
 			resp.data.ptr = n.data ? n.data : (const uint8_t *)"";
 			resp.data.len = (int32_t)n.data_len;
@@ -396,9 +381,9 @@ static int read_once(struct keeld *k, const struct zk_call *call, int32_t type, 
 		break;
 	case ZK_OP_GET_ACL:
 		err = kv_get(v, path, plen, &n);
-		if (err == KV_ZOK && !acl_allows(n.acl, n.acl_len, KV_PERM_READ | KV_PERM_ADMIN, s))
+		if (err == ZK_OK && !acl_allows(n.acl, n.acl_len, KV_PERM_READ | KV_PERM_ADMIN, s))
 			err = ZK_ENOAUTH;
-		if (err == KV_ZOK) {
+		if (err == ZK_OK) {
 			uint32_t pos = 0;
 			struct kv_acl a;
 			int32_t cnt = 0;
@@ -411,22 +396,22 @@ static int read_once(struct keeld *k, const struct zk_call *call, int32_t type, 
 			}
 			resp.acl.count = cnt;
 			resp.acl.items = acls;
-			stat_of(&resp.stat, &n.stat);
+			resp.stat = n.stat;
 		}
 		break;
 	case ZK_OP_GET_CHILDREN:
 	case ZK_OP_GET_CHILDREN2: {
 		err = kv_get(v, path, plen, &n);
-		if (err == KV_ZOK && !acl_allows(n.acl, n.acl_len, KV_PERM_READ, s))
+		if (err == ZK_OK && !acl_allows(n.acl, n.acl_len, KV_PERM_READ, s))
 			err = ZK_ENOAUTH;
-		if (err == KV_ZOK) {
-			struct kv_stat st;
+		if (err == ZK_OK) {
+			struct zk_stat st;
 			err = kv_children(v, path, plen, &st, name_add, &ns);
-			if (err == KV_ZOK) {
+			if (err == ZK_OK) {
 				if (watch)
 					rc = watch_add(k, call->session_id, path, plen,
 						       KV_WATCH_CHILD, zxid);
-				stat_of(&resp.stat, &st);
+				resp.stat = st;
 				resp.children.count = (int32_t)ns.n;
 				resp.children.items = ns.v;
 			}
@@ -436,9 +421,9 @@ static int read_once(struct keeld *k, const struct zk_call *call, int32_t type, 
 	case ZK_OP_GET_ALL_CHILDREN_NUMBER: {
 		int64_t num = 0;
 		err = kv_get(v, path, plen, &n);
-		if (err == KV_ZOK && !acl_allows(n.acl, n.acl_len, KV_PERM_READ, s))
+		if (err == ZK_OK && !acl_allows(n.acl, n.acl_len, KV_PERM_READ, s))
 			err = ZK_ENOAUTH;
-		if (err == KV_ZOK)
+		if (err == ZK_OK)
 			err = kv_all_children_number(v, path, plen, &num);
 		resp.number = (int32_t)num;
 		break;
@@ -571,13 +556,13 @@ static void set_watches(struct keeld *k, const struct zk_call *call, const struc
 				int e = kv_get(v, p.ptr, (size_t)p.len, &n);
 				int fire = 0;
 				if (l == ZK_WATCHES_DATA)
-					fire = e != KV_ZOK          ? ZK_EVENT_NODE_DELETED
+					fire = e != ZK_OK          ? ZK_EVENT_NODE_DELETED
 					       : n.stat.mzxid > rel ? ZK_EVENT_NODE_DATA_CHANGED
 								    : 0;
 				else if (l == ZK_WATCHES_EXIST)
-					fire = e == KV_ZOK ? ZK_EVENT_NODE_CREATED : 0;
+					fire = e == ZK_OK ? ZK_EVENT_NODE_CREATED : 0;
 				else if (l == ZK_WATCHES_CHILD)
-					fire = e != KV_ZOK          ? ZK_EVENT_NODE_DELETED
+					fire = e != ZK_OK          ? ZK_EVENT_NODE_DELETED
 					       : n.stat.pzxid > rel ? ZK_EVENT_NODE_CHILDREN_CHANGED
 								    : 0;
 				if (fire) {
@@ -875,7 +860,7 @@ void keeld_reply_write(struct keeld *k, const struct preq *r, const struct kv_tx
 			}
 			out[i].type = i < r->nops ? r->op_types[i] : o->type;
 			out[i].path = (struct zk_str){ o->path, (int32_t)o->path_len };
-			stat_of(&out[i].stat, &o->stat);
+			out[i].stat = o->stat;
 			if (out[i].type == ZK_OP_CREATE_CONTAINER ||
 			    out[i].type == ZK_OP_CREATE_TTL)
 				out[i].type = ZK_OP_CREATE2;
@@ -901,7 +886,7 @@ void keeld_reply_write(struct keeld *k, const struct preq *r, const struct kv_tx
 	}
 	if (res->nops) {
 		resp.path = (struct zk_str){ res->ops[0].path, (int32_t)res->ops[0].path_len };
-		stat_of(&resp.stat, &res->ops[0].stat);
+		resp.stat = res->ops[0].stat;
 	}
 	(void)zk_server_reply(k->zk, &r->call, &resp);
 }
@@ -926,7 +911,7 @@ static void on_connect(struct zk_backend *b, const struct zk_call *call,
 	if (req->session_id) {
 		struct kv_session_info si;
 		const struct kv_view *v = kv_view_get(keeld_kv(k));
-		bool ok = kv_session_get(v, req->session_id, &si) == KV_ZOK &&
+		bool ok = kv_session_get(v, req->session_id, &si) == ZK_OK &&
 			  req->passwd.len == KV_PASSWD_BYTES &&
 			  !memcmp(req->passwd.ptr, si.passwd, KV_PASSWD_BYTES);
 		struct zk_connect_response cr = { 0 };
@@ -1204,7 +1189,7 @@ static void on_request(struct zk_backend *b, const struct zk_call *call,
 		pthread_mutex_lock(&k->watch_mu);
 		for (size_t i = from; i < to; i++)
 			if (kv_watch_remove(k->watches, call->session_id, p, pl, all[i]) ==
-			    KV_ZOK) {
+			    ZK_OK) {
 				(void)kv_watch_add(k->watches, call->session_id, p, pl, all[i],
 						   k->matched_zxid);
 				err = ZK_OK;
@@ -1225,7 +1210,7 @@ static void on_request(struct zk_backend *b, const struct zk_call *call,
 			int a = kv_watch_remove(k->watches, call->session_id, p, pl, KV_WATCH_DATA);
 			int e = kv_watch_remove(k->watches, call->session_id, p, pl,
 						KV_WATCH_EXIST);
-			err = (a == KV_ZOK || e == KV_ZOK) ? ZK_OK : ZK_ENOWATCHER;
+			err = (a == ZK_OK || e == ZK_OK) ? ZK_OK : ZK_ENOWATCHER;
 		} else {
 			err = kv_watch_remove(k->watches, call->session_id, p, pl, KV_WATCH_ANY);
 		}

@@ -86,38 +86,6 @@ enum zk_xid {
 	ZK_XID_SET_WATCHES = -8,
 };
 
-/* ZooKeeper error codes carried in ReplyHeader.err (KeeperException.Code). */
-enum zk_err {
-	ZK_OK = 0,
-	ZK_ESYSTEM = -1,
-	ZK_ERUNTIMEINCONSISTENCY = -2,
-	ZK_EDATAINCONSISTENCY = -3,
-	ZK_ECONNECTIONLOSS = -4,
-	ZK_EMARSHALLING = -5,
-	ZK_EUNIMPLEMENTED = -6,
-	ZK_EOPERATIONTIMEOUT = -7,
-	ZK_EBADARGUMENTS = -8,
-	ZK_ENEWCONFIGNOQUORUM = -13,
-	ZK_ERECONFIGINPROGRESS = -14,
-	ZK_EAPI = -100,
-	ZK_ENONODE = -101,
-	ZK_ENOAUTH = -102,
-	ZK_EBADVERSION = -103,
-	ZK_ENOCHILDRENFOREPHEMERALS = -108,
-	ZK_ENODEEXISTS = -110,
-	ZK_ENOTEMPTY = -111,
-	ZK_ESESSIONEXPIRED = -112,
-	ZK_EINVALIDCALLBACK = -113,
-	ZK_EINVALIDACL = -114,
-	ZK_EAUTHFAILED = -115,
-	ZK_ESESSIONMOVED = -118,
-	ZK_ENOTREADONLY = -119,
-	ZK_EEPHEMERALONLOCALSESSION = -120,
-	ZK_ENOWATCHER = -121,
-	ZK_ERECONFIGDISABLED = -123,
-	ZK_ETHROTTLED = -127,
-};
-
 /* WatcherEvent.type and .state values (Watcher.Event). */
 enum zk_event_type {
 	ZK_EVENT_NONE = -1,
@@ -149,20 +117,6 @@ struct zk_str {
 struct zk_buf {
 	const uint8_t *ptr;
 	int32_t len;
-};
-
-struct zk_stat {
-	int64_t czxid;
-	int64_t mzxid;
-	int64_t ctime_ms;
-	int64_t mtime_ms;
-	int32_t version;
-	int32_t cversion;
-	int32_t aversion;
-	int64_t ephemeral_owner;
-	int32_t data_length;
-	int32_t num_children;
-	int64_t pzxid;
 };
 
 struct zk_acl {

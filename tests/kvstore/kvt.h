@@ -178,7 +178,7 @@ static inline int kvt_cmpstr(const void *a, const void *b)
 }
 
 static inline int kvt_children_str(const struct kv_view *v, const char *path, char *out, size_t cap,
-				   struct kv_stat *st)
+				   struct zk_stat *st)
 {
 	struct kvt_names c;
 	c.n = 0;

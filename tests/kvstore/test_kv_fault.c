@@ -22,12 +22,12 @@ static void prepare(struct kv *kv)
 {
 	int64_t z = 1;
 	char p[32];
-	assert_int_equal(kvt_session(kv, z++, KV_OP_CREATE_SESSION, 5, 3000, NULL), KV_ZOK);
-	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/a", "x", 0), NULL), KV_ZOK);
-	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/a/old", "y", 0), NULL), KV_ZOK);
+	assert_int_equal(kvt_session(kv, z++, KV_OP_CREATE_SESSION, 5, 3000, NULL), ZK_OK);
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/a", "x", 0), NULL), ZK_OK);
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/a/old", "y", 0), NULL), ZK_OK);
 	for (int i = 0; i < EPHEMERALS; i++) {
 		snprintf(p, sizeof(p), "/a/e%d", i);
-		assert_int_equal(kvt_apply1(kv, z++, 5, kvt_create_op(p, "", 1), NULL), KV_ZOK);
+		assert_int_equal(kvt_apply1(kv, z++, 5, kvt_create_op(p, "", 1), NULL), ZK_OK);
 	}
 }
 
@@ -60,7 +60,7 @@ static int apply_under_test(struct kv *kv, int which)
 			    .ops = ops };
 	int rc = kv_apply(kv, &t, &r);
 	if (rc == 0)
-		assert_int_equal(r.err, KV_ZOK);
+		assert_int_equal(r.err, ZK_OK);
 	return rc;
 }
 

@@ -28,7 +28,7 @@ struct mnode {
 	char path[PLEN + 16];
 	char data[DLEN];
 	uint32_t dlen;
-	struct kv_stat st;
+	struct zk_stat st;
 };
 
 struct model {
@@ -98,17 +98,17 @@ static int m_create(struct model *m, const char *path0, const char *data, int mo
 	parent_of(path, pp);
 	struct mnode *par = mfind(m, pp);
 	if (!par)
-		return KV_ZNONODE;
+		return ZK_ENONODE;
 	if (mode == 2 || mode == 3 || mode == 6)
 		snprintf(path + strlen(path), 16, "%010d", par->st.cversion);
 	if (mfind(m, path))
-		return KV_ZNODEEXISTS;
+		return ZK_ENODEEXISTS;
 	if (m_is_eph(par->st.ephemeral_owner))
-		return KV_ZNOCHILDRENFOREPHEMERALS;
+		return ZK_ENOCHILDRENFOREPHEMERALS;
 	int64_t owner = 0;
 	if (mode == 1 || mode == 3) {
 		if (sid <= 0 || msess(m, sid) < 0)
-			return KV_ZSESSIONEXPIRED;
+			return ZK_ESESSIONEXPIRED;
 		owner = sid;
 	} else if (mode == 4) {
 		owner = KV_OWNER_CONTAINER;
@@ -126,7 +126,7 @@ static int m_create(struct model *m, const char *path0, const char *data, int mo
 	snprintf(n->path, sizeof(n->path), "%s", path);
 	n->dlen = (uint32_t)strlen(data);
 	memcpy(n->data, data, n->dlen);
-	n->st = (struct kv_stat){ .czxid = zxid,
+	n->st = (struct zk_stat){ .czxid = zxid,
 				  .mzxid = zxid,
 				  .ctime_ms = t,
 				  .mtime_ms = t,
@@ -137,7 +137,7 @@ static int m_create(struct model *m, const char *path0, const char *data, int mo
 	par->st.num_children++;
 	par->st.pzxid = zxid;
 	strcpy(created, path);
-	return KV_ZOK;
+	return ZK_OK;
 }
 
 static void m_remove(struct model *m, struct mnode *n, int64_t zxid)
@@ -154,32 +154,32 @@ static void m_remove(struct model *m, struct mnode *n, int64_t zxid)
 static int m_delete(struct model *m, const char *path, int32_t version, int64_t zxid)
 {
 	if (!strcmp(path, "/"))
-		return KV_ZBADARGUMENTS;
+		return ZK_EBADARGUMENTS;
 	struct mnode *n = mfind(m, path);
 	if (!n)
-		return KV_ZNONODE;
+		return ZK_ENONODE;
 	if (version != -1 && version != n->st.version)
-		return KV_ZBADVERSION;
+		return ZK_EBADVERSION;
 	if (n->st.num_children)
-		return KV_ZNOTEMPTY;
+		return ZK_ENOTEMPTY;
 	m_remove(m, n, zxid);
-	return KV_ZOK;
+	return ZK_OK;
 }
 
 static int m_delete_container(struct model *m, const char *path, int64_t zxid)
 {
 	if (!strcmp(path, "/"))
-		return KV_ZBADARGUMENTS;
+		return ZK_EBADARGUMENTS;
 	struct mnode *n = mfind(m, path);
 	if (!n)
-		return KV_ZNONODE;
+		return ZK_ENONODE;
 	int64_t o = n->st.ephemeral_owner;
 	if (o != KV_OWNER_CONTAINER && (o & KV_OWNER_TTL_MASK) != KV_OWNER_TTL_MASK)
-		return KV_ZBADARGUMENTS;
+		return ZK_EBADARGUMENTS;
 	if (n->st.num_children)
-		return KV_ZNOTEMPTY;
+		return ZK_ENOTEMPTY;
 	m_remove(m, n, zxid);
-	return KV_ZOK;
+	return ZK_OK;
 }
 
 static int m_set(struct model *m, const char *path, const char *data, int32_t version, int64_t zxid,
@@ -187,35 +187,35 @@ static int m_set(struct model *m, const char *path, const char *data, int32_t ve
 {
 	struct mnode *n = mfind(m, path);
 	if (!n)
-		return KV_ZNONODE;
+		return ZK_ENONODE;
 	if (version != -1 && version != n->st.version)
-		return KV_ZBADVERSION;
+		return ZK_EBADVERSION;
 	n->dlen = (uint32_t)strlen(data);
 	memcpy(n->data, data, n->dlen);
 	n->st.version++;
 	n->st.mzxid = zxid;
 	n->st.mtime_ms = t;
 	n->st.data_length = (int32_t)n->dlen;
-	return KV_ZOK;
+	return ZK_OK;
 }
 
 static int m_check(struct model *m, const char *path, int32_t version)
 {
 	struct mnode *n = mfind(m, path);
 	if (!n)
-		return KV_ZNONODE;
-	return version != -1 && version != n->st.version ? KV_ZBADVERSION : KV_ZOK;
+		return ZK_ENONODE;
+	return version != -1 && version != n->st.version ? ZK_EBADVERSION : ZK_OK;
 }
 
 static int m_setacl(struct model *m, const char *path, int32_t version)
 {
 	struct mnode *n = mfind(m, path);
 	if (!n)
-		return KV_ZNONODE;
+		return ZK_ENONODE;
 	if (version != -1 && version != n->st.aversion)
-		return KV_ZBADVERSION;
+		return ZK_EBADVERSION;
 	n->st.aversion++;
-	return KV_ZOK;
+	return ZK_OK;
 }
 
 static void m_close(struct model *m, int64_t sid, int64_t zxid)
@@ -320,7 +320,7 @@ static int m_op(struct model *m, const struct kv_op *op, int64_t sid, int64_t zx
 
 /* ---- comparison ---- */
 
-static void compare_stat(const struct kv_stat *a, const struct kv_stat *b, const char *path)
+static void compare_stat(const struct zk_stat *a, const struct zk_stat *b, const char *path)
 {
 	if (memcmp(a, b, sizeof(*a)) == 0)
 		return;
@@ -344,7 +344,7 @@ static void compare_all(struct kv *kv, struct model *m)
 		if (!n->used)
 			continue;
 		count++;
-		assert_int_equal(kv_get(v, n->path, strlen(n->path), &kn), KV_ZOK);
+		assert_int_equal(kv_get(v, n->path, strlen(n->path), &kn), ZK_OK);
 		compare_stat(&kn.stat, &n->st, n->path);
 		assert_int_equal(kn.data_len, n->dlen);
 		if (n->dlen)
@@ -377,7 +377,7 @@ static void compare_all(struct kv *kv, struct model *m)
 		if (!m->sess[s])
 			continue;
 		ns++;
-		assert_int_equal(kv_session_get(v, m->sess[s], &si), KV_ZOK);
+		assert_int_equal(kv_session_get(v, m->sess[s], &si), ZK_OK);
 		assert_int_equal(si.timeout_ms, m->sess_timeout[s]);
 		uint32_t eph = 0;
 		for (int i = 0; i < MAXN; i++)
@@ -438,10 +438,10 @@ static void run_sequence(uint64_t seed)
 				s = msess(&m, 0);
 			m.sess[s] = sid;
 			m.sess_timeout[s] = txn.session_timeout_ms;
-			assert_int_equal(r.ops[0].err, KV_ZOK);
+			assert_int_equal(r.ops[0].err, ZK_OK);
 		} else if (txn.type == KV_OP_CLOSE_SESSION || txn.type == KV_OP_EXPIRE_SESSION) {
 			m_close(&m, sid, zxid);
-			assert_int_equal(r.ops[0].err, KV_ZOK);
+			assert_int_equal(r.ops[0].err, ZK_OK);
 		} else if (txn.type == KV_OP_MULTI) {
 			static struct model save;
 			int errs[5], failed = -1;
@@ -449,7 +449,7 @@ static void run_sequence(uint64_t seed)
 			save = m;
 			for (uint32_t i = 0; i < txn.nops; i++) {
 				errs[i] = m_op(&m, &ops[i], sid, zxid, t, cpaths[i]);
-				if (errs[i] != KV_ZOK) {
+				if (errs[i] != ZK_OK) {
 					failed = (int)i;
 					break;
 				}
@@ -458,15 +458,15 @@ static void run_sequence(uint64_t seed)
 			if (failed >= 0) {
 				m = save;
 				for (uint32_t i = 0; i < txn.nops; i++) {
-					int want = (int)i < failed    ? KV_ZOK
+					int want = (int)i < failed    ? ZK_OK
 						   : (int)i == failed ? errs[i]
-								      : KV_ZRUNTIMEINCONSISTENCY;
+								      : ZK_ERUNTIMEINCONSISTENCY;
 					assert_int_equal(r.ops[i].err, want);
 				}
 				assert_int_equal(r.nevents, 0);
 			} else {
 				for (uint32_t i = 0; i < txn.nops; i++) {
-					assert_int_equal(r.ops[i].err, KV_ZOK);
+					assert_int_equal(r.ops[i].err, ZK_OK);
 					if (ops[i].type == KV_OP_CREATE)
 						assert_string_equal(r.ops[i].path, cpaths[i]);
 				}
@@ -477,11 +477,11 @@ static void run_sequence(uint64_t seed)
 				fprintf(stderr, "step %d op %d %s: store %d model %d\n", step,
 					ops[0].type, ops[0].path, r.ops[0].err, want);
 			assert_int_equal(r.ops[0].err, want);
-			if (want == KV_ZOK && ops[0].type == KV_OP_CREATE) {
+			if (want == ZK_OK && ops[0].type == KV_OP_CREATE) {
 				assert_string_equal(r.ops[0].path, created);
 				compare_stat(&r.ops[0].stat, &mfind(&m, created)->st, created);
 			}
-			if (want == KV_ZOK && ops[0].type == KV_OP_SET_DATA)
+			if (want == ZK_OK && ops[0].type == KV_OP_SET_DATA)
 				compare_stat(&r.ops[0].stat, &mfind(&m, ops[0].path)->st,
 					     ops[0].path);
 		}

@@ -36,7 +36,7 @@ static void test_root(void **state)
 	struct kv_node n;
 	struct kv_acl a;
 	uint32_t pos = 0;
-	assert_int_equal(get(kv, "/", &n), KV_ZOK);
+	assert_int_equal(get(kv, "/", &n), ZK_OK);
 	assert_int_equal(n.stat.num_children, 0);
 	assert_int_equal(n.stat.version, 0);
 	assert_int_equal(kv_acl_next(n.acl, n.acl_len, &pos, &a), 1);
@@ -45,8 +45,8 @@ static void test_root(void **state)
 	assert_int_equal(kv_acl_next(n.acl, n.acl_len, &pos, &a), 0);
 	assert_int_equal(kv_view_node_count(kv_view_get(kv)), 1);
 	assert_int_equal(kv_view_zxid(kv_view_get(kv)), 0);
-	assert_int_equal(get(kv, "/nope", &n), KV_ZNONODE);
-	assert_int_equal(get(kv, "nope", &n), KV_ZBADARGUMENTS);
+	assert_int_equal(get(kv, "/nope", &n), ZK_ENONODE);
+	assert_int_equal(get(kv, "nope", &n), ZK_EBADARGUMENTS);
 }
 
 static void test_create(void **state)
@@ -54,7 +54,7 @@ static void test_create(void **state)
 	struct kv *kv = *state;
 	struct kv_apply_result r;
 	struct kv_node n;
-	assert_int_equal(kvt_apply1(kv, 5, 0, kvt_create_op("/a", "hello", 0), &r), KV_ZOK);
+	assert_int_equal(kvt_apply1(kv, 5, 0, kvt_create_op("/a", "hello", 0), &r), ZK_OK);
 	assert_string_equal(r.ops[0].path, "/a");
 	assert_int_equal(r.ops[0].stat.czxid, 5);
 	assert_int_equal(r.nevents, 2);
@@ -63,7 +63,7 @@ static void test_create(void **state)
 	assert_int_equal(r.events[1].type, KV_EVENT_CHILDREN_CHANGED);
 	assert_string_equal(r.events[1].path, "/");
 	assert_int_equal(r.events[1].zxid, 5);
-	assert_int_equal(get(kv, "/a", &n), KV_ZOK);
+	assert_int_equal(get(kv, "/a", &n), ZK_OK);
 	assert_int_equal(n.data_len, 5);
 	assert_memory_equal(n.data, "hello", 5);
 	assert_int_equal(n.stat.czxid, 5);
@@ -73,12 +73,12 @@ static void test_create(void **state)
 	assert_int_equal(n.stat.mtime_ms, 1005);
 	assert_int_equal(n.stat.data_length, 5);
 	assert_int_equal(n.stat.ephemeral_owner, 0);
-	assert_int_equal(get(kv, "/", &n), KV_ZOK);
+	assert_int_equal(get(kv, "/", &n), ZK_OK);
 	assert_int_equal(n.stat.num_children, 1);
 	assert_int_equal(n.stat.cversion, 1);
 	assert_int_equal(n.stat.pzxid, 5);
-	assert_int_equal(kvt_apply1(kv, 6, 0, kvt_create_op("/a/b", NULL, 0), &r), KV_ZOK);
-	assert_int_equal(get(kv, "/a/b", &n), KV_ZOK);
+	assert_int_equal(kvt_apply1(kv, 6, 0, kvt_create_op("/a/b", NULL, 0), &r), ZK_OK);
+	assert_int_equal(get(kv, "/a/b", &n), ZK_OK);
 	assert_int_equal(n.data_len, 0);
 	assert_int_equal(kv_view_zxid(kv_view_get(kv)), 6);
 	assert_int_equal(kv_view_node_count(kv_view_get(kv)), 3);
@@ -93,42 +93,42 @@ static void test_create_errors(void **state)
 	struct kv_apply_result r;
 	int64_t z = 1;
 	uint64_t d0;
-	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/a", "x", 0), NULL), KV_ZOK);
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/a", "x", 0), NULL), ZK_OK);
 	d0 = kv_view_digest(kv_view_get(kv));
-	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/a", "x", 0), &r), KV_ZNODEEXISTS);
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/a", "x", 0), &r), ZK_ENODEEXISTS);
 	assert_int_equal(r.nevents, 0);
-	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/", "x", 0), NULL), KV_ZNODEEXISTS);
-	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/x/y", "x", 0), NULL), KV_ZNONODE);
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/", "x", 0), NULL), ZK_ENODEEXISTS);
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/x/y", "x", 0), NULL), ZK_ENONODE);
 	const char *bad[] = { "", "a", "/a/", "//", "/a//b", "/a/./b", "/a/../b", "/.", "/a\001" };
 	for (size_t i = 0; i < KEEL_ARRAY_SIZE(bad); i++)
 		assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op(bad[i], "x", 0), NULL),
-				 KV_ZBADARGUMENTS);
+				 ZK_EBADARGUMENTS);
 	/* ".x" and "..." are ordinary names */
-	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/a/.x", "", 0), NULL), KV_ZOK);
-	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/a/...", "", 0), NULL), KV_ZOK);
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/a/.x", "", 0), NULL), ZK_OK);
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/a/...", "", 0), NULL), ZK_OK);
 	d0 = kv_view_digest(kv_view_get(kv));
 	/* modes and TTLs */
 	struct kv_op op = kvt_create_op("/m", "", 7);
-	assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), KV_ZBADARGUMENTS);
+	assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), ZK_EBADARGUMENTS);
 	op = kvt_create_op("/m", "", -1);
-	assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), KV_ZBADARGUMENTS);
+	assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), ZK_EBADARGUMENTS);
 	op = kvt_create_op("/m", "", KV_MODE_PERSISTENT_WITH_TTL);
-	assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), KV_ZBADARGUMENTS); /* ttl 0 */
+	assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), ZK_EBADARGUMENTS); /* ttl 0 */
 	op.ttl_ms = KV_TTL_MAX_MS + 1;
-	assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), KV_ZBADARGUMENTS);
+	assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), ZK_EBADARGUMENTS);
 	op = kvt_create_op("/m", "", 0);
 	op.ttl_ms = 100;
-	assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), KV_ZBADARGUMENTS);
+	assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), ZK_EBADARGUMENTS);
 	/* data larger than the limit */
 	char *big = malloc(KV_DEFAULT_MAX_DATA + 2);
 	memset(big, 'x', KV_DEFAULT_MAX_DATA + 1);
 	big[KV_DEFAULT_MAX_DATA + 1] = 0;
 	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/big", big, 0), NULL),
-			 KV_ZBADARGUMENTS);
+			 ZK_EBADARGUMENTS);
 	big[KV_DEFAULT_MAX_DATA] = 0;
-	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/big", big, 0), NULL), KV_ZOK);
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/big", big, 0), NULL), ZK_OK);
 	free(big);
-	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_DELETE, "/big"), NULL), KV_ZOK);
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_DELETE, "/big"), NULL), ZK_OK);
 	/* ACLs */
 	uint8_t acl[256];
 	struct kv_acl bad_acls[][1] = {
@@ -143,24 +143,24 @@ static void test_create_errors(void **state)
 		op = kvt_create_op("/acl", "", 0);
 		op.acl = acl;
 		op.acl_len = (uint32_t)kv_acl_encode(bad_acls[i], 1, acl, sizeof(acl));
-		assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), KV_ZINVALIDACL);
+		assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), ZK_EINVALIDACL);
 	}
 	op.acl_len = (uint32_t)kv_acl_encode(NULL, 0, acl, sizeof(acl)); /* empty list */
-	assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), KV_ZINVALIDACL);
+	assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), ZK_EINVALIDACL);
 	struct kv_acl good[2] = { { KV_PERM_READ, "ip", 2, "10.0.0.1", 8 },
 				  { KV_PERM_ALL, "digest", 6, "u:h", 3 } };
 	op.acl_len = (uint32_t)kv_acl_encode(good, 2, acl, sizeof(acl));
-	assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), KV_ZOK);
+	assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), ZK_OK);
 	/* ephemerals: session needed, no children below them */
 	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/e", "", KV_MODE_EPHEMERAL), NULL),
-			 KV_ZSESSIONEXPIRED);
+			 ZK_ESESSIONEXPIRED);
 	assert_int_equal(kvt_apply1(kv, z++, 77, kvt_create_op("/e", "", KV_MODE_EPHEMERAL), NULL),
-			 KV_ZSESSIONEXPIRED);
-	assert_int_equal(kvt_session(kv, z++, KV_OP_CREATE_SESSION, 77, 3000, NULL), KV_ZOK);
+			 ZK_ESESSIONEXPIRED);
+	assert_int_equal(kvt_session(kv, z++, KV_OP_CREATE_SESSION, 77, 3000, NULL), ZK_OK);
 	assert_int_equal(kvt_apply1(kv, z++, 77, kvt_create_op("/e", "", KV_MODE_EPHEMERAL), NULL),
-			 KV_ZOK);
+			 ZK_OK);
 	assert_int_equal(kvt_apply1(kv, z++, 77, kvt_create_op("/e/c", "", 0), NULL),
-			 KV_ZNOCHILDRENFOREPHEMERALS);
+			 ZK_ENOCHILDRENFOREPHEMERALS);
 	/* the failed ones changed nothing but the zxid */
 	assert_int_equal(kv_view_zxid(kv_view_get(kv)), z - 1);
 	(void)d0;
@@ -171,22 +171,22 @@ static void test_sequential(void **state)
 	struct kv *kv = *state;
 	struct kv_apply_result r;
 	int64_t z = 1;
-	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/q", "", 0), NULL), KV_ZOK);
-	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/q/n-", "", 2), &r), KV_ZOK);
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/q", "", 0), NULL), ZK_OK);
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/q/n-", "", 2), &r), ZK_OK);
 	assert_string_equal(r.ops[0].path, "/q/n-0000000000");
-	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/q/n-", "", 2), &r), KV_ZOK);
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/q/n-", "", 2), &r), ZK_OK);
 	assert_string_equal(r.ops[0].path, "/q/n-0000000001");
 	/* the counter is the parent's cversion, which deletes move too (ZooKeeper 3.8) */
 	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_DELETE, "/q/n-0000000000"), NULL),
-			 KV_ZOK);
-	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/q/", "", 2), &r), KV_ZOK);
+			 ZK_OK);
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/q/", "", 2), &r), ZK_OK);
 	assert_string_equal(r.ops[0].path, "/q/0000000003");
-	assert_int_equal(kvt_session(kv, z++, KV_OP_CREATE_SESSION, 9, 3000, NULL), KV_ZOK);
-	assert_int_equal(kvt_apply1(kv, z++, 9, kvt_create_op("/q/e", "", 3), &r), KV_ZOK);
+	assert_int_equal(kvt_session(kv, z++, KV_OP_CREATE_SESSION, 9, 3000, NULL), ZK_OK);
+	assert_int_equal(kvt_apply1(kv, z++, 9, kvt_create_op("/q/e", "", 3), &r), ZK_OK);
 	assert_string_equal(r.ops[0].path, "/q/e0000000004");
 	assert_int_equal(r.ops[0].stat.ephemeral_owner, 9);
 	/* sequential under a missing parent */
-	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/nope/x", "", 2), NULL), KV_ZNONODE);
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/nope/x", "", 2), NULL), ZK_ENONODE);
 }
 
 static void test_delete(void **state)
@@ -195,29 +195,29 @@ static void test_delete(void **state)
 	struct kv_apply_result r;
 	struct kv_node n;
 	int64_t z = 1;
-	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/a", "", 0), NULL), KV_ZOK);
-	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/a/b", "", 0), NULL), KV_ZOK);
-	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_DELETE, "/a"), NULL), KV_ZNOTEMPTY);
-	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_DELETE, "/x"), NULL), KV_ZNONODE);
-	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_DELETE, "/"), NULL), KV_ZBADARGUMENTS);
-	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_DELETE, "a"), NULL), KV_ZBADARGUMENTS);
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/a", "", 0), NULL), ZK_OK);
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/a/b", "", 0), NULL), ZK_OK);
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_DELETE, "/a"), NULL), ZK_ENOTEMPTY);
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_DELETE, "/x"), NULL), ZK_ENONODE);
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_DELETE, "/"), NULL), ZK_EBADARGUMENTS);
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_DELETE, "a"), NULL), ZK_EBADARGUMENTS);
 	struct kv_op op = kvt_op(KV_OP_DELETE, "/a/b");
 	op.version = 3;
-	assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), KV_ZBADVERSION);
+	assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), ZK_EBADVERSION);
 	op.version = 0;
-	assert_int_equal(kvt_apply1(kv, z, 0, op, &r), KV_ZOK);
+	assert_int_equal(kvt_apply1(kv, z, 0, op, &r), ZK_OK);
 	assert_int_equal(r.nevents, 2);
 	assert_int_equal(r.events[0].type, KV_EVENT_DELETED);
 	assert_string_equal(r.events[0].path, "/a/b");
 	assert_int_equal(r.events[1].type, KV_EVENT_CHILDREN_CHANGED);
 	assert_string_equal(r.events[1].path, "/a");
-	assert_int_equal(get(kv, "/a", &n), KV_ZOK);
+	assert_int_equal(get(kv, "/a", &n), ZK_OK);
 	assert_int_equal(n.stat.num_children, 0);
 	assert_int_equal(n.stat.cversion, 2); /* deletes count, as in ZooKeeper 3.8 */
 	assert_int_equal(n.stat.pzxid, z);
 	z++;
-	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_DELETE, "/a"), NULL), KV_ZOK);
-	assert_int_equal(get(kv, "/a", &n), KV_ZNONODE);
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_DELETE, "/a"), NULL), ZK_OK);
+	assert_int_equal(get(kv, "/a", &n), ZK_ENONODE);
 	assert_int_equal(kv_view_node_count(kv_view_get(kv)), 1);
 }
 
@@ -227,11 +227,11 @@ static void test_set_data_and_check(void **state)
 	struct kv_apply_result r;
 	struct kv_node n;
 	int64_t z = 1;
-	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/a", "1", 0), NULL), KV_ZOK);
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/a", "1", 0), NULL), ZK_OK);
 	struct kv_op op = kvt_op(KV_OP_SET_DATA, "/a");
 	op.data = "22";
 	op.data_len = 2;
-	assert_int_equal(kvt_apply1(kv, z, 0, op, &r), KV_ZOK);
+	assert_int_equal(kvt_apply1(kv, z, 0, op, &r), ZK_OK);
 	assert_int_equal(r.ops[0].stat.version, 1);
 	assert_int_equal(r.ops[0].stat.mzxid, z);
 	assert_int_equal(r.ops[0].stat.czxid, 1);
@@ -239,30 +239,30 @@ static void test_set_data_and_check(void **state)
 	assert_int_equal(r.events[0].type, KV_EVENT_DATA_CHANGED);
 	z++;
 	op.version = 0;
-	assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), KV_ZBADVERSION);
+	assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), ZK_EBADVERSION);
 	op.version = 1;
 	op.data_len = 0;
-	assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), KV_ZOK);
-	assert_int_equal(get(kv, "/a", &n), KV_ZOK);
+	assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), ZK_OK);
+	assert_int_equal(get(kv, "/a", &n), ZK_OK);
 	assert_int_equal(n.data_len, 0);
 	assert_int_equal(n.stat.version, 2);
 	assert_int_equal(n.stat.data_length, 0);
 	op = kvt_op(KV_OP_SET_DATA, "/nope");
-	assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), KV_ZNONODE);
+	assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), ZK_ENONODE);
 	op = kvt_op(KV_OP_SET_DATA, "/a");
 	op.data = malloc(KV_DEFAULT_MAX_DATA + 1);
 	op.data_len = KV_DEFAULT_MAX_DATA + 1;
 	memset((void *)op.data, 1, op.data_len);
-	assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), KV_ZBADARGUMENTS);
+	assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), ZK_EBADARGUMENTS);
 	free((void *)op.data);
 	op = kvt_op(KV_OP_CHECK, "/a");
-	assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), KV_ZOK);
+	assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), ZK_OK);
 	op.version = 2;
-	assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), KV_ZOK);
+	assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), ZK_OK);
 	op.version = 1;
-	assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), KV_ZBADVERSION);
-	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_CHECK, "/b"), NULL), KV_ZNONODE);
-	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_CHECK, "b"), NULL), KV_ZBADARGUMENTS);
+	assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), ZK_EBADVERSION);
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_CHECK, "/b"), NULL), ZK_ENONODE);
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_CHECK, "b"), NULL), ZK_EBADARGUMENTS);
 }
 
 static void test_set_acl(void **state)
@@ -273,14 +273,14 @@ static void test_set_acl(void **state)
 	uint8_t acl[128];
 	int64_t z = 1;
 	struct kv_acl a = { KV_PERM_READ, "digest", 6, "bob:xyz", 7 }, got;
-	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/a", "1", 0), NULL), KV_ZOK);
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/a", "1", 0), NULL), ZK_OK);
 	struct kv_op op = kvt_op(KV_OP_SET_ACL, "/a");
 	op.acl = acl;
 	op.acl_len = (uint32_t)kv_acl_encode(&a, 1, acl, sizeof(acl));
-	assert_int_equal(kvt_apply1(kv, z++, 0, op, &r), KV_ZOK);
+	assert_int_equal(kvt_apply1(kv, z++, 0, op, &r), ZK_OK);
 	assert_int_equal(r.ops[0].stat.aversion, 1);
 	assert_int_equal(r.nevents, 0);
-	assert_int_equal(get(kv, "/a", &n), KV_ZOK);
+	assert_int_equal(get(kv, "/a", &n), ZK_OK);
 	assert_int_equal(n.stat.aversion, 1);
 	assert_int_equal(n.stat.mzxid, 1); /* setACL is not a data change */
 	uint32_t pos = 0;
@@ -288,14 +288,14 @@ static void test_set_acl(void **state)
 	assert_int_equal(got.perms, KV_PERM_READ);
 	assert_memory_equal(got.id, "bob:xyz", 7);
 	op.version = 0;
-	assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), KV_ZBADVERSION);
+	assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), ZK_EBADVERSION);
 	op.version = 1;
-	assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), KV_ZOK);
+	assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), ZK_OK);
 	op.path = "/b";
-	assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), KV_ZNONODE);
+	assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), ZK_ENONODE);
 	op.path = "/a";
 	op.acl_len = (uint32_t)kv_acl_encode(NULL, 0, acl, sizeof(acl));
-	assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), KV_ZINVALIDACL);
+	assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), ZK_EINVALIDACL);
 }
 
 static void test_multi(void **state)
@@ -311,13 +311,13 @@ static void test_multi(void **state)
 	ops[2].data = "2";
 	ops[2].data_len = 1;
 	ops[3] = kvt_op(KV_OP_CHECK, "/m/x");
-	assert_int_equal(kvt_multi(kv, z++, 0, ops, 4, &r), KV_ZOK);
+	assert_int_equal(kvt_multi(kv, z++, 0, ops, 4, &r), ZK_OK);
 	assert_int_equal(r.nops, 4);
 	for (int i = 0; i < 4; i++)
-		assert_int_equal(r.ops[i].err, KV_ZOK);
+		assert_int_equal(r.ops[i].err, ZK_OK);
 	assert_string_equal(r.ops[1].path, "/m/x");
 	assert_int_equal(r.nevents, 5);
-	assert_int_equal(get(kv, "/m", &n), KV_ZOK);
+	assert_int_equal(get(kv, "/m", &n), ZK_OK);
 	assert_int_equal(n.stat.version, 1);
 	assert_int_equal(n.stat.num_children, 1);
 	uint64_t d = kv_view_digest(kv_view_get(kv));
@@ -328,37 +328,37 @@ static void test_multi(void **state)
 	ops[2] = kvt_op(KV_OP_SET_DATA, "/m");
 	ops[2].version = 42;
 	ops[3] = kvt_op(KV_OP_DELETE, "/m");
-	assert_int_equal(kvt_multi(kv, z, 0, ops, 4, &r), KV_ZBADVERSION);
+	assert_int_equal(kvt_multi(kv, z, 0, ops, 4, &r), ZK_EBADVERSION);
 	assert_int_equal(r.nops, 4);
-	assert_int_equal(r.ops[0].err, KV_ZOK);
-	assert_int_equal(r.ops[1].err, KV_ZOK);
-	assert_int_equal(r.ops[2].err, KV_ZBADVERSION);
-	assert_int_equal(r.ops[3].err, KV_ZRUNTIMEINCONSISTENCY);
+	assert_int_equal(r.ops[0].err, ZK_OK);
+	assert_int_equal(r.ops[1].err, ZK_OK);
+	assert_int_equal(r.ops[2].err, ZK_EBADVERSION);
+	assert_int_equal(r.ops[3].err, ZK_ERUNTIMEINCONSISTENCY);
 	assert_null(r.ops[0].path);
 	assert_int_equal(r.nevents, 0);
 	assert_int_equal(kv_view_digest(kv_view_get(kv)), d);
 	assert_int_equal(kv_view_node_count(kv_view_get(kv)), cnt);
 	assert_int_equal(kv_view_zxid(kv_view_get(kv)), z);
-	assert_int_equal(get(kv, "/m/y", &n), KV_ZNONODE);
-	assert_int_equal(get(kv, "/m/x", &n), KV_ZOK);
+	assert_int_equal(get(kv, "/m/y", &n), ZK_ENONODE);
+	assert_int_equal(get(kv, "/m/x", &n), ZK_OK);
 	z++;
 	/* ops see the effects of the ones before them */
 	ops[0] = kvt_op(KV_OP_DELETE, "/m/x");
 	ops[1] = kvt_op(KV_OP_DELETE, "/m");
 	ops[2] = kvt_create_op("/m", "new", 0);
 	ops[3] = kvt_create_op("/m/x", "", 0);
-	assert_int_equal(kvt_multi(kv, z, 0, ops, 4, &r), KV_ZOK);
-	assert_int_equal(get(kv, "/m", &n), KV_ZOK);
+	assert_int_equal(kvt_multi(kv, z, 0, ops, 4, &r), ZK_OK);
+	assert_int_equal(get(kv, "/m", &n), ZK_OK);
 	assert_int_equal(n.stat.czxid, z);
 	assert_int_equal(n.stat.version, 0);
 	z++;
 	/* the first op fails */
 	ops[0] = kvt_create_op("/m", "", 0);
-	assert_int_equal(kvt_multi(kv, z++, 0, ops, 2, &r), KV_ZNODEEXISTS);
-	assert_int_equal(r.ops[0].err, KV_ZNODEEXISTS);
-	assert_int_equal(r.ops[1].err, KV_ZRUNTIMEINCONSISTENCY);
+	assert_int_equal(kvt_multi(kv, z++, 0, ops, 2, &r), ZK_ENODEEXISTS);
+	assert_int_equal(r.ops[0].err, ZK_ENODEEXISTS);
+	assert_int_equal(r.ops[1].err, ZK_ERUNTIMEINCONSISTENCY);
 	/* an empty multi is fine */
-	assert_int_equal(kvt_multi(kv, z++, 0, ops, 0, &r), KV_ZOK);
+	assert_int_equal(kvt_multi(kv, z++, 0, ops, 0, &r), ZK_OK);
 	assert_int_equal(r.nops, 0);
 	/* setACL is not allowed in a multi: the encoder refuses it, apply too */
 	struct kv_txn txn = { .type = KV_OP_MULTI, .zxid = z++, .nops = 1, .ops = ops };
@@ -366,7 +366,7 @@ static void test_multi(void **state)
 	ops[0] = kvt_op(KV_OP_SET_ACL, "/m");
 	assert_int_equal(kv_txn_encode(&txn, buf, sizeof(buf)), KEEL_E_INVAL);
 	assert_int_equal(kv_apply(kv, &txn, &r), 0);
-	assert_int_equal(r.ops[0].err, KV_ZUNIMPLEMENTED);
+	assert_int_equal(r.ops[0].err, ZK_EUNIMPLEMENTED);
 }
 
 static void test_sessions(void **state)
@@ -378,29 +378,29 @@ static void test_sessions(void **state)
 	int64_t z = 1;
 	const struct kv_view *v;
 	assert_int_equal(kvt_session(kv, z++, KV_OP_CREATE_SESSION, 0, 3000, NULL),
-			 KV_ZBADARGUMENTS);
-	assert_int_equal(kvt_session(kv, z++, KV_OP_CREATE_SESSION, 5, 0, NULL), KV_ZBADARGUMENTS);
+			 ZK_EBADARGUMENTS);
+	assert_int_equal(kvt_session(kv, z++, KV_OP_CREATE_SESSION, 5, 0, NULL), ZK_EBADARGUMENTS);
 	assert_int_equal(kvt_session(kv, z++, KV_OP_CREATE_SESSION, KV_OWNER_CONTAINER, 10, NULL),
-			 KV_ZBADARGUMENTS);
-	assert_int_equal(kvt_session(kv, z++, KV_OP_CREATE_SESSION, 5, 3000, NULL), KV_ZOK);
-	assert_int_equal(kvt_session(kv, z++, KV_OP_CREATE_SESSION, 6, 4000, NULL), KV_ZOK);
+			 ZK_EBADARGUMENTS);
+	assert_int_equal(kvt_session(kv, z++, KV_OP_CREATE_SESSION, 5, 3000, NULL), ZK_OK);
+	assert_int_equal(kvt_session(kv, z++, KV_OP_CREATE_SESSION, 6, 4000, NULL), ZK_OK);
 	v = kv_view_get(kv);
 	assert_int_equal(kv_view_session_count(v), 2);
-	assert_int_equal(kv_session_get(v, 5, &si), KV_ZOK);
+	assert_int_equal(kv_session_get(v, 5, &si), ZK_OK);
 	assert_int_equal(si.timeout_ms, 3000);
 	assert_int_equal(si.passwd[0], 5);
-	assert_int_equal(kv_session_get(v, 7, &si), KV_ZSESSIONEXPIRED);
+	assert_int_equal(kv_session_get(v, 7, &si), ZK_ESESSIONEXPIRED);
 	/* re-creating keeps one session with the new timeout */
-	assert_int_equal(kvt_session(kv, z++, KV_OP_CREATE_SESSION, 5, 5000, NULL), KV_ZOK);
+	assert_int_equal(kvt_session(kv, z++, KV_OP_CREATE_SESSION, 5, 5000, NULL), ZK_OK);
 	v = kv_view_get(kv);
 	assert_int_equal(kv_view_session_count(v), 2);
-	assert_int_equal(kv_session_get(v, 5, &si), KV_ZOK);
+	assert_int_equal(kv_session_get(v, 5, &si), ZK_OK);
 	assert_int_equal(si.timeout_ms, 5000);
-	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/p", "", 0), NULL), KV_ZOK);
-	assert_int_equal(kvt_apply1(kv, z++, 5, kvt_create_op("/p/a", "", 1), NULL), KV_ZOK);
-	assert_int_equal(kvt_apply1(kv, z++, 5, kvt_create_op("/p/b", "", 3), NULL), KV_ZOK);
-	assert_int_equal(kvt_apply1(kv, z++, 6, kvt_create_op("/p/c", "", 1), NULL), KV_ZOK);
-	assert_int_equal(kvt_apply1(kv, z++, 5, kvt_create_op("/e5", "", 1), NULL), KV_ZOK);
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/p", "", 0), NULL), ZK_OK);
+	assert_int_equal(kvt_apply1(kv, z++, 5, kvt_create_op("/p/a", "", 1), NULL), ZK_OK);
+	assert_int_equal(kvt_apply1(kv, z++, 5, kvt_create_op("/p/b", "", 3), NULL), ZK_OK);
+	assert_int_equal(kvt_apply1(kv, z++, 6, kvt_create_op("/p/c", "", 1), NULL), ZK_OK);
+	assert_int_equal(kvt_apply1(kv, z++, 5, kvt_create_op("/e5", "", 1), NULL), ZK_OK);
 	v = kv_view_get(kv);
 	struct kvt_names names = { .n = 0 };
 	kv_ephemerals(v, 5, kvt_collect, &names);
@@ -411,32 +411,32 @@ static void test_sessions(void **state)
 	assert_string_equal(names.v[2], "/p/b0000000001");
 	for (int i = 0; i < names.n; i++)
 		free(names.v[i]);
-	assert_int_equal(kv_session_get(v, 5, &si), KV_ZOK);
+	assert_int_equal(kv_session_get(v, 5, &si), ZK_OK);
 	assert_int_equal(si.num_ephemerals, 3);
 	/* deleting an ephemeral by hand takes it off its session */
-	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_DELETE, "/e5"), NULL), KV_ZOK);
-	assert_int_equal(kv_session_get(kv_view_get(kv), 5, &si), KV_ZOK);
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_DELETE, "/e5"), NULL), ZK_OK);
+	assert_int_equal(kv_session_get(kv_view_get(kv), 5, &si), ZK_OK);
 	assert_int_equal(si.num_ephemerals, 2);
 	/* closing deletes its ephemerals in the same txn, with their events */
-	assert_int_equal(kvt_session(kv, z, KV_OP_CLOSE_SESSION, 5, 0, &r), KV_ZOK);
+	assert_int_equal(kvt_session(kv, z, KV_OP_CLOSE_SESSION, 5, 0, &r), ZK_OK);
 	assert_int_equal(r.nevents, 4);
 	v = kv_view_get(kv);
-	assert_int_equal(kv_session_get(v, 5, &si), KV_ZSESSIONEXPIRED);
-	assert_int_equal(kv_get(v, "/p/a", 4, &n), KV_ZNONODE);
-	assert_int_equal(kv_get(v, "/p/c", 4, &n), KV_ZOK);
-	assert_int_equal(kv_get(v, "/p", 2, &n), KV_ZOK);
+	assert_int_equal(kv_session_get(v, 5, &si), ZK_ESESSIONEXPIRED);
+	assert_int_equal(kv_get(v, "/p/a", 4, &n), ZK_ENONODE);
+	assert_int_equal(kv_get(v, "/p/c", 4, &n), ZK_OK);
+	assert_int_equal(kv_get(v, "/p", 2, &n), ZK_OK);
 	assert_int_equal(n.stat.num_children, 1);
 	assert_int_equal(n.stat.pzxid, z);
 	z++;
 	/* expiry does the same */
-	assert_int_equal(kvt_session(kv, z++, KV_OP_EXPIRE_SESSION, 6, 0, &r), KV_ZOK);
+	assert_int_equal(kvt_session(kv, z++, KV_OP_EXPIRE_SESSION, 6, 0, &r), ZK_OK);
 	assert_int_equal(r.nevents, 2);
 	v = kv_view_get(kv);
 	assert_int_equal(kv_view_session_count(v), 0);
-	assert_int_equal(kv_get(v, "/p/c", 4, &n), KV_ZNONODE);
+	assert_int_equal(kv_get(v, "/p/c", 4, &n), ZK_ENONODE);
 	/* closing an unknown session is a no-op */
 	uint64_t d = kv_view_digest(v);
-	assert_int_equal(kvt_session(kv, z++, KV_OP_CLOSE_SESSION, 6, 0, &r), KV_ZOK);
+	assert_int_equal(kvt_session(kv, z++, KV_OP_CLOSE_SESSION, 6, 0, &r), ZK_OK);
 	assert_int_equal(kv_view_digest(kv_view_get(kv)), d);
 }
 
@@ -453,30 +453,30 @@ static void test_containers_ttl(void **state)
 	int64_t z = 1;
 	const struct kv_view *v;
 	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/c", "", KV_MODE_CONTAINER), &r),
-			 KV_ZOK);
+			 ZK_OK);
 	assert_int_equal(r.ops[0].stat.ephemeral_owner, KV_OWNER_CONTAINER);
 	struct kv_op op = kvt_create_op("/t", "", KV_MODE_PERSISTENT_WITH_TTL);
 	op.ttl_ms = 500;
-	assert_int_equal(kvt_apply1(kv, z++, 0, op, &r), KV_ZOK);
+	assert_int_equal(kvt_apply1(kv, z++, 0, op, &r), ZK_OK);
 	assert_int_equal(r.ops[0].stat.ephemeral_owner, KV_OWNER_TTL_MASK | 500);
 	op = kvt_create_op("/ts", "", KV_MODE_PERSISTENT_SEQUENTIAL_WITH_TTL);
 	op.ttl_ms = 1;
-	assert_int_equal(kvt_apply1(kv, z++, 0, op, &r), KV_ZOK);
+	assert_int_equal(kvt_apply1(kv, z++, 0, op, &r), ZK_OK);
 	assert_string_equal(r.ops[0].path, "/ts0000000002");
 	/* containers and TTL nodes may have children (unlike ephemerals) */
-	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/c/k", "", 0), NULL), KV_ZOK);
-	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/t/k", "", 0), NULL), KV_ZOK);
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/c/k", "", 0), NULL), ZK_OK);
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/t/k", "", 0), NULL), ZK_OK);
 	struct kvt_names names = { .n = 0 };
 	v = kv_view_get(kv);
-	assert_int_equal(kv_get(v, "/t", 2, &n), KV_ZOK);
+	assert_int_equal(kv_get(v, "/t", 2, &n), ZK_OK);
 	kv_expired_containers(v, n.stat.mtime_ms + 10000, collect_path, &names);
 	assert_int_equal(names.n, 1); /* only /ts: the others have children */
 	assert_string_equal(names.v[0], "/ts0000000002");
 	free(names.v[0]);
 	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_DELETE_CONTAINER, "/c"), NULL),
-			 KV_ZNOTEMPTY);
-	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_DELETE, "/c/k"), NULL), KV_ZOK);
-	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_DELETE, "/t/k"), NULL), KV_ZOK);
+			 ZK_ENOTEMPTY);
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_DELETE, "/c/k"), NULL), ZK_OK);
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_DELETE, "/t/k"), NULL), ZK_OK);
 	names.n = 0;
 	v = kv_view_get(kv);
 	/* /t: TTL 500 ms not yet over at mtime + 500 */
@@ -487,15 +487,15 @@ static void test_containers_ttl(void **state)
 	assert_string_equal(names.v[1], "/ts0000000002");
 	for (int i = 0; i < names.n; i++)
 		free(names.v[i]);
-	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/plain", "", 0), NULL), KV_ZOK);
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/plain", "", 0), NULL), ZK_OK);
 	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_DELETE_CONTAINER, "/plain"), NULL),
-			 KV_ZBADARGUMENTS);
+			 ZK_EBADARGUMENTS);
 	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_DELETE_CONTAINER, "/zz"), NULL),
-			 KV_ZNONODE);
+			 ZK_ENONODE);
 	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_DELETE_CONTAINER, "/c"), NULL),
-			 KV_ZOK);
+			 ZK_OK);
 	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_DELETE_CONTAINER, "/t"), NULL),
-			 KV_ZOK);
+			 ZK_OK);
 }
 
 static void test_zxid_order(void **state)
@@ -531,15 +531,15 @@ static void test_all_children_number(void **state)
 	const char *paths[] = { "/a", "/a/b", "/a/b/c", "/a/d", "/e" };
 	for (size_t i = 0; i < KEEL_ARRAY_SIZE(paths); i++)
 		assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op(paths[i], "", 0), NULL),
-				 KV_ZOK);
+				 ZK_OK);
 	const struct kv_view *v = kv_view_get(kv);
-	assert_int_equal(kv_all_children_number(v, "/", 1, &cnt), KV_ZOK);
+	assert_int_equal(kv_all_children_number(v, "/", 1, &cnt), ZK_OK);
 	assert_int_equal(cnt, 5);
-	assert_int_equal(kv_all_children_number(v, "/a", 2, &cnt), KV_ZOK);
+	assert_int_equal(kv_all_children_number(v, "/a", 2, &cnt), ZK_OK);
 	assert_int_equal(cnt, 3);
-	assert_int_equal(kv_all_children_number(v, "/a/b/c", 6, &cnt), KV_ZOK);
+	assert_int_equal(kv_all_children_number(v, "/a/b/c", 6, &cnt), ZK_OK);
 	assert_int_equal(cnt, 0);
-	assert_int_equal(kv_all_children_number(v, "/x", 2, &cnt), KV_ZNONODE);
+	assert_int_equal(kv_all_children_number(v, "/x", 2, &cnt), ZK_ENONODE);
 }
 
 /* ---- codec ---- */
@@ -716,9 +716,9 @@ static void test_apply_batch(void **state)
 	assert_int_equal(kv_view_zxid(kv_view_get(kv)), 0);
 	assert_int_equal(kv_apply_batch(kv, buf, len, on_txn, &seen), 0);
 	assert_int_equal(seen.n, 3);
-	assert_int_equal(seen.err[0], KV_ZOK);
-	assert_int_equal(seen.err[1], KV_ZNODEEXISTS);
-	assert_int_equal(seen.err[2], KV_ZOK);
+	assert_int_equal(seen.err[0], ZK_OK);
+	assert_int_equal(seen.err[1], ZK_ENODEEXISTS);
+	assert_int_equal(seen.err[2], ZK_OK);
 	assert_int_equal(seen.zxid[2], 3);
 	assert_int_equal(kv_view_zxid(kv_view_get(kv)), 3);
 	/* replaying the same entry is refused at its first txn */

@@ -88,7 +88,7 @@ static void *reader(void *arg)
 		r = r * 6364136223846793005ull + 1442695040888963407ull;
 		int k = (int)((r >> 33) % KEYS);
 		int len = snprintf(path, sizeof(path), "/s/k%d", k);
-		if (kv_get(v, path, (size_t)len, &n) != KV_ZOK) {
+		if (kv_get(v, path, (size_t)len, &n) != ZK_OK) {
 			failf("reader %ld: %s missing\n", id, path);
 		} else {
 			char want[32];
@@ -101,14 +101,14 @@ static void *reader(void *arg)
 				      last_version[k], n.stat.version);
 			last_version[k] = n.stat.version;
 		}
-		if (kv_get(v, "/m/a", 4, &na) != KV_ZOK || kv_get(v, "/m/b", 4, &nb) != KV_ZOK ||
+		if (kv_get(v, "/m/a", 4, &na) != ZK_OK || kv_get(v, "/m/b", 4, &nb) != ZK_OK ||
 		    na.stat.version != nb.stat.version || na.data_len != nb.data_len ||
 		    (na.data_len && memcmp(na.data, nb.data, na.data_len)))
 			failf("reader %ld: half-applied multi (versions %d/%d)\n", id,
 			      na.stat.version, nb.stat.version);
 		struct window w = { INT32_MAX, -1, 0, 0 };
-		struct kv_stat cs;
-		if (kv_children(v, "/c", 2, &cs, window_name, &w) != KV_ZOK) {
+		struct zk_stat cs;
+		if (kv_children(v, "/c", 2, &cs, window_name, &w) != ZK_OK) {
 			failf("reader %ld: /c missing\n", id);
 		} else {
 			if (w.count == 0)
@@ -179,12 +179,12 @@ static void test_stress(void **state)
 	const char *base[] = { "/s", "/m", "/m/a", "/m/b", "/c" };
 	for (size_t i = 0; i < KEEL_ARRAY_SIZE(base); i++)
 		assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op(base[i], "", 0), NULL),
-				 KV_ZOK);
+				 ZK_OK);
 	for (int k = 0; k < KEYS; k++) {
 		snprintf(paths[k], sizeof(paths[k]), "/s/k%d", k);
 		assert_int_equal(
 			kvt_apply1(kv, z++, 0, kvt_create_op(paths[k], "v00000000", 0), NULL),
-			KV_ZOK);
+			ZK_OK);
 	}
 	for (long i = 0; i < READERS; i++)
 		assert_int_equal(pthread_create(&th[i], NULL, reader, (void *)i), 0);
@@ -225,7 +225,7 @@ static void test_stress(void **state)
 			txn.type = ops[0].type;
 		}
 		assert_int_equal(kv_apply(kv, &txn, &res), 0);
-		assert_int_equal(res.err, KV_ZOK);
+		assert_int_equal(res.err, ZK_OK);
 		/* The writer holds no view between transactions. */
 		kv_thread_quiescent();
 		atomic_store(&applied, i + 1);

@@ -111,10 +111,10 @@ static void test_watch_kinds(void **state)
 	assert_true(has(&nt, 8, KV_EVENT_DATA_CHANGED, "/y"));
 	assert_true(has(&nt, 3, KV_EVENT_DATA_CHANGED, "/y"));
 	/* removal */
-	assert_int_equal(kv_watch_remove(w, 6, "/x", 2, KV_WATCH_CHILD), KV_ZNOWATCHER);
-	assert_int_equal(kv_watch_remove(w, 6, "/x", 2, KV_WATCH_DATA), KV_ZOK);
-	assert_int_equal(kv_watch_remove(w, 6, "/x", 2, KV_WATCH_ANY), KV_ZNOWATCHER);
-	assert_int_equal(kv_watch_remove(w, 4, "/a", 2, KV_WATCH_PERSISTENT), KV_ZOK);
+	assert_int_equal(kv_watch_remove(w, 6, "/x", 2, KV_WATCH_CHILD), ZK_ENOWATCHER);
+	assert_int_equal(kv_watch_remove(w, 6, "/x", 2, KV_WATCH_DATA), ZK_OK);
+	assert_int_equal(kv_watch_remove(w, 6, "/x", 2, KV_WATCH_ANY), ZK_ENOWATCHER);
+	assert_int_equal(kv_watch_remove(w, 4, "/a", 2, KV_WATCH_PERSISTENT), ZK_OK);
 	assert_int_equal(kv_watch_add(w, 7, "/q", 2, KV_WATCH_DATA, 9), 0);
 	assert_int_equal(kv_watch_add(w, 7, "/r", 2, KV_WATCH_CHILD, 9), 0);
 	kv_watch_remove_session(w, 7);
@@ -192,8 +192,8 @@ static void test_snapshot_roundtrip(void **state)
 	assert_int_equal(kv_view_node_count(vb), kv_view_node_count(va));
 	assert_int_equal(kv_view_session_count(vb), 2);
 	struct kv_node na, nb;
-	assert_int_equal(kv_get(vb, "/app/n4", 7, &nb), KV_ZOK);
-	assert_int_equal(kv_get(va, "/app/n4", 7, &na), KV_ZOK);
+	assert_int_equal(kv_get(vb, "/app/n4", 7, &nb), ZK_OK);
+	assert_int_equal(kv_get(va, "/app/n4", 7, &na), ZK_OK);
 	assert_memory_equal(&na.stat, &nb.stat, sizeof(na.stat));
 	assert_int_equal(na.data_len, nb.data_len);
 	assert_memory_equal(na.data, nb.data, na.data_len);
@@ -203,9 +203,9 @@ static void test_snapshot_roundtrip(void **state)
 	assert_string_equal(ca, cb);
 	struct kv_session_info si;
 	/* ephemeral modes are the odd i, all created by session 12 */
-	assert_int_equal(kv_session_get(vb, 12, &si), KV_ZOK);
+	assert_int_equal(kv_session_get(vb, 12, &si), ZK_OK);
 	assert_int_equal(si.num_ephemerals, 25);
-	assert_int_equal(kv_session_get(vb, 11, &si), KV_ZOK);
+	assert_int_equal(kv_session_get(vb, 11, &si), ZK_OK);
 	assert_int_equal(si.num_ephemerals, 0);
 	/* both continue identically from there */
 	int64_t z2 = z;
