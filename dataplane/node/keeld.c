@@ -251,7 +251,12 @@ int main(int argc, char **argv)
 	keeld_log("ready");
 	int sig = 0;
 	sigwait(&set, &sig);
-	keeld_log("signal %d: stopping", sig);
+	if (atomic_load(&k->removed))
+		keeld_log("stopping: this node was removed from the cluster (see above); "
+			  "its data stays in %s",
+			  k->cfg.data_log_dir);
+	else
+		keeld_log("signal %d: stopping", sig);
 	keeld_pipeline_stop(k);
 	rc = 0;
 out_fe:
