@@ -173,6 +173,7 @@ struct pipeline {
 	uint64_t *removed_at;        /* [DP_MAX_NODES]: last index when the conf dropped it */
 	uint64_t *removed_told_ns;   /* [DP_MAX_NODES] */
 	uint64_t conf_seen_index;    /* last index when the conf last changed */
+	bool self_listed;            /* a configuration from the log listed this node */
 	uint64_t self_removed_index; /* the conf without this node, once seen */
 	uint64_t exit_at_ns;         /* removed: stop the process then (0: no) */
 };
@@ -761,7 +762,9 @@ static void give_up_old(struct pipeline *p, uint64_t sent_before_ns)
 		struct preq **q = &p->pend[i];
 		while (*q) {
 			struct preq *r = *q;
-			if (r->sent_ns >= sent_before_ns) {
+			/* A reconfig may wait long for a new member to catch up; it is
+			 * sent again at a leader change like the others. */
+			if (r->sent_ns >= sent_before_ns || r->kind == PREQ_RECONFIG) {
 				q = &r->next;
 				continue;
 			}
@@ -1583,7 +1586,12 @@ static void conf_watch(struct pipeline *p, uint64_t now)
 				p->removed_at[c->m[i].id] = 0;
 		p->seen_conf = *c;
 		p->conf_seen_index = raft_last_index(p->r);
-		if (k->cfg.n_servers && !conf_has(c, k->myid, 0) && !conf_joint(c))
+		/* A new member catching up appends configurations from before it
+		 * joined: only one that drops it after one that listed it counts. */
+		if (conf_has(c, k->myid, 0))
+			p->self_listed = true;
+		if (p->self_listed && k->cfg.n_servers && !conf_has(c, k->myid, 0) &&
+		    !conf_joint(c))
 			p->self_removed_index = raft_last_index(p->r);
 		else
 			p->self_removed_index = 0;
@@ -2460,11 +2468,6 @@ int keeld_pipeline_open(struct keeld *k)
 	for (uint32_t i = 0; i < c->n_servers; i++)
 		if (c->servers[i].id < DP_MAX_NODES)
 			p->book[c->servers[i].id] = (struct book_entry){ true, c->servers[i] };
-	/* This node's client address, for /zookeeper/config. */
-	if (c->n_servers && k->myid < DP_MAX_NODES && !p->book[k->myid].sv.client_port) {
-		p->book[k->myid].sv.client_port = c->client_port;
-		snprintf(p->book[k->myid].sv.client_host, NODE_HOST_MAX, "%s", c->client_addr);
-	}
 	int rc = open_transport(p);
 	if (rc < 0)
 		return rc;
@@ -2628,6 +2631,12 @@ int keeld_pipeline_open(struct keeld *k)
 		keeld_log("raft: create: %s", keel_strerror(rc));
 		return rc;
 	}
+	/* The configuration at start is not a change; it counts as listing this
+	 * node only when it comes from this node's own log or snapshot (not the
+	 * zoo.cfg a new member starts with). */
+	p->seen_conf = *raft_conf(p->r);
+	p->conf_seen_index = raft_last_index(p->r);
+	p->self_listed = (have_snap_conf || n) && conf_has(&p->seen_conf, k->myid, 0);
 	keeld_log("raft: id %u, %u members, election %u ms, heartbeat %u ms, tick %u ms", k->myid,
 		  conf->n, c->election_timeout_ms, c->heartbeat_ms, tick_ms);
 	return 0;
