@@ -953,8 +953,18 @@ static int rc_server(void *ctx, const char *piece, size_t n)
 		return KEEL_E_INVAL;
 	}
 	struct node_server *sv = &o->servers[o->n_servers];
-	if (node_server_parse(buf, v, sv, c->err, c->errlen) < 0)
+	/* ZooKeeper takes any long as an id: the form is checked here, keel's
+	 * range (1..255) by the leader after the caller's rights, as ZooKeeper
+	 * orders its checks. */
+	char *end;
+	unsigned long long id = strtoull(buf + 7, &end, 10);
+	if (buf[7] < '0' || buf[7] > '9' || *end || id == 0 || id > UINT32_MAX) {
+		snprintf(c->err, c->errlen, "'%s' is not server.N with N a whole number", buf);
 		return KEEL_E_INVAL;
+	}
+	if (node_server_parse(id > 255 ? "server.1" : buf, v, sv, c->err, c->errlen) < 0)
+		return KEEL_E_INVAL;
+	sv->id = (uint32_t)id;
 	for (uint32_t i = 0; i < o->n_servers; i++)
 		if (o->servers[i].id == sv->id) {
 			snprintf(c->err, c->errlen, "server.%u is given twice", sv->id);
@@ -968,21 +978,20 @@ static int rc_leaving(void *ctx, const char *piece, size_t n)
 {
 	struct rc_parse *c = ctx;
 	struct keeld_reconfig *o = c->out;
-	uint32_t id = 0;
+	uint64_t id = 0;
 	for (size_t i = 0; i < n; i++) {
-		if (piece[i] < '0' || piece[i] > '9' || id > 25500) {
+		if (piece[i] < '0' || piece[i] > '9' || id > UINT32_MAX / 10) {
 			snprintf(c->err, c->errlen, "leaving server '%.*s' is not an id", (int)n,
 				 piece);
 			return KEEL_E_INVAL;
 		}
 		id = id * 10 + (uint32_t)(piece[i] - '0');
 	}
-	if (id == 0 || id > 255 || o->n_leaving == NODE_MAX_SERVERS) {
-		snprintf(c->err, c->errlen, "leaving server '%.*s' is not an id in 1..255", (int)n,
-			 piece);
+	if (id == 0 || id > UINT32_MAX || o->n_leaving == NODE_MAX_SERVERS) {
+		snprintf(c->err, c->errlen, "leaving server '%.*s' is not an id", (int)n, piece);
 		return KEEL_E_INVAL;
 	}
-	o->leaving[o->n_leaving++] = id;
+	o->leaving[o->n_leaving++] = (uint32_t)id;
 	return 0;
 }
 
@@ -1021,19 +1030,17 @@ static bool is_super(const struct keeld *k, const struct fsess *s)
 }
 
 /*
- * ZooKeeper's reconfig (its PrepRequestProcessor's checks, in its order where
- * the front end can make them): reconfigEnabled, the strings, then the
- * caller's right to write /zookeeper/config (super only: its ACL is read-only).
- * The leader checks the rest (one at a time, fromConfig, quorum) and the
- * answer comes back through the log (see pipeline.c, rc_request).
+ * ZooKeeper's reconfig: reconfigEnabled (and standalone) here; the rest, in
+ * ZooKeeper's order (one at a time, fromConfig, the strings, a synced
+ * quorum, the caller's right to write /zookeeper/config: super only, its ACL
+ * is read-only), by the leader, whose answer comes back through the log
+ * (pipeline.c, rc_request).
  */
 static void handle_reconfig(struct keeld *k, const struct zk_call *call,
 			    const struct zk_request *req, const struct fsess *s)
 {
 	int32_t err = ZK_OK;
-	struct keeld_reconfig *rq = NULL;
 	struct preq *r = NULL;
-	char msg[200];
 	if (!k->cfg.reconfig_enabled) {
 		err = ZK_ERECONFIGDISABLED;
 		goto out;
@@ -1042,27 +1049,11 @@ static void handle_reconfig(struct keeld *k, const struct zk_call *call,
 		err = ZK_EUNIMPLEMENTED; /* standalone: as ZooKeeper */
 		goto out;
 	}
-	rq = malloc(sizeof(*rq));
-	if (!rq) {
-		err = ZK_ESYSTEM;
-		goto out;
-	}
-	if (keeld_reconfig_parse(req->joining_servers.ptr, req->joining_servers.len,
-				 req->leaving_servers.ptr, req->leaving_servers.len,
-				 req->new_members.ptr, req->new_members.len, rq, msg,
-				 sizeof(msg)) < 0) {
-		keeld_log("reconfig refused: %s", msg);
-		err = ZK_EBADARGUMENTS;
-		goto out;
-	}
-	if (!is_super(k, s)) {
-		err = ZK_ENOAUTH;
-		goto out;
-	}
-	/* i64 fromConfig | 3 x (i32 len (-1: null) | bytes): joining, leaving, members */
+	/* u8 super | i64 fromConfig | 3 x (i32 len (-1: null) | bytes): joining,
+	 * leaving, members. Checked by the leader (pipeline.c, rc_request). */
 	const struct zk_str *f[3] = { &req->joining_servers, &req->leaving_servers,
 				      &req->new_members };
-	size_t len = 8;
+	size_t len = 9;
 	for (int i = 0; i < 3; i++)
 		len += 4 + (size_t)KEEL_MAX(f[i]->len, 0);
 	r = preq_new(call, PREQ_RECONFIG);
@@ -1071,10 +1062,11 @@ static void handle_reconfig(struct keeld *k, const struct zk_call *call,
 		goto out;
 	}
 	uint8_t *d = r->txn;
+	d[0] = is_super(k, s);
 	uint64_t from = (uint64_t)req->cur_config_id;
 	for (int i = 0; i < 8; i++)
-		d[i] = (uint8_t)(from >> (8 * i));
-	size_t off = 8;
+		d[1 + i] = (uint8_t)(from >> (8 * i));
+	size_t off = 9;
 	for (int i = 0; i < 3; i++) {
 		int32_t l = f[i]->ptr ? f[i]->len : -1;
 		for (int j = 0; j < 4; j++)
@@ -1092,7 +1084,6 @@ out:
 	if (err)
 		(void)zk_server_reply_error(k->zk, call, cur_zxid(k), err);
 	keeld_preq_free(r);
-	free(rq);
 }
 
 /* ------------------------------------------------------ engine callbacks */

@@ -1771,12 +1771,14 @@ static void zkconf_reconcile(struct pipeline *p, uint64_t now)
 }
 
 /* The request a front end encoded (keeld_reconfig_encode). */
-static int rc_decode(const uint8_t *d, size_t len, int64_t *from, const char *s[3], int32_t l[3])
+static int rc_decode(const uint8_t *d, size_t len, bool *super, int64_t *from, const char *s[3],
+		     int32_t l[3])
 {
-	if (len < 8)
+	if (len < 9)
 		return -1;
-	*from = (int64_t)get64(d);
-	size_t off = 8;
+	*super = d[0] != 0;
+	*from = (int64_t)get64(d + 1);
+	size_t off = 9;
 	for (int i = 0; i < 3; i++) {
 		if (off + 4 > len)
 			return -1;
@@ -1817,24 +1819,26 @@ static void rc_request(struct pipeline *p, uint32_t origin, uint64_t id, const u
 		rc_error(p, origin, id, ZK_ERECONFIGINPROGRESS);
 		return;
 	}
+	bool super;
 	int64_t from;
 	const char *s[3];
 	int32_t l[3];
-	struct keeld_reconfig *rq = calloc(1, sizeof(*rq));
-	char err[200];
-	if (!rq || rc_decode(d, len, &from, s, l) < 0 ||
-	    keeld_reconfig_parse(s[0], l[0], s[1], l[1], s[2], l[2], rq, err, sizeof(err)) < 0) {
-		free(rq);
-		rc_error(p, origin, id, ZK_EBADARGUMENTS);
-		return;
-	}
-	char have[8192];
+	char have[8192], err[200] = "";
 	int64_t version;
-	zkconf_applied(p, have, sizeof(have), &version);
 	int32_t zerr = ZK_OK;
 	struct raft_conf final = { .n = 0 };
+	struct keeld_reconfig *rq = calloc(1, sizeof(*rq));
+	if (!rq || rc_decode(d, len, &super, &from, s, l) < 0) {
+		zerr = ZK_EBADARGUMENTS;
+		goto out;
+	}
+	zkconf_applied(p, have, sizeof(have), &version);
 	if (from != -1 && from != version) {
 		zerr = ZK_EBADVERSION;
+		goto out;
+	}
+	if (keeld_reconfig_parse(s[0], l[0], s[1], l[1], s[2], l[2], rq, err, sizeof(err)) < 0) {
+		zerr = ZK_EBADARGUMENTS;
 		goto out;
 	}
 	if (rq->incremental) {
@@ -1852,15 +1856,10 @@ static void rc_request(struct pipeline *p, uint32_t origin, uint64_t id, const u
 		const struct node_server *sv = &rq->servers[i];
 		int j = conf_find(&final, sv->id);
 		uint8_t fl = sv->learner ? 0 : RAFT_VOTER;
-		uint32_t ip;
-		if (sv->id >= DP_MAX_NODES ||
-		    (sv->id != k->myid && resolve_ipv4(sv->host, &ip) < 0)) {
-			zerr = ZK_EBADARGUMENTS;
-			goto out;
-		}
 		if (j >= 0) {
 			final.m[j].flags = fl;
 		} else if (final.n == RAFT_MAX_MEMBERS) {
+			snprintf(err, sizeof(err), "more than %d members", RAFT_MAX_MEMBERS);
 			zerr = ZK_EBADARGUMENTS;
 			goto out;
 		} else {
@@ -1879,13 +1878,33 @@ static void rc_request(struct pipeline *p, uint32_t origin, uint64_t id, const u
 		    (conf_has(c, mid, 0) && raft_match_of(p->r, mid) + 64 >= last))
 			synced++;
 	}
-	if (voters == 0 || raft_conf_check(&final) < 0) {
+	if (voters == 0) {
+		snprintf(err, sizeof(err), "the new configuration has no voter");
 		zerr = ZK_EBADARGUMENTS;
 		goto out;
 	}
 	if (synced * 2 <= voters) {
+		snprintf(err, sizeof(err), "%u of the %u new voters are in sync", synced, voters);
 		zerr = ZK_ENEWCONFIGNOQUORUM;
 		goto out;
+	}
+	if (!super) {
+		zerr = ZK_ENOAUTH;
+		goto out;
+	}
+	/* What keel cannot do (after the checks ZooKeeper makes, in its order). */
+	for (uint32_t i = 0; i < rq->n_servers; i++) {
+		const struct node_server *sv = &rq->servers[i];
+		uint32_t ip;
+		if (sv->id >= DP_MAX_NODES ||
+		    (sv->id != k->myid && resolve_ipv4(sv->host, &ip) < 0)) {
+			snprintf(err, sizeof(err),
+				 "server.%u: keel takes ids 1..%d at IPv4 addresses (or names of "
+				 "one)",
+				 sv->id, DP_MAX_NODES - 1);
+			zerr = ZK_EBADARGUMENTS;
+			goto out;
+		}
 	}
 	for (uint32_t i = 0; i < rq->n_servers; i++)
 		book_set(p, &rq->servers[i]);
@@ -1899,8 +1918,11 @@ static void rc_request(struct pipeline *p, uint32_t origin, uint64_t id, const u
 	}
 out:
 	free(rq);
-	if (zerr != ZK_OK)
+	if (zerr != ZK_OK) {
+		if (err[0])
+			keeld_log("reconfig from node %u refused: %s", origin, err);
 		rc_error(p, origin, id, zerr);
+	}
 }
 
 static void mg_member(struct pipeline *p, const struct mgmt_request *req)
