@@ -172,6 +172,7 @@ struct pipeline {
 	struct raft_conf seen_conf;  /* to see members dropped */
 	uint64_t *removed_at;        /* [DP_MAX_NODES]: last index when the conf dropped it */
 	uint64_t *removed_told_ns;   /* [DP_MAX_NODES] */
+	bool removed_untold;         /* some removed member not told yet */
 	uint64_t conf_seen_index;    /* last index when the conf last changed */
 	bool self_listed;            /* a configuration from the log listed this node */
 	uint64_t self_removed_index; /* the conf without this node, once seen */
@@ -1579,6 +1580,7 @@ static void conf_watch(struct pipeline *p, uint64_t now)
 			if (id < DP_MAX_NODES && !conf_has(c, id, 0)) {
 				p->removed_at[id] = raft_last_index(p->r);
 				p->removed_told_ns[id] = 0;
+				p->removed_untold = true;
 			}
 		}
 		for (uint32_t i = 0; i < c->n; i++)
@@ -1604,13 +1606,19 @@ static void conf_watch(struct pipeline *p, uint64_t now)
 			 p->self_removed_index, k->myid);
 		node_removed(p, why);
 	}
-	if (raft_role(p->r) != RAFT_LEADER || !p->t)
+	if (!p->removed_untold || raft_role(p->r) != RAFT_LEADER || !p->t)
 		return;
-	for (uint32_t id = 1; id < DP_MAX_NODES; id++)
-		if (p->removed_at[id] && commit >= p->removed_at[id] && !p->removed_told_ns[id]) {
-			p->removed_told_ns[id] = now;
-			(void)dp_send(p->t, (uint16_t)id, KEELD_MSG_REMOVED, NULL, 0);
+	p->removed_untold = false;
+	for (uint32_t id = 1; id < DP_MAX_NODES; id++) {
+		if (!p->removed_at[id] || p->removed_told_ns[id])
+			continue;
+		if (commit < p->removed_at[id]) {
+			p->removed_untold = true; /* not committed yet: next turn */
+			continue;
 		}
+		p->removed_told_ns[id] = now;
+		(void)dp_send(p->t, (uint16_t)id, KEELD_MSG_REMOVED, NULL, 0);
+	}
 }
 
 /* A Raft message from `from`: a removed member that speaks is told again. */
