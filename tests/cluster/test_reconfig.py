@@ -4,7 +4,8 @@ Nodes 1-3 form the cluster; nodes 4, 5 and 6 are in nobody's zoo.cfg: each
 lists the three members and itself as an observer (a learner), as an operator
 starts a new member. They join through POST /members (node 4), ZooKeeper's
 reconfig (nodes 5 and 6), catch up and serve reads; /zookeeper/config follows
-every change (content, version, watch); reconfig's refusals: no super
+every change (content, version, watch); the non-incremental form demotes a
+member to observer; reconfig's refusals: no super
 identity, a bad server string, a stale fromConfig, a new configuration
 without a synced quorum, a second reconfig while one is in flight
 (reconfigEnabled off: test_raw_protocol.py, as kazoo does not know that error
@@ -222,6 +223,19 @@ class Reconfig(unittest.TestCase):
         servers = wait_for(lambda: 5 not in config_of(zk)[0] and config_of(zk)[0], 10,
                            "node 5 out of /zookeeper/config")
         self.assertEqual(sorted(servers), [1, 2, 3, 6])
+
+        # The non-incremental form: the whole membership, node 6 as an observer.
+        members = ",".join("server.%d=%s" % (i, servers[i].replace(":participant", ":observer")
+                                             if i == 6 else servers[i])
+                           for i in sorted(servers))
+        data, _ = su.reconfig(joining=None, leaving=None, new_members=members)
+        self.assertIn(b"server.6=127.0.0.1:%d:%d:observer" % (n6.peer_port, n6.election_port),
+                      data)
+        def voters():  # /members is published every 100 ms
+            code, body = http(self.leader(c).admin_port, "GET", "/members")
+            m = {p["id"]: p["voter"] for p in json.loads(body)["members"]}
+            return m == {1: True, 2: True, 3: True, 6: False} and m
+        wait_for(voters, 5, "node 6 an observer on /members")
 
         # A restarted member knows node 6 (not in its zoo.cfg) from the log.
         c.stop(0)
