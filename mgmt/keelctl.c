@@ -449,7 +449,7 @@ static int cmd_change(char **nodes, int n_nodes, const char *method, const char 
 
 static int cmd_member(char **nodes, int n_nodes, int argc, char **argv)
 {
-	char body[256];
+	char body[512];
 	unsigned id;
 	if (argc < 2)
 		return usage("member: expected add, promote or remove and an ID");
@@ -479,9 +479,9 @@ static int cmd_member(char **nodes, int n_nodes, int argc, char **argv)
 		if (strlen(argv[2]) >= MGMT_HOST_MAX || !strchr(argv[2], ':'))
 			return usage("member add: '%s' is not HOST:PORT", argv[2]);
 		mjson_quote(q, sizeof(q), argv[2]);
-		char cp[32] = "";
+		char cp[48] = "";
 		if (cport)
-			snprintf(cp, sizeof(cp), ",\"client_port\":%lu", cport);
+			snprintf(cp, sizeof(cp), ",\"client_port\":%u", (unsigned)(uint16_t)cport);
 		snprintf(body, sizeof(body),
 			 "{\"action\":\"add\",\"id\":%u,\"address\":%s,\"learner\":%s%s}", id, q,
 			 learner ? "true" : "false", cp);
