@@ -556,13 +556,13 @@ static void set_watches(struct keeld *k, const struct zk_call *call, const struc
 				int e = kv_get(v, p.ptr, (size_t)p.len, &n);
 				int fire = 0;
 				if (l == ZK_WATCHES_DATA)
-					fire = e != ZK_OK           ? ZK_EVENT_NODE_DELETED
+					fire = e != ZK_OK          ? ZK_EVENT_NODE_DELETED
 					       : n.stat.mzxid > rel ? ZK_EVENT_NODE_DATA_CHANGED
 								    : 0;
 				else if (l == ZK_WATCHES_EXIST)
 					fire = e == ZK_OK ? ZK_EVENT_NODE_CREATED : 0;
 				else if (l == ZK_WATCHES_CHILD)
-					fire = e != ZK_OK           ? ZK_EVENT_NODE_DELETED
+					fire = e != ZK_OK          ? ZK_EVENT_NODE_DELETED
 					       : n.stat.pzxid > rel ? ZK_EVENT_NODE_CHILDREN_CHANGED
 								    : 0;
 				if (fire) {
