@@ -34,7 +34,11 @@
  * Entry payload (NORMAL entries; little-endian):
  *   u8 version=1 | u32 count | count x { u32 origin node | u64 request id |
  *   u32 len | len bytes of kv_txn_encode() }      len 0 = a sync marker
- * FORWARD: u32 count | the same items, txn not stamped yet.
+ *   The origin's top bits mark items: ITEM_ZKCONF (the txn rewrites
+ *   /zookeeper/config: every node learns peer addresses from it),
+ *   ITEM_RCERR (no txn: a ZooKeeper error answering a reconfig of origin).
+ * FORWARD: u32 count | the same items, txn not stamped yet (ITEM_RESENT:
+ *   handed to an older leader before; ITEM_RECONFIG: a reconfig request).
  * TOUCH:   u32 count | count x i64 session id.
  */
 #include <errno.h>
