@@ -343,7 +343,7 @@ static void rc_request(struct pipeline *p, uint32_t origin, uint64_t id, const u
 static void learn_entry(struct pipeline *p, const struct raft_entry *e);
 static void book_learn_text(struct pipeline *p, const char *text, size_t len);
 static void book_learn_kv(struct pipeline *p);
-static bool removed_speaks(struct pipeline *p, uint32_t from);
+static bool removed_speaks(struct pipeline *p, uint32_t from, const struct raft_msg *m);
 
 /* ----------------------------------------------------------- batch items */
 
@@ -533,15 +533,14 @@ static void on_touch(struct pipeline *p, const struct dp_msg *m)
 
 static void on_raft(struct pipeline *p, const struct dp_msg *m)
 {
-	if (removed_speaks(p, m->from))
-		return; /* told it was removed; its votes must not disturb the members */
 	struct raft_buf *b = buf_new(m->len);
 	if (!b)
 		return;
 	memcpy(b->data, m->data, m->len);
 	struct raft_msg msg;
 	int rc = raft_msg_decode(b, 0, m->len, &msg, p->rx_ents, MAX_RX_ENTS);
-	if (rc == 0)
+	/* A removed member is told so; its votes must not disturb the members. */
+	if (rc == 0 && !removed_speaks(p, m->from, &msg))
 		(void)raft_step(p->r, &msg);
 	raft_buf_unref(b);
 }
@@ -1626,10 +1625,19 @@ static void conf_watch(struct pipeline *p, uint64_t now)
 }
 
 /* A Raft message from `from`: a removed member that speaks is told again. */
-static bool removed_speaks(struct pipeline *p, uint32_t from)
+static bool removed_speaks(struct pipeline *p, uint32_t from, const struct raft_msg *m)
 {
-	if (from >= DP_MAX_NODES || !p->removed_at[from] ||
-	    raft_commit(p->r) < p->removed_at[from] || raft_role(p->r) != RAFT_LEADER)
+	if (from >= DP_MAX_NODES || raft_role(p->r) != RAFT_LEADER)
+		return false;
+	uint64_t commit = raft_commit(p->r);
+	bool removed = p->removed_at[from] && commit >= p->removed_at[from];
+	/* A node that campaigns while the committed configuration does not list
+	 * it was removed before this leader knew it (a restart since): a new
+	 * member starts as a learner and never campaigns. Not when its log is
+	 * of a later term than this leader's: this one may be stale. */
+	bool stranger = m->type == RAFT_MSG_VOTE && !conf_has(raft_conf(p->r), from, 0) &&
+			commit >= p->conf_seen_index && m->log_term <= raft_term(p->r);
+	if (!removed && !stranger)
 		return false;
 	uint64_t now = keel_now_ns();
 	if (now - p->removed_told_ns[from] > 200000000u) {

@@ -10,7 +10,8 @@ identity, a bad server string, a stale fromConfig, a new configuration
 without a synced quorum, a second reconfig while one is in flight
 (reconfigEnabled off: test_raw_protocol.py, as kazoo does not know that error
 code); removed members stop (their process exits, saying why); a restarted
-member knows the members its file does not list.
+member knows the members its file does not list; a removed member started
+again is told again.
 """
 import json
 import os
@@ -253,6 +254,14 @@ class Reconfig(unittest.TestCase):
         self.assertEqual(r6.get("/after-restart")[0], b"r")
         r6.stop()
         r6.close()
+
+        # Node 4 started again with its old data (a leader restarted since
+        # the removal): it campaigns, is told, and stops again.
+        c.stop(3)
+        c.start(3, wait=False)
+        wait_for(lambda: not n4.running, 20, "restarted node 4 to exit")
+        self.assertEqual(n4.proc.returncode, 0)
+        self.assertEqual(c.tail(n4, 80).count("removed from the cluster:"), 2)
         su.stop()
         su.close()
         zk.stop()
