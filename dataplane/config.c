@@ -127,7 +127,7 @@ struct key {
 #define S(m) sizeof(((struct dp_config *)0)->m)
 static const struct key keys[] = {
 	{ "dp.cluster_id", K_U32, F(cluster_id), 0, 0, UINT32_MAX, "an integer 0..4294967295" },
-	{ "dp.node_id", K_U16, F(node_id), 0, 1, DP_MAX_NODES - 1, "a node id 1..31" },
+	{ "dp.node_id", K_U16, F(node_id), 0, 1, DP_MAX_NODES - 1, "a node id 1..255" },
 	{ "dp.ip", K_IP, F(ip), 0, 0, 0, "an IPv4 address" },
 	{ "dp.udp_port", K_U16, F(udp_port), 0, 1, 65535, "a UDP port 1..65535" },
 	{ "dp.mtu", K_U16, F(mtu), 0, DP_MTU_MIN, DP_MTU_MAX, "an MTU 576..9000" },

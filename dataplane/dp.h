@@ -70,8 +70,8 @@ extern "C" {
 #define DP_IP_BYTES      20 /* keel sends IPv4 without options */
 #define DP_UDP_BYTES     8
 #define DP_L2L4_BYTES    (DP_ETH_BYTES + DP_IP_BYTES + DP_UDP_BYTES)
-#define DP_MAX_NODES     32 /* node ids 1..31; 0 is "none" */
-#define DP_MAX_PORTS     4  /* DPDK ports of one node (a mesh of p2p links) */
+#define DP_MAX_NODES     256 /* node ids 1..255 (zoo.cfg's server.N range); 0 is "none" */
+#define DP_MAX_PORTS     4   /* DPDK ports of one node (a mesh of p2p links) */
 #define DP_FRAG_UNIT_MIN 256
 #define DP_MAX_MSG_BYTES (64u << 20) /* hard ceiling of dp.max_msg_bytes */
 #define DP_BURST         32
@@ -499,6 +499,21 @@ int dp_wait_fd(const dp_transport *t);
 
 /* Copy the counters. */
 void dp_stats(const dp_transport *t, struct dp_stats *st);
+
+/*
+ * The peer table at run time (membership changes): the same thread as
+ * dp_send()/dp_recv_burst(). dp_peer_set() adds peer `id` at ip:udp_port
+ * (host order) or moves it there; frames from the old address are dropped
+ * from then on. KEEL_E_INVAL for id 0, our own id or an id >= DP_MAX_NODES.
+ * Kernel UDP: any address. DPDK: the peer must be reachable on one of the
+ * ports opened at start: its MAC is learnt by ARP on every port (a static
+ * dp.peer_mac.N or dp.peer_port.N given at start is dropped when the address
+ * changes); a peer behind a port that was not opened cannot be added.
+ * dp_peer_remove() forgets it (sends to it fail with KEEL_E_UNKNOWN_PEER, its
+ * frames are dropped as unknown_peer); removing an unknown id is not an error.
+ */
+int dp_peer_set(dp_transport *t, uint16_t id, uint32_t ip, uint16_t udp_port);
+int dp_peer_remove(dp_transport *t, uint16_t id);
 
 #ifdef __cplusplus
 }

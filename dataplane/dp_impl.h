@@ -56,6 +56,8 @@ struct dp_ops {
 	/* An fd readable when frames may have arrived; NULL: none. */
 	int (*wait_fd)(const dp_transport *t);
 	void (*close)(dp_transport *t);
+	/* cfg.peers[id] changed (dp_peer_set/remove): refresh derived state; NULL: none. */
+	void (*peer_changed)(dp_transport *t, uint16_t id);
 };
 
 struct dp_transport {

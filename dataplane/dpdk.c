@@ -525,6 +525,13 @@ static void dpdk_close(dp_transport *t)
 	eal_state = EAL_GONE;
 }
 
+/* A peer moved (or left): its MAC is learnt again by ARP at the next send. */
+static void dpdk_peer_changed(dp_transport *t, uint16_t id)
+{
+	struct dpdk_tp *d = dpdk_of(t);
+	d->route[id] = (struct route){ .resolved = false };
+}
+
 static const struct dp_ops dpdk_ops = {
 	.kind = "dpdk",
 	.tx_frame = dpdk_tx_frame,
@@ -535,6 +542,7 @@ static const struct dp_ops dpdk_ops = {
 	.recv = dpdk_recv,
 	.sleep = dpdk_sleep,
 	.close = dpdk_close,
+	.peer_changed = dpdk_peer_changed,
 };
 
 static int eal_up(const struct dp_config *c, char *err, size_t errlen)

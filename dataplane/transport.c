@@ -360,3 +360,30 @@ void dp_stats(const dp_transport *t, struct dp_stats *st)
 	memcpy(st->v, t->ctr, sizeof(st->v));
 	dp_reasm_stats(t->reasm, st);
 }
+
+int dp_peer_set(dp_transport *t, uint16_t id, uint32_t ip, uint16_t udp_port)
+{
+	if (id == 0 || id >= DP_MAX_NODES || id == t->cfg.node_id || udp_port == 0)
+		return KEEL_E_INVAL;
+	struct dp_peer_config *p = &t->cfg.peers[id];
+	if (p->configured && p->ip == ip && p->udp_port == udp_port)
+		return 0;
+	*p = (struct dp_peer_config){
+		.configured = true, .ip = ip, .udp_port = udp_port, .port = -1
+	};
+	if (t->ops->peer_changed)
+		t->ops->peer_changed(t, id);
+	return 0;
+}
+
+int dp_peer_remove(dp_transport *t, uint16_t id)
+{
+	if (id == 0 || id >= DP_MAX_NODES || id == t->cfg.node_id)
+		return KEEL_E_INVAL;
+	if (!t->cfg.peers[id].configured)
+		return 0;
+	t->cfg.peers[id] = (struct dp_peer_config){ .configured = false, .port = -1 };
+	if (t->ops->peer_changed)
+		t->ops->peer_changed(t, id);
+	return 0;
+}

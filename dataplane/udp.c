@@ -239,6 +239,14 @@ static void udp_close(dp_transport *t)
 	free(u);
 }
 
+static void udp_peer_changed(dp_transport *t, uint16_t id)
+{
+	struct udp_tp *u = udp_of(t);
+	u->peer_sa[id].sin_family = AF_INET;
+	u->peer_sa[id].sin_addr.s_addr = htonl(t->cfg.peers[id].ip);
+	u->peer_sa[id].sin_port = htons(t->cfg.peers[id].udp_port);
+}
+
 static const struct dp_ops udp_ops = {
 	.kind = "udp",
 	.tx_frame = udp_tx_frame,
@@ -249,6 +257,7 @@ static const struct dp_ops udp_ops = {
 	.sleep = udp_sleep,
 	.wait_fd = udp_wait_fd,
 	.close = udp_close,
+	.peer_changed = udp_peer_changed,
 };
 
 static void set_buf(int fd, int opt_force, int opt, int bytes)

@@ -687,10 +687,32 @@ static struct kv_znode *target(struct opctx *c, const struct kv_op *op)
 	return z;
 }
 
+static const struct {
+	const char *path;
+	int32_t perms;
+} zk_builtin[] = {
+	{ "/zookeeper", KV_PERM_ALL },
+	{ "/zookeeper/quota", KV_PERM_ALL },
+	/* ZooKeeper's READ_ACL_UNSAFE: only reconfig (super) changes it. */
+	{ "/zookeeper/config", KV_PERM_READ },
+};
+
+static bool is_builtin(const struct kv *kv, const char *path, uint32_t len)
+{
+	if (!kv->zk_nodes || !path)
+		return false;
+	for (size_t i = 0; i < KEEL_ARRAY_SIZE(zk_builtin); i++)
+		if (strlen(zk_builtin[i].path) == len && !memcmp(zk_builtin[i].path, path, len))
+			return true;
+	return false;
+}
+
 static int do_delete(struct opctx *c, const struct kv_op *op)
 {
 	int container = op->type == KV_OP_DELETE_CONTAINER;
 	if (op->path_len == 1 && op->path && op->path[0] == '/')
+		return c->res->err = ZK_EBADARGUMENTS, 0;
+	if (is_builtin(c->kv, op->path, op->path_len))
 		return c->res->err = ZK_EBADARGUMENTS, 0;
 	struct kv_znode *z = target(c, op);
 	if (!z)
@@ -995,6 +1017,43 @@ nomem:
 	kv->draft = NULL;
 	kv->nev = 0;
 	return rc < 0 ? rc : KEEL_E_NOMEM;
+}
+
+int kv_zookeeper_nodes(struct kv *kv)
+{
+	static const struct kv_txn txn = { .type = KV_OP_CREATE }; /* zxid 0, time 0 */
+	kv->zk_nodes = true;
+	kv->nev = 0;
+	kv->slen = 0;
+	kv_draft_begin(kv);
+	int rc = draft_open(kv);
+	for (size_t i = 0; rc == 0 && i < KEEL_ARRAY_SIZE(zk_builtin); i++) {
+		uint32_t n = (uint32_t)strlen(zk_builtin[i].path);
+		if (kv_lookup(kv->draft->paths, zk_builtin[i].path, n))
+			continue;
+		const struct kv_acl world = { zk_builtin[i].perms, "world", 5, "anyone", 6 };
+		uint8_t acl[64];
+		int64_t acl_len = kv_acl_encode(&world, 1, acl, sizeof(acl));
+		const struct kv_op op = { .type = KV_OP_CREATE,
+					  .path = zk_builtin[i].path,
+					  .path_len = n,
+					  .acl = acl,
+					  .acl_len = (uint32_t)acl_len };
+		struct opctx c = { kv, &txn, &kv->res[0], 0 };
+		if ((rc = kv_mem_reserve(&kv->mem, RETIRE_PER_OP)) == 0)
+			rc = do_create(&c, &op);
+		if (rc == 0 && kv->res[0].err != ZK_OK)
+			rc = KEEL_E_STATE; /* a file where a built-in node goes: cannot happen */
+	}
+	if (rc == 0 && (rc = kv_mem_reserve(&kv->mem, 1)) == 0) {
+		kv_draft_publish(kv);
+	} else {
+		kv_mem_abort(&kv->mem);
+		kv->draft = NULL;
+	}
+	kv->nev = 0;
+	kv->slen = 0;
+	return rc;
 }
 
 int kv_apply_encoded(struct kv *kv, const void *buf, size_t len, struct kv_apply_result *res)

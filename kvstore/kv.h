@@ -199,6 +199,17 @@ struct kv_config {
 
 /* Creates an empty store holding only "/" (zxid 0). */
 int kv_create(const struct kv_config *cfg, struct kv **out);
+/*
+ * ZooKeeper's built-in nodes, as every ZooKeeper tree has them: /zookeeper and
+ * /zookeeper/quota (world:anyone:ALL) and /zookeeper/config
+ * (world:anyone:READ: clients cannot write it; the node changes it with an
+ * ordinary setData txn when the membership changes), created where missing
+ * with a zero stat (czxid 0), in one published version. From then on deleting
+ * any of them is refused with ZK_EBADARGUMENTS. Writer thread; call it on a
+ * new store, after kv_restore() (an image may predate them) and on every
+ * replica alike, so the state stays the same everywhere.
+ */
+int kv_zookeeper_nodes(struct kv *kv);
 /* Writer thread; all readers must have stopped using the store. Does not wait
  * for the reclaimer (see kv_barrier). */
 void kv_destroy(struct kv *kv);

@@ -70,6 +70,7 @@ struct kv {
 	char *sbuf;
 	size_t slen, scap;
 	struct kv_op *dec_ops; /* kv_apply_encoded's decode space */
+	bool zk_nodes;         /* kv_zookeeper_nodes(): the built-in nodes cannot be deleted */
 };
 
 /* A hand-built op's pointers cover its lengths (decoded ones always do). */

@@ -39,7 +39,9 @@ static const char usage_text[] =
 	"commands:\n"
 	"  status                         one table for the cluster (every node given, or the\n"
 	"                                 one given and the admin addresses in its peer list)\n"
-	"  member add ID HOST:PORT [--learner]   add a member (peer address HOST:PORT)\n"
+	"  member add ID HOST:PORT [--client PORT] [--learner]\n"
+	"                                 add a member at peer address HOST:PORT (and its\n"
+	"                                 client port, for /zookeeper/config)\n"
 	"  member promote ID              make a caught-up learner a voter\n"
 	"  member remove ID               remove a member\n"
 	"  transfer [ID]                  hand leadership to ID (or a node the leader picks)\n"
@@ -447,7 +449,7 @@ static int cmd_change(char **nodes, int n_nodes, const char *method, const char 
 
 static int cmd_member(char **nodes, int n_nodes, int argc, char **argv)
 {
-	char body[256];
+	char body[512];
 	unsigned id;
 	if (argc < 2)
 		return usage("member: expected add, promote or remove and an ID");
@@ -455,17 +457,34 @@ static int cmd_member(char **nodes, int n_nodes, int argc, char **argv)
 		return usage("member %s: '%s' is not a member id (1..255)", argv[0], argv[1]);
 	if (!strcmp(argv[0], "add")) {
 		bool learner = false;
-		if (argc == 4 && !strcmp(argv[3], "--learner"))
-			learner = true;
-		else if (argc != 3)
-			return usage("member add: expected ID HOST:PORT [--learner]");
+		unsigned long cport = 0;
+		if (argc < 3)
+			return usage(
+				"member add: expected ID HOST:PORT [--client PORT] [--learner]");
+		for (int i = 3; i < argc; i++) {
+			char *end;
+			if (!strcmp(argv[i], "--learner")) {
+				learner = true;
+			} else if (!strcmp(argv[i], "--client") && i + 1 < argc) {
+				cport = strtoul(argv[++i], &end, 10);
+				if (*end || cport == 0 || cport > 65535)
+					return usage("member add: --client '%s' is not a port",
+						     argv[i]);
+			} else {
+				return usage("member add: expected ID HOST:PORT [--client PORT] "
+					     "[--learner]");
+			}
+		}
 		char q[MGMT_HOST_MAX + 8];
 		if (strlen(argv[2]) >= MGMT_HOST_MAX || !strchr(argv[2], ':'))
 			return usage("member add: '%s' is not HOST:PORT", argv[2]);
 		mjson_quote(q, sizeof(q), argv[2]);
+		char cp[48] = "";
+		if (cport)
+			snprintf(cp, sizeof(cp), ",\"client_port\":%u", (unsigned)(uint16_t)cport);
 		snprintf(body, sizeof(body),
-			 "{\"action\":\"add\",\"id\":%u,\"address\":%s,\"learner\":%s}", id, q,
-			 learner ? "true" : "false");
+			 "{\"action\":\"add\",\"id\":%u,\"address\":%s,\"learner\":%s%s}", id, q,
+			 learner ? "true" : "false", cp);
 	} else if (!strcmp(argv[0], "promote") || !strcmp(argv[0], "remove")) {
 		if (argc != 2)
 			return usage("member %s: expected ID only", argv[0]);

@@ -77,6 +77,7 @@ struct mgmt_request {
 	uint32_t member_id;
 	bool learner;                /* MEMBER_ADD: join as a non-voting learner */
 	char address[MGMT_HOST_MAX]; /* MEMBER_ADD: peer "host:port" */
+	uint16_t client_port;        /* MEMBER_ADD: its ZooKeeper client port (0: not given) */
 	char key[MGMT_KEY_MAX];      /* CONFIG_SET */
 	char value[MGMT_VALUE_MAX];  /* CONFIG_SET */
 };

@@ -512,7 +512,8 @@ static const char *json_body(struct mgmt_server *s, struct conn *c, const char *
 
 static void route_members_post(struct mgmt_server *s, struct conn *c, const char *body)
 {
-	static const char *const keys[] = { "action", "id", "address", "learner", NULL };
+	static const char *const keys[] = { "action",  "id",          "address",
+					    "learner", "client_port", NULL };
 	const char *b = json_body(s, c, body, keys);
 	if (!b)
 		return;
@@ -545,6 +546,13 @@ static void route_members_post(struct mgmt_server *s, struct conn *c, const char
 				"\"address\" must be the new member's peer address host:port");
 			return;
 		}
+		uint64_t cp = 0;
+		if (mjson_get(b, "client_port") &&
+		    (mjson_get_u64(b, "client_port", &cp) || cp == 0 || cp > 65535)) {
+			respond_error(s, c, 400, "\"client_port\" must be a port number 1..65535");
+			return;
+		}
+		r.client_port = (uint16_t)cp;
 	} else if (!strcmp(action, "promote")) {
 		r.kind = MGMT_REQ_MEMBER_PROMOTE;
 	} else if (!strcmp(action, "remove")) {

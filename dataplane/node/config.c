@@ -35,7 +35,6 @@ static const char *const ignored_keys[] = {
 	"admin.serverAddress",
 	"admin.commandURL",
 	"standaloneEnabled",
-	"reconfigEnabled",
 	"quorumListenOnAllIPs",
 	"electionAlg",
 	"electionPortBindRetry",
@@ -360,6 +359,28 @@ static int parse_server(struct parser *p, const char *key, const char *v)
 	return 0;
 }
 
+int node_server_parse(const char *key, const char *value, struct node_server *out, char *err,
+		      size_t err_len)
+{
+	/* parse_server() appends to a configuration: give it an empty one. */
+	struct node_config *cfg = calloc(1, sizeof(*cfg));
+	struct parser *p = calloc(1, sizeof(*p));
+	int rc = KEEL_E_NOMEM;
+	if (cfg && p) {
+		p->cfg = cfg;
+		p->origin = "reconfig";
+		p->err = err;
+		p->err_len = err_len;
+		rc = strncmp(key, "server.", 7) ? fail(p, key, "not a server.N key")
+						: parse_server(p, key, value);
+		if (rc == 0)
+			*out = cfg->servers[0];
+	}
+	free(p);
+	free(cfg);
+	return rc;
+}
+
 static int parse_whitelist(struct parser *p, const char *key, const char *v)
 {
 	uint32_t mask = 0;
@@ -445,6 +466,17 @@ static int set_key(struct parser *p, const char *key, const char *v)
 		return want_u32(p, key, v, 1, 10000000, &c->global_outstanding_limit);
 	if (!strcmp(key, "4lw.commands.whitelist"))
 		return parse_whitelist(p, key, v);
+	if (!strcmp(key, "reconfigEnabled"))
+		return want_bool(p, key, v, &c->reconfig_enabled);
+	/* ZooKeeper takes it as the system property
+	 * zookeeper.DigestAuthenticationProvider.superDigest (zoo.cfg's unknown
+	 * keys become zookeeper.KEY properties). */
+	if (!strcmp(key, "DigestAuthenticationProvider.superDigest") ||
+	    !strcmp(key, "zookeeper.DigestAuthenticationProvider.superDigest")) {
+		if (!strchr(v, ':'))
+			return fail(p, key, "'%s' is not user:base64(sha1(user:password))", v);
+		return want_str(p, key, v, c->super_digest, sizeof(c->super_digest));
+	}
 	if (!strcmp(key, "forceSync")) {
 		bool on;
 		int rc = want_bool(p, key, v, &on);
@@ -771,6 +803,7 @@ size_t node_config_format(const struct node_config *c, char *buf, size_t len)
 			    s->client_port);
 		OUT("\n");
 	}
+	OUT("reconfigEnabled=%s\n", c->reconfig_enabled ? "true" : "false");
 	OUT("keel.clusterId=%" PRIu64 "\nkeel.transport=%s\nkeel.fsync=%s\nkeel.fsyncPath=%s\n",
 	    c->cluster_id, tr[c->transport], onoff(c->fsync), fp[c->fsync_path]);
 	OUT("keel.directIo=%s\nkeel.segmentBytes=%" PRIu64 "\nkeel.snapshotThresholdBytes=%" PRIu64

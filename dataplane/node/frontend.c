@@ -891,6 +891,201 @@ void keeld_reply_write(struct keeld *k, const struct preq *r, const struct kv_tx
 	(void)zk_server_reply(k->zk, &r->call, &resp);
 }
 
+/* ------------------------------------------------------------ reconfig */
+
+/* Split s (len bytes) at ',' and '\n'; fn per non-empty trimmed piece. */
+static int each_piece(const char *str, int32_t len, int (*fn)(void *, const char *, size_t),
+		      void *ctx)
+{
+	int32_t i = 0;
+	while (i < len) {
+		int32_t e = i;
+		while (e < len && str[e] != ',' && str[e] != '\n')
+			e++;
+		int32_t a = i, b = e;
+		while (a < b && (str[a] == ' ' || str[a] == '\t' || str[a] == '\r'))
+			a++;
+		while (b > a && (str[b - 1] == ' ' || str[b - 1] == '\t' || str[b - 1] == '\r'))
+			b--;
+		if (b > a) {
+			int rc = fn(ctx, str + a, (size_t)(b - a));
+			if (rc)
+				return rc;
+		}
+		i = e + 1;
+	}
+	return 0;
+}
+
+struct rc_parse {
+	struct keeld_reconfig *out;
+	char *err;
+	size_t errlen;
+};
+
+static int rc_server(void *ctx, const char *piece, size_t n)
+{
+	struct rc_parse *c = ctx;
+	char buf[1200];
+	if (n >= 8 && !memcmp(piece, "version=", 8))
+		return 0;
+	if (n >= sizeof(buf)) {
+		snprintf(c->err, c->errlen, "server string too long");
+		return KEEL_E_INVAL;
+	}
+	memcpy(buf, piece, n);
+	buf[n] = 0;
+	char *eq = strchr(buf, '=');
+	if (!eq || strncmp(buf, "server.", 7)) {
+		snprintf(c->err, c->errlen, "'%s' is not server.N=host:port:port[:role];port", buf);
+		return KEEL_E_INVAL;
+	}
+	*eq = 0;
+	char *key_end = eq;
+	while (key_end > buf && key_end[-1] == ' ')
+		*--key_end = 0;
+	const char *v = eq + 1;
+	while (*v == ' ')
+		v++;
+	struct keeld_reconfig *o = c->out;
+	if (o->n_servers == NODE_MAX_SERVERS) {
+		snprintf(c->err, c->errlen, "more than %d servers", NODE_MAX_SERVERS);
+		return KEEL_E_INVAL;
+	}
+	struct node_server *sv = &o->servers[o->n_servers];
+	/* ZooKeeper takes any long as an id: the form is checked here, keel's
+	 * range (1..255) by the leader after the caller's rights, as ZooKeeper
+	 * orders its checks. */
+	char *end;
+	unsigned long long id = strtoull(buf + 7, &end, 10);
+	if (buf[7] < '0' || buf[7] > '9' || *end || id == 0 || id > UINT32_MAX) {
+		snprintf(c->err, c->errlen, "'%s' is not server.N with N a whole number", buf);
+		return KEEL_E_INVAL;
+	}
+	if (node_server_parse(id > 255 ? "server.1" : buf, v, sv, c->err, c->errlen) < 0)
+		return KEEL_E_INVAL;
+	sv->id = (uint32_t)id;
+	for (uint32_t i = 0; i < o->n_servers; i++)
+		if (o->servers[i].id == sv->id) {
+			snprintf(c->err, c->errlen, "server.%u is given twice", sv->id);
+			return KEEL_E_INVAL;
+		}
+	o->n_servers++;
+	return 0;
+}
+
+static int rc_leaving(void *ctx, const char *piece, size_t n)
+{
+	struct rc_parse *c = ctx;
+	struct keeld_reconfig *o = c->out;
+	uint64_t id = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (piece[i] < '0' || piece[i] > '9' || id > UINT32_MAX / 10) {
+			snprintf(c->err, c->errlen, "leaving server '%.*s' is not an id", (int)n,
+				 piece);
+			return KEEL_E_INVAL;
+		}
+		id = id * 10 + (uint32_t)(piece[i] - '0');
+	}
+	if (id == 0 || id > UINT32_MAX || o->n_leaving == NODE_MAX_SERVERS) {
+		snprintf(c->err, c->errlen, "leaving server '%.*s' is not an id", (int)n, piece);
+		return KEEL_E_INVAL;
+	}
+	o->leaving[o->n_leaving++] = (uint32_t)id;
+	return 0;
+}
+
+int keeld_reconfig_parse(const char *joining, int32_t joining_len, const char *leaving,
+			 int32_t leaving_len, const char *members, int32_t members_len,
+			 struct keeld_reconfig *out, char *err, size_t errlen)
+{
+	memset(out, 0, sizeof(*out));
+	struct rc_parse c = { out, err, errlen };
+	/* As ZooKeeper: newMembers (non-null) wins over joining/leaving. */
+	out->incremental = !members || members_len < 0;
+	if (!out->incremental) {
+		if (each_piece(members, members_len, rc_server, &c))
+			return KEEL_E_INVAL;
+		if (!out->n_servers) {
+			snprintf(err, errlen, "no server in the new membership");
+			return KEEL_E_INVAL;
+		}
+		return 0;
+	}
+	if (joining && joining_len > 0 && each_piece(joining, joining_len, rc_server, &c))
+		return KEEL_E_INVAL;
+	if (leaving && leaving_len > 0 && each_piece(leaving, leaving_len, rc_leaving, &c))
+		return KEEL_E_INVAL;
+	return 0;
+}
+
+static bool is_super(const struct keeld *k, const struct fsess *s)
+{
+	if (!k->cfg.super_digest[0] || !s)
+		return false;
+	for (uint32_t i = 0; i < s->n_auth; i++)
+		if (!strcmp(s->auth[i], k->cfg.super_digest))
+			return true;
+	return false;
+}
+
+/*
+ * ZooKeeper's reconfig: reconfigEnabled (and standalone) here; the rest, in
+ * ZooKeeper's order (one at a time, fromConfig, the strings, a synced
+ * quorum, the caller's right to write /zookeeper/config: super only, its ACL
+ * is read-only), by the leader, whose answer comes back through the log
+ * (pipeline.c, rc_request).
+ */
+static void handle_reconfig(struct keeld *k, const struct zk_call *call,
+			    const struct zk_request *req, const struct fsess *s)
+{
+	int32_t err = ZK_OK;
+	struct preq *r = NULL;
+	if (!k->cfg.reconfig_enabled) {
+		err = ZK_ERECONFIGDISABLED;
+		goto out;
+	}
+	if (!k->cfg.n_servers) {
+		err = ZK_EUNIMPLEMENTED; /* standalone: as ZooKeeper */
+		goto out;
+	}
+	/* u8 super | i64 fromConfig | 3 x (i32 len (-1: null) | bytes): joining,
+	 * leaving, members. Checked by the leader (pipeline.c, rc_request). */
+	const struct zk_str *f[3] = { &req->joining_servers, &req->leaving_servers,
+				      &req->new_members };
+	size_t len = 9;
+	for (int i = 0; i < 3; i++)
+		len += 4 + (size_t)KEEL_MAX(f[i]->len, 0);
+	r = preq_new(call, PREQ_RECONFIG);
+	if (!r || !(r->txn = malloc(len))) {
+		err = ZK_ESYSTEM;
+		goto out;
+	}
+	uint8_t *d = r->txn;
+	d[0] = is_super(k, s);
+	uint64_t from = (uint64_t)req->cur_config_id;
+	for (int i = 0; i < 8; i++)
+		d[1 + i] = (uint8_t)(from >> (8 * i));
+	size_t off = 9;
+	for (int i = 0; i < 3; i++) {
+		int32_t l = f[i]->ptr ? f[i]->len : -1;
+		for (int j = 0; j < 4; j++)
+			d[off + (size_t)j] = (uint8_t)((uint32_t)l >> (8 * j));
+		off += 4;
+		if (l > 0) {
+			memcpy(d + off, f[i]->ptr, (size_t)l);
+			off += (size_t)l;
+		}
+	}
+	r->len = (uint32_t)off;
+	keeld_queue(k, r);
+	r = NULL;
+out:
+	if (err)
+		(void)zk_server_reply_error(k->zk, call, cur_zxid(k), err);
+	keeld_preq_free(r);
+}
+
 /* ------------------------------------------------------ engine callbacks */
 
 static void on_connect(struct zk_backend *b, const struct zk_call *call,
@@ -1188,8 +1383,7 @@ static void on_request(struct zk_backend *b, const struct zk_call *call,
 		int32_t err = ZK_ENOWATCHER;
 		pthread_mutex_lock(&k->watch_mu);
 		for (size_t i = from; i < to; i++)
-			if (kv_watch_remove(k->watches, call->session_id, p, pl, all[i]) ==
-			    ZK_OK) {
+			if (kv_watch_remove(k->watches, call->session_id, p, pl, all[i]) == ZK_OK) {
 				(void)kv_watch_add(k->watches, call->session_id, p, pl, all[i],
 						   k->matched_zxid);
 				err = ZK_OK;
@@ -1261,8 +1455,11 @@ static void on_request(struct zk_backend *b, const struct zk_call *call,
 	case ZK_OP_MULTI:
 		handle_write(k, call, req, &s);
 		break;
+	case ZK_OP_RECONFIG:
+		handle_reconfig(k, call, req, &s);
+		break;
 	default:
-		/* reconfig (the management plane's) and anything unknown. */
+		/* Anything unknown. */
 		(void)zk_server_reply_error(k->zk, call, cur_zxid(k), ZK_EUNIMPLEMENTED);
 		break;
 	}

@@ -70,6 +70,10 @@ static void usage(FILE *f)
 		"  globalOutstandingLimit=N     default 1000\n"
 		"  4lw.commands.whitelist=LIST  e.g. ruok,srvr,mntr or * (default srvr)\n"
 		"  forceSync=yes|no             no = keel.fsync=off\n"
+		"  reconfigEnabled=true|false   ZooKeeper's reconfig (default false)\n"
+		"  DigestAuthenticationProvider.superDigest=super:BASE64SHA1   the super\n"
+		"                               identity, which may reconfig (also with the\n"
+		"                               prefix zookeeper., as ZooKeeper's property)\n"
 		"  server.N=HOST:PEERPORT[:ELECTIONPORT][:participant|observer][;[ADDR:]PORT]\n"
 		"                               one line per member; PEERPORT carries keel's\n"
 		"                               peer frames (UDP, or DPDK with dp.device)\n"
@@ -251,7 +255,12 @@ int main(int argc, char **argv)
 	keeld_log("ready");
 	int sig = 0;
 	sigwait(&set, &sig);
-	keeld_log("signal %d: stopping", sig);
+	if (atomic_load(&k->removed))
+		keeld_log("stopping: this node was removed from the cluster (see above); "
+			  "its data stays in %s",
+			  k->cfg.data_log_dir);
+	else
+		keeld_log("signal %d: stopping", sig);
 	keeld_pipeline_stop(k);
 	rc = 0;
 out_fe:

@@ -43,12 +43,14 @@ enum keeld_msg {
 	KEELD_MSG_RAFT = 1,
 	KEELD_MSG_FORWARD = 2, /* follower -> leader: client requests to propose */
 	KEELD_MSG_TOUCH = 3,   /* any -> leader: sessions alive at the sender */
+	KEELD_MSG_REMOVED = 4, /* leader -> a removed member: stop (no payload) */
 };
 
 enum preq_kind {
-	PREQ_TXN = 0,     /* a write: reply from the apply result */
-	PREQ_SYNC = 1,    /* sync: reply once the marker is applied here */
-	PREQ_CONNECT = 2, /* createSession: connect reply once applied */
+	PREQ_TXN = 0,      /* a write: reply from the apply result */
+	PREQ_SYNC = 1,     /* sync: reply once the marker is applied here */
+	PREQ_CONNECT = 2,  /* createSession: connect reply once applied */
+	PREQ_RECONFIG = 3, /* reconfig: txn holds keeld_reconfig_encode()'s request */
 };
 
 /*
@@ -140,6 +142,7 @@ struct keeld {
 	/* published */
 	atomic_int role;
 	atomic_bool serving; /* synced with the current leader (see watch_leadership) */
+	atomic_bool removed; /* a committed configuration dropped this node: it stops */
 	atomic_uint leader;
 	atomic_uint_fast64_t term;
 	atomic_int_fast64_t applied_zxid;
@@ -188,6 +191,23 @@ void keeld_sessions_free(struct keeld *k);
 /* Answer a local write from its apply result (pipeline thread). */
 void keeld_reply_write(struct keeld *k, const struct preq *r, const struct kv_txn *txn,
 		       const struct kv_apply_result *res, int rc);
+
+/*
+ * A ZooKeeper reconfig request, checked: incremental (joining servers and
+ * leaving ids) or the whole new membership (servers). Strings are the
+ * request's (len < 0: null); servers are comma- or newline-separated
+ * "server.N=host:peerPort[:electionPort][:role][;[clientHost:]clientPort]"
+ * (version= lines skipped). KEEL_E_INVAL with a reason in err.
+ */
+struct keeld_reconfig {
+	bool incremental;
+	uint32_t n_servers, n_leaving;
+	struct node_server servers[NODE_MAX_SERVERS];
+	uint32_t leaving[NODE_MAX_SERVERS];
+};
+int keeld_reconfig_parse(const char *joining, int32_t joining_len, const char *leaving,
+			 int32_t leaving_len, const char *members, int32_t members_len,
+			 struct keeld_reconfig *out, char *err, size_t errlen);
 
 /* pipeline.c */
 /* The dataplane configuration keeld derives from server.N lines + dp.* keys. */

@@ -93,6 +93,8 @@ struct node_config {
 	uint32_t global_outstanding_limit; /* globalOutstandingLimit (default 1000) */
 	uint32_t fourlw_mask;              /* 4lw.commands.whitelist (default: srvr only) */
 	uint32_t myid;                     /* this node's N; from --myid or dataDir/myid */
+	bool reconfig_enabled;             /* reconfigEnabled (default false, as ZooKeeper) */
+	char super_digest[NODE_TOKEN_MAX]; /* DigestAuthenticationProvider.superDigest */
 	struct node_server servers[NODE_MAX_SERVERS];
 	uint32_t n_servers; /* 0: standalone (a one-node cluster) */
 
@@ -133,6 +135,14 @@ int node_config_parse(struct node_config *cfg, const char *text, const char *ori
 /* Read and parse a file; errors as above (a missing file names the path and errno). */
 int node_config_load(struct node_config *cfg, const char *path, uint32_t myid, char *err,
 		     size_t err_len);
+
+/*
+ * One `server.N` value (key "server.N") as the file's parser reads it, for
+ * ZooKeeper's reconfig strings. KEEL_E_CONFIG with "reconfig: key: reason"
+ * in err.
+ */
+int node_server_parse(const char *key, const char *value, struct node_server *out, char *err,
+		      size_t err_len);
 
 /* This node's entry in servers[], or NULL in standalone mode. */
 const struct node_server *node_config_self(const struct node_config *cfg);

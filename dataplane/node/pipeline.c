@@ -34,7 +34,11 @@
  * Entry payload (NORMAL entries; little-endian):
  *   u8 version=1 | u32 count | count x { u32 origin node | u64 request id |
  *   u32 len | len bytes of kv_txn_encode() }      len 0 = a sync marker
- * FORWARD: u32 count | the same items, txn not stamped yet.
+ *   The origin's top bits mark items: ITEM_ZKCONF (the txn rewrites
+ *   /zookeeper/config: every node learns peer addresses from it),
+ *   ITEM_RCERR (no txn: a ZooKeeper error answering a reconfig of origin).
+ * FORWARD: u32 count | the same items, txn not stamped yet (ITEM_RESENT:
+ *   handed to an older leader before; ITEM_RECONFIG: a reconfig request).
  * TOUCH:   u32 count | count x i64 session id.
  */
 #include <errno.h>
@@ -45,6 +49,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -76,6 +81,30 @@ struct wref {
 struct pers {
 	uint64_t seq;
 	uint64_t last_index; /* 0: no entries */
+};
+
+/* An address learnt for a member (server.N line, /zookeeper/config, reconfig). */
+struct book_entry {
+	bool known;
+	struct node_server sv;
+};
+
+/*
+ * A membership change in flight on the leader: from the admin API (mg_id) or
+ * a ZooKeeper reconfig (origin node, request id). final is the configuration
+ * it ends in; steps go through raft_propose_conf() (joint consensus) until
+ * raft's configuration is final, then /zookeeper/config is rewritten
+ * (text_index) and the change is answered once that entry is applied.
+ */
+struct mchange {
+	bool active;
+	uint64_t mg_id;
+	uint32_t origin;
+	uint64_t req_id;
+	uint64_t term;
+	struct raft_conf final;
+	uint64_t wait_index; /* a step's last entry, to see committed */
+	uint64_t text_index;
 };
 
 struct pipeline {
@@ -133,15 +162,25 @@ struct pipeline {
 	uint64_t mg_pub_ns;             /* last status publish */
 	struct mgmt_response mg_out[8]; /* answers the ring had no room for */
 	uint32_t mg_out_n;
-	uint64_t conf_req;        /* a membership change in flight (request id) */
-	uint64_t conf_term;       /* the leader term it was proposed in */
-	uint64_t conf_done_index; /* C_new's index once the joint phase ended */
-	uint32_t conf_member;
-	bool conf_promote; /* add as a voter: promote once caught up */
 	uint64_t xfer_req, xfer_deadline_ns;
 	uint32_t xfer_to;
 	uint64_t busy_ns, idle_ns;         /* run-loop time since the last publish */
 	uint64_t drops_seen[MGMT_N_DROPS]; /* dp_stats totals already counted */
+
+	/* membership (leader: the change in flight; every node: addresses) */
+	struct mchange ch;
+	struct book_entry *book;     /* [DP_MAX_NODES]: id -> address, learnt at run time */
+	uint64_t last_prop_index;    /* index of the last proposal (propose_items) */
+	uint64_t reconcile_ns;       /* last /zookeeper/config check (leader) */
+	uint64_t reconcile_index;    /* its rewrite in flight */
+	struct raft_conf seen_conf;  /* to see members dropped */
+	uint64_t *removed_at;        /* [DP_MAX_NODES]: last index when the conf dropped it */
+	uint64_t *removed_told_ns;   /* [DP_MAX_NODES] */
+	bool removed_untold;         /* some removed member not told yet */
+	uint64_t conf_seen_index;    /* last index when the conf last changed */
+	bool self_listed;            /* a configuration from the log listed this node */
+	uint64_t self_removed_index; /* the conf without this node, once seen */
+	uint64_t exit_at_ns;         /* removed: stop the process then (0: no) */
 };
 
 #define SNAP_KEEP_ENTRIES 1000
@@ -293,8 +332,18 @@ static void trk_reset(struct pipeline *p)
 }
 
 /* Marks a re-sent item in FORWARD's origin field (see resend_stale). */
-#define ITEM_RESENT 0x80000000u
+#define ITEM_RESENT   0x80000000u /* FORWARD only: handed to an older leader before */
+#define ITEM_ZKCONF   0x40000000u /* the txn writes /zookeeper/config: learn addresses */
+#define ITEM_RCERR    0x20000000u /* no txn: an i32 ZooKeeper error answering a reconfig */
+#define ITEM_RECONFIG 0x10000000u /* FORWARD only: a reconfig request for the leader */
+#define ITEM_FLAGS    0xf0000000u
 static bool in_log(struct pipeline *p, uint32_t origin, uint64_t id);
+static void rc_request(struct pipeline *p, uint32_t origin, uint64_t id, const uint8_t *d,
+		       uint32_t len, bool resent);
+static void learn_entry(struct pipeline *p, const struct raft_entry *e);
+static void book_learn_text(struct pipeline *p, const char *text, size_t len);
+static void book_learn_kv(struct pipeline *p);
+static bool removed_speaks(struct pipeline *p, uint32_t from, const struct raft_msg *m);
 
 /* ----------------------------------------------------------- batch items */
 
@@ -355,6 +404,8 @@ static void propose_items(struct pipeline *p)
 	int rc = raft_propose(p->r, b, 0, b->size, &index);
 	if (rc < 0)
 		keeld_log("pipeline: propose failed: %s", keel_strerror(rc));
+	else
+		p->last_prop_index = index;
 	if (k->metrics)
 		mgmt_hist_observe(k->nm->batch_size, p->items_n);
 	raft_buf_unref(b);
@@ -406,8 +457,10 @@ static void forward_held(struct pipeline *p)
 	struct preq *r = p->hold_head;
 	while (r) {
 		struct preq *nx = r->next;
-		off += put_item(d + off, p->k->myid | (r->resent ? ITEM_RESENT : 0), r->id, r->txn,
-				r->len);
+		off += put_item(d + off,
+				p->k->myid | (r->resent ? ITEM_RESENT : 0) |
+					(r->kind == PREQ_RECONFIG ? ITEM_RECONFIG : 0),
+				r->id, r->txn, r->len);
 		handed_over(p, r, term);
 		r = nx;
 	}
@@ -425,7 +478,9 @@ static void propose_held(struct pipeline *p)
 	struct preq *r = p->hold_head;
 	while (r) {
 		struct preq *nx = r->next;
-		if (!r->resent || !r->len || !in_log(p, p->k->myid, r->id))
+		if (r->kind == PREQ_RECONFIG)
+			rc_request(p, p->k->myid, r->id, r->txn, r->len, r->resent);
+		else if (!r->resent || !r->len || !in_log(p, p->k->myid, r->id))
 			items_add(p, p->k->myid, r->id, r->txn, r->len);
 		handed_over(p, r, term);
 		r = nx;
@@ -456,8 +511,11 @@ static void on_forward(struct pipeline *p, const struct dp_msg *m)
 		if (off + 16 + len > m->len)
 			return;
 		bool resent = origin & ITEM_RESENT;
-		origin &= ~ITEM_RESENT;
-		if (!resent || !len || !in_log(p, origin, id))
+		bool reconfig = origin & ITEM_RECONFIG;
+		origin &= ~ITEM_FLAGS;
+		if (reconfig)
+			rc_request(p, origin, id, m->data + off + 16, len, resent);
+		else if (!resent || !len || !in_log(p, origin, id))
 			items_add(p, origin, id, m->data + off + 16, len);
 		off += 16 + len;
 	}
@@ -481,7 +539,8 @@ static void on_raft(struct pipeline *p, const struct dp_msg *m)
 	memcpy(b->data, m->data, m->len);
 	struct raft_msg msg;
 	int rc = raft_msg_decode(b, 0, m->len, &msg, p->rx_ents, MAX_RX_ENTS);
-	if (rc == 0)
+	/* A removed member is told so; its votes must not disturb the members. */
+	if (rc == 0 && !removed_speaks(p, m->from, &msg))
 		(void)raft_step(p->r, &msg);
 	raft_buf_unref(b);
 }
@@ -535,6 +594,31 @@ static void finish_local(struct pipeline *p, uint32_t origin, uint64_t id, const
 		keeld_write_done(k, sid);
 }
 
+/* A reconfig of this node's client: the new /zookeeper/config, or zerr. */
+static void reply_reconfig(struct pipeline *p, uint64_t id, int32_t zerr)
+{
+	struct keeld *k = p->k;
+	struct preq *r = pend_take(p, id);
+	if (!r)
+		return;
+	int64_t zxid = atomic_load(&k->applied_zxid);
+	struct kv_node n;
+	const struct kv_view *v = kv_view_get(keeld_kv(k));
+	if (zerr == ZK_OK && kv_get(v, "/zookeeper/config", 17, &n) != ZK_OK)
+		zerr = ZK_ESYSTEM;
+	if (zerr != ZK_OK) {
+		(void)zk_server_reply_error(k->zk, &r->call, zxid, zerr);
+	} else {
+		struct zk_response resp = { .zxid = zxid, .type = ZK_OP_RECONFIG, .stat = n.stat };
+		resp.data.ptr = n.data;
+		resp.data.len = (int32_t)n.data_len;
+		(void)zk_server_reply(k->zk, &r->call, &resp);
+	}
+	int64_t sid = r->session_id;
+	keeld_preq_free(r);
+	keeld_write_done(k, sid);
+}
+
 static void apply_entry(struct pipeline *p, const struct raft_entry *e)
 {
 	struct keeld *k = p->k;
@@ -552,6 +636,13 @@ static void apply_entry(struct pipeline *p, const struct raft_entry *e)
 				break;
 			const uint8_t *t = d + off + 16;
 			off += 16 + len;
+			uint32_t flags = origin & ITEM_FLAGS;
+			origin &= ~ITEM_FLAGS;
+			if (flags & ITEM_RCERR) {
+				if (origin == k->myid && len == 4)
+					reply_reconfig(p, id, (int32_t)get32(t));
+				continue;
+			}
 			if (!len) {
 				finish_local(p, origin, id, NULL, NULL, 0);
 				continue;
@@ -569,6 +660,14 @@ static void apply_entry(struct pipeline *p, const struct raft_entry *e)
 			}
 			atomic_store(&k->applied_zxid, txn.zxid);
 			keeld_deliver_events(k, &res);
+			if (flags & ITEM_ZKCONF) {
+				if (txn.nops == 1 && txn.ops[0].data_len)
+					book_learn_text(p, txn.ops[0].data, txn.ops[0].data_len);
+				if (origin == k->myid && id) {
+					reply_reconfig(p, id, res.err);
+					continue;
+				}
+			}
 			if (txn.type == KV_OP_CREATE_SESSION) {
 				trk_add(p, txn.session_id, txn.session_timeout_ms);
 			} else if (txn.type == KV_OP_CLOSE_SESSION ||
@@ -606,7 +705,7 @@ static bool in_log(struct pipeline *p, uint32_t origin, uint64_t id)
 		uint32_t n = get32(d + 1);
 		size_t off = 5;
 		for (uint32_t j = 0; j < n && off + 16 <= e->len; j++) {
-			if (get32(d + off) == origin && get64(d + off + 4) == id)
+			if ((get32(d + off) & ~ITEM_FLAGS) == origin && get64(d + off + 4) == id)
 				return true;
 			off += 16 + get32(d + off + 12);
 		}
@@ -667,7 +766,9 @@ static void give_up_old(struct pipeline *p, uint64_t sent_before_ns)
 		struct preq **q = &p->pend[i];
 		while (*q) {
 			struct preq *r = *q;
-			if (r->sent_ns >= sent_before_ns) {
+			/* A reconfig may wait long for a new member to catch up; it is
+			 * sent again at a leader change like the others. */
+			if (r->sent_ns >= sent_before_ns || r->kind == PREQ_RECONFIG) {
 				q = &r->next;
 				continue;
 			}
@@ -981,7 +1082,8 @@ static void install_snapshot(struct pipeline *p, const struct raft_snapshot_meta
 	struct kv_config kc = { .max_data_bytes = k->cfg.max_packet_bytes };
 	struct kv *nkv;
 	struct membuf mr = { .p = image, .len = len };
-	if (kv_create(&kc, &nkv) < 0 || (rc = kv_restore(nkv, mb_read, &mr)) < 0) {
+	if (kv_create(&kc, &nkv) < 0 || (rc = kv_restore(nkv, mb_read, &mr)) < 0 ||
+	    (rc = kv_zookeeper_nodes(nkv)) < 0) {
 		keeld_log("snapshot %" PRIu64 " from the leader: restore failed: %s", m->index,
 			  keel_strerror(rc));
 		abort();
@@ -995,6 +1097,7 @@ static void install_snapshot(struct pipeline *p, const struct raft_snapshot_meta
 	p->snap_index = m->index;
 	p->since_snap_bytes = 0;
 	trk_rebuild(p);
+	book_learn_kv(p);
 	p->inst_done = image_buf(image, len);
 	p->inst_done_index = m->index;
 	keeld_log("installed snapshot %" PRIu64 " (term %" PRIu64 ", %zu bytes) from the leader",
@@ -1133,6 +1236,7 @@ static void persist_update(struct pipeline *p, const struct raft_update *u)
 		p->went = grow(p->went, &p->went_cap, u->n_entries, sizeof(*p->went));
 		for (uint32_t i = 0; i < u->n_entries; i++) {
 			const struct raft_entry *e = &u->entries[i];
+			learn_entry(p, e);
 			p->went[i] =
 				(struct wal_entry){ .index = e->index,
 						    .term = e->term,
@@ -1195,14 +1299,6 @@ static void mg_answer(struct pipeline *p, uint64_t id, int status, const char *f
 		keeld_log("admin: answer %" PRIu64 " dropped: answer ring full", id);
 }
 
-static const struct node_server *cfg_server(const struct keeld *k, uint32_t id)
-{
-	for (uint32_t i = 0; i < k->cfg.n_servers; i++)
-		if (k->cfg.servers[i].id == id)
-			return &k->cfg.servers[i];
-	return NULL;
-}
-
 /* "host:port" into a status field; "" when it does not fit (never a cut address). */
 static void host_port(char out[MGMT_HOST_MAX], const char *host, unsigned port)
 {
@@ -1230,6 +1326,625 @@ static bool conf_has(const struct raft_conf *c, uint32_t id, uint8_t flags)
 	return false;
 }
 
+static int conf_find(const struct raft_conf *c, uint32_t id)
+{
+	for (uint32_t i = 0; i < c->n; i++)
+		if (c->m[i].id == id)
+			return (int)i;
+	return -1;
+}
+
+/* Same members with the same vote (order aside); both non-joint. */
+static bool conf_same(const struct raft_conf *a, const struct raft_conf *b)
+{
+	if (a->n != b->n)
+		return false;
+	for (uint32_t i = 0; i < a->n; i++) {
+		int j = conf_find(b, a->m[i].id);
+		if (j < 0 || (a->m[i].flags & RAFT_VOTER) != (b->m[j].flags & RAFT_VOTER))
+			return false;
+	}
+	return true;
+}
+
+/* ------------------------------------------------ membership: addresses */
+
+/*
+ * Peer addresses travel with membership, beside raft's configuration (which
+ * knows ids only): the leader writes ZooKeeper's /zookeeper/config text
+ * ("server.N=host:peerPort[:electionPort]:role[;clientHost:clientPort]"
+ * lines, then "version=<hex zxid>") with an ordinary setData txn in the same
+ * turn as the configuration change that adds a member, and again once a
+ * change is complete. Such items are flagged ITEM_ZKCONF, so every node reads
+ * the addresses when the entry reaches its log (before commit: a follower
+ * that becomes leader can reach a member being added) and hands them to the
+ * transport (dp_peer_set). The text is in the kvstore, so snapshots and log
+ * replay keep it across restarts: a restarted node knows members its
+ * zoo.cfg does not list.
+ */
+static const char zk_config_path[] = "/zookeeper/config";
+
+static int resolve_ipv4(const char *host, uint32_t *ip);
+
+static void book_set(struct pipeline *p, const struct node_server *sv)
+{
+	struct keeld *k = p->k;
+	if (sv->id == 0 || sv->id >= DP_MAX_NODES)
+		return;
+	struct book_entry *b = &p->book[sv->id];
+	bool moved = !b->known || strcmp(b->sv.host, sv->host) || b->sv.peer_port != sv->peer_port;
+	b->known = true;
+	b->sv = *sv;
+	if (!moved || sv->id == k->myid || !p->t)
+		return;
+	uint32_t ip;
+	int rc = resolve_ipv4(sv->host, &ip);
+	if (rc == 0)
+		rc = dp_peer_set(p->t, (uint16_t)sv->id, ip, sv->peer_port);
+	if (rc < 0)
+		keeld_log("peer: server.%u=%s:%u: cannot be reached: %s", sv->id, sv->host,
+			  sv->peer_port, keel_strerror(rc));
+	else
+		keeld_log("peer: server.%u=%s:%u (learnt at run time)", sv->id, sv->host,
+			  sv->peer_port);
+}
+
+/* Addresses from a /zookeeper/config text (lines that do not parse are skipped). */
+static void book_learn_text(struct pipeline *p, const char *text, size_t len)
+{
+	size_t i = 0;
+	while (i < len) {
+		size_t e = i;
+		while (e < len && text[e] != '\n')
+			e++;
+		char line[NODE_HOST_MAX * 2 + 64];
+		size_t n = e - i;
+		if (n < sizeof(line) && n > 7 && !memcmp(text + i, "server.", 7)) {
+			memcpy(line, text + i, n);
+			line[n] = 0;
+			char *eq = strchr(line, '=');
+			struct node_server sv;
+			char err[160];
+			if (eq) {
+				*eq = 0;
+				if (node_server_parse(line, eq + 1, &sv, err, sizeof(err)) == 0)
+					book_set(p, &sv);
+			}
+		}
+		i = e + 1;
+	}
+}
+
+/* The /zookeeper/config node as applied here (data NULL when empty or absent). */
+static int zkconf_node(struct pipeline *p, struct kv_node *n)
+{
+	const struct kv_view *v = kv_view_get(keeld_kv(p->k));
+	return kv_get(v, zk_config_path, sizeof(zk_config_path) - 1, n);
+}
+
+static void book_learn_kv(struct pipeline *p)
+{
+	struct kv_node n;
+	if (zkconf_node(p, &n) == ZK_OK && n.data_len)
+		book_learn_text(p, n.data, n.data_len);
+}
+
+/* An entry on its way into the log: read the addresses of ITEM_ZKCONF items. */
+static void learn_entry(struct pipeline *p, const struct raft_entry *e)
+{
+	if (e->type != RAFT_ENTRY_NORMAL || !e->buf || e->len < 5)
+		return;
+	const uint8_t *d = e->buf->data + e->off;
+	uint32_t n = get32(d + 1);
+	size_t off = 5;
+	for (uint32_t i = 0; i < n && off + 16 <= e->len; i++) {
+		uint32_t origin = get32(d + off), len = get32(d + off + 12);
+		if (off + 16 + len > e->len)
+			return;
+		struct kv_txn txn;
+		struct kv_op op;
+		if ((origin & ITEM_ZKCONF) && kv_txn_decode(d + off + 16, len, &txn, &op, 1) == 0 &&
+		    txn.type == KV_OP_SET_DATA && op.data_len)
+			book_learn_text(p, op.data, op.data_len);
+		off += 16 + len;
+	}
+}
+
+/* ZooKeeper's text for configuration c (without the version line). */
+static size_t zkconf_text(struct pipeline *p, const struct raft_conf *c, char *out, size_t cap)
+{
+	size_t n = 0;
+	uint32_t ids[RAFT_MAX_MEMBERS], nid = 0;
+	for (uint32_t i = 0; i < c->n; i++)
+		ids[nid++] = c->m[i].id;
+	for (uint32_t i = 1; i < nid; i++) /* by id, as ZooKeeper lists them */
+		for (uint32_t j = i; j > 0 && ids[j - 1] > ids[j]; j--) {
+			uint32_t t = ids[j];
+			ids[j] = ids[j - 1];
+			ids[j - 1] = t;
+		}
+	for (uint32_t i = 0; i < nid; i++) {
+		uint32_t id = ids[i];
+		if (id >= DP_MAX_NODES || !p->book[id].known)
+			continue;
+		const struct node_server *s = &p->book[id].sv;
+		char ep[16] = "", cl[NODE_HOST_MAX + 16] = "";
+		if (s->election_port)
+			snprintf(ep, sizeof(ep), ":%u", s->election_port);
+		if (s->client_port)
+			snprintf(cl, sizeof(cl), ";%s:%u",
+				 s->client_host[0] ? s->client_host : "0.0.0.0", s->client_port);
+		int w = snprintf(out + n, cap - n, "server.%u=%s:%u%s:%s%s\n", id, s->host,
+				 s->peer_port, ep,
+				 conf_has(c, id, RAFT_VOTER) ? "participant" : "observer", cl);
+		if (w < 0 || (size_t)w >= cap - n)
+			break;
+		n += (size_t)w;
+	}
+	return n;
+}
+
+/* The applied text without its version line, for comparison. */
+static size_t zkconf_applied(struct pipeline *p, char *out, size_t cap, int64_t *version)
+{
+	struct kv_node n;
+	*version = 0;
+	if (zkconf_node(p, &n) != ZK_OK)
+		return 0;
+	*version = n.stat.mzxid;
+	size_t len = n.data_len;
+	const char *d = n.data;
+	const char *v = len ? memmem(d, len, "version=", 8) : NULL;
+	if (v && (v == d || v[-1] == '\n'))
+		len = (size_t)(v - d);
+	if (len >= cap)
+		len = cap - 1;
+	if (len)
+		memcpy(out, d, len);
+	out[len] = 0;
+	return len;
+}
+
+static void propose_items(struct pipeline *p);
+
+/*
+ * Leader: write text as /zookeeper/config, tagged (origin, id) (a reconfig
+ * is answered where it came from when the entry is applied; id 0: nobody).
+ * Its version line is the zxid this txn gets: the batch is flushed first so
+ * the txn is the first of its own proposal. Returns the entry's index (0:
+ * nothing proposed).
+ */
+static uint64_t propose_zkconf(struct pipeline *p, const char *text, size_t len, uint32_t origin,
+			       uint64_t id)
+{
+	if (p->wal_failed)
+		return 0;
+	propose_items(p);
+	uint64_t term = raft_term(p->r);
+	uint32_t counter = term == p->zxid_term ? p->zxid_counter : 0;
+	int64_t zxid = (int64_t)(term << 32 | (counter + 1));
+	char *data = malloc(len + 32);
+	if (!data)
+		return 0;
+	memcpy(data, text, len);
+	int w = snprintf(data + len, 32, "version=%" PRIx64, (uint64_t)zxid);
+	struct kv_op op = { .type = KV_OP_SET_DATA,
+			    .path = zk_config_path,
+			    .path_len = sizeof(zk_config_path) - 1,
+			    .data = data,
+			    .data_len = (uint32_t)(len + (size_t)w),
+			    .version = -1 };
+	struct kv_txn txn = { .type = KV_OP_SET_DATA, .zxid = zxid, .nops = 1, .ops = &op };
+	int64_t n = kv_txn_encode(&txn, NULL, 0);
+	uint8_t *t = n > 0 ? malloc((size_t)n) : NULL;
+	uint64_t index = 0;
+	if (t && kv_txn_encode(&txn, t, (size_t)n) == n) {
+		p->last_prop_index = 0;
+		items_add(p, origin | ITEM_ZKCONF, id, t, (uint32_t)n);
+		propose_items(p);
+		index = p->last_prop_index;
+	}
+	free(t);
+	free(data);
+	return index;
+}
+
+/* ------------------------------------------------ membership: removal */
+
+static void node_removed(struct pipeline *p, const char *why)
+{
+	struct keeld *k = p->k;
+	if (p->exit_at_ns)
+		return;
+	keeld_log("removed from the cluster: %s; this node stops serving: client connections "
+		  "are closed (clients move to the other servers) and keeld exits",
+		  why);
+	atomic_store(&k->removed, true);
+	atomic_store(&k->serving, false);
+	/* A moment for the last answers (admin, replies in flight) to leave. */
+	p->exit_at_ns = keel_now_ns() + 300000000u;
+}
+
+/*
+ * Members dropped by a configuration are remembered with the index that
+ * dropped them: once that is committed, the leader tells them (a removed
+ * node no longer gets entries, so it may never see the configuration that
+ * removed it), and tells them again whenever they speak (a removed node
+ * that stops hearing a leader campaigns). This node itself: removed once a
+ * committed configuration does not list it.
+ */
+static void conf_watch(struct pipeline *p, uint64_t now)
+{
+	struct keeld *k = p->k;
+	const struct raft_conf *c = raft_conf(p->r);
+	if (c->n != p->seen_conf.n || memcmp(c->m, p->seen_conf.m, c->n * sizeof(c->m[0]))) {
+		for (uint32_t i = 0; i < p->seen_conf.n; i++) {
+			uint32_t id = p->seen_conf.m[i].id;
+			if (id < DP_MAX_NODES && !conf_has(c, id, 0)) {
+				p->removed_at[id] = raft_last_index(p->r);
+				p->removed_told_ns[id] = 0;
+				p->removed_untold = true;
+			}
+		}
+		for (uint32_t i = 0; i < c->n; i++)
+			if (c->m[i].id < DP_MAX_NODES)
+				p->removed_at[c->m[i].id] = 0;
+		p->seen_conf = *c;
+		p->conf_seen_index = raft_last_index(p->r);
+		/* A new member catching up appends configurations from before it
+		 * joined: only one that drops it after one that listed it counts. */
+		if (conf_has(c, k->myid, 0))
+			p->self_listed = true;
+		if (p->self_listed && k->cfg.n_servers && !conf_has(c, k->myid, 0) &&
+		    !conf_joint(c))
+			p->self_removed_index = raft_last_index(p->r);
+		else
+			p->self_removed_index = 0;
+	}
+	uint64_t commit = raft_commit(p->r);
+	if (p->self_removed_index && commit >= p->self_removed_index) {
+		char why[96];
+		snprintf(why, sizeof(why),
+			 "the configuration committed at index %" PRIu64 " does not list node %u",
+			 p->self_removed_index, k->myid);
+		node_removed(p, why);
+	}
+	if (!p->removed_untold || raft_role(p->r) != RAFT_LEADER || !p->t)
+		return;
+	p->removed_untold = false;
+	for (uint32_t id = 1; id < DP_MAX_NODES; id++) {
+		if (!p->removed_at[id] || p->removed_told_ns[id])
+			continue;
+		if (commit < p->removed_at[id]) {
+			p->removed_untold = true; /* not committed yet: next turn */
+			continue;
+		}
+		p->removed_told_ns[id] = now;
+		(void)dp_send(p->t, (uint16_t)id, KEELD_MSG_REMOVED, NULL, 0);
+	}
+}
+
+/* A Raft message from `from`: a removed member that speaks is told again. */
+static bool removed_speaks(struct pipeline *p, uint32_t from, const struct raft_msg *m)
+{
+	if (from >= DP_MAX_NODES || raft_role(p->r) != RAFT_LEADER)
+		return false;
+	uint64_t commit = raft_commit(p->r);
+	bool removed = p->removed_at[from] && commit >= p->removed_at[from];
+	/* A node that campaigns while the committed configuration does not list
+	 * it was removed before this leader knew it (a restart since): a new
+	 * member starts as a learner and never campaigns. Not when its log is
+	 * of a later term than this leader's: this one may be stale. */
+	bool stranger = m->type == RAFT_MSG_VOTE && !conf_has(raft_conf(p->r), from, 0) &&
+			commit >= p->conf_seen_index && m->log_term <= raft_term(p->r);
+	if (!removed && !stranger)
+		return false;
+	uint64_t now = keel_now_ns();
+	if (now - p->removed_told_ns[from] > 200000000u) {
+		p->removed_told_ns[from] = now;
+		(void)dp_send(p->t, (uint16_t)from, KEELD_MSG_REMOVED, NULL, 0);
+	}
+	return true;
+}
+
+static void on_removed(struct pipeline *p, const struct dp_msg *m)
+{
+	if (!conf_has(raft_conf(p->r), m->from, 0))
+		return; /* only a member may say so */
+	char why[64];
+	snprintf(why, sizeof(why), "node %u (the leader) says so", m->from);
+	node_removed(p, why);
+}
+
+/* ------------------------------------------------ membership: changes */
+
+static void rc_error(struct pipeline *p, uint32_t origin, uint64_t id, int32_t zerr)
+{
+	uint8_t e[4];
+	put32(e, (uint32_t)zerr);
+	items_add(p, origin | ITEM_RCERR, id, e, sizeof(e));
+}
+
+static void ch_answer(struct pipeline *p, int status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* The end of a change: the admin request is answered (a reconfig is
+ * answered by its tagged /zookeeper/config entry, or by rc_error). */
+static void ch_answer(struct pipeline *p, int status, const char *fmt, ...)
+{
+	if (p->ch.mg_id) {
+		char msg[MGMT_MESSAGE_MAX];
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(msg, sizeof(msg), fmt, ap);
+		va_end(ap);
+		mg_answer(p, p->ch.mg_id, status, "%s", msg);
+	}
+	p->ch.active = false;
+}
+
+static void ch_start(struct pipeline *p, uint64_t mg_id, uint32_t origin, uint64_t req_id,
+		     const struct raft_conf *final)
+{
+	p->ch = (struct mchange){ .active = true,
+				  .mg_id = mg_id,
+				  .origin = origin,
+				  .req_id = req_id,
+				  .term = raft_term(p->r),
+				  .final = *final };
+}
+
+/* One step from c towards final: new members join as learners, learners in
+ * c that final makes voters are promoted when `promote`, the rest as final. */
+static void ch_step(const struct raft_conf *c, const struct raft_conf *final, bool promote,
+		    struct raft_conf *next)
+{
+	*next = *final;
+	for (uint32_t i = 0; i < next->n; i++) {
+		int j = conf_find(c, next->m[i].id);
+		if ((next->m[i].flags & RAFT_VOTER) &&
+		    (j < 0 || (!promote && !(c->m[j].flags & RAFT_VOTER))))
+			next->m[i].flags = 0;
+	}
+}
+
+/* Leader, every turn: move the change in flight on. */
+static void ch_progress(struct pipeline *p)
+{
+	struct keeld *k = p->k;
+	struct mchange *ch = &p->ch;
+	if (!ch->active)
+		return;
+	const struct raft_conf *c = raft_conf(p->r);
+	if (raft_role(p->r) != RAFT_LEADER || raft_term(p->r) != ch->term) {
+		/* A leader removed by the change steps down once C_new commits. A
+		 * reconfig's node sends it again to the new leader. */
+		if (!conf_has(c, k->myid, RAFT_VOTER) && !conf_joint(c) &&
+		    !conf_has(&ch->final, k->myid, RAFT_VOTER))
+			ch_answer(p, 0, "done; this node left the voters");
+		else
+			ch_answer(p, KEEL_E_STATE,
+				  "leadership lost before the change committed; check /members");
+		return;
+	}
+	if (conf_joint(c))
+		return;
+	if (!ch->wait_index)
+		ch->wait_index = raft_last_index(p->r);
+	if (raft_commit(p->r) < ch->wait_index)
+		return;
+	if (!conf_same(c, &ch->final)) {
+		struct raft_conf next;
+		ch_step(c, &ch->final, true, &next);
+		int rc = raft_propose_conf(p->r, &next);
+		if (rc == KEEL_E_AGAIN) {
+			/* A learner still catching up: the other changes first. */
+			ch_step(c, &ch->final, false, &next);
+			if (conf_same(c, &next))
+				return;
+			rc = raft_propose_conf(p->r, &next);
+		}
+		if (rc == KEEL_E_AGAIN || rc == KEEL_E_BUSY)
+			return;
+		if (rc < 0) {
+			if (ch->origin)
+				rc_error(p, ch->origin, ch->req_id, ZK_ENEWCONFIGNOQUORUM);
+			ch_answer(p, rc, "the next step of the change was refused: %s",
+				  keel_strerror(rc));
+			return;
+		}
+		ch->wait_index = 0;
+		return;
+	}
+	if (!ch->text_index) {
+		char text[8192];
+		size_t n = zkconf_text(p, c, text, sizeof(text));
+		ch->text_index = propose_zkconf(p, text, n, ch->origin ? ch->origin : k->myid,
+						ch->origin ? ch->req_id : 0);
+		return;
+	}
+	if (p->applied_index < ch->text_index)
+		return;
+	ch_answer(p, 0, "configuration committed at index %" PRIu64, ch->wait_index);
+}
+
+/*
+ * Leader, about every 100 ms with no change in flight: /zookeeper/config
+ * says what raft's configuration is (first written when a cluster first has
+ * a leader; rewritten after a change a former leader did not finish).
+ */
+static void zkconf_reconcile(struct pipeline *p, uint64_t now)
+{
+	if (p->ch.active || raft_role(p->r) != RAFT_LEADER || now - p->reconcile_ns < 100000000u ||
+	    !atomic_load(&p->k->serving) || p->applied_index < p->reconcile_index)
+		return;
+	p->reconcile_ns = now;
+	const struct raft_conf *c = raft_conf(p->r);
+	if (conf_joint(c) || raft_commit(p->r) < p->conf_seen_index)
+		return;
+	char want[8192], have[8192];
+	int64_t version;
+	size_t n = zkconf_text(p, c, want, sizeof(want));
+	zkconf_applied(p, have, sizeof(have), &version);
+	if (strcmp(want, have) != 0)
+		p->reconcile_index = propose_zkconf(p, want, n, p->k->myid, 0);
+}
+
+/* The request a front end encoded (keeld_reconfig_encode). */
+static int rc_decode(const uint8_t *d, size_t len, bool *super, int64_t *from, const char *s[3],
+		     int32_t l[3])
+{
+	if (len < 9)
+		return -1;
+	*super = d[0] != 0;
+	*from = (int64_t)get64(d + 1);
+	size_t off = 9;
+	for (int i = 0; i < 3; i++) {
+		if (off + 4 > len)
+			return -1;
+		l[i] = (int32_t)get32(d + off);
+		off += 4;
+		s[i] = NULL;
+		if (l[i] < 0)
+			continue;
+		if ((size_t)l[i] > len - off)
+			return -1;
+		s[i] = (const char *)d + off;
+		off += (size_t)l[i];
+	}
+	return off == len ? 0 : -1;
+}
+
+/*
+ * Leader: a ZooKeeper reconfig from node `origin` (ZooKeeper's rules: one at
+ * a time, the fromConfig version, a synced quorum of the new voters). The
+ * front end checked the strings and the caller's rights.
+ */
+static void rc_request(struct pipeline *p, uint32_t origin, uint64_t id, const uint8_t *d,
+		       uint32_t len, bool resent)
+{
+	struct keeld *k = p->k;
+	if (raft_role(p->r) != RAFT_LEADER)
+		return; /* the sender sends it again to the next leader */
+	if (resent && in_log(p, origin, id))
+		return; /* its answer is in the log already */
+	if (p->ch.active) {
+		if (!(p->ch.origin == origin && p->ch.req_id == id))
+			rc_error(p, origin, id, ZK_ERECONFIGINPROGRESS);
+		return;
+	}
+	const struct raft_conf *c = raft_conf(p->r);
+	if (conf_joint(c) || raft_commit(p->r) < p->conf_seen_index ||
+	    p->applied_index < p->reconcile_index) {
+		rc_error(p, origin, id, ZK_ERECONFIGINPROGRESS);
+		return;
+	}
+	bool super;
+	int64_t from;
+	const char *s[3];
+	int32_t l[3];
+	char have[8192], err[200] = "";
+	int64_t version;
+	int32_t zerr = ZK_OK;
+	struct raft_conf final = { .n = 0 };
+	struct keeld_reconfig *rq = calloc(1, sizeof(*rq));
+	if (!rq || rc_decode(d, len, &super, &from, s, l) < 0) {
+		zerr = ZK_EBADARGUMENTS;
+		goto out;
+	}
+	zkconf_applied(p, have, sizeof(have), &version);
+	if (from != -1 && from != version) {
+		zerr = ZK_EBADVERSION;
+		goto out;
+	}
+	if (keeld_reconfig_parse(s[0], l[0], s[1], l[1], s[2], l[2], rq, err, sizeof(err)) < 0) {
+		zerr = ZK_EBADARGUMENTS;
+		goto out;
+	}
+	if (rq->incremental) {
+		for (uint32_t i = 0; i < c->n; i++) {
+			bool leaving = false;
+			for (uint32_t j = 0; j < rq->n_leaving; j++)
+				leaving |= rq->leaving[j] == c->m[i].id;
+			if (!leaving)
+				final.m[final.n++] =
+					(struct raft_member){ c->m[i].id,
+							      c->m[i].flags & RAFT_VOTER };
+		}
+	}
+	for (uint32_t i = 0; i < rq->n_servers; i++) {
+		const struct node_server *sv = &rq->servers[i];
+		int j = conf_find(&final, sv->id);
+		uint8_t fl = sv->learner ? 0 : RAFT_VOTER;
+		if (j >= 0) {
+			final.m[j].flags = fl;
+		} else if (final.n == RAFT_MAX_MEMBERS) {
+			snprintf(err, sizeof(err), "more than %d members", RAFT_MAX_MEMBERS);
+			zerr = ZK_EBADARGUMENTS;
+			goto out;
+		} else {
+			final.m[final.n++] = (struct raft_member){ sv->id, fl };
+		}
+	}
+	/* ZooKeeper: a quorum of the new voters must be connected and in sync. */
+	uint32_t voters = 0, synced = 0;
+	uint64_t last = raft_last_index(p->r);
+	for (uint32_t i = 0; i < final.n; i++) {
+		if (!(final.m[i].flags & RAFT_VOTER))
+			continue;
+		voters++;
+		uint32_t mid = final.m[i].id;
+		if (conf_has(c, mid, RAFT_VOTER) ||
+		    (conf_has(c, mid, 0) && raft_match_of(p->r, mid) + 64 >= last))
+			synced++;
+	}
+	if (voters == 0) {
+		snprintf(err, sizeof(err), "the new configuration has no voter");
+		zerr = ZK_EBADARGUMENTS;
+		goto out;
+	}
+	if (synced * 2 <= voters) {
+		snprintf(err, sizeof(err), "%u of the %u new voters are in sync", synced, voters);
+		zerr = ZK_ENEWCONFIGNOQUORUM;
+		goto out;
+	}
+	if (!super) {
+		zerr = ZK_ENOAUTH;
+		goto out;
+	}
+	/* What keel cannot do (after the checks ZooKeeper makes, in its order). */
+	for (uint32_t i = 0; i < rq->n_servers; i++) {
+		const struct node_server *sv = &rq->servers[i];
+		uint32_t ip;
+		if (sv->id >= DP_MAX_NODES ||
+		    (sv->id != k->myid && resolve_ipv4(sv->host, &ip) < 0)) {
+			snprintf(err, sizeof(err),
+				 "server.%u: keel takes ids 1..%d at IPv4 addresses (or names of "
+				 "one)",
+				 sv->id, DP_MAX_NODES - 1);
+			zerr = ZK_EBADARGUMENTS;
+			goto out;
+		}
+	}
+	for (uint32_t i = 0; i < rq->n_servers; i++)
+		book_set(p, &rq->servers[i]);
+	keeld_log("reconfig from node %u: %u members, %u voters", origin, final.n, voters);
+	ch_start(p, 0, origin, id, &final);
+	/* Joining members' addresses reach the followers with the change. */
+	if (rq->n_servers) {
+		char text[8192];
+		size_t n = zkconf_text(p, &final, text, sizeof(text));
+		(void)propose_zkconf(p, text, n, k->myid, 0);
+	}
+out:
+	free(rq);
+	if (zerr != ZK_OK) {
+		if (err[0])
+			keeld_log("reconfig from node %u refused: %s", origin, err);
+		rc_error(p, origin, id, zerr);
+	}
+}
+
 static void mg_member(struct pipeline *p, const struct mgmt_request *req)
 {
 	struct keeld *k = p->k;
@@ -1237,21 +1952,27 @@ static void mg_member(struct pipeline *p, const struct mgmt_request *req)
 		mg_answer(p, req->id, KEEL_E_NOT_LEADER, "node %u is not the leader", k->myid);
 		return;
 	}
-	if (p->conf_req) {
+	if (p->ch.active) {
 		mg_answer(p, req->id, KEEL_E_BUSY, "a membership change is in progress");
 		return;
 	}
+	struct node_server sv = { .id = req->member_id };
 	if (req->kind == MGMT_REQ_MEMBER_ADD) {
-		/* The peer transport's table is built at start from server.N lines:
-		 * a member this node cannot address would never catch up. */
-		const struct node_server *sv = cfg_server(k, req->member_id);
-		char want[MGMT_HOST_MAX];
-		if (sv)
-			host_port(want, sv->host, sv->peer_port);
-		if (!sv || strcmp(want, req->address) != 0) {
-			mg_answer(p, req->id, KEEL_E_UNSUPPORTED,
-				  "node %u at %s is not a server.N line of this node's "
-				  "configuration: keeld learns peer addresses only at start",
+		/* "host:port": the new member's peer address (its client port optional). */
+		const char *colon = strrchr(req->address, ':');
+		uint32_t ip;
+		size_t hl = colon ? (size_t)(colon - req->address) : 0;
+		if (req->address[0] == '[' && hl > 2 && req->address[hl - 1] == ']')
+			memcpy(sv.host, req->address + 1, hl - 2);
+		else if (hl && hl < sizeof(sv.host))
+			memcpy(sv.host, req->address, hl);
+		sv.peer_port = colon ? (uint16_t)strtoul(colon + 1, NULL, 10) : 0;
+		sv.client_port = req->client_port;
+		sv.learner = req->learner;
+		if (!sv.host[0] || !sv.peer_port || resolve_ipv4(sv.host, &ip) < 0) {
+			mg_answer(p, req->id, KEEL_E_INVAL,
+				  "node %u: '%s' is not a peer address this node can reach "
+				  "(host:port, an IPv4 address or a name that resolves to one)",
 				  req->member_id, req->address);
 			return;
 		}
@@ -1262,6 +1983,12 @@ static void mg_member(struct pipeline *p, const struct mgmt_request *req)
 	if (rc < 0) {
 		mg_answer(p, req->id, rc, "%s", msg);
 		return;
+	}
+	struct raft_conf final = target;
+	if (req->kind == MGMT_REQ_MEMBER_ADD) {
+		book_set(p, &sv); /* before raft sends it anything */
+		if (!req->learner)
+			final.m[conf_find(&final, sv.id)].flags = RAFT_VOTER;
 	}
 	rc = raft_propose_conf(p->r, &target);
 	if (rc == KEEL_E_AGAIN) {
@@ -1275,59 +2002,12 @@ static void mg_member(struct pipeline *p, const struct mgmt_request *req)
 		return;
 	}
 	keeld_log("admin: %s of node %u proposed", mgmt_req_kind_name(req->kind), req->member_id);
-	p->conf_req = req->id;
-	p->conf_term = raft_term(p->r);
-	p->conf_done_index = 0;
-	p->conf_member = req->member_id;
-	p->conf_promote = req->kind == MGMT_REQ_MEMBER_ADD && !req->learner;
-}
-
-/* A membership change in flight: answered once its final configuration commits. */
-static void mg_conf_progress(struct pipeline *p)
-{
-	if (!p->conf_req)
-		return;
-	if (raft_role(p->r) != RAFT_LEADER || raft_term(p->r) != p->conf_term) {
-		/* A leader removed by the change steps down once C_new commits. */
-		const struct raft_conf *c = raft_conf(p->r);
-		bool self_gone = !conf_has(c, p->k->myid, RAFT_VOTER) && !conf_joint(c);
-		if (self_gone && p->conf_done_index)
-			mg_answer(p, p->conf_req, 0, "done; this node left the voters");
-		else
-			mg_answer(p, p->conf_req, KEEL_E_STATE,
-				  "leadership lost before the change committed; check /members");
-		p->conf_req = 0;
-		return;
+	ch_start(p, req->id, 0, 0, &final);
+	if (req->kind == MGMT_REQ_MEMBER_ADD) {
+		char text[8192];
+		size_t n = zkconf_text(p, &final, text, sizeof(text));
+		(void)propose_zkconf(p, text, n, k->myid, 0);
 	}
-	const struct raft_conf *c = raft_conf(p->r);
-	if (conf_joint(c))
-		return;
-	if (!p->conf_done_index)
-		p->conf_done_index = raft_last_index(p->r);
-	if (raft_commit(p->r) < p->conf_done_index)
-		return;
-	if (p->conf_promote) {
-		struct mgmt_request pr = { .kind = MGMT_REQ_MEMBER_PROMOTE,
-					   .member_id = p->conf_member };
-		struct raft_conf target;
-		char msg[MGMT_MESSAGE_MAX];
-		int rc = mgmt_conf_target(c, &pr, &target, msg, sizeof(msg));
-		if (rc == 0)
-			rc = raft_propose_conf(p->r, &target);
-		if (rc == KEEL_E_AGAIN)
-			return; /* still catching up: try again next turn */
-		p->conf_promote = false;
-		p->conf_done_index = 0;
-		if (rc < 0) {
-			mg_answer(p, p->conf_req, rc, "added as a learner; promotion refused: %s",
-				  keel_strerror(rc));
-			p->conf_req = 0;
-		}
-		return;
-	}
-	mg_answer(p, p->conf_req, 0, "configuration committed at index %" PRIu64,
-		  p->conf_done_index);
-	p->conf_req = 0;
 }
 
 static void mg_transfer(struct pipeline *p, const struct mgmt_request *req)
@@ -1473,7 +2153,7 @@ static void mg_publish(struct pipeline *p)
 	s.term = raft_term(p->r);
 	s.leader_id = raft_leader(p->r);
 	const struct raft_conf *c = raft_conf(p->r);
-	s.conf_change_pending = conf_joint(c) || p->conf_req != 0;
+	s.conf_change_pending = conf_joint(c) || p->ch.active;
 	s.commit_index = raft_commit(p->r);
 	s.applied_index = p->applied_index;
 	s.last_index = raft_last_index(p->r);
@@ -1495,9 +2175,8 @@ static void mg_publish(struct pipeline *p)
 		ps->id = id;
 		ps->voter = (c->m[i].flags & RAFT_VOTER) != 0;
 		ps->joint_old = (c->m[i].flags & RAFT_VOTER_OLD) != 0;
-		const struct node_server *sv = cfg_server(k, id);
-		if (sv)
-			host_port(ps->address, sv->host, sv->peer_port);
+		if (id < DP_MAX_NODES && p->book[id].known)
+			host_port(ps->address, p->book[id].sv.host, p->book[id].sv.peer_port);
 		if (id == k->myid && k->msrv)
 			host_port(ps->admin, k->cfg.admin_addr[0] ? k->cfg.admin_addr : "127.0.0.1",
 				  mgmt_server_port(k->msrv));
@@ -1534,7 +2213,6 @@ static bool mg_turn(struct pipeline *p, uint64_t now)
 		mg_request(p, &req);
 		work = true;
 	}
-	mg_conf_progress(p);
 	mg_xfer_progress(p);
 	if (now - p->mg_pub_ns >= 100000000u || p->seen_role != raft_role(p->r) ||
 	    p->seen_term != raft_term(p->r)) {
@@ -1631,6 +2309,9 @@ static void *pipeline_main(void *arg)
 			case KEELD_MSG_TOUCH:
 				on_touch(p, &msgs[i]);
 				break;
+			case KEELD_MSG_REMOVED:
+				on_removed(p, &msgs[i]);
+				break;
 			default:
 				break;
 			}
@@ -1644,8 +2325,15 @@ static void *pipeline_main(void *arg)
 		/* Before watch_leadership: a role or term change publishes at once. */
 		work |= mg_turn(p, now);
 		watch_leadership(p);
+		conf_watch(p, now);
+		if (p->exit_at_ns && now >= p->exit_at_ns) {
+			p->exit_at_ns = UINT64_MAX;
+			kill(getpid(), SIGTERM); /* main stops the node as on a signal */
+		}
 		work |= drain_queue(p);
+		ch_progress(p);
 		if (raft_role(p->r) == RAFT_LEADER) {
+			zkconf_reconcile(p, now);
 			propose_held(p);
 			session_work(p, now);
 			container_work(p, now);
@@ -1814,6 +2502,14 @@ int keeld_pipeline_open(struct keeld *k)
 	p->k = k;
 	p->hold_tail = &p->hold_head;
 	const struct node_config *c = &k->cfg;
+	p->book = calloc(DP_MAX_NODES, sizeof(*p->book));
+	p->removed_at = calloc(DP_MAX_NODES, sizeof(*p->removed_at));
+	p->removed_told_ns = calloc(DP_MAX_NODES, sizeof(*p->removed_told_ns));
+	if (!p->book || !p->removed_at || !p->removed_told_ns)
+		return KEEL_E_NOMEM;
+	for (uint32_t i = 0; i < c->n_servers; i++)
+		if (c->servers[i].id < DP_MAX_NODES)
+			p->book[c->servers[i].id] = (struct book_entry){ true, c->servers[i] };
 	int rc = open_transport(p);
 	if (rc < 0)
 		return rc;
@@ -1893,6 +2589,14 @@ int keeld_pipeline_open(struct keeld *k)
 			  meta.index, meta.term, mb.len, (uint64_t)atomic_load(&k->applied_zxid));
 	}
 
+	kv_thread_register();
+	rc = kv_zookeeper_nodes(k->kv);
+	if (rc == 0)
+		book_learn_kv(p); /* members the configuration file may not list */
+	kv_thread_unregister();
+	if (rc < 0)
+		return rc;
+
 	/* Recovered entries, one buffer each, handed to raft (refs taken). */
 	uint64_t first = KEEL_MAX(rec.first_index, rec.snap_index + 1), last = rec.last_index;
 	uint32_t n = last >= first ? (uint32_t)(last - first + 1) : 0;
@@ -1922,6 +2626,7 @@ int keeld_pipeline_open(struct keeld *k)
 			struct raft_buf *b = buf_new(we.len);
 			memcpy(b->data, we.data, we.len);
 			ents[i].buf = b;
+			learn_entry(p, &ents[i]);
 		}
 		free(tmp);
 	}
@@ -1968,6 +2673,12 @@ int keeld_pipeline_open(struct keeld *k)
 		keeld_log("raft: create: %s", keel_strerror(rc));
 		return rc;
 	}
+	/* The configuration at start is not a change; it counts as listing this
+	 * node only when it comes from this node's own log or snapshot (not the
+	 * zoo.cfg a new member starts with). */
+	p->seen_conf = *raft_conf(p->r);
+	p->conf_seen_index = raft_last_index(p->r);
+	p->self_listed = (have_snap_conf || n) && conf_has(&p->seen_conf, k->myid, 0);
 	keeld_log("raft: id %u, %u members, election %u ms, heartbeat %u ms, tick %u ms", k->myid,
 		  conf->n, c->election_timeout_ms, c->heartbeat_ms, tick_ms);
 	return 0;
@@ -2020,6 +2731,9 @@ void keeld_pipeline_close(struct keeld *k)
 	free(p->items);
 	free(p->sendbuf);
 	free(p->went);
+	free(p->book);
+	free(p->removed_at);
+	free(p->removed_told_ns);
 	free(p);
 	k->pl = NULL;
 }

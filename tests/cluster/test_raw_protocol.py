@@ -1,7 +1,9 @@
 """ZooKeeper wire-protocol corners no client library here reaches, spoken by
 hand (jute records over a socket), against keel by default or ZooKeeper
-(KEEL_TEST_TARGET=zookeeper): multiRead (opcode 22), and a client whose last
-seen zxid is ahead of the server being refused (connection closed).
+(KEEL_TEST_TARGET=zookeeper): multiRead (opcode 22), a client whose last
+seen zxid is ahead of the server being refused (connection closed), and
+reconfig (opcode 16) refused with ZRECONFIGDISABLED when reconfigEnabled is
+off (the default; kazoo cannot be used: it does not know that error code).
 """
 import os
 import socket
@@ -125,6 +127,19 @@ class Raw(unittest.TestCase):
         (_, _, sid) = struct.unpack(">iiq", recv_frame(s)[:16])
         self.assertNotEqual(sid, 0)
         s.close()
+
+    def test_reconfig_disabled(self):
+        s = connect(CLUSTER.nodes[0].client_port)
+        try:
+            recv_frame(s)
+            null = struct.pack(">i", -1)
+            # ReconfigRequest: joiningServers, leavingServers, newMembers, curConfigId
+            body = struct.pack(">ii", 7, 16) + null + ustr("3") + null + struct.pack(">q", -1)
+            s.sendall(frame(body))
+            xid, _, err = struct.unpack(">iqi", recv_frame(s)[:16])
+            self.assertEqual((xid, err), (7, -123))
+        finally:
+            s.close()
 
 
 if __name__ == "__main__":

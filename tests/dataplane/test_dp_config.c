@@ -51,13 +51,13 @@ static void test_bad_values_name_the_key(void **state)
 {
 	(void)state;
 	static const char *const bad[][2] = {
-		{ "dp.node_id", "0" },           { "dp.node_id", "32" },
+		{ "dp.node_id", "0" },           { "dp.node_id", "256" },
 		{ "dp.node_id", "x" },           { "dp.node_id", "-1" },
 		{ "dp.udp_port", "70000" },      { "dp.mtu", "100" },
 		{ "dp.poll", "sometimes" },      { "dp.no_huge", "maybe" },
 		{ "dp.ip", "10.0.0" },           { "dp.peer.1", "10.0.0.1" },
 		{ "dp.peer.1", "10.0.0.1:0" },   { "dp.peer.0", "10.0.0.1:1" },
-		{ "dp.peer.40", "10.0.0.1:1" },  { "dp.peer_mac.1", "02:00:00" },
+		{ "dp.peer.256", "10.0.0.1:1" }, { "dp.peer_mac.1", "02:00:00" },
 		{ "dp.peer_port.1", "9" },       { "dp.spin_us", "" },
 		{ "dp.max_msg_bytes", "1" },     { "dp.device.2", "net_memif0" },
 		{ "dp.device.9", "net_memif0" }, { "dp.lcores", "" },

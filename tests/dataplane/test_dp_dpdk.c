@@ -6,7 +6,9 @@
  * of a peer, the ARP reply, and keel frames through the real PMD path;
  * dp_send_ref of one payload to two followers over net_ring: attached
  * (external) mbufs, no copy per follower, the reference dropped exactly once
- * when the mbufs are freed; on net_null (no multi-segment tx), a copy.
+ * when the mbufs are freed; on net_null (no multi-segment tx), a copy. A
+ * peer added at run time (dp_peer_set) is resolved by ARP like a configured
+ * one; removed, it is unknown again.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -154,6 +156,52 @@ static void test_ring_arp_and_frames(void **state)
 	(void)state;
 	char out[1024];
 	child_ok(ring_arp, "net_ring0", out, sizeof(out));
+}
+
+/* As ring_arp, with peer 2 added at run time (id 200 first: the whole range). */
+static int ring_runtime_peer(const char *dev)
+{
+	struct dp_config c;
+	char err[512];
+	dp_transport *t;
+	base(&c, dev);
+	if (dp_open(&c, &t, err, sizeof(err))) {
+		printf("open: %s", err);
+		return 50;
+	}
+	if (dp_send(t, 2, 1, "hello", 5) != KEEL_E_UNKNOWN_PEER)
+		return 51;
+	if (dp_peer_set(t, 200, 0x0a4d0001, 7400) || dp_peer_remove(t, 200) ||
+	    dp_peer_set(t, 2, 0x0a4d0001, 7400)) /* 10.77.0.1: our own address */
+		return 52;
+	struct dp_msg m[DP_BURST];
+	struct dp_stats st;
+	int sent_ok = 0;
+	for (int i = 0; i < 200 && !sent_ok; i++) {
+		sent_ok = dp_send(t, 2, 1, "hello", 5) == 0;
+		dp_flush(t);
+		for (int k = 0; k < 4; k++)
+			if (dp_recv_burst(t, m, DP_BURST) != 0)
+				return 53;
+	}
+	for (int k = 0; k < 20; k++)
+		(void)dp_recv_burst(t, m, DP_BURST);
+	dp_stats(t, &st);
+	int rc = 0;
+	if (!sent_ok || st.v[DP_CTR_ARP_RX] < 1 || st.v[DP_CTR_DROP_NOT_FOR_US] != 1)
+		rc = 54;
+	if (!rc && (dp_peer_remove(t, 2) || dp_send(t, 2, 1, "hello", 5) != KEEL_E_UNKNOWN_PEER ||
+		    strcmp(dp_ref_mode(t, 2), "none") != 0))
+		rc = 55;
+	dp_close(t);
+	return rc;
+}
+
+static void test_ring_runtime_peer(void **state)
+{
+	(void)state;
+	char out[1024];
+	child_ok(ring_runtime_peer, "net_ring0", out, sizeof(out));
 }
 
 struct rbuf {
@@ -327,6 +375,7 @@ int main(void)
 		cmocka_unit_test(test_bad_vdev_named),
 		cmocka_unit_test(test_port_probe_failure_named),
 		cmocka_unit_test(test_ring_arp_and_frames),
+		cmocka_unit_test(test_ring_runtime_peer),
 		cmocka_unit_test(test_ring_ref_two_followers),
 		cmocka_unit_test(test_null_ref_falls_back_to_copy),
 	};

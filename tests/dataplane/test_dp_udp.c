@@ -6,7 +6,10 @@
  * loss and corruption never deliver a wrong message. Sending by reference
  * (dp_send_ref) to two followers: no copy per follower, every reference
  * dropped exactly once (after the send, on errors, injected loss, close),
- * fragments that cross segment boundaries intact.
+ * fragments that cross segment boundaries intact. The peer table at run
+ * time: a peer added with dp_peer_set() (id 200: the whole 1..255 range) is
+ * reached and heard, a moved one is heard only at its new address, a removed
+ * one is neither.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -465,6 +468,89 @@ static void test_strangers_dropped_and_counted(void **state)
 	dp_close(b);
 }
 
+/* Send one small message a -> to and count what b receives (after a flush). */
+static int one_way(dp_transport *a, uint16_t to, dp_transport *b)
+{
+	uint8_t pl[32] = { 9 };
+	int rc = dp_send(a, to, 1, pl, sizeof(pl));
+	if (rc < 0)
+		return rc;
+	dp_flush(a);
+	struct dp_msg m[DP_BURST];
+	int got = 0;
+	for (int i = 0; i < 200 && !got; i++) {
+		got = dp_recv_burst(b, m, DP_BURST);
+		if (!got)
+			usleep(100);
+	}
+	return got;
+}
+
+static void test_runtime_peers(void **state)
+{
+	(void)state;
+	dp_transport *a, *b, *c = NULL, *c2 = NULL;
+	open_pair(&a, &b, NULL);
+	char err[256], v[64];
+	/* Node 200 knows node 2 from its configuration; node 2 does not know it. */
+	struct dp_config cc;
+	dp_config_init(&cc);
+	assert_int_equal(dp_config_set(&cc, "dp.node_id", "200", err, sizeof(err)), 0);
+	uint16_t cport = 0;
+	for (int i = 3; i < 60 && !c; i++) {
+		cport = (uint16_t)(base_port + i);
+		snprintf(v, sizeof(v), "%u", cport);
+		assert_int_equal(dp_config_set(&cc, "dp.udp_port", v, err, sizeof(err)), 0);
+		snprintf(v, sizeof(v), "127.0.0.1:%u", base_port + 2);
+		assert_int_equal(dp_config_set(&cc, "dp.peer.2", v, err, sizeof(err)), 0);
+		if (dp_open(&cc, &c, err, sizeof(err)) != 0)
+			c = NULL;
+	}
+	assert_non_null(c);
+	struct dp_stats st;
+	assert_int_equal(one_way(c, 2, b), 0);
+	dp_stats(b, &st);
+	assert_int_equal(st.v[DP_CTR_DROP_UNKNOWN_PEER], 1);
+	assert_int_equal(one_way(b, 200, c), KEEL_E_UNKNOWN_PEER);
+
+	assert_int_equal(dp_peer_set(b, 0, 0x7f000001, cport), KEEL_E_INVAL);
+	assert_int_equal(dp_peer_set(b, 2, 0x7f000001, cport), KEEL_E_INVAL); /* itself */
+	assert_int_equal(dp_peer_set(b, DP_MAX_NODES, 0x7f000001, cport), KEEL_E_INVAL);
+	assert_int_equal(dp_peer_set(b, 200, 0x7f000001, 0), KEEL_E_INVAL);
+	assert_int_equal(dp_peer_set(b, 200, 0x7f000001, cport), 0);
+	assert_int_equal(one_way(c, 2, b), 1);
+	assert_int_equal(one_way(b, 200, c), 1);
+	assert_int_equal(one_way(a, 2, b), 1); /* the others are untouched */
+
+	/* Node 200 moves to another port: only the new address is heard. */
+	struct dp_config cc2 = cc;
+	for (int i = 61; i < 120 && !c2; i++) {
+		snprintf(v, sizeof(v), "%u", base_port + i);
+		assert_int_equal(dp_config_set(&cc2, "dp.udp_port", v, err, sizeof(err)), 0);
+		if (dp_open(&cc2, &c2, err, sizeof(err)) != 0)
+			c2 = NULL;
+	}
+	assert_non_null(c2);
+	assert_int_equal(dp_peer_set(b, 200, 0x7f000001, cc2.udp_port), 0);
+	assert_int_equal(one_way(c, 2, b), 0);
+	assert_int_equal(one_way(c2, 2, b), 1);
+	assert_int_equal(one_way(b, 200, c2), 1);
+	dp_stats(b, &st);
+	assert_int_equal(st.v[DP_CTR_DROP_UNKNOWN_PEER], 2);
+
+	assert_int_equal(dp_peer_remove(b, 200), 0);
+	assert_int_equal(dp_peer_remove(b, 200), 0);
+	assert_int_equal(dp_peer_remove(b, 2), KEEL_E_INVAL);
+	assert_int_equal(one_way(c2, 2, b), 0);
+	assert_int_equal(one_way(b, 200, c2), KEEL_E_UNKNOWN_PEER);
+	dp_stats(b, &st);
+	assert_int_equal(st.v[DP_CTR_DROP_UNKNOWN_PEER], 3);
+	dp_close(c2);
+	dp_close(c);
+	dp_close(a);
+	dp_close(b);
+}
+
 static void faulty(struct dp_config *c)
 {
 	char err[256];
@@ -561,6 +647,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_sizes_intact),
 		cmocka_unit_test(test_strangers_dropped_and_counted),
+		cmocka_unit_test(test_runtime_peers),
 		cmocka_unit_test(test_injected_faults),
 		cmocka_unit_test(test_open_errors_name_the_address),
 		cmocka_unit_test(test_cpu_dma_latency),

@@ -100,8 +100,10 @@ static int handle(struct fake_node *f, const struct mgmt_request *r, struct mgmt
 		/* The change is decided at once here; keeld answers once the
 		 * final configuration commits. */
 		f->conf = t;
-		if (r->kind == MGMT_REQ_MEMBER_ADD)
+		if (r->kind == MGMT_REQ_MEMBER_ADD) {
 			snprintf(f->peer_admin[r->member_id], MGMT_HOST_MAX, "%s", "");
+			atomic_store(&f->add_client_port, r->client_port);
+		}
 		f->commit += 2;
 		snprintf(m, n, "%s: done", mgmt_req_kind_name(r->kind));
 		return 0;

@@ -26,9 +26,10 @@ struct fake_node {
 	pthread_t thread;
 	bool running;
 	atomic_bool stop;
-	atomic_bool mute;  /* take requests but never answer (the 504 path) */
-	atomic_bool joint; /* pretend a joint configuration is in force */
-	atomic_uint taken; /* requests taken so far */
+	atomic_bool mute;            /* take requests but never answer (the 504 path) */
+	atomic_bool joint;           /* pretend a joint configuration is in force */
+	atomic_uint taken;           /* requests taken so far */
+	atomic_uint add_client_port; /* client_port of the last MEMBER_ADD */
 	/* Set before fake_node_run(), then owned by the pipeline thread. */
 	uint32_t id;
 	bool leader;

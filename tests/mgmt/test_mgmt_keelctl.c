@@ -150,6 +150,13 @@ static void member_commands(void **state)
 			     "127.0.0.1:2891", NULL),
 			 1);
 	has(err, "refused (HTTP 409): node 4 is already a member (learner)");
+	/* The client port travels with the address (for /zookeeper/config). */
+	assert_int_equal(ctl("--admin", n1.admin, "--token", TOKEN, "member", "add", "6",
+			     "127.0.0.1:2893", "--client", "2183", "--learner", NULL),
+			 0);
+	assert_int_equal(atomic_load(&n1.add_client_port), 2183);
+	assert_int_equal(ctl("--admin", n1.admin, "--token", TOKEN, "member", "remove", "6", NULL),
+			 0);
 	assert_int_equal(ctl("--admin", n1.admin, "--token", TOKEN, "member", "promote", "4", NULL),
 			 0);
 	assert_int_equal(ctl("--admin", n1.admin, "--token", TOKEN, "member", "promote", "9", NULL),
@@ -175,6 +182,9 @@ static void member_commands(void **state)
 	has(err, "'0' is not a member id");
 	assert_int_equal(ctl("--admin", n1.admin, "member", "add", "5", NULL), 2);
 	assert_int_equal(ctl("--admin", n1.admin, "member", "add", "5", "nohost", NULL), 2);
+	assert_int_equal(
+		ctl("--admin", n1.admin, "member", "add", "5", "h:1", "--client", "0", NULL), 2);
+	has(err, "--client '0' is not a port");
 	assert_int_equal(ctl("--admin", n1.admin, "member", "grow", "5", NULL), 2);
 	has(err, "unknown subcommand 'grow'");
 	assert_int_equal(atomic_load(&n1.taken), taken);
