@@ -1736,6 +1736,7 @@ static void quiesce(struct wal *w)
 		flush_sqes(w);
 	while (w->uring && (w->g_inflight || w->hs_inflight || w->pre_inflight || w->del_ops)) {
 		struct io_uring_cqe *cqe;
+		flush_sqes(w); /* a completion may queue a follow-up (the test fsync hold) */
 		if (io_uring_wait_cqe(&w->ring, &cqe) < 0)
 			break;
 		reap(w);
