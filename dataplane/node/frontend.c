@@ -568,13 +568,13 @@ static void set_watches(struct keeld *k, const struct zk_call *call, const struc
 				int e = kv_get(v, p.ptr, (size_t)p.len, &n);
 				int fire = 0;
 				if (l == ZK_WATCHES_DATA)
-					fire = e != ZK_OK           ? ZK_EVENT_NODE_DELETED
+					fire = e != ZK_OK          ? ZK_EVENT_NODE_DELETED
 					       : n.stat.mzxid > rel ? ZK_EVENT_NODE_DATA_CHANGED
 								    : 0;
 				else if (l == ZK_WATCHES_EXIST)
 					fire = e == ZK_OK ? ZK_EVENT_NODE_CREATED : 0;
 				else if (l == ZK_WATCHES_CHILD)
-					fire = e != ZK_OK           ? ZK_EVENT_NODE_DELETED
+					fire = e != ZK_OK          ? ZK_EVENT_NODE_DELETED
 					       : n.stat.pzxid > rel ? ZK_EVENT_NODE_CHILDREN_CHANGED
 								    : 0;
 				if (fire) {
@@ -1208,7 +1208,8 @@ static void on_request(struct zk_backend *b, const struct zk_call *call,
 		int32_t err = ZK_ENOWATCHER;
 		pthread_mutex_lock(&k->watch_mu);
 		for (size_t i = from; i < to; i++)
-			if (kv_watch_remove(k->watches, call->session_id, p, pl, all[i]) == ZK_OK) {
+			if (kv_watch_remove(k->watches, call->session_id, p, pl, all[i]) ==
+			    ZK_OK) {
 				(void)kv_watch_add(k->watches, call->session_id, p, pl, all[i],
 						   k->matched_zxid);
 				err = ZK_OK;
