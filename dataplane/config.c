@@ -154,6 +154,9 @@ static const struct key keys[] = {
 	{ "dp.test_loss_ppm", K_U32, F(test_loss_ppm), 0, 0, 1000000, "ppm 0..1000000" },
 	{ "dp.test_corrupt_ppm", K_U32, F(test_corrupt_ppm), 0, 0, 1000000, "ppm 0..1000000" },
 	{ "dp.test_seed", K_U64, F(test_seed), 0, 0, UINT64_MAX, "an integer" },
+	{ "dp.test_delay_us", K_U32, F(test_delay_us), 0, 0, 10000000, "us 0..10000000" },
+	{ "dp.test_jitter_us", K_U32, F(test_jitter_us), 0, 0, 10000000, "us 0..10000000" },
+	{ "dp.test_reorder_ppm", K_U32, F(test_reorder_ppm), 0, 0, 1000000, "ppm 0..1000000" },
 };
 #undef F
 #undef S

@@ -116,7 +116,9 @@ extern "C" {
 	X(DP_CTR_DROP_TX_FULL, "drop_tx_full")               /* tx queue/device full (frames) */  \
 	X(DP_CTR_DROP_TX_NO_ROUTE, "drop_tx_no_route")       /* peer MAC not resolved (frames) */ \
 	X(DP_CTR_DROP_TX_INJECTED, "drop_tx_injected")       /* test loss injection (frames) */   \
-	X(DP_CTR_TX_CORRUPT_INJECTED, "tx_corrupt_injected") /* test corruption (frames) */
+	X(DP_CTR_TX_CORRUPT_INJECTED, "tx_corrupt_injected") /* test corruption (frames) */  \
+	X(DP_CTR_TX_DELAYED_INJECTED, "tx_delayed_injected") /* test delay (frames held) */  \
+	X(DP_CTR_TX_REORDERED_INJECTED, "tx_reordered_injected") /* test reordering (frames) */
 
 enum dp_ctr {
 #define DP_CTR_ENUM_(name, str) name,
@@ -330,6 +332,16 @@ struct dp_config {
 	uint32_t test_loss_ppm;    /* dp.test_loss_ppm: drop tx frames */
 	uint32_t test_corrupt_ppm; /* dp.test_corrupt_ppm: flip a bit in tx frames */
 	uint64_t test_seed;        /* dp.test_seed */
+	/*
+	 * Delay and reordering (a slow or reordering link; this kernel has no
+	 * netem): every tx frame is held test_delay_us plus a uniform
+	 * 0..test_jitter_us before it goes out; with test_reorder_ppm a frame
+	 * is held back max(1 ms, delay + jitter) longer, so frames sent after
+	 * it overtake it. Held frames are copies, released by dp_flush().
+	 */
+	uint32_t test_delay_us;    /* dp.test_delay_us */
+	uint32_t test_jitter_us;   /* dp.test_jitter_us */
+	uint32_t test_reorder_ppm; /* dp.test_reorder_ppm */
 };
 
 void dp_config_init(struct dp_config *c);
@@ -366,6 +378,23 @@ void dp_close(dp_transport *t);
 
 /* "dpdk" or "udp". */
 const char *dp_kind(const dp_transport *t);
+
+/*
+ * While running (the transport's thread): change one fault-injection key
+ * (dp.test_loss_ppm, dp.test_corrupt_ppm, dp.test_delay_us,
+ * dp.test_jitter_us, dp.test_reorder_ppm), validated as dp_config_set()
+ * does. Any other key: KEEL_E_CONFIG, err saying it is fixed at start.
+ * Frames already held keep their release time.
+ */
+int dp_set_test_fault(dp_transport *t, const char *key, const char *value, char *err,
+		      size_t errlen);
+/*
+ * While running: hold /dev/cpu_dma_latency at 0 (on) or let it go (off), as
+ * dp.cpu_dma_latency does at start. 0, or -errno when it cannot be opened.
+ */
+int dp_set_cpu_dma_latency(dp_transport *t, bool on);
+/* When the earliest held (delayed) frame is due, 0 if none: sleep no longer. */
+uint64_t dp_test_due_ns(const dp_transport *t);
 
 /*
  * Queue message `buf` (len bytes, copied into frames now; the caller keeps

@@ -72,6 +72,10 @@ struct dp_transport {
 	uint64_t rx_frames_last; /* frames the last dp_recv_burst took in */
 	int dma_fd;              /* /dev/cpu_dma_latency, or -1 */
 	uint64_t ctr[DP_CTR_COUNT];
+	/* frames held by the delay/reorder injection: a min-heap on (due, seq) */
+	struct dp_held **held;
+	uint32_t n_held;
+	uint64_t held_seq;
 };
 
 /* Set up the common part (reassembler, counters); 0 or KEEL_E_*. */

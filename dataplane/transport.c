@@ -10,6 +10,7 @@
  * socket readiness, or a timer of sleep_us). Timer slack is set to 1 ns so a
  * 20 us sleep is not stretched to the default 50 us.
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <stdio.h>
@@ -61,6 +62,11 @@ int dp_base_init(dp_transport *t, const struct dp_ops *ops, const struct dp_conf
 
 void dp_base_fini(dp_transport *t)
 {
+	for (uint32_t i = 0; i < t->n_held; i++)
+		free(t->held[i]);
+	free(t->held);
+	t->held = NULL;
+	t->n_held = 0;
 	dp_reasm_destroy(t->reasm);
 	t->reasm = NULL;
 	if (t->dma_fd >= 0)
@@ -96,12 +102,174 @@ const char *dp_kind(const dp_transport *t)
 }
 
 /* xorshift64*: test fault injection only, never protocol logic. */
-static uint32_t rng_ppm(dp_transport *t)
+static uint64_t rng_next(dp_transport *t)
 {
 	t->rng ^= t->rng >> 12;
 	t->rng ^= t->rng << 25;
 	t->rng ^= t->rng >> 27;
-	return (uint32_t)((t->rng * 0x2545F4914F6CDD1Dull) >> 32) % 1000000u;
+	return t->rng * 0x2545F4914F6CDD1Dull;
+}
+
+static uint32_t rng_ppm(dp_transport *t)
+{
+	return (uint32_t)(rng_next(t) >> 32) % 1000000u;
+}
+
+/* ---- delay and reordering injection (tests only) ----
+ * A held frame is a malloc'd copy: this path exists only while a test turns
+ * the fault on, so it trades the no-allocation rule for simplicity. Held
+ * frames sit in a min-heap on (due time, sequence), so frames with the same
+ * due time keep their order and only jitter or the reorder draw reorders. */
+#define HELD_MAX 16384u
+
+struct dp_held {
+	uint64_t due_ns, seq;
+	uint16_t to;
+	uint16_t len;
+	uint8_t frame[];
+};
+
+static bool held_before(const struct dp_held *a, const struct dp_held *b)
+{
+	return a->due_ns < b->due_ns || (a->due_ns == b->due_ns && a->seq < b->seq);
+}
+
+static void held_push(dp_transport *t, struct dp_held *h)
+{
+	uint32_t i = t->n_held++;
+	while (i > 0 && held_before(h, t->held[(i - 1) / 2])) {
+		t->held[i] = t->held[(i - 1) / 2];
+		i = (i - 1) / 2;
+	}
+	t->held[i] = h;
+}
+
+static struct dp_held *held_pop(dp_transport *t)
+{
+	struct dp_held *top = t->held[0], *last = t->held[--t->n_held];
+	uint32_t i = 0;
+	for (;;) {
+		uint32_t c = 2 * i + 1;
+		if (c >= t->n_held)
+			break;
+		if (c + 1 < t->n_held && held_before(t->held[c + 1], t->held[c]))
+			c++;
+		if (!held_before(t->held[c], last))
+			break;
+		t->held[i] = t->held[c];
+		i = c;
+	}
+	if (t->n_held)
+		t->held[i] = last;
+	return top;
+}
+
+/*
+ * Whether this frame (len bytes to `to`) is held: returns the copy to fill,
+ * or NULL to send it now (*dropped: the holding queue was full, the frame is
+ * lost and counted as injected loss).
+ */
+static uint8_t *held_frame(dp_transport *t, uint16_t to, size_t len, bool *dropped)
+{
+	const struct dp_config *c = &t->cfg;
+	*dropped = false;
+	if (keel_likely(!(c->test_delay_us | c->test_jitter_us | c->test_reorder_ppm)))
+		return NULL;
+	uint64_t hold_us = c->test_delay_us;
+	if (c->test_jitter_us)
+		hold_us += rng_next(t) % ((uint64_t)c->test_jitter_us + 1);
+	if (c->test_reorder_ppm && rng_ppm(t) < c->test_reorder_ppm) {
+		hold_us += KEEL_MAX(1000u, (uint64_t)c->test_delay_us + c->test_jitter_us);
+		t->ctr[DP_CTR_TX_REORDERED_INJECTED]++;
+	}
+	if (hold_us == 0)
+		return NULL;
+	if (!t->held)
+		t->held = calloc(HELD_MAX, sizeof(*t->held));
+	struct dp_held *h = t->held && t->n_held < HELD_MAX ? malloc(sizeof(*h) + len) : NULL;
+	if (!h) {
+		*dropped = true;
+		t->ctr[DP_CTR_DROP_TX_INJECTED]++;
+		return NULL;
+	}
+	h->due_ns = keel_now_ns() + hold_us * 1000u;
+	h->seq = t->held_seq++;
+	h->to = to;
+	h->len = (uint16_t)len;
+	held_push(t, h);
+	t->ctr[DP_CTR_TX_DELAYED_INJECTED]++;
+	return h->frame;
+}
+
+/* Hand the held frames that are due to the backend (before its flush). */
+static void held_release(dp_transport *t)
+{
+	if (keel_likely(t->n_held == 0))
+		return;
+	uint64_t now = keel_now_ns();
+	while (t->n_held && t->held[0]->due_ns <= now) {
+		struct dp_held *h = held_pop(t);
+		uint8_t *f = t->ops->tx_frame(t, h->to, h->len);
+		if (f) { /* else the backend counted why */
+			memcpy(f, h->frame, h->len);
+			t->ctr[DP_CTR_TX_FRAMES]++;
+		}
+		free(h);
+	}
+}
+
+uint64_t dp_test_due_ns(const dp_transport *t)
+{
+	return t->n_held ? t->held[0]->due_ns : 0;
+}
+
+int dp_set_test_fault(dp_transport *t, const char *key, const char *value, char *err, size_t errlen)
+{
+	static const char *const live[] = { "dp.test_loss_ppm", "dp.test_corrupt_ppm",
+					    "dp.test_delay_us", "dp.test_jitter_us",
+					    "dp.test_reorder_ppm" };
+	bool ok = false;
+	for (size_t i = 0; i < KEEL_ARRAY_SIZE(live); i++)
+		ok |= !strcmp(key, live[i]);
+	if (!ok) {
+		snprintf(err, errlen,
+			 "%s: fixed when the transport opens (only the dp.test_* fault keys "
+			 "change while running)",
+			 key);
+		return KEEL_E_CONFIG;
+	}
+	struct dp_config c = t->cfg; /* the dataplane's own validator, on a copy */
+	int rc = dp_config_set(&c, key, value, err, errlen);
+	if (rc)
+		return rc;
+	t->cfg.test_loss_ppm = c.test_loss_ppm;
+	t->cfg.test_corrupt_ppm = c.test_corrupt_ppm;
+	t->cfg.test_delay_us = c.test_delay_us;
+	t->cfg.test_jitter_us = c.test_jitter_us;
+	t->cfg.test_reorder_ppm = c.test_reorder_ppm;
+	return 0;
+}
+
+int dp_set_cpu_dma_latency(dp_transport *t, bool on)
+{
+	if (on && t->dma_fd < 0) {
+		/* The kernel keeps the C-state limit while this fd stays open. */
+		int32_t zero = 0;
+		int fd = open("/dev/cpu_dma_latency", O_WRONLY | O_CLOEXEC);
+		if (fd < 0)
+			return -errno;
+		if (write(fd, &zero, sizeof(zero)) != sizeof(zero)) {
+			int e = errno ? -errno : -EIO;
+			close(fd);
+			return e;
+		}
+		t->dma_fd = fd;
+	} else if (!on && t->dma_fd >= 0) {
+		close(t->dma_fd);
+		t->dma_fd = -1;
+	}
+	t->cfg.cpu_dma_latency = on;
+	return 0;
 }
 
 /* Check a message of len bytes to `to` and give it its header and id. */
@@ -140,7 +308,13 @@ int dp_send(dp_transport *t, uint16_t to, uint8_t type, const void *buf, size_t 
 			t->ctr[DP_CTR_DROP_TX_INJECTED]++;
 			continue;
 		}
-		uint8_t *f = t->ops->tx_frame(t, to, DP_HDR_BYTES + h.frag_len);
+		bool dropped;
+		uint8_t *f = held_frame(t, to, DP_HDR_BYTES + h.frag_len, &dropped);
+		bool held = f != NULL;
+		if (dropped)
+			continue;
+		if (!f)
+			f = t->ops->tx_frame(t, to, DP_HDR_BYTES + h.frag_len);
 		if (!f) {
 			rc = KEEL_E_FULL;
 			continue;
@@ -152,7 +326,8 @@ int dp_send(dp_transport *t, uint16_t to, uint8_t type, const void *buf, size_t 
 			f[at] ^= (uint8_t)(1u << (rng_ppm(t) % 8));
 			t->ctr[DP_CTR_TX_CORRUPT_INJECTED]++;
 		}
-		t->ctr[DP_CTR_TX_FRAMES]++;
+		if (!held) /* a held frame is counted when it goes out */
+			t->ctr[DP_CTR_TX_FRAMES]++;
 	} while (off < len);
 	t->ctr[DP_CTR_TX_MSGS]++;
 	t->ctr[DP_CTR_TX_BYTES] += len;
@@ -247,6 +422,14 @@ int dp_send_ref(dp_transport *t, uint16_t to, uint8_t type, const void *hdr, siz
 			kh[rng_ppm(t) % DP_HDR_BYTES] ^= (uint8_t)(1u << (rng_ppm(t) % 8));
 			t->ctr[DP_CTR_TX_CORRUPT_INJECTED]++;
 		}
+		bool dropped;
+		uint8_t *hf = held_frame(t, to, DP_HDR_BYTES + h.frag_len, &dropped);
+		if (hf) { /* a copy: no reference outlives this call */
+			memcpy(hf, kh, DP_HDR_BYTES);
+			dp_pieces_copy(hf + DP_HDR_BYTES, pcs, np);
+		}
+		if (hf || dropped)
+			continue;
 		if (t->ops->tx_frame_ref(t, to, kh, pcs, np, h.frag_len) < 0) {
 			rc = KEEL_E_FULL;
 			continue;
@@ -281,6 +464,7 @@ const char *dp_ref_mode(dp_transport *t, uint16_t to)
 
 int dp_flush(dp_transport *t)
 {
+	held_release(t);
 	return t->ops->flush(t);
 }
 

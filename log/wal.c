@@ -22,6 +22,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "wal_int.h"
@@ -51,7 +52,8 @@ enum op_tag {
 	OP_PRE_WRITE,
 	OP_PRE_FSYNC,
 	OP_PRE_DIRSYNC,
-	OP_DEL, /* close, unlink, directory fsync of compacted segments */
+	OP_DEL,      /* close, unlink, directory fsync of compacted segments */
+	OP_LOG_HOLD, /* test: a synced group's completion held (wal_set_test_fsync_delay) */
 };
 
 enum spare_state { SPARE_NONE, SPARE_BUSY, SPARE_READY };
@@ -137,6 +139,10 @@ struct wal {
 	uint64_t built_end; /* tickets below this were part of some group (maybe on disk) */
 	int g_err;
 	char g_errmsg[200];
+	uint64_t g_submit_ns;         /* when the group's I/O started (sync_fn) */
+	bool g_held;                  /* the test hold of this group was started */
+	uint32_t test_fsync_delay_us; /* 0: off */
+	struct __kernel_timespec hold_ts;
 	struct iovec *iov;
 	size_t iov_cap;
 	uint8_t *stage; /* O_DIRECT staging buffer */
@@ -613,6 +619,7 @@ static bool group_build(struct wal *w)
 	w->g_len = off - w->off;
 	w->g_err = 0;
 	w->g_errmsg[0] = 0;
+	w->g_held = false;
 	w->pq_sub = t;
 	w->g_inflight = true;
 	if (w->o.direct_io && w->g_len) {
@@ -676,6 +683,13 @@ static void group_fail(struct wal *w, int res, const char *what)
 		 w->g_off, w->g_len, keel_strerror(res));
 }
 
+/* A group's writes and fdatasync succeeded: report how long they took. */
+static void group_synced(struct wal *w)
+{
+	if (!w->g_err && w->o.sync_fn)
+		w->o.sync_fn(w->o.sync_arg, keel_now_ns() - w->g_submit_ns);
+}
+
 /* io_uring: writev(s) in one linked chain ending in an fdatasync. */
 static void group_submit_uring(struct wal *w)
 {
@@ -687,6 +701,7 @@ static void group_submit_uring(struct wal *w)
 	}
 	uint64_t off = w->g_off;
 	unsigned i = 0;
+	w->g_submit_ns = keel_now_ns();
 	for (size_t at = 0; at < niov; at += IOV_PER_SQE, i++) {
 		size_t n = KEEL_MIN((size_t)IOV_PER_SQE, niov - at);
 		uint64_t bytes = 0;
@@ -713,8 +728,22 @@ static void group_complete(struct wal *w, enum op_tag tag, int res, uint64_t arg
 	else if (tag == OP_LOG_WRITE && (uint64_t)res != arg)
 		group_fail(w, -EIO, "short write");
 	KEEL_ASSERT(w->g_ops > 0);
-	if (--w->g_ops == 0)
-		group_finish(w);
+	if (--w->g_ops > 0)
+		return;
+	if (!w->g_err && w->test_fsync_delay_us && !w->g_held) {
+		/* Hold the completion: a timeout op, so the loop still never
+		 * blocks and the ring's eventfd wakes it when the hold ends. */
+		w->g_held = true;
+		w->hold_ts = (struct __kernel_timespec){
+			.tv_sec = w->test_fsync_delay_us / 1000000u,
+			.tv_nsec = (long long)(w->test_fsync_delay_us % 1000000u) * 1000,
+		};
+		io_uring_prep_timeout(get_sqe(w, OP_LOG_HOLD, 0), &w->hold_ts, 0, 0);
+		w->g_ops = 1;
+		return;
+	}
+	group_synced(w);
+	group_finish(w);
 }
 
 /* Plain backend: the same group, written and synced before returning. */
@@ -727,6 +756,7 @@ static void group_run_plain(struct wal *w)
 		return;
 	}
 	uint64_t off = w->g_off;
+	w->g_submit_ns = keel_now_ns();
 	int rc = fault(w, WAL_IO_WRITE);
 	struct iovec *iov = w->iov;
 	while (!rc && niov) {
@@ -764,6 +794,15 @@ static void group_run_plain(struct wal *w)
 		if (rc)
 			group_fail(w, rc, "fdatasync");
 	}
+	if (!w->g_err && w->test_fsync_delay_us) {
+		/* The plain backend syncs inside wal_poll() anyway: just sleep. */
+		struct timespec ts = { .tv_sec = w->test_fsync_delay_us / 1000000u,
+				       .tv_nsec =
+					       (long)(w->test_fsync_delay_us % 1000000u) * 1000 };
+		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+			;
+	}
+	group_synced(w);
 	group_finish(w);
 }
 
@@ -1562,6 +1601,12 @@ static void reap(struct wal *w)
 		case OP_DEL:
 			del_complete(w, cqe->res);
 			break;
+		case OP_LOG_HOLD: /* -ETIME is a timeout's normal end */
+			KEEL_ASSERT(w->g_ops == 1);
+			w->g_ops = 0;
+			group_synced(w);
+			group_finish(w);
+			break;
 		default:
 			KEEL_ASSERT(!"unknown completion tag");
 		}
@@ -1691,6 +1736,7 @@ static void quiesce(struct wal *w)
 		flush_sqes(w);
 	while (w->uring && (w->g_inflight || w->hs_inflight || w->pre_inflight || w->del_ops)) {
 		struct io_uring_cqe *cqe;
+		flush_sqes(w); /* a completion may queue a follow-up (the test fsync hold) */
 		if (io_uring_wait_cqe(&w->ring, &cqe) < 0)
 			break;
 		reap(w);
@@ -1982,4 +2028,10 @@ int wal_read(struct wal *w, uint64_t index, struct wal_entry *out, void *buf, si
 	    wal_get32(h + 4) != e->len || wal_get32(h + 28) != keel_crc32c(0, buf, e->len))
 		return KEEL_E_CORRUPT;
 	return 0;
+}
+
+void wal_set_test_fsync_delay(struct wal *w, uint32_t delay_us)
+{
+	/* A group already held keeps its hold; the next one takes the new value. */
+	w->test_fsync_delay_us = delay_us;
 }

@@ -87,6 +87,13 @@ struct wal_options {
 	/* Operator log lines (backend in use, torn tail cut). NULL = stderr. */
 	void (*log_fn)(void *arg, const char *line);
 	void *log_arg;
+	/*
+	 * Called on the loop thread once per group commit that became durable,
+	 * with the nanoseconds from the start of its writes to the completion
+	 * of its fdatasync (including a test hold, below). NULL: not reported.
+	 */
+	void (*sync_fn)(void *arg, uint64_t latency_ns);
+	void *sync_arg;
 };
 
 /* What wal_open() found. On refusal only `error` is meaningful. */
@@ -174,6 +181,14 @@ int wal_wait(struct wal *w, int timeout_ms);
 int wal_retry(struct wal *w);
 /* Operator text for the last error (file, offset, cause). Never NULL. */
 const char *wal_error(const struct wal *w);
+/*
+ * Test fault (a slow disk): hold every group commit's completion delay_us
+ * after its fdatasync returned, before it is reported durable (0: off). On
+ * io_uring the hold is a timeout op, so the loop still never blocks; the
+ * plain backend sleeps inside wal_poll(). Loop thread; takes effect from the
+ * next group.
+ */
+void wal_set_test_fsync_delay(struct wal *w, uint32_t delay_us);
 
 /*
  * Persist (term, vote). Reported by wal_status (hs_term/hs_vote, hs_pending

@@ -286,6 +286,13 @@ struct mgmt_server_config {
 	const char *config_text;
 	/* NULL-terminated keys PUT /config may change; NULL: mgmt_live_keys. */
 	const char *const *live_keys;
+	/*
+	 * Why the other keys cannot change, for PUT /config's refusal: NULL-
+	 * terminated pairs { key (or a prefix ending in '.'), reason, ... }, e.g.
+	 * { "dataDir", "the log and snapshots are open there", NULL }. NULL or
+	 * no match: the refusal names the key without a reason. Borrowed.
+	 */
+	const char *const *fixed_reasons;
 	uint32_t max_header_bytes;    /* 0: 8192 (431 beyond) */
 	uint32_t max_body_bytes;      /* 0: 4096 (413 beyond) */
 	uint32_t max_connections;     /* 0: 16 (503 beyond) */

@@ -116,6 +116,7 @@ struct mgmt_server {
 	uint64_t next_req_id;
 	struct cfg_entry cfg[MAX_CONFIG_KEYS];
 	uint32_t n_cfg;
+	const char *const *fixed_reasons; /* borrowed from the config */
 	struct mgmt_counter *rejected[R_COUNT_];
 	struct mgmt_hist *latency;
 	struct jbuf j; /* the mgmt thread's JSON scratch: one route at a time */
@@ -581,6 +582,17 @@ static void route_transfer(struct mgmt_server *s, struct conn *c, const char *bo
 	submit(s, c, &r);
 }
 
+/* The reason a key is fixed while running: exact key, or a prefix ending in '.'. */
+static const char *fixed_reason(const char *const *r, const char *key)
+{
+	for (; r && r[0] && r[1]; r += 2) {
+		size_t n = strlen(r[0]);
+		if (!strcmp(r[0], key) || (n && r[0][n - 1] == '.' && !strncmp(r[0], key, n)))
+			return r[1];
+	}
+	return NULL;
+}
+
 static void route_config_put(struct mgmt_server *s, struct conn *c, const char *body)
 {
 	static const char *const keys[] = { "key", "value", NULL };
@@ -601,10 +613,12 @@ static void route_config_put(struct mgmt_server *s, struct conn *c, const char *
 		return;
 	}
 	if (!s->cfg[i].live) {
-		respond_error(s, c, 400,
-			      "'%s' cannot change while the node runs: edit the configuration file "
-			      "and restart the node",
-			      r.key);
+		const char *why = fixed_reason(s->fixed_reasons, r.key);
+		respond_error(
+			s, c, 400,
+			"'%s' cannot change while the node runs%s%s%s: edit the configuration "
+			"file and restart the node",
+			r.key, why ? " (" : "", why ? why : "", why ? ")" : "");
 		return;
 	}
 	c->cfg_index = i;
@@ -1028,6 +1042,7 @@ int mgmt_server_start(const struct mgmt_server_config *cfg, struct mgmt_chan *ch
 	s->read_timeout_ms = cfg->read_timeout_ms ? cfg->read_timeout_ms : 5000;
 	s->pipeline_timeout_ms = cfg->pipeline_timeout_ms ? cfg->pipeline_timeout_ms : 10000;
 	const char *const *live = cfg->live_keys ? cfg->live_keys : mgmt_live_keys;
+	s->fixed_reasons = cfg->fixed_reasons;
 	cfg_load(s, cfg->config_text, live);
 	for (uint32_t i = 0; i < s->n_cfg; i++)
 		s->cfg[i].live = is_live(live, s->cfg[i].key);

@@ -6,12 +6,92 @@
  * the status (pipeline.c, "management plane"); this file only holds what is
  * not pipeline-owned.
  */
+#include <pthread.h>
 #include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "keeld_int.h"
 #include "mgmt.h"
+
+/*
+ * What PUT /config may change in keeld (pipeline.c's mg_config applies it)
+ * and why the rest may not. maxClientCnxns and globalOutstandingLimit are
+ * not enforced by keeld at all (README, "Not done"), so changing them live
+ * would pretend an effect.
+ */
+static const char *const live_keys[] = {
+	"keel.snapshotThresholdBytes", "keel.cpuDmaLatency",     "4lw.commands.whitelist",
+	"minSessionTimeout",           "maxSessionTimeout",      "dp.test_loss_ppm",
+	"dp.test_corrupt_ppm",         "dp.test_delay_us",       "dp.test_jitter_us",
+	"dp.test_reorder_ppm",         "keel.test.fsyncDelayUs", NULL,
+};
+
+/* Pairs, one to a line. */
+/* clang-format off */
+static const char *const fixed_reasons[] = {
+	"dataDir", "the log and snapshots are open there",
+	"dataLogDir", "the log is open there",
+	"clientPort", "the client listener is bound at start",
+	"clientPortAddress", "the client listener is bound at start",
+	"keel.adminPort", "the admin listener is bound at start",
+	"keel.adminAddress", "the admin listener is bound at start",
+	"keel.adminToken", "the admin token is read at start",
+	"server.", "membership changes go through POST /members",
+	"serverId", "a node's id is its identity in the cluster",
+	"keel.clusterId", "peers check it on every frame",
+	"tickTime", "Raft's timers are set when the node starts",
+	"initLimit", "Raft's timers are set when the node starts",
+	"syncLimit", "Raft's timers are set when the node starts",
+	"keel.heartbeatMs", "Raft's timers are set when the node starts",
+	"keel.electionTimeoutMs", "Raft's timers are set when the node starts",
+	"keel.transport", "the peer transport is opened at start",
+	"dp.", "the peer transport is opened with it at start",
+	"keel.fsync", "the log is opened with it at start",
+	"keel.fsyncPath", "the log is opened with it at start",
+	"keel.directIo", "the log is opened with it at start",
+	"keel.segmentBytes", "the log is opened with it at start",
+	"jute.maxbuffer", "the client front end is configured at start",
+	"maxClientCnxns", "keeld does not enforce it yet",
+	"globalOutstandingLimit", "keeld does not enforce it yet",
+	NULL, NULL,
+};
+/* clang-format on */
+
+/* GET /config shows every live key with its value at start, also those
+ * node_config_format() leaves out (the whitelist, unset test faults). */
+static void live_defaults(const struct node_config *c, char *text, size_t cap)
+{
+	size_t n = strlen(text);
+	char line[512];
+	for (const char *const *key = live_keys; *key; key++) {
+		size_t kl = strlen(*key);
+		bool have = !strncmp(text, *key, kl) && text[kl] == '=';
+		for (const char *p = strchr(text, '\n'); p && !have; p = strchr(p + 1, '\n'))
+			have = !strncmp(p + 1, *key, kl) && p[1 + kl] == '=';
+		if (have)
+			continue;
+		int w = snprintf(line, sizeof(line), "%s=", *key);
+		if (!strcmp(*key, "4lw.commands.whitelist")) {
+			const char *sep = "";
+			for (int i = 0; i < NODE_4LW_COUNT_; i++)
+				if (c->fourlw_mask & (1u << i)) {
+					w += snprintf(line + w, sizeof(line) - (size_t)w, "%s%s",
+						      sep, node_4lw_names[i]);
+					sep = ",";
+				}
+		} else {
+			w += snprintf(line + w, sizeof(line) - (size_t)w, "0");
+		}
+		if (n + (size_t)w + 2 < cap) {
+			memcpy(text + n, line, (size_t)w);
+			n += (size_t)w;
+			text[n++] = '\n';
+			text[n] = 0;
+		}
+	}
+}
 
 int keeld_admin_start(struct keeld *k)
 {
@@ -30,6 +110,7 @@ int keeld_admin_start(struct keeld *k)
 	static char text[65536];
 	size_t n = node_config_format(&k->cfg, text, sizeof(text));
 	text[KEEL_MIN(n, sizeof(text) - 1)] = 0;
+	live_defaults(&k->cfg, text, sizeof(text));
 	/* The thread inherits main's affinity unless told otherwise; main is not
 	 * a poll-mode core with the UDP transport, so the inherited set is the
 	 * whole process's allowed set. */
@@ -44,6 +125,8 @@ int keeld_admin_start(struct keeld *k)
 		.port = (uint16_t)k->cfg.admin_port,
 		.token = k->cfg.admin_token,
 		.config_text = text,
+		.live_keys = live_keys,
+		.fixed_reasons = fixed_reasons,
 		.cpu_mask = mask,
 	};
 	rc = mgmt_server_start(&sc, k->mchan, k->metrics, &k->msrv);
@@ -76,7 +159,14 @@ void keeld_admin_free(struct keeld *k)
 	k->nm = NULL;
 }
 
-int keeld_op_index(int32_t type)
+/* Opcodes keel maps to a metric label lie in [OP_LO, OP_HI]; others are "other". */
+#define OP_LO (-16)
+#define OP_HI 127
+static int8_t op_table[OP_HI - OP_LO + 1];
+static pthread_once_t op_once = PTHREAD_ONCE_INIT;
+
+/* The name lookup (strcmp over mgmt_op_names) runs once, not per request. */
+static void op_table_init(void)
 {
 	static const struct {
 		int32_t type;
@@ -104,8 +194,24 @@ int keeld_op_index(int32_t type)
 		{ ZK_OP_REMOVE_WATCHES, "removeWatches" },
 		{ ZK_OP_PING, "ping" },
 	};
+	int other = mgmt_op_index("other");
+	for (size_t i = 0; i < sizeof(op_table); i++)
+		op_table[i] = (int8_t)other;
 	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
-		if (map[i].type == type)
-			return mgmt_op_index(map[i].name);
-	return mgmt_op_index("other");
+		op_table[map[i].type - OP_LO] = (int8_t)mgmt_op_index(map[i].name);
+}
+
+int keeld_op_index(int32_t type)
+{
+	pthread_once(&op_once, op_table_init);
+	if (type < OP_LO || type > OP_HI)
+		return op_table[ZK_OP_NOTIFICATION - OP_LO]; /* "other" */
+	return op_table[type - OP_LO];
+}
+
+void keeld_observe_request(struct keeld *k, int32_t type, uint64_t since_ns)
+{
+	if (k->nm && since_ns)
+		mgmt_hist_observe(k->nm->request_latency[keeld_op_index(type)],
+				  keel_now_ns() - since_ns);
 }

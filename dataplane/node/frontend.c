@@ -160,8 +160,19 @@ void keeld_preq_free(struct preq *r)
 	free(r);
 }
 
+/*
+ * Request latency (keel_request_latency_seconds): on_request stamps the time
+ * it was called; a request answered inside the call is observed there, one
+ * handed on (a write or sync queued for the pipeline, a read deferred) carries
+ * the stamp in its preq/dread and is observed where it is answered. Both are
+ * per front-end thread, so they need no lock.
+ */
+static _Thread_local uint64_t fe_recv_ns;
+static _Thread_local bool fe_handed_on;
+
 void keeld_queue(struct keeld *k, struct preq *r)
 {
+	fe_handed_on = true;
 	pthread_mutex_lock(&k->fe_mu);
 	r->id = ++k->next_req_id;
 	r->next = NULL;
@@ -199,6 +210,7 @@ void keeld_write_done(struct keeld *k, int64_t sid)
 		list = d->next;
 		keeld_serve_read(k, &d->call, d->type, d->path, d->path_len, d->watch, &copy,
 				 d->nops);
+		keeld_observe_request(k, d->type, d->recv_ns);
 		dread_free(d);
 	}
 }
@@ -741,6 +753,7 @@ static struct preq *preq_new(const struct zk_call *call, enum preq_kind kind)
 		return NULL;
 	r->kind = kind;
 	r->call = *call;
+	r->recv_ns = fe_recv_ns;
 	r->session_id = call->session_id;
 	return r;
 }
@@ -1194,6 +1207,7 @@ static struct dread *dread_new(const struct zk_call *call, const struct zk_reque
 		return NULL;
 	d->call = *call;
 	d->type = req->type;
+	d->recv_ns = fe_recv_ns;
 	d->watch = req->watch;
 	const void *src = req->path.ptr;
 	d->path_len = req->path.len > 0 ? (uint32_t)req->path.len : 0;
@@ -1217,6 +1231,7 @@ static bool defer_to_turn(struct keeld *k, const struct zk_call *call, const str
 	struct dread *d = dread_new(call, req);
 	if (!d)
 		return false;
+	fe_handed_on = true;
 	pthread_mutex_lock(&k->fe_mu);
 	d->turn = atomic_load(&k->turn);
 	*k->barrier_tail = d;
@@ -1259,6 +1274,7 @@ void keeld_serve_barrier(struct keeld *k, uint64_t turn)
 		pthread_mutex_unlock(&k->fe_mu);
 		keeld_serve_read(k, &d->call, d->type, d->path, d->path_len, d->watch,
 				 have ? &s : NULL, d->nops);
+		keeld_observe_request(k, d->type, d->recv_ns);
 		dread_free(d);
 	}
 }
@@ -1270,6 +1286,9 @@ static void on_request(struct zk_backend *b, const struct zk_call *call,
 	atomic_fetch_add(&k->n_requests, 1);
 	if (k->metrics)
 		mgmt_counter_add(k->nm->requests[keeld_op_index(req->type)], 1);
+	uint64_t t0 = keel_now_ns();
+	fe_recv_ns = t0;
+	fe_handed_on = false;
 	kv_enter();
 	struct fsess s;
 	bool have = false;
@@ -1277,7 +1296,7 @@ static void on_request(struct zk_backend *b, const struct zk_call *call,
 	pthread_mutex_lock(&k->fe_mu);
 	struct fsess *ps = keeld_sess_find(k, call->session_id);
 	if (ps) {
-		ps->last_heard_ns = keel_now_ns();
+		ps->last_heard_ns = t0;
 		have = true;
 		s = *ps;
 		if (is_read(req->type) && req->type != ZK_OP_WHO_AM_I && ps->outstanding) {
@@ -1286,6 +1305,7 @@ static void on_request(struct zk_backend *b, const struct zk_call *call,
 				*ps->deferred_tail = d;
 				ps->deferred_tail = &d->next;
 				deferred = true;
+				fe_handed_on = true;
 			}
 		}
 	}
@@ -1464,6 +1484,9 @@ static void on_request(struct zk_backend *b, const struct zk_call *call,
 		break;
 	}
 out:
+	if (!fe_handed_on)
+		keeld_observe_request(k, req->type, t0);
+	fe_recv_ns = 0;
 	kv_leave();
 }
 
@@ -1509,6 +1532,20 @@ static size_t four_letter(struct zk_backend *b, int word, char *out, size_t cap)
 		if (n < cap)                                                  \
 			n += (size_t)snprintf(out + n, cap - n, __VA_ARGS__); \
 	} while (0)
+	/* 4lw.commands.whitelist changes while running (PUT /config): the
+	 * engine lets every word keel knows through and the live mask decides,
+	 * with ZooKeeper's own refusal. */
+	const char *wname = zk_4lw_name(word);
+	uint32_t live = __atomic_load_n(&k->cfg.fourlw_mask, __ATOMIC_RELAXED);
+	bool allowed = false;
+	for (int i = 0; wname && i < NODE_4LW_COUNT_; i++)
+		if (!strcmp(wname, node_4lw_names[i]))
+			allowed = live & (1u << i);
+	if (!allowed) {
+		OUT("%s is not executed because it is not in the whitelist.\n",
+		    wname ? wname : "?");
+		return KEEL_MIN(n, cap);
+	}
 	switch (word) {
 	case ZK_4LW_RUOK:
 		OUT("imok");
@@ -1580,10 +1617,9 @@ static const struct zk_backend_ops ops = {
 
 int keeld_frontend_start(struct keeld *k)
 {
+	/* Every word keel knows: four_letter() applies the (live) whitelist. */
 	uint32_t wl = 0;
 	for (int i = 0; i < NODE_4LW_COUNT_; i++) {
-		if (!(k->cfg.fourlw_mask & (1u << i)))
-			continue;
 		for (int w = 1; w < ZK_4LW_TELNET_CLOSE; w++) {
 			const char *name = zk_4lw_name(w);
 			if (name && !strcmp(name, node_4lw_names[i]))

@@ -75,6 +75,7 @@ struct preq {
 	bool resent;    /* handed to a leader of an older term before */
 	uint64_t term;  /* the term it was forwarded/proposed in */
 	uint64_t sent_ns;
+	uint64_t recv_ns; /* when the front end read it (request latency) */
 };
 
 /* A read that waits for its session's earlier writes. */
@@ -87,6 +88,7 @@ struct dread {
 	uint32_t path_len;
 	uint64_t turn; /* barrier reads: the pipeline turn seen when queued */
 	int32_t nops;  /* multiRead: op count; path holds the raw ops */
+	uint64_t recv_ns; /* when the front end read it (request latency) */
 };
 
 /* A session held (connected) at this node. */
@@ -223,6 +225,9 @@ void keeld_admin_stop(struct keeld *k);
 void keeld_admin_free(struct keeld *k);
 /* Index into mgmt_op_names of a ZooKeeper opcode ("other" if none). */
 int keeld_op_index(int32_t type);
+/* keel_request_latency_seconds{op}: now - since_ns (no-op without the admin
+ * plane or when since_ns is 0). Any thread; a clock read and two relaxed adds. */
+void keeld_observe_request(struct keeld *k, int32_t type, uint64_t since_ns);
 
 /* sha1.c: for digest ids "user:base64(sha1(user:password))". */
 void keeld_sha1(const void *data, size_t len, uint8_t out[20]);

@@ -587,6 +587,8 @@ static void finish_local(struct pipeline *p, uint32_t origin, uint64_t id, const
 	} else {
 		keeld_reply_write(k, r, txn, res, rc);
 	}
+	if (r->kind != PREQ_CONNECT)
+		keeld_observe_request(k, r->call.type, r->recv_ns);
 	int64_t sid = r->session_id;
 	enum preq_kind kind = r->kind;
 	keeld_preq_free(r);
@@ -2073,6 +2075,127 @@ static void mg_xfer_progress(struct pipeline *p)
 	}
 }
 
+/*
+ * A value checked by the node configuration's own parser: key=value parsed
+ * as one line of a minimal file into a scratch config. 0 and *out filled,
+ * or KEEL_E_CONFIG with msg naming the key and what is wrong.
+ */
+static int mg_parse(const struct keeld *k, const char *key, const char *value,
+		    struct node_config *out, char *msg, size_t len)
+{
+	for (const char *v = value; *v; v++)
+		if ((unsigned char)*v < 0x20 || *v == '\\') {
+			snprintf(msg, len, "%s: the value may not hold control characters or '\\'",
+				 key);
+			return KEEL_E_CONFIG;
+		}
+	/* The session timeouts are checked against each other: the other one's
+	 * value in force goes into the scratch file too. */
+	char other[64] = "";
+	if (!strcmp(key, "minSessionTimeout"))
+		snprintf(other, sizeof(other), "maxSessionTimeout=%u\n",
+			 k->cfg.max_session_timeout_ms);
+	else if (!strcmp(key, "maxSessionTimeout"))
+		snprintf(other, sizeof(other), "minSessionTimeout=%u\n",
+			 k->cfg.min_session_timeout_ms);
+	char text[MGMT_KEY_MAX + MGMT_VALUE_MAX + 128];
+	snprintf(text, sizeof(text), "dataDir=/\nclientPort=1\n%s%s=%s\n", other, key, value);
+	char err[256];
+	int rc = node_config_parse(out, text, "PUT /config", 0, err, sizeof(err));
+	if (rc) {
+		/* "origin:line: key: reason" -> "key: reason" */
+		const char *at = strstr(err, key);
+		size_t n = strnlen(at ? at : err, len - 1);
+		memcpy(msg, at ? at : err, n);
+		msg[n] = 0;
+	}
+	return rc;
+}
+
+/*
+ * PUT /config: the tunables that can change while the node runs (the mgmt
+ * server refuses the rest before they get here, saying why). The pipeline
+ * owns the log and the transport, so their knobs change here; values other
+ * threads read (the 4lw whitelist, session timeouts) are single aligned words
+ * stored atomically. The answer's message is what the operator sees.
+ */
+static void mg_config(struct pipeline *p, const struct mgmt_request *req)
+{
+	struct keeld *k = p->k;
+	const char *key = req->key, *val = req->value;
+	char msg[MGMT_MESSAGE_MAX];
+	int rc;
+	if (!strncmp(key, "dp.test_", 8) || !strcmp(key, "keel.cpuDmaLatency")) {
+		if (!p->t) {
+			mg_answer(p, req->id, KEEL_E_UNSUPPORTED,
+				  "%s: a standalone node has no peer transport", key);
+			return;
+		}
+		if (!strcmp(key, "keel.cpuDmaLatency")) {
+			struct node_config *c = malloc(sizeof(*c));
+			rc = c ? mg_parse(k, key, val, c, msg, sizeof(msg)) : KEEL_E_NOMEM;
+			bool on = rc == 0 && c->cpu_dma_latency;
+			free(c);
+			if (rc == 0 && (rc = dp_set_cpu_dma_latency(p->t, on)) < 0)
+				snprintf(msg, sizeof(msg), "%s: /dev/cpu_dma_latency: %s", key,
+					 keel_strerror(rc));
+			if (rc == 0) {
+				k->cfg.cpu_dma_latency = on;
+				snprintf(msg, sizeof(msg), "%s set to %s", key, on ? "on" : "off");
+			}
+		} else {
+			rc = dp_set_test_fault(p->t, key, val, msg, sizeof(msg));
+			if (rc == 0)
+				snprintf(msg, sizeof(msg), "%s set to %s", key, val);
+		}
+		keeld_log("admin: %s", msg);
+		mg_answer(p, req->id, rc, "%s", msg);
+		return;
+	}
+	if (!strcmp(key, "keel.test.fsyncDelayUs")) {
+		char *end;
+		errno = 0;
+		unsigned long us = strtoul(val, &end, 10);
+		if (!*val || *end || errno || us > 10000000ul || val[0] == '-') {
+			mg_answer(p, req->id, KEEL_E_CONFIG, "%s: '%s' is not in 0..10000000 (us)",
+				  key, val);
+			return;
+		}
+		wal_set_test_fsync_delay(p->w, (uint32_t)us);
+		keeld_log("admin: %s set to %lu", key, us);
+		mg_answer(p, req->id, 0, "%s set to %lu", key, us);
+		return;
+	}
+	struct node_config *c = malloc(sizeof(*c));
+	if (!c) {
+		mg_answer(p, req->id, KEEL_E_NOMEM, "out of memory");
+		return;
+	}
+	rc = mg_parse(k, key, val, c, msg, sizeof(msg));
+	if (rc == 0) {
+		if (!strcmp(key, "keel.snapshotThresholdBytes")) {
+			__atomic_store_n(&k->cfg.snapshot_threshold_bytes,
+					 c->snapshot_threshold_bytes, __ATOMIC_RELAXED);
+		} else if (!strcmp(key, "4lw.commands.whitelist")) {
+			__atomic_store_n(&k->cfg.fourlw_mask, c->fourlw_mask, __ATOMIC_RELAXED);
+		} else if (!strcmp(key, "minSessionTimeout")) {
+			__atomic_store_n(&k->cfg.min_session_timeout_ms, c->min_session_timeout_ms,
+					 __ATOMIC_RELAXED);
+		} else if (!strcmp(key, "maxSessionTimeout")) {
+			__atomic_store_n(&k->cfg.max_session_timeout_ms, c->max_session_timeout_ms,
+					 __ATOMIC_RELAXED);
+		} else {
+			rc = KEEL_E_CONFIG;
+			snprintf(msg, sizeof(msg), "%s cannot change while the node runs", key);
+		}
+	}
+	free(c);
+	if (rc == 0)
+		snprintf(msg, sizeof(msg), "%s set to %s", key, val);
+	keeld_log("admin: %s", msg);
+	mg_answer(p, req->id, rc, "%s", msg);
+}
+
 static void mg_request(struct pipeline *p, const struct mgmt_request *req)
 {
 	switch (req->kind) {
@@ -2093,10 +2216,7 @@ static void mg_request(struct pipeline *p, const struct mgmt_request *req)
 		break;
 	}
 	case MGMT_REQ_CONFIG_SET:
-		/* Raft timing, limits and the snapshot threshold are read at start. */
-		mg_answer(p, req->id, KEEL_E_UNSUPPORTED,
-			  "keeld cannot change %s while running yet: edit the file and restart",
-			  req->key);
+		mg_config(p, req);
 		break;
 	default:
 		mg_answer(p, req->id, KEEL_E_INVAL, "unknown request kind %u", req->kind);
@@ -2275,7 +2395,11 @@ static void idle_wait(struct pipeline *p, uint64_t *idle_since)
 		int wfd = wal_wait_fd(p->w);
 		if (wfd >= 0)
 			pf[n++] = (struct pollfd){ .fd = wfd, .events = POLLIN };
-		uint64_t wait = p->next_tick_ns > now ? p->next_tick_ns - now : 0;
+		uint64_t until = p->next_tick_ns;
+		uint64_t due = p->t ? dp_test_due_ns(p->t) : 0; /* delayed frames (tests) */
+		if (due && due < until)
+			until = due;
+		uint64_t wait = until > now ? until - now : 0;
 		struct timespec ts = { .tv_sec = (time_t)(wait / 1000000000u),
 				       .tv_nsec = (long)(wait % 1000000000u) };
 		(void)ppoll(pf, n, &ts, NULL);
@@ -2493,6 +2617,14 @@ static void wal_log(void *arg, const char *line)
 	keeld_log("wal: %s", line);
 }
 
+/* keel_fsync_latency_seconds: one observation per group commit. */
+static void wal_synced(void *arg, uint64_t latency_ns)
+{
+	struct keeld *k = arg;
+	if (k->nm)
+		mgmt_hist_observe(k->nm->fsync_latency, latency_ns);
+}
+
 int keeld_pipeline_open(struct keeld *k)
 {
 	struct pipeline *p = calloc(1, sizeof(*p));
@@ -2520,7 +2652,9 @@ int keeld_pipeline_open(struct keeld *k)
 					     : c->fsync_path == NODE_FSYNC_PLAIN ? WAL_BACKEND_PLAIN
 										 : WAL_BACKEND_AUTO,
 				  .direct_io = c->o_direct,
-				  .log_fn = wal_log };
+				  .log_fn = wal_log,
+				  .sync_fn = wal_synced,
+				  .sync_arg = k };
 	struct wal_recovery rec;
 	rc = wal_open(&wo, &p->w, &rec);
 	if (rc < 0) {

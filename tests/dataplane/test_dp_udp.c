@@ -601,6 +601,88 @@ static void test_injected_faults(void **state)
 	dp_close(b);
 }
 
+/*
+ * Delay, jitter and reordering set while running: held frames leave only
+ * through dp_flush() once due, every message arrives intact, reordering
+ * changes the arrival order, and a key fixed at start is refused.
+ */
+static void test_live_delay_and_reorder(void **state)
+{
+	(void)state;
+	dp_transport *a, *b;
+	open_pair(&a, &b, NULL);
+	char err[256];
+	assert_int_equal(dp_set_test_fault(a, "dp.mtu", "1500", err, sizeof(err)), KEEL_E_CONFIG);
+	assert_non_null(strstr(err, "dp.mtu"));
+	assert_int_equal(dp_set_test_fault(a, "dp.test_delay_us", "-1", err, sizeof(err)),
+			 KEEL_E_CONFIG);
+	assert_non_null(strstr(err, "dp.test_delay_us"));
+	assert_int_equal(dp_test_due_ns(a), 0);
+
+	/* Delay: nothing leaves before its due time. */
+	assert_int_equal(dp_set_test_fault(a, "dp.test_delay_us", "200000", err, sizeof(err)), 0);
+	uint8_t buf[3000];
+	uint64_t t0 = keel_now_ns();
+	fill(buf, sizeof(buf), 1);
+	buf[0] = 0;
+	assert_int_equal(dp_send(a, 2, 1, buf, sizeof(buf)), 0); /* 3 fragments */
+	dp_flush(a);
+	uint64_t due = dp_test_due_ns(a);
+	assert_true(due >= t0 + 200000000u);
+	struct dp_stats st;
+	dp_stats(a, &st);
+	assert_int_equal(st.v[DP_CTR_TX_DELAYED_INJECTED], 3);
+	assert_int_equal(st.v[DP_CTR_TX_FRAMES], 0);
+	while (dp_test_due_ns(a)) /* each frame is due 200 ms after its own send */
+		dp_flush(a);
+	assert_true(keel_now_ns() >= due);
+	dp_stats(a, &st);
+	assert_int_equal(st.v[DP_CTR_TX_FRAMES], 3);
+	struct dp_msg m[64];
+	uint8_t *copies[64];
+	assert_int_equal(drain(b, m, copies, 1), 1);
+	assert_int_equal(m[0].len, sizeof(buf));
+	assert_memory_equal(m[0].data, buf, sizeof(buf));
+	free(copies[0]);
+
+	/* Reordering alone (no delay): some messages are overtaken. */
+	assert_int_equal(dp_set_test_fault(a, "dp.test_delay_us", "0", err, sizeof(err)), 0);
+	assert_int_equal(dp_set_test_fault(a, "dp.test_reorder_ppm", "300000", err, sizeof(err)),
+			 0);
+	enum { N = 40 };
+	for (uint32_t i = 0; i < N; i++) {
+		fill(buf, 100, i);
+		buf[0] = (uint8_t)i;
+		assert_int_equal(dp_send(a, 2, 1, buf, 100), 0);
+		dp_flush(a);
+	}
+	while (dp_test_due_ns(a))
+		dp_flush(a);
+	int got = drain(b, m, copies, N);
+	assert_int_equal(got, N);
+	bool seen[N] = { false }, reordered = false;
+	for (int i = 0; i < got; i++) {
+		uint32_t id = m[i].data[0];
+		assert_true(id < N && !seen[id]);
+		seen[id] = true;
+		reordered |= id != (uint32_t)i;
+		fill(buf, 100, id);
+		buf[0] = (uint8_t)id;
+		assert_memory_equal(m[i].data, buf, 100);
+		free(copies[i]);
+	}
+	assert_true(reordered);
+	dp_stats(a, &st);
+	assert_true(st.v[DP_CTR_TX_REORDERED_INJECTED] > 0);
+	assert_true(st.v[DP_CTR_TX_REORDERED_INJECTED] < N);
+	/* Frames still held at close are freed (ASan checks). */
+	assert_int_equal(dp_set_test_fault(a, "dp.test_delay_us", "1000000", err, sizeof(err)), 0);
+	assert_int_equal(dp_send(a, 2, 1, buf, 100), 0);
+	assert_true(dp_test_due_ns(a) != 0);
+	dp_close(a);
+	dp_close(b);
+}
+
 static void test_open_errors_name_the_address(void **state)
 {
 	(void)state;
@@ -649,6 +731,7 @@ int main(void)
 		cmocka_unit_test(test_strangers_dropped_and_counted),
 		cmocka_unit_test(test_runtime_peers),
 		cmocka_unit_test(test_injected_faults),
+		cmocka_unit_test(test_live_delay_and_reorder),
 		cmocka_unit_test(test_open_errors_name_the_address),
 		cmocka_unit_test(test_cpu_dma_latency),
 		cmocka_unit_test(test_ref_two_followers_not_copied),

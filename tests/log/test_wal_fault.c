@@ -248,6 +248,84 @@ static void test_idle_means_no_io(void **state)
 	cur_dir = NULL;
 }
 
+/* Per-sync reports (wal_options.sync_fn). */
+struct syncs {
+	int n;
+	uint64_t min_ns, max_ns;
+};
+
+static void on_sync(void *arg, uint64_t ns)
+{
+	struct syncs *s = arg;
+	s->min_ns = s->n ? KEEL_MIN(s->min_ns, ns) : ns;
+	s->max_ns = KEEL_MAX(s->max_ns, ns);
+	s->n++;
+}
+
+/*
+ * The slow-fsync fault: with a hold of 50 ms, an entry is reported durable no
+ * sooner than 50 ms after it was appended, every group's sync report says at
+ * least 50 ms, and a log closed while a hold is in flight closes cleanly.
+ * With the hold off again, reports resume as before.
+ */
+static void fsync_hold(enum wal_backend b)
+{
+	char *dir = cur_dir = walt_mkdtemp();
+	struct wal_options o = walt_opts(dir, b, false);
+	struct syncs s = { 0 };
+	o.sync_fn = on_sync;
+	o.sync_arg = &s;
+	struct wal *w;
+	struct wal_status st;
+	assert_int_equal(wal_open(&o, &w, NULL), 0);
+	append(w, 1, 1);
+	assert_int_equal(walt_drain(w, &st), 0);
+	assert_int_equal(st.durable_index, 1);
+	assert_true(s.n >= 1);
+
+	wal_set_test_fsync_delay(w, 50000);
+	s = (struct syncs){ 0 };
+	uint64_t t0 = keel_now_ns();
+	append(w, 2, 3);
+	assert_int_equal(walt_drain(w, &st), 0);
+	assert_int_equal(st.durable_index, 3);
+	assert_true(keel_now_ns() - t0 >= 50000000u);
+	assert_true(s.n >= 1);
+	assert_true(s.min_ns >= 50000000u);
+
+	wal_set_test_fsync_delay(w, 0);
+	s = (struct syncs){ 0 };
+	append(w, 4, 4);
+	assert_int_equal(walt_drain(w, &st), 0);
+	assert_int_equal(st.durable_index, 4);
+	assert_int_equal(s.n, 1);
+
+	/* Closing with a hold in flight waits for it (io_uring) and frees everything. */
+	wal_set_test_fsync_delay(w, 200000);
+	append(w, 5, 5);
+	assert_int_equal(wal_poll(w, &st), 0);
+	wal_close(w);
+	assert_int_equal(wal_open(&o, &w, NULL), 0);
+	assert_true(wal_last_index(w) >= 4);
+	check_all(w, wal_last_index(w));
+	wal_close(w);
+	walt_rmtree(dir);
+	free(dir);
+	cur_dir = NULL;
+}
+
+static void test_fsync_hold_uring(void **state)
+{
+	(void)state;
+	fsync_hold(WAL_BACKEND_URING);
+}
+
+static void test_fsync_hold_plain(void **state)
+{
+	(void)state;
+	fsync_hold(WAL_BACKEND_PLAIN);
+}
+
 /*
  * Creating the next segment fails (a directory squats its name: EISDIR from
  * the io_uring openat, or from openat(2) on the plain backend). The log stops
@@ -330,6 +408,8 @@ int main(void)
 		cmocka_unit_test_teardown(test_fault_uring, teardown),
 		cmocka_unit_test_teardown(test_fault_plain, teardown),
 		cmocka_unit_test_teardown(test_idle_means_no_io, teardown),
+		cmocka_unit_test_teardown(test_fsync_hold_uring, teardown),
+		cmocka_unit_test_teardown(test_fsync_hold_plain, teardown),
 		cmocka_unit_test_teardown(test_create_fails_uring, teardown),
 		cmocka_unit_test_teardown(test_create_fails_plain, teardown),
 	};

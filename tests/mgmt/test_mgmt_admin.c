@@ -34,9 +34,13 @@ static struct fake_node node;
 static int setup(void **state)
 {
 	(void)state;
+	static const char *const reasons[] = { "tickTime", "timers start with the node",
+					       "keel.",    "keel keys are read at start",
+					       NULL,       NULL };
 	struct mgmt_server_config cfg = { .read_timeout_ms = 1000,
 					  .max_connections = 6,
-					  .pipeline_timeout_ms = 5000 };
+					  .pipeline_timeout_ms = 5000,
+					  .fixed_reasons = reasons };
 	if (fake_node_init(&node, 1, 1, TOKEN, &cfg) || fake_node_run(&node))
 		return -1;
 	return 0;
@@ -360,7 +364,15 @@ static void config_route(void **state)
 	thttp_free(&r);
 	unsigned taken = atomic_load(&node.taken);
 	thttp(node.port, "PUT", "/config", TOKEN, "{\"key\":\"dataDir\",\"value\":\"/tmp\"}", &r);
-	expect(&r, 400, "'dataDir' cannot change while the node runs");
+	expect(&r, 400, "'dataDir' cannot change while the node runs: edit the configuration file");
+	/* With a reason: an exact key, and a prefix ending in '.'. */
+	thttp(node.port, "PUT", "/config", TOKEN, "{\"key\":\"tickTime\",\"value\":\"5\"}", &r);
+	expect(&r, 400,
+	       "'tickTime' cannot change while the node runs (timers start with the node)");
+	thttp(node.port, "PUT", "/config", TOKEN, "{\"key\":\"keel.adminPort\",\"value\":\"1\"}",
+	      &r);
+	expect(&r, 400,
+	       "'keel.adminPort' cannot change while the node runs (keel keys are read at start)");
 	thttp(node.port, "PUT", "/config", TOKEN, "{\"key\":\"noSuchKey\",\"value\":\"1\"}", &r);
 	expect(&r, 404, "unknown configuration key 'noSuchKey'");
 	thttp(node.port, "PUT", "/config", TOKEN, "{\"key\":\"keel.heartbeatMs\"}", &r);

@@ -27,13 +27,20 @@ Faults (the seed picks their order, targets and lengths):
                           clients see both sides)
   bridge                  two sides that share one node (it sees both)
   loss                    30-60 % of packets dropped at one or every server
-                          (iptables; the kernel has no netem: no delay or
-                          reordering)
+                          (iptables; the kernel has no netem)
   disk_full               the node's data directory (its own small tmpfs)
                           filled to the last block, then freed
-  slow_fsync              only if the server offers an injectable fsync
-                          delay: ZooKeeper does not, so it is listed as not
-                          covered
+  delay                   keel only: frames from one or every server held
+                          5-50 ms plus up to half that again (jitter), by
+                          keeld's own transport injection (dp.test_delay_us,
+                          dp.test_jitter_us, set live through PUT /config:
+                          the kernel has no netem)
+  reorder                 keel only: 10-50 % of frames from one or every
+                          server held back so that later frames overtake
+                          them, with 2 ms of jitter (dp.test_reorder_ppm)
+  slow_fsync              keel only: every fsync of one or every server's
+                          log held 20-300 ms (keel.test.fsyncDelayUs);
+                          ZooKeeper has no injectable fsync delay
   mixed                   two of the above at once
 After each fault: heal everything (network, loss, paused and dead nodes,
 disk), then wait (bounded, 90 s) for 20 more acknowledged writes; none is a
@@ -77,9 +84,12 @@ PEER_PORT = 2888
 ELECTION_PORT = 3888
 SESSION_TIMEOUT_S = 2.0  # the recorder's sessions
 DISK_MB = 48             # each node's data tmpfs
+ADMIN_PORT = 8080        # keeld's admin API, on loopback inside each node's namespace
 
+# Faults that go through keeld's admin API (PUT /config): keel only.
+LIVE_FAULTS = ["delay", "reorder", "slow_fsync"]
 FAULTS = ["kill", "kill_leader", "pause", "pause_leader", "isolate_leader", "split", "bridge",
-          "loss", "disk_full"]
+          "loss", "disk_full"] + LIVE_FAULTS
 
 
 def log(msg):
@@ -95,7 +105,9 @@ class Failure(Exception):
 class ZooKeeperServers:
     """A ZooKeeper ensemble, node i in namespace i, data on node i's tmpfs."""
     name = "zookeeper"
-    fsync_delay = False  # ZooKeeper has no injectable fsync delay
+    # No injectable fsync delay, and no transport of its own to delay or
+    # reorder frames in (and this kernel has no netem).
+    faults = [f for f in FAULTS if f not in LIVE_FAULTS]
 
     @staticmethod
     def available():
@@ -127,10 +139,12 @@ class KeelServers:
     """keeld nodes, with the keys tests/cluster/zkcluster.py and
     dataplane/node/node.h use (zoo.cfg style)."""
     name = "keel"
-    fsync_delay = False  # no injectable fsync delay in keeld's configuration yet
+    faults = FAULTS
 
     def __init__(self, keeld):
         self.keeld = keeld
+        # the admin token of this run (the live faults need it)
+        self.token = "faults-%s" % os.urandom(8).hex()
 
     def config(self, i, n, net, datadir):
         cfg = os.path.join(datadir, "..", "keel%d.cfg" % i)
@@ -140,6 +154,7 @@ class KeelServers:
                     # segments and snapshots that fit the node's small tmpfs
                     "keel.segmentBytes=1048576\nkeel.snapshotThresholdBytes=4194304\n"
                     "4lw.commands.whitelist=*\n" % (datadir, CLIENT_PORT, net.addr(i)))
+            f.write("keel.adminPort=%d\nkeel.adminToken=%s\n" % (ADMIN_PORT, self.token))
             for j in range(n):
                 f.write("server.%d=%s:%d\n" % (j + 1, net.addr(j), PEER_PORT))
         return cfg
@@ -172,6 +187,7 @@ class Cluster:
         self.cfgs = [None] * n
         self.fillers = {}
         self.paused = set()
+        self.injected = {}  # node -> live config keys a fault set (cleared at heal)
 
     def __enter__(self):
         try:
@@ -275,6 +291,38 @@ class Cluster:
                         raise
                     chunk //= 2
 
+    def injectable(self, i):
+        """Whether node i can take a live fault now (running, not paused)."""
+        return self.alive(i) and i not in self.paused
+
+    def set_config(self, i, key, value):
+        """PUT /config on node i's admin API (from inside its namespace, so
+        partitions do not stand in the way); '' or the refusal."""
+        try:
+            r = self.net.run(i, [PY, os.path.abspath(__file__), "--put", str(ADMIN_PORT),
+                                 self.s.token, key, str(value)], timeout=20)
+        except subprocess.TimeoutExpired:
+            return "no answer in 20 s"
+        return "" if r.returncode == 0 else (r.stdout + r.stderr).strip() or "failed"
+
+    def inject(self, i, settings):
+        """Live fault settings on node i, undone by heal()."""
+        for key, value in settings.items():
+            self.injected.setdefault(i, set()).add(key)
+            err = self.set_config(i, key, value)
+            if err:
+                raise Failure("PUT /config %s=%s at node %d: %s" % (key, value, i, err))
+
+    def clear_injected(self):
+        for i, keys in sorted(self.injected.items()):
+            if not self.alive(i):
+                continue  # restarted below: live settings die with the process
+            for key in sorted(keys):
+                err = self.set_config(i, key, 0)
+                if err:
+                    raise Failure("clearing %s at node %d: %s" % (key, i, err))
+        self.injected.clear()
+
     def free_disks(self):
         for path in self.fillers.values():
             os.unlink(path)
@@ -286,6 +334,7 @@ class Cluster:
         for i in range(self.n + 1):
             self.net.clear_loss(i)
         self.resume_all()
+        self.clear_injected()
         self.free_disks()
         for i in range(self.n):
             if not self.alive(i):
@@ -361,6 +410,29 @@ def apply(c, fault, rnd):
     if fault == "disk_full":
         c.fill_disk(target)
         return "disk full at node %d" % target
+    if fault in LIVE_FAULTS:
+        up = [i for i in servers if c.injectable(i)]
+        if not up:
+            return "%s: no running node to set it on" % fault
+        nodes = up if rnd.random() < 0.5 else [rnd.choice(up)]
+        if fault == "delay":
+            us = rnd.choice([5000, 20000, 50000])
+            settings = {"dp.test_delay_us": us, "dp.test_jitter_us": us // 2}
+            what = "delay %d+0..%d ms" % (us // 1000, us // 2000)
+        elif fault == "reorder":
+            ppm = rnd.choice([100000, 250000, 500000])
+            settings = {"dp.test_reorder_ppm": ppm, "dp.test_jitter_us": 2000}
+            what = "reorder %d%% (+2 ms jitter)" % (ppm // 10000)
+        else:
+            us = rnd.choice([20000, 100000, 300000])
+            settings = {"keel.test.fsyncDelayUs": us}
+            what = "fsync held %d ms" % (us // 1000)
+        for i in nodes:
+            c.inject(i, settings)
+        return "%s at %s" % (what, "every running server" if len(nodes) > 1 and
+                             len(nodes) == c.n else "node%s %s" % (
+                                 "s" if len(nodes) > 1 else "",
+                                 ",".join(str(i) for i in nodes)))
     raise ValueError(fault)
 
 
@@ -426,7 +498,6 @@ def run(args):
         if k not in FAULTS:
             print("unknown fault %r (known: %s)" % (k, ", ".join(FAULTS)))
             return 2
-    sched = plan(seed, budget * 3, args.faults, kinds)
     kind = args.server
     keeld = args.keeld or find_keeld()
     if kind == "auto":
@@ -441,6 +512,12 @@ def run(args):
             print("SKIP: no java / zookeeper jars")
             return 77
         servers = ZooKeeperServers()
+    not_covered = [k for k in kinds if k not in servers.faults]
+    kinds = [k for k in kinds if k in servers.faults]
+    if not kinds:
+        print("SKIP: %s offers none of the faults asked for" % kind)
+        return 77
+    sched = plan(seed, budget * 3, args.faults, kinds)
     replay = "sudo %s %s --server %s --nodes %d --seed %d --duration %g" % (
         PY, os.path.relpath(os.path.abspath(__file__), ROOT), kind, args.nodes, seed, budget)
     if args.faults is not None:
@@ -451,8 +528,9 @@ def run(args):
         seed, kind, args.nodes, "%g s" % budget if args.faults is None else "%d" % args.faults,
         ", ".join("+".join(f) for f, *_ in sched[:12])))
     log("replay: %s" % replay)
-    log("not covered: delay/reordering (no netem in this kernel)%s" % (
-        "" if servers.fsync_delay else "; slow fsync (%s offers no injectable delay)" % kind))
+    if not_covered:
+        log("not covered against %s: %s (no injection point in that server; no netem in "
+            "this kernel)" % (kind, ", ".join(not_covered)))
     work = tempfile.mkdtemp(prefix="keel-faults-")
     hist = os.path.join(work, "history.jsonl")
     rlog = os.path.join(work, "recorder.log")
@@ -562,6 +640,25 @@ def run(args):
             shutil.rmtree(work, ignore_errors=True)
 
 
+def put_config(port, token, key, value):
+    """PUT /config on 127.0.0.1:port (run inside a node's namespace)."""
+    import urllib.error
+    import urllib.request
+    req = urllib.request.Request(
+        "http://127.0.0.1:%d/config" % int(port), method="PUT",
+        data=json.dumps({"key": key, "value": value}).encode(),
+        headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=15) as r:
+            r.read()
+        return 0
+    except urllib.error.HTTPError as e:
+        print("HTTP %d: %s" % (e.code, e.read().decode(errors="replace").strip()))
+    except OSError as e:
+        print(str(e))
+    return 1
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description="keel fault suite (issue #9)")
     ap.add_argument("--server", choices=["auto", "keel", "zookeeper"], default="auto")
@@ -581,7 +678,11 @@ def main(argv=None):
                     "failures still fail")
     ap.add_argument("--4lw", dest="fourlw", nargs=3, metavar=("HOST", "PORT", "WORD"),
                     help=argparse.SUPPRESS)
+    ap.add_argument("--put", nargs=4, metavar=("PORT", "TOKEN", "KEY", "VALUE"),
+                    help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
+    if a.put:
+        return put_config(*a.put)
     if a.fourlw:
         try:
             print(zkserver.four_letter(a.fourlw[0], int(a.fourlw[1]), a.fourlw[2]))

@@ -49,6 +49,12 @@ class FakeCluster:
     def fill_disk(self, i):
         self.filled.append(i)
 
+    def injectable(self, i):
+        return i not in self.killed and i not in self.paused
+
+    def inject(self, i, settings):
+        self.net.calls.append(("inject", i, dict(settings)))
+
 
 class Plan(unittest.TestCase):
     def test_same_seed_same_schedule(self):
@@ -84,6 +90,13 @@ class Plan(unittest.TestCase):
                 # pauses/partitions outlast the session (and election) timeout
                 self.assertTrue(all(h > faults.SESSION_TIMEOUT_S + 1.0 for _, h, *_ in p))
         self.assertEqual(len(faults.plan(7, 10, n_faults=12)), 12)
+
+
+    def test_live_faults_only_where_offered(self):
+        self.assertEqual(faults.KeelServers.faults, faults.FAULTS)
+        for f in faults.LIVE_FAULTS:
+            self.assertIn(f, faults.FAULTS)
+            self.assertNotIn(f, faults.ZooKeeperServers.faults)
 
 
 class Shapes(unittest.TestCase):
@@ -129,6 +142,31 @@ class Shapes(unittest.TestCase):
         self.assertEqual(len(c.filled), 1)
         with self.assertRaises(ValueError):
             faults.apply(c, "no_such_fault", random.Random(3))
+
+    def test_live_faults_set_the_injection_keys(self):
+        want = {"delay": {"dp.test_delay_us", "dp.test_jitter_us"},
+                "reorder": {"dp.test_reorder_ppm", "dp.test_jitter_us"},
+                "slow_fsync": {"keel.test.fsyncDelayUs"}}
+        for n in (3, 5):
+            for f, keys in want.items():
+                every = one = 0
+                for seed in range(40):
+                    c = FakeCluster(n)
+                    c.paused.append(1)  # a paused node takes no PUT
+                    faults.apply(c, f, random.Random(seed))
+                    nodes = [call[1] for call in c.net.calls]
+                    self.assertNotIn(1, nodes)
+                    self.assertEqual(len(set(nodes)), len(nodes))
+                    every += len(nodes) == n - 1
+                    one += len(nodes) == 1
+                    for _, _, settings in c.net.calls:
+                        self.assertEqual(set(settings), keys)
+                        self.assertTrue(all(v > 0 for v in settings.values()))
+                self.assertTrue(every and one, (f, every, one))
+        c = FakeCluster(3)
+        c.paused += [0, 1, 2]
+        self.assertIn("no running node", faults.apply(c, "delay", random.Random(1)))
+        self.assertEqual(c.net.calls, [])
 
 
 if __name__ == "__main__":
