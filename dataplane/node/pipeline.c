@@ -78,6 +78,55 @@ struct pers {
 	uint64_t last_index; /* 0: no entries */
 };
 
+/*
+ * The snapshot helper thread ("keel-snap"): serializes the store and writes
+ * the snapshot file so the pipeline never stalls on either. One job at a time,
+ * moved through `state` (written under mu, read by the pipeline with one
+ * acquire load per turn):
+ *   IDLE   -> ARMED   pipeline: a snapshot is due; wakes the helper
+ *   ARMED  -> ONLINE  helper: kv_thread_online(), then waits for the view
+ *   ONLINE -> RUN     pipeline, between two applies: the view of the store at
+ *                     applied_index, with its index, term and membership
+ *   RUN    -> DONE    helper: kv_snapshot_write() into memory, offline, then
+ *                     wal_snap_begin/write/finish (fsync, rename)
+ *   DONE   -> IDLE    pipeline: raft_snapshot_taken, log compaction, answers
+ * The pipeline may also cancel ARMED/ONLINE back to IDLE.
+ * Why the helper is online BEFORE it gets the view: under QSBR a view stays
+ * valid only while a thread that was online when its memory was retired has
+ * not passed a quiescent state. The pipeline retires the view's memory with
+ * its next apply (handed to call_rcu after that); the helper, online since
+ * before and not quiescent until kv_snapshot_write() returns, holds those
+ * grace periods open for exactly as long as it reads. A view handed to a
+ * thread that comes online later could be freed under it.
+ * What can fail: the write (disk full, EIO): the job ends with its error, the
+ * temporary file is removed, the previous snapshot and the log stay; the next
+ * attempt comes with the next threshold or POST /snapshot. A crash during the
+ * write leaves the previous snapshot (wal_snap_finish publishes by rename).
+ */
+enum snap_state { SNAP_IDLE, SNAP_ARMED, SNAP_ONLINE, SNAP_RUN, SNAP_DONE };
+
+struct snapper {
+	pthread_mutex_t mu;
+	pthread_cond_t cv; /* every state change is broadcast */
+	_Atomic int state;
+	bool stop; /* under mu */
+	bool started;
+	pthread_t th;
+	struct keeld *k; /* the eventfd that wakes the pipeline; the wal */
+	struct wal *w;
+	/* the job: written by the pipeline before RUN */
+	const struct kv_view *view;
+	uint64_t index, term;
+	uint64_t log_bytes; /* since_snap_bytes it covers (given back on failure) */
+	uint8_t conf[RAFT_CONF_MAX_BYTES];
+	size_t conf_len;
+	/* the result: written by the helper before DONE */
+	int rc;
+	uint8_t *image;
+	size_t image_len;
+	uint64_t serialize_ns, write_ns;
+};
+
 struct pipeline {
 	struct keeld *k;
 	struct raft *r;
@@ -127,6 +176,10 @@ struct pipeline {
 	size_t inst_len, inst_cap;
 	struct raft_buf *inst_done; /* installed image to hand raft after advance */
 	uint64_t inst_done_index;
+	struct snapper snap;       /* the snapshot helper thread */
+	uint64_t snap_req_id[8];   /* POST /snapshot requests waiting for a snapshot */
+	uint64_t snap_req_want[8]; /* ... at or past this applied index */
+	uint32_t snap_req_n;
 	char fsync_name[16]; /* the wal's backend, for the status */
 
 	/* management plane (NULL channel: no keel.adminPort) */
@@ -868,14 +921,13 @@ static void trk_rebuild(struct pipeline *p)
 	(void)kv_sessions(kv_view_get(keeld_kv(p->k)), trk_seed, p);
 }
 
-/* Write image (of the state at index/term) as the wal's snapshot: blocking. */
-static int snap_persist(struct pipeline *p, uint64_t index, uint64_t term,
-			const struct raft_conf *conf, const uint8_t *image, size_t len)
+/* Write image (of the state at index/term, membership conf bytes) as the
+ * wal's snapshot: blocking write + fsync + rename, on the calling thread. */
+static int snap_file(struct wal *w, uint64_t index, uint64_t term, const uint8_t *conf,
+		     size_t conf_len, const uint8_t *image, size_t len)
 {
-	uint8_t cb[RAFT_CONF_MAX_BYTES];
-	size_t cl = raft_conf_encode(conf, cb);
 	struct wal_snap_writer *sw;
-	int rc = wal_snap_begin(p->w, index, term, cb, (uint32_t)cl, &sw);
+	int rc = wal_snap_begin(w, index, term, conf, (uint32_t)conf_len, &sw);
 	if (rc == 0) {
 		rc = wal_snap_write(sw, image, len);
 		if (rc == 0)
@@ -888,54 +940,278 @@ static int snap_persist(struct pipeline *p, uint64_t index, uint64_t term,
 	return rc;
 }
 
-/*
- * When the log since the last snapshot passed keel.snapshotThresholdBytes:
- * serialize the store as of the last applied entry, make it the wal's
- * snapshot (blocking write + fsync on this thread), hand the image to raft
- * (for followers that fall behind) and drop the log before it (keeping
- * SNAP_KEEP_ENTRIES so a follower a little behind still gets entries).
- */
-static int take_snapshot(struct pipeline *p)
+static int snap_persist(struct pipeline *p, uint64_t index, uint64_t term,
+			const struct raft_conf *conf, const uint8_t *image, size_t len)
 {
-	struct keeld *k = p->k;
-	if (p->wal_failed)
-		return KEEL_E_IO;
-	uint64_t index = p->applied_index;
-	if (index <= p->snap_index)
-		return 0;
-	p->since_snap_bytes = 0;
+	uint8_t cb[RAFT_CONF_MAX_BYTES];
+	size_t cl = raft_conf_encode(conf, cb);
+	return snap_file(p->w, index, term, cb, cl, image, len);
+}
+
+/* ------------------------------------------------- snapshot helper thread */
+
+static void snap_set(struct snapper *s, enum snap_state st)
+{
+	atomic_store_explicit(&s->state, st, memory_order_release);
+	pthread_cond_broadcast(&s->cv);
+}
+
+static void snap_wake_pipeline(struct snapper *s)
+{
+	uint64_t one = 1;
+	(void)!write(s->k->evfd, &one, sizeof(one));
+}
+
+/* The helper's half of a job: serialize the view (online), then write it (offline). */
+static void snap_run(struct snapper *s)
+{
 	uint64_t t0 = keel_now_ns();
 	struct membuf mb = { 0 };
-	int rc = kv_snapshot_write(kv_view_get(keeld_kv(k)), mb_write, &mb);
-	uint64_t term = raft_term_at(p->r, index);
-	if (rc == 0 && term)
-		rc = snap_persist(p, index, term, raft_conf(p->r), mb.p, mb.len);
-	if (rc < 0 || !term) {
+	int rc = kv_snapshot_write(s->view, mb_write, &mb);
+	/* Done with the view: let the reclaimer go on. */
+	s->view = NULL;
+	kv_thread_offline();
+	uint64_t t1 = keel_now_ns();
+	if (rc == 0)
+		rc = snap_file(s->w, s->index, s->term, s->conf, s->conf_len, mb.p, mb.len);
+	if (rc < 0) {
 		free(mb.p);
-		return rc < 0 ? rc : KEEL_E_STATE;
+		mb.p = NULL;
+		mb.len = 0;
 	}
-	struct raft_buf *b = image_buf(mb.p, mb.len);
+	s->rc = rc;
+	s->image = mb.p;
+	s->image_len = mb.len;
+	s->serialize_ns = t1 - t0;
+	s->write_ns = keel_now_ns() - t1;
+}
+
+static void *snap_main(void *arg)
+{
+	struct snapper *s = arg;
+	kv_thread_register();
+	kv_thread_offline(); /* online only while it may read a view */
+	pthread_mutex_lock(&s->mu);
+	for (;;) {
+		while (!s->stop && atomic_load(&s->state) != SNAP_ARMED)
+			pthread_cond_wait(&s->cv, &s->mu);
+		if (s->stop)
+			break;
+		pthread_mutex_unlock(&s->mu);
+		kv_thread_online();
+		pthread_mutex_lock(&s->mu);
+		if (atomic_load(&s->state) == SNAP_ARMED) {
+			snap_set(s, SNAP_ONLINE);
+			snap_wake_pipeline(s);
+			while (!s->stop && atomic_load(&s->state) == SNAP_ONLINE)
+				pthread_cond_wait(&s->cv, &s->mu);
+		}
+		if (atomic_load(&s->state) != SNAP_RUN) {
+			/* Cancelled (or stopping) before a view came. */
+			pthread_mutex_unlock(&s->mu);
+			kv_thread_offline();
+			pthread_mutex_lock(&s->mu);
+			continue;
+		}
+		pthread_mutex_unlock(&s->mu);
+		snap_run(s); /* returns offline */
+		pthread_mutex_lock(&s->mu);
+		snap_set(s, SNAP_DONE);
+		snap_wake_pipeline(s);
+	}
+	pthread_mutex_unlock(&s->mu);
+	kv_thread_unregister();
+	return NULL;
+}
+
+static int snap_start(struct pipeline *p)
+{
+	struct snapper *s = &p->snap;
+	int rc = pthread_create(&s->th, NULL, snap_main, s);
+	if (rc)
+		return -rc;
+	pthread_setname_np(s->th, "keel-snap");
+	s->started = true;
+	return 0;
+}
+
+/* Stop the helper; a write in progress completes first (its result is dropped:
+ * the file is a valid snapshot the next start recovers from). */
+static void snap_stop(struct pipeline *p)
+{
+	struct snapper *s = &p->snap;
+	if (!s->started)
+		return;
+	pthread_mutex_lock(&s->mu);
+	s->stop = true;
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+	pthread_join(s->th, NULL);
+	s->started = false;
+	free(s->image);
+	s->image = NULL;
+}
+
+static void mg_answer(struct pipeline *p, uint64_t id, int status, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+/* Answer POST /snapshot requests a snapshot at snap_index (or an error) covers. */
+static void snap_answer(struct pipeline *p, int rc)
+{
+	uint32_t keep = 0;
+	for (uint32_t i = 0; i < p->snap_req_n; i++) {
+		uint64_t id = p->snap_req_id[i], want = p->snap_req_want[i];
+		if (rc < 0)
+			mg_answer(p, id, rc, "snapshot failed: %s", keel_strerror(rc));
+		else if (want <= p->snap_index)
+			mg_answer(p, id, 0, "snapshot at index %" PRIu64, p->snap_index);
+		else {
+			p->snap_req_id[keep] = id;
+			p->snap_req_want[keep++] = want;
+		}
+	}
+	p->snap_req_n = keep;
+}
+
+/* POST /snapshot: a snapshot of at least the applied index now, answered when durable. */
+static void snap_request(struct pipeline *p, uint64_t id)
+{
+	if (p->wal_failed) {
+		mg_answer(p, id, KEEL_E_IO, "snapshot failed: %s", keel_strerror(KEEL_E_IO));
+	} else if (p->applied_index <= p->snap_index) {
+		mg_answer(p, id, 0, "snapshot at index %" PRIu64, p->snap_index);
+	} else if (p->snap_req_n == KEEL_ARRAY_SIZE(p->snap_req_id)) {
+		mg_answer(p, id, KEEL_E_BUSY, "%u snapshot requests are waiting already",
+			  p->snap_req_n);
+	} else {
+		p->snap_req_id[p->snap_req_n] = id;
+		p->snap_req_want[p->snap_req_n++] = p->applied_index;
+	}
+}
+
+/* The helper is online: hand it the store as of the last applied entry. */
+static void snap_hand_view(struct pipeline *p)
+{
+	struct snapper *s = &p->snap;
+	uint64_t index = p->applied_index;
+	uint64_t term = index > p->snap_index ? raft_term_at(p->r, index) : 0;
+	pthread_mutex_lock(&s->mu);
+	if (p->wal_failed || !term) {
+		snap_set(s, SNAP_IDLE); /* nothing (new) to snapshot: cancel */
+	} else {
+		s->view = kv_view_get(keeld_kv(p->k));
+		s->index = index;
+		s->term = term;
+		s->conf_len = raft_conf_encode(raft_conf(p->r), s->conf);
+		s->log_bytes = p->since_snap_bytes;
+		p->since_snap_bytes = 0;
+		snap_set(s, SNAP_RUN);
+	}
+	pthread_mutex_unlock(&s->mu);
+}
+
+/* The helper finished a job: make it raft's snapshot and drop the log before it
+ * (keeping SNAP_KEEP_ENTRIES so a follower a little behind still gets entries). */
+static void snap_done(struct pipeline *p)
+{
+	struct snapper *s = &p->snap;
+	int rc = s->rc;
+	uint64_t index = s->index, term = s->term;
+	uint8_t *image = s->image;
+	size_t len = s->image_len;
+	s->image = NULL;
+	pthread_mutex_lock(&s->mu);
+	snap_set(s, SNAP_IDLE);
+	pthread_mutex_unlock(&s->mu);
+	if (rc < 0) {
+		p->since_snap_bytes += s->log_bytes; /* still to be covered */
+		snap_answer(p, rc);
+		return;
+	}
+	if (index <= p->snap_index) {
+		free(image); /* an installed snapshot overtook it */
+		snap_answer(p, 0);
+		return;
+	}
+	struct raft_buf *b = image_buf(image, len);
 	rc = raft_snapshot_taken(p->r, index, b, SNAP_KEEP_ENTRIES);
 	raft_buf_unref(b);
 	if (rc < 0) {
 		keeld_log("snapshot %" PRIu64 ": raft: %s", index, keel_strerror(rc));
-		return rc;
+		snap_answer(p, rc);
+		return;
 	}
 	p->snap_index = index;
 	uint64_t upto = index > SNAP_KEEP_ENTRIES ? index - SNAP_KEEP_ENTRIES : 0;
 	upto = KEEL_MIN(upto, p->durable_index);
 	if (upto >= wal_first_index(p->w) && (rc = wal_truncate_prefix(p->w, upto)) < 0)
 		keeld_log("wal: truncate before %" PRIu64 ": %s", upto, keel_strerror(rc));
-	keeld_log("snapshot at index %" PRIu64 " (term %" PRIu64 "): %zu bytes, %.1f ms; log "
-		  "now from %" PRIu64,
-		  index, term, mb.len, (double)(keel_now_ns() - t0) / 1e6, wal_first_index(p->w));
-	return 0;
+	keeld_log("snapshot at index %" PRIu64 " (term %" PRIu64 "): %zu bytes, serialized in "
+		  "%.1f ms, written in %.1f ms off the pipeline, which applied %" PRIu64
+		  " entries meanwhile; log now from %" PRIu64,
+		  index, term, len, (double)s->serialize_ns / 1e6, (double)s->write_ns / 1e6,
+		  p->applied_index - index, wal_first_index(p->w));
+	snap_answer(p, 0);
 }
 
-static void maybe_snapshot(struct pipeline *p)
+/*
+ * Once per turn, after the turn's applies: start a snapshot when the log since
+ * the last one passed keel.snapshotThresholdBytes (or POST /snapshot asked),
+ * hand the helper its view, take a finished one. Returns whether it did
+ * something (the helper wakes the pipeline through the eventfd meanwhile).
+ */
+static bool snap_turn(struct pipeline *p)
 {
-	if (p->since_snap_bytes >= p->k->cfg.snapshot_threshold_bytes)
-		(void)take_snapshot(p);
+	struct snapper *s = &p->snap;
+	switch (atomic_load_explicit(&s->state, memory_order_acquire)) {
+	case SNAP_IDLE:
+		if (p->snap_req_n)
+			snap_answer(p, 0); /* those an installed snapshot covers */
+		if (!s->started || p->wal_failed || p->applied_index <= p->snap_index ||
+		    (p->since_snap_bytes < p->k->cfg.snapshot_threshold_bytes && !p->snap_req_n))
+			return false;
+		pthread_mutex_lock(&s->mu);
+		snap_set(s, SNAP_ARMED);
+		pthread_mutex_unlock(&s->mu);
+		return true;
+	case SNAP_ONLINE:
+		snap_hand_view(p);
+		return true;
+	case SNAP_DONE:
+		snap_done(p);
+		return true;
+	default:
+		return false;
+	}
+}
+
+/*
+ * Before installing a snapshot from the leader (one snapshot writer at a
+ * time: wal_snap_finish removes other temporary files): cancel a job that has
+ * no view yet, wait for one that is writing. Its result is dropped -- raft is
+ * inside an update here, and the installed snapshot supersedes it.
+ */
+static void snap_settle(struct pipeline *p)
+{
+	struct snapper *s = &p->snap;
+	pthread_mutex_lock(&s->mu);
+	for (;;) {
+		int st = atomic_load(&s->state);
+		if (st == SNAP_ARMED || st == SNAP_ONLINE) {
+			snap_set(s, SNAP_IDLE);
+		} else if (st == SNAP_RUN) {
+			pthread_cond_wait(&s->cv, &s->mu);
+			continue;
+		} else if (st == SNAP_DONE) {
+			if (s->rc < 0)
+				p->since_snap_bytes += s->log_bytes;
+			free(s->image);
+			s->image = NULL;
+			snap_set(s, SNAP_IDLE);
+		}
+		break;
+	}
+	pthread_mutex_unlock(&s->mu);
 }
 
 static void take_chunks(struct pipeline *p, const struct raft_update *u)
@@ -961,6 +1237,7 @@ static void take_chunks(struct pipeline *p, const struct raft_update *u)
 static void install_snapshot(struct pipeline *p, const struct raft_snapshot_meta *m)
 {
 	struct keeld *k = p->k;
+	snap_settle(p);
 	size_t len = p->inst_len;
 	uint8_t *image = p->inst;
 	p->inst = NULL;
@@ -1404,14 +1681,9 @@ static void mg_request(struct pipeline *p, const struct mgmt_request *req)
 	case MGMT_REQ_TRANSFER:
 		mg_transfer(p, req);
 		break;
-	case MGMT_REQ_SNAPSHOT: {
-		int rc = take_snapshot(p);
-		if (rc < 0)
-			mg_answer(p, req->id, rc, "snapshot failed: %s", keel_strerror(rc));
-		else
-			mg_answer(p, req->id, 0, "snapshot at index %" PRIu64, p->snap_index);
+	case MGMT_REQ_SNAPSHOT:
+		snap_request(p, req->id); /* answered once durable (snap_turn) */
 		break;
-	}
 	case MGMT_REQ_CONFIG_SET:
 		/* Raft timing, limits and the snapshot threshold are read at start. */
 		mg_answer(p, req->id, KEEL_E_UNSUPPORTED,
@@ -1680,8 +1952,8 @@ static void *pipeline_main(void *arg)
 				raft_buf_unref(p->inst_done);
 				p->inst_done = NULL;
 			}
-			maybe_snapshot(p);
 		}
+		work |= snap_turn(p);
 		if (p->t)
 			(void)dp_flush(p->t);
 		work |= poll_wal(p);
@@ -1813,6 +2085,9 @@ int keeld_pipeline_open(struct keeld *k)
 	k->pl = p;
 	p->k = k;
 	p->hold_tail = &p->hold_head;
+	pthread_mutex_init(&p->snap.mu, NULL);
+	pthread_cond_init(&p->snap.cv, NULL);
+	p->snap.k = k;
 	const struct node_config *c = &k->cfg;
 	int rc = open_transport(p);
 	if (rc < 0)
@@ -1832,6 +2107,7 @@ int keeld_pipeline_open(struct keeld *k)
 			  keel_strerror(rc));
 		return rc;
 	}
+	p->snap.w = p->w;
 	snprintf(p->fsync_name, sizeof(p->fsync_name), "%s",
 		 strncmp(rec.backend, "io_uring", 8) == 0 ? "uring" : "plain");
 	keeld_log("wal: %s, fsync path %s, fsync %s, entries %" PRIu64 "..%" PRIu64
@@ -1975,8 +2251,17 @@ int keeld_pipeline_open(struct keeld *k)
 
 int keeld_pipeline_start(struct keeld *k)
 {
-	int rc = pthread_create(&k->pl_thread, NULL, pipeline_main, k);
-	return rc ? -rc : 0;
+	int rc = snap_start(k->pl);
+	if (rc < 0) {
+		keeld_log("snapshot thread: %s", keel_strerror(rc));
+		return rc;
+	}
+	rc = pthread_create(&k->pl_thread, NULL, pipeline_main, k);
+	if (rc) {
+		snap_stop(k->pl);
+		return -rc;
+	}
+	return 0;
 }
 
 void keeld_pipeline_stop(struct keeld *k)
@@ -1985,6 +2270,7 @@ void keeld_pipeline_stop(struct keeld *k)
 	uint64_t one = 1;
 	(void)!write(k->evfd, &one, sizeof(one));
 	pthread_join(k->pl_thread, NULL);
+	snap_stop(k->pl);
 }
 
 void keeld_pipeline_close(struct keeld *k)
@@ -1992,6 +2278,7 @@ void keeld_pipeline_close(struct keeld *k)
 	struct pipeline *p = k->pl;
 	if (!p)
 		return;
+	snap_stop(p); /* before the wal it writes into */
 	if (p->w)
 		wal_close(p->w);
 	release_wrefs(p, UINT64_MAX);
@@ -2020,6 +2307,9 @@ void keeld_pipeline_close(struct keeld *k)
 	free(p->items);
 	free(p->sendbuf);
 	free(p->went);
+	free(p->inst);
+	pthread_mutex_destroy(&p->snap.mu);
+	pthread_cond_destroy(&p->snap.cv);
 	free(p);
 	k->pl = NULL;
 }
