@@ -2099,6 +2099,7 @@ int keeld_pipeline_open(struct keeld *k)
 					     : c->fsync_path == NODE_FSYNC_PLAIN ? WAL_BACKEND_PLAIN
 										 : WAL_BACKEND_AUTO,
 				  .direct_io = c->o_direct,
+				  .no_sync = !c->fsync,
 				  .log_fn = wal_log };
 	struct wal_recovery rec;
 	rc = wal_open(&wo, &p->w, &rec);
@@ -2109,13 +2110,19 @@ int keeld_pipeline_open(struct keeld *k)
 	}
 	p->snap.w = p->w;
 	snprintf(p->fsync_name, sizeof(p->fsync_name), "%s",
-		 strncmp(rec.backend, "io_uring", 8) == 0 ? "uring" : "plain");
+		 !c->fsync                                  ? "off"
+		 : strncmp(rec.backend, "io_uring", 8) == 0 ? "uring"
+							    : "plain");
 	keeld_log("wal: %s, fsync path %s, fsync %s, entries %" PRIu64 "..%" PRIu64
 		  ", hard state term %" PRIu64 " vote %" PRIu64 "%s",
-		  c->data_log_dir, rec.backend,
-		  c->fsync ? "on" : "on (keel.fsync=off is not honoured by the log yet)",
-		  rec.first_index, rec.last_index, rec.hs_term, rec.hs_vote,
-		  rec.torn ? " (torn tail cut)" : "");
+		  c->data_log_dir, rec.backend, c->fsync ? "on" : "OFF", rec.first_index,
+		  rec.last_index, rec.hs_term, rec.hs_vote, rec.torn ? " (torn tail cut)" : "");
+	if (!c->fsync)
+		keeld_log(
+			"WARNING: fsync is OFF (keel.fsync=off / forceSync=no): this node "
+			"acknowledges entries and votes once they are in the page cache; a power "
+			"loss or kernel crash of a majority of nodes can lose acknowledged writes "
+			"and break Raft's safety. For tests and benchmarks only.");
 	/* Restart: the latest snapshot into the (empty) store, then the log after it. */
 	struct raft_config rc_cfg;
 	memset(&rc_cfg, 0, sizeof(rc_cfg));

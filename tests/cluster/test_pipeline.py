@@ -5,6 +5,8 @@
   snapshots many times; nothing acknowledged is lost or applied twice, the
   snapshot index advances on every node, the pipeline applied entries while
   the helper thread was writing, and a restarted follower recovers.
+* forceSync=no (keel.fsync=off): the cluster serves writes, every node says
+  so in its start-up log and in /status (fsync path "off").
 """
 import json
 import os
@@ -149,6 +151,29 @@ class SnapshotsUnderLoad(unittest.TestCase):
             only.stop()
             only.close()
             self.assertIn("restored", log_of(cl, f))
+
+
+class FsyncOff(unittest.TestCase):
+    def test_force_sync_no(self):
+        if os.environ.get("KEEL_TEST_TARGET", "keel") != "keel":
+            self.skipTest("keel's status")
+        with Cluster.create(size=3, admin_token=TOKEN, extra=["forceSync=no"]) as cl:
+            cl.wait_ready()
+            writers = [Writer(cl, i, "/nosync/w%d" % i, b"f", 100) for i in range(cl.size)]
+            for w in writers:
+                w.start()
+            for w in writers:
+                w.finish()
+                self.assertEqual(w.unknown, 0)
+                self.assertEqual(len(w.acked), 100)
+            for i in range(cl.size):
+                self.assertEqual(status(cl.nodes[i])["fsync_path"], "off")
+                self.assertIn("WARNING: fsync is OFF", log_of(cl, i))
+                self.assertIn("NO FSYNC", log_of(cl, i))
+                zk = client(cl, [i])
+                check_exactly_once(self, zk, writers)
+                zk.stop()
+                zk.close()
 
 
 if __name__ == "__main__":
