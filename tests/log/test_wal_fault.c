@@ -347,22 +347,21 @@ static int count_kinds(void *arg, enum wal_io_kind kind)
 
 static struct kinds sync_count(enum wal_backend b, bool direct, bool no_sync)
 {
-	char *dir = cur_dir = walt_mkdtemp();
 	struct kinds c = { 0 };
-	struct wal_options o = walt_opts(dir, b, direct);
+	struct wal *w;
+	struct wal_status st;
+	uint64_t last = 0;
+	cur_dir = walt_mkdtemp();
+	struct wal_options o = walt_opts(cur_dir, b, direct);
 	o.no_sync = no_sync;
 	o.fault = count_kinds;
 	o.fault_arg = &c;
-	struct wal *w;
-	struct wal_status st;
 	assert_int_equal(wal_open(&o, &w, NULL), 0);
-	uint64_t last = 0;
-	for (int r = 0; r < ROUNDS; r++) {
+	for (int r = 0; r < ROUNDS; r++, last += PER) {
 		append(w, last + 1, last + PER);
-		last += PER;
 		assert_int_equal(wal_set_hardstate(w, (uint64_t)r + 1, 2), 0);
 		assert_int_equal(walt_drain(w, &st), 0);
-		assert_int_equal(st.durable_index, last);
+		assert_int_equal(st.durable_index, last + PER);
 		assert_int_equal(st.hs_term, (uint64_t)r + 1);
 		assert_false(st.hs_pending);
 	}
@@ -376,9 +375,7 @@ static struct kinds sync_count(enum wal_backend b, bool direct, bool no_sync)
 	assert_false(rec.torn);
 	check_all(w, last);
 	wal_close(w);
-	walt_rmtree(dir);
-	free(dir);
-	cur_dir = NULL;
+	teardown(NULL);
 	return seen;
 }
 
