@@ -73,6 +73,11 @@ struct preq {
 	bool resent;    /* handed to a leader of an older term before */
 	uint64_t term;  /* the term it was forwarded/proposed in */
 	uint64_t sent_ns;
+	/* pipeline: every local request not yet answered, in id order (the
+	 * lowest is the FORWARD floor), and its FORWARD retransmission clock */
+	struct preq *onext, *oprev;
+	uint64_t retx_ns; /* next retransmission (forwarded in the current term) */
+	uint32_t retx_n;
 };
 
 /* A read that waits for its session's earlier writes. */

@@ -27,14 +27,20 @@
  * What can fail: the wal stops on an I/O error (logged; the node stops
  * serving writes); a leader change leaves forwarded/proposed requests with an
  * unknown outcome -> they are sent again to the new leader, which proposes
- * only those absent from its log (resend_stale, in_log); a request lost
- * without a leader change is given up after maxSessionTimeout (its
- * connection is closed, the client retries).
+ * only those absent from its log (resend_stale, in_log); a FORWARD datagram
+ * lost without a leader change -> its requests are sent again after a
+ * backed-off timeout until applied here (retransmit), and the leader proposes
+ * each (origin, id) at most once per term (the seen set, pruned below the
+ * sender's floor); a request still unanswered after maxSessionTimeout is
+ * given up (its connection is closed, the client retries).
  *
  * Entry payload (NORMAL entries; little-endian):
  *   u8 version=1 | u32 count | count x { u32 origin node | u64 request id |
  *   u32 len | len bytes of kv_txn_encode() }      len 0 = a sync marker
- * FORWARD: u32 count | the same items, txn not stamped yet.
+ * FORWARD: u32 count | u64 term | u64 floor | the same items, txn not
+ *          stamped yet. term: the sender's (a leader takes only its own
+ *          term's); floor: the sender's lowest unanswered request id (every
+ *          lower one is answered or given up there: never needed again).
  * TOUCH:   u32 count | count x i64 session id.
  */
 #include <errno.h>
@@ -55,6 +61,9 @@
 #include "mgmt.h"
 
 #define PEND_BUCKETS 4096
+#define SEEN_BUCKETS 4096
+#define FWD_HDR      20u         /* FORWARD: count, term, floor */
+#define RETX_MAX_MSG (64u << 10) /* bytes of items per retransmission datagram */
 #define TRK_BUCKETS  4096
 #define MAX_RX_ENTS  256
 #define PERS_CAP     4096
@@ -71,6 +80,19 @@ struct strack {
 struct wref {
 	uint64_t ticket;
 	struct raft_buf *buf;
+};
+
+/* A forwarded request this leader proposed in its term (on_forward). */
+struct seen {
+	struct seen *hnext, *onext; /* hash chain; the origin's list, oldest first */
+	uint64_t id;
+	uint32_t origin;
+};
+
+struct seen_origin {
+	uint32_t origin;
+	uint64_t floor; /* highest floor heard: lower ids are finished at the origin */
+	struct seen *head, *tail;
 };
 
 struct pers {
@@ -135,7 +157,17 @@ struct pipeline {
 	uint64_t tick_ns, next_tick_ns;
 
 	struct preq *pend[PEND_BUCKETS];
-	struct preq *hold_head, **hold_tail; /* local, not yet handed to a leader */
+	struct preq *hold_head, **hold_tail;  /* local, not yet handed to a leader */
+	struct preq *order_head, *order_tail; /* hold + pend, by id (preq.onext) */
+	uint64_t retx_scan_ns, retx_log_ns;
+	uint64_t retx_total, retx_logged; /* requests retransmitted (follower) */
+	uint64_t dup_total, dup_logged;   /* duplicates not proposed (leader) */
+
+	/* leader: forwarded (origin, id) proposed in this term */
+	struct seen *seen[SEEN_BUCKETS];
+	struct seen *seen_free;
+	struct seen_origin so[RAFT_MAX_MEMBERS];
+	uint32_t so_n;
 
 	/* items for the next proposal (leader): forwarded + local + expiries */
 	uint8_t *items;
@@ -290,6 +322,118 @@ static struct preq *pend_take(struct pipeline *p, uint64_t id)
 	return NULL;
 }
 
+/* Every local request from the queue until it is answered or given up; ids
+ * are given in queue order, so the list is in id order. */
+static void order_add(struct pipeline *p, struct preq *r)
+{
+	r->onext = NULL;
+	r->oprev = p->order_tail;
+	if (p->order_tail)
+		p->order_tail->onext = r;
+	else
+		p->order_head = r;
+	p->order_tail = r;
+}
+
+static void order_del(struct pipeline *p, struct preq *r)
+{
+	if (r->oprev)
+		r->oprev->onext = r->onext;
+	else
+		p->order_head = r->onext;
+	if (r->onext)
+		r->onext->oprev = r->oprev;
+	else
+		p->order_tail = r->oprev;
+	r->onext = r->oprev = NULL;
+}
+
+/* ------------------------------------------------- forwarded, seen (leader) */
+
+static size_t seen_bucket(uint32_t origin, uint64_t id)
+{
+	return (size_t)(((id ^ (uint64_t)origin << 56) * 0x9E3779B97F4A7C15ull) >> 52) %
+	       SEEN_BUCKETS;
+}
+
+/* NULL when RAFT_MAX_MEMBERS origins are tracked already in this term (only
+ * membership churn within one term gets there): that origin's retransmissions
+ * are then proposed without the check. */
+static struct seen_origin *seen_origin_of(struct pipeline *p, uint32_t origin)
+{
+	for (uint32_t i = 0; i < p->so_n; i++)
+		if (p->so[i].origin == origin)
+			return &p->so[i];
+	if (p->so_n == RAFT_MAX_MEMBERS)
+		return NULL;
+	struct seen_origin *so = &p->so[p->so_n++];
+	*so = (struct seen_origin){ .origin = origin };
+	return so;
+}
+
+static bool seen_has(const struct pipeline *p, uint32_t origin, uint64_t id)
+{
+	for (const struct seen *e = p->seen[seen_bucket(origin, id)]; e; e = e->hnext)
+		if (e->id == id && e->origin == origin)
+			return true;
+	return false;
+}
+
+static void seen_add(struct pipeline *p, struct seen_origin *so, uint64_t id)
+{
+	struct seen *e = p->seen_free;
+	if (e)
+		p->seen_free = e->onext;
+	else if (!(e = malloc(sizeof(*e))))
+		abort();
+	*e = (struct seen){ .id = id, .origin = so->origin };
+	size_t b = seen_bucket(so->origin, id);
+	e->hnext = p->seen[b];
+	p->seen[b] = e;
+	if (so->tail)
+		so->tail->onext = e;
+	else
+		so->head = e;
+	so->tail = e;
+}
+
+/* The origin has answered (or given up) every id below floor: it will never
+ * send them again, so forget them (oldest first: ids arrive nearly in order). */
+static void seen_prune(struct pipeline *p, struct seen_origin *so, uint64_t floor)
+{
+	if (floor <= so->floor)
+		return;
+	so->floor = floor;
+	while (so->head && so->head->id < floor) {
+		struct seen *e = so->head;
+		so->head = e->onext;
+		if (!so->head)
+			so->tail = NULL;
+		struct seen **q = &p->seen[seen_bucket(e->origin, e->id)];
+		while (*q != e)
+			q = &(*q)->hnext;
+		*q = e->hnext;
+		e->onext = p->seen_free;
+		p->seen_free = e;
+	}
+}
+
+/* The set is about one leader term: a new term (or leadership lost) drops it. */
+static void seen_clear(struct pipeline *p)
+{
+	if (!p->so_n)
+		return;
+	for (uint32_t i = 0; i < p->so_n; i++) {
+		struct seen_origin *so = &p->so[i];
+		if (so->tail) {
+			so->tail->onext = p->seen_free;
+			p->seen_free = so->head;
+		}
+	}
+	p->so_n = 0;
+	memset(p->seen, 0, sizeof(p->seen));
+}
+
 /* ------------------------------------------------------ session tracker */
 
 static struct strack **trk_slot(struct pipeline *p, int64_t id)
@@ -432,13 +576,39 @@ static void send_raft(struct pipeline *p, const struct raft_msg *m)
 		(void)dp_send(p->t, (uint16_t)m->to, KEELD_MSG_RAFT, p->sendbuf, (size_t)w);
 }
 
+/*
+ * FORWARD retransmission: after two heartbeats, then every four. Short,
+ * because the client's connection waits (its pings are answered in order
+ * behind the write, and a ZooKeeper client drops a connection whose ping is
+ * late by a third of the session timeout); a request merely waiting for its
+ * commit is sometimes sent again, which is harmless: the leader drops the copy.
+ */
+static uint64_t retx_after_ns(const struct pipeline *p, uint32_t n)
+{
+	uint64_t base = (uint64_t)KEEL_MAX(50u, 2 * p->k->cfg.heartbeat_ms) * 1000000u;
+	return n ? 2 * base : base;
+}
+
 /* A local request now rides a proposal or a FORWARD of this term. */
 static void handed_over(struct pipeline *p, struct preq *r, uint64_t term)
 {
 	r->forwarded = true;
 	r->term = term;
 	r->sent_ns = keel_now_ns();
+	r->retx_n = 0;
+	r->retx_ns = r->sent_ns + retx_after_ns(p, 0);
 	pend_add(p, r);
+}
+
+/* A FORWARD of n items already in sendbuf after its header. */
+static void fwd_send(struct pipeline *p, uint32_t leader, uint64_t term, uint32_t n, size_t len)
+{
+	put32(p->sendbuf, n);
+	put64(p->sendbuf + 4, term);
+	put64(p->sendbuf + 12, p->order_head ? p->order_head->id : 0);
+	int rc = dp_send(p->t, (uint16_t)leader, KEELD_MSG_FORWARD, p->sendbuf, len);
+	if (rc < 0)
+		keeld_log("pipeline: forward to %u: %s", leader, keel_strerror(rc));
 }
 
 /* Follower: hand held local writes to the leader. */
@@ -447,14 +617,13 @@ static void forward_held(struct pipeline *p)
 	uint32_t leader = raft_leader(p->r);
 	if (!p->hold_head || !leader || !p->t)
 		return;
-	size_t len = 4;
+	size_t len = FWD_HDR;
 	uint32_t n = 0;
 	for (struct preq *r = p->hold_head; r; r = r->next, n++)
 		len += 16 + r->len;
 	p->sendbuf = grow(p->sendbuf, &p->sendcap, len, 1);
 	uint8_t *d = p->sendbuf;
-	put32(d, n);
-	size_t off = 4;
+	size_t off = FWD_HDR;
 	uint64_t term = raft_term(p->r);
 	struct preq *r = p->hold_head;
 	while (r) {
@@ -466,9 +635,55 @@ static void forward_held(struct pipeline *p)
 	}
 	p->hold_head = NULL;
 	p->hold_tail = &p->hold_head;
-	int rc = dp_send(p->t, (uint16_t)leader, KEELD_MSG_FORWARD, d, off);
-	if (rc < 0)
-		keeld_log("pipeline: forward to %u: %s", leader, keel_strerror(rc));
+	fwd_send(p, leader, term, n, off);
+}
+
+/*
+ * Follower: requests forwarded in this term and still not applied here after
+ * a backed-off timeout go to the leader again -- their FORWARD datagram (or
+ * one of its fragments) may have been lost. The leader proposes each (origin,
+ * id) once per term (on_forward), so a copy of one it has is dropped there.
+ */
+static void retransmit(struct pipeline *p, uint64_t now)
+{
+	uint32_t leader = raft_leader(p->r);
+	if (!leader || !p->t || now < p->retx_scan_ns)
+		return;
+	p->retx_scan_ns = now + 20000000u;
+	uint64_t term = raft_term(p->r);
+	size_t len = FWD_HDR;
+	uint32_t n = 0;
+	for (struct preq *r = p->order_head; r; r = r->onext) {
+		if (!r->forwarded || r->term != term || now < r->retx_ns)
+			continue;
+		if (n && len + 16 + r->len > RETX_MAX_MSG) {
+			fwd_send(p, leader, term, n, len);
+			len = FWD_HDR;
+			n = 0;
+		}
+		p->sendbuf = grow(p->sendbuf, &p->sendcap, len + 16 + r->len, 1);
+		len += put_item(p->sendbuf + len, p->k->myid | (r->resent ? ITEM_RESENT : 0), r->id,
+				r->txn, r->len);
+		n++;
+		r->retx_ns = now + retx_after_ns(p, ++r->retx_n);
+		p->retx_total++;
+	}
+	if (n)
+		fwd_send(p, leader, term, n, len);
+}
+
+/* At most once a second: how many requests were sent again / dropped as copies. */
+static void fwd_log(struct pipeline *p, uint64_t now)
+{
+	if ((p->retx_total == p->retx_logged && p->dup_total == p->dup_logged) ||
+	    now - p->retx_log_ns < 1000000000u)
+		return;
+	p->retx_log_ns = now;
+	keeld_log("forward: %" PRIu64 " requests retransmitted to the leader, %" PRIu64
+		  " copies dropped as leader (totals)",
+		  p->retx_total, p->dup_total);
+	p->retx_logged = p->retx_total;
+	p->dup_logged = p->dup_total;
 }
 
 /* Leader: local held writes join the next proposal. */
@@ -496,10 +711,17 @@ static void on_forward(struct pipeline *p, const struct dp_msg *m)
 		 * unknown outcome when it sees the new leader; drop them. */
 		return;
 	}
-	if (m->len < 4)
+	if (m->len < FWD_HDR)
 		return;
+	/* Sent in another term: once the sender sees this one it sends its
+	 * requests again, marked (resend_stale), and they are checked then. */
+	if (get64(m->data + 4) != raft_term(p->r))
+		return;
+	struct seen_origin *so = seen_origin_of(p, m->from);
+	if (so)
+		seen_prune(p, so, get64(m->data + 12));
 	uint32_t n = get32(m->data);
-	size_t off = 4;
+	size_t off = FWD_HDR;
 	for (uint32_t i = 0; i < n; i++) {
 		if (off + 16 > m->len)
 			return;
@@ -508,11 +730,21 @@ static void on_forward(struct pipeline *p, const struct dp_msg *m)
 		uint32_t len = get32(m->data + off + 12);
 		if (off + 16 + len > m->len)
 			return;
+		const uint8_t *txn = m->data + off + 16;
+		off += 16 + len;
 		bool resent = origin & ITEM_RESENT;
 		origin &= ~ITEM_RESENT;
+		bool dedup = so && origin == so->origin;
+		/* A copy (a retransmission whose first datagram did arrive), or a
+		 * request the sender has finished with: never proposed twice. */
+		if (dedup && (id < so->floor || seen_has(p, origin, id))) {
+			p->dup_total++;
+			continue;
+		}
 		if (!resent || !len || !in_log(p, origin, id))
-			items_add(p, origin, id, m->data + off + 16, len);
-		off += 16 + len;
+			items_add(p, origin, id, txn, len);
+		if (dedup)
+			seen_add(p, so, id);
 	}
 }
 
@@ -549,7 +781,8 @@ static void finish_local(struct pipeline *p, uint32_t origin, uint64_t id, const
 		return;
 	struct preq *r = pend_take(p, id);
 	if (!r)
-		return; /* abandoned at a leader change: its connection is gone */
+		return; /* given up (its connection is gone), or a copy applied again */
+	order_del(p, r);
 	if (k->metrics && r->sent_ns)
 		mgmt_hist_observe(k->nm->commit_latency, keel_now_ns() - r->sent_ns);
 	int64_t zxid = atomic_load(&k->applied_zxid);
@@ -725,6 +958,7 @@ static void give_up_old(struct pipeline *p, uint64_t sent_before_ns)
 				continue;
 			}
 			*q = r->next;
+			order_del(p, r);
 			(void)zk_server_close(k->zk, r->call.conn);
 			int64_t sid = r->session_id;
 			bool conn = r->kind == PREQ_CONNECT;
@@ -745,12 +979,15 @@ static void watch_leadership(struct pipeline *p)
 		if (leader && (leader != p->seen_leader))
 			keeld_log("raft: term %" PRIu64 ", leader %u%s", term, leader,
 				  leader == k->myid ? " (this node)" : "");
-		if (term != p->seen_term)
+		if (term != p->seen_term) {
 			resend_stale(p, term);
+			seen_clear(p);
+		}
 		p->seen_term = term;
 		p->seen_leader = leader;
 	}
 	if (role != p->seen_role) {
+		seen_clear(p);
 		if (role == RAFT_LEADER)
 			trk_reset(p);
 		p->seen_role = role;
@@ -1831,6 +2068,8 @@ static bool drain_queue(struct pipeline *p)
 	pthread_mutex_unlock(&k->fe_mu);
 	if (!head)
 		return false;
+	for (struct preq *r = head; r; r = r->next)
+		order_add(p, r);
 	*p->hold_tail = head;
 	p->hold_tail = tail;
 	return true;
@@ -1929,8 +2168,10 @@ static void *pipeline_main(void *arg)
 			p->items_len = 0;
 			p->items_n = 0;
 			forward_held(p);
+			retransmit(p, now);
 			session_work(p, now);
 		}
+		fwd_log(p, now);
 		struct raft_update u;
 		if (raft_ready(p->r, &u)) {
 			work = true;
@@ -2088,6 +2329,10 @@ int keeld_pipeline_open(struct keeld *k)
 	pthread_mutex_init(&p->snap.mu, NULL);
 	pthread_cond_init(&p->snap.cv, NULL);
 	p->snap.k = k;
+	/* Request ids start at the wall clock (ns): a restarted node does not
+	 * reuse its previous run's ids, which leaders still hold as (origin, id)
+	 * in their logs (in_log) and seen sets. */
+	k->next_req_id = (uint64_t)wall_ms() * 1000000u;
 	const struct node_config *c = &k->cfg;
 	int rc = open_transport(p);
 	if (rc < 0)
@@ -2311,6 +2556,12 @@ void keeld_pipeline_close(struct keeld *k)
 			p->trk[i] = s->next;
 			free(s);
 		}
+	seen_clear(p);
+	while (p->seen_free) {
+		struct seen *e = p->seen_free;
+		p->seen_free = e->onext;
+		free(e);
+	}
 	free(p->items);
 	free(p->sendbuf);
 	free(p->went);
