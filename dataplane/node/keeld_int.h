@@ -108,6 +108,22 @@ struct fsess {
 
 #define KEELD_SESS_BUCKETS 4096
 
+/*
+ * Front end -> pipeline hand-over of writes: a bounded single-producer
+ * (the zk_server engine thread, the only caller of keeld_queue) /
+ * single-consumer (the pipeline) ring of requests, in queue (= id) order.
+ * Producer and consumer indexes sit on cache lines of their own (padding,
+ * not _Alignas: struct keeld is malloc'd, 16-byte aligned).
+ */
+#define KEELD_RING_SLOTS 4096 /* a power of two */
+struct keeld_ring {
+	atomic_uint_fast64_t head; /* next slot the pipeline takes: consumer */
+	char pad0[64 - sizeof(atomic_uint_fast64_t)];
+	atomic_uint_fast64_t tail; /* next slot the front end fills: producer */
+	char pad1[64 - sizeof(atomic_uint_fast64_t)];
+	struct preq *slot[KEELD_RING_SLOTS];
+};
+
 struct keeld {
 	struct node_config cfg;
 	uint32_t myid;
@@ -126,8 +142,10 @@ struct keeld {
 	pthread_mutex_t fe_mu;
 	struct fsess *sess[KEELD_SESS_BUCKETS];
 	uint32_t n_sess;
+	/* requests the ring had no room for, in order after everything in it
+	 * (while it is non-empty every new request goes here too) */
 	struct preq *q_head, **q_tail;
-	int evfd;
+	int evfd; /* wakes the pipeline from its idle wait */
 	uint64_t next_req_id;
 	uint32_t session_counter;
 
@@ -136,6 +154,11 @@ struct keeld {
 	int dp_fd;                 /* the peer socket (-1: none), polled by the front end */
 	atomic_uint_fast64_t turn; /* pipeline turns started */
 	atomic_bool applying;      /* peer messages received, not yet applied */
+
+	/* writes front end -> pipeline (keeld_queue, drain_queue) */
+	struct keeld_ring q_ring;
+	atomic_bool q_overflow; /* q_head is not empty */
+	atomic_bool pl_idle;    /* the pipeline is in (or entering) its idle wait */
 
 	/* pipeline-owned */
 	struct pipeline *pl;

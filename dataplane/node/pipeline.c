@@ -759,15 +759,37 @@ static void on_touch(struct pipeline *p, const struct dp_msg *m)
 		trk_touch(p, (int64_t)get64(m->data + 4 + 8 * i), now);
 }
 
+static void frame_release(struct raft_buf *b)
+{
+	(void)b; /* the transport's bytes: never freed here */
+}
+
+/*
+ * A Raft message, decoded in place: the transport's bytes stay valid until
+ * the next dp_recv_burst, i.e. through raft_step. Only a message whose bytes
+ * raft keeps beyond the step -- entries (its log) or a snapshot chunk --
+ * is copied into a buffer of its own first.
+ */
 static void on_raft(struct pipeline *p, const struct dp_msg *m)
 {
+	struct raft_buf frame = {
+		.refs = 1, .size = m->len, .data = (uint8_t *)m->data, .release = frame_release
+	};
+	struct raft_msg msg;
+	int rc = raft_msg_decode(&frame, 0, m->len, &msg, p->rx_ents, MAX_RX_ENTS);
+	if (rc < 0)
+		return;
+	if (!msg.n_entries && msg.type != RAFT_MSG_SNAPSHOT) {
+		(void)raft_step(p->r, &msg);
+		/* raft took no reference to the transport's bytes. */
+		KEEL_ASSERT(frame.refs == 1);
+		return;
+	}
 	struct raft_buf *b = buf_new(m->len);
 	if (!b)
 		return;
 	memcpy(b->data, m->data, m->len);
-	struct raft_msg msg;
-	int rc = raft_msg_decode(b, 0, m->len, &msg, p->rx_ents, MAX_RX_ENTS);
-	if (rc == 0)
+	if (raft_msg_decode(b, 0, m->len, &msg, p->rx_ents, MAX_RX_ENTS) == 0)
 		(void)raft_step(p->r, &msg);
 	raft_buf_unref(b);
 }
@@ -2056,24 +2078,52 @@ static bool mg_turn(struct pipeline *p, uint64_t now)
 
 /* -------------------------------------------------------------- the loop */
 
+static void hold_add(struct pipeline *p, struct preq *r)
+{
+	r->next = NULL;
+	order_add(p, r);
+	*p->hold_tail = r;
+	p->hold_tail = &r->next;
+}
+
+/* The front end's new writes (keeld_queue): the ring, then the overflow list
+ * (whose requests all come after the ring's), without a lock unless the ring
+ * overflowed. */
 static bool drain_queue(struct pipeline *p)
 {
 	struct keeld *k = p->k;
-	uint64_t v;
-	(void)!read(k->evfd, &v, sizeof(v));
-	pthread_mutex_lock(&k->fe_mu);
-	struct preq *head = k->q_head;
-	struct preq **tail = k->q_tail;
-	k->q_head = NULL;
-	k->q_tail = &k->q_head;
-	pthread_mutex_unlock(&k->fe_mu);
-	if (!head)
-		return false;
-	for (struct preq *r = head; r; r = r->next)
-		order_add(p, r);
-	*p->hold_tail = head;
-	p->hold_tail = tail;
-	return true;
+	struct keeld_ring *q = &k->q_ring;
+	uint64_t head = atomic_load_explicit(&q->head, memory_order_relaxed);
+	/* Acquire: pairs with keeld_queue's release; the slots are filled. */
+	uint64_t tail = atomic_load_explicit(&q->tail, memory_order_acquire);
+	bool got = head != tail;
+	for (; head != tail; head++)
+		hold_add(p, q->slot[head & (KEELD_RING_SLOTS - 1)]);
+	/* Release: the slots are read before the front end may refill them. */
+	atomic_store_explicit(&q->head, head, memory_order_release);
+	if (atomic_load_explicit(&k->q_overflow, memory_order_acquire)) {
+		pthread_mutex_lock(&k->fe_mu);
+		struct preq *r = k->q_head;
+		k->q_head = NULL;
+		k->q_tail = &k->q_head;
+		atomic_store_explicit(&k->q_overflow, false, memory_order_relaxed);
+		pthread_mutex_unlock(&k->fe_mu);
+		while (r) {
+			struct preq *nx = r->next;
+			hold_add(p, r);
+			r = nx;
+		}
+		got = true;
+	}
+	return got;
+}
+
+/* Anything queued (the idle check, after pl_idle is set). */
+static bool queue_pending(struct keeld *k)
+{
+	return atomic_load_explicit(&k->q_ring.tail, memory_order_relaxed) !=
+		       atomic_load_explicit(&k->q_ring.head, memory_order_relaxed) ||
+	       atomic_load_explicit(&k->q_overflow, memory_order_relaxed);
 }
 
 /*
@@ -2207,7 +2257,16 @@ static void *pipeline_main(void *arg)
 			idle_since = 0;
 			continue;
 		}
-		idle_wait(p, &idle_since);
+		/* Tell the front end to wake us, then look once more: a request
+		 * queued before it saw the flag is found here (the fences pair,
+		 * see keeld_queue). */
+		atomic_store_explicit(&k->pl_idle, true, memory_order_relaxed);
+		atomic_thread_fence(memory_order_seq_cst);
+		if (!queue_pending(k))
+			idle_wait(p, &idle_since);
+		atomic_store_explicit(&k->pl_idle, false, memory_order_relaxed);
+		uint64_t v;
+		(void)!read(k->evfd, &v, sizeof(v)); /* consumed: the next wait sleeps */
 		p->idle_ns += keel_now_ns() - t1;
 	}
 	kv_thread_unregister();
@@ -2586,6 +2645,11 @@ void keeld_pipeline_close(struct keeld *k)
 		p->hold_head = r->next;
 		keeld_preq_free(r);
 	}
+	/* Requests still in the ring (the overflow list is keeld.c's to free). */
+	struct keeld_ring *q = &k->q_ring;
+	for (uint64_t i = atomic_load(&q->head); i != atomic_load(&q->tail); i++)
+		keeld_preq_free(q->slot[i & (KEELD_RING_SLOTS - 1)]);
+	atomic_store(&q->head, atomic_load(&q->tail));
 	for (size_t i = 0; i < TRK_BUCKETS; i++)
 		while (p->trk[i]) {
 			struct strack *s = p->trk[i];
