@@ -167,7 +167,7 @@ struct pipeline {
 	/* leader: forwarded (origin, id) proposed in this term */
 	struct seen *seen[SEEN_BUCKETS];
 	struct seen *seen_free;
-	struct seen_origin so[RAFT_MAX_MEMBERS];
+	struct seen_origin so[NODE_MAX_SERVERS]; /* senders: the transport's peers */
 	uint32_t so_n;
 
 	/* items for the next proposal (leader): forwarded + local + expiries */
@@ -357,15 +357,15 @@ static size_t seen_bucket(uint32_t origin, uint64_t id)
 	       SEEN_BUCKETS;
 }
 
-/* NULL when RAFT_MAX_MEMBERS origins are tracked already in this term (only
- * membership churn within one term gets there): that origin's retransmissions
- * are then proposed without the check. */
+/* The transport delivers only from the server.N peers, so there is always a
+ * slot; NULL (never expected) makes on_forward drop the message rather than
+ * propose without the check. */
 static struct seen_origin *seen_origin_of(struct pipeline *p, uint32_t origin)
 {
 	for (uint32_t i = 0; i < p->so_n; i++)
 		if (p->so[i].origin == origin)
 			return &p->so[i];
-	if (p->so_n == RAFT_MAX_MEMBERS)
+	if (p->so_n == KEEL_ARRAY_SIZE(p->so))
 		return NULL;
 	struct seen_origin *so = &p->so[p->so_n++];
 	*so = (struct seen_origin){ .origin = origin };
@@ -719,8 +719,9 @@ static void on_forward(struct pipeline *p, const struct dp_msg *m)
 	if (get64(m->data + 4) != raft_term(p->r))
 		return;
 	struct seen_origin *so = seen_origin_of(p, m->from);
-	if (so)
-		seen_prune(p, so, get64(m->data + 12));
+	if (!so)
+		return;
+	seen_prune(p, so, get64(m->data + 12));
 	uint32_t n = get32(m->data);
 	size_t off = FWD_HDR;
 	for (uint32_t i = 0; i < n; i++) {
@@ -735,7 +736,7 @@ static void on_forward(struct pipeline *p, const struct dp_msg *m)
 		off += 16 + len;
 		bool resent = origin & ITEM_RESENT;
 		origin &= ~ITEM_RESENT;
-		bool dedup = so && origin == so->origin;
+		bool dedup = origin == so->origin;
 		/* A copy (a retransmission whose first datagram did arrive), or a
 		 * request the sender has finished with: never proposed twice. */
 		if (dedup && (id < so->floor || seen_has(p, origin, id))) {
