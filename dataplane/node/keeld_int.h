@@ -9,8 +9,9 @@
  *    the leader's session tracker. Nothing else touches them.
  *  - front end (the zk_server engine thread): builds txns, serves reads.
  *  - shared, under fe_mu: the local session table (session -> connection,
- *    outstanding writes, deferred reads) and the request queue front end ->
- *    pipeline (woken through an eventfd).
+ *    outstanding writes, deferred reads) and the overflow of the request
+ *    ring front end -> pipeline (struct keeld_ring: lock-free; the eventfd
+ *    wakes the pipeline only from its idle wait).
  *  - shared, under watch_mu: the kv watch registry (front end adds, the
  *    pipeline matches applied events).
  *  - published with atomics: role, leader, term, last applied zxid, counters
