@@ -1447,10 +1447,10 @@ static bool snap_turn(struct pipeline *p)
 }
 
 /*
- * Before installing a snapshot from the leader (one snapshot writer at a
- * time: wal_snap_finish removes other temporary files): cancel a job that has
- * no view yet, wait for one that is writing. Its result is dropped -- raft is
- * inside an update here, and the installed snapshot supersedes it.
+ * Before installing a snapshot from the leader (the wal takes one snapshot
+ * writer at a time): cancel a job that has no view yet, wait for one that is
+ * writing. Its result is dropped -- raft is inside an update here, and the
+ * installed snapshot supersedes it.
  */
 static void snap_settle(struct pipeline *p)
 {
