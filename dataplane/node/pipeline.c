@@ -551,11 +551,16 @@ static void propose_items(struct pipeline *p)
 	}
 	uint64_t index;
 	int rc = raft_propose(p->r, b, 0, b->size, &index);
+	raft_buf_unref(b);
+	/* A leadership transfer is under way: keep the items for a later turn
+	 * (dropped with the leadership if it completes: their senders re-send to
+	 * the new leader, and the seen set goes with the term). */
+	if (rc == KEEL_E_BUSY)
+		return;
 	if (rc < 0)
 		keeld_log("pipeline: propose failed: %s", keel_strerror(rc));
 	if (k->metrics)
 		mgmt_hist_observe(k->nm->batch_size, p->items_n);
-	raft_buf_unref(b);
 	atomic_fetch_add(&k->n_writes, p->items_n);
 	p->items_len = 0;
 	p->items_n = 0;

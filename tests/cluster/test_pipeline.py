@@ -84,20 +84,17 @@ class Writer(threading.Thread):
 
 
 class Ticker(threading.Thread):
-    """Creates znodes at one node until told to stop; outcomes not checked."""
+    """Sends a create to one node every 20 ms, without waiting for answers
+    (so that a stalled commit does not stop it); outcomes not checked."""
 
     def __init__(self, cl, node):
         super().__init__(daemon=True)
         self.zk = client(cl, [node])
-        self.zk.ensure_path("/ticker")
         self.halt = threading.Event()
 
     def run(self):
-        while not self.halt.is_set():
-            try:
-                self.zk.create("/ticker/t-", b"", sequence=True)
-            except KazooException:
-                time.sleep(0.01)
+        while not self.halt.wait(0.02):
+            self.zk.create_async("/ticker-", b"", sequence=True)
 
     def finish(self):
         self.halt.set()
@@ -207,19 +204,18 @@ class ForwardLoss(unittest.TestCase):
                 return ld == 0
             wait_for(node1_leads, 30, "node 1 to lead")
             cl.wait_ready()
-            writers = [Writer(cl, 1 + i % 2, "/lossy/w%d" % i, b"l", 150) for i in range(4)]
-            # Writes at the leader until the last follower write is answered:
-            # a lost acknowledgement is then covered by the next one. (With no
-            # later append, consensus re-probes a follower only after many
-            # heartbeats -- see the pipeline README -- which is not what this
-            # test is about.)
+            # Appends from the leader every 20 ms, from before the first write
+            # through a follower until the checks are done: a lost
+            # acknowledgement is then covered by the next one. (With no later
+            # append, consensus re-probes a follower only after many heartbeats
+            # -- see the pipeline README -- which is not what this test is about.)
             ticker = Ticker(cl, 0)
             ticker.start()
+            writers = [Writer(cl, 1 + i % 2, "/lossy/w%d" % i, b"l", 150) for i in range(4)]
             for w in writers:
                 w.start()
             for w in writers:
                 w.finish()
-            ticker.finish()
             for w in writers:
                 self.assertEqual(w.unknown, 0, "a write through a follower was not answered")
                 self.assertEqual(len(w.acked), 150)
@@ -227,6 +223,7 @@ class ForwardLoss(unittest.TestCase):
             check_exactly_once(self, zk, writers)
             zk.stop()
             zk.close()
+            ticker.finish()
             retx = 0
             for i in (1, 2):
                 found = re.findall(r"forward: (\d+) requests retransmitted", log_of(cl, i))
