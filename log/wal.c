@@ -393,9 +393,9 @@ static int prealloc_sync(struct wal *w, uint64_t seq, struct seg *out)
 		rc = wal_write_all(fd, w->zeros, n, o);
 		o += n;
 	}
-	if (!rc)
+	if (!rc && !w->o.no_sync)
 		rc = fault(w, WAL_IO_FSYNC);
-	if (!rc)
+	if (!rc && !w->o.no_sync)
 		rc = sync_new_file(fd, w->ss.dirfd);
 	if (rc) {
 		close(fd);
@@ -446,6 +446,17 @@ static void spare_start_async(struct wal *w)
 	spare_open_sqe(w, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0);
 }
 
+/* The spare's zeros are synced (or, no_sync, written): ready, or reopen with O_DIRECT. */
+static void spare_synced(struct wal *w)
+{
+	if (w->o.direct_io) {
+		w->pre_phase = PRE_SYNCED;
+		return;
+	}
+	w->spare.dfd = w->spare.fd;
+	w->spare_state = SPARE_READY;
+}
+
 /*
  * Move the spare's preparation on: a few zero-fill writes in flight; then
  * fsync the file and the directory; then (direct_io) open its O_DIRECT twin.
@@ -475,6 +486,11 @@ static void spare_pump(struct wal *w)
 			w->pre_next += n;
 		}
 		w->pre_inflight++;
+	}
+	if (w->pre_inflight == 0 && w->pre_next >= w->o.segment_size_bytes && w->o.no_sync) {
+		/* Nothing to wait for: the zeros reach the disk with the page cache. */
+		spare_synced(w);
+		return;
 	}
 	if (w->pre_inflight == 0 && w->pre_next >= w->o.segment_size_bytes) {
 		struct io_uring_sqe *sqe = get_sqe(w, OP_PRE_FSYNC, 0);
@@ -528,12 +544,7 @@ static void spare_complete(struct wal *w, enum op_tag tag, int res, uint64_t arg
 	case PRE_FILL:
 		break;
 	case PRE_SYNC:
-		if (w->o.direct_io) {
-			w->pre_phase = PRE_SYNCED;
-			break;
-		}
-		w->spare.dfd = w->spare.fd;
-		w->spare_state = SPARE_READY;
+		spare_synced(w);
 		break;
 	case PRE_SYNCED:
 		KEEL_ASSERT(!"no op in flight when synced");
@@ -710,8 +721,14 @@ static void group_submit_uring(struct wal *w)
 		/* arg = expected byte count, so a short write is caught. */
 		struct io_uring_sqe *sqe = get_sqe(w, OP_LOG_WRITE, bytes);
 		io_uring_prep_writev(sqe, s->dfd, w->iov + at, (unsigned)n, off);
-		sqe->flags |= IOSQE_IO_LINK;
 		off += bytes;
+		/* no_sync: done when the writes are; they need no order among themselves. */
+		if (!w->o.no_sync)
+			sqe->flags |= IOSQE_IO_LINK;
+	}
+	if (w->o.no_sync) {
+		w->g_ops = i;
+		return;
 	}
 	struct io_uring_sqe *sqe = get_sqe(w, OP_LOG_FSYNC, 0);
 	io_uring_prep_fsync(sqe, s->dfd, IORING_FSYNC_DATASYNC);
@@ -787,7 +804,7 @@ static void group_run_plain(struct wal *w)
 	}
 	if (rc)
 		group_fail(w, rc, "write");
-	else {
+	else if (!w->o.no_sync) {
 		rc = fault(w, WAL_IO_FSYNC);
 		if (!rc && fdatasync(s->dfd) < 0)
 			rc = -errno;
@@ -873,9 +890,9 @@ static void hs_run_plain(struct wal *w)
 	int rc = fault(w, WAL_IO_WRITE);
 	if (!rc)
 		rc = wal_write_all(w->hs_fd, w->hs_buf, HS_SLOT_BYTES, hs_slot_off(w));
-	if (!rc)
+	if (!rc && !w->o.no_sync)
 		rc = fault(w, WAL_IO_FSYNC);
-	if (!rc && fdatasync(w->hs_fd) < 0)
+	if (!rc && !w->o.no_sync && fdatasync(w->hs_fd) < 0)
 		rc = -errno;
 	w->hs_err = rc;
 	hs_finish(w);
@@ -885,6 +902,10 @@ static void hs_submit_uring(struct wal *w)
 {
 	struct io_uring_sqe *sqe = get_sqe(w, OP_HS_WRITE, 0);
 	io_uring_prep_write(sqe, w->hs_fd, w->hs_buf, HS_SLOT_BYTES, hs_slot_off(w));
+	if (w->o.no_sync) {
+		w->hs_ops = 1;
+		return;
+	}
 	sqe->flags |= IOSQE_IO_LINK;
 	sqe = get_sqe(w, OP_HS_FSYNC, 0);
 	io_uring_prep_fsync(sqe, w->hs_fd, IORING_FSYNC_DATASYNC);
@@ -1519,8 +1540,13 @@ int wal_open(const struct wal_options *opt, struct wal **out, struct wal_recover
 	      "keel-wal: %s: backend %s (%s); entries %" PRIu64 "..%" PRIu64 ", segment %" PRIu64
 	      " bytes",
 	      w->ss.dir, w->backend,
-	      w->uring ? "group commit: writev linked to IORING_OP_FSYNC datasync"
-		       : "group commit: pwritev + fdatasync, synchronous in wal_poll",
+	      w->o.no_sync
+		      ? (w->uring ? "NO FSYNC: group commit = writev, durable when written "
+				    "to the page cache"
+				  : "NO FSYNC: group commit = pwritev, durable when written to "
+				    "the page cache")
+	      : w->uring ? "group commit: writev linked to IORING_OP_FSYNC datasync"
+			 : "group commit: pwritev + fdatasync, synchronous in wal_poll",
 	      w->first, w->last, w->o.segment_size_bytes);
 	*out = w;
 	return 0;

@@ -82,7 +82,15 @@ struct wal_options {
 	uint32_t max_pending;       /* records appended but not durable; 0 = 65536 */
 	uint32_t max_group_records; /* records per group commit; 0 = 4096; 1 = sync each */
 	uint64_t max_group_bytes;   /* bytes per group; 0 = 8 MiB (also the largest entry) */
-	wal_fault_fn fault;         /* NULL in production */
+	/*
+	 * No fdatasync at all (ZooKeeper's forceSync=no): a group, the hard
+	 * state and a new segment count as durable once written to the page
+	 * cache. A process crash loses nothing; a power loss or kernel crash
+	 * loses what the kernel had not written back yet -- an entry or a vote
+	 * this node acknowledged. Recovery at open and snapshot files still sync.
+	 */
+	bool no_sync;
+	wal_fault_fn fault; /* NULL in production */
 	void *fault_arg;
 	/* Operator log lines (backend in use, torn tail cut). NULL = stderr. */
 	void (*log_fn)(void *arg, const char *line);

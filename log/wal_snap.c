@@ -142,8 +142,11 @@ void wal_snap_abort(struct wal_snap_writer *s)
 	free(s);
 }
 
-/* Remove snapshots older than `keep` and any *.tmp leftovers (not `except`). */
-static void remove_old(struct wal_snapstate *ss, uint64_t keep, const char *except)
+/*
+ * Remove snapshots older than `keep` (not `except`) and, with `tmps` (at open,
+ * when no writer can be running), the *.tmp files writers killed mid-write left.
+ */
+static void remove_old(struct wal_snapstate *ss, uint64_t keep, const char *except, bool tmps)
 {
 	DIR *d;
 	if (wal_opendir(ss->dirfd, &d))
@@ -151,13 +154,14 @@ static void remove_old(struct wal_snapstate *ss, uint64_t keep, const char *exce
 	struct dirent *de;
 	while ((de = readdir(d))) {
 		const char *n = de->d_name;
-		if (strncmp(n, "snap-", 5) != 0 || strlen(n) < 26 || (except && !strcmp(n, except)))
+		/* "snap-" + 16 hex digits + ".tmp" (25) or ".snap" (26) */
+		if (strncmp(n, "snap-", 5) != 0 || strlen(n) < 25 || (except && !strcmp(n, except)))
 			continue;
 		char *end;
 		uint64_t idx = strtoull(n + 5, &end, 16);
 		if (end != n + 21)
 			continue;
-		if (!strcmp(end, ".tmp") || (!strcmp(end, ".snap") && idx < keep))
+		if ((tmps && !strcmp(end, ".tmp")) || (!strcmp(end, ".snap") && idx < keep))
 			unlinkat(ss->dirfd, n, 0);
 	}
 	closedir(d);
@@ -189,7 +193,7 @@ int wal_snap_finish(struct wal_snap_writer *s)
 		atomic_store_explicit(&s->ss->term, s->term, memory_order_relaxed);
 		atomic_store_explicit(&s->ss->index, s->index, memory_order_release);
 	}
-	remove_old(s->ss, s->index, s->name);
+	remove_old(s->ss, s->index, s->name, false); /* another writer's .tmp may be live */
 	free(s);
 	return 0;
 }
@@ -286,7 +290,7 @@ int wal_snap_recover(struct wal_snapstate *ss, char *msg, size_t cap)
 		atomic_store(&ss->term, m.term);
 		atomic_store(&ss->index, m.index);
 	}
-	remove_old(ss, best, NULL);
+	remove_old(ss, best, NULL, true);
 	return 0;
 }
 

@@ -170,22 +170,47 @@ void keeld_preq_free(struct preq *r)
 static _Thread_local uint64_t fe_recv_ns;
 static _Thread_local bool fe_handed_on;
 
+/*
+ * Engine thread only (the ring's single producer). The id is given under
+ * fe_mu with the session's outstanding count; the request then goes into the
+ * ring, or -- when the ring is full, or older requests already wait in the
+ * overflow list -- at the end of that list, so the pipeline sees ids in order.
+ * The eventfd is written only when the pipeline is idle: a busy pipeline
+ * drains the ring every turn anyway.
+ */
 void keeld_queue(struct keeld *k, struct preq *r)
 {
+	struct keeld_ring *q = &k->q_ring;
 	fe_handed_on = true;
 	pthread_mutex_lock(&k->fe_mu);
 	r->id = ++k->next_req_id;
 	r->next = NULL;
-	*k->q_tail = r;
-	k->q_tail = &r->next;
 	if (r->kind != PREQ_CONNECT) {
 		struct fsess *s = keeld_sess_find(k, r->session_id);
 		if (s)
 			s->outstanding++;
 	}
+	uint64_t tail = atomic_load_explicit(&q->tail, memory_order_relaxed);
+	/* Acquire: the pipeline is done with the slots it freed. */
+	uint64_t head = atomic_load_explicit(&q->head, memory_order_acquire);
+	if (!k->q_head && tail - head < KEELD_RING_SLOTS) {
+		q->slot[tail & (KEELD_RING_SLOTS - 1)] = r;
+		/* Release: the slot (and *r) are written before the pipeline sees the tail. */
+		atomic_store_explicit(&q->tail, tail + 1, memory_order_release);
+	} else {
+		*k->q_tail = r;
+		k->q_tail = &r->next;
+		atomic_store_explicit(&k->q_overflow, true, memory_order_release);
+	}
 	pthread_mutex_unlock(&k->fe_mu);
-	uint64_t one = 1;
-	(void)!write(k->evfd, &one, sizeof(one));
+	/* Orders the hand-over before reading pl_idle; pairs with the fence in the
+	 * pipeline between setting pl_idle and checking the queue, so one of the
+	 * two sees the other (no lost wake-up). */
+	atomic_thread_fence(memory_order_seq_cst);
+	if (atomic_load_explicit(&k->pl_idle, memory_order_relaxed)) {
+		uint64_t one = 1;
+		(void)!write(k->evfd, &one, sizeof(one));
+	}
 }
 
 void keeld_write_done(struct keeld *k, int64_t sid)
@@ -568,13 +593,13 @@ static void set_watches(struct keeld *k, const struct zk_call *call, const struc
 				int e = kv_get(v, p.ptr, (size_t)p.len, &n);
 				int fire = 0;
 				if (l == ZK_WATCHES_DATA)
-					fire = e != ZK_OK          ? ZK_EVENT_NODE_DELETED
+					fire = e != ZK_OK           ? ZK_EVENT_NODE_DELETED
 					       : n.stat.mzxid > rel ? ZK_EVENT_NODE_DATA_CHANGED
 								    : 0;
 				else if (l == ZK_WATCHES_EXIST)
 					fire = e == ZK_OK ? ZK_EVENT_NODE_CREATED : 0;
 				else if (l == ZK_WATCHES_CHILD)
-					fire = e != ZK_OK          ? ZK_EVENT_NODE_DELETED
+					fire = e != ZK_OK           ? ZK_EVENT_NODE_DELETED
 					       : n.stat.pzxid > rel ? ZK_EVENT_NODE_CHILDREN_CHANGED
 								    : 0;
 				if (fire) {

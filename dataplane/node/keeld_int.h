@@ -9,8 +9,9 @@
  *    the leader's session tracker. Nothing else touches them.
  *  - front end (the zk_server engine thread): builds txns, serves reads.
  *  - shared, under fe_mu: the local session table (session -> connection,
- *    outstanding writes, deferred reads) and the request queue front end ->
- *    pipeline (woken through an eventfd).
+ *    outstanding writes, deferred reads) and the overflow of the request
+ *    ring front end -> pipeline (struct keeld_ring: lock-free; the eventfd
+ *    wakes the pipeline only from its idle wait).
  *  - shared, under watch_mu: the kv watch registry (front end adds, the
  *    pipeline matches applied events).
  *  - published with atomics: role, leader, term, last applied zxid, counters
@@ -76,6 +77,11 @@ struct preq {
 	uint64_t term;  /* the term it was forwarded/proposed in */
 	uint64_t sent_ns;
 	uint64_t recv_ns; /* when the front end read it (request latency) */
+	/* pipeline: every local request not yet answered, in id order (the
+	 * lowest is the FORWARD floor), and its FORWARD retransmission clock */
+	struct preq *onext, *oprev;
+	uint64_t retx_ns; /* next retransmission (forwarded in the current term) */
+	uint32_t retx_n;
 };
 
 /* A read that waits for its session's earlier writes. */
@@ -107,6 +113,22 @@ struct fsess {
 
 #define KEELD_SESS_BUCKETS 4096
 
+/*
+ * Front end -> pipeline hand-over of writes: a bounded single-producer
+ * (the zk_server engine thread, the only caller of keeld_queue) /
+ * single-consumer (the pipeline) ring of requests, in queue (= id) order.
+ * Producer and consumer indexes sit on cache lines of their own (padding,
+ * not _Alignas: struct keeld is malloc'd, 16-byte aligned).
+ */
+#define KEELD_RING_SLOTS 4096 /* a power of two */
+struct keeld_ring {
+	atomic_uint_fast64_t head; /* next slot the pipeline takes: consumer */
+	char pad0[64 - sizeof(atomic_uint_fast64_t)];
+	atomic_uint_fast64_t tail; /* next slot the front end fills: producer */
+	char pad1[64 - sizeof(atomic_uint_fast64_t)];
+	struct preq *slot[KEELD_RING_SLOTS];
+};
+
 struct keeld {
 	struct node_config cfg;
 	uint32_t myid;
@@ -125,8 +147,10 @@ struct keeld {
 	pthread_mutex_t fe_mu;
 	struct fsess *sess[KEELD_SESS_BUCKETS];
 	uint32_t n_sess;
+	/* requests the ring had no room for, in order after everything in it
+	 * (while it is non-empty every new request goes here too) */
 	struct preq *q_head, **q_tail;
-	int evfd;
+	int evfd; /* wakes the pipeline from its idle wait */
 	uint64_t next_req_id;
 	uint32_t session_counter;
 
@@ -135,6 +159,11 @@ struct keeld {
 	int dp_fd;                 /* the peer socket (-1: none), polled by the front end */
 	atomic_uint_fast64_t turn; /* pipeline turns started */
 	atomic_bool applying;      /* peer messages received, not yet applied */
+
+	/* writes front end -> pipeline (keeld_queue, drain_queue) */
+	struct keeld_ring q_ring;
+	atomic_bool q_overflow; /* q_head is not empty */
+	atomic_bool pl_idle;    /* the pipeline is in (or entering) its idle wait */
 
 	/* pipeline-owned */
 	struct pipeline *pl;

@@ -27,9 +27,12 @@
  * What can fail: the wal stops on an I/O error (logged; the node stops
  * serving writes); a leader change leaves forwarded/proposed requests with an
  * unknown outcome -> they are sent again to the new leader, which proposes
- * only those absent from its log (resend_stale, in_log); a request lost
- * without a leader change is given up after maxSessionTimeout (its
- * connection is closed, the client retries).
+ * only those absent from its log (resend_stale, in_log); a FORWARD datagram
+ * lost without a leader change -> its requests are sent again after a
+ * backed-off timeout until applied here (retransmit), and the leader proposes
+ * each (origin, id) at most once per term (the seen set, pruned below the
+ * sender's floor); a request still unanswered after maxSessionTimeout is
+ * given up (its connection is closed, the client retries).
  *
  * Entry payload (NORMAL entries; little-endian):
  *   u8 version=1 | u32 count | count x { u32 origin node | u64 request id |
@@ -37,11 +40,16 @@
  *   The origin's top bits mark items: ITEM_ZKCONF (the txn rewrites
  *   /zookeeper/config: every node learns peer addresses from it),
  *   ITEM_RCERR (no txn: a ZooKeeper error answering a reconfig of origin).
- * FORWARD: u32 count | the same items, txn not stamped yet (ITEM_RESENT:
- *   handed to an older leader before; ITEM_RECONFIG: a reconfig request).
+ * FORWARD: u32 count | u64 term | u64 floor | the same items, txn not
+ *          stamped yet (ITEM_RESENT: handed to an older leader before;
+ *          ITEM_RECONFIG: a reconfig request). term: the sender's (a leader
+ *          takes only its own term's); floor: the sender's lowest unanswered
+ *          request id (every lower one is answered or given up there: never
+ *          needed again).
  * TOUCH:   u32 count | count x i64 session id.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <sched.h>
@@ -60,6 +68,9 @@
 #include "mgmt.h"
 
 #define PEND_BUCKETS 4096
+#define SEEN_BUCKETS 4096
+#define FWD_HDR      20u         /* FORWARD: count, term, floor */
+#define RETX_MAX_MSG (64u << 10) /* bytes of items per retransmission datagram */
 #define TRK_BUCKETS  4096
 #define MAX_RX_ENTS  256
 #define PERS_CAP     4096
@@ -76,6 +87,19 @@ struct strack {
 struct wref {
 	uint64_t ticket;
 	struct raft_buf *buf;
+};
+
+/* A forwarded request this leader proposed in its term (on_forward). */
+struct seen {
+	struct seen *hnext, *onext; /* hash chain; the origin's list, oldest first */
+	uint64_t id;
+	uint32_t origin;
+};
+
+struct seen_origin {
+	uint32_t origin;
+	uint64_t floor; /* highest floor heard: lower ids are finished at the origin */
+	struct seen *head, *tail;
 };
 
 struct pers {
@@ -107,6 +131,55 @@ struct mchange {
 	uint64_t text_index;
 };
 
+/*
+ * The snapshot helper thread ("keel-snap"): serializes the store and writes
+ * the snapshot file so the pipeline never stalls on either. One job at a time,
+ * moved through `state` (written under mu, read by the pipeline with one
+ * acquire load per turn):
+ *   IDLE   -> ARMED   pipeline: a snapshot is due; wakes the helper
+ *   ARMED  -> ONLINE  helper: kv_thread_online(), then waits for the view
+ *   ONLINE -> RUN     pipeline, between two applies: the view of the store at
+ *                     applied_index, with its index, term and membership
+ *   RUN    -> DONE    helper: kv_snapshot_write() into memory, offline, then
+ *                     wal_snap_begin/write/finish (fsync, rename)
+ *   DONE   -> IDLE    pipeline: raft_snapshot_taken, log compaction, answers
+ * The pipeline may also cancel ARMED/ONLINE back to IDLE.
+ * Why the helper is online BEFORE it gets the view: under QSBR a view stays
+ * valid only while a thread that was online when its memory was retired has
+ * not passed a quiescent state. The pipeline retires the view's memory with
+ * its next apply (handed to call_rcu after that); the helper, online since
+ * before and not quiescent until kv_snapshot_write() returns, holds those
+ * grace periods open for exactly as long as it reads. A view handed to a
+ * thread that comes online later could be freed under it.
+ * What can fail: the write (disk full, EIO): the job ends with its error, the
+ * temporary file is removed, the previous snapshot and the log stay; the next
+ * attempt comes with the next threshold or POST /snapshot. A crash during the
+ * write leaves the previous snapshot (wal_snap_finish publishes by rename).
+ */
+enum snap_state { SNAP_IDLE, SNAP_ARMED, SNAP_ONLINE, SNAP_RUN, SNAP_DONE };
+
+struct snapper {
+	pthread_mutex_t mu;
+	pthread_cond_t cv; /* every state change is broadcast */
+	_Atomic int state;
+	bool stop; /* under mu */
+	bool started;
+	pthread_t th;
+	struct keeld *k; /* the eventfd that wakes the pipeline; the wal */
+	struct wal *w;
+	/* the job: written by the pipeline before RUN */
+	const struct kv_view *view;
+	uint64_t index, term;
+	uint64_t log_bytes; /* since_snap_bytes it covers (given back on failure) */
+	uint8_t conf[RAFT_CONF_MAX_BYTES];
+	size_t conf_len;
+	/* the result: written by the helper before DONE */
+	int rc;
+	uint8_t *image;
+	size_t image_len;
+	uint64_t serialize_ns, write_ns;
+};
+
 struct pipeline {
 	struct keeld *k;
 	struct raft *r;
@@ -115,7 +188,17 @@ struct pipeline {
 	uint64_t tick_ns, next_tick_ns;
 
 	struct preq *pend[PEND_BUCKETS];
-	struct preq *hold_head, **hold_tail; /* local, not yet handed to a leader */
+	struct preq *hold_head, **hold_tail;  /* local, not yet handed to a leader */
+	struct preq *order_head, *order_tail; /* hold + pend, by id (preq.onext) */
+	uint64_t retx_scan_ns, retx_log_ns;
+	uint64_t retx_total, retx_logged; /* requests retransmitted (follower) */
+	uint64_t dup_total, dup_logged;   /* duplicates not proposed (leader) */
+
+	/* leader: forwarded (origin, id) proposed in this term */
+	struct seen *seen[SEEN_BUCKETS];
+	struct seen *seen_free;
+	struct seen_origin so[NODE_MAX_SERVERS]; /* senders: the transport's peers */
+	uint32_t so_n;
 
 	/* items for the next proposal (leader): forwarded + local + expiries */
 	uint8_t *items;
@@ -156,6 +239,10 @@ struct pipeline {
 	size_t inst_len, inst_cap;
 	struct raft_buf *inst_done; /* installed image to hand raft after advance */
 	uint64_t inst_done_index;
+	struct snapper snap;       /* the snapshot helper thread */
+	uint64_t snap_req_id[8];   /* POST /snapshot requests waiting for a snapshot */
+	uint64_t snap_req_want[8]; /* ... at or past this applied index */
+	uint32_t snap_req_n;
 	char fsync_name[16]; /* the wal's backend, for the status */
 
 	/* management plane (NULL channel: no keel.adminPort) */
@@ -274,6 +361,118 @@ static struct preq *pend_take(struct pipeline *p, uint64_t id)
 		}
 	}
 	return NULL;
+}
+
+/* Every local request from the queue until it is answered or given up; ids
+ * are given in queue order, so the list is in id order. */
+static void order_add(struct pipeline *p, struct preq *r)
+{
+	r->onext = NULL;
+	r->oprev = p->order_tail;
+	if (p->order_tail)
+		p->order_tail->onext = r;
+	else
+		p->order_head = r;
+	p->order_tail = r;
+}
+
+static void order_del(struct pipeline *p, struct preq *r)
+{
+	if (r->oprev)
+		r->oprev->onext = r->onext;
+	else
+		p->order_head = r->onext;
+	if (r->onext)
+		r->onext->oprev = r->oprev;
+	else
+		p->order_tail = r->oprev;
+	r->onext = r->oprev = NULL;
+}
+
+/* ------------------------------------------------- forwarded, seen (leader) */
+
+static size_t seen_bucket(uint32_t origin, uint64_t id)
+{
+	return (size_t)(((id ^ (uint64_t)origin << 56) * 0x9E3779B97F4A7C15ull) >> 52) %
+	       SEEN_BUCKETS;
+}
+
+/* The transport delivers only from the server.N peers, so there is always a
+ * slot; NULL (never expected) makes on_forward drop the message rather than
+ * propose without the check. */
+static struct seen_origin *seen_origin_of(struct pipeline *p, uint32_t origin)
+{
+	for (uint32_t i = 0; i < p->so_n; i++)
+		if (p->so[i].origin == origin)
+			return &p->so[i];
+	if (p->so_n == KEEL_ARRAY_SIZE(p->so))
+		return NULL;
+	struct seen_origin *so = &p->so[p->so_n++];
+	*so = (struct seen_origin){ .origin = origin };
+	return so;
+}
+
+static bool seen_has(const struct pipeline *p, uint32_t origin, uint64_t id)
+{
+	for (const struct seen *e = p->seen[seen_bucket(origin, id)]; e; e = e->hnext)
+		if (e->id == id && e->origin == origin)
+			return true;
+	return false;
+}
+
+static void seen_add(struct pipeline *p, struct seen_origin *so, uint64_t id)
+{
+	struct seen *e = p->seen_free;
+	if (e)
+		p->seen_free = e->onext;
+	else if (!(e = malloc(sizeof(*e))))
+		abort();
+	*e = (struct seen){ .id = id, .origin = so->origin };
+	size_t b = seen_bucket(so->origin, id);
+	e->hnext = p->seen[b];
+	p->seen[b] = e;
+	if (so->tail)
+		so->tail->onext = e;
+	else
+		so->head = e;
+	so->tail = e;
+}
+
+/* The origin has answered (or given up) every id below floor: it will never
+ * send them again, so forget them (oldest first: ids arrive nearly in order). */
+static void seen_prune(struct pipeline *p, struct seen_origin *so, uint64_t floor)
+{
+	if (floor <= so->floor)
+		return;
+	so->floor = floor;
+	while (so->head && so->head->id < floor) {
+		struct seen *e = so->head;
+		so->head = e->onext;
+		if (!so->head)
+			so->tail = NULL;
+		struct seen **q = &p->seen[seen_bucket(e->origin, e->id)];
+		while (*q != e)
+			q = &(*q)->hnext;
+		*q = e->hnext;
+		e->onext = p->seen_free;
+		p->seen_free = e;
+	}
+}
+
+/* The set is about one leader term: a new term (or leadership lost) drops it. */
+static void seen_clear(struct pipeline *p)
+{
+	if (!p->so_n)
+		return;
+	for (uint32_t i = 0; i < p->so_n; i++) {
+		struct seen_origin *so = &p->so[i];
+		if (so->tail) {
+			so->tail->onext = p->seen_free;
+			p->seen_free = so->head;
+		}
+	}
+	p->so_n = 0;
+	memset(p->seen, 0, sizeof(p->seen));
 }
 
 /* ------------------------------------------------------ session tracker */
@@ -402,13 +601,18 @@ static void propose_items(struct pipeline *p)
 	}
 	uint64_t index;
 	int rc = raft_propose(p->r, b, 0, b->size, &index);
+	raft_buf_unref(b);
+	/* A leadership transfer is under way: keep the items for a later turn
+	 * (dropped with the leadership if it completes: their senders re-send to
+	 * the new leader, and the seen set goes with the term). */
+	if (rc == KEEL_E_BUSY)
+		return;
 	if (rc < 0)
 		keeld_log("pipeline: propose failed: %s", keel_strerror(rc));
 	else
 		p->last_prop_index = index;
 	if (k->metrics)
 		mgmt_hist_observe(k->nm->batch_size, p->items_n);
-	raft_buf_unref(b);
 	atomic_fetch_add(&k->n_writes, p->items_n);
 	p->items_len = 0;
 	p->items_n = 0;
@@ -430,13 +634,39 @@ static void send_raft(struct pipeline *p, const struct raft_msg *m)
 		(void)dp_send(p->t, (uint16_t)m->to, KEELD_MSG_RAFT, p->sendbuf, (size_t)w);
 }
 
+/*
+ * FORWARD retransmission: after two heartbeats, then every four. Short,
+ * because the client's connection waits (its pings are answered in order
+ * behind the write, and a ZooKeeper client drops a connection whose ping is
+ * late by a third of the session timeout); a request merely waiting for its
+ * commit is sometimes sent again, which is harmless: the leader drops the copy.
+ */
+static uint64_t retx_after_ns(const struct pipeline *p, uint32_t n)
+{
+	uint64_t base = (uint64_t)KEEL_MAX(50u, 2 * p->k->cfg.heartbeat_ms) * 1000000u;
+	return n ? 2 * base : base;
+}
+
 /* A local request now rides a proposal or a FORWARD of this term. */
 static void handed_over(struct pipeline *p, struct preq *r, uint64_t term)
 {
 	r->forwarded = true;
 	r->term = term;
 	r->sent_ns = keel_now_ns();
+	r->retx_n = 0;
+	r->retx_ns = r->sent_ns + retx_after_ns(p, 0);
 	pend_add(p, r);
+}
+
+/* A FORWARD of n items already in sendbuf after its header. */
+static void fwd_send(struct pipeline *p, uint32_t leader, uint64_t term, uint32_t n, size_t len)
+{
+	put32(p->sendbuf, n);
+	put64(p->sendbuf + 4, term);
+	put64(p->sendbuf + 12, p->order_head ? p->order_head->id : 0);
+	int rc = dp_send(p->t, (uint16_t)leader, KEELD_MSG_FORWARD, p->sendbuf, len);
+	if (rc < 0)
+		keeld_log("pipeline: forward to %u: %s", leader, keel_strerror(rc));
 }
 
 /* Follower: hand held local writes to the leader. */
@@ -445,14 +675,13 @@ static void forward_held(struct pipeline *p)
 	uint32_t leader = raft_leader(p->r);
 	if (!p->hold_head || !leader || !p->t)
 		return;
-	size_t len = 4;
+	size_t len = FWD_HDR;
 	uint32_t n = 0;
 	for (struct preq *r = p->hold_head; r; r = r->next, n++)
 		len += 16 + r->len;
 	p->sendbuf = grow(p->sendbuf, &p->sendcap, len, 1);
 	uint8_t *d = p->sendbuf;
-	put32(d, n);
-	size_t off = 4;
+	size_t off = FWD_HDR;
 	uint64_t term = raft_term(p->r);
 	struct preq *r = p->hold_head;
 	while (r) {
@@ -466,9 +695,57 @@ static void forward_held(struct pipeline *p)
 	}
 	p->hold_head = NULL;
 	p->hold_tail = &p->hold_head;
-	int rc = dp_send(p->t, (uint16_t)leader, KEELD_MSG_FORWARD, d, off);
-	if (rc < 0)
-		keeld_log("pipeline: forward to %u: %s", leader, keel_strerror(rc));
+	fwd_send(p, leader, term, n, off);
+}
+
+/*
+ * Follower: requests forwarded in this term and still not applied here after
+ * a backed-off timeout go to the leader again -- their FORWARD datagram (or
+ * one of its fragments) may have been lost. The leader proposes each (origin,
+ * id) once per term (on_forward), so a copy of one it has is dropped there.
+ */
+static void retransmit(struct pipeline *p, uint64_t now)
+{
+	uint32_t leader = raft_leader(p->r);
+	if (!leader || !p->t || now < p->retx_scan_ns)
+		return;
+	p->retx_scan_ns = now + 20000000u;
+	uint64_t term = raft_term(p->r);
+	size_t len = FWD_HDR;
+	uint32_t n = 0;
+	for (struct preq *r = p->order_head; r; r = r->onext) {
+		if (!r->forwarded || r->term != term || now < r->retx_ns)
+			continue;
+		if (n && len + 16 + r->len > RETX_MAX_MSG) {
+			fwd_send(p, leader, term, n, len);
+			len = FWD_HDR;
+			n = 0;
+		}
+		p->sendbuf = grow(p->sendbuf, &p->sendcap, len + 16 + r->len, 1);
+		len += put_item(p->sendbuf + len,
+				p->k->myid | (r->resent ? ITEM_RESENT : 0) |
+					(r->kind == PREQ_RECONFIG ? ITEM_RECONFIG : 0),
+				r->id, r->txn, r->len);
+		n++;
+		r->retx_ns = now + retx_after_ns(p, ++r->retx_n);
+		p->retx_total++;
+	}
+	if (n)
+		fwd_send(p, leader, term, n, len);
+}
+
+/* At most once a second: how many requests were sent again / dropped as copies. */
+static void fwd_log(struct pipeline *p, uint64_t now)
+{
+	if ((p->retx_total == p->retx_logged && p->dup_total == p->dup_logged) ||
+	    now - p->retx_log_ns < 1000000000u)
+		return;
+	p->retx_log_ns = now;
+	keeld_log("forward: %" PRIu64 " requests retransmitted to the leader, %" PRIu64
+		  " copies dropped as leader (totals)",
+		  p->retx_total, p->dup_total);
+	p->retx_logged = p->retx_total;
+	p->dup_logged = p->dup_total;
 }
 
 /* Leader: local held writes join the next proposal. */
@@ -498,10 +775,18 @@ static void on_forward(struct pipeline *p, const struct dp_msg *m)
 		 * unknown outcome when it sees the new leader; drop them. */
 		return;
 	}
-	if (m->len < 4)
+	if (m->len < FWD_HDR)
 		return;
+	/* Sent in another term: once the sender sees this one it sends its
+	 * requests again, marked (resend_stale), and they are checked then. */
+	if (get64(m->data + 4) != raft_term(p->r))
+		return;
+	struct seen_origin *so = seen_origin_of(p, m->from);
+	if (!so)
+		return;
+	seen_prune(p, so, get64(m->data + 12));
 	uint32_t n = get32(m->data);
-	size_t off = 4;
+	size_t off = FWD_HDR;
 	for (uint32_t i = 0; i < n; i++) {
 		if (off + 16 > m->len)
 			return;
@@ -510,14 +795,24 @@ static void on_forward(struct pipeline *p, const struct dp_msg *m)
 		uint32_t len = get32(m->data + off + 12);
 		if (off + 16 + len > m->len)
 			return;
+		const uint8_t *txn = m->data + off + 16;
+		off += 16 + len;
 		bool resent = origin & ITEM_RESENT;
 		bool reconfig = origin & ITEM_RECONFIG;
 		origin &= ~ITEM_FLAGS;
+		bool dedup = origin == so->origin;
+		/* A copy (a retransmission whose first datagram did arrive), or a
+		 * request the sender has finished with: never proposed twice. */
+		if (dedup && (id < so->floor || seen_has(p, origin, id))) {
+			p->dup_total++;
+			continue;
+		}
 		if (reconfig)
-			rc_request(p, origin, id, m->data + off + 16, len, resent);
+			rc_request(p, origin, id, txn, len, resent);
 		else if (!resent || !len || !in_log(p, origin, id))
-			items_add(p, origin, id, m->data + off + 16, len);
-		off += 16 + len;
+			items_add(p, origin, id, txn, len);
+		if (dedup)
+			seen_add(p, so, id);
 	}
 }
 
@@ -531,16 +826,40 @@ static void on_touch(struct pipeline *p, const struct dp_msg *m)
 		trk_touch(p, (int64_t)get64(m->data + 4 + 8 * i), now);
 }
 
+static void frame_release(struct raft_buf *b)
+{
+	(void)b; /* the transport's bytes: never freed here */
+}
+
+/*
+ * A Raft message, decoded in place: the transport's bytes stay valid until
+ * the next dp_recv_burst, i.e. through raft_step. Only a message whose bytes
+ * raft keeps beyond the step -- entries (its log) or a snapshot chunk --
+ * is copied into a buffer of its own first.
+ */
 static void on_raft(struct pipeline *p, const struct dp_msg *m)
 {
+	struct raft_buf frame = {
+		.refs = 1, .size = m->len, .data = (uint8_t *)m->data, .release = frame_release
+	};
+	struct raft_msg msg;
+	int rc = raft_msg_decode(&frame, 0, m->len, &msg, p->rx_ents, MAX_RX_ENTS);
+	if (rc < 0)
+		return;
+	/* A removed member is told so; its votes must not disturb the members. */
+	if (removed_speaks(p, m->from, &msg))
+		return;
+	if (!msg.n_entries && msg.type != RAFT_MSG_SNAPSHOT) {
+		(void)raft_step(p->r, &msg);
+		/* raft took no reference to the transport's bytes. */
+		KEEL_ASSERT(frame.refs == 1);
+		return;
+	}
 	struct raft_buf *b = buf_new(m->len);
 	if (!b)
 		return;
 	memcpy(b->data, m->data, m->len);
-	struct raft_msg msg;
-	int rc = raft_msg_decode(b, 0, m->len, &msg, p->rx_ents, MAX_RX_ENTS);
-	/* A removed member is told so; its votes must not disturb the members. */
-	if (rc == 0 && !removed_speaks(p, m->from, &msg))
+	if (raft_msg_decode(b, 0, m->len, &msg, p->rx_ents, MAX_RX_ENTS) == 0)
 		(void)raft_step(p->r, &msg);
 	raft_buf_unref(b);
 }
@@ -555,7 +874,8 @@ static void finish_local(struct pipeline *p, uint32_t origin, uint64_t id, const
 		return;
 	struct preq *r = pend_take(p, id);
 	if (!r)
-		return; /* abandoned at a leader change: its connection is gone */
+		return; /* given up (its connection is gone), or a copy applied again */
+	order_del(p, r);
 	if (k->metrics && r->sent_ns)
 		mgmt_hist_observe(k->nm->commit_latency, keel_now_ns() - r->sent_ns);
 	int64_t zxid = atomic_load(&k->applied_zxid);
@@ -775,6 +1095,7 @@ static void give_up_old(struct pipeline *p, uint64_t sent_before_ns)
 				continue;
 			}
 			*q = r->next;
+			order_del(p, r);
 			(void)zk_server_close(k->zk, r->call.conn);
 			int64_t sid = r->session_id;
 			bool conn = r->kind == PREQ_CONNECT;
@@ -795,12 +1116,15 @@ static void watch_leadership(struct pipeline *p)
 		if (leader && (leader != p->seen_leader))
 			keeld_log("raft: term %" PRIu64 ", leader %u%s", term, leader,
 				  leader == k->myid ? " (this node)" : "");
-		if (term != p->seen_term)
+		if (term != p->seen_term) {
 			resend_stale(p, term);
+			seen_clear(p);
+		}
 		p->seen_term = term;
 		p->seen_leader = leader;
 	}
 	if (role != p->seen_role) {
+		seen_clear(p);
 		if (role == RAFT_LEADER)
 			trk_reset(p);
 		p->seen_role = role;
@@ -971,14 +1295,13 @@ static void trk_rebuild(struct pipeline *p)
 	(void)kv_sessions(kv_view_get(keeld_kv(p->k)), trk_seed, p);
 }
 
-/* Write image (of the state at index/term) as the wal's snapshot: blocking. */
-static int snap_persist(struct pipeline *p, uint64_t index, uint64_t term,
-			const struct raft_conf *conf, const uint8_t *image, size_t len)
+/* Write image (of the state at index/term, membership conf bytes) as the
+ * wal's snapshot: blocking write + fsync + rename, on the calling thread. */
+static int snap_file(struct wal *w, uint64_t index, uint64_t term, const uint8_t *conf,
+		     size_t conf_len, const uint8_t *image, size_t len)
 {
-	uint8_t cb[RAFT_CONF_MAX_BYTES];
-	size_t cl = raft_conf_encode(conf, cb);
 	struct wal_snap_writer *sw;
-	int rc = wal_snap_begin(p->w, index, term, cb, (uint32_t)cl, &sw);
+	int rc = wal_snap_begin(w, index, term, conf, (uint32_t)conf_len, &sw);
 	if (rc == 0) {
 		rc = wal_snap_write(sw, image, len);
 		if (rc == 0)
@@ -991,54 +1314,278 @@ static int snap_persist(struct pipeline *p, uint64_t index, uint64_t term,
 	return rc;
 }
 
-/*
- * When the log since the last snapshot passed keel.snapshotThresholdBytes:
- * serialize the store as of the last applied entry, make it the wal's
- * snapshot (blocking write + fsync on this thread), hand the image to raft
- * (for followers that fall behind) and drop the log before it (keeping
- * SNAP_KEEP_ENTRIES so a follower a little behind still gets entries).
- */
-static int take_snapshot(struct pipeline *p)
+static int snap_persist(struct pipeline *p, uint64_t index, uint64_t term,
+			const struct raft_conf *conf, const uint8_t *image, size_t len)
 {
-	struct keeld *k = p->k;
-	if (p->wal_failed)
-		return KEEL_E_IO;
-	uint64_t index = p->applied_index;
-	if (index <= p->snap_index)
-		return 0;
-	p->since_snap_bytes = 0;
+	uint8_t cb[RAFT_CONF_MAX_BYTES];
+	size_t cl = raft_conf_encode(conf, cb);
+	return snap_file(p->w, index, term, cb, cl, image, len);
+}
+
+/* ------------------------------------------------- snapshot helper thread */
+
+static void snap_set(struct snapper *s, enum snap_state st)
+{
+	atomic_store_explicit(&s->state, st, memory_order_release);
+	pthread_cond_broadcast(&s->cv);
+}
+
+static void snap_wake_pipeline(struct snapper *s)
+{
+	uint64_t one = 1;
+	(void)!write(s->k->evfd, &one, sizeof(one));
+}
+
+/* The helper's half of a job: serialize the view (online), then write it (offline). */
+static void snap_run(struct snapper *s)
+{
 	uint64_t t0 = keel_now_ns();
 	struct membuf mb = { 0 };
-	int rc = kv_snapshot_write(kv_view_get(keeld_kv(k)), mb_write, &mb);
-	uint64_t term = raft_term_at(p->r, index);
-	if (rc == 0 && term)
-		rc = snap_persist(p, index, term, raft_conf(p->r), mb.p, mb.len);
-	if (rc < 0 || !term) {
+	int rc = kv_snapshot_write(s->view, mb_write, &mb);
+	/* Done with the view: let the reclaimer go on. */
+	s->view = NULL;
+	kv_thread_offline();
+	uint64_t t1 = keel_now_ns();
+	if (rc == 0)
+		rc = snap_file(s->w, s->index, s->term, s->conf, s->conf_len, mb.p, mb.len);
+	if (rc < 0) {
 		free(mb.p);
-		return rc < 0 ? rc : KEEL_E_STATE;
+		mb.p = NULL;
+		mb.len = 0;
 	}
-	struct raft_buf *b = image_buf(mb.p, mb.len);
+	s->rc = rc;
+	s->image = mb.p;
+	s->image_len = mb.len;
+	s->serialize_ns = t1 - t0;
+	s->write_ns = keel_now_ns() - t1;
+}
+
+static void *snap_main(void *arg)
+{
+	struct snapper *s = arg;
+	kv_thread_register();
+	kv_thread_offline(); /* online only while it may read a view */
+	pthread_mutex_lock(&s->mu);
+	for (;;) {
+		while (!s->stop && atomic_load(&s->state) != SNAP_ARMED)
+			pthread_cond_wait(&s->cv, &s->mu);
+		if (s->stop)
+			break;
+		pthread_mutex_unlock(&s->mu);
+		kv_thread_online();
+		pthread_mutex_lock(&s->mu);
+		if (atomic_load(&s->state) == SNAP_ARMED) {
+			snap_set(s, SNAP_ONLINE);
+			snap_wake_pipeline(s);
+			while (!s->stop && atomic_load(&s->state) == SNAP_ONLINE)
+				pthread_cond_wait(&s->cv, &s->mu);
+		}
+		if (atomic_load(&s->state) != SNAP_RUN) {
+			/* Cancelled (or stopping) before a view came. */
+			pthread_mutex_unlock(&s->mu);
+			kv_thread_offline();
+			pthread_mutex_lock(&s->mu);
+			continue;
+		}
+		pthread_mutex_unlock(&s->mu);
+		snap_run(s); /* returns offline */
+		pthread_mutex_lock(&s->mu);
+		snap_set(s, SNAP_DONE);
+		snap_wake_pipeline(s);
+	}
+	pthread_mutex_unlock(&s->mu);
+	kv_thread_unregister();
+	return NULL;
+}
+
+static int snap_start(struct pipeline *p)
+{
+	struct snapper *s = &p->snap;
+	int rc = pthread_create(&s->th, NULL, snap_main, s);
+	if (rc)
+		return -rc;
+	pthread_setname_np(s->th, "keel-snap");
+	s->started = true;
+	return 0;
+}
+
+/* Stop the helper; a write in progress completes first (its result is dropped:
+ * the file is a valid snapshot the next start recovers from). */
+static void snap_stop(struct pipeline *p)
+{
+	struct snapper *s = &p->snap;
+	if (!s->started)
+		return;
+	pthread_mutex_lock(&s->mu);
+	s->stop = true;
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+	pthread_join(s->th, NULL);
+	s->started = false;
+	free(s->image);
+	s->image = NULL;
+}
+
+static void mg_answer(struct pipeline *p, uint64_t id, int status, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+/* Answer POST /snapshot requests a snapshot at snap_index (or an error) covers. */
+static void snap_answer(struct pipeline *p, int rc)
+{
+	uint32_t keep = 0;
+	for (uint32_t i = 0; i < p->snap_req_n; i++) {
+		uint64_t id = p->snap_req_id[i], want = p->snap_req_want[i];
+		if (rc < 0)
+			mg_answer(p, id, rc, "snapshot failed: %s", keel_strerror(rc));
+		else if (want <= p->snap_index)
+			mg_answer(p, id, 0, "snapshot at index %" PRIu64, p->snap_index);
+		else {
+			p->snap_req_id[keep] = id;
+			p->snap_req_want[keep++] = want;
+		}
+	}
+	p->snap_req_n = keep;
+}
+
+/* POST /snapshot: a snapshot of at least the applied index now, answered when durable. */
+static void snap_request(struct pipeline *p, uint64_t id)
+{
+	if (p->wal_failed) {
+		mg_answer(p, id, KEEL_E_IO, "snapshot failed: %s", keel_strerror(KEEL_E_IO));
+	} else if (p->applied_index <= p->snap_index) {
+		mg_answer(p, id, 0, "snapshot at index %" PRIu64, p->snap_index);
+	} else if (p->snap_req_n == KEEL_ARRAY_SIZE(p->snap_req_id)) {
+		mg_answer(p, id, KEEL_E_BUSY, "%u snapshot requests are waiting already",
+			  p->snap_req_n);
+	} else {
+		p->snap_req_id[p->snap_req_n] = id;
+		p->snap_req_want[p->snap_req_n++] = p->applied_index;
+	}
+}
+
+/* The helper is online: hand it the store as of the last applied entry. */
+static void snap_hand_view(struct pipeline *p)
+{
+	struct snapper *s = &p->snap;
+	uint64_t index = p->applied_index;
+	uint64_t term = index > p->snap_index ? raft_term_at(p->r, index) : 0;
+	pthread_mutex_lock(&s->mu);
+	if (p->wal_failed || !term) {
+		snap_set(s, SNAP_IDLE); /* nothing (new) to snapshot: cancel */
+	} else {
+		s->view = kv_view_get(keeld_kv(p->k));
+		s->index = index;
+		s->term = term;
+		s->conf_len = raft_conf_encode(raft_conf(p->r), s->conf);
+		s->log_bytes = p->since_snap_bytes;
+		p->since_snap_bytes = 0;
+		snap_set(s, SNAP_RUN);
+	}
+	pthread_mutex_unlock(&s->mu);
+}
+
+/* The helper finished a job: make it raft's snapshot and drop the log before it
+ * (keeping SNAP_KEEP_ENTRIES so a follower a little behind still gets entries). */
+static void snap_done(struct pipeline *p)
+{
+	struct snapper *s = &p->snap;
+	int rc = s->rc;
+	uint64_t index = s->index, term = s->term;
+	uint8_t *image = s->image;
+	size_t len = s->image_len;
+	s->image = NULL;
+	pthread_mutex_lock(&s->mu);
+	snap_set(s, SNAP_IDLE);
+	pthread_mutex_unlock(&s->mu);
+	if (rc < 0) {
+		p->since_snap_bytes += s->log_bytes; /* still to be covered */
+		snap_answer(p, rc);
+		return;
+	}
+	if (index <= p->snap_index) {
+		free(image); /* an installed snapshot overtook it */
+		snap_answer(p, 0);
+		return;
+	}
+	struct raft_buf *b = image_buf(image, len);
 	rc = raft_snapshot_taken(p->r, index, b, SNAP_KEEP_ENTRIES);
 	raft_buf_unref(b);
 	if (rc < 0) {
 		keeld_log("snapshot %" PRIu64 ": raft: %s", index, keel_strerror(rc));
-		return rc;
+		snap_answer(p, rc);
+		return;
 	}
 	p->snap_index = index;
 	uint64_t upto = index > SNAP_KEEP_ENTRIES ? index - SNAP_KEEP_ENTRIES : 0;
 	upto = KEEL_MIN(upto, p->durable_index);
 	if (upto >= wal_first_index(p->w) && (rc = wal_truncate_prefix(p->w, upto)) < 0)
 		keeld_log("wal: truncate before %" PRIu64 ": %s", upto, keel_strerror(rc));
-	keeld_log("snapshot at index %" PRIu64 " (term %" PRIu64 "): %zu bytes, %.1f ms; log "
-		  "now from %" PRIu64,
-		  index, term, mb.len, (double)(keel_now_ns() - t0) / 1e6, wal_first_index(p->w));
-	return 0;
+	keeld_log("snapshot at index %" PRIu64 " (term %" PRIu64 "): %zu bytes, serialized in "
+		  "%.1f ms, written in %.1f ms off the pipeline, which applied %" PRIu64
+		  " entries meanwhile; log now from %" PRIu64,
+		  index, term, len, (double)s->serialize_ns / 1e6, (double)s->write_ns / 1e6,
+		  p->applied_index - index, wal_first_index(p->w));
+	snap_answer(p, 0);
 }
 
-static void maybe_snapshot(struct pipeline *p)
+/*
+ * Once per turn, after the turn's applies: start a snapshot when the log since
+ * the last one passed keel.snapshotThresholdBytes (or POST /snapshot asked),
+ * hand the helper its view, take a finished one. Returns whether it did
+ * something (the helper wakes the pipeline through the eventfd meanwhile).
+ */
+static bool snap_turn(struct pipeline *p)
 {
-	if (p->since_snap_bytes >= p->k->cfg.snapshot_threshold_bytes)
-		(void)take_snapshot(p);
+	struct snapper *s = &p->snap;
+	switch (atomic_load_explicit(&s->state, memory_order_acquire)) {
+	case SNAP_IDLE:
+		if (p->snap_req_n)
+			snap_answer(p, 0); /* those an installed snapshot covers */
+		if (!s->started || p->wal_failed || p->applied_index <= p->snap_index ||
+		    (p->since_snap_bytes < p->k->cfg.snapshot_threshold_bytes && !p->snap_req_n))
+			return false;
+		pthread_mutex_lock(&s->mu);
+		snap_set(s, SNAP_ARMED);
+		pthread_mutex_unlock(&s->mu);
+		return true;
+	case SNAP_ONLINE:
+		snap_hand_view(p);
+		return true;
+	case SNAP_DONE:
+		snap_done(p);
+		return true;
+	default:
+		return false;
+	}
+}
+
+/*
+ * Before installing a snapshot from the leader (the wal takes one snapshot
+ * writer at a time): cancel a job that has no view yet, wait for one that is
+ * writing. Its result is dropped -- raft is inside an update here, and the
+ * installed snapshot supersedes it.
+ */
+static void snap_settle(struct pipeline *p)
+{
+	struct snapper *s = &p->snap;
+	pthread_mutex_lock(&s->mu);
+	for (;;) {
+		int st = atomic_load(&s->state);
+		if (st == SNAP_ARMED || st == SNAP_ONLINE) {
+			snap_set(s, SNAP_IDLE);
+		} else if (st == SNAP_RUN) {
+			pthread_cond_wait(&s->cv, &s->mu);
+			continue;
+		} else if (st == SNAP_DONE) {
+			if (s->rc < 0)
+				p->since_snap_bytes += s->log_bytes;
+			free(s->image);
+			s->image = NULL;
+			snap_set(s, SNAP_IDLE);
+		}
+		break;
+	}
+	pthread_mutex_unlock(&s->mu);
 }
 
 static void take_chunks(struct pipeline *p, const struct raft_update *u)
@@ -1064,6 +1611,7 @@ static void take_chunks(struct pipeline *p, const struct raft_update *u)
 static void install_snapshot(struct pipeline *p, const struct raft_snapshot_meta *m)
 {
 	struct keeld *k = p->k;
+	snap_settle(p);
 	size_t len = p->inst_len;
 	uint8_t *image = p->inst;
 	p->inst = NULL;
@@ -2207,14 +2755,9 @@ static void mg_request(struct pipeline *p, const struct mgmt_request *req)
 	case MGMT_REQ_TRANSFER:
 		mg_transfer(p, req);
 		break;
-	case MGMT_REQ_SNAPSHOT: {
-		int rc = take_snapshot(p);
-		if (rc < 0)
-			mg_answer(p, req->id, rc, "snapshot failed: %s", keel_strerror(rc));
-		else
-			mg_answer(p, req->id, 0, "snapshot at index %" PRIu64, p->snap_index);
+	case MGMT_REQ_SNAPSHOT:
+		snap_request(p, req->id); /* answered once durable (snap_turn) */
 		break;
-	}
 	case MGMT_REQ_CONFIG_SET:
 		mg_config(p, req);
 		break;
@@ -2344,22 +2887,52 @@ static bool mg_turn(struct pipeline *p, uint64_t now)
 
 /* -------------------------------------------------------------- the loop */
 
+static void hold_add(struct pipeline *p, struct preq *r)
+{
+	r->next = NULL;
+	order_add(p, r);
+	*p->hold_tail = r;
+	p->hold_tail = &r->next;
+}
+
+/* The front end's new writes (keeld_queue): the ring, then the overflow list
+ * (whose requests all come after the ring's), without a lock unless the ring
+ * overflowed. */
 static bool drain_queue(struct pipeline *p)
 {
 	struct keeld *k = p->k;
-	uint64_t v;
-	(void)!read(k->evfd, &v, sizeof(v));
-	pthread_mutex_lock(&k->fe_mu);
-	struct preq *head = k->q_head;
-	struct preq **tail = k->q_tail;
-	k->q_head = NULL;
-	k->q_tail = &k->q_head;
-	pthread_mutex_unlock(&k->fe_mu);
-	if (!head)
-		return false;
-	*p->hold_tail = head;
-	p->hold_tail = tail;
-	return true;
+	struct keeld_ring *q = &k->q_ring;
+	uint64_t head = atomic_load_explicit(&q->head, memory_order_relaxed);
+	/* Acquire: pairs with keeld_queue's release; the slots are filled. */
+	uint64_t tail = atomic_load_explicit(&q->tail, memory_order_acquire);
+	bool got = head != tail;
+	for (; head != tail; head++)
+		hold_add(p, q->slot[head & (KEELD_RING_SLOTS - 1)]);
+	/* Release: the slots are read before the front end may refill them. */
+	atomic_store_explicit(&q->head, head, memory_order_release);
+	if (atomic_load_explicit(&k->q_overflow, memory_order_acquire)) {
+		pthread_mutex_lock(&k->fe_mu);
+		struct preq *r = k->q_head;
+		k->q_head = NULL;
+		k->q_tail = &k->q_head;
+		atomic_store_explicit(&k->q_overflow, false, memory_order_relaxed);
+		pthread_mutex_unlock(&k->fe_mu);
+		while (r) {
+			struct preq *nx = r->next;
+			hold_add(p, r);
+			r = nx;
+		}
+		got = true;
+	}
+	return got;
+}
+
+/* Anything queued (the idle check, after pl_idle is set). */
+static bool queue_pending(struct keeld *k)
+{
+	return atomic_load_explicit(&k->q_ring.tail, memory_order_relaxed) !=
+		       atomic_load_explicit(&k->q_ring.head, memory_order_relaxed) ||
+	       atomic_load_explicit(&k->q_overflow, memory_order_relaxed);
 }
 
 /*
@@ -2469,8 +3042,10 @@ static void *pipeline_main(void *arg)
 			p->items_len = 0;
 			p->items_n = 0;
 			forward_held(p);
+			retransmit(p, now);
 			session_work(p, now);
 		}
+		fwd_log(p, now);
 		struct raft_update u;
 		if (raft_ready(p->r, &u)) {
 			work = true;
@@ -2492,8 +3067,8 @@ static void *pipeline_main(void *arg)
 				raft_buf_unref(p->inst_done);
 				p->inst_done = NULL;
 			}
-			maybe_snapshot(p);
 		}
+		work |= snap_turn(p);
 		if (p->t)
 			(void)dp_flush(p->t);
 		work |= poll_wal(p);
@@ -2505,7 +3080,16 @@ static void *pipeline_main(void *arg)
 			idle_since = 0;
 			continue;
 		}
-		idle_wait(p, &idle_since);
+		/* Tell the front end to wake us, then look once more: a request
+		 * queued before it saw the flag is found here (the fences pair,
+		 * see keeld_queue). */
+		atomic_store_explicit(&k->pl_idle, true, memory_order_relaxed);
+		atomic_thread_fence(memory_order_seq_cst);
+		if (!queue_pending(k))
+			idle_wait(p, &idle_since);
+		atomic_store_explicit(&k->pl_idle, false, memory_order_relaxed);
+		uint64_t v;
+		(void)!read(k->evfd, &v, sizeof(v)); /* consumed: the next wait sleeps */
 		p->idle_ns += keel_now_ns() - t1;
 	}
 	kv_thread_unregister();
@@ -2611,6 +3195,44 @@ static int open_transport(struct pipeline *p)
 	return 0;
 }
 
+/*
+ * Where this run's request ids start. A restarted node must not reuse its
+ * previous run's ids: leaders still hold them as (origin, id) in their logs
+ * (in_log) and seen sets, and would take a new request for an old one. So the
+ * base only grows: past the wall clock (ns) and 2^40 past the last run's base,
+ * kept in <dataDir>/reqid (written and synced before any request is taken).
+ * If the file cannot be written the wall clock alone is used (said so).
+ */
+static uint64_t req_id_base(const struct keeld *k)
+{
+	char path[PATH_MAX + 16], tmp[PATH_MAX + 16], buf[32] = { 0 };
+	snprintf(path, sizeof(path), "%s/reqid", k->cfg.data_dir);
+	snprintf(tmp, sizeof(tmp), "%s/reqid.tmp", k->cfg.data_dir);
+	uint64_t base = (uint64_t)wall_ms() * 1000000u, last = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		if (read(fd, buf, sizeof(buf) - 1) > 0)
+			last = strtoull(buf, NULL, 10);
+		close(fd);
+	}
+	if (last && last + (1ull << 40) > base)
+		base = last + (1ull << 40);
+	int n = snprintf(buf, sizeof(buf), "%" PRIu64 "\n", base);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	bool ok = fd >= 0 && write(fd, buf, (size_t)n) == n && fsync(fd) == 0;
+	if (fd >= 0)
+		close(fd);
+	ok = ok && rename(tmp, path) == 0;
+	int dfd = ok ? open(k->cfg.data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+	ok = ok && dfd >= 0 && fsync(dfd) == 0; /* the rename, before ids are used */
+	if (dfd >= 0)
+		close(dfd);
+	if (!ok)
+		keeld_log("reqid: cannot keep %s (%s): request ids follow the wall clock only",
+			  path, strerror(errno));
+	return base;
+}
+
 static void wal_log(void *arg, const char *line)
 {
 	(void)arg;
@@ -2633,6 +3255,10 @@ int keeld_pipeline_open(struct keeld *k)
 	k->pl = p;
 	p->k = k;
 	p->hold_tail = &p->hold_head;
+	pthread_mutex_init(&p->snap.mu, NULL);
+	pthread_cond_init(&p->snap.cv, NULL);
+	p->snap.k = k;
+	k->next_req_id = req_id_base(k);
 	const struct node_config *c = &k->cfg;
 	p->book = calloc(DP_MAX_NODES, sizeof(*p->book));
 	p->removed_at = calloc(DP_MAX_NODES, sizeof(*p->removed_at));
@@ -2652,6 +3278,7 @@ int keeld_pipeline_open(struct keeld *k)
 					     : c->fsync_path == NODE_FSYNC_PLAIN ? WAL_BACKEND_PLAIN
 										 : WAL_BACKEND_AUTO,
 				  .direct_io = c->o_direct,
+				  .no_sync = !c->fsync,
 				  .log_fn = wal_log,
 				  .sync_fn = wal_synced,
 				  .sync_arg = k };
@@ -2662,14 +3289,21 @@ int keeld_pipeline_open(struct keeld *k)
 			  keel_strerror(rc));
 		return rc;
 	}
+	p->snap.w = p->w;
 	snprintf(p->fsync_name, sizeof(p->fsync_name), "%s",
-		 strncmp(rec.backend, "io_uring", 8) == 0 ? "uring" : "plain");
+		 !c->fsync                                  ? "off"
+		 : strncmp(rec.backend, "io_uring", 8) == 0 ? "uring"
+							    : "plain");
 	keeld_log("wal: %s, fsync path %s, fsync %s, entries %" PRIu64 "..%" PRIu64
 		  ", hard state term %" PRIu64 " vote %" PRIu64 "%s",
-		  c->data_log_dir, rec.backend,
-		  c->fsync ? "on" : "on (keel.fsync=off is not honoured by the log yet)",
-		  rec.first_index, rec.last_index, rec.hs_term, rec.hs_vote,
-		  rec.torn ? " (torn tail cut)" : "");
+		  c->data_log_dir, rec.backend, c->fsync ? "on" : "OFF", rec.first_index,
+		  rec.last_index, rec.hs_term, rec.hs_vote, rec.torn ? " (torn tail cut)" : "");
+	if (!c->fsync)
+		keeld_log(
+			"WARNING: fsync is OFF (keel.fsync=off / forceSync=no): this node "
+			"acknowledges entries and votes once they are in the page cache; a power "
+			"loss or kernel crash of a majority of nodes can lose acknowledged writes "
+			"and break Raft's safety. For tests and benchmarks only.");
 	/* Restart: the latest snapshot into the (empty) store, then the log after it. */
 	struct raft_config rc_cfg;
 	memset(&rc_cfg, 0, sizeof(rc_cfg));
@@ -2820,8 +3454,17 @@ int keeld_pipeline_open(struct keeld *k)
 
 int keeld_pipeline_start(struct keeld *k)
 {
-	int rc = pthread_create(&k->pl_thread, NULL, pipeline_main, k);
-	return rc ? -rc : 0;
+	int rc = snap_start(k->pl);
+	if (rc < 0) {
+		keeld_log("snapshot thread: %s", keel_strerror(rc));
+		return rc;
+	}
+	rc = pthread_create(&k->pl_thread, NULL, pipeline_main, k);
+	if (rc) {
+		snap_stop(k->pl);
+		return -rc;
+	}
+	return 0;
 }
 
 void keeld_pipeline_stop(struct keeld *k)
@@ -2830,6 +3473,7 @@ void keeld_pipeline_stop(struct keeld *k)
 	uint64_t one = 1;
 	(void)!write(k->evfd, &one, sizeof(one));
 	pthread_join(k->pl_thread, NULL);
+	snap_stop(k->pl);
 }
 
 void keeld_pipeline_close(struct keeld *k)
@@ -2837,6 +3481,7 @@ void keeld_pipeline_close(struct keeld *k)
 	struct pipeline *p = k->pl;
 	if (!p)
 		return;
+	snap_stop(p); /* before the wal it writes into */
 	if (p->w)
 		wal_close(p->w);
 	release_wrefs(p, UINT64_MAX);
@@ -2856,18 +3501,32 @@ void keeld_pipeline_close(struct keeld *k)
 		p->hold_head = r->next;
 		keeld_preq_free(r);
 	}
+	/* Requests still in the ring (the overflow list is keeld.c's to free). */
+	struct keeld_ring *q = &k->q_ring;
+	for (uint64_t i = atomic_load(&q->head); i != atomic_load(&q->tail); i++)
+		keeld_preq_free(q->slot[i & (KEELD_RING_SLOTS - 1)]);
+	atomic_store(&q->head, atomic_load(&q->tail));
 	for (size_t i = 0; i < TRK_BUCKETS; i++)
 		while (p->trk[i]) {
 			struct strack *s = p->trk[i];
 			p->trk[i] = s->next;
 			free(s);
 		}
+	seen_clear(p);
+	while (p->seen_free) {
+		struct seen *e = p->seen_free;
+		p->seen_free = e->onext;
+		free(e);
+	}
 	free(p->items);
 	free(p->sendbuf);
 	free(p->went);
 	free(p->book);
 	free(p->removed_at);
 	free(p->removed_told_ns);
+	free(p->inst);
+	pthread_mutex_destroy(&p->snap.mu);
+	pthread_cond_destroy(&p->snap.cv);
 	free(p);
 	k->pl = NULL;
 }

@@ -8,6 +8,8 @@
 
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
+#include <sys/wait.h>
 
 #define N_MAX 2000
 static uint8_t store[N_MAX + 1][300];
@@ -489,6 +491,43 @@ static void test_snapshot_concurrent(void **state)
 	wal_snap_close(r);
 }
 
+/*
+ * A process killed while it writes a snapshot (keeld's helper thread, mid
+ * stream) leaves the previous snapshot in force: the new one was only a
+ * temporary file, which the next open removes.
+ */
+static void test_snapshot_killed_mid_write(void **state)
+{
+	struct fx *f = *state;
+	reopen(f);
+	write_snapshot(f->w, 5, 1, "the previous state");
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct wal_snap_writer *s;
+		static uint8_t chunk[64 << 10];
+		memset(chunk, 0x5a, sizeof(chunk));
+		if (wal_snap_begin(f->w, 50, 2, "m", 1, &s) == 0)
+			for (int i = 0; i < 32; i++)
+				(void)wal_snap_write(s, chunk, sizeof(chunk));
+		kill(getpid(), SIGKILL); /* no finish, no abort: a crash */
+		_exit(1);
+	}
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFSIGNALED(status));
+	char p[512];
+	snprintf(p, sizeof(p), "%s/snap-%016x.tmp", f->dir, 50);
+	assert_int_equal(access(p, F_OK), 0); /* the child got that far */
+	reopen(f);
+	assert_int_equal(f->rec.snap_index, 5);
+	assert_int_equal(f->rec.snap_term, 1);
+	check_snapshot(f->w, 5, 1, "the previous state");
+	assert_int_equal(access(p, F_OK), -1);
+	snprintf(p, sizeof(p), "%s/snap-%016x.snap", f->dir, 50);
+	assert_int_equal(access(p, F_OK), -1);
+}
+
 #define T(fn, s) cmocka_unit_test_setup_teardown(fn, setup_##s, teardown)
 #define ALL(fn)  T(fn, uring), T(fn, plain), T(fn, direct)
 
@@ -507,6 +546,7 @@ int main(void)
 		T(test_switch_to_direct, plain),
 		T(test_missing_snapshot, uring),
 		T(test_snapshot_concurrent, uring),
+		T(test_snapshot_killed_mid_write, uring),
 	};
 	return cmocka_run_group_tests_name("wal_basic", tests, NULL, NULL);
 }

@@ -402,6 +402,88 @@ static void test_create_fails_plain(void **state)
 	create_fails(WAL_BACKEND_PLAIN);
 }
 
+/*
+ * no_sync (keel.fsync=off, ZooKeeper's forceSync=no): a workload that appends,
+ * sets hard state and rolls over segments (so the spare's preparation runs)
+ * issues writes but not one fsync, yet everything is reported durable and
+ * reads back after a reopen. The same workload with syncing on counts fsyncs,
+ * so the counter is known to see them.
+ */
+struct kinds {
+	long writes, fsyncs;
+};
+
+static int count_kinds(void *arg, enum wal_io_kind kind)
+{
+	struct kinds *c = arg;
+	if (kind == WAL_IO_FSYNC)
+		c->fsyncs++;
+	else
+		c->writes++;
+	return 0;
+}
+
+static struct kinds sync_count(enum wal_backend b, bool direct, bool no_sync)
+{
+	struct kinds c = { 0 };
+	struct wal *w;
+	struct wal_status st;
+	uint64_t last = 0;
+	cur_dir = walt_mkdtemp();
+	struct wal_options o = walt_opts(cur_dir, b, direct);
+	o.no_sync = no_sync;
+	o.fault = count_kinds;
+	o.fault_arg = &c;
+	assert_int_equal(wal_open(&o, &w, NULL), 0);
+	for (int r = 0; r < ROUNDS; r++, last += PER) {
+		append(w, last + 1, last + PER);
+		assert_int_equal(wal_set_hardstate(w, (uint64_t)r + 1, 2), 0);
+		assert_int_equal(walt_drain(w, &st), 0);
+		assert_int_equal(st.durable_index, last + PER);
+		assert_int_equal(st.hs_term, (uint64_t)r + 1);
+		assert_false(st.hs_pending);
+	}
+	wal_close(w);
+	struct kinds seen = c;
+	o.fault = NULL;
+	struct wal_recovery rec;
+	assert_int_equal(wal_open(&o, &w, &rec), 0);
+	assert_int_equal(rec.last_index, last);
+	assert_int_equal(rec.hs_term, ROUNDS);
+	assert_false(rec.torn);
+	check_all(w, last);
+	wal_close(w);
+	teardown(NULL);
+	return seen;
+}
+
+static void no_sync(enum wal_backend b, bool direct)
+{
+	struct kinds off = sync_count(b, direct, true);
+	struct kinds on = sync_count(b, direct, false);
+	assert_int_equal(off.fsyncs, 0);
+	assert_true(off.writes >= ROUNDS * 2); /* a group and a hard state per round */
+	assert_true(on.fsyncs >= ROUNDS * 2);
+}
+
+static void test_no_sync_uring(void **state)
+{
+	(void)state;
+	no_sync(WAL_BACKEND_URING, false);
+}
+
+static void test_no_sync_uring_direct(void **state)
+{
+	(void)state;
+	no_sync(WAL_BACKEND_URING, true);
+}
+
+static void test_no_sync_plain(void **state)
+{
+	(void)state;
+	no_sync(WAL_BACKEND_PLAIN, false);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -412,6 +494,9 @@ int main(void)
 		cmocka_unit_test_teardown(test_fsync_hold_plain, teardown),
 		cmocka_unit_test_teardown(test_create_fails_uring, teardown),
 		cmocka_unit_test_teardown(test_create_fails_plain, teardown),
+		cmocka_unit_test_teardown(test_no_sync_uring, teardown),
+		cmocka_unit_test_teardown(test_no_sync_uring_direct, teardown),
+		cmocka_unit_test_teardown(test_no_sync_plain, teardown),
 	};
 	return cmocka_run_group_tests_name("wal_fault", tests, NULL, NULL);
 }
