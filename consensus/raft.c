@@ -1018,7 +1018,9 @@ static void handle_snapshot_resp(struct raft *r, struct progress *p, const struc
 /*
  * In replicate state every append is sent once: if they were all lost, nothing
  * would ever be resent. A follower that answers heartbeats but whose match
- * stays behind for two election timeouts is probed again from its match.
+ * stays behind for one election timeout is probed again from its match.
+ * stall_rounds counts heartbeat answers (one per heartbeat interval), not
+ * ticks: the limit is the number of heartbeat rounds in an election timeout.
  */
 static void heartbeat_progress(struct raft *r, struct progress *p)
 {
@@ -1027,7 +1029,8 @@ static void heartbeat_progress(struct raft *r, struct progress *p)
 		p->stall_rounds = 0;
 		return;
 	}
-	if (++p->stall_rounds < 2 * r->cfg.election_ticks)
+	uint32_t rounds = r->cfg.election_ticks / r->cfg.heartbeat_ticks;
+	if (++p->stall_rounds < (rounds < 2 ? 2 : rounds))
 		return;
 	p->stall_rounds = 0;
 	p->state = PR_PROBE;

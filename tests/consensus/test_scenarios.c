@@ -478,6 +478,36 @@ static void test_follower_read(void **state)
 	done(s, "follower read");
 }
 
+/*
+ * Every copy of an append is lost and nothing is proposed after it: in
+ * replicate state nothing would resend it. The leader's heartbeats find both
+ * followers answering with their match behind, and it probes them again from
+ * their match within one election timeout (10 heartbeat rounds here), not two
+ * (a limit once counted in ticks held writes for 20x longer at keeld's
+ * 100 ms heartbeat / 1 s election timeout).
+ */
+static void test_lost_append_resent(void **state)
+{
+	(void)state;
+	struct sim *s = cluster(3, 3, 21);
+	uint32_t l = sim_until_leader(s, 100);
+	commit_one(s, l);
+	uint32_t a = l % 3 + 1, b = a % 3 + 1;
+	sim_link(s, l, a, false);
+	sim_link(s, l, b, false);
+	uint64_t idx = 0;
+	assert_int_equal(sim_propose(s, l, &idx), 0);
+	sim_steps(s, 2); /* the appends carrying idx are sent and dropped */
+	sim_link(s, l, a, true);
+	sim_link(s, l, b, true);
+	bool applied = sim_until_applied(s, idx, 15);
+	if (!applied)
+		printf("---- trace ----\n%s", sim_trace(s));
+	assert_true(applied);
+	assert_int_equal(raft_leader(sim_raft(s, a)), l);
+	done(s, "lost append resent");
+}
+
 /* A lost request fails with a timeout rather than hanging. */
 static void test_follower_read_lost(void **state)
 {
@@ -1114,6 +1144,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_follower_read),
 		cmocka_unit_test(test_follower_read_by_hand),
 		cmocka_unit_test(test_leader_refuses_read_before_its_term_commits),
+		cmocka_unit_test(test_lost_append_resent),
 		cmocka_unit_test(test_follower_read_lost),
 		cmocka_unit_test(test_follower_read_leader_change),
 		cmocka_unit_test(test_lease_read_clock_drift),
