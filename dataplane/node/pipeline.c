@@ -923,6 +923,7 @@ static void reply_reconfig(struct pipeline *p, uint64_t id, int32_t zerr)
 	struct preq *r = pend_take(p, id);
 	if (!r)
 		return;
+	order_del(p, r);
 	int64_t zxid = atomic_load(&k->applied_zxid);
 	struct kv_node n;
 	const struct kv_view *v = kv_view_get(keeld_kv(k));
