@@ -287,6 +287,15 @@ static int watch_add(struct keeld *k, int64_t sid, const char *path, size_t len,
 	return rc;
 }
 
+/* A node's data as a jute buffer: null data is jute's null (length -1), empty
+ * data an empty buffer, as ZooKeeper keeps them apart. */
+static struct zk_buf node_data(const struct kv_node *n)
+{
+	if (n->data_null)
+		return (struct zk_buf){ NULL, -1 };
+	return (struct zk_buf){ n->data ? n->data : (const uint8_t *)"", (int32_t)n->data_len };
+}
+
 /*
  * multiRead (ZooKeeper 3.6): getData / getChildren ops answered from one view,
  * each with its own result or error (not atomic, no watches).
@@ -316,8 +325,7 @@ static int multi_read(struct keeld *k, const struct zk_call *call, const struct 
 			err = ZK_ENOAUTH;
 		if (err == ZK_OK && q.type == ZK_OP_GET_DATA) {
 			res[i].type = ZK_OP_GET_DATA;
-			res[i].data.ptr = nd.data ? nd.data : (const uint8_t *)"";
-			res[i].data.len = (int32_t)nd.data_len;
+			res[i].data = node_data(&nd);
 			res[i].stat = nd.stat;
 		} else if (err == ZK_OK && q.type == ZK_OP_GET_CHILDREN) {
 			err = kv_children(v, q.path.ptr, pl, NULL, name_add, &ns[i]);
@@ -374,9 +382,7 @@ static int read_once(struct keeld *k, const struct zk_call *call, int32_t type, 
 				rc = watch_add(k, call->session_id, path, plen, KV_WATCH_DATA,
 					       zxid);
 			resp.stat = n.stat;
-			/* Empty data is an empty buffer, not jute's null (-1). */
-			resp.data.ptr = n.data ? n.data : (const uint8_t *)"";
-			resp.data.len = (int32_t)n.data_len;
+			resp.data = node_data(&n);
 		}
 		break;
 	case ZK_OP_GET_ACL:
@@ -681,6 +687,7 @@ static int op_build(struct keeld *k, const struct zk_request *q, const struct fs
 		op->ttl_ms = q->ttl_ms;
 		op->data = q->data.ptr;
 		op->data_len = q->data.len > 0 ? (uint32_t)q->data.len : 0;
+		op->data_null = q->data.len < 0;
 		if (q->data.len > 0 && (uint32_t)q->data.len > k->cfg.max_packet_bytes)
 			return ZK_EBADARGUMENTS;
 	} else if (q->type == ZK_OP_DELETE) {
@@ -689,6 +696,7 @@ static int op_build(struct keeld *k, const struct zk_request *q, const struct fs
 		op->type = KV_OP_SET_DATA;
 		op->data = q->data.ptr;
 		op->data_len = q->data.len > 0 ? (uint32_t)q->data.len : 0;
+		op->data_null = q->data.len < 0;
 	} else if (q->type == ZK_OP_SET_ACL) {
 		op->type = KV_OP_SET_ACL;
 	} else if (q->type == ZK_OP_CHECK) {

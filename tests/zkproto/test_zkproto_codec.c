@@ -180,6 +180,17 @@ static void test_path_records(void **state)
 	r.data = B("hi");
 	r.version = 9;
 	check_request(oa, &r);
+	/* setData with null data (kazoo's set(path, None)) keeps the -1 */
+	oa = oracle_header(4, ZOO_SETDATA_OP);
+	serialize_SetDataRequest(oa, "r", &(struct SetDataRequest){ p_a, { -1, NULL }, -1 });
+	struct zk_request dn;
+	assert_int_equal(
+		zk_request_decode((uint8_t *)get_buffer(oa), (size_t)get_buffer_len(oa), &dn), 0);
+	assert_int_equal(dn.data.len, -1);
+	assert_null(dn.data.ptr);
+	r.data = (struct zk_buf){ NULL, -1 };
+	r.version = -1;
+	check_request(oa, &r);
 
 	static const int32_t path_ops[] = { ZOO_GETACL_OP, ZOO_SYNC_OP, 103 /* getEphemerals */,
 					    104 /* getAllChildrenNumber */ };
@@ -509,6 +520,25 @@ static void test_responses(void **state)
 		};
 		r.data = B("data");
 		check_response(oa, &r);
+	}
+	/* null data (-1) and empty data (0) are different bytes and decode apart */
+	for (int null = 0; null < 2; null++) {
+		oa = oracle_reply(4, zx, 0);
+		struct GetDataResponse g = { { null ? -1 : 0, null ? NULL : (char *)"" }, zs };
+		serialize_GetDataResponse(oa, "r", &g);
+		r = (struct zk_response){ .xid = 4, .zxid = zx, .type = ZK_OP_GET_DATA };
+		r.stat = stat1;
+		r.data = null ? (struct zk_buf){ NULL, -1 }
+			      : (struct zk_buf){ (const uint8_t *)"", 0 };
+		check_response(oa, &r);
+		struct zk_response d;
+		struct zk_enc e;
+		zk_enc_init(&e, out, sizeof(out));
+		int64_t n = zk_response_encode(&e, &r);
+		assert_int_equal(
+			zk_response_decode(out + 4, (size_t)n - 4, ZK_OP_GET_DATA, &d, NULL), 0);
+		assert_int_equal(d.data.len, null ? -1 : 0);
+		assert_true(null ? d.data.ptr == NULL : d.data.ptr != NULL);
 	}
 
 	oa = oracle_reply(5, zx, 0);
