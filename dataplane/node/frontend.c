@@ -226,8 +226,9 @@ static bool acl_allows(const void *acl, uint32_t acl_len, int32_t perm, const st
 				if (strlen(s->auth[i]) == a.id_len &&
 				    !memcmp(s->auth[i], a.id, a.id_len))
 					return true;
-		/* ip: the engine does not expose the client address, so ip ACLs
-		 * never grant anything here (a documented gap). */
+		if (s && a.scheme_len == 2 && !memcmp(a.scheme, "ip", 2) &&
+		    zk_ip_acl_match(a.id, a.id_len, &s->peer))
+			return true;
 	}
 	return false;
 }
@@ -450,9 +451,13 @@ static int read_once(struct keeld *k, const struct zk_call *call, int32_t type, 
 	}
 	case ZK_OP_WHO_AM_I: {
 		struct zk_str ids[2 * 9];
+		char addr[64];
 		int32_t cnt = 0;
-		ids[cnt++] = (struct zk_str){ "ip", 2 };
-		ids[cnt++] = (struct zk_str){ "127.0.0.1", 9 };
+		size_t alen = s ? zk_peer_format(&s->peer, addr, sizeof(addr)) : 0;
+		if (alen) {
+			ids[cnt++] = (struct zk_str){ "ip", 2 };
+			ids[cnt++] = (struct zk_str){ addr, (int32_t)alen };
+		}
 		for (uint32_t i = 0; s && i < s->n_auth && i < 8; i++) {
 			ids[cnt++] = (struct zk_str){ "digest", 6 };
 			ids[cnt++] = (struct zk_str){ s->auth[i], (int32_t)strlen(s->auth[i]) };
@@ -628,6 +633,10 @@ static int acl_build(const struct zk_acls *in, const struct fsess *s, struct are
 			continue;
 		}
 		if (n == 64 || z.scheme.len < 0 || z.id.len < 0)
+			return ZK_EINVALIDACL;
+		/* ZooKeeper's IPAuthenticationProvider.isValid: an address[/bits]. */
+		if (z.scheme.len == 2 && !memcmp(z.scheme.ptr, "ip", 2) &&
+		    !zk_ip_acl_valid(z.id.ptr, (size_t)z.id.len))
 			return ZK_EINVALIDACL;
 		/* ZooKeeper (3.5+) drops duplicate entries. */
 		bool dup = false;
@@ -905,6 +914,8 @@ static void on_connect(struct zk_backend *b, const struct zk_call *call,
 		       const struct zk_connect_request *req)
 {
 	struct keeld *k = (struct keeld *)b;
+	struct zk_peer peer = { 0 };
+	(void)zk_server_peer(k->zk, call->conn, &peer); /* gone: nothing will use it */
 	kv_enter();
 	int64_t ours = cur_zxid(k);
 	if (req->last_zxid_seen > ours) {
@@ -937,6 +948,7 @@ static void on_connect(struct zk_backend *b, const struct zk_call *call,
 			s->timeout_ms = si.timeout_ms;
 			s->last_heard_ns = keel_now_ns();
 			s->n_auth = 0; /* auth belongs to a connection: clients re-send it */
+			s->peer = peer;
 		}
 		pthread_mutex_unlock(&k->fe_mu);
 		cr.timeout_ms = si.timeout_ms;
@@ -975,7 +987,9 @@ static void on_connect(struct zk_backend *b, const struct zk_call *call,
 		goto out;
 	}
 	pthread_mutex_lock(&k->fe_mu);
-	(void)sess_get_or_add(k, id, r->timeout_ms);
+	struct fsess *ns = sess_get_or_add(k, id, r->timeout_ms);
+	if (ns)
+		ns->peer = peer;
 	pthread_mutex_unlock(&k->fe_mu);
 	keeld_queue(k, r);
 out:
@@ -1336,25 +1350,29 @@ static size_t four_letter(struct zk_backend *b, int word, char *out, size_t cap)
 		if (word == ZK_4LW_STAT)
 			OUT("Clients:\n /127.0.0.1 (%u connections)\n\n", st.open);
 		OUT("Latency min/avg/max: 0/0/0\nReceived: %" PRIu64 "\nSent: %" PRIu64
-		    "\nConnections: %u\nOutstanding: 0\nZxid: 0x%" PRIx64 "\nMode: %s\n"
+		    "\nConnections: %u\nOutstanding: %u\nZxid: 0x%" PRIx64 "\nMode: %s\n"
 		    "Node count: %" PRIu64 "\n",
-		    st.requests, st.replies, st.open, (uint64_t)zxid, mode_name(k), nodes);
+		    st.requests, st.replies, st.open, st.outstanding, (uint64_t)zxid, mode_name(k),
+		    nodes);
 		break;
 	case ZK_4LW_MNTR:
 		OUT("zk_version\t3.8.0-keel-%s\nzk_server_state\t%s\nzk_znode_count\t%" PRIu64
 		    "\nzk_ephemerals_count\t0\nzk_global_sessions\t%" PRIu64
 		    "\nzk_num_alive_connections\t%u\nzk_packets_received\t%" PRIu64
-		    "\nzk_packets_sent\t%" PRIu64 "\nzk_outstanding_requests\t0\n"
+		    "\nzk_packets_sent\t%" PRIu64 "\nzk_outstanding_requests\t%u\n"
 		    "zk_watch_count\t%zu\nkeel_term\t%" PRIu64 "\nkeel_leader\t%u\n"
 		    "keel_last_zxid\t0x%" PRIx64 "\nkeel_applied_index\t%" PRIu64
 		    "\nkeel_writes\t%" PRIu64 "\nkeel_malformed\t%" PRIu64
 		    "\nkeel_oversized\t%" PRIu64 "\nkeel_unknown_opcode\t%" PRIu64
-		    "\nkeel_refused_zxid_ahead\t%" PRIu64 "\n",
+		    "\nkeel_refused_zxid_ahead\t%" PRIu64
+		    "\nkeel_rejected_max_client_cnxns\t%" PRIu64
+		    "\nkeel_throttled_outstanding\t%" PRIu64 "\n",
 		    k->version, mode_name(k), nodes, sessions, st.open, st.requests, st.replies,
-		    (size_t)0, (uint64_t)atomic_load(&k->term), atomic_load(&k->leader),
-		    (uint64_t)zxid, (uint64_t)atomic_load(&k->applied_index),
-		    (uint64_t)atomic_load(&k->n_writes), st.malformed, st.oversized,
-		    st.unknown_opcode, (uint64_t)atomic_load(&k->n_refused_zxid));
+		    st.outstanding, (size_t)0, (uint64_t)atomic_load(&k->term),
+		    atomic_load(&k->leader), (uint64_t)zxid,
+		    (uint64_t)atomic_load(&k->applied_index), (uint64_t)atomic_load(&k->n_writes),
+		    st.malformed, st.oversized, st.unknown_opcode,
+		    (uint64_t)atomic_load(&k->n_refused_zxid), st.rejected_per_ip, st.throttled);
 		break;
 	case ZK_4LW_CONF:
 		n = node_config_format(&k->cfg, out, cap);
@@ -1382,11 +1400,21 @@ static size_t four_letter(struct zk_backend *b, int word, char *out, size_t cap)
 	return KEEL_MIN(n, cap);
 }
 
+/* Engine thread: a maxClientCnxns / globalOutstandingLimit event, for metrics. */
+static void on_limited(struct zk_backend *b, enum zk_limit what)
+{
+	struct keeld *k = (struct keeld *)b;
+	struct mgmt_counter *c = k->limited[what == ZK_LIMIT_CONNS_PER_IP ? 0 : 1];
+	if (c)
+		mgmt_counter_add(c, 1);
+}
+
 static const struct zk_backend_ops ops = {
 	.connect = on_connect,
 	.request = on_request,
 	.four_letter = four_letter,
 	.closed = on_closed,
+	.limited = on_limited,
 };
 
 int keeld_frontend_start(struct keeld *k)
@@ -1407,16 +1435,30 @@ int keeld_frontend_start(struct keeld *k)
 		.max_connections = 4096,
 		.max_packet_bytes = k->cfg.max_packet_bytes,
 		.four_letter_whitelist = wl,
+		.max_conns_per_ip = k->cfg.max_client_cnxns,
+		.max_outstanding = k->cfg.global_outstanding_limit,
 	};
+	/* The admin plane (started first) has the registry; without it, the
+	 * engine's own counters (mntr) are all there is. */
+	static const char *const reasons[2] = { "maxClientCnxns", "globalOutstandingLimit" };
+	for (int i = 0; i < 2 && k->metrics; i++) {
+		char lb[64];
+		snprintf(lb, sizeof(lb), "reason=\"%s\"", reasons[i]);
+		k->limited[i] = mgmt_metrics_counter(
+			k->metrics, "keel_client_limited_total", lb,
+			"Client connections refused (maxClientCnxns) or times reading stopped "
+			"(globalOutstandingLimit), by limit.");
+	}
 	int rc = zk_server_start(&zc, &ops, (struct zk_backend *)k, &k->zk);
 	if (rc < 0) {
 		keeld_log("client port %s:%u: %s", zc.bind_addr, zc.port, keel_strerror(rc));
 		return rc;
 	}
 	keeld_log("clients: ZooKeeper protocol on %s:%u (epoll front end), session timeout "
-		  "%u..%u ms, 4lw whitelist 0x%x",
+		  "%u..%u ms, 4lw whitelist 0x%x, maxClientCnxns %u, globalOutstandingLimit %u",
 		  zc.bind_addr, zk_server_port(k->zk), k->cfg.min_session_timeout_ms,
-		  k->cfg.max_session_timeout_ms, k->cfg.fourlw_mask);
+		  k->cfg.max_session_timeout_ms, k->cfg.fourlw_mask, k->cfg.max_client_cnxns,
+		  k->cfg.global_outstanding_limit);
 	return 0;
 }
 

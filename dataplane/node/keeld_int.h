@@ -34,6 +34,7 @@
 /* mgmt/mgmt.h, included by the files that use it (tests include this header
  * without the management plane). */
 struct mgmt_chan;
+struct mgmt_counter;
 struct mgmt_metrics;
 struct mgmt_node_metrics;
 struct mgmt_server;
@@ -99,6 +100,7 @@ struct fsess {
 	struct dread *deferred, **deferred_tail;
 	uint32_t n_auth;
 	char auth[8][128]; /* "digest\0user:hash" ids added by setAuth */
+	struct zk_peer peer; /* the client's address, for "ip" ACLs and whoAmI */
 };
 
 #define KEELD_SESS_BUCKETS 4096
@@ -153,6 +155,8 @@ struct keeld {
 	struct mgmt_metrics *metrics;
 	struct mgmt_node_metrics *nm; /* updated from any thread (relaxed atomics) */
 	struct mgmt_server *msrv;
+	/* keel_client_limited_total{reason}: maxClientCnxns, globalOutstandingLimit */
+	struct mgmt_counter *limited[2];
 };
 
 static inline struct kv *keeld_kv(struct keeld *k)
