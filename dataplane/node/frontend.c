@@ -492,6 +492,25 @@ void keeld_serve_read(struct keeld *k, const struct zk_call *call, int32_t type,
 	(void)zk_server_reply_error(k->zk, call, cur_zxid(k), ZK_ESYSTEM);
 }
 
+/* The requests that go through the log as a txn. */
+static bool is_write(int32_t type)
+{
+	switch (type) {
+	case ZK_OP_CREATE:
+	case ZK_OP_CREATE2:
+	case ZK_OP_CREATE_CONTAINER:
+	case ZK_OP_CREATE_TTL:
+	case ZK_OP_DELETE:
+	case ZK_OP_SET_DATA:
+	case ZK_OP_SET_ACL:
+	case ZK_OP_CHECK:
+	case ZK_OP_MULTI:
+		return true;
+	default:
+		return false;
+	}
+}
+
 static bool is_read(int32_t type)
 {
 	switch (type) {
@@ -910,6 +929,119 @@ void keeld_reply_write(struct keeld *k, const struct preq *r, const struct kv_tx
 
 /* ------------------------------------------------------ engine callbacks */
 
+/* A session id as ZooKeeper forms it: server id in the top byte, a
+ * time-based counter below. */
+static int64_t new_session_id(struct keeld *k)
+{
+	pthread_mutex_lock(&k->fe_mu);
+	int64_t id =
+		(int64_t)(((uint64_t)k->myid << 56) |
+			  ((((uint64_t)time(NULL) * 1000u) << 24 >> 8) + ++k->session_counter));
+	pthread_mutex_unlock(&k->fe_mu);
+	return id;
+}
+
+static void new_passwd(uint8_t pw[KV_PASSWD_BYTES], int64_t id)
+{
+	if (getrandom(pw, KV_PASSWD_BYTES, 0) != (ssize_t)KV_PASSWD_BYTES) {
+		uint64_t x = keel_now_ns() ^ (uint64_t)id;
+		for (size_t i = 0; i < KV_PASSWD_BYTES; i++, x = x * 6364136223846793005u + 1)
+			pw[i] = (uint8_t)(x >> 56);
+	}
+}
+
+/*
+ * A new session in read-only mode: without a quorum nothing can be
+ * replicated, so it lives in this node's table only (as ZooKeeper's
+ * read-only server's sessions do); a read-write server will not know it and
+ * answers a reattach with "session expired" (the client then starts anew).
+ */
+static void ro_session(struct keeld *k, const struct zk_call *call, struct zk_peer peer,
+		       int32_t timeout_ms)
+{
+	int64_t id = new_session_id(k);
+	uint8_t pw[KV_PASSWD_BYTES];
+	new_passwd(pw, id);
+	pthread_mutex_lock(&k->fe_mu);
+	struct fsess *s = sess_get_or_add(k, id, timeout_ms);
+	if (s) {
+		s->local = true;
+		s->read_only = true;
+		s->has_conn = true;
+		s->conn = call->conn;
+		s->last_heard_ns = keel_now_ns();
+		s->peer = peer;
+		memcpy(s->passwd, pw, KV_PASSWD_BYTES);
+	}
+	pthread_mutex_unlock(&k->fe_mu);
+	if (!s) {
+		(void)zk_server_close(k->zk, call->conn);
+		return;
+	}
+	struct zk_connect_response cr = { .timeout_ms = timeout_ms,
+					  .session_id = id,
+					  .passwd = { pw, KV_PASSWD_BYTES },
+					  .read_only = true };
+	(void)zk_server_connect_reply(k->zk, call, &cr, false);
+}
+
+/* Drops a read-only-mode session (its connection closed, or it closed). */
+static void ro_session_drop(struct keeld *k, int64_t id)
+{
+	pthread_mutex_lock(&k->fe_mu);
+	struct fsess **slot = sess_slot(k, id);
+	struct fsess *s = *slot;
+	if (s && s->local) {
+		*slot = s->next;
+		k->n_sess--;
+		sess_free(s);
+	} else {
+		s = NULL;
+	}
+	pthread_mutex_unlock(&k->fe_mu);
+	if (s) {
+		pthread_mutex_lock(&k->watch_mu);
+		kv_watch_remove_session(k->watches, id);
+		pthread_mutex_unlock(&k->watch_mu);
+	}
+}
+
+/*
+ * ZooKeeper's readonlymode.enabled. A node that has known no leader for
+ * max(2 s, tickTime) (ZooKeeper's grace period before it starts its
+ * read-only server) serves clients that connect with canBeReadOnly: reads
+ * from its own state, writes and sync answered ZNOTREADONLY; other clients
+ * are refused. Entering and leaving the mode closes every client connection,
+ * as ZooKeeper's server restart does: clients reconnect and learn the mode
+ * from the ConnectResponse's readOnly flag (and isro answers "ro").
+ */
+void keeld_read_only_tick(struct keeld *k, uint32_t leader, uint64_t now_ns)
+{
+	if (!k->cfg.read_only_enabled || k->cfg.n_servers == 0 || !k->zk)
+		return;
+	bool ro = atomic_load(&k->read_only);
+	if (leader) {
+		k->leaderless_since_ns = 0;
+		if (ro) {
+			atomic_store(&k->read_only, false);
+			uint32_t n = zk_server_close_all(k->zk);
+			keeld_log("read-only mode: off (leader %u); %u client connections closed",
+				  leader, n);
+		}
+		return;
+	}
+	if (!k->leaderless_since_ns)
+		k->leaderless_since_ns = now_ns;
+	uint64_t grace_ns = (uint64_t)KEEL_MAX(2000u, k->cfg.tick_ms) * 1000000u;
+	if (!ro && now_ns - k->leaderless_since_ns >= grace_ns) {
+		atomic_store(&k->read_only, true);
+		uint32_t n = zk_server_close_all(k->zk);
+		keeld_log("read-only mode: on (no leader for %" PRIu64
+			  " ms); %u client connections closed",
+			  (now_ns - k->leaderless_since_ns) / 1000000u, n);
+	}
+}
+
 static void on_connect(struct zk_backend *b, const struct zk_call *call,
 		       const struct zk_connect_request *req)
 {
@@ -927,56 +1059,68 @@ static void on_connect(struct zk_backend *b, const struct zk_call *call,
 		(void)zk_server_close(k->zk, call->conn);
 		goto out;
 	}
+	/* Read-only mode: ZooKeeper refuses a client that cannot take it. */
+	bool ro = atomic_load(&k->read_only);
+	if (ro && !req->read_only) {
+		(void)zk_server_close(k->zk, call->conn);
+		goto out;
+	}
 	if (req->session_id) {
 		struct kv_session_info si;
 		const struct kv_view *v = kv_view_get(keeld_kv(k));
 		bool ok = kv_session_get(v, req->session_id, &si) == ZK_OK &&
 			  req->passwd.len == KV_PASSWD_BYTES &&
 			  !memcmp(req->passwd.ptr, si.passwd, KV_PASSWD_BYTES);
-		struct zk_connect_response cr = { 0 };
+		struct zk_connect_response cr = { .read_only = ro };
 		uint8_t zero[KV_PASSWD_BYTES] = { 0 };
 		cr.passwd = (struct zk_buf){ zero, KV_PASSWD_BYTES };
-		if (!ok) {
-			(void)zk_server_connect_reply(k->zk, call, &cr, true);
-			goto out;
-		}
 		pthread_mutex_lock(&k->fe_mu);
-		struct fsess *s = sess_get_or_add(k, req->session_id, si.timeout_ms);
-		if (s) {
+		struct fsess *s = keeld_sess_find(k, req->session_id);
+		/* A session made here in read-only mode is known here only. */
+		bool local = ro && !ok && s && s->local && req->passwd.len == KV_PASSWD_BYTES &&
+			     !memcmp(req->passwd.ptr, s->passwd, KV_PASSWD_BYTES);
+		if (local) {
+			si.timeout_ms = s->timeout_ms;
+			memcpy(si.passwd, s->passwd, KV_PASSWD_BYTES);
+		}
+		if (ok)
+			s = sess_get_or_add(k, req->session_id, si.timeout_ms);
+		if ((ok || local) && s) {
 			s->has_conn = true;
 			s->conn = call->conn;
 			s->timeout_ms = si.timeout_ms;
 			s->last_heard_ns = keel_now_ns();
 			s->n_auth = 0; /* auth belongs to a connection: clients re-send it */
 			s->peer = peer;
+			s->read_only = ro;
 		}
 		pthread_mutex_unlock(&k->fe_mu);
+		if (!ok && !local) {
+			(void)zk_server_connect_reply(k->zk, call, &cr, true);
+			goto out;
+		}
 		cr.timeout_ms = si.timeout_ms;
 		cr.session_id = req->session_id;
 		cr.passwd = (struct zk_buf){ si.passwd, KV_PASSWD_BYTES };
 		(void)zk_server_connect_reply(k->zk, call, &cr, false);
 		goto out;
 	}
-	/* A new session: id as ZooKeeper forms it (server id in the top byte, a
-	 * time-based counter below), replicated by a createSession txn. */
+	int32_t timeout_ms = (int32_t)node_config_session_timeout(
+		&k->cfg, req->timeout_ms > 0 ? (uint32_t)req->timeout_ms : 0);
+	if (ro) {
+		ro_session(k, call, peer, timeout_ms);
+		goto out;
+	}
+	/* A new session, replicated by a createSession txn. */
 	struct preq *r = preq_new(call, PREQ_CONNECT);
 	if (!r) {
 		(void)zk_server_close(k->zk, call->conn);
 		goto out;
 	}
-	pthread_mutex_lock(&k->fe_mu);
-	int64_t id =
-		(int64_t)(((uint64_t)k->myid << 56) |
-			  ((((uint64_t)time(NULL) * 1000u) << 24 >> 8) + ++k->session_counter));
-	pthread_mutex_unlock(&k->fe_mu);
+	int64_t id = new_session_id(k);
 	r->session_id = id;
-	r->timeout_ms = (int32_t)node_config_session_timeout(
-		&k->cfg, req->timeout_ms > 0 ? (uint32_t)req->timeout_ms : 0);
-	if (getrandom(r->passwd, sizeof(r->passwd), 0) != (ssize_t)sizeof(r->passwd)) {
-		uint64_t x = keel_now_ns() ^ (uint64_t)id;
-		for (size_t i = 0; i < sizeof(r->passwd); i++, x = x * 6364136223846793005u + 1)
-			r->passwd[i] = (uint8_t)(x >> 56);
-	}
+	r->timeout_ms = timeout_ms;
+	new_passwd(r->passwd, id);
 	struct kv_txn txn = { .type = KV_OP_CREATE_SESSION,
 			      .session_id = id,
 			      .session_timeout_ms = r->timeout_ms };
@@ -1107,7 +1251,8 @@ static void on_request(struct zk_backend *b, const struct zk_call *call,
 		ps->last_heard_ns = keel_now_ns();
 		have = true;
 		s = *ps;
-		if (is_read(req->type) && req->type != ZK_OP_WHO_AM_I && ps->outstanding) {
+		if (is_read(req->type) && req->type != ZK_OP_WHO_AM_I && ps->outstanding &&
+		    !ps->read_only) {
 			struct dread *d = dread_new(call, req);
 			if (d) {
 				*ps->deferred_tail = d;
@@ -1121,6 +1266,29 @@ static void on_request(struct zk_backend *b, const struct zk_call *call,
 		goto out;
 	if (!have && req->type != ZK_OP_CLOSE) {
 		(void)zk_server_reply_error(k->zk, call, cur_zxid(k), ZK_ESESSIONEXPIRED);
+		goto out;
+	}
+	if ((s.read_only || atomic_load(&k->read_only)) && !is_read(req->type)) {
+		switch (req->type) {
+		case ZK_OP_CLOSE: /* nothing to replicate: answered here */
+			if (s.local)
+				ro_session_drop(k, call->session_id);
+			(void)zk_server_reply_error(k->zk, call, cur_zxid(k), ZK_OK);
+			goto out;
+		case ZK_OP_SYNC:
+			(void)zk_server_reply_error(k->zk, call, cur_zxid(k), ZK_ENOTREADONLY);
+			goto out;
+		default:
+			if (is_write(req->type)) {
+				(void)zk_server_reply_error(k->zk, call, cur_zxid(k),
+							    ZK_ENOTREADONLY);
+				goto out;
+			}
+			break; /* pings, auth, watches: served as usual */
+		}
+	}
+	if (is_write(req->type)) {
+		handle_write(k, call, req, &s);
 		goto out;
 	}
 	if (is_read(req->type)) {
@@ -1272,17 +1440,6 @@ static void on_request(struct zk_backend *b, const struct zk_call *call,
 		keeld_queue(k, r);
 		break;
 	}
-	case ZK_OP_CREATE:
-	case ZK_OP_CREATE2:
-	case ZK_OP_CREATE_CONTAINER:
-	case ZK_OP_CREATE_TTL:
-	case ZK_OP_DELETE:
-	case ZK_OP_SET_DATA:
-	case ZK_OP_SET_ACL:
-	case ZK_OP_CHECK:
-	case ZK_OP_MULTI:
-		handle_write(k, call, req, &s);
-		break;
 	default:
 		/* reconfig (the management plane's) and anything unknown. */
 		(void)zk_server_reply_error(k->zk, call, cur_zxid(k), ZK_EUNIMPLEMENTED);
@@ -1297,9 +1454,16 @@ static void on_closed(struct zk_backend *b, zk_conn_id conn, int64_t session_id)
 	struct keeld *k = (struct keeld *)b;
 	pthread_mutex_lock(&k->fe_mu);
 	struct fsess *s = keeld_sess_find(k, session_id);
-	if (s && s->has_conn && s->conn.v == conn.v)
+	bool local = false;
+	if (s && s->has_conn && s->conn.v == conn.v) {
 		s->has_conn = false;
+		local = s->local;
+	}
 	pthread_mutex_unlock(&k->fe_mu);
+	/* A read-only-mode session has no timeout keeper (no leader): it ends
+	 * with its connection. */
+	if (local)
+		ro_session_drop(k, session_id);
 }
 
 /* ------------------------------------------------------ four-letter words */
@@ -1308,6 +1472,8 @@ static const char *mode_name(struct keeld *k)
 {
 	if (k->cfg.n_servers == 0)
 		return "standalone";
+	if (atomic_load(&k->read_only))
+		return "read-only";
 	int role = atomic_load(&k->role);
 	if (role == RAFT_LEADER)
 		return "leader";
@@ -1340,7 +1506,7 @@ static size_t four_letter(struct zk_backend *b, int word, char *out, size_t cap)
 		break;
 	case ZK_4LW_SRVR:
 	case ZK_4LW_STAT:
-		if (!atomic_load(&k->serving)) {
+		if (!atomic_load(&k->serving) && !atomic_load(&k->read_only)) {
 			/* ZooKeeper's answer while it is not in sync with a leader. */
 			OUT("This ZooKeeper instance is not currently serving requests\n");
 			break;
@@ -1390,7 +1556,10 @@ static size_t four_letter(struct zk_backend *b, int word, char *out, size_t cap)
 		break;
 	}
 	case ZK_4LW_ISRO:
-		OUT("rw");
+		/* As ZooKeeper: "null" while not serving (no leader yet). */
+		OUT("%s", atomic_load(&k->read_only) ? "ro"
+			  : atomic_load(&k->serving) ? "rw"
+						     : "null");
 		break;
 	default:
 		OUT("%s is not implemented by keel\n", zk_4lw_name(word));

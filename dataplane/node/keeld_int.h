@@ -101,6 +101,9 @@ struct fsess {
 	uint32_t n_auth;
 	char auth[8][128]; /* "digest\0user:hash" ids added by setAuth */
 	struct zk_peer peer; /* the client's address, for "ip" ACLs and whoAmI */
+	bool read_only;      /* attached in read-only mode: writes get ZNOTREADONLY */
+	bool local;          /* created in read-only mode: known to this node only */
+	uint8_t passwd[KV_PASSWD_BYTES]; /* a local session's (others': the kvstore's) */
 };
 
 #define KEELD_SESS_BUCKETS 4096
@@ -149,6 +152,9 @@ struct keeld {
 	atomic_uint_fast64_t n_requests;
 	atomic_uint_fast64_t n_writes;
 	atomic_uint_fast64_t n_refused_zxid;
+	/* read-only mode (readonlymode.enabled): set by keeld_read_only_tick */
+	atomic_bool read_only;
+	uint64_t leaderless_since_ns; /* pipeline thread; 0: a leader is known */
 
 	/* management plane (admin.c); NULL without keel.adminPort */
 	struct mgmt_chan *mchan;
@@ -188,6 +194,9 @@ void keeld_queue(struct keeld *k, struct preq *r);
 void keeld_preq_free(struct preq *r);
 /* Free every local session (shutdown). */
 void keeld_sessions_free(struct keeld *k);
+/* Pipeline thread, every turn: enters read-only mode once no leader has been
+ * known for max(2 s, tickTime) (readonlymode.enabled), leaves it when one is. */
+void keeld_read_only_tick(struct keeld *k, uint32_t leader, uint64_t now_ns);
 
 /* Answer a local write from its apply result (pipeline thread). */
 void keeld_reply_write(struct keeld *k, const struct preq *r, const struct kv_txn *txn,

@@ -972,21 +972,42 @@ int zk_server_peer(struct zk_server *s, zk_conn_id conn, struct zk_peer *out)
 	return rc;
 }
 
+static void close_soon(struct zk_server *s, struct conn *c)
+{
+	/* Replies still waiting for an earlier one would wait forever: drop them. */
+	drop_parked(c);
+	c->close_after_flush = true;
+	c->state = C_CLOSING;
+	flush(s, c);
+}
+
 int zk_server_close(struct zk_server *s, zk_conn_id conn)
 {
 	int rc = KEEL_E_NOT_FOUND;
 	pthread_mutex_lock(&s->mu);
 	struct conn *c = conn_lookup(s, conn);
 	if (c) {
-		/* Replies still waiting for an earlier one would wait forever: drop them. */
-		drop_parked(c);
-		c->close_after_flush = true;
-		c->state = C_CLOSING;
-		flush(s, c);
+		close_soon(s, c);
 		rc = 0;
 	}
 	pthread_mutex_unlock(&s->mu);
 	return rc;
+}
+
+uint32_t zk_server_close_all(struct zk_server *s)
+{
+	uint32_t n = 0;
+	pthread_mutex_lock(&s->mu);
+	for (uint32_t i = 0; i < s->cfg.max_connections; i++) {
+		struct conn *c = &s->conns[i];
+		if ((c->state == C_CONNECTING || c->state == C_OPEN) && !c->dead &&
+		    !c->close_after_flush) {
+			close_soon(s, c);
+			n++;
+		}
+	}
+	pthread_mutex_unlock(&s->mu);
+	return n;
 }
 
 void zk_server_stats(struct zk_server *s, struct zk_server_stats *out)

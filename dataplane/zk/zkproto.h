@@ -679,6 +679,12 @@ int zk_server_notify(struct zk_server *s, zk_conn_id conn, int64_t zxid,
  * after this, are dropped.
  */
 int zk_server_close(struct zk_server *s, zk_conn_id conn);
+/*
+ * zk_server_close() for every connection that has sent its ConnectRequest
+ * (ZooKeeper's server restart when it enters or leaves read-only mode: its
+ * clients reconnect and learn the new mode). Returns how many.
+ */
+uint32_t zk_server_close_all(struct zk_server *s);
 void zk_server_stats(struct zk_server *s, struct zk_server_stats *out);
 
 #ifdef __cplusplus

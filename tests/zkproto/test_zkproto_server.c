@@ -651,6 +651,29 @@ static void test_outstanding_limit(void **state)
 	be_stop(b);
 }
 
+/* zk_server_close_all: every connection past its ConnectRequest is closed
+ * (the node's read-only mode switch); one that has not connected yet stays. */
+static void test_close_all(void **state)
+{
+	(void)state;
+	struct zk_backend *b = be_start(0, 0);
+	struct zk_connect_response cr;
+	int fd1 = dial(b), fd2 = dial(b), fresh = dial(b);
+	session_connect(fd1, 0, &cr);
+	session_connect(fd2, 0, &cr);
+	assert_int_equal(zk_server_close_all(b->srv), 2);
+	expect_eof(fd1);
+	expect_eof(fd2);
+	wait_closed(b, 2);
+	session_connect(fresh, 0, &cr);
+	assert_int_not_equal(cr.session_id, 0);
+	close(fd1);
+	close(fd2);
+	close(fresh);
+	wait_closed(b, 3);
+	be_stop(b);
+}
+
 static void test_fifo_order(void **state)
 {
 	(void)state;
@@ -1119,6 +1142,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_fifo_order),
 		cmocka_unit_test(test_conns_per_ip),
 		cmocka_unit_test(test_outstanding_limit),
+		cmocka_unit_test(test_close_all),
 		cmocka_unit_test(test_close_keeps_order),
 		cmocka_unit_test(test_refusals_counted),
 		cmocka_unit_test(test_four_letter_words),
