@@ -950,15 +950,51 @@ static void new_passwd(uint8_t pw[KV_PASSWD_BYTES], int64_t id)
 	}
 }
 
+/* Drops read-only-mode sessions: every one (all), or those without a
+ * connection for longer than their timeout (the leader, which expires
+ * replicated sessions, does not know these). */
+static void ro_sessions_purge(struct keeld *k, bool all)
+{
+	uint64_t now = keel_now_ns();
+	struct fsess *gone = NULL;
+	pthread_mutex_lock(&k->fe_mu);
+	for (size_t i = 0; i < KEELD_SESS_BUCKETS; i++)
+		for (struct fsess **sl = &k->sess[i]; *sl;) {
+			struct fsess *s = *sl;
+			uint64_t timeout_ns = (uint64_t)s->timeout_ms * 1000000u;
+			bool idle = !s->has_conn && now - s->last_heard_ns > timeout_ns;
+			if (s->local && (all || idle)) {
+				*sl = s->next;
+				k->n_sess--;
+				s->next = gone;
+				gone = s;
+			} else {
+				sl = &s->next;
+			}
+		}
+	pthread_mutex_unlock(&k->fe_mu);
+	while (gone) {
+		struct fsess *s = gone;
+		gone = s->next;
+		pthread_mutex_lock(&k->watch_mu);
+		kv_watch_remove_session(k->watches, s->id);
+		pthread_mutex_unlock(&k->watch_mu);
+		sess_free(s);
+	}
+}
+
 /*
  * A new session in read-only mode: without a quorum nothing can be
  * replicated, so it lives in this node's table only (as ZooKeeper's
- * read-only server's sessions do); a read-write server will not know it and
- * answers a reattach with "session expired" (the client then starts anew).
+ * read-only server's sessions do) and ends when it closes, when it has had
+ * no connection for its timeout, or when the node leaves read-only mode; a
+ * read-write server does not know it and answers a reattach with "session
+ * expired" (the client then starts anew).
  */
 static void ro_session(struct keeld *k, const struct zk_call *call, struct zk_peer peer,
 		       int32_t timeout_ms)
 {
+	ro_sessions_purge(k, false);
 	int64_t id = new_session_id(k);
 	uint8_t pw[KV_PASSWD_BYTES];
 	new_passwd(pw, id);
@@ -1025,6 +1061,7 @@ void keeld_read_only_tick(struct keeld *k, uint32_t leader, uint64_t now_ns)
 		if (ro) {
 			atomic_store(&k->read_only, false);
 			uint32_t n = zk_server_close_all(k->zk);
+			ro_sessions_purge(k, true);
 			keeld_log("read-only mode: off (leader %u); %u client connections closed",
 				  leader, n);
 		}
@@ -1454,16 +1491,12 @@ static void on_closed(struct zk_backend *b, zk_conn_id conn, int64_t session_id)
 	struct keeld *k = (struct keeld *)b;
 	pthread_mutex_lock(&k->fe_mu);
 	struct fsess *s = keeld_sess_find(k, session_id);
-	bool local = false;
 	if (s && s->has_conn && s->conn.v == conn.v) {
 		s->has_conn = false;
-		local = s->local;
+		if (s->local)
+			s->last_heard_ns = keel_now_ns(); /* its timeout runs from now */
 	}
 	pthread_mutex_unlock(&k->fe_mu);
-	/* A read-only-mode session has no timeout keeper (no leader): it ends
-	 * with its connection. */
-	if (local)
-		ro_session_drop(k, session_id);
 }
 
 /* ------------------------------------------------------ four-letter words */

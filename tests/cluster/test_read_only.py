@@ -37,11 +37,11 @@ def wait_for(pred, what):
     raise AssertionError("gave up waiting for " + what)
 
 
-def raw_connect(port, read_only):
+def raw_connect(port, read_only, session_id=0, passwd=b"\0" * 16):
     """A ConnectRequest with or without canBeReadOnly; the reply or None (closed)."""
     s = socket.create_connection(("127.0.0.1", port), timeout=30)
     try:
-        body = (struct.pack(">iqiq", 0, 0, 10000, 0) + struct.pack(">i", 16) + b"\0" * 16 +
+        body = (struct.pack(">iqiq", 0, 0, 10000, session_id) + struct.pack(">i", 16) + passwd +
                 (b"\1" if read_only else b"\0"))
         s.sendall(frame(body))
         try:
@@ -96,9 +96,17 @@ class ReadOnly(unittest.TestCase):
                 self.assertIsNone(raw_connect(port, read_only=False))
                 r = raw_connect(port, read_only=True)
                 self.assertIsNotNone(r)
-                (_, _, sid) = struct.unpack(">iiq", r[:16])
+                (_, _, sid, pwlen) = struct.unpack(">iiqi", r[:20])
                 self.assertNotEqual(sid, 0)
                 self.assertEqual(r[-1:], b"\1")
+                # that session is this node's own: a reconnect with its
+                # password keeps it (read-only), a wrong password does not
+                pw = r[20:20 + pwlen]
+                again = raw_connect(port, True, sid, pw)
+                self.assertEqual(struct.unpack(">q", again[8:16])[0], sid)
+                self.assertEqual(again[-1:], b"\1")
+                bad = raw_connect(port, True, sid, bytes(16))
+                self.assertEqual(struct.unpack(">q", bad[8:16])[0], 0)
                 # the quorum comes back: the client moves to a read-write server
                 cl.start(1)
                 cl.start(2)
