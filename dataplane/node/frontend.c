@@ -1051,10 +1051,11 @@ static void ro_session_drop(struct keeld *k, int64_t id)
  * as ZooKeeper's server restart does: clients reconnect and learn the mode
  * from the ConnectResponse's readOnly flag (and isro answers "ro").
  */
-void keeld_read_only_tick(struct keeld *k, uint32_t leader, uint64_t now_ns)
+void keeld_read_only_tick(struct keeld *k, uint32_t leader)
 {
 	if (!k->cfg.read_only_enabled || k->cfg.n_servers == 0 || !k->zk)
 		return;
+	uint64_t now_ns = keel_now_ns();
 	bool ro = atomic_load(&k->read_only);
 	if (leader) {
 		k->leaderless_since_ns = 0;

@@ -196,7 +196,7 @@ void keeld_preq_free(struct preq *r);
 void keeld_sessions_free(struct keeld *k);
 /* Pipeline thread, every turn: enters read-only mode once no leader has been
  * known for max(2 s, tickTime) (readonlymode.enabled), leaves it when one is. */
-void keeld_read_only_tick(struct keeld *k, uint32_t leader, uint64_t now_ns);
+void keeld_read_only_tick(struct keeld *k, uint32_t leader);
 
 /* Answer a local write from its apply result (pipeline thread). */
 void keeld_reply_write(struct keeld *k, const struct preq *r, const struct kv_txn *txn,
