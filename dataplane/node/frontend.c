@@ -1590,9 +1590,10 @@ static size_t four_letter(struct zk_backend *b, int word, char *out, size_t cap)
 		break;
 	}
 	case ZK_4LW_ISRO:
-		/* As ZooKeeper: "null" while not serving (no leader yet). */
+		/* As ZooKeeper: "null" while looking for a leader. (Not `serving`:
+		 * a follower is briefly not in sync after every commit it hears.) */
 		OUT("%s", atomic_load(&k->read_only) ? "ro"
-			  : atomic_load(&k->serving) ? "rw"
+			  : atomic_load(&k->leader)  ? "rw"
 						     : "null");
 		break;
 	default:
