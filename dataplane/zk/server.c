@@ -644,10 +644,11 @@ static void on_accept(struct zk_server *s)
 		peer_of(&ss, &peer);
 		if (s->cfg.max_conns_per_ip && peer.len &&
 		    conns_from(s, &peer) >= s->cfg.max_conns_per_ip) {
-			/* ZooKeeper: "Too many connections from /a.b.c.d - max is N". */
+			/* ZooKeeper: "Too many connections from /a.b.c.d - max is N".
+			 * The backend hears of it before the client sees the close. */
 			s->st.rejected_per_ip++;
-			close(fd);
 			limited(s, ZK_LIMIT_CONNS_PER_IP);
+			close(fd);
 			continue;
 		}
 		int one = 1;
