@@ -54,6 +54,10 @@ uint64_t kv_znode_digest(const struct kv_znode *z)
 	h = fold(h, (uint64_t)s->pzxid);
 	h = fold(h, z->data ? z->data->hash : 0);
 	h = fold(h, z->acl ? z->acl->hash : 0);
+	/* Only null data adds a term, so the digest of every other node (and of
+	 * snapshots written before null data was kept) is unchanged. */
+	if (z->data_null)
+		h = fold(h, KV_SEED_NULL);
 	return h;
 }
 
@@ -76,6 +80,7 @@ struct kv_znode *kv_znode_alloc(struct kv *kv, const char *path, uint32_t len)
 	z->leaf.hash = kv_hash(path, len, KV_SEED_PATH);
 	memset(&z->stat, 0, sizeof(z->stat));
 	z->data = z->acl = NULL;
+	z->data_null = false;
 	z->children = NULL;
 	z->dhash = 0;
 	return z;
@@ -601,6 +606,7 @@ static int do_create(struct opctx *c, const struct kv_op *op)
 				    .ephemeral_owner = owner,
 				    .data_length = (int32_t)op->data_len,
 				    .pzxid = zxid };
+	z->data_null = op->data_null;
 	if ((op->data_len && !(z->data = kv_blob_alloc(kv, op->data, op->data_len))) ||
 	    !(z->acl = kv_blob_alloc(kv, op->acl, op->acl_len)))
 		return KEEL_E_NOMEM;
@@ -746,6 +752,7 @@ static int do_set_data(struct opctx *c, const struct kv_op *op)
 		return KEEL_E_NOMEM;
 	kv_mem_retire(&kv->mem, z->data);
 	z->data = b;
+	z->data_null = op->data_null;
 	z->stat.version++;
 	z->stat.mzxid = c->txn->zxid;
 	z->stat.mtime_ms = c->txn->time_ms;
@@ -1143,6 +1150,7 @@ int kv_get(const struct kv_view *v, const char *path, size_t path_len, struct kv
 	out->stat = z->stat;
 	out->data = z->data ? z->data->b : NULL;
 	out->data_len = z->data ? z->data->len : 0;
+	out->data_null = z->data_null;
 	out->acl = z->acl ? z->acl->b : NULL;
 	out->acl_len = z->acl ? z->acl->len : 0;
 	return ZK_OK;

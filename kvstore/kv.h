@@ -127,6 +127,8 @@ int kv_acl_next(const void *acl, uint32_t acl_len, uint32_t *pos, struct kv_acl 
  *  create:          path, data, acl, mode, ttl_ms (TTL modes only)
  *  delete, check:   path, version (-1: any)
  *  setData:         path, data, version (-1: any)
+ * data_null (create, setData) is ZooKeeper's null data (a jute buffer of
+ * length -1), kept apart from empty data: data_len must then be 0.
  *  setACL:          path, acl, version (the aversion; -1: any)
  *  deleteContainer: path
  */
@@ -136,6 +138,7 @@ struct kv_op {
 	const char *path;
 	const void *data;
 	uint32_t data_len;
+	bool data_null;
 	uint32_t acl_len;
 	const void *acl;
 	int32_t version;
@@ -290,11 +293,14 @@ uint64_t kv_view_digest(const struct kv_view *v);
 uint64_t kv_view_node_count(const struct kv_view *v);
 uint64_t kv_view_session_count(const struct kv_view *v);
 
-/* data is NULL when data_len is 0; acl is the canonical encoding (kv_acl_next). */
+/* data is NULL when data_len is 0; data_null tells ZooKeeper's null data
+ * (set by a create/setData with data_null; stat.data_length is 0) from empty
+ * data. acl is the canonical encoding (kv_acl_next). */
 struct kv_node {
 	struct zk_stat stat;
 	const void *data;
 	uint32_t data_len;
+	bool data_null;
 	uint32_t acl_len;
 	const void *acl;
 };

@@ -9,6 +9,7 @@
 #define KV_SEED_PATH    0x6b65656c70617468ull
 #define KV_SEED_DATA    0x6b65656c64617461ull
 #define KV_SEED_SESSION 0x6b65656c73657373ull
+#define KV_SEED_NULL    0x6b65656c6e756c6cull
 
 /* Immutable byte string (node data, encoded ACL) with its hash. */
 struct kv_blob {
@@ -22,8 +23,9 @@ struct kv_blob {
 struct kv_znode {
 	struct kv_leaf leaf;
 	struct zk_stat stat;
-	struct kv_blob *data; /* NULL: empty */
+	struct kv_blob *data; /* NULL: empty (or null, if data_null) */
 	struct kv_blob *acl;  /* NULL: empty list */
+	bool data_null;       /* ZooKeeper's null data; data is NULL */
 	struct kv_hnode *children;
 	uint64_t dhash; /* this node's share of the digest */
 	char path[];

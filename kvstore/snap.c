@@ -1,10 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Snapshot stream (version 1, little-endian):
- *   "KEELKVS1", u32 version=1, i64 zxid, u64 sessions, u64 nodes,
+ * Snapshot stream (version 2, little-endian):
+ *   "KEELKVS1", u32 version=2, i64 zxid, u64 sessions, u64 nodes,
  *   sessions x (i64 id, i32 timeout_ms, 16 B password),
  *   nodes x (u32 len + path, the 11 stat fields in ZooKeeper order,
  *            u32 len + data, u32 len + acl)   -- in no particular order
+ * Version 2 writes null data (ZooKeeper's data == null, apart from empty) as
+ * data length 0xFFFFFFFF with no bytes; version 1 (written before null data
+ * was kept) has no null and is still read (its nodes get empty data).
  *   u64 digest, u32 CRC32C of every byte before it.
  * Writing walks one immutable view, so it never blocks readers or the writer.
  * Restoring rebuilds the child sets and ephemeral sets from the nodes, checks
@@ -18,9 +21,13 @@
 #include "le.h"
 
 #define MAGIC        "KEELKVS1"
-#define SNAP_VERSION 1
+#define SNAP_VERSION 2
 #define WBUF_BYTES   (64 * 1024)
 #define ACL_MAX      (1u << 20)
+
+/* Version 1 has no null data; DATA_NULL_LEN as a data length is null (v2). */
+#define SNAP_VERSION_NO_NULL 1
+#define DATA_NULL_LEN        UINT32_MAX
 
 struct swriter {
 	kv_write_fn fn;
@@ -101,7 +108,10 @@ static int snap_node(void *ctx, struct kv_leaf *lf)
 	sw_u32(w, (uint32_t)s->data_length);
 	sw_u32(w, (uint32_t)s->num_children);
 	sw_u64(w, (uint64_t)s->pzxid);
-	sw_blob(w, z->data);
+	if (z->data_null)
+		sw_u32(w, DATA_NULL_LEN);
+	else
+		sw_blob(w, z->data);
 	sw_blob(w, z->acl);
 	return w->err;
 }
@@ -166,11 +176,16 @@ static uint64_t sr_le(struct sreader *r, int n)
 	return kv_le_load(b, n);
 }
 
-static struct kv_blob *sr_blob(struct kv *kv, struct sreader *r, uint32_t max)
+/* *is_null (optional): the length was DATA_NULL_LEN (null data, no bytes). */
+static struct kv_blob *sr_blob(struct kv *kv, struct sreader *r, uint32_t max, bool *is_null)
 {
 	uint32_t n = (uint32_t)sr_le(r, 4);
 	if (r->err)
 		return NULL;
+	if (is_null && n == DATA_NULL_LEN) {
+		*is_null = true;
+		return NULL;
+	}
 	if (n > max) {
 		r->err = KEEL_E_CORRUPT;
 		return NULL;
@@ -259,8 +274,12 @@ static int restore_body(struct kv *kv, struct sreader *r)
 	sr_get(r, magic, 8);
 	if (r->err)
 		return r->err;
-	if (memcmp(magic, MAGIC, 8) || sr_le(r, 4) != SNAP_VERSION)
+	if (memcmp(magic, MAGIC, 8))
 		return KEEL_E_CORRUPT;
+	uint32_t version = (uint32_t)sr_le(r, 4);
+	if (version != SNAP_VERSION && version != SNAP_VERSION_NO_NULL)
+		return KEEL_E_CORRUPT;
+	bool nulls = version >= SNAP_VERSION;
 	int64_t zxid = (int64_t)sr_le(r, 8);
 	uint64_t nsess = sr_le(r, 8), nnodes = sr_le(r, 8);
 	if (r->err)
@@ -313,8 +332,8 @@ static int restore_body(struct kv *kv, struct sreader *r)
 		s->data_length = (int32_t)sr_le(r, 4);
 		s->num_children = (int32_t)sr_le(r, 4);
 		s->pzxid = (int64_t)sr_le(r, 8);
-		z->data = sr_blob(kv, r, kv->max_data);
-		z->acl = sr_blob(kv, r, ACL_MAX);
+		z->data = sr_blob(kv, r, kv->max_data, nulls ? &z->data_null : NULL);
+		z->acl = sr_blob(kv, r, ACL_MAX, NULL);
 		if (r->err)
 			return r->err;
 		if (path[0] != '/' || (n > 1 && path[n - 1] == '/'))

@@ -12,6 +12,9 @@
  *   op    = create: path, data, acl, i32 mode, i64 ttl_ms
  *           delete, check: path, i32 version
  *           setData: path, data, i32 version
+ *   data  = u32 len + bytes; len 0xFFFFFFFF (no bytes) is ZooKeeper's null
+ *           data, kept apart from empty data (entries written before null
+ *           was kept never hold that length, so they decode as before)
  *           setACL: path, acl, i32 version
  *           deleteContainer: path
  *   batch = u8 version=1, u32 count, count x (u32 len, txn)
@@ -156,7 +159,28 @@ static int op_valid_in_multi(int32_t t)
 int kv_op_ptrs_ok(const struct kv_op *op)
 {
 	return (op->path || !op->path_len) && (op->data || !op->data_len) &&
-	       (op->acl || !op->acl_len);
+	       (op->acl || !op->acl_len) && !(op->data_null && op->data_len);
+}
+
+#define DATA_NULL_LEN UINT32_MAX
+
+static void put_data(struct wbuf *w, const struct kv_op *op)
+{
+	if (op->data_null)
+		put_u32(w, DATA_NULL_LEN);
+	else
+		put_str(w, op->data, op->data_len);
+}
+
+static void get_data(struct rbuf *r, struct kv_op *op)
+{
+	const uint8_t *save = r->p;
+	if (get_le(r, 4) == DATA_NULL_LEN && !r->bad) {
+		op->data_null = true;
+		return;
+	}
+	r->p = save;
+	op->data = get_str(r, &op->data_len);
 }
 
 static int op_is_single(int32_t t)
@@ -169,13 +193,13 @@ static void put_op(struct wbuf *w, int32_t type, const struct kv_op *op)
 	put_str(w, op->path, op->path_len);
 	switch (type) {
 	case KV_OP_CREATE:
-		put_str(w, op->data, op->data_len);
+		put_data(w, op);
 		put_str(w, op->acl, op->acl_len);
 		put_u32(w, (uint32_t)op->mode);
 		put_u64(w, (uint64_t)op->ttl_ms);
 		break;
 	case KV_OP_SET_DATA:
-		put_str(w, op->data, op->data_len);
+		put_data(w, op);
 		put_u32(w, (uint32_t)op->version);
 		break;
 	case KV_OP_SET_ACL:
@@ -199,7 +223,7 @@ static void get_op(struct rbuf *r, int32_t type, struct kv_op *op)
 	op->path = get_str(r, &op->path_len);
 	switch (type) {
 	case KV_OP_CREATE:
-		op->data = get_str(r, &op->data_len);
+		get_data(r, op);
 		op->acl = get_str(r, &op->acl_len);
 		op->mode = (int32_t)get_le(r, 4);
 		op->ttl_ms = (int64_t)get_le(r, 8);
@@ -207,7 +231,7 @@ static void get_op(struct rbuf *r, int32_t type, struct kv_op *op)
 			r->bad = 1;
 		break;
 	case KV_OP_SET_DATA:
-		op->data = get_str(r, &op->data_len);
+		get_data(r, op);
 		op->version = (int32_t)get_le(r, 4);
 		break;
 	case KV_OP_SET_ACL:

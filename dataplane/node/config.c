@@ -464,6 +464,8 @@ static int set_key(struct parser *p, const char *key, const char *v)
 		return want_u32(p, key, v, 1024, 256u << 20, &c->max_packet_bytes);
 	if (!strcmp(key, "globalOutstandingLimit"))
 		return want_u32(p, key, v, 1, 10000000, &c->global_outstanding_limit);
+	if (!strcmp(key, "readonlymode.enabled"))
+		return want_bool(p, key, v, &c->read_only_enabled);
 	if (!strcmp(key, "4lw.commands.whitelist"))
 		return parse_whitelist(p, key, v);
 	if (!strcmp(key, "reconfigEnabled"))
@@ -792,6 +794,8 @@ size_t node_config_format(const struct node_config *c, char *buf, size_t len)
 	OUT("maxClientCnxns=%u\nminSessionTimeout=%u\nmaxSessionTimeout=%u\n", c->max_client_cnxns,
 	    c->min_session_timeout_ms, c->max_session_timeout_ms);
 	OUT("jute.maxbuffer=%u\nserverId=%u\n", c->max_packet_bytes, c->myid);
+	OUT("globalOutstandingLimit=%u\nreadonlymode.enabled=%s\n", c->global_outstanding_limit,
+	    c->read_only_enabled ? "true" : "false");
 	for (uint32_t i = 0; i < c->n_servers; i++) {
 		const struct node_server *s = &c->servers[i];
 		OUT("server.%u=%s:%u", s->id, s->host, s->peer_port);

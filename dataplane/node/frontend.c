@@ -263,8 +263,9 @@ static bool acl_allows(const void *acl, uint32_t acl_len, int32_t perm, const st
 				if (strlen(s->auth[i]) == a.id_len &&
 				    !memcmp(s->auth[i], a.id, a.id_len))
 					return true;
-		/* ip: the engine does not expose the client address, so ip ACLs
-		 * never grant anything here (a documented gap). */
+		if (s && a.scheme_len == 2 && !memcmp(a.scheme, "ip", 2) &&
+		    zk_ip_acl_match(a.id, a.id_len, &s->peer))
+			return true;
 	}
 	return false;
 }
@@ -324,6 +325,15 @@ static int watch_add(struct keeld *k, int64_t sid, const char *path, size_t len,
 	return rc;
 }
 
+/* A node's data as a jute buffer: null data is jute's null (length -1), empty
+ * data an empty buffer, as ZooKeeper keeps them apart. */
+static struct zk_buf node_data(const struct kv_node *n)
+{
+	if (n->data_null)
+		return (struct zk_buf){ NULL, -1 };
+	return (struct zk_buf){ n->data ? n->data : (const uint8_t *)"", (int32_t)n->data_len };
+}
+
 /*
  * multiRead (ZooKeeper 3.6): getData / getChildren ops answered from one view,
  * each with its own result or error (not atomic, no watches).
@@ -353,8 +363,7 @@ static int multi_read(struct keeld *k, const struct zk_call *call, const struct 
 			err = ZK_ENOAUTH;
 		if (err == ZK_OK && q.type == ZK_OP_GET_DATA) {
 			res[i].type = ZK_OP_GET_DATA;
-			res[i].data.ptr = nd.data ? nd.data : (const uint8_t *)"";
-			res[i].data.len = (int32_t)nd.data_len;
+			res[i].data = node_data(&nd);
 			res[i].stat = nd.stat;
 		} else if (err == ZK_OK && q.type == ZK_OP_GET_CHILDREN) {
 			err = kv_children(v, q.path.ptr, pl, NULL, name_add, &ns[i]);
@@ -411,9 +420,7 @@ static int read_once(struct keeld *k, const struct zk_call *call, int32_t type, 
 				rc = watch_add(k, call->session_id, path, plen, KV_WATCH_DATA,
 					       zxid);
 			resp.stat = n.stat;
-			/* Empty data is an empty buffer, not jute's null (-1). */
-			resp.data.ptr = n.data ? n.data : (const uint8_t *)"";
-			resp.data.len = (int32_t)n.data_len;
+			resp.data = node_data(&n);
 		}
 		break;
 	case ZK_OP_GET_ACL:
@@ -481,9 +488,13 @@ static int read_once(struct keeld *k, const struct zk_call *call, int32_t type, 
 	}
 	case ZK_OP_WHO_AM_I: {
 		struct zk_str ids[2 * 9];
+		char addr[64];
 		int32_t cnt = 0;
-		ids[cnt++] = (struct zk_str){ "ip", 2 };
-		ids[cnt++] = (struct zk_str){ "127.0.0.1", 9 };
+		size_t alen = s ? zk_peer_format(&s->peer, addr, sizeof(addr)) : 0;
+		if (alen) {
+			ids[cnt++] = (struct zk_str){ "ip", 2 };
+			ids[cnt++] = (struct zk_str){ addr, (int32_t)alen };
+		}
 		for (uint32_t i = 0; s && i < s->n_auth && i < 8; i++) {
 			ids[cnt++] = (struct zk_str){ "digest", 6 };
 			ids[cnt++] = (struct zk_str){ s->auth[i], (int32_t)strlen(s->auth[i]) };
@@ -516,6 +527,25 @@ void keeld_serve_read(struct keeld *k, const struct zk_call *call, int32_t type,
 		if (read_once(k, call, type, path, path_len, watch, s, nops) != KEEL_E_STALE)
 			return;
 	(void)zk_server_reply_error(k->zk, call, cur_zxid(k), ZK_ESYSTEM);
+}
+
+/* The requests that go through the log as a txn. */
+static bool is_write(int32_t type)
+{
+	switch (type) {
+	case ZK_OP_CREATE:
+	case ZK_OP_CREATE2:
+	case ZK_OP_CREATE_CONTAINER:
+	case ZK_OP_CREATE_TTL:
+	case ZK_OP_DELETE:
+	case ZK_OP_SET_DATA:
+	case ZK_OP_SET_ACL:
+	case ZK_OP_CHECK:
+	case ZK_OP_MULTI:
+		return true;
+	default:
+		return false;
+	}
 }
 
 static bool is_read(int32_t type)
@@ -660,6 +690,10 @@ static int acl_build(const struct zk_acls *in, const struct fsess *s, struct are
 		}
 		if (n == 64 || z.scheme.len < 0 || z.id.len < 0)
 			return ZK_EINVALIDACL;
+		/* ZooKeeper's IPAuthenticationProvider.isValid: an address[/bits]. */
+		if (z.scheme.len == 2 && !memcmp(z.scheme.ptr, "ip", 2) &&
+		    !zk_ip_acl_valid(z.id.ptr, (size_t)z.id.len))
+			return ZK_EINVALIDACL;
 		/* ZooKeeper (3.5+) drops duplicate entries. */
 		bool dup = false;
 		for (uint32_t i = 0; i < n && !dup; i++)
@@ -718,6 +752,7 @@ static int op_build(struct keeld *k, const struct zk_request *q, const struct fs
 		op->ttl_ms = q->ttl_ms;
 		op->data = q->data.ptr;
 		op->data_len = q->data.len > 0 ? (uint32_t)q->data.len : 0;
+		op->data_null = q->data.len < 0;
 		if (q->data.len > 0 && (uint32_t)q->data.len > k->cfg.max_packet_bytes)
 			return ZK_EBADARGUMENTS;
 	} else if (q->type == ZK_OP_DELETE) {
@@ -726,6 +761,7 @@ static int op_build(struct keeld *k, const struct zk_request *q, const struct fs
 		op->type = KV_OP_SET_DATA;
 		op->data = q->data.ptr;
 		op->data_len = q->data.len > 0 ? (uint32_t)q->data.len : 0;
+		op->data_null = q->data.len < 0;
 	} else if (q->type == ZK_OP_SET_ACL) {
 		op->type = KV_OP_SET_ACL;
 	} else if (q->type == ZK_OP_CHECK) {
@@ -1126,10 +1162,163 @@ out:
 
 /* ------------------------------------------------------ engine callbacks */
 
+/* A session id as ZooKeeper forms it: server id in the top byte, a
+ * time-based counter below. */
+static int64_t new_session_id(struct keeld *k)
+{
+	pthread_mutex_lock(&k->fe_mu);
+	int64_t id =
+		(int64_t)(((uint64_t)k->myid << 56) |
+			  ((((uint64_t)time(NULL) * 1000u) << 24 >> 8) + ++k->session_counter));
+	pthread_mutex_unlock(&k->fe_mu);
+	return id;
+}
+
+static void new_passwd(uint8_t pw[KV_PASSWD_BYTES], int64_t id)
+{
+	if (getrandom(pw, KV_PASSWD_BYTES, 0) != (ssize_t)KV_PASSWD_BYTES) {
+		uint64_t x = keel_now_ns() ^ (uint64_t)id;
+		for (size_t i = 0; i < KV_PASSWD_BYTES; i++, x = x * 6364136223846793005u + 1)
+			pw[i] = (uint8_t)(x >> 56);
+	}
+}
+
+/* Drops read-only-mode sessions: every one (all), or those without a
+ * connection for longer than their timeout (the leader, which expires
+ * replicated sessions, does not know these). */
+static void ro_sessions_purge(struct keeld *k, bool all)
+{
+	uint64_t now = keel_now_ns();
+	struct fsess *gone = NULL;
+	pthread_mutex_lock(&k->fe_mu);
+	for (size_t i = 0; i < KEELD_SESS_BUCKETS; i++)
+		for (struct fsess **sl = &k->sess[i]; *sl;) {
+			struct fsess *s = *sl;
+			uint64_t timeout_ns = (uint64_t)s->timeout_ms * 1000000u;
+			bool idle = !s->has_conn && now - s->last_heard_ns > timeout_ns;
+			if (s->local && (all || idle)) {
+				*sl = s->next;
+				k->n_sess--;
+				s->next = gone;
+				gone = s;
+			} else {
+				sl = &s->next;
+			}
+		}
+	pthread_mutex_unlock(&k->fe_mu);
+	while (gone) {
+		struct fsess *s = gone;
+		gone = s->next;
+		pthread_mutex_lock(&k->watch_mu);
+		kv_watch_remove_session(k->watches, s->id);
+		pthread_mutex_unlock(&k->watch_mu);
+		sess_free(s);
+	}
+}
+
+/*
+ * A new session in read-only mode: without a quorum nothing can be
+ * replicated, so it lives in this node's table only (as ZooKeeper's
+ * read-only server's sessions do) and ends when it closes, when it has had
+ * no connection for its timeout, or when the node leaves read-only mode; a
+ * read-write server does not know it and answers a reattach with "session
+ * expired" (the client then starts anew).
+ */
+static void ro_session(struct keeld *k, const struct zk_call *call, struct zk_peer peer,
+		       int32_t timeout_ms)
+{
+	ro_sessions_purge(k, false);
+	int64_t id = new_session_id(k);
+	uint8_t pw[KV_PASSWD_BYTES];
+	new_passwd(pw, id);
+	pthread_mutex_lock(&k->fe_mu);
+	struct fsess *s = sess_get_or_add(k, id, timeout_ms);
+	if (s) {
+		s->local = true;
+		s->read_only = true;
+		s->has_conn = true;
+		s->conn = call->conn;
+		s->last_heard_ns = keel_now_ns();
+		s->peer = peer;
+		memcpy(s->passwd, pw, KV_PASSWD_BYTES);
+	}
+	pthread_mutex_unlock(&k->fe_mu);
+	if (!s) {
+		(void)zk_server_close(k->zk, call->conn);
+		return;
+	}
+	struct zk_connect_response cr = { .timeout_ms = timeout_ms,
+					  .session_id = id,
+					  .passwd = { pw, KV_PASSWD_BYTES },
+					  .read_only = true };
+	(void)zk_server_connect_reply(k->zk, call, &cr, false);
+}
+
+/* Drops a read-only-mode session (its connection closed, or it closed). */
+static void ro_session_drop(struct keeld *k, int64_t id)
+{
+	pthread_mutex_lock(&k->fe_mu);
+	struct fsess **slot = sess_slot(k, id);
+	struct fsess *s = *slot;
+	if (s && s->local) {
+		*slot = s->next;
+		k->n_sess--;
+		sess_free(s);
+	} else {
+		s = NULL;
+	}
+	pthread_mutex_unlock(&k->fe_mu);
+	if (s) {
+		pthread_mutex_lock(&k->watch_mu);
+		kv_watch_remove_session(k->watches, id);
+		pthread_mutex_unlock(&k->watch_mu);
+	}
+}
+
+/*
+ * ZooKeeper's readonlymode.enabled. A node that has known no leader for
+ * max(2 s, tickTime) (ZooKeeper's grace period before it starts its
+ * read-only server) serves clients that connect with canBeReadOnly: reads
+ * from its own state, writes and sync answered ZNOTREADONLY; other clients
+ * are refused. Entering and leaving the mode closes every client connection,
+ * as ZooKeeper's server restart does: clients reconnect and learn the mode
+ * from the ConnectResponse's readOnly flag (and isro answers "ro").
+ */
+void keeld_read_only_tick(struct keeld *k, uint32_t leader)
+{
+	if (!k->cfg.read_only_enabled || k->cfg.n_servers == 0 || !k->zk)
+		return;
+	uint64_t now_ns = keel_now_ns();
+	bool ro = atomic_load(&k->read_only);
+	if (leader) {
+		k->leaderless_since_ns = 0;
+		if (ro) {
+			atomic_store(&k->read_only, false);
+			uint32_t n = zk_server_close_all(k->zk);
+			ro_sessions_purge(k, true);
+			keeld_log("read-only mode: off (leader %u); %u client connections closed",
+				  leader, n);
+		}
+		return;
+	}
+	if (!k->leaderless_since_ns)
+		k->leaderless_since_ns = now_ns;
+	uint64_t grace_ns = (uint64_t)KEEL_MAX(2000u, k->cfg.tick_ms) * 1000000u;
+	if (!ro && now_ns - k->leaderless_since_ns >= grace_ns) {
+		atomic_store(&k->read_only, true);
+		uint32_t n = zk_server_close_all(k->zk);
+		keeld_log("read-only mode: on (no leader for %" PRIu64
+			  " ms); %u client connections closed",
+			  (now_ns - k->leaderless_since_ns) / 1000000u, n);
+	}
+}
+
 static void on_connect(struct zk_backend *b, const struct zk_call *call,
 		       const struct zk_connect_request *req)
 {
 	struct keeld *k = (struct keeld *)b;
+	struct zk_peer peer = { 0 };
+	(void)zk_server_peer(k->zk, call->conn, &peer); /* gone: nothing will use it */
 	kv_enter();
 	int64_t ours = cur_zxid(k);
 	if (req->last_zxid_seen > ours) {
@@ -1141,55 +1330,68 @@ static void on_connect(struct zk_backend *b, const struct zk_call *call,
 		(void)zk_server_close(k->zk, call->conn);
 		goto out;
 	}
+	/* Read-only mode: ZooKeeper refuses a client that cannot take it. */
+	bool ro = atomic_load(&k->read_only);
+	if (ro && !req->read_only) {
+		(void)zk_server_close(k->zk, call->conn);
+		goto out;
+	}
 	if (req->session_id) {
 		struct kv_session_info si;
 		const struct kv_view *v = kv_view_get(keeld_kv(k));
 		bool ok = kv_session_get(v, req->session_id, &si) == ZK_OK &&
 			  req->passwd.len == KV_PASSWD_BYTES &&
 			  !memcmp(req->passwd.ptr, si.passwd, KV_PASSWD_BYTES);
-		struct zk_connect_response cr = { 0 };
+		struct zk_connect_response cr = { .read_only = ro };
 		uint8_t zero[KV_PASSWD_BYTES] = { 0 };
 		cr.passwd = (struct zk_buf){ zero, KV_PASSWD_BYTES };
-		if (!ok) {
-			(void)zk_server_connect_reply(k->zk, call, &cr, true);
-			goto out;
-		}
 		pthread_mutex_lock(&k->fe_mu);
-		struct fsess *s = sess_get_or_add(k, req->session_id, si.timeout_ms);
-		if (s) {
+		struct fsess *s = keeld_sess_find(k, req->session_id);
+		/* A session made here in read-only mode is known here only. */
+		bool local = ro && !ok && s && s->local && req->passwd.len == KV_PASSWD_BYTES &&
+			     !memcmp(req->passwd.ptr, s->passwd, KV_PASSWD_BYTES);
+		if (local) {
+			si.timeout_ms = s->timeout_ms;
+			memcpy(si.passwd, s->passwd, KV_PASSWD_BYTES);
+		}
+		if (ok)
+			s = sess_get_or_add(k, req->session_id, si.timeout_ms);
+		if ((ok || local) && s) {
 			s->has_conn = true;
 			s->conn = call->conn;
 			s->timeout_ms = si.timeout_ms;
 			s->last_heard_ns = keel_now_ns();
 			s->n_auth = 0; /* auth belongs to a connection: clients re-send it */
+			s->peer = peer;
+			s->read_only = ro;
 		}
 		pthread_mutex_unlock(&k->fe_mu);
+		if (!ok && !local) {
+			(void)zk_server_connect_reply(k->zk, call, &cr, true);
+			goto out;
+		}
 		cr.timeout_ms = si.timeout_ms;
 		cr.session_id = req->session_id;
 		cr.passwd = (struct zk_buf){ si.passwd, KV_PASSWD_BYTES };
 		(void)zk_server_connect_reply(k->zk, call, &cr, false);
 		goto out;
 	}
-	/* A new session: id as ZooKeeper forms it (server id in the top byte, a
-	 * time-based counter below), replicated by a createSession txn. */
+	int32_t timeout_ms = (int32_t)node_config_session_timeout(
+		&k->cfg, req->timeout_ms > 0 ? (uint32_t)req->timeout_ms : 0);
+	if (ro) {
+		ro_session(k, call, peer, timeout_ms);
+		goto out;
+	}
+	/* A new session, replicated by a createSession txn. */
 	struct preq *r = preq_new(call, PREQ_CONNECT);
 	if (!r) {
 		(void)zk_server_close(k->zk, call->conn);
 		goto out;
 	}
-	pthread_mutex_lock(&k->fe_mu);
-	int64_t id =
-		(int64_t)(((uint64_t)k->myid << 56) |
-			  ((((uint64_t)time(NULL) * 1000u) << 24 >> 8) + ++k->session_counter));
-	pthread_mutex_unlock(&k->fe_mu);
+	int64_t id = new_session_id(k);
 	r->session_id = id;
-	r->timeout_ms = (int32_t)node_config_session_timeout(
-		&k->cfg, req->timeout_ms > 0 ? (uint32_t)req->timeout_ms : 0);
-	if (getrandom(r->passwd, sizeof(r->passwd), 0) != (ssize_t)sizeof(r->passwd)) {
-		uint64_t x = keel_now_ns() ^ (uint64_t)id;
-		for (size_t i = 0; i < sizeof(r->passwd); i++, x = x * 6364136223846793005u + 1)
-			r->passwd[i] = (uint8_t)(x >> 56);
-	}
+	r->timeout_ms = timeout_ms;
+	new_passwd(r->passwd, id);
 	struct kv_txn txn = { .type = KV_OP_CREATE_SESSION,
 			      .session_id = id,
 			      .session_timeout_ms = r->timeout_ms };
@@ -1200,7 +1402,9 @@ static void on_connect(struct zk_backend *b, const struct zk_call *call,
 		goto out;
 	}
 	pthread_mutex_lock(&k->fe_mu);
-	(void)sess_get_or_add(k, id, r->timeout_ms);
+	struct fsess *ns = sess_get_or_add(k, id, r->timeout_ms);
+	if (ns)
+		ns->peer = peer;
 	pthread_mutex_unlock(&k->fe_mu);
 	keeld_queue(k, r);
 out:
@@ -1324,7 +1528,8 @@ static void on_request(struct zk_backend *b, const struct zk_call *call,
 		ps->last_heard_ns = t0;
 		have = true;
 		s = *ps;
-		if (is_read(req->type) && req->type != ZK_OP_WHO_AM_I && ps->outstanding) {
+		if (is_read(req->type) && req->type != ZK_OP_WHO_AM_I && ps->outstanding &&
+		    !ps->read_only) {
 			struct dread *d = dread_new(call, req);
 			if (d) {
 				*ps->deferred_tail = d;
@@ -1339,6 +1544,30 @@ static void on_request(struct zk_backend *b, const struct zk_call *call,
 		goto out;
 	if (!have && req->type != ZK_OP_CLOSE) {
 		(void)zk_server_reply_error(k->zk, call, cur_zxid(k), ZK_ESESSIONEXPIRED);
+		goto out;
+	}
+	if ((s.read_only || atomic_load(&k->read_only)) && !is_read(req->type)) {
+		switch (req->type) {
+		case ZK_OP_CLOSE: /* nothing to replicate: answered here */
+			if (s.local)
+				ro_session_drop(k, call->session_id);
+			(void)zk_server_reply_error(k->zk, call, cur_zxid(k), ZK_OK);
+			goto out;
+		case ZK_OP_SYNC:
+		case ZK_OP_RECONFIG:
+			(void)zk_server_reply_error(k->zk, call, cur_zxid(k), ZK_ENOTREADONLY);
+			goto out;
+		default:
+			if (is_write(req->type)) {
+				(void)zk_server_reply_error(k->zk, call, cur_zxid(k),
+							    ZK_ENOTREADONLY);
+				goto out;
+			}
+			break; /* pings, auth, watches: served as usual */
+		}
+	}
+	if (is_write(req->type)) {
+		handle_write(k, call, req, &s);
 		goto out;
 	}
 	if (is_read(req->type)) {
@@ -1489,17 +1718,6 @@ static void on_request(struct zk_backend *b, const struct zk_call *call,
 		keeld_queue(k, r);
 		break;
 	}
-	case ZK_OP_CREATE:
-	case ZK_OP_CREATE2:
-	case ZK_OP_CREATE_CONTAINER:
-	case ZK_OP_CREATE_TTL:
-	case ZK_OP_DELETE:
-	case ZK_OP_SET_DATA:
-	case ZK_OP_SET_ACL:
-	case ZK_OP_CHECK:
-	case ZK_OP_MULTI:
-		handle_write(k, call, req, &s);
-		break;
 	case ZK_OP_RECONFIG:
 		handle_reconfig(k, call, req, &s);
 		break;
@@ -1520,8 +1738,11 @@ static void on_closed(struct zk_backend *b, zk_conn_id conn, int64_t session_id)
 	struct keeld *k = (struct keeld *)b;
 	pthread_mutex_lock(&k->fe_mu);
 	struct fsess *s = keeld_sess_find(k, session_id);
-	if (s && s->has_conn && s->conn.v == conn.v)
+	if (s && s->has_conn && s->conn.v == conn.v) {
 		s->has_conn = false;
+		if (s->local)
+			s->last_heard_ns = keel_now_ns(); /* its timeout runs from now */
+	}
 	pthread_mutex_unlock(&k->fe_mu);
 }
 
@@ -1531,6 +1752,8 @@ static const char *mode_name(struct keeld *k)
 {
 	if (k->cfg.n_servers == 0)
 		return "standalone";
+	if (atomic_load(&k->read_only))
+		return "read-only";
 	int role = atomic_load(&k->role);
 	if (role == RAFT_LEADER)
 		return "leader";
@@ -1577,7 +1800,7 @@ static size_t four_letter(struct zk_backend *b, int word, char *out, size_t cap)
 		break;
 	case ZK_4LW_SRVR:
 	case ZK_4LW_STAT:
-		if (!atomic_load(&k->serving)) {
+		if (!atomic_load(&k->serving) && !atomic_load(&k->read_only)) {
 			/* ZooKeeper's answer while it is not in sync with a leader. */
 			OUT("This ZooKeeper instance is not currently serving requests\n");
 			break;
@@ -1587,25 +1810,29 @@ static size_t four_letter(struct zk_backend *b, int word, char *out, size_t cap)
 		if (word == ZK_4LW_STAT)
 			OUT("Clients:\n /127.0.0.1 (%u connections)\n\n", st.open);
 		OUT("Latency min/avg/max: 0/0/0\nReceived: %" PRIu64 "\nSent: %" PRIu64
-		    "\nConnections: %u\nOutstanding: 0\nZxid: 0x%" PRIx64 "\nMode: %s\n"
+		    "\nConnections: %u\nOutstanding: %u\nZxid: 0x%" PRIx64 "\nMode: %s\n"
 		    "Node count: %" PRIu64 "\n",
-		    st.requests, st.replies, st.open, (uint64_t)zxid, mode_name(k), nodes);
+		    st.requests, st.replies, st.open, st.outstanding, (uint64_t)zxid, mode_name(k),
+		    nodes);
 		break;
 	case ZK_4LW_MNTR:
 		OUT("zk_version\t3.8.0-keel-%s\nzk_server_state\t%s\nzk_znode_count\t%" PRIu64
 		    "\nzk_ephemerals_count\t0\nzk_global_sessions\t%" PRIu64
 		    "\nzk_num_alive_connections\t%u\nzk_packets_received\t%" PRIu64
-		    "\nzk_packets_sent\t%" PRIu64 "\nzk_outstanding_requests\t0\n"
+		    "\nzk_packets_sent\t%" PRIu64 "\nzk_outstanding_requests\t%u\n"
 		    "zk_watch_count\t%zu\nkeel_term\t%" PRIu64 "\nkeel_leader\t%u\n"
 		    "keel_last_zxid\t0x%" PRIx64 "\nkeel_applied_index\t%" PRIu64
 		    "\nkeel_writes\t%" PRIu64 "\nkeel_malformed\t%" PRIu64
 		    "\nkeel_oversized\t%" PRIu64 "\nkeel_unknown_opcode\t%" PRIu64
-		    "\nkeel_refused_zxid_ahead\t%" PRIu64 "\n",
+		    "\nkeel_refused_zxid_ahead\t%" PRIu64
+		    "\nkeel_rejected_max_client_cnxns\t%" PRIu64
+		    "\nkeel_throttled_outstanding\t%" PRIu64 "\n",
 		    k->version, mode_name(k), nodes, sessions, st.open, st.requests, st.replies,
-		    (size_t)0, (uint64_t)atomic_load(&k->term), atomic_load(&k->leader),
-		    (uint64_t)zxid, (uint64_t)atomic_load(&k->applied_index),
-		    (uint64_t)atomic_load(&k->n_writes), st.malformed, st.oversized,
-		    st.unknown_opcode, (uint64_t)atomic_load(&k->n_refused_zxid));
+		    st.outstanding, (size_t)0, (uint64_t)atomic_load(&k->term),
+		    atomic_load(&k->leader), (uint64_t)zxid,
+		    (uint64_t)atomic_load(&k->applied_index), (uint64_t)atomic_load(&k->n_writes),
+		    st.malformed, st.oversized, st.unknown_opcode,
+		    (uint64_t)atomic_load(&k->n_refused_zxid), st.rejected_per_ip, st.throttled);
 		break;
 	case ZK_4LW_CONF:
 		n = node_config_format(&k->cfg, out, cap);
@@ -1623,7 +1850,11 @@ static size_t four_letter(struct zk_backend *b, int word, char *out, size_t cap)
 		break;
 	}
 	case ZK_4LW_ISRO:
-		OUT("rw");
+		/* As ZooKeeper: "null" while looking for a leader. (Not `serving`:
+		 * a follower is briefly not in sync after every commit it hears.) */
+		OUT("%s", atomic_load(&k->read_only) ? "ro"
+			  : atomic_load(&k->leader)  ? "rw"
+						     : "null");
 		break;
 	default:
 		OUT("%s is not implemented by keel\n", zk_4lw_name(word));
@@ -1633,11 +1864,21 @@ static size_t four_letter(struct zk_backend *b, int word, char *out, size_t cap)
 	return KEEL_MIN(n, cap);
 }
 
+/* Engine thread: a maxClientCnxns / globalOutstandingLimit event, for metrics. */
+static void on_limited(struct zk_backend *b, enum zk_limit what)
+{
+	struct keeld *k = (struct keeld *)b;
+	struct mgmt_counter *c = k->limited[what == ZK_LIMIT_CONNS_PER_IP ? 0 : 1];
+	if (c)
+		mgmt_counter_add(c, 1);
+}
+
 static const struct zk_backend_ops ops = {
 	.connect = on_connect,
 	.request = on_request,
 	.four_letter = four_letter,
 	.closed = on_closed,
+	.limited = on_limited,
 };
 
 int keeld_frontend_start(struct keeld *k)
@@ -1657,16 +1898,30 @@ int keeld_frontend_start(struct keeld *k)
 		.max_connections = 4096,
 		.max_packet_bytes = k->cfg.max_packet_bytes,
 		.four_letter_whitelist = wl,
+		.max_conns_per_ip = k->cfg.max_client_cnxns,
+		.max_outstanding = k->cfg.global_outstanding_limit,
 	};
+	/* The admin plane (started first) has the registry; without it, the
+	 * engine's own counters (mntr) are all there is. */
+	static const char *const reasons[2] = { "maxClientCnxns", "globalOutstandingLimit" };
+	for (int i = 0; i < 2 && k->metrics; i++) {
+		char lb[64];
+		snprintf(lb, sizeof(lb), "reason=\"%s\"", reasons[i]);
+		k->limited[i] = mgmt_metrics_counter(
+			k->metrics, "keel_client_limited_total", lb,
+			"Client connections refused (maxClientCnxns) or times reading stopped "
+			"(globalOutstandingLimit), by limit.");
+	}
 	int rc = zk_server_start(&zc, &ops, (struct zk_backend *)k, &k->zk);
 	if (rc < 0) {
 		keeld_log("client port %s:%u: %s", zc.bind_addr, zc.port, keel_strerror(rc));
 		return rc;
 	}
 	keeld_log("clients: ZooKeeper protocol on %s:%u (epoll front end), session timeout "
-		  "%u..%u ms, 4lw whitelist 0x%x",
+		  "%u..%u ms, 4lw whitelist 0x%x, maxClientCnxns %u, globalOutstandingLimit %u",
 		  zc.bind_addr, zk_server_port(k->zk), k->cfg.min_session_timeout_ms,
-		  k->cfg.max_session_timeout_ms, k->cfg.fourlw_mask);
+		  k->cfg.max_session_timeout_ms, k->cfg.fourlw_mask, k->cfg.max_client_cnxns,
+		  k->cfg.global_outstanding_limit);
 	return 0;
 }
 

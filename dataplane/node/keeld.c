@@ -68,6 +68,8 @@ static void usage(FILE *f)
 		"  minSessionTimeout=MS maxSessionTimeout=MS   default 2x / 20x tickTime\n"
 		"  jute.maxbuffer=BYTES         largest client packet (default 0xfffff)\n"
 		"  globalOutstandingLimit=N     default 1000\n"
+		"  readonlymode.enabled=BOOL    without a quorum, serve reads to read-only\n"
+		"                               clients (canBeReadOnly); default false\n"
 		"  4lw.commands.whitelist=LIST  e.g. ruok,srvr,mntr or * (default srvr)\n"
 		"  forceSync=yes|no             no = keel.fsync=off\n"
 		"  reconfigEnabled=true|false   ZooKeeper's reconfig (default false)\n"

@@ -35,6 +35,7 @@
 /* mgmt/mgmt.h, included by the files that use it (tests include this header
  * without the management plane). */
 struct mgmt_chan;
+struct mgmt_counter;
 struct mgmt_metrics;
 struct mgmt_node_metrics;
 struct mgmt_server;
@@ -109,6 +110,10 @@ struct fsess {
 	struct dread *deferred, **deferred_tail;
 	uint32_t n_auth;
 	char auth[8][128]; /* "digest\0user:hash" ids added by setAuth */
+	struct zk_peer peer; /* the client's address, for "ip" ACLs and whoAmI */
+	bool read_only;      /* attached in read-only mode: writes get ZNOTREADONLY */
+	bool local;          /* created in read-only mode: known to this node only */
+	uint8_t passwd[KV_PASSWD_BYTES]; /* a local session's (others': the kvstore's) */
 };
 
 #define KEELD_SESS_BUCKETS 4096
@@ -181,12 +186,17 @@ struct keeld {
 	atomic_uint_fast64_t n_requests;
 	atomic_uint_fast64_t n_writes;
 	atomic_uint_fast64_t n_refused_zxid;
+	/* read-only mode (readonlymode.enabled): set by keeld_read_only_tick */
+	atomic_bool read_only;
+	uint64_t leaderless_since_ns; /* pipeline thread; 0: a leader is known */
 
 	/* management plane (admin.c); NULL without keel.adminPort */
 	struct mgmt_chan *mchan;
 	struct mgmt_metrics *metrics;
 	struct mgmt_node_metrics *nm; /* updated from any thread (relaxed atomics) */
 	struct mgmt_server *msrv;
+	/* keel_client_limited_total{reason}: maxClientCnxns, globalOutstandingLimit */
+	struct mgmt_counter *limited[2];
 };
 
 static inline struct kv *keeld_kv(struct keeld *k)
@@ -218,6 +228,9 @@ void keeld_queue(struct keeld *k, struct preq *r);
 void keeld_preq_free(struct preq *r);
 /* Free every local session (shutdown). */
 void keeld_sessions_free(struct keeld *k);
+/* Pipeline thread, every turn: enters read-only mode once no leader has been
+ * known for max(2 s, tickTime) (readonlymode.enabled), leaves it when one is. */
+void keeld_read_only_tick(struct keeld *k, uint32_t leader);
 
 /* Answer a local write from its apply result (pipeline thread). */
 void keeld_reply_write(struct keeld *k, const struct preq *r, const struct kv_txn *txn,

@@ -91,6 +91,7 @@ struct node_config {
 	uint32_t max_session_timeout_ms;   /* maxSessionTimeout (default 20 x tickTime) */
 	uint32_t max_packet_bytes;         /* jute.maxbuffer (default 0xfffff, as ZooKeeper) */
 	uint32_t global_outstanding_limit; /* globalOutstandingLimit (default 1000) */
+	bool read_only_enabled;            /* readonlymode.enabled (default false) */
 	uint32_t fourlw_mask;              /* 4lw.commands.whitelist (default: srvr only) */
 	uint32_t myid;                     /* this node's N; from --myid or dataDir/myid */
 	bool reconfig_enabled;             /* reconfigEnabled (default false, as ZooKeeper) */

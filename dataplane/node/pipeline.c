@@ -1141,6 +1141,7 @@ static void watch_leadership(struct pipeline *p)
 	atomic_store(&k->role, (int)role);
 	atomic_store(&k->leader, leader);
 	atomic_store(&k->term, term);
+	keeld_read_only_tick(k, leader);
 }
 
 /* ------------------------------------------------------------ sessions */

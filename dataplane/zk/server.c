@@ -17,6 +17,15 @@
  * buffer, the four-letter scratch) only the engine thread touches.
  * Connections are closed and freed only by the engine thread, which is what
  * keeps a zk_conn_id safe to use from any thread.
+ *
+ * Limits: a connection beyond max_conns_per_ip from one address is closed at
+ * accept. Outstanding requests (handed to the backend, not answered) are
+ * counted per connection, and their sum is s->outstanding; at
+ * max_outstanding the engine is "throttled": it hands no more requests over
+ * and stops reading open connections (EPOLLIN off, lazily: a connection
+ * loses it at its next readable event), so what clients send waits in the
+ * sockets. The answer that brings the count under the low-water mark wakes
+ * the engine, which turns reading back on everywhere.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -75,6 +84,8 @@ struct conn {
 	bool pending_rx;     /* buffered packets to process (after a connect reply) */
 	bool legacy_connect; /* the ConnectRequest had no readOnly flag */
 	uint64_t accepted_ns;
+	uint32_t outstanding; /* requests handed to the backend, not yet answered */
+	struct zk_peer peer;
 };
 
 struct zk_server {
@@ -88,6 +99,9 @@ struct zk_server {
 	pthread_t thread;
 	bool stopping;
 	bool housekeeping; /* some connection is dead or has pending_rx */
+	bool throttled;    /* at max_outstanding: no request is read */
+	bool resume;       /* throttle lifted: housekeeping turns reading back on */
+	uint32_t outstanding;
 	pthread_mutex_t mu;
 	struct conn *conns;
 	uint32_t *free_slots;
@@ -147,7 +161,7 @@ static void set_events(struct zk_server *s, struct conn *c)
 	if (c->dead)
 		return;
 	uint32_t ev = 0;
-	if ((c->state == C_NEW || c->state == C_OPEN) && !c->close_after_flush)
+	if ((c->state == C_NEW || (c->state == C_OPEN && !s->throttled)) && !c->close_after_flush)
 		ev |= EPOLLIN;
 	if (c->tx_off < c->tx_len)
 		ev |= EPOLLOUT;
@@ -334,6 +348,38 @@ static int queue_reply(struct zk_server *s, struct conn *c, uint64_t seq, const 
 	return 0;
 }
 
+static void limited(struct zk_server *s, enum zk_limit what)
+{
+	if (s->ops.limited) {
+		pthread_mutex_unlock(&s->mu);
+		s->ops.limited(s->backend, what);
+		pthread_mutex_lock(&s->mu);
+	}
+}
+
+static void throttle(struct zk_server *s)
+{
+	if (s->throttled)
+		return;
+	s->throttled = true;
+	s->st.throttled++;
+	limited(s, ZK_LIMIT_OUTSTANDING);
+}
+
+/* One request of c is answered (or c is gone with n unanswered). */
+static void answered(struct zk_server *s, struct conn *c, uint32_t n)
+{
+	n = KEEL_MIN(n, c->outstanding);
+	c->outstanding -= n;
+	s->outstanding -= n;
+	uint32_t max = s->cfg.max_outstanding;
+	if (s->throttled && s->outstanding < max - max / 4) {
+		s->throttled = false;
+		s->resume = true;
+		wake(s);
+	}
+}
+
 static void four_letter(struct zk_server *s, struct conn *c, int word)
 {
 	size_t n = 0;
@@ -414,12 +460,22 @@ static void process_rx(struct zk_server *s, struct conn *c)
 			pthread_mutex_lock(&s->mu);
 			continue; /* goes on only if the backend answered already */
 		}
+		if (s->throttled) {
+			/* Leave the frame in rx: read again when the throttle lifts. */
+			off -= (size_t)n;
+			c->pending_rx = true;
+			break;
+		}
 		struct zk_request req;
 		int rc = zk_request_decode(p + 4, (size_t)n - 4, &req);
 		int32_t zerr = 0;
 		enum zk_action act = zk_reject_action(rc, &req, &zerr);
 		if (act == ZK_ACTION_NONE) {
 			s->st.requests++;
+			c->outstanding++;
+			s->outstanding++;
+			if (s->cfg.max_outstanding && s->outstanding >= s->cfg.max_outstanding)
+				throttle(s);
 			struct zk_call call = call_for(s, c, req.xid, req.type);
 			/* Nothing after a close is read (its reply closes the connection). */
 			if (req.type == ZK_OP_CLOSE)
@@ -456,7 +512,8 @@ static void process_rx(struct zk_server *s, struct conn *c)
 static void on_readable(struct zk_server *s, struct conn *c)
 {
 	for (;;) {
-		if (c->dead || c->close_after_flush || c->state == C_CONNECTING)
+		if (c->dead || c->close_after_flush || c->state == C_CONNECTING ||
+		    (s->throttled && c->state == C_OPEN))
 			break;
 		if (c->rx_cap - c->rx_len < ZKS_RX_MIN) {
 			/* A whole max-size frame plus a read's worth of the next. */
@@ -497,6 +554,7 @@ static void conn_close(struct zk_server *s, struct conn *c)
 	zk_conn_id id = conn_id_of(s, c);
 	int64_t session = c->session_id;
 	bool had_connect = c->state != C_NEW;
+	answered(s, c, c->outstanding);
 	epoll_ctl(s->epfd, EPOLL_CTL_DEL, c->fd, NULL);
 	close(c->fd);
 	drop_parked(c);
@@ -516,10 +574,49 @@ static void conn_close(struct zk_server *s, struct conn *c)
 	}
 }
 
+static void peer_of(const struct sockaddr_storage *ss, struct zk_peer *p)
+{
+	static const uint8_t v4mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+	memset(p, 0, sizeof(*p));
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+		p->len = 4;
+		memcpy(p->addr, &a->sin_addr, 4);
+		p->port = ntohs(a->sin_port);
+	} else if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+		const uint8_t *b = a->sin6_addr.s6_addr;
+		p->port = ntohs(a->sin6_port);
+		if (!memcmp(b, v4mapped, 12)) {
+			p->len = 4;
+			memcpy(p->addr, b + 12, 4);
+		} else {
+			p->len = 16;
+			memcpy(p->addr, b, 16);
+		}
+	}
+}
+
+/* Connections open now from the address of p (ZooKeeper's maxClientCnxns count). */
+static uint32_t conns_from(const struct zk_server *s, const struct zk_peer *p)
+{
+	uint32_t n = 0;
+	for (uint32_t i = 0; i < s->cfg.max_connections; i++) {
+		const struct conn *c = &s->conns[i];
+		n += c->state != C_FREE && c->peer.len == p->len &&
+		     !memcmp(c->peer.addr, p->addr, p->len);
+	}
+	return n;
+}
+
 static void on_accept(struct zk_server *s)
 {
 	for (;;) {
-		int fd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		struct sockaddr_storage ss;
+		socklen_t sslen = sizeof(ss);
+		memset(&ss, 0, sizeof(ss));
+		int fd = accept4(s->lfd, (struct sockaddr *)&ss, &sslen,
+				 SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0 && (errno == EMFILE || errno == ENFILE) && s->spare_fd >= 0) {
 			/*
 			 * Out of descriptors: the pending connection would keep the
@@ -543,12 +640,24 @@ static void on_accept(struct zk_server *s)
 			close(fd);
 			continue;
 		}
+		struct zk_peer peer;
+		peer_of(&ss, &peer);
+		if (s->cfg.max_conns_per_ip && peer.len &&
+		    conns_from(s, &peer) >= s->cfg.max_conns_per_ip) {
+			/* ZooKeeper: "Too many connections from /a.b.c.d - max is N".
+			 * The backend hears of it before the client sees the close. */
+			s->st.rejected_per_ip++;
+			limited(s, ZK_LIMIT_CONNS_PER_IP);
+			close(fd);
+			continue;
+		}
 		int one = 1;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		uint32_t idx = s->free_slots[--s->n_free];
 		struct conn *c = &s->conns[idx];
 		c->fd = fd;
 		c->state = C_NEW;
+		c->peer = peer;
 		c->events = EPOLLIN;
 		c->accepted_ns = keel_now_ns();
 		struct epoll_event e = { .events = EPOLLIN,
@@ -562,12 +671,16 @@ static void on_accept(struct zk_server *s)
 
 static void housekeeping(struct zk_server *s)
 {
+	bool resume = s->resume;
 	s->housekeeping = false;
+	s->resume = false;
 	for (uint32_t i = 0; i < s->cfg.max_connections; i++) {
 		struct conn *c = &s->conns[i];
 		if (c->state == C_FREE)
 			continue;
-		if (c->pending_rx && !c->dead) {
+		if (resume && !c->dead)
+			set_events(s, c); /* reading back on */
+		if (c->pending_rx && !c->dead && !s->throttled) {
 			c->pending_rx = false;
 			process_rx(s, c);
 			set_events(s, c);
@@ -801,8 +914,11 @@ static int reply_msg(struct zk_server *s, const struct zk_call *call, const stru
 	int rc = KEEL_E_NOT_FOUND;
 	pthread_mutex_lock(&s->mu);
 	struct conn *c = conn_lookup(s, call->conn);
-	if (c)
+	if (c) {
 		rc = queue_reply(s, c, call->seq, m, closes_after(call, err));
+		if (rc != KEEL_E_INVAL)
+			answered(s, c, 1);
+	}
 	pthread_mutex_unlock(&s->mu);
 	return rc;
 }
@@ -844,26 +960,61 @@ int zk_server_notify(struct zk_server *s, zk_conn_id conn, int64_t zxid,
 	return rc;
 }
 
-int zk_server_close(struct zk_server *s, zk_conn_id conn)
+int zk_server_peer(struct zk_server *s, zk_conn_id conn, struct zk_peer *out)
 {
 	int rc = KEEL_E_NOT_FOUND;
 	pthread_mutex_lock(&s->mu);
 	struct conn *c = conn_lookup(s, conn);
 	if (c) {
-		/* Replies still waiting for an earlier one would wait forever: drop them. */
-		drop_parked(c);
-		c->close_after_flush = true;
-		c->state = C_CLOSING;
-		flush(s, c);
+		*out = c->peer;
 		rc = 0;
 	}
 	pthread_mutex_unlock(&s->mu);
 	return rc;
 }
 
+static void close_soon(struct zk_server *s, struct conn *c)
+{
+	/* Replies still waiting for an earlier one would wait forever: drop them. */
+	drop_parked(c);
+	c->close_after_flush = true;
+	c->state = C_CLOSING;
+	flush(s, c);
+}
+
+int zk_server_close(struct zk_server *s, zk_conn_id conn)
+{
+	int rc = KEEL_E_NOT_FOUND;
+	pthread_mutex_lock(&s->mu);
+	struct conn *c = conn_lookup(s, conn);
+	if (c) {
+		close_soon(s, c);
+		rc = 0;
+	}
+	pthread_mutex_unlock(&s->mu);
+	return rc;
+}
+
+uint32_t zk_server_close_all(struct zk_server *s)
+{
+	uint32_t n = 0;
+	pthread_mutex_lock(&s->mu);
+	for (uint32_t i = 0; i < s->cfg.max_connections; i++) {
+		struct conn *c = &s->conns[i];
+		if ((c->state == C_CONNECTING || c->state == C_OPEN) && !c->dead &&
+		    !c->close_after_flush) {
+			close_soon(s, c);
+			n++;
+		}
+	}
+	pthread_mutex_unlock(&s->mu);
+	return n;
+}
+
 void zk_server_stats(struct zk_server *s, struct zk_server_stats *out)
 {
 	pthread_mutex_lock(&s->mu);
 	*out = s->st;
+	out->outstanding = s->outstanding;
 	pthread_mutex_unlock(&s->mu);
 }

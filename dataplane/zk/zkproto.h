@@ -474,6 +474,28 @@ int zk_response_decode(const uint8_t *payload, size_t len, int32_t type, struct 
 /* Walks a decoded multi response's results. */
 bool zk_results_next(const struct zk_results *res, struct zk_iter *it, struct zk_op_result *out);
 
+/* ---- ip ACLs (ZooKeeper's "ip" scheme) ---- */
+
+/* A client's address. IPv4 is len 4; IPv6 len 16 (an IPv4-mapped IPv6
+ * address is given as IPv4, as the client really is one). */
+struct zk_peer {
+	uint8_t len; /* 0: unknown */
+	uint8_t addr[16];
+	uint16_t port;
+};
+/*
+ * An "ip" ACL id as ZooKeeper reads it: an address, IPv4 dotted quad or
+ * IPv6, optionally followed by "/bits" (a CIDR prefix, 0..32 or 0..128).
+ * Valid: ZooKeeper refuses any other id with ZINVALIDACL.
+ */
+bool zk_ip_acl_valid(const char *id, size_t len);
+/* Does the id cover the peer? Both sides are masked to the prefix; families
+ * must agree; an invalid id or an unknown peer matches nothing. */
+bool zk_ip_acl_match(const char *id, size_t len, const struct zk_peer *peer);
+/* The peer's address as text ("127.0.0.1", "::1") into out; its length
+ * (0 for an unknown peer). cap >= 46 always fits. */
+size_t zk_peer_format(const struct zk_peer *peer, char *out, size_t cap);
+
 /* ---- the TCP front end ---- */
 
 /*
@@ -506,6 +528,12 @@ struct zk_server;
  * the engine only passes the pointer back.
  */
 struct zk_backend;
+
+/* Limits the engine enforces (zk_backend_ops.limited). */
+enum zk_limit {
+	ZK_LIMIT_CONNS_PER_IP = 1, /* max_conns_per_ip: the new connection was closed */
+	ZK_LIMIT_OUTSTANDING = 2,  /* max_outstanding: reading stopped until answers drain */
+};
 
 /* A connection, by value: stays safe to use after the connection is gone. */
 typedef struct {
@@ -548,6 +576,12 @@ struct zk_backend_ops {
 	 * ...). Called once for each connection that reached connect().
 	 */
 	void (*closed)(struct zk_backend *b, zk_conn_id conn, int64_t session_id);
+	/*
+	 * Optional: a limit of zk_server_config was hit (for metrics): a
+	 * connection refused at accept, or reading paused. Also counted in
+	 * zk_server_stats.
+	 */
+	void (*limited)(struct zk_backend *b, enum zk_limit what);
 };
 
 struct zk_server_config {
@@ -565,6 +599,20 @@ struct zk_server_config {
 	/* bit (1u << enum zk_4lw) per allowed word; ZooKeeper's default is ZK_4LW_DEFAULT_WHITELIST
 	 */
 	uint32_t four_letter_whitelist;
+	/*
+	 * ZooKeeper's maxClientCnxns: connections open at once from one client
+	 * address; one more is accepted and closed at once. 0: no limit.
+	 */
+	uint32_t max_conns_per_ip;
+	/*
+	 * ZooKeeper's globalOutstandingLimit: requests handed to the backend
+	 * and not yet answered, over all connections. At the limit the engine
+	 * stops reading requests (nothing is dropped: they wait in the socket
+	 * buffers, and clients block in TCP flow control) until the count falls
+	 * below three quarters of it. Every request waits, pings too, as in
+	 * ZooKeeper; ConnectRequests are still read. 0: no limit.
+	 */
+	uint32_t max_outstanding;
 };
 
 struct zk_server_stats {
@@ -581,7 +629,10 @@ struct zk_server_stats {
 	uint64_t four_letter;
 	uint64_t four_letter_refused; /* not in the whitelist */
 	uint64_t output_overflow;     /* closed: client not reading */
+	uint64_t rejected_per_ip;     /* closed at accept: max_conns_per_ip from that address */
+	uint64_t throttled;           /* times reading stopped at max_outstanding */
 	uint32_t open;                /* connections open now */
+	uint32_t outstanding;         /* requests handed to the backend, not yet answered */
 };
 
 /*
@@ -614,6 +665,8 @@ int zk_server_connect_reply(struct zk_server *s, const struct zk_call *call,
  */
 int zk_server_reply(struct zk_server *s, const struct zk_call *call,
 		    const struct zk_response *resp);
+/* The client address of a live connection: 0, or KEEL_E_NOT_FOUND. */
+int zk_server_peer(struct zk_server *s, zk_conn_id conn, struct zk_peer *out);
 /* A header-only error answer (ZK_ENONODE, ...). */
 int zk_server_reply_error(struct zk_server *s, const struct zk_call *call, int64_t zxid,
 			  int32_t err);
@@ -626,6 +679,12 @@ int zk_server_notify(struct zk_server *s, zk_conn_id conn, int64_t zxid,
  * after this, are dropped.
  */
 int zk_server_close(struct zk_server *s, zk_conn_id conn);
+/*
+ * zk_server_close() for every connection that has sent its ConnectRequest
+ * (ZooKeeper's server restart when it enters or leaves read-only mode: its
+ * clients reconnect and learn the new mode). Returns how many.
+ */
+uint32_t zk_server_close_all(struct zk_server *s);
 void zk_server_stats(struct zk_server *s, struct zk_server_stats *out);
 
 #ifdef __cplusplus

@@ -130,6 +130,12 @@ class Recipes(unittest.TestCase):
         b0.create()
 
         def worker(i, zk):
+            # Client 0 created the barrier through its own server; a client
+            # of another server that lags (just after an election, on a
+            # loaded machine) may not see it yet and walk through. ZooKeeper
+            # promises a read sees another client's acknowledged write only
+            # after a sync, so sync first, as a ZooKeeper application must.
+            zk.sync(self.root + "/barrier")
             if zk.Barrier(self.root + "/barrier").wait(timeout=30):
                 through.append(i)
         ts = threading.Thread(target=lambda: self.run_all(worker))

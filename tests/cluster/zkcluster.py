@@ -310,6 +310,9 @@ class KeelCluster(Cluster):
         if self.admin_token is not None:
             lines += ["keel.adminPort=%d" % n.admin_port, "keel.adminAddress=127.0.0.1",
                       "keel.adminToken=%s" % self.admin_token]
+        # keeld refuses a repeated key: an extra line replaces a default one.
+        overridden = {x.split("=", 1)[0] for x in self.extra}
+        lines = [x for x in lines if x.split("=", 1)[0] not in overridden]
         lines += self.extra
         with open(os.path.join(n.workdir, "zoo.cfg"), "w") as f:
             f.write("\n".join(lines) + "\n")

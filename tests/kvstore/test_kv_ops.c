@@ -323,6 +323,70 @@ static void test_set_data_and_check(void **state)
 	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_CHECK, "b"), NULL), ZK_EBADARGUMENTS);
 }
 
+/* ZooKeeper keeps null data (a jute buffer of length -1) apart from empty data:
+ * both have dataLength 0, but getData answers null for one, b"" for the other. */
+static void test_null_data(void **state)
+{
+	struct kv *kv = *state;
+	struct kv_apply_result r;
+	struct kv_node n;
+	int64_t z = 1;
+	struct kv_op op = kvt_create_op("/null", NULL, 0);
+	op.data_null = true;
+	assert_int_equal(kvt_apply1(kv, z++, 0, op, &r), ZK_OK);
+	assert_int_equal(r.ops[0].stat.data_length, 0);
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/empty", "", 0), NULL), ZK_OK);
+	assert_int_equal(get(kv, "/null", &n), ZK_OK);
+	assert_true(n.data_null);
+	assert_int_equal(n.data_len, 0);
+	assert_int_equal(n.stat.data_length, 0);
+	assert_int_equal(get(kv, "/empty", &n), ZK_OK);
+	assert_false(n.data_null);
+	assert_int_equal(n.data_len, 0);
+	/* setData to null, to empty, to bytes, and back to null */
+	op = kvt_op(KV_OP_SET_DATA, "/empty");
+	op.data_null = true;
+	assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), ZK_OK);
+	assert_int_equal(get(kv, "/empty", &n), ZK_OK);
+	assert_true(n.data_null);
+	assert_int_equal(n.stat.version, 1);
+	op = kvt_op(KV_OP_SET_DATA, "/null");
+	op.data = "";
+	assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), ZK_OK);
+	assert_int_equal(get(kv, "/null", &n), ZK_OK);
+	assert_false(n.data_null);
+	op.data = "abc";
+	op.data_len = 3;
+	assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), ZK_OK);
+	assert_int_equal(get(kv, "/null", &n), ZK_OK);
+	assert_false(n.data_null);
+	assert_int_equal(n.stat.data_length, 3);
+	op = kvt_op(KV_OP_SET_DATA, "/null");
+	op.data_null = true;
+	assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), ZK_OK);
+	assert_int_equal(get(kv, "/null", &n), ZK_OK);
+	assert_true(n.data_null);
+	assert_int_equal(n.data_len, 0);
+	assert_int_equal(n.stat.data_length, 0);
+	/* in a multi too */
+	struct kv_op ops[2] = { kvt_create_op("/m1", NULL, 0), kvt_create_op("/m2", "", 0) };
+	ops[0].data_null = true;
+	assert_int_equal(kvt_multi(kv, z++, 0, ops, 2, &r), ZK_OK);
+	assert_int_equal(get(kv, "/m1", &n), ZK_OK);
+	assert_true(n.data_null);
+	assert_int_equal(get(kv, "/m2", &n), ZK_OK);
+	assert_false(n.data_null);
+	/* null with bytes is inconsistent: neither encoded nor applied */
+	op = kvt_op(KV_OP_SET_DATA, "/m2");
+	op.data = "x";
+	op.data_len = 1;
+	op.data_null = true;
+	struct kv_txn t = { .type = KV_OP_SET_DATA, .zxid = z++, .nops = 1, .ops = &op };
+	uint8_t buf[256];
+	assert_int_equal(kv_txn_encode(&t, buf, sizeof(buf)), KEEL_E_INVAL);
+	assert_int_equal(kv_apply(kv, &t, &r), KEEL_E_INVAL);
+}
+
 static void test_set_acl(void **state)
 {
 	struct kv *kv = *state;
@@ -692,6 +756,26 @@ static void test_codec_roundtrip(void **state)
 	/* encoder refuses inconsistent txns */
 	t.type = KV_OP_SET_DATA;
 	assert_int_equal(kv_txn_encode(&t, buf, sizeof(buf)), KEEL_E_INVAL);
+	/* null data (length 0xFFFFFFFF on the wire) round-trips apart from empty */
+	ops[0] = kvt_op(KV_OP_SET_DATA, "/n");
+	ops[0].data_null = true;
+	n = kv_txn_encode(&t, buf, sizeof(buf));
+	assert_true(n > 0);
+	assert_int_equal(kv_txn_decode(buf, (size_t)n, &d, dops, 1), 0);
+	assert_true(d.ops[0].data_null);
+	assert_int_equal(d.ops[0].data_len, 0);
+	size_t data_at = (size_t)n - 4 - 4; /* ..., data length, i32 version */
+	assert_int_equal(buf[data_at], 0xff);
+	assert_int_equal(buf[data_at + 3], 0xff);
+	ops[0].data_null = false;
+	ops[0].data = "";
+	assert_int_equal(kv_txn_encode(&t, buf, sizeof(buf)), n);
+	assert_int_equal(kv_txn_decode(buf, (size_t)n, &d, dops, 1), 0);
+	assert_false(d.ops[0].data_null);
+	assert_int_equal(d.ops[0].data_len, 0);
+	assert_int_equal(buf[data_at], 0);
+	/* a truncated null length is malformed, not null */
+	assert_int_equal(kv_txn_decode(buf, data_at + 2, &d, dops, 1), KEEL_E_MALFORMED);
 	(void)acl;
 }
 
@@ -792,6 +876,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_sequential, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_delete, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_set_data_and_check, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_null_data, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_set_acl, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_multi, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sessions, setup, teardown),

@@ -180,6 +180,17 @@ static void test_path_records(void **state)
 	r.data = B("hi");
 	r.version = 9;
 	check_request(oa, &r);
+	/* setData with null data (kazoo's set(path, None)) keeps the -1 */
+	oa = oracle_header(4, ZOO_SETDATA_OP);
+	serialize_SetDataRequest(oa, "r", &(struct SetDataRequest){ p_a, { -1, NULL }, -1 });
+	struct zk_request dn;
+	assert_int_equal(
+		zk_request_decode((uint8_t *)get_buffer(oa), (size_t)get_buffer_len(oa), &dn), 0);
+	assert_int_equal(dn.data.len, -1);
+	assert_null(dn.data.ptr);
+	r.data = (struct zk_buf){ NULL, -1 };
+	r.version = -1;
+	check_request(oa, &r);
 
 	static const int32_t path_ops[] = { ZOO_GETACL_OP, ZOO_SYNC_OP, 103 /* getEphemerals */,
 					    104 /* getAllChildrenNumber */ };
@@ -509,6 +520,25 @@ static void test_responses(void **state)
 		};
 		r.data = B("data");
 		check_response(oa, &r);
+	}
+	/* null data (-1) and empty data (0) are different bytes and decode apart */
+	for (int null = 0; null < 2; null++) {
+		oa = oracle_reply(4, zx, 0);
+		struct GetDataResponse g = { { null ? -1 : 0, null ? NULL : (char *)"" }, zs };
+		serialize_GetDataResponse(oa, "r", &g);
+		r = (struct zk_response){ .xid = 4, .zxid = zx, .type = ZK_OP_GET_DATA };
+		r.stat = stat1;
+		r.data = null ? (struct zk_buf){ NULL, -1 }
+			      : (struct zk_buf){ (const uint8_t *)"", 0 };
+		check_response(oa, &r);
+		struct zk_response d;
+		struct zk_enc e;
+		zk_enc_init(&e, out, sizeof(out));
+		int64_t n = zk_response_encode(&e, &r);
+		assert_int_equal(
+			zk_response_decode(out + 4, (size_t)n - 4, ZK_OP_GET_DATA, &d, NULL), 0);
+		assert_int_equal(d.data.len, null ? -1 : 0);
+		assert_true(null ? d.data.ptr == NULL : d.data.ptr != NULL);
 	}
 
 	oa = oracle_reply(5, zx, 0);
@@ -943,6 +973,59 @@ static void test_modes_and_timeouts(void **state)
 	assert_int_equal(zk_negotiate_timeout_ms(-5, 2000), 4000);
 }
 
+/* ZooKeeper's ip ACL ids: address[/bits], IPv4 and IPv6, both sides masked. */
+static void test_ip_acl(void **state)
+{
+	(void)state;
+	struct zk_peer v4 = { .len = 4, .addr = { 127, 0, 0, 1 } };
+	struct zk_peer ten = { .len = 4, .addr = { 10, 200, 3, 4 } };
+	struct zk_peer v6 = { .len = 16, .addr = { 0x20, 0x01, 0x0d, 0xb8, [15] = 1 } };
+	struct zk_peer none = { 0 };
+#define M(id, p) zk_ip_acl_match(id, strlen(id), p)
+#define V(id)    zk_ip_acl_valid(id, strlen(id))
+	assert_true(M("127.0.0.1", &v4));
+	assert_true(M("127.0.0.1/32", &v4));
+	assert_true(M("127.0.0.0/8", &v4));
+	assert_true(M("127.1.2.3/8", &v4)); /* the id is masked too */
+	assert_true(M("0.0.0.0/0", &v4));
+	assert_false(M("127.0.0.2", &v4));
+	assert_false(M("10.0.0.0/8", &v4));
+	assert_true(M("10.0.0.0/8", &ten));
+	assert_true(M("10.192.0.0/10", &ten)); /* 200 = 0b11001000: the top 2 bits */
+	assert_false(M("10.128.0.0/10", &ten));
+	assert_false(M("10.200.3.5", &ten));
+	assert_true(M("2001:db8::1", &v6));
+	assert_true(M("2001:db8::/32", &v6));
+	assert_false(M("2001:db9::/32", &v6));
+	assert_false(M("::1", &v6));
+	assert_false(M("::/0", &v4)); /* families never match each other */
+	assert_false(M("0.0.0.0/0", &v6));
+	assert_false(M("127.0.0.1", &none));
+	assert_false(zk_ip_acl_match("127.0.0.1", 9, NULL));
+	static const char *const bad[] = { "",           "1.2.3",     "abc",
+					   "1.2.3.4/",   "1.2.3.4/x", "/8",
+					   "1.2.3.4/33", "::1/129",   "1.2.3.4/8/8",
+					   "1.2.3.4 ",   "256.1.1.1", "1.2.3.4/-1" };
+	for (size_t i = 0; i < KEEL_ARRAY_SIZE(bad); i++) {
+		assert_false(V(bad[i]));
+		assert_false(M(bad[i], &v4));
+	}
+	assert_true(V("1.2.3.4"));
+	assert_true(V("1.2.3.4/0"));
+	assert_true(V("fe80::1/64"));
+	/* a length that is not NUL-terminated: only len bytes count */
+	assert_true(zk_ip_acl_match("127.0.0.1XYZ", 9, &v4));
+#undef M
+#undef V
+	char txt[64];
+	assert_int_equal(zk_peer_format(&v4, txt, sizeof(txt)), 9);
+	assert_string_equal(txt, "127.0.0.1");
+	assert_int_equal(zk_peer_format(&v6, txt, sizeof(txt)), 11);
+	assert_string_equal(txt, "2001:db8::1");
+	assert_int_equal(zk_peer_format(&none, txt, sizeof(txt)), 0);
+	assert_string_equal(txt, "");
+}
+
 static void test_4lw(void **state)
 {
 	(void)state;
@@ -1008,6 +1091,7 @@ int main(void)
 		cmocka_unit_test(test_paths),
 		cmocka_unit_test(test_modes_and_timeouts),
 		cmocka_unit_test(test_4lw),
+		cmocka_unit_test(test_ip_acl),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

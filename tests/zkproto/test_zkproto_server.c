@@ -66,6 +66,9 @@ struct zk_backend {
 	int closed;
 	int connects;
 	int cb_errors;    /* checks that failed inside callbacks (engine thread) */
+	int max_pend;     /* most deferred writes at once */
+	int limited[3];   /* limited() calls by enum zk_limit */
+	struct zk_peer peer; /* the last connect's client address */
 	size_t big_bytes; /* getData "/big" returns this many bytes */
 };
 
@@ -91,6 +94,7 @@ static void be_connect(struct zk_backend *b, const struct zk_call *call,
 	static const uint8_t pw[ZK_PASSWD_BYTES] = "0123456789abcdef";
 	pthread_mutex_lock(&b->mu);
 	b->connects++;
+	CB_CHECK(b, zk_server_peer(b->srv, call->conn, &b->peer) == 0);
 	struct zk_connect_response r = { 0,
 					 zk_negotiate_timeout_ms(req->timeout_ms, 1000),
 					 b->next_session++,
@@ -131,6 +135,7 @@ static void be_request(struct zk_backend *b, const struct zk_call *call, const s
 			b->pend[b->n_pend].call = *call;
 			memcpy(b->pend[b->n_pend].path, n->path, sizeof(n->path));
 			b->n_pend++;
+			b->max_pend = KEEL_MAX(b->max_pend, b->n_pend);
 			pthread_cond_broadcast(&b->cv);
 		} else {
 			answer_create(b, call, n->path);
@@ -212,7 +217,16 @@ static void be_closed(struct zk_backend *b, zk_conn_id conn, int64_t session)
 	pthread_mutex_unlock(&b->mu);
 }
 
-static const struct zk_backend_ops be_ops = { be_connect, be_request, be_four_letter, be_closed };
+static void be_limited(struct zk_backend *b, enum zk_limit what)
+{
+	pthread_mutex_lock(&b->mu);
+	CB_CHECK(b, what == ZK_LIMIT_CONNS_PER_IP || what == ZK_LIMIT_OUTSTANDING);
+	b->limited[what == ZK_LIMIT_CONNS_PER_IP ? 1 : 2]++;
+	pthread_mutex_unlock(&b->mu);
+}
+
+static const struct zk_backend_ops be_ops = { be_connect, be_request, be_four_letter, be_closed,
+					      be_limited };
 
 static struct zk_backend *be_start_cfg(const struct zk_server_config *cfg)
 {
@@ -515,6 +529,149 @@ static void *commit_reversed(void *arg)
 	b->n_pend = 0;
 	pthread_mutex_unlock(&b->mu);
 	return NULL;
+}
+
+/* maxClientCnxns: one connection more than the limit from 127.0.0.1 is
+ * closed at accept (counted); once one closes, a new one is let in. */
+static void test_conns_per_ip(void **state)
+{
+	(void)state;
+	struct zk_server_config cfg = { .max_connections = 16, .max_conns_per_ip = 2 };
+	struct zk_backend *b = be_start_cfg(&cfg);
+	assert_non_null(b);
+	struct zk_connect_response cr;
+	int fd1 = dial(b), fd2 = dial(b);
+	session_connect(fd1, 0, &cr);
+	session_connect(fd2, 0, &cr);
+	/* the backend sees the client's address */
+	pthread_mutex_lock(&b->mu);
+	struct zk_peer peer = b->peer;
+	pthread_mutex_unlock(&b->mu);
+	char text[64];
+	assert_int_equal(zk_peer_format(&peer, text, sizeof(text)), 9);
+	assert_string_equal(text, "127.0.0.1");
+	assert_true(zk_ip_acl_match("127.0.0.1", 9, &peer));
+	int fd3 = dial(b);
+	expect_eof(fd3);
+	close(fd3);
+	struct zk_server_stats st;
+	zk_server_stats(b->srv, &st);
+	assert_int_equal(st.rejected_per_ip, 1);
+	assert_int_equal(st.open, 2);
+	pthread_mutex_lock(&b->mu);
+	assert_int_equal(b->limited[1], 1);
+	pthread_mutex_unlock(&b->mu);
+	close(fd1);
+	wait_closed(b, 1);
+	int fd4 = dial(b);
+	session_connect(fd4, 0, &cr);
+	assert_int_not_equal(cr.session_id, 0);
+	close(fd2);
+	close(fd4);
+	wait_closed(b, 3);
+	be_stop(b);
+}
+
+/* Answers deferred creates in arrival order, from another thread, until
+ * `want` are answered. */
+static void *commit_in_order(void *arg)
+{
+	struct committer *c = arg;
+	struct zk_backend *b = c->b;
+	int done = 0;
+	pthread_mutex_lock(&b->mu);
+	while (done < c->want) {
+		wait_pending_locked(b, 1);
+		if (b->n_pend == 0)
+			break; /* fail-safe expired: the reader fails the test */
+		for (int i = 0; i < b->n_pend; i++)
+			answer_create(b, &b->pend[i].call, b->pend[i].path);
+		done += b->n_pend;
+		b->n_pend = 0;
+	}
+	pthread_mutex_unlock(&b->mu);
+	return NULL;
+}
+
+/* globalOutstandingLimit: a flood of pipelined writes beyond the limit; the
+ * engine never hands the backend more than the limit at once (it stops
+ * reading instead), nothing is dropped, every answer comes back in order. */
+static void test_outstanding_limit(void **state)
+{
+	(void)state;
+	enum { LIMIT = 4, N = 40 };
+	struct zk_server_config cfg = { .max_connections = 16, .max_outstanding = LIMIT };
+	struct zk_backend *b = be_start_cfg(&cfg);
+	assert_non_null(b);
+	b->defer_writes = true;
+	struct zk_connect_response cr;
+	int fd = dial(b);
+	session_connect(fd, 0, &cr);
+	pthread_t t;
+	struct committer c = { b, N, false };
+	char paths[N][16];
+	for (int i = 0; i < N; i++) {
+		snprintf(paths[i], sizeof(paths[i]), "/f%d", i);
+		struct zk_request q = { .xid = i + 1, .type = ZK_OP_CREATE };
+		q.path = (struct zk_str){ paths[i], (int32_t)strlen(paths[i]) };
+		send_request(fd, &q);
+	}
+	/* The engine holds back: the backend has at most LIMIT writes now. */
+	pthread_mutex_lock(&b->mu);
+	wait_pending_locked(b, LIMIT);
+	assert_int_equal(b->n_pend, LIMIT);
+	pthread_mutex_unlock(&b->mu);
+	struct zk_server_stats st;
+	zk_server_stats(b->srv, &st);
+	assert_int_equal(st.outstanding, LIMIT);
+	assert_int_equal(st.throttled, 1);
+	assert_int_equal(pthread_create(&t, NULL, commit_in_order, &c), 0);
+	for (int i = 0; i < N; i++) {
+		struct zk_response r = read_reply(fd, ZK_OP_CREATE);
+		assert_int_equal(r.xid, i + 1);
+		assert_int_equal(r.err, ZK_OK);
+		assert_int_equal(r.path.len, (int32_t)strlen(paths[i]));
+		assert_memory_equal(r.path.ptr, paths[i], (size_t)r.path.len);
+	}
+	pthread_join(t, NULL);
+	zk_server_stats(b->srv, &st);
+	assert_int_equal(st.outstanding, 0);
+	assert_int_equal(st.requests, N);
+	assert_true(st.throttled >= 1);
+	pthread_mutex_lock(&b->mu);
+	assert_true(b->max_pend <= LIMIT);
+	assert_int_equal((uint64_t)b->limited[2], st.throttled);
+	pthread_mutex_unlock(&b->mu);
+	/* still served after the flood: a ping */
+	struct zk_request ping = { .xid = ZK_XID_PING, .type = ZK_OP_PING };
+	send_request(fd, &ping);
+	assert_int_equal(read_reply(fd, ZK_OP_PING).xid, ZK_XID_PING);
+	close(fd);
+	wait_closed(b, 1);
+	be_stop(b);
+}
+
+/* zk_server_close_all: every connection past its ConnectRequest is closed
+ * (the node's read-only mode switch); one that has not connected yet stays. */
+static void test_close_all(void **state)
+{
+	(void)state;
+	struct zk_backend *b = be_start(0, 0);
+	struct zk_connect_response cr;
+	int fd1 = dial(b), fd2 = dial(b), fresh = dial(b);
+	session_connect(fd1, 0, &cr);
+	session_connect(fd2, 0, &cr);
+	assert_int_equal(zk_server_close_all(b->srv), 2);
+	expect_eof(fd1);
+	expect_eof(fd2);
+	wait_closed(b, 2);
+	session_connect(fresh, 0, &cr);
+	assert_int_not_equal(cr.session_id, 0);
+	close(fd1);
+	close(fd2);
+	close(fresh);
+	wait_closed(b, 3);
+	be_stop(b);
 }
 
 static void test_fifo_order(void **state)
@@ -983,6 +1140,9 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_out_of_fds), /* first: it forks */
 		cmocka_unit_test(test_c_client),
 		cmocka_unit_test(test_fifo_order),
+		cmocka_unit_test(test_conns_per_ip),
+		cmocka_unit_test(test_outstanding_limit),
+		cmocka_unit_test(test_close_all),
 		cmocka_unit_test(test_close_keeps_order),
 		cmocka_unit_test(test_refusals_counted),
 		cmocka_unit_test(test_four_letter_words),

@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * ZooKeeper's "ip" ACL scheme (IPAuthenticationProvider): an id is an
+ * address with an optional "/bits" prefix length; it covers a client whose
+ * address agrees with it on the first `bits` bits. IPv4 and IPv6 never
+ * match each other.
+ */
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "zkproto.h"
+
+/* Parses "addr[/bits]" into addr (4 or 16 bytes); false if it is not one. */
+static bool parse_id(const char *id, size_t len, uint8_t addr[16], uint8_t *alen, unsigned *bits)
+{
+	char text[INET6_ADDRSTRLEN + 8];
+	if (!id || len == 0 || len >= sizeof(text))
+		return false;
+	memcpy(text, id, len);
+	text[len] = 0;
+	char *slash = strchr(text, '/');
+	if (slash)
+		*slash = 0;
+	if (inet_pton(AF_INET, text, addr) == 1)
+		*alen = 4;
+	else if (inet_pton(AF_INET6, text, addr) == 1)
+		*alen = 16;
+	else
+		return false;
+	*bits = *alen * 8u;
+	if (slash) {
+		const char *b = slash + 1;
+		unsigned v = 0;
+		if (!*b || strlen(b) > 3)
+			return false;
+		for (; *b; b++) {
+			if (*b < '0' || *b > '9')
+				return false;
+			v = v * 10 + (unsigned)(*b - '0');
+		}
+		if (v > *alen * 8u)
+			return false;
+		*bits = v;
+	}
+	return true;
+}
+
+bool zk_ip_acl_valid(const char *id, size_t len)
+{
+	uint8_t a[16], alen;
+	unsigned bits;
+	return parse_id(id, len, a, &alen, &bits);
+}
+
+bool zk_ip_acl_match(const char *id, size_t len, const struct zk_peer *peer)
+{
+	uint8_t a[16], alen;
+	unsigned bits;
+	if (!peer || !parse_id(id, len, a, &alen, &bits) || alen != peer->len)
+		return false;
+	unsigned full = bits / 8, rest = bits % 8;
+	if (memcmp(a, peer->addr, full) != 0)
+		return false;
+	if (rest) {
+		uint8_t mask = (uint8_t)(0xFF00u >> rest);
+		return (a[full] & mask) == (peer->addr[full] & mask);
+	}
+	return true;
+}
+
+size_t zk_peer_format(const struct zk_peer *peer, char *out, size_t cap)
+{
+	char text[INET6_ADDRSTRLEN];
+	if (!peer || (peer->len != 4 && peer->len != 16) ||
+	    !inet_ntop(peer->len == 4 ? AF_INET : AF_INET6, peer->addr, text, sizeof(text)))
+		text[0] = 0;
+	size_t n = strlen(text);
+	if (cap)
+		snprintf(out, cap, "%s", text);
+	return n;
+}
