@@ -32,11 +32,16 @@
  * af_packet, tap) take any address. Everything else is copied. Known limit: one DPDK transport per
  * process (EAL is initialised once and is not restarted after dp_close).
  */
+#include <errno.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <rte_alarm.h>
 #include <rte_eal.h>
@@ -51,10 +56,11 @@
 
 #include "dp_impl.h"
 
-#define TX_BACKLOG   2048               /* frames a port holds while its ring is full */
-#define TX_STALL_MAX 16                 /* tx_burst retries without progress */
-#define ARP_RETRY_NS (100ull * 1000000) /* ARP request rate per peer */
-#define EAL_ARGS_MAX 48
+#define TX_BACKLOG    2048               /* frames a port holds while its ring is full */
+#define TX_STALL_MAX  16                 /* tx_burst retries without progress */
+#define ARP_RETRY_NS  (100ull * 1000000) /* ARP request rate per peer */
+#define LINK_CHECK_NS (20ull * 1000000)  /* link status re-read of a down port */
+#define EAL_ARGS_MAX  48
 
 enum ref_how { REF_COPY, REF_ANY, REF_DPDK_MEM };
 
@@ -62,6 +68,10 @@ struct port {
 	uint16_t id;
 	bool intr;
 	bool is_ring; /* net_ring: tx mbufs are passed on, not copied */
+	bool seen_up; /* the link was up once */
+	bool down;    /* link went down (seen when last checked): frames to it are dropped */
+	bool stalled; /* the last flush moved nothing (a peer that does not drain) */
+	uint64_t link_checked_ns;
 	enum ref_how ref;
 	uint8_t mac[6];
 	int ntx;
@@ -109,7 +119,24 @@ static struct dpdk_tp *dpdk_of(dp_transport *t)
  * drain its ring (it shares our core) costs latency, not messages. Only a
  * full backlog drops (port_frame).
  */
-static void port_flush(struct port *p)
+/*
+ * Whether the port's link went down after it was up (the peer node died).
+ * A link not up yet (the peer is still starting) is not "down": frames
+ * wait in the backlog for it, as for a full ring.
+ */
+static bool port_link_down(struct port *p, uint64_t now)
+{
+	struct rte_eth_link l;
+	p->link_checked_ns = now;
+	if (rte_eth_link_get_nowait(p->id, &l) != 0)
+		return p->down = false;
+	if (l.link_status == RTE_ETH_LINK_UP)
+		p->seen_up = true;
+	p->down = p->seen_up && l.link_status == RTE_ETH_LINK_DOWN;
+	return p->down;
+}
+
+static void port_flush(dp_transport *t, struct port *p)
 {
 	int sent = 0, stall = 0;
 	while (sent < p->ntx && stall < TX_STALL_MAX) {
@@ -120,6 +147,19 @@ static void port_flush(struct port *p)
 	if (sent && sent < p->ntx)
 		memmove(p->tx, p->tx + sent, (size_t)(p->ntx - sent) * sizeof(p->tx[0]));
 	p->ntx -= sent;
+	p->stalled = p->ntx && !sent;
+	/*
+	 * Nothing moves and the link is down (the peer node died, its vhost
+	 * or virtio-user end is gone): its frames go now, counted, so a dead
+	 * peer costs neither mbufs nor a spinning loop. The link comes back
+	 * when the peer restarts (the drivers reconnect, see README).
+	 */
+	if (p->stalled && port_link_down(p, keel_now_ns())) {
+		t->ctr[DP_CTR_DROP_TX_NO_ROUTE] += (uint64_t)p->ntx;
+		rte_pktmbuf_free_bulk(p->tx, (unsigned)p->ntx);
+		p->ntx = 0;
+		p->stalled = false;
+	}
 }
 
 static int dpdk_flush(dp_transport *t)
@@ -129,8 +169,10 @@ static int dpdk_flush(dp_transport *t)
 	(void)t;
 	for (int i = 0; i < d->nports; i++) {
 		if (d->ports[i].ntx)
-			port_flush(&d->ports[i]);
-		backlog += d->ports[i].ntx;
+			port_flush(t, &d->ports[i]);
+		/* A stalled port is retried after a sleep, not in a yield loop. */
+		if (!d->ports[i].stalled)
+			backlog += d->ports[i].ntx;
 	}
 	return backlog ? KEEL_E_AGAIN : 0;
 }
@@ -140,7 +182,7 @@ static uint8_t *port_frame(dp_transport *t, struct port *p, size_t len)
 {
 	struct dpdk_tp *d = dpdk_of(t);
 	if (p->ntx >= DP_BURST && p->ntx % DP_BURST == 0)
-		port_flush(p); /* big messages: keep the ring fed as we go */
+		port_flush(t, p); /* big messages: keep the ring fed as we go */
 	if (p->ntx == TX_BACKLOG) {
 		t->ctr[DP_CTR_DROP_TX_FULL]++;
 		return NULL;
@@ -188,7 +230,15 @@ static struct port *route_port(dp_transport *t, uint16_t to)
 		t->ctr[DP_CTR_DROP_TX_NO_ROUTE]++;
 		return NULL;
 	}
-	return &d->ports[r->port];
+	struct port *p = &d->ports[r->port];
+	if (keel_unlikely(p->down)) {
+		uint64_t now = keel_now_ns();
+		if (now - p->link_checked_ns < LINK_CHECK_NS || port_link_down(p, now)) {
+			t->ctr[DP_CTR_DROP_TX_NO_ROUTE]++;
+			return NULL;
+		}
+	}
+	return p;
 }
 
 static void put_l2l4(dp_transport *t, struct port *p, uint16_t to, uint8_t *f, size_t keel_len)
@@ -537,6 +587,69 @@ static const struct dp_ops dpdk_ops = {
 	.close = dpdk_close,
 };
 
+/* The value of devargs key `key` ("path" in "net_x0,path=/a,b=1") into out; false if absent. */
+static bool devarg(const char *dev, const char *key, char *out, size_t outlen)
+{
+	size_t klen = strlen(key);
+	for (const char *a = strchr(dev, ','); a; a = strchr(a + 1, ',')) {
+		if (strncmp(a + 1, key, klen) == 0 && a[1 + klen] == '=') {
+			const char *v = a + 2 + klen;
+			snprintf(out, outlen, "%.*s", (int)strcspn(v, ","), v);
+			return true;
+		}
+	}
+	return false;
+}
+
+/*
+ * The unix socket a virtual device listens on: net_vhost (unless
+ * client=1), net_virtio_user with server=1, net_memif as server (its
+ * default) on a file socket. "" when the device does not listen.
+ */
+static void listen_socket(const char *dev, char *path, size_t len)
+{
+	char v[16];
+	path[0] = 0;
+	if (strncmp(dev, "net_vhost", 9) == 0) {
+		if (!(devarg(dev, "client", v, sizeof(v)) && strcmp(v, "0") != 0))
+			devarg(dev, "iface", path, len);
+	} else if (strncmp(dev, "net_virtio_user", 15) == 0) {
+		if (devarg(dev, "server", v, sizeof(v)) && strcmp(v, "0") != 0)
+			devarg(dev, "path", path, len);
+	} else if (strncmp(dev, "net_memif", 9) == 0) {
+		bool server = !devarg(dev, "role", v, sizeof(v)) || strcmp(v, "server") == 0;
+		bool file = devarg(dev, "socket-abstract", v, sizeof(v)) && strcmp(v, "no") == 0;
+		if (server && file)
+			devarg(dev, "socket", path, len);
+	}
+}
+
+/*
+ * A node killed with SIGKILL leaves the unix sockets its devices listened
+ * on; the drivers then fail to bind ("Address already in use") when it
+ * restarts. Remove such a file when nothing accepts on it (ECONNREFUSED:
+ * its listener is gone); a socket someone still listens on is left alone
+ * and the device fails with the driver's message.
+ */
+static void remove_stale_sockets(const struct dp_config *c)
+{
+	for (int i = 0; i < c->ndevices; i++) {
+		struct sockaddr_un a = { .sun_family = AF_UNIX };
+		struct stat st;
+		listen_socket(c->device[i], a.sun_path, sizeof(a.sun_path));
+		if (!a.sun_path[0] || lstat(a.sun_path, &st) != 0 || !S_ISSOCK(st.st_mode))
+			continue;
+		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			continue;
+		if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0 && errno == ECONNREFUSED &&
+		    unlink(a.sun_path) == 0)
+			fprintf(stderr, "dataplane dpdk: dp.device.%d: removed stale socket %s\n",
+				i, a.sun_path);
+		close(fd);
+	}
+}
+
 static int eal_up(const struct dp_config *c, char *err, size_t errlen)
 {
 	char *argv[EAL_ARGS_MAX + 1];
@@ -560,6 +673,7 @@ static int eal_up(const struct dp_config *c, char *err, size_t errlen)
 	for (int i = 0; i < argc && used < sizeof(line); i++)
 		used += (size_t)snprintf(line + used, sizeof(line) - used, "%s%s", i ? " " : "",
 					 argv[i]);
+	remove_stale_sockets(c);
 	if (rte_eal_init(argc, argv) < 0) {
 		snprintf(err, errlen, "dataplane dpdk: EAL init failed (%s): %s",
 			 rte_strerror(rte_errno), line);
