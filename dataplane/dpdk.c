@@ -33,9 +33,11 @@
  * process (EAL is initialised once and is not restarted after dp_close).
  */
 #include <errno.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -66,11 +68,14 @@ enum ref_how { REF_COPY, REF_ANY, REF_DPDK_MEM };
 
 struct port {
 	uint16_t id;
-	bool intr;
-	bool is_ring; /* net_ring: tx mbufs are passed on, not copied */
-	bool seen_up; /* the link was up once */
-	bool down;    /* link went down (seen when last checked): frames to it are dropped */
-	bool stalled; /* the last flush moved nothing (a peer that does not drain) */
+	bool ready;    /* set once the port is started (atomic: see defer_main) */
+	bool deferred; /* brought up by its own thread: its probe waits for the peer */
+	bool intr;     /* configured with an rx interrupt */
+	bool intr_reg; /* ... registered in the epoll set of the thread that sleeps */
+	bool is_ring;  /* net_ring: tx mbufs are passed on, not copied */
+	bool seen_up;  /* the link was up once */
+	bool down;     /* link went down (seen when last checked): frames to it are dropped */
+	bool stalled;  /* the last flush moved nothing (a peer that does not drain) */
 	uint64_t link_checked_ns;
 	enum ref_how ref;
 	uint8_t mac[6];
@@ -93,8 +98,11 @@ struct dpdk_tp {
 	int rx_next;
 	struct port ports[DP_MAX_PORTS];
 	struct route route[DP_MAX_NODES];
-	bool arp_queued;   /* an ARP reply waits in a tx queue */
-	bool ports_closed; /* set by close_ports_cb */
+	bool arp_queued;      /* an ARP reply waits in a tx queue */
+	bool ports_closed;    /* set by close_ports_cb */
+	pthread_mutex_t lock; /* closing vs a deferred port coming up */
+	bool closing;
+	int pending; /* deferred ports whose thread has not finished */
 	int nheld;
 	struct rte_mbuf *held[DP_BURST];
 };
@@ -111,6 +119,12 @@ static enum eal_state eal_state;
 static struct dpdk_tp *dpdk_of(dp_transport *t)
 {
 	return keel_container_of(t, struct dpdk_tp, base);
+}
+
+/* Pairs with the release store in defer_main: the port's setup is visible. */
+static inline bool port_ready(struct port *p)
+{
+	return __atomic_load_n(&p->ready, __ATOMIC_ACQUIRE);
 }
 
 /*
@@ -168,7 +182,7 @@ static int dpdk_flush(dp_transport *t)
 	int backlog = 0;
 	(void)t;
 	for (int i = 0; i < d->nports; i++) {
-		if (d->ports[i].ntx)
+		if (d->ports[i].ntx && port_ready(&d->ports[i]))
 			port_flush(t, &d->ports[i]);
 		/* A stalled port is retried after a sleep, not in a yield loop. */
 		if (!d->ports[i].stalled)
@@ -224,13 +238,17 @@ static struct port *route_port(dp_transport *t, uint16_t to)
 			static const uint8_t zero[6];
 			r->arp_sent_ns = now;
 			for (int i = 0; i < d->nports; i++)
-				if (pc->port < 0 || pc->port == i)
+				if ((pc->port < 0 || pc->port == i) && port_ready(&d->ports[i]))
 					arp_send(t, &d->ports[i], 1, zero, pc->ip);
 		}
 		t->ctr[DP_CTR_DROP_TX_NO_ROUTE]++;
 		return NULL;
 	}
 	struct port *p = &d->ports[r->port];
+	if (keel_unlikely(!port_ready(p))) {
+		t->ctr[DP_CTR_DROP_TX_NO_ROUTE]++;
+		return NULL;
+	}
 	if (keel_unlikely(p->down)) {
 		uint64_t now = keel_now_ns();
 		if (now - p->link_checked_ns < LINK_CHECK_NS || port_link_down(p, now)) {
@@ -445,6 +463,8 @@ static int dpdk_recv(dp_transport *t, struct dp_msg *msgs, int max)
 	int got = 0;
 	for (int k = 0; k < d->nports && d->nheld < max; k++) {
 		int pi = (d->rx_next + k) % d->nports;
+		if (!port_ready(&d->ports[pi]))
+			continue;
 		struct rte_mbuf **pkts = d->held + d->nheld;
 		uint16_t n = rte_eth_rx_burst(d->ports[pi].id, 0, pkts, (uint16_t)(max - d->nheld));
 		d->nheld += n;
@@ -490,9 +510,27 @@ static void dpdk_sleep(dp_transport *t, uint32_t us)
 		return;
 	}
 	bool intr = t->cfg.rx_intr;
-	for (int i = 0; i < d->nports; i++)
-		intr = intr && d->ports[i].intr;
-	if (!intr) {
+	int nready = 0;
+	for (int i = 0; i < d->nports; i++) {
+		struct port *p = &d->ports[i];
+		if (!port_ready(p))
+			continue;
+		nready++;
+		/*
+		 * Registered here, in the epoll set of the thread that sleeps
+		 * (RTE_EPOLL_PER_THREAD), not at open: keeld opens the
+		 * transport on its main thread and polls it on the pipeline
+		 * thread, whose set would otherwise stay empty (every sleep
+		 * would last its whole timeout).
+		 */
+		if (p->intr && !p->intr_reg) {
+			p->intr_reg = true;
+			p->intr = rte_eth_dev_rx_intr_ctl_q(p->id, 0, RTE_EPOLL_PER_THREAD,
+							    RTE_INTR_EVENT_ADD, NULL) == 0;
+		}
+		intr = intr && p->intr;
+	}
+	if (!intr || !nready) {
 		struct timespec ts = { .tv_sec = us / 1000000u,
 				       .tv_nsec = (long)(us % 1000000u) * 1000 };
 		clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, NULL);
@@ -504,10 +542,12 @@ static void dpdk_sleep(dp_transport *t, uint32_t us)
 	 */
 	struct rte_epoll_event ev[DP_MAX_PORTS];
 	for (int i = 0; i < d->nports; i++)
-		rte_eth_dev_rx_intr_enable(d->ports[i].id, 0);
+		if (d->ports[i].intr_reg)
+			rte_eth_dev_rx_intr_enable(d->ports[i].id, 0);
 	rte_epoll_wait(RTE_EPOLL_PER_THREAD, ev, d->nports, (int)((us + 999) / 1000));
 	for (int i = 0; i < d->nports; i++)
-		rte_eth_dev_rx_intr_disable(d->ports[i].id, 0);
+		if (d->ports[i].intr_reg)
+			rte_eth_dev_rx_intr_disable(d->ports[i].id, 0);
 }
 
 /* Runs on the EAL interrupt thread (an alarm callback), see dpdk_close. */
@@ -515,6 +555,8 @@ static void close_ports_cb(void *arg)
 {
 	struct dpdk_tp *d = arg;
 	for (int i = 0; i < d->nports; i++) {
+		if (!port_ready(&d->ports[i]))
+			continue;
 		rte_eth_dev_stop(d->ports[i].id);
 		rte_eth_dev_close(d->ports[i].id);
 	}
@@ -525,7 +567,14 @@ static void dpdk_close(dp_transport *t)
 {
 	struct dpdk_tp *d = dpdk_of(t);
 	release_held(d);
+	/* From here a deferred port's thread leaves its port alone. */
+	pthread_mutex_lock(&d->lock);
+	d->closing = true;
+	int pending = d->pending;
+	pthread_mutex_unlock(&d->lock);
 	for (int i = 0; i < d->nports; i++) {
+		if (!port_ready(&d->ports[i]))
+			continue;
 		if (d->ports[i].ntx)
 			rte_pktmbuf_free_bulk(d->ports[i].tx, (unsigned)d->ports[i].ntx);
 		/*
@@ -561,6 +610,15 @@ static void dpdk_close(dp_transport *t)
 			struct timespec ts = { .tv_nsec = 1000000 };
 			nanosleep(&ts, NULL);
 		}
+	}
+	if (pending) {
+		/*
+		 * A deferred port's thread still waits for its peer inside the
+		 * driver's probe (it cannot be interrupted) and will look at d
+		 * when it returns: d stays, for process exit to take.
+		 */
+		eal_state = EAL_GONE;
+		return;
 	}
 	rte_mempool_free(d->mp);
 	rte_mempool_free(d->ext_mp);
@@ -650,6 +708,18 @@ static void remove_stale_sockets(const struct dp_config *c)
 	}
 }
 
+/*
+ * A device whose probe blocks until the peer connects: net_virtio_user in
+ * server mode accepts its vhost client inside the probe. Probed by EAL at
+ * start, a peer that is down would hold the whole node in rte_eal_init.
+ */
+static bool probe_waits_for_peer(const char *dev)
+{
+	char v[16];
+	return strncmp(dev, "net_virtio_user", 15) == 0 && devarg(dev, "server", v, sizeof(v)) &&
+	       strcmp(v, "0") != 0;
+}
+
 static int eal_up(const struct dp_config *c, char *err, size_t errlen)
 {
 	char *argv[EAL_ARGS_MAX + 1];
@@ -663,7 +733,13 @@ static int eal_up(const struct dp_config *c, char *err, size_t errlen)
 		snprintf(err, errlen, "dataplane dpdk: EAL was closed and cannot restart");
 		return KEEL_E_STATE;
 	}
-	int argc = dp_eal_args(c, argv, EAL_ARGS_MAX, buf, sizeof(buf));
+	/* Deferred devices are probed later, by their own thread (defer_port). */
+	struct dp_config ec = *c;
+	ec.ndevices = 0;
+	for (int i = 0; i < c->ndevices; i++)
+		if (!probe_waits_for_peer(c->device[i]))
+			memcpy(ec.device[ec.ndevices++], c->device[i], sizeof(c->device[i]));
+	int argc = dp_eal_args(&ec, argv, EAL_ARGS_MAX, buf, sizeof(buf));
 	if (argc < 0) {
 		snprintf(err, errlen, "dataplane dpdk: EAL arguments too long");
 		return argc;
@@ -774,8 +850,81 @@ static int port_up(struct dpdk_tp *d, int idx, char *err, size_t errlen)
 	struct rte_ether_addr mac;
 	rte_eth_macaddr_get(pid, &mac);
 	memcpy(p->mac, mac.addr_bytes, 6);
-	p->intr = conf.intr_conf.rxq && rte_eth_dev_rx_intr_ctl_q(pid, 0, RTE_EPOLL_PER_THREAD,
-								  RTE_INTR_EVENT_ADD, NULL) == 0;
+	p->intr = conf.intr_conf.rxq; /* registered by the thread that sleeps, see dpdk_sleep */
+	return 0;
+}
+
+struct defer_job {
+	struct dpdk_tp *d;
+	int idx;
+};
+
+/*
+ * The thread of one deferred port: probe it (waiting for the peer as long
+ * as it takes), bring it up, and publish it to the polling thread, which
+ * uses a port only once `ready` is set (release; port_ready acquires).
+ */
+static void *defer_main(void *arg)
+{
+	struct defer_job j = *(struct defer_job *)arg;
+	free(arg);
+	struct dpdk_tp *d = j.d;
+	const char *dev = d->base.cfg.device[j.idx];
+	char name[DP_DEVARGS_MAX], err[DP_DEVARGS_MAX + 128];
+	snprintf(name, sizeof(name), "%s", dev);
+	size_t nlen = strcspn(name, ",");
+	name[nlen] = 0;
+	int rc = rte_eal_hotplug_add("vdev", name, dev[nlen] ? dev + nlen + 1 : "");
+	pthread_mutex_lock(&d->lock);
+	if (!d->closing) {
+		if (rc < 0)
+			snprintf(err, sizeof(err), "dp.device.%d '%s': probe: %s", j.idx, dev,
+				 rte_strerror(-rc));
+		else
+			rc = port_up(d, j.idx, err, sizeof(err));
+		if (rc == 0) {
+			__atomic_store_n(&d->ports[j.idx].ready, true, __ATOMIC_RELEASE);
+			fprintf(stderr,
+				"dataplane dpdk: dp.device.%d: %s is up (its peer connected)\n",
+				j.idx, name);
+		} else {
+			fprintf(stderr, "dataplane dpdk: %s; the node runs without this link\n",
+				err);
+		}
+	}
+	d->pending--;
+	pthread_mutex_unlock(&d->lock);
+	return NULL;
+}
+
+static int defer_port(struct dpdk_tp *d, int idx, char *err, size_t errlen)
+{
+	struct defer_job *j = malloc(sizeof(*j));
+	pthread_t th;
+	pthread_attr_t a;
+	if (!j) {
+		snprintf(err, errlen, "dp.device.%d: out of memory", idx);
+		return KEEL_E_NOMEM;
+	}
+	*j = (struct defer_job){ .d = d, .idx = idx };
+	d->ports[idx].deferred = true;
+	pthread_mutex_lock(&d->lock);
+	d->pending++;
+	pthread_mutex_unlock(&d->lock);
+	pthread_attr_init(&a);
+	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+	int rc = pthread_create(&th, &a, defer_main, j);
+	pthread_attr_destroy(&a);
+	if (rc != 0) {
+		free(j);
+		pthread_mutex_lock(&d->lock);
+		d->pending--;
+		pthread_mutex_unlock(&d->lock);
+		snprintf(err, errlen, "dp.device.%d: cannot start its thread: %s", idx,
+			 strerror(rc));
+		return -rc;
+	}
+	pthread_setname_np(th, "keel-dp-link");
 	return 0;
 }
 
@@ -793,6 +942,8 @@ int dp_dpdk_open(const struct dp_config *c, dp_transport **out, char *err, size_
 	if (rc)
 		return rc;
 	struct dpdk_tp *d = rte_zmalloc("keel_dp", sizeof(*d), RTE_CACHE_LINE_SIZE);
+	if (d)
+		pthread_mutex_init(&d->lock, NULL);
 	if (!d) {
 		snprintf(err, errlen, "dataplane dpdk: out of memory (dp.memory_mb=%u)",
 			 c->memory_mb);
@@ -829,7 +980,12 @@ int dp_dpdk_open(const struct dp_config *c, dp_transport **out, char *err, size_
 		goto fail;
 	}
 	for (int i = 0; i < c->ndevices; i++) {
-		rc = port_up(d, i, err, errlen);
+		if (probe_waits_for_peer(c->device[i])) {
+			rc = defer_port(d, i, err, errlen);
+		} else {
+			rc = port_up(d, i, err, errlen);
+			d->ports[i].ready = rc == 0;
+		}
 		if (rc)
 			goto fail;
 		d->nports++;
