@@ -89,10 +89,16 @@ class DpdkCluster(unittest.TestCase):
         print("\ndpdk cluster: %.1f s in all" % (time.monotonic() - t0), file=sys.stderr)
 
     def run_checks(self, cl):
-        # Every node runs the DPDK transport, on the two vhost-user links.
+        # Every node runs the DPDK transport, on its two vhost-user links (a
+        # virtio-user server port comes up once its peer has connected).
         for i in range(cl.size):
             self.assertEqual(status(cl, i)["transport"], "dpdk")
-            log = log_text(cl, i)
+            deadline = time.monotonic() + 20
+            while True:
+                log = log_text(cl, i)
+                if log.count("dataplane dpdk: port ") == 2 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
             self.assertIn("transport: dpdk, node %d" % (i + 1), log)
             self.assertEqual(log.count("dataplane dpdk: port "), 2, log)
 
