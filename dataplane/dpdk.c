@@ -69,7 +69,6 @@ enum ref_how { REF_COPY, REF_ANY, REF_DPDK_MEM };
 struct port {
 	uint16_t id;
 	bool ready;    /* set once the port is started (atomic: see defer_main) */
-	bool deferred; /* brought up by its own thread: its probe waits for the peer */
 	bool intr;     /* configured with an rx interrupt */
 	bool intr_reg; /* ... registered in the epoll set of the thread that sleeps */
 	bool is_ring;  /* net_ring: tx mbufs are passed on, not copied */
@@ -128,12 +127,6 @@ static inline bool port_ready(struct port *p)
 }
 
 /*
- * Hand a port's queued frames to the device. What the ring does not take
- * now stays queued, in order, for the next flush: a peer that is slow to
- * drain its ring (it shares our core) costs latency, not messages. Only a
- * full backlog drops (port_frame).
- */
-/*
  * Whether the port's link went down after it was up (the peer node died).
  * A link not up yet (the peer is still starting) is not "down": frames
  * wait in the backlog for it, as for a full ring.
@@ -150,6 +143,12 @@ static bool port_link_down(struct port *p, uint64_t now)
 	return p->down;
 }
 
+/*
+ * Hand a port's queued frames to the device. What the ring does not take
+ * now stays queued, in order, for the next flush: a peer that is slow to
+ * drain its ring (it shares our core) costs latency, not messages. Only a
+ * full backlog (port_frame) or a link that went down drops.
+ */
 static void port_flush(dp_transport *t, struct port *p)
 {
 	int sent = 0, stall = 0;
@@ -907,7 +906,6 @@ static int defer_port(struct dpdk_tp *d, int idx, char *err, size_t errlen)
 		return KEEL_E_NOMEM;
 	}
 	*j = (struct defer_job){ .d = d, .idx = idx };
-	d->ports[idx].deferred = true;
 	pthread_mutex_lock(&d->lock);
 	d->pending++;
 	pthread_mutex_unlock(&d->lock);
