@@ -39,6 +39,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -70,11 +71,12 @@ struct port {
 	uint16_t id;
 	bool ready;    /* set once the port is started (atomic: see defer_main) */
 	bool intr;     /* configured with an rx interrupt */
-	bool intr_reg; /* ... registered in the epoll set of the thread that sleeps */
-	bool is_ring;  /* net_ring: tx mbufs are passed on, not copied */
-	bool seen_up;  /* the link was up once */
-	bool down;     /* link went down (seen when last checked): frames to it are dropped */
-	bool stalled;  /* the last flush moved nothing (a peer that does not drain) */
+	bool intr_reg; /* ... armed: in d->epfd and enabled (intr_fd is its eventfd) */
+	int intr_fd;
+	bool is_ring; /* net_ring: tx mbufs are passed on, not copied */
+	bool seen_up; /* the link was up once */
+	bool down;    /* link went down (seen when last checked): frames to it are dropped */
+	bool stalled; /* the last flush moved nothing (a peer that does not drain) */
 	uint64_t link_checked_ns;
 	enum ref_how ref;
 	uint8_t mac[6];
@@ -99,6 +101,8 @@ struct dpdk_tp {
 	struct route route[DP_MAX_NODES];
 	bool arp_queued;      /* an ARP reply waits in a tx queue */
 	bool ports_closed;    /* set by close_ports_cb */
+	int epfd;             /* the ports' rx interrupts (dp_wait_fd) */
+	uint64_t maintain_ns; /* last ports_maintain */
 	pthread_mutex_t lock; /* closing vs a deferred port coming up */
 	bool closing;
 	int pending; /* deferred ports whose thread has not finished */
@@ -454,6 +458,60 @@ static void release_held(struct dpdk_tp *d)
 	d->nheld = 0;
 }
 
+/*
+ * Arm the rx interrupt of every started port whose link is up: its eventfd
+ * in d->epfd, the interrupt left enabled, so d->epfd becomes readable when
+ * a frame arrives and the node's own poll/ppoll (dp_wait_fd) wakes on it
+ * with everything else it waits for. vhost and virtio-user hand out a new
+ * eventfd when the peer reconnects: a changed fd is registered again.
+ * Every DP_MAINTAIN_NS, on idle turns.
+ */
+static void ports_maintain(struct dpdk_tp *d)
+{
+	for (int i = 0; i < d->nports; i++) {
+		struct port *p = &d->ports[i];
+		if (!p->intr || !port_ready(p))
+			continue;
+		int fd = rte_eth_dev_rx_intr_ctl_q_get_fd(p->id, 0);
+		if (fd < 0) {
+			p->intr_reg = false; /* no peer yet */
+			continue;
+		}
+		if (p->intr_reg && fd == p->intr_fd)
+			continue;
+		int rc = rte_eth_dev_rx_intr_ctl_q(p->id, 0, d->epfd, RTE_INTR_EVENT_ADD, NULL);
+		if (rc == -EEXIST) {
+			rte_eth_dev_rx_intr_ctl_q(p->id, 0, d->epfd, RTE_INTR_EVENT_DEL, NULL);
+			rc = rte_eth_dev_rx_intr_ctl_q(p->id, 0, d->epfd, RTE_INTR_EVENT_ADD, NULL);
+		}
+		p->intr_reg = rc == 0 && rte_eth_dev_rx_intr_enable(p->id, 0) == 0;
+		p->intr_fd = fd;
+	}
+}
+
+/*
+ * d->epfd when every started port can wake it, and nothing waits for ring
+ * space (frames in a backlog need the loop to keep feeding: dp_idle); -1
+ * otherwise (devices without rx interrupts, such as memif, or
+ * dp.rx_intr=0: the caller sleeps in dp_idle, on a timer).
+ */
+static int dpdk_wait_fd(const dp_transport *t)
+{
+	const struct dpdk_tp *d = keel_container_of(t, struct dpdk_tp, base);
+	if (!t->cfg.rx_intr || d->epfd < 0)
+		return -1;
+	int armed = 0;
+	for (int i = 0; i < d->nports; i++) {
+		const struct port *p = &d->ports[i];
+		if (!__atomic_load_n(&p->ready, __ATOMIC_ACQUIRE))
+			continue; /* no traffic before it is up */
+		if (!p->intr || (p->ntx && !p->stalled))
+			return -1;
+		armed += p->intr_reg;
+	}
+	return armed ? d->epfd : -1;
+}
+
 static int dpdk_recv(dp_transport *t, struct dp_msg *msgs, int max)
 {
 	struct dpdk_tp *d = dpdk_of(t);
@@ -492,6 +550,20 @@ static int dpdk_recv(dp_transport *t, struct dp_msg *msgs, int max)
 		}
 	}
 	d->rx_next = (d->rx_next + 1) % d->nports;
+	if (d->nheld == 0 && d->epfd >= 0) {
+		/*
+		 * An idle turn: clear the interrupts that woke us (DPDK's
+		 * callback reads each ready eventfd), so the next sleep waits
+		 * for new frames. Now and then, re-arm ports (ports_maintain).
+		 */
+		struct rte_epoll_event ev[DP_MAX_PORTS];
+		rte_epoll_wait(d->epfd, ev, DP_MAX_PORTS, 0);
+		uint64_t t_ns = keel_now_ns();
+		if (t_ns - d->maintain_ns > LINK_CHECK_NS) {
+			d->maintain_ns = t_ns;
+			ports_maintain(d);
+		}
+	}
 	/* ARP replies queued above go out now, not a turn later. */
 	if (d->arp_queued) {
 		d->arp_queued = false;
@@ -508,45 +580,16 @@ static void dpdk_sleep(dp_transport *t, uint32_t us)
 		sched_yield();
 		return;
 	}
-	bool intr = t->cfg.rx_intr;
-	int nready = 0;
-	for (int i = 0; i < d->nports; i++) {
-		struct port *p = &d->ports[i];
-		if (!port_ready(p))
-			continue;
-		nready++;
-		/*
-		 * Registered here, in the epoll set of the thread that sleeps
-		 * (RTE_EPOLL_PER_THREAD), not at open: keeld opens the
-		 * transport on its main thread and polls it on the pipeline
-		 * thread, whose set would otherwise stay empty (every sleep
-		 * would last its whole timeout).
-		 */
-		if (p->intr && !p->intr_reg) {
-			p->intr_reg = true;
-			p->intr = rte_eth_dev_rx_intr_ctl_q(p->id, 0, RTE_EPOLL_PER_THREAD,
-							    RTE_INTR_EVENT_ADD, NULL) == 0;
-		}
-		intr = intr && p->intr;
-	}
-	if (!intr || !nready) {
+	if (dpdk_wait_fd(t) < 0) {
 		struct timespec ts = { .tv_sec = us / 1000000u,
 				       .tv_nsec = (long)(us % 1000000u) * 1000 };
 		clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, NULL);
 		return;
 	}
-	/*
-	 * A frame that lands between our last poll and the enable may not
-	 * raise the interrupt; the timeout bounds that wait.
-	 */
+	/* The interrupts stay enabled (see ports_maintain): frames that land
+	 * after our last poll have already made the set readable. */
 	struct rte_epoll_event ev[DP_MAX_PORTS];
-	for (int i = 0; i < d->nports; i++)
-		if (d->ports[i].intr_reg)
-			rte_eth_dev_rx_intr_enable(d->ports[i].id, 0);
-	rte_epoll_wait(RTE_EPOLL_PER_THREAD, ev, d->nports, (int)((us + 999) / 1000));
-	for (int i = 0; i < d->nports; i++)
-		if (d->ports[i].intr_reg)
-			rte_eth_dev_rx_intr_disable(d->ports[i].id, 0);
+	rte_epoll_wait(d->epfd, ev, DP_MAX_PORTS, (int)((us + 999) / 1000));
 }
 
 /* Runs on the EAL interrupt thread (an alarm callback), see dpdk_close. */
@@ -621,6 +664,8 @@ static void dpdk_close(dp_transport *t)
 	}
 	rte_mempool_free(d->mp);
 	rte_mempool_free(d->ext_mp);
+	if (d->epfd >= 0)
+		close(d->epfd);
 	dp_base_fini(t);
 	rte_free(d);
 	/*
@@ -641,6 +686,7 @@ static const struct dp_ops dpdk_ops = {
 	.flush = dpdk_flush,
 	.recv = dpdk_recv,
 	.sleep = dpdk_sleep,
+	.wait_fd = dpdk_wait_fd,
 	.close = dpdk_close,
 };
 
@@ -849,7 +895,7 @@ static int port_up(struct dpdk_tp *d, int idx, char *err, size_t errlen)
 	struct rte_ether_addr mac;
 	rte_eth_macaddr_get(pid, &mac);
 	memcpy(p->mac, mac.addr_bytes, 6);
-	p->intr = conf.intr_conf.rxq; /* registered by the thread that sleeps, see dpdk_sleep */
+	p->intr = conf.intr_conf.rxq; /* armed by ports_maintain */
 	return 0;
 }
 
@@ -940,8 +986,10 @@ int dp_dpdk_open(const struct dp_config *c, dp_transport **out, char *err, size_
 	if (rc)
 		return rc;
 	struct dpdk_tp *d = rte_zmalloc("keel_dp", sizeof(*d), RTE_CACHE_LINE_SIZE);
-	if (d)
+	if (d) {
 		pthread_mutex_init(&d->lock, NULL);
+		d->epfd = epoll_create1(EPOLL_CLOEXEC);
+	}
 	if (!d) {
 		snprintf(err, errlen, "dataplane dpdk: out of memory (dp.memory_mb=%u)",
 			 c->memory_mb);
