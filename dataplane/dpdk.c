@@ -32,11 +32,19 @@
  * af_packet, tap) take any address. Everything else is copied. Known limit: one DPDK transport per
  * process (EAL is initialised once and is not restarted after dp_close).
  */
+#include <errno.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <rte_alarm.h>
 #include <rte_eal.h>
@@ -51,17 +59,25 @@
 
 #include "dp_impl.h"
 
-#define TX_BACKLOG   2048               /* frames a port holds while its ring is full */
-#define TX_STALL_MAX 16                 /* tx_burst retries without progress */
-#define ARP_RETRY_NS (100ull * 1000000) /* ARP request rate per peer */
-#define EAL_ARGS_MAX 48
+#define TX_BACKLOG    2048               /* frames a port holds while its ring is full */
+#define TX_STALL_MAX  16                 /* tx_burst retries without progress */
+#define ARP_RETRY_NS  (100ull * 1000000) /* ARP request rate per peer */
+#define LINK_CHECK_NS (20ull * 1000000)  /* link status re-read of a down port */
+#define EAL_ARGS_MAX  48
 
 enum ref_how { REF_COPY, REF_ANY, REF_DPDK_MEM };
 
 struct port {
 	uint16_t id;
-	bool intr;
+	bool ready;    /* set once the port is started (atomic: see defer_main) */
+	bool intr;     /* configured with an rx interrupt */
+	bool intr_reg; /* ... armed: in d->epfd and enabled (intr_fd is its eventfd) */
+	int intr_fd;
 	bool is_ring; /* net_ring: tx mbufs are passed on, not copied */
+	bool seen_up; /* the link was up once */
+	bool down;    /* link went down (seen when last checked): frames to it are dropped */
+	bool stalled; /* the last flush moved nothing (a peer that does not drain) */
+	uint64_t link_checked_ns;
 	enum ref_how ref;
 	uint8_t mac[6];
 	int ntx;
@@ -83,8 +99,13 @@ struct dpdk_tp {
 	int rx_next;
 	struct port ports[DP_MAX_PORTS];
 	struct route route[DP_MAX_NODES];
-	bool arp_queued;   /* an ARP reply waits in a tx queue */
-	bool ports_closed; /* set by close_ports_cb */
+	bool arp_queued;      /* an ARP reply waits in a tx queue */
+	bool ports_closed;    /* set by close_ports_cb */
+	int epfd;             /* the ports' rx interrupts (dp_wait_fd) */
+	uint64_t maintain_ns; /* last ports_maintain */
+	pthread_mutex_t lock; /* closing vs a deferred port coming up */
+	bool closing;
+	int pending; /* deferred ports whose thread has not finished */
 	int nheld;
 	struct rte_mbuf *held[DP_BURST];
 };
@@ -103,13 +124,36 @@ static struct dpdk_tp *dpdk_of(dp_transport *t)
 	return keel_container_of(t, struct dpdk_tp, base);
 }
 
+/* Pairs with the release store in defer_main: the port's setup is visible. */
+static inline bool port_ready(struct port *p)
+{
+	return __atomic_load_n(&p->ready, __ATOMIC_ACQUIRE);
+}
+
+/*
+ * Whether the port's link went down after it was up (the peer node died).
+ * A link not up yet (the peer is still starting) is not "down": frames
+ * wait in the backlog for it, as for a full ring.
+ */
+static bool port_link_down(struct port *p, uint64_t now)
+{
+	struct rte_eth_link l;
+	p->link_checked_ns = now;
+	if (rte_eth_link_get_nowait(p->id, &l) != 0)
+		return p->down = false;
+	if (l.link_status == RTE_ETH_LINK_UP)
+		p->seen_up = true;
+	p->down = p->seen_up && l.link_status == RTE_ETH_LINK_DOWN;
+	return p->down;
+}
+
 /*
  * Hand a port's queued frames to the device. What the ring does not take
  * now stays queued, in order, for the next flush: a peer that is slow to
  * drain its ring (it shares our core) costs latency, not messages. Only a
- * full backlog drops (port_frame).
+ * full backlog (port_frame) or a link that went down drops.
  */
-static void port_flush(struct port *p)
+static void port_flush(dp_transport *t, struct port *p)
 {
 	int sent = 0, stall = 0;
 	while (sent < p->ntx && stall < TX_STALL_MAX) {
@@ -120,6 +164,19 @@ static void port_flush(struct port *p)
 	if (sent && sent < p->ntx)
 		memmove(p->tx, p->tx + sent, (size_t)(p->ntx - sent) * sizeof(p->tx[0]));
 	p->ntx -= sent;
+	p->stalled = p->ntx && !sent;
+	/*
+	 * Nothing moves and the link is down (the peer node died, its vhost
+	 * or virtio-user end is gone): its frames go now, counted, so a dead
+	 * peer costs neither mbufs nor a spinning loop. The link comes back
+	 * when the peer restarts (the drivers reconnect, see README).
+	 */
+	if (p->stalled && port_link_down(p, keel_now_ns())) {
+		t->ctr[DP_CTR_DROP_TX_NO_ROUTE] += (uint64_t)p->ntx;
+		rte_pktmbuf_free_bulk(p->tx, (unsigned)p->ntx);
+		p->ntx = 0;
+		p->stalled = false;
+	}
 }
 
 static int dpdk_flush(dp_transport *t)
@@ -128,9 +185,11 @@ static int dpdk_flush(dp_transport *t)
 	int backlog = 0;
 	(void)t;
 	for (int i = 0; i < d->nports; i++) {
-		if (d->ports[i].ntx)
-			port_flush(&d->ports[i]);
-		backlog += d->ports[i].ntx;
+		if (d->ports[i].ntx && port_ready(&d->ports[i]))
+			port_flush(t, &d->ports[i]);
+		/* A stalled port is retried after a sleep, not in a yield loop. */
+		if (!d->ports[i].stalled)
+			backlog += d->ports[i].ntx;
 	}
 	return backlog ? KEEL_E_AGAIN : 0;
 }
@@ -140,7 +199,7 @@ static uint8_t *port_frame(dp_transport *t, struct port *p, size_t len)
 {
 	struct dpdk_tp *d = dpdk_of(t);
 	if (p->ntx >= DP_BURST && p->ntx % DP_BURST == 0)
-		port_flush(p); /* big messages: keep the ring fed as we go */
+		port_flush(t, p); /* big messages: keep the ring fed as we go */
 	if (p->ntx == TX_BACKLOG) {
 		t->ctr[DP_CTR_DROP_TX_FULL]++;
 		return NULL;
@@ -182,13 +241,25 @@ static struct port *route_port(dp_transport *t, uint16_t to)
 			static const uint8_t zero[6];
 			r->arp_sent_ns = now;
 			for (int i = 0; i < d->nports; i++)
-				if (pc->port < 0 || pc->port == i)
+				if ((pc->port < 0 || pc->port == i) && port_ready(&d->ports[i]))
 					arp_send(t, &d->ports[i], 1, zero, pc->ip);
 		}
 		t->ctr[DP_CTR_DROP_TX_NO_ROUTE]++;
 		return NULL;
 	}
-	return &d->ports[r->port];
+	struct port *p = &d->ports[r->port];
+	if (keel_unlikely(!port_ready(p))) {
+		t->ctr[DP_CTR_DROP_TX_NO_ROUTE]++;
+		return NULL;
+	}
+	if (keel_unlikely(p->down)) {
+		uint64_t now = keel_now_ns();
+		if (now - p->link_checked_ns < LINK_CHECK_NS || port_link_down(p, now)) {
+			t->ctr[DP_CTR_DROP_TX_NO_ROUTE]++;
+			return NULL;
+		}
+	}
+	return p;
 }
 
 static void put_l2l4(dp_transport *t, struct port *p, uint16_t to, uint8_t *f, size_t keel_len)
@@ -387,6 +458,60 @@ static void release_held(struct dpdk_tp *d)
 	d->nheld = 0;
 }
 
+/*
+ * Arm the rx interrupt of every started port whose link is up: its eventfd
+ * in d->epfd, the interrupt left enabled, so d->epfd becomes readable when
+ * a frame arrives and the node's own poll/ppoll (dp_wait_fd) wakes on it
+ * with everything else it waits for. vhost and virtio-user hand out a new
+ * eventfd when the peer reconnects: a changed fd is registered again.
+ * Every DP_MAINTAIN_NS, on idle turns.
+ */
+static void ports_maintain(struct dpdk_tp *d)
+{
+	for (int i = 0; i < d->nports; i++) {
+		struct port *p = &d->ports[i];
+		if (!p->intr || !port_ready(p))
+			continue;
+		int fd = rte_eth_dev_rx_intr_ctl_q_get_fd(p->id, 0);
+		if (fd < 0) {
+			p->intr_reg = false; /* no peer yet */
+			continue;
+		}
+		if (p->intr_reg && fd == p->intr_fd)
+			continue;
+		int rc = rte_eth_dev_rx_intr_ctl_q(p->id, 0, d->epfd, RTE_INTR_EVENT_ADD, NULL);
+		if (rc == -EEXIST) {
+			rte_eth_dev_rx_intr_ctl_q(p->id, 0, d->epfd, RTE_INTR_EVENT_DEL, NULL);
+			rc = rte_eth_dev_rx_intr_ctl_q(p->id, 0, d->epfd, RTE_INTR_EVENT_ADD, NULL);
+		}
+		p->intr_reg = rc == 0 && rte_eth_dev_rx_intr_enable(p->id, 0) == 0;
+		p->intr_fd = fd;
+	}
+}
+
+/*
+ * d->epfd when every started port can wake it, and nothing waits for ring
+ * space (frames in a backlog need the loop to keep feeding: dp_idle); -1
+ * otherwise (devices without rx interrupts, such as memif, or
+ * dp.rx_intr=0: the caller sleeps in dp_idle, on a timer).
+ */
+static int dpdk_wait_fd(const dp_transport *t)
+{
+	const struct dpdk_tp *d = keel_container_of(t, struct dpdk_tp, base);
+	if (!t->cfg.rx_intr || d->epfd < 0)
+		return -1;
+	int armed = 0;
+	for (int i = 0; i < d->nports; i++) {
+		const struct port *p = &d->ports[i];
+		if (!__atomic_load_n(&p->ready, __ATOMIC_ACQUIRE))
+			continue; /* no traffic before it is up */
+		if (!p->intr || (p->ntx && !p->stalled))
+			return -1;
+		armed += p->intr_reg;
+	}
+	return armed ? d->epfd : -1;
+}
+
 static int dpdk_recv(dp_transport *t, struct dp_msg *msgs, int max)
 {
 	struct dpdk_tp *d = dpdk_of(t);
@@ -395,6 +520,8 @@ static int dpdk_recv(dp_transport *t, struct dp_msg *msgs, int max)
 	int got = 0;
 	for (int k = 0; k < d->nports && d->nheld < max; k++) {
 		int pi = (d->rx_next + k) % d->nports;
+		if (!port_ready(&d->ports[pi]))
+			continue;
 		struct rte_mbuf **pkts = d->held + d->nheld;
 		uint16_t n = rte_eth_rx_burst(d->ports[pi].id, 0, pkts, (uint16_t)(max - d->nheld));
 		d->nheld += n;
@@ -423,6 +550,20 @@ static int dpdk_recv(dp_transport *t, struct dp_msg *msgs, int max)
 		}
 	}
 	d->rx_next = (d->rx_next + 1) % d->nports;
+	if (d->nheld == 0 && d->epfd >= 0) {
+		/*
+		 * An idle turn: clear the interrupts that woke us (DPDK's
+		 * callback reads each ready eventfd), so the next sleep waits
+		 * for new frames. Now and then, re-arm ports (ports_maintain).
+		 */
+		struct rte_epoll_event ev[DP_MAX_PORTS];
+		rte_epoll_wait(d->epfd, ev, DP_MAX_PORTS, 0);
+		uint64_t t_ns = keel_now_ns();
+		if (t_ns - d->maintain_ns > LINK_CHECK_NS) {
+			d->maintain_ns = t_ns;
+			ports_maintain(d);
+		}
+	}
 	/* ARP replies queued above go out now, not a turn later. */
 	if (d->arp_queued) {
 		d->arp_queued = false;
@@ -439,25 +580,16 @@ static void dpdk_sleep(dp_transport *t, uint32_t us)
 		sched_yield();
 		return;
 	}
-	bool intr = t->cfg.rx_intr;
-	for (int i = 0; i < d->nports; i++)
-		intr = intr && d->ports[i].intr;
-	if (!intr) {
+	if (dpdk_wait_fd(t) < 0) {
 		struct timespec ts = { .tv_sec = us / 1000000u,
 				       .tv_nsec = (long)(us % 1000000u) * 1000 };
 		clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, NULL);
 		return;
 	}
-	/*
-	 * A frame that lands between our last poll and the enable may not
-	 * raise the interrupt; the timeout bounds that wait.
-	 */
+	/* The interrupts stay enabled (see ports_maintain): frames that land
+	 * after our last poll have already made the set readable. */
 	struct rte_epoll_event ev[DP_MAX_PORTS];
-	for (int i = 0; i < d->nports; i++)
-		rte_eth_dev_rx_intr_enable(d->ports[i].id, 0);
-	rte_epoll_wait(RTE_EPOLL_PER_THREAD, ev, d->nports, (int)((us + 999) / 1000));
-	for (int i = 0; i < d->nports; i++)
-		rte_eth_dev_rx_intr_disable(d->ports[i].id, 0);
+	rte_epoll_wait(d->epfd, ev, DP_MAX_PORTS, (int)((us + 999) / 1000));
 }
 
 /* Runs on the EAL interrupt thread (an alarm callback), see dpdk_close. */
@@ -465,6 +597,8 @@ static void close_ports_cb(void *arg)
 {
 	struct dpdk_tp *d = arg;
 	for (int i = 0; i < d->nports; i++) {
+		if (!port_ready(&d->ports[i]))
+			continue;
 		rte_eth_dev_stop(d->ports[i].id);
 		rte_eth_dev_close(d->ports[i].id);
 	}
@@ -475,7 +609,14 @@ static void dpdk_close(dp_transport *t)
 {
 	struct dpdk_tp *d = dpdk_of(t);
 	release_held(d);
+	/* From here a deferred port's thread leaves its port alone. */
+	pthread_mutex_lock(&d->lock);
+	d->closing = true;
+	int pending = d->pending;
+	pthread_mutex_unlock(&d->lock);
 	for (int i = 0; i < d->nports; i++) {
+		if (!port_ready(&d->ports[i]))
+			continue;
 		if (d->ports[i].ntx)
 			rte_pktmbuf_free_bulk(d->ports[i].tx, (unsigned)d->ports[i].ntx);
 		/*
@@ -512,8 +653,19 @@ static void dpdk_close(dp_transport *t)
 			nanosleep(&ts, NULL);
 		}
 	}
+	if (pending) {
+		/*
+		 * A deferred port's thread still waits for its peer inside the
+		 * driver's probe (it cannot be interrupted) and will look at d
+		 * when it returns: d stays, for process exit to take.
+		 */
+		eal_state = EAL_GONE;
+		return;
+	}
 	rte_mempool_free(d->mp);
 	rte_mempool_free(d->ext_mp);
+	if (d->epfd >= 0)
+		close(d->epfd);
 	dp_base_fini(t);
 	rte_free(d);
 	/*
@@ -541,9 +693,85 @@ static const struct dp_ops dpdk_ops = {
 	.flush = dpdk_flush,
 	.recv = dpdk_recv,
 	.sleep = dpdk_sleep,
+	.wait_fd = dpdk_wait_fd,
 	.close = dpdk_close,
 	.peer_changed = dpdk_peer_changed,
 };
+
+/* The value of devargs key `key` ("path" in "net_x0,path=/a,b=1") into out; false if absent. */
+static bool devarg(const char *dev, const char *key, char *out, size_t outlen)
+{
+	size_t klen = strlen(key);
+	for (const char *a = strchr(dev, ','); a; a = strchr(a + 1, ',')) {
+		if (strncmp(a + 1, key, klen) == 0 && a[1 + klen] == '=') {
+			const char *v = a + 2 + klen;
+			snprintf(out, outlen, "%.*s", (int)strcspn(v, ","), v);
+			return true;
+		}
+	}
+	return false;
+}
+
+/*
+ * The unix socket a virtual device listens on: net_vhost (unless
+ * client=1), net_virtio_user with server=1, net_memif as server (its
+ * default) on a file socket. "" when the device does not listen.
+ */
+static void listen_socket(const char *dev, char *path, size_t len)
+{
+	char v[16];
+	path[0] = 0;
+	if (strncmp(dev, "net_vhost", 9) == 0) {
+		if (!(devarg(dev, "client", v, sizeof(v)) && strcmp(v, "0") != 0))
+			devarg(dev, "iface", path, len);
+	} else if (strncmp(dev, "net_virtio_user", 15) == 0) {
+		if (devarg(dev, "server", v, sizeof(v)) && strcmp(v, "0") != 0)
+			devarg(dev, "path", path, len);
+	} else if (strncmp(dev, "net_memif", 9) == 0) {
+		bool server = !devarg(dev, "role", v, sizeof(v)) || strcmp(v, "server") == 0;
+		bool file = devarg(dev, "socket-abstract", v, sizeof(v)) && strcmp(v, "no") == 0;
+		if (server && file)
+			devarg(dev, "socket", path, len);
+	}
+}
+
+/*
+ * A node killed with SIGKILL leaves the unix sockets its devices listened
+ * on; the drivers then fail to bind ("Address already in use") when it
+ * restarts. Remove such a file when nothing accepts on it (ECONNREFUSED:
+ * its listener is gone); a socket someone still listens on is left alone
+ * and the device fails with the driver's message.
+ */
+static void remove_stale_sockets(const struct dp_config *c)
+{
+	for (int i = 0; i < c->ndevices; i++) {
+		struct sockaddr_un a = { .sun_family = AF_UNIX };
+		struct stat st;
+		listen_socket(c->device[i], a.sun_path, sizeof(a.sun_path));
+		if (!a.sun_path[0] || lstat(a.sun_path, &st) != 0 || !S_ISSOCK(st.st_mode))
+			continue;
+		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			continue;
+		if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0 && errno == ECONNREFUSED &&
+		    unlink(a.sun_path) == 0)
+			fprintf(stderr, "dataplane dpdk: dp.device.%d: removed stale socket %s\n",
+				i, a.sun_path);
+		close(fd);
+	}
+}
+
+/*
+ * A device whose probe blocks until the peer connects: net_virtio_user in
+ * server mode accepts its vhost client inside the probe. Probed by EAL at
+ * start, a peer that is down would hold the whole node in rte_eal_init.
+ */
+static bool probe_waits_for_peer(const char *dev)
+{
+	char v[16];
+	return strncmp(dev, "net_virtio_user", 15) == 0 && devarg(dev, "server", v, sizeof(v)) &&
+	       strcmp(v, "0") != 0;
+}
 
 static int eal_up(const struct dp_config *c, char *err, size_t errlen)
 {
@@ -558,7 +786,13 @@ static int eal_up(const struct dp_config *c, char *err, size_t errlen)
 		snprintf(err, errlen, "dataplane dpdk: EAL was closed and cannot restart");
 		return KEEL_E_STATE;
 	}
-	int argc = dp_eal_args(c, argv, EAL_ARGS_MAX, buf, sizeof(buf));
+	/* Deferred devices are probed later, by their own thread (defer_port). */
+	struct dp_config ec = *c;
+	ec.ndevices = 0;
+	for (int i = 0; i < c->ndevices; i++)
+		if (!probe_waits_for_peer(c->device[i]))
+			memcpy(ec.device[ec.ndevices++], c->device[i], sizeof(c->device[i]));
+	int argc = dp_eal_args(&ec, argv, EAL_ARGS_MAX, buf, sizeof(buf));
 	if (argc < 0) {
 		snprintf(err, errlen, "dataplane dpdk: EAL arguments too long");
 		return argc;
@@ -568,6 +802,7 @@ static int eal_up(const struct dp_config *c, char *err, size_t errlen)
 	for (int i = 0; i < argc && used < sizeof(line); i++)
 		used += (size_t)snprintf(line + used, sizeof(line) - used, "%s%s", i ? " " : "",
 					 argv[i]);
+	remove_stale_sockets(c);
 	if (rte_eal_init(argc, argv) < 0) {
 		snprintf(err, errlen, "dataplane dpdk: EAL init failed (%s): %s",
 			 rte_strerror(rte_errno), line);
@@ -668,8 +903,80 @@ static int port_up(struct dpdk_tp *d, int idx, char *err, size_t errlen)
 	struct rte_ether_addr mac;
 	rte_eth_macaddr_get(pid, &mac);
 	memcpy(p->mac, mac.addr_bytes, 6);
-	p->intr = conf.intr_conf.rxq && rte_eth_dev_rx_intr_ctl_q(pid, 0, RTE_EPOLL_PER_THREAD,
-								  RTE_INTR_EVENT_ADD, NULL) == 0;
+	p->intr = conf.intr_conf.rxq; /* armed by ports_maintain */
+	return 0;
+}
+
+struct defer_job {
+	struct dpdk_tp *d;
+	int idx;
+};
+
+/*
+ * The thread of one deferred port: probe it (waiting for the peer as long
+ * as it takes), bring it up, and publish it to the polling thread, which
+ * uses a port only once `ready` is set (release; port_ready acquires).
+ */
+static void *defer_main(void *arg)
+{
+	struct defer_job j = *(struct defer_job *)arg;
+	free(arg);
+	struct dpdk_tp *d = j.d;
+	const char *dev = d->base.cfg.device[j.idx];
+	char name[DP_DEVARGS_MAX], err[DP_DEVARGS_MAX + 128];
+	snprintf(name, sizeof(name), "%s", dev);
+	size_t nlen = strcspn(name, ",");
+	name[nlen] = 0;
+	int rc = rte_eal_hotplug_add("vdev", name, dev[nlen] ? dev + nlen + 1 : "");
+	pthread_mutex_lock(&d->lock);
+	if (!d->closing) {
+		if (rc < 0)
+			snprintf(err, sizeof(err), "dp.device.%d '%s': probe: %s", j.idx, dev,
+				 rte_strerror(-rc));
+		else
+			rc = port_up(d, j.idx, err, sizeof(err));
+		if (rc == 0) {
+			__atomic_store_n(&d->ports[j.idx].ready, true, __ATOMIC_RELEASE);
+			fprintf(stderr,
+				"dataplane dpdk: dp.device.%d: %s is up (its peer connected)\n",
+				j.idx, name);
+		} else {
+			fprintf(stderr, "dataplane dpdk: %s; the node runs without this link\n",
+				err);
+		}
+	}
+	d->pending--;
+	pthread_mutex_unlock(&d->lock);
+	return NULL;
+}
+
+static int defer_port(struct dpdk_tp *d, int idx, char *err, size_t errlen)
+{
+	struct defer_job *j = malloc(sizeof(*j));
+	pthread_t th;
+	pthread_attr_t a;
+	if (!j) {
+		snprintf(err, errlen, "dp.device.%d: out of memory", idx);
+		return KEEL_E_NOMEM;
+	}
+	*j = (struct defer_job){ .d = d, .idx = idx };
+	pthread_mutex_lock(&d->lock);
+	d->pending++;
+	pthread_mutex_unlock(&d->lock);
+	pthread_attr_init(&a);
+	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+	int rc = pthread_create(&th, &a, defer_main, j);
+	pthread_attr_destroy(&a);
+	if (rc != 0) {
+		free(j);
+		pthread_mutex_lock(&d->lock);
+		d->pending--;
+		pthread_mutex_unlock(&d->lock);
+		snprintf(err, errlen, "dp.device.%d: cannot start its thread: %s", idx,
+			 strerror(rc));
+		return -rc;
+	}
+	pthread_setname_np(th, "keel-dp-link");
 	return 0;
 }
 
@@ -687,6 +994,10 @@ int dp_dpdk_open(const struct dp_config *c, dp_transport **out, char *err, size_
 	if (rc)
 		return rc;
 	struct dpdk_tp *d = rte_zmalloc("keel_dp", sizeof(*d), RTE_CACHE_LINE_SIZE);
+	if (d) {
+		pthread_mutex_init(&d->lock, NULL);
+		d->epfd = epoll_create1(EPOLL_CLOEXEC);
+	}
 	if (!d) {
 		snprintf(err, errlen, "dataplane dpdk: out of memory (dp.memory_mb=%u)",
 			 c->memory_mb);
@@ -723,7 +1034,12 @@ int dp_dpdk_open(const struct dp_config *c, dp_transport **out, char *err, size_
 		goto fail;
 	}
 	for (int i = 0; i < c->ndevices; i++) {
-		rc = port_up(d, i, err, errlen);
+		if (probe_waits_for_peer(c->device[i])) {
+			rc = defer_port(d, i, err, errlen);
+		} else {
+			rc = port_up(d, i, err, errlen);
+			d->ports[i].ready = rc == 0;
+		}
 		if (rc)
 			goto fail;
 		d->nports++;

@@ -3132,8 +3132,9 @@ int keeld_transport_config(const struct keeld *k, struct dp_config *dc, char *er
 	/* Room for a batch of large entries in one AppendEntries. */
 	SET("dp.max_msg_bytes", "%u", 32u << 20);
 	SET("dp.reasm_mem_mb", "%u", 256u);
-	/* DPDK (no fd to sleep on, see idle_wait): wake often enough that a
-	 * client write waits little for the pipeline. */
+	/* DPDK links without rx interrupts (memif) give no fd to sleep on
+	 * (idle_wait uses dp_idle): wake often enough that a client write
+	 * waits little for the pipeline. */
 	SET("dp.sleep_us", "%u", 500u);
 	for (uint32_t i = 0; i < c->n_servers; i++) {
 		const struct node_server *s = &c->servers[i];

@@ -8,6 +8,8 @@ Traffic stays on 127.0.0.1.
 
     with Cluster.create(kind="keel" | "zookeeper", size=3) as c:
         c.connect_string()         # "127.0.0.1:p1,127.0.0.1:p2,127.0.0.1:p3"
+        (keel: transport="dpdk" puts peer traffic on DPDK virtual devices,
+         see KeelCluster.dpdk_lines; the default is kernel UDP)
         c.kill(i); c.start(i)      # kill -9 and restart node i (0-based)
         c.pause(i); c.resume(i)    # SIGSTOP / SIGCONT
 """
@@ -86,8 +88,9 @@ class Cluster:
     kind = "?"
 
     def __init__(self, size, tick_ms=200, extra=None, admin_token=None, learners=(),
-                 initial=None):
+                 initial=None, transport="udp"):
         self.size = size
+        self.transport = transport  # keel: "udp" or "dpdk"
         # keel: ids listed as ":observer" (Raft learners); the first `initial`
         # nodes are started on entry (the others by start(i)).
         self.learners = set(learners)
@@ -190,6 +193,10 @@ class Cluster:
             except Exception:
                 pass
         shutil.rmtree(self.dir, ignore_errors=True)
+        self.cleanup_runtime()
+
+    def cleanup_runtime(self):
+        """Files a node leaves outside self.dir (keel on DPDK: EAL's run directory)."""
 
     def tail(self, n, lines=20):
         try:
@@ -301,8 +308,12 @@ class KeelCluster(Cluster):
         lines = ["tickTime=%d" % self.tick_ms, "initLimit=10", "syncLimit=5",
                  "dataDir=%s" % data, "clientPort=%d" % n.client_port,
                  "clientPortAddress=127.0.0.1", "maxClientCnxns=0",
-                 "4lw.commands.whitelist=*", "keel.transport=udp",
+                 "4lw.commands.whitelist=*",
                  "keel.electionTimeoutMs=300", "keel.heartbeatMs=50"]
+        if self.transport == "dpdk":
+            lines += self.dpdk_lines(n)
+        else:
+            lines.append("keel.transport=udp")
         if self.size > 1:
             for m in self.nodes:
                 lines.append("server.%d=127.0.0.1:%d%s" % (
@@ -316,6 +327,44 @@ class KeelCluster(Cluster):
         lines += self.extra
         with open(os.path.join(n.workdir, "zoo.cfg"), "w") as f:
             f.write("\n".join(lines) + "\n")
+
+    def dpdk_prefix(self, n):
+        """EAL --file-prefix of node n: unique per cluster, so clusters coexist."""
+        return "%s-n%d" % (os.path.basename(self.dir), n.id)
+
+    def dpdk_lines(self, n):
+        """Peer traffic over DPDK virtual devices: one vhost-user link per pair
+        of nodes (2 ports per node in a 3-node mesh), `--no-huge`. For the pair
+        (a, b), a < b: a runs net_virtio_user in server mode, b net_vhost in
+        client mode, on the unix socket self.dir/l<a><b>.sock. Both drivers
+        reconnect by themselves when the other end is killed and restarted
+        (the vhost client retries every second; the virtio-user server accepts
+        the new client), so any node can be killed and restarted. A
+        virtio-user server waits in EAL start-up until its client connects:
+        a node starts once the peers it serves are up. Routes are static
+        (dp.peer_port/dp.peer_mac): no ARP, nothing stale after a restart."""
+        lines = ["keel.transport=dpdk", "dp.file_prefix=%s" % self.dpdk_prefix(n)]
+        k = 0
+        for m in self.nodes:
+            if m.id == n.id:
+                continue
+            lo, hi = sorted((n.id, m.id))
+            sock = os.path.join(self.dir, "l%d-%d.sock" % (lo, hi))
+            if n.id == lo:
+                dev = ("net_virtio_user%d,path=%s,server=1,queues=1,queue_size=1024,"
+                       "mac=02:00:00:00:%02x:%02x" % (k, sock, n.id, k))
+            else:
+                dev = "net_vhost%d,iface=%s,client=1,queues=1" % (k, sock)
+            lines += ["dp.device.%d=%s" % (k, dev), "dp.peer_port.%d=%d" % (m.id, k),
+                      "dp.peer_mac.%d=02:00:00:00:%02x:ff" % (m.id, m.id)]
+            k += 1
+        return lines
+
+    def cleanup_runtime(self):
+        if self.transport == "dpdk":
+            for n in self.nodes:
+                shutil.rmtree(os.path.join("/var/run/dpdk", self.dpdk_prefix(n)),
+                              ignore_errors=True)
 
     def admin_addresses(self, nodes=None):
         return ",".join("127.0.0.1:%d" % n.admin_port
