@@ -103,6 +103,7 @@ struct pipeline {
 	uint32_t zxid_counter;
 
 	uint64_t last_touch_ns, last_scan_ns, last_container_ns, last_stale_ns;
+	struct keeld_cscan *cscan; /* NULL: not started (no container/TTL deletions) */
 	uint64_t seen_term;
 	uint32_t seen_leader;
 	enum raft_role seen_role;
@@ -794,14 +795,18 @@ static int container_due(void *ctx, const char *name, size_t len)
 }
 
 /* The leader deletes empty containers and expired TTL nodes (ZooKeeper's
- * ContainerManager), about once a second. */
+ * ContainerManager), about once a second. The walk over every znode runs on
+ * the cscan helper (cscan.c): here it stalled every write for its length. */
 static void container_work(struct pipeline *p, uint64_t now)
 {
-	if (raft_role(p->r) != RAFT_LEADER || now - p->last_container_ns < 1000000000u)
+	if (raft_role(p->r) != RAFT_LEADER || !p->cscan)
+		return;
+	struct cont_ctx c = { p };
+	keeld_cscan_take(p->cscan, container_due, &c);
+	if (now - p->last_container_ns < 1000000000u)
 		return;
 	p->last_container_ns = now;
-	struct cont_ctx c = { p };
-	(void)kv_expired_containers(kv_view_get(keeld_kv(p->k)), wall_ms(), container_due, &c);
+	keeld_cscan_kick(p->cscan, wall_ms());
 }
 
 /* ------------------------------------------------------------ snapshots */
@@ -1659,6 +1664,8 @@ static void *pipeline_main(void *arg)
 			forward_held(p);
 			session_work(p, now);
 		}
+		/* One send per client connection for all the replies of this turn. */
+		zk_server_cork(k->zk);
 		struct raft_update u;
 		if (raft_ready(p->r, &u)) {
 			work = true;
@@ -1687,6 +1694,7 @@ static void *pipeline_main(void *arg)
 		work |= poll_wal(p);
 		atomic_store(&k->applying, false);
 		keeld_serve_barrier(k, turn);
+		zk_server_uncork(k->zk);
 		uint64_t t1 = keel_now_ns();
 		p->busy_ns += t1 - now;
 		if (work) {
@@ -1975,7 +1983,16 @@ int keeld_pipeline_open(struct keeld *k)
 
 int keeld_pipeline_start(struct keeld *k)
 {
-	int rc = pthread_create(&k->pl_thread, NULL, pipeline_main, k);
+	int rc = keeld_cscan_start(k, &k->pl->cscan);
+	if (rc < 0) {
+		keeld_log("startup: container scan thread: %s", keel_strerror(rc));
+		return rc;
+	}
+	rc = pthread_create(&k->pl_thread, NULL, pipeline_main, k);
+	if (rc) {
+		keeld_cscan_stop(k->pl->cscan);
+		k->pl->cscan = NULL;
+	}
 	return rc ? -rc : 0;
 }
 
@@ -1985,6 +2002,8 @@ void keeld_pipeline_stop(struct keeld *k)
 	uint64_t one = 1;
 	(void)!write(k->evfd, &one, sizeof(one));
 	pthread_join(k->pl_thread, NULL);
+	keeld_cscan_stop(k->pl->cscan);
+	k->pl->cscan = NULL;
 }
 
 void keeld_pipeline_close(struct keeld *k)
