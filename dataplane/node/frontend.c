@@ -160,6 +160,20 @@ void keeld_preq_free(struct preq *r)
 	free(r);
 }
 
+/*
+ * After queueing under fe_mu: wake the pipeline if it sleeps. Pairs with
+ * idle_wait(), which sets pl_asleep and then looks at the queues: either it
+ * sees what was queued, or this sees the flag (seq_cst on both sides).
+ */
+static void wake_pipeline(struct keeld *k)
+{
+	atomic_thread_fence(memory_order_seq_cst);
+	if (atomic_load(&k->pl_asleep)) {
+		uint64_t one = 1;
+		(void)!write(k->evfd, &one, sizeof(one));
+	}
+}
+
 void keeld_queue(struct keeld *k, struct preq *r)
 {
 	pthread_mutex_lock(&k->fe_mu);
@@ -173,8 +187,7 @@ void keeld_queue(struct keeld *k, struct preq *r)
 			s->outstanding++;
 	}
 	pthread_mutex_unlock(&k->fe_mu);
-	uint64_t one = 1;
-	(void)!write(k->evfd, &one, sizeof(one));
+	wake_pipeline(k);
 }
 
 void keeld_write_done(struct keeld *k, int64_t sid)
@@ -762,7 +775,8 @@ static void handle_write(struct keeld *k, const struct zk_call *call, const stru
 {
 	struct arena ar = { .n = 0 };
 	struct preq *r = preq_new(call, PREQ_TXN);
-	struct kv_op *ops = NULL;
+	struct kv_op *ops = NULL; /* a multi's ops (heap) */
+	struct kv_op op1;         /* a single op: no allocation per write */
 	int err = ZK_OK;
 	if (!r) {
 		err = ZK_ESYSTEM;
@@ -808,17 +822,12 @@ static void handle_write(struct keeld *k, const struct zk_call *call, const stru
 			goto out;
 		}
 	} else {
-		ops = calloc(1, sizeof(*ops));
-		if (!ops) {
-			err = ZK_ESYSTEM;
-			goto out;
-		}
-		err = op_build(k, req, s, &ar, ops);
+		err = op_build(k, req, s, &ar, &op1);
 		if (err)
 			goto out;
-		txn.type = ops[0].type;
+		txn.type = op1.type;
 		txn.nops = 1;
-		txn.ops = ops;
+		txn.ops = &op1;
 	}
 	err = preq_encode(r, &txn);
 	if (err)
@@ -1027,8 +1036,7 @@ static bool defer_to_turn(struct keeld *k, const struct zk_call *call, const str
 	*k->barrier_tail = d;
 	k->barrier_tail = &d->next;
 	pthread_mutex_unlock(&k->fe_mu);
-	uint64_t one = 1;
-	(void)!write(k->evfd, &one, sizeof(one));
+	wake_pipeline(k);
 	return true;
 }
 

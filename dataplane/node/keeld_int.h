@@ -123,6 +123,9 @@ struct keeld {
 	uint32_t n_sess;
 	struct preq *q_head, **q_tail;
 	int evfd;
+	/* The pipeline is in (or entering) its idle sleep: only then do the
+	 * front end's requests cost an eventfd write to wake it (idle_wait). */
+	atomic_bool pl_asleep;
 	uint64_t next_req_id;
 	uint32_t session_counter;
 

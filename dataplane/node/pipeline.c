@@ -1554,8 +1554,6 @@ static bool mg_turn(struct pipeline *p, uint64_t now)
 static bool drain_queue(struct pipeline *p)
 {
 	struct keeld *k = p->k;
-	uint64_t v;
-	(void)!read(k->evfd, &v, sizeof(v));
 	pthread_mutex_lock(&k->fe_mu);
 	struct preq *head = k->q_head;
 	struct preq **tail = k->q_tail;
@@ -1605,7 +1603,21 @@ static void idle_wait(struct pipeline *p, uint64_t *idle_since)
 		uint64_t wait = p->next_tick_ns > now ? p->next_tick_ns - now : 0;
 		struct timespec ts = { .tv_sec = (time_t)(wait / 1000000000u),
 				       .tv_nsec = (long)(wait % 1000000000u) };
-		(void)ppoll(pf, n, &ts, NULL);
+		/* From here the front end writes evfd for what it queues (not
+		 * while this thread is awake: no syscall per request); what it
+		 * queued before seeing the flag is looked at first. */
+		atomic_store(&k->pl_asleep, true);
+		atomic_thread_fence(memory_order_seq_cst);
+		pthread_mutex_lock(&k->fe_mu);
+		bool queued = k->q_head || k->barrier;
+		pthread_mutex_unlock(&k->fe_mu);
+		if (!queued)
+			(void)ppoll(pf, n, &ts, NULL);
+		atomic_store(&k->pl_asleep, false);
+		if (!queued && (pf[0].revents & POLLIN)) {
+			uint64_t v;
+			(void)!read(k->evfd, &v, sizeof(v));
+		}
 	}
 	kv_thread_online();
 }
