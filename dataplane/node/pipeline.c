@@ -1568,22 +1568,19 @@ static bool drain_queue(struct pipeline *p)
 }
 
 /*
- * Nothing to do this turn: yield for a short while (a reply is often about
- * to arrive), then sleep on the peer socket, the front end's eventfd and the
- * log's completion fd until one fires or the next tick is due -- so idle
- * nodes cost next to no CPU and a client write wakes the pipeline at once.
- * DPDK (no fd) falls back to dp_idle()'s own policy.
+ * Nothing to do this turn: sleep on the peer socket, the front end's eventfd
+ * and the log's completion fd until one fires or the next tick is due -- so
+ * idle nodes cost next to no CPU and a client write wakes the pipeline at
+ * once. No spin first: 50 us of sched_yield turns (3-5 syscalls each) cost
+ * 4-8 syscalls per setData at saturation and half the server CPU of a
+ * single client, and on this shared 2-core machine gave no lower latency
+ * (bench/RESULTS.md, "keel's write path"). DPDK (no fd) falls back to
+ * dp_idle()'s own policy, which spins when configured to.
  */
-static void idle_wait(struct pipeline *p, uint64_t *idle_since)
+static void idle_wait(struct pipeline *p)
 {
 	struct keeld *k = p->k;
 	uint64_t now = keel_now_ns();
-	if (!*idle_since)
-		*idle_since = now;
-	if (now - *idle_since < 50000u) {
-		sched_yield();
-		return;
-	}
 	int dfd = p->t ? dp_wait_fd(p->t) : -1;
 	kv_thread_offline();
 	if (p->t && dfd < 0) {
@@ -1628,7 +1625,6 @@ static void *pipeline_main(void *arg)
 	struct pipeline *p = k->pl;
 	kv_thread_register();
 	struct dp_msg msgs[DP_BURST];
-	uint64_t idle_since = 0;
 	p->next_tick_ns = keel_now_ns() + p->tick_ns;
 	while (!atomic_load(&k->stop)) {
 		bool work = false;
@@ -1709,11 +1705,9 @@ static void *pipeline_main(void *arg)
 		zk_server_uncork(k->zk);
 		uint64_t t1 = keel_now_ns();
 		p->busy_ns += t1 - now;
-		if (work) {
-			idle_since = 0;
+		if (work)
 			continue;
-		}
-		idle_wait(p, &idle_since);
+		idle_wait(p);
 		p->idle_ns += keel_now_ns() - t1;
 	}
 	kv_thread_unregister();
