@@ -135,9 +135,27 @@ void keeld_cscan_kick(struct keeld_cscan *c, int64_t now_ms)
 	pthread_mutex_unlock(&c->mu);
 }
 
-void keeld_cscan_take(struct keeld_cscan *c, int (*fn)(void *ctx, const char *name, size_t len),
-		      void *ctx)
+/*
+ * The walk saw an older state than the one the deletion will follow: a TTL
+ * node written to, or a container given a child, meanwhile must stay. So the
+ * walk's test (kv_expired_containers) is made again on the current state.
+ */
+static bool still_due(const struct kv_view *v, const char *name, uint32_t len, int64_t now_ms)
 {
+	struct kv_node n;
+	if (kv_get(v, name, len, &n) != ZK_OK || n.stat.num_children != 0)
+		return false;
+	int64_t o = n.stat.ephemeral_owner;
+	if (o == KV_OWNER_CONTAINER)
+		return n.stat.cversion > 0;
+	return (o & KV_OWNER_TTL_MASK) == KV_OWNER_TTL_MASK &&
+	       now_ms - n.stat.mtime_ms > (o & KV_TTL_MAX_MS);
+}
+
+void keeld_cscan_take(struct keeld_cscan *c, int64_t now_ms,
+		      int (*fn)(void *ctx, const char *name, size_t len), void *ctx)
+{
+	const struct kv_view *v = kv_view_get(keeld_kv(c->k));
 	/* Never wait for a walk: the pipeline looks again next turn. */
 	if (pthread_mutex_trylock(&c->mu) != 0)
 		return;
@@ -146,7 +164,7 @@ void keeld_cscan_take(struct keeld_cscan *c, int (*fn)(void *ctx, const char *na
 		memcpy(&l, c->ready + c->ready_off, 4);
 		const char *name = (const char *)c->ready + c->ready_off + 4;
 		c->ready_off += 4 + (size_t)l;
-		if (fn(ctx, name, l))
+		if (still_due(v, name, l, now_ms) && fn(ctx, name, l))
 			break;
 	}
 	if (c->ready_off >= c->ready_len) {

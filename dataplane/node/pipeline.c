@@ -802,11 +802,12 @@ static void container_work(struct pipeline *p, uint64_t now)
 	if (raft_role(p->r) != RAFT_LEADER || !p->cscan)
 		return;
 	struct cont_ctx c = { p };
-	keeld_cscan_take(p->cscan, container_due, &c);
+	int64_t now_ms = wall_ms();
+	keeld_cscan_take(p->cscan, now_ms, container_due, &c);
 	if (now - p->last_container_ns < 1000000000u)
 		return;
 	p->last_container_ns = now;
-	keeld_cscan_kick(p->cscan, wall_ms());
+	keeld_cscan_kick(p->cscan, now_ms);
 }
 
 /* ------------------------------------------------------------ snapshots */

@@ -336,7 +336,9 @@ static int queue_reply(struct zk_server *s, struct conn *c, uint64_t seq, const 
 		mark_dead(s, c);
 		return rc;
 	}
-	if (tls_cork == s) {
+	/* A slot closed and reused within one cork can be listed twice: when the
+	 * list is full, this reply goes out at once. */
+	if (tls_cork == s && (c->corked || s->n_corked < s->cfg.max_connections)) {
 		if (!c->corked) {
 			c->corked = true;
 			s->corked[s->n_corked++] = (uint32_t)(c - s->conns);
