@@ -277,7 +277,9 @@ struct ctl {
 };
 
 typedef int (*ctl_encode_fn)(void *arg, size_t i, uint8_t *buf, size_t cap, int32_t xid);
-typedef int (*ctl_reply_fn)(void *arg, size_t i, const struct kb_reply *r);
+/* r: the ReplyHeader (xid, zxid, err); rec/len: the whole record, for a body. */
+typedef int (*ctl_reply_fn)(void *arg, size_t i, const struct zk_response *r, const uint8_t *rec,
+			    size_t len);
 
 static int ctl_open(struct ctl *c, const struct kb_opts *o, char *err, size_t err_len)
 {
@@ -336,14 +338,14 @@ static int ctl_pipeline(struct ctl *c, size_t n, ctl_encode_fn enc, ctl_reply_fn
 			rc = read_frame(c->fd, &c->in, &c->in_cap, &c->in_len);
 			if (rc < 0)
 				return rc;
-			struct kb_reply r;
-			if ((rc = kb_wire_get_reply(c->in, c->in_len, &r)) < 0)
+			struct zk_response r;
+			if ((rc = kb_wire_get_reply(c->in, c->in_len, ZK_OP_PING, &r)) < 0)
 				return rc;
 			if (r.xid == KB_XID_WATCH || r.xid == KB_XID_PING)
 				continue;
 			if (r.xid != first_xid + (int32_t)got)
 				return KEEL_E_MALFORMED;
-			if ((rc = rep(arg, got, &r)) < 0)
+			if ((rc = rep(arg, got, &r, c->in, c->in_len)) < 0)
 				return rc;
 			got++;
 		}
@@ -380,9 +382,12 @@ static int enc_create_key(void *arg, size_t i, uint8_t *buf, size_t cap, int32_t
 				  KB_CREATE_PERSISTENT);
 }
 
-static int rep_create_key(void *arg, size_t i, const struct kb_reply *r)
+static int rep_create_key(void *arg, size_t i, const struct zk_response *r, const uint8_t *rec,
+			  size_t len)
 {
 	struct setup_ctx *s = arg;
+	(void)rec;
+	(void)len;
 	if (r->err == ZK_ENODEEXISTS) {
 		if (s->retry)
 			s->retry[s->n_retry++] = i;
@@ -399,10 +404,13 @@ static int enc_set_retry(void *arg, size_t i, uint8_t *buf, size_t cap, int32_t 
 	return kb_wire_put_setdata(buf, cap, xid, s->path, s->value, s->o->value_size, -1);
 }
 
-static int rep_check_ok(void *arg, size_t i, const struct kb_reply *r)
+static int rep_check_ok(void *arg, size_t i, const struct zk_response *r, const uint8_t *rec,
+			size_t len)
 {
 	struct setup_ctx *s = arg;
 	(void)i;
+	(void)rec;
+	(void)len;
 	if (r->err != 0 && s->first_err == 0)
 		s->first_err = r->err;
 	return 0;
@@ -472,8 +480,7 @@ struct list_ctx {
 	const char *path;
 	int32_t count;
 	int32_t stat_children;
-	uint8_t *body; /* copy of the getChildren body, for cleanup */
-	size_t body_len;
+	struct zk_strs names; /* the getChildren names (raw: a copy), for cleanup */
 	int err;
 };
 
@@ -484,30 +491,39 @@ static int enc_list(void *arg, size_t i, uint8_t *buf, size_t cap, int32_t xid)
 		      : kb_wire_put_exists(buf, cap, xid, l->path, false);
 }
 
-static int rep_list(void *arg, size_t i, const struct kb_reply *r)
+static int rep_list(void *arg, size_t i, const struct zk_response *r, const uint8_t *rec,
+		    size_t len)
 {
 	struct list_ctx *l = arg;
 	if (r->err) {
 		l->err = r->err;
 		return 0;
 	}
-	if (i == 1)
-		return kb_wire_get_stat_children(r->body, r->body_len, &l->stat_children);
-	int rc = kb_wire_get_children_count(r->body, r->body_len, &l->count);
+	struct zk_response full;
+	int rc = kb_wire_get_reply(rec, len, i == 1 ? ZK_OP_EXISTS : ZK_OP_GET_CHILDREN, &full);
 	if (rc < 0)
 		return rc;
-	l->body = malloc(r->body_len);
-	if (!l->body)
+	if (i == 1) {
+		l->stat_children = full.stat.num_children;
+		return 0;
+	}
+	if (full.children.count < 0)
+		return KEEL_E_MALFORMED;
+	l->count = full.children.count;
+	/* The reply buffer is reused: keep the names' bytes for the cleanup. */
+	uint8_t *copy = malloc(full.children.raw_len ? full.children.raw_len : 1);
+	if (!copy)
 		return KEEL_E_NOMEM;
-	memcpy(l->body, r->body, r->body_len);
-	l->body_len = r->body_len;
+	memcpy(copy, full.children.raw, full.children.raw_len);
+	l->names = full.children;
+	l->names.raw = copy;
 	return 0;
 }
 
 struct del_ctx {
 	const char *parent;
-	const uint8_t *body;
-	size_t body_len, off;
+	const struct zk_strs *names;
+	struct zk_iter it;
 	uint64_t deleted;
 	int first_err;
 };
@@ -515,25 +531,27 @@ struct del_ctx {
 static int enc_del_child(void *arg, size_t i, uint8_t *buf, size_t cap, int32_t xid)
 {
 	struct del_ctx *d = arg;
-	const char *name;
-	int32_t nl;
+	struct zk_str name;
 	char path[KB_MAX_PATH_LEN * 2];
 	(void)i;
-	if (kb_wire_next_child(d->body, d->body_len, &d->off, &name, &nl) < 0)
+	struct zk_iter at = d->it;
+	if (!zk_strs_next(d->names, &d->it, &name) || name.len < 0)
 		return KEEL_E_MALFORMED;
-	int l = snprintf(path, sizeof(path), "%s/%.*s", d->parent, (int)nl, name);
+	int l = snprintf(path, sizeof(path), "%s/%.*s", d->parent, (int)name.len, name.ptr);
 	if (l < 0 || (size_t)l >= sizeof(path))
 		return KEEL_E_TOO_BIG;
 	int k = kb_wire_put_delete(buf, cap, xid, path, -1);
 	if (k == KEEL_E_TOO_BIG) /* ctl_pipeline flushes and calls again: step back */
-		d->off -= 4 + (size_t)nl;
+		d->it = at;
 	return k;
 }
 
-static int rep_del(void *arg, size_t i, const struct kb_reply *r)
+static int rep_del(void *arg, size_t i, const struct zk_response *r, const uint8_t *rec, size_t len)
 {
 	struct del_ctx *d = arg;
 	(void)i;
+	(void)rec;
+	(void)len;
 	if (r->err == 0)
 		d->deleted++;
 	else if (d->first_err == 0)
@@ -547,11 +565,14 @@ static int enc_del_path(void *arg, size_t i, uint8_t *buf, size_t cap, int32_t x
 	return kb_wire_put_delete(buf, cap, xid, arg, -1);
 }
 
-static int rep_ignore(void *arg, size_t i, const struct kb_reply *r)
+static int rep_ignore(void *arg, size_t i, const struct zk_response *r, const uint8_t *rec,
+		      size_t len)
 {
 	(void)arg;
 	(void)i;
 	(void)r;
+	(void)rec;
+	(void)len;
 	return 0;
 }
 
@@ -586,20 +607,18 @@ static int verify_and_cleanup(struct ctl *c, const struct kb_opts *o, struct sha
 		if (rc < 0) {
 			snprintf(err, err_len, "listing %.120s: %s", sh->parent,
 				 l.err ? kb_zerr_name(l.err) : keel_strerror(rc));
-			free(l.body);
+			free((void *)l.names.raw);
 			return rc;
 		}
 		if (o->verify)
 			res->verify_children = l.count == l.stat_children ? l.count : -2;
 		if (o->cleanup) {
-			struct del_ctx d = { .parent = sh->parent,
-					     .body = l.body,
-					     .body_len = l.body_len };
+			struct del_ctx d = { .parent = sh->parent, .names = &l.names };
 			rc = ctl_pipeline(c, (size_t)l.count, enc_del_child, rep_del, &d);
 			if (rc == 0)
 				rc = ctl_pipeline(c, 1, enc_del_path, rep_ignore, sh->parent);
 		}
-		free(l.body);
+		free((void *)l.names.raw);
 	} else if (o->cleanup && wl_uses_keys(o->workload)) {
 		struct delkey_ctx d = { .root = o->root };
 		rc = ctl_pipeline(c, (size_t)o->keys, enc_del_key, rep_ignore, &d);
@@ -811,8 +830,9 @@ static int issue(struct worker *w, struct conn *c, uint64_t t)
 static void handle_reply(struct worker *w, struct conn *c, const uint8_t *rec, size_t len,
 			 uint64_t now, bool more)
 {
-	struct kb_reply rp;
-	if (kb_wire_get_reply(rec, len, &rp) < 0) {
+	/* The header first: pings and notifications carry no body of the op's type. */
+	struct zk_response rp;
+	if (kb_wire_get_reply(rec, len, ZK_OP_PING, &rp) < 0) {
 		conn_kill(c, now);
 		return;
 	}
@@ -836,8 +856,10 @@ static void handle_reply(struct worker *w, struct conn *c, const uint8_t *rec, s
 	int err = rp.err;
 	if (err == 0 && r.op == KB_OP_MULTI) {
 		int32_t me;
-		err = kb_wire_get_multi_err(rp.body, rp.body_len, &me) < 0 ? ZK_EMARSHALLING
-									   : me;
+		err = kb_wire_get_reply(rec, len, ZK_OP_MULTI, &rp) < 0 ||
+				      kb_wire_multi_err(&rp, &me) < 0
+			      ? ZK_EMARSHALLING
+			      : me;
 	}
 	count_result(w, &r, err, now);
 	if (more && now < w->sh->t_end_ns && w->o->mode == KB_MODE_CLOSED && issue(w, c, now) < 0)

@@ -9,9 +9,8 @@
  * Pieces, each testable on its own:
  *   kb_hist_*   log-linear (HDR-style) latency histogram, ≤ 1/128 relative error;
  *   kb_rng_*    seeded PRNG and the Poisson arrival schedule of the open loop;
- *   kb_wire_*   the jute encoding of every request keelbench sends and the
- *               decoding of the replies it reads (all of it in wire.c, so that it
- *               can later be swapped for the project's codec in dataplane/zk/);
+ *   kb_wire_*   the requests keelbench sends and the replies it reads, on the
+ *               project's ZooKeeper codec (dataplane/zk/zkproto.h; wire.c);
  *   kb_opts_*   command-line parsing, refusing every bad value with a message;
  *   kb_run()    the driver itself (driver.c).
  */
@@ -24,6 +23,7 @@
 #include <stdio.h>
 
 #include "keel.h"
+#include "zkproto.h"
 
 /* ------------------------------------------------------------------------ */
 /* Histogram: values are non-negative integers (keelbench records ns).
@@ -137,26 +137,15 @@ struct kb_connect_resp {
 /* Decodes a ConnectResponse record (after the length prefix). */
 int kb_wire_get_connect(const uint8_t *rec, size_t len, struct kb_connect_resp *out);
 
-struct kb_reply {
-	int32_t xid;
-	int64_t zxid;
-	int32_t err;
-	const uint8_t *body; /* points into the record; valid while it is */
-	size_t body_len;
-};
-/* Decodes a ReplyHeader (after the length prefix). */
-int kb_wire_get_reply(const uint8_t *rec, size_t len, struct kb_reply *out);
-/* Stat.numChildren of a reply body that is (or starts with) a Stat. */
-int kb_wire_get_stat_children(const uint8_t *stat, size_t len, int32_t *num_children);
-/* Number of names in a getChildren reply body (checked to be well formed). */
-int kb_wire_get_children_count(const uint8_t *body, size_t len, int32_t *count);
-/* Iterates the names of a getChildren reply body: start with *off = 0; each
- * call sets *name (not NUL-terminated, points into body) and *name_len.
- * 0 per name, KEEL_E_NOT_FOUND after the last, KEEL_E_MALFORMED on bad data. */
-int kb_wire_next_child(const uint8_t *body, size_t len, size_t *off, const char **name,
-		       int32_t *name_len);
-/* First failing op's error in a multi reply body (0 if all succeeded). */
-int kb_wire_get_multi_err(const uint8_t *body, size_t len, int32_t *err);
+/*
+ * Decodes a reply record (after the length prefix) with the project's codec:
+ * `type` is the opcode of the request it answers (ZK_OP_PING reads the
+ * ReplyHeader alone; notifications are recognised by their xid whatever the
+ * type). out points into rec. 0 or KEEL_E_MALFORMED.
+ */
+int kb_wire_get_reply(const uint8_t *rec, size_t len, int32_t type, struct zk_response *out);
+/* First failing op's error in a decoded multi reply (0 if all succeeded). */
+int kb_wire_multi_err(const struct zk_response *r, int32_t *err);
 
 /* ------------------------------------------------------------------------ */
 /* Options. */

@@ -3,8 +3,10 @@
  * keelbench wire encoding: every request keelbench sends must be byte for byte
  * what the ZooKeeper C client sends. Two witnesses: frames written out by hand
  * from the jute definitions (always), and the C client's own generated
- * serialisers from libzookeeper_mt.a (when installed; KB_HAVE_ZK_JUTE). Then
- * the reply decoders on hand-built replies, including malformed ones.
+ * serialisers from libzookeeper_mt.a (when installed; KB_HAVE_ZK_JUTE). The
+ * encoding is the project's codec (dataplane/zk), so this also pins its client
+ * side to the C client's bytes. Then the reply decoding on hand-built replies,
+ * including malformed ones.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -326,14 +328,16 @@ static void test_frame_and_reply(void **state)
 	uint8_t neg[4] = { 0xff, 0xff, 0xff, 0xfe };
 	assert_int_equal(kb_wire_frame(neg, 4, 1 << 20, &fl), KEEL_E_MALFORMED);
 
-	struct kb_reply r;
-	assert_int_equal(kb_wire_get_reply(x.b + 4, x.n - 4, &r), 0);
+	struct zk_response r;
+	assert_int_equal(kb_wire_get_reply(x.b + 4, x.n - 4, ZK_OP_PING, &r), 0);
 	assert_int_equal(r.xid, 77);
 	assert_int_equal(r.zxid, 0x1234567890ll);
 	assert_int_equal(r.err, -101);
-	assert_int_equal(r.body_len, 0);
-	assert_int_equal(kb_wire_get_reply(x.b + 4, 15, &r), KEEL_E_MALFORMED);
-	assert_string_equal(kb_zerr_name(r.err), "ZNONODE");
+	/* An error reply has no body, whatever the op. */
+	assert_int_equal(kb_wire_get_reply(x.b + 4, x.n - 4, ZK_OP_SET_DATA, &r), 0);
+	assert_int_equal(r.err, -101);
+	assert_int_equal(kb_wire_get_reply(x.b + 4, 15, ZK_OP_PING, &r), KEEL_E_MALFORMED);
+	assert_string_equal(kb_zerr_name(-101), "ZNONODE");
 	assert_null(kb_zerr_name(-99));
 
 	x.n = 0;
@@ -352,33 +356,42 @@ static void test_frame_and_reply(void **state)
 	assert_int_equal(kb_wire_get_connect(x.b, x.n, &cr), KEEL_E_MALFORMED);
 }
 
+/* A ReplyHeader (xid 5, zxid 9, ok) to start a reply record. */
+static void ok_hdr(struct bb *x)
+{
+	be32(x, 5);
+	be64(x, 9);
+	be32(x, 0);
+}
+
 static void test_children_and_stat(void **state)
 {
 	(void)state;
 	struct bb x = { .n = 0 };
+	ok_hdr(&x);
 	be32(&x, 3);
 	str(&x, "c0-1");
 	str(&x, "c0-2");
 	str(&x, "s-0000000007");
-	int32_t count = -1;
-	assert_int_equal(kb_wire_get_children_count(x.b, x.n, &count), 0);
-	assert_int_equal(count, 3);
-	size_t off = 0;
-	const char *name;
-	int32_t nl;
-	assert_int_equal(kb_wire_next_child(x.b, x.n, &off, &name, &nl), 0);
-	assert_int_equal(nl, 4);
-	assert_memory_equal(name, "c0-1", 4);
-	assert_int_equal(kb_wire_next_child(x.b, x.n, &off, &name, &nl), 0);
-	assert_int_equal(kb_wire_next_child(x.b, x.n, &off, &name, &nl), 0);
-	assert_memory_equal(name, "s-0000000007", 12);
-	assert_int_equal(kb_wire_next_child(x.b, x.n, &off, &name, &nl), KEEL_E_NOT_FOUND);
+	struct zk_response r;
+	assert_int_equal(kb_wire_get_reply(x.b, x.n, ZK_OP_GET_CHILDREN, &r), 0);
+	assert_int_equal(r.children.count, 3);
+	struct zk_iter it = ZK_ITER_INIT;
+	struct zk_str name;
+	assert_true(zk_strs_next(&r.children, &it, &name));
+	assert_int_equal(name.len, 4);
+	assert_memory_equal(name.ptr, "c0-1", 4);
+	assert_true(zk_strs_next(&r.children, &it, &name));
+	assert_true(zk_strs_next(&r.children, &it, &name));
+	assert_memory_equal(name.ptr, "s-0000000007", 12);
+	assert_false(zk_strs_next(&r.children, &it, &name));
 	/* A name running past the end, or a count promising more than is there. */
-	assert_int_equal(kb_wire_get_children_count(x.b, x.n - 1, &count), KEEL_E_MALFORMED);
-	x.b[3] = 4;
-	assert_int_equal(kb_wire_get_children_count(x.b, x.n, &count), KEEL_E_MALFORMED);
+	assert_int_equal(kb_wire_get_reply(x.b, x.n - 1, ZK_OP_GET_CHILDREN, &r), KEEL_E_MALFORMED);
+	x.b[19] = 4;
+	assert_int_equal(kb_wire_get_reply(x.b, x.n, ZK_OP_GET_CHILDREN, &r), KEEL_E_MALFORMED);
 
 	x.n = 0;
+	ok_hdr(&x);
 	for (int i = 0; i < 4; i++)
 		be64(&x, i + 1); /* czxid mzxid ctime mtime */
 	be32(&x, 1);             /* version */
@@ -388,11 +401,11 @@ static void test_children_and_stat(void **state)
 	be32(&x, 100);           /* dataLength */
 	be32(&x, 12345);         /* numChildren */
 	be64(&x, 9);             /* pzxid */
-	assert_int_equal(x.n, KB_STAT_SIZE);
-	int32_t nc = 0;
-	assert_int_equal(kb_wire_get_stat_children(x.b, x.n, &nc), 0);
-	assert_int_equal(nc, 12345);
-	assert_int_equal(kb_wire_get_stat_children(x.b, x.n - 1, &nc), KEEL_E_MALFORMED);
+	assert_int_equal(x.n, 16 + KB_STAT_SIZE);
+	assert_int_equal(kb_wire_get_reply(x.b, x.n, ZK_OP_EXISTS, &r), 0);
+	assert_int_equal(r.stat.num_children, 12345);
+	assert_int_equal(r.stat.data_length, 100);
+	assert_int_equal(kb_wire_get_reply(x.b, x.n - 1, ZK_OP_EXISTS, &r), KEEL_E_MALFORMED);
 }
 
 static void multi_hdr(struct bb *x, int32_t type, uint8_t done, int32_t err)
@@ -406,6 +419,8 @@ static void test_multi_reply(void **state)
 {
 	(void)state;
 	struct bb x = { .n = 0 };
+	struct zk_response r;
+	ok_hdr(&x);
 	/* Success: two setData results (a Stat each). */
 	for (int i = 0; i < 2; i++) {
 		multi_hdr(&x, 5, 0, 0);
@@ -414,13 +429,15 @@ static void test_multi_reply(void **state)
 	}
 	multi_hdr(&x, -1, 1, -1);
 	int32_t e = 99;
-	assert_int_equal(kb_wire_get_multi_err(x.b, x.n, &e), 0);
+	assert_int_equal(kb_wire_get_reply(x.b, x.n, ZK_OP_MULTI, &r), 0);
+	assert_int_equal(kb_wire_multi_err(&r, &e), 0);
 	assert_int_equal(e, 0);
-	assert_int_equal(kb_wire_get_multi_err(x.b, x.n - 1, &e), KEEL_E_MALFORMED);
+	assert_int_equal(kb_wire_get_reply(x.b, x.n - 1, ZK_OP_MULTI, &r), KEEL_E_MALFORMED);
 
 	/* Failure: op 1 OK (rolled back: ErrorResult 0), op 2 ZNONODE, op 3 ZRUNTIMEINCONSISTENCY.
 	 */
 	x.n = 0;
+	ok_hdr(&x);
 	multi_hdr(&x, -1, 0, 0);
 	be32(&x, 0);
 	multi_hdr(&x, -1, 0, -101);
@@ -428,7 +445,8 @@ static void test_multi_reply(void **state)
 	multi_hdr(&x, -1, 0, -2);
 	be32(&x, -2);
 	multi_hdr(&x, -1, 1, -1);
-	assert_int_equal(kb_wire_get_multi_err(x.b, x.n, &e), 0);
+	assert_int_equal(kb_wire_get_reply(x.b, x.n, ZK_OP_MULTI, &r), 0);
+	assert_int_equal(kb_wire_multi_err(&r, &e), 0);
 	assert_int_equal(e, -101);
 }
 

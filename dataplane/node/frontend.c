@@ -836,7 +836,8 @@ static void handle_write(struct keeld *k, const struct zk_call *call, const stru
 {
 	struct arena ar = { .n = 0 };
 	struct preq *r = preq_new(call, PREQ_TXN);
-	struct kv_op *ops = NULL;
+	struct kv_op *ops = NULL; /* a multi's ops (heap) */
+	struct kv_op op1;         /* a single op: no allocation per write */
 	int err = ZK_OK;
 	if (!r) {
 		err = ZK_ESYSTEM;
@@ -882,17 +883,12 @@ static void handle_write(struct keeld *k, const struct zk_call *call, const stru
 			goto out;
 		}
 	} else {
-		ops = calloc(1, sizeof(*ops));
-		if (!ops) {
-			err = ZK_ESYSTEM;
-			goto out;
-		}
-		err = op_build(k, req, s, &ar, ops);
+		err = op_build(k, req, s, &ar, &op1);
 		if (err)
 			goto out;
-		txn.type = ops[0].type;
+		txn.type = op1.type;
 		txn.nops = 1;
-		txn.ops = ops;
+		txn.ops = &op1;
 	}
 	err = preq_encode(r, &txn);
 	if (err)

@@ -261,6 +261,19 @@ int keeld_pipeline_start(struct keeld *k);
 void keeld_pipeline_stop(struct keeld *k);
 void keeld_pipeline_close(struct keeld *k);
 
+/* cscan.c: the container/TTL walk on a helper thread (the pipeline's). */
+struct keeld_cscan;
+int keeld_cscan_start(struct keeld *k, struct keeld_cscan **out);
+void keeld_cscan_stop(struct keeld_cscan *c);
+/* Asks for a walk as of now_ms unless one is running; never blocks on a walk. */
+void keeld_cscan_kick(struct keeld_cscan *c, int64_t now_ms);
+/* Hands the last walk's paths that are still due at now_ms (looked at again
+ * in the current state: the pipeline thread's, kv online) to fn until it
+ * returns non-zero (the rest wait for the next call); nothing if the helper
+ * holds its lock right now. */
+void keeld_cscan_take(struct keeld_cscan *c, int64_t now_ms,
+		      int (*fn)(void *ctx, const char *name, size_t len), void *ctx);
+
 /* admin.c */
 int keeld_admin_start(struct keeld *k); /* 0 also when keel.adminPort is not set */
 void keeld_admin_stop(struct keeld *k);

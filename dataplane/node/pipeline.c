@@ -215,6 +215,7 @@ struct pipeline {
 	uint32_t zxid_counter;
 
 	uint64_t last_touch_ns, last_scan_ns, last_container_ns, last_stale_ns;
+	struct keeld_cscan *cscan; /* NULL: not started (no container/TTL deletions) */
 	uint64_t seen_term;
 	uint32_t seen_leader;
 	enum raft_role seen_role;
@@ -1223,14 +1224,19 @@ static int container_due(void *ctx, const char *name, size_t len)
 }
 
 /* The leader deletes empty containers and expired TTL nodes (ZooKeeper's
- * ContainerManager), about once a second. */
+ * ContainerManager), about once a second. The walk over every znode runs on
+ * the cscan helper (cscan.c): here it stalled every write for its length. */
 static void container_work(struct pipeline *p, uint64_t now)
 {
-	if (raft_role(p->r) != RAFT_LEADER || now - p->last_container_ns < 1000000000u)
+	if (raft_role(p->r) != RAFT_LEADER || !p->cscan)
+		return;
+	struct cont_ctx c = { p };
+	int64_t now_ms = wall_ms();
+	keeld_cscan_take(p->cscan, now_ms, container_due, &c);
+	if (now - p->last_container_ns < 1000000000u)
 		return;
 	p->last_container_ns = now;
-	struct cont_ctx c = { p };
-	(void)kv_expired_containers(kv_view_get(keeld_kv(p->k)), wall_ms(), container_due, &c);
+	keeld_cscan_kick(p->cscan, now_ms);
 }
 
 /* ------------------------------------------------------------ snapshots */
@@ -2938,22 +2944,19 @@ static bool queue_pending(struct keeld *k)
 }
 
 /*
- * Nothing to do this turn: yield for a short while (a reply is often about
- * to arrive), then sleep on the peer socket, the front end's eventfd and the
- * log's completion fd until one fires or the next tick is due -- so idle
- * nodes cost next to no CPU and a client write wakes the pipeline at once.
- * DPDK (no fd) falls back to dp_idle()'s own policy.
+ * Nothing to do this turn: sleep on the peer socket, the front end's eventfd
+ * and the log's completion fd until one fires or the next tick is due -- so
+ * idle nodes cost next to no CPU and a client write wakes the pipeline at
+ * once. No spin first: 50 us of sched_yield turns (3-5 syscalls each) cost
+ * 4-8 syscalls per setData at saturation and half the server CPU of a
+ * single client, and on this shared 2-core machine gave no lower latency
+ * (bench/RESULTS.md, "keel's write path"). DPDK (no fd) falls back to
+ * dp_idle()'s own policy, which spins when configured to.
  */
-static void idle_wait(struct pipeline *p, uint64_t *idle_since)
+static void idle_wait(struct pipeline *p)
 {
 	struct keeld *k = p->k;
 	uint64_t now = keel_now_ns();
-	if (!*idle_since)
-		*idle_since = now;
-	if (now - *idle_since < 50000u) {
-		sched_yield();
-		return;
-	}
 	int dfd = p->t ? dp_wait_fd(p->t) : -1;
 	kv_thread_offline();
 	if (p->t && dfd < 0) {
@@ -2978,6 +2981,10 @@ static void idle_wait(struct pipeline *p, uint64_t *idle_since)
 		struct timespec ts = { .tv_sec = (time_t)(wait / 1000000000u),
 				       .tv_nsec = (long)(wait % 1000000000u) };
 		(void)ppoll(pf, n, &ts, NULL);
+		if (pf[0].revents & POLLIN) {
+			uint64_t v;
+			(void)!read(k->evfd, &v, sizeof(v)); /* consumed: the next wait sleeps */
+		}
 	}
 	kv_thread_online();
 }
@@ -2988,7 +2995,6 @@ static void *pipeline_main(void *arg)
 	struct pipeline *p = k->pl;
 	kv_thread_register();
 	struct dp_msg msgs[DP_BURST];
-	uint64_t idle_since = 0;
 	p->next_tick_ns = keel_now_ns() + p->tick_ns;
 	while (!atomic_load(&k->stop)) {
 		bool work = false;
@@ -3048,6 +3054,8 @@ static void *pipeline_main(void *arg)
 			session_work(p, now);
 		}
 		fwd_log(p, now);
+		/* One send per client connection for all the replies of this turn. */
+		zk_server_cork(k->zk);
 		struct raft_update u;
 		if (raft_ready(p->r, &u)) {
 			work = true;
@@ -3076,22 +3084,19 @@ static void *pipeline_main(void *arg)
 		work |= poll_wal(p);
 		atomic_store(&k->applying, false);
 		keeld_serve_barrier(k, turn);
+		zk_server_uncork(k->zk);
 		uint64_t t1 = keel_now_ns();
 		p->busy_ns += t1 - now;
-		if (work) {
-			idle_since = 0;
+		if (work)
 			continue;
-		}
 		/* Tell the front end to wake us, then look once more: a request
 		 * queued before it saw the flag is found here (the fences pair,
 		 * see keeld_queue). */
 		atomic_store_explicit(&k->pl_idle, true, memory_order_relaxed);
 		atomic_thread_fence(memory_order_seq_cst);
 		if (!queue_pending(k))
-			idle_wait(p, &idle_since);
+			idle_wait(p);
 		atomic_store_explicit(&k->pl_idle, false, memory_order_relaxed);
-		uint64_t v;
-		(void)!read(k->evfd, &v, sizeof(v)); /* consumed: the next wait sleeps */
 		p->idle_ns += keel_now_ns() - t1;
 	}
 	kv_thread_unregister();
@@ -3462,8 +3467,16 @@ int keeld_pipeline_start(struct keeld *k)
 		keeld_log("snapshot thread: %s", keel_strerror(rc));
 		return rc;
 	}
+	rc = keeld_cscan_start(k, &k->pl->cscan);
+	if (rc < 0) {
+		keeld_log("startup: container scan thread: %s", keel_strerror(rc));
+		snap_stop(k->pl);
+		return rc;
+	}
 	rc = pthread_create(&k->pl_thread, NULL, pipeline_main, k);
 	if (rc) {
+		keeld_cscan_stop(k->pl->cscan);
+		k->pl->cscan = NULL;
 		snap_stop(k->pl);
 		return -rc;
 	}
@@ -3476,6 +3489,8 @@ void keeld_pipeline_stop(struct keeld *k)
 	uint64_t one = 1;
 	(void)!write(k->evfd, &one, sizeof(one));
 	pthread_join(k->pl_thread, NULL);
+	keeld_cscan_stop(k->pl->cscan);
+	k->pl->cscan = NULL;
 	snap_stop(k->pl);
 }
 

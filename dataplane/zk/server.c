@@ -83,6 +83,7 @@ struct conn {
 	bool dead;           /* close at the engine thread's next look */
 	bool pending_rx;     /* buffered packets to process (after a connect reply) */
 	bool legacy_connect; /* the ConnectRequest had no readOnly flag */
+	bool corked;         /* in the corking thread's list; flushed at the uncork */
 	uint64_t accepted_ns;
 	uint32_t outstanding; /* requests handed to the backend, not yet answered */
 	struct zk_peer peer;
@@ -106,11 +107,16 @@ struct zk_server {
 	struct conn *conns;
 	uint32_t *free_slots;
 	uint32_t n_free;
+	uint32_t *corked; /* connections with replies held by zk_server_cork() */
+	uint32_t n_corked;
 	struct zk_server_stats st;
 	char four_letter_out[ZKS_4LW_BYTES];
 };
 
 enum msg_kind { MSG_RESPONSE, MSG_CONNECT, MSG_HEADER, MSG_EVENT };
+
+/* The server whose replies this thread holds back (zk_server_cork). */
+static __thread struct zk_server *tls_cork;
 
 struct out_msg {
 	enum msg_kind kind;
@@ -343,6 +349,15 @@ static int queue_reply(struct zk_server *s, struct conn *c, uint64_t seq, const 
 		s->st.output_overflow++;
 		mark_dead(s, c);
 		return rc;
+	}
+	/* A slot closed and reused within one cork can be listed twice: when the
+	 * list is full, this reply goes out at once. */
+	if (tls_cork == s && (c->corked || s->n_corked < s->cfg.max_connections)) {
+		if (!c->corked) {
+			c->corked = true;
+			s->corked[s->n_corked++] = (uint32_t)(c - s->conns);
+		}
+		return 0;
 	}
 	flush(s, c);
 	return 0;
@@ -778,7 +793,8 @@ int zk_server_start(const struct zk_server_config *cfg, const struct zk_backend_
 	}
 	s->conns = calloc(s->cfg.max_connections, sizeof(*s->conns));
 	s->free_slots = calloc(s->cfg.max_connections, sizeof(*s->free_slots));
-	if (!s->conns || !s->free_slots)
+	s->corked = calloc(s->cfg.max_connections, sizeof(*s->corked));
+	if (!s->conns || !s->free_slots || !s->corked)
 		goto fail;
 	for (uint32_t i = 0; i < s->cfg.max_connections; i++) {
 		s->conns[i].fd = -1;
@@ -843,6 +859,7 @@ fail_mutex:
 fail:
 	free(s->conns);
 	free(s->free_slots);
+	free(s->corked);
 	free(s);
 	return rc;
 }
@@ -872,7 +889,31 @@ void zk_server_stop(struct zk_server *s)
 	pthread_mutex_destroy(&s->mu);
 	free(s->conns);
 	free(s->free_slots);
+	free(s->corked);
 	free(s);
+}
+
+void zk_server_cork(struct zk_server *s)
+{
+	tls_cork = s;
+}
+
+void zk_server_uncork(struct zk_server *s)
+{
+	tls_cork = NULL;
+	if (!s)
+		return;
+	pthread_mutex_lock(&s->mu);
+	for (uint32_t i = 0; i < s->n_corked; i++) {
+		struct conn *c = &s->conns[s->corked[i]];
+		/* Closed meanwhile (flag cleared) or reused: a flush of nothing. */
+		if (c->state != C_FREE && c->corked) {
+			c->corked = false;
+			flush(s, c);
+		}
+	}
+	s->n_corked = 0;
+	pthread_mutex_unlock(&s->mu);
 }
 
 int zk_server_connect_reply(struct zk_server *s, const struct zk_call *call,

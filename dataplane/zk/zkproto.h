@@ -685,6 +685,15 @@ int zk_server_close(struct zk_server *s, zk_conn_id conn);
  * clients reconnect and learn the new mode). Returns how many.
  */
 uint32_t zk_server_close_all(struct zk_server *s);
+/*
+ * Replies given by this thread between zk_server_cork() and
+ * zk_server_uncork() are queued and written at the uncork, one send per
+ * connection instead of one per reply (a pipeline turn that applies a batch
+ * answers many requests of each session). Not nested; not for the engine's
+ * own callbacks (they are answered as before).
+ */
+void zk_server_cork(struct zk_server *s);
+void zk_server_uncork(struct zk_server *s);
 void zk_server_stats(struct zk_server *s, struct zk_server_stats *out);
 
 #ifdef __cplusplus

@@ -8,6 +8,7 @@
  */
 #include <arpa/inet.h>
 #include <dirent.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -65,11 +66,11 @@ struct zk_backend {
 	bool watch_set;
 	int closed;
 	int connects;
-	int cb_errors;    /* checks that failed inside callbacks (engine thread) */
-	int max_pend;     /* most deferred writes at once */
-	int limited[3];   /* limited() calls by enum zk_limit */
+	int cb_errors;       /* checks that failed inside callbacks (engine thread) */
+	int max_pend;        /* most deferred writes at once */
+	int limited[3];      /* limited() calls by enum zk_limit */
 	struct zk_peer peer; /* the last connect's client address */
-	size_t big_bytes; /* getData "/big" returns this many bytes */
+	size_t big_bytes;    /* getData "/big" returns this many bytes */
 };
 
 /* cmocka's asserts may not run on the engine thread: count, check later. */
@@ -713,6 +714,54 @@ static void test_fifo_order(void **state)
 	be_stop(b);
 }
 
+/*
+ * Replies given between zk_server_cork() and zk_server_uncork() (by a thread
+ * other than the engine, as keeld's pipeline does) are not written before the
+ * uncork, then all go out in the session's order, parked ones included.
+ */
+static void test_cork(void **state)
+{
+	(void)state;
+	int fd;
+	struct zk_connect_response cr;
+	struct zk_backend *b = deferred_session(&fd, &cr);
+	const char *paths[] = { "/c0", "/c1", "/c2" };
+	for (int i = 0; i < 3; i++) {
+		struct zk_request q = { .xid = 10 + i,
+					.type = ZK_OP_CREATE,
+					.path = { paths[i], 3 } };
+		send_request(fd, &q);
+	}
+	pthread_mutex_lock(&b->mu);
+	wait_pending_locked(b, 3);
+	assert_int_equal(b->n_pend, 3);
+	struct zk_server_stats before;
+	zk_server_stats(b->srv, &before);
+	zk_server_cork(b->srv);
+	for (int i = 2; i >= 0; i--) /* newest first: two are parked, then released */
+		answer_create(b, &b->pend[i].call, b->pend[i].path);
+	b->n_pend = 0;
+	pthread_mutex_unlock(&b->mu);
+	struct zk_server_stats held;
+	zk_server_stats(b->srv, &held);
+	assert_int_equal(held.replies, before.replies + 3);
+	/* Queued, not written: the client has nothing to read yet. */
+	uint8_t c;
+	assert_int_equal(recv(fd, &c, 1, MSG_DONTWAIT | MSG_PEEK), -1);
+	assert_true(errno == EAGAIN || errno == EWOULDBLOCK);
+	zk_server_uncork(b->srv);
+	for (int i = 0; i < 3; i++) {
+		struct zk_response r = read_reply(fd, ZK_OP_CREATE);
+		assert_int_equal(r.xid, 10 + i);
+		assert_int_equal(r.err, ZK_OK);
+		assert_memory_equal(r.path.ptr, paths[i], 3);
+	}
+	assert_int_equal(b->cb_errors, 0);
+	close(fd);
+	wait_closed(b, 1);
+	be_stop(b);
+}
+
 /* An unknown opcode behind a pending write: the write's answer, then ZUNIMPLEMENTED, then EOF. */
 static void test_close_keeps_order(void **state)
 {
@@ -1143,6 +1192,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_conns_per_ip),
 		cmocka_unit_test(test_outstanding_limit),
 		cmocka_unit_test(test_close_all),
+		cmocka_unit_test(test_cork),
 		cmocka_unit_test(test_close_keeps_order),
 		cmocka_unit_test(test_refusals_counted),
 		cmocka_unit_test(test_four_letter_words),
