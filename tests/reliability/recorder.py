@@ -214,6 +214,11 @@ class Workload:
                               lambda: (c.delete_async(k, v).get(t), {})[1])
             elif r < 0.8:
                 def ex():
+                    # exists is a read: like _get, a sync first when reads must be
+                    # linearizable (a follower may answer from behind otherwise,
+                    # as ZooKeeper allows)
+                    if self.sync_reads:
+                        c.sync_async(k).get(t)
                     st = c.exists_async(k).get(t)
                     return {"exists": False} if st is None else {"exists": True,
                                                                  "version": st.version}
