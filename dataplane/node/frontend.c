@@ -185,7 +185,7 @@ void keeld_queue(struct keeld *k, struct preq *r)
 	pthread_mutex_lock(&k->fe_mu);
 	r->id = ++k->next_req_id;
 	r->next = NULL;
-	if (r->kind != PREQ_CONNECT) {
+	if (r->kind != PREQ_CONNECT && r->kind != PREQ_REATTACH) {
 		struct fsess *s = keeld_sess_find(k, r->session_id);
 		if (s)
 			s->outstanding++;
@@ -1309,6 +1309,62 @@ void keeld_read_only_tick(struct keeld *k, uint32_t leader)
 	}
 }
 
+/*
+ * A ConnectRequest that reattaches session `sid`: answered (true) when the
+ * session is known here with that password, or when give_up says an unknown
+ * one is expired; false (nothing answered) for an unknown session otherwise.
+ * Read-only mode and a standalone node answer at once: nothing newer can come.
+ */
+static bool attach(struct keeld *k, const struct zk_call *call, int64_t sid, struct zk_buf pw,
+		   struct zk_peer peer, bool ro, bool give_up)
+{
+	struct kv_session_info si;
+	const struct kv_view *v = kv_view_get(keeld_kv(k));
+	bool ok = kv_session_get(v, sid, &si) == ZK_OK && pw.len == KV_PASSWD_BYTES &&
+		  !memcmp(pw.ptr, si.passwd, KV_PASSWD_BYTES);
+	struct zk_connect_response cr = { .read_only = ro };
+	uint8_t zero[KV_PASSWD_BYTES] = { 0 };
+	cr.passwd = (struct zk_buf){ zero, KV_PASSWD_BYTES };
+	pthread_mutex_lock(&k->fe_mu);
+	struct fsess *s = keeld_sess_find(k, sid);
+	/* A session made here in read-only mode is known here only. */
+	bool local = ro && !ok && s && s->local && pw.len == KV_PASSWD_BYTES &&
+		     !memcmp(pw.ptr, s->passwd, KV_PASSWD_BYTES);
+	if (local) {
+		si.timeout_ms = s->timeout_ms;
+		memcpy(si.passwd, s->passwd, KV_PASSWD_BYTES);
+	}
+	if (ok)
+		s = sess_get_or_add(k, sid, si.timeout_ms);
+	if ((ok || local) && s) {
+		s->has_conn = true;
+		s->conn = call->conn;
+		s->timeout_ms = si.timeout_ms;
+		s->last_heard_ns = keel_now_ns();
+		s->n_auth = 0; /* auth belongs to a connection: clients re-send it */
+		s->peer = peer;
+		s->read_only = ro;
+	}
+	pthread_mutex_unlock(&k->fe_mu);
+	if (!ok && !local) {
+		if (!give_up && !ro && k->cfg.n_servers > 0)
+			return false;
+		(void)zk_server_connect_reply(k->zk, call, &cr, true);
+		return true;
+	}
+	cr.timeout_ms = si.timeout_ms;
+	cr.session_id = sid;
+	cr.passwd = (struct zk_buf){ si.passwd, KV_PASSWD_BYTES };
+	(void)zk_server_connect_reply(k->zk, call, &cr, false);
+	return true;
+}
+
+void keeld_reattach(struct keeld *k, const struct preq *r)
+{
+	struct zk_buf pw = { r->passwd, r->pw_ok ? KV_PASSWD_BYTES : 0 };
+	(void)attach(k, &r->call, r->session_id, pw, r->peer, atomic_load(&k->read_only), true);
+}
+
 static void on_connect(struct zk_backend *b, const struct zk_call *call,
 		       const struct zk_connect_request *req)
 {
@@ -1333,43 +1389,24 @@ static void on_connect(struct zk_backend *b, const struct zk_call *call,
 		goto out;
 	}
 	if (req->session_id) {
-		struct kv_session_info si;
-		const struct kv_view *v = kv_view_get(keeld_kv(k));
-		bool ok = kv_session_get(v, req->session_id, &si) == ZK_OK &&
-			  req->passwd.len == KV_PASSWD_BYTES &&
-			  !memcmp(req->passwd.ptr, si.passwd, KV_PASSWD_BYTES);
-		struct zk_connect_response cr = { .read_only = ro };
-		uint8_t zero[KV_PASSWD_BYTES] = { 0 };
-		cr.passwd = (struct zk_buf){ zero, KV_PASSWD_BYTES };
-		pthread_mutex_lock(&k->fe_mu);
-		struct fsess *s = keeld_sess_find(k, req->session_id);
-		/* A session made here in read-only mode is known here only. */
-		bool local = ro && !ok && s && s->local && req->passwd.len == KV_PASSWD_BYTES &&
-			     !memcmp(req->passwd.ptr, s->passwd, KV_PASSWD_BYTES);
-		if (local) {
-			si.timeout_ms = s->timeout_ms;
-			memcpy(si.passwd, s->passwd, KV_PASSWD_BYTES);
-		}
-		if (ok)
-			s = sess_get_or_add(k, req->session_id, si.timeout_ms);
-		if ((ok || local) && s) {
-			s->has_conn = true;
-			s->conn = call->conn;
-			s->timeout_ms = si.timeout_ms;
-			s->last_heard_ns = keel_now_ns();
-			s->n_auth = 0; /* auth belongs to a connection: clients re-send it */
-			s->peer = peer;
-			s->read_only = ro;
-		}
-		pthread_mutex_unlock(&k->fe_mu);
-		if (!ok && !local) {
-			(void)zk_server_connect_reply(k->zk, call, &cr, true);
+		if (attach(k, call, req->session_id, req->passwd, peer, ro, false))
+			goto out;
+		/* Not known here: this node may lag behind the session's creation
+		 * (a client that reconnects right after its connect was answered
+		 * elsewhere has seen no zxid yet). As ZooKeeper revalidates a
+		 * reattach at the leader, first apply everything the leader had
+		 * committed (a sync marker through its log), then look again. */
+		struct preq *r = preq_new(call, PREQ_REATTACH);
+		if (!r) {
+			(void)attach(k, call, req->session_id, req->passwd, peer, ro, true);
 			goto out;
 		}
-		cr.timeout_ms = si.timeout_ms;
-		cr.session_id = req->session_id;
-		cr.passwd = (struct zk_buf){ si.passwd, KV_PASSWD_BYTES };
-		(void)zk_server_connect_reply(k->zk, call, &cr, false);
+		r->session_id = req->session_id;
+		r->peer = peer;
+		r->pw_ok = req->passwd.len == KV_PASSWD_BYTES;
+		if (r->pw_ok)
+			memcpy(r->passwd, req->passwd.ptr, KV_PASSWD_BYTES);
+		keeld_queue(k, r);
 		goto out;
 	}
 	int32_t timeout_ms = (int32_t)node_config_session_timeout(

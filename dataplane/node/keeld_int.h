@@ -53,6 +53,8 @@ enum preq_kind {
 	PREQ_SYNC = 1,     /* sync: reply once the marker is applied here */
 	PREQ_CONNECT = 2,  /* createSession: connect reply once applied */
 	PREQ_RECONFIG = 3, /* reconfig: txn holds keeld_reconfig_encode()'s request */
+	PREQ_REATTACH = 4, /* a reattach to a session unknown here: a sync marker,
+			    * then the session is looked up again (keeld_reattach) */
 };
 
 /*
@@ -68,6 +70,8 @@ struct preq {
 	int64_t session_id;
 	int32_t timeout_ms; /* connect */
 	uint8_t passwd[KV_PASSWD_BYTES];
+	bool pw_ok;          /* reattach: passwd was given (KV_PASSWD_BYTES long) */
+	struct zk_peer peer; /* reattach: the client's address */
 	uint32_t nops;
 	int32_t *op_types; /* zk opcodes of a multi's ops (for the reply bodies) */
 	char *path;        /* sync: the path echoed */
@@ -93,8 +97,8 @@ struct dread {
 	bool watch;
 	char *path;
 	uint32_t path_len;
-	uint64_t turn; /* barrier reads: the pipeline turn seen when queued */
-	int32_t nops;  /* multiRead: op count; path holds the raw ops */
+	uint64_t turn;    /* barrier reads: the pipeline turn seen when queued */
+	int32_t nops;     /* multiRead: op count; path holds the raw ops */
 	uint64_t recv_ns; /* when the front end read it (request latency) */
 };
 
@@ -109,10 +113,10 @@ struct fsess {
 	uint32_t outstanding; /* writes queued and not yet answered */
 	struct dread *deferred, **deferred_tail;
 	uint32_t n_auth;
-	char auth[8][128]; /* "digest\0user:hash" ids added by setAuth */
-	struct zk_peer peer; /* the client's address, for "ip" ACLs and whoAmI */
-	bool read_only;      /* attached in read-only mode: writes get ZNOTREADONLY */
-	bool local;          /* created in read-only mode: known to this node only */
+	char auth[8][128];               /* "digest\0user:hash" ids added by setAuth */
+	struct zk_peer peer;             /* the client's address, for "ip" ACLs and whoAmI */
+	bool read_only;                  /* attached in read-only mode: writes get ZNOTREADONLY */
+	bool local;                      /* created in read-only mode: known to this node only */
 	uint8_t passwd[KV_PASSWD_BYTES]; /* a local session's (others': the kvstore's) */
 };
 
@@ -231,6 +235,10 @@ void keeld_sessions_free(struct keeld *k);
 /* Pipeline thread, every turn: enters read-only mode once no leader has been
  * known for max(2 s, tickTime) (readonlymode.enabled), leaves it when one is. */
 void keeld_read_only_tick(struct keeld *k, uint32_t leader);
+
+/* A PREQ_REATTACH's marker was applied here: look the session up again and
+ * answer the ConnectRequest (pipeline thread). */
+void keeld_reattach(struct keeld *k, const struct preq *r);
 
 /* Answer a local write from its apply result (pipeline thread). */
 void keeld_reply_write(struct keeld *k, const struct preq *r, const struct kv_txn *txn,

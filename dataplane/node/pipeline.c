@@ -885,6 +885,8 @@ static void finish_local(struct pipeline *p, uint32_t origin, uint64_t id, const
 		resp.path.ptr = r->path;
 		resp.path.len = (int32_t)strlen(r->path);
 		(void)zk_server_reply(k->zk, &r->call, &resp);
+	} else if (r->kind == PREQ_REATTACH) {
+		keeld_reattach(k, r);
 	} else if (r->kind == PREQ_CONNECT) {
 		/* The connect callback registered the session locally. */
 		struct zk_connect_response cr = { .protocol_version = 0,
@@ -908,12 +910,12 @@ static void finish_local(struct pipeline *p, uint32_t origin, uint64_t id, const
 	} else {
 		keeld_reply_write(k, r, txn, res, rc);
 	}
-	if (r->kind != PREQ_CONNECT)
+	if (r->kind != PREQ_CONNECT && r->kind != PREQ_REATTACH)
 		keeld_observe_request(k, r->call.type, r->recv_ns);
 	int64_t sid = r->session_id;
 	enum preq_kind kind = r->kind;
 	keeld_preq_free(r);
-	if (kind != PREQ_CONNECT)
+	if (kind != PREQ_CONNECT && kind != PREQ_REATTACH)
 		keeld_write_done(k, sid);
 }
 
@@ -1100,7 +1102,7 @@ static void give_up_old(struct pipeline *p, uint64_t sent_before_ns)
 			order_del(p, r);
 			(void)zk_server_close(k->zk, r->call.conn);
 			int64_t sid = r->session_id;
-			bool conn = r->kind == PREQ_CONNECT;
+			bool conn = r->kind == PREQ_CONNECT || r->kind == PREQ_REATTACH;
 			keeld_preq_free(r);
 			if (!conn)
 				keeld_write_done(k, sid);
