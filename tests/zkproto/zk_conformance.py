@@ -110,6 +110,7 @@ class Probe:
     def __init__(self, host, port):
         self.addr = (host, port)
         self.failures = 0
+        self.zookeeper = False  # the server is Apache ZooKeeper (--start-zookeeper)
         self.tag = 'zkconf%06d' % random.randrange(10**6)
 
     def dial(self):
@@ -127,12 +128,13 @@ class Probe:
             d += got
         return c
 
-    def case(self, name, payload, want, connect=True, raw=False):
+    def case(self, name, payload, want, connect=True, raw=False, zk_also=None):
         c = self.session() if connect else self.dial()
         data, closed = exchange(c, payload, raw, ping=not raw)
         got = outcome(data, closed, raw, connect=not connect and not raw)
         c.close()
-        ok = got == want
+        # zk_also: a second outcome real ZooKeeper shows under load (see the case)
+        ok = got == want or (self.zookeeper and zk_also is not None and got == zk_also)
         self.failures += not ok
         print('%-4s %-40s %r%s' % ('ok' if ok else 'FAIL', name, got,
                                    '' if ok else '   (want: %r)' % want))
@@ -143,8 +145,13 @@ class Probe:
                   'reply(5,-5) open')
         self.case('truncated record', req(5, 4, s('/abc')), 'reply(5,-5) open')
         self.case('null path', req(5, 4, s(None) + b(False)), 'reply(5,-5) open')
-        self.case('unknown opcode 999', req(7, 999), 'reply(7,-6) closed')
-        self.case('unused opcode 10', req(7, 10), 'reply(7,-6) closed')
+        self.case('unknown opcode 999', req(7, 999), 'reply(7,-6) closed',
+                  zk_also='reply(7,-6) open')  # as opcode 10 below
+        # ZooKeeper answers an unknown opcode, then closes the connection from
+        # another thread: on a loaded machine a ping sent right after the
+        # answer is sometimes answered first. keel closes at once.
+        self.case('unused opcode 10', req(7, 10), 'reply(7,-6) closed',
+                  zk_also='reply(7,-6) open')
         self.case('frame length > jute.maxbuffer', i(0x100000) + i(1), 'closed')
         self.case('negative frame length', i(-2), 'closed')
         self.case('empty frame', i(0), 'closed')
@@ -256,7 +263,9 @@ def main():
         if proc is None:
             print('ZooKeeper (java, /usr/share/java/zookeeper.jar) not installed: skipped')
             return 77
-        return 1 if Probe('127.0.0.1', port).run() else 0
+        probe = Probe('127.0.0.1', port)
+        probe.zookeeper = True
+        return 1 if probe.run() else 0
     finally:
         if proc is not None:
             proc.send_signal(signal.SIGTERM)
