@@ -1889,7 +1889,7 @@ int keeld_frontend_start(struct keeld *k)
 		}
 	}
 	struct zk_server_config zc = {
-		.bind_addr = k->cfg.client_addr[0] ? k->cfg.client_addr : "0.0.0.0",
+		.bind_addr = k->cfg.client_addr[0] ? k->cfg.client_addr : ZK_BIND_ANY,
 		.port = k->cfg.client_port,
 		.max_connections = 4096,
 		.max_packet_bytes = k->cfg.max_packet_bytes,
