@@ -44,7 +44,6 @@ static const char *const ignored_keys[] = {
 	"snapCount",
 	"snapSizeLimitInKb",
 	"syncEnabled",
-	"skipACL",
 	"metricsProvider.className",
 	"metricsProvider.httpPort",
 	"metricsProvider.exportJvmInfo",
@@ -478,6 +477,15 @@ static int set_key(struct parser *p, const char *key, const char *v)
 			return fail(p, key, "'%s' is not user:base64(sha1(user:password))", v);
 		return want_str(p, key, v, c->super_digest, sizeof(c->super_digest));
 	}
+	/* ZooKeeper's zookeeper.skipACL: "yes" skips every ACL check, anything
+	 * else is no; keel refuses values other than yes/no (a typo would
+	 * silently keep checks on, or off). */
+	if (!strcmp(key, "skipACL") || !strcmp(key, "zookeeper.skipACL")) {
+		if (strcmp(v, "yes") && strcmp(v, "no"))
+			return fail(p, key, "'%s' is not yes or no", v);
+		c->skip_acl = !strcmp(v, "yes");
+		return 0;
+	}
 	if (!strcmp(key, "forceSync")) {
 		bool on;
 		int rc = want_bool(p, key, v, &on);
@@ -834,6 +842,8 @@ size_t node_config_format(const struct node_config *c, char *buf, size_t len)
 		OUT("\n");
 	}
 	OUT("reconfigEnabled=%s\n", c->reconfig_enabled ? "true" : "false");
+	if (c->skip_acl)
+		OUT("skipACL=yes\n");
 	OUT("keel.clusterId=%" PRIu64 "\nkeel.transport=%s\nkeel.fsync=%s\nkeel.fsyncPath=%s\n",
 	    c->cluster_id, tr[c->transport], onoff(c->fsync), fp[c->fsync_path]);
 	OUT("keel.directIo=%s\nkeel.segmentBytes=%" PRIu64 "\nkeel.snapshotThresholdBytes=%" PRIu64

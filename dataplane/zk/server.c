@@ -1138,3 +1138,22 @@ void zk_server_stats(struct zk_server *s, struct zk_server_stats *out)
 	out->outstanding = s->outstanding;
 	pthread_mutex_unlock(&s->mu);
 }
+
+void zk_server_set_limits(struct zk_server *s, uint32_t max_conns_per_ip, uint32_t max_outstanding)
+{
+	/*
+	 * Under the engine's mutex, not atomics: the engine reads both limits
+	 * only while it holds it (accept, request hand-over, answered()), and
+	 * lifting a throttle must change `throttled` with them.
+	 */
+	pthread_mutex_lock(&s->mu);
+	s->cfg.max_conns_per_ip = max_conns_per_ip;
+	s->cfg.max_outstanding = max_outstanding;
+	if (s->throttled &&
+	    (!max_outstanding || s->outstanding < max_outstanding - max_outstanding / 4)) {
+		s->throttled = false;
+		s->resume = true;
+		wake(s);
+	}
+	pthread_mutex_unlock(&s->mu);
+}

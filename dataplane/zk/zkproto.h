@@ -707,6 +707,14 @@ uint32_t zk_server_close_all(struct zk_server *s);
 void zk_server_cork(struct zk_server *s);
 void zk_server_uncork(struct zk_server *s);
 void zk_server_stats(struct zk_server *s, struct zk_server_stats *out);
+/*
+ * Changes max_conns_per_ip and max_outstanding (see zk_server_config) while
+ * the server runs, from any thread. They count from the next accept and
+ * the next request; connections already open stay. A throttled engine
+ * whose new limit is 0 or above the resume mark reads again at once.
+ */
+void zk_server_set_limits(struct zk_server *s, uint32_t max_conns_per_ip,
+			  uint32_t max_outstanding);
 
 #ifdef __cplusplus
 }

@@ -97,6 +97,22 @@ static void test_three_nodes_and_roles(void **state)
 	assert_string_equal(cfg.client_addr, "127.0.0.2");
 }
 
+/* skipACL as ZooKeeper's zookeeper.skipACL: yes or no, default no. */
+static void test_skip_acl(void **state)
+{
+	(void)state;
+	assert_int_equal(parse(BASE, 0), 0);
+	assert_false(cfg.skip_acl);
+	assert_int_equal(parse(BASE "skipACL=yes\n", 0), 0);
+	assert_true(cfg.skip_acl);
+	char out[4096];
+	node_config_format(&cfg, out, sizeof(out));
+	assert_non_null(strstr(out, "\nskipACL=yes\n"));
+	assert_int_equal(parse(BASE "zookeeper.skipACL=no\n", 0), 0);
+	assert_false(cfg.skip_acl);
+	refused(BASE "skipACL=true\n", 0, 3, "skipACL", "yes or no");
+}
+
 /* The client listener: every address by default; IPv6 literals; the
  * server.N client part agreeing with clientPort/clientPortAddress. */
 static void test_client_address(void **state)
@@ -310,6 +326,7 @@ int main(void)
 		cmocka_unit_test(test_minimal_standalone),
 		cmocka_unit_test(test_three_nodes_and_roles),
 		cmocka_unit_test(test_client_address),
+		cmocka_unit_test(test_skip_acl),
 		cmocka_unit_test(test_properties_syntax),
 		cmocka_unit_test(test_keel_keys),
 		cmocka_unit_test(test_zookeeper_keys_accepted),
