@@ -687,10 +687,14 @@ int node_config_parse(struct node_config *cfg, const char *text, const char *ori
 			sep++;
 		char *v = sep;
 		if (*v) {
+			/* Java properties: the key ends at '=', ':' or a blank; after a
+			 * blank, one '=' or ':' may still follow ("key = value"), but
+			 * not after '=' itself ("clientPortAddress=::1" is "::1"). */
+			bool blank_ended = isspace((unsigned char)*v);
 			*v++ = 0;
 			while (isspace((unsigned char)*v))
 				v++;
-			if ((v[-1] != '=' && v[-1] != ':') && (*v == '=' || *v == ':')) {
+			if (blank_ended && (*v == '=' || *v == ':')) {
 				v++;
 				while (isspace((unsigned char)*v))
 					v++;

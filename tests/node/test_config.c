@@ -123,6 +123,11 @@ static void test_client_address(void **state)
 	char out[4096];
 	node_config_format(&cfg, out, sizeof(out));
 	assert_null(strstr(out, "clientPortAddress"));
+	/* a value may start with ':' (Java properties: one separator only) */
+	assert_int_equal(parse(BASE "clientPortAddress=::1\n", 0), 0);
+	assert_string_equal(cfg.client_addr, "::1");
+	assert_int_equal(parse(BASE "clientPortAddress :::\n", 0), 0);
+	assert_string_equal(cfg.client_addr, "::");
 	assert_int_equal(parse(BASE "clientPortAddress=[::1]\n", 0), 0);
 	assert_string_equal(cfg.client_addr, "[::1]");
 	const char *t = "dataDir=/d\nserver.1=127.0.0.1:2888;[::1]:2185\n"

@@ -656,9 +656,9 @@ static void test_listen_ipv6(void **state)
 	wait_closed(b, 2);
 	be_stop(b);
 
-	static const char *const v6only[] = { "[::1]", "::1" };
-	for (size_t i = 0; i < 2; i++) {
-		struct zk_server_config c6 = { .bind_addr = v6only[i] };
+	static const char *const v6addr[] = { "[::1]", "::1", "::" };
+	for (size_t i = 0; i < 3; i++) {
+		struct zk_server_config c6 = { .bind_addr = v6addr[i] };
 		b = be_start_cfg(&c6);
 		assert_non_null(b);
 		fd6 = dial6(b);
