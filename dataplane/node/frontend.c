@@ -1938,14 +1938,18 @@ int keeld_frontend_start(struct keeld *k)
 			"Client connections refused (maxClientCnxns) or times reading stopped "
 			"(globalOutstandingLimit), by limit.");
 	}
+	/* the address as an operator writes it: [::1]:2181, *:2181 */
+	char where[NODE_HOST_MAX + 2];
+	bool bare6 = strchr(zc.bind_addr, ':') && zc.bind_addr[0] != '[';
+	snprintf(where, sizeof(where), bare6 ? "[%s]" : "%s", zc.bind_addr);
 	int rc = zk_server_start(&zc, &ops, (struct zk_backend *)k, &k->zk);
 	if (rc < 0) {
-		keeld_log("client port %s:%u: %s", zc.bind_addr, zc.port, keel_strerror(rc));
+		keeld_log("client port %s:%u: %s", where, zc.port, keel_strerror(rc));
 		return rc;
 	}
 	keeld_log("clients: ZooKeeper protocol on %s:%u (epoll front end), session timeout "
 		  "%u..%u ms, 4lw whitelist 0x%x, maxClientCnxns %u, globalOutstandingLimit %u",
-		  zc.bind_addr, zk_server_port(k->zk), k->cfg.min_session_timeout_ms,
+		  where, zk_server_port(k->zk), k->cfg.min_session_timeout_ms,
 		  k->cfg.max_session_timeout_ms, k->cfg.fourlw_mask, k->cfg.max_client_cnxns,
 		  k->cfg.global_outstanding_limit);
 	return 0;
