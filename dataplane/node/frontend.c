@@ -510,7 +510,7 @@ static int read_once(struct keeld *k, const struct zk_call *call, int32_t type, 
 		return multi_read(k, call, v, &ops, s);
 	}
 	case ZK_OP_WHO_AM_I: {
-		struct zk_str ids[2 * 9];
+		struct zk_str ids[2 * 10];
 		char addr[64];
 		int32_t cnt = 0;
 		size_t alen = s ? zk_peer_format(&s->peer, addr, sizeof(addr)) : 0;
@@ -519,6 +519,12 @@ static int read_once(struct keeld *k, const struct zk_call *call, int32_t type, 
 			ids[cnt++] = (struct zk_str){ addr, (int32_t)alen };
 		}
 		for (uint32_t i = 0; s && i < s->n_auth && i < 8; i++) {
+			/* ZooKeeper's digest provider adds super:"" with the
+			 * superDigest identity */
+			if (!strcmp(s->auth[i], k->cfg.super_digest)) {
+				ids[cnt++] = (struct zk_str){ "super", 5 };
+				ids[cnt++] = (struct zk_str){ "", 0 };
+			}
 			ids[cnt++] = (struct zk_str){ "digest", 6 };
 			ids[cnt++] = (struct zk_str){ s->auth[i], (int32_t)strlen(s->auth[i]) };
 		}

@@ -76,6 +76,19 @@ def session(port, host="127.0.0.1"):
     return s
 
 
+def whoami_ids(r):
+    """A whoAmI reply's ClientInfo list, flattened: [scheme, user, ...]."""
+    xid, _, err, count = struct.unpack(">iqii", r[:20])
+    assert err == 0, err
+    pos, ids = 20, []
+    for _ in range(2 * count):
+        (n,) = struct.unpack(">i", r[pos:pos + 4])
+        n = max(n, 0)
+        ids.append(r[pos + 4:pos + 4 + n].decode())
+        pos += 4 + n
+    return ids
+
+
 def create_req(xid, path):
     # CreateRequest: path, data, acl vector (world:anyone ALL), flags
     acl = struct.pack(">i", 1) + struct.pack(">i", 31) + ustr("world") + ustr("anyone")
@@ -301,6 +314,19 @@ class Limits(unittest.TestCase):
             self.assertEqual(plain.get(root + "/m")[0], b"")
             su.delete(root, recursive=True)
             self.assertIsNone(owner.exists(root))
+            # whoAmI (opcode 107) after setAuth (opcode 100, xid -4) as super:
+            # ZooKeeper lists super:"" ahead of the digest id
+            r = session(CLUSTER.nodes[0].client_port)
+            try:
+                r.sendall(frame(struct.pack(">iii", -4, 100, 0) + ustr("digest") +
+                                ustr("super:s3cret")))
+                self.assertEqual(struct.unpack(">iqi", recv_frame(r)[:16])[::2], (-4, 0))
+                r.sendall(frame(struct.pack(">ii", 6, 107)))
+                self.assertEqual(whoami_ids(recv_frame(r)),
+                                 ["ip", "127.0.0.1", "super", "",
+                                  "digest", digest_id("super", "s3cret")])
+            finally:
+                r.close()
             # the membership text stays reconfig's own, super or not
             with self.assertRaises(NoAuthError):
                 su.set("/zookeeper/config", b"server.9=x")
@@ -346,15 +372,7 @@ class Limits(unittest.TestCase):
             s = session(port, "::1")
             try:
                 s.sendall(frame(struct.pack(">ii", 5, 107)))
-                r = recv_frame(s)
-                xid, _, err, count = struct.unpack(">iqii", r[:20])
-                self.assertEqual((xid, err, count), (5, 0, 1))
-                pos, ids = 20, []
-                for _ in range(2):
-                    (n,) = struct.unpack(">i", r[pos:pos + 4])
-                    ids.append(r[pos + 4:pos + 4 + n].decode())
-                    pos += 4 + n
-                self.assertEqual(ids, ["ip", "0:0:0:0:0:0:0:1"])
+                self.assertEqual(whoami_ids(recv_frame(s)), ["ip", "0:0:0:0:0:0:0:1"])
             finally:
                 s.close()
         finally:
