@@ -17,15 +17,16 @@
 
 /*
  * What PUT /config may change in keeld (pipeline.c's mg_config applies it)
- * and why the rest may not. maxClientCnxns and globalOutstandingLimit are
- * not enforced by keeld at all (README, "Not done"), so changing them live
- * would pretend an effect.
+ * and why the rest may not.
  */
 static const char *const live_keys[] = {
-	"keel.snapshotThresholdBytes", "keel.cpuDmaLatency",     "4lw.commands.whitelist",
-	"minSessionTimeout",           "maxSessionTimeout",      "dp.test_loss_ppm",
-	"dp.test_corrupt_ppm",         "dp.test_delay_us",       "dp.test_jitter_us",
-	"dp.test_reorder_ppm",         "keel.test.fsyncDelayUs", NULL,
+	"keel.snapshotThresholdBytes", "keel.cpuDmaLatency",
+	"4lw.commands.whitelist",      "minSessionTimeout",
+	"maxSessionTimeout",           "dp.test_loss_ppm",
+	"dp.test_corrupt_ppm",         "dp.test_delay_us",
+	"dp.test_jitter_us",           "dp.test_reorder_ppm",
+	"keel.test.fsyncDelayUs",      "maxClientCnxns",
+	"globalOutstandingLimit",      NULL,
 };
 
 /* Pairs, one to a line. */
@@ -53,8 +54,6 @@ static const char *const fixed_reasons[] = {
 	"keel.directIo", "the log is opened with it at start",
 	"keel.segmentBytes", "the log is opened with it at start",
 	"jute.maxbuffer", "the client front end is configured at start",
-	"maxClientCnxns", "keeld does not enforce it yet",
-	"globalOutstandingLimit", "keeld does not enforce it yet",
 	NULL, NULL,
 };
 /* clang-format on */

@@ -44,7 +44,6 @@ static const char *const ignored_keys[] = {
 	"snapCount",
 	"snapSizeLimitInKb",
 	"syncEnabled",
-	"skipACL",
 	"metricsProvider.className",
 	"metricsProvider.httpPort",
 	"metricsProvider.exportJvmInfo",
@@ -114,7 +113,6 @@ void node_config_defaults(struct node_config *cfg)
 	cfg->tick_ms = 2000;
 	cfg->init_limit = 10;
 	cfg->sync_limit = 5;
-	snprintf(cfg->client_addr, sizeof(cfg->client_addr), "0.0.0.0");
 	cfg->max_client_cnxns = 60;
 	cfg->max_packet_bytes = 0xfffff;
 	cfg->global_outstanding_limit = 1000;
@@ -479,6 +477,15 @@ static int set_key(struct parser *p, const char *key, const char *v)
 			return fail(p, key, "'%s' is not user:base64(sha1(user:password))", v);
 		return want_str(p, key, v, c->super_digest, sizeof(c->super_digest));
 	}
+	/* ZooKeeper's zookeeper.skipACL: "yes" skips every ACL check, anything
+	 * else is no; keel refuses values other than yes/no (a typo would
+	 * silently keep checks on, or off). */
+	if (!strcmp(key, "skipACL") || !strcmp(key, "zookeeper.skipACL")) {
+		if (strcmp(v, "yes") && strcmp(v, "no"))
+			return fail(p, key, "'%s' is not yes or no", v);
+		c->skip_acl = !strcmp(v, "yes");
+		return 0;
+	}
 	if (!strcmp(key, "forceSync")) {
 		bool on;
 		int rc = want_bool(p, key, v, &on);
@@ -566,8 +573,6 @@ static int finish(struct parser *p, uint32_t myid)
 	p->line = 0;
 	if (!p->have_data_dir)
 		return fail(p, "dataDir", "not set (where keel keeps its snapshots)");
-	if (!p->have_client_port)
-		return fail(p, "clientPort", "not set (the port ZooKeeper clients connect to)");
 	if (!p->have_data_log_dir)
 		memcpy(c->data_log_dir, c->data_dir, sizeof(c->data_dir));
 	if (!p->have_min_st)
@@ -583,6 +588,9 @@ static int finish(struct parser *p, uint32_t myid)
 			    c->heartbeat_ms, c->election_timeout_ms);
 	if (c->n_servers == 0) {
 		c->myid = myid ? myid : 1;
+		if (!p->have_client_port)
+			return fail(p, "clientPort",
+				    "not set (the port ZooKeeper clients connect to)");
 		return 0;
 	}
 	if (myid == 0) {
@@ -591,8 +599,31 @@ static int finish(struct parser *p, uint32_t myid)
 			return rc;
 	}
 	c->myid = myid;
-	if (!node_config_self(c))
+	const struct node_server *self = node_config_self(c);
+	if (!self)
 		return fail(p, "myid", "this node's id %u is not among the server.N lines", myid);
+	/*
+	 * As ZooKeeper (QuorumPeerConfig.setupClientPort): this node's
+	 * server.N client part ("...;[addr:]port"), when there is one, is where
+	 * it listens; a clientPort or a clientPortAddress that disagrees with
+	 * it is refused.
+	 */
+	if (self->client_port) {
+		if (p->have_client_port && self->client_port != c->client_port)
+			return fail(p, "clientPort", "%u differs from server.%u's client port %u",
+				    c->client_port, myid, self->client_port);
+		if (c->client_addr[0] && self->client_host[0] &&
+		    strcmp(c->client_addr, self->client_host))
+			return fail(p, "clientPortAddress",
+				    "'%s' differs from server.%u's client address '%s'",
+				    c->client_addr, myid, self->client_host);
+		c->client_port = self->client_port;
+		p->have_client_port = true;
+		if (self->client_host[0])
+			memcpy(c->client_addr, self->client_host, sizeof(c->client_addr));
+	}
+	if (!p->have_client_port)
+		return fail(p, "clientPort", "not set (the port ZooKeeper clients connect to)");
 	uint32_t voters = node_config_voters(c);
 	if (voters == 0)
 		return fail(p, "server.N", "every server is an observer; at least one must vote");
@@ -656,10 +687,14 @@ int node_config_parse(struct node_config *cfg, const char *text, const char *ori
 			sep++;
 		char *v = sep;
 		if (*v) {
+			/* Java properties: the key ends at '=', ':' or a blank; after a
+			 * blank, one '=' or ':' may still follow ("key = value"), but
+			 * not after '=' itself ("clientPortAddress=::1" is "::1"). */
+			bool blank_ended = isspace((unsigned char)*v);
 			*v++ = 0;
 			while (isspace((unsigned char)*v))
 				v++;
-			if ((v[-1] != '=' && v[-1] != ':') && (*v == '=' || *v == ':')) {
+			if (blank_ended && (*v == '=' || *v == ':')) {
 				v++;
 				while (isspace((unsigned char)*v))
 					v++;
@@ -788,7 +823,9 @@ size_t node_config_format(const struct node_config *c, char *buf, size_t len)
 		if (w_ > 0)                                                     \
 			n += (size_t)w_;                                        \
 	} while (0)
-	OUT("clientPort=%u\nclientPortAddress=%s\n", c->client_port, c->client_addr);
+	OUT("clientPort=%u\n", c->client_port);
+	if (c->client_addr[0]) /* unset: every address, IPv4 and IPv6 */
+		OUT("clientPortAddress=%s\n", c->client_addr);
 	OUT("dataDir=%s\ndataLogDir=%s\n", c->data_dir, c->data_log_dir);
 	OUT("tickTime=%u\ninitLimit=%u\nsyncLimit=%u\n", c->tick_ms, c->init_limit, c->sync_limit);
 	OUT("maxClientCnxns=%u\nminSessionTimeout=%u\nmaxSessionTimeout=%u\n", c->max_client_cnxns,
@@ -803,11 +840,14 @@ size_t node_config_format(const struct node_config *c, char *buf, size_t len)
 			OUT(":%u", s->election_port);
 		OUT(":%s", s->learner ? "observer" : "participant");
 		if (s->client_port)
-			OUT(";%s%s%u", s->client_host, s->client_host[0] ? ":" : "",
+			OUT(";%s%s%s%s%u", strchr(s->client_host, ':') ? "[" : "", s->client_host,
+			    strchr(s->client_host, ':') ? "]" : "", s->client_host[0] ? ":" : "",
 			    s->client_port);
 		OUT("\n");
 	}
 	OUT("reconfigEnabled=%s\n", c->reconfig_enabled ? "true" : "false");
+	if (c->skip_acl)
+		OUT("skipACL=yes\n");
 	OUT("keel.clusterId=%" PRIu64 "\nkeel.transport=%s\nkeel.fsync=%s\nkeel.fsyncPath=%s\n",
 	    c->cluster_id, tr[c->transport], onoff(c->fsync), fp[c->fsync_path]);
 	OUT("keel.directIo=%s\nkeel.segmentBytes=%" PRIu64 "\nkeel.snapshotThresholdBytes=%" PRIu64

@@ -247,11 +247,29 @@ static int64_t cur_zxid(struct keeld *k)
 	return atomic_load(&k->applied_zxid);
 }
 
-/* Does the session's identity hold `perm` on a node with this ACL? */
-static bool acl_allows(const void *acl, uint32_t acl_len, int32_t perm, const struct fsess *s)
+/* Did the session authenticate as DigestAuthenticationProvider.superDigest? */
+static bool is_super(const struct keeld *k, const struct fsess *s)
+{
+	if (!k->cfg.super_digest[0] || !s)
+		return false;
+	for (uint32_t i = 0; i < s->n_auth; i++)
+		if (!strcmp(s->auth[i], k->cfg.super_digest))
+			return true;
+	return false;
+}
+
+/*
+ * Does the session's identity hold `perm` on a node with this ACL? As
+ * ZooKeeper's checkACL: everything with skipACL=yes, or for the super
+ * identity, or on a node whose ACL is empty.
+ */
+static bool acl_allows(const struct keeld *k, const void *acl, uint32_t acl_len, int32_t perm,
+		       const struct fsess *s)
 {
 	uint32_t pos = 0;
 	struct kv_acl a;
+	if (k->cfg.skip_acl || acl_len == 0 || is_super(k, s))
+		return true;
 	while (kv_acl_next(acl, acl_len, &pos, &a) == 1) {
 		if (!(a.perms & perm))
 			continue;
@@ -277,7 +295,11 @@ static int perm_check(struct keeld *k, const char *path, size_t len, int32_t per
 	const struct kv_view *v = kv_view_get(keeld_kv(k));
 	if (kv_get(v, path, len, &n) != ZK_OK)
 		return ZK_OK; /* apply decides (NoNode) */
-	return acl_allows(n.acl, n.acl_len, perm, s) ? ZK_OK : ZK_ENOAUTH;
+	/* The membership text is written by reconfig only, whoever asks
+	 * (its ACL is read-only; super and skipACL do not open it). */
+	if (len == 17 && !memcmp(path, "/zookeeper/config", 17) && perm != KV_PERM_READ)
+		return ZK_ENOAUTH;
+	return acl_allows(k, n.acl, n.acl_len, perm, s) ? ZK_OK : ZK_ENOAUTH;
 }
 
 static size_t parent_len(const char *path, size_t len)
@@ -359,7 +381,7 @@ static int multi_read(struct keeld *k, const struct zk_call *call, const struct 
 		int err = pl && zk_path_validate(q.path, false) == 0
 				  ? kv_get(v, q.path.ptr, pl, &nd)
 				  : ZK_EBADARGUMENTS;
-		if (err == ZK_OK && !acl_allows(nd.acl, nd.acl_len, KV_PERM_READ, s))
+		if (err == ZK_OK && !acl_allows(k, nd.acl, nd.acl_len, KV_PERM_READ, s))
 			err = ZK_ENOAUTH;
 		if (err == ZK_OK && q.type == ZK_OP_GET_DATA) {
 			res[i].type = ZK_OP_GET_DATA;
@@ -413,7 +435,7 @@ static int read_once(struct keeld *k, const struct zk_call *call, int32_t type, 
 		break;
 	case ZK_OP_GET_DATA:
 		err = kv_get(v, path, plen, &n);
-		if (err == ZK_OK && !acl_allows(n.acl, n.acl_len, KV_PERM_READ, s))
+		if (err == ZK_OK && !acl_allows(k, n.acl, n.acl_len, KV_PERM_READ, s))
 			err = ZK_ENOAUTH;
 		if (err == ZK_OK) {
 			if (watch)
@@ -425,7 +447,8 @@ static int read_once(struct keeld *k, const struct zk_call *call, int32_t type, 
 		break;
 	case ZK_OP_GET_ACL:
 		err = kv_get(v, path, plen, &n);
-		if (err == ZK_OK && !acl_allows(n.acl, n.acl_len, KV_PERM_READ | KV_PERM_ADMIN, s))
+		if (err == ZK_OK &&
+		    !acl_allows(k, n.acl, n.acl_len, KV_PERM_READ | KV_PERM_ADMIN, s))
 			err = ZK_ENOAUTH;
 		if (err == ZK_OK) {
 			uint32_t pos = 0;
@@ -446,7 +469,7 @@ static int read_once(struct keeld *k, const struct zk_call *call, int32_t type, 
 	case ZK_OP_GET_CHILDREN:
 	case ZK_OP_GET_CHILDREN2: {
 		err = kv_get(v, path, plen, &n);
-		if (err == ZK_OK && !acl_allows(n.acl, n.acl_len, KV_PERM_READ, s))
+		if (err == ZK_OK && !acl_allows(k, n.acl, n.acl_len, KV_PERM_READ, s))
 			err = ZK_ENOAUTH;
 		if (err == ZK_OK) {
 			struct zk_stat st;
@@ -465,7 +488,7 @@ static int read_once(struct keeld *k, const struct zk_call *call, int32_t type, 
 	case ZK_OP_GET_ALL_CHILDREN_NUMBER: {
 		int64_t num = 0;
 		err = kv_get(v, path, plen, &n);
-		if (err == ZK_OK && !acl_allows(n.acl, n.acl_len, KV_PERM_READ, s))
+		if (err == ZK_OK && !acl_allows(k, n.acl, n.acl_len, KV_PERM_READ, s))
 			err = ZK_ENOAUTH;
 		if (err == ZK_OK)
 			err = kv_all_children_number(v, path, plen, &num);
@@ -487,7 +510,7 @@ static int read_once(struct keeld *k, const struct zk_call *call, int32_t type, 
 		return multi_read(k, call, v, &ops, s);
 	}
 	case ZK_OP_WHO_AM_I: {
-		struct zk_str ids[2 * 9];
+		struct zk_str ids[2 * 10];
 		char addr[64];
 		int32_t cnt = 0;
 		size_t alen = s ? zk_peer_format(&s->peer, addr, sizeof(addr)) : 0;
@@ -496,6 +519,12 @@ static int read_once(struct keeld *k, const struct zk_call *call, int32_t type, 
 			ids[cnt++] = (struct zk_str){ addr, (int32_t)alen };
 		}
 		for (uint32_t i = 0; s && i < s->n_auth && i < 8; i++) {
+			/* ZooKeeper's digest provider adds super:"" with the
+			 * superDigest identity */
+			if (!strcmp(s->auth[i], k->cfg.super_digest)) {
+				ids[cnt++] = (struct zk_str){ "super", 5 };
+				ids[cnt++] = (struct zk_str){ "", 0 };
+			}
 			ids[cnt++] = (struct zk_str){ "digest", 6 };
 			ids[cnt++] = (struct zk_str){ s->auth[i], (int32_t)strlen(s->auth[i]) };
 		}
@@ -1089,16 +1118,6 @@ int keeld_reconfig_parse(const char *joining, int32_t joining_len, const char *l
 	return 0;
 }
 
-static bool is_super(const struct keeld *k, const struct fsess *s)
-{
-	if (!k->cfg.super_digest[0] || !s)
-		return false;
-	for (uint32_t i = 0; i < s->n_auth; i++)
-		if (!strcmp(s->auth[i], k->cfg.super_digest))
-			return true;
-	return false;
-}
-
 /*
  * ZooKeeper's reconfig: reconfigEnabled (and standalone) here; the rest, in
  * ZooKeeper's order (one at a time, fromConfig, the strings, a synced
@@ -1132,7 +1151,7 @@ static void handle_reconfig(struct keeld *k, const struct zk_call *call,
 		goto out;
 	}
 	uint8_t *d = r->txn;
-	d[0] = is_super(k, s);
+	d[0] = k->cfg.skip_acl || is_super(k, s); /* ZooKeeper: checkACL on /zookeeper/config */
 	uint64_t from = (uint64_t)req->cur_config_id;
 	for (int i = 0; i < 8; i++)
 		d[1 + i] = (uint8_t)(from >> (8 * i));
@@ -1870,9 +1889,26 @@ static size_t four_letter(struct zk_backend *b, int word, char *out, size_t cap)
 	case ZK_4LW_CONF:
 		n = node_config_format(&k->cfg, out, cap);
 		break;
-	case ZK_4LW_CONS:
-		OUT(" /127.0.0.1 connections=%u sessions_here=%u\n\n", st.open, k->n_sess);
+	case ZK_4LW_CONS: {
+		/*
+		 * One line per session attached here, as ZooKeeper starts it:
+		 * " /addr:port[1](queued=...,sid=0x...,to=...)", IPv6 addresses
+		 * as Java prints them (no brackets); then keel's totals.
+		 */
+		char addr[64];
+		pthread_mutex_lock(&k->fe_mu);
+		for (uint32_t i = 0; i < KEELD_SESS_BUCKETS && n < cap; i++)
+			for (const struct fsess *s = k->sess[i]; s && n < cap; s = s->next) {
+				if (!s->has_conn || !zk_peer_format(&s->peer, addr, sizeof(addr)))
+					continue;
+				OUT(" /%s:%u[1](queued=%u,sid=0x%" PRIx64 ",to=%d)\n", addr,
+				    s->peer.port, s->outstanding, (uint64_t)s->id, s->timeout_ms);
+			}
+		uint32_t here = k->n_sess;
+		pthread_mutex_unlock(&k->fe_mu);
+		OUT("\nconnections=%u sessions_here=%u\n", st.open, here);
 		break;
+	}
 	case ZK_4LW_ENVI: {
 		char host[256] = "";
 		(void)gethostname(host, sizeof(host) - 1);
@@ -1926,7 +1962,7 @@ int keeld_frontend_start(struct keeld *k)
 		}
 	}
 	struct zk_server_config zc = {
-		.bind_addr = k->cfg.client_addr[0] ? k->cfg.client_addr : "0.0.0.0",
+		.bind_addr = k->cfg.client_addr[0] ? k->cfg.client_addr : ZK_BIND_ANY,
 		.port = k->cfg.client_port,
 		.max_connections = 4096,
 		.max_packet_bytes = k->cfg.max_packet_bytes,
@@ -1945,14 +1981,18 @@ int keeld_frontend_start(struct keeld *k)
 			"Client connections refused (maxClientCnxns) or times reading stopped "
 			"(globalOutstandingLimit), by limit.");
 	}
+	/* the address as an operator writes it: [::1]:2181, *:2181 */
+	char where[NODE_HOST_MAX + 2];
+	bool bare6 = strchr(zc.bind_addr, ':') && zc.bind_addr[0] != '[';
+	snprintf(where, sizeof(where), bare6 ? "[%s]" : "%s", zc.bind_addr);
 	int rc = zk_server_start(&zc, &ops, (struct zk_backend *)k, &k->zk);
 	if (rc < 0) {
-		keeld_log("client port %s:%u: %s", zc.bind_addr, zc.port, keel_strerror(rc));
+		keeld_log("client port %s:%u: %s", where, zc.port, keel_strerror(rc));
 		return rc;
 	}
 	keeld_log("clients: ZooKeeper protocol on %s:%u (epoll front end), session timeout "
 		  "%u..%u ms, 4lw whitelist 0x%x, maxClientCnxns %u, globalOutstandingLimit %u",
-		  zc.bind_addr, zk_server_port(k->zk), k->cfg.min_session_timeout_ms,
+		  where, zk_server_port(k->zk), k->cfg.min_session_timeout_ms,
 		  k->cfg.max_session_timeout_ms, k->cfg.fourlw_mask, k->cfg.max_client_cnxns,
 		  k->cfg.global_outstanding_limit);
 	return 0;

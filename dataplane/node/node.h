@@ -84,7 +84,7 @@ struct node_config {
 	uint32_t sync_limit;             /* syncLimit, in ticks (default 5) */
 	char data_dir[PATH_MAX];         /* dataDir (required) */
 	char data_log_dir[PATH_MAX];     /* dataLogDir (default: dataDir) */
-	char client_addr[NODE_HOST_MAX]; /* clientPortAddress (default 0.0.0.0) */
+	char client_addr[NODE_HOST_MAX]; /* clientPortAddress; "": all, IPv4+IPv6 */
 	uint16_t client_port;            /* clientPort (required) */
 	uint32_t max_client_cnxns; /* maxClientCnxns per client IP, 0 = no limit (default 60) */
 	uint32_t min_session_timeout_ms;   /* minSessionTimeout (default 2 x tickTime) */
@@ -96,6 +96,7 @@ struct node_config {
 	uint32_t myid;                     /* this node's N; from --myid or dataDir/myid */
 	bool reconfig_enabled;             /* reconfigEnabled (default false, as ZooKeeper) */
 	char super_digest[NODE_TOKEN_MAX]; /* DigestAuthenticationProvider.superDigest */
+	bool skip_acl;                     /* skipACL=yes: no ACL check (ZooKeeper's) */
 	struct node_server servers[NODE_MAX_SERVERS];
 	uint32_t n_servers; /* 0: standalone (a one-node cluster) */
 

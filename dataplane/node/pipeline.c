@@ -2742,6 +2742,17 @@ static void mg_config(struct pipeline *p, const struct mgmt_request *req)
 		} else if (!strcmp(key, "maxSessionTimeout")) {
 			__atomic_store_n(&k->cfg.max_session_timeout_ms, c->max_session_timeout_ms,
 					 __ATOMIC_RELAXED);
+		} else if (!strcmp(key, "maxClientCnxns") ||
+			   !strcmp(key, "globalOutstandingLimit")) {
+			/* the zk engine enforces both; only this thread writes them */
+			if (!strcmp(key, "maxClientCnxns"))
+				__atomic_store_n(&k->cfg.max_client_cnxns, c->max_client_cnxns,
+						 __ATOMIC_RELAXED);
+			else
+				__atomic_store_n(&k->cfg.global_outstanding_limit,
+						 c->global_outstanding_limit, __ATOMIC_RELAXED);
+			zk_server_set_limits(k->zk, k->cfg.max_client_cnxns,
+					     k->cfg.global_outstanding_limit);
 		} else {
 			rc = KEEL_E_CONFIG;
 			snprintf(msg, sizeof(msg), "%s cannot change while the node runs", key);

@@ -72,9 +72,21 @@ bool zk_ip_acl_match(const char *id, size_t len, const struct zk_peer *peer)
 size_t zk_peer_format(const struct zk_peer *peer, char *out, size_t cap)
 {
 	char text[INET6_ADDRSTRLEN];
-	if (!peer || (peer->len != 4 && peer->len != 16) ||
-	    !inet_ntop(peer->len == 4 ? AF_INET : AF_INET6, peer->addr, text, sizeof(text)))
-		text[0] = 0;
+	text[0] = 0;
+	if (peer && peer->len == 4) {
+		if (!inet_ntop(AF_INET, peer->addr, text, sizeof(text)))
+			text[0] = 0;
+	} else if (peer && peer->len == 16) {
+		/*
+		 * As ZooKeeper shows it (Java's Inet6Address.getHostAddress(), the
+		 * "ip" id of whoAmI and cons): eight groups in hex, none elided.
+		 */
+		size_t n = 0;
+		for (int i = 0; i < 8; i++)
+			n += (size_t)snprintf(text + n, sizeof(text) - n, "%s%x", i ? ":" : "",
+					      (unsigned)peer->addr[2 * i] << 8 |
+						      peer->addr[2 * i + 1]);
+	}
 	size_t n = strlen(text);
 	if (cap)
 		snprintf(out, cap, "%s", text);

@@ -30,11 +30,13 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -768,6 +770,92 @@ static void *server_main(void *arg)
 	return NULL;
 }
 
+/* A listening socket on sa: 0 (*fd, *port set) or -errno. */
+static int listen_one(const struct sockaddr *sa, socklen_t salen, int *fd, uint16_t *port)
+{
+	int one = 1, off = 0;
+	struct sockaddr_storage got;
+	socklen_t glen = sizeof(got);
+	int lfd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (lfd < 0)
+		return -errno;
+	/*
+	 * V6ONLY off: a "::" socket takes IPv4 clients too, as ZooKeeper's (the
+	 * JVM's) does; they arrive as ::ffff:a.b.c.d, which peer_of() maps back
+	 * to the IPv4 address, so ip ACLs and maxClientCnxns see 127.0.0.1.
+	 */
+	if (setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+	    (sa->sa_family == AF_INET6 &&
+	     setsockopt(lfd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off)) != 0) ||
+	    bind(lfd, sa, salen) != 0 || listen(lfd, 1024) != 0 ||
+	    getsockname(lfd, (struct sockaddr *)&got, &glen) != 0) {
+		int rc = -errno;
+		close(lfd);
+		return rc;
+	}
+	*fd = lfd;
+	*port = ntohs(got.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&got)->sin6_port
+						: ((struct sockaddr_in *)&got)->sin_port);
+	return 0;
+}
+
+/*
+ * The client listener for bind_addr (see zk_server_config): ZK_BIND_ANY is
+ * a dual-stack "::" socket, or 0.0.0.0 where this host has no IPv6; a
+ * literal (IPv6 bracketed or not) is bound as it is; a name is resolved and
+ * its addresses tried in the resolver's order (ZooKeeper binds the first).
+ */
+static int listen_on(const char *bind_addr, uint16_t port, int *fd, uint16_t *port_out)
+{
+	const char *a = bind_addr ? bind_addr : "127.0.0.1";
+	struct sockaddr_in v4 = { .sin_family = AF_INET, .sin_port = htons(port) };
+	struct sockaddr_in6 v6 = { .sin6_family = AF_INET6, .sin6_port = htons(port) };
+	if (!strcmp(a, ZK_BIND_ANY)) {
+		v6.sin6_addr = in6addr_any;
+		int rc = listen_one((struct sockaddr *)&v6, sizeof(v6), fd, port_out);
+		if (rc != -EAFNOSUPPORT && rc != -EADDRNOTAVAIL)
+			return rc;
+		v4.sin_addr.s_addr = htonl(INADDR_ANY);
+		return listen_one((struct sockaddr *)&v4, sizeof(v4), fd, port_out);
+	}
+	char host[256];
+	size_t n = strlen(a);
+	if (n >= sizeof(host) || n == 0)
+		return KEEL_E_CONFIG;
+	if (a[0] == '[') {
+		if (n < 3 || a[n - 1] != ']')
+			return KEEL_E_CONFIG;
+		memcpy(host, a + 1, n - 2);
+		host[n - 2] = 0;
+	} else {
+		memcpy(host, a, n + 1);
+	}
+	if (inet_pton(AF_INET6, host, &v6.sin6_addr) == 1)
+		return listen_one((struct sockaddr *)&v6, sizeof(v6), fd, port_out);
+	if (a[0] == '[')
+		return KEEL_E_CONFIG; /* brackets hold an IPv6 literal only */
+	if (inet_pton(AF_INET, host, &v4.sin_addr) == 1)
+		return listen_one((struct sockaddr *)&v4, sizeof(v4), fd, port_out);
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res = NULL;
+	if (getaddrinfo(host, NULL, &hints, &res) != 0 || !res)
+		return KEEL_E_CONFIG;
+	int rc = KEEL_E_CONFIG;
+	for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+		if (ai->ai_family == AF_INET) {
+			v4.sin_addr = ((struct sockaddr_in *)ai->ai_addr)->sin_addr;
+			rc = listen_one((struct sockaddr *)&v4, sizeof(v4), fd, port_out);
+		} else if (ai->ai_family == AF_INET6) {
+			v6.sin6_addr = ((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr;
+			v6.sin6_scope_id = ((struct sockaddr_in6 *)ai->ai_addr)->sin6_scope_id;
+			rc = listen_one((struct sockaddr *)&v6, sizeof(v6), fd, port_out);
+		}
+		if (rc == 0)
+			break;
+	}
+	freeaddrinfo(res);
+	return rc;
+}
+
 int zk_server_start(const struct zk_server_config *cfg, const struct zk_backend_ops *ops,
 		    struct zk_backend *backend, struct zk_server **out)
 {
@@ -808,25 +896,16 @@ int zk_server_start(const struct zk_server_config *cfg, const struct zk_backend_
 	pthread_mutex_init(&s->mu, &ma);
 	pthread_mutexattr_destroy(&ma);
 
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(cfg->port) };
-	if (inet_pton(AF_INET, cfg->bind_addr ? cfg->bind_addr : "127.0.0.1", &a.sin_addr) != 1) {
-		rc = KEEL_E_CONFIG;
-		goto fail_mutex;
-	}
-	socklen_t alen = sizeof(a);
-	int one = 1;
-	s->lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	s->epfd = epoll_create1(EPOLL_CLOEXEC);
 	s->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	if (s->lfd < 0 || s->epfd < 0 || s->evfd < 0 || s->spare_fd < 0 ||
-	    setsockopt(s->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
-	    bind(s->lfd, (struct sockaddr *)&a, sizeof(a)) != 0 || listen(s->lfd, 1024) != 0 ||
-	    getsockname(s->lfd, (struct sockaddr *)&a, &alen) != 0) {
+	if (s->epfd < 0 || s->evfd < 0 || s->spare_fd < 0) {
 		rc = -errno;
 		goto fail_mutex;
 	}
-	s->port = ntohs(a.sin_port);
+	rc = listen_on(cfg->bind_addr, cfg->port, &s->lfd, &s->port);
+	if (rc != 0)
+		goto fail_mutex;
 	struct epoll_event e = { .events = EPOLLIN, .data.u64 = ZKS_EV_LISTEN };
 	struct epoll_event w = { .events = EPOLLIN, .data.u64 = ZKS_EV_WAKE };
 	if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->lfd, &e) != 0 ||
@@ -1057,5 +1136,24 @@ void zk_server_stats(struct zk_server *s, struct zk_server_stats *out)
 	pthread_mutex_lock(&s->mu);
 	*out = s->st;
 	out->outstanding = s->outstanding;
+	pthread_mutex_unlock(&s->mu);
+}
+
+void zk_server_set_limits(struct zk_server *s, uint32_t max_conns_per_ip, uint32_t max_outstanding)
+{
+	/*
+	 * Under the engine's mutex, not atomics: the engine reads both limits
+	 * only while it holds it (accept, request hand-over, answered()), and
+	 * lifting a throttle must change `throttled` with them.
+	 */
+	pthread_mutex_lock(&s->mu);
+	s->cfg.max_conns_per_ip = max_conns_per_ip;
+	s->cfg.max_outstanding = max_outstanding;
+	if (s->throttled &&
+	    (!max_outstanding || s->outstanding < max_outstanding - max_outstanding / 4)) {
+		s->throttled = false;
+		s->resume = true;
+		wake(s);
+	}
 	pthread_mutex_unlock(&s->mu);
 }

@@ -492,8 +492,9 @@ bool zk_ip_acl_valid(const char *id, size_t len);
 /* Does the id cover the peer? Both sides are masked to the prefix; families
  * must agree; an invalid id or an unknown peer matches nothing. */
 bool zk_ip_acl_match(const char *id, size_t len, const struct zk_peer *peer);
-/* The peer's address as text ("127.0.0.1", "::1") into out; its length
- * (0 for an unknown peer). cap >= 46 always fits. */
+/* The peer's address as text ("127.0.0.1"; IPv6 as ZooKeeper shows it,
+ * "0:0:0:0:0:0:0:1") into out; its length (0 for an unknown peer). cap >= 46
+ * always fits. */
 size_t zk_peer_format(const struct zk_peer *peer, char *out, size_t cap);
 
 /* ---- the TCP front end ---- */
@@ -584,8 +585,18 @@ struct zk_backend_ops {
 	void (*limited)(struct zk_backend *b, enum zk_limit what);
 };
 
+/* zk_server_config.bind_addr: listen on every address (ZooKeeper's default) */
+#define ZK_BIND_ANY "*"
+
 struct zk_server_config {
-	const char *bind_addr;     /* IPv4 dotted quad; NULL: 127.0.0.1 */
+	/*
+	 * An IPv4 or IPv6 literal ("::1" or "[::1]") or a host name (its
+	 * addresses tried in order); ZK_BIND_ANY: every address, IPv4 and
+	 * IPv6 (a dual-stack "::" socket; 0.0.0.0 if the host has no IPv6);
+	 * NULL: 127.0.0.1. IPv4 clients of a dual-stack socket are reported
+	 * (zk_server_peer) with their IPv4 address, as ZooKeeper sees them.
+	 */
+	const char *bind_addr;
 	uint16_t port;             /* 0: any free port (see zk_server_port()) */
 	uint32_t max_connections;  /* 0: 4096 */
 	uint32_t max_packet_bytes; /* 0: ZK_DEFAULT_MAX_PACKET_BYTES */
@@ -636,7 +647,8 @@ struct zk_server_stats {
 };
 
 /*
- * Binds, listens and starts the thread. 0, -errno, KEEL_E_CONFIG (bind_addr)
+ * Binds, listens and starts the thread. 0, -errno, KEEL_E_CONFIG (bind_addr
+ * neither an address nor a name that resolves)
  * or KEEL_E_NOMEM. *out is set before the thread starts, so callbacks may
  * use it from the first connection on.
  */
@@ -695,6 +707,14 @@ uint32_t zk_server_close_all(struct zk_server *s);
 void zk_server_cork(struct zk_server *s);
 void zk_server_uncork(struct zk_server *s);
 void zk_server_stats(struct zk_server *s, struct zk_server_stats *out);
+/*
+ * Changes max_conns_per_ip and max_outstanding (see zk_server_config) while
+ * the server runs, from any thread. They count from the next accept and
+ * the next request; connections already open stay. A throttled engine
+ * whose new limit is 0 or above the resume mark reads again at once.
+ */
+void zk_server_set_limits(struct zk_server *s, uint32_t max_conns_per_ip,
+			  uint32_t max_outstanding);
 
 #ifdef __cplusplus
 }

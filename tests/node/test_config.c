@@ -70,7 +70,7 @@ static void test_three_nodes_and_roles(void **state)
 	(void)state;
 	const char *t = BASE "tickTime=200\ninitLimit=5\nsyncLimit=2\n"
 			     "server.1=127.0.0.1:2888:3888;2181\n"
-			     "server.2=localhost:2889:participant;127.0.0.2:2182\n"
+			     "server.2=localhost:2889:participant;127.0.0.2:2181\n"
 			     "server.3=[::1]:2890:3890:observer;[::1]:2183\n";
 	assert_int_equal(parse(t, 2), 0);
 	assert_int_equal(cfg.n_servers, 3);
@@ -85,13 +85,65 @@ static void test_three_nodes_and_roles(void **state)
 	assert_int_equal(me->election_port, 0);
 	assert_false(me->learner);
 	assert_string_equal(me->client_host, "127.0.0.2");
-	assert_int_equal(me->client_port, 2182);
+	assert_int_equal(me->client_port, 2181);
 	assert_string_equal(cfg.servers[2].host, "::1");
 	assert_true(cfg.servers[2].learner);
 	assert_int_equal(cfg.servers[2].client_port, 2183);
 	assert_int_equal(cfg.servers[0].client_port, 2181);
 	assert_string_equal(cfg.servers[0].client_host, "");
 	assert_int_equal(node_config_voters(&cfg), 2);
+	/* this node's server.N client part is where it listens (ZooKeeper) */
+	assert_int_equal(cfg.client_port, 2181);
+	assert_string_equal(cfg.client_addr, "127.0.0.2");
+}
+
+/* skipACL as ZooKeeper's zookeeper.skipACL: yes or no, default no. */
+static void test_skip_acl(void **state)
+{
+	(void)state;
+	assert_int_equal(parse(BASE, 0), 0);
+	assert_false(cfg.skip_acl);
+	assert_int_equal(parse(BASE "skipACL=yes\n", 0), 0);
+	assert_true(cfg.skip_acl);
+	char out[4096];
+	node_config_format(&cfg, out, sizeof(out));
+	assert_non_null(strstr(out, "\nskipACL=yes\n"));
+	assert_int_equal(parse(BASE "zookeeper.skipACL=no\n", 0), 0);
+	assert_false(cfg.skip_acl);
+	refused(BASE "skipACL=true\n", 0, 3, "skipACL", "yes or no");
+}
+
+/* The client listener: every address by default; IPv6 literals; the
+ * server.N client part agreeing with clientPort/clientPortAddress. */
+static void test_client_address(void **state)
+{
+	(void)state;
+	assert_int_equal(parse(BASE, 0), 0);
+	assert_string_equal(cfg.client_addr, ""); /* all addresses, IPv4 and IPv6 */
+	char out[4096];
+	node_config_format(&cfg, out, sizeof(out));
+	assert_null(strstr(out, "clientPortAddress"));
+	/* a value may start with ':' (Java properties: one separator only) */
+	assert_int_equal(parse(BASE "clientPortAddress=::1\n", 0), 0);
+	assert_string_equal(cfg.client_addr, "::1");
+	assert_int_equal(parse(BASE "clientPortAddress :::\n", 0), 0);
+	assert_string_equal(cfg.client_addr, "::");
+	assert_int_equal(parse(BASE "clientPortAddress=[::1]\n", 0), 0);
+	assert_string_equal(cfg.client_addr, "[::1]");
+	const char *t = "dataDir=/d\nserver.1=127.0.0.1:2888;[::1]:2185\n"
+			"server.2=127.0.0.1:2889;2186\n";
+	assert_int_equal(parse(t, 1), 0);
+	assert_int_equal(cfg.client_port, 2185);
+	assert_string_equal(cfg.client_addr, "::1");
+	node_config_format(&cfg, out, sizeof(out));
+	assert_non_null(strstr(out, "server.1=127.0.0.1:2888:participant;[::1]:2185\n"));
+	assert_int_equal(parse(t, 2), 0);
+	assert_int_equal(cfg.client_port, 2186);
+	assert_string_equal(cfg.client_addr, "");
+	refused("dataDir=/d\nclientPort=2181\nserver.1=127.0.0.1:2888;2185\n", 1, 0, "clientPort",
+		"differs");
+	refused("dataDir=/d\nclientPortAddress=127.0.0.1\nserver.1=127.0.0.1:2888;[::1]:2185\n", 1,
+		0, "clientPortAddress", "differs");
 }
 
 static void test_properties_syntax(void **state)
@@ -278,6 +330,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_minimal_standalone),
 		cmocka_unit_test(test_three_nodes_and_roles),
+		cmocka_unit_test(test_client_address),
+		cmocka_unit_test(test_skip_acl),
 		cmocka_unit_test(test_properties_syntax),
 		cmocka_unit_test(test_keel_keys),
 		cmocka_unit_test(test_zookeeper_keys_accepted),

@@ -573,6 +573,112 @@ static void test_conns_per_ip(void **state)
 	be_stop(b);
 }
 
+/* A client socket to ::1 (IPv6 loopback) on the server's port; -1 with
+ * errno set when it cannot connect. */
+static int dial6(struct zk_backend *b)
+{
+	int fd = socket(AF_INET6, SOCK_STREAM, 0);
+	struct sockaddr_in6 a = { .sin6_family = AF_INET6,
+				  .sin6_port = htons(zk_server_port(b->srv)),
+				  .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+	struct timeval tv = { FAILSAFE_S, 0 };
+	if (fd < 0)
+		return -1;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
+		int e = errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	return fd;
+}
+
+/* The peer address the backend saw at the last connect, as text. */
+static size_t last_peer(struct zk_backend *b, struct zk_peer *peer, char *text, size_t cap)
+{
+	pthread_mutex_lock(&b->mu);
+	*peer = b->peer;
+	pthread_mutex_unlock(&b->mu);
+	return zk_peer_format(peer, text, cap);
+}
+
+/*
+ * Listening addresses: ZK_BIND_ANY takes IPv4 and IPv6 clients on one
+ * dual-stack socket; an IPv4 client is seen as 127.0.0.1 (not
+ * ::ffff:127.0.0.1), so ip ACLs and maxClientCnxns count it as IPv4, as
+ * ZooKeeper does; an IPv6 client as 0:0:0:0:0:0:0:1 (ZooKeeper's text),
+ * matched by "::1" ids and by no IPv4 id. "[::1]" and "::1" listen on IPv6
+ * loopback only; bad addresses are refused.
+ */
+static void test_listen_ipv6(void **state)
+{
+	(void)state;
+	struct zk_server_config cfg = { .bind_addr = ZK_BIND_ANY,
+					.max_connections = 16,
+					.max_conns_per_ip = 1 };
+	struct zk_backend *b = be_start_cfg(&cfg);
+	assert_non_null(b);
+	struct zk_connect_response cr;
+	struct zk_peer peer;
+	char text[64];
+	int fd4 = dial(b);
+	session_connect(fd4, 0, &cr);
+	assert_int_equal(last_peer(b, &peer, text, sizeof(text)), 9);
+	assert_string_equal(text, "127.0.0.1");
+	assert_true(zk_ip_acl_match("127.0.0.0/8", 11, &peer));
+	assert_false(zk_ip_acl_match("::1", 3, &peer));
+	int fd6 = dial6(b);
+	if (fd6 < 0 && (errno == EAFNOSUPPORT || errno == EADDRNOTAVAIL || errno == ENETUNREACH)) {
+		/* this host has no IPv6: the listener fell back to 0.0.0.0 */
+		close(fd4);
+		be_stop(b);
+		skip();
+	}
+	assert_true(fd6 >= 0);
+	/* one connection from 127.0.0.1 already: ::1 is another address */
+	session_connect(fd6, 0, &cr);
+	assert_int_not_equal(cr.session_id, 0);
+	assert_int_equal(last_peer(b, &peer, text, sizeof(text)), 15);
+	assert_string_equal(text, "0:0:0:0:0:0:0:1");
+	assert_true(zk_ip_acl_match("::1", 3, &peer));
+	assert_true(zk_ip_acl_match("0:0:0:0:0:0:0:1/128", 19, &peer));
+	assert_false(zk_ip_acl_match("127.0.0.1", 9, &peer));
+	/* a second IPv4 client is the same address as the first */
+	int fd4b = dial(b);
+	expect_eof(fd4b);
+	close(fd4b);
+	struct zk_server_stats st;
+	zk_server_stats(b->srv, &st);
+	assert_int_equal(st.rejected_per_ip, 1);
+	close(fd4);
+	close(fd6);
+	wait_closed(b, 2);
+	be_stop(b);
+
+	static const char *const v6addr[] = { "[::1]", "::1", "::" };
+	for (size_t i = 0; i < 3; i++) {
+		struct zk_server_config c6 = { .bind_addr = v6addr[i] };
+		b = be_start_cfg(&c6);
+		assert_non_null(b);
+		fd6 = dial6(b);
+		assert_true(fd6 >= 0);
+		session_connect(fd6, 0, &cr);
+		assert_int_not_equal(cr.session_id, 0);
+		close(fd6);
+		wait_closed(b, 1);
+		be_stop(b);
+	}
+
+	static const char *const bad[] = { "[::1", "[127.0.0.1]", "[]", "" };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct zk_server_config cb = { .bind_addr = bad[i] };
+		struct zk_server *srv = NULL;
+		assert_int_equal(zk_server_start(&cb, &be_ops, NULL, &srv), KEEL_E_CONFIG);
+		assert_null(srv);
+	}
+}
+
 /* Answers deferred creates in arrival order, from another thread, until
  * `want` are answered. */
 static void *commit_in_order(void *arg)
@@ -1190,6 +1296,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_c_client),
 		cmocka_unit_test(test_fifo_order),
 		cmocka_unit_test(test_conns_per_ip),
+		cmocka_unit_test(test_listen_ipv6),
 		cmocka_unit_test(test_outstanding_limit),
 		cmocka_unit_test(test_close_all),
 		cmocka_unit_test(test_cork),
