@@ -2031,9 +2031,13 @@ static size_t zkconf_text(struct pipeline *p, const struct raft_conf *c, char *o
 		char ep[16] = "", cl[NODE_HOST_MAX + 16] = "";
 		if (s->election_port)
 			snprintf(ep, sizeof(ep), ":%u", s->election_port);
-		if (s->client_port)
-			snprintf(cl, sizeof(cl), ";%s:%u",
-				 s->client_host[0] ? s->client_host : "0.0.0.0", s->client_port);
+		if (s->client_port) {
+			/* An IPv6 host in brackets, as ZooKeeper writes it. */
+			bool v6 = strchr(s->client_host, ':') != NULL;
+			snprintf(cl, sizeof(cl), ";%s%s%s:%u", v6 ? "[" : "",
+				 s->client_host[0] ? s->client_host : "0.0.0.0", v6 ? "]" : "",
+				 s->client_port);
+		}
 		int w = snprintf(out + n, cap - n, "server.%u=%s:%u%s:%s%s\n", id, s->host,
 				 s->peer_port, ep,
 				 conf_has(c, id, RAFT_VOTER) ? "participant" : "observer", cl);
