@@ -568,10 +568,11 @@ again:
 		/*
 		 * A frame that landed between the rx burst above and this
 		 * clear had its interrupt consumed here: without a second look
-		 * it waited in the ring for the next frame's interrupt, often
-		 * the next heartbeat (100 ms stalls in bursts, bench/RESULTS.md
-		 * "write path, round 2"). Look once more after clearing; what
-		 * lands after the clear makes the set readable again.
+		 * it waited in the ring until the next frame's interrupt or the
+		 * pipeline's next tick. Look once more after clearing; what
+		 * lands after the clear makes the set readable again. (Not the
+		 * cause of the 100 ms stalls with a leader on node 1 or 2, see
+		 * bench/RESULTS.md "write path, round 2".)
 		 */
 		if (nev > 0) {
 			cleared = true;
