@@ -518,6 +518,8 @@ static int dpdk_recv(dp_transport *t, struct dp_msg *msgs, int max)
 	release_held(d);
 	uint64_t now = 0;
 	int got = 0;
+	bool cleared = false;
+again:
 	for (int k = 0; k < d->nports && d->nheld < max; k++) {
 		int pi = (d->rx_next + k) % d->nports;
 		if (!port_ready(&d->ports[pi]))
@@ -557,11 +559,24 @@ static int dpdk_recv(dp_transport *t, struct dp_msg *msgs, int max)
 		 * for new frames. Now and then, re-arm ports (ports_maintain).
 		 */
 		struct rte_epoll_event ev[DP_MAX_PORTS];
-		rte_epoll_wait(d->epfd, ev, DP_MAX_PORTS, 0);
+		int nev = cleared ? 0 : rte_epoll_wait(d->epfd, ev, DP_MAX_PORTS, 0);
 		uint64_t t_ns = keel_now_ns();
 		if (t_ns - d->maintain_ns > LINK_CHECK_NS) {
 			d->maintain_ns = t_ns;
 			ports_maintain(d);
+		}
+		/*
+		 * A frame that landed between the rx burst above and this
+		 * clear had its interrupt consumed here: without a second look
+		 * it waited in the ring until the next frame's interrupt or the
+		 * pipeline's next tick. Look once more after clearing; what
+		 * lands after the clear makes the set readable again. (Not the
+		 * cause of the 100 ms stalls with a leader on node 1 or 2, see
+		 * bench/RESULTS.md "write path, round 2".)
+		 */
+		if (nev > 0) {
+			cleared = true;
+			goto again;
 		}
 	}
 	/* ARP replies queued above go out now, not a turn later. */

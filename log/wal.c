@@ -107,6 +107,7 @@ struct wal {
 	bool uring;
 	struct io_uring ring;
 	int efd;
+	bool efd_late; /* reap(): the last CQEs reaped may be signalled after our read */
 	const char *backend;
 	unsigned sqes_queued;
 
@@ -1559,6 +1560,7 @@ fail:
 }
 
 static void reap(struct wal *w);
+static unsigned reap_pass(struct wal *w);
 static void quiesce(struct wal *w);
 static void del_complete(struct wal *w, int res);
 
@@ -1600,7 +1602,34 @@ void wal_close(struct wal *w)
 
 /* ------------------------------------------------------------- the loop */
 
+/*
+ * The eventfd is read (cleared) after a pass that found completions, and the
+ * CQ is looked at again after every read: a completion posted between a pass
+ * and the read had its wake-up consumed by that read, and is reaped by the
+ * next pass instead of waiting for the pipeline's next tick (issue #8). The
+ * kernel posts a CQE before it signals the eventfd, so once a pass after the
+ * last read finds nothing, every completion not yet reaped has its signal
+ * still to come. The other way round, a CQE seen here may be signalled just
+ * after our read: the next call reads once more (efd_late), else that stale
+ * signal would keep the idle wait awake. An idle poll costs no syscall.
+ */
 static void reap(struct wal *w)
+{
+	bool late = w->efd_late;
+	w->efd_late = false;
+	for (;;) {
+		unsigned n = reap_pass(w);
+		if (!n && !late)
+			return;
+		late = false;
+		if (n)
+			w->efd_late = true;
+		uint64_t v;
+		(void)!read(w->efd, &v, sizeof(v)); /* rearm the idle wakeup */
+	}
+}
+
+static unsigned reap_pass(struct wal *w)
 {
 	struct io_uring_cqe *cqe;
 	unsigned head, seen = 0;
@@ -1639,10 +1668,7 @@ static void reap(struct wal *w)
 		seen++;
 	}
 	io_uring_cq_advance(&w->ring, seen);
-	if (seen) {
-		uint64_t v;
-		(void)!read(w->efd, &v, sizeof(v)); /* rearm the idle wakeup */
-	}
+	return seen;
 }
 
 /* One io_uring_submit for everything queued this turn. */

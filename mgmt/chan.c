@@ -25,7 +25,12 @@
 struct ring {
 	_Alignas(KEEL_CACHE_LINE) _Atomic uint64_t head; /* consumer's */
 	_Alignas(KEEL_CACHE_LINE) _Atomic uint64_t tail; /* producer's */
-	_Alignas(KEEL_CACHE_LINE) uint32_t mask;
+	/* Pushes whose eventfd write is done (producer's, bumped after the
+	 * write), and the count the consumer had seen at its last read of the
+	 * eventfd: equal means the eventfd holds nothing to clear. */
+	_Alignas(KEEL_CACHE_LINE) _Atomic uint64_t signalled;
+	_Alignas(KEEL_CACHE_LINE) uint64_t cleared;
+	uint32_t mask;
 	uint32_t rec_size;
 	int efd;
 	unsigned char *slots;
@@ -47,6 +52,8 @@ static int ring_init(struct ring *r, uint32_t cap, uint32_t rec_size)
 {
 	atomic_init(&r->head, 0);
 	atomic_init(&r->tail, 0);
+	atomic_init(&r->signalled, 0);
+	r->cleared = 0;
 	r->mask = cap - 1;
 	r->rec_size = rec_size;
 	r->slots = calloc(cap, rec_size);
@@ -82,6 +89,9 @@ static int ring_push(struct ring *r, const void *rec)
 	uint64_t one = 1;
 	/* A failed write only means the counter is saturated: still readable. */
 	(void)!write(r->efd, &one, sizeof(one));
+	/* After the write: a consumer that sees this count and reads the
+	 * eventfd finds (and clears) this push's signal. */
+	atomic_fetch_add_explicit(&r->signalled, 1, memory_order_release);
 	return 0;
 }
 
@@ -91,10 +101,19 @@ static int ring_pop(struct ring *r, void *rec)
 	/* acquire: pairs with the producer's release of tail */
 	uint64_t tail = atomic_load_explicit(&r->tail, memory_order_acquire);
 	if (head == tail) {
+		/* Idle, the common case (the pipeline asks every turn): the
+		 * eventfd holds nothing to clear unless a push signalled since
+		 * our last read, so no syscall. A push whose write lands before
+		 * its count is bumped leaves the fd readable for that moment
+		 * only: its count makes the next call read. */
+		uint64_t sig = atomic_load_explicit(&r->signalled, memory_order_acquire);
+		if (sig == r->cleared)
+			return 0;
 		uint64_t v;
 		/* Drain the hint, then look again: a push between our check and
 		 * the read would otherwise leave a record with no wake-up. */
 		(void)!read(r->efd, &v, sizeof(v));
+		r->cleared = sig;
 		tail = atomic_load_explicit(&r->tail, memory_order_acquire);
 		if (head == tail)
 			return 0;

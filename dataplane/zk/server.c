@@ -119,6 +119,8 @@ enum msg_kind { MSG_RESPONSE, MSG_CONNECT, MSG_HEADER, MSG_EVENT };
 
 /* The server whose replies this thread holds back (zk_server_cork). */
 static __thread struct zk_server *tls_cork;
+/* This thread listed a connection in the cork list since zk_server_cork(). */
+static __thread bool tls_corked;
 
 struct out_msg {
 	enum msg_kind kind;
@@ -358,6 +360,7 @@ static int queue_reply(struct zk_server *s, struct conn *c, uint64_t seq, const 
 		if (!c->corked) {
 			c->corked = true;
 			s->corked[s->n_corked++] = (uint32_t)(c - s->conns);
+			tls_corked = true;
 		}
 		return 0;
 	}
@@ -980,8 +983,13 @@ void zk_server_cork(struct zk_server *s)
 void zk_server_uncork(struct zk_server *s)
 {
 	tls_cork = NULL;
-	if (!s)
+	/* Most pipeline turns answer nothing: no lock then. Taking it every
+	 * turn contended with the engine thread, ~2 futex calls per setData
+	 * at one client (bench/RESULTS.md "write path, round 2"). Only the
+	 * corking thread lists connections, so its own flag says. */
+	if (!s || !tls_corked)
 		return;
+	tls_corked = false;
 	pthread_mutex_lock(&s->mu);
 	for (uint32_t i = 0; i < s->n_corked; i++) {
 		struct conn *c = &s->conns[s->corked[i]];

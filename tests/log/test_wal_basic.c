@@ -385,6 +385,38 @@ static void test_wait_fd(void **state)
 	assert_int_equal(st.durable_index, 3);
 }
 
+/*
+ * Every completion wakes the idle wait (issue #8: the eventfd was read after
+ * the CQ was reaped, so a completion posted in between was found only at the
+ * caller's next timer tick), and an idle log's fd is not left readable (a
+ * stale signal would keep the caller's idle wait spinning). Many small
+ * groups, each waited for on the fd alone: a lost wake-up blocks the wait
+ * until its (long) timeout and fails.
+ */
+static void test_wait_fd_every_completion(void **state)
+{
+	struct fx *f = *state;
+	struct wal_status st;
+	reopen(f);
+	int fd = wal_wait_fd(f->w);
+	assert_true(fd >= 0);
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+	uint64_t n = (uint64_t)walt_iters(300, 60);
+	for (uint64_t i = 1; i <= n; i++) {
+		walt_append_range(f->w, i, i, 1, store);
+		assert_int_equal(wal_poll(f->w, &st), 0);
+		while (st.busy) {
+			int r = poll(&pfd, 1, 20000);
+			if (r != 1)
+				fail_msg("group %" PRIu64 ": busy, but no wake-up (poll %d)", i, r);
+			assert_int_equal(wal_poll(f->w, &st), 0);
+		}
+		assert_int_equal(st.durable_index, i);
+		assert_int_equal(wal_poll(f->w, &st), 0);
+		assert_int_equal(poll(&pfd, 1, 0), 0);
+	}
+}
+
 static void test_lock(void **state)
 {
 	struct fx *f = *state;
@@ -542,6 +574,7 @@ int main(void)
 		ALL(test_hardstate),
 		T(test_wait_fd, uring),
 		T(test_wait_fd, plain),
+		T(test_wait_fd_every_completion, uring),
 		T(test_lock, plain),
 		T(test_switch_to_direct, plain),
 		T(test_missing_snapshot, uring),
