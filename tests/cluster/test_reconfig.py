@@ -19,11 +19,11 @@ import sys
 import threading
 import time
 import unittest
-import urllib.error
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from zkcluster import KeelCluster  # noqa: E402
+import test_membership as tm  # noqa: E402  (its helpers; a module: no tests collected)
+from test_membership import wait_for  # noqa: E402
 
 from kazoo.client import KazooClient  # noqa: E402
 from kazoo.exceptions import (BadArgumentsError, BadVersionError, KazooException,  # noqa: E402
@@ -34,28 +34,10 @@ TOKEN = "s3cret"
 SUPER = "super:D/InIHSb7yEEbrWz8b9l71RjZJU="  # digest of super:test
 
 
-def wait_for(pred, timeout=30.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise AssertionError("timed out waiting for " + what)
-
-
 def http(port, method, path, body=None, timeout=20):
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path), data=data,
-                                 method=method)
-    req.add_header("Authorization", "Bearer " + TOKEN)
-    if body is not None:
-        req.add_header("Content-Type", "application/json")
+    """test_membership's admin request; a node that does not answer is (0, why)."""
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
+        return tm.http(port, method, path, body=body, token=TOKEN, timeout=timeout)
     except OSError as e:
         return 0, str(e)
 
