@@ -82,7 +82,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -318,33 +317,36 @@ class Cluster:
         """Whether node i can take a live fault now (running, not paused)."""
         return self.alive(i) and i not in self.paused
 
-    def set_config(self, i, key, value):
-        """PUT /config on node i's admin API (from inside its namespace, so
-        partitions do not stand in the way); '' or the refusal."""
+    def set_config(self, i, pairs):
+        """PUT /config of each (key, value) in turn on node i's admin API,
+        from one process inside its namespace (so partitions do not stand
+        in the way; one process per node keeps a loaded machine's faults
+        short); '' or the refusal."""
+        argv = [PY, os.path.abspath(__file__), "--put", str(ADMIN_PORT), self.s.token]
+        for key, value in pairs:
+            argv += [key, str(value)]
         try:
-            r = self.net.run(i, [PY, os.path.abspath(__file__), "--put", str(ADMIN_PORT),
-                                 self.s.token, key, str(value)], timeout=20)
+            r = self.net.run(i, argv, timeout=20 + 5 * len(pairs))
         except subprocess.TimeoutExpired:
-            return "no answer in 20 s"
+            return "no answer in time"
         return "" if r.returncode == 0 else (r.stdout + r.stderr).strip() or "failed"
 
     def inject(self, i, settings):
-        """Live fault settings on node i, undone by heal()."""
-        for key, value in settings.items():
-            self.injected.setdefault(i, set()).add(key)
-            err = self.set_config(i, key, value)
-            if err:
-                raise Failure("PUT /config %s=%s at node %d: %s" % (key, value, i, err))
+        """Live fault settings on node i (in order), undone by heal()."""
+        self.injected.setdefault(i, set()).update(settings)
+        err = self.set_config(i, list(settings.items()))
+        if err:
+            raise Failure("PUT /config %s at node %d: %s" % (settings, i, err))
 
     def clear_injected(self):
         for i, keys in sorted(self.injected.items()):
             if not self.alive(i):
                 continue  # restarted below: live settings die with the process
             # the scope last: a fault still set never widens to every peer
-            for key in sorted(keys, key=lambda k: (k == "dp.test_peer", k)):
-                err = self.set_config(i, key, 0)
-                if err:
-                    raise Failure("clearing %s at node %d: %s" % (key, i, err))
+            keys = sorted(keys, key=lambda k: (k == "dp.test_peer", k))
+            err = self.set_config(i, [(k, 0) for k in keys])
+            if err:
+                raise Failure("clearing %s at node %d: %s" % (keys, i, err))
         self.injected.clear()
 
     def free_disks(self):
@@ -719,23 +721,30 @@ def run(args):
             shutil.rmtree(work, ignore_errors=True)
 
 
-def put_config(port, token, key, value):
-    """PUT /config on 127.0.0.1:port (run inside a node's namespace)."""
+def put_config(port, token, *pairs):
+    """PUT /config of each KEY VALUE pair in turn on 127.0.0.1:port (run
+    inside a node's namespace); stops at the first refusal."""
     import urllib.error
     import urllib.request
-    req = urllib.request.Request(
-        "http://127.0.0.1:%d/config" % int(port), method="PUT",
-        data=json.dumps({"key": key, "value": value}).encode(),
-        headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=15) as r:
-            r.read()
-        return 0
-    except urllib.error.HTTPError as e:
-        print("HTTP %d: %s" % (e.code, e.read().decode(errors="replace").strip()))
-    except OSError as e:
-        print(str(e))
-    return 1
+    if not pairs or len(pairs) % 2:
+        print("--put PORT TOKEN KEY VALUE [KEY VALUE ...]")
+        return 2
+    for key, value in zip(pairs[::2], pairs[1::2]):
+        req = urllib.request.Request(
+            "http://127.0.0.1:%d/config" % int(port), method="PUT",
+            data=json.dumps({"key": key, "value": value}).encode(),
+            headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=15) as r:
+                r.read()
+            continue
+        except urllib.error.HTTPError as e:
+            print("%s=%s: HTTP %d: %s" % (key, value, e.code,
+                                        e.read().decode(errors="replace").strip()))
+        except OSError as e:
+            print("%s=%s: %s" % (key, value, e))
+        return 1
+    return 0
 
 
 def main(argv=None):
@@ -757,10 +766,13 @@ def main(argv=None):
                     "failures still fail")
     ap.add_argument("--4lw", dest="fourlw", nargs=3, metavar=("HOST", "PORT", "WORD"),
                     help=argparse.SUPPRESS)
-    ap.add_argument("--put", nargs=4, metavar=("PORT", "TOKEN", "KEY", "VALUE"),
+    ap.add_argument("--put", nargs="+", metavar="PORT TOKEN KEY VALUE [KEY VALUE",
                     help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.put:
+        if len(a.put) < 4:
+            print("--put PORT TOKEN KEY VALUE [KEY VALUE ...]")
+            return 2
         return put_config(*a.put)
     if a.fourlw:
         try:
