@@ -157,6 +157,9 @@ static const struct key keys[] = {
 	{ "dp.test_delay_us", K_U32, F(test_delay_us), 0, 0, 10000000, "us 0..10000000" },
 	{ "dp.test_jitter_us", K_U32, F(test_jitter_us), 0, 0, 10000000, "us 0..10000000" },
 	{ "dp.test_reorder_ppm", K_U32, F(test_reorder_ppm), 0, 0, 1000000, "ppm 0..1000000" },
+	{ "dp.test_dup_ppm", K_U32, F(test_dup_ppm), 0, 0, 1000000, "ppm 0..1000000" },
+	{ "dp.test_peer", K_U16, F(test_peer), 0, 0, DP_MAX_NODES - 1,
+	  "a peer id 1..255, or 0 for every peer" },
 };
 #undef F
 #undef S

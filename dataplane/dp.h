@@ -116,9 +116,10 @@ extern "C" {
 	X(DP_CTR_DROP_TX_FULL, "drop_tx_full")               /* tx queue/device full (frames) */  \
 	X(DP_CTR_DROP_TX_NO_ROUTE, "drop_tx_no_route")       /* peer MAC not resolved (frames) */ \
 	X(DP_CTR_DROP_TX_INJECTED, "drop_tx_injected")       /* test loss injection (frames) */   \
-	X(DP_CTR_TX_CORRUPT_INJECTED, "tx_corrupt_injected") /* test corruption (frames) */  \
-	X(DP_CTR_TX_DELAYED_INJECTED, "tx_delayed_injected") /* test delay (frames held) */  \
-	X(DP_CTR_TX_REORDERED_INJECTED, "tx_reordered_injected") /* test reordering (frames) */
+	X(DP_CTR_TX_CORRUPT_INJECTED, "tx_corrupt_injected") /* test corruption (frames) */       \
+	X(DP_CTR_TX_DELAYED_INJECTED, "tx_delayed_injected") /* test delay (frames held) */       \
+	X(DP_CTR_TX_REORDERED_INJECTED, "tx_reordered_injected") /* test reordering (frames) */   \
+	X(DP_CTR_TX_DUP_INJECTED, "tx_dup_injected") /* test duplication (extra frames) */
 
 enum dp_ctr {
 #define DP_CTR_ENUM_(name, str) name,
@@ -342,6 +343,18 @@ struct dp_config {
 	uint32_t test_delay_us;    /* dp.test_delay_us */
 	uint32_t test_jitter_us;   /* dp.test_jitter_us */
 	uint32_t test_reorder_ppm; /* dp.test_reorder_ppm */
+	/*
+	 * Duplication: with test_dup_ppm a frame goes out twice, the copy held
+	 * a uniform 0..max(1 ms, delay + jitter) after the original's own
+	 * release (so it may arrive after later frames).
+	 */
+	uint32_t test_dup_ppm; /* dp.test_dup_ppm */
+	/*
+	 * Which frames every test fault above hits: those to peer test_peer
+	 * only, or (0) those to every peer. Faults are injected at the sender,
+	 * so a scoped fault is one direction of one link (asymmetric).
+	 */
+	uint16_t test_peer; /* dp.test_peer */
 };
 
 void dp_config_init(struct dp_config *c);
@@ -382,7 +395,8 @@ const char *dp_kind(const dp_transport *t);
 /*
  * While running (the transport's thread): change one fault-injection key
  * (dp.test_loss_ppm, dp.test_corrupt_ppm, dp.test_delay_us,
- * dp.test_jitter_us, dp.test_reorder_ppm), validated as dp_config_set()
+ * dp.test_jitter_us, dp.test_reorder_ppm, dp.test_dup_ppm, dp.test_peer),
+ * validated as dp_config_set()
  * does. Any other key: KEEL_E_CONFIG, err saying it is fixed at start.
  * Frames already held keep their release time.
  */

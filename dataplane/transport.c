@@ -164,31 +164,23 @@ static struct dp_held *held_pop(dp_transport *t)
 	return top;
 }
 
-/*
- * Whether this frame (len bytes to `to`) is held: returns the copy to fill,
- * or NULL to send it now (*dropped: the holding queue was full, the frame is
- * lost and counted as injected loss).
- */
-static uint8_t *held_frame(dp_transport *t, uint16_t to, size_t len, bool *dropped)
+/* Whether the test faults hit frames to `to` (dp.test_peer scopes them). */
+static bool fault_hits(const dp_transport *t, uint16_t to)
 {
-	const struct dp_config *c = &t->cfg;
-	*dropped = false;
-	if (keel_likely(!(c->test_delay_us | c->test_jitter_us | c->test_reorder_ppm)))
-		return NULL;
-	uint64_t hold_us = c->test_delay_us;
-	if (c->test_jitter_us)
-		hold_us += rng_next(t) % ((uint64_t)c->test_jitter_us + 1);
-	if (c->test_reorder_ppm && rng_ppm(t) < c->test_reorder_ppm) {
-		hold_us += KEEL_MAX(1000u, (uint64_t)c->test_delay_us + c->test_jitter_us);
-		t->ctr[DP_CTR_TX_REORDERED_INJECTED]++;
-	}
-	if (hold_us == 0)
-		return NULL;
+	return t->cfg.test_peer == 0 || t->cfg.test_peer == to;
+}
+
+/*
+ * A held copy of a frame of len bytes to `to`, released hold_us from now:
+ * the buffer to fill, or NULL when the holding queue is full (the frame is
+ * then lost and counted as injected loss).
+ */
+static uint8_t *held_alloc(dp_transport *t, uint16_t to, size_t len, uint64_t hold_us)
+{
 	if (!t->held)
 		t->held = calloc(HELD_MAX, sizeof(*t->held));
 	struct dp_held *h = t->held && t->n_held < HELD_MAX ? malloc(sizeof(*h) + len) : NULL;
 	if (!h) {
-		*dropped = true;
 		t->ctr[DP_CTR_DROP_TX_INJECTED]++;
 		return NULL;
 	}
@@ -197,8 +189,58 @@ static uint8_t *held_frame(dp_transport *t, uint16_t to, size_t len, bool *dropp
 	h->to = to;
 	h->len = (uint16_t)len;
 	held_push(t, h);
-	t->ctr[DP_CTR_TX_DELAYED_INJECTED]++;
 	return h->frame;
+}
+
+/*
+ * Whether this frame (len bytes to `to`) is held: returns the copy to fill,
+ * or NULL to send it now (*dropped: the holding queue was full, the frame is
+ * lost and counted as injected loss). *hold_us: how long it is held.
+ */
+static uint8_t *held_frame(dp_transport *t, uint16_t to, size_t len, bool *dropped,
+			   uint64_t *hold_us)
+{
+	const struct dp_config *c = &t->cfg;
+	*dropped = false;
+	*hold_us = 0;
+	if (keel_likely(!(c->test_delay_us | c->test_jitter_us | c->test_reorder_ppm)) ||
+	    !fault_hits(t, to))
+		return NULL;
+	uint64_t us = c->test_delay_us;
+	if (c->test_jitter_us)
+		us += rng_next(t) % ((uint64_t)c->test_jitter_us + 1);
+	if (c->test_reorder_ppm && rng_ppm(t) < c->test_reorder_ppm) {
+		us += KEEL_MAX(1000u, (uint64_t)c->test_delay_us + c->test_jitter_us);
+		t->ctr[DP_CTR_TX_REORDERED_INJECTED]++;
+	}
+	if (us == 0)
+		return NULL;
+	uint8_t *f = held_alloc(t, to, len, us);
+	*dropped = f == NULL;
+	if (f) {
+		*hold_us = us;
+		t->ctr[DP_CTR_TX_DELAYED_INJECTED]++;
+	}
+	return f;
+}
+
+/*
+ * Duplication: whether the frame being sent (len bytes to `to`, held hold_us
+ * or sent now) goes out a second time; returns the copy's buffer to fill
+ * with the same bytes, or NULL. The copy leaves up to max(1 ms, delay +
+ * jitter) after the first, so it can arrive after frames sent later; it is
+ * a whole frame with its own CRC, so the receiver sees an exact duplicate.
+ */
+static uint8_t *dup_alloc(dp_transport *t, uint16_t to, size_t len, uint64_t hold_us)
+{
+	const struct dp_config *c = &t->cfg;
+	if (keel_likely(!c->test_dup_ppm) || !fault_hits(t, to) || rng_ppm(t) >= c->test_dup_ppm)
+		return NULL;
+	uint64_t span = KEEL_MAX(1000u, (uint64_t)c->test_delay_us + c->test_jitter_us);
+	uint8_t *d = held_alloc(t, to, len, hold_us + rng_next(t) % (span + 1));
+	if (d)
+		t->ctr[DP_CTR_TX_DUP_INJECTED]++;
+	return d;
 }
 
 /* Hand the held frames that are due to the backend (before its flush). */
@@ -225,9 +267,10 @@ uint64_t dp_test_due_ns(const dp_transport *t)
 
 int dp_set_test_fault(dp_transport *t, const char *key, const char *value, char *err, size_t errlen)
 {
-	static const char *const live[] = { "dp.test_loss_ppm", "dp.test_corrupt_ppm",
-					    "dp.test_delay_us", "dp.test_jitter_us",
-					    "dp.test_reorder_ppm" };
+	static const char *const live[] = { "dp.test_loss_ppm",    "dp.test_corrupt_ppm",
+					    "dp.test_delay_us",    "dp.test_jitter_us",
+					    "dp.test_reorder_ppm", "dp.test_dup_ppm",
+					    "dp.test_peer" };
 	bool ok = false;
 	for (size_t i = 0; i < KEEL_ARRAY_SIZE(live); i++)
 		ok |= !strcmp(key, live[i]);
@@ -247,6 +290,8 @@ int dp_set_test_fault(dp_transport *t, const char *key, const char *value, char 
 	t->cfg.test_delay_us = c.test_delay_us;
 	t->cfg.test_jitter_us = c.test_jitter_us;
 	t->cfg.test_reorder_ppm = c.test_reorder_ppm;
+	t->cfg.test_dup_ppm = c.test_dup_ppm;
+	t->cfg.test_peer = c.test_peer;
 	return 0;
 }
 
@@ -304,12 +349,14 @@ int dp_send(dp_transport *t, uint16_t to, uint8_t type, const void *buf, size_t 
 		h.frag_off = off;
 		h.frag_len = (uint16_t)KEEL_MIN((size_t)t->frag_unit, len - off);
 		off += h.frag_len;
-		if (keel_unlikely(t->cfg.test_loss_ppm) && rng_ppm(t) < t->cfg.test_loss_ppm) {
+		if (keel_unlikely(t->cfg.test_loss_ppm) && fault_hits(t, to) &&
+		    rng_ppm(t) < t->cfg.test_loss_ppm) {
 			t->ctr[DP_CTR_DROP_TX_INJECTED]++;
 			continue;
 		}
 		bool dropped;
-		uint8_t *f = held_frame(t, to, DP_HDR_BYTES + h.frag_len, &dropped);
+		uint64_t hold_us;
+		uint8_t *f = held_frame(t, to, DP_HDR_BYTES + h.frag_len, &dropped, &hold_us);
 		bool held = f != NULL;
 		if (dropped)
 			continue;
@@ -320,12 +367,15 @@ int dp_send(dp_transport *t, uint16_t to, uint8_t type, const void *buf, size_t 
 			continue;
 		}
 		dp_wire_put(f, &h, p + h.frag_off);
-		if (keel_unlikely(t->cfg.test_corrupt_ppm) &&
+		if (keel_unlikely(t->cfg.test_corrupt_ppm) && fault_hits(t, to) &&
 		    rng_ppm(t) < t->cfg.test_corrupt_ppm) {
 			size_t at = rng_ppm(t) % (DP_HDR_BYTES + h.frag_len);
 			f[at] ^= (uint8_t)(1u << (rng_ppm(t) % 8));
 			t->ctr[DP_CTR_TX_CORRUPT_INJECTED]++;
 		}
+		uint8_t *d = dup_alloc(t, to, DP_HDR_BYTES + h.frag_len, hold_us);
+		if (d)
+			memcpy(d, f, DP_HDR_BYTES + h.frag_len);
 		if (!held) /* a held frame is counted when it goes out */
 			t->ctr[DP_CTR_TX_FRAMES]++;
 	} while (off < len);
@@ -408,7 +458,8 @@ int dp_send_ref(dp_transport *t, uint16_t to, uint8_t type, const void *hdr, siz
 		while (si < n && segs[si].len == 0)
 			si++;
 		off += h.frag_len;
-		if (keel_unlikely(t->cfg.test_loss_ppm) && rng_ppm(t) < t->cfg.test_loss_ppm) {
+		if (keel_unlikely(t->cfg.test_loss_ppm) && fault_hits(t, to) &&
+		    rng_ppm(t) < t->cfg.test_loss_ppm) {
 			t->ctr[DP_CTR_DROP_TX_INJECTED]++;
 			continue;
 		}
@@ -417,16 +468,22 @@ int dp_send_ref(dp_transport *t, uint16_t to, uint8_t type, const void *hdr, siz
 			crc = keel_crc32c(crc, pcs[i].data, pcs[i].len);
 		dp_wire_put_crc(kh, crc);
 		/* The payload may be shared with other followers: corrupt the header only. */
-		if (keel_unlikely(t->cfg.test_corrupt_ppm) &&
+		if (keel_unlikely(t->cfg.test_corrupt_ppm) && fault_hits(t, to) &&
 		    rng_ppm(t) < t->cfg.test_corrupt_ppm) {
 			kh[rng_ppm(t) % DP_HDR_BYTES] ^= (uint8_t)(1u << (rng_ppm(t) % 8));
 			t->ctr[DP_CTR_TX_CORRUPT_INJECTED]++;
 		}
 		bool dropped;
-		uint8_t *hf = held_frame(t, to, DP_HDR_BYTES + h.frag_len, &dropped);
+		uint64_t hold_us;
+		uint8_t *hf = held_frame(t, to, DP_HDR_BYTES + h.frag_len, &dropped, &hold_us);
 		if (hf) { /* a copy: no reference outlives this call */
 			memcpy(hf, kh, DP_HDR_BYTES);
 			dp_pieces_copy(hf + DP_HDR_BYTES, pcs, np);
+		}
+		uint8_t *d = dropped ? NULL : dup_alloc(t, to, DP_HDR_BYTES + h.frag_len, hold_us);
+		if (d) {
+			memcpy(d, kh, DP_HDR_BYTES);
+			dp_pieces_copy(d + DP_HDR_BYTES, pcs, np);
 		}
 		if (hf || dropped)
 			continue;

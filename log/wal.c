@@ -54,6 +54,7 @@ enum op_tag {
 	OP_PRE_DIRSYNC,
 	OP_DEL,      /* close, unlink, directory fsync of compacted segments */
 	OP_LOG_HOLD, /* test: a synced group's completion held (wal_set_test_fsync_delay) */
+	OP_HS_HOLD,  /* test: a synced hard state's completion held, the same way */
 };
 
 enum spare_state { SPARE_NONE, SPARE_BUSY, SPARE_READY };
@@ -157,6 +158,8 @@ struct wal {
 	uint64_t hs_want_term, hs_want_vote, hs_fl_term, hs_fl_vote;
 	unsigned hs_ops;
 	int hs_err;
+	bool hs_held; /* the test hold of this write was started */
+	struct __kernel_timespec hs_hold_ts;
 	uint8_t *hs_buf; /* HS_SLOT_BYTES, aligned */
 
 	unsigned del_ops;      /* compacted-segment deletion ops in flight */
@@ -845,6 +848,7 @@ static bool hs_begin(struct wal *w)
 	w->hs_fl_term = w->hs_want_term;
 	w->hs_fl_vote = w->hs_want_vote;
 	w->hs_err = 0;
+	w->hs_held = false;
 	/* Alternate slots: the other one keeps the last persisted state if this write tears. */
 	hs_fill(w, w->hs_seq + 1, w->hs_fl_term, w->hs_fl_vote);
 	return true;
@@ -882,8 +886,20 @@ static void hs_complete(struct wal *w, enum op_tag tag, int res)
 		res = -EIO;
 	if (res < 0 && !w->hs_err)
 		w->hs_err = res;
-	if (--w->hs_ops == 0)
-		hs_finish(w);
+	if (--w->hs_ops > 0)
+		return;
+	if (!w->hs_err && w->test_fsync_delay_us && !w->hs_held) {
+		/* A slow disk is slow for votes too: held like a group (group_complete). */
+		w->hs_held = true;
+		w->hs_hold_ts = (struct __kernel_timespec){
+			.tv_sec = w->test_fsync_delay_us / 1000000u,
+			.tv_nsec = (long long)(w->test_fsync_delay_us % 1000000u) * 1000,
+		};
+		io_uring_prep_timeout(get_sqe(w, OP_HS_HOLD, 0), &w->hs_hold_ts, 0, 0);
+		w->hs_ops = 1;
+		return;
+	}
+	hs_finish(w);
 }
 
 static void hs_run_plain(struct wal *w)
@@ -895,6 +911,13 @@ static void hs_run_plain(struct wal *w)
 		rc = fault(w, WAL_IO_FSYNC);
 	if (!rc && !w->o.no_sync && fdatasync(w->hs_fd) < 0)
 		rc = -errno;
+	if (!rc && w->test_fsync_delay_us) { /* as group_run_plain */
+		struct timespec ts = { .tv_sec = w->test_fsync_delay_us / 1000000u,
+				       .tv_nsec =
+					       (long)(w->test_fsync_delay_us % 1000000u) * 1000 };
+		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+			;
+	}
 	w->hs_err = rc;
 	hs_finish(w);
 }
@@ -1662,6 +1685,11 @@ static unsigned reap_pass(struct wal *w)
 			group_synced(w);
 			group_finish(w);
 			break;
+		case OP_HS_HOLD:
+			KEEL_ASSERT(w->hs_ops == 1);
+			w->hs_ops = 0;
+			hs_finish(w);
+			break;
 		default:
 			KEEL_ASSERT(!"unknown completion tag");
 		}
@@ -2086,4 +2114,6 @@ void wal_set_test_fsync_delay(struct wal *w, uint32_t delay_us)
 {
 	/* A group already held keeps its hold; the next one takes the new value. */
 	w->test_fsync_delay_us = delay_us;
+	/* Snapshots are finished on another thread (wal_snap_finish). */
+	atomic_store_explicit(&w->ss.test_sync_delay_us, delay_us, memory_order_relaxed);
 }

@@ -190,11 +190,13 @@ int wal_retry(struct wal *w);
 /* Operator text for the last error (file, offset, cause). Never NULL. */
 const char *wal_error(const struct wal *w);
 /*
- * Test fault (a slow disk): hold every group commit's completion delay_us
- * after its fdatasync returned, before it is reported durable (0: off). On
- * io_uring the hold is a timeout op, so the loop still never blocks; the
- * plain backend sleeps inside wal_poll(). Loop thread; takes effect from the
- * next group.
+ * Test fault (a slow disk): hold every group commit's completion, every
+ * hard-state (term, vote) write's, and every snapshot's (wal_snap_finish,
+ * before the rename publishes it) delay_us after its sync returned, before
+ * it is reported durable (0: off). On io_uring the hold is a timeout op, so
+ * the loop still never blocks; the plain backend sleeps inside wal_poll(),
+ * the snapshot writer's thread sleeps. Loop thread; takes effect from the
+ * next write.
  */
 void wal_set_test_fsync_delay(struct wal *w, uint32_t delay_us);
 

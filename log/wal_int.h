@@ -40,6 +40,7 @@ struct wal_snapstate {
 	/* Written by wal_snap_finish (maybe another thread): term before index, release. */
 	_Atomic uint64_t term;
 	_Atomic uint64_t index;
+	_Atomic uint32_t test_sync_delay_us; /* wal_set_test_fsync_delay(), 0: off */
 };
 
 struct wal_snapstate *wal_snapstate_of(struct wal *w);

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "wal_int.h"
@@ -179,6 +180,13 @@ int wal_snap_finish(struct wal_snap_writer *s)
 		rc = flush(s);
 	if (!rc && fsync(s->fd) < 0)
 		rc = -errno;
+	uint32_t hold_us = atomic_load_explicit(&s->ss->test_sync_delay_us, memory_order_relaxed);
+	if (!rc && hold_us) { /* test: a slow disk (blocking is fine on this thread) */
+		struct timespec ts = { .tv_sec = hold_us / 1000000u,
+				       .tv_nsec = (long)(hold_us % 1000000u) * 1000 };
+		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+			;
+	}
 	if (!rc && renameat(s->ss->dirfd, s->tmp, s->ss->dirfd, s->name) < 0)
 		rc = -errno;
 	if (!rc && fsync(s->ss->dirfd) < 0)

@@ -20,13 +20,23 @@
  * and why the rest may not.
  */
 static const char *const live_keys[] = {
-	"keel.snapshotThresholdBytes", "keel.cpuDmaLatency",
-	"4lw.commands.whitelist",      "minSessionTimeout",
-	"maxSessionTimeout",           "dp.test_loss_ppm",
-	"dp.test_corrupt_ppm",         "dp.test_delay_us",
-	"dp.test_jitter_us",           "dp.test_reorder_ppm",
-	"keel.test.fsyncDelayUs",      "maxClientCnxns",
-	"globalOutstandingLimit",      NULL,
+	"keel.snapshotThresholdBytes",
+	"keel.cpuDmaLatency",
+	"4lw.commands.whitelist",
+	"minSessionTimeout",
+	"maxSessionTimeout",
+	"dp.test_loss_ppm",
+	"dp.test_corrupt_ppm",
+	"dp.test_delay_us",
+	"dp.test_jitter_us",
+	"dp.test_reorder_ppm",
+	"dp.test_dup_ppm",
+	"dp.test_peer",
+	"keel.test.fsyncDelayUs",
+	"keel.test.clockRatePpm",
+	"maxClientCnxns",
+	"globalOutstandingLimit",
+	NULL,
 };
 
 /* Pairs, one to a line. */

@@ -186,6 +186,7 @@ struct pipeline {
 	struct wal *w;
 	dp_transport *t;
 	uint64_t tick_ns, next_tick_ns;
+	int32_t test_clock_rate_ppm; /* keel.test.clockRatePpm: 0 = the true rate */
 
 	struct preq *pend[PEND_BUCKETS];
 	struct preq *hold_head, **hold_tail;  /* local, not yet handed to a leader */
@@ -2714,6 +2715,22 @@ static void mg_config(struct pipeline *p, const struct mgmt_request *req)
 		mg_answer(p, req->id, rc, "%s", msg);
 		return;
 	}
+	if (!strcmp(key, "keel.test.clockRatePpm")) {
+		char *end;
+		errno = 0;
+		long ppm = strtol(val, &end, 10);
+		if (!*val || *end || errno || ppm < -900000 || ppm > 9000000) {
+			mg_answer(p, req->id, KEEL_E_CONFIG,
+				  "%s: '%s' is not in -900000..9000000 (ppm faster than true)", key,
+				  val);
+			return;
+		}
+		/* The tick already due keeps its time; the next ones take the rate. */
+		p->test_clock_rate_ppm = (int32_t)ppm;
+		keeld_log("admin: %s set to %ld", key, ppm);
+		mg_answer(p, req->id, 0, "%s set to %ld", key, ppm);
+		return;
+	}
 	if (!strcmp(key, "keel.test.fsyncDelayUs")) {
 		char *end;
 		errno = 0;
@@ -3006,6 +3023,20 @@ static void idle_wait(struct pipeline *p)
 	kv_thread_online();
 }
 
+/*
+ * Real nanoseconds between two raft_ticks. Every Raft timer (election,
+ * heartbeat, check-quorum, leases) counts ticks, so this one place is this
+ * node's clock rate as consensus sees it: the test fault
+ * keel.test.clockRatePpm makes it run fast (> 0) or slow (< 0) against the
+ * other nodes' clocks. Session and request timers keep the true clock.
+ */
+static uint64_t tick_interval_ns(const struct pipeline *p)
+{
+	if (keel_likely(p->test_clock_rate_ppm == 0))
+		return p->tick_ns;
+	return p->tick_ns * 1000000u / (uint64_t)(1000000 + (int64_t)p->test_clock_rate_ppm);
+}
+
 static void *pipeline_main(void *arg)
 {
 	struct keeld *k = arg;
@@ -3042,7 +3073,7 @@ static void *pipeline_main(void *arg)
 		uint64_t now = keel_now_ns();
 		while (now >= p->next_tick_ns) {
 			raft_tick(p->r);
-			p->next_tick_ns += p->tick_ns;
+			p->next_tick_ns += tick_interval_ns(p);
 		}
 		/* Before watch_leadership: a role or term change publishes at once. */
 		work |= mg_turn(p, now);

@@ -16,7 +16,7 @@ import urllib.request
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from zkcluster import Cluster  # noqa: E402
+from zkcluster import Cluster, check_creates_everywhere  # noqa: E402
 
 from kazoo.client import KazooClient  # noqa: E402
 from kazoo.exceptions import NodeExistsError  # noqa: E402
@@ -206,16 +206,7 @@ class DpdkCluster(unittest.TestCase):
 
         # Every acknowledged create is there, read at every node.
         want = set().union(*acked)
-        for i in range(cl.size):
-            zk = KazooClient(hosts=cl.connect_string([i]), timeout=10.0)
-            zk.start(timeout=30)
-            zk.sync(root)
-            have = set("%s/%s" % (root, c) for c in zk.get_children(root))
-            missing = want - have
-            self.assertEqual(missing, set(), "node %d lost %d acknowledged creates" %
-                             (i + 1, len(missing)))
-            zk.stop()
-            zk.close()
+        check_creates_everywhere(cl, root, want)
         print("\ndpdk failover: %d acknowledged creates, new leader after %.2f s, "
               "restarted node caught up %.2f s after its start" %
               (len(want), elect_s, catch_s), file=sys.stderr)

@@ -11,7 +11,7 @@ import unittest
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from zkcluster import Cluster  # noqa: E402
+from zkcluster import Cluster, check_creates_everywhere  # noqa: E402
 
 from kazoo.client import KazooClient  # noqa: E402
 from kazoo.exceptions import NodeExistsError  # noqa: E402
@@ -88,16 +88,7 @@ class Failover(unittest.TestCase):
 
             # every acknowledged create is there, read through every node
             want = set().union(*acked)
-            for i in range(cl.size):
-                zk = KazooClient(hosts=cl.connect_string([i]), timeout=10.0)
-                zk.start(timeout=30)
-                zk.sync(root)
-                have = set("%s/%s" % (root, c) for c in zk.get_children(root))
-                missing = want - have
-                self.assertEqual(missing, set(), "node %d lost %d acknowledged creates" %
-                                 (i + 1, len(missing)))
-                zk.stop()
-                zk.close()
+            check_creates_everywhere(cl, root, want)
             admin.stop()
             admin.close()
             print("\nfailover: %d acknowledged creates, %d attempts, new leader after %.2f s" %

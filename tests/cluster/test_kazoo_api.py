@@ -16,7 +16,7 @@ import unittest
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from zkcluster import Cluster  # noqa: E402
+from zkcluster import Cluster, wait_for  # noqa: E402
 
 from kazoo.client import KazooClient  # noqa: E402
 from kazoo.exceptions import (BadVersionError, NoAuthError,  # noqa: E402
@@ -42,15 +42,6 @@ def client(nodes=None, timeout=10.0, **kw):
     c = KazooClient(hosts=CLUSTER.connect_string(nodes), timeout=timeout, **kw)
     c.start(timeout=30)
     return c
-
-
-def wait_for(pred, timeout=20.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for " + what)
 
 
 class Base(unittest.TestCase):

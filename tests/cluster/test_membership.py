@@ -17,22 +17,13 @@ import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from zkcluster import Cluster  # noqa: E402
+# wait_for: test_admin_config, test_pipeline and test_reconfig import it from here
+from zkcluster import Cluster, wait_for  # noqa: E402,F401
 
 from kazoo.client import KazooClient  # noqa: E402
 from kazoo.exceptions import KazooException  # noqa: E402
 
 TOKEN = "s3cret"
-
-
-def wait_for(pred, timeout=30.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise AssertionError("timed out waiting for " + what)
 
 
 def http(port, method, path, body=None, token=TOKEN, timeout=20):

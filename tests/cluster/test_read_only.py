@@ -12,12 +12,11 @@ import socket
 import struct
 import sys
 import threading
-import time
 import unittest
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from zkcluster import Cluster  # noqa: E402
+from zkcluster import Cluster, wait_for  # noqa: E402
 from test_raw_protocol import frame, recv_frame  # noqa: E402
 
 from kazoo.client import KazooClient  # noqa: E402
@@ -26,15 +25,6 @@ from kazoo.protocol.states import KeeperState  # noqa: E402
 
 WAIT_S = 60  # fail-safe for each wait below; never a timing assertion
 logging.getLogger("kazoo").setLevel(logging.CRITICAL)  # its reconnects are expected here
-
-
-def wait_for(pred, what):
-    deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise AssertionError("gave up waiting for " + what)
 
 
 def raw_connect(port, read_only, session_id=0, passwd=b"\0" * 16):
@@ -77,7 +67,7 @@ class ReadOnly(unittest.TestCase):
                 self.assertEqual(zk.get(root)[0], b"before")
                 cl.stop(1)
                 cl.stop(2)
-                wait_for(lambda: zk.client_state == KeeperState.CONNECTED_RO,
+                wait_for(lambda: zk.client_state == KeeperState.CONNECTED_RO, WAIT_S,
                          "the client to be CONNECTED_RO")
                 self.assertEqual(cl.four_letter(0, "isro"), "ro")
                 self.assertIn("Mode: read-only", cl.four_letter(0, "srvr"))
@@ -110,9 +100,10 @@ class ReadOnly(unittest.TestCase):
                 # the quorum comes back: the client moves to a read-write server
                 cl.start(1)
                 cl.start(2)
-                wait_for(lambda: zk.client_state == KeeperState.CONNECTED,
+                wait_for(lambda: zk.client_state == KeeperState.CONNECTED, WAIT_S,
                          "the client to be CONNECTED (read-write)")
-                wait_for(lambda: cl.four_letter(0, "isro") == "rw", "node 1 to leave read-only")
+                wait_for(lambda: cl.four_letter(0, "isro") == "rw", WAIT_S,
+                         "node 1 to leave read-only")
                 zk.set(root, b"after")
                 self.assertEqual(zk.get(root)[0], b"after")
                 with mu:

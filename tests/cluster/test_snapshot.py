@@ -6,23 +6,13 @@ a restart of every node recovers from snapshot + log.
 import glob
 import os
 import sys
-import time
 import unittest
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from zkcluster import Cluster  # noqa: E402
+from zkcluster import Cluster, wait_for  # noqa: E402
 
 from kazoo.client import KazooClient  # noqa: E402
-
-
-def wait_for(pred, timeout=30.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.1)
-    raise AssertionError("timed out waiting for " + what)
 
 
 def client(cl, nodes=None):

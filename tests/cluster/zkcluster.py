@@ -50,6 +50,40 @@ def free_port_block(n, start=20000, end=60000):
     raise RuntimeError("no free block of %d ports on 127.0.0.1 (%s)" % (n, last_err))
 
 
+def wait_for(pred, timeout=30.0, what="condition"):
+    """Poll pred until it returns a true value, which is returned; after
+    timeout seconds an AssertionError naming what (a string, or a function
+    giving one, called only then). A bounded wait for progress, never a
+    timing assertion."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting for " + (what() if callable(what) else what))
+
+
+def check_creates_everywhere(cl, root, want):
+    """Every acknowledged create (want: paths directly under root) is
+    there, read through every node of cl after a sync; an AssertionError
+    names the first node that lost some."""
+    from kazoo.client import KazooClient
+    for i in range(cl.size):
+        zk = KazooClient(hosts=cl.connect_string([i]), timeout=10.0)
+        zk.start(timeout=30)
+        try:
+            zk.sync(root)
+            have = set("%s/%s" % (root, c) for c in zk.get_children(root))
+        finally:
+            zk.stop()
+            zk.close()
+        missing = set(want) - have
+        if missing:
+            raise AssertionError("node %d lost %d acknowledged creates, e.g. %s" %
+                                 (i + 1, len(missing), sorted(missing)[:3]))
+
+
 def wait_port(port, timeout):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

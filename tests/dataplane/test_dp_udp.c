@@ -683,6 +683,211 @@ static void test_live_delay_and_reorder(void **state)
 	dp_close(b);
 }
 
+/*
+ * Receive at b until the sentinel (a message whose first byte is 0xff) is
+ * seen: UDP on loopback keeps one socket's order, so every frame a sent
+ * before it has been parsed by then. The other messages' first bytes are
+ * written to ids (at most max); returns how many.
+ */
+static int until_sentinel(dp_transport *a, dp_transport *b, uint8_t *ids, int max)
+{
+	uint8_t s = 0xff;
+	while (dp_test_due_ns(a)) /* held frames go out before the sentinel */
+		dp_flush(a);
+	assert_int_equal(dp_send(a, 2, 1, &s, 1), 0);
+	dp_flush(a);
+	int got = 0;
+	for (int idle = 0; idle < 20000; idle++) {
+		struct dp_msg m[DP_BURST];
+		int n = dp_recv_burst(b, m, DP_BURST);
+		for (int i = 0; i < n; i++) {
+			assert_true(m[i].len >= 1);
+			if (m[i].data[0] == 0xff && m[i].len == 1)
+				return got;
+			assert_true(got < max);
+			ids[got++] = m[i].data[0];
+		}
+		if (!n)
+			usleep(50);
+	}
+	fail_msg("the sentinel never arrived");
+	return -1;
+}
+
+static void set_fault(dp_transport *t, const char *key, const char *value)
+{
+	char err[256];
+	if (dp_set_test_fault(t, key, value, err, sizeof(err)))
+		fail_msg("%s=%s: %s", key, value, err);
+}
+
+/*
+ * dp.test_peer scopes every fault to frames for one peer (one direction of
+ * one link). Peer 3 of node 1 is node 2's socket: node 2 parses frames for
+ * node 3 and drops them as not for it, so both links are seen at one place.
+ */
+static void test_faults_scoped_to_one_peer(void **state)
+{
+	(void)state;
+	dp_transport *a, *b;
+	open_pair(&a, &b, NULL);
+	char err[256];
+	assert_int_equal(dp_peer_set(a, 3, 0x7f000001, (uint16_t)(base_port + 2)), 0);
+	assert_int_equal(dp_set_test_fault(a, "dp.test_peer", "256", err, sizeof(err)),
+			 KEEL_E_CONFIG);
+	assert_non_null(strstr(err, "dp.test_peer"));
+	enum { N = 10 };
+	uint8_t buf[2000], ids[4 * N];
+	struct dp_stats sa, sb;
+	for (int round = 0; round < 2; round++) {
+		/* Round 0: every frame to peer 3 lost, to peer 2 untouched; round 1: reverse. */
+		uint16_t lossy = round == 0 ? 3 : 2;
+		set_fault(a, "dp.test_peer", round == 0 ? "3" : "2");
+		set_fault(a, "dp.test_loss_ppm", "1000000");
+		dp_stats(a, &sa);
+		uint64_t injected0 = sa.v[DP_CTR_DROP_TX_INJECTED];
+		dp_stats(b, &sb);
+		uint64_t other0 = sb.v[DP_CTR_DROP_NOT_FOR_US];
+		for (uint8_t i = 0; i < N; i++) {
+			fill(buf, sizeof(buf), i);
+			buf[0] = i;
+			assert_int_equal(dp_send(a, 2, 1, buf, i % 2 ? 100 : sizeof(buf)), 0);
+			assert_int_equal(dp_send(a, 3, 1, buf, i % 2 ? 100 : sizeof(buf)), 0);
+			dp_flush(a);
+		}
+		set_fault(a, "dp.test_loss_ppm", "0");
+		int got = until_sentinel(a, b, ids, 4 * N);
+		dp_stats(a, &sa);
+		dp_stats(b, &sb);
+		/* 5 messages of 2 fragments and 5 of 1 to the lossy peer: 15 frames. */
+		assert_int_equal(sa.v[DP_CTR_DROP_TX_INJECTED] - injected0, 15);
+		if (lossy == 3) {
+			assert_int_equal(got, N);
+			for (int i = 0; i < N; i++)
+				assert_int_equal(ids[i], i);
+			assert_int_equal(sb.v[DP_CTR_DROP_NOT_FOR_US] - other0, 0);
+		} else {
+			assert_int_equal(got, 0);
+			assert_int_equal(sb.v[DP_CTR_DROP_NOT_FOR_US] - other0, 15);
+		}
+	}
+	/* Delay scoped to peer 3: frames to peer 2 leave at once. */
+	set_fault(a, "dp.test_peer", "3");
+	set_fault(a, "dp.test_delay_us", "5000000");
+	dp_stats(a, &sa);
+	uint64_t frames0 = sa.v[DP_CTR_TX_FRAMES], delayed0 = sa.v[DP_CTR_TX_DELAYED_INJECTED];
+	buf[0] = 1;
+	assert_int_equal(dp_send(a, 2, 1, buf, 100), 0);
+	assert_int_equal(dp_send(a, 3, 1, buf, 100), 0);
+	dp_flush(a);
+	dp_stats(a, &sa);
+	assert_int_equal(sa.v[DP_CTR_TX_FRAMES] - frames0, 1);
+	assert_int_equal(sa.v[DP_CTR_TX_DELAYED_INJECTED] - delayed0, 1);
+	assert_true(dp_test_due_ns(a) > keel_now_ns() + 1000000000u);
+	/* Back to every peer: frames to peer 2 are held too. */
+	set_fault(a, "dp.test_peer", "0");
+	assert_int_equal(dp_send(a, 2, 1, buf, 100), 0);
+	dp_flush(a);
+	dp_stats(a, &sa);
+	assert_int_equal(sa.v[DP_CTR_TX_FRAMES] - frames0, 1);
+	assert_int_equal(sa.v[DP_CTR_TX_DELAYED_INJECTED] - delayed0, 2);
+	dp_close(a); /* the held frames are freed (ASan checks) */
+	dp_close(b);
+}
+
+/*
+ * dp.test_dup_ppm: every frame sent twice, each message arriving intact
+ * exactly twice, some copy after a later message; a multi-fragment message
+ * whose fragments come twice is still delivered whole. Scoped to another
+ * peer, nothing is duplicated.
+ */
+static void test_duplicated_frames(void **state)
+{
+	(void)state;
+	dp_transport *a, *b;
+	open_pair(&a, &b, NULL);
+	assert_int_equal(dp_peer_set(a, 3, 0x7f000001, (uint16_t)(base_port + 2)), 0);
+	enum { N = 20 };
+	uint8_t buf[100], ids[4 * N];
+	set_fault(a, "dp.test_dup_ppm", "1000000");
+	for (uint8_t i = 0; i < N; i++) {
+		fill(buf, sizeof(buf), i);
+		buf[0] = i;
+		assert_int_equal(dp_send(a, 2, 1, buf, sizeof(buf)), 0);
+		dp_flush(a);
+	}
+	set_fault(a, "dp.test_dup_ppm", "0");
+	int got = until_sentinel(a, b, ids, 4 * N);
+	struct dp_stats sa;
+	dp_stats(a, &sa);
+	assert_int_equal(sa.v[DP_CTR_TX_DUP_INJECTED], N);
+	assert_int_equal(got, 2 * N);
+	int seen[N] = { 0 };
+	bool late = false;
+	for (int i = 0; i < got; i++) {
+		assert_true(ids[i] < N);
+		/* A second copy that arrives after a later message's first one. */
+		for (int j = 0; j < i && seen[ids[i]] == 1 && !late; j++)
+			late = ids[j] > ids[i];
+		seen[ids[i]]++;
+	}
+	for (int i = 0; i < N; i++)
+		assert_int_equal(seen[i], 2);
+	assert_true(late);
+
+	/* Fragments twice: the message is delivered whole (a late copy of a
+	 * fragment may start a reassembly that times out; never a wrong message). */
+	static uint8_t big[5000];
+	fill(big, sizeof(big), 7);
+	big[0] = 7;
+	set_fault(a, "dp.test_dup_ppm", "1000000");
+	assert_int_equal(dp_send(a, 2, 1, big, sizeof(big)), 0);
+	dp_flush(a);
+	set_fault(a, "dp.test_dup_ppm", "0");
+	uint8_t s = 0xff;
+	while (dp_test_due_ns(a))
+		dp_flush(a);
+	assert_int_equal(dp_send(a, 2, 1, &s, 1), 0);
+	dp_flush(a);
+	bool whole = false;
+	for (int idle = 0; idle < 20000; idle++) {
+		struct dp_msg m[DP_BURST];
+		int n = dp_recv_burst(b, m, DP_BURST);
+		bool done = false;
+		for (int i = 0; i < n; i++) {
+			if (m[i].len == 1 && m[i].data[0] == 0xff) {
+				done = true;
+				continue;
+			}
+			assert_int_equal(m[i].len, sizeof(big));
+			assert_memory_equal(m[i].data, big, sizeof(big));
+			whole = true;
+		}
+		if (done && whole)
+			break;
+		if (!n)
+			usleep(50);
+	}
+	assert_true(whole);
+
+	/* Scoped to peer 3: messages to peer 2 arrive once. */
+	set_fault(a, "dp.test_peer", "3");
+	set_fault(a, "dp.test_dup_ppm", "1000000");
+	dp_stats(a, &sa);
+	uint64_t dup0 = sa.v[DP_CTR_TX_DUP_INJECTED];
+	for (uint8_t i = 0; i < N; i++) {
+		buf[0] = i;
+		assert_int_equal(dp_send(a, 2, 1, buf, sizeof(buf)), 0);
+		dp_flush(a);
+	}
+	got = until_sentinel(a, b, ids, 4 * N);
+	assert_int_equal(got, N);
+	dp_stats(a, &sa);
+	assert_int_equal(sa.v[DP_CTR_TX_DUP_INJECTED], dup0);
+	dp_close(a);
+	dp_close(b);
+}
+
 static void test_open_errors_name_the_address(void **state)
 {
 	(void)state;
@@ -732,6 +937,8 @@ int main(void)
 		cmocka_unit_test(test_runtime_peers),
 		cmocka_unit_test(test_injected_faults),
 		cmocka_unit_test(test_live_delay_and_reorder),
+		cmocka_unit_test(test_faults_scoped_to_one_peer),
+		cmocka_unit_test(test_duplicated_frames),
 		cmocka_unit_test(test_open_errors_name_the_address),
 		cmocka_unit_test(test_cpu_dma_latency),
 		cmocka_unit_test(test_ref_two_followers_not_copied),

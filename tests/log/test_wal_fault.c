@@ -266,7 +266,8 @@ static void on_sync(void *arg, uint64_t ns)
  * The slow-fsync fault: with a hold of 50 ms, an entry is reported durable no
  * sooner than 50 ms after it was appended, every group's sync report says at
  * least 50 ms, and a log closed while a hold is in flight closes cleanly.
- * With the hold off again, reports resume as before.
+ * With the hold off again, reports resume as before. The hard state and a
+ * snapshot are held as long.
  */
 static void fsync_hold(enum wal_backend b)
 {
@@ -308,6 +309,26 @@ static void fsync_hold(enum wal_backend b)
 	assert_int_equal(wal_open(&o, &w, NULL), 0);
 	assert_true(wal_last_index(w) >= 4);
 	check_all(w, wal_last_index(w));
+
+	/* A slow disk is slow for the hard state (votes) and snapshots too. */
+	wal_set_test_fsync_delay(w, 50000);
+	t0 = keel_now_ns();
+	assert_int_equal(wal_set_hardstate(w, 7, 2), 0);
+	assert_int_equal(walt_drain(w, &st), 0);
+	assert_false(st.hs_pending);
+	assert_int_equal(st.hs_term, 7);
+	assert_int_equal(st.hs_vote, 2);
+	assert_true(keel_now_ns() - t0 >= 50000000u);
+	struct wal_snap_writer *sw;
+	t0 = keel_now_ns();
+	assert_int_equal(wal_snap_begin(w, 3, 1, NULL, 0, &sw), 0);
+	assert_int_equal(wal_snap_write(sw, "x", 1), 0);
+	assert_int_equal(wal_snap_finish(sw), 0);
+	assert_true(keel_now_ns() - t0 >= 50000000u);
+	assert_int_equal(wal_snap_index(w), 3);
+	/* Closing with a hard-state hold in flight is clean too. */
+	assert_int_equal(wal_set_hardstate(w, 8, 0), 0);
+	assert_int_equal(wal_poll(w, &st), 0);
 	wal_close(w);
 	walt_rmtree(dir);
 	free(dir);

@@ -39,8 +39,25 @@ Faults (the seed picks their order, targets and lengths):
                           server held back so that later frames overtake
                           them, with 2 ms of jitter (dp.test_reorder_ppm)
   slow_fsync              keel only: every fsync of one or every server's
-                          log held 20-300 ms (keel.test.fsyncDelayUs);
-                          ZooKeeper has no injectable fsync delay
+                          log, hard state (votes) and snapshots held 20-300 ms
+                          (keel.test.fsyncDelayUs); ZooKeeper has no
+                          injectable fsync delay
+  slow_election           keel only: fsyncs held 100-300 ms at every server
+                          and the leader isolated, so the next election's
+                          votes wait on the slow disk
+  link                    keel only: one direction of one link (frames from
+                          node A to node B only, dp.test_peer): delayed
+                          5-50 ms + jitter, 25-50 % reordered, or 30-100 %
+                          lost (100 %: a one-way cut)
+  dup                     keel only: 10-50 % of frames from one or every
+                          server sent twice, the copy up to 2 ms later
+                          (dp.test_dup_ppm)
+  clock                   keel only: one node's clock (as its Raft timers
+                          see it) 5-15 % fast or slow, within the 20 % the
+                          lease bound assumes (keel.test.clockRatePpm)
+  clock_far               keel only, not in the default schedule (--only):
+                          one node's clock 3-5x fast or 60-80 % slow, far
+                          beyond that bound
   mixed                   two of the above at once
 After each fault: heal everything (network, loss, paused and dead nodes,
 disk), then wait (bounded, 90 s) for 20 more acknowledged writes; none is a
@@ -65,7 +82,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -87,9 +103,15 @@ DISK_MB = 48             # each node's data tmpfs
 ADMIN_PORT = 8080        # keeld's admin API, on loopback inside each node's namespace
 
 # Faults that go through keeld's admin API (PUT /config): keel only.
-LIVE_FAULTS = ["delay", "reorder", "slow_fsync"]
+LIVE_FAULTS = ["delay", "reorder", "slow_fsync", "slow_election", "link", "dup", "clock"]
 FAULTS = ["kill", "kill_leader", "pause", "pause_leader", "isolate_leader", "split", "bridge",
           "loss", "disk_full"] + LIVE_FAULTS
+# Drawn only when asked for (--only): expected to break an assumption.
+EXTRA_FAULTS = ["clock_far"]
+# Transport keys that dp.test_peer scopes: a node carries either faults on
+# every link or one link's, never both (the scope would apply to both).
+DP_KEYS = ("dp.test_delay_us", "dp.test_jitter_us", "dp.test_reorder_ppm", "dp.test_loss_ppm",
+           "dp.test_dup_ppm", "dp.test_peer")
 
 
 def log(msg):
@@ -139,7 +161,7 @@ class KeelServers:
     """keeld nodes, with the keys tests/cluster/zkcluster.py and
     dataplane/node/node.h use (zoo.cfg style)."""
     name = "keel"
-    faults = FAULTS
+    faults = FAULTS + EXTRA_FAULTS
 
     def __init__(self, keeld):
         self.keeld = keeld
@@ -295,32 +317,36 @@ class Cluster:
         """Whether node i can take a live fault now (running, not paused)."""
         return self.alive(i) and i not in self.paused
 
-    def set_config(self, i, key, value):
-        """PUT /config on node i's admin API (from inside its namespace, so
-        partitions do not stand in the way); '' or the refusal."""
+    def set_config(self, i, pairs):
+        """PUT /config of each (key, value) in turn on node i's admin API,
+        from one process inside its namespace (so partitions do not stand
+        in the way; one process per node keeps a loaded machine's faults
+        short); '' or the refusal."""
+        argv = [PY, os.path.abspath(__file__), "--put", str(ADMIN_PORT), self.s.token]
+        for key, value in pairs:
+            argv += [key, str(value)]
         try:
-            r = self.net.run(i, [PY, os.path.abspath(__file__), "--put", str(ADMIN_PORT),
-                                 self.s.token, key, str(value)], timeout=20)
+            r = self.net.run(i, argv, timeout=20 + 5 * len(pairs))
         except subprocess.TimeoutExpired:
-            return "no answer in 20 s"
+            return "no answer in time"
         return "" if r.returncode == 0 else (r.stdout + r.stderr).strip() or "failed"
 
     def inject(self, i, settings):
-        """Live fault settings on node i, undone by heal()."""
-        for key, value in settings.items():
-            self.injected.setdefault(i, set()).add(key)
-            err = self.set_config(i, key, value)
-            if err:
-                raise Failure("PUT /config %s=%s at node %d: %s" % (key, value, i, err))
+        """Live fault settings on node i (in order), undone by heal()."""
+        self.injected.setdefault(i, set()).update(settings)
+        err = self.set_config(i, list(settings.items()))
+        if err:
+            raise Failure("PUT /config %s at node %d: %s" % (settings, i, err))
 
     def clear_injected(self):
         for i, keys in sorted(self.injected.items()):
             if not self.alive(i):
                 continue  # restarted below: live settings die with the process
-            for key in sorted(keys):
-                err = self.set_config(i, key, 0)
-                if err:
-                    raise Failure("clearing %s at node %d: %s" % (key, i, err))
+            # the scope last: a fault still set never widens to every peer
+            keys = sorted(keys, key=lambda k: (k == "dp.test_peer", k))
+            err = self.set_config(i, [(k, 0) for k in keys])
+            if err:
+                raise Failure("clearing %s at node %d: %s" % (keys, i, err))
         self.injected.clear()
 
     def free_disks(self):
@@ -371,7 +397,8 @@ def plan(seed, budget_s, n_faults=None, kinds=FAULTS):
 def apply(c, fault, rnd):
     """Starts one fault; returns a description."""
     servers = list(range(c.n))
-    if fault in ("kill_leader", "pause_leader", "isolate_leader"):
+    if fault in ("kill_leader", "pause_leader", "isolate_leader", "slow_election", "clock",
+                 "clock_far"):
         target = c.leader(limit_s=30)
         if target is None:
             target = rnd.choice(servers)
@@ -410,30 +437,84 @@ def apply(c, fault, rnd):
     if fault == "disk_full":
         c.fill_disk(target)
         return "disk full at node %d" % target
-    if fault in LIVE_FAULTS:
-        up = [i for i in servers if c.injectable(i)]
-        if not up:
-            return "%s: no running node to set it on" % fault
-        nodes = up if rnd.random() < 0.5 else [rnd.choice(up)]
-        if fault == "delay":
-            us = rnd.choice([5000, 20000, 50000])
-            settings = {"dp.test_delay_us": us, "dp.test_jitter_us": us // 2}
-            what = "delay %d+0..%d ms" % (us // 1000, us // 2000)
-        elif fault == "reorder":
-            ppm = rnd.choice([100000, 250000, 500000])
-            settings = {"dp.test_reorder_ppm": ppm, "dp.test_jitter_us": 2000}
-            what = "reorder %d%% (+2 ms jitter)" % (ppm // 10000)
-        else:
-            us = rnd.choice([20000, 100000, 300000])
-            settings = {"keel.test.fsyncDelayUs": us}
-            what = "fsync held %d ms" % (us // 1000)
-        for i in nodes:
-            c.inject(i, settings)
-        return "%s at %s" % (what, "every running server" if len(nodes) > 1 and
-                             len(nodes) == c.n else "node%s %s" % (
-                                 "s" if len(nodes) > 1 else "",
-                                 ",".join(str(i) for i in nodes)))
+    if fault in LIVE_FAULTS or fault in EXTRA_FAULTS:
+        return apply_live(c, fault, rnd, target)
     raise ValueError(fault)
+
+
+def where(c, nodes):
+    if len(nodes) > 1 and len(nodes) == c.n:
+        return "every running server"
+    return "node%s %s" % ("s" if len(nodes) > 1 else "", ",".join(str(i) for i in nodes))
+
+
+def apply_live(c, fault, rnd, leader):
+    """A fault set through keeld's admin API on running, unpaused nodes."""
+    servers = list(range(c.n))
+    up = [i for i in servers if c.injectable(i)]
+    if fault in ("delay", "reorder", "dup", "link"):
+        # not on a node that carries a fault of the other scope
+        scoped = lambda i: "dp.test_peer" in c.injected.get(i, ())  # noqa: E731
+        dp_set = lambda i: any(k in DP_KEYS for k in c.injected.get(i, ()))  # noqa: E731
+        up = [i for i in up if not (dp_set(i) if fault == "link" else scoped(i))]
+    if not up:
+        return "%s: no running node to set it on" % fault
+    if fault == "link":
+        a = rnd.choice(up)
+        b = rnd.choice([i for i in servers if i != a])
+        kind = rnd.choice(["delay", "reorder", "loss"])
+        settings = {"dp.test_peer": b + 1}  # first: the scope, then what it scopes
+        if kind == "delay":
+            us = rnd.choice([5000, 20000, 50000])
+            settings.update({"dp.test_delay_us": us, "dp.test_jitter_us": us // 2})
+            what = "delay %d+0..%d ms" % (us // 1000, us // 2000)
+        elif kind == "reorder":
+            ppm = rnd.choice([250000, 500000])
+            settings.update({"dp.test_reorder_ppm": ppm, "dp.test_jitter_us": 2000})
+            what = "reorder %d%%" % (ppm // 10000)
+        else:
+            ppm = rnd.choice([300000, 600000, 1000000])
+            settings["dp.test_loss_ppm"] = ppm
+            what = "loss %d%%" % (ppm // 10000)
+        c.inject(a, settings)
+        return "link node %d -> node %d only: %s" % (a, b, what)
+    if fault in ("clock", "clock_far"):
+        node = leader if leader in up and rnd.random() < 0.5 else rnd.choice(up)
+        if fault == "clock":
+            ppm = rnd.choice([-150000, -100000, -50000, 50000, 100000, 150000])
+        else:
+            ppm = rnd.choice([-800000, -600000, 2000000, 4000000])
+        c.inject(node, {"keel.test.clockRatePpm": ppm})
+        return "clock of node %d at %d%% of true rate" % (node, 100 + ppm // 10000)
+    if fault == "slow_election":
+        us = rnd.choice([100000, 300000])
+        for i in up:
+            c.inject(i, {"keel.test.fsyncDelayUs": us})
+        target = leader if leader is not None else rnd.choice(servers)
+        c.net.isolate(target)
+        return "fsync held %d ms at %s, node %d isolated" % (us // 1000, where(c, up), target)
+    nodes = up if rnd.random() < 0.5 else [rnd.choice(up)]
+    if fault == "delay":
+        us = rnd.choice([5000, 20000, 50000])
+        settings = {"dp.test_delay_us": us, "dp.test_jitter_us": us // 2}
+        what = "delay %d+0..%d ms" % (us // 1000, us // 2000)
+    elif fault == "reorder":
+        ppm = rnd.choice([100000, 250000, 500000])
+        settings = {"dp.test_reorder_ppm": ppm, "dp.test_jitter_us": 2000}
+        what = "reorder %d%% (+2 ms jitter)" % (ppm // 10000)
+    elif fault == "dup":
+        ppm = rnd.choice([100000, 300000, 500000])
+        settings = {"dp.test_dup_ppm": ppm, "dp.test_jitter_us": 2000}
+        what = "duplicate %d%% (+2 ms jitter)" % (ppm // 10000)
+    elif fault == "slow_fsync":
+        us = rnd.choice([20000, 100000, 300000])
+        settings = {"keel.test.fsyncDelayUs": us}
+        what = "fsync held %d ms" % (us // 1000)
+    else:
+        raise ValueError(fault)
+    for i in nodes:
+        c.inject(i, settings)
+    return "%s at %s" % (what, where(c, nodes))
 
 
 WRITES = ("create", "write", "cas", "delete")
@@ -495,8 +576,8 @@ def run(args):
     # take and cut when the time is up (the order stays the seed's)
     kinds = args.only.split(",") if args.only else FAULTS
     for k in kinds:
-        if k not in FAULTS:
-            print("unknown fault %r (known: %s)" % (k, ", ".join(FAULTS)))
+        if k not in FAULTS + EXTRA_FAULTS:
+            print("unknown fault %r (known: %s)" % (k, ", ".join(FAULTS + EXTRA_FAULTS)))
             return 2
     kind = args.server
     keeld = args.keeld or find_keeld()
@@ -640,23 +721,30 @@ def run(args):
             shutil.rmtree(work, ignore_errors=True)
 
 
-def put_config(port, token, key, value):
-    """PUT /config on 127.0.0.1:port (run inside a node's namespace)."""
+def put_config(port, token, *pairs):
+    """PUT /config of each KEY VALUE pair in turn on 127.0.0.1:port (run
+    inside a node's namespace); stops at the first refusal."""
     import urllib.error
     import urllib.request
-    req = urllib.request.Request(
-        "http://127.0.0.1:%d/config" % int(port), method="PUT",
-        data=json.dumps({"key": key, "value": value}).encode(),
-        headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=15) as r:
-            r.read()
-        return 0
-    except urllib.error.HTTPError as e:
-        print("HTTP %d: %s" % (e.code, e.read().decode(errors="replace").strip()))
-    except OSError as e:
-        print(str(e))
-    return 1
+    if not pairs or len(pairs) % 2:
+        print("--put PORT TOKEN KEY VALUE [KEY VALUE ...]")
+        return 2
+    for key, value in zip(pairs[::2], pairs[1::2]):
+        req = urllib.request.Request(
+            "http://127.0.0.1:%d/config" % int(port), method="PUT",
+            data=json.dumps({"key": key, "value": value}).encode(),
+            headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=15) as r:
+                r.read()
+            continue
+        except urllib.error.HTTPError as e:
+            print("%s=%s: HTTP %d: %s" % (key, value, e.code,
+                                        e.read().decode(errors="replace").strip()))
+        except OSError as e:
+            print("%s=%s: %s" % (key, value, e))
+        return 1
+    return 0
 
 
 def main(argv=None):
@@ -678,10 +766,13 @@ def main(argv=None):
                     "failures still fail")
     ap.add_argument("--4lw", dest="fourlw", nargs=3, metavar=("HOST", "PORT", "WORD"),
                     help=argparse.SUPPRESS)
-    ap.add_argument("--put", nargs=4, metavar=("PORT", "TOKEN", "KEY", "VALUE"),
+    ap.add_argument("--put", nargs="+", metavar="PORT TOKEN KEY VALUE [KEY VALUE",
                     help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.put:
+        if len(a.put) < 4:
+            print("--put PORT TOKEN KEY VALUE [KEY VALUE ...]")
+            return 2
         return put_config(*a.put)
     if a.fourlw:
         try:

@@ -31,6 +31,7 @@ class FakeCluster:
         self.n = n
         self.net = FakeNet()
         self.killed, self.paused, self.filled = [], [], []
+        self.injected = {}
         self.lead = n - 1
 
     @property
@@ -53,6 +54,7 @@ class FakeCluster:
         return i not in self.killed and i not in self.paused
 
     def inject(self, i, settings):
+        self.injected.setdefault(i, set()).update(settings)
         self.net.calls.append(("inject", i, dict(settings)))
 
 
@@ -93,10 +95,18 @@ class Plan(unittest.TestCase):
 
 
     def test_live_faults_only_where_offered(self):
-        self.assertEqual(faults.KeelServers.faults, faults.FAULTS)
+        self.assertEqual(faults.KeelServers.faults, faults.FAULTS + faults.EXTRA_FAULTS)
+        for f in faults.LIVE_FAULTS + faults.EXTRA_FAULTS:
+            self.assertNotIn(f, faults.ZooKeeperServers.faults)
         for f in faults.LIVE_FAULTS:
             self.assertIn(f, faults.FAULTS)
-            self.assertNotIn(f, faults.ZooKeeperServers.faults)
+
+    def test_extra_faults_only_when_asked(self):
+        for seed in range(30):
+            p = faults.plan(seed, 600)
+            self.assertFalse(any(x in faults.EXTRA_FAULTS for f, *_ in p for x in f))
+        p = faults.plan(3, 100, kinds=["clock_far"])
+        self.assertTrue(all(f == ["clock_far"] for f, *_ in p))
 
 
 class Shapes(unittest.TestCase):
@@ -146,6 +156,7 @@ class Shapes(unittest.TestCase):
     def test_live_faults_set_the_injection_keys(self):
         want = {"delay": {"dp.test_delay_us", "dp.test_jitter_us"},
                 "reorder": {"dp.test_reorder_ppm", "dp.test_jitter_us"},
+                "dup": {"dp.test_dup_ppm", "dp.test_jitter_us"},
                 "slow_fsync": {"keel.test.fsyncDelayUs"}}
         for n in (3, 5):
             for f, keys in want.items():
@@ -167,6 +178,67 @@ class Shapes(unittest.TestCase):
         c.paused += [0, 1, 2]
         self.assertIn("no running node", faults.apply(c, "delay", random.Random(1)))
         self.assertEqual(c.net.calls, [])
+
+
+class NewFaults(unittest.TestCase):
+    def test_link_is_one_direction_of_one_link(self):
+        kinds = set()
+        for n in (3, 5):
+            for seed in range(60):
+                c = FakeCluster(n)
+                what = faults.apply(c, "link", random.Random(seed))
+                (_, a, settings), = c.net.calls
+                # the scope comes first, so the fault never hits every peer
+                self.assertEqual(next(iter(settings)), "dp.test_peer")
+                b = settings["dp.test_peer"] - 1  # server ids are index + 1
+                self.assertNotEqual(a, b)
+                self.assertTrue(0 <= b < n)
+                self.assertIn("node %d -> node %d" % (a, b), what)
+                rest = set(settings) - {"dp.test_peer"}
+                self.assertIn(rest, ({"dp.test_delay_us", "dp.test_jitter_us"},
+                                     {"dp.test_reorder_ppm", "dp.test_jitter_us"},
+                                     {"dp.test_loss_ppm"}))
+                kinds.add(frozenset(rest))
+                self.assertTrue(all(v > 0 for v in settings.values()))
+        self.assertEqual(len(kinds), 3)
+
+    def test_scopes_never_mix_on_one_node(self):
+        for seed in range(40):
+            c = FakeCluster(3)
+            for f in ("link", "delay", "dup", "link", "reorder", "link"):
+                faults.apply(c, f, random.Random(seed * 7 + len(c.net.calls)))
+            for i, keys in c.injected.items():
+                if "dp.test_peer" in keys:
+                    others = [call for call in c.net.calls if call[1] == i]
+                    self.assertEqual(len(others), 1, (i, others))
+
+    def test_clock_within_the_lease_bound(self):
+        # consensus/README.md: a clock runs at most 20 % slower than another
+        rates, leader_hit = set(), 0
+        for seed in range(60):
+            c = FakeCluster(5)
+            faults.apply(c, "clock", random.Random(seed))
+            (_, node, settings), = c.net.calls
+            ppm = settings["keel.test.clockRatePpm"]
+            self.assertTrue(ppm != 0 and -200000 < ppm < 200000)
+            rates.add(ppm > 0)
+            leader_hit += node == c.lead
+        self.assertEqual(rates, {True, False})
+        self.assertTrue(0 < leader_hit < 60)
+        for seed in range(20):
+            c = FakeCluster(3)
+            faults.apply(c, "clock_far", random.Random(seed))
+            (_, _, settings), = c.net.calls
+            ppm = settings["keel.test.clockRatePpm"]
+            self.assertTrue(ppm <= -500000 or ppm >= 1000000)
+
+    def test_slow_election_holds_every_disk_and_isolates_the_leader(self):
+        c = FakeCluster(5)
+        faults.apply(c, "slow_election", random.Random(2))
+        injects = [call for call in c.net.calls if call[0] == "inject"]
+        self.assertEqual(sorted(call[1] for call in injects), list(range(5)))
+        self.assertTrue(all(call[2]["keel.test.fsyncDelayUs"] >= 100000 for call in injects))
+        self.assertIn(("isolate", c.lead), c.net.calls)
 
 
 if __name__ == "__main__":

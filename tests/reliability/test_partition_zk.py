@@ -18,9 +18,11 @@ import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "cluster"))
 import lincheck  # noqa: E402
 import netns  # noqa: E402
 import zkserver  # noqa: E402
+from zkcluster import wait_for  # noqa: E402
 
 PY = "/usr/bin/python3"
 
@@ -40,16 +42,6 @@ def unknowns(path):
             return sum(1 for line in f if '"type": "info"' in line)
     except FileNotFoundError:
         return 0
-
-
-def wait_for(cond, limit_s=60):
-    # a bounded wait for progress, not a timing assertion
-    deadline = time.monotonic() + limit_s
-    while not cond():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
 
 
 class Partition(unittest.TestCase):
@@ -81,13 +73,14 @@ class Partition(unittest.TestCase):
                 # Progress is judged from the history itself (the recorder
                 # writes it line by line), not from sleeps: the machine is
                 # shared and may be slow.
-                self.assertTrue(wait_for(lambda: count(out) >= 200), "no progress before; " + why())
+                # (bounded waits for progress, not timing assertions)
+                wait_for(lambda: count(out) >= 200, 60, lambda: "progress before; " + why())
                 net.partition([[0], [1]])
-                self.assertTrue(wait_for(lambda: unknowns(out) > 0), "no unknown outcome; " + why())
+                wait_for(lambda: unknowns(out) > 0, 60, lambda: "an unknown outcome; " + why())
                 time.sleep(3)  # > the 2 s session timeout: sessions expire
                 net.heal()
                 n = count(out)
-                self.assertTrue(wait_for(lambda: count(out) >= n + 400), "no progress after; " + why())
+                wait_for(lambda: count(out) >= n + 400, 60, lambda: "progress after; " + why())
                 net.signal(pid, signal.SIGTERM)  # ends the run: final reads, exit 0
                 rc = net.procs[pid].wait(timeout=60)
                 with open(log) as f:
