@@ -190,6 +190,7 @@ struct pipeline {
 	struct preq *pend[PEND_BUCKETS];
 	struct preq *hold_head, **hold_tail;  /* local, not yet handed to a leader */
 	struct preq *order_head, *order_tail; /* hold + pend, by id (preq.onext) */
+	uint32_t rc_open;                     /* PREQ_RECONFIG in the order list */
 	uint64_t retx_scan_ns, retx_log_ns;
 	uint64_t retx_total, retx_logged; /* requests retransmitted (follower) */
 	uint64_t dup_total, dup_logged;   /* duplicates not proposed (leader) */
@@ -368,6 +369,7 @@ static struct preq *pend_take(struct pipeline *p, uint64_t id)
  * are given in queue order, so the list is in id order. */
 static void order_add(struct pipeline *p, struct preq *r)
 {
+	p->rc_open += r->kind == PREQ_RECONFIG;
 	r->onext = NULL;
 	r->oprev = p->order_tail;
 	if (p->order_tail)
@@ -379,6 +381,7 @@ static void order_add(struct pipeline *p, struct preq *r)
 
 static void order_del(struct pipeline *p, struct preq *r)
 {
+	p->rc_open -= r->kind == PREQ_RECONFIG;
 	if (r->oprev)
 		r->oprev->onext = r->onext;
 	else
@@ -670,21 +673,68 @@ static void fwd_send(struct pipeline *p, uint32_t leader, uint64_t term, uint32_
 		keeld_log("pipeline: forward to %u: %s", leader, keel_strerror(rc));
 }
 
+/*
+ * Is r behind a reconfig of its own session that is not answered yet? A
+ * reconfig is answered only when its change completes (a new member may
+ * have to catch up first), while a write is answered when its entry
+ * applies; ZooKeeper's leader handles a session's requests in order, so a
+ * write sent after a reconfig applies after it. The session's later
+ * requests therefore stay held until the reconfig is answered or given up.
+ */
+static bool rc_blocks(const struct pipeline *p, const struct preq *r)
+{
+	if (!p->rc_open)
+		return false;
+	for (const struct preq *q = p->order_head; q && q->id < r->id; q = q->onext)
+		if (q->kind == PREQ_RECONFIG && q->session_id == r->session_id)
+			return true;
+	return false;
+}
+
+/* The held requests that may go now, in order; those rc_blocks() keeps back
+ * stay held (in order). */
+static struct preq *hold_take(struct pipeline *p)
+{
+	struct preq *go = p->hold_head, **go_tail = &go;
+	p->hold_head = NULL;
+	p->hold_tail = &p->hold_head;
+	if (!p->rc_open)
+		return go;
+	struct preq *r = go;
+	go = NULL;
+	while (r) {
+		struct preq *nx = r->next;
+		r->next = NULL;
+		if (rc_blocks(p, r)) {
+			*p->hold_tail = r;
+			p->hold_tail = &r->next;
+		} else {
+			*go_tail = r;
+			go_tail = &r->next;
+		}
+		r = nx;
+	}
+	return go;
+}
+
 /* Follower: hand held local writes to the leader. */
 static void forward_held(struct pipeline *p)
 {
 	uint32_t leader = raft_leader(p->r);
 	if (!p->hold_head || !leader || !p->t)
 		return;
+	struct preq *go = hold_take(p);
+	if (!go)
+		return;
 	size_t len = FWD_HDR;
 	uint32_t n = 0;
-	for (struct preq *r = p->hold_head; r; r = r->next, n++)
+	for (struct preq *r = go; r; r = r->next, n++)
 		len += 16 + r->len;
 	p->sendbuf = grow(p->sendbuf, &p->sendcap, len, 1);
 	uint8_t *d = p->sendbuf;
 	size_t off = FWD_HDR;
 	uint64_t term = raft_term(p->r);
-	struct preq *r = p->hold_head;
+	struct preq *r = go;
 	while (r) {
 		struct preq *nx = r->next;
 		off += put_item(d + off,
@@ -694,8 +744,6 @@ static void forward_held(struct pipeline *p)
 		handed_over(p, r, term);
 		r = nx;
 	}
-	p->hold_head = NULL;
-	p->hold_tail = &p->hold_head;
 	fwd_send(p, leader, term, n, off);
 }
 
@@ -753,7 +801,7 @@ static void fwd_log(struct pipeline *p, uint64_t now)
 static void propose_held(struct pipeline *p)
 {
 	uint64_t term = raft_term(p->r);
-	struct preq *r = p->hold_head;
+	struct preq *r = hold_take(p);
 	while (r) {
 		struct preq *nx = r->next;
 		if (r->kind == PREQ_RECONFIG)
@@ -763,8 +811,6 @@ static void propose_held(struct pipeline *p)
 		handed_over(p, r, term);
 		r = nx;
 	}
-	p->hold_head = NULL;
-	p->hold_tail = &p->hold_head;
 }
 
 /* ---------------------------------------------------------- receiving */
@@ -1092,9 +1138,9 @@ static void give_up_old(struct pipeline *p, uint64_t sent_before_ns)
 		struct preq **q = &p->pend[i];
 		while (*q) {
 			struct preq *r = *q;
-			/* A reconfig may wait long for a new member to catch up; it is
-			 * sent again at a leader change like the others. */
-			if (r->sent_ns >= sent_before_ns || r->kind == PREQ_RECONFIG) {
+			/* A reconfig too: its client cannot tell the outcome either
+			 * (the change may still complete; /zookeeper/config says). */
+			if (r->sent_ns >= sent_before_ns) {
 				q = &r->next;
 				continue;
 			}

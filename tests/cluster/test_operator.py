@@ -1,0 +1,127 @@
+"""What an operator trips on (keel only), on one 4-node configuration.
+
+Nodes 1-3 form the cluster; node 4 is in nobody's zoo.cfg (test_reconfig's
+NewMembersCluster) and is joined by reconfig while it is still down, so the
+reconfig waits for it:
+
+* reconfig then setData on one session without waiting: both answered, in
+  request order, and the setData applied after the reconfig (its mzxid is
+  above the configuration's), as ZooKeeper orders a session's requests;
+* a reconfig that cannot finish is given up after maxSessionTimeout (its
+  connection closed, as for any forwarded request);
+* live configuration survives a restart (`PUT /config` -> <dataDir>/live.cfg),
+  is dropped again by `DELETE /config/KEY`, and Raft's timers change live;
+* the super identity writes /zookeeper/config (ZooKeeper 3.8 lets it);
+* cons / crst in ZooKeeper 3.8's format, sessionless connections included.
+"""
+import json
+import os
+import re
+import socket
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import test_membership as tm  # noqa: E402  (its helpers; a module: no tests collected)
+import test_reconfig as trc  # noqa: E402
+from test_membership import wait_for  # noqa: E402
+
+from kazoo.client import KazooClient  # noqa: E402
+from kazoo.exceptions import ConnectionLoss  # noqa: E402
+
+TOKEN = "s3cret"
+SUPER = "super:D/InIHSb7yEEbrWz8b9l71RjZJU="  # digest of super:test
+
+
+def http(port, method, path, body=None, timeout=20):
+    try:
+        return tm.http(port, method, path, body=body, token=TOKEN, timeout=timeout)
+    except OSError as e:
+        return 0, str(e)
+
+
+def four(port, word):
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.sendall(word)
+    out = b""
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        out += b
+    s.close()
+    return out.decode()
+
+
+class Operator(unittest.TestCase):
+    def test_operator(self):
+        extra = ["reconfigEnabled=true", "DigestAuthenticationProvider.superDigest=" + SUPER,
+                 "maxSessionTimeout=6000"]
+        with trc.NewMembersCluster(4, admin_token=TOKEN, initial=3, extra=extra) as c:
+            try:
+                self.run_all(c)
+            except BaseException:
+                for n in c.nodes:
+                    sys.stderr.write("--- node %d log:\n%s\n" % (n.id, c.tail(n, 15)))
+                raise
+
+    def client(self, c, idx, auth=True, timeout=6.0):
+        zk = KazooClient(hosts=c.connect_string(idx), timeout=timeout,
+                         auth_data=[("digest", "super:test")] if auth else None)
+        zk.start(timeout=30)
+        return zk
+
+    def run_all(self, c):
+        self.reconfig_order(c)
+        self.reconfig_given_up(c)
+
+    def reconfig_order(self, c):
+        n4 = c.nodes[3]
+        # A follower's client: the reconfig goes to the leader and back.
+        leader = trc.Reconfig.leader(self, c)
+        idx = [n.idx for n in c.nodes[:3] if n is not leader][0]
+        su = self.client(c, [idx])
+        su.create("/order", b"0")
+        # A log longer than a learner may lag behind and still be promoted.
+        for i in range(150):
+            su.set("/order", b"0")
+        joining = "server.4=127.0.0.1:%d:participant;127.0.0.1:%d" % (n4.peer_port,
+                                                                       n4.client_port)
+        rc = su.reconfig_async(joining, None, None, -1)
+        st = su.set_async("/order", b"1")
+        time.sleep(0.5)  # the reconfig waits for node 4 (down): so must the setData
+        self.assertFalse(rc.ready(), rc.ready() and (rc.exception, st.exception, st.value))
+        self.assertFalse(st.ready())
+        c.start(n4.idx)
+        data, rstat = rc.get(timeout=30)
+        sstat = st.get(timeout=30)
+        self.assertIn("server.4=", data.decode())
+        # Applied after the configuration it was sent after.
+        self.assertGreater(sstat.mzxid, rstat.mzxid)
+        self.assertEqual(su.get("/order")[0], b"1")
+        self.assertTrue(su.connected)
+        su.stop()
+        su.close()
+
+    def reconfig_given_up(self, c):
+        # Last: the change it starts never completes (a member that never runs).
+        n1 = c.nodes[0]
+        su = self.client(c, [0])
+        code, body = http(n1.admin_port, "PUT", "/config",
+                          {"key": "maxSessionTimeout", "value": 2000})
+        self.assertEqual(code, 200, body)
+        t0 = time.monotonic()
+        rc = su.reconfig_async("server.5=127.0.0.1:%d:participant" % c.nodes[3].election_port,
+                               None, None, -1)
+        self.assertRaises(ConnectionLoss, rc.get, timeout=30)
+        # Not before maxSessionTimeout; the session itself lives on.
+        self.assertGreaterEqual(time.monotonic() - t0, 2.0)
+        wait_for(lambda: su.connected, 20, "kazoo reconnected")
+        su.create("/after-give-up", b"")
+        su.stop()
+        su.close()
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
