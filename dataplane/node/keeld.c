@@ -198,10 +198,16 @@ int main(int argc, char **argv)
 	}
 	k->myid = k->cfg.myid ? k->cfg.myid : 1;
 	log_id = k->myid;
+	if (keeld_live_load(k, config, myid, !check) < 0) {
+		free(k->file_cfg);
+		free(k);
+		return 1;
+	}
 	snprintf(k->version, sizeof(k->version), "%s", KEEL_VERSION);
 	if (k->cfg.n_servers && k->myid >= DP_MAX_NODES) {
 		fprintf(stderr, "keeld: server.%u: the peer transport takes ids 1..%d\n", k->myid,
 			DP_MAX_NODES - 1);
+		free(k->file_cfg);
 		free(k);
 		return 2;
 	}
@@ -209,6 +215,7 @@ int main(int argc, char **argv)
 		struct dp_config dc;
 		if (keeld_transport_config(k, &dc, err, sizeof(err)) < 0) {
 			fprintf(stderr, "keeld: %s: %s\n", config, err);
+			free(k->file_cfg);
 			free(k);
 			return 2;
 		}
@@ -218,6 +225,7 @@ int main(int argc, char **argv)
 		size_t n = node_config_format(&k->cfg, out, sizeof(out));
 		fwrite(out, 1, KEEL_MIN(n, sizeof(out)), stdout);
 		printf("# %s: configuration OK (myid %u)\n", config, k->myid);
+		free(k->file_cfg);
 		free(k);
 		return 0;
 	}

@@ -250,6 +250,7 @@ struct pipeline {
 	/* management plane (NULL channel: no keel.adminPort) */
 	uint64_t mg_pub_ns;             /* last status publish */
 	struct mgmt_response mg_out[8]; /* answers the ring had no room for */
+	char mg_value[MGMT_VALUE_MAX];  /* the next answer's value (DELETE /config/KEY) */
 	uint32_t mg_out_n;
 	uint64_t xfer_req, xfer_deadline_ns;
 	uint32_t xfer_to;
@@ -1893,6 +1894,8 @@ static void mg_answer(struct pipeline *p, uint64_t id, int status, const char *f
 	va_start(ap, fmt);
 	vsnprintf(r.message, sizeof(r.message), fmt, ap);
 	va_end(ap);
+	memcpy(r.value, p->mg_value, sizeof(r.value));
+	p->mg_value[0] = 0;
 	/* An operator who reads /status or /members after the answer sees its effect. */
 	mg_publish(p);
 	p->mg_pub_ns = keel_now_ns();
@@ -2688,6 +2691,45 @@ static void mg_xfer_progress(struct pipeline *p)
  * as one line of a minimal file into a scratch config. 0 and *out filled,
  * or KEEL_E_CONFIG with msg naming the key and what is wrong.
  */
+/* Raft's timers in ticks from the configuration's ms; returns the tick (ms):
+ * min(10 ms, heartbeat), so a heartbeat below 10 ms still ticks in time. */
+static uint32_t pl_timing(uint32_t heartbeat_ms, uint32_t election_ms, uint32_t *election_ticks,
+			  uint32_t *heartbeat_ticks)
+{
+	uint32_t tick_ms = KEEL_MAX(1u, KEEL_MIN(10u, heartbeat_ms));
+	*election_ticks = KEEL_MAX(2u, election_ms / tick_ms);
+	*heartbeat_ticks = KEEL_MAX(1u, heartbeat_ms / tick_ms);
+	if (*heartbeat_ticks >= *election_ticks)
+		*heartbeat_ticks = *election_ticks / 2;
+	return tick_ms;
+}
+
+/* keel.heartbeatMs / keel.electionTimeoutMs while running: raft's counts from
+ * the next tick (raft_set_timing), and the tick itself when the heartbeat
+ * goes below 10 ms or back. */
+static int mg_timing(struct pipeline *p, uint32_t heartbeat_ms, uint32_t election_ms, char *msg,
+		     size_t len)
+{
+	struct keeld *k = p->k;
+	uint32_t e, h;
+	uint32_t tick_ms = pl_timing(heartbeat_ms, election_ms, &e, &h);
+	int rc = raft_set_timing(p->r, e, h);
+	if (rc < 0) {
+		snprintf(msg, len, "raft refused heartbeat %u ms / election timeout %u ms: %s",
+			 heartbeat_ms, election_ms, keel_strerror(rc));
+		return rc;
+	}
+	uint64_t tick_ns = (uint64_t)tick_ms * 1000000u, now = keel_now_ns();
+	p->tick_ns = tick_ns;
+	if (p->next_tick_ns > now + tick_ns)
+		p->next_tick_ns = now + tick_ns;
+	__atomic_store_n(&k->cfg.heartbeat_ms, heartbeat_ms, __ATOMIC_RELAXED);
+	__atomic_store_n(&k->cfg.election_timeout_ms, election_ms, __ATOMIC_RELAXED);
+	keeld_log("raft: election %u ms, heartbeat %u ms, tick %u ms (changed live)", election_ms,
+		  heartbeat_ms, tick_ms);
+	return 0;
+}
+
 static int mg_parse(const struct keeld *k, const char *key, const char *value,
 		    struct node_config *out, char *msg, size_t len)
 {
@@ -2706,15 +2748,28 @@ static int mg_parse(const struct keeld *k, const char *key, const char *value,
 	else if (!strcmp(key, "maxSessionTimeout"))
 		snprintf(other, sizeof(other), "minSessionTimeout=%u\n",
 			 k->cfg.min_session_timeout_ms);
+	else if (!strcmp(key, "keel.heartbeatMs"))
+		snprintf(other, sizeof(other), "keel.electionTimeoutMs=%u\n",
+			 k->cfg.election_timeout_ms);
+	else if (!strcmp(key, "keel.electionTimeoutMs"))
+		snprintf(other, sizeof(other), "keel.heartbeatMs=%u\n", k->cfg.heartbeat_ms);
 	char text[MGMT_KEY_MAX + MGMT_VALUE_MAX + 128];
 	snprintf(text, sizeof(text), "dataDir=/\nclientPort=1\n%s%s=%s\n", other, key, value);
 	char err[256];
 	int rc = node_config_parse(out, text, "PUT /config", 0, err, sizeof(err));
 	if (rc) {
-		/* "origin:line: key: reason" -> "key: reason" */
-		const char *at = strstr(err, key);
-		size_t n = strnlen(at ? at : err, len - 1);
-		memcpy(msg, at ? at : err, n);
+		/* "origin[:line]: key: reason" -> "key: reason" (the key may be the
+		 * other one checked against it: the timers, the session timeouts) */
+		const char *at = err;
+		if (!strncmp(at, "PUT /config:", 12)) {
+			at += 12;
+			while (*at >= '0' && *at <= '9')
+				at++;
+			at += *at == ':';
+			at += *at == ' ';
+		}
+		size_t n = strnlen(at, len - 1);
+		memcpy(msg, at, n);
 		msg[n] = 0;
 	}
 	return rc;
@@ -2727,59 +2782,52 @@ static int mg_parse(const struct keeld *k, const char *key, const char *value,
  * threads read (the 4lw whitelist, session timeouts) are single aligned words
  * stored atomically. The answer's message is what the operator sees.
  */
-static void mg_config(struct pipeline *p, const struct mgmt_request *req)
+static int mg_apply(struct pipeline *p, const char *key, const char *val, char *msg, size_t len)
 {
 	struct keeld *k = p->k;
-	const char *key = req->key, *val = req->value;
-	char msg[MGMT_MESSAGE_MAX];
 	int rc;
 	if (!strncmp(key, "dp.test_", 8) || !strcmp(key, "keel.cpuDmaLatency")) {
 		if (!p->t) {
-			mg_answer(p, req->id, KEEL_E_UNSUPPORTED,
-				  "%s: a standalone node has no peer transport", key);
-			return;
+			snprintf(msg, len, "%s: a standalone node has no peer transport", key);
+			return KEEL_E_UNSUPPORTED;
 		}
 		if (!strcmp(key, "keel.cpuDmaLatency")) {
 			struct node_config *c = malloc(sizeof(*c));
-			rc = c ? mg_parse(k, key, val, c, msg, sizeof(msg)) : KEEL_E_NOMEM;
+			rc = c ? mg_parse(k, key, val, c, msg, len) : KEEL_E_NOMEM;
 			bool on = rc == 0 && c->cpu_dma_latency;
 			free(c);
 			if (rc == 0 && (rc = dp_set_cpu_dma_latency(p->t, on)) < 0)
-				snprintf(msg, sizeof(msg), "%s: /dev/cpu_dma_latency: %s", key,
+				snprintf(msg, len, "%s: /dev/cpu_dma_latency: %s", key,
 					 keel_strerror(rc));
 			if (rc == 0) {
 				k->cfg.cpu_dma_latency = on;
-				snprintf(msg, sizeof(msg), "%s set to %s", key, on ? "on" : "off");
+				snprintf(msg, len, "%s set to %s", key, on ? "on" : "off");
 			}
 		} else {
-			rc = dp_set_test_fault(p->t, key, val, msg, sizeof(msg));
+			rc = dp_set_test_fault(p->t, key, val, msg, len);
 			if (rc == 0)
-				snprintf(msg, sizeof(msg), "%s set to %s", key, val);
+				snprintf(msg, len, "%s set to %s", key, val);
 		}
-		keeld_log("admin: %s", msg);
-		mg_answer(p, req->id, rc, "%s", msg);
-		return;
+		return rc;
 	}
 	if (!strcmp(key, "keel.test.fsyncDelayUs")) {
 		char *end;
 		errno = 0;
 		unsigned long us = strtoul(val, &end, 10);
 		if (!*val || *end || errno || us > 10000000ul || val[0] == '-') {
-			mg_answer(p, req->id, KEEL_E_CONFIG, "%s: '%s' is not in 0..10000000 (us)",
-				  key, val);
-			return;
+			snprintf(msg, len, "%s: '%s' is not in 0..10000000 (us)", key, val);
+			return KEEL_E_CONFIG;
 		}
 		wal_set_test_fsync_delay(p->w, (uint32_t)us);
-		keeld_log("admin: %s set to %lu", key, us);
-		mg_answer(p, req->id, 0, "%s set to %lu", key, us);
-		return;
+		snprintf(msg, len, "%s set to %lu", key, us);
+		return 0;
 	}
 	struct node_config *c = malloc(sizeof(*c));
 	if (!c) {
-		mg_answer(p, req->id, KEEL_E_NOMEM, "out of memory");
-		return;
+		snprintf(msg, len, "out of memory");
+		return KEEL_E_NOMEM;
 	}
-	rc = mg_parse(k, key, val, c, msg, sizeof(msg));
+	rc = mg_parse(k, key, val, c, msg, len);
 	if (rc == 0) {
 		if (!strcmp(key, "keel.snapshotThresholdBytes")) {
 			__atomic_store_n(&k->cfg.snapshot_threshold_bytes,
@@ -2803,15 +2851,89 @@ static void mg_config(struct pipeline *p, const struct mgmt_request *req)
 						 c->global_outstanding_limit, __ATOMIC_RELAXED);
 			zk_server_set_limits(k->zk, k->cfg.max_client_cnxns,
 					     k->cfg.global_outstanding_limit);
+		} else if (!strcmp(key, "keel.heartbeatMs") ||
+			   !strcmp(key, "keel.electionTimeoutMs")) {
+			rc = mg_timing(p, c->heartbeat_ms, c->election_timeout_ms, msg, len);
 		} else {
 			rc = KEEL_E_CONFIG;
-			snprintf(msg, sizeof(msg), "%s cannot change while the node runs", key);
+			snprintf(msg, len, "%s cannot change while the node runs", key);
 		}
 	}
 	free(c);
 	if (rc == 0)
-		snprintf(msg, sizeof(msg), "%s set to %s", key, val);
+		snprintf(msg, len, "%s set to %s", key, val);
+	return rc;
+}
+
+/* Whether live.cfg keeps key (admin.c's keeld_saved_keys). */
+static bool mg_saved(const char *key)
+{
+	for (const char *const *s = keeld_saved_keys; *s; s++)
+		if (!strcmp(*s, key))
+			return true;
+	return false;
+}
+
+/*
+ * live.cfg after a change (value NULL: the key dropped). Written here, on the
+ * pipeline thread: PUT /config is rare and the write is small (one fsync of
+ * the file, one of the directory). On failure the set in memory stays as the
+ * file is, and msg says what happened.
+ */
+static int mg_keep(struct pipeline *p, const char *key, const char *value, char *msg, size_t len)
+{
+	struct keeld *k = p->k;
+	struct node_live next = k->live;
+	int rc = value ? node_live_set(&next, key, value) : node_live_del(&next, key);
+	char err[PATH_MAX + 128] = "";
+	if (rc >= 0)
+		rc = node_live_save(&next, k->cfg.data_dir, err, sizeof(err));
+	else
+		snprintf(err, sizeof(err), "%s", keel_strerror(rc));
+	if (rc < 0) {
+		size_t n = strlen(msg);
+		snprintf(msg + n, len - n, ", but not kept for a restart: %s", err);
+		return rc == KEEL_E_FULL || rc == KEEL_E_INVAL ? rc : KEEL_E_IO;
+	}
+	k->live = next;
+	return 0;
+}
+
+static void mg_config(struct pipeline *p, const struct mgmt_request *req)
+{
+	char msg[MGMT_MESSAGE_MAX];
+	int rc = mg_apply(p, req->key, req->value, msg, sizeof(msg));
+	if (rc == 0 && mg_saved(req->key))
+		rc = mg_keep(p, req->key, req->value, msg, sizeof(msg));
 	keeld_log("admin: %s", msg);
+	mg_answer(p, req->id, rc, "%s", msg);
+}
+
+/* DELETE /config/KEY: back to the configuration file's value, now and at the
+ * next start (the key leaves live.cfg). */
+static void mg_config_reset(struct pipeline *p, const struct mgmt_request *req)
+{
+	struct keeld *k = p->k;
+	const char *key = req->key;
+	char msg[MGMT_MESSAGE_MAX], val[MGMT_VALUE_MAX];
+	if (!mg_saved(key) || !k->file_cfg) {
+		mg_answer(p, req->id, KEEL_E_INVAL,
+			  "%s is not kept across restarts (a restart clears it): set it with "
+			  "PUT /config",
+			  key);
+		return;
+	}
+	node_config_value(k->file_cfg, key, val, sizeof(val));
+	int rc = mg_apply(p, key, val, msg, sizeof(msg));
+	if (rc == 0) {
+		int w = snprintf(msg, sizeof(msg), "%s back to %.*s (the file's value)", key,
+				 (int)KEEL_MIN(strlen(val), 100u), val);
+		(void)w;
+		rc = mg_keep(p, key, NULL, msg, sizeof(msg));
+	}
+	keeld_log("admin: %s", msg);
+	if (rc == 0)
+		snprintf(p->mg_value, sizeof(p->mg_value), "%s", val);
 	mg_answer(p, req->id, rc, "%s", msg);
 }
 
@@ -2831,6 +2953,9 @@ static void mg_request(struct pipeline *p, const struct mgmt_request *req)
 		break;
 	case MGMT_REQ_CONFIG_SET:
 		mg_config(p, req);
+		break;
+	case MGMT_REQ_CONFIG_RESET:
+		mg_config_reset(p, req);
 		break;
 	default:
 		mg_answer(p, req->id, KEEL_E_INVAL, "unknown request kind %u", req->kind);
@@ -3475,12 +3600,9 @@ int keeld_pipeline_open(struct keeld *k)
 	rc_cfg.snapshot.index = snap_meta.index;
 	rc_cfg.snapshot.term = snap_meta.term;
 	rc_cfg.snapshot_data = image;
-	uint32_t tick_ms = KEEL_MAX(1u, KEEL_MIN(10u, c->heartbeat_ms));
+	uint32_t tick_ms = pl_timing(c->heartbeat_ms, c->election_timeout_ms,
+				     &rc_cfg.election_ticks, &rc_cfg.heartbeat_ticks);
 	p->tick_ns = (uint64_t)tick_ms * 1000000u;
-	rc_cfg.election_ticks = KEEL_MAX(2u, c->election_timeout_ms / tick_ms);
-	rc_cfg.heartbeat_ticks = KEEL_MAX(1u, c->heartbeat_ms / tick_ms);
-	if (rc_cfg.heartbeat_ticks >= rc_cfg.election_ticks)
-		rc_cfg.heartbeat_ticks = rc_cfg.election_ticks / 2;
 	rc_cfg.max_entries_per_msg = 16;
 	rc_cfg.pre_vote = true;
 	rc_cfg.check_quorum = true;

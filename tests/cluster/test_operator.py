@@ -32,11 +32,12 @@ from kazoo.exceptions import ConnectionLoss  # noqa: E402
 
 TOKEN = "s3cret"
 SUPER = "super:D/InIHSb7yEEbrWz8b9l71RjZJU="  # digest of super:test
+NODE_LIVE_MAGIC = "# keel live configuration"
 
 
-def http(port, method, path, body=None, timeout=20):
+def http(port, method, path, body=None, timeout=20, token=TOKEN):
     try:
-        return tm.http(port, method, path, body=body, token=TOKEN, timeout=timeout)
+        return tm.http(port, method, path, body=body, token=token, timeout=timeout)
     except OSError as e:
         return 0, str(e)
 
@@ -74,6 +75,7 @@ class Operator(unittest.TestCase):
 
     def run_all(self, c):
         self.reconfig_order(c)
+        self.live_config(c)
         self.reconfig_given_up(c)
 
     def reconfig_order(self, c):
@@ -103,6 +105,73 @@ class Operator(unittest.TestCase):
         self.assertTrue(su.connected)
         su.stop()
         su.close()
+
+    def get_value(self, n, key):
+        code, body = http(n.admin_port, "GET", "/config/" + key)
+        self.assertEqual(code, 200, body)
+        return json.loads(body)["value"]
+
+    def put(self, n, key, value, want=200):
+        code, body = http(n.admin_port, "PUT", "/config", {"key": key, "value": value})
+        self.assertEqual(code, want, body)
+        return body
+
+    def restart(self, c, n):
+        c.stop(n.idx)
+        c.start(n.idx)
+        wait_for(lambda: tm.status(n), 30, "node %d's admin API" % n.id)
+
+    def live_config(self, c):
+        n = c.nodes[1]
+        live = os.path.join(n.workdir, "data", "live.cfg")
+        self.put(n, "maxClientCnxns", 77)
+        self.put(n, "keel.heartbeatMs", 40)  # Raft's timers live (zoo.cfg: 50 / 300)
+        # Checked against the other timer in force (at most half of it).
+        body = self.put(n, "keel.electionTimeoutMs", 70, 400)
+        self.assertIn("keel.heartbeatMs", body)
+        self.put(n, "keel.electionTimeoutMs", 400)
+        self.put(n, "dp.test_delay_us", 0)  # a test fault: not kept
+        with open(live) as f:
+            text = f.read()
+        self.assertIn("\nmaxClientCnxns=77\n", text)
+        self.assertIn("\nkeel.heartbeatMs=40\n", text)
+        self.assertIn("\nkeel.electionTimeoutMs=400\n", text)
+        self.assertNotIn("dp.test", text)
+        # Still a working cluster member with its new timers.
+        zk = self.client(c, [n.idx], auth=False)
+        zk.create("/live-timers", b"")
+        zk.stop()
+        zk.close()
+
+        # A restart keeps them, and says where they came from.
+        self.restart(c, n)
+        self.assertEqual(self.get_value(n, "maxClientCnxns"), "77")
+        self.assertEqual(self.get_value(n, "keel.heartbeatMs"), "40")
+        self.assertIn("live config: 3 keys from %s override" % live, c.tail(n, 40))
+        self.assertIn("heartbeat 40 ms", c.tail(n, 40))
+
+        # DELETE /config/KEY: back to zoo.cfg's value, now and after a restart.
+        code, body = http(n.admin_port, "DELETE", "/config/maxClientCnxns")
+        self.assertEqual(code, 200, body)
+        self.assertEqual(self.get_value(n, "maxClientCnxns"), "0")
+        code, body = http(n.admin_port, "DELETE", "/config/dataDir")
+        self.assertEqual(code, 400, body)
+        code, body = http(n.admin_port, "DELETE", "/config/maxClientCnxns", token=None)
+        self.assertEqual(code, 401, body)
+        self.restart(c, n)
+        self.assertEqual(self.get_value(n, "maxClientCnxns"), "0")
+        self.assertEqual(self.get_value(n, "keel.electionTimeoutMs"), "400")
+
+        # A damaged file: the node starts with zoo.cfg's values and says so.
+        with open(live, "r+") as f:
+            f.seek(len(NODE_LIVE_MAGIC) + 5)
+            f.write("X")
+        self.restart(c, n)
+        self.assertEqual(self.get_value(n, "keel.heartbeatMs"), "50")
+        self.assertIn("CRC32C mismatch", c.tail(n, 40))
+        self.assertIn("starting with the values of", c.tail(n, 40))
+        self.assertTrue(os.path.exists(live + ".corrupt"))
+        self.assertFalse(os.path.exists(live))
 
     def reconfig_given_up(self, c):
         # Last: the change it starts never completes (a member that never runs).
