@@ -295,10 +295,11 @@ static int perm_check(struct keeld *k, const char *path, size_t len, int32_t per
 	const struct kv_view *v = kv_view_get(keeld_kv(k));
 	if (kv_get(v, path, len, &n) != ZK_OK)
 		return ZK_OK; /* apply decides (NoNode) */
-	/* The membership text is written by reconfig only, whoever asks
-	 * (its ACL is read-only; super and skipACL do not open it). */
-	if (len == 17 && !memcmp(path, "/zookeeper/config", 17) && perm != KV_PERM_READ)
-		return ZK_ENOAUTH;
+	/* /zookeeper/config too: its ACL (world:anyone:r) keeps everyone out
+	 * but the super identity and skipACL, which ZooKeeper 3.8 lets write,
+	 * create under and re-ACL it (checked against it; its members do not
+	 * change: the leader writes its own text back, pipeline.c's
+	 * zkconf_reconcile). */
 	return acl_allows(k, n.acl, n.acl_len, perm, s) ? ZK_OK : ZK_ENOAUTH;
 }
 

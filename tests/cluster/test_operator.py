@@ -28,7 +28,7 @@ import test_reconfig as trc  # noqa: E402
 from test_membership import wait_for  # noqa: E402
 
 from kazoo.client import KazooClient  # noqa: E402
-from kazoo.exceptions import ConnectionLoss  # noqa: E402
+from kazoo.exceptions import BadArgumentsError, ConnectionLoss, NoAuthError  # noqa: E402
 
 TOKEN = "s3cret"
 SUPER = "super:D/InIHSb7yEEbrWz8b9l71RjZJU="  # digest of super:test
@@ -75,6 +75,7 @@ class Operator(unittest.TestCase):
 
     def run_all(self, c):
         self.reconfig_order(c)
+        self.super_writes_config(c)
         self.live_config(c)
         self.reconfig_given_up(c)
 
@@ -105,6 +106,34 @@ class Operator(unittest.TestCase):
         self.assertTrue(su.connected)
         su.stop()
         su.close()
+
+    def super_writes_config(self, c):
+        # ZooKeeper 3.8 (checked with scripts/zk-ensemble and superDigest):
+        # super sets, creates under and re-ACLs /zookeeper/config; others get
+        # NoAuth; nobody deletes it.
+        su = self.client(c, [0])
+        zk = self.client(c, [0], auth=False)
+        data, st = su.get("/zookeeper/config")
+        acl = su.get_acls("/zookeeper/config")[0]
+        self.assertRaises(NoAuthError, zk.set, "/zookeeper/config", b"x")
+        self.assertRaises(NoAuthError, zk.create, "/zookeeper/config/x", b"")
+        self.assertRaises(NoAuthError, zk.set_acls, "/zookeeper/config", acl)
+        self.assertRaises(BadArgumentsError, su.delete, "/zookeeper/config")
+        su.create("/zookeeper/config/x", b"")
+        su.delete("/zookeeper/config/x")
+        su.set_acls("/zookeeper/config", acl)
+        st2 = su.set("/zookeeper/config", b"written by super")
+        self.assertGreater(st2.mzxid, st.mzxid)
+        # keel's leader writes the membership text back (keel reads peer
+        # addresses from it); the members did not change.
+        wait_for(lambda: su.get("/zookeeper/config")[0] != b"written by super", 10,
+                 "the membership text back")
+        servers, _, _ = trc.config_of(su)
+        self.assertEqual(sorted(servers), [1, 2, 3, 4])
+        su.stop()
+        su.close()
+        zk.stop()
+        zk.close()
 
     def get_value(self, n, key):
         code, body = http(n.admin_port, "GET", "/config/" + key)
