@@ -76,6 +76,7 @@ class Operator(unittest.TestCase):
     def run_all(self, c):
         self.reconfig_order(c)
         self.super_writes_config(c)
+        self.cons(c)
         self.live_config(c)
         self.reconfig_given_up(c)
 
@@ -132,6 +133,53 @@ class Operator(unittest.TestCase):
         self.assertEqual(sorted(servers), [1, 2, 3, 4])
         su.stop()
         su.close()
+        zk.stop()
+        zk.close()
+
+    CONS_LINE = re.compile(
+        r"^ /([0-9a-f.:]+):(\d+)\[([01])\]\(queued=(\d+),recved=(\d+),sent=(\d+)"
+        r"(,sid=0x([0-9a-f]+),lop=([A-Z]+),est=(\d+),to=(\d+)(,lcxid=0x[0-9a-f]+)?,"
+        r"lzxid=0x([0-9a-f]+),lresp=(\d+),llat=(\d+),minlat=(\d+),avglat=(\d+),"
+        r"maxlat=(\d+))?\)$")
+
+    def cons_lines(self, port):
+        text = four(port, b"cons")
+        # ZooKeeper 3.8: a line per connection, then an empty line.
+        self.assertTrue(text.endswith(")\n\n"), repr(text))
+        lines = {}
+        for line in text[:-2].split("\n"):
+            m = self.CONS_LINE.match(line)
+            self.assertIsNotNone(m, "not ZooKeeper's cons format: %r" % line)
+            lines[int(m.group(2))] = m
+        return lines
+
+    def cons(self, c):
+        port = c.nodes[0].client_port
+        raw = socket.create_connection(("127.0.0.1", port))  # no ConnectRequest
+        zk = self.client(c, [0], auth=False)
+        zk.exists("/order")
+        zk.get("/order")
+        zport = zk._connection._socket.getsockname()[1]
+        lines = self.cons_lines(port)
+        r = lines[raw.getsockname()[1]]
+        self.assertEqual(r.group(3, 4, 5, 6, 7), ("1", "0", "0", "0", None))
+        asking = [m for m in lines.values() if m.group(3) == "0"]
+        self.assertEqual(len(asking), 1)  # this cons, as ZooKeeper lists itself
+        self.assertEqual(asking[0].group(4, 5, 6, 7), ("0", "1", "0", None))
+        z = lines[zport]
+        self.assertEqual(int(z.group(8), 16), zk.client_id[0])
+        self.assertEqual(z.group(9), "GETD")
+        self.assertGreaterEqual(int(z.group(5)), 3)  # connect, exists, getData
+        self.assertGreaterEqual(int(z.group(6)), 3)
+        self.assertEqual(int(z.group(11)), 6000)  # the negotiated timeout
+        self.assertNotEqual(z.group(12), None)  # lcxid
+        self.assertAlmostEqual(int(z.group(10)) / 1000.0, time.time(), delta=60)
+        self.assertEqual(four(port, b"crst"), "Connection stats reset.\n")
+        z = self.cons_lines(port)[zport]
+        if z.group(9) != "PING":  # unless a ping came in between
+            self.assertEqual(z.group(5, 6, 9, 12, 13, 14, 18), ("0", "0", "NA", None,
+                                                                "ffffffffffffffff", "0", "0"))
+        raw.close()
         zk.stop()
         zk.close()
 
