@@ -172,7 +172,7 @@ const char *const *node_config_ignored_keys(void);
  *     # crc32c=0x%08x      (CRC32C of every byte before this line; the last line)
  *
  * Anything else (another first line, a bad or missing CRC, a line that is not
- * key=value, a repeated key, a control character or '\\' in a value, more than
+ * key=value, a repeated key, a control character or '\' in a value, more than
  * NODE_LIVE_MAX keys) refuses the whole file: KEEL_E_CONFIG with
  * "origin:line: reason" in err. node_live is a plain value.
  */

@@ -2107,7 +2107,7 @@ static size_t zkconf_applied(struct pipeline *p, char *out, size_t cap, int64_t 
 	*version = n.stat.mzxid;
 	size_t len = n.data_len;
 	const char *d = n.data;
-	const char *v = len ? memmem(d, len, "version=", 8) : NULL;
+	const char *v = len && d ? memmem(d, len, "version=", 8) : NULL;
 	if (v && (v == d || v[-1] == '\n'))
 		len = (size_t)(v - d);
 	if (len >= cap)
@@ -2926,9 +2926,11 @@ static void mg_config_reset(struct pipeline *p, const struct mgmt_request *req)
 	node_config_value(k->file_cfg, key, val, sizeof(val));
 	int rc = mg_apply(p, key, val, msg, sizeof(msg));
 	if (rc == 0) {
-		int w = snprintf(msg, sizeof(msg), "%s back to %.*s (the file's value)", key,
-				 (int)KEEL_MIN(strlen(val), 100u), val);
-		(void)w;
+		/* Fits (a key < MGMT_KEY_MAX, the value cut at 100): the return
+		 * value is looked at only to tell the compiler so. */
+		if (snprintf(msg, sizeof(msg), "%s back to %.*s (the file's value)", key,
+			     (int)KEEL_MIN(strlen(val), 100u), val) < 0)
+			msg[0] = 0;
 		rc = mg_keep(p, key, NULL, msg, sizeof(msg));
 	}
 	keeld_log("admin: %s", msg);
