@@ -1568,7 +1568,8 @@ static void on_request(struct zk_backend *b, const struct zk_call *call,
 	atomic_fetch_add(&k->n_requests, 1);
 	if (k->metrics)
 		mgmt_counter_add(k->nm->requests[keeld_op_index(req->type)], 1);
-	uint64_t t0 = keel_now_ns();
+	/* The engine read the clock when it read the request (cons's latencies). */
+	uint64_t t0 = call->recv_ns ? call->recv_ns : keel_now_ns();
 	fe_recv_ns = t0;
 	fe_handed_on = false;
 	kv_enter();
