@@ -1725,3 +1725,20 @@ const char *raft_role_name(enum raft_role role)
 	static const char *const names[] = { "follower", "precandidate", "candidate", "leader" };
 	return (unsigned)role < KEEL_ARRAY_SIZE(names) ? names[role] : "?";
 }
+
+int raft_set_timing(struct raft *r, uint32_t election_ticks, uint32_t heartbeat_ticks)
+{
+	KEEL_ASSERT(!r->in_ready);
+	if (election_ticks < 2 || heartbeat_ticks == 0 || heartbeat_ticks >= election_ticks ||
+	    (r->cfg.lease_reads && r->cfg.lease_drift_ticks >= election_ticks))
+		return KEEL_E_CONFIG;
+	if (r->cfg.lease_reads && election_ticks != r->cfg.election_ticks)
+		return KEEL_E_STATE;
+	if (r->cfg.read_timeout_ticks == 2 * r->cfg.election_ticks)
+		r->cfg.read_timeout_ticks = 2 * election_ticks;
+	r->cfg.election_ticks = election_ticks;
+	r->cfg.heartbeat_ticks = heartbeat_ticks;
+	reset_timeout(r);
+	r->heartbeat_elapsed = 0;
+	return 0;
+}

@@ -388,6 +388,26 @@ void raft_snapshot_info(const struct raft *r, struct raft_snapshot_meta *meta);
 uint64_t raft_match_of(const struct raft *r, uint32_t id);
 const char *raft_role_name(enum raft_role role);
 
+/*
+ * Change the timers while running (an event like the others: not between
+ * raft_ready() and raft_advance()). The checks raft_create() makes:
+ * election_ticks >= 2, 0 < heartbeat_ticks < election_ticks, and with
+ * lease_reads lease_drift_ticks < election_ticks -- else KEEL_E_CONFIG,
+ * nothing changed. With lease_reads any change of election_ticks is
+ * KEEL_E_STATE: the lease assumes every follower waits at least the leader's
+ * election timeout, which nodes changing one after another cannot promise.
+ * From the next raft_tick(): a new randomized election timeout in [e, 2e),
+ * and the election and heartbeat counts start again (a timer measured in the
+ * old ticks must not fire early in the new ones: at worst one election
+ * timeout more before a dead leader is noticed, one heartbeat interval more
+ * before the next heartbeat). A read timeout left at its default (2 x
+ * election_ticks) follows. Raft stays safe whatever the timers (§3.4: they
+ * only decide liveness); the nodes of a cluster should agree on them
+ * (heartbeat below every node's election timeout), so change them on every
+ * node, raising the election timeout before the heartbeat.
+ */
+int raft_set_timing(struct raft *r, uint32_t election_ticks, uint32_t heartbeat_ticks);
+
 #ifdef __cplusplus
 }
 #endif

@@ -277,6 +277,8 @@ const char *mgmt_req_kind_name(uint32_t kind)
 		return "snapshot";
 	case MGMT_REQ_CONFIG_SET:
 		return "config_set";
+	case MGMT_REQ_CONFIG_RESET:
+		return "config_reset";
 	default:
 		return "unknown";
 	}

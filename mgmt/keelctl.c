@@ -48,6 +48,7 @@ static const char usage_text[] =
 	"  snapshot                       take a snapshot now on every node given\n"
 	"  config get [KEY]               the configuration of the first node given\n"
 	"  config set KEY VALUE           change a live tunable on every node given\n"
+	"  config reset KEY               a live key back to the file's value, every node given\n"
 	"\n"
 	"--admin defaults to $KEEL_ADMIN, else 127.0.0.1:7070; --token to $KEEL_ADMIN_TOKEN.\n"
 	"Membership changes and transfer go to the leader when a given node knows it.\n"
@@ -538,7 +539,18 @@ static int cmd_config(char **nodes, int n_nodes, int argc, char **argv)
 			rc = worst(rc, send_change(nodes[i], "PUT", "/config", body));
 		return rc;
 	}
-	return usage("config: expected 'get [KEY]' or 'set KEY VALUE'");
+	if (argc == 2 && !strcmp(argv[0], "reset")) {
+		if (strchr(argv[1], '/') || strchr(argv[1], ' ') || strchr(argv[1], '?') ||
+		    strchr(argv[1], '%') || !argv[1][0] || strlen(argv[1]) >= MGMT_KEY_MAX)
+			return usage("config reset: '%s' is not a configuration key", argv[1]);
+		char path[MGMT_KEY_MAX + 16];
+		snprintf(path, sizeof(path), "/config/%s", argv[1]);
+		int rc = 0;
+		for (int i = 0; i < n_nodes; i++)
+			rc = worst(rc, send_change(nodes[i], "DELETE", path, NULL));
+		return rc;
+	}
+	return usage("config: expected 'get [KEY]', 'set KEY VALUE' or 'reset KEY'");
 }
 
 int main(int argc, char **argv)

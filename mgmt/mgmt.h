@@ -68,6 +68,7 @@ enum mgmt_req_kind {
 	MGMT_REQ_TRANSFER,       /* leadership to member_id (0: the pipeline picks) */
 	MGMT_REQ_SNAPSHOT,       /* take a snapshot now */
 	MGMT_REQ_CONFIG_SET,     /* change a live tunable: key = value */
+	MGMT_REQ_CONFIG_RESET,   /* key back to its configuration file's value */
 };
 
 /* A fixed-size record: copied into the ring, nothing to free. */
@@ -78,7 +79,7 @@ struct mgmt_request {
 	bool learner;                /* MEMBER_ADD: join as a non-voting learner */
 	char address[MGMT_HOST_MAX]; /* MEMBER_ADD: peer "host:port" */
 	uint16_t client_port;        /* MEMBER_ADD: its ZooKeeper client port (0: not given) */
-	char key[MGMT_KEY_MAX];      /* CONFIG_SET */
+	char key[MGMT_KEY_MAX];      /* CONFIG_SET, CONFIG_RESET */
 	char value[MGMT_VALUE_MAX];  /* CONFIG_SET */
 };
 
@@ -94,6 +95,7 @@ struct mgmt_response {
 	int32_t status;
 	uint32_t leader_id; /* a hint with KEEL_E_NOT_LEADER; 0 if unknown */
 	char message[MGMT_MESSAGE_MAX];
+	char value[MGMT_VALUE_MAX]; /* CONFIG_RESET done: the value now in force */
 };
 
 /* HTTP status code for a response status (see struct mgmt_response). */

@@ -67,6 +67,7 @@ struct conn {
 	/* PUT /config in flight: what to record when the pipeline says yes */
 	int cfg_index;
 	char cfg_value[MGMT_VALUE_MAX];
+	bool cfg_reset; /* DELETE /config/KEY: the answer names the value */
 };
 
 struct cfg_entry {
@@ -446,7 +447,8 @@ static void answer(struct mgmt_server *s, const struct mgmt_response *r)
 	snprintf(msg, sizeof(msg), "%.*s", (int)sizeof(msg) - 1, r->message);
 	if (r->status == 0) {
 		if (c->cfg_index >= 0)
-			snprintf(s->cfg[c->cfg_index].value, MGMT_VALUE_MAX, "%s", c->cfg_value);
+			snprintf(s->cfg[c->cfg_index].value, MGMT_VALUE_MAX, "%s",
+				 c->cfg_reset ? r->value : c->cfg_value);
 		char body[2 * MGMT_MESSAGE_MAX + 64];
 		size_t n = (size_t)snprintf(body, sizeof(body), "{\"ok\":true,\"message\":");
 		n += mjson_quote(body + n, sizeof(body) - n - 3, msg);
@@ -626,6 +628,33 @@ static void route_config_put(struct mgmt_server *s, struct conn *c, const char *
 	submit(s, c, &r);
 }
 
+/* DELETE /config/KEY: a live key back to the configuration file's value
+ * (and out of the values kept across restarts). */
+static void route_config_delete(struct mgmt_server *s, struct conn *c, const char *key,
+				const char *body)
+{
+	if (*body) {
+		reject(s, c, R_MALFORMED, 400, "DELETE /config/KEY takes no body");
+		return;
+	}
+	int i = cfg_find(s, key);
+	if (i < 0) {
+		respond_error(s, c, 404, "unknown configuration key '%s'", key);
+		return;
+	}
+	if (!s->cfg[i].live) {
+		respond_error(s, c, 400, "'%s' is not a live key: it always has the file's value",
+			      key);
+		return;
+	}
+	struct mgmt_request r = { .kind = MGMT_REQ_CONFIG_RESET };
+	/* cfg_find() found it: it fits (config keys are shorter than MGMT_KEY_MAX) */
+	memcpy(r.key, key, strnlen(key, sizeof(r.key) - 1));
+	c->cfg_index = i;
+	c->cfg_reset = true;
+	submit(s, c, &r);
+}
+
 /* ---- request parsing ---- */
 
 static void method_not_allowed(struct mgmt_server *s, struct conn *c, const char *allow)
@@ -640,7 +669,7 @@ static void route(struct mgmt_server *s, struct conn *c, const char *method, con
 		  const char *auth, const char *body)
 {
 	bool get = !strcmp(method, "GET"), post = !strcmp(method, "POST"),
-	     put = !strcmp(method, "PUT");
+	     put = !strcmp(method, "PUT"), del = !strcmp(method, "DELETE");
 	if (!strcmp(path, "/status")) {
 		if (get)
 			route_status(s, c);
@@ -677,8 +706,10 @@ static void route(struct mgmt_server *s, struct conn *c, const char *method, con
 			route_config_get(s, c, key);
 		else if (put && !key && authorized(s, c, auth))
 			route_config_put(s, c, body);
-		else if (!put || key)
-			method_not_allowed(s, c, key ? "GET" : "GET, PUT");
+		else if (del && key && authorized(s, c, auth))
+			route_config_delete(s, c, key, body);
+		else if (key ? !del : !put)
+			method_not_allowed(s, c, key ? "GET, DELETE" : "GET, PUT");
 	} else {
 		respond_error(s, c, 404, "no such path '%s'", path);
 	}
@@ -899,6 +930,7 @@ static void do_accept(struct mgmt_server *s)
 		c->fd = fd;
 		c->st = C_READ;
 		c->cfg_index = -1;
+		c->cfg_reset = false;
 		c->in = malloc(s->max_header + s->max_body + 1);
 		if (!c->in) {
 			conn_close(c);

@@ -6,6 +6,7 @@
  * the status (pipeline.c, "management plane"); this file only holds what is
  * not pipeline-owned.
  */
+#include <limits.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
@@ -36,8 +37,63 @@ static const char *const live_keys[] = {
 	"keel.test.clockRatePpm",
 	"maxClientCnxns",
 	"globalOutstandingLimit",
+	"keel.heartbeatMs",
+	"keel.electionTimeoutMs",
 	NULL,
 };
+
+/* What live.cfg keeps of them: not the test faults (a restart clears those). */
+const char *const keeld_saved_keys[] = {
+	"keel.snapshotThresholdBytes", "keel.cpuDmaLatency",
+	"4lw.commands.whitelist",      "minSessionTimeout",
+	"maxSessionTimeout",           "maxClientCnxns",
+	"globalOutstandingLimit",      "keel.heartbeatMs",
+	"keel.electionTimeoutMs",      NULL,
+};
+
+int keeld_live_load(struct keeld *k, const char *config, uint32_t myid, bool set_aside)
+{
+	k->file_cfg = malloc(sizeof(*k->file_cfg));
+	if (!k->file_cfg)
+		return KEEL_E_NOMEM;
+	*k->file_cfg = k->cfg;
+	char err[512], path[PATH_MAX + 32];
+	snprintf(path, sizeof(path), "%s/%s", k->cfg.data_dir, NODE_LIVE_FILE);
+	int rc = node_live_load(&k->live, k->cfg.data_dir, err, sizeof(err));
+	if (rc == 0 && k->live.n) {
+		struct node_config *c = malloc(sizeof(*c));
+		if (!c)
+			return KEEL_E_NOMEM;
+		rc = node_config_load_live(c, config, myid, &k->live, path, keeld_saved_keys, err,
+					   sizeof(err));
+		if (rc == 0)
+			k->cfg = *c;
+		free(c);
+	}
+	if (rc < 0) {
+		char bad[PATH_MAX + 48];
+		snprintf(bad, sizeof(bad), "%s.corrupt", path);
+		bool kept = set_aside && rename(path, bad) == 0;
+		keeld_log("live config: %s; starting with the values of %s (%s)", err, config,
+			  kept        ? "the file is kept as " NODE_LIVE_FILE ".corrupt"
+			  : set_aside ? "it could not be renamed"
+				      : "left as it is");
+		memset(&k->live, 0, sizeof(k->live));
+		return 0;
+	}
+	if (!k->live.n)
+		return 0;
+	char keys[1024];
+	size_t n = 0;
+	for (uint32_t i = 0; i < k->live.n && n < sizeof(keys); i++) {
+		int w = snprintf(keys + n, sizeof(keys) - n, "%s%s=%s", i ? ", " : "",
+				 k->live.kv[i].key, k->live.kv[i].value);
+		n += w > 0 ? (size_t)w : 0;
+	}
+	keeld_log("live config: %u key%s from %s override %s (DELETE /config/KEY drops one): %s",
+		  k->live.n, k->live.n == 1 ? "" : "s", path, config, keys);
+	return 0;
+}
 
 /* Pairs, one to a line. */
 /* clang-format off */
@@ -52,11 +108,9 @@ static const char *const fixed_reasons[] = {
 	"server.", "membership changes go through POST /members",
 	"serverId", "a node's id is its identity in the cluster",
 	"keel.clusterId", "peers check it on every frame",
-	"tickTime", "Raft's timers are set when the node starts",
-	"initLimit", "Raft's timers are set when the node starts",
-	"syncLimit", "Raft's timers are set when the node starts",
-	"keel.heartbeatMs", "Raft's timers are set when the node starts",
-	"keel.electionTimeoutMs", "Raft's timers are set when the node starts",
+	"tickTime", "the session timeouts' defaults follow from it at start; Raft's timers are keel.heartbeatMs and keel.electionTimeoutMs, which can change",
+	"initLimit", "read at start; Raft's timers are keel.heartbeatMs and keel.electionTimeoutMs, which can change",
+	"syncLimit", "read at start; Raft's timers are keel.heartbeatMs and keel.electionTimeoutMs, which can change",
 	"keel.transport", "the peer transport is opened at start",
 	"dp.", "the peer transport is opened with it at start",
 	"keel.fsync", "the log is opened with it at start",
@@ -163,6 +217,8 @@ void keeld_admin_free(struct keeld *k)
 	if (k->mchan)
 		mgmt_chan_destroy(k->mchan);
 	free(k->nm);
+	free(k->file_cfg);
+	k->file_cfg = NULL;
 	k->metrics = NULL;
 	k->mchan = NULL;
 	k->nm = NULL;

@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,6 +88,8 @@ struct parser {
 		uint32_t line;
 	} seen[256];
 	uint32_t n_seen;
+	/* node_config_load_live: keys whose file lines are skipped */
+	const struct node_live *live;
 	bool have_data_dir, have_client_port, have_min_st, have_max_st, have_data_log_dir;
 };
 
@@ -630,13 +633,42 @@ static int finish(struct parser *p, uint32_t myid)
 	return 0;
 }
 
-int node_config_parse(struct node_config *cfg, const char *text, const char *origin, uint32_t myid,
-		      char *err, size_t err_len)
+static bool live_has(const struct node_live *live, const char *key)
+{
+	for (uint32_t i = 0; live && i < live->n; i++)
+		if (!strcmp(live->kv[i].key, key))
+			return true;
+	return false;
+}
+
+/* live's keys, after the file's lines (which skipped them). */
+static int parse_live(struct parser *p, const char *origin, const char *const *allowed)
+{
+	p->origin = origin;
+	for (uint32_t i = 0; i < p->live->n; i++) {
+		const char *key = p->live->kv[i].key;
+		p->line = i + 2; /* line 1 is the file's header */
+		bool ok = false;
+		for (const char *const *a = allowed; a && *a && !ok; a++)
+			ok = !strcmp(*a, key);
+		if (!ok)
+			return fail(p, key, "not a key PUT /config may change");
+		int rc = set_key(p, key, p->live->kv[i].value);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+static int parse_text(struct node_config *cfg, const char *text, const char *origin, uint32_t myid,
+		      const struct node_live *live, const char *live_origin,
+		      const char *const *allowed, char *err, size_t err_len)
 {
 	struct parser *p = calloc(1, sizeof(*p));
 	if (!p)
 		return KEEL_E_NOMEM;
 	node_config_defaults(cfg);
+	p->live = live;
 	p->cfg = cfg;
 	p->origin = origin;
 	p->err = err;
@@ -703,10 +735,14 @@ int node_config_parse(struct node_config *cfg, const char *text, const char *ori
 		char *e = v + strlen(v);
 		while (e > v && isspace((unsigned char)e[-1]))
 			*--e = 0;
+		if (live_has(p->live, k))
+			continue; /* the live value wins (node_config_load_live) */
 		rc = set_key(p, k, v);
 		if (rc)
 			goto out;
 	}
+	if (live && (rc = parse_live(p, live_origin, allowed)))
+		goto out;
 	rc = finish(p, myid);
 out:
 	free(logical);
@@ -714,8 +750,21 @@ out:
 	return rc;
 }
 
+int node_config_parse(struct node_config *cfg, const char *text, const char *origin, uint32_t myid,
+		      char *err, size_t err_len)
+{
+	return parse_text(cfg, text, origin, myid, NULL, NULL, NULL, err, err_len);
+}
+
 int node_config_load(struct node_config *cfg, const char *path, uint32_t myid, char *err,
 		     size_t err_len)
+{
+	return node_config_load_live(cfg, path, myid, NULL, NULL, NULL, err, err_len);
+}
+
+int node_config_load_live(struct node_config *cfg, const char *path, uint32_t myid,
+			  const struct node_live *live, const char *live_origin,
+			  const char *const *allowed, char *err, size_t err_len)
 {
 	FILE *f = fopen(path, "re");
 	if (!f) {
@@ -765,7 +814,7 @@ int node_config_load(struct node_config *cfg, const char *path, uint32_t myid, c
 	} else {
 		text[len] = 0;
 	}
-	rc = node_config_parse(cfg, text, path, myid, err, err_len);
+	rc = parse_text(cfg, text, path, myid, live, live_origin, allowed, err, err_len);
 out:
 	free(text);
 	fclose(f);
@@ -859,6 +908,276 @@ size_t node_config_format(const struct node_config *c, char *buf, size_t len)
 	    onoff(c->cpu_dma_latency));
 	for (uint32_t i = 0; i < c->n_dp; i++)
 		OUT("%s=%s\n", c->dp[i].key, c->dp[i].value);
-#undef OUT
 	return n;
+}
+
+/* ------------------------------------------------ live configuration file */
+
+void node_config_value(const struct node_config *c, const char *key, char *buf, size_t len)
+{
+	if (!len)
+		return;
+	buf[0] = 0;
+	if (!strcmp(key, "4lw.commands.whitelist")) {
+		size_t n = 0;
+		for (int i = 0; i < NODE_4LW_COUNT_ && n < len; i++)
+			if (c->fourlw_mask & (1u << i)) {
+				int w = snprintf(buf + n, len - n, "%s%s", n ? "," : "",
+						 node_4lw_names[i]);
+				n += w > 0 ? (size_t)w : 0;
+			}
+		return;
+	}
+	if (!strcmp(key, "keel.cpuDmaLatency")) {
+		snprintf(buf, len, "%s", onoff(c->cpu_dma_latency));
+		return;
+	}
+	if (!strcmp(key, "keel.snapshotThresholdBytes")) {
+		snprintf(buf, len, "%" PRIu64, c->snapshot_threshold_bytes);
+		return;
+	}
+	static const struct {
+		const char *key;
+		size_t off;
+	} u32s[] = {
+		{ "minSessionTimeout", offsetof(struct node_config, min_session_timeout_ms) },
+		{ "maxSessionTimeout", offsetof(struct node_config, max_session_timeout_ms) },
+		{ "maxClientCnxns", offsetof(struct node_config, max_client_cnxns) },
+		{ "globalOutstandingLimit",
+		  offsetof(struct node_config, global_outstanding_limit) },
+		{ "keel.heartbeatMs", offsetof(struct node_config, heartbeat_ms) },
+		{ "keel.electionTimeoutMs", offsetof(struct node_config, election_timeout_ms) },
+	};
+	for (size_t i = 0; i < sizeof(u32s) / sizeof(u32s[0]); i++)
+		if (!strcmp(key, u32s[i].key)) {
+			uint32_t v;
+			memcpy(&v, (const char *)c + u32s[i].off, sizeof(v));
+			snprintf(buf, len, "%u", v);
+			return;
+		}
+}
+
+static bool live_key_ok(const char *k, size_t n)
+{
+	if (!n || n >= NODE_LIVE_KEY_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)k[i]) && k[i] != '.' && k[i] != '_' && k[i] != '-')
+			return false;
+	return true;
+}
+
+static bool live_value_ok(const char *v, size_t n)
+{
+	if (n >= NODE_LIVE_VALUE_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)v[i] < 0x20 || v[i] == '\\' || (unsigned char)v[i] == 0x7f)
+			return false;
+	return true;
+}
+
+int node_live_set(struct node_live *l, const char *key, const char *value)
+{
+	if (!live_key_ok(key, strlen(key)) || !live_value_ok(value, strlen(value)))
+		return KEEL_E_INVAL;
+	uint32_t i = 0;
+	while (i < l->n && strcmp(l->kv[i].key, key))
+		i++;
+	if (i == l->n) {
+		if (l->n == NODE_LIVE_MAX)
+			return KEEL_E_FULL;
+		l->n++;
+		snprintf(l->kv[i].key, sizeof(l->kv[i].key), "%s", key);
+	}
+	snprintf(l->kv[i].value, sizeof(l->kv[i].value), "%s", value);
+	return 0;
+}
+
+int node_live_del(struct node_live *l, const char *key)
+{
+	for (uint32_t i = 0; i < l->n; i++)
+		if (!strcmp(l->kv[i].key, key)) {
+			memmove(&l->kv[i], &l->kv[i + 1], (l->n - i - 1) * sizeof(l->kv[0]));
+			l->n--;
+			return 1;
+		}
+	return 0;
+}
+
+size_t node_live_format(const struct node_live *l, char *buf, size_t len)
+{
+	size_t n = 0; /* OUT: node_config_format's */
+	OUT("%s: values set by PUT /config, applied over zoo.cfg at start.\n"
+	    "# Written by keeld; DELETE /config/KEY (keelctl config reset KEY) drops a key.\n",
+	    NODE_LIVE_MAGIC);
+	for (uint32_t i = 0; i < l->n; i++)
+		OUT("%s=%s\n", l->kv[i].key, l->kv[i].value);
+	uint32_t crc = keel_crc32c(0, buf, KEEL_MIN(n, len));
+	OUT("# crc32c=0x%08x\n", crc);
+	return n;
+}
+#undef OUT
+
+__attribute__((format(printf, 5, 6))) static int
+live_fail(char *err, size_t len, const char *origin, uint32_t line, const char *fmt, ...)
+{
+	int n = line ? snprintf(err, len, "%s:%u: ", origin, line)
+		     : snprintf(err, len, "%s: ", origin);
+	if (n >= 0 && (size_t)n < len) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(err + n, len - (size_t)n, fmt, ap);
+		va_end(ap);
+	}
+	return KEEL_E_CONFIG;
+}
+
+int node_live_parse(struct node_live *out, const char *text, size_t len, const char *origin,
+		    char *err, size_t err_len)
+{
+	memset(out, 0, sizeof(*out));
+	size_t ml = strlen(NODE_LIVE_MAGIC);
+	if (len < ml || memcmp(text, NODE_LIVE_MAGIC, ml))
+		return live_fail(err, err_len, origin, 1, "does not start with '%s'",
+				 NODE_LIVE_MAGIC);
+	if (memchr(text, 0, len))
+		return live_fail(err, err_len, origin, 0, "contains a NUL byte");
+	/* The CRC line is the last one: find where it starts. */
+	if (text[len - 1] != '\n')
+		return live_fail(err, err_len, origin, 0,
+				 "does not end with a newline (cut short?)");
+	size_t last = len - 1;
+	while (last > 0 && text[last - 1] != '\n')
+		last--;
+	static const char crc_tag[] = "# crc32c=0x";
+	char hex[9] = "";
+	if (len - 1 - last != sizeof(crc_tag) - 1 + 8 ||
+	    memcmp(text + last, crc_tag, sizeof(crc_tag) - 1))
+		return live_fail(err, err_len, origin, 0,
+				 "the last line is not '# crc32c=0x<8 hex digits>' (cut short?)");
+	memcpy(hex, text + last + sizeof(crc_tag) - 1, 8);
+	char *end;
+	unsigned long want = strtoul(hex, &end, 16);
+	if (*end || !isxdigit((unsigned char)hex[0]))
+		return live_fail(err, err_len, origin, 0, "bad CRC line");
+	uint32_t got = keel_crc32c(0, text, last);
+	if (got != (uint32_t)want)
+		return live_fail(err, err_len, origin, 0,
+				 "CRC32C mismatch (0x%08x in the file, 0x%08x computed): "
+				 "damaged or edited by hand",
+				 (uint32_t)want, got);
+	uint32_t line = 0;
+	for (size_t at = 0; at < last;) {
+		const char *s = text + at;
+		const char *eol = memchr(s, '\n', last - at);
+		size_t n = (size_t)(eol - s);
+		at += n + 1;
+		line++;
+		if (!n || s[0] == '#')
+			continue;
+		const char *eq = memchr(s, '=', n);
+		if (!eq || !live_key_ok(s, (size_t)(eq - s)))
+			return live_fail(err, err_len, origin, line, "not a key=value line");
+		size_t kl = (size_t)(eq - s), vl = n - kl - 1;
+		if (!live_value_ok(eq + 1, vl))
+			return live_fail(err, err_len, origin, line, "%.*s: bad value", (int)kl, s);
+		for (uint32_t i = 0; i < out->n; i++)
+			if (strlen(out->kv[i].key) == kl && !memcmp(out->kv[i].key, s, kl))
+				return live_fail(err, err_len, origin, line, "%.*s: repeated",
+						 (int)kl, s);
+		if (out->n == NODE_LIVE_MAX)
+			return live_fail(err, err_len, origin, line, "more than %d keys",
+					 NODE_LIVE_MAX);
+		memcpy(out->kv[out->n].key, s, kl);
+		out->kv[out->n].key[kl] = 0;
+		memcpy(out->kv[out->n].value, eq + 1, vl);
+		out->kv[out->n].value[vl] = 0;
+		out->n++;
+	}
+	return 0;
+}
+
+int node_live_load(struct node_live *out, const char *dir, char *err, size_t err_len)
+{
+	memset(out, 0, sizeof(*out));
+	char path[PATH_MAX + 16];
+	snprintf(path, sizeof(path), "%s/%s", dir, NODE_LIVE_FILE);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		if (errno == ENOENT)
+			return 0;
+		return live_fail(err, err_len, path, 0, "cannot open: %s", strerror(errno));
+	}
+	/* NODE_LIVE_MAX lines of at most key + value + 2 bytes, plus header and CRC. */
+	enum { CAP = NODE_LIVE_MAX * (NODE_LIVE_KEY_MAX + NODE_LIVE_VALUE_MAX + 2) + 512 };
+	char *buf = malloc(CAP + 1);
+	if (!buf) {
+		close(fd);
+		return KEEL_E_NOMEM;
+	}
+	size_t len = 0;
+	ssize_t r;
+	while (len <= CAP && (r = read(fd, buf + len, CAP + 1 - len)) > 0)
+		len += (size_t)r;
+	int rc;
+	if (r < 0)
+		rc = live_fail(err, err_len, path, 0, "cannot read: %s", strerror(errno));
+	else if (len > CAP)
+		rc = live_fail(err, err_len, path, 0, "larger than %d bytes", CAP);
+	else
+		rc = node_live_parse(out, buf, len, path, err, err_len);
+	free(buf);
+	close(fd);
+	return rc;
+}
+
+int node_live_save(const struct node_live *l, const char *dir, char *err, size_t err_len)
+{
+	char path[PATH_MAX + 16], tmp[PATH_MAX + 24];
+	snprintf(path, sizeof(path), "%s/%s", dir, NODE_LIVE_FILE);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	char text[NODE_LIVE_MAX * (NODE_LIVE_KEY_MAX + NODE_LIVE_VALUE_MAX + 2) + 512];
+	size_t n = node_live_format(l, text, sizeof(text));
+	KEEL_ASSERT(n < sizeof(text));
+	const char *step = "open";
+	int rc = 0;
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		goto fail;
+	step = "write";
+	for (size_t off = 0; off < n;) {
+		ssize_t w = write(fd, text + off, n - off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			goto fail;
+		off += (size_t)w;
+	}
+	step = "fsync";
+	if (fsync(fd) < 0)
+		goto fail;
+	step = "close";
+	rc = close(fd);
+	fd = -1;
+	if (rc < 0)
+		goto fail;
+	step = "rename";
+	if (rename(tmp, path) < 0)
+		goto fail;
+	/* The rename is durable only once the directory is. */
+	step = "fsync of the directory";
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || fsync(fd) < 0)
+		goto fail;
+	close(fd);
+	return 0;
+fail:
+	rc = -errno;
+	snprintf(err, err_len, "%s: %s: %s", tmp, step, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	if (strcmp(step, "fsync of the directory"))
+		(void)unlink(tmp);
+	return rc;
 }

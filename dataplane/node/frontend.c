@@ -295,10 +295,11 @@ static int perm_check(struct keeld *k, const char *path, size_t len, int32_t per
 	const struct kv_view *v = kv_view_get(keeld_kv(k));
 	if (kv_get(v, path, len, &n) != ZK_OK)
 		return ZK_OK; /* apply decides (NoNode) */
-	/* The membership text is written by reconfig only, whoever asks
-	 * (its ACL is read-only; super and skipACL do not open it). */
-	if (len == 17 && !memcmp(path, "/zookeeper/config", 17) && perm != KV_PERM_READ)
-		return ZK_ENOAUTH;
+	/* /zookeeper/config too: its ACL (world:anyone:r) keeps everyone out
+	 * but the super identity and skipACL, which ZooKeeper 3.8 lets write,
+	 * create under and re-ACL it (checked against it; its members do not
+	 * change: the leader writes its own text back, pipeline.c's
+	 * zkconf_reconcile). */
 	return acl_allows(k, n.acl, n.acl_len, perm, s) ? ZK_OK : ZK_ENOAUTH;
 }
 
@@ -1567,7 +1568,8 @@ static void on_request(struct zk_backend *b, const struct zk_call *call,
 	atomic_fetch_add(&k->n_requests, 1);
 	if (k->metrics)
 		mgmt_counter_add(k->nm->requests[keeld_op_index(req->type)], 1);
-	uint64_t t0 = keel_now_ns();
+	/* The engine read the clock when it read the request (cons's latencies). */
+	uint64_t t0 = call->recv_ns ? call->recv_ns : keel_now_ns();
 	fe_recv_ns = t0;
 	fe_handed_on = false;
 	kv_enter();
@@ -1815,6 +1817,57 @@ static const char *mode_name(struct keeld *k)
 	return atomic_load(&k->leader) ? "follower" : "looking";
 }
 
+/* Appends to out[0, cap) at n (n may pass cap: the caller clamps). */
+#define OUT(...)                                                              \
+	do {                                                                  \
+		if (n < cap)                                                  \
+			n += (size_t)snprintf(out + n, cap - n, __VA_ARGS__); \
+	} while (0)
+
+/*
+ * cons as ZooKeeper 3.8 prints it (ServerCnxn.dumpConnectionInfo, checked
+ * against Debian's ZooKeeper): a line per connection, sessionless ones and
+ * this one (interest "0") too, " /addr:port[1](queued=,recved=,sent=" and,
+ * with a session, ",sid=0x..,lop=..,est=..,to=..[,lcxid=0x..],lzxid=0x..,
+ * lresp=..,llat=..,minlat=..,avglat=..,maxlat=..", then ")"; an empty line
+ * ends the list. IPv6 addresses as Java prints them (no brackets).
+ */
+static size_t cons(struct keeld *k, char *out, size_t cap)
+{
+	size_t n = 0;
+	uint32_t max = (uint32_t)KEEL_MIN(cap / 40 + 1, 65536u);
+	struct zk_conn_info *ci = malloc(max * sizeof(*ci));
+	uint32_t nc = ci ? zk_server_conns(k->zk, ci, max) : 0;
+	for (uint32_t i = 0; i < nc && n < cap; i++) {
+		const struct zk_conn_info *c = &ci[i];
+		char addr[64];
+		if (!zk_peer_format(&c->peer, addr, sizeof(addr)))
+			snprintf(addr, sizeof(addr), "?");
+		OUT(" /%s:%u[%d](queued=%u,recved=%" PRIu64 ",sent=%" PRIu64, addr, c->peer.port,
+		    c->asking ? 0 : 1, c->queued, c->recved, c->sent);
+		if (c->session_id) {
+			int32_t to = 0;
+			pthread_mutex_lock(&k->fe_mu);
+			const struct fsess *s = keeld_sess_find(k, c->session_id);
+			if (s)
+				to = s->timeout_ms;
+			pthread_mutex_unlock(&k->fe_mu);
+			OUT(",sid=0x%" PRIx64 ",lop=%s,est=%" PRId64 ",to=%d",
+			    (uint64_t)c->session_id, c->lop, c->est_ms, to);
+			if (c->lcxid >= 0)
+				OUT(",lcxid=0x%" PRIx64, (uint64_t)c->lcxid);
+			OUT(",lzxid=0x%" PRIx64 ",lresp=%" PRIu64 ",llat=%" PRIu64
+			    ",minlat=%" PRIu64 ",avglat=%" PRIu64 ",maxlat=%" PRIu64,
+			    (uint64_t)c->lzxid, c->lresp_ms, c->llat_ms, c->minlat_ms, c->avglat_ms,
+			    c->maxlat_ms);
+		}
+		OUT(")\n");
+	}
+	OUT("\n");
+	free(ci);
+	return KEEL_MIN(n, cap);
+}
+
 static size_t four_letter(struct zk_backend *b, int word, char *out, size_t cap)
 {
 	struct keeld *k = (struct keeld *)b;
@@ -1827,11 +1880,6 @@ static size_t four_letter(struct zk_backend *b, int word, char *out, size_t cap)
 	uint64_t sessions = kv_view_session_count(v);
 	kv_leave();
 	size_t n = 0;
-#define OUT(...)                                                              \
-	do {                                                                  \
-		if (n < cap)                                                  \
-			n += (size_t)snprintf(out + n, cap - n, __VA_ARGS__); \
-	} while (0)
 	/* 4lw.commands.whitelist changes while running (PUT /config): the
 	 * engine lets every word keel knows through and the live mask decides,
 	 * with ZooKeeper's own refusal. */
@@ -1889,26 +1937,13 @@ static size_t four_letter(struct zk_backend *b, int word, char *out, size_t cap)
 	case ZK_4LW_CONF:
 		n = node_config_format(&k->cfg, out, cap);
 		break;
-	case ZK_4LW_CONS: {
-		/*
-		 * One line per session attached here, as ZooKeeper starts it:
-		 * " /addr:port[1](queued=...,sid=0x...,to=...)", IPv6 addresses
-		 * as Java prints them (no brackets); then keel's totals.
-		 */
-		char addr[64];
-		pthread_mutex_lock(&k->fe_mu);
-		for (uint32_t i = 0; i < KEELD_SESS_BUCKETS && n < cap; i++)
-			for (const struct fsess *s = k->sess[i]; s && n < cap; s = s->next) {
-				if (!s->has_conn || !zk_peer_format(&s->peer, addr, sizeof(addr)))
-					continue;
-				OUT(" /%s:%u[1](queued=%u,sid=0x%" PRIx64 ",to=%d)\n", addr,
-				    s->peer.port, s->outstanding, (uint64_t)s->id, s->timeout_ms);
-			}
-		uint32_t here = k->n_sess;
-		pthread_mutex_unlock(&k->fe_mu);
-		OUT("\nconnections=%u sessions_here=%u\n", st.open, here);
+	case ZK_4LW_CONS:
+		n = cons(k, out, cap);
 		break;
-	}
+	case ZK_4LW_CRST:
+		zk_server_reset_conn_stats(k->zk);
+		OUT("Connection stats reset.\n");
+		break;
 	case ZK_4LW_ENVI: {
 		char host[256] = "";
 		(void)gethostname(host, sizeof(host) - 1);

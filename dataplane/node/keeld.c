@@ -98,6 +98,8 @@ static void usage(FILE *f)
 		"  keel.heartbeatMs=MS          Raft heartbeat (default 100)\n"
 		"  keel.adminPort=PORT keel.adminAddress=ADDR keel.adminToken=T   mgmt plane\n"
 		"  keel.cpuDmaLatency=on|off    hold /dev/cpu_dma_latency at 0 (default off)\n"
+		"Values changed by PUT /config (admin API) are kept in dataDir/live.cfg and\n"
+		"override this file at start until DELETE /config/KEY (keelctl config reset).\n"
 		"\n"
 		"dataplane keys (handed to the peer transport; see dataplane/dp.h):\n"
 		"  dp.device[.K]=DEVARGS dp.lcores dp.memory_mb dp.no_huge dp.file_prefix\n"
@@ -198,10 +200,16 @@ int main(int argc, char **argv)
 	}
 	k->myid = k->cfg.myid ? k->cfg.myid : 1;
 	log_id = k->myid;
+	if (keeld_live_load(k, config, myid, !check) < 0) {
+		free(k->file_cfg);
+		free(k);
+		return 1;
+	}
 	snprintf(k->version, sizeof(k->version), "%s", KEEL_VERSION);
 	if (k->cfg.n_servers && k->myid >= DP_MAX_NODES) {
 		fprintf(stderr, "keeld: server.%u: the peer transport takes ids 1..%d\n", k->myid,
 			DP_MAX_NODES - 1);
+		free(k->file_cfg);
 		free(k);
 		return 2;
 	}
@@ -209,6 +217,7 @@ int main(int argc, char **argv)
 		struct dp_config dc;
 		if (keeld_transport_config(k, &dc, err, sizeof(err)) < 0) {
 			fprintf(stderr, "keeld: %s: %s\n", config, err);
+			free(k->file_cfg);
 			free(k);
 			return 2;
 		}
@@ -218,6 +227,7 @@ int main(int argc, char **argv)
 		size_t n = node_config_format(&k->cfg, out, sizeof(out));
 		fwrite(out, 1, KEEL_MIN(n, sizeof(out)), stdout);
 		printf("# %s: configuration OK (myid %u)\n", config, k->myid);
+		free(k->file_cfg);
 		free(k);
 		return 0;
 	}

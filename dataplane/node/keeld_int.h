@@ -140,6 +140,10 @@ struct keeld_ring {
 
 struct keeld {
 	struct node_config cfg;
+	/* PUT /config values kept in <dataDir>/live.cfg (pipeline-owned after
+	 * start), and zoo.cfg's own values (DELETE /config/KEY goes back to them) */
+	struct node_live live;
+	struct node_config *file_cfg;
 	uint32_t myid;
 	char version[32];
 
@@ -283,6 +287,15 @@ void keeld_cscan_take(struct keeld_cscan *c, int64_t now_ms,
 		      int (*fn)(void *ctx, const char *name, size_t len), void *ctx);
 
 /* admin.c */
+/* The keys PUT /config changes that live.cfg keeps (NULL-terminated). */
+extern const char *const keeld_saved_keys[];
+/*
+ * After node_config_load(): <dataDir>/live.cfg applied over the file (logged:
+ * which keys came from it). A damaged or refused live.cfg is renamed
+ * live.cfg.corrupt (when set_aside: not for --check-config) and the node starts with the file's
+ * values, saying so. KEEL_E_NOMEM only.
+ */
+int keeld_live_load(struct keeld *k, const char *config, uint32_t myid, bool set_aside);
 int keeld_admin_start(struct keeld *k); /* 0 also when keel.adminPort is not set */
 void keeld_admin_stop(struct keeld *k);
 void keeld_admin_free(struct keeld *k);

@@ -159,4 +159,61 @@ size_t node_config_format(const struct node_config *cfg, char *buf, size_t len);
 /* NULL-terminated list of ZooKeeper keys that are accepted and have no effect in keel. */
 const char *const *node_config_ignored_keys(void);
 
+/*
+ * Live configuration kept across restarts: the values PUT /config changed,
+ * in <dataDir>/NODE_LIVE_FILE, applied over zoo.cfg at start (that file
+ * wins for the keys it holds, until DELETE /config/KEY drops a key).
+ *
+ * The file, written only by keeld (atomically: a temporary file, fsync,
+ * rename, fsync of the directory):
+ *
+ *     # keel live configuration: ... (the first line starts with NODE_LIVE_MAGIC)
+ *     key=value            (zero or more, each key once)
+ *     # crc32c=0x%08x      (CRC32C of every byte before this line; the last line)
+ *
+ * Anything else (another first line, a bad or missing CRC, a line that is not
+ * key=value, a repeated key, a control character or '\' in a value, more than
+ * NODE_LIVE_MAX keys) refuses the whole file: KEEL_E_CONFIG with
+ * "origin:line: reason" in err. node_live is a plain value.
+ */
+#define NODE_LIVE_FILE      "live.cfg"
+#define NODE_LIVE_MAGIC     "# keel live configuration"
+#define NODE_LIVE_MAX       16
+#define NODE_LIVE_KEY_MAX   64
+#define NODE_LIVE_VALUE_MAX 128
+struct node_live {
+	uint32_t n;
+	struct {
+		char key[NODE_LIVE_KEY_MAX];
+		char value[NODE_LIVE_VALUE_MAX];
+	} kv[NODE_LIVE_MAX];
+};
+int node_live_parse(struct node_live *out, const char *text, size_t len, const char *origin,
+		    char *err, size_t err_len);
+/* The file's text; returns its length (>= len: did not fit). */
+size_t node_live_format(const struct node_live *live, char *buf, size_t len);
+/* Set (add or replace) or drop a key: KEEL_E_FULL / KEEL_E_INVAL (too long);
+ * node_live_del returns 1 if the key was there, 0 if not. */
+int node_live_set(struct node_live *live, const char *key, const char *value);
+int node_live_del(struct node_live *live, const char *key);
+/* Read <dir>/NODE_LIVE_FILE: 0 (an empty set when there is no file) or
+ * KEEL_E_CONFIG with the reason in err. */
+int node_live_load(struct node_live *out, const char *dir, char *err, size_t err_len);
+/* Write it atomically; -errno with the failing step in err. */
+int node_live_save(const struct node_live *live, const char *dir, char *err, size_t err_len);
+
+/*
+ * node_config_load() with live's keys applied over the file's: the file's
+ * lines for those keys are skipped, live's values are read after the file
+ * (errors name `live_origin` and the key), then the checks that relate keys
+ * (session timeouts, heartbeat against election timeout) run on the result.
+ * A key of live not in `allowed` (NULL-terminated) is refused.
+ */
+int node_config_load_live(struct node_config *cfg, const char *path, uint32_t myid,
+			  const struct node_live *live, const char *live_origin,
+			  const char *const *allowed, char *err, size_t err_len);
+/* A key's value in force as its line in the file would give it ("" if the
+ * key is unknown to this function); for the keys PUT /config may change. */
+void node_config_value(const struct node_config *cfg, const char *key, char *buf, size_t len);
+
 #endif

@@ -191,6 +191,7 @@ struct pipeline {
 	struct preq *pend[PEND_BUCKETS];
 	struct preq *hold_head, **hold_tail;  /* local, not yet handed to a leader */
 	struct preq *order_head, *order_tail; /* hold + pend, by id (preq.onext) */
+	uint32_t rc_open;                     /* PREQ_RECONFIG in the order list */
 	uint64_t retx_scan_ns, retx_log_ns;
 	uint64_t retx_total, retx_logged; /* requests retransmitted (follower) */
 	uint64_t dup_total, dup_logged;   /* duplicates not proposed (leader) */
@@ -250,6 +251,7 @@ struct pipeline {
 	/* management plane (NULL channel: no keel.adminPort) */
 	uint64_t mg_pub_ns;             /* last status publish */
 	struct mgmt_response mg_out[8]; /* answers the ring had no room for */
+	char mg_value[MGMT_VALUE_MAX];  /* the next answer's value (DELETE /config/KEY) */
 	uint32_t mg_out_n;
 	uint64_t xfer_req, xfer_deadline_ns;
 	uint32_t xfer_to;
@@ -369,6 +371,7 @@ static struct preq *pend_take(struct pipeline *p, uint64_t id)
  * are given in queue order, so the list is in id order. */
 static void order_add(struct pipeline *p, struct preq *r)
 {
+	p->rc_open += r->kind == PREQ_RECONFIG;
 	r->onext = NULL;
 	r->oprev = p->order_tail;
 	if (p->order_tail)
@@ -380,6 +383,7 @@ static void order_add(struct pipeline *p, struct preq *r)
 
 static void order_del(struct pipeline *p, struct preq *r)
 {
+	p->rc_open -= r->kind == PREQ_RECONFIG;
 	if (r->oprev)
 		r->oprev->onext = r->onext;
 	else
@@ -671,21 +675,68 @@ static void fwd_send(struct pipeline *p, uint32_t leader, uint64_t term, uint32_
 		keeld_log("pipeline: forward to %u: %s", leader, keel_strerror(rc));
 }
 
+/*
+ * Is r behind a reconfig of its own session that is not answered yet? A
+ * reconfig is answered only when its change completes (a new member may
+ * have to catch up first), while a write is answered when its entry
+ * applies; ZooKeeper's leader handles a session's requests in order, so a
+ * write sent after a reconfig applies after it. The session's later
+ * requests therefore stay held until the reconfig is answered or given up.
+ */
+static bool rc_blocks(const struct pipeline *p, const struct preq *r)
+{
+	if (!p->rc_open)
+		return false;
+	for (const struct preq *q = p->order_head; q && q->id < r->id; q = q->onext)
+		if (q->kind == PREQ_RECONFIG && q->session_id == r->session_id)
+			return true;
+	return false;
+}
+
+/* The held requests that may go now, in order; those rc_blocks() keeps back
+ * stay held (in order). */
+static struct preq *hold_take(struct pipeline *p)
+{
+	struct preq *go = p->hold_head, **go_tail = &go;
+	p->hold_head = NULL;
+	p->hold_tail = &p->hold_head;
+	if (!p->rc_open)
+		return go;
+	struct preq *r = go;
+	go = NULL;
+	while (r) {
+		struct preq *nx = r->next;
+		r->next = NULL;
+		if (rc_blocks(p, r)) {
+			*p->hold_tail = r;
+			p->hold_tail = &r->next;
+		} else {
+			*go_tail = r;
+			go_tail = &r->next;
+		}
+		r = nx;
+	}
+	return go;
+}
+
 /* Follower: hand held local writes to the leader. */
 static void forward_held(struct pipeline *p)
 {
 	uint32_t leader = raft_leader(p->r);
 	if (!p->hold_head || !leader || !p->t)
 		return;
+	struct preq *go = hold_take(p);
+	if (!go)
+		return;
 	size_t len = FWD_HDR;
 	uint32_t n = 0;
-	for (struct preq *r = p->hold_head; r; r = r->next, n++)
+	for (struct preq *r = go; r; r = r->next, n++)
 		len += 16 + r->len;
 	p->sendbuf = grow(p->sendbuf, &p->sendcap, len, 1);
 	uint8_t *d = p->sendbuf;
 	size_t off = FWD_HDR;
 	uint64_t term = raft_term(p->r);
-	struct preq *r = p->hold_head;
+	struct preq *r = go;
 	while (r) {
 		struct preq *nx = r->next;
 		off += put_item(d + off,
@@ -695,8 +746,6 @@ static void forward_held(struct pipeline *p)
 		handed_over(p, r, term);
 		r = nx;
 	}
-	p->hold_head = NULL;
-	p->hold_tail = &p->hold_head;
 	fwd_send(p, leader, term, n, off);
 }
 
@@ -754,7 +803,7 @@ static void fwd_log(struct pipeline *p, uint64_t now)
 static void propose_held(struct pipeline *p)
 {
 	uint64_t term = raft_term(p->r);
-	struct preq *r = p->hold_head;
+	struct preq *r = hold_take(p);
 	while (r) {
 		struct preq *nx = r->next;
 		if (r->kind == PREQ_RECONFIG)
@@ -764,8 +813,6 @@ static void propose_held(struct pipeline *p)
 		handed_over(p, r, term);
 		r = nx;
 	}
-	p->hold_head = NULL;
-	p->hold_tail = &p->hold_head;
 }
 
 /* ---------------------------------------------------------- receiving */
@@ -1093,9 +1140,9 @@ static void give_up_old(struct pipeline *p, uint64_t sent_before_ns)
 		struct preq **q = &p->pend[i];
 		while (*q) {
 			struct preq *r = *q;
-			/* A reconfig may wait long for a new member to catch up; it is
-			 * sent again at a leader change like the others. */
-			if (r->sent_ns >= sent_before_ns || r->kind == PREQ_RECONFIG) {
+			/* A reconfig too: its client cannot tell the outcome either
+			 * (the change may still complete; /zookeeper/config says). */
+			if (r->sent_ns >= sent_before_ns) {
 				q = &r->next;
 				continue;
 			}
@@ -1848,6 +1895,8 @@ static void mg_answer(struct pipeline *p, uint64_t id, int status, const char *f
 	va_start(ap, fmt);
 	vsnprintf(r.message, sizeof(r.message), fmt, ap);
 	va_end(ap);
+	memcpy(r.value, p->mg_value, sizeof(r.value));
+	p->mg_value[0] = 0;
 	/* An operator who reads /status or /members after the answer sees its effect. */
 	mg_publish(p);
 	p->mg_pub_ns = keel_now_ns();
@@ -2059,7 +2108,7 @@ static size_t zkconf_applied(struct pipeline *p, char *out, size_t cap, int64_t 
 	*version = n.stat.mzxid;
 	size_t len = n.data_len;
 	const char *d = n.data;
-	const char *v = len ? memmem(d, len, "version=", 8) : NULL;
+	const char *v = len && d ? memmem(d, len, "version=", 8) : NULL;
 	if (v && (v == d || v[-1] == '\n'))
 		len = (size_t)(v - d);
 	if (len >= cap)
@@ -2643,6 +2692,45 @@ static void mg_xfer_progress(struct pipeline *p)
  * as one line of a minimal file into a scratch config. 0 and *out filled,
  * or KEEL_E_CONFIG with msg naming the key and what is wrong.
  */
+/* Raft's timers in ticks from the configuration's ms; returns the tick (ms):
+ * min(10 ms, heartbeat), so a heartbeat below 10 ms still ticks in time. */
+static uint32_t pl_timing(uint32_t heartbeat_ms, uint32_t election_ms, uint32_t *election_ticks,
+			  uint32_t *heartbeat_ticks)
+{
+	uint32_t tick_ms = KEEL_MAX(1u, KEEL_MIN(10u, heartbeat_ms));
+	*election_ticks = KEEL_MAX(2u, election_ms / tick_ms);
+	*heartbeat_ticks = KEEL_MAX(1u, heartbeat_ms / tick_ms);
+	if (*heartbeat_ticks >= *election_ticks)
+		*heartbeat_ticks = *election_ticks / 2;
+	return tick_ms;
+}
+
+/* keel.heartbeatMs / keel.electionTimeoutMs while running: raft's counts from
+ * the next tick (raft_set_timing), and the tick itself when the heartbeat
+ * goes below 10 ms or back. */
+static int mg_timing(struct pipeline *p, uint32_t heartbeat_ms, uint32_t election_ms, char *msg,
+		     size_t len)
+{
+	struct keeld *k = p->k;
+	uint32_t e, h;
+	uint32_t tick_ms = pl_timing(heartbeat_ms, election_ms, &e, &h);
+	int rc = raft_set_timing(p->r, e, h);
+	if (rc < 0) {
+		snprintf(msg, len, "raft refused heartbeat %u ms / election timeout %u ms: %s",
+			 heartbeat_ms, election_ms, keel_strerror(rc));
+		return rc;
+	}
+	uint64_t tick_ns = (uint64_t)tick_ms * 1000000u, now = keel_now_ns();
+	p->tick_ns = tick_ns;
+	if (p->next_tick_ns > now + tick_ns)
+		p->next_tick_ns = now + tick_ns;
+	__atomic_store_n(&k->cfg.heartbeat_ms, heartbeat_ms, __ATOMIC_RELAXED);
+	__atomic_store_n(&k->cfg.election_timeout_ms, election_ms, __ATOMIC_RELAXED);
+	keeld_log("raft: election %u ms, heartbeat %u ms, tick %u ms (changed live)", election_ms,
+		  heartbeat_ms, tick_ms);
+	return 0;
+}
+
 static int mg_parse(const struct keeld *k, const char *key, const char *value,
 		    struct node_config *out, char *msg, size_t len)
 {
@@ -2661,15 +2749,28 @@ static int mg_parse(const struct keeld *k, const char *key, const char *value,
 	else if (!strcmp(key, "maxSessionTimeout"))
 		snprintf(other, sizeof(other), "minSessionTimeout=%u\n",
 			 k->cfg.min_session_timeout_ms);
+	else if (!strcmp(key, "keel.heartbeatMs"))
+		snprintf(other, sizeof(other), "keel.electionTimeoutMs=%u\n",
+			 k->cfg.election_timeout_ms);
+	else if (!strcmp(key, "keel.electionTimeoutMs"))
+		snprintf(other, sizeof(other), "keel.heartbeatMs=%u\n", k->cfg.heartbeat_ms);
 	char text[MGMT_KEY_MAX + MGMT_VALUE_MAX + 128];
 	snprintf(text, sizeof(text), "dataDir=/\nclientPort=1\n%s%s=%s\n", other, key, value);
 	char err[256];
 	int rc = node_config_parse(out, text, "PUT /config", 0, err, sizeof(err));
 	if (rc) {
-		/* "origin:line: key: reason" -> "key: reason" */
-		const char *at = strstr(err, key);
-		size_t n = strnlen(at ? at : err, len - 1);
-		memcpy(msg, at ? at : err, n);
+		/* "origin[:line]: key: reason" -> "key: reason" (the key may be the
+		 * other one checked against it: the timers, the session timeouts) */
+		const char *at = err;
+		if (!strncmp(at, "PUT /config:", 12)) {
+			at += 12;
+			while (*at >= '0' && *at <= '9')
+				at++;
+			at += *at == ':';
+			at += *at == ' ';
+		}
+		size_t n = strnlen(at, len - 1);
+		memcpy(msg, at, n);
 		msg[n] = 0;
 	}
 	return rc;
@@ -2682,38 +2783,33 @@ static int mg_parse(const struct keeld *k, const char *key, const char *value,
  * threads read (the 4lw whitelist, session timeouts) are single aligned words
  * stored atomically. The answer's message is what the operator sees.
  */
-static void mg_config(struct pipeline *p, const struct mgmt_request *req)
+static int mg_apply(struct pipeline *p, const char *key, const char *val, char *msg, size_t len)
 {
 	struct keeld *k = p->k;
-	const char *key = req->key, *val = req->value;
-	char msg[MGMT_MESSAGE_MAX];
 	int rc;
 	if (!strncmp(key, "dp.test_", 8) || !strcmp(key, "keel.cpuDmaLatency")) {
 		if (!p->t) {
-			mg_answer(p, req->id, KEEL_E_UNSUPPORTED,
-				  "%s: a standalone node has no peer transport", key);
-			return;
+			snprintf(msg, len, "%s: a standalone node has no peer transport", key);
+			return KEEL_E_UNSUPPORTED;
 		}
 		if (!strcmp(key, "keel.cpuDmaLatency")) {
 			struct node_config *c = malloc(sizeof(*c));
-			rc = c ? mg_parse(k, key, val, c, msg, sizeof(msg)) : KEEL_E_NOMEM;
+			rc = c ? mg_parse(k, key, val, c, msg, len) : KEEL_E_NOMEM;
 			bool on = rc == 0 && c->cpu_dma_latency;
 			free(c);
 			if (rc == 0 && (rc = dp_set_cpu_dma_latency(p->t, on)) < 0)
-				snprintf(msg, sizeof(msg), "%s: /dev/cpu_dma_latency: %s", key,
+				snprintf(msg, len, "%s: /dev/cpu_dma_latency: %s", key,
 					 keel_strerror(rc));
 			if (rc == 0) {
 				k->cfg.cpu_dma_latency = on;
-				snprintf(msg, sizeof(msg), "%s set to %s", key, on ? "on" : "off");
+				snprintf(msg, len, "%s set to %s", key, on ? "on" : "off");
 			}
 		} else {
-			rc = dp_set_test_fault(p->t, key, val, msg, sizeof(msg));
+			rc = dp_set_test_fault(p->t, key, val, msg, len);
 			if (rc == 0)
-				snprintf(msg, sizeof(msg), "%s set to %s", key, val);
+				snprintf(msg, len, "%s set to %s", key, val);
 		}
-		keeld_log("admin: %s", msg);
-		mg_answer(p, req->id, rc, "%s", msg);
-		return;
+		return rc;
 	}
 	if (!strcmp(key, "keel.test.clockRatePpm")) {
 		char *end;
@@ -2736,21 +2832,19 @@ static void mg_config(struct pipeline *p, const struct mgmt_request *req)
 		errno = 0;
 		unsigned long us = strtoul(val, &end, 10);
 		if (!*val || *end || errno || us > 10000000ul || val[0] == '-') {
-			mg_answer(p, req->id, KEEL_E_CONFIG, "%s: '%s' is not in 0..10000000 (us)",
-				  key, val);
-			return;
+			snprintf(msg, len, "%s: '%s' is not in 0..10000000 (us)", key, val);
+			return KEEL_E_CONFIG;
 		}
 		wal_set_test_fsync_delay(p->w, (uint32_t)us);
-		keeld_log("admin: %s set to %lu", key, us);
-		mg_answer(p, req->id, 0, "%s set to %lu", key, us);
-		return;
+		snprintf(msg, len, "%s set to %lu", key, us);
+		return 0;
 	}
 	struct node_config *c = malloc(sizeof(*c));
 	if (!c) {
-		mg_answer(p, req->id, KEEL_E_NOMEM, "out of memory");
-		return;
+		snprintf(msg, len, "out of memory");
+		return KEEL_E_NOMEM;
 	}
-	rc = mg_parse(k, key, val, c, msg, sizeof(msg));
+	rc = mg_parse(k, key, val, c, msg, len);
 	if (rc == 0) {
 		if (!strcmp(key, "keel.snapshotThresholdBytes")) {
 			__atomic_store_n(&k->cfg.snapshot_threshold_bytes,
@@ -2774,15 +2868,91 @@ static void mg_config(struct pipeline *p, const struct mgmt_request *req)
 						 c->global_outstanding_limit, __ATOMIC_RELAXED);
 			zk_server_set_limits(k->zk, k->cfg.max_client_cnxns,
 					     k->cfg.global_outstanding_limit);
+		} else if (!strcmp(key, "keel.heartbeatMs") ||
+			   !strcmp(key, "keel.electionTimeoutMs")) {
+			rc = mg_timing(p, c->heartbeat_ms, c->election_timeout_ms, msg, len);
 		} else {
 			rc = KEEL_E_CONFIG;
-			snprintf(msg, sizeof(msg), "%s cannot change while the node runs", key);
+			snprintf(msg, len, "%s cannot change while the node runs", key);
 		}
 	}
 	free(c);
 	if (rc == 0)
-		snprintf(msg, sizeof(msg), "%s set to %s", key, val);
+		snprintf(msg, len, "%s set to %s", key, val);
+	return rc;
+}
+
+/* Whether live.cfg keeps key (admin.c's keeld_saved_keys). */
+static bool mg_saved(const char *key)
+{
+	for (const char *const *s = keeld_saved_keys; *s; s++)
+		if (!strcmp(*s, key))
+			return true;
+	return false;
+}
+
+/*
+ * live.cfg after a change (value NULL: the key dropped). Written here, on the
+ * pipeline thread: PUT /config is rare and the write is small (one fsync of
+ * the file, one of the directory). On failure the set in memory stays as the
+ * file is, and msg says what happened.
+ */
+static int mg_keep(struct pipeline *p, const char *key, const char *value, char *msg, size_t len)
+{
+	struct keeld *k = p->k;
+	struct node_live next = k->live;
+	int rc = value ? node_live_set(&next, key, value) : node_live_del(&next, key);
+	char err[PATH_MAX + 128] = "";
+	if (rc >= 0)
+		rc = node_live_save(&next, k->cfg.data_dir, err, sizeof(err));
+	else
+		snprintf(err, sizeof(err), "%s", keel_strerror(rc));
+	if (rc < 0) {
+		size_t n = strlen(msg);
+		snprintf(msg + n, len - n, ", but not kept for a restart: %s", err);
+		return rc == KEEL_E_FULL || rc == KEEL_E_INVAL ? rc : KEEL_E_IO;
+	}
+	k->live = next;
+	return 0;
+}
+
+static void mg_config(struct pipeline *p, const struct mgmt_request *req)
+{
+	char msg[MGMT_MESSAGE_MAX];
+	int rc = mg_apply(p, req->key, req->value, msg, sizeof(msg));
+	if (rc == 0 && mg_saved(req->key))
+		rc = mg_keep(p, req->key, req->value, msg, sizeof(msg));
 	keeld_log("admin: %s", msg);
+	mg_answer(p, req->id, rc, "%s", msg);
+}
+
+/* DELETE /config/KEY: back to the configuration file's value, now and at the
+ * next start (the key leaves live.cfg). */
+static void mg_config_reset(struct pipeline *p, const struct mgmt_request *req)
+{
+	struct keeld *k = p->k;
+	const char *key = req->key;
+	char msg[MGMT_MESSAGE_MAX], val[MGMT_VALUE_MAX];
+	if (!mg_saved(key) || !k->file_cfg) {
+		mg_answer(p, req->id, KEEL_E_INVAL,
+			  "%s is not kept across restarts (a restart clears it): set it with "
+			  "PUT /config",
+			  key);
+		return;
+	}
+	node_config_value(k->file_cfg, key, val, sizeof(val));
+	int rc = mg_apply(p, key, val, msg, sizeof(msg));
+	if (rc == 0) {
+		/* Fits (a key < MGMT_KEY_MAX, the value cut at 100): the return
+		 * value is looked at only to tell the compiler so. */
+		if (snprintf(msg, sizeof(msg), "%s back to %.*s (the file's value)", key,
+			     (int)KEEL_MIN(strlen(val), 100u), val) < 0)
+			msg[0] = 0;
+		rc = mg_keep(p, key, NULL, msg, sizeof(msg));
+	}
+	keeld_log("admin: %s", msg);
+	if (rc == 0)
+		snprintf(p->mg_value, sizeof(p->mg_value), "%s", val);
 	mg_answer(p, req->id, rc, "%s", msg);
 }
 
@@ -2802,6 +2972,9 @@ static void mg_request(struct pipeline *p, const struct mgmt_request *req)
 		break;
 	case MGMT_REQ_CONFIG_SET:
 		mg_config(p, req);
+		break;
+	case MGMT_REQ_CONFIG_RESET:
+		mg_config_reset(p, req);
 		break;
 	default:
 		mg_answer(p, req->id, KEEL_E_INVAL, "unknown request kind %u", req->kind);
@@ -3460,12 +3633,9 @@ int keeld_pipeline_open(struct keeld *k)
 	rc_cfg.snapshot.index = snap_meta.index;
 	rc_cfg.snapshot.term = snap_meta.term;
 	rc_cfg.snapshot_data = image;
-	uint32_t tick_ms = KEEL_MAX(1u, KEEL_MIN(10u, c->heartbeat_ms));
+	uint32_t tick_ms = pl_timing(c->heartbeat_ms, c->election_timeout_ms,
+				     &rc_cfg.election_ticks, &rc_cfg.heartbeat_ticks);
 	p->tick_ns = (uint64_t)tick_ms * 1000000u;
-	rc_cfg.election_ticks = KEEL_MAX(2u, c->election_timeout_ms / tick_ms);
-	rc_cfg.heartbeat_ticks = KEEL_MAX(1u, c->heartbeat_ms / tick_ms);
-	if (rc_cfg.heartbeat_ticks >= rc_cfg.election_ticks)
-		rc_cfg.heartbeat_ticks = rc_cfg.election_ticks / 2;
 	rc_cfg.max_entries_per_msg = 16;
 	rc_cfg.pre_vote = true;
 	rc_cfg.check_quorum = true;

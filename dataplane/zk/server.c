@@ -89,6 +89,13 @@ struct conn {
 	uint64_t accepted_ns;
 	uint32_t outstanding; /* requests handed to the backend, not yet answered */
 	struct zk_peer peer;
+	/* cons / crst: ZooKeeper's per-connection statistics */
+	bool asking;    /* inside the backend's four_letter() for this connection */
+	int64_t est_ms; /* wall clock at accept */
+	uint64_t recved, sent;
+	const char *lop;
+	int64_t lcxid, lzxid;
+	uint64_t lresp_ms, llat_ms, lat_min_ms, lat_max_ms, lat_sum_ms, lat_n;
 };
 
 struct zk_server {
@@ -260,6 +267,7 @@ static int append_msg(struct zk_server *s, struct conn *c, const struct out_msg 
 		}
 		if (n > 0) {
 			c->tx_len += (size_t)n;
+			c->sent++;
 			return 0;
 		}
 		if (n != KEEL_E_FULL)
@@ -405,11 +413,14 @@ static void four_letter(struct zk_server *s, struct conn *c, int word)
 	size_t n = 0;
 	char *out = s->four_letter_out;
 	s->st.four_letter++;
+	c->recved++; /* ZooKeeper counts the word as the connection's packet */
 	if (s->cfg.four_letter_whitelist & (1u << word)) {
 		if (s->ops.four_letter) {
+			c->asking = true;
 			pthread_mutex_unlock(&s->mu);
 			n = s->ops.four_letter(s->backend, word, out, sizeof(s->four_letter_out));
 			pthread_mutex_lock(&s->mu);
+			c->asking = false;
 		} else if (word == ZK_4LW_RUOK)
 			n = (size_t)snprintf(out, sizeof(s->four_letter_out), "imok");
 	} else {
@@ -432,8 +443,162 @@ static void four_letter(struct zk_server *s, struct conn *c, int word)
 
 static struct zk_call call_for(struct zk_server *s, struct conn *c, int32_t xid, int32_t type)
 {
-	struct zk_call call = { conn_id_of(s, c), c->next_seq++, c->session_id, xid, type };
+	c->recved++;
+	struct zk_call call = { conn_id_of(s, c), c->next_seq++, c->session_id, xid, type,
+				keel_now_ns() };
 	return call;
+}
+
+/* ZooKeeper's createSession opcode: what a ConnectRequest becomes there. */
+#define ZKS_OP_CREATE_SESSION (-10)
+
+const char *zk_op_abbrev(int32_t type)
+{
+	/* FinalRequestProcessor's names (ZooKeeper 3.8) */
+	switch (type) {
+	case ZKS_OP_CREATE_SESSION:
+		return "SESS";
+	case ZK_OP_PING:
+		return "PING";
+	case ZK_OP_CLOSE:
+		return "CLOS";
+	case ZK_OP_MULTI:
+		return "MULT";
+	case ZK_OP_MULTI_READ:
+		return "MLTR";
+	case ZK_OP_CREATE:
+	case ZK_OP_CREATE2:
+	case ZK_OP_CREATE_CONTAINER:
+	case ZK_OP_CREATE_TTL:
+		return "CREA";
+	case ZK_OP_DELETE:
+	case ZK_OP_DELETE_CONTAINER:
+		return "DELE";
+	case ZK_OP_SET_DATA:
+		return "SETD";
+	case ZK_OP_RECONFIG:
+		return "RECO";
+	case ZK_OP_SET_ACL:
+		return "SETA";
+	case ZK_OP_CHECK:
+		return "CHEC";
+	case ZK_OP_SYNC:
+		return "SYNC";
+	case ZK_OP_EXISTS:
+		return "EXIS";
+	case ZK_OP_GET_DATA:
+		return "GETD";
+	case ZK_OP_GET_ACL:
+		return "GETA";
+	case ZK_OP_GET_CHILDREN:
+	case ZK_OP_GET_CHILDREN2:
+		return "GETC";
+	case ZK_OP_GET_ALL_CHILDREN_NUMBER:
+		return "GETACN";
+	case ZK_OP_GET_EPHEMERALS:
+		return "GETE";
+	case ZK_OP_SET_WATCHES:
+	case ZK_OP_SET_WATCHES2:
+		return "SETW";
+	case ZK_OP_CHECK_WATCHES:
+		return "CHKW";
+	case ZK_OP_REMOVE_WATCHES:
+		return "REMW";
+	case ZK_OP_ADD_WATCH:
+		return "ADDW";
+	case ZK_OP_WHO_AM_I:
+		return "HOMI";
+	default:
+		return "NA";
+	}
+}
+
+static void stats_reset(struct conn *c)
+{
+	c->recved = c->sent = 0;
+	c->lop = "NA";
+	c->lcxid = c->lzxid = -1;
+	c->lresp_ms = c->llat_ms = c->lat_max_ms = c->lat_sum_ms = c->lat_n = 0;
+	c->lat_min_ms = UINT64_MAX;
+}
+
+/*
+ * An answer leaves for call: as ZooKeeper's updateStatsForResponse. A write
+ * refused with an error is "NA" there (its error txn skips the opcode's
+ * case); setAuth and SASL are not requests to it.
+ */
+static void stats_answer(struct conn *c, const struct zk_call *call, int64_t zxid, int32_t err)
+{
+	if (call->type == ZK_OP_SET_AUTH || call->type == ZK_OP_SASL)
+		return;
+	bool write = false;
+	switch (call->type) {
+	case ZK_OP_CREATE:
+	case ZK_OP_CREATE2:
+	case ZK_OP_CREATE_CONTAINER:
+	case ZK_OP_CREATE_TTL:
+	case ZK_OP_DELETE:
+	case ZK_OP_DELETE_CONTAINER:
+	case ZK_OP_SET_DATA:
+	case ZK_OP_SET_ACL:
+	case ZK_OP_CHECK:
+	case ZK_OP_RECONFIG:
+		write = true;
+		break;
+	default:
+		break;
+	}
+	c->lop = err && write ? "NA" : zk_op_abbrev(call->type);
+	c->lcxid = call->xid;
+	c->lzxid = zxid;
+	uint64_t now = keel_now_ns();
+	c->lresp_ms = now / 1000000u;
+	c->llat_ms = call->recv_ns && now > call->recv_ns ? (now - call->recv_ns) / 1000000u : 0;
+	c->lat_min_ms = KEEL_MIN(c->lat_min_ms, c->llat_ms);
+	c->lat_max_ms = KEEL_MAX(c->lat_max_ms, c->llat_ms);
+	c->lat_sum_ms += c->llat_ms;
+	c->lat_n++;
+}
+
+uint32_t zk_server_conns(struct zk_server *s, struct zk_conn_info *out, uint32_t max)
+{
+	uint32_t n = 0;
+	pthread_mutex_lock(&s->mu);
+	for (uint32_t i = 0; i < s->cfg.max_connections && n < max; i++) {
+		const struct conn *c = &s->conns[i];
+		if (c->state == C_FREE || c->dead)
+			continue;
+		out[n++] = (struct zk_conn_info){
+			.conn = conn_id_of(s, c),
+			.peer = c->peer,
+			.session_id =
+				c->state == C_OPEN || c->state == C_CLOSING ? c->session_id : 0,
+			.asking = c->asking,
+			.queued = c->outstanding,
+			.recved = c->recved,
+			.sent = c->sent,
+			.est_ms = c->est_ms,
+			.lop = c->lop,
+			.lcxid = c->lcxid,
+			.lzxid = c->lzxid,
+			.lresp_ms = c->lresp_ms,
+			.llat_ms = c->llat_ms,
+			.minlat_ms = c->lat_n ? c->lat_min_ms : 0,
+			.avglat_ms = c->lat_n ? c->lat_sum_ms / c->lat_n : 0,
+			.maxlat_ms = c->lat_max_ms,
+		};
+	}
+	pthread_mutex_unlock(&s->mu);
+	return n;
+}
+
+void zk_server_reset_conn_stats(struct zk_server *s)
+{
+	pthread_mutex_lock(&s->mu);
+	for (uint32_t i = 0; i < s->cfg.max_connections; i++)
+		if (s->conns[i].state != C_FREE)
+			stats_reset(&s->conns[i]);
+	pthread_mutex_unlock(&s->mu);
 }
 
 /* Decodes and dispatches every whole packet in rx the connection's state allows. */
@@ -680,6 +845,10 @@ static void on_accept(struct zk_server *s)
 		c->peer = peer;
 		c->events = EPOLLIN;
 		c->accepted_ns = keel_now_ns();
+		stats_reset(c);
+		struct timespec wall;
+		clock_gettime(CLOCK_REALTIME, &wall);
+		c->est_ms = (int64_t)wall.tv_sec * 1000 + wall.tv_nsec / 1000000;
 		struct epoll_event e = { .events = EPOLLIN,
 					 .data.u64 = (uint64_t)idx + ZKS_EV_CONN0 };
 		s->st.accepted++;
@@ -1020,6 +1189,11 @@ int zk_server_connect_reply(struct zk_server *s, const struct zk_call *call,
 			c->session_id = resp->session_id;
 		}
 		rc = queue_reply(s, c, call->seq, &m, close_after);
+		if (rc == 0)
+			stats_answer(c,
+				     &(struct zk_call){ .type = ZKS_OP_CREATE_SESSION,
+							.recv_ns = call->recv_ns },
+				     c->lzxid, 0);
 		if (rc == 0 && !close_after) {
 			/* Packets that arrived meanwhile are processed by the engine thread. */
 			c->pending_rx = true;
@@ -1044,8 +1218,11 @@ static int reply_msg(struct zk_server *s, const struct zk_call *call, const stru
 	struct conn *c = conn_lookup(s, call->conn);
 	if (c) {
 		rc = queue_reply(s, c, call->seq, m, closes_after(call, err));
-		if (rc != KEEL_E_INVAL)
+		if (rc != KEEL_E_INVAL) {
 			answered(s, c, 1);
+			stats_answer(c, call, m->kind == MSG_RESPONSE ? m->resp->zxid : m->zxid,
+				     err);
+		}
 	}
 	pthread_mutex_unlock(&s->mu);
 	return rc;

@@ -548,6 +548,7 @@ struct zk_call {
 	int64_t session_id; /* 0 until the connect reply named one */
 	int32_t xid;
 	int32_t type;
+	uint64_t recv_ns; /* keel_now_ns() when the engine read it (cons latencies) */
 };
 
 struct zk_backend_ops {
@@ -707,14 +708,40 @@ uint32_t zk_server_close_all(struct zk_server *s);
 void zk_server_cork(struct zk_server *s);
 void zk_server_uncork(struct zk_server *s);
 void zk_server_stats(struct zk_server *s, struct zk_server_stats *out);
+
+/*
+ * One connection as ZooKeeper's `cons` lists it (ServerCnxn's statistics):
+ * packets received and sent, requests queued (handed to the backend, not
+ * answered), and, about answered requests, the last one's opcode, cxid, zxid,
+ * time and latency and the latency's min/avg/max (ms, as ZooKeeper prints
+ * them). `crst` (zk_server_reset_conn_stats) zeroes them.
+ */
+struct zk_conn_info {
+	zk_conn_id conn;
+	struct zk_peer peer;
+	int64_t session_id; /* 0: no session (yet) */
+	bool asking;        /* this connection is the one asking (a four-letter word) */
+	uint32_t queued;
+	uint64_t recved, sent;
+	int64_t est_ms;       /* wall clock (ms since the epoch) when accepted */
+	const char *lop;      /* zk_op_abbrev() of the last answer; "NA": none, or a failed write */
+	int64_t lcxid, lzxid; /* -1: none */
+	uint64_t lresp_ms;    /* monotonic ms of the last answer (0: none) */
+	uint64_t llat_ms, minlat_ms, avglat_ms, maxlat_ms;
+};
+/* Every open connection, up to max, in slot order; returns how many. */
+uint32_t zk_server_conns(struct zk_server *s, struct zk_conn_info *out, uint32_t max);
+/* crst: every connection's counters back to where an accept leaves them. */
+void zk_server_reset_conn_stats(struct zk_server *s);
+/* ZooKeeper's abbreviation of an opcode in cons ("GETD", "EXIS"...; "NA" if none). */
+const char *zk_op_abbrev(int32_t type);
 /*
  * Changes max_conns_per_ip and max_outstanding (see zk_server_config) while
  * the server runs, from any thread. They count from the next accept and
  * the next request; connections already open stay. A throttled engine
  * whose new limit is 0 or above the resume mark reads again at once.
  */
-void zk_server_set_limits(struct zk_server *s, uint32_t max_conns_per_ip,
-			  uint32_t max_outstanding);
+void zk_server_set_limits(struct zk_server *s, uint32_t max_conns_per_ip, uint32_t max_outstanding);
 
 #ifdef __cplusplus
 }

@@ -118,8 +118,8 @@ class AdminConfig(unittest.TestCase):
         text = self.put(ld, "dataDir", "/tmp/elsewhere", 400)
         self.assertIn("'dataDir' cannot change while the node runs "
                       "(the log and snapshots are open there)", text)
-        text = self.put(ld, "keel.heartbeatMs", 20, 400)
-        self.assertIn("Raft's timers are set when the node starts", text)
+        text = self.put(ld, "tickTime", 20, 400)
+        self.assertIn("Raft's timers are keel.heartbeatMs and keel.electionTimeoutMs", text)
         text = self.put(ld, "keel.transport", "udp", 400)
         self.assertIn("peer transport", text)
         # live now (test_client_limits.py shows the effect); a bad value is refused

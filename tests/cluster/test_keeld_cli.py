@@ -88,7 +88,7 @@ class Cli(unittest.TestCase):
             self.assertIn("clientPort=%d" % cl.nodes[fol].client_port, conf)
             self.assertIn("keel.transport=udp", conf)
             self.assertIn("zookeeper.version=3.8.0-keel", cl.four_letter(fol, "envi"))
-            self.assertIn("connections", cl.four_letter(fol, "cons"))
+            self.assertIn("(queued=", cl.four_letter(fol, "cons"))
             # SIGTERM: a clean stop, exit status 0
             n = cl.nodes[fol]
             n.proc.send_signal(signal.SIGTERM)

@@ -128,15 +128,15 @@ class Membership(unittest.TestCase):
             self.assertEqual(s["transport"], "udp")
             self.assertIn(s["fsync_path"], ("uring", "plain"))
 
-            # Configuration: served without the token; Raft's timers are fixed at
-            # start (the live keys: test_admin_config.py).
+            # Configuration: served without the token; tickTime is fixed at
+            # start (the live keys: test_admin_config.py, test_operator.py).
             code, text = http(a, "GET", "/config")
             self.assertEqual(code, 200, text)
             cfg = {e["key"]: e["value"] for e in json.loads(text)["config"]}
             self.assertNotIn(TOKEN, text)
             self.assertIn(cfg.get("keel.adminToken", "<hidden>"), ("<hidden>",))
             self.assertEqual(str(cfg["keel.heartbeatMs"]), "50")
-            code, text = http(a, "PUT", "/config", {"key": "keel.heartbeatMs", "value": 60})
+            code, text = http(a, "PUT", "/config", {"key": "tickTime", "value": 60})
             self.assertEqual(code, 400, text)
             self.assertIn("restart", text)
 

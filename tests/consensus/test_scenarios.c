@@ -1118,6 +1118,83 @@ static void test_no_commit_of_previous_term_by_counting(void **state)
 	assert_int_equal(b.refs, 1);
 }
 
+/* Ticks until a hand-driven follower leaves RAFT_FOLLOWER (campaigns); 0 if not within max. */
+static uint32_t ticks_to_campaign(struct raft *r, uint32_t max)
+{
+	for (uint32_t i = 1; i <= max; i++) {
+		raft_tick(r);
+		if (raft_role(r) != RAFT_FOLLOWER)
+			return i;
+	}
+	return 0;
+}
+
+/* The leader of a 3-voter cluster, driven by hand (node 2 grants both votes). */
+static struct raft *hand_leader(void)
+{
+	struct raft *r = core(1, 3);
+	assert_int_not_equal(ticks_to_campaign(r, 40), 0);
+	struct raft_msg pv = {
+		.type = RAFT_MSG_VOTE_RESP, .from = 2, .to = 1, .term = 1, .flags = RAFT_F_PREVOTE
+	};
+	raft_step(r, &pv);
+	struct raft_msg v = { .type = RAFT_MSG_VOTE_RESP, .from = 2, .to = 1, .term = 1 };
+	raft_step(r, &v);
+	uint32_t n_reads;
+	pump(r, NULL, &n_reads, NULL);
+	assert_int_equal(raft_role(r), RAFT_LEADER);
+	return r;
+}
+
+/*
+ * raft_set_timing: the checks raft_create makes refuse a bad pair and change
+ * nothing; a follower's new election timeout holds from the next tick (in
+ * [e, 2e)); a leader's heartbeats follow the new interval; with lease reads
+ * the election timeout cannot change.
+ */
+static void test_set_timing(void **state)
+{
+	(void)state;
+	struct raft *r = core(1, 3); /* election 10, heartbeat 1 */
+	assert_int_equal(raft_set_timing(r, 1, 0), KEEL_E_CONFIG);
+	assert_int_equal(raft_set_timing(r, 10, 0), KEEL_E_CONFIG);
+	assert_int_equal(raft_set_timing(r, 10, 10), KEEL_E_CONFIG);
+	assert_int_equal(raft_set_timing(r, 5, 6), KEEL_E_CONFIG);
+	uint32_t t = ticks_to_campaign(r, 40);
+	assert_true(t >= 10 && t < 20); /* still the old timeout */
+	raft_destroy(r);
+
+	r = core(1, 3);
+	for (int i = 0; i < 9; i++) /* nearly timed out under the old timers */
+		raft_tick(r);
+	assert_int_equal(raft_set_timing(r, 50, 5), 0);
+	t = ticks_to_campaign(r, 200);
+	assert_true(t >= 50 && t < 100);
+	raft_destroy(r);
+
+	/* Leader: a heartbeat to both followers every 4 ticks instead of every tick. */
+	r = hand_leader();
+	assert_int_equal(raft_set_timing(r, 20, 4), 0);
+	uint32_t n_reads, sent[13] = { 0 };
+	for (int i = 1; i <= 12; i++) {
+		raft_tick(r);
+		sent[i] = pump(r, NULL, &n_reads, NULL);
+	}
+	for (int i = 1; i <= 12; i++)
+		assert_int_equal(sent[i], i % 4 == 0 ? 2 : 0);
+	raft_destroy(r);
+
+	struct raft_config c;
+	core_config(&c, 1, 3, 1);
+	c.check_quorum = true;
+	c.lease_reads = true;
+	assert_int_equal(raft_create(&c, &r), 0);
+	assert_int_equal(raft_set_timing(r, 20, 2), KEEL_E_STATE);
+	assert_int_equal(raft_set_timing(r, 10, 2), 0);
+	assert_int_equal(raft_set_timing(r, 10, 1), 0);
+	raft_destroy(r);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc > 1)
@@ -1148,6 +1225,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_follower_read_lost),
 		cmocka_unit_test(test_follower_read_leader_change),
 		cmocka_unit_test(test_lease_read_clock_drift),
+		cmocka_unit_test(test_set_timing),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

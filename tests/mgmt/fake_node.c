@@ -148,6 +148,14 @@ static int handle(struct fake_node *f, const struct mgmt_request *r, struct mgmt
 		}
 		snprintf(m, n, "%s set to %s", r->key, r->value);
 		return 0;
+	case MGMT_REQ_CONFIG_RESET: /* back to the text's value (keel.heartbeatMs only) */
+		if (strcmp(r->key, "keel.heartbeatMs")) {
+			snprintf(m, n, "%s is not kept across restarts", r->key);
+			return KEEL_E_INVAL;
+		}
+		snprintf(a->value, sizeof(a->value), "100");
+		snprintf(m, n, "%s back to 100", r->key);
+		return 0;
 	default:
 		snprintf(m, n, "unknown request kind %u", r->kind);
 		return KEEL_E_INVAL;

@@ -362,7 +362,27 @@ static void config_route(void **state)
 	assert_int_equal(mjson_get_str(r.body, "value", v, sizeof(v)), 0);
 	assert_string_equal(v, "50");
 	thttp_free(&r);
+	/* DELETE /config/KEY: the pipeline names the value now in force. */
+	thttp(node.port, "DELETE", "/config/keel.heartbeatMs", TOKEN, NULL, &r);
+	assert_non_null(strstr(r.body, "keel.heartbeatMs back to 100"));
+	expect(&r, 200, NULL);
+	thttp(node.port, "GET", "/config/keel.heartbeatMs", NULL, NULL, &r);
+	assert_int_equal(mjson_get_str(r.body, "value", v, sizeof(v)), 0);
+	assert_string_equal(v, "100");
+	thttp_free(&r);
+	thttp(node.port, "DELETE", "/config/maxClientCnxns", TOKEN, NULL, &r);
+	expect(&r, 400, "is not kept across restarts (KEEL_E_INVAL)");
 	unsigned taken = atomic_load(&node.taken);
+	thttp(node.port, "DELETE", "/config/keel.heartbeatMs", NULL, NULL, &r);
+	expect(&r, 401, NULL);
+	thttp(node.port, "DELETE", "/config/keel.heartbeatMs", TOKEN, "{}", &r);
+	expect(&r, 400, "takes no body");
+	thttp(node.port, "DELETE", "/config/dataDir", TOKEN, NULL, &r);
+	expect(&r, 400, "'dataDir' is not a live key");
+	thttp(node.port, "DELETE", "/config/nope", TOKEN, NULL, &r);
+	expect(&r, 404, "unknown configuration key 'nope'");
+	thttp(node.port, "DELETE", "/config", TOKEN, NULL, &r);
+	expect(&r, 405, NULL);
 	thttp(node.port, "PUT", "/config", TOKEN, "{\"key\":\"dataDir\",\"value\":\"/tmp\"}", &r);
 	expect(&r, 400, "'dataDir' cannot change while the node runs: edit the configuration file");
 	/* With a reason: an exact key, and a prefix ending in '.'. */

@@ -228,6 +228,18 @@ static void transfer_snapshot_config(void **state)
 			 1);
 	has(err, "refused (HTTP 400): keel.heartbeatMs: '0' is not in 1..60000");
 	assert_int_equal(ctl("--admin", n1.admin, "config", "set", "k", NULL), 2);
+	/* config reset: back to the file's value on every node given. */
+	assert_int_equal(
+		ctl("--admin", both, "--token", TOKEN, "config", "reset", "keel.heartbeatMs", NULL),
+		0);
+	has(out, "keel.heartbeatMs back to 100");
+	assert_int_equal(ctl("--admin", n2.admin, "config", "get", "keel.heartbeatMs", NULL), 0);
+	assert_string_equal(out, "keel.heartbeatMs=100\t# live\n");
+	assert_int_equal(
+		ctl("--admin", n1.admin, "--token", TOKEN, "config", "reset", "dataDir", NULL), 1);
+	has(err, "'dataDir' is not a live key");
+	assert_int_equal(ctl("--admin", n1.admin, "config", "reset", "a/b", NULL), 2);
+	assert_int_equal(ctl("--admin", n1.admin, "config", "reset", NULL), 2);
 }
 
 static void errors_and_usage(void **state)

@@ -306,6 +306,155 @@ static void test_load_file(void **state)
 	assert_non_null(strstr(err, "No such file"));
 }
 
+/* The live file's text round-trips; every kind of damage refuses it whole. */
+static void test_live_format(void **state)
+{
+	(void)state;
+	struct node_live l = { .n = 0 }, back;
+	char text[4096], bad[4096];
+	assert_int_equal(node_live_set(&l, "maxClientCnxns", "77"), 0);
+	assert_int_equal(node_live_set(&l, "4lw.commands.whitelist", "ruok,srvr"), 0);
+	assert_int_equal(node_live_set(&l, "maxClientCnxns", "78"), 0); /* replaced */
+	assert_int_equal(l.n, 2);
+	assert_int_equal(node_live_set(&l, "bad key", "1"), KEEL_E_INVAL);
+	assert_int_equal(node_live_set(&l, "k", "a\nb"), KEEL_E_INVAL);
+	size_t n = node_live_format(&l, text, sizeof(text));
+	assert_true(n < sizeof(text));
+	assert_int_equal(strncmp(text, NODE_LIVE_MAGIC, strlen(NODE_LIVE_MAGIC)), 0);
+	assert_int_equal(node_live_parse(&back, text, n, "live.cfg", err, sizeof(err)), 0);
+	assert_int_equal(back.n, 2);
+	assert_string_equal(back.kv[0].key, "maxClientCnxns");
+	assert_string_equal(back.kv[0].value, "78");
+	assert_string_equal(back.kv[1].value, "ruok,srvr");
+	/* The empty set is a valid file too. */
+	struct node_live none = { .n = 0 };
+	size_t en = node_live_format(&none, bad, sizeof(bad));
+	assert_int_equal(node_live_parse(&back, bad, en, "live.cfg", err, sizeof(err)), 0);
+	assert_int_equal(back.n, 0);
+	/* Full: NODE_LIVE_MAX keys, then KEEL_E_FULL. */
+	struct node_live full = { .n = 0 };
+	for (int i = 0; i < NODE_LIVE_MAX; i++) {
+		char k[16];
+		snprintf(k, sizeof(k), "k%d", i);
+		assert_int_equal(node_live_set(&full, k, "1"), 0);
+	}
+	assert_int_equal(node_live_set(&full, "one.more", "1"), KEEL_E_FULL);
+	assert_int_equal(node_live_del(&full, "k3"), 1);
+	assert_int_equal(node_live_del(&full, "k3"), 0);
+	assert_int_equal(full.n, NODE_LIVE_MAX - 1);
+
+	/* Damage, each refused with its reason. */
+	struct {
+		const char *why;
+		size_t at; /* flip one byte there (SIZE_MAX: cut the last n bytes below) */
+		size_t cut;
+	} cases[] = {
+		{ "CRC32C mismatch", 40, 0 },     /* a byte of the header's text */
+		{ "CRC32C mismatch", n - 30, 0 }, /* a value's byte */
+		{ "cut short", SIZE_MAX, 1 },     /* the last newline */
+		{ "cut short", SIZE_MAX, 12 },    /* into the CRC line */
+		{ "does not start with", 0, 0 },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		memcpy(bad, text, n);
+		size_t bn = n;
+		if (cases[i].at == SIZE_MAX)
+			bn -= cases[i].cut;
+		else
+			bad[cases[i].at] ^= 0x01;
+		err[0] = 0;
+		assert_int_equal(node_live_parse(&back, bad, bn, "live.cfg", err, sizeof(err)),
+				 KEEL_E_CONFIG);
+		if (!strstr(err, cases[i].why) || strncmp(err, "live.cfg", 8))
+			fail_msg("case %zu: expected '%s' in '%s'", i, cases[i].why, err);
+	}
+	/* A line that is not key=value, a repeated key, a control character: with a
+	 * right CRC (as if written so), still refused, naming the line. */
+	const char *bodies[][2] = {
+		{ "no equals sign\n", ":3: not a key=value line" },
+		{ "a=1\na=2\n", ":4: a: repeated" },
+		{ "a=\x01\n", ":3: a: bad value" },
+	};
+	for (size_t i = 0; i < 3; i++) {
+		int m = snprintf(bad, sizeof(bad), "%s\n# x\n%s", NODE_LIVE_MAGIC, bodies[i][0]);
+		m += snprintf(bad + m, sizeof(bad) - (size_t)m, "# crc32c=0x%08x\n",
+			      keel_crc32c(0, bad, (size_t)m));
+		assert_int_equal(
+			node_live_parse(&back, bad, (size_t)m, "live.cfg", err, sizeof(err)),
+			KEEL_E_CONFIG);
+		if (!strstr(err, bodies[i][1]))
+			fail_msg("expected '%s' in '%s'", bodies[i][1], err);
+	}
+}
+
+/* Saved and loaded back; live values win over the file's, a fixed key in the
+ * live set is refused, relations are checked on the result. */
+static void test_live_file_and_overlay(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/keel-live-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	struct node_live l = { .n = 0 }, back;
+	assert_int_equal(node_live_load(&back, dir, err, sizeof(err)), 0); /* no file */
+	assert_int_equal(back.n, 0);
+	assert_int_equal(node_live_set(&l, "maxSessionTimeout", "9000"), 0);
+	assert_int_equal(node_live_set(&l, "keel.heartbeatMs", "30"), 0);
+	assert_int_equal(node_live_save(&l, dir, err, sizeof(err)), 0);
+	assert_int_equal(node_live_load(&back, dir, err, sizeof(err)), 0);
+	assert_int_equal(back.n, 2);
+	char path[600], tmp[620], cfgp[600];
+	snprintf(path, sizeof(path), "%s/%s", dir, NODE_LIVE_FILE);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	assert_int_equal(access(tmp, F_OK), -1); /* renamed into place */
+
+	snprintf(cfgp, sizeof(cfgp), "%s/zoo.cfg", dir);
+	FILE *f = fopen(cfgp, "w");
+	assert_non_null(f);
+	fputs(BASE "maxSessionTimeout=5000\nkeel.heartbeatMs=50\nkeel.electionTimeoutMs=300\n", f);
+	fclose(f);
+	static const char *const allowed[] = { "maxSessionTimeout", "minSessionTimeout",
+					       "keel.heartbeatMs", NULL };
+	assert_int_equal(
+		node_config_load_live(&cfg, cfgp, 0, &back, path, allowed, err, sizeof(err)), 0);
+	assert_int_equal(cfg.max_session_timeout_ms, 9000);
+	assert_int_equal(cfg.heartbeat_ms, 30);
+	assert_int_equal(cfg.election_timeout_ms, 300); /* the file's */
+	char v[64];
+	node_config_value(&cfg, "maxSessionTimeout", v, sizeof(v));
+	assert_string_equal(v, "9000");
+	node_config_value(&cfg, "4lw.commands.whitelist", v, sizeof(v));
+	assert_string_equal(v, "srvr");
+	/* The result is checked as a whole: heartbeat 200 > half of 300. */
+	assert_int_equal(node_live_set(&back, "keel.heartbeatMs", "200"), 0);
+	assert_int_equal(
+		node_config_load_live(&cfg, cfgp, 0, &back, path, allowed, err, sizeof(err)),
+		KEEL_E_CONFIG);
+	assert_non_null(strstr(err, "keel.heartbeatMs"));
+	/* A bad value names the live file, its line and the key. */
+	assert_int_equal(node_live_set(&back, "keel.heartbeatMs", "fast"), 0);
+	assert_int_equal(
+		node_config_load_live(&cfg, cfgp, 0, &back, path, allowed, err, sizeof(err)),
+		KEEL_E_CONFIG);
+	assert_non_null(strstr(err, ":3: keel.heartbeatMs:"));
+	assert_non_null(strstr(err, path));
+	/* A key PUT /config may not change. */
+	assert_int_equal(node_live_set(&back, "keel.heartbeatMs", "30"), 0);
+	assert_int_equal(node_live_set(&back, "dataDir", "/elsewhere"), 0);
+	assert_int_equal(
+		node_config_load_live(&cfg, cfgp, 0, &back, path, allowed, err, sizeof(err)),
+		KEEL_E_CONFIG);
+	assert_non_null(strstr(err, "dataDir: not a key PUT /config may change"));
+	/* A damaged file on disk: load says why. */
+	f = fopen(path, "w");
+	fputs(NODE_LIVE_MAGIC "\nmaxSessionTimeout=9000\n", f);
+	fclose(f);
+	assert_int_equal(node_live_load(&back, dir, err, sizeof(err)), KEEL_E_CONFIG);
+	assert_non_null(strstr(err, path));
+	unlink(path);
+	unlink(cfgp);
+	assert_int_equal(rmdir(dir), 0);
+}
+
 static void test_session_clamp_and_format(void **state)
 {
 	(void)state;
@@ -340,6 +489,8 @@ int main(void)
 		cmocka_unit_test(test_myid_file),
 		cmocka_unit_test(test_load_file),
 		cmocka_unit_test(test_session_clamp_and_format),
+		cmocka_unit_test(test_live_format),
+		cmocka_unit_test(test_live_file_and_overlay),
 	};
 	return cmocka_run_group_tests_name("node_config", tests, NULL, NULL);
 }

@@ -1075,6 +1075,89 @@ static void test_four_letter_words(void **state)
 	be_stop(b);
 }
 
+/* The connection with this local port among n listed ones; NULL if absent. */
+static const struct zk_conn_info *conn_by_port(const struct zk_conn_info *ci, uint32_t n, int fd)
+{
+	struct sockaddr_in a;
+	socklen_t al = sizeof(a);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &al), 0);
+	for (uint32_t i = 0; i < n; i++)
+		if (ci[i].peer.port == ntohs(a.sin_port))
+			return &ci[i];
+	return NULL;
+}
+
+/*
+ * cons's counters (zk_server_conns): a connection without a session is
+ * listed with its packets only; a session's answers set the last op (a
+ * failed write is "NA", as ZooKeeper), cxid, zxid and latencies; crst
+ * (zk_server_reset_conn_stats) zeroes them.
+ */
+static void test_conn_stats(void **state)
+{
+	(void)state;
+	struct zk_backend *b = be_start(0, 0);
+	struct zk_connect_response cr;
+	int bare = dial(b), fd = dial(b);
+	session_connect(fd, 0, &cr);
+	struct zk_request q[] = {
+		{ .xid = 1, .type = ZK_OP_CREATE, .path = { "/s", 2 }, .acl = { 0 } },
+		{ .xid = 2, .type = ZK_OP_GET_DATA, .path = { "/s", 2 } },
+		{ .xid = 3, .type = ZK_OP_CREATE, .path = { "/s", 2 }, .acl = { 0 } },
+	};
+	for (size_t i = 0; i < KEEL_ARRAY_SIZE(q); i++) {
+		send_request(fd, &q[i]);
+		(void)read_reply(fd, q[i].type);
+	}
+	struct zk_conn_info ci[8];
+	uint32_t n = zk_server_conns(b->srv, ci, 8);
+	assert_int_equal(n, 2);
+	const struct zk_conn_info *c = conn_by_port(ci, n, bare);
+	assert_non_null(c);
+	assert_int_equal(c->session_id, 0);
+	assert_int_equal(c->recved, 0);
+	assert_int_equal(c->sent, 0);
+	assert_string_equal(c->lop, "NA");
+	c = conn_by_port(ci, n, fd);
+	assert_non_null(c);
+	assert_int_equal(c->session_id, cr.session_id);
+	assert_int_equal(c->recved, 4); /* connect + 3 requests */
+	assert_int_equal(c->sent, 4);
+	assert_int_equal(c->queued, 0);
+	assert_string_equal(c->lop, "NA"); /* the second create failed */
+	assert_int_equal(c->lcxid, 3);
+	assert_int_equal(c->lzxid, b->zxid);
+	assert_true(c->lresp_ms > 0);
+	assert_true(c->minlat_ms <= c->avglat_ms && c->avglat_ms <= c->maxlat_ms);
+	assert_true(c->est_ms > 1600000000000ll); /* wall clock, ms */
+	assert_string_equal(zk_op_abbrev(ZK_OP_GET_DATA), "GETD");
+	assert_string_equal(zk_op_abbrev(ZK_OP_CREATE2), "CREA");
+	assert_string_equal(zk_op_abbrev(12345), "NA");
+	send_request(fd, &q[1]);
+	(void)read_reply(fd, q[1].type);
+	n = zk_server_conns(b->srv, ci, 8);
+	assert_string_equal(conn_by_port(ci, n, fd)->lop, "GETD");
+	/* max bounds the list */
+	assert_int_equal(zk_server_conns(b->srv, ci, 1), 1);
+
+	zk_server_reset_conn_stats(b->srv);
+	n = zk_server_conns(b->srv, ci, 8);
+	c = conn_by_port(ci, n, fd);
+	assert_int_equal(c->recved, 0);
+	assert_int_equal(c->sent, 0);
+	assert_string_equal(c->lop, "NA");
+	assert_int_equal(c->lcxid, -1);
+	assert_int_equal(c->lzxid, -1);
+	assert_int_equal(c->lresp_ms, 0);
+	assert_int_equal(c->maxlat_ms, 0);
+	assert_int_equal(c->minlat_ms, 0);
+	assert_int_equal(c->session_id, cr.session_id); /* kept */
+	close(bare);
+	close(fd);
+	wait_closed(b, 1);
+	be_stop(b);
+}
+
 /* A client older than the readOnly flag is answered without one, as ZooKeeper does. */
 static void test_legacy_connect(void **state)
 {
@@ -1303,6 +1386,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_close_keeps_order),
 		cmocka_unit_test(test_refusals_counted),
 		cmocka_unit_test(test_four_letter_words),
+		cmocka_unit_test(test_conn_stats),
 		cmocka_unit_test(test_legacy_connect),
 		cmocka_unit_test(test_sessionless_timeout),
 		cmocka_unit_test(test_kazoo),
