@@ -2816,16 +2816,14 @@ static int mg_apply(struct pipeline *p, const char *key, const char *val, char *
 		errno = 0;
 		long ppm = strtol(val, &end, 10);
 		if (!*val || *end || errno || ppm < -900000 || ppm > 9000000) {
-			mg_answer(p, req->id, KEEL_E_CONFIG,
-				  "%s: '%s' is not in -900000..9000000 (ppm faster than true)", key,
-				  val);
-			return;
+			snprintf(msg, len, "%s: '%s' is not in -900000..9000000 (ppm faster than true)",
+				 key, val);
+			return KEEL_E_CONFIG;
 		}
 		/* The tick already due keeps its time; the next ones take the rate. */
 		p->test_clock_rate_ppm = (int32_t)ppm;
-		keeld_log("admin: %s set to %ld", key, ppm);
-		mg_answer(p, req->id, 0, "%s set to %ld", key, ppm);
-		return;
+		snprintf(msg, len, "%s set to %ld", key, ppm);
+		return 0;
 	}
 	if (!strcmp(key, "keel.test.fsyncDelayUs")) {
 		char *end;
