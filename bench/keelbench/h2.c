@@ -308,7 +308,13 @@ int kb_h2_recv(struct kb_h2 *h, const uint8_t *data, size_t len)
 	if (h->dead)
 		return KEEL_E_STATE;
 	ssize_t n = nghttp2_session_mem_recv(h->s, data, len);
-	return n < 0 || (size_t)n != len ? KEEL_E_MALFORMED : 0;
+	if (n < 0 || (size_t)n != len)
+		return KEEL_E_MALFORMED;
+	/* A protocol error does not fail mem_recv: nghttp2 queues a GOAWAY and
+	 * takes no more requests. Without a GOAWAY from the server, that was us. */
+	if (!nghttp2_session_check_request_allowed(h->s) && !h->goaway)
+		return KEEL_E_MALFORMED;
+	return 0;
 }
 
 size_t kb_h2_out(struct kb_h2 *h, const uint8_t **data)
