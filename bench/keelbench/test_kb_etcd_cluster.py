@@ -32,7 +32,9 @@ SCRIPT = os.path.join(ROOT, "scripts", "etcd-cluster")
 def free_base():
     """A base port whose client (base..+2) and peer (base+10..+12) ports are free."""
     for _ in range(50):
-        base = random.randrange(40000, 60000, 20)
+        # Below the kernel's ephemeral range (32768-60999), where no outgoing
+        # connection takes a port between this check and etcd's bind.
+        base = random.randrange(13000, 32000, 20)
         socks = []
         try:
             for p in [base + i for i in range(3)] + [base + 10 + i for i in range(3)]:
