@@ -1494,6 +1494,17 @@ static void *worker_main(void *arg)
 		worker_poll(w, now, close_end, false);
 		now = keel_now_ns();
 	}
+	for (int i = 0; i < w->n_conns; i++) {
+		/* etcd's reason for its first refusal: counted by status, worth a line. */
+		struct conn *c = &w->conns[i];
+		if (c->h2 && kb_h2_first_error(c->h2)[0]) {
+			size_t l = strlen(w->fatal);
+			snprintf(w->fatal + l, sizeof(w->fatal) - l,
+				 "%setcd refused requests: \"%s\"", l ? "; " : "",
+				 kb_h2_first_error(c->h2));
+			break;
+		}
+	}
 	publish(w);
 	return NULL;
 }

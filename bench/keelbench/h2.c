@@ -52,6 +52,9 @@ struct kb_h2 {
 	uint32_t goaways;
 	bool goaway;
 	bool dead; /* after kb_h2_fail_all */
+	/* The first grpc-message of a failed call, for the operator: a count of
+	 * GRPC_UNKNOWN says little without etcd's own words. */
+	char first_error[160];
 };
 
 #define NO_SLOT UINT32_MAX
@@ -82,6 +85,9 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8
 	if (frame->hd.type != NGHTTP2_HEADERS)
 		return 0;
 	struct slot *sl = stream_slot(h, frame->hd.stream_id, &idx);
+	if (sl && !h->first_error[0] && namelen == 12 && memcmp(name, "grpc-message", 12) == 0)
+		snprintf(h->first_error, sizeof(h->first_error), "%.*s",
+			 (int)KEEL_MIN(valuelen, sizeof(h->first_error) - 1), (const char *)value);
 	if (!sl || namelen != 11 || memcmp(name, "grpc-status", 11) != 0)
 		return 0;
 	int st = 0;
@@ -331,6 +337,11 @@ uint32_t kb_h2_inflight(const struct kb_h2 *h)
 uint32_t kb_h2_goaways(const struct kb_h2 *h)
 {
 	return h->goaways;
+}
+
+const char *kb_h2_first_error(const struct kb_h2 *h)
+{
+	return h->first_error;
 }
 
 void kb_h2_fail_all(struct kb_h2 *h, int err)

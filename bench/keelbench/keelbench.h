@@ -241,6 +241,9 @@ uint32_t kb_h2_inflight(const struct kb_h2 *h);
 void kb_h2_fail_all(struct kb_h2 *h, int err);
 /* GOAWAY frames received. */
 uint32_t kb_h2_goaways(const struct kb_h2 *h);
+/* The grpc-message of the first failed call ("" if none): percent-encoded
+ * text as gRPC sends it, owned by h. */
+const char *kb_h2_first_error(const struct kb_h2 *h);
 
 /* ------------------------------------------------------------------------ */
 /* Options. */

@@ -434,6 +434,7 @@ static void run_mode(enum srv_mode mode, int want_err)
 	assert_int_equal(d.tag[0], 42);
 	assert_int_equal(d.err[0], want_err);
 	assert_int_equal(kb_h2_inflight(h), 0);
+	assert_string_equal(kb_h2_first_error(h), mode == SRV_STATUS ? "unavailable" : "");
 	kb_h2_free(h);
 	nghttp2_session_del(v.s);
 }
