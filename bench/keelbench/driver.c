@@ -73,6 +73,12 @@ struct conn {
 	int64_t session_id;
 	const struct kb_server *server;
 	bool dirty; /* on its worker's dirty list */
+	/* etcd: the HTTP/2 connection; replies complete out of order, by stream,
+	 * so the FIFO ring is unused. */
+	struct kb_h2 *h2;
+	uint32_t reissue; /* closed loop: replies that each want a new request */
+	uint64_t rx_now;  /* when the bytes being decoded were read */
+	bool rx_more;     /* ...and whether replies may issue new requests */
 };
 
 struct worker {
@@ -99,6 +105,7 @@ struct worker {
 	uint64_t errors_all;
 	uint64_t last_done_ns; /* completion time of the latest measured op */
 	uint64_t err_by_code[-KB_ZERR_MIN];
+	uint8_t *scratch; /* etcd: a request frame before kb_h2_call copies it */
 	char fatal[400];
 	/* Read by the progress line; written once per loop turn. */
 	/* Padding, not _Alignas: workers come from calloc, which only promises 16 bytes. */
@@ -702,6 +709,8 @@ static void conn_kill(struct conn *c, uint64_t now)
 		return;
 	c->dead = true;
 	struct worker *w = c->w;
+	if (c->h2) /* each call is counted (and inflight dropped) by etcd_done */
+		kb_h2_fail_all(c->h2, ZK_ECONNECTIONLOSS);
 	while (c->head != c->tail) {
 		struct req *r = &c->ring[c->head++ & (c->ring_cap - 1)];
 		if (r->op != KB_OP_CLOSE)
@@ -714,8 +723,28 @@ static void conn_kill(struct conn *c, uint64_t now)
 	w->live_conns--;
 }
 
+/* etcd: moves what nghttp2 has to send (requests, SETTINGS acks, window
+ * updates) into the connection's write buffer. */
+static int h2_pull(struct conn *c)
+{
+	const uint8_t *d;
+	size_t n;
+	while ((n = kb_h2_out(c->h2, &d)) > 0) {
+		int rc = conn_grow_w(c, n);
+		if (rc < 0)
+			return rc;
+		memcpy(c->wbuf + c->wlen, d, n);
+		c->wlen += n;
+	}
+	return 0;
+}
+
 static void conn_flush(struct conn *c, uint64_t now)
 {
+	if (c->h2 && h2_pull(c) < 0) {
+		conn_kill(c, now);
+		return;
+	}
 	while (c->woff < c->wlen) {
 		ssize_t r = write(c->fd, c->wbuf + c->woff, c->wlen - c->woff);
 		if (r < 0) {
@@ -741,10 +770,28 @@ static void conn_flush(struct conn *c, uint64_t now)
 }
 
 /* Encodes the next op of the workload on c, intended at t. */
+static int issue_etcd(struct worker *w, struct conn *c, uint64_t t);
+
+/* A new child of the run's parent: unique per worker and request. */
+static void child_path(struct worker *w, char *path)
+{
+	const struct shared *sh = w->sh;
+	size_t pl = strlen(sh->parent);
+	memcpy(path, sh->parent, pl);
+	char *p = path + pl;
+	*p++ = '/';
+	*p++ = 'c';
+	p = u64_to_dec(p, (uint64_t)w->id);
+	*p++ = '-';
+	u64_to_dec(p, w->name_counter++);
+}
+
 static int issue(struct worker *w, struct conn *c, uint64_t t)
 {
 	const struct kb_opts *o = w->o;
 	const struct shared *sh = w->sh;
+	if (c->h2)
+		return issue_etcd(w, c, t);
 	size_t need = sh->frame_max_req;
 	int rc = conn_grow_w(c, need);
 	if (rc < 0)
@@ -760,20 +807,12 @@ static int issue(struct worker *w, struct conn *c, uint64_t t)
 	if (wl == KB_WL_MIXED)
 		wl = (int)kb_rng_below(&w->rng, 100) < o->read_pct ? KB_WL_GET : KB_WL_SET;
 	switch (wl) {
-	case KB_WL_CREATE: {
-		size_t pl = strlen(sh->parent);
-		memcpy(path, sh->parent, pl);
-		char *p = path + pl;
-		*p++ = '/';
-		*p++ = 'c';
-		p = u64_to_dec(p, (uint64_t)w->id);
-		*p++ = '-';
-		u64_to_dec(p, w->name_counter++);
+	case KB_WL_CREATE:
+		child_path(w, path);
 		op = KB_OP_CREATE;
 		n = kb_wire_put_create(buf, cap, xid, path, sh->value, o->value_size,
 				       KB_CREATE_PERSISTENT);
 		break;
-	}
 	case KB_WL_CREATE_SEQ: {
 		size_t pl = strlen(sh->parent);
 		memcpy(path, sh->parent, pl);
@@ -866,6 +905,8 @@ static void handle_reply(struct worker *w, struct conn *c, const uint8_t *rec, s
 		conn_kill(c, now);
 }
 
+static bool etcd_read(struct worker *w, struct conn *c, size_t n, uint64_t now, bool more);
+
 static void conn_read(struct worker *w, struct conn *c, bool more)
 {
 	for (;;) {
@@ -889,6 +930,13 @@ static void conn_read(struct worker *w, struct conn *c, bool more)
 				return;
 			conn_kill(c, now);
 			return;
+		}
+		if (c->h2) {
+			if (!etcd_read(w, c, (size_t)r, now, more))
+				return;
+			if ((size_t)r < space)
+				return;
+			continue;
 		}
 		c->rlen += (size_t)r;
 		size_t off = 0, fl;
@@ -927,11 +975,314 @@ static void publish(struct worker *w)
 	atomic_store_explicit(&w->err_pub, w->errors_all, memory_order_relaxed);
 }
 
+/* ------------------------------------------------------------- etcd */
+
+/* etcd's verdict on a reply that came back with grpc-status 0: a Range that
+ * found no key is ZNONODE, a create Txn whose compare failed ZNODEEXISTS (the
+ * ZooKeeper codes of the same outcomes, so the summary reads the same). */
+static int etcd_result(int32_t op, const uint8_t *msg, size_t len)
+{
+	enum kb_etcd_call call = op == KB_OP_GETDATA   ? KB_ETCD_RANGE
+				 : op == KB_OP_SETDATA ? KB_ETCD_PUT
+						       : KB_ETCD_TXN;
+	struct kb_etcd_reply r;
+	if (kb_etcd_decode(call, msg, len, &r) < 0)
+		return ZK_EMARSHALLING;
+	if (op == KB_OP_GETDATA && r.kvs == 0)
+		return ZK_ENONODE;
+	if (op == KB_OP_CREATE && !r.succeeded)
+		return ZK_ENODEEXISTS;
+	return 0;
+}
+
+static void etcd_done(void *arg, uint64_t tag, int32_t op, int err, const uint8_t *msg, size_t len)
+{
+	struct conn *c = arg;
+	struct worker *w = c->w;
+	struct req r = { .intended_ns = tag, .op = op };
+	w->inflight--;
+	if (err == 0)
+		err = etcd_result(op, msg, len);
+	uint64_t now = c->dead ? keel_now_ns() : c->rx_now;
+	count_result(w, &r, err, now);
+	/* New requests wait until nghttp2 has finished with the bytes read. */
+	if (!c->dead && c->rx_more && now < w->sh->t_end_ns && w->o->mode == KB_MODE_CLOSED)
+		c->reissue++;
+}
+
+/* Feeds n bytes read into c->rbuf to nghttp2. false when c died. */
+static bool etcd_read(struct worker *w, struct conn *c, size_t n, uint64_t now, bool more)
+{
+	c->rx_now = now;
+	c->rx_more = more;
+	c->reissue = 0;
+	if (kb_h2_recv(c->h2, c->rbuf, n) < 0) {
+		conn_kill(c, now);
+		return false;
+	}
+	for (; c->reissue; c->reissue--) {
+		if (issue(w, c, now) < 0) {
+			conn_kill(c, now);
+			return false;
+		}
+	}
+	/* nghttp2 may owe the server frames (acks, window updates) even when no
+	 * request was issued: the flush of this turn sends them. */
+	if (!c->dirty) {
+		c->dirty = true;
+		w->dirty[w->n_dirty++] = c;
+	}
+	return true;
+}
+
+static int etcd_key_end(char *end, const char *prefix)
+{
+	/* The range [prefix, prefix+1): every key that starts with prefix. */
+	size_t n = strlen(prefix);
+	memcpy(end, prefix, n + 1);
+	end[n - 1]++;
+	return (int)n;
+}
+
+static int issue_etcd(struct worker *w, struct conn *c, uint64_t t)
+{
+	const struct kb_opts *o = w->o;
+	const struct shared *sh = w->sh;
+	uint8_t *buf = w->scratch;
+	size_t cap = sh->frame_max_req;
+	char path[KB_MAX_PATH_LEN];
+	enum kb_etcd_call call;
+	int op, n;
+	enum kb_workload wl = o->workload;
+	if (wl == KB_WL_MIXED)
+		wl = (int)kb_rng_below(&w->rng, 100) < o->read_pct ? KB_WL_GET : KB_WL_SET;
+	switch (wl) {
+	case KB_WL_CREATE:
+		child_path(w, path);
+		op = KB_OP_CREATE;
+		call = KB_ETCD_TXN;
+		n = kb_grpc_put_txn_create(buf, cap, path, strlen(path), sh->value,
+					   (size_t)o->value_size);
+		break;
+	case KB_WL_SET:
+		key_path(path, o->root, kb_rng_below(&w->rng, (uint64_t)o->keys));
+		op = KB_OP_SETDATA;
+		call = KB_ETCD_PUT;
+		n = kb_grpc_put_put(buf, cap, path, strlen(path), sh->value, (size_t)o->value_size);
+		break;
+	case KB_WL_GET:
+		key_path(path, o->root, kb_rng_below(&w->rng, (uint64_t)o->keys));
+		op = KB_OP_GETDATA;
+		call = KB_ETCD_RANGE;
+		n = kb_grpc_put_range(buf, cap, path, strlen(path), NULL, 0, o->serializable,
+				      false);
+		break;
+	case KB_WL_MULTI: {
+		char mp[KB_MAX_MULTI_OPS][KB_MAX_PATH_LEN];
+		const char *pp[KB_MAX_MULTI_OPS];
+		/* etcd refuses a Txn that puts one key twice (InvalidArgument): distinct
+		 * keys, which kb_opts_parse makes possible (--keys >= --multi-ops). */
+		uint64_t ks[KB_MAX_MULTI_OPS];
+		for (int i = 0; i < o->multi_ops; i++) {
+			bool dup;
+			do {
+				ks[i] = kb_rng_below(&w->rng, (uint64_t)o->keys);
+				dup = false;
+				for (int j = 0; j < i; j++)
+					dup |= ks[j] == ks[i];
+			} while (dup);
+			key_path(mp[i], o->root, ks[i]);
+			pp[i] = mp[i];
+		}
+		op = KB_OP_MULTI;
+		call = KB_ETCD_TXN;
+		n = kb_grpc_put_txn_puts(buf, cap, pp, o->multi_ops, sh->value,
+					 (size_t)o->value_size);
+		break;
+	}
+	default: /* kb_opts_parse refuses the others with --protocol etcd */
+		return KEEL_E_INVAL;
+	}
+	if (n < 0)
+		return n;
+	int rc = kb_h2_call(c->h2, call, buf, (size_t)n, t, op);
+	if (rc < 0)
+		return rc;
+	w->inflight++;
+	if (!c->dirty) {
+		c->dirty = true;
+		w->dirty[w->n_dirty++] = c;
+	}
+	return 0;
+}
+
+/* Connects and sets up HTTP/2 (the preface and SETTINGS go with the first
+ * requests). Returns the fd or a negative code. */
+static int etcd_open(struct conn *c, const struct kb_server *s, char *err, size_t err_len)
+{
+	int fd = tcp_connect(s, err, err_len);
+	if (fd < 0)
+		return fd;
+	char auth[80];
+	snprintf(auth, sizeof(auth), "%s:%u", s->host, s->port);
+	int rc = kb_h2_new(&c->h2, auth, etcd_done, c);
+	if (rc < 0) {
+		snprintf(err, err_len, "HTTP/2 session: %s", keel_strerror(rc));
+		close(fd);
+		return rc;
+	}
+	return fd;
+}
+
+/* The control connection of an etcd run: blocking, CTL_WINDOW calls in flight. */
+struct etcd_ctl {
+	int fd;
+	struct kb_h2 *h2;
+	size_t done;
+	int first_err;
+	int64_t count; /* of the last Range */
+};
+
+static void etcd_ctl_done(void *arg, uint64_t tag, int32_t op, int err, const uint8_t *msg,
+			  size_t len)
+{
+	struct etcd_ctl *c = arg;
+	struct kb_etcd_reply r;
+	(void)tag;
+	c->done++;
+	if (err == 0 && kb_etcd_decode((enum kb_etcd_call)op, msg, len, &r) < 0)
+		err = ZK_EMARSHALLING;
+	if (err && !c->first_err)
+		c->first_err = err;
+	else if (!err && op == KB_ETCD_RANGE)
+		c->count = r.count;
+}
+
+typedef int (*etcd_enc_fn)(void *arg, size_t i, uint8_t *buf, size_t cap, enum kb_etcd_call *call);
+
+static int etcd_ctl_run(struct etcd_ctl *c, size_t n, size_t frame_cap, etcd_enc_fn enc, void *arg)
+{
+	uint8_t *frame = malloc(frame_cap), *in = malloc(64u << 10);
+	size_t sent = 0;
+	int rc = frame && in ? 0 : KEEL_E_NOMEM;
+	c->done = 0;
+	while (rc == 0 && c->done < n) {
+		for (; sent < n && sent - c->done < CTL_WINDOW; sent++) {
+			enum kb_etcd_call call;
+			int k = enc(arg, sent, frame, frame_cap, &call);
+			if (k < 0 ||
+			    (rc = kb_h2_call(c->h2, call, frame, (size_t)k, sent, call)) < 0) {
+				rc = k < 0 ? k : rc;
+				break;
+			}
+		}
+		const uint8_t *d;
+		size_t m;
+		while (rc == 0 && (m = kb_h2_out(c->h2, &d)) > 0)
+			rc = write_all(c->fd, d, m);
+		if (rc < 0 || c->done >= n)
+			break;
+		ssize_t r = read(c->fd, in, 64u << 10);
+		if (r <= 0)
+			rc = r == 0 ? -ECONNRESET : -errno;
+		else
+			rc = kb_h2_recv(c->h2, in, (size_t)r);
+	}
+	free(frame);
+	free(in);
+	return rc;
+}
+
+struct etcd_keys {
+	const struct kb_opts *o;
+	const char *value;
+	const char *key, *end; /* a single call's range */
+	bool count_only;
+};
+
+static int enc_etcd_put_key(void *arg, size_t i, uint8_t *buf, size_t cap, enum kb_etcd_call *call)
+{
+	struct etcd_keys *k = arg;
+	char path[KB_MAX_PATH_LEN];
+	key_path(path, k->o->root, i);
+	*call = KB_ETCD_PUT;
+	return kb_grpc_put_put(buf, cap, path, strlen(path), k->value, (size_t)k->o->value_size);
+}
+
+static int enc_etcd_range(void *arg, size_t i, uint8_t *buf, size_t cap, enum kb_etcd_call *call)
+{
+	struct etcd_keys *k = arg;
+	(void)i;
+	*call = k->count_only ? KB_ETCD_RANGE : KB_ETCD_DELETE;
+	return k->count_only ? kb_grpc_put_range(buf, cap, k->key, strlen(k->key), k->end,
+						 strlen(k->end), false, true)
+			     : kb_grpc_put_delete(buf, cap, k->key, strlen(k->key), k->end,
+						  strlen(k->end));
+}
+
+/* Before the run (res NULL): the key space (a Put of each key). After it:
+ * --verify counts the keys under the run's parent (a linearizable Range,
+ * count only), --cleanup deletes the keys the run wrote. */
+static int etcd_setup_or_verify(const struct kb_opts *o, struct shared *sh, struct kb_result *res,
+				char *err, size_t err_len)
+{
+	struct etcd_ctl c = { .fd = -1 };
+	struct etcd_keys k = { .o = o, .value = sh->value };
+	char key[KB_MAX_PATH_LEN + 2], end[KB_MAX_PATH_LEN + 2];
+	int rc = tcp_connect(&o->servers[0], err, err_len);
+	if (rc < 0)
+		return rc;
+	c.fd = rc;
+	struct timeval tv = { .tv_sec = 30 };
+	setsockopt(c.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	char auth[80];
+	snprintf(auth, sizeof(auth), "%s:%u", o->servers[0].host, o->servers[0].port);
+	if ((rc = kb_h2_new(&c.h2, auth, etcd_ctl_done, &c)) < 0)
+		goto out;
+	if (!res) {
+		if (wl_uses_keys(o->workload))
+			rc = etcd_ctl_run(&c, (size_t)o->keys, sh->frame_max_req, enc_etcd_put_key,
+					  &k);
+		goto out;
+	}
+	/* Create workloads own the prefix PARENT/, keyed ones ROOT/k. */
+	snprintf(key, sizeof(key), "%s/%s", sh->parent[0] ? sh->parent : o->root,
+		 sh->parent[0] ? "" : "k");
+	etcd_key_end(end, key);
+	k.key = key;
+	k.end = end;
+	if (o->verify && sh->parent[0]) {
+		k.count_only = true;
+		c.count = -1;
+		rc = etcd_ctl_run(&c, 1, 4096, enc_etcd_range, &k);
+		if (rc == 0 && !c.first_err)
+			res->verify_children = c.count;
+	}
+	if (rc == 0 && !c.first_err && o->cleanup) {
+		k.count_only = false;
+		rc = etcd_ctl_run(&c, 1, 4096, enc_etcd_range, &k);
+	}
+out:
+	if (rc == 0 && c.first_err) {
+		const char *name = kb_zerr_name(c.first_err);
+		snprintf(err, err_len, "etcd %s: %s (%d)", res ? "verify/cleanup" : "setup",
+			 name ? name : "error", c.first_err);
+		rc = KEEL_E_STATE;
+	} else if (rc < 0 && !err[0]) {
+		snprintf(err, err_len, "etcd %s at %s:%u: %s", res ? "verify/cleanup" : "setup",
+			 o->servers[0].host, o->servers[0].port, keel_strerror(rc));
+	}
+	kb_h2_free(c.h2);
+	close(c.fd);
+	return rc;
+}
+
 static int worker_open(struct worker *w, int first_session)
 {
 	const struct kb_opts *o = w->o;
 	w->dirty = malloc((size_t)w->n_conns * sizeof(*w->dirty));
-	if (!w->dirty) {
+	w->scratch = malloc(w->sh->frame_max_req);
+	if (!w->dirty || !w->scratch) {
 		snprintf(w->fatal, sizeof(w->fatal), "out of memory");
 		return KEEL_E_NOMEM;
 	}
@@ -957,7 +1308,9 @@ static int worker_open(struct worker *w, int first_session)
 			return KEEL_E_NOMEM;
 		}
 		const struct kb_server *s = &o->servers[(first_session + i) % o->n_servers];
-		int fd = session_open(o, s, &c->session_id, w->fatal, sizeof(w->fatal));
+		int fd = o->proto == KB_PROTO_ETCD
+				 ? etcd_open(c, s, w->fatal, sizeof(w->fatal))
+				 : session_open(o, s, &c->session_id, w->fatal, sizeof(w->fatal));
 		if (fd < 0)
 			return fd;
 		struct timeval tv = { 0 };
@@ -982,8 +1335,8 @@ static void worker_pings(struct worker *w, uint64_t now)
 	uint64_t idle_ns = (uint64_t)w->o->session_timeout_ms * 1000000ull / 3;
 	for (int i = 0; i < w->n_conns; i++) {
 		struct conn *c = &w->conns[i];
-		if (c->dead || now - c->last_send_ns < idle_ns)
-			continue;
+		if (c->dead || c->h2 || now - c->last_send_ns < idle_ns)
+			continue; /* etcd: a gRPC connection needs no pings */
 		if (conn_grow_w(c, 16) == 0) {
 			c->wlen += (size_t)kb_wire_put_ping(c->wbuf + c->wlen, c->wcap - c->wlen);
 			conn_flush(c, now);
@@ -997,7 +1350,7 @@ static void flush_dirty(struct worker *w, uint64_t now)
 		struct conn *c = w->dirty[i];
 		c->dirty = false;
 		/* One waiting for EPOLLOUT is written when the socket has room. */
-		if (!c->dead && !c->epollout && c->wlen > c->woff)
+		if (!c->dead && !c->epollout && (c->h2 || c->wlen > c->woff))
 			conn_flush(c, now);
 	}
 	w->n_dirty = 0;
@@ -1095,24 +1448,27 @@ static void *worker_main(void *arg)
 		struct conn *c = &w->conns[i];
 		if (c->dead)
 			continue;
-		if (c->head != c->tail) {
+		uint32_t pending = c->h2 ? kb_h2_inflight(c->h2) : c->tail - c->head;
+		if (pending) {
 			/* Never answered: timeouts. The session is dropped without a close
 			 * request, whose reply would queue behind the late ones. What is
 			 * said here tells a silent server from a driver that did not send. */
 			if (!w->fatal[0])
-				snprintf(
-					w->fatal, sizeof(w->fatal),
-					"%u request(s) unanswered %.0f s after the end on session "
-					"0x%llx at %.64s:%u (oldest intended %.3f s before the "
-					"end; "
-					"%zu bytes unsent, %zu bytes of partial reply)",
-					c->tail - c->head, DRAIN_NS / 1e9,
-					(unsigned long long)c->session_id, c->server->host,
-					c->server->port,
-					((double)sh->t_end_ns -
-					 (double)c->ring[c->head & (c->ring_cap - 1)].intended_ns) /
-						1e9,
-					c->wlen - c->woff, c->rlen);
+				snprintf(w->fatal, sizeof(w->fatal),
+					 "%u request(s) unanswered %.0f s after the end on session "
+					 "0x%llx at %.64s:%u (oldest intended %.3f s before the "
+					 "end; "
+					 "%zu bytes unsent, %zu bytes of partial reply)",
+					 pending, DRAIN_NS / 1e9, (unsigned long long)c->session_id,
+					 c->server->host, c->server->port,
+					 c->h2 ? 0.0
+					       : ((double)sh->t_end_ns -
+						  (double)c->ring[c->head & (c->ring_cap - 1)]
+							  .intended_ns) /
+							 1e9,
+					 c->wlen - c->woff, c->rlen);
+			if (c->h2)
+				kb_h2_fail_all(c->h2, ZK_EOPERATIONTIMEOUT);
 			while (c->head != c->tail) {
 				count_result(w, &c->ring[c->head++ & (c->ring_cap - 1)],
 					     ZK_EOPERATIONTIMEOUT, now);
@@ -1121,6 +1477,8 @@ static void *worker_main(void *arg)
 			conn_kill(c, now);
 			continue;
 		}
+		if (c->h2) /* no session to close: the socket is closed at the end */
+			continue;
 		/* Close the session so that the server drops it now, not at its timeout. */
 		if (conn_grow_w(c, 16) < 0)
 			continue;
@@ -1135,6 +1493,17 @@ static void *worker_main(void *arg)
 	while (w->inflight > 0 && w->live_conns > 0 && now < close_end) {
 		worker_poll(w, now, close_end, false);
 		now = keel_now_ns();
+	}
+	for (int i = 0; i < w->n_conns; i++) {
+		/* etcd's reason for its first refusal: counted by status, worth a line. */
+		struct conn *c = &w->conns[i];
+		if (c->h2 && kb_h2_first_error(c->h2)[0]) {
+			size_t l = strlen(w->fatal);
+			snprintf(w->fatal + l, sizeof(w->fatal) - l,
+				 "%setcd refused requests: \"%s\"", l ? "; " : "",
+				 kb_h2_first_error(c->h2));
+			break;
+		}
 	}
 	publish(w);
 	return NULL;
@@ -1272,12 +1641,17 @@ int kb_run(const struct kb_opts *o, struct kb_result *res)
 
 	/* The control session is closed during the run: it would send no pings and
 	 * could expire on a long run. Verify and cleanup open a new one. */
-	if ((rc = ctl_open(&c, o, err, err_len)) < 0)
-		goto out_value;
-	rc = setup(&c, &sh, err, err_len);
-	ctl_close(&c);
-	if (rc < 0)
-		goto out_value;
+	if (o->proto == KB_PROTO_ETCD) {
+		if ((rc = etcd_setup_or_verify(o, &sh, NULL, err, err_len)) < 0)
+			goto out_value;
+	} else {
+		if ((rc = ctl_open(&c, o, err, err_len)) < 0)
+			goto out_value;
+		rc = setup(&c, &sh, err, err_len);
+		ctl_close(&c);
+		if (rc < 0)
+			goto out_value;
+	}
 
 	ws = calloc((size_t)o->threads, sizeof(*ws));
 	if (!ws) {
@@ -1337,7 +1711,9 @@ int kb_run(const struct kb_opts *o, struct kb_result *res)
 		rc = KEEL_E_STATE;
 		goto out_workers;
 	}
-	if (o->verify || o->cleanup) {
+	if ((o->verify || o->cleanup) && o->proto == KB_PROTO_ETCD) {
+		rc = etcd_setup_or_verify(o, &sh, res, err, err_len);
+	} else if (o->verify || o->cleanup) {
 		if ((rc = ctl_open(&c, o, err, err_len)) == 0) {
 			rc = verify_and_cleanup(&c, o, &sh, res, err, err_len);
 			ctl_close(&c);
@@ -1354,9 +1730,11 @@ out_workers:
 			free(cn->wbuf);
 			free(cn->rbuf);
 			free(cn->ring);
+			kb_h2_free(cn->h2);
 		}
 		free(w->conns);
 		free(w->dirty);
+		free(w->scratch);
 		if (w->epfd >= 0)
 			close(w->epfd);
 	}

@@ -148,8 +148,109 @@ int kb_wire_get_reply(const uint8_t *rec, size_t len, int32_t type, struct zk_re
 int kb_wire_multi_err(const struct zk_response *r, int32_t *err);
 
 /* ------------------------------------------------------------------------ */
+/* etcd v3 (pb.c): the few etcdserverpb messages keelbench sends, encoded by
+ * hand from the protobuf rules (field numbers from etcd's rpc.proto), each
+ * inside its gRPC length-prefixed frame (1 byte compressed = 0, 4-byte
+ * big-endian length). Every kb_grpc_put_* writes the whole frame at buf and
+ * returns its size, or KEEL_E_TOO_BIG when it does not fit in cap. */
+enum kb_etcd_call {
+	KB_ETCD_RANGE,  /* /etcdserverpb.KV/Range */
+	KB_ETCD_PUT,    /* Put */
+	KB_ETCD_DELETE, /* DeleteRange */
+	KB_ETCD_TXN,    /* Txn */
+};
+/* The HTTP/2 :path of a call. */
+const char *kb_etcd_path(enum kb_etcd_call call);
+
+#define KB_GRPC_PREFIX 5
+
+/* PutRequest{key, value}. */
+int kb_grpc_put_put(uint8_t *buf, size_t cap, const void *key, size_t key_len, const void *val,
+		    size_t val_len);
+/* RangeRequest{key, range_end (none if 0 bytes), serializable, count_only}. */
+int kb_grpc_put_range(uint8_t *buf, size_t cap, const void *key, size_t key_len,
+		      const void *range_end, size_t range_end_len, bool serializable,
+		      bool count_only);
+/* DeleteRangeRequest{key, range_end}. */
+int kb_grpc_put_delete(uint8_t *buf, size_t cap, const void *key, size_t key_len,
+		       const void *range_end, size_t range_end_len);
+/* Create-if-absent: TxnRequest{compare: [create_revision(key) == 0],
+ * success: [put(key, value)]}; the reply's `succeeded` says if it was created. */
+int kb_grpc_put_txn_create(uint8_t *buf, size_t cap, const void *key, size_t key_len,
+			   const void *val, size_t val_len);
+/* TxnRequest{success: n puts of the same value} (no compare: always applies),
+ * etcd's equivalent of a ZooKeeper multi of setData. */
+int kb_grpc_put_txn_puts(uint8_t *buf, size_t cap, const char *const *keys, int n, const void *val,
+			 size_t val_len);
+
+/* The message of a gRPC frame: 0 with *msg and *msg_len set when buf holds exactly
+ * one uncompressed frame, KEEL_E_MALFORMED otherwise. */
+int kb_grpc_msg(const uint8_t *buf, size_t len, const uint8_t **msg, size_t *msg_len);
+
+/* What keelbench reads from a reply message (fields it does not need are
+ * skipped, as protobuf requires). */
+struct kb_etcd_reply {
+	int64_t count;   /* RangeResponse.count */
+	int32_t kvs;     /* RangeResponse.kvs entries */
+	bool succeeded;  /* TxnResponse.succeeded */
+	int64_t deleted; /* DeleteRangeResponse.deleted */
+};
+/* Decodes the response message of `call`. 0 or KEEL_E_MALFORMED. */
+int kb_etcd_decode(enum kb_etcd_call call, const uint8_t *msg, size_t len,
+		   struct kb_etcd_reply *out);
+
+/* etcd errors are counted in err_by_code next to ZooKeeper's, in codes no
+ * ZooKeeper error uses: a non-zero grpc-status s (1..16) is KB_EGRPC_BASE - s;
+ * a stream reset by the server KB_EH2_RST, a stream refused after a GOAWAY
+ * KB_EH2_GOAWAY. kb_zerr_name names them (GRPC_UNAVAILABLE, H2_RST_STREAM, ...). */
+#define KB_EGRPC_BASE (-170)
+#define KB_EH2_RST    (-190)
+#define KB_EH2_GOAWAY (-191)
+
+/* ------------------------------------------------------------------------ */
+/* HTTP/2 client connection for gRPC (h2.c, on libnghttp2: framing, HPACK,
+ * flow control). It does no I/O: bytes read from the socket go in through
+ * kb_h2_recv, bytes to write come out of kb_h2_out, so the caller keeps its
+ * own event loop. Many calls in flight, each on its own stream. */
+struct kb_h2;
+
+/* A finished call: tag and op as given to kb_h2_call; err 0 with the reply
+ * message (msg/len, valid during the callback only), or an error code
+ * (KB_EGRPC_BASE - status, KB_EH2_RST, KB_EH2_GOAWAY, ZK_EMARSHALLING for a
+ * reply that is not one gRPC message, or the code given to kb_h2_fail_all). */
+typedef void (*kb_h2_done_fn)(void *arg, uint64_t tag, int32_t op, int err, const uint8_t *msg,
+			      size_t len);
+
+/* authority: "host:port" for the :authority header. Queues the connection
+ * preface and SETTINGS. 0 or KEEL_E_NOMEM. */
+int kb_h2_new(struct kb_h2 **out, const char *authority, kb_h2_done_fn done, void *arg);
+void kb_h2_free(struct kb_h2 *h);
+/* Starts a call: the request frame (from kb_grpc_put_*) is copied. */
+int kb_h2_call(struct kb_h2 *h, enum kb_etcd_call call, const uint8_t *frame, size_t len,
+	       uint64_t tag, int32_t op);
+/* Feeds bytes read from the socket; finished calls are reported through done
+ * (which must not call kb_h2_call or kb_h2_free). 0, or KEEL_E_MALFORMED when
+ * the peer broke the protocol (the connection is then unusable). */
+int kb_h2_recv(struct kb_h2 *h, const uint8_t *data, size_t len);
+/* Next bytes to write (*data valid until the next kb_h2_* call); 0 when none. */
+size_t kb_h2_out(struct kb_h2 *h, const uint8_t **data);
+/* Calls started and not finished. */
+uint32_t kb_h2_inflight(const struct kb_h2 *h);
+/* Reports every unfinished call as failed with err (connection lost, timeout);
+ * the connection takes no more calls or bytes after it. */
+void kb_h2_fail_all(struct kb_h2 *h, int err);
+/* GOAWAY frames received. */
+uint32_t kb_h2_goaways(const struct kb_h2 *h);
+/* The grpc-message of the first failed call ("" if none): percent-encoded
+ * text as gRPC sends it, owned by h. */
+const char *kb_h2_first_error(const struct kb_h2 *h);
+
+/* ------------------------------------------------------------------------ */
 /* Options. */
 enum kb_mode { KB_MODE_CLOSED, KB_MODE_OPEN };
+/* What the servers speak: ZooKeeper's protocol, or etcd's v3 gRPC API (keys
+ * are then the same paths, as etcd keys; create is a create-if-absent Txn). */
+enum kb_proto { KB_PROTO_ZK, KB_PROTO_ETCD };
 enum kb_workload {
 	KB_WL_CREATE,
 	KB_WL_CREATE_SEQ,
@@ -175,6 +276,7 @@ struct kb_opts {
 	struct kb_server servers[KB_MAX_SERVERS];
 	int n_servers;
 	enum kb_mode mode;
+	enum kb_proto proto;
 	enum kb_workload workload;
 	int sessions;
 	int outstanding;   /* closed loop: requests in flight per session */
@@ -191,6 +293,7 @@ struct kb_opts {
 	int pids[KB_MAX_PIDS];
 	int n_pids;
 	uint64_t seed;
+	bool serializable; /* etcd: Range served by the member alone (no ReadIndex) */
 	bool verify;
 	bool cleanup;
 	bool json;

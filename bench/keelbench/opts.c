@@ -34,6 +34,10 @@ void kb_opts_usage(FILE *out)
 	      "  --workload W            create | create-seq | set | get | exists | mixed | multi "
 	      "(set)\n"
 	      "  --mode closed|open      closed loop (default) or open loop (Poisson arrivals)\n"
+	      "  --protocol zk|etcd      ZooKeeper protocol (default) or etcd v3 gRPC: workloads\n"
+	      "                          create (Txn create-if-absent), set (Put), get (Range),\n"
+	      "                          mixed, multi (Txn of puts)\n"
+	      "  --serializable          etcd: serializable Range (default linearizable)\n"
 	      "  --sessions N            client sessions (1)\n"
 	      "  --outstanding N         closed loop: requests in flight per session (1)\n"
 	      "  --rate R                open loop: offered ops/s over all sessions (required)\n"
@@ -172,6 +176,8 @@ enum {
 	OPT_SERVERS = 256,
 	OPT_WORKLOAD,
 	OPT_MODE,
+	OPT_PROTOCOL,
+	OPT_SERIALIZABLE,
 	OPT_SESSIONS,
 	OPT_OUTSTANDING,
 	OPT_RATE,
@@ -199,6 +205,8 @@ static const struct option long_opts[] = {
 	{ "servers", required_argument, NULL, OPT_SERVERS },
 	{ "workload", required_argument, NULL, OPT_WORKLOAD },
 	{ "mode", required_argument, NULL, OPT_MODE },
+	{ "protocol", required_argument, NULL, OPT_PROTOCOL },
+	{ "serializable", no_argument, NULL, OPT_SERIALIZABLE },
 	{ "sessions", required_argument, NULL, OPT_SESSIONS },
 	{ "outstanding", required_argument, NULL, OPT_OUTSTANDING },
 	{ "rate", required_argument, NULL, OPT_RATE },
@@ -293,6 +301,18 @@ int kb_opts_parse(struct kb_opts *o, int argc, char **argv, char *err, size_t er
 			else
 				return fail(err, err_len, "--mode: '%s' is not closed or open",
 					    optarg);
+			break;
+		case OPT_PROTOCOL:
+			if (strcmp(optarg, "zk") == 0)
+				o->proto = KB_PROTO_ZK;
+			else if (strcmp(optarg, "etcd") == 0)
+				o->proto = KB_PROTO_ETCD;
+			else
+				return fail(err, err_len, "--protocol: '%s' is not zk or etcd",
+					    optarg);
+			break;
+		case OPT_SERIALIZABLE:
+			o->serializable = true;
 			break;
 		case OPT_SESSIONS:
 			INT_OPT(sessions, "sessions", 1, 10000);
@@ -402,6 +422,17 @@ int kb_opts_parse(struct kb_opts *o, int argc, char **argv, char *err, size_t er
 	if (o->threads > o->sessions)
 		return fail(err, err_len, "--threads (%d) exceeds --sessions (%d)", o->threads,
 			    o->sessions);
+	if (o->proto == KB_PROTO_ETCD &&
+	    (o->workload == KB_WL_CREATE_SEQ || o->workload == KB_WL_EXISTS))
+		return fail(err, err_len, "--workload: %s has no etcd equivalent (--protocol etcd)",
+			    kb_workload_name(o->workload));
+	if (o->proto == KB_PROTO_ETCD && o->workload == KB_WL_MULTI && o->keys < o->multi_ops)
+		return fail(err, err_len,
+			    "--keys (%d) below --multi-ops (%d): an etcd Txn cannot put a key "
+			    "twice",
+			    o->keys, o->multi_ops);
+	if (o->serializable && o->proto != KB_PROTO_ETCD)
+		return fail(err, err_len, "--serializable is for --protocol etcd");
 	if (o->verify && o->workload != KB_WL_CREATE && o->workload != KB_WL_CREATE_SEQ)
 		return fail(err, err_len,
 			    "--verify applies to the create and create-seq workloads");

@@ -85,8 +85,17 @@ static void test_full_line(void **state)
 	assert_int_equal(o.seed, 16);
 	assert_true(o.verify && o.cleanup && o.json && o.quiet);
 	assert_string_equal(o.label, "zk");
+	assert_int_equal(o.proto, KB_PROTO_ZK);
+	assert_false(o.serializable);
+	/* etcd: its workloads, a serializable Range. */
+	assert_int_equal(parse("--protocol", "etcd", "--workload", "get", "--serializable", NULL),
+			 0);
+	assert_int_equal(o.proto, KB_PROTO_ETCD);
+	assert_true(o.serializable);
 	/* A second parse starts from the defaults again. */
 	assert_int_equal(parse("--workload", "get", NULL), 0);
+	assert_int_equal(o.proto, KB_PROTO_ZK);
+	assert_false(o.serializable);
 	assert_int_equal(o.n_pids, 0);
 	assert_int_equal(o.mode, KB_MODE_CLOSED);
 }
@@ -132,6 +141,12 @@ static void test_refusals(void **state)
 	refused("--read-pct", "--read-pct", "101", NULL);
 	refused("--multi-ops", "--multi-ops", "0", NULL);
 	refused("--multi-ops", "--multi-ops", "17", NULL);
+	refused("--protocol", "--protocol", "http", NULL);
+	refused("no etcd equivalent", "--protocol", "etcd", "--workload", "exists", NULL);
+	refused("no etcd equivalent", "--protocol", "etcd", "--workload", "create-seq", NULL);
+	refused("--serializable is for", "--serializable", NULL);
+	refused("cannot put a key twice", "--protocol", "etcd", "--workload", "multi", "--keys",
+		"3", "--multi-ops", "4", NULL);
 	refused("--threads", "--threads", "99", NULL);
 	refused("exceeds --sessions", "--threads", "4", "--sessions", "2", NULL);
 	refused("--root", "--root", "relative", NULL);

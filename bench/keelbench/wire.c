@@ -222,7 +222,33 @@ const char *kb_zerr_name(int err)
 		return "ZNOTREADONLY";
 	case -127:
 		return "ZTHROTTLEDOP";
+	case KB_EH2_RST:
+		return "H2_RST_STREAM";
+	case KB_EH2_GOAWAY:
+		return "H2_GOAWAY";
 	default:
-		return NULL;
+		break;
 	}
+	/* etcd's gRPC status codes (grpc/codes), counted as KB_EGRPC_BASE - code. */
+	static const char *const grpc[] = {
+		"GRPC_OK",
+		"GRPC_CANCELLED",
+		"GRPC_UNKNOWN",
+		"GRPC_INVALID_ARGUMENT",
+		"GRPC_DEADLINE_EXCEEDED",
+		"GRPC_NOT_FOUND",
+		"GRPC_ALREADY_EXISTS",
+		"GRPC_PERMISSION_DENIED",
+		"GRPC_RESOURCE_EXHAUSTED",
+		"GRPC_FAILED_PRECONDITION",
+		"GRPC_ABORTED",
+		"GRPC_OUT_OF_RANGE",
+		"GRPC_UNIMPLEMENTED",
+		"GRPC_INTERNAL",
+		"GRPC_UNAVAILABLE",
+		"GRPC_DATA_LOSS",
+		"GRPC_UNAUTHENTICATED",
+	};
+	int g = KB_EGRPC_BASE - err;
+	return g >= 1 && g < (int)KEEL_ARRAY_SIZE(grpc) ? grpc[g] : NULL;
 }
