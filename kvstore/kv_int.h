@@ -88,5 +88,8 @@ struct kv_znode *kv_lookup(const struct kv_hnode *paths, const char *path, uint3
 struct kv_session *kv_session_find(const struct kv_hnode *map, int64_t id);
 void kv_draft_begin(struct kv *kv);
 void kv_draft_publish(struct kv *kv);
+/* Retired batches past their grace period, waiting for the writer to free
+ * them (kv_reclaim); for tests. */
+size_t kv_gc_ready_batches(void);
 
 #endif
