@@ -54,7 +54,7 @@ uint64_t kv_znode_digest(const struct kv_znode *z)
 	h = fold(h, (uint64_t)(uint32_t)s->num_children);
 	h = fold(h, (uint64_t)s->pzxid);
 	h = fold(h, z->data ? z->data->hash : 0);
-	h = fold(h, z->acl ? z->acl->hash : 0);
+	h = fold(h, z->acl_hash);
 	/* Only null data adds a term, so the digest of every other node (and of
 	 * snapshots written before null data was kept) is unchanged. */
 	if (z->data_null)
@@ -81,6 +81,7 @@ struct kv_znode *kv_znode_alloc(struct kv *kv, const char *path, uint32_t len)
 	z->leaf.hash = kv_hash(path, len, KV_SEED_PATH);
 	memset(&z->stat, 0, sizeof(z->stat));
 	z->data = z->acl = NULL;
+	z->acl_hash = 0;
 	z->data_null = false;
 	z->children = NULL;
 	z->dhash = 0;
@@ -346,6 +347,7 @@ int kv_create(const struct kv_config *cfg, struct kv **out)
 	root = kv_znode_alloc(kv, "/", 1);
 	if (!root || !(root->acl = kv_blob_alloc(kv, acl, (uint32_t)acl_len)))
 		goto fail_draft;
+	kv_znode_set_acl(root, root->acl);
 	root->dhash = kv_znode_digest(root);
 	if (kv_hamt_put(&kv->mem, &kv->draft->paths, &root->leaf, &old) < 0)
 		goto fail_draft;
@@ -653,6 +655,7 @@ static int do_create(struct opctx *c, const struct kv_op *op)
 	if ((op->data_len && !(z->data = kv_blob_alloc(kv, op->data, op->data_len))) ||
 	    !(z->acl = kv_blob_alloc(kv, op->acl, op->acl_len)))
 		return KEEL_E_NOMEM;
+	kv_znode_set_acl(z, z->acl);
 	if (kv_hamt_put(&kv->mem, &d->paths, &z->leaf, &old) < 0)
 		return KEEL_E_NOMEM;
 	zdone(kv, z);
@@ -821,7 +824,7 @@ static int do_set_acl(struct opctx *c, const struct kv_op *op)
 	if (!b || !(z = zedit(kv, z)))
 		return KEEL_E_NOMEM;
 	kv_mem_retire(&kv->mem, z->acl);
-	z->acl = b;
+	kv_znode_set_acl(z, b);
 	z->stat.aversion++;
 	zdone(kv, z);
 	c->res->stat = z->stat;

@@ -24,10 +24,13 @@ struct kv_znode {
 	struct kv_leaf leaf;
 	struct zk_stat stat;
 	struct kv_blob *data; /* NULL: empty (or null, if data_null) */
-	struct kv_blob *acl;  /* NULL: empty list */
+	struct kv_blob *acl;  /* NULL: empty list; set with kv_znode_set_acl */
 	bool data_null;       /* ZooKeeper's null data; data is NULL */
 	struct kv_hnode *children;
 	uint64_t dhash; /* this node's share of the digest */
+	/* acl->hash (0 without one), beside the pointer: every setData recomputes
+	 * the node's digest, and the ACL blob is otherwise a cache miss. */
+	uint64_t acl_hash;
 	char path[];
 };
 
@@ -74,6 +77,12 @@ struct kv {
 	struct kv_op *dec_ops; /* kv_apply_encoded's decode space */
 	bool zk_nodes;         /* kv_zookeeper_nodes(): the built-in nodes cannot be deleted */
 };
+
+static inline void kv_znode_set_acl(struct kv_znode *z, struct kv_blob *acl)
+{
+	z->acl = acl;
+	z->acl_hash = acl ? acl->hash : 0;
+}
 
 /* A hand-built op's pointers cover its lengths (decoded ones always do). */
 int kv_op_ptrs_ok(const struct kv_op *op);
