@@ -15,6 +15,7 @@
  * but the view's zxid: its generation is thrown away whole (kv_mem_abort).
  */
 #define _LGPL_SOURCE
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,7 +54,7 @@ uint64_t kv_znode_digest(const struct kv_znode *z)
 	h = fold(h, (uint64_t)(uint32_t)s->num_children);
 	h = fold(h, (uint64_t)s->pzxid);
 	h = fold(h, z->data ? z->data->hash : 0);
-	h = fold(h, z->acl ? z->acl->hash : 0);
+	h = fold(h, z->acl_hash);
 	/* Only null data adds a term, so the digest of every other node (and of
 	 * snapshots written before null data was kept) is unchanged. */
 	if (z->data_null)
@@ -80,6 +81,7 @@ struct kv_znode *kv_znode_alloc(struct kv *kv, const char *path, uint32_t len)
 	z->leaf.hash = kv_hash(path, len, KV_SEED_PATH);
 	memset(&z->stat, 0, sizeof(z->stat));
 	z->data = z->acl = NULL;
+	z->acl_hash = 0;
 	z->data_null = false;
 	z->children = NULL;
 	z->dhash = 0;
@@ -182,29 +184,71 @@ void kv_thread_online(void)
 	rcu_thread_online();
 }
 
-void kv_barrier(void)
-{
-	rcu_barrier();
-}
-
+/*
+ * Retired versions go to liburcu's call_rcu thread in batches, but are freed
+ * back on the writer: the callback only pushes its batch on gc_ready, and the
+ * next kv_reclaim (or kv_barrier) frees what is there. With jemalloc a free
+ * on the thread that allocated lands in that thread's cache, where the next
+ * versions' allocations find it (still warm); freed on the reclaimer's thread
+ * every object went through the shared arena and its lock twice (~8 % of a
+ * node's CPU at setData saturation, bench/RESULTS.md "CPU per write, round
+ * 3"). One list for the process: a kv may be destroyed while its batches wait
+ * for their grace period (kv_destroy, then kv_barrier).
+ */
 struct gc_batch {
 	struct rcu_head head;
+	struct gc_batch *ready_next;
 	size_t n;
 	void *p[];
 };
 
-static void gc_free(struct rcu_head *head)
+static struct gc_batch *_Atomic gc_ready;
+
+static void gc_done(struct rcu_head *head)
 {
 	struct gc_batch *b = caa_container_of(head, struct gc_batch, head);
 	QSBR_ACQUIRE();
-	for (size_t i = 0; i < b->n; i++)
-		free(b->p[i]);
-	free(b);
+	struct gc_batch *top = atomic_load_explicit(&gc_ready, memory_order_relaxed);
+	/* Release: the grace period (acquired above) comes before whoever pops it. */
+	do
+		b->ready_next = top;
+	while (!atomic_compare_exchange_weak_explicit(&gc_ready, &top, b, memory_order_release,
+						      memory_order_relaxed));
+}
+
+/* Frees every batch whose grace period is over (any thread; the writer's
+ * kv_reclaim normally). Taking the whole list at once has no ABA problem. */
+static void gc_free_ready(void)
+{
+	struct gc_batch *b = atomic_exchange_explicit(&gc_ready, NULL, memory_order_acquire);
+	while (b) {
+		struct gc_batch *next = b->ready_next;
+		for (size_t i = 0; i < b->n; i++)
+			free(b->p[i]);
+		free(b);
+		b = next;
+	}
+}
+
+size_t kv_gc_ready_batches(void)
+{
+	size_t n = 0;
+	for (struct gc_batch *b = atomic_load_explicit(&gc_ready, memory_order_acquire); b;
+	     b = b->ready_next)
+		n++;
+	return n;
+}
+
+void kv_barrier(void)
+{
+	rcu_barrier();
+	gc_free_ready();
 }
 
 void kv_reclaim(struct kv *kv)
 {
 	struct kv_ptrvec *g = &kv->mem.garbage;
+	gc_free_ready();
 	if (g->n == 0)
 		return;
 	struct gc_batch *b = kv_malloc(sizeof(*b) + g->n * sizeof(void *));
@@ -214,7 +258,7 @@ void kv_reclaim(struct kv *kv)
 	memcpy(b->p, g->v, g->n * sizeof(void *));
 	g->n = 0;
 	kv->mem.garbage_mark = 0;
-	call_rcu(&b->head, gc_free);
+	call_rcu(&b->head, gc_done);
 }
 
 /* ---- the draft ---- */
@@ -303,6 +347,7 @@ int kv_create(const struct kv_config *cfg, struct kv **out)
 	root = kv_znode_alloc(kv, "/", 1);
 	if (!root || !(root->acl = kv_blob_alloc(kv, acl, (uint32_t)acl_len)))
 		goto fail_draft;
+	kv_znode_set_acl(root, root->acl);
 	root->dhash = kv_znode_digest(root);
 	if (kv_hamt_put(&kv->mem, &kv->draft->paths, &root->leaf, &old) < 0)
 		goto fail_draft;
@@ -610,6 +655,7 @@ static int do_create(struct opctx *c, const struct kv_op *op)
 	if ((op->data_len && !(z->data = kv_blob_alloc(kv, op->data, op->data_len))) ||
 	    !(z->acl = kv_blob_alloc(kv, op->acl, op->acl_len)))
 		return KEEL_E_NOMEM;
+	kv_znode_set_acl(z, z->acl);
 	if (kv_hamt_put(&kv->mem, &d->paths, &z->leaf, &old) < 0)
 		return KEEL_E_NOMEM;
 	zdone(kv, z);
@@ -778,7 +824,7 @@ static int do_set_acl(struct opctx *c, const struct kv_op *op)
 	if (!b || !(z = zedit(kv, z)))
 		return KEEL_E_NOMEM;
 	kv_mem_retire(&kv->mem, z->acl);
-	z->acl = b;
+	kv_znode_set_acl(z, b);
 	z->stat.aversion++;
 	zdone(kv, z);
 	c->res->stat = z->stat;

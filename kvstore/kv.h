@@ -282,8 +282,11 @@ int kv_apply_encoded(struct kv *kv, const void *buf, size_t len, struct kv_apply
 typedef void (*kv_batch_fn)(void *ctx, uint32_t index, const struct kv_txn *txn,
 			    const struct kv_apply_result *res);
 int kv_apply_batch(struct kv *kv, const void *buf, size_t len, kv_batch_fn fn, void *ctx);
-/* Hands retired memory to the reclaimer now (kv_apply does it every few hundred
- * retired objects). Writer thread. */
+/* Frees retired memory whose grace period is over, and hands what was retired
+ * since to the reclaimer (kv_apply does it every few hundred retired objects).
+ * Writer thread: the frees happen here, on the thread that allocated, so
+ * memory freed by the reclaimer waits for the writer's next call (or
+ * kv_barrier). */
 void kv_reclaim(struct kv *kv);
 
 /* ---- reads: any registered thread ---- */

@@ -24,10 +24,13 @@ struct kv_znode {
 	struct kv_leaf leaf;
 	struct zk_stat stat;
 	struct kv_blob *data; /* NULL: empty (or null, if data_null) */
-	struct kv_blob *acl;  /* NULL: empty list */
+	struct kv_blob *acl;  /* NULL: empty list; set with kv_znode_set_acl */
 	bool data_null;       /* ZooKeeper's null data; data is NULL */
 	struct kv_hnode *children;
 	uint64_t dhash; /* this node's share of the digest */
+	/* acl->hash (0 without one), beside the pointer: every setData recomputes
+	 * the node's digest, and the ACL blob is otherwise a cache miss. */
+	uint64_t acl_hash;
 	char path[];
 };
 
@@ -75,6 +78,12 @@ struct kv {
 	bool zk_nodes;         /* kv_zookeeper_nodes(): the built-in nodes cannot be deleted */
 };
 
+static inline void kv_znode_set_acl(struct kv_znode *z, struct kv_blob *acl)
+{
+	z->acl = acl;
+	z->acl_hash = acl ? acl->hash : 0;
+}
+
 /* A hand-built op's pointers cover its lengths (decoded ones always do). */
 int kv_op_ptrs_ok(const struct kv_op *op);
 uint64_t kv_znode_digest(const struct kv_znode *z);
@@ -88,5 +97,8 @@ struct kv_znode *kv_lookup(const struct kv_hnode *paths, const char *path, uint3
 struct kv_session *kv_session_find(const struct kv_hnode *map, int64_t id);
 void kv_draft_begin(struct kv *kv);
 void kv_draft_publish(struct kv *kv);
+/* Retired batches past their grace period, waiting for the writer to free
+ * them (kv_reclaim); for tests. */
+size_t kv_gc_ready_batches(void);
 
 #endif

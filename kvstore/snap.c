@@ -333,7 +333,7 @@ static int restore_body(struct kv *kv, struct sreader *r)
 		s->num_children = (int32_t)sr_le(r, 4);
 		s->pzxid = (int64_t)sr_le(r, 8);
 		z->data = sr_blob(kv, r, kv->max_data, nulls ? &z->data_null : NULL);
-		z->acl = sr_blob(kv, r, ACL_MAX, NULL);
+		kv_znode_set_acl(z, sr_blob(kv, r, ACL_MAX, NULL));
 		if (r->err)
 			return r->err;
 		if (path[0] != '/' || (n > 1 && path[n - 1] == '/'))
