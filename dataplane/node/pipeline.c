@@ -75,6 +75,16 @@
 #define MAX_RX_ENTS  256
 #define PERS_CAP     4096
 #define BATCH_MAX    (8u << 20)
+/*
+ * Log groups up to this size are synced inline on the pipeline thread
+ * (wal_options.inline_sync_max_bytes): a single client's write is one small
+ * group, and syncing it here saves the io_uring worker's wake-up and the
+ * completion's wake-up of this thread (bench/RESULTS.md, "single-client
+ * write: wake-ups"). An O_DIRECT group is padded to 4 KiB, so at least that.
+ */
+#ifndef PL_INLINE_SYNC_BYTES
+#define PL_INLINE_SYNC_BYTES (8u << 10)
+#endif
 
 struct strack {
 	struct strack *next;
@@ -3098,10 +3108,13 @@ static void *pipeline_main(void *arg)
 		work |= snap_turn(p);
 		if (p->t)
 			(void)dp_flush(p->t);
-		work |= poll_wal(p);
 		atomic_store(&k->applying, false);
 		keeld_serve_barrier(k, turn);
 		zk_server_uncork(k->zk);
+		/* After the turn's messages and replies are out: a small group
+		 * is synced inline here (PL_INLINE_SYNC_BYTES), and nothing
+		 * this turn produced should wait for it. */
+		work |= poll_wal(p);
 		uint64_t t1 = keel_now_ns();
 		p->busy_ns += t1 - now;
 		if (work)
@@ -3304,6 +3317,7 @@ int keeld_pipeline_open(struct keeld *k)
 										 : WAL_BACKEND_AUTO,
 				  .direct_io = c->o_direct,
 				  .no_sync = !c->fsync,
+				  .inline_sync_max_bytes = PL_INLINE_SYNC_BYTES,
 				  .log_fn = wal_log,
 				  .sync_fn = wal_synced,
 				  .sync_arg = k };
@@ -3497,6 +3511,8 @@ int keeld_pipeline_start(struct keeld *k)
 		snap_stop(k->pl);
 		return -rc;
 	}
+	/* Named, so perf/top per thread tell the pipeline from the front end. */
+	pthread_setname_np(k->pl_thread, "keel-pipeline");
 	return 0;
 }
 
