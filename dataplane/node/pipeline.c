@@ -196,6 +196,11 @@ struct pipeline {
 	struct wal *w;
 	dp_transport *t;
 	uint64_t tick_ns, next_tick_ns;
+	/* A heartbeat response held for the next message to its peer (send_raft). */
+	uint8_t hbr_buf[128];
+	size_t hbr_len;
+	uint32_t hbr_to;
+	uint64_t hbr_until_ns;
 
 	struct preq *pend[PEND_BUCKETS];
 	struct preq *hold_head, **hold_tail;  /* local, not yet handed to a leader */
@@ -631,6 +636,25 @@ static void propose_items(struct pipeline *p)
 
 /* ------------------------------------------------------------- sending */
 
+static void hbr_release(struct pipeline *p)
+{
+	if (p->hbr_len && p->t)
+		(void)dp_send(p->t, (uint16_t)p->hbr_to, KEELD_MSG_RAFT, p->hbr_buf, p->hbr_len);
+	p->hbr_len = 0;
+}
+
+/*
+ * A follower answers every heartbeat, and the leader sends one at once with
+ * each new commit index (so followers apply, and answer their own clients,
+ * without waiting): at one client that is a wake-up of the leader per
+ * follower per write, for a response nothing waits on (keeld uses no
+ * ReadIndex; CheckQuorum and stall detection count rounds, and a late
+ * response only makes a lease shorter). So a heartbeat response waits for
+ * the next message to the same peer -- usually the acknowledgement of the
+ * next write, which wakes the leader anyway -- or for the next tick (<= 10
+ * ms; the idle wait wakes for ticks), whichever comes first. A newer one
+ * replaces it (the leader keeps only the highest round).
+ */
 static void send_raft(struct pipeline *p, const struct raft_msg *m)
 {
 	size_t n = raft_msg_encoded_size(m);
@@ -641,6 +665,18 @@ static void send_raft(struct pipeline *p, const struct raft_msg *m)
 			  keel_strerror((int)w));
 		return;
 	}
+	if (p->hbr_len && p->hbr_to != m->to && m->type == RAFT_MSG_HEARTBEAT_RESP)
+		hbr_release(p); /* another leader: the held one goes now */
+	if (m->type == RAFT_MSG_HEARTBEAT_RESP && (size_t)w <= sizeof(p->hbr_buf)) {
+		if (!p->hbr_len)
+			p->hbr_until_ns = p->next_tick_ns;
+		memcpy(p->hbr_buf, p->sendbuf, (size_t)w);
+		p->hbr_len = (size_t)w;
+		p->hbr_to = m->to;
+		return;
+	}
+	if (p->hbr_len && p->hbr_to == m->to)
+		hbr_release(p); /* rides the same flush as m */
 	if (p->t)
 		(void)dp_send(p->t, (uint16_t)m->to, KEELD_MSG_RAFT, p->sendbuf, (size_t)w);
 }
@@ -3054,6 +3090,8 @@ static void *pipeline_main(void *arg)
 			raft_tick(p->r);
 			p->next_tick_ns += p->tick_ns;
 		}
+		if (p->hbr_len && now >= p->hbr_until_ns)
+			hbr_release(p); /* flushed with this turn's messages */
 		/* Before watch_leadership: a role or term change publishes at once. */
 		work |= mg_turn(p, now);
 		watch_leadership(p);
