@@ -196,8 +196,9 @@ struct pipeline {
 	struct wal *w;
 	dp_transport *t;
 	uint64_t tick_ns, next_tick_ns;
-	/* A heartbeat response held for the next message to its peer (send_raft). */
-	uint8_t hbr_buf[128];
+	/* A heartbeat response held for the next message to its peer (send_raft);
+	 * encoded, 92 bytes today (one larger is sent at once, never lost). */
+	uint8_t hbr_buf[256];
 	size_t hbr_len;
 	uint32_t hbr_to;
 	uint64_t hbr_until_ns;
