@@ -767,8 +767,14 @@ static void group_complete(struct wal *w, enum op_tag tag, int res, uint64_t arg
 	group_finish(w);
 }
 
-/* Plain backend: the same group, written and synced before returning. */
-static void group_run_plain(struct wal *w)
+/*
+ * Plain backend, and io_uring's inline small groups: the same group, written
+ * and synced before returning. `dsync`: each write carries RWF_DSYNC (one
+ * syscall, the written range synced as fdatasync would; the caller keeps the
+ * group to one pwritev2 so no range is left unsynced) instead of a separate
+ * fdatasync; the fault seam still sees a write, then an fsync.
+ */
+static void group_run_plain(struct wal *w, bool dsync)
 {
 	struct seg *s = seg_by_seq(w, w->g_seq);
 	size_t niov = w->g_niov;
@@ -781,8 +787,8 @@ static void group_run_plain(struct wal *w)
 	int rc = fault(w, WAL_IO_WRITE);
 	struct iovec *iov = w->iov;
 	while (!rc && niov) {
-		ssize_t r =
-			pwritev(s->dfd, iov, (int)KEEL_MIN(niov, (size_t)IOV_PER_SQE), (off_t)off);
+		ssize_t r = pwritev2(s->dfd, iov, (int)KEEL_MIN(niov, (size_t)IOV_PER_SQE),
+				     (off_t)off, dsync ? RWF_DSYNC : 0);
 		if (r < 0) {
 			if (errno == EINTR)
 				continue;
@@ -810,7 +816,7 @@ static void group_run_plain(struct wal *w)
 		group_fail(w, rc, "write");
 	else if (!w->o.no_sync) {
 		rc = fault(w, WAL_IO_FSYNC);
-		if (!rc && fdatasync(s->dfd) < 0)
+		if (!rc && !dsync && fdatasync(s->dfd) < 0)
 			rc = -errno;
 		if (rc)
 			group_fail(w, rc, "fdatasync");
@@ -1712,6 +1718,20 @@ static void flush_sqes(struct wal *w)
 		w->sqes_queued -= (unsigned)KEEL_MIN((unsigned)r, w->sqes_queued);
 }
 
+/*
+ * A small group at low load is synced on the loop thread (see
+ * wal_options.inline_sync_max_bytes): one blocking write of ~40-60 us here
+ * costs less latency and CPU than the io_uring worker's wake-up and the
+ * completion's wake-up of the loop on a VM whose every sleep/wake is a
+ * halt/IPI round. Not with a test hold (it would sleep on the loop), nor for
+ * more iovecs than one pwritev2 takes (each call syncs only its own range).
+ */
+static bool group_inline(const struct wal *w)
+{
+	return w->g_len <= w->o.inline_sync_max_bytes && w->g_niov <= IOV_PER_SQE &&
+	       !w->test_fsync_delay_us;
+}
+
 static void pump_uring(struct wal *w)
 {
 	if (!w->err) {
@@ -1721,8 +1741,12 @@ static void pump_uring(struct wal *w)
 			spare_pump(w);
 		if (hs_begin(w))
 			hs_submit_uring(w);
-		if (group_build(w))
-			group_submit_uring(w);
+		if (group_build(w)) {
+			if (group_inline(w))
+				group_run_plain(w, !w->o.no_sync);
+			else
+				group_submit_uring(w);
+		}
 	}
 	flush_sqes(w); /* also deletions queued by wal_truncate_prefix() */
 }
@@ -1758,7 +1782,7 @@ static void pump_plain(struct wal *w)
 		}
 		if (!group_build(w))
 			return;
-		group_run_plain(w);
+		group_run_plain(w, false);
 	}
 }
 

@@ -90,6 +90,20 @@ struct wal_options {
 	 * this node acknowledged. Recovery at open and snapshot files still sync.
 	 */
 	bool no_sync;
+	/*
+	 * io_uring backend at low load: a group of at most this many bytes
+	 * (records and, with direct_io, the padding) is written and synced
+	 * inline inside wal_poll() -- one pwritev2(RWF_DSYNC) on the loop
+	 * thread -- instead of on io_uring, whose fsync runs on a kernel worker
+	 * thread that must be woken and whose completion wakes the loop again
+	 * (two sleep/wake rounds per group). Only when no group is in flight
+	 * (always: one at a time) and no test hold is set; a larger group, one
+	 * of more than 1024 iovecs, the hard state and segment preparation stay
+	 * on io_uring, so under load the group commit never blocks the loop for
+	 * longer than one small sync. 0 = off (every group on io_uring). Ignored
+	 * by the plain backend (which syncs inline anyway).
+	 */
+	uint32_t inline_sync_max_bytes;
 	wal_fault_fn fault; /* NULL in production */
 	void *fault_arg;
 	/* Operator log lines (backend in use, torn tail cut). NULL = stderr. */

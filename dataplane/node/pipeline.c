@@ -75,6 +75,16 @@
 #define MAX_RX_ENTS  256
 #define PERS_CAP     4096
 #define BATCH_MAX    (8u << 20)
+/*
+ * Log groups up to this size are synced inline on the pipeline thread
+ * (wal_options.inline_sync_max_bytes): a single client's write is one small
+ * group, and syncing it here saves the io_uring worker's wake-up and the
+ * completion's wake-up of this thread (bench/RESULTS.md, "single-client
+ * write: wake-ups"). An O_DIRECT group is padded to 4 KiB, so at least that.
+ */
+#ifndef PL_INLINE_SYNC_BYTES
+#define PL_INLINE_SYNC_BYTES (8u << 10)
+#endif
 
 struct strack {
 	struct strack *next;
@@ -187,6 +197,12 @@ struct pipeline {
 	dp_transport *t;
 	uint64_t tick_ns, next_tick_ns;
 	int32_t test_clock_rate_ppm; /* keel.test.clockRatePpm: 0 = the true rate */
+	/* A heartbeat response held for the next message to its peer (send_raft);
+	 * encoded, 92 bytes today (one larger is sent at once, never lost). */
+	uint8_t hbr_buf[256];
+	size_t hbr_len;
+	uint32_t hbr_to;
+	uint64_t hbr_until_ns;
 
 	struct preq *pend[PEND_BUCKETS];
 	struct preq *hold_head, **hold_tail;  /* local, not yet handed to a leader */
@@ -626,6 +642,25 @@ static void propose_items(struct pipeline *p)
 
 /* ------------------------------------------------------------- sending */
 
+static void hbr_release(struct pipeline *p)
+{
+	if (p->hbr_len && p->t)
+		(void)dp_send(p->t, (uint16_t)p->hbr_to, KEELD_MSG_RAFT, p->hbr_buf, p->hbr_len);
+	p->hbr_len = 0;
+}
+
+/*
+ * A follower answers every heartbeat, and the leader sends one at once with
+ * each new commit index (so followers apply, and answer their own clients,
+ * without waiting): at one client that is a wake-up of the leader per
+ * follower per write, for a response nothing waits on (keeld uses no
+ * ReadIndex; CheckQuorum and stall detection count rounds, and a late
+ * response only makes a lease shorter). So a heartbeat response waits for
+ * the next message to the same peer -- usually the acknowledgement of the
+ * next write, which wakes the leader anyway -- or for the next tick (<= 10
+ * ms; the idle wait wakes for ticks), whichever comes first. A newer one
+ * replaces it (the leader keeps only the highest round).
+ */
 static void send_raft(struct pipeline *p, const struct raft_msg *m)
 {
 	size_t n = raft_msg_encoded_size(m);
@@ -636,6 +671,18 @@ static void send_raft(struct pipeline *p, const struct raft_msg *m)
 			  keel_strerror((int)w));
 		return;
 	}
+	if (p->hbr_len && p->hbr_to != m->to && m->type == RAFT_MSG_HEARTBEAT_RESP)
+		hbr_release(p); /* another leader: the held one goes now */
+	if (m->type == RAFT_MSG_HEARTBEAT_RESP && (size_t)w <= sizeof(p->hbr_buf)) {
+		if (!p->hbr_len)
+			p->hbr_until_ns = p->next_tick_ns;
+		memcpy(p->hbr_buf, p->sendbuf, (size_t)w);
+		p->hbr_len = (size_t)w;
+		p->hbr_to = m->to;
+		return;
+	}
+	if (p->hbr_len && p->hbr_to == m->to)
+		hbr_release(p); /* rides the same flush as m */
 	if (p->t)
 		(void)dp_send(p->t, (uint16_t)m->to, KEELD_MSG_RAFT, p->sendbuf, (size_t)w);
 }
@@ -3246,6 +3293,8 @@ static void *pipeline_main(void *arg)
 			raft_tick(p->r);
 			p->next_tick_ns += tick_interval_ns(p);
 		}
+		if (p->hbr_len && now >= p->hbr_until_ns)
+			hbr_release(p); /* flushed with this turn's messages */
 		/* Before watch_leadership: a role or term change publishes at once. */
 		work |= mg_turn(p, now);
 		watch_leadership(p);
@@ -3300,10 +3349,13 @@ static void *pipeline_main(void *arg)
 		work |= snap_turn(p);
 		if (p->t)
 			(void)dp_flush(p->t);
-		work |= poll_wal(p);
 		atomic_store(&k->applying, false);
 		keeld_serve_barrier(k, turn);
 		zk_server_uncork(k->zk);
+		/* After the turn's messages and replies are out: a small group
+		 * is synced inline here (PL_INLINE_SYNC_BYTES), and nothing
+		 * this turn produced should wait for it. */
+		work |= poll_wal(p);
 		uint64_t t1 = keel_now_ns();
 		p->busy_ns += t1 - now;
 		if (work)
@@ -3506,6 +3558,7 @@ int keeld_pipeline_open(struct keeld *k)
 										 : WAL_BACKEND_AUTO,
 				  .direct_io = c->o_direct,
 				  .no_sync = !c->fsync,
+				  .inline_sync_max_bytes = PL_INLINE_SYNC_BYTES,
 				  .log_fn = wal_log,
 				  .sync_fn = wal_synced,
 				  .sync_arg = k };
@@ -3696,6 +3749,8 @@ int keeld_pipeline_start(struct keeld *k)
 		snap_stop(k->pl);
 		return -rc;
 	}
+	/* Named, so perf/top per thread tell the pipeline from the front end. */
+	pthread_setname_np(k->pl_thread, "keel-pipeline");
 	return 0;
 }
 

@@ -1095,6 +1095,7 @@ int zk_server_start(const struct zk_server_config *cfg, const struct zk_backend_
 		*out = NULL;
 		goto fail_mutex;
 	}
+	pthread_setname_np(s->thread, "keel-zk");
 	return 0;
 
 fail_mutex:

@@ -11,6 +11,11 @@
   would be one child too many); the followers did retransmit.
 * forceSync=no (keel.fsync=off): the cluster serves writes, every node says
   so in its start-up log and in /status (fsync path "off").
+* Held heartbeat responses: a follower holds its answer to a heartbeat until
+  its next message to the leader or the next tick; an idle cluster after
+  writes at the leader and at a follower keeps its leader and term for 5
+  election timeouts (CheckQuorum would depose a leader whose followers'
+  responses never came), and a write through a follower then still commits.
 """
 import json
 import os
@@ -253,6 +258,33 @@ class FsyncOff(unittest.TestCase):
                 check_exactly_once(self, zk, writers)
                 zk.stop()
                 zk.close()
+
+
+class HeldHeartbeatResponses(unittest.TestCase):
+    def test_idle_leader_keeps_quorum(self):
+        if os.environ.get("KEEL_TEST_TARGET", "keel") != "keel":
+            self.skipTest("keel's status")
+        with Cluster.create(size=3, admin_token=TOKEN) as cl:
+            cl.wait_ready()
+            lead = cl.leader()
+            fol = [i for i in range(cl.size) if i != lead][0]
+            zl, zf = client(cl, [lead]), client(cl, [fol])
+            zl.create("/hb", b"0")
+            for i in range(50):
+                zl.set("/hb", b"%d" % i)
+                zf.set("/hb", b"f%d" % i)
+            before = [status(n) for n in cl.nodes]
+            time.sleep(5 * 0.3)  # keel.electionTimeoutMs=300 (zkcluster.py)
+            after = [status(n) for n in cl.nodes]
+            for b, a in zip(before, after):
+                self.assertEqual(a["term"], b["term"])
+                self.assertEqual(a["leader"], cl.nodes[lead].id)
+            self.assertEqual(after[lead]["role"], "leader")
+            zf.set("/hb", b"last")
+            self.assertEqual(zf.get("/hb")[0], b"last")
+            for z in (zl, zf):
+                z.stop()
+                z.close()
 
 
 if __name__ == "__main__":

@@ -18,11 +18,16 @@ struct variant {
 	enum wal_backend backend;
 	bool direct;
 	const char *name;
+	uint32_t inline_bytes; /* wal_options.inline_sync_max_bytes */
 };
 
-static const struct variant v_uring = { WAL_BACKEND_URING, false, "io_uring" };
-static const struct variant v_plain = { WAL_BACKEND_PLAIN, false, "plain" };
-static const struct variant v_direct = { WAL_BACKEND_URING, true, "io_uring+O_DIRECT" };
+static const struct variant v_uring = { WAL_BACKEND_URING, false, "io_uring", 0 };
+static const struct variant v_plain = { WAL_BACKEND_PLAIN, false, "plain", 0 };
+static const struct variant v_direct = { WAL_BACKEND_URING, true, "io_uring+O_DIRECT", 0 };
+/* Small groups synced inline, larger ones on io_uring: both paths in one run. */
+static const struct variant v_uring_inline = { WAL_BACKEND_URING, false, "io_uring", 2048 };
+static const struct variant v_direct_inline = { WAL_BACKEND_URING, true, "io_uring+O_DIRECT",
+						8192 };
 
 struct fx {
 	const struct variant *v;
@@ -51,6 +56,21 @@ static int setup_direct(void **state)
 {
 	return setup(state, &v_direct);
 }
+static int setup_uring_inline(void **state)
+{
+	return setup(state, &v_uring_inline);
+}
+static int setup_direct_inline(void **state)
+{
+	return setup(state, &v_direct_inline);
+}
+
+static struct wal_options vopts(const struct fx *f)
+{
+	struct wal_options o = walt_opts(f->dir, f->v->backend, f->v->direct);
+	o.inline_sync_max_bytes = f->v->inline_bytes;
+	return o;
+}
 static int teardown(void **state)
 {
 	struct fx *f = *state;
@@ -65,7 +85,7 @@ static void reopen(struct fx *f)
 {
 	wal_close(f->w);
 	f->w = NULL;
-	struct wal_options o = walt_opts(f->dir, f->v->backend, f->v->direct);
+	struct wal_options o = vopts(f);
 	int rc = wal_open(&o, &f->w, &f->rec);
 	if (rc)
 		fail_msg("open: %s: %s", keel_strerror(rc), f->rec.error);
@@ -307,7 +327,7 @@ static void test_snapshot_corrupt(void **state)
 	walt_write_file(p, b, n);
 	wal_close(f->w);
 	f->w = NULL;
-	struct wal_options o = walt_opts(f->dir, f->v->backend, f->v->direct);
+	struct wal_options o = vopts(f);
 	assert_int_equal(wal_open(&o, &f->w, &f->rec), KEEL_E_CORRUPT);
 	assert_non_null(strstr(f->rec.error, "snap-0000000000000005.snap"));
 	free(b);
@@ -356,7 +376,7 @@ static void test_hardstate(void **state)
 	/* Both slots bad cannot come from one torn write: refuse. */
 	b[512 + 16] ^= 0xff;
 	walt_write_file(p, b, n);
-	struct wal_options o = walt_opts(f->dir, f->v->backend, f->v->direct);
+	struct wal_options o = vopts(f);
 	assert_int_equal(wal_open(&o, &f->w, &f->rec), KEEL_E_CORRUPT);
 	assert_non_null(strstr(f->rec.error, "hardstate"));
 	free(b);
@@ -424,7 +444,7 @@ static void test_lock(void **state)
 	/* flock is per open file description: a second open in this process conflicts too. */
 	struct wal *w2;
 	struct wal_recovery rec;
-	struct wal_options o = walt_opts(f->dir, f->v->backend, f->v->direct);
+	struct wal_options o = vopts(f);
 	assert_int_equal(wal_open(&o, &w2, &rec), KEEL_E_BUSY);
 }
 
@@ -444,7 +464,7 @@ static void test_missing_snapshot(void **state)
 	char p[600];
 	snprintf(p, sizeof(p), "%s/snap-%016x.snap", f->dir, 900);
 	assert_int_equal(unlink(p), 0);
-	struct wal_options o = walt_opts(f->dir, f->v->backend, f->v->direct);
+	struct wal_options o = vopts(f);
 	assert_int_equal(wal_open(&o, &f->w, &f->rec), KEEL_E_GAP);
 	assert_non_null(strstr(f->rec.error, "but the latest snapshot ends at 0 (gap)"));
 }
@@ -560,8 +580,94 @@ static void test_snapshot_killed_mid_write(void **state)
 	assert_int_equal(access(p, F_OK), -1);
 }
 
+/* Counts the log's writes and fsyncs (the fault seam, never failing). */
+struct io_count {
+	long writes, fsyncs;
+};
+
+static int count_io(void *arg, enum wal_io_kind kind)
+{
+	struct io_count *c = arg;
+	if (kind == WAL_IO_WRITE)
+		c->writes++;
+	else
+		c->fsyncs++;
+	return 0;
+}
+
+/*
+ * inline_sync_max_bytes: a group within the limit is written and synced
+ * inside the wal_poll() that starts it (durable when it returns, its write
+ * and fsync seen by then); a larger one goes to io_uring (not durable when
+ * the poll that submitted it returns); with a test hold nothing is inline.
+ */
+static void test_inline_sync_policy(void **state)
+{
+	struct fx *f = *state;
+	reopen(f);
+	struct io_count c = { 0 };
+	struct wal_options o = vopts(f);
+	o.fault = count_io;
+	o.fault_arg = &c;
+	wal_close(f->w);
+	assert_int_equal(wal_open(&o, &f->w, &f->rec), 0);
+	struct wal_status st;
+	assert_int_equal(walt_drain(f->w, &st), 0); /* the first spare is prepared */
+	uint64_t last = 0;
+	for (int round = 0; round < 20; round++) {
+		/* One small entry (<= 300 bytes): inline. */
+		walt_append_range(f->w, last + 1, last + 1, 1, store);
+		last++;
+		long w0 = c.writes, s0 = c.fsyncs;
+		assert_int_equal(wal_poll(f->w, &st), 0);
+		assert_int_equal(st.durable_index, last);
+		assert_int_equal(st.released_ticket, last);
+		assert_true(c.writes > w0);
+		assert_true(c.fsyncs > s0);
+		/* 40 entries of 332 bytes with headers (13 KiB: above both
+		 * variants' limits): the poll leaves a group in flight on
+		 * io_uring (a segment end may split off a small part, which is
+		 * inline; the rest still waits). */
+		uint64_t from = last + 1;
+		for (uint64_t i = from; i < from + 40; i++) {
+			walt_fill(i, store[i % N_MAX + 1], 300);
+			struct wal_entry e = { .index = i,
+					       .term = 1,
+					       .type = (uint8_t)i,
+					       .len = 300,
+					       .data = store[i % N_MAX + 1] };
+			assert_int_equal(wal_append(f->w, &e, 1, NULL), 0);
+		}
+		last = from + 39;
+		assert_int_equal(wal_poll(f->w, &st), 0);
+		assert_true(st.durable_index < last);
+		assert_true(st.busy);
+		assert_int_equal(walt_drain(f->w, &st), 0);
+		assert_int_equal(st.durable_index, last);
+	}
+	/* A test hold keeps even a small group off the loop thread. */
+	wal_set_test_fsync_delay(f->w, 1000);
+	walt_append_range(f->w, last + 1, last + 1, 1, store);
+	last++;
+	assert_int_equal(wal_poll(f->w, &st), 0);
+	assert_true(st.durable_index < last);
+	assert_int_equal(walt_drain(f->w, &st), 0);
+	assert_int_equal(st.durable_index, last);
+	wal_set_test_fsync_delay(f->w, 0);
+	/* Everything reported is on disk, with the right bytes. */
+	reopen(f);
+	assert_int_equal(f->rec.last_index, last);
+	assert_false(f->rec.torn);
+	struct wal_entry e;
+	uint8_t buf[512];
+	for (uint64_t i = 1; i <= last; i++) {
+		assert_int_equal(wal_read(f->w, i, &e, buf, sizeof(buf)), 0);
+		assert_int_equal(e.index, i);
+	}
+}
+
 #define T(fn, s) cmocka_unit_test_setup_teardown(fn, setup_##s, teardown)
-#define ALL(fn)  T(fn, uring), T(fn, plain), T(fn, direct)
+#define ALL(fn)  T(fn, uring), T(fn, plain), T(fn, direct), T(fn, uring_inline), T(fn, direct_inline)
 
 int main(void)
 {
@@ -575,6 +681,9 @@ int main(void)
 		T(test_wait_fd, uring),
 		T(test_wait_fd, plain),
 		T(test_wait_fd_every_completion, uring),
+		T(test_wait_fd_every_completion, uring_inline),
+		T(test_inline_sync_policy, uring_inline),
+		T(test_inline_sync_policy, direct_inline),
 		T(test_lock, plain),
 		T(test_switch_to_direct, plain),
 		T(test_missing_snapshot, uring),

@@ -47,9 +47,13 @@ static uint64_t xorshift(uint64_t *s)
 	return *s;
 }
 
+/* wal_options.inline_sync_max_bytes of a run's child and parent */
+static uint32_t inline_bytes;
+
 static struct wal_options options(const char *dir, enum wal_backend b)
 {
 	struct wal_options o = walt_opts(dir, b, false);
+	o.inline_sync_max_bytes = inline_bytes;
 	o.segment_size_bytes = 64 << 10;
 	return o;
 }
@@ -201,6 +205,16 @@ static void test_sigkill_uring(void **state)
 	crash_rounds(WAL_BACKEND_URING, 0x9e3779b97f4a7c15ull);
 }
 
+/* Groups up to 4 KiB synced inline (killed in the middle of the sync too),
+ * larger ones on io_uring. */
+static void test_sigkill_uring_inline(void **state)
+{
+	(void)state;
+	inline_bytes = 4096;
+	crash_rounds(WAL_BACKEND_URING, 0x2545f4914f6cdd1dull);
+	inline_bytes = 0;
+}
+
 static void test_sigkill_plain(void **state)
 {
 	(void)state;
@@ -211,6 +225,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_sigkill_uring, teardown),
+		cmocka_unit_test_teardown(test_sigkill_uring_inline, teardown),
 		cmocka_unit_test_teardown(test_sigkill_plain, teardown),
 	};
 	return cmocka_run_group_tests_name("wal_crash", tests, NULL, NULL);

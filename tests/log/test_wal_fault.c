@@ -16,6 +16,8 @@
 #define N       (ROUNDS * PER + PER)
 static uint8_t store[N + 1][PAYLOAD];
 static char *cur_dir; /* removed by the teardown if a test fails midway */
+/* wal_options.inline_sync_max_bytes of the runs (the io_uring walk with small groups inline) */
+static uint32_t inline_bytes;
 
 static int teardown(void **state)
 {
@@ -88,6 +90,7 @@ static long run(enum wal_backend b, long target, int err)
 	char *dir = cur_dir = walt_mkdtemp();
 	struct countdown c = { .target = target, .err = err };
 	struct wal_options o = walt_opts(dir, b, false);
+	o.inline_sync_max_bytes = inline_bytes;
 	o.fault = hook;
 	o.fault_arg = &c;
 	struct wal *w;
@@ -190,6 +193,16 @@ static void test_fault_uring(void **state)
 {
 	(void)state;
 	walk(WAL_BACKEND_URING);
+}
+
+/* Every group synced inline (the io_uring ring still prepares segments and
+ * writes the hard state). */
+static void test_fault_uring_inline(void **state)
+{
+	(void)state;
+	inline_bytes = 1u << 20;
+	walk(WAL_BACKEND_URING);
+	inline_bytes = 0;
 }
 
 static void test_fault_plain(void **state)
@@ -509,6 +522,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_fault_uring, teardown),
+		cmocka_unit_test_teardown(test_fault_uring_inline, teardown),
 		cmocka_unit_test_teardown(test_fault_plain, teardown),
 		cmocka_unit_test_teardown(test_idle_means_no_io, teardown),
 		cmocka_unit_test_teardown(test_fsync_hold_uring, teardown),
