@@ -116,8 +116,8 @@ extern "C" {
 	X(DP_CTR_DROP_TX_FULL, "drop_tx_full")               /* tx queue/device full (frames) */  \
 	X(DP_CTR_DROP_TX_NO_ROUTE, "drop_tx_no_route")       /* peer MAC not resolved (frames) */ \
 	X(DP_CTR_DROP_TX_INJECTED, "drop_tx_injected")       /* test loss injection (frames) */   \
-	X(DP_CTR_TX_CORRUPT_INJECTED, "tx_corrupt_injected") /* test corruption (frames) */  \
-	X(DP_CTR_TX_DELAYED_INJECTED, "tx_delayed_injected") /* test delay (frames held) */  \
+	X(DP_CTR_TX_CORRUPT_INJECTED, "tx_corrupt_injected") /* test corruption (frames) */       \
+	X(DP_CTR_TX_DELAYED_INJECTED, "tx_delayed_injected") /* test delay (frames held) */       \
 	X(DP_CTR_TX_REORDERED_INJECTED, "tx_reordered_injected") /* test reordering (frames) */
 
 enum dp_ctr {
@@ -522,9 +522,21 @@ void dp_idle(dp_transport *t, bool did_work);
 /*
  * An fd that becomes readable when a frame may have arrived, for a caller
  * that waits on other fds too (the node's eventfd, the log's completions):
- * the socket for kernel UDP; -1 when there is none (DPDK: use dp_idle()).
+ * the socket for kernel UDP; on DPDK the set of the ports' rx interrupts
+ * while every started port has one armed and no frame waits for ring space.
+ * -1 when there is none now (DPDK: call again each time, or use dp_idle()).
  */
 int dp_wait_fd(const dp_transport *t);
+
+/*
+ * An fd, the same from dp_open() to dp_close(), that is readable while
+ * frames may be waiting to be received: the socket (UDP); the rx interrupt
+ * set (DPDK with dp.rx_intr=1; a port without an rx interrupt, such as memif,
+ * never makes it readable, and it may stay readable until the receiving
+ * thread's next idle dp_recv_burst). Any thread may poll() it; only the
+ * transport's own thread may read or wait on it otherwise. -1: none.
+ */
+int dp_news_fd(const dp_transport *t);
 
 /* Copy the counters. */
 void dp_stats(const dp_transport *t, struct dp_stats *st);
