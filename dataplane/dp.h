@@ -116,8 +116,8 @@ extern "C" {
 	X(DP_CTR_DROP_TX_FULL, "drop_tx_full")               /* tx queue/device full (frames) */  \
 	X(DP_CTR_DROP_TX_NO_ROUTE, "drop_tx_no_route")       /* peer MAC not resolved (frames) */ \
 	X(DP_CTR_DROP_TX_INJECTED, "drop_tx_injected")       /* test loss injection (frames) */   \
-	X(DP_CTR_TX_CORRUPT_INJECTED, "tx_corrupt_injected") /* test corruption (frames) */       \
-	X(DP_CTR_TX_DELAYED_INJECTED, "tx_delayed_injected") /* test delay (frames held) */       \
+	X(DP_CTR_TX_CORRUPT_INJECTED, "tx_corrupt_injected") /* test corruption (frames) */  \
+	X(DP_CTR_TX_DELAYED_INJECTED, "tx_delayed_injected") /* test delay (frames held) */  \
 	X(DP_CTR_TX_REORDERED_INJECTED, "tx_reordered_injected") /* test reordering (frames) */
 
 enum dp_ctr {

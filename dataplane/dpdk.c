@@ -586,10 +586,11 @@ again:
 		 * its vrings when the virtio-user peer's connection completes,
 		 * which may come after our arming (always, in dp_net's start
 		 * order). Each frame then waited for a frame on another port
-		 * or the caller's timer (keeld: the next 10 ms tick). Test: dp_wake_vhost. The
-		 * second look also takes a frame that landed between the rx burst above and the
-		 * clear, whose interrupt the clear consumed. Both cost no
-		 * syscall: a flag in the shared ring, one empty rx burst.
+		 * or the caller's timer (keeld: the next 10 ms tick). Test:
+		 * dp_wake_vhost. The second look also takes a frame that
+		 * landed between the rx burst above and the clear, whose
+		 * interrupt the clear consumed. Neither costs a syscall: a
+		 * flag in the shared ring, one empty rx burst per port.
 		 */
 		for (int i = 0; i < d->nports; i++)
 			if (d->ports[i].intr_reg)
