@@ -13,12 +13,13 @@
 # virtio-user takes by reference too). Every process
 # this script starts is killed, and its directory removed, even on failure.
 #
-#   cluster_dp.sh DP_PEER udp|vhost wake
+#   cluster_dp.sh DP_PEER udp|vhost|vhost-client wake
 # Every frame wakes its receiver: node 1 makes paced round trips to both peers
 # and every node sleeps only in poll() on dp_wait_fd() (keeld's idle wait,
 # without the tick that would hide a lost wake-up), with a guard timeout far
 # beyond any wake-up. vhost: node 1 receives on net_vhost ports, nodes 2-3 on
-# net_virtio_user ports: both drivers' rx interrupts. Passes when no frame had
+# net_virtio_user ports: both drivers' rx interrupts; vhost-client: the same
+# with keeld's pairing (vhost in client mode). Passes when no frame had
 # to wait for a guard timeout, the fd the front end polls (dp_news_fd) was
 # readable at every wake, most sleeps were on the fd, and every round trip
 # came back.

@@ -48,7 +48,7 @@
 
 #include "dp.h"
 
-enum { T_HELLO = 1, T_HELLO_ACK, T_DATA, T_ACK, T_DONE, T_ECHO, T_FAN };
+enum { T_HELLO = 1, T_HELLO_ACK, T_DATA, T_ACK, T_DONE, T_ECHO, T_FAN, T_READY };
 
 #define WINDOW         8
 #define WINDOW_BYTES   (1200u * 1024) /* a ring of 1024 frames holds one 1 MiB message */
@@ -59,7 +59,7 @@ static dp_transport *tp;
 static struct dp_config cfg;
 static int npeers;
 static uint16_t peers[DP_MAX_NODES];
-static bool hello_ok[DP_MAX_NODES], peer_done[DP_MAX_NODES];
+static bool hello_ok[DP_MAX_NODES], peer_done[DP_MAX_NODES], peer_ready[DP_MAX_NODES];
 static volatile sig_atomic_t stop;
 static bool expect_loss;
 
@@ -162,6 +162,9 @@ static bool on_common(const struct dp_msg *m)
 		return true;
 	case T_DONE:
 		peer_done[m->from] = true;
+		return true;
+	case T_READY:
+		peer_ready[m->from] = true;
 		return true;
 	}
 	return false;
@@ -673,6 +676,16 @@ static int run_wake(uint32_t count)
 	hello_phase(count ? on_ping_msg : on_echo_msg);
 	uint32_t lost = 0, done = 0;
 	uint64_t t_start = keel_now_ns();
+	if (!count) { /* in the wake loop from here: node 1 may start */
+		send_or_die(1, T_READY, NULL, 0);
+		dp_flush(tp);
+	}
+	for (int p = 0; count && p < npeers; p++)
+		while (!peer_ready[peers[p]] && !stop && keel_now_ns() - t_start < PHASE_LIMIT_NS) {
+			int n = turn(on_ping_msg);
+			dp_flush(tp);
+			dp_idle(tp, n > 0);
+		}
 	if (count) {
 		memset(scratch, 0x77, 64);
 		for (uint32_t i = 0; i < count && !stop && w_missed < 3; i++) {
