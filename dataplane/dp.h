@@ -536,9 +536,21 @@ void dp_idle(dp_transport *t, bool did_work);
 /*
  * An fd that becomes readable when a frame may have arrived, for a caller
  * that waits on other fds too (the node's eventfd, the log's completions):
- * the socket for kernel UDP; -1 when there is none (DPDK: use dp_idle()).
+ * the socket for kernel UDP; on DPDK the set of the ports' rx interrupts
+ * while every started port has one armed and no frame waits for ring space.
+ * -1 when there is none now (DPDK: call again each time, or use dp_idle()).
  */
 int dp_wait_fd(const dp_transport *t);
+
+/*
+ * An fd, the same from dp_open() to dp_close(), that is readable while
+ * frames may be waiting to be received: the socket (UDP); the rx interrupt
+ * set (DPDK with dp.rx_intr=1; a port without an rx interrupt, such as memif,
+ * never makes it readable, and it may stay readable until the receiving
+ * thread's next idle dp_recv_burst). Any thread may poll() it; only the
+ * transport's own thread may read or wait on it otherwise. -1: none.
+ */
+int dp_news_fd(const dp_transport *t);
 
 /* Copy the counters. */
 void dp_stats(const dp_transport *t, struct dp_stats *st);

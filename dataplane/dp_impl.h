@@ -55,6 +55,8 @@ struct dp_ops {
 	void (*sleep)(dp_transport *t, uint32_t us);
 	/* An fd readable when frames may have arrived; NULL: none. */
 	int (*wait_fd)(const dp_transport *t);
+	/* dp_news_fd(); NULL: wait_fd. */
+	int (*news_fd)(const dp_transport *t);
 	void (*close)(dp_transport *t);
 	/* cfg.peers[id] changed (dp_peer_set/remove): refresh derived state; NULL: none. */
 	void (*peer_changed)(dp_transport *t, uint16_t id);

@@ -512,13 +512,25 @@ static int dpdk_wait_fd(const dp_transport *t)
 	return armed ? d->epfd : -1;
 }
 
+/*
+ * The interrupt set itself, from open on: ports join it as their links come
+ * up (ports_maintain). Readable while a fired interrupt was not cleared by
+ * an idle dpdk_recv, so "maybe" news, never a missed frame of a port that
+ * has an interrupt.
+ */
+static int dpdk_news_fd(const dp_transport *t)
+{
+	const struct dpdk_tp *d = keel_container_of(t, struct dpdk_tp, base);
+	return t->cfg.rx_intr ? d->epfd : -1;
+}
+
 static int dpdk_recv(dp_transport *t, struct dp_msg *msgs, int max)
 {
 	struct dpdk_tp *d = dpdk_of(t);
 	release_held(d);
 	uint64_t now = 0;
 	int got = 0;
-	bool cleared = false;
+	bool rechecked = false;
 again:
 	for (int k = 0; k < d->nports && d->nheld < max; k++) {
 		int pi = (d->rx_next + k) % d->nports;
@@ -552,32 +564,39 @@ again:
 		}
 	}
 	d->rx_next = (d->rx_next + 1) % d->nports;
-	if (d->nheld == 0 && d->epfd >= 0) {
+	if (d->nheld == 0 && d->epfd >= 0 && !rechecked) {
 		/*
-		 * An idle turn: clear the interrupts that woke us (DPDK's
-		 * callback reads each ready eventfd), so the next sleep waits
-		 * for new frames. Now and then, re-arm ports (ports_maintain).
+		 * An idle turn, the last before the caller may sleep: clear
+		 * the interrupts that woke us (DPDK's callback reads each ready
+		 * eventfd), so the next sleep waits for new frames. Now and
+		 * then, arm new ports (ports_maintain).
 		 */
 		struct rte_epoll_event ev[DP_MAX_PORTS];
-		int nev = cleared ? 0 : rte_epoll_wait(d->epfd, ev, DP_MAX_PORTS, 0);
+		(void)rte_epoll_wait(d->epfd, ev, DP_MAX_PORTS, 0);
 		uint64_t t_ns = keel_now_ns();
 		if (t_ns - d->maintain_ns > LINK_CHECK_NS) {
 			d->maintain_ns = t_ns;
 			ports_maintain(d);
 		}
 		/*
-		 * A frame that landed between the rx burst above and this
-		 * clear had its interrupt consumed here: without a second look
-		 * it waited in the ring until the next frame's interrupt or the
-		 * pipeline's next tick. Look once more after clearing; what
-		 * lands after the clear makes the set readable again. (Not the
-		 * cause of the 100 ms stalls with a leader on node 1 or 2, see
-		 * bench/RESULTS.md "write path, round 2".)
+		 * Enable every armed port's interrupt again, then look at the
+		 * rings once more (enable, check, sleep: l3fwd-power's order).
+		 * Enabled once at arming, a net_vhost port could stop waking
+		 * us for good: the driver turns guest notifications off on
+		 * its vrings when the virtio-user peer's connection completes,
+		 * which may come after our arming (always, in dp_net's start
+		 * order). Each frame then waited for a frame on another port
+		 * or the caller's timer (keeld: the next 10 ms tick). Test:
+		 * dp_wake_vhost. The second look also takes a frame that
+		 * landed between the rx burst above and the clear, whose
+		 * interrupt the clear consumed. Neither costs a syscall: a
+		 * flag in the shared ring, one empty rx burst per port.
 		 */
-		if (nev > 0) {
-			cleared = true;
-			goto again;
-		}
+		for (int i = 0; i < d->nports; i++)
+			if (d->ports[i].intr_reg)
+				(void)rte_eth_dev_rx_intr_enable(d->ports[i].id, 0);
+		rechecked = true;
+		goto again;
 	}
 	/* ARP replies queued above go out now, not a turn later. */
 	if (d->arp_queued) {
@@ -709,6 +728,7 @@ static const struct dp_ops dpdk_ops = {
 	.recv = dpdk_recv,
 	.sleep = dpdk_sleep,
 	.wait_fd = dpdk_wait_fd,
+	.news_fd = dpdk_news_fd,
 	.close = dpdk_close,
 	.peer_changed = dpdk_peer_changed,
 };

@@ -596,6 +596,11 @@ int dp_wait_fd(const dp_transport *t)
 	return t->ops->wait_fd ? t->ops->wait_fd(t) : -1;
 }
 
+int dp_news_fd(const dp_transport *t)
+{
+	return t->ops->news_fd ? t->ops->news_fd(t) : dp_wait_fd(t);
+}
+
 void dp_stats(const dp_transport *t, struct dp_stats *st)
 {
 	memcpy(st->v, t->ctr, sizeof(st->v));

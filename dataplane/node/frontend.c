@@ -1467,9 +1467,10 @@ out:
 /*
  * Has a peer message arrived that the pipeline has not applied yet? A leader
  * sends "committed" to its followers before it answers its client, and
- * loopback UDP lands in our socket at once, so a client that reads here right
- * after another client's write was answered finds the news pending: then the
- * read waits for one whole pipeline turn (which applies it). ZooKeeper gives
+ * loopback UDP lands in our socket at once (DPDK: fires a link's rx
+ * interrupt, dp_news_fd), so a client that reads here right after another
+ * client's write was answered finds the news pending: then the read waits
+ * for one whole pipeline turn (which applies it). ZooKeeper gives
  * no such promise across clients (only sync does); this closes the common case.
  */
 static bool peer_news(struct keeld *k)

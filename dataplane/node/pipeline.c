@@ -3463,7 +3463,7 @@ static int open_transport(struct pipeline *p)
 		keeld_log("transport: %s", err);
 		return rc;
 	}
-	k->dp_fd = dp_wait_fd(p->t);
+	k->dp_fd = dp_news_fd(p->t); /* the front end's peer_news(), from any thread */
 	keeld_log("transport: %s%s, node %u, peer port %u, %u peers", dp_kind(p->t),
 		  dc.ndevices ? "" : " (kernel UDP; the default without dp.device)", k->myid,
 		  dc.udp_port, c->n_servers - 1);

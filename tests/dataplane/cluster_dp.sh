@@ -12,6 +12,17 @@
 # payloads by reference (the buffers come from dp_buf_alloc: DPDK memory, which
 # virtio-user takes by reference too). Every process
 # this script starts is killed, and its directory removed, even on failure.
+#
+#   cluster_dp.sh DP_PEER udp|vhost|vhost-client wake
+# Every frame wakes its receiver: node 1 makes paced round trips to both peers
+# and every node sleeps only in poll() on dp_wait_fd() (keeld's idle wait,
+# without the tick that would hide a lost wake-up), with a guard timeout far
+# beyond any wake-up. vhost: node 1 receives on net_vhost ports, nodes 2-3 on
+# net_virtio_user ports: both drivers' rx interrupts; vhost-client: the same
+# with keeld's pairing (vhost in client mode). Passes when no frame had
+# to wait for a guard timeout, the fd the front end polls (dp_news_fd) was
+# readable at every wake, most sleeps were on the fd, and every round trip
+# came back.
 set -uo pipefail
 PEER=$1
 MODE=$2
@@ -19,6 +30,16 @@ MODE=$2
 trap dp_net_cleanup EXIT INT TERM
 
 dp_net_init "$MODE" 3
+if [ "${3:-}" = wake ]; then
+	for i in 1 2 3; do
+		dp_net_conf $i "dp.rx_intr=1"
+		[ "$MODE" = udp ] || dp_net_conf $i "dp.lcores=0@(0-1)"
+	done
+	export DP_TIMEOUT=100
+	DP_NET_OTHERS="wake 0" dp_net_start "$PEER" wake "${DP_WAKE_COUNT:-300}" || exit 1
+	dp_net_wait
+	exit
+fi
 for i in 1 2 3; do
 	dp_net_conf $i "dp.poll=adaptive"
 	dp_net_conf $i "dp.spin_us=50"

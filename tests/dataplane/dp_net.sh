@@ -1,6 +1,7 @@
 # Sourced by cluster_dp.sh and bench/dataplane/bench_dp.sh: config files and
 # start order for N dp_peer nodes (2 or 3) over kernel UDP, memif or
-# vhost/virtio-user (one link per pair, --no-huge, own --file-prefix), and a
+# vhost/virtio-user (one link per pair, --no-huge, own --file-prefix; mode
+# vhost-client pairs them as keeld does: virtio-user server, vhost client), and a
 # cleanup that kills only the processes started here.
 #   dp_net_init MODE N         makes DP_DIR, writes $DP_DIR/nodeI.conf
 #   dp_net_conf I LINE         appends a dp.* line to node I's config
@@ -93,6 +94,14 @@ dp_link() { # node port_index pair role
 	if [ "$DP_MODE" = memif ]; then
 		# Fixed MACs 02:00:00:00:NODE:PORT, so a test can configure them statically.
 		dp_net_conf "$1" "dp.device.$2=net_memif$2,role=$4,socket=$s,socket-abstract=no,mac=02:00:00:00:0$1:0$2"
+	elif [ "$DP_MODE" = vhost-client ]; then
+		# keeld's pairing (scripts/cluster, zkcluster.py): the serving node
+		# runs virtio-user in server mode, its peer vhost in client mode.
+		if [ "$4" = server ]; then
+			dp_net_conf "$1" "dp.device.$2=net_virtio_user$2,path=$s,server=1,queues=1,queue_size=1024"
+		else
+			dp_net_conf "$1" "dp.device.$2=net_vhost$2,iface=$s,client=1,queues=1"
+		fi
 	elif [ "$4" = server ]; then
 		dp_net_conf "$1" "dp.device.$2=net_vhost$2,iface=$s,queues=1"
 	else
@@ -107,8 +116,9 @@ dp_net_start() { # PEER ARGS...
 	local others=("$@")
 	[ -n "${DP_NET_OTHERS:-}" ] && read -r -a others <<<"$DP_NET_OTHERS"
 	for i in $(seq "$DP_N"); do
-		if [ "$DP_MODE" != udp ]; then
-			# Wait for the sockets of the links node i is a client on.
+		if [ "$DP_MODE" != udp ] && [ "$DP_MODE" != vhost-client ]; then
+			# Wait for the sockets of the links node i is a client on
+			# (a vhost client retries by itself).
 			for j in $(seq $((i - 1))); do
 				dp_wait_file "$DP_DIR/l$j$i.sock" || return 1
 			done

@@ -7,6 +7,11 @@
  *   dp_peer CONFIG ping SIZE COUNT      round trips to peer 2 (p50/p99, msgs/s)
  *   dp_peer CONFIG lead SIZE COUNT      send to every peer, wait for all echoes
  *   dp_peer CONFIG idle SECONDS         no traffic: report the CPU the poll policy costs
+ *   dp_peer CONFIG wake COUNT           node 1: COUNT paced round trips to every peer;
+ *                                       the others (COUNT 0) echo. Every node sleeps
+ *                                       only in poll() on dp_wait_fd() (rx interrupts
+ *                                       on DPDK) and fails if a frame ever had to wait
+ *                                       for that poll's guard timeout instead of waking it
  *   dp_peer CONFIG fan SIZE COUNT copy|ref
  *                                       one SIZE-byte payload to every peer (copied per
  *                                       peer, or by reference), wait for each one's short
@@ -36,13 +41,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "dp.h"
 
-enum { T_HELLO = 1, T_HELLO_ACK, T_DATA, T_ACK, T_DONE, T_ECHO, T_FAN };
+enum { T_HELLO = 1, T_HELLO_ACK, T_DATA, T_ACK, T_DONE, T_ECHO, T_FAN, T_READY };
 
 #define WINDOW         8
 #define WINDOW_BYTES   (1200u * 1024) /* a ring of 1024 frames holds one 1 MiB message */
@@ -53,7 +59,7 @@ static dp_transport *tp;
 static struct dp_config cfg;
 static int npeers;
 static uint16_t peers[DP_MAX_NODES];
-static bool hello_ok[DP_MAX_NODES], peer_done[DP_MAX_NODES];
+static bool hello_ok[DP_MAX_NODES], peer_done[DP_MAX_NODES], peer_ready[DP_MAX_NODES];
 static volatile sig_atomic_t stop;
 static bool expect_loss;
 
@@ -156,6 +162,9 @@ static bool on_common(const struct dp_msg *m)
 		return true;
 	case T_DONE:
 		peer_done[m->from] = true;
+		return true;
+	case T_READY:
+		peer_ready[m->from] = true;
 		return true;
 	}
 	return false;
@@ -624,6 +633,102 @@ static int run_idle(uint32_t secs)
 }
 
 /*
+ * wake: the idle wait of keeld's pipeline (a poll on dp_wait_fd with other
+ * fds), here with only a guard timeout far beyond any wake-up: a frame
+ * found by the turn after a poll that timed out did not wake its receiver
+ * (a lost rx interrupt, or a frame the sender held back) -- what would
+ * cost keeld a whole tick or heartbeat. Counted, must stay 0.
+ */
+#define WAKE_GUARD_MS 2000
+static uint64_t w_fd_sleeps, w_other_sleeps, w_missed, w_news_missed;
+static bool w_timed_out;
+
+static int wake_turn(void (*fn)(const struct dp_msg *))
+{
+	int n = turn(fn);
+	if (w_timed_out && n > 0)
+		fprintf(stderr, "wake node %u: %d frames found after a %d ms guard timeout\n",
+			cfg.node_id, n, WAKE_GUARD_MS);
+	if (n > 0 && w_timed_out)
+		w_missed++;
+	w_timed_out = false;
+	dp_flush(tp);
+	if (n > 0)
+		return n;
+	int fd = dp_wait_fd(tp);
+	if (fd < 0) { /* a link not armed yet, or frames wait for ring space */
+		w_other_sleeps++;
+		dp_idle(tp, false);
+		return 0;
+	}
+	struct pollfd pf = { .fd = fd, .events = POLLIN };
+	w_fd_sleeps++;
+	w_timed_out = poll(&pf, 1, WAKE_GUARD_MS) == 0;
+	/* The fd the front end polls from open on must say so too. */
+	struct pollfd nf = { .fd = dp_news_fd(tp), .events = POLLIN };
+	if (!w_timed_out && (nf.fd < 0 || poll(&nf, 1, 0) != 1))
+		w_news_missed++;
+	return 0;
+}
+
+static int run_wake(uint32_t count)
+{
+	hello_phase(count ? on_ping_msg : on_echo_msg);
+	uint32_t lost = 0, done = 0;
+	uint64_t t_start = keel_now_ns();
+	if (!count) { /* in the wake loop from here: node 1 may start */
+		send_or_die(1, T_READY, NULL, 0);
+		dp_flush(tp);
+	}
+	for (int p = 0; count && p < npeers; p++)
+		while (!peer_ready[peers[p]] && !stop && keel_now_ns() - t_start < PHASE_LIMIT_NS) {
+			int n = turn(on_ping_msg);
+			dp_flush(tp);
+			dp_idle(tp, n > 0);
+		}
+	if (count) {
+		memset(scratch, 0x77, 64);
+		for (uint32_t i = 0; i < count && !stop && w_missed < 3; i++) {
+			/* Pace: let every peer finish its turn and fall asleep. */
+			struct timespec ts = { .tv_nsec = 2000000 };
+			nanosleep(&ts, NULL);
+			memset(got_echo, 0, sizeof(got_echo));
+			for (int p = 0; p < npeers; p++)
+				send_or_die(peers[p], T_ECHO, scratch, 64);
+			dp_flush(tp);
+			uint64_t t0 = keel_now_ns();
+			for (;;) {
+				int ok = 0;
+				for (int p = 0; p < npeers; p++)
+					ok += got_echo[peers[p]] > 0;
+				if (ok == npeers)
+					break;
+				/* Enough to fail: do not sit out a guard per round trip. */
+				if (keel_now_ns() - t0 > PHASE_LIMIT_NS || stop || w_missed >= 3) {
+					lost++;
+					break;
+				}
+				wake_turn(on_ping_msg);
+			}
+			done++;
+		}
+	} else {
+		while (!peer_done[1] && !stop && keel_now_ns() - t_start < 2 * PHASE_LIMIT_NS)
+			wake_turn(on_echo_msg);
+	}
+	printf("wake node %u %s: %u round trips, %" PRIu64 " sleeps on the rx fd, %" PRIu64
+	       " other sleeps, %" PRIu64 " frames that did not wake their sleep, %" PRIu64
+	       " wakes the news fd missed, lost %u\n",
+	       cfg.node_id, dp_kind(tp), done, w_fd_sleeps, w_other_sleeps, w_missed, w_news_missed,
+	       lost);
+	done_phase(count ? on_ping_msg : on_echo_msg);
+	print_stats();
+	/* Most sleeps must have been on the fd, or the test tested nothing. */
+	uint64_t need = count ? count / 2 : 1;
+	return lost || done < count || w_missed || w_news_missed || w_fd_sleeps < need ? 1 : 0;
+}
+
+/*
  * With DP_PEER_CLOSE_FILE set, stop polling and wait for that file before
  * closing the transport: the script creates it once every node got here.
  * memif (DPDK 22.11) unmaps a link's shared memory on its control thread
@@ -647,7 +752,7 @@ int main(int argc, char **argv)
 	char err[256];
 	if (argc < 3) {
 		fprintf(stderr, "usage: dp_peer CONFIG mesh N | echo | idle SECS | ping SIZE COUNT "
-				"| lead SIZE COUNT | fan SIZE COUNT copy|ref\n");
+				"| lead SIZE COUNT | fan SIZE COUNT copy|ref | wake COUNT\n");
 		return 2;
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -669,6 +774,8 @@ int main(int argc, char **argv)
 			     !strcmp(argv[5], "ref"));
 	else if (!strcmp(argv[2], "idle") && argc == 4)
 		rc = run_idle((uint32_t)atoi(argv[3]));
+	else if (!strcmp(argv[2], "wake") && argc == 4)
+		rc = run_wake((uint32_t)atoi(argv[3]));
 	else if ((!strcmp(argv[2], "ping") || !strcmp(argv[2], "lead")) && argc == 5)
 		rc = run_ping((uint32_t)atoi(argv[3]), (uint32_t)atoi(argv[4]),
 			      !strcmp(argv[2], "lead"));
