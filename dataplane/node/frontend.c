@@ -152,7 +152,7 @@ void keeld_session_gone(struct keeld *k, int64_t sid, bool expired)
 
 static const char *const expired_why[KEELD_EXPIRED_REASONS] = {
 	[KEELD_EXPIRED_UNKNOWN] = "not held by this node's front end",
-	[KEELD_EXPIRED_NOT_FOUND] = "reattach: not in the replicated sessions (expired or closed)",
+	[KEELD_EXPIRED_NOT_FOUND] = "reattach: not in the replicated store (expired, closed, never made)",
 	[KEELD_EXPIRED_PASSWORD] = "reattach: wrong password",
 	[KEELD_EXPIRED_CREATE] = "its createSession failed to apply",
 };

@@ -145,7 +145,7 @@ class SessionIds(unittest.TestCase):
                 self.assertEqual(int(after[key]), int(before[key]) + 1, key)
             log = log_text(cl, 0)
             self.assertIn("session 0x%x: answered \"session expired\" (reattach: not in the "
-                          "replicated sessions" % (sid ^ 0x5a5a5a), log)
+                          "replicated store" % (sid ^ 0x5a5a5a), log)
             self.assertIn("session 0x%x: answered \"session expired\" (reattach: wrong "
                           "password)" % sid, log)
             z.create(root + "/alive")  # z's session was not disturbed
