@@ -152,7 +152,8 @@ void keeld_session_gone(struct keeld *k, int64_t sid, bool expired)
 
 static const char *const expired_why[KEELD_EXPIRED_REASONS] = {
 	[KEELD_EXPIRED_UNKNOWN] = "not held by this node's front end",
-	[KEELD_EXPIRED_NOT_FOUND] = "reattach: not in the replicated store (expired, closed, never made)",
+	[KEELD_EXPIRED_NOT_FOUND] =
+		"reattach: not in the replicated store (expired, closed, never made)",
 	[KEELD_EXPIRED_PASSWORD] = "reattach: wrong password",
 	[KEELD_EXPIRED_CREATE] = "its createSession failed to apply",
 };
@@ -1400,7 +1401,8 @@ static bool attach(struct keeld *k, const struct zk_call *call, int64_t sid, str
 	if (!ok && !local) {
 		if (!give_up && !ro && k->cfg.n_servers > 0)
 			return false;
-		keeld_expired_answer(k, sid, found ? KEELD_EXPIRED_PASSWORD : KEELD_EXPIRED_NOT_FOUND);
+		keeld_expired_answer(k, sid,
+				     found ? KEELD_EXPIRED_PASSWORD : KEELD_EXPIRED_NOT_FOUND);
 		(void)zk_server_connect_reply(k->zk, call, &cr, true);
 		return true;
 	}

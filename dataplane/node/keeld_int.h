@@ -124,10 +124,10 @@ struct fsess {
 
 /* Why a client was answered "session expired" (counted, in mntr, and logged). */
 enum keeld_expired_reason {
-	KEELD_EXPIRED_UNKNOWN,  /* a request on a session this node's front end does not hold */
-	KEELD_EXPIRED_NOT_FOUND, /* a reattach: not in the replicated store (expired, closed) */
-	KEELD_EXPIRED_PASSWORD, /* a reattach with a wrong password */
-	KEELD_EXPIRED_CREATE,   /* the createSession txn failed to apply */
+	KEELD_EXPIRED_UNKNOWN,   /* a request on a session this node's front end does not hold */
+	KEELD_EXPIRED_NOT_FOUND, /* a reattach: not in the replicated store (expired, closed...) */
+	KEELD_EXPIRED_PASSWORD,  /* a reattach with a wrong password */
+	KEELD_EXPIRED_CREATE,    /* the createSession txn failed to apply */
 	KEELD_EXPIRED_REASONS
 };
 

@@ -92,7 +92,8 @@ class SessionIds(unittest.TestCase):
             except Exception as e:
                 err = e
             self.assertNotEqual(sid_b, sid_a, "round %d: node 1 gave its previous run's "
-                                "session id 0x%x out again" % (rnd, sid_a))
+                                "session id 0x%x out again (first create: %r)" %
+                                (rnd, sid_a, err))
             self.assertIsNone(err, "round %d: B's first create (session 0x%x)" % (rnd, sid_b))
             self.assertEqual(b.client_id[0], sid_b)
         finally:
