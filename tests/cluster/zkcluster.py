@@ -12,6 +12,10 @@ Traffic stays on 127.0.0.1.
          see KeelCluster.dpdk_lines; the default is kernel UDP)
         c.kill(i); c.start(i)      # kill -9 and restart node i (0-based)
         c.pause(i); c.resume(i)    # SIGSTOP / SIGCONT
+
+When the with-block ends on an exception (or destroy(keep_logs=True)), each
+node's out.log is copied to a keel-logs-* temporary directory named on stderr
+before the cluster's directory is removed.
 """
 import os
 import shutil
