@@ -150,6 +150,31 @@ void keeld_session_gone(struct keeld *k, int64_t sid, bool expired)
 	pthread_mutex_unlock(&k->fe_mu);
 }
 
+static const char *const expired_why[KEELD_EXPIRED_REASONS] = {
+	[KEELD_EXPIRED_UNKNOWN] = "not held by this node's front end",
+	[KEELD_EXPIRED_NOT_FOUND] =
+		"reattach: not in the replicated store (expired, closed, never made)",
+	[KEELD_EXPIRED_PASSWORD] = "reattach: wrong password",
+	[KEELD_EXPIRED_CREATE] = "its createSession failed to apply",
+};
+
+/* An operator who sees clients lose sessions needs to know which node said
+ * so and why; a client that keeps sending on a dead session must not flood
+ * the log, so lines are at most one a second per reason (the count is exact). */
+void keeld_expired_answer(struct keeld *k, int64_t sid, enum keeld_expired_reason why)
+{
+	uint64_t n = atomic_fetch_add(&k->n_expired[why], 1) + 1;
+	uint64_t now = keel_now_ns();
+	uint64_t last = atomic_load_explicit(&k->expired_logged_ns[why], memory_order_relaxed);
+	if (last && now - last < 1000000000u)
+		return;
+	if (!atomic_compare_exchange_strong(&k->expired_logged_ns[why], &last, now))
+		return; /* another thread logs this second's line */
+	keeld_log("session 0x%" PRIx64 ": answered \"session expired\" (%s); %" PRIu64
+		  " such answers so far",
+		  (uint64_t)sid, expired_why[why], n);
+}
+
 void keeld_preq_free(struct preq *r)
 {
 	if (!r)
@@ -1178,16 +1203,23 @@ out:
 
 /* ------------------------------------------------------ engine callbacks */
 
-/* A session id as ZooKeeper forms it: server id in the top byte, a
- * time-based counter below. */
+/*
+ * A session id as ZooKeeper forms it: server id in the top byte, a counter
+ * below that starts at a time in ms shifted left by 16 (session_base). The
+ * time is this run's request-id base (<dataDir>/reqid, see req_id_base), not
+ * the wall clock: it grows by at least 2^40 ns from one run to the next, so a
+ * restarted node never hands out an id its previous run did. It used to (the
+ * wall clock in whole seconds, the counter from 1 again): a node restarted
+ * within the second gave a new client its last run's session id, then, while
+ * catching up, applied that run's closeSession of the id and dropped the new
+ * session -- whose first request was answered "session expired".
+ */
 static int64_t new_session_id(struct keeld *k)
 {
 	pthread_mutex_lock(&k->fe_mu);
-	int64_t id =
-		(int64_t)(((uint64_t)k->myid << 56) |
-			  ((((uint64_t)time(NULL) * 1000u) << 24 >> 8) + ++k->session_counter));
+	uint64_t low = (k->session_base + ++k->session_counter) & ((1ull << 56) - 1);
 	pthread_mutex_unlock(&k->fe_mu);
-	return id;
+	return (int64_t)(((uint64_t)k->myid << 56) | low);
 }
 
 static void new_passwd(uint8_t pw[KV_PASSWD_BYTES], int64_t id)
@@ -1340,8 +1372,8 @@ static bool attach(struct keeld *k, const struct zk_call *call, int64_t sid, str
 {
 	struct kv_session_info si;
 	const struct kv_view *v = kv_view_get(keeld_kv(k));
-	bool ok = kv_session_get(v, sid, &si) == ZK_OK && pw.len == KV_PASSWD_BYTES &&
-		  !memcmp(pw.ptr, si.passwd, KV_PASSWD_BYTES);
+	bool found = kv_session_get(v, sid, &si) == ZK_OK;
+	bool ok = found && pw.len == KV_PASSWD_BYTES && !memcmp(pw.ptr, si.passwd, KV_PASSWD_BYTES);
 	struct zk_connect_response cr = { .read_only = ro };
 	uint8_t zero[KV_PASSWD_BYTES] = { 0 };
 	cr.passwd = (struct zk_buf){ zero, KV_PASSWD_BYTES };
@@ -1369,6 +1401,8 @@ static bool attach(struct keeld *k, const struct zk_call *call, int64_t sid, str
 	if (!ok && !local) {
 		if (!give_up && !ro && k->cfg.n_servers > 0)
 			return false;
+		keeld_expired_answer(k, sid,
+				     found ? KEELD_EXPIRED_PASSWORD : KEELD_EXPIRED_NOT_FOUND);
 		(void)zk_server_connect_reply(k->zk, call, &cr, true);
 		return true;
 	}
@@ -1598,6 +1632,7 @@ static void on_request(struct zk_backend *b, const struct zk_call *call,
 	if (deferred)
 		goto out;
 	if (!have && req->type != ZK_OP_CLOSE) {
+		keeld_expired_answer(k, call->session_id, KEELD_EXPIRED_UNKNOWN);
 		(void)zk_server_reply_error(k->zk, call, cur_zxid(k), ZK_ESESSIONEXPIRED);
 		goto out;
 	}
@@ -1927,13 +1962,21 @@ static size_t four_letter(struct zk_backend *b, int word, char *out, size_t cap)
 		    "\nkeel_oversized\t%" PRIu64 "\nkeel_unknown_opcode\t%" PRIu64
 		    "\nkeel_refused_zxid_ahead\t%" PRIu64
 		    "\nkeel_rejected_max_client_cnxns\t%" PRIu64
-		    "\nkeel_throttled_outstanding\t%" PRIu64 "\n",
+		    "\nkeel_throttled_outstanding\t%" PRIu64
+		    "\nkeel_session_expired_unknown\t%" PRIu64
+		    "\nkeel_session_expired_not_found\t%" PRIu64
+		    "\nkeel_session_expired_password\t%" PRIu64
+		    "\nkeel_session_expired_create\t%" PRIu64 "\n",
 		    k->version, mode_name(k), nodes, sessions, st.open, st.requests, st.replies,
 		    st.outstanding, (size_t)0, (uint64_t)atomic_load(&k->term),
 		    atomic_load(&k->leader), (uint64_t)zxid,
 		    (uint64_t)atomic_load(&k->applied_index), (uint64_t)atomic_load(&k->n_writes),
 		    st.malformed, st.oversized, st.unknown_opcode,
-		    (uint64_t)atomic_load(&k->n_refused_zxid), st.rejected_per_ip, st.throttled);
+		    (uint64_t)atomic_load(&k->n_refused_zxid), st.rejected_per_ip, st.throttled,
+		    (uint64_t)atomic_load(&k->n_expired[KEELD_EXPIRED_UNKNOWN]),
+		    (uint64_t)atomic_load(&k->n_expired[KEELD_EXPIRED_NOT_FOUND]),
+		    (uint64_t)atomic_load(&k->n_expired[KEELD_EXPIRED_PASSWORD]),
+		    (uint64_t)atomic_load(&k->n_expired[KEELD_EXPIRED_CREATE]));
 		break;
 	case ZK_4LW_CONF:
 		n = node_config_format(&k->cfg, out, cap);

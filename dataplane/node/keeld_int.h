@@ -122,6 +122,15 @@ struct fsess {
 
 #define KEELD_SESS_BUCKETS 4096
 
+/* Why a client was answered "session expired" (counted, in mntr, and logged). */
+enum keeld_expired_reason {
+	KEELD_EXPIRED_UNKNOWN,   /* a request on a session this node's front end does not hold */
+	KEELD_EXPIRED_NOT_FOUND, /* a reattach: not in the replicated store (expired, closed...) */
+	KEELD_EXPIRED_PASSWORD,  /* a reattach with a wrong password */
+	KEELD_EXPIRED_CREATE,    /* the createSession txn failed to apply */
+	KEELD_EXPIRED_REASONS
+};
+
 /*
  * Front end -> pipeline hand-over of writes: a bounded single-producer
  * (the zk_server engine thread, the only caller of keeld_queue) /
@@ -165,6 +174,7 @@ struct keeld {
 	struct preq *q_head, **q_tail;
 	int evfd; /* wakes the pipeline from its idle wait */
 	uint64_t next_req_id;
+	uint64_t session_base; /* this run's session ids start here (see new_session_id) */
 	uint32_t session_counter;
 
 	/* reads that wait for the pipeline's next whole turn (under fe_mu) */
@@ -194,6 +204,9 @@ struct keeld {
 	atomic_uint_fast64_t n_requests;
 	atomic_uint_fast64_t n_writes;
 	atomic_uint_fast64_t n_refused_zxid;
+	/* "session expired" answers, by reason (keeld_expired_answer) */
+	atomic_uint_fast64_t n_expired[KEELD_EXPIRED_REASONS];
+	atomic_uint_fast64_t expired_logged_ns[KEELD_EXPIRED_REASONS];
 	/* read-only mode (readonlymode.enabled): set by keeld_read_only_tick */
 	atomic_bool read_only;
 	uint64_t leaderless_since_ns; /* pipeline thread; 0: a leader is known */
@@ -229,6 +242,9 @@ void keeld_write_done(struct keeld *k, int64_t sid);
 void keeld_deliver_events(struct keeld *k, const struct kv_apply_result *res);
 /* A session was closed/expired by an applied txn. */
 void keeld_session_gone(struct keeld *k, int64_t sid, bool expired);
+/* Count (and log, at most once a second per reason) a "session expired"
+ * answer to session `sid` (any thread). */
+void keeld_expired_answer(struct keeld *k, int64_t sid, enum keeld_expired_reason why);
 /* Pipeline, at the end of turn `turn`: serve barrier reads queued before it. */
 void keeld_serve_barrier(struct keeld *k, uint64_t turn);
 /* Queue a write for the pipeline (takes ownership of r). */

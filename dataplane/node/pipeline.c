@@ -990,6 +990,7 @@ static void finish_local(struct pipeline *p, uint32_t origin, uint64_t id, const
 		cr.passwd.ptr = r->passwd;
 		cr.passwd.len = KV_PASSWD_BYTES;
 		if (rc < 0) {
+			keeld_expired_answer(k, r->session_id, KEELD_EXPIRED_CREATE);
 			cr.session_id = 0;
 			cr.timeout_ms = 0;
 		}
@@ -3538,6 +3539,9 @@ int keeld_pipeline_open(struct keeld *k)
 	pthread_cond_init(&p->snap.cv, NULL);
 	p->snap.k = k;
 	k->next_req_id = req_id_base(k);
+	/* Session ids follow the same base, in ms (new_session_id in frontend.c):
+	 * it only grows across runs, so no run repeats an earlier run's ids. */
+	k->session_base = (k->next_req_id / 1000000u) << 24 >> 8;
 	const struct node_config *c = &k->cfg;
 	p->book = calloc(DP_MAX_NODES, sizeof(*p->book));
 	p->removed_at = calloc(DP_MAX_NODES, sizeof(*p->removed_at));

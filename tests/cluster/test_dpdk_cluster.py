@@ -82,10 +82,12 @@ class DpdkCluster(unittest.TestCase):
     def test_dpdk_cluster_failover(self):
         t0 = time.monotonic()
         cl = start_cluster()
+        ok = False
         try:
             self.run_checks(cl)
+            ok = True
         finally:
-            cl.destroy()
+            cl.destroy(keep_logs=not ok)  # a rare failure (CI) can be read
         for n in cl.nodes:
             self.assertFalse(os.path.exists(os.path.join("/var/run/dpdk", cl.dpdk_prefix(n))))
         print("\ndpdk cluster: %.1f s in all" % (time.monotonic() - t0), file=sys.stderr)

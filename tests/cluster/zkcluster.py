@@ -12,12 +12,17 @@ Traffic stays on 127.0.0.1.
          see KeelCluster.dpdk_lines; the default is kernel UDP)
         c.kill(i); c.start(i)      # kill -9 and restart node i (0-based)
         c.pause(i); c.resume(i)    # SIGSTOP / SIGCONT
+
+When the with-block ends on an exception (or destroy(keep_logs=True)), each
+node's out.log is copied to a keel-logs-* temporary directory named on stderr
+before the cluster's directory is removed.
 """
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -165,8 +170,8 @@ class Cluster:
             raise
         return self
 
-    def __exit__(self, *exc):
-        self.destroy()
+    def __exit__(self, exc_type, exc, tb):
+        self.destroy(keep_logs=exc_type is not None)
 
     def start_all(self):
         for n in self.nodes:
@@ -218,7 +223,10 @@ class Cluster:
     def resume(self, i):
         self.nodes[i].proc.send_signal(signal.SIGCONT)
 
-    def destroy(self):
+    def destroy(self, keep_logs=False):
+        """Stops every node and removes the directory. keep_logs (a test
+        failed): each node's out.log is first copied to a directory of its
+        own, named on stderr, so a rare failure (a CI run) can be read."""
         for n in self.nodes:
             try:
                 if n.running:
@@ -226,8 +234,20 @@ class Cluster:
                 self.stop(n.idx)
             except Exception:
                 pass
+        if keep_logs:
+            self.keep_logs()
         shutil.rmtree(self.dir, ignore_errors=True)
         self.cleanup_runtime()
+
+    def keep_logs(self):
+        kept = tempfile.mkdtemp(prefix="keel-logs-")
+        for n in self.nodes:
+            try:
+                shutil.copy(os.path.join(n.workdir, "out.log"),
+                            os.path.join(kept, "n%d.log" % n.id))
+            except OSError:
+                pass
+        print("\n%s cluster: node logs kept in %s" % (self.kind, kept), file=sys.stderr)
 
     def cleanup_runtime(self):
         """Files a node leaves outside self.dir (keel on DPDK: EAL's run directory)."""
