@@ -139,6 +139,18 @@ static long run(enum wal_backend b, long target, int err)
 		}
 	}
 	long calls = c.calls;
+	/*
+	 * How many calls a run makes can differ by a few from the counting run:
+	 * with groups synced inline, where a group ends next to a segment roll
+	 * depends on when the spare's preparation (on io_uring) completes. A
+	 * target past this run's last call was never reached: the run is then a
+	 * clean one and is checked as such (the walk still reaches every call
+	 * that happens).
+	 */
+	if (target && !c.fired) {
+		assert_true(c.calls < target);
+		target = 0;
+	}
 	if (target) {
 		assert_true(c.fired);
 		assert_true(seen_fire);
