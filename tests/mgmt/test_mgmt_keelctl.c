@@ -12,6 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -25,6 +28,7 @@ static struct fake_node n1, n2;
 static char both[2 * MGMT_HOST_MAX + 2];
 static char out[65536], err[65536];
 static char down[MGMT_HOST_MAX];
+static int down_fd = -1;
 
 static void slurp(const char *path, char *buf, size_t n)
 {
@@ -90,12 +94,16 @@ static int setup(void **state)
 	if (fake_node_run(&n1) || fake_node_run(&n2))
 		return -1;
 	snprintf(both, sizeof(both), "%s,%s", n1.admin, n2.admin);
-	/* A port nobody listens on: bind one, note it, close it. */
-	struct fake_node tmp;
-	if (fake_node_init(&tmp, 9, 9, NULL, NULL))
+	/* A port nobody listens on: bound (so no other process can take it while
+	 * the tests run, as a port bound and closed again could be) but never
+	 * listening, so a connect is refused. */
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t alen = sizeof(a);
+	down_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (down_fd < 0 || bind(down_fd, (struct sockaddr *)&a, sizeof(a)) ||
+	    getsockname(down_fd, (struct sockaddr *)&a, &alen))
 		return -1;
-	snprintf(down, sizeof(down), "%s", tmp.admin);
-	fake_node_fini(&tmp);
+	snprintf(down, sizeof(down), "127.0.0.1:%u", ntohs(a.sin_port));
 	return 0;
 }
 
@@ -104,6 +112,9 @@ static int teardown(void **state)
 	(void)state;
 	fake_node_fini(&n1);
 	fake_node_fini(&n2);
+	if (down_fd >= 0)
+		close(down_fd);
+	down_fd = -1;
 	return 0;
 }
 
