@@ -786,6 +786,15 @@ static void child_path(struct worker *w, char *path)
 	u64_to_dec(p, w->name_counter++);
 }
 
+/* This request's workload: a mixed run draws get or set by --read-pct. */
+static enum kb_workload next_workload(struct worker *w)
+{
+	enum kb_workload wl = w->o->workload;
+	if (wl == KB_WL_MIXED)
+		wl = (int)kb_rng_below(&w->rng, 100) < w->o->read_pct ? KB_WL_GET : KB_WL_SET;
+	return wl;
+}
+
 static int issue(struct worker *w, struct conn *c, uint64_t t)
 {
 	const struct kb_opts *o = w->o;
@@ -803,9 +812,7 @@ static int issue(struct worker *w, struct conn *c, uint64_t t)
 		c->next_xid = 1;
 	char path[KB_MAX_PATH_LEN];
 	int op, n;
-	enum kb_workload wl = o->workload;
-	if (wl == KB_WL_MIXED)
-		wl = (int)kb_rng_below(&w->rng, 100) < o->read_pct ? KB_WL_GET : KB_WL_SET;
+	enum kb_workload wl = next_workload(w);
 	switch (wl) {
 	case KB_WL_CREATE:
 		child_path(w, path);
@@ -1053,9 +1060,7 @@ static int issue_etcd(struct worker *w, struct conn *c, uint64_t t)
 	char path[KB_MAX_PATH_LEN];
 	enum kb_etcd_call call;
 	int op, n;
-	enum kb_workload wl = o->workload;
-	if (wl == KB_WL_MIXED)
-		wl = (int)kb_rng_below(&w->rng, 100) < o->read_pct ? KB_WL_GET : KB_WL_SET;
+	enum kb_workload wl = next_workload(w);
 	switch (wl) {
 	case KB_WL_CREATE:
 		child_path(w, path);

@@ -149,30 +149,33 @@ class Limits(unittest.TestCase):
             zk.stop()
             zk.close()
 
+    def assert_refused_at_accept(self, port):
+        """A new connection is closed at accept, before anything is read:
+        EOF or a reset."""
+        extra = socket.create_connection(("127.0.0.1", port), timeout=30)
+        try:
+            self.assertEqual(extra.recv(64), b"")
+        except ConnectionResetError:
+            pass
+        extra.close()
+
+    def assert_served(self, socks):
+        """Every session socket answers a ping."""
+        for s in socks:
+            s.sendall(frame(struct.pack(">ii", -2, 11)))  # ping
+            (xid,) = struct.unpack(">i", recv_frame(s)[:4])
+            self.assertEqual(xid, -2)
+
     def test_max_client_cnxns(self):
         i = 2
         port = CLUSTER.nodes[i].client_port
-        # Connections of earlier tests may still be closing at the server:
-        # wait until mntr's own is the only one (a wait, not an assertion).
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and int(mntr(i)["zk_num_alive_connections"]) > 1:
-            time.sleep(0.05)
+        self.wait_idle(i)
         before = metric(i, "keel_client_limited_total", "maxClientCnxns")
         self.assertEqual(before, 0)
         socks = [session(port) for _ in range(MAX_CNXNS)]
         try:
-            extra = socket.create_connection(("127.0.0.1", port), timeout=30)
-            # closed at accept, before anything is read: EOF or a reset
-            try:
-                self.assertEqual(extra.recv(64), b"")
-            except ConnectionResetError:
-                pass
-            extra.close()
-            # the others are still served
-            for s in socks:
-                s.sendall(frame(struct.pack(">ii", -2, 11)))  # ping
-                (xid,) = struct.unpack(">i", recv_frame(s)[:4])
-                self.assertEqual(xid, -2)
+            self.assert_refused_at_accept(port)
+            self.assert_served(socks)  # the others are still served
         finally:
             socks.pop().close()
         try:
@@ -243,15 +246,8 @@ class Limits(unittest.TestCase):
             socks = [session(port) for _ in range(MAX_CNXNS + 2)]  # all served
             self.put_config(i, "maxClientCnxns", MAX_CNXNS)
             # open ones stay; a new one is over the lowered limit
-            extra = socket.create_connection(("127.0.0.1", port), timeout=30)
-            try:
-                self.assertEqual(extra.recv(64), b"")
-            except ConnectionResetError:
-                pass
-            extra.close()
-            for s in socks:
-                s.sendall(frame(struct.pack(">ii", -2, 11)))  # ping
-                self.assertEqual(struct.unpack(">i", recv_frame(s)[:4])[0], -2)
+            self.assert_refused_at_accept(port)
+            self.assert_served(socks)
         finally:
             for s in socks:
                 s.close()

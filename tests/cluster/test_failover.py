@@ -11,7 +11,7 @@ import unittest
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from zkcluster import Cluster, check_creates_everywhere  # noqa: E402
+from zkcluster import Cluster, check_creates_everywhere, wait_for  # noqa: E402
 
 from kazoo.client import KazooClient  # noqa: E402
 from kazoo.exceptions import NodeExistsError  # noqa: E402
@@ -64,21 +64,13 @@ class Failover(unittest.TestCase):
             cl.kill(leader)
 
             # a new leader among the survivors
-            new_leader = None
-            while time.monotonic() - t_kill < 30 and new_leader is None:
-                new_leader = cl.leader()
-                time.sleep(0.05)
-            self.assertIsNotNone(new_leader, "no new leader within 30 s")
-            self.assertNotEqual(new_leader, leader)
+            cl.wait_new_leader(leader, 30)
             elect_s = time.monotonic() - t_kill
 
             # writes continue on the survivors
             mark = sum(len(a) for a in acked)
-            deadline = time.monotonic() + 20
-            while sum(len(a) for a in acked) < mark + 20 and time.monotonic() < deadline:
-                time.sleep(0.05)
-            self.assertGreaterEqual(sum(len(a) for a in acked), mark + 20,
-                                    "writes did not resume after the failover")
+            wait_for(lambda: sum(len(a) for a in acked) >= mark + 20, 20,
+                     "writes to resume after the failover")
 
             cl.start(leader)
             time.sleep(1)

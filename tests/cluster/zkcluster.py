@@ -292,6 +292,13 @@ class Cluster:
                 return n.idx
         return None
 
+    def wait_new_leader(self, old, timeout):
+        """The index of a running leader other than node index old, waited
+        for up to timeout seconds (AssertionError after)."""
+        found = wait_for(lambda: [x for x in [self.leader()] if x not in (None, old)],
+                         timeout, "a new leader (the old one: index %d)" % old)
+        return found[0]
+
     def wait_ready(self, timeout=60):
         """A leader, and every running node serving (srvr names its mode:
         ZooKeeper and keel both say 'not currently serving' until a node is in
