@@ -95,6 +95,7 @@ static int reqid_write(const char *dir, uint64_t base)
 	snprintf(tmp, sizeof(tmp), "%s/reqid.tmp", dir);
 	int n = snprintf(buf, sizeof(buf), "%" PRIu64 "\n", base);
 	const char *what = tmp, *step = "open";
+	errno = 0;
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	bool ok = fd >= 0;
 	if (ok && (step = "write", write(fd, buf, (size_t)n) != n))
@@ -146,10 +147,10 @@ int keeld_req_id_base(struct keeld *k)
 			return rc;
 	}
 	if (!last && log_has_segments(k->cfg.data_log_dir))
-		keeld_log("reqid: no reqid kept in %s or %s, but the log there is not empty (a "
+		keeld_log("reqid: no reqid kept in %s%s%s, but the log there is not empty (a "
 			  "log written before keel kept a copy next to it): this run's ids start "
 			  "at the wall clock",
-			  dirs[0], dirs[1]);
+			  dirs[0], nd == 2 ? " or " : "", nd == 2 ? dirs[1] : "");
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	uint64_t base = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;

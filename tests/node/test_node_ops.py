@@ -80,6 +80,20 @@ def log_text(cl):
         return f.read().decode(errors="replace")
 
 
+def run_to_exit(cl):
+    """Starts node 1 expecting it to stop by itself; its exit status."""
+    n = cl.nodes[0]
+    with open(os.path.join(n.workdir, "out.log"), "ab") as log:
+        p = subprocess.Popen(cl.command(n), stdout=log, stderr=subprocess.STDOUT,
+                             cwd=n.workdir, start_new_session=True)
+        try:
+            return p.wait(30)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
 def session(cl):
     z = KazooClient(hosts=cl.connect_string(), timeout=10.0)
     z.start(timeout=30)
@@ -233,22 +247,21 @@ class NodeOps(unittest.TestCase):
             cl.stop(0)
             tmp = os.path.join(data, "reqid.tmp")
             os.makedirs(tmp)
-            with open(os.path.join(n.workdir, "out.log"), "ab") as log:
-                p = subprocess.Popen(cl.command(n), stdout=log, stderr=subprocess.STDOUT,
-                                     cwd=n.workdir, start_new_session=True)
-                try:
-                    rc = p.wait(30)
-                finally:
-                    if p.poll() is None:
-                        p.kill()
-                        p.wait()
-            self.assertNotEqual(rc, 0)
+            self.assertNotEqual(run_to_exit(cl), 0)
             text = log_text(cl)
             self.assertIn("reqid: cannot keep %s/reqid: open %s: Is a directory; refusing "
                           "to start" % (data, tmp), text)
             with open(os.path.join(data, "reqid")) as f:
                 self.assertEqual(int(f.read()), base[3], "the kept base is unchanged")
             os.rmdir(tmp)
+            # a damaged reqid: refused too, naming it (not read as 0)
+            with open(os.path.join(data, "reqid"), "w") as f:
+                f.write("12ab\n")
+            self.assertNotEqual(run_to_exit(cl), 0)
+            self.assertIn("reqid: %s/reqid: not a number and a newline; refusing to start"
+                          % data, log_text(cl))
+            with open(os.path.join(data, "reqid"), "w") as f:
+                f.write("%d\n" % base[3])
             cl.start(0)
             wait_for(lambda: cl.mode(0), 30, "the node serving")
             with open(os.path.join(data, "reqid")) as f:
