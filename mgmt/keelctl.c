@@ -46,7 +46,8 @@ static const char usage_text[] =
 	"  member remove ID               remove a member\n"
 	"  transfer [ID]                  hand leadership to ID (or a node the leader picks)\n"
 	"  snapshot                       take a snapshot now on every node given\n"
-	"  config get [KEY]               the configuration of the first node given\n"
+	"  config get [KEY]               the configuration of the first node given, each\n"
+	"                                 value's source (default, file, live)\n"
 	"  config set KEY VALUE           change a live tunable on every node given\n"
 	"  config reset KEY               a live key back to the file's value, every node given\n"
 	"\n"
@@ -515,12 +516,14 @@ static int cmd_config(char **nodes, int n_nodes, int argc, char **argv)
 		const char *list = mjson_get(a.body, "config");
 		const char *it = NULL, *e = list ? NULL : a.body;
 		while (list ? (e = mjson_array_next(list, &it)) != NULL : e != NULL) {
-			char k[MGMT_KEY_MAX], v[MGMT_VALUE_MAX];
+			char k[MGMT_KEY_MAX], v[MGMT_VALUE_MAX], src[16];
 			bool live = false;
 			str(e, "key", k, sizeof(k));
 			str(e, "value", v, sizeof(v));
+			str(e, "source", src, sizeof(src));
 			mjson_get_bool(e, "live", &live);
-			printf("%s=%s%s\n", k, v, live ? "\t# live" : "");
+			/* "# live" first, as before sources were shown: scripts grep it */
+			printf("%s=%s\t# %ssource=%s\n", k, v, live ? "live, " : "", src);
 			if (!list)
 				break;
 		}

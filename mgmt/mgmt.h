@@ -289,6 +289,16 @@ struct mgmt_server_config {
 	/* NULL-terminated keys PUT /config may change; NULL: mgmt_live_keys. */
 	const char *const *live_keys;
 	/*
+	 * Where each value came from, shown as GET /config's "source": a key in
+	 * saved_keys is "live" (set by PUT /config in an earlier run and kept:
+	 * keeld's live.cfg), else one in file_keys "file" (the configuration
+	 * file sets it), else "default". file_keys NULL: every key config_text
+	 * lists counts as the file's. A PUT makes a key "live"; a DELETE puts
+	 * it back to "file" or "default". NULL-terminated, read at start only.
+	 */
+	const char *const *file_keys;
+	const char *const *saved_keys;
+	/*
 	 * Why the other keys cannot change, for PUT /config's refusal: NULL-
 	 * terminated pairs { key (or a prefix ending in '.'), reason, ... }, e.g.
 	 * { "dataDir", "the log and snapshots are open there", NULL }. NULL or

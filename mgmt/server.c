@@ -74,6 +74,8 @@ struct cfg_entry {
 	char key[MGMT_KEY_MAX];
 	char value[MGMT_VALUE_MAX];
 	bool live;
+	bool in_file;       /* the configuration file sets it: a reset makes it "file" */
+	const char *source; /* "default", "file" or "live" (GET /config) */
 };
 
 /* Reasons a request is refused before it reaches a route. */
@@ -348,10 +350,11 @@ static void route_metrics(struct mgmt_server *s, struct conn *c)
 
 /* ---- configuration view ---- */
 
-static bool is_live(const char *const *live, const char *key)
+/* key in a NULL-terminated list (NULL: empty) */
+static bool in_list(const char *const *list, const char *key)
 {
-	for (; *live; live++)
-		if (!strcmp(*live, key))
+	for (; list && *list; list++)
+		if (!strcmp(*list, key))
 			return true;
 	return false;
 }
@@ -373,6 +376,7 @@ static void cfg_load(struct mgmt_server *s, const char *text, const char *const 
 		if (eq && eq > p && s->n_cfg < MAX_CONFIG_KEYS && (size_t)(eq - p) < MGMT_KEY_MAX &&
 		    n - (size_t)(eq - p) - 1 < MGMT_VALUE_MAX) {
 			struct cfg_entry *e = &s->cfg[s->n_cfg++];
+			e->in_file = true; /* unless the node says otherwise (cfg_sources) */
 			memcpy(e->key, p, (size_t)(eq - p));
 			memcpy(e->value, eq + 1, n - (size_t)(eq - p) - 1);
 			/* The token is a secret: GET /config must never show it. */
@@ -388,13 +392,26 @@ static void cfg_load(struct mgmt_server *s, const char *text, const char *const 
 			snprintf(s->cfg[s->n_cfg++].key, MGMT_KEY_MAX, "%s", *live);
 }
 
+/* Where each value came from, as the node told (mgmt_server_config). */
+static void cfg_sources(struct mgmt_server *s, const struct mgmt_server_config *cfg)
+{
+	for (uint32_t i = 0; i < s->n_cfg; i++) {
+		struct cfg_entry *e = &s->cfg[i];
+		if (cfg->file_keys)
+			e->in_file = in_list(cfg->file_keys, e->key);
+		e->source = in_list(cfg->saved_keys, e->key) ? "live"
+			    : e->in_file                     ? "file"
+							     : "default";
+	}
+}
+
 static void put_cfg(struct jbuf *j, const struct cfg_entry *e)
 {
 	jput(j, "{\"key\":");
 	jstr(j, e->key);
 	jput(j, ",\"value\":");
 	jstr(j, e->value);
-	jput(j, ",\"live\":%s}", e->live ? "true" : "false");
+	jput(j, ",\"live\":%s,\"source\":\"%s\"}", e->live ? "true" : "false", e->source);
 }
 
 static void route_config_get(struct mgmt_server *s, struct conn *c, const char *key)
@@ -446,9 +463,12 @@ static void answer(struct mgmt_server *s, const struct mgmt_response *r)
 	char msg[MGMT_MESSAGE_MAX];
 	snprintf(msg, sizeof(msg), "%.*s", (int)sizeof(msg) - 1, r->message);
 	if (r->status == 0) {
-		if (c->cfg_index >= 0)
-			snprintf(s->cfg[c->cfg_index].value, MGMT_VALUE_MAX, "%s",
+		if (c->cfg_index >= 0) {
+			struct cfg_entry *e = &s->cfg[c->cfg_index];
+			snprintf(e->value, MGMT_VALUE_MAX, "%s",
 				 c->cfg_reset ? r->value : c->cfg_value);
+			e->source = !c->cfg_reset ? "live" : e->in_file ? "file" : "default";
+		}
 		char body[2 * MGMT_MESSAGE_MAX + 64];
 		size_t n = (size_t)snprintf(body, sizeof(body), "{\"ok\":true,\"message\":");
 		n += mjson_quote(body + n, sizeof(body) - n - 3, msg);
@@ -1076,8 +1096,9 @@ int mgmt_server_start(const struct mgmt_server_config *cfg, struct mgmt_chan *ch
 	const char *const *live = cfg->live_keys ? cfg->live_keys : mgmt_live_keys;
 	s->fixed_reasons = cfg->fixed_reasons;
 	cfg_load(s, cfg->config_text, live);
+	cfg_sources(s, cfg);
 	for (uint32_t i = 0; i < s->n_cfg; i++)
-		s->cfg[i].live = is_live(live, s->cfg[i].key);
+		s->cfg[i].live = in_list(live, s->cfg[i].key);
 	int rc = KEEL_E_NOMEM;
 	s->n_slots = s->max_conns + OVERFLOW_SLOTS;
 	s->conns = calloc(s->n_slots, sizeof(*s->conns));

@@ -58,6 +58,10 @@ int keeld_live_load(struct keeld *k, const char *config, uint32_t myid, bool set
 		return KEEL_E_NOMEM;
 	*k->file_cfg = k->cfg;
 	char err[512], path[PATH_MAX + 32];
+	/* The file parsed once already: a failure here leaves every key "default". */
+	if (node_config_file_keys(config, myid, k->file_keys, sizeof(k->file_keys), err,
+				  sizeof(err)) < 0)
+		k->file_keys[0] = 0;
 	snprintf(path, sizeof(path), "%s/%s", k->cfg.data_dir, NODE_LIVE_FILE);
 	int rc = node_live_load(&k->live, k->cfg.data_dir, err, sizeof(err));
 	if (rc == 0 && k->live.n) {
@@ -170,6 +174,22 @@ int keeld_admin_start(struct keeld *k)
 		keeld_log("admin: setup: %s", keel_strerror(rc));
 		return rc;
 	}
+	/* The reasons mntr shows as keel_session_expired_<reason>. */
+	static const char *const why[KEELD_EXPIRED_REASONS] = {
+		[KEELD_EXPIRED_UNKNOWN] = "unknown",
+		[KEELD_EXPIRED_NOT_FOUND] = "not_found",
+		[KEELD_EXPIRED_PASSWORD] = "password",
+		[KEELD_EXPIRED_CREATE] = "create",
+	};
+	for (int i = 0; i < KEELD_EXPIRED_REASONS; i++) {
+		char lb[48];
+		snprintf(lb, sizeof(lb), "reason=\"%s\"", why[i]);
+		k->expired_c[i] = mgmt_metrics_counter(
+			k->metrics, "keel_session_expired_total", lb,
+			"Requests and reattaches answered \"session expired\", by reason (unknown: "
+			"a session this node's front end does not hold; not_found, password: a "
+			"reattach; create: a createSession that failed to apply).");
+	}
 	static char text[65536];
 	size_t n = node_config_format(&k->cfg, text, sizeof(text));
 	text[KEEL_MIN(n, sizeof(text) - 1)] = 0;
@@ -183,12 +203,25 @@ int keeld_admin_start(struct keeld *k)
 		for (int i = 0; i < 64; i++)
 			if (CPU_ISSET(i, &cs))
 				mask |= 1ull << i;
+	/* GET /config's sources: what zoo.cfg sets, what live.cfg set at start. */
+	static const char *file_keys[256 + 1], *saved[NODE_LIVE_MAX + 1];
+	uint32_t nf = 0;
+	for (char *p = k->file_keys, *nl; *p && (nl = strchr(p, '\n')) && nf < 256; p = nl + 1) {
+		*nl = 0; /* k->file_keys is not used again */
+		file_keys[nf++] = p;
+	}
+	file_keys[nf] = NULL;
+	for (uint32_t i = 0; i < k->live.n; i++)
+		saved[i] = k->live.kv[i].key;
+	saved[k->live.n] = NULL;
 	struct mgmt_server_config sc = {
 		.address = k->cfg.admin_addr[0] ? k->cfg.admin_addr : NULL,
 		.port = (uint16_t)k->cfg.admin_port,
 		.token = k->cfg.admin_token,
 		.config_text = text,
 		.live_keys = live_keys,
+		.file_keys = file_keys,
+		.saved_keys = saved,
 		.fixed_reasons = fixed_reasons,
 		.cpu_mask = mask,
 	};

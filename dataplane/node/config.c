@@ -660,9 +660,41 @@ static int parse_live(struct parser *p, const char *origin, const char *const *a
 	return 0;
 }
 
+/*
+ * The file's keys (the parser's seen list) as `key\n` lines, under the names
+ * node_config_format() prints: ZooKeeper's aliases are renamed.
+ */
+static void file_keys(const struct parser *p, char *buf, size_t len)
+{
+	/* pairs: ZooKeeper's name, the one node_config_format() prints */
+	static const char *const alias[] = { "forceSync", "keel.fsync", "zookeeper.skipACL",
+					     "skipACL", NULL };
+	size_t n = 0;
+	buf[0] = 0;
+	for (uint32_t i = 0; i < p->n_seen; i++) {
+		const char *k = p->seen[i].key;
+		for (const char *const *a = alias; *a; a += 2)
+			if (!strcmp(k, a[0]))
+				k = a[1];
+		size_t kl = strlen(k);
+		bool again = false; /* an alias and its keel name both set */
+		for (const char *q = buf; *q && !again; q = strchr(q, '\n') + 1)
+			again = !strncmp(q, k, kl) && q[kl] == '\n';
+		if (again)
+			continue;
+		if (n + kl + 2 > len)
+			break; /* the caller's buffer bounds the list */
+		memcpy(buf + n, k, kl);
+		n += kl;
+		buf[n++] = '\n';
+		buf[n] = 0;
+	}
+}
+
 static int parse_text(struct node_config *cfg, const char *text, const char *origin, uint32_t myid,
 		      const struct node_live *live, const char *live_origin,
-		      const char *const *allowed, char *err, size_t err_len)
+		      const char *const *allowed, char *keys, size_t keys_len, char *err,
+		      size_t err_len)
 {
 	struct parser *p = calloc(1, sizeof(*p));
 	if (!p)
@@ -741,6 +773,8 @@ static int parse_text(struct node_config *cfg, const char *text, const char *ori
 		if (rc)
 			goto out;
 	}
+	if (keys && keys_len)
+		file_keys(p, keys, keys_len);
 	if (live && (rc = parse_live(p, live_origin, allowed)))
 		goto out;
 	rc = finish(p, myid);
@@ -753,7 +787,7 @@ out:
 int node_config_parse(struct node_config *cfg, const char *text, const char *origin, uint32_t myid,
 		      char *err, size_t err_len)
 {
-	return parse_text(cfg, text, origin, myid, NULL, NULL, NULL, err, err_len);
+	return parse_text(cfg, text, origin, myid, NULL, NULL, NULL, NULL, 0, err, err_len);
 }
 
 int node_config_load(struct node_config *cfg, const char *path, uint32_t myid, char *err,
@@ -762,9 +796,8 @@ int node_config_load(struct node_config *cfg, const char *path, uint32_t myid, c
 	return node_config_load_live(cfg, path, myid, NULL, NULL, NULL, err, err_len);
 }
 
-int node_config_load_live(struct node_config *cfg, const char *path, uint32_t myid,
-			  const struct node_live *live, const char *live_origin,
-			  const char *const *allowed, char *err, size_t err_len)
+/* The file's text (NUL-terminated, *text to free) or KEEL_E_CONFIG naming path. */
+static int read_text(const char *path, char **text_out, char *err, size_t err_len)
 {
 	FILE *f = fopen(path, "re");
 	if (!f) {
@@ -814,10 +847,37 @@ int node_config_load_live(struct node_config *cfg, const char *path, uint32_t my
 	} else {
 		text[len] = 0;
 	}
-	rc = parse_text(cfg, text, path, myid, live, live_origin, allowed, err, err_len);
+	*text_out = text;
+	text = NULL;
 out:
 	free(text);
 	fclose(f);
+	return rc;
+}
+
+int node_config_load_live(struct node_config *cfg, const char *path, uint32_t myid,
+			  const struct node_live *live, const char *live_origin,
+			  const char *const *allowed, char *err, size_t err_len)
+{
+	char *text = NULL;
+	int rc = read_text(path, &text, err, err_len);
+	if (rc == 0)
+		rc = parse_text(cfg, text, path, myid, live, live_origin, allowed, NULL, 0, err,
+				err_len);
+	free(text);
+	return rc;
+}
+
+int node_config_file_keys(const char *path, uint32_t myid, char *buf, size_t len, char *err,
+			  size_t err_len)
+{
+	struct node_config *c = malloc(sizeof(*c));
+	char *text = NULL;
+	int rc = c ? read_text(path, &text, err, err_len) : KEEL_E_NOMEM;
+	if (rc == 0)
+		rc = parse_text(c, text, path, myid, NULL, NULL, NULL, buf, len, err, err_len);
+	free(text);
+	free(c);
 	return rc;
 }
 

@@ -164,6 +164,8 @@ static const char *const expired_why[KEELD_EXPIRED_REASONS] = {
 void keeld_expired_answer(struct keeld *k, int64_t sid, enum keeld_expired_reason why)
 {
 	uint64_t n = atomic_fetch_add(&k->n_expired[why], 1) + 1;
+	if (k->expired_c[why])
+		mgmt_counter_add(k->expired_c[why], 1);
 	uint64_t now = keel_now_ns();
 	uint64_t last = atomic_load_explicit(&k->expired_logged_ns[why], memory_order_relaxed);
 	if (last && now - last < 1000000000u)

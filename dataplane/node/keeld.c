@@ -8,8 +8,12 @@
  *   keeld --config FILE [--myid N] [--check-config]
  *   keeld --help | --version
  */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -43,6 +47,125 @@ void keeld_log(const char *fmt, ...)
 		vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
 	va_end(ap);
 	fprintf(stderr, "%s\n", line);
+}
+
+/*
+ * Where this run's request ids start. A restarted node must not reuse its
+ * previous run's ids: leaders still hold them as (origin, id) in their logs
+ * (in_log) and seen sets, and would take a new request for an old one; and
+ * session ids follow the same base (new_session_id in frontend.c). So the
+ * base only grows: past the wall clock (ns) and 2^40 past the last run's
+ * base, which is kept in <dataDir>/reqid and, when the log lives elsewhere,
+ * in <dataLogDir>/reqid too (the log's ids are what must not repeat: a
+ * wiped dataDir next to a kept log must not fall back to the wall clock,
+ * which is behind a base that grew by 2^40 ns per restart). Each copy is
+ * written, synced, renamed and its directory synced before any id is used;
+ * if that fails, or a kept copy cannot be read, keeld does not start: with
+ * the wall clock alone, a clock stepped back repeats ids.
+ */
+static int reqid_read(const char *dir, uint64_t *last)
+{
+	char path[PATH_MAX + 16], buf[32] = { 0 };
+	snprintf(path, sizeof(path), "%s/reqid", dir);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT)
+		return 0;
+	ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+	int err = errno;
+	if (fd >= 0)
+		close(fd);
+	char *end = buf;
+	uint64_t v = n > 0 ? strtoull(buf, &end, 10) : 0;
+	if (n <= 0 || v == 0 || *end != '\n') {
+		keeld_log("reqid: %s: %s; refusing to start (this run's request and session ids "
+			  "must start past the previous run's; if the file is lost for good, "
+			  "move it away and start again once the wall clock is past the "
+			  "highest id the node handed out)",
+			  path, n < 0 ? strerror(err) : "not a number and a newline");
+		return KEEL_E_CORRUPT;
+	}
+	*last = KEEL_MAX(*last, v);
+	return 0;
+}
+
+static int reqid_write(const char *dir, uint64_t base)
+{
+	char path[PATH_MAX + 16], tmp[PATH_MAX + 16], buf[32];
+	snprintf(path, sizeof(path), "%s/reqid", dir);
+	snprintf(tmp, sizeof(tmp), "%s/reqid.tmp", dir);
+	int n = snprintf(buf, sizeof(buf), "%" PRIu64 "\n", base);
+	const char *what = tmp, *step = "open";
+	errno = 0;
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	bool ok = fd >= 0;
+	if (ok && (step = "write", write(fd, buf, (size_t)n) != n))
+		ok = false;
+	if (ok && (step = "fsync", fsync(fd) != 0))
+		ok = false;
+	int err = errno ? errno : EIO; /* a short write sets none */
+	if (fd >= 0)
+		close(fd);
+	if (ok && (what = path, step = "rename", rename(tmp, path) != 0))
+		ok = false, err = errno;
+	int dfd = ok ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+	/* the rename must be durable before ids are used */
+	if (ok && (what = dir, step = "fsync", dfd < 0 || fsync(dfd) != 0))
+		ok = false, err = errno;
+	if (dfd >= 0)
+		close(dfd);
+	if (!ok) {
+		keeld_log("reqid: cannot keep %s: %s %s: %s; refusing to start (without it a "
+			  "restart after the wall clock stepped back could repeat this run's "
+			  "request and session ids)",
+			  path, step, what, strerror(err));
+		return -err;
+	}
+	return 0;
+}
+
+static bool log_has_segments(const char *dir)
+{
+	DIR *d = opendir(dir);
+	bool found = false;
+	for (struct dirent *de; d && !found && (de = readdir(d));) {
+		size_t l = strlen(de->d_name);
+		found = l > 4 && !strcmp(de->d_name + l - 4, ".wal");
+	}
+	if (d)
+		closedir(d);
+	return found;
+}
+
+int keeld_req_id_base(struct keeld *k)
+{
+	const char *dirs[2] = { k->cfg.data_dir, k->cfg.data_log_dir };
+	int nd = strcmp(dirs[0], dirs[1]) ? 2 : 1;
+	uint64_t last = 0;
+	for (int i = 0; i < nd; i++) {
+		int rc = reqid_read(dirs[i], &last);
+		if (rc < 0)
+			return rc;
+	}
+	if (!last && log_has_segments(k->cfg.data_log_dir))
+		keeld_log("reqid: no reqid kept in %s%s%s, but the log there is not empty (a "
+			  "log written before keel kept a copy next to it): this run's ids start "
+			  "at the wall clock",
+			  dirs[0], nd == 2 ? " or " : "", nd == 2 ? dirs[1] : "");
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	uint64_t base = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	if (last && last + (1ull << 40) > base)
+		base = last + (1ull << 40);
+	for (int i = 0; i < nd; i++) {
+		int rc = reqid_write(dirs[i], base);
+		if (rc < 0)
+			return rc;
+	}
+	k->next_req_id = base;
+	/* Session ids follow the same base, in ms (new_session_id in frontend.c):
+	 * it only grows across runs, so no run repeats an earlier run's ids. */
+	k->session_base = (base / 1000000u) << 24 >> 8;
+	return 0;
 }
 
 static void usage(FILE *f)
@@ -260,6 +383,8 @@ int main(int argc, char **argv)
 		keeld_log("startup: out of memory or eventfd");
 		return 1;
 	}
+	if (keeld_req_id_base(k) < 0)
+		goto out;
 	if (keeld_pipeline_open(k) < 0)
 		goto out;
 	/* Before the pipeline starts: it answers and publishes through the channel. */

@@ -153,6 +153,8 @@ struct keeld {
 	 * start), and zoo.cfg's own values (DELETE /config/KEY goes back to them) */
 	struct node_live live;
 	struct node_config *file_cfg;
+	/* the keys zoo.cfg itself sets, "key\n" lines (GET /config's source; admin.c) */
+	char file_keys[4096];
 	uint32_t myid;
 	char version[32];
 
@@ -218,6 +220,8 @@ struct keeld {
 	struct mgmt_server *msrv;
 	/* keel_client_limited_total{reason}: maxClientCnxns, globalOutstandingLimit */
 	struct mgmt_counter *limited[2];
+	/* keel_session_expired_total{reason}: n_expired on /metrics (admin.c) */
+	struct mgmt_counter *expired_c[KEELD_EXPIRED_REASONS];
 };
 
 static inline struct kv *keeld_kv(struct keeld *k)
@@ -227,6 +231,9 @@ static inline struct kv *keeld_kv(struct keeld *k)
 
 /* keeld.c */
 void keeld_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* This run's request-id and session-id bases, kept before any is used:
+ * 0, or a negative code (logged) when they cannot be kept. */
+int keeld_req_id_base(struct keeld *k);
 
 /* frontend.c */
 int keeld_frontend_start(struct keeld *k);

@@ -212,6 +212,15 @@ int node_live_save(const struct node_live *live, const char *dir, char *err, siz
 int node_config_load_live(struct node_config *cfg, const char *path, uint32_t myid,
 			  const struct node_live *live, const char *live_origin,
 			  const char *const *allowed, char *err, size_t err_len);
+/*
+ * The keys the configuration file at path sets (each once), as `key\n`
+ * lines in buf under the names node_config_format() prints (ZooKeeper's
+ * forceSync is keel.fsync, zookeeper.skipACL skipACL): GET /config's
+ * "file" source. A list longer than len is cut at a whole key. Errors as
+ * node_config_load().
+ */
+int node_config_file_keys(const char *path, uint32_t myid, char *buf, size_t len, char *err,
+			  size_t err_len);
 /* A key's value in force as its line in the file would give it ("" if the
  * key is unknown to this function); for the keys PUT /config may change. */
 void node_config_value(const struct node_config *cfg, const char *key, char *buf, size_t len);

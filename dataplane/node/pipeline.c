@@ -984,9 +984,11 @@ static void finish_local(struct pipeline *p, uint32_t origin, uint64_t id, const
 		keeld_reattach(k, r);
 	} else if (r->kind == PREQ_CONNECT) {
 		/* The connect callback registered the session locally. */
+		/* zxid: cons shows the createSession's as lzxid, as ZooKeeper does */
 		struct zk_connect_response cr = { .protocol_version = 0,
 						  .timeout_ms = r->timeout_ms,
-						  .session_id = r->session_id };
+						  .session_id = r->session_id,
+						  .zxid = txn ? txn->zxid : 0 };
 		cr.passwd.ptr = r->passwd;
 		cr.passwd.len = KV_PASSWD_BYTES;
 		if (rc < 0) {
@@ -3475,44 +3477,6 @@ static int open_transport(struct pipeline *p)
 	return 0;
 }
 
-/*
- * Where this run's request ids start. A restarted node must not reuse its
- * previous run's ids: leaders still hold them as (origin, id) in their logs
- * (in_log) and seen sets, and would take a new request for an old one. So the
- * base only grows: past the wall clock (ns) and 2^40 past the last run's base,
- * kept in <dataDir>/reqid (written and synced before any request is taken).
- * If the file cannot be written the wall clock alone is used (said so).
- */
-static uint64_t req_id_base(const struct keeld *k)
-{
-	char path[PATH_MAX + 16], tmp[PATH_MAX + 16], buf[32] = { 0 };
-	snprintf(path, sizeof(path), "%s/reqid", k->cfg.data_dir);
-	snprintf(tmp, sizeof(tmp), "%s/reqid.tmp", k->cfg.data_dir);
-	uint64_t base = (uint64_t)wall_ms() * 1000000u, last = 0;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd >= 0) {
-		if (read(fd, buf, sizeof(buf) - 1) > 0)
-			last = strtoull(buf, NULL, 10);
-		close(fd);
-	}
-	if (last && last + (1ull << 40) > base)
-		base = last + (1ull << 40);
-	int n = snprintf(buf, sizeof(buf), "%" PRIu64 "\n", base);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	bool ok = fd >= 0 && write(fd, buf, (size_t)n) == n && fsync(fd) == 0;
-	if (fd >= 0)
-		close(fd);
-	ok = ok && rename(tmp, path) == 0;
-	int dfd = ok ? open(k->cfg.data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
-	ok = ok && dfd >= 0 && fsync(dfd) == 0; /* the rename, before ids are used */
-	if (dfd >= 0)
-		close(dfd);
-	if (!ok)
-		keeld_log("reqid: cannot keep %s (%s): request ids follow the wall clock only",
-			  path, strerror(errno));
-	return base;
-}
-
 static void wal_log(void *arg, const char *line)
 {
 	(void)arg;
@@ -3538,10 +3502,7 @@ int keeld_pipeline_open(struct keeld *k)
 	pthread_mutex_init(&p->snap.mu, NULL);
 	pthread_cond_init(&p->snap.cv, NULL);
 	p->snap.k = k;
-	k->next_req_id = req_id_base(k);
-	/* Session ids follow the same base, in ms (new_session_id in frontend.c):
-	 * it only grows across runs, so no run repeats an earlier run's ids. */
-	k->session_base = (k->next_req_id / 1000000u) << 24 >> 8;
+	/* k->next_req_id and k->session_base: keeld_req_id_base() (keeld.c) */
 	const struct node_config *c = &k->cfg;
 	p->book = calloc(DP_MAX_NODES, sizeof(*p->book));
 	p->removed_at = calloc(DP_MAX_NODES, sizeof(*p->removed_at));

@@ -1194,7 +1194,7 @@ int zk_server_connect_reply(struct zk_server *s, const struct zk_call *call,
 			stats_answer(c,
 				     &(struct zk_call){ .type = ZKS_OP_CREATE_SESSION,
 							.recv_ns = call->recv_ns },
-				     c->lzxid, 0);
+				     resp->zxid ? resp->zxid : c->lzxid, 0);
 		if (rc == 0 && !close_after) {
 			/* Packets that arrived meanwhile are processed by the engine thread. */
 			c->pending_rx = true;

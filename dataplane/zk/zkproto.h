@@ -261,6 +261,11 @@ struct zk_connect_response {
 	struct zk_buf passwd;
 	bool read_only;
 	/*
+	 * Not sent: the zxid of the txn that made the session (0: none, a
+	 * reattach), for cons's lzxid as ZooKeeper 3.8 shows it after a connect.
+	 */
+	int64_t zxid;
+	/*
 	 * The server answers a client that sent no readOnly flag without one
 	 * (measured on ZooKeeper 3.8.0); the front end sets this itself.
 	 */

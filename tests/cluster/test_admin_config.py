@@ -155,7 +155,7 @@ class AdminConfig(unittest.TestCase):
                        c.four_letter(li, "ruok")))
         self.assertEqual(self.get(ld, "4lw.commands.whitelist"),
                          {"key": "4lw.commands.whitelist", "value": "srvr,stat",
-                          "live": True})
+                          "live": True, "source": "live"})
         p = subprocess.run([keelctl(), "--admin", "127.0.0.1:%d" % ld.admin_port,
                             "--token", TOKEN, "config", "set", "4lw.commands.whitelist",
                             "srvr,ruok"], capture_output=True, text=True, timeout=30)

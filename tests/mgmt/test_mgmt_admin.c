@@ -37,9 +37,18 @@ static int setup(void **state)
 	static const char *const reasons[] = { "tickTime", "timers start with the node",
 					       "keel.",    "keel keys are read at start",
 					       NULL,       NULL };
+	/* GET /config's sources: keel.heartbeatMs in the file and kept live,
+	 * keel.electionTimeoutMs in the text but not the file (a default). */
+	static const char *const file_keys[] = {
+		"tickTime",        "dataDir",        "clientPort", "keel.heartbeatMs",
+		"keel.adminToken", "keel.adminPort", NULL
+	};
+	static const char *const saved[] = { "keel.heartbeatMs", NULL };
 	struct mgmt_server_config cfg = { .read_timeout_ms = 1000,
 					  .max_connections = 6,
 					  .pipeline_timeout_ms = 5000,
+					  .file_keys = file_keys,
+					  .saved_keys = saved,
 					  .fixed_reasons = reasons };
 	if (fake_node_init(&node, 1, 1, TOKEN, &cfg) || fake_node_run(&node))
 		return -1;
@@ -332,12 +341,15 @@ static void config_route(void **state)
 	thttp(node.port, "GET", "/config", NULL, NULL, &r);
 	assert_int_equal(r.code, 200);
 	assert_null(strstr(r.body, TOKEN)); /* never shown */
-	assert_non_null(
-		strstr(r.body, "\"key\":\"dataDir\",\"value\":\"/var/lib/keel\",\"live\":false"));
-	assert_non_null(
-		strstr(r.body, "\"key\":\"keel.heartbeatMs\",\"value\":\"100\",\"live\":true"));
+	assert_non_null(strstr(r.body, "\"key\":\"dataDir\",\"value\":\"/var/lib/keel\","
+				       "\"live\":false,\"source\":\"file\"}"));
+	assert_non_null(strstr(r.body, "\"key\":\"keel.heartbeatMs\",\"value\":\"100\","
+				       "\"live\":true,\"source\":\"live\"}"));
+	assert_non_null(strstr(r.body, "\"key\":\"keel.electionTimeoutMs\",\"value\":\"1000\","
+				       "\"live\":true,\"source\":\"default\"}"));
 	/* A live key the text did not list is still there. */
-	assert_non_null(strstr(r.body, "\"key\":\"maxClientCnxns\""));
+	assert_non_null(strstr(r.body, "\"key\":\"maxClientCnxns\",\"value\":\"\","
+				       "\"live\":true,\"source\":\"default\"}"));
 	thttp_free(&r);
 	thttp(node.port, "GET", "/config/keel.adminToken", NULL, NULL, &r);
 	assert_int_equal(r.code, 200);
@@ -353,6 +365,8 @@ static void config_route(void **state)
 	char v[32];
 	assert_int_equal(mjson_get_str(r.body, "value", v, sizeof(v)), 0);
 	assert_string_equal(v, "50");
+	assert_int_equal(mjson_get_str(r.body, "source", v, sizeof(v)), 0);
+	assert_string_equal(v, "live");
 	thttp_free(&r);
 	/* Refused by the pipeline's own check: the view keeps the old value. */
 	thttp(node.port, "PUT", "/config", TOKEN, "{\"key\":\"keel.heartbeatMs\",\"value\":\"0\"}",
@@ -369,6 +383,9 @@ static void config_route(void **state)
 	thttp(node.port, "GET", "/config/keel.heartbeatMs", NULL, NULL, &r);
 	assert_int_equal(mjson_get_str(r.body, "value", v, sizeof(v)), 0);
 	assert_string_equal(v, "100");
+	/* back to the file's value: its source is the file again */
+	assert_int_equal(mjson_get_str(r.body, "source", v, sizeof(v)), 0);
+	assert_string_equal(v, "file");
 	thttp_free(&r);
 	thttp(node.port, "DELETE", "/config/maxClientCnxns", TOKEN, NULL, &r);
 	expect(&r, 400, "is not kept across restarts (KEEL_E_INVAL)");

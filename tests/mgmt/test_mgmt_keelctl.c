@@ -216,11 +216,11 @@ static void transfer_snapshot_config(void **state)
 	assert_int_equal(ctl("--admin", n1.admin, "--token", TOKEN, "transfer", "x", NULL), 2);
 	/* config get: every key, or one. */
 	assert_int_equal(ctl("--admin", n1.admin, "config", "get", NULL), 0);
-	has(out, "dataDir=/var/lib/keel\n");
-	has(out, "keel.heartbeatMs=100\t# live\n");
-	has(out, "keel.adminToken=<hidden>\n");
+	has(out, "dataDir=/var/lib/keel\t# source=file\n");
+	has(out, "keel.heartbeatMs=100\t# live, source=file\n");
+	has(out, "keel.adminToken=<hidden>\t# source=file\n");
 	assert_int_equal(ctl("--admin", n1.admin, "config", "get", "keel.heartbeatMs", NULL), 0);
-	assert_string_equal(out, "keel.heartbeatMs=100\t# live\n");
+	assert_string_equal(out, "keel.heartbeatMs=100\t# live, source=file\n");
 	assert_int_equal(ctl("--admin", n1.admin, "config", "get", "nope", NULL), 1);
 	has(err, "unknown configuration key 'nope'");
 	/* config set on every node given. */
@@ -229,7 +229,7 @@ static void transfer_snapshot_config(void **state)
 			 0);
 	has(out, "keel.heartbeatMs set to 50");
 	assert_int_equal(ctl("--admin", n2.admin, "config", "get", "keel.heartbeatMs", NULL), 0);
-	assert_string_equal(out, "keel.heartbeatMs=50\t# live\n");
+	assert_string_equal(out, "keel.heartbeatMs=50\t# live, source=live\n");
 	assert_int_equal(
 		ctl("--admin", n1.admin, "--token", TOKEN, "config", "set", "dataDir", "/x", NULL),
 		1);
@@ -245,7 +245,7 @@ static void transfer_snapshot_config(void **state)
 		0);
 	has(out, "keel.heartbeatMs back to 100");
 	assert_int_equal(ctl("--admin", n2.admin, "config", "get", "keel.heartbeatMs", NULL), 0);
-	assert_string_equal(out, "keel.heartbeatMs=100\t# live\n");
+	assert_string_equal(out, "keel.heartbeatMs=100\t# live, source=file\n");
 	assert_int_equal(
 		ctl("--admin", n1.admin, "--token", TOKEN, "config", "reset", "dataDir", NULL), 1);
 	has(err, "'dataDir' is not a live key");

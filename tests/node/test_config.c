@@ -306,6 +306,34 @@ static void test_load_file(void **state)
 	assert_non_null(strstr(err, "No such file"));
 }
 
+/* GET /config's "file" source: the keys the file sets, under the names
+ * node_config_format() prints, a continued line's key once. */
+static void test_file_keys(void **state)
+{
+	(void)state;
+	char path[] = "/tmp/keel-cfg-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	const char *t = BASE "# a comment\nforceSync=no\nzookeeper.skipACL=no\n"
+			     "maxClientCnxns = \\\n  70\n";
+	assert_int_equal(write(fd, t, strlen(t)), (ssize_t)strlen(t));
+	close(fd);
+	char keys[512];
+	assert_int_equal(node_config_file_keys(path, 0, keys, sizeof(keys), err, sizeof(err)), 0);
+	assert_non_null(strstr(keys, "dataDir\n"));
+	assert_non_null(strstr(keys, "\nkeel.fsync\nskipACL\nmaxClientCnxns\n"));
+	assert_null(strstr(keys, "forceSync"));
+	assert_null(strstr(keys, "tickTime")); /* a default, not the file's */
+	/* a short buffer ends at a whole key */
+	char few[12];
+	assert_int_equal(node_config_file_keys(path, 0, few, sizeof(few), err, sizeof(err)), 0);
+	assert_string_equal(few, "dataDir\n");
+	unlink(path);
+	assert_int_equal(node_config_file_keys(path, 0, keys, sizeof(keys), err, sizeof(err)),
+			 KEEL_E_CONFIG);
+	assert_non_null(strstr(err, "No such file"));
+}
+
 /* The live file's text round-trips; every kind of damage refuses it whole. */
 static void test_live_format(void **state)
 {
@@ -488,6 +516,7 @@ int main(void)
 		cmocka_unit_test(test_bad_servers_named),
 		cmocka_unit_test(test_myid_file),
 		cmocka_unit_test(test_load_file),
+		cmocka_unit_test(test_file_keys),
 		cmocka_unit_test(test_session_clamp_and_format),
 		cmocka_unit_test(test_live_format),
 		cmocka_unit_test(test_live_file_and_overlay),
