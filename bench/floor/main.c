@@ -33,7 +33,7 @@ static void usage(FILE *out)
 		"usage: keel-floor [--dir DIR] [--iters N] [--rtt-iters N] [--warmup N]\n"
 		"                  [--rtt-warmup N] [--msg-size BYTES] [--label TEXT] [--json]\n"
 		"  --dir DIR        directory on the file system to measure (default .)\n"
-		"  --iters N        durable 4 KiB overwrites per mode (default 500)\n"
+		"  --iters N        durable 4 KiB overwrites per mode (default 2000)\n"
 		"  --rtt-iters N    loopback round trips per protocol (default 5000)\n"
 		"  --warmup N       unmeasured overwrites first (default 20)\n"
 		"  --rtt-warmup N   unmeasured round trips first (default 200)\n"
@@ -71,7 +71,7 @@ static int parse(struct opts *o, int argc, char **argv)
 		{ 0 },
 	};
 	*o = (struct opts){ .dir = ".",
-			    .disk_iters = 500,
+			    .disk_iters = 2000,
 			    .rtt_iters = 5000,
 			    .disk_warmup = 20,
 			    .rtt_warmup = 200,
