@@ -72,7 +72,7 @@ int floor_fs_name(const char *path, char *buf, size_t len)
 	return 0;
 }
 
-static int write_all(int fd, const uint8_t *p, size_t n, off_t off)
+static int pwrite_all(int fd, const uint8_t *p, size_t n, off_t off)
 {
 	while (n) {
 		ssize_t w = pwrite(fd, p, n, off);
@@ -92,7 +92,7 @@ static int write_all(int fd, const uint8_t *p, size_t n, off_t off)
 static int overwrite(int fd, enum floor_disk_mode mode, uint8_t *blk, off_t off)
 {
 	if (mode == FLOOR_DISK_FDATASYNC) {
-		int rc = write_all(fd, blk, FLOOR_BLOCK_SIZE, off);
+		int rc = pwrite_all(fd, blk, FLOOR_BLOCK_SIZE, off);
 		if (rc == 0 && fdatasync(fd) < 0)
 			rc = -errno;
 		return rc;
@@ -131,7 +131,7 @@ int floor_disk(const char *dir, enum floor_disk_mode mode, int warmup, int iters
 	/* Written, not fallocated: an overwrite of an unwritten extent would
 	 * also convert it, a metadata change a log's preallocated (and
 	 * zero-filled) segment does not pay. */
-	rc = write_all(fd, buf, FLOOR_FILE_SIZE, 0);
+	rc = pwrite_all(fd, buf, FLOOR_FILE_SIZE, 0);
 	if (rc == 0 && fsync(fd) < 0)
 		rc = -errno;
 	if (rc == 0 && mode == FLOOR_DISK_DIRECT) {
