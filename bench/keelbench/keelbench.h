@@ -154,10 +154,11 @@ int kb_wire_multi_err(const struct zk_response *r, int32_t *err);
  * big-endian length). Every kb_grpc_put_* writes the whole frame at buf and
  * returns its size, or KEEL_E_TOO_BIG when it does not fit in cap. */
 enum kb_etcd_call {
-	KB_ETCD_RANGE,  /* /etcdserverpb.KV/Range */
-	KB_ETCD_PUT,    /* Put */
-	KB_ETCD_DELETE, /* DeleteRange */
-	KB_ETCD_TXN,    /* Txn */
+	KB_ETCD_RANGE,   /* /etcdserverpb.KV/Range */
+	KB_ETCD_PUT,     /* Put */
+	KB_ETCD_DELETE,  /* DeleteRange */
+	KB_ETCD_TXN,     /* Txn */
+	KB_ETCD_COMPACT, /* Compact */
 };
 /* The HTTP/2 :path of a call. */
 const char *kb_etcd_path(enum kb_etcd_call call);
@@ -183,6 +184,11 @@ int kb_grpc_put_txn_create(uint8_t *buf, size_t cap, const void *key, size_t key
 int kb_grpc_put_txn_puts(uint8_t *buf, size_t cap, const char *const *keys, int n, const void *val,
 			 size_t val_len);
 
+/* CompactionRequest{revision, physical}: etcd drops every key version older
+ * than revision (and the deleted keys' tombstones up to it) from its history;
+ * physical = false answers once the compaction is decided, not applied. */
+int kb_grpc_put_compact(uint8_t *buf, size_t cap, int64_t revision, bool physical);
+
 /* The message of a gRPC frame: 0 with *msg and *msg_len set when buf holds exactly
  * one uncompressed frame, KEEL_E_MALFORMED otherwise. */
 int kb_grpc_msg(const uint8_t *buf, size_t len, const uint8_t **msg, size_t *msg_len);
@@ -190,10 +196,11 @@ int kb_grpc_msg(const uint8_t *buf, size_t len, const uint8_t **msg, size_t *msg
 /* What keelbench reads from a reply message (fields it does not need are
  * skipped, as protobuf requires). */
 struct kb_etcd_reply {
-	int64_t count;   /* RangeResponse.count */
-	int32_t kvs;     /* RangeResponse.kvs entries */
-	bool succeeded;  /* TxnResponse.succeeded */
-	int64_t deleted; /* DeleteRangeResponse.deleted */
+	int64_t count;    /* RangeResponse.count */
+	int32_t kvs;      /* RangeResponse.kvs entries */
+	bool succeeded;   /* TxnResponse.succeeded */
+	int64_t deleted;  /* DeleteRangeResponse.deleted */
+	int64_t revision; /* header.revision: the store's revision after the call */
 };
 /* Decodes the response message of `call`. 0 or KEEL_E_MALFORMED. */
 int kb_etcd_decode(enum kb_etcd_call call, const uint8_t *msg, size_t len,
@@ -321,9 +328,10 @@ struct kb_result {
 	 * completion: throughput is ops_ok over this, so that an open loop the
 	 * server cannot keep up with shows less throughput than it offered. */
 	double busy_s;
-	double server_cpu_s;     /* utime+stime of --pids over the window, -1 if none */
-	double driver_cpu_s;     /* the driver's own CPU over the window */
-	int64_t verify_children; /* children of the parent after the run, -1 if not verified */
+	double server_cpu_s;      /* utime+stime of --pids over the window, -1 if none */
+	double driver_cpu_s;      /* the driver's own CPU over the window */
+	int64_t verify_children;  /* children of the parent after the run, -1 if not verified */
+	int64_t compact_revision; /* etcd --cleanup: the revision compacted at, 0 if none */
 	char parent[KB_MAX_PATH_LEN];
 	char fatal[512]; /* why the run stopped early, empty if it did not */
 };

@@ -70,6 +70,8 @@ static void print_summary(const struct kb_opts *o, const struct kb_result *r, bo
 		printf(" creates_ok=%llu children=%lld verify=%s",
 		       (unsigned long long)r->creates_ok, (long long)r->verify_children,
 		       verify_ok ? "ok" : "FAILED");
+	if (r->compact_revision)
+		printf(" compacted=%lld", (long long)r->compact_revision);
 	printf("\n");
 
 	if (!o->json)
@@ -99,6 +101,8 @@ static void print_summary(const struct kb_opts *o, const struct kb_result *r, bo
 		printf(",\"creates_ok\":%llu,\"children\":%lld,\"verify\":%s",
 		       (unsigned long long)r->creates_ok, (long long)r->verify_children,
 		       verify_ok ? "true" : "false");
+	if (r->compact_revision)
+		printf(",\"compacted\":%lld", (long long)r->compact_revision);
 	printf("}\n");
 }
 

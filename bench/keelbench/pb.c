@@ -13,6 +13,9 @@
  *                      create_revision 5 (a oneof member: sent even when 0)
  *   RequestOp          request_put 2
  *   TxnRequest         compare 1, success 2
+ *   CompactionRequest  revision 1, physical 2
+ *   ResponseHeader     cluster_id 1, member_id 2, revision 3, raft_term 4
+ *                      (field 1 of every response)
  *   RangeResponse      header 1, kvs 2, more 3, count 4
  *   DeleteRangeResponse header 1, deleted 2
  *   TxnResponse        header 1, succeeded 2, responses 3
@@ -28,10 +31,9 @@
 enum { WT_VARINT = 0, WT_I64 = 1, WT_LEN = 2, WT_I32 = 5 };
 
 static const char *const etcd_paths[] = {
-	[KB_ETCD_RANGE] = "/etcdserverpb.KV/Range",
-	[KB_ETCD_PUT] = "/etcdserverpb.KV/Put",
-	[KB_ETCD_DELETE] = "/etcdserverpb.KV/DeleteRange",
-	[KB_ETCD_TXN] = "/etcdserverpb.KV/Txn",
+	[KB_ETCD_RANGE] = "/etcdserverpb.KV/Range",        [KB_ETCD_PUT] = "/etcdserverpb.KV/Put",
+	[KB_ETCD_DELETE] = "/etcdserverpb.KV/DeleteRange", [KB_ETCD_TXN] = "/etcdserverpb.KV/Txn",
+	[KB_ETCD_COMPACT] = "/etcdserverpb.KV/Compact",
 };
 
 const char *kb_etcd_path(enum kb_etcd_call call)
@@ -204,6 +206,24 @@ int kb_grpc_put_txn_puts(uint8_t *buf, size_t cap, const char *const *keys, int 
 	return frame_end(buf, p);
 }
 
+int kb_grpc_put_compact(uint8_t *buf, size_t cap, int64_t revision, bool physical)
+{
+	/* proto3: a zero revision and a false physical are left out. */
+	size_t m = (revision ? 1 + varint_len((uint64_t)revision) : 0) + (physical ? 2 : 0);
+	uint8_t *p = grpc_head(buf, cap, m);
+	if (!p)
+		return KEEL_E_TOO_BIG;
+	if (revision) {
+		*p++ = 1 << 3 | WT_VARINT;
+		p = put_varint(p, (uint64_t)revision);
+	}
+	if (physical) {
+		*p++ = 2 << 3 | WT_VARINT;
+		*p++ = 1;
+	}
+	return frame_end(buf, p);
+}
+
 int kb_grpc_msg(const uint8_t *buf, size_t len, const uint8_t **msg, size_t *msg_len)
 {
 	if (len < KB_GRPC_PREFIX || buf[0] != 0)
@@ -272,6 +292,21 @@ static int next_field(const uint8_t **p, const uint8_t *end, struct pb_field *f)
 	}
 }
 
+/* The revision in a ResponseHeader message of n bytes ending at end. */
+static int decode_header(const uint8_t *end, uint64_t n, int64_t *revision)
+{
+	const uint8_t *p = end - n;
+	struct pb_field f = { 0 };
+	int rc;
+	while ((rc = next_field(&p, end, &f)) > 0) {
+		if (f.num == 3 && f.wt == WT_VARINT)
+			*revision = (int64_t)f.v;
+		else if (f.num <= 4 && f.wt != WT_VARINT)
+			return KEEL_E_MALFORMED;
+	}
+	return rc;
+}
+
 int kb_etcd_decode(enum kb_etcd_call call, const uint8_t *msg, size_t len,
 		   struct kb_etcd_reply *out)
 {
@@ -303,11 +338,14 @@ int kb_etcd_decode(enum kb_etcd_call call, const uint8_t *msg, size_t len,
 				return KEEL_E_MALFORMED;
 			break;
 		case KB_ETCD_PUT:
+		case KB_ETCD_COMPACT:
 			break;
 		default:
 			return KEEL_E_INVAL;
 		}
 		if (f.num == 1 && f.wt != WT_LEN) /* header is a message */
+			return KEEL_E_MALFORMED;
+		if (f.num == 1 && decode_header(p, f.v, &out->revision) < 0)
 			return KEEL_E_MALFORMED;
 	}
 	return rc < 0 ? rc : 0;

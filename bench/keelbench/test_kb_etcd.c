@@ -122,6 +122,46 @@ static void test_grpc_msg(void **state)
 	assert_int_equal(kb_grpc_msg(NULL, 0, &m, &ml), KEEL_E_MALFORMED);
 }
 
+static void test_compact(void **state)
+{
+	(void)state;
+	uint8_t buf[64];
+	/* CompactionRequest{revision(1) 300 = ac 02}; physical false: left out. */
+	const uint8_t want[] = { 0, 0, 0, 0, 3, 0x08, 0xac, 0x02 };
+	assert_frame(buf, kb_grpc_put_compact(buf, sizeof(buf), 300, false), want, sizeof(want));
+	/* physical(2) true; revision 1. */
+	const uint8_t phys[] = { 0, 0, 0, 0, 4, 0x08, 1, 0x10, 1 };
+	assert_frame(buf, kb_grpc_put_compact(buf, sizeof(buf), 1, true), phys, sizeof(phys));
+	/* The largest revision: a 9-byte varint (2^63 - 1). */
+	const uint8_t big[] = { 0,    0,    0,    0,    10,   0x08, 0xff, 0xff,
+				0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f };
+	assert_frame(buf, kb_grpc_put_compact(buf, sizeof(buf), INT64_MAX, false), big,
+		     sizeof(big));
+	assert_int_equal(kb_grpc_put_compact(buf, 7, 300, false), KEEL_E_TOO_BIG);
+	assert_int_equal(kb_grpc_put_compact(buf, 8, 300, false), 8);
+	assert_string_equal(kb_etcd_path(KB_ETCD_COMPACT), "/etcdserverpb.KV/Compact");
+
+	/* The revision a cleanup compacts at comes from the DeleteRange reply's
+	 * header: DeleteRangeResponse{header(1){cluster_id(1) 7, revision(3) 300,
+	 * raft_term(4) 2}, deleted(2) 5}. */
+	struct kb_etcd_reply r;
+	const uint8_t del[] = { 0x0a, 7, 0x08, 7, 0x18, 0xac, 0x02, 0x20, 2, 0x10, 5 };
+	assert_int_equal(kb_etcd_decode(KB_ETCD_DELETE, del, sizeof(del), &r), 0);
+	assert_int_equal(r.revision, 300);
+	assert_int_equal(r.deleted, 5);
+	/* CompactionResponse{header{revision 301}}; no header: revision 0. */
+	assert_int_equal(kb_etcd_decode(KB_ETCD_COMPACT, B(0x0a, 3, 0x18, 0xad, 0x02), 5, &r), 0);
+	assert_int_equal(r.revision, 301);
+	assert_int_equal(kb_etcd_decode(KB_ETCD_DELETE, B(0x10, 5), 2, &r), 0);
+	assert_int_equal(r.revision, 0);
+	/* A header whose revision is not a varint, or whose field runs past the
+	 * header's length, is malformed. */
+	assert_int_equal(kb_etcd_decode(KB_ETCD_DELETE, B(0x0a, 2, 0x1a, 0), 4, &r),
+			 KEEL_E_MALFORMED);
+	assert_int_equal(kb_etcd_decode(KB_ETCD_DELETE, B(0x0a, 2, 0x18, 0xac, 0x02), 5, &r),
+			 KEEL_E_MALFORMED);
+}
+
 static void test_decode(void **state)
 {
 	(void)state;
@@ -517,7 +557,7 @@ int main(void)
 		cmocka_unit_test(test_txn),         cmocka_unit_test(test_grpc_msg),
 		cmocka_unit_test(test_decode),      cmocka_unit_test(test_h2_echo_many),
 		cmocka_unit_test(test_h2_errors),   cmocka_unit_test(test_h2_goaway_and_fail_all),
-		cmocka_unit_test(test_h2_bad_peer),
+		cmocka_unit_test(test_h2_bad_peer), cmocka_unit_test(test_compact),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,7 +5,10 @@ Skipped (exit 77, meson's SKIP) when etcd-server is not installed: CI does not
 install it (scripts/deps --bench does). Checks, on counts only:
   1. creates (Txn create-if-absent) over 4 connections x 8 streams: no error,
      and the keys counted under the run's prefix equal the acknowledged creates
-     (--verify), then --cleanup removes them;
+     (--verify), then --cleanup removes them and compacts etcd's history at
+     the delete's revision: no key is left, and a read at the revision before
+     it is refused as compacted (asked through etcd's JSON gateway on the
+     client port, not through keelbench);
   2. linearizable and serializable Range and a mixed run over all 3 members:
      no error, every op a hit (a missing key would be counted as ZNONODE);
   3. a member killed mid-run: the requests in flight on its connection are
@@ -15,6 +18,8 @@ install it (scripts/deps --bench does). Checks, on counts only:
 
 usage: test_kb_etcd_cluster.py KEELBENCH
 """
+import base64
+import json
 import os
 import random
 import shutil
@@ -24,6 +29,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCRIPT = os.path.join(ROOT, "scripts", "etcd-cluster")
@@ -53,6 +60,20 @@ def free_base():
 def summary(out):
     line = [x for x in out.splitlines() if x.startswith("keelbench:")][-1]
     return dict(kv.split("=", 1) for kv in line.split()[1:])
+
+
+def gateway_range(ep, **req):
+    """A Range of every key through etcd's grpc-gateway (/v3/kv/range, JSON):
+    (HTTP status, reply)."""
+    body = dict({"key": base64.b64encode(b"\0").decode(),
+                 "range_end": base64.b64encode(b"\0").decode()}, **req)
+    r = urllib.request.Request(f"http://{ep}/v3/kv/range", data=json.dumps(body).encode(),
+                               headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(r, timeout=10) as f:
+            return f.status, json.loads(f.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
 
 
 def run(kb, eps, *args, timeout=60):
@@ -91,6 +112,14 @@ def main():
         assert s["errors_all"] == "0", s
         assert int(s["creates_ok"]) > 0 and s["children"] == s["creates_ok"], s
         assert float(s["server_cpu_us_per_op"]) > 0, s
+        rev = int(s["compacted"])
+        ep = eps.split(",")[0]
+        st, rep = gateway_range(ep, count_only=True)
+        assert st == 200 and int(rep.get("count", "0")) == 0, (st, rep)
+        assert int(rep["header"]["revision"]) >= rev, (rev, rep)
+        # Before the compaction this read sees every created key.
+        st, rep = gateway_range(ep, count_only=True, revision=str(rev - 1))
+        assert st != 200 and "compacted" in json.dumps(rep), (st, rep)
         # 2. reads, both consistencies, and mixed, over the three members
         for extra in ([], ["--serializable"]):
             rc, s, _ = run(kb, eps, "--workload", "get", "--sessions", "3", "--outstanding",
