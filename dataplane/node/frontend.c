@@ -162,13 +162,22 @@ void keeld_session_gone(struct keeld *k, int64_t sid, bool expired)
  * a node binds a connection only when its own reattach applies, so the one
  * applied last keeps its connection.
  */
-void keeld_session_moved(struct keeld *k, int64_t sid, uint32_t node)
+void keeld_session_moved(struct keeld *k, int64_t sid, uint32_t node, const uint8_t *pw,
+			 uint32_t pw_len)
 {
+	/* Only the session's owner (its password) moves it: a reattach that
+	 * will be answered "expired" leaves the live connection alone. Every
+	 * node applies this at the same point of the log, so all decide alike. */
+	struct kv_session_info si;
+	if (pw_len != KV_PASSWD_BYTES ||
+	    kv_session_get(kv_view_get(keeld_kv(k)), sid, &si) != ZK_OK ||
+	    memcmp(pw, si.passwd, KV_PASSWD_BYTES) != 0)
+		return;
 	pthread_mutex_lock(&k->fe_mu);
 	struct fsess *s = keeld_sess_find(k, sid);
 	bool had_conn = s && s->has_conn && !s->local;
 	pthread_mutex_unlock(&k->fe_mu);
-	if (!s)
+	if (!s || s->local)
 		return;
 	if (had_conn)
 		keeld_log("session 0x%" PRIx64 ": reattached at node %u; its connection here "
@@ -1490,14 +1499,17 @@ static void on_connect(struct zk_backend *b, const struct zk_call *call,
 		 * applied everything before it; every other node closes the
 		 * session's connection it may still hold (keeld_session_moved). */
 		struct preq *r = preq_new(call, PREQ_REATTACH);
+		bool pw_ok = req->passwd.len == KV_PASSWD_BYTES;
 		if (r) {
-			r->len = 8;
-			r->txn = malloc(8);
+			r->len = 8 + (pw_ok ? KV_PASSWD_BYTES : 0);
+			r->txn = malloc(r->len);
 		}
 		if (r && r->txn) {
 			uint64_t v = (uint64_t)req->session_id;
 			for (int i = 0; i < 8; i++) /* little-endian, as every item field */
 				r->txn[i] = (uint8_t)(v >> (8 * i));
+			if (pw_ok)
+				memcpy(r->txn + 8, req->passwd.ptr, KV_PASSWD_BYTES);
 		}
 		if (!r || !r->txn) {
 			keeld_preq_free(r);

@@ -270,10 +270,11 @@ void keeld_read_only_tick(struct keeld *k, uint32_t leader);
 /* A PREQ_REATTACH's marker was applied here: look the session up again and
  * answer the ConnectRequest (pipeline thread). */
 void keeld_reattach(struct keeld *k, const struct preq *r);
-/* Another node's reattach of session sid was applied here: close the
- * session's connection this node still holds and forget the session here
- * (pipeline thread). */
-void keeld_session_moved(struct keeld *k, int64_t sid, uint32_t node);
+/* Another node's reattach of session sid (with password pw) was applied
+ * here: if the password is the session's, close the session's connection
+ * this node still holds and forget the session here (pipeline thread). */
+void keeld_session_moved(struct keeld *k, int64_t sid, uint32_t node, const uint8_t *pw,
+			 uint32_t pw_len);
 
 /* Answer a local write from its apply result (pipeline thread). */
 void keeld_reply_write(struct keeld *k, const struct preq *r, const struct kv_txn *txn,

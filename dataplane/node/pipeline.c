@@ -40,8 +40,9 @@
  *   The origin's top bits mark items: ITEM_ZKCONF (the txn rewrites
  *   /zookeeper/config: every node learns peer addresses from it),
  *   ITEM_RCERR (no txn: a ZooKeeper error answering a reconfig of origin),
- *   ITEM_OWNER (no txn: the i64 id of a session reattached at origin; the
- *   other nodes close its connection, origin answers the reattach).
+ *   ITEM_OWNER (no txn: the i64 id of a session reattached at origin, then
+ *   the 16-byte password given, if any; if it is the session's, the other
+ *   nodes close their connection of it; origin answers the reattach).
  * FORWARD: u32 count | u64 term | u64 floor | the same items, txn not
  *          stamped yet (ITEM_RESENT: handed to an older leader before;
  *          ITEM_RECONFIG: a reconfig request). term: the sender's (a leader
@@ -560,7 +561,7 @@ static void trk_reset(struct pipeline *p)
 #define ITEM_ZKCONF   0x40000000u /* the txn writes /zookeeper/config: learn addresses */
 #define ITEM_RCERR    0x20000000u /* no txn: an i32 ZooKeeper error answering a reconfig */
 #define ITEM_RECONFIG 0x10000000u /* FORWARD only: a reconfig request for the leader */
-#define ITEM_OWNER    0x08000000u /* no txn: an i64 session reattached at origin */
+#define ITEM_OWNER    0x08000000u /* no txn: a session reattached at origin + password */
 #define ITEM_FLAGS    0xf8000000u
 static bool in_log(struct pipeline *p, uint32_t origin, uint64_t id);
 static void rc_request(struct pipeline *p, uint32_t origin, uint64_t id, const uint8_t *d,
@@ -1077,8 +1078,8 @@ static void apply_entry(struct pipeline *p, const struct raft_entry *e)
 			}
 			/* A reattach: every other node lets go of the session's
 			 * connection; the origin answers it (finish_local). */
-			if ((flags & ITEM_OWNER) && len == 8 && origin != k->myid)
-				keeld_session_moved(k, (int64_t)get64(t), origin);
+			if ((flags & ITEM_OWNER) && len >= 8 && origin != k->myid)
+				keeld_session_moved(k, (int64_t)get64(t), origin, t + 8, len - 8);
 			if (!len || (flags & ITEM_OWNER)) {
 				finish_local(p, origin, id, NULL, NULL, 0);
 				continue;
@@ -2116,7 +2117,7 @@ static void own_ids_item(struct pipeline *p, uint32_t origin, uint64_t id, const
 	struct kv_txn txn;
 	int64_t sid = 0;
 	if (origin & ITEM_OWNER)
-		sid = len == 8 ? (int64_t)get64(t) : 0;
+		sid = len >= 8 ? (int64_t)get64(t) : 0;
 	else if (len && !(origin & ITEM_RCERR) &&
 		 kv_txn_decode(t, len, &txn, p->ops, KV_TXN_MAX_OPS) == 0)
 		sid = txn.session_id;

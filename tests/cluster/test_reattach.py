@@ -140,11 +140,18 @@ class Reattach(unittest.TestCase):
             self.assertEqual(get_data(s2, 1, "/")[2], 0)  # the new one serves
             # A wrong password takes nothing over (ZooKeeper 3.8 closes the
             # live connection even then; keel does not): answered "expired".
-            s3, sid3, _ = connect(0, sid, b"x" * 16)
-            self.assertEqual(sid3, 0)
-            s3.close()
+            # Nor at another server (keel: its reattach goes through the log,
+            # and every node checks the password before letting go).
+            for node in (0, 1):
+                s3, sid3, _ = connect(node, sid, b"x" * 16)
+                self.assertEqual(sid3, 0)
+                s3.close()
             if KEEL:
-                self.assertEqual(get_data(s2, 2, "/")[2], 0)
+                # a sync is answered after this node applied the reattaches
+                # (they were committed before its marker was proposed)
+                s2.sendall(frame(struct.pack(">ii", 2, 9) + ustr("/")))
+                self.assertEqual(struct.unpack(">iqi", recv_frame(s2)[:16])[::2], (2, 0))
+                self.assertEqual(cons_sids(0, sid), 1)
         finally:
             s1.close()
             s2.close()
