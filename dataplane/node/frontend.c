@@ -174,10 +174,11 @@ void keeld_session_moved(struct keeld *k, int64_t sid, uint32_t node, const uint
 	    memcmp(pw, si.passwd, KV_PASSWD_BYTES) != 0)
 		return;
 	pthread_mutex_lock(&k->fe_mu);
-	struct fsess *s = keeld_sess_find(k, sid);
-	bool had_conn = s && s->has_conn && !s->local;
+	/* read under the lock: the engine thread frees local sessions */
+	const struct fsess *s = keeld_sess_find(k, sid);
+	bool ours = s && !s->local, had_conn = ours && s->has_conn;
 	pthread_mutex_unlock(&k->fe_mu);
-	if (!s || s->local)
+	if (!ours)
 		return;
 	if (had_conn)
 		keeld_log("session 0x%" PRIx64 ": reattached at node %u; its connection here "
