@@ -52,7 +52,7 @@ def tearDownModule():
 
 
 def connect(node, sid=0, pw=b"\0" * 16):
-    """ConnectRequest (30 s timeout: no ping is needed while a test runs)."""
+    """ConnectRequest (asks 30 s; the test timings give at most 4 s)."""
     s = socket.create_connection(("127.0.0.1", CLUSTER.nodes[node].client_port), timeout=20)
     s.sendall(frame(struct.pack(">iqiq", 0, 0, 30000, sid) + ustr_bytes(pw) + b"\0"))
     r = recv_frame(s)
@@ -65,16 +65,29 @@ def ustr_bytes(b):
     return struct.pack(">i", len(b)) + b
 
 
-def closed(s):
+def ping(s):
+    s.sendall(frame(struct.pack(">ii", -2, 11)))
+    while struct.unpack(">i", recv_frame(s)[:4])[0] != -2:
+        pass  # a watch event
+
+
+def closed(s, keep=None):
     """True once the server closed s (EOF or reset); False if it answers
-    or sends anything (a watch event, a reply) -- waits up to 15 s."""
-    s.settimeout(15)
-    try:
-        return s.recv(4096) == b""
-    except ConnectionResetError:
-        return True
-    except socket.timeout:
-        return False
+    or sends anything (a watch event, a reply) or stays open for 15 s.
+    keep: the session's new connection, pinged meanwhile so that the
+    session (4 s timeout at test timings) does not expire and close s."""
+    deadline = time.monotonic() + 15
+    s.settimeout(0.5)
+    while time.monotonic() < deadline:
+        try:
+            return s.recv(4096) == b""
+        except ConnectionResetError:
+            return True
+        except socket.timeout:
+            pass
+        if keep:
+            ping(keep)
+    return False
 
 
 def get_data(s, xid, path, watch=False):
@@ -129,7 +142,7 @@ class Reattach(unittest.TestCase):
         s2, sid2, _ = connect(0, sid, pw)
         try:
             self.assertEqual(sid2, sid)
-            self.assertTrue(closed(s1), "the older connection stayed open")
+            self.assertTrue(closed(s1, s2), "the older connection stayed open")
             # one line for the session; its statistics as ZooKeeper 3.8 shows
             # them after a reattach (keel showed lop=SESS and lzxid=0xfff...)
             line = [ln for ln in CLUSTER.four_letter(0, "cons").splitlines()
@@ -172,14 +185,14 @@ class Reattach(unittest.TestCase):
                     if KEEL:
                         # closed once the reattach is applied there: no
                         # request needed (ZooKeeper waits for a write)
-                        self.assertTrue(closed(s1), "stale connection left open")
+                        self.assertTrue(closed(s1, s2), "stale connection left open")
                         self.assertEqual(cons_sids(old, sid), 0)
                     # a write on the stale connection is not served
                     try:
                         s1.sendall(create_req(2, "%s-stale%d" % (path, old)))
                     except OSError:
                         pass
-                    self.assertTrue(closed(s1), "a write on the stale connection answered")
+                    self.assertTrue(closed(s1, s2), "a write on the stale connection answered")
                     # the new connection serves, and the write did not happen
                     self.assertEqual(get_data(s2, 3, "%s-stale%d" % (path, old))[2], -101)
                     s2.sendall(create_req(4, "%s-new%d" % (path, new)))
