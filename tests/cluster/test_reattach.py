@@ -5,9 +5,11 @@ session's creation keeps its session: the server first applies what the
 leader had committed (the reattach goes through the log, as ZooKeeper
 revalidates a reattach at the leader), then looks the session up again.
 Without that, a follower that had not applied the createSession yet answered
-"session expired" for a live session. Node 3 is paused (SIGSTOP) while a
-client on node 1 opens a session and writes; right after SIGCONT the same
-session reattaches at node 3. Repeated a few times: the lag window is short.
+"session expired" for a live session. A follower (node 3, or node 2 if 3
+leads) is paused (SIGSTOP) while a raw client on node 1 opens a session and
+writes; right after SIGCONT the same session reattaches there (kazoo), and
+node 1 closes the first connection. Repeated a few times: the lag window is
+short.
 
 A session's older connection does not stay live beside the new one (raw
 protocol, so the old socket can be watched):
@@ -52,10 +54,21 @@ def tearDownModule():
 
 
 def connect(node, sid=0, pw=b"\0" * 16):
-    """ConnectRequest (asks 30 s; the test timings give at most 4 s)."""
-    s = socket.create_connection(("127.0.0.1", CLUSTER.nodes[node].client_port), timeout=20)
-    s.sendall(frame(struct.pack(">iqiq", 0, 0, 30000, sid) + ustr_bytes(pw) + b"\0"))
-    r = recv_frame(s)
+    """ConnectRequest (asks 30 s; the test timings give at most 4 s). Tried
+    again while the server drops it: ZooKeeper closes its clients' connections
+    while it elects a leader (after the pause of one in the first test)."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            s = socket.create_connection(("127.0.0.1", CLUSTER.nodes[node].client_port),
+                                         timeout=20)
+            s.sendall(frame(struct.pack(">iqiq", 0, 0, 30000, sid) + ustr_bytes(pw) + b"\0"))
+            r = recv_frame(s)
+            break
+        except (OSError, EOFError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
     _, _, got = struct.unpack(">iiq", r[:16])
     (n,) = struct.unpack(">i", r[16:20])
     return s, got, r[20:20 + n]
@@ -106,11 +119,17 @@ def cons_sids(node, sid):
 
 
 class Reattach(unittest.TestCase):
+    def setUp(self):
+        CLUSTER.wait_ready()
+
     def test_reattach_at_a_lagging_follower(self):
         cl = CLUSTER
         root = "/reattach-%s" % uuid.uuid4().hex[:8]
         for rnd in range(5):
-            lag = 2
+            # a follower other than node 1 (ZooKeeper drops every client
+            # while it elects a new leader)
+            CLUSTER.wait_ready()
+            lag = 2 if cl.mode(2) == "follower" else 1
             # The session's first connection is raw: a kazoo client would
             # reconnect when it is closed below and take the session back.
             cl.pause(lag)
