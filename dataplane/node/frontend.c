@@ -150,6 +150,43 @@ void keeld_session_gone(struct keeld *k, int64_t sid, bool expired)
 	pthread_mutex_unlock(&k->fe_mu);
 }
 
+/*
+ * Session sid reattached at node `node` (its reattach applied here, pipeline
+ * thread). ZooKeeper's leader then answers the old server's next write on the
+ * session's older connection with SessionMovedException, a connection-level
+ * error: that server closes the connection (ZOOKEEPER-710), never sending
+ * SESSIONMOVED (-118). Here every node learns it from the log and closes that
+ * connection at once, so no second connection keeps getting the session's
+ * replies and watch events; its watches go too (the client set them again at
+ * the new server). Log order decides between reattaches racing at two nodes:
+ * a node binds a connection only when its own reattach applies, so the one
+ * applied last keeps its connection.
+ */
+void keeld_session_moved(struct keeld *k, int64_t sid, uint32_t node, const uint8_t *pw,
+			 uint32_t pw_len)
+{
+	/* Only the session's owner (its password) moves it: a reattach that
+	 * will be answered "expired" leaves the live connection alone. Every
+	 * node applies this at the same point of the log, so all decide alike. */
+	struct kv_session_info si;
+	if (pw_len != KV_PASSWD_BYTES ||
+	    kv_session_get(kv_view_get(keeld_kv(k)), sid, &si) != ZK_OK ||
+	    memcmp(pw, si.passwd, KV_PASSWD_BYTES) != 0)
+		return;
+	pthread_mutex_lock(&k->fe_mu);
+	/* read under the lock: the engine thread frees local sessions */
+	const struct fsess *s = keeld_sess_find(k, sid);
+	bool ours = s && !s->local, had_conn = ours && s->has_conn;
+	pthread_mutex_unlock(&k->fe_mu);
+	if (!ours)
+		return;
+	if (had_conn)
+		keeld_log("session 0x%" PRIx64 ": reattached at node %u; its connection here "
+			  "closed",
+			  (uint64_t)sid, node);
+	keeld_session_gone(k, sid, true);
+}
+
 static const char *const expired_why[KEELD_EXPIRED_REASONS] = {
 	[KEELD_EXPIRED_UNKNOWN] = "not held by this node's front end",
 	[KEELD_EXPIRED_NOT_FOUND] =
@@ -1391,6 +1428,12 @@ static bool attach(struct keeld *k, const struct zk_call *call, int64_t sid, str
 	if (ok)
 		s = sess_get_or_add(k, sid, si.timeout_ms);
 	if ((ok || local) && s) {
+		/* As ZooKeeper: a session's older connection here is closed when it
+		 * reattaches (it would get the session's replies and events too).
+		 * ZooKeeper closes it before checking the password; here only the
+		 * session's owner (the password) can take it over. */
+		if (s->has_conn && s->conn.v != call->conn.v)
+			(void)zk_server_close(k->zk, s->conn);
 		s->has_conn = true;
 		s->conn = call->conn;
 		s->timeout_ms = si.timeout_ms;
@@ -1445,15 +1488,32 @@ static void on_connect(struct zk_backend *b, const struct zk_call *call,
 		goto out;
 	}
 	if (req->session_id) {
-		if (attach(k, call, req->session_id, req->passwd, peer, ro, false))
+		/* Read-only mode and a standalone node: nothing to tell. */
+		if ((ro || k->cfg.n_servers == 0) &&
+		    attach(k, call, req->session_id, req->passwd, peer, ro, false))
 			goto out;
-		/* Not known here: this node may lag behind the session's creation
-		 * (a client that reconnects right after its connect was answered
-		 * elsewhere has seen no zxid yet). As ZooKeeper revalidates a
-		 * reattach at the leader, first apply everything the leader had
-		 * committed (a sync marker through its log), then look again. */
+		/* In a cluster, as ZooKeeper revalidates a reattach at the leader,
+		 * the reattach goes through the log (an ITEM_OWNER item carrying
+		 * the session id): this node, which may lag behind the session's
+		 * creation (a client that reconnects right after its connect was
+		 * answered elsewhere has seen no zxid yet), answers once it has
+		 * applied everything before it; every other node closes the
+		 * session's connection it may still hold (keeld_session_moved). */
 		struct preq *r = preq_new(call, PREQ_REATTACH);
-		if (!r) {
+		bool pw_ok = req->passwd.len == KV_PASSWD_BYTES;
+		if (r) {
+			r->len = 8 + (pw_ok ? KV_PASSWD_BYTES : 0);
+			r->txn = malloc(r->len);
+		}
+		if (r && r->txn) {
+			uint64_t v = (uint64_t)req->session_id;
+			for (int i = 0; i < 8; i++) /* little-endian, as every item field */
+				r->txn[i] = (uint8_t)(v >> (8 * i));
+			if (pw_ok)
+				memcpy(r->txn + 8, req->passwd.ptr, KV_PASSWD_BYTES);
+		}
+		if (!r || !r->txn) {
+			keeld_preq_free(r);
 			(void)attach(k, call, req->session_id, req->passwd, peer, ro, true);
 			goto out;
 		}

@@ -58,7 +58,11 @@ void keeld_log(const char *fmt, ...)
  * base, which is kept in <dataDir>/reqid and, when the log lives elsewhere,
  * in <dataLogDir>/reqid too (the log's ids are what must not repeat: a
  * wiped dataDir next to a kept log must not fall back to the wall clock,
- * which is behind a base that grew by 2^40 ns per restart). Each copy is
+ * which is behind a base that grew by 2^40 ns per restart). Where no copy
+ * is kept (a log written before keel kept one next to it, dataDir wiped),
+ * the recovered log and store tell: the base goes 2^40 ns past the highest
+ * of this node's request ids there and of the times in its session ids
+ * (keeld_pipeline_open finds them, so this runs after it). Each copy is
  * written, synced, renamed and its directory synced before any id is used;
  * if that fails, or a kept copy cannot be read, keeld does not start: with
  * the wall clock alone, a clock stepped back repeats ids.
@@ -146,14 +150,28 @@ int keeld_req_id_base(struct keeld *k)
 		if (rc < 0)
 			return rc;
 	}
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	uint64_t now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	/* A session id's time is ms mod 2^40 (new_session_id): put it in the
+	 * wall clock's 2^40 ms era, or the one before if that is far ahead. */
+	uint64_t seen = k->own_req_max;
+	if (k->own_sid_max) {
+		const uint64_t era = 1ull << 40;
+		uint64_t now_ms = now / 1000000u,
+			 ms = (k->own_sid_max >> 16) | (now_ms & ~(era - 1));
+		if (ms > now_ms + era / 2 && ms >= era)
+			ms -= era;
+		seen = KEEL_MAX(seen, (ms + 1) * 1000000u);
+	}
 	if (!last && log_has_segments(k->cfg.data_log_dir))
 		keeld_log("reqid: no reqid kept in %s%s%s, but the log there is not empty (a "
 			  "log written before keel kept a copy next to it): this run's ids start "
-			  "at the wall clock",
-			  dirs[0], nd == 2 ? " or " : "", nd == 2 ? dirs[1] : "");
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	uint64_t base = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+			  "past the highest the log and the store hold (%s)",
+			  dirs[0], nd == 2 ? " or " : "", nd == 2 ? dirs[1] : "",
+			  seen ? "found" : "none of this node's");
+	last = KEEL_MAX(last, seen);
+	uint64_t base = now;
 	if (last && last + (1ull << 40) > base)
 		base = last + (1ull << 40);
 	for (int i = 0; i < nd; i++) {
@@ -383,9 +401,9 @@ int main(int argc, char **argv)
 		keeld_log("startup: out of memory or eventfd");
 		return 1;
 	}
-	if (keeld_req_id_base(k) < 0)
-		goto out;
 	if (keeld_pipeline_open(k) < 0)
+		goto out;
+	if (keeld_req_id_base(k) < 0) /* past the ids the recovered log holds */
 		goto out;
 	/* Before the pipeline starts: it answers and publishes through the channel. */
 	if (keeld_admin_start(k) < 0)

@@ -177,6 +177,10 @@ struct keeld {
 	int evfd; /* wakes the pipeline from its idle wait */
 	uint64_t next_req_id;
 	uint64_t session_base; /* this run's session ids start here (see new_session_id) */
+	/* the highest of this node's own request ids and session ids (low 56
+	 * bits) in its recovered log and store: keeld_req_id_base() starts
+	 * past them (keeld_pipeline_open finds them) */
+	uint64_t own_req_max, own_sid_max;
 	uint32_t session_counter;
 
 	/* reads that wait for the pipeline's next whole turn (under fe_mu) */
@@ -266,6 +270,11 @@ void keeld_read_only_tick(struct keeld *k, uint32_t leader);
 /* A PREQ_REATTACH's marker was applied here: look the session up again and
  * answer the ConnectRequest (pipeline thread). */
 void keeld_reattach(struct keeld *k, const struct preq *r);
+/* Another node's reattach of session sid (with password pw) was applied
+ * here: if the password is the session's, close the session's connection
+ * this node still holds and forget the session here (pipeline thread). */
+void keeld_session_moved(struct keeld *k, int64_t sid, uint32_t node, const uint8_t *pw,
+			 uint32_t pw_len);
 
 /* Answer a local write from its apply result (pipeline thread). */
 void keeld_reply_write(struct keeld *k, const struct preq *r, const struct kv_txn *txn,

@@ -39,7 +39,10 @@
  *   u32 len | len bytes of kv_txn_encode() }      len 0 = a sync marker
  *   The origin's top bits mark items: ITEM_ZKCONF (the txn rewrites
  *   /zookeeper/config: every node learns peer addresses from it),
- *   ITEM_RCERR (no txn: a ZooKeeper error answering a reconfig of origin).
+ *   ITEM_RCERR (no txn: a ZooKeeper error answering a reconfig of origin),
+ *   ITEM_OWNER (no txn: the i64 id of a session reattached at origin, then
+ *   the 16-byte password given, if any; if it is the session's, the other
+ *   nodes close their connection of it; origin answers the reattach).
  * FORWARD: u32 count | u64 term | u64 floor | the same items, txn not
  *          stamped yet (ITEM_RESENT: handed to an older leader before;
  *          ITEM_RECONFIG: a reconfig request). term: the sender's (a leader
@@ -242,6 +245,7 @@ struct pipeline {
 	size_t sendcap;
 	struct raft_entry rx_ents[MAX_RX_ENTS];
 	struct kv_op ops[KV_TXN_MAX_OPS];
+	bool recovering; /* learn_entry: notes this node's own ids too */
 	struct wal_entry *went;
 	size_t went_cap;
 	bool wal_failed;
@@ -557,11 +561,13 @@ static void trk_reset(struct pipeline *p)
 #define ITEM_ZKCONF   0x40000000u /* the txn writes /zookeeper/config: learn addresses */
 #define ITEM_RCERR    0x20000000u /* no txn: an i32 ZooKeeper error answering a reconfig */
 #define ITEM_RECONFIG 0x10000000u /* FORWARD only: a reconfig request for the leader */
-#define ITEM_FLAGS    0xf0000000u
+#define ITEM_OWNER    0x08000000u /* no txn: a session reattached at origin + password */
+#define ITEM_FLAGS    0xf8000000u
 static bool in_log(struct pipeline *p, uint32_t origin, uint64_t id);
 static void rc_request(struct pipeline *p, uint32_t origin, uint64_t id, const uint8_t *d,
 		       uint32_t len, bool resent);
 static void learn_entry(struct pipeline *p, const struct raft_entry *e);
+static int own_ids_session(void *ctx, int64_t id, int32_t timeout_ms);
 static void book_learn_text(struct pipeline *p, const char *text, size_t len);
 static void book_learn_kv(struct pipeline *p);
 static bool removed_speaks(struct pipeline *p, uint32_t from, const struct raft_msg *m);
@@ -585,6 +591,14 @@ static void items_add(struct pipeline *p, uint32_t origin, uint64_t id, const vo
 	p->items = grow(p->items, &p->items_cap, p->items_len + 16 + len, 1);
 	p->items_len += put_item(p->items + p->items_len, origin, id, txn, len);
 	p->items_n++;
+}
+
+/* A local request's origin field in an item (FORWARD and proposals). */
+static uint32_t item_origin(const struct pipeline *p, const struct preq *r, bool forward)
+{
+	return p->k->myid | (r->kind == PREQ_REATTACH ? ITEM_OWNER : 0) |
+	       (forward && r->resent ? ITEM_RESENT : 0) |
+	       (forward && r->kind == PREQ_RECONFIG ? ITEM_RECONFIG : 0);
 }
 
 /* Stamp zxid and time into each txn and propose everything as one entry. */
@@ -611,7 +625,7 @@ static void propose_items(struct pipeline *p)
 		uint32_t len = get32(b->data + off + 12);
 		uint8_t *t = b->data + off + 16;
 		off += 16 + len;
-		if (!len)
+		if (!len || (get32(t - 16) & (ITEM_OWNER | ITEM_RCERR)))
 			continue;
 		struct kv_txn txn;
 		if (kv_txn_decode(t, len, &txn, p->ops, KV_TXN_MAX_OPS) < 0)
@@ -786,10 +800,7 @@ static void forward_held(struct pipeline *p)
 	struct preq *r = go;
 	while (r) {
 		struct preq *nx = r->next;
-		off += put_item(d + off,
-				p->k->myid | (r->resent ? ITEM_RESENT : 0) |
-					(r->kind == PREQ_RECONFIG ? ITEM_RECONFIG : 0),
-				r->id, r->txn, r->len);
+		off += put_item(d + off, item_origin(p, r, true), r->id, r->txn, r->len);
 		handed_over(p, r, term);
 		r = nx;
 	}
@@ -820,10 +831,7 @@ static void retransmit(struct pipeline *p, uint64_t now)
 			n = 0;
 		}
 		p->sendbuf = grow(p->sendbuf, &p->sendcap, len + 16 + r->len, 1);
-		len += put_item(p->sendbuf + len,
-				p->k->myid | (r->resent ? ITEM_RESENT : 0) |
-					(r->kind == PREQ_RECONFIG ? ITEM_RECONFIG : 0),
-				r->id, r->txn, r->len);
+		len += put_item(p->sendbuf + len, item_origin(p, r, true), r->id, r->txn, r->len);
 		n++;
 		r->retx_ns = now + retx_after_ns(p, ++r->retx_n);
 		p->retx_total++;
@@ -856,7 +864,7 @@ static void propose_held(struct pipeline *p)
 		if (r->kind == PREQ_RECONFIG)
 			rc_request(p, p->k->myid, r->id, r->txn, r->len, r->resent);
 		else if (!r->resent || !r->len || !in_log(p, p->k->myid, r->id))
-			items_add(p, p->k->myid, r->id, r->txn, r->len);
+			items_add(p, item_origin(p, r, false), r->id, r->txn, r->len);
 		handed_over(p, r, term);
 		r = nx;
 	}
@@ -895,6 +903,7 @@ static void on_forward(struct pipeline *p, const struct dp_msg *m)
 		off += 16 + len;
 		bool resent = origin & ITEM_RESENT;
 		bool reconfig = origin & ITEM_RECONFIG;
+		uint32_t owner = origin & ITEM_OWNER;
 		origin &= ~ITEM_FLAGS;
 		bool dedup = origin == so->origin;
 		/* A copy (a retransmission whose first datagram did arrive), or a
@@ -906,7 +915,7 @@ static void on_forward(struct pipeline *p, const struct dp_msg *m)
 		if (reconfig)
 			rc_request(p, origin, id, txn, len, resent);
 		else if (!resent || !len || !in_log(p, origin, id))
-			items_add(p, origin, id, txn, len);
+			items_add(p, origin | owner, id, txn, len);
 		if (dedup)
 			seen_add(p, so, id);
 	}
@@ -1067,7 +1076,11 @@ static void apply_entry(struct pipeline *p, const struct raft_entry *e)
 					reply_reconfig(p, id, (int32_t)get32(t));
 				continue;
 			}
-			if (!len) {
+			/* A reattach: every other node lets go of the session's
+			 * connection; the origin answers it (finish_local). */
+			if ((flags & ITEM_OWNER) && len >= 8 && origin != k->myid)
+				keeld_session_moved(k, (int64_t)get64(t), origin, t + 8, len - 8);
+			if (!len || (flags & ITEM_OWNER)) {
 				finish_local(p, origin, id, NULL, NULL, 0);
 				continue;
 			}
@@ -2089,7 +2102,31 @@ static void book_learn_kv(struct pipeline *p)
 		book_learn_text(p, n.data, n.data_len);
 }
 
-/* An entry on its way into the log: read the addresses of ITEM_ZKCONF items. */
+/*
+ * This node's own ids in an item of a recovered entry: the request id it
+ * tagged the item with, and a session id it made (its id in the top byte)
+ * that the item names. keeld_req_id_base() starts this run past them, so a
+ * log older than the reqid file next to it still keeps ids from repeating.
+ */
+static void own_ids_item(struct pipeline *p, uint32_t origin, uint64_t id, const uint8_t *t,
+			 uint32_t len)
+{
+	struct keeld *k = p->k;
+	if ((origin & ~ITEM_FLAGS) == k->myid)
+		k->own_req_max = KEEL_MAX(k->own_req_max, id);
+	struct kv_txn txn;
+	int64_t sid = 0;
+	if (origin & ITEM_OWNER)
+		sid = len >= 8 ? (int64_t)get64(t) : 0;
+	else if (len && !(origin & ITEM_RCERR) &&
+		 kv_txn_decode(t, len, &txn, p->ops, KV_TXN_MAX_OPS) == 0)
+		sid = txn.session_id;
+	if ((uint64_t)sid >> 56 == k->myid)
+		k->own_sid_max = KEEL_MAX(k->own_sid_max, (uint64_t)sid & ((1ull << 56) - 1));
+}
+
+/* An entry on its way into the log: read the addresses of ITEM_ZKCONF items
+ * (and, recovering, this node's own ids). */
 static void learn_entry(struct pipeline *p, const struct raft_entry *e)
 {
 	if (e->type != RAFT_ENTRY_NORMAL || !e->buf || e->len < 5)
@@ -2106,8 +2143,19 @@ static void learn_entry(struct pipeline *p, const struct raft_entry *e)
 		if ((origin & ITEM_ZKCONF) && kv_txn_decode(d + off + 16, len, &txn, &op, 1) == 0 &&
 		    txn.type == KV_OP_SET_DATA && op.data_len)
 			book_learn_text(p, op.data, op.data_len);
+		if (p->recovering)
+			own_ids_item(p, origin, get64(d + off + 4), d + off + 16, len);
 		off += 16 + len;
 	}
+}
+
+static int own_ids_session(void *ctx, int64_t id, int32_t timeout_ms)
+{
+	struct keeld *k = ctx;
+	(void)timeout_ms;
+	if ((uint64_t)id >> 56 == k->myid)
+		k->own_sid_max = KEEL_MAX(k->own_sid_max, (uint64_t)id & ((1ull << 56) - 1));
+	return 0;
 }
 
 /* ZooKeeper's text for configuration c (without the version line). */
@@ -2866,8 +2914,9 @@ static int mg_apply(struct pipeline *p, const char *key, const char *val, char *
 		errno = 0;
 		long ppm = strtol(val, &end, 10);
 		if (!*val || *end || errno || ppm < -900000 || ppm > 9000000) {
-			snprintf(msg, len, "%s: '%s' is not in -900000..9000000 (ppm faster than true)",
-				 key, val);
+			snprintf(msg, len,
+				 "%s: '%s' is not in -900000..9000000 (ppm faster than true)", key,
+				 val);
 			return KEEL_E_CONFIG;
 		}
 		/* The tick already due keeps its time; the next ones take the rate. */
@@ -3502,7 +3551,8 @@ int keeld_pipeline_open(struct keeld *k)
 	pthread_mutex_init(&p->snap.mu, NULL);
 	pthread_cond_init(&p->snap.cv, NULL);
 	p->snap.k = k;
-	/* k->next_req_id and k->session_base: keeld_req_id_base() (keeld.c) */
+	/* k->next_req_id and k->session_base: keeld_req_id_base() (keeld.c),
+	 * called after this, past k->own_req_max and k->own_sid_max */
 	const struct node_config *c = &k->cfg;
 	p->book = calloc(DP_MAX_NODES, sizeof(*p->book));
 	p->removed_at = calloc(DP_MAX_NODES, sizeof(*p->removed_at));
@@ -3584,6 +3634,7 @@ int keeld_pipeline_open(struct keeld *k)
 		if (rc == 0) {
 			atomic_store(&k->applied_zxid, kv_view_zxid(kv_view_get(k->kv)));
 			trk_rebuild(p);
+			(void)kv_sessions(kv_view_get(k->kv), own_ids_session, k);
 		}
 		kv_thread_unregister();
 		if (rc < 0) {
@@ -3639,7 +3690,9 @@ int keeld_pipeline_open(struct keeld *k)
 			struct raft_buf *b = buf_new(we.len);
 			memcpy(b->data, we.data, we.len);
 			ents[i].buf = b;
+			p->recovering = true;
 			learn_entry(p, &ents[i]);
+			p->recovering = false;
 		}
 		free(tmp);
 	}

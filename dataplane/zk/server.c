@@ -85,6 +85,7 @@ struct conn {
 	bool dead;           /* close at the engine thread's next look */
 	bool pending_rx;     /* buffered packets to process (after a connect reply) */
 	bool legacy_connect; /* the ConnectRequest had no readOnly flag */
+	bool reattach;       /* the ConnectRequest named a session */
 	bool corked;         /* in the corking thread's list; flushed at the uncork */
 	uint64_t accepted_ns;
 	uint32_t outstanding; /* requests handed to the backend, not yet answered */
@@ -639,6 +640,7 @@ static void process_rx(struct zk_server *s, struct conn *c)
 			}
 			c->state = C_CONNECTING;
 			c->legacy_connect = !req.has_read_only;
+			c->reattach = req.session_id != 0;
 			struct zk_call call = call_for(s, c, 0, 0);
 			pthread_mutex_unlock(&s->mu);
 			s->ops.connect(s->backend, &call, &req);
@@ -1190,11 +1192,18 @@ int zk_server_connect_reply(struct zk_server *s, const struct zk_call *call,
 			c->session_id = resp->session_id;
 		}
 		rc = queue_reply(s, c, call->seq, &m, close_after);
-		if (rc == 0)
+		/* A reattach (no txn): ZooKeeper 3.8 updates no statistics for its
+		 * answer, and its cons shows them unset (checked against Debian's):
+		 * lop=null,lcxid=0x0,lzxid=0x0,lresp=0,llat=0 */
+		if (rc == 0 && c->reattach) {
+			c->lop = "null";
+			c->lcxid = c->lzxid = 0;
+		} else if (rc == 0) {
 			stats_answer(c,
 				     &(struct zk_call){ .type = ZKS_OP_CREATE_SESSION,
 							.recv_ns = call->recv_ns },
 				     resp->zxid ? resp->zxid : c->lzxid, 0);
+		}
 		if (rc == 0 && !close_after) {
 			/* Packets that arrived meanwhile are processed by the engine thread. */
 			c->pending_rx = true;

@@ -14,7 +14,9 @@
   dataLogDir elsewhere a copy lives next to the log, so a wiped dataDir does
   not send this run's ids back to the wall clock: after two quick runs the
   base is 2^40 ns ahead of the clock, and a third run after dataDir is wiped
-  still starts past it (its session ids above the second run's).
+  still starts past it (its session ids above the second run's); with no
+  reqid anywhere (a log older than the copy, dataDir wiped) the ids in the
+  recovered log put the base past the last run's, session ids above all.
 """
 import json
 import os
@@ -265,7 +267,28 @@ class NodeOps(unittest.TestCase):
             cl.start(0)
             wait_for(lambda: cl.mode(0), 30, "the node serving")
             with open(os.path.join(data, "reqid")) as f:
-                self.assertGreaterEqual(int(f.read()), base[3] + (1 << 40))
+                base[4] = int(f.read())
+            self.assertGreaterEqual(base[4], base[3] + (1 << 40))
+
+            # no reqid anywhere (a log written before keel kept a copy next
+            # to it, then dataDir wiped): the ids in the recovered log still
+            # put the base past the last run's (it was the wall clock, ~4 x
+            # 2^40 ns behind, and session ids went below earlier ones)
+            sids[4] = session(cl)
+            cl.stop(0)
+            shutil.rmtree(data)
+            os.makedirs(data)
+            os.remove(os.path.join(logdir, "reqid"))
+            self.assertLess(time.time_ns(), base[4])
+            cl.start(0)
+            wait_for(lambda: cl.mode(0), 30, "the node serving")
+            with open(os.path.join(data, "reqid")) as f:
+                base[5] = int(f.read())
+            sids[5] = session(cl)
+            self.assertGreater(sids[5] & low, max(v & low for v in sids.values() if v != sids[5]))
+            self.assertGreater(base[5], base[4] + (1 << 40))
+            self.assertIn("this run's ids start past the highest the log and the store "
+                          "hold (found)", log_text(cl))
         print("node ops (reqid): %.1f s" % (time.monotonic() - t0), file=sys.stderr)
 
 
