@@ -18,7 +18,8 @@ command per line and answers one JSON line ({"ok": true, ...}):
       stalled bytes delivered at last (false) or the stalled connections
       reset (RST to both sides) instead
   {"cmd": "reset", "targets": [i...], "mode": "before"|"after"}
-      the next request on each connection of those servers: "before" = half
+      the next request (not a ZooKeeper ping: the one protocol fact used
+      here) on each connection of those servers: "before" = half
       of it reaches the server, then both sides get an RST; "after" = all of
       it reaches the server, then RST before any answer reaches the client
       (the client cannot know whether it took effect)
@@ -71,6 +72,13 @@ def _rst(sock):
         sock.close()
     except OSError:
         pass
+
+
+def is_ping(data):
+    """Whether a client chunk is exactly one ZooKeeper ping (length 8, xid
+    -2, op 11): a reset is for a request whose fate the client cannot
+    know, and idle clients send only pings."""
+    return len(data) == 12 and data[4:8] == b"\xff\xff\xff\xfe"
 
 
 def _fin(sock):
@@ -126,7 +134,7 @@ class Conn:
                 # a later chunk never overtakes an earlier one
                 if self.q[d] and self.q[d][-1][0] > due:
                     due = self.q[d][-1][0]
-                if d == "up" and self.armed:
+                if d == "up" and self.armed and not is_ping(data):
                     mode, self.armed = self.armed, None
                     self.p.stats["resets_" + mode] += 1
                     part = data[:max(1, len(data) // 2)] if mode == "before" else data
