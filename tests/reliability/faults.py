@@ -55,6 +55,17 @@ Faults (the seed picks their order, targets and lengths):
   clock                   keel only: one node's clock (as its Raft timers
                           see it) 5-15 % fast or slow, within the 20 % the
                           lease bound assumes (keel.test.clockRatePpm)
+  wall_jump               keel only: one node's wall clock (znode times, TTLs)
+                          set a day or an hour off, forward or back
+                          (keel.test.wallJumpMs): keeld's timers are
+                          monotonic, nothing else may change
+  clock_jump              keel only: one node's monotonic timers jump once
+                          (keel.test.clockJumpMs): forward 0.5 s (below the
+                          election timeout: the leader's session deadlines
+                          come closer) or 3-6 s (a freeze seen from inside:
+                          a leader steps down by check-quorum), or back
+                          2-4 s (its timers stand still: no heartbeat, an
+                          election)
   clock_far               keel only, not in the default schedule (--only):
                           one node's clock 3-5x fast or 60-80 % slow, far
                           beyond that bound
@@ -122,7 +133,8 @@ ADMIN_PORT = 8080        # keeld's admin API, on loopback inside each node's nam
 PROXY_PORT = 12181       # proxy.py's first port, on loopback inside the clients' namespace
 
 # Faults that go through keeld's admin API (PUT /config): keel only.
-LIVE_FAULTS = ["delay", "reorder", "slow_fsync", "slow_election", "link", "dup", "clock"]
+LIVE_FAULTS = ["delay", "reorder", "slow_fsync", "slow_election", "link", "dup", "clock",
+               "wall_jump", "clock_jump"]
 # Faults on the clients' TCP connections (proxy.py): any server.
 CLIENT_FAULTS = ["client_delay", "client_stall", "client_reset", "client_halfopen",
                  "client_lagging"]
@@ -462,7 +474,7 @@ def apply(c, fault, rnd):
     """Starts one fault; returns a description."""
     servers = list(range(c.n))
     if fault in ("kill_leader", "pause_leader", "isolate_leader", "slow_election", "clock",
-                 "clock_far"):
+                 "clock_far", "wall_jump", "clock_jump"):
         target = c.leader(limit_s=30)
         if target is None:
             target = rnd.choice(servers)
@@ -607,6 +619,19 @@ def apply_live(c, fault, rnd, leader):
             ppm = rnd.choice([-800000, -600000, 2000000, 4000000])
         c.inject(node, {"keel.test.clockRatePpm": ppm})
         return "clock of node %d at %d%% of true rate" % (node, 100 + ppm // 10000)
+    if fault in ("wall_jump", "clock_jump"):
+        node = leader if leader in up and rnd.random() < 0.5 else rnd.choice(up)
+        if fault == "wall_jump":
+            ms = rnd.choice([-86400000, -3600000, 3600000, 86400000])
+            c.inject(node, {"keel.test.wallJumpMs": ms})  # set back to 0 at heal
+            return "wall clock of node %d %+d h off" % (node, ms // 3600000)
+        ms = rnd.choice([500, 3000, 6000, -2000, -4000])
+        # applied once: nothing to undo at heal
+        err = c.set_config(node, [("keel.test.clockJumpMs", ms)])
+        if err:
+            raise Failure("keel.test.clockJumpMs=%d at node %d: %s" % (ms, node, err))
+        return "monotonic timers of node %d%s jumped %+d ms" % (
+            node, " (the leader)" if node == leader else "", ms)
     if fault == "slow_election":
         us = rnd.choice([100000, 300000])
         for i in up:
