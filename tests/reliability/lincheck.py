@@ -510,8 +510,8 @@ def _same_session(o):
 
 
 def check_session_order(ops):
-    """A session never sees a znode's version go back, and sees its own
-    writes: over one session's acknowledged reads and writes of a key that
+    """A session never sees a znode's version go back, sees its own writes,
+    and its writes apply in its order (see the end): over one session's acknowledged reads and writes of a key that
     nobody deletes (so versions only grow), in the session's order, a read
     shows at least the newest version the session saw or wrote, and a
     write makes a version newer than all of them.  Holds for plain reads
@@ -534,6 +534,33 @@ def check_session_order(ops):
                              "after": prev[1].describe()})
         if prev is None or v > prev[0]:
             newest[at] = (v, o)
+    # A write whose answer never came may still take effect (a request held
+    # on a dead connection and delivered late), but not after a later
+    # acknowledged write of its own session to that key: a session's
+    # requests apply in its order (ZooKeeper refuses a request on a
+    # connection the session has moved away from).  Reads show which
+    # version each written value got.
+    version_of = defaultdict(set)  # (key, value) -> versions reads saw with it
+    for o in ops:
+        if o.f == "read" and o.status == "ok" and o.key not in deleted:
+            version_of[(o.key, _h(o.result.get("value")))].add(o.result.get("version"))
+    later = defaultdict(list)  # (process, session, key) -> acknowledged writes
+    for o in ops:
+        if o.f in ("write", "cas") and _same_session(o) and o.key not in deleted:
+            later[(o.process, o.args["sess"], o.key)].append(o)
+    for o in ops:
+        if o.f not in ("write", "cas") or o.status not in ("info", None) or \
+                not o.args.get("sess") or o.key in deleted:
+            continue
+        seen = [v for v in version_of.get((o.key, _h(o.args.get("value"))), ())
+                if isinstance(v, int)]
+        for w in later.get((o.process, o.args["sess"], o.key), ()):
+            v2 = w.result.get("version")
+            if w.call > o.call and isinstance(v2, int) and any(v > v2 for v in seen):
+                problems.append({"key": o.key, "session": o.args["sess"],
+                                 "applied_late": o.describe(), "after": w.describe(),
+                                 "seen_at_versions": sorted(seen)})
+                break
     return {"check": "session-order", "valid": not problems, "ops": n, "failures": problems}
 
 

@@ -439,6 +439,24 @@ class DirectChecks(unittest.TestCase):
              result={"version": 4, "sess": "a"})
         self.assertFalse(lincheck.check_session_order(h.ops())["valid"])
 
+    def test_session_writes_apply_in_order(self):
+        def hist(late_version):
+            h = H().create(1, 0, 1, "x")
+            # p1's write "a" gets no answer (its connection died) ...
+            h.op(1, "write", 2, 3, args={"value": "a", "sess": "s"}, status="info")
+            # ... then p1, same session, writes "b" (acknowledged: version 1)
+            h.op(1, "write", 4, 5, args={"value": "b", "sess": "s"},
+                 result={"version": 1, "sess": "s"})
+            h.op(2, "read", 6, 7, result={"value": "a", "version": late_version})
+            return lincheck.check_session_order(h.ops())
+        # "a" seen at a version not above b's: not this check's business
+        # (linearizability judges it)
+        self.assertTrue(hist(1)["valid"])
+        # "a" applied after "b": the session's order broken
+        r = hist(2)
+        self.assertFalse(r["valid"])
+        self.assertIn("applied_late", r["failures"][0])
+
     def test_own_ephemerals(self):
         h = H(key="/e/p1-1")
         h.op(1, "create", 0, 1, args={"value": "v", "ephemeral": True}, result={"sess": "a"})
