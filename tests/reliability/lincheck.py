@@ -511,10 +511,11 @@ def _same_session(o):
 
 def check_session_order(ops):
     """A session never sees a znode's version go back, sees its own writes,
-    and its writes apply in its order (see the end): over one session's acknowledged reads and writes of a key that
-    nobody deletes (so versions only grow), in the session's order, a read
-    shows at least the newest version the session saw or wrote, and a
-    write makes a version newer than all of them.  Holds for plain reads
+    and its writes apply in its order (see the end): over one session's
+    acknowledged reads and writes of a key that nobody deletes (so versions
+    only grow), in the session's order, a read shows at least the newest
+    version the session saw or wrote, and a write makes a version newer
+    than all of them.  Holds for plain reads
     (no sync) too: ZooKeeper's lastZxidSeen rule keeps a reconnecting
     session away from a server that is behind it."""
     deleted = {o.key for o in ops if o.f == "delete"}

@@ -191,7 +191,7 @@ class Conn:
     def make_halfopen(self):
         """Client side reset, server side kept open and silent."""
         with self.p.lock:
-            if self.dead:
+            if self.dead or self.halfopen:
                 return
             self.halfopen = True
             for q in self.q.values():
@@ -249,7 +249,8 @@ class Proxy:
 
     def _each(self, targets):
         with self.lock:
-            return [c for c in self.conns if c.target in targets and not c.dead]
+            return [c for c in self.conns
+                    if c.target in targets and not c.dead and not c.halfopen]
 
     def command(self, cmd):
         op = cmd.get("cmd")
@@ -294,6 +295,10 @@ class Proxy:
             self._release(False)
             with self.lock:
                 ho, self.halfopen = self.halfopen, []
+                for c in ho:
+                    c.dead = True
+                    c.cv.notify_all()
+                    self.conns.discard(c)
             for c in ho:
                 _fin(c.s)  # the server finally sees the FIN
         elif op == "stats":
