@@ -35,6 +35,8 @@ static const char *const live_keys[] = {
 	"dp.test_peer",
 	"keel.test.fsyncDelayUs",
 	"keel.test.clockRatePpm",
+	"keel.test.clockJumpMs",
+	"keel.test.wallJumpMs",
 	"maxClientCnxns",
 	"globalOutstandingLimit",
 	"keel.heartbeatMs",

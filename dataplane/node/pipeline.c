@@ -342,11 +342,15 @@ static struct raft_buf *buf_new(size_t n)
 	return b;
 }
 
+/* keel.test.wallJumpMs: how far this node's wall clock is set off the true
+ * one (pipeline thread only; a process-wide value as the clock it stands for). */
+static int64_t test_wall_offset_ms;
+
 static int64_t wall_ms(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + test_wall_offset_ms;
 }
 
 static void *grow(void *p, size_t *cap, size_t need, size_t elem)
@@ -2874,6 +2878,46 @@ static int mg_parse(const struct keeld *k, const char *key, const char *value,
 	return rc;
 }
 
+#define CLOCK_JUMP_MAX_MS 600000ll        /* 10 min: a forward jump runs each tick it skips */
+#define WALL_JUMP_MAX_MS  3153600000000ll /* 100 years either way */
+
+/*
+ * keel.test.clockJumpMs (a test fault, applied once): this node's timers see
+ * ms pass at once. Every timer of keeld runs on CLOCK_MONOTONIC, which never
+ * jumps by itself, so a jump of it models a pause: ms > 0 is a freeze (a VM
+ * stopped and resumed) seen from inside -- every Raft tick due meanwhile runs
+ * now, and the session deadlines this node tracks (the leader expires them)
+ * come ms closer and are checked at once (see the end); ms < 0 is a clock
+ * that stood still for -ms -- no tick and no expiry until the true clock
+ * catches up. A jump of the wall clock (keel.test.wallJumpMs, which only
+ * znode times and TTLs read) must change none of this.
+ */
+static uint64_t tick_interval_ns(const struct pipeline *p);
+
+static void clock_jump(struct pipeline *p, int64_t ms)
+{
+	uint64_t d = (uint64_t)(ms < 0 ? -ms : ms) * 1000000u;
+	p->next_tick_ns =
+		ms > 0 ? (p->next_tick_ns > d ? p->next_tick_ns - d : 0) : p->next_tick_ns + d;
+	for (size_t i = 0; i < TRK_BUCKETS; i++)
+		for (struct strack *s = p->trk[i]; s; s = s->next)
+			s->deadline_ns = ms > 0 ? (s->deadline_ns > d ? s->deadline_ns - d : 0)
+						: s->deadline_ns + d;
+	if (ms <= 0)
+		return;
+	/* The timers due meanwhile fire now, in the order of a turn: Raft's
+	 * ticks first (a leader whose check-quorum saw no answer for an election
+	 * timeout steps down, as after a real freeze), then -- in this very
+	 * turn, session_work follows mg_turn -- the session scan, before a TOUCH
+	 * received later could renew anything. */
+	uint64_t now = keel_now_ns();
+	while (now >= p->next_tick_ns) {
+		raft_tick(p->r);
+		p->next_tick_ns += tick_interval_ns(p);
+	}
+	p->last_scan_ns = 0;
+}
+
 /*
  * PUT /config: the tunables that can change while the node runs (the mgmt
  * server refuses the rest before they get here, saying why). The pipeline
@@ -2922,6 +2966,28 @@ static int mg_apply(struct pipeline *p, const char *key, const char *val, char *
 		/* The tick already due keeps its time; the next ones take the rate. */
 		p->test_clock_rate_ppm = (int32_t)ppm;
 		snprintf(msg, len, "%s set to %ld", key, ppm);
+		return 0;
+	}
+	if (!strcmp(key, "keel.test.clockJumpMs") || !strcmp(key, "keel.test.wallJumpMs")) {
+		char *end;
+		errno = 0;
+		long long ms = strtoll(val, &end, 10);
+		bool wall = !strcmp(key, "keel.test.wallJumpMs");
+		long long max = wall ? WALL_JUMP_MAX_MS : CLOCK_JUMP_MAX_MS;
+		if (!*val || *end || errno || ms < -max || ms > max) {
+			snprintf(msg, len, "%s: '%s' is not in %lld..%lld (ms)", key, val, -max,
+				 max);
+			return KEEL_E_CONFIG;
+		}
+		if (wall) {
+			test_wall_offset_ms = ms;
+			snprintf(msg, len, "%s set to %lld: the wall clock is %lld ms off", key, ms,
+				 ms);
+		} else {
+			clock_jump(p, ms);
+			snprintf(msg, len, "%s: the timers jumped %lld ms once", key, ms);
+		}
+		keeld_log("test: %s", msg);
 		return 0;
 	}
 	if (!strcmp(key, "keel.test.fsyncDelayUs")) {

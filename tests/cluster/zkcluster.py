@@ -17,7 +17,9 @@ When the with-block ends on an exception (or destroy(keep_logs=True)), each
 node's out.log is copied to a keel-logs-* temporary directory named on stderr
 before the cluster's directory is removed.
 """
+import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -26,6 +28,8 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
@@ -434,3 +438,32 @@ class KeelCluster(Cluster):
     def command(self, n):
         return [self.keeld(), "--config", os.path.join(n.workdir, "zoo.cfg"),
                 "--myid", str(n.id)]
+
+    def put_config(self, i, key, value, timeout=20):
+        """PUT /config key=value on node index i's admin API (the cluster needs
+        admin_token); returns (HTTP status, answer text)."""
+        req = urllib.request.Request(
+            "http://127.0.0.1:%d/config" % self.nodes[i].admin_port, method="PUT",
+            data=json.dumps({"key": key, "value": str(value)}).encode(),
+            headers={"Authorization": "Bearer %s" % self.admin_token,
+                     "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    def leaders_by_term(self):
+        """{term: {leader id: [ids of the nodes that logged it]}} from every
+        node's log ("raft: term T, leader L"; a restart appends)."""
+        seen = {}
+        for n in self.nodes:
+            try:
+                with open(os.path.join(n.workdir, "out.log"), errors="replace") as f:
+                    text = f.read()
+            except OSError:
+                continue
+            for m in re.finditer(r"raft: term (\d+), leader (\d+)", text):
+                seen.setdefault(int(m.group(1)), {}).setdefault(int(m.group(2)),
+                                                                []).append(n.id)
+        return seen

@@ -55,9 +55,37 @@ Faults (the seed picks their order, targets and lengths):
   clock                   keel only: one node's clock (as its Raft timers
                           see it) 5-15 % fast or slow, within the 20 % the
                           lease bound assumes (keel.test.clockRatePpm)
+  wall_jump               keel only: one node's wall clock (znode times, TTLs)
+                          set a day or an hour off, forward or back
+                          (keel.test.wallJumpMs): keeld's timers are
+                          monotonic, nothing else may change
+  clock_jump              keel only: one node's monotonic timers jump once
+                          (keel.test.clockJumpMs): forward 0.5 s (below the
+                          election timeout: the leader's session deadlines
+                          come closer) or 3-6 s (a freeze seen from inside:
+                          a leader steps down by check-quorum), or back
+                          2-4 s (its timers stand still: no heartbeat, an
+                          election)
   clock_far               keel only, not in the default schedule (--only):
                           one node's clock 3-5x fast or 60-80 % slow, far
                           beyond that bound
+  client_delay            the clients' TCP traffic to one or every server held
+                          20-300 ms + jitter (proxy.py, between the clients and
+                          the servers, in the clients' namespace)
+  client_stall            every byte of one or every server's client
+                          connections held for the whole hold (longer than
+                          the session timeout), then delivered late or reset
+  client_reset            requests cut by an RST, again and again: half of the
+                          request reached the server, or all of it but no
+                          answer came back
+  client_halfopen         the client side of connections closed (RST) while
+                          the server side stays open and silent until heal;
+                          the clients reconnect meanwhile
+  client_lagging          a follower cut from the other servers (the clients
+                          reach it), then the clients' connections dropped and
+                          every server address but one sent to that follower:
+                          it is behind them and must refuse them
+                          (lastZxidSeen), or a session sees time go back
   mixed                   two of the above at once
 After each fault: heal everything (network, loss, paused and dead nodes,
 disk), then wait (bounded, 90 s) for 20 more acknowledged writes; none is a
@@ -92,6 +120,7 @@ ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, HERE)
 import lincheck  # noqa: E402
 import netns  # noqa: E402
+import proxy  # noqa: E402
 import zkserver  # noqa: E402
 
 PY = "/usr/bin/python3"
@@ -101,11 +130,16 @@ ELECTION_PORT = 3888
 SESSION_TIMEOUT_S = 2.0  # the recorder's sessions
 DISK_MB = 48             # each node's data tmpfs
 ADMIN_PORT = 8080        # keeld's admin API, on loopback inside each node's namespace
+PROXY_PORT = 12181       # proxy.py's first port, on loopback inside the clients' namespace
 
 # Faults that go through keeld's admin API (PUT /config): keel only.
-LIVE_FAULTS = ["delay", "reorder", "slow_fsync", "slow_election", "link", "dup", "clock"]
+LIVE_FAULTS = ["delay", "reorder", "slow_fsync", "slow_election", "link", "dup", "clock",
+               "wall_jump", "clock_jump"]
+# Faults on the clients' TCP connections (proxy.py): any server.
+CLIENT_FAULTS = ["client_delay", "client_stall", "client_reset", "client_halfopen",
+                 "client_lagging"]
 FAULTS = ["kill", "kill_leader", "pause", "pause_leader", "isolate_leader", "split", "bridge",
-          "loss", "disk_full"] + LIVE_FAULTS
+          "loss", "disk_full"] + LIVE_FAULTS + CLIENT_FAULTS
 # Drawn only when asked for (--only): expected to break an assumption.
 EXTRA_FAULTS = ["clock_far"]
 # Transport keys that dp.test_peer scopes: a node carries either faults on
@@ -210,6 +244,9 @@ class Cluster:
         self.fillers = {}
         self.paused = set()
         self.injected = {}  # node -> live config keys a fault set (cleared at heal)
+        self.proxy_ctl = os.path.join(workdir, "proxy.sock")
+        self.bg = []  # (stop event, thread) of faults acting during the hold
+        self.stall_reset = False
 
     def __enter__(self):
         try:
@@ -225,6 +262,15 @@ class Cluster:
                 self.cfgs[i] = self.s.config(i, self.n, self.net, d)
             for i in range(self.n):
                 self.start(i)
+            self.net.spawn(self.client_node, [
+                PY, os.path.join(HERE, "proxy.py"), "--targets", self.hosts(), "--port",
+                str(PROXY_PORT), "--control", self.proxy_ctl],
+                log=os.path.join(self.work, "proxy.log"))
+            deadline = time.monotonic() + 30
+            while not os.path.exists(self.proxy_ctl):
+                if time.monotonic() > deadline:
+                    raise Failure("proxy.py did not start")
+                time.sleep(0.05)
         except BaseException:
             self.close()
             raise
@@ -253,6 +299,27 @@ class Cluster:
 
     def hosts(self):
         return ",".join("%s:%d" % (self.net.addr(i), CLIENT_PORT) for i in range(self.n))
+
+    def proxy_hosts(self):
+        """The clients' connection string: proxy.py's port for each server."""
+        return ",".join("127.0.0.1:%d" % (PROXY_PORT + i) for i in range(self.n))
+
+    def proxy(self, cmd):
+        try:
+            r = proxy.control(self.proxy_ctl, cmd)
+        except OSError as e:
+            raise Failure("proxy %s: %s" % (cmd, e))
+        if not r.get("ok"):
+            raise Failure("proxy %s: %s" % (cmd, r))
+        return r
+
+    def background(self, fn):
+        """Runs fn(stop_event) in a thread until heal()."""
+        import threading
+        stop = threading.Event()
+        t = threading.Thread(target=fn, args=(stop,), daemon=True)
+        self.bg.append((stop, t))
+        t.start()
 
     def start(self, i):
         logf = os.path.join(self.work, "node%d" % i, "server.log")
@@ -355,7 +422,16 @@ class Cluster:
         self.fillers.clear()
 
     def heal(self):
-        """Network, loss, pauses, disks, then dead nodes restarted."""
+        """Client connections, network, loss, pauses, disks, then dead nodes
+        restarted."""
+        for stop, t in self.bg:
+            stop.set()
+            t.join()
+        self.bg = []
+        if self.stall_reset:
+            self.proxy({"cmd": "release", "reset": True})
+            self.stall_reset = False
+        self.proxy({"cmd": "clear"})
         self.net.heal()
         for i in range(self.n + 1):
             self.net.clear_loss(i)
@@ -398,7 +474,7 @@ def apply(c, fault, rnd):
     """Starts one fault; returns a description."""
     servers = list(range(c.n))
     if fault in ("kill_leader", "pause_leader", "isolate_leader", "slow_election", "clock",
-                 "clock_far"):
+                 "clock_far", "wall_jump", "clock_jump"):
         target = c.leader(limit_s=30)
         if target is None:
             target = rnd.choice(servers)
@@ -439,6 +515,63 @@ def apply(c, fault, rnd):
         return "disk full at node %d" % target
     if fault in LIVE_FAULTS or fault in EXTRA_FAULTS:
         return apply_live(c, fault, rnd, target)
+    if fault in CLIENT_FAULTS:
+        return apply_client(c, fault, rnd)
+    raise ValueError(fault)
+
+
+def apply_client(c, fault, rnd):
+    """A fault on the clients' connections (proxy.py), on one server's or
+    every server's."""
+    servers = list(range(c.n))
+    targets = servers if rnd.random() < 0.5 else [rnd.choice(servers)]
+    at = where(c, targets)
+    if fault == "client_delay":
+        ms = rnd.choice([20, 100, 300])
+        c.proxy({"cmd": "delay", "ms": ms, "jitter_ms": ms // 2, "targets": targets})
+        return "client traffic of %s delayed %d+0..%d ms" % (at, ms, ms // 2)
+    if fault == "client_stall":
+        c.stall_reset = rnd.random() < 0.5
+        c.proxy({"cmd": "stall", "targets": targets})
+        return "client connections of %s stalled, then %s" % (
+            at, "reset" if c.stall_reset else "delivered")
+    if fault == "client_reset":
+        mode = rnd.choice(["before", "after", "both"])
+        prng = random.Random(rnd.random())
+
+        def resets(stop):
+            while not stop.wait(prng.uniform(0.2, 0.6)):
+                m = mode if mode != "both" else prng.choice(["before", "after"])
+                c.proxy({"cmd": "reset", "targets": targets, "mode": m})
+        c.proxy({"cmd": "reset", "targets": targets,
+                 "mode": mode if mode != "both" else "after"})
+        c.background(resets)
+        return "client requests to %s cut by RST (%s the request reached the server)" % (
+            at, {"before": "half of", "after": "all of", "both": "half or all of"}[mode])
+    if fault == "client_halfopen":
+        c.proxy({"cmd": "halfopen", "targets": targets})
+        # the reconnected clients lose their connections that way once more
+        c.background(lambda stop: stop.wait(1.5) or c.proxy({"cmd": "halfopen",
+                                                               "targets": targets}))
+        return "client connections of %s half-open (client side closed, server side kept)" % at
+    if fault == "client_lagging":
+        leader = c.leader(limit_s=30)
+        f = rnd.choice([i for i in servers if i != leader])
+        good = rnd.choice([i for i in servers if i != f])
+        cl = c.client_node
+        c.net.partition([[f, cl], [i for i in servers if i != f] + [cl]])
+
+        def lag(stop):
+            # once f is behind: every address but one leads to f, and the
+            # clients must reconnect (twice: more of them try f)
+            for _ in range(2):
+                if stop.wait(1.0):
+                    return
+                c.proxy({"cmd": "redirect", "map": {str(i): f for i in servers if i != good},
+                         "drop": True})
+        c.background(lag)
+        return "node %d cut from the servers, then the clients sent to it (all addresses " \
+            "but node %d's)" % (f, good)
     raise ValueError(fault)
 
 
@@ -486,6 +619,19 @@ def apply_live(c, fault, rnd, leader):
             ppm = rnd.choice([-800000, -600000, 2000000, 4000000])
         c.inject(node, {"keel.test.clockRatePpm": ppm})
         return "clock of node %d at %d%% of true rate" % (node, 100 + ppm // 10000)
+    if fault in ("wall_jump", "clock_jump"):
+        node = leader if leader in up and rnd.random() < 0.5 else rnd.choice(up)
+        if fault == "wall_jump":
+            ms = rnd.choice([-86400000, -3600000, 3600000, 86400000])
+            c.inject(node, {"keel.test.wallJumpMs": ms})  # set back to 0 at heal
+            return "wall clock of node %d %+d h off" % (node, ms // 3600000)
+        ms = rnd.choice([500, 3000, 6000, -2000, -4000])
+        # applied once: nothing to undo at heal
+        err = c.set_config(node, [("keel.test.clockJumpMs", ms)])
+        if err:
+            raise Failure("keel.test.clockJumpMs=%d at node %d: %s" % (ms, node, err))
+        return "monotonic timers of node %d%s jumped %+d ms" % (
+            node, " (the leader)" if node == leader else "", ms)
     if fault == "slow_election":
         us = rnd.choice([100000, 300000])
         for i in up:
@@ -515,6 +661,24 @@ def apply_live(c, fault, rnd, leader):
     for i in nodes:
         c.inject(i, settings)
     return "%s at %s" % (what, where(c, nodes))
+
+
+def leaders_per_term(work, n):
+    """At most one leader per term, by every node's log ("raft: term T,
+    leader L", logged by each node that learns of a leader; a restarted
+    node appends to the same log)."""
+    import re
+    seen = {}
+    for i in range(n):
+        path = os.path.join(work, "node%d" % i, "server.log")
+        if not os.path.exists(path):
+            continue
+        with open(path, errors="replace") as f:
+            for m in re.finditer(r"raft: term (\d+), leader (\d+)", f.read()):
+                seen.setdefault(int(m.group(1)), {}).setdefault(int(m.group(2)), set()).add(i)
+    return ["two leaders in term %d: %s" % (t, {"node %d" % (l - 1): sorted(who)
+                                                for l, who in ls.items()})
+            for t, ls in sorted(seen.items()) if len(ls) > 1]
 
 
 WRITES = ("create", "write", "cas", "delete")
@@ -624,10 +788,11 @@ def run(args):
                 raise Failure("no leader elected at start")
             log("leader: node %d" % ldr)
             rec = c.net.spawn(c.client_node, [
-                PY, os.path.join(HERE, "recorder.py"), "--hosts", c.hosts(), "--out", hist,
-                "--clients", str(args.clients), "--duration", "100000", "--seed", str(seed),
-                "--session-timeout", str(SESSION_TIMEOUT_S), "--op-timeout", "1",
-                "--sync-reads", "--kinds", "register,set,sequential,lock,ephemeral"], log=rlog)
+                PY, os.path.join(HERE, "recorder.py"), "--hosts", c.proxy_hosts(), "--out",
+                hist, "--clients", str(args.clients), "--duration", "100000", "--seed",
+                str(seed), "--session-timeout", str(SESSION_TIMEOUT_S), "--op-timeout", "1",
+                "--sync-reads", "--plain-reads", "0.3",
+                "--kinds", "register,set,sequential,lock,ephemeral,watch"], log=rlog)
             rec_alive = lambda: c.net.alive(rec)  # noqa: E731
             prog = Progress(hist)
             if not wait_progress(prog, 30, 120, rec_alive):
@@ -649,6 +814,7 @@ def run(args):
                     break
                 log("recovered: %d completions, %d acknowledged writes so far"
                     % (prog.completed, prog.writes_ok))
+            proxy_stats = c.proxy({"cmd": "stats"})["stats"]
             c.net.signal(rec, signal.SIGTERM)  # final reads, ephemeral check, exit
             try:
                 rc = c.net.procs[rec].wait(timeout=120)
@@ -666,6 +832,10 @@ def run(args):
             problems.append("recorder exit %s:\n%s" % (rc, rtext[-3000:]))
         if summary.get("errors"):
             problems.append("recorder errors: %s" % summary["errors"])
+        for v in summary.get("violations") or []:
+            history_problems.append("recorder: %s" % v)
+        if kind == "keel":
+            history_problems += leaders_per_term(work, args.nodes)
         if summary.get("ephemerals_left"):
             history_problems.append("ephemerals left after their sessions ended: %s"
                             % summary["ephemerals_left"])
@@ -679,7 +849,8 @@ def run(args):
             "seed": seed, "server": kind, "nodes": args.nodes, "faults": done,
             "ops": len(ops), "unknown": unknown, "keys_checked": len(
                 {o.key for o in ops}), "sessions_lost": summary.get("sessions_lost"),
-            "checks": [r.get("check") for r in results],
+            "checks": [r.get("check") for r in results], "proxy": proxy_stats,
+            "watches": summary.get("watches"),
             "valid": not problems and not history_problems,
             "seconds": round(time.monotonic() - t0, 1), "replay": replay}
         print(json.dumps(report))
@@ -698,19 +869,22 @@ def run(args):
             log("replay: %s" % replay)
             keep = args.keep or work
             if keep != work:
-                shutil.copytree(work, keep, dirs_exist_ok=True)
+                shutil.copytree(work, keep, dirs_exist_ok=True,
+                                ignore=shutil.ignore_patterns("*.sock"))
             log("history and logs kept in %s" % keep)
             return 1
         log("all checks passed: %d ops (%d unknown outcomes), %d faults, %.0f s"
             % (len(ops), unknown, len(done), time.monotonic() - t0))
         if args.keep:
-            shutil.copytree(work, args.keep, dirs_exist_ok=True)
+            shutil.copytree(work, args.keep, dirs_exist_ok=True,
+                                ignore=shutil.ignore_patterns("*.sock"))
         return 0
     except Failure as e:
         log("FAILED (seed %d): %s" % (seed, e))
         log("replay: %s" % replay)
         if args.keep:
-            shutil.copytree(work, args.keep, dirs_exist_ok=True)
+            shutil.copytree(work, args.keep, dirs_exist_ok=True,
+                                ignore=shutil.ignore_patterns("*.sock"))
         for p in sorted(glob.glob(os.path.join(work, "*", "server.log"))) + [rlog]:
             if os.path.exists(p):
                 with open(p, errors="replace") as f:

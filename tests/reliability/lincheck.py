@@ -340,8 +340,12 @@ def check_linearizable(ops):
     by_key = defaultdict(list)
     for o in ops:
         # a sequential create makes a new znode each time: not an op on key
+        # plain reads (no sync) are sequentially consistent only: the
+        # session-order check takes them; own-ephemeral checks read keys
+        # whose expiry deletes them outside the history: ephemeral-own
         if o.f in ("create", "delete", "exists", "read", "write", "cas") and \
-                not o.args.get("sequential"):
+                not o.args.get("sequential") and not o.args.get("plain") and \
+                not o.args.get("own"):
             by_key[o.key].append(o)
     bad = []
     for k in sorted(by_key, key=str):
@@ -499,9 +503,85 @@ def check_locks(ops):
     return {"check": "lock", "valid": not problems, "holds": n, "failures": problems}
 
 
+def _same_session(o):
+    """An acknowledged op that ran in one session from start to end (the
+    recorder puts the session id in args and result as "sess")."""
+    return o.status == "ok" and o.args.get("sess") and o.args["sess"] == o.result.get("sess")
+
+
+def check_session_order(ops):
+    """A session never sees a znode's version go back, sees its own writes,
+    and its writes apply in its order (see the end): over one session's
+    acknowledged reads and writes of a key that nobody deletes (so versions
+    only grow), in the session's order, a read shows at least the newest
+    version the session saw or wrote, and a write makes a version newer
+    than all of them.  Holds for plain reads
+    (no sync) too: ZooKeeper's lastZxidSeen rule keeps a reconnecting
+    session away from a server that is behind it."""
+    deleted = {o.key for o in ops if o.f == "delete"}
+    newest = {}  # (process, session, key) -> (version, op)
+    problems, n = [], 0
+    for o in ops:  # invocation order = each process's own order
+        if o.key in deleted or o.f not in ("read", "write", "cas") or not _same_session(o):
+            continue
+        v = o.result.get("version")
+        if not isinstance(v, int):
+            continue
+        n += 1
+        at = (o.process, o.args["sess"], o.key)
+        prev = newest.get(at)
+        if prev is not None and (v < prev[0] or (o.f != "read" and v == prev[0])):
+            problems.append({"key": o.key, "session": o.args["sess"], "op": o.describe(),
+                             "after": prev[1].describe()})
+        if prev is None or v > prev[0]:
+            newest[at] = (v, o)
+    # A write whose answer never came may still take effect (a request held
+    # on a dead connection and delivered late), but not after a later
+    # acknowledged write of its own session to that key: a session's
+    # requests apply in its order (ZooKeeper refuses a request on a
+    # connection the session has moved away from).  Reads show which
+    # version each written value got.
+    version_of = defaultdict(set)  # (key, value) -> versions reads saw with it
+    for o in ops:
+        if o.f == "read" and o.status == "ok" and o.key not in deleted:
+            version_of[(o.key, _h(o.result.get("value")))].add(o.result.get("version"))
+    later = defaultdict(list)  # (process, session, key) -> acknowledged writes
+    for o in ops:
+        if o.f in ("write", "cas") and _same_session(o) and o.key not in deleted:
+            later[(o.process, o.args["sess"], o.key)].append(o)
+    for o in ops:
+        if o.f not in ("write", "cas") or o.status not in ("info", None) or \
+                not o.args.get("sess") or o.key in deleted:
+            continue
+        seen = [v for v in version_of.get((o.key, _h(o.args.get("value"))), ())
+                if isinstance(v, int)]
+        for w in later.get((o.process, o.args["sess"], o.key), ()):
+            v2 = w.result.get("version")
+            if w.call > o.call and isinstance(v2, int) and any(v > v2 for v in seen):
+                problems.append({"key": o.key, "session": o.args["sess"],
+                                 "applied_late": o.describe(), "after": w.describe(),
+                                 "seen_at_versions": sorted(seen)})
+                break
+    return {"check": "session-order", "valid": not problems, "ops": n, "failures": problems}
+
+
+def check_own_ephemerals(ops):
+    """An ephemeral stays while its session lives: an acknowledged exists of
+    a process's own ephemeral ("own": true), made in the session that
+    created it, must find it."""
+    problems, n = [], 0
+    for o in ops:
+        if o.f != "exists" or not o.args.get("own") or not _same_session(o):
+            continue
+        n += 1
+        if not o.result.get("exists"):
+            problems.append({"key": o.key, "session": o.args["sess"], "op": o.describe()})
+    return {"check": "ephemeral-own", "valid": not problems, "reads": n, "failures": problems}
+
+
 def check_all(ops):
     return [check_linearizable(ops), check_lost_acks(ops), check_sequential(ops),
-            check_locks(ops)]
+            check_locks(ops), check_session_order(ops), check_own_ephemerals(ops)]
 
 
 def main(argv=None):

@@ -17,6 +17,24 @@ Each client thread has its own KazooClient (its own session) and is one
   ephemeral creates <root>/eph/p<proc>-<n> (each key once; recorded as a
       create): once every client has closed its session, or its session has
       expired, none may be left (checked after the run, see final_ephemerals);
+  own ephemerals (with ephemeral): now and then a client checks one of the
+      ephemerals its current session created (sync + exists, recorded as
+      exists with "own": true and the session id before and after): in a
+      live session it must still be there (lincheck's ephemeral-own check);
+  watches (--kinds ...,watch): a client sets a data watch on a register
+      key (sync + getData with a watch, recorded as a read), and once the
+      watch fires reads the key again (sync + getData): the version must be
+      newer than the one the watch was set on (a watch fires after the
+      change, never before; a second, stale event for the same key fires
+      the next watch set there too early and fails the same way); a watch
+      that fires twice fails too.  Failures go to the summary's
+      "violations" (and the history as comments);
+  plain reads (--plain-reads F): that fraction of register reads made
+      without a sync (recorded with "plain": true): not linearizable (a
+      server may be behind), but a session must never see a register go
+      back, nor miss its own writes (lincheck's session-order check: the
+      versions one session sees are monotonic; ZooKeeper enforces it on a
+      reconnect by refusing a server behind the client's last zxid);
   a kazoo Lock at <root>/lock: acquire (with a timeout), hold, release.
       The recipe makes blocking calls without a timeout of their own: while
       the server is unreachable a lock operation stays pending (recorded as
@@ -63,6 +81,12 @@ from kazoo.recipe.lock import Lock
 # check_locks counts only successful acquires.
 _FAIL = {NoNodeError: "noNode", NodeExistsError: "nodeExists",
          BadVersionError: "badVersion", NotEmptyError: "notEmpty", LockTimeout: "lockTimeout"}
+
+
+def sid(c):
+    """The client's current session id (hex), '' before it has one."""
+    cid = c.client_id
+    return "%x" % cid[0] if cid else ""
 
 
 class History:
@@ -129,7 +153,7 @@ class History:
 class Workload:
     def __init__(self, hosts, history, root, seed, keys=3, op_timeout_s=5.0,
                  session_timeout_s=4.0, sync_reads=False, kinds=("register", "set", "sequential",
-                                                                 "lock")):
+                                                                 "lock"), plain_reads=0.0):
         self.hosts = hosts
         self.h = history
         self.root = root
@@ -138,8 +162,9 @@ class Workload:
         self.op_timeout_s = op_timeout_s
         self.session_timeout_s = session_timeout_s
         self.sync_reads = sync_reads
+        self.plain_reads = plain_reads
         for k in kinds:
-            if k not in ("register", "set", "sequential", "lock", "ephemeral"):
+            if k not in ("register", "set", "sequential", "lock", "ephemeral", "watch"):
                 raise ValueError("unknown workload %r" % k)
         self.kinds = kinds
         self.stop = threading.Event()
@@ -150,6 +175,8 @@ class Workload:
         self.eph = root + "/eph"
         self.errors = []
         self.sessions_lost = 0
+        self.violations = []  # watch checks (the rest are lincheck's)
+        self.watch_stats = {"set": 0, "fired": 0, "checked": 0}
 
     def client(self, proc=None):
         c = KazooClient(hosts=self.hosts, timeout=self.session_timeout_s,
@@ -178,11 +205,51 @@ class Workload:
 
     # --- one operation ------------------------------------------------------
 
-    def _get(self, c, k):
-        if self.sync_reads:
+    def _get(self, c, k, sync=None, watch=None):
+        if self.sync_reads if sync is None else sync:
             c.sync_async(k).get(self.op_timeout_s)
-        data, st = c.get_async(k).get(self.op_timeout_s)
-        return {"value": data.decode(), "version": st.version}
+        data, st = c.get_async(k, watch=watch).get(self.op_timeout_s)
+        return {"value": data.decode(), "version": st.version, "sess": sid(c)}
+
+    def violation(self, text):
+        self.violations.append(text)
+        self.h.comment("VIOLATION " + text)
+
+    def watch_step(self, c, proc, rnd, state):
+        """One step of the watch workload: set a watch, or check one that
+        fired (see the module's doc)."""
+        w = state.get("watch")
+        if w and w["fired"] and not w["checked"]:
+            w["checked"] = True
+            kind_, res = self.h.record(proc, w["key"], "read", {}, lambda: self._get(c, w["key"],
+                                                                                     sync=True))
+            if kind_ == "ok" and w["v0"] is not None:
+                self.watch_stats["checked"] += 1
+                if res["version"] <= w["v0"]:
+                    self.violation("p%d: watch on %s set at version %d fired (%s), but a sync + "
+                                   "read after it shows version %d: fired before any change"
+                                   % (proc, w["key"], w["v0"], w["fired"], res["version"]))
+            return
+        if w and not w["fired"] and w["sess"] == sid(c):
+            return  # still armed: let the others write
+        k = rnd.choice(self.reg)
+        w = {"key": k, "v0": None, "fired": [], "checked": False, "sess": sid(c)}
+
+        def fired(ev, w=w):
+            if ev.type == "NONE":
+                return  # a session event (closed, expired): not a data change
+            w["fired"].append(ev.type)
+            self.watch_stats["fired"] += 1
+            self.h.comment("watch p%d %s %s %d" % (proc, w["key"], ev.type, time.monotonic_ns()))
+            if len(w["fired"]) > 1:
+                self.violation("p%d: one watch on %s fired %d times (%s)"
+                               % (proc, w["key"], len(w["fired"]), w["fired"]))
+        state["watch"] = w
+        kind_, res = self.h.record(proc, k, "read", {}, lambda: self._get(c, k, sync=True,
+                                                                          watch=fired))
+        if kind_ == "ok":
+            w["v0"] = res["version"]
+            self.watch_stats["set"] += 1
 
     def step(self, c, proc, rnd, seen, n):
         t = self.op_timeout_s
@@ -191,17 +258,23 @@ class Workload:
         if kind == "register":
             k = rnd.choice(self.reg)
             r = rnd.random()
+            s0 = sid(c)
             if r < 0.4:
-                kind_, res = self.h.record(proc, k, "read", {}, lambda: self._get(c, k))
+                if self.plain_reads and rnd.random() < self.plain_reads:
+                    kind_, res = self.h.record(proc, k, "read", {"plain": True, "sess": s0},
+                                               lambda: self._get(c, k, sync=False))
+                else:
+                    kind_, res = self.h.record(proc, k, "read", {"sess": s0},
+                                               lambda: self._get(c, k))
                 if kind_ == "ok":
                     seen[k] = res["version"]
             elif r < 0.65:
-                self.h.record(proc, k, "write", {"value": val}, lambda: {
-                    "version": c.set_async(k, val.encode(), -1).get(t).version})
+                self.h.record(proc, k, "write", {"value": val, "sess": s0}, lambda: {
+                    "version": c.set_async(k, val.encode(), -1).get(t).version, "sess": sid(c)})
             else:
                 v = max(0, seen.get(k, 0) + rnd.choice([0, 0, 0, 1, -1]))
-                self.h.record(proc, k, "cas", {"value": val, "version": v}, lambda: {
-                    "version": c.set_async(k, val.encode(), v).get(t).version})
+                self.h.record(proc, k, "cas", {"value": val, "version": v, "sess": s0}, lambda: {
+                    "version": c.set_async(k, val.encode(), v).get(t).version, "sess": sid(c)})
         elif kind == "set":
             k = rnd.choice(self.set)
             r = rnd.random()
@@ -228,9 +301,24 @@ class Workload:
                 if kind_ == "ok":
                     seen[k] = res["version"]
         elif kind == "ephemeral":
+            s0 = sid(c)
+            mine = [k for k, s in seen.get("eph", ()) if s == s0]
+            if mine and rnd.random() < 0.3:
+                k = rnd.choice(mine)
+
+                def own():
+                    c.sync_async(k).get(t)
+                    return {"exists": c.exists_async(k).get(t) is not None, "sess": sid(c)}
+                self.h.record(proc, k, "exists", {"own": True, "sess": s0}, own)
+                return
             k = "%s/p%d-%d" % (self.eph, proc, n)
-            self.h.record(proc, k, "create", {"value": val, "ephemeral": True},
-                          lambda: (c.create_async(k, val.encode(), ephemeral=True).get(t), {})[1])
+            kind_, res = self.h.record(proc, k, "create", {"value": val, "ephemeral": True},
+                                       lambda: (c.create_async(k, val.encode(), ephemeral=True)
+                                                .get(t), {"sess": sid(c)})[1])
+            if kind_ == "ok" and res["sess"] == s0:
+                seen.setdefault("eph", []).append((k, s0))
+        elif kind == "watch":
+            self.watch_step(c, proc, rnd, seen)
         elif kind == "sequential":
             self.h.record(proc, self.seq, "create", {"value": val, "sequential": True},
                           lambda: {"path": c.create_async(self.seq, val.encode(),
@@ -322,7 +410,8 @@ def run(hosts, out, clients=4, duration_s=5.0, seed=None, root=None, during=None
     finally:
         h.close()
     return {"seed": seed, "root": root, "completed_ops": h.count, "errors": w.errors,
-            "sessions_lost": w.sessions_lost, "ephemerals_left": eph_left}
+            "sessions_lost": w.sessions_lost, "ephemerals_left": eph_left,
+            "violations": w.violations, "watches": w.watch_stats}
 
 
 def main(argv=None):
@@ -337,7 +426,9 @@ def main(argv=None):
     ap.add_argument("--sync-reads", action="store_true")
     ap.add_argument("--kinds", default="register,set,sequential,lock",
                     help="comma-separated workloads to mix: register, set, sequential, lock, "
-                    "ephemeral (default: the first four)")
+                    "ephemeral, watch (default: the first four)")
+    ap.add_argument("--plain-reads", type=float, default=0.0,
+                    help="fraction of register reads made without a sync (session-order check)")
     ap.add_argument("--session-timeout", type=float, default=4.0, help="seconds")
     ap.add_argument("--op-timeout", type=float, default=5.0,
                     help="seconds; an operation without an answer by then is unknown (info)")
@@ -349,9 +440,9 @@ def main(argv=None):
         signal.signal(sig, lambda *_: stop.set())
     s = run(a.hosts, a.out, a.clients, a.duration, a.seed, during=lambda w: stop.wait(a.duration),
             keys=a.keys, sync_reads=a.sync_reads, kinds=tuple(a.kinds.split(",")), session_timeout_s=a.session_timeout,
-            op_timeout_s=a.op_timeout)
+            op_timeout_s=a.op_timeout, plain_reads=a.plain_reads)
     print(json.dumps(s))
-    return 1 if s["errors"] or s["ephemerals_left"] else 0
+    return 1 if s["errors"] or s["ephemerals_left"] or s["violations"] else 0
 
 
 if __name__ == "__main__":

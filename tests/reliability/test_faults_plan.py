@@ -57,6 +57,30 @@ class FakeCluster:
         self.injected.setdefault(i, set()).update(settings)
         self.net.calls.append(("inject", i, dict(settings)))
 
+    def set_config(self, i, pairs):
+        self.net.calls.append(("set", i, dict(pairs)))
+        return ""
+
+    def proxy(self, cmd):
+        self.net.calls.append(("proxy", cmd))
+        return {"ok": True}
+
+    def background(self, fn):
+        self.net.calls.append(("background",))
+        self.bg = getattr(self, "bg", []) + [fn]
+
+
+class Stop:
+    """A stop event for a background fault: not set for the first n waits
+    (which return at once), set after."""
+
+    def __init__(self, n):
+        self.n = n
+
+    def wait(self, _timeout):
+        self.n -= 1
+        return self.n < 0
+
 
 class Plan(unittest.TestCase):
     def test_same_seed_same_schedule(self):
@@ -231,6 +255,67 @@ class NewFaults(unittest.TestCase):
             (_, _, settings), = c.net.calls
             ppm = settings["keel.test.clockRatePpm"]
             self.assertTrue(ppm <= -500000 or ppm >= 1000000)
+
+    def test_clock_jumps(self):
+        walls, jumps, leader_hit = set(), set(), 0
+        for seed in range(60):
+            c = FakeCluster(3)
+            faults.apply(c, "wall_jump", random.Random(seed))
+            (kind, node, settings), = c.net.calls
+            self.assertEqual(kind, "inject")  # set back to 0 at heal
+            walls.add(settings["keel.test.wallJumpMs"])
+            leader_hit += node == c.lead
+            c = FakeCluster(3)
+            faults.apply(c, "clock_jump", random.Random(seed))
+            (kind, node, settings), = c.net.calls
+            self.assertEqual(kind, "set")  # once: nothing to undo
+            self.assertEqual(c.injected, {})
+            jumps.add(settings["keel.test.clockJumpMs"])
+        self.assertTrue(all(abs(ms) >= 3600000 for ms in walls))
+        self.assertEqual({ms > 0 for ms in walls}, {True, False})
+        # forward below the election timeout (1 s), past twice it, and back
+        self.assertTrue(any(0 < ms < 1000 for ms in jumps))
+        self.assertTrue(any(ms >= 2000 for ms in jumps))
+        self.assertTrue(any(ms < 0 for ms in jumps))
+        self.assertTrue(0 < leader_hit < 60)
+
+    def test_client_faults(self):
+        for f in faults.CLIENT_FAULTS:
+            self.assertIn(f, faults.ZooKeeperServers.faults)  # any server
+        cmds = {}
+        for seed in range(40):
+            for f in faults.CLIENT_FAULTS:
+                c = FakeCluster(3)
+                faults.apply(c, f, random.Random(seed))
+                for fn in getattr(c, "bg", []):
+                    fn(Stop(2))  # the hold: two turns of the background fault
+                proxied = [call[1] for call in c.net.calls if call[0] == "proxy"]
+                cmds.setdefault(f, []).append((c, proxied))
+        for c, p in cmds["client_delay"]:
+            self.assertEqual(p[0]["cmd"], "delay")
+            self.assertIn(p[0]["ms"], (20, 100, 300))
+        # stalls outlast the session timeout (the hold), then delivered or reset
+        self.assertEqual({c.stall_reset for c, _ in cmds["client_stall"]}, {True, False})
+        for c, p in cmds["client_reset"]:
+            self.assertTrue(all(x["cmd"] == "reset" and x["mode"] in ("before", "after")
+                                for x in p))
+            self.assertGreater(len(p), 1)  # again and again during the hold
+        for c, p in cmds["client_halfopen"]:
+            self.assertEqual([x["cmd"] for x in p], ["halfopen", "halfopen"])
+        for c, p in cmds["client_lagging"]:
+            (_, groups), = [x for x in c.net.calls if x[0] == "partition"]
+            lagging = [g for g in groups if len(g) == 2][0][0]
+            self.assertNotEqual(lagging, c.lead)  # a follower falls behind
+            self.assertTrue(all(c.client_node in g for g in groups))  # clients see both
+            redirects = [x for x in p if x["cmd"] == "redirect"]
+            self.assertEqual(len(redirects), 2)
+            for r in redirects:
+                self.assertTrue(r["drop"])
+                self.assertEqual(len(r["map"]), 2)  # every address but one
+                self.assertEqual(set(r["map"].values()), {lagging})
+        # the targets are one server or every one
+        self.assertEqual({len(p[0].get("targets", [])) for c, p in cmds["client_delay"]},
+                         {1, 3})
 
     def test_slow_election_holds_every_disk_and_isolates_the_leader(self):
         c = FakeCluster(5)

@@ -403,6 +403,78 @@ class DirectChecks(unittest.TestCase):
         h.op(2, "acquire", 5, 6)
         self.assertTrue(lincheck.check_locks(h.ops())["valid"])
 
+    def test_session_order(self):
+        def rd(h, p, t, v, sess="a", plain=True, end=None):
+            h.op(p, "read", t, t + 1, args={"plain": plain, "sess": sess},
+                 result={"value": "x", "version": v, "sess": end or sess})
+        h = H().create(1, 0, 1, "x")
+        h.op(1, "write", 2, 3, args={"value": "y", "sess": "a"},
+             result={"version": 1, "sess": "a"})
+        rd(h, 1, 4, 1)
+        rd(h, 2, 4, 0, sess="b")  # another session may be behind
+        rd(h, 1, 6, 1)
+        r = lincheck.check_session_order(h.ops())
+        self.assertTrue(r["valid"], r)
+        self.assertEqual(r["ops"], 4)
+        # plain reads are not part of linearizability (p2's would fail it)
+        self.assertTrue(lincheck.check_linearizable(h.ops())["valid"])
+        # a session that misses its own write (a reconnect to a server behind)
+        rd(h, 1, 8, 0)
+        r = lincheck.check_session_order(h.ops())
+        self.assertFalse(r["valid"])
+        self.assertIn("version=0", r["failures"][0]["op"])
+        # ... unless the read ran in another session, or the key is deleted
+        h = H().create(1, 0, 1, "x")
+        rd(h, 1, 2, 3)
+        rd(h, 1, 4, 2, end="c")
+        rd(h, 1, 6, 2, sess="c")
+        self.assertTrue(lincheck.check_session_order(h.ops())["valid"])
+        h.op(3, "delete", 8, 9, args={"version": -1})
+        rd(h, 1, 10, 0)
+        self.assertTrue(lincheck.check_session_order(h.ops())["valid"])
+        # a write must make a newer version than the session saw
+        h = H().create(1, 0, 1, "x")
+        rd(h, 1, 2, 4, plain=False)
+        h.op(1, "cas", 4, 5, args={"value": "z", "version": 3, "sess": "a"},
+             result={"version": 4, "sess": "a"})
+        self.assertFalse(lincheck.check_session_order(h.ops())["valid"])
+
+    def test_session_writes_apply_in_order(self):
+        def hist(late_version):
+            h = H().create(1, 0, 1, "x")
+            # p1's write "a" gets no answer (its connection died) ...
+            h.op(1, "write", 2, 3, args={"value": "a", "sess": "s"}, status="info")
+            # ... then p1, same session, writes "b" (acknowledged: version 1)
+            h.op(1, "write", 4, 5, args={"value": "b", "sess": "s"},
+                 result={"version": 1, "sess": "s"})
+            h.op(2, "read", 6, 7, result={"value": "a", "version": late_version})
+            return lincheck.check_session_order(h.ops())
+        # "a" seen at a version not above b's: not this check's business
+        # (linearizability judges it)
+        self.assertTrue(hist(1)["valid"])
+        # "a" applied after "b": the session's order broken
+        r = hist(2)
+        self.assertFalse(r["valid"])
+        self.assertIn("applied_late", r["failures"][0])
+
+    def test_own_ephemerals(self):
+        h = H(key="/e/p1-1")
+        h.op(1, "create", 0, 1, args={"value": "v", "ephemeral": True}, result={"sess": "a"})
+        h.op(1, "exists", 2, 3, args={"own": True, "sess": "a"},
+             result={"exists": True, "sess": "a"})
+        # a read that ended in a new session tells nothing (the old expired)
+        h.op(1, "exists", 4, 5, args={"own": True, "sess": "a"},
+             result={"exists": False, "sess": "b"})
+        r = lincheck.check_own_ephemerals(h.ops())
+        self.assertTrue(r["valid"], r)
+        self.assertEqual(r["reads"], 1)
+        # own reads stay out of linearizability (expiry deletes outside it)
+        self.assertTrue(lincheck.check_linearizable(h.ops())["valid"])
+        h.op(1, "exists", 6, 7, args={"own": True, "sess": "a"},
+             result={"exists": False, "sess": "a"})
+        r = lincheck.check_own_ephemerals(h.ops())
+        self.assertFalse(r["valid"])
+        self.assertEqual(r["failures"][0]["session"], "a")
 
 class Cli(unittest.TestCase):
     def run_cli(self, events):
