@@ -8,7 +8,9 @@
  *      follower's client writes) -> the leader's next batch; TOUCH -> the
  *      leader's session deadlines;
  *   2. raft_tick for every tick the monotonic clock passed;
- *   3. drain the front end's queue; a leader proposes everything that arrived
+ *   3. keel.frontend=pipeline: run the client front end's ready events (its
+ *      callbacks serve reads and queue writes, on this thread);
+ *      drain the front end's queue; a leader proposes everything that arrived
  *      (its own requests, forwarded ones, session expiries) as ONE entry,
  *      stamping each txn's zxid and time; a follower forwards to the leader;
  *   4. raft_ready: queue hard state + entries on the wal (io_uring group
@@ -16,8 +18,9 @@
  *      apply committed entries to the kvstore in order, answer this node's
  *      clients (the entry carries each request's (node, request id) tag);
  *   5. wal_poll: durable up to N -> raft_persisted;
- *   6. idle: ppoll() on the peer socket, the front end's eventfd and the
- *      wal's completion fd until one fires or the next tick is due.
+ *   6. idle: ppoll() on the peer socket, the front end's eventfd (folded:
+ *      the client engine's epoll fd too) and the wal's completion fd until
+ *      one fires or the next tick is due.
  *
  * zxid = term << 32 | counter (ZooKeeper's layout: epoch, counter). The
  * counter restarts at 1 when a node becomes leader; since Raft terms only grow
@@ -271,7 +274,8 @@ struct pipeline {
 	uint32_t mg_out_n;
 	uint64_t xfer_req, xfer_deadline_ns;
 	uint32_t xfer_to;
-	uint64_t busy_ns, idle_ns;         /* run-loop time since the last publish */
+	uint64_t busy_ns, idle_ns; /* run-loop time since the last publish */
+	bool fe_quiet;             /* fe_folded: the last wait saw the engine's fd not ready */
 	uint64_t drops_seen[MGMT_N_DROPS]; /* dp_stats totals already counted */
 
 	/* membership (leader: the change in flight; every node: addresses) */
@@ -2864,8 +2868,9 @@ static int mg_apply(struct pipeline *p, const char *key, const char *val, char *
 		errno = 0;
 		long ppm = strtol(val, &end, 10);
 		if (!*val || *end || errno || ppm < -900000 || ppm > 9000000) {
-			snprintf(msg, len, "%s: '%s' is not in -900000..9000000 (ppm faster than true)",
-				 key, val);
+			snprintf(msg, len,
+				 "%s: '%s' is not in -900000..9000000 (ppm faster than true)", key,
+				 val);
 			return KEEL_E_CONFIG;
 		}
 		/* The tick already due keeps its time; the next ones take the rate. */
@@ -3215,9 +3220,13 @@ static void idle_wait(struct pipeline *p)
 	if (p->t && dfd < 0) {
 		dp_idle(p->t, false);
 	} else {
-		struct pollfd pf[4];
+		struct pollfd pf[5];
 		nfds_t n = 0;
 		pf[n++] = (struct pollfd){ .fd = k->evfd, .events = POLLIN };
+		/* The folded front end: a client's bytes wake this thread itself. */
+		nfds_t fe = n;
+		if (k->fe_folded)
+			pf[n++] = (struct pollfd){ .fd = zk_server_fd(k->zk), .events = POLLIN };
 		if (k->mchan)
 			pf[n++] = (struct pollfd){ .fd = mgmt_chan_request_fd(k->mchan),
 						   .events = POLLIN };
@@ -3233,7 +3242,10 @@ static void idle_wait(struct pipeline *p)
 		uint64_t wait = until > now ? until - now : 0;
 		struct timespec ts = { .tv_sec = (time_t)(wait / 1000000000u),
 				       .tv_nsec = (long)(wait % 1000000000u) };
-		(void)ppoll(pf, n, &ts, NULL);
+		int ready = ppoll(pf, n, &ts, NULL);
+		/* Woken by something else: the engine has nothing (its epoll_wait
+		 * can be skipped). A timeout polls it (its sessionless sweep). */
+		p->fe_quiet = k->fe_folded && ready > 0 && !pf[fe].revents;
 		if (pf[0].revents & POLLIN) {
 			uint64_t v;
 			(void)!read(k->evfd, &v, sizeof(v)); /* consumed: the next wait sleeps */
@@ -3304,6 +3316,13 @@ static void *pipeline_main(void *arg)
 			p->exit_at_ns = UINT64_MAX;
 			kill(getpid(), SIGTERM); /* main stops the node as on a signal */
 		}
+		/* The folded front end, before the queue: a write read here is
+		 * proposed in this turn, with no hand-over to wait for. Its
+		 * callbacks run here (reads served, writes queued by keeld_queue,
+		 * which never waits: a full ring overflows into a list). */
+		if (k->fe_folded && !p->fe_quiet)
+			(void)keeld_frontend_poll(k);
+		p->fe_quiet = false;
 		work |= drain_queue(p);
 		ch_progress(p);
 		if (raft_role(p->r) == RAFT_LEADER) {
