@@ -89,6 +89,16 @@
 #define PL_INLINE_SYNC_BYTES (8u << 10)
 #endif
 
+/*
+ * keel.frontend=pipeline: in a run of busy turns (no wait between them to
+ * say whether a client sent something), the client engine is looked at
+ * again once this long has passed since it was last polled or seen idle.
+ * The wait itself always sees a ready engine at once (its fd is in the
+ * ppoll set), so this bounds only what a client waits while the pipeline
+ * is busy without sleeping.
+ */
+#define PL_FE_BUSY_POLL_NS 50000u
+
 struct strack {
 	struct strack *next;
 	int64_t id;
@@ -275,7 +285,12 @@ struct pipeline {
 	uint64_t xfer_req, xfer_deadline_ns;
 	uint32_t xfer_to;
 	uint64_t busy_ns, idle_ns; /* run-loop time since the last publish */
-	bool fe_quiet;             /* fe_folded: the last wait saw the engine's fd not ready */
+	bool fe_ready;       /* fe_folded: the last wait saw the engine's fd ready, or timed out */
+	uint64_t fe_seen_ns; /* fe_folded: the engine was polled or seen idle at this time */
+	bool fe_only;        /* fe_folded: the engine's fd alone woke the last wait... */
+	uint64_t wait_until_ns; /* ...which would have ended at this time (tick, test delays) */
+	bool rx_quiet;          /* the last wait saw the peer socket empty (rx_exact) */
+	bool rx_exact;          /* the transport's wait fd is readable exactly when frames wait */
 	uint64_t drops_seen[MGMT_N_DROPS]; /* dp_stats totals already counted */
 
 	/* membership (leader: the change in flight; every node: addresses) */
@@ -3219,6 +3234,8 @@ static void idle_wait(struct pipeline *p)
 	kv_thread_offline();
 	if (p->t && dfd < 0) {
 		dp_idle(p->t, false);
+		p->fe_ready = true; /* no telling: look */
+		p->fe_only = false;
 	} else {
 		struct pollfd pf[5];
 		nfds_t n = 0;
@@ -3230,6 +3247,7 @@ static void idle_wait(struct pipeline *p)
 		if (k->mchan)
 			pf[n++] = (struct pollfd){ .fd = mgmt_chan_request_fd(k->mchan),
 						   .events = POLLIN };
+		nfds_t dp = n;
 		if (dfd >= 0)
 			pf[n++] = (struct pollfd){ .fd = dfd, .events = POLLIN };
 		int wfd = wal_wait_fd(p->w);
@@ -3245,7 +3263,14 @@ static void idle_wait(struct pipeline *p)
 		int ready = ppoll(pf, n, &ts, NULL);
 		/* Woken by something else: the engine has nothing (its epoll_wait
 		 * can be skipped). A timeout polls it (its sessionless sweep). */
-		p->fe_quiet = k->fe_folded && ready > 0 && !pf[fe].revents;
+		p->fe_ready = ready <= 0 || (k->fe_folded && pf[fe].revents);
+		p->fe_only = k->fe_folded && ready == 1 && pf[fe].revents;
+		p->wait_until_ns = until;
+		if (!p->fe_ready)
+			p->fe_seen_ns = keel_now_ns();
+		/* Likewise the peer socket: no recvmmsg that would find nothing
+		 * (a client's request or a log completion woke us). */
+		p->rx_quiet = p->rx_exact && dfd >= 0 && ready > 0 && !pf[dp].revents;
 		if (pf[0].revents & POLLIN) {
 			uint64_t v;
 			(void)!read(k->evfd, &v, sizeof(v)); /* consumed: the next wait sleeps */
@@ -3273,13 +3298,17 @@ static void *pipeline_main(void *arg)
 	struct keeld *k = arg;
 	struct pipeline *p = k->pl;
 	kv_thread_register();
+	/* A kernel UDP socket is readable exactly while datagrams wait; a DPDK
+	 * link's interrupt fd is only a hint (see dp_wait_fd). */
+	p->rx_exact = p->t && !strcmp(dp_kind(p->t), "udp");
 	struct dp_msg msgs[DP_BURST];
 	p->next_tick_ns = keel_now_ns() + p->tick_ns;
 	while (!atomic_load(&k->stop)) {
 		bool work = false;
 		kv_thread_quiescent();
 		uint64_t turn = atomic_fetch_add(&k->turn, 1) + 1;
-		int n = p->t ? dp_recv_burst(p->t, msgs, DP_BURST) : 0;
+		int n = p->t && !p->rx_quiet ? dp_recv_burst(p->t, msgs, DP_BURST) : 0;
+		p->rx_quiet = false;
 		if (n)
 			atomic_store(&k->applying, true);
 		for (int i = 0; i < n; i++) {
@@ -3319,10 +3348,14 @@ static void *pipeline_main(void *arg)
 		/* The folded front end, before the queue: a write read here is
 		 * proposed in this turn, with no hand-over to wait for. Its
 		 * callbacks run here (reads served, writes queued by keeld_queue,
-		 * which never waits: a full ring overflows into a list). */
-		if (k->fe_folded && !p->fe_quiet)
-			(void)keeld_frontend_poll(k);
-		p->fe_quiet = false;
+		 * which never waits: a full ring overflows into a list). When the
+		 * wait said it has nothing, or it was looked at moments ago, its
+		 * epoll_wait is skipped: a follower runs several turns per write
+		 * (append, sync, ack), each would find nothing. */
+		if (k->fe_folded && (p->fe_ready || now - p->fe_seen_ns >= PL_FE_BUSY_POLL_NS)) {
+			p->fe_ready = keeld_frontend_poll(k) == KEELD_FE_POLL_EVENTS;
+			p->fe_seen_ns = now;
+		}
 		work |= drain_queue(p);
 		ch_progress(p);
 		if (raft_role(p->r) == RAFT_LEADER) {
@@ -3383,12 +3416,29 @@ static void *pipeline_main(void *arg)
 		/* Tell the front end to wake us, then look once more: a request
 		 * queued before it saw the flag is found here (the fences pair,
 		 * see keeld_queue). */
-		atomic_store_explicit(&k->pl_idle, true, memory_order_relaxed);
-		atomic_thread_fence(memory_order_seq_cst);
-		if (!queue_pending(k))
+		uint64_t fe_ns = 0;
+		for (;;) {
+			atomic_store_explicit(&k->pl_idle, true, memory_order_relaxed);
+			atomic_thread_fence(memory_order_seq_cst);
+			if (queue_pending(k))
+				break;
 			idle_wait(p);
+			if (!p->fe_only || keel_now_ns() >= p->wait_until_ns)
+				break;
+			/* Only a client woke us, and nothing is due: its reads
+			 * are served here and we sleep again; a full turn only
+			 * when it queued a write (found above) or may have more. */
+			atomic_store_explicit(&k->pl_idle, false, memory_order_relaxed);
+			uint64_t f0 = keel_now_ns();
+			p->fe_ready = keeld_frontend_poll(k) == KEELD_FE_POLL_EVENTS;
+			p->fe_seen_ns = keel_now_ns();
+			fe_ns += p->fe_seen_ns - f0;
+			if (p->fe_ready)
+				break;
+		}
 		atomic_store_explicit(&k->pl_idle, false, memory_order_relaxed);
-		p->idle_ns += keel_now_ns() - t1;
+		p->busy_ns += fe_ns;
+		p->idle_ns += keel_now_ns() - t1 - fe_ns;
 	}
 	kv_thread_unregister();
 	return NULL;
