@@ -284,14 +284,16 @@ struct pipeline {
 	uint32_t mg_out_n;
 	uint64_t xfer_req, xfer_deadline_ns;
 	uint32_t xfer_to;
-	uint64_t busy_ns, idle_ns; /* run-loop time since the last publish */
-	bool fe_ready;       /* fe_folded: the last wait saw the engine's fd ready, or timed out */
-	uint64_t fe_seen_ns; /* fe_folded: the engine was polled or seen idle at this time */
-	bool fe_only;        /* fe_folded: the engine's fd alone woke the last wait... */
-	uint64_t wait_until_ns; /* ...which would have ended at this time (tick, test delays) */
-	bool rx_quiet;          /* the last wait saw the peer socket empty (rx_exact) */
-	bool rx_exact;          /* the transport's wait fd is readable exactly when frames wait */
+	uint64_t busy_ns, idle_ns;         /* run-loop time since the last publish */
 	uint64_t drops_seen[MGMT_N_DROPS]; /* dp_stats totals already counted */
+
+	/* what the last idle wait saw (pipeline_main, idle_wait) */
+	bool fe_ready;          /* fe_folded: the engine's fd ready, or the wait timed out */
+	uint64_t fe_seen_ns;    /* fe_folded: the engine was polled or seen idle at this time */
+	bool fe_only;           /* fe_folded: the engine's fd alone woke it... */
+	uint64_t wait_until_ns; /* ...which would have ended at this time (tick, test delays) */
+	bool rx_quiet;          /* the peer socket was empty (rx_exact) */
+	bool rx_exact;          /* the transport's wait fd is readable exactly when frames wait */
 
 	/* membership (leader: the change in flight; every node: addresses) */
 	struct mchange ch;
@@ -2883,9 +2885,8 @@ static int mg_apply(struct pipeline *p, const char *key, const char *val, char *
 		errno = 0;
 		long ppm = strtol(val, &end, 10);
 		if (!*val || *end || errno || ppm < -900000 || ppm > 9000000) {
-			snprintf(msg, len,
-				 "%s: '%s' is not in -900000..9000000 (ppm faster than true)", key,
-				 val);
+			snprintf(msg, len, "%s: '%s' is not in -900000..9000000 (ppm faster than true)",
+				 key, val);
 			return KEEL_E_CONFIG;
 		}
 		/* The tick already due keeps its time; the next ones take the rate. */
