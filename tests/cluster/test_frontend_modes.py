@@ -9,7 +9,10 @@ every acknowledged write still there, writes resume, and the killed node
 rejoins and serves what it missed.
 """
 import os
+import shutil
+import subprocess
 import sys
+import tempfile
 import threading
 import unittest
 import uuid
@@ -100,6 +103,31 @@ class FrontendModes(unittest.TestCase):
             for zk in (zb, zf, zo):
                 zk.stop()
                 zk.close()
+
+    def test_key(self):
+        """--help names it; --check-config prints it; a bad value is refused
+        naming it."""
+        keeld = KeelCluster.keeld(None)
+        r = subprocess.run([keeld, "--help"], capture_output=True, text=True, timeout=30)
+        self.assertIn("keel.frontend=auto|pipeline|thread", r.stdout)
+        d = tempfile.mkdtemp(prefix="keeld-fe-")
+        try:
+            for value, ok in (("pipeline", True), ("thread", True), ("auto", True),
+                              ("both", False)):
+                p = os.path.join(d, "zoo.cfg")
+                with open(p, "w") as f:
+                    f.write("dataDir=%s/d\nclientPort=2999\nkeel.frontend=%s\n"
+                            "server.1=127.0.0.1:3001\nserver.2=127.0.0.1:3002\n" % (d, value))
+                r = subprocess.run([keeld, "--config", p, "--myid", "1", "--check-config"],
+                                   capture_output=True, text=True, timeout=30)
+                if ok:
+                    self.assertEqual(r.returncode, 0, r.stderr)
+                    self.assertIn("keel.frontend=%s" % value, r.stdout)
+                else:
+                    self.assertNotEqual(r.returncode, 0)
+                    self.assertIn("keel.frontend", r.stderr)
+        finally:
+            shutil.rmtree(d)
 
     def test_pipeline(self):
         self.scenario("pipeline")
