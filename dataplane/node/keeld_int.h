@@ -8,6 +8,9 @@
  *  - pipeline: raft, wal, kv writer, dp transport, the pending-request map,
  *    the leader's session tracker. Nothing else touches them.
  *  - front end (the zk_server engine thread): builds txns, serves reads.
+ *    With keel.frontend=pipeline (fe_folded) the engine has no thread: its
+ *    callbacks run on the pipeline thread, which is then both sides of the
+ *    ring below.
  *  - shared, under fe_mu: the local session table (session -> connection,
  *    outstanding writes, deferred reads) and the overflow of the request
  *    ring front end -> pipeline (struct keeld_ring: lock-free; the eventfd
