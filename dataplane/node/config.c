@@ -537,6 +537,13 @@ static int set_key(struct parser *p, const char *key, const char *v)
 		return want_str(p, key, v, c->admin_token, sizeof(c->admin_token));
 	if (!strcmp(key, "keel.cpuDmaLatency"))
 		return want_bool(p, key, v, &c->cpu_dma_latency);
+	if (!strcmp(key, "keel.frontend")) {
+		static const char *const names[] = { "auto", "pipeline", "thread" };
+		int rc = want_enum(p, key, v, names, KEEL_ARRAY_SIZE(names));
+		if (rc >= 0)
+			c->frontend = (enum node_frontend)rc;
+		return rc < 0 ? rc : 0;
+	}
 	for (const char *const *k = ignored_keys; *k; k++)
 		if (!strcmp(key, *k))
 			return 0;
@@ -925,6 +932,7 @@ size_t node_config_format(const struct node_config *c, char *buf, size_t len)
 {
 	static const char *const tr[] = { "auto", "udp", "dpdk" };
 	static const char *const fp[] = { "auto", "uring", "plain" };
+	static const char *const fe[] = { "auto", "pipeline", "thread" };
 	size_t n = 0;
 #define OUT(...)                                                                \
 	do {                                                                    \
@@ -966,6 +974,7 @@ size_t node_config_format(const struct node_config *c, char *buf, size_t len)
 	    "keel.adminPort=%u\nkeel.cpuDmaLatency=%s\n",
 	    c->election_timeout_ms, c->heartbeat_ms, c->admin_addr, c->admin_port,
 	    onoff(c->cpu_dma_latency));
+	OUT("keel.frontend=%s\n", fe[c->frontend]);
 	for (uint32_t i = 0; i < c->n_dp; i++)
 		OUT("%s=%s\n", c->dp[i].key, c->dp[i].value);
 	return n;

@@ -23,6 +23,7 @@
  */
 #include <inttypes.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,9 @@
 #include "mgmt.h"
 
 static __thread bool kv_registered;
+/* This thread is the pipeline polling the engine (keel.frontend=pipeline):
+ * registered, and online for its whole turn, by its own loop. */
+static __thread bool kv_pipeline;
 static pthread_key_t kv_key;
 static pthread_once_t kv_key_once = PTHREAD_ONCE_INIT;
 
@@ -52,6 +56,8 @@ static void kv_key_init(void)
 
 static void kv_enter(void)
 {
+	if (kv_pipeline)
+		return;
 	if (!kv_registered) {
 		pthread_once(&kv_key_once, kv_key_init);
 		kv_thread_register();
@@ -65,7 +71,8 @@ static void kv_enter(void)
 /* The engine thread blocks in epoll between callbacks: it holds no view then. */
 static void kv_leave(void)
 {
-	kv_thread_offline();
+	if (!kv_pipeline)
+		kv_thread_offline();
 }
 
 /* ------------------------------------------------------------ sessions */
@@ -2091,8 +2098,32 @@ static const struct zk_backend_ops ops = {
 	.limited = on_limited,
 };
 
+/*
+ * keel.frontend=auto: the engine folds into the pipeline thread on a node of
+ * few CPUs that sleeps on kernel fds (kernel UDP), where a thread wake-up
+ * per request costs more than the front end's work (bench/RESULTS.md, "Front
+ * end folded into the pipeline thread"); it keeps its own thread where
+ * cores are many (reads and socket I/O then run beside the pipeline) and on
+ * DPDK (folded: read throughput at saturation -19 % over vhost links; and
+ * links without rx interrupts, memif, give the pipeline no fd to sleep on,
+ * so a client would wait for dp_idle()'s sleep).
+ */
+#define KEELD_FOLD_MAX_CPUS 4
+static bool frontend_folded(const struct node_config *c)
+{
+	if (c->frontend != NODE_FRONTEND_AUTO)
+		return c->frontend == NODE_FRONTEND_PIPELINE;
+	bool dpdk = c->transport == NODE_TRANSPORT_DPDK;
+	for (uint32_t i = 0; i < c->n_dp && c->transport == NODE_TRANSPORT_AUTO; i++)
+		dpdk |= !strncmp(c->dp[i].key, "dp.device", 9);
+	cpu_set_t set;
+	int cpus = sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set) : 1;
+	return !dpdk && cpus <= KEELD_FOLD_MAX_CPUS;
+}
+
 int keeld_frontend_start(struct keeld *k)
 {
+	k->fe_folded = frontend_folded(&k->cfg);
 	/* Every word keel knows: four_letter() applies the (live) whitelist. */
 	uint32_t wl = 0;
 	for (int i = 0; i < NODE_4LW_COUNT_; i++) {
@@ -2126,17 +2157,25 @@ int keeld_frontend_start(struct keeld *k)
 	char where[NODE_HOST_MAX + 2];
 	bool bare6 = strchr(zc.bind_addr, ':') && zc.bind_addr[0] != '[';
 	snprintf(where, sizeof(where), bare6 ? "[%s]" : "%s", zc.bind_addr);
+	zc.external_loop = k->fe_folded;
 	int rc = zk_server_start(&zc, &ops, (struct zk_backend *)k, &k->zk);
 	if (rc < 0) {
 		keeld_log("client port %s:%u: %s", where, zc.port, keel_strerror(rc));
 		return rc;
 	}
-	keeld_log("clients: ZooKeeper protocol on %s:%u (epoll front end), session timeout "
+	keeld_log("clients: ZooKeeper protocol on %s:%u (epoll front end %s), session timeout "
 		  "%u..%u ms, 4lw whitelist 0x%x, maxClientCnxns %u, globalOutstandingLimit %u",
-		  where, zk_server_port(k->zk), k->cfg.min_session_timeout_ms,
-		  k->cfg.max_session_timeout_ms, k->cfg.fourlw_mask, k->cfg.max_client_cnxns,
-		  k->cfg.global_outstanding_limit);
+		  where, zk_server_port(k->zk),
+		  k->fe_folded ? "on the pipeline thread" : "on its own thread",
+		  k->cfg.min_session_timeout_ms, k->cfg.max_session_timeout_ms, k->cfg.fourlw_mask,
+		  k->cfg.max_client_cnxns, k->cfg.global_outstanding_limit);
 	return 0;
+}
+
+int keeld_frontend_poll(struct keeld *k)
+{
+	kv_pipeline = true;
+	return zk_server_poll(k->zk, KEELD_FE_POLL_EVENTS);
 }
 
 void keeld_frontend_stop(struct keeld *k)

@@ -239,6 +239,8 @@ static void usage(FILE *f)
 		"  keel.heartbeatMs=MS          Raft heartbeat (default 100)\n"
 		"  keel.adminPort=PORT keel.adminAddress=ADDR keel.adminToken=T   mgmt plane\n"
 		"  keel.cpuDmaLatency=on|off    hold /dev/cpu_dma_latency at 0 (default off)\n"
+		"  keel.frontend=auto|pipeline|thread  client front end on the pipeline thread or\n"
+		"                               its own (auto: pipeline with <= 4 CPUs, not DPDK)\n"
 		"Values changed by PUT /config (admin API) are kept in dataDir/live.cfg and\n"
 		"override this file at start until DELETE /config/KEY (keelctl config reset).\n"
 		"\n"

@@ -8,6 +8,9 @@
  *  - pipeline: raft, wal, kv writer, dp transport, the pending-request map,
  *    the leader's session tracker. Nothing else touches them.
  *  - front end (the zk_server engine thread): builds txns, serves reads.
+ *    With keel.frontend=pipeline (fe_folded) the engine has no thread: its
+ *    callbacks run on the pipeline thread, which is then both sides of the
+ *    ring below.
  *  - shared, under fe_mu: the local session table (session -> connection,
  *    outstanding writes, deferred reads) and the overflow of the request
  *    ring front end -> pipeline (struct keeld_ring: lock-free; the eventfd
@@ -166,6 +169,9 @@ struct keeld {
 	int64_t matched_zxid; /* largest event zxid fed to the registry (watch_mu) */
 
 	struct zk_server *zk;
+	/* keel.frontend=pipeline: the engine has no thread; the pipeline polls
+	 * it (keeld_frontend_poll) and every callback runs on the pipeline */
+	bool fe_folded;
 
 	/* shared with the pipeline, under fe_mu */
 	pthread_mutex_t fe_mu;
@@ -242,6 +248,10 @@ int keeld_req_id_base(struct keeld *k);
 /* frontend.c */
 int keeld_frontend_start(struct keeld *k);
 void keeld_frontend_stop(struct keeld *k);
+/* fe_folded, pipeline thread (online): runs the engine's ready events, at
+ * most KEELD_FE_POLL_EVENTS; returns how many (that many: more may be ready). */
+#define KEELD_FE_POLL_EVENTS 64
+int keeld_frontend_poll(struct keeld *k);
 struct fsess *keeld_sess_find(struct keeld *k, int64_t id); /* fe_mu held */
 /* Serve a read (front end or pipeline thread; kv thread online). */
 /* multiRead: path/path_len are the request's raw ops and nops their count. */

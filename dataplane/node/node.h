@@ -60,6 +60,13 @@ enum node_transport {
 	NODE_TRANSPORT_DPDK,
 };
 
+/* Where the ZooKeeper client front end runs (keel.frontend). */
+enum node_frontend {
+	NODE_FRONTEND_AUTO,     /* see node_frontend_folded() */
+	NODE_FRONTEND_PIPELINE, /* polled by the pipeline thread: no thread of its own */
+	NODE_FRONTEND_THREAD,   /* its own epoll thread, handing writes over a ring */
+};
+
 enum node_fsync_path {
 	NODE_FSYNC_AUTO, /* io_uring when the kernel allows it, else plain syscalls */
 	NODE_FSYNC_URING,
@@ -114,6 +121,7 @@ struct node_config {
 	char admin_addr[NODE_HOST_MAX];    /* keel.adminAddress (default 127.0.0.1) */
 	char admin_token[NODE_TOKEN_MAX];  /* keel.adminToken (membership changes need it) */
 	bool cpu_dma_latency;              /* keel.cpuDmaLatency = on|off (default off) */
+	enum node_frontend frontend;       /* keel.frontend = auto|pipeline|thread */
 
 	/* dp.* keys, handed to the dataplane's own parser as they are */
 	uint32_t n_dp;

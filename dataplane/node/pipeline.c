@@ -8,7 +8,9 @@
  *      follower's client writes) -> the leader's next batch; TOUCH -> the
  *      leader's session deadlines;
  *   2. raft_tick for every tick the monotonic clock passed;
- *   3. drain the front end's queue; a leader proposes everything that arrived
+ *   3. keel.frontend=pipeline: run the client front end's ready events (its
+ *      callbacks serve reads and queue writes, on this thread);
+ *      drain the front end's queue; a leader proposes everything that arrived
  *      (its own requests, forwarded ones, session expiries) as ONE entry,
  *      stamping each txn's zxid and time; a follower forwards to the leader;
  *   4. raft_ready: queue hard state + entries on the wal (io_uring group
@@ -16,8 +18,9 @@
  *      apply committed entries to the kvstore in order, answer this node's
  *      clients (the entry carries each request's (node, request id) tag);
  *   5. wal_poll: durable up to N -> raft_persisted;
- *   6. idle: ppoll() on the peer socket, the front end's eventfd and the
- *      wal's completion fd until one fires or the next tick is due.
+ *   6. idle: ppoll() on the peer socket, the front end's eventfd (folded:
+ *      the client engine's epoll fd too) and the wal's completion fd until
+ *      one fires or the next tick is due.
  *
  * zxid = term << 32 | counter (ZooKeeper's layout: epoch, counter). The
  * counter restarts at 1 when a node becomes leader; since Raft terms only grow
@@ -88,6 +91,16 @@
 #ifndef PL_INLINE_SYNC_BYTES
 #define PL_INLINE_SYNC_BYTES (8u << 10)
 #endif
+
+/*
+ * keel.frontend=pipeline: in a run of busy turns (no wait between them to
+ * say whether a client sent something), the client engine is looked at
+ * again once this long has passed since it was last polled or seen idle.
+ * The wait itself always sees a ready engine at once (its fd is in the
+ * ppoll set), so this bounds only what a client waits while the pipeline
+ * is busy without sleeping.
+ */
+#define PL_FE_BUSY_POLL_NS 50000u
 
 struct strack {
 	struct strack *next;
@@ -277,6 +290,14 @@ struct pipeline {
 	uint32_t xfer_to;
 	uint64_t busy_ns, idle_ns;         /* run-loop time since the last publish */
 	uint64_t drops_seen[MGMT_N_DROPS]; /* dp_stats totals already counted */
+
+	/* what the last idle wait saw (pipeline_main, idle_wait) */
+	bool fe_ready;          /* fe_folded: the engine's fd ready, or the wait timed out */
+	uint64_t fe_seen_ns;    /* fe_folded: the engine was polled or seen idle at this time */
+	bool fe_only;           /* fe_folded: the engine's fd alone woke it... */
+	uint64_t wait_until_ns; /* ...which would have ended at this time (tick, test delays) */
+	bool rx_quiet;          /* the peer socket was empty (rx_exact) */
+	bool rx_exact;          /* the transport's wait fd is readable exactly when frames wait */
 
 	/* membership (leader: the change in flight; every node: addresses) */
 	struct mchange ch;
@@ -3331,13 +3352,20 @@ static void idle_wait(struct pipeline *p)
 	kv_thread_offline();
 	if (p->t && dfd < 0) {
 		dp_idle(p->t, false);
+		p->fe_ready = true; /* no telling: look */
+		p->fe_only = false;
 	} else {
-		struct pollfd pf[4];
+		struct pollfd pf[5];
 		nfds_t n = 0;
 		pf[n++] = (struct pollfd){ .fd = k->evfd, .events = POLLIN };
+		/* The folded front end: a client's bytes wake this thread itself. */
+		nfds_t fe = n;
+		if (k->fe_folded)
+			pf[n++] = (struct pollfd){ .fd = zk_server_fd(k->zk), .events = POLLIN };
 		if (k->mchan)
 			pf[n++] = (struct pollfd){ .fd = mgmt_chan_request_fd(k->mchan),
 						   .events = POLLIN };
+		nfds_t dp = n;
 		if (dfd >= 0)
 			pf[n++] = (struct pollfd){ .fd = dfd, .events = POLLIN };
 		int wfd = wal_wait_fd(p->w);
@@ -3350,7 +3378,17 @@ static void idle_wait(struct pipeline *p)
 		uint64_t wait = until > now ? until - now : 0;
 		struct timespec ts = { .tv_sec = (time_t)(wait / 1000000000u),
 				       .tv_nsec = (long)(wait % 1000000000u) };
-		(void)ppoll(pf, n, &ts, NULL);
+		int ready = ppoll(pf, n, &ts, NULL);
+		/* Woken by something else: the engine has nothing (its epoll_wait
+		 * can be skipped). A timeout polls it (its sessionless sweep). */
+		p->fe_ready = ready <= 0 || (k->fe_folded && pf[fe].revents);
+		p->fe_only = k->fe_folded && ready == 1 && pf[fe].revents;
+		p->wait_until_ns = until;
+		if (!p->fe_ready)
+			p->fe_seen_ns = keel_now_ns();
+		/* Likewise the peer socket: no recvmmsg that would find nothing
+		 * (a client's request or a log completion woke us). */
+		p->rx_quiet = p->rx_exact && dfd >= 0 && ready > 0 && !pf[dp].revents;
 		if (pf[0].revents & POLLIN) {
 			uint64_t v;
 			(void)!read(k->evfd, &v, sizeof(v)); /* consumed: the next wait sleeps */
@@ -3378,13 +3416,17 @@ static void *pipeline_main(void *arg)
 	struct keeld *k = arg;
 	struct pipeline *p = k->pl;
 	kv_thread_register();
+	/* A kernel UDP socket is readable exactly while datagrams wait; a DPDK
+	 * link's interrupt fd is only a hint (see dp_wait_fd). */
+	p->rx_exact = p->t && !strcmp(dp_kind(p->t), "udp");
 	struct dp_msg msgs[DP_BURST];
 	p->next_tick_ns = keel_now_ns() + p->tick_ns;
 	while (!atomic_load(&k->stop)) {
 		bool work = false;
 		kv_thread_quiescent();
 		uint64_t turn = atomic_fetch_add(&k->turn, 1) + 1;
-		int n = p->t ? dp_recv_burst(p->t, msgs, DP_BURST) : 0;
+		int n = p->t && !p->rx_quiet ? dp_recv_burst(p->t, msgs, DP_BURST) : 0;
+		p->rx_quiet = false;
 		if (n)
 			atomic_store(&k->applying, true);
 		for (int i = 0; i < n; i++) {
@@ -3420,6 +3462,17 @@ static void *pipeline_main(void *arg)
 		if (p->exit_at_ns && now >= p->exit_at_ns) {
 			p->exit_at_ns = UINT64_MAX;
 			kill(getpid(), SIGTERM); /* main stops the node as on a signal */
+		}
+		/* The folded front end, before the queue: a write read here is
+		 * proposed in this turn, with no hand-over to wait for. Its
+		 * callbacks run here (reads served, writes queued by keeld_queue,
+		 * which never waits: a full ring overflows into a list). When the
+		 * wait said it has nothing, or it was looked at moments ago, its
+		 * epoll_wait is skipped: a follower runs several turns per write
+		 * (append, sync, ack), each would find nothing. */
+		if (k->fe_folded && (p->fe_ready || now - p->fe_seen_ns >= PL_FE_BUSY_POLL_NS)) {
+			p->fe_ready = keeld_frontend_poll(k) == KEELD_FE_POLL_EVENTS;
+			p->fe_seen_ns = now;
 		}
 		work |= drain_queue(p);
 		ch_progress(p);
@@ -3481,12 +3534,29 @@ static void *pipeline_main(void *arg)
 		/* Tell the front end to wake us, then look once more: a request
 		 * queued before it saw the flag is found here (the fences pair,
 		 * see keeld_queue). */
-		atomic_store_explicit(&k->pl_idle, true, memory_order_relaxed);
-		atomic_thread_fence(memory_order_seq_cst);
-		if (!queue_pending(k))
+		uint64_t fe_ns = 0;
+		for (;;) {
+			atomic_store_explicit(&k->pl_idle, true, memory_order_relaxed);
+			atomic_thread_fence(memory_order_seq_cst);
+			if (queue_pending(k))
+				break;
 			idle_wait(p);
+			if (!p->fe_only || keel_now_ns() >= p->wait_until_ns)
+				break;
+			/* Only a client woke us, and nothing is due: its reads
+			 * are served here and we sleep again; a full turn only
+			 * when it queued a write (found above) or may have more. */
+			atomic_store_explicit(&k->pl_idle, false, memory_order_relaxed);
+			uint64_t f0 = keel_now_ns();
+			p->fe_ready = keeld_frontend_poll(k) == KEELD_FE_POLL_EVENTS;
+			p->fe_seen_ns = keel_now_ns();
+			fe_ns += p->fe_seen_ns - f0;
+			if (p->fe_ready)
+				break;
+		}
 		atomic_store_explicit(&k->pl_idle, false, memory_order_relaxed);
-		p->idle_ns += keel_now_ns() - t1;
+		p->busy_ns += fe_ns;
+		p->idle_ns += keel_now_ns() - t1 - fe_ns;
 	}
 	kv_thread_unregister();
 	return NULL;

@@ -2,7 +2,10 @@
 /*
  * The ZooKeeper TCP front end: one epoll thread, level-triggered, a fixed
  * table of connections, replies written in each connection's request order.
- * See zkproto.h ("the TCP front end") for the contract.
+ * See zkproto.h ("the TCP front end") for the contract. With
+ * cfg.external_loop there is no thread: whoever calls zk_server_poll() (one
+ * thread) is "the engine thread" below, and the eventfd that wakes the
+ * engine's own loop makes zk_server_fd() readable for the caller's instead.
  *
  * Ordering: every packet that will be answered gets the next seq of its
  * connection. A reply whose seq is the next one to send is encoded straight
@@ -901,6 +904,41 @@ static void sweep(struct zk_server *s, uint64_t now_ns)
 	}
 }
 
+/* What one epoll_wait() reported (mu held): the sweep when due, accepts,
+ * wake-ups, connection I/O, then the housekeeping they asked for. */
+static void handle_events(struct zk_server *s, const struct epoll_event *evs, int n)
+{
+	uint64_t now_ns = keel_now_ns();
+	if (now_ns >= s->next_sweep_ns)
+		sweep(s, now_ns);
+	for (int i = 0; i < n; i++) {
+		uint64_t tag = evs[i].data.u64;
+		if (tag == ZKS_EV_LISTEN) {
+			on_accept(s);
+			continue;
+		}
+		if (tag == ZKS_EV_WAKE) {
+			uint64_t v;
+			(void)!read(s->evfd, &v, sizeof(v));
+			continue;
+		}
+		struct conn *c = &s->conns[tag - ZKS_EV_CONN0];
+		if (c->state == C_FREE)
+			continue;
+		if (evs[i].events & EPOLLOUT)
+			flush(s, c);
+		if (evs[i].events & EPOLLIN)
+			on_readable(s, c);
+		/* Level-triggered: a hung-up socket would be reported forever. */
+		if (evs[i].events & (EPOLLHUP | EPOLLERR))
+			mark_dead(s, c);
+		if (c->dead)
+			conn_close(s, c);
+	}
+	if (s->housekeeping)
+		housekeeping(s);
+}
+
 static void *server_main(void *arg)
 {
 	struct zk_server *s = arg;
@@ -910,38 +948,28 @@ static void *server_main(void *arg)
 		pthread_mutex_unlock(&s->mu);
 		int n = epoll_wait(s->epfd, evs, ZKS_BATCH, sweep_interval_ms(s));
 		pthread_mutex_lock(&s->mu);
-		uint64_t now_ns = keel_now_ns();
-		if (now_ns >= s->next_sweep_ns)
-			sweep(s, now_ns);
-		for (int i = 0; i < n; i++) {
-			uint64_t tag = evs[i].data.u64;
-			if (tag == ZKS_EV_LISTEN) {
-				on_accept(s);
-				continue;
-			}
-			if (tag == ZKS_EV_WAKE) {
-				uint64_t v;
-				(void)!read(s->evfd, &v, sizeof(v));
-				continue;
-			}
-			struct conn *c = &s->conns[tag - ZKS_EV_CONN0];
-			if (c->state == C_FREE)
-				continue;
-			if (evs[i].events & EPOLLOUT)
-				flush(s, c);
-			if (evs[i].events & EPOLLIN)
-				on_readable(s, c);
-			/* Level-triggered: a hung-up socket would be reported forever. */
-			if (evs[i].events & (EPOLLHUP | EPOLLERR))
-				mark_dead(s, c);
-			if (c->dead)
-				conn_close(s, c);
-		}
-		if (s->housekeeping)
-			housekeeping(s);
+		handle_events(s, evs, n);
 	}
 	pthread_mutex_unlock(&s->mu);
 	return NULL;
+}
+
+int zk_server_fd(const struct zk_server *s)
+{
+	return s->epfd;
+}
+
+int zk_server_poll(struct zk_server *s, uint32_t max_events)
+{
+	struct epoll_event evs[ZKS_BATCH];
+	int max = (int)KEEL_MIN(KEEL_MAX(max_events, 1u), (uint32_t)ZKS_BATCH);
+	int n = epoll_wait(s->epfd, evs, max, 0);
+	if (n < 0)
+		n = 0; /* EINTR: what is ready stays ready (level-triggered) */
+	pthread_mutex_lock(&s->mu);
+	handle_events(s, evs, n);
+	pthread_mutex_unlock(&s->mu);
+	return n;
 }
 
 /* A listening socket on sa: 0 (*fd, *port set) or -errno. */
@@ -1092,6 +1120,8 @@ int zk_server_start(const struct zk_server_config *cfg, const struct zk_backend_
 	 * it, possibly from the first callback.
 	 */
 	*out = s;
+	if (s->cfg.external_loop)
+		return 0; /* the caller's loop runs zk_server_poll() */
 	rc = -pthread_create(&s->thread, NULL, server_main, s);
 	if (rc != 0) {
 		*out = NULL;
@@ -1125,11 +1155,13 @@ uint16_t zk_server_port(const struct zk_server *s)
 
 void zk_server_stop(struct zk_server *s)
 {
-	pthread_mutex_lock(&s->mu);
-	s->stopping = true;
-	wake(s);
-	pthread_mutex_unlock(&s->mu);
-	pthread_join(s->thread, NULL);
+	if (!s->cfg.external_loop) {
+		pthread_mutex_lock(&s->mu);
+		s->stopping = true;
+		wake(s);
+		pthread_mutex_unlock(&s->mu);
+		pthread_join(s->thread, NULL);
+	}
 	pthread_mutex_lock(&s->mu);
 	for (uint32_t i = 0; i < s->cfg.max_connections; i++)
 		if (s->conns[i].state != C_FREE)

@@ -630,6 +630,15 @@ struct zk_server_config {
 	 * ZooKeeper; ConnectRequests are still read. 0: no limit.
 	 */
 	uint32_t max_outstanding;
+	/*
+	 * No thread of the engine's own: the caller's event loop waits on
+	 * zk_server_fd() (with its other fds) and calls zk_server_poll(),
+	 * always from one thread, which then is "the engine thread" of this
+	 * contract: every backend callback runs inside zk_server_poll(). Saves
+	 * a thread wake-up and a hand-over per request where the backend's
+	 * own loop is what serves them (keeld: keel.frontend=pipeline).
+	 */
+	bool external_loop;
 };
 
 struct zk_server_stats {
@@ -662,8 +671,26 @@ int zk_server_start(const struct zk_server_config *cfg, const struct zk_backend_
 		    struct zk_backend *backend, struct zk_server **out);
 uint16_t zk_server_port(const struct zk_server *s);
 /*
- * Stops the thread, closes every connection (closed() for each), frees. No
- * other thread may call zk_server_*() on s during or after it.
+ * external_loop: an fd (the engine's epoll instance) that is readable while
+ * zk_server_poll() has something to do: a connection to accept, bytes to
+ * read or room to write, a wake-up from another thread (a throttle lifted, a
+ * connection to close, a connect answered). Poll it for reading; it stays
+ * the same until zk_server_stop().
+ */
+int zk_server_fd(const struct zk_server *s);
+/*
+ * external_loop: handles what is ready now, up to max_events (at most 64)
+ * epoll events, without blocking, running the backend callbacks they lead
+ * to; also closes connections past sessionless_timeout_ms, so call it at
+ * least every few tens of milliseconds while connections are open, ready or
+ * not. Returns how many events it handled: max_events means more may be
+ * ready. Only one thread may call it.
+ */
+int zk_server_poll(struct zk_server *s, uint32_t max_events);
+/*
+ * Stops the thread (external_loop: call it from the polling thread, or once
+ * that has stopped polling), closes every connection (closed() for each),
+ * frees. No other thread may call zk_server_*() on s during or after it.
  */
 void zk_server_stop(struct zk_server *s);
 

@@ -11,7 +11,9 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <poll.h>
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -71,7 +73,13 @@ struct zk_backend {
 	int limited[3];      /* limited() calls by enum zk_limit */
 	struct zk_peer peer; /* the last connect's client address */
 	size_t big_bytes;    /* getData "/big" returns this many bytes */
+	/* external_loop: callbacks must run on the polling thread */
+	bool check_thread;
+	pthread_t poller;
 };
+
+/* external_loop: the engine's callbacks run on the thread that polls it. */
+#define ON_POLLER(b) (!(b)->check_thread || pthread_equal(pthread_self(), (b)->poller))
 
 /* cmocka's asserts may not run on the engine thread: count, check later. */
 #define CB_CHECK(b, x)                    \
@@ -95,6 +103,7 @@ static void be_connect(struct zk_backend *b, const struct zk_call *call,
 	static const uint8_t pw[ZK_PASSWD_BYTES] = "0123456789abcdef";
 	pthread_mutex_lock(&b->mu);
 	b->connects++;
+	CB_CHECK(b, ON_POLLER(b));
 	CB_CHECK(b, zk_server_peer(b->srv, call->conn, &b->peer) == 0);
 	struct zk_connect_response r = { 0,
 					 zk_negotiate_timeout_ms(req->timeout_ms, 1000),
@@ -120,6 +129,7 @@ static void be_request(struct zk_backend *b, const struct zk_call *call, const s
 	static char big[1 << 17];
 	struct zk_response r = { .zxid = b->zxid };
 	pthread_mutex_lock(&b->mu);
+	CB_CHECK(b, ON_POLLER(b));
 	struct node *n = q->path.ptr ? find(b, q->path.ptr, q->path.len) : NULL;
 	switch (q->type) {
 	case ZK_OP_CREATE:
@@ -214,6 +224,7 @@ static void be_closed(struct zk_backend *b, zk_conn_id conn, int64_t session)
 	(void)session;
 	pthread_mutex_lock(&b->mu);
 	b->closed++;
+	CB_CHECK(b, ON_POLLER(b));
 	pthread_cond_broadcast(&b->cv);
 	pthread_mutex_unlock(&b->mu);
 }
@@ -1075,6 +1086,155 @@ static void test_four_letter_words(void **state)
 	be_stop(b);
 }
 
+/* ---- external_loop: the engine polled by the backend's own thread ---- */
+
+struct poller {
+	struct zk_backend *b;
+	atomic_bool stop;
+	uint64_t events; /* handled by zk_server_poll */
+	uint64_t commits;
+};
+
+/*
+ * A loop like keeld's pipeline: wait on the engine's fd (with a timeout, as
+ * a pipeline's tick), run what is ready, then answer the deferred writes
+ * from this same thread, corked (one send per connection).
+ */
+static void *poll_main(void *arg)
+{
+	struct poller *pl = arg;
+	struct zk_backend *b = pl->b;
+	while (!atomic_load(&pl->stop)) {
+		struct pollfd pf = { .fd = zk_server_fd(b->srv), .events = POLLIN };
+		(void)poll(&pf, 1, 20);
+		pl->events += (uint64_t)zk_server_poll(b->srv, 64);
+		zk_server_cork(b->srv);
+		pthread_mutex_lock(&b->mu);
+		for (int i = 0; i < b->n_pend; i++)
+			answer_create(b, &b->pend[i].call, b->pend[i].path);
+		pl->commits += (uint64_t)b->n_pend;
+		b->n_pend = 0;
+		pthread_mutex_unlock(&b->mu);
+		zk_server_uncork(b->srv);
+	}
+	return NULL;
+}
+
+/*
+ * external_loop: no engine thread; a poller thread runs it through
+ * zk_server_fd/zk_server_poll. Sessions, reads, deferred writes answered by
+ * the poller, a watch across connections, pipelined requests in order, a
+ * four-letter word, the sessionless sweep, a client's close and
+ * zk_server_stop with a session open: every callback on the poller.
+ */
+static void test_external_loop(void **state)
+{
+	(void)state;
+	struct zk_server_config cfg = { .external_loop = true,
+					.sessionless_timeout_ms = 100,
+					.four_letter_whitelist = 1u << ZK_4LW_RUOK };
+	struct zk_backend *b = be_start_cfg(&cfg);
+	assert_non_null(b);
+	assert_true(zk_server_fd(b->srv) >= 0);
+	/* Nothing runs it yet: a client's connect waits in the listener. */
+	assert_int_equal(zk_server_poll(b->srv, 64), 0);
+	b->defer_writes = true;
+
+	struct poller pl = { .b = b };
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, poll_main, &pl), 0);
+	b->poller = t;
+	b->check_thread = true;
+
+	int idle = dial(b);
+	int fd = dial(b), fd2 = dial(b);
+	struct zk_connect_response cr;
+	assert_int_not_equal(session_connect(fd, 0, &cr), 0);
+	assert_int_not_equal(session_connect(fd2, 0, &cr), 0);
+
+	/* Pipelined on one connection: a deferred write, a read, a ping, a
+	 * watching read, in order. */
+	struct zk_request q[] = {
+		{ .xid = 1,
+		  .type = ZK_OP_CREATE,
+		  .path = { "/e", 2 },
+		  .data = { (const uint8_t *)"v", 1 } },
+		{ .xid = 2, .type = ZK_OP_GET_DATA, .path = { "/missing", 8 } },
+		{ .xid = ZK_XID_PING, .type = ZK_OP_PING },
+		{ .xid = 3, .type = ZK_OP_GET_DATA, .path = { "/e", 2 }, .watch = true },
+	};
+	for (size_t i = 0; i < KEEL_ARRAY_SIZE(q); i++)
+		send_request(fd, &q[i]);
+	struct zk_response r = read_reply(fd, ZK_OP_CREATE);
+	assert_int_equal(r.xid, 1);
+	assert_int_equal(r.err, ZK_OK);
+	assert_int_equal(read_reply(fd, ZK_OP_GET_DATA).err, ZK_ENONODE);
+	assert_int_equal(read_reply(fd, ZK_OP_PING).xid, ZK_XID_PING);
+	r = read_reply(fd, ZK_OP_GET_DATA);
+	assert_int_equal(r.xid, 3);
+	assert_int_equal(r.data.len, 1);
+
+	/* A write on the other connection fires the watch here. */
+	struct zk_request set = { .xid = 9,
+				  .type = ZK_OP_SET_DATA,
+				  .path = { "/e", 2 },
+				  .data = { (const uint8_t *)"w", 1 },
+				  .version = -1 };
+	send_request(fd2, &set);
+	assert_int_equal(read_reply(fd2, ZK_OP_SET_DATA).err, ZK_OK);
+	static uint8_t buf[512];
+	size_t n = next_frame(fd, buf, sizeof(buf));
+	struct zk_response ev_r;
+	struct zk_watcher_event ev;
+	assert_int_equal(zk_response_decode(buf + 4, n, ZK_OP_GET_DATA, &ev_r, &ev), 0);
+	assert_int_equal(ev_r.xid, ZK_XID_NOTIFICATION);
+	assert_int_equal(ev.type, ZK_EVENT_NODE_DATA_CHANGED);
+
+	/* A four-letter word, answered and closed. */
+	int w = dial(b);
+	send_frame(w, (const uint8_t *)"ruok", 4);
+	read_exact(w, buf, 4);
+	assert_memory_equal(buf, "imok", 4);
+	expect_eof(w);
+	close(w);
+
+	/* The sweep runs from zk_server_poll: the silent connection goes. */
+	expect_eof(idle);
+	close(idle);
+
+	/* A client's close: closed() on the poller (the four-letter word's
+	 * connection counts too: it left C_NEW). */
+	close(fd2);
+	wait_closed(b, 2);
+
+	atomic_store(&pl.stop, true);
+	pthread_join(t, NULL);
+	assert_true(pl.events > 0);
+	assert_int_equal(pl.commits, 1);
+	struct zk_server_stats st;
+	zk_server_stats(b->srv, &st);
+	assert_int_equal(st.sessionless_expired, 1);
+	assert_int_equal(st.four_letter, 1);
+	assert_int_equal(st.open, 1);
+	assert_int_equal(b->connects, 2);
+
+	/* Stopped from this thread once nobody polls: the open session's
+	 * connection is closed (closed() here) and its client sees the end. */
+	b->check_thread = false;
+	pthread_mutex_lock(&b->mu);
+	int cb_errors = b->cb_errors;
+	pthread_mutex_unlock(&b->mu);
+	assert_int_equal(cb_errors, 0);
+	zk_server_stop(b->srv);
+	assert_int_equal(b->closed, 3);
+	expect_eof(fd);
+	close(fd);
+	b->srv = NULL;
+	pthread_mutex_destroy(&b->mu);
+	pthread_cond_destroy(&b->cv);
+	free(b);
+}
+
 /* The connection with this local port among n listed ones; NULL if absent. */
 static const struct zk_conn_info *conn_by_port(const struct zk_conn_info *ci, uint32_t n, int fd)
 {
@@ -1393,6 +1553,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_close_with_parked),
 		cmocka_unit_test(test_auth_failure_closes),
 		cmocka_unit_test(test_many_connections),
+		cmocka_unit_test(test_external_loop),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
