@@ -96,6 +96,21 @@ def run_to_exit(cl):
                 p.wait()
 
 
+def read_base(path):
+    with open(os.path.join(path, "reqid")) as f:
+        return int(f.read())
+
+
+def wipe(path):
+    shutil.rmtree(path)
+    os.makedirs(path)
+
+
+def start_serving(cl):
+    cl.start(0)
+    wait_for(lambda: cl.mode(0), 30, "the node serving")
+
+
 def session(cl):
     z = KazooClient(hosts=cl.connect_string(), timeout=10.0)
     z.start(timeout=30)
@@ -221,24 +236,18 @@ class NodeOps(unittest.TestCase):
             for run in (1, 2):
                 if run > 1:
                     cl.stop(0)
-                    cl.start(0)
-                    wait_for(lambda: cl.mode(0), 30, "the node serving")
+                    start_serving(cl)
                 sids[run] = session(cl)
-                with open(os.path.join(data, "reqid")) as f:
-                    base[run] = int(f.read())
-                with open(os.path.join(logdir, "reqid")) as f:
-                    self.assertEqual(int(f.read()), base[run], "the copy next to the log")
+                base[run] = read_base(data)
+                self.assertEqual(read_base(logdir), base[run], "the copy next to the log")
             self.assertGreaterEqual(base[2], base[1] + (1 << 40))
             # dataDir wiped, the log kept: the base still grows past run 2's,
             # though the wall clock is ~2^40 ns behind it.
             cl.stop(0)
-            shutil.rmtree(data)
-            os.makedirs(data)
+            wipe(data)
             self.assertLess(time.time_ns(), base[2])
-            cl.start(0)
-            wait_for(lambda: cl.mode(0), 30, "the node serving")
-            with open(os.path.join(data, "reqid")) as f:
-                base[3] = int(f.read())
+            start_serving(cl)
+            base[3] = read_base(data)
             self.assertGreaterEqual(base[3], base[2] + (1 << 40))
             sids[3] = session(cl)
             low = (1 << 56) - 1
@@ -253,8 +262,7 @@ class NodeOps(unittest.TestCase):
             text = log_text(cl)
             self.assertIn("reqid: cannot keep %s/reqid: open %s: Is a directory; refusing "
                           "to start" % (data, tmp), text)
-            with open(os.path.join(data, "reqid")) as f:
-                self.assertEqual(int(f.read()), base[3], "the kept base is unchanged")
+            self.assertEqual(read_base(data), base[3], "the kept base is unchanged")
             os.rmdir(tmp)
             # a damaged reqid: refused too, naming it (not read as 0)
             with open(os.path.join(data, "reqid"), "w") as f:
@@ -264,10 +272,8 @@ class NodeOps(unittest.TestCase):
                           % data, log_text(cl))
             with open(os.path.join(data, "reqid"), "w") as f:
                 f.write("%d\n" % base[3])
-            cl.start(0)
-            wait_for(lambda: cl.mode(0), 30, "the node serving")
-            with open(os.path.join(data, "reqid")) as f:
-                base[4] = int(f.read())
+            start_serving(cl)
+            base[4] = read_base(data)
             self.assertGreaterEqual(base[4], base[3] + (1 << 40))
 
             # no reqid anywhere (a log written before keel kept a copy next
@@ -276,14 +282,11 @@ class NodeOps(unittest.TestCase):
             # 2^40 ns behind, and session ids went below earlier ones)
             sids[4] = session(cl)
             cl.stop(0)
-            shutil.rmtree(data)
-            os.makedirs(data)
+            wipe(data)
             os.remove(os.path.join(logdir, "reqid"))
             self.assertLess(time.time_ns(), base[4])
-            cl.start(0)
-            wait_for(lambda: cl.mode(0), 30, "the node serving")
-            with open(os.path.join(data, "reqid")) as f:
-                base[5] = int(f.read())
+            start_serving(cl)
+            base[5] = read_base(data)
             sids[5] = session(cl)
             self.assertGreater(sids[5] & low, max(v & low for v in sids.values() if v != sids[5]))
             self.assertGreater(base[5], base[4] + (1 << 40))
