@@ -981,10 +981,13 @@ int kv_apply(struct kv *kv, const struct kv_txn *txn, struct kv_apply_result *re
 	uint32_t nres = 0, failed = UINT32_MAX;
 	int rc = 0;
 
+	if (kv->grp_n)
+		return KEEL_E_STATE;
 	if (txn->zxid <= kv->pub->zxid)
 		return KEEL_E_STALE;
 	if (txn->nops > KV_TXN_MAX_OPS || (txn->nops && !txn->ops))
 		return KEEL_E_INVAL;
+	kv->grp_published = 0;
 	for (uint32_t i = 0; i < txn->nops; i++)
 		if (!kv_op_ptrs_ok(&txn->ops[i]))
 			return KEEL_E_INVAL;
@@ -1072,9 +1075,99 @@ nomem:
 	return rc < 0 ? rc : KEEL_E_NOMEM;
 }
 
+/* ---- group apply ---- */
+
+bool kv_txn_groupable(const struct kv_txn *txn)
+{
+	/* do_set_data finds every ZooKeeper error (BadArguments, NoNode,
+	 * BadVersion) before its first edit, so a failed one needs no undo inside
+	 * a shared draft. A multi or a create can fail after editing. */
+	return txn->type == KV_OP_SET_DATA && txn->nops == 1 && txn->ops &&
+	       txn->ops[0].type == KV_OP_SET_DATA;
+}
+
+uint32_t kv_group_size(const struct kv *kv)
+{
+	return kv->grp_n;
+}
+
+static void group_discard(struct kv *kv)
+{
+	kv_mem_abort(&kv->mem);
+	kv->draft = NULL;
+	kv->grp_n = 0;
+	kv->nev = 0;
+	kv->slen = 0;
+}
+
+int kv_group_add(struct kv *kv, const struct kv_txn *txn)
+{
+	if (!kv_txn_groupable(txn) || !kv_op_ptrs_ok(&txn->ops[0]))
+		return KEEL_E_INVAL;
+	if (txn->zxid <= (kv->grp_n ? kv->grp_zxid : kv->pub->zxid))
+		return KEEL_E_STALE;
+	if (kv->grp_n == KV_GROUP_MAX_TXNS)
+		return KEEL_E_TOO_BIG;
+	if (kv->grp_n == 0) {
+		kv->grp_published = 0;
+		kv->nev = 0;
+		kv->slen = 0;
+		kv_draft_begin(kv);
+		if (draft_open(kv) < 0) {
+			group_discard(kv);
+			return KEEL_E_NOMEM;
+		}
+	}
+	uint32_t i = kv->grp_n;
+	struct opctx c = { kv, txn, &kv->res[i], i };
+	kv->grp_ev[i] = (uint32_t)kv->nev;
+	if (do_op(&c, &txn->ops[0]) < 0) {
+		group_discard(kv);
+		return KEEL_E_NOMEM;
+	}
+	kv->grp_n = i + 1;
+	kv->grp_zxid = txn->zxid;
+	kv->grp_ev[i + 1] = (uint32_t)kv->nev;
+	return 0;
+}
+
+int kv_group_publish(struct kv *kv)
+{
+	uint32_t n = kv->grp_n;
+	if (!n)
+		return 0;
+	if (kv_mem_reserve(&kv->mem, 1) < 0) { /* for the old root */
+		group_discard(kv);
+		return KEEL_E_NOMEM;
+	}
+	kv->draft->zxid = kv->grp_zxid;
+	kv_draft_publish(kv);
+	/* The string arena may have moved while the group grew: pointers now. */
+	finish_results(kv, n, NULL);
+	kv->grp_n = 0;
+	kv->grp_published = n;
+	return 0;
+}
+
+int kv_group_result(const struct kv *kv, uint32_t i, struct kv_apply_result *res)
+{
+	if (i >= kv->grp_published)
+		return KEEL_E_INVAL;
+	const struct kv_op_result *r = &kv->res[i];
+	res->err = r->err;
+	res->nops = 1;
+	res->ops = r;
+	res->nevents = kv->grp_ev[i + 1] - kv->grp_ev[i];
+	res->events = kv->ev + kv->grp_ev[i];
+	return 0;
+}
+
 int kv_zookeeper_nodes(struct kv *kv)
 {
 	static const struct kv_txn txn = { .type = KV_OP_CREATE }; /* zxid 0, time 0 */
+	if (kv->grp_n)
+		return KEEL_E_STATE;
+	kv->grp_published = 0;
 	kv->zk_nodes = true;
 	kv->nev = 0;
 	kv->slen = 0;

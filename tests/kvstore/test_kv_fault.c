@@ -33,10 +33,43 @@ static void prepare(struct kv *kv)
 
 #define ZXID_UNDER_TEST 1000
 
-/* The transactions under test: a multi touching everything, and a close. */
+/* A group of setData txns (kv_group_add): successes around a failure, one
+ * node twice. Out of memory at any add or at the publish discards the whole
+ * group, so the store is as before it. */
+static int group_under_test(struct kv *kv)
+{
+	static const char *paths[] = { "/a", "/a/old", "/a", "/a/e3", "/a" };
+	static const int32_t versions[] = { -1, -1, 7, 0, 1 };
+	for (size_t i = 0; i < KEEL_ARRAY_SIZE(paths); i++) {
+		struct kv_op op = kvt_op(KV_OP_SET_DATA, paths[i]);
+		op.data = "grouped";
+		op.data_len = 7;
+		op.version = versions[i];
+		struct kv_txn t = { .type = KV_OP_SET_DATA,
+				    .zxid = ZXID_UNDER_TEST + (int64_t)i,
+				    .time_ms = 7,
+				    .session_id = 5,
+				    .nops = 1,
+				    .ops = &op };
+		int rc = kv_group_add(kv, &t);
+		if (rc < 0) {
+			assert_int_equal(rc, KEEL_E_NOMEM);
+			assert_int_equal(kv_group_size(kv), 0);
+			return rc;
+		}
+	}
+	int rc = kv_group_publish(kv);
+	if (rc < 0)
+		assert_int_equal(kv_group_size(kv), 0);
+	return rc;
+}
+
+/* The transactions under test: a multi touching everything, a close, a group. */
 static int apply_under_test(struct kv *kv, int which)
 {
 	struct kv_apply_result r;
+	if (which == 2)
+		return group_under_test(kv);
 	if (which == 1) {
 		struct kv_txn t = { .type = KV_OP_CLOSE_SESSION,
 				    .zxid = ZXID_UNDER_TEST,
@@ -117,6 +150,12 @@ static void test_fault_close_session(void **state)
 	walk_apply(1);
 }
 
+static void test_fault_group(void **state)
+{
+	(void)state;
+	walk_apply(2);
+}
+
 static void test_fault_restore(void **state)
 {
 	(void)state;
@@ -173,6 +212,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_fault_multi),
 		cmocka_unit_test(test_fault_close_session),
+		cmocka_unit_test(test_fault_group),
 		cmocka_unit_test(test_fault_restore),
 	};
 	int rc = cmocka_run_group_tests(tests, setup, teardown);
