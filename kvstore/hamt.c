@@ -97,6 +97,12 @@ void kv_mem_retire(struct kv_mem *m, void *obj)
 		m->leaked++;
 }
 
+void kv_mem_retire_old(struct kv_mem *m, void *obj)
+{
+	if (obj && kv_vec_push(&m->garbage, obj) < 0)
+		m->leaked++;
+}
+
 void kv_mem_begin(struct kv_mem *m)
 {
 	m->gen++;
@@ -289,6 +295,20 @@ struct kv_leaf *kv_hamt_get(const struct kv_hnode *nd, uint64_t hash, const char
 		}
 		nd = s;
 		shift += BITS;
+	}
+	return NULL;
+}
+
+const struct kv_leaf *kv_hamt_peek(const struct kv_hnode *nd, uint64_t hash)
+{
+	for (unsigned shift = 0; nd && !nd->collision; shift += BITS) {
+		uint64_t bit = 1ull << idx_of(hash, shift);
+		if (!(nd->bitmap & bit))
+			return NULL;
+		const void *s = nd->slot[__builtin_popcountll(nd->bitmap & (bit - 1))];
+		if (is_leaf(s))
+			return as_leaf(s);
+		nd = s;
 	}
 	return NULL;
 }

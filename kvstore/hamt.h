@@ -63,6 +63,11 @@ int kv_vec_push(struct kv_ptrvec *v, void *p);
 int kv_mem_reserve(struct kv_mem *m, size_t n);
 void *kv_mem_alloc(struct kv_mem *m, size_t size);
 void kv_mem_retire(struct kv_mem *m, void *obj);
+/* kv_mem_retire for an object the caller knows to be published (of an older
+ * generation), without reading it: e.g. the old data of a setData, a cache
+ * miss otherwise. A fresh one passed here by mistake is still freed exactly
+ * once (at abort through fresh, else after a needless grace period). */
+void kv_mem_retire_old(struct kv_mem *m, void *obj);
 static inline int kv_mem_is_fresh(const struct kv_mem *m, const void *obj)
 {
 	return ((const struct kv_obj *)obj)->gen == m->gen;
@@ -94,6 +99,10 @@ static inline uint64_t kv_mix64(uint64_t x)
 
 struct kv_leaf *kv_hamt_get(const struct kv_hnode *root, uint64_t hash, const char *key,
 			    uint32_t klen);
+/* The leaf in hash's slot, found without reading any leaf (it may hold
+ * another key; NULL if the slot is empty or in a collision node): for a
+ * prefetch ahead of kv_hamt_get. */
+const struct kv_leaf *kv_hamt_peek(const struct kv_hnode *root, uint64_t hash);
 /* Inserts lf or replaces the entry with its key (*old gets it, or NULL). The
  * caller retires *old unless it is lf itself. 0 or KEEL_E_NOMEM (map unchanged
  * as far as published versions go; abort the transaction). */

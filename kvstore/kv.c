@@ -792,11 +792,17 @@ static int do_set_data(struct opctx *c, const struct kv_op *op)
 	if (!version_ok(op->version, z->stat.version))
 		return c->res->err = ZK_EBADVERSION, 0;
 	struct kv_blob *b = NULL;
+	bool fresh = kv_mem_is_fresh(&kv->mem, z);
 	if (op->data_len && !(b = kv_blob_alloc(kv, op->data, op->data_len)))
 		return KEEL_E_NOMEM;
 	if (!(z = zedit(kv, z)))
 		return KEEL_E_NOMEM;
-	kv_mem_retire(&kv->mem, z->data);
+	/* A published znode version holds published data (data is only set on a
+	 * version of the open generation): no need to read the blob's cold line. */
+	if (fresh)
+		kv_mem_retire(&kv->mem, z->data);
+	else
+		kv_mem_retire_old(&kv->mem, z->data);
 	z->data = b;
 	z->data_null = op->data_null;
 	z->stat.version++;
@@ -1084,6 +1090,23 @@ bool kv_txn_groupable(const struct kv_txn *txn)
 	 * a shared draft. A multi or a create can fail after editing. */
 	return txn->type == KV_OP_SET_DATA && txn->nops == 1 && txn->ops &&
 	       txn->ops[0].type == KV_OP_SET_DATA;
+}
+
+void kv_txn_prefetch(const struct kv *kv, const void *buf, size_t len)
+{
+	struct kv_txn txn;
+	struct kv_op op;
+	if (kv_txn_decode(buf, len, &txn, &op, 1) < 0 || txn.nops != 1 || !op.path_len)
+		return;
+	const struct kv_view *v = kv->draft ? kv->draft : kv->pub;
+	const char *z =
+		(const char *)kv_hamt_peek(v->paths, kv_hash(op.path, op.path_len, KV_SEED_PATH));
+	if (!z)
+		return;
+	/* The lines apply reads: the leaf, the stat, the path it compares. */
+	size_t n = sizeof(struct kv_znode) + op.path_len;
+	for (size_t off = 0; off < n && off < 256; off += 64)
+		__builtin_prefetch(z + off);
 }
 
 uint32_t kv_group_size(const struct kv *kv)
