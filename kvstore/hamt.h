@@ -99,14 +99,15 @@ static inline uint64_t kv_mix64(uint64_t x)
 
 struct kv_leaf *kv_hamt_get(const struct kv_hnode *root, uint64_t hash, const char *key,
 			    uint32_t klen);
-/* The leaf in hash's slot, found without reading any leaf (it may hold
- * another key; NULL if the slot is empty or in a collision node): for a
- * prefetch ahead of kv_hamt_get. */
-const struct kv_leaf *kv_hamt_peek(const struct kv_hnode *root, uint64_t hash);
 /* Inserts lf or replaces the entry with its key (*old gets it, or NULL). The
  * caller retires *old unless it is lf itself. 0 or KEEL_E_NOMEM (map unchanged
  * as far as published versions go; abort the transaction). */
 int kv_hamt_put(struct kv_mem *m, struct kv_hnode **root, struct kv_leaf *lf, struct kv_leaf **old);
+/* Puts lf in the place of old, which the map holds under lf's key (same key,
+ * same hash): found by pointer, so no key is compared and no leaf read. 0 or
+ * KEEL_E_NOMEM (as kv_hamt_put). The caller retires old. */
+int kv_hamt_replace(struct kv_mem *m, struct kv_hnode **root, const struct kv_leaf *old,
+		    struct kv_leaf *lf);
 /* Removes the entry with the key; *old gets it (caller retires it) or NULL. */
 int kv_hamt_del(struct kv_mem *m, struct kv_hnode **root, uint64_t hash, const char *key,
 		uint32_t klen, struct kv_leaf **old);

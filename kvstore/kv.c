@@ -512,16 +512,17 @@ static struct kv_znode *zedit(struct kv *kv, struct kv_znode *z)
 	if (kv_mem_is_fresh(&kv->mem, z))
 		return z;
 	struct kv_znode *c = kv_mem_alloc(&kv->mem, sizeof(*c) + z->leaf.klen + 1);
-	struct kv_leaf *old;
 	if (!c)
 		return NULL;
 	uint64_t gen = c->leaf.gen;
 	memcpy(c, z, sizeof(*c) + z->leaf.klen + 1);
 	c->leaf.gen = gen;
 	c->leaf.key = c->path;
-	if (kv_hamt_put(&kv->mem, &d->paths, &c->leaf, &old) < 0)
+	/* z is the draft's version of the path (callers look it up there): found
+	 * by pointer, without a second key compare. */
+	if (kv_hamt_replace(&kv->mem, &d->paths, &z->leaf, &c->leaf) < 0)
 		return NULL;
-	kv_mem_retire(&kv->mem, z);
+	kv_mem_retire_old(&kv->mem, z);
 	return c;
 }
 
@@ -1090,23 +1091,6 @@ bool kv_txn_groupable(const struct kv_txn *txn)
 	 * a shared draft. A multi or a create can fail after editing. */
 	return txn->type == KV_OP_SET_DATA && txn->nops == 1 && txn->ops &&
 	       txn->ops[0].type == KV_OP_SET_DATA;
-}
-
-void kv_txn_prefetch(const struct kv *kv, const void *buf, size_t len)
-{
-	struct kv_txn txn;
-	struct kv_op op;
-	if (kv_txn_decode(buf, len, &txn, &op, 1) < 0 || txn.nops != 1 || !op.path_len)
-		return;
-	const struct kv_view *v = kv->draft ? kv->draft : kv->pub;
-	const char *z =
-		(const char *)kv_hamt_peek(v->paths, kv_hash(op.path, op.path_len, KV_SEED_PATH));
-	if (!z)
-		return;
-	/* The lines apply reads: the leaf, the stat, the path it compares. */
-	size_t n = sizeof(struct kv_znode) + op.path_len;
-	for (size_t off = 0; off < n && off < 256; off += 64)
-		__builtin_prefetch(z + off);
 }
 
 uint32_t kv_group_size(const struct kv *kv)

@@ -309,11 +309,6 @@ int kv_apply_batch(struct kv *kv, const void *buf, size_t len, kv_batch_fn fn, v
  * result, valid until the next writer call.
  */
 #define KV_GROUP_MAX_TXNS 256
-/* A hint, writer thread: the encoded txn in buf is applied soon. Starts
- * loading the znode it names into the cache (no read of it), so the cache
- * misses of the next few txns overlap instead of stalling one by one.
- * Changes nothing; ignores what it cannot decode. */
-void kv_txn_prefetch(const struct kv *kv, const void *buf, size_t len);
 bool kv_txn_groupable(const struct kv_txn *txn);
 int kv_group_add(struct kv *kv, const struct kv_txn *txn);
 uint32_t kv_group_size(const struct kv *kv);

@@ -1143,48 +1143,23 @@ static bool grp_add(struct pipeline *p, uint64_t index, uint32_t origin, uint64_
 	return true;
 }
 
-/* The entry's item at *off (origin with its flags, request id, txn bytes);
- * false past the end or on a truncated item. */
-static bool item_next(const struct raft_entry *e, size_t *off, uint32_t *origin, uint64_t *id,
-		      const uint8_t **t, uint32_t *len)
-{
-	const uint8_t *d = e->buf->data + e->off;
-	if (*off + 16 > e->len)
-		return false;
-	*origin = get32(d + *off);
-	*id = get64(d + *off + 4);
-	*len = get32(d + *off + 12);
-	if (*off + 16 + *len > e->len)
-		return false;
-	*t = d + *off + 16;
-	*off += 16 + *len;
-	return true;
-}
-
-/* How many items ahead of the one applied their znode is prefetched: the
- * misses of that many lookups overlap (bench/RESULTS.md "CPU per write,
- * round 4"). */
-#define PREFETCH_AHEAD 4
-
 static void apply_entry(struct pipeline *p, const struct raft_entry *e)
 {
 	struct keeld *k = p->k;
 	if (e->type == RAFT_ENTRY_NORMAL && e->buf && e->len >= 5) {
 		const uint8_t *d = e->buf->data + e->off;
-		uint32_t n = get32(d + 1), pf_i = 0;
-		size_t off = 5, pf_off = 5;
+		uint32_t n = get32(d + 1);
+		size_t off = 5;
 		for (uint32_t i = 0; i < n; i++) {
-			uint32_t origin, len;
-			uint64_t id;
-			const uint8_t *t;
-			for (; pf_i < n && pf_i <= i + PREFETCH_AHEAD; pf_i++) {
-				if (!item_next(e, &pf_off, &origin, &id, &t, &len))
-					pf_i = n;
-				else if (pf_i > i && len && !(origin & ITEM_FLAGS))
-					kv_txn_prefetch(keeld_kv(k), t, len);
-			}
-			if (!item_next(e, &off, &origin, &id, &t, &len))
+			if (off + 16 > e->len)
 				break;
+			uint32_t origin = get32(d + off);
+			uint64_t id = get64(d + off + 4);
+			uint32_t len = get32(d + off + 12);
+			if (off + 16 + len > e->len)
+				break;
+			const uint8_t *t = d + off + 16;
+			off += 16 + len;
 			uint32_t flags = origin & ITEM_FLAGS;
 			origin &= ~ITEM_FLAGS;
 			struct kv_txn txn;
