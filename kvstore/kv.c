@@ -353,7 +353,6 @@ int kv_create(const struct kv_config *cfg, struct kv **out)
 		goto fail_draft;
 	kv->draft->nodes = 1;
 	kv->draft->digest = root->dhash;
-	kv->draft->acl_epoch = kv_acl_epoch_next();
 	kv_draft_publish(kv);
 	*out = kv;
 	return 0;
@@ -1073,9 +1072,6 @@ int kv_apply(struct kv *kv, const struct kv_txn *txn, struct kv_apply_result *re
 	if ((rc = kv_mem_reserve(&kv->mem, 1)) < 0) /* for the old root */
 		goto nomem;
 	kv->draft->zxid = txn->zxid;
-	/* Only setData and check never change an ACL or a node's existence. */
-	if (txn->type != KV_OP_SET_DATA && txn->type != KV_OP_CHECK)
-		kv->draft->acl_epoch = kv_acl_epoch_next();
 	kv_draft_publish(kv);
 	finish_results(kv, nres, res);
 	return 0;
@@ -1203,7 +1199,6 @@ int kv_zookeeper_nodes(struct kv *kv)
 			rc = KEEL_E_STATE; /* a file where a built-in node goes: cannot happen */
 	}
 	if (rc == 0 && (rc = kv_mem_reserve(&kv->mem, 1)) == 0) {
-		kv->draft->acl_epoch = kv_acl_epoch_next();
 		kv_draft_publish(kv);
 	} else {
 		kv_mem_abort(&kv->mem);
@@ -1273,18 +1268,6 @@ uint64_t kv_view_digest(const struct kv_view *v)
 uint64_t kv_view_node_count(const struct kv_view *v)
 {
 	return v->nodes;
-}
-
-uint64_t kv_view_acl_epoch(const struct kv_view *v)
-{
-	return v->acl_epoch;
-}
-
-static _Atomic uint64_t acl_epoch_seq;
-
-uint64_t kv_acl_epoch_next(void)
-{
-	return atomic_fetch_add_explicit(&acl_epoch_seq, 1, memory_order_relaxed) + 1;
 }
 
 uint64_t kv_view_session_count(const struct kv_view *v)

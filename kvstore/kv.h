@@ -328,15 +328,6 @@ int64_t kv_view_zxid(const struct kv_view *v);
 uint64_t kv_view_digest(const struct kv_view *v);
 uint64_t kv_view_node_count(const struct kv_view *v);
 uint64_t kv_view_session_count(const struct kv_view *v);
-/*
- * Changes whenever a node's ACL or existence may have changed since: at every
- * txn but setData and check (groups included), kv_zookeeper_nodes and a
- * restore. Never 0 and never the same in two kv objects of the process (an
- * installed snapshot's kv cannot repeat the old one's). So a reader may keep
- * what it learnt of a path's ACL under the epoch it read it at, and trust it
- * while a later view has the same epoch.
- */
-uint64_t kv_view_acl_epoch(const struct kv_view *v);
 
 /* data is NULL when data_len is 0; data_null tells ZooKeeper's null data
  * (set by a create/setData with data_null; stat.data_length is 0) from empty

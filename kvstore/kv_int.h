@@ -57,7 +57,6 @@ struct kv_view {
 	uint64_t digest;
 	uint64_t nodes;
 	uint64_t sessions;
-	uint64_t acl_epoch; /* kv_view_acl_epoch */
 	struct kv_hnode *paths;
 	struct kv_hnode *session_map;
 };
@@ -103,8 +102,6 @@ struct kv_blob *kv_blob_alloc(struct kv *kv, const void *b, uint32_t len);
 struct kv_znode *kv_lookup(const struct kv_hnode *paths, const char *path, uint32_t len);
 struct kv_session *kv_session_find(const struct kv_hnode *map, int64_t id);
 void kv_draft_begin(struct kv *kv);
-/* A fresh ACL epoch, unique in the process (kv_view_acl_epoch). */
-uint64_t kv_acl_epoch_next(void);
 void kv_draft_publish(struct kv *kv);
 /* Retired batches past their grace period, waiting for the writer to free
  * them (kv_reclaim); for tests. */

@@ -379,7 +379,6 @@ int kv_restore(struct kv *kv, kv_read_fn fn, void *ctx)
 	uint64_t gen = d->gen;
 	*d = *p;
 	d->gen = gen;
-	d->acl_epoch = kv_acl_epoch_next();
 	kv->draft = d;
 	int rc = restore_body(kv, &r);
 	if (rc < 0) {

@@ -313,70 +313,13 @@ static bool acl_allows(const struct keeld *k, const void *acl, uint32_t acl_len,
 	return false;
 }
 
-/*
- * What each front-end thread last learnt of a path's ACL: the perms it grants
- * to everyone (world:anyone, or all for an empty ACL), valid while the view's
- * ACL epoch is the one it was read at (kv_view_acl_epoch: no create, delete,
- * setACL, session close or restore since, on this kv). A write check then
- * skips the trie walk and the znode's cache misses (the node owning the
- * session looked each setData's path up twice: here and at apply;
- * bench/RESULTS.md "CPU per write, round 4"). Only grants are remembered, and
- * only identity-free ones: anything else takes the full check.
- */
-#define ACL_MEMO_SLOTS    2048
-#define ACL_MEMO_PATH_MAX 44
-struct acl_memo {
-	uint64_t epoch; /* 0: empty */
-	int32_t world_perms;
-	uint32_t len;
-	char path[ACL_MEMO_PATH_MAX];
-};
-/* 128 KiB per thread of the process, touched by the front ends only. */
-static _Thread_local struct acl_memo acl_memo[ACL_MEMO_SLOTS];
-
-static struct acl_memo *acl_memo_slot(const char *path, size_t len)
-{
-	if (len > ACL_MEMO_PATH_MAX)
-		return NULL;
-	uint32_t h = 2166136261u; /* FNV-1a */
-	for (size_t i = 0; i < len; i++)
-		h = (h ^ (uint8_t)path[i]) * 16777619u;
-	return &acl_memo[h % ACL_MEMO_SLOTS];
-}
-
-/* The perms an ACL grants to every identity (acl_allows' world:anyone case). */
-static int32_t acl_world_perms(const void *acl, uint32_t acl_len)
-{
-	uint32_t pos = 0;
-	struct kv_acl a;
-	int32_t perms = 0;
-	if (acl_len == 0)
-		return KV_PERM_ALL;
-	while (kv_acl_next(acl, acl_len, &pos, &a) == 1)
-		if (a.scheme_len == 5 && !memcmp(a.scheme, "world", 5) && a.id_len == 6 &&
-		    !memcmp(a.id, "anyone", 6))
-			perms |= a.perms;
-	return perms;
-}
-
 static int perm_check(struct keeld *k, const char *path, size_t len, int32_t perm,
 		      const struct fsess *s)
 {
 	struct kv_node n;
 	const struct kv_view *v = kv_view_get(keeld_kv(k));
-	uint64_t epoch = kv_view_acl_epoch(v);
-	struct acl_memo *m = acl_memo_slot(path, len);
-	if (m && m->epoch == epoch && m->len == len && (m->world_perms & perm) &&
-	    !memcmp(m->path, path, len))
-		return ZK_OK;
 	if (kv_get(v, path, len, &n) != ZK_OK)
 		return ZK_OK; /* apply decides (NoNode) */
-	if (m) {
-		m->epoch = epoch;
-		m->world_perms = acl_world_perms(n.acl, n.acl_len);
-		m->len = (uint32_t)len;
-		memcpy(m->path, path, len);
-	}
 	/* /zookeeper/config too: its ACL (world:anyone:r) keeps everyone out
 	 * but the super identity and skipACL, which ZooKeeper 3.8 lets write,
 	 * create under and re-ACL it (checked against it; its members do not

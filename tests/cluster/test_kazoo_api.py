@@ -312,9 +312,9 @@ class TestMulti(Base):
 class TestAcl(Base):
     def test_write_after_acl_change(self):
         # Writes just allowed on this connection are refused once the node's
-        # ACL changes (setACL) or the node is re-created with another ACL:
-        # keel's front end remembers world grants per ACL epoch
-        # (frontend.c perm_check), and must forget them then.
+        # ACL changes (setACL) or the node is re-created with another ACL
+        # (the case a cache of ACL checks in the front end would get wrong:
+        # one was tried, bench/RESULTS.md "CPU per write, round 4").
         p = self.p("w")
         closed = [make_digest_acl("bob", "pw", all=True)]
         self.zk.create(p, b"0")

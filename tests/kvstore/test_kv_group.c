@@ -4,7 +4,6 @@
  * published version. The reference is the same txns applied one by one with
  * kv_apply on a twin store: every result, stat, event, the final digest and
  * zxid must agree; readers see nothing of the group before its publish.
- * Also the ACL epoch (kv_view_acl_epoch), which grouped setData keeps.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -329,82 +328,12 @@ static void test_group_watch(void **state)
 	kv_thread_quiescent();
 }
 
-/* The ACL epoch moves at every txn that may change an ACL or a node's
- * existence, not at setData (alone or grouped) or check; two stores never
- * share one. */
-static void test_acl_epoch(void **state)
-{
-	(void)state;
-	struct kv *kv = store(), *other = store();
-	struct kv_apply_result r;
-	uint64_t e = kv_view_acl_epoch(kv_view_get(kv));
-	assert_int_not_equal(e, 0);
-	assert_int_not_equal(e, kv_view_acl_epoch(kv_view_get(other)));
-	struct kv_op op = kvt_op(KV_OP_SET_DATA, "/a");
-	assert_int_equal(kvt_apply1(kv, 10, 0, op, NULL), ZK_OK);
-	assert_int_equal(kvt_apply1(kv, 11, 0, kvt_op(KV_OP_CHECK, "/a"), NULL), ZK_OK);
-	struct kv_txn t = { .type = KV_OP_SET_DATA, .zxid = 12, .nops = 1, .ops = &op };
-	assert_int_equal(kv_group_add(kv, &t), 0);
-	assert_int_equal(kv_group_publish(kv), 0);
-	assert_int_equal(kv_view_acl_epoch(kv_view_get(kv)), e);
-
-	uint8_t acl[64];
-	struct kv_op sa = kvt_op(KV_OP_SET_ACL, "/a");
-	sa.acl = acl;
-	sa.acl_len = kvt_acl_world(acl, sizeof(acl));
-	struct kv_op ops[2] = { kvt_create_op("/m", "", 0), kvt_op(KV_OP_CHECK, "/a") };
-	int64_t zxid = 20;
-	for (int step = 0; step < 6; step++) {
-		switch (step) {
-		case 0:
-			assert_int_equal(kvt_apply1(kv, zxid++, 0, sa, NULL), ZK_OK);
-			break;
-		case 1:
-			assert_int_equal(
-				kvt_apply1(kv, zxid++, 0, kvt_create_op("/n", "", 0), NULL), ZK_OK);
-			break;
-		case 2:
-			assert_int_equal(
-				kvt_apply1(kv, zxid++, 0, kvt_op(KV_OP_DELETE, "/n"), NULL), ZK_OK);
-			break;
-		case 3:
-			assert_int_equal(kvt_multi(kv, zxid++, 0, ops, 2, &r), ZK_OK);
-			break;
-		case 4:
-			assert_int_equal(kvt_session(kv, zxid++, KV_OP_CLOSE_SESSION, 9, 0, NULL),
-					 ZK_OK);
-			break;
-		default:
-			assert_int_equal(kv_zookeeper_nodes(kv), 0);
-			break;
-		}
-		uint64_t now = kv_view_acl_epoch(kv_view_get(kv));
-		assert_int_not_equal(now, e);
-		e = now;
-	}
-	/* a restored store has an epoch of its own */
-	struct kvt_stream st = { 0 };
-	struct kv *back;
-	assert_int_equal(kv_snapshot_write(kv_view_get(kv), kvt_stream_write, &st), 0);
-	assert_int_equal(kv_create(NULL, &back), 0);
-	uint64_t fresh = kv_view_acl_epoch(kv_view_get(back));
-	assert_int_equal(kv_restore(back, kvt_stream_read, &st), 0);
-	assert_int_not_equal(kv_view_acl_epoch(kv_view_get(back)), fresh);
-	assert_int_not_equal(kv_view_acl_epoch(kv_view_get(back)), e);
-	free(st.b);
-	kv_destroy(back);
-	kv_destroy(other);
-	kv_destroy(kv);
-	kv_thread_quiescent();
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_group_matches_apply, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_group_refusals, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_group_watch, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_acl_epoch, setup, teardown),
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);
 	kv_barrier();
