@@ -1086,11 +1086,14 @@ nomem:
 
 bool kv_txn_groupable(const struct kv_txn *txn)
 {
-	/* do_set_data finds every ZooKeeper error (BadArguments, NoNode,
-	 * BadVersion) before its first edit, so a failed one needs no undo inside
-	 * a shared draft. A multi or a create can fail after editing. */
-	return txn->type == KV_OP_SET_DATA && txn->nops == 1 && txn->ops &&
-	       txn->ops[0].type == KV_OP_SET_DATA;
+	/* do_set_data, do_create and do_delete find every ZooKeeper error
+	 * before their first edit (their early returns), so a failed one needs
+	 * no undo inside a shared draft. A multi can fail after its earlier ops
+	 * edited; setACL, deleteContainer and session txns are rare: not worth
+	 * the proof. */
+	int32_t t = txn->type;
+	return (t == KV_OP_SET_DATA || t == KV_OP_CREATE || t == KV_OP_DELETE) && txn->nops == 1 &&
+	       txn->ops && txn->ops[0].type == t;
 }
 
 uint32_t kv_group_size(const struct kv *kv)

@@ -293,9 +293,9 @@ int kv_apply_batch(struct kv *kv, const void *buf, size_t len, kv_batch_fn fn, v
  * waiting for them) until then.
  *
  * Only txns kv_txn_groupable() accepts may join: those whose every ZooKeeper
- * failure is found before they change anything (today: a single setData), so
- * a failed one leaves the group's other txns alone. A failed txn still uses
- * its zxid, as with kv_apply.
+ * failure is found before they change anything (a single setData, create or
+ * delete), so a failed one leaves the group's other txns alone. A failed txn
+ * still uses its zxid, as with kv_apply.
  *
  * kv_group_add: 0; KEEL_E_INVAL (not groupable, or bad pointers), KEEL_E_STALE
  * (zxid not above the last one, applied or in the group), KEEL_E_TOO_BIG (the

@@ -242,8 +242,9 @@ struct pipeline {
 	size_t sendcap;
 	struct raft_entry rx_ents[MAX_RX_ENTS];
 	struct kv_op ops[KV_TXN_MAX_OPS];
-	/* setData txns of the entry being applied, published as one kv group
-	 * (apply_entry); each keeps its own op, borrowing the entry's buffer. */
+	/* setData/create/delete txns of the entry being applied, published as
+	 * one kv group (apply_entry); each keeps its own op, borrowing the
+	 * entry's buffer. */
 	struct grp_item {
 		uint32_t origin;
 		uint64_t id;
@@ -1090,7 +1091,7 @@ static void apply_one(struct pipeline *p, uint64_t index, uint32_t item, uint32_
 }
 
 /*
- * Publishes the entry's group of setData txns, then answers them in order.
+ * Publishes the entry's group of txns, then answers them in order.
  * Until here none of them was visible, so nothing that needs them visible
  * (reply, watch event, the session's waiting reads, applied_zxid) has gone
  * out. If the kv discarded the group (out of memory), each txn is applied
@@ -1115,9 +1116,9 @@ static void grp_flush(struct pipeline *p, uint64_t index)
 	p->grp_lost = false;
 }
 
-/* A plain setData joins the entry's group: one published kv version for all
- * of them instead of one per txn (bench/RESULTS.md "CPU per write, round
- * 4"). false: apply it alone. */
+/* A plain setData, create or delete (kv_txn_groupable) joins the entry's
+ * group: one published kv version for all of them instead of one per txn
+ * (bench/RESULTS.md "CPU per write, round 4"). false: apply it alone. */
 static bool grp_add(struct pipeline *p, uint64_t index, uint32_t origin, uint64_t id,
 		    const struct kv_txn *txn)
 {

@@ -33,19 +33,28 @@ static void prepare(struct kv *kv)
 
 #define ZXID_UNDER_TEST 1000
 
-/* A group of setData txns (kv_group_add): successes around a failure, one
- * node twice. Out of memory at any add or at the publish discards the whole
- * group, so the store is as before it. */
+/* A group (kv_group_add): setData successes around a failure, one node
+ * twice, a create, a delete of it and of an older node. Out of memory at any
+ * add or at the publish discards the whole group, so the store is as before
+ * it. */
 static int group_under_test(struct kv *kv)
 {
-	static const char *paths[] = { "/a", "/a/old", "/a", "/a/e3", "/a" };
-	static const int32_t versions[] = { -1, -1, 7, 0, 1 };
+	static const char *paths[] = {
+		"/a", "/a/old", "/a", "/a/e3", "/a", "/a/g", "/a/g", "/a/old"
+	};
+	static const int32_t versions[] = { -1, -1, 7, 0, 1, -1, -1, -1 };
+	static const int32_t types[] = { KV_OP_SET_DATA, KV_OP_SET_DATA, KV_OP_SET_DATA,
+					 KV_OP_SET_DATA, KV_OP_SET_DATA, KV_OP_CREATE,
+					 KV_OP_DELETE,   KV_OP_DELETE };
 	for (size_t i = 0; i < KEEL_ARRAY_SIZE(paths); i++) {
-		struct kv_op op = kvt_op(KV_OP_SET_DATA, paths[i]);
-		op.data = "grouped";
-		op.data_len = 7;
+		struct kv_op op = types[i] == KV_OP_CREATE ? kvt_create_op(paths[i], "g", 0)
+							   : kvt_op(types[i], paths[i]);
+		if (types[i] == KV_OP_SET_DATA) {
+			op.data = "grouped";
+			op.data_len = 7;
+		}
 		op.version = versions[i];
-		struct kv_txn t = { .type = KV_OP_SET_DATA,
+		struct kv_txn t = { .type = types[i],
 				    .zxid = ZXID_UNDER_TEST + (int64_t)i,
 				    .time_ms = 7,
 				    .session_id = 5,

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Group apply (kv_group_add / kv_group_publish): several setData txns, one
- * published version. The reference is the same txns applied one by one with
+ * Group apply (kv_group_add / kv_group_publish): several setData, create and
+ * delete txns, one published version. The reference is the same txns applied one by one with
  * kv_apply on a twin store: every result, stat, event, the final digest and
  * zxid must agree; readers see nothing of the group before its publish.
  */
@@ -215,8 +215,11 @@ static void test_group_refusals(void **state)
 {
 	(void)state;
 	struct kv *kv = store();
-	struct kv_op op = kvt_create_op("/x", "", 0), ops[2];
-	struct kv_txn t = { .type = KV_OP_CREATE, .zxid = 10, .nops = 1, .ops = &op };
+	uint8_t acl[64];
+	struct kv_op op = kvt_op(KV_OP_SET_ACL, "/a"), ops[2];
+	op.acl = acl;
+	op.acl_len = kvt_acl_world(acl, sizeof(acl));
+	struct kv_txn t = { .type = KV_OP_SET_ACL, .zxid = 10, .nops = 1, .ops = &op };
 	assert_false(kv_txn_groupable(&t));
 	assert_int_equal(kv_group_add(kv, &t), KEEL_E_INVAL);
 	ops[0] = kvt_op(KV_OP_SET_DATA, "/a");
@@ -328,12 +331,103 @@ static void test_group_watch(void **state)
 	kv_thread_quiescent();
 }
 
+/* creates and deletes in a group, with every error they find before their
+ * first edit, on nodes the group itself made: the same results, events and
+ * state as txn by txn. */
+static void test_group_create_delete(void **state)
+{
+	(void)state;
+	struct kv *ref = store(), *kv = store();
+	struct kv_op ops[] = {
+		kvt_create_op("/a/d1", "1", 0),
+		kvt_create_op("/a/d1", "again", 0), /* NodeExists */
+		kvt_create_op("/a/s-", "", KV_MODE_PERSISTENT_SEQUENTIAL),
+		kvt_create_op("/a/s-", "", KV_MODE_PERSISTENT_SEQUENTIAL),
+		kvt_create_op("/a/e", "", KV_MODE_EPHEMERAL), /* no session: SessionExpired */
+		kvt_create_op("/nope/x", "", 0),              /* NoNode */
+		kvt_create_op("/a/d1/x", "", 0),
+		kvt_op(KV_OP_DELETE, "/a/d1"), /* NotEmpty */
+		kvt_op(KV_OP_SET_DATA, "/a/d1/x"),
+		kvt_op(KV_OP_DELETE, "/a/d1/x"),
+		kvt_op(KV_OP_DELETE, "/a/d1"),
+		kvt_op(KV_OP_DELETE, "/nope"), /* NoNode */
+		kvt_op(KV_OP_DELETE, "/b"),
+		kvt_create_op("/b", "back", 0),
+	};
+	enum { N = sizeof(ops) / sizeof(ops[0]) };
+	struct kv_op_result want[N];
+	char want_path[N][32];
+	uint32_t want_nev[N];
+	struct kv_event want_ev[N][2];
+	char want_evp[N][2][32];
+	ops[8].data = "x";
+	ops[8].data_len = 1;
+	ops[12].version = 0;
+	for (uint32_t i = 0; i < N; i++) {
+		struct kv_txn t = { .type = ops[i].type,
+				    .zxid = 100 + i,
+				    .time_ms = 7000 + i,
+				    .session_id = 5,
+				    .nops = 1,
+				    .ops = &ops[i] };
+		struct kv_apply_result r;
+		assert_int_equal(kv_apply(ref, &t, &r), 0);
+		want[i] = r.ops[0];
+		snprintf(want_path[i], 32, "%.*s", (int)r.ops[0].path_len,
+			 r.ops[0].path ? r.ops[0].path : "");
+		want_nev[i] = r.nevents;
+		assert_true(r.nevents <= 2);
+		for (uint32_t e = 0; e < r.nevents; e++) {
+			want_ev[i][e] = r.events[e];
+			snprintf(want_evp[i][e], 32, "%.*s", (int)r.events[e].path_len,
+				 r.events[e].path);
+		}
+		assert_true(kv_txn_groupable(&t));
+		assert_int_equal(kv_group_add(kv, &t), 0);
+	}
+	assert_int_equal(want[1].err, ZK_ENODEEXISTS);
+	assert_int_equal(want[4].err, ZK_ESESSIONEXPIRED);
+	assert_int_equal(want[7].err, ZK_ENOTEMPTY);
+	assert_int_equal(want[10].err, ZK_OK);
+	assert_string_equal(want_path[3], "/a/s-0000000003"); /* cversion counts both */
+	assert_int_equal(kv_view_zxid(kv_view_get(kv)), 3);   /* nothing visible yet */
+	assert_int_equal(kv_group_publish(kv), 0);
+	for (uint32_t i = 0; i < N; i++) {
+		struct kv_apply_result r;
+		assert_int_equal(kv_group_result(kv, i, &r), 0);
+		assert_int_equal(r.err, want[i].err);
+		assert_int_equal(r.ops[0].type, want[i].type);
+		assert_memory_equal(&r.ops[0].stat, &want[i].stat, sizeof(want[i].stat));
+		assert_int_equal(r.ops[0].path_len, strlen(want_path[i]));
+		if (r.ops[0].path_len)
+			assert_memory_equal(r.ops[0].path, want_path[i], r.ops[0].path_len);
+		assert_int_equal(r.nevents, want_nev[i]);
+		for (uint32_t e = 0; e < r.nevents; e++) {
+			assert_int_equal(r.events[e].type, want_ev[i][e].type);
+			assert_int_equal(r.events[e].zxid, want_ev[i][e].zxid);
+			assert_int_equal(r.events[e].path_len, strlen(want_evp[i][e]));
+			assert_memory_equal(r.events[e].path, want_evp[i][e], r.events[e].path_len);
+		}
+	}
+	const struct kv_view *v = kv_view_get(kv), *w = kv_view_get(ref);
+	assert_int_equal(kv_view_zxid(v), kv_view_zxid(w));
+	assert_int_equal(kv_view_digest(v), kv_view_digest(w));
+	assert_int_equal(kv_view_node_count(v), kv_view_node_count(w));
+	same_node(kv, ref, "/a");
+	same_node(kv, ref, "/b");
+	same_node(kv, ref, "/a/s-0000000002");
+	kv_destroy(kv);
+	kv_destroy(ref);
+	kv_thread_quiescent();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_group_matches_apply, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_group_refusals, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_group_watch, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_group_create_delete, setup, teardown),
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);
 	kv_barrier();
