@@ -249,7 +249,9 @@ void kv_reclaim(struct kv *kv)
 {
 	struct kv_ptrvec *g = &kv->mem.garbage;
 	gc_free_ready();
-	if (g->n == 0)
+	/* An open group may still be discarded, and must then get back what it
+	 * retired: nothing leaves before its publish. */
+	if (g->n == 0 || kv->grp_n)
 		return;
 	struct gc_batch *b = kv_malloc(sizeof(*b) + g->n * sizeof(void *));
 	if (!b)

@@ -319,7 +319,7 @@ int kv_group_result(const struct kv *kv, uint32_t i, struct kv_apply_result *res
  * since to the reclaimer (kv_apply does it every few hundred retired objects).
  * Writer thread: the frees happen here, on the thread that allocated, so
  * memory freed by the reclaimer waits for the writer's next call (or
- * kv_barrier). */
+ * kv_barrier). While a group is open, what it retired stays until its publish. */
 void kv_reclaim(struct kv *kv);
 
 /* ---- reads: any registered thread ---- */

@@ -60,6 +60,8 @@ static int group_under_test(struct kv *kv)
 				    .session_id = 5,
 				    .nops = 1,
 				    .ops = &op };
+		if (i == 3)
+			kv_reclaim(kv); /* must not hand over what the group retired */
 		int rc = kv_group_add(kv, &t);
 		if (rc < 0) {
 			assert_int_equal(rc, KEEL_E_NOMEM);
