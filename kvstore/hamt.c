@@ -97,6 +97,12 @@ void kv_mem_retire(struct kv_mem *m, void *obj)
 		m->leaked++;
 }
 
+void kv_mem_retire_old(struct kv_mem *m, void *obj)
+{
+	if (obj && kv_vec_push(&m->garbage, obj) < 0)
+		m->leaked++;
+}
+
 void kv_mem_begin(struct kv_mem *m)
 {
 	m->gen++;
@@ -372,6 +378,47 @@ int kv_hamt_put(struct kv_mem *m, struct kv_hnode **root, struct kv_leaf *lf, st
 {
 	*old = NULL;
 	return put(m, root, 0, lf, old);
+}
+
+static int replace(struct kv_mem *m, struct kv_hnode **ref, unsigned shift,
+		   const struct kv_leaf *old, struct kv_leaf *lf)
+{
+	struct kv_hnode *nd = *ref, *c;
+	uint32_t pos = 0;
+	KEEL_ASSERT(nd);
+	if (nd->collision) {
+		while (pos < nd->n && as_leaf(nd->slot[pos]) != old)
+			pos++;
+		KEEL_ASSERT(pos < nd->n);
+	} else {
+		uint64_t bit = 1ull << idx_of(lf->hash, shift);
+		KEEL_ASSERT(nd->bitmap & bit);
+		pos = (uint32_t)__builtin_popcountll(nd->bitmap & (bit - 1));
+		void *s = nd->slot[pos];
+		if (!is_leaf(s)) {
+			struct kv_hnode *child = s;
+			int rc = replace(m, &child, shift + BITS, old, lf);
+			if (rc < 0 || child == s)
+				return rc;
+			if (!(c = node_edit(m, nd)))
+				return KEEL_E_NOMEM;
+			c->slot[pos] = child;
+			*ref = c;
+			return 0;
+		}
+		KEEL_ASSERT(as_leaf(s) == old);
+	}
+	if (!(c = node_edit(m, nd)))
+		return KEEL_E_NOMEM;
+	c->slot[pos] = tag_leaf(lf);
+	*ref = c;
+	return 0;
+}
+
+int kv_hamt_replace(struct kv_mem *m, struct kv_hnode **root, const struct kv_leaf *old,
+		    struct kv_leaf *lf)
+{
+	return replace(m, root, 0, old, lf);
 }
 
 static int del(struct kv_mem *m, struct kv_hnode **ref, unsigned shift, uint64_t hash,

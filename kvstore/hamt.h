@@ -63,6 +63,11 @@ int kv_vec_push(struct kv_ptrvec *v, void *p);
 int kv_mem_reserve(struct kv_mem *m, size_t n);
 void *kv_mem_alloc(struct kv_mem *m, size_t size);
 void kv_mem_retire(struct kv_mem *m, void *obj);
+/* kv_mem_retire for an object the caller knows to be published (of an older
+ * generation), without reading it: e.g. the old data of a setData, a cache
+ * miss otherwise. A fresh one passed here by mistake is still freed exactly
+ * once (at abort through fresh, else after a needless grace period). */
+void kv_mem_retire_old(struct kv_mem *m, void *obj);
 static inline int kv_mem_is_fresh(const struct kv_mem *m, const void *obj)
 {
 	return ((const struct kv_obj *)obj)->gen == m->gen;
@@ -98,6 +103,11 @@ struct kv_leaf *kv_hamt_get(const struct kv_hnode *root, uint64_t hash, const ch
  * caller retires *old unless it is lf itself. 0 or KEEL_E_NOMEM (map unchanged
  * as far as published versions go; abort the transaction). */
 int kv_hamt_put(struct kv_mem *m, struct kv_hnode **root, struct kv_leaf *lf, struct kv_leaf **old);
+/* Puts lf in the place of old, which the map holds under lf's key (same key,
+ * same hash): found by pointer, so no key is compared and no leaf read. 0 or
+ * KEEL_E_NOMEM (as kv_hamt_put). The caller retires old. */
+int kv_hamt_replace(struct kv_mem *m, struct kv_hnode **root, const struct kv_leaf *old,
+		    struct kv_leaf *lf);
 /* Removes the entry with the key; *old gets it (caller retires it) or NULL. */
 int kv_hamt_del(struct kv_mem *m, struct kv_hnode **root, uint64_t hash, const char *key,
 		uint32_t klen, struct kv_leaf **old);

@@ -249,7 +249,9 @@ void kv_reclaim(struct kv *kv)
 {
 	struct kv_ptrvec *g = &kv->mem.garbage;
 	gc_free_ready();
-	if (g->n == 0)
+	/* An open group may still be discarded, and must then get back what it
+	 * retired: nothing leaves before its publish. */
+	if (g->n == 0 || kv->grp_n)
 		return;
 	struct gc_batch *b = kv_malloc(sizeof(*b) + g->n * sizeof(void *));
 	if (!b)
@@ -512,16 +514,17 @@ static struct kv_znode *zedit(struct kv *kv, struct kv_znode *z)
 	if (kv_mem_is_fresh(&kv->mem, z))
 		return z;
 	struct kv_znode *c = kv_mem_alloc(&kv->mem, sizeof(*c) + z->leaf.klen + 1);
-	struct kv_leaf *old;
 	if (!c)
 		return NULL;
 	uint64_t gen = c->leaf.gen;
 	memcpy(c, z, sizeof(*c) + z->leaf.klen + 1);
 	c->leaf.gen = gen;
 	c->leaf.key = c->path;
-	if (kv_hamt_put(&kv->mem, &d->paths, &c->leaf, &old) < 0)
+	/* z is the draft's version of the path (callers look it up there): found
+	 * by pointer, without a second key compare. */
+	if (kv_hamt_replace(&kv->mem, &d->paths, &z->leaf, &c->leaf) < 0)
 		return NULL;
-	kv_mem_retire(&kv->mem, z);
+	kv_mem_retire_old(&kv->mem, z);
 	return c;
 }
 
@@ -792,11 +795,17 @@ static int do_set_data(struct opctx *c, const struct kv_op *op)
 	if (!version_ok(op->version, z->stat.version))
 		return c->res->err = ZK_EBADVERSION, 0;
 	struct kv_blob *b = NULL;
+	bool fresh = kv_mem_is_fresh(&kv->mem, z);
 	if (op->data_len && !(b = kv_blob_alloc(kv, op->data, op->data_len)))
 		return KEEL_E_NOMEM;
 	if (!(z = zedit(kv, z)))
 		return KEEL_E_NOMEM;
-	kv_mem_retire(&kv->mem, z->data);
+	/* A published znode version holds published data (data is only set on a
+	 * version of the open generation): no need to read the blob's cold line. */
+	if (fresh)
+		kv_mem_retire(&kv->mem, z->data);
+	else
+		kv_mem_retire_old(&kv->mem, z->data);
 	z->data = b;
 	z->data_null = op->data_null;
 	z->stat.version++;
@@ -981,10 +990,13 @@ int kv_apply(struct kv *kv, const struct kv_txn *txn, struct kv_apply_result *re
 	uint32_t nres = 0, failed = UINT32_MAX;
 	int rc = 0;
 
+	if (kv->grp_n)
+		return KEEL_E_STATE;
 	if (txn->zxid <= kv->pub->zxid)
 		return KEEL_E_STALE;
 	if (txn->nops > KV_TXN_MAX_OPS || (txn->nops && !txn->ops))
 		return KEEL_E_INVAL;
+	kv->grp_published = 0;
 	for (uint32_t i = 0; i < txn->nops; i++)
 		if (!kv_op_ptrs_ok(&txn->ops[i]))
 			return KEEL_E_INVAL;
@@ -1072,9 +1084,102 @@ nomem:
 	return rc < 0 ? rc : KEEL_E_NOMEM;
 }
 
+/* ---- group apply ---- */
+
+bool kv_txn_groupable(const struct kv_txn *txn)
+{
+	/* do_set_data, do_create and do_delete find every ZooKeeper error
+	 * before their first edit (their early returns), so a failed one needs
+	 * no undo inside a shared draft. A multi can fail after its earlier ops
+	 * edited; setACL, deleteContainer and session txns are rare: not worth
+	 * the proof. */
+	int32_t t = txn->type;
+	return (t == KV_OP_SET_DATA || t == KV_OP_CREATE || t == KV_OP_DELETE) && txn->nops == 1 &&
+	       txn->ops && txn->ops[0].type == t;
+}
+
+uint32_t kv_group_size(const struct kv *kv)
+{
+	return kv->grp_n;
+}
+
+static void group_discard(struct kv *kv)
+{
+	kv_mem_abort(&kv->mem);
+	kv->draft = NULL;
+	kv->grp_n = 0;
+	kv->nev = 0;
+	kv->slen = 0;
+}
+
+int kv_group_add(struct kv *kv, const struct kv_txn *txn)
+{
+	if (!kv_txn_groupable(txn) || !kv_op_ptrs_ok(&txn->ops[0]))
+		return KEEL_E_INVAL;
+	if (txn->zxid <= (kv->grp_n ? kv->grp_zxid : kv->pub->zxid))
+		return KEEL_E_STALE;
+	if (kv->grp_n == KV_GROUP_MAX_TXNS)
+		return KEEL_E_TOO_BIG;
+	if (kv->grp_n == 0) {
+		kv->grp_published = 0;
+		kv->nev = 0;
+		kv->slen = 0;
+		kv_draft_begin(kv);
+		if (draft_open(kv) < 0) {
+			group_discard(kv);
+			return KEEL_E_NOMEM;
+		}
+	}
+	uint32_t i = kv->grp_n;
+	struct opctx c = { kv, txn, &kv->res[i], i };
+	kv->grp_ev[i] = (uint32_t)kv->nev;
+	if (do_op(&c, &txn->ops[0]) < 0) {
+		group_discard(kv);
+		return KEEL_E_NOMEM;
+	}
+	kv->grp_n = i + 1;
+	kv->grp_zxid = txn->zxid;
+	kv->grp_ev[i + 1] = (uint32_t)kv->nev;
+	return 0;
+}
+
+int kv_group_publish(struct kv *kv)
+{
+	uint32_t n = kv->grp_n;
+	if (!n)
+		return 0;
+	if (kv_mem_reserve(&kv->mem, 1) < 0) { /* for the old root */
+		group_discard(kv);
+		return KEEL_E_NOMEM;
+	}
+	kv->draft->zxid = kv->grp_zxid;
+	kv_draft_publish(kv);
+	/* The string arena may have moved while the group grew: pointers now. */
+	finish_results(kv, n, NULL);
+	kv->grp_n = 0;
+	kv->grp_published = n;
+	return 0;
+}
+
+int kv_group_result(const struct kv *kv, uint32_t i, struct kv_apply_result *res)
+{
+	if (i >= kv->grp_published)
+		return KEEL_E_INVAL;
+	const struct kv_op_result *r = &kv->res[i];
+	res->err = r->err;
+	res->nops = 1;
+	res->ops = r;
+	res->nevents = kv->grp_ev[i + 1] - kv->grp_ev[i];
+	res->events = kv->ev + kv->grp_ev[i];
+	return 0;
+}
+
 int kv_zookeeper_nodes(struct kv *kv)
 {
 	static const struct kv_txn txn = { .type = KV_OP_CREATE }; /* zxid 0, time 0 */
+	if (kv->grp_n)
+		return KEEL_E_STATE;
+	kv->grp_published = 0;
 	kv->zk_nodes = true;
 	kv->nev = 0;
 	kv->slen = 0;

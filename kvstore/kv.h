@@ -282,11 +282,44 @@ int kv_apply_encoded(struct kv *kv, const void *buf, size_t len, struct kv_apply
 typedef void (*kv_batch_fn)(void *ctx, uint32_t index, const struct kv_txn *txn,
 			    const struct kv_apply_result *res);
 int kv_apply_batch(struct kv *kv, const void *buf, size_t len, kv_batch_fn fn, void *ctx);
+/*
+ * Group apply: several txns in a row, ONE published version (writer thread).
+ * kv_apply publishes a new root per txn: a path copy of the trie's upper
+ * levels, a view and their retirement each time. A group edits one draft in
+ * place and publishes it once, so a setData costs a copy of its znode and
+ * little else. Readers see all of the group or none of it; until
+ * kv_group_publish() nothing of it is visible, so the caller must hold back
+ * everything that needs the txns visible (replies, watch events, reads
+ * waiting for them) until then.
+ *
+ * Only txns kv_txn_groupable() accepts may join: those whose every ZooKeeper
+ * failure is found before they change anything (a single setData, create or
+ * delete), so a failed one leaves the group's other txns alone. A failed txn
+ * still uses its zxid, as with kv_apply.
+ *
+ * kv_group_add: 0; KEEL_E_INVAL (not groupable, or bad pointers), KEEL_E_STALE
+ * (zxid not above the last one, applied or in the group), KEEL_E_TOO_BIG (the
+ * group holds KV_GROUP_MAX_TXNS: publish first) — those change nothing;
+ * KEEL_E_NOMEM: the WHOLE open group is discarded (the store is as before
+ * it; apply its txns again, e.g. one by one with kv_apply).
+ * kv_apply, kv_restore and kv_zookeeper_nodes refuse (KEEL_E_STATE) while a
+ * group is open.
+ * kv_group_publish: publishes the group (0 when none is open); KEEL_E_NOMEM
+ * discards it as above. Afterwards kv_group_result(i) gives the i-th txn's
+ * result, valid until the next writer call.
+ */
+#define KV_GROUP_MAX_TXNS 256
+bool kv_txn_groupable(const struct kv_txn *txn);
+int kv_group_add(struct kv *kv, const struct kv_txn *txn);
+uint32_t kv_group_size(const struct kv *kv);
+int kv_group_publish(struct kv *kv);
+/* 0, or KEEL_E_INVAL if i is not a txn of the group last published. */
+int kv_group_result(const struct kv *kv, uint32_t i, struct kv_apply_result *res);
 /* Frees retired memory whose grace period is over, and hands what was retired
  * since to the reclaimer (kv_apply does it every few hundred retired objects).
  * Writer thread: the frees happen here, on the thread that allocated, so
  * memory freed by the reclaimer waits for the writer's next call (or
- * kv_barrier). */
+ * kv_barrier). While a group is open, what it retired stays until its publish. */
 void kv_reclaim(struct kv *kv);
 
 /* ---- reads: any registered thread ---- */

@@ -76,6 +76,12 @@ struct kv {
 	size_t slen, scap;
 	struct kv_op *dec_ops; /* kv_apply_encoded's decode space */
 	bool zk_nodes;         /* kv_zookeeper_nodes(): the built-in nodes cannot be deleted */
+	/* The open group (kv_group_add): its txns so far and the last one's zxid;
+	 * grp_ev[i] is where txn i's events start in ev (grp_ev[n]: the end). */
+	uint32_t grp_n;
+	uint32_t grp_published; /* txns of the group last published (results) */
+	int64_t grp_zxid;
+	uint32_t grp_ev[KV_GROUP_MAX_TXNS + 1];
 };
 
 static inline void kv_znode_set_acl(struct kv_znode *z, struct kv_blob *acl)

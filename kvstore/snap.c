@@ -368,7 +368,7 @@ int kv_restore(struct kv *kv, kv_read_fn fn, void *ctx)
 {
 	struct sreader r = { fn, ctx, 0, 0 };
 	const struct kv_view *p = kv->pub;
-	if (p->zxid != 0 || p->nodes != 1 || p->sessions != 0)
+	if (p->zxid != 0 || p->nodes != 1 || p->sessions != 0 || kv->grp_n)
 		return KEEL_E_STATE;
 	kv_draft_begin(kv);
 	struct kv_view *d = kv_mem_alloc(&kv->mem, sizeof(*d));

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * kvstore per-call costs on one thread: encoding and decoding a create txn
- * (64 B of data), kv_get over N znodes, and kv_apply of setData. The
+ * (64 B of data), kv_get over N znodes, kv_apply of setData, and setData on
+ * random keys applied alone or grouped (kv_group_add). The
  * concurrent figures (readers under a full-speed writer) come from
  * bench/kvstore/kv-bench.
  */
@@ -114,6 +115,60 @@ static void bm_apply_set(gb_state *st)
 	kv_thread_unregister();
 }
 
+/*
+ * setData as keeld's apply runs it: encoded txns on random keys (keelbench's
+ * pattern), decoded and applied one by one with kv_apply (mode 0) or in
+ * groups of GROUP txns with one publish each (mode 1, as keeld's apply does
+ * with an entry's setData txns).
+ */
+#define RING  4096
+#define GROUP 32
+
+static uint8_t ring[RING][96];
+static size_t ring_len[RING];
+
+static void bm_setdata_modes(gb_state *st)
+{
+	int64_t n = gb_range(st, 0), mode = gb_range(st, 1), zxid = 1;
+	uint64_t r = 7;
+	kv_thread_register();
+	struct kv *kv = make_store(n, &zxid, keys);
+	if (!kv) {
+		gb_skip_with_error(st, "store setup failed");
+		return;
+	}
+	for (int i = 0; i < RING; i++) {
+		r = r * 6364136223846793005ull + 1442695040888963407ull;
+		struct kv_op op = kvb_op(KV_OP_SET_DATA, keys[(r >> 33) % (uint64_t)n]);
+		struct kv_txn t = { .type = KV_OP_SET_DATA, .zxid = 1, .nops = 1, .ops = &op };
+		ring_len[i] = (size_t)kv_txn_encode(&t, ring[i], sizeof(ring[i]));
+	}
+	uint64_t i = 0;
+	while (gb_keep_running(st)) {
+		struct kv_op op;
+		struct kv_txn t;
+		struct kv_apply_result res;
+		int rc;
+		if (kv_txn_decode(ring[i % RING], ring_len[i % RING], &t, &op, 1) < 0)
+			break;
+		t.zxid = zxid++;
+		rc = mode ? kv_group_add(kv, &t) : kv_apply(kv, &t, &res);
+		if (rc == 0 && mode && kv_group_size(kv) == GROUP)
+			rc = kv_group_publish(kv);
+		if (rc < 0) {
+			gb_skip_with_error(st, "apply failed");
+			break;
+		}
+		if ((++i & 255) == 0)
+			kv_thread_quiescent();
+	}
+	(void)kv_group_publish(kv);
+	gb_set_items_processed(st, gb_iterations(st));
+	kv_destroy(kv);
+	kv_thread_quiescent();
+	kv_thread_unregister();
+}
+
 GB_BENCH(kvstore)
 {
 	static const int64_t sizes[] = { 1000, 100000 };
@@ -121,4 +176,6 @@ GB_BENCH(kvstore)
 	gb_register("kvstore/txn_decode_create64", bm_decode);
 	gb_register_args("kvstore/get", bm_get, sizes, 2);
 	gb_register_args("kvstore/apply_setdata64", bm_apply_set, sizes, 2);
+	static const int64_t modes[] = { 1000, 0, 1000, 1, 100000, 0, 100000, 1 };
+	gb_register_args2("kvstore/setdata_rand/apply0_group1", bm_setdata_modes, modes, 4);
 }

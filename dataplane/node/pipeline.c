@@ -259,6 +259,17 @@ struct pipeline {
 	struct raft_entry rx_ents[MAX_RX_ENTS];
 	struct kv_op ops[KV_TXN_MAX_OPS];
 	bool recovering; /* learn_entry: notes this node's own ids too */
+	/* setData/create/delete txns of the entry being applied, published as
+	 * one kv group (apply_entry); each keeps its own op, borrowing the
+	 * entry's buffer. */
+	struct grp_item {
+		uint32_t origin;
+		uint64_t id;
+		struct kv_txn txn;
+		struct kv_op op;
+	} grp[KV_GROUP_MAX_TXNS];
+	uint32_t ngrp;
+	bool grp_lost; /* kv discarded the group (out of memory): apply one by one */
 	struct wal_entry *went;
 	size_t went_cap;
 	bool wal_failed;
@@ -1077,6 +1088,98 @@ static void reply_reconfig(struct pipeline *p, uint64_t id, int32_t zerr)
 	keeld_write_done(k, sid);
 }
 
+/* What follows the apply of one txn: the applied zxid, watch events, the
+ * reply and the session's waiting reads. The txn's changes are visible. */
+static void applied(struct pipeline *p, uint32_t origin, uint32_t flags, uint64_t id,
+		    const struct kv_txn *txn, const struct kv_apply_result *res)
+{
+	struct keeld *k = p->k;
+	atomic_store(&k->applied_zxid, txn->zxid);
+	keeld_deliver_events(k, res);
+	if (flags & ITEM_ZKCONF) {
+		if (txn->nops == 1 && txn->ops[0].data_len)
+			book_learn_text(p, txn->ops[0].data, txn->ops[0].data_len);
+		if (origin == k->myid && id) {
+			reply_reconfig(p, id, res->err);
+			return;
+		}
+	}
+	if (txn->type == KV_OP_CREATE_SESSION) {
+		trk_add(p, txn->session_id, txn->session_timeout_ms);
+	} else if (txn->type == KV_OP_CLOSE_SESSION || txn->type == KV_OP_EXPIRE_SESSION) {
+		trk_del(p, txn->session_id);
+		keeld_session_gone(k, txn->session_id, txn->type == KV_OP_EXPIRE_SESSION);
+	}
+	finish_local(p, origin, id, txn, res, 0);
+}
+
+static void apply_one(struct pipeline *p, uint64_t index, uint32_t item, uint32_t origin,
+		      uint32_t flags, uint64_t id, const struct kv_txn *txn)
+{
+	struct kv_apply_result res = { 0 };
+	int rc = kv_apply(keeld_kv(p->k), txn, &res);
+	if (rc < 0) {
+		keeld_log("apply: index %" PRIu64 " item %u: %s", index, item, keel_strerror(rc));
+		finish_local(p, origin, id, NULL, NULL, rc);
+		return;
+	}
+	applied(p, origin, flags, id, txn, &res);
+}
+
+/*
+ * Publishes the entry's group of txns, then answers them in order.
+ * Until here none of them was visible, so nothing that needs them visible
+ * (reply, watch event, the session's waiting reads, applied_zxid) has gone
+ * out. If the kv discarded the group (out of memory), each txn is applied
+ * alone instead, as apply_one does for every other txn.
+ */
+static void grp_flush(struct pipeline *p, uint64_t index)
+{
+	struct kv *kv = keeld_kv(p->k);
+	if (!p->ngrp)
+		return;
+	if (!p->grp_lost && kv_group_publish(kv) < 0)
+		p->grp_lost = true;
+	for (uint32_t i = 0; i < p->ngrp; i++) {
+		struct grp_item *g = &p->grp[i];
+		struct kv_apply_result res;
+		if (p->grp_lost)
+			apply_one(p, index, i, g->origin, 0, g->id, &g->txn);
+		else if (kv_group_result(kv, i, &res) == 0)
+			applied(p, g->origin, 0, g->id, &g->txn, &res);
+	}
+	p->ngrp = 0;
+	p->grp_lost = false;
+}
+
+/* A plain setData, create or delete (kv_txn_groupable) joins the entry's
+ * group: one published kv version for all of them instead of one per txn
+ * (bench/RESULTS.md "CPU per write, round 4"). false: apply it alone. */
+static bool grp_add(struct pipeline *p, uint64_t index, uint32_t origin, uint64_t id,
+		    const struct kv_txn *txn)
+{
+	struct kv *kv = keeld_kv(p->k);
+	if (!kv_txn_groupable(txn))
+		return false;
+	if (p->ngrp == KV_GROUP_MAX_TXNS)
+		grp_flush(p, index);
+	struct grp_item *g = &p->grp[p->ngrp];
+	g->origin = origin;
+	g->id = id;
+	g->txn = *txn;
+	g->op = txn->ops[0];
+	g->txn.ops = &g->op;
+	int rc = kv_group_add(kv, &g->txn);
+	if (rc == KEEL_E_NOMEM) {
+		/* The kv dropped the whole group: this txn goes with the others. */
+		p->grp_lost = true;
+	} else if (rc < 0) {
+		return false; /* stale or refused: apply_one reports it, in order */
+	}
+	p->ngrp++;
+	return true;
+}
+
 static void apply_entry(struct pipeline *p, const struct raft_entry *e)
 {
 	struct keeld *k = p->k;
@@ -1096,6 +1199,16 @@ static void apply_entry(struct pipeline *p, const struct raft_entry *e)
 			off += 16 + len;
 			uint32_t flags = origin & ITEM_FLAGS;
 			origin &= ~ITEM_FLAGS;
+			struct kv_txn txn;
+			int rc = 0;
+			if (len && !flags) {
+				rc = kv_txn_decode(t, len, &txn, p->ops, KV_TXN_MAX_OPS);
+				if (rc == 0 && !p->grp_lost &&
+				    grp_add(p, e->index, origin, id, &txn))
+					continue;
+			}
+			/* Anything else comes after the group's txns, and sees them. */
+			grp_flush(p, e->index);
 			if (flags & ITEM_RCERR) {
 				if (origin == k->myid && len == 4)
 					reply_reconfig(p, id, (int32_t)get32(t));
@@ -1109,37 +1222,17 @@ static void apply_entry(struct pipeline *p, const struct raft_entry *e)
 				finish_local(p, origin, id, NULL, NULL, 0);
 				continue;
 			}
-			struct kv_txn txn;
-			struct kv_apply_result res = { 0 };
-			int rc = kv_txn_decode(t, len, &txn, p->ops, KV_TXN_MAX_OPS);
-			if (rc == 0)
-				rc = kv_apply(keeld_kv(k), &txn, &res);
+			if (flags)
+				rc = kv_txn_decode(t, len, &txn, p->ops, KV_TXN_MAX_OPS);
 			if (rc < 0) {
 				keeld_log("apply: index %" PRIu64 " item %u: %s", e->index, i,
 					  keel_strerror(rc));
 				finish_local(p, origin, id, NULL, NULL, rc);
 				continue;
 			}
-			atomic_store(&k->applied_zxid, txn.zxid);
-			keeld_deliver_events(k, &res);
-			if (flags & ITEM_ZKCONF) {
-				if (txn.nops == 1 && txn.ops[0].data_len)
-					book_learn_text(p, txn.ops[0].data, txn.ops[0].data_len);
-				if (origin == k->myid && id) {
-					reply_reconfig(p, id, res.err);
-					continue;
-				}
-			}
-			if (txn.type == KV_OP_CREATE_SESSION) {
-				trk_add(p, txn.session_id, txn.session_timeout_ms);
-			} else if (txn.type == KV_OP_CLOSE_SESSION ||
-				   txn.type == KV_OP_EXPIRE_SESSION) {
-				trk_del(p, txn.session_id);
-				keeld_session_gone(k, txn.session_id,
-						   txn.type == KV_OP_EXPIRE_SESSION);
-			}
-			finish_local(p, origin, id, &txn, &res, 0);
+			apply_one(p, e->index, i, origin, flags, id, &txn);
 		}
+		grp_flush(p, e->index);
 	}
 	atomic_store(&k->applied_index, e->index);
 	p->applied_index = e->index;

@@ -310,6 +310,38 @@ class TestMulti(Base):
 
 
 class TestAcl(Base):
+    def test_write_after_acl_change(self):
+        # Writes just allowed on this connection are refused once the node's
+        # ACL changes (setACL) or the node is re-created with another ACL
+        # (the case a cache of ACL checks in the front end would get wrong:
+        # one was tried, bench/RESULTS.md "CPU per write, round 4").
+        p = self.p("w")
+        closed = [make_digest_acl("bob", "pw", all=True)]
+        self.zk.create(p, b"0")
+        for i in range(3):
+            self.zk.set(p, b"%d" % i)
+        self.zk.set_acls(p, closed)
+        with self.assertRaises(NoAuthError):
+            self.zk.set(p, b"x")
+        bob = client(auth_data=[("digest", "bob:pw")])
+        try:
+            bob.set_acls(p, OPEN_ACL_UNSAFE)
+            # sync: keel checks a write's ACL against the view of the node the
+            # client is connected to (ZooKeeper: at the leader), which may not
+            # have applied another session's change yet.
+            self.zk.sync(p)
+            self.zk.set(p, b"y")
+            self.zk.set(p, b"y2")
+            bob.delete(p)
+            bob.create(p, b"z", acl=closed)
+            self.zk.sync(p)
+            with self.assertRaises(NoAuthError):
+                self.zk.set(p, b"x")
+            self.assertEqual(bob.get(p)[0], b"z")
+        finally:
+            bob.stop()
+            bob.close()
+
     def test_digest_acl(self):
         acl = make_digest_acl("alice", "secret", all=True)
         self.zk.create(self.p("secret"), b"s", acl=[acl])

@@ -33,10 +33,54 @@ static void prepare(struct kv *kv)
 
 #define ZXID_UNDER_TEST 1000
 
-/* The transactions under test: a multi touching everything, and a close. */
+/* A group (kv_group_add): setData successes around a failure, one node
+ * twice, a create, a delete of it and of an older node. Out of memory at any
+ * add or at the publish discards the whole group, so the store is as before
+ * it. */
+static int group_under_test(struct kv *kv)
+{
+	static const char *paths[] = {
+		"/a", "/a/old", "/a", "/a/e3", "/a", "/a/g", "/a/g", "/a/old"
+	};
+	static const int32_t versions[] = { -1, -1, 7, 0, 1, -1, -1, -1 };
+	static const int32_t types[] = { KV_OP_SET_DATA, KV_OP_SET_DATA, KV_OP_SET_DATA,
+					 KV_OP_SET_DATA, KV_OP_SET_DATA, KV_OP_CREATE,
+					 KV_OP_DELETE,   KV_OP_DELETE };
+	for (size_t i = 0; i < KEEL_ARRAY_SIZE(paths); i++) {
+		struct kv_op op = types[i] == KV_OP_CREATE ? kvt_create_op(paths[i], "g", 0)
+							   : kvt_op(types[i], paths[i]);
+		if (types[i] == KV_OP_SET_DATA) {
+			op.data = "grouped";
+			op.data_len = 7;
+		}
+		op.version = versions[i];
+		struct kv_txn t = { .type = types[i],
+				    .zxid = ZXID_UNDER_TEST + (int64_t)i,
+				    .time_ms = 7,
+				    .session_id = 5,
+				    .nops = 1,
+				    .ops = &op };
+		if (i == 3)
+			kv_reclaim(kv); /* must not hand over what the group retired */
+		int rc = kv_group_add(kv, &t);
+		if (rc < 0) {
+			assert_int_equal(rc, KEEL_E_NOMEM);
+			assert_int_equal(kv_group_size(kv), 0);
+			return rc;
+		}
+	}
+	int rc = kv_group_publish(kv);
+	if (rc < 0)
+		assert_int_equal(kv_group_size(kv), 0);
+	return rc;
+}
+
+/* The transactions under test: a multi touching everything, a close, a group. */
 static int apply_under_test(struct kv *kv, int which)
 {
 	struct kv_apply_result r;
+	if (which == 2)
+		return group_under_test(kv);
 	if (which == 1) {
 		struct kv_txn t = { .type = KV_OP_CLOSE_SESSION,
 				    .zxid = ZXID_UNDER_TEST,
@@ -117,6 +161,12 @@ static void test_fault_close_session(void **state)
 	walk_apply(1);
 }
 
+static void test_fault_group(void **state)
+{
+	(void)state;
+	walk_apply(2);
+}
+
 static void test_fault_restore(void **state)
 {
 	(void)state;
@@ -173,6 +223,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_fault_multi),
 		cmocka_unit_test(test_fault_close_session),
+		cmocka_unit_test(test_fault_group),
 		cmocka_unit_test(test_fault_restore),
 	};
 	int rc = cmocka_run_group_tests(tests, setup, teardown);

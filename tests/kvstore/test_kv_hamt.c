@@ -2,7 +2,8 @@
 /*
  * The private persistent trie against a reference array, with hashes chosen to
  * reach every shape: identical 64-bit hashes (collision nodes), hashes that
- * differ only in their top bits (the deepest levels), and ordinary ones. Each
+ * differ only in their top bits (the deepest levels), and ordinary ones; a
+ * present key is replaced by kv_hamt_put or by pointer (kv_hamt_replace). Each
  * round is a transaction that commits or aborts; after an abort the old root
  * must still hold exactly the old contents (path copying never edits a
  * version that existed before the transaction).
@@ -114,7 +115,14 @@ static void test_hamt_shapes(void **state)
 			struct kv_leaf *old;
 			if (rnd() % 3) {
 				struct tleaf *t = mk(&m, k, round * 8 + i);
-				assert_int_equal(kv_hamt_put(&m, &root, &t->leaf, &old), 0);
+				old = kv_hamt_get(root, t->leaf.hash, t->leaf.key, t->leaf.klen);
+				if (old && rnd() % 2) {
+					/* the present one, swapped by pointer (zedit's way) */
+					assert_int_equal(kv_hamt_replace(&m, &root, old, &t->leaf),
+							 0);
+				} else {
+					assert_int_equal(kv_hamt_put(&m, &root, &t->leaf, &old), 0);
+				}
 				assert_true((old != NULL) == (ref[k] >= 0));
 				kv_mem_retire(&m, old);
 				ref[k] = t->val;

@@ -5,7 +5,8 @@
  * expire) applied both to the store and to a deliberately simple reference
  * model (flat arrays, linear scans). Every op result must agree; at the end
  * of each sequence every node, child list and session must agree, a replica
- * fed the same batch must have the same digest, and a snapshot round trip
+ * fed the same batch (txn by txn, and with its setData runs grouped as keeld
+ * applies them, kv_group_add) must have the same digest, and a snapshot round trip
  * must give it back. A failure prints the seed; KV_MODEL_SEED=<seed> replays
  * just that sequence.
  */
@@ -501,6 +502,32 @@ static void run_sequence(uint64_t seed)
 		assert_int_equal(kv_apply_encoded(replica, tb, tl, NULL), 0);
 	assert_int_equal(rc, 0);
 	assert_int_equal(kv_view_digest(kv_view_get(replica)), kv_view_digest(kv_view_get(kv)));
+	compare_all(replica, &m);
+	kv_destroy(replica);
+
+	/* and so does one applying it as keeld does: runs of setData txns as
+	 * groups (kv_group_add) of random sizes, the rest one by one */
+	assert_int_equal(kv_create(NULL, &replica), 0);
+	assert_int_equal(kv_batch_iter_init(&it, batch, blen), 0);
+	uint32_t cut = 1 + (uint32_t)rn(8);
+	while ((rc = kv_batch_next(&it, &tb, &tl)) == 1) {
+		struct kv_txn dt;
+		struct kv_op dops[5];
+		assert_int_equal(kv_txn_decode(tb, tl, &dt, dops, 5), 0);
+		if (kv_txn_groupable(&dt)) {
+			assert_int_equal(kv_group_add(replica, &dt), 0);
+			if (kv_group_size(replica) < cut)
+				continue;
+			cut = 1 + (uint32_t)rn(8);
+		}
+		assert_int_equal(kv_group_publish(replica), 0);
+		if (!kv_txn_groupable(&dt))
+			assert_int_equal(kv_apply(replica, &dt, NULL), 0);
+	}
+	assert_int_equal(rc, 0);
+	assert_int_equal(kv_group_publish(replica), 0);
+	assert_int_equal(kv_view_digest(kv_view_get(replica)), kv_view_digest(kv_view_get(kv)));
+	assert_int_equal(kv_view_zxid(kv_view_get(replica)), kv_view_zxid(kv_view_get(kv)));
 	compare_all(replica, &m);
 
 	/* and a snapshot of it restores to the same digest and content */
