@@ -3425,10 +3425,30 @@ static void *pipeline_main(void *arg)
 		bool work = false;
 		kv_thread_quiescent();
 		uint64_t turn = atomic_fetch_add(&k->turn, 1) + 1;
-		int n = p->t && !p->rx_quiet ? dp_recv_burst(p->t, msgs, DP_BURST) : 0;
-		p->rx_quiet = false;
-		if (n)
+		/*
+		 * k->applying is the front end's "peer news taken, maybe not
+		 * applied" (peer_news polls the transport's fd, then loads
+		 * it): set BEFORE the burst takes a frame off the socket or
+		 * ring, so a front end whose poll found the frame gone (the
+		 * socket's lock, the ring's atomics order the take before
+		 * that poll) then sees it set. Kernel UDP: cleared at the end
+		 * of the turn that applied the burst (the socket shows every
+		 * later datagram). DPDK: kept until a burst takes no frame,
+		 * since only such a burst re-enables the rx interrupts with
+		 * the rings empty (dpdk_recv): after a busy one a frame can
+		 * land unseen by dp_news_fd, and sit there until the next
+		 * turn's burst. A turn the idle wait marked rx_quiet skips
+		 * the burst, unless a read deferred since is waiting for it
+		 * (rx_look, see peer_news).
+		 */
+		int n = 0;
+		if (p->t && (!p->rx_quiet || atomic_exchange(&k->rx_look, false))) {
 			atomic_store(&k->applying, true);
+			n = dp_recv_burst(p->t, msgs, DP_BURST);
+			if (!dp_rx_frames_last(p->t))
+				atomic_store(&k->applying, false);
+		}
+		p->rx_quiet = false;
 		for (int i = 0; i < n; i++) {
 			switch (msgs[i].type) {
 			case KEELD_MSG_RAFT:
@@ -3520,7 +3540,8 @@ static void *pipeline_main(void *arg)
 		work |= snap_turn(p);
 		if (p->t)
 			(void)dp_flush(p->t);
-		atomic_store(&k->applying, false);
+		if (p->rx_exact)
+			atomic_store(&k->applying, false);
 		keeld_serve_barrier(k, turn);
 		zk_server_uncork(k->zk);
 		/* After the turn's messages and replies are out: a small group
