@@ -213,6 +213,7 @@ struct pipeline {
 	dp_transport *t;
 	uint64_t tick_ns, next_tick_ns;
 	int32_t test_clock_rate_ppm; /* keel.test.clockRatePpm: 0 = the true rate */
+	uint32_t test_apply_gap_us;  /* keel.test.applyGapUs: 0 = none */
 	/* A heartbeat response held for the next message to its peer (send_raft);
 	 * encoded, 92 bytes today (one larger is sent at once, never lost). */
 	uint8_t hbr_buf[256];
@@ -3011,6 +3012,18 @@ static int mg_apply(struct pipeline *p, const char *key, const char *val, char *
 		keeld_log("test: %s", msg);
 		return 0;
 	}
+	if (!strcmp(key, "keel.test.applyGapUs")) {
+		char *end;
+		errno = 0;
+		unsigned long us = strtoul(val, &end, 10);
+		if (!*val || *end || errno || us > 100000ul || val[0] == '-') {
+			snprintf(msg, len, "%s: '%s' is not in 0..100000 (us)", key, val);
+			return KEEL_E_CONFIG;
+		}
+		p->test_apply_gap_us = (uint32_t)us;
+		snprintf(msg, len, "%s set to %lu", key, us);
+		return 0;
+	}
 	if (!strcmp(key, "keel.test.fsyncDelayUs")) {
 		char *end;
 		errno = 0;
@@ -3411,6 +3424,18 @@ static uint64_t tick_interval_ns(const struct pipeline *p)
 	return p->tick_ns * 1000000u / (uint64_t)(1000000 + (int64_t)p->test_clock_rate_ppm);
 }
 
+/*
+ * keel.test.applyGapUs: the pipeline stops this long between taking peer
+ * frames and applying them, as if preempted there -- the window a read
+ * checked for peer news (frontend.c, peer_news) must not slip through.
+ */
+static void test_apply_gap(const struct pipeline *p)
+{
+	struct timespec ts = { .tv_sec = 0, .tv_nsec = (long)p->test_apply_gap_us * 1000 };
+	while (clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, &ts) == EINTR)
+		;
+}
+
 static void *pipeline_main(void *arg)
 {
 	struct keeld *k = arg;
@@ -3447,6 +3472,8 @@ static void *pipeline_main(void *arg)
 			n = dp_recv_burst(p->t, msgs, DP_BURST);
 			if (!dp_rx_frames_last(p->t))
 				atomic_store(&k->applying, false);
+			else if (keel_unlikely(p->test_apply_gap_us))
+				test_apply_gap(p);
 		}
 		p->rx_quiet = false;
 		for (int i = 0; i < n; i++) {

@@ -2,13 +2,17 @@
 (keeld's peer-news check, dataplane/node/README.md "Followers see commits
 early"), checked while CPU hogs this module starts load every core: a hog
 preempting the follower's pipeline between its taking a peer frame and
-applying it is what opens the check's races, rare on a quiet machine.
+applying it is what opens the check's races, rare on a quiet machine; then
+with that preemption made certain (keel.test.applyGapUs).
 """
 import os
 import subprocess
 import sys
+import time
 
 HOG = "while True: pass"
+GAP_US = 3000
+GAP_PAIRS = 100
 
 
 def start_hogs():
@@ -24,19 +28,40 @@ def end_hogs(hogs):
         h.wait()
 
 
-def stale_reads(zw, zr, path, pairs):
-    """Writes path at zw, reads it at zr right after, pairs times, under the
-    hogs: the (n, value read) of every read that missed its write."""
+def pairs_stale(zw, zr, path, pairs):
+    stale = []
+    for n in range(pairs):
+        zw.set(path, b"%d" % n)
+        got = zr.get(path)[0]
+        if got != b"%d" % n:
+            stale.append((n, got))
+    return stale
+
+
+def stale_reads(cl, writer, reader, zw, zr, path, pairs):
+    """Writes path at zw (node index writer), reads it at zr (node index
+    reader) right after, pairs times under the hogs, then GAP_PAIRS times
+    with the reader's pipeline stopping GAP_US between taking peer frames
+    and applying them (keel.test.applyGapUs, on cl's admin API: a read that
+    slips through the check there reads stale every time): the (phase, n,
+    value read) of every read that missed its write."""
     zw.create(path, b"")
     zr.sync(path)
-    stale = []
     hogs = start_hogs()
+    t0 = time.monotonic()
     try:
-        for n in range(pairs):
-            zw.set(path, b"%d" % n)
-            got = zr.get(path)[0]
-            if got != b"%d" % n:
-                stale.append((n, got))
+        stale = [("hogs", n, v) for n, v in pairs_stale(zw, zr, path, pairs)]
     finally:
         end_hogs(hogs)
+    t1 = time.monotonic()
+    status, text = cl.put_config(reader, "keel.test.applyGapUs", GAP_US)
+    assert status == 200, (status, text)
+    try:
+        stale += [("gap", n, v) for n, v in pairs_stale(zw, zr, path, GAP_PAIRS)]
+    finally:
+        status, text = cl.put_config(reader, "keel.test.applyGapUs", 0)
+    assert status == 200, (status, text)
+    print("\nread after write: %d pairs under %d hogs in %.1f s, %d with a %d us apply gap "
+          "in %.1f s; %d stale" % (pairs, len(hogs), t1 - t0, GAP_PAIRS, GAP_US,
+                                   time.monotonic() - t1, len(stale)), file=sys.stderr)
     return stale

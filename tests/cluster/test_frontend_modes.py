@@ -27,6 +27,7 @@ from kazoo.exceptions import NodeExistsError  # noqa: E402
 from kazoo.retry import KazooRetry  # noqa: E402
 
 STALE_PAIRS = 150
+TOKEN = "fe-test-" + uuid.uuid4().hex[:8]
 LOG_LINE = {"pipeline": "epoll front end on the pipeline thread",
             "thread": "epoll front end on its own thread"}
 
@@ -40,7 +41,7 @@ def client(hosts):
 
 class FrontendModes(unittest.TestCase):
     def scenario(self, mode):
-        with KeelCluster(3, extra=["keel.frontend=" + mode]) as cl:
+        with KeelCluster(3, extra=["keel.frontend=" + mode], admin_token=TOKEN) as cl:
             for n in cl.nodes:
                 self.assertIn(LOG_LINE[mode], cl.tail(n, 400),
                               "node %d did not start its front end %s" % (n.idx, mode))
@@ -64,7 +65,7 @@ class FrontendModes(unittest.TestCase):
             self.assertEqual(len(zf.get_children(root)), 20)
             # a read at the follower right after a write at the leader sees
             # it (the peer-news check over kernel UDP, in this mode)
-            stale = stale_reads(zl, zf, root + "-news", STALE_PAIRS)
+            stale = stale_reads(cl, leader, follower, zl, zf, root + "-news", STALE_PAIRS)
             self.assertEqual(stale, [], "reads at node %d right after writes at node %d" %
                              (follower + 1, leader + 1))
 
