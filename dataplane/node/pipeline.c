@@ -3467,6 +3467,9 @@ static void *pipeline_main(void *arg)
 		 * (rx_look, see peer_news).
 		 */
 		int n = 0;
+		/* keel.test.applyGapUs: also after a turn that took frames */
+		if (keel_unlikely(p->test_apply_gap_us) && p->t && dp_rx_frames_last(p->t))
+			test_apply_gap(p);
 		if (p->t && (!p->rx_quiet || atomic_exchange(&k->rx_look, false))) {
 			atomic_store(&k->applying, true);
 			n = dp_recv_burst(p->t, msgs, DP_BURST);
