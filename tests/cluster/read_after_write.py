@@ -54,6 +54,9 @@ def stale_reads(cl, writer, reader, zw, zr, path, pairs):
     finally:
         end_hogs(hogs)
     t1 = time.monotonic()
+    for bad in ("100001", "-1", "3ms"):
+        status, text = cl.put_config(reader, "keel.test.applyGapUs", bad)
+        assert status == 400 and "0..100000" in text, (bad, status, text)
     status, text = cl.put_config(reader, "keel.test.applyGapUs", GAP_US)
     assert status == 200, (status, text)
     try:
