@@ -10,15 +10,27 @@ import subprocess
 import sys
 import time
 
-HOG = "while True: pass"
+# Busy until killed; also ends by itself when the test process is gone (a
+# timeout's SIGKILL) or after 120 s, so a hog never outlives its test.
+HOG = ("import os, sys, time\n"
+       "parent, end = int(sys.argv[1]), time.monotonic() + 120\n"
+       "while os.getppid() == parent and time.monotonic() < end:\n"
+       "    for _ in range(100000):\n"
+       "        pass\n")
 GAP_US = 3000
 GAP_PAIRS = 100
 
 
 def start_hogs():
     """One busy process per CPU this test may use; end_hogs kills them."""
-    n = len(os.sched_getaffinity(0))
-    return [subprocess.Popen([sys.executable, "-c", HOG]) for _ in range(n)]
+    hogs = []
+    try:
+        for _ in range(len(os.sched_getaffinity(0))):
+            hogs.append(subprocess.Popen([sys.executable, "-c", HOG, str(os.getpid())]))
+    except BaseException:
+        end_hogs(hogs)
+        raise
+    return hogs
 
 
 def end_hogs(hogs):
