@@ -3460,7 +3460,7 @@ static void *pipeline_main(void *arg)
 		 * of the turn that applied the burst (the socket shows every
 		 * later datagram). DPDK: kept until a burst takes no frame,
 		 * since only such a burst re-enables the rx interrupts with
-		 * the rings empty (dpdk_recv): after a busy one a frame can
+		 * the rings empty (dpdk_recv): after a busy one a frame may
 		 * land unseen by dp_news_fd, and sit there until the next
 		 * turn's burst. A turn the idle wait marked rx_quiet skips
 		 * the burst, unless a read deferred since is waiting for it
