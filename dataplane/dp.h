@@ -525,6 +525,15 @@ int dp_flush(dp_transport *t);
 int dp_recv_burst(dp_transport *t, struct dp_msg *msgs, int max);
 
 /*
+ * Frames the last dp_recv_burst() took in, complete messages or not (a
+ * fragment, a frame dropped as bad; not ARP). 0: it found every device/socket
+ * empty;
+ * on DPDK that burst also re-enabled the rx interrupts and looked again, so
+ * dp_news_fd() shows any frame that arrives after it.
+ */
+uint32_t dp_rx_frames_last(const dp_transport *t);
+
+/*
  * Tell the polling policy how the last loop turn went. A turn whose
  * dp_recv_burst took in frames (fragments of a message still incomplete)
  * counts as work whatever did_work says. With no work, busy-poll returns at once; adaptive yields

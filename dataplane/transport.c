@@ -542,6 +542,11 @@ int dp_recv_burst(dp_transport *t, struct dp_msg *msgs, int max)
 	return n;
 }
 
+uint32_t dp_rx_frames_last(const dp_transport *t)
+{
+	return (uint32_t)t->rx_frames_last;
+}
+
 int dp_rx_frame(dp_transport *t, const uint8_t *buf, size_t len, uint32_t src_ip, uint16_t src_port,
 		uint64_t now_ns, struct dp_msg *out)
 {

@@ -35,6 +35,7 @@ static const char *const live_keys[] = {
 	"dp.test_peer",
 	"keel.test.fsyncDelayUs",
 	"keel.test.clockRatePpm",
+	"keel.test.applyGapUs",
 	"keel.test.clockJumpMs",
 	"keel.test.wallJumpMs",
 	"maxClientCnxns",

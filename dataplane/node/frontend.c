@@ -1575,15 +1575,27 @@ out:
  * client's write was answered finds the news pending: then the read waits
  * for one whole pipeline turn (which applies it). ZooKeeper gives
  * no such promise across clients (only sync does); this closes the common case.
+ *
+ * The order matters: the fd first, then k->applying (both seq_cst). The
+ * pipeline sets applying before its burst takes a frame (and, DPDK, keeps
+ * it until a burst finds the rings empty with the interrupts re-enabled);
+ * a poll that no longer finds the frame ran after the take (the socket's
+ * lock, the ring's atomics), so the load after it sees the flag -- or its
+ * clearing, which comes after the apply. Loading the flag first left a
+ * window: flag still clear, then the burst takes the frame, then the poll
+ * finds nothing. The folded front end (keel.frontend=pipeline) runs on the
+ * pipeline thread, between a turn's burst and its apply, or between turns:
+ * the same two looks are exact there (applying covers the burst just
+ * taken, the fd anything since), with no race to order.
  */
 static bool peer_news(struct keeld *k)
 {
-	if (atomic_load(&k->applying))
-		return true;
-	if (k->dp_fd < 0)
-		return false;
-	struct pollfd pf = { .fd = k->dp_fd, .events = POLLIN };
-	return poll(&pf, 1, 0) > 0;
+	if (k->dp_fd >= 0) {
+		struct pollfd pf = { .fd = k->dp_fd, .events = POLLIN };
+		if (poll(&pf, 1, 0) > 0)
+			return true;
+	}
+	return atomic_load(&k->applying);
 }
 
 static struct dread *dread_new(const struct zk_call *call, const struct zk_request *req)
@@ -1618,6 +1630,10 @@ static bool defer_to_turn(struct keeld *k, const struct zk_call *call, const str
 	if (!d)
 		return false;
 	fe_handed_on = true;
+	/* Before the turn is read: the turn after it receives even when the
+	 * idle wait saw the peer socket quiet (rx_quiet), as the news came
+	 * since (seq_cst: a turn counted after our load sees the flag). */
+	atomic_store(&k->rx_look, true);
 	pthread_mutex_lock(&k->fe_mu);
 	d->turn = atomic_load(&k->turn);
 	*k->barrier_tail = d;

@@ -193,7 +193,8 @@ struct keeld {
 	struct dread *barrier, **barrier_tail;
 	int dp_fd;                 /* the peer socket (-1: none), polled by the front end */
 	atomic_uint_fast64_t turn; /* pipeline turns started */
-	atomic_bool applying;      /* peer messages received, not yet applied */
+	atomic_bool applying;      /* peer frames taken (or, DPDK, maybe unseen), not applied */
+	atomic_bool rx_look;       /* a read waits on peer news: the next turn receives */
 
 	/* writes front end -> pipeline (keeld_queue, drain_queue) */
 	struct keeld_ring q_ring;

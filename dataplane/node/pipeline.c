@@ -213,6 +213,7 @@ struct pipeline {
 	dp_transport *t;
 	uint64_t tick_ns, next_tick_ns;
 	int32_t test_clock_rate_ppm; /* keel.test.clockRatePpm: 0 = the true rate */
+	uint32_t test_apply_gap_us;  /* keel.test.applyGapUs: 0 = none */
 	/* A heartbeat response held for the next message to its peer (send_raft);
 	 * encoded, 92 bytes today (one larger is sent at once, never lost). */
 	uint8_t hbr_buf[256];
@@ -3104,6 +3105,18 @@ static int mg_apply(struct pipeline *p, const char *key, const char *val, char *
 		keeld_log("test: %s", msg);
 		return 0;
 	}
+	if (!strcmp(key, "keel.test.applyGapUs")) {
+		char *end;
+		errno = 0;
+		unsigned long us = strtoul(val, &end, 10);
+		if (!*val || *end || errno || us > 100000ul || val[0] == '-') {
+			snprintf(msg, len, "%s: '%s' is not in 0..100000 (us)", key, val);
+			return KEEL_E_CONFIG;
+		}
+		p->test_apply_gap_us = (uint32_t)us;
+		snprintf(msg, len, "%s set to %lu", key, us);
+		return 0;
+	}
 	if (!strcmp(key, "keel.test.fsyncDelayUs")) {
 		char *end;
 		errno = 0;
@@ -3504,6 +3517,18 @@ static uint64_t tick_interval_ns(const struct pipeline *p)
 	return p->tick_ns * 1000000u / (uint64_t)(1000000 + (int64_t)p->test_clock_rate_ppm);
 }
 
+/*
+ * keel.test.applyGapUs: the pipeline stops this long between taking peer
+ * frames and applying them, as if preempted there -- the window a read
+ * checked for peer news (frontend.c, peer_news) must not slip through.
+ */
+static void test_apply_gap(const struct pipeline *p)
+{
+	struct timespec ts = { .tv_sec = 0, .tv_nsec = (long)p->test_apply_gap_us * 1000 };
+	while (clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, &ts) == EINTR)
+		;
+}
+
 static void *pipeline_main(void *arg)
 {
 	struct keeld *k = arg;
@@ -3518,10 +3543,35 @@ static void *pipeline_main(void *arg)
 		bool work = false;
 		kv_thread_quiescent();
 		uint64_t turn = atomic_fetch_add(&k->turn, 1) + 1;
-		int n = p->t && !p->rx_quiet ? dp_recv_burst(p->t, msgs, DP_BURST) : 0;
-		p->rx_quiet = false;
-		if (n)
+		/*
+		 * k->applying is the front end's "peer news taken, maybe not
+		 * applied" (peer_news polls the transport's fd, then loads
+		 * it): set BEFORE the burst takes a frame off the socket or
+		 * ring, so a front end whose poll found the frame gone (the
+		 * socket's lock, the ring's atomics order the take before
+		 * that poll) then sees it set. Kernel UDP: cleared at the end
+		 * of the turn that applied the burst (the socket shows every
+		 * later datagram). DPDK: kept until a burst takes no frame,
+		 * since only such a burst re-enables the rx interrupts with
+		 * the rings empty (dpdk_recv): after a busy one a frame may
+		 * land unseen by dp_news_fd, and sit there until the next
+		 * turn's burst. A turn the idle wait marked rx_quiet skips
+		 * the burst, unless a read deferred since is waiting for it
+		 * (rx_look, see peer_news).
+		 */
+		int n = 0;
+		/* keel.test.applyGapUs: also after a turn that took frames */
+		if (keel_unlikely(p->test_apply_gap_us) && p->t && dp_rx_frames_last(p->t))
+			test_apply_gap(p);
+		if (p->t && (!p->rx_quiet || atomic_exchange(&k->rx_look, false))) {
 			atomic_store(&k->applying, true);
+			n = dp_recv_burst(p->t, msgs, DP_BURST);
+			if (!dp_rx_frames_last(p->t))
+				atomic_store(&k->applying, false);
+			else if (keel_unlikely(p->test_apply_gap_us))
+				test_apply_gap(p);
+		}
+		p->rx_quiet = false;
 		for (int i = 0; i < n; i++) {
 			switch (msgs[i].type) {
 			case KEELD_MSG_RAFT:
@@ -3613,7 +3663,8 @@ static void *pipeline_main(void *arg)
 		work |= snap_turn(p);
 		if (p->t)
 			(void)dp_flush(p->t);
-		atomic_store(&k->applying, false);
+		if (p->rx_exact)
+			atomic_store(&k->applying, false);
 		keeld_serve_barrier(k, turn);
 		zk_server_uncork(k->zk);
 		/* After the turn's messages and replies are out: a small group

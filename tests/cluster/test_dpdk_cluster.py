@@ -17,6 +17,7 @@ import urllib.request
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from read_after_write import stale_reads  # noqa: E402
 from zkcluster import Cluster, check_creates_everywhere, wait_for  # noqa: E402
 
 from kazoo.client import KazooClient  # noqa: E402
@@ -24,7 +25,7 @@ from kazoo.exceptions import NodeExistsError  # noqa: E402
 from kazoo.retry import KazooRetry  # noqa: E402
 
 WRITERS = 3
-STALE_PAIRS = 300
+STALE_PAIRS = int(os.environ.get("KEEL_TEST_STALE_PAIRS", "300"))
 TOKEN = "dpdk-test-" + uuid.uuid4().hex[:8]
 
 
@@ -127,14 +128,8 @@ class DpdkCluster(unittest.TestCase):
         # leader sees it (f4d104b, the check off on DPDK: 6-88 stale of 500).
         leader = next(i for i in range(cl.size) if status(cl, i)["role"] == "leader")
         follower = (leader + 1) % cl.size
-        path = root + "/news"
-        zks[leader].create(path, b"")
-        stale = []
-        for n in range(STALE_PAIRS):
-            zks[leader].set(path, b"%d" % n)
-            got = zks[follower].get(path)[0]
-            if got != b"%d" % n:
-                stale.append((n, got))
+        stale = stale_reads(cl, leader, follower, zks[leader], zks[follower], root + "/news",
+                            STALE_PAIRS)
         self.assertEqual(stale, [], "reads at node %d right after writes at node %d" %
                          (follower + 1, leader + 1))
         for zk in zks:

@@ -6,7 +6,8 @@ clients on a follower and on the leader, writes (forwarded and local), reads,
 data and child watches across clients, an ephemeral node gone with its
 session, sync, four-letter words, then the leader killed -9: a new leader,
 every acknowledged write still there, writes resume, and the killed node
-rejoins and serves what it missed.
+rejoins and serves what it missed. Reads at the follower right after writes
+at the leader, under CPU hogs, see them (the peer-news check over kernel UDP).
 """
 import os
 import shutil
@@ -18,12 +19,15 @@ import unittest
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from read_after_write import stale_reads  # noqa: E402
 from zkcluster import KeelCluster, wait_for  # noqa: E402
 
 from kazoo.client import KazooClient  # noqa: E402
 from kazoo.exceptions import NodeExistsError  # noqa: E402
 from kazoo.retry import KazooRetry  # noqa: E402
 
+STALE_PAIRS = 150
+TOKEN = "fe-test-" + uuid.uuid4().hex[:8]
 LOG_LINE = {"pipeline": "epoll front end on the pipeline thread",
             "thread": "epoll front end on its own thread"}
 
@@ -37,7 +41,7 @@ def client(hosts):
 
 class FrontendModes(unittest.TestCase):
     def scenario(self, mode):
-        with KeelCluster(3, extra=["keel.frontend=" + mode]) as cl:
+        with KeelCluster(3, extra=["keel.frontend=" + mode], admin_token=TOKEN) as cl:
             for n in cl.nodes:
                 self.assertIn(LOG_LINE[mode], cl.tail(n, 400),
                               "node %d did not start its front end %s" % (n.idx, mode))
@@ -59,6 +63,11 @@ class FrontendModes(unittest.TestCase):
             zf.sync(root)
             self.assertEqual(zf.get(root)[0], b"v19")
             self.assertEqual(len(zf.get_children(root)), 20)
+            # a read at the follower right after a write at the leader sees
+            # it (the peer-news check over kernel UDP, in this mode)
+            stale = stale_reads(cl, leader, follower, zl, zf, root + "-news", STALE_PAIRS)
+            self.assertEqual(stale, [], "reads at node %d right after writes at node %d" %
+                             (follower + 1, leader + 1))
 
             # watches: one client's write fires another's, at a third node
             fired = {"data": threading.Event(), "child": threading.Event()}
