@@ -82,6 +82,7 @@ struct kv_znode *kv_znode_alloc(struct kv *kv, const char *path, uint32_t len)
 	memset(&z->stat, 0, sizeof(z->stat));
 	z->data = z->acl = NULL;
 	z->acl_hash = 0;
+	z->world_perms = 0;
 	z->data_null = false;
 	z->children = NULL;
 	z->dhash = 0;
@@ -588,7 +589,7 @@ struct opctx {
  */
 static bool acl_denied(const struct opctx *c, const struct kv_znode *z, int32_t perm)
 {
-	if (c->txn->auth != KV_AUTH_IDS || !z || !z->acl)
+	if (c->txn->auth != KV_AUTH_IDS || !z || !z->acl || (z->world_perms & perm))
 		return false;
 	return !kv_acl_allows(z->acl->b, z->acl->len, &c->txn->ids, perm);
 }

@@ -201,13 +201,32 @@ static bool entry_is(const struct kv_acl *a, const char *scheme, uint32_t n)
 	return a->scheme_len == n && !memcmp(a->scheme, scheme, n);
 }
 
+static bool is_world_anyone(const uint8_t *b, uint32_t len)
+{
+	return len == 8 + sizeof(world_anyone_tail) && kv_le_load(b, 4) == 1 &&
+	       !memcmp(b + 8, world_anyone_tail, sizeof(world_anyone_tail));
+}
+
+uint8_t kv_acl_world_perms(const void *acl, uint32_t acl_len)
+{
+	uint32_t pos = 0, perms = 0;
+	struct kv_acl a;
+	if (acl_len == 0)
+		return KV_PERM_ALL;
+	if (is_world_anyone(acl, acl_len))
+		return (uint8_t)(kv_le_load((const uint8_t *)acl + 4, 4) & KV_PERM_ALL);
+	while (kv_acl_next(acl, acl_len, &pos, &a) == 1)
+		if (entry_is(&a, "world", 5) && a.id_len == 6 && !memcmp(a.id, "anyone", 6))
+			perms |= (uint32_t)a.perms;
+	return (uint8_t)(perms & KV_PERM_ALL);
+}
+
 bool kv_acl_allows(const void *acl, uint32_t acl_len, const struct kv_ids *ids, int32_t perm)
 {
 	const uint8_t *b = acl;
 	if (acl_len == 0)
 		return true;
-	if (acl_len == 8 + sizeof(world_anyone_tail) && kv_le_load(b, 4) == 1 &&
-	    !memcmp(b + 8, world_anyone_tail, sizeof(world_anyone_tail)))
+	if (is_world_anyone(b, acl_len))
 		return ((int32_t)kv_le_load(b + 4, 4) & perm) != 0;
 	uint32_t pos = 0;
 	struct kv_acl a;

@@ -180,6 +180,20 @@ static void test_apply_refuses(void **state)
 	set.path = "/r";
 	set.path_len = 2;
 	assert_int_equal(apply_as(kv, z++, set, KV_AUTH_IDS, &bob), ZK_ENOAUTH);
+	struct kv_op chk = kvt_op(KV_OP_CHECK, "/r");
+	assert_int_equal(apply_as(kv, z++, chk, KV_AUTH_IDS, &bob), ZK_OK);
+	/* world READ beside a digest entry: the world part answers check, the
+	 * digest entry setData, for its owner only */
+	struct kv_acl mixed[2] = { { KV_PERM_READ, "world", 5, "anyone", 6 },
+				   { KV_PERM_ALL, "digest", 6, "alice:h1", 8 } };
+	sa.path = "/r";
+	sa.path_len = 2;
+	sa.acl_len = (uint32_t)kv_acl_encode(mixed, 2, acl, sizeof(acl));
+	assert_int_equal(apply_as(kv, z++, sa, KV_AUTH_IDS, &bob), ZK_ENOAUTH);
+	assert_int_equal(apply_as(kv, z++, sa, KV_AUTH_ALL, NULL), ZK_OK);
+	assert_int_equal(apply_as(kv, z++, chk, KV_AUTH_IDS, &bob), ZK_OK);
+	assert_int_equal(apply_as(kv, z++, set, KV_AUTH_IDS, &bob), ZK_ENOAUTH);
+	assert_int_equal(apply_as(kv, z++, set, KV_AUTH_IDS, &alice), ZK_OK);
 	kv_destroy(kv);
 }
 
