@@ -82,6 +82,7 @@ struct kv_znode *kv_znode_alloc(struct kv *kv, const char *path, uint32_t len)
 	memset(&z->stat, 0, sizeof(z->stat));
 	z->data = z->acl = NULL;
 	z->acl_hash = 0;
+	z->world_perms = 0;
 	z->data_null = false;
 	z->children = NULL;
 	z->dhash = 0;
@@ -584,6 +585,18 @@ struct opctx {
 	uint32_t idx;
 };
 
+/*
+ * ZooKeeper's checkACL, in log order: the txn carries the requester's
+ * identities (kv_txn.auth), and the ACL is the one this op sees, after every
+ * earlier txn. Format-1 txns (and the node's own) were checked at the origin.
+ */
+static bool acl_denied(const struct opctx *c, const struct kv_znode *z, int32_t perm)
+{
+	if (c->txn->auth != KV_AUTH_IDS || !z || !z->acl || (z->world_perms & perm))
+		return false;
+	return !kv_acl_allows(z->acl->b, z->acl->len, &c->txn->ids, perm);
+}
+
 static int set_res_path(struct opctx *c, const char *p, size_t n)
 {
 	int64_t off = sput(c->kv, p, n);
@@ -623,6 +636,8 @@ static int do_create(struct opctx *c, const struct kv_op *op)
 	struct kv_znode *parent = kv_lookup(d->paths, path, plen);
 	if (!parent)
 		return c->res->err = ZK_ENONODE, 0;
+	if (acl_denied(c, parent, KV_PERM_CREATE))
+		return c->res->err = ZK_ENOAUTH, 0;
 	if (seq)
 		n += (uint32_t)snprintf(path + n, 16, "%010d", parent->stat.cversion);
 	if (n > KV_PATH_MAX_BYTES || !path_valid(path, n))
@@ -772,6 +787,10 @@ static int do_delete(struct opctx *c, const struct kv_op *op)
 	struct kv_znode *z = target(c, op);
 	if (!z)
 		return 0;
+	if (acl_denied(c,
+		       kv_lookup(c->kv->draft->paths, z->path, parent_len(z->path, z->leaf.klen)),
+		       KV_PERM_DELETE))
+		return c->res->err = ZK_ENOAUTH, 0;
 	if (container) {
 		int64_t o = z->stat.ephemeral_owner;
 		if (o != KV_OWNER_CONTAINER && (o & KV_OWNER_TTL_MASK) != KV_OWNER_TTL_MASK)
@@ -790,6 +809,8 @@ static int do_set_data(struct opctx *c, const struct kv_op *op)
 	struct kv_znode *z = target(c, op);
 	if (!z)
 		return 0;
+	if (acl_denied(c, z, KV_PERM_WRITE))
+		return c->res->err = ZK_ENOAUTH, 0;
 	if (op->data_len > kv->max_data)
 		return c->res->err = ZK_EBADARGUMENTS, 0;
 	if (!version_ok(op->version, z->stat.version))
@@ -827,6 +848,8 @@ static int do_set_acl(struct opctx *c, const struct kv_op *op)
 	struct kv_znode *z = target(c, op);
 	if (!z)
 		return 0;
+	if (acl_denied(c, z, KV_PERM_ADMIN))
+		return c->res->err = ZK_ENOAUTH, 0;
 	if (!version_ok(op->version, z->stat.aversion))
 		return c->res->err = ZK_EBADVERSION, 0;
 	struct kv_blob *b = kv_blob_alloc(kv, op->acl, op->acl_len);
@@ -843,7 +866,9 @@ static int do_set_acl(struct opctx *c, const struct kv_op *op)
 static int do_check(struct opctx *c, const struct kv_op *op)
 {
 	struct kv_znode *z = target(c, op);
-	if (z && !version_ok(op->version, z->stat.version))
+	if (z && acl_denied(c, z, KV_PERM_READ))
+		c->res->err = ZK_ENOAUTH;
+	else if (z && !version_ok(op->version, z->stat.version))
 		c->res->err = ZK_EBADVERSION;
 	return 0;
 }

@@ -147,6 +147,38 @@ struct kv_op {
 };
 
 /*
+ * Who asked for a write, as the node that took the request saw it (ZooKeeper
+ * checks a write's ACL at the leader, against the latest state, with the
+ * session's authInfo; keel checks it at apply, against the replicated state,
+ * with these identities carried in the txn). Only what does not depend on a
+ * node's config travels: the client's address (ZooKeeper's "ip" scheme) and
+ * the session's digest ids ("user:base64(sha1)"); the super identity and
+ * skipACL are decided by the origin (KV_AUTH_ALL).
+ */
+#define KV_IDS_MAX_DIGEST 8
+enum kv_auth {
+	KV_AUTH_NONE = 0, /* not checked at apply (format 1: the origin checked it) */
+	KV_AUTH_IDS = 1,  /* checked at apply against ids */
+	KV_AUTH_ALL = 2,  /* the origin found super or skipACL: everything allowed */
+};
+struct kv_ids {
+	uint8_t ip_len; /* 0 (unknown), 4 or 16 */
+	uint8_t ip[16];
+	uint32_t n_digest;
+	const char *digest[KV_IDS_MAX_DIGEST]; /* borrowed, not NUL-terminated */
+	uint32_t digest_len[KV_IDS_MAX_DIGEST];
+};
+/*
+ * Does an encoded ACL grant perm (KV_PERM_* bits: any of them, as
+ * ZooKeeper's getACL asks READ|ADMIN) to these identities? As ZooKeeper's
+ * checkACL without super/skipACL: an empty ACL allows everything; an entry
+ * counts if it holds a bit of perm and is world:anyone, a digest id of ids, or an ip id
+ * (address[/bits]) covering ids->ip. ids may be NULL (no identity). A malformed ACL grants what its
+ * well-formed prefix grants.
+ */
+bool kv_acl_allows(const void *acl, uint32_t acl_len, const struct kv_ids *ids, int32_t perm);
+
+/*
  * One transaction as the leader stamped it. type is an op type; for a single
  * op nops == 1 and ops[0].type == type; for KV_OP_MULTI, ops lists the
  * sub-ops (create/delete/setData/check); session txns have nops == 0.
@@ -163,9 +195,18 @@ struct kv_txn {
 	uint8_t session_passwd[KV_PASSWD_BYTES]; /* createSession */
 	uint32_t nops;
 	struct kv_op *ops;
+	/* The write's ACL check at apply (enum kv_auth) and, for KV_AUTH_IDS,
+	 * the requester's identities: the op's target (setData WRITE, setACL
+	 * ADMIN, check READ) or its parent (create CREATE, delete DELETE) must
+	 * grant them, else the op fails with ZK_ENOAUTH (and a multi with it).
+	 * Client writes only; the node's own txns (sessions, deleteContainer,
+	 * /zookeeper/config) are KV_AUTH_NONE. */
+	uint8_t auth;
+	struct kv_ids ids;
 };
 
-/* Encodes a txn (format version 1); returns its size (may exceed cap: then
+/* Encodes a txn (format version 1, or 2 when auth != KV_AUTH_NONE: see
+ * txn.c); returns its size (may exceed cap: then
  * call again with a larger buffer) or KEEL_E_INVAL. */
 int64_t kv_txn_encode(const struct kv_txn *txn, void *buf, size_t cap);
 /* Decodes one txn, bounds-checked: KEEL_E_MALFORMED (truncated, trailing bytes,

@@ -26,6 +26,10 @@ struct kv_znode {
 	struct kv_blob *data; /* NULL: empty (or null, if data_null) */
 	struct kv_blob *acl;  /* NULL: empty list; set with kv_znode_set_acl */
 	bool data_null;       /* ZooKeeper's null data; data is NULL */
+	/* the perms world:anyone holds in acl (all for an empty one): a
+	 * write's ACL check at apply (kv.c acl_denied) decides the common case
+	 * from this, without the blob's cache miss */
+	uint8_t world_perms;
 	struct kv_hnode *children;
 	uint64_t dhash; /* this node's share of the digest */
 	/* acl->hash (0 without one), beside the pointer: every setData recomputes
@@ -84,10 +88,14 @@ struct kv {
 	uint32_t grp_ev[KV_GROUP_MAX_TXNS + 1];
 };
 
+/* The perms an encoded ACL grants world:anyone (KV_PERM_ALL if it is empty). */
+uint8_t kv_acl_world_perms(const void *acl, uint32_t acl_len);
+
 static inline void kv_znode_set_acl(struct kv_znode *z, struct kv_blob *acl)
 {
 	z->acl = acl;
 	z->acl_hash = acl ? acl->hash : 0;
+	z->world_perms = acl ? kv_acl_world_perms(acl->b, acl->len) : KV_PERM_ALL;
 }
 
 /* A hand-built op's pointers cover its lengths (decoded ones always do). */

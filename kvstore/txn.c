@@ -1,10 +1,14 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The binary form of transactions and batches (format version 1, little-endian,
- * fixed-width integers, u32 length before every string):
+ * The binary form of transactions and batches (format version 1 or 2,
+ * little-endian, fixed-width integers, u32 length before every string):
  *
  *   txn   = u8 version=1, i8 type, u16 flags=0, i32 cxid, i64 zxid, i64 time_ms,
  *           i64 session_id, body
+ *         | u8 version=2, i8 type, u16 auth (enum kv_auth: 1 or 2), i32 cxid,
+ *           i64 zxid, i64 time_ms, i64 session_id, [ids if auth == 1], body
+ *   ids   = u8 ip_len (0, 4 or 16), ip_len bytes, u8 n (<= 8), n x digest id
+ *           (a session without auth pays 6 bytes over format 1 for IPv4)
  *   body  = createSession: i32 timeout_ms, 16 B password
  *           close/expireSession: nothing
  *           multi: u32 n, n x (i8 op type, op)
@@ -22,6 +26,8 @@
  * The decoder trusts nothing: every length is checked against what is left,
  * unknown versions and types and trailing bytes are rejected.
  */
+#include <arpa/inet.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "kv_int.h"
@@ -29,6 +35,7 @@
 #include "le.h"
 
 #define TXN_VERSION   1
+#define TXN_VERSION_2 2 /* carries the requester's identities (enum kv_auth) */
 #define BATCH_VERSION 1
 #define BATCH_HDR     5
 
@@ -149,6 +156,98 @@ static int acl_wellformed(const void *acl, uint32_t len)
 	return rc == 0 && got == n;
 }
 
+/* ZooKeeper's "ip" scheme (IPAuthenticationProvider): id is an address with
+ * an optional "/bits"; it covers ip if they agree on the first bits bits.
+ * IPv4 and IPv6 never match each other. */
+static bool ip_covers(const char *id, uint32_t len, const uint8_t *ip, uint8_t ip_len)
+{
+	char text[INET6_ADDRSTRLEN + 8];
+	uint8_t a[16];
+	uint8_t alen = 0;
+	if (!ip_len || len == 0 || len >= sizeof(text))
+		return false;
+	memcpy(text, id, len);
+	text[len] = 0;
+	char *slash = strchr(text, '/');
+	if (slash)
+		*slash = 0;
+	if (inet_pton(AF_INET, text, a) == 1)
+		alen = 4;
+	else if (inet_pton(AF_INET6, text, a) == 1)
+		alen = 16;
+	if (alen != ip_len)
+		return false;
+	unsigned bits = alen * 8u;
+	if (slash) {
+		char *end;
+		unsigned long v = strtoul(slash + 1, &end, 10);
+		if (!slash[1] || *end || slash[1] < '0' || slash[1] > '9' || v > bits)
+			return false;
+		bits = (unsigned)v;
+	}
+	unsigned full = bits / 8, rest = bits % 8;
+	if (memcmp(a, ip, full) != 0)
+		return false;
+	return !rest || ((a[full] ^ ip[full]) & (uint8_t)(0xFF00u >> rest)) == 0;
+}
+
+/* world:anyone as the only entry: the ACL of most nodes. Its perms are read
+ * straight from the bytes, so the common setData pays one compare. */
+static const uint8_t world_anyone_tail[] = { 5, 0, 0, 0,   'w', 'o', 'r', 'l', 'd', 6,
+					     0, 0, 0, 'a', 'n', 'y', 'o', 'n', 'e' };
+
+static bool entry_is(const struct kv_acl *a, const char *scheme, uint32_t n)
+{
+	return a->scheme_len == n && !memcmp(a->scheme, scheme, n);
+}
+
+static bool is_world_anyone(const uint8_t *b, uint32_t len)
+{
+	return len == 8 + sizeof(world_anyone_tail) && kv_le_load(b, 4) == 1 &&
+	       !memcmp(b + 8, world_anyone_tail, sizeof(world_anyone_tail));
+}
+
+uint8_t kv_acl_world_perms(const void *acl, uint32_t acl_len)
+{
+	uint32_t pos = 0, perms = 0;
+	struct kv_acl a;
+	if (acl_len == 0)
+		return KV_PERM_ALL;
+	if (is_world_anyone(acl, acl_len))
+		return (uint8_t)(kv_le_load((const uint8_t *)acl + 4, 4) & KV_PERM_ALL);
+	while (kv_acl_next(acl, acl_len, &pos, &a) == 1)
+		if (entry_is(&a, "world", 5) && a.id_len == 6 && !memcmp(a.id, "anyone", 6))
+			perms |= (uint32_t)a.perms;
+	return (uint8_t)(perms & KV_PERM_ALL);
+}
+
+bool kv_acl_allows(const void *acl, uint32_t acl_len, const struct kv_ids *ids, int32_t perm)
+{
+	const uint8_t *b = acl;
+	if (acl_len == 0)
+		return true;
+	if (is_world_anyone(b, acl_len))
+		return ((int32_t)kv_le_load(b + 4, 4) & perm) != 0;
+	uint32_t pos = 0;
+	struct kv_acl a;
+	while (kv_acl_next(acl, acl_len, &pos, &a) == 1) {
+		if (!(a.perms & perm))
+			continue;
+		if (entry_is(&a, "world", 5) && a.id_len == 6 && !memcmp(a.id, "anyone", 6))
+			return true;
+		if (!ids)
+			continue;
+		if (entry_is(&a, "digest", 6))
+			for (uint32_t i = 0; i < ids->n_digest && i < KV_IDS_MAX_DIGEST; i++)
+				if (ids->digest_len[i] == a.id_len &&
+				    !memcmp(ids->digest[i], a.id, a.id_len))
+					return true;
+		if (entry_is(&a, "ip", 2) && ip_covers(a.id, a.id_len, ids->ip, ids->ip_len))
+			return true;
+	}
+	return false;
+}
+
 /* ---- txn ---- */
 
 static int op_valid_in_multi(int32_t t)
@@ -249,16 +348,55 @@ static void get_op(struct rbuf *r, int32_t type, struct kv_op *op)
 	}
 }
 
+static int put_ids(struct wbuf *w, const struct kv_ids *ids)
+{
+	if ((ids->ip_len != 0 && ids->ip_len != 4 && ids->ip_len != 16) ||
+	    ids->n_digest > KV_IDS_MAX_DIGEST)
+		return KEEL_E_INVAL;
+	put_u8(w, ids->ip_len);
+	put_bytes(w, ids->ip, ids->ip_len);
+	put_u8(w, ids->n_digest);
+	for (uint32_t i = 0; i < ids->n_digest; i++) {
+		if (!ids->digest[i] && ids->digest_len[i])
+			return KEEL_E_INVAL;
+		put_str(w, ids->digest[i], ids->digest_len[i]);
+	}
+	return 0;
+}
+
+static void get_ids(struct rbuf *r, struct kv_ids *ids)
+{
+	ids->ip_len = (uint8_t)get_le(r, 1);
+	if (ids->ip_len != 0 && ids->ip_len != 4 && ids->ip_len != 16) {
+		r->bad = 1;
+		return;
+	}
+	const uint8_t *ip = take(r, ids->ip_len);
+	if (ip)
+		memcpy(ids->ip, ip, ids->ip_len);
+	ids->n_digest = (uint32_t)get_le(r, 1);
+	if (ids->n_digest > KV_IDS_MAX_DIGEST) {
+		r->bad = 1;
+		return;
+	}
+	for (uint32_t i = 0; i < ids->n_digest && !r->bad; i++)
+		ids->digest[i] = get_str(r, &ids->digest_len[i]);
+}
+
 int64_t kv_txn_encode(const struct kv_txn *txn, void *buf, size_t cap)
 {
 	struct wbuf w = { buf, cap, 0 };
-	put_u8(&w, TXN_VERSION);
+	if (txn->auth > KV_AUTH_ALL)
+		return KEEL_E_INVAL;
+	put_u8(&w, txn->auth == KV_AUTH_NONE ? TXN_VERSION : TXN_VERSION_2);
 	put_u8(&w, (uint8_t)(int8_t)txn->type);
-	put_u16(&w, 0);
+	put_u16(&w, txn->auth);
 	put_u32(&w, (uint32_t)txn->cxid);
 	put_u64(&w, (uint64_t)txn->zxid);
 	put_u64(&w, (uint64_t)txn->time_ms);
 	put_u64(&w, (uint64_t)txn->session_id);
+	if (txn->auth == KV_AUTH_IDS && put_ids(&w, &txn->ids) < 0)
+		return KEEL_E_INVAL;
 	switch (txn->type) {
 	case KV_OP_CREATE_SESSION:
 		put_u32(&w, (uint32_t)txn->session_timeout_ms);
@@ -293,15 +431,22 @@ int kv_txn_decode(const void *buf, size_t len, struct kv_txn *txn, struct kv_op 
 {
 	struct rbuf r = { buf, (const uint8_t *)buf + len, 0 };
 	memset(txn, 0, sizeof(*txn));
-	if (!buf || get_le(&r, 1) != TXN_VERSION)
+	uint64_t version = buf ? get_le(&r, 1) : 0;
+	if (version != TXN_VERSION && version != TXN_VERSION_2)
 		return KEEL_E_MALFORMED;
 	txn->type = (int8_t)get_le(&r, 1);
-	if (get_le(&r, 2) != 0)
+	uint64_t auth = get_le(&r, 2);
+	/* Format 1 (entries written before) has no identities: its writes were
+	 * checked at their origin only and apply as they did then. */
+	if (version == TXN_VERSION ? auth != 0 : auth != KV_AUTH_IDS && auth != KV_AUTH_ALL)
 		return KEEL_E_MALFORMED;
+	txn->auth = (uint8_t)auth;
 	txn->cxid = (int32_t)get_le(&r, 4);
 	txn->zxid = (int64_t)get_le(&r, 8);
 	txn->time_ms = (int64_t)get_le(&r, 8);
 	txn->session_id = (int64_t)get_le(&r, 8);
+	if (txn->auth == KV_AUTH_IDS)
+		get_ids(&r, &txn->ids);
 	txn->ops = ops;
 	switch (txn->type) {
 	case KV_OP_CREATE_SESSION: {

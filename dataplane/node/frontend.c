@@ -330,33 +330,43 @@ static bool is_super(const struct keeld *k, const struct fsess *s)
 }
 
 /*
+ * The session's identities as a write carries them (kv_txn.auth/ids):
+ * KV_AUTH_ALL when this node's config lets it do anything (skipACL, or the
+ * super identity: both config, so decided here, not at apply), else its
+ * address and digest ids (borrowed from s).
+ */
+static uint8_t sess_ids(const struct keeld *k, const struct fsess *s, struct kv_ids *ids)
+{
+	memset(ids, 0, offsetof(struct kv_ids, digest));
+	if (k->cfg.skip_acl || is_super(k, s))
+		return KV_AUTH_ALL;
+	if (!s)
+		return KV_AUTH_IDS;
+	if (s->peer.len == 4 || s->peer.len == 16) {
+		ids->ip_len = s->peer.len;
+		memcpy(ids->ip, s->peer.addr, s->peer.len);
+	}
+	for (uint32_t i = 0; i < s->n_auth && i < KV_IDS_MAX_DIGEST; i++) {
+		ids->digest[i] = s->auth[i];
+		ids->digest_len[i] = (uint32_t)strlen(s->auth[i]);
+		ids->n_digest++;
+	}
+	return KV_AUTH_IDS;
+}
+
+/*
  * Does the session's identity hold `perm` on a node with this ACL? As
  * ZooKeeper's checkACL: everything with skipACL=yes, or for the super
- * identity, or on a node whose ACL is empty.
+ * identity; otherwise kv_acl_allows, the very check apply makes for a
+ * write, so this early answer never allows what apply would refuse.
  */
 static bool acl_allows(const struct keeld *k, const void *acl, uint32_t acl_len, int32_t perm,
 		       const struct fsess *s)
 {
-	uint32_t pos = 0;
-	struct kv_acl a;
-	if (k->cfg.skip_acl || acl_len == 0 || is_super(k, s))
+	struct kv_ids ids;
+	if (acl_len == 0)
 		return true;
-	while (kv_acl_next(acl, acl_len, &pos, &a) == 1) {
-		if (!(a.perms & perm))
-			continue;
-		if (a.scheme_len == 5 && !memcmp(a.scheme, "world", 5) && a.id_len == 6 &&
-		    !memcmp(a.id, "anyone", 6))
-			return true;
-		if (s && a.scheme_len == 6 && !memcmp(a.scheme, "digest", 6))
-			for (uint32_t i = 0; i < s->n_auth; i++)
-				if (strlen(s->auth[i]) == a.id_len &&
-				    !memcmp(s->auth[i], a.id, a.id_len))
-					return true;
-		if (s && a.scheme_len == 2 && !memcmp(a.scheme, "ip", 2) &&
-		    zk_ip_acl_match(a.id, a.id_len, &s->peer))
-			return true;
-	}
-	return false;
+	return sess_ids(k, s, &ids) == KV_AUTH_ALL || kv_acl_allows(acl, acl_len, &ids, perm);
 }
 
 static int perm_check(struct keeld *k, const char *path, size_t len, int32_t perm,
@@ -887,6 +897,8 @@ static int op_build(struct keeld *k, const struct zk_request *q, const struct fs
 		e = perm_check(k, op->path, op->path_len, KV_PERM_WRITE, s);
 	else if (q->type == ZK_OP_SET_ACL)
 		e = perm_check(k, op->path, op->path_len, KV_PERM_ADMIN, s);
+	else if (q->type == ZK_OP_CHECK)
+		e = perm_check(k, op->path, op->path_len, KV_PERM_READ, s);
 	return e;
 }
 
@@ -991,6 +1003,10 @@ static void handle_write(struct keeld *k, const struct zk_call *call, const stru
 		txn.nops = 1;
 		txn.ops = &op1;
 	}
+	/* Checked again at apply, in log order (ZooKeeper checks at the leader
+	 * against its latest state): the view above may predate an ACL change
+	 * another session already saw acknowledged. */
+	txn.auth = sess_ids(k, s, &txn.ids);
 	err = preq_encode(r, &txn);
 	if (err)
 		goto out;

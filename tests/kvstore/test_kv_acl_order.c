@@ -1,0 +1,343 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * A write's ACL is checked at apply, in log order, with the identities the
+ * txn carries (kv_txn.auth/ids, txn format 2): kv_acl_allows itself, each
+ * op's refusal (create/delete on the parent, setData/setACL/check on the
+ * target), a multi failing whole, the origin's KV_AUTH_ALL, format-1 txns
+ * applying as before, and the codec of the new fields.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+
+#include "kvt.h"
+
+static const struct kv_ids no_ids = { .ip_len = 4, .ip = { 127, 0, 0, 1 } };
+
+static struct kv_ids digest_ids(const char *id)
+{
+	struct kv_ids ids = no_ids;
+	ids.n_digest = 1;
+	ids.digest[0] = id;
+	ids.digest_len[0] = (uint32_t)strlen(id);
+	return ids;
+}
+
+static uint32_t acl1(uint8_t *buf, size_t cap, int32_t perms, const char *scheme, const char *id)
+{
+	struct kv_acl a = { perms, scheme, (uint32_t)strlen(scheme), id, (uint32_t)strlen(id) };
+	int64_t n = kv_acl_encode(&a, 1, buf, cap);
+	assert_true(n > 0 && (size_t)n <= cap);
+	return (uint32_t)n;
+}
+
+/* Applies one op (through the codec) as a write carrying auth/ids. */
+static int apply_as(struct kv *kv, int64_t zxid, struct kv_op op, uint8_t auth,
+		    const struct kv_ids *ids)
+{
+	struct kv_apply_result res;
+	struct kv_txn txn;
+	memset(&txn, 0, sizeof(txn));
+	txn.type = op.type;
+	txn.zxid = zxid;
+	txn.time_ms = 1000 + zxid;
+	txn.session_id = 0x100;
+	txn.nops = 1;
+	txn.ops = &op;
+	txn.auth = auth;
+	if (ids)
+		txn.ids = *ids;
+	assert_int_equal(kvt_apply_txn(kv, &txn, &res), 0);
+	return res.ops[0].err;
+}
+
+static void test_acl_allows(void **state)
+{
+	(void)state;
+	uint8_t b[128];
+	uint32_t n;
+	struct kv_ids alice = digest_ids("alice:h1");
+
+	n = kvt_acl_world(b, sizeof(b));
+	assert_true(kv_acl_allows(b, n, NULL, KV_PERM_WRITE));
+	n = acl1(b, sizeof(b), KV_PERM_READ, "world", "anyone");
+	assert_true(kv_acl_allows(b, n, &no_ids, KV_PERM_READ));
+	assert_false(kv_acl_allows(b, n, &no_ids, KV_PERM_WRITE));
+	/* any of the bits asked, as ZooKeeper's getACL (READ|ADMIN) */
+	assert_true(kv_acl_allows(b, n, &no_ids, KV_PERM_READ | KV_PERM_ADMIN));
+	assert_true(kv_acl_allows(b, 0, NULL, KV_PERM_ADMIN)); /* empty ACL */
+
+	n = acl1(b, sizeof(b), KV_PERM_ALL, "digest", "alice:h1");
+	assert_true(kv_acl_allows(b, n, &alice, KV_PERM_WRITE));
+	assert_false(kv_acl_allows(b, n, &no_ids, KV_PERM_WRITE));
+	assert_false(kv_acl_allows(b, n, NULL, KV_PERM_WRITE));
+	struct kv_ids prefix = digest_ids("alice:h");
+	assert_false(kv_acl_allows(b, n, &prefix, KV_PERM_WRITE));
+
+	n = acl1(b, sizeof(b), KV_PERM_ALL, "ip", "127.0.0.0/8");
+	assert_true(kv_acl_allows(b, n, &no_ids, KV_PERM_WRITE));
+	struct kv_ids other = { .ip_len = 4, .ip = { 10, 0, 0, 1 } };
+	assert_false(kv_acl_allows(b, n, &other, KV_PERM_WRITE));
+	n = acl1(b, sizeof(b), KV_PERM_ALL, "ip", "10.0.0.0/31");
+	assert_true(kv_acl_allows(b, n, &other, KV_PERM_WRITE));
+	other.ip[3] = 2;
+	assert_false(kv_acl_allows(b, n, &other, KV_PERM_WRITE));
+	n = acl1(b, sizeof(b), KV_PERM_ALL, "ip", "::1");
+	struct kv_ids v6 = { .ip_len = 16, .ip = { [15] = 1 } };
+	assert_true(kv_acl_allows(b, n, &v6, KV_PERM_WRITE));
+	assert_false(kv_acl_allows(b, n, &no_ids, KV_PERM_WRITE)); /* v4 never matches v6 */
+	struct kv_ids unknown = { 0 };
+	n = acl1(b, sizeof(b), KV_PERM_ALL, "ip", "0.0.0.0/0");
+	assert_false(kv_acl_allows(b, n, &unknown, KV_PERM_WRITE));
+
+	/* two entries: the second grants */
+	struct kv_acl two[2] = { { KV_PERM_READ, "digest", 6, "bob:h2", 6 },
+				 { KV_PERM_WRITE, "digest", 6, "alice:h1", 8 } };
+	n = (uint32_t)kv_acl_encode(two, 2, b, sizeof(b));
+	assert_true(kv_acl_allows(b, n, &alice, KV_PERM_WRITE));
+	assert_false(kv_acl_allows(b, n, &alice, KV_PERM_READ));
+}
+
+static struct kv *new_store(void)
+{
+	struct kv *kv;
+	assert_int_equal(kv_create(NULL, &kv), 0);
+	return kv;
+}
+
+/* /p (digest:alice:ALL) with child /p/c (digest:alice:ALL). */
+static struct kv *alice_tree(int64_t *zxid)
+{
+	struct kv *kv = new_store();
+	uint8_t acl[128];
+	struct kv_op op = kvt_create_op("/p", "x", KV_MODE_PERSISTENT);
+	op.acl = acl;
+	op.acl_len = acl1(acl, sizeof(acl), KV_PERM_ALL, "digest", "alice:h1");
+	assert_int_equal(kvt_apply1(kv, 1, 0x100, op, NULL), ZK_OK);
+	op.path = "/p/c";
+	op.path_len = 4;
+	assert_int_equal(kvt_apply1(kv, 2, 0x100, op, NULL), ZK_OK);
+	*zxid = 3;
+	return kv;
+}
+
+static void test_apply_refuses(void **state)
+{
+	(void)state;
+	int64_t z;
+	struct kv *kv = alice_tree(&z);
+	struct kv_ids alice = digest_ids("alice:h1"), bob = digest_ids("bob:h2");
+	uint64_t digest = kv_view_digest(kv_view_get(kv));
+	struct kv_node n;
+
+	struct kv_op set = kvt_op(KV_OP_SET_DATA, "/p/c");
+	set.data = "y";
+	set.data_len = 1;
+	assert_int_equal(apply_as(kv, z++, set, KV_AUTH_IDS, &bob), ZK_ENOAUTH);
+	assert_int_equal(apply_as(kv, z++, set, KV_AUTH_IDS, &no_ids), ZK_ENOAUTH);
+	struct kv_op cr = kvt_create_op("/p/d", "", KV_MODE_PERSISTENT);
+	assert_int_equal(apply_as(kv, z++, cr, KV_AUTH_IDS, &bob), ZK_ENOAUTH);
+	struct kv_op del = kvt_op(KV_OP_DELETE, "/p/c");
+	assert_int_equal(apply_as(kv, z++, del, KV_AUTH_IDS, &bob), ZK_ENOAUTH);
+	struct kv_op sa = kvt_op(KV_OP_SET_ACL, "/p/c");
+	uint8_t acl[128];
+	sa.acl = acl;
+	sa.acl_len = kvt_acl_world(acl, sizeof(acl));
+	assert_int_equal(apply_as(kv, z++, sa, KV_AUTH_IDS, &bob), ZK_ENOAUTH);
+	/* nothing changed but the zxid */
+	assert_int_equal(kv_view_digest(kv_view_get(kv)), digest);
+	assert_int_equal(kv_get(kv_view_get(kv), "/p/d", 4, &n), ZK_ENONODE);
+	assert_int_equal(kv_get(kv_view_get(kv), "/p/c", 4, &n), ZK_OK);
+	assert_int_equal(n.stat.version, 0);
+
+	/* ZooKeeper's order: NoNode before NoAuth, NoAuth before BadVersion */
+	struct kv_op missing = kvt_op(KV_OP_SET_DATA, "/p/none");
+	assert_int_equal(apply_as(kv, z++, missing, KV_AUTH_IDS, &bob), ZK_ENONODE);
+	set.version = 7;
+	assert_int_equal(apply_as(kv, z++, set, KV_AUTH_IDS, &bob), ZK_ENOAUTH);
+	assert_int_equal(apply_as(kv, z++, set, KV_AUTH_IDS, &alice), ZK_EBADVERSION);
+	set.version = -1;
+
+	/* the owner passes; in log order: once alice hands /p/c to bob only,
+	 * her next write is refused and bob's passes */
+	assert_int_equal(apply_as(kv, z++, set, KV_AUTH_IDS, &alice), ZK_OK);
+	sa.acl_len = acl1(acl, sizeof(acl), KV_PERM_ALL, "digest", "bob:h2");
+	assert_int_equal(apply_as(kv, z++, sa, KV_AUTH_IDS, &alice), ZK_OK);
+	assert_int_equal(apply_as(kv, z++, set, KV_AUTH_IDS, &alice), ZK_ENOAUTH);
+	assert_int_equal(apply_as(kv, z++, set, KV_AUTH_IDS, &bob), ZK_OK);
+	/* delete needs DELETE on the parent (alice's), not on the node */
+	assert_int_equal(apply_as(kv, z++, del, KV_AUTH_IDS, &bob), ZK_ENOAUTH);
+	assert_int_equal(apply_as(kv, z++, del, KV_AUTH_IDS, &alice), ZK_OK);
+	assert_int_equal(apply_as(kv, z++, cr, KV_AUTH_IDS, &alice), ZK_OK);
+
+	/* a READ-only world ACL: check passes, setData does not */
+	cr = kvt_create_op("/r", "", KV_MODE_PERSISTENT);
+	cr.acl = acl;
+	cr.acl_len = acl1(acl, sizeof(acl), KV_PERM_READ, "world", "anyone");
+	assert_int_equal(apply_as(kv, z++, cr, KV_AUTH_IDS, &bob), ZK_OK);
+	set.path = "/r";
+	set.path_len = 2;
+	assert_int_equal(apply_as(kv, z++, set, KV_AUTH_IDS, &bob), ZK_ENOAUTH);
+	struct kv_op chk = kvt_op(KV_OP_CHECK, "/r");
+	assert_int_equal(apply_as(kv, z++, chk, KV_AUTH_IDS, &bob), ZK_OK);
+	/* world READ beside a digest entry: the world part answers check, the
+	 * digest entry setData, for its owner only */
+	struct kv_acl mixed[2] = { { KV_PERM_READ, "world", 5, "anyone", 6 },
+				   { KV_PERM_ALL, "digest", 6, "alice:h1", 8 } };
+	sa.path = "/r";
+	sa.path_len = 2;
+	sa.acl_len = (uint32_t)kv_acl_encode(mixed, 2, acl, sizeof(acl));
+	assert_int_equal(apply_as(kv, z++, sa, KV_AUTH_IDS, &bob), ZK_ENOAUTH);
+	assert_int_equal(apply_as(kv, z++, sa, KV_AUTH_ALL, NULL), ZK_OK);
+	assert_int_equal(apply_as(kv, z++, chk, KV_AUTH_IDS, &bob), ZK_OK);
+	assert_int_equal(apply_as(kv, z++, set, KV_AUTH_IDS, &bob), ZK_ENOAUTH);
+	assert_int_equal(apply_as(kv, z++, set, KV_AUTH_IDS, &alice), ZK_OK);
+	kv_destroy(kv);
+}
+
+static void test_multi_fails_whole(void **state)
+{
+	(void)state;
+	int64_t z;
+	struct kv *kv = alice_tree(&z);
+	struct kv_ids bob = digest_ids("bob:h2");
+	uint64_t digest = kv_view_digest(kv_view_get(kv));
+	struct kv_op ops[3] = { kvt_create_op("/open", "", KV_MODE_PERSISTENT),
+				kvt_op(KV_OP_CHECK, "/p/c"), kvt_op(KV_OP_SET_DATA, "/open") };
+	struct kv_apply_result res;
+	struct kv_txn txn;
+	memset(&txn, 0, sizeof(txn));
+	txn.type = KV_OP_MULTI;
+	txn.zxid = z++;
+	txn.session_id = 0x100;
+	txn.nops = 3;
+	txn.ops = ops;
+	txn.auth = KV_AUTH_IDS;
+	txn.ids = bob;
+	assert_int_equal(kvt_apply_txn(kv, &txn, &res), 0);
+	assert_int_equal(res.err, ZK_ENOAUTH);
+	assert_int_equal(res.nops, 3);
+	assert_int_equal(res.ops[0].err, ZK_OK);
+	assert_int_equal(res.ops[1].err, ZK_ENOAUTH);
+	assert_int_equal(res.ops[2].err, ZK_ERUNTIMEINCONSISTENCY);
+	struct kv_node n;
+	assert_int_equal(kv_get(kv_view_get(kv), "/open", 5, &n), ZK_ENONODE);
+	assert_int_equal(kv_view_digest(kv_view_get(kv)), digest);
+	/* an op sees the ACL an earlier op of the same multi gave */
+	uint8_t acl[128];
+	ops[0].acl = acl;
+	ops[0].acl_len = acl1(acl, sizeof(acl), KV_PERM_READ, "world", "anyone");
+	ops[1] = kvt_op(KV_OP_CHECK, "/open");
+	txn.zxid = z++;
+	assert_int_equal(kvt_apply_txn(kv, &txn, &res), 0);
+	assert_int_equal(res.err, ZK_ENOAUTH);
+	assert_int_equal(res.ops[1].err, ZK_OK);
+	assert_int_equal(res.ops[2].err, ZK_ENOAUTH);
+	kv_destroy(kv);
+}
+
+static void test_origin_flags_and_format1(void **state)
+{
+	(void)state;
+	int64_t z;
+	struct kv *kv = alice_tree(&z);
+	struct kv_op set = kvt_op(KV_OP_SET_DATA, "/p/c");
+	/* the origin found super or skipACL: no identities needed */
+	assert_int_equal(apply_as(kv, z++, set, KV_AUTH_ALL, NULL), ZK_OK);
+	/* a format-1 txn (no identities: checked at its origin) applies as before */
+	uint8_t buf[256];
+	struct kv_txn txn;
+	memset(&txn, 0, sizeof(txn));
+	txn.type = KV_OP_SET_DATA;
+	txn.zxid = z++;
+	txn.nops = 1;
+	txn.ops = &set;
+	int64_t len = kv_txn_encode(&txn, buf, sizeof(buf));
+	assert_true(len > 0);
+	assert_int_equal(buf[0], 1); /* format 1, flags 0: what older keeld wrote */
+	assert_int_equal(buf[2] | buf[3], 0);
+	struct kv_apply_result res;
+	assert_int_equal(kv_apply_encoded(kv, buf, (size_t)len, &res), 0);
+	assert_int_equal(res.err, ZK_OK);
+	struct kv_node n;
+	assert_int_equal(kv_get(kv_view_get(kv), "/p/c", 4, &n), ZK_OK);
+	assert_int_equal(n.stat.version, 2);
+	kv_destroy(kv);
+}
+
+static void test_codec(void **state)
+{
+	(void)state;
+	struct kv_op set = kvt_op(KV_OP_SET_DATA, "/a");
+	struct kv_txn txn, back;
+	struct kv_op ops[2];
+	uint8_t buf[512], again[512];
+	memset(&txn, 0, sizeof(txn));
+	txn.type = KV_OP_SET_DATA;
+	txn.zxid = 5;
+	txn.nops = 1;
+	txn.ops = &set;
+	int64_t v1 = kv_txn_encode(&txn, buf, sizeof(buf));
+	txn.auth = KV_AUTH_IDS;
+	txn.ids = no_ids; /* a session without auth: 6 bytes more (IPv4) */
+	assert_int_equal(kv_txn_encode(&txn, buf, sizeof(buf)), v1 + 6);
+	txn.ids = digest_ids("alice:h1");
+	txn.ids.n_digest = 2;
+	txn.ids.digest[1] = "bob:h2";
+	txn.ids.digest_len[1] = 6;
+	int64_t n = kv_txn_encode(&txn, buf, sizeof(buf));
+	assert_int_equal(buf[0], 2);
+	assert_int_equal(kv_txn_decode(buf, (size_t)n, &back, ops, 2), 0);
+	assert_int_equal(back.auth, KV_AUTH_IDS);
+	assert_int_equal(back.ids.ip_len, 4);
+	assert_memory_equal(back.ids.ip, no_ids.ip, 4);
+	assert_int_equal(back.ids.n_digest, 2);
+	assert_int_equal(back.ids.digest_len[1], 6);
+	assert_memory_equal(back.ids.digest[1], "bob:h2", 6);
+	assert_int_equal(kv_txn_encode(&back, again, sizeof(again)), n);
+	assert_memory_equal(again, buf, (size_t)n);
+	/* every truncation is refused */
+	for (int64_t i = 0; i < n; i++)
+		assert_int_equal(kv_txn_decode(buf, (size_t)i, &back, ops, 2), KEEL_E_MALFORMED);
+	/* bad fields: format 1 with flags, format 2 without a mode or with an
+	 * unknown one, an ip of 5 bytes, 9 digest ids */
+	uint8_t bad[512];
+	const struct {
+		size_t off;
+		uint8_t v;
+	} edits[] = { { 0, 1 }, { 2, 0 }, { 2, 3 }, { 32, 5 }, { 37, 9 } };
+	for (size_t i = 0; i < KEEL_ARRAY_SIZE(edits); i++) {
+		memcpy(bad, buf, (size_t)n);
+		bad[edits[i].off] = edits[i].v;
+		assert_int_equal(kv_txn_decode(bad, (size_t)n, &back, ops, 2), KEEL_E_MALFORMED);
+	}
+	/* and the encoder refuses what the decoder would */
+	txn.ids.n_digest = KV_IDS_MAX_DIGEST + 1;
+	assert_int_equal(kv_txn_encode(&txn, buf, sizeof(buf)), KEEL_E_INVAL);
+	txn.ids.n_digest = 0;
+	txn.ids.ip_len = 5;
+	assert_int_equal(kv_txn_encode(&txn, buf, sizeof(buf)), KEEL_E_INVAL);
+	txn.ids.ip_len = 4;
+	txn.auth = 3;
+	assert_int_equal(kv_txn_encode(&txn, buf, sizeof(buf)), KEEL_E_INVAL);
+	/* KV_AUTH_ALL: format 2 without identities, and back */
+	txn.auth = KV_AUTH_ALL;
+	n = kv_txn_encode(&txn, buf, sizeof(buf));
+	assert_int_equal(n, v1);
+	assert_int_equal(kv_txn_decode(buf, (size_t)n, &back, ops, 2), 0);
+	assert_int_equal(back.auth, KV_AUTH_ALL);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_acl_allows),
+		cmocka_unit_test(test_apply_refuses),
+		cmocka_unit_test(test_multi_fails_whole),
+		cmocka_unit_test(test_origin_flags_and_format1),
+		cmocka_unit_test(test_codec),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
