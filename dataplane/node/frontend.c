@@ -369,29 +369,6 @@ static bool acl_allows(const struct keeld *k, const void *acl, uint32_t acl_len,
 	return sess_ids(k, s, &ids) == KV_AUTH_ALL || kv_acl_allows(acl, acl_len, &ids, perm);
 }
 
-static int perm_check(struct keeld *k, const char *path, size_t len, int32_t perm,
-		      const struct fsess *s)
-{
-	struct kv_node n;
-	const struct kv_view *v = kv_view_get(keeld_kv(k));
-	if (kv_get(v, path, len, &n) != ZK_OK)
-		return ZK_OK; /* apply decides (NoNode) */
-	/* /zookeeper/config too: its ACL (world:anyone:r) keeps everyone out
-	 * but the super identity and skipACL, which ZooKeeper 3.8 lets write,
-	 * create under and re-ACL it (checked against it; its members do not
-	 * change: the leader writes its own text back, pipeline.c's
-	 * zkconf_reconcile). */
-	return acl_allows(k, n.acl, n.acl_len, perm, s) ? ZK_OK : ZK_ENOAUTH;
-}
-
-static size_t parent_len(const char *path, size_t len)
-{
-	size_t i = len;
-	while (i > 0 && path[i - 1] != '/')
-		i--;
-	return i > 1 ? i - 1 : 1;
-}
-
 /* ---------------------------------------------------------------- reads */
 
 struct names {
@@ -887,19 +864,13 @@ static int op_build(struct keeld *k, const struct zk_request *q, const struct fs
 		if (e)
 			return e;
 	}
-	/* Permissions (ZooKeeper's checkACL): against the current view. */
-	int e = ZK_OK;
-	if (is_create(q->type))
-		e = perm_check(k, op->path, parent_len(op->path, op->path_len), KV_PERM_CREATE, s);
-	else if (q->type == ZK_OP_DELETE)
-		e = perm_check(k, op->path, parent_len(op->path, op->path_len), KV_PERM_DELETE, s);
-	else if (q->type == ZK_OP_SET_DATA)
-		e = perm_check(k, op->path, op->path_len, KV_PERM_WRITE, s);
-	else if (q->type == ZK_OP_SET_ACL)
-		e = perm_check(k, op->path, op->path_len, KV_PERM_ADMIN, s);
-	else if (q->type == ZK_OP_CHECK)
-		e = perm_check(k, op->path, op->path_len, KV_PERM_READ, s);
-	return e;
+	/* Permissions: checked at apply, in log order, on every replica
+	 * (kvstore's acl_denied, with the identities this txn carries): this
+	 * node's view may not have applied another session's acknowledged
+	 * setACL yet, in either direction -- a check here could let through
+	 * a write the new ACL refuses, or refuse one it allows. A refused
+	 * write costs a log entry, as ZooKeeper's error txn does. */
+	return ZK_OK;
 }
 
 /* A multi refused before it reached the log: ZooKeeper's per-op results. */

@@ -10,7 +10,9 @@ is answered (the leader and the other follower make the quorum). alice,
 connected to that follower, writes right after each answer: her setData,
 create, delete and multi must all be refused (NoAuth), and none of them may
 change anything. Before the check moved to apply, the follower's own stale
-view let them through.
+view let them through. And the other way round: once bob has opened an ACL
+again, alice's write right after his answer passes (a check against the
+follower's stale view would refuse it).
 """
 import os
 import sys
@@ -101,6 +103,17 @@ class TestAclOrder(unittest.TestCase):
                 alice.sync("/t")
                 with self.assertRaises(NoAuthError):
                     alice.get("/t/n1")
+                # The other direction: bob opens the ACL again; alice's write
+                # right after his answer must pass, though her follower's view
+                # still has the closed ACL (a check there would refuse it).
+                self.assertEqual(cl.put_config(ld, "dp.test_delay_us", DELAY_US)[0], 200)
+                for i in range(ROUNDS):
+                    p = "/t/n%d" % i
+                    bob.set_acls(p, both)
+                    alice.set(p, b"open%d" % i)
+                self.assertEqual(cl.put_config(ld, "dp.test_delay_us", 0)[0], 200)
+                for i in range(ROUNDS):
+                    self.assertEqual(bob.get("/t/n%d" % i)[0], b"open%d" % i)
             finally:
                 for c in (alice, bob):
                     c.stop()
