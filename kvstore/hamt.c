@@ -204,6 +204,19 @@ static struct kv_hnode *node_edit(struct kv_mem *m, struct kv_hnode *nd)
 	return c;
 }
 
+/* Path copying: nd's copy (or nd itself, when this draft owns it) takes v in
+ * slot pos and replaces nd in its parent's slot (*ref). */
+static int set_slot(struct kv_mem *m, struct kv_hnode **ref, struct kv_hnode *nd, uint32_t pos,
+		    void *v)
+{
+	struct kv_hnode *c = node_edit(m, nd);
+	if (!c)
+		return KEEL_E_NOMEM;
+	c->slot[pos] = v;
+	*ref = c;
+	return 0;
+}
+
 /* nd with a slot inserted at pos (a new node; nd retired). */
 static struct kv_hnode *node_insert(struct kv_mem *m, struct kv_hnode *nd, uint32_t pos, void *s)
 {
@@ -322,11 +335,7 @@ static int put(struct kv_mem *m, struct kv_hnode **ref, unsigned shift, struct k
 				*old = e;
 				if (e == lf)
 					return 0;
-				if (!(c = node_edit(m, nd)))
-					return KEEL_E_NOMEM;
-				c->slot[i] = tag_leaf(lf);
-				*ref = c;
-				return 0;
+				return set_slot(m, ref, nd, i, tag_leaf(lf));
 			}
 		}
 		if (!(c = node_insert(m, nd, nd->n, tag_leaf(lf))))
@@ -357,21 +366,13 @@ static int put(struct kv_mem *m, struct kv_hnode **ref, unsigned shift, struct k
 			if (!ns)
 				return KEEL_E_NOMEM;
 		}
-		if (!(c = node_edit(m, nd)))
-			return KEEL_E_NOMEM;
-		c->slot[pos] = ns;
-		*ref = c;
-		return 0;
+		return set_slot(m, ref, nd, pos, ns);
 	}
 	struct kv_hnode *child = s;
 	int rc = put(m, &child, shift + BITS, lf, old);
 	if (rc < 0 || child == s)
 		return rc;
-	if (!(c = node_edit(m, nd)))
-		return KEEL_E_NOMEM;
-	c->slot[pos] = child;
-	*ref = c;
-	return 0;
+	return set_slot(m, ref, nd, pos, child);
 }
 
 int kv_hamt_put(struct kv_mem *m, struct kv_hnode **root, struct kv_leaf *lf, struct kv_leaf **old)
@@ -383,7 +384,7 @@ int kv_hamt_put(struct kv_mem *m, struct kv_hnode **root, struct kv_leaf *lf, st
 static int replace(struct kv_mem *m, struct kv_hnode **ref, unsigned shift,
 		   const struct kv_leaf *old, struct kv_leaf *lf)
 {
-	struct kv_hnode *nd = *ref, *c;
+	struct kv_hnode *nd = *ref;
 	uint32_t pos = 0;
 	KEEL_ASSERT(nd);
 	if (nd->collision) {
@@ -400,19 +401,11 @@ static int replace(struct kv_mem *m, struct kv_hnode **ref, unsigned shift,
 			int rc = replace(m, &child, shift + BITS, old, lf);
 			if (rc < 0 || child == s)
 				return rc;
-			if (!(c = node_edit(m, nd)))
-				return KEEL_E_NOMEM;
-			c->slot[pos] = child;
-			*ref = c;
-			return 0;
+			return set_slot(m, ref, nd, pos, child);
 		}
 		KEEL_ASSERT(as_leaf(s) == old);
 	}
-	if (!(c = node_edit(m, nd)))
-		return KEEL_E_NOMEM;
-	c->slot[pos] = tag_leaf(lf);
-	*ref = c;
-	return 0;
+	return set_slot(m, ref, nd, pos, tag_leaf(lf));
 }
 
 int kv_hamt_replace(struct kv_mem *m, struct kv_hnode **root, const struct kv_leaf *old,
@@ -467,11 +460,7 @@ static int del(struct kv_mem *m, struct kv_hnode **ref, unsigned shift, uint64_t
 		*ref = c;
 		return 0;
 	}
-	if (!(c = node_edit(m, nd)))
-		return KEEL_E_NOMEM;
-	c->slot[pos] = child;
-	*ref = c;
-	return 0;
+	return set_slot(m, ref, nd, pos, child);
 }
 
 int kv_hamt_del(struct kv_mem *m, struct kv_hnode **root, uint64_t hash, const char *key,
