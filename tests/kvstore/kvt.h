@@ -15,6 +15,21 @@
 #include "kv.h"
 
 /* world:anyone:ALL, encoded. */
+/* cmocka setup/teardown: the test thread is a kvstore reader (RCU). */
+static inline int kvt_setup(void **state)
+{
+	(void)state;
+	kv_thread_register();
+	return 0;
+}
+
+static inline int kvt_teardown(void **state)
+{
+	(void)state;
+	kv_thread_unregister();
+	return 0;
+}
+
 static inline uint32_t kvt_acl_world(uint8_t *buf, size_t cap)
 {
 	static const struct kv_acl a = { KV_PERM_ALL, "world", 5, "anyone", 6 };

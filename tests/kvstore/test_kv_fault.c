@@ -204,20 +204,6 @@ static void test_fault_restore(void **state)
 	free(s.b);
 }
 
-static int setup(void **state)
-{
-	(void)state;
-	kv_thread_register();
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	kv_thread_unregister();
-	return 0;
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -226,7 +212,7 @@ int main(void)
 		cmocka_unit_test(test_fault_group),
 		cmocka_unit_test(test_fault_restore),
 	};
-	int rc = cmocka_run_group_tests(tests, setup, teardown);
+	int rc = cmocka_run_group_tests(tests, kvt_setup, kvt_teardown);
 	kv_barrier();
 	return rc;
 }

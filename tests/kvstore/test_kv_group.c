@@ -26,20 +26,6 @@ static struct kv *store(void)
 	return kv;
 }
 
-static int setup(void **state)
-{
-	(void)state;
-	kv_thread_register();
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	kv_thread_unregister();
-	return 0;
-}
-
 /* The group under test: successes around failures of every kind setData has,
  * the same node twice (its second version is edited in place in the draft),
  * null data. */
@@ -425,10 +411,10 @@ static void test_group_create_delete(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_group_matches_apply, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_group_refusals, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_group_watch, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_group_create_delete, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_group_matches_apply, kvt_setup, kvt_teardown),
+		cmocka_unit_test_setup_teardown(test_group_refusals, kvt_setup, kvt_teardown),
+		cmocka_unit_test_setup_teardown(test_group_watch, kvt_setup, kvt_teardown),
+		cmocka_unit_test_setup_teardown(test_group_create_delete, kvt_setup, kvt_teardown),
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);
 	kv_barrier();
