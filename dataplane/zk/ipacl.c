@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * ZooKeeper's "ip" ACL scheme (IPAuthenticationProvider): an id is an
- * address with an optional "/bits" prefix length; it covers a client whose
- * address agrees with it on the first `bits` bits. IPv4 and IPv6 never
- * match each other.
+ * ZooKeeper's "ip" ACL scheme (IPAuthenticationProvider): which ids are valid
+ * (an address with an optional "/bits" prefix length), and a client's address
+ * as text. Whether an id covers a client is decided at apply, by the kvstore
+ * (kv_acl_allows), so that every replica decides alike.
  */
 #include <arpa/inet.h>
 #include <stdio.h>
@@ -51,22 +51,6 @@ bool zk_ip_acl_valid(const char *id, size_t len)
 	uint8_t a[16], alen;
 	unsigned bits;
 	return parse_id(id, len, a, &alen, &bits);
-}
-
-bool zk_ip_acl_match(const char *id, size_t len, const struct zk_peer *peer)
-{
-	uint8_t a[16], alen;
-	unsigned bits;
-	if (!peer || !parse_id(id, len, a, &alen, &bits) || alen != peer->len)
-		return false;
-	unsigned full = bits / 8, rest = bits % 8;
-	if (memcmp(a, peer->addr, full) != 0)
-		return false;
-	if (rest) {
-		uint8_t mask = (uint8_t)(0xFF00u >> rest);
-		return (a[full] & mask) == (peer->addr[full] & mask);
-	}
-	return true;
 }
 
 size_t zk_peer_format(const struct zk_peer *peer, char *out, size_t cap)

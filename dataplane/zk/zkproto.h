@@ -494,9 +494,6 @@ struct zk_peer {
  * Valid: ZooKeeper refuses any other id with ZINVALIDACL.
  */
 bool zk_ip_acl_valid(const char *id, size_t len);
-/* Does the id cover the peer? Both sides are masked to the prefix; families
- * must agree; an invalid id or an unknown peer matches nothing. */
-bool zk_ip_acl_match(const char *id, size_t len, const struct zk_peer *peer);
 /* The peer's address as text ("127.0.0.1"; IPv6 as ZooKeeper shows it,
  * "0:0:0:0:0:0:0:1") into out; its length (0 for an unknown peer). cap >= 46
  * always fits. */

@@ -33,6 +33,53 @@ static uint32_t acl1(uint8_t *buf, size_t cap, int32_t perms, const char *scheme
 	return (uint32_t)n;
 }
 
+/* ZooKeeper's ip scheme: address[/bits], both sides masked to the prefix,
+ * IPv4 and IPv6 never match each other, a malformed id matches nothing. */
+static bool ip_match(const char *id, uint32_t id_len, const struct kv_ids *ids)
+{
+	uint8_t b[128];
+	struct kv_acl a = { KV_PERM_ALL, "ip", 2, id, id_len };
+	int64_t n = kv_acl_encode(&a, 1, b, sizeof(b));
+	assert_true(n > 0);
+	return kv_acl_allows(b, (uint32_t)n, ids, KV_PERM_WRITE);
+}
+
+static void test_ip_ids(void **state)
+{
+	(void)state;
+	struct kv_ids v4 = { .ip_len = 4, .ip = { 127, 0, 0, 1 } };
+	struct kv_ids ten = { .ip_len = 4, .ip = { 10, 200, 3, 4 } };
+	struct kv_ids v6 = { .ip_len = 16, .ip = { 0x20, 0x01, 0x0d, 0xb8, [15] = 1 } };
+	struct kv_ids none = { 0 };
+#define M(id, p) ip_match(id, (uint32_t)strlen(id), p)
+	assert_true(M("127.0.0.1", &v4));
+	assert_true(M("127.0.0.1/32", &v4));
+	assert_true(M("127.0.0.0/8", &v4));
+	assert_true(M("127.1.2.3/8", &v4)); /* the id is masked too */
+	assert_true(M("0.0.0.0/0", &v4));
+	assert_false(M("127.0.0.2", &v4));
+	assert_false(M("10.0.0.0/8", &v4));
+	assert_true(M("10.0.0.0/8", &ten));
+	assert_true(M("10.192.0.0/10", &ten)); /* 200 = 0b11001000: the top 2 bits */
+	assert_false(M("10.128.0.0/10", &ten));
+	assert_false(M("10.200.3.5", &ten));
+	assert_true(M("2001:db8::1", &v6));
+	assert_true(M("2001:db8::/32", &v6));
+	assert_false(M("2001:db9::/32", &v6));
+	assert_false(M("::1", &v6));
+	assert_false(M("::/0", &v4)); /* families never match each other */
+	assert_false(M("0.0.0.0/0", &v6));
+	assert_false(M("127.0.0.1", &none));
+	static const char *const bad[] = { "1.2.3",    "abc",        "1.2.3.4/",   "1.2.3.4/x",
+					   "/8",       "1.2.3.4/33", "::1/129",    "1.2.3.4/8/8",
+					   "1.2.3.4 ", "256.1.1.1",  "1.2.3.4/-1", "1.2.3.4/+8" };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_false(M(bad[i], &v4));
+	/* only the id's own bytes count */
+	assert_true(ip_match("127.0.0.1XYZ", 9, &v4));
+#undef M
+}
+
 /* Applies one op (through the codec) as a write carrying auth/ids. */
 static int apply_as(struct kv *kv, int64_t zxid, struct kv_op op, uint8_t auth,
 		    const struct kv_ids *ids)
@@ -334,6 +381,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_acl_allows),
+		cmocka_unit_test(test_ip_ids),
 		cmocka_unit_test(test_apply_refuses),
 		cmocka_unit_test(test_multi_fails_whole),
 		cmocka_unit_test(test_origin_flags_and_format1),
