@@ -78,6 +78,18 @@ uint32_t keel_crc32c_sw(uint32_t crc, const void *buf, size_t len);
 uint32_t keel_crc32c_hw(uint32_t crc, const void *buf, size_t len);
 bool keel_crc32c_hw_available(void);
 
+/*
+ * ZooKeeper's "ip" ACL id: "address[/bits]", IPv4 (bits 0..32) or IPv6
+ * (0..128), len bytes (not NUL-terminated). keel_ip_id_parse fills addr (4 or
+ * 16 bytes), alen and bits (the whole address without "/bits"); false if id
+ * is not one. keel_ip_id_covers: does id cover the address ip (ip_len 4 or 16;
+ * 0: unknown, covered by nothing)? Both sides are masked to the prefix; IPv4
+ * and IPv6 never cover each other; an invalid id covers nothing.
+ */
+bool keel_ip_id_parse(const char *id, size_t len, uint8_t addr[16], uint8_t *alen,
+		      unsigned *bits);
+bool keel_ip_id_covers(const char *id, size_t len, const uint8_t *ip, uint8_t ip_len);
+
 /* Monotonic clock, for I/O modules only (the consensus core never reads a clock). */
 uint64_t keel_now_ns(void);
 

@@ -26,7 +26,6 @@
  * The decoder trusts nothing: every length is checked against what is left,
  * unknown versions and types and trailing bytes are rejected.
  */
-#include <arpa/inet.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -156,41 +155,6 @@ static int acl_wellformed(const void *acl, uint32_t len)
 	return rc == 0 && got == n;
 }
 
-/* ZooKeeper's "ip" scheme (IPAuthenticationProvider): id is an address with
- * an optional "/bits"; it covers ip if they agree on the first bits bits.
- * IPv4 and IPv6 never match each other. */
-static bool ip_covers(const char *id, uint32_t len, const uint8_t *ip, uint8_t ip_len)
-{
-	char text[INET6_ADDRSTRLEN + 8];
-	uint8_t a[16];
-	uint8_t alen = 0;
-	if (!ip_len || len == 0 || len >= sizeof(text))
-		return false;
-	memcpy(text, id, len);
-	text[len] = 0;
-	char *slash = strchr(text, '/');
-	if (slash)
-		*slash = 0;
-	if (inet_pton(AF_INET, text, a) == 1)
-		alen = 4;
-	else if (inet_pton(AF_INET6, text, a) == 1)
-		alen = 16;
-	if (alen != ip_len)
-		return false;
-	unsigned bits = alen * 8u;
-	if (slash) {
-		char *end;
-		unsigned long v = strtoul(slash + 1, &end, 10);
-		if (!slash[1] || *end || slash[1] < '0' || slash[1] > '9' || v > bits)
-			return false;
-		bits = (unsigned)v;
-	}
-	unsigned full = bits / 8, rest = bits % 8;
-	if (memcmp(a, ip, full) != 0)
-		return false;
-	return !rest || ((a[full] ^ ip[full]) & (uint8_t)(0xFF00u >> rest)) == 0;
-}
-
 /* world:anyone as the only entry: the ACL of most nodes. Its perms are read
  * straight from the bytes, so the common setData pays one compare. */
 static const uint8_t world_anyone_tail[] = { 5, 0, 0, 0,   'w', 'o', 'r', 'l', 'd', 6,
@@ -242,7 +206,8 @@ bool kv_acl_allows(const void *acl, uint32_t acl_len, const struct kv_ids *ids, 
 				if (ids->digest_len[i] == a.id_len &&
 				    !memcmp(ids->digest[i], a.id, a.id_len))
 					return true;
-		if (entry_is(&a, "ip", 2) && ip_covers(a.id, a.id_len, ids->ip, ids->ip_len))
+		if (entry_is(&a, "ip", 2) &&
+		    keel_ip_id_covers(a.id, a.id_len, ids->ip, ids->ip_len))
 			return true;
 	}
 	return false;

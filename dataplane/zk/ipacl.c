@@ -9,48 +9,14 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "keel.h"
 #include "zkproto.h"
-
-/* Parses "addr[/bits]" into addr (4 or 16 bytes); false if it is not one. */
-static bool parse_id(const char *id, size_t len, uint8_t addr[16], uint8_t *alen, unsigned *bits)
-{
-	char text[INET6_ADDRSTRLEN + 8];
-	if (!id || len == 0 || len >= sizeof(text))
-		return false;
-	memcpy(text, id, len);
-	text[len] = 0;
-	char *slash = strchr(text, '/');
-	if (slash)
-		*slash = 0;
-	if (inet_pton(AF_INET, text, addr) == 1)
-		*alen = 4;
-	else if (inet_pton(AF_INET6, text, addr) == 1)
-		*alen = 16;
-	else
-		return false;
-	*bits = *alen * 8u;
-	if (slash) {
-		const char *b = slash + 1;
-		unsigned v = 0;
-		if (!*b || strlen(b) > 3)
-			return false;
-		for (; *b; b++) {
-			if (*b < '0' || *b > '9')
-				return false;
-			v = v * 10 + (unsigned)(*b - '0');
-		}
-		if (v > *alen * 8u)
-			return false;
-		*bits = v;
-	}
-	return true;
-}
 
 bool zk_ip_acl_valid(const char *id, size_t len)
 {
 	uint8_t a[16], alen;
 	unsigned bits;
-	return parse_id(id, len, a, &alen, &bits);
+	return keel_ip_id_parse(id, len, a, &alen, &bits);
 }
 
 size_t zk_peer_format(const struct zk_peer *peer, char *out, size_t cap)
