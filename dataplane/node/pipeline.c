@@ -3040,6 +3040,23 @@ static void clock_jump(struct pipeline *p, int64_t ms)
  * threads read (the 4lw whitelist, session timeouts) are single aligned words
  * stored atomically. The answer's message is what the operator sees.
  */
+/* A test key's value in microseconds, 0..max; msg says what was set or why
+ * the value is refused. */
+static int test_us(const char *key, const char *val, uint32_t max, uint32_t *us, char *msg,
+		   size_t len)
+{
+	char *end;
+	errno = 0;
+	unsigned long v = strtoul(val, &end, 10);
+	if (!*val || *end || errno || v > max || val[0] == '-') {
+		snprintf(msg, len, "%s: '%s' is not in 0..%u (us)", key, val, max);
+		return KEEL_E_CONFIG;
+	}
+	*us = (uint32_t)v;
+	snprintf(msg, len, "%s set to %lu", key, v);
+	return 0;
+}
+
 static int mg_apply(struct pipeline *p, const char *key, const char *val, char *msg, size_t len)
 {
 	struct keeld *k = p->k;
@@ -3106,27 +3123,17 @@ static int mg_apply(struct pipeline *p, const char *key, const char *val, char *
 		return 0;
 	}
 	if (!strcmp(key, "keel.test.applyGapUs")) {
-		char *end;
-		errno = 0;
-		unsigned long us = strtoul(val, &end, 10);
-		if (!*val || *end || errno || us > 100000ul || val[0] == '-') {
-			snprintf(msg, len, "%s: '%s' is not in 0..100000 (us)", key, val);
-			return KEEL_E_CONFIG;
-		}
-		p->test_apply_gap_us = (uint32_t)us;
-		snprintf(msg, len, "%s set to %lu", key, us);
+		uint32_t us;
+		if ((rc = test_us(key, val, 100000u, &us, msg, len)) < 0)
+			return rc;
+		p->test_apply_gap_us = us;
 		return 0;
 	}
 	if (!strcmp(key, "keel.test.fsyncDelayUs")) {
-		char *end;
-		errno = 0;
-		unsigned long us = strtoul(val, &end, 10);
-		if (!*val || *end || errno || us > 10000000ul || val[0] == '-') {
-			snprintf(msg, len, "%s: '%s' is not in 0..10000000 (us)", key, val);
-			return KEEL_E_CONFIG;
-		}
-		wal_set_test_fsync_delay(p->w, (uint32_t)us);
-		snprintf(msg, len, "%s set to %lu", key, us);
+		uint32_t us;
+		if ((rc = test_us(key, val, 10000000u, &us, msg, len)) < 0)
+			return rc;
+		wal_set_test_fsync_delay(p->w, us);
 		return 0;
 	}
 	struct node_config *c = malloc(sizeof(*c));

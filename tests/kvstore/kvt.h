@@ -75,9 +75,11 @@ static inline int kvt_apply_txn(struct kv *kv, struct kv_txn *txn, struct kv_app
 	return kv_apply_encoded(kv, buf, (size_t)n, res);
 }
 
-/* Applies one op as its own txn; returns the op's ZooKeeper result code. */
-static inline int kvt_apply1(struct kv *kv, int64_t zxid, int64_t session, struct kv_op op,
-			     struct kv_apply_result *res)
+/* Applies one op as its own txn, from the given requester (auth, ids: as a
+ * client write carries them; 0 / NULL for none); returns the op's ZooKeeper
+ * result code. */
+static inline int kvt_apply1_as(struct kv *kv, int64_t zxid, int64_t session, struct kv_op op,
+				uint8_t auth, const struct kv_ids *ids, struct kv_apply_result *res)
 {
 	struct kv_apply_result r;
 	struct kv_txn txn;
@@ -88,6 +90,9 @@ static inline int kvt_apply1(struct kv *kv, int64_t zxid, int64_t session, struc
 	txn.session_id = session;
 	txn.nops = 1;
 	txn.ops = &op;
+	txn.auth = auth;
+	if (ids)
+		txn.ids = *ids;
 	if (!res)
 		res = &r;
 	int rc = kvt_apply_txn(kv, &txn, res);
@@ -96,6 +101,13 @@ static inline int kvt_apply1(struct kv *kv, int64_t zxid, int64_t session, struc
 		abort();
 	}
 	return res->ops[0].err;
+}
+
+/* Applies one op as its own txn; returns the op's ZooKeeper result code. */
+static inline int kvt_apply1(struct kv *kv, int64_t zxid, int64_t session, struct kv_op op,
+			     struct kv_apply_result *res)
+{
+	return kvt_apply1_as(kv, zxid, session, op, 0, NULL, res);
 }
 
 static inline int kvt_session(struct kv *kv, int64_t zxid, int32_t type, int64_t session,

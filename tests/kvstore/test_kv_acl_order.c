@@ -84,20 +84,7 @@ static void test_ip_ids(void **state)
 static int apply_as(struct kv *kv, int64_t zxid, struct kv_op op, uint8_t auth,
 		    const struct kv_ids *ids)
 {
-	struct kv_apply_result res;
-	struct kv_txn txn;
-	memset(&txn, 0, sizeof(txn));
-	txn.type = op.type;
-	txn.zxid = zxid;
-	txn.time_ms = 1000 + zxid;
-	txn.session_id = 0x100;
-	txn.nops = 1;
-	txn.ops = &op;
-	txn.auth = auth;
-	if (ids)
-		txn.ids = *ids;
-	assert_int_equal(kvt_apply_txn(kv, &txn, &res), 0);
-	return res.ops[0].err;
+	return kvt_apply1_as(kv, zxid, 0x100, op, auth, ids, NULL);
 }
 
 static void test_acl_allows(void **state)
