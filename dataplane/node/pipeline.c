@@ -272,6 +272,7 @@ struct pipeline {
 	struct level_peer {
 		uint32_t id, level, min;
 		uint64_t refused_logged_ns;
+		uint64_t silent_since_ns; /* replicating, no level said (level_silent) */
 	} level_peer[NODE_MAX_SERVERS];
 	uint32_t level_peer_n;
 	uint32_t level_proposed;
@@ -1523,9 +1524,21 @@ static struct level_peer *level_peer_of(struct pipeline *p, uint32_t id, bool ad
 	return lp;
 }
 
-static void level_heard(struct pipeline *p, uint32_t from, uint32_t level, uint32_t min)
+/* The leader counts and logs a refusal of member lp (the reason in msg). */
+static void level_refuse(struct pipeline *p, struct level_peer *lp, uint64_t now, const char *msg)
 {
 	struct keeld *k = p->k;
+	atomic_fetch_add(&k->n_level_refused, 1);
+	if (k->level_refused_c)
+		mgmt_counter_add(k->level_refused_c, 1);
+	if (!lp->refused_logged_ns || now - lp->refused_logged_ns >= 10000000000u) {
+		lp->refused_logged_ns = now;
+		keeld_log("node %u refused: %s", lp->id, msg);
+	}
+}
+
+static void level_heard(struct pipeline *p, uint32_t from, uint32_t level, uint32_t min)
+{
 	if (raft_role(p->r) != RAFT_LEADER || !conf_has(raft_conf(p->r), from, 0))
 		return;
 	struct level_peer *lp = level_peer_of(p, from, true);
@@ -1536,23 +1549,52 @@ static void level_heard(struct pipeline *p, uint32_t from, uint32_t level, uint3
 	char msg[512];
 	if (node_level_check(p->level_cluster, level, min, msg, sizeof(msg)) == 0)
 		return;
-	atomic_fetch_add(&k->n_level_refused, 1);
-	if (k->level_refused_c)
-		mgmt_counter_add(k->level_refused_c, 1);
-	uint64_t now = keel_now_ns();
-	if (!lp->refused_logged_ns || now - lp->refused_logged_ns >= 10000000000u) {
-		lp->refused_logged_ns = now;
-		keeld_log("node %u (protocol level %u, reads down to %u) refused: %s", from, level,
-			  min, msg);
-	}
+	char why[700];
+	snprintf(why, sizeof(why), "its protocol level is %u (it reads down to %u): %s", level, min,
+		 msg);
+	level_refuse(p, lp, keel_now_ns(), why);
 	uint8_t b[4];
 	put32(b, p->level_cluster);
 	if (p->t)
 		(void)dp_send(p->t, (uint16_t)from, KEELD_MSG_REFUSED, b, sizeof(b));
 }
 
+/*
+ * A member that replicates (the leader knows its match index) but has said
+ * no level for 10 ticks runs a keeld of level 2 (session 4), which has no
+ * way to hear a refusal: above cluster level 2 it skips level items (logging
+ * an apply error) and cannot restore a snapshot. The operator must upgrade
+ * it: counted and logged as a refusal. A member whose TOUCHes are lost
+ * (heavy loss) may be counted too; its next TOUCH clears it.
+ */
+static void level_silent(struct pipeline *p, const struct raft_conf *c, uint64_t now)
+{
+	struct keeld *k = p->k;
+	uint64_t after = 10 * (uint64_t)k->cfg.tick_ms * 1000000u;
+	for (uint32_t i = 0; i < c->n; i++) {
+		uint32_t id = c->m[i].id;
+		if (id == k->myid || !raft_match_of(p->r, id))
+			continue;
+		struct level_peer *lp = level_peer_of(p, id, true);
+		if (!lp || lp->level != NODE_LEVEL_UNHEARD)
+			continue;
+		if (!lp->silent_since_ns)
+			lp->silent_since_ns = now;
+		else if (p->level_cluster > 2 && now - lp->silent_since_ns >= after) {
+			char msg[256];
+			snprintf(msg, sizeof(msg),
+				 "it replicates but has said no protocol level for %u ms: a keeld "
+				 "of level 2 (keel session 4) in a cluster of level %u, which it "
+				 "cannot follow; upgrade it to a keeld of protocol level %u or "
+				 "later",
+				 10 * k->cfg.tick_ms, p->level_cluster, p->level_cluster);
+			level_refuse(p, lp, now, msg);
+		}
+	}
+}
+
 /* Leader, every half tick: raise the cluster level once every member speaks it. */
-static void level_work(struct pipeline *p)
+static void level_work(struct pipeline *p, uint64_t now)
 {
 	struct keeld *k = p->k;
 	uint64_t term = raft_term(p->r);
@@ -1563,6 +1605,7 @@ static void level_work(struct pipeline *p)
 	if (p->level_proposed_term == term && p->level_proposed > p->level_cluster)
 		return; /* proposed in this term, not applied yet */
 	const struct raft_conf *c = raft_conf(p->r);
+	level_silent(p, c, now);
 	uint32_t levels[RAFT_MAX_MEMBERS], n = 0;
 	for (uint32_t i = 0; i < c->n; i++) {
 		if (c->m[i].id == k->myid)
@@ -1609,7 +1652,7 @@ static void session_work(struct pipeline *p, uint64_t now)
 		if (raft_role(p->r) == RAFT_LEADER) {
 			for (uint32_t i = 0; i < n; i++)
 				trk_touch(p, (int64_t)get64(msg + 4 + 8 * i), now);
-			level_work(p);
+			level_work(p, now);
 		} else if (raft_leader(p->r) && p->t) {
 			(void)dp_send(p->t, (uint16_t)raft_leader(p->r), KEELD_MSG_TOUCH, msg,
 				      4 + 8 * (size_t)n + 8);

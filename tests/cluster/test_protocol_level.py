@@ -8,6 +8,9 @@ at level 3: the leader raises the cluster level through the log, so every node
 logs the change at the same index and shows level 3 on /status, and snapshots
 carry the level from then on. Node 3 restarted at level 2 again is refused:
 it exits with status 1 saying which level to upgrade to; the others serve on.
+A standalone node, which no leader can refuse, stops by itself when started
+on level 2 over a log (the level item) or a snapshot (its level header) of
+level 3.
 """
 import glob
 import os
@@ -160,6 +163,43 @@ class TestProtocolLevel(unittest.TestCase):
             code, text = http(n1.admin_port, "GET", "/metrics", token=TOKEN)
             self.assertEqual(code, 200)
             self.assertIn("keel_protocol_level_refused_total", text)
+
+    def test_standalone_downgrade(self):
+        """One node (no leader to refuse it): started on level 2 over a log,
+        then over a snapshot, of cluster level 3, it stops by itself."""
+        if os.environ.get("KEEL_TEST_TARGET", "keel") != "keel":
+            self.skipTest("keel's protocol levels")
+        LevelCluster.low = set()
+        with LevelCluster(1, admin_token=TOKEN) as cl:
+            n = cl.nodes[0]
+            wait_for(lambda: (status(n) or {}).get("cluster_level") == 3, 30,
+                     "a standalone node at its own level")
+            c = level_changes(n)
+            self.assertEqual(len(c), 1, c)
+            index = c[0][2]
+
+            def downgraded(what):
+                cl.stop(0)
+                LevelCluster.low = {1}
+                cl.configure(n)
+                cl.start(0, wait=False)
+                wait_for(lambda: n.proc.poll() is not None, 60, "the node stopping")
+                self.assertEqual(n.proc.returncode, 1, cl.tail(n))
+                log = cl.tail(n, 30)
+                self.assertIn(what, log)
+                self.assertIn("above this node's level 2", log)
+                self.assertIn("protocol level 3 or later", log)
+                cl.stop(0)
+                LevelCluster.low = set()
+                cl.configure(n)
+                cl.start(0)
+
+            # The level item in the log: applying it stops the node.
+            downgraded("FATAL: apply: index %d:" % index)
+            # Back on level 3 (nothing lost), then a snapshot holding the level.
+            wait_for(lambda: (status(n) or {}).get("cluster_level") == 3, 30, "level 3 again")
+            self.assertIn(b"KEELLVL1", self.snap(n))
+            downgraded("wal: snapshot")
 
 
 if __name__ == "__main__":
