@@ -272,6 +272,7 @@ struct pipeline {
 	struct level_peer {
 		uint32_t id, level, min;
 		uint64_t refused_logged_ns;
+		uint64_t heard_ns;        /* its last TOUCH with a level */
 		uint64_t silent_since_ns; /* replicating, no level said (level_silent) */
 	} level_peer[NODE_MAX_SERVERS];
 	uint32_t level_peer_n;
@@ -1537,6 +1538,22 @@ static void level_refuse(struct pipeline *p, struct level_peer *lp, uint64_t now
 	}
 }
 
+/* How long a member's level counts once said: 10 ticks (it says it every
+ * half tick). A member restarted on an older keeld stops saying it. */
+static uint64_t level_fresh_ns(const struct pipeline *p)
+{
+	return 10 * (uint64_t)p->k->cfg.tick_ms * 1000000u;
+}
+
+/* Member id's level as the leader last heard it, NODE_LEVEL_UNHEARD when
+ * not within level_fresh_ns. */
+static uint32_t level_of(struct pipeline *p, uint32_t id, uint64_t now)
+{
+	struct level_peer *lp = level_peer_of(p, id, false);
+	return lp && lp->heard_ns && now - lp->heard_ns < level_fresh_ns(p) ? lp->level
+									    : NODE_LEVEL_UNHEARD;
+}
+
 static void level_heard(struct pipeline *p, uint32_t from, uint32_t level, uint32_t min)
 {
 	if (raft_role(p->r) != RAFT_LEADER || !conf_has(raft_conf(p->r), from, 0))
@@ -1546,6 +1563,8 @@ static void level_heard(struct pipeline *p, uint32_t from, uint32_t level, uint3
 		return;
 	lp->level = level;
 	lp->min = min;
+	lp->heard_ns = keel_now_ns();
+	lp->silent_since_ns = 0;
 	char msg[512];
 	if (node_level_check(p->level_cluster, level, min, msg, sizeof(msg)) == 0)
 		return;
@@ -1570,13 +1589,14 @@ static void level_heard(struct pipeline *p, uint32_t from, uint32_t level, uint3
 static void level_silent(struct pipeline *p, const struct raft_conf *c, uint64_t now)
 {
 	struct keeld *k = p->k;
-	uint64_t after = 10 * (uint64_t)k->cfg.tick_ms * 1000000u;
+	uint64_t after = level_fresh_ns(p);
 	for (uint32_t i = 0; i < c->n; i++) {
 		uint32_t id = c->m[i].id;
-		if (id == k->myid || !raft_match_of(p->r, id))
+		if (id == k->myid || !raft_match_of(p->r, id) ||
+		    level_of(p, id, now) != NODE_LEVEL_UNHEARD)
 			continue;
 		struct level_peer *lp = level_peer_of(p, id, true);
-		if (!lp || lp->level != NODE_LEVEL_UNHEARD)
+		if (!lp)
 			continue;
 		if (!lp->silent_since_ns)
 			lp->silent_since_ns = now;
@@ -1610,8 +1630,7 @@ static void level_work(struct pipeline *p, uint64_t now)
 	for (uint32_t i = 0; i < c->n; i++) {
 		if (c->m[i].id == k->myid)
 			continue;
-		struct level_peer *lp = level_peer_of(p, c->m[i].id, false);
-		levels[n++] = lp ? lp->level : NODE_LEVEL_UNHEARD;
+		levels[n++] = level_of(p, c->m[i].id, now);
 	}
 	uint32_t target = node_level_target(p->level_cluster, k->cfg.protocol_level, levels, n);
 	if (target <= p->level_cluster)
@@ -3649,10 +3668,8 @@ static void mg_publish(struct pipeline *p)
 			ps->match_index = id == k->myid ? s.last_index : raft_match_of(p->r, id);
 			ps->lag_entries =
 				s.last_index > ps->match_index ? s.last_index - ps->match_index : 0;
-			struct level_peer *lp = level_peer_of(p, id, false);
 			ps->protocol_level = id == k->myid ? k->cfg.protocol_level
-					     : lp          ? lp->level
-							   : 0;
+							   : level_of(p, id, keel_now_ns());
 		}
 	}
 	mgmt_chan_publish(k->mchan, &s);

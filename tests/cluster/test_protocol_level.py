@@ -201,6 +201,64 @@ class TestProtocolLevel(unittest.TestCase):
             self.assertIn(b"KEELLVL1", self.snap(n))
             downgraded("wal: snapshot")
 
+    def test_with_previous_release(self):
+        """With KEEL_KEELD_PREV naming a keeld of session 4 (protocol level 2,
+        which says no level; e.g. built from git's da23a7d), a real mixed
+        cluster: that keeld as node 3 keeps the cluster at level 2 and
+        applies every write; replaced by this build, the level rises to 3;
+        started again on the old keeld, the leader counts and logs it as
+        refused (it cannot be told to stop)."""
+        prev = os.environ.get("KEEL_KEELD_PREV")
+        if not prev or os.environ.get("KEEL_TEST_TARGET", "keel") != "keel":
+            self.skipTest("KEEL_KEELD_PREV not set")
+
+        class Mixed(LevelCluster):
+            old = {3}
+
+            def command(self, n):
+                cmd = super().command(n)
+                if n.id in self.old:
+                    cmd[0] = prev
+                return cmd
+
+        LevelCluster.low = set()
+        with Mixed(3, admin_token=TOKEN) as cl:
+            n1, n2, n3 = cl.nodes
+            kz = KazooClient(hosts=cl.connect_string([2]), timeout=10.0)
+            kz.start(timeout=30)
+            try:
+                kz.create("/m", b"")
+                for i in range(20):
+                    kz.create("/m/a%d" % i, b"x")
+            finally:
+                kz.stop()
+                kz.close()
+
+            def leader_view():
+                for n in (n1, n2):
+                    st = status(n)
+                    if st and st["role"] == "leader":
+                        return {p["id"]: p["protocol_level"] for p in st["peers"]}
+                return None
+            lv = wait_for(lambda: (lambda v: v if v and v[1] and v[2] else None)(
+                leader_view()), 30, "the leader hearing nodes 1 and 2")
+            self.assertEqual(lv[3], 0, lv)  # says nothing
+            self.assertEqual([status(n)["cluster_level"] for n in (n1, n2)], [2, 2])
+            wait_for(lambda: "Node count: %d" % status(n1)["znodes"] in cl.four_letter(2, "srvr"),
+                     30, "node 3 applying every write")
+            cl.old = set()
+            cl.stop(2)
+            cl.start(2)
+            wait_for(lambda: all((status(n) or {}).get("cluster_level") == 3
+                                 for n in cl.nodes), 30, "cluster level 3")
+            cl.old = {3}
+            cl.stop(2)
+            cl.start(2)
+            wait_for(lambda: sum((status(n) or {}).get("level_refused", 0)
+                                 for n in (n1, n2)) >= 1, 60, "the old node refused")
+            logs = cl.tail(n1, 100) + cl.tail(n2, 100)
+            self.assertIn("node 3 refused: it replicates but has said no protocol level", logs)
+
 
 if __name__ == "__main__":
     t0 = time.monotonic()
