@@ -153,6 +153,9 @@ struct node_config {
  */
 #define NODE_PROTOCOL_LEVEL     3
 #define NODE_PROTOCOL_LEVEL_MIN 2 /* the lowest cluster level this keeld can serve in */
+/* The first level that says its level (lower ones say nothing), and from
+ * which snapshot images carry the cluster level. */
+#define NODE_LEVEL_HANDSHAKE 3
 
 /* The bytes of a level item's payload (node_level_item_*) and of a snapshot
  * image's level header ("KEELLVL1", u32 level; node_level_snap_*). */

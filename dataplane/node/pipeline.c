@@ -47,8 +47,8 @@
  *   the 16-byte password given, if any; if it is the session's, the other
  *   nodes close their connection of it; origin answers the reattach),
  *   ITEM_LEVEL (no txn, origin 0: the cluster's protocol level from here on,
- *   node_level_item_*; written by the leader only, from cluster level 3).
- *   An entry or item a node cannot decode stops that node (apply_fatal):
+ *   node_level_item_*; written by the leader only, to raise it to 3 or more).
+ *   An entry or item a node cannot decode stops that node (stop_fatal):
  *   skipping it would leave a replica that differs from the others.
  * FORWARD: u32 count | u64 term | u64 floor | the same items, txn not
  *          stamped yet (ITEM_RESENT: handed to an older leader before;
@@ -277,8 +277,8 @@ struct pipeline {
 	} level_peer[NODE_MAX_SERVERS];
 	uint32_t level_peer_n;
 	uint32_t level_proposed;
-	uint64_t level_proposed_term;
-	bool halted;            /* apply_fatal: nothing more is applied */
+	uint64_t level_proposed_term, level_proposed_ns;
+	bool halted;            /* stop_fatal: nothing more is applied */
 	uint64_t fwd_bad_total; /* forwarded txns that do not decode (dropped) */
 	uint64_t fwd_bad_logged;
 
@@ -1600,8 +1600,9 @@ static void level_silent(struct pipeline *p, const struct raft_conf *c, uint64_t
 			continue;
 		if (!lp->silent_since_ns)
 			lp->silent_since_ns = now;
-		else if (p->level_cluster > 2 && now - lp->silent_since_ns >= after) {
-			char msg[256];
+		else if (p->level_cluster >= NODE_LEVEL_HANDSHAKE &&
+			 now - lp->silent_since_ns >= after) {
+			char msg[384];
 			snprintf(msg, sizeof(msg),
 				 "it replicates but has said no protocol level for %u ms: a keeld "
 				 "of level 2 (keel session 4) in a cluster of level %u, which it "
@@ -1622,8 +1623,11 @@ static void level_work(struct pipeline *p, uint64_t now)
 	 * the latest, and an item proposed now cannot land below a higher one. */
 	if (!atomic_load(&k->serving) || p->applied_index < raft_commit(p->r) || p->halted)
 		return;
-	if (p->level_proposed_term == term && p->level_proposed > p->level_cluster)
-		return; /* proposed in this term, not applied yet */
+	/* Proposed in this term and not applied yet; again after 10 ticks (a
+	 * proposal that failed; applying the same level twice changes nothing). */
+	if (p->level_proposed_term == term && p->level_proposed > p->level_cluster &&
+	    now - p->level_proposed_ns < level_fresh_ns(p))
+		return;
 	const struct raft_conf *c = raft_conf(p->r);
 	level_silent(p, c, now);
 	uint32_t levels[RAFT_MAX_MEMBERS], n = 0;
@@ -1640,6 +1644,7 @@ static void level_work(struct pipeline *p, uint64_t now)
 	items_add(p, ITEM_LEVEL, 0, item, sizeof(item));
 	p->level_proposed = target;
 	p->level_proposed_term = term;
+	p->level_proposed_ns = now;
 	keeld_log("cluster protocol level: proposing %u (was %u): every member speaks it", target,
 		  p->level_cluster);
 }
@@ -1854,7 +1859,7 @@ static void snap_run(struct snapper *s)
 	struct membuf mb = { 0 };
 	/* The level is part of the replicated state a snapshot stands for; a
 	 * level-2 node reads only the bare store image, so none below 3. */
-	if (s->level >= 3) {
+	if (s->level >= NODE_LEVEL_HANDSHAKE) {
 		uint8_t h[NODE_LEVEL_SNAP_BYTES];
 		node_level_snap_put(h, s->level);
 		(void)mb_write(&mb, h, sizeof(h));
