@@ -274,7 +274,9 @@ struct pipeline {
 		uint64_t refused_logged_ns;
 		uint64_t heard_ns;        /* its last TOUCH with a level */
 		uint64_t silent_since_ns; /* replicating, no level said (level_silent) */
+		uint32_t raft_rx_seen;    /* raft_rx[id] at the last level_silent */
 	} level_peer[NODE_MAX_SERVERS];
+	uint32_t raft_rx[DP_MAX_NODES]; /* Raft messages received, by sender (wraps) */
 	uint32_t level_peer_n;
 	uint32_t level_proposed;
 	uint64_t level_proposed_term, level_proposed_ns;
@@ -1040,6 +1042,8 @@ static void on_raft(struct pipeline *p, const struct dp_msg *m)
 	int rc = raft_msg_decode(&frame, 0, m->len, &msg, p->rx_ents, MAX_RX_ENTS);
 	if (rc < 0)
 		return;
+	if (m->from < DP_MAX_NODES)
+		p->raft_rx[m->from]++; /* it speaks (level_silent) */
 	/* A removed member is told so; its votes must not disturb the members. */
 	if (removed_speaks(p, m->from, &msg))
 		return;
@@ -1579,12 +1583,14 @@ static void level_heard(struct pipeline *p, uint32_t from, uint32_t level, uint3
 }
 
 /*
- * A member that replicates (the leader knows its match index) but has said
- * no level for 10 ticks runs a keeld of level 2 (session 4), which has no
- * way to hear a refusal: above cluster level 2 it skips level items (logging
- * an apply error) and cannot restore a snapshot. The operator must upgrade
- * it: counted and logged as a refusal. A member whose TOUCHes are lost
- * (heavy loss) may be counted too; its next TOUCH clears it.
+ * A member that replicates (the leader knows its match index and has heard
+ * Raft messages from it since the last look) but has said no level for 10
+ * ticks runs a keeld of level 2 (session 4), which has no way to hear a
+ * refusal: above cluster level 2 it skips level items (logging an apply
+ * error) and cannot restore a snapshot. The operator must upgrade it: counted
+ * and logged as a refusal. A member cut off is not silent (nothing is heard
+ * from it); one whose 20 TOUCHes in a row are lost while its Raft messages
+ * arrive would be counted too, and its next TOUCH clears it.
  */
 static void level_silent(struct pipeline *p, const struct raft_conf *c, uint64_t now)
 {
@@ -1598,7 +1604,12 @@ static void level_silent(struct pipeline *p, const struct raft_conf *c, uint64_t
 		struct level_peer *lp = level_peer_of(p, id, true);
 		if (!lp)
 			continue;
-		if (!lp->silent_since_ns)
+		bool speaks = id < DP_MAX_NODES && p->raft_rx[id] != lp->raft_rx_seen;
+		if (id < DP_MAX_NODES)
+			lp->raft_rx_seen = p->raft_rx[id];
+		if (!speaks)
+			lp->silent_since_ns = 0;
+		else if (!lp->silent_since_ns)
 			lp->silent_since_ns = now;
 		else if (p->level_cluster >= NODE_LEVEL_HANDSHAKE &&
 			 now - lp->silent_since_ns >= after) {
