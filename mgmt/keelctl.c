@@ -313,9 +313,9 @@ static int cmd_status(char **nodes, int n_nodes)
 				snprintf(rows[n++].admin, MGMT_HOST_MAX, "%s", adm);
 		}
 	}
-	printf("%-4s %-21s %-9s %6s %6s %9s %9s %9s %7s %9s %8s %8s %-9s %s\n", "ID", "ADMIN",
+	printf("%-4s %-21s %-9s %6s %6s %9s %9s %9s %7s %9s %8s %8s %-9s %-5s %s\n", "ID", "ADMIN",
 	       "ROLE", "TERM", "LEADER", "COMMIT", "APPLIED", "SNAPSHOT", "LAG", "LOG_BYTES",
-	       "SESSIONS", "ZNODES", "TRANSPORT", "FSYNC");
+	       "SESSIONS", "ZNODES", "TRANSPORT", "FSYNC", "LEVEL/CLUSTER");
 	for (int i = 0; i < n; i++) {
 		struct answer *a = &rows[i].a;
 		if (a->code != 200) {
@@ -337,7 +337,7 @@ static int cmd_status(char **nodes, int n_nodes)
 		if (lag_of(rows, n, u64(b, "id"), &l))
 			snprintf(lag, sizeof(lag), "%llu", (unsigned long long)l);
 		printf("%-4llu %-21s %-9s %6llu %6llu %9llu %9llu %9llu %7s %9llu %8llu %8llu %-9s "
-		       "%s\n",
+		       "%-5s %llu/%llu\n",
 		       (unsigned long long)u64(b, "id"), rows[i].admin, role,
 		       (unsigned long long)u64(b, "term"), (unsigned long long)u64(b, "leader"),
 		       (unsigned long long)u64(b, "commit_index"),
@@ -345,7 +345,8 @@ static int cmd_status(char **nodes, int n_nodes)
 		       (unsigned long long)u64(b, "snapshot_index"), lag,
 		       (unsigned long long)u64(b, "log_bytes"),
 		       (unsigned long long)u64(b, "sessions"), (unsigned long long)u64(b, "znodes"),
-		       transport, fsync);
+		       transport, fsync, (unsigned long long)u64(b, "protocol_level"),
+		       (unsigned long long)u64(b, "cluster_level"));
 	}
 	/* Members the nodes know of but no admin address was given or listed for. */
 	for (int i = 0; i < n; i++) {

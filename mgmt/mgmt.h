@@ -140,6 +140,7 @@ struct mgmt_peer_status {
 	char admin[MGMT_HOST_MAX];   /* its admin API "host:port", "" if unknown */
 	uint64_t match_index;        /* leader only; 0 elsewhere */
 	uint64_t lag_entries;        /* leader's last index - match_index */
+	uint32_t protocol_level;     /* leader only: as the member said (this term); 0 unknown */
 };
 
 /* A plain value; published whole. */
@@ -159,7 +160,14 @@ struct mgmt_status {
 	uint64_t watches;
 	char transport[16];  /* "dpdk", "udp" */
 	char fsync_path[16]; /* "uring", "plain", "off" */
-	uint32_t n_peers;    /* members, this node included */
+	/* protocol levels (dataplane/node/node.h): this node's, the lowest
+	 * cluster level it serves in, the cluster's as applied here; members
+	 * this node (as leader) refused for their level */
+	uint32_t protocol_level;
+	uint32_t protocol_level_min;
+	uint32_t cluster_level;
+	uint64_t level_refused;
+	uint32_t n_peers; /* members, this node included */
 	struct mgmt_peer_status peers[MGMT_MAX_PEERS];
 };
 

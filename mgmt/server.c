@@ -263,8 +263,9 @@ static void put_peers(struct jbuf *j, const struct mgmt_status *st)
 		jstr(j, p->address);
 		jput(j, ",\"admin\":");
 		jstr(j, p->admin);
-		jput(j, ",\"match_index\":%llu,\"lag\":%llu}", (unsigned long long)p->match_index,
-		     (unsigned long long)p->lag_entries);
+		jput(j, ",\"match_index\":%llu,\"lag\":%llu,\"protocol_level\":%u}",
+		     (unsigned long long)p->match_index, (unsigned long long)p->lag_entries,
+		     p->protocol_level);
 	}
 	jput(j, "]");
 }
@@ -316,6 +317,11 @@ static void route_status(struct mgmt_server *s, struct conn *c)
 	jstr(j, st.transport);
 	jput(j, ",\"fsync_path\":");
 	jstr(j, st.fsync_path);
+	jput(j,
+	     ",\"protocol_level\":%u,\"protocol_level_min\":%u,\"cluster_level\":%u,"
+	     "\"level_refused\":%llu",
+	     st.protocol_level, st.protocol_level_min, st.cluster_level,
+	     (unsigned long long)st.level_refused);
 	jput(j, ",\"status_seq\":%llu,\"peers\":", (unsigned long long)seq);
 	put_peers(j, &st);
 	jput(j, "}\n");

@@ -193,6 +193,11 @@ int keeld_admin_start(struct keeld *k)
 			"a session this node's front end does not hold; not_found, password: a "
 			"reattach; create: a createSession that failed to apply).");
 	}
+	k->level_refused_c = mgmt_metrics_counter(
+		k->metrics, "keel_protocol_level_refused_total", "",
+		"Members this node, as leader, refused because their protocol level is below the "
+		"cluster's (or the cluster's below the lowest they serve in); each refusal is "
+		"logged with the member and the levels, and the member is told to stop.");
 	static char text[65536];
 	size_t n = node_config_format(&k->cfg, text, sizeof(text));
 	text[KEEL_MIN(n, sizeof(text) - 1)] = 0;

@@ -129,6 +129,7 @@ void node_config_defaults(struct node_config *cfg)
 	cfg->election_timeout_ms = 1000;
 	cfg->heartbeat_ms = 100;
 	snprintf(cfg->admin_addr, sizeof(cfg->admin_addr), "127.0.0.1");
+	cfg->protocol_level = NODE_PROTOCOL_LEVEL;
 }
 
 /* Strict unsigned parse: digits only (an optional K/M/G binary suffix when `sizes`). */
@@ -544,6 +545,10 @@ static int set_key(struct parser *p, const char *key, const char *v)
 			c->frontend = (enum node_frontend)rc;
 		return rc < 0 ? rc : 0;
 	}
+	/* A test of a rolling upgrade: this node speaks an older level. */
+	if (!strcmp(key, "keel.test.protocolLevel"))
+		return want_u32(p, key, v, NODE_PROTOCOL_LEVEL_MIN, NODE_PROTOCOL_LEVEL,
+				&c->protocol_level);
 	for (const char *const *k = ignored_keys; *k; k++)
 		if (!strcmp(key, *k))
 			return 0;

@@ -241,6 +241,7 @@ static void usage(FILE *f)
 		"  keel.cpuDmaLatency=on|off    hold /dev/cpu_dma_latency at 0 (default off)\n"
 		"  keel.frontend=auto|pipeline|thread  client front end on the pipeline thread or\n"
 		"                               its own (auto: pipeline with <= 4 CPUs, not DPDK)\n"
+		"  keel.test.protocolLevel=N    tests only: claim an older protocol level\n"
 		"Values changed by PUT /config (admin API) are kept in dataDir/live.cfg and\n"
 		"override this file at start until DELETE /config/KEY (keelctl config reset).\n"
 		"\n"
@@ -320,7 +321,10 @@ int main(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		case 'v':
-			printf("keeld %s (keel)\n", KEEL_VERSION);
+			printf("keeld %s (keel), protocol level %u (serves in clusters of level "
+			       "%u..%u)\n",
+			       KEEL_VERSION, NODE_PROTOCOL_LEVEL, NODE_PROTOCOL_LEVEL_MIN,
+			       NODE_PROTOCOL_LEVEL);
 			return 0;
 		default:
 			usage(stderr);
@@ -384,8 +388,10 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	int rc = 1;
-	keeld_log("keeld %s starting: config %s, myid %u, %u servers (%u voters)", KEEL_VERSION,
-		  config, k->myid, k->cfg.n_servers, node_config_voters(&k->cfg));
+	keeld_log("keeld %s starting: config %s, myid %u, %u servers (%u voters), protocol level "
+		  "%u",
+		  KEEL_VERSION, config, k->myid, k->cfg.n_servers, node_config_voters(&k->cfg),
+		  k->cfg.protocol_level);
 	keeld_log("data: dataDir %s, dataLogDir %s", k->cfg.data_dir, k->cfg.data_log_dir);
 	if (mkdir_p(k->cfg.data_dir) < 0 || mkdir_p(k->cfg.data_log_dir) < 0) {
 		keeld_log("cannot create %s / %s: %s", k->cfg.data_dir, k->cfg.data_log_dir,
@@ -417,14 +423,16 @@ int main(int argc, char **argv)
 	keeld_log("ready");
 	int sig = 0;
 	sigwait(&set, &sig);
-	if (atomic_load(&k->removed))
+	if (atomic_load(&k->fatal))
+		keeld_log("stopping: this node cannot go on (see FATAL above)");
+	else if (atomic_load(&k->removed))
 		keeld_log("stopping: this node was removed from the cluster (see above); "
 			  "its data stays in %s",
 			  k->cfg.data_log_dir);
 	else
 		keeld_log("signal %d: stopping", sig);
 	keeld_pipeline_stop(k);
-	rc = 0;
+	rc = atomic_load(&k->fatal) ? 1 : 0;
 out_fe:
 	keeld_frontend_stop(k);
 out:

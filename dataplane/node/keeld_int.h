@@ -49,6 +49,7 @@ enum keeld_msg {
 	KEELD_MSG_FORWARD = 2, /* follower -> leader: client requests to propose */
 	KEELD_MSG_TOUCH = 3,   /* any -> leader: sessions alive at the sender */
 	KEELD_MSG_REMOVED = 4, /* leader -> a removed member: stop (no payload) */
+	KEELD_MSG_REFUSED = 5, /* leader -> a member of too old a protocol level: stop */
 };
 
 enum preq_kind {
@@ -210,6 +211,11 @@ struct keeld {
 	atomic_int role;
 	atomic_bool serving; /* synced with the current leader (see watch_leadership) */
 	atomic_bool removed; /* a committed configuration dropped this node: it stops */
+	atomic_bool fatal;   /* it cannot go on (an entry it cannot apply, refused): exit 1 */
+	/* protocol levels (node.h): this node's (cfg.protocol_level) and the
+	 * cluster's as applied here; members refused for their level (leader) */
+	atomic_uint level_cluster;
+	atomic_uint_fast64_t n_level_refused;
 	atomic_uint leader;
 	atomic_uint_fast64_t term;
 	atomic_int_fast64_t applied_zxid;
@@ -233,6 +239,8 @@ struct keeld {
 	struct mgmt_counter *limited[2];
 	/* keel_session_expired_total{reason}: n_expired on /metrics (admin.c) */
 	struct mgmt_counter *expired_c[KEELD_EXPIRED_REASONS];
+	/* keel_protocol_level_refused_total: members refused for their level */
+	struct mgmt_counter *level_refused_c;
 };
 
 static inline struct kv *keeld_kv(struct keeld *k)

@@ -122,6 +122,9 @@ struct node_config {
 	char admin_token[NODE_TOKEN_MAX];  /* keel.adminToken (membership changes need it) */
 	bool cpu_dma_latency;              /* keel.cpuDmaLatency = on|off (default off) */
 	enum node_frontend frontend;       /* keel.frontend = auto|pipeline|thread */
+	/* keel.test.protocolLevel: the level this node claims (tests of a
+	 * rolling upgrade); default NODE_PROTOCOL_LEVEL */
+	uint32_t protocol_level;
 
 	/* dp.* keys, handed to the dataplane's own parser as they are */
 	uint32_t n_dp;
@@ -131,6 +134,67 @@ struct node_config {
 		uint32_t line;
 	} dp[NODE_MAX_DP_KEYS];
 };
+
+/*
+ * Protocol levels: what a keeld writes into the log and its snapshots, and so
+ * what every node of a cluster must understand. A cluster runs at its
+ * "cluster level": the lowest level among its voters, decided by the leader
+ * and replicated through the log (pipeline.c), never lowered. A feature of a
+ * level is used only once the committed cluster level has reached it, so the
+ * nodes of a cluster can be upgraded one at a time (dataplane/node/README.md,
+ * "Rolling upgrade").
+ *   1  keel sessions 1-3: txn format 1 (a write's ACL checked by the node that
+ *      took it), reattach without ITEM_OWNER items. Not served any more:
+ *      such a node must first be upgraded (with its whole cluster) to level 2.
+ *   2  session 4: txn format 2 (the requester's identities; the ACL checked
+ *      at apply), ITEM_OWNER reattach items. Such a node announces no level.
+ *   3  session 5: the level handshake: levels on TOUCH messages, level items
+ *      in the log, the cluster level at the head of snapshot images.
+ */
+#define NODE_PROTOCOL_LEVEL     3
+#define NODE_PROTOCOL_LEVEL_MIN 2 /* the lowest cluster level this keeld can serve in */
+/* The first level that says its level (lower ones say nothing), and from
+ * which snapshot images carry the cluster level. */
+#define NODE_LEVEL_HANDSHAKE 3
+
+/* The bytes of a level item's payload (node_level_item_*) and of a snapshot
+ * image's level header ("KEELLVL1", u32 level; node_level_snap_*). */
+#define NODE_LEVEL_ITEM_BYTES 4u
+#define NODE_LEVEL_SNAP_BYTES 12u
+/* The level a voter counts as until it has been heard from (a node of level 2
+ * announces none: it cannot be told from one not heard yet). */
+#define NODE_LEVEL_UNHEARD 0u
+
+/*
+ * The cluster level the leader may commit: never below `committed`, else the
+ * lowest of `own` and every voter's heard level (levels[i], NODE_LEVEL_UNHEARD
+ * counting as NODE_PROTOCOL_LEVEL_MIN).
+ */
+uint32_t node_level_target(uint32_t committed, uint32_t own, const uint32_t *levels, uint32_t n);
+/*
+ * Can a node of level `level` that reads levels down to `min` serve in a
+ * cluster whose committed level is `cluster`? 0 if so, else KEEL_E_UNSUPPORTED
+ * with the reason and the release to move to in msg (for the operator).
+ */
+int node_level_check(uint32_t cluster, uint32_t level, uint32_t min, char *msg, size_t len);
+/* A level item's payload; decode: KEEL_E_MALFORMED unless exactly one level in 1..255. */
+void node_level_item_put(uint8_t *out, uint32_t level);
+int node_level_item_decode(const uint8_t *d, size_t len, uint32_t *level);
+/*
+ * The level trailer of a TOUCH message (u32 level, u32 min after the session
+ * ids, `ids_bytes` of them): 1 and the values when present, 0 when absent (a
+ * level-2 sender), KEEL_E_MALFORMED otherwise.
+ */
+int node_level_touch_parse(const uint8_t *d, size_t len, size_t ids_bytes, uint32_t *level,
+			   uint32_t *min);
+void node_level_touch_put(uint8_t *out, uint32_t level, uint32_t min);
+/*
+ * A snapshot image starts with the level header from cluster level 3 on (a
+ * level-2 node reads only the bare store image). parse: the header's size
+ * (0: none, *level = NODE_PROTOCOL_LEVEL_MIN) or KEEL_E_MALFORMED.
+ */
+void node_level_snap_put(uint8_t *out, uint32_t level);
+int node_level_snap_parse(const uint8_t *image, size_t len, uint32_t *level);
 
 /* Defaults for every key (what an empty file gives, before the required-key checks). */
 void node_config_defaults(struct node_config *cfg);

@@ -45,14 +45,23 @@
  *   ITEM_RCERR (no txn: a ZooKeeper error answering a reconfig of origin),
  *   ITEM_OWNER (no txn: the i64 id of a session reattached at origin, then
  *   the 16-byte password given, if any; if it is the session's, the other
- *   nodes close their connection of it; origin answers the reattach).
+ *   nodes close their connection of it; origin answers the reattach),
+ *   ITEM_LEVEL (no txn, origin 0: the cluster's protocol level from here on,
+ *   node_level_item_*; written by the leader only, to raise it to 3 or more).
+ *   An entry or item a node cannot decode stops that node (stop_fatal):
+ *   skipping it would leave a replica that differs from the others.
  * FORWARD: u32 count | u64 term | u64 floor | the same items, txn not
  *          stamped yet (ITEM_RESENT: handed to an older leader before;
  *          ITEM_RECONFIG: a reconfig request). term: the sender's (a leader
  *          takes only its own term's); floor: the sender's lowest unanswered
  *          request id (every lower one is answered or given up there: never
  *          needed again).
- * TOUCH:   u32 count | count x i64 session id.
+ * TOUCH:   u32 count | count x i64 session id | u32 level | u32 min level
+ *          (the sender's protocol levels, node.h; absent from a level-2 node).
+ *          Sent every half tick by every follower, with or without sessions:
+ *          the leader learns its members' levels from it (level_work).
+ * REFUSED: leader -> a member whose level is below the cluster's: u32 the
+ *          cluster level; the member stops with the reason (on_refused).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -194,6 +203,7 @@ struct snapper {
 	struct keeld *k; /* the eventfd that wakes the pipeline; the wal */
 	struct wal *w;
 	/* the job: written by the pipeline before RUN */
+	uint32_t level; /* the cluster level at index (its image's header from 3 on) */
 	const struct kv_view *view;
 	uint64_t index, term;
 	uint64_t log_bytes; /* since_snap_bytes it covers (given back on failure) */
@@ -254,6 +264,25 @@ struct pipeline {
 	uint64_t seen_term;
 	uint32_t seen_leader;
 	enum raft_role seen_role;
+
+	/* protocol levels (node.h): the committed cluster level as applied
+	 * here; leader: each member's level as its TOUCH says (this term), the
+	 * level proposed and not yet applied, refusals */
+	uint32_t level_cluster;
+	struct level_peer {
+		uint32_t id, level, min;
+		uint64_t refused_logged_ns;
+		uint64_t heard_ns;        /* its last TOUCH with a level */
+		uint64_t silent_since_ns; /* replicating, no level said (level_silent) */
+		uint32_t raft_rx_seen;    /* raft_rx[id] at the last level_silent */
+	} level_peer[NODE_MAX_SERVERS];
+	uint32_t raft_rx[DP_MAX_NODES]; /* Raft messages received, by sender (wraps) */
+	uint32_t level_peer_n;
+	uint32_t level_proposed;
+	uint64_t level_proposed_term, level_proposed_ns;
+	bool halted;            /* stop_fatal: nothing more is applied */
+	uint64_t fwd_bad_total; /* forwarded txns that do not decode (dropped) */
+	uint64_t fwd_bad_logged;
 
 	uint8_t *sendbuf;
 	size_t sendcap;
@@ -599,7 +628,8 @@ static void trk_reset(struct pipeline *p)
 #define ITEM_RCERR    0x20000000u /* no txn: an i32 ZooKeeper error answering a reconfig */
 #define ITEM_RECONFIG 0x10000000u /* FORWARD only: a reconfig request for the leader */
 #define ITEM_OWNER    0x08000000u /* no txn: a session reattached at origin + password */
-#define ITEM_FLAGS    0xf8000000u
+#define ITEM_LEVEL    0x04000000u /* no txn: the cluster's protocol level (leader only) */
+#define ITEM_FLAGS    0xfc000000u
 static bool in_log(struct pipeline *p, uint32_t origin, uint64_t id);
 static void rc_request(struct pipeline *p, uint32_t origin, uint64_t id, const uint8_t *d,
 		       uint32_t len, bool resent);
@@ -608,6 +638,7 @@ static int own_ids_session(void *ctx, int64_t id, int32_t timeout_ms);
 static void book_learn_text(struct pipeline *p, const char *text, size_t len);
 static void book_learn_kv(struct pipeline *p);
 static bool removed_speaks(struct pipeline *p, uint32_t from, const struct raft_msg *m);
+static bool conf_has(const struct raft_conf *c, uint32_t id, uint8_t flags);
 
 /* ----------------------------------------------------------- batch items */
 
@@ -662,11 +693,13 @@ static void propose_items(struct pipeline *p)
 		uint32_t len = get32(b->data + off + 12);
 		uint8_t *t = b->data + off + 16;
 		off += 16 + len;
-		if (!len || (get32(t - 16) & (ITEM_OWNER | ITEM_RCERR)))
+		if (!len || (get32(t - 16) & (ITEM_OWNER | ITEM_RCERR | ITEM_LEVEL)))
 			continue;
 		struct kv_txn txn;
-		if (kv_txn_decode(t, len, &txn, p->ops, KV_TXN_MAX_OPS) < 0)
-			continue; /* applied as malformed: every replica skips it alike */
+		/* This node's own encoder made it, or on_forward decoded it: every
+		 * replica must be able to (apply_entry stops on one it cannot). */
+		int drc = kv_txn_decode(t, len, &txn, p->ops, KV_TXN_MAX_OPS);
+		KEEL_ASSERT(drc == 0);
 		txn.zxid = (int64_t)(p->zxid_term << 32 | ++p->zxid_counter);
 		txn.time_ms = now_ms;
 		int64_t n = kv_txn_encode(&txn, t, len);
@@ -941,6 +974,22 @@ static void on_forward(struct pipeline *p, const struct dp_msg *m)
 		bool resent = origin & ITEM_RESENT;
 		bool reconfig = origin & ITEM_RECONFIG;
 		uint32_t owner = origin & ITEM_OWNER;
+		/* Only a client's request may come this way, and only as a txn this
+		 * leader can decode: it goes into the log, and a replica stops on an
+		 * item it cannot apply (apply_entry). */
+		struct kv_txn tx;
+		if ((origin & (ITEM_LEVEL | ITEM_ZKCONF | ITEM_RCERR)) ||
+		    (len && !owner && !reconfig &&
+		     kv_txn_decode(txn, len, &tx, p->ops, KV_TXN_MAX_OPS) < 0)) {
+			if (p->fwd_bad_total++ == p->fwd_bad_logged) {
+				keeld_log("forward from node %u: an item (origin 0x%08x, %u bytes) "
+					  "that is not a request this leader can propose: dropped "
+					  "(%" PRIu64 " so far)",
+					  m->from, origin, len, p->fwd_bad_total);
+				p->fwd_bad_logged = p->fwd_bad_total * 2;
+			}
+			continue;
+		}
 		origin &= ~ITEM_FLAGS;
 		bool dedup = origin == so->origin;
 		/* A copy (a retransmission whose first datagram did arrive), or a
@@ -958,6 +1007,8 @@ static void on_forward(struct pipeline *p, const struct dp_msg *m)
 	}
 }
 
+static void level_heard(struct pipeline *p, uint32_t from, uint32_t level, uint32_t min);
+
 static void on_touch(struct pipeline *p, const struct dp_msg *m)
 {
 	if (m->len < 4)
@@ -966,6 +1017,9 @@ static void on_touch(struct pipeline *p, const struct dp_msg *m)
 	uint64_t now = keel_now_ns();
 	for (uint32_t i = 0; i < n && 4 + 8 * (size_t)(i + 1) <= m->len; i++)
 		trk_touch(p, (int64_t)get64(m->data + 4 + 8 * i), now);
+	uint32_t level, min;
+	if (node_level_touch_parse(m->data, m->len, 4 + 8 * (size_t)n, &level, &min) == 1)
+		level_heard(p, m->from, level, min);
 }
 
 static void frame_release(struct raft_buf *b)
@@ -988,6 +1042,8 @@ static void on_raft(struct pipeline *p, const struct dp_msg *m)
 	int rc = raft_msg_decode(&frame, 0, m->len, &msg, p->rx_ents, MAX_RX_ENTS);
 	if (rc < 0)
 		return;
+	if (m->from < DP_MAX_NODES)
+		p->raft_rx[m->from]++; /* it speaks (level_silent) */
 	/* A removed member is told so; its votes must not disturb the members. */
 	if (removed_speaks(p, m->from, &msg))
 		return;
@@ -1007,6 +1063,54 @@ static void on_raft(struct pipeline *p, const struct dp_msg *m)
 }
 
 /* ------------------------------------------------------------- apply */
+
+/*
+ * This node cannot go on (an entry it cannot apply, a leader refusing its
+ * protocol level): it stops applying, stops serving and exits with status 1,
+ * saying why. Its log and data stay as they are, so the same binary fails the
+ * same way again and a newer one picks up where this one stopped.
+ */
+static void stop_fatal(struct pipeline *p, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void stop_fatal(struct pipeline *p, const char *fmt, ...)
+{
+	struct keeld *k = p->k;
+	if (p->halted)
+		return;
+	char why[768];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	keeld_log("FATAL: %s; this node stops (exit status 1), its log and data are kept", why);
+	p->halted = true;
+	atomic_store(&k->fatal, true);
+	atomic_store(&k->serving, false);
+	p->exit_at_ns = keel_now_ns(); /* main stops the node as on a signal */
+}
+
+/* A committed level item: the cluster's protocol level from this index on. */
+static void level_apply(struct pipeline *p, uint64_t index, const uint8_t *t, uint32_t len)
+{
+	struct keeld *k = p->k;
+	uint32_t level;
+	char msg[512];
+	if (node_level_item_decode(t, len, &level) < 0) {
+		stop_fatal(p, "apply: index %" PRIu64 ": a level item of %u bytes does not decode",
+			   index, len);
+		return;
+	}
+	if (node_level_check(level, k->cfg.protocol_level, NODE_PROTOCOL_LEVEL_MIN, msg,
+			     sizeof(msg)) < 0) {
+		stop_fatal(p, "apply: index %" PRIu64 ": %s", index, msg);
+		return;
+	}
+	if (level != p->level_cluster)
+		keeld_log("cluster protocol level %u -> %u at index %" PRIu64, p->level_cluster,
+			  level, index);
+	p->level_cluster = level;
+	atomic_store(&k->level_cluster, level);
+}
 
 static void finish_local(struct pipeline *p, uint32_t origin, uint64_t id, const struct kv_txn *txn,
 			 const struct kv_apply_result *res, int rc)
@@ -1184,18 +1288,29 @@ static bool grp_add(struct pipeline *p, uint64_t index, uint32_t origin, uint64_
 static void apply_entry(struct pipeline *p, const struct raft_entry *e)
 {
 	struct keeld *k = p->k;
-	if (e->type == RAFT_ENTRY_NORMAL && e->buf && e->len >= 5) {
+	if (p->halted)
+		return;
+	if (e->type == RAFT_ENTRY_NORMAL && e->buf && e->len) {
 		const uint8_t *d = e->buf->data + e->off;
+		if (e->len < 5 || d[0] != 1) {
+			stop_fatal(p,
+				   "apply: index %" PRIu64 ": an entry of %u bytes, version %u: "
+				   "not an entry this keeld (protocol level %u) can read",
+				   e->index, e->len, d[0], k->cfg.protocol_level);
+			return;
+		}
 		uint32_t n = get32(d + 1);
 		size_t off = 5;
 		for (uint32_t i = 0; i < n; i++) {
-			if (off + 16 > e->len)
-				break;
+			if (off + 16 > e->len || off + 16 + get32(d + off + 12) > e->len) {
+				stop_fatal(p,
+					   "apply: index %" PRIu64 ": item %u of %u is truncated",
+					   e->index, i, n);
+				return;
+			}
 			uint32_t origin = get32(d + off);
 			uint64_t id = get64(d + off + 4);
 			uint32_t len = get32(d + off + 12);
-			if (off + 16 + len > e->len)
-				break;
 			const uint8_t *t = d + off + 16;
 			off += 16 + len;
 			uint32_t flags = origin & ITEM_FLAGS;
@@ -1210,6 +1325,12 @@ static void apply_entry(struct pipeline *p, const struct raft_entry *e)
 			}
 			/* Anything else comes after the group's txns, and sees them. */
 			grp_flush(p, e->index);
+			if (flags & ITEM_LEVEL) {
+				level_apply(p, e->index, t, len);
+				if (p->halted)
+					return;
+				continue;
+			}
 			if (flags & ITEM_RCERR) {
 				if (origin == k->myid && len == 4)
 					reply_reconfig(p, id, (int32_t)get32(t));
@@ -1226,10 +1347,14 @@ static void apply_entry(struct pipeline *p, const struct raft_entry *e)
 			if (flags)
 				rc = kv_txn_decode(t, len, &txn, p->ops, KV_TXN_MAX_OPS);
 			if (rc < 0) {
-				keeld_log("apply: index %" PRIu64 " item %u: %s", e->index, i,
-					  keel_strerror(rc));
-				finish_local(p, origin, id, NULL, NULL, rc);
-				continue;
+				stop_fatal(
+					p,
+					"apply: index %" PRIu64 " item %u: its txn (%u bytes, "
+					"format %u) does not decode: %s; written by a keeld of a "
+					"newer protocol level than this one's (%u)?",
+					e->index, i, len, t[0], keel_strerror(rc),
+					k->cfg.protocol_level);
+				return;
 			}
 			apply_one(p, e->index, i, origin, flags, id, &txn);
 		}
@@ -1359,8 +1484,10 @@ static void watch_leadership(struct pipeline *p)
 	}
 	if (role != p->seen_role) {
 		seen_clear(p);
-		if (role == RAFT_LEADER)
+		if (role == RAFT_LEADER) {
 			trk_reset(p);
+			p->level_peer_n = 0; /* levels are heard anew in each term */
+		}
 		p->seen_role = role;
 	}
 	/* Serving, as ZooKeeper's srvr means it: a leader whose term has
@@ -1377,6 +1504,162 @@ static void watch_leadership(struct pipeline *p)
 	keeld_read_only_tick(k, leader);
 }
 
+/* ------------------------------------------------------- protocol levels */
+
+/*
+ * The cluster level, as etcd's cluster version: every follower tells the
+ * leader its level on the TOUCH it sends every half tick; the leader takes
+ * the lowest level among the members (one not heard from in this term counts
+ * as NODE_PROTOCOL_LEVEL_MIN: a level-2 node says nothing) and, when that is
+ * above the committed level, proposes a level item, so every node changes
+ * level at the same index. It is never lowered: a member below the committed
+ * level is refused (counted, logged, told so; it stops), and a node applying
+ * a level above its own stops itself (level_apply).
+ */
+static struct level_peer *level_peer_of(struct pipeline *p, uint32_t id, bool add)
+{
+	for (uint32_t i = 0; i < p->level_peer_n; i++)
+		if (p->level_peer[i].id == id)
+			return &p->level_peer[i];
+	if (!add || p->level_peer_n == KEEL_ARRAY_SIZE(p->level_peer))
+		return NULL;
+	struct level_peer *lp = &p->level_peer[p->level_peer_n++];
+	memset(lp, 0, sizeof(*lp));
+	lp->id = id;
+	return lp;
+}
+
+/* The leader counts and logs a refusal of member lp (the reason in msg). */
+static void level_refuse(struct pipeline *p, struct level_peer *lp, uint64_t now, const char *msg)
+{
+	struct keeld *k = p->k;
+	atomic_fetch_add(&k->n_level_refused, 1);
+	if (k->level_refused_c)
+		mgmt_counter_add(k->level_refused_c, 1);
+	if (!lp->refused_logged_ns || now - lp->refused_logged_ns >= 10000000000u) {
+		lp->refused_logged_ns = now;
+		keeld_log("node %u refused: %s", lp->id, msg);
+	}
+}
+
+/* How long a member's level counts once said: 10 ticks (it says it every
+ * half tick). A member restarted on an older keeld stops saying it. */
+static uint64_t level_fresh_ns(const struct pipeline *p)
+{
+	return 10 * (uint64_t)p->k->cfg.tick_ms * 1000000u;
+}
+
+/* Member id's level as the leader last heard it, NODE_LEVEL_UNHEARD when
+ * not within level_fresh_ns. */
+static uint32_t level_of(struct pipeline *p, uint32_t id, uint64_t now)
+{
+	struct level_peer *lp = level_peer_of(p, id, false);
+	return lp && lp->heard_ns && now - lp->heard_ns < level_fresh_ns(p) ? lp->level
+									    : NODE_LEVEL_UNHEARD;
+}
+
+static void level_heard(struct pipeline *p, uint32_t from, uint32_t level, uint32_t min)
+{
+	if (raft_role(p->r) != RAFT_LEADER || !conf_has(raft_conf(p->r), from, 0))
+		return;
+	struct level_peer *lp = level_peer_of(p, from, true);
+	if (!lp)
+		return;
+	lp->level = level;
+	lp->min = min;
+	lp->heard_ns = keel_now_ns();
+	lp->silent_since_ns = 0;
+	char msg[512];
+	if (node_level_check(p->level_cluster, level, min, msg, sizeof(msg)) == 0)
+		return;
+	char why[700];
+	snprintf(why, sizeof(why), "its protocol level is %u (it reads down to %u): %s", level, min,
+		 msg);
+	level_refuse(p, lp, keel_now_ns(), why);
+	uint8_t b[4];
+	put32(b, p->level_cluster);
+	if (p->t)
+		(void)dp_send(p->t, (uint16_t)from, KEELD_MSG_REFUSED, b, sizeof(b));
+}
+
+/*
+ * A member that replicates (the leader knows its match index and has heard
+ * Raft messages from it since the last look) but has said no level for 10
+ * ticks runs a keeld of level 2 (session 4), which has no way to hear a
+ * refusal: above cluster level 2 it skips level items (logging an apply
+ * error) and cannot restore a snapshot. The operator must upgrade it: counted
+ * and logged as a refusal. A member cut off is not silent (nothing is heard
+ * from it); one whose 20 TOUCHes in a row are lost while its Raft messages
+ * arrive would be counted too, and its next TOUCH clears it.
+ */
+static void level_silent(struct pipeline *p, const struct raft_conf *c, uint64_t now)
+{
+	struct keeld *k = p->k;
+	uint64_t after = level_fresh_ns(p);
+	for (uint32_t i = 0; i < c->n; i++) {
+		uint32_t id = c->m[i].id;
+		if (id == k->myid || !raft_match_of(p->r, id) ||
+		    level_of(p, id, now) != NODE_LEVEL_UNHEARD)
+			continue;
+		struct level_peer *lp = level_peer_of(p, id, true);
+		if (!lp)
+			continue;
+		bool speaks = id < DP_MAX_NODES && p->raft_rx[id] != lp->raft_rx_seen;
+		if (id < DP_MAX_NODES)
+			lp->raft_rx_seen = p->raft_rx[id];
+		if (!speaks)
+			lp->silent_since_ns = 0;
+		else if (!lp->silent_since_ns)
+			lp->silent_since_ns = now;
+		else if (p->level_cluster >= NODE_LEVEL_HANDSHAKE &&
+			 now - lp->silent_since_ns >= after) {
+			char msg[384];
+			snprintf(msg, sizeof(msg),
+				 "it replicates but has said no protocol level for %u ms: a keeld "
+				 "of level 2 (keel session 4) in a cluster of level %u, which it "
+				 "cannot follow; upgrade it to a keeld of protocol level %u or "
+				 "later",
+				 10 * k->cfg.tick_ms, p->level_cluster, p->level_cluster);
+			level_refuse(p, lp, now, msg);
+		}
+	}
+}
+
+/* Leader, every half tick: raise the cluster level once every member speaks it. */
+static void level_work(struct pipeline *p, uint64_t now)
+{
+	struct keeld *k = p->k;
+	uint64_t term = raft_term(p->r);
+	/* Only on top of everything committed before: the applied level is then
+	 * the latest, and an item proposed now cannot land below a higher one. */
+	if (!atomic_load(&k->serving) || p->applied_index < raft_commit(p->r) || p->halted)
+		return;
+	/* Proposed in this term and not applied yet; again after 10 ticks (a
+	 * proposal that failed; applying the same level twice changes nothing). */
+	if (p->level_proposed_term == term && p->level_proposed > p->level_cluster &&
+	    now - p->level_proposed_ns < level_fresh_ns(p))
+		return;
+	const struct raft_conf *c = raft_conf(p->r);
+	level_silent(p, c, now);
+	uint32_t levels[RAFT_MAX_MEMBERS], n = 0;
+	for (uint32_t i = 0; i < c->n; i++) {
+		if (c->m[i].id == k->myid)
+			continue;
+		levels[n++] = level_of(p, c->m[i].id, now);
+	}
+	uint32_t target = node_level_target(p->level_cluster, k->cfg.protocol_level, levels, n);
+	if (target <= p->level_cluster)
+		return;
+	uint8_t item[NODE_LEVEL_ITEM_BYTES];
+	node_level_item_put(item, target);
+	items_add(p, ITEM_LEVEL, 0, item, sizeof(item));
+	p->level_proposed = target;
+	p->level_proposed_term = term;
+	p->level_proposed_ns = now;
+	keeld_log("cluster protocol level: proposing %u (was %u): every member speaks it", target,
+		  p->level_cluster);
+}
+
 /* ------------------------------------------------------------ sessions */
 
 static void session_work(struct pipeline *p, uint64_t now)
@@ -1390,7 +1673,7 @@ static void session_work(struct pipeline *p, uint64_t now)
 		uint8_t *msg = NULL;
 		uint32_t n = 0;
 		pthread_mutex_lock(&k->fe_mu);
-		msg = grow(NULL, &cap, 4 + 8 * (size_t)k->n_sess + 8, 1);
+		msg = grow(NULL, &cap, 4 + 8 * (size_t)k->n_sess + 8 + 8, 1);
 		for (size_t i = 0; i < KEELD_SESS_BUCKETS; i++)
 			for (struct fsess *s = k->sess[i]; s; s = s->next)
 				if (s->has_conn &&
@@ -1398,12 +1681,16 @@ static void session_work(struct pipeline *p, uint64_t now)
 					put64(msg + 4 + 8 * (size_t)n++, (uint64_t)s->id);
 		pthread_mutex_unlock(&k->fe_mu);
 		put32(msg, n);
+		/* With no session too: the leader learns this node's level from it. */
+		node_level_touch_put(msg + 4 + 8 * (size_t)n, k->cfg.protocol_level,
+				     NODE_PROTOCOL_LEVEL_MIN);
 		if (raft_role(p->r) == RAFT_LEADER) {
 			for (uint32_t i = 0; i < n; i++)
 				trk_touch(p, (int64_t)get64(msg + 4 + 8 * i), now);
-		} else if (raft_leader(p->r) && p->t && n) {
+			level_work(p, now);
+		} else if (raft_leader(p->r) && p->t) {
 			(void)dp_send(p->t, (uint16_t)raft_leader(p->r), KEELD_MSG_TOUCH, msg,
-				      4 + 8 * (size_t)n);
+				      4 + 8 * (size_t)n + 8);
 		}
 		free(msg);
 	}
@@ -1581,6 +1868,13 @@ static void snap_run(struct snapper *s)
 {
 	uint64_t t0 = keel_now_ns();
 	struct membuf mb = { 0 };
+	/* The level is part of the replicated state a snapshot stands for; a
+	 * level-2 node reads only the bare store image, so none below 3. */
+	if (s->level >= NODE_LEVEL_HANDSHAKE) {
+		uint8_t h[NODE_LEVEL_SNAP_BYTES];
+		node_level_snap_put(h, s->level);
+		(void)mb_write(&mb, h, sizeof(h));
+	}
 	int rc = kv_snapshot_write(s->view, mb_write, &mb);
 	/* Done with the view: let the reclaimer go on. */
 	s->view = NULL;
@@ -1714,6 +2008,7 @@ static void snap_hand_view(struct pipeline *p)
 		snap_set(s, SNAP_IDLE); /* nothing (new) to snapshot: cancel */
 	} else {
 		s->view = kv_view_get(keeld_kv(p->k));
+		s->level = p->level_cluster;
 		s->index = index;
 		s->term = term;
 		s->conf_len = raft_conf_encode(raft_conf(p->r), s->conf);
@@ -1872,6 +2167,17 @@ static void install_snapshot(struct pipeline *p, const struct raft_snapshot_meta
 	struct kv_config kc = { .max_data_bytes = k->cfg.max_packet_bytes };
 	struct kv *nkv;
 	struct membuf mr = { .p = image, .len = len };
+	uint32_t level;
+	char msg[512];
+	int hl = node_level_snap_parse(image, len, &level);
+	if (hl < 0 || node_level_check(level, k->cfg.protocol_level, NODE_PROTOCOL_LEVEL_MIN, msg,
+				       sizeof(msg)) < 0) {
+		/* raft was told the image is installed: this node cannot go on */
+		keeld_log("FATAL: snapshot %" PRIu64 " from the leader: %s", m->index,
+			  hl < 0 ? "its level header is malformed" : msg);
+		abort();
+	}
+	mr.off = (size_t)hl;
 	if (kv_create(&kc, &nkv) < 0 || (rc = kv_restore(nkv, mb_read, &mr)) < 0 ||
 	    (rc = kv_zookeeper_nodes(nkv)) < 0) {
 		keeld_log("snapshot %" PRIu64 " from the leader: restore failed: %s", m->index,
@@ -1886,6 +2192,8 @@ static void install_snapshot(struct pipeline *p, const struct raft_snapshot_meta
 	p->applied_index = m->index;
 	p->snap_index = m->index;
 	p->since_snap_bytes = 0;
+	p->level_cluster = level;
+	atomic_store(&k->level_cluster, level);
 	trk_rebuild(p);
 	book_learn_kv(p);
 	p->inst_done = image_buf(image, len);
@@ -2476,6 +2784,19 @@ static bool removed_speaks(struct pipeline *p, uint32_t from, const struct raft_
 		(void)dp_send(p->t, (uint16_t)from, KEELD_MSG_REMOVED, NULL, 0);
 	}
 	return true;
+}
+
+/* The leader refuses this node's protocol level (level_heard). */
+static void on_refused(struct pipeline *p, const struct dp_msg *m)
+{
+	if (!conf_has(raft_conf(p->r), m->from, 0) || m->len != 4)
+		return; /* only a member may say so */
+	uint32_t cluster = get32(m->data);
+	char msg[512];
+	if (node_level_check(cluster, p->k->cfg.protocol_level, NODE_PROTOCOL_LEVEL_MIN, msg,
+			     sizeof(msg)) == 0)
+		return; /* a stale refusal: this node can serve at that level */
+	stop_fatal(p, "refused by node %u (the leader): %s", m->from, msg);
 }
 
 static void on_removed(struct pipeline *p, const struct dp_msg *m)
@@ -3343,6 +3664,10 @@ static void mg_publish(struct pipeline *p)
 	pthread_mutex_unlock(&k->watch_mu);
 	snprintf(s.transport, sizeof(s.transport), "%s", p->t ? dp_kind(p->t) : "none");
 	snprintf(s.fsync_path, sizeof(s.fsync_path), "%s", p->fsync_name);
+	s.protocol_level = k->cfg.protocol_level;
+	s.protocol_level_min = NODE_PROTOCOL_LEVEL_MIN;
+	s.cluster_level = p->level_cluster;
+	s.level_refused = atomic_load(&k->n_level_refused);
 	bool leader = raft_role(p->r) == RAFT_LEADER;
 	for (uint32_t i = 0; i < c->n && s.n_peers < MGMT_MAX_PEERS; i++) {
 		struct mgmt_peer_status *ps = &s.peers[s.n_peers++];
@@ -3359,6 +3684,8 @@ static void mg_publish(struct pipeline *p)
 			ps->match_index = id == k->myid ? s.last_index : raft_match_of(p->r, id);
 			ps->lag_entries =
 				s.last_index > ps->match_index ? s.last_index - ps->match_index : 0;
+			ps->protocol_level = id == k->myid ? k->cfg.protocol_level
+							   : level_of(p, id, keel_now_ns());
 		}
 	}
 	mgmt_chan_publish(k->mchan, &s);
@@ -3592,6 +3919,9 @@ static void *pipeline_main(void *arg)
 				break;
 			case KEELD_MSG_REMOVED:
 				on_removed(p, &msgs[i]);
+				break;
+			case KEELD_MSG_REFUSED:
+				on_refused(p, &msgs[i]);
 				break;
 			default:
 				break;
@@ -3838,6 +4168,10 @@ int keeld_pipeline_open(struct keeld *k)
 	pthread_mutex_init(&p->snap.mu, NULL);
 	pthread_cond_init(&p->snap.cv, NULL);
 	p->snap.k = k;
+	/* No level item applied (yet): the cluster speaks at least the lowest
+	 * level a member may have (NODE_PROTOCOL_LEVEL_MIN). */
+	p->level_cluster = NODE_PROTOCOL_LEVEL_MIN;
+	atomic_store(&k->level_cluster, p->level_cluster);
 	/* k->next_req_id and k->session_base: keeld_req_id_base() (keeld.c),
 	 * called after this, past k->own_req_max and k->own_sid_max */
 	const struct node_config *c = &k->cfg;
@@ -3916,6 +4250,19 @@ int keeld_pipeline_open(struct keeld *k)
 			free(mb.p);
 			return KEEL_E_CORRUPT;
 		}
+		uint32_t level;
+		char msg[512];
+		int hl = node_level_snap_parse(mb.p, mb.len, &level);
+		if (hl < 0 || node_level_check(level, k->cfg.protocol_level,
+					       NODE_PROTOCOL_LEVEL_MIN, msg, sizeof(msg)) < 0) {
+			keeld_log("wal: snapshot %" PRIu64 ": %s", meta.index,
+				  hl < 0 ? "its level header is malformed" : msg);
+			free(mb.p);
+			return hl < 0 ? KEEL_E_CORRUPT : KEEL_E_UNSUPPORTED;
+		}
+		mb.off = (size_t)hl;
+		p->level_cluster = level;
+		atomic_store(&k->level_cluster, level);
 		kv_thread_register();
 		rc = kv_restore(k->kv, mb_read, &mb);
 		if (rc == 0) {

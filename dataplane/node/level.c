@@ -1,0 +1,122 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Protocol levels (node.h): the leader's choice of the cluster level and the
+ * small encodings that carry levels (TOUCH trailer, level item, snapshot
+ * header). Pure functions: the pipeline holds the state and decides when.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "keel.h"
+#include "node.h"
+
+#define SNAP_MAGIC "KEELLVL1"
+
+static uint32_t get_le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+	p[2] = (uint8_t)(v >> 16);
+	p[3] = (uint8_t)(v >> 24);
+}
+
+uint32_t node_level_target(uint32_t committed, uint32_t own, const uint32_t *levels, uint32_t n)
+{
+	uint32_t low = own;
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t l = levels[i] == NODE_LEVEL_UNHEARD ? NODE_PROTOCOL_LEVEL_MIN : levels[i];
+		if (l < low)
+			low = l;
+	}
+	/* What was committed may already be used by every replica (a snapshot
+	 * header, a feature of that level): going back would strand them. */
+	return low > committed ? low : committed;
+}
+
+int node_level_check(uint32_t cluster, uint32_t level, uint32_t min, char *msg, size_t len)
+{
+	if (cluster > level) {
+		snprintf(msg, len,
+			 "the cluster runs at protocol level %u, above this node's level %u: "
+			 "it cannot read what the cluster writes; upgrade this node to a keeld "
+			 "of protocol level %u or later (`keeld --version` prints it)",
+			 cluster, level, cluster);
+		return KEEL_E_UNSUPPORTED;
+	}
+	if (cluster < min) {
+		snprintf(msg, len,
+			 "the cluster runs at protocol level %u, below the lowest this node "
+			 "serves in (%u): upgrade the other nodes first, to a keeld of protocol "
+			 "level %u",
+			 cluster, min, min);
+		return KEEL_E_UNSUPPORTED;
+	}
+	if (len)
+		msg[0] = '\0';
+	return 0;
+}
+
+void node_level_item_put(uint8_t *out, uint32_t level)
+{
+	put_le32(out, level);
+}
+
+int node_level_item_decode(const uint8_t *d, size_t len, uint32_t *level)
+{
+	if (len != NODE_LEVEL_ITEM_BYTES)
+		return KEEL_E_MALFORMED;
+	uint32_t l = get_le32(d);
+	if (l < 1 || l > 255)
+		return KEEL_E_MALFORMED;
+	*level = l;
+	return 0;
+}
+
+int node_level_touch_parse(const uint8_t *d, size_t len, size_t ids_bytes, uint32_t *level,
+			   uint32_t *min)
+{
+	if (len < ids_bytes)
+		return KEEL_E_MALFORMED;
+	if (len == ids_bytes)
+		return 0;
+	if (len != ids_bytes + 8)
+		return KEEL_E_MALFORMED;
+	uint32_t l = get_le32(d + ids_bytes), m = get_le32(d + ids_bytes + 4);
+	if (l < 1 || l > 255 || m < 1 || m > l)
+		return KEEL_E_MALFORMED;
+	*level = l;
+	*min = m;
+	return 1;
+}
+
+void node_level_touch_put(uint8_t *out, uint32_t level, uint32_t min)
+{
+	put_le32(out, level);
+	put_le32(out + 4, min);
+}
+
+void node_level_snap_put(uint8_t *out, uint32_t level)
+{
+	memcpy(out, SNAP_MAGIC, 8);
+	put_le32(out + 8, level);
+}
+
+int node_level_snap_parse(const uint8_t *image, size_t len, uint32_t *level)
+{
+	if (len < 8 || memcmp(image, SNAP_MAGIC, 8)) {
+		*level = NODE_PROTOCOL_LEVEL_MIN;
+		return 0;
+	}
+	if (len < NODE_LEVEL_SNAP_BYTES)
+		return KEEL_E_MALFORMED;
+	uint32_t l = get_le32(image + 8);
+	if (l < 1 || l > 255)
+		return KEEL_E_MALFORMED;
+	*level = l;
+	return (int)NODE_LEVEL_SNAP_BYTES;
+}

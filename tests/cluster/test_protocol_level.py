@@ -1,0 +1,268 @@
+"""A rolling upgrade (keel only: keel.test.protocolLevel).
+
+Node 3 of a 3-node cluster claims protocol level 2 (a keeld of session 4);
+nodes 1 and 2 speak this build's level 3. The cluster level stays 2 -- the
+leader hears node 3 say 2 -- and what level 3 adds stays unused: snapshot
+images carry no level header, and node 3 applies every write. Node 3 restarted
+at level 3: the leader raises the cluster level through the log, so every node
+logs the change at the same index and shows level 3 on /status, and snapshots
+carry the level from then on. Node 3 restarted at level 2 again is refused:
+it exits with status 1 saying which level to upgrade to; the others serve on.
+A standalone node, which no leader can refuse, stops by itself when started
+on level 2 over a log (the level item) or a snapshot (its level header) of
+level 3.
+"""
+import glob
+import os
+import re
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from zkcluster import KeelCluster, wait_for  # noqa: E402
+from test_membership import http, status  # noqa: E402
+
+from kazoo.client import KazooClient  # noqa: E402
+
+TOKEN = "levels"
+
+
+class LevelCluster(KeelCluster):
+    """Node ids in self.low claim protocol level 2."""
+
+    low = set()
+
+    def configure(self, n):
+        super().configure(n)
+        if n.id in self.low:
+            with open(os.path.join(n.workdir, "zoo.cfg"), "a") as f:
+                f.write("keel.test.protocolLevel=2\n")
+
+    def restart(self, i, low):
+        self.stop(i)
+        n = self.nodes[i]
+        if low:
+            self.low.add(n.id)
+        else:
+            self.low.discard(n.id)
+        self.configure(n)
+        self.start(i)
+
+
+def snapshot_images(node):
+    """Each snapshot file's bytes, newest last."""
+    files = sorted(glob.glob(os.path.join(node.workdir, "data", "**", "snap-*.snap"),
+                             recursive=True))
+    out = []
+    for p in files:
+        with open(p, "rb") as f:
+            out.append(f.read())
+    return out
+
+
+def level_changes(node):
+    """[(from, to, index)] as the node's log says (a restart appends)."""
+    with open(os.path.join(node.workdir, "out.log"), errors="replace") as f:
+        text = f.read()
+    return [tuple(int(x) for x in m.groups()) for m in
+            re.finditer(r"cluster protocol level (\d+) -> (\d+) at index (\d+)", text)]
+
+
+class TestProtocolLevel(unittest.TestCase):
+    def snap(self, node):
+        """POST /snapshot; the newest image of the node afterwards."""
+        code, text = http(node.admin_port, "POST", "/snapshot", token=TOKEN)
+        self.assertEqual(code, 200, text)
+        imgs = snapshot_images(node)
+        self.assertTrue(imgs, "no snapshot file under %s" % node.workdir)
+        return imgs[-1]
+
+    def test_rolling_upgrade(self):
+        if os.environ.get("KEEL_TEST_TARGET", "keel") != "keel":
+            self.skipTest("keel's protocol levels")
+        LevelCluster.low = {3}
+        with LevelCluster(3, admin_token=TOKEN) as cl:
+            n1, n2, n3 = cl.nodes
+            kz = KazooClient(hosts=cl.connect_string([2]), timeout=10.0)
+            kz.start(timeout=30)
+            try:
+                kz.create("/up", b"")
+                for i in range(20):
+                    kz.create("/up/a%d" % i, b"x")
+            finally:
+                kz.stop()
+                kz.close()
+            # The leader has heard every member's level (node 3: 2).
+            def heard():
+                for n in cl.nodes:
+                    st = status(n)
+                    if st and st["role"] == "leader":
+                        lv = {p["id"]: p["protocol_level"] for p in st["peers"]}
+                        return lv if all(lv.values()) else None
+                return None
+            lv = wait_for(heard, 30, "the leader hearing every member's level")
+            self.assertEqual(lv, {1: 3, 2: 3, 3: 2})
+            # So the cluster level is 2 everywhere, and nothing of level 3 is used.
+            for n in cl.nodes:
+                st = status(n)
+                self.assertEqual(st["cluster_level"], 2, st)
+                self.assertEqual(st["protocol_level"], 3 if n.id != 3 else 2, st)
+                self.assertEqual(st["protocol_level_min"], 2, st)
+            for n in cl.nodes:
+                self.assertEqual(level_changes(n), [], cl.tail(n))
+            img = self.snap(n1)
+            self.assertNotIn(b"KEELLVL1", img)
+            self.assertIn(b"KEELKVS1", img)
+            # Node 3 (level 2) applied every write, as the others did.
+            wait_for(lambda: (status(n3) or {}).get("znodes") == status(n1)["znodes"], 30,
+                     "node 3 applying every write")
+
+            # Node 3 upgraded: the cluster level rises through the log.
+            cl.restart(2, low=False)
+            wait_for(lambda: all((status(n) or {}).get("cluster_level") == 3
+                                 for n in cl.nodes), 30, "cluster level 3 on every node")
+            changes = [level_changes(n) for n in cl.nodes]
+            for c in changes:
+                self.assertEqual(len(c), 1, changes)
+                self.assertEqual(c[0][:2], (2, 3), changes)
+            self.assertEqual(len({c[0][2] for c in changes}), 1,
+                             "the level changes at one index everywhere: %s" % changes)
+            img = self.snap(n2)
+            self.assertTrue(img.find(b"KEELLVL1") >= 0, "no level header in the snapshot")
+            # A restarted node keeps the level (from its snapshot or log).
+            cl.restart(1, low=False)
+            self.assertEqual(status(n2)["cluster_level"], 3)
+
+            # Node 3 back at level 2 is refused: exit status 1, with the reason.
+            cl.stop(2)
+            LevelCluster.low.add(3)
+            cl.configure(n3)
+            cl.start(2, wait=False)
+            wait_for(lambda: n3.proc.poll() is not None, 60, "node 3 stopping")
+            self.assertEqual(n3.proc.returncode, 1, cl.tail(n3))
+            log = cl.tail(n3, 200)
+            self.assertIn("FATAL", log)
+            self.assertIn("protocol level 3 or later", log)
+            # Refused by the leader (on the level its TOUCH said), or stopped
+            # by itself applying the level item: whichever came first. The
+            # leader counts a refusal before it tells the node (its /status
+            # shows it with the next publish).
+            if "refused by node" in log:
+                wait_for(lambda: sum((status(n) or {}).get("level_refused", 0)
+                                     for n in (n1, n2)) >= 1, 10, "the refusal counted")
+            # The others go on serving writes.
+            kz = KazooClient(hosts=cl.connect_string([0, 1]), timeout=10.0)
+            kz.start(timeout=30)
+            try:
+                kz.create("/up/after", b"y")
+                self.assertEqual(len(kz.get_children("/up")), 21)
+            finally:
+                kz.stop()
+                kz.close()
+            code, text = http(n1.admin_port, "GET", "/metrics", token=TOKEN)
+            self.assertEqual(code, 200)
+            self.assertIn("keel_protocol_level_refused_total", text)
+
+    def test_standalone_downgrade(self):
+        """One node (no leader to refuse it): started on level 2 over a log,
+        then over a snapshot, of cluster level 3, it stops by itself."""
+        if os.environ.get("KEEL_TEST_TARGET", "keel") != "keel":
+            self.skipTest("keel's protocol levels")
+        LevelCluster.low = set()
+        with LevelCluster(1, admin_token=TOKEN) as cl:
+            n = cl.nodes[0]
+            wait_for(lambda: (status(n) or {}).get("cluster_level") == 3, 30,
+                     "a standalone node at its own level")
+            c = level_changes(n)
+            self.assertEqual(len(c), 1, c)
+            index = c[0][2]
+
+            def downgraded(what):
+                cl.stop(0)
+                LevelCluster.low = {1}
+                cl.configure(n)
+                cl.start(0, wait=False)
+                wait_for(lambda: n.proc.poll() is not None, 60, "the node stopping")
+                self.assertEqual(n.proc.returncode, 1, cl.tail(n))
+                log = cl.tail(n, 30)
+                self.assertIn(what, log)
+                self.assertIn("above this node's level 2", log)
+                self.assertIn("protocol level 3 or later", log)
+                cl.stop(0)
+                LevelCluster.low = set()
+                cl.configure(n)
+                cl.start(0)
+
+            # The level item in the log: applying it stops the node.
+            downgraded("FATAL: apply: index %d:" % index)
+            # Back on level 3 (nothing lost), then a snapshot holding the level.
+            wait_for(lambda: (status(n) or {}).get("cluster_level") == 3, 30, "level 3 again")
+            self.assertIn(b"KEELLVL1", self.snap(n))
+            downgraded("wal: snapshot")
+
+    def test_with_previous_release(self):
+        """With KEEL_KEELD_PREV naming a keeld of session 4 (protocol level 2,
+        which says no level; e.g. built from git's da23a7d), a real mixed
+        cluster: that keeld as node 3 keeps the cluster at level 2 and
+        applies every write; replaced by this build, the level rises to 3;
+        started again on the old keeld, the leader counts and logs it as
+        refused (it cannot be told to stop)."""
+        prev = os.environ.get("KEEL_KEELD_PREV")
+        if not prev or os.environ.get("KEEL_TEST_TARGET", "keel") != "keel":
+            self.skipTest("KEEL_KEELD_PREV not set")
+
+        class Mixed(LevelCluster):
+            old = {3}
+
+            def command(self, n):
+                cmd = super().command(n)
+                if n.id in self.old:
+                    cmd[0] = prev
+                return cmd
+
+        LevelCluster.low = set()
+        with Mixed(3, admin_token=TOKEN) as cl:
+            n1, n2, n3 = cl.nodes
+            kz = KazooClient(hosts=cl.connect_string([2]), timeout=10.0)
+            kz.start(timeout=30)
+            try:
+                kz.create("/m", b"")
+                for i in range(20):
+                    kz.create("/m/a%d" % i, b"x")
+            finally:
+                kz.stop()
+                kz.close()
+
+            def leader_view():
+                for n in (n1, n2):
+                    st = status(n)
+                    if st and st["role"] == "leader":
+                        return {p["id"]: p["protocol_level"] for p in st["peers"]}
+                return None
+            lv = wait_for(lambda: (lambda v: v if v and v[1] and v[2] else None)(
+                leader_view()), 30, "the leader hearing nodes 1 and 2")
+            self.assertEqual(lv[3], 0, lv)  # says nothing
+            self.assertEqual([status(n)["cluster_level"] for n in (n1, n2)], [2, 2])
+            wait_for(lambda: "Node count: %d" % status(n1)["znodes"] in cl.four_letter(2, "srvr"),
+                     30, "node 3 applying every write")
+            cl.old = set()
+            cl.stop(2)
+            cl.start(2)
+            wait_for(lambda: all((status(n) or {}).get("cluster_level") == 3
+                                 for n in cl.nodes), 30, "cluster level 3")
+            cl.old = {3}
+            cl.stop(2)
+            cl.start(2)
+            wait_for(lambda: sum((status(n) or {}).get("level_refused", 0)
+                                 for n in (n1, n2)) >= 1, 60, "the old node refused")
+            logs = cl.tail(n1, 100) + cl.tail(n2, 100)
+            self.assertIn("node 3 refused: it replicates but has said no protocol level", logs)
+
+
+if __name__ == "__main__":
+    t0 = time.monotonic()
+    try:
+        unittest.main(verbosity=2)
+    finally:
+        print("took %.1fs" % (time.monotonic() - t0), file=sys.stderr)

@@ -1,0 +1,164 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Protocol levels (dataplane/node/level.c): the leader's choice of the
+ * cluster level, the refusal check, and the three encodings that carry a
+ * level (level item, TOUCH trailer, snapshot header).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "keel.h"
+#include "node.h"
+
+static void test_target(void **state)
+{
+	(void)state;
+	uint32_t all3[] = { 3, 3, 3, 3 };
+	/* Every member heard at this node's level: raised to it. */
+	assert_int_equal(node_level_target(2, 3, all3, 4), 3);
+	/* One member at 2: stays at 2. */
+	uint32_t one2[] = { 3, 2, 3 };
+	assert_int_equal(node_level_target(2, 3, one2, 3), 2);
+	/* A member not heard from yet counts as the lowest supported level. */
+	uint32_t unheard[] = { 3, NODE_LEVEL_UNHEARD };
+	assert_int_equal(node_level_target(2, 3, unheard, 2), NODE_PROTOCOL_LEVEL_MIN);
+	/* The leader's own level counts too. */
+	assert_int_equal(node_level_target(2, 2, all3, 4), 2);
+	/* Never below what was committed: a lower or unheard member does not
+	 * lower it (it is refused instead). */
+	assert_int_equal(node_level_target(3, 3, one2, 3), 3);
+	assert_int_equal(node_level_target(3, 3, unheard, 2), 3);
+	assert_int_equal(node_level_target(3, 2, all3, 4), 3);
+	/* No other member (one node): its own level. */
+	assert_int_equal(node_level_target(2, 3, NULL, 0), 3);
+	/* The lowest of several, above the committed level. */
+	uint32_t mixed[] = { 5, 4, 6 };
+	assert_int_equal(node_level_target(2, 7, mixed, 3), 4);
+}
+
+static void test_check(void **state)
+{
+	(void)state;
+	char msg[512];
+	assert_int_equal(node_level_check(2, 3, 2, msg, sizeof(msg)), 0);
+	assert_int_equal(node_level_check(3, 3, 2, msg, sizeof(msg)), 0);
+	assert_string_equal(msg, "");
+	/* The cluster speaks a level this node cannot read: refused, naming
+	 * the level to upgrade to. */
+	assert_int_equal(node_level_check(3, 2, 2, msg, sizeof(msg)), KEEL_E_UNSUPPORTED);
+	assert_non_null(strstr(msg, "above this node's level 2"));
+	assert_non_null(strstr(msg, "protocol level 3 or later"));
+	/* The cluster is below what this node still serves in. */
+	assert_int_equal(node_level_check(2, 5, 3, msg, sizeof(msg)), KEEL_E_UNSUPPORTED);
+	assert_non_null(strstr(msg, "below the lowest this node serves in (3)"));
+	/* This build serves in every level from its minimum to its own. */
+	for (uint32_t l = NODE_PROTOCOL_LEVEL_MIN; l <= NODE_PROTOCOL_LEVEL; l++)
+		assert_int_equal(node_level_check(l, NODE_PROTOCOL_LEVEL, NODE_PROTOCOL_LEVEL_MIN,
+						  msg, sizeof(msg)),
+				 0);
+}
+
+static void test_item(void **state)
+{
+	(void)state;
+	uint8_t b[NODE_LEVEL_ITEM_BYTES + 1];
+	uint32_t level = 0;
+	node_level_item_put(b, 3);
+	assert_int_equal(node_level_item_decode(b, NODE_LEVEL_ITEM_BYTES, &level), 0);
+	assert_int_equal(level, 3);
+	/* Wrong length or value: malformed (apply_entry stops on it). */
+	assert_int_equal(node_level_item_decode(b, NODE_LEVEL_ITEM_BYTES - 1, &level),
+			 KEEL_E_MALFORMED);
+	assert_int_equal(node_level_item_decode(b, NODE_LEVEL_ITEM_BYTES + 1, &level),
+			 KEEL_E_MALFORMED);
+	node_level_item_put(b, 0);
+	assert_int_equal(node_level_item_decode(b, NODE_LEVEL_ITEM_BYTES, &level),
+			 KEEL_E_MALFORMED);
+	node_level_item_put(b, 256);
+	assert_int_equal(node_level_item_decode(b, NODE_LEVEL_ITEM_BYTES, &level),
+			 KEEL_E_MALFORMED);
+	assert_int_equal(level, 3);
+}
+
+static void test_touch(void **state)
+{
+	(void)state;
+	/* Two session ids, then the trailer. */
+	uint8_t m[4 + 16 + 8];
+	memset(m, 0xab, sizeof(m));
+	node_level_touch_put(m + 20, 3, 2);
+	uint32_t level = 0, min = 0;
+	assert_int_equal(node_level_touch_parse(m, sizeof(m), 20, &level, &min), 1);
+	assert_int_equal(level, 3);
+	assert_int_equal(min, 2);
+	/* A level-2 sender: no trailer. */
+	assert_int_equal(node_level_touch_parse(m, 20, 20, &level, &min), 0);
+	/* Anything else is malformed. */
+	assert_int_equal(node_level_touch_parse(m, 24, 20, &level, &min), KEEL_E_MALFORMED);
+	assert_int_equal(node_level_touch_parse(m, 12, 20, &level, &min), KEEL_E_MALFORMED);
+	node_level_touch_put(m + 20, 2, 3); /* min above level */
+	assert_int_equal(node_level_touch_parse(m, sizeof(m), 20, &level, &min), KEEL_E_MALFORMED);
+	node_level_touch_put(m + 20, 0, 0);
+	assert_int_equal(node_level_touch_parse(m, sizeof(m), 20, &level, &min), KEEL_E_MALFORMED);
+}
+
+static void test_snap(void **state)
+{
+	(void)state;
+	uint8_t img[NODE_LEVEL_SNAP_BYTES + 8];
+	memcpy(img + NODE_LEVEL_SNAP_BYTES, "KEELKVS1", 8);
+	node_level_snap_put(img, 3);
+	uint32_t level = 0;
+	assert_int_equal(node_level_snap_parse(img, sizeof(img), &level),
+			 (int)NODE_LEVEL_SNAP_BYTES);
+	assert_int_equal(level, 3);
+	/* A bare store image (level 2 and before): no header, the lowest level. */
+	assert_int_equal(node_level_snap_parse(img + NODE_LEVEL_SNAP_BYTES, 8, &level), 0);
+	assert_int_equal(level, NODE_PROTOCOL_LEVEL_MIN);
+	/* A header cut short, or a bad level. */
+	assert_int_equal(node_level_snap_parse(img, NODE_LEVEL_SNAP_BYTES - 1, &level),
+			 KEEL_E_MALFORMED);
+	node_level_snap_put(img, 0);
+	assert_int_equal(node_level_snap_parse(img, sizeof(img), &level), KEEL_E_MALFORMED);
+}
+
+static void test_config(void **state)
+{
+	(void)state;
+	struct node_config c;
+	char err[256];
+	const char *base = "tickTime=2000\ndataDir=/tmp/x\nclientPort=2181\n";
+	assert_int_equal(node_config_parse(&c, base, "zoo.cfg", 1, err, sizeof(err)), 0);
+	assert_int_equal(c.protocol_level, NODE_PROTOCOL_LEVEL);
+	char text[256];
+	snprintf(text, sizeof(text), "%skeel.test.protocolLevel=%u\n", base,
+		 NODE_PROTOCOL_LEVEL_MIN);
+	assert_int_equal(node_config_parse(&c, text, "zoo.cfg", 1, err, sizeof(err)), 0);
+	assert_int_equal(c.protocol_level, NODE_PROTOCOL_LEVEL_MIN);
+	/* Below what this build serves in, or above its own: refused. */
+	snprintf(text, sizeof(text), "%skeel.test.protocolLevel=%u\n", base,
+		 NODE_PROTOCOL_LEVEL_MIN - 1);
+	assert_int_equal(node_config_parse(&c, text, "zoo.cfg", 1, err, sizeof(err)),
+			 KEEL_E_CONFIG);
+	assert_non_null(strstr(err, "keel.test.protocolLevel"));
+	snprintf(text, sizeof(text), "%skeel.test.protocolLevel=%u\n", base,
+		 NODE_PROTOCOL_LEVEL + 1);
+	assert_int_equal(node_config_parse(&c, text, "zoo.cfg", 1, err, sizeof(err)),
+			 KEEL_E_CONFIG);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_target), cmocka_unit_test(test_item),
+		cmocka_unit_test(test_check),  cmocka_unit_test(test_touch),
+		cmocka_unit_test(test_snap),   cmocka_unit_test(test_config),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
