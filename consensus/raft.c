@@ -896,7 +896,8 @@ static void handle_snapshot(struct raft *r, const struct raft_msg *m)
 					.offset = m->offset,
 					.buf = raft_buf_ref(m->data_buf),
 					.off = m->data_off,
-					.len = m->data_len };
+					.len = m->data_len,
+					.conf = m->conf };
 		VEC_PUSH(r->chunks, c);
 	}
 	r->rs_off += m->data_len;
@@ -906,9 +907,9 @@ static void handle_snapshot(struct raft *r, const struct raft_msg *m)
 		return;
 	}
 	if (r->chunks.n == 0 || r->chunks.v[r->chunks.n - 1].index != m->index) {
-		struct raft_chunk c = { .index = m->index,
-					.term = m->log_term,
-					.offset = m->offset };
+		struct raft_chunk c = {
+			.index = m->index, .term = m->log_term, .offset = m->offset, .conf = m->conf
+		};
 		VEC_PUSH(r->chunks, c);
 	}
 	r->chunks.v[r->chunks.n - 1].last = true;

@@ -325,6 +325,7 @@ struct raft_chunk {
 	uint32_t off;
 	uint32_t len;
 	bool last;
+	struct raft_conf conf; /* the snapshot's configuration (for the file's header) */
 };
 
 struct raft_read {

@@ -348,6 +348,34 @@ int keeld_op_index(int32_t type);
  * plane or when since_ns is 0). Any thread; a clock read and two relaxed adds. */
 void keeld_observe_request(struct keeld *k, int32_t type, uint64_t since_ns);
 
+/*
+ * snapbuf.c: snapshot images streamed to the wal and sent/restored from a
+ * read-only mapping of the snapshot file (never whole in anonymous memory).
+ * A Raft image's size and chunk offsets are 32-bit (raft_buf.size,
+ * raft_msg.data_off): a larger image fails with KEEL_E_TOO_BIG.
+ */
+#define KEELD_SNAP_MAX_BYTES ((uint64_t)UINT32_MAX)
+/* kv_write_fn into sw; KEEL_E_TOO_BIG (nothing written) past max_bytes in all. */
+struct keeld_snap_sink {
+	struct wal_snap_writer *sw;
+	uint64_t bytes, max_bytes;
+};
+int keeld_snap_sink_write(void *ctx, const void *buf, size_t len);
+/* kv_read_fn from p[off, len): KEEL_E_CORRUPT past the end. */
+struct keeld_snap_src {
+	const uint8_t *p;
+	uint64_t len, off;
+};
+int keeld_snap_src_read(void *ctx, void *buf, size_t len);
+/*
+ * A raft_buf (refs = 1) over the payload of m, taking the mapping over (m is
+ * cleared); the last unref unmaps it. The mapping keeps the file's data even
+ * after a newer snapshot unlinks the file, so refs held by sends in flight
+ * stay readable. NULL (m untouched) if the payload is over
+ * KEELD_SNAP_MAX_BYTES or on allocation failure.
+ */
+struct raft_buf *keeld_snap_buf(struct wal_snap_map *m);
+
 /* sha1.c: for digest ids "user:base64(sha1(user:password))". */
 void keeld_sha1(const void *data, size_t len, uint8_t out[20]);
 size_t keeld_base64(const uint8_t *in, size_t n, char *out);
