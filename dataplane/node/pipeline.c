@@ -1541,9 +1541,9 @@ static void snap_run(struct snapper *s)
 	if (rc == 0)
 		rc = wal_snap_map(s->w, s->index, false, &s->map);
 	if (rc == KEEL_E_TOO_BIG)
-		keeld_log("snapshot %" PRIu64 ": the image passed %" PRIu64
-			  " bytes, more than a Raft image can describe (32-bit size); "
-			  "the previous snapshot and the log are kept",
+		keeld_log("snapshot %" PRIu64 ": the image is larger than %" PRIu64
+			  " bytes, the most a snapshot may have (Raft sends images of at most "
+			  "4 GiB - 1: 32-bit sizes); the previous snapshot and the log are kept",
 			  s->index, s->max_bytes);
 	else if (rc < 0)
 		keeld_log("snapshot %" PRIu64 ": %s", s->index, keel_strerror(rc));
