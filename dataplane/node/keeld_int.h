@@ -349,8 +349,9 @@ int keeld_op_index(int32_t type);
 void keeld_observe_request(struct keeld *k, int32_t type, uint64_t since_ns);
 
 /*
- * snapbuf.c: snapshot images streamed to the wal and sent/restored from a
- * read-only mapping of the snapshot file (never whole in anonymous memory).
+ * snapbuf.c: snapshot images streamed to the wal, sent from a read-only
+ * mapping of the snapshot file and restored through a bounded buffer (never
+ * whole in anonymous memory).
  * A Raft image's size and chunk offsets are 32-bit (raft_buf.size,
  * raft_msg.data_off): a larger image fails with KEEL_E_TOO_BIG.
  */
@@ -361,12 +362,16 @@ struct keeld_snap_sink {
 	uint64_t bytes, max_bytes;
 };
 int keeld_snap_sink_write(void *ctx, const void *buf, size_t len);
-/* kv_read_fn from p[off, len): KEEL_E_CORRUPT past the end. */
-struct keeld_snap_src {
-	const uint8_t *p;
-	uint64_t len, off;
-};
-int keeld_snap_src_read(void *ctx, void *buf, size_t len);
+/*
+ * Restore the wal's latest snapshot into kv (empty; the calling thread is
+ * kv's writer and registered) with its membership into conf: the file is read
+ * in KEELD_SNAP_READ_BYTES pieces (its CRC verified first), never whole in
+ * memory, and without mapping it (mapped pages would count in the node's
+ * RSS). meta gets index, term and size (not the membership).
+ */
+#define KEELD_SNAP_READ_BYTES (1u << 20)
+int keeld_snap_restore(struct wal *w, struct kv *kv, struct wal_snap_meta *meta,
+		       struct raft_conf *conf);
 /*
  * A raft_buf (refs = 1) over the payload of m, taking the mapping over (m is
  * cleared); the last unref unmaps it. The mapping keeps the file's data even

@@ -1843,9 +1843,6 @@ static void install_snapshot(struct pipeline *p, const struct raft_snapshot_meta
 		p->inst_sw = NULL;
 	}
 	inst_drop(p);
-	struct wal_snap_map map;
-	if (!rc)
-		rc = wal_snap_map(p->w, m->index, false, &map);
 	if (rc < 0) {
 		keeld_log("snapshot %" PRIu64 " from the leader: writing it failed: %s", m->index,
 			  keel_strerror(rc));
@@ -1861,9 +1858,14 @@ static void install_snapshot(struct pipeline *p, const struct raft_snapshot_meta
 			  keel_strerror(rc));
 	struct kv_config kc = { .max_data_bytes = k->cfg.max_packet_bytes };
 	struct kv *nkv;
-	struct keeld_snap_src src = { .p = map.data, .len = map.data_bytes };
-	if (kv_create(&kc, &nkv) < 0 || (rc = kv_restore(nkv, keeld_snap_src_read, &src)) < 0 ||
-	    (rc = kv_zookeeper_nodes(nkv)) < 0) {
+	struct wal_snap_meta meta;
+	struct raft_conf conf;
+	struct wal_snap_map map;
+	if ((rc = kv_create(&kc, &nkv)) < 0 ||
+	    (rc = keeld_snap_restore(p->w, nkv, &meta, &conf)) < 0 ||
+	    (rc = meta.index == m->index ? 0 : KEEL_E_STATE) < 0 ||
+	    (rc = kv_zookeeper_nodes(nkv)) < 0 ||
+	    (rc = wal_snap_map(p->w, m->index, false, &map)) < 0) {
 		keeld_log("snapshot %" PRIu64 " from the leader: restore failed: %s", m->index,
 			  keel_strerror(rc));
 		abort();
@@ -3902,42 +3904,28 @@ int keeld_pipeline_open(struct keeld *k)
 	bool have_snap_conf = false;
 	struct raft_conf snap_conf;
 	if (rec.snap_index) {
-		/* The file mapped and verified (CRC), restored from the mapping: no
-		 * copy of the image in anonymous memory; the mapping is raft's image. */
+		/* Restored through a bounded buffer (CRC verified first), then mapped
+		 * as raft's image: no copy of it in anonymous memory. */
+		struct wal_snap_meta meta;
 		struct wal_snap_map map;
-		rc = wal_snap_map(p->w, rec.snap_index, true, &map);
-		if (rc < 0) {
-			keeld_log("wal: snapshot %" PRIu64 ": %s", rec.snap_index,
-				  keel_strerror(rc));
-			return rc;
-		}
-		struct wal_snap_meta meta = { .index = map.index,
-					      .term = map.term,
-					      .data_bytes = map.data_bytes };
-		have_snap_conf =
-			raft_conf_decode(map.membership, map.membership_len, &snap_conf) == 0;
-		if (!have_snap_conf) {
-			keeld_log("wal: snapshot %" PRIu64 ": unreadable membership (%" PRIu32
-				  " bytes)",
-				  meta.index, map.membership_len);
-			wal_snap_unmap(&map);
-			return KEEL_E_CORRUPT;
-		}
-		struct keeld_snap_src src = { .p = map.data, .len = map.data_bytes };
 		kv_thread_register();
-		rc = kv_restore(k->kv, keeld_snap_src_read, &src);
+		rc = keeld_snap_restore(p->w, k->kv, &meta, &snap_conf);
 		if (rc == 0) {
+			have_snap_conf = true;
 			atomic_store(&k->applied_zxid, kv_view_zxid(kv_view_get(k->kv)));
 			trk_rebuild(p);
 			(void)kv_sessions(kv_view_get(k->kv), own_ids_session, k);
 		}
 		kv_thread_unregister();
-		if (rc == 0 && !(image = keeld_snap_buf(&map)))
+		if (rc == 0)
+			rc = wal_snap_map(p->w, meta.index, false, &map);
+		if (rc == 0 && !(image = keeld_snap_buf(&map))) {
 			rc = map.data_bytes > KEELD_SNAP_MAX_BYTES ? KEEL_E_TOO_BIG : KEEL_E_NOMEM;
-		if (rc < 0) {
-			keeld_log("wal: snapshot %" PRIu64 ": restore: %s", meta.index,
-				  keel_strerror(rc));
 			wal_snap_unmap(&map);
+		}
+		if (rc < 0) {
+			keeld_log("wal: snapshot %" PRIu64 ": restore: %s", rec.snap_index,
+				  keel_strerror(rc));
 			return rc;
 		}
 		rc_cfg.snapshot.index = meta.index;

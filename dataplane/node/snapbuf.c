@@ -20,14 +20,54 @@ int keeld_snap_sink_write(void *ctx, const void *buf, size_t len)
 	return wal_snap_write(k->sw, buf, len);
 }
 
-int keeld_snap_src_read(void *ctx, void *buf, size_t len)
+/* kv_read_fn over a wal snapshot reader, through a bounded buffer. */
+struct snap_in {
+	struct wal_snap_reader *r;
+	uint8_t *buf;
+	size_t len, off;
+};
+
+static int snap_in_read(void *ctx, void *out, size_t len)
 {
-	struct keeld_snap_src *s = ctx;
-	if (len > s->len - s->off)
-		return KEEL_E_CORRUPT;
-	memcpy(buf, s->p + s->off, len);
-	s->off += len;
+	struct snap_in *in = ctx;
+	uint8_t *o = out;
+	while (len) {
+		if (in->off == in->len) {
+			long n = wal_snap_read(in->r, in->buf, KEELD_SNAP_READ_BYTES);
+			if (n < 0)
+				return (int)n;
+			if (n == 0)
+				return KEEL_E_CORRUPT; /* the store wants more than the image has */
+			in->len = (size_t)n;
+			in->off = 0;
+		}
+		size_t k = KEEL_MIN(len, in->len - in->off);
+		memcpy(o, in->buf + in->off, k);
+		in->off += k;
+		o += k;
+		len -= k;
+	}
 	return 0;
+}
+
+int keeld_snap_restore(struct wal *w, struct kv *kv, struct wal_snap_meta *meta,
+		       struct raft_conf *conf)
+{
+	struct wal_snap_reader *r;
+	int rc = wal_snap_open(w, &r, meta); /* the whole CRC checked first */
+	if (rc < 0)
+		return rc;
+	struct snap_in in = { .r = r, .buf = malloc(KEELD_SNAP_READ_BYTES) };
+	if (!in.buf)
+		rc = KEEL_E_NOMEM;
+	else if (raft_conf_decode(meta->membership, meta->membership_len, conf) < 0)
+		rc = KEEL_E_CORRUPT;
+	else
+		rc = kv_restore(kv, snap_in_read, &in);
+	meta->membership = NULL; /* owned by the reader, closed below */
+	free(in.buf);
+	wal_snap_close(r);
+	return rc;
 }
 
 struct snap_buf {
