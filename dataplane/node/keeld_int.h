@@ -351,12 +351,11 @@ void keeld_observe_request(struct keeld *k, int32_t type, uint64_t since_ns);
 /*
  * snapbuf.c: snapshot images streamed to the wal, sent from a read-only
  * mapping of the snapshot file and restored through a bounded buffer (never
- * whole in anonymous memory).
- * A Raft image's size and chunk offsets are 32-bit (raft_buf.size,
- * raft_msg.data_off): a larger image fails with KEEL_E_TOO_BIG.
+ * whole in anonymous memory). Image sizes and offsets are 64-bit end to end
+ * (wal, raft_buf.size, raft_msg.data_off, the wire's offset and total).
  */
-#define KEELD_SNAP_MAX_BYTES ((uint64_t)UINT32_MAX)
-/* kv_write_fn into sw; KEEL_E_TOO_BIG (nothing written) past max_bytes in all. */
+/* kv_write_fn into sw; KEEL_E_TOO_BIG (nothing written) past max_bytes in all
+ * (UINT64_MAX: none; keel.test.snapshotMaxBytes sets one to test a failed job). */
 struct keeld_snap_sink {
 	struct wal_snap_writer *sw;
 	uint64_t bytes, max_bytes;
@@ -376,8 +375,7 @@ int keeld_snap_restore(struct wal *w, struct kv *kv, struct wal_snap_meta *meta,
  * A raft_buf (refs = 1) over the payload of m, taking the mapping over (m is
  * cleared); the last unref unmaps it. The mapping keeps the file's data even
  * after a newer snapshot unlinks the file, so refs held by sends in flight
- * stay readable. NULL (m untouched) if the payload is over
- * KEELD_SNAP_MAX_BYTES or on allocation failure.
+ * stay readable. NULL (m untouched) on allocation failure.
  */
 struct raft_buf *keeld_snap_buf(struct wal_snap_map *m);
 

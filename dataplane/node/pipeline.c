@@ -183,12 +183,11 @@ struct mchange {
  * the helper online while it writes the file's bytes into the page cache too
  * (the fsync comes after it goes offline): memory the pipeline retires
  * meanwhile is reclaimed a little later, never a second copy of the store.
- * What can fail: the write (disk full, EIO), an image over
- * KEELD_SNAP_MAX_BYTES (Raft's 32-bit image size: KEEL_E_TOO_BIG), the
- * mapping: the job ends with its error (logged, counted in snap_failed), the
- * temporary file is removed, the previous snapshot and the log stay; the next
- * attempt comes with the next threshold or POST /snapshot. A crash during the
- * write leaves the previous snapshot (wal_snap_finish publishes by rename).
+ * What can fail: the write (disk full, EIO), the mapping, an image over
+ * keel.test.snapshotMaxBytes (KEEL_E_TOO_BIG, tests only): the job ends with its error (logged,
+ * counted in snap_failed), the temporary file is removed, the previous snapshot and the log stay;
+ * the next attempt comes with the next threshold or POST /snapshot. A crash during the write leaves
+ * the previous snapshot (wal_snap_finish publishes by rename).
  */
 enum snap_state { SNAP_IDLE, SNAP_ARMED, SNAP_ONLINE, SNAP_RUN, SNAP_DONE };
 
@@ -207,7 +206,7 @@ struct snapper {
 	uint64_t log_bytes; /* since_snap_bytes it covers (given back on failure) */
 	uint8_t conf[RAFT_CONF_MAX_BYTES];
 	size_t conf_len;
-	uint64_t max_bytes; /* image size limit (keel.test.snapshotMaxBytes lowers it) */
+	uint64_t max_bytes; /* image size limit (keel.test.snapshotMaxBytes; UINT64_MAX: none) */
 	/* the result: written by the helper before DONE */
 	int rc;
 	struct wal_snap_map map; /* the durable file, mapped (rc == 0) */
@@ -298,7 +297,7 @@ struct pipeline {
 	struct raft_buf *inst_done; /* installed image to hand raft after advance */
 	uint64_t inst_done_index;
 	uint64_t snap_failed;         /* snapshots that failed (helper jobs) */
-	uint64_t test_snap_max_bytes; /* keel.test.snapshotMaxBytes: 0 = the real limit */
+	uint64_t test_snap_max_bytes; /* keel.test.snapshotMaxBytes: 0 = no limit */
 	struct snapper snap;          /* the snapshot helper thread */
 	uint64_t snap_req_id[8];      /* POST /snapshot requests waiting for a snapshot */
 	uint64_t snap_req_want[8];    /* ... at or past this applied index */
@@ -1542,8 +1541,8 @@ static void snap_run(struct snapper *s)
 		rc = wal_snap_map(s->w, s->index, false, &s->map);
 	if (rc == KEEL_E_TOO_BIG)
 		keeld_log("snapshot %" PRIu64 ": the image is larger than %" PRIu64
-			  " bytes, the most a snapshot may have (Raft sends images of at most "
-			  "4 GiB - 1: 32-bit sizes); the previous snapshot and the log are kept",
+			  " bytes, the limit keel.test.snapshotMaxBytes sets; the previous "
+			  "snapshot and the log are kept",
 			  s->index, s->max_bytes);
 	else if (rc < 0)
 		keeld_log("snapshot %" PRIu64 ": %s", s->index, keel_strerror(rc));
@@ -1669,8 +1668,7 @@ static void snap_hand_view(struct pipeline *p)
 		s->term = term;
 		s->conf_len = raft_conf_encode(raft_conf(p->r), s->conf);
 		s->log_bytes = p->since_snap_bytes;
-		s->max_bytes =
-			p->test_snap_max_bytes ? p->test_snap_max_bytes : KEELD_SNAP_MAX_BYTES;
+		s->max_bytes = p->test_snap_max_bytes ? p->test_snap_max_bytes : UINT64_MAX;
 		p->since_snap_bytes = 0;
 		snap_set(s, SNAP_RUN);
 	}
@@ -1881,7 +1879,7 @@ static void install_snapshot(struct pipeline *p, const struct raft_snapshot_meta
 	trk_rebuild(p);
 	book_learn_kv(p);
 	uint64_t len = map.data_bytes;
-	p->inst_done = keeld_snap_buf(&map); /* raft's chunks are 32-bit: it fits */
+	p->inst_done = keeld_snap_buf(&map);
 	if (!p->inst_done)
 		abort();
 	p->inst_done_index = m->index;
@@ -3126,14 +3124,12 @@ static int mg_apply(struct pipeline *p, const char *key, const char *val, char *
 		return 0;
 	}
 	if (!strcmp(key, "keel.test.snapshotMaxBytes")) {
-		/* An image limit below the real one (Raft's 32 bits) to test the refusal. */
+		/* An image size limit, to test a snapshot job that fails as it streams. */
 		char *end;
 		errno = 0;
 		unsigned long long v = strtoull(val, &end, 10);
-		if (!*val || *end || errno || v > KEELD_SNAP_MAX_BYTES) {
-			snprintf(msg, len,
-				 "%s: '%s' is not in 0..%" PRIu64 " (bytes; 0 = no test limit)",
-				 key, val, KEELD_SNAP_MAX_BYTES);
+		if (!*val || *end || errno || *val == '-') {
+			snprintf(msg, len, "%s: '%s' is not a byte count (0 = no limit)", key, val);
 			return KEEL_E_CONFIG;
 		}
 		p->test_snap_max_bytes = v;
@@ -3920,7 +3916,7 @@ int keeld_pipeline_open(struct keeld *k)
 		if (rc == 0)
 			rc = wal_snap_map(p->w, meta.index, false, &map);
 		if (rc == 0 && !(image = keeld_snap_buf(&map))) {
-			rc = map.data_bytes > KEELD_SNAP_MAX_BYTES ? KEEL_E_TOO_BIG : KEEL_E_NOMEM;
+			rc = KEEL_E_NOMEM;
 			wal_snap_unmap(&map);
 		}
 		if (rc < 0) {

@@ -84,8 +84,6 @@ static void snap_buf_release(struct raft_buf *b)
 
 struct raft_buf *keeld_snap_buf(struct wal_snap_map *m)
 {
-	if (m->data_bytes > KEELD_SNAP_MAX_BYTES)
-		return NULL;
 	struct snap_buf *s = malloc(sizeof(*s));
 	if (!s)
 		return NULL;
@@ -94,7 +92,7 @@ struct raft_buf *keeld_snap_buf(struct wal_snap_map *m)
 	/* data is not const in raft_buf, but nothing writes a snapshot image:
 	 * the pages are PROT_READ, so a stray write faults instead of corrupting. */
 	s->b = (struct raft_buf){ .refs = 1,
-				  .size = (uint32_t)s->m.data_bytes,
+				  .size = s->m.data_bytes,
 				  .data = (uint8_t *)(uintptr_t)s->m.data,
 				  .release = snap_buf_release,
 				  .user = s };

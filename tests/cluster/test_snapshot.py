@@ -140,8 +140,8 @@ class Snapshots(unittest.TestCase):
             code, text = admin(ln, "POST", "/snapshot")
             self.assertNotEqual(code, 200, text)
             self.assertIn("too large", text)
-            self.assertIn("the most a snapshot may have (Raft sends images of at most 4 GiB - 1"
-                          ": 32-bit sizes); the previous snapshot and the log are kept",
+            self.assertIn("bytes, the limit keel.test.snapshotMaxBytes sets; the previous "
+                          "snapshot and the log are kept",
                           log_of(cl, leader))
             self.assertEqual(snap_index(ln), before)
             self.assertEqual(glob.glob(os.path.join(ln.workdir, "data", "*.tmp")), [])
