@@ -1826,8 +1826,9 @@ static void take_chunks(struct pipeline *p, const struct raft_update *u)
  * InstallSnapshot (§5.3) on this follower: make the image the wal's snapshot,
  * drop the log it replaces, and load it into a fresh store that replaces the
  * current one (readers may still hold views of the old store: it is kept
- * until exit). The store is restored from a mapping of the durable file, and
- * that mapping is the image raft sends on.
+ * until exit). The store is restored from the durable file through a bounded
+ * buffer (keeld_snap_restore); a mapping of the file is the image raft sends
+ * on.
  */
 static void install_snapshot(struct pipeline *p, const struct raft_snapshot_meta *m)
 {
