@@ -895,8 +895,9 @@ static void handle_snapshot(struct raft *r, const struct raft_msg *m)
 					.term = m->log_term,
 					.offset = m->offset,
 					.buf = raft_buf_ref(m->data_buf),
-					.off = m->data_off,
-					.len = m->data_len };
+					.off = (uint32_t)m->data_off, /* in a received frame */
+					.len = m->data_len,
+					.conf = m->conf };
 		VEC_PUSH(r->chunks, c);
 	}
 	r->rs_off += m->data_len;
@@ -906,9 +907,9 @@ static void handle_snapshot(struct raft *r, const struct raft_msg *m)
 		return;
 	}
 	if (r->chunks.n == 0 || r->chunks.v[r->chunks.n - 1].index != m->index) {
-		struct raft_chunk c = { .index = m->index,
-					.term = m->log_term,
-					.offset = m->offset };
+		struct raft_chunk c = {
+			.index = m->index, .term = m->log_term, .offset = m->offset, .conf = m->conf
+		};
 		VEC_PUSH(r->chunks, c);
 	}
 	r->chunks.v[r->chunks.n - 1].last = true;
@@ -1400,6 +1401,8 @@ static void send_chunk(struct raft *r, struct progress *p)
 		p->snap_off = 0;
 	}
 	uint64_t total = r->snap_data->size;
+	if (p->snap_off > total)
+		p->snap_off = 0; /* a response past the image's end: never read beyond it */
 	uint64_t len = KEEL_MIN(total - p->snap_off, r->cfg.snapshot_chunk_bytes);
 	struct raft_msg m = {
 		.type = RAFT_MSG_SNAPSHOT,
@@ -1409,7 +1412,7 @@ static void send_chunk(struct raft *r, struct progress *p)
 		.offset = p->snap_off,
 		.total = total,
 		.data_buf = len ? r->snap_data : NULL,
-		.data_off = (uint32_t)p->snap_off,
+		.data_off = p->snap_off,
 		.data_len = (uint32_t)len,
 		.conf = r->snap.conf,
 		.flags = p->snap_off + len == total ? RAFT_F_DONE : 0,

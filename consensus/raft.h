@@ -72,7 +72,7 @@ extern "C" {
  */
 struct raft_buf {
 	uint32_t refs;
-	uint32_t size;
+	uint64_t size; /* 64-bit: a snapshot image may pass 4 GiB */
 	uint8_t *data;
 	void (*release)(struct raft_buf *b);
 	void *user; /* for release(); the core never looks at it */
@@ -185,9 +185,10 @@ struct raft_msg {
 	uint64_t total;  /* SNAPSHOT: size of the whole image */
 	uint32_t n_entries;
 	const struct raft_entry *entries;
-	/* SNAPSHOT: chunk = data_buf->data[data_off, data_off + data_len). */
+	/* SNAPSHOT: chunk = data_buf->data[data_off, data_off + data_len); the
+	 * leader's image may pass 4 GiB, so the offset is 64-bit (a chunk is not). */
 	struct raft_buf *data_buf;
-	uint32_t data_off;
+	uint64_t data_off;
 	uint32_t data_len;
 	struct raft_conf conf; /* SNAPSHOT: the configuration at index */
 };
@@ -325,6 +326,7 @@ struct raft_chunk {
 	uint32_t off;
 	uint32_t len;
 	bool last;
+	struct raft_conf conf; /* the snapshot's configuration (for the file's header) */
 };
 
 struct raft_read {

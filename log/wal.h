@@ -288,6 +288,29 @@ int wal_snap_open(struct wal *w, struct wal_snap_reader **out, struct wal_snap_m
 long wal_snap_read(struct wal_snap_reader *r, void *buf, size_t cap);
 void wal_snap_close(struct wal_snap_reader *r);
 
+/*
+ * A read-only mapping of a durable snapshot: its payload (the bytes given to
+ * wal_snap_write) and membership, without a copy in anonymous memory -- what
+ * a node restores from and sends to a follower. The mapping keeps the file's
+ * data alive after a newer snapshot removes the file (snapshot files are only
+ * ever unlinked, never truncated), so it stays valid until wal_snap_unmap().
+ * Header and trailer are checked; with verify, the CRC32C over membership and
+ * payload too (it reads every page: at start-up, not right after writing).
+ * Uses only the wal's directory fd: any thread, also while the loop runs.
+ * KEEL_E_NOT_FOUND if snap-<index>.snap does not exist (any longer).
+ */
+struct wal_snap_map {
+	const uint8_t *data; /* payload */
+	uint64_t data_bytes;
+	const uint8_t *membership;
+	uint32_t membership_len;
+	uint64_t index, term;
+	void *base_; /* the whole file's mapping */
+	size_t map_bytes_;
+};
+int wal_snap_map(struct wal *w, uint64_t index, bool verify, struct wal_snap_map *out);
+void wal_snap_unmap(struct wal_snap_map *m);
+
 #ifdef __cplusplus
 }
 #endif

@@ -20,6 +20,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -383,4 +384,51 @@ void wal_snap_close(struct wal_snap_reader *r)
 		close(r->fd);
 	free(r->membership);
 	free(r);
+}
+
+int wal_snap_map(struct wal *w, uint64_t index, bool verify, struct wal_snap_map *out)
+{
+	struct wal_snapstate *ss = wal_snapstate_of(w);
+	memset(out, 0, sizeof(*out));
+	char tmp[64], name[64], msg[256];
+	snap_names(index, tmp, name, sizeof(tmp));
+	int fd = openat(ss->dirfd, name, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? KEEL_E_NOT_FOUND : -errno;
+	struct wal_snap_meta m;
+	int rc = snap_check(fd, name, &m, msg, sizeof(msg));
+	if (rc) {
+		close(fd);
+		return rc == KEEL_E_TORN ? KEEL_E_CORRUPT : rc;
+	}
+	size_t bytes = SNAP_HDR_BYTES + m.membership_len + m.data_bytes + SNAP_TRL_BYTES;
+	/* The mapping holds the inode: the fd is not needed past mmap. */
+	void *base = mmap(NULL, bytes, PROT_READ, MAP_SHARED, fd, 0);
+	rc = base == MAP_FAILED ? -errno : 0;
+	close(fd);
+	if (rc)
+		return rc;
+	const uint8_t *b = base;
+	if (m.index != index ||
+	    (verify && keel_crc32c(0, b + SNAP_HDR_BYTES, m.membership_len + m.data_bytes) !=
+			       wal_get32(b + bytes - SNAP_TRL_BYTES + 8))) {
+		munmap(base, bytes);
+		return KEEL_E_CORRUPT;
+	}
+	*out = (struct wal_snap_map){ .data = b + SNAP_HDR_BYTES + m.membership_len,
+				      .data_bytes = m.data_bytes,
+				      .membership = b + SNAP_HDR_BYTES,
+				      .membership_len = m.membership_len,
+				      .index = m.index,
+				      .term = m.term,
+				      .base_ = base,
+				      .map_bytes_ = bytes };
+	return 0;
+}
+
+void wal_snap_unmap(struct wal_snap_map *m)
+{
+	if (m->base_)
+		munmap(m->base_, m->map_bytes_);
+	memset(m, 0, sizeof(*m));
 }

@@ -38,6 +38,7 @@ static const char *const live_keys[] = {
 	"keel.test.applyGapUs",
 	"keel.test.clockJumpMs",
 	"keel.test.wallJumpMs",
+	"keel.test.snapshotMaxBytes",
 	"maxClientCnxns",
 	"globalOutstandingLimit",
 	"keel.heartbeatMs",

@@ -356,6 +356,40 @@ int keeld_op_index(int32_t type);
  * plane or when since_ns is 0). Any thread; a clock read and two relaxed adds. */
 void keeld_observe_request(struct keeld *k, int32_t type, uint64_t since_ns);
 
+/*
+ * snapbuf.c: snapshot images streamed to the wal, sent from a read-only
+ * mapping of the snapshot file and restored through a bounded buffer (never
+ * whole in anonymous memory). Image sizes and offsets are 64-bit end to end
+ * (wal, raft_buf.size, raft_msg.data_off, the wire's offset and total).
+ */
+/* kv_write_fn into sw; KEEL_E_TOO_BIG (nothing written) past max_bytes in all
+ * (UINT64_MAX: none; keel.test.snapshotMaxBytes sets one to test a failed job). */
+struct keeld_snap_sink {
+	struct wal_snap_writer *sw;
+	uint64_t bytes, max_bytes;
+};
+int keeld_snap_sink_write(void *ctx, const void *buf, size_t len);
+/*
+ * Restore the wal's latest snapshot into kv (empty; the calling thread is
+ * kv's writer and registered) with its membership into conf: the file is read
+ * in KEELD_SNAP_READ_BYTES pieces (its CRC verified first), never whole in
+ * memory, and without mapping it (mapped pages would count in the node's
+ * RSS). meta gets index, term and size (not the membership); level the
+ * cluster level the image carries (NODE_PROTOCOL_LEVEL_MIN when it has no
+ * level header): KEEL_E_UNSUPPORTED, before the store is read, when it is
+ * above max_level; KEEL_E_MALFORMED for a malformed header.
+ */
+#define KEELD_SNAP_READ_BYTES (1u << 20)
+int keeld_snap_restore(struct wal *w, struct kv *kv, struct wal_snap_meta *meta,
+		       struct raft_conf *conf, uint32_t *level, uint32_t max_level);
+/*
+ * A raft_buf (refs = 1) over the payload of m, taking the mapping over (m is
+ * cleared); the last unref unmaps it. The mapping keeps the file's data even
+ * after a newer snapshot unlinks the file, so refs held by sends in flight
+ * stay readable. NULL (m untouched) on allocation failure.
+ */
+struct raft_buf *keeld_snap_buf(struct wal_snap_map *m);
+
 /* sha1.c: for digest ids "user:base64(sha1(user:password))". */
 void keeld_sha1(const void *data, size_t len, uint8_t out[20]);
 size_t keeld_base64(const uint8_t *in, size_t n, char *out);

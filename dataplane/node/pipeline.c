@@ -175,8 +175,11 @@ struct mchange {
  *   ARMED  -> ONLINE  helper: kv_thread_online(), then waits for the view
  *   ONLINE -> RUN     pipeline, between two applies: the view of the store at
  *                     applied_index, with its index, term and membership
- *   RUN    -> DONE    helper: kv_snapshot_write() into memory, offline, then
- *                     wal_snap_begin/write/finish (fsync, rename)
+ *   RUN    -> DONE    helper: wal_snap_begin, kv_snapshot_write() streamed
+ *                     into wal_snap_write (the writer's bounded buffer, never
+ *                     the whole image in memory), offline, wal_snap_finish
+ *                     (fsync, rename), then a read-only mapping of the file
+ *                     (wal_snap_map): the image Raft sends to followers
  *   DONE   -> IDLE    pipeline: raft_snapshot_taken, log compaction, answers
  * The pipeline may also cancel ARMED/ONLINE back to IDLE.
  * Why the helper is online BEFORE it gets the view: under QSBR a view stays
@@ -185,11 +188,15 @@ struct mchange {
  * its next apply (handed to call_rcu after that); the helper, online since
  * before and not quiescent until kv_snapshot_write() returns, holds those
  * grace periods open for exactly as long as it reads. A view handed to a
- * thread that comes online later could be freed under it.
- * What can fail: the write (disk full, EIO): the job ends with its error, the
- * temporary file is removed, the previous snapshot and the log stay; the next
- * attempt comes with the next threshold or POST /snapshot. A crash during the
- * write leaves the previous snapshot (wal_snap_finish publishes by rename).
+ * thread that comes online later could be freed under it. Streaming keeps
+ * the helper online while it writes the file's bytes into the page cache too
+ * (the fsync comes after it goes offline): memory the pipeline retires
+ * meanwhile is reclaimed a little later, never a second copy of the store.
+ * What can fail: the write (disk full, EIO), the mapping, an image over
+ * keel.test.snapshotMaxBytes (KEEL_E_TOO_BIG, tests only): the job ends with its error (logged,
+ * counted in snap_failed), the temporary file is removed, the previous snapshot and the log stay;
+ * the next attempt comes with the next threshold or POST /snapshot. A crash during the write leaves
+ * the previous snapshot (wal_snap_finish publishes by rename).
  */
 enum snap_state { SNAP_IDLE, SNAP_ARMED, SNAP_ONLINE, SNAP_RUN, SNAP_DONE };
 
@@ -209,10 +216,10 @@ struct snapper {
 	uint64_t log_bytes; /* since_snap_bytes it covers (given back on failure) */
 	uint8_t conf[RAFT_CONF_MAX_BYTES];
 	size_t conf_len;
+	uint64_t max_bytes; /* image size limit (keel.test.snapshotMaxBytes; UINT64_MAX: none) */
 	/* the result: written by the helper before DONE */
 	int rc;
-	uint8_t *image;
-	size_t image_len;
+	struct wal_snap_map map; /* the durable file, mapped (rc == 0) */
 	uint64_t serialize_ns, write_ns;
 };
 
@@ -312,13 +319,17 @@ struct pipeline {
 	uint64_t applied_index;
 	uint64_t since_snap_bytes; /* entry bytes applied since the last snapshot */
 	uint64_t snap_index;
-	uint8_t *inst; /* an image arriving from the leader, by chunks */
-	size_t inst_len, inst_cap;
+	/* an image arriving from the leader, by chunks, streamed into the wal */
+	struct wal_snap_writer *inst_sw;
+	uint64_t inst_index, inst_term, inst_len;
+	int inst_rc;                /* a chunk's write failed: the install cannot go on */
 	struct raft_buf *inst_done; /* installed image to hand raft after advance */
 	uint64_t inst_done_index;
-	struct snapper snap;       /* the snapshot helper thread */
-	uint64_t snap_req_id[8];   /* POST /snapshot requests waiting for a snapshot */
-	uint64_t snap_req_want[8]; /* ... at or past this applied index */
+	uint64_t snap_failed;         /* snapshots that failed (helper jobs) */
+	uint64_t test_snap_max_bytes; /* keel.test.snapshotMaxBytes: 0 = no limit */
+	struct snapper snap;          /* the snapshot helper thread */
+	uint64_t snap_req_id[8];      /* POST /snapshot requests waiting for a snapshot */
+	uint64_t snap_req_want[8];    /* ... at or past this applied index */
 	uint32_t snap_req_n;
 	char fsync_name[16]; /* the wal's backend, for the status */
 
@@ -1760,50 +1771,6 @@ static void container_work(struct pipeline *p, uint64_t now)
 
 /* ------------------------------------------------------------ snapshots */
 
-struct membuf {
-	uint8_t *p;
-	size_t len, cap, off;
-};
-
-static int mb_write(void *ctx, const void *buf, size_t len)
-{
-	struct membuf *m = ctx;
-	m->p = grow(m->p, &m->cap, m->len + len, 1);
-	memcpy(m->p + m->len, buf, len);
-	m->len += len;
-	return 0;
-}
-
-static int mb_read(void *ctx, void *buf, size_t len)
-{
-	struct membuf *m = ctx;
-	if (m->off + len > m->len)
-		return KEEL_E_CORRUPT;
-	memcpy(buf, m->p + m->off, len);
-	m->off += len;
-	return 0;
-}
-
-static void image_release(struct raft_buf *b)
-{
-	free(b->user);
-	free(b);
-}
-
-/* A raft_buf that owns `data` (malloc'd, len bytes), refs = 1. */
-static struct raft_buf *image_buf(uint8_t *data, size_t len)
-{
-	struct raft_buf *b = malloc(sizeof(*b));
-	if (!b)
-		abort();
-	*b = (struct raft_buf){ .refs = 1,
-				.size = (uint32_t)len,
-				.data = data,
-				.release = image_release,
-				.user = data };
-	return b;
-}
-
 static int trk_seed(void *ctx, int64_t id, int32_t timeout_ms)
 {
 	trk_add(ctx, id, timeout_ms);
@@ -1822,33 +1789,6 @@ static void trk_rebuild(struct pipeline *p)
 	(void)kv_sessions(kv_view_get(keeld_kv(p->k)), trk_seed, p);
 }
 
-/* Write image (of the state at index/term, membership conf bytes) as the
- * wal's snapshot: blocking write + fsync + rename, on the calling thread. */
-static int snap_file(struct wal *w, uint64_t index, uint64_t term, const uint8_t *conf,
-		     size_t conf_len, const uint8_t *image, size_t len)
-{
-	struct wal_snap_writer *sw;
-	int rc = wal_snap_begin(w, index, term, conf, (uint32_t)conf_len, &sw);
-	if (rc == 0) {
-		rc = wal_snap_write(sw, image, len);
-		if (rc == 0)
-			rc = wal_snap_finish(sw);
-		else
-			wal_snap_abort(sw);
-	}
-	if (rc < 0)
-		keeld_log("snapshot %" PRIu64 ": %s", index, keel_strerror(rc));
-	return rc;
-}
-
-static int snap_persist(struct pipeline *p, uint64_t index, uint64_t term,
-			const struct raft_conf *conf, const uint8_t *image, size_t len)
-{
-	uint8_t cb[RAFT_CONF_MAX_BYTES];
-	size_t cl = raft_conf_encode(conf, cb);
-	return snap_file(p->w, index, term, cb, cl, image, len);
-}
-
 /* ------------------------------------------------- snapshot helper thread */
 
 static void snap_set(struct snapper *s, enum snap_state st)
@@ -1863,33 +1803,44 @@ static void snap_wake_pipeline(struct snapper *s)
 	(void)!write(s->k->evfd, &one, sizeof(one));
 }
 
-/* The helper's half of a job: serialize the view (online), then write it (offline). */
+/*
+ * The helper's half of a job: stream the view into the wal's snapshot writer
+ * (online), then make it durable and map it (offline).
+ */
 static void snap_run(struct snapper *s)
 {
 	uint64_t t0 = keel_now_ns();
-	struct membuf mb = { 0 };
+	struct keeld_snap_sink sk = { .max_bytes = s->max_bytes };
+	int rc = wal_snap_begin(s->w, s->index, s->term, s->conf, (uint32_t)s->conf_len, &sk.sw);
 	/* The level is part of the replicated state a snapshot stands for; a
 	 * level-2 node reads only the bare store image, so none below 3. */
-	if (s->level >= NODE_LEVEL_HANDSHAKE) {
+	if (rc == 0 && s->level >= NODE_LEVEL_HANDSHAKE) {
 		uint8_t h[NODE_LEVEL_SNAP_BYTES];
 		node_level_snap_put(h, s->level);
-		(void)mb_write(&mb, h, sizeof(h));
+		rc = keeld_snap_sink_write(&sk, h, sizeof(h));
 	}
-	int rc = kv_snapshot_write(s->view, mb_write, &mb);
+	if (rc == 0)
+		rc = kv_snapshot_write(s->view, keeld_snap_sink_write, &sk);
 	/* Done with the view: let the reclaimer go on. */
 	s->view = NULL;
 	kv_thread_offline();
 	uint64_t t1 = keel_now_ns();
-	if (rc == 0)
-		rc = snap_file(s->w, s->index, s->term, s->conf, s->conf_len, mb.p, mb.len);
-	if (rc < 0) {
-		free(mb.p);
-		mb.p = NULL;
-		mb.len = 0;
+	if (sk.sw) {
+		if (rc == 0)
+			rc = wal_snap_finish(sk.sw); /* fsync, rename, older files removed */
+		else
+			wal_snap_abort(sk.sw);
 	}
+	if (rc == 0)
+		rc = wal_snap_map(s->w, s->index, false, &s->map);
+	if (rc == KEEL_E_TOO_BIG)
+		keeld_log("snapshot %" PRIu64 ": the image is larger than %" PRIu64
+			  " bytes, the limit keel.test.snapshotMaxBytes sets; the previous "
+			  "snapshot and the log are kept",
+			  s->index, s->max_bytes);
+	else if (rc < 0)
+		keeld_log("snapshot %" PRIu64 ": %s", s->index, keel_strerror(rc));
 	s->rc = rc;
-	s->image = mb.p;
-	s->image_len = mb.len;
 	s->serialize_ns = t1 - t0;
 	s->write_ns = keel_now_ns() - t1;
 }
@@ -1956,8 +1907,7 @@ static void snap_stop(struct pipeline *p)
 	pthread_mutex_unlock(&s->mu);
 	pthread_join(s->th, NULL);
 	s->started = false;
-	free(s->image);
-	s->image = NULL;
+	wal_snap_unmap(&s->map);
 }
 
 static void mg_answer(struct pipeline *p, uint64_t id, int status, const char *fmt, ...)
@@ -2013,6 +1963,7 @@ static void snap_hand_view(struct pipeline *p)
 		s->term = term;
 		s->conf_len = raft_conf_encode(raft_conf(p->r), s->conf);
 		s->log_bytes = p->since_snap_bytes;
+		s->max_bytes = p->test_snap_max_bytes ? p->test_snap_max_bytes : UINT64_MAX;
 		p->since_snap_bytes = 0;
 		snap_set(s, SNAP_RUN);
 	}
@@ -2026,23 +1977,28 @@ static void snap_done(struct pipeline *p)
 	struct snapper *s = &p->snap;
 	int rc = s->rc;
 	uint64_t index = s->index, term = s->term;
-	uint8_t *image = s->image;
-	size_t len = s->image_len;
-	s->image = NULL;
+	struct wal_snap_map map = s->map;
+	memset(&s->map, 0, sizeof(s->map));
 	pthread_mutex_lock(&s->mu);
 	snap_set(s, SNAP_IDLE);
 	pthread_mutex_unlock(&s->mu);
 	if (rc < 0) {
 		p->since_snap_bytes += s->log_bytes; /* still to be covered */
+		p->snap_failed++;
+		keeld_log("snapshot %" PRIu64 " failed (%" PRIu64 " failed so far): %s", index,
+			  p->snap_failed, keel_strerror(rc));
 		snap_answer(p, rc);
 		return;
 	}
 	if (index <= p->snap_index) {
-		free(image); /* an installed snapshot overtook it */
+		wal_snap_unmap(&map); /* an installed snapshot overtook it */
 		snap_answer(p, 0);
 		return;
 	}
-	struct raft_buf *b = image_buf(image, len);
+	uint64_t len = map.data_bytes;
+	struct raft_buf *b = keeld_snap_buf(&map); /* the file is under the limit: written so */
+	if (!b)
+		abort();
 	rc = raft_snapshot_taken(p->r, index, b, SNAP_KEEP_ENTRIES);
 	raft_buf_unref(b);
 	if (rc < 0) {
@@ -2055,9 +2011,9 @@ static void snap_done(struct pipeline *p)
 	upto = KEEL_MIN(upto, p->durable_index);
 	if (upto >= wal_first_index(p->w) && (rc = wal_truncate_prefix(p->w, upto)) < 0)
 		keeld_log("wal: truncate before %" PRIu64 ": %s", upto, keel_strerror(rc));
-	keeld_log("snapshot at index %" PRIu64 " (term %" PRIu64 "): %zu bytes, serialized in "
-		  "%.1f ms, written in %.1f ms off the pipeline, which applied %" PRIu64
-		  " entries meanwhile; log now from %" PRIu64,
+	keeld_log("snapshot at index %" PRIu64 " (term %" PRIu64 "): %" PRIu64
+		  " bytes, serialized and written in %.1f ms, synced in %.1f ms off the "
+		  "pipeline, which applied %" PRIu64 " entries meanwhile; log now from %" PRIu64,
 		  index, term, len, (double)s->serialize_ns / 1e6, (double)s->write_ns / 1e6,
 		  p->applied_index - index, wal_first_index(p->w));
 	snap_answer(p, 0);
@@ -2114,8 +2070,7 @@ static void snap_settle(struct pipeline *p)
 		} else if (st == SNAP_DONE) {
 			if (s->rc < 0)
 				p->since_snap_bytes += s->log_bytes;
-			free(s->image);
-			s->image = NULL;
+			wal_snap_unmap(&s->map);
 			snap_set(s, SNAP_IDLE);
 		}
 		break;
@@ -2123,17 +2078,42 @@ static void snap_settle(struct pipeline *p)
 	pthread_mutex_unlock(&s->mu);
 }
 
+/* Drop an image being received (a restarted transfer, or exit): its .tmp goes. */
+static void inst_drop(struct pipeline *p)
+{
+	wal_snap_abort(p->inst_sw);
+	p->inst_sw = NULL;
+	p->inst_index = p->inst_term = p->inst_len = 0;
+	p->inst_rc = 0;
+}
+
+/*
+ * Snapshot chunks from the leader go straight into a wal snapshot writer (its
+ * bounded buffer, then the file): the image is never whole in memory. Raft
+ * hands them over in order, each at the offset after the previous one; one at
+ * offset 0 starts the image (again). A failed write is remembered: the install
+ * cannot complete (install_snapshot stops the node, as before).
+ */
 static void take_chunks(struct pipeline *p, const struct raft_update *u)
 {
 	for (uint32_t i = 0; i < u->n_chunks; i++) {
 		const struct raft_chunk *c = &u->chunks[i];
-		if (c->offset == 0)
-			p->inst_len = 0;
-		if (!c->buf || !c->len)
+		if (c->offset == 0) {
+			uint8_t cb[RAFT_CONF_MAX_BYTES];
+			size_t cl = raft_conf_encode(&c->conf, cb);
+			inst_drop(p);
+			p->inst_index = c->index;
+			p->inst_term = c->term;
+			p->inst_rc = wal_snap_begin(p->w, c->index, c->term, cb, (uint32_t)cl,
+						    &p->inst_sw);
+		} else if (!p->inst_rc && (!p->inst_sw || c->index != p->inst_index ||
+					   c->term != p->inst_term || c->offset != p->inst_len)) {
+			p->inst_rc = KEEL_E_STATE; /* not the continuation of this image */
+		}
+		if (p->inst_rc || !c->buf || !c->len)
 			continue;
-		p->inst = grow(p->inst, &p->inst_cap, c->offset + c->len, 1);
-		memcpy(p->inst + c->offset, c->buf->data + c->off, c->len);
-		p->inst_len = KEEL_MAX(p->inst_len, c->offset + c->len);
+		p->inst_rc = wal_snap_write(p->inst_sw, c->buf->data + c->off, c->len);
+		p->inst_len += c->len;
 	}
 }
 
@@ -2141,22 +2121,28 @@ static void take_chunks(struct pipeline *p, const struct raft_update *u)
  * InstallSnapshot (§5.3) on this follower: make the image the wal's snapshot,
  * drop the log it replaces, and load it into a fresh store that replaces the
  * current one (readers may still hold views of the old store: it is kept
- * until exit).
+ * until exit). The store is restored from the durable file through a bounded
+ * buffer (keeld_snap_restore); a mapping of the file is the image raft sends
+ * on.
  */
 static void install_snapshot(struct pipeline *p, const struct raft_snapshot_meta *m)
 {
 	struct keeld *k = p->k;
 	snap_settle(p);
-	size_t len = p->inst_len;
-	uint8_t *image = p->inst;
-	p->inst = NULL;
-	p->inst_len = p->inst_cap = 0;
-	if (snap_persist(p, m->index, m->term, &m->conf, image, len) < 0) {
-		free(image);
+	int rc = p->inst_rc;
+	if (!rc && (!p->inst_sw || p->inst_index != m->index || p->inst_term != m->term))
+		rc = KEEL_E_STATE;
+	if (!rc) {
+		rc = wal_snap_finish(p->inst_sw); /* frees the writer, also on failure */
+		p->inst_sw = NULL;
+	}
+	inst_drop(p);
+	if (rc < 0) {
+		keeld_log("snapshot %" PRIu64 " from the leader: writing it failed: %s", m->index,
+			  keel_strerror(rc));
 		abort(); /* raft was told the image is installed: cannot continue */
 	}
 	uint64_t first = wal_first_index(p->w), last = wal_last_index(p->w);
-	int rc = 0;
 	if (last > m->index && m->index + 1 >= first)
 		rc = wal_truncate_suffix(p->w, m->index + 1);
 	if (rc == 0)
@@ -2166,20 +2152,22 @@ static void install_snapshot(struct pipeline *p, const struct raft_snapshot_meta
 			  keel_strerror(rc));
 	struct kv_config kc = { .max_data_bytes = k->cfg.max_packet_bytes };
 	struct kv *nkv;
-	struct membuf mr = { .p = image, .len = len };
-	uint32_t level;
-	char msg[512];
-	int hl = node_level_snap_parse(image, len, &level);
-	if (hl < 0 || node_level_check(level, k->cfg.protocol_level, NODE_PROTOCOL_LEVEL_MIN, msg,
-				       sizeof(msg)) < 0) {
+	struct wal_snap_meta meta;
+	struct raft_conf conf;
+	struct wal_snap_map map;
+	uint32_t level = NODE_PROTOCOL_LEVEL_MIN;
+	if ((rc = kv_create(&kc, &nkv)) < 0 ||
+	    (rc = keeld_snap_restore(p->w, nkv, &meta, &conf, &level, k->cfg.protocol_level)) < 0 ||
+	    (rc = meta.index == m->index ? 0 : KEEL_E_STATE) < 0 ||
+	    (rc = kv_zookeeper_nodes(nkv)) < 0 ||
+	    (rc = wal_snap_map(p->w, m->index, false, &map)) < 0) {
+		char msg[512];
 		/* raft was told the image is installed: this node cannot go on */
-		keeld_log("FATAL: snapshot %" PRIu64 " from the leader: %s", m->index,
-			  hl < 0 ? "its level header is malformed" : msg);
-		abort();
-	}
-	mr.off = (size_t)hl;
-	if (kv_create(&kc, &nkv) < 0 || (rc = kv_restore(nkv, mb_read, &mr)) < 0 ||
-	    (rc = kv_zookeeper_nodes(nkv)) < 0) {
+		if (rc == KEEL_E_UNSUPPORTED &&
+		    node_level_check(level, k->cfg.protocol_level, NODE_PROTOCOL_LEVEL_MIN, msg,
+				     sizeof(msg)) < 0)
+			keeld_log("FATAL: snapshot %" PRIu64 " from the leader: %s", m->index, msg);
+		else
 		keeld_log("snapshot %" PRIu64 " from the leader: restore failed: %s", m->index,
 			  keel_strerror(rc));
 		abort();
@@ -2196,9 +2184,13 @@ static void install_snapshot(struct pipeline *p, const struct raft_snapshot_meta
 	atomic_store(&k->level_cluster, level);
 	trk_rebuild(p);
 	book_learn_kv(p);
-	p->inst_done = image_buf(image, len);
+	uint64_t len = map.data_bytes;
+	p->inst_done = keeld_snap_buf(&map);
+	if (!p->inst_done)
+		abort();
 	p->inst_done_index = m->index;
-	keeld_log("installed snapshot %" PRIu64 " (term %" PRIu64 ", %zu bytes) from the leader",
+	keeld_log("installed snapshot %" PRIu64 " (term %" PRIu64 ", %" PRIu64
+		  " bytes) from the leader",
 		  m->index, m->term, len);
 }
 
@@ -3450,6 +3442,19 @@ static int mg_apply(struct pipeline *p, const char *key, const char *val, char *
 		p->test_apply_gap_us = us;
 		return 0;
 	}
+	if (!strcmp(key, "keel.test.snapshotMaxBytes")) {
+		/* An image size limit, to test a snapshot job that fails as it streams. */
+		char *end;
+		errno = 0;
+		unsigned long long v = strtoull(val, &end, 10);
+		if (!*val || *end || errno || *val == '-') {
+			snprintf(msg, len, "%s: '%s' is not a byte count (0 = no limit)", key, val);
+			return KEEL_E_CONFIG;
+		}
+		p->test_snap_max_bytes = v;
+		snprintf(msg, len, "%s set to %llu", key, v);
+		return 0;
+	}
 	if (!strcmp(key, "keel.test.fsyncDelayUs")) {
 		uint32_t us;
 		if ((rc = test_us(key, val, 10000000u, &us, msg, len)) < 0)
@@ -4227,64 +4232,50 @@ int keeld_pipeline_open(struct keeld *k)
 	bool have_snap_conf = false;
 	struct raft_conf snap_conf;
 	if (rec.snap_index) {
-		struct wal_snap_reader *rd;
+		/* Restored through a bounded buffer (CRC verified first), then mapped
+		 * as raft's image: no copy of it in anonymous memory. */
 		struct wal_snap_meta meta;
-		rc = wal_snap_open(p->w, &rd, &meta);
-		if (rc < 0) {
-			keeld_log("wal: snapshot %" PRIu64 ": %s", rec.snap_index,
-				  keel_strerror(rc));
-			return rc;
-		}
-		struct membuf mb = { 0 };
-		mb.p = grow(NULL, &mb.cap, meta.data_bytes + 1, 1);
-		long got;
-		while ((got = wal_snap_read(rd, mb.p + mb.len, mb.cap - mb.len)) > 0)
-			mb.len += (size_t)got;
-		have_snap_conf =
-			raft_conf_decode(meta.membership, meta.membership_len, &snap_conf) == 0;
-		wal_snap_close(rd);
-		if (got < 0 || mb.len != meta.data_bytes || !have_snap_conf) {
-			keeld_log("wal: snapshot %" PRIu64 ": unreadable (%zu of %" PRIu64
-				  " bytes)",
-				  meta.index, mb.len, meta.data_bytes);
-			free(mb.p);
-			return KEEL_E_CORRUPT;
-		}
-		uint32_t level;
-		char msg[512];
-		int hl = node_level_snap_parse(mb.p, mb.len, &level);
-		if (hl < 0 || node_level_check(level, k->cfg.protocol_level,
-					       NODE_PROTOCOL_LEVEL_MIN, msg, sizeof(msg)) < 0) {
-			keeld_log("wal: snapshot %" PRIu64 ": %s", meta.index,
-				  hl < 0 ? "its level header is malformed" : msg);
-			free(mb.p);
-			return hl < 0 ? KEEL_E_CORRUPT : KEEL_E_UNSUPPORTED;
-		}
-		mb.off = (size_t)hl;
-		p->level_cluster = level;
-		atomic_store(&k->level_cluster, level);
+		struct wal_snap_map map;
+		uint32_t level = NODE_PROTOCOL_LEVEL_MIN;
 		kv_thread_register();
-		rc = kv_restore(k->kv, mb_read, &mb);
+		rc = keeld_snap_restore(p->w, k->kv, &meta, &snap_conf, &level,
+					k->cfg.protocol_level);
 		if (rc == 0) {
+			have_snap_conf = true;
+			p->level_cluster = level;
+			atomic_store(&k->level_cluster, level);
 			atomic_store(&k->applied_zxid, kv_view_zxid(kv_view_get(k->kv)));
 			trk_rebuild(p);
 			(void)kv_sessions(kv_view_get(k->kv), own_ids_session, k);
 		}
 		kv_thread_unregister();
-		if (rc < 0) {
-			keeld_log("wal: snapshot %" PRIu64 ": restore: %s", meta.index,
-				  keel_strerror(rc));
-			free(mb.p);
+		if (rc == 0)
+			rc = wal_snap_map(p->w, meta.index, false, &map);
+		if (rc == 0 && !(image = keeld_snap_buf(&map))) {
+			rc = KEEL_E_NOMEM;
+			wal_snap_unmap(&map);
+		}
+		char msg[512];
+		if (rc == KEEL_E_UNSUPPORTED &&
+		    node_level_check(level, k->cfg.protocol_level, NODE_PROTOCOL_LEVEL_MIN, msg,
+				     sizeof(msg)) < 0) {
+			keeld_log("wal: snapshot %" PRIu64 ": %s", rec.snap_index, msg);
 			return rc;
 		}
-		image = image_buf(mb.p, mb.len);
+		if (rc < 0) {
+			keeld_log("wal: snapshot %" PRIu64 ": restore: %s", rec.snap_index,
+				  rc == KEEL_E_MALFORMED ? "its level header is malformed"
+							 : keel_strerror(rc));
+			return rc;
+		}
 		rc_cfg.snapshot.index = meta.index;
 		rc_cfg.snapshot.term = meta.term;
 		p->snap_index = p->applied_index = meta.index;
 		atomic_store(&k->applied_index, meta.index);
-		keeld_log("snapshot %" PRIu64 " (term %" PRIu64
-			  ", %zu bytes) restored, zxid 0x%" PRIx64,
-			  meta.index, meta.term, mb.len, (uint64_t)atomic_load(&k->applied_zxid));
+		keeld_log("snapshot %" PRIu64 " (term %" PRIu64 ", %" PRIu64
+			  " bytes) restored, zxid 0x%" PRIx64,
+			  meta.index, meta.term, meta.data_bytes,
+			  (uint64_t)atomic_load(&k->applied_zxid));
 	}
 
 	kv_thread_register();
@@ -4423,6 +4414,7 @@ void keeld_pipeline_close(struct keeld *k)
 	if (!p)
 		return;
 	snap_stop(p); /* before the wal it writes into */
+	inst_drop(p); /* likewise an image half received */
 	if (p->w)
 		wal_close(p->w);
 	release_wrefs(p, UINT64_MAX);
@@ -4465,7 +4457,6 @@ void keeld_pipeline_close(struct keeld *k)
 	free(p->book);
 	free(p->removed_at);
 	free(p->removed_told_ns);
-	free(p->inst);
 	pthread_mutex_destroy(&p->snap.mu);
 	pthread_cond_destroy(&p->snap.cv);
 	free(p);

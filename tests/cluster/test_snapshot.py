@@ -2,15 +2,26 @@
 keel.snapshotThresholdBytes every node snapshots; a follower that was down
 while the leader compacted its log past it is caught up by InstallSnapshot;
 a restart of every node recovers from snapshot + log.
+
+A store of several MiB (larger than the snapshot writer's bounded buffer:
+the image is streamed to the file, and sent and restored from a mapping of
+it) snapshots on POST /snapshot, is installed on a follower that fell
+behind and restored by a restarted leader, contents compared byte for byte;
+an image over the size limit (lowered with keel.test.snapshotMaxBytes) is
+refused with a clear error, keeping the previous snapshot and the log.
 """
 import glob
+import json
 import os
+import random
+import re
 import sys
 import unittest
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from zkcluster import Cluster, wait_for  # noqa: E402
+import test_membership as tm  # noqa: E402  (its helpers; a module: no tests collected)
 
 from kazoo.client import KazooClient  # noqa: E402
 
@@ -24,6 +35,19 @@ def client(cl, nodes=None):
 def log_of(cl, i):
     with open(os.path.join(cl.nodes[i].workdir, "out.log"), "rb") as f:
         return f.read().decode(errors="replace")
+
+
+TOKEN = "snapshot"
+
+
+def admin(node, method, path, timeout=60):
+    return tm.http(node.admin_port, method, path, token=TOKEN, timeout=timeout)
+
+
+def snap_index(node):
+    code, body = admin(node, "GET", "/status", timeout=10)
+    assert code == 200, body
+    return json.loads(body)["snapshot_index"]
 
 
 class Snapshots(unittest.TestCase):
@@ -84,6 +108,84 @@ class Snapshots(unittest.TestCase):
             c = client(cl)
             c.create("%s/after" % root, b"a")
             self.assertEqual(c.get("%s/after" % root)[0], b"a")
+            c.stop()
+            c.close()
+
+    def test_large_image_streamed_installed_restored(self):
+        if os.environ.get("KEEL_TEST_TARGET", "keel") != "keel":
+            self.skipTest("keel's snapshot keys")
+        with Cluster.create(size=3, admin_token=TOKEN) as cl:
+            root = "/L-" + uuid.uuid4().hex[:8]
+            rnd = random.Random(8)
+            # 6 MiB of values nothing compresses or repeats: 24x the writer's buffer
+            values = {"%s/v%03d" % (root, i): rnd.randbytes(16384) for i in range(384)}
+            leader = cl.leader()
+            victim = (leader + 1) % cl.size
+            zk = client(cl, [leader])
+            zk.create(root)
+            for r in [zk.create_async(k, v) for k, v in values.items()]:
+                r.get(timeout=60)
+            cl.kill(victim)
+            # past the 1000 entries a snapshot keeps: the victim needs the image
+            # (one at a time: concurrent creates would share entries)
+            for i in range(1100):
+                zk.create("%s/s%04d" % (root, i), b"%d" % i)
+            values.update({"%s/s%04d" % (root, i): b"%d" % i for i in range(1100)})
+            ln = cl.nodes[leader]
+            before = snap_index(ln)
+
+            # An image over the limit: refused, nothing replaced, writes go on.
+            code, text = cl.put_config(leader, "keel.test.snapshotMaxBytes", 1 << 20)
+            self.assertEqual(code, 200, text)
+            code, text = admin(ln, "POST", "/snapshot")
+            self.assertNotEqual(code, 200, text)
+            self.assertIn("too large", text)
+            self.assertIn("bytes, the limit keel.test.snapshotMaxBytes sets; the previous "
+                          "snapshot and the log are kept",
+                          log_of(cl, leader))
+            self.assertEqual(snap_index(ln), before)
+            self.assertEqual(glob.glob(os.path.join(ln.workdir, "data", "*.tmp")), [])
+            code, text = cl.put_config(leader, "keel.test.snapshotMaxBytes", 0)
+            self.assertEqual(code, 200, text)
+
+            code, text = admin(ln, "POST", "/snapshot")
+            self.assertEqual(code, 200, text)
+            at = int(re.search(r"snapshot at index (\d+)", text).group(1))
+            self.assertGreater(at, before)
+            m = re.search(r"snapshot at index %d .*?: (\d+) bytes" % at, log_of(cl, leader))
+            self.assertGreater(int(m.group(1)), 6 << 20)
+
+            def same(c, who):
+                c.sync(root)
+                self.assertEqual(len(c.get_children(root)), len(values), who)
+                for k, v in values.items():
+                    self.assertEqual(c.get(k)[0], v, "%s: %s" % (who, k))
+
+            # The victim is sent the leader's (mapped) image.
+            cl.start(victim)
+            only = client(cl, [victim])
+            wait_for(lambda: len(only.get_children(root)) == len(values), 60,
+                     "the restarted follower caught up")
+            same(only, "follower %d" % (victim + 1))
+            m = re.search(r"installed snapshot (\d+) \(term \d+, (\d+) bytes\)",
+                          log_of(cl, victim))
+            self.assertIsNotNone(m, "InstallSnapshot on the follower")
+            self.assertGreaterEqual(int(m.group(1)), at)
+            self.assertGreater(int(m.group(2)), 6 << 20)
+            only.stop()
+            only.close()
+            zk.stop()
+            zk.close()
+
+            # The leader restarts from its snapshot file (and the log after it).
+            cl.stop(leader)
+            cl.start(leader)
+            cl.wait_ready()
+            self.assertIsNotNone(re.search(r"snapshot %d \(term \d+, \d+ bytes\) restored" % at,
+                                           log_of(cl, leader)))
+            c = client(cl, [leader])
+            same(c, "restarted node %d" % (leader + 1))
+            c.create("%s/after" % root, b"a")
             c.stop()
             c.close()
 
