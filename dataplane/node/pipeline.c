@@ -2168,8 +2168,8 @@ static void install_snapshot(struct pipeline *p, const struct raft_snapshot_meta
 				     sizeof(msg)) < 0)
 			keeld_log("FATAL: snapshot %" PRIu64 " from the leader: %s", m->index, msg);
 		else
-		keeld_log("snapshot %" PRIu64 " from the leader: restore failed: %s", m->index,
-			  keel_strerror(rc));
+			keeld_log("snapshot %" PRIu64 " from the leader: restore failed: %s",
+				  m->index, keel_strerror(rc));
 		abort();
 	}
 	if (k->n_old_kv < KEEL_ARRAY_SIZE(k->old_kv))
