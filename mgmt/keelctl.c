@@ -301,6 +301,25 @@ static bool lag_of(struct node_row *rows, int n, uint64_t id, uint64_t *lag)
 	return false;
 }
 
+/* The member id a node that answered lists at admin address adm, "-" if none. */
+static const char *id_of(struct node_row *rows, int n, const char *adm)
+{
+	static char id[24];
+	for (int i = 0; i < n; i++) {
+		if (rows[i].a.code != 200)
+			continue;
+		const char *it = NULL, *p, *peers = mjson_get(rows[i].a.body, "peers");
+		while (peers && (p = mjson_array_next(peers, &it))) {
+			char a[MGMT_HOST_MAX];
+			if (!mjson_get_str(p, "admin", a, sizeof(a)) && !strcmp(a, adm)) {
+				snprintf(id, sizeof(id), "%llu", (unsigned long long)u64(p, "id"));
+				return id;
+			}
+		}
+	}
+	return "-";
+}
+
 static int cmd_status(char **nodes, int n_nodes)
 {
 	static struct node_row rows[MAX_NODES];
@@ -340,7 +359,8 @@ static int cmd_status(char **nodes, int n_nodes)
 				snprintf(why, sizeof(why), "REFUSED (HTTP %d)", a->code);
 			else
 				snprintf(why, sizeof(why), "DOWN (%s)", a->err);
-			printf("%-4s %-21s %s\n", "-", rows[i].admin, why);
+			printf("%-4s %-21s %s\n", id_of(rows, n, rows[i].admin), rows[i].admin,
+			       why);
 			rc = worst(rc, report(rows[i].admin, a));
 			continue;
 		}

@@ -335,6 +335,7 @@ static void whole_cluster(void **state)
 	assert_int_equal(count(out, "leader"), 1);
 	assert_int_equal(count(out, "follower"), 2);
 	has(out, "DOWN (connect: Connection refused)");
+	has(out, "\n4    "); /* the down row names the member node 1 lists there */
 	/* --only: the node given, no other. */
 	assert_int_equal(ctl("--only", "--admin", c[2].admin, "--token", TOKEN, "config", "set", k,
 			     "70", NULL),
