@@ -2479,14 +2479,23 @@ static void host_port(char out[MGMT_HOST_MAX], const char *host, unsigned port)
 	out[n] = 0;
 }
 
-/* This node's admin API as its /status prints it; "" without one. */
+/*
+ * This node's admin API as its /status prints it and its TOUCH tells the
+ * others; "" without one. Bound to a wildcard, it is reached at the host of
+ * this node's peer address (the one the others reach it at), not at the
+ * wildcard -- which a client elsewhere would take for its own machine.
+ */
 static void own_admin(const struct pipeline *p, char out[MGMT_HOST_MAX])
 {
 	const struct keeld *k = p->k;
+	const char *host = k->cfg.admin_addr[0] ? k->cfg.admin_addr : "127.0.0.1";
 	out[0] = 0;
-	if (k->msrv)
-		host_port(out, k->cfg.admin_addr[0] ? k->cfg.admin_addr : "127.0.0.1",
-			  mgmt_server_port(k->msrv));
+	if (!k->msrv)
+		return;
+	bool any = !strcmp(host, "0.0.0.0") || !strcmp(host, "::") || !strcmp(host, "[::]");
+	if (any && k->myid < DP_MAX_NODES && p->book[k->myid].known)
+		host = p->book[k->myid].sv.host;
+	host_port(out, host, mgmt_server_port(k->msrv));
 }
 
 static bool conf_joint(const struct raft_conf *c)
