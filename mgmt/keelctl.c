@@ -41,9 +41,8 @@ static int timeout_ms = 5000;
 static bool only; /* --only: the nodes given, never the members they list */
 
 static const char usage_text[] =
-	"usage: keelctl [--admin HOST:PORT[,HOST:PORT...]] [--only] [--token TOKEN] [--timeout "
-	"MS]\n"
-	"               COMMAND\n"
+	"usage: keelctl [--admin HOST:PORT[,HOST:PORT...]] [--only] [--token TOKEN]\n"
+	"               [--timeout MS] COMMAND\n"
 	"\n"
 	"With one --admin node, status, snapshot and config set/reset act on the whole\n"
 	"cluster: that node and every member it lists an admin address for. With several,\n"
