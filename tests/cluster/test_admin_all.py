@@ -116,6 +116,51 @@ class AdminAll(unittest.TestCase):
         self.assertIn("%-4d %-21s DOWN (connect: Connection refused)" %
                       (stopped.id, admin_of(stopped)), p.stdout)
 
+    def test_with_previous_release(self):
+        """With KEEL_KEELD_PREV naming a keeld of session 4 (it sends no admin
+        item and reads only the sessions of a TOUCH): node 3 on it. Writes
+        commit whoever leads; nodes 1 and 2 learn each other's admin address
+        but none for node 3; `config set` through node 1 changes 1 and 2,
+        names node 3 as having no admin address known and exits 3."""
+        prev = os.environ.get("KEEL_KEELD_PREV")
+        if not prev or os.environ.get("KEEL_TEST_TARGET", "keel") != "keel":
+            self.skipTest("KEEL_KEELD_PREV not set")
+        from zkcluster import KeelCluster
+        from kazoo.client import KazooClient
+
+        class Mixed(KeelCluster):
+            def command(self, n):
+                cmd = super().command(n)
+                if n.id == 3:
+                    cmd[0] = prev
+                return cmd
+
+        with Mixed(3, admin_token=TOKEN) as c:
+            c.wait_ready()
+            kz = KazooClient(hosts=c.connect_string(), timeout=10.0)
+            kz.start(timeout=30)
+            try:
+                kz.create("/m", b"")
+                for i in range(10):
+                    kz.create("/m/a%d" % i, b"x")
+            finally:
+                kz.stop()
+                kz.close()
+            n1, n2, n3 = c.nodes
+
+            def knows(n, other):
+                s = status(n)
+                return s and any(p["id"] == other.id and p["admin"] == admin_of(other)
+                                 for p in s["peers"])
+            wait_for(lambda: knows(n1, n2) and knows(n2, n1), 30, "nodes 1 and 2 knowing "
+                     "each other's admin address")
+            self.assertFalse(knows(n1, n3))
+            p = self.ctl(n1, "config", "set", KEY, "200")
+            self.assertEqual(p.returncode, 3, p.stdout + p.stderr)
+            self.assertIn("node 3 (peer", p.stderr)
+            self.assertIn("knows no admin address for it: not changed", p.stderr)
+            self.assertEqual([self.value(n)["value"] for n in (n1, n2)], ["200", "200"])
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
