@@ -8,6 +8,12 @@
  *   2  usage error
  *   3  a node could not be reached or gave an answer that is not the API's
  * `status` prints what it could reach and exits 3 if any node was down.
+ *
+ * Which nodes: with one --admin address (and no --only), `status`,
+ * `snapshot`, `config set` and `config reset` act on the whole cluster --
+ * that node and every member it lists in its /status with an admin address
+ * (keeld learns its members' addresses from them: dataplane/node/pipeline.c,
+ * TOUCH). With several addresses, or --only, on exactly the ones given.
  */
 #include <errno.h>
 #include <netdb.h>
@@ -32,29 +38,35 @@
 
 static const char *token;
 static int timeout_ms = 5000;
+static bool only; /* --only: the nodes given, never the members they list */
 
 static const char usage_text[] =
-	"usage: keelctl [--admin HOST:PORT[,HOST:PORT...]] [--token TOKEN] [--timeout MS] COMMAND\n"
+	"usage: keelctl [--admin HOST:PORT[,HOST:PORT...]] [--only] [--token TOKEN]\n"
+	"               [--timeout MS] COMMAND\n"
+	"\n"
+	"With one --admin node, status, snapshot and config set/reset act on the whole\n"
+	"cluster: that node and every member it lists an admin address for. With several,\n"
+	"or with --only, on exactly the nodes given.\n"
 	"\n"
 	"commands:\n"
-	"  status                         one table for the cluster (every node given, or the\n"
-	"                                 one given and the admin addresses in its peer list)\n"
+	"  status                         one table for the cluster, a row per node\n"
 	"  member add ID HOST:PORT [--client PORT] [--learner]\n"
 	"                                 add a member at peer address HOST:PORT (and its\n"
 	"                                 client port, for /zookeeper/config)\n"
 	"  member promote ID              make a caught-up learner a voter\n"
 	"  member remove ID               remove a member\n"
 	"  transfer [ID]                  hand leadership to ID (or a node the leader picks)\n"
-	"  snapshot                       take a snapshot now on every node given\n"
+	"  snapshot                       take a snapshot now on every node\n"
 	"  config get [KEY]               the configuration of the first node given, each\n"
 	"                                 value's source (default, file, live)\n"
-	"  config set KEY VALUE           change a live tunable on every node given\n"
-	"  config reset KEY               a live key back to the file's value, every node given\n"
+	"  config set KEY VALUE           change a live tunable on every node\n"
+	"  config reset KEY               a live key back to the file's value on every node\n"
 	"\n"
 	"--admin defaults to $KEEL_ADMIN, else 127.0.0.1:7070; --token to $KEEL_ADMIN_TOKEN.\n"
 	"Membership changes and transfer go to the leader when a given node knows it.\n"
-	"exit codes: 0 done, 1 refused by a node, 2 usage error, 3 a node is down or\n"
-	"answered something that is not the admin API\n";
+	"exit codes: 0 done, 1 refused by a node, 2 usage error, 3 a node is down, has no\n"
+	"admin address known, or answered something that is not the admin API (the others\n"
+	"still act)\n";
 
 static int usage(const char *fmt, ...)
 {
@@ -288,6 +300,25 @@ static bool lag_of(struct node_row *rows, int n, uint64_t id, uint64_t *lag)
 	return false;
 }
 
+/* The member id a node that answered lists at admin address adm, "-" if none. */
+static const char *id_of(struct node_row *rows, int n, const char *adm)
+{
+	static char id[24];
+	for (int i = 0; i < n; i++) {
+		if (rows[i].a.code != 200)
+			continue;
+		const char *it = NULL, *p, *peers = mjson_get(rows[i].a.body, "peers");
+		while (peers && (p = mjson_array_next(peers, &it))) {
+			char a[MGMT_HOST_MAX];
+			if (!mjson_get_str(p, "admin", a, sizeof(a)) && !strcmp(a, adm)) {
+				snprintf(id, sizeof(id), "%llu", (unsigned long long)u64(p, "id"));
+				return id;
+			}
+		}
+	}
+	return "-";
+}
+
 static int cmd_status(char **nodes, int n_nodes)
 {
 	static struct node_row rows[MAX_NODES];
@@ -295,7 +326,7 @@ static int cmd_status(char **nodes, int n_nodes)
 	for (int i = 0; i < n_nodes && n < MAX_NODES; i++)
 		if (!known(rows, n, nodes[i]))
 			snprintf(rows[n++].admin, MGMT_HOST_MAX, "%s", nodes[i]);
-	bool follow = n_nodes == 1;
+	bool follow = n_nodes == 1 && !only;
 	for (int i = 0; i < n; i++) {
 		http(rows[i].admin, "GET", "/status", NULL, &rows[i].a);
 		if (rows[i].a.code == 200 && !mjson_valid(rows[i].a.body)) {
@@ -308,8 +339,11 @@ static int cmd_status(char **nodes, int n_nodes)
 		const char *it = NULL, *p, *peers = mjson_get(rows[i].a.body, "peers");
 		while (peers && (p = mjson_array_next(peers, &it)) && n < MAX_NODES) {
 			char adm[MGMT_HOST_MAX];
-			if (!mjson_get_str(p, "admin", adm, sizeof(adm)) && adm[0] &&
-			    !known(rows, n, adm))
+			bool self = false;
+			/* Itself, perhaps under another name than the one asked. */
+			mjson_get_bool(p, "self", &self);
+			if (!self && !mjson_get_str(p, "admin", adm, sizeof(adm)) && adm[0] &&
+			    !known(rows, n, adm) && !answered_as(rows, i + 1, u64(p, "id")))
 				snprintf(rows[n++].admin, MGMT_HOST_MAX, "%s", adm);
 		}
 	}
@@ -324,7 +358,8 @@ static int cmd_status(char **nodes, int n_nodes)
 				snprintf(why, sizeof(why), "REFUSED (HTTP %d)", a->code);
 			else
 				snprintf(why, sizeof(why), "DOWN (%s)", a->err);
-			printf("%-4s %-21s %s\n", "-", rows[i].admin, why);
+			printf("%-4s %-21s %s\n", id_of(rows, n, rows[i].admin), rows[i].admin,
+			       why);
 			rc = worst(rc, report(rows[i].admin, a));
 			continue;
 		}
@@ -361,9 +396,14 @@ static int cmd_status(char **nodes, int n_nodes)
 			str(p, "address", addr, sizeof(addr));
 			if ((adm[0] && known(rows, n, adm)) || answered_as(rows, n, u64(p, "id")))
 				continue;
-			printf("%-4llu %-21s %-9s (peer %s; no admin address to ask)\n",
-			       (unsigned long long)u64(p, "id"), "-", voter ? "voter" : "learner",
-			       addr);
+			if (strcmp(adm, "-") && adm[0]) /* --only, or not among those given */
+				printf("%-4llu %-21s %-9s (peer %s; not asked)\n",
+				       (unsigned long long)u64(p, "id"), adm,
+				       voter ? "voter" : "learner", addr);
+			else
+				printf("%-4llu %-21s %-9s (peer %s; no admin address to ask)\n",
+				       (unsigned long long)u64(p, "id"), "-",
+				       voter ? "voter" : "learner", addr);
 		}
 		break; /* one node's view of the membership is enough */
 	}
@@ -429,6 +469,75 @@ static int send_change(const char *node, const char *method, const char *path, c
 		printf("node %s: %s\n", node, msg);
 	}
 	free(a.body);
+	return rc;
+}
+
+/*
+ * A change every node must make (snapshot, config set/reset): on the nodes
+ * given, or -- one node given, no --only -- on it and every member it lists
+ * (a member with no admin address known there is reported: exit 3). Each
+ * node is asked in turn whatever the others answered; the exit code is the
+ * worst answer.
+ */
+static int cmd_each(char **nodes, int n_nodes, const char *method, const char *path,
+		    const char *body)
+{
+	static char found[MAX_NODES][MGMT_HOST_MAX];
+	char *targets[MAX_NODES];
+	int n = 0, rc = 0, ok = 0, missing = 0;
+	for (int i = 0; i < n_nodes; i++)
+		targets[n++] = nodes[i];
+	if (n_nodes == 1 && !only) {
+		struct answer a;
+		http(nodes[0], "GET", "/status", NULL, &a);
+		if (a.code == 200 && !mjson_valid(a.body)) {
+			a.code = 0;
+			snprintf(a.err, sizeof(a.err), "answer is not JSON");
+		}
+		if (a.code != 200) {
+			rc = report(nodes[0], &a);
+			free(a.body);
+			fprintf(stderr, "keelctl: nothing changed (the cluster's members are "
+					"learnt from the node given)\n");
+			return rc;
+		}
+		const char *it = NULL, *p, *peers = mjson_get(a.body, "peers");
+		while (peers && (p = mjson_array_next(peers, &it))) {
+			char adm[MGMT_HOST_MAX], addr[MGMT_HOST_MAX];
+			bool self = false, dup = false;
+			mjson_get_bool(p, "self", &self);
+			if (self)
+				continue;
+			str(p, "admin", adm, sizeof(adm));
+			if (!adm[0] || !strcmp(adm, "-")) {
+				str(p, "address", addr, sizeof(addr));
+				fprintf(stderr,
+					"keelctl: node %llu (peer %s): %s knows no admin address "
+					"for "
+					"it: not changed\n",
+					(unsigned long long)u64(p, "id"), addr, nodes[0]);
+				missing++;
+				continue;
+			}
+			for (int k = 0; k < n; k++)
+				dup |= !strcmp(targets[k], adm);
+			if (dup || n == MAX_NODES)
+				continue;
+			snprintf(found[n], MGMT_HOST_MAX, "%s", adm);
+			targets[n] = found[n];
+			n++;
+		}
+		free(a.body);
+		if (missing)
+			rc = EXIT_DOWN;
+	}
+	for (int i = 0; i < n; i++) {
+		int r = send_change(targets[i], method, path, body);
+		ok += r == 0;
+		rc = worst(rc, r);
+	}
+	if (rc && n + missing > 1)
+		fprintf(stderr, "keelctl: %d of %d nodes done\n", ok, n + missing);
 	return rc;
 }
 
@@ -538,10 +647,7 @@ static int cmd_config(char **nodes, int n_nodes, int argc, char **argv)
 		mjson_quote(k, sizeof(k), argv[1]);
 		mjson_quote(v, sizeof(v), argv[2]);
 		snprintf(body, sizeof(body), "{\"key\":%s,\"value\":%s}", k, v);
-		int rc = 0;
-		for (int i = 0; i < n_nodes; i++)
-			rc = worst(rc, send_change(nodes[i], "PUT", "/config", body));
-		return rc;
+		return cmd_each(nodes, n_nodes, "PUT", "/config", body);
 	}
 	if (argc == 2 && !strcmp(argv[0], "reset")) {
 		if (strchr(argv[1], '/') || strchr(argv[1], ' ') || strchr(argv[1], '?') ||
@@ -549,10 +655,7 @@ static int cmd_config(char **nodes, int n_nodes, int argc, char **argv)
 			return usage("config reset: '%s' is not a configuration key", argv[1]);
 		char path[MGMT_KEY_MAX + 16];
 		snprintf(path, sizeof(path), "/config/%s", argv[1]);
-		int rc = 0;
-		for (int i = 0; i < n_nodes; i++)
-			rc = worst(rc, send_change(nodes[i], "DELETE", path, NULL));
-		return rc;
+		return cmd_each(nodes, n_nodes, "DELETE", path, NULL);
 	}
 	return usage("config: expected 'get [KEY]', 'set KEY VALUE' or 'reset KEY'");
 }
@@ -565,6 +668,10 @@ int main(int argc, char **argv)
 	for (; i < argc && argv[i][0] == '-'; i++) {
 		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help"))
 			return usage(NULL);
+		if (!strcmp(argv[i], "--only")) {
+			only = true;
+			continue;
+		}
 		if (i + 1 >= argc)
 			return usage("%s needs a value", argv[i]);
 		if (!strcmp(argv[i], "--admin")) {
@@ -612,12 +719,8 @@ int main(int argc, char **argv)
 			snprintf(body, sizeof(body), "{\"id\":%u}", id);
 		return cmd_change(nodes, n_nodes, "POST", "/leader/transfer", id ? body : NULL);
 	}
-	if (!strcmp(cmd, "snapshot") && rest == 0) {
-		int rc = 0;
-		for (int k = 0; k < n_nodes; k++)
-			rc = worst(rc, send_change(nodes[k], "POST", "/snapshot", NULL));
-		return rc;
-	}
+	if (!strcmp(cmd, "snapshot") && rest == 0)
+		return cmd_each(nodes, n_nodes, "POST", "/snapshot", NULL);
 	if (!strcmp(cmd, "config"))
 		return cmd_config(nodes, n_nodes, rest, args);
 	return usage("unknown command or wrong arguments: '%s'", cmd);

@@ -138,6 +138,7 @@ struct mgmt_peer_status {
 	bool joint_old;              /* member of the outgoing set of a joint configuration */
 	char address[MGMT_HOST_MAX]; /* peer transport "host:port" */
 	char admin[MGMT_HOST_MAX];   /* its admin API "host:port", "" if unknown */
+	uint64_t admin_age_ms;       /* since admin was last heard from it (0: this node) */
 	uint64_t match_index;        /* leader only; 0 elsewhere */
 	uint64_t lag_entries;        /* leader's last index - match_index */
 	uint32_t protocol_level;     /* leader only: as the member said (this term); 0 unknown */

@@ -263,6 +263,10 @@ static void put_peers(struct jbuf *j, const struct mgmt_status *st)
 		jstr(j, p->address);
 		jput(j, ",\"admin\":");
 		jstr(j, p->admin);
+		if (p->admin[0])
+			jput(j, ",\"admin_age_ms\":%llu", (unsigned long long)p->admin_age_ms);
+		else
+			jput(j, ",\"admin_age_ms\":null");
 		jput(j, ",\"match_index\":%llu,\"lag\":%llu,\"protocol_level\":%u}",
 		     (unsigned long long)p->match_index, (unsigned long long)p->lag_entries,
 		     p->protocol_level);

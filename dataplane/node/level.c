@@ -2,7 +2,8 @@
 /*
  * Protocol levels (node.h): the leader's choice of the cluster level and the
  * small encodings that carry levels (TOUCH trailer, level item, snapshot
- * header). Pure functions: the pipeline holds the state and decides when.
+ * header), and the items that may follow a TOUCH's level trailer (the
+ * sender's admin address). Pure functions: the pipeline holds the state and decides when.
  */
 #include <stdio.h>
 #include <string.h>
@@ -84,7 +85,8 @@ int node_level_touch_parse(const uint8_t *d, size_t len, size_t ids_bytes, uint3
 		return KEEL_E_MALFORMED;
 	if (len == ids_bytes)
 		return 0;
-	if (len != ids_bytes + 8)
+	/* Items may follow (node_touch_admin_parse): not this function's. */
+	if (len < ids_bytes + 8)
 		return KEEL_E_MALFORMED;
 	uint32_t l = get_le32(d + ids_bytes), m = get_le32(d + ids_bytes + 4);
 	if (l < 1 || l > 255 || m < 1 || m > l)
@@ -98,6 +100,40 @@ void node_level_touch_put(uint8_t *out, uint32_t level, uint32_t min)
 {
 	put_le32(out, level);
 	put_le32(out + 4, min);
+}
+
+size_t node_touch_admin_put(uint8_t *out, const char *admin)
+{
+	size_t n = strlen(admin);
+	if (!n || n > NODE_TOUCH_ADMIN_MAX)
+		return 0;
+	out[0] = NODE_TOUCH_ADMIN;
+	out[1] = (uint8_t)n;
+	memcpy(out + 2, admin, n);
+	return 2 + n;
+}
+
+int node_touch_admin_parse(const uint8_t *d, size_t len, char *out, size_t n)
+{
+	size_t off = 0;
+	while (off < len) {
+		if (len - off < 2 || len - off - 2 < d[off + 1])
+			return KEEL_E_MALFORMED;
+		uint8_t type = d[off], ilen = d[off + 1];
+		const uint8_t *v = d + off + 2;
+		off += 2 + (size_t)ilen;
+		if (type != NODE_TOUCH_ADMIN)
+			continue; /* a later release's item */
+		if (!ilen || ilen > NODE_TOUCH_ADMIN_MAX || n <= ilen || !memchr(v, ':', ilen))
+			return KEEL_E_MALFORMED;
+		for (size_t i = 0; i < ilen; i++)
+			if (v[i] <= ' ' || v[i] > '~')
+				return KEEL_E_MALFORMED;
+		memcpy(out, v, ilen);
+		out[ilen] = 0;
+		return 1;
+	}
+	return 0;
 }
 
 void node_level_snap_put(uint8_t *out, uint32_t level)

@@ -183,11 +183,28 @@ int node_level_item_decode(const uint8_t *d, size_t len, uint32_t *level);
 /*
  * The level trailer of a TOUCH message (u32 level, u32 min after the session
  * ids, `ids_bytes` of them): 1 and the values when present, 0 when absent (a
- * level-2 sender), KEEL_E_MALFORMED otherwise.
+ * level-2 sender), KEEL_E_MALFORMED otherwise. Bytes after the trailer are
+ * the TOUCH's items (node_touch_admin_*), ignored here.
  */
 int node_level_touch_parse(const uint8_t *d, size_t len, size_t ids_bytes, uint32_t *level,
 			   uint32_t *min);
 void node_level_touch_put(uint8_t *out, uint32_t level, uint32_t min);
+/*
+ * Items after a TOUCH's level trailer: u8 type | u8 len | len bytes each; a
+ * receiver skips types it does not know (a later release may add some).
+ * NODE_TOUCH_ADMIN: the sender's admin API "host:port" as its own /status
+ * prints it (1..NODE_TOUCH_ADMIN_MAX printable bytes with a ':').
+ */
+#define NODE_TOUCH_ADMIN       1
+#define NODE_TOUCH_ADMIN_MAX   63
+#define NODE_TOUCH_ADMIN_BYTES (2 + NODE_TOUCH_ADMIN_MAX) /* room to reserve */
+/* The admin item into out (NODE_TOUCH_ADMIN_BYTES of room): its size, 0 (nothing
+ * written) when admin is empty or does not fit. */
+size_t node_touch_admin_put(uint8_t *out, const char *admin);
+/* d, len: the bytes after the level trailer. 1 and the address (NUL-terminated
+ * into out, n > NODE_TOUCH_ADMIN_MAX) when an admin item is there, 0 when none,
+ * KEEL_E_MALFORMED when an item is cut short or the address is not one. */
+int node_touch_admin_parse(const uint8_t *d, size_t len, char *out, size_t n);
 /*
  * A snapshot image starts with the level header from cluster level 3 on (a
  * level-2 node reads only the bare store image). parse: the header's size

@@ -57,9 +57,13 @@
  *          request id (every lower one is answered or given up there: never
  *          needed again).
  * TOUCH:   u32 count | count x i64 session id | u32 level | u32 min level
- *          (the sender's protocol levels, node.h; absent from a level-2 node).
+ *          (the sender's protocol levels, node.h; absent from a level-2 node)
+ *          | items (node.h, node_touch_admin_*: the sender's admin address).
  *          Sent every half tick by every follower, with or without sessions:
- *          the leader learns its members' levels from it (level_work).
+ *          the leader learns its members' levels from it (level_work). Every
+ *          node with an admin API also sends one with no session (count 0)
+ *          to each other member about once a second (admin_round), so every
+ *          node knows every member's admin address (/status peers[].admin).
  * REFUSED: leader -> a member whose level is below the cluster's: u32 the
  *          cluster level; the member stops with the reason (on_refused).
  */
@@ -290,6 +294,17 @@ struct pipeline {
 	bool halted;            /* stop_fatal: nothing more is applied */
 	uint64_t fwd_bad_total; /* forwarded txns that do not decode (dropped) */
 	uint64_t fwd_bad_logged;
+
+	/* Members' admin addresses as their TOUCH items say (on_touch), kept
+	 * after they fall silent: /status shows them with their age, and
+	 * keelctl reports a member that stopped as down rather than missing. */
+	struct peer_admin {
+		char addr[MGMT_HOST_MAX]; /* "" unknown */
+		uint64_t heard_ns;
+	} padmin[DP_MAX_NODES];
+	uint64_t last_admin_ns;    /* the last admin_round */
+	uint64_t touch_bad_total;  /* TOUCH items that do not decode (ignored) */
+	uint64_t touch_bad_logged; /* ... logged up to here (then at twice as many) */
 
 	uint8_t *sendbuf;
 	size_t sendcap;
@@ -1029,8 +1044,24 @@ static void on_touch(struct pipeline *p, const struct dp_msg *m)
 	for (uint32_t i = 0; i < n && 4 + 8 * (size_t)(i + 1) <= m->len; i++)
 		trk_touch(p, (int64_t)get64(m->data + 4 + 8 * i), now);
 	uint32_t level, min;
-	if (node_level_touch_parse(m->data, m->len, 4 + 8 * (size_t)n, &level, &min) == 1)
-		level_heard(p, m->from, level, min);
+	size_t ids = 4 + 8 * (size_t)n;
+	if (node_level_touch_parse(m->data, m->len, ids, &level, &min) != 1)
+		return;
+	level_heard(p, m->from, level, min);
+	char admin[MGMT_HOST_MAX];
+	int rc = node_touch_admin_parse(m->data + ids + 8, m->len - ids - 8, admin, sizeof(admin));
+	if (rc == 1 && m->from < DP_MAX_NODES) {
+		struct peer_admin *pa = &p->padmin[m->from];
+		if (strcmp(pa->addr, admin))
+			keeld_log("node %u: admin API at %s", m->from, admin);
+		memcpy(pa->addr, admin, sizeof(pa->addr));
+		pa->heard_ns = now;
+	} else if (rc < 0 && p->touch_bad_total++ == p->touch_bad_logged) {
+		keeld_log("TOUCH from node %u: items of %zu bytes do not decode: ignored (%" PRIu64
+			  " so far)",
+			  m->from, m->len - ids - 8, p->touch_bad_total);
+		p->touch_bad_logged = p->touch_bad_total * 2;
+	}
 }
 
 static void frame_release(struct raft_buf *b)
@@ -1673,6 +1704,38 @@ static void level_work(struct pipeline *p, uint64_t now)
 
 /* ------------------------------------------------------------ sessions */
 
+static void own_admin(const struct pipeline *p, char out[MGMT_HOST_MAX]);
+
+/*
+ * About once a second (at most every half tick), a TOUCH with no session but
+ * this node's level and admin address to every other member: the leader
+ * hears it every half tick anyway, the others only from this. A few dozen
+ * bytes per member and second, never on the entry path; a keeld of session
+ * 4 reads the empty session list and ignores the rest.
+ */
+static void admin_round(struct pipeline *p, uint64_t now, uint64_t every)
+{
+	struct keeld *k = p->k;
+	if (!p->t || now - p->last_admin_ns < KEEL_MAX(every, (uint64_t)1000000000u))
+		return;
+	p->last_admin_ns = now;
+	char admin[MGMT_HOST_MAX];
+	own_admin(p, admin);
+	uint8_t msg[4 + 8 + NODE_TOUCH_ADMIN_BYTES];
+	put32(msg, 0);
+	node_level_touch_put(msg + 4, k->cfg.protocol_level, NODE_PROTOCOL_LEVEL_MIN);
+	size_t len = 12 + node_touch_admin_put(msg + 12, admin);
+	if (len == 12)
+		return; /* no admin API here: nothing to tell */
+	const struct raft_conf *c = raft_conf(p->r);
+	uint32_t leader = raft_role(p->r) == RAFT_LEADER ? 0 : raft_leader(p->r);
+	for (uint32_t i = 0; i < c->n; i++) {
+		uint32_t id = c->m[i].id;
+		if (id != k->myid && id != leader && id < DP_MAX_NODES)
+			(void)dp_send(p->t, (uint16_t)id, KEELD_MSG_TOUCH, msg, len);
+	}
+}
+
 static void session_work(struct pipeline *p, uint64_t now)
 {
 	struct keeld *k = p->k;
@@ -1684,7 +1747,8 @@ static void session_work(struct pipeline *p, uint64_t now)
 		uint8_t *msg = NULL;
 		uint32_t n = 0;
 		pthread_mutex_lock(&k->fe_mu);
-		msg = grow(NULL, &cap, 4 + 8 * (size_t)k->n_sess + 8 + 8, 1);
+		msg = grow(NULL, &cap, 4 + 8 * (size_t)k->n_sess + 8 + NODE_TOUCH_ADMIN_BYTES + 8,
+			   1);
 		for (size_t i = 0; i < KEELD_SESS_BUCKETS; i++)
 			for (struct fsess *s = k->sess[i]; s; s = s->next)
 				if (s->has_conn &&
@@ -1695,15 +1759,20 @@ static void session_work(struct pipeline *p, uint64_t now)
 		/* With no session too: the leader learns this node's level from it. */
 		node_level_touch_put(msg + 4 + 8 * (size_t)n, k->cfg.protocol_level,
 				     NODE_PROTOCOL_LEVEL_MIN);
+		/* And this node's admin address: the leader's table stays fresh. */
+		char admin[MGMT_HOST_MAX];
+		own_admin(p, admin);
+		size_t len = 4 + 8 * (size_t)n + 8;
+		len += node_touch_admin_put(msg + len, admin);
 		if (raft_role(p->r) == RAFT_LEADER) {
 			for (uint32_t i = 0; i < n; i++)
 				trk_touch(p, (int64_t)get64(msg + 4 + 8 * i), now);
 			level_work(p, now);
 		} else if (raft_leader(p->r) && p->t) {
-			(void)dp_send(p->t, (uint16_t)raft_leader(p->r), KEELD_MSG_TOUCH, msg,
-				      4 + 8 * (size_t)n + 8);
+			(void)dp_send(p->t, (uint16_t)raft_leader(p->r), KEELD_MSG_TOUCH, msg, len);
 		}
 		free(msg);
+		admin_round(p, now, every);
 	}
 	/* A request lost on its way to the leader (a dropped FORWARD datagram)
 	 * would wait forever: past the longest session timeout, give up on it
@@ -2400,6 +2469,25 @@ static void host_port(char out[MGMT_HOST_MAX], const char *host, unsigned port)
 		n = 0;
 	memcpy(out, tmp, (size_t)n);
 	out[n] = 0;
+}
+
+/*
+ * This node's admin API as its /status prints it and its TOUCH tells the
+ * others; "" without one. Bound to a wildcard, it is reached at the host of
+ * this node's peer address (the one the others reach it at), not at the
+ * wildcard -- which a client elsewhere would take for its own machine.
+ */
+static void own_admin(const struct pipeline *p, char out[MGMT_HOST_MAX])
+{
+	const struct keeld *k = p->k;
+	const char *host = k->cfg.admin_addr[0] ? k->cfg.admin_addr : "127.0.0.1";
+	out[0] = 0;
+	if (!k->msrv)
+		return;
+	bool any = !strcmp(host, "0.0.0.0") || !strcmp(host, "::") || !strcmp(host, "[::]");
+	if (any && k->myid < DP_MAX_NODES && p->book[k->myid].known)
+		host = p->book[k->myid].sv.host;
+	host_port(out, host, mgmt_server_port(k->msrv));
 }
 
 static bool conf_joint(const struct raft_conf *c)
@@ -3674,6 +3762,7 @@ static void mg_publish(struct pipeline *p)
 	s.cluster_level = p->level_cluster;
 	s.level_refused = atomic_load(&k->n_level_refused);
 	bool leader = raft_role(p->r) == RAFT_LEADER;
+	uint64_t now_ns = keel_now_ns();
 	for (uint32_t i = 0; i < c->n && s.n_peers < MGMT_MAX_PEERS; i++) {
 		struct mgmt_peer_status *ps = &s.peers[s.n_peers++];
 		uint32_t id = c->m[i].id;
@@ -3682,15 +3771,18 @@ static void mg_publish(struct pipeline *p)
 		ps->joint_old = (c->m[i].flags & RAFT_VOTER_OLD) != 0;
 		if (id < DP_MAX_NODES && p->book[id].known)
 			host_port(ps->address, p->book[id].sv.host, p->book[id].sv.peer_port);
-		if (id == k->myid && k->msrv)
-			host_port(ps->admin, k->cfg.admin_addr[0] ? k->cfg.admin_addr : "127.0.0.1",
-				  mgmt_server_port(k->msrv));
+		if (id == k->myid) {
+			own_admin(p, ps->admin);
+		} else if (id < DP_MAX_NODES && p->padmin[id].addr[0]) {
+			memcpy(ps->admin, p->padmin[id].addr, sizeof(ps->admin));
+			ps->admin_age_ms = (now_ns - p->padmin[id].heard_ns) / 1000000u;
+		}
 		if (leader) {
 			ps->match_index = id == k->myid ? s.last_index : raft_match_of(p->r, id);
 			ps->lag_entries =
 				s.last_index > ps->match_index ? s.last_index - ps->match_index : 0;
-			ps->protocol_level = id == k->myid ? k->cfg.protocol_level
-							   : level_of(p, id, keel_now_ns());
+			ps->protocol_level =
+				id == k->myid ? k->cfg.protocol_level : level_of(p, id, now_ns);
 		}
 	}
 	mgmt_chan_publish(k->mchan, &s);

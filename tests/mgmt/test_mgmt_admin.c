@@ -119,6 +119,15 @@ static void status_route(void **state)
 		assert_int_equal(mjson_get_u64(p, "match_index", &match), 0);
 		assert_int_equal(mjson_get_u64(p, "lag", &lag), 0);
 		assert_true(match > 0);
+		/* Its admin address and the age of it: 0 for itself, null where the
+		 * address is not known (nodes 2 and 3 here). */
+		char adm[MGMT_HOST_MAX];
+		uint64_t age = 99;
+		assert_int_equal(mjson_get_str(p, "admin", adm, sizeof(adm)), 0);
+		assert_non_null(
+			strstr(p, id == 1 ? "\"admin_age_ms\":0" : "\"admin_age_ms\":null"));
+		assert_int_equal(mjson_get_u64(p, "admin_age_ms", &age) == 0, id == 1);
+		assert_int_equal(adm[0] != 0, id == 1);
 		n++;
 	}
 	assert_int_equal(n, 3);

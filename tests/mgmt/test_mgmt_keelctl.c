@@ -2,7 +2,9 @@
 /*
  * keelctl, run as a subprocess, against two admin servers with test
  * pipelines (node 1 the leader, node 2 a follower): every command, its
- * output, its errors and its exit code. argv[1]: the keelctl binary.
+ * output, its errors and its exit code; then against a cluster of three
+ * whose nodes list each other's admin addresses (one address given: the
+ * whole cluster). argv[1]: the keelctl binary.
  */
 #include <fcntl.h>
 #include <setjmp.h>
@@ -230,11 +232,13 @@ static void transfer_snapshot_config(void **state)
 	has(out, "keel.heartbeatMs set to 50");
 	assert_int_equal(ctl("--admin", n2.admin, "config", "get", "keel.heartbeatMs", NULL), 0);
 	assert_string_equal(out, "keel.heartbeatMs=50\t# live, source=live\n");
-	assert_int_equal(
-		ctl("--admin", n1.admin, "--token", TOKEN, "config", "set", "dataDir", "/x", NULL),
-		1);
+	/* --only: node 1 alone (its peer list names node 3 with no admin address,
+	 * which would make it exit 3). */
+	assert_int_equal(ctl("--admin", n1.admin, "--only", "--token", TOKEN, "config", "set",
+			     "dataDir", "/x", NULL),
+			 1);
 	has(err, "'dataDir' cannot change while the node runs");
-	assert_int_equal(ctl("--admin", n1.admin, "--token", TOKEN, "config", "set",
+	assert_int_equal(ctl("--only", "--admin", n1.admin, "--token", TOKEN, "config", "set",
 			     "keel.heartbeatMs", "0", NULL),
 			 1);
 	has(err, "refused (HTTP 400): keel.heartbeatMs: '0' is not in 1..60000");
@@ -246,11 +250,133 @@ static void transfer_snapshot_config(void **state)
 	has(out, "keel.heartbeatMs back to 100");
 	assert_int_equal(ctl("--admin", n2.admin, "config", "get", "keel.heartbeatMs", NULL), 0);
 	assert_string_equal(out, "keel.heartbeatMs=100\t# live, source=file\n");
-	assert_int_equal(
-		ctl("--admin", n1.admin, "--token", TOKEN, "config", "reset", "dataDir", NULL), 1);
+	assert_int_equal(ctl("--only", "--admin", n1.admin, "--token", TOKEN, "config", "reset",
+			     "dataDir", NULL),
+			 1);
 	has(err, "'dataDir' is not a live key");
 	assert_int_equal(ctl("--admin", n1.admin, "config", "reset", "a/b", NULL), 2);
 	assert_int_equal(ctl("--admin", n1.admin, "config", "reset", NULL), 2);
+}
+
+/* ---- one address, the whole cluster ---- */
+
+static struct fake_node c[3];
+
+/* Three nodes that list each other's admin addresses, as keeld's do (learnt
+ * from their TOUCH messages); node 1 also lists member 4 (a learner) at an
+ * address nobody answers and member 5 with no admin address. */
+static int cluster_setup(void **state)
+{
+	(void)state;
+	for (uint32_t i = 0; i < 3; i++)
+		if (fake_node_init(&c[i], i + 1, 1, TOKEN, NULL))
+			return -1;
+	for (uint32_t i = 0; i < 3; i++)
+		for (uint32_t j = 0; j < 3; j++)
+			snprintf(c[i].peer_admin[j + 1], MGMT_HOST_MAX, "%s", c[j].admin);
+	c[0].conf.m[3] = (struct raft_member){ .id = 4, .flags = RAFT_LEARNER_NEW };
+	c[0].conf.m[4] = (struct raft_member){ .id = 5, .flags = RAFT_VOTER };
+	c[0].conf.n = 5;
+	snprintf(c[0].peer_admin[4], MGMT_HOST_MAX, "%s", down);
+	for (uint32_t i = 0; i < 3; i++)
+		if (fake_node_run(&c[i]))
+			return -1;
+	return 0;
+}
+
+static int cluster_teardown(void **state)
+{
+	(void)state;
+	for (int i = 0; i < 3; i++)
+		fake_node_fini(&c[i]);
+	return 0;
+}
+
+/* config get KEY on node i: the line keelctl prints. */
+static const char *value_on(int i, const char *key)
+{
+	assert_int_equal(ctl("--admin", c[i].admin, "config", "get", key, NULL), 0);
+	return out;
+}
+
+static int count(const char *text, const char *what)
+{
+	int n = 0;
+	for (const char *t = text; (t = strstr(t, what)); t += strlen(what))
+		n++;
+	return n;
+}
+
+static void whole_cluster(void **state)
+{
+	(void)state;
+	const char *k = "keel.heartbeatMs";
+	/* One address (node 2's, under another name than it prints): all three. */
+	char alias[MGMT_HOST_MAX];
+	snprintf(alias, sizeof(alias), "localhost:%u", c[1].port);
+	assert_int_equal(ctl("--admin", alias, "--token", TOKEN, "config", "set", k, "50", NULL),
+			 0);
+	assert_int_equal(count(out, "keel.heartbeatMs set to 50"), 3);
+	has(out, alias);
+	has(out, c[0].admin);
+	has(out, c[2].admin);
+	assert_int_equal(count(out, c[1].admin), 0); /* itself: asked once, as given */
+	assert_string_equal(err, "");
+	for (int i = 0; i < 3; i++)
+		assert_string_equal(value_on(i, k), "keel.heartbeatMs=50\t# live, source=live\n");
+	/* status: a row per node, each with its admin address, once; it also
+	 * follows node 1's list: member 4 down (exit 3). (The members listed
+	 * as unaskable are the first node's: node 2 knows no member 5.) */
+	assert_int_equal(ctl("--admin", alias, "status", NULL), 3);
+	assert_int_equal(count(out, "\n"), 5);
+	assert_int_equal(count(out, c[0].admin), 1);
+	assert_int_equal(count(out, c[1].admin), 0);
+	assert_int_equal(count(out, c[2].admin), 1);
+	assert_int_equal(count(out, "leader"), 1);
+	assert_int_equal(count(out, "follower"), 2);
+	has(out, "DOWN (connect: Connection refused)");
+	has(out, "\n4    "); /* the down row names the member node 1 lists there */
+	/* --only: the node given, no other. */
+	assert_int_equal(ctl("--only", "--admin", c[2].admin, "--token", TOKEN, "config", "set", k,
+			     "70", NULL),
+			 0);
+	assert_int_equal(count(out, "set to 70"), 1);
+	assert_string_equal(value_on(2, k), "keel.heartbeatMs=70\t# live, source=live\n");
+	assert_string_equal(value_on(0, k), "keel.heartbeatMs=50\t# live, source=live\n");
+	assert_int_equal(ctl("--only", "--admin", c[2].admin, "status", NULL), 0);
+	assert_int_equal(count(out, "\n"), 4);
+	assert_int_equal(count(out, "; not asked)"), 2);
+	has(out, c[0].admin);
+	/* snapshot and reset: every node. */
+	assert_int_equal(ctl("--admin", c[1].admin, "--token", TOKEN, "snapshot", NULL), 0);
+	assert_int_equal(count(out, "snapshot taken at index"), 3);
+	assert_int_equal(ctl("--admin", c[1].admin, "--token", TOKEN, "config", "reset", k, NULL),
+			 0);
+	assert_int_equal(count(out, "back to 100"), 3);
+	for (int i = 0; i < 3; i++)
+		assert_string_equal(value_on(i, k), "keel.heartbeatMs=100\t# live, source=file\n");
+	/* Node 1 lists member 4 (down) and member 5 (no admin address): both
+	 * reported, exit 3, and the three others still changed. */
+	assert_int_equal(
+		ctl("--admin", c[0].admin, "--token", TOKEN, "config", "set", k, "60", NULL), 3);
+	assert_int_equal(count(out, "keel.heartbeatMs set to 60"), 3);
+	has(err, down);
+	has(err, "is down or unreachable");
+	has(err, "node 5 (peer 127.0.0.1:2892)");
+	has(err, "knows no admin address for it: not changed");
+	has(err, "3 of 5 nodes done");
+	for (int i = 0; i < 3; i++)
+		assert_string_equal(value_on(i, k), "keel.heartbeatMs=60\t# live, source=live\n");
+	/* A refusal everywhere reachable is 1; with node 4 down still 3. */
+	assert_int_equal(
+		ctl("--admin", c[1].admin, "--token", TOKEN, "config", "set", k, "0", NULL), 1);
+	assert_int_equal(count(err, "refused (HTTP 400)"), 3);
+	has(err, "0 of 3 nodes done");
+	/* The node given is down: nothing is known, nothing changed. */
+	assert_int_equal(ctl("--admin", down, "--token", TOKEN, "config", "set", k, "80", NULL), 3);
+	has(err, "nothing changed");
+	for (int i = 0; i < 3; i++)
+		assert_string_equal(value_on(i, k), "keel.heartbeatMs=60\t# live, source=live\n");
 }
 
 static void errors_and_usage(void **state)
@@ -288,6 +414,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(member_commands),
 		cmocka_unit_test(transfer_snapshot_config),
 		cmocka_unit_test(errors_and_usage),
+		cmocka_unit_test_setup_teardown(whole_cluster, cluster_setup, cluster_teardown),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

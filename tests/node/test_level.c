@@ -108,6 +108,52 @@ static void test_touch(void **state)
 	assert_int_equal(node_level_touch_parse(m, sizeof(m), 20, &level, &min), KEEL_E_MALFORMED);
 }
 
+/* The items after a TOUCH's level trailer: the sender's admin address. */
+static void test_touch_admin(void **state)
+{
+	(void)state;
+	uint8_t m[4 + 8 + 8 + NODE_TOUCH_ADMIN_BYTES];
+	memset(m, 0, sizeof(m));
+	node_level_touch_put(m + 4, 3, 2);
+	size_t n = node_touch_admin_put(m + 12, "10.0.0.7:8082");
+	assert_int_equal(n, 2 + 13);
+	uint32_t level = 0, min = 0;
+	/* The level is read whatever follows it. */
+	assert_int_equal(node_level_touch_parse(m, 12 + n, 4, &level, &min), 1);
+	assert_int_equal(level, 3);
+	char a[NODE_TOUCH_ADMIN_MAX + 1];
+	assert_int_equal(node_touch_admin_parse(m + 12, n, a, sizeof(a)), 1);
+	assert_string_equal(a, "10.0.0.7:8082");
+	/* None: no items (a sender without an admin API). */
+	assert_int_equal(node_touch_admin_parse(m + 12, 0, a, sizeof(a)), 0);
+	assert_int_equal(node_touch_admin_put(m + 12, ""), 0);
+	char big[NODE_TOUCH_ADMIN_MAX + 2];
+	memset(big, 'h', sizeof(big) - 1);
+	big[sizeof(big) - 1] = 0;
+	assert_int_equal(node_touch_admin_put(m + 12, big), 0); /* never a cut address */
+	/* An item of a later release is skipped, the admin item after it read. */
+	uint8_t x[3 + 2 + 3 + 1];
+	x[0] = 9, x[1] = 1, x[2] = 0xff;
+	x[3] = NODE_TOUCH_ADMIN, x[4] = 3, memcpy(x + 5, "h:1", 3);
+	x[8] = 7; /* and a stray byte after it: not read */
+	assert_int_equal(node_touch_admin_parse(x, 8, a, sizeof(a)), 1);
+	assert_string_equal(a, "h:1");
+	assert_int_equal(node_touch_admin_parse(x, 9, a, sizeof(a)), 1);
+	assert_int_equal(node_touch_admin_parse(x, 3, a, sizeof(a)), 0);
+	/* Cut short, empty, no ':', a control byte, no room: malformed. */
+	assert_int_equal(node_touch_admin_parse(x, 2, a, sizeof(a)), KEEL_E_MALFORMED);
+	assert_int_equal(node_touch_admin_parse(x, 7, a, sizeof(a)), KEEL_E_MALFORMED);
+	x[4] = 0;
+	assert_int_equal(node_touch_admin_parse(x + 3, 2, a, sizeof(a)), KEEL_E_MALFORMED);
+	x[4] = 3, x[6] = '-';
+	assert_int_equal(node_touch_admin_parse(x + 3, 5, a, sizeof(a)), KEEL_E_MALFORMED);
+	x[6] = ':', x[5] = '\n';
+	assert_int_equal(node_touch_admin_parse(x + 3, 5, a, sizeof(a)), KEEL_E_MALFORMED);
+	x[5] = 'h';
+	assert_int_equal(node_touch_admin_parse(x + 3, 5, a, 3), KEEL_E_MALFORMED);
+	assert_int_equal(node_touch_admin_parse(x + 3, 5, a, 4), 1);
+}
+
 static void test_snap(void **state)
 {
 	(void)state;
@@ -156,9 +202,10 @@ static void test_config(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_target), cmocka_unit_test(test_item),
-		cmocka_unit_test(test_check),  cmocka_unit_test(test_touch),
-		cmocka_unit_test(test_snap),   cmocka_unit_test(test_config),
+		cmocka_unit_test(test_target),      cmocka_unit_test(test_item),
+		cmocka_unit_test(test_check),       cmocka_unit_test(test_touch),
+		cmocka_unit_test(test_touch_admin), cmocka_unit_test(test_snap),
+		cmocka_unit_test(test_config),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
