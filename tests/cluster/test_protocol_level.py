@@ -69,6 +69,19 @@ def level_changes(node):
             re.finditer(r"cluster protocol level (\d+) -> (\d+) at index (\d+)", text)]
 
 
+def write_twenty(cl, root):
+    """root and 20 children, through node 2."""
+    kz = KazooClient(hosts=cl.connect_string([2]), timeout=10.0)
+    kz.start(timeout=30)
+    try:
+        kz.create(root, b"")
+        for i in range(20):
+            kz.create("%s/a%d" % (root, i), b"x")
+    finally:
+        kz.stop()
+        kz.close()
+
+
 class TestProtocolLevel(unittest.TestCase):
     def snap(self, node):
         """POST /snapshot; the newest image of the node afterwards."""
@@ -84,15 +97,7 @@ class TestProtocolLevel(unittest.TestCase):
         LevelCluster.low = {3}
         with LevelCluster(3, admin_token=TOKEN) as cl:
             n1, n2, n3 = cl.nodes
-            kz = KazooClient(hosts=cl.connect_string([2]), timeout=10.0)
-            kz.start(timeout=30)
-            try:
-                kz.create("/up", b"")
-                for i in range(20):
-                    kz.create("/up/a%d" % i, b"x")
-            finally:
-                kz.stop()
-                kz.close()
+            write_twenty(cl, "/up")
             # The leader has heard every member's level (node 3: 2).
             def heard():
                 for n in cl.nodes:
@@ -224,15 +229,7 @@ class TestProtocolLevel(unittest.TestCase):
         LevelCluster.low = set()
         with Mixed(3, admin_token=TOKEN) as cl:
             n1, n2, n3 = cl.nodes
-            kz = KazooClient(hosts=cl.connect_string([2]), timeout=10.0)
-            kz.start(timeout=30)
-            try:
-                kz.create("/m", b"")
-                for i in range(20):
-                    kz.create("/m/a%d" % i, b"x")
-            finally:
-                kz.stop()
-                kz.close()
+            write_twenty(cl, "/m")
 
             # A session-4 keeld computes no levels: when node 3 won the
             # election, hand leadership to node 1 (its transfer API is older
