@@ -158,6 +158,8 @@ struct mgmt_status {
 	uint64_t znodes;
 	uint64_t watches;
 	char transport[16];  /* "dpdk", "udp" */
+	uint32_t dp_mtu;     /* the MTU peer frames are cut for (dp_mtu()); 0: no transport */
+	bool dp_mtu_auto;    /* found (dp.mtu=auto), not set */
 	char fsync_path[16]; /* "uring", "plain", "off" */
 	uint32_t n_peers;    /* members, this node included */
 	struct mgmt_peer_status peers[MGMT_MAX_PEERS];
