@@ -5,6 +5,8 @@ per op next to keelbench's server CPU per op.
 
   sweep.py KEELBENCH REPS DURATION WORKLOADS NAME=KEELD[:key=value,...] ...
 
+KEELD may be a script that execs keeld (same PID), e.g. to set MALLOC_CONF.
+
 perf counts the whole run (warm-up 1 s included); per-op figures divide by the
 ops of the measured window scaled to the whole run (ops * (dur + 1) / dur).
 """
@@ -31,7 +33,7 @@ def run(kb, keeld, wl, dur, extra):
     with KeelCluster(3, extra=extra) as cl:
         pids = ",".join(str(n.proc.pid) for n in cl.nodes)
         perf = subprocess.Popen(["perf", "stat", "-x", ",", "-e",
-                                 "task-clock,context-switches,raw_syscalls:sys_enter",
+                                 "task-clock,context-switches,page-faults,raw_syscalls:sys_enter",
                                  "-p", pids], stderr=subprocess.PIPE, text=True)
         out = subprocess.run([kb, "--servers", cl.connect_string(), "--pids", pids,
                               "--duration", str(dur), "--warmup", "1", "--json", "--quiet"]
@@ -50,6 +52,7 @@ def run(kb, keeld, wl, dur, extra):
                 ops = r["ops"] * (dur + 1) / dur
                 r["cs_per_op"] = ev.get("context-switches", 0) / ops
                 r["sys_per_op"] = ev.get("raw_syscalls:sys_enter", 0) / ops
+                r["pf_per_op"] = ev.get("page-faults", 0) / ops
                 return r
         raise RuntimeError(out.stdout + out.stderr)
 
@@ -69,13 +72,13 @@ def main():
                 r.update(binary=name, wl=w, rep=rep)
                 print(json.dumps(r), flush=True)
                 res.setdefault((w, name), []).append(r)
-    print("%-10s %-11s %8s %7s %8s %7s %7s  per rep (CPU us/op)" % (
-        "side", "workload", "ops/s", "p50 us", "CPU us/op", "sys/op", "cs/op"))
+    print("%-10s %-11s %8s %7s %8s %7s %7s %7s  per rep (CPU us/op)" % (
+        "side", "workload", "ops/s", "p50 us", "CPU us/op", "sys/op", "cs/op", "pf/op"))
     for (w, name), rs in sorted(res.items()):
         med = lambda f: statistics.median(r[f] for r in rs)  # noqa: E731
-        print("%-10s %-11s %8.0f %7.0f %8.1f %7.2f %7.2f  %s" % (
+        print("%-10s %-11s %8.0f %7.0f %8.1f %7.2f %7.2f %7.3f  %s" % (
             name, w, med("ops_per_s"), med("p50_us"), med("server_cpu_us_per_op"),
-            med("sys_per_op"), med("cs_per_op"),
+            med("sys_per_op"), med("cs_per_op"), med("pf_per_op"),
             " ".join("%.1f" % r["server_cpu_us_per_op"] for r in rs)))
 
 
