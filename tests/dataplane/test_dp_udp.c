@@ -21,7 +21,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -190,6 +192,70 @@ static void test_mtu_auto_and_mixed(void **state)
 	send_check(a, b, 2, want - 63u, 2);
 	dp_close(a);
 	dp_close(b);
+}
+
+/*
+ * In a network namespace of its own (a child process): node 1 with peer 2 on
+ * loopback and peer 3 behind a veth of MTU 1400. Returns 0, 77 when the
+ * namespace cannot be made here, else the step that failed.
+ */
+static int route_mtu_child(void)
+{
+	char err[256];
+	if (unshare(CLONE_NEWNET) != 0)
+		return 77;
+	if (system("ip link set lo up && ip link add v0 mtu 1400 type veth peer name v1 && "
+		   "ip addr add 10.99.0.1/24 dev v0 && ip link set v0 up && ip link set v1 up "
+		   ">/dev/null 2>&1") != 0)
+		return 77;
+	struct dp_config c;
+	cfg(&c, 1, 2);
+	if (dp_config_set(&c, "dp.mtu", "auto", err, sizeof(err)))
+		return 1;
+	dp_transport *t;
+	if (dp_open(&c, &t, err, sizeof(err)))
+		return 2;
+	/* Loopback only: lo's MTU, capped. */
+	uint16_t lo = dp_mtu(t);
+	if (lo < 9000)
+		return 3;
+	/* A peer added behind the veth lowers it; removing it does not raise it. */
+	if (dp_peer_set(t, 3, 0x0a630002, 7400) || dp_mtu(t) != 1400 || !dp_mtu_is_auto(t))
+		return 4;
+	if (dp_peer_remove(t, 3) || dp_mtu(t) != 1400)
+		return 5;
+	dp_close(t);
+	/* Both peers configured at open: the smallest route MTU. */
+	if (dp_config_set(&c, "dp.peer.3", "10.99.0.2:7400", err, sizeof(err)) ||
+	    dp_open(&c, &t, err, sizeof(err)))
+		return 6;
+	int rc = dp_mtu(t) == 1400 ? 0 : 7;
+	/* An explicit value is not lowered by a peer behind a smaller route. */
+	dp_close(t);
+	if (dp_config_set(&c, "dp.mtu", "9000", err, sizeof(err)) ||
+	    dp_open(&c, &t, err, sizeof(err)))
+		return 8;
+	if (!rc && (dp_mtu(t) != 9000 || dp_peer_set(t, 4, 0x0a630003, 7400) || dp_mtu(t) != 9000))
+		rc = 9;
+	dp_close(t);
+	return rc;
+}
+
+/* dp.mtu=auto follows the route to each peer (a veth of MTU 1400 in a netns). */
+static void test_mtu_route_per_peer(void **state)
+{
+	(void)state;
+	fflush(NULL);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(route_mtu_child()); /* the namespace goes with the child */
+	int st;
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st));
+	if (WEXITSTATUS(st) == 77)
+		skip(); /* no CAP_NET_ADMIN or no veth here */
+	assert_int_equal(WEXITSTATUS(st), 0);
 }
 
 /* An explicit dp.mtu wins over the path's. */
@@ -1068,6 +1134,7 @@ int main(void)
 		cmocka_unit_test(test_sizes_intact),
 		cmocka_unit_test(test_mtu_auto_and_mixed),
 		cmocka_unit_test(test_mtu_explicit),
+		cmocka_unit_test(test_mtu_route_per_peer),
 		cmocka_unit_test(test_truncated_datagram),
 		cmocka_unit_test(test_strangers_dropped_and_counted),
 		cmocka_unit_test(test_runtime_peers),
