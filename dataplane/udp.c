@@ -347,6 +347,15 @@ int dp_udp_open(const struct dp_config *c, dp_transport **out, char *err, size_t
 		free(u);
 		return rc;
 	}
+	/* Peers cut for the same MTU would be truncated at every full frame. */
+	if (c->udp_rx_buf_bytes < (uint32_t)DP_HDR_BYTES + u->base.frag_unit) {
+		snprintf(err, errlen,
+			 "dp.udp_rx_buf_bytes=%u: smaller than this node's own frames (%u B at mtu "
+			 "%u, %s)",
+			 c->udp_rx_buf_bytes, DP_HDR_BYTES + u->base.frag_unit, mtu, why);
+		rc = KEEL_E_CONFIG;
+		goto fail;
+	}
 	if (c->mtu == DP_MTU_AUTO)
 		fprintf(stderr, "dataplane udp: mtu %u (auto: %s; frames of %u B)\n", mtu, why,
 			DP_HDR_BYTES + u->base.frag_unit);

@@ -299,6 +299,14 @@ static void test_truncated_datagram(void **state)
 	assert_int_equal(st.v[DP_CTR_DROP_TRUNCATED], 1);
 	dp_close(a);
 	dp_close(b);
+	/* A buffer smaller than the node's own frames is refused at open. */
+	struct dp_config c;
+	char err[256];
+	cfg(&c, 1, 2);
+	rx_buf_2048(&c);
+	mtu_9000(&c);
+	assert_int_equal(dp_open(&c, &a, err, sizeof(err)), KEEL_E_CONFIG);
+	assert_non_null(strstr(err, "dp.udp_rx_buf_bytes=2048"));
 }
 
 static void test_sizes_intact(void **state)
