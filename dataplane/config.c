@@ -19,7 +19,7 @@ void dp_config_init(struct dp_config *c)
 	c->cluster_id = 1;
 	c->ip = 0x7f000001; /* 127.0.0.1 */
 	c->udp_port = 7400;
-	c->mtu = 1500;
+	c->mtu = DP_MTU_AUTO;
 	c->max_msg_bytes = 4u << 20;
 	c->reasm_mem_mb = 64;
 	c->reasm_slots = 16;
@@ -38,6 +38,7 @@ void dp_config_init(struct dp_config *c)
 	c->tx_ring = 1024;
 	snprintf(c->log_level, sizeof(c->log_level), "error");
 	c->sock_buf_kb = 8192;
+	c->udp_rx_buf_bytes = DP_UDP_RX_BUF_MAX;
 	for (int i = 0; i < DP_MAX_NODES; i++)
 		c->peers[i].port = -1;
 }
@@ -130,7 +131,7 @@ static const struct key keys[] = {
 	{ "dp.node_id", K_U16, F(node_id), 0, 1, DP_MAX_NODES - 1, "a node id 1..255" },
 	{ "dp.ip", K_IP, F(ip), 0, 0, 0, "an IPv4 address" },
 	{ "dp.udp_port", K_U16, F(udp_port), 0, 1, 65535, "a UDP port 1..65535" },
-	{ "dp.mtu", K_U16, F(mtu), 0, DP_MTU_MIN, DP_MTU_MAX, "an MTU 576..9000" },
+	{ "dp.mtu", K_U16, F(mtu), 0, DP_MTU_MIN, DP_MTU_MAX, "auto or an MTU 576..65535" },
 	{ "dp.max_msg_bytes", K_U32, F(max_msg_bytes), 0, 1024, DP_MAX_MSG_BYTES,
 	  "bytes 1024..67108864" },
 	{ "dp.reasm_mem_mb", K_U32, F(reasm_mem_mb), 0, 1, 4096, "MiB 1..4096" },
@@ -151,6 +152,8 @@ static const struct key keys[] = {
 	{ "dp.tx_ring", K_U16, F(tx_ring), 0, 32, 32768, "descriptors 32..32768" },
 	{ "dp.log_level", K_STR, F(log_level), S(log_level), 0, 0, "an EAL log level" },
 	{ "dp.sock_buf_kb", K_U32, F(sock_buf_kb), 0, 64, 1 << 20, "KiB 64..1048576" },
+	{ "dp.udp_rx_buf_bytes", K_U32, F(udp_rx_buf_bytes), 0, DP_MTU_MIN, DP_UDP_RX_BUF_MAX,
+	  "bytes 576..65536" },
 	{ "dp.test_loss_ppm", K_U32, F(test_loss_ppm), 0, 0, 1000000, "ppm 0..1000000" },
 	{ "dp.test_corrupt_ppm", K_U32, F(test_corrupt_ppm), 0, 0, 1000000, "ppm 0..1000000" },
 	{ "dp.test_seed", K_U64, F(test_seed), 0, 0, UINT64_MAX, "an integer" },
@@ -246,6 +249,10 @@ int dp_config_set(struct dp_config *c, const char *key, const char *value, char 
 			return fail(err, errlen, "%s='%s': expected busy or adaptive", key, value);
 		return 0;
 	}
+	if (!strcmp(key, "dp.mtu") && !strcmp(value, "auto")) {
+		c->mtu = DP_MTU_AUTO;
+		return 0;
+	}
 	if ((r = key_index(key, "dp.peer.", DP_MAX_NODES, &idx)) != 0) {
 		if (r < 0)
 			return fail(err, errlen, "%s: peer id must be 1..%d", key,
@@ -312,8 +319,12 @@ int dp_config_check(const struct dp_config *c, char *err, size_t errlen)
 	if (c->reasm_per_peer > c->reasm_slots)
 		return fail(err, errlen, "dp.reasm_per_peer=%u: more than dp.reasm_slots=%u",
 			    c->reasm_per_peer, c->reasm_slots);
-	if (c->mtu < DP_MTU_MIN || c->mtu > DP_MTU_MAX)
-		return fail(err, errlen, "dp.mtu=%u: expected 576..9000", c->mtu);
+	if (c->mtu != DP_MTU_AUTO && c->mtu < DP_MTU_MIN)
+		return fail(err, errlen, "dp.mtu=%u: expected auto or 576..65535", c->mtu);
+	/* Frames must fit the mbufs, sized from the MTU; DPDK ports stop at jumbo. */
+	if (c->ndevices > 0 && c->mtu > DP_MTU_DPDK_MAX)
+		return fail(err, errlen, "dp.mtu=%u: DPDK ports take auto or 576..%u", c->mtu,
+			    DP_MTU_DPDK_MAX);
 	for (int i = 0; i < c->ndevices; i++)
 		if (!c->device[i][0])
 			return fail(err, errlen, "dp.device.%d: empty", i);

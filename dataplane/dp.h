@@ -76,8 +76,13 @@ extern "C" {
 #define DP_MAX_MSG_BYTES (64u << 20) /* hard ceiling of dp.max_msg_bytes */
 #define DP_BURST         32
 #define DP_MTU_MIN       576
-#define DP_MTU_MAX       9000
-#define DP_DEVARGS_MAX   256
+#define DP_MTU_MAX       65535 /* the largest IPv4 packet: frame = 65507, UDP's limit */
+#define DP_MTU_DPDK_MAX  9000  /* jumbo Ethernet: what DPDK ports and mbufs take */
+#define DP_MTU_AUTO      0     /* dp.mtu=auto: the path's MTU (dp_open) */
+#define DP_MTU_UDP_AUTO_MAX \
+	65535                   /* dp.mtu=auto's cap over kernel UDP (bench/RESULTS.md, round 5) */
+#define DP_UDP_RX_BUF_MAX 65536 /* any UDP datagram fits */
+#define DP_DEVARGS_MAX    256
 
 /* ------------------------------------------------------------- counters */
 
@@ -304,7 +309,7 @@ struct dp_config {
 	uint16_t udp_port;   /* dp.udp_port */
 	struct dp_peer_config
 		peers[DP_MAX_NODES]; /* dp.peer.N=ip:port, dp.peer_mac.N, dp.peer_port.N */
-	uint16_t mtu;                /* dp.mtu: IP MTU; frag_unit = mtu - 64 */
+	uint16_t mtu;                /* dp.mtu: IP MTU, or DP_MTU_AUTO; frag_unit = mtu - 64 */
 	uint32_t max_msg_bytes;      /* dp.max_msg_bytes */
 	uint32_t reasm_mem_mb;       /* dp.reasm_mem_mb */
 	uint16_t reasm_slots;        /* dp.reasm_slots */
@@ -329,6 +334,9 @@ struct dp_config {
 	char log_level[16];                        /* dp.log_level: EAL --log-level */
 	/* kernel UDP */
 	uint32_t sock_buf_kb; /* dp.sock_buf_kb: SO_RCVBUF/SO_SNDBUF */
+	/* dp.udp_rx_buf_bytes: the largest datagram taken (longer: counted
+	 * drop_truncated); the default takes any, whatever the peers' MTU */
+	uint32_t udp_rx_buf_bytes;
 	/* fault injection, for tests only (0 = off) */
 	uint32_t test_loss_ppm;    /* dp.test_loss_ppm: drop tx frames */
 	uint32_t test_corrupt_ppm; /* dp.test_corrupt_ppm: flip a bit in tx frames */
@@ -391,6 +399,20 @@ void dp_close(dp_transport *t);
 
 /* "dpdk" or "udp". */
 const char *dp_kind(const dp_transport *t);
+
+/*
+ * The IP MTU the transport cuts frames for (frag_unit = mtu - 64): dp.mtu,
+ * or with dp.mtu=auto what dp_open found: kernel UDP, the smallest route MTU
+ * to the peers (IP_MTU of a connected socket; the route to dp.ip when there
+ * are none) capped at DP_MTU_UDP_AUTO_MAX; DPDK, the smallest MTU of the
+ * ports probed at open (rte_eth_dev_get_mtu), 1500 if none tells, capped at
+ * DP_MTU_DPDK_MAX. A peer added later over a smaller route MTU lowers it
+ * (kernel UDP, auto only). Receivers take any frame size (the header carries
+ * frag_unit), so nodes with different MTUs talk.
+ */
+uint16_t dp_mtu(const dp_transport *t);
+/* Whether dp_mtu() was found (dp.mtu=auto) rather than set. */
+bool dp_mtu_is_auto(const dp_transport *t);
 
 /*
  * While running (the transport's thread): change one fault-injection key

@@ -67,7 +67,8 @@ struct dp_transport {
 	struct dp_config cfg;
 	struct dp_wire_rx wrx;
 	dp_reasm *reasm;
-	uint16_t frag_unit;
+	uint16_t frag_unit; /* cfg.mtu - 64: cfg.mtu is the MTU in use, never auto */
+	bool mtu_auto;      /* dp.mtu=auto: cfg.mtu was found by the backend */
 	uint32_t next_msg_id;
 	uint64_t rng;            /* test fault injection only */
 	uint64_t idle_since_ns;  /* 0 = the last turn did work */
@@ -80,9 +81,15 @@ struct dp_transport {
 	uint64_t held_seq;
 };
 
-/* Set up the common part (reassembler, counters); 0 or KEEL_E_*. */
-int dp_base_init(dp_transport *t, const struct dp_ops *ops, const struct dp_config *c, char *err,
-		 size_t errlen);
+/*
+ * Set up the common part (reassembler, counters); 0 or KEEL_E_*. mtu: the
+ * MTU to cut frames for, c->mtu unless that is DP_MTU_AUTO (the backend
+ * found it).
+ */
+int dp_base_init(dp_transport *t, const struct dp_ops *ops, const struct dp_config *c, uint16_t mtu,
+		 char *err, size_t errlen);
+/* Cut frames for a smaller MTU from now on (a path that shrank). */
+void dp_base_lower_mtu(dp_transport *t, uint16_t mtu);
 void dp_base_fini(dp_transport *t);
 
 /*

@@ -866,6 +866,29 @@ static enum ref_how ref_how_of(const struct rte_eth_dev_info *info)
 	return REF_DPDK_MEM;
 }
 
+/*
+ * dp.mtu=auto: the smallest MTU of the ports EAL probed (the device's
+ * default, e.g. 1500 on the virtual devices), else 1500 (a port whose probe
+ * waits for its peer is not known yet); within DP_MTU_MIN..DP_MTU_DPDK_MAX,
+ * as the mbufs are sized from it.
+ */
+static uint16_t dpdk_auto_mtu(const struct dp_config *c)
+{
+	uint16_t best = 0;
+	for (int i = 0; i < c->ndevices; i++) {
+		char name[DP_DEVARGS_MAX];
+		uint16_t pid, mtu;
+		snprintf(name, sizeof(name), "%s", c->device[i]);
+		name[strcspn(name, ",")] = 0;
+		if (rte_eth_dev_get_port_by_name(name, &pid) == 0 &&
+		    rte_eth_dev_get_mtu(pid, &mtu) == 0 && mtu > 0 && (best == 0 || mtu < best))
+			best = mtu;
+	}
+	if (best == 0)
+		best = 1500;
+	return (uint16_t)KEEL_MAX(DP_MTU_MIN, KEEL_MIN(best, DP_MTU_DPDK_MAX));
+}
+
 static int port_up(struct dpdk_tp *d, int idx, char *err, size_t errlen)
 {
 	const struct dp_config *c = &d->base.cfg;
@@ -1039,13 +1062,16 @@ int dp_dpdk_open(const struct dp_config *c, dp_transport **out, char *err, size_
 		eal_state = EAL_GONE;
 		return KEEL_E_NOMEM;
 	}
-	rc = dp_base_init(&d->base, &dpdk_ops, c, err, errlen);
+	uint16_t mtu = c->mtu == DP_MTU_AUTO ? dpdk_auto_mtu(c) : c->mtu;
+	rc = dp_base_init(&d->base, &dpdk_ops, c, mtu, err, errlen);
 	if (rc) {
 		rte_free(d);
 		eal_state = EAL_GONE;
 		return rc;
 	}
-	uint16_t room = (uint16_t)(RTE_PKTMBUF_HEADROOM + DP_ETH_BYTES + c->mtu);
+	if (c->mtu == DP_MTU_AUTO)
+		fprintf(stderr, "dataplane dpdk: mtu %u (auto: the ports' MTU)\n", mtu);
+	uint16_t room = (uint16_t)(RTE_PKTMBUF_HEADROOM + DP_ETH_BYTES + mtu);
 	if (room < RTE_MBUF_DEFAULT_BUF_SIZE)
 		room = RTE_MBUF_DEFAULT_BUF_SIZE;
 	d->mp = rte_pktmbuf_pool_create("keel_dp_mp", c->mempool_size, c->mempool_cache, 0, room,

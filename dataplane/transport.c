@@ -21,14 +21,22 @@
 
 #include "dp_impl.h"
 
-int dp_base_init(dp_transport *t, const struct dp_ops *ops, const struct dp_config *c, char *err,
-		 size_t errlen)
+static uint16_t frag_unit_of(uint16_t mtu)
 {
+	return (uint16_t)(mtu - DP_IP_BYTES - DP_UDP_BYTES - DP_HDR_BYTES);
+}
+
+int dp_base_init(dp_transport *t, const struct dp_ops *ops, const struct dp_config *c, uint16_t mtu,
+		 char *err, size_t errlen)
+{
+	KEEL_ASSERT(mtu >= DP_MTU_MIN);
 	t->ops = ops;
 	t->cfg = *c;
+	t->mtu_auto = c->mtu == DP_MTU_AUTO;
+	t->cfg.mtu = mtu;
 	t->wrx.cluster_id = c->cluster_id;
 	t->wrx.max_msg_bytes = c->max_msg_bytes;
-	t->frag_unit = (uint16_t)(c->mtu - DP_IP_BYTES - DP_UDP_BYTES - DP_HDR_BYTES);
+	t->frag_unit = frag_unit_of(mtu);
 	t->rng = c->test_seed ? c->test_seed : 0x9E3779B97F4A7C15ull ^ c->node_id;
 	t->dma_fd = -1;
 	struct dp_reasm_config rc = {
@@ -58,6 +66,24 @@ int dp_base_init(dp_transport *t, const struct dp_ops *ops, const struct dp_conf
 		}
 	}
 	return 0;
+}
+
+void dp_base_lower_mtu(dp_transport *t, uint16_t mtu)
+{
+	if (mtu >= DP_MTU_MIN && mtu < t->cfg.mtu) {
+		t->cfg.mtu = mtu;
+		t->frag_unit = frag_unit_of(mtu);
+	}
+}
+
+uint16_t dp_mtu(const dp_transport *t)
+{
+	return t->cfg.mtu;
+}
+
+bool dp_mtu_is_auto(const dp_transport *t)
+{
+	return t->mtu_auto;
 }
 
 void dp_base_fini(dp_transport *t)

@@ -33,7 +33,6 @@
 
 #define TX_BATCH 64
 #define SLOT_IOV (2 * DP_FRAME_REFS + 1) /* header+copies, then ref, copy, ref... */
-#define RX_BUF   65536                   /* any UDP datagram fits; the parser judges it */
 
 struct udp_tp {
 	struct dp_transport base;
@@ -49,7 +48,7 @@ struct udp_tp {
 		struct iovec iov[SLOT_IOV];
 	} slot[TX_BATCH];
 	struct sockaddr_in peer_sa[DP_MAX_NODES];
-	uint8_t *rxbuf; /* DP_BURST datagrams of RX_BUF bytes */
+	uint8_t *rxbuf; /* DP_BURST datagrams of cfg.udp_rx_buf_bytes */
 	struct mmsghdr rxm[DP_BURST];
 	struct iovec rxiov[DP_BURST];
 	struct sockaddr_in rxsa[DP_BURST];
@@ -239,12 +238,75 @@ static void udp_close(dp_transport *t)
 	free(u);
 }
 
+/*
+ * The MTU of the route to ip:port (IP_MTU of a connected UDP socket: the
+ * route's or the interface's MTU, or a smaller path MTU the kernel learnt),
+ * or -errno. Connecting a UDP socket sends nothing.
+ */
+static int route_mtu(uint32_t ip, uint16_t port)
+{
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+				  .sin_addr.s_addr = htonl(ip),
+				  .sin_port = htons(port ? port : 9) };
+	int mtu = 0;
+	socklen_t len = sizeof(mtu);
+	int rc = 0;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    getsockopt(fd, IPPROTO_IP, IP_MTU, &mtu, &len) < 0)
+		rc = -errno;
+	close(fd);
+	return rc ? rc : mtu;
+}
+
+/* dp.mtu=auto's choice for a route MTU: within what frames and keel take. */
+static uint16_t auto_mtu(int route)
+{
+	return (uint16_t)KEEL_MAX(DP_MTU_MIN, KEEL_MIN(route, DP_MTU_UDP_AUTO_MAX));
+}
+
+/*
+ * dp.mtu=auto: the smallest route MTU over the configured peers, else the
+ * route to our own address; 1500 when the kernel tells nothing. *why: what
+ * decided it, for the log line.
+ */
+static uint16_t udp_auto_mtu(const struct dp_config *c, char *why, size_t whylen)
+{
+	int best = 0;
+	for (int i = 1; i < DP_MAX_NODES; i++) {
+		if (!c->peers[i].configured)
+			continue;
+		int m = route_mtu(c->peers[i].ip, c->peers[i].udp_port);
+		if (m > 0 && (best == 0 || m < best)) {
+			best = m;
+			snprintf(why, whylen, "route to peer %d", i);
+		}
+	}
+	if (best == 0 && (best = route_mtu(c->ip, c->udp_port)) > 0)
+		snprintf(why, whylen, "route to dp.ip (no peer)");
+	if (best <= 0) {
+		snprintf(why, whylen, "no route MTU known");
+		best = 1500;
+	}
+	return auto_mtu(best);
+}
+
 static void udp_peer_changed(dp_transport *t, uint16_t id)
 {
 	struct udp_tp *u = udp_of(t);
+	const struct dp_peer_config *p = &t->cfg.peers[id];
 	u->peer_sa[id].sin_family = AF_INET;
-	u->peer_sa[id].sin_addr.s_addr = htonl(t->cfg.peers[id].ip);
-	u->peer_sa[id].sin_port = htons(t->cfg.peers[id].udp_port);
+	u->peer_sa[id].sin_addr.s_addr = htonl(p->ip);
+	u->peer_sa[id].sin_port = htons(p->udp_port);
+	/* A new peer behind a smaller MTU: cut every frame to fit it too. */
+	int m = p->configured && t->mtu_auto ? route_mtu(p->ip, p->udp_port) : 0;
+	if (m > 0 && auto_mtu(m) < t->cfg.mtu) {
+		fprintf(stderr, "dataplane udp: peer %u: route MTU %d, frames now cut for mtu %u\n",
+			id, m, auto_mtu(m));
+		dp_base_lower_mtu(t, auto_mtu(m));
+	}
 }
 
 static const struct dp_ops udp_ops = {
@@ -278,14 +340,29 @@ int dp_udp_open(const struct dp_config *c, dp_transport **out, char *err, size_t
 		return KEEL_E_NOMEM;
 	}
 	u->fd = -1;
-	int rc = dp_base_init(&u->base, &udp_ops, c, err, errlen);
+	char why[64] = "dp.mtu";
+	uint16_t mtu = c->mtu == DP_MTU_AUTO ? udp_auto_mtu(c, why, sizeof(why)) : c->mtu;
+	int rc = dp_base_init(&u->base, &udp_ops, c, mtu, err, errlen);
 	if (rc) {
 		free(u);
 		return rc;
 	}
+	/* Peers cut for the same MTU would be truncated at every full frame. */
+	if (c->udp_rx_buf_bytes < (uint32_t)DP_HDR_BYTES + u->base.frag_unit) {
+		snprintf(err, errlen,
+			 "dp.udp_rx_buf_bytes=%u: smaller than this node's own frames (%u B at mtu "
+			 "%u, %s)",
+			 c->udp_rx_buf_bytes, DP_HDR_BYTES + u->base.frag_unit, mtu, why);
+		rc = KEEL_E_CONFIG;
+		goto fail;
+	}
+	if (c->mtu == DP_MTU_AUTO)
+		fprintf(stderr, "dataplane udp: mtu %u (auto: %s; frames of %u B)\n", mtu, why,
+			DP_HDR_BYTES + u->base.frag_unit);
+	/* Sized once: a later, lower MTU (a new peer) only cuts smaller frames. */
 	u->frame_cap = DP_HDR_BYTES + u->base.frag_unit;
 	u->txbuf = malloc(TX_BATCH * u->frame_cap);
-	u->rxbuf = malloc((size_t)DP_BURST * RX_BUF);
+	u->rxbuf = malloc((size_t)DP_BURST * c->udp_rx_buf_bytes);
 	if (!u->txbuf || !u->rxbuf) {
 		snprintf(err, errlen, "dataplane udp: out of memory for buffers");
 		rc = KEEL_E_NOMEM;
@@ -297,8 +374,8 @@ int dp_udp_open(const struct dp_config *c, dp_transport **out, char *err, size_t
 		u->txm[i].msg_hdr.msg_iovlen = 1;
 	}
 	for (int i = 0; i < DP_BURST; i++) {
-		u->rxiov[i].iov_base = u->rxbuf + (size_t)i * RX_BUF;
-		u->rxiov[i].iov_len = RX_BUF;
+		u->rxiov[i].iov_base = u->rxbuf + (size_t)i * c->udp_rx_buf_bytes;
+		u->rxiov[i].iov_len = c->udp_rx_buf_bytes;
 		u->rxm[i].msg_hdr.msg_iov = &u->rxiov[i];
 		u->rxm[i].msg_hdr.msg_iovlen = 1;
 		u->rxm[i].msg_hdr.msg_name = &u->rxsa[i];

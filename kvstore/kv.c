@@ -1178,10 +1178,13 @@ int kv_group_publish(struct kv *kv)
 		return KEEL_E_NOMEM;
 	}
 	kv->draft->zxid = kv->grp_zxid;
+	/* Closed before the publish: its kv_reclaim must hand what the group
+	 * retired to the reclaimer (an open group keeps it, to give it back on
+	 * a discard), or under setData alone nothing is ever freed. */
+	kv->grp_n = 0;
 	kv_draft_publish(kv);
 	/* The string arena may have moved while the group grew: pointers now. */
 	finish_results(kv, n, NULL);
-	kv->grp_n = 0;
 	kv->grp_published = n;
 	return 0;
 }

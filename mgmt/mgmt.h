@@ -160,6 +160,8 @@ struct mgmt_status {
 	uint64_t znodes;
 	uint64_t watches;
 	char transport[16];  /* "dpdk", "udp" */
+	uint32_t dp_mtu;     /* the MTU peer frames are cut for (dp_mtu()); 0: no transport */
+	bool dp_mtu_auto;    /* found (dp.mtu=auto), not set */
 	char fsync_path[16]; /* "uring", "plain", "off" */
 	/* protocol levels (dataplane/node/node.h): this node's, the lowest
 	 * cluster level it serves in, the cluster's as applied here; members

@@ -319,7 +319,8 @@ static void route_status(struct mgmt_server *s, struct conn *c)
 	     (unsigned long long)st.sessions, (unsigned long long)st.znodes,
 	     (unsigned long long)st.watches);
 	jstr(j, st.transport);
-	jput(j, ",\"fsync_path\":");
+	jput(j, ",\"dp_mtu\":%u,\"dp_mtu_auto\":%s,\"fsync_path\":", st.dp_mtu,
+	     st.dp_mtu_auto ? "true" : "false");
 	jstr(j, st.fsync_path);
 	jput(j,
 	     ",\"protocol_level\":%u,\"protocol_level_min\":%u,\"cluster_level\":%u,"

@@ -3756,6 +3756,8 @@ static void mg_publish(struct pipeline *p)
 	s.watches = kv_watch_count(k->watches);
 	pthread_mutex_unlock(&k->watch_mu);
 	snprintf(s.transport, sizeof(s.transport), "%s", p->t ? dp_kind(p->t) : "none");
+	s.dp_mtu = p->t ? dp_mtu(p->t) : 0;
+	s.dp_mtu_auto = p->t && dp_mtu_is_auto(p->t);
 	snprintf(s.fsync_path, sizeof(s.fsync_path), "%s", p->fsync_name);
 	s.protocol_level = k->cfg.protocol_level;
 	s.protocol_level_min = NODE_PROTOCOL_LEVEL_MIN;
@@ -4230,9 +4232,10 @@ static int open_transport(struct pipeline *p)
 		return rc;
 	}
 	k->dp_fd = dp_news_fd(p->t); /* the front end's peer_news(), from any thread */
-	keeld_log("transport: %s%s, node %u, peer port %u, %u peers", dp_kind(p->t),
+	keeld_log("transport: %s%s, node %u, peer port %u, %u peers, mtu %u (%s)", dp_kind(p->t),
 		  dc.ndevices ? "" : " (kernel UDP; the default without dp.device)", k->myid,
-		  dc.udp_port, c->n_servers - 1);
+		  dc.udp_port, c->n_servers - 1, dp_mtu(p->t),
+		  dp_mtu_is_auto(p->t) ? "auto" : "dp.mtu");
 	for (uint32_t i = 0; i < c->n_servers; i++)
 		keeld_log("peer: server.%u=%s:%u%s%s", c->servers[i].id, c->servers[i].host,
 			  c->servers[i].peer_port, c->servers[i].learner ? " (observer)" : "",

@@ -126,6 +126,8 @@ class Membership(unittest.TestCase):
             self.assertEqual(sorted((p["id"], p["voter"]) for p in s["peers"]),
                              [(1, True), (2, True), (3, True), (4, False), (5, False)])
             self.assertEqual(s["transport"], "udp")
+            # dp.mtu=auto over loopback: lo's MTU (65536), capped at 65535.
+            self.assertEqual((s["dp_mtu"], s["dp_mtu_auto"]), (65535, True))
             self.assertIn(s["fsync_path"], ("uring", "plain"))
 
             # Configuration: served without the token; tickTime is fixed at

@@ -90,6 +90,51 @@ static void test_check(void **state)
 	assert_non_null(strstr(err, "dp.reasm_mem_mb"));
 }
 
+/* dp.mtu: auto by default, explicit values up to IPv4's 65535, 9000 on DPDK. */
+static void test_mtu_values(void **state)
+{
+	(void)state;
+	struct dp_config c;
+	dp_config_init(&c);
+	assert_int_equal(c.mtu, DP_MTU_AUTO);
+	assert_int_equal(c.udp_rx_buf_bytes, 65536);
+	dp_config_set(&c, "dp.node_id", "1", err, sizeof(err));
+	assert_int_equal(dp_config_check(&c, err, sizeof(err)), 0);
+	assert_int_equal(dp_config_set(&c, "dp.mtu", "9000", err, sizeof(err)), 0);
+	assert_int_equal(c.mtu, 9000);
+	assert_int_equal(dp_config_set(&c, "dp.mtu", "65535", err, sizeof(err)), 0);
+	assert_int_equal(c.mtu, 65535);
+	assert_int_equal(dp_config_check(&c, err, sizeof(err)), 0);
+	assert_int_equal(dp_config_set(&c, "dp.mtu", "auto", err, sizeof(err)), 0);
+	assert_int_equal(c.mtu, DP_MTU_AUTO);
+	assert_int_equal(dp_config_set(&c, "dp.mtu", "576", err, sizeof(err)), 0);
+	assert_int_equal(c.mtu, 576);
+	static const char *const bad[] = { "575", "65536", "0", "Auto", "1500b", "" };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(dp_config_set(&c, "dp.mtu", bad[i], err, sizeof(err)),
+				 KEEL_E_CONFIG);
+		assert_non_null(strstr(err, "dp.mtu"));
+		assert_int_equal(c.mtu, 576); /* unchanged */
+	}
+	/* DPDK mbufs are sized from the MTU: jumbo at most. */
+	dp_config_set(&c, "dp.device", "net_null0", err, sizeof(err));
+	dp_config_set(&c, "dp.mtu", "9001", err, sizeof(err));
+	assert_int_equal(dp_config_check(&c, err, sizeof(err)), KEEL_E_CONFIG);
+	assert_non_null(strstr(err, "dp.mtu=9001"));
+	dp_config_set(&c, "dp.mtu", "9000", err, sizeof(err));
+	assert_int_equal(dp_config_check(&c, err, sizeof(err)), 0);
+	dp_config_set(&c, "dp.mtu", "auto", err, sizeof(err));
+	assert_int_equal(dp_config_check(&c, err, sizeof(err)), 0);
+	/* The UDP receive buffer: any datagram by default, never below a minimal frame. */
+	assert_int_equal(dp_config_set(&c, "dp.udp_rx_buf_bytes", "2048", err, sizeof(err)), 0);
+	assert_int_equal(c.udp_rx_buf_bytes, 2048);
+	assert_int_equal(dp_config_set(&c, "dp.udp_rx_buf_bytes", "100", err, sizeof(err)),
+			 KEEL_E_CONFIG);
+	assert_int_equal(dp_config_set(&c, "dp.udp_rx_buf_bytes", "65537", err, sizeof(err)),
+			 KEEL_E_CONFIG);
+	assert_non_null(strstr(err, "dp.udp_rx_buf_bytes"));
+}
+
 static int find(char **argv, int argc, const char *s)
 {
 	for (int i = 0; i < argc; i++)
@@ -151,6 +196,7 @@ int main(void)
 		cmocka_unit_test(test_defaults_and_values),
 		cmocka_unit_test(test_bad_values_name_the_key),
 		cmocka_unit_test(test_check),
+		cmocka_unit_test(test_mtu_values),
 		cmocka_unit_test(test_eal_args),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

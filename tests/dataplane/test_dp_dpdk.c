@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <rte_ethdev.h>
 
 #include "dp.h"
 
@@ -127,6 +128,11 @@ static int ring_arp(const char *dev)
 	}
 	if (strcmp(dp_kind(t), "dpdk") != 0)
 		return 12;
+	/* dp.mtu=auto: the port's MTU (net_ring: ethdev's default, 1500). */
+	uint16_t port_mtu = 0;
+	if (rte_eth_dev_get_mtu(0, &port_mtu) != 0 || !dp_mtu_is_auto(t) || dp_mtu(t) != port_mtu ||
+	    port_mtu != 1500)
+		return 13;
 	struct dp_msg m[DP_BURST];
 	struct dp_stats st;
 	int sent_ok = 0;

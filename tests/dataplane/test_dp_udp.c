@@ -21,7 +21,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -42,13 +44,16 @@ static void cfg(struct dp_config *c, uint16_t self, uint16_t peer)
 	snprintf(v, sizeof(v), "127.0.0.1:%u", base_port + peer);
 	assert_int_equal(dp_config_set(c, k, v, err, sizeof(err)), 0);
 	assert_int_equal(dp_config_set(c, "dp.sleep_us", "200", err, sizeof(err)), 0);
+	/* The tests count frames of a 1500-byte path (dp.mtu=auto takes lo's 65536). */
+	assert_int_equal(dp_config_set(c, "dp.mtu", "1500", err, sizeof(err)), 0);
 }
 
 /*
  * Open nodes 1 and 2 (b may be NULL: node 2 only). The machine is shared, so
  * when a port is taken another base is tried.
  */
-static void open_pair(dp_transport **a, dp_transport **b, void (*tweak_a)(struct dp_config *))
+static void open_pair2(dp_transport **a, dp_transport **b, void (*tweak_a)(struct dp_config *),
+		       void (*tweak_b)(struct dp_config *))
 {
 	char err[256];
 	for (int tries = 0; tries < 50; tries++) {
@@ -57,6 +62,8 @@ static void open_pair(dp_transport **a, dp_transport **b, void (*tweak_a)(struct
 		cfg(&cb, 2, 1);
 		if (tweak_a)
 			tweak_a(&ca);
+		if (tweak_b)
+			tweak_b(&cb);
 		*b = NULL;
 		if (a)
 			*a = NULL;
@@ -73,6 +80,11 @@ static void open_pair(dp_transport **a, dp_transport **b, void (*tweak_a)(struct
 		base_port = (uint16_t)(20000 + (base_port - 20000 + 8 * 37) % 32000);
 	}
 	fail_msg("no free UDP ports");
+}
+
+static void open_pair(dp_transport **a, dp_transport **b, void (*tweak_a)(struct dp_config *))
+{
+	open_pair2(a, b, tweak_a, NULL);
 }
 
 static void fill(uint8_t *b, size_t n, uint32_t seed)
@@ -100,6 +112,201 @@ static int drain(dp_transport *t, struct dp_msg *out, uint8_t **copies, int want
 		dp_idle(t, n > 0);
 	}
 	return got;
+}
+
+static void mtu_auto(struct dp_config *c)
+{
+	char err[256];
+	assert_int_equal(dp_config_set(c, "dp.mtu", "auto", err, sizeof(err)), 0);
+}
+
+static void mtu_9000(struct dp_config *c)
+{
+	char err[256];
+	assert_int_equal(dp_config_set(c, "dp.mtu", "9000", err, sizeof(err)), 0);
+}
+
+static void rx_buf_2048(struct dp_config *c)
+{
+	char err[256];
+	assert_int_equal(dp_config_set(c, "dp.udp_rx_buf_bytes", "2048", err, sizeof(err)), 0);
+}
+
+/* What dp.mtu=auto should find towards 127.0.0.1: lo's MTU, capped. */
+static uint16_t lo_auto_mtu(void)
+{
+	unsigned mtu = 0;
+	FILE *f = fopen("/sys/class/net/lo/mtu", "r");
+	assert_non_null(f);
+	assert_int_equal(fscanf(f, "%u", &mtu), 1);
+	fclose(f);
+	return (uint16_t)KEEL_MAX(DP_MTU_MIN, KEEL_MIN(mtu, DP_MTU_UDP_AUTO_MAX));
+}
+
+static uint64_t frames_for(size_t len, uint16_t mtu)
+{
+	size_t unit = mtu - DP_IP_BYTES - DP_UDP_BYTES - DP_HDR_BYTES;
+	return (len + unit - 1) / unit;
+}
+
+/* Send len bytes a -> `to` of b and check b got them intact in `frames` frames. */
+static void send_check(dp_transport *a, dp_transport *b, uint16_t to, size_t len, uint64_t frames)
+{
+	uint8_t *buf = malloc(len);
+	assert_non_null(buf);
+	fill(buf, len, (uint32_t)len);
+	struct dp_stats st0, st;
+	dp_stats(b, &st0);
+	assert_int_equal(dp_send(a, to, 7, buf, len), 0);
+	dp_flush(a);
+	struct dp_msg m;
+	uint8_t *copy;
+	assert_int_equal(drain(b, &m, &copy, 1), 1);
+	assert_int_equal(m.len, len);
+	assert_memory_equal(m.data, buf, len);
+	dp_stats(b, &st);
+	assert_int_equal(st.v[DP_CTR_RX_FRAMES] - st0.v[DP_CTR_RX_FRAMES], frames);
+	free(copy);
+	free(buf);
+}
+
+/*
+ * dp.mtu=auto on loopback takes lo's MTU; it and a node at an explicit 1500
+ * exchange a fragmented 1 MiB message both ways, each cut for its sender's
+ * MTU (the receiver follows frag_unit in the header).
+ */
+static void test_mtu_auto_and_mixed(void **state)
+{
+	(void)state;
+	dp_transport *a, *b;
+	open_pair(&a, &b, mtu_auto);
+	uint16_t want = lo_auto_mtu();
+	assert_int_equal(dp_mtu(a), want);
+	assert_true(dp_mtu_is_auto(a));
+	assert_int_equal(dp_mtu(b), 1500);
+	assert_false(dp_mtu_is_auto(b));
+	send_check(a, b, 2, 1u << 20, frames_for(1u << 20, want));
+	send_check(b, a, 1, 1u << 20, frames_for(1u << 20, 1500));
+	/* A single-frame message as big as the MTU allows. */
+	send_check(a, b, 2, want - 64u, 1);
+	send_check(a, b, 2, want - 63u, 2);
+	dp_close(a);
+	dp_close(b);
+}
+
+/*
+ * In a network namespace of its own (a child process): node 1 with peer 2 on
+ * loopback and peer 3 behind a veth of MTU 1400. Returns 0, 77 when the
+ * namespace cannot be made here, else the step that failed.
+ */
+static int route_mtu_child(void)
+{
+	char err[256];
+	if (unshare(CLONE_NEWNET) != 0)
+		return 77;
+	if (system("ip link set lo up && ip link add v0 mtu 1400 type veth peer name v1 && "
+		   "ip addr add 10.99.0.1/24 dev v0 && ip link set v0 up && ip link set v1 up "
+		   ">/dev/null 2>&1") != 0)
+		return 77;
+	struct dp_config c;
+	cfg(&c, 1, 2);
+	if (dp_config_set(&c, "dp.mtu", "auto", err, sizeof(err)))
+		return 1;
+	dp_transport *t;
+	if (dp_open(&c, &t, err, sizeof(err)))
+		return 2;
+	/* Loopback only: lo's MTU, capped. */
+	uint16_t lo = dp_mtu(t);
+	if (lo < 9000)
+		return 3;
+	/* A peer added behind the veth lowers it; removing it does not raise it. */
+	if (dp_peer_set(t, 3, 0x0a630002, 7400) || dp_mtu(t) != 1400 || !dp_mtu_is_auto(t))
+		return 4;
+	if (dp_peer_remove(t, 3) || dp_mtu(t) != 1400)
+		return 5;
+	dp_close(t);
+	/* Both peers configured at open: the smallest route MTU. */
+	if (dp_config_set(&c, "dp.peer.3", "10.99.0.2:7400", err, sizeof(err)) ||
+	    dp_open(&c, &t, err, sizeof(err)))
+		return 6;
+	int rc = dp_mtu(t) == 1400 ? 0 : 7;
+	/* An explicit value is not lowered by a peer behind a smaller route. */
+	dp_close(t);
+	if (dp_config_set(&c, "dp.mtu", "9000", err, sizeof(err)) ||
+	    dp_open(&c, &t, err, sizeof(err)))
+		return 8;
+	if (!rc && (dp_mtu(t) != 9000 || dp_peer_set(t, 4, 0x0a630003, 7400) || dp_mtu(t) != 9000))
+		rc = 9;
+	dp_close(t);
+	return rc;
+}
+
+/* dp.mtu=auto follows the route to each peer (a veth of MTU 1400 in a netns). */
+static void test_mtu_route_per_peer(void **state)
+{
+	(void)state;
+	fflush(NULL);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(route_mtu_child()); /* the namespace goes with the child */
+	int st;
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st));
+	if (WEXITSTATUS(st) == 77)
+		skip(); /* no CAP_NET_ADMIN or no veth here */
+	assert_int_equal(WEXITSTATUS(st), 0);
+}
+
+/* An explicit dp.mtu wins over the path's. */
+static void test_mtu_explicit(void **state)
+{
+	(void)state;
+	dp_transport *a, *b;
+	open_pair(&a, &b, mtu_9000);
+	assert_int_equal(dp_mtu(a), 9000);
+	assert_false(dp_mtu_is_auto(a));
+	send_check(a, b, 2, 100000, frames_for(100000, 9000));
+	send_check(b, a, 1, 100000, frames_for(100000, 1500));
+	dp_close(a);
+	dp_close(b);
+}
+
+/*
+ * A datagram longer than the receive buffer (dp.udp_rx_buf_bytes) is
+ * counted drop_truncated and never parsed; what fits still arrives.
+ */
+static void test_truncated_datagram(void **state)
+{
+	(void)state;
+	dp_transport *a, *b;
+	open_pair2(&a, &b, mtu_9000, rx_buf_2048);
+	uint8_t buf[5000];
+	fill(buf, sizeof(buf), 5);
+	assert_int_equal(dp_send(a, 2, 7, buf, sizeof(buf)), 0); /* one 5036-byte frame */
+	dp_flush(a);
+	struct dp_msg m;
+	uint8_t *copy = NULL;
+	assert_int_equal(drain(b, &m, &copy, 1), 0);
+	struct dp_stats st;
+	dp_stats(b, &st);
+	assert_int_equal(st.v[DP_CTR_RX_FRAMES], 1);
+	assert_int_equal(st.v[DP_CTR_DROP_TRUNCATED], 1);
+	assert_int_equal(st.v[DP_CTR_RX_MSGS], 0);
+	assert_int_equal(st.v[DP_CTR_DROP_MALFORMED] + st.v[DP_CTR_DROP_BAD_CRC], 0);
+	send_check(a, b, 2, 2048 - DP_HDR_BYTES, 1); /* a frame of exactly 2048 bytes */
+	dp_stats(b, &st);
+	assert_int_equal(st.v[DP_CTR_DROP_TRUNCATED], 1);
+	dp_close(a);
+	dp_close(b);
+	/* A buffer smaller than the node's own frames is refused at open. */
+	struct dp_config c;
+	char err[256];
+	cfg(&c, 1, 2);
+	rx_buf_2048(&c);
+	mtu_9000(&c);
+	assert_int_equal(dp_open(&c, &a, err, sizeof(err)), KEEL_E_CONFIG);
+	assert_non_null(strstr(err, "dp.udp_rx_buf_bytes=2048"));
 }
 
 static void test_sizes_intact(void **state)
@@ -933,6 +1140,10 @@ int main(void)
 	base_port = (uint16_t)(20000 + (getpid() % 4000) * 8);
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_sizes_intact),
+		cmocka_unit_test(test_mtu_auto_and_mixed),
+		cmocka_unit_test(test_mtu_explicit),
+		cmocka_unit_test(test_mtu_route_per_peer),
+		cmocka_unit_test(test_truncated_datagram),
 		cmocka_unit_test(test_strangers_dropped_and_counted),
 		cmocka_unit_test(test_runtime_peers),
 		cmocka_unit_test(test_injected_faults),
