@@ -228,6 +228,30 @@ def find_keeld():
     return found[-1] if found else None
 
 
+def find_zkwatch():
+    """zkwatch (the C client's watches across reconnects): ZKWATCH=path (meson
+    sets it) or the newest build*/**/zkwatch; None when not built."""
+    if os.environ.get("ZKWATCH"):
+        return os.environ["ZKWATCH"]
+    found = sorted((p for p in glob.glob(os.path.join(ROOT, "build*", "**", "zkwatch"),
+                                         recursive=True)
+                    if os.path.isfile(p) and os.access(p, os.X_OK)), key=os.path.getmtime)
+    return found[-1] if found else None
+
+
+def last_json(path):
+    """The last line of a log that is a JSON object (a tool's summary), or {}."""
+    with open(path, errors="replace") as f:
+        text = f.read()
+    for line in reversed(text.splitlines()):
+        if line.startswith("{"):
+            try:
+                return json.loads(line)
+            except ValueError:
+                break
+    return {}
+
+
 # --- the cluster -------------------------------------------------------------
 
 class Cluster:
@@ -779,6 +803,11 @@ def run(args):
     work = tempfile.mkdtemp(prefix="keel-faults-")
     hist = os.path.join(work, "history.jsonl")
     rlog = os.path.join(work, "recorder.log")
+    wlog = os.path.join(work, "zkwatch.log")
+    zkwatch = find_zkwatch()
+    if not zkwatch:
+        log("zkwatch not built (no libzookeeper-mt): watches across reconnects not checked")
+    zroot = "/keel-faults-%d" % seed
     t0 = time.monotonic()
     done, problems, history_problems = [], [], []
     try:
@@ -790,13 +819,18 @@ def run(args):
             rec = c.net.spawn(c.client_node, [
                 PY, os.path.join(HERE, "recorder.py"), "--hosts", c.proxy_hosts(), "--out",
                 hist, "--clients", str(args.clients), "--duration", "100000", "--seed",
-                str(seed), "--session-timeout", str(SESSION_TIMEOUT_S), "--op-timeout", "1",
+                str(seed), "--root", zroot, "--session-timeout", str(SESSION_TIMEOUT_S), "--op-timeout", "1",
                 "--sync-reads", "--plain-reads", "0.3",
                 "--kinds", "register,set,sequential,lock,ephemeral,watch"], log=rlog)
             rec_alive = lambda: c.net.alive(rec)  # noqa: E731
             prog = Progress(hist)
             if not wait_progress(prog, 30, 120, rec_alive):
                 raise Failure("no progress before the first fault")
+            # The C client's watches on the recorder's keys, through the same
+            # proxy (its keys exist once the recorder made progress).
+            zw = c.net.spawn(c.client_node, [
+                zkwatch, c.proxy_hosts(), zroot, "3", str(int(SESSION_TIMEOUT_S * 1000))],
+                log=wlog) if zkwatch else None
             t_faults = time.monotonic()
             for names, hold, _, fseed in sched:
                 if args.faults is None and done and time.monotonic() - t_faults > budget:
@@ -815,6 +849,13 @@ def run(args):
                 log("recovered: %d completions, %d acknowledged writes so far"
                     % (prog.completed, prog.writes_ok))
             proxy_stats = c.proxy({"cmd": "stats"})["stats"]
+            zw_rc = None
+            if zw is not None:
+                c.net.signal(zw, signal.SIGTERM)  # closes its session, prints its counts
+                try:
+                    zw_rc = c.net.procs[zw].wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    problems.append("zkwatch did not stop within 60 s of SIGTERM")
             c.net.signal(rec, signal.SIGTERM)  # final reads, ephemeral check, exit
             try:
                 rc = c.net.procs[rec].wait(timeout=120)
@@ -834,6 +875,12 @@ def run(args):
             problems.append("recorder errors: %s" % summary["errors"])
         for v in summary.get("violations") or []:
             history_problems.append("recorder: %s" % v)
+        watches_c = last_json(wlog) if zkwatch and os.path.exists(wlog) else None
+        if zkwatch and (zw_rc not in (0, 1) or not watches_c):
+            with open(wlog, errors="replace") as f:
+                problems.append("zkwatch exit %s:\n%s" % (zw_rc, f.read()[-3000:]))
+        for v in (watches_c or {}).get("violations") or []:
+            history_problems.append("zkwatch: %s" % v)
         if kind == "keel":
             history_problems += leaders_per_term(work, args.nodes)
         if summary.get("ephemerals_left"):
@@ -850,7 +897,7 @@ def run(args):
             "ops": len(ops), "unknown": unknown, "keys_checked": len(
                 {o.key for o in ops}), "sessions_lost": summary.get("sessions_lost"),
             "checks": [r.get("check") for r in results], "proxy": proxy_stats,
-            "watches": summary.get("watches"),
+            "watches": summary.get("watches"), "watches_c": watches_c,
             "valid": not problems and not history_problems,
             "seconds": round(time.monotonic() - t0, 1), "replay": replay}
         print(json.dumps(report))
