@@ -70,12 +70,16 @@ static size_t nslots;
 static struct reg *all_regs;
 static unsigned conn_gen, sess_gen;
 static volatile sig_atomic_t stop;
-static bool expired, ever_connected;
+static bool expired, ever_connected, all_armed_once;
 static struct {
 	unsigned long set, fired, checked, fired_after_reconnect, checks, checks_after_reconnect,
 		gone_with_session, sessions_expired, reconnects, sessions;
 } cnt;
 static char violations[MAX_VIOLATIONS][200];
+/* ZKWATCH_TEST_FAULT (test_zkwatch.py proves the checks can fail): "drop"
+ * ignores every second event, as a lost one; "twice" takes each one twice. */
+static enum { FAULT_NONE, FAULT_DROP, FAULT_TWICE } test_fault;
+static unsigned long test_events;
 static unsigned nviolations;
 
 static uint64_t now_ns(void)
@@ -125,6 +129,15 @@ static void on_watch(zhandle_t *zh, int type, int state, const char *path, void 
 	if (type == ZOO_SESSION_EVENT) /* the client tells every watcher; not a firing */
 		return;
 	pthread_mutex_lock(&mu);
+	test_events++;
+	if (test_fault == FAULT_DROP && test_events % 2 == 0) {
+		pthread_mutex_unlock(&mu);
+		return;
+	}
+	if (test_fault == FAULT_TWICE && !r->fired && !r->dead) {
+		r->fired = true; /* as if taken once already */
+		cnt.fired++;
+	}
 	if (r->dead) {
 		/* its session ended: the client must not fire it any more */
 		violation("%s: a watch of an expired session fired (type %d)", path, type);
@@ -133,8 +146,11 @@ static void on_watch(zhandle_t *zh, int type, int state, const char *path, void 
 	} else {
 		r->fired = true;
 		cnt.fired++;
-		if (r->conn_gen != conn_gen)
+		if (r->conn_gen != conn_gen) {
 			cnt.fired_after_reconnect++;
+			fprintf(stderr, "zkwatch: %s: set before a reconnect, fired after it\n",
+				path);
+		}
 		struct slot *s = r->slot;
 		if (s->armed == r) {
 			s->armed = NULL;
@@ -153,8 +169,8 @@ static void armed_at(struct op *o, int rc, const struct Stat *st)
 	pthread_mutex_lock(&mu);
 	s->arming = false;
 	if (o->sess_gen == sess_gen && (rc == ZOK || rc == ZNONODE)) {
-		int64_t z = rc == ZNONODE ? INT64_MAX
-					  : (s->kind == WATCH_DATA ? st->mzxid : st->pzxid);
+		int64_t z =
+			rc == ZNONODE ? INT64_MAX : (s->kind == WATCH_DATA ? st->mzxid : st->pzxid);
 		if (s->fired_zxid >= 0) {
 			cnt.checked++;
 			if (z <= s->fired_zxid)
@@ -172,7 +188,13 @@ static void armed_at(struct op *o, int rc, const struct Stat *st)
 		 * completion queue, so this is the connection it was set on. */
 		r->conn_gen = conn_gen;
 		s->armed = r;
-		cnt.set++;
+		if (!cnt.set++ || !all_armed_once) {
+			all_armed_once = true;
+			for (size_t i = 0; i < nslots; i++)
+				all_armed_once &= slots[i].armed != NULL;
+			if (all_armed_once)
+				fprintf(stderr, "zkwatch: all %zu watches set\n", nslots);
+		}
 	} else if (rc == ZOK && r->fired) {
 		violation("%s: fired before its setting read completed", s->path);
 	} else {
@@ -205,8 +227,8 @@ static void checked(int rc, const struct Stat *st, const void *d)
 	pthread_mutex_lock(&mu);
 	s->checking = false;
 	if (o->sess_gen == sess_gen && (rc == ZOK || rc == ZNONODE) && !r->dead) {
-		int64_t z = rc == ZNONODE ? INT64_MAX
-					  : (s->kind == WATCH_DATA ? st->mzxid : st->pzxid);
+		int64_t z =
+			rc == ZNONODE ? INT64_MAX : (s->kind == WATCH_DATA ? st->mzxid : st->pzxid);
 		cnt.checks++;
 		if (r->conn_gen != conn_gen)
 			cnt.checks_after_reconnect++;
@@ -344,8 +366,9 @@ int main(int argc, char **argv)
 	const char *hosts = argv[1], *root = argv[2];
 	int nkeys = atoi(argv[3]), timeout_ms = atoi(argv[4]);
 	if (nkeys < 1 || nkeys > MAX_SLOTS - 3 || timeout_ms < 100 || strlen(root) > 200) {
-		fprintf(stderr, "zkwatch: NKEYS in 1..%d, SESSION_TIMEOUT_MS >= 100, ROOT "
-				"<= 200 bytes\n",
+		fprintf(stderr,
+			"zkwatch: NKEYS in 1..%d, SESSION_TIMEOUT_MS >= 100, ROOT "
+			"<= 200 bytes\n",
 			MAX_SLOTS - 3);
 		return 2;
 	}
@@ -361,6 +384,13 @@ int main(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	zoo_set_debug_level(ZOO_LOG_LEVEL_WARN);
+	const char *tf = getenv("ZKWATCH_TEST_FAULT");
+	test_fault = !tf || !*tf           ? FAULT_NONE
+		     : !strcmp(tf, "drop") ? FAULT_DROP
+		     : !strcmp(tf, "twice")
+			     ? FAULT_TWICE
+			     : (fprintf(stderr, "zkwatch: ZKWATCH_TEST_FAULT: drop or twice\n"),
+				exit(2), FAULT_NONE);
 
 	zhandle_t *zh = connect_to(hosts, timeout_ms);
 	while (!stop) {
