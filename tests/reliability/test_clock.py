@@ -35,6 +35,7 @@ from zkcluster import Cluster, wait_for  # noqa: E402
 
 try:
     from kazoo.client import KazooClient, KazooState
+    from kazoo.exceptions import ConnectionLoss
 except ImportError:  # pragma: no cover
     print("SKIP: python3-kazoo missing")
     sys.exit(77)
@@ -190,6 +191,34 @@ class ClockFaults(unittest.TestCase):
             self.assertIsNotNone(zk.exists(p), p)
         # the old leader follows the new one (it heard the later term)
         wait_for(lambda: self.c.mode(ld) == "follower", 60, "the old leader following")
+
+    def test_5_jump_forward_gives_up_a_stuck_request(self):
+        # A follower gives up a forwarded request still unanswered past the
+        # longest session timeout (60 s here): its client's connection is
+        # closed, the outcome unknown. A 65 s jump of the follower's timers
+        # must do it at once -- the request's send time moves with the jump
+        # like every other timer (before, only Raft ticks and session
+        # deadlines moved and this waited 60 s of true time).
+        ld = self.c.leader()
+        fol = (ld + 1) % 3
+        for i in range(3):  # no election while the leader is stopped
+            self.put(i, "keel.electionTimeoutMs", 100000)
+        zk = self.client(fol, 40.0)
+        self.c.pause(ld)
+        try:
+            res = zk.create_async("/stuck", b"x")
+            time.sleep(0.5)  # forwarded meanwhile (nothing can answer it)
+            self.assertFalse(res.ready())
+            self.put(fol, "keel.test.clockJumpMs", 65000)
+            # bounded by half the 60 s the untouched timer would take
+            self.assertTrue(res.wait(30), "the stuck request not given up")
+            self.assertIsInstance(res.exception, ConnectionLoss)
+        finally:
+            self.c.resume(ld)
+            for i in range(3):
+                self.put(i, "keel.electionTimeoutMs", 2000)
+        zk.set("/stuck-after", b"") if zk.exists("/stuck-after") else \
+            zk.create("/stuck-after", b"")  # the cluster commits again
 
 
 if __name__ == "__main__":
