@@ -203,15 +203,18 @@ class ClockFaults(unittest.TestCase):
         fol = (ld + 1) % 3
         for i in range(3):  # no election while the leader is stopped
             self.put(i, "keel.electionTimeoutMs", 100000)
-        zk = self.client(fol, 40.0)
+        # 60 s: kazoo gives up on a connection whose ping goes unanswered
+        # (pings wait behind the stuck request) after 2/3 of it, 40 s
+        zk = self.client(fol, 60.0)
         self.c.pause(ld)
         try:
             res = zk.create_async("/stuck", b"x")
             time.sleep(0.5)  # forwarded meanwhile (nothing can answer it)
             self.assertFalse(res.ready())
             self.put(fol, "keel.test.clockJumpMs", 65000)
-            # bounded by half the 60 s the untouched timer would take
-            self.assertTrue(res.wait(30), "the stuck request not given up")
+            # bounded by half of the 40 s kazoo's ping would take and a third
+            # of the 60 s the untouched give-up would take
+            self.assertTrue(res.wait(20), "the stuck request not given up")
             self.assertIsInstance(res.exception, ConnectionLoss)
         finally:
             self.c.resume(ld)
