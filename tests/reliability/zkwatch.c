@@ -71,6 +71,10 @@ static struct reg *all_regs;
 static unsigned conn_gen, sess_gen;
 static volatile sig_atomic_t stop;
 static bool expired, ever_connected, all_armed_once;
+/* The CONNECTED event was taken: the client queues its SetWatches before it
+ * queues that event, so a read sent from now on follows the SetWatches (a
+ * read sent as soon as zoo_state() says connected could pass it). */
+static bool connected;
 static struct {
 	unsigned long set, fired, checked, fired_after_reconnect, checks, checks_after_reconnect,
 		gone_with_session, sessions_expired, reconnects, sessions;
@@ -115,9 +119,12 @@ static void on_session(zhandle_t *zh, int type, int state, const char *path, voi
 		if (ever_connected)
 			cnt.reconnects++;
 		ever_connected = true;
+		connected = true;
 		conn_gen++;
-	} else if (state == ZOO_EXPIRED_SESSION_STATE) {
-		expired = true;
+	} else {
+		connected = false;
+		if (state == ZOO_EXPIRED_SESSION_STATE)
+			expired = true;
 	}
 	pthread_mutex_unlock(&mu);
 }
@@ -321,6 +328,7 @@ static zhandle_t *renew(zhandle_t *zh, const char *hosts, int timeout_ms)
 {
 	pthread_mutex_lock(&mu);
 	expired = false;
+	connected = false;
 	sess_gen++;
 	cnt.sessions_expired++;
 	for (size_t i = 0; i < nslots; i++) {
@@ -395,11 +403,11 @@ int main(int argc, char **argv)
 	zhandle_t *zh = connect_to(hosts, timeout_ms);
 	while (!stop) {
 		pthread_mutex_lock(&mu);
-		bool exp = expired;
+		bool exp = expired, conn = connected;
 		pthread_mutex_unlock(&mu);
 		if (exp)
 			zh = renew(zh, hosts, timeout_ms);
-		else if (zoo_state(zh) == ZOO_CONNECTED_STATE)
+		else if (conn && zoo_state(zh) == ZOO_CONNECTED_STATE)
 			turn(zh);
 		struct timespec ts = { 0, 20 * 1000000 };
 		nanosleep(&ts, NULL);
