@@ -6,6 +6,11 @@ After the schedule everything is healed, the clients make their final reads,
 and the history goes through lincheck (linearizability per key, no lost
 acknowledged write, sequential numbers, never two lock holders) plus the
 recorder's ephemeral check (none left once their sessions closed or expired).
+Beside the recorder, through the same client faults: zkwatch (the ZooKeeper
+C client's data and child watches across reconnects: each fires after its
+change, once, and none is lost) and probe.py (4lw ruok/srvr and keel's admin
+GET /status of every server: an answer or a clean error within the timeout,
+and every server answering again after each heal).
 
     faults.py                         # CI: a bounded schedule, a fresh seed
     faults.py --seed N --duration S   # soak (or replay: the same seed and
