@@ -3328,14 +3328,14 @@ static int mg_parse(const struct keeld *k, const char *key, const char *value,
  * the Raft ticks (and the heartbeat replies held for the next one), session
  * deadlines, the session touch/scan, container/TTL walk and stale-request
  * periods, each pending request's send time (its give-up past the longest
- * session timeout) and retransmission time, the stopped log's retry, the
+ * session timeout; its commit latency shows the jump, as after a real
+ * pause) and retransmission time, the stopped log's retry, the
  * leadership transfer deadline, a removed node's exit, when each member's
  * protocol level was last heard, and when each client session of this node
  * was last heard from (a frozen node has not heard its clients either).
  * Kept on the true clock, on purpose: the rate limits of log lines and of
- * status publication, the commit latency histogram's start times of requests
- * already proposed, and the run loop's wait and busy/idle accounting (a jump
- * changes nothing a client or a peer sees through them). There is no timed
+ * status publication, and the run loop's wait and busy/idle accounting (a
+ * jump changes nothing a client or a peer sees through them). There is no timed
  * snapshot: snapshots follow the log's size (snapCount). Backwards, a time a
  * thing last happened cannot move past now (`now - t` is unsigned): it moves
  * to now at most, which restarts its period rather than delaying it by -ms.
