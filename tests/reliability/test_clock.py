@@ -21,6 +21,10 @@ clock.  So:
   heartbeat for longer than the election timeout, so the followers elect a
   new leader in a later term; every write acknowledged before is still
   there;
+- a jump forward moves every timer a pause would, not only Raft's and the
+  sessions': a follower's forwarded request stuck behind a stopped leader is
+  given up (its client's connection closed) as soon as the follower's
+  timers jump past the give-up bound (the longest session timeout);
 and throughout, never two leaders in one term (every node's log).
 """
 
