@@ -3401,14 +3401,83 @@ static int mg_parse(const struct keeld *k, const char *key, const char *value,
  * keel.test.clockJumpMs (a test fault, applied once): this node's timers see
  * ms pass at once. Every timer of keeld runs on CLOCK_MONOTONIC, which never
  * jumps by itself, so a jump of it models a pause: ms > 0 is a freeze (a VM
- * stopped and resumed) seen from inside -- every Raft tick due meanwhile runs
- * now, and the session deadlines this node tracks (the leader expires them)
- * come ms closer and are checked at once (see the end); ms < 0 is a clock
- * that stood still for -ms -- no tick and no expiry until the true clock
- * catches up. A jump of the wall clock (keel.test.wallJumpMs, which only
- * znode times and TTLs read) must change none of this.
+ * stopped and resumed) seen from inside -- every timer due meanwhile is due
+ * now: the Raft ticks run at once, the session deadlines this node tracks
+ * (the leader expires them) come ms closer and are checked at once (see the
+ * end), and so do the others (timer_shift); ms < 0 is a clock that stood
+ * still for -ms -- no tick, no expiry, no retransmission, give-up or
+ * deadline until the true clock catches up. A jump of the wall clock
+ * (keel.test.wallJumpMs, which only znode times and TTLs read) must change
+ * none of this.
+ *
+ * The timers are moved rather than read through an offset clock: they keep
+ * their absolute times and this shifts each once, so the run loop's waits
+ * and the other threads' clock reads stay the true CLOCK_MONOTONIC. Moved:
+ * the Raft ticks (and the heartbeat replies held for the next one), session
+ * deadlines, the session touch/scan, container/TTL walk and stale-request
+ * periods, each pending request's send time (its give-up past the longest
+ * session timeout; its commit latency shows the jump, as after a real
+ * pause) and retransmission time, the stopped log's retry, the
+ * leadership transfer deadline, a removed node's exit, when each member's
+ * protocol level was last heard, and when each client session of this node
+ * was last heard from (a frozen node has not heard its clients either).
+ * Kept on the true clock, on purpose: the rate limits of log lines and of
+ * status publication, and the run loop's wait and busy/idle accounting (a
+ * jump changes nothing a client or a peer sees through them). There is no timed
+ * snapshot: snapshots follow the log's size (snapCount). Backwards, a time a
+ * thing last happened cannot move past now (`now - t` is unsigned): it moves
+ * to now at most, which restarts its period rather than delaying it by -ms.
  */
 static uint64_t tick_interval_ns(const struct pipeline *p);
+
+/* A deadline (0 = none): d earlier for a freeze, d later for a stopped clock. */
+static uint64_t jump_deadline(uint64_t t, bool fwd, uint64_t d)
+{
+	if (!t)
+		return 0;
+	return fwd ? (t > d ? t - d : 1) : t + d;
+}
+
+/* When something last happened (0 = never). */
+static uint64_t jump_stamp(uint64_t t, bool fwd, uint64_t d, uint64_t now)
+{
+	if (!t)
+		return 0;
+	if (fwd)
+		return t > d ? t - d : 1;
+	return t + d < now ? t + d : now;
+}
+
+static void timer_shift(struct pipeline *p, bool fwd, uint64_t d)
+{
+	struct keeld *k = p->k;
+	uint64_t now = keel_now_ns();
+	p->hbr_until_ns = jump_deadline(p->hbr_until_ns, fwd, d);
+	p->retx_scan_ns = jump_deadline(p->retx_scan_ns, fwd, d);
+	p->wal_retry_ns = jump_deadline(p->wal_retry_ns, fwd, d);
+	p->xfer_deadline_ns = jump_deadline(p->xfer_deadline_ns, fwd, d);
+	if (p->exit_at_ns != UINT64_MAX)
+		p->exit_at_ns = jump_deadline(p->exit_at_ns, fwd, d);
+	p->last_touch_ns = jump_stamp(p->last_touch_ns, fwd, d, now);
+	p->last_scan_ns = jump_stamp(p->last_scan_ns, fwd, d, now);
+	p->last_container_ns = jump_stamp(p->last_container_ns, fwd, d, now);
+	p->last_stale_ns = jump_stamp(p->last_stale_ns, fwd, d, now);
+	p->wal_failed_ns = jump_stamp(p->wal_failed_ns, fwd, d, now);
+	for (struct preq *r = p->order_head; r; r = r->onext) {
+		r->sent_ns = jump_stamp(r->sent_ns, fwd, d, now);
+		r->retx_ns = jump_deadline(r->retx_ns, fwd, d);
+	}
+	for (uint32_t i = 0; i < p->level_peer_n; i++) {
+		p->level_peer[i].heard_ns = jump_stamp(p->level_peer[i].heard_ns, fwd, d, now);
+		p->level_peer[i].silent_since_ns =
+			jump_stamp(p->level_peer[i].silent_since_ns, fwd, d, now);
+	}
+	pthread_mutex_lock(&k->fe_mu);
+	for (size_t i = 0; i < KEELD_SESS_BUCKETS; i++)
+		for (struct fsess *s = k->sess[i]; s; s = s->next)
+			s->last_heard_ns = jump_stamp(s->last_heard_ns, fwd, d, now);
+	pthread_mutex_unlock(&k->fe_mu);
+}
 
 static void clock_jump(struct pipeline *p, int64_t ms)
 {
@@ -3419,6 +3488,8 @@ static void clock_jump(struct pipeline *p, int64_t ms)
 		for (struct strack *s = p->trk[i]; s; s = s->next)
 			s->deadline_ns = ms > 0 ? (s->deadline_ns > d ? s->deadline_ns - d : 0)
 						: s->deadline_ns + d;
+	if (ms != 0)
+		timer_shift(p, ms > 0, d);
 	if (ms <= 0)
 		return;
 	/* The timers due meanwhile fire now, in the order of a turn: Raft's

@@ -6,6 +6,11 @@ After the schedule everything is healed, the clients make their final reads,
 and the history goes through lincheck (linearizability per key, no lost
 acknowledged write, sequential numbers, never two lock holders) plus the
 recorder's ephemeral check (none left once their sessions closed or expired).
+Beside the recorder, through the same client faults: zkwatch (the ZooKeeper
+C client's data and child watches across reconnects: each fires after its
+change, once, and none is lost) and probe.py (4lw ruok/srvr and keel's admin
+GET /status of every server: an answer or a clean error within the timeout,
+and every server answering again after each heal).
 
     faults.py                         # CI: a bounded schedule, a fresh seed
     faults.py --seed N --duration S   # soak (or replay: the same seed and
@@ -131,6 +136,8 @@ SESSION_TIMEOUT_S = 2.0  # the recorder's sessions
 DISK_MB = 48             # each node's data tmpfs
 ADMIN_PORT = 8080        # keeld's admin API, on loopback inside each node's namespace
 PROXY_PORT = 12181       # proxy.py's first port, on loopback inside the clients' namespace
+PROBE_TIMEOUT_S = 3.0    # probe.py's 4lw and /status attempts
+PROBE_AFTER_HEAL_S = 45  # every server answers each of them again within this after a heal
 
 # Faults that go through keeld's admin API (PUT /config): keel only.
 LIVE_FAULTS = ["delay", "reorder", "slow_fsync", "slow_election", "link", "dup", "clock",
@@ -210,7 +217,10 @@ class KeelServers:
                     # segments and snapshots that fit the node's small tmpfs
                     "keel.segmentBytes=1048576\nkeel.snapshotThresholdBytes=4194304\n"
                     "4lw.commands.whitelist=*\n" % (datadir, CLIENT_PORT, net.addr(i)))
-            f.write("keel.adminPort=%d\nkeel.adminToken=%s\n" % (ADMIN_PORT, self.token))
+            # on every address: the live faults use 127.0.0.1 inside the
+            # node's namespace, probe.py the node's address through proxy.py
+            f.write("keel.adminPort=%d\nkeel.adminToken=%s\nkeel.adminAddress=0.0.0.0\n"
+                    % (ADMIN_PORT, self.token))
             for j in range(n):
                 f.write("server.%d=%s:%d\n" % (j + 1, net.addr(j), PEER_PORT))
         return cfg
@@ -226,6 +236,30 @@ def find_keeld():
                                          recursive=True)
                     if os.path.isfile(p) and os.access(p, os.X_OK)), key=os.path.getmtime)
     return found[-1] if found else None
+
+
+def find_zkwatch():
+    """zkwatch (the C client's watches across reconnects): ZKWATCH=path (meson
+    sets it) or the newest build*/**/zkwatch; None when not built."""
+    if os.environ.get("ZKWATCH"):
+        return os.environ["ZKWATCH"]
+    found = sorted((p for p in glob.glob(os.path.join(ROOT, "build*", "**", "zkwatch"),
+                                         recursive=True)
+                    if os.path.isfile(p) and os.access(p, os.X_OK)), key=os.path.getmtime)
+    return found[-1] if found else None
+
+
+def last_json(path):
+    """The last line of a log that is a JSON object (a tool's summary), or {}."""
+    with open(path, errors="replace") as f:
+        text = f.read()
+    for line in reversed(text.splitlines()):
+        if line.startswith("{"):
+            try:
+                return json.loads(line)
+            except ValueError:
+                break
+    return {}
 
 
 # --- the cluster -------------------------------------------------------------
@@ -262,8 +296,12 @@ class Cluster:
                 self.cfgs[i] = self.s.config(i, self.n, self.net, d)
             for i in range(self.n):
                 self.start(i)
+            targets = self.hosts()
+            if self.s.name == "keel":  # each admin API too, at PROXY_PORT + n + i
+                targets += "," + ",".join("%s:%d" % (self.net.addr(i), ADMIN_PORT)
+                                          for i in range(self.n))
             self.net.spawn(self.client_node, [
-                PY, os.path.join(HERE, "proxy.py"), "--targets", self.hosts(), "--port",
+                PY, os.path.join(HERE, "proxy.py"), "--targets", targets, "--port",
                 str(PROXY_PORT), "--control", self.proxy_ctl],
                 log=os.path.join(self.work, "proxy.log"))
             deadline = time.monotonic() + 30
@@ -303,6 +341,35 @@ class Cluster:
     def proxy_hosts(self):
         """The clients' connection string: proxy.py's port for each server."""
         return ",".join("127.0.0.1:%d" % (PROXY_PORT + i) for i in range(self.n))
+
+    def proxy_admin(self):
+        """Each server's admin API through proxy.py ("" without one)."""
+        if self.s.name != "keel":
+            return ""
+        return ",".join("127.0.0.1:%d" % (PROXY_PORT + self.n + i) for i in range(self.n))
+
+    def with_admin(self, targets):
+        """Proxy targets of those servers' client ports and, for keel, their
+        admin APIs: stalls and half-open connections hit the operator's
+        4lw and /status as well as the clients."""
+        return targets + ([self.n + i for i in targets] if self.proxy_admin() else [])
+
+    def wait_probes(self, since, limit_s):
+        """Until probe.py saw a good answer to every kind from every server
+        after `since` (monotonic); returns what is still missing."""
+        want = ["%d %s" % (i, k) for i in range(self.n)
+                for k in ("ruok", "srvr") + (("status",) if self.proxy_admin() else ())]
+        end = time.monotonic() + limit_s
+        while True:
+            try:
+                with open(self.probe_state) as f:
+                    seen = json.load(f)
+            except (OSError, ValueError):
+                seen = {}
+            missing = [w for w in want if seen.get(w, 0) < since]
+            if not missing or time.monotonic() > end:
+                return missing
+            time.sleep(0.1)
 
     def proxy(self, cmd):
         try:
@@ -532,7 +599,7 @@ def apply_client(c, fault, rnd):
         return "client traffic of %s delayed %d+0..%d ms" % (at, ms, ms // 2)
     if fault == "client_stall":
         c.stall_reset = rnd.random() < 0.5
-        c.proxy({"cmd": "stall", "targets": targets})
+        c.proxy({"cmd": "stall", "targets": c.with_admin(targets)})
         return "client connections of %s stalled, then %s" % (
             at, "reset" if c.stall_reset else "delivered")
     if fault == "client_reset":
@@ -549,10 +616,10 @@ def apply_client(c, fault, rnd):
         return "client requests to %s cut by RST (%s the request reached the server)" % (
             at, {"before": "half of", "after": "all of", "both": "half or all of"}[mode])
     if fault == "client_halfopen":
-        c.proxy({"cmd": "halfopen", "targets": targets})
+        c.proxy({"cmd": "halfopen", "targets": c.with_admin(targets)})
         # the reconnected clients lose their connections that way once more
-        c.background(lambda stop: stop.wait(1.5) or c.proxy({"cmd": "halfopen",
-                                                               "targets": targets}))
+        c.background(lambda stop: stop.wait(1.5) or c.proxy({
+            "cmd": "halfopen", "targets": c.with_admin(targets)}))
         return "client connections of %s half-open (client side closed, server side kept)" % at
     if fault == "client_lagging":
         leader = c.leader(limit_s=30)
@@ -779,6 +846,12 @@ def run(args):
     work = tempfile.mkdtemp(prefix="keel-faults-")
     hist = os.path.join(work, "history.jsonl")
     rlog = os.path.join(work, "recorder.log")
+    wlog = os.path.join(work, "zkwatch.log")
+    plog = os.path.join(work, "probe.log")
+    zkwatch = find_zkwatch()
+    if not zkwatch:
+        log("zkwatch not built (no libzookeeper-mt): watches across reconnects not checked")
+    zroot = "/keel-faults-%d" % seed
     t0 = time.monotonic()
     done, problems, history_problems = [], [], []
     try:
@@ -790,13 +863,24 @@ def run(args):
             rec = c.net.spawn(c.client_node, [
                 PY, os.path.join(HERE, "recorder.py"), "--hosts", c.proxy_hosts(), "--out",
                 hist, "--clients", str(args.clients), "--duration", "100000", "--seed",
-                str(seed), "--session-timeout", str(SESSION_TIMEOUT_S), "--op-timeout", "1",
+                str(seed), "--root", zroot, "--session-timeout", str(SESSION_TIMEOUT_S), "--op-timeout", "1",
                 "--sync-reads", "--plain-reads", "0.3",
                 "--kinds", "register,set,sequential,lock,ephemeral,watch"], log=rlog)
+            # 4lw and admin /status of every server through the proxy
+            c.probe_state = os.path.join(work, "probe.json")
+            probe = c.net.spawn(c.client_node, [
+                PY, os.path.join(HERE, "probe.py"), "--fourlw", c.proxy_hosts(), "--admin",
+                c.proxy_admin(), "--state", c.probe_state, "--timeout", str(PROBE_TIMEOUT_S)],
+                log=plog)
             rec_alive = lambda: c.net.alive(rec)  # noqa: E731
             prog = Progress(hist)
             if not wait_progress(prog, 30, 120, rec_alive):
                 raise Failure("no progress before the first fault")
+            # The C client's watches on the recorder's keys, through the same
+            # proxy (its keys exist once the recorder made progress).
+            zw = c.net.spawn(c.client_node, [
+                zkwatch, c.proxy_hosts(), zroot, "3", str(int(SESSION_TIMEOUT_S * 1000))],
+                log=wlog) if zkwatch else None
             t_faults = time.monotonic()
             for names, hold, _, fseed in sched:
                 if args.faults is None and done and time.monotonic() - t_faults > budget:
@@ -806,15 +890,35 @@ def run(args):
                 log("fault: %s; holding %.2f s" % (" + ".join(what), hold))
                 time.sleep(hold)
                 c.heal()
+                t_heal = time.monotonic()
                 ok = wait_progress(prog, 20, 90, rec_alive)
                 done.append({"faults": what, "hold_s": hold, "recovered": ok})
                 if not ok:
                     problems.append("no acknowledged write within 90 s after healing %s" % what)
                     log("NO PROGRESS after %s" % what)
                     break
+                missing = c.wait_probes(t_heal, PROBE_AFTER_HEAL_S)
+                if missing:
+                    problems.append("no good 4lw/admin answer within %d s after healing %s: %s"
+                                    % (PROBE_AFTER_HEAL_S, what, ", ".join(missing)))
+                    log("NO 4LW/ADMIN ANSWER after %s: %s" % (what, missing))
+                    break
                 log("recovered: %d completions, %d acknowledged writes so far"
                     % (prog.completed, prog.writes_ok))
             proxy_stats = c.proxy({"cmd": "stats"})["stats"]
+            c.net.signal(probe, signal.SIGTERM)
+            try:
+                probe_rc = c.net.procs[probe].wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                probe_rc = None
+                problems.append("probe.py did not stop within 60 s of SIGTERM")
+            zw_rc = None
+            if zw is not None:
+                c.net.signal(zw, signal.SIGTERM)  # closes its session, prints its counts
+                try:
+                    zw_rc = c.net.procs[zw].wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    problems.append("zkwatch did not stop within 60 s of SIGTERM")
             c.net.signal(rec, signal.SIGTERM)  # final reads, ephemeral check, exit
             try:
                 rc = c.net.procs[rec].wait(timeout=120)
@@ -834,6 +938,18 @@ def run(args):
             problems.append("recorder errors: %s" % summary["errors"])
         for v in summary.get("violations") or []:
             history_problems.append("recorder: %s" % v)
+        probes = last_json(plog) if os.path.exists(plog) else {}
+        if probe_rc not in (0, 1) or not probes:
+            with open(plog, errors="replace") as f:
+                problems.append("probe.py exit %s:\n%s" % (probe_rc, f.read()[-3000:]))
+        for v in probes.get("violations") or []:
+            history_problems.append("4lw/admin: %s" % v)
+        watches_c = last_json(wlog) if zkwatch and os.path.exists(wlog) else None
+        if zkwatch and (zw_rc not in (0, 1) or not watches_c):
+            with open(wlog, errors="replace") as f:
+                problems.append("zkwatch exit %s:\n%s" % (zw_rc, f.read()[-3000:]))
+        for v in (watches_c or {}).get("violations") or []:
+            history_problems.append("zkwatch: %s" % v)
         if kind == "keel":
             history_problems += leaders_per_term(work, args.nodes)
         if summary.get("ephemerals_left"):
@@ -850,7 +966,7 @@ def run(args):
             "ops": len(ops), "unknown": unknown, "keys_checked": len(
                 {o.key for o in ops}), "sessions_lost": summary.get("sessions_lost"),
             "checks": [r.get("check") for r in results], "proxy": proxy_stats,
-            "watches": summary.get("watches"),
+            "watches": summary.get("watches"), "watches_c": watches_c, "probes": probes,
             "valid": not problems and not history_problems,
             "seconds": round(time.monotonic() - t0, 1), "replay": replay}
         print(json.dumps(report))

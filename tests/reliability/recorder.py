@@ -422,6 +422,8 @@ def main(argv=None):
     ap.add_argument("--duration", type=float, default=5.0,
                     help="seconds (SIGTERM or SIGINT stops it earlier)")
     ap.add_argument("--seed", type=int)
+    ap.add_argument("--root", help="the znode under which it works (default: "
+                    "/keel-history-<pid>-<seed>)")
     ap.add_argument("--keys", type=int, default=3)
     ap.add_argument("--sync-reads", action="store_true")
     ap.add_argument("--kinds", default="register,set,sequential,lock",
@@ -438,7 +440,7 @@ def main(argv=None):
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    s = run(a.hosts, a.out, a.clients, a.duration, a.seed, during=lambda w: stop.wait(a.duration),
+    s = run(a.hosts, a.out, a.clients, a.duration, a.seed, root=a.root, during=lambda w: stop.wait(a.duration),
             keys=a.keys, sync_reads=a.sync_reads, kinds=tuple(a.kinds.split(",")), session_timeout_s=a.session_timeout,
             op_timeout_s=a.op_timeout, plain_reads=a.plain_reads)
     print(json.dumps(s))

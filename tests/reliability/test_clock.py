@@ -21,6 +21,10 @@ clock.  So:
   heartbeat for longer than the election timeout, so the followers elect a
   new leader in a later term; every write acknowledged before is still
   there;
+- a jump forward moves every timer a pause would, not only Raft's and the
+  sessions': a follower's forwarded request stuck behind a stopped leader is
+  given up (its client's connection closed) as soon as the follower's
+  timers jump past the give-up bound (the longest session timeout);
 and throughout, never two leaders in one term (every node's log).
 """
 
@@ -35,6 +39,7 @@ from zkcluster import Cluster, wait_for  # noqa: E402
 
 try:
     from kazoo.client import KazooClient, KazooState
+    from kazoo.exceptions import ConnectionLoss
 except ImportError:  # pragma: no cover
     print("SKIP: python3-kazoo missing")
     sys.exit(77)
@@ -190,6 +195,37 @@ class ClockFaults(unittest.TestCase):
             self.assertIsNotNone(zk.exists(p), p)
         # the old leader follows the new one (it heard the later term)
         wait_for(lambda: self.c.mode(ld) == "follower", 60, "the old leader following")
+
+    def test_5_jump_forward_gives_up_a_stuck_request(self):
+        # A follower gives up a forwarded request still unanswered past the
+        # longest session timeout (60 s here): its client's connection is
+        # closed, the outcome unknown. A 65 s jump of the follower's timers
+        # must do it at once -- the request's send time moves with the jump
+        # like every other timer (before, only Raft ticks and session
+        # deadlines moved and this waited 60 s of true time).
+        ld = self.c.leader()
+        fol = (ld + 1) % 3
+        for i in range(3):  # no election while the leader is stopped
+            self.put(i, "keel.electionTimeoutMs", 100000)
+        # 60 s: kazoo gives up on a connection whose ping goes unanswered
+        # (pings wait behind the stuck request) after 2/3 of it, 40 s
+        zk = self.client(fol, 60.0)
+        self.c.pause(ld)
+        try:
+            res = zk.create_async("/stuck", b"x")
+            time.sleep(0.5)  # forwarded meanwhile (nothing can answer it)
+            self.assertFalse(res.ready())
+            self.put(fol, "keel.test.clockJumpMs", 65000)
+            # bounded by half of the 40 s kazoo's ping would take and a third
+            # of the 60 s the untouched give-up would take
+            self.assertTrue(res.wait(20), "the stuck request not given up")
+            self.assertIsInstance(res.exception, ConnectionLoss)
+        finally:
+            self.c.resume(ld)
+            for i in range(3):
+                self.put(i, "keel.electionTimeoutMs", 2000)
+        zk.set("/stuck-after", b"") if zk.exists("/stuck-after") else \
+            zk.create("/stuck-after", b"")  # the cluster commits again
 
 
 if __name__ == "__main__":

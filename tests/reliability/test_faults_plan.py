@@ -53,6 +53,11 @@ class FakeCluster:
     def injectable(self, i):
         return i not in self.killed and i not in self.paused
 
+    def proxy_admin(self):
+        return "admin"  # keel: each admin API behind the proxy too
+
+    with_admin = faults.Cluster.with_admin
+
     def inject(self, i, settings):
         self.injected.setdefault(i, set()).update(settings)
         self.net.calls.append(("inject", i, dict(settings)))
@@ -302,6 +307,15 @@ class NewFaults(unittest.TestCase):
             self.assertGreater(len(p), 1)  # again and again during the hold
         for c, p in cmds["client_halfopen"]:
             self.assertEqual([x["cmd"] for x in p], ["halfopen", "halfopen"])
+        # stalls and half-open connections hit the servers' admin APIs (proxy
+        # targets n + i) with their client ports: 4lw and /status go through
+        for c, p in cmds["client_stall"] + cmds["client_halfopen"]:
+            for x in p:
+                zk = [t for t in x["targets"] if t < c.n]
+                self.assertTrue(zk)
+                self.assertEqual(sorted(x["targets"]), sorted(zk + [c.n + t for t in zk]))
+        for c, p in cmds["client_delay"]:
+            self.assertTrue(all(t < c.n for t in p[0]["targets"]))
         for c, p in cmds["client_lagging"]:
             (_, groups), = [x for x in c.net.calls if x[0] == "partition"]
             lagging = [g for g in groups if len(g) == 2][0][0]
