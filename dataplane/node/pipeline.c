@@ -102,8 +102,11 @@
  */
 #define PL_FE_BUSY_POLL_NS 50000u
 
-/* spin_wait: a spin that saw nothing makes up to this many waits sleep at once. */
+/* spin_wait: a spin that saw nothing makes up to this many waits sleep at
+ * once; a look and a yield taking longer than PL_SPIN_YIELD_NS means another
+ * task ran on this CPU (a lone ppoll+sched_yield takes ~1-3 us here). */
 #define PL_SPIN_BACKOFF_MAX 64u
+#define PL_SPIN_YIELD_NS 10000u
 
 struct strack {
 	struct strack *next;
@@ -3478,8 +3481,16 @@ static int spin_wait(struct pipeline *p, struct pollfd *pf, nfds_t n, uint64_t n
 	uint64_t end = KEEL_MIN(until, now + (uint64_t)us * 1000u);
 	struct timespec zero = { 0, 0 };
 	int ready;
-	while ((ready = ppoll(pf, n, &zero, NULL)) == 0 && keel_now_ns() < end)
+	uint64_t t = now;
+	while ((ready = ppoll(pf, n, &zero, NULL)) == 0 && t < end) {
 		sched_yield();
+		uint64_t t2 = keel_now_ns();
+		/* Something else ran on this CPU: it is wanted, so stop taking
+		 * turns on it (and back off as for a miss). */
+		if (t2 - t > PL_SPIN_YIELD_NS)
+			break;
+		t = t2;
+	}
 	if (ready > 0) {
 		p->spin_hits++;
 		p->spin_backoff = 0;
