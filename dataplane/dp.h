@@ -552,12 +552,6 @@ void dp_idle(dp_transport *t, bool did_work);
 int dp_wait_fd(const dp_transport *t);
 
 /*
- * dp.spin_us, for a caller that waits on dp_wait_fd() itself (with other
- * fds): how long it may yield-spin, looking at its fds, before it sleeps.
- */
-uint32_t dp_spin_us(const dp_transport *t);
-
-/*
  * An fd, the same from dp_open() to dp_close(), that is readable while
  * frames may be waiting to be received: the socket (UDP); the rx interrupt
  * set (DPDK with dp.rx_intr=1; a port without an rx interrupt, such as memif,

@@ -601,11 +601,6 @@ int dp_wait_fd(const dp_transport *t)
 	return t->ops->wait_fd ? t->ops->wait_fd(t) : -1;
 }
 
-uint32_t dp_spin_us(const dp_transport *t)
-{
-	return t->cfg.spin_us;
-}
-
 int dp_news_fd(const dp_transport *t)
 {
 	return t->ops->news_fd ? t->ops->news_fd(t) : dp_wait_fd(t);

@@ -102,12 +102,6 @@
  */
 #define PL_FE_BUSY_POLL_NS 50000u
 
-/* spin_wait: a spin that saw nothing makes up to this many waits sleep at
- * once; a look and a yield taking longer than PL_SPIN_YIELD_NS means another
- * task ran on this CPU (a lone ppoll+sched_yield takes ~1-3 us here). */
-#define PL_SPIN_BACKOFF_MAX 64u
-#define PL_SPIN_YIELD_NS 10000u
-
 struct strack {
 	struct strack *next;
 	int64_t id;
@@ -316,9 +310,6 @@ struct pipeline {
 	uint64_t wait_until_ns; /* ...which would have ended at this time (tick, test delays) */
 	bool rx_quiet;          /* the peer socket was empty (rx_exact) */
 	bool rx_exact;          /* the transport's wait fd is readable exactly when frames wait */
-	uint32_t spin_skip;     /* idle waits left to sleep at once (spin_wait's back-off) */
-	uint32_t spin_backoff;  /* ...after the next miss (0: the last spin was answered) */
-	uint64_t spin_hits, spin_misses;
 
 	/* membership (leader: the change in flight; every node: addresses) */
 	struct mchange ch;
@@ -3457,52 +3448,6 @@ static bool queue_pending(struct keeld *k)
 }
 
 /*
- * Before the idle wait sleeps: look at its fds (ppoll with no timeout),
- * sched_yield() between looks, for up to dp.spin_us (keeld's default
- * PL_SPIN_US). On this VM a blocking wake-up costs ~25-30 us (the halted
- * vCPU's IPI), and a sleeping peer woken by our send is often put on our
- * CPU and preempts us inside the sendmmsg (bench/RESULTS.md, "single-client
- * write, round 2"): a thread still spinning needs no wake-up. Adaptive and
- * bounded: a spin that saw nothing arrive makes the next 1, 2, 4, ... 64
- * waits sleep at once, so a node whose messages do not come within the
- * window (idle, or loaded so that the window is too short) spins on at most
- * ~1/64 of its waits; one answered spin resets that. Returns ppoll's result
- * (0: nothing; sleep as before).
- */
-static int spin_wait(struct pipeline *p, struct pollfd *pf, nfds_t n, uint64_t now, uint64_t until)
-{
-	uint32_t us = dp_spin_us(p->t);
-	if (!us || until <= now)
-		return 0;
-	if (p->spin_skip) {
-		p->spin_skip--;
-		return 0;
-	}
-	uint64_t end = KEEL_MIN(until, now + (uint64_t)us * 1000u);
-	struct timespec zero = { 0, 0 };
-	int ready;
-	uint64_t t = now;
-	while ((ready = ppoll(pf, n, &zero, NULL)) == 0 && t < end) {
-		sched_yield();
-		uint64_t t2 = keel_now_ns();
-		/* Something else ran on this CPU: it is wanted, so stop taking
-		 * turns on it (and back off as for a miss). */
-		if (t2 - t > PL_SPIN_YIELD_NS)
-			break;
-		t = t2;
-	}
-	if (ready > 0) {
-		p->spin_hits++;
-		p->spin_backoff = 0;
-	} else if (ready == 0) {
-		p->spin_misses++;
-		p->spin_backoff = KEEL_MIN(2 * p->spin_backoff + 1, PL_SPIN_BACKOFF_MAX);
-		p->spin_skip = p->spin_backoff;
-	}
-	return ready;
-}
-
-/*
  * Nothing to do this turn: sleep on the peer socket, the front end's eventfd
  * and the log's completion fd until one fires or the next tick is due -- so
  * idle nodes cost next to no CPU and a client write wakes the pipeline at
@@ -3543,14 +3488,10 @@ static void idle_wait(struct pipeline *p)
 		uint64_t due = p->t ? dp_test_due_ns(p->t) : 0; /* delayed frames (tests) */
 		if (due && due < until)
 			until = due;
-		int ready = spin_wait(p, pf, n, now, until);
-		if (ready == 0) {
-			now = keel_now_ns();
-			uint64_t wait = until > now ? until - now : 0;
-			struct timespec ts = { .tv_sec = (time_t)(wait / 1000000000u),
-					       .tv_nsec = (long)(wait % 1000000000u) };
-			ready = ppoll(pf, n, &ts, NULL);
-		}
+		uint64_t wait = until > now ? until - now : 0;
+		struct timespec ts = { .tv_sec = (time_t)(wait / 1000000000u),
+				       .tv_nsec = (long)(wait % 1000000000u) };
+		int ready = ppoll(pf, n, &ts, NULL);
 		/* Woken by something else: the engine has nothing (its epoll_wait
 		 * can be skipped). A timeout polls it (its sessionless sweep). */
 		p->fe_ready = ready <= 0 || (k->fe_folded && pf[fe].revents);
