@@ -311,6 +311,7 @@ struct pipeline {
 	bool rx_quiet;           /* the peer socket was empty (rx_exact) */
 	bool rx_exact;           /* the transport's wait fd is readable exactly when frames wait */
 	uint64_t peer_client_ns; /* leader: a peer last showed a client of its own (news_first) */
+	bool news_was_first;     /* news_first's last answer (logged when it changes) */
 
 	/* membership (leader: the change in flight; every node: addresses) */
 	struct mchange ch;
@@ -3574,6 +3575,7 @@ static void *pipeline_main(void *arg)
 	/* A kernel UDP socket is readable exactly while datagrams wait; a DPDK
 	 * link's interrupt fd is only a hint (see dp_wait_fd). */
 	p->rx_exact = p->t && !strcmp(dp_kind(p->t), "udp");
+	p->news_was_first = true;
 	struct dp_msg msgs[DP_BURST];
 	p->next_tick_ns = keel_now_ns() + p->tick_ns;
 	while (!atomic_load(&k->stop)) {
@@ -3676,6 +3678,15 @@ static void *pipeline_main(void *arg)
 		/* One send per client connection for all the replies of this turn. */
 		zk_server_cork(k->zk);
 		bool first = news_first(p, now);
+		if (first != p->news_was_first) {
+			p->news_was_first = first;
+			if (raft_role(p->r) == RAFT_LEADER)
+				keeld_log("pipeline: %s",
+					  first ? "a follower has a client: commits go to "
+						  "peers before replies"
+						: "no follower has a client: commits go to "
+						  "peers after replies");
+		}
 		struct raft_update u;
 		if (raft_ready(p->r, &u)) {
 			work = true;
