@@ -304,14 +304,12 @@ struct pipeline {
 	uint64_t drops_seen[MGMT_N_DROPS]; /* dp_stats totals already counted */
 
 	/* what the last idle wait saw (pipeline_main, idle_wait) */
-	bool fe_ready;           /* fe_folded: the engine's fd ready, or the wait timed out */
-	uint64_t fe_seen_ns;     /* fe_folded: the engine was polled or seen idle at this time */
-	bool fe_only;            /* fe_folded: the engine's fd alone woke it... */
-	uint64_t wait_until_ns;  /* ...which would have ended at this time (tick, test delays) */
-	bool rx_quiet;           /* the peer socket was empty (rx_exact) */
-	bool rx_exact;           /* the transport's wait fd is readable exactly when frames wait */
-	uint64_t peer_client_ns; /* leader: a peer last showed a client of its own (news_first) */
-	bool news_was_first;     /* news_first's last answer (logged when it changes) */
+	bool fe_ready;          /* fe_folded: the engine's fd ready, or the wait timed out */
+	uint64_t fe_seen_ns;    /* fe_folded: the engine was polled or seen idle at this time */
+	bool fe_only;           /* fe_folded: the engine's fd alone woke it... */
+	uint64_t wait_until_ns; /* ...which would have ended at this time (tick, test delays) */
+	bool rx_quiet;          /* the peer socket was empty (rx_exact) */
+	bool rx_exact;          /* the transport's wait fd is readable exactly when frames wait */
 
 	/* membership (leader: the change in flight; every node: addresses) */
 	struct mchange ch;
@@ -920,7 +918,6 @@ static void on_forward(struct pipeline *p, const struct dp_msg *m)
 	}
 	if (m->len < FWD_HDR)
 		return;
-	p->peer_client_ns = keel_now_ns(); /* see news_first */
 	/* Sent in another term: once the sender sees this one it sends its
 	 * requests again, marked (resend_stale), and they are checked then. */
 	if (get64(m->data + 4) != raft_term(p->r))
@@ -967,7 +964,6 @@ static void on_touch(struct pipeline *p, const struct dp_msg *m)
 		return;
 	uint32_t n = get32(m->data);
 	uint64_t now = keel_now_ns();
-	p->peer_client_ns = now; /* see news_first */
 	for (uint32_t i = 0; i < n && 4 + 8 * (size_t)(i + 1) <= m->len; i++)
 		trk_touch(p, (int64_t)get64(m->data + 4 + 8 * i), now);
 }
@@ -1363,11 +1359,8 @@ static void watch_leadership(struct pipeline *p)
 	}
 	if (role != p->seen_role) {
 		seen_clear(p);
-		if (role == RAFT_LEADER) {
+		if (role == RAFT_LEADER)
 			trk_reset(p);
-			/* Followers' clients are not known yet: as if they had some. */
-			p->peer_client_ns = keel_now_ns();
-		}
 		p->seen_role = role;
 	}
 	/* Serving, as ZooKeeper's srvr means it: a leader whose term has
@@ -3532,30 +3525,6 @@ static uint64_t tick_interval_ns(const struct pipeline *p)
 }
 
 /*
- * Whether this turn's peer messages go out before its client replies.
- * "Peers hear of a commit before this node's clients do": a client that
- * reads at a follower right after another client's write was answered finds
- * the commit pending there (frontend.c, peer_news). That costs the reply the
- * commit heartbeat's sendmmsg, ~10 us, and ~30-45 us in the ~40 % of writes
- * where the follower it wakes is put on this CPU and preempts the sender
- * (bench/RESULTS.md, "single-client write, round 2"). Only a follower with a
- * client can be read at, and every client of a follower shows here first: its
- * session's create or reattach and its writes come as FORWARDs, its live
- * sessions as a TOUCH every tick_ms/2. So a leader that has heard of no
- * follower client for two ticks (and none since it became leader: it starts
- * as if it had) sends its peer messages after the replies, in the same turn.
- * A client that connects to a follower then can read there only after the
- * follower applied its session's commit, which the leader sent before its
- * answer, and after that FORWARD this turns back to news first.
- */
-static bool news_first(const struct pipeline *p, uint64_t now)
-{
-	if (raft_role(p->r) != RAFT_LEADER)
-		return true;
-	return now - p->peer_client_ns < 2 * (uint64_t)p->k->cfg.tick_ms * 1000000u;
-}
-
-/*
  * keel.test.applyGapUs: the pipeline stops this long between taking peer
  * frames and applying them, as if preempted there -- the window a read
  * checked for peer news (frontend.c, peer_news) must not slip through.
@@ -3575,7 +3544,6 @@ static void *pipeline_main(void *arg)
 	/* A kernel UDP socket is readable exactly while datagrams wait; a DPDK
 	 * link's interrupt fd is only a hint (see dp_wait_fd). */
 	p->rx_exact = p->t && !strcmp(dp_kind(p->t), "udp");
-	p->news_was_first = true;
 	struct dp_msg msgs[DP_BURST];
 	p->next_tick_ns = keel_now_ns() + p->tick_ns;
 	while (!atomic_load(&k->stop)) {
@@ -3677,16 +3645,6 @@ static void *pipeline_main(void *arg)
 		fwd_log(p, now);
 		/* One send per client connection for all the replies of this turn. */
 		zk_server_cork(k->zk);
-		bool first = news_first(p, now);
-		if (first != p->news_was_first) {
-			p->news_was_first = first;
-			if (raft_role(p->r) == RAFT_LEADER)
-				keeld_log("pipeline: %s",
-					  first ? "a follower has a client: commits go to "
-						  "peers before replies"
-						: "no follower has a client: commits go to "
-						  "peers after replies");
-		}
 		struct raft_update u;
 		if (raft_ready(p->r, &u)) {
 			work = true;
@@ -3696,8 +3654,8 @@ static void *pipeline_main(void *arg)
 				send_raft(p, &u.msgs[i]);
 			/* Peers hear of a commit before this node's clients do, so
 			 * a client that reads at a follower right after its reply
-			 * rarely beats the follower's apply (news_first). */
-			if (p->t && u.n_msgs && first)
+			 * rarely beats the follower's apply. */
+			if (p->t && u.n_msgs)
 				(void)dp_flush(p->t);
 			for (uint32_t i = 0; i < u.n_committed; i++)
 				apply_entry(p, &u.committed[i]);
@@ -3710,14 +3668,12 @@ static void *pipeline_main(void *arg)
 			}
 		}
 		work |= snap_turn(p);
-		if (p->t && first)
+		if (p->t)
 			(void)dp_flush(p->t);
 		if (p->rx_exact)
 			atomic_store(&k->applying, false);
 		keeld_serve_barrier(k, turn);
 		zk_server_uncork(k->zk);
-		if (p->t && !first)
-			(void)dp_flush(p->t); /* no follower has a client to read it */
 		/* After the turn's messages and replies are out: a small group
 		 * is synced inline here (PL_INLINE_SYNC_BYTES), and nothing
 		 * this turn produced should wait for it. */
