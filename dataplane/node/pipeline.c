@@ -310,15 +310,17 @@ struct pipeline {
 	uint64_t drops_seen[MGMT_N_DROPS]; /* dp_stats totals already counted */
 
 	/* what the last idle wait saw (pipeline_main, idle_wait) */
-	bool fe_ready;           /* fe_folded: the engine's fd ready, or the wait timed out */
-	uint64_t fe_seen_ns;     /* fe_folded: the engine was polled or seen idle at this time */
-	bool fe_only;            /* fe_folded: the engine's fd alone woke it... */
-	uint64_t wait_until_ns;  /* ...which would have ended at this time (tick, test delays) */
-	bool rx_quiet;           /* the peer socket was empty (rx_exact) */
-	bool rx_exact;           /* the transport's wait fd is readable exactly when frames wait */
-	uint64_t peer_client_ns; /* leader: a peer last showed a client of its own (news_first) */
+	bool fe_ready;          /* fe_folded: the engine's fd ready, or the wait timed out */
+	uint64_t fe_seen_ns;    /* fe_folded: the engine was polled or seen idle at this time */
+	bool fe_only;           /* fe_folded: the engine's fd alone woke it... */
+	uint64_t wait_until_ns; /* ...which would have ended at this time (tick, test delays) */
+	bool rx_quiet;          /* the peer socket was empty (rx_exact) */
+	bool rx_exact;          /* the transport's wait fd is readable exactly when frames wait */
+
+	/* news_first (leader): commit heartbeats held while no follower has a client */
+	uint64_t peer_client_ns; /* a peer last showed a client of its own */
 	bool news_was_first;     /* news_first's last answer (logged when it changes) */
-	bool hb_hold;            /* this turn: hold heartbeats to followers (news_first) */
+	bool hb_hold;            /* this turn: hold heartbeats */
 	struct hb_held *hbh;     /* [DP_MAX_NODES]: a heartbeat held per peer */
 	uint32_t hbh_n;          /* peers with one held */
 	uint64_t hbh_until_ns;   /* all held go out by then (the next tick) */
@@ -3573,21 +3575,23 @@ static uint64_t tick_interval_ns(const struct pipeline *p)
 }
 
 /*
- * Whether this turn's peer messages go out before its client replies.
- * "Peers hear of a commit before this node's clients do": a client that
- * reads at a follower right after another client's write was answered finds
- * the commit pending there (frontend.c, peer_news). That costs the reply the
- * commit heartbeat's sendmmsg, ~10 us, and ~30-45 us in the ~40 % of writes
- * where the follower it wakes is put on this CPU and preempts the sender
- * (bench/RESULTS.md, "single-client write, round 2"). Only a follower with a
- * client can be read at, and every client of a follower shows here first: its
- * session's create or reattach and its writes come as FORWARDs, its live
+ * Whether this turn's commits go to the followers at once. "Peers hear of a
+ * commit before this node's clients do": a client that reads at a follower
+ * right after another client's write was answered finds the commit pending
+ * there (frontend.c, peer_news). At one client that heartbeat costs each
+ * follower a wake-up and a pipeline turn per write, and the leader ~10 us
+ * before its reply (~30-45 us in the ~40 % of writes where the follower it
+ * wakes is put on this CPU and preempts it inside the sendmmsg;
+ * bench/RESULTS.md, "single-client write, round 2"). Only a follower with a
+ * client can be read at, and every client of a follower shows here first:
+ * its session's create or reattach and its writes come as FORWARDs, its live
  * sessions as a TOUCH every tick_ms/2. So a leader that has heard of no
  * follower client for two ticks (and none since it became leader: it starts
- * as if it had) sends its peer messages after the replies, in the same turn.
- * A client that connects to a follower then can read there only after the
- * follower applied its session's commit, which the leader sent before its
- * answer, and after that FORWARD this turns back to news first.
+ * as if it had) holds each heartbeat until its next message to that
+ * follower or the next tick (send_raft). A client that connects to a
+ * follower can read there only after the follower applied its session's
+ * create, and the FORWARD of that create ended the hold before it was
+ * committed.
  */
 static bool news_first(const struct pipeline *p, uint64_t now)
 {
