@@ -227,6 +227,12 @@ struct snapper {
 	uint64_t serialize_ns, write_ns;
 };
 
+#define HB_HELD_BYTES 256
+struct hb_held {
+	uint16_t len;
+	uint8_t buf[HB_HELD_BYTES];
+};
+
 struct pipeline {
 	struct keeld *k;
 	struct raft *r;
@@ -237,7 +243,7 @@ struct pipeline {
 	uint32_t test_apply_gap_us;  /* keel.test.applyGapUs: 0 = none */
 	/* A heartbeat response held for the next message to its peer (send_raft);
 	 * encoded, 92 bytes today (one larger is sent at once, never lost). */
-	uint8_t hbr_buf[256];
+	uint8_t hbr_buf[HB_HELD_BYTES];
 	size_t hbr_len;
 	uint32_t hbr_to;
 	uint64_t hbr_until_ns;
@@ -365,6 +371,14 @@ struct pipeline {
 	uint64_t wait_until_ns; /* ...which would have ended at this time (tick, test delays) */
 	bool rx_quiet;          /* the peer socket was empty (rx_exact) */
 	bool rx_exact;          /* the transport's wait fd is readable exactly when frames wait */
+
+	/* news_first (leader): commit heartbeats held while no follower has a client */
+	uint64_t peer_client_ns; /* a peer last showed a client of its own */
+	bool news_was_first;     /* news_first's last answer (logged when it changes) */
+	bool hb_hold;            /* this turn: hold heartbeats */
+	struct hb_held *hbh;     /* [DP_MAX_NODES]: a heartbeat held per peer */
+	uint32_t hbh_n;          /* peers with one held */
+	uint64_t hbh_until_ns;   /* all held go out by then (the next tick) */
 
 	/* membership (leader: the change in flight; every node: addresses) */
 	struct mchange ch;
@@ -752,6 +766,21 @@ static void propose_items(struct pipeline *p)
 
 /* ------------------------------------------------------------- sending */
 
+/* A held heartbeat (news_first) goes out: before another message to that
+ * peer (to = the peer), or all of them (to = 0). */
+static void hbh_release(struct pipeline *p, uint32_t to)
+{
+	for (uint32_t i = to ? to : 1; p->hbh_n && i < (to ? to + 1 : DP_MAX_NODES); i++) {
+		struct hb_held *h = &p->hbh[i];
+		if (!h->len)
+			continue;
+		if (p->t)
+			(void)dp_send(p->t, (uint16_t)i, KEELD_MSG_RAFT, h->buf, h->len);
+		h->len = 0;
+		p->hbh_n--;
+	}
+}
+
 static void hbr_release(struct pipeline *p)
 {
 	if (p->hbr_len && p->t)
@@ -793,6 +822,22 @@ static void send_raft(struct pipeline *p, const struct raft_msg *m)
 	}
 	if (p->hbr_len && p->hbr_to == m->to)
 		hbr_release(p); /* rides the same flush as m */
+	/* news_first: no follower has a client, so nothing waits for the
+	 * commit a heartbeat carries; it goes with the next message to that
+	 * peer (the next write's AppendEntries, which carries the commit too)
+	 * or at the next tick. A newer one replaces it. */
+	if (m->type == RAFT_MSG_HEARTBEAT && p->hb_hold && m->to < DP_MAX_NODES &&
+	    (size_t)w <= HB_HELD_BYTES) {
+		struct hb_held *h = &p->hbh[m->to];
+		if (!p->hbh_n)
+			p->hbh_until_ns = p->next_tick_ns;
+		p->hbh_n += !h->len;
+		memcpy(h->buf, p->sendbuf, (size_t)w);
+		h->len = (uint16_t)w;
+		return;
+	}
+	if (p->hbh_n && m->to < DP_MAX_NODES)
+		hbh_release(p, m->to); /* before m, in the same flush */
 	if (p->t)
 		(void)dp_send(p->t, (uint16_t)m->to, KEELD_MSG_RAFT, p->sendbuf, (size_t)w);
 }
@@ -977,6 +1022,7 @@ static void on_forward(struct pipeline *p, const struct dp_msg *m)
 	}
 	if (m->len < FWD_HDR)
 		return;
+	p->peer_client_ns = keel_now_ns(); /* see news_first */
 	/* Sent in another term: once the sender sees this one it sends its
 	 * requests again, marked (resend_stale), and they are checked then. */
 	if (get64(m->data + 4) != raft_term(p->r))
@@ -1041,6 +1087,10 @@ static void on_touch(struct pipeline *p, const struct dp_msg *m)
 		return;
 	uint32_t n = get32(m->data);
 	uint64_t now = keel_now_ns();
+	/* A TOUCH also carries levels and admin addresses, with no session at
+	 * all: only one that names a session says the follower has a client. */
+	if (n > 0)
+		p->peer_client_ns = now; /* see news_first */
 	for (uint32_t i = 0; i < n && 4 + 8 * (size_t)(i + 1) <= m->len; i++)
 		trk_touch(p, (int64_t)get64(m->data + 4 + 8 * i), now);
 	uint32_t level, min;
@@ -1529,6 +1579,8 @@ static void watch_leadership(struct pipeline *p)
 		if (role == RAFT_LEADER) {
 			trk_reset(p);
 			p->level_peer_n = 0; /* levels are heard anew in each term */
+			/* Followers' clients are not known yet: as if they had some. */
+			p->peer_client_ns = keel_now_ns();
 		}
 		p->seen_role = role;
 	}
@@ -4022,6 +4074,32 @@ static uint64_t tick_interval_ns(const struct pipeline *p)
 }
 
 /*
+ * Whether this turn's commits go to the followers at once. "Peers hear of a
+ * commit before this node's clients do": a client that reads at a follower
+ * right after another client's write was answered finds the commit pending
+ * there (frontend.c, peer_news). At one client that heartbeat costs each
+ * follower a wake-up and a pipeline turn per write, and the leader ~10 us
+ * before its reply (~30-45 us in the ~40 % of writes where the follower it
+ * wakes is put on this CPU and preempts it inside the sendmmsg;
+ * bench/RESULTS.md, "single-client write, round 2"). Only a follower with a
+ * client can be read at, and every client of a follower shows here first:
+ * its session's create or reattach and its writes come as FORWARDs, its live
+ * sessions as a TOUCH every tick_ms/2. So a leader that has heard of no
+ * follower client for two ticks (and none since it became leader: it starts
+ * as if it had) holds each heartbeat until its next message to that
+ * follower or the next tick (send_raft). A client that connects to a
+ * follower can read there only after the follower applied its session's
+ * create, and the FORWARD of that create ended the hold before it was
+ * committed.
+ */
+static bool news_first(const struct pipeline *p, uint64_t now)
+{
+	if (raft_role(p->r) != RAFT_LEADER)
+		return true;
+	return now - p->peer_client_ns < 2 * (uint64_t)p->k->cfg.tick_ms * 1000000u;
+}
+
+/*
  * keel.test.applyGapUs: the pipeline stops this long between taking peer
  * frames and applying them, as if preempted there -- the window a read
  * checked for peer news (frontend.c, peer_news) must not slip through.
@@ -4041,6 +4119,7 @@ static void *pipeline_main(void *arg)
 	/* A kernel UDP socket is readable exactly while datagrams wait; a DPDK
 	 * link's interrupt fd is only a hint (see dp_wait_fd). */
 	p->rx_exact = p->t && !strcmp(dp_kind(p->t), "udp");
+	p->news_was_first = true;
 	struct dp_msg msgs[DP_BURST];
 	p->next_tick_ns = keel_now_ns() + p->tick_ns;
 	while (!atomic_load(&k->stop)) {
@@ -4145,6 +4224,19 @@ static void *pipeline_main(void *arg)
 		fwd_log(p, now);
 		/* One send per client connection for all the replies of this turn. */
 		zk_server_cork(k->zk);
+		bool first = news_first(p, now);
+		p->hb_hold = !first;
+		if (p->hbh_n && (first || now >= p->hbh_until_ns))
+			hbh_release(p, 0); /* flushed with this turn's messages */
+		if (first != p->news_was_first) {
+			p->news_was_first = first;
+			if (raft_role(p->r) == RAFT_LEADER)
+				keeld_log("pipeline: %s",
+					  first ? "a follower has a client: commits go to "
+						  "followers at once"
+						: "no follower has a client: commit heartbeats "
+						  "held (next message or tick)");
+		}
 		struct raft_update u;
 		if (raft_ready(p->r, &u)) {
 			work = true;
@@ -4154,7 +4246,7 @@ static void *pipeline_main(void *arg)
 				send_raft(p, &u.msgs[i]);
 			/* Peers hear of a commit before this node's clients do, so
 			 * a client that reads at a follower right after its reply
-			 * rarely beats the follower's apply. */
+			 * rarely beats the follower's apply (news_first). */
 			if (p->t && u.n_msgs)
 				(void)dp_flush(p->t);
 			for (uint32_t i = 0; i < u.n_committed; i++)
@@ -4349,7 +4441,8 @@ int keeld_pipeline_open(struct keeld *k)
 	p->book = calloc(DP_MAX_NODES, sizeof(*p->book));
 	p->removed_at = calloc(DP_MAX_NODES, sizeof(*p->removed_at));
 	p->removed_told_ns = calloc(DP_MAX_NODES, sizeof(*p->removed_told_ns));
-	if (!p->book || !p->removed_at || !p->removed_told_ns)
+	p->hbh = calloc(DP_MAX_NODES, sizeof(*p->hbh));
+	if (!p->book || !p->removed_at || !p->removed_told_ns || !p->hbh)
 		return KEEL_E_NOMEM;
 	for (uint32_t i = 0; i < c->n_servers; i++)
 		if (c->servers[i].id < DP_MAX_NODES)
@@ -4623,6 +4716,7 @@ void keeld_pipeline_close(struct keeld *k)
 	free(p->book);
 	free(p->removed_at);
 	free(p->removed_told_ns);
+	free(p->hbh);
 	pthread_mutex_destroy(&p->snap.mu);
 	pthread_cond_destroy(&p->snap.cv);
 	free(p);
