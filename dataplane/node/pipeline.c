@@ -65,7 +65,9 @@
  *          to each other member about once a second (admin_round), so every
  *          node knows every member's admin address (/status peers[].admin).
  * REFUSED: leader -> a member whose level is below the cluster's: u32 the
- *          cluster level; the member stops with the reason (on_refused).
+ *          cluster level; the member stops with the reason (on_refused) if
+ *          it comes from the leader it follows and holds a level (1..255);
+ *          any other is counted, logged and ignored.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -302,9 +304,11 @@ struct pipeline {
 		char addr[MGMT_HOST_MAX]; /* "" unknown */
 		uint64_t heard_ns;
 	} padmin[DP_MAX_NODES];
-	uint64_t last_admin_ns;    /* the last admin_round */
-	uint64_t touch_bad_total;  /* TOUCH items that do not decode (ignored) */
-	uint64_t touch_bad_logged; /* ... logged up to here (then at twice as many) */
+	uint64_t last_admin_ns;      /* the last admin_round */
+	uint64_t touch_bad_total;    /* TOUCH items that do not decode (ignored) */
+	uint64_t touch_bad_logged;   /* ... logged up to here (then at twice as many) */
+	uint64_t refused_bad_total;  /* REFUSED not from the leader, or no level (ignored) */
+	uint64_t refused_bad_logged; /* ... logged up to here (then at twice as many) */
 
 	uint8_t *sendbuf;
 	size_t sendcap;
@@ -2869,9 +2873,21 @@ static bool removed_speaks(struct pipeline *p, uint32_t from, const struct raft_
 /* The leader refuses this node's protocol level (level_heard). */
 static void on_refused(struct pipeline *p, const struct dp_msg *m)
 {
-	if (!conf_has(raft_conf(p->r), m->from, 0) || m->len != 4)
-		return; /* only a member may say so */
-	uint32_t cluster = get32(m->data);
+	uint32_t cluster;
+	/* Only the leader this node follows refuses (level_heard), with a level
+	 * a level item could carry: a former leader's refusal, or bytes that are
+	 * no level, must not stop a node the cluster can use. Refused again on
+	 * its next TOUCH to the leader, so nothing is lost by waiting for it. */
+	if (m->from != raft_leader(p->r) || !m->from ||
+	    node_level_item_decode(m->data, m->len, &cluster) < 0) {
+		if (p->refused_bad_total++ == p->refused_bad_logged) {
+			keeld_log("REFUSED from node %u (leader %u) of %u bytes: not from the "
+				  "leader or no protocol level: ignored (%" PRIu64 " so far)",
+				  m->from, raft_leader(p->r), m->len, p->refused_bad_total);
+			p->refused_bad_logged = p->refused_bad_total * 2;
+		}
+		return;
+	}
 	char msg[512];
 	if (node_level_check(cluster, p->k->cfg.protocol_level, NODE_PROTOCOL_LEVEL_MIN, msg,
 			     sizeof(msg)) == 0)
