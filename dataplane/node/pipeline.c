@@ -4387,6 +4387,20 @@ int keeld_pipeline_open(struct keeld *k)
 			  " bytes) restored, zxid 0x%" PRIx64,
 			  meta.index, meta.term, meta.data_bytes,
 			  (uint64_t)atomic_load(&k->applied_zxid));
+		/* A restart inside install_snapshot: the image was durable before
+		 * the log's jump past it was (wal_truncate_prefix queues a mark).
+		 * Without the jump every append after the snapshot is a gap and
+		 * this follower never acknowledges again. */
+		if (wal_last_index(p->w) < meta.index) {
+			keeld_log("wal: the log ends at %" PRIu64 ", before snapshot %" PRIu64
+				  " (stopped while installing it): it goes on after the snapshot",
+				  wal_last_index(p->w), meta.index);
+			if ((rc = wal_truncate_prefix(p->w, meta.index)) < 0) {
+				keeld_log("wal: starting the log after snapshot %" PRIu64 ": %s",
+					  meta.index, keel_strerror(rc));
+				return rc;
+			}
+		}
 	}
 
 	kv_thread_register();
