@@ -2414,8 +2414,14 @@ static void persist_update(struct pipeline *p, const struct raft_update *u)
 			poll_wal(p);
 		}
 		if (rc < 0) {
-			keeld_log("wal: append %" PRIu64 "..: %s", u->entries[0].index,
-				  keel_strerror(rc));
+			/* Not in the log: recorded below, a later update without
+			 * entries would tell raft these are durable (poll_wal: the
+			 * newest satisfied covers the older), an acknowledged entry
+			 * this node does not have. It stops, acknowledging nothing
+			 * more; its log on disk is consistent. */
+			stop_fatal(p, "wal: append %" PRIu64 "..%" PRIu64 ": %s",
+				   u->entries[0].index, u->entries[u->n_entries - 1].index,
+				   keel_strerror(rc));
 		} else {
 			for (uint32_t i = 0; i < u->n_entries; i++)
 				if (u->entries[i].buf)
@@ -2423,6 +2429,8 @@ static void persist_update(struct pipeline *p, const struct raft_update *u)
 		}
 		last = u->entries[u->n_entries - 1].index;
 	}
+	if (p->halted)
+		return; /* stopping (stop_fatal): nothing from here on is acknowledged */
 	if (p->pers_n == PERS_CAP) {
 		/* Cannot happen while the wal makes progress; be loud if it does. */
 		keeld_log("wal: %u updates not durable; waiting", PERS_CAP);

@@ -237,13 +237,20 @@ class Snapshots(unittest.TestCase):
                 with open(p, "wb") as f:
                     f.write(b)
             cl.start(victim)
-            zk.create("%s/after" % root, b"a")
             ln = cl.nodes[leader]
 
+            def leader_status():
+                return json.loads(admin(ln, "GET", "/status")[1])
+            c0 = leader_status()["commit_index"]
+            zk.create("%s/after" % root, b"a")
+            # /status is published by the pipeline now and then: wait for it
+            wait_for(lambda: leader_status()["commit_index"] > c0, 30, "the create in /status")
+            target = leader_status()["commit_index"]
+
             def acked():
-                st = json.loads(admin(ln, "GET", "/status")[1])
+                st = leader_status()
                 peer = [p for p in st["peers"] if p["id"] == vn.id][0]
-                return peer["match_index"] >= st["commit_index"]
+                return peer["match_index"] >= target
             # Applying is not enough: it must make the entries durable and say so
             # (a log it cannot append to takes nothing, acknowledges nothing).
             wait_for(acked, 30, "the restarted follower acknowledging new entries")
