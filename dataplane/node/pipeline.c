@@ -65,7 +65,9 @@
  *          to each other member about once a second (admin_round), so every
  *          node knows every member's admin address (/status peers[].admin).
  * REFUSED: leader -> a member whose level is below the cluster's: u32 the
- *          cluster level; the member stops with the reason (on_refused).
+ *          cluster level; the member stops with the reason (on_refused) if
+ *          it comes from the leader it follows and holds a level (1..255);
+ *          any other is counted, logged and ignored.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -308,9 +310,11 @@ struct pipeline {
 		char addr[MGMT_HOST_MAX]; /* "" unknown */
 		uint64_t heard_ns;
 	} padmin[DP_MAX_NODES];
-	uint64_t last_admin_ns;    /* the last admin_round */
-	uint64_t touch_bad_total;  /* TOUCH items that do not decode (ignored) */
-	uint64_t touch_bad_logged; /* ... logged up to here (then at twice as many) */
+	uint64_t last_admin_ns;      /* the last admin_round */
+	uint64_t touch_bad_total;    /* TOUCH items that do not decode (ignored) */
+	uint64_t touch_bad_logged;   /* ... logged up to here (then at twice as many) */
+	uint64_t refused_bad_total;  /* REFUSED not from the leader, or no level (ignored) */
+	uint64_t refused_bad_logged; /* ... logged up to here (then at twice as many) */
 
 	uint8_t *sendbuf;
 	size_t sendcap;
@@ -2462,8 +2466,14 @@ static void persist_update(struct pipeline *p, const struct raft_update *u)
 			poll_wal(p);
 		}
 		if (rc < 0) {
-			keeld_log("wal: append %" PRIu64 "..: %s", u->entries[0].index,
-				  keel_strerror(rc));
+			/* Not in the log: recorded below, a later update without
+			 * entries would tell raft these are durable (poll_wal: the
+			 * newest satisfied covers the older), an acknowledged entry
+			 * this node does not have. It stops, acknowledging nothing
+			 * more; its log on disk is consistent. */
+			stop_fatal(p, "wal: append %" PRIu64 "..%" PRIu64 ": %s",
+				   u->entries[0].index, u->entries[u->n_entries - 1].index,
+				   keel_strerror(rc));
 		} else {
 			for (uint32_t i = 0; i < u->n_entries; i++)
 				if (u->entries[i].buf)
@@ -2471,6 +2481,8 @@ static void persist_update(struct pipeline *p, const struct raft_update *u)
 		}
 		last = u->entries[u->n_entries - 1].index;
 	}
+	if (p->halted)
+		return; /* stopping (stop_fatal): nothing from here on is acknowledged */
 	if (p->pers_n == PERS_CAP) {
 		/* Cannot happen while the wal makes progress; be loud if it does. */
 		keeld_log("wal: %u updates not durable; waiting", PERS_CAP);
@@ -2921,9 +2933,21 @@ static bool removed_speaks(struct pipeline *p, uint32_t from, const struct raft_
 /* The leader refuses this node's protocol level (level_heard). */
 static void on_refused(struct pipeline *p, const struct dp_msg *m)
 {
-	if (!conf_has(raft_conf(p->r), m->from, 0) || m->len != 4)
-		return; /* only a member may say so */
-	uint32_t cluster = get32(m->data);
+	uint32_t cluster;
+	/* Only the leader this node follows refuses (level_heard), with a level
+	 * a level item could carry: a former leader's refusal, or bytes that are
+	 * no level, must not stop a node the cluster can use. Refused again on
+	 * its next TOUCH to the leader, so nothing is lost by waiting for it. */
+	if (m->from != raft_leader(p->r) || !m->from ||
+	    node_level_item_decode(m->data, m->len, &cluster) < 0) {
+		if (p->refused_bad_total++ == p->refused_bad_logged) {
+			keeld_log("REFUSED from node %u (leader %u) of %u bytes: not from the "
+				  "leader or no protocol level: ignored (%" PRIu64 " so far)",
+				  m->from, raft_leader(p->r), m->len, p->refused_bad_total);
+			p->refused_bad_logged = p->refused_bad_total * 2;
+		}
+		return;
+	}
 	char msg[512];
 	if (node_level_check(cluster, p->k->cfg.protocol_level, NODE_PROTOCOL_LEVEL_MIN, msg,
 			     sizeof(msg)) == 0)
@@ -4535,6 +4559,20 @@ int keeld_pipeline_open(struct keeld *k)
 			  " bytes) restored, zxid 0x%" PRIx64,
 			  meta.index, meta.term, meta.data_bytes,
 			  (uint64_t)atomic_load(&k->applied_zxid));
+		/* A restart inside install_snapshot: the image was durable before
+		 * the log's jump past it was (wal_truncate_prefix queues a mark).
+		 * Without the jump every append after the snapshot is a gap and
+		 * this follower never acknowledges again. */
+		if (wal_last_index(p->w) < meta.index) {
+			keeld_log("wal: the log ends at %" PRIu64 ", before snapshot %" PRIu64
+				  " (stopped while installing it): it goes on after the snapshot",
+				  wal_last_index(p->w), meta.index);
+			if ((rc = wal_truncate_prefix(p->w, meta.index)) < 0) {
+				keeld_log("wal: starting the log after snapshot %" PRIu64 ": %s",
+					  meta.index, keel_strerror(rc));
+				return rc;
+			}
+		}
 	}
 
 	kv_thread_register();
