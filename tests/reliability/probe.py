@@ -32,26 +32,11 @@ NOT_SERVING = b"This ZooKeeper instance is not currently serving requests\n"
 ANSWERS = ("ok", "not_serving", "unavailable")  # the server answered
 
 
-def fourlw(addr, word, deadline):
+def exchange(addr, request, deadline):
+    """Sends request, reads until the server closes; socket.timeout past deadline."""
     host, port = addr.rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=max(0.01, deadline - time.monotonic())) as s:
-        s.sendall(word.encode())
-        out = b""
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise socket.timeout("deadline")
-            s.settimeout(left)
-            b = s.recv(4096)
-            if not b:
-                return out
-            out += b
-
-
-def status(addr, deadline):
-    host, port = addr.rsplit(":", 1)
-    with socket.create_connection((host, int(port)), timeout=max(0.01, deadline - time.monotonic())) as s:
-        s.sendall(b"GET /status HTTP/1.1\r\nHost: keel\r\nConnection: close\r\n\r\n")
+        s.sendall(request)
         out = b""
         while True:
             left = deadline - time.monotonic()
@@ -62,6 +47,15 @@ def status(addr, deadline):
             if not b:
                 return out
             out += b
+
+
+def fourlw(addr, word, deadline):
+    return exchange(addr, word.encode(), deadline)
+
+
+def status(addr, deadline):
+    return exchange(addr, b"GET /status HTTP/1.1\r\nHost: keel\r\nConnection: close\r\n\r\n",
+                    deadline)
 
 
 def judge(kind, ans):
