@@ -229,24 +229,24 @@ class KeelServers:
         return [self.keeld, "--config", cfg, "--myid", str(i + 1)]
 
 
-def find_keeld():
-    if os.environ.get("KEELD"):
-        return os.environ["KEELD"]
-    found = sorted((p for p in glob.glob(os.path.join(ROOT, "build*", "**", "keeld"),
+def find_built(name, env):
+    """$env when set, else the newest executable build*/**/name; None when not built."""
+    if os.environ.get(env):
+        return os.environ[env]
+    found = sorted((p for p in glob.glob(os.path.join(ROOT, "build*", "**", name),
                                          recursive=True)
                     if os.path.isfile(p) and os.access(p, os.X_OK)), key=os.path.getmtime)
     return found[-1] if found else None
+
+
+def find_keeld():
+    return find_built("keeld", "KEELD")
 
 
 def find_zkwatch():
     """zkwatch (the C client's watches across reconnects): ZKWATCH=path (meson
     sets it) or the newest build*/**/zkwatch; None when not built."""
-    if os.environ.get("ZKWATCH"):
-        return os.environ["ZKWATCH"]
-    found = sorted((p for p in glob.glob(os.path.join(ROOT, "build*", "**", "zkwatch"),
-                                         recursive=True)
-                    if os.path.isfile(p) and os.access(p, os.X_OK)), key=os.path.getmtime)
-    return found[-1] if found else None
+    return find_built("zkwatch", "ZKWATCH")
 
 
 def last_json(path):
