@@ -3988,7 +3988,8 @@ static void mg_drops(struct pipeline *p)
 	now[4] = st.v[DP_CTR_DROP_FRAG_OVERLAP] + st.v[DP_CTR_DROP_FRAG_DUP] +
 		 st.v[DP_CTR_DROP_FRAG_FLOOD] + st.v[DP_CTR_DROP_REASM_MEM] +
 		 st.v[DP_CTR_DROP_REASM_TIMEOUT] + st.v[DP_CTR_DROP_REASM_EVICTED];
-	now[5] = st.v[DP_CTR_DROP_TX_FULL] + st.v[DP_CTR_DROP_TX_NO_ROUTE];
+	now[5] = st.v[DP_CTR_DROP_TX_FULL] + st.v[DP_CTR_DROP_TX_NO_ROUTE] +
+		 st.v[DP_CTR_DROP_TX_MSGSIZE];
 	for (int i = 0; i < MGMT_N_DROPS; i++) {
 		if (now[i] > p->drops_seen[i])
 			mgmt_counter_add(p->k->nm->frames_dropped[i], now[i] - p->drops_seen[i]);
