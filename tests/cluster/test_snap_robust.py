@@ -15,11 +15,13 @@ someone else was a SIGBUS that stopped the leader. Here:
 2. the image truncated under the running leader: every read of it fails
    (counted, logged once), the leader keeps answering writes, and the next
    write lets it take a new snapshot that replaces the image; the follower
-   installs the new one and has every write.
+   installs the new one and has every write. keelctl status prints the
+   counts and the last failure.
 """
 import json
 import os
 import re
+import subprocess
 import sys
 import time
 import unittest
@@ -166,6 +168,14 @@ class SnapshotReadFailures(unittest.TestCase):
             zk.stop()
             zk.close()
             self.assertTrue(ln.running, "the leader still runs")
+            # keelctl status prints the counts and the last failure under its table
+            p = subprocess.run([tm.keelctl(), "--only", "--admin",
+                                "127.0.0.1:%d" % ln.admin_port, "status"],
+                               capture_output=True, text=True, timeout=30)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertRegex(p.stdout, r"node %d: snapshot failures take 1, send [1-9]\d*, "
+                             r"install 0; last \d{4}-\d\d-\d\dT[0-9:]+Z \(send\): reading "
+                             % ln.id)
 
 
 if __name__ == "__main__":
