@@ -347,8 +347,9 @@ struct pipeline {
 	/* an image arriving from the leader, by chunks, streamed into the wal */
 	struct wal_snap_writer *inst_sw;
 	uint64_t inst_index, inst_term, inst_len;
-	int inst_rc;                /* a chunk's write failed: the install cannot go on */
-	struct raft_buf *inst_done; /* installed image to hand raft after advance */
+	int inst_rc; /* a chunk's write failed: the install cannot go on */
+	uint64_t inst_write_ns, inst_write_max_ns; /* chunk writes: in all, the longest */
+	struct raft_buf *inst_done;                /* installed image to hand raft after advance */
 	uint64_t inst_done_index;
 	/* snapshot failures, by stage (keel_snapshot_failures_total), and the
 	 * last one for /status: when (wall clock, ms), where, why */
@@ -2302,6 +2303,7 @@ static void inst_drop(struct pipeline *p)
 	p->inst_sw = NULL;
 	p->inst_index = p->inst_term = p->inst_len = 0;
 	p->inst_rc = 0;
+	p->inst_write_ns = p->inst_write_max_ns = 0;
 }
 
 /*
@@ -2330,8 +2332,12 @@ static void take_chunks(struct pipeline *p, const struct raft_update *u)
 			p->inst_rc = KEEL_E_STATE; /* not the continuation of this image */
 		}
 		if (!p->inst_rc && c->buf && c->len) {
+			uint64_t t0 = keel_now_ns();
 			p->inst_rc = wal_snap_write(p->inst_sw, c->buf->data + c->off, c->len);
 			p->inst_len += c->len;
+			t0 = keel_now_ns() - t0; /* the pipeline's time in it (the install's log) */
+			p->inst_write_ns += t0;
+			p->inst_write_max_ns = KEEL_MAX(p->inst_write_max_ns, t0);
 		}
 		if (was_ok && p->inst_rc) {
 			snap_fail(p, KEELD_SNAP_INSTALL,
@@ -2356,6 +2362,8 @@ static void take_chunks(struct pipeline *p, const struct raft_update *u)
 static void install_snapshot(struct pipeline *p, const struct raft_snapshot_meta *m)
 {
 	struct keeld *k = p->k;
+	uint64_t t0 = keel_now_ns();
+	uint64_t write_ns = p->inst_write_ns, write_max_ns = p->inst_write_max_ns;
 	snap_settle(p);
 	int rc = p->inst_rc;
 	if (!rc && (!p->inst_sw || p->inst_index != m->index || p->inst_term != m->term))
@@ -2365,6 +2373,7 @@ static void install_snapshot(struct pipeline *p, const struct raft_snapshot_meta
 		p->inst_sw = NULL;
 	}
 	inst_drop(p);
+	uint64_t t1 = keel_now_ns();
 	if (rc < 0) {
 		keeld_log("snapshot %" PRIu64 " from the leader: writing it failed: %s", m->index,
 			  keel_strerror(rc));
@@ -2417,9 +2426,13 @@ static void install_snapshot(struct pipeline *p, const struct raft_snapshot_meta
 	if (!p->inst_done)
 		abort();
 	p->inst_done_index = m->index;
+	/* What the install cost this pipeline: the chunk writes, spread over the
+	 * turns that received them, then this one turn (sync, restore). */
 	keeld_log("installed snapshot %" PRIu64 " (term %" PRIu64 ", %" PRIu64
-		  " bytes) from the leader",
-		  m->index, m->term, len);
+		  " bytes) from the leader; chunk writes %.1f ms in all, the longest %.2f ms; "
+		  "this turn: synced in %.1f ms, restored in %.1f ms",
+		  m->index, m->term, len, (double)write_ns / 1e6, (double)write_max_ns / 1e6,
+		  (double)(t1 - t0) / 1e6, (double)(keel_now_ns() - t1) / 1e6);
 }
 
 /* ------------------------------------------------------------ the wal */
