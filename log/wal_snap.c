@@ -394,7 +394,7 @@ int wal_snap_image_open(struct wal *w, uint64_t index, bool verify, struct wal_s
 	int fd = openat(ss->dirfd, name, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return errno == ENOENT ? KEEL_E_NOT_FOUND : -errno;
-	struct wal_snap_meta m;
+	struct wal_snap_meta m = { 0 };
 	int rc = snap_check(fd, name, &m, msg, sizeof(msg));
 	if (!rc && m.index != index)
 		rc = KEEL_E_CORRUPT;

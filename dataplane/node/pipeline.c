@@ -184,7 +184,7 @@ struct mchange {
  *   RUN    -> DONE    helper: wal_snap_begin, kv_snapshot_write() streamed
  *                     into wal_snap_write (the writer's bounded buffer, never
  *                     the whole image in memory), offline, wal_snap_finish
- *                     (fsync, rename), then a read-only mapping of the file
+ *                     (fsync, rename), then the file opened for reads
  *                     (wal_snap_image_open): the image Raft sends to followers
  *   DONE   -> IDLE    pipeline: raft_snapshot_taken, log compaction, answers
  * The pipeline may also cancel ARMED/ONLINE back to IDLE.
@@ -198,11 +198,11 @@ struct mchange {
  * the helper online while it writes the file's bytes into the page cache too
  * (the fsync comes after it goes offline): memory the pipeline retires
  * meanwhile is reclaimed a little later, never a second copy of the store.
- * What can fail: the write (disk full, EIO), the mapping, an image over
+ * What can fail: the write (disk full, EIO), opening the file, an image over
  * keel.test.snapshotMaxBytes (KEEL_E_TOO_BIG, tests only): the job ends with its error (logged,
- * counted in snap_failed), the temporary file is removed, the previous snapshot and the log stay;
- * the next attempt comes with the next threshold or POST /snapshot. A crash during the write leaves
- * the previous snapshot (wal_snap_finish publishes by rename).
+ * counted in snap_failed[TAKE]), the temporary file is removed, the previous snapshot and the log
+ * stay; the next attempt comes with the next threshold or POST /snapshot. A crash during the write
+ * leaves the previous snapshot (wal_snap_finish publishes by rename).
  */
 enum snap_state { SNAP_IDLE, SNAP_ARMED, SNAP_ONLINE, SNAP_RUN, SNAP_DONE };
 
@@ -347,10 +347,11 @@ struct pipeline {
 	/* an image arriving from the leader, by chunks, streamed into the wal */
 	struct wal_snap_writer *inst_sw;
 	uint64_t inst_index, inst_term, inst_len;
-	int inst_rc; /* a chunk's write failed: the install cannot go on */
-	uint64_t inst_write_ns, inst_write_max_ns; /* chunk writes: in all, the longest */
-	struct raft_buf *inst_done;                /* installed image to hand raft after advance */
+	int inst_rc;                /* a chunk's write failed: the install cannot go on */
+	struct raft_buf *inst_done; /* installed image to hand raft after advance */
 	uint64_t inst_done_index;
+	/* the image's chunk writes so far: in all, the longest (the install's log) */
+	uint64_t inst_write_ns, inst_write_max_ns;
 	/* snapshot failures, by stage (keel_snapshot_failures_total), and the
 	 * last one for /status: when (wall clock, ms), where, why */
 	uint64_t snap_failed[KEELD_SNAP_STAGES];
@@ -2356,7 +2357,7 @@ static void take_chunks(struct pipeline *p, const struct raft_update *u)
  * drop the log it replaces, and load it into a fresh store that replaces the
  * current one (readers may still hold views of the old store: it is kept
  * until exit). The store is restored from the durable file through a bounded
- * buffer (keeld_snap_restore); a mapping of the file is the image raft sends
+ * buffer (keeld_snap_restore); the file, opened for reads, is the image raft sends
  * on.
  */
 static void install_snapshot(struct pipeline *p, const struct raft_snapshot_meta *m)
