@@ -151,6 +151,15 @@ static uint64_t frames_for(size_t len, uint16_t mtu)
 	return (len + unit - 1) / unit;
 }
 
+/* Of a len-byte message cut for mtu, the frames longer than a path of path bytes. */
+static uint64_t frames_over(size_t len, uint16_t mtu, size_t path)
+{
+	size_t unit = mtu - DP_IP_BYTES - DP_UDP_BYTES - DP_HDR_BYTES, n = 0;
+	for (size_t off = 0; off < len; off += unit)
+		n += DP_IP_BYTES + DP_UDP_BYTES + DP_HDR_BYTES + KEEL_MIN(unit, len - off) > path;
+	return n;
+}
+
 /* Send len bytes a -> `to` of b and check b got them intact in `frames` frames. */
 static void send_check(dp_transport *a, dp_transport *b, uint16_t to, size_t len, uint64_t frames)
 {
@@ -250,8 +259,9 @@ static int route_mtu_child(void)
  * learnt from ICMP would): node 1's next send fails EMSGSIZE, is counted
  * (drop_tx_msgsize, tx_mtu_lowered) and lowers its MTU to 1300; the message
  * sent again (Raft's retry) arrives cut for 1300; node 2's sends to node 1
- * are not affected. Returns 0, 77 when the namespace cannot be made here,
- * else the step that failed.
+ * are not affected. A path of 500 then lowers it to 576 (DP_MTU_MIN) and no
+ * further: frames of 576 still refused are counted, not sent. Returns 0, 77
+ * when the namespace cannot be made here, else the step that failed.
  */
 static int pmtu_shrinks_child(void)
 {
@@ -306,6 +316,27 @@ static int pmtu_shrinks_child(void)
 	send_check(b, a, 1, 100000, frames_for(100000, lo));
 	if (dp_mtu(b) != lo)
 		return 10;
+	/* A path below the protocol minimum: lowered to 576, never below; frames
+	 * of 576 still refused are counted, the MTU stays (and nothing arrives). */
+	if (system("ip route change local 127.0.0.2/32 dev lo mtu 500 table local") != 0)
+		return 11;
+	if (dp_send(a, 2, 7, buf, 5000) != 0)
+		return 12;
+	dp_flush(a);
+	uint64_t refused = frames_for(sizeof(buf), lo) + frames_over(5000, 1300, 500);
+	dp_stats(a, &st);
+	if (dp_mtu(a) != DP_MTU_MIN || st.v[DP_CTR_TX_MTU_LOWERED] != 2 ||
+	    st.v[DP_CTR_DROP_TX_MSGSIZE] != refused)
+		return 13;
+	if (dp_send(a, 2, 7, buf, 5000) != 0)
+		return 14;
+	dp_flush(a);
+	dp_stats(a, &st);
+	if (dp_mtu(a) != DP_MTU_MIN || st.v[DP_CTR_TX_MTU_LOWERED] != 2 ||
+	    st.v[DP_CTR_DROP_TX_MSGSIZE] != refused + frames_over(5000, DP_MTU_MIN, 500))
+		return 15;
+	if (drain(b, &m, &copy, 1) != 0)
+		return 16;
 	dp_close(a);
 	dp_close(b);
 	return 0;
