@@ -40,6 +40,7 @@ static const char *const live_keys[] = {
 	"keel.test.wallJumpMs",
 	"keel.test.snapshotMaxBytes",
 	"keel.test.snapshotReadFailAfter",
+	"keel.test.snapshotWriteFailAfter",
 	"maxClientCnxns",
 	"globalOutstandingLimit",
 	"keel.heartbeatMs",

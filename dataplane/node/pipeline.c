@@ -352,6 +352,8 @@ struct pipeline {
 	uint64_t inst_done_index;
 	/* the image's chunk writes so far: in all, the longest (the install's log) */
 	uint64_t inst_write_ns, inst_write_max_ns;
+	bool inst_restarting; /* after a failed chunk: raft told to start the image again */
+	uint64_t test_snap_write_fail; /* keel.test.snapshotWriteFailAfter: countdown, 0 = off */
 	/* snapshot failures, by stage (keel_snapshot_failures_total), and the
 	 * last one for /status: when (wall clock, ms), where, why */
 	uint64_t snap_failed[KEELD_SNAP_STAGES];
@@ -1210,6 +1212,8 @@ static void frame_release(struct raft_buf *b)
  * raft keeps beyond the step -- entries (its log) or a snapshot chunk --
  * is copied into a buffer of its own first.
  */
+static bool inst_restart(struct pipeline *p, struct raft_msg *m);
+
 static void on_raft(struct pipeline *p, const struct dp_msg *m)
 {
 	struct raft_buf frame = {
@@ -1224,7 +1228,7 @@ static void on_raft(struct pipeline *p, const struct dp_msg *m)
 	/* A removed member is told so; its votes must not disturb the members. */
 	if (removed_speaks(p, m->from, &msg))
 		return;
-	if (!msg.n_entries && msg.type != RAFT_MSG_SNAPSHOT) {
+	if (!msg.n_entries && (msg.type != RAFT_MSG_SNAPSHOT || inst_restart(p, &msg))) {
 		(void)raft_step(p->r, &msg);
 		/* raft took no reference to the transport's bytes. */
 		KEEL_ASSERT(frame.refs == 1);
@@ -2305,14 +2309,17 @@ static void inst_drop(struct pipeline *p)
 	p->inst_index = p->inst_term = p->inst_len = 0;
 	p->inst_rc = 0;
 	p->inst_write_ns = p->inst_write_max_ns = 0;
+	p->inst_restarting = false;
 }
 
 /*
  * Snapshot chunks from the leader go straight into a wal snapshot writer (its
  * bounded buffer, then the file): the image is never whole in memory. Raft
  * hands them over in order, each at the offset after the previous one; one at
- * offset 0 starts the image (again). A failed write is remembered, counted
- * and logged when it happens: the install cannot complete (install_snapshot
+ * offset 0 starts the image (again). A failed write (or a chunk that does not
+ * continue the image) is remembered, counted and logged when it happens, and
+ * the transfer starts again from the first chunk (inst_restart); only when it
+ * was the last chunk can the install not be taken back (install_snapshot
  * stops the node, as before: Raft was told the image is in).
  */
 static void take_chunks(struct pipeline *p, const struct raft_update *u)
@@ -2334,7 +2341,11 @@ static void take_chunks(struct pipeline *p, const struct raft_update *u)
 		}
 		if (!p->inst_rc && c->buf && c->len) {
 			uint64_t t0 = keel_now_ns();
-			p->inst_rc = wal_snap_write(p->inst_sw, c->buf->data + c->off, c->len);
+			if (p->test_snap_write_fail && --p->test_snap_write_fail == 0)
+				p->inst_rc = -EIO; /* test: this write fails as the disk would */
+			else
+				p->inst_rc =
+					wal_snap_write(p->inst_sw, c->buf->data + c->off, c->len);
 			p->inst_len += c->len;
 			t0 = keel_now_ns() - t0; /* the pipeline's time in it (the install's log) */
 			p->inst_write_ns += t0;
@@ -2346,10 +2357,36 @@ static void take_chunks(struct pipeline *p, const struct raft_update *u)
 				  ": %s",
 				  c->index, c->offset, keel_strerror(p->inst_rc));
 			keeld_log("snapshot %" PRIu64 " from the leader: the chunk at %" PRIu64
-				  " (%u bytes): %s; this image cannot be installed",
-				  c->index, c->offset, c->len, keel_strerror(p->inst_rc));
+				  " (%u bytes): %s; %s",
+				  c->index, c->offset, c->len, keel_strerror(p->inst_rc),
+				  c->last ? "it was the last one: the install cannot complete"
+					  : "the transfer starts again from the first chunk");
 		}
 	}
+}
+
+/*
+ * The follower's half of starting a transfer again after a chunk it could
+ * not write (take_chunks): the next chunk of that image that arrives is
+ * handed to raft as an empty chunk at offset 0, which resets raft's receive
+ * state to the image's start (raft.c handle_snapshot: a chunk at offset 0
+ * starts the image); raft then answers the leader's next chunk, which does
+ * not follow from 0, with a rejection at offset 0, and the leader sends the
+ * image again from its first chunk, which opens a new writer. Once per
+ * failure. Returns whether m was rewritten (it then holds no data).
+ */
+static bool inst_restart(struct pipeline *p, struct raft_msg *m)
+{
+	if (m->type != RAFT_MSG_SNAPSHOT || !p->inst_rc || p->inst_restarting ||
+	    m->index != p->inst_index || m->offset == 0)
+		return false;
+	p->inst_restarting = true;
+	m->offset = 0;
+	m->data_buf = NULL;
+	m->data_off = 0;
+	m->data_len = 0;
+	m->flags &= (uint8_t)~RAFT_F_DONE;
+	return true;
 }
 
 /*
@@ -3794,22 +3831,17 @@ static int mg_apply(struct pipeline *p, const char *key, const char *val, char *
 		p->test_apply_gap_us = us;
 		return 0;
 	}
-	if (!strcmp(key, "keel.test.snapshotMaxBytes")) {
-		/* An image size limit, to test a snapshot job that fails as it streams. */
-		char *end;
-		errno = 0;
-		unsigned long long v = strtoull(val, &end, 10);
-		if (!*val || *end || errno || *val == '-') {
-			snprintf(msg, len, "%s: '%s' is not a byte count (0 = no limit)", key, val);
-			return KEEL_E_CONFIG;
-		}
-		p->test_snap_max_bytes = v;
-		snprintf(msg, len, "%s set to %llu", key, v);
-		return 0;
-	}
-	if (!strcmp(key, "keel.test.snapshotReadFailAfter")) {
-		/* Countdown (STYLE #12): the N-th read of the image for a follower's
-		 * chunk from now fails with EIO, as a disk error would; 0 = off. */
+	/* Snapshot test faults, counts (0 = off): snapshotMaxBytes, an image size
+	 * limit (a job that fails as it streams); the countdowns (STYLE #12)
+	 * snapshotReadFailAfter / snapshotWriteFailAfter: the N-th read of the
+	 * leader's image for a chunk, the N-th chunk write of an image from the
+	 * leader, from now, fails with EIO as the disk would, once. */
+	uint64_t *count =
+		!strcmp(key, "keel.test.snapshotMaxBytes")         ? &p->test_snap_max_bytes
+		: !strcmp(key, "keel.test.snapshotReadFailAfter")  ? &p->test_snap_read_fail
+		: !strcmp(key, "keel.test.snapshotWriteFailAfter") ? &p->test_snap_write_fail
+								   : NULL;
+	if (count) {
 		char *end;
 		errno = 0;
 		unsigned long long v = strtoull(val, &end, 10);
@@ -3817,7 +3849,7 @@ static int mg_apply(struct pipeline *p, const char *key, const char *val, char *
 			snprintf(msg, len, "%s: '%s' is not a count (0 = off)", key, val);
 			return KEEL_E_CONFIG;
 		}
-		p->test_snap_read_fail = v;
+		*count = v;
 		snprintf(msg, len, "%s set to %llu", key, v);
 		return 0;
 	}

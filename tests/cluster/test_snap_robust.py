@@ -15,8 +15,11 @@ someone else was a SIGBUS that stopped the leader. Here:
 2. the image truncated under the running leader: every read of it fails
    (counted, logged once), the leader keeps answering writes, and the next
    write lets it take a new snapshot that replaces the image; the follower
-   installs the new one and has every write. keelctl status prints the
-   counts and the last failure.
+   installs the new one and has every write; 3. on its way the follower
+   fails to write a chunk (keel.test.snapshotWriteFailAfter=2: EIO):
+   counted as stage "install", and the transfer starts again from the first
+   chunk instead of stopping the follower. keelctl status prints the counts
+   and the last failure.
 """
 import json
 import os
@@ -151,18 +154,30 @@ class SnapshotReadFailures(unittest.TestCase):
                              "logged once per image")
             self.assertNotIn(s2, installed(cl, victim))
             self.assertEqual(status(ln)["snapshot_failures"]["take"], 1)
+            # 3. the follower fails to write the 2nd chunk of the next image
+            # (EIO, injected): counted, and the transfer starts again.
+            code, text = cl.put_config(victim, "keel.test.snapshotWriteFailAfter", 2)
+            self.assertEqual(code, 200, text)
             # The leader serves; its next write lets it replace the image.
             zk.create("%s/after" % root, b"after")
             self.assertEqual(zk.get("%s/after" % root)[0], b"after")
             wait_for(lambda: any(i > s2 for i in installed(cl, victim)), 60,
                      "the follower installed a snapshot newer than the truncated one")
             self.assertIn("to replace the unreadable image at %d" % s2, log_of(cl, leader))
+            vn = cl.nodes[victim]
+            wait_for(lambda: status(vn)["snapshot_failures"]["install"] == 1, 10,
+                     "the follower's /status shows its failed chunk write")
+            vlast = status(vn)["snapshot_last_failure"]
+            self.assertEqual(vlast["stage"], "install")
+            self.assertIn("the chunk at 65536: Input/output error", vlast["reason"])
+            self.assertIn("the transfer starts again from the first chunk", log_of(cl, victim))
             only = client(cl, [victim])
             only.sync(root)
             self.assertEqual(len(only.get_children(root)), 2 * 1050 + 2)
             self.assertEqual(only.get("%s/b1049" % root)[0], b"1049")
             self.assertEqual(only.get("%s/after" % root)[0], b"after")
-            self.assertEqual(status(cl.nodes[victim])["snapshot_failures"]["install"], 0)
+            self.assertEqual(status(vn)["snapshot_failures"], {"take": 0, "send": 0, "install": 1})
+            self.assertTrue(vn.running, "the follower still runs")
             only.stop()
             only.close()
             zk.stop()
