@@ -363,6 +363,10 @@ struct pipeline {
 	/* the leader's image could not be read (snap_chunk): its index, so a new
 	 * snapshot replaces it (at most one attempt a second) and it is logged once */
 	uint64_t snap_bad_index, snap_bad_retake_ns;
+	/* after a failed take, no automatic one before snap_retry_ns (monotonic):
+	 * the back-off doubles from 1 s to 64 s while they fail (POST /snapshot
+	 * is not held back); 0 after a success */
+	uint64_t snap_retry_ns, snap_backoff_ns;
 	uint8_t *chunk; /* a chunk read from the image, for its message */
 	size_t chunk_cap;
 	struct raft_buf chunk_buf;
@@ -2197,8 +2201,17 @@ static void snap_done(struct pipeline *p)
 		snap_fail(p, KEELD_SNAP_TAKE, "snapshot %" PRIu64 ": %s", index,
 			  rc == KEEL_E_TOO_BIG ? "the image passed keel.test.snapshotMaxBytes"
 					       : keel_strerror(rc));
-		keeld_log("snapshot %" PRIu64 " failed (%" PRIu64 " failed so far): %s", index,
-			  p->snap_failed[KEELD_SNAP_TAKE], keel_strerror(rc));
+		/* A full or failing disk fails the next job too: without a pause the
+		 * threshold (still passed) would start one every turn, each
+		 * serializing the whole store and logging. */
+		p->snap_backoff_ns = p->snap_backoff_ns
+					     ? KEEL_MIN(2 * p->snap_backoff_ns, 64000000000ull)
+					     : 1000000000ull;
+		p->snap_retry_ns = keel_now_ns() + p->snap_backoff_ns;
+		keeld_log("snapshot %" PRIu64 " failed (%" PRIu64 " failed so far): %s; the next "
+			  "automatic one in %" PRIu64 " s at the earliest",
+			  index, p->snap_failed[KEELD_SNAP_TAKE], keel_strerror(rc),
+			  p->snap_backoff_ns / 1000000000u);
 		snap_answer(p, rc);
 		return;
 	}
@@ -2219,6 +2232,7 @@ static void snap_done(struct pipeline *p)
 		return;
 	}
 	p->snap_index = index;
+	p->snap_backoff_ns = 0;
 	uint64_t upto = index > SNAP_KEEP_ENTRIES ? index - SNAP_KEEP_ENTRIES : 0;
 	upto = KEEL_MIN(upto, p->durable_index);
 	if (upto >= wal_first_index(p->w) && (rc = wal_truncate_prefix(p->w, upto)) < 0)
@@ -2246,6 +2260,8 @@ static bool snap_turn(struct pipeline *p)
 			snap_answer(p, 0); /* those an installed snapshot covers */
 		if (!s->started || p->wal_failed || p->applied_index <= p->snap_index)
 			return false;
+		if (!p->snap_req_n && p->snap_backoff_ns && keel_now_ns() < p->snap_retry_ns)
+			return false; /* the last one failed: not yet */
 		if (p->since_snap_bytes < p->k->cfg.snapshot_threshold_bytes && !p->snap_req_n) {
 			/* An image snap_chunk could not read: replace it, once a second. */
 			if (p->snap_bad_index != p->snap_index || !p->snap_index)

@@ -100,19 +100,34 @@ class SnapshotReadFailures(unittest.TestCase):
             self.assertIsNone(status(ln)["snapshot_last_failure"])
 
             # 0. taking a snapshot fails (an image over keel.test.snapshotMaxBytes,
-            # as a full disk would fail it): counted as stage "take".
-            zk.create("%s/x" % root, b"x" * 2000)
+            # as a full disk would fail it): counted as stage "take"; the
+            # threshold's automatic ones back off (1 s, then 2 s, ...) instead
+            # of starting again every turn; POST /snapshot is not held back.
             self.assertEqual(cl.put_config(leader, "keel.test.snapshotMaxBytes", 1000)[0], 200)
+            self.assertEqual(cl.put_config(leader, "keel.snapshotThresholdBytes", 65536)[0], 200)
+            for i in range(20):  # past the threshold
+                zk.create("%s/x%02d" % (root, i), b"x" * 4000)
+            wait_for(lambda: status(ln)["snapshot_failures"]["take"] >= 2, 20,
+                     "two automatic snapshots failed")
+            log = log_of(cl, leader)
+            self.assertRegex(log, r"failed \(1 failed so far\): .*; the next automatic one "
+                             r"in 1 s at the earliest")
+            self.assertRegex(log, r"failed \(2 failed so far\): .*; the next automatic one "
+                             r"in 2 s at the earliest")
+            took = status(ln)["snapshot_failures"]["take"]
             code, text = admin(ln, "POST", "/snapshot")
             self.assertNotEqual(code, 200, text)
             self.assertEqual(cl.put_config(leader, "keel.test.snapshotMaxBytes", 0)[0], 200)
-            wait_for(lambda: status(ln)["snapshot_last_failure"] is not None, 10,
-                     "/status shows the failed snapshot")
+            code, text = admin(ln, "DELETE", "/config/keel.snapshotThresholdBytes")
+            self.assertEqual(code, 200, text)
+            wait_for(lambda: status(ln)["snapshot_failures"]["take"] > took, 10,
+                     "/status shows the failed POST /snapshot")
+            takes = status(ln)["snapshot_failures"]["take"]
             last = status(ln)["snapshot_last_failure"]
             self.assertEqual(last["stage"], "take")
             self.assertIn("keel.test.snapshotMaxBytes", last["reason"])
             code, text = admin(ln, "GET", "/metrics", timeout=10)
-            self.assertIn('keel_snapshot_failures_total{stage="take"} 1\n', text)
+            self.assertIn('keel_snapshot_failures_total{stage="take"} %d\n' % takes, text)
 
             # 1. one read fails with EIO; Raft sends the chunk again.
             s1 = self.fall_behind(cl, zk, leader, victim, root, "a")
@@ -127,7 +142,7 @@ class SnapshotReadFailures(unittest.TestCase):
             wait_for(lambda: status(ln)["snapshot_failures"]["send"] == 1, 10,
                      "/status shows the failure")
             st = status(ln)
-            self.assertEqual(st["snapshot_failures"], {"take": 1, "send": 1, "install": 0})
+            self.assertEqual(st["snapshot_failures"], {"take": takes, "send": 1, "install": 0})
             last = st["snapshot_last_failure"]
             snap = os.path.join(ln.workdir, "data", "snap-%016x.snap" % s1)
             self.assertEqual(last["stage"], "send")
@@ -153,7 +168,7 @@ class SnapshotReadFailures(unittest.TestCase):
             self.assertEqual(log_of(cl, leader).count("snapshot %d: cannot read" % s2), 1,
                              "logged once per image")
             self.assertNotIn(s2, installed(cl, victim))
-            self.assertEqual(status(ln)["snapshot_failures"]["take"], 1)
+            self.assertEqual(status(ln)["snapshot_failures"]["take"], takes)
             # 3. the follower fails to write the 2nd chunk of the next image
             # (EIO, injected): counted, and the transfer starts again.
             code, text = cl.put_config(victim, "keel.test.snapshotWriteFailAfter", 2)
@@ -173,7 +188,7 @@ class SnapshotReadFailures(unittest.TestCase):
             self.assertIn("the transfer starts again from the first chunk", log_of(cl, victim))
             only = client(cl, [victim])
             only.sync(root)
-            self.assertEqual(len(only.get_children(root)), 2 * 1050 + 2)
+            self.assertEqual(len(only.get_children(root)), 2 * 1050 + 21)
             self.assertEqual(only.get("%s/b1049" % root)[0], b"1049")
             self.assertEqual(only.get("%s/after" % root)[0], b"after")
             self.assertEqual(status(vn)["snapshot_failures"], {"take": 0, "send": 0, "install": 1})
@@ -188,7 +203,7 @@ class SnapshotReadFailures(unittest.TestCase):
                                 "127.0.0.1:%d" % ln.admin_port, "status"],
                                capture_output=True, text=True, timeout=30)
             self.assertEqual(p.returncode, 0, p.stderr)
-            self.assertRegex(p.stdout, r"node %d: snapshot failures take 1, send [1-9]\d*, "
+            self.assertRegex(p.stdout, r"node %d: snapshot failures take [1-9]\d*, send [1-9]\d*, "
                              r"install 0; last \d{4}-\d\d-\d\dT[0-9:]+Z \(send\): reading "
                              % ln.id)
 
