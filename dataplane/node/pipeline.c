@@ -4939,6 +4939,7 @@ void keeld_pipeline_close(struct keeld *k)
 	}
 	free(p->items);
 	free(p->sendbuf);
+	free(p->chunk);
 	free(p->went);
 	free(p->book);
 	free(p->removed_at);
