@@ -124,7 +124,9 @@ extern "C" {
 	X(DP_CTR_TX_CORRUPT_INJECTED, "tx_corrupt_injected") /* test corruption (frames) */       \
 	X(DP_CTR_TX_DELAYED_INJECTED, "tx_delayed_injected") /* test delay (frames held) */       \
 	X(DP_CTR_TX_REORDERED_INJECTED, "tx_reordered_injected") /* test reordering (frames) */   \
-	X(DP_CTR_TX_DUP_INJECTED, "tx_dup_injected") /* test duplication (extra frames) */
+	X(DP_CTR_TX_DUP_INJECTED, "tx_dup_injected") /* test duplication (extra frames) */        \
+	X(DP_CTR_DROP_TX_MSGSIZE, "drop_tx_msgsize") /* longer than the path MTU (frames) */      \
+	X(DP_CTR_TX_MTU_LOWERED, "tx_mtu_lowered")   /* dp.mtu=auto followed a smaller path */
 
 enum dp_ctr {
 #define DP_CTR_ENUM_(name, str) name,

@@ -14,7 +14,14 @@
  * What can fail: the socket buffer is full (sends never block: the unsent
  * frames stay queued for the next flush, and a frame that finds the queue
  * still full is counted drop_tx_full); the socket refuses a datagram
- * (counted drop_tx_full, the rest of the batch still goes); a datagram longer than the rx buffer
+ * (counted drop_tx_full, the rest of the batch still goes); with dp.mtu=auto
+ * a path MTU that shrank under the node (a smaller route MTU, an ICMP
+ * "fragmentation needed" the kernel learnt): the socket does path MTU
+ * discovery (IP_PMTUDISC_DO), so the send fails EMSGSIZE instead of being
+ * fragmented at IP level; the datagram is counted drop_tx_msgsize, the
+ * route's MTU is read again and the frames are cut smaller from then on
+ * (tx_mtu_lowered, logged; never below DP_MTU_MIN): the lost message is sent
+ * again by its sender's retry (Raft's); a datagram longer than the rx buffer
  * (counted truncated); anything a peer sends that is not a keel frame from
  * its configured address (counted by dp_rx_frame).
  */
@@ -52,6 +59,7 @@ struct udp_tp {
 	struct mmsghdr rxm[DP_BURST];
 	struct iovec rxiov[DP_BURST];
 	struct sockaddr_in rxsa[DP_BURST];
+	bool msgsize_logged; /* a frame of the MTU in use was refused (logged once) */
 };
 
 static struct udp_tp *udp_of(dp_transport *t)
@@ -85,6 +93,44 @@ static void keep_tail(struct udp_tp *u, int done)
 	u->ntx -= done;
 }
 
+static int route_mtu(uint32_t ip, uint16_t port);
+static uint16_t auto_mtu(int route);
+
+/*
+ * sendmmsg refused datagram i with EMSGSIZE (dp.mtu=auto only: the socket
+ * does path MTU discovery): the path to its peer shrank. Read that route's
+ * MTU again and cut every later frame for it. Frames already queued for the
+ * old size fail the same way (counted, nothing more logged).
+ */
+static void udp_msgsize(dp_transport *t, int i)
+{
+	struct udp_tp *u = udp_of(t);
+	t->ctr[DP_CTR_DROP_TX_MSGSIZE]++;
+	const struct sockaddr_in *sa = u->txm[i].msg_hdr.msg_name;
+	size_t len = 0;
+	for (size_t k = 0; k < u->txm[i].msg_hdr.msg_iovlen; k++)
+		len += u->slot[i].iov[k].iov_len;
+	int peer = (int)(sa - u->peer_sa);
+	int m = route_mtu(ntohl(sa->sin_addr.s_addr), ntohs(sa->sin_port));
+	uint16_t old = t->cfg.mtu;
+	if (m > 0 && auto_mtu(m) < old) {
+		dp_base_lower_mtu(t, auto_mtu(m));
+		t->ctr[DP_CTR_TX_MTU_LOWERED]++;
+		fprintf(stderr,
+			"dataplane udp: peer %d: a %zu-byte datagram refused (message too long): "
+			"path MTU %d, frames now cut for mtu %u (was %u)\n",
+			peer, len, m, t->cfg.mtu, old);
+	} else if (len <= (size_t)DP_HDR_BYTES + t->frag_unit && !u->msgsize_logged) {
+		/* A frame cut for the MTU in use refused all the same: say it once. */
+		u->msgsize_logged = true;
+		fprintf(stderr,
+			"dataplane udp: peer %d: a %zu-byte datagram refused (message too long) "
+			"at mtu %u; the route says %d and frames are not cut below %u: counted "
+			"drop_tx_msgsize\n",
+			peer, len, old, m, DP_MTU_MIN);
+	}
+}
+
 static int udp_flush(dp_transport *t)
 {
 	struct udp_tp *u = udp_of(t);
@@ -100,8 +146,11 @@ static int udp_flush(dp_transport *t)
 				return KEEL_E_AGAIN;
 			}
 			/* This datagram is refused; the others may still go. */
-			t->ctr[DP_CTR_DROP_TX_FULL]++;
 			rc = -errno;
+			if (rc == -EMSGSIZE)
+				udp_msgsize(t, done);
+			else
+				t->ctr[DP_CTR_DROP_TX_FULL]++;
 			n = 1;
 		}
 		/* The kernel has its own copy of these datagrams now. */
@@ -393,6 +442,17 @@ int dp_udp_open(const struct dp_config *c, dp_transport **out, char *err, size_t
 	}
 	set_buf(u->fd, SO_RCVBUFFORCE, SO_RCVBUF, (int)c->sock_buf_kb * 1024);
 	set_buf(u->fd, SO_SNDBUFFORCE, SO_SNDBUF, (int)c->sock_buf_kb * 1024);
+	/* dp.mtu=auto follows the path: a datagram longer than it fails EMSGSIZE
+	 * (udp_msgsize lowers the MTU) rather than being cut at IP level, where
+	 * one lost IP fragment loses the whole frame. An explicit dp.mtu above
+	 * the path's keeps the kernel's fragmentation, as documented. */
+	int pmtu = IP_PMTUDISC_DO;
+	if (c->mtu == DP_MTU_AUTO &&
+	    setsockopt(u->fd, IPPROTO_IP, IP_MTU_DISCOVER, &pmtu, sizeof(pmtu)) < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "dataplane udp: IP_MTU_DISCOVER: %s", keel_strerror(rc));
+		goto fail;
+	}
 	struct sockaddr_in sa = { .sin_family = AF_INET,
 				  .sin_addr = a,
 				  .sin_port = htons(c->udp_port) };

@@ -289,27 +289,34 @@ long wal_snap_read(struct wal_snap_reader *r, void *buf, size_t cap);
 void wal_snap_close(struct wal_snap_reader *r);
 
 /*
- * A read-only mapping of a durable snapshot: its payload (the bytes given to
- * wal_snap_write) and membership, without a copy in anonymous memory -- what
- * a node restores from and sends to a follower. The mapping keeps the file's
- * data alive after a newer snapshot removes the file (snapshot files are only
- * ever unlinked, never truncated), so it stays valid until wal_snap_unmap().
+ * A durable snapshot's image, read with pread(2) through an fd of its own --
+ * what a node sends to a follower. Not a mapping: a read error of a page the
+ * page cache does not hold (EIO) or a file truncated by someone else must be
+ * an error the caller counts and survives, where a mapping's page fault is a
+ * SIGBUS that stops the process; and read pages stay page cache, out of the
+ * process's RSS. The fd keeps the file's data alive after a newer snapshot
+ * unlinks it, so the image stays readable until wal_snap_image_close().
  * Header and trailer are checked; with verify, the CRC32C over membership and
- * payload too (it reads every page: at start-up, not right after writing).
+ * payload too (it reads the whole file: at start-up, not right after writing).
  * Uses only the wal's directory fd: any thread, also while the loop runs.
  * KEEL_E_NOT_FOUND if snap-<index>.snap does not exist (any longer).
  */
-struct wal_snap_map {
-	const uint8_t *data; /* payload */
-	uint64_t data_bytes;
-	const uint8_t *membership;
+struct wal_snap_image {
+	uint64_t data_bytes; /* payload (the bytes given to wal_snap_write) */
 	uint32_t membership_len;
-	uint64_t index, term;
-	void *base_; /* the whole file's mapping */
-	size_t map_bytes_;
+	uint64_t index, term; /* index 0: not open (a zeroed struct is closed) */
+	char name[64];        /* snap-<index>.snap, for messages */
+	int fd_;
+	uint64_t data_off_; /* where the payload starts in the file */
 };
-int wal_snap_map(struct wal *w, uint64_t index, bool verify, struct wal_snap_map *out);
-void wal_snap_unmap(struct wal_snap_map *m);
+int wal_snap_image_open(struct wal *w, uint64_t index, bool verify, struct wal_snap_image *out);
+/*
+ * Read len payload bytes at off into buf: 0, -errno (EIO: the disk), or
+ * KEEL_E_CORRUPT when the file ends before them (truncated under the node).
+ * Any thread; concurrent reads are fine (pread).
+ */
+int wal_snap_image_read(const struct wal_snap_image *img, uint64_t off, void *buf, size_t len);
+void wal_snap_image_close(struct wal_snap_image *img);
 
 #ifdef __cplusplus
 }

@@ -20,7 +20,6 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -386,7 +385,7 @@ void wal_snap_close(struct wal_snap_reader *r)
 	free(r);
 }
 
-int wal_snap_map(struct wal *w, uint64_t index, bool verify, struct wal_snap_map *out)
+int wal_snap_image_open(struct wal *w, uint64_t index, bool verify, struct wal_snap_image *out)
 {
 	struct wal_snapstate *ss = wal_snapstate_of(w);
 	memset(out, 0, sizeof(*out));
@@ -395,40 +394,54 @@ int wal_snap_map(struct wal *w, uint64_t index, bool verify, struct wal_snap_map
 	int fd = openat(ss->dirfd, name, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return errno == ENOENT ? KEEL_E_NOT_FOUND : -errno;
-	struct wal_snap_meta m;
+	struct wal_snap_meta m = { 0 };
 	int rc = snap_check(fd, name, &m, msg, sizeof(msg));
+	if (!rc && m.index != index)
+		rc = KEEL_E_CORRUPT;
+	uint64_t body = (uint64_t)m.membership_len + m.data_bytes;
+	uint8_t *buf = NULL;
+	if (!rc && verify) {
+		uint8_t t[SNAP_TRL_BYTES];
+		uint32_t crc = 0;
+		buf = malloc(SNAP_BUF_BYTES);
+		rc = buf ? 0 : KEEL_E_NOMEM;
+		for (uint64_t off = 0; !rc && off < body;) {
+			size_t n = (size_t)KEEL_MIN((uint64_t)SNAP_BUF_BYTES, body - off);
+			rc = wal_read_all(fd, buf, n, SNAP_HDR_BYTES + off);
+			crc = rc ? crc : keel_crc32c(crc, buf, n);
+			off += n;
+		}
+		if (!rc)
+			rc = wal_read_all(fd, t, sizeof(t), SNAP_HDR_BYTES + body);
+		if (!rc && crc != wal_get32(t + 8))
+			rc = KEEL_E_CORRUPT;
+		free(buf);
+	}
 	if (rc) {
 		close(fd);
 		return rc == KEEL_E_TORN ? KEEL_E_CORRUPT : rc;
 	}
-	size_t bytes = SNAP_HDR_BYTES + m.membership_len + m.data_bytes + SNAP_TRL_BYTES;
-	/* The mapping holds the inode: the fd is not needed past mmap. */
-	void *base = mmap(NULL, bytes, PROT_READ, MAP_SHARED, fd, 0);
-	rc = base == MAP_FAILED ? -errno : 0;
-	close(fd);
-	if (rc)
-		return rc;
-	const uint8_t *b = base;
-	if (m.index != index ||
-	    (verify && keel_crc32c(0, b + SNAP_HDR_BYTES, m.membership_len + m.data_bytes) !=
-			       wal_get32(b + bytes - SNAP_TRL_BYTES + 8))) {
-		munmap(base, bytes);
-		return KEEL_E_CORRUPT;
-	}
-	*out = (struct wal_snap_map){ .data = b + SNAP_HDR_BYTES + m.membership_len,
-				      .data_bytes = m.data_bytes,
-				      .membership = b + SNAP_HDR_BYTES,
-				      .membership_len = m.membership_len,
-				      .index = m.index,
-				      .term = m.term,
-				      .base_ = base,
-				      .map_bytes_ = bytes };
+	*out = (struct wal_snap_image){ .data_bytes = m.data_bytes,
+					.membership_len = m.membership_len,
+					.index = m.index,
+					.term = m.term,
+					.fd_ = fd,
+					.data_off_ = SNAP_HDR_BYTES + m.membership_len };
+	snprintf(out->name, sizeof(out->name), "%s", name);
 	return 0;
 }
 
-void wal_snap_unmap(struct wal_snap_map *m)
+int wal_snap_image_read(const struct wal_snap_image *img, uint64_t off, void *buf, size_t len)
 {
-	if (m->base_)
-		munmap(m->base_, m->map_bytes_);
-	memset(m, 0, sizeof(*m));
+	if (!img->index || off > img->data_bytes || len > img->data_bytes - off)
+		return KEEL_E_INVAL;
+	int rc = wal_read_all(img->fd_, buf, len, img->data_off_ + off);
+	return rc == KEEL_E_TORN ? KEEL_E_CORRUPT : rc;
+}
+
+void wal_snap_image_close(struct wal_snap_image *img)
+{
+	if (img->index)
+		close(img->fd_);
+	memset(img, 0, sizeof(*img));
 }

@@ -284,6 +284,8 @@ const char *mgmt_req_kind_name(uint32_t kind)
 	}
 }
 
+const char *const mgmt_snap_stage_names[MGMT_SNAP_STAGES] = { "take", "send", "install" };
+
 const char *mgmt_role_name(uint32_t role)
 {
 	static const char *const names[] = { "unknown", "follower", "candidate", "leader",

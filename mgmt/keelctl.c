@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -406,6 +407,27 @@ static int cmd_status(char **nodes, int n_nodes)
 				       voter ? "voter" : "learner", addr);
 		}
 		break; /* one node's view of the membership is enough */
+	}
+	/* Nodes whose snapshots failed: the counts and the last failure. */
+	for (int i = 0; i < n; i++) {
+		const char *b = rows[i].a.body, *f;
+		if (rows[i].a.code != 200 || !(f = mjson_get(b, "snapshot_last_failure")) ||
+		    *f != '{')
+			continue;
+		const char *c = mjson_get(b, "snapshot_failures");
+		char stage[16], why[256], when[32] = "?";
+		str(f, "stage", stage, sizeof(stage));
+		str(f, "reason", why, sizeof(why));
+		time_t t = (time_t)(u64(f, "time_ms") / 1000);
+		struct tm tm;
+		if (gmtime_r(&t, &tm))
+			strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+		printf("node %llu: snapshot failures take %llu, send %llu, install %llu; last %s "
+		       "(%s): %s\n",
+		       (unsigned long long)u64(b, "id"),
+		       (unsigned long long)(c ? u64(c, "take") : 0),
+		       (unsigned long long)(c ? u64(c, "send") : 0),
+		       (unsigned long long)(c ? u64(c, "install") : 0), when, stage, why);
 	}
 	for (int i = 0; i < n; i++)
 		free(rows[i].a.body);

@@ -144,6 +144,9 @@ struct mgmt_peer_status {
 	uint32_t protocol_level;     /* leader only: as the member said (this term); 0 unknown */
 };
 
+#define MGMT_SNAP_STAGES 3
+extern const char *const mgmt_snap_stage_names[MGMT_SNAP_STAGES]; /* take, send, install */
+
 /* A plain value; published whole. */
 struct mgmt_status {
 	uint32_t id;   /* this node */
@@ -170,6 +173,13 @@ struct mgmt_status {
 	uint32_t protocol_level_min;
 	uint32_t cluster_level;
 	uint64_t level_refused;
+	/* snapshots that failed, by stage ("take", "send", "install": the node's
+	 * keel_snapshot_failures_total), and the last one: wall clock ms since the
+	 * epoch (0: none yet), its stage and what went wrong */
+	uint64_t snapshot_failures[MGMT_SNAP_STAGES];
+	int64_t snapshot_failure_ms;
+	char snapshot_failure_stage[16];
+	char snapshot_failure_reason[192];
 	uint32_t n_peers; /* members, this node included */
 	struct mgmt_peer_status peers[MGMT_MAX_PEERS];
 };

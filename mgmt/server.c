@@ -279,6 +279,8 @@ static void terminate_strings(struct mgmt_status *st)
 {
 	st->transport[sizeof(st->transport) - 1] = 0;
 	st->fsync_path[sizeof(st->fsync_path) - 1] = 0;
+	st->snapshot_failure_stage[sizeof(st->snapshot_failure_stage) - 1] = 0;
+	st->snapshot_failure_reason[sizeof(st->snapshot_failure_reason) - 1] = 0;
 	if (st->n_peers > MGMT_MAX_PEERS)
 		st->n_peers = MGMT_MAX_PEERS;
 	for (uint32_t i = 0; i < st->n_peers; i++) {
@@ -327,6 +329,20 @@ static void route_status(struct mgmt_server *s, struct conn *c)
 	     "\"level_refused\":%llu",
 	     st.protocol_level, st.protocol_level_min, st.cluster_level,
 	     (unsigned long long)st.level_refused);
+	jput(j, ",\"snapshot_failures\":{");
+	for (int i = 0; i < MGMT_SNAP_STAGES; i++)
+		jput(j, "%s\"%s\":%llu", i ? "," : "", mgmt_snap_stage_names[i],
+		     (unsigned long long)st.snapshot_failures[i]);
+	jput(j, "},\"snapshot_last_failure\":");
+	if (st.snapshot_failure_ms) {
+		jput(j, "{\"time_ms\":%lld,\"stage\":", (long long)st.snapshot_failure_ms);
+		jstr(j, st.snapshot_failure_stage);
+		jput(j, ",\"reason\":");
+		jstr(j, st.snapshot_failure_reason);
+		jput(j, "}");
+	} else {
+		jput(j, "null");
+	}
 	jput(j, ",\"status_seq\":%llu,\"peers\":", (unsigned long long)seq);
 	put_peers(j, &st);
 	jput(j, "}\n");

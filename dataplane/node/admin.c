@@ -39,6 +39,8 @@ static const char *const live_keys[] = {
 	"keel.test.clockJumpMs",
 	"keel.test.wallJumpMs",
 	"keel.test.snapshotMaxBytes",
+	"keel.test.snapshotReadFailAfter",
+	"keel.test.snapshotWriteFailAfter",
 	"maxClientCnxns",
 	"globalOutstandingLimit",
 	"keel.heartbeatMs",
@@ -199,6 +201,16 @@ int keeld_admin_start(struct keeld *k)
 		"Members this node, as leader, refused because their protocol level is below the "
 		"cluster's (or the cluster's below the lowest they serve in); each refusal is "
 		"logged with the member and the levels, and the member is told to stop.");
+	for (int i = 0; i < KEELD_SNAP_STAGES; i++) {
+		char lb[48];
+		snprintf(lb, sizeof(lb), "stage=\"%s\"", mgmt_snap_stage_names[i]);
+		k->snap_failed_c[i] = mgmt_metrics_counter(
+			k->metrics, "keel_snapshot_failures_total", lb,
+			"Snapshots that failed, by stage (take: this node's own, as it is "
+			"serialized, written, synced or opened; send: the leader could not read "
+			"its image for a follower's chunk; install: a follower could not write "
+			"the leader's image). Each is logged; /status shows the last one.");
+	}
 	static char text[65536];
 	size_t n = node_config_format(&k->cfg, text, sizeof(text));
 	text[KEEL_MIN(n, sizeof(text) - 1)] = 0;

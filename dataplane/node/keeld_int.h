@@ -126,6 +126,15 @@ struct fsess {
 
 #define KEELD_SESS_BUCKETS 4096
 
+/* Where a snapshot failed (keel_snapshot_failures_total{stage}, /status):
+ * in the order of mgmt_snap_stage_names. */
+enum keeld_snap_stage {
+	KEELD_SNAP_TAKE,    /* this node's own: serializing, writing, syncing, opening it */
+	KEELD_SNAP_SEND,    /* the leader reading its image for a follower's chunk */
+	KEELD_SNAP_INSTALL, /* a follower writing or restoring the leader's image */
+	KEELD_SNAP_STAGES
+};
+
 /* Why a client was answered "session expired" (counted, in mntr, and logged). */
 enum keeld_expired_reason {
 	KEELD_EXPIRED_UNKNOWN,   /* a request on a session this node's front end does not hold */
@@ -241,6 +250,8 @@ struct keeld {
 	struct mgmt_counter *expired_c[KEELD_EXPIRED_REASONS];
 	/* keel_protocol_level_refused_total: members refused for their level */
 	struct mgmt_counter *level_refused_c;
+	/* keel_snapshot_failures_total{stage} (enum keeld_snap_stage) */
+	struct mgmt_counter *snap_failed_c[KEELD_SNAP_STAGES];
 };
 
 static inline struct kv *keeld_kv(struct keeld *k)
@@ -357,8 +368,8 @@ int keeld_op_index(int32_t type);
 void keeld_observe_request(struct keeld *k, int32_t type, uint64_t since_ns);
 
 /*
- * snapbuf.c: snapshot images streamed to the wal, sent from a read-only
- * mapping of the snapshot file and restored through a bounded buffer (never
+ * snapbuf.c: snapshot images streamed to the wal, sent by reading the
+ * snapshot file (pread, chunk by chunk) and restored through a bounded buffer (never
  * whole in anonymous memory). Image sizes and offsets are 64-bit end to end
  * (wal, raft_buf.size, raft_msg.data_off, the wire's offset and total).
  */
@@ -383,12 +394,21 @@ int keeld_snap_sink_write(void *ctx, const void *buf, size_t len);
 int keeld_snap_restore(struct wal *w, struct kv *kv, struct wal_snap_meta *meta,
 		       struct raft_conf *conf, uint32_t *level, uint32_t max_level);
 /*
- * A raft_buf (refs = 1) over the payload of m, taking the mapping over (m is
- * cleared); the last unref unmaps it. The mapping keeps the file's data even
- * after a newer snapshot unlinks the file, so refs held by sends in flight
- * stay readable. NULL (m untouched) on allocation failure.
+ * A raft_buf (refs = 1) standing for the payload of img, taking the open
+ * image over (img is cleared); the last unref closes it. Its data is NULL:
+ * the bytes are read with keeld_snap_buf_read() into the buffer a message is
+ * encoded from, so a read error is an error code, not a SIGBUS (a mapping's).
+ * The open fd keeps the file's data after a newer snapshot unlinks the file,
+ * so refs held by sends in flight stay readable. NULL (img untouched) on
+ * allocation failure.
  */
-struct raft_buf *keeld_snap_buf(struct wal_snap_map *m);
+struct raft_buf *keeld_snap_buf(struct wal_snap_image *img);
+/* Whether b is such an image (its bytes must be read, not dereferenced). */
+bool keeld_snap_buf_is(const struct raft_buf *b);
+/* len bytes of b's image at off into dst: 0 or wal_snap_image_read()'s error;
+ * *name gets the file's name (snap-<index>.snap) for the caller's messages. */
+int keeld_snap_buf_read(const struct raft_buf *b, uint64_t off, void *dst, size_t len,
+			const char **name);
 
 /* sha1.c: for digest ids "user:base64(sha1(user:password))". */
 void keeld_sha1(const void *data, size_t len, uint8_t out[20]);

@@ -184,8 +184,8 @@ struct mchange {
  *   RUN    -> DONE    helper: wal_snap_begin, kv_snapshot_write() streamed
  *                     into wal_snap_write (the writer's bounded buffer, never
  *                     the whole image in memory), offline, wal_snap_finish
- *                     (fsync, rename), then a read-only mapping of the file
- *                     (wal_snap_map): the image Raft sends to followers
+ *                     (fsync, rename), then the file opened for reads
+ *                     (wal_snap_image_open): the image Raft sends to followers
  *   DONE   -> IDLE    pipeline: raft_snapshot_taken, log compaction, answers
  * The pipeline may also cancel ARMED/ONLINE back to IDLE.
  * Why the helper is online BEFORE it gets the view: under QSBR a view stays
@@ -198,11 +198,11 @@ struct mchange {
  * the helper online while it writes the file's bytes into the page cache too
  * (the fsync comes after it goes offline): memory the pipeline retires
  * meanwhile is reclaimed a little later, never a second copy of the store.
- * What can fail: the write (disk full, EIO), the mapping, an image over
+ * What can fail: the write (disk full, EIO), opening the file, an image over
  * keel.test.snapshotMaxBytes (KEEL_E_TOO_BIG, tests only): the job ends with its error (logged,
- * counted in snap_failed), the temporary file is removed, the previous snapshot and the log stay;
- * the next attempt comes with the next threshold or POST /snapshot. A crash during the write leaves
- * the previous snapshot (wal_snap_finish publishes by rename).
+ * counted in snap_failed[TAKE]), the temporary file is removed, the previous snapshot and the log
+ * stay; the next attempt comes with the next threshold or POST /snapshot. A crash during the write
+ * leaves the previous snapshot (wal_snap_finish publishes by rename).
  */
 enum snap_state { SNAP_IDLE, SNAP_ARMED, SNAP_ONLINE, SNAP_RUN, SNAP_DONE };
 
@@ -225,7 +225,7 @@ struct snapper {
 	uint64_t max_bytes; /* image size limit (keel.test.snapshotMaxBytes; UINT64_MAX: none) */
 	/* the result: written by the helper before DONE */
 	int rc;
-	struct wal_snap_map map; /* the durable file, mapped (rc == 0) */
+	struct wal_snap_image map; /* the durable file, open (rc == 0) */
 	uint64_t serialize_ns, write_ns;
 };
 
@@ -350,7 +350,27 @@ struct pipeline {
 	int inst_rc;                /* a chunk's write failed: the install cannot go on */
 	struct raft_buf *inst_done; /* installed image to hand raft after advance */
 	uint64_t inst_done_index;
-	uint64_t snap_failed;         /* snapshots that failed (helper jobs) */
+	/* the image's chunk writes so far: in all, the longest (the install's log) */
+	uint64_t inst_write_ns, inst_write_max_ns;
+	bool inst_restarting; /* after a failed chunk: raft told to start the image again */
+	uint64_t test_snap_write_fail; /* keel.test.snapshotWriteFailAfter: countdown, 0 = off */
+	/* snapshot failures, by stage (keel_snapshot_failures_total), and the
+	 * last one for /status: when (wall clock, ms), where, why */
+	uint64_t snap_failed[KEELD_SNAP_STAGES];
+	int64_t snap_fail_ms;
+	uint32_t snap_fail_stage;
+	char snap_fail_why[160];
+	/* the leader's image could not be read (snap_chunk): its index, so a new
+	 * snapshot replaces it (at most one attempt a second) and it is logged once */
+	uint64_t snap_bad_index, snap_bad_retake_ns;
+	/* after a failed take, no automatic one before snap_retry_ns (monotonic):
+	 * the back-off doubles from 1 s to 64 s while they fail (POST /snapshot
+	 * is not held back); 0 after a success */
+	uint64_t snap_retry_ns, snap_backoff_ns;
+	uint8_t *chunk; /* a chunk read from the image, for its message */
+	size_t chunk_cap;
+	struct raft_buf chunk_buf;
+	uint64_t test_snap_read_fail; /* keel.test.snapshotReadFailAfter: countdown, 0 = off */
 	uint64_t test_snap_max_bytes; /* keel.test.snapshotMaxBytes: 0 = no limit */
 	struct snapper snap;          /* the snapshot helper thread */
 	uint64_t snap_req_id[8];      /* POST /snapshot requests waiting for a snapshot */
@@ -792,6 +812,70 @@ static void hbr_release(struct pipeline *p)
 	p->hbr_len = 0;
 }
 
+/* A snapshot failed at stage: counted (metrics, /status's last failure); the
+ * caller logs it, with what it knows. */
+static void snap_fail(struct pipeline *p, enum keeld_snap_stage stage, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void snap_fail(struct pipeline *p, enum keeld_snap_stage stage, const char *fmt, ...)
+{
+	p->snap_failed[stage]++;
+	if (p->k->snap_failed_c[stage])
+		mgmt_counter_add(p->k->snap_failed_c[stage], 1);
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	p->snap_fail_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	p->snap_fail_stage = stage;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(p->snap_fail_why, sizeof(p->snap_fail_why), fmt, ap);
+	va_end(ap);
+}
+
+/*
+ * An InstallSnapshot chunk of this node's image (keeld_snap_buf: the durable
+ * file, not mapped) is read here into the pipeline's chunk buffer, and the
+ * message encoded from that. A read that fails (EIO from the disk, the file
+ * truncated under the node) drops the message: counted, logged once per
+ * image, and Raft sends the chunk again after a heartbeat without an answer
+ * (snap_sent), so a passing error heals by itself; the image is also marked
+ * bad, so snap_turn takes a new snapshot (at a new index: Raft restarts the
+ * transfer at offset 0, never mixing two images' bytes) to replace it. The
+ * node keeps serving meanwhile. NULL: not to be sent.
+ */
+static const struct raft_msg *snap_chunk(struct pipeline *p, const struct raft_msg *m,
+					 struct raft_msg *out)
+{
+	if (m->type != RAFT_MSG_SNAPSHOT || !m->data_len || !keeld_snap_buf_is(m->data_buf))
+		return m;
+	p->chunk = grow(p->chunk, &p->chunk_cap, m->data_len, 1);
+	const char *name;
+	int rc = keeld_snap_buf_read(m->data_buf, m->data_off, p->chunk, m->data_len, &name);
+	if (rc == 0 && p->test_snap_read_fail && --p->test_snap_read_fail == 0)
+		rc = -EIO; /* test: this read fails as a disk error would */
+	if (rc == 0) {
+		*out = *m;
+		p->chunk_buf =
+			(struct raft_buf){ .refs = 1, .size = m->data_len, .data = p->chunk };
+		out->data_buf = &p->chunk_buf;
+		out->data_off = 0;
+		return out;
+	}
+	const char *why = rc == KEEL_E_CORRUPT ? "the file is shorter than its header says "
+						 "(truncated)"
+					       : keel_strerror(rc);
+	snap_fail(p, KEELD_SNAP_SEND, "reading %s/%s at %" PRIu64 " for node %u: %s",
+		  p->k->cfg.data_log_dir, name, m->data_off, m->to, why);
+	if (p->snap_bad_index != m->index)
+		keeld_log("snapshot %" PRIu64 ": cannot read %s/%s (%u bytes at %" PRIu64
+			  ") to send node %u: %s; the chunk is not sent (Raft sends it again), "
+			  "%" PRIu64 " such failures so far, logged once per image; a new "
+			  "snapshot will replace this image",
+			  m->index, p->k->cfg.data_log_dir, name, m->data_len, m->data_off, m->to,
+			  why, p->snap_failed[KEELD_SNAP_SEND]);
+	p->snap_bad_index = m->index;
+	return NULL;
+}
+
 /*
  * A follower answers every heartbeat, and the leader sends one at once with
  * each new commit index (so followers apply, and answer their own clients,
@@ -806,6 +890,9 @@ static void hbr_release(struct pipeline *p)
  */
 static void send_raft(struct pipeline *p, const struct raft_msg *m)
 {
+	struct raft_msg chunk;
+	if (!(m = snap_chunk(p, m, &chunk)))
+		return; /* the image could not be read: counted, Raft sends it again */
 	size_t n = raft_msg_encoded_size(m);
 	p->sendbuf = grow(p->sendbuf, &p->sendcap, n, 1);
 	int64_t w = raft_msg_encode(m, p->sendbuf, p->sendcap);
@@ -1129,6 +1216,8 @@ static void frame_release(struct raft_buf *b)
  * raft keeps beyond the step -- entries (its log) or a snapshot chunk --
  * is copied into a buffer of its own first.
  */
+static bool inst_restart(struct pipeline *p, struct raft_msg *m);
+
 static void on_raft(struct pipeline *p, const struct dp_msg *m)
 {
 	struct raft_buf frame = {
@@ -1143,7 +1232,7 @@ static void on_raft(struct pipeline *p, const struct dp_msg *m)
 	/* A removed member is told so; its votes must not disturb the members. */
 	if (removed_speaks(p, m->from, &msg))
 		return;
-	if (!msg.n_entries && msg.type != RAFT_MSG_SNAPSHOT) {
+	if (!msg.n_entries && (msg.type != RAFT_MSG_SNAPSHOT || inst_restart(p, &msg))) {
 		(void)raft_step(p->r, &msg);
 		/* raft took no reference to the transport's bytes. */
 		KEEL_ASSERT(frame.refs == 1);
@@ -1957,7 +2046,7 @@ static void snap_run(struct snapper *s)
 			wal_snap_abort(sk.sw);
 	}
 	if (rc == 0)
-		rc = wal_snap_map(s->w, s->index, false, &s->map);
+		rc = wal_snap_image_open(s->w, s->index, false, &s->map);
 	if (rc == KEEL_E_TOO_BIG)
 		keeld_log("snapshot %" PRIu64 ": the image is larger than %" PRIu64
 			  " bytes, the limit keel.test.snapshotMaxBytes sets; the previous "
@@ -2032,7 +2121,7 @@ static void snap_stop(struct pipeline *p)
 	pthread_mutex_unlock(&s->mu);
 	pthread_join(s->th, NULL);
 	s->started = false;
-	wal_snap_unmap(&s->map);
+	wal_snap_image_close(&s->map);
 }
 
 static void mg_answer(struct pipeline *p, uint64_t id, int status, const char *fmt, ...)
@@ -2102,21 +2191,32 @@ static void snap_done(struct pipeline *p)
 	struct snapper *s = &p->snap;
 	int rc = s->rc;
 	uint64_t index = s->index, term = s->term;
-	struct wal_snap_map map = s->map;
+	struct wal_snap_image map = s->map;
 	memset(&s->map, 0, sizeof(s->map));
 	pthread_mutex_lock(&s->mu);
 	snap_set(s, SNAP_IDLE);
 	pthread_mutex_unlock(&s->mu);
 	if (rc < 0) {
 		p->since_snap_bytes += s->log_bytes; /* still to be covered */
-		p->snap_failed++;
-		keeld_log("snapshot %" PRIu64 " failed (%" PRIu64 " failed so far): %s", index,
-			  p->snap_failed, keel_strerror(rc));
+		snap_fail(p, KEELD_SNAP_TAKE, "snapshot %" PRIu64 ": %s", index,
+			  rc == KEEL_E_TOO_BIG ? "the image passed keel.test.snapshotMaxBytes"
+					       : keel_strerror(rc));
+		/* A full or failing disk fails the next job too: without a pause the
+		 * threshold (still passed) would start one every turn, each
+		 * serializing the whole store and logging. */
+		p->snap_backoff_ns = p->snap_backoff_ns
+					     ? KEEL_MIN(2 * p->snap_backoff_ns, 64000000000ull)
+					     : 1000000000ull;
+		p->snap_retry_ns = keel_now_ns() + p->snap_backoff_ns;
+		keeld_log("snapshot %" PRIu64 " failed (%" PRIu64 " failed so far): %s; the next "
+			  "automatic one in %" PRIu64 " s at the earliest",
+			  index, p->snap_failed[KEELD_SNAP_TAKE], keel_strerror(rc),
+			  p->snap_backoff_ns / 1000000000u);
 		snap_answer(p, rc);
 		return;
 	}
 	if (index <= p->snap_index) {
-		wal_snap_unmap(&map); /* an installed snapshot overtook it */
+		wal_snap_image_close(&map); /* an installed snapshot overtook it */
 		snap_answer(p, 0);
 		return;
 	}
@@ -2132,6 +2232,7 @@ static void snap_done(struct pipeline *p)
 		return;
 	}
 	p->snap_index = index;
+	p->snap_backoff_ns = 0;
 	uint64_t upto = index > SNAP_KEEP_ENTRIES ? index - SNAP_KEEP_ENTRIES : 0;
 	upto = KEEL_MIN(upto, p->durable_index);
 	if (upto >= wal_first_index(p->w) && (rc = wal_truncate_prefix(p->w, upto)) < 0)
@@ -2157,9 +2258,22 @@ static bool snap_turn(struct pipeline *p)
 	case SNAP_IDLE:
 		if (p->snap_req_n)
 			snap_answer(p, 0); /* those an installed snapshot covers */
-		if (!s->started || p->wal_failed || p->applied_index <= p->snap_index ||
-		    (p->since_snap_bytes < p->k->cfg.snapshot_threshold_bytes && !p->snap_req_n))
+		if (!s->started || p->wal_failed || p->applied_index <= p->snap_index)
 			return false;
+		if (!p->snap_req_n && p->snap_backoff_ns && keel_now_ns() < p->snap_retry_ns)
+			return false; /* the last one failed: not yet */
+		if (p->since_snap_bytes < p->k->cfg.snapshot_threshold_bytes && !p->snap_req_n) {
+			/* An image snap_chunk could not read: replace it, once a second. */
+			if (p->snap_bad_index != p->snap_index || !p->snap_index)
+				return false;
+			uint64_t now = keel_now_ns();
+			if (now < p->snap_bad_retake_ns)
+				return false;
+			p->snap_bad_retake_ns = now + 1000000000u;
+			keeld_log("snapshot: taking a new one at index %" PRIu64
+				  " to replace the unreadable image at %" PRIu64,
+				  p->applied_index, p->snap_index);
+		}
 		pthread_mutex_lock(&s->mu);
 		snap_set(s, SNAP_ARMED);
 		pthread_mutex_unlock(&s->mu);
@@ -2195,7 +2309,7 @@ static void snap_settle(struct pipeline *p)
 		} else if (st == SNAP_DONE) {
 			if (s->rc < 0)
 				p->since_snap_bytes += s->log_bytes;
-			wal_snap_unmap(&s->map);
+			wal_snap_image_close(&s->map);
 			snap_set(s, SNAP_IDLE);
 		}
 		break;
@@ -2210,19 +2324,25 @@ static void inst_drop(struct pipeline *p)
 	p->inst_sw = NULL;
 	p->inst_index = p->inst_term = p->inst_len = 0;
 	p->inst_rc = 0;
+	p->inst_write_ns = p->inst_write_max_ns = 0;
+	p->inst_restarting = false;
 }
 
 /*
  * Snapshot chunks from the leader go straight into a wal snapshot writer (its
  * bounded buffer, then the file): the image is never whole in memory. Raft
  * hands them over in order, each at the offset after the previous one; one at
- * offset 0 starts the image (again). A failed write is remembered: the install
- * cannot complete (install_snapshot stops the node, as before).
+ * offset 0 starts the image (again). A failed write (or a chunk that does not
+ * continue the image) is remembered, counted and logged when it happens, and
+ * the transfer starts again from the first chunk (inst_restart); only when it
+ * was the last chunk can the install not be taken back (install_snapshot
+ * stops the node, as before: Raft was told the image is in).
  */
 static void take_chunks(struct pipeline *p, const struct raft_update *u)
 {
 	for (uint32_t i = 0; i < u->n_chunks; i++) {
 		const struct raft_chunk *c = &u->chunks[i];
+		bool was_ok = !p->inst_rc || c->offset == 0;
 		if (c->offset == 0) {
 			uint8_t cb[RAFT_CONF_MAX_BYTES];
 			size_t cl = raft_conf_encode(&c->conf, cb);
@@ -2235,11 +2355,54 @@ static void take_chunks(struct pipeline *p, const struct raft_update *u)
 					   c->term != p->inst_term || c->offset != p->inst_len)) {
 			p->inst_rc = KEEL_E_STATE; /* not the continuation of this image */
 		}
-		if (p->inst_rc || !c->buf || !c->len)
-			continue;
-		p->inst_rc = wal_snap_write(p->inst_sw, c->buf->data + c->off, c->len);
-		p->inst_len += c->len;
+		if (!p->inst_rc && c->buf && c->len) {
+			uint64_t t0 = keel_now_ns();
+			if (p->test_snap_write_fail && --p->test_snap_write_fail == 0)
+				p->inst_rc = -EIO; /* test: this write fails as the disk would */
+			else
+				p->inst_rc =
+					wal_snap_write(p->inst_sw, c->buf->data + c->off, c->len);
+			p->inst_len += c->len;
+			t0 = keel_now_ns() - t0; /* the pipeline's time in it (the install's log) */
+			p->inst_write_ns += t0;
+			p->inst_write_max_ns = KEEL_MAX(p->inst_write_max_ns, t0);
+		}
+		if (was_ok && p->inst_rc) {
+			snap_fail(p, KEELD_SNAP_INSTALL,
+				  "snapshot %" PRIu64 " from the leader: the chunk at %" PRIu64
+				  ": %s",
+				  c->index, c->offset, keel_strerror(p->inst_rc));
+			keeld_log("snapshot %" PRIu64 " from the leader: the chunk at %" PRIu64
+				  " (%u bytes): %s; %s",
+				  c->index, c->offset, c->len, keel_strerror(p->inst_rc),
+				  c->last ? "it was the last one: the install cannot complete"
+					  : "the transfer starts again from the first chunk");
+		}
 	}
+}
+
+/*
+ * The follower's half of starting a transfer again after a chunk it could
+ * not write (take_chunks): the next chunk of that image that arrives is
+ * handed to raft as an empty chunk at offset 0, which resets raft's receive
+ * state to the image's start (raft.c handle_snapshot: a chunk at offset 0
+ * starts the image); raft then answers the leader's next chunk, which does
+ * not follow from 0, with a rejection at offset 0, and the leader sends the
+ * image again from its first chunk, which opens a new writer. Once per
+ * failure. Returns whether m was rewritten (it then holds no data).
+ */
+static bool inst_restart(struct pipeline *p, struct raft_msg *m)
+{
+	if (m->type != RAFT_MSG_SNAPSHOT || !p->inst_rc || p->inst_restarting ||
+	    m->index != p->inst_index || m->offset == 0)
+		return false;
+	p->inst_restarting = true;
+	m->offset = 0;
+	m->data_buf = NULL;
+	m->data_off = 0;
+	m->data_len = 0;
+	m->flags &= (uint8_t)~RAFT_F_DONE;
+	return true;
 }
 
 /*
@@ -2247,12 +2410,14 @@ static void take_chunks(struct pipeline *p, const struct raft_update *u)
  * drop the log it replaces, and load it into a fresh store that replaces the
  * current one (readers may still hold views of the old store: it is kept
  * until exit). The store is restored from the durable file through a bounded
- * buffer (keeld_snap_restore); a mapping of the file is the image raft sends
+ * buffer (keeld_snap_restore); the file, opened for reads, is the image raft sends
  * on.
  */
 static void install_snapshot(struct pipeline *p, const struct raft_snapshot_meta *m)
 {
 	struct keeld *k = p->k;
+	uint64_t t0 = keel_now_ns();
+	uint64_t write_ns = p->inst_write_ns, write_max_ns = p->inst_write_max_ns;
 	snap_settle(p);
 	int rc = p->inst_rc;
 	if (!rc && (!p->inst_sw || p->inst_index != m->index || p->inst_term != m->term))
@@ -2262,6 +2427,7 @@ static void install_snapshot(struct pipeline *p, const struct raft_snapshot_meta
 		p->inst_sw = NULL;
 	}
 	inst_drop(p);
+	uint64_t t1 = keel_now_ns();
 	if (rc < 0) {
 		keeld_log("snapshot %" PRIu64 " from the leader: writing it failed: %s", m->index,
 			  keel_strerror(rc));
@@ -2279,13 +2445,13 @@ static void install_snapshot(struct pipeline *p, const struct raft_snapshot_meta
 	struct kv *nkv;
 	struct wal_snap_meta meta;
 	struct raft_conf conf;
-	struct wal_snap_map map;
+	struct wal_snap_image map;
 	uint32_t level = NODE_PROTOCOL_LEVEL_MIN;
 	if ((rc = kv_create(&kc, &nkv)) < 0 ||
 	    (rc = keeld_snap_restore(p->w, nkv, &meta, &conf, &level, k->cfg.protocol_level)) < 0 ||
 	    (rc = meta.index == m->index ? 0 : KEEL_E_STATE) < 0 ||
 	    (rc = kv_zookeeper_nodes(nkv)) < 0 ||
-	    (rc = wal_snap_map(p->w, m->index, false, &map)) < 0) {
+	    (rc = wal_snap_image_open(p->w, m->index, false, &map)) < 0) {
 		char msg[512];
 		/* raft was told the image is installed: this node cannot go on */
 		if (rc == KEEL_E_UNSUPPORTED &&
@@ -2314,9 +2480,13 @@ static void install_snapshot(struct pipeline *p, const struct raft_snapshot_meta
 	if (!p->inst_done)
 		abort();
 	p->inst_done_index = m->index;
+	/* What the install cost this pipeline: the chunk writes, spread over the
+	 * turns that received them, then this one turn (sync, restore). */
 	keeld_log("installed snapshot %" PRIu64 " (term %" PRIu64 ", %" PRIu64
-		  " bytes) from the leader",
-		  m->index, m->term, len);
+		  " bytes) from the leader; chunk writes %.1f ms in all, the longest %.2f ms; "
+		  "this turn: synced in %.1f ms, restored in %.1f ms",
+		  m->index, m->term, len, (double)write_ns / 1e6, (double)write_max_ns / 1e6,
+		  (double)(t1 - t0) / 1e6, (double)(keel_now_ns() - t1) / 1e6);
 }
 
 /* ------------------------------------------------------------ the wal */
@@ -3677,16 +3847,25 @@ static int mg_apply(struct pipeline *p, const char *key, const char *val, char *
 		p->test_apply_gap_us = us;
 		return 0;
 	}
-	if (!strcmp(key, "keel.test.snapshotMaxBytes")) {
-		/* An image size limit, to test a snapshot job that fails as it streams. */
+	/* Snapshot test faults, counts (0 = off): snapshotMaxBytes, an image size
+	 * limit (a job that fails as it streams); the countdowns (STYLE #12)
+	 * snapshotReadFailAfter / snapshotWriteFailAfter: the N-th read of the
+	 * leader's image for a chunk, the N-th chunk write of an image from the
+	 * leader, from now, fails with EIO as the disk would, once. */
+	uint64_t *count =
+		!strcmp(key, "keel.test.snapshotMaxBytes")         ? &p->test_snap_max_bytes
+		: !strcmp(key, "keel.test.snapshotReadFailAfter")  ? &p->test_snap_read_fail
+		: !strcmp(key, "keel.test.snapshotWriteFailAfter") ? &p->test_snap_write_fail
+								   : NULL;
+	if (count) {
 		char *end;
 		errno = 0;
 		unsigned long long v = strtoull(val, &end, 10);
 		if (!*val || *end || errno || *val == '-') {
-			snprintf(msg, len, "%s: '%s' is not a byte count (0 = no limit)", key, val);
+			snprintf(msg, len, "%s: '%s' is not a count (0 = off)", key, val);
 			return KEEL_E_CONFIG;
 		}
-		p->test_snap_max_bytes = v;
+		*count = v;
 		snprintf(msg, len, "%s set to %llu", key, v);
 		return 0;
 	}
@@ -3871,7 +4050,8 @@ static void mg_drops(struct pipeline *p)
 	now[4] = st.v[DP_CTR_DROP_FRAG_OVERLAP] + st.v[DP_CTR_DROP_FRAG_DUP] +
 		 st.v[DP_CTR_DROP_FRAG_FLOOD] + st.v[DP_CTR_DROP_REASM_MEM] +
 		 st.v[DP_CTR_DROP_REASM_TIMEOUT] + st.v[DP_CTR_DROP_REASM_EVICTED];
-	now[5] = st.v[DP_CTR_DROP_TX_FULL] + st.v[DP_CTR_DROP_TX_NO_ROUTE];
+	now[5] = st.v[DP_CTR_DROP_TX_FULL] + st.v[DP_CTR_DROP_TX_NO_ROUTE] +
+		 st.v[DP_CTR_DROP_TX_MSGSIZE];
 	for (int i = 0; i < MGMT_N_DROPS; i++) {
 		if (now[i] > p->drops_seen[i])
 			mgmt_counter_add(p->k->nm->frames_dropped[i], now[i] - p->drops_seen[i]);
@@ -3910,6 +4090,15 @@ static void mg_publish(struct pipeline *p)
 	s.protocol_level_min = NODE_PROTOCOL_LEVEL_MIN;
 	s.cluster_level = p->level_cluster;
 	s.level_refused = atomic_load(&k->n_level_refused);
+	_Static_assert(KEELD_SNAP_STAGES == MGMT_SNAP_STAGES, "stage names in mgmt.h");
+	memcpy(s.snapshot_failures, p->snap_failed, sizeof(s.snapshot_failures));
+	s.snapshot_failure_ms = p->snap_fail_ms;
+	if (p->snap_fail_ms) {
+		snprintf(s.snapshot_failure_stage, sizeof(s.snapshot_failure_stage), "%s",
+			 mgmt_snap_stage_names[p->snap_fail_stage]);
+		snprintf(s.snapshot_failure_reason, sizeof(s.snapshot_failure_reason), "%s",
+			 p->snap_fail_why);
+	}
 	bool leader = raft_role(p->r) == RAFT_LEADER;
 	uint64_t now_ns = keel_now_ns();
 	for (uint32_t i = 0; i < c->n && s.n_peers < MGMT_MAX_PEERS; i++) {
@@ -4515,10 +4704,10 @@ int keeld_pipeline_open(struct keeld *k)
 	bool have_snap_conf = false;
 	struct raft_conf snap_conf;
 	if (rec.snap_index) {
-		/* Restored through a bounded buffer (CRC verified first), then mapped
-		 * as raft's image: no copy of it in anonymous memory. */
+		/* Restored through a bounded buffer (CRC verified first), then opened
+		 * as raft's image (read by chunks when sent): no copy of it in memory. */
 		struct wal_snap_meta meta;
-		struct wal_snap_map map;
+		struct wal_snap_image map;
 		uint32_t level = NODE_PROTOCOL_LEVEL_MIN;
 		kv_thread_register();
 		rc = keeld_snap_restore(p->w, k->kv, &meta, &snap_conf, &level,
@@ -4533,10 +4722,10 @@ int keeld_pipeline_open(struct keeld *k)
 		}
 		kv_thread_unregister();
 		if (rc == 0)
-			rc = wal_snap_map(p->w, meta.index, false, &map);
+			rc = wal_snap_image_open(p->w, meta.index, false, &map);
 		if (rc == 0 && !(image = keeld_snap_buf(&map))) {
 			rc = KEEL_E_NOMEM;
-			wal_snap_unmap(&map);
+			wal_snap_image_close(&map);
 		}
 		char msg[512];
 		if (rc == KEEL_E_UNSUPPORTED &&
@@ -4750,6 +4939,7 @@ void keeld_pipeline_close(struct keeld *k)
 	}
 	free(p->items);
 	free(p->sendbuf);
+	free(p->chunk);
 	free(p->went);
 	free(p->book);
 	free(p->removed_at);

@@ -3,7 +3,10 @@
  * Snapshot images without a copy of the whole image in anonymous memory:
  * the helper streams kv_snapshot_write() into the wal's snapshot writer (its
  * own bounded buffer), and once the file is durable the image Raft sends to
- * followers is a read-only mapping of that file. Restores read the mapping.
+ * followers is that file, read chunk by chunk with pread when a chunk is
+ * sent (not mapped: a page the disk cannot read, or a file truncated under
+ * the node, would be a SIGBUS in the pipeline; here it is an error the
+ * sender counts and survives). Restores read the file through a bounded buffer.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -94,29 +97,40 @@ int keeld_snap_restore(struct wal *w, struct kv *kv, struct wal_snap_meta *meta,
 
 struct snap_buf {
 	struct raft_buf b;
-	struct wal_snap_map m;
+	struct wal_snap_image img;
 };
 
 static void snap_buf_release(struct raft_buf *b)
 {
 	struct snap_buf *s = b->user;
-	wal_snap_unmap(&s->m);
+	wal_snap_image_close(&s->img);
 	free(s);
 }
 
-struct raft_buf *keeld_snap_buf(struct wal_snap_map *m)
+struct raft_buf *keeld_snap_buf(struct wal_snap_image *img)
 {
 	struct snap_buf *s = malloc(sizeof(*s));
 	if (!s)
 		return NULL;
-	s->m = *m;
-	memset(m, 0, sizeof(*m));
-	/* data is not const in raft_buf, but nothing writes a snapshot image:
-	 * the pages are PROT_READ, so a stray write faults instead of corrupting. */
-	s->b = (struct raft_buf){ .refs = 1,
-				  .size = s->m.data_bytes,
-				  .data = (uint8_t *)(uintptr_t)s->m.data,
-				  .release = snap_buf_release,
-				  .user = s };
+	s->img = *img;
+	memset(img, 0, sizeof(*img));
+	/* data stays NULL: whatever would dereference it instead of reading
+	 * through keeld_snap_buf_read faults at once, in every test. */
+	s->b = (struct raft_buf){
+		.refs = 1, .size = s->img.data_bytes, .release = snap_buf_release, .user = s
+	};
 	return &s->b;
+}
+
+bool keeld_snap_buf_is(const struct raft_buf *b)
+{
+	return b && b->release == snap_buf_release;
+}
+
+int keeld_snap_buf_read(const struct raft_buf *b, uint64_t off, void *dst, size_t len,
+			const char **name)
+{
+	const struct snap_buf *s = b->user;
+	*name = s->img.name;
+	return wal_snap_image_read(&s->img, off, dst, len);
 }

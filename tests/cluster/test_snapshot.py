@@ -4,7 +4,7 @@ while the leader compacted its log past it is caught up by InstallSnapshot;
 a restart of every node recovers from snapshot + log.
 
 A store of several MiB (larger than the snapshot writer's bounded buffer:
-the image is streamed to the file, and sent and restored from a mapping of
+the image is streamed to the file, and sent and restored by reading
 it) snapshots on POST /snapshot, is installed on a follower that fell
 behind and restored by a restarted leader, contents compared byte for byte;
 an image over the size limit (lowered with keel.test.snapshotMaxBytes) is
@@ -164,7 +164,7 @@ class Snapshots(unittest.TestCase):
                 for k, v in values.items():
                     self.assertEqual(c.get(k)[0], v, "%s: %s" % (who, k))
 
-            # The victim is sent the leader's (mapped) image.
+            # The victim is sent the leader's image (read from its file).
             cl.start(victim)
             only = client(cl, [victim])
             wait_for(lambda: len(only.get_children(root)) == len(values), 60,

@@ -9,7 +9,9 @@
  * fragments that cross segment boundaries intact. The peer table at run
  * time: a peer added with dp_peer_set() (id 200: the whole 1..255 range) is
  * reached and heard, a moved one is heard only at its new address, a removed
- * one is neither.
+ * one is neither. dp.mtu=auto follows each peer's route and a path MTU that
+ * shrinks while nodes talk (EMSGSIZE: counted, the MTU lowered, the next
+ * send cut for it).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -149,6 +151,15 @@ static uint64_t frames_for(size_t len, uint16_t mtu)
 	return (len + unit - 1) / unit;
 }
 
+/* Of a len-byte message cut for mtu, the frames longer than a path of path bytes. */
+static uint64_t frames_over(size_t len, uint16_t mtu, size_t path)
+{
+	size_t unit = mtu - DP_IP_BYTES - DP_UDP_BYTES - DP_HDR_BYTES, n = 0;
+	for (size_t off = 0; off < len; off += unit)
+		n += DP_IP_BYTES + DP_UDP_BYTES + DP_HDR_BYTES + KEEL_MIN(unit, len - off) > path;
+	return n;
+}
+
 /* Send len bytes a -> `to` of b and check b got them intact in `frames` frames. */
 static void send_check(dp_transport *a, dp_transport *b, uint16_t to, size_t len, uint64_t frames)
 {
@@ -241,21 +252,124 @@ static int route_mtu_child(void)
 	return rc;
 }
 
-/* dp.mtu=auto follows the route to each peer (a veth of MTU 1400 in a netns). */
-static void test_mtu_route_per_peer(void **state)
+/*
+ * In a network namespace of its own (a child process): nodes 1 (127.0.0.1)
+ * and 2 (127.0.0.2) with dp.mtu=auto talk over lo; then the path to node 2
+ * shrinks under them (a local route of MTU 1300 for 127.0.0.2, as a path MTU
+ * learnt from ICMP would): node 1's next send fails EMSGSIZE, is counted
+ * (drop_tx_msgsize, tx_mtu_lowered) and lowers its MTU to 1300; the message
+ * sent again (Raft's retry) arrives cut for 1300; node 2's sends to node 1
+ * are not affected. A path of 500 then lowers it to 576 (DP_MTU_MIN) and no
+ * further: frames of 576 still refused are counted, not sent. Returns 0, 77
+ * when the namespace cannot be made here, else the step that failed.
+ */
+static int pmtu_shrinks_child(void)
 {
-	(void)state;
+	char err[256];
+	if (unshare(CLONE_NEWNET) != 0)
+		return 77;
+	if (system("ip link set lo up >/dev/null 2>&1") != 0)
+		return 77;
+	struct dp_config ca, cb;
+	cfg(&ca, 1, 2);
+	cfg(&cb, 2, 1);
+	if (dp_config_set(&ca, "dp.mtu", "auto", err, sizeof(err)) ||
+	    dp_config_set(&cb, "dp.mtu", "auto", err, sizeof(err)) ||
+	    dp_config_set(&ca, "dp.ip", "127.0.0.1", err, sizeof(err)) ||
+	    dp_config_set(&cb, "dp.ip", "127.0.0.2", err, sizeof(err)))
+		return 1;
+	char v[64];
+	snprintf(v, sizeof(v), "127.0.0.2:%u", base_port + 2);
+	if (dp_config_set(&ca, "dp.peer.2", v, err, sizeof(err)))
+		return 2;
+	dp_transport *a, *b;
+	if (dp_open(&cb, &b, err, sizeof(err)) || dp_open(&ca, &a, err, sizeof(err)))
+		return 3;
+	uint16_t lo = dp_mtu(a);
+	if (lo < 9000 || dp_mtu(b) != lo)
+		return 4;
+	send_check(a, b, 2, 100000, frames_for(100000, lo));
+	if (system("ip route add local 127.0.0.2/32 dev lo mtu 1300 table local") != 0)
+		return 5;
+	/* Cut for the old MTU: the kernel refuses every frame, none arrives. */
+	static uint8_t buf[100000];
+	fill(buf, sizeof(buf), 9);
+	if (dp_send(a, 2, 7, buf, sizeof(buf)) != 0)
+		return 6;
+	dp_flush(a);
+	struct dp_stats st;
+	dp_stats(a, &st);
+	if (dp_mtu(a) != 1300 || !dp_mtu_is_auto(a) || st.v[DP_CTR_TX_MTU_LOWERED] != 1 ||
+	    st.v[DP_CTR_DROP_TX_MSGSIZE] != frames_for(sizeof(buf), lo))
+		return 7;
+	struct dp_msg m;
+	uint8_t *copy = NULL;
+	if (drain(b, &m, &copy, 1) != 0)
+		return 8;
+	/* Sent again: cut for 1300, intact. */
+	send_check(a, b, 2, 100000, frames_for(100000, 1300));
+	dp_stats(a, &st);
+	if (st.v[DP_CTR_TX_MTU_LOWERED] != 1 ||
+	    st.v[DP_CTR_DROP_TX_MSGSIZE] != frames_for(sizeof(buf), lo))
+		return 9;
+	/* The other way the path did not change. */
+	send_check(b, a, 1, 100000, frames_for(100000, lo));
+	if (dp_mtu(b) != lo)
+		return 10;
+	/* A path below the protocol minimum: lowered to 576, never below; frames
+	 * of 576 still refused are counted, the MTU stays (and nothing arrives). */
+	if (system("ip route change local 127.0.0.2/32 dev lo mtu 500 table local") != 0)
+		return 11;
+	if (dp_send(a, 2, 7, buf, 5000) != 0)
+		return 12;
+	dp_flush(a);
+	uint64_t refused = frames_for(sizeof(buf), lo) + frames_over(5000, 1300, 500);
+	dp_stats(a, &st);
+	if (dp_mtu(a) != DP_MTU_MIN || st.v[DP_CTR_TX_MTU_LOWERED] != 2 ||
+	    st.v[DP_CTR_DROP_TX_MSGSIZE] != refused)
+		return 13;
+	if (dp_send(a, 2, 7, buf, 5000) != 0)
+		return 14;
+	dp_flush(a);
+	dp_stats(a, &st);
+	if (dp_mtu(a) != DP_MTU_MIN || st.v[DP_CTR_TX_MTU_LOWERED] != 2 ||
+	    st.v[DP_CTR_DROP_TX_MSGSIZE] != refused + frames_over(5000, DP_MTU_MIN, 500))
+		return 15;
+	if (drain(b, &m, &copy, 1) != 0)
+		return 16;
+	dp_close(a);
+	dp_close(b);
+	return 0;
+}
+
+/* Run child() in a child process (its network namespace goes with it). */
+static void in_child(int (*child)(void))
+{
 	fflush(NULL);
 	pid_t pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0)
-		_exit(route_mtu_child()); /* the namespace goes with the child */
+		_exit(child());
 	int st;
 	assert_int_equal(waitpid(pid, &st, 0), pid);
 	assert_true(WIFEXITED(st));
 	if (WEXITSTATUS(st) == 77)
 		skip(); /* no CAP_NET_ADMIN or no veth here */
 	assert_int_equal(WEXITSTATUS(st), 0);
+}
+
+/* dp.mtu=auto follows a path MTU that shrinks while two nodes talk. */
+static void test_mtu_path_shrinks(void **state)
+{
+	(void)state;
+	in_child(pmtu_shrinks_child);
+}
+
+/* dp.mtu=auto follows the route to each peer (a veth of MTU 1400 in a netns). */
+static void test_mtu_route_per_peer(void **state)
+{
+	(void)state;
+	in_child(route_mtu_child);
 }
 
 /* An explicit dp.mtu wins over the path's. */
@@ -1143,6 +1257,7 @@ int main(void)
 		cmocka_unit_test(test_mtu_auto_and_mixed),
 		cmocka_unit_test(test_mtu_explicit),
 		cmocka_unit_test(test_mtu_route_per_peer),
+		cmocka_unit_test(test_mtu_path_shrinks),
 		cmocka_unit_test(test_truncated_datagram),
 		cmocka_unit_test(test_strangers_dropped_and_counted),
 		cmocka_unit_test(test_runtime_peers),

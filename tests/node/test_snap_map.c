@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * keeld's snapshot images (snapbuf.c over the wal's snapshot files): an image
- * streamed through the size-limited sink, mapped read-only as the raft_buf
- * Raft sends, and that buffer's lifetime: a reference held across a newer
- * snapshot, which unlinks the old file, still reads the old bytes; the last
- * unref unmaps it. A store restored from the file through the bounded
- * reader (keeld_snap_restore) equals the one snapshotted.
+ * streamed through the size-limited sink, opened as the raft_buf Raft sends
+ * (read chunk by chunk with pread, not mapped), and that buffer's lifetime: a
+ * reference held across a newer snapshot, which unlinks the old file, still
+ * reads the old bytes; the last unref closes it. A file truncated under an
+ * open image, or a chunk beyond it, is an error code, never a SIGBUS. A store
+ * restored from the file through the bounded reader (keeld_snap_restore)
+ * equals the one snapshotted.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -15,7 +17,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
+#include <dirent.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -92,54 +95,110 @@ static bool snap_file_exists(const char *dir, uint64_t index)
 	return access(p, F_OK) == 0;
 }
 
-static bool mapped(const void *p)
+static int open_fds(void)
 {
-	unsigned char v;
-	uintptr_t page = (uintptr_t)p & ~(uintptr_t)(sysconf(_SC_PAGESIZE) - 1);
-	return mincore((void *)page, 1, &v) == 0 || errno != ENOMEM;
+	DIR *d = opendir("/proc/self/fd");
+	assert_non_null(d);
+	int n = 0;
+	while (readdir(d))
+		n++;
+	closedir(d);
+	return n;
+}
+
+/* Read b's whole image as a sender does, 64 KiB chunks (the last one short). */
+static void check_buf(const struct raft_buf *b, uint64_t index)
+{
+	static uint8_t img[IMAGE_BYTES];
+	const char *name;
+	for (uint64_t off = 0; off < b->size; off += 65536)
+		assert_int_equal(keeld_snap_buf_read(b, off, img + off,
+						     KEEL_MIN(65536, b->size - off), &name),
+				 0);
+	check_image(img, index);
+	char want[64];
+	snprintf(want, sizeof(want), "snap-%016" PRIx64 ".snap", index);
+	assert_string_equal(name, want);
 }
 
 static void test_ref_outlives_newer_snapshot(void **state)
 {
 	struct fx *f = *state;
 	write_image(f->w, 5);
-	struct wal_snap_map m;
-	assert_int_equal(wal_snap_map(f->w, 5, true, &m), 0);
+	int fds = open_fds();
+	struct wal_snap_image m;
+	assert_int_equal(wal_snap_image_open(f->w, 5, true, &m), 0);
 	assert_int_equal(m.index, 5);
 	assert_int_equal(m.term, 2);
 	assert_int_equal(m.data_bytes, IMAGE_BYTES);
 	assert_int_equal(m.membership_len, 3);
-	assert_int_equal(m.membership[2], 3);
 	struct raft_buf *b = keeld_snap_buf(&m);
 	assert_non_null(b);
-	assert_null(m.base_); /* taken over */
+	assert_int_equal(m.index, 0); /* taken over */
+	assert_true(keeld_snap_buf_is(b));
+	assert_null(b->data); /* read, never dereferenced */
 	assert_int_equal(b->size, IMAGE_BYTES);
 	assert_int_equal(b->refs, 1);
 	/* A send in flight holds a ref; raft then drops its own for a newer image. */
 	struct raft_buf *sending = raft_buf_ref(b);
 	raft_buf_unref(b);
-	const uint8_t *data = sending->data;
 
 	write_image(f->w, 9); /* publishes 9, unlinks snap 5 */
 	assert_false(snap_file_exists(f->dir, 5));
 	assert_true(snap_file_exists(f->dir, 9));
-	struct wal_snap_map gone;
-	assert_int_equal(wal_snap_map(f->w, 5, false, &gone), KEEL_E_NOT_FOUND);
-	/* Evict our clean pages so the read below goes back to the (unlinked) file. */
-	assert_int_equal(
-		madvise((void *)((uintptr_t)data & ~(uintptr_t)(sysconf(_SC_PAGESIZE) - 1)),
-			IMAGE_BYTES, MADV_DONTNEED),
-		0);
-	check_image(sending->data, 5);
-	assert_true(mapped(data));
-	raft_buf_unref(sending); /* the last ref: unmapped */
-	assert_false(mapped(data));
+	struct wal_snap_image gone;
+	assert_int_equal(wal_snap_image_open(f->w, 5, false, &gone), KEEL_E_NOT_FOUND);
+	check_buf(sending, 5); /* the unlinked file, through the fd the image holds */
+	assert_int_equal(open_fds(), fds + 1);
+	raft_buf_unref(sending); /* the last ref: closed */
+	assert_int_equal(open_fds(), fds);
 
-	struct wal_snap_map m9;
-	assert_int_equal(wal_snap_map(f->w, 9, true, &m9), 0);
-	check_image(m9.data, 9);
-	wal_snap_unmap(&m9);
-	assert_null(m9.base_);
+	struct wal_snap_image m9;
+	assert_int_equal(wal_snap_image_open(f->w, 9, true, &m9), 0);
+	struct raft_buf *b9 = keeld_snap_buf(&m9);
+	check_buf(b9, 9);
+	raft_buf_unref(b9);
+	struct raft_buf plain = { .refs = 1 };
+	assert_false(keeld_snap_buf_is(&plain));
+	assert_false(keeld_snap_buf_is(NULL));
+	/* A zeroed (closed) image closes nothing. */
+	memset(&m9, 0, sizeof(m9));
+	wal_snap_image_close(&m9);
+	assert_int_equal(open_fds(), fds);
+}
+
+/*
+ * The leader's image truncated by someone else while it is open (what a
+ * mapping turned into a SIGBUS in the pipeline): the chunks still inside the
+ * file read, the first one that reaches past its end is KEEL_E_CORRUPT, one
+ * wholly past it too; a range beyond the image is refused. Then the file
+ * is emptied: every read fails, none faults.
+ */
+static void test_truncated_under_open_image(void **state)
+{
+	struct fx *f = *state;
+	write_image(f->w, 5);
+	struct wal_snap_image m;
+	assert_int_equal(wal_snap_image_open(f->w, 5, false, &m), 0);
+	struct raft_buf *b = keeld_snap_buf(&m);
+	assert_non_null(b);
+	char p[512];
+	snprintf(p, sizeof(p), "%s/snap-%016" PRIx64 ".snap", f->dir, (uint64_t)5);
+	/* header 64 + membership 3 + 200000 payload bytes are left */
+	assert_int_equal(truncate(p, 64 + 3 + 200000), 0);
+	static uint8_t buf[65536];
+	const char *name;
+	assert_int_equal(keeld_snap_buf_read(b, 0, buf, sizeof(buf), &name), 0);
+	for (size_t i = 0; i < sizeof(buf); i++)
+		assert_int_equal(buf[i], pattern(5, i));
+	assert_int_equal(keeld_snap_buf_read(b, 196608, buf, sizeof(buf), &name), KEEL_E_CORRUPT);
+	assert_int_equal(keeld_snap_buf_read(b, 262144, buf, sizeof(buf), &name), KEEL_E_CORRUPT);
+	assert_int_equal(keeld_snap_buf_read(b, IMAGE_BYTES - 10, buf, 11, &name), KEEL_E_INVAL);
+	assert_int_equal(truncate(p, 0), 0);
+	assert_int_equal(keeld_snap_buf_read(b, 0, buf, 1, &name), KEEL_E_CORRUPT);
+	raft_buf_unref(b);
+	/* Opening it again refuses it: shorter than header and trailer. */
+	assert_int_equal(wal_snap_image_open(f->w, 5, false, &m), KEEL_E_CORRUPT);
 }
 
 static void test_sink_refuses_past_limit(void **state)
@@ -156,11 +215,12 @@ static void test_sink_refuses_past_limit(void **state)
 	wal_snap_abort(sk.sw);
 	/* The previous snapshot stays the latest, readable. */
 	assert_int_equal(wal_snap_index(f->w), 5);
-	struct wal_snap_map m;
-	assert_int_equal(wal_snap_map(f->w, 5, true, &m), 0);
-	check_image(m.data, 5);
-	wal_snap_unmap(&m);
-	assert_int_equal(wal_snap_map(f->w, 7, false, &m), KEEL_E_NOT_FOUND);
+	struct wal_snap_image m;
+	assert_int_equal(wal_snap_image_open(f->w, 5, true, &m), 0);
+	struct raft_buf *b = keeld_snap_buf(&m);
+	check_buf(b, 5);
+	raft_buf_unref(b);
+	assert_int_equal(wal_snap_image_open(f->w, 7, false, &m), KEEL_E_NOT_FOUND);
 }
 
 static void test_map_verifies_crc(void **state)
@@ -176,13 +236,15 @@ static void test_map_verifies_crc(void **state)
 	c ^= 0x40;
 	assert_int_equal(pwrite(fd, &c, 1, 64 + 3 + 1000), 1);
 	close(fd);
-	struct wal_snap_map m;
-	assert_int_equal(wal_snap_map(f->w, 5, true, &m), KEEL_E_CORRUPT);
-	assert_null(m.base_);
+	struct wal_snap_image m;
+	assert_int_equal(wal_snap_image_open(f->w, 5, true, &m), KEEL_E_CORRUPT);
+	assert_int_equal(m.index, 0);
 	/* Without verify only header and trailer are checked (right after writing). */
-	assert_int_equal(wal_snap_map(f->w, 5, false, &m), 0);
-	assert_int_equal(m.data[1000], pattern(5, 1000) ^ 0x40);
-	wal_snap_unmap(&m);
+	assert_int_equal(wal_snap_image_open(f->w, 5, false, &m), 0);
+	uint8_t got = 0;
+	assert_int_equal(wal_snap_image_read(&m, 1000, &got, 1), 0);
+	assert_int_equal(got, pattern(5, 1000) ^ 0x40);
+	wal_snap_image_close(&m);
 }
 
 /* A store of ~3.5 MiB (values crossing the 1 MiB read pieces) written through
@@ -237,6 +299,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_ref_outlives_newer_snapshot, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_truncated_under_open_image, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sink_refuses_past_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_map_verifies_crc, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_restore_bounded, setup, teardown),
