@@ -1732,7 +1732,7 @@ static bool group_inline(const struct wal *w)
 	       !w->test_fsync_delay_us;
 }
 
-static void pump_uring(struct wal *w, bool may_inline)
+static void pump_uring(struct wal *w)
 {
 	if (!w->err) {
 		if (w->spare_state == SPARE_NONE)
@@ -1742,7 +1742,7 @@ static void pump_uring(struct wal *w, bool may_inline)
 		if (hs_begin(w))
 			hs_submit_uring(w);
 		if (group_build(w)) {
-			if (may_inline && group_inline(w))
+			if (group_inline(w))
 				group_run_plain(w, !w->o.no_sync);
 			else
 				group_submit_uring(w);
@@ -1790,7 +1790,7 @@ int wal_poll(struct wal *w, struct wal_status *st)
 {
 	if (w->uring) {
 		reap(w);
-		pump_uring(w, true);
+		pump_uring(w);
 	} else {
 		pump_plain(w);
 	}
@@ -1805,13 +1805,6 @@ int wal_poll(struct wal *w, struct wal_status *st)
 			   w->pq_sub != w->pq_tail || w->hs_want;
 		st->error = w->err;
 	}
-	return w->err;
-}
-
-int wal_start(struct wal *w)
-{
-	if (w->uring)
-		pump_uring(w, false);
 	return w->err;
 }
 

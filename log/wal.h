@@ -187,17 +187,6 @@ struct wal_status {
  * Returns 0, or the sticky error that stopped the log.
  */
 int wal_poll(struct wal *w, struct wal_status *st);
-
-/*
- * Start what is queued now, as wal_poll() would, but always on io_uring (never
- * inline: this never blocks on the disk) and without reaping: a caller that
- * wants its own write's fsync running before it does other work (a leader, so
- * its sync overlaps sending AppendEntries) calls it right after
- * wal_append(); its wal_poll() later reaps the completion. Nothing starts while
- * a group is in flight. Plain backend: does nothing (wal_poll() syncs).
- * Returns 0, or the sticky error that stopped the log.
- */
-int wal_start(struct wal *w);
 /*
  * When idle: an fd that becomes readable when a completion is waiting (an
  * eventfd registered with the ring; wal_poll() drains it). -1 for the plain

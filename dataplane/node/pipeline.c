@@ -382,7 +382,6 @@ struct pipeline {
 	uint64_t peer_client_ns; /* a peer last showed a client of its own */
 	bool news_was_first;     /* news_first's last answer (logged when it changes) */
 	bool hb_hold;            /* this turn: hold heartbeats */
-	bool sync_first;
 
 	/* membership (leader: the change in flight; every node: addresses) */
 	struct mchange ch;
@@ -4264,8 +4263,6 @@ static void *pipeline_main(void *arg)
 			work = true;
 			take_chunks(p, &u);
 			persist_update(p, &u);
-			if (p->sync_first && u.persist_seq && raft_role(p->r) == RAFT_LEADER)
-				(void)wal_start(p->w);
 			for (uint32_t i = 0; i < u.n_msgs; i++)
 				send_raft(p, &u.msgs[i]);
 			/* Peers hear of a commit before this node's clients do, so
@@ -4494,7 +4491,6 @@ int keeld_pipeline_open(struct keeld *k)
 		return rc;
 	}
 	p->snap.w = p->w;
-	p->sync_first = getenv("KEEL_EXP_SYNC_FIRST") != NULL; /* EXPERIMENT */
 	snprintf(p->fsync_name, sizeof(p->fsync_name), "%s",
 		 !c->fsync                                  ? "off"
 		 : strncmp(rec.backend, "io_uring", 8) == 0 ? "uring"
