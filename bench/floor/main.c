@@ -263,6 +263,10 @@ static int stagger(const struct opts *o, const char *fs)
 			printf(" %7.1f/%7.1f", us(kb_hist_percentile(hs[k], 50)),
 			       us(kb_hist_percentile(hs[k], 90)));
 		printf("\n");
+	}
+	/* Then one machine-readable line per X. */
+	for (int i = 0; i < n; i++) {
+		const struct floor_stagger *x = &r[i];
 		printf("stagger: label=%s x_us=%d rounds=%llu b_start_p50_us=%.1f "
 		       "a_end_p50_us=%.1f "
 		       "a_end_p90_us=%.1f b_end_p50_us=%.1f b_end_p90_us=%.1f "
