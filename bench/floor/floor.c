@@ -17,10 +17,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "floor.h"
@@ -109,6 +111,27 @@ static int overwrite(int fd, enum floor_disk_mode mode, uint8_t *blk, off_t off)
 	return w == FLOOR_BLOCK_SIZE ? 0 : KEEL_E_IO;
 }
 
+/* A new file from the template path (mkostemp's XXXXXX), FLOOR_FILE_SIZE bytes
+ * of buf written and synced: *fd set, or left -1 and nothing behind. */
+static int prep_file(char *path, const uint8_t *buf, int *fd)
+{
+	*fd = mkostemp(path, O_CLOEXEC);
+	if (*fd < 0)
+		return -errno;
+	/* Written, not fallocated: an overwrite of an unwritten extent would
+	 * also convert it, a metadata change a log's preallocated (and
+	 * zero-filled) segment does not pay. */
+	int rc = pwrite_all(*fd, buf, FLOOR_FILE_SIZE, 0);
+	if (rc == 0 && fsync(*fd) < 0)
+		rc = -errno;
+	if (rc < 0) {
+		close(*fd);
+		unlink(path);
+		*fd = -1;
+	}
+	return rc;
+}
+
 int floor_disk(const char *dir, enum floor_disk_mode mode, int warmup, int iters, struct kb_hist *h)
 {
 	if (!dir || iters < 1 || warmup < 0 || warmup > INT_MAX - iters || mode > FLOOR_DISK_DIRECT)
@@ -122,18 +145,7 @@ int floor_disk(const char *dir, enum floor_disk_mode mode, int warmup, int iters
 		return KEEL_E_NOMEM;
 	for (size_t i = 0; i < FLOOR_FILE_SIZE; i++)
 		buf[i] = (uint8_t)(i * 131 + 7);
-	int rc = 0;
-	int fd = mkostemp(path, O_CLOEXEC);
-	if (fd < 0) {
-		rc = -errno;
-		goto out;
-	}
-	/* Written, not fallocated: an overwrite of an unwritten extent would
-	 * also convert it, a metadata change a log's preallocated (and
-	 * zero-filled) segment does not pay. */
-	rc = pwrite_all(fd, buf, FLOOR_FILE_SIZE, 0);
-	if (rc == 0 && fsync(fd) < 0)
-		rc = -errno;
+	int fd = -1, rc = prep_file(path, buf, &fd);
 	if (rc == 0 && mode == FLOOR_DISK_DIRECT) {
 		int fl = fcntl(fd, F_GETFL);
 		if (fl < 0 || fcntl(fd, F_SETFL, fl | O_DIRECT) < 0)
@@ -152,12 +164,174 @@ int floor_disk(const char *dir, enum floor_disk_mode mode, int warmup, int iters
 	/* Some file systems accept the flag and refuse the first write instead. */
 	if (rc == -EINVAL && mode == FLOOR_DISK_DIRECT)
 		rc = KEEL_E_UNSUPPORTED;
-out:
 	if (fd >= 0) {
 		close(fd);
 		unlink(path);
 	}
 	free(buf);
+	return rc;
+}
+
+/* -------------------------------------------------------------- stagger */
+
+struct syncer {
+	struct stag *st;
+	int fd;
+	uint8_t *buf;
+	uint64_t start_ns, end_ns; /* of the last round */
+	int err;
+	pthread_t th;
+};
+
+/* A round: A sets t0 and X, all meet at `go`, each sleeps to its start (A: t0,
+ * B and C: t0 + X), syncs, and all meet at `end` before A reads the times.
+ * Nobody spins: a spinning thread on 2 vCPUs delays the others' I/O
+ * completion wake-ups (and the nodes this models sleep between events too).
+ * Each start is a timer wake-up, so its jitter is real; the actual starts are
+ * recorded. */
+struct stag {
+	pthread_barrier_t go, end;
+	uint64_t t0_ns, lag_ns; /* written by A before `go` */
+	bool stop;              /* written by A before `go` */
+	struct syncer s[3];
+};
+
+static void sleep_until(uint64_t at_ns)
+{
+	struct timespec ts = { .tv_sec = (time_t)(at_ns / 1000000000u),
+			       .tv_nsec = (long)(at_ns % 1000000000u) };
+	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+		;
+}
+
+/* One durable overwrite of the next block of this syncer's file, at at_ns. */
+static int stag_write(struct syncer *y, int r, uint64_t at_ns)
+{
+	const unsigned blocks = FLOOR_FILE_SIZE / FLOOR_BLOCK_SIZE;
+	uint8_t *blk = y->buf + (size_t)((unsigned)r % blocks) * FLOOR_BLOCK_SIZE;
+	blk[0]++;
+	sleep_until(at_ns);
+	y->start_ns = keel_now_ns();
+	int rc = overwrite(y->fd, FLOOR_DISK_DSYNC, blk,
+			   (off_t)((unsigned)r % blocks) * FLOOR_BLOCK_SIZE);
+	y->end_ns = keel_now_ns();
+	return rc;
+}
+
+/* B or C. */
+static void *stag_main(void *arg)
+{
+	struct syncer *y = arg;
+	struct stag *st = y->st;
+	prctl(PR_SET_TIMERSLACK, 1UL); /* the default 50 us slack would blur X */
+	for (int r = 0;; r++) {
+		pthread_barrier_wait(&st->go);
+		if (st->stop)
+			return NULL;
+		int rc = stag_write(y, r, st->t0_ns + st->lag_ns);
+		if (rc < 0 && y->err == 0)
+			y->err = rc;
+		pthread_barrier_wait(&st->end);
+	}
+}
+
+int floor_stagger(const char *dir, const int *stagger_us, int n, int warmup, int iters,
+		  struct floor_stagger *out)
+{
+	if (!dir || !stagger_us || n < 1 || iters < 1 || warmup < 0 || warmup > INT_MAX - iters)
+		return KEEL_E_INVAL;
+	for (int i = 0; i < n; i++)
+		if (stagger_us[i] < 0 || stagger_us[i] > 1000000)
+			return KEEL_E_INVAL;
+	struct stag *st = calloc(1, sizeof(*st));
+	if (!st)
+		return KEEL_E_NOMEM;
+	if (pthread_barrier_init(&st->go, NULL, 3) != 0) {
+		free(st);
+		return KEEL_E_NOMEM;
+	}
+	if (pthread_barrier_init(&st->end, NULL, 3) != 0) {
+		pthread_barrier_destroy(&st->go);
+		free(st);
+		return KEEL_E_NOMEM;
+	}
+	char path[3][4096];
+	int rc = 0, started = 0;
+	for (int i = 0; i < 3; i++)
+		st->s[i] = (struct syncer){ .st = st, .fd = -1 };
+	for (int i = 0; i < 3; i++) {
+		struct syncer *y = &st->s[i];
+		if ((size_t)snprintf(path[i], sizeof(path[i]), "%s/keel-floor-XXXXXX", dir) >=
+		    sizeof(path[i])) {
+			rc = KEEL_E_INVAL;
+			goto out;
+		}
+		if (posix_memalign((void **)&y->buf, FLOOR_BLOCK_SIZE, FLOOR_FILE_SIZE) != 0) {
+			rc = KEEL_E_NOMEM;
+			goto out;
+		}
+		for (size_t b = 0; b < FLOOR_FILE_SIZE; b++)
+			y->buf[b] = (uint8_t)(b * 131 + 7 + (size_t)i);
+		rc = prep_file(path[i], y->buf, &y->fd);
+		if (rc < 0)
+			goto out;
+	}
+	for (; started < 2; started++) {
+		int prc = pthread_create(&st->s[started + 1].th, NULL, stag_main,
+					 &st->s[started + 1]);
+		if (prc != 0) {
+			rc = -prc;
+			goto out;
+		}
+	}
+	prctl(PR_SET_TIMERSLACK, 1UL);
+	struct syncer *a = &st->s[0];
+	for (int r = 0; rc == 0 && r < warmup + iters; r++) {
+		int k = r % n;
+		st->lag_ns = (uint64_t)stagger_us[k] * 1000u;
+		/* 300 us ahead: everyone asleep by then, the disk idle, as between
+		 * two single-client writes. */
+		uint64_t t0 = st->t0_ns = keel_now_ns() + 300000u;
+		pthread_barrier_wait(&st->go);
+		rc = stag_write(a, r, t0);
+		pthread_barrier_wait(&st->end);
+		for (int i = 1; i < 3 && rc == 0; i++)
+			rc = st->s[i].err;
+		if (rc < 0 || r < warmup)
+			continue;
+		struct floor_stagger *o = &out[k];
+		const struct syncer *b = &st->s[1], *c = &st->s[2];
+		uint64_t t = a->start_ns; /* figures from A's actual start */
+		uint64_t first = b->end_ns < c->end_ns ? b->end_ns : c->end_ns;
+		uint64_t q = first > a->end_ns ? first : a->end_ns;
+		kb_hist_record(&o->a_end, a->end_ns - t);
+		kb_hist_record(&o->b_end, b->end_ns - t);
+		kb_hist_record(&o->b_end, c->end_ns - t);
+		kb_hist_record(&o->quorum_end, q - t);
+		/* 0 when one started before A (timer jitter at small X). */
+		kb_hist_record(&o->b_start, b->start_ns > t ? b->start_ns - t : 0);
+		kb_hist_record(&o->b_start, c->start_ns > t ? c->start_ns - t : 0);
+	}
+out:
+	if (started == 2) {
+		st->stop = true;
+		pthread_barrier_wait(&st->go);
+	} else if (started == 1) {
+		/* B alone can never pass a barrier of 3: it is cancelled at its wait. */
+		pthread_cancel(st->s[1].th);
+	}
+	for (int i = 0; i < started; i++)
+		pthread_join(st->s[i + 1].th, NULL);
+	for (int i = 0; i < 3; i++) {
+		if (st->s[i].fd >= 0) {
+			close(st->s[i].fd);
+			unlink(path[i]);
+		}
+		free(st->s[i].buf);
+	}
+	pthread_barrier_destroy(&st->go);
+	pthread_barrier_destroy(&st->end);
+	free(st);
 	return rc;
 }
 

@@ -51,6 +51,24 @@ int floor_disk(const char *dir, enum floor_disk_mode mode, int warmup, int iters
 int floor_rtt(enum floor_rtt_proto proto, size_t msg_size, int warmup, int iters,
 	      struct kb_hist *h);
 
+/*
+ * Three syncers on one file system, staggered (issue #8's question: does a
+ * follower whose sync starts X us after the leader's finish sooner than when
+ * all three start together, the flushes of one disk being serialised?).
+ * Thread A overwrites its own file with pwritev2(RWF_DSYNC) at t0; threads B
+ * and C each theirs at t0 + X; the round's X is stagger_us[i % n] (the values
+ * interleaved, so load drifts alike over all). After `warmup` unmeasured
+ * rounds, iters measured rounds are recorded into out[i % n] (not reset): ns
+ * from t0 to each one's end and the quorum's (A's and the first of B/C's,
+ * as a leader commits with one follower's ack).
+ */
+struct floor_stagger {
+	struct kb_hist a_end, b_end, quorum_end; /* from t0; b_end: both B and C */
+	struct kb_hist b_start;                  /* B's and C's actual start after A's */
+};
+int floor_stagger(const char *dir, const int *stagger_us, int n, int warmup, int iters,
+		  struct floor_stagger *out);
+
 /* Short names for the table and the JSON keys: "fdatasync", "dsync", "direct";
  * "udp", "tcp". */
 const char *floor_disk_name(enum floor_disk_mode mode);

@@ -25,6 +25,8 @@ struct opts {
 	long msg_size;
 	bool json;
 	const char *label;
+	int stagger_us[16]; /* --stagger: the staggered-syncers mode instead */
+	int n_stagger;
 };
 
 static void usage(FILE *out)
@@ -32,6 +34,7 @@ static void usage(FILE *out)
 	fprintf(out,
 		"usage: keel-floor [--dir DIR] [--iters N] [--rtt-iters N] [--warmup N]\n"
 		"                  [--rtt-warmup N] [--msg-size BYTES] [--label TEXT] [--json]\n"
+		"       keel-floor --stagger X[,X...] [--dir DIR] [--iters N] [--warmup N]\n"
 		"  --dir DIR        directory on the file system to measure (default .)\n"
 		"  --iters N        durable 4 KiB overwrites per mode (default 2000)\n"
 		"  --rtt-iters N    loopback round trips per protocol (default 5000)\n"
@@ -39,7 +42,10 @@ static void usage(FILE *out)
 		"  --rtt-warmup N   unmeasured round trips first (default 200)\n"
 		"  --msg-size B     round-trip message size, 1..65507 (default 64)\n"
 		"  --label TEXT     copied into the summary\n"
-		"  --json           also print the summary as one JSON object\n");
+		"  --json           also print the summary as one JSON object\n"
+		"  --stagger LIST   instead: three syncers (pwritev2 DSYNC), B and C starting\n"
+		"                   X us after A, X from LIST (up to 16, rounds interleaved);\n"
+		"                   --iters rounds in all\n");
 }
 
 static int parse_int(const char *name, const char *s, long lo, long hi, long *out)
@@ -56,6 +62,28 @@ static int parse_int(const char *name, const char *s, long lo, long hi, long *ou
 	return 0;
 }
 
+/* --stagger's comma-separated microseconds. */
+static int parse_list(struct opts *o, char *arg)
+{
+	o->n_stagger = 0;
+	for (char *save = NULL, *t = strtok_r(arg, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+		long v;
+		if (o->n_stagger == (int)KEEL_ARRAY_SIZE(o->stagger_us)) {
+			fprintf(stderr, "keel-floor: --stagger: at most %zu values\n",
+				KEEL_ARRAY_SIZE(o->stagger_us));
+			return -1;
+		}
+		if (parse_int("stagger", t, 0, 1000000, &v) < 0)
+			return -1;
+		o->stagger_us[o->n_stagger++] = (int)v;
+	}
+	if (o->n_stagger == 0) {
+		fprintf(stderr, "keel-floor: --stagger: no value\n");
+		return -1;
+	}
+	return 0;
+}
+
 static int parse(struct opts *o, int argc, char **argv)
 {
 	static const struct option lo[] = {
@@ -67,6 +95,7 @@ static int parse(struct opts *o, int argc, char **argv)
 		{ "msg-size", required_argument, NULL, 'm' },
 		{ "label", required_argument, NULL, 'l' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "stagger", required_argument, NULL, 's' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -109,6 +138,9 @@ static int parse(struct opts *o, int argc, char **argv)
 			break;
 		case 'j':
 			o->json = true;
+			break;
+		case 's':
+			rc = parse_list(o, optarg);
 			break;
 		case 'h':
 			usage(stdout);
@@ -197,6 +229,60 @@ static bool get(const struct summary *s, const char *key, double *v)
 	return false;
 }
 
+/* --stagger: one row per X, figures in us from A's start (t0). */
+static int stagger(const struct opts *o, const char *fs)
+{
+	int n = o->n_stagger;
+	struct floor_stagger *r = calloc((size_t)n, sizeof(*r));
+	if (!r) {
+		fprintf(stderr, "keel-floor: out of memory\n");
+		return 2;
+	}
+	for (int i = 0; i < n; i++) {
+		kb_hist_reset(&r[i].a_end);
+		kb_hist_reset(&r[i].b_end);
+		kb_hist_reset(&r[i].quorum_end);
+		kb_hist_reset(&r[i].b_start);
+	}
+	int rc = floor_stagger(o->dir, o->stagger_us, n, o->disk_warmup, o->disk_iters, r);
+	if (rc < 0) {
+		fprintf(stderr, "keel-floor: --stagger on %s: %s\n", o->dir, keel_strerror(rc));
+		free(r);
+		return 2;
+	}
+	printf("three syncers on %s (%s), %u B pwritev2 DSYNC overwrites; B and C start X us "
+	       "after A; us from A's start, p50/p90\n",
+	       o->dir, fs, FLOOR_BLOCK_SIZE);
+	printf("%6s %7s %15s %15s %15s %15s\n", "X us", "rounds", "B,C start", "A end", "B,C end",
+	       "quorum end");
+	for (int i = 0; i < n; i++) {
+		const struct floor_stagger *x = &r[i];
+		const struct kb_hist *hs[] = { &x->b_start, &x->a_end, &x->b_end, &x->quorum_end };
+		printf("%6d %7llu", o->stagger_us[i], (unsigned long long)x->a_end.count);
+		for (size_t k = 0; k < KEEL_ARRAY_SIZE(hs); k++)
+			printf(" %7.1f/%7.1f", us(kb_hist_percentile(hs[k], 50)),
+			       us(kb_hist_percentile(hs[k], 90)));
+		printf("\n");
+	}
+	/* Then one machine-readable line per X. */
+	for (int i = 0; i < n; i++) {
+		const struct floor_stagger *x = &r[i];
+		printf("stagger: label=%s x_us=%d rounds=%llu b_start_p50_us=%.1f "
+		       "a_end_p50_us=%.1f "
+		       "a_end_p90_us=%.1f b_end_p50_us=%.1f b_end_p90_us=%.1f "
+		       "quorum_end_p50_us=%.1f "
+		       "quorum_end_p90_us=%.1f\n",
+		       o->label, o->stagger_us[i], (unsigned long long)x->a_end.count,
+		       us(kb_hist_percentile(&x->b_start, 50)),
+		       us(kb_hist_percentile(&x->a_end, 50)), us(kb_hist_percentile(&x->a_end, 90)),
+		       us(kb_hist_percentile(&x->b_end, 50)), us(kb_hist_percentile(&x->b_end, 90)),
+		       us(kb_hist_percentile(&x->quorum_end, 50)),
+		       us(kb_hist_percentile(&x->quorum_end, 90)));
+	}
+	free(r);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct opts o;
@@ -208,6 +294,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "keel-floor: --dir %s: %s\n", o.dir, keel_strerror(rc));
 		return 1;
 	}
+	if (o.n_stagger)
+		return stagger(&o, fs);
 	struct kb_hist *h = malloc(sizeof(*h));
 	struct summary *s = calloc(1, sizeof(*s));
 	if (!h || !s) {

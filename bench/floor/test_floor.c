@@ -92,6 +92,42 @@ static void test_disk_errors(void **state)
 	assert_int_equal(entries(f->dir), 0);
 }
 
+/* Rounds go to their X in turn; each records A's end, B's and C's ends and
+ * starts (two per round) and the quorum's end, and nothing is left behind. */
+static void test_stagger(void **state)
+{
+	struct fx *f = *state;
+	static const int xs[] = { 0, 50 };
+	struct floor_stagger r[2];
+	for (int i = 0; i < 2; i++) {
+		kb_hist_reset(&r[i].a_end);
+		kb_hist_reset(&r[i].b_end);
+		kb_hist_reset(&r[i].quorum_end);
+		kb_hist_reset(&r[i].b_start);
+	}
+	assert_int_equal(floor_stagger(f->dir, xs, 2, 2, 7, r), 0);
+	assert_int_equal(r[0].a_end.count, 4); /* rounds 2, 4, 6, 8 of 0..8 */
+	assert_int_equal(r[1].a_end.count, 3);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(r[i].b_end.count, 2 * r[i].a_end.count);
+		assert_int_equal(r[i].b_start.count, 2 * r[i].a_end.count);
+		assert_int_equal(r[i].quorum_end.count, r[i].a_end.count);
+		/* The quorum ends with A's sync or after it. */
+		assert_true(r[i].quorum_end.max >= r[i].a_end.min);
+	}
+	assert_int_equal(entries(f->dir), 0);
+
+	char missing[96];
+	snprintf(missing, sizeof(missing), "%s/no-such-dir", f->dir);
+	assert_int_equal(floor_stagger(missing, xs, 2, 0, 3, r), -ENOENT);
+	static const int bad[] = { -1 };
+	assert_int_equal(floor_stagger(f->dir, bad, 1, 0, 3, r), KEEL_E_INVAL);
+	assert_int_equal(floor_stagger(f->dir, xs, 0, 0, 3, r), KEEL_E_INVAL);
+	assert_int_equal(floor_stagger(f->dir, xs, 2, 0, 0, r), KEEL_E_INVAL);
+	assert_int_equal(r[0].a_end.count, 4); /* nothing more recorded */
+	assert_int_equal(entries(f->dir), 0);
+}
+
 static void test_rtt(void **state)
 {
 	struct fx *f = *state;
@@ -136,6 +172,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_disk_modes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_disk_errors, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stagger, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rtt, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rtt_errors, setup, teardown),
 		cmocka_unit_test(test_names),

@@ -229,9 +229,12 @@ struct snapper {
 	uint64_t serialize_ns, write_ns;
 };
 
+/* A message held for its peer (send_raft): encoded, ~92 bytes today (one
+ * larger is sent at once, never lost). */
 #define HB_HELD_BYTES 256
 struct hb_held {
-	uint16_t len;
+	uint16_t len; /* 0: none held */
+	uint8_t type; /* RAFT_MSG_HEARTBEAT or RAFT_MSG_HEARTBEAT_RESP */
 	uint8_t buf[HB_HELD_BYTES];
 };
 
@@ -243,12 +246,11 @@ struct pipeline {
 	uint64_t tick_ns, next_tick_ns;
 	int32_t test_clock_rate_ppm; /* keel.test.clockRatePpm: 0 = the true rate */
 	uint32_t test_apply_gap_us;  /* keel.test.applyGapUs: 0 = none */
-	/* A heartbeat response held for the next message to its peer (send_raft);
-	 * encoded, 92 bytes today (one larger is sent at once, never lost). */
-	uint8_t hbr_buf[HB_HELD_BYTES];
-	size_t hbr_len;
-	uint32_t hbr_to;
-	uint64_t hbr_until_ns;
+	/* Heartbeats and heartbeat responses held for the next message to their
+	 * peer or the next tick (send_raft, held_release). */
+	struct hb_held *held;   /* [DP_MAX_NODES]: one per peer */
+	uint32_t held_n;        /* peers with one held */
+	uint64_t held_until_ns; /* all held go out by then (the next tick) */
 
 	struct preq *pend[PEND_BUCKETS];
 	struct preq *hold_head, **hold_tail;  /* local, not yet handed to a leader */
@@ -400,9 +402,6 @@ struct pipeline {
 	uint64_t peer_client_ns; /* a peer last showed a client of its own */
 	bool news_was_first;     /* news_first's last answer (logged when it changes) */
 	bool hb_hold;            /* this turn: hold heartbeats */
-	struct hb_held *hbh;     /* [DP_MAX_NODES]: a heartbeat held per peer */
-	uint32_t hbh_n;          /* peers with one held */
-	uint64_t hbh_until_ns;   /* all held go out by then (the next tick) */
 
 	/* membership (leader: the change in flight; every node: addresses) */
 	struct mchange ch;
@@ -790,26 +789,26 @@ static void propose_items(struct pipeline *p)
 
 /* ------------------------------------------------------------- sending */
 
-/* A held heartbeat (news_first) goes out: before another message to that
- * peer (to = the peer), or all of them (to = 0). */
-static void hbh_release(struct pipeline *p, uint32_t to)
+/* The message held for peer i, if any, goes out (flushed with the turn's
+ * messages). */
+static void held_send(struct pipeline *p, uint32_t i)
 {
-	for (uint32_t i = to ? to : 1; p->hbh_n && i < (to ? to + 1 : DP_MAX_NODES); i++) {
-		struct hb_held *h = &p->hbh[i];
-		if (!h->len)
-			continue;
-		if (p->t)
-			(void)dp_send(p->t, (uint16_t)i, KEELD_MSG_RAFT, h->buf, h->len);
-		h->len = 0;
-		p->hbh_n--;
-	}
+	struct hb_held *h = &p->held[i];
+	if (!h->len)
+		return;
+	if (p->t)
+		(void)dp_send(p->t, (uint16_t)i, KEELD_MSG_RAFT, h->buf, h->len);
+	h->len = 0;
+	p->held_n--;
 }
 
-static void hbr_release(struct pipeline *p)
+/* Every held message of this type (0: of any type) goes out, but the one to
+ * peer `but` (0: none is kept). */
+static void held_release(struct pipeline *p, int type, uint32_t but)
 {
-	if (p->hbr_len && p->t)
-		(void)dp_send(p->t, (uint16_t)p->hbr_to, KEELD_MSG_RAFT, p->hbr_buf, p->hbr_len);
-	p->hbr_len = 0;
+	for (uint32_t i = 1; p->held_n && i < DP_MAX_NODES; i++)
+		if (i != but && p->held[i].len && (!type || p->held[i].type == type))
+			held_send(p, i);
 }
 
 /* A snapshot failed at stage: counted (metrics, /status's last failure); the
@@ -877,16 +876,25 @@ static const struct raft_msg *snap_chunk(struct pipeline *p, const struct raft_m
 }
 
 /*
- * A follower answers every heartbeat, and the leader sends one at once with
- * each new commit index (so followers apply, and answer their own clients,
- * without waiting): at one client that is a wake-up of the leader per
- * follower per write, for a response nothing waits on (keeld uses no
- * ReadIndex; CheckQuorum and stall detection count rounds, and a late
- * response only makes a lease shorter). So a heartbeat response waits for
- * the next message to the same peer -- usually the acknowledgement of the
- * next write, which wakes the leader anyway -- or for the next tick (<= 10
- * ms; the idle wait wakes for ticks), whichever comes first. A newer one
- * replaces it (the leader keeps only the highest round).
+ * Two messages nothing waits for are held, one slot per peer, until the next
+ * message to that peer (sent before it, in the same flush) or the next tick
+ * (<= 10 ms; the idle wait wakes for ticks), whichever comes first; a newer
+ * one of the same type replaces it, one of the other type sends it first:
+ *
+ * - a follower's heartbeat response. The leader sends a heartbeat at once
+ *   with each new commit index (so followers apply, and answer their own
+ *   clients, without waiting): at one client an answer to each would wake the
+ *   leader once per follower per write, for a response nothing waits on
+ *   (keeld uses no ReadIndex; CheckQuorum and stall detection count rounds,
+ *   and a late response only makes a lease shorter). Its next message to the
+ *   leader is usually the acknowledgement of the next write, which wakes the
+ *   leader anyway. A response to another peer (another leader) sends the
+ *   held ones at once.
+ * - news_first (p->hb_hold): a leader's commit heartbeat while no follower
+ *   has a client, so nothing waits for the commit it carries; it goes with
+ *   the next message to that peer (the next write's AppendEntries, which
+ *   carries the commit too) or at the next tick, and at once when a follower
+ *   shows a client (pipeline_main).
  */
 static void send_raft(struct pipeline *p, const struct raft_msg *m)
 {
@@ -901,34 +909,23 @@ static void send_raft(struct pipeline *p, const struct raft_msg *m)
 			  keel_strerror((int)w));
 		return;
 	}
-	if (p->hbr_len && p->hbr_to != m->to && m->type == RAFT_MSG_HEARTBEAT_RESP)
-		hbr_release(p); /* another leader: the held one goes now */
-	if (m->type == RAFT_MSG_HEARTBEAT_RESP && (size_t)w <= sizeof(p->hbr_buf)) {
-		if (!p->hbr_len)
-			p->hbr_until_ns = p->next_tick_ns;
-		memcpy(p->hbr_buf, p->sendbuf, (size_t)w);
-		p->hbr_len = (size_t)w;
-		p->hbr_to = m->to;
-		return;
-	}
-	if (p->hbr_len && p->hbr_to == m->to)
-		hbr_release(p); /* rides the same flush as m */
-	/* news_first: no follower has a client, so nothing waits for the
-	 * commit a heartbeat carries; it goes with the next message to that
-	 * peer (the next write's AppendEntries, which carries the commit too)
-	 * or at the next tick. A newer one replaces it. */
-	if (m->type == RAFT_MSG_HEARTBEAT && p->hb_hold && m->to < DP_MAX_NODES &&
-	    (size_t)w <= HB_HELD_BYTES) {
-		struct hb_held *h = &p->hbh[m->to];
-		if (!p->hbh_n)
-			p->hbh_until_ns = p->next_tick_ns;
-		p->hbh_n += !h->len;
+	if (p->held_n && m->type == RAFT_MSG_HEARTBEAT_RESP)
+		held_release(p, RAFT_MSG_HEARTBEAT_RESP, m->to); /* another leader */
+	bool hold = m->to < DP_MAX_NODES && (size_t)w <= HB_HELD_BYTES &&
+		    (m->type == RAFT_MSG_HEARTBEAT_RESP ||
+		     (m->type == RAFT_MSG_HEARTBEAT && p->hb_hold));
+	struct hb_held *h = m->to < DP_MAX_NODES ? &p->held[m->to] : NULL;
+	if (h && h->len && (!hold || h->type != m->type))
+		held_send(p, m->to); /* before m, in the same flush */
+	if (hold) {
+		if (!p->held_n)
+			p->held_until_ns = p->next_tick_ns;
+		p->held_n += !h->len;
+		h->type = (uint8_t)m->type;
 		memcpy(h->buf, p->sendbuf, (size_t)w);
 		h->len = (uint16_t)w;
 		return;
 	}
-	if (p->hbh_n && m->to < DP_MAX_NODES)
-		hbh_release(p, m->to); /* before m, in the same flush */
 	if (p->t)
 		(void)dp_send(p->t, (uint16_t)m->to, KEELD_MSG_RAFT, p->sendbuf, (size_t)w);
 }
@@ -3698,7 +3695,7 @@ static void timer_shift(struct pipeline *p, bool fwd, uint64_t d)
 {
 	struct keeld *k = p->k;
 	uint64_t now = keel_now_ns();
-	p->hbr_until_ns = jump_deadline(p->hbr_until_ns, fwd, d);
+	p->held_until_ns = jump_deadline(p->held_until_ns, fwd, d);
 	p->retx_scan_ns = jump_deadline(p->retx_scan_ns, fwd, d);
 	p->wal_retry_ns = jump_deadline(p->wal_retry_ns, fwd, d);
 	p->xfer_deadline_ns = jump_deadline(p->xfer_deadline_ns, fwd, d);
@@ -4395,8 +4392,8 @@ static void *pipeline_main(void *arg)
 			raft_tick(p->r);
 			p->next_tick_ns += tick_interval_ns(p);
 		}
-		if (p->hbr_len && now >= p->hbr_until_ns)
-			hbr_release(p); /* flushed with this turn's messages */
+		if (p->held_n && now >= p->held_until_ns)
+			held_release(p, 0, 0); /* flushed with this turn's messages */
 		/* Before watch_leadership: a role or term change publishes at once. */
 		work |= mg_turn(p, now);
 		watch_leadership(p);
@@ -4439,8 +4436,8 @@ static void *pipeline_main(void *arg)
 		zk_server_cork(k->zk);
 		bool first = news_first(p, now);
 		p->hb_hold = !first;
-		if (p->hbh_n && (first || now >= p->hbh_until_ns))
-			hbh_release(p, 0); /* flushed with this turn's messages */
+		if (p->held_n && first)
+			held_release(p, RAFT_MSG_HEARTBEAT, 0); /* flushed with this turn's */
 		if (first != p->news_was_first) {
 			p->news_was_first = first;
 			if (raft_role(p->r) == RAFT_LEADER)
@@ -4654,8 +4651,8 @@ int keeld_pipeline_open(struct keeld *k)
 	p->book = calloc(DP_MAX_NODES, sizeof(*p->book));
 	p->removed_at = calloc(DP_MAX_NODES, sizeof(*p->removed_at));
 	p->removed_told_ns = calloc(DP_MAX_NODES, sizeof(*p->removed_told_ns));
-	p->hbh = calloc(DP_MAX_NODES, sizeof(*p->hbh));
-	if (!p->book || !p->removed_at || !p->removed_told_ns || !p->hbh)
+	p->held = calloc(DP_MAX_NODES, sizeof(*p->held));
+	if (!p->book || !p->removed_at || !p->removed_told_ns || !p->held)
 		return KEEL_E_NOMEM;
 	for (uint32_t i = 0; i < c->n_servers; i++)
 		if (c->servers[i].id < DP_MAX_NODES)
@@ -4944,7 +4941,7 @@ void keeld_pipeline_close(struct keeld *k)
 	free(p->book);
 	free(p->removed_at);
 	free(p->removed_told_ns);
-	free(p->hbh);
+	free(p->held);
 	pthread_mutex_destroy(&p->snap.mu);
 	pthread_cond_destroy(&p->snap.cv);
 	free(p);
