@@ -3,7 +3,11 @@
 uprobe on each binary's keel_now_ns (perf probe -x KEELD --add EVENT=keel_now_ns
 first, as root), interleaved:
 
-  clocks.py KEELBENCH REPS NAME=KEELD:EVENT ...
+  [CLK_ADMIN=1] clocks.py KEELBENCH REPS NAME=KEELD:EVENT ...
+
+CLK_ADMIN=1: the nodes' admin API on, so their metrics too (as scripts/cluster
+and so scripts/bench-compare start them): the request and commit latency
+histograms read the clock as well.
 
 Per run: a fresh 3-node cluster, set-sat 4 s + 1 s warm-up, `perf stat -e
 EVENT` over the 3 nodes for the whole run; calls / (ops of the whole run).
@@ -25,7 +29,8 @@ SET_SAT = ["--workload", "set", "--sessions", "8", "--outstanding", "16"]
 
 def run(kb, keeld, event):
     os.environ["KEEL_KEELD"] = keeld
-    with KeelCluster(3) as cl:
+    admin = "t0ken" if os.environ.get("CLK_ADMIN") else None
+    with KeelCluster(3, admin_token=admin) as cl:
         pids = ",".join(str(n.proc.pid) for n in cl.nodes)
         perf = subprocess.Popen(["perf", "stat", "-x", ",", "-e", event, "-p", pids],
                                 stderr=subprocess.PIPE, text=True)
