@@ -328,9 +328,14 @@ int keeld_op_index(int32_t type)
 	return op_table[type - OP_LO];
 }
 
+void keeld_observe_request_at(struct keeld *k, int32_t type, uint64_t since_ns, uint64_t now_ns)
+{
+	if (k->nm && since_ns)
+		mgmt_hist_observe(k->nm->request_latency[keeld_op_index(type)], now_ns - since_ns);
+}
+
 void keeld_observe_request(struct keeld *k, int32_t type, uint64_t since_ns)
 {
 	if (k->nm && since_ns)
-		mgmt_hist_observe(k->nm->request_latency[keeld_op_index(type)],
-				  keel_now_ns() - since_ns);
+		keeld_observe_request_at(k, type, since_ns, keel_now_ns());
 }

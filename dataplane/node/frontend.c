@@ -284,6 +284,21 @@ void keeld_queue(struct keeld *k, struct preq *r)
 	}
 }
 
+/*
+ * A session's copy for use outside fe_mu: its fields and the n_auth ids it
+ * holds. The rest of auth[] is unused, and the whole struct (1.2 KiB, most
+ * of it auth[]) was copied per request and per write answered.
+ */
+static void fsess_copy(struct fsess *dst, const struct fsess *src)
+{
+	const size_t head = offsetof(struct fsess, auth);
+	const size_t tail = head + sizeof(src->auth);
+	memcpy(dst, src, head);
+	memcpy(dst->auth, src->auth,
+	       KEEL_MIN(src->n_auth, (uint32_t)KEEL_ARRAY_SIZE(src->auth)) * sizeof(src->auth[0]));
+	memcpy((char *)dst + tail, (const char *)src + tail, sizeof(*src) - tail);
+}
+
 void keeld_write_done(struct keeld *k, int64_t sid)
 {
 	pthread_mutex_lock(&k->fe_mu);
@@ -297,8 +312,8 @@ void keeld_write_done(struct keeld *k, int64_t sid)
 			list = s->deferred;
 			s->deferred = NULL;
 			s->deferred_tail = &s->deferred;
+			fsess_copy(&copy, s); /* only its waiting reads need it */
 		}
-		copy = *s;
 	}
 	pthread_mutex_unlock(&k->fe_mu);
 	while (list) {
@@ -918,7 +933,8 @@ static int preq_encode(struct preq *r, const struct kv_txn *txn)
 static void handle_write(struct keeld *k, const struct zk_call *call, const struct zk_request *req,
 			 const struct fsess *s)
 {
-	struct arena ar = { .n = 0 };
+	struct arena ar; /* p[] is 8 KiB: not zeroed per write, only n counts */
+	ar.n = 0;
 	struct preq *r = preq_new(call, PREQ_TXN);
 	struct kv_op *ops = NULL; /* a multi's ops (heap) */
 	struct kv_op op1;         /* a single op: no allocation per write */
@@ -1657,7 +1673,7 @@ void keeld_serve_barrier(struct keeld *k, uint64_t turn)
 		pthread_mutex_lock(&k->fe_mu);
 		struct fsess *ps = keeld_sess_find(k, d->call.session_id);
 		if (ps) {
-			s = *ps;
+			fsess_copy(&s, ps);
 			have = true;
 		}
 		pthread_mutex_unlock(&k->fe_mu);
@@ -1688,7 +1704,7 @@ static void on_request(struct zk_backend *b, const struct zk_call *call,
 	if (ps) {
 		ps->last_heard_ns = t0;
 		have = true;
-		s = *ps;
+		fsess_copy(&s, ps);
 		if (is_read(req->type) && req->type != ZK_OP_WHO_AM_I && ps->outstanding &&
 		    !ps->read_only) {
 			struct dread *d = dread_new(call, req);

@@ -366,6 +366,8 @@ int keeld_op_index(int32_t type);
 /* keel_request_latency_seconds{op}: now - since_ns (no-op without the admin
  * plane or when since_ns is 0). Any thread; a clock read and two relaxed adds. */
 void keeld_observe_request(struct keeld *k, int32_t type, uint64_t since_ns);
+/* The same with the clock the caller read (a batch of answers shares one). */
+void keeld_observe_request_at(struct keeld *k, int32_t type, uint64_t since_ns, uint64_t now_ns);
 
 /*
  * snapbuf.c: snapshot images streamed to the wal, sent by reading the

@@ -333,7 +333,8 @@ struct pipeline {
 		struct kv_op op;
 	} grp[KV_GROUP_MAX_TXNS];
 	uint32_t ngrp;
-	bool grp_lost; /* kv discarded the group (out of memory): apply one by one */
+	bool grp_lost;     /* kv discarded the group (out of memory): apply one by one */
+	uint64_t reply_ns; /* grp_flush: the clock its answers share (0: none) */
 	struct wal_entry *went;
 	size_t went_cap;
 	bool wal_failed;
@@ -943,12 +944,13 @@ static uint64_t retx_after_ns(const struct pipeline *p, uint32_t n)
 	return n ? 2 * base : base;
 }
 
-/* A local request now rides a proposal or a FORWARD of this term. */
-static void handed_over(struct pipeline *p, struct preq *r, uint64_t term)
+/* A local request now rides a proposal or a FORWARD of this term; now_ns:
+ * the clock read once for the batch it rides. */
+static void handed_over(struct pipeline *p, struct preq *r, uint64_t term, uint64_t now_ns)
 {
 	r->forwarded = true;
 	r->term = term;
-	r->sent_ns = keel_now_ns();
+	r->sent_ns = now_ns;
 	r->retx_n = 0;
 	r->retx_ns = r->sent_ns + retx_after_ns(p, 0);
 	pend_add(p, r);
@@ -1025,12 +1027,12 @@ static void forward_held(struct pipeline *p)
 	p->sendbuf = grow(p->sendbuf, &p->sendcap, len, 1);
 	uint8_t *d = p->sendbuf;
 	size_t off = FWD_HDR;
-	uint64_t term = raft_term(p->r);
+	uint64_t term = raft_term(p->r), now = keel_now_ns();
 	struct preq *r = go;
 	while (r) {
 		struct preq *nx = r->next;
 		off += put_item(d + off, item_origin(p, r, true), r->id, r->txn, r->len);
-		handed_over(p, r, term);
+		handed_over(p, r, term, now);
 		r = nx;
 	}
 	fwd_send(p, leader, term, n, off);
@@ -1088,13 +1090,14 @@ static void propose_held(struct pipeline *p)
 {
 	uint64_t term = raft_term(p->r);
 	struct preq *r = hold_take(p);
+	uint64_t now = r ? keel_now_ns() : 0;
 	while (r) {
 		struct preq *nx = r->next;
 		if (r->kind == PREQ_RECONFIG)
 			rc_request(p, p->k->myid, r->id, r->txn, r->len, r->resent);
 		else if (!r->resent || !r->len || !in_log(p, p->k->myid, r->id))
 			items_add(p, item_origin(p, r, false), r->id, r->txn, r->len);
-		handed_over(p, r, term);
+		handed_over(p, r, term, now);
 		r = nx;
 	}
 }
@@ -1304,8 +1307,11 @@ static void finish_local(struct pipeline *p, uint32_t origin, uint64_t id, const
 	if (!r)
 		return; /* given up (its connection is gone), or a copy applied again */
 	order_del(p, r);
+	/* A group's answers share the clock grp_flush read: they all leave at
+	 * this turn's uncork anyway. */
+	uint64_t now = p->reply_ns ? p->reply_ns : k->metrics || k->nm ? keel_now_ns() : 0;
 	if (k->metrics && r->sent_ns)
-		mgmt_hist_observe(k->nm->commit_latency, keel_now_ns() - r->sent_ns);
+		mgmt_hist_observe(k->nm->commit_latency, now - r->sent_ns);
 	int64_t zxid = atomic_load(&k->applied_zxid);
 	if (r->kind == PREQ_SYNC) {
 		struct zk_response resp = { .zxid = zxid, .type = ZK_OP_SYNC };
@@ -1341,7 +1347,7 @@ static void finish_local(struct pipeline *p, uint32_t origin, uint64_t id, const
 		keeld_reply_write(k, r, txn, res, rc);
 	}
 	if (r->kind != PREQ_CONNECT && r->kind != PREQ_REATTACH)
-		keeld_observe_request(k, r->call.type, r->recv_ns);
+		keeld_observe_request_at(k, r->call.type, r->recv_ns, now);
 	int64_t sid = r->session_id;
 	enum preq_kind kind = r->kind;
 	keeld_preq_free(r);
@@ -1427,6 +1433,7 @@ static void grp_flush(struct pipeline *p, uint64_t index)
 		return;
 	if (!p->grp_lost && kv_group_publish(kv) < 0)
 		p->grp_lost = true;
+	p->reply_ns = keel_now_ns();
 	for (uint32_t i = 0; i < p->ngrp; i++) {
 		struct grp_item *g = &p->grp[i];
 		struct kv_apply_result res;
@@ -1435,6 +1442,7 @@ static void grp_flush(struct pipeline *p, uint64_t index)
 		else if (kv_group_result(kv, i, &res) == 0)
 			applied(p, g->origin, 0, g->id, &g->txn, &res);
 	}
+	p->reply_ns = 0;
 	p->ngrp = 0;
 	p->grp_lost = false;
 }

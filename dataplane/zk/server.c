@@ -109,6 +109,10 @@ struct zk_server {
 	int lfd, epfd, evfd;
 	int spare_fd; /* given up to accept-and-close when out of descriptors */
 	uint64_t next_sweep_ns;
+	/* The clock of this engine turn (handle_events, mu held): the receive
+	 * time stamped on every request it reads. One read per turn, not one per
+	 * request: cons's latencies are in ms, the turn lasts microseconds. */
+	uint64_t turn_ns;
 	uint16_t port;
 	pthread_t thread;
 	bool stopping;
@@ -132,6 +136,15 @@ enum msg_kind { MSG_RESPONSE, MSG_CONNECT, MSG_HEADER, MSG_EVENT };
 static __thread struct zk_server *tls_cork;
 /* This thread listed a connection in the cork list since zk_server_cork(). */
 static __thread bool tls_corked;
+/*
+ * A clock this thread's answers may share (cons's lresp and latencies are in
+ * ms): while tls_clock_live, inside an engine turn (handle_events: its clock)
+ * or between zk_server_cork() and zk_server_uncork() (read by the first
+ * answer, 0 until then). A pipeline turn answers a batch; one clock read for
+ * all of it instead of one per answer.
+ */
+static __thread bool tls_clock_live;
+static __thread uint64_t tls_clock_ns;
 
 struct out_msg {
 	enum msg_kind kind;
@@ -449,7 +462,7 @@ static struct zk_call call_for(struct zk_server *s, struct conn *c, int32_t xid,
 {
 	c->recved++;
 	struct zk_call call = { conn_id_of(s, c), c->next_seq++, c->session_id, xid, type,
-				keel_now_ns() };
+				s->turn_ns };
 	return call;
 }
 
@@ -555,7 +568,14 @@ static void stats_answer(struct conn *c, const struct zk_call *call, int64_t zxi
 	c->lop = err && write ? "NA" : zk_op_abbrev(call->type);
 	c->lcxid = call->xid;
 	c->lzxid = zxid;
-	uint64_t now = keel_now_ns();
+	uint64_t now;
+	if (tls_clock_live) {
+		if (!tls_clock_ns)
+			tls_clock_ns = keel_now_ns();
+		now = tls_clock_ns;
+	} else {
+		now = keel_now_ns();
+	}
 	c->lresp_ms = now / 1000000u;
 	c->llat_ms = call->recv_ns && now > call->recv_ns ? (now - call->recv_ns) / 1000000u : 0;
 	c->lat_min_ms = KEEL_MIN(c->lat_min_ms, c->llat_ms);
@@ -909,6 +929,11 @@ static void sweep(struct zk_server *s, uint64_t now_ns)
 static void handle_events(struct zk_server *s, const struct epoll_event *evs, int n)
 {
 	uint64_t now_ns = keel_now_ns();
+	bool was_live = tls_clock_live;
+	uint64_t was_ns = tls_clock_ns;
+	s->turn_ns = now_ns;
+	tls_clock_live = true;
+	tls_clock_ns = now_ns;
 	if (now_ns >= s->next_sweep_ns)
 		sweep(s, now_ns);
 	for (int i = 0; i < n; i++) {
@@ -937,6 +962,8 @@ static void handle_events(struct zk_server *s, const struct epoll_event *evs, in
 	}
 	if (s->housekeeping)
 		housekeeping(s);
+	tls_clock_live = was_live;
+	tls_clock_ns = was_ns;
 }
 
 static void *server_main(void *arg)
@@ -1182,11 +1209,14 @@ void zk_server_stop(struct zk_server *s)
 void zk_server_cork(struct zk_server *s)
 {
 	tls_cork = s;
+	tls_clock_live = true;
+	tls_clock_ns = 0;
 }
 
 void zk_server_uncork(struct zk_server *s)
 {
 	tls_cork = NULL;
+	tls_clock_live = false;
 	/* Most pipeline turns answer nothing: no lock then. Taking it every
 	 * turn contended with the engine thread, ~2 futex calls per setData
 	 * at one client (bench/RESULTS.md "write path, round 2"). Only the
