@@ -22,11 +22,7 @@ static uint32_t inline_bytes;
 static int teardown(void **state)
 {
 	(void)state;
-	if (cur_dir) {
-		walt_rmtree(cur_dir);
-		free(cur_dir);
-		cur_dir = NULL;
-	}
+	walt_rmtree_free(&cur_dir);
 	return 0;
 }
 

@@ -28,11 +28,7 @@ static char *cur_dir; /* removed by the teardown if a test fails midway */
 static int teardown(void **state)
 {
 	(void)state;
-	if (cur_dir) {
-		walt_rmtree(cur_dir);
-		free(cur_dir);
-		cur_dir = NULL;
-	}
+	walt_rmtree_free(&cur_dir);
 	return 0;
 }
 
@@ -209,17 +205,27 @@ static int open_with(const char *dir, struct countdown *c, long target, enum mod
 	return 0;
 }
 
+/* A new directory (cur_dir) with build_log()'s log, its image; returns how many reads an open
+ * makes. */
+static long fixture(struct image *im)
+{
+	cur_dir = walt_mkdtemp();
+	build_log(cur_dir);
+	image_take(cur_dir, im);
+	struct countdown c;
+	struct wal_recovery rec;
+	assert_int_equal(open_with(cur_dir, &c, 0, FAIL_READ, &rec), 0);
+	return c.calls;
+}
+
 static void test_read_fault_walk(void **state)
 {
 	(void)state;
-	char *dir = cur_dir = walt_mkdtemp();
-	build_log(dir);
 	struct image before, after;
-	image_take(dir, &before);
+	long total = fixture(&before);
+	const char *dir = cur_dir;
 	struct countdown c;
 	struct wal_recovery rec;
-	assert_int_equal(open_with(dir, &c, 0, FAIL_READ, &rec), 0);
-	long total = c.calls;
 	/* hard state, snapshot header and trailer, 3 segments' headers, tails and records */
 	assert_true(total >= 12);
 	print_message("walking EIO over %ld reads at open\n", total);
@@ -276,14 +282,11 @@ static void test_read_fault_walk(void **state)
 static void test_truncated_while_read(void **state)
 {
 	(void)state;
-	char *dir = cur_dir = walt_mkdtemp();
-	build_log(dir);
 	struct image im;
-	image_take(dir, &im);
+	long total = fixture(&im);
+	const char *dir = cur_dir;
 	struct countdown c;
 	struct wal_recovery rec;
-	assert_int_equal(open_with(dir, &c, 0, TRUNCATE, &rec), 0);
-	long total = c.calls;
 	int shrank = 0, refused = 0;
 	for (long n = 1; n <= total; n++) {
 		image_restore(dir, &im);
