@@ -2,7 +2,7 @@
 /*
  * Reads of durable state at open, by countdown (SQLite test_vfs style): the
  * n-th read wal_open() performs -- a segment's header, its zero tail read
- * backwards, its records (one payload larger than the 1 MiB read window, so
+ * backwards, its records (payloads larger than the 256 KiB read window, so
  * it is checked in pieces), the hard state, a snapshot's header and trailer
  * -- fails with EIO, for every n. Each open must refuse with that code and a
  * message naming the file, the offset and the cause, change nothing on disk
