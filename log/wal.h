@@ -38,7 +38,11 @@
  * open with KEEL_E_CORRUPT / KEEL_E_GAP and a message naming file, offset and
  * index. A record that is bad and followed by more data in the last segment
  * is refused, not guessed about (a device that persists a group's sectors out
- * of order and then loses power can therefore need an operator).
+ * of order and then loses power can therefore need an operator). Segments
+ * are read with pread through a bounded buffer, never mapped: a read that
+ * fails (EIO) refuses the open with its error, and a file that ends before
+ * its size at open (truncated meanwhile) with KEEL_E_CORRUPT, each with a
+ * message naming file and offset -- never a SIGBUS.
  */
 #ifndef KEEL_LOG_WAL_H
 #define KEEL_LOG_WAL_H
