@@ -331,6 +331,33 @@ static void test_segment_shorter_than_header(void **state)
 	teardown(NULL);
 }
 
+/*
+ * A segment that cannot be opened (a directory squats its name: EISDIR) is
+ * refused naming it, and the segments after it, never opened, are not
+ * closed: before 2026-11-22 their fds were 0 (calloc) and the failed open
+ * closed the process's fd 0.
+ */
+static void test_segment_open_fails(void **state)
+{
+	(void)state;
+	struct image im;
+	(void)fixture(&im);
+	image_free(&im);
+	char p[PATH_MAX];
+	snprintf(p, sizeof(p), "%s/%016x.wal", cur_dir, 2);
+	assert_int_equal(unlink(p), 0);
+	assert_int_equal(mkdir(p, 0755), 0);
+	if (fcntl(0, F_GETFD) < 0)
+		assert_int_equal(open("/dev/null", O_RDONLY), 0);
+	struct countdown c;
+	struct wal_recovery rec;
+	assert_int_equal(open_with(cur_dir, &c, 0, FAIL_READ, &rec), -EISDIR);
+	assert_non_null(strstr(rec.error, "wal: 0000000000000002.wal: open: "));
+	assert_true(fcntl(0, F_GETFD) >= 0);
+	assert_int_equal(rmdir(p), 0);
+	teardown(NULL);
+}
+
 /* hardstate cut to `len` bytes; `log_in_use`: the directory holds a log. */
 static void short_hardstate(size_t len, bool log_in_use)
 {
@@ -400,6 +427,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_read_fault_walk, teardown),
 		cmocka_unit_test_teardown(test_truncated_while_read, teardown),
 		cmocka_unit_test_teardown(test_segment_shorter_than_header, teardown),
+		cmocka_unit_test_teardown(test_segment_open_fails, teardown),
 		cmocka_unit_test_teardown(test_hardstate_short_refused, teardown),
 		cmocka_unit_test_teardown(test_hardstate_short_fresh, teardown),
 	};
