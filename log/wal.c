@@ -1085,6 +1085,7 @@ struct scan {
 	int fd;
 	size_t size; /* at open (fstat); a read finding less refuses the open */
 	bool hdr_ok;
+	uint64_t hdr_size; /* the size the header gives (when hdr_ok) */
 	uint64_t data_end; /* one past the last non-zero byte (>= SEG_HDR_BYTES) */
 };
 
@@ -1480,6 +1481,7 @@ static int recover_log(struct wal *w, struct wal_recovery *rec)
 			if (rc)
 				goto out;
 			sc[i].hdr_ok = seg_header_ok(h, sc[i].size, seqs[i]);
+			sc[i].hdr_size = wal_get64(h + 24);
 		}
 		rc = seg_data_end(w, &win, &sc[i], rec);
 		if (rc)
@@ -1554,10 +1556,20 @@ static int recover_log(struct wal *w, struct wal_recovery *rec)
 				goto out;
 			o += k;
 		}
+		/*
+		 * Segments are made whole (zeros, synced) before they are used,
+		 * so a crash never leaves one short; say so when this one is.
+		 */
+		char note[160] = "";
+		if (sc[L].size < sc[L].hdr_size)
+			snprintf(note, sizeof(note),
+				 "; the file is %zu bytes where its header says %" PRIu64
+				 " (shortened by something else, or fsync was off?)",
+				 sc[L].size, sc[L].hdr_size);
 		oplog(&w->o,
 		      "keel-wal: %s: torn tail cut at %s offset %" PRIu64 ": %" PRIu64
-		      " bytes discarded (index %" PRIu64 " was being written)",
-		      w->ss.dir, name, cut, len, rec->torn_index);
+		      " bytes discarded (index %" PRIu64 " was being written)%s",
+		      w->ss.dir, name, cut, len, rec->torn_index, note);
 	}
 	/*
 	 * A process crash can leave written but unsynced records in the page
