@@ -218,6 +218,14 @@ static long fixture(struct image *im)
 	return c.calls;
 }
 
+/* A new directory (cur_dir) with build_log()'s log; p: the path of its segment `seq`. */
+static void log_and_segment(unsigned seq, char *p, size_t cap)
+{
+	cur_dir = walt_mkdtemp();
+	build_log(cur_dir);
+	snprintf(p, cap, "%s/%016x.wal", cur_dir, seq);
+}
+
 static void test_read_fault_walk(void **state)
 {
 	(void)state;
@@ -317,14 +325,12 @@ static void test_truncated_while_read(void **state)
 static void test_segment_shorter_than_header(void **state)
 {
 	(void)state;
-	char *dir = cur_dir = walt_mkdtemp();
-	build_log(dir);
 	char p[PATH_MAX];
-	snprintf(p, sizeof(p), "%s/%016x.wal", dir, 1);
+	log_and_segment(1, p, sizeof(p));
 	assert_int_equal(truncate(p, SEG_BYTES / 2), 0);
 	struct countdown c;
 	struct wal_recovery rec;
-	int rc = open_with(dir, &c, 0, FAIL_READ, &rec);
+	int rc = open_with(cur_dir, &c, 0, FAIL_READ, &rec);
 	if (rc != KEEL_E_CORRUPT && rc != KEEL_E_GAP)
 		fail_msg("%s: %s", keel_strerror(rc), rec.error);
 	assert_non_null(strstr(rec.error, "0000000000000001.wal"));
@@ -350,11 +356,8 @@ static void keep_line(void *arg, const char *line)
 static void test_last_segment_shortened(void **state)
 {
 	(void)state;
-	struct image im;
-	(void)fixture(&im);
-	image_free(&im);
 	char p[PATH_MAX];
-	snprintf(p, sizeof(p), "%s/%016x.wal", cur_dir, 2);
+	log_and_segment(2, p, sizeof(p));
 	assert_int_equal(truncate(p, SEG_BYTES / 2), 0);
 	struct wal_options o = opts(cur_dir, NULL);
 	o.log_fn = keep_line;
@@ -381,11 +384,8 @@ static void test_last_segment_shortened(void **state)
 static void test_segment_open_fails(void **state)
 {
 	(void)state;
-	struct image im;
-	(void)fixture(&im);
-	image_free(&im);
 	char p[PATH_MAX];
-	snprintf(p, sizeof(p), "%s/%016x.wal", cur_dir, 2);
+	log_and_segment(2, p, sizeof(p));
 	assert_int_equal(unlink(p), 0);
 	assert_int_equal(mkdir(p, 0755), 0);
 	if (fcntl(0, F_GETFD) < 0)
