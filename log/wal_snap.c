@@ -222,8 +222,11 @@ static int snap_check(const struct wal_snapstate *seam, int fd, const char *name
 	wal_fault_fn fault_fn = seam ? seam->fault : NULL;
 	void *fault_arg = seam ? seam->fault_arg : NULL;
 	struct stat st;
-	if (fstat(fd, &st) < 0)
-		return -errno;
+	if (fstat(fd, &st) < 0) {
+		int rc = -errno;
+		snprintf(msg, cap, "wal: snapshot %s: fstat: %s", name, keel_strerror(rc));
+		return rc;
+	}
 	uint8_t h[SNAP_HDR_BYTES], t[SNAP_TRL_BYTES];
 	uint64_t size = (uint64_t)st.st_size;
 	const char *why = NULL;
