@@ -38,7 +38,11 @@
  * open with KEEL_E_CORRUPT / KEEL_E_GAP and a message naming file, offset and
  * index. A record that is bad and followed by more data in the last segment
  * is refused, not guessed about (a device that persists a group's sectors out
- * of order and then loses power can therefore need an operator).
+ * of order and then loses power can therefore need an operator). Segments
+ * are read with pread through a bounded buffer, never mapped: a read that
+ * fails (EIO) refuses the open with its error, and a file that ends before
+ * its size at open (truncated meanwhile) with KEEL_E_CORRUPT, each with a
+ * message naming file and offset -- never a SIGBUS.
  */
 #ifndef KEEL_LOG_WAL_H
 #define KEEL_LOG_WAL_H
@@ -61,16 +65,19 @@ enum wal_backend {
 	WAL_BACKEND_PLAIN,    /* pwritev + fdatasync, synchronous inside wal_poll() */
 };
 
-/* What a fault seam sees: one call per write or fsync the log performs. */
+/* What a fault seam sees: one call per write, fsync or recovery read the log performs. */
 enum wal_io_kind {
 	WAL_IO_WRITE = 1, /* a segment or hard-state write */
 	WAL_IO_FSYNC,     /* an fdatasync of a segment or of the hard state */
+	WAL_IO_READ,      /* a pread inside wal_open: segment, hard state, snapshot check */
 };
 
 /*
  * Test seam (SQLite test_vfs style): return 0 to let the operation's own result
  * stand, or a -errno to make it fail with that code. Called on the loop thread,
- * at completion time for io_uring and before the syscall for the plain backend.
+ * at completion time for io_uring and before the syscall for the plain backend
+ * (reads: always before the pread, so a hook may also change the file first,
+ * e.g. truncate it, to test a file that shrinks while it is read).
  */
 typedef int (*wal_fault_fn)(void *arg, enum wal_io_kind kind);
 

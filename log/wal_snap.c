@@ -212,21 +212,31 @@ uint64_t wal_snap_index(const struct wal *w)
 				    memory_order_acquire);
 }
 
-/* Check header and trailer; fills index, term, membership length, payload bytes. */
-static int snap_check(int fd, const char *name, struct wal_snap_meta *m, char *msg, size_t cap)
+/*
+ * Check header and trailer; fills index, term, membership length, payload
+ * bytes. `seam`: the wal's fault seam for its reads (at open only), or NULL.
+ */
+static int snap_check(const struct wal_snapstate *seam, int fd, const char *name,
+		      struct wal_snap_meta *m, char *msg, size_t cap)
 {
+	wal_fault_fn fault_fn = seam ? seam->fault : NULL;
+	void *fault_arg = seam ? seam->fault_arg : NULL;
 	struct stat st;
-	if (fstat(fd, &st) < 0)
-		return -errno;
+	if (fstat(fd, &st) < 0) {
+		int rc = -errno;
+		snprintf(msg, cap, "wal: snapshot %s: fstat: %s", name, keel_strerror(rc));
+		return rc;
+	}
 	uint8_t h[SNAP_HDR_BYTES], t[SNAP_TRL_BYTES];
 	uint64_t size = (uint64_t)st.st_size;
 	const char *why = NULL;
 	if (size < SNAP_HDR_BYTES + SNAP_TRL_BYTES) {
 		why = "shorter than header and trailer";
 	} else {
-		int rc = wal_read_all(fd, h, sizeof(h), 0);
+		int rc = wal_read_named(fault_fn, fault_arg, fd, name, h, sizeof(h), 0, msg, cap);
 		if (!rc)
-			rc = wal_read_all(fd, t, sizeof(t), size - SNAP_TRL_BYTES);
+			rc = wal_read_named(fault_fn, fault_arg, fd, name, t, sizeof(t),
+					    size - SNAP_TRL_BYTES, msg, cap);
 		if (rc)
 			return rc;
 		if (wal_get64(h) != SNAP_MAGIC || wal_get32(h + 8) != SNAP_VERSION ||
@@ -276,9 +286,12 @@ int wal_snap_recover(struct wal_snapstate *ss, char *msg, size_t cap)
 		struct wal_snap_meta m;
 		snap_names(best, tmp, name, sizeof(tmp));
 		int sfd = openat(ss->dirfd, name, O_RDONLY | O_CLOEXEC);
-		if (sfd < 0)
-			return -errno;
-		rc = snap_check(sfd, name, &m, msg, cap);
+		if (sfd < 0) {
+			rc = -errno;
+			snprintf(msg, cap, "wal: snapshot %s: open: %s", name, keel_strerror(rc));
+			return rc;
+		}
+		rc = snap_check(ss, sfd, name, &m, msg, cap);
 		close(sfd);
 		if (rc)
 			return rc;
@@ -321,7 +334,7 @@ int wal_snap_open(struct wal *w, struct wal_snap_reader **out, struct wal_snap_m
 		rc = -errno;
 		goto fail;
 	}
-	rc = snap_check(r->fd, name, meta, msg, sizeof(msg));
+	rc = snap_check(NULL, r->fd, name, meta, msg, sizeof(msg));
 	if (rc)
 		goto fail;
 	/* Verify everything before the caller applies a byte of it. */
@@ -395,7 +408,7 @@ int wal_snap_image_open(struct wal *w, uint64_t index, bool verify, struct wal_s
 	if (fd < 0)
 		return errno == ENOENT ? KEEL_E_NOT_FOUND : -errno;
 	struct wal_snap_meta m = { 0 };
-	int rc = snap_check(fd, name, &m, msg, sizeof(msg));
+	int rc = snap_check(NULL, fd, name, &m, msg, sizeof(msg));
 	if (!rc && m.index != index)
 		rc = KEEL_E_CORRUPT;
 	uint64_t body = (uint64_t)m.membership_len + m.data_bytes;

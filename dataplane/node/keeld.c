@@ -409,8 +409,14 @@ int main(int argc, char **argv)
 		keeld_log("startup: out of memory or eventfd");
 		return 1;
 	}
-	if (keeld_pipeline_open(k) < 0)
+	if (keeld_pipeline_open(k) < 0) {
+		/* Why (a log or snapshot it cannot read or explain: the file, the
+		 * offset, the cause) is logged where it was found; say what follows. */
+		keeld_log("FATAL: not started: the log in %s, the snapshot or the peer transport "
+			  "could not be opened (see above); exit status 1",
+			  k->cfg.data_log_dir);
 		goto out;
+	}
 	if (keeld_req_id_base(k) < 0) /* past the ids the recovered log holds */
 		goto out;
 	/* Before the pipeline starts: it answers and publishes through the channel. */

@@ -22,11 +22,7 @@ static uint32_t inline_bytes;
 static int teardown(void **state)
 {
 	(void)state;
-	if (cur_dir) {
-		walt_rmtree(cur_dir);
-		free(cur_dir);
-		cur_dir = NULL;
-	}
+	walt_rmtree_free(&cur_dir);
 	return 0;
 }
 
@@ -41,6 +37,8 @@ struct countdown {
 static int hook(void *arg, enum wal_io_kind kind)
 {
 	struct countdown *c = arg;
+	if (kind == WAL_IO_READ)
+		return 0; /* reads at open: walked by test_wal_read_fault */
 	assert_true(kind == WAL_IO_WRITE || kind == WAL_IO_FSYNC);
 	if (!c->armed)
 		return 0;
@@ -462,6 +460,8 @@ struct kinds {
 static int count_kinds(void *arg, enum wal_io_kind kind)
 {
 	struct kinds *c = arg;
+	if (kind == WAL_IO_READ)
+		return 0;
 	if (kind == WAL_IO_FSYNC)
 		c->fsyncs++;
 	else

@@ -72,6 +72,16 @@ static inline void walt_rmtree(const char *dir)
 	rmdir(dir);
 }
 
+/* Remove *dir (a test's directory; NULL: nothing) and free and forget its name. */
+static inline void walt_rmtree_free(char **dir)
+{
+	if (*dir) {
+		walt_rmtree(*dir);
+		free(*dir);
+		*dir = NULL;
+	}
+}
+
 static inline void walt_quiet(void *arg, const char *line)
 {
 	(void)arg;
