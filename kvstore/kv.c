@@ -607,6 +607,15 @@ static int set_res_path(struct opctx *c, const char *p, size_t n)
 	return 0;
 }
 
+/* Is the last component of p (n bytes) "." or ".."? */
+static bool dot_name(const char *p, uint32_t n)
+{
+	uint32_t i = n;
+	while (i > 0 && p[i - 1] != '/')
+		i--;
+	return (n - i == 1 && p[i] == '.') || (n - i == 2 && p[i] == '.' && p[i + 1] == '.');
+}
+
 static int do_create(struct opctx *c, const struct kv_op *op)
 {
 	struct kv *kv = c->kv;
@@ -627,8 +636,13 @@ static int do_create(struct opctx *c, const struct kv_op *op)
 	    op->data_len > kv->max_data || !op->path || n > KV_PATH_MAX_BYTES)
 		return c->res->err = ZK_EBADARGUMENTS, 0;
 	memcpy(path, op->path, n);
-	/* A sequential name may end in '/': the suffix completes it. */
-	if (!path_valid(path, seq && n > 1 && path[n - 1] == '/' ? n - 1 : n))
+	/* As ZooKeeper (validatePathForCreate), only a path without a '/' or
+	 * with a NUL is refused before the ACL and the parent are checked; the
+	 * whole path, sequential suffix included, is validated after NoAuth.
+	 * A sequential name whose last component is "." or ".." stays refused
+	 * here (ZooKeeper makes "/a/..0000000001"): replicas of older releases
+	 * refuse it, and an apply must not change what it creates. */
+	if (!memchr(path, '/', n) || memchr(path, 0, n) || (seq && dot_name(path, n)))
 		return c->res->err = ZK_EBADARGUMENTS, 0;
 	if (!acl_valid(op->acl, op->acl_len))
 		return c->res->err = ZK_EINVALIDACL, 0;

@@ -436,10 +436,13 @@ static int multi_read(struct keeld *k, const struct zk_call *call, const struct 
 	uint32_t i = 0;
 	while (i < n && zk_multi_next(ops, &it, &q)) {
 		struct kv_node nd;
+		/* As a single read: "" is the root, another invalid path ZNONODE. */
+		if (q.path.len == 0)
+			q.path = (struct zk_str){ "/", 1 };
 		size_t pl = q.path.len > 0 ? (size_t)q.path.len : 0;
 		int err = pl && zk_path_validate(q.path, false) == 0
 				  ? kv_get(v, q.path.ptr, pl, &nd)
-				  : ZK_EBADARGUMENTS;
+				  : ZK_ENONODE;
 		if (err == ZK_OK && !acl_allows(k, nd.acl, nd.acl_len, KV_PERM_READ, s))
 			err = ZK_ENOAUTH;
 		if (err == ZK_OK && q.type == ZK_OP_GET_DATA) {
@@ -483,6 +486,10 @@ static int read_once(struct keeld *k, const struct zk_call *call, int32_t type, 
 	struct names ns = { 0 };
 	struct zk_acl acls[64];
 	int rc = 0;
+	if (plen == 0 && type != ZK_OP_GET_EPHEMERALS) { /* ZooKeeper's "" is its root */
+		path = "/";
+		plen = 1;
+	}
 	switch (type) {
 	case ZK_OP_EXISTS:
 		err = kv_get(v, path, plen, &n);
@@ -845,6 +852,13 @@ static int op_build(struct keeld *k, const struct zk_request *q, const struct fs
 			return ZK_EBADARGUMENTS;
 	} else if (q->type == ZK_OP_DELETE) {
 		op->type = KV_OP_DELETE;
+		/* ZooKeeper's delete does not validate the path: only one without
+		 * a '/' or with a NUL is BadArguments (getParentPathAndValidate);
+		 * any other path no znode can have is not found. */
+		size_t n = q->path.len > 0 ? (size_t)q->path.len : 0;
+		if (!n || !memchr(q->path.ptr, '/', n) || memchr(q->path.ptr, 0, n))
+			return ZK_EBADARGUMENTS;
+		return zk_path_validate(q->path, false) < 0 ? ZK_ENONODE : ZK_OK;
 	} else if (q->type == ZK_OP_SET_DATA) {
 		op->type = KV_OP_SET_DATA;
 		op->data = q->data.ptr;
@@ -857,12 +871,33 @@ static int op_build(struct keeld *k, const struct zk_request *q, const struct fs
 	} else {
 		return ZK_EUNIMPLEMENTED;
 	}
-	if (q->path.len <= 0 || zk_path_validate(q->path, seq) < 0)
+	size_t plen = q->path.len > 0 ? (size_t)q->path.len : 0;
+	if (is_create(q->type)) {
+		/* ZooKeeper's create refuses only a path without '/' or with a
+		 * NUL before it checks the ACL and looks the parent up
+		 * (validatePathForCreate); the whole path is validated after
+		 * NoNode and NoAuth. */
+		if (!plen || !memchr(q->path.ptr, '/', plen) || memchr(q->path.ptr, 0, plen))
+			return ZK_EBADARGUMENTS;
+	} else if (!plen || zk_path_validate(q->path, seq) < 0) {
 		return ZK_EBADARGUMENTS;
+	}
 	if (is_create(q->type) || q->type == ZK_OP_SET_ACL) {
 		int e = acl_build(&q->acl, s, ar, &op->acl, &op->acl_len);
 		if (e)
 			return e;
+	}
+	if (is_create(q->type) && zk_path_validate(q->path, seq) < 0) {
+		/* Refused at apply in ZooKeeper's order: a control byte added to
+		 * the name leaves the parent alone (its NoNode and NoAuth come
+		 * first) and fails the store's own check of the whole path. */
+		char *p = arena_alloc(ar, plen + 1);
+		if (!p)
+			return ZK_ESYSTEM;
+		memcpy(p, q->path.ptr, plen);
+		p[plen] = '\x01';
+		op->path = p;
+		op->path_len = (uint32_t)plen + 1;
 	}
 	/* Permissions: checked at apply, in log order, on every replica
 	 * (kvstore's acl_denied, with the identities this txn carries): this
@@ -871,6 +906,46 @@ static int op_build(struct keeld *k, const struct zk_request *q, const struct fs
 	 * a write the new ACL refuses, or refuse one it allows. A refused
 	 * write costs a log entry, as ZooKeeper's error txn does. */
 	return ZK_OK;
+}
+
+/*
+ * Reads in a multi, or writes in a multiRead: ZooKeeper refuses both with
+ * ZMARSHALLINGERROR (MultiOperationRecord does not mix the kinds, and the
+ * server takes only writes in a multi and only reads in a multiRead).
+ */
+static bool multi_kinds_ok(const struct zk_request *req)
+{
+	struct zk_iter it = ZK_ITER_INIT;
+	struct zk_request q;
+	bool reads = req->type == ZK_OP_MULTI_READ;
+	while (zk_multi_next(&req->ops, &it, &q))
+		if ((q.type == ZK_OP_GET_DATA || q.type == ZK_OP_GET_CHILDREN) != reads)
+			return false;
+	return true;
+}
+
+/* A check no znode can pass: no znode has this path (a control byte). */
+#define MULTI_SENTINEL_PATH "/\x01"
+
+/*
+ * A create inside a multi takes its type from its flags, not from its opcode,
+ * as ZooKeeper's MultiOperationRecord reads it (Op.create): a container mode
+ * is createContainer, a TTL mode createTTL (only from a CreateTTLRequest: a
+ * TTL mode in a plain CreateRequest stays refused), anything else a plain
+ * create, whose result is the path alone (a create2 op answers no stat) and
+ * whose TTL, if a CreateTTLRequest carried one, is dropped.
+ */
+static void multi_create_type(struct zk_request *q)
+{
+	bool ttl_mode = q->flags == ZK_CREATE_PERSISTENT_WITH_TTL ||
+			q->flags == ZK_CREATE_PERSISTENT_SEQUENTIAL_WITH_TTL;
+	if (q->flags == ZK_CREATE_CONTAINER) {
+		q->type = ZK_OP_CREATE_CONTAINER;
+		q->ttl_ms = 0;
+	} else if (!ttl_mode) {
+		q->type = ZK_OP_CREATE;
+		q->ttl_ms = 0;
+	}
 }
 
 /* A multi refused before it reached the log: ZooKeeper's per-op results. */
@@ -934,6 +1009,10 @@ static void handle_write(struct keeld *k, const struct zk_call *call, const stru
 			err = ZK_EBADARGUMENTS;
 			goto out;
 		}
+		if (!multi_kinds_ok(req)) {
+			err = ZK_EMARSHALLING;
+			goto out;
+		}
 		ops = calloc(nops ? nops : 1, sizeof(*ops));
 		r->op_types = calloc(nops ? nops : 1, sizeof(int32_t));
 		if (!ops || !r->op_types) {
@@ -944,12 +1023,29 @@ static void handle_write(struct keeld *k, const struct zk_call *call, const stru
 		struct zk_request q;
 		uint32_t i = 0;
 		while (i < nops && zk_multi_next(&req->ops, &it, &q)) {
+			if (is_create(q.type))
+				multi_create_type(&q);
 			int e = op_build(k, &q, s, &ar, &ops[i]);
-			if (e) {
+			if (e && i == 0) {
 				reply_multi_error(k, call, nops, i, e);
 				keeld_preq_free(r);
 				r = NULL;
 				goto out;
+			}
+			if (e) {
+				/* ZooKeeper runs a multi's ops in order and reports the
+				 * first that fails: an earlier op may fail at apply. The
+				 * ops before this one go to the log with an op after them
+				 * that always fails; its failure is answered as e. */
+				ops[i] =
+					(struct kv_op){ .type = KV_OP_CHECK,
+							.path = MULTI_SENTINEL_PATH,
+							.path_len = sizeof(MULTI_SENTINEL_PATH) - 1,
+							.version = -1 };
+				r->refused_err = e;
+				r->nops_all = nops;
+				r->op_types[i++] = ZK_OP_CHECK;
+				break;
 			}
 			r->op_types[i] = q.type;
 			i++;
@@ -1006,24 +1102,28 @@ void keeld_reply_write(struct keeld *k, const struct preq *r, const struct kv_tx
 	}
 	struct zk_response resp = { .zxid = zxid, .type = type };
 	if (type == ZK_OP_MULTI) {
-		struct zk_op_result *out = calloc(res->nops ? res->nops : 1, sizeof(*out));
+		/* A multi the front end refused at op r->nops - 1 (handle_write):
+		 * that op is the failing sentinel, the ops after it are answered
+		 * too. */
+		uint32_t nres = r->refused_err ? r->nops_all : res->nops;
+		struct zk_op_result *out = calloc(nres ? nres : 1, sizeof(*out));
 		if (!out)
 			return;
-		for (uint32_t i = 0; i < res->nops; i++) {
-			const struct kv_op_result *o = &res->ops[i];
-			if (res->err) {
+		for (uint32_t i = 0; i < nres; i++) {
+			const struct kv_op_result *o = &res->ops[KEEL_MIN(i, res->nops - 1)];
+			if (res->err || r->refused_err) {
 				out[i].type = ZK_OP_ERROR;
-				out[i].err = o->err;
+				out[i].err = i >= res->nops ? ZK_ERUNTIMEINCONSISTENCY : o->err;
+				if (r->refused_err && i == r->nops - 1 &&
+				    o->err != ZK_ERUNTIMEINCONSISTENCY)
+					out[i].err = r->refused_err;
 				continue;
 			}
 			out[i].type = i < r->nops ? r->op_types[i] : o->type;
 			out[i].path = (struct zk_str){ o->path, (int32_t)o->path_len };
 			out[i].stat = o->stat;
-			if (out[i].type == ZK_OP_CREATE_CONTAINER ||
-			    out[i].type == ZK_OP_CREATE_TTL)
-				out[i].type = ZK_OP_CREATE2;
 		}
-		resp.results.count = (int32_t)res->nops;
+		resp.results.count = (int32_t)nres;
 		resp.results.items = out;
 		(void)zk_server_reply(k->zk, &r->call, &resp);
 		free(out);
@@ -1733,10 +1833,18 @@ static void on_request(struct zk_backend *b, const struct zk_call *call,
 		goto out;
 	}
 	if (is_read(req->type)) {
+		/* As ZooKeeper, a read never validates its path: it looks the path
+		 * up and finds nothing (ZNONODE), except "" -- the key of
+		 * ZooKeeper's root node beside "/" -- which reads the root
+		 * (tests/cluster/test_diff_zk.py). */
+		if (req->type == ZK_OP_MULTI_READ && !multi_kinds_ok(req)) {
+			(void)zk_server_reply_error(k->zk, call, cur_zxid(k), ZK_EMARSHALLING);
+			goto out;
+		}
 		if (req->type != ZK_OP_GET_EPHEMERALS && req->type != ZK_OP_WHO_AM_I &&
-		    req->type != ZK_OP_MULTI_READ &&
-		    (req->path.len <= 0 || zk_path_validate(req->path, false) < 0)) {
-			(void)zk_server_reply_error(k->zk, call, cur_zxid(k), ZK_EBADARGUMENTS);
+		    req->type != ZK_OP_MULTI_READ && req->path.len != 0 &&
+		    (req->path.len < 0 || zk_path_validate(req->path, false) < 0)) {
+			(void)zk_server_reply_error(k->zk, call, cur_zxid(k), ZK_ENONODE);
 			goto out;
 		}
 		if (peer_news(k) && defer_to_turn(k, call, req))
