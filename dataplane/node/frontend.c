@@ -485,6 +485,8 @@ static int read_once(struct keeld *k, const struct zk_call *call, int32_t type, 
 	int err = ZK_OK;
 	struct names ns = { 0 };
 	struct zk_acl acls[64];
+	char *redacted = NULL; /* getACL: digest ids shown as "user:x" */
+	size_t red_used = 0;
 	int rc = 0;
 	if (plen == 0 && type != ZK_OP_GET_EPHEMERALS) { /* ZooKeeper's "" is its root */
 		path = "/";
@@ -520,11 +522,30 @@ static int read_once(struct keeld *k, const struct zk_call *call, int32_t type, 
 			uint32_t pos = 0;
 			struct kv_acl a;
 			int32_t cnt = 0;
+			/* As ZooKeeper 3.8: a caller without ADMIN sees a digest id
+			 * as "user:x", its password hash hidden. */
+			bool admin = acl_allows(k, n.acl, n.acl_len, KV_PERM_ADMIN, s);
 			while (cnt < 64 && kv_acl_next(n.acl, n.acl_len, &pos, &a) == 1) {
 				acls[cnt].perms = a.perms;
 				acls[cnt].scheme =
 					(struct zk_str){ a.scheme, (int32_t)a.scheme_len };
 				acls[cnt].id = (struct zk_str){ a.id, (int32_t)a.id_len };
+				const char *colon = memchr(a.id, ':', a.id_len);
+				if (!admin && colon && a.scheme_len == 6 &&
+				    !memcmp(a.scheme, "digest", 6)) {
+					/* "user:x" is no longer than the id it stands for */
+					size_t ul = (size_t)(colon - a.id);
+					if (!redacted)
+						redacted = malloc(n.acl_len);
+					if (redacted) {
+						char *x = redacted + red_used;
+						memcpy(x, a.id, ul + 1);
+						x[ul + 1] = 'x';
+						red_used += ul + 2;
+						acls[cnt].id =
+							(struct zk_str){ x, (int32_t)ul + 2 };
+					}
+				}
 				cnt++;
 			}
 			resp.acl.count = cnt;
@@ -591,8 +612,11 @@ static int read_once(struct keeld *k, const struct zk_call *call, int32_t type, 
 				ids[cnt++] = (struct zk_str){ "super", 5 };
 				ids[cnt++] = (struct zk_str){ "", 0 };
 			}
+			/* the user name alone, as ZooKeeper's digest provider
+			 * gives it (getUserName: the id before its ':') */
 			ids[cnt++] = (struct zk_str){ "digest", 6 };
-			ids[cnt++] = (struct zk_str){ s->auth[i], (int32_t)strlen(s->auth[i]) };
+			ids[cnt++] =
+				(struct zk_str){ s->auth[i], (int32_t)strcspn(s->auth[i], ":") };
 		}
 		resp.children.count = cnt;
 		resp.children.items = ids;
@@ -605,6 +629,7 @@ static int read_once(struct keeld *k, const struct zk_call *call, int32_t type, 
 	}
 	if (rc == KEEL_E_STALE) {
 		free(ns.v);
+		free(redacted);
 		return rc;
 	}
 	if (err != ZK_OK)
@@ -612,6 +637,7 @@ static int read_once(struct keeld *k, const struct zk_call *call, int32_t type, 
 	else
 		(void)zk_server_reply(k->zk, call, &resp);
 	free(ns.v);
+	free(redacted);
 	return 0;
 }
 
@@ -668,7 +694,10 @@ static void notify(void *ctx, int64_t sid, const struct kv_event *ev)
 	struct keeld *k = ctx;
 	pthread_mutex_lock(&k->fe_mu);
 	struct fsess *s = keeld_sess_find(k, sid);
-	if (s && s->has_conn) {
+	/* As ZooKeeper 3.8 (ServerCnxn.process(event, acl)): a watcher that
+	 * may not READ the node (the parent, for NodeChildrenChanged) gets no
+	 * event; its one-shot watch is gone all the same. */
+	if (s && s->has_conn && acl_allows(k, ev->acl, ev->acl_len, KV_PERM_READ, s)) {
 		struct zk_watcher_event we = { .type = ev->type,
 					       .state = ZK_STATE_SYNC_CONNECTED,
 					       .path = { ev->path, (int32_t)ev->path_len } };
@@ -831,16 +860,27 @@ static int op_build(struct keeld *k, const struct zk_request *q, const struct fs
 	bool seq = false;
 	if (is_create(q->type)) {
 		int32_t mode = q->flags;
-		if (q->type == ZK_OP_CREATE_CONTAINER)
-			mode = ZK_CREATE_CONTAINER;
 		if (!zk_create_mode_valid(mode))
 			return ZK_EBADARGUMENTS;
 		bool ttl_mode = mode == ZK_CREATE_PERSISTENT_WITH_TTL ||
 				mode == ZK_CREATE_PERSISTENT_SEQUENTIAL_WITH_TTL;
 		if ((q->type == ZK_OP_CREATE_TTL) != ttl_mode)
 			return ZK_EBADARGUMENTS;
-		if (q->type == ZK_OP_CREATE_CONTAINER && q->flags != ZK_CREATE_CONTAINER)
+		/* The TTL before the path and the ACL (validateCreateRequest) */
+		if (ttl_mode && (q->ttl_ms <= 0 || q->ttl_ms > KV_TTL_MAX_MS))
 			return ZK_EBADARGUMENTS;
+		/* As ZooKeeper, the opcode makes the node: createContainer a
+		 * container whatever its (valid) flags -- but keel has no
+		 * sequential container (a known difference, refused) -- and
+		 * create/create2 with the container flag a persistent node (a
+		 * CreateTxn). In a multi the flags decide (multi_create_type). */
+		if (q->type == ZK_OP_CREATE_CONTAINER) {
+			if (zk_create_mode_sequential(mode))
+				return ZK_EBADARGUMENTS;
+			mode = ZK_CREATE_CONTAINER;
+		} else if (mode == ZK_CREATE_CONTAINER) {
+			mode = ZK_CREATE_PERSISTENT;
+		}
 		seq = zk_create_mode_sequential(mode);
 		op->type = KV_OP_CREATE;
 		op->mode = mode;
@@ -854,11 +894,12 @@ static int op_build(struct keeld *k, const struct zk_request *q, const struct fs
 		op->type = KV_OP_DELETE;
 		/* ZooKeeper's delete does not validate the path: only one without
 		 * a '/' or with a NUL is BadArguments (getParentPathAndValidate);
-		 * any other path no znode can have is not found. */
+		 * any other goes to the log, where the store answers NoNode or
+		 * NoAuth in ZooKeeper's order. */
 		size_t n = q->path.len > 0 ? (size_t)q->path.len : 0;
 		if (!n || !memchr(q->path.ptr, '/', n) || memchr(q->path.ptr, 0, n))
 			return ZK_EBADARGUMENTS;
-		return zk_path_validate(q->path, false) < 0 ? ZK_ENONODE : ZK_OK;
+		return ZK_OK;
 	} else if (q->type == ZK_OP_SET_DATA) {
 		op->type = KV_OP_SET_DATA;
 		op->data = q->data.ptr;
@@ -1500,6 +1541,19 @@ void keeld_read_only_tick(struct keeld *k, uint32_t leader)
  * one is expired; false (nothing answered) for an unknown session otherwise.
  * Read-only mode and a standalone node answer at once: nothing newer can come.
  */
+/*
+ * Watches belong to a connection, as in ZooKeeper (its watch tables hold the
+ * ServerCnxn): when a session's connection here closes, or the session
+ * reattaches here, its watches go; the client sets them again with
+ * setWatches on the new connection (tests/cluster/test_diff_zk.py).
+ */
+static void drop_conn_watches(struct keeld *k, int64_t sid)
+{
+	pthread_mutex_lock(&k->watch_mu);
+	kv_watch_remove_session(k->watches, sid);
+	pthread_mutex_unlock(&k->watch_mu);
+}
+
 static bool attach(struct keeld *k, const struct zk_call *call, int64_t sid, struct zk_buf pw,
 		   struct zk_peer peer, bool ro, bool give_up)
 {
@@ -1537,6 +1591,8 @@ static bool attach(struct keeld *k, const struct zk_call *call, int64_t sid, str
 		s->read_only = ro;
 	}
 	pthread_mutex_unlock(&k->fe_mu);
+	if ((ok || local) && s)
+		drop_conn_watches(k, sid);
 	if (!ok && !local) {
 		if (!give_up && !ro && k->cfg.n_servers > 0)
 			return false;
@@ -1841,6 +1897,12 @@ static void on_request(struct zk_backend *b, const struct zk_call *call,
 			(void)zk_server_reply_error(k->zk, call, cur_zxid(k), ZK_EMARSHALLING);
 			goto out;
 		}
+		/* ...but exists refuses a NUL in its path (FinalRequestProcessor) */
+		if (req->type == ZK_OP_EXISTS && req->path.len > 0 &&
+		    memchr(req->path.ptr, 0, (size_t)req->path.len)) {
+			(void)zk_server_reply_error(k->zk, call, cur_zxid(k), ZK_EBADARGUMENTS);
+			goto out;
+		}
 		if (req->type != ZK_OP_GET_EPHEMERALS && req->type != ZK_OP_WHO_AM_I &&
 		    req->type != ZK_OP_MULTI_READ && req->path.len != 0 &&
 		    (req->path.len < 0 || zk_path_validate(req->path, false) < 0)) {
@@ -2006,14 +2068,18 @@ out:
 static void on_closed(struct zk_backend *b, zk_conn_id conn, int64_t session_id)
 {
 	struct keeld *k = (struct keeld *)b;
+	bool was = false;
 	pthread_mutex_lock(&k->fe_mu);
 	struct fsess *s = keeld_sess_find(k, session_id);
 	if (s && s->has_conn && s->conn.v == conn.v) {
 		s->has_conn = false;
+		was = true;
 		if (s->local)
 			s->last_heard_ns = keel_now_ns(); /* its timeout runs from now */
 	}
 	pthread_mutex_unlock(&k->fe_mu);
+	if (was)
+		drop_conn_watches(k, session_id);
 }
 
 /* ------------------------------------------------------ four-letter words */
