@@ -1536,12 +1536,6 @@ void keeld_read_only_tick(struct keeld *k, uint32_t leader)
 }
 
 /*
- * A ConnectRequest that reattaches session `sid`: answered (true) when the
- * session is known here with that password, or when give_up says an unknown
- * one is expired; false (nothing answered) for an unknown session otherwise.
- * Read-only mode and a standalone node answer at once: nothing newer can come.
- */
-/*
  * Watches belong to a connection, as in ZooKeeper (its watch tables hold the
  * ServerCnxn): when a session's connection here closes, or the session
  * reattaches here, its watches go; the client sets them again with
@@ -1554,6 +1548,12 @@ static void drop_conn_watches(struct keeld *k, int64_t sid)
 	pthread_mutex_unlock(&k->watch_mu);
 }
 
+/*
+ * A ConnectRequest that reattaches session `sid`: answered (true) when the
+ * session is known here with that password, or when give_up says an unknown
+ * one is expired; false (nothing answered) for an unknown session otherwise.
+ * Read-only mode and a standalone node answer at once: nothing newer can come.
+ */
 static bool attach(struct keeld *k, const struct zk_call *call, int64_t sid, struct zk_buf pw,
 		   struct zk_peer peer, bool ro, bool give_up)
 {
@@ -2068,17 +2068,17 @@ out:
 static void on_closed(struct zk_backend *b, zk_conn_id conn, int64_t session_id)
 {
 	struct keeld *k = (struct keeld *)b;
-	bool was = false;
+	bool had_conn = false;
 	pthread_mutex_lock(&k->fe_mu);
 	struct fsess *s = keeld_sess_find(k, session_id);
 	if (s && s->has_conn && s->conn.v == conn.v) {
 		s->has_conn = false;
-		was = true;
+		had_conn = true;
 		if (s->local)
 			s->last_heard_ns = keel_now_ns(); /* its timeout runs from now */
 	}
 	pthread_mutex_unlock(&k->fe_mu);
-	if (was)
+	if (had_conn)
 		drop_conn_watches(k, session_id);
 }
 

@@ -265,6 +265,47 @@ static void test_sequential(void **state)
 	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/nope/x", "", 2), NULL), ZK_ENONODE);
 }
 
+/* Each event carries a copy of the ACL of the node it is about (the parent's
+ * for NodeChildrenChanged, a deleted node's last one): the front end delivers
+ * it only to watchers that ACL grants READ, as ZooKeeper 3.8. */
+static void test_event_acls(void **state)
+{
+	struct kv *kv = *state;
+	struct kv_apply_result r;
+	int64_t z = 1;
+	uint8_t ro[64];
+	const struct kv_acl bob = { KV_PERM_ALL, "digest", 6, "bob:h", 5 };
+	int64_t ro_len = kv_acl_encode(&bob, 1, ro, sizeof(ro));
+	assert_true(ro_len > 0);
+	struct kv_ids alice = { 0 };
+	alice.n_digest = 1;
+	alice.digest[0] = "alice:h";
+	alice.digest_len[0] = 7;
+	struct kv_op op = kvt_create_op("/p", "", 0);
+	assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), ZK_OK);
+	op = kvt_create_op("/p/c", "x", 0);
+	op.acl = ro;
+	op.acl_len = (uint32_t)ro_len;
+	assert_int_equal(kvt_apply1(kv, z++, 0, op, &r), ZK_OK);
+	assert_int_equal(r.nevents, 2);
+	/* NodeCreated: the new node's ACL (bob only); NodeChildrenChanged: /p's (world) */
+	assert_int_equal(r.events[0].acl_len, (uint32_t)ro_len);
+	assert_memory_equal(r.events[0].acl, ro, (size_t)ro_len);
+	assert_false(kv_acl_allows(r.events[0].acl, r.events[0].acl_len, &alice, KV_PERM_READ));
+	assert_true(kv_acl_allows(r.events[1].acl, r.events[1].acl_len, &alice, KV_PERM_READ));
+	struct kv_op set = kvt_op(KV_OP_SET_DATA, "/p/c");
+	set.data = "y";
+	set.data_len = 1;
+	assert_int_equal(kvt_apply1(kv, z++, 0, set, &r), ZK_OK);
+	assert_int_equal(r.events[0].type, KV_EVENT_DATA_CHANGED);
+	assert_memory_equal(r.events[0].acl, ro, (size_t)ro_len);
+	/* NodeDeleted: the deleted node's last ACL, valid after the apply */
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_DELETE, "/p/c"), &r), ZK_OK);
+	assert_int_equal(r.events[0].type, KV_EVENT_DELETED);
+	assert_memory_equal(r.events[0].acl, ro, (size_t)ro_len);
+	assert_true(kv_acl_allows(r.events[1].acl, r.events[1].acl_len, &alice, KV_PERM_READ));
+}
+
 static void test_delete(void **state)
 {
 	struct kv *kv = *state;
@@ -277,6 +318,11 @@ static void test_delete(void **state)
 	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_DELETE, "/x"), NULL), ZK_ENONODE);
 	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_DELETE, "/"), NULL), ZK_EBADARGUMENTS);
 	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_DELETE, "a"), NULL), ZK_EBADARGUMENTS);
+	/* ZooKeeper does not validate a delete's path: a path no znode can have
+	 * is NoNode (its parent looked up first) */
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_DELETE, "/a/"), NULL), ZK_ENONODE);
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_DELETE, "/a/."), NULL), ZK_ENONODE);
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_DELETE, "/x//y"), NULL), ZK_ENONODE);
 	struct kv_op op = kvt_op(KV_OP_DELETE, "/a/b");
 	op.version = 3;
 	assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), ZK_EBADVERSION);
@@ -890,6 +936,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_root, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_zookeeper_nodes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_create, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_event_acls, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_create_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sequential, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_delete, setup, teardown),
