@@ -413,7 +413,8 @@ def parse_body(sysm, op, r, req):
     if op in (14, 22):
         out = []
         while True:
-            typ, done, _herr = r.int(), r.bool(), r.int()
+            typ, done = r.int(), r.bool()
+            r.int()  # the header's err: an error result repeats it below
             if done:
                 break
             if typ == -1:
@@ -726,10 +727,12 @@ class Generator:
                 sess = r.choice(self.sessions[1:])
             return {"op": -11, "sess": sess, "body": b""}
         if kind == "oversized":
-            size = r.choice([1024 * 1024, 2 * 1024 * 1024])
+            # over jute.maxbuffer (0xfffff: the connection is closed), or a
+            # frame just within it
+            size = r.choice([1024 * 1024, 2 * 1024 * 1024, 1000000])
             p = self.ROOT + "/big"
             return {"op": 1, "sess": sess, "path": p, "data": b"z" * size, "flags": 0,
-                    "acl": "open", "note": "over jute.maxbuffer",
+                    "acl": "open", "note": "big",
                     "body": enc_create(1, p, b"z" * size, WORLD, 0)}
         return {"op": 107, "sess": sess, "body": b""}
 
