@@ -1762,7 +1762,8 @@ static struct dread *dread_new(const struct zk_call *call, const struct zk_reque
 		free(d);
 		return NULL;
 	}
-	memcpy(d->path, src, d->path_len);
+	if (d->path_len) /* a null path (getEphemerals' "every ephemeral") has no bytes */
+		memcpy(d->path, src, d->path_len);
 	d->path[d->path_len] = 0;
 	return d;
 }
