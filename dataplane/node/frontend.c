@@ -2031,6 +2031,7 @@ static void on_request(struct zk_backend *b, const struct zk_call *call,
 		}
 		memcpy(r->path, req->path.ptr, pl);
 		r->path[pl] = 0;
+		r->path_len = (uint32_t)pl;
 		keeld_queue(k, r);
 		break;
 	}

@@ -82,7 +82,8 @@ struct preq {
 	 * (replaced by a check that always fails), of nops_all ops in all. */
 	int32_t refused_err;
 	uint32_t nops_all;
-	char *path; /* sync: the path echoed */
+	char *path; /* sync: the path echoed (path_len bytes: it may hold a NUL) */
+	uint32_t path_len;
 	uint32_t len;
 	uint8_t *txn;
 	bool forwarded; /* already handed to a leader (or proposed) */

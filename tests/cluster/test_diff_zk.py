@@ -709,8 +709,6 @@ class Generator:
         if kind == "invalid":
             p = r.choice(INVALID_PATHS)
             op = r.choice([1, 2, 3, 4, 5, 7, 8, 6, 9])
-            if op == 9 and "\x00" in p:
-                p = "/d/."  # keel echoes a sync's path up to a NUL (not fixed)
             if op == 1:
                 flags = self.seq_flags(p, r.choice([0, 2]))
                 return {"op": 1, "sess": sess, "path": p, "flags": flags, "data": b"x",
@@ -935,6 +933,9 @@ class Diff:
         self.idx = 0
         self.step({"op": 1, "sess": "S0", "path": Generator.ROOT, "data": b"root", "flags": 0,
                    "acl": "open", "body": enc_create(1, Generator.ROOT, b"root", WORLD, 0)})
+        # a sync's path is echoed whole, a NUL included
+        self.idx += 1
+        self.step({"op": 9, "sess": "S1", "path": "/d/a\x00b", "body": ustr("/d/a\x00b")})
         for p in ("/", "/zookeeper", "/zookeeper/quota", "/zookeeper/config"):
             self.idx += 1
             for op in (3, 8, 6):
@@ -984,7 +985,9 @@ class Diff:
 
     def final(self):
         """Every remaining session closed (ephemerals gone, watchers told),
-        then the trees compared node by node."""
+        then the trees compared node by node; a closed session's reattach
+        (its id and password) is refused alike."""
+        closed = {}
         for label in sorted(self.zk.sess):
             if label == "S0":
                 continue
@@ -992,7 +995,9 @@ class Diff:
             req = {"op": -11, "sess": label, "body": b""}
             self.run(req)
             for s in (self.zk, self.keel):
-                s.sess[label].close_sock()
+                c = s.sess[label]
+                closed.setdefault(label, []).append((c.port, c.sid, c.passwd, c.last_zxid))
+                c.close_sock()
                 del s.sess[label]
             self.armed.discard(label)
             self.last_write = self.idx
@@ -1000,6 +1005,14 @@ class Diff:
         self.idx += 1
         self.sync_session("S0")
         self.walk(Generator.ROOT)
+        for label in sorted(closed)[:1]:
+            outs = []
+            for port, sid, passwd, last_zxid in closed[label]:
+                c = Conn(port)
+                c.last_zxid = last_zxid
+                outs.append(c.connect(sid, passwd))
+                c.close_sock()
+            self.compare("reattach of closed session %s" % label, outs[0], outs[1])
 
     def known_seq(self):
         """The known difference the random part avoids, shown once: a
