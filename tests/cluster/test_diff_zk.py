@@ -16,6 +16,7 @@ no client library hides or rewrites anything), and every answer is compared:
 * watch events (type, path) each session gets, in order: after every write,
   each session that ever set a watch syncs (its events precede the sync's
   reply), and the events that arrived are compared;
+* reply zxids: never going back on a connection;
 * sessions: four at a time, each keel session at its own node (so what one
   session sees of another's writes crosses servers; a session syncs before
   reading after another session's write, which is ZooKeeper's rule for
@@ -288,6 +289,7 @@ class Conn:
         self.xid = 0
         self.events = []
         self.last_send = 0.0
+        self.zxid_back = []  # (op, zxid, the higher one seen before)
 
     def connect(self, sid=0, passwd=b"\0" * 16, timeout_ms=10000):
         self.sock = socket.create_connection(("127.0.0.1", self.port), timeout=20)
@@ -344,6 +346,8 @@ class Conn:
             if rxid != xid:
                 raise AssertionError("reply xid %d, expected %d" % (rxid, xid))
             if zxid > 0:
+                if zxid < self.last_zxid:
+                    self.zxid_back.append((op, zxid, self.last_zxid))
                 self.last_zxid = max(self.last_zxid, zxid)
             return err, zxid, r
 
@@ -863,6 +867,15 @@ class Diff:
         for s in (self.zk, self.keel):
             out, _ = self.one(s, req, xid)
             res[s.name] = out
+        # A connection's reply zxids never go back (a client keeps the last
+        # one as its lastZxidSeen for a reconnect).
+        back = [s.sess[req["sess"]].zxid_back if req["sess"] in s.sess else []
+                for s in (self.zk, self.keel)]
+        if back[0] or back[1]:
+            self.compare("reply zxids of %s never go back (op, zxid, seen before)" % req["sess"],
+                         list(back[0]), list(back[1]), req)
+            back[0].clear()
+            back[1].clear()
         if self.verbose:
             print("op %d: %s -> %r" % (self.idx, describe(req), res["zookeeper"]))
         self.compare(describe(req), res["zookeeper"], res["keel"], req)
