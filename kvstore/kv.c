@@ -387,6 +387,7 @@ void kv_destroy(struct kv *kv)
 	free(kv->res_off);
 	free(kv->ev);
 	free(kv->ev_off);
+	free(kv->ev_acl_off);
 	free(kv->sbuf);
 	free(kv->dec_ops);
 	free(kv);
@@ -414,7 +415,9 @@ static int64_t sput(struct kv *kv, const char *s, size_t n)
 	return off;
 }
 
-static int emit(struct kv *kv, int32_t type, const char *path, size_t n, int64_t zxid)
+/* An event about a node whose ACL is blob acl (NULL: none). */
+static int emit(struct kv *kv, int32_t type, const char *path, size_t n, int64_t zxid,
+		const struct kv_blob *acl)
 {
 	if (kv->nev == kv->evcap) {
 		size_t cap = kv->evcap ? kv->evcap * 2 : 64;
@@ -426,12 +429,22 @@ static int emit(struct kv *kv, int32_t type, const char *path, size_t n, int64_t
 		if (!no)
 			return KEEL_E_NOMEM;
 		kv->ev_off = no;
+		uint32_t *na = kv_realloc(kv->ev_acl_off, cap * sizeof(*na));
+		if (!na)
+			return KEEL_E_NOMEM;
+		kv->ev_acl_off = na;
 		kv->evcap = cap;
 	}
 	int64_t off = sput(kv, path, n);
 	if (off < 0)
 		return (int)off;
-	kv->ev[kv->nev] = (struct kv_event){ type, (uint32_t)n, NULL, zxid };
+	/* A copy: a deleted node's blob may be freed at commit. */
+	uint32_t alen = acl ? acl->len : 0;
+	int64_t aoff = sput(kv, acl ? (const char *)acl->b : "", alen);
+	if (aoff < 0)
+		return (int)aoff;
+	kv->ev[kv->nev] = (struct kv_event){ type, (uint32_t)n, NULL, zxid, NULL, alen };
+	kv->ev_acl_off[kv->nev] = (uint32_t)aoff;
 	kv->ev_off[kv->nev++] = (uint32_t)off;
 	return 0;
 }
@@ -607,6 +620,15 @@ static int set_res_path(struct opctx *c, const char *p, size_t n)
 	return 0;
 }
 
+/* Is the last component of p (n bytes) "." or ".."? */
+static bool dot_name(const char *p, uint32_t n)
+{
+	uint32_t i = n;
+	while (i > 0 && p[i - 1] != '/')
+		i--;
+	return (n - i == 1 && p[i] == '.') || (n - i == 2 && p[i] == '.' && p[i + 1] == '.');
+}
+
 static int do_create(struct opctx *c, const struct kv_op *op)
 {
 	struct kv *kv = c->kv;
@@ -627,8 +649,13 @@ static int do_create(struct opctx *c, const struct kv_op *op)
 	    op->data_len > kv->max_data || !op->path || n > KV_PATH_MAX_BYTES)
 		return c->res->err = ZK_EBADARGUMENTS, 0;
 	memcpy(path, op->path, n);
-	/* A sequential name may end in '/': the suffix completes it. */
-	if (!path_valid(path, seq && n > 1 && path[n - 1] == '/' ? n - 1 : n))
+	/* As ZooKeeper (validatePathForCreate), only a path without a '/' or
+	 * with a NUL is refused before the ACL and the parent are checked; the
+	 * whole path, sequential suffix included, is validated after NoAuth.
+	 * A sequential name whose last component is "." or ".." stays refused
+	 * here (ZooKeeper makes "/a/..0000000001"): replicas of older releases
+	 * refuse it, and an apply must not change what it creates. */
+	if (!memchr(path, '/', n) || memchr(path, 0, n) || (seq && dot_name(path, n)))
 		return c->res->err = ZK_EBADARGUMENTS, 0;
 	if (!acl_valid(op->acl, op->acl_len))
 		return c->res->err = ZK_EINVALIDACL, 0;
@@ -693,8 +720,8 @@ static int do_create(struct opctx *c, const struct kv_op *op)
 	}
 	d->nodes++;
 	c->res->stat = z->stat;
-	if (set_res_path(c, path, n) < 0 || emit(kv, KV_EVENT_CREATED, path, n, zxid) < 0 ||
-	    emit(kv, KV_EVENT_CHILDREN_CHANGED, path, plen, zxid) < 0)
+	if (set_res_path(c, path, n) < 0 || emit(kv, KV_EVENT_CREATED, path, n, zxid, z->acl) < 0 ||
+	    emit(kv, KV_EVENT_CHILDREN_CHANGED, path, plen, zxid, parent->acl) < 0)
 		return KEEL_E_NOMEM;
 	return 0;
 }
@@ -708,11 +735,11 @@ static int remove_node(struct kv *kv, struct kv_znode *z, int64_t zxid)
 	uint32_t base = plen == 1 ? 1 : plen + 1;
 	int64_t owner = z->stat.ephemeral_owner;
 	/* Events first: z may be freed at commit once out of the map. */
-	if (emit(kv, KV_EVENT_DELETED, z->path, n, zxid) < 0 ||
-	    emit(kv, KV_EVENT_CHILDREN_CHANGED, z->path, plen, zxid) < 0)
-		return KEEL_E_NOMEM;
 	struct kv_znode *parent = kv_lookup(d->paths, z->path, plen);
 	KEEL_ASSERT(parent != NULL);
+	if (emit(kv, KV_EVENT_DELETED, z->path, n, zxid, z->acl) < 0 ||
+	    emit(kv, KV_EVENT_CHILDREN_CHANGED, z->path, plen, zxid, parent->acl) < 0)
+		return KEEL_E_NOMEM;
 	if (!(parent = zedit(kv, parent)))
 		return KEEL_E_NOMEM;
 	/* As ZooKeeper 3.8 (DataTree.deleteNode, checked against the real server
@@ -784,13 +811,23 @@ static int do_delete(struct opctx *c, const struct kv_op *op)
 		return c->res->err = ZK_EBADARGUMENTS, 0;
 	if (is_builtin(c->kv, op->path, op->path_len))
 		return c->res->err = ZK_EBADARGUMENTS, 0;
+	if (!op->path || !memchr(op->path, '/', op->path_len) || memchr(op->path, 0, op->path_len))
+		return c->res->err = ZK_EBADARGUMENTS, 0;
+	/* ZooKeeper's order (it never validates a delete's path): the parent
+	 * (NoNode), its ACL (NoAuth), then the node itself -- one that is not
+	 * there, or that no znode could be, under a parent the caller may not
+	 * delete from is NoAuth (tests/cluster/test_diff_zk.py). */
+	struct kv_znode *parent =
+		kv_lookup(c->kv->draft->paths, op->path, parent_len(op->path, op->path_len));
+	if (!parent)
+		return c->res->err = ZK_ENONODE, 0;
+	if (acl_denied(c, parent, KV_PERM_DELETE))
+		return c->res->err = ZK_ENOAUTH, 0;
+	if (!path_valid(op->path, op->path_len))
+		return c->res->err = ZK_ENONODE, 0;
 	struct kv_znode *z = target(c, op);
 	if (!z)
 		return 0;
-	if (acl_denied(c,
-		       kv_lookup(c->kv->draft->paths, z->path, parent_len(z->path, z->leaf.klen)),
-		       KV_PERM_DELETE))
-		return c->res->err = ZK_ENOAUTH, 0;
 	if (container) {
 		int64_t o = z->stat.ephemeral_owner;
 		if (o != KV_OWNER_CONTAINER && (o & KV_OWNER_TTL_MASK) != KV_OWNER_TTL_MASK)
@@ -835,7 +872,7 @@ static int do_set_data(struct opctx *c, const struct kv_op *op)
 	z->stat.data_length = (int32_t)op->data_len;
 	zdone(kv, z);
 	c->res->stat = z->stat;
-	return emit(kv, KV_EVENT_DATA_CHANGED, z->path, z->leaf.klen, c->txn->zxid);
+	return emit(kv, KV_EVENT_DATA_CHANGED, z->path, z->leaf.klen, c->txn->zxid, z->acl);
 }
 
 static int do_set_acl(struct opctx *c, const struct kv_op *op)
@@ -994,8 +1031,10 @@ static void finish_results(struct kv *kv, uint32_t nres, struct kv_apply_result 
 {
 	for (uint32_t i = 0; i < nres; i++)
 		kv->res[i].path = kv->res_off[i] == UINT32_MAX ? NULL : kv->sbuf + kv->res_off[i];
-	for (size_t i = 0; i < kv->nev; i++)
+	for (size_t i = 0; i < kv->nev; i++) {
 		kv->ev[i].path = kv->sbuf + kv->ev_off[i];
+		kv->ev[i].acl = kv->ev[i].acl_len ? kv->sbuf + kv->ev_acl_off[i] : NULL;
+	}
 	if (!res)
 		return;
 	res->err = ZK_OK;

@@ -293,6 +293,13 @@ struct kv_event {
 	uint32_t path_len;
 	const char *path;
 	int64_t zxid;
+	/* The encoded ACL of the node the event is about (for
+	 * NodeChildrenChanged its parent) as the txn leaves it, a deleted
+	 * node's last one: ZooKeeper delivers an event only to a watcher
+	 * this ACL grants READ (ServerCnxn.process(event, acl)). Valid as
+	 * path; NULL/0 when not known (an empty ACL allows everything). */
+	const void *acl;
+	uint32_t acl_len;
 };
 
 struct kv_apply_result {

@@ -75,6 +75,7 @@ struct kv {
 	uint32_t *res_off;
 	struct kv_event *ev;
 	uint32_t *ev_off;
+	uint32_t *ev_acl_off; /* each event's ACL bytes in sbuf */
 	size_t nev, evcap;
 	char *sbuf;
 	size_t slen, scap;

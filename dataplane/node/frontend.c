@@ -451,10 +451,13 @@ static int multi_read(struct keeld *k, const struct zk_call *call, const struct 
 	uint32_t i = 0;
 	while (i < n && zk_multi_next(ops, &it, &q)) {
 		struct kv_node nd;
+		/* As a single read: "" is the root, another invalid path ZNONODE. */
+		if (q.path.len == 0)
+			q.path = (struct zk_str){ "/", 1 };
 		size_t pl = q.path.len > 0 ? (size_t)q.path.len : 0;
 		int err = pl && zk_path_validate(q.path, false) == 0
 				  ? kv_get(v, q.path.ptr, pl, &nd)
-				  : ZK_EBADARGUMENTS;
+				  : ZK_ENONODE;
 		if (err == ZK_OK && !acl_allows(k, nd.acl, nd.acl_len, KV_PERM_READ, s))
 			err = ZK_ENOAUTH;
 		if (err == ZK_OK && q.type == ZK_OP_GET_DATA) {
@@ -497,7 +500,13 @@ static int read_once(struct keeld *k, const struct zk_call *call, int32_t type, 
 	int err = ZK_OK;
 	struct names ns = { 0 };
 	struct zk_acl acls[64];
+	char *redacted = NULL; /* getACL: digest ids shown as "user:x" */
+	size_t red_used = 0;
 	int rc = 0;
+	if (plen == 0 && type != ZK_OP_GET_EPHEMERALS) { /* ZooKeeper's "" is its root */
+		path = "/";
+		plen = 1;
+	}
 	switch (type) {
 	case ZK_OP_EXISTS:
 		err = kv_get(v, path, plen, &n);
@@ -528,11 +537,30 @@ static int read_once(struct keeld *k, const struct zk_call *call, int32_t type, 
 			uint32_t pos = 0;
 			struct kv_acl a;
 			int32_t cnt = 0;
+			/* As ZooKeeper 3.8: a caller without ADMIN sees a digest id
+			 * as "user:x", its password hash hidden. */
+			bool admin = acl_allows(k, n.acl, n.acl_len, KV_PERM_ADMIN, s);
 			while (cnt < 64 && kv_acl_next(n.acl, n.acl_len, &pos, &a) == 1) {
 				acls[cnt].perms = a.perms;
 				acls[cnt].scheme =
 					(struct zk_str){ a.scheme, (int32_t)a.scheme_len };
 				acls[cnt].id = (struct zk_str){ a.id, (int32_t)a.id_len };
+				const char *colon = memchr(a.id, ':', a.id_len);
+				if (!admin && colon && a.scheme_len == 6 &&
+				    !memcmp(a.scheme, "digest", 6)) {
+					/* "user:x" is no longer than the id it stands for */
+					size_t ul = (size_t)(colon - a.id);
+					if (!redacted)
+						redacted = malloc(n.acl_len);
+					if (redacted) {
+						char *x = redacted + red_used;
+						memcpy(x, a.id, ul + 1);
+						x[ul + 1] = 'x';
+						red_used += ul + 2;
+						acls[cnt].id =
+							(struct zk_str){ x, (int32_t)ul + 2 };
+					}
+				}
 				cnt++;
 			}
 			resp.acl.count = cnt;
@@ -599,8 +627,11 @@ static int read_once(struct keeld *k, const struct zk_call *call, int32_t type, 
 				ids[cnt++] = (struct zk_str){ "super", 5 };
 				ids[cnt++] = (struct zk_str){ "", 0 };
 			}
+			/* the user name alone, as ZooKeeper's digest provider
+			 * gives it (getUserName: the id before its ':') */
 			ids[cnt++] = (struct zk_str){ "digest", 6 };
-			ids[cnt++] = (struct zk_str){ s->auth[i], (int32_t)strlen(s->auth[i]) };
+			ids[cnt++] =
+				(struct zk_str){ s->auth[i], (int32_t)strcspn(s->auth[i], ":") };
 		}
 		resp.children.count = cnt;
 		resp.children.items = ids;
@@ -613,6 +644,7 @@ static int read_once(struct keeld *k, const struct zk_call *call, int32_t type, 
 	}
 	if (rc == KEEL_E_STALE) {
 		free(ns.v);
+		free(redacted);
 		return rc;
 	}
 	if (err != ZK_OK)
@@ -620,6 +652,7 @@ static int read_once(struct keeld *k, const struct zk_call *call, int32_t type, 
 	else
 		(void)zk_server_reply(k->zk, call, &resp);
 	free(ns.v);
+	free(redacted);
 	return 0;
 }
 
@@ -676,7 +709,10 @@ static void notify(void *ctx, int64_t sid, const struct kv_event *ev)
 	struct keeld *k = ctx;
 	pthread_mutex_lock(&k->fe_mu);
 	struct fsess *s = keeld_sess_find(k, sid);
-	if (s && s->has_conn) {
+	/* As ZooKeeper 3.8 (ServerCnxn.process(event, acl)): a watcher that
+	 * may not READ the node (the parent, for NodeChildrenChanged) gets no
+	 * event; its one-shot watch is gone all the same. */
+	if (s && s->has_conn && acl_allows(k, ev->acl, ev->acl_len, KV_PERM_READ, s)) {
 		struct zk_watcher_event we = { .type = ev->type,
 					       .state = ZK_STATE_SYNC_CONNECTED,
 					       .path = { ev->path, (int32_t)ev->path_len } };
@@ -839,16 +875,27 @@ static int op_build(struct keeld *k, const struct zk_request *q, const struct fs
 	bool seq = false;
 	if (is_create(q->type)) {
 		int32_t mode = q->flags;
-		if (q->type == ZK_OP_CREATE_CONTAINER)
-			mode = ZK_CREATE_CONTAINER;
 		if (!zk_create_mode_valid(mode))
 			return ZK_EBADARGUMENTS;
 		bool ttl_mode = mode == ZK_CREATE_PERSISTENT_WITH_TTL ||
 				mode == ZK_CREATE_PERSISTENT_SEQUENTIAL_WITH_TTL;
 		if ((q->type == ZK_OP_CREATE_TTL) != ttl_mode)
 			return ZK_EBADARGUMENTS;
-		if (q->type == ZK_OP_CREATE_CONTAINER && q->flags != ZK_CREATE_CONTAINER)
+		/* The TTL before the path and the ACL (validateCreateRequest) */
+		if (ttl_mode && (q->ttl_ms <= 0 || q->ttl_ms > KV_TTL_MAX_MS))
 			return ZK_EBADARGUMENTS;
+		/* As ZooKeeper, the opcode makes the node: createContainer a
+		 * container whatever its (valid) flags -- but keel has no
+		 * sequential container (a known difference, refused) -- and
+		 * create/create2 with the container flag a persistent node (a
+		 * CreateTxn). In a multi the flags decide (multi_create_type). */
+		if (q->type == ZK_OP_CREATE_CONTAINER) {
+			if (zk_create_mode_sequential(mode))
+				return ZK_EBADARGUMENTS;
+			mode = ZK_CREATE_CONTAINER;
+		} else if (mode == ZK_CREATE_CONTAINER) {
+			mode = ZK_CREATE_PERSISTENT;
+		}
 		seq = zk_create_mode_sequential(mode);
 		op->type = KV_OP_CREATE;
 		op->mode = mode;
@@ -860,6 +907,14 @@ static int op_build(struct keeld *k, const struct zk_request *q, const struct fs
 			return ZK_EBADARGUMENTS;
 	} else if (q->type == ZK_OP_DELETE) {
 		op->type = KV_OP_DELETE;
+		/* ZooKeeper's delete does not validate the path: only one without
+		 * a '/' or with a NUL is BadArguments (getParentPathAndValidate);
+		 * any other goes to the log, where the store answers NoNode or
+		 * NoAuth in ZooKeeper's order. */
+		size_t n = q->path.len > 0 ? (size_t)q->path.len : 0;
+		if (!n || !memchr(q->path.ptr, '/', n) || memchr(q->path.ptr, 0, n))
+			return ZK_EBADARGUMENTS;
+		return ZK_OK;
 	} else if (q->type == ZK_OP_SET_DATA) {
 		op->type = KV_OP_SET_DATA;
 		op->data = q->data.ptr;
@@ -872,12 +927,33 @@ static int op_build(struct keeld *k, const struct zk_request *q, const struct fs
 	} else {
 		return ZK_EUNIMPLEMENTED;
 	}
-	if (q->path.len <= 0 || zk_path_validate(q->path, seq) < 0)
+	size_t plen = q->path.len > 0 ? (size_t)q->path.len : 0;
+	if (is_create(q->type)) {
+		/* ZooKeeper's create refuses only a path without '/' or with a
+		 * NUL before it checks the ACL and looks the parent up
+		 * (validatePathForCreate); the whole path is validated after
+		 * NoNode and NoAuth. */
+		if (!plen || !memchr(q->path.ptr, '/', plen) || memchr(q->path.ptr, 0, plen))
+			return ZK_EBADARGUMENTS;
+	} else if (!plen || zk_path_validate(q->path, seq) < 0) {
 		return ZK_EBADARGUMENTS;
+	}
 	if (is_create(q->type) || q->type == ZK_OP_SET_ACL) {
 		int e = acl_build(&q->acl, s, ar, &op->acl, &op->acl_len);
 		if (e)
 			return e;
+	}
+	if (is_create(q->type) && zk_path_validate(q->path, seq) < 0) {
+		/* Refused at apply in ZooKeeper's order: a control byte added to
+		 * the name leaves the parent alone (its NoNode and NoAuth come
+		 * first) and fails the store's own check of the whole path. */
+		char *p = arena_alloc(ar, plen + 1);
+		if (!p)
+			return ZK_ESYSTEM;
+		memcpy(p, q->path.ptr, plen);
+		p[plen] = '\x01';
+		op->path = p;
+		op->path_len = (uint32_t)plen + 1;
 	}
 	/* Permissions: checked at apply, in log order, on every replica
 	 * (kvstore's acl_denied, with the identities this txn carries): this
@@ -886,6 +962,46 @@ static int op_build(struct keeld *k, const struct zk_request *q, const struct fs
 	 * a write the new ACL refuses, or refuse one it allows. A refused
 	 * write costs a log entry, as ZooKeeper's error txn does. */
 	return ZK_OK;
+}
+
+/*
+ * Reads in a multi, or writes in a multiRead: ZooKeeper refuses both with
+ * ZMARSHALLINGERROR (MultiOperationRecord does not mix the kinds, and the
+ * server takes only writes in a multi and only reads in a multiRead).
+ */
+static bool multi_kinds_ok(const struct zk_request *req)
+{
+	struct zk_iter it = ZK_ITER_INIT;
+	struct zk_request q;
+	bool reads = req->type == ZK_OP_MULTI_READ;
+	while (zk_multi_next(&req->ops, &it, &q))
+		if ((q.type == ZK_OP_GET_DATA || q.type == ZK_OP_GET_CHILDREN) != reads)
+			return false;
+	return true;
+}
+
+/* A check no znode can pass: no znode has this path (a control byte). */
+#define MULTI_SENTINEL_PATH "/\x01"
+
+/*
+ * A create inside a multi takes its type from its flags, not from its opcode,
+ * as ZooKeeper's MultiOperationRecord reads it (Op.create): a container mode
+ * is createContainer, a TTL mode createTTL (only from a CreateTTLRequest: a
+ * TTL mode in a plain CreateRequest stays refused), anything else a plain
+ * create, whose result is the path alone (a create2 op answers no stat) and
+ * whose TTL, if a CreateTTLRequest carried one, is dropped.
+ */
+static void multi_create_type(struct zk_request *q)
+{
+	bool ttl_mode = q->flags == ZK_CREATE_PERSISTENT_WITH_TTL ||
+			q->flags == ZK_CREATE_PERSISTENT_SEQUENTIAL_WITH_TTL;
+	if (q->flags == ZK_CREATE_CONTAINER) {
+		q->type = ZK_OP_CREATE_CONTAINER;
+		q->ttl_ms = 0;
+	} else if (!ttl_mode) {
+		q->type = ZK_OP_CREATE;
+		q->ttl_ms = 0;
+	}
 }
 
 /* A multi refused before it reached the log: ZooKeeper's per-op results. */
@@ -950,6 +1066,10 @@ static void handle_write(struct keeld *k, const struct zk_call *call, const stru
 			err = ZK_EBADARGUMENTS;
 			goto out;
 		}
+		if (!multi_kinds_ok(req)) {
+			err = ZK_EMARSHALLING;
+			goto out;
+		}
 		ops = calloc(nops ? nops : 1, sizeof(*ops));
 		r->op_types = calloc(nops ? nops : 1, sizeof(int32_t));
 		if (!ops || !r->op_types) {
@@ -960,12 +1080,29 @@ static void handle_write(struct keeld *k, const struct zk_call *call, const stru
 		struct zk_request q;
 		uint32_t i = 0;
 		while (i < nops && zk_multi_next(&req->ops, &it, &q)) {
+			if (is_create(q.type))
+				multi_create_type(&q);
 			int e = op_build(k, &q, s, &ar, &ops[i]);
-			if (e) {
+			if (e && i == 0) {
 				reply_multi_error(k, call, nops, i, e);
 				keeld_preq_free(r);
 				r = NULL;
 				goto out;
+			}
+			if (e) {
+				/* ZooKeeper runs a multi's ops in order and reports the
+				 * first that fails: an earlier op may fail at apply. The
+				 * ops before this one go to the log with an op after them
+				 * that always fails; its failure is answered as e. */
+				ops[i] =
+					(struct kv_op){ .type = KV_OP_CHECK,
+							.path = MULTI_SENTINEL_PATH,
+							.path_len = sizeof(MULTI_SENTINEL_PATH) - 1,
+							.version = -1 };
+				r->refused_err = e;
+				r->nops_all = nops;
+				r->op_types[i++] = ZK_OP_CHECK;
+				break;
 			}
 			r->op_types[i] = q.type;
 			i++;
@@ -1022,24 +1159,28 @@ void keeld_reply_write(struct keeld *k, const struct preq *r, const struct kv_tx
 	}
 	struct zk_response resp = { .zxid = zxid, .type = type };
 	if (type == ZK_OP_MULTI) {
-		struct zk_op_result *out = calloc(res->nops ? res->nops : 1, sizeof(*out));
+		/* A multi the front end refused at op r->nops - 1 (handle_write):
+		 * that op is the failing sentinel, the ops after it are answered
+		 * too. */
+		uint32_t nres = r->refused_err ? r->nops_all : res->nops;
+		struct zk_op_result *out = calloc(nres ? nres : 1, sizeof(*out));
 		if (!out)
 			return;
-		for (uint32_t i = 0; i < res->nops; i++) {
-			const struct kv_op_result *o = &res->ops[i];
-			if (res->err) {
+		for (uint32_t i = 0; i < nres; i++) {
+			const struct kv_op_result *o = &res->ops[KEEL_MIN(i, res->nops - 1)];
+			if (res->err || r->refused_err) {
 				out[i].type = ZK_OP_ERROR;
-				out[i].err = o->err;
+				out[i].err = i >= res->nops ? ZK_ERUNTIMEINCONSISTENCY : o->err;
+				if (r->refused_err && i == r->nops - 1 &&
+				    o->err != ZK_ERUNTIMEINCONSISTENCY)
+					out[i].err = r->refused_err;
 				continue;
 			}
 			out[i].type = i < r->nops ? r->op_types[i] : o->type;
 			out[i].path = (struct zk_str){ o->path, (int32_t)o->path_len };
 			out[i].stat = o->stat;
-			if (out[i].type == ZK_OP_CREATE_CONTAINER ||
-			    out[i].type == ZK_OP_CREATE_TTL)
-				out[i].type = ZK_OP_CREATE2;
 		}
-		resp.results.count = (int32_t)res->nops;
+		resp.results.count = (int32_t)nres;
 		resp.results.items = out;
 		(void)zk_server_reply(k->zk, &r->call, &resp);
 		free(out);
@@ -1411,6 +1552,19 @@ void keeld_read_only_tick(struct keeld *k, uint32_t leader)
 }
 
 /*
+ * Watches belong to a connection, as in ZooKeeper (its watch tables hold the
+ * ServerCnxn): when a session's connection here closes, or the session
+ * reattaches here, its watches go; the client sets them again with
+ * setWatches on the new connection (tests/cluster/test_diff_zk.py).
+ */
+static void drop_conn_watches(struct keeld *k, int64_t sid)
+{
+	pthread_mutex_lock(&k->watch_mu);
+	kv_watch_remove_session(k->watches, sid);
+	pthread_mutex_unlock(&k->watch_mu);
+}
+
+/*
  * A ConnectRequest that reattaches session `sid`: answered (true) when the
  * session is known here with that password, or when give_up says an unknown
  * one is expired; false (nothing answered) for an unknown session otherwise.
@@ -1453,6 +1607,8 @@ static bool attach(struct keeld *k, const struct zk_call *call, int64_t sid, str
 		s->read_only = ro;
 	}
 	pthread_mutex_unlock(&k->fe_mu);
+	if ((ok || local) && s)
+		drop_conn_watches(k, sid);
 	if (!ok && !local) {
 		if (!give_up && !ro && k->cfg.n_servers > 0)
 			return false;
@@ -1622,7 +1778,8 @@ static struct dread *dread_new(const struct zk_call *call, const struct zk_reque
 		free(d);
 		return NULL;
 	}
-	memcpy(d->path, src, d->path_len);
+	if (d->path_len) /* a null path (getEphemerals' "every ephemeral") has no bytes */
+		memcpy(d->path, src, d->path_len);
 	d->path[d->path_len] = 0;
 	return d;
 }
@@ -1749,10 +1906,24 @@ static void on_request(struct zk_backend *b, const struct zk_call *call,
 		goto out;
 	}
 	if (is_read(req->type)) {
-		if (req->type != ZK_OP_GET_EPHEMERALS && req->type != ZK_OP_WHO_AM_I &&
-		    req->type != ZK_OP_MULTI_READ &&
-		    (req->path.len <= 0 || zk_path_validate(req->path, false) < 0)) {
+		/* As ZooKeeper, a read never validates its path: it looks the path
+		 * up and finds nothing (ZNONODE), except "" -- the key of
+		 * ZooKeeper's root node beside "/" -- which reads the root
+		 * (tests/cluster/test_diff_zk.py). */
+		if (req->type == ZK_OP_MULTI_READ && !multi_kinds_ok(req)) {
+			(void)zk_server_reply_error(k->zk, call, cur_zxid(k), ZK_EMARSHALLING);
+			goto out;
+		}
+		/* ...but exists refuses a NUL in its path (FinalRequestProcessor) */
+		if (req->type == ZK_OP_EXISTS && req->path.len > 0 &&
+		    memchr(req->path.ptr, 0, (size_t)req->path.len)) {
 			(void)zk_server_reply_error(k->zk, call, cur_zxid(k), ZK_EBADARGUMENTS);
+			goto out;
+		}
+		if (req->type != ZK_OP_GET_EPHEMERALS && req->type != ZK_OP_WHO_AM_I &&
+		    req->type != ZK_OP_MULTI_READ && req->path.len != 0 &&
+		    (req->path.len < 0 || zk_path_validate(req->path, false) < 0)) {
+			(void)zk_server_reply_error(k->zk, call, cur_zxid(k), ZK_ENONODE);
 			goto out;
 		}
 		if (peer_news(k) && defer_to_turn(k, call, req))
@@ -1876,6 +2047,7 @@ static void on_request(struct zk_backend *b, const struct zk_call *call,
 		}
 		memcpy(r->path, req->path.ptr, pl);
 		r->path[pl] = 0;
+		r->path_len = (uint32_t)pl;
 		keeld_queue(k, r);
 		break;
 	}
@@ -1914,14 +2086,18 @@ out:
 static void on_closed(struct zk_backend *b, zk_conn_id conn, int64_t session_id)
 {
 	struct keeld *k = (struct keeld *)b;
+	bool had_conn = false;
 	pthread_mutex_lock(&k->fe_mu);
 	struct fsess *s = keeld_sess_find(k, session_id);
 	if (s && s->has_conn && s->conn.v == conn.v) {
 		s->has_conn = false;
+		had_conn = true;
 		if (s->local)
 			s->last_heard_ns = keel_now_ns(); /* its timeout runs from now */
 	}
 	pthread_mutex_unlock(&k->fe_mu);
+	if (had_conn)
+		drop_conn_watches(k, session_id);
 }
 
 /* ------------------------------------------------------ four-letter words */

@@ -78,7 +78,12 @@ struct preq {
 	struct zk_peer peer; /* reattach: the client's address */
 	uint32_t nops;
 	int32_t *op_types; /* zk opcodes of a multi's ops (for the reply bodies) */
-	char *path;        /* sync: the path echoed */
+	/* A multi whose op nops - 1 the front end refused with refused_err
+	 * (replaced by a check that always fails), of nops_all ops in all. */
+	int32_t refused_err;
+	uint32_t nops_all;
+	char *path; /* sync: the path echoed (path_len bytes: it may hold a NUL) */
+	uint32_t path_len;
 	uint32_t len;
 	uint8_t *txn;
 	bool forwarded; /* already handed to a leader (or proposed) */

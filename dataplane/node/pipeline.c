@@ -1316,7 +1316,7 @@ static void finish_local(struct pipeline *p, uint32_t origin, uint64_t id, const
 	if (r->kind == PREQ_SYNC) {
 		struct zk_response resp = { .zxid = zxid, .type = ZK_OP_SYNC };
 		resp.path.ptr = r->path;
-		resp.path.len = (int32_t)strlen(r->path);
+		resp.path.len = (int32_t)r->path_len; /* as sent, a NUL included */
 		(void)zk_server_reply(k->zk, &r->call, &resp);
 	} else if (r->kind == PREQ_REATTACH) {
 		keeld_reattach(k, r);

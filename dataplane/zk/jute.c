@@ -182,7 +182,11 @@ void zk_put_stat(struct zk_enc *e, const struct zk_stat *st)
 	zk_put_int(e, st->version);
 	zk_put_int(e, st->cversion);
 	zk_put_int(e, st->aversion);
-	zk_put_long(e, st->ephemeral_owner);
+	/* What a client sees (ZooKeeper's DataNode.copyStat): a container's or a
+	 * TTL node's owner encoding (INT64_MIN; 0xFF in the top byte, the TTL
+	 * below) is kept by the server only, the client gets 0. */
+	int64_t owner = st->ephemeral_owner;
+	zk_put_long(e, owner == INT64_MIN || (uint64_t)owner >> 56 == 0xff ? 0 : owner);
 	zk_put_int(e, st->data_length);
 	zk_put_int(e, st->num_children);
 	zk_put_long(e, st->pzxid);

@@ -157,10 +157,28 @@ static void test_create_errors(void **state)
 	assert_int_equal(r.nevents, 0);
 	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/", "x", 0), NULL), ZK_ENODEEXISTS);
 	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/x/y", "x", 0), NULL), ZK_ENONODE);
-	const char *bad[] = { "", "a", "/a/", "//", "/a//b", "/a/./b", "/a/../b", "/.", "/a\001" };
+	const char *bad[] = { "", "a", "/a/", "//", "/.", "/a\001", "/a/.", "/a/.." };
 	for (size_t i = 0; i < KEEL_ARRAY_SIZE(bad); i++)
 		assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op(bad[i], "x", 0), NULL),
 				 ZK_EBADARGUMENTS);
+	/* As ZooKeeper (validatePathForCreate): the parent is looked up before
+	 * the whole path is validated, so an invalid path under a parent no
+	 * znode has is NoNode (tests/cluster/test_diff_zk.py). */
+	const char *no_parent[] = { "/a//b", "/a/./b", "/a/../b", "/zz/\001", "a/b" };
+	for (size_t i = 0; i < KEEL_ARRAY_SIZE(no_parent); i++)
+		assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op(no_parent[i], "x", 0), NULL),
+				 ZK_ENONODE);
+	/* A NUL is refused before anything else. */
+	struct kv_op nul = kvt_create_op("/zz/a", "x", 0);
+	nul.path = "/zz\0a";
+	assert_int_equal(kvt_apply1(kv, z++, 0, nul, NULL), ZK_EBADARGUMENTS);
+	/* A sequential name ending in a dot component stays refused (keel's
+	 * known difference: ZooKeeper makes "/a/..0000000001"), as an older
+	 * replica refuses it. */
+	assert_int_equal(kvt_apply1(kv, z++, 0,
+				    kvt_create_op("/a/..", "x", KV_MODE_PERSISTENT_SEQUENTIAL),
+				    NULL),
+			 ZK_EBADARGUMENTS);
 	/* ".x" and "..." are ordinary names */
 	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/a/.x", "", 0), NULL), ZK_OK);
 	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/a/...", "", 0), NULL), ZK_OK);
@@ -247,6 +265,47 @@ static void test_sequential(void **state)
 	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/nope/x", "", 2), NULL), ZK_ENONODE);
 }
 
+/* Each event carries a copy of the ACL of the node it is about (the parent's
+ * for NodeChildrenChanged, a deleted node's last one): the front end delivers
+ * it only to watchers that ACL grants READ, as ZooKeeper 3.8. */
+static void test_event_acls(void **state)
+{
+	struct kv *kv = *state;
+	struct kv_apply_result r;
+	int64_t z = 1;
+	uint8_t ro[64];
+	const struct kv_acl bob = { KV_PERM_ALL, "digest", 6, "bob:h", 5 };
+	int64_t ro_len = kv_acl_encode(&bob, 1, ro, sizeof(ro));
+	assert_true(ro_len > 0);
+	struct kv_ids alice = { 0 };
+	alice.n_digest = 1;
+	alice.digest[0] = "alice:h";
+	alice.digest_len[0] = 7;
+	struct kv_op op = kvt_create_op("/p", "", 0);
+	assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), ZK_OK);
+	op = kvt_create_op("/p/c", "x", 0);
+	op.acl = ro;
+	op.acl_len = (uint32_t)ro_len;
+	assert_int_equal(kvt_apply1(kv, z++, 0, op, &r), ZK_OK);
+	assert_int_equal(r.nevents, 2);
+	/* NodeCreated: the new node's ACL (bob only); NodeChildrenChanged: /p's (world) */
+	assert_int_equal(r.events[0].acl_len, (uint32_t)ro_len);
+	assert_memory_equal(r.events[0].acl, ro, (size_t)ro_len);
+	assert_false(kv_acl_allows(r.events[0].acl, r.events[0].acl_len, &alice, KV_PERM_READ));
+	assert_true(kv_acl_allows(r.events[1].acl, r.events[1].acl_len, &alice, KV_PERM_READ));
+	struct kv_op set = kvt_op(KV_OP_SET_DATA, "/p/c");
+	set.data = "y";
+	set.data_len = 1;
+	assert_int_equal(kvt_apply1(kv, z++, 0, set, &r), ZK_OK);
+	assert_int_equal(r.events[0].type, KV_EVENT_DATA_CHANGED);
+	assert_memory_equal(r.events[0].acl, ro, (size_t)ro_len);
+	/* NodeDeleted: the deleted node's last ACL, valid after the apply */
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_DELETE, "/p/c"), &r), ZK_OK);
+	assert_int_equal(r.events[0].type, KV_EVENT_DELETED);
+	assert_memory_equal(r.events[0].acl, ro, (size_t)ro_len);
+	assert_true(kv_acl_allows(r.events[1].acl, r.events[1].acl_len, &alice, KV_PERM_READ));
+}
+
 static void test_delete(void **state)
 {
 	struct kv *kv = *state;
@@ -259,6 +318,11 @@ static void test_delete(void **state)
 	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_DELETE, "/x"), NULL), ZK_ENONODE);
 	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_DELETE, "/"), NULL), ZK_EBADARGUMENTS);
 	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_DELETE, "a"), NULL), ZK_EBADARGUMENTS);
+	/* ZooKeeper does not validate a delete's path: a path no znode can have
+	 * is NoNode (its parent looked up first) */
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_DELETE, "/a/"), NULL), ZK_ENONODE);
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_DELETE, "/a/."), NULL), ZK_ENONODE);
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_DELETE, "/x//y"), NULL), ZK_ENONODE);
 	struct kv_op op = kvt_op(KV_OP_DELETE, "/a/b");
 	op.version = 3;
 	assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), ZK_EBADVERSION);
@@ -872,6 +936,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_root, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_zookeeper_nodes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_create, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_event_acls, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_create_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sequential, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_delete, setup, teardown),

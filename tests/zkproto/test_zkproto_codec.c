@@ -474,6 +474,28 @@ static void check_response(struct oarchive *oa, const struct zk_response *r)
 	close_buffer_oarchive(&oa, 1);
 }
 
+/* What a client sees of a container's or TTL node's owner: 0, as ZooKeeper's
+ * DataNode.copyStat (a session's id goes out as it is). */
+static void test_stat_owner_shown(void **state)
+{
+	(void)state;
+	static const int64_t kept[] = { INT64_MIN, (int64_t)0xff0000000036ee80ULL,
+					(int64_t)0xff00000000000001ULL, 0x0100000000000005LL, 0 };
+	static const int64_t shown[] = { 0, 0, 0, 0x0100000000000005LL, 0 };
+	for (size_t i = 0; i < KEEL_ARRAY_SIZE(kept); i++) {
+		struct zk_response r = { .xid = 1, .zxid = 2, .type = ZK_OP_EXISTS, .stat = stat1 };
+		r.stat.ephemeral_owner = kept[i];
+		struct zk_enc e;
+		zk_enc_init(&e, out, sizeof(out));
+		int64_t n = zk_response_encode(&e, &r);
+		assert_true(n > 0);
+		struct zk_response d;
+		assert_int_equal(zk_response_decode(out + 4, (size_t)n - 4, r.type, &d, NULL), 0);
+		assert_int_equal(d.stat.ephemeral_owner, shown[i]);
+		assert_int_equal(d.stat.pzxid, stat1.pzxid);
+	}
+}
+
 static void test_responses(void **state)
 {
 	(void)state;
@@ -1057,6 +1079,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_create_family),
+		cmocka_unit_test(test_stat_owner_shown),
 		cmocka_unit_test(test_path_records),
 		cmocka_unit_test(test_session_records),
 		cmocka_unit_test(test_multi_request),
