@@ -945,6 +945,29 @@ static int list_segments(struct wal *w, uint64_t **seqs_out, size_t *n_out);
 static int rec_read(struct wal *w, int fd, const char *name, void *buf, size_t len, uint64_t off,
 		    char *msg, size_t cap);
 
+/*
+ * 1 when the directory holds a log (a segment or a snapshot), with `what`
+ * saying which, 0 when it holds neither, or a negative error.
+ */
+static int log_in_use(struct wal *w, char *what, size_t cap)
+{
+	uint64_t *seqs = NULL;
+	size_t nseg = 0;
+	int rc = list_segments(w, &seqs, &nseg);
+	if (rc)
+		return rc;
+	uint64_t snap = atomic_load(&w->ss.index);
+	int n = 0;
+	if (nseg)
+		n = snprintf(what, cap, "%zu segment%s %016" PRIx64 ".wal..%016" PRIx64 ".wal",
+			     nseg, nseg == 1 ? "" : "s", seqs[0], seqs[nseg - 1]);
+	if (snap && n >= 0 && (size_t)n < cap)
+		snprintf(what + n, cap - (size_t)n, "%ssnapshot at index %" PRIu64,
+			 nseg ? ", " : "", snap);
+	free(seqs);
+	return nseg || snap;
+}
+
 /* The hard state file's two slots, zeroed and synced (file and directory entry). */
 static int hs_create(struct wal *w, int fd, struct wal_recovery *rec)
 {
@@ -967,10 +990,38 @@ static int hs_load(struct wal *w, struct wal_recovery *rec)
 		return rc;
 	}
 	if (fd < 0) {
+		/*
+		 * A first open creates this file whole and synced (file and
+		 * directory entry) before its first segment, and a snapshot
+		 * needs a log: so a log is provably new -- and a crash in its
+		 * first open restarts cleanly -- only when neither exists.
+		 * A segment with no records is not enough: a node votes with
+		 * an empty log (the first election), and forgetting that vote
+		 * could vote twice in one term and elect two leaders.
+		 */
+		char what[96];
+		int rc = log_in_use(w, what, sizeof(what));
+		if (rc < 0)
+			return rc;
+		if (rc) {
+			snprintf(rec->error, sizeof(rec->error),
+				 "wal: hardstate: missing in %.80s next to a log in use (%s); not "
+				 "made afresh: term 0 and no vote could cast a lost vote twice",
+				 w->ss.dir, what);
+			oplog(&w->o,
+			      "keel-wal: %s: hardstate is missing but %s: refusing to open. "
+			      "Restore "
+			      "the file from a copy of this directory, or remove this member from "
+			      "the cluster, empty the directory and add it back as a new member "
+			      "(it catches up by snapshot); see log/README.md, \"Hard state at "
+			      "open\"",
+			      w->ss.dir, what);
+			return KEEL_E_CORRUPT;
+		}
 		fd = openat(w->ss.dirfd, "hardstate", O_RDWR | O_CREAT | O_CLOEXEC, 0644);
 		if (fd < 0)
 			return -errno;
-		int rc = hs_create(w, fd, rec);
+		rc = hs_create(w, fd, rec);
 		if (rc) {
 			close(fd);
 			return rc;
@@ -995,13 +1046,11 @@ static int hs_load(struct wal *w, struct wal_recovery *rec)
 		 * something else cut it, and a vote it held may be gone -- taking
 		 * the missing bytes as zeros could vote twice in one term.
 		 */
-		uint64_t *seqs = NULL;
-		size_t nseg = 0;
-		int rc = list_segments(w, &seqs, &nseg);
-		free(seqs);
-		if (rc)
+		char what[96];
+		int rc = log_in_use(w, what, sizeof(what));
+		if (rc < 0)
 			return rc;
-		if (nseg || atomic_load(&w->ss.index)) {
+		if (rc) {
 			snprintf(rec->error, sizeof(rec->error),
 				 "wal: hardstate: %" PRIu64
 				 " bytes, shorter than its two %u-byte slots, next to a log in "
