@@ -1009,14 +1009,13 @@ static int hs_load(struct wal *w, struct wal_recovery *rec)
 				 "made afresh: term 0 and no vote could cast a lost vote twice",
 				 w->ss.dir, what);
 			oplog(&w->o,
-			      "keel-wal: %s: hardstate is missing but %s: refusing to open. "
-			      "Restore "
-			      "the file from a copy of this directory, or remove this member from "
-			      "the cluster, empty the directory and add it back as a new member "
-			      "(it catches up by snapshot); see log/README.md, \"Hard state at "
-			      "open\"",
+			      "keel-wal: %s: hardstate is missing next to a log in use (%s): "
+			      "refusing to open. Restore the file from a copy of this directory, "
+			      "or remove this member from the cluster, empty the directory and "
+			      "add it back as a new member (it catches up by snapshot); see "
+			      "log/README.md, \"Hard state at open\"",
 			      w->ss.dir, what);
-			return KEEL_E_CORRUPT;
+			return -ENOENT;
 		}
 		fd = openat(w->ss.dirfd, "hardstate", O_RDWR | O_CREAT | O_CLOEXEC, 0644);
 		if (fd < 0)

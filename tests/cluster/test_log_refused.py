@@ -5,7 +5,8 @@ znode. Cases: a record damaged in the middle of a segment, a hard state
 cut short next to the log. A disk read error (EIO) takes the same path
 (tests/log/test_wal_read_fault walks it through the log's fault seam: this
 kernel has no device-mapper to make a real one). keel only; one keeld,
-standalone, ~3 s.
+standalone, ~3 s. HardStateMissing: a follower whose hard state was deleted
+refuses to start and the cluster keeps serving (3 nodes, ~4 s).
 """
 import hashlib
 import os
@@ -123,6 +124,65 @@ class LogRefused(unittest.TestCase):
             zk.stop()
             zk.close()
         self.stop()
+
+
+class HardStateMissing(unittest.TestCase):
+    """A follower of a 3-node cluster stopped and its `hardstate` deleted: it
+    could have voted in the current term, and a hard state made afresh (term
+    0, no vote) could vote again in it -- two leaders. keeld refuses to start
+    (exit 1), naming the directory and what is missing, and says what the
+    operator can do; no hardstate is made; the other two keep serving writes.
+    With the file put back the node starts and catches up. ~4 s."""
+
+    def test_refused_cluster_serves(self):
+        if os.environ.get("KEEL_TEST_TARGET", "keel") != "keel":
+            self.skipTest("keeld's own log")
+        from kazoo.client import KazooClient
+        with KeelCluster(3) as cl:
+            zk = KazooClient(hosts=cl.connect_string(), timeout=10.0)
+            zk.start(timeout=30)
+            try:
+                zk.create("/before", b"1")
+            finally:
+                zk.stop()
+                zk.close()
+            f = next(n for n in cl.nodes if cl.mode(n.idx) == "follower")
+            cl.stop(f.idx)
+            data = os.path.join(f.workdir, "data")
+            hs = os.path.join(data, "hardstate")
+            kept = os.path.join(cl.dir, "hardstate.kept")
+            shutil.move(hs, kept)
+            r = subprocess.run(cl.command(f), capture_output=True, text=True, timeout=60,
+                               cwd=f.workdir)
+            out = r.stdout + r.stderr
+            self.assertEqual(r.returncode, 1, out)
+            self.assertIn("wal: hardstate: missing in %s next to a log in use (" % data, out)
+            self.assertIn("not made afresh", out)
+            self.assertIn("add it back as a new member", out)
+            self.assertIn("FATAL: not started", out)
+            self.assertFalse(os.path.exists(hs), "a refused start made a hardstate")
+
+            others = [n for n in cl.nodes if n is not f]
+            zk = KazooClient(hosts=cl.connect_string([n.idx for n in others]), timeout=10.0)
+            zk.start(timeout=30)
+            try:
+                zk.create("/during", b"2")
+                self.assertEqual(zk.get("/before")[0], b"1")
+            finally:
+                zk.stop()
+                zk.close()
+
+            # The file put back: the node starts and has what it missed.
+            shutil.move(kept, hs)
+            cl.start(f.idx)
+            zk = KazooClient(hosts=f.address, timeout=10.0)
+            zk.start(timeout=30)
+            try:
+                zk.sync("/")
+                self.assertEqual(zk.get("/during")[0], b"2")
+            finally:
+                zk.stop()
+                zk.close()
 
 
 if __name__ == "__main__":
