@@ -168,6 +168,7 @@ struct wal {
 
 	int err;
 	char errmsg[320];
+	char rd_errmsg[320]; /* the last failed wal_read(): file, offset, cause */
 };
 
 /* ------------------------------------------------------------------ helpers */
@@ -2365,16 +2366,36 @@ int wal_read(struct wal *w, uint64_t index, struct wal_entry *out, void *buf, si
 	}
 	struct seg *s = seg_by_seq(w, e->seq);
 	KEEL_ASSERT(s != NULL);
+	/*
+	 * Through the fault seam and with the file and offset in the text, as
+	 * the reads of the open: a node re-reading its log at start-up says
+	 * where the disk failed, not only which index.
+	 */
+	char name[32];
+	seg_name(name, sizeof(name), e->seq);
 	uint8_t h[REC_HDR_BYTES];
-	int rc = wal_read_all(s->fd, h, sizeof(h), e->off);
+	int rc = wal_read_named(w->o.fault, w->o.fault_arg, s->fd, name, h, sizeof(h), e->off,
+				w->rd_errmsg, sizeof(w->rd_errmsg));
 	if (!rc)
-		rc = wal_read_all(s->fd, buf, e->len, e->off + REC_HDR_BYTES);
+		rc = wal_read_named(w->o.fault, w->o.fault_arg, s->fd, name, buf, e->len,
+				    e->off + REC_HDR_BYTES, w->rd_errmsg, sizeof(w->rd_errmsg));
 	if (rc)
-		return rc == KEEL_E_TORN ? KEEL_E_CORRUPT : rc;
+		return rc;
 	if (wal_get32(h) != keel_crc32c(0, h + 4, REC_HDR_BYTES - 4) || wal_get64(h + 8) != index ||
-	    wal_get32(h + 4) != e->len || wal_get32(h + 28) != keel_crc32c(0, buf, e->len))
+	    wal_get32(h + 4) != e->len || wal_get32(h + 28) != keel_crc32c(0, buf, e->len)) {
+		snprintf(w->rd_errmsg, sizeof(w->rd_errmsg),
+			 "wal: %s offset %" PRIu64 ": entry %" PRIu64
+			 " fails its checks when read again (it passed them at open: the "
+			 "file changed since)",
+			 name, e->off, index);
 		return KEEL_E_CORRUPT;
+	}
 	return 0;
+}
+
+const char *wal_read_error(const struct wal *w)
+{
+	return w->rd_errmsg;
 }
 
 void wal_set_test_fsync_delay(struct wal *w, uint32_t delay_us)

@@ -69,7 +69,7 @@ enum wal_backend {
 enum wal_io_kind {
 	WAL_IO_WRITE = 1, /* a segment or hard-state write */
 	WAL_IO_FSYNC,     /* an fdatasync of a segment or of the hard state */
-	WAL_IO_READ,      /* a pread inside wal_open: segment, hard state, snapshot check */
+	WAL_IO_READ,      /* a pread of wal_open (segment, hard state, snapshot check) or wal_read */
 };
 
 /*
@@ -237,6 +237,12 @@ int wal_term(const struct wal *w, uint64_t index, uint64_t *term);
  * KEEL_E_CORRUPT (checksum failed on re-read), or -errno. May pread().
  */
 int wal_read(struct wal *w, uint64_t index, struct wal_entry *out, void *buf, size_t cap);
+/*
+ * Operator text for the last wal_read() that failed reading its segment or
+ * checking what it read: `wal: <segment file> offset <n>: <cause>` (offset of
+ * the record). "" if none has; not cleared by a later success.
+ */
+const char *wal_read_error(const struct wal *w);
 
 /*
  * Remove entries >= from (Raft conflict). Crash-safe: a mark record rides the

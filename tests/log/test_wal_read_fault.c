@@ -547,6 +547,66 @@ static void test_hardstate_missing_refused(void **state)
 }
 
 /*
+ * wal_read after the open (keeld re-reads every entry at start-up): a read
+ * that fails (EIO through the seam, at the record's header and at its
+ * payload), a segment changed or cut short since the open: each refused with
+ * its code and wal_read_error() naming the segment file and the record's
+ * offset; a later good read still works.
+ */
+static void test_read_after_open(void **state)
+{
+	(void)state;
+	char seg1[PATH_MAX];
+	log_and_segment(1, seg1, sizeof(seg1));
+	struct countdown c = { .mode = FAIL_READ };
+	struct wal_options o = opts(cur_dir, &c);
+	struct wal *w;
+	struct wal_recovery rec;
+	assert_int_equal(wal_open(&o, &w, &rec), 0);
+	assert_int_equal(rec.first_index, 1);
+	assert_string_equal(wal_read_error(w), "");
+	static uint8_t buf[BIG_BYTES];
+	struct wal_entry e;
+	/* Entry 1 is segment 1's first record, just past the 4 KiB header. */
+	static const char *const want[2] = {
+		"wal: 0000000000000001.wal offset 4096: read of 32 bytes failed: ",
+		"wal: 0000000000000001.wal offset 4128: read of ",
+	};
+	for (int k = 0; k < 2; k++) {
+		c.calls = 0;
+		c.target = k + 1;
+		c.fired = false;
+		assert_int_equal(wal_read(w, 1, &e, buf, sizeof(buf)), -EIO);
+		assert_true(c.fired);
+		if (!strstr(wal_read_error(w), want[k]) ||
+		    !strstr(wal_read_error(w), keel_strerror(-EIO)))
+			fail_msg("read %d: \"%s\" lacks \"%s\"", k + 1, wal_read_error(w), want[k]);
+	}
+	c.target = 0;
+	assert_int_equal(wal_read(w, 1, &e, buf, sizeof(buf)), 0);
+	assert_int_equal(e.index, 1);
+
+	/* Entry 1's payload changed under the open log. */
+	int fd = open(seg1, O_RDWR);
+	assert_true(fd >= 0);
+	uint8_t b;
+	assert_int_equal(pread(fd, &b, 1, 4096 + 32), 1);
+	b ^= 0x10;
+	assert_int_equal(pwrite(fd, &b, 1, 4096 + 32), 1);
+	assert_int_equal(wal_read(w, 1, &e, buf, sizeof(buf)), KEEL_E_CORRUPT);
+	assert_non_null(strstr(wal_read_error(w), "wal: 0000000000000001.wal offset 4096: entry 1 "
+						  "fails its checks when read again"));
+	/* ...and the segment cut short under it: the read of a later entry. */
+	assert_int_equal(ftruncate(fd, 8192), 0);
+	close(fd);
+	assert_int_equal(wal_read(w, BIG_A - 1, &e, buf, sizeof(buf)), KEEL_E_CORRUPT);
+	assert_non_null(strstr(wal_read_error(w), "wal: 0000000000000001.wal offset "));
+	assert_non_null(strstr(wal_read_error(w), "the file ends (now 8192 bytes)"));
+	wal_close(w);
+	teardown(NULL);
+}
+
+/*
  * A first open killed before its hard state existed leaves the directory and
  * LOCK only: nothing was persisted, so the next open makes the log and the
  * hard state (then a vote set is found after a reopen).
@@ -586,6 +646,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_hardstate_short_fresh, teardown),
 		cmocka_unit_test_teardown(test_hardstate_missing_refused, teardown),
 		cmocka_unit_test_teardown(test_hardstate_missing_fresh, teardown),
+		cmocka_unit_test_teardown(test_read_after_open, teardown),
 	};
 	return cmocka_run_group_tests_name("wal_read_fault", tests, NULL, NULL);
 }
