@@ -6,7 +6,9 @@ cut short next to the log. A disk read error (EIO) takes the same path
 (tests/log/test_wal_read_fault walks it through the log's fault seam: this
 kernel has no device-mapper to make a real one). keel only; one keeld,
 standalone, ~3 s. HardStateMissing: a follower whose hard state was deleted
-refuses to start and the cluster keeps serving (3 nodes, ~4 s).
+refuses to start and the cluster keeps serving (3 nodes, ~4 s). A live.cfg
+that cannot be read refuses the start; a damaged one is set aside and
+counted on /metrics.
 """
 import hashlib
 import os
@@ -41,7 +43,7 @@ class LogRefused(unittest.TestCase):
         self.keeld = KeelCluster.keeld(None)
         self.dir = tempfile.mkdtemp(prefix="keel-log-refused-")
         self.data = os.path.join(self.dir, "d")
-        self.port = free_port_block(1)
+        self.port = free_port_block(2)  # and self.port + 1: an admin port
         self.cfg = os.path.join(self.dir, "zoo.cfg")
         with open(self.cfg, "w") as f:
             f.write("tickTime=2000\ndataDir=%s\nclientPort=%d\nclientPortAddress=127.0.0.1\n"
@@ -124,6 +126,39 @@ class LogRefused(unittest.TestCase):
             zk.stop()
             zk.close()
         self.stop()
+
+    def test_live_cfg_unreadable_refused(self):
+        """live.cfg that cannot be read (here a directory: read fails with
+        EISDIR, as it would with EIO) is not taken for a damaged one: keeld
+        refuses to start (exit 1) saying why and what to do, and leaves it."""
+        os.makedirs(os.path.join(self.data, "live.cfg"))
+        code, out = self.refused()
+        self.assertEqual(code, 1, out)
+        self.assertIn("live config: %s/live.cfg: cannot read: " % self.data, out)
+        self.assertIn("not started (the file is left as it is", out)
+        self.assertTrue(os.path.isdir(os.path.join(self.data, "live.cfg")))
+        self.assertFalse(os.path.exists(os.path.join(self.data, "live.cfg.corrupt")))
+
+    def test_live_cfg_damaged_counted(self):
+        """A damaged live.cfg is set aside as before (the node starts with
+        zoo.cfg's values) and counted: keel_live_config_damaged_total 1."""
+        import urllib.request
+        admin = self.port + 1
+        with open(self.cfg, "a") as f:
+            f.write("keel.adminPort=%d\nkeel.adminAddress=127.0.0.1\n" % admin)
+        os.makedirs(self.data)
+        with open(os.path.join(self.data, "live.cfg"), "w") as f:
+            f.write("not a live config\n")
+        self.start()
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % admin, timeout=10) as r:
+            text = r.read().decode()
+        got = [ln for ln in text.splitlines()
+               if ln.startswith("keel_live_config_damaged_total ")]
+        self.assertEqual(got, ["keel_live_config_damaged_total 1"], text[-2000:])
+        self.stop()
+        self.assertTrue(os.path.exists(os.path.join(self.data, "live.cfg.corrupt")))
+        with open(os.path.join(self.dir, "keeld.log")) as f:
+            self.assertIn("starting with the values of", f.read())
 
 
 class HardStateMissing(unittest.TestCase):
