@@ -1000,13 +1000,13 @@ static int hs_load(struct wal *w, struct wal_recovery *rec)
 		 * an empty log (the first election), and forgetting that vote
 		 * could vote twice in one term and elect two leaders.
 		 */
-		char what[96];
+		char what[128];
 		int rc = log_in_use(w, what, sizeof(what));
 		if (rc < 0)
 			return rc;
 		if (rc) {
 			snprintf(rec->error, sizeof(rec->error),
-				 "wal: hardstate: missing in %.80s next to a log in use (%s); not "
+				 "wal: hardstate: missing in %.72s next to a log in use (%s); not "
 				 "made afresh: term 0 and no vote could cast a lost vote twice",
 				 w->ss.dir, what);
 			oplog(&w->o,
@@ -1046,7 +1046,7 @@ static int hs_load(struct wal *w, struct wal_recovery *rec)
 		 * something else cut it, and a vote it held may be gone -- taking
 		 * the missing bytes as zeros could vote twice in one term.
 		 */
-		char what[96];
+		char what[128];
 		int rc = log_in_use(w, what, sizeof(what));
 		if (rc < 0)
 			return rc;
