@@ -1014,7 +1014,7 @@ static int hs_load(struct wal *w, struct wal_recovery *rec)
 			      "refusing to open. Restore the file from a copy of this directory, "
 			      "or remove this member from the cluster, empty the directory and "
 			      "add it back as a new member (it catches up by snapshot); see "
-			      "log/README.md, \"Hard state at open\"",
+			      "log/README.md, \"A missing hardstate\"",
 			      w->ss.dir, what);
 			return -ENOENT;
 		}

@@ -6,7 +6,7 @@ cut short next to the log. A disk read error (EIO) takes the same path
 (tests/log/test_wal_read_fault walks it through the log's fault seam: this
 kernel has no device-mapper to make a real one). keel only; one keeld,
 standalone, ~3 s. HardStateMissing: a follower whose hard state was deleted
-refuses to start and the cluster keeps serving (3 nodes, ~4 s). A live.cfg
+refuses to start and the cluster keeps serving (3 nodes, ~1.6 s). A live.cfg
 that cannot be read refuses the start; a damaged one is set aside and
 counted on /metrics.
 """
@@ -167,7 +167,7 @@ class HardStateMissing(unittest.TestCase):
     0, no vote) could vote again in it -- two leaders. keeld refuses to start
     (exit 1), naming the directory and what is missing, and says what the
     operator can do; no hardstate is made; the other two keep serving writes.
-    With the file put back the node starts and catches up. ~4 s."""
+    With the file put back the node starts and catches up. ~1.6 s."""
 
     def test_refused_cluster_serves(self):
         if os.environ.get("KEEL_TEST_TARGET", "keel") != "keel":
