@@ -5,7 +5,9 @@
  * What it keeps, in one directory:
  *   <seq 16 hex>.wal    segments: a 4 KiB header, then records; preallocated
  *                       (zeros written and synced) before first use
- *   hardstate           two 512-byte slots holding (term, vote), written in turn
+ *   hardstate           two 512-byte slots holding (term, vote), written in turn;
+ *                       made (whole, synced) before the first segment, so an open
+ *                       refuses a log without one (a vote could be forgotten)
  *   snap-<index>.snap   snapshots, published by rename
  *   LOCK                flock()ed while a process has the log open
  *
@@ -145,7 +147,9 @@ struct wal_recovery {
 
 /*
  * Open (creating if empty) and recover the log. `rec` may be NULL. On refusal
- * returns KEEL_E_CORRUPT, KEEL_E_GAP (nothing on disk was changed), or -errno.
+ * returns KEEL_E_CORRUPT, KEEL_E_GAP (nothing on disk was changed), or -errno
+ * (-ENOENT: `hardstate` missing next to segments or a snapshot; a directory
+ * with neither is new, and a first open killed midway leaves only that).
  */
 int wal_open(const struct wal_options *opt, struct wal **out, struct wal_recovery *rec);
 /*
