@@ -71,7 +71,7 @@ enum wal_backend {
 enum wal_io_kind {
 	WAL_IO_WRITE = 1, /* a segment or hard-state write */
 	WAL_IO_FSYNC,     /* an fdatasync of a segment or of the hard state */
-	WAL_IO_READ,      /* a pread of wal_open (segment, hard state, snapshot check) or wal_read */
+	WAL_IO_READ,      /* a pread of wal_open (segment, hard state, snapshot) or wal_read */
 };
 
 /*
