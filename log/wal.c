@@ -168,6 +168,7 @@ struct wal {
 
 	int err;
 	char errmsg[320];
+	char rd_errmsg[320]; /* the last failed wal_read(): file, offset, cause */
 };
 
 /* ------------------------------------------------------------------ helpers */
@@ -945,6 +946,29 @@ static int list_segments(struct wal *w, uint64_t **seqs_out, size_t *n_out);
 static int rec_read(struct wal *w, int fd, const char *name, void *buf, size_t len, uint64_t off,
 		    char *msg, size_t cap);
 
+/*
+ * 1 when the directory holds a log (a segment or a snapshot), with `what`
+ * saying which, 0 when it holds neither, or a negative error.
+ */
+static int log_in_use(struct wal *w, char *what, size_t cap)
+{
+	uint64_t *seqs = NULL;
+	size_t nseg = 0;
+	int rc = list_segments(w, &seqs, &nseg);
+	if (rc)
+		return rc;
+	uint64_t snap = atomic_load(&w->ss.index);
+	int n = 0;
+	if (nseg)
+		n = snprintf(what, cap, "%zu segment%s %016" PRIx64 ".wal..%016" PRIx64 ".wal",
+			     nseg, nseg == 1 ? "" : "s", seqs[0], seqs[nseg - 1]);
+	if (snap && n >= 0 && (size_t)n < cap)
+		snprintf(what + n, cap - (size_t)n, "%ssnapshot at index %" PRIu64,
+			 nseg ? ", " : "", snap);
+	free(seqs);
+	return nseg || snap;
+}
+
 /* The hard state file's two slots, zeroed and synced (file and directory entry). */
 static int hs_create(struct wal *w, int fd, struct wal_recovery *rec)
 {
@@ -967,10 +991,37 @@ static int hs_load(struct wal *w, struct wal_recovery *rec)
 		return rc;
 	}
 	if (fd < 0) {
+		/*
+		 * A first open creates this file whole and synced (file and
+		 * directory entry) before its first segment, and a snapshot
+		 * needs a log: so a log is provably new -- and a crash in its
+		 * first open restarts cleanly -- only when neither exists.
+		 * A segment with no records is not enough: a node votes with
+		 * an empty log (the first election), and forgetting that vote
+		 * could vote twice in one term and elect two leaders.
+		 */
+		char what[128];
+		int rc = log_in_use(w, what, sizeof(what));
+		if (rc < 0)
+			return rc;
+		if (rc) {
+			snprintf(rec->error, sizeof(rec->error),
+				 "wal: hardstate: missing in %.72s next to a log in use (%s); not "
+				 "made afresh: term 0 and no vote could cast a lost vote twice",
+				 w->ss.dir, what);
+			oplog(&w->o,
+			      "keel-wal: %s: hardstate is missing next to a log in use (%s): "
+			      "refusing to open. Restore the file from a copy of this directory, "
+			      "or remove this member from the cluster, empty the directory and "
+			      "add it back as a new member (it catches up by snapshot); see "
+			      "log/README.md, \"A missing hardstate\"",
+			      w->ss.dir, what);
+			return -ENOENT;
+		}
 		fd = openat(w->ss.dirfd, "hardstate", O_RDWR | O_CREAT | O_CLOEXEC, 0644);
 		if (fd < 0)
 			return -errno;
-		int rc = hs_create(w, fd, rec);
+		rc = hs_create(w, fd, rec);
 		if (rc) {
 			close(fd);
 			return rc;
@@ -995,13 +1046,11 @@ static int hs_load(struct wal *w, struct wal_recovery *rec)
 		 * something else cut it, and a vote it held may be gone -- taking
 		 * the missing bytes as zeros could vote twice in one term.
 		 */
-		uint64_t *seqs = NULL;
-		size_t nseg = 0;
-		int rc = list_segments(w, &seqs, &nseg);
-		free(seqs);
-		if (rc)
+		char what[128];
+		int rc = log_in_use(w, what, sizeof(what));
+		if (rc < 0)
 			return rc;
-		if (nseg || atomic_load(&w->ss.index)) {
+		if (rc) {
 			snprintf(rec->error, sizeof(rec->error),
 				 "wal: hardstate: %" PRIu64
 				 " bytes, shorter than its two %u-byte slots, next to a log in "
@@ -2317,16 +2366,36 @@ int wal_read(struct wal *w, uint64_t index, struct wal_entry *out, void *buf, si
 	}
 	struct seg *s = seg_by_seq(w, e->seq);
 	KEEL_ASSERT(s != NULL);
+	/*
+	 * Through the fault seam and with the file and offset in the text, as
+	 * the reads of the open: a node re-reading its log at start-up says
+	 * where the disk failed, not only which index.
+	 */
+	char name[32];
+	seg_name(name, sizeof(name), e->seq);
 	uint8_t h[REC_HDR_BYTES];
-	int rc = wal_read_all(s->fd, h, sizeof(h), e->off);
+	int rc = wal_read_named(w->o.fault, w->o.fault_arg, s->fd, name, h, sizeof(h), e->off,
+				w->rd_errmsg, sizeof(w->rd_errmsg));
 	if (!rc)
-		rc = wal_read_all(s->fd, buf, e->len, e->off + REC_HDR_BYTES);
+		rc = wal_read_named(w->o.fault, w->o.fault_arg, s->fd, name, buf, e->len,
+				    e->off + REC_HDR_BYTES, w->rd_errmsg, sizeof(w->rd_errmsg));
 	if (rc)
-		return rc == KEEL_E_TORN ? KEEL_E_CORRUPT : rc;
+		return rc;
 	if (wal_get32(h) != keel_crc32c(0, h + 4, REC_HDR_BYTES - 4) || wal_get64(h + 8) != index ||
-	    wal_get32(h + 4) != e->len || wal_get32(h + 28) != keel_crc32c(0, buf, e->len))
+	    wal_get32(h + 4) != e->len || wal_get32(h + 28) != keel_crc32c(0, buf, e->len)) {
+		snprintf(w->rd_errmsg, sizeof(w->rd_errmsg),
+			 "wal: %s offset %" PRIu64 ": entry %" PRIu64
+			 " fails its checks when read again (it passed them at open: the "
+			 "file changed since)",
+			 name, e->off, index);
 		return KEEL_E_CORRUPT;
+	}
 	return 0;
+}
+
+const char *wal_read_error(const struct wal *w)
+{
+	return w->rd_errmsg;
 }
 
 void wal_set_test_fsync_delay(struct wal *w, uint32_t delay_us)

@@ -5,7 +5,9 @@
  * What it keeps, in one directory:
  *   <seq 16 hex>.wal    segments: a 4 KiB header, then records; preallocated
  *                       (zeros written and synced) before first use
- *   hardstate           two 512-byte slots holding (term, vote), written in turn
+ *   hardstate           two 512-byte slots holding (term, vote), written in turn;
+ *                       made (whole, synced) before the first segment, so an open
+ *                       refuses a log without one (a vote could be forgotten)
  *   snap-<index>.snap   snapshots, published by rename
  *   LOCK                flock()ed while a process has the log open
  *
@@ -69,7 +71,7 @@ enum wal_backend {
 enum wal_io_kind {
 	WAL_IO_WRITE = 1, /* a segment or hard-state write */
 	WAL_IO_FSYNC,     /* an fdatasync of a segment or of the hard state */
-	WAL_IO_READ,      /* a pread inside wal_open: segment, hard state, snapshot check */
+	WAL_IO_READ,      /* a pread of wal_open (segment, hard state, snapshot) or wal_read */
 };
 
 /*
@@ -145,7 +147,9 @@ struct wal_recovery {
 
 /*
  * Open (creating if empty) and recover the log. `rec` may be NULL. On refusal
- * returns KEEL_E_CORRUPT, KEEL_E_GAP (nothing on disk was changed), or -errno.
+ * returns KEEL_E_CORRUPT, KEEL_E_GAP (nothing on disk was changed), or -errno
+ * (-ENOENT: `hardstate` missing next to segments or a snapshot; a directory
+ * with neither is new, and a first open killed midway leaves only that).
  */
 int wal_open(const struct wal_options *opt, struct wal **out, struct wal_recovery *rec);
 /*
@@ -237,6 +241,12 @@ int wal_term(const struct wal *w, uint64_t index, uint64_t *term);
  * KEEL_E_CORRUPT (checksum failed on re-read), or -errno. May pread().
  */
 int wal_read(struct wal *w, uint64_t index, struct wal_entry *out, void *buf, size_t cap);
+/*
+ * Operator text for the last wal_read() that failed reading its segment or
+ * checking what it read: `wal: <segment file> offset <n>: <cause>` (offset of
+ * the record). "" if none has; not cleared by a later success.
+ */
+const char *wal_read_error(const struct wal *w);
 
 /*
  * Remove entries >= from (Raft conflict). Crash-safe: a mark record rides the

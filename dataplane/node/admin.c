@@ -70,6 +70,21 @@ int keeld_live_load(struct keeld *k, const char *config, uint32_t myid, bool set
 		k->file_keys[0] = 0;
 	snprintf(path, sizeof(path), "%s/%s", k->cfg.data_dir, NODE_LIVE_FILE);
 	int rc = node_live_load(&k->live, k->cfg.data_dir, err, sizeof(err));
+	if (rc < 0 && rc != KEEL_E_CONFIG) {
+		/*
+		 * Unreadable (EIO, ...) is not damaged: the file may be fine once
+		 * the disk is, and setting it aside would lose the operator's
+		 * values on a transient error -- worse, the next PUT /config
+		 * would write a live.cfg holding only its own key over them.
+		 * Refuse to start (exit 1), file left as it is.
+		 */
+		keeld_log("live config: %s; not started (the file is left as it is: "
+			  "fix what keeps it from being read, or move it away to start with "
+			  "the values of %s)",
+			  err, config);
+		memset(&k->live, 0, sizeof(k->live));
+		return rc;
+	}
 	if (rc == 0 && k->live.n) {
 		struct node_config *c = malloc(sizeof(*c));
 		if (!c)
@@ -84,6 +99,7 @@ int keeld_live_load(struct keeld *k, const char *config, uint32_t myid, bool set
 		char bad[PATH_MAX + 48];
 		snprintf(bad, sizeof(bad), "%s.corrupt", path);
 		bool kept = set_aside && rename(path, bad) == 0;
+		k->live_set_aside++; /* keel_live_config_damaged_total, once metrics exist */
 		keeld_log("live config: %s; starting with the values of %s (%s)", err, config,
 			  kept        ? "the file is kept as " NODE_LIVE_FILE ".corrupt"
 			  : set_aside ? "it could not be renamed"
@@ -211,6 +227,14 @@ int keeld_admin_start(struct keeld *k)
 			"its image for a follower's chunk; install: a follower could not write "
 			"the leader's image). Each is logged; /status shows the last one.");
 	}
+	struct mgmt_counter *live_c = mgmt_metrics_counter(
+		k->metrics, "keel_live_config_damaged_total", "",
+		"live.cfg files found damaged (checksum, format, a key refused) at this "
+		"node's start: renamed live.cfg.corrupt (logged, with whether the rename "
+		"worked) and the node started with zoo.cfg's values. One that cannot be "
+		"read (EIO) refuses the start instead.");
+	if (live_c && k->live_set_aside)
+		mgmt_counter_add(live_c, k->live_set_aside);
 	static char text[65536];
 	size_t n = node_config_format(&k->cfg, text, sizeof(text));
 	text[KEEL_MIN(n, sizeof(text) - 1)] = 0;

@@ -1179,9 +1179,12 @@ int node_live_load(struct node_live *out, const char *dir, char *err, size_t err
 	snprintf(path, sizeof(path), "%s/%s", dir, NODE_LIVE_FILE);
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
-		if (errno == ENOENT)
+		int e = errno;
+		if (e == ENOENT)
 			return 0;
-		return live_fail(err, err_len, path, 0, "cannot open: %s", strerror(errno));
+		/* -errno, not KEEL_E_CONFIG: the file may be fine (keeld_live_load). */
+		live_fail(err, err_len, path, 0, "cannot open: %s", strerror(e));
+		return -e;
 	}
 	/* NODE_LIVE_MAX lines of at most key + value + 2 bytes, plus header and CRC. */
 	enum { CAP = NODE_LIVE_MAX * (NODE_LIVE_KEY_MAX + NODE_LIVE_VALUE_MAX + 2) + 512 };
@@ -1195,9 +1198,11 @@ int node_live_load(struct node_live *out, const char *dir, char *err, size_t err
 	while (len <= CAP && (r = read(fd, buf + len, CAP + 1 - len)) > 0)
 		len += (size_t)r;
 	int rc;
-	if (r < 0)
-		rc = live_fail(err, err_len, path, 0, "cannot read: %s", strerror(errno));
-	else if (len > CAP)
+	if (r < 0) {
+		int e = errno;
+		live_fail(err, err_len, path, 0, "cannot read: %s", strerror(e));
+		rc = -e;
+	} else if (len > CAP)
 		rc = live_fail(err, err_len, path, 0, "larger than %d bytes", CAP);
 	else
 		rc = node_live_parse(out, buf, len, path, err, err_len);

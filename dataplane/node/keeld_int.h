@@ -255,6 +255,7 @@ struct keeld {
 	struct mgmt_counter *expired_c[KEELD_EXPIRED_REASONS];
 	/* keel_protocol_level_refused_total: members refused for their level */
 	struct mgmt_counter *level_refused_c;
+	uint32_t live_set_aside; /* damaged live.cfg set aside at start (keeld_live_load) */
 	/* keel_snapshot_failures_total{stage} (enum keeld_snap_stage) */
 	struct mgmt_counter *snap_failed_c[KEELD_SNAP_STAGES];
 };

@@ -285,8 +285,9 @@ size_t node_live_format(const struct node_live *live, char *buf, size_t len);
  * node_live_del returns 1 if the key was there, 0 if not. */
 int node_live_set(struct node_live *live, const char *key, const char *value);
 int node_live_del(struct node_live *live, const char *key);
-/* Read <dir>/NODE_LIVE_FILE: 0 (an empty set when there is no file) or
- * KEEL_E_CONFIG with the reason in err. */
+/* Read <dir>/NODE_LIVE_FILE: 0 (an empty set when there is no file),
+ * KEEL_E_CONFIG (its content is damaged) or -errno (it cannot be opened or
+ * read: EIO, ...), with the reason in err. */
 int node_live_load(struct node_live *out, const char *dir, char *err, size_t err_len);
 /* Write it atomically; -errno with the failing step in err. */
 int node_live_save(const struct node_live *live, const char *dir, char *err, size_t err_len);

@@ -4794,7 +4794,11 @@ int keeld_pipeline_open(struct keeld *k)
 			rc = wal_read(p->w, first + i, &we, tmp, cap);
 		}
 		if (rc < 0) {
-			keeld_log("wal: read %" PRIu64 ": %s", first + i, keel_strerror(rc));
+			/* wal_read_error() names the segment file and the record's offset. */
+			keeld_log("wal: %s: entry %" PRIu64 " of %" PRIu64 "..%" PRIu64
+				  " cannot be read again at start-up: %s (%s)",
+				  c->data_log_dir, first + i, first, last, wal_read_error(p->w),
+				  keel_strerror(rc));
 			free(tmp);
 			return rc;
 		}

@@ -6,7 +6,8 @@
  *
  * Input: byte 0 = flags, then the segment body (records, after the 4 KiB
  * segment header, which the harness writes valid so the fuzzer spends its
- * time on records).
+ * time on records). Every input gets a zeroed `hardstate` beside its
+ * segments, as a first open makes one (a log without one is refused).
  *   bit 0  fix checksums: walk the body as records and set both CRC32Cs, so
  *          indexes, terms, kinds and lengths get explored (a fuzzer never
  *          guesses a CRC) -- except the payload CRC of records of type
@@ -142,6 +143,20 @@ static void write_seg(uint64_t seq, const uint8_t *body, size_t len, bool pad, b
 		abort();
 }
 
+/*
+ * The hard state a first open makes before its first segment: two zeroed
+ * 512-byte slots (no term, no vote). The log refuses segments without one.
+ */
+static void write_hardstate(void)
+{
+	static const uint8_t zeros[1024];
+	char p[128];
+	snprintf(p, sizeof(p), "%s/hardstate", fuzz_dir);
+	FILE *f = fopen(p, "wb");
+	if (!f || fwrite(zeros, 1, sizeof(zeros), f) != sizeof(zeros) || fclose(f) != 0)
+		abort();
+}
+
 static void quiet(void *arg, const char *line)
 {
 	(void)arg;
@@ -190,6 +205,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (flags & 1)
 		fix_crcs(body, len);
 	clear_dir();
+	write_hardstate();
 	if (flags & 2) {
 		size_t cut = (size_t)(flags >> 4) * len / 16;
 		if (flags & 1) /* fixed records: split after (flags >> 4) of them */

@@ -465,6 +465,175 @@ static void test_hardstate_short_fresh(void **state)
 	short_hardstate(0, false);
 }
 
+/*
+ * hardstate removed from the directory `dir` (which holds a log): the open is
+ * refused with -ENOENT (the file is what is missing), a message naming the
+ * directory and `what`, a log line saying what the operator can do, and no
+ * file made or changed.
+ */
+static void missing_refused(const char *dir, const char *what)
+{
+	char p[PATH_MAX];
+	snprintf(p, sizeof(p), "%s/hardstate", dir);
+	assert_int_equal(unlink(p), 0);
+	struct image before, after;
+	image_take(dir, &before);
+	struct wal_options o = opts(dir, NULL);
+	o.log_fn = keep_line;
+	logged[0] = 0;
+	struct wal *w = (struct wal *)1;
+	struct wal_recovery rec;
+	assert_int_equal(wal_open(&o, &w, &rec), -ENOENT);
+	assert_null(w);
+	char want[PATH_MAX + 64];
+	snprintf(want, sizeof(want), "wal: hardstate: missing in %s next to a log in use (", dir);
+	if (!strstr(rec.error, want) || !strstr(rec.error, what))
+		fail_msg("error \"%s\" lacks \"%s\" or \"%s\"", rec.error, want, what);
+	assert_non_null(strstr(rec.error, "not made afresh"));
+	assert_non_null(strstr(logged, "hardstate is missing"));
+	assert_non_null(strstr(logged, "add it back as a new member"));
+	image_take(dir, &after);
+	image_same(&before, &after); /* no hardstate made, nothing changed */
+	image_free(&before);
+	image_free(&after);
+}
+
+/*
+ * A missing hard state next to a log in use is refused (it used to be made
+ * afresh: term 0, no vote, so a vote cast before could be cast again in the
+ * same term): next to segments and a snapshot; next to a snapshot alone;
+ * next to the first segment (and its spare) with no record in it (a node
+ * votes with an empty log: the first election).
+ */
+static void test_hardstate_missing_refused(void **state)
+{
+	(void)state;
+	char *dir = cur_dir = walt_mkdtemp();
+	build_log(dir);
+	char what[128];
+	snprintf(what, sizeof(what),
+		 "(3 segments 0000000000000001.wal..0000000000000003.wal, snapshot at index %d)",
+		 SNAP_AT);
+	missing_refused(dir, what);
+	teardown(NULL);
+
+	/* A snapshot alone (the log restarts after it). */
+	dir = cur_dir = walt_mkdtemp();
+	build_log(dir);
+	DIR *d = opendir(dir);
+	assert_non_null(d);
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		size_t l = strlen(de->d_name);
+		if (l > 4 && !strcmp(de->d_name + l - 4, ".wal"))
+			assert_int_equal(unlinkat(dirfd(d), de->d_name, 0), 0);
+	}
+	closedir(d);
+	snprintf(what, sizeof(what), "(snapshot at index %d)", SNAP_AT);
+	missing_refused(dir, what);
+	teardown(NULL);
+
+	/* The first segment and its spare, no record: its node may have voted all the same. */
+	dir = cur_dir = walt_mkdtemp();
+	struct wal_options o = opts(dir, NULL);
+	struct wal *w;
+	struct wal_status st;
+	assert_int_equal(wal_open(&o, &w, NULL), 0);
+	assert_int_equal(wal_set_hardstate(w, 1, 2), 0);
+	assert_int_equal(walt_drain(w, &st), 0);
+	wal_close(w);
+	missing_refused(dir, "(2 segments 0000000000000001.wal..0000000000000002.wal)");
+	teardown(NULL);
+}
+
+/*
+ * wal_read after the open (keeld re-reads every entry at start-up): a read
+ * that fails (EIO through the seam, at the record's header and at its
+ * payload), a segment changed or cut short since the open: each refused with
+ * its code and wal_read_error() naming the segment file and the record's
+ * offset; a later good read still works.
+ */
+static void test_read_after_open(void **state)
+{
+	(void)state;
+	char seg1[PATH_MAX];
+	log_and_segment(1, seg1, sizeof(seg1));
+	struct countdown c = { .mode = FAIL_READ };
+	struct wal_options o = opts(cur_dir, &c);
+	struct wal *w;
+	struct wal_recovery rec;
+	assert_int_equal(wal_open(&o, &w, &rec), 0);
+	assert_int_equal(rec.first_index, 1);
+	assert_string_equal(wal_read_error(w), "");
+	static uint8_t buf[BIG_BYTES];
+	struct wal_entry e;
+	/* Entry 1 is segment 1's first record, just past the 4 KiB header. */
+	static const char *const want[2] = {
+		"wal: 0000000000000001.wal offset 4096: read of 32 bytes failed: ",
+		"wal: 0000000000000001.wal offset 4128: read of ",
+	};
+	for (int k = 0; k < 2; k++) {
+		c.calls = 0;
+		c.target = k + 1;
+		c.fired = false;
+		assert_int_equal(wal_read(w, 1, &e, buf, sizeof(buf)), -EIO);
+		assert_true(c.fired);
+		if (!strstr(wal_read_error(w), want[k]) ||
+		    !strstr(wal_read_error(w), keel_strerror(-EIO)))
+			fail_msg("read %d: \"%s\" lacks \"%s\"", k + 1, wal_read_error(w), want[k]);
+	}
+	c.target = 0;
+	assert_int_equal(wal_read(w, 1, &e, buf, sizeof(buf)), 0);
+	assert_int_equal(e.index, 1);
+
+	/* Entry 1's payload changed under the open log. */
+	int fd = open(seg1, O_RDWR);
+	assert_true(fd >= 0);
+	uint8_t b;
+	assert_int_equal(pread(fd, &b, 1, 4096 + 32), 1);
+	b ^= 0x10;
+	assert_int_equal(pwrite(fd, &b, 1, 4096 + 32), 1);
+	assert_int_equal(wal_read(w, 1, &e, buf, sizeof(buf)), KEEL_E_CORRUPT);
+	assert_non_null(strstr(wal_read_error(w), "wal: 0000000000000001.wal offset 4096: entry 1 "
+						  "fails its checks when read again"));
+	/* ...and the segment cut short under it: the read of a later entry. */
+	assert_int_equal(ftruncate(fd, 8192), 0);
+	close(fd);
+	assert_int_equal(wal_read(w, BIG_A - 1, &e, buf, sizeof(buf)), KEEL_E_CORRUPT);
+	assert_non_null(strstr(wal_read_error(w), "wal: 0000000000000001.wal offset "));
+	assert_non_null(strstr(wal_read_error(w), "the file ends (now 8192 bytes)"));
+	wal_close(w);
+	teardown(NULL);
+}
+
+/*
+ * A first open killed before its hard state existed leaves the directory and
+ * LOCK only: nothing was persisted, so the next open makes the log and the
+ * hard state (then a vote set is found after a reopen).
+ */
+static void test_hardstate_missing_fresh(void **state)
+{
+	(void)state;
+	char *dir = cur_dir = walt_mkdtemp();
+	char p[PATH_MAX];
+	snprintf(p, sizeof(p), "%s/LOCK", dir);
+	walt_write_file(p, (const uint8_t *)"", 0);
+	struct wal_options o = opts(dir, NULL);
+	struct wal *w;
+	struct wal_recovery rec;
+	struct wal_status st;
+	assert_int_equal(wal_open(&o, &w, &rec), 0);
+	assert_int_equal(rec.hs_term, 0);
+	assert_int_equal(wal_set_hardstate(w, 4, 3), 0);
+	assert_int_equal(walt_drain(w, &st), 0);
+	wal_close(w);
+	assert_int_equal(wal_open(&o, &w, &rec), 0);
+	assert_int_equal(rec.hs_term, 4);
+	assert_int_equal(rec.hs_vote, 3);
+	wal_close(w);
+	teardown(NULL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -475,6 +644,9 @@ int main(void)
 		cmocka_unit_test_teardown(test_last_segment_shortened, teardown),
 		cmocka_unit_test_teardown(test_hardstate_short_refused, teardown),
 		cmocka_unit_test_teardown(test_hardstate_short_fresh, teardown),
+		cmocka_unit_test_teardown(test_hardstate_missing_refused, teardown),
+		cmocka_unit_test_teardown(test_hardstate_missing_fresh, teardown),
+		cmocka_unit_test_teardown(test_read_after_open, teardown),
 	};
 	return cmocka_run_group_tests_name("wal_read_fault", tests, NULL, NULL);
 }
