@@ -250,6 +250,9 @@ struct keeld {
 	struct mgmt_counter *expired_c[KEELD_EXPIRED_REASONS];
 	/* keel_protocol_level_refused_total: members refused for their level */
 	struct mgmt_counter *level_refused_c;
+	/* keel_quota_soft_exceeded_total: applied writes that left a quota over
+	 * a soft limit (pipeline.c quota_note) */
+	struct mgmt_counter *quota_soft_c;
 	/* keel_snapshot_failures_total{stage} (enum keeld_snap_stage) */
 	struct mgmt_counter *snap_failed_c[KEELD_SNAP_STAGES];
 };
