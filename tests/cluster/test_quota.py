@@ -201,6 +201,15 @@ class Quota(unittest.TestCase):
         text = out.stdout + out.stderr
         self.assertIn("Output quota for /cli count=10,bytes=-1", text)
         self.assertIn("Output stat for /cli count=2,bytes=4", text)
+        out = subprocess.run([ZKCLI, "-server", server, "delquota", "/cli"],
+                             capture_output=True, text=True, timeout=20)
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+        zk = client(cl, [0])
+        try:
+            self.assertIsNone(zk.exists("/zookeeper/quota/cli/zookeeper_limits"))
+        finally:
+            zk.stop()
+            zk.close()
 
 
 if __name__ == "__main__":
