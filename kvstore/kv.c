@@ -298,7 +298,8 @@ void kv_draft_publish(struct kv *kv)
 	kv_mem_retire(&kv->mem, old);
 	kv_mem_commit(&kv->mem);
 	kv->draft = NULL;
-	kv_quota_published(kv);
+	if (kv->quota.dirty || kv->quota.soft_pending)
+		kv_quota_published(kv);
 	if (kv->mem.garbage.n >= GC_BATCH)
 		kv_reclaim(kv);
 }
@@ -555,8 +556,13 @@ void kv_znode_done(struct kv *kv, struct kv_znode *z)
 static int quota_account(struct kv *kv, const char *p, uint32_t n, int64_t dcount, int64_t dbytes,
 			 bool removed)
 {
-	int rc = kv_quota_account(kv, p, n, dcount, dbytes);
-	return rc < 0 ? rc : kv_quota_node_changed(kv, p, n, removed);
+	int rc = 0;
+	if (kv->quota.n || kv->quota.stale)
+		rc = kv_quota_account(kv, p, n, dcount, dbytes);
+	/* Only a path under /zookeeper/quota can change the quota table. */
+	if (rc == 0 && n > 16 && p[1] == 'z')
+		rc = kv_quota_node_changed(kv, p, n, removed);
+	return rc;
 }
 
 static struct kv_session *sedit(struct kv *kv, struct kv_session *s)
@@ -626,6 +632,9 @@ static bool acl_denied(const struct opctx *c, const struct kv_znode *z, int32_t 
 static bool quota_refused(struct opctx *c, const char *p, uint32_t n, int64_t dcount,
 			  int64_t dbytes, int *rc)
 {
+	/* No quota set (the common case): not even the call. */
+	if (!c->kv->quota.enforce || (!c->kv->quota.n && !c->kv->quota.stale))
+		return false;
 	int q = kv_quota_check(c->kv, p, n, dcount, dbytes);
 	*rc = q == KEEL_E_NOMEM ? q : 0;
 	if (q == ZK_EQUOTAEXCEEDED)

@@ -54,6 +54,11 @@ struct kv_session {
 	uint64_t dhash;
 };
 
+/* A limits node's values (-1: none). */
+struct kv_quota_lim {
+	int64_t count, bytes, count_hard, bytes_hard;
+};
+
 /* The quota roots (quota.c): writer-side, derived from the tree. */
 struct kv_quota {
 	bool on;      /* kv_quota_enable() was called: stats are kept */
@@ -63,6 +68,7 @@ struct kv_quota {
 	uint32_t n, cap;
 	char **root;
 	uint32_t *root_len;
+	struct kv_quota_lim *lim; /* root[i]'s limits node, parsed */
 	uint64_t soft_exceeded;
 	uint64_t soft_pending; /* of the open draft: counted at its publish */
 	char last[256];        /* the root of the last soft-limit excess (truncated) */

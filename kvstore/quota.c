@@ -65,8 +65,10 @@ void kv_quota_free(struct kv_quota *q)
 	tab_clear(q);
 	free(q->root);
 	free(q->root_len);
+	free(q->lim);
 	q->root = NULL;
 	q->root_len = NULL;
+	q->lim = NULL;
 	q->cap = 0;
 }
 
@@ -85,6 +87,10 @@ static int tab_add(struct kv_quota *q, const char *r, uint32_t rl)
 		if (!nl)
 			return KEEL_E_NOMEM;
 		q->root_len = nl;
+		struct kv_quota_lim *nq = realloc(q->lim, cap * sizeof(*nq));
+		if (!nq)
+			return KEEL_E_NOMEM;
+		q->lim = nq;
 		q->cap = cap;
 	}
 	char *s = malloc(rl + 1);
@@ -104,9 +110,21 @@ static void tab_del(struct kv_quota *q, const char *r, uint32_t rl)
 			free(q->root[i]);
 			q->root[i] = q->root[q->n - 1];
 			q->root_len[i] = q->root_len[q->n - 1];
+			q->lim[i] = q->lim[q->n - 1];
 			q->n--;
 			return;
 		}
+}
+
+static void parse_stats(const struct kv_znode *z, struct kv_quota_lim *v);
+static struct kv_znode *quota_node(const struct kv *kv, int i, const char *suffix, size_t sn);
+
+/* Every root's limits, parsed once (the table is rebuilt or this runs
+ * again whenever a limits node changes). */
+static void tab_limits(struct kv *kv)
+{
+	for (uint32_t i = 0; i < kv->quota.n; i++)
+		parse_stats(quota_node(kv, (int)i, QLIMITS, QLIMITS_LEN), &kv->quota.lim[i]);
 }
 
 static const struct kv_view *cur_view(const struct kv *kv)
@@ -145,6 +163,7 @@ static int tab_sync(struct kv *kv)
 		return rb.rc;
 	}
 	q->stale = false;
+	tab_limits(kv);
 	return 0;
 }
 
@@ -181,13 +200,9 @@ static int deepest_root(const struct kv_quota *q, const char *p, uint32_t n)
 }
 
 /* ZooKeeper's StatsTrack: "k=v" pairs split by ','; an absent key is -1. */
-struct qvals {
-	int64_t count, bytes, count_hard, bytes_hard;
-};
-
-static void parse_stats(const struct kv_znode *z, struct qvals *v)
+static void parse_stats(const struct kv_znode *z, struct kv_quota_lim *v)
 {
-	*v = (struct qvals){ -1, -1, -1, -1 };
+	*v = (struct kv_quota_lim){ -1, -1, -1, -1 };
 	if (!z || !z->data)
 		return;
 	const char *s = (const char *)z->data->b;
@@ -245,12 +260,33 @@ static struct kv_znode *quota_node(const struct kv *kv, int i, const char *suffi
 	return kv_lookup(kv->draft->paths, p, (uint32_t)(QPREFIX_LEN + rl + sn));
 }
 
+static int put_i64(char *out, int64_t v)
+{
+	char t[24];
+	int n = 0, len = 0;
+	uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+	do
+		t[n++] = (char)('0' + u % 10);
+	while ((u /= 10) != 0);
+	if (v < 0)
+		out[len++] = '-';
+	while (n)
+		out[len++] = t[--n];
+	return len;
+}
+
 /* Writes "count=N,bytes=M" into the stats node z, as ZooKeeper does: the
  * data changes, the stat's version and mzxid do not (no txn did it). */
 static int stats_write(struct kv *kv, struct kv_znode *z, int64_t count, int64_t bytes)
 {
 	char buf[QSTATS_BYTES];
-	int len = snprintf(buf, sizeof(buf), "count=%" PRId64 ",bytes=%" PRId64, count, bytes);
+	/* by hand: snprintf was a third of a stats update */
+	int len = 0;
+	memcpy(buf, "count=", 6);
+	len = 6 + put_i64(buf + 6, count);
+	memcpy(buf + len, ",bytes=", 7);
+	len += 7;
+	len += put_i64(buf + len, bytes);
 	if (z->data && z->data->len == (uint32_t)len && !memcmp(z->data->b, buf, (size_t)len))
 		return 0;
 	if (kv_mem_reserve(&kv->mem, 16) < 0)
@@ -308,15 +344,17 @@ static int recompute_all(struct kv *kv)
 int kv_quota_check(struct kv *kv, const char *p, uint32_t n, int64_t dcount, int64_t dbytes)
 {
 	struct kv_quota *q = &kv->quota;
-	if (!q->on || !q->enforce)
+	if (!q->on || !q->enforce || (!dcount && !dbytes))
 		return ZK_OK;
 	if (tab_sync(kv) < 0)
 		return KEEL_E_NOMEM;
 	int i = q->n ? deepest_root(q, p, n) : -1;
 	if (i < 0)
 		return ZK_OK;
-	struct qvals lim, cur;
-	parse_stats(quota_node(kv, i, QLIMITS, QLIMITS_LEN), &lim);
+	const struct kv_quota_lim lim = q->lim[i];
+	if ((!dcount || lim.count_hard < 0) && (!dbytes || lim.bytes_hard < 0))
+		return ZK_OK;
+	struct kv_quota_lim cur;
 	parse_stats(quota_node(kv, i, QSTATS, QSTATS_LEN), &cur);
 	/* ZooKeeper's checkQuota: only the dimension that changes is checked,
 	 * against the hard limit; the soft one only warns (kv_quota_account). */
@@ -341,13 +379,13 @@ int kv_quota_account(struct kv *kv, const char *p, uint32_t n, int64_t dcount, i
 	struct kv_znode *sz = quota_node(kv, i, QSTATS, QSTATS_LEN);
 	if (!sz)
 		return 0; /* no stats node: nothing to keep (ZooKeeper needs one) */
-	struct qvals cur, lim;
+	struct kv_quota_lim cur;
+	const struct kv_quota_lim lim = q->lim[i];
 	parse_stats(sz, &cur);
 	cur.count = (cur.count < 0 ? 0 : cur.count) + dcount;
 	cur.bytes = (cur.bytes < 0 ? 0 : cur.bytes) + dbytes;
 	if ((rc = stats_write(kv, sz, cur.count, cur.bytes)) < 0)
 		return rc;
-	parse_stats(quota_node(kv, i, QLIMITS, QLIMITS_LEN), &lim);
 	if ((lim.count > -1 && cur.count > lim.count) ||
 	    (lim.bytes > -1 && cur.bytes > lim.bytes)) {
 		q->soft_pending++;
@@ -375,6 +413,7 @@ int kv_quota_node_changed(struct kv *kv, const char *p, uint32_t n, bool removed
 			tab_del(q, r, rl);
 		else if ((rc = tab_add(q, r, rl)) < 0)
 			return rc;
+		tab_limits(kv);
 		/* The root set changed: which root a node counts for may have too. */
 		return recompute_all(kv);
 	}
