@@ -245,9 +245,9 @@ struct kv_config {
 int kv_create(const struct kv_config *cfg, struct kv **out);
 /*
  * ZooKeeper quotas. Off in a new store (its apply is then what it was before
- * quotas: keeld turns them on with its protocol level 4, so every replica
- * does at the same log index). On (and again after a kv_restore, in the new
- * store), apply keeps /zookeeper/quota<P>/zookeeper_stats ("count=N,bytes=M":
+ * quotas; the model and fuzz tests compare against that). keeld turns them
+ * on at start and in every restored store, before any txn is applied. On,
+ * apply keeps /zookeeper/quota<P>/zookeeper_stats ("count=N,bytes=M":
  * the nodes of subtree P, P included, and the sum of their data lengths) for
  * every P that has a /zookeeper/quota<P>/zookeeper_limits node, P outside
  * /zookeeper. A node counts for the deepest such P above it. The stats

@@ -204,7 +204,7 @@ static void test_hard_limits_enforced(void **state)
 		}
 		kv_destroy(kv);
 	}
-	/* tracking off (a store before protocol level 4): nothing kept or refused */
+	/* tracking off (kv_create's default): nothing kept or refused */
 	struct kv *off = mk(false, false);
 	assert_false(kv_quota_enabled(off));
 	assert_int_equal(mkn(off, "/q", NULL), ZK_OK);
