@@ -481,13 +481,13 @@ static int set_key(struct parser *p, const char *key, const char *v)
 			return fail(p, key, "'%s' is not user:base64(sha1(user:password))", v);
 		return want_str(p, key, v, c->super_digest, sizeof(c->super_digest));
 	}
-	/* ZooKeeper's zookeeper.skipACL: "yes" skips every ACL check, anything
-	 * else is no; keel refuses values other than yes/no (a typo would
-	 * silently keep checks on, or off). */
 	/* ZooKeeper 3.7's zookeeper.enforceQuota (a zoo.cfg key becomes that
 	 * property): hard quota limits refuse writes (QUOTAEXCEEDED). */
 	if (!strcmp(key, "enforceQuota") || !strcmp(key, "zookeeper.enforceQuota"))
 		return want_bool(p, key, v, &c->enforce_quota);
+	/* ZooKeeper's zookeeper.skipACL: "yes" skips every ACL check, anything
+	 * else is no; keel refuses values other than yes/no (a typo would
+	 * silently keep checks on, or off). */
 	if (!strcmp(key, "skipACL") || !strcmp(key, "zookeeper.skipACL")) {
 		if (strcmp(v, "yes") && strcmp(v, "no"))
 			return fail(p, key, "'%s' is not yes or no", v);
