@@ -246,13 +246,13 @@ struct keeld {
 	struct mgmt_server *msrv;
 	/* keel_client_limited_total{reason}: maxClientCnxns, globalOutstandingLimit */
 	struct mgmt_counter *limited[2];
+	/* keel_quota_soft_exceeded_total: applied writes that left a quota over
+	 * a soft limit (pipeline.c quota_note) */
+	struct mgmt_counter *quota_soft_c;
 	/* keel_session_expired_total{reason}: n_expired on /metrics (admin.c) */
 	struct mgmt_counter *expired_c[KEELD_EXPIRED_REASONS];
 	/* keel_protocol_level_refused_total: members refused for their level */
 	struct mgmt_counter *level_refused_c;
-	/* keel_quota_soft_exceeded_total: applied writes that left a quota over
-	 * a soft limit (pipeline.c quota_note) */
-	struct mgmt_counter *quota_soft_c;
 	/* keel_snapshot_failures_total{stage} (enum keeld_snap_stage) */
 	struct mgmt_counter *snap_failed_c[KEELD_SNAP_STAGES];
 };
