@@ -284,6 +284,11 @@ static int draft_open(struct kv *kv)
 	return 0;
 }
 
+int kv_draft_open(struct kv *kv)
+{
+	return draft_open(kv);
+}
+
 void kv_draft_publish(struct kv *kv)
 {
 	struct kv_view *old = kv->pub;
@@ -293,6 +298,8 @@ void kv_draft_publish(struct kv *kv)
 	kv_mem_retire(&kv->mem, old);
 	kv_mem_commit(&kv->mem);
 	kv->draft = NULL;
+	if (kv->quota.dirty || kv->quota.soft_pending)
+		kv_quota_published(kv);
 	if (kv->mem.garbage.n >= GC_BATCH)
 		kv_reclaim(kv);
 }
@@ -390,6 +397,7 @@ void kv_destroy(struct kv *kv)
 	free(kv->ev_acl_off);
 	free(kv->sbuf);
 	free(kv->dec_ops);
+	kv_quota_free(&kv->quota);
 	free(kv);
 }
 
@@ -548,6 +556,28 @@ static void zdone(struct kv *kv, struct kv_znode *z)
 	kv->draft->digest += z->dhash;
 }
 
+struct kv_znode *kv_znode_edit(struct kv *kv, struct kv_znode *z)
+{
+	return zedit(kv, z);
+}
+
+void kv_znode_done(struct kv *kv, struct kv_znode *z)
+{
+	zdone(kv, z);
+}
+
+static int quota_account(struct kv *kv, const char *p, uint32_t n, int64_t dcount, int64_t dbytes,
+			 bool removed)
+{
+	int rc = 0;
+	if (kv->quota.n || kv->quota.stale)
+		rc = kv_quota_account(kv, p, n, dcount, dbytes);
+	/* Only a path under /zookeeper/quota can change the quota table. */
+	if (rc == 0 && n > 16 && p[1] == 'z')
+		rc = kv_quota_node_changed(kv, p, n, removed);
+	return rc;
+}
+
 static struct kv_session *sedit(struct kv *kv, struct kv_session *s)
 {
 	struct kv_leaf *old;
@@ -608,6 +638,21 @@ static bool acl_denied(const struct opctx *c, const struct kv_znode *z, int32_t 
 	if (c->txn->auth != KV_AUTH_IDS || !z || !z->acl || (z->world_perms & perm))
 		return false;
 	return !kv_acl_allows(z->acl->b, z->acl->len, &c->txn->ids, perm);
+}
+
+/* A refusal of kv_quota_check as the op's result; true when the op stops
+ * (*rc: 0, or KEEL_E_NOMEM). */
+static bool quota_refused(struct opctx *c, const char *p, uint32_t n, int64_t dcount,
+			  int64_t dbytes, int *rc)
+{
+	/* No quota set (the common case): not even the call. */
+	if (!c->kv->quota.enforce || (!c->kv->quota.n && !c->kv->quota.stale))
+		return false;
+	int q = kv_quota_check(c->kv, p, n, dcount, dbytes);
+	*rc = q == KEEL_E_NOMEM ? q : 0;
+	if (q == ZK_EQUOTAEXCEEDED)
+		c->res->err = q;
+	return q != ZK_OK;
 }
 
 static int set_res_path(struct opctx *c, const char *p, size_t n)
@@ -683,6 +728,9 @@ static int do_create(struct opctx *c, const struct kv_op *op)
 	} else if (ttl) {
 		owner = KV_OWNER_TTL_MASK | op->ttl_ms;
 	}
+	int qrc;
+	if (kv->quota.on && quota_refused(c, path, n, 1, op->data_len, &qrc))
+		return qrc;
 
 	int64_t zxid = c->txn->zxid, now = c->txn->time_ms;
 	struct kv_znode *z = kv_znode_alloc(kv, path, n);
@@ -719,6 +767,8 @@ static int do_create(struct opctx *c, const struct kv_op *op)
 		sess->num_ephemerals++;
 	}
 	d->nodes++;
+	if (kv->quota.on && quota_account(kv, path, n, 1, op->data_len, false) < 0)
+		return KEEL_E_NOMEM;
 	c->res->stat = z->stat;
 	if (set_res_path(c, path, n) < 0 || emit(kv, KV_EVENT_CREATED, path, n, zxid, z->acl) < 0 ||
 	    emit(kv, KV_EVENT_CHILDREN_CHANGED, path, plen, zxid, parent->acl) < 0)
@@ -734,6 +784,11 @@ static int remove_node(struct kv *kv, struct kv_znode *z, int64_t zxid)
 	uint32_t n = z->leaf.klen, plen = parent_len(z->path, n);
 	uint32_t base = plen == 1 ? 1 : plen + 1;
 	int64_t owner = z->stat.ephemeral_owner;
+	/* Quotas first: z is still in the draft (a limits or stats node counts
+	 * for no root, so the recompute a limits node's removal does is right). */
+	if (kv->quota.on &&
+	    quota_account(kv, z->path, n, -1, -(int64_t)z->stat.data_length, true) < 0)
+		return KEEL_E_NOMEM;
 	/* Events first: z may be freed at commit once out of the map. */
 	struct kv_znode *parent = kv_lookup(d->paths, z->path, plen);
 	KEEL_ASSERT(parent != NULL);
@@ -852,6 +907,10 @@ static int do_set_data(struct opctx *c, const struct kv_op *op)
 		return c->res->err = ZK_EBADARGUMENTS, 0;
 	if (!version_ok(op->version, z->stat.version))
 		return c->res->err = ZK_EBADVERSION, 0;
+	int64_t dbytes = (int64_t)op->data_len - z->stat.data_length;
+	int qrc;
+	if (kv->quota.on && quota_refused(c, z->path, z->leaf.klen, 0, dbytes, &qrc))
+		return qrc;
 	struct kv_blob *b = NULL;
 	bool fresh = kv_mem_is_fresh(&kv->mem, z);
 	if (op->data_len && !(b = kv_blob_alloc(kv, op->data, op->data_len)))
@@ -871,6 +930,8 @@ static int do_set_data(struct opctx *c, const struct kv_op *op)
 	z->stat.mtime_ms = c->txn->time_ms;
 	z->stat.data_length = (int32_t)op->data_len;
 	zdone(kv, z);
+	if (kv->quota.on && quota_account(kv, z->path, z->leaf.klen, 0, dbytes, false) < 0)
+		return KEEL_E_NOMEM;
 	c->res->stat = z->stat;
 	return emit(kv, KV_EVENT_DATA_CHANGED, z->path, z->leaf.klen, c->txn->zxid, z->acl);
 }
@@ -1131,6 +1192,7 @@ int kv_apply(struct kv *kv, const struct kv_txn *txn, struct kv_apply_result *re
 			nres = txn->nops;
 		kv->nev = 0;
 		kv_mem_abort(&kv->mem);
+		kv_quota_aborted(kv);
 		kv_draft_begin(kv);
 		if ((rc = draft_open(kv)) < 0)
 			goto nomem;
@@ -1143,6 +1205,7 @@ int kv_apply(struct kv *kv, const struct kv_txn *txn, struct kv_apply_result *re
 	return 0;
 nomem:
 	kv_mem_abort(&kv->mem);
+	kv_quota_aborted(kv);
 	kv->draft = NULL;
 	kv->nev = 0;
 	return rc < 0 ? rc : KEEL_E_NOMEM;
@@ -1170,6 +1233,7 @@ uint32_t kv_group_size(const struct kv *kv)
 static void group_discard(struct kv *kv)
 {
 	kv_mem_abort(&kv->mem);
+	kv_quota_aborted(kv);
 	kv->draft = NULL;
 	kv->grp_n = 0;
 	kv->nev = 0;

@@ -244,6 +244,31 @@ struct kv_config {
 /* Creates an empty store holding only "/" (zxid 0). */
 int kv_create(const struct kv_config *cfg, struct kv **out);
 /*
+ * ZooKeeper quotas. Off in a new store (its apply is then what it was before
+ * quotas; the model and fuzz tests compare against that). keeld turns them
+ * on at start and in every restored store, before any txn is applied. On,
+ * apply keeps /zookeeper/quota<P>/zookeeper_stats ("count=N,bytes=M":
+ * the nodes of subtree P, P included, and the sum of their data lengths) for
+ * every P that has a /zookeeper/quota<P>/zookeeper_limits node, P outside
+ * /zookeeper. A node counts for the deepest such P above it. The stats
+ * node's data changes without a version change (as ZooKeeper's). Creating
+ * or deleting a limits node, creating or setting a stats node, and this
+ * call recompute every P's stats from the tree. With enforce, a create or
+ * setData whose change would take the count (creates) or bytes (a setData
+ * that changes the length, or a create) of its P above the limits node's
+ * countHardLimit / byteHardLimit fails with ZK_EQUOTAEXCEEDED (after every
+ * other error of the op); enforce must be the same on every replica. Soft
+ * limits (count, bytes) only count kv_quota_soft_exceeded. Writer thread;
+ * publishes one version (zxid unchanged). 0, KEEL_E_NOMEM (nothing changed),
+ * KEEL_E_STATE (a group is open).
+ */
+int kv_quota_enable(struct kv *kv, bool enforce);
+bool kv_quota_enabled(const struct kv *kv);
+/* Applied changes after which a quota root was over a soft limit (a count
+ * per change, on every replica alike); *last_root: the root of the last one
+ * ("" before any; valid until the next writer call). Writer thread. */
+uint64_t kv_quota_soft_exceeded(const struct kv *kv, const char **last_root);
+/*
  * ZooKeeper's built-in nodes, as every ZooKeeper tree has them: /zookeeper and
  * /zookeeper/quota (world:anyone:ALL) and /zookeeper/config
  * (world:anyone:READ: clients cannot write it; the node changes it with an

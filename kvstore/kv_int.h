@@ -54,6 +54,27 @@ struct kv_session {
 	uint64_t dhash;
 };
 
+/* A limits node's values (-1: none). */
+struct kv_quota_lim {
+	int64_t count, bytes, count_hard, bytes_hard;
+};
+
+/* The quota roots (quota.c): writer-side, derived from the tree. */
+struct kv_quota {
+	bool on;      /* kv_quota_enable() was called: stats are kept */
+	bool enforce; /* hard limits refuse writes (ZooKeeper's enforceQuota) */
+	bool dirty;   /* the open draft changed the table */
+	bool stale;   /* an aborted draft changed it: rebuild from the tree */
+	uint32_t n, cap;
+	char **root;
+	uint32_t *root_len;
+	struct kv_quota_lim *lim; /* root[i]'s limits node, parsed */
+	uint64_t soft_exceeded;
+	uint64_t soft_pending; /* of the open draft: counted at its publish */
+	char last[256];        /* the root of the last soft-limit excess (truncated) */
+	char last_pending[256];
+};
+
 /* One published state of the whole store. */
 struct kv_view {
 	uint64_t gen;
@@ -87,6 +108,7 @@ struct kv {
 	uint32_t grp_published; /* txns of the group last published (results) */
 	int64_t grp_zxid;
 	uint32_t grp_ev[KV_GROUP_MAX_TXNS + 1];
+	struct kv_quota quota;
 };
 
 /* The perms an encoded ACL grants world:anyone (KV_PERM_ALL if it is empty). */
@@ -111,6 +133,24 @@ struct kv_blob *kv_blob_alloc(struct kv *kv, const void *b, uint32_t len);
 struct kv_znode *kv_lookup(const struct kv_hnode *paths, const char *path, uint32_t len);
 struct kv_session *kv_session_find(const struct kv_hnode *map, int64_t id);
 void kv_draft_begin(struct kv *kv);
+int kv_draft_open(struct kv *kv);
+/* A writable draft version of z with its digest share out / back in. */
+struct kv_znode *kv_znode_edit(struct kv *kv, struct kv_znode *z);
+void kv_znode_done(struct kv *kv, struct kv_znode *z);
+
+/* quota.c. Hard limits of the deepest quota root above path p, for a change
+ * of dcount nodes and dbytes bytes: ZK_OK or ZK_EQUOTAEXCEEDED (enforcing
+ * only), or KEEL_E_NOMEM. Before any edit of the op. */
+int kv_quota_check(struct kv *kv, const char *p, uint32_t n, int64_t dcount, int64_t dbytes);
+/* Adds the change to that root's stats node in the draft. 0 / KEEL_E_NOMEM. */
+int kv_quota_account(struct kv *kv, const char *p, uint32_t n, int64_t dcount, int64_t dbytes);
+/* p was created/set (removed false) or deleted: a limits node changes the
+ * table, a limits or stats node recomputes the stats. 0 / KEEL_E_NOMEM. */
+int kv_quota_node_changed(struct kv *kv, const char *p, uint32_t n, bool removed);
+/* The open draft was thrown away / published. */
+void kv_quota_aborted(struct kv *kv);
+void kv_quota_published(struct kv *kv);
+void kv_quota_free(struct kv_quota *q);
 void kv_draft_publish(struct kv *kv);
 /* Retired batches past their grace period, waiting for the writer to free
  * them (kv_reclaim); for tests. */

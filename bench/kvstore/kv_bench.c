@@ -7,6 +7,9 @@
  *  3. memory per znode at 1M znodes with 64 B of data (RSS growth / count,
  *     allocator overhead included, after retired versions are reclaimed).
  * Usage: kv-bench [seconds per phase, default 2] [znodes for 3, default 1000000]
+ * KV_BENCH_QUOTA=on: quotas kept (kv_quota_enable, as keeld), none set;
+ * =set: also a quota on /r and /p0000 (every setData/create of 1, 2 and the
+ * first 1000 creates of 3 update a stats node). Unset: quotas off.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -47,6 +50,34 @@ static void apply_one(struct kv_op *op)
 }
 
 static char keys[KEYS][24];
+
+static void quota_setup(const char *root)
+{
+	const char *q = getenv("KV_BENCH_QUOTA");
+	char p[96];
+	if (!q)
+		return;
+	int rc = kv_quota_enable(kv, false);
+	if (rc < 0)
+		die("kv_quota_enable", rc);
+	if (strcmp(q, "set"))
+		return;
+	snprintf(p, sizeof(p), "/zookeeper/quota%s", root);
+	struct kv_op op = kvb_create_op("/zookeeper");
+	apply_one(&op);
+	op = kvb_create_op("/zookeeper/quota");
+	apply_one(&op);
+	op = kvb_create_op(p);
+	apply_one(&op);
+	snprintf(p, sizeof(p), "/zookeeper/quota%s/zookeeper_limits", root);
+	op = kvb_create_op(p);
+	op.data = "count=-1,bytes=-1";
+	op.data_len = 17;
+	apply_one(&op);
+	snprintf(p, sizeof(p), "/zookeeper/quota%s/zookeeper_stats", root);
+	op = kvb_create_op(p);
+	apply_one(&op);
+}
 
 static void *reader(void *arg)
 {
@@ -158,6 +189,7 @@ int main(int argc, char **argv)
 		op = kvb_create_op(keys[i]);
 		apply_one(&op);
 	}
+	quota_setup("/r");
 	phase_readers(1, secs, 1);
 	phase_readers(1, secs, 0);
 	phase_readers(2, secs, 0);
@@ -196,6 +228,7 @@ int main(int argc, char **argv)
 		op = kvb_create_op(path);
 		apply_one(&op);
 	}
+	quota_setup("/p0000");
 	t0 = now_s();
 	c0 = cpu_s();
 	for (long i = 0; i < big; i++) {

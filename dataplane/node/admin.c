@@ -217,6 +217,10 @@ int keeld_admin_start(struct keeld *k)
 		"Members this node, as leader, refused because their protocol level is below the "
 		"cluster's (or the cluster's below the lowest they serve in); each refusal is "
 		"logged with the member and the levels, and the member is told to stop.");
+	k->quota_soft_c = mgmt_metrics_counter(
+		k->metrics, "keel_quota_soft_exceeded_total", "",
+		"Applied writes after which a ZooKeeper quota (/zookeeper/quota) was over its soft "
+		"count or bytes limit; logged, rate-limited, with the quota's path.");
 	for (int i = 0; i < KEELD_SNAP_STAGES; i++) {
 		char lb[48];
 		snprintf(lb, sizeof(lb), "stage=\"%s\"", mgmt_snap_stage_names[i]);

@@ -481,6 +481,10 @@ static int set_key(struct parser *p, const char *key, const char *v)
 			return fail(p, key, "'%s' is not user:base64(sha1(user:password))", v);
 		return want_str(p, key, v, c->super_digest, sizeof(c->super_digest));
 	}
+	/* ZooKeeper 3.7's zookeeper.enforceQuota (a zoo.cfg key becomes that
+	 * property): hard quota limits refuse writes (QUOTAEXCEEDED). */
+	if (!strcmp(key, "enforceQuota") || !strcmp(key, "zookeeper.enforceQuota"))
+		return want_bool(p, key, v, &c->enforce_quota);
 	/* ZooKeeper's zookeeper.skipACL: "yes" skips every ACL check, anything
 	 * else is no; keel refuses values other than yes/no (a typo would
 	 * silently keep checks on, or off). */
@@ -679,8 +683,13 @@ static int parse_live(struct parser *p, const char *origin, const char *const *a
 static void file_keys(const struct parser *p, char *buf, size_t len)
 {
 	/* pairs: ZooKeeper's name, the one node_config_format() prints */
-	static const char *const alias[] = { "forceSync", "keel.fsync", "zookeeper.skipACL",
-					     "skipACL", NULL };
+	static const char *const alias[] = { "forceSync",
+					     "keel.fsync",
+					     "zookeeper.skipACL",
+					     "skipACL",
+					     "zookeeper.enforceQuota",
+					     "enforceQuota",
+					     NULL };
 	size_t n = 0;
 	buf[0] = 0;
 	for (uint32_t i = 0; i < p->n_seen; i++) {
@@ -970,6 +979,7 @@ size_t node_config_format(const struct node_config *c, char *buf, size_t len)
 	OUT("reconfigEnabled=%s\n", c->reconfig_enabled ? "true" : "false");
 	if (c->skip_acl)
 		OUT("skipACL=yes\n");
+	OUT("enforceQuota=%s\n", c->enforce_quota ? "true" : "false");
 	OUT("keel.clusterId=%" PRIu64 "\nkeel.transport=%s\nkeel.fsync=%s\nkeel.fsyncPath=%s\n",
 	    c->cluster_id, tr[c->transport], onoff(c->fsync), fp[c->fsync_path]);
 	OUT("keel.directIo=%s\nkeel.segmentBytes=%" PRIu64 "\nkeel.snapshotThresholdBytes=%" PRIu64

@@ -251,6 +251,9 @@ struct keeld {
 	struct mgmt_server *msrv;
 	/* keel_client_limited_total{reason}: maxClientCnxns, globalOutstandingLimit */
 	struct mgmt_counter *limited[2];
+	/* keel_quota_soft_exceeded_total: applied writes that left a quota over
+	 * a soft limit (pipeline.c quota_note) */
+	struct mgmt_counter *quota_soft_c;
 	/* keel_session_expired_total{reason}: n_expired on /metrics (admin.c) */
 	struct mgmt_counter *expired_c[KEELD_EXPIRED_REASONS];
 	/* keel_protocol_level_refused_total: members refused for their level */

@@ -104,6 +104,7 @@ struct node_config {
 	bool reconfig_enabled;             /* reconfigEnabled (default false, as ZooKeeper) */
 	char super_digest[NODE_TOKEN_MAX]; /* DigestAuthenticationProvider.superDigest */
 	bool skip_acl;                     /* skipACL=yes: no ACL check (ZooKeeper's) */
+	bool enforce_quota;                /* enforceQuota (default false, as ZooKeeper) */
 	struct node_server servers[NODE_MAX_SERVERS];
 	uint32_t n_servers; /* 0: standalone (a one-node cluster) */
 

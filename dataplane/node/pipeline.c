@@ -290,6 +290,9 @@ struct pipeline {
 	 * here; leader: each member's level as its TOUCH says (this term), the
 	 * level proposed and not yet applied, refusals */
 	uint32_t level_cluster;
+	/* kv_quota_soft_exceeded() of the current kv as last seen, as last
+	 * logged, and when (quota_note) */
+	uint64_t quota_soft_seen, quota_soft_logged, quota_log_ns;
 	struct level_peer {
 		uint32_t id, level, min;
 		uint64_t refused_logged_ns;
@@ -1475,6 +1478,27 @@ static bool grp_add(struct pipeline *p, uint64_t index, uint32_t origin, uint64_
 	return true;
 }
 
+/* Soft quota limits: ZooKeeper logs a warning per write over one; here
+ * counted per write, logged at most every 10 s. */
+static void quota_note(struct pipeline *p)
+{
+	const char *root;
+	uint64_t n = kv_quota_soft_exceeded(p->k->kv, &root);
+	if (keel_likely(n == p->quota_soft_seen))
+		return;
+	if (p->k->quota_soft_c)
+		mgmt_counter_add(p->k->quota_soft_c, n - p->quota_soft_seen);
+	p->quota_soft_seen = n;
+	uint64_t now = keel_now_ns();
+	if (p->quota_log_ns && now - p->quota_log_ns < 10000000000ull)
+		return;
+	keeld_log("quota: %" PRIu64 " write(s) over a soft limit (count or bytes), the last "
+		  "under %s (keel_quota_soft_exceeded_total)",
+		  n - p->quota_soft_logged, root);
+	p->quota_soft_logged = n;
+	p->quota_log_ns = now;
+}
+
 static void apply_entry(struct pipeline *p, const struct raft_entry *e)
 {
 	struct keeld *k = p->k;
@@ -1549,6 +1573,7 @@ static void apply_entry(struct pipeline *p, const struct raft_entry *e)
 			apply_one(p, e->index, i, origin, flags, id, &txn);
 		}
 		grp_flush(p, e->index);
+		quota_note(p);
 	}
 	atomic_store(&k->applied_index, e->index);
 	p->applied_index = e->index;
@@ -2456,6 +2481,7 @@ static void install_snapshot(struct pipeline *p, const struct raft_snapshot_meta
 	    (rc = keeld_snap_restore(p->w, nkv, &meta, &conf, &level, k->cfg.protocol_level)) < 0 ||
 	    (rc = meta.index == m->index ? 0 : KEEL_E_STATE) < 0 ||
 	    (rc = kv_zookeeper_nodes(nkv)) < 0 ||
+	    (rc = kv_quota_enable(nkv, k->cfg.enforce_quota)) < 0 ||
 	    (rc = wal_snap_image_open(p->w, m->index, false, &map)) < 0) {
 		char msg[512];
 		/* raft was told the image is installed: this node cannot go on */
@@ -2480,6 +2506,7 @@ static void install_snapshot(struct pipeline *p, const struct raft_snapshot_meta
 	atomic_store(&k->level_cluster, level);
 	trk_rebuild(p);
 	book_learn_kv(p);
+	p->quota_soft_seen = p->quota_soft_logged = 0; /* the new kv counts from 0 */
 	uint64_t len = map.data_bytes;
 	p->inst_done = keeld_snap_buf(&map);
 	if (!p->inst_done)
@@ -4771,6 +4798,10 @@ int keeld_pipeline_open(struct keeld *k)
 
 	kv_thread_register();
 	rc = kv_zookeeper_nodes(k->kv);
+	/* Quotas kept from here (recomputed from the restored tree, as
+	 * ZooKeeper after loading a snapshot). */
+	if (rc == 0)
+		rc = kv_quota_enable(k->kv, k->cfg.enforce_quota);
 	if (rc == 0)
 		book_learn_kv(p); /* members the configuration file may not list */
 	kv_thread_unregister();

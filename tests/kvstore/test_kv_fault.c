@@ -18,10 +18,31 @@ extern long kv_fault_countdown;
 
 #define EPHEMERALS 40
 
+/* prepare() sets a quota on /a first (stats kept through every txn). */
+static bool with_quota;
+
 static void prepare(struct kv *kv)
 {
 	int64_t z = 1;
 	char p[32];
+	if (with_quota) {
+		assert_int_equal(kv_zookeeper_nodes(kv), 0);
+		assert_int_equal(kv_quota_enable(kv, true), 0);
+		assert_int_equal(
+			kvt_apply1(kv, 900, 0, kvt_create_op("/zookeeper/quota/a", "", 0), NULL),
+			ZK_OK);
+		assert_int_equal(kvt_apply1(kv, 901, 0,
+					    kvt_create_op("/zookeeper/quota/a/zookeeper_limits",
+							  "count=100,countHardLimit=1000", 0),
+					    NULL),
+				 ZK_OK);
+		assert_int_equal(
+			kvt_apply1(kv, 902, 0,
+				   kvt_create_op("/zookeeper/quota/a/zookeeper_stats", "", 0),
+				   NULL),
+			ZK_OK);
+		z = 903;
+	}
 	assert_int_equal(kvt_session(kv, z++, KV_OP_CREATE_SESSION, 5, 3000, NULL), ZK_OK);
 	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/a", "x", 0), NULL), ZK_OK);
 	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/a/old", "y", 0), NULL), ZK_OK);
@@ -81,6 +102,25 @@ static int apply_under_test(struct kv *kv, int which)
 	struct kv_apply_result r;
 	if (which == 2)
 		return group_under_test(kv);
+	if (which == 3) {
+		/* a quota made (and computed) in a multi, then used by its last op */
+		struct kv_op q[4];
+		q[0] = kvt_create_op("/zookeeper/quota/a/old", "", 0);
+		q[1] = kvt_create_op("/zookeeper/quota/a/old/zookeeper_stats", "", 0);
+		q[2] = kvt_create_op("/zookeeper/quota/a/old/zookeeper_limits", "count=1", 0);
+		q[3] = kvt_op(KV_OP_SET_DATA, "/a/old");
+		q[3].data = "longer data";
+		q[3].data_len = 11;
+		struct kv_txn t = { .type = KV_OP_MULTI,
+				    .zxid = ZXID_UNDER_TEST,
+				    .time_ms = 7,
+				    .nops = 4,
+				    .ops = q };
+		int rc = kv_apply(kv, &t, &r);
+		if (rc == 0)
+			assert_int_equal(r.err, ZK_OK);
+		return rc;
+	}
 	if (which == 1) {
 		struct kv_txn t = { .type = KV_OP_CLOSE_SESSION,
 				    .zxid = ZXID_UNDER_TEST,
@@ -167,6 +207,17 @@ static void test_fault_group(void **state)
 	walk_apply(2);
 }
 
+/* The same with a quota on /a: its stats node is edited by each, and a
+ * multi that makes a quota (its table change undone on failure). */
+static void test_fault_quota(void **state)
+{
+	(void)state;
+	with_quota = true;
+	for (int which = 0; which < 4; which++)
+		walk_apply(which);
+	with_quota = false;
+}
+
 static void test_fault_restore(void **state)
 {
 	(void)state;
@@ -207,10 +258,9 @@ static void test_fault_restore(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_fault_multi),
-		cmocka_unit_test(test_fault_close_session),
-		cmocka_unit_test(test_fault_group),
-		cmocka_unit_test(test_fault_restore),
+		cmocka_unit_test(test_fault_multi), cmocka_unit_test(test_fault_close_session),
+		cmocka_unit_test(test_fault_group), cmocka_unit_test(test_fault_restore),
+		cmocka_unit_test(test_fault_quota),
 	};
 	int rc = cmocka_run_group_tests(tests, kvt_setup, kvt_teardown);
 	kv_barrier();
