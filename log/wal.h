@@ -104,6 +104,18 @@ struct wal_options {
 	 * by the plain backend (which syncs inline anyway).
 	 */
 	uint32_t inline_sync_max_bytes;
+	/*
+	 * io_uring backend, buffered (not direct_io): a group larger than
+	 * inline_sync_max_bytes but of at most this many bytes is written on the
+	 * loop thread inside wal_poll() -- a pwritev2 into the page cache -- and
+	 * only its fdatasync is submitted to io_uring, after the write returned
+	 * (so the sync covers it, as the linked chain's does). The io_uring
+	 * worker then runs one op per group instead of the write and the sync.
+	 * The loop pays the copy (a few us per 100 KB) and can wait on the page
+	 * cache (dirty throttling), never on the disk's sync. 0 = off (the write
+	 * and the sync both on io_uring). Ignored by the plain backend.
+	 */
+	uint32_t inline_write_max_bytes;
 	wal_fault_fn fault; /* NULL in production */
 	void *fault_arg;
 	/* Operator log lines (backend in use, torn tail cut). NULL = stderr. */

@@ -18,6 +18,8 @@ static uint8_t store[N + 1][PAYLOAD];
 static char *cur_dir; /* removed by the teardown if a test fails midway */
 /* wal_options.inline_sync_max_bytes of the runs (the io_uring walk with small groups inline) */
 static uint32_t inline_bytes;
+/* wal_options.inline_write_max_bytes of the runs */
+static uint32_t write_bytes;
 
 static int teardown(void **state)
 {
@@ -91,6 +93,7 @@ static long run(enum wal_backend b, long target, int err)
 	struct countdown c = { .target = target, .err = err };
 	struct wal_options o = walt_opts(dir, b, false);
 	o.inline_sync_max_bytes = inline_bytes;
+	o.inline_write_max_bytes = write_bytes;
 	o.fault = hook;
 	o.fault_arg = &c;
 	struct wal *w;
@@ -215,6 +218,18 @@ static void test_fault_uring_inline(void **state)
 	inline_bytes = 1u << 20;
 	walk(WAL_BACKEND_URING);
 	inline_bytes = 0;
+}
+
+/* Groups written on the loop, only their fdatasync on io_uring (keeld's
+ * configuration: the smallest groups synced inline). */
+static void test_fault_uring_wloop(void **state)
+{
+	(void)state;
+	inline_bytes = 2048;
+	write_bytes = 1u << 20;
+	walk(WAL_BACKEND_URING);
+	inline_bytes = 0;
+	write_bytes = 0;
 }
 
 static void test_fault_plain(void **state)
@@ -535,6 +550,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_fault_uring, teardown),
 		cmocka_unit_test_teardown(test_fault_uring_inline, teardown),
+		cmocka_unit_test_teardown(test_fault_uring_wloop, teardown),
 		cmocka_unit_test_teardown(test_fault_plain, teardown),
 		cmocka_unit_test_teardown(test_idle_means_no_io, teardown),
 		cmocka_unit_test_teardown(test_fsync_hold_uring, teardown),
