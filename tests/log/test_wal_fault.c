@@ -493,6 +493,7 @@ static struct kinds sync_count(enum wal_backend b, bool direct, bool no_sync)
 	cur_dir = walt_mkdtemp();
 	struct wal_options o = walt_opts(cur_dir, b, direct);
 	o.no_sync = no_sync;
+	o.inline_write_max_bytes = write_bytes;
 	o.fault = count_kinds;
 	o.fault_arg = &c;
 	assert_int_equal(wal_open(&o, &w, NULL), 0);
@@ -539,6 +540,15 @@ static void test_no_sync_uring_direct(void **state)
 	no_sync(WAL_BACKEND_URING, true);
 }
 
+/* Groups written on the loop: no_sync makes them durable there, no io_uring op. */
+static void test_no_sync_uring_wloop(void **state)
+{
+	(void)state;
+	write_bytes = 1u << 20;
+	no_sync(WAL_BACKEND_URING, false);
+	write_bytes = 0;
+}
+
 static void test_no_sync_plain(void **state)
 {
 	(void)state;
@@ -559,6 +569,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_create_fails_plain, teardown),
 		cmocka_unit_test_teardown(test_no_sync_uring, teardown),
 		cmocka_unit_test_teardown(test_no_sync_uring_direct, teardown),
+		cmocka_unit_test_teardown(test_no_sync_uring_wloop, teardown),
 		cmocka_unit_test_teardown(test_no_sync_plain, teardown),
 	};
 	return cmocka_run_group_tests_name("wal_fault", tests, NULL, NULL);
