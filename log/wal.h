@@ -18,7 +18,9 @@
  * Happy path (the node loop, one thread): wal_append() queues records that
  * point at the caller's payload bytes; wal_poll() reaps completions and, if no
  * write is in flight, submits everything queued as ONE group: writev(s)
- * linked to an fdatasync (IORING_OP_FSYNC + IORING_FSYNC_DATASYNC). When that
+ * linked to an fdatasync (IORING_OP_FSYNC + IORING_FSYNC_DATASYNC), or (see
+ * inline_write_max_bytes) a buffered write done right there and the
+ * fdatasync alone submitted after it returned. When that
  * fsync completes, wal_poll() reports "durable up to index N", and the next
  * group (everything appended meanwhile) starts at once. Nothing blocks on the
  * disk in the io_uring backend; the plain backend (pwritev + fdatasync) does the
