@@ -705,7 +705,68 @@ static void group_synced(struct wal *w)
 		w->o.sync_fn(w->o.sync_arg, keel_now_ns() - w->g_submit_ns);
 }
 
-/* io_uring: writev(s) in one linked chain ending in an fdatasync. */
+/*
+ * The group's records written with pwritev2(flags) on the calling thread,
+ * short writes continued; the fault seam sees one write. 0 or -errno. Trims
+ * w->iov in place (a retry rebuilds the group).
+ */
+static int group_write_loop(struct wal *w, struct seg *s, int flags)
+{
+	uint64_t off = w->g_off;
+	size_t niov = w->g_niov;
+	int rc = fault(w, WAL_IO_WRITE);
+	struct iovec *iov = w->iov;
+	while (!rc && niov) {
+		ssize_t r = pwritev2(s->dfd, iov, (int)KEEL_MIN(niov, (size_t)IOV_PER_SQE),
+				     (off_t)off, flags);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			rc = -errno;
+			break;
+		}
+		if (r == 0) {
+			rc = -EIO;
+			break;
+		}
+		off += (uint64_t)r;
+		/* Step past what was written, trimming a partly written iovec. */
+		size_t left = (size_t)r;
+		while (niov && left >= iov->iov_len) {
+			left -= iov->iov_len;
+			iov++;
+			niov--;
+		}
+		if (left) {
+			iov->iov_base = (uint8_t *)iov->iov_base + left;
+			iov->iov_len -= left;
+		}
+	}
+	return rc;
+}
+
+/*
+ * A buffered group small enough for wal_options.inline_write_max_bytes: its
+ * write is done on the loop (a page-cache copy) and only its fdatasync goes to
+ * io_uring. Not O_DIRECT (that write waits for the device), not with a test
+ * hold on a no_sync log (the hold needs an op to time).
+ */
+static bool group_write_on_loop(const struct wal *w)
+{
+	return !w->o.direct_io && w->g_len <= w->o.inline_write_max_bytes &&
+	       !(w->o.no_sync && w->test_fsync_delay_us);
+}
+
+/*
+ * io_uring: writev(s) in one linked chain ending in an fdatasync; or, for a
+ * group written on the loop (group_write_on_loop), the write done here and
+ * the fdatasync alone submitted. The fdatasync then starts after the write
+ * returned, as in the chain: a record counts as durable only after a sync
+ * that began once its bytes were in the page cache. On this kernel ext4's
+ * buffered writev is punted to an io-wq worker anyway, so the chain costs a
+ * worker running the copy, then the sync; here the copy is the loop's own
+ * and the worker only syncs (bench/RESULTS.md, "CPU per write, round 7").
+ */
 static void group_submit_uring(struct wal *w)
 {
 	struct seg *s = seg_by_seq(w, w->g_seq);
@@ -717,6 +778,21 @@ static void group_submit_uring(struct wal *w)
 	uint64_t off = w->g_off;
 	unsigned i = 0;
 	w->g_submit_ns = keel_now_ns();
+	if (group_write_on_loop(w)) {
+		int rc = group_write_loop(w, s, 0);
+		if (rc) {
+			group_fail(w, rc, "write");
+			group_finish(w);
+		} else if (w->o.no_sync) {
+			group_synced(w);
+			group_finish(w);
+		} else {
+			struct io_uring_sqe *sqe = get_sqe(w, OP_LOG_FSYNC, 0);
+			io_uring_prep_fsync(sqe, s->dfd, IORING_FSYNC_DATASYNC);
+			w->g_ops = 1;
+		}
+		return;
+	}
 	for (size_t at = 0; at < niov; at += IOV_PER_SQE, i++) {
 		size_t n = KEEL_MIN((size_t)IOV_PER_SQE, niov - at);
 		uint64_t bytes = 0;
@@ -777,41 +853,12 @@ static void group_complete(struct wal *w, enum op_tag tag, int res, uint64_t arg
 static void group_run_plain(struct wal *w, bool dsync)
 {
 	struct seg *s = seg_by_seq(w, w->g_seq);
-	size_t niov = w->g_niov;
-	if (niov == 0) {
+	if (w->g_niov == 0) {
 		group_finish(w);
 		return;
 	}
-	uint64_t off = w->g_off;
 	w->g_submit_ns = keel_now_ns();
-	int rc = fault(w, WAL_IO_WRITE);
-	struct iovec *iov = w->iov;
-	while (!rc && niov) {
-		ssize_t r = pwritev2(s->dfd, iov, (int)KEEL_MIN(niov, (size_t)IOV_PER_SQE),
-				     (off_t)off, dsync ? RWF_DSYNC : 0);
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			rc = -errno;
-			break;
-		}
-		if (r == 0) {
-			rc = -EIO;
-			break;
-		}
-		off += (uint64_t)r;
-		/* Step past what was written, trimming a partly written iovec. */
-		size_t left = (size_t)r;
-		while (niov && left >= iov->iov_len) {
-			left -= iov->iov_len;
-			iov++;
-			niov--;
-		}
-		if (left) {
-			iov->iov_base = (uint8_t *)iov->iov_base + left;
-			iov->iov_len -= left;
-		}
-	}
+	int rc = group_write_loop(w, s, dsync ? RWF_DSYNC : 0);
 	if (rc)
 		group_fail(w, rc, "write");
 	else if (!w->o.no_sync) {

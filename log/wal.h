@@ -20,7 +20,9 @@
  * Happy path (the node loop, one thread): wal_append() queues records that
  * point at the caller's payload bytes; wal_poll() reaps completions and, if no
  * write is in flight, submits everything queued as ONE group: writev(s)
- * linked to an fdatasync (IORING_OP_FSYNC + IORING_FSYNC_DATASYNC). When that
+ * linked to an fdatasync (IORING_OP_FSYNC + IORING_FSYNC_DATASYNC), or (see
+ * inline_write_max_bytes) a buffered write done right there and the
+ * fdatasync alone submitted after it returned. When that
  * fsync completes, wal_poll() reports "durable up to index N", and the next
  * group (everything appended meanwhile) starts at once. Nothing blocks on the
  * disk in the io_uring backend; the plain backend (pwritev + fdatasync) does the
@@ -113,6 +115,18 @@ struct wal_options {
 	 * by the plain backend (which syncs inline anyway).
 	 */
 	uint32_t inline_sync_max_bytes;
+	/*
+	 * io_uring backend, buffered (not direct_io): a group larger than
+	 * inline_sync_max_bytes but of at most this many bytes is written on the
+	 * loop thread inside wal_poll() -- a pwritev2 into the page cache -- and
+	 * only its fdatasync is submitted to io_uring, after the write returned
+	 * (so the sync covers it, as the linked chain's does). The io_uring
+	 * worker then runs one op per group instead of the write and the sync.
+	 * The loop pays the copy (a few us per 100 KB) and can wait on the page
+	 * cache (dirty throttling), never on the disk's sync. 0 = off (the write
+	 * and the sync both on io_uring). Ignored by the plain backend.
+	 */
+	uint32_t inline_write_max_bytes;
 	wal_fault_fn fault; /* NULL in production */
 	void *fault_arg;
 	/* Operator log lines (backend in use, torn tail cut). NULL = stderr. */

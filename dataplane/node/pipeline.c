@@ -106,6 +106,17 @@
 #ifndef PL_INLINE_SYNC_BYTES
 #define PL_INLINE_SYNC_BYTES (8u << 10)
 #endif
+/*
+ * Larger log groups up to this size are written into the page cache on this
+ * thread and only their fdatasync goes to the io_uring worker
+ * (wal_options.inline_write_max_bytes): the worker's copy becomes ours, and
+ * the worker runs one op per group instead of two (bench/RESULTS.md, "CPU per
+ * write, round 7"). A saturated group is tens of KB; a 1 MiB copy is a few
+ * hundred us, against a sync of milliseconds that follows it anyway.
+ */
+#ifndef PL_INLINE_WRITE_BYTES
+#define PL_INLINE_WRITE_BYTES (1u << 20)
+#endif
 
 /*
  * keel.frontend=pipeline: in a run of busy turns (no wait between them to
@@ -4704,6 +4715,7 @@ int keeld_pipeline_open(struct keeld *k)
 				  .direct_io = c->o_direct,
 				  .no_sync = !c->fsync,
 				  .inline_sync_max_bytes = PL_INLINE_SYNC_BYTES,
+				  .inline_write_max_bytes = PL_INLINE_WRITE_BYTES,
 				  .log_fn = wal_log,
 				  .sync_fn = wal_synced,
 				  .sync_arg = k };

@@ -19,6 +19,7 @@ struct variant {
 	bool direct;
 	const char *name;
 	uint32_t inline_bytes; /* wal_options.inline_sync_max_bytes */
+	uint32_t write_bytes;  /* wal_options.inline_write_max_bytes */
 };
 
 static const struct variant v_uring = { WAL_BACKEND_URING, false, "io_uring", 0 };
@@ -28,6 +29,10 @@ static const struct variant v_direct = { WAL_BACKEND_URING, true, "io_uring+O_DI
 static const struct variant v_uring_inline = { WAL_BACKEND_URING, false, "io_uring", 2048 };
 static const struct variant v_direct_inline = { WAL_BACKEND_URING, true, "io_uring+O_DIRECT",
 						8192 };
+/* Small groups synced inline, larger ones written on the loop with only their
+ * fdatasync on io_uring (keeld's configuration). */
+static const struct variant v_uring_wloop = { WAL_BACKEND_URING, false, "io_uring", 2048,
+					      1u << 20 };
 
 struct fx {
 	const struct variant *v;
@@ -64,11 +69,16 @@ static int setup_direct_inline(void **state)
 {
 	return setup(state, &v_direct_inline);
 }
+static int setup_uring_wloop(void **state)
+{
+	return setup(state, &v_uring_wloop);
+}
 
 static struct wal_options vopts(const struct fx *f)
 {
 	struct wal_options o = walt_opts(f->dir, f->v->backend, f->v->direct);
 	o.inline_sync_max_bytes = f->v->inline_bytes;
+	o.inline_write_max_bytes = f->v->write_bytes;
 	return o;
 }
 static int teardown(void **state)
@@ -666,8 +676,138 @@ static void test_inline_sync_policy(void **state)
 	}
 }
 
+/* The lowest-numbered segment file of the log directory (its first). */
+static int first_segment(const struct fx *f)
+{
+	DIR *d = opendir(f->dir);
+	assert_non_null(d);
+	char best[NAME_MAX + 1] = "";
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		size_t n = strlen(de->d_name);
+		if (n > 4 && !strcmp(de->d_name + n - 4, ".wal") &&
+		    (!best[0] || strcmp(de->d_name, best) < 0))
+			snprintf(best, sizeof(best), "%s", de->d_name);
+	}
+	closedir(d);
+	assert_true(best[0] != 0);
+	char path[PATH_MAX + 256];
+	snprintf(path, sizeof(path), "%s/%s", f->dir, best);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	return fd;
+}
+
+/*
+ * inline_write_max_bytes: a group above the inline-sync limit is written on
+ * the loop inside the wal_poll() that starts it -- its bytes are in the
+ * segment file (the page cache) when that poll returns, the fault seam has
+ * seen its write and no fsync -- and only the fdatasync submitted after that
+ * write returned makes it durable: nothing is reported until a later poll
+ * reaps the sync (the first poll cannot reap its own submission, so this
+ * holds however fast the disk is), and then the fsync has been seen.
+ */
+static void test_write_on_loop_order(void **state)
+{
+	struct fx *f = *state;
+	struct io_count c = { 0 };
+	struct wal_options o = vopts(f);
+	o.fault = count_io;
+	o.fault_arg = &c;
+	assert_int_equal(wal_open(&o, &f->w, &f->rec), 0);
+	struct wal_status st;
+	assert_int_equal(walt_drain(f->w, &st), 0); /* the first spare is prepared */
+	int fd = first_segment(f);
+	uint64_t last = 0, off = 4096; /* records start after the segment header */
+	uint8_t buf[300];
+	for (int round = 0; round < 5; round++) {
+		/* 20 entries of 300 bytes: 6.6 KB with headers, above 2 KiB. */
+		uint64_t from = last + 1;
+		for (uint64_t i = from; i < from + 20; i++) {
+			walt_fill(i, store[i], 300);
+			struct wal_entry e = { .index = i,
+					       .term = 1,
+					       .type = (uint8_t)i,
+					       .len = 300,
+					       .data = store[i] };
+			assert_int_equal(wal_append(f->w, &e, 1, NULL), 0);
+		}
+		last = from + 19;
+		long w0 = c.writes, s0 = c.fsyncs;
+		uint64_t durable0 = st.durable_index;
+		assert_int_equal(wal_poll(f->w, &st), 0);
+		assert_int_equal(c.writes, w0 + 1);
+		assert_int_equal(c.fsyncs, s0);
+		assert_int_equal(st.durable_index, durable0);
+		assert_true(st.busy);
+		/* Written: every record's payload is in the file already. */
+		for (uint64_t i = from; i <= last; i++) {
+			off += 32;
+			assert_int_equal(pread(fd, buf, 300, (off_t)off), 300);
+			assert_memory_equal(buf, store[i], 300);
+			off += 300;
+		}
+		assert_int_equal(walt_drain(f->w, &st), 0);
+		assert_int_equal(st.durable_index, last);
+		assert_int_equal(st.released_ticket, last);
+		assert_int_equal(c.fsyncs, s0 + 1);
+	}
+	close(fd);
+	reopen(f);
+	assert_int_equal(f->rec.last_index, last);
+	assert_false(f->rec.torn);
+}
+
+static int fail_fsyncs(void *arg, enum wal_io_kind kind)
+{
+	return kind == WAL_IO_FSYNC && *(bool *)arg ? -EIO : 0;
+}
+
+/*
+ * A group written on the loop whose fdatasync fails: nothing of it is
+ * reported durable, the error is sticky and names the sync, and wal_retry()
+ * rewrites the group (the page cache is not trusted) and syncs again.
+ */
+static void test_write_on_loop_fsync_fails(void **state)
+{
+	struct fx *f = *state;
+	bool failing = false;
+	struct wal_options o = vopts(f);
+	o.fault = fail_fsyncs;
+	o.fault_arg = &failing;
+	assert_int_equal(wal_open(&o, &f->w, &f->rec), 0);
+	struct wal_status st;
+	assert_int_equal(walt_drain(f->w, &st), 0);
+	failing = true;
+	for (uint64_t i = 1; i <= 20; i++) {
+		walt_fill(i, store[i], 300);
+		struct wal_entry e = {
+			.index = i, .term = 1, .type = (uint8_t)i, .len = 300, .data = store[i]
+		};
+		assert_int_equal(wal_append(f->w, &e, 1, NULL), 0);
+	}
+	assert_int_equal(walt_drain(f->w, &st), -EIO);
+	assert_int_equal(st.durable_index, 0);
+	assert_int_equal(st.released_ticket, 0);
+	assert_non_null(strstr(wal_error(f->w), "fdatasync"));
+	failing = false;
+	assert_int_equal(wal_retry(f->w), 0);
+	assert_int_equal(walt_drain(f->w, &st), 0);
+	assert_int_equal(st.durable_index, 20);
+	reopen(f);
+	assert_int_equal(f->rec.last_index, 20);
+	uint8_t buf[512];
+	struct wal_entry e;
+	for (uint64_t i = 1; i <= 20; i++) {
+		assert_int_equal(wal_read(f->w, i, &e, buf, sizeof(buf)), 0);
+		assert_memory_equal(buf, store[i], 300);
+	}
+}
+
 #define T(fn, s) cmocka_unit_test_setup_teardown(fn, setup_##s, teardown)
-#define ALL(fn)  T(fn, uring), T(fn, plain), T(fn, direct), T(fn, uring_inline), T(fn, direct_inline)
+#define ALL(fn)                                                                               \
+	T(fn, uring), T(fn, plain), T(fn, direct), T(fn, uring_inline), T(fn, direct_inline), \
+		T(fn, uring_wloop)
 
 int main(void)
 {
@@ -684,6 +824,9 @@ int main(void)
 		T(test_wait_fd_every_completion, uring_inline),
 		T(test_inline_sync_policy, uring_inline),
 		T(test_inline_sync_policy, direct_inline),
+		T(test_inline_sync_policy, uring_wloop),
+		T(test_write_on_loop_order, uring_wloop),
+		T(test_write_on_loop_fsync_fails, uring_wloop),
 		T(test_lock, plain),
 		T(test_switch_to_direct, plain),
 		T(test_missing_snapshot, uring),

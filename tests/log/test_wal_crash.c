@@ -49,11 +49,14 @@ static uint64_t xorshift(uint64_t *s)
 
 /* wal_options.inline_sync_max_bytes of a run's child and parent */
 static uint32_t inline_bytes;
+/* wal_options.inline_write_max_bytes of a run's child and parent */
+static uint32_t write_bytes;
 
 static struct wal_options options(const char *dir, enum wal_backend b)
 {
 	struct wal_options o = walt_opts(dir, b, false);
 	o.inline_sync_max_bytes = inline_bytes;
+	o.inline_write_max_bytes = write_bytes;
 	o.segment_size_bytes = 64 << 10;
 	return o;
 }
@@ -215,6 +218,18 @@ static void test_sigkill_uring_inline(void **state)
 	inline_bytes = 0;
 }
 
+/* Groups written on the loop, their fdatasync on io_uring (killed between the
+ * write and the sync too): only what was reported durable must survive. */
+static void test_sigkill_uring_wloop(void **state)
+{
+	(void)state;
+	inline_bytes = 1024;
+	write_bytes = 1u << 20;
+	crash_rounds(WAL_BACKEND_URING, 0x7f4a7c159e3779b9ull);
+	inline_bytes = 0;
+	write_bytes = 0;
+}
+
 static void test_sigkill_plain(void **state)
 {
 	(void)state;
@@ -226,6 +241,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_sigkill_uring, teardown),
 		cmocka_unit_test_teardown(test_sigkill_uring_inline, teardown),
+		cmocka_unit_test_teardown(test_sigkill_uring_wloop, teardown),
 		cmocka_unit_test_teardown(test_sigkill_plain, teardown),
 	};
 	return cmocka_run_group_tests_name("wal_crash", tests, NULL, NULL);

@@ -18,6 +18,8 @@ static uint8_t store[N + 1][PAYLOAD];
 static char *cur_dir; /* removed by the teardown if a test fails midway */
 /* wal_options.inline_sync_max_bytes of the runs (the io_uring walk with small groups inline) */
 static uint32_t inline_bytes;
+/* wal_options.inline_write_max_bytes of the runs */
+static uint32_t write_bytes;
 
 static int teardown(void **state)
 {
@@ -89,6 +91,7 @@ static long run(enum wal_backend b, long target, int err)
 	struct countdown c = { .target = target, .err = err };
 	struct wal_options o = walt_opts(dir, b, false);
 	o.inline_sync_max_bytes = inline_bytes;
+	o.inline_write_max_bytes = write_bytes;
 	o.fault = hook;
 	o.fault_arg = &c;
 	struct wal *w;
@@ -213,6 +216,18 @@ static void test_fault_uring_inline(void **state)
 	inline_bytes = 1u << 20;
 	walk(WAL_BACKEND_URING);
 	inline_bytes = 0;
+}
+
+/* Groups written on the loop, only their fdatasync on io_uring (keeld's
+ * configuration: the smallest groups synced inline). */
+static void test_fault_uring_wloop(void **state)
+{
+	(void)state;
+	inline_bytes = 2048;
+	write_bytes = 1u << 20;
+	walk(WAL_BACKEND_URING);
+	inline_bytes = 0;
+	write_bytes = 0;
 }
 
 static void test_fault_plain(void **state)
@@ -478,6 +493,7 @@ static struct kinds sync_count(enum wal_backend b, bool direct, bool no_sync)
 	cur_dir = walt_mkdtemp();
 	struct wal_options o = walt_opts(cur_dir, b, direct);
 	o.no_sync = no_sync;
+	o.inline_write_max_bytes = write_bytes;
 	o.fault = count_kinds;
 	o.fault_arg = &c;
 	assert_int_equal(wal_open(&o, &w, NULL), 0);
@@ -524,6 +540,15 @@ static void test_no_sync_uring_direct(void **state)
 	no_sync(WAL_BACKEND_URING, true);
 }
 
+/* Groups written on the loop: no_sync makes them durable there, no io_uring op. */
+static void test_no_sync_uring_wloop(void **state)
+{
+	(void)state;
+	write_bytes = 1u << 20;
+	no_sync(WAL_BACKEND_URING, false);
+	write_bytes = 0;
+}
+
 static void test_no_sync_plain(void **state)
 {
 	(void)state;
@@ -535,6 +560,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_fault_uring, teardown),
 		cmocka_unit_test_teardown(test_fault_uring_inline, teardown),
+		cmocka_unit_test_teardown(test_fault_uring_wloop, teardown),
 		cmocka_unit_test_teardown(test_fault_plain, teardown),
 		cmocka_unit_test_teardown(test_idle_means_no_io, teardown),
 		cmocka_unit_test_teardown(test_fsync_hold_uring, teardown),
@@ -543,6 +569,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_create_fails_plain, teardown),
 		cmocka_unit_test_teardown(test_no_sync_uring, teardown),
 		cmocka_unit_test_teardown(test_no_sync_uring_direct, teardown),
+		cmocka_unit_test_teardown(test_no_sync_uring_wloop, teardown),
 		cmocka_unit_test_teardown(test_no_sync_plain, teardown),
 	};
 	return cmocka_run_group_tests_name("wal_fault", tests, NULL, NULL);
