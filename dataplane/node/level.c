@@ -67,15 +67,37 @@ void node_level_item_put(uint8_t *out, uint32_t level)
 	put_le32(out, level);
 }
 
-int node_level_item_decode(const uint8_t *d, size_t len, uint32_t *level)
+void node_level_item_put_settings(uint8_t *out, uint32_t level, uint32_t settings)
 {
-	if (len != NODE_LEVEL_ITEM_BYTES)
+	put_le32(out, level);
+	put_le32(out + 4, settings);
+}
+
+int node_level_item_decode(const uint8_t *d, size_t len, uint32_t *level, uint32_t *settings)
+{
+	if (len != NODE_LEVEL_ITEM_BYTES && len != NODE_LEVEL_ITEM_SET_BYTES)
 		return KEEL_E_MALFORMED;
 	uint32_t l = get_le32(d);
 	if (l < 1 || l > 255)
 		return KEEL_E_MALFORMED;
+	if (len == NODE_LEVEL_ITEM_BYTES) {
+		*level = l;
+		return 0;
+	}
+	uint32_t s = get_le32(d + 4);
+	/* A later level's settings are its own: node_level_check refuses it. */
+	if (l < NODE_LEVEL_SETTINGS || (l <= NODE_PROTOCOL_LEVEL && (s & ~NODE_SETTINGS_KNOWN)))
+		return KEEL_E_MALFORMED;
 	*level = l;
-	return 0;
+	*settings = s;
+	return 1;
+}
+
+bool node_quota_enforce(uint32_t cluster_level, uint32_t settings, bool configured)
+{
+	if (cluster_level >= NODE_LEVEL_SETTINGS)
+		return settings & NODE_SETTING_ENFORCE_QUOTA;
+	return configured;
 }
 
 int node_level_touch_parse(const uint8_t *d, size_t len, size_t ids_bytes, uint32_t *level,
@@ -136,16 +158,21 @@ int node_touch_admin_parse(const uint8_t *d, size_t len, char *out, size_t n)
 	return 0;
 }
 
-void node_level_snap_put(uint8_t *out, uint32_t level)
+size_t node_level_snap_put(uint8_t *out, uint32_t level, uint32_t settings)
 {
 	memcpy(out, SNAP_MAGIC, 8);
 	put_le32(out + 8, level);
+	if (level < NODE_LEVEL_SETTINGS)
+		return NODE_LEVEL_SNAP_BYTES;
+	put_le32(out + 12, settings);
+	return NODE_LEVEL_SNAP_SET_BYTES;
 }
 
-int node_level_snap_parse(const uint8_t *image, size_t len, uint32_t *level)
+int node_level_snap_parse(const uint8_t *image, size_t len, uint32_t *level, uint32_t *settings)
 {
 	if (len < 8 || memcmp(image, SNAP_MAGIC, 8)) {
 		*level = NODE_PROTOCOL_LEVEL_MIN;
+		*settings = 0;
 		return 0;
 	}
 	if (len < NODE_LEVEL_SNAP_BYTES)
@@ -153,6 +180,18 @@ int node_level_snap_parse(const uint8_t *image, size_t len, uint32_t *level)
 	uint32_t l = get_le32(image + 8);
 	if (l < 1 || l > 255)
 		return KEEL_E_MALFORMED;
+	if (l < NODE_LEVEL_SETTINGS) {
+		*level = l;
+		*settings = 0;
+		return (int)NODE_LEVEL_SNAP_BYTES;
+	}
+	/* The settings are part of the replicated state the image stands for. */
+	if (len < NODE_LEVEL_SNAP_SET_BYTES)
+		return KEEL_E_MALFORMED;
+	uint32_t s = get_le32(image + 12);
+	if (l <= NODE_PROTOCOL_LEVEL && (s & ~NODE_SETTINGS_KNOWN))
+		return KEEL_E_MALFORMED;
 	*level = l;
-	return (int)NODE_LEVEL_SNAP_BYTES;
+	*settings = s;
+	return (int)NODE_LEVEL_SNAP_SET_BYTES;
 }

@@ -63,23 +63,31 @@ static void one_touch(const uint8_t *d, size_t len)
 
 static void one_item(const uint8_t *d, size_t len)
 {
-	uint32_t level = 0;
-	int rc = node_level_item_decode(d, len, &level);
-	check(rc == 0 || rc == KEEL_E_MALFORMED);
-	if (rc)
+	uint32_t level = 0, settings = 0;
+	int rc = node_level_item_decode(d, len, &level, &settings);
+	check(rc == 0 || rc == 1 || rc == KEEL_E_MALFORMED);
+	if (rc < 0)
 		return;
-	check(len == NODE_LEVEL_ITEM_BYTES && level >= 1 && level <= 255);
-	uint8_t back[NODE_LEVEL_ITEM_BYTES];
-	node_level_item_put(back, level);
-	check(!memcmp(back, d, sizeof(back)));
+	check(level >= 1 && level <= 255);
+	uint8_t back[NODE_LEVEL_ITEM_SET_BYTES];
+	if (rc == 0) {
+		check(len == NODE_LEVEL_ITEM_BYTES);
+		node_level_item_put(back, level);
+	} else {
+		check(len == NODE_LEVEL_ITEM_SET_BYTES && level >= NODE_LEVEL_SETTINGS);
+		check(level > NODE_PROTOCOL_LEVEL || !(settings & ~NODE_SETTINGS_KNOWN));
+		node_level_item_put_settings(back, level, settings);
+	}
+	check(!memcmp(back, d, len));
 	accepted[1]++;
 }
 
 static void one_snap(const uint8_t *d, size_t len)
 {
-	uint32_t level = 0;
-	int rc = node_level_snap_parse(d, len, &level);
-	check(rc == 0 || rc == (int)NODE_LEVEL_SNAP_BYTES || rc == KEEL_E_MALFORMED);
+	uint32_t level = 0, settings = 0;
+	int rc = node_level_snap_parse(d, len, &level, &settings);
+	check(rc == 0 || rc == (int)NODE_LEVEL_SNAP_BYTES || rc == (int)NODE_LEVEL_SNAP_SET_BYTES ||
+	      rc == KEEL_E_MALFORMED);
 	if (rc < 0)
 		return;
 	check(level >= 1 && level <= 255);
@@ -87,9 +95,9 @@ static void one_snap(const uint8_t *d, size_t len)
 		check(level == NODE_PROTOCOL_LEVEL_MIN);
 		return;
 	}
-	uint8_t back[NODE_LEVEL_SNAP_BYTES];
-	node_level_snap_put(back, level);
-	check(!memcmp(back, d, sizeof(back)));
+	uint8_t back[NODE_LEVEL_SNAP_SET_BYTES];
+	check(node_level_snap_put(back, level, settings) == (size_t)rc);
+	check(!memcmp(back, d, (size_t)rc));
 	accepted[2]++;
 }
 
