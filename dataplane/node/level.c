@@ -135,27 +135,63 @@ size_t node_touch_admin_put(uint8_t *out, const char *admin)
 	return 2 + n;
 }
 
-int node_touch_admin_parse(const uint8_t *d, size_t len, char *out, size_t n)
+/* The first item of `type` among a TOUCH's items: 1 with its bytes, 0 when
+ * none, KEEL_E_MALFORMED when an item before it is cut short. Other types
+ * are skipped (another item, or a later release's). */
+static int touch_item_find(const uint8_t *d, size_t len, uint8_t type, const uint8_t **v,
+			   uint8_t *ilen)
 {
 	size_t off = 0;
 	while (off < len) {
 		if (len - off < 2 || len - off - 2 < d[off + 1])
 			return KEEL_E_MALFORMED;
-		uint8_t type = d[off], ilen = d[off + 1];
-		const uint8_t *v = d + off + 2;
-		off += 2 + (size_t)ilen;
-		if (type != NODE_TOUCH_ADMIN)
-			continue; /* a later release's item */
-		if (!ilen || ilen > NODE_TOUCH_ADMIN_MAX || n <= ilen || !memchr(v, ':', ilen))
-			return KEEL_E_MALFORMED;
-		for (size_t i = 0; i < ilen; i++)
-			if (v[i] <= ' ' || v[i] > '~')
-				return KEEL_E_MALFORMED;
-		memcpy(out, v, ilen);
-		out[ilen] = 0;
-		return 1;
+		uint8_t t = d[off], l = d[off + 1];
+		off += 2 + (size_t)l;
+		if (t == type) {
+			*v = d + off - l;
+			*ilen = l;
+			return 1;
+		}
 	}
 	return 0;
+}
+
+int node_touch_admin_parse(const uint8_t *d, size_t len, char *out, size_t n)
+{
+	const uint8_t *v;
+	uint8_t ilen;
+	int rc = touch_item_find(d, len, NODE_TOUCH_ADMIN, &v, &ilen);
+	if (rc <= 0)
+		return rc;
+	if (!ilen || ilen > NODE_TOUCH_ADMIN_MAX || n <= ilen || !memchr(v, ':', ilen))
+		return KEEL_E_MALFORMED;
+	for (size_t i = 0; i < ilen; i++)
+		if (v[i] <= ' ' || v[i] > '~')
+			return KEEL_E_MALFORMED;
+	memcpy(out, v, ilen);
+	out[ilen] = 0;
+	return 1;
+}
+
+size_t node_touch_settings_put(uint8_t *out, uint32_t settings)
+{
+	out[0] = NODE_TOUCH_SETTINGS;
+	out[1] = 4;
+	put_le32(out + 2, settings);
+	return NODE_TOUCH_SETTINGS_BYTES;
+}
+
+int node_touch_settings_parse(const uint8_t *d, size_t len, uint32_t *settings)
+{
+	const uint8_t *v;
+	uint8_t ilen;
+	int rc = touch_item_find(d, len, NODE_TOUCH_SETTINGS, &v, &ilen);
+	if (rc <= 0)
+		return rc;
+	if (ilen != 4)
+		return KEEL_E_MALFORMED;
+	*settings = get_le32(v);
+	return 1;
 }
 
 size_t node_level_snap_put(uint8_t *out, uint32_t level, uint32_t settings)

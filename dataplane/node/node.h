@@ -225,6 +225,20 @@ void node_level_touch_put(uint8_t *out, uint32_t level, uint32_t min);
 /* The admin item into out (NODE_TOUCH_ADMIN_BYTES of room): its size, 0 (nothing
  * written) when admin is empty or does not fit. */
 size_t node_touch_admin_put(uint8_t *out, const char *admin);
+/*
+ * NODE_TOUCH_SETTINGS (from level 4): u32, the settings the sender's
+ * configuration asks for (NODE_SETTING_*). Below cluster level 4 each node
+ * applies with its own, so the leader compares them with its own to show a
+ * difference; older nodes skip the item.
+ */
+#define NODE_TOUCH_SETTINGS       2
+#define NODE_TOUCH_SETTINGS_BYTES 6u
+/* The settings item into out (NODE_TOUCH_SETTINGS_BYTES of room): its size. */
+size_t node_touch_settings_put(uint8_t *out, uint32_t settings);
+/* d, len: the bytes after the level trailer. 1 and the settings when the
+ * item is there, 0 when not, KEEL_E_MALFORMED when an item is cut short or
+ * the settings item is not 4 bytes. */
+int node_touch_settings_parse(const uint8_t *d, size_t len, uint32_t *settings);
 /* d, len: the bytes after the level trailer. 1 and the address (NUL-terminated
  * into out, n > NODE_TOUCH_ADMIN_MAX) when an admin item is there, 0 when none,
  * KEEL_E_MALFORMED when an item is cut short or the address is not one. */

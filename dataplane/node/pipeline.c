@@ -317,6 +317,8 @@ struct pipeline {
 		uint64_t heard_ns;        /* its last TOUCH with a level */
 		uint64_t silent_since_ns; /* replicating, no level said (level_silent) */
 		uint32_t raft_rx_seen;    /* raft_rx[id] at the last level_silent */
+		uint32_t settings_said;   /* its configuration's settings, as last heard */
+		bool settings_heard;      /* settings_said is set (settings_heard) */
 	} level_peer[NODE_MAX_SERVERS];
 	uint32_t raft_rx[DP_MAX_NODES]; /* Raft messages received, by sender (wraps) */
 	uint32_t level_peer_n;
@@ -1192,6 +1194,7 @@ static void on_forward(struct pipeline *p, const struct dp_msg *m)
 }
 
 static void level_heard(struct pipeline *p, uint32_t from, uint32_t level, uint32_t min);
+static void settings_heard(struct pipeline *p, uint32_t from, uint32_t said);
 
 static void on_touch(struct pipeline *p, const struct dp_msg *m)
 {
@@ -1224,6 +1227,9 @@ static void on_touch(struct pipeline *p, const struct dp_msg *m)
 			  m->from, m->len - ids - 8, p->touch_bad_total);
 		p->touch_bad_logged = p->touch_bad_total * 2;
 	}
+	uint32_t said;
+	if (rc >= 0 && node_touch_settings_parse(m->data + ids + 8, m->len - ids - 8, &said) == 1)
+		settings_heard(p, m->from, said);
 }
 
 static void frame_release(struct raft_buf *b)
@@ -1296,13 +1302,15 @@ static void stop_fatal(struct pipeline *p, const char *fmt, ...)
 }
 
 /*
- * The replicated settings from here on (a level item, or a snapshot's header
- * with index its index). Hard quota limits follow them from cluster level 4
+ * The replicated settings from this level item's index on (a snapshot's
+ * header sets them at restore). Hard quota limits follow them from cluster level 4
  * on, whatever this node's enforceQuota says: the same committed write is
  * applied alike on every replica (below level 4 each node applies with its
- * own enforceQuota, as level-3 nodes do). A node configured otherwise says
- * so, and counts it, at each item that sets them.
+ * own enforceQuota, as level-3 nodes do). Each item that sets them is
+ * logged; a node configured otherwise counts it.
  */
+static void settings_note(struct pipeline *p, uint64_t index);
+
 static void settings_apply(struct pipeline *p, uint64_t index, uint32_t settings)
 {
 	struct keeld *k = p->k;
@@ -1312,14 +1320,24 @@ static void settings_apply(struct pipeline *p, uint64_t index, uint32_t settings
 		stop_fatal(p, "apply: index %" PRIu64 ": cannot set the quota enforcement", index);
 		return;
 	}
-	if (on != k->cfg.enforce_quota) {
-		if (k->quota_cfg_differs_c)
-			mgmt_counter_add(k->quota_cfg_differs_c, 1);
-		keeld_log("index %" PRIu64 ": the cluster's enforceQuota is %s (the leader's), "
-			  "this node's configuration says %s: every replica applies %s",
-			  index, on ? "true" : "false", k->cfg.enforce_quota ? "true" : "false",
-			  on ? "true" : "false");
-	}
+	settings_note(p, index);
+}
+
+/* Logged at each settings item or snapshot from level 4 on; counted when
+ * this node's configuration differs (keel_quota_config_differs_total). */
+static void settings_note(struct pipeline *p, uint64_t index)
+{
+	struct keeld *k = p->k;
+	if (p->level_cluster < NODE_LEVEL_SETTINGS)
+		return;
+	bool on = node_quota_enforce(p->level_cluster, p->settings, k->cfg.enforce_quota);
+	bool differs = on != k->cfg.enforce_quota;
+	if (differs && k->quota_cfg_differs_c)
+		mgmt_counter_add(k->quota_cfg_differs_c, 1);
+	keeld_log("index %" PRIu64 ": cluster settings: enforceQuota=%s (the leader's; this "
+		  "node's configuration says %s%s)",
+		  index, on ? "true" : "false", k->cfg.enforce_quota ? "true" : "false",
+		  differs ? ": every replica applies the cluster's" : "");
 }
 
 /* A committed level item: the cluster's protocol level from this index on. */
@@ -1895,6 +1913,34 @@ static uint32_t settings_own(const struct keeld *k)
 }
 
 /*
+ * Leader, below cluster level 4: each node applies hard quota limits with its
+ * own enforceQuota, so a member configured otherwise than this leader would
+ * apply a write over a hard limit differently. Shown: logged when what the
+ * member says changes, and counted. From level 4 on the members log it
+ * themselves (settings_apply) and apply the replicated value.
+ */
+static void settings_heard(struct pipeline *p, uint32_t from, uint32_t said)
+{
+	struct keeld *k = p->k;
+	if (raft_role(p->r) != RAFT_LEADER || p->level_cluster >= NODE_LEVEL_SETTINGS)
+		return;
+	struct level_peer *lp = level_peer_of(p, from, true);
+	if (!lp || (lp->settings_heard && lp->settings_said == said))
+		return;
+	lp->settings_heard = true;
+	lp->settings_said = said;
+	if ((said & NODE_SETTING_ENFORCE_QUOTA) == (settings_own(k) & NODE_SETTING_ENFORCE_QUOTA))
+		return;
+	if (k->quota_cfg_differs_c)
+		mgmt_counter_add(k->quota_cfg_differs_c, 1);
+	keeld_log("node %u: enforceQuota=%s there, %s on this leader: below cluster protocol "
+		  "level %u (now %u) each node applies its own, so a write over a hard quota "
+		  "limit is applied differently there; configure one value on every node",
+		  from, said & NODE_SETTING_ENFORCE_QUOTA ? "true" : "false",
+		  k->cfg.enforce_quota ? "true" : "false", NODE_LEVEL_SETTINGS, p->level_cluster);
+}
+
+/*
  * Leader, at cluster level 4 or more: the replicated settings become this
  * leader's configuration through the log (as ZooKeeper, where only the
  * leader's enforceQuota matters). Proposed again after 10 ticks if it did
@@ -2010,7 +2056,9 @@ static void session_work(struct pipeline *p, uint64_t now)
 		uint8_t *msg = NULL;
 		uint32_t n = 0;
 		pthread_mutex_lock(&k->fe_mu);
-		msg = grow(NULL, &cap, 4 + 8 * (size_t)k->n_sess + 8 + NODE_TOUCH_ADMIN_BYTES + 8,
+		msg = grow(NULL, &cap,
+			   4 + 8 * (size_t)k->n_sess + 8 + NODE_TOUCH_ADMIN_BYTES +
+				   NODE_TOUCH_SETTINGS_BYTES + 8,
 			   1);
 		for (size_t i = 0; i < KEELD_SESS_BUCKETS; i++)
 			for (struct fsess *s = k->sess[i]; s; s = s->next)
@@ -2027,6 +2075,8 @@ static void session_work(struct pipeline *p, uint64_t now)
 		own_admin(p, admin);
 		size_t len = 4 + 8 * (size_t)n + 8;
 		len += node_touch_admin_put(msg + len, admin);
+		/* And what its configuration asks (settings_heard). */
+		len += node_touch_settings_put(msg + len, settings_own(k));
 		if (raft_role(p->r) == RAFT_LEADER) {
 			for (uint32_t i = 0; i < n; i++)
 				trk_touch(p, (int64_t)get64(msg + 4 + 8 * i), now);
@@ -2596,6 +2646,7 @@ static void install_snapshot(struct pipeline *p, const struct raft_snapshot_meta
 	p->level_cluster = level;
 	atomic_store(&k->level_cluster, level);
 	p->settings = settings;
+	settings_note(p, m->index);
 	trk_rebuild(p);
 	book_learn_kv(p);
 	p->quota_soft_seen = p->quota_soft_logged = 0; /* the new kv counts from 0 */
@@ -4897,6 +4948,8 @@ int keeld_pipeline_open(struct keeld *k)
 	if (rc == 0)
 		rc = kv_quota_enable(k->kv, node_quota_enforce(p->level_cluster, p->settings,
 							       k->cfg.enforce_quota));
+	if (rc == 0 && rec.snap_index)
+		settings_note(p, p->snap_index);
 	if (rc == 0)
 		book_learn_kv(p); /* members the configuration file may not list */
 	kv_thread_unregister();

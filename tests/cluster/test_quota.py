@@ -78,14 +78,28 @@ def metric(node, name):
 
 
 class MixedCluster(KeelCluster):
-    """Node id -> its enforceQuota value."""
+    """Node id -> its enforceQuota value; ids in low claim protocol level 3."""
 
     enforce = {1: "true", 2: "false", 3: "false"}
+    low = set()
 
     def configure(self, n):
         super().configure(n)
         with open(os.path.join(n.workdir, "zoo.cfg"), "a") as f:
             f.write("enforceQuota=%s\n" % self.enforce[n.id])
+            if n.id in self.low:
+                f.write("keel.test.protocolLevel=3\n")
+
+
+def log_of(n):
+    with open(os.path.join(n.workdir, "out.log"), errors="replace") as f:
+        return f.read()
+
+
+def applied_enforce(n):
+    """The cluster's enforceQuota as node n last applied it (None before any)."""
+    m = re.findall(r"cluster settings: enforceQuota=(\w+)", log_of(n))
+    return m[-1] if m else None
 
 
 def tree(zk):
@@ -105,14 +119,27 @@ class Quota(unittest.TestCase):
     def test_mixed_enforce(self):
         if os.environ.get("KEEL_TEST_TARGET", "keel") != "keel":
             self.skipTest("keel's replicated settings")
+        MixedCluster.low = {3}
         with MixedCluster(3, admin_token=TOKEN) as cl:
             n1, n2, n3 = cl.nodes
+            # Cluster level 3 (node 3 claims it): each node applies its own
+            # value; the leader shows the members configured otherwise.
+            wait_for(lambda: all((tm.status(n) or {}).get("cluster_level") == 3
+                                 for n in cl.nodes), 30, "cluster level 3")
+            wait_for(lambda: any("there, %s on this leader: below cluster protocol level 4"
+                                 % MixedCluster.enforce[n.id] in log_of(n)
+                                 and (metric(n, "keel_quota_config_differs_total") or 0) >= 1
+                                 for n in cl.nodes), 30, "the leader showing the difference")
+            MixedCluster.low = set()
+            cl.stop(2)
+            cl.configure(n3)
+            cl.start(2)
             wait_for(lambda: all((tm.status(n) or {}).get("cluster_level", 0) >= 4
                                  for n in cl.nodes), 30, "cluster level 4")
 
-            def lead(n, differs, before):
-                """Leadership to node n; then the cluster's enforceQuota is n's:
-                the counter of a node configured otherwise has risen."""
+            def lead(n):
+                """Leadership to node n; then the cluster's enforceQuota is n's
+                on every node."""
                 def moved():
                     ld = cl.leader()
                     if ld == n.idx:
@@ -121,10 +148,11 @@ class Quota(unittest.TestCase):
                         admin(cl.nodes[ld], "POST", "/leader/transfer", body={"id": n.id})
                     return False
                 wait_for(moved, 30, "node %d leading" % n.id)
-                wait_for(lambda: (metric(differs, "keel_quota_config_differs_total") or 0)
-                         > before, 30, "node %d's enforceQuota on node %d" % (n.id, differs.id))
+                want = MixedCluster.enforce[n.id]
+                wait_for(lambda: all(applied_enforce(m) == want for m in cl.nodes), 30,
+                         "node %d's enforceQuota applied everywhere" % n.id)
 
-            lead(n1, n2, 0)
+            lead(n1)
             zk2, zk3 = client(cl, [1]), client(cl, [2])
             q = "/mq"
             zk2.create(q)
@@ -135,11 +163,11 @@ class Quota(unittest.TestCase):
                 zk2.create(q + "/b")
             self.assertIsNone(zk3.exists(q + "/b"))
 
-            lead(n2, n1, metric(n1, "keel_quota_config_differs_total") or 0)
+            lead(n2)
             zk3.create(q + "/b")  # leader 2 does not: applied everywhere
             self.assertEqual(stats(zk2, q), "count=3,bytes=0")
 
-            lead(n1, n2, metric(n2, "keel_quota_config_differs_total"))
+            lead(n1)
             with self.assertRaises(QuotaExceededError):
                 zk3.create(q + "/c")
             zk2.stop()
@@ -172,12 +200,16 @@ class Quota(unittest.TestCase):
                              [q + "/a", q + "/b"])
             for i in (1, 2):
                 self.assertEqual(trees[i], trees[0], "node %d's tree differs" % (i + 1))
-            logs = [open(os.path.join(n.workdir, "out.log"), errors="replace").read()
-                    for n in cl.nodes]
-            self.assertIn("the cluster's enforceQuota is false (the leader's), this node's "
-                          "configuration says true", logs[0])
-            self.assertIn("the cluster's enforceQuota is true (the leader's), this node's "
-                          "configuration says false", logs[1])
+            # restored with the snapshot's setting, logged as such
+            since = log_of(n3).split(" starting: config ")[-1]
+            self.assertRegex(since, r"index \d+: cluster settings: enforceQuota=true "
+                             r"\(the leader's; this node's configuration says false",
+                             cl.tail(n3))
+            # each node configured otherwise counted it
+            for n in (n1, n2):
+                self.assertGreaterEqual(metric(n, "keel_quota_config_differs_total"), 1)
+            self.assertIn("enforceQuota=false (the leader's; this node's configuration says "
+                          "true: every replica applies the cluster's)", log_of(n1))
 
 
     def test_quota(self):

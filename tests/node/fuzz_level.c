@@ -3,7 +3,8 @@
  * libFuzzer target for the level decoders of peer bytes (level.c): the first
  * byte picks the input kind, the rest is the input.
  *   0: a TOUCH (u32 count, ids, level trailer, items) as on_touch reads it;
- *   1: a level item, and a REFUSED body (the same u32);
+ *   1: a level item (with the settings from level 4), and a REFUSED body
+ *      (the level alone);
  *   2: the start of a snapshot image (the level header).
  * Nothing may crash or trip a sanitizer; what is accepted is in range and
  * encodes back to the same bytes. With tests/dataplane/fuzz_replay.c, the
@@ -44,6 +45,15 @@ static void one_touch(const uint8_t *d, size_t len)
 	if (rc != 1)
 		return;
 	check(len >= ids + 8 && level >= 1 && level <= 255 && min >= 1 && min <= level);
+	uint32_t said = 0;
+	int sr = node_touch_settings_parse(d + ids + 8, len - ids - 8, &said);
+	check(sr == 0 || sr == 1 || sr == KEEL_E_MALFORMED);
+	if (sr == 1) {
+		uint8_t si[NODE_TOUCH_SETTINGS_BYTES];
+		uint32_t back = ~said;
+		check(node_touch_settings_put(si, said) == sizeof(si) &&
+		      node_touch_settings_parse(si, sizeof(si), &back) == 1 && back == said);
+	}
 	char admin[64];
 	rc = node_touch_admin_parse(d + ids + 8, len - ids - 8, admin, sizeof(admin));
 	check(rc == 0 || rc == 1 || rc == KEEL_E_MALFORMED);

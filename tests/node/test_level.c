@@ -152,6 +152,41 @@ static void test_touch(void **state)
 }
 
 /* The items after a TOUCH's level trailer: the sender's admin address. */
+/* The settings item after the admin item, or alone; read past other items. */
+static void test_touch_settings(void **state)
+{
+	(void)state;
+	uint8_t m[NODE_TOUCH_ADMIN_BYTES + 4 + NODE_TOUCH_SETTINGS_BYTES];
+	size_t n = node_touch_admin_put(m, "10.0.0.7:8082");
+	uint8_t *x = m + n;
+	x[0] = 99; /* a later release's item */
+	x[1] = 2;
+	x[2] = x[3] = 0;
+	n += 4;
+	assert_int_equal(node_touch_settings_put(m + n, NODE_SETTING_ENFORCE_QUOTA),
+			 NODE_TOUCH_SETTINGS_BYTES);
+	n += NODE_TOUCH_SETTINGS_BYTES;
+	uint32_t said = 0;
+	assert_int_equal(node_touch_settings_parse(m, n, &said), 1);
+	assert_int_equal(said, NODE_SETTING_ENFORCE_QUOTA);
+	char admin[NODE_TOUCH_ADMIN_MAX + 1];
+	assert_int_equal(node_touch_admin_parse(m, n, admin, sizeof(admin)), 1);
+	assert_string_equal(admin, "10.0.0.7:8082");
+	/* absent: 0 and untouched */
+	said = 7;
+	assert_int_equal(node_touch_settings_parse(m, n - NODE_TOUCH_SETTINGS_BYTES, &said), 0);
+	assert_int_equal(said, 7);
+	/* cut short, or not 4 bytes */
+	assert_int_equal(node_touch_settings_parse(m, n - 1, &said), KEEL_E_MALFORMED);
+	m[n - NODE_TOUCH_SETTINGS_BYTES + 1] = 3;
+	assert_int_equal(node_touch_settings_parse(m, n - 1, &said), KEEL_E_MALFORMED);
+	m[n - NODE_TOUCH_SETTINGS_BYTES + 1] = 4;
+	/* an older node's parse of the admin item skips it */
+	assert_int_equal(node_touch_admin_parse(m + n - NODE_TOUCH_SETTINGS_BYTES,
+						NODE_TOUCH_SETTINGS_BYTES, admin, sizeof(admin)),
+			 0);
+}
+
 static void test_touch_admin(void **state)
 {
 	(void)state;
@@ -264,9 +299,10 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_target),        cmocka_unit_test(test_item),
-		cmocka_unit_test(test_quota_enforce), cmocka_unit_test(test_check),
-		cmocka_unit_test(test_touch),         cmocka_unit_test(test_touch_admin),
-		cmocka_unit_test(test_snap),          cmocka_unit_test(test_config),
+		cmocka_unit_test(test_quota_enforce), cmocka_unit_test(test_touch_settings),
+		cmocka_unit_test(test_check),         cmocka_unit_test(test_touch),
+		cmocka_unit_test(test_touch_admin),   cmocka_unit_test(test_snap),
+		cmocka_unit_test(test_config),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
