@@ -60,7 +60,9 @@
  *          needed again).
  * TOUCH:   u32 count | count x i64 session id | u32 level | u32 min level
  *          (the sender's protocol levels, node.h; absent from a level-2 node)
- *          | items (node.h, node_touch_admin_*: the sender's admin address).
+ *          | items (node.h, node_touch_admin_*: the sender's admin address;
+ *          node_touch_settings_*: its configuration's settings, on the TOUCH
+ *          to the leader).
  *          Sent every half tick by every follower, with or without sessions:
  *          the leader learns its members' levels from it (level_work). Every
  *          node with an admin API also sends one with no session (count 0)
