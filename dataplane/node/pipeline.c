@@ -1303,16 +1303,16 @@ static void stop_fatal(struct pipeline *p, const char *fmt, ...)
 	p->exit_at_ns = keel_now_ns(); /* main stops the node as on a signal */
 }
 
-/*
- * The replicated settings from this level item's index on (a snapshot's
- * header sets them at restore). Hard quota limits follow them from cluster level 4
- * on, whatever this node's enforceQuota says: the same committed write is
- * applied alike on every replica (below level 4 each node applies with its
- * own enforceQuota, as level-3 nodes do). Each item that sets them is
- * logged; a node configured otherwise counts it.
- */
 static void settings_note(struct pipeline *p, uint64_t index);
 
+/*
+ * The replicated settings from this level item's index on (a snapshot's
+ * header sets them at restore). Hard quota limits follow them from cluster
+ * level 4 on, whatever this node's enforceQuota says: the same committed
+ * write is applied alike on every replica (below level 4 each node applies
+ * with its own enforceQuota, as level-3 nodes do). Each item that sets them
+ * is logged; a node configured otherwise counts it.
+ */
 static void settings_apply(struct pipeline *p, uint64_t index, uint32_t settings)
 {
 	struct keeld *k = p->k;
