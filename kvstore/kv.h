@@ -257,13 +257,22 @@ int kv_create(const struct kv_config *cfg, struct kv **out);
  * setData whose change would take the count (creates) or bytes (a setData
  * that changes the length, or a create) of its P above the limits node's
  * countHardLimit / byteHardLimit fails with ZK_EQUOTAEXCEEDED (after every
- * other error of the op); enforce must be the same on every replica. Soft
+ * other error of the op); enforce must be the same on every replica at the
+ * same log position (kv_quota_set_enforce). Soft
  * limits (count, bytes) only count kv_quota_soft_exceeded. Writer thread;
  * publishes one version (zxid unchanged). 0, KEEL_E_NOMEM (nothing changed),
  * KEEL_E_STATE (a group is open).
  */
 int kv_quota_enable(struct kv *kv, bool enforce);
 bool kv_quota_enabled(const struct kv *kv);
+/*
+ * Hard limits on or off from the next write on (stats are kept either way:
+ * nothing to recompute). Part of the replicated state: the caller sets it
+ * at the same log position on every replica (keeld: from the cluster's
+ * replicated settings). Writer thread, between groups: KEEL_E_STATE while
+ * a group is open, KEEL_E_STATE before kv_quota_enable.
+ */
+int kv_quota_set_enforce(struct kv *kv, bool enforce);
 /* Applied changes after which a quota root was over a soft limit (a count
  * per change, on every replica alike); *last_root: the root of the last one
  * ("" before any; valid until the next writer call). Writer thread. */

@@ -446,6 +446,14 @@ int kv_quota_enable(struct kv *kv, bool enforce)
 	return rc;
 }
 
+int kv_quota_set_enforce(struct kv *kv, bool enforce)
+{
+	if (kv->grp_n || !kv->quota.on)
+		return KEEL_E_STATE;
+	kv->quota.enforce = enforce;
+	return 0;
+}
+
 bool kv_quota_enabled(const struct kv *kv)
 {
 	return kv->quota.on;

@@ -221,6 +221,12 @@ int keeld_admin_start(struct keeld *k)
 		k->metrics, "keel_quota_soft_exceeded_total", "",
 		"Applied writes after which a ZooKeeper quota (/zookeeper/quota) was over its soft "
 		"count or bytes limit; logged, rate-limited, with the quota's path.");
+	k->quota_cfg_differs_c = mgmt_metrics_counter(
+		k->metrics, "keel_quota_config_differs_total", "",
+		"Cluster settings applied (from cluster protocol level 4 on) whose enforceQuota, "
+		"the leader's, differs from this node's configuration (this node applies the "
+		"cluster's, as every replica does); and, as leader below level 4, members that "
+		"say another enforceQuota (each node applies its own there). Each is logged.");
 	for (int i = 0; i < KEELD_SNAP_STAGES; i++) {
 		char lb[48];
 		snprintf(lb, sizeof(lb), "stage=\"%s\"", mgmt_snap_stage_names[i]);

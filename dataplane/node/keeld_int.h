@@ -254,6 +254,9 @@ struct keeld {
 	/* keel_quota_soft_exceeded_total: applied writes that left a quota over
 	 * a soft limit (pipeline.c quota_note) */
 	struct mgmt_counter *quota_soft_c;
+	/* keel_quota_config_differs_total: replicated settings applied that
+	 * differ from this node's enforceQuota (pipeline.c settings_apply) */
+	struct mgmt_counter *quota_cfg_differs_c;
 	/* keel_session_expired_total{reason}: n_expired on /metrics (admin.c) */
 	struct mgmt_counter *expired_c[KEELD_EXPIRED_REASONS];
 	/* keel_protocol_level_refused_total: members refused for their level */
@@ -398,12 +401,14 @@ int keeld_snap_sink_write(void *ctx, const void *buf, size_t len);
  * memory, and without mapping it (mapped pages would count in the node's
  * RSS). meta gets index, term and size (not the membership); level the
  * cluster level the image carries (NODE_PROTOCOL_LEVEL_MIN when it has no
- * level header): KEEL_E_UNSUPPORTED, before the store is read, when it is
+ * level header) and settings (0 below NODE_LEVEL_SETTINGS):
+ * KEEL_E_UNSUPPORTED, before the store is read, when the level is
  * above max_level; KEEL_E_MALFORMED for a malformed header.
  */
 #define KEELD_SNAP_READ_BYTES (1u << 20)
 int keeld_snap_restore(struct wal *w, struct kv *kv, struct wal_snap_meta *meta,
-		       struct raft_conf *conf, uint32_t *level, uint32_t max_level);
+		       struct raft_conf *conf, uint32_t *level, uint32_t *settings,
+		       uint32_t max_level);
 /*
  * A raft_buf (refs = 1) standing for the payload of img, taking the open
  * image over (img is cleared); the last unref closes it. Its data is NULL:

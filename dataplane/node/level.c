@@ -67,15 +67,37 @@ void node_level_item_put(uint8_t *out, uint32_t level)
 	put_le32(out, level);
 }
 
-int node_level_item_decode(const uint8_t *d, size_t len, uint32_t *level)
+void node_level_item_put_settings(uint8_t *out, uint32_t level, uint32_t settings)
 {
-	if (len != NODE_LEVEL_ITEM_BYTES)
+	put_le32(out, level);
+	put_le32(out + 4, settings);
+}
+
+int node_level_item_decode(const uint8_t *d, size_t len, uint32_t *level, uint32_t *settings)
+{
+	if (len != NODE_LEVEL_ITEM_BYTES && len != NODE_LEVEL_ITEM_SET_BYTES)
 		return KEEL_E_MALFORMED;
 	uint32_t l = get_le32(d);
 	if (l < 1 || l > 255)
 		return KEEL_E_MALFORMED;
+	if (len == NODE_LEVEL_ITEM_BYTES) {
+		*level = l;
+		return 0;
+	}
+	uint32_t s = get_le32(d + 4);
+	/* A later level's settings are its own: node_level_check refuses it. */
+	if (l < NODE_LEVEL_SETTINGS || (l <= NODE_PROTOCOL_LEVEL && (s & ~NODE_SETTINGS_KNOWN)))
+		return KEEL_E_MALFORMED;
 	*level = l;
-	return 0;
+	*settings = s;
+	return 1;
+}
+
+bool node_quota_enforce(uint32_t cluster_level, uint32_t settings, bool configured)
+{
+	if (cluster_level >= NODE_LEVEL_SETTINGS)
+		return settings & NODE_SETTING_ENFORCE_QUOTA;
+	return configured;
 }
 
 int node_level_touch_parse(const uint8_t *d, size_t len, size_t ids_bytes, uint32_t *level,
@@ -113,39 +135,80 @@ size_t node_touch_admin_put(uint8_t *out, const char *admin)
 	return 2 + n;
 }
 
-int node_touch_admin_parse(const uint8_t *d, size_t len, char *out, size_t n)
+/* The first item of `type` among a TOUCH's items: 1 with its bytes, 0 when
+ * none, KEEL_E_MALFORMED when an item before it is cut short. Other types
+ * are skipped (another item, or a later release's). */
+static int touch_item_find(const uint8_t *d, size_t len, uint8_t type, const uint8_t **v,
+			   uint8_t *ilen)
 {
 	size_t off = 0;
 	while (off < len) {
 		if (len - off < 2 || len - off - 2 < d[off + 1])
 			return KEEL_E_MALFORMED;
-		uint8_t type = d[off], ilen = d[off + 1];
-		const uint8_t *v = d + off + 2;
-		off += 2 + (size_t)ilen;
-		if (type != NODE_TOUCH_ADMIN)
-			continue; /* a later release's item */
-		if (!ilen || ilen > NODE_TOUCH_ADMIN_MAX || n <= ilen || !memchr(v, ':', ilen))
-			return KEEL_E_MALFORMED;
-		for (size_t i = 0; i < ilen; i++)
-			if (v[i] <= ' ' || v[i] > '~')
-				return KEEL_E_MALFORMED;
-		memcpy(out, v, ilen);
-		out[ilen] = 0;
-		return 1;
+		uint8_t t = d[off], l = d[off + 1];
+		off += 2 + (size_t)l;
+		if (t == type) {
+			*v = d + off - l;
+			*ilen = l;
+			return 1;
+		}
 	}
 	return 0;
 }
 
-void node_level_snap_put(uint8_t *out, uint32_t level)
+int node_touch_admin_parse(const uint8_t *d, size_t len, char *out, size_t n)
+{
+	const uint8_t *v;
+	uint8_t ilen;
+	int rc = touch_item_find(d, len, NODE_TOUCH_ADMIN, &v, &ilen);
+	if (rc <= 0)
+		return rc;
+	if (!ilen || ilen > NODE_TOUCH_ADMIN_MAX || n <= ilen || !memchr(v, ':', ilen))
+		return KEEL_E_MALFORMED;
+	for (size_t i = 0; i < ilen; i++)
+		if (v[i] <= ' ' || v[i] > '~')
+			return KEEL_E_MALFORMED;
+	memcpy(out, v, ilen);
+	out[ilen] = 0;
+	return 1;
+}
+
+size_t node_touch_settings_put(uint8_t *out, uint32_t settings)
+{
+	out[0] = NODE_TOUCH_SETTINGS;
+	out[1] = 4;
+	put_le32(out + 2, settings);
+	return NODE_TOUCH_SETTINGS_BYTES;
+}
+
+int node_touch_settings_parse(const uint8_t *d, size_t len, uint32_t *settings)
+{
+	const uint8_t *v;
+	uint8_t ilen;
+	int rc = touch_item_find(d, len, NODE_TOUCH_SETTINGS, &v, &ilen);
+	if (rc <= 0)
+		return rc;
+	if (ilen != 4)
+		return KEEL_E_MALFORMED;
+	*settings = get_le32(v);
+	return 1;
+}
+
+size_t node_level_snap_put(uint8_t *out, uint32_t level, uint32_t settings)
 {
 	memcpy(out, SNAP_MAGIC, 8);
 	put_le32(out + 8, level);
+	if (level < NODE_LEVEL_SETTINGS)
+		return NODE_LEVEL_SNAP_BYTES;
+	put_le32(out + 12, settings);
+	return NODE_LEVEL_SNAP_SET_BYTES;
 }
 
-int node_level_snap_parse(const uint8_t *image, size_t len, uint32_t *level)
+int node_level_snap_parse(const uint8_t *image, size_t len, uint32_t *level, uint32_t *settings)
 {
 	if (len < 8 || memcmp(image, SNAP_MAGIC, 8)) {
 		*level = NODE_PROTOCOL_LEVEL_MIN;
+		*settings = 0;
 		return 0;
 	}
 	if (len < NODE_LEVEL_SNAP_BYTES)
@@ -153,6 +216,18 @@ int node_level_snap_parse(const uint8_t *image, size_t len, uint32_t *level)
 	uint32_t l = get_le32(image + 8);
 	if (l < 1 || l > 255)
 		return KEEL_E_MALFORMED;
+	if (l < NODE_LEVEL_SETTINGS) {
+		*level = l;
+		*settings = 0;
+		return (int)NODE_LEVEL_SNAP_BYTES;
+	}
+	/* The settings are part of the replicated state the image stands for. */
+	if (len < NODE_LEVEL_SNAP_SET_BYTES)
+		return KEEL_E_MALFORMED;
+	uint32_t s = get_le32(image + 12);
+	if (l <= NODE_PROTOCOL_LEVEL && (s & ~NODE_SETTINGS_KNOWN))
+		return KEEL_E_MALFORMED;
 	*level = l;
-	return (int)NODE_LEVEL_SNAP_BYTES;
+	*settings = s;
+	return (int)NODE_LEVEL_SNAP_SET_BYTES;
 }

@@ -151,17 +151,31 @@ struct node_config {
  *      at apply), ITEM_OWNER reattach items. Such a node announces no level.
  *   3  session 5: the level handshake: levels on TOUCH messages, level items
  *      in the log, the cluster level at the head of snapshot images.
+ *   4  session 6: replicated settings: a level item may carry the cluster's
+ *      settings (NODE_SETTING_*, decided by the leader from its configuration)
+ *      and the snapshot header carries them; apply reads them, never this
+ *      node's configuration (enforceQuota: one apply on every replica).
  */
-#define NODE_PROTOCOL_LEVEL     3
+#define NODE_PROTOCOL_LEVEL     4
 #define NODE_PROTOCOL_LEVEL_MIN 2 /* the lowest cluster level this keeld can serve in */
 /* The first level that says its level (lower ones say nothing), and from
  * which snapshot images carry the cluster level. */
 #define NODE_LEVEL_HANDSHAKE 3
+/* The first level whose level items and snapshot headers carry settings. */
+#define NODE_LEVEL_SETTINGS 4
+/* Replicated settings (a u32 of flags). Below NODE_LEVEL_SETTINGS every node
+ * applies with its own configuration (as level-3 nodes do). A bit this
+ * release does not know is malformed: skipping it would change the apply. */
+#define NODE_SETTING_ENFORCE_QUOTA 1u /* hard quota limits refuse writes */
+#define NODE_SETTINGS_KNOWN        NODE_SETTING_ENFORCE_QUOTA
 
 /* The bytes of a level item's payload (node_level_item_*) and of a snapshot
- * image's level header ("KEELLVL1", u32 level; node_level_snap_*). */
-#define NODE_LEVEL_ITEM_BYTES 4u
-#define NODE_LEVEL_SNAP_BYTES 12u
+ * image's level header ("KEELLVL1", u32 level; node_level_snap_*); the
+ * _SET forms, from NODE_LEVEL_SETTINGS on, add u32 settings. */
+#define NODE_LEVEL_ITEM_BYTES     4u
+#define NODE_LEVEL_ITEM_SET_BYTES 8u
+#define NODE_LEVEL_SNAP_BYTES     12u
+#define NODE_LEVEL_SNAP_SET_BYTES 16u
 /* The level a voter counts as until it has been heard from (a node of level 2
  * announces none: it cannot be told from one not heard yet). */
 #define NODE_LEVEL_UNHEARD 0u
@@ -178,9 +192,18 @@ uint32_t node_level_target(uint32_t committed, uint32_t own, const uint32_t *lev
  * with the reason and the release to move to in msg (for the operator).
  */
 int node_level_check(uint32_t cluster, uint32_t level, uint32_t min, char *msg, size_t len);
-/* A level item's payload; decode: KEEL_E_MALFORMED unless exactly one level in 1..255. */
+/*
+ * A level item's payload; decode: KEEL_E_MALFORMED unless exactly one level in
+ * 1..255 (NODE_LEVEL_ITEM_BYTES: 0, *settings untouched), or a level of at
+ * least NODE_LEVEL_SETTINGS and known settings (NODE_LEVEL_ITEM_SET_BYTES: 1).
+ * put_settings writes the latter form (NODE_LEVEL_ITEM_SET_BYTES).
+ */
 void node_level_item_put(uint8_t *out, uint32_t level);
-int node_level_item_decode(const uint8_t *d, size_t len, uint32_t *level);
+void node_level_item_put_settings(uint8_t *out, uint32_t level, uint32_t settings);
+int node_level_item_decode(const uint8_t *d, size_t len, uint32_t *level, uint32_t *settings);
+/* Does apply refuse writes over a hard quota limit? From NODE_LEVEL_SETTINGS
+ * on the replicated settings decide, below it this node's configuration. */
+bool node_quota_enforce(uint32_t cluster_level, uint32_t settings, bool configured);
 /*
  * The level trailer of a TOUCH message (u32 level, u32 min after the session
  * ids, `ids_bytes` of them): 1 and the values when present, 0 when absent (a
@@ -202,17 +225,33 @@ void node_level_touch_put(uint8_t *out, uint32_t level, uint32_t min);
 /* The admin item into out (NODE_TOUCH_ADMIN_BYTES of room): its size, 0 (nothing
  * written) when admin is empty or does not fit. */
 size_t node_touch_admin_put(uint8_t *out, const char *admin);
+/*
+ * NODE_TOUCH_SETTINGS (from level 4): u32, the settings the sender's
+ * configuration asks for (NODE_SETTING_*). Below cluster level 4 each node
+ * applies with its own, so the leader compares them with its own to show a
+ * difference; older nodes skip the item.
+ */
+#define NODE_TOUCH_SETTINGS       2
+#define NODE_TOUCH_SETTINGS_BYTES 6u
+/* The settings item into out (NODE_TOUCH_SETTINGS_BYTES of room): its size. */
+size_t node_touch_settings_put(uint8_t *out, uint32_t settings);
+/* d, len: the bytes after the level trailer. 1 and the settings when the
+ * item is there, 0 when not, KEEL_E_MALFORMED when an item is cut short or
+ * the settings item is not 4 bytes. */
+int node_touch_settings_parse(const uint8_t *d, size_t len, uint32_t *settings);
 /* d, len: the bytes after the level trailer. 1 and the address (NUL-terminated
  * into out, n > NODE_TOUCH_ADMIN_MAX) when an admin item is there, 0 when none,
  * KEEL_E_MALFORMED when an item is cut short or the address is not one. */
 int node_touch_admin_parse(const uint8_t *d, size_t len, char *out, size_t n);
 /*
  * A snapshot image starts with the level header from cluster level 3 on (a
- * level-2 node reads only the bare store image). parse: the header's size
- * (0: none, *level = NODE_PROTOCOL_LEVEL_MIN) or KEEL_E_MALFORMED.
+ * level-2 node reads only the bare store image), with the settings from
+ * NODE_LEVEL_SETTINGS on. put: its size (NODE_LEVEL_SNAP_SET_BYTES of room).
+ * parse: the header's size (0: none, *level = NODE_PROTOCOL_LEVEL_MIN;
+ * *settings 0 below NODE_LEVEL_SETTINGS) or KEEL_E_MALFORMED.
  */
-void node_level_snap_put(uint8_t *out, uint32_t level);
-int node_level_snap_parse(const uint8_t *image, size_t len, uint32_t *level);
+size_t node_level_snap_put(uint8_t *out, uint32_t level, uint32_t settings);
+int node_level_snap_parse(const uint8_t *image, size_t len, uint32_t *level, uint32_t *settings);
 
 /* Defaults for every key (what an empty file gives, before the required-key checks). */
 void node_config_defaults(struct node_config *cfg);

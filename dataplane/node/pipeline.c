@@ -47,7 +47,9 @@
  *   the 16-byte password given, if any; if it is the session's, the other
  *   nodes close their connection of it; origin answers the reattach),
  *   ITEM_LEVEL (no txn, origin 0: the cluster's protocol level from here on,
- *   node_level_item_*; written by the leader only, to raise it to 3 or more).
+ *   node_level_item_*; written by the leader only, to raise it to 3 or more;
+ *   from level 4 on with the cluster's settings (enforceQuota), written also
+ *   when the leader's configuration differs from the replicated settings).
  *   An entry or item a node cannot decode stops that node (stop_fatal):
  *   skipping it would leave a replica that differs from the others.
  * FORWARD: u32 count | u64 term | u64 floor | the same items, txn not
@@ -58,7 +60,9 @@
  *          needed again).
  * TOUCH:   u32 count | count x i64 session id | u32 level | u32 min level
  *          (the sender's protocol levels, node.h; absent from a level-2 node)
- *          | items (node.h, node_touch_admin_*: the sender's admin address).
+ *          | items (node.h, node_touch_admin_*: the sender's admin address;
+ *          node_touch_settings_*: its configuration's settings, on the TOUCH
+ *          to the leader).
  *          Sent every half tick by every follower, with or without sessions:
  *          the leader learns its members' levels from it (level_work). Every
  *          node with an admin API also sends one with no session (count 0)
@@ -227,7 +231,8 @@ struct snapper {
 	struct keeld *k; /* the eventfd that wakes the pipeline; the wal */
 	struct wal *w;
 	/* the job: written by the pipeline before RUN */
-	uint32_t level; /* the cluster level at index (its image's header from 3 on) */
+	uint32_t level;    /* the cluster level at index (its image's header from 3 on) */
+	uint32_t settings; /* the replicated settings at index (in the header from 4 on) */
 	const struct kv_view *view;
 	uint64_t index, term;
 	uint64_t log_bytes; /* since_snap_bytes it covers (given back on failure) */
@@ -301,6 +306,10 @@ struct pipeline {
 	 * here; leader: each member's level as its TOUCH says (this term), the
 	 * level proposed and not yet applied, refusals */
 	uint32_t level_cluster;
+	/* the replicated settings (NODE_SETTING_*; 0 until a level item or a
+	 * snapshot header carries some) and the leader's last proposal of them */
+	uint32_t settings;
+	uint64_t settings_proposed_term, settings_proposed_ns;
 	/* kv_quota_soft_exceeded() of the current kv as last seen, as last
 	 * logged, and when (quota_note) */
 	uint64_t quota_soft_seen, quota_soft_logged, quota_log_ns;
@@ -310,6 +319,8 @@ struct pipeline {
 		uint64_t heard_ns;        /* its last TOUCH with a level */
 		uint64_t silent_since_ns; /* replicating, no level said (level_silent) */
 		uint32_t raft_rx_seen;    /* raft_rx[id] at the last level_silent */
+		uint32_t settings_said;   /* its configuration's settings, as last heard */
+		bool settings_heard;      /* settings_said is set (settings_heard) */
 	} level_peer[NODE_MAX_SERVERS];
 	uint32_t raft_rx[DP_MAX_NODES]; /* Raft messages received, by sender (wraps) */
 	uint32_t level_peer_n;
@@ -1185,6 +1196,7 @@ static void on_forward(struct pipeline *p, const struct dp_msg *m)
 }
 
 static void level_heard(struct pipeline *p, uint32_t from, uint32_t level, uint32_t min);
+static void settings_heard(struct pipeline *p, uint32_t from, uint32_t said);
 
 static void on_touch(struct pipeline *p, const struct dp_msg *m)
 {
@@ -1217,6 +1229,9 @@ static void on_touch(struct pipeline *p, const struct dp_msg *m)
 			  m->from, m->len - ids - 8, p->touch_bad_total);
 		p->touch_bad_logged = p->touch_bad_total * 2;
 	}
+	uint32_t said;
+	if (rc >= 0 && node_touch_settings_parse(m->data + ids + 8, m->len - ids - 8, &said) == 1)
+		settings_heard(p, m->from, said);
 }
 
 static void frame_release(struct raft_buf *b)
@@ -1288,13 +1303,52 @@ static void stop_fatal(struct pipeline *p, const char *fmt, ...)
 	p->exit_at_ns = keel_now_ns(); /* main stops the node as on a signal */
 }
 
+static void settings_note(struct pipeline *p, uint64_t index);
+
+/*
+ * The replicated settings from this level item's index on (a snapshot's
+ * header sets them at restore). Hard quota limits follow them from cluster
+ * level 4 on, whatever this node's enforceQuota says: the same committed
+ * write is applied alike on every replica (below level 4 each node applies
+ * with its own enforceQuota, as level-3 nodes do). Each item that sets them
+ * is logged; a node configured otherwise counts it.
+ */
+static void settings_apply(struct pipeline *p, uint64_t index, uint32_t settings)
+{
+	struct keeld *k = p->k;
+	p->settings = settings;
+	bool on = node_quota_enforce(p->level_cluster, settings, k->cfg.enforce_quota);
+	if (kv_quota_set_enforce(k->kv, on) < 0) {
+		stop_fatal(p, "apply: index %" PRIu64 ": cannot set the quota enforcement", index);
+		return;
+	}
+	settings_note(p, index);
+}
+
+/* Logged at each settings item or snapshot from level 4 on; counted when
+ * this node's configuration differs (keel_quota_config_differs_total). */
+static void settings_note(struct pipeline *p, uint64_t index)
+{
+	struct keeld *k = p->k;
+	if (p->level_cluster < NODE_LEVEL_SETTINGS)
+		return;
+	bool on = node_quota_enforce(p->level_cluster, p->settings, k->cfg.enforce_quota);
+	bool differs = on != k->cfg.enforce_quota;
+	if (differs && k->quota_cfg_differs_c)
+		mgmt_counter_add(k->quota_cfg_differs_c, 1);
+	keeld_log("index %" PRIu64 ": cluster settings: enforceQuota=%s (the leader's; this "
+		  "node's configuration says %s%s)",
+		  index, on ? "true" : "false", k->cfg.enforce_quota ? "true" : "false",
+		  differs ? ": every replica applies the cluster's" : "");
+}
+
 /* A committed level item: the cluster's protocol level from this index on. */
 static void level_apply(struct pipeline *p, uint64_t index, const uint8_t *t, uint32_t len)
 {
 	struct keeld *k = p->k;
-	uint32_t level;
+	uint32_t level, settings = p->settings;
 	char msg[512];
-	if (node_level_item_decode(t, len, &level) < 0) {
+	if (node_level_item_decode(t, len, &level, &settings) < 0) {
 		stop_fatal(p, "apply: index %" PRIu64 ": a level item of %u bytes does not decode",
 			   index, len);
 		return;
@@ -1309,6 +1363,7 @@ static void level_apply(struct pipeline *p, uint64_t index, const uint8_t *t, ui
 			  level, index);
 	p->level_cluster = level;
 	atomic_store(&k->level_cluster, level);
+	settings_apply(p, index, settings);
 }
 
 static void finish_local(struct pipeline *p, uint32_t origin, uint64_t id, const struct kv_txn *txn,
@@ -1853,6 +1908,65 @@ static void level_silent(struct pipeline *p, const struct raft_conf *c, uint64_t
 	}
 }
 
+/* The settings this node's configuration asks for (NODE_SETTING_*). */
+static uint32_t settings_own(const struct keeld *k)
+{
+	return k->cfg.enforce_quota ? NODE_SETTING_ENFORCE_QUOTA : 0;
+}
+
+/*
+ * Leader, below cluster level 4: each node applies hard quota limits with its
+ * own enforceQuota, so a member configured otherwise than this leader would
+ * apply a write over a hard limit differently. Shown: logged when what the
+ * member says changes, and counted. From level 4 on the members log it
+ * themselves (settings_apply) and apply the replicated value.
+ */
+static void settings_heard(struct pipeline *p, uint32_t from, uint32_t said)
+{
+	struct keeld *k = p->k;
+	if (raft_role(p->r) != RAFT_LEADER || p->level_cluster >= NODE_LEVEL_SETTINGS)
+		return;
+	struct level_peer *lp = level_peer_of(p, from, true);
+	if (!lp || (lp->settings_heard && lp->settings_said == said))
+		return;
+	lp->settings_heard = true;
+	lp->settings_said = said;
+	if ((said & NODE_SETTING_ENFORCE_QUOTA) == (settings_own(k) & NODE_SETTING_ENFORCE_QUOTA))
+		return;
+	if (k->quota_cfg_differs_c)
+		mgmt_counter_add(k->quota_cfg_differs_c, 1);
+	keeld_log("node %u: enforceQuota=%s there, %s on this leader: below cluster protocol "
+		  "level %u (now %u) each node applies its own, so a write over a hard quota "
+		  "limit is applied differently there; configure one value on every node",
+		  from, said & NODE_SETTING_ENFORCE_QUOTA ? "true" : "false",
+		  k->cfg.enforce_quota ? "true" : "false", NODE_LEVEL_SETTINGS, p->level_cluster);
+}
+
+/*
+ * Leader, at cluster level 4 or more: the replicated settings become this
+ * leader's configuration through the log (as ZooKeeper, where only the
+ * leader's enforceQuota matters). Proposed again after 10 ticks if it did
+ * not land (the same settings applied twice change nothing).
+ */
+static void settings_work(struct pipeline *p, uint64_t term, uint64_t now)
+{
+	struct keeld *k = p->k;
+	uint32_t own = settings_own(k);
+	if (p->level_cluster < NODE_LEVEL_SETTINGS || p->settings == own)
+		return;
+	if (p->settings_proposed_term == term && now - p->settings_proposed_ns < level_fresh_ns(p))
+		return;
+	uint8_t item[NODE_LEVEL_ITEM_SET_BYTES];
+	node_level_item_put_settings(item, p->level_cluster, own);
+	items_add(p, ITEM_LEVEL, 0, item, sizeof(item));
+	p->settings_proposed_term = term;
+	p->settings_proposed_ns = now;
+	keeld_log("cluster settings: proposing enforceQuota=%s (this leader's configuration; "
+		  "the cluster's was %s)",
+		  own & NODE_SETTING_ENFORCE_QUOTA ? "true" : "false",
+		  p->settings & NODE_SETTING_ENFORCE_QUOTA ? "true" : "false");
+}
+
 /* Leader, every half tick: raise the cluster level once every member speaks it. */
 static void level_work(struct pipeline *p, uint64_t now)
 {
@@ -1876,11 +1990,22 @@ static void level_work(struct pipeline *p, uint64_t now)
 		levels[n++] = level_of(p, c->m[i].id, now);
 	}
 	uint32_t target = node_level_target(p->level_cluster, k->cfg.protocol_level, levels, n);
-	if (target <= p->level_cluster)
+	if (target <= p->level_cluster) {
+		settings_work(p, term, now);
 		return;
-	uint8_t item[NODE_LEVEL_ITEM_BYTES];
-	node_level_item_put(item, target);
-	items_add(p, ITEM_LEVEL, 0, item, sizeof(item));
+	}
+	uint8_t item[NODE_LEVEL_ITEM_SET_BYTES];
+	/* From level 4 on, with this leader's settings: they take effect at
+	 * the same index as the level on every replica. */
+	if (target >= NODE_LEVEL_SETTINGS) {
+		node_level_item_put_settings(item, target, settings_own(k));
+		items_add(p, ITEM_LEVEL, 0, item, NODE_LEVEL_ITEM_SET_BYTES);
+		p->settings_proposed_term = term;
+		p->settings_proposed_ns = now;
+	} else {
+		node_level_item_put(item, target);
+		items_add(p, ITEM_LEVEL, 0, item, NODE_LEVEL_ITEM_BYTES);
+	}
 	p->level_proposed = target;
 	p->level_proposed_term = term;
 	p->level_proposed_ns = now;
@@ -1933,7 +2058,9 @@ static void session_work(struct pipeline *p, uint64_t now)
 		uint8_t *msg = NULL;
 		uint32_t n = 0;
 		pthread_mutex_lock(&k->fe_mu);
-		msg = grow(NULL, &cap, 4 + 8 * (size_t)k->n_sess + 8 + NODE_TOUCH_ADMIN_BYTES + 8,
+		msg = grow(NULL, &cap,
+			   4 + 8 * (size_t)k->n_sess + 8 + NODE_TOUCH_ADMIN_BYTES +
+				   NODE_TOUCH_SETTINGS_BYTES + 8,
 			   1);
 		for (size_t i = 0; i < KEELD_SESS_BUCKETS; i++)
 			for (struct fsess *s = k->sess[i]; s; s = s->next)
@@ -1950,6 +2077,8 @@ static void session_work(struct pipeline *p, uint64_t now)
 		own_admin(p, admin);
 		size_t len = 4 + 8 * (size_t)n + 8;
 		len += node_touch_admin_put(msg + len, admin);
+		/* And what its configuration asks (settings_heard). */
+		len += node_touch_settings_put(msg + len, settings_own(k));
 		if (raft_role(p->r) == RAFT_LEADER) {
 			for (uint32_t i = 0; i < n; i++)
 				trk_touch(p, (int64_t)get64(msg + 4 + 8 * i), now);
@@ -2070,9 +2199,9 @@ static void snap_run(struct snapper *s)
 	/* The level is part of the replicated state a snapshot stands for; a
 	 * level-2 node reads only the bare store image, so none below 3. */
 	if (rc == 0 && s->level >= NODE_LEVEL_HANDSHAKE) {
-		uint8_t h[NODE_LEVEL_SNAP_BYTES];
-		node_level_snap_put(h, s->level);
-		rc = keeld_snap_sink_write(&sk, h, sizeof(h));
+		uint8_t h[NODE_LEVEL_SNAP_SET_BYTES];
+		size_t hl = node_level_snap_put(h, s->level, s->settings);
+		rc = keeld_snap_sink_write(&sk, h, hl);
 	}
 	if (rc == 0)
 		rc = kv_snapshot_write(s->view, keeld_snap_sink_write, &sk);
@@ -2214,6 +2343,7 @@ static void snap_hand_view(struct pipeline *p)
 	} else {
 		s->view = kv_view_get(keeld_kv(p->k));
 		s->level = p->level_cluster;
+		s->settings = p->settings;
 		s->index = index;
 		s->term = term;
 		s->conf_len = raft_conf_encode(raft_conf(p->r), s->conf);
@@ -2487,12 +2617,14 @@ static void install_snapshot(struct pipeline *p, const struct raft_snapshot_meta
 	struct wal_snap_meta meta;
 	struct raft_conf conf;
 	struct wal_snap_image map;
-	uint32_t level = NODE_PROTOCOL_LEVEL_MIN;
+	uint32_t level = NODE_PROTOCOL_LEVEL_MIN, settings = 0;
 	if ((rc = kv_create(&kc, &nkv)) < 0 ||
-	    (rc = keeld_snap_restore(p->w, nkv, &meta, &conf, &level, k->cfg.protocol_level)) < 0 ||
+	    (rc = keeld_snap_restore(p->w, nkv, &meta, &conf, &level, &settings,
+				     k->cfg.protocol_level)) < 0 ||
 	    (rc = meta.index == m->index ? 0 : KEEL_E_STATE) < 0 ||
 	    (rc = kv_zookeeper_nodes(nkv)) < 0 ||
-	    (rc = kv_quota_enable(nkv, k->cfg.enforce_quota)) < 0 ||
+	    (rc = kv_quota_enable(nkv, node_quota_enforce(level, settings, k->cfg.enforce_quota))) <
+		    0 ||
 	    (rc = wal_snap_image_open(p->w, m->index, false, &map)) < 0) {
 		char msg[512];
 		/* raft was told the image is installed: this node cannot go on */
@@ -2515,6 +2647,8 @@ static void install_snapshot(struct pipeline *p, const struct raft_snapshot_meta
 	p->since_snap_bytes = 0;
 	p->level_cluster = level;
 	atomic_store(&k->level_cluster, level);
+	p->settings = settings;
+	settings_note(p, m->index);
 	trk_rebuild(p);
 	book_learn_kv(p);
 	p->quota_soft_seen = p->quota_soft_logged = 0; /* the new kv counts from 0 */
@@ -3146,13 +3280,13 @@ static bool removed_speaks(struct pipeline *p, uint32_t from, const struct raft_
 /* The leader refuses this node's protocol level (level_heard). */
 static void on_refused(struct pipeline *p, const struct dp_msg *m)
 {
-	uint32_t cluster;
+	uint32_t cluster, settings;
 	/* Only the leader this node follows refuses (level_heard), with a level
 	 * a level item could carry: a former leader's refusal, or bytes that are
 	 * no level, must not stop a node the cluster can use. Refused again on
 	 * its next TOUCH to the leader, so nothing is lost by waiting for it. */
 	if (m->from != raft_leader(p->r) || !m->from ||
-	    node_level_item_decode(m->data, m->len, &cluster) < 0) {
+	    node_level_item_decode(m->data, m->len, &cluster, &settings) != 0) {
 		if (p->refused_bad_total++ == p->refused_bad_logged) {
 			keeld_log("REFUSED from node %u (leader %u) of %u bytes: not from the "
 				  "leader or no protocol level: ignored (%" PRIu64 " so far)",
@@ -4752,13 +4886,14 @@ int keeld_pipeline_open(struct keeld *k)
 		 * as raft's image (read by chunks when sent): no copy of it in memory. */
 		struct wal_snap_meta meta;
 		struct wal_snap_image map;
-		uint32_t level = NODE_PROTOCOL_LEVEL_MIN;
+		uint32_t level = NODE_PROTOCOL_LEVEL_MIN, settings = 0;
 		kv_thread_register();
-		rc = keeld_snap_restore(p->w, k->kv, &meta, &snap_conf, &level,
+		rc = keeld_snap_restore(p->w, k->kv, &meta, &snap_conf, &level, &settings,
 					k->cfg.protocol_level);
 		if (rc == 0) {
 			have_snap_conf = true;
 			p->level_cluster = level;
+			p->settings = settings;
 			atomic_store(&k->level_cluster, level);
 			atomic_store(&k->applied_zxid, kv_view_zxid(kv_view_get(k->kv)));
 			trk_rebuild(p);
@@ -4813,7 +4948,10 @@ int keeld_pipeline_open(struct keeld *k)
 	/* Quotas kept from here (recomputed from the restored tree, as
 	 * ZooKeeper after loading a snapshot). */
 	if (rc == 0)
-		rc = kv_quota_enable(k->kv, k->cfg.enforce_quota);
+		rc = kv_quota_enable(k->kv, node_quota_enforce(p->level_cluster, p->settings,
+							       k->cfg.enforce_quota));
+	if (rc == 0 && rec.snap_index)
+		settings_note(p, p->snap_index);
 	if (rc == 0)
 		book_learn_kv(p); /* members the configuration file may not list */
 	kv_thread_unregister();

@@ -58,9 +58,10 @@ static int snap_in_read(void *ctx, void *out, size_t len)
  * level 3); the store's bytes follow it. A level above max_level is refused
  * before the store is read: its encoding may be one this node cannot decode.
  */
-static int snap_in_level(struct snap_in *in, uint32_t *level, uint32_t max_level)
+static int snap_in_level(struct snap_in *in, uint32_t *level, uint32_t *settings,
+			 uint32_t max_level)
 {
-	while (in->len < NODE_LEVEL_SNAP_BYTES) {
+	while (in->len < NODE_LEVEL_SNAP_SET_BYTES) {
 		long n = wal_snap_read(in->r, in->buf + in->len, KEELD_SNAP_READ_BYTES - in->len);
 		if (n < 0)
 			return (int)n;
@@ -68,7 +69,7 @@ static int snap_in_level(struct snap_in *in, uint32_t *level, uint32_t max_level
 			break;
 		in->len += (size_t)n;
 	}
-	int hl = node_level_snap_parse(in->buf, in->len, level);
+	int hl = node_level_snap_parse(in->buf, in->len, level, settings);
 	if (hl < 0)
 		return hl;
 	in->off = (size_t)hl;
@@ -76,7 +77,8 @@ static int snap_in_level(struct snap_in *in, uint32_t *level, uint32_t max_level
 }
 
 int keeld_snap_restore(struct wal *w, struct kv *kv, struct wal_snap_meta *meta,
-		       struct raft_conf *conf, uint32_t *level, uint32_t max_level)
+		       struct raft_conf *conf, uint32_t *level, uint32_t *settings,
+		       uint32_t max_level)
 {
 	struct wal_snap_reader *r;
 	int rc = wal_snap_open(w, &r, meta); /* the whole CRC checked first */
@@ -87,7 +89,7 @@ int keeld_snap_restore(struct wal *w, struct kv *kv, struct wal_snap_meta *meta,
 		rc = KEEL_E_NOMEM;
 	else if (raft_conf_decode(meta->membership, meta->membership_len, conf) < 0)
 		rc = KEEL_E_CORRUPT;
-	else if ((rc = snap_in_level(&in, level, max_level)) == 0)
+	else if ((rc = snap_in_level(&in, level, settings, max_level)) == 0)
 		rc = kv_restore(kv, snap_in_read, &in);
 	meta->membership = NULL; /* owned by the reader, closed below */
 	free(in.buf);

@@ -1,16 +1,16 @@
 """A rolling upgrade (keel only: keel.test.protocolLevel).
 
 Node 3 of a 3-node cluster claims protocol level 2 (a keeld of session 4);
-nodes 1 and 2 speak this build's level 3. The cluster level stays 2 -- the
-leader hears node 3 say 2 -- and what level 3 adds stays unused: snapshot
+nodes 1 and 2 speak this build's level (4). The cluster level stays 2 -- the
+leader hears node 3 say 2 -- and what levels 3 and 4 add stays unused: snapshot
 images carry no level header, and node 3 applies every write. Node 3 restarted
-at level 3: the leader raises the cluster level through the log, so every node
-logs the change at the same index and shows level 3 on /status, and snapshots
+at this build's level: the leader raises the cluster level through the log, so every node
+logs the change at the same index and shows it on /status, and snapshots
 carry the level from then on. Node 3 restarted at level 2 again is refused:
 it exits with status 1 saying which level to upgrade to; the others serve on.
 A standalone node, which no leader can refuse, stops by itself when started
 on level 2 over a log (the level item) or a snapshot (its level header) of
-level 3.
+this build's level.
 """
 import glob
 import os
@@ -26,6 +26,8 @@ from test_membership import http, status  # noqa: E402
 from kazoo.client import KazooClient  # noqa: E402
 
 TOKEN = "levels"
+# This build's protocol level (dataplane/node/node.h NODE_PROTOCOL_LEVEL).
+LEVEL = 4
 
 
 class LevelCluster(KeelCluster):
@@ -107,12 +109,12 @@ class TestProtocolLevel(unittest.TestCase):
                         return lv if all(lv.values()) else None
                 return None
             lv = wait_for(heard, 30, "the leader hearing every member's level")
-            self.assertEqual(lv, {1: 3, 2: 3, 3: 2})
-            # So the cluster level is 2 everywhere, and nothing of level 3 is used.
+            self.assertEqual(lv, {1: LEVEL, 2: LEVEL, 3: 2})
+            # So the cluster level is 2 everywhere, and nothing of level 3 or more is used.
             for n in cl.nodes:
                 st = status(n)
                 self.assertEqual(st["cluster_level"], 2, st)
-                self.assertEqual(st["protocol_level"], 3 if n.id != 3 else 2, st)
+                self.assertEqual(st["protocol_level"], LEVEL if n.id != 3 else 2, st)
                 self.assertEqual(st["protocol_level_min"], 2, st)
             for n in cl.nodes:
                 self.assertEqual(level_changes(n), [], cl.tail(n))
@@ -125,19 +127,19 @@ class TestProtocolLevel(unittest.TestCase):
 
             # Node 3 upgraded: the cluster level rises through the log.
             cl.restart(2, low=False)
-            wait_for(lambda: all((status(n) or {}).get("cluster_level") == 3
-                                 for n in cl.nodes), 30, "cluster level 3 on every node")
+            wait_for(lambda: all((status(n) or {}).get("cluster_level") == LEVEL
+                                 for n in cl.nodes), 30, "this build's level on every node")
             changes = [level_changes(n) for n in cl.nodes]
             for c in changes:
                 self.assertEqual(len(c), 1, changes)
-                self.assertEqual(c[0][:2], (2, 3), changes)
+                self.assertEqual(c[0][:2], (2, LEVEL), changes)
             self.assertEqual(len({c[0][2] for c in changes}), 1,
                              "the level changes at one index everywhere: %s" % changes)
             img = self.snap(n2)
             self.assertTrue(img.find(b"KEELLVL1") >= 0, "no level header in the snapshot")
             # A restarted node keeps the level (from its snapshot or log).
             cl.restart(1, low=False)
-            self.assertEqual(status(n2)["cluster_level"], 3)
+            self.assertEqual(status(n2)["cluster_level"], LEVEL)
 
             # Node 3 back at level 2 is refused: exit status 1, with the reason.
             cl.stop(2)
@@ -148,7 +150,7 @@ class TestProtocolLevel(unittest.TestCase):
             self.assertEqual(n3.proc.returncode, 1, cl.tail(n3))
             log = cl.tail(n3, 200)
             self.assertIn("FATAL", log)
-            self.assertIn("protocol level 3 or later", log)
+            self.assertIn("protocol level %d or later" % LEVEL, log)
             # Refused by the leader (on the level its TOUCH said), or stopped
             # by itself applying the level item: whichever came first. The
             # leader counts a refusal before it tells the node (its /status
@@ -171,13 +173,13 @@ class TestProtocolLevel(unittest.TestCase):
 
     def test_standalone_downgrade(self):
         """One node (no leader to refuse it): started on level 2 over a log,
-        then over a snapshot, of cluster level 3, it stops by itself."""
+        then over a snapshot, of this build's cluster level, it stops by itself."""
         if os.environ.get("KEEL_TEST_TARGET", "keel") != "keel":
             self.skipTest("keel's protocol levels")
         LevelCluster.low = set()
         with LevelCluster(1, admin_token=TOKEN) as cl:
             n = cl.nodes[0]
-            wait_for(lambda: (status(n) or {}).get("cluster_level") == 3, 30,
+            wait_for(lambda: (status(n) or {}).get("cluster_level") == LEVEL, 30,
                      "a standalone node at its own level")
             c = level_changes(n)
             self.assertEqual(len(c), 1, c)
@@ -193,7 +195,7 @@ class TestProtocolLevel(unittest.TestCase):
                 log = cl.tail(n, 30)
                 self.assertIn(what, log)
                 self.assertIn("above this node's level 2", log)
-                self.assertIn("protocol level 3 or later", log)
+                self.assertIn("protocol level %d or later" % LEVEL, log)
                 cl.stop(0)
                 LevelCluster.low = set()
                 cl.configure(n)
@@ -201,8 +203,8 @@ class TestProtocolLevel(unittest.TestCase):
 
             # The level item in the log: applying it stops the node.
             downgraded("FATAL: apply: index %d:" % index)
-            # Back on level 3 (nothing lost), then a snapshot holding the level.
-            wait_for(lambda: (status(n) or {}).get("cluster_level") == 3, 30, "level 3 again")
+            # Back on this build's level (nothing lost), then a snapshot holding the level.
+            wait_for(lambda: (status(n) or {}).get("cluster_level") == LEVEL, 30, "the level again")
             self.assertIn(b"KEELLVL1", self.snap(n))
             downgraded("wal: snapshot")
 
@@ -210,7 +212,7 @@ class TestProtocolLevel(unittest.TestCase):
         """With KEEL_KEELD_PREV naming a keeld of session 4 (protocol level 2,
         which says no level; e.g. built from git's da23a7d), a real mixed
         cluster: that keeld as node 3 keeps the cluster at level 2 and
-        applies every write; replaced by this build, the level rises to 3;
+        applies every write; replaced by this build, the level rises to this build's;
         started again on the old keeld, the leader counts and logs it as
         refused (it cannot be told to stop)."""
         prev = os.environ.get("KEEL_KEELD_PREV")
@@ -258,8 +260,8 @@ class TestProtocolLevel(unittest.TestCase):
             cl.old = set()
             cl.stop(2)
             cl.start(2)
-            wait_for(lambda: all((status(n) or {}).get("cluster_level") == 3
-                                 for n in cl.nodes), 30, "cluster level 3")
+            wait_for(lambda: all((status(n) or {}).get("cluster_level") == LEVEL
+                                 for n in cl.nodes), 30, "this build's cluster level")
             cl.old = {3}
             cl.stop(2)
             cl.start(2)

@@ -9,6 +9,15 @@ limit is only counted (keel_quota_soft_exceeded_total) and logged. After a
 snapshot on every node and a restart of one, its stats are still right and
 still kept. /config shows enforceQuota. If Debian's zkCli.sh answers in
 reasonable time, its setquota/listquota work against keel too.
+
+Nodes with different enforceQuota (node 1 true, nodes 2 and 3 false): from
+cluster protocol level 4 on the leader's value is the cluster's, replicated
+through the log, so a write over a hard limit gets the same answer on every
+node whichever node it reaches: refused under leader 1, applied under leader
+2, refused again under leader 1; a node whose configuration differs counts
+it (keel_quota_config_differs_total); node 3 restarted from a snapshot
+(configured false) still refuses; and every node ends with the same tree
+(every znode's data and stat).
 """
 import json
 import os
@@ -21,7 +30,7 @@ import unittest
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from zkcluster import Cluster, wait_for  # noqa: E402
+from zkcluster import Cluster, KeelCluster, wait_for  # noqa: E402
 import test_membership as tm  # noqa: E402  (its helpers; a module: no tests collected)
 
 import kazoo.exceptions as kex  # noqa: E402
@@ -46,8 +55,8 @@ def client(cl, nodes=None):
     return c
 
 
-def admin(node, method, path, timeout=60):
-    return tm.http(node.admin_port, method, path, token=TOKEN, timeout=timeout)
+def admin(node, method, path, timeout=60, body=None):
+    return tm.http(node.admin_port, method, path, body=body, token=TOKEN, timeout=timeout)
 
 
 def setquota(zk, path, limits):
@@ -68,7 +77,141 @@ def metric(node, name):
     return int(m.group(1)) if m else None
 
 
+class MixedCluster(KeelCluster):
+    """Node id -> its enforceQuota value; ids in low claim protocol level 3."""
+
+    enforce = {1: "true", 2: "false", 3: "false"}
+    low = set()
+
+    def configure(self, n):
+        super().configure(n)
+        with open(os.path.join(n.workdir, "zoo.cfg"), "a") as f:
+            f.write("enforceQuota=%s\n" % self.enforce[n.id])
+            if n.id in self.low:
+                f.write("keel.test.protocolLevel=3\n")
+
+
+def log_of(n):
+    with open(os.path.join(n.workdir, "out.log"), errors="replace") as f:
+        return f.read()
+
+
+def applied_enforce(n):
+    """The cluster's enforceQuota as node n last applied it (None before any)."""
+    m = re.findall(r"cluster settings: enforceQuota=(\w+)", log_of(n))
+    return m[-1] if m else None
+
+
+def tree(zk):
+    """Every znode's data and stat, as a client of one node sees it."""
+    zk.sync("/")
+    out, todo = {}, ["/"]
+    while todo:
+        p = todo.pop()
+        data, st = zk.get(p)
+        out[p] = (data, st.czxid, st.mzxid, st.pzxid, st.version, st.cversion, st.aversion,
+                  st.ephemeralOwner, st.numChildren)
+        todo += [p.rstrip("/") + "/" + c for c in zk.get_children(p)]
+    return out
+
+
 class Quota(unittest.TestCase):
+    def test_mixed_enforce(self):
+        if os.environ.get("KEEL_TEST_TARGET", "keel") != "keel":
+            self.skipTest("keel's replicated settings")
+        MixedCluster.low = {3}
+        with MixedCluster(3, admin_token=TOKEN) as cl:
+            n1, n2, n3 = cl.nodes
+            # Cluster level 3 (node 3 claims it): each node applies its own
+            # value; the leader shows the members configured otherwise.
+            wait_for(lambda: all((tm.status(n) or {}).get("cluster_level") == 3
+                                 for n in cl.nodes), 30, "cluster level 3")
+            wait_for(lambda: any("there, %s on this leader: below cluster protocol level 4"
+                                 % MixedCluster.enforce[n.id] in log_of(n)
+                                 and (metric(n, "keel_quota_config_differs_total") or 0) >= 1
+                                 for n in cl.nodes), 30, "the leader showing the difference")
+            MixedCluster.low = set()
+            cl.stop(2)
+            cl.configure(n3)
+            cl.start(2)
+            wait_for(lambda: all((tm.status(n) or {}).get("cluster_level", 0) >= 4
+                                 for n in cl.nodes), 30, "cluster level 4")
+
+            def lead(n):
+                """Leadership to node n; then the cluster's enforceQuota is n's
+                on every node."""
+                def moved():
+                    ld = cl.leader()
+                    if ld == n.idx:
+                        return True
+                    if ld is not None:
+                        admin(cl.nodes[ld], "POST", "/leader/transfer", body={"id": n.id})
+                    return False
+                wait_for(moved, 30, "node %d leading" % n.id)
+                want = MixedCluster.enforce[n.id]
+                wait_for(lambda: all(applied_enforce(m) == want for m in cl.nodes), 30,
+                         "node %d's enforceQuota applied everywhere" % n.id)
+
+            lead(n1)
+            zk2, zk3 = client(cl, [1]), client(cl, [2])
+            q = "/mq"
+            zk2.create(q)
+            setquota(zk2, q, "count=-1,bytes=-1,countHardLimit=2")
+            zk2.create(q + "/a")
+            # leader 1 enforces: refused on node 2, configured not to
+            with self.assertRaises(QuotaExceededError):
+                zk2.create(q + "/b")
+            self.assertIsNone(zk3.exists(q + "/b"))
+
+            lead(n2)
+            zk3.create(q + "/b")  # leader 2 does not: applied everywhere
+            self.assertEqual(stats(zk2, q), "count=3,bytes=0")
+
+            lead(n1)
+            with self.assertRaises(QuotaExceededError):
+                zk3.create(q + "/c")
+            zk2.stop()
+            zk3.stop()
+            zk2.close()
+            zk3.close()
+
+            # node 3 from a snapshot: the cluster's setting, not its own
+            code, body = admin(n3, "POST", "/snapshot")
+            self.assertEqual(code, 200, body)
+            cl.stop(2)
+            cl.start(2)
+            zk3 = client(cl, [2])
+            try:
+                with self.assertRaises(QuotaExceededError):
+                    zk3.create(q + "/d")
+            finally:
+                zk3.stop()
+                zk3.close()
+
+            trees = []
+            for i in range(cl.size):
+                c = client(cl, [i])
+                try:
+                    trees.append(tree(c))
+                finally:
+                    c.stop()
+                    c.close()
+            self.assertEqual(sorted(p for p in trees[0] if p.startswith(q + "/")),
+                             [q + "/a", q + "/b"])
+            for i in (1, 2):
+                self.assertEqual(trees[i], trees[0], "node %d's tree differs" % (i + 1))
+            # restored with the snapshot's setting, logged as such
+            since = log_of(n3).split(" starting: config ")[-1]
+            self.assertRegex(since, r"index \d+: cluster settings: enforceQuota=true "
+                             r"\(the leader's; this node's configuration says false",
+                             cl.tail(n3))
+            # each node configured otherwise counted it
+            for n in (n1, n2):
+                self.assertGreaterEqual(metric(n, "keel_quota_config_differs_total"), 1)
+            self.assertIn("enforceQuota=false (the leader's; this node's configuration says "
+                          "true: every replica applies the cluster's)", log_of(n1))
+
+
     def test_quota(self):
         if os.environ.get("KEEL_TEST_TARGET", "keel") != "keel":
             self.skipTest("keel's admin API and keys")

@@ -156,6 +156,56 @@ static void test_stats_follow_every_change(void **state)
 	kv_destroy(kv);
 }
 
+/*
+ * Two replicas whose nodes are configured with different enforceQuota, fed
+ * the same log: the enforcement is a replicated setting set at the same log
+ * position on both (kv_quota_set_enforce, as keeld does from the cluster's
+ * settings), so every write gets the same result and the digests stay equal,
+ * whichever way the setting goes and however often it changes.
+ */
+static void test_enforce_replicated(void **state)
+{
+	(void)state;
+	struct kv *r[2] = { mk(true, true), mk(true, false) };
+	struct kv *off = mk(false, false);
+	assert_int_equal(kv_quota_set_enforce(off, true), KEEL_E_STATE); /* quotas not kept */
+	kv_destroy(off);
+	/* The log: a setting (-1 off, -2 on) or a create under /q's count limit of 2. */
+	static const int log[] = { -2, 1, 2, 3, -1, 4, 5, -2, 6, -1, -2, 7 };
+	char p[32];
+	int64_t z0 = zx;
+	for (int i = 0; i < 2; i++) {
+		zx = z0; /* the same zxids on both */
+		assert_int_equal(mkn(r[i], "/q", NULL), ZK_OK);
+		setquota(r[i], "/q", "count=-1,bytes=-1,countHardLimit=2");
+	}
+	uint32_t refused = 0;
+	for (size_t j = 0; j < sizeof(log) / sizeof(log[0]); j++) {
+		if (log[j] < 0) {
+			for (int i = 0; i < 2; i++)
+				assert_int_equal(kv_quota_set_enforce(r[i], log[j] == -2), 0);
+			continue;
+		}
+		snprintf(p, sizeof(p), "/q/n%d", log[j]);
+		zx++;
+		int rc0 = kvt_apply1(r[0], zx, SESS, kvt_create_op(p, NULL, KV_MODE_PERSISTENT),
+				     NULL);
+		int rc1 = kvt_apply1(r[1], zx, SESS, kvt_create_op(p, NULL, KV_MODE_PERSISTENT),
+				     NULL);
+		assert_int_equal(rc0, rc1);
+		refused += rc0 == ZK_EQUOTAEXCEEDED;
+		assert_int_equal(kv_view_digest(kv_view_get(r[0])),
+				 kv_view_digest(kv_view_get(r[1])));
+		assert_string_equal(stats(r[0], "/q"), stats(r[1], "/q"));
+	}
+	/* On: n1 fits (count 2), n2 n3 refused; off: n4 n5 kept; on: n6 refused;
+	 * on again after off: n7 refused. */
+	assert_int_equal(refused, 4);
+	assert_string_equal(stats(r[0], "/q"), "count=4,bytes=0");
+	kv_destroy(r[0]);
+	kv_destroy(r[1]);
+}
+
 static void test_hard_limits_enforced(void **state)
 {
 	(void)state;
@@ -347,6 +397,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_stats_follow_every_change),
 		cmocka_unit_test(test_hard_limits_enforced),
+		cmocka_unit_test(test_enforce_replicated),
 		cmocka_unit_test(test_nested_and_aborted_limits),
 		cmocka_unit_test(test_replicas_group_snapshot),
 	};

@@ -3,7 +3,8 @@
  * libFuzzer target for the level decoders of peer bytes (level.c): the first
  * byte picks the input kind, the rest is the input.
  *   0: a TOUCH (u32 count, ids, level trailer, items) as on_touch reads it;
- *   1: a level item, and a REFUSED body (the same u32);
+ *   1: a level item (with the settings from level 4), and a REFUSED body
+ *      (the level alone);
  *   2: the start of a snapshot image (the level header).
  * Nothing may crash or trip a sanitizer; what is accepted is in range and
  * encodes back to the same bytes. With tests/dataplane/fuzz_replay.c, the
@@ -44,6 +45,15 @@ static void one_touch(const uint8_t *d, size_t len)
 	if (rc != 1)
 		return;
 	check(len >= ids + 8 && level >= 1 && level <= 255 && min >= 1 && min <= level);
+	uint32_t said = 0;
+	int sr = node_touch_settings_parse(d + ids + 8, len - ids - 8, &said);
+	check(sr == 0 || sr == 1 || sr == KEEL_E_MALFORMED);
+	if (sr == 1) {
+		uint8_t si[NODE_TOUCH_SETTINGS_BYTES];
+		uint32_t back = ~said;
+		check(node_touch_settings_put(si, said) == sizeof(si) &&
+		      node_touch_settings_parse(si, sizeof(si), &back) == 1 && back == said);
+	}
 	char admin[64];
 	rc = node_touch_admin_parse(d + ids + 8, len - ids - 8, admin, sizeof(admin));
 	check(rc == 0 || rc == 1 || rc == KEEL_E_MALFORMED);
@@ -63,23 +73,31 @@ static void one_touch(const uint8_t *d, size_t len)
 
 static void one_item(const uint8_t *d, size_t len)
 {
-	uint32_t level = 0;
-	int rc = node_level_item_decode(d, len, &level);
-	check(rc == 0 || rc == KEEL_E_MALFORMED);
-	if (rc)
+	uint32_t level = 0, settings = 0;
+	int rc = node_level_item_decode(d, len, &level, &settings);
+	check(rc == 0 || rc == 1 || rc == KEEL_E_MALFORMED);
+	if (rc < 0)
 		return;
-	check(len == NODE_LEVEL_ITEM_BYTES && level >= 1 && level <= 255);
-	uint8_t back[NODE_LEVEL_ITEM_BYTES];
-	node_level_item_put(back, level);
-	check(!memcmp(back, d, sizeof(back)));
+	check(level >= 1 && level <= 255);
+	uint8_t back[NODE_LEVEL_ITEM_SET_BYTES];
+	if (rc == 0) {
+		check(len == NODE_LEVEL_ITEM_BYTES);
+		node_level_item_put(back, level);
+	} else {
+		check(len == NODE_LEVEL_ITEM_SET_BYTES && level >= NODE_LEVEL_SETTINGS);
+		check(level > NODE_PROTOCOL_LEVEL || !(settings & ~NODE_SETTINGS_KNOWN));
+		node_level_item_put_settings(back, level, settings);
+	}
+	check(!memcmp(back, d, len));
 	accepted[1]++;
 }
 
 static void one_snap(const uint8_t *d, size_t len)
 {
-	uint32_t level = 0;
-	int rc = node_level_snap_parse(d, len, &level);
-	check(rc == 0 || rc == (int)NODE_LEVEL_SNAP_BYTES || rc == KEEL_E_MALFORMED);
+	uint32_t level = 0, settings = 0;
+	int rc = node_level_snap_parse(d, len, &level, &settings);
+	check(rc == 0 || rc == (int)NODE_LEVEL_SNAP_BYTES || rc == (int)NODE_LEVEL_SNAP_SET_BYTES ||
+	      rc == KEEL_E_MALFORMED);
 	if (rc < 0)
 		return;
 	check(level >= 1 && level <= 255);
@@ -87,9 +105,9 @@ static void one_snap(const uint8_t *d, size_t len)
 		check(level == NODE_PROTOCOL_LEVEL_MIN);
 		return;
 	}
-	uint8_t back[NODE_LEVEL_SNAP_BYTES];
-	node_level_snap_put(back, level);
-	check(!memcmp(back, d, sizeof(back)));
+	uint8_t back[NODE_LEVEL_SNAP_SET_BYTES];
+	check(node_level_snap_put(back, level, settings) == (size_t)rc);
+	check(!memcmp(back, d, (size_t)rc));
 	accepted[2]++;
 }
 

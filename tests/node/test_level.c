@@ -67,23 +67,66 @@ static void test_check(void **state)
 static void test_item(void **state)
 {
 	(void)state;
-	uint8_t b[NODE_LEVEL_ITEM_BYTES + 1];
-	uint32_t level = 0;
+	uint8_t b[NODE_LEVEL_ITEM_SET_BYTES + 1];
+	uint32_t level = 0, settings = 7;
 	node_level_item_put(b, 3);
-	assert_int_equal(node_level_item_decode(b, NODE_LEVEL_ITEM_BYTES, &level), 0);
+	assert_int_equal(node_level_item_decode(b, NODE_LEVEL_ITEM_BYTES, &level, &settings), 0);
 	assert_int_equal(level, 3);
 	/* Wrong length or value: malformed (apply_entry stops on it). */
-	assert_int_equal(node_level_item_decode(b, NODE_LEVEL_ITEM_BYTES - 1, &level),
+	assert_int_equal(node_level_item_decode(b, NODE_LEVEL_ITEM_BYTES - 1, &level, &settings),
 			 KEEL_E_MALFORMED);
-	assert_int_equal(node_level_item_decode(b, NODE_LEVEL_ITEM_BYTES + 1, &level),
+	assert_int_equal(node_level_item_decode(b, NODE_LEVEL_ITEM_BYTES + 1, &level, &settings),
 			 KEEL_E_MALFORMED);
 	node_level_item_put(b, 0);
-	assert_int_equal(node_level_item_decode(b, NODE_LEVEL_ITEM_BYTES, &level),
+	assert_int_equal(node_level_item_decode(b, NODE_LEVEL_ITEM_BYTES, &level, &settings),
 			 KEEL_E_MALFORMED);
 	node_level_item_put(b, 256);
-	assert_int_equal(node_level_item_decode(b, NODE_LEVEL_ITEM_BYTES, &level),
+	assert_int_equal(node_level_item_decode(b, NODE_LEVEL_ITEM_BYTES, &level, &settings),
 			 KEEL_E_MALFORMED);
 	assert_int_equal(level, 3);
+	assert_int_equal(settings, 7); /* a level alone leaves the settings as they are */
+	/* From level 4 on an item may carry the cluster's settings. */
+	node_level_item_put_settings(b, 4, NODE_SETTING_ENFORCE_QUOTA);
+	assert_int_equal(node_level_item_decode(b, NODE_LEVEL_ITEM_SET_BYTES, &level, &settings),
+			 1);
+	assert_int_equal(level, 4);
+	assert_int_equal(settings, NODE_SETTING_ENFORCE_QUOTA);
+	node_level_item_put_settings(b, 4, 0);
+	assert_int_equal(node_level_item_decode(b, NODE_LEVEL_ITEM_SET_BYTES, &level, &settings),
+			 1);
+	assert_int_equal(settings, 0);
+	/* Not below level 4 (a level-3 node cannot read them), no unknown
+	 * setting (skipping it would change the apply), no other length. */
+	node_level_item_put_settings(b, 3, 0);
+	assert_int_equal(node_level_item_decode(b, NODE_LEVEL_ITEM_SET_BYTES, &level, &settings),
+			 KEEL_E_MALFORMED);
+	node_level_item_put_settings(b, 4, 2);
+	assert_int_equal(node_level_item_decode(b, NODE_LEVEL_ITEM_SET_BYTES, &level, &settings),
+			 KEEL_E_MALFORMED);
+	node_level_item_put_settings(b, 4, 0);
+	assert_int_equal(
+		node_level_item_decode(b, NODE_LEVEL_ITEM_SET_BYTES + 1, &level, &settings),
+		KEEL_E_MALFORMED);
+	/* A later level's settings are its own: decoded, then refused by level. */
+	node_level_item_put_settings(b, NODE_PROTOCOL_LEVEL + 1, 0x80);
+	assert_int_equal(node_level_item_decode(b, NODE_LEVEL_ITEM_SET_BYTES, &level, &settings),
+			 1);
+	assert_int_equal(level, NODE_PROTOCOL_LEVEL + 1);
+}
+
+/* The apply's decision is the log's from level 4 on, whatever the node's
+ * configuration; below it the node's own (as level-3 nodes decide). */
+static void test_quota_enforce(void **state)
+{
+	(void)state;
+	for (int cfg = 0; cfg < 2; cfg++) {
+		assert_true(node_quota_enforce(4, NODE_SETTING_ENFORCE_QUOTA, cfg));
+		assert_false(node_quota_enforce(4, 0, cfg));
+		assert_true(
+			node_quota_enforce(NODE_PROTOCOL_LEVEL, NODE_SETTING_ENFORCE_QUOTA, cfg));
+		assert_int_equal(node_quota_enforce(3, NODE_SETTING_ENFORCE_QUOTA, cfg), cfg);
+		assert_int_equal(node_quota_enforce(2, 0, cfg), cfg);
+	}
 }
 
 static void test_touch(void **state)
@@ -109,6 +152,41 @@ static void test_touch(void **state)
 }
 
 /* The items after a TOUCH's level trailer: the sender's admin address. */
+/* The settings item after the admin item, or alone; read past other items. */
+static void test_touch_settings(void **state)
+{
+	(void)state;
+	uint8_t m[NODE_TOUCH_ADMIN_BYTES + 4 + NODE_TOUCH_SETTINGS_BYTES];
+	size_t n = node_touch_admin_put(m, "10.0.0.7:8082");
+	uint8_t *x = m + n;
+	x[0] = 99; /* a later release's item */
+	x[1] = 2;
+	x[2] = x[3] = 0;
+	n += 4;
+	assert_int_equal(node_touch_settings_put(m + n, NODE_SETTING_ENFORCE_QUOTA),
+			 NODE_TOUCH_SETTINGS_BYTES);
+	n += NODE_TOUCH_SETTINGS_BYTES;
+	uint32_t said = 0;
+	assert_int_equal(node_touch_settings_parse(m, n, &said), 1);
+	assert_int_equal(said, NODE_SETTING_ENFORCE_QUOTA);
+	char admin[NODE_TOUCH_ADMIN_MAX + 1];
+	assert_int_equal(node_touch_admin_parse(m, n, admin, sizeof(admin)), 1);
+	assert_string_equal(admin, "10.0.0.7:8082");
+	/* absent: 0 and untouched */
+	said = 7;
+	assert_int_equal(node_touch_settings_parse(m, n - NODE_TOUCH_SETTINGS_BYTES, &said), 0);
+	assert_int_equal(said, 7);
+	/* cut short, or not 4 bytes */
+	assert_int_equal(node_touch_settings_parse(m, n - 1, &said), KEEL_E_MALFORMED);
+	m[n - NODE_TOUCH_SETTINGS_BYTES + 1] = 3;
+	assert_int_equal(node_touch_settings_parse(m, n - 1, &said), KEEL_E_MALFORMED);
+	m[n - NODE_TOUCH_SETTINGS_BYTES + 1] = 4;
+	/* an older node's parse of the admin item skips it */
+	assert_int_equal(node_touch_admin_parse(m + n - NODE_TOUCH_SETTINGS_BYTES,
+						NODE_TOUCH_SETTINGS_BYTES, admin, sizeof(admin)),
+			 0);
+}
+
 static void test_touch_admin(void **state)
 {
 	(void)state;
@@ -157,21 +235,39 @@ static void test_touch_admin(void **state)
 static void test_snap(void **state)
 {
 	(void)state;
-	uint8_t img[NODE_LEVEL_SNAP_BYTES + 8];
+	uint8_t img[NODE_LEVEL_SNAP_SET_BYTES + 8];
 	memcpy(img + NODE_LEVEL_SNAP_BYTES, "KEELKVS1", 8);
-	node_level_snap_put(img, 3);
-	uint32_t level = 0;
-	assert_int_equal(node_level_snap_parse(img, sizeof(img), &level),
+	assert_int_equal(node_level_snap_put(img, 3, NODE_SETTING_ENFORCE_QUOTA),
+			 NODE_LEVEL_SNAP_BYTES);
+	uint32_t level = 0, settings = 9;
+	assert_int_equal(node_level_snap_parse(img, sizeof(img), &level, &settings),
 			 (int)NODE_LEVEL_SNAP_BYTES);
 	assert_int_equal(level, 3);
+	assert_int_equal(settings, 0); /* none below level 4 */
 	/* A bare store image (level 2 and before): no header, the lowest level. */
-	assert_int_equal(node_level_snap_parse(img + NODE_LEVEL_SNAP_BYTES, 8, &level), 0);
+	assert_int_equal(node_level_snap_parse(img + NODE_LEVEL_SNAP_BYTES, 8, &level, &settings),
+			 0);
 	assert_int_equal(level, NODE_PROTOCOL_LEVEL_MIN);
 	/* A header cut short, or a bad level. */
-	assert_int_equal(node_level_snap_parse(img, NODE_LEVEL_SNAP_BYTES - 1, &level),
+	assert_int_equal(node_level_snap_parse(img, NODE_LEVEL_SNAP_BYTES - 1, &level, &settings),
 			 KEEL_E_MALFORMED);
-	node_level_snap_put(img, 0);
-	assert_int_equal(node_level_snap_parse(img, sizeof(img), &level), KEEL_E_MALFORMED);
+	node_level_snap_put(img, 0, 0);
+	assert_int_equal(node_level_snap_parse(img, sizeof(img), &level, &settings),
+			 KEEL_E_MALFORMED);
+	/* From level 4 on the settings follow the level. */
+	memcpy(img + NODE_LEVEL_SNAP_SET_BYTES, "KEELKVS1", 8);
+	assert_int_equal(node_level_snap_put(img, 4, NODE_SETTING_ENFORCE_QUOTA),
+			 NODE_LEVEL_SNAP_SET_BYTES);
+	assert_int_equal(node_level_snap_parse(img, sizeof(img), &level, &settings),
+			 (int)NODE_LEVEL_SNAP_SET_BYTES);
+	assert_int_equal(level, 4);
+	assert_int_equal(settings, NODE_SETTING_ENFORCE_QUOTA);
+	assert_int_equal(
+		node_level_snap_parse(img, NODE_LEVEL_SNAP_SET_BYTES - 1, &level, &settings),
+		KEEL_E_MALFORMED);
+	node_level_snap_put(img, 4, 4);
+	assert_int_equal(node_level_snap_parse(img, sizeof(img), &level, &settings),
+			 KEEL_E_MALFORMED);
 }
 
 static void test_config(void **state)
@@ -202,9 +298,10 @@ static void test_config(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_target),      cmocka_unit_test(test_item),
-		cmocka_unit_test(test_check),       cmocka_unit_test(test_touch),
-		cmocka_unit_test(test_touch_admin), cmocka_unit_test(test_snap),
+		cmocka_unit_test(test_target),        cmocka_unit_test(test_item),
+		cmocka_unit_test(test_quota_enforce), cmocka_unit_test(test_touch_settings),
+		cmocka_unit_test(test_check),         cmocka_unit_test(test_touch),
+		cmocka_unit_test(test_touch_admin),   cmocka_unit_test(test_snap),
 		cmocka_unit_test(test_config),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

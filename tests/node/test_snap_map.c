@@ -279,8 +279,11 @@ static void test_restore_bounded(void **state)
 	assert_int_equal(kv_create(&kc, &b), 0);
 	struct wal_snap_meta meta;
 	struct raft_conf back;
-	uint32_t level = 0;
-	assert_int_equal(keeld_snap_restore(f->w, b, &meta, &back, &level, NODE_PROTOCOL_LEVEL), 0);
+	uint32_t level = 0, settings = 1;
+	assert_int_equal(
+		keeld_snap_restore(f->w, b, &meta, &back, &level, &settings, NODE_PROTOCOL_LEVEL),
+		0);
+	assert_int_equal(settings, 0);
 	assert_int_equal(level, NODE_PROTOCOL_LEVEL_MIN); /* the store alone: no level header */
 	assert_int_equal(meta.index, 12);
 	assert_int_equal(meta.term, 3);
