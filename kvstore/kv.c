@@ -1402,12 +1402,97 @@ static int own_draft_close(struct kv *kv, int rc)
 	return rc;
 }
 
+/*
+ * The switch must not number a new child below one the old rule made: a lock
+ * or queue recipe orders its contenders by suffix, and the count of creates
+ * is below the old cversion wherever a child was deleted. So each parent's
+ * count starts at least one past the highest suffix among its children
+ * (a name ending in 10 digits, 0..INT32_MAX: what either rule makes); where
+ * that is above ZooKeeper's count, the cversion clients see moves up to
+ * match it (2c - children), never down.
+ */
+struct seq_floor {
+	const struct kv_znode *z; /* in the view before the switch */
+	int64_t floor;            /* the lowest count that names no child again */
+};
+
+struct seq_floors {
+	struct seq_floor *v;
+	size_t n, cap;
+	int64_t cur; /* of the node being walked */
+	int rc;
+};
+
+static int child_floor(void *ctx, struct kv_leaf *lf)
+{
+	struct seq_floors *f = ctx;
+	const char *name = lf->key;
+	uint32_t n = lf->klen;
+	if (n < 10)
+		return 0;
+	int64_t v = 0;
+	for (uint32_t i = n - 10; i < n; i++) {
+		if (name[i] < '0' || name[i] > '9')
+			return 0;
+		v = v * 10 + (name[i] - '0');
+	}
+	if (v <= INT32_MAX && v + 1 > f->cur)
+		f->cur = v + 1;
+	return 0;
+}
+
+static int node_floor(void *ctx, struct kv_leaf *lf)
+{
+	struct seq_floors *f = ctx;
+	const struct kv_znode *z = (const struct kv_znode *)lf;
+	if (!z->stat.num_children)
+		return 0;
+	f->cur = 0;
+	kv_hamt_foreach(z->children, child_floor, f);
+	if (!f->cur)
+		return 0;
+	if (f->n == f->cap) {
+		size_t cap = f->cap ? 2 * f->cap : 64;
+		struct seq_floor *v = realloc(f->v, cap * sizeof(*v));
+		if (!v)
+			return f->rc = KEEL_E_NOMEM;
+		f->v = v;
+		f->cap = cap;
+	}
+	f->v[f->n++] = (struct seq_floor){ z, f->cur };
+	return 0;
+}
+
+/* Raises the draft's count of each parent in f to its floor (INT32_MAX at
+ * most, where ZooKeeper's count stops). */
+static int floors_apply(struct kv *kv, const struct seq_floors *f)
+{
+	for (size_t i = 0; i < f->n; i++) {
+		const struct kv_znode *o = f->v[i].z;
+		struct kv_znode *z = kv_lookup(kv->draft->paths, o->path, o->leaf.klen);
+		int64_t floor = KEEL_MIN(f->v[i].floor, (int64_t)INT32_MAX);
+		if (!z || seq_counter(kv, z) >= floor)
+			continue;
+		if (kv_mem_reserve(&kv->mem, RETIRE_PER_OP) < 0 || !(z = zedit(kv, z)))
+			return KEEL_E_NOMEM;
+		z->stat.cversion = (int32_t)(2u * (uint32_t)floor - (uint32_t)z->stat.num_children);
+		zdone(kv, z);
+	}
+	return 0;
+}
+
 int kv_zk_numbering_start(struct kv *kv)
 {
 	if (kv->grp_n)
 		return KEEL_E_STATE;
 	if (kv->zk_numbering)
 		return 0;
+	struct seq_floors f = { 0 };
+	kv_hamt_foreach(kv->pub->paths, node_floor, &f);
+	if (f.rc < 0) {
+		free(f.v);
+		return f.rc;
+	}
 	int rc = own_draft_open(kv);
 	/* Under the old rule each built-in node counted as a create of its
 	 * parent (+1 to the cversion clients see); ZooKeeper adds them without
@@ -1421,8 +1506,13 @@ int kv_zk_numbering_start(struct kv *kv)
 		if (rc == 0)
 			rc = stat_shift(kv, zk_builtin[i].path, n, 0, zk_builtin[i].aversion);
 	}
-	if ((rc = own_draft_close(kv, rc)) == 0)
-		kv->zk_numbering = true;
+	/* seq_counter reads the new rule's count from here */
+	kv->zk_numbering = true;
+	if (rc == 0)
+		rc = floors_apply(kv, &f);
+	free(f.v);
+	if ((rc = own_draft_close(kv, rc)) < 0)
+		kv->zk_numbering = false;
 	return rc;
 }
 

@@ -237,9 +237,11 @@ static void test_dot_names(void **state)
 /*
  * The switch at a log position: a store with history under the old rule,
  * then kv_zk_numbering_start: "/" -2, /zookeeper -4, the config node's
- * aversion -1, nothing else; a second start changes nothing. Two replicas
- * switching at the same point have the same digest, and from there the
- * counts of creates name the children.
+ * aversion -1; a parent whose children include a suffix at or above its
+ * count of creates numbers on past that suffix (its cversion moves up to
+ * match), so a lock's new contender never sorts before an older one; a
+ * second start changes nothing. Two replicas switching at the same point
+ * have the same digest.
  */
 static void test_start(void **state)
 {
@@ -249,9 +251,20 @@ static void test_start(void **state)
 	zk_history(a, false);
 	zx = z0;
 	zk_history(b, false);
-	assert_int_equal(mk(a, "/r"), ZK_OK);
-	zx--;
-	assert_int_equal(mk(b, "/r"), ZK_OK);
+	/* a lock: five contenders came and went, one holds it now */
+	int64_t z1 = zx;
+	for (int i = 0; i < 2; i++) {
+		struct kv *kv = i ? b : a;
+		zx = z1;
+		assert_int_equal(mk(kv, "/r"), ZK_OK);
+		for (int j = 0; j < 5; j++) {
+			char p[16];
+			snprintf(p, sizeof(p), "/r/c%d", j);
+			assert_int_equal(mk(kv, p), ZK_OK);
+			assert_int_equal(rm(kv, p), ZK_OK);
+		}
+		expect_seq(kv, "/r/l-", "/r/l-0000000010");
+	}
 	struct zk_stat root = stat_of(a, "/"), zkn = stat_of(a, "/zookeeper"),
 		       cfg = stat_of(a, "/zookeeper/config"), q = stat_of(a, "/q");
 	uint64_t d = kv_view_digest(kv_view_get(a));
@@ -262,7 +275,11 @@ static void test_start(void **state)
 	assert_int_equal(stat_of(a, "/").pzxid, root.pzxid);
 	assert_int_equal(stat_of(a, "/zookeeper").cversion, zkn.cversion - 4);
 	assert_int_equal(stat_of(a, "/zookeeper/config").aversion, cfg.aversion - 1);
-	assert_int_equal(stat_of(a, "/q").cversion, q.cversion);
+	/* /q: 15 creates, its children's suffixes up to 18: counted from 19 */
+	assert_int_equal(q.cversion, 19);
+	expect_cv(a, "/q", 2 * 19 - 11, 11);
+	/* the lock: 6 creates, a contender at 10: the next one is 11 */
+	expect_cv(a, "/r", 2 * 11 - 1, 1);
 	assert_int_equal(kv_view_zxid(kv_view_get(a)), zxid);
 	uint64_t d1 = kv_view_digest(kv_view_get(a));
 	assert_true(d1 != d);
@@ -273,8 +290,12 @@ static void test_start(void **state)
 	/* "/": 3 user children created (q, r, s-1 is under /q), so c = 2 */
 	expect_cv(a, "/", 1, 3);
 	expect_seq(a, "/s-", "/s-0000000002");
-	/* /q: 15 creates so far under both rules (ZooKeeper's count) */
-	expect_seq(a, "/q/s-", "/q/s-0000000015");
+	expect_seq(a, "/q/s-", "/q/s-0000000019");
+	expect_cv(a, "/q", 2 * 20 - 12, 12);
+	expect_seq(a, "/r/l-", "/r/l-0000000011");
+	expect_seq(a, "/q/cont/s-", "/q/cont/s-0000000003");
+	/* /q/ttl: 2 creates, a child s-2 from the old rule */
+	expect_seq(a, "/q/ttl/s-", "/q/ttl/s-0000000003");
 	expect_seq(a, "/zookeeper/s-", "/zookeeper/s-0000000000");
 	/* a set of the rule changes no counter (a restored store) */
 	d1 = kv_view_digest(kv_view_get(b));
@@ -362,9 +383,9 @@ static void test_snapshot(void **state)
 	assert_int_equal(kv_zookeeper_nodes(b), 0); /* all there: nothing changes */
 	assert_int_equal(kv_view_digest(kv_view_get(b)), kv_view_digest(kv_view_get(a)));
 	int64_t z0 = zx;
-	expect_seq(a, "/q/s-", "/q/s-0000000015");
+	expect_seq(a, "/q/s-", "/q/s-0000000019");
 	zx = z0;
-	expect_seq(b, "/q/s-", "/q/s-0000000015");
+	expect_seq(b, "/q/s-", "/q/s-0000000019");
 	assert_int_equal(kv_view_digest(kv_view_get(b)), kv_view_digest(kv_view_get(a)));
 	free(s.b);
 	kv_destroy(a);
