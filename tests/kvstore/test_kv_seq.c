@@ -327,7 +327,8 @@ static void set_creates(struct kv *kv, const char *path, int32_t creates)
  * NodeExists until that child goes), the cversion drops by one per create
  * and the pzxid stays. The stats below are what Debian's ZooKeeper 3.8.0
  * answered to these requests, one at a time, from a snapshot (written with
- * its own DataTree) where /o had counted INT32_MAX - 2 creates. (Pipelined,
+ * its own DataTree) where /o had counted INT32_MAX - 2 creates
+ * (tests/cluster/test_diff_zk.py --overflow does it again). (Pipelined,
  * its leader numbers from the outstanding count, which wraps: "-2147483648".)
  * The old rule: %010d of the cversion, which wraps to "-2147483648" as older
  * releases do.
