@@ -1197,7 +1197,7 @@ int kv_apply(struct kv *kv, const struct kv_txn *txn, struct kv_apply_result *re
 	case KV_OP_MULTI:
 	default:
 		for (uint32_t i = 0; i < txn->nops; i++) {
-			struct opctx c = { kv, txn, &kv->res[i], i };
+			struct opctx c = { kv, txn, &kv->res[i], i, false };
 			nres = i + 1;
 			if (txn->type == KV_OP_MULTI && txn->ops[i].type != KV_OP_CREATE &&
 			    txn->ops[i].type != KV_OP_DELETE &&
@@ -1304,7 +1304,7 @@ int kv_group_add(struct kv *kv, const struct kv_txn *txn)
 		}
 	}
 	uint32_t i = kv->grp_n;
-	struct opctx c = { kv, txn, &kv->res[i], i };
+	struct opctx c = { kv, txn, &kv->res[i], i, false };
 	kv->grp_ev[i] = (uint32_t)kv->nev;
 	if (do_op(&c, &txn->ops[0]) < 0) {
 		group_discard(kv);
