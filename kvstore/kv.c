@@ -626,6 +626,9 @@ struct opctx {
 	const struct kv_txn *txn;
 	struct kv_op_result *res;
 	uint32_t idx;
+	/* a built-in node added as ZooKeeper's DataTree adds it (addChild,
+	 * no create counted: kv_zookeeper_nodes under ZooKeeper's numbering) */
+	bool uncounted;
 };
 
 /*
@@ -665,6 +668,41 @@ static int set_res_path(struct opctx *c, const char *p, size_t n)
 	return 0;
 }
 
+/*
+ * The number a sequential child of parent gets. The old rule (keel before
+ * protocol level 5): the cversion clients see, creates and deletes. ZooKeeper
+ * 3.8 numbers by the creates alone: it stores their count c as the cversion
+ * and shows 2c - children (DataNode.copyStat), which is what keel's cversion
+ * holds (a create and a delete each add 1 to it), so c = (cversion +
+ * children) / 2 -- modulo 2^32, as Java's int arithmetic wraps too; c never
+ * goes past INT32_MAX (count_create), so its top bit is always 0.
+ */
+static int32_t seq_counter(const struct kv *kv, const struct kv_znode *parent)
+{
+	if (!kv->zk_numbering)
+		return parent->stat.cversion;
+	uint32_t twice = (uint32_t)parent->stat.cversion + (uint32_t)parent->stat.num_children;
+	return (int32_t)(twice >> 1);
+}
+
+/*
+ * A child of parent was created (parent is the draft's copy). Under
+ * ZooKeeper's numbering, once its count of creates is INT32_MAX, the next
+ * create's count wraps negative and DataTree.createNode keeps only a count
+ * above the old one: the count, and so the cversion it stores, and the pzxid
+ * stay as they are, and the cversion it shows drops by one (one child more).
+ * The old rule adds 1 to the cversion, wrapping as older releases do.
+ */
+static void count_create(const struct kv *kv, struct kv_znode *parent, int64_t zxid)
+{
+	if (kv->zk_numbering && seq_counter(kv, parent) == INT32_MAX) {
+		parent->stat.cversion = (int32_t)((uint32_t)parent->stat.cversion - 1u);
+		return;
+	}
+	parent->stat.cversion = (int32_t)((uint32_t)parent->stat.cversion + 1u);
+	parent->stat.pzxid = zxid;
+}
+
 /* Is the last component of p (n bytes) "." or ".."? */
 static bool dot_name(const char *p, uint32_t n)
 {
@@ -697,10 +735,11 @@ static int do_create(struct opctx *c, const struct kv_op *op)
 	/* As ZooKeeper (validatePathForCreate), only a path without a '/' or
 	 * with a NUL is refused before the ACL and the parent are checked; the
 	 * whole path, sequential suffix included, is validated after NoAuth.
-	 * A sequential name whose last component is "." or ".." stays refused
-	 * here (ZooKeeper makes "/a/..0000000001"): replicas of older releases
-	 * refuse it, and an apply must not change what it creates. */
-	if (!memchr(path, '/', n) || memchr(path, 0, n) || (seq && dot_name(path, n)))
+	 * Under the old rule a sequential name whose last component is "." or
+	 * ".." is refused here, as replicas of older releases do; ZooKeeper's
+	 * numbering validates it with the suffix and makes "/a/..0000000001". */
+	if (!memchr(path, '/', n) || memchr(path, 0, n) ||
+	    (seq && !kv->zk_numbering && dot_name(path, n)))
 		return c->res->err = ZK_EBADARGUMENTS, 0;
 	if (!acl_valid(op->acl, op->acl_len))
 		return c->res->err = ZK_EINVALIDACL, 0;
@@ -711,7 +750,7 @@ static int do_create(struct opctx *c, const struct kv_op *op)
 	if (acl_denied(c, parent, KV_PERM_CREATE))
 		return c->res->err = ZK_ENOAUTH, 0;
 	if (seq)
-		n += (uint32_t)snprintf(path + n, 16, "%010d", parent->stat.cversion);
+		n += (uint32_t)snprintf(path + n, 16, "%010d", seq_counter(kv, parent));
 	if (n > KV_PATH_MAX_BYTES || !path_valid(path, n))
 		return c->res->err = ZK_EBADARGUMENTS, 0;
 	if (kv_lookup(d->paths, path, n))
@@ -754,8 +793,10 @@ static int do_create(struct opctx *c, const struct kv_op *op)
 	zdone(kv, z);
 	if (!(parent = zedit(kv, parent)))
 		return KEEL_E_NOMEM;
-	parent->stat.cversion++;
-	parent->stat.pzxid = zxid;
+	if (c->uncounted)
+		parent->stat.cversion = (int32_t)((uint32_t)parent->stat.cversion - 1u);
+	else
+		count_create(kv, parent, zxid);
 	parent->stat.num_children++;
 	uint32_t base = plen == 1 ? 1 : plen + 1;
 	if (set_add(kv, &parent->children, path + base, n - base) < 0)
@@ -799,8 +840,9 @@ static int remove_node(struct kv *kv, struct kv_znode *z, int64_t zxid)
 		return KEEL_E_NOMEM;
 	/* As ZooKeeper 3.8 (DataTree.deleteNode, checked against the real server
 	 * by tests/cluster/test_kazoo_api.py): a delete moves the parent's
-	 * cversion and pzxid, so the sequential counter counts deletes too. */
-	parent->stat.cversion++;
+	 * cversion as clients see it and its pzxid. Under the old rule the
+	 * sequential counter counts deletes too (seq_counter). */
+	parent->stat.cversion = (int32_t)((uint32_t)parent->stat.cversion + 1u);
 	parent->stat.pzxid = zxid;
 	parent->stat.num_children--;
 	if (set_del(kv, &parent->children, z->path + base, n - base) < 0)
@@ -842,11 +884,14 @@ static struct kv_znode *target(struct opctx *c, const struct kv_op *op)
 static const struct {
 	const char *path;
 	int32_t perms;
+	/* its aversion under ZooKeeper's numbering: DataTree.addConfigNode sets
+	 * the config node's ACL with setACL(path, acl, -1) */
+	int32_t aversion;
 } zk_builtin[] = {
-	{ "/zookeeper", KV_PERM_ALL },
-	{ "/zookeeper/quota", KV_PERM_ALL },
+	{ "/zookeeper", KV_PERM_ALL, 0 },
+	{ "/zookeeper/quota", KV_PERM_ALL, 0 },
 	/* ZooKeeper's READ_ACL_UNSAFE: only reconfig (super) changes it. */
-	{ "/zookeeper/config", KV_PERM_READ },
+	{ "/zookeeper/config", KV_PERM_READ, -1 },
 };
 
 static bool is_builtin(const struct kv *kv, const char *path, uint32_t len)
@@ -1152,7 +1197,7 @@ int kv_apply(struct kv *kv, const struct kv_txn *txn, struct kv_apply_result *re
 	case KV_OP_MULTI:
 	default:
 		for (uint32_t i = 0; i < txn->nops; i++) {
-			struct opctx c = { kv, txn, &kv->res[i], i };
+			struct opctx c = { kv, txn, &kv->res[i], i, false };
 			nres = i + 1;
 			if (txn->type == KV_OP_MULTI && txn->ops[i].type != KV_OP_CREATE &&
 			    txn->ops[i].type != KV_OP_DELETE &&
@@ -1259,7 +1304,7 @@ int kv_group_add(struct kv *kv, const struct kv_txn *txn)
 		}
 	}
 	uint32_t i = kv->grp_n;
-	struct opctx c = { kv, txn, &kv->res[i], i };
+	struct opctx c = { kv, txn, &kv->res[i], i, false };
 	kv->grp_ev[i] = (uint32_t)kv->nev;
 	if (do_op(&c, &txn->ops[0]) < 0) {
 		group_discard(kv);
@@ -1305,17 +1350,179 @@ int kv_group_result(const struct kv *kv, uint32_t i, struct kv_apply_result *res
 	return 0;
 }
 
+/* Adds dcv to the cversion and dav to the aversion of the draft's node path
+ * (n bytes), if there is one: 0 or KEEL_E_NOMEM. */
+static int stat_shift(struct kv *kv, const char *path, uint32_t n, int32_t dcv, int32_t dav)
+{
+	struct kv_znode *z = kv_lookup(kv->draft->paths, path, n);
+	if (!z || (!dcv && !dav))
+		return 0;
+	if (kv_mem_reserve(&kv->mem, RETIRE_PER_OP) < 0 || !(z = zedit(kv, z)))
+		return KEEL_E_NOMEM;
+	z->stat.cversion = (int32_t)((uint32_t)z->stat.cversion + (uint32_t)dcv);
+	z->stat.aversion = (int32_t)((uint32_t)z->stat.aversion + (uint32_t)dav);
+	zdone(kv, z);
+	return 0;
+}
+
+int kv_zk_numbering_set(struct kv *kv, bool on)
+{
+	if (kv->grp_n)
+		return KEEL_E_STATE;
+	kv->zk_numbering = on;
+	return 0;
+}
+
+bool kv_zk_numbering(const struct kv *kv)
+{
+	return kv->zk_numbering;
+}
+
+/* A version of the store's own making (no txn, no events): open... */
+static int own_draft_open(struct kv *kv)
+{
+	kv->grp_published = 0;
+	kv->nev = 0;
+	kv->slen = 0;
+	kv_draft_begin(kv);
+	return draft_open(kv);
+}
+
+/* ...and published if rc is 0 and memory allows, else thrown away. */
+static int own_draft_close(struct kv *kv, int rc)
+{
+	if (rc == 0 && (rc = kv_mem_reserve(&kv->mem, 1)) == 0) {
+		kv_draft_publish(kv);
+	} else {
+		kv_mem_abort(&kv->mem);
+		kv->draft = NULL;
+	}
+	kv->nev = 0;
+	kv->slen = 0;
+	return rc;
+}
+
+/*
+ * The switch must not number a new child below one the old rule made: a lock
+ * or queue recipe orders its contenders by suffix, and the count of creates
+ * is below the old cversion wherever a child was deleted. So each parent's
+ * count starts at least one past the highest suffix among its children
+ * (a name ending in 10 digits, 0..INT32_MAX: what either rule makes); where
+ * that is above ZooKeeper's count, the cversion clients see moves up to
+ * match it (2c - children), never down.
+ */
+struct seq_floor {
+	const struct kv_znode *z; /* in the view before the switch */
+	int64_t floor;            /* the lowest count that names no child again */
+};
+
+struct seq_floors {
+	struct seq_floor *v;
+	size_t n, cap;
+	int64_t cur; /* of the node being walked */
+	int rc;
+};
+
+static int child_floor(void *ctx, struct kv_leaf *lf)
+{
+	struct seq_floors *f = ctx;
+	const char *name = lf->key;
+	uint32_t n = lf->klen;
+	if (n < 10)
+		return 0;
+	int64_t v = 0;
+	for (uint32_t i = n - 10; i < n; i++) {
+		if (name[i] < '0' || name[i] > '9')
+			return 0;
+		v = v * 10 + (name[i] - '0');
+	}
+	if (v <= INT32_MAX && v + 1 > f->cur)
+		f->cur = v + 1;
+	return 0;
+}
+
+static int node_floor(void *ctx, struct kv_leaf *lf)
+{
+	struct seq_floors *f = ctx;
+	const struct kv_znode *z = (const struct kv_znode *)lf;
+	if (!z->stat.num_children)
+		return 0;
+	f->cur = 0;
+	kv_hamt_foreach(z->children, child_floor, f);
+	if (!f->cur)
+		return 0;
+	if (f->n == f->cap) {
+		size_t cap = f->cap ? 2 * f->cap : 64;
+		struct seq_floor *v = realloc(f->v, cap * sizeof(*v));
+		if (!v)
+			return f->rc = KEEL_E_NOMEM;
+		f->v = v;
+		f->cap = cap;
+	}
+	f->v[f->n++] = (struct seq_floor){ z, f->cur };
+	return 0;
+}
+
+/* Raises the draft's count of each parent in f to its floor (INT32_MAX at
+ * most, where ZooKeeper's count stops). */
+static int floors_apply(struct kv *kv, const struct seq_floors *f)
+{
+	for (size_t i = 0; i < f->n; i++) {
+		const struct kv_znode *o = f->v[i].z;
+		struct kv_znode *z = kv_lookup(kv->draft->paths, o->path, o->leaf.klen);
+		int64_t floor = KEEL_MIN(f->v[i].floor, (int64_t)INT32_MAX);
+		if (!z || seq_counter(kv, z) >= floor)
+			continue;
+		if (kv_mem_reserve(&kv->mem, RETIRE_PER_OP) < 0 || !(z = zedit(kv, z)))
+			return KEEL_E_NOMEM;
+		z->stat.cversion = (int32_t)(2u * (uint32_t)floor - (uint32_t)z->stat.num_children);
+		zdone(kv, z);
+	}
+	return 0;
+}
+
+int kv_zk_numbering_start(struct kv *kv)
+{
+	if (kv->grp_n)
+		return KEEL_E_STATE;
+	if (kv->zk_numbering)
+		return 0;
+	struct seq_floors f = { 0 };
+	kv_hamt_foreach(kv->pub->paths, node_floor, &f);
+	if (f.rc < 0) {
+		free(f.v);
+		return f.rc;
+	}
+	int rc = own_draft_open(kv);
+	/* Under the old rule each built-in node counted as a create of its
+	 * parent (+1 to the cversion clients see); ZooKeeper adds them without
+	 * (-1, one child more): 2 less per built-in child, whatever happened
+	 * since, as both rules add 1 per later create and delete. */
+	for (size_t i = 0; rc == 0 && i < KEEL_ARRAY_SIZE(zk_builtin); i++) {
+		uint32_t n = (uint32_t)strlen(zk_builtin[i].path);
+		if (!kv_lookup(kv->draft->paths, zk_builtin[i].path, n))
+			continue;
+		rc = stat_shift(kv, zk_builtin[i].path, parent_len(zk_builtin[i].path, n), -2, 0);
+		if (rc == 0)
+			rc = stat_shift(kv, zk_builtin[i].path, n, 0, zk_builtin[i].aversion);
+	}
+	/* seq_counter reads the new rule's count from here */
+	kv->zk_numbering = true;
+	if (rc == 0)
+		rc = floors_apply(kv, &f);
+	free(f.v);
+	if ((rc = own_draft_close(kv, rc)) < 0)
+		kv->zk_numbering = false;
+	return rc;
+}
+
 int kv_zookeeper_nodes(struct kv *kv)
 {
 	static const struct kv_txn txn = { .type = KV_OP_CREATE }; /* zxid 0, time 0 */
 	if (kv->grp_n)
 		return KEEL_E_STATE;
-	kv->grp_published = 0;
 	kv->zk_nodes = true;
-	kv->nev = 0;
-	kv->slen = 0;
-	kv_draft_begin(kv);
-	int rc = draft_open(kv);
+	int rc = own_draft_open(kv);
 	for (size_t i = 0; rc == 0 && i < KEEL_ARRAY_SIZE(zk_builtin); i++) {
 		uint32_t n = (uint32_t)strlen(zk_builtin[i].path);
 		if (kv_lookup(kv->draft->paths, zk_builtin[i].path, n))
@@ -1328,21 +1535,15 @@ int kv_zookeeper_nodes(struct kv *kv)
 					  .path_len = n,
 					  .acl = acl,
 					  .acl_len = (uint32_t)acl_len };
-		struct opctx c = { kv, &txn, &kv->res[0], 0 };
+		struct opctx c = { kv, &txn, &kv->res[0], 0, kv->zk_numbering };
 		if ((rc = kv_mem_reserve(&kv->mem, RETIRE_PER_OP)) == 0)
 			rc = do_create(&c, &op);
 		if (rc == 0 && kv->res[0].err != ZK_OK)
 			rc = KEEL_E_STATE; /* a file where a built-in node goes: cannot happen */
+		if (rc == 0 && kv->zk_numbering)
+			rc = stat_shift(kv, zk_builtin[i].path, n, 0, zk_builtin[i].aversion);
 	}
-	if (rc == 0 && (rc = kv_mem_reserve(&kv->mem, 1)) == 0) {
-		kv_draft_publish(kv);
-	} else {
-		kv_mem_abort(&kv->mem);
-		kv->draft = NULL;
-	}
-	kv->nev = 0;
-	kv->slen = 0;
-	return rc;
+	return own_draft_close(kv, rc);
 }
 
 int kv_apply_encoded(struct kv *kv, const void *buf, size_t len, struct kv_apply_result *res)

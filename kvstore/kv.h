@@ -288,6 +288,32 @@ uint64_t kv_quota_soft_exceeded(const struct kv *kv, const char **last_root);
  * replica alike, so the state stays the same everywhere.
  */
 int kv_zookeeper_nodes(struct kv *kv);
+/*
+ * Sequential numbering. The old rule (what kv_create gives; keel before
+ * protocol level 5): a sequential child is numbered by its parent's cversion
+ * (creates and deletes of children), the built-in nodes count as creates of
+ * their parents, and a sequential name whose last component is "." or ".."
+ * is BadArguments. ZooKeeper 3.8's rule: numbered by the parent's count of
+ * child creates ((cversion + numChildren) / 2: the cversion clients see is
+ * the same under both rules), the built-in nodes added without counting
+ * (a new store's "/" has cversion -1, /zookeeper -2, /zookeeper/config
+ * aversion -1), "/a/." sequential makes "/a/.0000000000"; past INT32_MAX
+ * creates the count stays there (the cversion drops by one per create, the
+ * pzxid stays), as DataTree.createNode. The rule is part of the replicated
+ * state: every replica must switch at the same log position.
+ *
+ * kv_zk_numbering_set: the rule the store already follows (a new store, or
+ * after kv_restore: the caller records the rule with the image). No change
+ * to the tree. kv_zk_numbering_start: switches to ZooKeeper's rule at a log
+ * position, correcting the built-in nodes' counters (cversion of "/" -2 and
+ * of /zookeeper -4, /zookeeper/config aversion -1) in one published version
+ * (same zxid, no events); nothing when the rule is already on. Both writer
+ * thread, outside a group: 0, KEEL_E_STATE while a group is open,
+ * KEEL_E_NOMEM (start: the store unchanged).
+ */
+int kv_zk_numbering_set(struct kv *kv, bool on);
+int kv_zk_numbering_start(struct kv *kv);
+bool kv_zk_numbering(const struct kv *kv);
 /* Writer thread; all readers must have stopped using the store. Does not wait
  * for the reclaimer (see kv_barrier). */
 void kv_destroy(struct kv *kv);

@@ -102,6 +102,10 @@ struct kv {
 	size_t slen, scap;
 	struct kv_op *dec_ops; /* kv_apply_encoded's decode space */
 	bool zk_nodes;         /* kv_zookeeper_nodes(): the built-in nodes cannot be deleted */
+	/* ZooKeeper 3.8's numbering (kv_zk_numbering_*): a sequential suffix
+	 * from the parent's count of creates, built-in nodes added uncounted,
+	 * a sequential name may end in "." or ".." */
+	bool zk_numbering;
 	/* The open group (kv_group_add): its txns so far and the last one's zxid;
 	 * grp_ev[i] is where txn i's events start in ev (grp_ev[n]: the end). */
 	uint32_t grp_n;

@@ -100,6 +100,11 @@ bool node_quota_enforce(uint32_t cluster_level, uint32_t settings, bool configur
 	return configured;
 }
 
+bool node_zk_numbering(uint32_t cluster_level)
+{
+	return cluster_level >= NODE_LEVEL_ZK_NUMBERING;
+}
+
 int node_level_touch_parse(const uint8_t *d, size_t len, size_t ids_bytes, uint32_t *level,
 			   uint32_t *min)
 {

@@ -155,14 +155,22 @@ struct node_config {
  *      settings (NODE_SETTING_*, decided by the leader from its configuration)
  *      and the snapshot header carries them; apply reads them, never this
  *      node's configuration (enforceQuota: one apply on every replica).
+ *   5  session 7: ZooKeeper's sequential numbering (kv_zk_numbering_*): from
+ *      the level item that raises the cluster to 5 a sequential child is
+ *      numbered by its parent's count of creates, a sequential name may end
+ *      in "." or "..", and at that item the built-in nodes' counters take
+ *      ZooKeeper's values; a snapshot of level 5 holds a store that follows
+ *      it. No new encoding: what changes is what an apply creates.
  */
-#define NODE_PROTOCOL_LEVEL     4
+#define NODE_PROTOCOL_LEVEL     5
 #define NODE_PROTOCOL_LEVEL_MIN 2 /* the lowest cluster level this keeld can serve in */
 /* The first level that says its level (lower ones say nothing), and from
  * which snapshot images carry the cluster level. */
 #define NODE_LEVEL_HANDSHAKE 3
 /* The first level whose level items and snapshot headers carry settings. */
 #define NODE_LEVEL_SETTINGS 4
+/* The first level whose apply numbers sequential nodes as ZooKeeper does. */
+#define NODE_LEVEL_ZK_NUMBERING 5
 /* Replicated settings (a u32 of flags). Below NODE_LEVEL_SETTINGS every node
  * applies with its own configuration (as level-3 nodes do). A bit this
  * release does not know is malformed: skipping it would change the apply. */
@@ -204,6 +212,10 @@ int node_level_item_decode(const uint8_t *d, size_t len, uint32_t *level, uint32
 /* Does apply refuse writes over a hard quota limit? From NODE_LEVEL_SETTINGS
  * on the replicated settings decide, below it this node's configuration. */
 bool node_quota_enforce(uint32_t cluster_level, uint32_t settings, bool configured);
+/* Does a store at this cluster level follow ZooKeeper's sequential numbering
+ * (kv_zk_numbering)? A level item crossing NODE_LEVEL_ZK_NUMBERING switches it
+ * (kv_zk_numbering_start); a restored image of this level already follows it. */
+bool node_zk_numbering(uint32_t cluster_level);
 /*
  * The level trailer of a TOUCH message (u32 level, u32 min after the session
  * ids, `ids_bytes` of them): 1 and the values when present, 0 when absent (a

@@ -1361,6 +1361,24 @@ static void level_apply(struct pipeline *p, uint64_t index, const uint8_t *t, ui
 	if (level != p->level_cluster)
 		keeld_log("cluster protocol level %u -> %u at index %" PRIu64, p->level_cluster,
 			  level, index);
+	/* ZooKeeper's sequential numbering from this item on, on every replica
+	 * (the built-in nodes' counters corrected here, once: a store restored
+	 * at level 5 or more follows it already, and a repeated item is a
+	 * no-op). Below it, the old rule, as nodes of level 4 and less apply. */
+	if (node_zk_numbering(level) && !kv_zk_numbering(k->kv)) {
+		int rc = kv_zk_numbering_start(k->kv);
+		if (rc < 0) {
+			stop_fatal(p,
+				   "apply: index %" PRIu64 ": cannot switch to ZooKeeper's "
+				   "sequential numbering: %s",
+				   index, keel_strerror(rc));
+			return;
+		}
+		keeld_log("index %" PRIu64 ": sequential numbering as ZooKeeper's from here "
+			  "(the parent's count of creates; the built-in nodes' counters "
+			  "corrected)",
+			  index);
+	}
 	p->level_cluster = level;
 	atomic_store(&k->level_cluster, level);
 	settings_apply(p, index, settings);
@@ -2622,6 +2640,7 @@ static void install_snapshot(struct pipeline *p, const struct raft_snapshot_meta
 	    (rc = keeld_snap_restore(p->w, nkv, &meta, &conf, &level, &settings,
 				     k->cfg.protocol_level)) < 0 ||
 	    (rc = meta.index == m->index ? 0 : KEEL_E_STATE) < 0 ||
+	    (rc = kv_zk_numbering_set(nkv, node_zk_numbering(level))) < 0 ||
 	    (rc = kv_zookeeper_nodes(nkv)) < 0 ||
 	    (rc = kv_quota_enable(nkv, node_quota_enforce(level, settings, k->cfg.enforce_quota))) <
 		    0 ||
@@ -4895,6 +4914,10 @@ int keeld_pipeline_open(struct keeld *k)
 			p->level_cluster = level;
 			p->settings = settings;
 			atomic_store(&k->level_cluster, level);
+			/* The image's level says which numbering its store follows. */
+			rc = kv_zk_numbering_set(k->kv, node_zk_numbering(level));
+		}
+		if (rc == 0) {
 			atomic_store(&k->applied_zxid, kv_view_zxid(kv_view_get(k->kv)));
 			trk_rebuild(p);
 			(void)kv_sessions(kv_view_get(k->kv), own_ids_session, k);

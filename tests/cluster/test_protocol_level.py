@@ -27,19 +27,20 @@ from kazoo.client import KazooClient  # noqa: E402
 
 TOKEN = "levels"
 # This build's protocol level (dataplane/node/node.h NODE_PROTOCOL_LEVEL).
-LEVEL = 4
+LEVEL = 5
 
 
 class LevelCluster(KeelCluster):
-    """Node ids in self.low claim protocol level 2."""
+    """Node ids in self.low claim protocol level self.low_level (2)."""
 
     low = set()
+    low_level = 2
 
     def configure(self, n):
         super().configure(n)
         if n.id in self.low:
             with open(os.path.join(n.workdir, "zoo.cfg"), "a") as f:
-                f.write("keel.test.protocolLevel=2\n")
+                f.write("keel.test.protocolLevel=%d\n" % self.low_level)
 
     def restart(self, i, low):
         self.stop(i)
@@ -84,6 +85,47 @@ def write_twenty(cl, root):
         kz.close()
 
 
+def numbering_view(cl, i, paths):
+    """What node i shows of each path: its stat's counters and sorted
+    children, through a client of that node alone (after a sync)."""
+    kz = KazooClient(hosts=cl.connect_string([i]), timeout=10.0)
+    kz.start(timeout=30)
+    try:
+        kz.sync("/")
+        out = {}
+        for p in paths:
+            st = kz.exists(p)
+            out[p] = (st.cversion, st.aversion, st.pzxid, sorted(kz.get_children(p)))
+        return out
+    finally:
+        kz.stop()
+        kz.close()
+
+
+def seq_create(cl, i, path):
+    """A sequential create through node i; the name it got."""
+    kz = KazooClient(hosts=cl.connect_string([i]), timeout=10.0)
+    kz.start(timeout=30)
+    try:
+        return kz.create(path, b"", sequence=True)
+    finally:
+        kz.stop()
+        kz.close()
+
+
+def delete(cl, i, path):
+    kz = KazooClient(hosts=cl.connect_string([i]), timeout=10.0)
+    kz.start(timeout=30)
+    try:
+        kz.delete(path)
+    finally:
+        kz.stop()
+        kz.close()
+
+
+BUILTIN = ["/", "/zookeeper", "/zookeeper/config"]
+
+
 class TestProtocolLevel(unittest.TestCase):
     def snap(self, node):
         """POST /snapshot; the newest image of the node afterwards."""
@@ -124,6 +166,13 @@ class TestProtocolLevel(unittest.TestCase):
             # Node 3 (level 2) applied every write, as the others did.
             wait_for(lambda: (status(n3) or {}).get("znodes") == status(n1)["znodes"], 30,
                      "node 3 applying every write")
+            # Below level 5 the old numbering, on every node: a sequential
+            # child is named by the parent's cversion (creates and deletes).
+            delete(cl, 1, "/up/a0")
+            self.assertEqual(seq_create(cl, 2, "/up/s-"), "/up/s-0000000021")
+            before = [numbering_view(cl, i, BUILTIN + ["/up"]) for i in range(3)]
+            self.assertEqual(before[0], before[1])
+            self.assertEqual(before[0], before[2])
 
             # Node 3 upgraded: the cluster level rises through the log.
             cl.restart(2, low=False)
@@ -135,6 +184,26 @@ class TestProtocolLevel(unittest.TestCase):
                 self.assertEqual(c[0][:2], (2, LEVEL), changes)
             self.assertEqual(len({c[0][2] for c in changes}), 1,
                              "the level changes at one index everywhere: %s" % changes)
+            # From the level item on, ZooKeeper's: the built-in nodes'
+            # counters corrected at that index on every node ("/" -2,
+            # /zookeeper -4, the config node's aversion -1); /up numbers on
+            # past its highest suffix (21: never below a name the old rule
+            # gave), then counts creates only.
+            after = [numbering_view(cl, i, BUILTIN + ["/up"]) for i in range(3)]
+            self.assertEqual(after[0], after[1])
+            self.assertEqual(after[0], after[2])
+            b, a = before[0], after[0]
+            self.assertEqual(a["/"][0], b["/"][0] - 2, (b, a))
+            self.assertEqual(a["/zookeeper"][0], b["/zookeeper"][0] - 4, (b, a))
+            self.assertEqual(a["/zookeeper/config"][1], b["/zookeeper/config"][1] - 1, (b, a))
+            self.assertEqual(a["/up"][0], 2 * 22 - 20, (b, a))
+            self.assertEqual(a["/up"][3], b["/up"][3])
+            self.assertEqual(seq_create(cl, 0, "/up/s-"), "/up/s-0000000022")
+            delete(cl, 1, "/up/a1")
+            self.assertEqual(seq_create(cl, 2, "/up/s-"), "/up/s-0000000023")
+            views = [numbering_view(cl, i, ["/up"]) for i in range(3)]
+            self.assertEqual(views[0], views[1])
+            self.assertEqual(views[0], views[2])
             img = self.snap(n2)
             self.assertTrue(img.find(b"KEELLVL1") >= 0, "no level header in the snapshot")
             # A restarted node keeps the level (from its snapshot or log).
@@ -163,7 +232,7 @@ class TestProtocolLevel(unittest.TestCase):
             kz.start(timeout=30)
             try:
                 kz.create("/up/after", b"y")
-                self.assertEqual(len(kz.get_children("/up")), 21)
+                self.assertEqual(len(kz.get_children("/up")), 22)
             finally:
                 kz.stop()
                 kz.close()
@@ -207,6 +276,74 @@ class TestProtocolLevel(unittest.TestCase):
             wait_for(lambda: (status(n) or {}).get("cluster_level") == LEVEL, 30, "the level again")
             self.assertIn(b"KEELLVL1", self.snap(n))
             downgraded("wal: snapshot")
+
+    def test_numbering_replayed(self):
+        """A standalone node at level 4 writes under the old numbering; on
+        this build it replays that log as it was written (the same names
+        and counters) up to the level item that raises it to 5, and numbers
+        as ZooKeeper after it; a second restart replays both parts, and a
+        snapshot taken after the item restores the new rule."""
+        if os.environ.get("KEEL_TEST_TARGET", "keel") != "keel":
+            self.skipTest("keel's protocol levels")
+
+        class Level4(LevelCluster):
+            low_level = 4
+
+        Level4.low = {1}
+        with Level4(1, admin_token=TOKEN) as cl:
+            n = cl.nodes[0]
+            wait_for(lambda: (status(n) or {}).get("cluster_level") == 4, 30, "level 4")
+            kz = KazooClient(hosts=cl.connect_string(), timeout=10.0)
+            kz.start(timeout=30)
+            try:
+                kz.create("/q")
+                kz.create("/q/a")
+                kz.delete("/q/a")
+                self.assertEqual(kz.create("/q/s-", sequence=True), "/q/s-0000000002")
+                self.assertEqual(kz.create("/r-", sequence=True), "/r-0000000002")
+            finally:
+                kz.stop()
+                kz.close()
+            paths = BUILTIN + ["/q"]
+            old = numbering_view(cl, 0, paths)
+            self.assertEqual(old["/"][0], 3)  # /zookeeper, /q, /r- counted
+            Level4.low = set()
+            cl.stop(0)
+            cl.configure(n)
+            cl.start(0)
+            wait_for(lambda: (status(n) or {}).get("cluster_level") == LEVEL, 30,
+                     "this build's level")
+            self.assertEqual(level_changes(n)[-1][:2], (4, LEVEL))
+            self.assertIn("sequential numbering as ZooKeeper's from here", cl.tail(n, 50))
+            new = numbering_view(cl, 0, paths)
+            # replayed as written, then switched: "/" counts on past
+            # /r-0000000002 (cversion 2 x 3 - 3 children), /zookeeper -4,
+            # /q past s-0000000002 (2 x 3 - 1)
+            self.assertEqual(new["/"][0], 3, (old, new))
+            self.assertEqual(new["/zookeeper"][0], old["/zookeeper"][0] - 4)
+            self.assertEqual(new["/zookeeper/config"][1], old["/zookeeper/config"][1] - 1)
+            self.assertEqual(new["/q"][0], 5, (old, new))
+            self.assertEqual(new["/q"][3], old["/q"][3])
+            self.assertEqual(seq_create(cl, 0, "/q/s-"), "/q/s-0000000003")
+            delete(cl, 0, "/q/s-0000000002")
+            self.assertEqual(seq_create(cl, 0, "/q/s-"), "/q/s-0000000004")
+            self.assertEqual(seq_create(cl, 0, "/zookeeper/s-"), "/zookeeper/s-0000000000")
+            paths.append("/zookeeper/s-0000000000")
+            want = numbering_view(cl, 0, paths)
+            # the whole log again: level-4 entries, the item, level-5 entries
+            cl.stop(0)
+            cl.start(0)
+            wait_for(lambda: (status(n) or {}).get("cluster_level") == LEVEL, 30,
+                     "the level again")
+            self.assertEqual(numbering_view(cl, 0, paths), want)
+            # and from a snapshot taken at level 5
+            self.assertIn(b"KEELLVL1", self.snap(n))
+            cl.stop(0)
+            cl.start(0)
+            wait_for(lambda: (status(n) or {}).get("cluster_level") == LEVEL, 30,
+                     "the level again")
+            self.assertEqual(numbering_view(cl, 0, paths), want)
+            self.assertEqual(seq_create(cl, 0, "/q/s-"), "/q/s-0000000005")
 
     def test_with_previous_release(self):
         """With KEEL_KEELD_PREV naming a keeld of session 4 (protocol level 2,

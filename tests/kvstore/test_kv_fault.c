@@ -218,6 +218,61 @@ static void test_fault_quota(void **state)
 	with_quota = false;
 }
 
+/* A store for kv_zk_numbering_start: the built-in nodes, a parent whose
+ * children's suffixes are above its count of creates (a floor to raise). */
+static void prepare_numbering(struct kv *kv)
+{
+	int64_t z = 1;
+	assert_int_equal(kv_zookeeper_nodes(kv), 0);
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/a", "", 0), NULL), ZK_OK);
+	for (int i = 0; i < 4; i++) {
+		assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/a/x", "", 0), NULL), ZK_OK);
+		assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_DELETE, "/a/x"), NULL), ZK_OK);
+		assert_int_equal(
+			kvt_apply1(kv, z++, 0,
+				   kvt_create_op("/a/s-", "", KV_MODE_PERSISTENT_SEQUENTIAL), NULL),
+			ZK_OK);
+	}
+}
+
+/* The switch to ZooKeeper's numbering: a failure leaves the old rule and
+ * the store as they were. */
+static void test_fault_zk_numbering(void **state)
+{
+	(void)state;
+	struct kv *ref, *kv;
+	assert_int_equal(kv_create(NULL, &ref), 0);
+	prepare_numbering(ref);
+	assert_int_equal(kv_zk_numbering_start(ref), 0);
+	uint64_t want = kv_view_digest(kv_view_get(ref));
+	long failures = 0;
+	for (long n = 1;; n++) {
+		assert_int_equal(kv_create(NULL, &kv), 0);
+		prepare_numbering(kv);
+		uint64_t d0 = kv_view_digest(kv_view_get(kv));
+		kv_fault_countdown = n;
+		int rc = kv_zk_numbering_start(kv);
+		long left = kv_fault_countdown;
+		kv_fault_countdown = 0;
+		if (rc == KEEL_E_NOMEM) {
+			failures++;
+			assert_int_equal(kv_view_digest(kv_view_get(kv)), d0);
+			assert_false(kv_zk_numbering(kv));
+			rc = kv_zk_numbering_start(kv);
+		}
+		assert_int_equal(rc, 0);
+		assert_true(kv_zk_numbering(kv));
+		assert_int_equal(kv_view_digest(kv_view_get(kv)), want);
+		kv_destroy(kv);
+		kv_thread_quiescent();
+		if (left > 0)
+			break;
+	}
+	fprintf(stderr, "fault: zk numbering: %ld allocation sites failed cleanly\n", failures);
+	assert_true(failures > 0);
+	kv_destroy(ref);
+}
+
 static void test_fault_restore(void **state)
 {
 	(void)state;
@@ -260,7 +315,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_fault_multi), cmocka_unit_test(test_fault_close_session),
 		cmocka_unit_test(test_fault_group), cmocka_unit_test(test_fault_restore),
-		cmocka_unit_test(test_fault_quota),
+		cmocka_unit_test(test_fault_quota), cmocka_unit_test(test_fault_zk_numbering),
 	};
 	int rc = cmocka_run_group_tests(tests, kvt_setup, kvt_teardown);
 	kv_barrier();

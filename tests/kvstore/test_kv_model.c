@@ -7,8 +7,9 @@
  * of each sequence every node, child list and session must agree, a replica
  * fed the same batch (txn by txn, and with its setData runs grouped as keeld
  * applies them, kv_group_add) must have the same digest, and a snapshot round trip
- * must give it back. A failure prints the seed; KV_MODEL_SEED=<seed> replays
- * just that sequence.
+ * must give it back. Odd seeds run under ZooKeeper's sequential numbering
+ * (kv_zk_numbering_set), even ones under the old rule. A failure prints the
+ * seed; KV_MODEL_SEED=<seed> replays just that sequence.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -86,6 +87,10 @@ static int msess(const struct model *m, int64_t id)
 	return -1;
 }
 
+/* The sequence's numbering rule: ZooKeeper's (the parent's count of creates,
+ * which is (cversion + children) / 2) or the old one (its cversion). */
+static bool zk_rule;
+
 static int m_is_eph(int64_t o)
 {
 	return o > 0;
@@ -101,7 +106,9 @@ static int m_create(struct model *m, const char *path0, const char *data, int mo
 	if (!par)
 		return ZK_ENONODE;
 	if (mode == 2 || mode == 3 || mode == 6)
-		snprintf(path + strlen(path), 16, "%010d", par->st.cversion);
+		snprintf(path + strlen(path), 16, "%010d",
+			 zk_rule ? (par->st.cversion + par->st.num_children) / 2
+				 : par->st.cversion);
 	if (mfind(m, path))
 		return ZK_ENODEEXISTS;
 	if (m_is_eph(par->st.ephemeral_owner))
@@ -402,7 +409,9 @@ static void run_sequence(uint64_t seed)
 	memset(&m, 0, sizeof(m));
 	m.n[0].used = 1;
 	strcpy(m.n[0].path, "/");
+	zk_rule = seed & 1;
 	assert_int_equal(kv_create(NULL, &kv), 0);
+	assert_int_equal(kv_zk_numbering_set(kv, zk_rule), 0);
 	assert_int_equal(kv_batch_init(batch, sizeof(batch)), 5);
 	blen = 5;
 	for (int step = 1; step <= STEPS; step++) {
@@ -497,6 +506,7 @@ static void run_sequence(uint64_t seed)
 	size_t tl;
 	int rc;
 	assert_int_equal(kv_create(NULL, &replica), 0);
+	assert_int_equal(kv_zk_numbering_set(replica, zk_rule), 0);
 	assert_int_equal(kv_batch_iter_init(&it, batch, blen), 0);
 	while ((rc = kv_batch_next(&it, &tb, &tl)) == 1)
 		assert_int_equal(kv_apply_encoded(replica, tb, tl, NULL), 0);
@@ -508,6 +518,7 @@ static void run_sequence(uint64_t seed)
 	/* and so does one applying it as keeld does: runs of setData txns as
 	 * groups (kv_group_add) of random sizes, the rest one by one */
 	assert_int_equal(kv_create(NULL, &replica), 0);
+	assert_int_equal(kv_zk_numbering_set(replica, zk_rule), 0);
 	assert_int_equal(kv_batch_iter_init(&it, batch, blen), 0);
 	uint32_t cut = 1 + (uint32_t)rn(8);
 	while ((rc = kv_batch_next(&it, &tb, &tl)) == 1) {

@@ -232,6 +232,30 @@ static void test_touch_admin(void **state)
 	assert_int_equal(node_touch_admin_parse(x + 3, 5, a, 4), 1);
 }
 
+/* ZooKeeper's sequential numbering from level 5 on; level 5 adds no
+ * encoding: its items and snapshot headers are level 4's with settings. */
+static void test_zk_numbering(void **state)
+{
+	(void)state;
+	for (uint32_t l = 1; l < NODE_LEVEL_ZK_NUMBERING; l++)
+		assert_false(node_zk_numbering(l));
+	assert_true(node_zk_numbering(5));
+	assert_true(node_zk_numbering(NODE_PROTOCOL_LEVEL));
+	uint8_t b[NODE_LEVEL_SNAP_SET_BYTES];
+	uint32_t level = 0, settings = 9;
+	node_level_item_put_settings(b, 5, 0);
+	assert_int_equal(node_level_item_decode(b, NODE_LEVEL_ITEM_SET_BYTES, &level, &settings),
+			 1);
+	assert_int_equal(level, 5);
+	assert_int_equal(settings, 0);
+	assert_int_equal(node_level_snap_put(b, 5, NODE_SETTING_ENFORCE_QUOTA),
+			 NODE_LEVEL_SNAP_SET_BYTES);
+	assert_int_equal(node_level_snap_parse(b, sizeof(b), &level, &settings),
+			 (int)NODE_LEVEL_SNAP_SET_BYTES);
+	assert_int_equal(level, 5);
+	assert_int_equal(settings, NODE_SETTING_ENFORCE_QUOTA);
+}
+
 static void test_snap(void **state)
 {
 	(void)state;
@@ -298,11 +322,11 @@ static void test_config(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_target),        cmocka_unit_test(test_item),
-		cmocka_unit_test(test_quota_enforce), cmocka_unit_test(test_touch_settings),
-		cmocka_unit_test(test_check),         cmocka_unit_test(test_touch),
-		cmocka_unit_test(test_touch_admin),   cmocka_unit_test(test_snap),
-		cmocka_unit_test(test_config),
+		cmocka_unit_test(test_target),         cmocka_unit_test(test_item),
+		cmocka_unit_test(test_quota_enforce),  cmocka_unit_test(test_zk_numbering),
+		cmocka_unit_test(test_touch_settings), cmocka_unit_test(test_check),
+		cmocka_unit_test(test_touch),          cmocka_unit_test(test_touch_admin),
+		cmocka_unit_test(test_snap),           cmocka_unit_test(test_config),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
