@@ -149,8 +149,9 @@ class TestCrud(Base):
         paths = [self.zk.create(self.p("s-"), sequence=True) for _ in range(5)]
         self.assertEqual(paths, [self.p("s-%010d" % i) for i in range(5)])
         # the counter is the parent's cversion, so other children move it too.
-        # (ZooKeeper's prepared-change cache may or may not count the delete here
-        # depending on timing: 6 or 7 are both ZooKeeper behaviour; keel gives 7.)
+        # ZooKeeper numbers by the parent's count of creates (6 here); keel does
+        # too from cluster protocol level 5 on, and gives 7 (creates + deletes)
+        # before its cluster reaches that level, a tick after the first election.
         self.zk.create(self.p("plain"))
         self.zk.delete(self.p("plain"))
         nxt = self.zk.create(self.p("s-"), sequence=True)
