@@ -5,7 +5,8 @@
  *     (64 B) as fast as it can, over 10k znodes;
  *  2. apply rate (writer alone) for setData and for create;
  *  3. memory per znode at 1M znodes with 64 B of data (RSS growth / count,
- *     allocator overhead included, after retired versions are reclaimed).
+ *     allocator overhead included, after retired versions are reclaimed);
+ *  4. the switch to ZooKeeper's sequential numbering over that store.
  * Usage: kv-bench [seconds per phase, default 2] [znodes for 3, default 1000000]
  * KV_BENCH_QUOTA=on: quotas kept (kv_quota_enable, as keeld), none set;
  * =set: also a quota on /r and /p0000 (every setData/create of 1, 2 and the
@@ -249,6 +250,20 @@ int main(int argc, char **argv)
 	printf("memory: %lu znodes with 64 B data: RSS +%.1f MiB, %.0f B per znode\n",
 	       (unsigned long)nodes, (double)(rss1 - rss0) / (1 << 20),
 	       (double)(rss1 - rss0) / (double)nodes);
+
+	/* 4. the switch to ZooKeeper's sequential numbering (protocol level 5)
+	 * walks every znode once on the writer: the pipeline's stall at that
+	 * level item on a store this size. */
+	if (!kv_zk_numbering(kv)) {
+		t0 = now_s();
+		c0 = cpu_s();
+		int rc = kv_zk_numbering_start(kv);
+		if (rc < 0)
+			die("zk_numbering_start", rc);
+		printf("switch to ZooKeeper's numbering over %lu znodes: %.1f ms wall, %.1f ms "
+		       "writer CPU\n",
+		       (unsigned long)nodes, (now_s() - t0) * 1e3, (cpu_s() - c0) * 1e3);
+	}
 	kv_destroy(kv);
 	kv_barrier();
 	kv_thread_unregister();
