@@ -373,3 +373,16 @@ void keeld_observe_request(struct keeld *k, int32_t type, uint64_t since_ns)
 	if (k->nm && since_ns)
 		keeld_observe_request_at(k, type, since_ns, keel_now_ns());
 }
+
+void keeld_settings_view(struct keeld *k, struct keeld_settings_view *v)
+{
+	uint32_t settings = atomic_load(&k->settings);
+	v->cluster_level = atomic_load(&k->level_cluster);
+	v->settings_level = NODE_LEVEL_SETTINGS;
+	v->replicated = v->cluster_level >= NODE_LEVEL_SETTINGS;
+	v->index = atomic_load(&k->settings_index);
+	v->enforce_quota_config = k->cfg.enforce_quota;
+	v->enforce_quota_cluster = settings & NODE_SETTING_ENFORCE_QUOTA;
+	v->enforce_quota = node_quota_enforce(v->cluster_level, settings, k->cfg.enforce_quota);
+	v->quota_config_differs = atomic_load(&k->n_quota_cfg_differs);
+}

@@ -1330,10 +1330,14 @@ static void settings_apply(struct pipeline *p, uint64_t index, uint32_t settings
 static void settings_note(struct pipeline *p, uint64_t index)
 {
 	struct keeld *k = p->k;
+	atomic_store(&k->settings, p->settings); /* /status, mntr: keeld_settings_view */
+	atomic_store(&k->settings_index, index);
 	if (p->level_cluster < NODE_LEVEL_SETTINGS)
 		return;
 	bool on = node_quota_enforce(p->level_cluster, p->settings, k->cfg.enforce_quota);
 	bool differs = on != k->cfg.enforce_quota;
+	if (differs)
+		atomic_fetch_add(&k->n_quota_cfg_differs, 1);
 	if (differs && k->quota_cfg_differs_c)
 		mgmt_counter_add(k->quota_cfg_differs_c, 1);
 	keeld_log("index %" PRIu64 ": cluster settings: enforceQuota=%s (the leader's; this "
@@ -1933,6 +1937,7 @@ static void settings_heard(struct pipeline *p, uint32_t from, uint32_t said)
 	lp->settings_said = said;
 	if ((said & NODE_SETTING_ENFORCE_QUOTA) == (settings_own(k) & NODE_SETTING_ENFORCE_QUOTA))
 		return;
+	atomic_fetch_add(&k->n_quota_cfg_differs, 1);
 	if (k->quota_cfg_differs_c)
 		mgmt_counter_add(k->quota_cfg_differs_c, 1);
 	keeld_log("node %u: enforceQuota=%s there, %s on this leader: below cluster protocol "
@@ -4267,6 +4272,14 @@ static void mg_publish(struct pipeline *p)
 	s.protocol_level_min = NODE_PROTOCOL_LEVEL_MIN;
 	s.cluster_level = p->level_cluster;
 	s.level_refused = atomic_load(&k->n_level_refused);
+	struct keeld_settings_view sv;
+	keeld_settings_view(k, &sv);
+	s.settings_level = sv.settings_level;
+	s.settings_index = sv.index;
+	s.enforce_quota = sv.enforce_quota;
+	s.enforce_quota_cluster = sv.enforce_quota_cluster;
+	s.enforce_quota_config = sv.enforce_quota_config;
+	s.quota_config_differs = sv.quota_config_differs;
 	_Static_assert(KEELD_SNAP_STAGES == MGMT_SNAP_STAGES, "stage names in mgmt.h");
 	memcpy(s.snapshot_failures, p->snap_failed, sizeof(s.snapshot_failures));
 	s.snapshot_failure_ms = p->snap_fail_ms;
