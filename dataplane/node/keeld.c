@@ -248,7 +248,7 @@ static void usage(FILE *f)
 		"dataplane keys (handed to the peer transport; see dataplane/dp.h):\n"
 		"  dp.device[.K]=DEVARGS dp.lcores dp.memory_mb dp.no_huge dp.file_prefix\n"
 		"  dp.mempool_size dp.mempool_cache dp.rx_ring dp.tx_ring dp.log_level\n"
-		"  dp.poll=busy|adaptive dp.spin_us dp.sleep_us dp.rx_intr dp.mtu\n"
+		"  dp.poll=busy|adaptive dp.spin_us dp.sleep_us dp.rx_intr dp.mtu dp.mtu_probe_s\n"
 		"  dp.max_msg_bytes dp.reasm_mem_mb dp.reasm_slots dp.reasm_per_peer\n"
 		"  dp.reasm_timeout_ms dp.sock_buf_kb dp.peer_mac.N dp.peer_port.N\n"
 		"  dp.test_loss_ppm dp.test_corrupt_ppm dp.test_seed (tests only)\n"
