@@ -234,6 +234,10 @@ struct keeld {
 	 * the level item or snapshot that set them last, and the differences
 	 * keel_quota_config_differs_total counts (pipeline.c settings_note,
 	 * settings_heard): for /status and mntr (keeld_settings_view) */
+	/* keel.test.logReadFailAt: the log's reads counted while armed (the
+	 * main thread, during keeld_pipeline_open only: keeld_test_log_fault) */
+	uint32_t test_log_reads;
+	bool test_log_armed;
 	atomic_uint settings;
 	atomic_uint_fast64_t settings_index;
 	atomic_uint_fast64_t n_quota_cfg_differs;
@@ -280,6 +284,9 @@ static inline struct kv *keeld_kv(struct keeld *k)
 
 /* keeld.c */
 void keeld_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The log's fault seam with keel.test.logReadFailAt set (wal_options.fault,
+ * arg the keeld): the N-th read while armed fails with EIO. */
+int keeld_test_log_fault(void *arg, enum wal_io_kind kind);
 /* This run's request-id and session-id bases, kept before any is used:
  * 0, or a negative code (logged) when they cannot be kept. */
 int keeld_req_id_base(struct keeld *k);

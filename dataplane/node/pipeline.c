@@ -4864,6 +4864,9 @@ int keeld_pipeline_open(struct keeld *k)
 				  .inline_sync_max_bytes = PL_INLINE_SYNC_BYTES,
 				  .inline_write_max_bytes = PL_INLINE_WRITE_BYTES,
 				  .log_fn = wal_log,
+				  /* keel.test.logReadFailAt (keeld.c): a read error at start-up */
+				  .fault = c->test_log_read_fail_at ? keeld_test_log_fault : NULL,
+				  .fault_arg = k,
 				  .sync_fn = wal_synced,
 				  .sync_arg = k };
 	struct wal_recovery rec;
