@@ -253,10 +253,10 @@ static const char *udp_ref_mode(dp_transport *t, uint16_t to)
  * (the socket's queue drained; an overflow, ENOBUFS, counts as one). */
 static bool nl_changed(int fd)
 {
-	static uint8_t buf[8192]; /* contents unused: the pipeline thread only */
+	uint8_t buf[64]; /* contents unused: MSG_TRUNC drops the rest of each message */
 	bool changed = false;
 	for (;;) {
-		ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+		ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT | MSG_TRUNC);
 		if (n > 0 || (n < 0 && errno == ENOBUFS))
 			changed = true;
 		else if (n < 0 && errno == EINTR)
