@@ -151,8 +151,10 @@ class Quota(unittest.TestCase):
                                   st["enforce_quota_source"]), (own, own, None, False, "config"),
                                  st)
                 self.assertIn("each node applies its own enforceQuota", st["why"])
-                self.assertEqual(st["quota_config_differs_total"],
-                                 metric(n, "keel_quota_config_differs_total") or 0)
+                # the count /metrics shows (/status is published every 100 ms)
+                wait_for(lambda: settings(n)["quota_config_differs_total"]
+                         == (metric(n, "keel_quota_config_differs_total") or 0), 30,
+                         "node %d's count on /status" % n.id)
                 m = mntr(cl, n)
                 self.assertEqual((m["keel_protocol_level"], m["keel_cluster_protocol_level"],
                                   m["keel_settings_replicated"], m["keel_enforce_quota"],
@@ -274,8 +276,9 @@ class Quota(unittest.TestCase):
                           "index %d) is in force on every node; this node's configuration "
                           "says %s" % (want, st["index"], str(own).lower()), st["why"])
             self.assertEqual("keel_quota_config_differs_total" in st["why"], own != on, st)
-            self.assertEqual(st["quota_config_differs_total"],
-                             metric(n, "keel_quota_config_differs_total") or 0)
+            wait_for(lambda: settings(n)["quota_config_differs_total"]
+                     == (metric(n, "keel_quota_config_differs_total") or 0), 30,
+                     "node %d's count on /status" % n.id)
             if own != on:
                 self.assertGreaterEqual(st["quota_config_differs_total"], 1, st)
             m = mntr(cl, n)
