@@ -268,6 +268,11 @@ struct keeld {
 	/* keel_quota_config_differs_total: replicated settings applied that
 	 * differ from this node's enforceQuota (pipeline.c settings_apply) */
 	struct mgmt_counter *quota_cfg_differs_c;
+	/* keel_dp_mtu_changes_total{direction}: raised, lowered (dp.mtu=auto
+	 * following the path), and the transport's counts last folded in
+	 * (pipeline.c mg_drops) */
+	struct mgmt_counter *mtu_changes_c[2];
+	uint64_t mtu_changes_seen[2];
 	/* keel_session_expired_total{reason}: n_expired on /metrics (admin.c) */
 	struct mgmt_counter *expired_c[KEELD_EXPIRED_REASONS];
 	/* keel_protocol_level_refused_total: members refused for their level */

@@ -4239,6 +4239,14 @@ static void mg_drops(struct pipeline *p)
 			mgmt_counter_add(p->k->nm->frames_dropped[i], now[i] - p->drops_seen[i]);
 		p->drops_seen[i] = now[i];
 	}
+	/* dp.mtu=auto following the path: keel_dp_mtu_changes_total{direction} */
+	struct keeld *k = p->k;
+	uint64_t mtu[2] = { st.v[DP_CTR_TX_MTU_RAISED], st.v[DP_CTR_TX_MTU_LOWERED] };
+	for (int i = 0; i < 2; i++) {
+		if (mtu[i] > k->mtu_changes_seen[i] && k->mtu_changes_c[i])
+			mgmt_counter_add(k->mtu_changes_c[i], mtu[i] - k->mtu_changes_seen[i]);
+		k->mtu_changes_seen[i] = mtu[i];
+	}
 }
 
 static void mg_publish(struct pipeline *p)
