@@ -128,7 +128,8 @@ extern "C" {
 	X(DP_CTR_DROP_TX_MSGSIZE, "drop_tx_msgsize") /* longer than the path MTU (frames) */      \
 	X(DP_CTR_TX_MTU_LOWERED, "tx_mtu_lowered")   /* dp.mtu=auto followed a smaller path */    \
 	X(DP_CTR_TX_MTU_RAISED, "tx_mtu_raised")     /* dp.mtu=auto followed a larger path */     \
-	X(DP_CTR_TX_MTU_PROBES, "tx_mtu_probes")     /* route MTUs read again (dp.mtu_probe_s) */
+	X(DP_CTR_TX_MTU_PROBES, "tx_mtu_probes")     /* route MTUs read again (dp.mtu_probe_s) */ \
+	X(DP_CTR_TX_MTU_ROUTE_EVENTS, "tx_mtu_route_events") /* ... after a route/link change */
 
 enum dp_ctr {
 #define DP_CTR_ENUM_(name, str) name,

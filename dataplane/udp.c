@@ -22,12 +22,13 @@
  * route's MTU is read again and the frames are cut smaller from then on
  * (tx_mtu_lowered, logged; never below DP_MTU_MIN): the lost message is sent
  * again by its sender's retry (Raft's). A path that grows again is found
- * by reading the peers' route MTUs again (udp_mtu_look): about a second
- * after the kernel reports a route or link change (a netlink socket read at
- * most once a second, on a receive that took frames), and every
+ * by reading the peers' route MTUs again (udp_mtu_look): within a quarter
+ * second after the kernel reports a route or link change (a netlink socket
+ * read at most every 250 ms, on a receive that took frames), and every
  * dp.mtu_probe_s (600 s, the kernel's own PMTU expiry) in any case; the
  * frames are then cut for the smallest of them (tx_mtu_raised or
- * tx_mtu_lowered, logged; tx_mtu_probes counts the reads). A path that drops
+ * tx_mtu_lowered, logged; tx_mtu_route_events and tx_mtu_probes count the
+ * reads for each cause). A path that drops
  * the ICMP "fragmentation needed" (a black hole) is not detected: frames
  * longer than it are lost as for any PMTUD user (dataplane/README.md, "Frame
  * size"). A datagram longer than the rx buffer
@@ -50,7 +51,10 @@
 #include "dp_impl.h"
 
 #define TX_BATCH 64
-#define SLOT_IOV (2 * DP_FRAME_REFS + 1) /* header+copies, then ref, copy, ref... */
+/* dp.mtu=auto: the netlink socket and the probe timer are looked at no more
+ * often than this (on receives that took frames): a recv a quarter second. */
+#define MTU_LOOK_NS 250000000ull
+#define SLOT_IOV    (2 * DP_FRAME_REFS + 1) /* header+copies, then ref, copy, ref... */
 
 struct udp_tp {
 	struct dp_transport base;
@@ -267,7 +271,7 @@ static bool nl_changed(int fd)
 }
 
 /*
- * dp.mtu=auto, at most once a second from a receive that took frames (the
+ * dp.mtu=auto, at most every MTU_LOOK_NS from a receive that took frames (the
  * clock is read there already; peers send at least every heartbeat): read
  * the peers' route MTUs again after a route or link change, or once every
  * dp.mtu_probe_s, and cut frames for the smallest (within mtu_cap). A path
@@ -278,16 +282,18 @@ static bool nl_changed(int fd)
 static void udp_mtu_look(dp_transport *t, uint64_t now)
 {
 	struct udp_tp *u = udp_of(t);
-	u->look_ns = now + 1000000000ull;
+	u->look_ns = now + MTU_LOOK_NS;
 	const char *cause;
-	if (u->nl_fd >= 0 && nl_changed(u->nl_fd))
+	if (u->nl_fd >= 0 && nl_changed(u->nl_fd)) {
 		cause = "a route or link changed";
-	else if (now >= u->probe_ns)
+		t->ctr[DP_CTR_TX_MTU_ROUTE_EVENTS]++;
+	} else if (now >= u->probe_ns) {
 		cause = "dp.mtu_probe_s";
-	else
+		t->ctr[DP_CTR_TX_MTU_PROBES]++;
+	} else {
 		return;
+	}
 	u->probe_ns = now + (uint64_t)t->cfg.mtu_probe_s * 1000000000ull;
-	t->ctr[DP_CTR_TX_MTU_PROBES]++;
 	char why[64] = "";
 	uint16_t m = udp_auto_mtu(&t->cfg, why, sizeof(why));
 	uint16_t old = t->cfg.mtu;
@@ -462,7 +468,7 @@ static void set_buf(int fd, int opt_force, int opt, int bytes)
 static void udp_watch_routes(struct udp_tp *u)
 {
 	uint64_t now = keel_now_ns();
-	u->look_ns = now + 1000000000ull;
+	u->look_ns = now + MTU_LOOK_NS;
 	u->probe_ns = now + (uint64_t)u->base.cfg.mtu_probe_s * 1000000000ull;
 	u->nl_fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_ROUTE);
 	struct sockaddr_nl sn = { .nl_family = AF_NETLINK,
