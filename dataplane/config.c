@@ -39,6 +39,7 @@ void dp_config_init(struct dp_config *c)
 	snprintf(c->log_level, sizeof(c->log_level), "error");
 	c->sock_buf_kb = 8192;
 	c->udp_rx_buf_bytes = DP_UDP_RX_BUF_MAX;
+	c->mtu_probe_s = 600; /* the kernel's PMTU expiry (net.ipv4.route.mtu_expires) */
 	for (int i = 0; i < DP_MAX_NODES; i++)
 		c->peers[i].port = -1;
 }
@@ -132,6 +133,7 @@ static const struct key keys[] = {
 	{ "dp.ip", K_IP, F(ip), 0, 0, 0, "an IPv4 address" },
 	{ "dp.udp_port", K_U16, F(udp_port), 0, 1, 65535, "a UDP port 1..65535" },
 	{ "dp.mtu", K_U16, F(mtu), 0, DP_MTU_MIN, DP_MTU_MAX, "auto or an MTU 576..65535" },
+	{ "dp.mtu_probe_s", K_U32, F(mtu_probe_s), 0, 1, 86400, "seconds 1..86400" },
 	{ "dp.max_msg_bytes", K_U32, F(max_msg_bytes), 0, 1024, DP_MAX_MSG_BYTES,
 	  "bytes 1024..67108864" },
 	{ "dp.reasm_mem_mb", K_U32, F(reasm_mem_mb), 0, 1, 4096, "MiB 1..4096" },

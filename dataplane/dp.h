@@ -126,7 +126,10 @@ extern "C" {
 	X(DP_CTR_TX_REORDERED_INJECTED, "tx_reordered_injected") /* test reordering (frames) */   \
 	X(DP_CTR_TX_DUP_INJECTED, "tx_dup_injected") /* test duplication (extra frames) */        \
 	X(DP_CTR_DROP_TX_MSGSIZE, "drop_tx_msgsize") /* longer than the path MTU (frames) */      \
-	X(DP_CTR_TX_MTU_LOWERED, "tx_mtu_lowered")   /* dp.mtu=auto followed a smaller path */
+	X(DP_CTR_TX_MTU_LOWERED, "tx_mtu_lowered")   /* dp.mtu=auto followed a smaller path */    \
+	X(DP_CTR_TX_MTU_RAISED, "tx_mtu_raised")     /* dp.mtu=auto followed a larger path */     \
+	X(DP_CTR_TX_MTU_PROBES, "tx_mtu_probes")     /* route MTUs read again (dp.mtu_probe_s) */ \
+	X(DP_CTR_TX_MTU_ROUTE_EVENTS, "tx_mtu_route_events") /* ... after a route/link change */
 
 enum dp_ctr {
 #define DP_CTR_ENUM_(name, str) name,
@@ -312,6 +315,7 @@ struct dp_config {
 	struct dp_peer_config
 		peers[DP_MAX_NODES]; /* dp.peer.N=ip:port, dp.peer_mac.N, dp.peer_port.N */
 	uint16_t mtu;                /* dp.mtu: IP MTU, or DP_MTU_AUTO; frag_unit = mtu - 64 */
+	uint32_t mtu_probe_s;        /* dp.mtu_probe_s: auto, kernel UDP: route MTUs read again */
 	uint32_t max_msg_bytes;      /* dp.max_msg_bytes */
 	uint32_t reasm_mem_mb;       /* dp.reasm_mem_mb */
 	uint16_t reasm_slots;        /* dp.reasm_slots */
@@ -408,9 +412,11 @@ const char *dp_kind(const dp_transport *t);
  * to the peers (IP_MTU of a connected socket; the route to dp.ip when there
  * are none) capped at DP_MTU_UDP_AUTO_MAX; DPDK, the smallest MTU of the
  * ports probed at open (rte_eth_dev_get_mtu), 1500 if none tells, capped at
- * DP_MTU_DPDK_MAX. A peer added later over a smaller route MTU lowers it
- * (kernel UDP, auto only). Receivers take any frame size (the header carries
- * frag_unit), so nodes with different MTUs talk.
+ * DP_MTU_DPDK_MAX. Kernel UDP, auto only: a peer added later over a smaller
+ * route MTU lowers it, a send refused EMSGSIZE (the path shrank) lowers it,
+ * and the route MTUs read again (after a route or link change, and every
+ * dp.mtu_probe_s) move it either way. Receivers take any frame size (the
+ * header carries frag_unit), so nodes with different MTUs talk.
  */
 uint16_t dp_mtu(const dp_transport *t);
 /* Whether dp_mtu() was found (dp.mtu=auto) rather than set. */

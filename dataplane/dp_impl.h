@@ -90,6 +90,8 @@ int dp_base_init(dp_transport *t, const struct dp_ops *ops, const struct dp_conf
 		 char *err, size_t errlen);
 /* Cut frames for a smaller MTU from now on (a path that shrank). */
 void dp_base_lower_mtu(dp_transport *t, uint16_t mtu);
+/* Cut frames for mtu (>= DP_MTU_MIN) from now on, larger or smaller. */
+void dp_base_set_mtu(dp_transport *t, uint16_t mtu);
 void dp_base_fini(dp_transport *t);
 
 /*

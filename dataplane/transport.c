@@ -70,10 +70,15 @@ int dp_base_init(dp_transport *t, const struct dp_ops *ops, const struct dp_conf
 
 void dp_base_lower_mtu(dp_transport *t, uint16_t mtu)
 {
-	if (mtu >= DP_MTU_MIN && mtu < t->cfg.mtu) {
-		t->cfg.mtu = mtu;
-		t->frag_unit = frag_unit_of(mtu);
-	}
+	if (mtu >= DP_MTU_MIN && mtu < t->cfg.mtu)
+		dp_base_set_mtu(t, mtu);
+}
+
+void dp_base_set_mtu(dp_transport *t, uint16_t mtu)
+{
+	KEEL_ASSERT(mtu >= DP_MTU_MIN);
+	t->cfg.mtu = mtu;
+	t->frag_unit = frag_unit_of(mtu);
 }
 
 uint16_t dp_mtu(const dp_transport *t)

@@ -21,12 +21,24 @@
  * fragmented at IP level; the datagram is counted drop_tx_msgsize, the
  * route's MTU is read again and the frames are cut smaller from then on
  * (tx_mtu_lowered, logged; never below DP_MTU_MIN): the lost message is sent
- * again by its sender's retry (Raft's); a datagram longer than the rx buffer
+ * again by its sender's retry (Raft's). A path that grows again is found
+ * by reading the peers' route MTUs again (udp_mtu_look): within a quarter
+ * second after the kernel reports a route or link change (a netlink socket
+ * read at most every 250 ms, on a receive that took frames), and every
+ * dp.mtu_probe_s (600 s, the kernel's own PMTU expiry) in any case; the
+ * frames are then cut for the smallest of them (tx_mtu_raised or
+ * tx_mtu_lowered, logged; tx_mtu_route_events and tx_mtu_probes count the
+ * reads for each cause). A path that drops
+ * the ICMP "fragmentation needed" (a black hole) is not detected: frames
+ * longer than it are lost as for any PMTUD user (dataplane/README.md, "Frame
+ * size"). A datagram longer than the rx buffer
  * (counted truncated); anything a peer sends that is not a keel frame from
  * its configured address (counted by dp_rx_frame).
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
@@ -39,7 +51,10 @@
 #include "dp_impl.h"
 
 #define TX_BATCH 64
-#define SLOT_IOV (2 * DP_FRAME_REFS + 1) /* header+copies, then ref, copy, ref... */
+/* dp.mtu=auto: the netlink socket and the probe timer are looked at no more
+ * often than this (on receives that took frames): a recv a quarter second. */
+#define MTU_LOOK_NS 250000000ull
+#define SLOT_IOV    (2 * DP_FRAME_REFS + 1) /* header+copies, then ref, copy, ref... */
 
 struct udp_tp {
 	struct dp_transport base;
@@ -60,6 +75,11 @@ struct udp_tp {
 	struct iovec rxiov[DP_BURST];
 	struct sockaddr_in rxsa[DP_BURST];
 	bool msgsize_logged; /* a frame of the MTU in use was refused (logged once) */
+	/* dp.mtu=auto: the path may grow again (udp_mtu_look) */
+	uint16_t mtu_cap;  /* the largest MTU the tx slots and the rx buffers take */
+	int nl_fd;         /* NETLINK_ROUTE, link and IPv4 route changes; -1: none */
+	uint64_t look_ns;  /* next look at nl_fd and the probe timer */
+	uint64_t probe_ns; /* next periodic read of the route MTUs */
 };
 
 static struct udp_tp *udp_of(dp_transport *t)
@@ -95,6 +115,7 @@ static void keep_tail(struct udp_tp *u, int done)
 
 static int route_mtu(uint32_t ip, uint16_t port);
 static uint16_t auto_mtu(int route);
+static uint16_t udp_auto_mtu(const struct dp_config *c, char *why, size_t whylen);
 
 /*
  * sendmmsg refused datagram i with EMSGSIZE (dp.mtu=auto only: the socket
@@ -232,6 +253,63 @@ static const char *udp_ref_mode(dp_transport *t, uint16_t to)
 	return "ref";
 }
 
+/* Whether the kernel reported a route or link change since the last call
+ * (the socket's queue drained; an overflow, ENOBUFS, counts as one). */
+static bool nl_changed(int fd)
+{
+	uint8_t buf[64]; /* contents unused: MSG_TRUNC drops the rest of each message */
+	bool changed = false;
+	for (;;) {
+		ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT | MSG_TRUNC);
+		if (n > 0 || (n < 0 && errno == ENOBUFS))
+			changed = true;
+		else if (n < 0 && errno == EINTR)
+			continue;
+		else
+			return changed;
+	}
+}
+
+/*
+ * dp.mtu=auto, at most every MTU_LOOK_NS from a receive that took frames (the
+ * clock is read there already; peers send at least every heartbeat): read
+ * the peers' route MTUs again after a route or link change, or once every
+ * dp.mtu_probe_s, and cut frames for the smallest (within mtu_cap). A path
+ * MTU the kernel learnt from ICMP is part of what IP_MTU says, so this does
+ * not grow past it; the kernel forgets one after net.ipv4.route.mtu_expires
+ * (10 min), and the next periodic read then finds the route's again.
+ */
+static void udp_mtu_look(dp_transport *t, uint64_t now)
+{
+	struct udp_tp *u = udp_of(t);
+	u->look_ns = now + MTU_LOOK_NS;
+	const char *cause;
+	if (u->nl_fd >= 0 && nl_changed(u->nl_fd)) {
+		cause = "a route or link changed";
+		t->ctr[DP_CTR_TX_MTU_ROUTE_EVENTS]++;
+	} else if (now >= u->probe_ns) {
+		cause = "dp.mtu_probe_s";
+		t->ctr[DP_CTR_TX_MTU_PROBES]++;
+	} else {
+		return;
+	}
+	u->probe_ns = now + (uint64_t)t->cfg.mtu_probe_s * 1000000000ull;
+	char why[64] = "";
+	uint16_t m = udp_auto_mtu(&t->cfg, why, sizeof(why));
+	uint16_t old = t->cfg.mtu;
+	if (!strcmp(why, "no route MTU known"))
+		return;
+	m = KEEL_MIN(m, u->mtu_cap);
+	if (m == old)
+		return;
+	dp_base_set_mtu(t, m);
+	t->ctr[m > old ? DP_CTR_TX_MTU_RAISED : DP_CTR_TX_MTU_LOWERED]++;
+	fprintf(stderr,
+		"dataplane udp: route MTUs read again (%s): smallest on the %s, frames now cut "
+		"for mtu %u (was %u)\n",
+		cause, why, m, old);
+}
+
 static int udp_recv(dp_transport *t, struct dp_msg *msgs, int max)
 {
 	struct udp_tp *u = udp_of(t);
@@ -243,6 +321,8 @@ static int udp_recv(dp_transport *t, struct dp_msg *msgs, int max)
 	if (n <= 0)
 		return 0;
 	uint64_t now = keel_now_ns();
+	if (keel_unlikely(t->mtu_auto && now >= u->look_ns))
+		udp_mtu_look(t, now);
 	int got = 0;
 	for (int i = 0; i < n; i++) {
 		if (u->rxm[i].msg_hdr.msg_flags & MSG_TRUNC) {
@@ -278,6 +358,8 @@ static void udp_close(dp_transport *t)
 	struct udp_tp *u = udp_of(t);
 	if (u->fd >= 0)
 		close(u->fd);
+	if (u->nl_fd >= 0)
+		close(u->nl_fd);
 	/* Frames never handed to the kernel give their references back. */
 	for (int i = 0; i < TX_BATCH; i++)
 		slot_unref(&u->slot[i]);
@@ -378,6 +460,30 @@ static void set_buf(int fd, int opt_force, int opt, int bytes)
 		setsockopt(fd, SOL_SOCKET, opt, &bytes, sizeof(bytes));
 }
 
+/*
+ * dp.mtu=auto: hear of route and link changes (a raised route MTU is a new
+ * route), and schedule the periodic read. Without a netlink socket the
+ * periodic read alone finds a larger path (said at open).
+ */
+static void udp_watch_routes(struct udp_tp *u)
+{
+	uint64_t now = keel_now_ns();
+	u->look_ns = now + MTU_LOOK_NS;
+	u->probe_ns = now + (uint64_t)u->base.cfg.mtu_probe_s * 1000000000ull;
+	u->nl_fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_ROUTE);
+	struct sockaddr_nl sn = { .nl_family = AF_NETLINK,
+				  .nl_groups = RTMGRP_LINK | RTMGRP_IPV4_ROUTE };
+	if (u->nl_fd >= 0 && bind(u->nl_fd, (struct sockaddr *)&sn, sizeof(sn)) == 0)
+		return;
+	fprintf(stderr,
+		"dataplane udp: cannot watch route changes (netlink: %s): a larger path MTU is "
+		"found by the read every dp.mtu_probe_s=%u s only\n",
+		strerror(errno), u->base.cfg.mtu_probe_s);
+	if (u->nl_fd >= 0)
+		close(u->nl_fd);
+	u->nl_fd = -1;
+}
+
 int dp_udp_open(const struct dp_config *c, dp_transport **out, char *err, size_t errlen)
 {
 	char ip[INET_ADDRSTRLEN];
@@ -389,6 +495,7 @@ int dp_udp_open(const struct dp_config *c, dp_transport **out, char *err, size_t
 		return KEEL_E_NOMEM;
 	}
 	u->fd = -1;
+	u->nl_fd = -1;
 	char why[64] = "dp.mtu";
 	uint16_t mtu = c->mtu == DP_MTU_AUTO ? udp_auto_mtu(c, why, sizeof(why)) : c->mtu;
 	int rc = dp_base_init(&u->base, &udp_ops, c, mtu, err, errlen);
@@ -408,8 +515,14 @@ int dp_udp_open(const struct dp_config *c, dp_transport **out, char *err, size_t
 	if (c->mtu == DP_MTU_AUTO)
 		fprintf(stderr, "dataplane udp: mtu %u (auto: %s; frames of %u B)\n", mtu, why,
 			DP_HDR_BYTES + u->base.frag_unit);
-	/* Sized once: a later, lower MTU (a new peer) only cuts smaller frames. */
-	u->frame_cap = DP_HDR_BYTES + u->base.frag_unit;
+	/* Sized once. With auto, for the largest MTU the path may grow to (what
+	 * the rx buffers take, as checked above for the MTU at open): the slots
+	 * are touched only as far as frames fill them. */
+	u->mtu_cap = mtu;
+	if (c->mtu == DP_MTU_AUTO)
+		u->mtu_cap = (uint16_t)KEEL_MIN(DP_MTU_UDP_AUTO_MAX,
+						c->udp_rx_buf_bytes + DP_IP_BYTES + DP_UDP_BYTES);
+	u->frame_cap = (size_t)u->mtu_cap - DP_IP_BYTES - DP_UDP_BYTES;
 	u->txbuf = malloc(TX_BATCH * u->frame_cap);
 	u->rxbuf = malloc((size_t)DP_BURST * c->udp_rx_buf_bytes);
 	if (!u->txbuf || !u->rxbuf) {
@@ -453,6 +566,8 @@ int dp_udp_open(const struct dp_config *c, dp_transport **out, char *err, size_t
 		snprintf(err, errlen, "dataplane udp: IP_MTU_DISCOVER: %s", keel_strerror(rc));
 		goto fail;
 	}
+	if (c->mtu == DP_MTU_AUTO)
+		udp_watch_routes(u);
 	struct sockaddr_in sa = { .sin_family = AF_INET,
 				  .sin_addr = a,
 				  .sin_port = htons(c->udp_port) };

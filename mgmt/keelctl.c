@@ -320,6 +320,68 @@ static const char *id_of(struct node_row *rows, int n, const char *adm)
 	return "-";
 }
 
+/*
+ * The QUOTA cell: the enforceQuota in force and where it comes from
+ * ("cluster": the leader's, replicated from protocol level 4 on; "config":
+ * the node's own, below it), "!" when the node's configuration says
+ * otherwise; "-" from a node that does not report it.
+ */
+static void quota_cell(const char *b, char *out, size_t n)
+{
+	const char *st = mjson_get(b, "settings");
+	bool on = false, differs = false;
+	char src[16];
+	if (!st || *st != '{' || mjson_get_bool(st, "enforce_quota", &on)) {
+		snprintf(out, n, "-");
+		return;
+	}
+	str(st, "enforce_quota_source", src, sizeof(src));
+	mjson_get_bool(st, "differs", &differs);
+	snprintf(out, n, "%s(%s)%s", on ? "on" : "off", src, differs ? "!" : "");
+}
+
+/*
+ * Under the table: each node whose configured enforceQuota is not the one in
+ * force (the status's reason), and, below the settings level, nodes that
+ * apply different values (a write over a hard limit is then applied
+ * differently on them).
+ */
+static void quota_lines(struct node_row *rows, int n)
+{
+	char own[MAX_NODES * 24] = "";
+	size_t at = 0;
+	int n_on = 0, n_own = 0;
+	for (int i = 0; i < n; i++) {
+		const char *b = rows[i].a.body, *st;
+		if (rows[i].a.code != 200 || !(st = mjson_get(b, "settings")) || *st != '{')
+			continue;
+		bool differs = false, repl = true, on = false;
+		mjson_get_bool(st, "differs", &differs);
+		mjson_get_bool(st, "replicated", &repl);
+		mjson_get_bool(st, "enforce_quota", &on);
+		if (differs) {
+			char why[512];
+			str(st, "why", why, sizeof(why));
+			printf("node %llu: enforceQuota=%s in force: %s (%llu so far)\n",
+			       (unsigned long long)u64(b, "id"), on ? "true" : "false", why,
+			       (unsigned long long)u64(st, "quota_config_differs_total"));
+		}
+		if (!repl && at < sizeof(own)) {
+			at += (size_t)snprintf(own + at, sizeof(own) - at, "%snode %llu %s",
+					       n_own ? ", " : "", (unsigned long long)u64(b, "id"),
+					       on ? "true" : "false");
+			n_own++;
+			n_on += on;
+		}
+	}
+	if (n_on && n_on < n_own)
+		printf("enforceQuota differs between nodes that apply their own (below the "
+		       "cluster protocol level that replicates it): %s; a write over a hard "
+		       "quota limit is applied differently on them: configure one value "
+		       "everywhere\n",
+		       own);
+}
+
 static int cmd_status(char **nodes, int n_nodes)
 {
 	static struct node_row rows[MAX_NODES];
@@ -348,9 +410,9 @@ static int cmd_status(char **nodes, int n_nodes)
 				snprintf(rows[n++].admin, MGMT_HOST_MAX, "%s", adm);
 		}
 	}
-	printf("%-4s %-21s %-9s %6s %6s %9s %9s %9s %7s %9s %8s %8s %-9s %-5s %s\n", "ID", "ADMIN",
-	       "ROLE", "TERM", "LEADER", "COMMIT", "APPLIED", "SNAPSHOT", "LAG", "LOG_BYTES",
-	       "SESSIONS", "ZNODES", "TRANSPORT", "FSYNC", "LEVEL/CLUSTER");
+	printf("%-4s %-21s %-9s %6s %6s %9s %9s %9s %7s %9s %8s %8s %-9s %-5s %-13s %s\n", "ID",
+	       "ADMIN", "ROLE", "TERM", "LEADER", "COMMIT", "APPLIED", "SNAPSHOT", "LAG",
+	       "LOG_BYTES", "SESSIONS", "ZNODES", "TRANSPORT", "FSYNC", "LEVEL/CLUSTER", "QUOTA");
 	for (int i = 0; i < n; i++) {
 		struct answer *a = &rows[i].a;
 		if (a->code != 200) {
@@ -372,8 +434,13 @@ static int cmd_status(char **nodes, int n_nodes)
 		uint64_t l;
 		if (lag_of(rows, n, u64(b, "id"), &l))
 			snprintf(lag, sizeof(lag), "%llu", (unsigned long long)l);
+		char levels[48], quota[32];
+		snprintf(levels, sizeof(levels), "%llu/%llu",
+			 (unsigned long long)u64(b, "protocol_level"),
+			 (unsigned long long)u64(b, "cluster_level"));
+		quota_cell(b, quota, sizeof(quota));
 		printf("%-4llu %-21s %-9s %6llu %6llu %9llu %9llu %9llu %7s %9llu %8llu %8llu %-9s "
-		       "%-5s %llu/%llu\n",
+		       "%-5s %-13s %s\n",
 		       (unsigned long long)u64(b, "id"), rows[i].admin, role,
 		       (unsigned long long)u64(b, "term"), (unsigned long long)u64(b, "leader"),
 		       (unsigned long long)u64(b, "commit_index"),
@@ -381,8 +448,7 @@ static int cmd_status(char **nodes, int n_nodes)
 		       (unsigned long long)u64(b, "snapshot_index"), lag,
 		       (unsigned long long)u64(b, "log_bytes"),
 		       (unsigned long long)u64(b, "sessions"), (unsigned long long)u64(b, "znodes"),
-		       transport, fsync, (unsigned long long)u64(b, "protocol_level"),
-		       (unsigned long long)u64(b, "cluster_level"));
+		       transport, fsync, levels, quota);
 	}
 	/* Members the nodes know of but no admin address was given or listed for. */
 	for (int i = 0; i < n; i++) {
@@ -429,6 +495,7 @@ static int cmd_status(char **nodes, int n_nodes)
 		       (unsigned long long)(c ? u64(c, "send") : 0),
 		       (unsigned long long)(c ? u64(c, "install") : 0), when, stage, why);
 	}
+	quota_lines(rows, n);
 	for (int i = 0; i < n; i++)
 		free(rows[i].a.body);
 	return rc;

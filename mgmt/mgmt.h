@@ -173,6 +173,16 @@ struct mgmt_status {
 	uint32_t protocol_level_min;
 	uint32_t cluster_level;
 	uint64_t level_refused;
+	/* the cluster's replicated settings (from cluster protocol level
+	 * settings_level on: the leader's configuration, carried by level items
+	 * and snapshot headers) and what is in force here. Below settings_level
+	 * each node applies its own configuration. */
+	uint32_t settings_level;       /* the cluster level from which they are replicated */
+	uint64_t settings_index;       /* the level item or snapshot that set them last (0: none) */
+	bool enforce_quota;            /* in force on this node */
+	bool enforce_quota_cluster;    /* the cluster's (from settings_level on) */
+	bool enforce_quota_config;     /* this node's configuration (enforceQuota) */
+	uint64_t quota_config_differs; /* keel_quota_config_differs_total */
 	/* snapshots that failed, by stage ("take", "send", "install": the node's
 	 * keel_snapshot_failures_total), and the last one: wall clock ms since the
 	 * epoch (0: none yet), its stage and what went wrong */

@@ -274,6 +274,50 @@ static void put_peers(struct jbuf *j, const struct mgmt_status *st)
 	jput(j, "]");
 }
 
+/*
+ * The replicated settings and which enforceQuota is in force here, with the
+ * reason in words: from the settings level on the cluster's (the leader's
+ * configuration, through the log) whatever this node's file says; below it
+ * each node's own. A difference is what keel_quota_config_differs_total
+ * counts, so the sentence names it.
+ */
+static void put_settings(struct jbuf *j, const struct mgmt_status *st)
+{
+	bool repl = st->settings_level && st->cluster_level >= st->settings_level;
+	bool differs = st->enforce_quota != st->enforce_quota_config;
+	const char *on = st->enforce_quota ? "true" : "false";
+	const char *cfg = st->enforce_quota_config ? "true" : "false";
+	char why[MGMT_MESSAGE_MAX + 160];
+	if (repl)
+		snprintf(why, sizeof(why),
+			 "cluster protocol level %u (settings replicated from %u on): the "
+			 "cluster's enforceQuota=%s (the leader's configuration, set at index "
+			 "%llu) is in force on every node; this node's configuration says %s%s",
+			 st->cluster_level, st->settings_level, on,
+			 (unsigned long long)st->settings_index, cfg,
+			 differs ? " and is not used (keel_quota_config_differs_total counts "
+				   "each time the cluster's differs from it)"
+				 : "");
+	else
+		snprintf(why, sizeof(why),
+			 "cluster protocol level %u (settings replicated from %u on): each node "
+			 "applies its own enforceQuota, this node's configuration (%s) is in "
+			 "force; a leader counts members configured otherwise in "
+			 "keel_quota_config_differs_total",
+			 st->cluster_level, st->settings_level, cfg);
+	jput(j,
+	     ",\"settings\":{\"replicated\":%s,\"from_level\":%u,\"index\":%llu,"
+	     "\"enforce_quota\":%s,\"enforce_quota_source\":\"%s\","
+	     "\"enforce_quota_cluster\":%s,\"enforce_quota_config\":%s,\"differs\":%s,"
+	     "\"quota_config_differs_total\":%llu,\"why\":",
+	     repl ? "true" : "false", st->settings_level,
+	     (unsigned long long)(repl ? st->settings_index : 0), on, repl ? "cluster" : "config",
+	     repl ? (st->enforce_quota_cluster ? "true" : "false") : "null", cfg,
+	     differs ? "true" : "false", (unsigned long long)st->quota_config_differs);
+	jstr(j, why);
+	jput(j, "}");
+}
+
 /* Status strings come from the pipeline: make sure they are terminated. */
 static void terminate_strings(struct mgmt_status *st)
 {
@@ -329,6 +373,7 @@ static void route_status(struct mgmt_server *s, struct conn *c)
 	     "\"level_refused\":%llu",
 	     st.protocol_level, st.protocol_level_min, st.cluster_level,
 	     (unsigned long long)st.level_refused);
+	put_settings(j, &st);
 	jput(j, ",\"snapshot_failures\":{");
 	for (int i = 0; i < MGMT_SNAP_STAGES; i++)
 		jput(j, "%s\"%s\":%llu", i ? "," : "", mgmt_snap_stage_names[i],

@@ -227,6 +227,14 @@ int keeld_admin_start(struct keeld *k)
 		"the leader's, differs from this node's configuration (this node applies the "
 		"cluster's, as every replica does); and, as leader below level 4, members that "
 		"say another enforceQuota (each node applies its own there). Each is logged.");
+	for (int i = 0; i < 2; i++)
+		k->mtu_changes_c[i] = mgmt_metrics_counter(
+			k->metrics, "keel_dp_mtu_changes_total",
+			i ? "direction=\"lowered\"" : "direction=\"raised\"",
+			"Times dp.mtu=auto cut peer frames for another MTU while running (kernel "
+			"UDP: a send refused as too long, a peer added behind a smaller route, or "
+			"the route MTUs read again after a route change or every "
+			"dp.mtu_probe_s); each is logged, /status dp_mtu shows the MTU in use.");
 	for (int i = 0; i < KEELD_SNAP_STAGES; i++) {
 		char lb[48];
 		snprintf(lb, sizeof(lb), "stage=\"%s\"", mgmt_snap_stage_names[i]);
@@ -372,4 +380,17 @@ void keeld_observe_request(struct keeld *k, int32_t type, uint64_t since_ns)
 {
 	if (k->nm && since_ns)
 		keeld_observe_request_at(k, type, since_ns, keel_now_ns());
+}
+
+void keeld_settings_view(struct keeld *k, struct keeld_settings_view *v)
+{
+	uint32_t settings = atomic_load(&k->settings);
+	v->cluster_level = atomic_load(&k->level_cluster);
+	v->settings_level = NODE_LEVEL_SETTINGS;
+	v->replicated = v->cluster_level >= NODE_LEVEL_SETTINGS;
+	v->index = atomic_load(&k->settings_index);
+	v->enforce_quota_config = k->cfg.enforce_quota;
+	v->enforce_quota_cluster = settings & NODE_SETTING_ENFORCE_QUOTA;
+	v->enforce_quota = node_quota_enforce(v->cluster_level, settings, k->cfg.enforce_quota);
+	v->quota_config_differs = atomic_load(&k->n_quota_cfg_differs);
 }

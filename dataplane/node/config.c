@@ -553,6 +553,21 @@ static int set_key(struct parser *p, const char *key, const char *v)
 	if (!strcmp(key, "keel.test.protocolLevel"))
 		return want_u32(p, key, v, NODE_PROTOCOL_LEVEL_MIN, NODE_PROTOCOL_LEVEL,
 				&c->protocol_level);
+	/* A test of a disk read error at start-up (keeld.c keeld_test_log_fault):
+	 * it refuses every start, so never from a configuration by mistake. */
+	if (!strcmp(key, "keel.test.logReadFailAt")) {
+		const char *env = getenv(NODE_TEST_FAULTS_ENV);
+		if (!env || strcmp(env, "1"))
+			return fail(p, key,
+				    "a test fault (the N-th read of the log at start-up fails): "
+				    "refused unless the environment has %s=1",
+				    NODE_TEST_FAULTS_ENV);
+		if (!strcmp(v, "count")) {
+			c->test_log_read_fail_at = NODE_TEST_LOG_READ_COUNT;
+			return 0;
+		}
+		return want_u32(p, key, v, 1, UINT32_MAX - 1, &c->test_log_read_fail_at);
+	}
 	for (const char *const *k = ignored_keys; *k; k++)
 		if (!strcmp(key, *k))
 			return 0;

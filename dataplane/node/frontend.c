@@ -2168,6 +2168,32 @@ static size_t cons(struct keeld *k, char *out, size_t cap)
 	return KEEL_MIN(n, cap);
 }
 
+/*
+ * mntr's protocol levels and replicated settings: which enforceQuota is in
+ * force here ("cluster": the leader's, replicated from the settings level on;
+ * "config": this node's own) next to this node's configuration, and
+ * keel_quota_config_differs_total's count. Numbers, as mntr's other values
+ * (booleans 0/1), but the source.
+ */
+static void mntr_settings(struct keeld *k, char *out, size_t cap, size_t *n)
+{
+	struct keeld_settings_view v;
+	keeld_settings_view(k, &v);
+	if (*n >= cap)
+		return;
+	int w = snprintf(out + *n, cap - *n,
+			 "keel_protocol_level\t%u\nkeel_cluster_protocol_level\t%u\n"
+			 "keel_settings_replicated\t%d\nkeel_settings_index\t%" PRIu64
+			 "\nkeel_enforce_quota\t%d\nkeel_enforce_quota_source\t%s\n"
+			 "keel_enforce_quota_config\t%d\nkeel_quota_config_differs\t%" PRIu64 "\n",
+			 k->cfg.protocol_level, v.cluster_level, v.replicated,
+			 v.replicated ? v.index : 0, v.enforce_quota,
+			 v.replicated ? "cluster" : "config", v.enforce_quota_config,
+			 v.quota_config_differs);
+	if (w > 0)
+		*n += (size_t)w;
+}
+
 static size_t four_letter(struct zk_backend *b, int word, char *out, size_t cap)
 {
 	struct keeld *k = (struct keeld *)b;
@@ -2241,6 +2267,7 @@ static size_t four_letter(struct zk_backend *b, int word, char *out, size_t cap)
 		    (uint64_t)atomic_load(&k->n_expired[KEELD_EXPIRED_NOT_FOUND]),
 		    (uint64_t)atomic_load(&k->n_expired[KEELD_EXPIRED_PASSWORD]),
 		    (uint64_t)atomic_load(&k->n_expired[KEELD_EXPIRED_CREATE]));
+		mntr_settings(k, out, cap, &n);
 		break;
 	case ZK_4LW_CONF:
 		n = node_config_format(&k->cfg, out, cap);

@@ -186,6 +186,14 @@ int keeld_req_id_base(struct keeld *k)
 	return 0;
 }
 
+int keeld_test_log_fault(void *arg, enum wal_io_kind kind)
+{
+	struct keeld *k = arg;
+	if (kind != WAL_IO_READ || !k->test_log_armed)
+		return 0;
+	return ++k->test_log_reads == k->cfg.test_log_read_fail_at ? -EIO : 0;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -242,13 +250,16 @@ static void usage(FILE *f)
 		"  keel.frontend=auto|pipeline|thread  client front end on the pipeline thread or\n"
 		"                               its own (auto: pipeline with <= 4 CPUs, not DPDK)\n"
 		"  keel.test.protocolLevel=N    tests only: claim an older protocol level\n"
+		"  keel.test.logReadFailAt=N|count  tests only (KEEL_TEST_FAULTS=1): the N-th\n"
+		"                               read of the log at start-up fails with EIO;\n"
+		"                               count: say how many there are, exit 0\n"
 		"Values changed by PUT /config (admin API) are kept in dataDir/live.cfg and\n"
 		"override this file at start until DELETE /config/KEY (keelctl config reset).\n"
 		"\n"
 		"dataplane keys (handed to the peer transport; see dataplane/dp.h):\n"
 		"  dp.device[.K]=DEVARGS dp.lcores dp.memory_mb dp.no_huge dp.file_prefix\n"
 		"  dp.mempool_size dp.mempool_cache dp.rx_ring dp.tx_ring dp.log_level\n"
-		"  dp.poll=busy|adaptive dp.spin_us dp.sleep_us dp.rx_intr dp.mtu\n"
+		"  dp.poll=busy|adaptive dp.spin_us dp.sleep_us dp.rx_intr dp.mtu dp.mtu_probe_s\n"
 		"  dp.max_msg_bytes dp.reasm_mem_mb dp.reasm_slots dp.reasm_per_peer\n"
 		"  dp.reasm_timeout_ms dp.sock_buf_kb dp.peer_mac.N dp.peer_port.N\n"
 		"  dp.test_loss_ppm dp.test_corrupt_ppm dp.test_seed (tests only)\n"
@@ -409,7 +420,27 @@ int main(int argc, char **argv)
 		keeld_log("startup: out of memory or eventfd");
 		return 1;
 	}
-	if (keeld_pipeline_open(k) < 0) {
+	bool count_only = k->cfg.test_log_read_fail_at == NODE_TEST_LOG_READ_COUNT;
+	if (count_only)
+		keeld_log("test: keel.test.logReadFailAt=count: counting start-up's reads of the "
+			  "log, then exiting");
+	else if (k->cfg.test_log_read_fail_at)
+		keeld_log("test: keel.test.logReadFailAt=%u: read %u of the log at start-up "
+			  "fails with EIO",
+			  k->cfg.test_log_read_fail_at, k->cfg.test_log_read_fail_at);
+	k->test_log_armed = k->cfg.test_log_read_fail_at != 0;
+	int open_rc = keeld_pipeline_open(k);
+	if (k->test_log_armed) {
+		/* Only start-up's reads: the pipeline thread does not exist yet. */
+		k->test_log_armed = false;
+		keeld_log("test: keel.test.logReadFailAt: start-up read the log %u times",
+			  k->test_log_reads);
+	}
+	if (open_rc == 0 && count_only) {
+		rc = 0;
+		goto out;
+	}
+	if (open_rc < 0) {
 		/* Why (a log or snapshot it cannot read or explain: the file, the
 		 * offset, the cause) is logged where it was found; say what follows. */
 		keeld_log("FATAL: not started: the log in %s, the snapshot or the peer transport "

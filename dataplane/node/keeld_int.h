@@ -230,6 +230,17 @@ struct keeld {
 	 * cluster's as applied here; members refused for their level (leader) */
 	atomic_uint level_cluster;
 	atomic_uint_fast64_t n_level_refused;
+	/* the replicated settings (NODE_SETTING_*) as applied here, the index of
+	 * the level item or snapshot that set them last, and the differences
+	 * keel_quota_config_differs_total counts (pipeline.c settings_note,
+	 * settings_heard): for /status and mntr (keeld_settings_view) */
+	/* keel.test.logReadFailAt: the log's reads counted while armed (the
+	 * main thread, during keeld_pipeline_open only: keeld_test_log_fault) */
+	uint32_t test_log_reads;
+	bool test_log_armed;
+	atomic_uint settings;
+	atomic_uint_fast64_t settings_index;
+	atomic_uint_fast64_t n_quota_cfg_differs;
 	atomic_uint leader;
 	atomic_uint_fast64_t term;
 	atomic_int_fast64_t applied_zxid;
@@ -257,6 +268,11 @@ struct keeld {
 	/* keel_quota_config_differs_total: replicated settings applied that
 	 * differ from this node's enforceQuota (pipeline.c settings_apply) */
 	struct mgmt_counter *quota_cfg_differs_c;
+	/* keel_dp_mtu_changes_total{direction}: raised, lowered (dp.mtu=auto
+	 * following the path), and the transport's counts last folded in
+	 * (pipeline.c mg_drops) */
+	struct mgmt_counter *mtu_changes_c[2];
+	uint64_t mtu_changes_seen[2];
 	/* keel_session_expired_total{reason}: n_expired on /metrics (admin.c) */
 	struct mgmt_counter *expired_c[KEELD_EXPIRED_REASONS];
 	/* keel_protocol_level_refused_total: members refused for their level */
@@ -273,6 +289,9 @@ static inline struct kv *keeld_kv(struct keeld *k)
 
 /* keeld.c */
 void keeld_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The log's fault seam with keel.test.logReadFailAt set (wal_options.fault,
+ * arg the keeld): the N-th read while armed fails with EIO. */
+int keeld_test_log_fault(void *arg, enum wal_io_kind kind);
 /* This run's request-id and session-id bases, kept before any is used:
  * 0, or a negative code (logged) when they cannot be kept. */
 int keeld_req_id_base(struct keeld *k);
@@ -373,6 +392,22 @@ int keeld_live_load(struct keeld *k, const char *config, uint32_t myid, bool set
 int keeld_admin_start(struct keeld *k); /* 0 also when keel.adminPort is not set */
 void keeld_admin_stop(struct keeld *k);
 void keeld_admin_free(struct keeld *k);
+/*
+ * The cluster's replicated settings as applied here and which enforceQuota is
+ * in force (node_quota_enforce), read from k's atomics: any thread (/status,
+ * mntr).
+ */
+struct keeld_settings_view {
+	uint32_t cluster_level;
+	uint32_t settings_level; /* NODE_LEVEL_SETTINGS */
+	bool replicated;         /* cluster_level >= settings_level: the cluster's are in force */
+	uint64_t index;          /* the level item or snapshot that set them last */
+	bool enforce_quota;      /* in force */
+	bool enforce_quota_cluster;
+	bool enforce_quota_config;
+	uint64_t quota_config_differs; /* keel_quota_config_differs_total */
+};
+void keeld_settings_view(struct keeld *k, struct keeld_settings_view *v);
 /* Index into mgmt_op_names of a ZooKeeper opcode ("other" if none). */
 int keeld_op_index(int32_t type);
 /* keel_request_latency_seconds{op}: now - since_ns (no-op without the admin

@@ -29,6 +29,9 @@
 #define NODE_DP_KEY_MAX   64
 #define NODE_DP_VALUE_MAX 512
 #define NODE_TOKEN_MAX    128
+/* The environment variable that lets keel.test.* start-up faults through. */
+#define NODE_TEST_FAULTS_ENV     "KEEL_TEST_FAULTS"
+#define NODE_TEST_LOG_READ_COUNT UINT32_MAX /* keel.test.logReadFailAt=count */
 
 /* The four-letter words, as a bit set (index = position in node_4lw_names). */
 enum node_4lw {
@@ -126,6 +129,12 @@ struct node_config {
 	/* keel.test.protocolLevel: the level this node claims (tests of a
 	 * rolling upgrade); default NODE_PROTOCOL_LEVEL */
 	uint32_t protocol_level;
+	/* keel.test.logReadFailAt: the N-th read of the log at start-up fails
+	 * with EIO (0: off), or ("count", NODE_TEST_LOG_READ_COUNT) keeld counts
+	 * start-up's reads, says how many and exits 0 (a test then walks N
+	 * over them); refused unless the environment has KEEL_TEST_FAULTS=1
+	 * (NODE_TEST_FAULTS_ENV) */
+	uint32_t test_log_read_fail_at;
 
 	/* dp.* keys, handed to the dataplane's own parser as they are */
 	uint32_t n_dp;

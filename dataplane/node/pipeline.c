@@ -1330,10 +1330,14 @@ static void settings_apply(struct pipeline *p, uint64_t index, uint32_t settings
 static void settings_note(struct pipeline *p, uint64_t index)
 {
 	struct keeld *k = p->k;
+	atomic_store(&k->settings, p->settings); /* /status, mntr: keeld_settings_view */
+	atomic_store(&k->settings_index, index);
 	if (p->level_cluster < NODE_LEVEL_SETTINGS)
 		return;
 	bool on = node_quota_enforce(p->level_cluster, p->settings, k->cfg.enforce_quota);
 	bool differs = on != k->cfg.enforce_quota;
+	if (differs)
+		atomic_fetch_add(&k->n_quota_cfg_differs, 1);
 	if (differs && k->quota_cfg_differs_c)
 		mgmt_counter_add(k->quota_cfg_differs_c, 1);
 	keeld_log("index %" PRIu64 ": cluster settings: enforceQuota=%s (the leader's; this "
@@ -1951,6 +1955,7 @@ static void settings_heard(struct pipeline *p, uint32_t from, uint32_t said)
 	lp->settings_said = said;
 	if ((said & NODE_SETTING_ENFORCE_QUOTA) == (settings_own(k) & NODE_SETTING_ENFORCE_QUOTA))
 		return;
+	atomic_fetch_add(&k->n_quota_cfg_differs, 1);
 	if (k->quota_cfg_differs_c)
 		mgmt_counter_add(k->quota_cfg_differs_c, 1);
 	keeld_log("node %u: enforceQuota=%s there, %s on this leader: below cluster protocol "
@@ -4253,6 +4258,14 @@ static void mg_drops(struct pipeline *p)
 			mgmt_counter_add(p->k->nm->frames_dropped[i], now[i] - p->drops_seen[i]);
 		p->drops_seen[i] = now[i];
 	}
+	/* dp.mtu=auto following the path: keel_dp_mtu_changes_total{direction} */
+	struct keeld *k = p->k;
+	uint64_t mtu[2] = { st.v[DP_CTR_TX_MTU_RAISED], st.v[DP_CTR_TX_MTU_LOWERED] };
+	for (int i = 0; i < 2; i++) {
+		if (mtu[i] > k->mtu_changes_seen[i] && k->mtu_changes_c[i])
+			mgmt_counter_add(k->mtu_changes_c[i], mtu[i] - k->mtu_changes_seen[i]);
+		k->mtu_changes_seen[i] = mtu[i];
+	}
 }
 
 static void mg_publish(struct pipeline *p)
@@ -4286,6 +4299,14 @@ static void mg_publish(struct pipeline *p)
 	s.protocol_level_min = NODE_PROTOCOL_LEVEL_MIN;
 	s.cluster_level = p->level_cluster;
 	s.level_refused = atomic_load(&k->n_level_refused);
+	struct keeld_settings_view sv;
+	keeld_settings_view(k, &sv);
+	s.settings_level = sv.settings_level;
+	s.settings_index = sv.index;
+	s.enforce_quota = sv.enforce_quota;
+	s.enforce_quota_cluster = sv.enforce_quota_cluster;
+	s.enforce_quota_config = sv.enforce_quota_config;
+	s.quota_config_differs = sv.quota_config_differs;
 	_Static_assert(KEELD_SNAP_STAGES == MGMT_SNAP_STAGES, "stage names in mgmt.h");
 	memcpy(s.snapshot_failures, p->snap_failed, sizeof(s.snapshot_failures));
 	s.snapshot_failure_ms = p->snap_fail_ms;
@@ -4870,6 +4891,9 @@ int keeld_pipeline_open(struct keeld *k)
 				  .inline_sync_max_bytes = PL_INLINE_SYNC_BYTES,
 				  .inline_write_max_bytes = PL_INLINE_WRITE_BYTES,
 				  .log_fn = wal_log,
+				  /* keel.test.logReadFailAt (keeld.c): a read error at start-up */
+				  .fault = c->test_log_read_fail_at ? keeld_test_log_fault : NULL,
+				  .fault_arg = k,
 				  .sync_fn = wal_synced,
 				  .sync_arg = k };
 	struct wal_recovery rec;

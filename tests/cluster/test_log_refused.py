@@ -2,16 +2,19 @@
 a line naming the file and the offset (log/README.md, "Recovery"), and
 changes nothing on disk; with the log put back it starts and serves every
 znode. Cases: a record damaged in the middle of a segment, a hard state
-cut short next to the log. A disk read error (EIO) takes the same path
-(tests/log/test_wal_read_fault walks it through the log's fault seam: this
-kernel has no device-mapper to make a real one). keel only; one keeld,
-standalone, ~3 s. HardStateMissing: a follower whose hard state was deleted
+cut short next to the log, a disk read error (EIO) at start-up -- at the
+hard state, a segment's header and the re-read of the last entry -- made
+by keeld's test key keel.test.logReadFailAt (the log's fault seam:
+tests/log/test_wal_read_fault walks it over every read at the wal level;
+this kernel has no device-mapper to make a real one). keel only; one
+keeld, standalone, ~3-5 s. HardStateMissing: a follower whose hard state was deleted
 refuses to start and the cluster keeps serving (3 nodes, ~1.6 s). A live.cfg
 that cannot be read refuses the start; a damaged one is set aside and
 counted on /metrics.
 """
 import hashlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -33,6 +36,17 @@ def digest(d):
             continue
         with open(os.path.join(d, name), "rb") as f:
             out[name] = hashlib.sha256(f.read()).hexdigest()
+    return out
+
+
+def stamps(d):
+    """name -> (size, mtime, ctime) in ns of every file in d but LOCK: any
+    write changes them (cheaper than digest() on preallocated segments)."""
+    out = {}
+    for name in sorted(os.listdir(d)):
+        if name != "LOCK":
+            st = os.stat(os.path.join(d, name))
+            out[name] = (st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     return out
 
 
@@ -113,9 +127,12 @@ class LogRefused(unittest.TestCase):
         self.assertIn("FATAL: not started", out)
         self.assertEqual(os.path.getsize(os.path.join(self.data, "hardstate")), 600)
 
-        # The log put back: it starts and nothing is lost.
+        # A read error at start-up (the log put back first): refused the same way.
         shutil.rmtree(self.data)
         shutil.copytree(good, self.data)
+        self.read_errors()
+
+        # The log put back (and no test key): it starts and nothing is lost.
         self.start()
         zk = KazooClient(hosts="127.0.0.1:%d" % self.port, timeout=10.0)
         zk.start(timeout=30)
@@ -126,6 +143,65 @@ class LogRefused(unittest.TestCase):
             zk.stop()
             zk.close()
         self.stop()
+
+    def refused_env(self, value, faults=True):
+        """Start with keel.test.logReadFailAt=value (KEEL_TEST_FAULTS=1 in the
+        environment when faults): its exit status and output."""
+        with open(self.cfg) as f:
+            base = f.read()
+        with open(self.cfg, "a") as f:
+            f.write("keel.test.logReadFailAt=%s\n" % value)
+        env = {k: v for k, v in os.environ.items() if k != "KEEL_TEST_FAULTS"}
+        if faults:
+            env["KEEL_TEST_FAULTS"] = "1"
+        try:
+            r = subprocess.run([self.keeld, "-c", self.cfg, "--myid", "1"], env=env,
+                               capture_output=True, text=True, timeout=60)
+        finally:
+            with open(self.cfg, "w") as f:
+                f.write(base)
+        return r.returncode, r.stdout + r.stderr
+
+    def read_errors(self):
+        """A disk read error (EIO) at start-up, through the log's fault seam
+        (keel.test.logReadFailAt=N: the N-th read fails): at the hard state,
+        at the first segment's header and at the re-read of the last entry
+        after the scan, keeld exits 1 naming the file and the offset, and
+        changes nothing on disk. The key is refused without
+        KEEL_TEST_FAULTS=1."""
+        stamped = stamps(self.data)
+        code, out = self.refused_env(1, faults=False)
+        self.assertEqual(code, 2, out)
+        self.assertIn("keel.test.logReadFailAt: a test fault (the N-th read of the log at "
+                      "start-up fails): refused unless the environment has "
+                      "KEEL_TEST_FAULTS=1", out)
+        # How many reads start-up makes (it exits before serving).
+        code, out = self.refused_env("count")
+        self.assertEqual(code, 0, out)
+        m = re.search(r"start-up read the log (\d+) times", out)
+        self.assertIsNotNone(m, out)
+        reads = int(m.group(1))
+        self.assertNotIn("FATAL", out)
+        self.assertEqual(stamps(self.data), stamped, "counting the reads changed the log")
+
+        seg = "0000000000000001.wal"
+        cases = [(1, "refused: wal: hardstate offset 0: read of 1024 bytes failed: "
+                     "Input/output error"),
+                 (2, "refused: wal: %s offset 0: read of " % seg),
+                 (reads, "cannot be read again at start-up: wal: %s offset " % seg)]
+        for n, want in cases:
+            code, out = self.refused_env(n)
+            self.assertEqual(code, 1, out)
+            self.assertIn(want, out)
+            self.assertIn("Input/output error", out)
+            self.assertIn("FATAL: not started", out)
+            self.assertEqual(stamps(self.data), stamped, "a refused start changed the log")
+        # the re-read names the last entry and the offset of its record
+        m = re.search(r"entry (\d+) of \d+\.\.(\d+) cannot be read again at start-up: "
+                      r"wal: %s offset (\d+): read of \d+ bytes failed" % seg, out)
+        self.assertIsNotNone(m, out)
+        self.assertEqual(m.group(1), m.group(2), out)
+        self.assertGreater(int(m.group(3)), 4096, out)
 
     def test_live_cfg_unreadable_refused(self):
         """live.cfg that cannot be read (here a directory: read fails with

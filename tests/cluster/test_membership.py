@@ -241,6 +241,11 @@ class Membership(unittest.TestCase):
                                smp.labels["op"] == "create")
                 self.assertIn("keel_commit_latency_seconds", fam)
                 self.assertIn("keel_pipeline_busy_ratio", fam)
+                # loopback's MTU did not change under them
+                self.assertEqual(sorted((smp.labels["direction"], smp.value)
+                                        for smp in fam["keel_dp_mtu_changes"].samples
+                                        if smp.name == "keel_dp_mtu_changes_total"),
+                                 [("lowered", 0.0), ("raised", 0.0)])
             self.assertGreaterEqual(creates, len(w.acked) + 1200)
 
             # keelctl status: a row per node.

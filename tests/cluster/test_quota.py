@@ -102,6 +102,17 @@ def applied_enforce(n):
     return m[-1] if m else None
 
 
+def settings(n):
+    """The replicated settings on node n's /status (None while it has none)."""
+    return (tm.status(n) or {}).get("settings")
+
+
+def mntr(cl, n):
+    """mntr's key -> value lines of node n."""
+    return dict(line.split("\t", 1) for line in cl.four_letter(n.idx, "mntr").splitlines()
+                if "\t" in line)
+
+
 def tree(zk):
     """Every znode's data and stat, as a client of one node sees it."""
     zk.sync("/")
@@ -130,6 +141,35 @@ class Quota(unittest.TestCase):
                                  % MixedCluster.enforce[n.id] in log_of(n)
                                  and (metric(n, "keel_quota_config_differs_total") or 0) >= 1
                                  for n in cl.nodes), 30, "the leader showing the difference")
+            # /status and mntr on every node: its own value in force, and why
+            for n in cl.nodes:
+                st, own = settings(n), MixedCluster.enforce[n.id] == "true"
+                self.assertEqual((st["replicated"], st["from_level"], st["index"]),
+                                 (False, 4, 0), st)
+                self.assertEqual((st["enforce_quota"], st["enforce_quota_config"],
+                                  st["enforce_quota_cluster"], st["differs"],
+                                  st["enforce_quota_source"]), (own, own, None, False, "config"),
+                                 st)
+                self.assertIn("each node applies its own enforceQuota", st["why"])
+                # the count /metrics shows (/status is published every 100 ms)
+                wait_for(lambda: settings(n)["quota_config_differs_total"]
+                         == (metric(n, "keel_quota_config_differs_total") or 0), 30,
+                         "node %d's count on /status" % n.id)
+                m = mntr(cl, n)
+                self.assertEqual((m["keel_protocol_level"], m["keel_cluster_protocol_level"],
+                                  m["keel_settings_replicated"], m["keel_enforce_quota"],
+                                  m["keel_enforce_quota_source"],
+                                  m["keel_enforce_quota_config"]),
+                                 ("3" if n.id == 3 else "4", "3", "0", str(int(own)), "config",
+                                  str(int(own))), m)
+            # keelctl: the values differ between the nodes, said under the table
+            p = subprocess.run([tm.keelctl(), "--admin", "127.0.0.1:%d" % n1.admin_port,
+                                "status"], capture_output=True, text=True, timeout=60)
+            self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+            self.assertIn("enforceQuota differs between nodes that apply their own", p.stdout)
+            self.assertIn("node 1 true", p.stdout)
+            self.assertIn("node 3 false", p.stdout)
+            self.assertIn(" 3/3           off(config)", p.stdout)
             MixedCluster.low = set()
             cl.stop(2)
             cl.configure(n3)
@@ -153,6 +193,7 @@ class Quota(unittest.TestCase):
                          "node %d's enforceQuota applied everywhere" % n.id)
 
             lead(n1)
+            self.replicated_status(cl, "true")
             zk2, zk3 = client(cl, [1]), client(cl, [2])
             q = "/mq"
             zk2.create(q)
@@ -164,6 +205,7 @@ class Quota(unittest.TestCase):
             self.assertIsNone(zk3.exists(q + "/b"))
 
             lead(n2)
+            self.replicated_status(cl, "false")
             zk3.create(q + "/b")  # leader 2 does not: applied everywhere
             self.assertEqual(stats(zk2, q), "count=3,bytes=0")
 
@@ -211,6 +253,53 @@ class Quota(unittest.TestCase):
             self.assertIn("enforceQuota=false (the leader's; this node's configuration says "
                           "true: every replica applies the cluster's)", log_of(n1))
 
+
+    def replicated_status(self, cl, want):
+        """Every node's /status, mntr and keelctl line: the cluster's
+        enforceQuota (want) in force, the node's own configuration next to
+        it, a difference named with the counter that counts it."""
+        on = want == "true"
+        # the leader's item applied everywhere (lead() waited for the log
+        # line) and published (every 100 ms): one index on every node
+        wait_for(lambda: all((settings(n) or {}).get("enforce_quota") == on
+                             for n in cl.nodes)
+                 and len({settings(n)["index"] for n in cl.nodes}) == 1, 30,
+                 "every node's /status showing enforceQuota=%s" % want)
+        for n in cl.nodes:
+            st, own = settings(n), MixedCluster.enforce[n.id] == "true"
+            self.assertEqual((st["replicated"], st["from_level"], st["enforce_quota"],
+                              st["enforce_quota_cluster"], st["enforce_quota_config"],
+                              st["enforce_quota_source"], st["differs"]),
+                             (True, 4, on, on, own, "cluster", own != on), st)
+            self.assertGreater(st["index"], 0, st)
+            self.assertIn("the cluster's enforceQuota=%s (the leader's configuration, set at "
+                          "index %d) is in force on every node; this node's configuration "
+                          "says %s" % (want, st["index"], str(own).lower()), st["why"])
+            self.assertEqual("keel_quota_config_differs_total" in st["why"], own != on, st)
+            wait_for(lambda: settings(n)["quota_config_differs_total"]
+                     == (metric(n, "keel_quota_config_differs_total") or 0), 30,
+                     "node %d's count on /status" % n.id)
+            if own != on:
+                self.assertGreaterEqual(st["quota_config_differs_total"], 1, st)
+            m = mntr(cl, n)
+            self.assertEqual((m["keel_cluster_protocol_level"], m["keel_settings_replicated"],
+                              m["keel_settings_index"], m["keel_enforce_quota"],
+                              m["keel_enforce_quota_source"], m["keel_enforce_quota_config"]),
+                             ("4", "1", str(st["index"]), str(int(on)), "cluster",
+                              str(int(own))), m)
+        p = subprocess.run([tm.keelctl(), "--admin", "127.0.0.1:%d" % cl.nodes[0].admin_port,
+                            "status"], capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        cell = "on(cluster)" if on else "off(cluster)"
+        for n in cl.nodes:
+            own = MixedCluster.enforce[n.id] == "true"
+            line = [ln for ln in p.stdout.splitlines() if ln.startswith("%-4d " % n.id)]
+            self.assertEqual(len(line), 1, p.stdout)
+            self.assertTrue(line[0].endswith(" 4/4           " + cell + ("!" if own != on
+                                                                         else "")), p.stdout)
+            self.assertEqual("node %d: enforceQuota=%s in force" % (n.id, want) in p.stdout,
+                             own != on, p.stdout)
+        self.assertNotIn("differs between nodes", p.stdout)
 
     def test_quota(self):
         if os.environ.get("KEEL_TEST_TARGET", "keel") != "keel":

@@ -253,6 +253,22 @@ static int route_mtu_child(void)
 }
 
 /*
+ * Node 2 sends node 1 a message every 100 ms until node 1's MTU is `want`
+ * (its reads of the route MTUs happen on a receive, at most every 250 ms);
+ * 0, or -1 after 8 s.
+ */
+static int grown_to(dp_transport *a, dp_transport *b, uint16_t want)
+{
+	for (int i = 0; i < 80; i++) {
+		send_check(b, a, 1, 100, 1);
+		if (dp_mtu(a) == want)
+			return 0;
+		usleep(100000);
+	}
+	return -1;
+}
+
+/*
  * In a network namespace of its own (a child process): nodes 1 (127.0.0.1)
  * and 2 (127.0.0.2) with dp.mtu=auto talk over lo; then the path to node 2
  * shrinks under them (a local route of MTU 1300 for 127.0.0.2, as a path MTU
@@ -260,8 +276,12 @@ static int route_mtu_child(void)
  * (drop_tx_msgsize, tx_mtu_lowered) and lowers its MTU to 1300; the message
  * sent again (Raft's retry) arrives cut for 1300; node 2's sends to node 1
  * are not affected. A path of 500 then lowers it to 576 (DP_MTU_MIN) and no
- * further: frames of 576 still refused are counted, not sent. Returns 0, 77
- * when the namespace cannot be made here, else the step that failed.
+ * further: frames of 576 still refused are counted, not sent. Then the path
+ * grows again (the route's MTU raised to 1400, then the route removed):
+ * node 1 follows it up (tx_mtu_raised), from the route change it heard of;
+ * node 2 (dp.mtu_probe_s=1) reads its route MTUs again on its timer too.
+ * Returns 0, 77 when the namespace cannot be made here, else the step that
+ * failed.
  */
 static int pmtu_shrinks_child(void)
 {
@@ -275,6 +295,7 @@ static int pmtu_shrinks_child(void)
 	cfg(&cb, 2, 1);
 	if (dp_config_set(&ca, "dp.mtu", "auto", err, sizeof(err)) ||
 	    dp_config_set(&cb, "dp.mtu", "auto", err, sizeof(err)) ||
+	    dp_config_set(&cb, "dp.mtu_probe_s", "1", err, sizeof(err)) ||
 	    dp_config_set(&ca, "dp.ip", "127.0.0.1", err, sizeof(err)) ||
 	    dp_config_set(&cb, "dp.ip", "127.0.0.2", err, sizeof(err)))
 		return 1;
@@ -337,6 +358,40 @@ static int pmtu_shrinks_child(void)
 		return 15;
 	if (drain(b, &m, &copy, 1) != 0)
 		return 16;
+	/* The path grows again: the route's MTU raised to 1400 (a netlink
+	 * event; node 1's dp.mtu_probe_s is 600): within a quarter second node 1
+	 * reads the route MTUs again on a receive and cuts for 1400, counted. */
+	if (system("ip route change local 127.0.0.2/32 dev lo mtu 1400 table local") != 0)
+		return 17;
+	if (grown_to(a, b, 1400) != 0)
+		return 18;
+	dp_stats(a, &st);
+	if (st.v[DP_CTR_TX_MTU_RAISED] != 1 || st.v[DP_CTR_TX_MTU_LOWERED] != 2 ||
+	    st.v[DP_CTR_TX_MTU_ROUTE_EVENTS] < 1 || st.v[DP_CTR_TX_MTU_PROBES] != 0)
+		return 19;
+	send_check(a, b, 2, 100000, frames_for(100000, 1400));
+	/* The route gone: lo's MTU again, frames as at the start. */
+	if (system("ip route del local 127.0.0.2/32 dev lo table local") != 0)
+		return 20;
+	if (grown_to(a, b, lo) != 0)
+		return 21;
+	dp_stats(a, &st);
+	if (st.v[DP_CTR_TX_MTU_RAISED] != 2 ||
+	    st.v[DP_CTR_DROP_TX_MSGSIZE] != refused + frames_over(5000, DP_MTU_MIN, 500))
+		return 22;
+	send_check(a, b, 2, 100000, frames_for(100000, lo));
+	/* Node 2 (dp.mtu_probe_s=1) reads its route MTUs again on its timer
+	 * too (not only after the route changes it heard of), its MTU
+	 * unchanged. */
+	dp_stats(b, &st);
+	for (int i = 0; i < 80 && st.v[DP_CTR_TX_MTU_PROBES] == 0; i++) {
+		usleep(100000);
+		send_check(a, b, 2, 100, 1);
+		dp_stats(b, &st);
+	}
+	if (st.v[DP_CTR_TX_MTU_PROBES] == 0 || dp_mtu(b) != lo ||
+	    st.v[DP_CTR_TX_MTU_RAISED] + st.v[DP_CTR_TX_MTU_LOWERED] != 0)
+		return 23;
 	dp_close(a);
 	dp_close(b);
 	return 0;

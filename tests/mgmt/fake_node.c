@@ -62,6 +62,17 @@ static void publish(struct fake_node *f)
 	s.watches = 5;
 	snprintf(s.transport, sizeof(s.transport), "udp");
 	snprintf(s.fsync_path, sizeof(s.fsync_path), "uring");
+	/* Cluster level 4: the cluster's enforceQuota (true, set at index 17) is
+	 * in force; node 2 is configured otherwise and has counted it 3 times. */
+	s.protocol_level = 4;
+	s.protocol_level_min = 2;
+	s.cluster_level = 4;
+	s.settings_level = 4;
+	s.settings_index = 17;
+	s.enforce_quota = true;
+	s.enforce_quota_cluster = true;
+	s.enforce_quota_config = f->id != 2;
+	s.quota_config_differs = f->id == 2 ? 3 : 0;
 	for (uint32_t i = 0; i < f->conf.n && i < MGMT_MAX_PEERS; i++) {
 		struct mgmt_peer_status *p = &s.peers[s.n_peers++];
 		uint32_t pid = f->conf.m[i].id;

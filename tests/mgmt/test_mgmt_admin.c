@@ -111,6 +111,33 @@ static void status_route(void **state)
 	assert_string_equal(s, "udp");
 	assert_int_equal(mjson_get_str(r.body, "fsync_path", s, sizeof(s)), 0);
 	assert_string_equal(s, "uring");
+	/* The replicated settings: the cluster's enforceQuota in force, and why. */
+	const char *set = mjson_get(r.body, "settings");
+	assert_non_null(set);
+	bool b = false;
+	char why[512];
+	assert_int_equal(mjson_get_bool(set, "replicated", &b), 0);
+	assert_true(b);
+	assert_int_equal(mjson_get_u64(set, "from_level", &v), 0);
+	assert_int_equal(v, 4);
+	assert_int_equal(mjson_get_u64(set, "index", &v), 0);
+	assert_int_equal(v, 17);
+	assert_int_equal(mjson_get_bool(set, "enforce_quota", &b), 0);
+	assert_true(b);
+	assert_int_equal(mjson_get_str(set, "enforce_quota_source", s, sizeof(s)), 0);
+	assert_string_equal(s, "cluster");
+	assert_int_equal(mjson_get_bool(set, "enforce_quota_cluster", &b), 0);
+	assert_true(b);
+	assert_int_equal(mjson_get_bool(set, "enforce_quota_config", &b), 0);
+	assert_true(b);
+	assert_int_equal(mjson_get_bool(set, "differs", &b), 0);
+	assert_false(b);
+	assert_int_equal(mjson_get_u64(set, "quota_config_differs_total", &v), 0);
+	assert_int_equal(v, 0);
+	assert_int_equal(mjson_get_str(set, "why", why, sizeof(why)), 0);
+	assert_non_null(strstr(why, "the cluster's enforceQuota=true (the leader's "
+				    "configuration, set at index 17) is in force"));
+	assert_null(strstr(why, "not used"));
 	const char *it = NULL, *p, *peers = mjson_get(r.body, "peers");
 	int n = 0;
 	while ((p = mjson_array_next(peers, &it))) {

@@ -131,6 +131,17 @@ static void status_table(void **state)
 	has(out, "leader");
 	has(out, "follower");
 	has(out, "udp");
+	/* The enforceQuota in force and its source; node 2 is configured
+	 * otherwise: "!" and a line saying which is in force and why. */
+	has(out, "LEVEL/CLUSTER QUOTA");
+	has(out, "4/4           on(cluster)\n");
+	has(out, "4/4           on(cluster)!\n");
+	has(out, "node 2: enforceQuota=true in force: cluster protocol level 4 (settings "
+		 "replicated from 4 on): the cluster's enforceQuota=true (the leader's "
+		 "configuration, set at index 17) is in force on every node; this node's "
+		 "configuration says false and is not used (keel_quota_config_differs_total");
+	has(out, "(3 so far)");
+	assert_null(strstr(out, "node 1: enforceQuota"));
 	/* Node 3 is a member with no admin address: listed, said so. */
 	has(out, "(peer 127.0.0.1:2890; no admin address to ask)");
 	/* One node given: keelctl follows its peer list to node 2. */
@@ -330,11 +341,13 @@ static void whole_cluster(void **state)
 	 * follows node 1's list: member 4 down (exit 3). (The members listed
 	 * as unaskable are the first node's: node 2 knows no member 5.) */
 	assert_int_equal(ctl("--admin", alias, "status", NULL), 3);
-	assert_int_equal(count(out, "\n"), 5);
+	/* (and a line for node 2's enforceQuota, configured otherwise) */
+	assert_int_equal(count(out, "\n"), 6);
+	assert_int_equal(count(out, "node 2: enforceQuota=true in force"), 1);
 	assert_int_equal(count(out, c[0].admin), 1);
 	assert_int_equal(count(out, c[1].admin), 0);
 	assert_int_equal(count(out, c[2].admin), 1);
-	assert_int_equal(count(out, "leader"), 1);
+	assert_int_equal(count(out, " leader "), 1);
 	assert_int_equal(count(out, "follower"), 2);
 	has(out, "DOWN (connect: Connection refused)");
 	has(out, "\n4    "); /* the down row names the member node 1 lists there */
