@@ -160,7 +160,8 @@ class Quota(unittest.TestCase):
                                   m["keel_settings_replicated"], m["keel_enforce_quota"],
                                   m["keel_enforce_quota_source"],
                                   m["keel_enforce_quota_config"]),
-                                 ("3" if n.id == 3 else "4", "3", "0", str(int(own)), "config",
+                                 ("3" if n.id == 3 else str(tm.status(n)["protocol_level"]),
+                                  "3", "0", str(int(own)), "config",
                                   str(int(own))), m)
             # keelctl: the values differ between the nodes, said under the table
             p = subprocess.run([tm.keelctl(), "--admin", "127.0.0.1:%d" % n1.admin_port,
@@ -285,7 +286,8 @@ class Quota(unittest.TestCase):
             self.assertEqual((m["keel_cluster_protocol_level"], m["keel_settings_replicated"],
                               m["keel_settings_index"], m["keel_enforce_quota"],
                               m["keel_enforce_quota_source"], m["keel_enforce_quota_config"]),
-                             ("4", "1", str(st["index"]), str(int(on)), "cluster",
+                             (str(tm.status(n)["cluster_level"]), "1", str(st["index"]),
+                              str(int(on)), "cluster",
                               str(int(own))), m)
         p = subprocess.run([tm.keelctl(), "--admin", "127.0.0.1:%d" % cl.nodes[0].admin_port,
                             "status"], capture_output=True, text=True, timeout=60)
@@ -295,8 +297,9 @@ class Quota(unittest.TestCase):
             own = MixedCluster.enforce[n.id] == "true"
             line = [ln for ln in p.stdout.splitlines() if ln.startswith("%-4d " % n.id)]
             self.assertEqual(len(line), 1, p.stdout)
-            self.assertTrue(line[0].endswith(" 4/4           " + cell + ("!" if own != on
-                                                                         else "")), p.stdout)
+            lv = "%d/%d" % (tm.status(n)["protocol_level"], tm.status(n)["cluster_level"])
+            self.assertTrue(line[0].endswith(" %-13s " % lv + cell + ("!" if own != on
+                                                                      else "")), p.stdout)
             self.assertEqual("node %d: enforceQuota=%s in force" % (n.id, want) in p.stdout,
                              own != on, p.stdout)
         self.assertNotIn("differs between nodes", p.stdout)
