@@ -84,7 +84,7 @@ struct sim {
 	uint32_t confs_mask[4096];
 	uint32_t confs_n;
 	uint64_t watch_id, watch_index; /* liveness: the first write after healing */
-	uint64_t install_draws; /* install faults' own stream (sim_opts.install_fail_pct) */
+	uint64_t install_draws;         /* install faults' own stream (sim_opts.install_fail_pct) */
 	char *trace;
 	size_t trace_n, trace_cap;
 	struct raft_entry ents[MAX_ENTS];
@@ -664,7 +664,8 @@ static void drain(struct sim *s, struct node *nd)
 			record_read(s, nd, &u.reads[i]);
 		raft_advance(nd->r);
 		if (fault) {
-			/* Nothing of this update reaches the disk; the state machine keeps its state. */
+			/* Nothing of this update reaches the disk; the state machine keeps its
+			 * state. */
 			s->st.install_failures++;
 			sim_note(s, "n%u fails to install snapshot %llu/%llu at its %s", nd->id,
 				 (unsigned long long)u.snapshot.index,
@@ -677,7 +678,8 @@ static void drain(struct sim *s, struct node *nd)
 				failf(s, "n%u install_failed twice", nd->id);
 			struct raft_snapshot_meta back;
 			raft_snapshot_info(nd->r, &back);
-			if (back.index >= u.snapshot.index || raft_commit(nd->r) >= u.snapshot.index)
+			if (back.index >= u.snapshot.index ||
+			    raft_commit(nd->r) >= u.snapshot.index)
 				failf(s, "n%u after a failed install: snapshot %llu commit %llu",
 				      nd->id, (unsigned long long)back.index,
 				      (unsigned long long)raft_commit(nd->r));

@@ -107,9 +107,9 @@ static void test_sweep(void **state)
 	       "changes, %llu transfers, %llu reads (%llu via followers), %llu entries committed\n",
 	       (unsigned long long)g_total.elections, (unsigned long long)g_total.crashes,
 	       (unsigned long long)g_total.installs, (unsigned long long)g_total.install_failures,
-	       (unsigned long long)g_total.conf_changes,
-	       (unsigned long long)g_total.transfers, (unsigned long long)g_total.reads,
-	       (unsigned long long)g_total.follower_reads, (unsigned long long)g_total.applied);
+	       (unsigned long long)g_total.conf_changes, (unsigned long long)g_total.transfers,
+	       (unsigned long long)g_total.reads, (unsigned long long)g_total.follower_reads,
+	       (unsigned long long)g_total.applied);
 	assert_int_equal(failures, 0);
 }
 
