@@ -41,6 +41,8 @@ static const char *const live_keys[] = {
 	"keel.test.snapshotMaxBytes",
 	"keel.test.snapshotReadFailAfter",
 	"keel.test.snapshotWriteFailAfter",
+	"keel.test.snapshotSyncFailAfter",
+	"keel.test.snapshotRestoreFailAfter",
 	"maxClientCnxns",
 	"globalOutstandingLimit",
 	"keel.heartbeatMs",
