@@ -41,6 +41,7 @@ static const char *const live_keys[] = {
 	"keel.test.snapshotMaxBytes",
 	"keel.test.snapshotReadFailAfter",
 	"keel.test.snapshotWriteFailAfter",
+	"keel.test.snapshotLastWriteFailAfter",
 	"keel.test.snapshotSyncFailAfter",
 	"keel.test.snapshotRestoreFailAfter",
 	"maxClientCnxns",

@@ -385,6 +385,7 @@ struct pipeline {
 	/* keel.test.snapshotSyncFailAfter / snapshotRestoreFailAfter: countdowns of the
 	 * installs' final sync+rename and restore, 0 = off */
 	uint64_t test_snap_sync_fail, test_snap_restore_fail;
+	uint64_t test_snap_lastw_fail; /* keel.test.snapshotLastWriteFailAfter: last chunks */
 	/* an install that failed at its end (install_snapshot): raft is told after
 	 * advance; the image is taken again at once the first time, then only after a
 	 * back-off doubling from 1 s to 64 s while installs keep failing (chunks from
@@ -2560,7 +2561,8 @@ static void take_chunks(struct pipeline *p, const struct raft_update *u)
 		}
 		if (!p->inst_rc && c->buf && c->len) {
 			uint64_t t0 = keel_now_ns();
-			if (p->test_snap_write_fail && --p->test_snap_write_fail == 0)
+			if ((p->test_snap_write_fail && --p->test_snap_write_fail == 0) ||
+			    (c->last && p->test_snap_lastw_fail && --p->test_snap_lastw_fail == 0))
 				p->inst_rc = -EIO; /* test: this write fails as the disk would */
 			else
 				p->inst_rc =
@@ -2634,15 +2636,16 @@ static int inst_fail(struct pipeline *p, const struct raft_snapshot_meta *m, con
 	p->inst_retry_ns = backoff ? now + backoff : 0;
 	if (!counted)
 		snap_fail(p, KEELD_SNAP_INSTALL,
-			  "snapshot %" PRIu64 " from the leader: %s of %s/%s: %s", m->index, stage,
+			  "snapshot %" PRIu64 " from the leader: %s %s/%s: %s", m->index, stage,
 			  p->k->cfg.data_log_dir, file, keel_strerror(rc));
-	keeld_log("snapshot %" PRIu64 " from the leader: %s of %s/%s failed: %s; the node keeps "
-		  "its state at index %" PRIu64
-		  " and serves it; the image is asked for again %s%.0f s "
+	char when[32] = "now";
+	if (backoff)
+		snprintf(when, sizeof(when), "in %" PRIu64 " s", backoff / 1000000000u);
+	keeld_log("snapshot %" PRIu64 " from the leader: %s %s/%s failed: %s; the node keeps "
+		  "its state at index %" PRIu64 " and serves it; the image is asked for again %s "
 		  "(%u failed in a row)",
 		  m->index, stage, p->k->cfg.data_log_dir, file, keel_strerror(rc),
-		  p->applied_index, backoff ? "in " : "now, ", (double)backoff / 1e9,
-		  p->inst_fails);
+		  p->applied_index, when, p->inst_fails);
 	p->inst_failed_index = m->index;
 	return -1;
 }
@@ -2669,13 +2672,13 @@ static int install_snapshot(struct pipeline *p, const struct raft_snapshot_meta 
 	snap_settle(p);
 	int rc = p->inst_rc;
 	bool counted = rc != 0; /* a chunk write: take_chunks counted and logged it */
-	const char *stage = "the last chunk's write";
+	const char *stage = "writing the last chunk of";
 	if (!rc && (!p->inst_sw || p->inst_index != m->index || p->inst_term != m->term)) {
 		rc = KEEL_E_STATE;
-		stage = "assembling (the chunks written are not this image)";
+		stage = "assembling (from chunks not all of this image)";
 	}
 	if (!rc) {
-		stage = "the sync and rename";
+		stage = "syncing and renaming";
 		if (p->test_snap_sync_fail && --p->test_snap_sync_fail == 0) {
 			wal_snap_abort(p->inst_sw); /* test: as wal_snap_finish fails */
 			rc = -EIO;
@@ -4127,16 +4130,18 @@ static int mg_apply(struct pipeline *p, const char *key, const char *val, char *
 	 * snapshotReadFailAfter / snapshotWriteFailAfter: the N-th read of the
 	 * leader's image for a chunk, the N-th chunk write of an image from the
 	 * leader, from now, fails with EIO as the disk would, once;
+	 * snapshotLastWriteFailAfter: the N-th image's last chunk write, likewise;
 	 * snapshotSyncFailAfter / snapshotRestoreFailAfter: the N-th install's
 	 * final sync+rename (its .tmp removed, as a failed one would), the N-th
 	 * install's restore (the new store built, then thrown away), likewise. */
 	uint64_t *count =
-		!strcmp(key, "keel.test.snapshotMaxBytes")           ? &p->test_snap_max_bytes
-		: !strcmp(key, "keel.test.snapshotReadFailAfter")    ? &p->test_snap_read_fail
-		: !strcmp(key, "keel.test.snapshotWriteFailAfter")   ? &p->test_snap_write_fail
-		: !strcmp(key, "keel.test.snapshotSyncFailAfter")    ? &p->test_snap_sync_fail
-		: !strcmp(key, "keel.test.snapshotRestoreFailAfter") ? &p->test_snap_restore_fail
-								     : NULL;
+		!strcmp(key, "keel.test.snapshotMaxBytes")             ? &p->test_snap_max_bytes
+		: !strcmp(key, "keel.test.snapshotReadFailAfter")      ? &p->test_snap_read_fail
+		: !strcmp(key, "keel.test.snapshotWriteFailAfter")     ? &p->test_snap_write_fail
+		: !strcmp(key, "keel.test.snapshotLastWriteFailAfter") ? &p->test_snap_lastw_fail
+		: !strcmp(key, "keel.test.snapshotSyncFailAfter")      ? &p->test_snap_sync_fail
+		: !strcmp(key, "keel.test.snapshotRestoreFailAfter")   ? &p->test_snap_restore_fail
+								       : NULL;
 	if (count) {
 		char *end;
 		errno = 0;
