@@ -918,15 +918,21 @@ static void install_undo_save(struct raft *r)
 	r->log_n = r->log_cap = 0;
 }
 
+/* A log array given up whole: its entries' references, then the array. */
+static void log_free(struct raft_entry *log, uint64_t n)
+{
+	for (uint64_t i = 0; i < n; i++)
+		if (log[i].buf)
+			raft_buf_unref(log[i].buf);
+	free(log);
+}
+
 /* The install stands: drop what it replaced. */
 static void install_final(struct raft *r)
 {
 	if (r->undo.state != UNDO_HANDED)
 		return;
-	for (uint64_t i = 0; i < r->undo.log_n; i++)
-		if (r->undo.log[i].buf)
-			raft_buf_unref(r->undo.log[i].buf);
-	free(r->undo.log);
+	log_free(r->undo.log, r->undo.log_n);
 	if (r->undo.snap_data)
 		raft_buf_unref(r->undo.snap_data);
 	/* Writes of the replaced log still in flight make durable nothing the
@@ -1442,10 +1448,7 @@ int raft_snapshot_install_failed(struct raft *r, uint64_t index)
 	KEEL_ASSERT(!r->in_ready);
 	if (r->undo.state != UNDO_HANDED || r->snap.index != index)
 		return KEEL_E_STATE;
-	for (uint64_t i = 0; i < r->log_n; i++)
-		if (r->log[i].buf)
-			raft_buf_unref(r->log[i].buf);
-	free(r->log);
+	log_free(r->log, r->log_n);
 	r->log = r->undo.log;
 	r->log_n = r->undo.log_n;
 	r->log_cap = r->undo.log_cap;

@@ -259,10 +259,13 @@ static void test_stale_leader_hears_new_term(void **state)
 	done(s, "stale leader hears a higher term");
 }
 
-/* A follower that missed compacted entries gets the snapshot in chunks. */
-static void test_snapshot_install(void **state)
+/*
+ * 3 nodes, snapshots every 5 entries, 40-byte chunks: *lag is down while
+ * the leader (*l) commits 30 entries up to *idx and compacts its log, so it
+ * will need the snapshot. The trace is cleared; lag is still down.
+ */
+static struct sim *lagging_follower(uint32_t *l, uint32_t *lag, uint64_t *idx)
 {
-	(void)state;
 	struct sim_opts o;
 	sim_opts_default(&o, 51, 3);
 	o.trace = true;
@@ -270,15 +273,24 @@ static void test_snapshot_install(void **state)
 	o.snapshot_keep = 0;
 	o.chunk_bytes = 40;
 	struct sim *s = cluster_opts(&o);
-	uint32_t l = sim_until_leader(s, 100);
-	uint32_t lag = l == 3 ? 2 : 3;
-	sim_crash(s, lag);
-	uint64_t idx = 0;
+	*l = sim_until_leader(s, 100);
+	*lag = *l == 3 ? 2 : 3;
+	sim_crash(s, *lag);
 	for (int i = 0; i < 30; i++)
-		assert_int_equal(sim_propose(s, l, &idx), 0);
-	assert_true(sim_until_applied(s, idx, 100));
-	assert_true(raft_first_index(sim_raft(s, l)) > 2); /* compacted */
+		assert_int_equal(sim_propose(s, *l, idx), 0);
+	assert_true(sim_until_applied(s, *idx, 100));
+	assert_true(raft_first_index(sim_raft(s, *l)) > 2); /* compacted */
 	sim_trace_clear(s);
+	return s;
+}
+
+/* A follower that missed compacted entries gets the snapshot in chunks. */
+static void test_snapshot_install(void **state)
+{
+	(void)state;
+	uint32_t l, lag;
+	uint64_t idx = 0;
+	struct sim *s = lagging_follower(&l, &lag, &idx);
 	sim_restart(s, lag);
 	assert_true(sim_until_applied(s, idx, 100));
 	char line[64];
@@ -303,21 +315,9 @@ static void test_snapshot_install(void **state)
 static void test_snapshot_install_fails(void **state)
 {
 	(void)state;
-	struct sim_opts o;
-	sim_opts_default(&o, 51, 3);
-	o.trace = true;
-	o.snapshot_every = 5;
-	o.snapshot_keep = 0;
-	o.chunk_bytes = 40;
-	struct sim *s = cluster_opts(&o);
-	uint32_t l = sim_until_leader(s, 100);
-	uint32_t lag = l == 3 ? 2 : 3;
-	sim_crash(s, lag);
+	uint32_t l, lag;
 	uint64_t idx = 0;
-	for (int i = 0; i < 30; i++)
-		assert_int_equal(sim_propose(s, l, &idx), 0);
-	assert_true(sim_until_applied(s, idx, 100));
-	sim_trace_clear(s);
+	struct sim *s = lagging_follower(&l, &lag, &idx);
 	sim_restart(s, lag);
 	sim_fail_installs(s, lag, 4);
 	uint64_t before = sim_applied(s, lag);
