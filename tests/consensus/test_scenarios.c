@@ -363,6 +363,8 @@ static void test_snapshot_install_fails(void **state)
 			dones++;
 	}
 	assert_int_equal(dones, 1);
+	/* The install that held is final: nothing to take back any more. */
+	assert_int_equal(raft_snapshot_install_failed(sim_raft(s, lag), snap.index), KEEL_E_STATE);
 	commit_one(s, l);
 	done(s, "snapshot install fails at the disk, four times, then holds");
 }
