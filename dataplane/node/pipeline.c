@@ -376,6 +376,7 @@ struct pipeline {
 	struct wal_snap_writer *inst_sw;
 	uint64_t inst_index, inst_term, inst_len;
 	int inst_rc;                /* a chunk's write failed: the install cannot go on */
+	bool inst_rc_last;          /* ... and it was the last chunk's */
 	struct raft_buf *inst_done; /* installed image to hand raft after advance */
 	uint64_t inst_done_index;
 	/* the image's chunk writes so far: in all, the longest (the install's log) */
@@ -2529,6 +2530,7 @@ static void inst_drop(struct pipeline *p)
 	p->inst_sw = NULL;
 	p->inst_index = p->inst_term = p->inst_len = 0;
 	p->inst_rc = 0;
+	p->inst_rc_last = false;
 	p->inst_write_ns = p->inst_write_max_ns = 0;
 	p->inst_restarting = false;
 }
@@ -2573,6 +2575,7 @@ static void take_chunks(struct pipeline *p, const struct raft_update *u)
 			p->inst_write_max_ns = KEEL_MAX(p->inst_write_max_ns, t0);
 		}
 		if (was_ok && p->inst_rc) {
+			p->inst_rc_last = c->last;
 			snap_fail(p, KEELD_SNAP_INSTALL,
 				  "snapshot %" PRIu64 " from the leader: the chunk at %" PRIu64
 				  ": %s",
@@ -2672,7 +2675,8 @@ static int install_snapshot(struct pipeline *p, const struct raft_snapshot_meta 
 	snap_settle(p);
 	int rc = p->inst_rc;
 	bool counted = rc != 0; /* a chunk write: take_chunks counted and logged it */
-	const char *stage = "writing the last chunk of";
+	/* (a failed chunk before the last one arrived in the same update) */
+	const char *stage = p->inst_rc_last ? "writing the last chunk of" : "writing a chunk of";
 	if (!rc && (!p->inst_sw || p->inst_index != m->index || p->inst_term != m->term)) {
 		rc = KEEL_E_STATE;
 		stage = "assembling (from chunks not all of this image)";
