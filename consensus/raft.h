@@ -22,6 +22,8 @@
  *       4. apply u.committed to the state machine, in order;
  *       5. answer u.reads;
  *       raft_advance(r);
+ *       (if the image of u.has_snapshot could not be installed:
+ *        raft_snapshot_install_failed(r, u.snapshot.index), before anything else)
  *     }
  *
  * Persist before you promise (STYLE.md §2): a granted vote, an append
