@@ -15,6 +15,7 @@
 #include "raft.h"
 
 enum pr_state { PR_PROBE = 0, PR_REPLICATE, PR_SNAPSHOT };
+enum undo_state { UNDO_NONE = 0, UNDO_SAVED, UNDO_HANDED };
 
 #define INFL_CAP 256
 #define HB_RING  256
@@ -121,6 +122,22 @@ struct raft {
 	uint64_t rs_index, rs_term, rs_off;
 	bool install;
 	struct raft_snapshot_meta install_meta;
+	/*
+	 * Follower: what an install replaced, set aside until the node has the
+	 * image (see install_undo_save); raft_snapshot_install_failed() puts it
+	 * back.
+	 */
+	struct {
+		uint8_t state; /* UNDO_NONE, UNDO_SAVED (install not handed out yet), UNDO_HANDED */
+		struct raft_entry *log;
+		uint64_t log_n, log_cap;
+		uint64_t prev_index, prev_term, commit, applied, persisted_index, unstable_from;
+		uint64_t verified, verified_term, conf_index;
+		uint64_t seq; /* pend and held of seq <= seq belong to the replaced log */
+		struct raft_snapshot_meta snap;
+		struct raft_buf *snap_data;
+		struct raft_conf conf;
+	} undo;
 
 	bool in_ready;
 	uint64_t ready_applied;
@@ -747,11 +764,13 @@ static void handle_read_resp(struct raft *r, const struct raft_msg *m)
  */
 static void collect_follower_reads(struct raft *r)
 {
+	/* Not at an image this update installs: the node may fail to (the next one). */
+	uint64_t applied = r->install ? r->undo.applied : r->ready_applied;
 	uint32_t k = 0;
 	for (uint32_t i = 0; i < r->freads.n; i++) {
 		struct follower_read *fr = &r->freads.v[i];
 		struct raft_read rd = { .id = fr->id };
-		if (fr->answered && fr->index <= r->ready_applied)
+		if (fr->answered && fr->index <= applied)
 			rd.index = fr->index;
 		else if (!fr->answered && (fr->leader != r->leader || fr->term != r->term))
 			rd.status = KEEL_E_NOT_LEADER;
@@ -863,6 +882,67 @@ static void handle_append(struct raft *r, const struct raft_msg *m)
 	send_held(r, &resp);
 }
 
+/*
+ * InstallSnapshot is two-phase on a follower. The last chunk makes the image
+ * the core's state at once (the log, commit and applied jump to it; a later
+ * append in the same batch builds on it), but the node learns only while
+ * handling the update that carries has_snapshot whether its final write, sync
+ * and restore worked. So the state the install replaces -- the log array with
+ * its references, the previous image, commit/applied and the rest -- is moved
+ * aside here, not dropped: raft_snapshot_install_failed() puts it back; the
+ * next event after that update makes the install final (install_final).
+ * Nothing the install promises leaves before the disk says so: the DONE
+ * answer is held (send_held) behind the update's persist_seq.
+ */
+static void install_undo_save(struct raft *r)
+{
+	KEEL_ASSERT(r->undo.state == UNDO_NONE);
+	r->undo.log = r->log;
+	r->undo.log_n = r->log_n;
+	r->undo.log_cap = r->log_cap;
+	r->undo.prev_index = r->prev_index;
+	r->undo.prev_term = r->prev_term;
+	r->undo.commit = r->commit;
+	r->undo.applied = r->applied;
+	r->undo.persisted_index = r->persisted_index;
+	r->undo.unstable_from = r->unstable_from;
+	r->undo.verified = r->verified;
+	r->undo.verified_term = r->verified_term;
+	r->undo.conf = r->conf;
+	r->undo.conf_index = r->conf_index;
+	r->undo.snap = r->snap;
+	r->undo.snap_data = r->snap_data; /* its reference moves here */
+	r->undo.seq = r->seq_assigned;
+	r->undo.state = UNDO_SAVED;
+	r->log = NULL;
+	r->log_n = r->log_cap = 0;
+}
+
+/* A log array given up whole: its entries' references, then the array. */
+static void log_free(struct raft_entry *log, uint64_t n)
+{
+	for (uint64_t i = 0; i < n; i++)
+		if (log[i].buf)
+			raft_buf_unref(log[i].buf);
+	free(log);
+}
+
+/* The install stands: drop what it replaced. */
+static void install_final(struct raft *r)
+{
+	if (r->undo.state != UNDO_HANDED)
+		return;
+	log_free(r->undo.log, r->undo.log_n);
+	if (r->undo.snap_data)
+		raft_buf_unref(r->undo.snap_data);
+	/* Writes of the replaced log still in flight make durable nothing the
+	 * new log holds beyond the old commit (§3.5: what was truncated). */
+	for (uint32_t i = 0; i < r->pend.n; i++)
+		if (r->pend.v[i].seq <= r->undo.seq)
+			r->pend.v[i].last_index = KEEL_MIN(r->pend.v[i].last_index, r->undo.commit);
+	memset(&r->undo, 0, sizeof(r->undo));
+}
+
 static void handle_snapshot(struct raft *r, const struct raft_msg *m)
 {
 	struct raft_msg resp = { .type = RAFT_MSG_SNAPSHOT_RESP, .to = m->from, .index = m->index };
@@ -913,9 +993,10 @@ static void handle_snapshot(struct raft *r, const struct raft_msg *m)
 		VEC_PUSH(r->chunks, c);
 	}
 	r->chunks.v[r->chunks.n - 1].last = true;
-	/* Install (§5.3): the log conflicts or is short, so drop it all. */
-	log_truncate(r, r->commit + 1);
-	log_compact(r, last_index(r));
+	/* Install (§5.3): the log conflicts or is short, so it is replaced --
+	 * set aside, not dropped, until the node has the image on disk and in
+	 * its state machine (install_undo_save). */
+	install_undo_save(r);
 	r->prev_index = m->index;
 	r->prev_term = m->log_term;
 	r->unstable_from = m->index + 1;
@@ -926,11 +1007,7 @@ static void handle_snapshot(struct raft *r, const struct raft_msg *m)
 	r->snap.index = m->index;
 	r->snap.term = m->log_term;
 	r->snap.conf = m->conf;
-	if (r->snap_data) {
-		raft_buf_unref(r->snap_data);
-		r->snap_data =
-			NULL; /* the caller hands the assembled image back via snapshot_taken */
-	}
+	r->snap_data = NULL; /* the caller hands the assembled image back via snapshot_taken */
 	apply_conf(r, &m->conf, 0);
 	r->install = true;
 	r->install_meta = r->snap;
@@ -1044,6 +1121,7 @@ static void heartbeat_progress(struct raft *r, struct progress *p)
 int raft_step(struct raft *r, const struct raft_msg *m)
 {
 	KEEL_ASSERT(!r->in_ready);
+	install_final(r);
 	if (m->type == 0 || m->type >= RAFT_MSG_TYPE_MAX_ || m->term == 0 || m->from == 0)
 		return KEEL_E_MALFORMED;
 	if (m->to != r->id || m->from == r->id)
@@ -1181,6 +1259,7 @@ static bool may_campaign(struct raft *r)
 void raft_tick(struct raft *r)
 {
 	KEEL_ASSERT(!r->in_ready);
+	install_final(r);
 	r->now++;
 	r->election_elapsed++;
 	if (r->role != RAFT_LEADER) {
@@ -1307,10 +1386,17 @@ void raft_persisted(struct raft *r, uint64_t seq)
 	KEEL_ASSERT(seq <= r->seq_assigned);
 	if (seq <= r->seq_durable)
 		return;
+	install_final(r);
 	r->seq_durable = seq;
 	uint32_t k = 0;
 	while (k < r->pend.n && r->pend.v[k].seq <= seq) {
-		r->persisted_index = r->pend.v[k].last_index;
+		uint64_t li = r->pend.v[k].last_index;
+		if (r->undo.state && r->pend.v[k].seq <= r->undo.seq) {
+			/* The set-aside log's write: durable there, not in the new log. */
+			r->undo.persisted_index = li;
+			li = KEEL_MIN(li, r->undo.commit);
+		}
+		r->persisted_index = li;
 		k++;
 	}
 	if (k)
@@ -1325,6 +1411,7 @@ int raft_snapshot_taken(struct raft *r, uint64_t index, struct raft_buf *data,
 			uint64_t keep_entries)
 {
 	KEEL_ASSERT(!r->in_ready);
+	install_final(r);
 	if (index > r->applied || index < r->snap.index || !data)
 		return KEEL_E_INVAL;
 	if (index > r->snap.index) {
@@ -1345,9 +1432,65 @@ int raft_snapshot_taken(struct raft *r, uint64_t index, struct raft_buf *data,
 	return 0;
 }
 
+/*
+ * The node could not make the image of the last update's has_snapshot its
+ * own (§5.3 with a disk that can fail): put back the state the install
+ * replaced. The state machine never changed, so commit and applied go back
+ * too; nothing of that update was written, so its persist_seq is dropped
+ * (pend and held of it: the DONE answer, and any acknowledgement or vote
+ * that was computed against the image) and its hard state and entries come
+ * again in the next update (the entries built on the image are gone with
+ * it). The leader is asked for the image again from its first byte (a
+ * rejection at offset 0, which promises nothing and needs no persist).
+ */
+int raft_snapshot_install_failed(struct raft *r, uint64_t index)
+{
+	KEEL_ASSERT(!r->in_ready);
+	if (r->undo.state != UNDO_HANDED || r->snap.index != index)
+		return KEEL_E_STATE;
+	log_free(r->log, r->log_n);
+	r->log = r->undo.log;
+	r->log_n = r->undo.log_n;
+	r->log_cap = r->undo.log_cap;
+	r->prev_index = r->undo.prev_index;
+	r->prev_term = r->undo.prev_term;
+	r->commit = r->undo.commit;
+	r->applied = r->ready_applied = r->undo.applied;
+	r->persisted_index = r->undo.persisted_index;
+	r->unstable_from = r->undo.unstable_from;
+	r->verified = r->undo.verified;
+	r->verified_term = r->undo.verified_term;
+	r->snap = r->undo.snap;
+	r->snap_data = r->undo.snap_data;
+	apply_conf(r, &r->undo.conf, r->undo.conf_index);
+	uint64_t seq = r->undo.seq;
+	memset(&r->undo, 0, sizeof(r->undo));
+	uint32_t k = 0;
+	while (k < r->pend.n && r->pend.v[k].seq <= seq)
+		k++;
+	r->pend.n = k;
+	k = 0;
+	for (uint32_t i = 0; i < r->held.n; i++)
+		if (r->held.v[i].tagged && r->held.v[i].seq <= seq)
+			r->held.v[k++] = r->held.v[i];
+	r->held.n = k;
+	r->hs_dirty = true;
+	r->rs_index = r->rs_term = r->rs_off = 0;
+	if (r->role == RAFT_FOLLOWER && r->leader) {
+		struct raft_msg m = { .type = RAFT_MSG_SNAPSHOT_RESP,
+				      .to = r->leader,
+				      .index = index,
+				      .flags = RAFT_F_REJECT,
+				      .offset = 0 };
+		send(r, &m);
+	}
+	return 0;
+}
+
 int raft_read_index(struct raft *r, uint64_t id)
 {
 	KEEL_ASSERT(!r->in_ready);
+	install_final(r);
 	if (r->role != RAFT_LEADER)
 		return follower_read(r, id);
 	return leader_read(r, id, 0);
@@ -1489,6 +1632,7 @@ static void flush(struct raft *r)
 bool raft_ready(struct raft *r, struct raft_update *u)
 {
 	KEEL_ASSERT(!r->in_ready);
+	install_final(r);
 	bool persist = r->hs_dirty || r->install || r->unstable_from <= last_index(r);
 	uint64_t tag = persist ? r->seq_assigned + 1 : r->seq_assigned;
 	for (uint32_t i = 0; i < r->held.n; i++)
@@ -1524,7 +1668,9 @@ bool raft_ready(struct raft *r, struct raft_update *u)
 	u->chunks = r->chunks.v;
 	u->n_chunks = r->chunks.n;
 	r->ready_applied = r->applied;
-	if (r->commit > r->applied) {
+	/* Entries past an image go to the state machine only once the node has
+	 * it (the next update): one it failed to install is taken back. */
+	if (r->commit > r->applied && !r->install) {
 		u->committed = entry(r, r->applied + 1);
 		u->n_committed = (uint32_t)(r->commit - r->applied);
 		KEEL_ASSERT(u->committed);
@@ -1544,6 +1690,8 @@ void raft_advance(struct raft *r)
 	KEEL_ASSERT(r->in_ready);
 	r->in_ready = false;
 	r->hs_dirty = false;
+	if (r->install)
+		r->undo.state = UNDO_HANDED; /* final at the next event, unless it failed */
 	r->install = false;
 	r->unstable_from = last_index(r) + 1;
 	r->applied = r->ready_applied;
@@ -1633,6 +1781,10 @@ void raft_destroy(struct raft *r)
 {
 	if (!r)
 		return;
+	if (r->undo.state) {
+		r->undo.state = UNDO_HANDED;
+		install_final(r);
+	}
 	for (uint64_t i = 0; i < r->log_n; i++)
 		if (r->log[i].buf)
 			raft_buf_unref(r->log[i].buf);

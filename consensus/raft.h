@@ -22,6 +22,8 @@
  *       4. apply u.committed to the state machine, in order;
  *       5. answer u.reads;
  *       raft_advance(r);
+ *       (if the image of u.has_snapshot could not be installed:
+ *        raft_snapshot_install_failed(r, u.snapshot.index), before anything else)
  *     }
  *
  * Persist before you promise (STYLE.md §2): a granted vote, an append
@@ -294,6 +296,22 @@ void raft_persisted(struct raft *r, uint64_t persist_seq);
 int raft_snapshot_taken(struct raft *r, uint64_t index, struct raft_buf *data,
 			uint64_t keep_entries);
 /*
+ * The node could not install the image the last update's has_snapshot named
+ * (index): the final chunk's write, the sync, the rename or the restore into
+ * its state machine failed, and its state machine and disk still hold what
+ * they held before. Call it right after raft_advance() of that update, before
+ * any other event (the next event makes the install final), and report
+ * nothing of that update as persisted: write none of it (its hard state and
+ * entries are handed out again in the next update; entries built on the
+ * image are dropped with it) and never pass its persist_seq to
+ * raft_persisted(). The core puts back the log, the snapshot (meta and
+ * image), commit and applied, drops the acknowledgements that update held
+ * (the snapshot's DONE among them: the leader never hears the image is in)
+ * and asks the leader for the image again from offset 0. KEEL_E_STATE if no
+ * such install is waiting (nothing changed).
+ */
+int raft_snapshot_install_failed(struct raft *r, uint64_t index);
+/*
  * Linearizable read (§6.4). On the leader: u.reads later reports (id,
  * index): serve the read once the state machine has applied index.
  * KEEL_E_AGAIN until the leader has committed an entry of its term. With
@@ -344,7 +362,10 @@ struct raft_update {
 	 * has_snapshot: the image assembled from the chunks (this update's and
 	 * earlier ones, at snapshot.index) becomes the state machine's state and
 	 * the snapshot on disk; every log entry stored before is dropped. Hand
-	 * the image back with raft_snapshot_taken() so this node can send it on.
+	 * the image back with raft_snapshot_taken() so this node can send it on,
+	 * or report that installing it failed (raft_snapshot_install_failed()).
+	 * An update with has_snapshot carries no committed entries (they come
+	 * in the next update, once the image is the state machine's).
 	 */
 	bool has_snapshot;
 	struct raft_snapshot_meta snapshot;

@@ -376,12 +376,24 @@ struct pipeline {
 	struct wal_snap_writer *inst_sw;
 	uint64_t inst_index, inst_term, inst_len;
 	int inst_rc;                /* a chunk's write failed: the install cannot go on */
+	bool inst_rc_last;          /* ... and it was the last chunk's */
 	struct raft_buf *inst_done; /* installed image to hand raft after advance */
 	uint64_t inst_done_index;
 	/* the image's chunk writes so far: in all, the longest (the install's log) */
 	uint64_t inst_write_ns, inst_write_max_ns;
 	bool inst_restarting; /* after a failed chunk: raft told to start the image again */
 	uint64_t test_snap_write_fail; /* keel.test.snapshotWriteFailAfter: countdown, 0 = off */
+	/* keel.test.snapshotSyncFailAfter / snapshotRestoreFailAfter: countdowns of the
+	 * installs' final sync+rename and restore, 0 = off */
+	uint64_t test_snap_sync_fail, test_snap_restore_fail;
+	uint64_t test_snap_lastw_fail; /* keel.test.snapshotLastWriteFailAfter: last chunks */
+	/* an install that failed at its end (install_snapshot): raft is told after
+	 * advance; the image is taken again at once the first time, then only after a
+	 * back-off doubling from 1 s to 64 s while installs keep failing (chunks from
+	 * the leader are not taken before inst_retry_ns); 0 after an install holds */
+	uint64_t inst_failed_index;
+	uint32_t inst_fails;
+	uint64_t inst_retry_ns;
 	/* snapshot failures, by stage (keel_snapshot_failures_total), and the
 	 * last one for /status: when (wall clock, ms), where, why */
 	uint64_t snap_failed[KEELD_SNAP_STAGES];
@@ -391,6 +403,7 @@ struct pipeline {
 	/* the leader's image could not be read (snap_chunk): its index, so a new
 	 * snapshot replaces it (at most one attempt a second) and it is logged once */
 	uint64_t snap_bad_index, snap_bad_retake_ns;
+	uint64_t snap_replacing; /* the index of the image a running job replaces (same index) */
 	/* after a failed take, no automatic one before snap_retry_ns (monotonic):
 	 * the back-off doubles from 1 s to 64 s while they fail (POST /snapshot
 	 * is not held back); 0 after a success */
@@ -1246,6 +1259,7 @@ static void frame_release(struct raft_buf *b)
  * is copied into a buffer of its own first.
  */
 static bool inst_restart(struct pipeline *p, struct raft_msg *m);
+static bool inst_backing_off(const struct pipeline *p);
 
 static void on_raft(struct pipeline *p, const struct dp_msg *m)
 {
@@ -1261,6 +1275,8 @@ static void on_raft(struct pipeline *p, const struct dp_msg *m)
 	/* A removed member is told so; its votes must not disturb the members. */
 	if (removed_speaks(p, m->from, &msg))
 		return;
+	if (msg.type == RAFT_MSG_SNAPSHOT && inst_backing_off(p))
+		return; /* installs keep failing: the leader sends it again later */
 	if (!msg.n_entries && (msg.type != RAFT_MSG_SNAPSHOT || inst_restart(p, &msg))) {
 		(void)raft_step(p->r, &msg);
 		/* raft took no reference to the transport's bytes. */
@@ -2359,7 +2375,9 @@ static void snap_hand_view(struct pipeline *p)
 {
 	struct snapper *s = &p->snap;
 	uint64_t index = p->applied_index;
-	uint64_t term = index > p->snap_index ? raft_term_at(p->r, index) : 0;
+	/* at the image's own index only to replace an unreadable image (snap_turn) */
+	bool again = index == p->snap_index && p->snap_replacing == index;
+	uint64_t term = index > p->snap_index || again ? raft_term_at(p->r, index) : 0;
 	pthread_mutex_lock(&s->mu);
 	if (p->wal_failed || !term) {
 		snap_set(s, SNAP_IDLE); /* nothing (new) to snapshot: cancel */
@@ -2409,7 +2427,9 @@ static void snap_done(struct pipeline *p)
 		snap_answer(p, rc);
 		return;
 	}
-	if (index <= p->snap_index) {
+	bool again = index == p->snap_replacing;
+	p->snap_replacing = 0;
+	if (index < p->snap_index || (index == p->snap_index && !again)) {
 		wal_snap_image_close(&map); /* an installed snapshot overtook it */
 		snap_answer(p, 0);
 		return;
@@ -2427,6 +2447,8 @@ static void snap_done(struct pipeline *p)
 	}
 	p->snap_index = index;
 	p->snap_backoff_ns = 0;
+	if (p->snap_bad_index == index)
+		p->snap_bad_index = 0; /* replaced: a failed read of the new file is news */
 	uint64_t upto = index > SNAP_KEEP_ENTRIES ? index - SNAP_KEEP_ENTRIES : 0;
 	upto = KEEL_MIN(upto, p->durable_index);
 	if (upto >= wal_first_index(p->w) && (rc = wal_truncate_prefix(p->w, upto)) < 0)
@@ -2452,21 +2474,34 @@ static bool snap_turn(struct pipeline *p)
 	case SNAP_IDLE:
 		if (p->snap_req_n)
 			snap_answer(p, 0); /* those an installed snapshot covers */
-		if (!s->started || p->wal_failed || p->applied_index <= p->snap_index)
+		/* An image snap_chunk could not read is replaced, once a second at
+		 * most, and (after a failed take) not before the back-off: by a
+		 * snapshot at the applied index even if nothing was applied since
+		 * (an idle cluster heals without a write). At the same index the
+		 * new file is the same bytes -- the same store, serialized the same
+		 * way -- so a transfer in flight goes on with it unharmed. */
+		bool bad = p->snap_index && p->snap_bad_index == p->snap_index;
+		if (!s->started || p->wal_failed ||
+		    (p->applied_index <= p->snap_index &&
+		     !(bad && p->applied_index == p->snap_index)))
 			return false;
 		if (!p->snap_req_n && p->snap_backoff_ns && keel_now_ns() < p->snap_retry_ns)
 			return false; /* the last one failed: not yet */
-		if (p->since_snap_bytes < p->k->cfg.snapshot_threshold_bytes && !p->snap_req_n) {
-			/* An image snap_chunk could not read: replace it, once a second. */
-			if (p->snap_bad_index != p->snap_index || !p->snap_index)
+		p->snap_replacing = 0;
+		if ((p->since_snap_bytes < p->k->cfg.snapshot_threshold_bytes && !p->snap_req_n) ||
+		    p->applied_index == p->snap_index) {
+			if (!bad)
 				return false;
 			uint64_t now = keel_now_ns();
 			if (now < p->snap_bad_retake_ns)
 				return false;
 			p->snap_bad_retake_ns = now + 1000000000u;
+			p->snap_replacing = p->applied_index == p->snap_index ? p->snap_index : 0;
 			keeld_log("snapshot: taking a new one at index %" PRIu64
-				  " to replace the unreadable image at %" PRIu64,
-				  p->applied_index, p->snap_index);
+				  " to replace the unreadable image at %" PRIu64 "%s",
+				  p->applied_index, p->snap_index,
+				  p->snap_replacing ? " (nothing applied since: the same index)"
+						    : "");
 		}
 		pthread_mutex_lock(&s->mu);
 		snap_set(s, SNAP_ARMED);
@@ -2518,6 +2553,7 @@ static void inst_drop(struct pipeline *p)
 	p->inst_sw = NULL;
 	p->inst_index = p->inst_term = p->inst_len = 0;
 	p->inst_rc = 0;
+	p->inst_rc_last = false;
 	p->inst_write_ns = p->inst_write_max_ns = 0;
 	p->inst_restarting = false;
 }
@@ -2528,9 +2564,8 @@ static void inst_drop(struct pipeline *p)
  * hands them over in order, each at the offset after the previous one; one at
  * offset 0 starts the image (again). A failed write (or a chunk that does not
  * continue the image) is remembered, counted and logged when it happens, and
- * the transfer starts again from the first chunk (inst_restart); only when it
- * was the last chunk can the install not be taken back (install_snapshot
- * stops the node, as before: Raft was told the image is in).
+ * the transfer starts again from the first chunk (inst_restart); when it was
+ * the last chunk, the install fails (install_snapshot) and raft takes it back.
  */
 static void take_chunks(struct pipeline *p, const struct raft_update *u)
 {
@@ -2551,7 +2586,8 @@ static void take_chunks(struct pipeline *p, const struct raft_update *u)
 		}
 		if (!p->inst_rc && c->buf && c->len) {
 			uint64_t t0 = keel_now_ns();
-			if (p->test_snap_write_fail && --p->test_snap_write_fail == 0)
+			if ((p->test_snap_write_fail && --p->test_snap_write_fail == 0) ||
+			    (c->last && p->test_snap_lastw_fail && --p->test_snap_lastw_fail == 0))
 				p->inst_rc = -EIO; /* test: this write fails as the disk would */
 			else
 				p->inst_rc =
@@ -2562,6 +2598,7 @@ static void take_chunks(struct pipeline *p, const struct raft_update *u)
 			p->inst_write_max_ns = KEEL_MAX(p->inst_write_max_ns, t0);
 		}
 		if (was_ok && p->inst_rc) {
+			p->inst_rc_last = c->last;
 			snap_fail(p, KEELD_SNAP_INSTALL,
 				  "snapshot %" PRIu64 " from the leader: the chunk at %" PRIu64
 				  ": %s",
@@ -2569,7 +2606,8 @@ static void take_chunks(struct pipeline *p, const struct raft_update *u)
 			keeld_log("snapshot %" PRIu64 " from the leader: the chunk at %" PRIu64
 				  " (%u bytes): %s; %s",
 				  c->index, c->offset, c->len, keel_strerror(p->inst_rc),
-				  c->last ? "it was the last one: the install cannot complete"
+				  c->last ? "it was the last one: this install fails, the image is "
+					    "asked for again"
 					  : "the transfer starts again from the first chunk");
 		}
 	}
@@ -2599,44 +2637,96 @@ static bool inst_restart(struct pipeline *p, struct raft_msg *m)
 	return true;
 }
 
+/* Chunks from the leader are not taken while installs keep failing (inst_fail). */
+static bool inst_backing_off(const struct pipeline *p)
+{
+	return p->inst_retry_ns && keel_now_ns() < p->inst_retry_ns;
+}
+
+/*
+ * An install failed at its end (the last chunk's write, the final sync or
+ * rename, the restore): nothing of it is kept (the writer's .tmp is gone; a
+ * published file stays, see install_snapshot), the store and the log are
+ * the old ones, and the node goes on serving them. Counted (a failed chunk
+ * write was counted by take_chunks already), logged once with the file and
+ * the error; raft is told after advance (raft_snapshot_install_failed), and
+ * asks the leader for the image again. Returns -1 (the update is not to be
+ * persisted).
+ */
+static int inst_fail(struct pipeline *p, const struct raft_snapshot_meta *m, const char *stage,
+		     const char *file, int rc, bool counted)
+{
+	uint64_t now = keel_now_ns();
+	p->inst_fails++;
+	uint64_t backoff = p->inst_fails < 2 ? 0 : 1000000000ull << KEEL_MIN(p->inst_fails - 2, 6u);
+	p->inst_retry_ns = backoff ? now + backoff : 0;
+	if (!counted)
+		snap_fail(p, KEELD_SNAP_INSTALL,
+			  "snapshot %" PRIu64 " from the leader: %s %s/%s: %s", m->index, stage,
+			  p->k->cfg.data_log_dir, file, keel_strerror(rc));
+	char when[32] = "now";
+	if (backoff)
+		snprintf(when, sizeof(when), "in %" PRIu64 " s", backoff / 1000000000u);
+	keeld_log("snapshot %" PRIu64 " from the leader: %s %s/%s failed: %s; the node keeps "
+		  "its state at index %" PRIu64 " and serves it; the image is asked for again %s "
+		  "(%u failed in a row)",
+		  m->index, stage, p->k->cfg.data_log_dir, file, keel_strerror(rc),
+		  p->applied_index, when, p->inst_fails);
+	p->inst_failed_index = m->index;
+	return -1;
+}
+
 /*
  * InstallSnapshot (§5.3) on this follower: make the image the wal's snapshot,
- * drop the log it replaces, and load it into a fresh store that replaces the
- * current one (readers may still hold views of the old store: it is kept
- * until exit). The store is restored from the durable file through a bounded
- * buffer (keeld_snap_restore); the file, opened for reads, is the image raft sends
- * on.
+ * load it into a fresh store that replaces the current one (readers may still
+ * hold views of the old store: it is kept until exit), then drop the log it
+ * replaces. The store is restored from the durable file through a bounded
+ * buffer (keeld_snap_restore); the file, opened for reads, is the image raft
+ * sends on. Any step that can fail comes before anything changes: a failure
+ * (inst_fail) leaves the old store and the old log, and raft takes the
+ * install back. Only a snapshot of a protocol level this binary cannot read
+ * still stops the node (it would fail the same way every time). Returns 0,
+ * or -1 when it failed.
  */
-static void install_snapshot(struct pipeline *p, const struct raft_snapshot_meta *m)
+static int install_snapshot(struct pipeline *p, const struct raft_snapshot_meta *m)
 {
 	struct keeld *k = p->k;
 	uint64_t t0 = keel_now_ns();
 	uint64_t write_ns = p->inst_write_ns, write_max_ns = p->inst_write_max_ns;
+	char file[40];
+	snprintf(file, sizeof(file), "snap-%016" PRIx64 ".snap", m->index);
 	snap_settle(p);
 	int rc = p->inst_rc;
-	if (!rc && (!p->inst_sw || p->inst_index != m->index || p->inst_term != m->term))
+	bool counted = rc != 0; /* a chunk write: take_chunks counted and logged it */
+	/* (a failed chunk before the last one arrived in the same update) */
+	const char *stage = p->inst_rc_last ? "writing the last chunk of" : "writing a chunk of";
+	if (!rc && (!p->inst_sw || p->inst_index != m->index || p->inst_term != m->term)) {
 		rc = KEEL_E_STATE;
+		stage = "assembling (from chunks not all of this image)";
+	}
 	if (!rc) {
-		rc = wal_snap_finish(p->inst_sw); /* frees the writer, also on failure */
+		stage = "syncing and renaming";
+		if (p->test_snap_sync_fail && --p->test_snap_sync_fail == 0) {
+			wal_snap_abort(p->inst_sw); /* test: as wal_snap_finish fails */
+			rc = -EIO;
+		} else {
+			rc = wal_snap_finish(p->inst_sw); /* frees the writer, also on failure */
+		}
 		p->inst_sw = NULL;
 	}
-	inst_drop(p);
-	uint64_t t1 = keel_now_ns();
-	if (rc < 0) {
-		keeld_log("snapshot %" PRIu64 " from the leader: writing it failed: %s", m->index,
-			  keel_strerror(rc));
-		abort(); /* raft was told the image is installed: cannot continue */
-	}
-	uint64_t first = wal_first_index(p->w), last = wal_last_index(p->w);
-	if (last > m->index && m->index + 1 >= first)
-		rc = wal_truncate_suffix(p->w, m->index + 1);
-	if (rc == 0)
-		rc = wal_truncate_prefix(p->w, m->index);
+	inst_drop(p); /* the .tmp of a failed one is removed */
 	if (rc < 0)
-		keeld_log("wal: dropping the log under snapshot %" PRIu64 ": %s", m->index,
-			  keel_strerror(rc));
+		return inst_fail(p, m, stage, file, rc, counted);
+	uint64_t t1 = keel_now_ns();
+	/*
+	 * The new store first; the log only once it is in. A restore that fails
+	 * leaves the durable file (snap-<index>.snap: the leader's committed
+	 * image, complete; the wal removed the older one as it published it, so
+	 * a restart recovers from this one, its log ending below it) -- the old
+	 * store and log stay in force here.
+	 */
 	struct kv_config kc = { .max_data_bytes = k->cfg.max_packet_bytes };
-	struct kv *nkv;
+	struct kv *nkv = NULL;
 	struct wal_snap_meta meta;
 	struct raft_conf conf;
 	struct wal_snap_image map;
@@ -2649,18 +2739,28 @@ static void install_snapshot(struct pipeline *p, const struct raft_snapshot_meta
 	    (rc = kv_zookeeper_nodes(nkv)) < 0 ||
 	    (rc = kv_quota_enable(nkv, node_quota_enforce(level, settings, k->cfg.enforce_quota))) <
 		    0 ||
+	    (rc = p->test_snap_restore_fail && --p->test_snap_restore_fail == 0 ? -EIO : 0) < 0 ||
 	    (rc = wal_snap_image_open(p->w, m->index, false, &map)) < 0) {
 		char msg[512];
-		/* raft was told the image is installed: this node cannot go on */
 		if (rc == KEEL_E_UNSUPPORTED &&
 		    node_level_check(level, k->cfg.protocol_level, NODE_PROTOCOL_LEVEL_MIN, msg,
-				     sizeof(msg)) < 0)
+				     sizeof(msg)) < 0) {
+			/* this binary can never restore it: the operator must upgrade */
 			keeld_log("FATAL: snapshot %" PRIu64 " from the leader: %s", m->index, msg);
-		else
-			keeld_log("snapshot %" PRIu64 " from the leader: restore failed: %s",
-				  m->index, keel_strerror(rc));
-		abort();
+			abort();
+		}
+		if (nkv)
+			kv_destroy(nkv); /* never published: no reader holds it */
+		return inst_fail(p, m, "restoring the store from", file, rc, false);
 	}
+	uint64_t first = wal_first_index(p->w), last = wal_last_index(p->w);
+	if (last > m->index && m->index + 1 >= first)
+		rc = wal_truncate_suffix(p->w, m->index + 1);
+	if (rc == 0)
+		rc = wal_truncate_prefix(p->w, m->index);
+	if (rc < 0)
+		keeld_log("wal: dropping the log under snapshot %" PRIu64 ": %s", m->index,
+			  keel_strerror(rc));
 	if (k->n_old_kv < KEEL_ARRAY_SIZE(k->old_kv))
 		k->old_kv[k->n_old_kv++] = k->kv;
 	__atomic_store_n(&k->kv, nkv, __ATOMIC_RELEASE);
@@ -2681,6 +2781,8 @@ static void install_snapshot(struct pipeline *p, const struct raft_snapshot_meta
 	if (!p->inst_done)
 		abort();
 	p->inst_done_index = m->index;
+	p->inst_fails = 0;
+	p->inst_retry_ns = 0;
 	/* What the install cost this pipeline: the chunk writes, spread over the
 	 * turns that received them, then this one turn (sync, restore). */
 	keeld_log("installed snapshot %" PRIu64 " (term %" PRIu64 ", %" PRIu64
@@ -2688,6 +2790,7 @@ static void install_snapshot(struct pipeline *p, const struct raft_snapshot_meta
 		  "this turn: synced in %.1f ms, restored in %.1f ms",
 		  m->index, m->term, len, (double)write_ns / 1e6, (double)write_max_ns / 1e6,
 		  (double)(t1 - t0) / 1e6, (double)(keel_now_ns() - t1) / 1e6);
+	return 0;
 }
 
 /* ------------------------------------------------------------ the wal */
@@ -2807,8 +2910,10 @@ static void persist_update(struct pipeline *p, const struct raft_update *u)
 {
 	if (!u->persist_seq)
 		return;
-	if (u->has_snapshot)
-		install_snapshot(p, &u->snapshot);
+	/* A failed install: nothing of this update is written (raft.h,
+	 * raft_snapshot_install_failed: its hard state and entries come again). */
+	if (u->has_snapshot && install_snapshot(p, &u->snapshot) < 0)
+		return;
 	if (u->hs_changed)
 		(void)wal_set_hardstate(p->w, u->hs.term, u->hs.vote);
 	uint64_t last = 0;
@@ -4052,12 +4157,19 @@ static int mg_apply(struct pipeline *p, const char *key, const char *val, char *
 	 * limit (a job that fails as it streams); the countdowns (STYLE #12)
 	 * snapshotReadFailAfter / snapshotWriteFailAfter: the N-th read of the
 	 * leader's image for a chunk, the N-th chunk write of an image from the
-	 * leader, from now, fails with EIO as the disk would, once. */
+	 * leader, from now, fails with EIO as the disk would, once;
+	 * snapshotLastWriteFailAfter: the N-th image's last chunk write, likewise;
+	 * snapshotSyncFailAfter / snapshotRestoreFailAfter: the N-th install's
+	 * final sync+rename (its .tmp removed, as a failed one would), the N-th
+	 * install's restore (the new store built, then thrown away), likewise. */
 	uint64_t *count =
-		!strcmp(key, "keel.test.snapshotMaxBytes")         ? &p->test_snap_max_bytes
-		: !strcmp(key, "keel.test.snapshotReadFailAfter")  ? &p->test_snap_read_fail
-		: !strcmp(key, "keel.test.snapshotWriteFailAfter") ? &p->test_snap_write_fail
-								   : NULL;
+		!strcmp(key, "keel.test.snapshotMaxBytes")             ? &p->test_snap_max_bytes
+		: !strcmp(key, "keel.test.snapshotReadFailAfter")      ? &p->test_snap_read_fail
+		: !strcmp(key, "keel.test.snapshotWriteFailAfter")     ? &p->test_snap_write_fail
+		: !strcmp(key, "keel.test.snapshotLastWriteFailAfter") ? &p->test_snap_lastw_fail
+		: !strcmp(key, "keel.test.snapshotSyncFailAfter")      ? &p->test_snap_sync_fail
+		: !strcmp(key, "keel.test.snapshotRestoreFailAfter")   ? &p->test_snap_restore_fail
+								       : NULL;
 	if (count) {
 		char *end;
 		errno = 0;
@@ -4682,6 +4794,14 @@ static void *pipeline_main(void *arg)
 			for (uint32_t i = 0; i < u.n_committed; i++)
 				apply_entry(p, &u.committed[i]);
 			raft_advance(p->r);
+			if (p->inst_failed_index) {
+				/* raft takes the install back and asks for the image again */
+				int rc = raft_snapshot_install_failed(p->r, p->inst_failed_index);
+				if (rc < 0)
+					stop_fatal(p, "snapshot %" PRIu64 ": raft: %s",
+						   p->inst_failed_index, keel_strerror(rc));
+				p->inst_failed_index = 0;
+			}
 			if (p->inst_done) {
 				(void)raft_snapshot_taken(p->r, p->inst_done_index, p->inst_done,
 							  SNAP_KEEP_ENTRIES);

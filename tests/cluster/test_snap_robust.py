@@ -12,14 +12,22 @@ someone else was a SIGBUS that stopped the leader. Here:
    keel_snapshot_failures_total{stage="send"}, shown as /status's
    snapshot_last_failure, logged with the file's path; Raft sends the chunk
    again and the follower installs that same image;
-2. the image truncated under the running leader: every read of it fails
-   (counted, logged once), the leader keeps answering writes, and the next
-   write lets it take a new snapshot that replaces the image; the follower
-   installs the new one and has every write; 3. on its way the follower
-   fails to write a chunk (keel.test.snapshotWriteFailAfter=2: EIO):
-   counted as stage "install", and the transfer starts again from the first
-   chunk instead of stopping the follower. keelctl status prints the counts
-   and the last failure.
+2. the image truncated under the running, idle leader: reads of it fail
+   (counted, logged once), and without any write the leader takes a new
+   snapshot at the same index that replaces the image (the same bytes as
+   the file before it was cut); the follower installs it;
+3. a follower cut off from the leader (the leader drops its frames to it,
+   dp.test_loss_ppm) needs the next image, and its disk fails it at every
+   stage (EIO, injected): a chunk in the middle
+   (keel.test.snapshotWriteFailAfter=2: the transfer starts again from the
+   first chunk), then the last chunk's write
+   (keel.test.snapshotLastWriteFailAfter), the final sync
+   (keel.test.snapshotSyncFailAfter) and the restore
+   (keel.test.snapshotRestoreFailAfter) of three installs in a row. Each is
+   counted as stage "install" and logged with the file; the follower stays
+   up, serves its old state meanwhile, installs on the fourth try and then
+   has every znode the leader has (data and stat compared).
+keelctl status prints the counts and the last failure.
 """
 import json
 import os
@@ -71,6 +79,26 @@ def send_failures(node):
 
 def installed(cl, i):
     return [int(x) for x in re.findall(r"installed snapshot (\d+) ", log_of(cl, i))]
+
+
+def payload(path):
+    """A snapshot file without its header (which carries the membership)."""
+    with open(path, "rb") as f:
+        b = f.read()
+    memb = int.from_bytes(b[12:16], "little")
+    return b[64 + memb:]
+
+
+def tree(zk, root):
+    """Every znode under root: path -> (data, stat without the local fields)."""
+    names = zk.get_children(root)
+    asyncs = [(n, zk.get_async("%s/%s" % (root, n))) for n in names]
+    out = {}
+    for n, a in asyncs:
+        data, st = a.get(timeout=30)
+        out[n] = (data, st.czxid, st.mzxid, st.ctime, st.mtime, st.version, st.cversion,
+                  st.aversion, st.ephemeralOwner, st.dataLength, st.numChildren, st.pzxid)
+    return out
 
 
 class SnapshotReadFailures(unittest.TestCase):
@@ -151,48 +179,85 @@ class SnapshotReadFailures(unittest.TestCase):
             self.assertLess(abs(last["time_ms"] / 1000.0 - time.time()), 300)
             self.assertIn("snapshot %d: cannot read %s" % (s1, snap), log_of(cl, leader))
 
-            # 2. the image truncated under the running leader.
+            # 2. the image truncated under the running, idle leader.
             s2 = self.fall_behind(cl, zk, leader, victim, root, "b")
             snap = os.path.join(ln.workdir, "data", "snap-%016x.snap" % s2)
             size = os.path.getsize(snap)
             self.assertGreater(size, 4096)
+            whole = payload(snap)
             os.truncate(snap, size // 2)
             before = send_failures(ln)
             cl.start(victim)
-            # Raft retries every heartbeat (each read fails and is counted)
-            # until a write lets the leader replace the image.
-            wait_for(lambda: send_failures(ln) > before, 30,
-                     "the leader counted failed reads of the truncated image")
+            # No write: the leader replaces the image at the same index.
+            wait_for(lambda: s2 in installed(cl, victim), 60,
+                     "the follower installed snapshot %d without a write" % s2)
+            self.assertGreater(send_failures(ln), before)
             wait_for(lambda: "truncated" in status(ln)["snapshot_last_failure"]["reason"], 10,
                      "/status shows the truncated image")
-            self.assertEqual(log_of(cl, leader).count("snapshot %d: cannot read" % s2), 1,
-                             "logged once per image")
-            self.assertNotIn(s2, installed(cl, victim))
+            log = log_of(cl, leader)
+            self.assertEqual(log.count("snapshot %d: cannot read" % s2), 1, "logged once per image")
+            self.assertIn("taking a new one at index %d to replace the unreadable image at %d "
+                          "(nothing applied since: the same index)" % (s2, s2), log)
+            self.assertEqual(payload(snap), whole, "the new image is the same bytes")
             self.assertEqual(status(ln)["snapshot_failures"]["take"], takes)
-            # 3. the follower fails to write the 2nd chunk of the next image
-            # (EIO, injected): counted, and the transfer starts again.
-            code, text = cl.put_config(victim, "keel.test.snapshotWriteFailAfter", 2)
-            self.assertEqual(code, 200, text)
-            # The leader serves; its next write lets it replace the image.
-            zk.create("%s/after" % root, b"after")
-            self.assertEqual(zk.get("%s/after" % root)[0], b"after")
-            wait_for(lambda: any(i > s2 for i in installed(cl, victim)), 60,
-                     "the follower installed a snapshot newer than the truncated one")
-            self.assertIn("to replace the unreadable image at %d" % s2, log_of(cl, leader))
+
+            # 3. a follower whose disk fails the image at every stage.
             vn = cl.nodes[victim]
-            wait_for(lambda: status(vn)["snapshot_failures"]["install"] == 1, 10,
-                     "the follower's /status shows its failed chunk write")
+            old = client(cl, [victim])
+            old.sync(root)
+            seen = len(old.get_children(root))
+            for key, value in (("dp.test_peer", vn.id), ("dp.test_loss_ppm", 1000000)):
+                self.assertEqual(cl.put_config(leader, key, value)[0], 200)
+            for i in range(1050):
+                zk.create("%s/c%04d" % (root, i), b"%d" % i)
+            code, text = admin(ln, "POST", "/snapshot")
+            self.assertEqual(code, 200, text)
+            s3 = int(re.search(r"snapshot at index (\d+)", text).group(1))
+            for key in ("snapshotWriteFailAfter", "snapshotLastWriteFailAfter",
+                        "snapshotSyncFailAfter", "snapshotRestoreFailAfter"):
+                code, text = cl.put_config(victim, "keel.test." + key, 2 if "Write" in key
+                                           and "Last" not in key else 1)
+                self.assertEqual(code, 200, text)
+            self.assertEqual(cl.put_config(leader, "dp.test_loss_ppm", 0)[0], 200)
+            vsnap = os.path.join(vn.workdir, "data", "snap-%016x.snap" % s3)
+            wait_for(lambda: "snapshot %d from the leader: syncing and renaming" % s3
+                     in log_of(cl, victim), 30, "the follower's second install failed")
+            # meanwhile it serves its old state
+            self.assertEqual(len(old.get_children(root)), seen)
+            self.assertTrue(vn.running, "the follower still runs")
+            wait_for(lambda: s3 in installed(cl, victim), 60,
+                     "the follower installed snapshot %d on its fourth try" % s3)
+            vlog = log_of(cl, victim)
+            self.assertIn("snapshot %d from the leader: the chunk at 65536 (65536 bytes): "
+                          "Input/output error; the transfer starts again" % s3, vlog)
+            self.assertRegex(vlog, r"snapshot %d from the leader: the chunk at \d+ \(\d+ bytes\): "
+                             r"Input/output error; it was the last one: this install fails" % s3)
+            for stage in ("writing the last chunk of", "syncing and renaming",
+                          "restoring the store from"):
+                self.assertIn("snapshot %d from the leader: %s %s failed: Input/output "
+                              "error; the node keeps its state" % (s3, stage, vsnap), vlog)
+            self.assertIn("the image is asked for again now (1 failed in a row)", vlog)
+            self.assertIn("the image is asked for again in 1 s (2 failed in a row)", vlog)
+            self.assertIn("the image is asked for again in 2 s (3 failed in a row)", vlog)
+            wait_for(lambda: status(vn)["snapshot_failures"]["install"] == 4, 10,
+                     "the follower's /status shows its four failures")
             vlast = status(vn)["snapshot_last_failure"]
             self.assertEqual(vlast["stage"], "install")
-            self.assertIn("the chunk at 65536: Input/output error", vlast["reason"])
-            self.assertIn("the transfer starts again from the first chunk", log_of(cl, victim))
+            self.assertIn("restoring the store from %s: Input/output error" % vsnap,
+                          vlast["reason"])
+            code, text = admin(vn, "GET", "/metrics", timeout=10)
+            self.assertIn('keel_snapshot_failures_total{stage="install"} 4\n', text)
+            zk.create("%s/after" % root, b"after")
             only = client(cl, [victim])
             only.sync(root)
-            self.assertEqual(len(only.get_children(root)), 2 * 1050 + 21)
-            self.assertEqual(only.get("%s/b1049" % root)[0], b"1049")
-            self.assertEqual(only.get("%s/after" % root)[0], b"after")
-            self.assertEqual(status(vn)["snapshot_failures"], {"take": 0, "send": 0, "install": 1})
+            theirs = tree(only, root)
+            self.assertEqual(len(theirs), 3 * 1050 + 21)
+            self.assertEqual(theirs["after"][0], b"after")
+            self.assertEqual(theirs, tree(zk, root), "every znode the same at both")
+            self.assertEqual(status(vn)["snapshot_failures"], {"take": 0, "send": 0, "install": 4})
             self.assertTrue(vn.running, "the follower still runs")
+            old.stop()
+            old.close()
             only.stop()
             only.close()
             zk.stop()

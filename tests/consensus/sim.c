@@ -44,6 +44,7 @@ struct node {
 	/* volatile */
 	uint64_t applied, hash, last_snap, max_id;
 	uint8_t stage[IMG_BYTES];
+	uint32_t fail_installs; /* sim_fail_installs: the next N installs fail */
 	enum raft_role role;
 	uint64_t term;
 };
@@ -83,6 +84,7 @@ struct sim {
 	uint32_t confs_mask[4096];
 	uint32_t confs_n;
 	uint64_t watch_id, watch_index; /* liveness: the first write after healing */
+	uint64_t install_draws;         /* install faults' own stream (sim_opts.install_fail_pct) */
 	char *trace;
 	size_t trace_n, trace_cap;
 	struct raft_entry ents[MAX_ENTS];
@@ -569,11 +571,33 @@ static void record_read(struct sim *s, struct node *nd, const struct raft_read *
 		      (unsigned long long)bound);
 }
 
+/*
+ * Does this install fail at the node's disk (the final chunk's write, the
+ * sync, the rename or the restore: the core cannot tell them apart, the node
+ * writes nothing of the update)? Drawn from a stream of its own, so a seed's
+ * main stream is the one it had until its first failed install.
+ */
+static const char *install_fault(struct sim *s, struct node *nd)
+{
+	static const char *const stage[] = { "last chunk write", "sync", "rename", "restore" };
+	if (nd->fail_installs) {
+		nd->fail_installs--;
+		return stage[nd->fail_installs % 4];
+	}
+	if (!s->o.install_fail_pct)
+		return NULL;
+	uint64_t x = mix(s->o.seed ^ 0x1A57A11ULL, ++s->install_draws);
+	return x % 100 < s->o.install_fail_pct ? stage[(x >> 32) % 4] : NULL;
+}
+
 static void drain(struct sim *s, struct node *nd)
 {
 	struct raft_update u;
 	while (nd->r && raft_ready(nd->r, &u)) {
 		bool installed = false;
+		const char *fault = u.has_snapshot ? install_fault(s, nd) : NULL;
+		if (u.has_snapshot && u.n_committed)
+			failf(s, "n%u: entries to apply with the image that is not in yet", nd->id);
 		for (uint32_t i = 0; i < u.n_chunks; i++) {
 			const struct raft_chunk *c = &u.chunks[i];
 			if (c->offset + c->len > IMG_BYTES)
@@ -581,7 +605,7 @@ static void drain(struct sim *s, struct node *nd)
 			else if (c->len)
 				memcpy(nd->stage + c->offset, c->buf->data + c->off, c->len);
 		}
-		if (u.persist_seq) {
+		if (u.persist_seq && !fault) {
 			if (nd->wn == nd->wcap) {
 				nd->wcap = nd->wcap ? nd->wcap * 2 : 16;
 				nd->wq = xgrow(nd->wq, nd->wcap, sizeof(*nd->wq));
@@ -639,6 +663,27 @@ static void drain(struct sim *s, struct node *nd)
 		for (uint32_t i = 0; i < u.n_reads; i++)
 			record_read(s, nd, &u.reads[i]);
 		raft_advance(nd->r);
+		if (fault) {
+			/* Nothing of this update reaches the disk; the state machine keeps its
+			 * state. */
+			s->st.install_failures++;
+			sim_note(s, "n%u fails to install snapshot %llu/%llu at its %s", nd->id,
+				 (unsigned long long)u.snapshot.index,
+				 (unsigned long long)u.snapshot.term, fault);
+			int rc = raft_snapshot_install_failed(nd->r, u.snapshot.index);
+			if (rc)
+				failf(s, "n%u install_failed(%llu): %s", nd->id,
+				      (unsigned long long)u.snapshot.index, keel_strerror(rc));
+			if (raft_snapshot_install_failed(nd->r, u.snapshot.index) != KEEL_E_STATE)
+				failf(s, "n%u install_failed twice", nd->id);
+			struct raft_snapshot_meta back;
+			raft_snapshot_info(nd->r, &back);
+			if (back.index >= u.snapshot.index ||
+			    raft_commit(nd->r) >= u.snapshot.index)
+				failf(s, "n%u after a failed install: snapshot %llu commit %llu",
+				      nd->id, (unsigned long long)back.index,
+				      (unsigned long long)raft_commit(nd->r));
+		}
 		if (installed)
 			take_snapshot(s, nd, true);
 		if (s->o.snapshot_every && nd->applied >= nd->last_snap + s->o.snapshot_every)
@@ -783,6 +828,11 @@ void sim_crash(struct sim *s, uint32_t id)
 	for (uint32_t i = 0; i < nd->wn; i++)
 		write_free(&nd->wq[i]);
 	nd->wn = 0;
+}
+
+void sim_fail_installs(struct sim *s, uint32_t id, uint32_t n)
+{
+	node(s, id)->fail_installs = n;
 }
 
 void sim_restart(struct sim *s, uint32_t id)

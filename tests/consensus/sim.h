@@ -44,6 +44,13 @@ struct sim_opts {
 	 * at 900 skips one tick in ten). Messages and disks keep sim time.
 	 */
 	uint32_t clock_slow_pm;
+	/*
+	 * Disk faults at the end of an InstallSnapshot (the last chunk's write,
+	 * the sync, the rename, the restore): this per cent of installs fail; the
+	 * node writes nothing of that update and calls
+	 * raft_snapshot_install_failed(). Drawn from a stream of its own.
+	 */
+	uint32_t install_fail_pct;
 };
 
 struct sim;
@@ -67,6 +74,8 @@ void sim_isolate(struct sim *s, uint32_t id, bool isolated);
 void sim_heal(struct sim *s);
 void sim_crash(struct sim *s, uint32_t id);
 void sim_restart(struct sim *s, uint32_t id);
+/* The next n snapshot installs at node id fail at the disk (install_fail_pct's fault). */
+void sim_fail_installs(struct sim *s, uint32_t id, uint32_t n);
 /* Propose one batch at node id; *index gets its index. */
 int sim_propose(struct sim *s, uint32_t id, uint64_t *index);
 int sim_read(struct sim *s, uint32_t id, uint64_t read_id);
@@ -88,7 +97,8 @@ const char *sim_failure(const struct sim *s); /* NULL while every check holds */
 /* What a run exercised (so a sweep can show the faults really happened). */
 struct sim_stats {
 	uint64_t elections, crashes, installs, conf_changes, transfers, reads, applied;
-	uint64_t follower_reads; /* of reads: served through a follower */
+	uint64_t follower_reads;   /* of reads: served through a follower */
+	uint64_t install_failures; /* installs that failed at the disk and were retried */
 };
 void sim_get_stats(const struct sim *s, struct sim_stats *st);
 

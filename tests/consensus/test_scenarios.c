@@ -259,10 +259,13 @@ static void test_stale_leader_hears_new_term(void **state)
 	done(s, "stale leader hears a higher term");
 }
 
-/* A follower that missed compacted entries gets the snapshot in chunks. */
-static void test_snapshot_install(void **state)
+/*
+ * 3 nodes, snapshots every 5 entries, 40-byte chunks: *lag is down while
+ * the leader (*l) commits 30 entries up to *idx and compacts its log, so it
+ * will need the snapshot. The trace is cleared; lag is still down.
+ */
+static struct sim *lagging_follower(uint32_t *l, uint32_t *lag, uint64_t *idx)
 {
-	(void)state;
 	struct sim_opts o;
 	sim_opts_default(&o, 51, 3);
 	o.trace = true;
@@ -270,15 +273,24 @@ static void test_snapshot_install(void **state)
 	o.snapshot_keep = 0;
 	o.chunk_bytes = 40;
 	struct sim *s = cluster_opts(&o);
-	uint32_t l = sim_until_leader(s, 100);
-	uint32_t lag = l == 3 ? 2 : 3;
-	sim_crash(s, lag);
-	uint64_t idx = 0;
+	*l = sim_until_leader(s, 100);
+	*lag = *l == 3 ? 2 : 3;
+	sim_crash(s, *lag);
 	for (int i = 0; i < 30; i++)
-		assert_int_equal(sim_propose(s, l, &idx), 0);
-	assert_true(sim_until_applied(s, idx, 100));
-	assert_true(raft_first_index(sim_raft(s, l)) > 2); /* compacted */
+		assert_int_equal(sim_propose(s, *l, idx), 0);
+	assert_true(sim_until_applied(s, *idx, 100));
+	assert_true(raft_first_index(sim_raft(s, *l)) > 2); /* compacted */
 	sim_trace_clear(s);
+	return s;
+}
+
+/* A follower that missed compacted entries gets the snapshot in chunks. */
+static void test_snapshot_install(void **state)
+{
+	(void)state;
+	uint32_t l, lag;
+	uint64_t idx = 0;
+	struct sim *s = lagging_follower(&l, &lag, &idx);
 	sim_restart(s, lag);
 	assert_true(sim_until_applied(s, idx, 100));
 	char line[64];
@@ -290,6 +302,71 @@ static void test_snapshot_install(void **state)
 	assert_true(sim_trace_has(s, line));
 	commit_one(s, l);
 	done(s, "snapshot install");
+}
+
+/*
+ * An install that fails at the follower's disk (§5.3 with a disk that can
+ * fail): the image's last chunk write, its sync, its rename and its restore
+ * fail in turn (sim_fail_installs: 4). Each time the follower keeps its old
+ * state (nothing applied, no DONE sent), asks the leader for the image again
+ * with a rejection at offset 0, the leader sends it again from its first
+ * chunk, and the fifth install holds; the cluster then commits through it.
+ */
+static void test_snapshot_install_fails(void **state)
+{
+	(void)state;
+	uint32_t l, lag;
+	uint64_t idx = 0;
+	struct sim *s = lagging_follower(&l, &lag, &idx);
+	sim_restart(s, lag);
+	sim_fail_installs(s, lag, 4);
+	uint64_t before = sim_applied(s, lag);
+	struct raft_snapshot_meta snap;
+	raft_snapshot_info(sim_raft(s, l), &snap);
+	/* Step until the first failure: the follower's state has not moved. */
+	char line[128];
+	snprintf(line, sizeof(line), "n%u fails to install snapshot %llu", lag,
+		 (unsigned long long)snap.index);
+	for (int i = 0; i < 100 && !sim_trace_has(s, line); i++)
+		sim_step(s);
+	assert_true(sim_trace_has(s, line));
+	assert_int_equal(sim_applied(s, lag), before);
+	struct raft_snapshot_meta fsnap;
+	raft_snapshot_info(sim_raft(s, lag), &fsnap);
+	assert_true(fsnap.index < snap.index);
+	assert_true(raft_commit(sim_raft(s, lag)) < snap.index);
+	/* The failed install was not acknowledged: the leader still sends the image. */
+	assert_true(raft_match_of(sim_raft(s, l), lag) < snap.index);
+	assert_true(sim_until_applied(s, idx, 300));
+	const char *stages[] = { "restore", "rename", "sync", "last chunk write" };
+	for (int i = 0; i < 4; i++) {
+		snprintf(line, sizeof(line), "fails to install snapshot %llu/%llu at its %s",
+			 (unsigned long long)snap.index, (unsigned long long)snap.term, stages[i]);
+		assert_true(sim_trace_has(s, line));
+	}
+	/* Asked again from the first byte, the leader sends the first chunk again. */
+	snprintf(line, sizeof(line),
+		 "n%u -> n%u SnapshotResp term=%llu snap=%llu/0 offset=0 len=0 REJECT", lag, l,
+		 (unsigned long long)raft_term(sim_raft(s, l)), (unsigned long long)snap.index);
+	assert_true(sim_trace_has(s, line));
+	snprintf(line, sizeof(line), "n%u installs snapshot %llu", lag,
+		 (unsigned long long)snap.index);
+	assert_true(sim_trace_has(s, line));
+	/* DONE only after the install that held: once in the whole trace. */
+	snprintf(line, sizeof(line), "n%u -> n%u SnapshotResp", lag, l);
+	const char *t = sim_trace(s);
+	uint32_t dones = 0;
+	for (const char *q = strstr(t, line); q; q = strstr(q + 1, line)) {
+		const char *eol = strchr(q, '\n');
+		const char *d = strstr(q, " done");
+		if (d && (!eol || d < eol))
+			dones++;
+	}
+	assert_int_equal(dones, 1);
+	/* The install that held is final: nothing to take back any more. */
+	assert_int_equal(raft_snapshot_install_failed(sim_raft(s, lag), snap.index), KEEL_E_STATE);
+	commit_one(s, l);
+	done(s, "snapshot install fails at the disk, four times, then holds");
 }
 
 /* Leadership transfer (§3.10): catch the target up, TimeoutNow, it wins. */
@@ -1328,6 +1405,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_stale_leader_steps_down),
 		cmocka_unit_test(test_stale_leader_hears_new_term),
 		cmocka_unit_test(test_snapshot_install),
+		cmocka_unit_test(test_snapshot_install_fails),
 		cmocka_unit_test(test_leadership_transfer),
 		cmocka_unit_test(test_joint_remove_leader),
 		cmocka_unit_test(test_learner_promotion),

@@ -9,6 +9,7 @@
  *   test_raft_sim --seed S --trace          replay one seed, printing its trace
  *   test_raft_sim --clock-slow PM --lease-drift D   clocks up to PM per mille slow on
  *        every seed, leases with drift bound D: experiments beyond the bound
+ *   test_raft_sim --install-fail PCT   that per cent of installs fail at the disk, every seed
  * KEEL_SIM_SEEDS / KEEL_SIM_START override --seeds / --start (soak runs).
  */
 #include <setjmp.h>
@@ -29,6 +30,7 @@ static uint64_t g_start = 1, g_count = 50;
 static bool g_trace;
 /* Overrides for experiments beyond the lease's drift bound (-1: the sweep's own). */
 static int64_t g_clock_slow_pm = -1, g_lease_drift = -1;
+static int64_t g_install_fail_pct = -1; /* --install-fail: every seed's install faults */
 static const char *g_argv0 = "test_raft_sim";
 
 static void opts_for_seed(struct sim_opts *o, uint64_t seed)
@@ -46,6 +48,8 @@ static void opts_for_seed(struct sim_opts *o, uint64_t seed)
 	o->lease_reads = seed % 4 == 0;
 	o->conf_changes = seed % 3 == 2; /* joint consensus under faults */
 	o->follower_reads = seed % 8 != 1;
+	/* Installs failing at the follower's disk, retried (raft_snapshot_install_failed). */
+	o->install_fail_pct = seed % 5 < 2 ? 25 : 0;
 	/*
 	 * Clocks drift within the lease's bound: with election_ticks E and
 	 * lease_drift_ticks D, a clock may run up to D/E slower than another
@@ -59,6 +63,8 @@ static void opts_for_seed(struct sim_opts *o, uint64_t seed)
 		o->clock_slow_pm = (uint32_t)g_clock_slow_pm;
 	if (g_lease_drift >= 0)
 		o->lease_drift_ticks = (uint32_t)g_lease_drift;
+	if (g_install_fail_pct >= 0)
+		o->install_fail_pct = (uint32_t)g_install_fail_pct;
 }
 
 static struct sim_stats g_total;
@@ -78,6 +84,7 @@ static int run_seed(uint64_t seed)
 	g_total.transfers += st.transfers;
 	g_total.reads += st.reads;
 	g_total.follower_reads += st.follower_reads;
+	g_total.install_failures += st.install_failures;
 	g_total.applied += st.applied;
 	if (g_trace)
 		fputs(sim_trace(s), stdout);
@@ -99,13 +106,14 @@ static void test_sweep(void **state)
 			failures++;
 	printf("sim: %llu seeds from %llu, %llu failed\n", (unsigned long long)g_count,
 	       (unsigned long long)g_start, (unsigned long long)failures);
-	printf("sim: exercised %llu elections, %llu crashes, %llu snapshot installs, %llu "
-	       "membership "
+	printf("sim: exercised %llu elections, %llu crashes, %llu snapshot installs (%llu more "
+	       "failed at the disk), %llu membership "
 	       "changes, %llu transfers, %llu reads (%llu via followers), %llu entries committed\n",
 	       (unsigned long long)g_total.elections, (unsigned long long)g_total.crashes,
-	       (unsigned long long)g_total.installs, (unsigned long long)g_total.conf_changes,
-	       (unsigned long long)g_total.transfers, (unsigned long long)g_total.reads,
-	       (unsigned long long)g_total.follower_reads, (unsigned long long)g_total.applied);
+	       (unsigned long long)g_total.installs, (unsigned long long)g_total.install_failures,
+	       (unsigned long long)g_total.conf_changes, (unsigned long long)g_total.transfers,
+	       (unsigned long long)g_total.reads, (unsigned long long)g_total.follower_reads,
+	       (unsigned long long)g_total.applied);
 	assert_int_equal(failures, 0);
 }
 
@@ -128,10 +136,13 @@ int main(int argc, char **argv)
 			g_clock_slow_pm = strtoll(argv[++i], NULL, 0);
 		} else if (!strcmp(argv[i], "--lease-drift") && i + 1 < argc) {
 			g_lease_drift = strtoll(argv[++i], NULL, 0);
+		} else if (!strcmp(argv[i], "--install-fail") && i + 1 < argc) {
+			g_install_fail_pct = strtoll(argv[++i], NULL, 0);
 		} else {
 			fprintf(stderr,
 				"usage: %s [--seeds N] [--start S] [--seed S] [--trace] "
-				"[--clock-slow PERMILLE] [--lease-drift TICKS]\n",
+				"[--clock-slow PERMILLE] [--lease-drift TICKS] [--install-fail "
+				"PCT]\n",
 				argv[0]);
 			return 2;
 		}
