@@ -1365,12 +1365,24 @@ static int stat_shift(struct kv *kv, const char *path, uint32_t n, int32_t dcv, 
 	return 0;
 }
 
+static int own_draft_open(struct kv *kv);
+static int own_draft_close(struct kv *kv, int rc);
+
 int kv_zk_numbering_set(struct kv *kv, bool on)
 {
 	if (kv->grp_n)
 		return KEEL_E_STATE;
-	kv->zk_numbering = on;
-	return 0;
+	if (kv->pub->zk_numbering == on) {
+		kv->zk_numbering = on;
+		return 0;
+	}
+	/* A version of its own (same zxid, no events) whose digest says the rule. */
+	int rc = own_draft_open(kv);
+	if (rc == 0)
+		kv->draft->zk_numbering = on;
+	if ((rc = own_draft_close(kv, rc)) == 0)
+		kv->zk_numbering = on;
+	return rc;
 }
 
 bool kv_zk_numbering(const struct kv *kv)
@@ -1510,6 +1522,8 @@ int kv_zk_numbering_start(struct kv *kv)
 	kv->zk_numbering = true;
 	if (rc == 0)
 		rc = floors_apply(kv, &f);
+	if (rc == 0)
+		kv->draft->zk_numbering = true;
 	free(f.v);
 	if ((rc = own_draft_close(kv, rc)) < 0)
 		kv->zk_numbering = false;
@@ -1599,7 +1613,8 @@ int64_t kv_view_zxid(const struct kv_view *v)
 
 uint64_t kv_view_digest(const struct kv_view *v)
 {
-	return v->digest;
+	/* v->digest alone is what a snapshot stores and kv_restore checks. */
+	return v->digest + (v->zk_numbering ? KV_SEED_ZK_NUMBERING : 0);
 }
 
 uint64_t kv_view_node_count(const struct kv_view *v)

@@ -304,12 +304,15 @@ int kv_zookeeper_nodes(struct kv *kv);
  *
  * kv_zk_numbering_set: the rule the store already follows (a new store, or
  * after kv_restore: the caller records the rule with the image). No change
- * to the tree. kv_zk_numbering_start: switches to ZooKeeper's rule at a log
+ * to the tree; a new version (same zxid, no events) when the rule changes, as
+ * kv_view_digest() includes the rule (a snapshot's image does not: a
+ * restored store's digest matches its source's once the rule is set).
+ * kv_zk_numbering_start: switches to ZooKeeper's rule at a log
  * position, correcting the built-in nodes' counters (cversion of "/" -2 and
  * of /zookeeper -4, /zookeeper/config aversion -1) in one published version
  * (same zxid, no events); nothing when the rule is already on. Both writer
  * thread, outside a group: 0, KEEL_E_STATE while a group is open,
- * KEEL_E_NOMEM (start: the store unchanged).
+ * KEEL_E_NOMEM (the store and its rule unchanged).
  */
 int kv_zk_numbering_set(struct kv *kv, bool on);
 int kv_zk_numbering_start(struct kv *kv);
