@@ -1769,7 +1769,24 @@ struct expired_walk {
 	int64_t now_ms;
 	kv_name_fn fn;
 	void *ctx;
+	bool zk_numbering;
 };
+
+/* ZooKeeper's ContainerManager deletes an empty container whose stored
+ * cversion -- under its numbering the count of creates, (cversion +
+ * children) / 2 here -- is above 0. The cversion clients see, 2c for an
+ * empty one, wraps negative from 2^30 creates on. */
+static bool container_used(bool zk_numbering, const struct zk_stat *s)
+{
+	if (!zk_numbering)
+		return s->cversion > 0;
+	return ((uint32_t)s->cversion + (uint32_t)s->num_children) >> 1 > 0;
+}
+
+bool kv_container_used(const struct kv_view *v, const struct zk_stat *st)
+{
+	return container_used(v->zk_numbering, st);
+}
 
 static int expired_node(void *ctx, struct kv_leaf *lf)
 {
@@ -1779,7 +1796,7 @@ static int expired_node(void *ctx, struct kv_leaf *lf)
 	if (z->stat.num_children != 0)
 		return 0;
 	if (o == KV_OWNER_CONTAINER) {
-		if (z->stat.cversion > 0)
+		if (container_used(w->zk_numbering, &z->stat))
 			return w->fn(w->ctx, z->path, z->leaf.klen);
 	} else if ((o & KV_OWNER_TTL_MASK) == KV_OWNER_TTL_MASK) {
 		int64_t ttl = o & KV_TTL_MAX_MS;
@@ -1791,7 +1808,7 @@ static int expired_node(void *ctx, struct kv_leaf *lf)
 
 int kv_expired_containers(const struct kv_view *v, int64_t now_ms, kv_name_fn fn, void *ctx)
 {
-	struct expired_walk w = { now_ms, fn, ctx };
+	struct expired_walk w = { now_ms, fn, ctx, v->zk_numbering };
 	kv_hamt_foreach(v->paths, expired_node, &w);
 	return ZK_OK;
 }

@@ -478,12 +478,16 @@ int kv_sessions(const struct kv_view *v, int (*fn)(void *ctx, int64_t id, int32_
 		void *ctx);
 /*
  * Container and TTL nodes due for deletion (ZooKeeper 3.6 ContainerManager):
- * containers that have had children (cversion > 0) and have none now, TTL
+ * containers that have had children (kv_container_used) and have none now, TTL
  * nodes without children not modified for their TTL at now_ms. The leader
  * proposes KV_OP_DELETE_CONTAINER (containers) / KV_OP_DELETE with the seen
  * version (TTL) for each path it gets.
  */
 int kv_expired_containers(const struct kv_view *v, int64_t now_ms, kv_name_fn fn, void *ctx);
+/* Whether a container of stat st in view v has had a child, as ZooKeeper
+ * tells (its stored cversion > 0: under its numbering the count of creates,
+ * which the cversion clients see no longer shows past 2^30 of them). */
+bool kv_container_used(const struct kv_view *v, const struct zk_stat *st);
 
 /* ---- snapshot ---- */
 /* Stream callbacks: write all len bytes / read exactly len bytes; 0 or negative. */

@@ -327,6 +327,47 @@ static void set_creates(struct kv *kv, const char *path, int32_t creates)
 	kv_draft_publish(kv);
 }
 
+static int collect_one(void *ctx, const char *name, size_t len)
+{
+	snprintf(ctx, 64, "%.*s", (int)len, name);
+	return 0;
+}
+
+/* An empty container that had children is due for deletion however many
+ * it had: under ZooKeeper's rule its count of creates says so (ZooKeeper's
+ * stored cversion > 0), not the cversion clients see, which is negative for
+ * 2^30 creates and more. Under the old rule, the cversion. */
+static void test_container_used(void **state)
+{
+	(void)state;
+	static const int32_t creates[] = { 1, 1 << 29, 1 << 30, INT32_MAX };
+	for (size_t i = 0; i < KEEL_ARRAY_SIZE(creates); i++) {
+		struct kv *kv = store(true);
+		assert_int_equal(op(kv, kvt_create_op("/c", "", KV_MODE_CONTAINER)), ZK_OK);
+		char got[64] = "";
+		const struct kv_view *v = kv_view_get(kv);
+		kv_expired_containers(v, INT64_MAX, collect_one, got);
+		assert_string_equal(got, ""); /* never had a child */
+		struct zk_stat st = stat_of(kv, "/c");
+		assert_false(kv_container_used(v, &st));
+		set_creates(kv, "/c", creates[i]);
+		v = kv_view_get(kv);
+		st = stat_of(kv, "/c");
+		assert_true(kv_container_used(v, &st));
+		kv_expired_containers(v, INT64_MAX, collect_one, got);
+		assert_string_equal(got, "/c");
+		kv_destroy(kv);
+	}
+	struct kv *kv = store(false);
+	assert_int_equal(op(kv, kvt_create_op("/c", "", KV_MODE_CONTAINER)), ZK_OK);
+	assert_int_equal(mk(kv, "/c/a"), ZK_OK);
+	assert_int_equal(rm(kv, "/c/a"), ZK_OK);
+	char got[64] = "";
+	kv_expired_containers(kv_view_get(kv), INT64_MAX, collect_one, got);
+	assert_string_equal(got, "/c");
+	kv_destroy(kv);
+}
+
 /*
  * Past INT32_MAX creates. ZooKeeper: the suffix is the count as %010d of an
  * int, and DataTree.createNode keeps a new count only above the old one, so
@@ -492,6 +533,7 @@ int main(void)
 		cmocka_unit_test(test_dot_names),
 		cmocka_unit_test(test_start),
 		cmocka_unit_test(test_overflow),
+		cmocka_unit_test(test_container_used),
 		cmocka_unit_test(test_snapshot),
 		cmocka_unit_test(test_builtin_added_later),
 		cmocka_unit_test(test_group),
