@@ -54,7 +54,13 @@
 /* dp.mtu=auto: the netlink socket and the probe timer are looked at no more
  * often than this (on receives that took frames): a recv a quarter second. */
 #define MTU_LOOK_NS 250000000ull
-#define SLOT_IOV    (2 * DP_FRAME_REFS + 1) /* header+copies, then ref, copy, ref... */
+/* The netlink socket only says "something changed": a small queue (a flood
+ * of route events, a full routing table loaded, overflows it into one
+ * ENOBUFS, which counts as a change) and at most this many reads per look,
+ * so the receive path never spends long on it. */
+#define NL_RCVBUF_BYTES 4096
+#define NL_DRAIN_MAX    32
+#define SLOT_IOV        (2 * DP_FRAME_REFS + 1) /* header+copies, then ref, copy, ref... */
 
 struct udp_tp {
 	struct dp_transport base;
@@ -254,20 +260,20 @@ static const char *udp_ref_mode(dp_transport *t, uint16_t to)
 }
 
 /* Whether the kernel reported a route or link change since the last call
- * (the socket's queue drained; an overflow, ENOBUFS, counts as one). */
+ * (an overflow, ENOBUFS, counts as one). At most NL_DRAIN_MAX messages are
+ * read: what a flood leaves queued is a change for the next look. */
 static bool nl_changed(int fd)
 {
 	uint8_t buf[64]; /* contents unused: MSG_TRUNC drops the rest of each message */
 	bool changed = false;
-	for (;;) {
+	for (int i = 0; i < NL_DRAIN_MAX; i++) {
 		ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT | MSG_TRUNC);
 		if (n > 0 || (n < 0 && errno == ENOBUFS))
 			changed = true;
-		else if (n < 0 && errno == EINTR)
-			continue;
-		else
+		else if (!(n < 0 && errno == EINTR))
 			return changed;
 	}
+	return changed;
 }
 
 /*
@@ -473,6 +479,9 @@ static void udp_watch_routes(struct udp_tp *u)
 	u->nl_fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_ROUTE);
 	struct sockaddr_nl sn = { .nl_family = AF_NETLINK,
 				  .nl_groups = RTMGRP_LINK | RTMGRP_IPV4_ROUTE };
+	int rcvbuf = NL_RCVBUF_BYTES;
+	if (u->nl_fd >= 0)
+		(void)setsockopt(u->nl_fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
 	if (u->nl_fd >= 0 && bind(u->nl_fd, (struct sockaddr *)&sn, sizeof(sn)) == 0)
 		return;
 	fprintf(stderr,

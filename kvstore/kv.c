@@ -1365,12 +1365,24 @@ static int stat_shift(struct kv *kv, const char *path, uint32_t n, int32_t dcv, 
 	return 0;
 }
 
+static int own_draft_open(struct kv *kv);
+static int own_draft_close(struct kv *kv, int rc);
+
 int kv_zk_numbering_set(struct kv *kv, bool on)
 {
 	if (kv->grp_n)
 		return KEEL_E_STATE;
-	kv->zk_numbering = on;
-	return 0;
+	if (kv->pub->zk_numbering == on) {
+		kv->zk_numbering = on;
+		return 0;
+	}
+	/* A version of its own (same zxid, no events) whose digest says the rule. */
+	int rc = own_draft_open(kv);
+	if (rc == 0)
+		kv->draft->zk_numbering = on;
+	if ((rc = own_draft_close(kv, rc)) == 0)
+		kv->zk_numbering = on;
+	return rc;
 }
 
 bool kv_zk_numbering(const struct kv *kv)
@@ -1510,6 +1522,8 @@ int kv_zk_numbering_start(struct kv *kv)
 	kv->zk_numbering = true;
 	if (rc == 0)
 		rc = floors_apply(kv, &f);
+	if (rc == 0)
+		kv->draft->zk_numbering = true;
 	free(f.v);
 	if ((rc = own_draft_close(kv, rc)) < 0)
 		kv->zk_numbering = false;
@@ -1599,7 +1613,8 @@ int64_t kv_view_zxid(const struct kv_view *v)
 
 uint64_t kv_view_digest(const struct kv_view *v)
 {
-	return v->digest;
+	/* v->digest alone is what a snapshot stores and kv_restore checks. */
+	return v->digest + (v->zk_numbering ? KV_SEED_ZK_NUMBERING : 0);
 }
 
 uint64_t kv_view_node_count(const struct kv_view *v)
@@ -1754,7 +1769,24 @@ struct expired_walk {
 	int64_t now_ms;
 	kv_name_fn fn;
 	void *ctx;
+	bool zk_numbering;
 };
+
+/* ZooKeeper's ContainerManager deletes an empty container whose stored
+ * cversion -- under its numbering the count of creates, (cversion +
+ * children) / 2 here -- is above 0. The cversion clients see, 2c for an
+ * empty one, wraps negative from 2^30 creates on. */
+static bool container_used(bool zk_numbering, const struct zk_stat *s)
+{
+	if (!zk_numbering)
+		return s->cversion > 0;
+	return ((uint32_t)s->cversion + (uint32_t)s->num_children) >> 1 > 0;
+}
+
+bool kv_container_used(const struct kv_view *v, const struct zk_stat *st)
+{
+	return container_used(v->zk_numbering, st);
+}
 
 static int expired_node(void *ctx, struct kv_leaf *lf)
 {
@@ -1764,7 +1796,7 @@ static int expired_node(void *ctx, struct kv_leaf *lf)
 	if (z->stat.num_children != 0)
 		return 0;
 	if (o == KV_OWNER_CONTAINER) {
-		if (z->stat.cversion > 0)
+		if (container_used(w->zk_numbering, &z->stat))
 			return w->fn(w->ctx, z->path, z->leaf.klen);
 	} else if ((o & KV_OWNER_TTL_MASK) == KV_OWNER_TTL_MASK) {
 		int64_t ttl = o & KV_TTL_MAX_MS;
@@ -1776,7 +1808,7 @@ static int expired_node(void *ctx, struct kv_leaf *lf)
 
 int kv_expired_containers(const struct kv_view *v, int64_t now_ms, kv_name_fn fn, void *ctx)
 {
-	struct expired_walk w = { now_ms, fn, ctx };
+	struct expired_walk w = { now_ms, fn, ctx, v->zk_numbering };
 	kv_hamt_foreach(v->paths, expired_node, &w);
 	return ZK_OK;
 }

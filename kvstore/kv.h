@@ -304,12 +304,15 @@ int kv_zookeeper_nodes(struct kv *kv);
  *
  * kv_zk_numbering_set: the rule the store already follows (a new store, or
  * after kv_restore: the caller records the rule with the image). No change
- * to the tree. kv_zk_numbering_start: switches to ZooKeeper's rule at a log
+ * to the tree; a new version (same zxid, no events) when the rule changes, as
+ * kv_view_digest() includes the rule (a snapshot's image does not: a
+ * restored store's digest matches its source's once the rule is set).
+ * kv_zk_numbering_start: switches to ZooKeeper's rule at a log
  * position, correcting the built-in nodes' counters (cversion of "/" -2 and
  * of /zookeeper -4, /zookeeper/config aversion -1) in one published version
  * (same zxid, no events); nothing when the rule is already on. Both writer
  * thread, outside a group: 0, KEEL_E_STATE while a group is open,
- * KEEL_E_NOMEM (start: the store unchanged).
+ * KEEL_E_NOMEM (the store and its rule unchanged).
  */
 int kv_zk_numbering_set(struct kv *kv, bool on);
 int kv_zk_numbering_start(struct kv *kv);
@@ -475,12 +478,16 @@ int kv_sessions(const struct kv_view *v, int (*fn)(void *ctx, int64_t id, int32_
 		void *ctx);
 /*
  * Container and TTL nodes due for deletion (ZooKeeper 3.6 ContainerManager):
- * containers that have had children (cversion > 0) and have none now, TTL
+ * containers that have had children (kv_container_used) and have none now, TTL
  * nodes without children not modified for their TTL at now_ms. The leader
  * proposes KV_OP_DELETE_CONTAINER (containers) / KV_OP_DELETE with the seen
  * version (TTL) for each path it gets.
  */
 int kv_expired_containers(const struct kv_view *v, int64_t now_ms, kv_name_fn fn, void *ctx);
+/* Whether a container of stat st in view v has had a child, as ZooKeeper
+ * tells (its stored cversion > 0: under its numbering the count of creates,
+ * which the cversion clients see no longer shows past 2^30 of them). */
+bool kv_container_used(const struct kv_view *v, const struct zk_stat *st);
 
 /* ---- snapshot ---- */
 /* Stream callbacks: write all len bytes / read exactly len bytes; 0 or negative. */

@@ -10,6 +10,8 @@
 #define KV_SEED_DATA    0x6b65656c64617461ull
 #define KV_SEED_SESSION 0x6b65656c73657373ull
 #define KV_SEED_NULL    0x6b65656c6e756c6cull
+/* kv_view_digest's term for ZooKeeper's sequential numbering (kv_zk_numbering) */
+#define KV_SEED_ZK_NUMBERING 0x6b65656c7a6b6e6dull
 
 /* Immutable byte string (node data, encoded ACL) with its hash. */
 struct kv_blob {
@@ -84,6 +86,10 @@ struct kv_view {
 	uint64_t sessions;
 	struct kv_hnode *paths;
 	struct kv_hnode *session_map;
+	/* The numbering rule of this version (kv->zk_numbering when it was
+	 * published): part of kv_view_digest, so replicas that number by
+	 * different rules never compare equal, even before a sequential create. */
+	bool zk_numbering;
 };
 
 struct kv {

@@ -99,9 +99,12 @@ static const char *const reject_names[R_COUNT_] = {
 	"ring_full",
 };
 
+/* The longest /status (32 members, every string escaped, every number at
+ * its widest: test_mgmt_admin status_longest) is ~18 KiB. */
 struct jbuf {
-	char b[16384];
+	char b[32768];
 	size_t n;
+	bool cut; /* something did not fit: answered 500, never half a document */
 };
 
 struct mgmt_server {
@@ -242,14 +245,35 @@ static void __attribute__((format(printf, 2, 3))) jput(struct jbuf *j, const cha
 	va_start(ap, fmt);
 	int k = vsnprintf(j->b + j->n, sizeof(j->b) - j->n, fmt, ap);
 	va_end(ap);
-	/* A status is a few KiB at most (32 peers); clamp rather than overflow. */
-	j->n = KEEL_MIN(j->n + (size_t)(k > 0 ? k : 0), sizeof(j->b) - 1);
+	/* Clamp rather than overflow; jsend refuses what was cut. */
+	j->n += (size_t)(k > 0 ? k : 0);
+	if (j->n >= sizeof(j->b)) {
+		j->cut = true;
+		j->n = sizeof(j->b) - 1;
+	}
 }
 
 static void jstr(struct jbuf *j, const char *str)
 {
 	j->n += mjson_quote(j->b + j->n, sizeof(j->b) - j->n, str);
-	j->n = KEEL_MIN(j->n, sizeof(j->b) - 1);
+	if (j->n >= sizeof(j->b)) {
+		j->cut = true;
+		j->n = sizeof(j->b) - 1;
+	}
+}
+
+static void jstart(struct jbuf *j)
+{
+	j->n = 0;
+	j->cut = false;
+}
+
+static void jsend(struct mgmt_server *s, struct conn *c, const struct jbuf *j)
+{
+	if (j->cut)
+		respond_error(s, c, 500, "the answer is longer than %zu bytes", sizeof(j->b) - 1);
+	else
+		respond_json(s, c, 200, j->b);
 }
 
 static void put_peers(struct jbuf *j, const struct mgmt_status *st)
@@ -352,7 +376,7 @@ static void route_status(struct mgmt_server *s, struct conn *c)
 	if (!read_status(s, c, &st, &seq))
 		return;
 	struct jbuf *j = &s->j;
-	j->n = 0;
+	jstart(j);
 	jput(j,
 	     "{\"id\":%u,\"role\":\"%s\",\"term\":%llu,\"leader\":%u,\"conf_change_pending\":%s,"
 	     "\"commit_index\":%llu,\"applied_index\":%llu,\"last_index\":%llu,"
@@ -391,7 +415,7 @@ static void route_status(struct mgmt_server *s, struct conn *c)
 	jput(j, ",\"status_seq\":%llu,\"peers\":", (unsigned long long)seq);
 	put_peers(j, &st);
 	jput(j, "}\n");
-	respond_json(s, c, 200, j->b);
+	jsend(s, c, j);
 }
 
 static void route_members_get(struct mgmt_server *s, struct conn *c)
@@ -400,12 +424,12 @@ static void route_members_get(struct mgmt_server *s, struct conn *c)
 	if (!read_status(s, c, &st, NULL))
 		return;
 	struct jbuf *j = &s->j;
-	j->n = 0;
+	jstart(j);
 	jput(j, "{\"id\":%u,\"leader\":%u,\"conf_change_pending\":%s,\"members\":", st.id,
 	     st.leader_id, st.conf_change_pending ? "true" : "false");
 	put_peers(j, &st);
 	jput(j, "}\n");
-	respond_json(s, c, 200, j->b);
+	jsend(s, c, j);
 }
 
 static void route_metrics(struct mgmt_server *s, struct conn *c)
@@ -489,7 +513,7 @@ static void put_cfg(struct jbuf *j, const struct cfg_entry *e)
 static void route_config_get(struct mgmt_server *s, struct conn *c, const char *key)
 {
 	struct jbuf *j = &s->j;
-	j->n = 0;
+	jstart(j);
 	if (key) {
 		int i = cfg_find(s, key);
 		if (i < 0) {
@@ -506,7 +530,7 @@ static void route_config_get(struct mgmt_server *s, struct conn *c, const char *
 		}
 		jput(j, "]}\n");
 	}
-	respond_json(s, c, 200, j->b);
+	jsend(s, c, j);
 }
 
 /* ---- requests to the pipeline ---- */

@@ -147,7 +147,7 @@ static bool still_due(const struct kv_view *v, const char *name, uint32_t len, i
 		return false;
 	int64_t o = n.stat.ephemeral_owner;
 	if (o == KV_OWNER_CONTAINER)
-		return n.stat.cversion > 0;
+		return kv_container_used(v, &n.stat);
 	return (o & KV_OWNER_TTL_MASK) == KV_OWNER_TTL_MASK &&
 	       now_ms - n.stat.mtime_ms > (o & KV_TTL_MAX_MS);
 }

@@ -100,6 +100,11 @@ bool node_quota_enforce(uint32_t cluster_level, uint32_t settings, bool configur
 	return configured;
 }
 
+uint32_t node_level_applied(uint32_t applied, uint32_t item)
+{
+	return item > applied ? item : applied;
+}
+
 bool node_zk_numbering(uint32_t cluster_level)
 {
 	return cluster_level >= NODE_LEVEL_ZK_NUMBERING;

@@ -218,6 +218,15 @@ int node_level_check(uint32_t cluster, uint32_t level, uint32_t min, char *msg, 
 void node_level_item_put(uint8_t *out, uint32_t level);
 void node_level_item_put_settings(uint8_t *out, uint32_t level, uint32_t settings);
 int node_level_item_decode(const uint8_t *d, size_t len, uint32_t *level, uint32_t *settings);
+/*
+ * The cluster level after applying a level item of `item` on top of the
+ * applied level `applied`: never lower. A leader proposes a settings item
+ * at its applied level while a higher level item of the previous term may
+ * still be uncommitted ahead of it in its log; applied as written, the level
+ * would go 5 -> 4 after the switch to ZooKeeper's numbering, and a snapshot
+ * of that level would restore to the old rule (then switch a second time).
+ */
+uint32_t node_level_applied(uint32_t applied, uint32_t item);
 /* Does apply refuse writes over a hard quota limit? From NODE_LEVEL_SETTINGS
  * on the replicated settings decide, below it this node's configuration. */
 bool node_quota_enforce(uint32_t cluster_level, uint32_t settings, bool configured);

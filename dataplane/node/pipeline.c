@@ -1378,6 +1378,11 @@ static void level_apply(struct pipeline *p, uint64_t index, const uint8_t *t, ui
 		stop_fatal(p, "apply: index %" PRIu64 ": %s", index, msg);
 		return;
 	}
+	if (level < p->level_cluster)
+		keeld_log("index %" PRIu64 ": a level item of level %u, below the cluster's %u "
+			  "(proposed behind a higher one): the level stays, its settings apply",
+			  index, level, p->level_cluster);
+	level = node_level_applied(p->level_cluster, level);
 	if (level != p->level_cluster)
 		keeld_log("cluster protocol level %u -> %u at index %" PRIu64, p->level_cluster,
 			  level, index);

@@ -15,6 +15,8 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <netinet/in.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -397,6 +399,82 @@ static int pmtu_shrinks_child(void)
 	return 0;
 }
 
+/* The largest receive queue (Rmem) of this namespace's NETLINK_ROUTE
+ * sockets listening to link and IPv4 route changes (the transports'), or -1. */
+static long nl_route_rmem(void)
+{
+	FILE *f = fopen("/proc/self/net/netlink", "r");
+	if (!f)
+		return -1;
+	char line[256];
+	long most = -1;
+	while (fgets(line, sizeof(line), f)) {
+		char sk[32];
+		unsigned eth, groups;
+		unsigned long pid;
+		long rmem;
+		if (sscanf(line, "%31s %u %lu %x %ld", sk, &eth, &pid, &groups, &rmem) == 5 &&
+		    eth == NETLINK_ROUTE && groups == (RTMGRP_LINK | RTMGRP_IPV4_ROUTE))
+			most = KEEL_MAX(most, rmem);
+	}
+	fclose(f);
+	return most;
+}
+
+/*
+ * In a network namespace of its own: a flood of route events (2000 routes
+ * added at once, as a routing daemon loading a table) while two dp.mtu=auto
+ * nodes talk. The netlink socket only says "something changed": its queue
+ * stays small (the kernel drops the rest and says ENOBUFS; by default it
+ * would hold ~200 KiB the receive path then reads one message at a time),
+ * the flood counts as route events, and the transport goes on. Returns 0,
+ * 77 when the namespace cannot be made here, else the step that failed.
+ */
+static int route_flood_child(void)
+{
+	char err[256];
+	if (unshare(CLONE_NEWNET) != 0)
+		return 77;
+	if (system("ip link set lo up >/dev/null 2>&1") != 0)
+		return 77;
+	struct dp_config ca, cb;
+	cfg(&ca, 1, 2);
+	cfg(&cb, 2, 1);
+	if (dp_config_set(&ca, "dp.mtu", "auto", err, sizeof(err)) ||
+	    dp_config_set(&cb, "dp.mtu", "auto", err, sizeof(err)))
+		return 1;
+	dp_transport *a, *b;
+	if (dp_open(&cb, &b, err, sizeof(err)) || dp_open(&ca, &a, err, sizeof(err)))
+		return 2;
+	uint16_t lo = dp_mtu(a);
+	if (nl_route_rmem() != 0)
+		return 3; /* both listening, nothing queued yet */
+	if (system("i=0; while [ $i -lt 2000 ]; do echo \"route add 10.$((i / 200)).$((i % "
+		   "200)).0/24 "
+		   "dev lo\"; i=$((i + 1)); done | ip -batch - >/dev/null") != 0)
+		return 4;
+	long rmem = nl_route_rmem();
+	if (rmem <= 0 || rmem > 32768)
+		return 5;
+	/* The next look (within a quarter second, on a receive) counts it. */
+	struct dp_stats st;
+	for (int i = 0; i < 80; i++) {
+		send_check(b, a, 1, 100, 1);
+		dp_stats(a, &st);
+		if (st.v[DP_CTR_TX_MTU_ROUTE_EVENTS] > 0)
+			break;
+		usleep(100000);
+	}
+	if (st.v[DP_CTR_TX_MTU_ROUTE_EVENTS] == 0 || dp_mtu(a) != lo)
+		return 6;
+	send_check(a, b, 2, 100000, frames_for(100000, lo));
+	if (nl_route_rmem() > 32768)
+		return 7;
+	dp_close(a);
+	dp_close(b);
+	return 0;
+}
+
 /* Run child() in a child process (its network namespace goes with it). */
 static void in_child(int (*child)(void))
 {
@@ -418,6 +496,13 @@ static void test_mtu_path_shrinks(void **state)
 {
 	(void)state;
 	in_child(pmtu_shrinks_child);
+}
+
+/* dp.mtu=auto: a flood of route events costs a small queue and one look. */
+static void test_mtu_route_flood(void **state)
+{
+	(void)state;
+	in_child(route_flood_child);
 }
 
 /* dp.mtu=auto follows the route to each peer (a veth of MTU 1400 in a netns). */
@@ -1313,6 +1398,7 @@ int main(void)
 		cmocka_unit_test(test_mtu_explicit),
 		cmocka_unit_test(test_mtu_route_per_peer),
 		cmocka_unit_test(test_mtu_path_shrinks),
+		cmocka_unit_test(test_mtu_route_flood),
 		cmocka_unit_test(test_truncated_datagram),
 		cmocka_unit_test(test_strangers_dropped_and_counted),
 		cmocka_unit_test(test_runtime_peers),

@@ -271,6 +271,32 @@ static void test_fault_zk_numbering(void **state)
 	fprintf(stderr, "fault: zk numbering: %ld allocation sites failed cleanly\n", failures);
 	assert_true(failures > 0);
 	kv_destroy(ref);
+	/* Setting the rule (a restored store) publishes a version whose digest
+	 * says it: a failure leaves the rule and the digest as they were. */
+	failures = 0;
+	for (long n = 1;; n++) {
+		assert_int_equal(kv_create(NULL, &kv), 0);
+		prepare_numbering(kv);
+		uint64_t d0 = kv_view_digest(kv_view_get(kv));
+		kv_fault_countdown = n;
+		int rc = kv_zk_numbering_set(kv, true);
+		long left = kv_fault_countdown;
+		kv_fault_countdown = 0;
+		if (rc == KEEL_E_NOMEM) {
+			failures++;
+			assert_int_equal(kv_view_digest(kv_view_get(kv)), d0);
+			assert_false(kv_zk_numbering(kv));
+			rc = kv_zk_numbering_set(kv, true);
+		}
+		assert_int_equal(rc, 0);
+		assert_true(kv_zk_numbering(kv));
+		assert_true(kv_view_digest(kv_view_get(kv)) != d0);
+		kv_destroy(kv);
+		kv_thread_quiescent();
+		if (left > 0)
+			break;
+	}
+	assert_true(failures > 0);
 }
 
 static void test_fault_restore(void **state)

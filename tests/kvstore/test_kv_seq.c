@@ -297,9 +297,16 @@ static void test_start(void **state)
 	/* /q/ttl: 2 creates, a child s-2 from the old rule */
 	expect_seq(a, "/q/ttl/s-", "/q/ttl/s-0000000003");
 	expect_seq(a, "/zookeeper/s-", "/zookeeper/s-0000000000");
-	/* a set of the rule changes no counter (a restored store) */
+	/* a set of the rule changes no counter (a restored store), but the
+	 * digest says which rule a store numbers by: replicas that disagree
+	 * on it differ before their next sequential create shows it */
 	d1 = kv_view_digest(kv_view_get(b));
+	zxid = kv_view_zxid(kv_view_get(b));
 	assert_int_equal(kv_zk_numbering_set(b, false), 0);
+	assert_false(kv_zk_numbering(b));
+	assert_true(kv_view_digest(kv_view_get(b)) != d1);
+	assert_int_equal(kv_view_zxid(kv_view_get(b)), zxid);
+	assert_int_equal(kv_zk_numbering_set(b, true), 0);
 	assert_int_equal(kv_view_digest(kv_view_get(b)), d1);
 	kv_destroy(a);
 	kv_destroy(b);
@@ -318,6 +325,47 @@ static void set_creates(struct kv *kv, const char *path, int32_t creates)
 	z->stat.cversion = (int32_t)(2u * (uint32_t)creates - (uint32_t)z->stat.num_children);
 	kv_znode_done(kv, z);
 	kv_draft_publish(kv);
+}
+
+static int collect_one(void *ctx, const char *name, size_t len)
+{
+	snprintf(ctx, 64, "%.*s", (int)len, name);
+	return 0;
+}
+
+/* An empty container that had children is due for deletion however many
+ * it had: under ZooKeeper's rule its count of creates says so (ZooKeeper's
+ * stored cversion > 0), not the cversion clients see, which is negative for
+ * 2^30 creates and more. Under the old rule, the cversion. */
+static void test_container_used(void **state)
+{
+	(void)state;
+	static const int32_t creates[] = { 1, 1 << 29, 1 << 30, INT32_MAX };
+	for (size_t i = 0; i < KEEL_ARRAY_SIZE(creates); i++) {
+		struct kv *kv = store(true);
+		assert_int_equal(op(kv, kvt_create_op("/c", "", KV_MODE_CONTAINER)), ZK_OK);
+		char got[64] = "";
+		const struct kv_view *v = kv_view_get(kv);
+		kv_expired_containers(v, INT64_MAX, collect_one, got);
+		assert_string_equal(got, ""); /* never had a child */
+		struct zk_stat st = stat_of(kv, "/c");
+		assert_false(kv_container_used(v, &st));
+		set_creates(kv, "/c", creates[i]);
+		v = kv_view_get(kv);
+		st = stat_of(kv, "/c");
+		assert_true(kv_container_used(v, &st));
+		kv_expired_containers(v, INT64_MAX, collect_one, got);
+		assert_string_equal(got, "/c");
+		kv_destroy(kv);
+	}
+	struct kv *kv = store(false);
+	assert_int_equal(op(kv, kvt_create_op("/c", "", KV_MODE_CONTAINER)), ZK_OK);
+	assert_int_equal(mk(kv, "/c/a"), ZK_OK);
+	assert_int_equal(rm(kv, "/c/a"), ZK_OK);
+	char got[64] = "";
+	kv_expired_containers(kv_view_get(kv), INT64_MAX, collect_one, got);
+	assert_string_equal(got, "/c");
+	kv_destroy(kv);
 }
 
 /*
@@ -389,6 +437,9 @@ static void test_snapshot(void **state)
 	struct kv *b;
 	assert_int_equal(kv_create(NULL, &b), 0);
 	assert_int_equal(kv_restore(b, kvt_stream_read, &s), 0);
+	/* the image alone does not say the rule: until the caller sets it
+	 * (from the snapshot's level), the digest is not the source's */
+	assert_true(kv_view_digest(kv_view_get(b)) != kv_view_digest(kv_view_get(a)));
 	assert_int_equal(kv_zk_numbering_set(b, true), 0);
 	assert_int_equal(kv_zookeeper_nodes(b), 0); /* all there: nothing changes */
 	assert_int_equal(kv_view_digest(kv_view_get(b)), kv_view_digest(kv_view_get(a)));
@@ -482,6 +533,7 @@ int main(void)
 		cmocka_unit_test(test_dot_names),
 		cmocka_unit_test(test_start),
 		cmocka_unit_test(test_overflow),
+		cmocka_unit_test(test_container_used),
 		cmocka_unit_test(test_snapshot),
 		cmocka_unit_test(test_builtin_added_later),
 		cmocka_unit_test(test_group),

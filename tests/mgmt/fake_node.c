@@ -43,6 +43,32 @@ int fake_node_init(struct fake_node *f, uint32_t id, uint32_t leader_id, const c
 	return 0;
 }
 
+/* Every string as long as it may be, of characters JSON escapes (a peer's
+ * admin address is any printable text it says), every number at its widest. */
+static void longest(struct mgmt_status *s)
+{
+	s->term = s->commit_index = s->applied_index = s->last_index = UINT64_MAX;
+	s->log_bytes = s->snapshot_index = s->sessions = s->znodes = s->watches = UINT64_MAX;
+	s->level_refused = s->settings_index = s->quota_config_differs = UINT64_MAX;
+	s->id = s->leader_id = s->dp_mtu = UINT32_MAX;
+	s->cluster_level = s->settings_level = s->protocol_level = UINT32_MAX;
+	memset(s->transport, '"', sizeof(s->transport) - 1);
+	memset(s->fsync_path, '\\', sizeof(s->fsync_path) - 1);
+	for (int i = 0; i < MGMT_SNAP_STAGES; i++)
+		s->snapshot_failures[i] = UINT64_MAX;
+	s->snapshot_failure_ms = INT64_MIN;
+	memset(s->snapshot_failure_stage, 1, sizeof(s->snapshot_failure_stage) - 1);
+	memset(s->snapshot_failure_reason, 1, sizeof(s->snapshot_failure_reason) - 1);
+	s->n_peers = MGMT_MAX_PEERS;
+	for (int i = 0; i < MGMT_MAX_PEERS; i++) {
+		struct mgmt_peer_status *p = &s->peers[i];
+		p->id = p->protocol_level = UINT32_MAX;
+		memset(p->address, '"', sizeof(p->address) - 1);
+		memset(p->admin, '\\', sizeof(p->admin) - 1);
+		p->admin_age_ms = p->match_index = p->lag_entries = UINT64_MAX;
+	}
+}
+
 static void publish(struct fake_node *f)
 {
 	struct mgmt_status s;
@@ -85,6 +111,8 @@ static void publish(struct fake_node *f)
 			p->lag_entries = s.last_index - p->match_index;
 		}
 	}
+	if (atomic_load(&f->longest))
+		longest(&s);
 	mgmt_chan_publish(f->chan, &s);
 }
 

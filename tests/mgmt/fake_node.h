@@ -28,6 +28,7 @@ struct fake_node {
 	atomic_bool stop;
 	atomic_bool mute;            /* take requests but never answer (the 504 path) */
 	atomic_bool joint;           /* pretend a joint configuration is in force */
+	atomic_bool longest;         /* publish the longest /status there can be */
 	atomic_uint taken;           /* requests taken so far */
 	atomic_uint add_client_port; /* client_port of the last MEMBER_ADD */
 	/* Set before fake_node_run(), then owned by the pipeline thread. */

@@ -211,6 +211,31 @@ static void await_members(uint32_t want, bool want4, bool want_voter4)
 	fail_msg("members: %u (4: %d voter %d), want %u", n, has4, voter4, want);
 }
 
+/* The longest status there can be (every string escaped, every number at
+ * its widest, 32 members) is still whole, valid JSON. */
+static void status_longest(void **state)
+{
+	(void)state;
+	struct thttp r;
+	atomic_store(&node.longest, true);
+	for (int i = 0; i < 1000; i++) {
+		thttp(node.port, "GET", "/status", NULL, NULL, &r);
+		assert_int_equal(r.code, 200);
+		if (strstr(r.body, "\"lag\":18446744073709551615"))
+			break;
+		thttp_free(&r);
+		usleep(5000);
+	}
+	atomic_store(&node.longest, false);
+	assert_true(mjson_valid(r.body));
+	const char *peers = mjson_get(r.body, "peers");
+	assert_non_null(peers);
+	char admin[MGMT_HOST_MAX];
+	assert_int_equal(mjson_get_str(strrchr(peers, '{'), "admin", admin, sizeof(admin)), 0);
+	assert_int_equal(strspn(admin, "\\"), MGMT_HOST_MAX - 1);
+	thttp_free(&r);
+}
+
 static void members_route(void **state)
 {
 	(void)state;
@@ -856,12 +881,13 @@ int main(int argc, char **argv)
 	}
 	prom_check = argv[1];
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(status_route),    cmocka_unit_test(members_route),
-		cmocka_unit_test(token_enforced),  cmocka_unit_test(no_token_configured),
-		cmocka_unit_test(start_errors),    cmocka_unit_test(transfer_and_snapshot),
-		cmocka_unit_test(config_route),    cmocka_unit_test(malformed_requests),
-		cmocka_unit_test(slow_clients),    cmocka_unit_test(connection_limit),
-		cmocka_unit_test(silent_pipeline), cmocka_unit_test(metrics_route),
+		cmocka_unit_test(status_route),          cmocka_unit_test(members_route),
+		cmocka_unit_test(status_longest),        cmocka_unit_test(token_enforced),
+		cmocka_unit_test(no_token_configured),   cmocka_unit_test(start_errors),
+		cmocka_unit_test(transfer_and_snapshot), cmocka_unit_test(config_route),
+		cmocka_unit_test(malformed_requests),    cmocka_unit_test(slow_clients),
+		cmocka_unit_test(connection_limit),      cmocka_unit_test(silent_pipeline),
+		cmocka_unit_test(metrics_route),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -256,6 +256,39 @@ static void test_zk_numbering(void **state)
 	assert_int_equal(settings, NODE_SETTING_ENFORCE_QUOTA);
 }
 
+/*
+ * Level items applied in log order as level_apply does: a settings item a
+ * new leader proposed at its applied level 4, behind a level-5 item of the
+ * previous term still uncommitted in its log, must not take the cluster back
+ * to 4 (ZooKeeper's numbering would be on in the store at a level that says
+ * it is off: a snapshot there restores to the old rule).
+ */
+static void test_level_applied(void **state)
+{
+	(void)state;
+	static const uint32_t items[][2] = {
+		{ 4, 0 }, { 5, NODE_SETTING_ENFORCE_QUOTA }, { 4, 0 }, { 5, 0 }, { 3, 0 }
+	};
+	static const uint32_t want[] = { 4, 5, 5, 5, 5 };
+	uint32_t applied = NODE_PROTOCOL_LEVEL_MIN;
+	for (size_t i = 0; i < sizeof(items) / sizeof(items[0]); i++) {
+		uint8_t b[NODE_LEVEL_ITEM_SET_BYTES];
+		uint32_t level = 0, settings = 9;
+		node_level_item_put_settings(b, items[i][0], items[i][1]);
+		assert_int_equal(node_level_item_decode(b,
+							items[i][0] >= NODE_LEVEL_SETTINGS
+								? NODE_LEVEL_ITEM_SET_BYTES
+								: NODE_LEVEL_ITEM_BYTES,
+							&level, &settings),
+				 items[i][0] >= NODE_LEVEL_SETTINGS);
+		applied = node_level_applied(applied, level);
+		assert_int_equal(applied, want[i]);
+		assert_true(node_zk_numbering(applied) == (want[i] >= NODE_LEVEL_ZK_NUMBERING));
+	}
+	assert_int_equal(node_level_applied(2, 2), 2);
+	assert_int_equal(node_level_applied(2, 255), 255);
+}
+
 static void test_snap(void **state)
 {
 	(void)state;
@@ -327,6 +360,7 @@ int main(void)
 		cmocka_unit_test(test_touch_settings), cmocka_unit_test(test_check),
 		cmocka_unit_test(test_touch),          cmocka_unit_test(test_touch_admin),
 		cmocka_unit_test(test_snap),           cmocka_unit_test(test_config),
+		cmocka_unit_test(test_level_applied),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
