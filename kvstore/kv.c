@@ -456,7 +456,8 @@ static int emit(struct kv *kv, int32_t type, const char *path, size_t n, int64_t
 		return (int)off;
 	/* A copy: a deleted node's blob may be freed at commit. */
 	uint32_t alen = acl ? acl->len : 0;
-	int64_t aoff = sput(kv, acl ? (const char *)acl->b : "", alen);
+	int64_t aoff =
+		alen ? sput(kv, (const char *)acl->b, alen) : 0; /* finish_results: by alen */
 	if (aoff < 0)
 		return (int)aoff;
 	kv->ev[kv->nev] = (struct kv_event){ type, (uint32_t)n, NULL, zxid, NULL, alen };
