@@ -15,8 +15,10 @@
  * Happy path: buffers are bumped off the open chunk; each holds a reference
  * to its chunk, the open chunk one more; the chunk is given back when its
  * last buffer is released. Raft compacts in log order, so chunks empty in
- * the order they were filled. One emptied chunk is kept (its pages are
- * already mapped) for the next one opened.
+ * the order they were filled. Emptied chunks, up to max_spare, are kept and
+ * opened again before a new one is mapped: a fresh page must be zeroed by the
+ * kernel (a huge page's 2 MiB at once), a kept one is reused as it is, as
+ * malloc reused the log's freed memory after a snapshot.
  * What can fail: mmap (then a buffer falls back to malloc, as do buffers
  * larger than an eighth of a chunk: snapshot chunks, huge batches).
  * Not thread-safe, as raft_buf is not: one pipeline thread owns them.
@@ -30,16 +32,18 @@
 
 struct entbuf_chunk {
 	struct keeld_entbuf *owner;
-	uint32_t refs; /* live buffers, +1 while it is the open chunk */
-	size_t used;   /* bytes handed out, this header included */
+	struct entbuf_chunk *next; /* on the spare list */
+	uint32_t refs;             /* live buffers, +1 while it is the open chunk */
+	size_t used;               /* bytes handed out, this header included */
 };
 
 struct keeld_entbuf {
 	size_t chunk_bytes;
 	struct entbuf_chunk *open;
 	struct entbuf_chunk *spare; /* emptied, mapped, kept for reuse */
-	uint64_t chunks;            /* mapped now, spare included */
-	bool closed;                /* keeld_entbuf_close ran: the last chunk frees it */
+	uint32_t n_spare, max_spare;
+	uint64_t chunks; /* mapped now, spare included */
+	bool closed;     /* keeld_entbuf_close ran: the last chunk frees it */
 	struct keeld_entbuf_stats st;
 };
 
@@ -66,9 +70,11 @@ static void chunk_unmap(struct entbuf_chunk *c)
 static void chunk_empty(struct entbuf_chunk *c)
 {
 	struct keeld_entbuf *a = c->owner;
-	if (!a->spare && !a->closed) {
+	if (a->n_spare < a->max_spare && !a->closed) {
 		c->used = hdr_bytes();
+		c->next = a->spare;
 		a->spare = c;
+		a->n_spare++;
 		return;
 	}
 	chunk_unmap(c);
@@ -115,7 +121,7 @@ static struct entbuf_chunk *chunk_map(struct keeld_entbuf *a)
 	return c;
 }
 
-int keeld_entbuf_open(size_t chunk_bytes, struct keeld_entbuf **out)
+int keeld_entbuf_open(size_t chunk_bytes, uint32_t max_spare, struct keeld_entbuf **out)
 {
 	/* a power of two, at least a page: the mapping is aligned to it */
 	if (chunk_bytes < 4096 || (chunk_bytes & (chunk_bytes - 1)))
@@ -124,6 +130,7 @@ int keeld_entbuf_open(size_t chunk_bytes, struct keeld_entbuf **out)
 	if (!a)
 		return KEEL_E_NOMEM;
 	a->chunk_bytes = chunk_bytes;
+	a->max_spare = max_spare;
 	*out = a;
 	return 0;
 }
@@ -135,10 +142,14 @@ void keeld_entbuf_close(struct keeld_entbuf *a)
 	struct entbuf_chunk *s = a->spare, *c = a->open;
 	a->closed = true;
 	a->spare = NULL;
+	a->n_spare = 0;
 	a->open = NULL;
 	a->chunks++; /* a guard: the unmaps below must not free a under us */
-	if (s)
+	while (s) {
+		struct entbuf_chunk *next = s->next;
 		chunk_unmap(s);
+		s = next;
+	}
 	if (c)
 		chunk_unref(c); /* unmapped now if none of its buffers is held */
 	a->chunks--;
@@ -172,7 +183,8 @@ struct raft_buf *keeld_entbuf_new(struct keeld_entbuf *a, size_t n)
 		}
 		if (a->spare) {
 			c = a->spare;
-			a->spare = NULL;
+			a->spare = c->next;
+			a->n_spare--;
 			a->st.chunks_reused++;
 		} else if (!(c = chunk_map(a))) {
 			goto fallback;

@@ -122,8 +122,11 @@
 #define PL_INLINE_WRITE_BYTES (1u << 20)
 #endif
 
-/* Entry buffers (entbuf.c) are cut from chunks of this size: one huge page. */
+/* Entry buffers (entbuf.c) are cut from chunks of this size (one huge page),
+ * and up to this many emptied chunks (64 MiB) are kept for the log's growth
+ * after a compaction, instead of new memory the kernel must zero. */
 #define PL_ENTBUF_CHUNK_BYTES (2u << 20)
+#define PL_ENTBUF_SPARE       32u
 
 /*
  * keel.frontend=pipeline: in a run of busy turns (no wait between them to
@@ -4846,7 +4849,7 @@ int keeld_pipeline_open(struct keeld *k)
 	p->held = calloc(DP_MAX_NODES, sizeof(*p->held));
 	if (!p->book || !p->removed_at || !p->removed_told_ns || !p->held)
 		return KEEL_E_NOMEM;
-	int erc = keeld_entbuf_open(PL_ENTBUF_CHUNK_BYTES, &p->eb);
+	int erc = keeld_entbuf_open(PL_ENTBUF_CHUNK_BYTES, PL_ENTBUF_SPARE, &p->eb);
 	if (erc < 0)
 		return erc;
 	for (uint32_t i = 0; i < c->n_servers; i++)

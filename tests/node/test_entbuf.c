@@ -38,8 +38,8 @@ static void test_bad_chunk_size(void **state)
 {
 	(void)state;
 	struct keeld_entbuf *a = NULL;
-	assert_int_equal(keeld_entbuf_open(3u << 20, &a), KEEL_E_INVAL);
-	assert_int_equal(keeld_entbuf_open(1024, &a), KEEL_E_INVAL);
+	assert_int_equal(keeld_entbuf_open(3u << 20, 1, &a), KEEL_E_INVAL);
+	assert_int_equal(keeld_entbuf_open(1024, 1, &a), KEEL_E_INVAL);
 	assert_null(a);
 }
 
@@ -48,7 +48,7 @@ static void test_bufs_apart_and_chunks_given_back(void **state)
 	(void)state;
 	struct keeld_entbuf *a;
 	struct keeld_entbuf_stats st;
-	assert_int_equal(keeld_entbuf_open(CHUNK, &a), 0);
+	assert_int_equal(keeld_entbuf_open(CHUNK, 1, &a), 0);
 	/* 3 KiB each: 21 fit in a 64 KiB chunk (header and alignment), so 64
 	 * buffers span 4 chunks */
 	enum { N = 64 };
@@ -104,12 +104,48 @@ static void test_bufs_apart_and_chunks_given_back(void **state)
 	keeld_entbuf_close(a);
 }
 
+/* A compaction empties many chunks at once: up to max_spare are kept and
+ * opened again, the rest unmapped; none is mapped anew while one is kept. */
+static void test_spares_kept_up_to_max(void **state)
+{
+	(void)state;
+	struct keeld_entbuf *a;
+	struct keeld_entbuf_stats st;
+	assert_int_equal(keeld_entbuf_open(CHUNK, 3, &a), 0);
+	enum { N = 21 * 6 }; /* 6 chunks of 21 buffers */
+	struct raft_buf *b[N];
+	for (int i = 0; i < N; i++)
+		assert_non_null(b[i] = keeld_entbuf_new(a, 3000));
+	keeld_entbuf_stats(a, &st);
+	assert_int_equal(st.chunks_mapped, 6);
+	for (int i = 0; i < 21 * 5; i++) /* the first 5 chunks empty: 3 kept */
+		raft_buf_unref(b[i]);
+	keeld_entbuf_stats(a, &st);
+	assert_int_equal(st.chunks_now, 4);
+	struct raft_buf *c[21 * 3];
+	for (int i = 0; i < 21 * 3; i++) { /* the open one fills, then the 3 kept */
+		assert_non_null(c[i] = keeld_entbuf_new(a, 3000));
+		fill(c[i], 0x5a);
+	}
+	keeld_entbuf_stats(a, &st);
+	assert_int_equal(st.chunks_mapped, 6);
+	assert_int_equal(st.chunks_reused, 3);
+	assert_int_equal(st.chunks_now, 4);
+	for (int i = 0; i < 21 * 3; i++)
+		assert_true(all(c[i], 0x5a));
+	for (int i = 0; i < 21 * 3; i++)
+		raft_buf_unref(c[i]);
+	for (int i = 21 * 5; i < N; i++)
+		raft_buf_unref(b[i]);
+	keeld_entbuf_close(a); /* unmaps the kept ones too */
+}
+
 static void test_big_from_malloc(void **state)
 {
 	(void)state;
 	struct keeld_entbuf *a;
 	struct keeld_entbuf_stats st;
-	assert_int_equal(keeld_entbuf_open(CHUNK, &a), 0);
+	assert_int_equal(keeld_entbuf_open(CHUNK, 1, &a), 0);
 	struct raft_buf *big = keeld_entbuf_new(a, CHUNK);
 	struct raft_buf *zero = keeld_entbuf_new(a, 0);
 	assert_non_null(big);
@@ -130,7 +166,7 @@ static void test_close_with_bufs_held(void **state)
 {
 	(void)state;
 	struct keeld_entbuf *a;
-	assert_int_equal(keeld_entbuf_open(CHUNK, &a), 0);
+	assert_int_equal(keeld_entbuf_open(CHUNK, 1, &a), 0);
 	struct raft_buf *b[30];
 	for (int i = 0; i < 30; i++) {
 		b[i] = keeld_entbuf_new(a, 3000);
@@ -143,9 +179,9 @@ static void test_close_with_bufs_held(void **state)
 		raft_buf_unref(b[i]);
 	}
 	/* and an arena closed with nothing held, or nothing ever cut */
-	assert_int_equal(keeld_entbuf_open(CHUNK, &a), 0);
+	assert_int_equal(keeld_entbuf_open(CHUNK, 1, &a), 0);
 	keeld_entbuf_close(a);
-	assert_int_equal(keeld_entbuf_open(CHUNK, &a), 0);
+	assert_int_equal(keeld_entbuf_open(CHUNK, 1, &a), 0);
 	raft_buf_unref(keeld_entbuf_new(a, 10));
 	keeld_entbuf_close(a);
 }
@@ -155,6 +191,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_bad_chunk_size),
 		cmocka_unit_test(test_bufs_apart_and_chunks_given_back),
+		cmocka_unit_test(test_spares_kept_up_to_max),
 		cmocka_unit_test(test_big_from_malloc),
 		cmocka_unit_test(test_close_with_bufs_held),
 	};
