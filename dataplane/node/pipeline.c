@@ -122,11 +122,14 @@
 #define PL_INLINE_WRITE_BYTES (1u << 20)
 #endif
 
-/* Entry buffers (entbuf.c) are cut from chunks of this size (one huge page),
- * and up to this many emptied chunks (64 MiB) are kept for the log's growth
- * after a compaction, instead of new memory the kernel must zero. */
+/* Entry buffers (entbuf.c) are cut from chunks of this size (one huge page).
+ * Emptied chunks are kept for the log's growth after a compaction, instead of
+ * new memory the kernel must zero (at set-sat that zeroing is ~5 % of the
+ * nodes' CPU): as many as the log between two snapshots fills
+ * (keel.snapshotThresholdBytes at start-up, the memory the node holds just
+ * before each snapshot anyway), at most PL_ENTBUF_SPARE_MAX (1 GiB). */
 #define PL_ENTBUF_CHUNK_BYTES (2u << 20)
-#define PL_ENTBUF_SPARE       32u
+#define PL_ENTBUF_SPARE_MAX   512u
 
 /*
  * keel.frontend=pipeline: in a run of busy turns (no wait between them to
@@ -4849,7 +4852,10 @@ int keeld_pipeline_open(struct keeld *k)
 	p->held = calloc(DP_MAX_NODES, sizeof(*p->held));
 	if (!p->book || !p->removed_at || !p->removed_told_ns || !p->held)
 		return KEEL_E_NOMEM;
-	int erc = keeld_entbuf_open(PL_ENTBUF_CHUNK_BYTES, PL_ENTBUF_SPARE, &p->eb);
+	uint64_t spare = c->snapshot_threshold_bytes / PL_ENTBUF_CHUNK_BYTES + 1;
+	int erc =
+		keeld_entbuf_open(PL_ENTBUF_CHUNK_BYTES,
+				  (uint32_t)KEEL_MIN(spare, (uint64_t)PL_ENTBUF_SPARE_MAX), &p->eb);
 	if (erc < 0)
 		return erc;
 	for (uint32_t i = 0; i < c->n_servers; i++)
