@@ -423,10 +423,18 @@ static int64_t sput(struct kv *kv, const char *s, size_t n)
 	return off;
 }
 
-/* An event about a node whose ACL is blob acl (NULL: none). */
+/*
+ * An event about a node whose ACL is az's (for NodeChildrenChanged the
+ * parent's). The event carries a copy of that ACL only when it does not grant
+ * world:anyone READ: the ACL only decides who may READ the event (notify), and
+ * one granting world READ allows every watcher, as an empty one does. Most
+ * nodes' do, and their ACL blob is a cache miss per write otherwise (the
+ * node's world_perms sits beside its data pointer).
+ */
 static int emit(struct kv *kv, int32_t type, const char *path, size_t n, int64_t zxid,
-		const struct kv_blob *acl)
+		const struct kv_znode *az)
 {
+	const struct kv_blob *acl = az->world_perms & KV_PERM_READ ? NULL : az->acl;
 	if (kv->nev == kv->evcap) {
 		size_t cap = kv->evcap ? kv->evcap * 2 : 64;
 		struct kv_event *ne = kv_realloc(kv->ev, cap * sizeof(*ne));
@@ -448,7 +456,8 @@ static int emit(struct kv *kv, int32_t type, const char *path, size_t n, int64_t
 		return (int)off;
 	/* A copy: a deleted node's blob may be freed at commit. */
 	uint32_t alen = acl ? acl->len : 0;
-	int64_t aoff = sput(kv, acl ? (const char *)acl->b : "", alen);
+	int64_t aoff =
+		alen ? sput(kv, (const char *)acl->b, alen) : 0; /* finish_results: by alen */
 	if (aoff < 0)
 		return (int)aoff;
 	kv->ev[kv->nev] = (struct kv_event){ type, (uint32_t)n, NULL, zxid, NULL, alen };
@@ -811,8 +820,8 @@ static int do_create(struct opctx *c, const struct kv_op *op)
 	if (kv->quota.on && quota_account(kv, path, n, 1, op->data_len, false) < 0)
 		return KEEL_E_NOMEM;
 	c->res->stat = z->stat;
-	if (set_res_path(c, path, n) < 0 || emit(kv, KV_EVENT_CREATED, path, n, zxid, z->acl) < 0 ||
-	    emit(kv, KV_EVENT_CHILDREN_CHANGED, path, plen, zxid, parent->acl) < 0)
+	if (set_res_path(c, path, n) < 0 || emit(kv, KV_EVENT_CREATED, path, n, zxid, z) < 0 ||
+	    emit(kv, KV_EVENT_CHILDREN_CHANGED, path, plen, zxid, parent) < 0)
 		return KEEL_E_NOMEM;
 	return 0;
 }
@@ -833,8 +842,8 @@ static int remove_node(struct kv *kv, struct kv_znode *z, int64_t zxid)
 	/* Events first: z may be freed at commit once out of the map. */
 	struct kv_znode *parent = kv_lookup(d->paths, z->path, plen);
 	KEEL_ASSERT(parent != NULL);
-	if (emit(kv, KV_EVENT_DELETED, z->path, n, zxid, z->acl) < 0 ||
-	    emit(kv, KV_EVENT_CHILDREN_CHANGED, z->path, plen, zxid, parent->acl) < 0)
+	if (emit(kv, KV_EVENT_DELETED, z->path, n, zxid, z) < 0 ||
+	    emit(kv, KV_EVENT_CHILDREN_CHANGED, z->path, plen, zxid, parent) < 0)
 		return KEEL_E_NOMEM;
 	if (!(parent = zedit(kv, parent)))
 		return KEEL_E_NOMEM;
@@ -978,7 +987,7 @@ static int do_set_data(struct opctx *c, const struct kv_op *op)
 	if (kv->quota.on && quota_account(kv, z->path, z->leaf.klen, 0, dbytes, false) < 0)
 		return KEEL_E_NOMEM;
 	c->res->stat = z->stat;
-	return emit(kv, KV_EVENT_DATA_CHANGED, z->path, z->leaf.klen, c->txn->zxid, z->acl);
+	return emit(kv, KV_EVENT_DATA_CHANGED, z->path, z->leaf.klen, c->txn->zxid, z);
 }
 
 static int do_set_acl(struct opctx *c, const struct kv_op *op)

@@ -360,7 +360,9 @@ struct kv_event {
 	 * NodeChildrenChanged its parent) as the txn leaves it, a deleted
 	 * node's last one: ZooKeeper delivers an event only to a watcher
 	 * this ACL grants READ (ServerCnxn.process(event, acl)). Valid as
-	 * path; NULL/0 when not known (an empty ACL allows everything). */
+	 * path; NULL/0 when the ACL grants world:anyone READ (so every
+	 * watcher, as an empty ACL does: the store does not read the ACL of
+	 * such a node per write) or is not known. */
 	const void *acl;
 	uint32_t acl_len;
 };

@@ -291,6 +291,11 @@ size_t kv_watch_match(struct kv_watches *w, const struct kv_event *ev, kv_notify
 	w->nn = 0;
 	if (ev->zxid > w->last_zxid)
 		w->last_zxid = ev->zxid;
+	/* No watch anywhere (the common case under a write load): nothing can
+	 * fire, and the path need not be hashed; last_zxid above still moves,
+	 * so a late add of an older read is refused as before. */
+	if (w->count == 0)
+		return 0;
 	sent = match_path(w, ev->path, ev->path_len, 1, ev, fn, ctx);
 	if (w->nrecursive == 0)
 		return sent;

@@ -424,6 +424,29 @@ void keeld_observe_request_at(struct keeld *k, int32_t type, uint64_t since_ns, 
  */
 /* kv_write_fn into sw; KEEL_E_TOO_BIG (nothing written) past max_bytes in all
  * (UINT64_MAX: none; keel.test.snapshotMaxBytes sets one to test a failed job). */
+/*
+ * Entry buffers (entbuf.c): raft_bufs for the bytes Raft keeps in its log,
+ * cut from chunk_bytes mappings (a power of two; huge pages asked for) rather
+ * than one malloc each, so the log's growth between snapshots is not a page
+ * fault per 4 KiB. A buffer holds its chunk; a chunk is unmapped when its last
+ * buffer is released, unless fewer than max_spare emptied chunks are kept for
+ * reuse (their pages need no zeroing again). Pipeline thread only.
+ * keeld_entbuf_new returns NULL only when malloc fails too. close: buffers
+ * still held stay valid; the last one released frees what is left.
+ */
+struct keeld_entbuf;
+struct keeld_entbuf_stats {
+	uint64_t bufs;          /* cut from chunks */
+	uint64_t bufs_malloc;   /* too big for a chunk, or no chunk could be mapped */
+	uint64_t chunks_mapped; /* mmap calls */
+	uint64_t chunks_reused; /* a kept chunk opened again */
+	uint64_t chunks_now;    /* mapped now, the kept ones included */
+};
+int keeld_entbuf_open(size_t chunk_bytes, uint32_t max_spare, struct keeld_entbuf **out);
+void keeld_entbuf_close(struct keeld_entbuf *a);
+struct raft_buf *keeld_entbuf_new(struct keeld_entbuf *a, size_t n);
+void keeld_entbuf_stats(const struct keeld_entbuf *a, struct keeld_entbuf_stats *st);
+
 struct keeld_snap_sink {
 	struct wal_snap_writer *sw;
 	uint64_t bytes, max_bytes;

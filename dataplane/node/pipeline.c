@@ -122,6 +122,15 @@
 #define PL_INLINE_WRITE_BYTES (1u << 20)
 #endif
 
+/* Entry buffers (entbuf.c) are cut from chunks of this size (one huge page).
+ * Emptied chunks are kept for the log's growth after a compaction, instead of
+ * new memory the kernel must zero (at set-sat that zeroing is ~5 % of the
+ * nodes' CPU): as many as the log between two snapshots fills
+ * (keel.snapshotThresholdBytes at start-up, the memory the node holds just
+ * before each snapshot anyway), at most PL_ENTBUF_SPARE_MAX (1 GiB). */
+#define PL_ENTBUF_CHUNK_BYTES (2u << 20)
+#define PL_ENTBUF_SPARE_MAX   512u
+
 /*
  * keel.frontend=pipeline: in a run of busy turns (no wait between them to
  * say whether a client sent something), the client engine is looked at
@@ -345,6 +354,7 @@ struct pipeline {
 
 	uint8_t *sendbuf;
 	size_t sendcap;
+	struct keeld_entbuf *eb; /* entries Raft keeps: received and proposed */
 	struct raft_entry rx_ents[MAX_RX_ENTS];
 	struct kv_op ops[KV_TXN_MAX_OPS];
 	bool recovering; /* learn_entry: notes this node's own ids too */
@@ -782,7 +792,7 @@ static void propose_items(struct pipeline *p)
 		p->zxid_term = term;
 		p->zxid_counter = 0;
 	}
-	struct raft_buf *b = buf_new(5 + p->items_len);
+	struct raft_buf *b = keeld_entbuf_new(p->eb, 5 + p->items_len);
 	if (!b)
 		abort();
 	b->data[0] = 1;
@@ -1256,7 +1266,9 @@ static void frame_release(struct raft_buf *b)
  * A Raft message, decoded in place: the transport's bytes stay valid until
  * the next dp_recv_burst, i.e. through raft_step. Only a message whose bytes
  * raft keeps beyond the step -- entries (its log) or a snapshot chunk --
- * is copied into a buffer of its own first.
+ * is copied into a buffer of its own first (an entry buffer, p->eb: the
+ * log's growth is not a page fault per 4 KiB), and its decoded entries are
+ * moved onto the copy rather than decoded again (same offsets).
  */
 static bool inst_restart(struct pipeline *p, struct raft_msg *m);
 static bool inst_backing_off(const struct pipeline *p);
@@ -1283,12 +1295,18 @@ static void on_raft(struct pipeline *p, const struct dp_msg *m)
 		KEEL_ASSERT(frame.refs == 1);
 		return;
 	}
-	struct raft_buf *b = buf_new(m->len);
+	struct raft_buf *b = keeld_entbuf_new(p->eb, m->len);
 	if (!b)
 		return;
 	memcpy(b->data, m->data, m->len);
-	if (raft_msg_decode(b, 0, m->len, &msg, p->rx_ents, MAX_RX_ENTS) == 0)
-		(void)raft_step(p->r, &msg);
+	/* The copy has the frame's bytes at the frame's offsets. */
+	for (uint32_t i = 0; i < msg.n_entries; i++)
+		if (p->rx_ents[i].buf == &frame)
+			p->rx_ents[i].buf = b;
+	if (msg.data_buf == &frame)
+		msg.data_buf = b;
+	(void)raft_step(p->r, &msg);
+	KEEL_ASSERT(frame.refs == 1);
 	raft_buf_unref(b);
 }
 
@@ -4999,6 +5017,12 @@ int keeld_pipeline_open(struct keeld *k)
 	p->held = calloc(DP_MAX_NODES, sizeof(*p->held));
 	if (!p->book || !p->removed_at || !p->removed_told_ns || !p->held)
 		return KEEL_E_NOMEM;
+	uint64_t spare = c->snapshot_threshold_bytes / PL_ENTBUF_CHUNK_BYTES + 1;
+	int erc =
+		keeld_entbuf_open(PL_ENTBUF_CHUNK_BYTES,
+				  (uint32_t)KEEL_MIN(spare, (uint64_t)PL_ENTBUF_SPARE_MAX), &p->eb);
+	if (erc < 0)
+		return erc;
 	for (uint32_t i = 0; i < c->n_servers; i++)
 		if (c->servers[i].id < DP_MAX_NODES)
 			p->book[c->servers[i].id] = (struct book_entry){ true, c->servers[i] };
@@ -5269,6 +5293,7 @@ void keeld_pipeline_close(struct keeld *k)
 	free(p->wrefs);
 	if (p->r)
 		raft_destroy(p->r);
+	keeld_entbuf_close(p->eb); /* after the wal and raft let go of entries */
 	if (p->t)
 		dp_close(p->t);
 	for (size_t i = 0; i < PEND_BUCKETS; i++)

@@ -293,6 +293,8 @@ static void test_event_acls(void **state)
 	assert_memory_equal(r.events[0].acl, ro, (size_t)ro_len);
 	assert_false(kv_acl_allows(r.events[0].acl, r.events[0].acl_len, &alice, KV_PERM_READ));
 	assert_true(kv_acl_allows(r.events[1].acl, r.events[1].acl_len, &alice, KV_PERM_READ));
+	/* /p's ACL grants world:anyone READ: the event needs no copy of it */
+	assert_int_equal(r.events[1].acl_len, 0);
 	struct kv_op set = kvt_op(KV_OP_SET_DATA, "/p/c");
 	set.data = "y";
 	set.data_len = 1;

@@ -44,6 +44,34 @@ static int has(const struct notes *nt, int64_t s, int32_t type, const char *path
 	return 0;
 }
 
+/* Events matched while no watch exists (kv_watch_match's early return) still
+ * count as delivered: a read older than them cannot register late; one as
+ * new as them can, and fires on the next event only. */
+static void test_watch_none_then_late_add(void **state)
+{
+	(void)state;
+	struct kv *kv;
+	struct kv_watches *w;
+	struct notes nt;
+	kv_thread_register();
+	assert_int_equal(kv_create(NULL, &kv), 0);
+	assert_int_equal(kv_watches_create(&w), 0);
+	run(kv, w, 1, kvt_create_op("/n", "", 0), &nt);
+	assert_int_equal(nt.n, 0);
+	struct kv_op sd = kvt_op(KV_OP_SET_DATA, "/n");
+	run(kv, w, 2, sd, &nt);
+	assert_int_equal(nt.n, 0);
+	assert_int_equal(kv_watch_add(w, 7, "/n", 2, KV_WATCH_DATA, 1), KEEL_E_STALE);
+	assert_int_equal(kv_watch_add(w, 7, "/n", 2, KV_WATCH_DATA, 2), 0);
+	run(kv, w, 3, sd, &nt);
+	assert_int_equal(nt.n, 1);
+	assert_true(has(&nt, 7, KV_EVENT_DATA_CHANGED, "/n"));
+	assert_int_equal(kv_watch_count(w), 0); /* one-shot: gone */
+	kv_watches_destroy(w);
+	kv_destroy(kv);
+	kv_thread_unregister();
+}
+
 static void test_watch_kinds(void **state)
 {
 	(void)state;
@@ -404,6 +432,7 @@ static void test_digest(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_watch_none_then_late_add),
 		cmocka_unit_test(test_watch_kinds),
 		cmocka_unit_test(test_snapshot_roundtrip),
 		cmocka_unit_test(test_snapshot_corrupt),
