@@ -1731,8 +1731,13 @@ int raft_create(const struct raft_config *c, struct raft **out)
 	    (c->lease_reads && (!c->check_quorum || c->lease_drift_ticks >= c->election_ticks)) ||
 	    (c->snapshot.index && c->snapshot.term == 0))
 		return KEEL_E_CONFIG;
+	/* Terms never go down along a log (each leader appends at its own term
+	 * after what it holds): a recovered log whose terms do -- entries of an
+	 * older history left after a snapshot that replaced it -- is not one
+	 * log, and would be taken for the leader's where it is not (§5.3). */
 	for (uint32_t i = 0; i < c->n_entries; i++)
 		if (c->entries[i].index != c->snapshot.index + 1 + i ||
+		    c->entries[i].term < (i ? c->entries[i - 1].term : c->snapshot.term) ||
 		    (c->entries[i].type == RAFT_ENTRY_CONF && !c->entries[i].buf))
 			return KEEL_E_CONFIG;
 	struct raft *r = calloc(1, sizeof(*r));

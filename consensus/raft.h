@@ -248,7 +248,9 @@ struct raft_config {
 	/* Initial state (restart): what the log module recovered. Not retained. */
 	struct raft_hard_state hs;
 	struct raft_snapshot_meta snapshot; /* conf of a fresh cluster when index == 0 */
-	const struct raft_entry *entries;   /* after snapshot.index, contiguous; refs taken */
+	/* after snapshot.index, contiguous, terms from snapshot.term up, never down
+	 * (KEEL_E_CONFIG otherwise); refs taken */
+	const struct raft_entry *entries;
 	uint32_t n_entries;
 	struct raft_buf *snapshot_data; /* image at snapshot.index (to send it); ref taken */
 	/*

@@ -990,6 +990,22 @@ static void test_refusals(void **state)
 	c.lease_reads = true;
 	c.check_quorum = false;
 	assert_int_equal(raft_create(&c, &r), KEEL_E_CONFIG); /* a lease needs CheckQuorum */
+	c.lease_reads = false;
+	/* A recovered log whose terms go down is not one log: entries of an older
+	 * history after a snapshot (term 3) that replaced it are refused. */
+	struct raft_entry rl[2] = { { .term = 2, .index = 6, .type = RAFT_ENTRY_NOOP },
+				    { .term = 2, .index = 7, .type = RAFT_ENTRY_NOOP } };
+	c.snapshot.index = 5;
+	c.snapshot.term = 3;
+	c.entries = rl;
+	c.n_entries = 2;
+	assert_int_equal(raft_create(&c, &r), KEEL_E_CONFIG);
+	rl[0].term = 3;
+	assert_int_equal(raft_create(&c, &r), KEEL_E_CONFIG); /* 3 then 2 */
+	rl[1].term = 4;
+	assert_int_equal(raft_create(&c, &r), 0);
+	assert_int_equal(raft_last_index(r), 7);
+	raft_destroy(r);
 	raft_destroy(core(1, 3));
 
 	r = core(1, 3);
