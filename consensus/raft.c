@@ -1635,7 +1635,10 @@ bool raft_ready(struct raft *r, struct raft_update *u)
 	install_final(r);
 	bool persist = r->hs_dirty || r->install || r->unstable_from <= last_index(r);
 	uint64_t tag = persist ? r->seq_assigned + 1 : r->seq_assigned;
-	for (uint32_t i = 0; i < r->held.n; i++)
+	/* An install's update hands out no entries past the image (below): what
+	 * this batch held -- the DONE, acknowledgements of entries built on the
+	 * image -- is tagged by the next update, the one that writes them. */
+	for (uint32_t i = 0; i < r->held.n && !r->install; i++)
 		if (!r->held.v[i].tagged) {
 			r->held.v[i].tagged = true;
 			r->held.v[i].seq = tag;
@@ -1647,16 +1650,21 @@ bool raft_ready(struct raft *r, struct raft_update *u)
 	persist = r->hs_dirty || r->install || r->unstable_from <= last_index(r);
 	if (persist) {
 		u->persist_seq = ++r->seq_assigned;
-		struct pend pd = { .seq = u->persist_seq, .last_index = last_index(r) };
+		/* The image first, alone: entries built on it in this batch come in
+		 * the next update, so no node can write them before it has the
+		 * image -- nor before it says the install failed, which takes them
+		 * back with it (raft.h). */
+		uint64_t upto = r->install ? r->prev_index : last_index(r);
+		struct pend pd = { .seq = u->persist_seq, .last_index = upto };
 		VEC_PUSH(r->pend, pd);
 		u->hs_changed = r->hs_dirty;
 		u->hs.term = r->term;
 		u->hs.vote = r->vote;
 		u->has_snapshot = r->install;
 		u->snapshot = r->install_meta;
-		if (r->unstable_from <= last_index(r)) {
+		if (r->unstable_from <= upto) {
 			u->entries = entry(r, r->unstable_from);
-			u->n_entries = (uint32_t)(last_index(r) - r->unstable_from + 1);
+			u->n_entries = (uint32_t)(upto - r->unstable_from + 1);
 		}
 	}
 	for (uint32_t i = 0; i < r->out.n; i++) {
@@ -1692,8 +1700,9 @@ void raft_advance(struct raft *r)
 	r->hs_dirty = false;
 	if (r->install)
 		r->undo.state = UNDO_HANDED; /* final at the next event, unless it failed */
+	else
+		r->unstable_from = last_index(r) + 1; /* (after an image: the next update's) */
 	r->install = false;
-	r->unstable_from = last_index(r) + 1;
 	r->applied = r->ready_applied;
 	r->out.n = 0;
 	for (uint32_t i = 0; i < r->chunks.n; i++)

@@ -366,8 +366,10 @@ struct raft_update {
 	 * the snapshot on disk; every log entry stored before is dropped. Hand
 	 * the image back with raft_snapshot_taken() so this node can send it on,
 	 * or report that installing it failed (raft_snapshot_install_failed()).
-	 * An update with has_snapshot carries no committed entries (they come
-	 * in the next update, once the image is the state machine's).
+	 * An update with has_snapshot carries no committed entries and no
+	 * entries to write (they come in the next update, once the image is
+	 * the state machine's and on disk): nothing of it depends on the
+	 * image but the image and the answers held behind it.
 	 */
 	bool has_snapshot;
 	struct raft_snapshot_meta snapshot;

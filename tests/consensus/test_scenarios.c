@@ -1242,6 +1242,7 @@ static void test_install_fails_same_batch(void **state)
 	assert_true(u.has_snapshot);
 	assert_int_equal(u.snapshot.index, 10);
 	assert_int_equal(u.n_committed, 0); /* nothing past the image before it is in */
+	assert_int_equal(u.n_entries, 0);   /* nor written before it */
 	assert_true(u.hs_changed);
 	assert_int_equal(u.hs.term, 3);
 	assert_int_equal(u.hs.vote, 3);
@@ -1289,6 +1290,80 @@ static void test_install_fails_same_batch(void **state)
 	assert_true(raft_ready(r, &u));
 	assert_true(promises(&u));
 	raft_advance(r);
+	raft_destroy(r);
+	assert_int_equal(b->refs, 1);
+	raft_buf_unref(b);
+}
+
+/*
+ * An install that holds, with an append built on the image in its batch:
+ * the image's update carries the image alone (no entries: a node that
+ * wrote them first, then failed the image, would keep on disk entries
+ * that follow no log of its own); the entries come in the next update,
+ * and the acknowledgement of them leaves only once that one is durable,
+ * the DONE with it.
+ */
+static void test_install_entries_after_image(void **state)
+{
+	(void)state;
+	struct raft *r = core(1, 3);
+	struct raft_buf *b = hand_buf(8);
+	struct raft_msg snap = { .type = RAFT_MSG_SNAPSHOT,
+				 .from = 2,
+				 .to = 1,
+				 .term = 2,
+				 .index = 10,
+				 .log_term = 2,
+				 .offset = 0,
+				 .total = 8,
+				 .data_buf = b,
+				 .data_len = 8,
+				 .flags = RAFT_F_DONE };
+	snap.conf = *raft_conf(r);
+	assert_int_equal(raft_step(r, &snap), 0);
+	struct raft_entry next[2] = {
+		{ .term = 2, .index = 11, .buf = b, .len = 4, .type = RAFT_ENTRY_NORMAL },
+		{ .term = 2, .index = 12, .buf = b, .off = 4, .len = 4, .type = RAFT_ENTRY_NORMAL },
+	};
+	struct raft_msg app = { .type = RAFT_MSG_APPEND,
+				.from = 2,
+				.to = 1,
+				.term = 2,
+				.index = 10,
+				.log_term = 2,
+				.commit = 12,
+				.n_entries = 2,
+				.entries = next };
+	assert_int_equal(raft_step(r, &app), 0);
+	struct raft_update u;
+	assert_true(raft_ready(r, &u));
+	assert_true(u.has_snapshot);
+	assert_int_equal(u.n_entries, 0);
+	assert_false(promises(&u));
+	uint64_t s1 = u.persist_seq;
+	raft_advance(r);
+	raft_persisted(r, s1); /* the image is in */
+	assert_true(raft_ready(r, &u));
+	assert_false(u.has_snapshot);
+	assert_int_equal(u.n_entries, 2);
+	assert_int_equal(u.entries[0].index, 11);
+	assert_int_equal(u.n_committed, 2); /* now past the image */
+	assert_false(promises(&u));         /* the DONE and the ack wait for these */
+	uint64_t s2 = u.persist_seq;
+	assert_true(s2 > s1);
+	raft_advance(r);
+	raft_persisted(r, s2);
+	assert_true(raft_ready(r, &u));
+	bool done = false, acked = false;
+	for (uint32_t i = 0; i < u.n_msgs; i++) {
+		done |= u.msgs[i].type == RAFT_MSG_SNAPSHOT_RESP && (u.msgs[i].flags & RAFT_F_DONE);
+		acked |= u.msgs[i].type == RAFT_MSG_APPEND_RESP && u.msgs[i].index == 12 &&
+			 !(u.msgs[i].flags & RAFT_F_REJECT);
+	}
+	assert_true(done);
+	assert_true(acked);
+	raft_advance(r);
+	assert_int_equal(raft_persisted_index(r), 12);
 	raft_destroy(r);
 	assert_int_equal(b->refs, 1);
 	raft_buf_unref(b);
@@ -1574,6 +1649,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_snapshot_install),
 		cmocka_unit_test(test_snapshot_install_fails),
 		cmocka_unit_test(test_install_fails_same_batch),
+		cmocka_unit_test(test_install_entries_after_image),
 		cmocka_unit_test(test_leadership_transfer),
 		cmocka_unit_test(test_joint_remove_leader),
 		cmocka_unit_test(test_learner_promotion),
