@@ -301,10 +301,10 @@ class SnapshotReadFailures(unittest.TestCase):
                 for key, value in (("dp.test_peer", peer), ("dp.test_loss_ppm", 1000000)):
                     self.assertEqual(cl.put_config(i, key, value)[0], 200)
             base = status(an)["last_index"]
-            for i in range(60):
+            for i in range(70):  # (a loaded node may still batch two in a turn)
                 alone.create_async("%s/lost%02d" % (root, i), b"lost")
-                time.sleep(0.01)
-            wait_for(lambda: status(an)["last_index"] >= base + 40, 10,
+                time.sleep(0.015)
+            wait_for(lambda: status(an)["last_index"] >= base + 30, 10,
                      lambda: "the isolated leader appended its writes (from %d: %s)"
                      % (base, status(an)))
             b = wait_for(lambda: [i for i in others if cl.mode(i) == "leader"], 30,
