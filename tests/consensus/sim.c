@@ -459,6 +459,9 @@ static void apply_entry(struct sim *s, struct node *nd, const struct raft_entry 
 
 static void take_snapshot(struct sim *s, struct node *nd, bool installed)
 {
+	/* Below a durable image whose restore failed: a wal refuses it. */
+	if (!installed && nd->applied <= nd->snap.index)
+		return;
 	struct raft_buf *b = buf_new(IMG_BYTES);
 	image_of(nd, b->data);
 	int rc = raft_snapshot_taken(nd->r, nd->applied, b, s->o.snapshot_keep);
@@ -678,7 +681,11 @@ static void drain(struct sim *s, struct node *nd)
 		raft_advance(nd->r);
 		if (fault) {
 			/* Nothing of this update reaches the disk; the state machine keeps its
-			 * state. */
+			 * state. But a restore fails after the image is durable (keeld
+			 * publishes it, then restores): a restart recovers from it, with
+			 * the log it was to replace (review7b). */
+			if (!strcmp(fault, "restore"))
+				durable_snapshot(nd, &u.snapshot, nd->stage, false);
 			s->st.install_failures++;
 			sim_note(s, "n%u fails to install snapshot %llu/%llu at its %s", nd->id,
 				 (unsigned long long)u.snapshot.index,

@@ -1370,6 +1370,57 @@ static void test_install_entries_after_image(void **state)
 }
 
 /*
+ * A follower's read answered after the follower restarted: the answer to
+ * the request of the run before (same term, same leader), delayed in the
+ * network, must not settle a request of the new run -- it would serve an
+ * index from before the new read began. The tags of two runs differ.
+ */
+static void test_follower_read_tag_across_restart(void **state)
+{
+	(void)state;
+	struct raft_update u;
+	struct raft_msg hb = { .type = RAFT_MSG_HEARTBEAT, .from = 2, .to = 1, .term = 1 };
+	uint64_t tags[2];
+	struct raft *r = NULL;
+	for (int run = 0; run < 2; run++) {
+		struct raft_config c;
+		core_config(&c, 1, 3, 100 + (uint64_t)run); /* a restart: another seed */
+		c.follower_reads = true;
+		c.hs.term = 1;
+		assert_int_equal(raft_create(&c, &r), 0);
+		assert_int_equal(raft_step(r, &hb), 0);
+		assert_int_equal(raft_read_index(r, 7), 0);
+		tags[run] = 0;
+		while (raft_ready(r, &u)) {
+			for (uint32_t i = 0; i < u.n_msgs; i++)
+				if (u.msgs[i].type == RAFT_MSG_READ_INDEX)
+					tags[run] = u.msgs[i].ctx;
+			uint64_t seq = u.persist_seq;
+			raft_advance(r);
+			if (seq)
+				raft_persisted(r, seq);
+		}
+		assert_int_not_equal(tags[run], 0);
+		if (run == 0)
+			raft_destroy(r); /* crashed: the request is still in flight */
+	}
+	assert_int_not_equal(tags[0], tags[1]);
+	/* the old run's answer arrives: it settles nothing */
+	struct raft_msg old = { .type = RAFT_MSG_READ_INDEX_RESP,
+				.from = 2,
+				.to = 1,
+				.term = 1,
+				.ctx = tags[0],
+				.index = 0 }; /* applied here: it would be served */
+	assert_int_equal(raft_step(r, &old), 0);
+	while (raft_ready(r, &u)) {
+		assert_int_equal(u.n_reads, 0);
+		raft_advance(r);
+	}
+	raft_destroy(r);
+}
+
+/*
  * A snapshot image past 4 GiB (sizes and offsets are 64-bit): the leader sends
  * the chunk a follower asks for beyond 4 GiB from the right bytes, the wire
  * keeps offset and total, and the last chunk says done. The image is a
@@ -1650,6 +1701,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_snapshot_install_fails),
 		cmocka_unit_test(test_install_fails_same_batch),
 		cmocka_unit_test(test_install_entries_after_image),
+		cmocka_unit_test(test_follower_read_tag_across_restart),
 		cmocka_unit_test(test_leadership_transfer),
 		cmocka_unit_test(test_joint_remove_leader),
 		cmocka_unit_test(test_learner_promotion),
