@@ -1635,7 +1635,10 @@ bool raft_ready(struct raft *r, struct raft_update *u)
 	install_final(r);
 	bool persist = r->hs_dirty || r->install || r->unstable_from <= last_index(r);
 	uint64_t tag = persist ? r->seq_assigned + 1 : r->seq_assigned;
-	for (uint32_t i = 0; i < r->held.n; i++)
+	/* An install's update hands out no entries past the image (below): what
+	 * this batch held -- the DONE, acknowledgements of entries built on the
+	 * image -- is tagged by the next update, the one that writes them. */
+	for (uint32_t i = 0; i < r->held.n && !r->install; i++)
 		if (!r->held.v[i].tagged) {
 			r->held.v[i].tagged = true;
 			r->held.v[i].seq = tag;
@@ -1647,16 +1650,21 @@ bool raft_ready(struct raft *r, struct raft_update *u)
 	persist = r->hs_dirty || r->install || r->unstable_from <= last_index(r);
 	if (persist) {
 		u->persist_seq = ++r->seq_assigned;
-		struct pend pd = { .seq = u->persist_seq, .last_index = last_index(r) };
+		/* The image first, alone: entries built on it in this batch come in
+		 * the next update, so no node can write them before it has the
+		 * image -- nor before it says the install failed, which takes them
+		 * back with it (raft.h). */
+		uint64_t upto = r->install ? r->prev_index : last_index(r);
+		struct pend pd = { .seq = u->persist_seq, .last_index = upto };
 		VEC_PUSH(r->pend, pd);
 		u->hs_changed = r->hs_dirty;
 		u->hs.term = r->term;
 		u->hs.vote = r->vote;
 		u->has_snapshot = r->install;
 		u->snapshot = r->install_meta;
-		if (r->unstable_from <= last_index(r)) {
+		if (r->unstable_from <= upto) {
 			u->entries = entry(r, r->unstable_from);
-			u->n_entries = (uint32_t)(last_index(r) - r->unstable_from + 1);
+			u->n_entries = (uint32_t)(upto - r->unstable_from + 1);
 		}
 	}
 	for (uint32_t i = 0; i < r->out.n; i++) {
@@ -1692,8 +1700,9 @@ void raft_advance(struct raft *r)
 	r->hs_dirty = false;
 	if (r->install)
 		r->undo.state = UNDO_HANDED; /* final at the next event, unless it failed */
+	else
+		r->unstable_from = last_index(r) + 1; /* (after an image: the next update's) */
 	r->install = false;
-	r->unstable_from = last_index(r) + 1;
 	r->applied = r->ready_applied;
 	r->out.n = 0;
 	for (uint32_t i = 0; i < r->chunks.n; i++)
@@ -1731,8 +1740,13 @@ int raft_create(const struct raft_config *c, struct raft **out)
 	    (c->lease_reads && (!c->check_quorum || c->lease_drift_ticks >= c->election_ticks)) ||
 	    (c->snapshot.index && c->snapshot.term == 0))
 		return KEEL_E_CONFIG;
+	/* Terms never go down along a log (each leader appends at its own term
+	 * after what it holds): a recovered log whose terms do -- entries of an
+	 * older history left after a snapshot that replaced it -- is not one
+	 * log, and would be taken for the leader's where it is not (§5.3). */
 	for (uint32_t i = 0; i < c->n_entries; i++)
 		if (c->entries[i].index != c->snapshot.index + 1 + i ||
+		    c->entries[i].term < (i ? c->entries[i - 1].term : c->snapshot.term) ||
 		    (c->entries[i].type == RAFT_ENTRY_CONF && !c->entries[i].buf))
 			return KEEL_E_CONFIG;
 	struct raft *r = calloc(1, sizeof(*r));
@@ -1746,6 +1760,12 @@ int raft_create(const struct raft_config *c, struct raft **out)
 		r->cfg.read_timeout_ticks = 2 * c->election_ticks;
 	r->id = c->id;
 	r->rng = c->seed ? c->seed : 0x9E3779B97F4A7C15ULL;
+	/* Follower reads' tags start where this run's seed says, not at 1: an
+	 * answer to a request of the run before a restart, still in flight,
+	 * must not match a new request of the same term (a stale index served
+	 * as linearizable; simulator seed 2365 at --install-fail 75). An odd
+	 * multiplier: distinct seeds, distinct starts. */
+	r->fread_tag = r->rng * 0xD6E8FEB86659FD93ULL;
 	r->term = c->hs.term;
 	r->vote = c->hs.vote;
 	r->snap = c->snapshot;

@@ -248,7 +248,9 @@ struct raft_config {
 	/* Initial state (restart): what the log module recovered. Not retained. */
 	struct raft_hard_state hs;
 	struct raft_snapshot_meta snapshot; /* conf of a fresh cluster when index == 0 */
-	const struct raft_entry *entries;   /* after snapshot.index, contiguous; refs taken */
+	/* after snapshot.index, contiguous, terms from snapshot.term up, never down
+	 * (KEEL_E_CONFIG otherwise); refs taken */
+	const struct raft_entry *entries;
 	uint32_t n_entries;
 	struct raft_buf *snapshot_data; /* image at snapshot.index (to send it); ref taken */
 	/*
@@ -364,8 +366,10 @@ struct raft_update {
 	 * the snapshot on disk; every log entry stored before is dropped. Hand
 	 * the image back with raft_snapshot_taken() so this node can send it on,
 	 * or report that installing it failed (raft_snapshot_install_failed()).
-	 * An update with has_snapshot carries no committed entries (they come
-	 * in the next update, once the image is the state machine's).
+	 * An update with has_snapshot carries no committed entries and no
+	 * entries to write (they come in the next update, once the image is
+	 * the state machine's and on disk): nothing of it depends on the
+	 * image but the image and the answers held behind it.
 	 */
 	bool has_snapshot;
 	struct raft_snapshot_meta snapshot;

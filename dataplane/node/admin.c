@@ -44,6 +44,7 @@ static const char *const live_keys[] = {
 	"keel.test.snapshotLastWriteFailAfter",
 	"keel.test.snapshotSyncFailAfter",
 	"keel.test.snapshotRestoreFailAfter",
+	"keel.test.snapshotKeepEntries",
 	"maxClientCnxns",
 	"globalOutstandingLimit",
 	"keel.heartbeatMs",

@@ -397,6 +397,9 @@ struct pipeline {
 	 * installs' final sync+rename and restore, 0 = off */
 	uint64_t test_snap_sync_fail, test_snap_restore_fail;
 	uint64_t test_snap_lastw_fail; /* keel.test.snapshotLastWriteFailAfter: last chunks */
+	/* keel.test.snapshotKeepEntries: entries a snapshot of this node's keeps
+	 * before it (0: SNAP_KEEP_ENTRIES), so a test needs few writes to send one */
+	uint64_t test_snap_keep;
 	/* an install that failed at its end (install_snapshot): raft is told after
 	 * advance; the image is taken again at once the first time, then only after a
 	 * back-off doubling from 1 s to 64 s while installs keep failing (chunks from
@@ -2461,7 +2464,8 @@ static void snap_done(struct pipeline *p)
 	struct raft_buf *b = keeld_snap_buf(&map); /* the file is under the limit: written so */
 	if (!b)
 		abort();
-	rc = raft_snapshot_taken(p->r, index, b, SNAP_KEEP_ENTRIES);
+	uint64_t keep = p->test_snap_keep ? p->test_snap_keep : SNAP_KEEP_ENTRIES;
+	rc = raft_snapshot_taken(p->r, index, b, keep);
 	raft_buf_unref(b);
 	if (rc < 0) {
 		keeld_log("snapshot %" PRIu64 ": raft: %s", index, keel_strerror(rc));
@@ -2472,7 +2476,7 @@ static void snap_done(struct pipeline *p)
 	p->snap_backoff_ns = 0;
 	if (p->snap_bad_index == index)
 		p->snap_bad_index = 0; /* replaced: a failed read of the new file is news */
-	uint64_t upto = index > SNAP_KEEP_ENTRIES ? index - SNAP_KEEP_ENTRIES : 0;
+	uint64_t upto = index > keep ? index - keep : 0;
 	upto = KEEL_MIN(upto, p->durable_index);
 	if (upto >= wal_first_index(p->w) && (rc = wal_truncate_prefix(p->w, upto)) < 0)
 		keeld_log("wal: truncate before %" PRIu64 ": %s", upto, keel_strerror(rc));
@@ -4184,7 +4188,9 @@ static int mg_apply(struct pipeline *p, const char *key, const char *val, char *
 	 * snapshotLastWriteFailAfter: the N-th image's last chunk write, likewise;
 	 * snapshotSyncFailAfter / snapshotRestoreFailAfter: the N-th install's
 	 * final sync+rename (its .tmp removed, as a failed one would), the N-th
-	 * install's restore (the new store built, then thrown away), likewise. */
+	 * install's restore (the new store built, then thrown away), likewise;
+	 * snapshotKeepEntries: not a countdown, the entries this node's next
+	 * snapshots keep before them (0: the default, SNAP_KEEP_ENTRIES). */
 	uint64_t *count =
 		!strcmp(key, "keel.test.snapshotMaxBytes")             ? &p->test_snap_max_bytes
 		: !strcmp(key, "keel.test.snapshotReadFailAfter")      ? &p->test_snap_read_fail
@@ -4192,6 +4198,7 @@ static int mg_apply(struct pipeline *p, const char *key, const char *val, char *
 		: !strcmp(key, "keel.test.snapshotLastWriteFailAfter") ? &p->test_snap_lastw_fail
 		: !strcmp(key, "keel.test.snapshotSyncFailAfter")      ? &p->test_snap_sync_fail
 		: !strcmp(key, "keel.test.snapshotRestoreFailAfter")   ? &p->test_snap_restore_fail
+		: !strcmp(key, "keel.test.snapshotKeepEntries")        ? &p->test_snap_keep
 								       : NULL;
 	if (count) {
 		char *end;
@@ -5136,6 +5143,33 @@ int keeld_pipeline_open(struct keeld *k)
 					  meta.index, keel_strerror(rc));
 				return rc;
 			}
+		}
+		/* A restart after an install that failed past its publish (the
+		 * restore; or the log's drop): the image is durable, the log is the
+		 * one it replaced. What follows the image is kept only if the log
+		 * holds the image's own entry at its term (§5.3, Figure 13: else it
+		 * is of another history, never committed, which raft would take
+		 * for the leader's), so the log restarts after the image. */
+		uint64_t at = 0;
+		if (wal_last_index(p->w) > meta.index && wal_first_index(p->w) <= meta.index &&
+		    ((rc = wal_term(p->w, meta.index, &at)) < 0 || at != meta.term)) {
+			if (rc == 0) {
+				keeld_log(
+					"wal: entry %" PRIu64 " is of term %" PRIu64
+					", snapshot %" PRIu64 " of term %" PRIu64
+					" (stopped after an install that failed): entries %" PRIu64
+					"..%" PRIu64 " are of the history it replaced; dropped",
+					meta.index, at, meta.index, meta.term, meta.index + 1,
+					wal_last_index(p->w));
+				if ((rc = wal_truncate_suffix(p->w, meta.index + 1)) == 0)
+					rc = wal_truncate_prefix(p->w, meta.index);
+			}
+			if (rc < 0) {
+				keeld_log("wal: the log after snapshot %" PRIu64 ": %s", meta.index,
+					  keel_strerror(rc));
+				return rc;
+			}
+			rec.last_index = meta.index; /* nothing of the log is read below */
 		}
 	}
 

@@ -36,6 +36,9 @@ struct node {
 	uint8_t snap_img[IMG_BYTES];
 	struct raft_entry *dlog; /* index snap.index + 1 + i */
 	uint32_t dn, dcap;
+	/* the term of the log's own entry at snap.index when the snapshot
+	 * compacted it (what a wal keeps), 0 if the log did not reach it */
+	uint64_t snap_log_term;
 	/* written, not yet durable (lost by a crash) */
 	struct write *wq;
 	uint32_t wn, wcap;
@@ -343,6 +346,11 @@ static void durable_snapshot(struct node *nd, const struct raft_snapshot_meta *m
 	if (!drop_all && m->index > old)
 		k = (uint32_t)KEEL_MIN((uint64_t)nd->dn, m->index - old);
 	if (drop_all)
+		nd->snap_log_term = m->term;
+	else if (m->index > old)
+		nd->snap_log_term =
+			m->index - old <= nd->dn ? nd->dlog[m->index - old - 1].term : 0;
+	if (drop_all)
 		k = nd->dn;
 	for (uint32_t i = 0; i < k; i++)
 		if (nd->dlog[i].buf)
@@ -368,12 +376,17 @@ static void disk_complete(struct sim *s, struct node *nd)
 		bool truncated = false;
 		for (uint32_t i = 0; i < w->n; i++) {
 			const struct raft_entry *e = &w->ents[i];
-			if (e->index <= nd->snap.index)
-				continue;
+			/* Entries from e->index on are replaced, also where a snapshot
+			 * taken meanwhile (applied before this write was durable)
+			 * covers the first ones: a wal truncates its suffix there. */
 			if (!truncated) {
-				dlog_drop_from(nd, e->index);
+				dlog_drop_from(nd, KEEL_MAX(e->index, nd->snap.index + 1));
 				truncated = true;
 			}
+			if (e->index == nd->snap.index)
+				nd->snap_log_term = e->term;
+			if (e->index <= nd->snap.index)
+				continue;
 			if (e->index != nd->snap.index + nd->dn + 1)
 				failf(s, "sim: n%u durable log gap at %llu", nd->id,
 				      (unsigned long long)e->index);
@@ -446,6 +459,9 @@ static void apply_entry(struct sim *s, struct node *nd, const struct raft_entry 
 
 static void take_snapshot(struct sim *s, struct node *nd, bool installed)
 {
+	/* Below a durable image whose restore failed: a wal refuses it. */
+	if (!installed && nd->applied <= nd->snap.index)
+		return;
 	struct raft_buf *b = buf_new(IMG_BYTES);
 	image_of(nd, b->data);
 	int rc = raft_snapshot_taken(nd->r, nd->applied, b, s->o.snapshot_keep);
@@ -665,7 +681,11 @@ static void drain(struct sim *s, struct node *nd)
 		raft_advance(nd->r);
 		if (fault) {
 			/* Nothing of this update reaches the disk; the state machine keeps its
-			 * state. */
+			 * state. But a restore fails after the image is durable (keeld
+			 * publishes it, then restores): a restart recovers from it, with
+			 * the log it was to replace (review7b). */
+			if (!strcmp(fault, "restore"))
+				durable_snapshot(nd, &u.snapshot, nd->stage, false);
 			s->st.install_failures++;
 			sim_note(s, "n%u fails to install snapshot %llu/%llu at its %s", nd->id,
 				 (unsigned long long)u.snapshot.index,
@@ -722,6 +742,19 @@ static void start_node(struct sim *s, struct node *nd)
 	c.follower_reads = s->o.follower_reads;
 	c.hs = nd->hs;
 	c.snapshot = nd->snap;
+	/* A crash between a snapshot's write and that of entries it covers
+	 * (applied before they were durable here) that replace the log after
+	 * it: the log's entry at the snapshot was of another history, and so
+	 * is what follows it (keeld's start-up does the same, pipeline.c). */
+	if (nd->snap_log_term && nd->snap_log_term != nd->snap.term && nd->dn) {
+		sim_note(
+			s,
+			"n%u drops its log after snapshot %llu/%llu (its entry there of term %llu)",
+			nd->id, (unsigned long long)nd->snap.index,
+			(unsigned long long)nd->snap.term, (unsigned long long)nd->snap_log_term);
+		dlog_drop_from(nd, nd->snap.index + 1);
+		nd->snap_log_term = nd->snap.term; /* the log goes on from the snapshot */
+	}
 	c.entries = nd->dlog;
 	c.n_entries = nd->dn;
 	struct raft_buf *img = NULL;

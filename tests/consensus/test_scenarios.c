@@ -990,6 +990,22 @@ static void test_refusals(void **state)
 	c.lease_reads = true;
 	c.check_quorum = false;
 	assert_int_equal(raft_create(&c, &r), KEEL_E_CONFIG); /* a lease needs CheckQuorum */
+	c.lease_reads = false;
+	/* A recovered log whose terms go down is not one log: entries of an older
+	 * history after a snapshot (term 3) that replaced it are refused. */
+	struct raft_entry rl[2] = { { .term = 2, .index = 6, .type = RAFT_ENTRY_NOOP },
+				    { .term = 2, .index = 7, .type = RAFT_ENTRY_NOOP } };
+	c.snapshot.index = 5;
+	c.snapshot.term = 3;
+	c.entries = rl;
+	c.n_entries = 2;
+	assert_int_equal(raft_create(&c, &r), KEEL_E_CONFIG);
+	rl[0].term = 3;
+	assert_int_equal(raft_create(&c, &r), KEEL_E_CONFIG); /* 3 then 2 */
+	rl[1].term = 4;
+	assert_int_equal(raft_create(&c, &r), 0);
+	assert_int_equal(raft_last_index(r), 7);
+	raft_destroy(r);
 	raft_destroy(core(1, 3));
 
 	r = core(1, 3);
@@ -1125,6 +1141,283 @@ static void settle(struct raft *r)
 		if (seq)
 			raft_persisted(r, seq);
 	}
+}
+
+/* A buffer of n bytes for a hand-made message (the core takes references). */
+static struct raft_buf *hand_buf(uint32_t n)
+{
+	struct raft_buf *b = calloc(1, sizeof(*b) + n);
+	assert_non_null(b);
+	*b = (struct raft_buf){
+		.refs = 1, .size = n, .data = (uint8_t *)(b + 1), .release = buf_free
+	};
+	return b;
+}
+
+/* Whether an update's message promises something: a DONE, an append's
+ * acknowledgement, a granted vote. */
+static bool promises(const struct raft_update *u)
+{
+	for (uint32_t i = 0; i < u->n_msgs; i++) {
+		const struct raft_msg *m = &u->msgs[i];
+		if ((m->type == RAFT_MSG_SNAPSHOT_RESP && (m->flags & RAFT_F_DONE)) ||
+		    (m->type == RAFT_MSG_APPEND_RESP && !(m->flags & RAFT_F_REJECT)) ||
+		    (m->type == RAFT_MSG_VOTE_RESP && !(m->flags & RAFT_F_REJECT)))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * The failed install's update held more than the image's DONE: in the same
+ * batch the leader's append built on the image (an acknowledgement past it)
+ * and a candidate of a higher term got this node's vote (granted against
+ * the image's log). The node writes nothing of that update and says the
+ * install failed: none of those answers ever leaves (the update's
+ * persist_seq is never reported; later ones are), the state machine is told
+ * nothing, the old log and commit are back, and the new term and vote come
+ * in the next update's hard state -- written before anything it releases.
+ */
+static void test_install_fails_same_batch(void **state)
+{
+	(void)state;
+	struct raft *r = core(1, 3);
+	struct raft_buf *b = hand_buf(8);
+	struct raft_entry old[2] = {
+		{ .term = 1, .index = 1, .buf = b, .len = 4, .type = RAFT_ENTRY_NORMAL },
+		{ .term = 1, .index = 2, .buf = b, .off = 4, .len = 4, .type = RAFT_ENTRY_NORMAL },
+	};
+	struct raft_msg app = { .type = RAFT_MSG_APPEND,
+				.from = 2,
+				.to = 1,
+				.term = 1,
+				.commit = 1,
+				.n_entries = 2,
+				.entries = old };
+	assert_int_equal(raft_step(r, &app), 0);
+	settle(r);
+	assert_int_equal(raft_commit(r), 1);
+	assert_int_equal(raft_last_index(r), 2);
+
+	struct raft_msg snap = { .type = RAFT_MSG_SNAPSHOT,
+				 .from = 2,
+				 .to = 1,
+				 .term = 2,
+				 .index = 10,
+				 .log_term = 2,
+				 .offset = 0,
+				 .total = 8,
+				 .data_buf = b,
+				 .data_len = 8,
+				 .flags = RAFT_F_DONE };
+	snap.conf = *raft_conf(r);
+	assert_int_equal(raft_step(r, &snap), 0);
+	struct raft_entry next[2] = {
+		{ .term = 2, .index = 11, .buf = b, .len = 4, .type = RAFT_ENTRY_NORMAL },
+		{ .term = 2, .index = 12, .buf = b, .off = 4, .len = 4, .type = RAFT_ENTRY_NORMAL },
+	};
+	struct raft_msg app2 = { .type = RAFT_MSG_APPEND,
+				 .from = 2,
+				 .to = 1,
+				 .term = 2,
+				 .index = 10,
+				 .log_term = 2,
+				 .commit = 12,
+				 .n_entries = 2,
+				 .entries = next };
+	assert_int_equal(raft_step(r, &app2), 0);
+	assert_int_equal(raft_last_index(r), 12);
+	/* (a transfer's campaign: a follower that hears its leader votes then) */
+	struct raft_msg vote = { .type = RAFT_MSG_VOTE,
+				 .from = 3,
+				 .to = 1,
+				 .term = 3,
+				 .index = 12,
+				 .log_term = 2,
+				 .flags = RAFT_F_TRANSFER };
+	assert_int_equal(raft_step(r, &vote), 0);
+
+	struct raft_update u;
+	assert_true(raft_ready(r, &u));
+	assert_true(u.has_snapshot);
+	assert_int_equal(u.snapshot.index, 10);
+	assert_int_equal(u.n_committed, 0); /* nothing past the image before it is in */
+	assert_int_equal(u.n_entries, 0);   /* nor written before it */
+	assert_true(u.hs_changed);
+	assert_int_equal(u.hs.term, 3);
+	assert_int_equal(u.hs.vote, 3);
+	assert_false(promises(&u));
+	uint64_t failed = u.persist_seq;
+	assert_int_not_equal(failed, 0);
+	raft_advance(r);
+	/* the node wrote nothing of it */
+	assert_int_equal(raft_snapshot_install_failed(r, 10), 0);
+	assert_int_equal(raft_commit(r), 1);
+	assert_int_equal(raft_last_index(r), 2);
+	assert_int_equal(raft_term(r), 3);
+	struct raft_snapshot_meta sm;
+	raft_snapshot_info(r, &sm);
+	assert_int_equal(sm.index, 0);
+
+	/* The next updates: the hard state first, then whatever they release. */
+	bool hs_again = false;
+	for (int i = 0; i < 10 && raft_ready(r, &u); i++) {
+		assert_int_not_equal(u.persist_seq, failed);
+		assert_false(u.has_snapshot);
+		assert_false(promises(&u));
+		for (uint32_t k = 0; k < u.n_committed; k++)
+			assert_true(u.committed[k].index <= 1);
+		if (u.hs_changed) {
+			assert_int_equal(u.hs.term, 3);
+			assert_int_equal(u.hs.vote, 3);
+			hs_again = true;
+		}
+		uint64_t seq = u.persist_seq;
+		raft_advance(r);
+		if (seq)
+			raft_persisted(r, seq);
+	}
+	assert_true(hs_again);
+	assert_int_equal(raft_commit(r), 1);
+	/* The candidate asks again: the vote it has is the one on disk, now
+	 * granted against the log this node holds. */
+	assert_int_equal(raft_step(r, &vote), 0);
+	assert_true(raft_ready(r, &u));
+	assert_false(promises(&u));
+	uint64_t seq = u.persist_seq;
+	raft_advance(r);
+	raft_persisted(r, seq);
+	assert_true(raft_ready(r, &u));
+	assert_true(promises(&u));
+	raft_advance(r);
+	raft_destroy(r);
+	assert_int_equal(b->refs, 1);
+	raft_buf_unref(b);
+}
+
+/*
+ * An install that holds, with an append built on the image in its batch:
+ * the image's update carries the image alone (no entries: a node that
+ * wrote them first, then failed the image, would keep on disk entries
+ * that follow no log of its own); the entries come in the next update,
+ * and the acknowledgement of them leaves only once that one is durable,
+ * the DONE with it.
+ */
+static void test_install_entries_after_image(void **state)
+{
+	(void)state;
+	struct raft *r = core(1, 3);
+	struct raft_buf *b = hand_buf(8);
+	struct raft_msg snap = { .type = RAFT_MSG_SNAPSHOT,
+				 .from = 2,
+				 .to = 1,
+				 .term = 2,
+				 .index = 10,
+				 .log_term = 2,
+				 .offset = 0,
+				 .total = 8,
+				 .data_buf = b,
+				 .data_len = 8,
+				 .flags = RAFT_F_DONE };
+	snap.conf = *raft_conf(r);
+	assert_int_equal(raft_step(r, &snap), 0);
+	struct raft_entry next[2] = {
+		{ .term = 2, .index = 11, .buf = b, .len = 4, .type = RAFT_ENTRY_NORMAL },
+		{ .term = 2, .index = 12, .buf = b, .off = 4, .len = 4, .type = RAFT_ENTRY_NORMAL },
+	};
+	struct raft_msg app = { .type = RAFT_MSG_APPEND,
+				.from = 2,
+				.to = 1,
+				.term = 2,
+				.index = 10,
+				.log_term = 2,
+				.commit = 12,
+				.n_entries = 2,
+				.entries = next };
+	assert_int_equal(raft_step(r, &app), 0);
+	struct raft_update u;
+	assert_true(raft_ready(r, &u));
+	assert_true(u.has_snapshot);
+	assert_int_equal(u.n_entries, 0);
+	assert_false(promises(&u));
+	uint64_t s1 = u.persist_seq;
+	raft_advance(r);
+	raft_persisted(r, s1); /* the image is in */
+	assert_true(raft_ready(r, &u));
+	assert_false(u.has_snapshot);
+	assert_int_equal(u.n_entries, 2);
+	assert_int_equal(u.entries[0].index, 11);
+	assert_int_equal(u.n_committed, 2); /* now past the image */
+	assert_false(promises(&u));         /* the DONE and the ack wait for these */
+	uint64_t s2 = u.persist_seq;
+	assert_true(s2 > s1);
+	raft_advance(r);
+	raft_persisted(r, s2);
+	assert_true(raft_ready(r, &u));
+	bool done = false, acked = false;
+	for (uint32_t i = 0; i < u.n_msgs; i++) {
+		done |= u.msgs[i].type == RAFT_MSG_SNAPSHOT_RESP && (u.msgs[i].flags & RAFT_F_DONE);
+		acked |= u.msgs[i].type == RAFT_MSG_APPEND_RESP && u.msgs[i].index == 12 &&
+			 !(u.msgs[i].flags & RAFT_F_REJECT);
+	}
+	assert_true(done);
+	assert_true(acked);
+	raft_advance(r);
+	assert_int_equal(raft_persisted_index(r), 12);
+	raft_destroy(r);
+	assert_int_equal(b->refs, 1);
+	raft_buf_unref(b);
+}
+
+/*
+ * A follower's read answered after the follower restarted: the answer to
+ * the request of the run before (same term, same leader), delayed in the
+ * network, must not settle a request of the new run -- it would serve an
+ * index from before the new read began. The tags of two runs differ.
+ */
+static void test_follower_read_tag_across_restart(void **state)
+{
+	(void)state;
+	struct raft_update u;
+	struct raft_msg hb = { .type = RAFT_MSG_HEARTBEAT, .from = 2, .to = 1, .term = 1 };
+	uint64_t tags[2];
+	struct raft *r = NULL;
+	for (int run = 0; run < 2; run++) {
+		struct raft_config c;
+		core_config(&c, 1, 3, 100 + (uint64_t)run); /* a restart: another seed */
+		c.follower_reads = true;
+		c.hs.term = 1;
+		assert_int_equal(raft_create(&c, &r), 0);
+		assert_int_equal(raft_step(r, &hb), 0);
+		assert_int_equal(raft_read_index(r, 7), 0);
+		tags[run] = 0;
+		while (raft_ready(r, &u)) {
+			for (uint32_t i = 0; i < u.n_msgs; i++)
+				if (u.msgs[i].type == RAFT_MSG_READ_INDEX)
+					tags[run] = u.msgs[i].ctx;
+			uint64_t seq = u.persist_seq;
+			raft_advance(r);
+			if (seq)
+				raft_persisted(r, seq);
+		}
+		assert_int_not_equal(tags[run], 0);
+		if (run == 0)
+			raft_destroy(r); /* crashed: the request is still in flight */
+	}
+	assert_int_not_equal(tags[0], tags[1]);
+	/* the old run's answer arrives: it settles nothing */
+	struct raft_msg old = { .type = RAFT_MSG_READ_INDEX_RESP,
+				.from = 2,
+				.to = 1,
+				.term = 1,
+				.ctx = tags[0],
+				.index = 0 }; /* applied here: it would be served */
+	assert_int_equal(raft_step(r, &old), 0);
+	while (raft_ready(r, &u)) {
+		assert_int_equal(u.n_reads, 0);
+		raft_advance(r);
+	}
+	raft_destroy(r);
 }
 
 /*
@@ -1406,6 +1699,9 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_stale_leader_hears_new_term),
 		cmocka_unit_test(test_snapshot_install),
 		cmocka_unit_test(test_snapshot_install_fails),
+		cmocka_unit_test(test_install_fails_same_batch),
+		cmocka_unit_test(test_install_entries_after_image),
+		cmocka_unit_test(test_follower_read_tag_across_restart),
 		cmocka_unit_test(test_leadership_transfer),
 		cmocka_unit_test(test_joint_remove_leader),
 		cmocka_unit_test(test_learner_promotion),
