@@ -2445,11 +2445,6 @@ const char *wal_read_error(const struct wal *w)
 	return w->rd_errmsg;
 }
 
-void wal_set_inline_sync(struct wal *w, uint32_t max_bytes)
-{
-	w->o.inline_sync_max_bytes = max_bytes; /* read by group_inline() at the next group */
-}
-
 void wal_set_test_fsync_delay(struct wal *w, uint32_t delay_us)
 {
 	/* A group already held keeps its hold; the next one takes the new value. */

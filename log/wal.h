@@ -229,12 +229,6 @@ int wal_retry(struct wal *w);
 /* Operator text for the last error (file, offset, cause). Never NULL. */
 const char *wal_error(const struct wal *w);
 /*
- * Change wal_options.inline_sync_max_bytes from the next group on (loop
- * thread; a group in flight is not affected). 0: every group on io_uring.
- */
-void wal_set_inline_sync(struct wal *w, uint32_t max_bytes);
-
-/*
  * Test fault (a slow disk): hold every group commit's completion, every
  * hard-state (term, vote) write's, and every snapshot's (wal_snap_finish,
  * before the rename publishes it) delay_us after its sync returned, before

@@ -330,7 +330,6 @@ struct pipeline {
 	uint32_t level_proposed;
 	uint64_t level_proposed_term, level_proposed_ns;
 	bool halted;            /* stop_fatal: nothing more is applied */
-	bool exp_leader_async, own_async; /* EXPERIMENT lat4 item 2 */
 	uint64_t fwd_bad_total; /* forwarded txns that do not decode (dropped) */
 	uint64_t fwd_bad_logged;
 
@@ -4607,7 +4606,6 @@ static void *pipeline_main(void *arg)
 	 * link's interrupt fd is only a hint (see dp_wait_fd). */
 	p->rx_exact = p->t && !strcmp(dp_kind(p->t), "udp");
 	p->news_was_first = true;
-	p->exp_leader_async = getenv("KEEL_EXP_LEADER_ASYNC") != NULL;
 	struct dp_msg msgs[DP_BURST];
 	p->next_tick_ns = keel_now_ns() + p->tick_ns;
 	while (!atomic_load(&k->stop)) {
@@ -4677,13 +4675,6 @@ static void *pipeline_main(void *arg)
 		/* Before watch_leadership: a role or term change publishes at once. */
 		work |= mg_turn(p, now);
 		watch_leadership(p);
-		{
-			bool own_async = p->exp_leader_async && raft_role(p->r) == RAFT_LEADER;
-			if (own_async != p->own_async) {
-				wal_set_inline_sync(p->w, own_async ? 0 : PL_INLINE_SYNC_BYTES);
-				p->own_async = own_async;
-			}
-		}
 		conf_watch(p, now);
 		if (p->exit_at_ns && now >= p->exit_at_ns) {
 			p->exit_at_ns = UINT64_MAX;
