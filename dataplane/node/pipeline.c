@@ -4582,10 +4582,11 @@ static void news_order(struct pipeline *p, uint64_t now)
  * applied and its replies sent -- and only then ticks, the management ring,
  * the client engine's poll, session and container timers. The same update,
  * in the same order, as the turn's own ready would take a few microseconds
- * later. Only while the log is idle (nothing in flight or queued at the last
- * wal_poll: one write at a time, as at one client): under load a turn's
- * messages then leave in one flush, not two (set-sat's CPU per write rose ~5 %
- * with it on there), and a group's sync is on io_uring anyway. Not when the
+ * later. Only for a burst of one or two frames while the log is idle
+ * (nothing in flight or queued at the last wal_poll): one write at a time,
+ * as at one client. Under load a turn's messages then leave in one flush,
+ * not two (set-sat's CPU per write rose ~5 % with it on there), and a
+ * group's sync is on io_uring anyway. Not when the
  * frames changed the term, the leader or the role: watch_leadership sees such
  * a change first, as before.
  */
@@ -4669,7 +4670,7 @@ static void *pipeline_main(void *arg)
 		}
 		work |= n > 0;
 		uint64_t now = keel_now_ns();
-		if (n > 0)
+		if (n > 0 && n <= 2) /* one write's frames: its AppendEntries or acks */
 			critical_first(p, now);
 		while (now >= p->next_tick_ns) {
 			raft_tick(p->r);
