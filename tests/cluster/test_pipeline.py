@@ -16,6 +16,13 @@
   writes at the leader and at a follower keeps its leader and term for 5
   election timeouts (CheckQuorum would depose a leader whose followers'
   responses never came), and a write through a follower then still commits.
+* Superseded commit heartbeats: a leader holding its commit heartbeats (no
+  follower has a client) drops a held one when an AppendEntries to that
+  follower goes out, as the AppendEntries carries the commit. At one client
+  at the leader, after each reply at least one follower (the one whose
+  acknowledgement committed the write) has applied the write before it --
+  the commit it could only have learnt from that AppendEntries -- and the
+  leader keeps its term while writing for longer than an election timeout.
 """
 import json
 import os
@@ -285,6 +292,56 @@ class HeldHeartbeatResponses(unittest.TestCase):
             for z in (zl, zf):
                 z.stop()
                 z.close()
+
+
+
+def applied(cl, i):
+    for line in cl.four_letter(i, "mntr").splitlines():
+        if line.startswith("keel_applied_index"):
+            return int(line.split()[1])
+    raise AssertionError("no keel_applied_index in node %d's mntr" % i)
+
+
+class SupersededCommitHeartbeats(unittest.TestCase):
+    HELD = "no follower has a client: commit heartbeats held (next message or tick)"
+    FIRST = "a follower has a client: commits go to followers at once"
+
+    def test_append_carries_the_commit(self):
+        if os.environ.get("KEEL_TEST_TARGET", "keel") != "keel":
+            self.skipTest("keel's counters")
+        with KeelCluster(3) as cl:
+            cl.wait_ready()
+            lead = cl.leader()
+            fol = [i for i in range(cl.size) if i != lead]
+            zl = client(cl, [lead])
+            try:
+                zl.create("/sc", b"")
+                wait_for(lambda: self.HELD in log_of(cl, lead), timeout=20,
+                         what="the leader holding its commit heartbeats")
+                switched = log_of(cl, lead).count(self.FIRST)
+                before = re.search(r"keel_term\t(\d+)", cl.four_letter(lead, "mntr")).group(1)
+                prev, behind = None, []
+                t0 = time.monotonic()
+                n = 0
+                # > 2 election timeouts (keel.electionTimeoutMs=300), >= 100 writes
+                while n < 100 or time.monotonic() - t0 < 0.7:
+                    zl.set("/sc", b"%d" % n)
+                    idx = applied(cl, lead)  # this write's index: applied before its reply
+                    got = max(applied(cl, i) for i in fol)
+                    if prev is not None and got < prev:
+                        behind.append((n, prev, got))
+                    prev = idx
+                    n += 1
+                self.assertEqual(behind, [], "followers behind the previous write "
+                                 "(write, its index, followers' best) of %d" % n)
+                after = re.search(r"keel_term\t(\d+)", cl.four_letter(lead, "mntr")).group(1)
+                self.assertEqual(after, before)
+                self.assertEqual(cl.mode(lead), "leader")
+                # the hold was on throughout: no follower client showed
+                self.assertEqual(log_of(cl, lead).count(self.FIRST), switched)
+            finally:
+                zl.stop()
+                zl.close()
 
 
 if __name__ == "__main__":
