@@ -28,6 +28,29 @@
 
 #include "keeld_int.h"
 
+/*
+ * Under ASan, what no live buffer covers is poisoned: a released buffer, the
+ * padding past a buffer's size, a chunk's unused rest, a kept chunk. A chunk
+ * outlives its buffers (and is reused), so a holder that reads an entry it
+ * holds no reference to would otherwise read stale or reused bytes silently,
+ * where a malloc'd buffer gave a use-after-free report.
+ */
+#if defined(__SANITIZE_ADDRESS__)
+#define ENTBUF_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define ENTBUF_ASAN 1
+#endif
+#endif
+#ifdef ENTBUF_ASAN
+#include <sanitizer/asan_interface.h>
+#define eb_poison(p, n)   ASAN_POISON_MEMORY_REGION(p, n)
+#define eb_unpoison(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
+#else
+#define eb_poison(p, n)   ((void)(p), (void)(n))
+#define eb_unpoison(p, n) ((void)(p), (void)(n))
+#endif
+
 #define ENTBUF_ALIGN 64u /* a buffer's header starts a cache line */
 
 struct entbuf_chunk {
@@ -52,6 +75,12 @@ static size_t hdr_bytes(void)
 	return (sizeof(struct entbuf_chunk) + ENTBUF_ALIGN - 1) & ~(size_t)(ENTBUF_ALIGN - 1);
 }
 
+/* A buffer of n bytes takes this much of its chunk, its header included. */
+static size_t buf_bytes(size_t n)
+{
+	return (sizeof(struct raft_buf) + n + ENTBUF_ALIGN - 1) & ~(size_t)(ENTBUF_ALIGN - 1);
+}
+
 static void owner_free_if_done(struct keeld_entbuf *a)
 {
 	if (a->closed && a->chunks == 0)
@@ -61,6 +90,7 @@ static void owner_free_if_done(struct keeld_entbuf *a)
 static void chunk_unmap(struct entbuf_chunk *c)
 {
 	struct keeld_entbuf *a = c->owner;
+	eb_unpoison(c, a->chunk_bytes); /* the range may be mapped again for another use */
 	munmap(c, a->chunk_bytes);
 	a->chunks--;
 	owner_free_if_done(a);
@@ -89,7 +119,9 @@ static void chunk_unref(struct entbuf_chunk *c)
 
 static void entbuf_release(struct raft_buf *b)
 {
-	chunk_unref(b->user);
+	struct entbuf_chunk *c = b->user;
+	eb_poison(b, buf_bytes(b->size)); /* before the chunk may go */
+	chunk_unref(c);
 }
 
 static void malloc_release(struct raft_buf *b)
@@ -116,6 +148,7 @@ static struct entbuf_chunk *chunk_map(struct keeld_entbuf *a)
 	c->owner = a;
 	c->refs = 0;
 	c->used = hdr_bytes();
+	eb_poison((uint8_t *)c + c->used, n - c->used);
 	a->chunks++;
 	a->st.chunks_mapped++;
 	return c;
@@ -170,8 +203,7 @@ static struct raft_buf *buf_init(struct raft_buf *b, size_t n, void (*release)(s
 
 struct raft_buf *keeld_entbuf_new(struct keeld_entbuf *a, size_t n)
 {
-	size_t need =
-		(sizeof(struct raft_buf) + n + ENTBUF_ALIGN - 1) & ~(size_t)(ENTBUF_ALIGN - 1);
+	size_t need = buf_bytes(n);
 	struct entbuf_chunk *c = a->open;
 	struct raft_buf *b;
 	if (need > a->chunk_bytes / 8)
@@ -193,6 +225,7 @@ struct raft_buf *keeld_entbuf_new(struct keeld_entbuf *a, size_t n)
 		a->open = c;
 	}
 	b = (struct raft_buf *)((uint8_t *)c + c->used);
+	eb_unpoison(b, sizeof(*b) + n); /* its padding stays poisoned */
 	c->used += need;
 	c->refs++;
 	a->st.bufs++;
