@@ -65,8 +65,9 @@ struct keeld_entbuf {
 	struct entbuf_chunk *open;
 	struct entbuf_chunk *spare; /* emptied, mapped, kept for reuse */
 	uint32_t n_spare, max_spare;
-	uint64_t chunks; /* mapped now, spare included */
-	bool closed;     /* keeld_entbuf_close ran: the last chunk frees it */
+	uint64_t chunks;                 /* mapped now, spare included */
+	uint64_t opened_seen, active_ns; /* keeld_entbuf_trim's idle clock */
+	bool closed;                     /* keeld_entbuf_close ran: the last chunk frees it */
 	struct keeld_entbuf_stats st;
 };
 
@@ -236,6 +237,34 @@ fallback:
 		return NULL;
 	a->st.bufs_malloc++;
 	return buf_init(b, n, malloc_release, NULL);
+}
+
+/*
+ * Kept chunks are for a log that keeps growing; a node that stops writing
+ * would hold them (up to max_spare, 256 MiB by default) for good, where
+ * malloc's freed log went back to the kernel after a few seconds. So, as
+ * jemalloc's decay: once no chunk has been opened for idle_ns, the kept ones
+ * are unmapped. Under a write load a chunk opens every few milliseconds and
+ * nothing is trimmed; a light load pays a fresh mapping per chunk, as before
+ * entbuf.c.
+ */
+void keeld_entbuf_trim(struct keeld_entbuf *a, uint64_t now_ns, uint64_t idle_ns)
+{
+	uint64_t opened = a->st.chunks_mapped + a->st.chunks_reused;
+	if (opened != a->opened_seen || !a->active_ns) {
+		a->opened_seen = opened;
+		a->active_ns = now_ns;
+		return;
+	}
+	if (!a->spare || now_ns - a->active_ns < idle_ns)
+		return;
+	while (a->spare) {
+		struct entbuf_chunk *c = a->spare;
+		a->spare = c->next;
+		a->n_spare--;
+		a->st.chunks_trimmed++;
+		chunk_unmap(c);
+	}
 }
 
 void keeld_entbuf_stats(const struct keeld_entbuf *a, struct keeld_entbuf_stats *st)

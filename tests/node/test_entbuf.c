@@ -156,6 +156,62 @@ static void test_bufs_apart_and_chunks_given_back(void **state)
 	keeld_entbuf_close(a);
 }
 
+/* An idle node gives its kept chunks back: keeld_entbuf_trim unmaps them once
+ * no chunk has been opened for idle_ns, never while chunks keep opening, and
+ * never a chunk a buffer still holds. */
+static void test_trim_when_idle(void **state)
+{
+	(void)state;
+	struct keeld_entbuf *a;
+	struct keeld_entbuf_stats st;
+	const uint64_t s = 1000000000ull, idle = 10 * s;
+	assert_int_equal(keeld_entbuf_open(CHUNK, 8, &a), 0);
+	enum { N = 21 * 4 }; /* 4 chunks */
+	struct raft_buf *b[N];
+	for (int i = 0; i < N; i++)
+		assert_non_null(b[i] = keeld_entbuf_new(a, 3000));
+	keeld_entbuf_trim(a, 1 * s, idle); /* starts its clock */
+	for (int i = 0; i < 21 * 3; i++)   /* compaction: 3 chunks kept */
+		raft_buf_unref(b[i]);
+	keeld_entbuf_stats(a, &st);
+	assert_int_equal(st.chunks_now, 4);
+	/* a load: a chunk opens (a kept one) every 6 s, nothing trimmed */
+	struct raft_buf *c[21];
+	for (int i = 0; i < 21; i++)
+		assert_non_null(c[i] = keeld_entbuf_new(a, 3000));
+	keeld_entbuf_trim(a, 7 * s, idle);
+	keeld_entbuf_trim(a, 16 * s, idle);
+	keeld_entbuf_stats(a, &st);
+	assert_int_equal(st.chunks_reused, 1);
+	assert_int_equal(st.chunks_trimmed, 0);
+	assert_int_equal(st.chunks_now, 4);
+	/* idle 10 s since that chunk opened: the 2 kept chunks go, the open
+	 * one and the held ones stay, their bytes intact */
+	for (int i = 0; i < 21; i++)
+		fill(c[i], 0x33);
+	keeld_entbuf_trim(a, 17 * s, idle);
+	keeld_entbuf_stats(a, &st);
+	assert_int_equal(st.chunks_trimmed, 2);
+	assert_int_equal(st.chunks_now, 2);
+	for (int i = 0; i < 21; i++)
+		assert_true(all(c[i], 0x33));
+	/* writing again: a new chunk is mapped */
+	struct raft_buf *d = keeld_entbuf_new(a, CHUNK / 16);
+	assert_non_null(d);
+	for (int i = 0; d && i < 21 * 3; i++) {
+		raft_buf_unref(d);
+		d = keeld_entbuf_new(a, 3000);
+	}
+	keeld_entbuf_stats(a, &st);
+	assert_int_equal(st.chunks_mapped, 5);
+	raft_buf_unref(d);
+	for (int i = 21 * 3; i < N; i++)
+		raft_buf_unref(b[i]);
+	for (int i = 0; i < 21; i++)
+		raft_buf_unref(c[i]);
+	keeld_entbuf_close(a);
+}
+
 /* A compaction empties many chunks at once: up to max_spare are kept and
  * opened again, the rest unmapped; none is mapped anew while one is kept. */
 static void test_spares_kept_up_to_max(void **state)
@@ -247,6 +303,7 @@ int main(void)
 		cmocka_unit_test(test_big_from_malloc),
 		cmocka_unit_test(test_close_with_bufs_held),
 		cmocka_unit_test(test_asan_poisons_released),
+		cmocka_unit_test(test_trim_when_idle),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
