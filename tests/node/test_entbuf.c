@@ -212,6 +212,32 @@ static void test_trim_when_idle(void **state)
 	keeld_entbuf_close(a);
 }
 
+/* No chunk can be mapped (here: a chunk larger than the address space; in
+ * production a full vm.max_map_count or overcommit refused): every buffer
+ * comes from malloc, works as one, and nothing is counted as mapped. */
+static void test_no_chunk_mapped_falls_back(void **state)
+{
+	(void)state;
+	struct keeld_entbuf *a;
+	struct keeld_entbuf_stats st;
+	assert_int_equal(keeld_entbuf_open((size_t)1 << 47, 1, &a), 0);
+	struct raft_buf *b[4];
+	for (int i = 0; i < 4; i++) {
+		assert_non_null(b[i] = keeld_entbuf_new(a, 1000));
+		fill(b[i], (uint8_t)(i + 1));
+	}
+	for (int i = 0; i < 4; i++)
+		assert_true(all(b[i], (uint8_t)(i + 1)));
+	keeld_entbuf_stats(a, &st);
+	assert_int_equal(st.bufs_malloc, 4);
+	assert_int_equal(st.bufs, 0);
+	assert_int_equal(st.chunks_mapped, 0);
+	assert_int_equal(st.chunks_now, 0);
+	for (int i = 0; i < 4; i++)
+		raft_buf_unref(b[i]);
+	keeld_entbuf_close(a);
+}
+
 /* A compaction empties many chunks at once: up to max_spare are kept and
  * opened again, the rest unmapped; none is mapped anew while one is kept. */
 static void test_spares_kept_up_to_max(void **state)
@@ -304,6 +330,7 @@ int main(void)
 		cmocka_unit_test(test_close_with_bufs_held),
 		cmocka_unit_test(test_asan_poisons_released),
 		cmocka_unit_test(test_trim_when_idle),
+		cmocka_unit_test(test_no_chunk_mapped_falls_back),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
