@@ -84,8 +84,8 @@ static void test_watch_none_then_late_add(void **state)
  * see): a later one is a lost event. The race: the writer matches z + 1 while
  * no watch exists, between the read and the add; kv_watch_match's early
  * return must still move its zxid, so the add is refused (KEEL_E_STALE) and
- * the reader reads again. Runs until both outcomes were seen 50 times (or
- * 400000 writes on a machine where the window never opened).
+ * the reader reads again. Runs until both outcomes were seen 20 times (or
+ * 100000 writes on a machine where the window never opened).
  */
 struct race {
 	struct kv *kv;
@@ -154,13 +154,13 @@ static void test_watch_none_race_reader(void **state)
 	assert_int_equal(pthread_create(&th, NULL, race_reader, &r), 0);
 	struct kv_op sd = kvt_op(KV_OP_SET_DATA, "/n");
 	bool enough = false;
-	for (int64_t z = 2; z < 400000 && !enough; z++) {
+	for (int64_t z = 2; z < 100000 && !enough; z++) {
 		struct kv_apply_result res;
 		assert_int_equal(kvt_apply1(r.kv, z, 0, sd, &res), ZK_OK);
 		pthread_mutex_lock(&r.mu);
 		for (uint32_t i = 0; i < res.nevents; i++)
 			kv_watch_match(r.w, &res.events[i], race_note, &r);
-		enough = r.stale >= 50 && r.fired_ok >= 50;
+		enough = r.stale >= 20 && r.fired_ok >= 20;
 		pthread_mutex_unlock(&r.mu);
 		kv_thread_quiescent();
 	}
