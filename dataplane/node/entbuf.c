@@ -18,7 +18,8 @@
  * the order they were filled. Emptied chunks, up to max_spare, are kept and
  * opened again before a new one is mapped: a fresh page must be zeroed by the
  * kernel (a huge page's 2 MiB at once), a kept one is reused as it is, as
- * malloc reused the log's freed memory after a snapshot.
+ * malloc reused the log's freed memory after a snapshot; when no chunk has
+ * been opened for a while (keeld_entbuf_trim) they are unmapped.
  * What can fail: mmap (then a buffer falls back to malloc, as do buffers
  * larger than an eighth of a chunk: snapshot chunks, huge batches).
  * Not thread-safe, as raft_buf is not: one pipeline thread owns them.
