@@ -18,7 +18,8 @@
  * the order they were filled. Emptied chunks, up to max_spare, are kept and
  * opened again before a new one is mapped: a fresh page must be zeroed by the
  * kernel (a huge page's 2 MiB at once), a kept one is reused as it is, as
- * malloc reused the log's freed memory after a snapshot.
+ * malloc reused the log's freed memory after a snapshot; when no chunk has
+ * been opened for a while (keeld_entbuf_trim) they are unmapped.
  * What can fail: mmap (then a buffer falls back to malloc, as do buffers
  * larger than an eighth of a chunk: snapshot chunks, huge batches).
  * Not thread-safe, as raft_buf is not: one pipeline thread owns them.
@@ -27,6 +28,29 @@
 #include <sys/mman.h>
 
 #include "keeld_int.h"
+
+/*
+ * Under ASan, what no live buffer covers is poisoned: a released buffer, the
+ * padding past a buffer's size, a chunk's unused rest, a kept chunk. A chunk
+ * outlives its buffers (and is reused), so a holder that reads an entry it
+ * holds no reference to would otherwise read stale or reused bytes silently,
+ * where a malloc'd buffer gave a use-after-free report.
+ */
+#if defined(__SANITIZE_ADDRESS__)
+#define ENTBUF_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define ENTBUF_ASAN 1
+#endif
+#endif
+#ifdef ENTBUF_ASAN
+#include <sanitizer/asan_interface.h>
+#define eb_poison(p, n)   ASAN_POISON_MEMORY_REGION(p, n)
+#define eb_unpoison(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
+#else
+#define eb_poison(p, n)   ((void)(p), (void)(n))
+#define eb_unpoison(p, n) ((void)(p), (void)(n))
+#endif
 
 #define ENTBUF_ALIGN 64u /* a buffer's header starts a cache line */
 
@@ -42,14 +66,21 @@ struct keeld_entbuf {
 	struct entbuf_chunk *open;
 	struct entbuf_chunk *spare; /* emptied, mapped, kept for reuse */
 	uint32_t n_spare, max_spare;
-	uint64_t chunks; /* mapped now, spare included */
-	bool closed;     /* keeld_entbuf_close ran: the last chunk frees it */
+	uint64_t chunks;                 /* mapped now, spare included */
+	uint64_t opened_seen, active_ns; /* keeld_entbuf_trim's idle clock */
+	bool closed;                     /* keeld_entbuf_close ran: the last chunk frees it */
 	struct keeld_entbuf_stats st;
 };
 
 static size_t hdr_bytes(void)
 {
 	return (sizeof(struct entbuf_chunk) + ENTBUF_ALIGN - 1) & ~(size_t)(ENTBUF_ALIGN - 1);
+}
+
+/* A buffer of n bytes takes this much of its chunk, its header included. */
+static size_t buf_bytes(size_t n)
+{
+	return (sizeof(struct raft_buf) + n + ENTBUF_ALIGN - 1) & ~(size_t)(ENTBUF_ALIGN - 1);
 }
 
 static void owner_free_if_done(struct keeld_entbuf *a)
@@ -61,6 +92,7 @@ static void owner_free_if_done(struct keeld_entbuf *a)
 static void chunk_unmap(struct entbuf_chunk *c)
 {
 	struct keeld_entbuf *a = c->owner;
+	eb_unpoison(c, a->chunk_bytes); /* the range may be mapped again for another use */
 	munmap(c, a->chunk_bytes);
 	a->chunks--;
 	owner_free_if_done(a);
@@ -89,7 +121,9 @@ static void chunk_unref(struct entbuf_chunk *c)
 
 static void entbuf_release(struct raft_buf *b)
 {
-	chunk_unref(b->user);
+	struct entbuf_chunk *c = b->user;
+	eb_poison(b, buf_bytes(b->size)); /* before the chunk may go */
+	chunk_unref(c);
 }
 
 static void malloc_release(struct raft_buf *b)
@@ -116,6 +150,7 @@ static struct entbuf_chunk *chunk_map(struct keeld_entbuf *a)
 	c->owner = a;
 	c->refs = 0;
 	c->used = hdr_bytes();
+	eb_poison((uint8_t *)c + c->used, n - c->used);
 	a->chunks++;
 	a->st.chunks_mapped++;
 	return c;
@@ -170,8 +205,7 @@ static struct raft_buf *buf_init(struct raft_buf *b, size_t n, void (*release)(s
 
 struct raft_buf *keeld_entbuf_new(struct keeld_entbuf *a, size_t n)
 {
-	size_t need =
-		(sizeof(struct raft_buf) + n + ENTBUF_ALIGN - 1) & ~(size_t)(ENTBUF_ALIGN - 1);
+	size_t need = buf_bytes(n);
 	struct entbuf_chunk *c = a->open;
 	struct raft_buf *b;
 	if (need > a->chunk_bytes / 8)
@@ -193,6 +227,7 @@ struct raft_buf *keeld_entbuf_new(struct keeld_entbuf *a, size_t n)
 		a->open = c;
 	}
 	b = (struct raft_buf *)((uint8_t *)c + c->used);
+	eb_unpoison(b, sizeof(*b) + n); /* its padding stays poisoned */
 	c->used += need;
 	c->refs++;
 	a->st.bufs++;
@@ -203,6 +238,34 @@ fallback:
 		return NULL;
 	a->st.bufs_malloc++;
 	return buf_init(b, n, malloc_release, NULL);
+}
+
+/*
+ * Kept chunks are for a log that keeps growing; a node that stops writing
+ * would hold them (up to max_spare, 256 MiB by default) for good, where
+ * malloc's freed log went back to the kernel after a few seconds. So, as
+ * jemalloc's decay: once no chunk has been opened for idle_ns, the kept ones
+ * are unmapped. Under a write load a chunk opens every few milliseconds and
+ * nothing is trimmed; a light load pays a fresh mapping per chunk, as before
+ * entbuf.c.
+ */
+void keeld_entbuf_trim(struct keeld_entbuf *a, uint64_t now_ns, uint64_t idle_ns)
+{
+	uint64_t opened = a->st.chunks_mapped + a->st.chunks_reused;
+	if (opened != a->opened_seen || !a->active_ns) {
+		a->opened_seen = opened;
+		a->active_ns = now_ns;
+		return;
+	}
+	if (!a->spare || now_ns - a->active_ns < idle_ns)
+		return;
+	while (a->spare) {
+		struct entbuf_chunk *c = a->spare;
+		a->spare = c->next;
+		a->n_spare--;
+		a->st.chunks_trimmed++;
+		chunk_unmap(c);
+	}
 }
 
 void keeld_entbuf_stats(const struct keeld_entbuf *a, struct keeld_entbuf_stats *st)

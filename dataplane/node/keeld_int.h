@@ -436,16 +436,20 @@ void keeld_observe_request_at(struct keeld *k, int32_t type, uint64_t since_ns, 
  */
 struct keeld_entbuf;
 struct keeld_entbuf_stats {
-	uint64_t bufs;          /* cut from chunks */
-	uint64_t bufs_malloc;   /* too big for a chunk, or no chunk could be mapped */
-	uint64_t chunks_mapped; /* mmap calls */
-	uint64_t chunks_reused; /* a kept chunk opened again */
-	uint64_t chunks_now;    /* mapped now, the kept ones included */
+	uint64_t bufs;           /* cut from chunks */
+	uint64_t bufs_malloc;    /* too big for a chunk, or no chunk could be mapped */
+	uint64_t chunks_mapped;  /* mmap calls */
+	uint64_t chunks_reused;  /* a kept chunk opened again */
+	uint64_t chunks_now;     /* mapped now, the kept ones included */
+	uint64_t chunks_trimmed; /* kept ones unmapped by keeld_entbuf_trim */
 };
 int keeld_entbuf_open(size_t chunk_bytes, uint32_t max_spare, struct keeld_entbuf **out);
 void keeld_entbuf_close(struct keeld_entbuf *a);
 struct raft_buf *keeld_entbuf_new(struct keeld_entbuf *a, size_t n);
 void keeld_entbuf_stats(const struct keeld_entbuf *a, struct keeld_entbuf_stats *st);
+/* Called now and then (each pipeline turn): unmaps the kept chunks once none
+ * has been opened for idle_ns (the node stopped writing). */
+void keeld_entbuf_trim(struct keeld_entbuf *a, uint64_t now_ns, uint64_t idle_ns);
 
 struct keeld_snap_sink {
 	struct wal_snap_writer *sw;

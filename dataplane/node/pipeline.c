@@ -130,6 +130,9 @@
  * before each snapshot anyway), at most PL_ENTBUF_SPARE_MAX (1 GiB). */
 #define PL_ENTBUF_CHUNK_BYTES (2u << 20)
 #define PL_ENTBUF_SPARE_MAX   512u
+/* ... and unmapped once none has been opened for this long (the node stopped
+ * writing): an idle node does not keep them (keeld_entbuf_trim). */
+#define PL_ENTBUF_IDLE_NS 10000000000ull
 
 /*
  * keel.frontend=pipeline: in a run of busy turns (no wait between them to
@@ -4872,6 +4875,7 @@ static void *pipeline_main(void *arg)
 		work |= mg_turn(p, now);
 		watch_leadership(p);
 		conf_watch(p, now);
+		keeld_entbuf_trim(p->eb, now, PL_ENTBUF_IDLE_NS);
 		if (p->exit_at_ns && now >= p->exit_at_ns) {
 			p->exit_at_ns = UINT64_MAX;
 			kill(getpid(), SIGTERM); /* main stops the node as on a signal */

@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The watch registry against applied events; snapshot round trips; digests. */
+#include <inttypes.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 
 #include <cmocka.h>
@@ -69,6 +72,108 @@ static void test_watch_none_then_late_add(void **state)
 	assert_int_equal(kv_watch_count(w), 0); /* one-shot: gone */
 	kv_watches_destroy(w);
 	kv_destroy(kv);
+	kv_thread_unregister();
+}
+
+/*
+ * The no-watch fast path against a reader thread adding a watch, as the front
+ * end does: it reads a view at zxid z, then (under the registry's lock, as
+ * keeld's watch_mu) adds a data watch seen at z while the writer applies and
+ * matches setData after setData on the same node, one zxid each. The first
+ * event such a watch may fire on is z + 1 (the first change the read did not
+ * see): a later one is a lost event. The race: the writer matches z + 1 while
+ * no watch exists, between the read and the add; kv_watch_match's early
+ * return must still move its zxid, so the add is refused (KEEL_E_STALE) and
+ * the reader reads again. Runs until both outcomes were seen 20 times (or
+ * 100000 writes on a machine where the window never opened).
+ */
+struct race {
+	struct kv *kv;
+	struct kv_watches *w;
+	pthread_mutex_t mu;
+	atomic_bool stop;
+	int64_t seen; /* the pending watch's read, -1 none; under mu */
+	uint64_t added, stale, fired_ok, fired_late, fired_early;
+};
+
+static void race_note(void *ctx, int64_t session, const struct kv_event *ev)
+{
+	struct race *r = ctx;
+	(void)session;
+	if (r->seen < 0 || ev->zxid <= r->seen)
+		r->fired_early++;
+	else if (ev->zxid == r->seen + 1)
+		r->fired_ok++;
+	else
+		r->fired_late++;
+	r->seen = -1; /* one-shot: gone */
+}
+
+static void *race_reader(void *arg)
+{
+	struct race *r = arg;
+	kv_thread_register();
+	while (!atomic_load(&r->stop)) {
+		pthread_mutex_lock(&r->mu);
+		bool pending = r->seen >= 0;
+		pthread_mutex_unlock(&r->mu);
+		if (!pending) {
+			const struct kv_view *v = kv_view_get(r->kv);
+			int64_t z = kv_view_zxid(v);
+			struct kv_node nd;
+			if (kv_get(v, "/n", 2, &nd) != ZK_OK)
+				abort();
+			pthread_mutex_lock(&r->mu);
+			int rc = kv_watch_add(r->w, 7, "/n", 2, KV_WATCH_DATA, z);
+			if (rc == 0) {
+				r->seen = z;
+				r->added++;
+			} else if (rc == KEEL_E_STALE) {
+				r->stale++;
+			} else {
+				abort();
+			}
+			pthread_mutex_unlock(&r->mu);
+		}
+		kv_thread_quiescent();
+	}
+	kv_thread_unregister();
+	return NULL;
+}
+
+static void test_watch_none_race_reader(void **state)
+{
+	(void)state;
+	struct race r = { .seen = -1 };
+	pthread_t th;
+	kv_thread_register();
+	assert_int_equal(kv_create(NULL, &r.kv), 0);
+	assert_int_equal(kv_watches_create(&r.w), 0);
+	assert_int_equal(pthread_mutex_init(&r.mu, NULL), 0);
+	assert_int_equal(kvt_apply1(r.kv, 1, 0, kvt_create_op("/n", "", 0), NULL), ZK_OK);
+	assert_int_equal(pthread_create(&th, NULL, race_reader, &r), 0);
+	struct kv_op sd = kvt_op(KV_OP_SET_DATA, "/n");
+	bool enough = false;
+	for (int64_t z = 2; z < 100000 && !enough; z++) {
+		struct kv_apply_result res;
+		assert_int_equal(kvt_apply1(r.kv, z, 0, sd, &res), ZK_OK);
+		pthread_mutex_lock(&r.mu);
+		for (uint32_t i = 0; i < res.nevents; i++)
+			kv_watch_match(r.w, &res.events[i], race_note, &r);
+		enough = r.stale >= 20 && r.fired_ok >= 20;
+		pthread_mutex_unlock(&r.mu);
+		kv_thread_quiescent();
+	}
+	atomic_store(&r.stop, true);
+	pthread_join(th, NULL);
+	print_message("adds %" PRIu64 ", refused as stale %" PRIu64 ", fired %" PRIu64 "\n",
+		      r.added, r.stale, r.fired_ok);
+	assert_int_equal(r.fired_late, 0);
+	assert_int_equal(r.fired_early, 0);
+	assert_true(r.fired_ok > 0);
+	pthread_mutex_destroy(&r.mu);
+	kv_watches_destroy(r.w);
+	kv_destroy(r.kv);
 	kv_thread_unregister();
 }
 
@@ -433,6 +538,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_watch_none_then_late_add),
+		cmocka_unit_test(test_watch_none_race_reader),
 		cmocka_unit_test(test_watch_kinds),
 		cmocka_unit_test(test_snapshot_roundtrip),
 		cmocka_unit_test(test_snapshot_corrupt),
