@@ -5157,9 +5157,10 @@ int keeld_pipeline_open(struct keeld *k)
 				return rc;
 			}
 		}
-		/* A restart after an install that failed past its publish (the
-		 * restore; or the log's drop): the image is durable, the log is the
-		 * one it replaced. What follows the image is kept only if the log
+		/* A restart after an install stopped past its publish (between the
+		 * rename and the log's drop, or that drop failed; a failed restore
+		 * publishes nothing since 2026-11-22): the image is durable, the log
+		 * is the one it replaced. What follows the image is kept only if the log
 		 * holds the image's own entry at its term (§5.3, Figure 13: else it
 		 * is of another history, never committed, which raft would take
 		 * for the leader's), so the log restarts after the image. */

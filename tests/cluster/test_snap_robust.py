@@ -337,7 +337,7 @@ class SnapshotReadFailures(unittest.TestCase):
                           % (s, atmp), log)
             self.assertNotIn("installed snapshot %d " % s, log)
             # the image is published only once its restore held: nothing of it
-            # is left (before 2026-11-23 it was, and refused every older image)
+            # is left (until 2026-11-22 it was, and refused every older image)
             self.assertFalse(os.path.exists(asnap))
             self.assertFalse(os.path.exists(atmp))
             # a crash just after an install's rename, before the log's drop:
