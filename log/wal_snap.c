@@ -210,9 +210,11 @@ int wal_snap_finish(struct wal_snap_writer *s)
 		/*
 		 * Never published: the previous snapshot stays the latest, here
 		 * and after a restart (a renamed file left behind would be the
-		 * newest one recovery finds, and an older install after it refused).
+		 * newest one recovery finds, and an older install after it
+		 * refused). Not when it replaced the published file of its own
+		 * index (a retake: the same image), the only copy of the latest.
 		 */
-		if (renamed)
+		if (renamed && s->index != atomic_load(&s->ss->index))
 			unlinkat(s->ss->dirfd, s->name, 0);
 		wal_snap_abort(s);
 		return rc;
