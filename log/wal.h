@@ -284,6 +284,7 @@ int wal_truncate_prefix(struct wal *w, uint64_t upto);
 /* ---- snapshots ---- */
 struct wal_snap_writer;
 struct wal_snap_reader;
+struct wal_snap_image;
 
 struct wal_snap_meta {
 	uint64_t index;
@@ -302,11 +303,28 @@ int wal_snap_begin(struct wal *w, uint64_t index, uint64_t term, const void *mem
 		   uint32_t membership_len, struct wal_snap_writer **out);
 int wal_snap_write(struct wal_snap_writer *s, const void *data, size_t len);
 /*
- * Write the trailer (CRC32C of everything), fsync, rename into place, fsync the
- * directory; then the snapshot is durable and older ones are removed. Frees s.
+ * Write the trailer (CRC32C of everything), fsync (both skipped if sealed),
+ * rename into place, fsync the directory; then the snapshot is durable and
+ * older ones are removed. Frees s. On failure nothing is published (a file
+ * already renamed is removed again: the previous snapshot stays the latest).
  */
 int wal_snap_finish(struct wal_snap_writer *s);
 void wal_snap_abort(struct wal_snap_writer *s);
+/*
+ * An image that must hold before it is published (a follower's install): seal
+ * writes the trailer and fsyncs the .tmp -- complete and durable, not the
+ * latest snapshot (a restart removes it, as any .tmp). The caller reads it
+ * (wal_snap_sealed_open, the same checks as wal_snap_open; wal_snap_sealed_image,
+ * whose fd stays valid across the rename), and only once it is in publishes
+ * it with wal_snap_finish; wal_snap_abort drops it, and the previous snapshot
+ * stays the latest, so an older image can still be installed after it. On a
+ * failed seal the writer is the caller's to abort. Writes after a seal are
+ * refused (KEEL_E_STATE), as are the two opens before one.
+ */
+int wal_snap_seal(struct wal_snap_writer *s);
+int wal_snap_sealed_open(struct wal_snap_writer *s, struct wal_snap_reader **out,
+			 struct wal_snap_meta *meta);
+int wal_snap_sealed_image(struct wal_snap_writer *s, struct wal_snap_image *out);
 /* Index of the latest durable snapshot (0 if none). Thread-safe. */
 uint64_t wal_snap_index(const struct wal *w);
 

@@ -39,6 +39,7 @@ struct wal_snap_writer {
 	uint64_t index, term, data_bytes, off;
 	uint32_t crc;
 	size_t used;
+	bool sealed; /* wal_snap_seal: the .tmp is complete and durable, not yet published */
 	char tmp[64], name[64];
 	uint8_t buf[SNAP_BUF_BYTES];
 };
@@ -129,6 +130,8 @@ int wal_snap_begin(struct wal *w, uint64_t index, uint64_t term, const void *mem
 
 int wal_snap_write(struct wal_snap_writer *s, const void *data, size_t len)
 {
+	if (s->sealed)
+		return KEEL_E_STATE;
 	s->crc = keel_crc32c(s->crc, data, len);
 	s->data_bytes += len;
 	return put(s, data, len);
@@ -168,8 +171,10 @@ static void remove_old(struct wal_snapstate *ss, uint64_t keep, const char *exce
 	closedir(d);
 }
 
-int wal_snap_finish(struct wal_snap_writer *s)
+int wal_snap_seal(struct wal_snap_writer *s)
 {
+	if (s->sealed)
+		return 0;
 	uint8_t t[SNAP_TRL_BYTES];
 	wal_put64(t, s->data_bytes);
 	wal_put32(t + 8, s->crc);
@@ -187,11 +192,30 @@ int wal_snap_finish(struct wal_snap_writer *s)
 		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
 			;
 	}
+	s->sealed = rc == 0;
+	return rc;
+}
+
+int wal_snap_finish(struct wal_snap_writer *s)
+{
+	int rc = wal_snap_seal(s);
+	bool renamed = false;
 	if (!rc && renameat(s->ss->dirfd, s->tmp, s->ss->dirfd, s->name) < 0)
 		rc = -errno;
+	else if (!rc)
+		renamed = true;
 	if (!rc && fsync(s->ss->dirfd) < 0)
 		rc = -errno;
 	if (rc) {
+		/*
+		 * Never published: the previous snapshot stays the latest, here
+		 * and after a restart (a renamed file left behind would be the
+		 * newest one recovery finds, and an older install after it
+		 * refused). Not when it replaced the published file of its own
+		 * index (a retake: the same image), the only copy of the latest.
+		 */
+		if (renamed && s->index != atomic_load(&s->ss->index))
+			unlinkat(s->ss->dirfd, s->name, 0);
 		wal_snap_abort(s);
 		return rc;
 	}
@@ -315,15 +339,12 @@ int wal_snap_recover(struct wal_snapstate *ss, char *msg, size_t cap)
 	return 0;
 }
 
-int wal_snap_open(struct wal *w, struct wal_snap_reader **out, struct wal_snap_meta *meta)
+/* Open the snapshot file `name` (of `index`) for loading, its whole CRC verified first. */
+static int snap_open_named(struct wal_snapstate *ss, uint64_t index, const char *name,
+			   struct wal_snap_reader **out, struct wal_snap_meta *meta)
 {
-	struct wal_snapstate *ss = wal_snapstate_of(w);
+	char msg[256];
 	*out = NULL;
-	uint64_t idx = atomic_load(&ss->index);
-	if (!idx)
-		return KEEL_E_NOT_FOUND;
-	char tmp[64], name[64], msg[256];
-	snap_names(idx, tmp, name, sizeof(tmp));
 	struct wal_snap_reader *r = calloc(1, sizeof(*r));
 	uint8_t *buf = malloc(SNAP_BUF_BYTES);
 	int rc = KEEL_E_NOMEM;
@@ -335,6 +356,8 @@ int wal_snap_open(struct wal *w, struct wal_snap_reader **out, struct wal_snap_m
 		goto fail;
 	}
 	rc = snap_check(NULL, r->fd, name, meta, msg, sizeof(msg));
+	if (!rc && meta->index != index)
+		rc = KEEL_E_CORRUPT;
 	if (rc)
 		goto fail;
 	/* Verify everything before the caller applies a byte of it. */
@@ -375,6 +398,27 @@ fail:
 	return rc == KEEL_E_TORN ? KEEL_E_CORRUPT : rc;
 }
 
+int wal_snap_open(struct wal *w, struct wal_snap_reader **out, struct wal_snap_meta *meta)
+{
+	struct wal_snapstate *ss = wal_snapstate_of(w);
+	*out = NULL;
+	uint64_t idx = atomic_load(&ss->index);
+	if (!idx)
+		return KEEL_E_NOT_FOUND;
+	char tmp[64], name[64];
+	snap_names(idx, tmp, name, sizeof(tmp));
+	return snap_open_named(ss, idx, name, out, meta);
+}
+
+int wal_snap_sealed_open(struct wal_snap_writer *s, struct wal_snap_reader **out,
+			 struct wal_snap_meta *meta)
+{
+	*out = NULL;
+	if (!s->sealed)
+		return KEEL_E_STATE;
+	return snap_open_named(s->ss, s->index, s->tmp, out, meta);
+}
+
 long wal_snap_read(struct wal_snap_reader *r, void *buf, size_t cap)
 {
 	size_t n = (size_t)KEEL_MIN((uint64_t)cap, r->left);
@@ -398,17 +442,18 @@ void wal_snap_close(struct wal_snap_reader *r)
 	free(r);
 }
 
-int wal_snap_image_open(struct wal *w, uint64_t index, bool verify, struct wal_snap_image *out)
+/* The image of snapshot `index` in the file `file` (its .snap or its sealed .tmp). */
+static int image_open_named(struct wal_snapstate *ss, uint64_t index, const char *file, bool verify,
+			    struct wal_snap_image *out)
 {
-	struct wal_snapstate *ss = wal_snapstate_of(w);
 	memset(out, 0, sizeof(*out));
 	char tmp[64], name[64], msg[256];
 	snap_names(index, tmp, name, sizeof(tmp));
-	int fd = openat(ss->dirfd, name, O_RDONLY | O_CLOEXEC);
+	int fd = openat(ss->dirfd, file, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return errno == ENOENT ? KEEL_E_NOT_FOUND : -errno;
 	struct wal_snap_meta m = { 0 };
-	int rc = snap_check(NULL, fd, name, &m, msg, sizeof(msg));
+	int rc = snap_check(NULL, fd, file, &m, msg, sizeof(msg));
 	if (!rc && m.index != index)
 		rc = KEEL_E_CORRUPT;
 	uint64_t body = (uint64_t)m.membership_len + m.data_bytes;
@@ -442,6 +487,21 @@ int wal_snap_image_open(struct wal *w, uint64_t index, bool verify, struct wal_s
 					.data_off_ = SNAP_HDR_BYTES + m.membership_len };
 	snprintf(out->name, sizeof(out->name), "%s", name);
 	return 0;
+}
+
+int wal_snap_image_open(struct wal *w, uint64_t index, bool verify, struct wal_snap_image *out)
+{
+	char tmp[64], name[64];
+	snap_names(index, tmp, name, sizeof(tmp));
+	return image_open_named(wal_snapstate_of(w), index, name, verify, out);
+}
+
+int wal_snap_sealed_image(struct wal_snap_writer *s, struct wal_snap_image *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (!s->sealed)
+		return KEEL_E_STATE;
+	return image_open_named(s->ss, s->index, s->tmp, false, out);
 }
 
 int wal_snap_image_read(const struct wal_snap_image *img, uint64_t off, void *buf, size_t len)

@@ -472,6 +472,14 @@ int keeld_snap_restore(struct wal *w, struct kv *kv, struct wal_snap_meta *meta,
 		       struct raft_conf *conf, uint32_t *level, uint32_t *settings,
 		       uint32_t max_level);
 /*
+ * The same from an install's sealed, not yet published image (wal_snap_seal):
+ * the install publishes it only once the store is in, so a failed restore
+ * leaves the previous snapshot the wal's latest.
+ */
+int keeld_snap_restore_sealed(struct wal_snap_writer *sw, struct kv *kv, struct wal_snap_meta *meta,
+			      struct raft_conf *conf, uint32_t *level, uint32_t *settings,
+			      uint32_t max_level);
+/*
  * A raft_buf (refs = 1) standing for the payload of img, taking the open
  * image over (img is cleared); the last unref closes it. Its data is NULL:
  * the bytes are read with keeld_snap_buf_read() into the buffer a message is

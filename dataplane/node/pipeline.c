@@ -2727,54 +2727,53 @@ static int inst_fail(struct pipeline *p, const struct raft_snapshot_meta *m, con
 }
 
 /*
- * InstallSnapshot (§5.3) on this follower: make the image the wal's snapshot,
- * load it into a fresh store that replaces the current one (readers may still
- * hold views of the old store: it is kept until exit), then drop the log it
- * replaces. The store is restored from the durable file through a bounded
- * buffer (keeld_snap_restore); the file, opened for reads, is the image raft
- * sends on. Any step that can fail comes before anything changes: a failure
- * (inst_fail) leaves the old store and the old log, and raft takes the
- * install back. Only a snapshot of a protocol level this binary cannot read
- * still stops the node (it would fail the same way every time). Returns 0,
- * or -1 when it failed.
+ * InstallSnapshot (§5.3) on this follower: load the received image into a
+ * fresh store that replaces the current one (readers may still hold views of
+ * the old store: it is kept until exit), make it the wal's snapshot, then drop
+ * the log it replaces. The store is restored from the sealed (complete,
+ * synced) .tmp through a bounded buffer (keeld_snap_restore_sealed), and the
+ * file is published (renamed) only once the store is in: a failed restore
+ * leaves the previous snapshot the wal's latest, so an older image (a new
+ * leader's) can still be installed after it, as can this node's own. The file,
+ * opened for reads before the rename, is the image raft sends on. Any step
+ * that can fail comes before anything changes: a failure (inst_fail) leaves
+ * the old store, the old log and the old snapshot, and raft takes the install
+ * back. Only a snapshot of a protocol level this binary cannot read still
+ * stops the node (it would fail the same way every time). Returns 0, or -1
+ * when it failed.
  */
 static int install_snapshot(struct pipeline *p, const struct raft_snapshot_meta *m)
 {
 	struct keeld *k = p->k;
 	uint64_t t0 = keel_now_ns();
 	uint64_t write_ns = p->inst_write_ns, write_max_ns = p->inst_write_max_ns;
-	char file[40];
+	char file[40], tmp[40];
 	snprintf(file, sizeof(file), "snap-%016" PRIx64 ".snap", m->index);
+	snprintf(tmp, sizeof(tmp), "snap-%016" PRIx64 ".tmp", m->index);
 	snap_settle(p);
 	int rc = p->inst_rc;
 	bool counted = rc != 0; /* a chunk write: take_chunks counted and logged it */
 	/* (a failed chunk before the last one arrived in the same update) */
 	const char *stage = p->inst_rc_last ? "writing the last chunk of" : "writing a chunk of";
+	const char *fname = file;
 	if (!rc && (!p->inst_sw || p->inst_index != m->index || p->inst_term != m->term)) {
 		rc = KEEL_E_STATE;
 		stage = "assembling (from chunks not all of this image)";
 	}
 	if (!rc) {
-		stage = "syncing and renaming";
-		if (p->test_snap_sync_fail && --p->test_snap_sync_fail == 0) {
-			wal_snap_abort(p->inst_sw); /* test: as wal_snap_finish fails */
-			rc = -EIO;
-		} else {
-			rc = wal_snap_finish(p->inst_sw); /* frees the writer, also on failure */
-		}
-		p->inst_sw = NULL;
+		stage = "syncing";
+		fname = tmp;
+		if (p->test_snap_sync_fail && --p->test_snap_sync_fail == 0)
+			rc = -EIO; /* test: as wal_snap_seal fails */
+		else
+			rc = wal_snap_seal(p->inst_sw);
 	}
-	inst_drop(p); /* the .tmp of a failed one is removed */
-	if (rc < 0)
-		return inst_fail(p, m, stage, file, rc, counted);
+	if (rc < 0) {
+		inst_drop(p); /* the .tmp is removed */
+		return inst_fail(p, m, stage, fname, rc, counted);
+	}
 	uint64_t t1 = keel_now_ns();
-	/*
-	 * The new store first; the log only once it is in. A restore that fails
-	 * leaves the durable file (snap-<index>.snap: the leader's committed
-	 * image, complete; the wal removed the older one as it published it, so
-	 * a restart recovers from this one, its log ending below it) -- the old
-	 * store and log stay in force here.
-	 */
+	/* The new store first; the file becomes the wal's snapshot only once it is in. */
 	struct kv_config kc = { .max_data_bytes = k->cfg.max_packet_bytes };
 	struct kv *nkv = NULL;
 	struct wal_snap_meta meta;
@@ -2782,15 +2781,15 @@ static int install_snapshot(struct pipeline *p, const struct raft_snapshot_meta 
 	struct wal_snap_image map;
 	uint32_t level = NODE_PROTOCOL_LEVEL_MIN, settings = 0;
 	if ((rc = kv_create(&kc, &nkv)) < 0 ||
-	    (rc = keeld_snap_restore(p->w, nkv, &meta, &conf, &level, &settings,
-				     k->cfg.protocol_level)) < 0 ||
+	    (rc = keeld_snap_restore_sealed(p->inst_sw, nkv, &meta, &conf, &level, &settings,
+					    k->cfg.protocol_level)) < 0 ||
 	    (rc = meta.index == m->index ? 0 : KEEL_E_STATE) < 0 ||
 	    (rc = kv_zk_numbering_set(nkv, node_zk_numbering(level))) < 0 ||
 	    (rc = kv_zookeeper_nodes(nkv)) < 0 ||
 	    (rc = kv_quota_enable(nkv, node_quota_enforce(level, settings, k->cfg.enforce_quota))) <
 		    0 ||
 	    (rc = p->test_snap_restore_fail && --p->test_snap_restore_fail == 0 ? -EIO : 0) < 0 ||
-	    (rc = wal_snap_image_open(p->w, m->index, false, &map)) < 0) {
+	    (rc = wal_snap_sealed_image(p->inst_sw, &map)) < 0) {
 		char msg[512];
 		if (rc == KEEL_E_UNSUPPORTED &&
 		    node_level_check(level, k->cfg.protocol_level, NODE_PROTOCOL_LEVEL_MIN, msg,
@@ -2801,7 +2800,21 @@ static int install_snapshot(struct pipeline *p, const struct raft_snapshot_meta 
 		}
 		if (nkv)
 			kv_destroy(nkv); /* never published: no reader holds it */
-		return inst_fail(p, m, "restoring the store from", file, rc, false);
+		inst_drop(p);            /* the .tmp is removed: never published */
+		return inst_fail(p, m, "restoring the store from", tmp, rc, false);
+	}
+	/*
+	 * Publish: rename, directory sync, older snapshots removed. A crash from
+	 * the rename on leaves the image durable with the log it replaces; the
+	 * start-up keeps that log's entries after the image only if they match.
+	 */
+	rc = wal_snap_finish(p->inst_sw); /* frees the writer, also on failure */
+	p->inst_sw = NULL;
+	inst_drop(p);
+	if (rc < 0) {
+		wal_snap_image_close(&map);
+		kv_destroy(nkv); /* never published: no reader holds it */
+		return inst_fail(p, m, "renaming", file, rc, false);
 	}
 	uint64_t first = wal_first_index(p->w), last = wal_last_index(p->w);
 	if (last > m->index && m->index + 1 >= first)
@@ -5219,9 +5232,10 @@ int keeld_pipeline_open(struct keeld *k)
 				return rc;
 			}
 		}
-		/* A restart after an install that failed past its publish (the
-		 * restore; or the log's drop): the image is durable, the log is the
-		 * one it replaced. What follows the image is kept only if the log
+		/* A restart after an install stopped past its publish (between the
+		 * rename and the log's drop, or that drop failed; a failed restore
+		 * publishes nothing since 2026-11-22): the image is durable, the log
+		 * is the one it replaced. What follows the image is kept only if the log
 		 * holds the image's own entry at its term (§5.3, Figure 13: else it
 		 * is of another history, never committed, which raft would take
 		 * for the leader's), so the log restarts after the image. */

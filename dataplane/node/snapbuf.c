@@ -76,14 +76,12 @@ static int snap_in_level(struct snap_in *in, uint32_t *level, uint32_t *settings
 	return *level > max_level ? KEEL_E_UNSUPPORTED : 0;
 }
 
-int keeld_snap_restore(struct wal *w, struct kv *kv, struct wal_snap_meta *meta,
-		       struct raft_conf *conf, uint32_t *level, uint32_t *settings,
-		       uint32_t max_level)
+/* Restore from r (its whole CRC checked by the open); closes r. */
+static int snap_restore(struct wal_snap_reader *r, struct kv *kv, struct wal_snap_meta *meta,
+			struct raft_conf *conf, uint32_t *level, uint32_t *settings,
+			uint32_t max_level)
 {
-	struct wal_snap_reader *r;
-	int rc = wal_snap_open(w, &r, meta); /* the whole CRC checked first */
-	if (rc < 0)
-		return rc;
+	int rc = 0;
 	struct snap_in in = { .r = r, .buf = malloc(KEELD_SNAP_READ_BYTES) };
 	if (!in.buf)
 		rc = KEEL_E_NOMEM;
@@ -95,6 +93,24 @@ int keeld_snap_restore(struct wal *w, struct kv *kv, struct wal_snap_meta *meta,
 	free(in.buf);
 	wal_snap_close(r);
 	return rc;
+}
+
+int keeld_snap_restore(struct wal *w, struct kv *kv, struct wal_snap_meta *meta,
+		       struct raft_conf *conf, uint32_t *level, uint32_t *settings,
+		       uint32_t max_level)
+{
+	struct wal_snap_reader *r;
+	int rc = wal_snap_open(w, &r, meta);
+	return rc < 0 ? rc : snap_restore(r, kv, meta, conf, level, settings, max_level);
+}
+
+int keeld_snap_restore_sealed(struct wal_snap_writer *sw, struct kv *kv, struct wal_snap_meta *meta,
+			      struct raft_conf *conf, uint32_t *level, uint32_t *settings,
+			      uint32_t max_level)
+{
+	struct wal_snap_reader *r;
+	int rc = wal_snap_sealed_open(sw, &r, meta);
+	return rc < 0 ? rc : snap_restore(r, kv, meta, conf, level, settings, max_level);
 }
 
 struct snap_buf {

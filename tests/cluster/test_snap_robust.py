@@ -32,6 +32,7 @@ keelctl status prints the counts and the last failure.
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -220,7 +221,8 @@ class SnapshotReadFailures(unittest.TestCase):
                 self.assertEqual(code, 200, text)
             self.assertEqual(cl.put_config(leader, "dp.test_loss_ppm", 0)[0], 200)
             vsnap = os.path.join(vn.workdir, "data", "snap-%016x.snap" % s3)
-            wait_for(lambda: "snapshot %d from the leader: syncing and renaming" % s3
+            vtmp = os.path.join(vn.workdir, "data", "snap-%016x.tmp" % s3)
+            wait_for(lambda: "snapshot %d from the leader: syncing %s" % (s3, vtmp)
                      in log_of(cl, victim), 30, "the follower's second install failed")
             # meanwhile it serves its old state
             self.assertEqual(len(old.get_children(root)), seen)
@@ -232,10 +234,10 @@ class SnapshotReadFailures(unittest.TestCase):
                           "Input/output error; the transfer starts again" % s3, vlog)
             self.assertRegex(vlog, r"snapshot %d from the leader: the chunk at \d+ \(\d+ bytes\): "
                              r"Input/output error; it was the last one: this install fails" % s3)
-            for stage in ("writing the last chunk of", "syncing and renaming",
-                          "restoring the store from"):
+            for stage, path in (("writing the last chunk of", vsnap), ("syncing", vtmp),
+                                ("restoring the store from", vtmp)):
                 self.assertIn("snapshot %d from the leader: %s %s failed: Input/output "
-                              "error; the node keeps its state" % (s3, stage, vsnap), vlog)
+                              "error; the node keeps its state" % (s3, stage, path), vlog)
             self.assertIn("the image is asked for again now (1 failed in a row)", vlog)
             self.assertIn("the image is asked for again in 1 s (2 failed in a row)", vlog)
             self.assertIn("the image is asked for again in 2 s (3 failed in a row)", vlog)
@@ -243,7 +245,7 @@ class SnapshotReadFailures(unittest.TestCase):
                      "the follower's /status shows its four failures")
             vlast = status(vn)["snapshot_last_failure"]
             self.assertEqual(vlast["stage"], "install")
-            self.assertIn("restoring the store from %s: Input/output error" % vsnap,
+            self.assertIn("restoring the store from %s: Input/output error" % vtmp,
                           vlast["reason"])
             code, text = admin(vn, "GET", "/metrics", timeout=10)
             self.assertIn('keel_snapshot_failures_total{stage="install"} 4\n', text)
@@ -274,11 +276,13 @@ class SnapshotReadFailures(unittest.TestCase):
 
     def test_restart_after_failed_restore(self):
         """A deposed leader whose log runs past the image with entries of its
-        own term: the install's restore fails after the image is durable, and
-        the node is killed before it is taken again. At start-up the image is
-        the store, and the log it replaced is dropped after it (its entry at
-        the image's index is of another term, so what follows it is of
-        another history: never committed); the node then catches up."""
+        own term: the install's restore fails, which leaves no image (it is
+        published only once restored), and the node is killed before it is
+        taken again. The image is then put in place as a crash just after an
+        install's rename leaves it: at start-up the image is the store, and
+        the log it replaced is dropped after it (its entry at the image's
+        index is of another term, so what follows it is of another history:
+        never committed); the node then catches up."""
         if os.environ.get("KEEL_TEST_TARGET", "keel") != "keel":
             self.skipTest("keel's snapshot keys")
         with Cluster.create(size=3, admin_token=TOKEN) as cl:
@@ -328,10 +332,18 @@ class SnapshotReadFailures(unittest.TestCase):
             cl.kill(a)
             log = log_of(cl, a)
             asnap = os.path.join(an.workdir, "data", "snap-%016x.snap" % s)
+            atmp = os.path.join(an.workdir, "data", "snap-%016x.tmp" % s)
             self.assertIn("snapshot %d from the leader: restoring the store from %s failed"
-                          % (s, asnap), log)
+                          % (s, atmp), log)
             self.assertNotIn("installed snapshot %d " % s, log)
-            self.assertTrue(os.path.exists(asnap))
+            # the image is published only once its restore held: nothing of it
+            # is left (until 2026-11-22 it was, and refused every older image)
+            self.assertFalse(os.path.exists(asnap))
+            self.assertFalse(os.path.exists(atmp))
+            # a crash just after an install's rename, before the log's drop:
+            # the leader's file (the same image) stands for the renamed one
+            bsnap = os.path.join(cl.nodes[b].workdir, "data", "snap-%016x.snap" % s)
+            shutil.copyfile(bsnap, asnap)
             cl.start(a)
             wait_for(lambda: "are of the history it replaced; dropped" in log_of(cl, a), 10,
                      "the restarted node dropped the log after the image")

@@ -475,6 +475,187 @@ static void test_spliced_image_refused(void **state)
 	kv_thread_unregister();
 }
 
+/* A store of n znodes /s<tag>-<i>: each tag's store its own digest. */
+static struct kv *store_of(int tag, int n)
+{
+	struct kv *a;
+	assert_int_equal(kv_create(NULL, &a), 0);
+	for (int i = 0; i < n; i++) {
+		char path[32];
+		snprintf(path, sizeof(path), "/s%d-%d", tag, i);
+		assert_int_equal(kvt_apply1(a, i + 1, 0, kvt_create_op(path, "v", 0), NULL), ZK_OK);
+	}
+	return a;
+}
+
+/* An install's image of `a` at index, sealed (complete, synced, not published). */
+static struct wal_snap_writer *sealed_image(struct wal *w, uint64_t index, struct kv *a)
+{
+	struct raft_conf members = { .n = 1 };
+	members.m[0] = (struct raft_member){ 1, RAFT_VOTER };
+	uint8_t cb[RAFT_CONF_MAX_BYTES];
+	size_t cl = raft_conf_encode(&members, cb);
+	struct keeld_snap_sink sk = { .max_bytes = UINT64_MAX };
+	assert_int_equal(wal_snap_begin(w, index, 2, cb, (uint32_t)cl, &sk.sw), 0);
+	assert_int_equal(kv_snapshot_write(kv_view_get(a), keeld_snap_sink_write, &sk), 0);
+	assert_int_equal(wal_snap_seal(sk.sw), 0);
+	return sk.sw;
+}
+
+/* Restore sw's sealed image into a fresh store; its digest must be a's. */
+static void restore_sealed_as(struct wal_snap_writer *sw, uint64_t index, struct kv *a)
+{
+	struct kv *z;
+	assert_int_equal(kv_create(NULL, &z), 0);
+	struct wal_snap_meta meta;
+	struct raft_conf conf;
+	uint32_t level = 0, settings = 0;
+	assert_int_equal(keeld_snap_restore_sealed(sw, z, &meta, &conf, &level, &settings,
+						   NODE_PROTOCOL_LEVEL),
+			 0);
+	assert_int_equal(meta.index, index);
+	assert_int_equal(kv_view_digest(kv_view_get(z)), kv_view_digest(kv_view_get(a)));
+	kv_destroy(z);
+}
+
+static bool tmp_file_exists(const char *dir, uint64_t index)
+{
+	char p[512];
+	snprintf(p, sizeof(p), "%s/snap-%016" PRIx64 ".tmp", dir, index);
+	return access(p, F_OK) == 0;
+}
+
+/* Copy a whole small file (a crash's state made by hand). */
+static void copy_file(const char *from, const char *to)
+{
+	FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
+	assert_non_null(in);
+	assert_non_null(out);
+	char buf[65536];
+	size_t n;
+	while ((n = fread(buf, 1, sizeof(buf), in)) > 0)
+		assert_int_equal(fwrite(buf, 1, n, out), n);
+	fclose(in);
+	assert_int_equal(fclose(out), 0);
+}
+
+static void reopen(struct fx *f, struct wal_recovery *rec)
+{
+	wal_close(f->w);
+	struct wal_options o = { .dir = f->dir, .log_fn = walt_quiet };
+	assert_int_equal(wal_open(&o, &f->w, rec), 0);
+}
+
+/*
+ * A follower's install whose restore fails (install_snapshot's order: seal,
+ * restore from the sealed .tmp, publish only then) publishes nothing: the
+ * node's own snapshot stays the wal's latest, and a later install of an
+ * OLDER image (a new leader's) is taken, restored and published; so is the
+ * node's own next snapshot after it. Before the fix the image was published
+ * before its restore, and every later image below it was refused
+ * (wal_snap_begin: KEEL_E_STALE) until a restart. A crash with the sealed
+ * .tmp on disk recovers the previous snapshot; one just after the rename
+ * recovers the new image.
+ */
+static void test_failed_install_then_older(void **state)
+{
+	struct fx *f = *state;
+	kv_thread_register();
+	struct kv *own = store_of(1, 50), *newer = store_of(2, 70), *older = store_of(3, 60);
+
+	/* this node's own snapshot at 10 */
+	struct wal_snap_writer *sw = sealed_image(f->w, 10, own);
+	assert_int_equal(wal_snap_finish(sw), 0);
+	assert_int_equal(wal_snap_index(f->w), 10);
+
+	/* the install of 50: restored from the sealed file, then the restore
+	 * fails after (keel.test.snapshotRestoreFailAfter's place): dropped */
+	sw = sealed_image(f->w, 50, newer);
+	uint8_t one = 0;
+	assert_int_equal(wal_snap_write(sw, &one, 1), KEEL_E_STATE); /* sealed */
+	assert_true(tmp_file_exists(f->dir, 50));
+	assert_false(snap_file_exists(f->dir, 50));
+	assert_int_equal(wal_snap_index(f->w), 10); /* not published by the seal */
+	restore_sealed_as(sw, 50, newer);
+	wal_snap_abort(sw);
+	assert_int_equal(wal_snap_index(f->w), 10);
+	assert_false(snap_file_exists(f->dir, 50));
+	assert_false(tmp_file_exists(f->dir, 50));
+	assert_true(snap_file_exists(f->dir, 10));
+
+	/* a new leader's older image at 30: taken (was KEEL_E_STALE) */
+	sw = sealed_image(f->w, 30, older);
+	restore_sealed_as(sw, 30, older);
+	struct wal_snap_image img;
+	assert_int_equal(wal_snap_sealed_image(sw, &img), 0); /* opened before the rename */
+	assert_int_equal(wal_snap_finish(sw), 0);
+	assert_int_equal(wal_snap_index(f->w), 30);
+	assert_true(snap_file_exists(f->dir, 30));
+	assert_false(snap_file_exists(f->dir, 10)); /* the older one removed as it published */
+	struct raft_buf *b = keeld_snap_buf(&img);
+	assert_non_null(b);
+	const char *name;
+	uint8_t head[16];
+	assert_int_equal(keeld_snap_buf_read(b, 0, head, sizeof(head), &name), 0);
+	char want[64];
+	snprintf(want, sizeof(want), "snap-%016" PRIx64 ".snap", (uint64_t)30);
+	assert_string_equal(name, want);
+	raft_buf_unref(b);
+	struct kv *z;
+	assert_int_equal(kv_create(NULL, &z), 0);
+	struct wal_snap_meta meta;
+	struct raft_conf conf;
+	uint32_t level = 0, settings = 0;
+	assert_int_equal(
+		keeld_snap_restore(f->w, z, &meta, &conf, &level, &settings, NODE_PROTOCOL_LEVEL),
+		0);
+	assert_int_equal(meta.index, 30);
+	assert_int_equal(kv_view_digest(kv_view_get(z)), kv_view_digest(kv_view_get(older)));
+	kv_destroy(z);
+
+	/* this node's own next snapshot, 40: above 30, taken */
+	sw = sealed_image(f->w, 40, own);
+	assert_int_equal(wal_snap_finish(sw), 0);
+	assert_int_equal(wal_snap_index(f->w), 40);
+
+	/* crashes inside an install of 60: the sealed .tmp on disk, then the
+	 * renamed file (copies of the sealed file stand for both) */
+	sw = sealed_image(f->w, 60, newer);
+	char tmp[512], side[512], snap[512];
+	snprintf(tmp, sizeof(tmp), "%s/snap-%016" PRIx64 ".tmp", f->dir, (uint64_t)60);
+	snprintf(side, sizeof(side), "%s/side-copy", f->dir); /* (removed with the dir) */
+	snprintf(snap, sizeof(snap), "%s/snap-%016" PRIx64 ".snap", f->dir, (uint64_t)60);
+	copy_file(tmp, side);
+	wal_snap_abort(sw);
+	struct wal_recovery rec;
+	copy_file(side, tmp); /* stopped after the seal, before the rename */
+	reopen(f, &rec);
+	assert_int_equal(rec.snap_index, 40);
+	assert_false(tmp_file_exists(f->dir, 60)); /* recovery removes it */
+	copy_file(side, snap);                     /* stopped just after the rename */
+	unlink(side);
+	reopen(f, &rec);
+	assert_int_equal(rec.snap_index, 60);
+	assert_false(snap_file_exists(f->dir, 40));
+	assert_int_equal(kv_create(NULL, &z), 0);
+	assert_int_equal(
+		keeld_snap_restore(f->w, z, &meta, &conf, &level, &settings, NODE_PROTOCOL_LEVEL),
+		0);
+	assert_int_equal(kv_view_digest(kv_view_get(z)), kv_view_digest(kv_view_get(newer)));
+	kv_destroy(z);
+
+	/* a sealed-only read before the seal is refused */
+	assert_int_equal(wal_snap_begin(f->w, 70, 2, NULL, 0, &sw), 0);
+	struct wal_snap_reader *r;
+	assert_int_equal(wal_snap_sealed_open(sw, &r, &meta), KEEL_E_STATE);
+	assert_int_equal(wal_snap_sealed_image(sw, &img), KEEL_E_STATE);
+	wal_snap_abort(sw);
+	kv_destroy(own);
+	kv_destroy(newer);
+	kv_destroy(older);
+	kv_thread_unregister();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -485,6 +666,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_restore_bounded, setup, teardown),
 		cmocka_unit_test(test_same_state_same_bytes),
 		cmocka_unit_test_setup_teardown(test_spliced_image_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_failed_install_then_older, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
