@@ -249,6 +249,30 @@ int keeld_admin_start(struct keeld *k)
 			"its image for a follower's chunk; install: a follower could not write "
 			"the leader's image). Each is logged; /status shows the last one.");
 	}
+	for (int i = 0; i < 2; i++)
+		k->entbuf_bufs_c[i] = mgmt_metrics_counter(
+			k->metrics, "keel_entbuf_buffers_total",
+			i ? "from=\"malloc\"" : "from=\"chunk\"",
+			"Entry buffers (the bytes Raft keeps in its log) cut from a mapped chunk, "
+			"or from malloc (over 256 KiB, or no chunk could be mapped).");
+	k->entbuf_mapped_c = mgmt_metrics_counter(
+		k->metrics, "keel_entbuf_chunks_mapped_total", "",
+		"Entry-buffer chunks (2 MiB) mapped: the log grew past the chunks kept.");
+	k->entbuf_reused_c = mgmt_metrics_counter(
+		k->metrics, "keel_entbuf_chunks_reused_total", "",
+		"Kept entry-buffer chunks opened again (no new mapping, no page to zero).");
+	k->entbuf_trimmed_c = mgmt_metrics_counter(
+		k->metrics, "keel_entbuf_chunks_trimmed_total", "",
+		"Kept entry-buffer chunks unmapped after 10 s with no chunk opened.");
+	k->entbuf_chunks_g =
+		mgmt_metrics_gauge(k->metrics, "keel_entbuf_chunks", "",
+				   "Entry-buffer chunks mapped now, the kept ones included.");
+	k->entbuf_kept_g =
+		mgmt_metrics_gauge(k->metrics, "keel_entbuf_chunks_kept", "",
+				   "Entry-buffer chunks emptied and kept mapped for reuse.");
+	k->entbuf_bytes_g = mgmt_metrics_gauge(
+		k->metrics, "keel_entbuf_bytes", "",
+		"Bytes of the entry-buffer chunks mapped now (malloc'd buffers not counted).");
 	struct mgmt_counter *live_c = mgmt_metrics_counter(
 		k->metrics, "keel_live_config_damaged_total", "",
 		"live.cfg files found damaged (checksum, format, a key refused) at this "

@@ -272,4 +272,6 @@ void keeld_entbuf_stats(const struct keeld_entbuf *a, struct keeld_entbuf_stats 
 {
 	*st = a->st;
 	st->chunks_now = a->chunks;
+	st->chunks_kept = a->n_spare;
+	st->bytes_now = a->chunks * a->chunk_bytes;
 }

@@ -280,6 +280,11 @@ struct keeld {
 	uint32_t live_set_aside; /* damaged live.cfg set aside at start (keeld_live_load) */
 	/* keel_snapshot_failures_total{stage} (enum keeld_snap_stage) */
 	struct mgmt_counter *snap_failed_c[KEELD_SNAP_STAGES];
+	/* entry buffers' counts (keel_entbuf_*, admin.c), published by the
+	 * pipeline thread that owns them (pipeline.c mg_entbuf) */
+	struct mgmt_counter *entbuf_bufs_c[2]; /* {from="chunk"|"malloc"} */
+	struct mgmt_counter *entbuf_mapped_c, *entbuf_reused_c, *entbuf_trimmed_c;
+	struct mgmt_gauge *entbuf_chunks_g, *entbuf_kept_g, *entbuf_bytes_g;
 };
 
 static inline struct kv *keeld_kv(struct keeld *k)
@@ -441,7 +446,9 @@ struct keeld_entbuf_stats {
 	uint64_t chunks_mapped;  /* mmap calls */
 	uint64_t chunks_reused;  /* a kept chunk opened again */
 	uint64_t chunks_now;     /* mapped now, the kept ones included */
+	uint64_t chunks_kept;    /* of those, emptied and kept for reuse */
 	uint64_t chunks_trimmed; /* kept ones unmapped by keeld_entbuf_trim */
+	uint64_t bytes_now;      /* chunks_now's mappings (malloc'd buffers not counted) */
 };
 int keeld_entbuf_open(size_t chunk_bytes, uint32_t max_spare, struct keeld_entbuf **out);
 void keeld_entbuf_close(struct keeld_entbuf *a);

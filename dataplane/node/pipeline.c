@@ -448,6 +448,8 @@ struct pipeline {
 	uint32_t xfer_to;
 	uint64_t busy_ns, idle_ns;         /* run-loop time since the last publish */
 	uint64_t drops_seen[MGMT_N_DROPS]; /* dp_stats totals already counted */
+	/* entbuf's counts already counted (mg_entbuf) */
+	struct keeld_entbuf_stats entbuf_seen;
 
 	/* what the last idle wait saw (pipeline_main, idle_wait) */
 	bool fe_ready;          /* fe_folded: the engine's fd ready, or the wait timed out */
@@ -4447,6 +4449,34 @@ static void mg_drops(struct pipeline *p)
 	}
 }
 
+/* Adds what a count grew by since it was last folded in. */
+static void mg_fold(struct mgmt_counter *c, uint64_t now, uint64_t *seen)
+{
+	if (c && now > *seen)
+		mgmt_counter_add(c, now - *seen);
+	*seen = now;
+}
+
+/* Entry buffers' counts (keel_entbuf_*): entbuf.c's state is this thread's,
+ * so it is read here and copied out, never from the mgmt thread. */
+static void mg_entbuf(struct pipeline *p)
+{
+	struct keeld *k = p->k;
+	struct keeld_entbuf_stats st, *seen = &p->entbuf_seen;
+	keeld_entbuf_stats(p->eb, &st);
+	mg_fold(k->entbuf_bufs_c[0], st.bufs, &seen->bufs);
+	mg_fold(k->entbuf_bufs_c[1], st.bufs_malloc, &seen->bufs_malloc);
+	mg_fold(k->entbuf_mapped_c, st.chunks_mapped, &seen->chunks_mapped);
+	mg_fold(k->entbuf_reused_c, st.chunks_reused, &seen->chunks_reused);
+	mg_fold(k->entbuf_trimmed_c, st.chunks_trimmed, &seen->chunks_trimmed);
+	if (k->entbuf_chunks_g)
+		mgmt_gauge_set(k->entbuf_chunks_g, (double)st.chunks_now);
+	if (k->entbuf_kept_g)
+		mgmt_gauge_set(k->entbuf_kept_g, (double)st.chunks_kept);
+	if (k->entbuf_bytes_g)
+		mgmt_gauge_set(k->entbuf_bytes_g, (double)st.bytes_now);
+}
+
 static void mg_publish(struct pipeline *p)
 {
 	struct keeld *k = p->k;
@@ -4528,6 +4558,7 @@ static void mg_publish(struct pipeline *p)
 		mgmt_gauge_set(k->nm->pipeline_busy, (double)p->busy_ns / (double)total);
 	p->busy_ns = p->idle_ns = 0;
 	mg_drops(p);
+	mg_entbuf(p);
 }
 
 /* Once per turn: answers held back, new requests, changes in flight, status. */

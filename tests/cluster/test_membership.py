@@ -248,6 +248,47 @@ class Membership(unittest.TestCase):
                                  [("lowered", 0.0), ("raised", 0.0)])
             self.assertGreaterEqual(creates, len(w.acked) + 1200)
 
+            # Entry buffers (keel_entbuf_*) on every node. ~2.4 MB more of
+            # log, one 12 KiB create at a time (so a lagging follower's
+            # AppendEntries, at most 16 entries, stays under the 256 KiB past
+            # which a buffer comes from malloc), is more than a 2 MiB chunk:
+            # each node opens another chunk, mapped or kept and reused.
+            mib2 = 2 << 20
+
+            def entbuf(n):
+                code, text = http(n.admin_port, "GET", "/metrics")
+                self.assertEqual(code, 200)
+                fam = {f.name: f for f in text_string_to_metric_families(text)}
+                v = {smp.labels["from"]: smp.value
+                     for smp in fam["keel_entbuf_buffers"].samples
+                     if smp.name == "keel_entbuf_buffers_total"}
+                for f in ("chunks_mapped", "chunks_reused", "chunks_trimmed"):
+                    v[f] = sum(smp.value for smp in fam["keel_entbuf_" + f].samples
+                               if smp.name == "keel_entbuf_%s_total" % f)
+                for f in ("chunks", "chunks_kept", "bytes"):
+                    self.assertEqual(fam["keel_entbuf_" + f].type, "gauge")
+                    v[f] = fam["keel_entbuf_" + f].samples[0].value
+                self.assertEqual(v["bytes"], v["chunks"] * mib2)
+                self.assertLessEqual(v["chunks_kept"], v["chunks"])
+                return v
+            before = {}
+            for n in c.nodes[:3]:
+                v = wait_for(lambda: (lambda v: v if v["chunk"] > 0 else None)(entbuf(n)),
+                             10, "node %d's writes in entry buffers" % n.id)
+                self.assertGreaterEqual(v["chunks"], 1)  # the open one
+                self.assertGreaterEqual(v["chunks_mapped"], 1)
+                before[n.id] = v
+            blob = b"e" * (12 << 10)
+            for i in range(200):
+                zk.create("/entbuf%03d" % i, blob)
+            for n in c.nodes[:3]:
+                b = before[n.id]
+                v = wait_for(lambda: (lambda v: v if v["chunks_mapped"] + v["chunks_reused"] >
+                                      b["chunks_mapped"] + b["chunks_reused"] else None)(entbuf(n)),
+                             10, lambda: "node %d to open a chunk: %s" % (n.id, entbuf(n)))
+                self.assertGreater(v["chunk"], b["chunk"])
+                self.assertGreaterEqual(v["malloc"], b["malloc"])
+
             # keelctl status: a row per node.
             p = subprocess.run([keelctl(), "--admin", c.admin_addresses(c.nodes[:3]),
                                 "--token", TOKEN, "status"],

@@ -130,10 +130,14 @@ static void test_bufs_apart_and_chunks_given_back(void **state)
 	raft_buf_unref(b[0]);
 	keeld_entbuf_stats(a, &st);
 	assert_int_equal(st.chunks_now, 4); /* emptied, kept for reuse */
+	assert_int_equal(st.chunks_kept, 1);
+	assert_int_equal(st.bytes_now, 4 * CHUNK);
 	for (int i = 21; i < 42; i++)
 		raft_buf_unref(b[i]);
 	keeld_entbuf_stats(a, &st);
 	assert_int_equal(st.chunks_now, 3); /* a second empty one is unmapped */
+	assert_int_equal(st.chunks_kept, 1);
+	assert_int_equal(st.bytes_now, 3 * CHUNK);
 	/* The open chunk fills up: the kept one is opened, not a new mapping;
 	 * once that is full too, a new one is mapped. */
 	struct raft_buf *c[45];
@@ -145,6 +149,7 @@ static void test_bufs_apart_and_chunks_given_back(void **state)
 	keeld_entbuf_stats(a, &st);
 	assert_int_equal(st.chunks_reused, 1);
 	assert_int_equal(st.chunks_mapped, 5);
+	assert_int_equal(st.chunks_kept, 0);
 	for (int i = 42; i < N; i++)
 		assert_true(all(b[i], (uint8_t)i));
 	for (int i = 0; i < 45; i++)
