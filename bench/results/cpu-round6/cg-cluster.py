@@ -3,7 +3,9 @@
 valgrind --tool=callgrind (a count that survives the shared machine's noise,
 which CPU time does not), interleaved over binaries:
 
-  [CG_RATE=N] cg-cluster.py KEELBENCH REPS SECONDS NAME=KEELD ...
+  [CG_RATE=N] [CG_KEEP=DIR] cg-cluster.py KEELBENCH REPS SECONDS NAME=KEELD ...
+
+CG_KEEP=DIR keeps each run's callgrind files under DIR (round 8 used it).
 
 Per run: a fresh cluster (election timeout 10 s: valgrind slows the nodes
 ~50x), set-sat with 8 sessions x 16 for SECONDS (1 s warm-up excluded by
@@ -67,6 +69,9 @@ def run(kb, keeld, secs, load):
             time.sleep(secs + 1)
     time.sleep(1)
     ir = total_ir(out)
+    if os.environ.get("CG_KEEP"):
+        keep = os.path.join(os.environ["CG_KEEP"], "%s-%d" % (os.path.basename(keeld), int(time.time())))
+        subprocess.run(["cp", "-r", out, keep])
     subprocess.run(["rm", "-rf", out])
     return ir, ops
 
