@@ -1154,6 +1154,40 @@ static struct raft_buf *hand_buf(uint32_t n)
 	return b;
 }
 
+/* The leader (node 2, term 2) sends node 1 an image at index 10 in one chunk
+ * (b's 8 bytes, DONE), then in the same batch an append of entries 11-12
+ * built on it (commit 12). The core copies the entries and takes b's refs. */
+static void step_image_then_append(struct raft *r, struct raft_buf *b)
+{
+	struct raft_msg snap = { .type = RAFT_MSG_SNAPSHOT,
+				 .from = 2,
+				 .to = 1,
+				 .term = 2,
+				 .index = 10,
+				 .log_term = 2,
+				 .offset = 0,
+				 .total = 8,
+				 .data_buf = b,
+				 .data_len = 8,
+				 .flags = RAFT_F_DONE };
+	snap.conf = *raft_conf(r);
+	assert_int_equal(raft_step(r, &snap), 0);
+	struct raft_entry next[2] = {
+		{ .term = 2, .index = 11, .buf = b, .len = 4, .type = RAFT_ENTRY_NORMAL },
+		{ .term = 2, .index = 12, .buf = b, .off = 4, .len = 4, .type = RAFT_ENTRY_NORMAL },
+	};
+	struct raft_msg app = { .type = RAFT_MSG_APPEND,
+				.from = 2,
+				.to = 1,
+				.term = 2,
+				.index = 10,
+				.log_term = 2,
+				.commit = 12,
+				.n_entries = 2,
+				.entries = next };
+	assert_int_equal(raft_step(r, &app), 0);
+}
+
 /* Whether an update's message promises something: a DONE, an append's
  * acknowledgement, a granted vote. */
 static bool promises(const struct raft_update *u)
@@ -1199,33 +1233,7 @@ static void test_install_fails_same_batch(void **state)
 	assert_int_equal(raft_commit(r), 1);
 	assert_int_equal(raft_last_index(r), 2);
 
-	struct raft_msg snap = { .type = RAFT_MSG_SNAPSHOT,
-				 .from = 2,
-				 .to = 1,
-				 .term = 2,
-				 .index = 10,
-				 .log_term = 2,
-				 .offset = 0,
-				 .total = 8,
-				 .data_buf = b,
-				 .data_len = 8,
-				 .flags = RAFT_F_DONE };
-	snap.conf = *raft_conf(r);
-	assert_int_equal(raft_step(r, &snap), 0);
-	struct raft_entry next[2] = {
-		{ .term = 2, .index = 11, .buf = b, .len = 4, .type = RAFT_ENTRY_NORMAL },
-		{ .term = 2, .index = 12, .buf = b, .off = 4, .len = 4, .type = RAFT_ENTRY_NORMAL },
-	};
-	struct raft_msg app2 = { .type = RAFT_MSG_APPEND,
-				 .from = 2,
-				 .to = 1,
-				 .term = 2,
-				 .index = 10,
-				 .log_term = 2,
-				 .commit = 12,
-				 .n_entries = 2,
-				 .entries = next };
-	assert_int_equal(raft_step(r, &app2), 0);
+	step_image_then_append(r, b);
 	assert_int_equal(raft_last_index(r), 12);
 	/* (a transfer's campaign: a follower that hears its leader votes then) */
 	struct raft_msg vote = { .type = RAFT_MSG_VOTE,
@@ -1308,33 +1316,7 @@ static void test_install_entries_after_image(void **state)
 	(void)state;
 	struct raft *r = core(1, 3);
 	struct raft_buf *b = hand_buf(8);
-	struct raft_msg snap = { .type = RAFT_MSG_SNAPSHOT,
-				 .from = 2,
-				 .to = 1,
-				 .term = 2,
-				 .index = 10,
-				 .log_term = 2,
-				 .offset = 0,
-				 .total = 8,
-				 .data_buf = b,
-				 .data_len = 8,
-				 .flags = RAFT_F_DONE };
-	snap.conf = *raft_conf(r);
-	assert_int_equal(raft_step(r, &snap), 0);
-	struct raft_entry next[2] = {
-		{ .term = 2, .index = 11, .buf = b, .len = 4, .type = RAFT_ENTRY_NORMAL },
-		{ .term = 2, .index = 12, .buf = b, .off = 4, .len = 4, .type = RAFT_ENTRY_NORMAL },
-	};
-	struct raft_msg app = { .type = RAFT_MSG_APPEND,
-				.from = 2,
-				.to = 1,
-				.term = 2,
-				.index = 10,
-				.log_term = 2,
-				.commit = 12,
-				.n_entries = 2,
-				.entries = next };
-	assert_int_equal(raft_step(r, &app), 0);
+	step_image_then_append(r, b);
 	struct raft_update u;
 	assert_true(raft_ready(r, &u));
 	assert_true(u.has_snapshot);
