@@ -1,0 +1,67 @@
+"""A new cluster numbers sequential nodes by ZooKeeper's rule from its first write.
+
+A new cluster starts at protocol level 2; its leader raises the level (to 5:
+ZooKeeper's sequential numbering) once it has heard every member, about a
+TOUCH period after the first election. A write that reached the log before
+that level item was numbered by the old rule (the built-in nodes counted as
+creates: the first sequential child of / was /s-0000000002, ZooKeeper's is
+/s-0000000000). Now the leader of a cluster that has applied no write yet
+holds the writes until the level is decided (dataplane/node/README.md,
+"Sequential numbering"): the first sequential create, sent the moment the
+cluster serves, gets ZooKeeper's name on every node.
+
+tickTime=2000 makes the window wide (TOUCH every second), so the create
+lands before the level item unless the leader holds it.
+"""
+import os
+import re
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from zkcluster import Cluster  # noqa: E402
+
+from kazoo.client import KazooClient  # noqa: E402
+
+
+def client(cl, nodes):
+    kz = KazooClient(hosts=cl.connect_string(nodes), timeout=10.0)
+    kz.start(timeout=30)
+    return kz
+
+
+class FreshClusterNumbering(unittest.TestCase):
+    def test_first_sequential_create(self):
+        keel = os.environ.get("KEEL_TEST_TARGET", "keel") == "keel"
+        with Cluster.create(size=3, tick_ms=2000) as cl:
+            lead = cl.leader()
+            self.assertIsNotNone(lead)
+            kz = client(cl, [lead])
+            try:
+                first = kz.create("/s-", b"", sequence=True)
+                second = kz.create("/s-", b"", sequence=True)
+            finally:
+                kz.stop()
+                kz.close()
+            self.assertEqual((first, second), ("/s-0000000000", "/s-0000000001"))
+            # every replica applied the same names
+            for i in range(cl.size):
+                kz = client(cl, [i])
+                try:
+                    kz.sync("/")
+                    kids = sorted(c for c in kz.get_children("/") if c.startswith("s-"))
+                finally:
+                    kz.stop()
+                    kz.close()
+                self.assertEqual(kids, ["s-0000000000", "s-0000000001"], "node %d" % (i + 1))
+            if keel:
+                with open(os.path.join(cl.nodes[lead].workdir, "out.log"),
+                          errors="replace") as f:
+                    text = f.read()
+                self.assertRegex(text, r"sequential numbering as ZooKeeper's from here")
+                self.assertTrue(re.search(r"cluster protocol level 2 -> 5 at index", text),
+                                text[-2000:])
+
+
+if __name__ == "__main__":
+    unittest.main()
