@@ -75,6 +75,19 @@ static void latest_is(struct wal *w, uint64_t index)
 	wal_snap_close(r);
 }
 
+/* 600 KiB of image bytes, more than the writer buffers (256 KiB). */
+static uint8_t image[600 << 10];
+
+/* Snapshot 10 published, then a writer of index (term 2) with nothing written. */
+static struct wal_snap_writer *begin_after_10(struct fx *f, uint64_t index)
+{
+	snapshot(f->w, 10, 'a');
+	memset(image, 'b', sizeof(image));
+	struct wal_snap_writer *s;
+	assert_int_equal(wal_snap_begin(f->w, index, 2, "m", 1, &s), 0);
+	return s;
+}
+
 /*
  * The seal's flush fails part-way (the image was still in the writer's
  * buffer); the space comes back. A second seal must not write the trailer
@@ -86,12 +99,8 @@ static void latest_is(struct wal *w, uint64_t index)
 static void test_failed_seal_stays_failed(void **state)
 {
 	struct fx *f = *state;
-	snapshot(f->w, 10, 'a');
-	struct wal_snap_writer *s;
-	static uint8_t data[100 << 10];
-	memset(data, 'b', sizeof(data));
-	assert_int_equal(wal_snap_begin(f->w, 20, 2, "m", 1, &s), 0);
-	assert_int_equal(wal_snap_write(s, data, sizeof(data)), 0);
+	struct wal_snap_writer *s = begin_after_10(f, 20);
+	assert_int_equal(wal_snap_write(s, image, 100 << 10), 0); /* buffered */
 	file_limit(4096);
 	assert_int_equal(wal_snap_seal(s), -EFBIG);
 	file_limit(RLIM_INFINITY);
@@ -121,22 +130,18 @@ static void test_failed_seal_stays_failed(void **state)
 static void test_failed_write_stays_failed(void **state)
 {
 	struct fx *f = *state;
-	snapshot(f->w, 10, 'a');
-	struct wal_snap_writer *s;
-	static uint8_t data[600 << 10];
-	memset(data, 'b', sizeof(data));
-	assert_int_equal(wal_snap_begin(f->w, 30, 2, "m", 1, &s), 0);
+	struct wal_snap_writer *s = begin_after_10(f, 30);
 	file_limit(4096);
-	assert_int_equal(wal_snap_write(s, data, sizeof(data)), -EFBIG);
+	assert_int_equal(wal_snap_write(s, image, sizeof(image)), -EFBIG);
 	file_limit(RLIM_INFINITY);
-	assert_int_equal(wal_snap_write(s, data, 10), -EFBIG);
+	assert_int_equal(wal_snap_write(s, image, 10), -EFBIG);
 	assert_int_equal(wal_snap_seal(s), -EFBIG);
 	wal_snap_abort(s);
 	assert_false(file_exists(f->dir, 30, "tmp"));
 	latest_is(f->w, 10);
 	/* a disk full during the seal of wal_snap_finish: nothing published */
 	assert_int_equal(wal_snap_begin(f->w, 40, 2, "m", 1, &s), 0);
-	assert_int_equal(wal_snap_write(s, data, 100 << 10), 0);
+	assert_int_equal(wal_snap_write(s, image, 100 << 10), 0);
 	file_limit(4096);
 	assert_int_equal(wal_snap_finish(s), -EFBIG);
 	file_limit(RLIM_INFINITY);
