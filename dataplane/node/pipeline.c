@@ -2080,12 +2080,16 @@ static uint32_t levels_heard(struct pipeline *p, const struct raft_conf *c, uint
  * a TOUCH period after the election, and be numbered by the old rule
  * ("Sequential numbering"). They wait while a member is not heard yet or
  * the item is still to be proposed (node_level_hold_writes), at most
- * level_fresh_ns from the election (a level-2 member says no level); the item
- * goes ahead of them in the batch (level_work), and a cluster that stays at a
- * lower level (a member below) lets them go at once. Nothing waits once a
- * write has been applied: a cluster with history changes level where its
- * leader decides, as before.
+ * LEVEL_HOLD_TICKS from the election; the item goes ahead of them in the
+ * batch (level_work), and a cluster that stays at a lower level (a member
+ * below) lets them go at once. A member that is up is heard within half a
+ * tick of learning the leader; one that is down, or of level 2 (it says no
+ * level), would keep the cluster at level 2 anyway, so the writes go on by
+ * the old rule after the bound: a new cluster's first writes wait at most
+ * two ticks. Nothing waits once a write has been applied: a cluster with
+ * history changes level where its leader decides, as before.
  */
+#define LEVEL_HOLD_TICKS 2
 static bool level_hold(struct pipeline *p)
 {
 	struct keeld *k = p->k;
@@ -2095,7 +2099,7 @@ static bool level_hold(struct pipeline *p)
 	if (p->level_proposed_term == raft_term(p->r) && p->level_proposed > p->level_cluster)
 		return false; /* the item is ahead of them: in the log, or first in this batch */
 	uint64_t now = keel_now_ns();
-	if (now - p->lead_ns >= level_fresh_ns(p))
+	if (now - p->lead_ns >= LEVEL_HOLD_TICKS * (uint64_t)k->cfg.tick_ms * 1000000u)
 		return false;
 	uint32_t levels[RAFT_MAX_MEMBERS];
 	uint32_t n = levels_heard(p, raft_conf(p->r), now, levels);

@@ -12,6 +12,10 @@ cluster serves, gets ZooKeeper's name on every node.
 
 tickTime=2000 makes the window wide (TOUCH every second), so the create
 lands before the level item unless the leader holds it.
+
+With a member down the wait is bounded (2 ticks): the first write commits
+on the two that are up, by the old rule (the cluster cannot rise above the
+level of a member it has not heard), and the level rises once the third is up.
 """
 import os
 import re
@@ -19,9 +23,14 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from zkcluster import Cluster  # noqa: E402
+from zkcluster import Cluster, KeelCluster, wait_for  # noqa: E402
 
 from kazoo.client import KazooClient  # noqa: E402
+
+
+def log_of(cl, i):
+    with open(os.path.join(cl.nodes[i].workdir, "out.log"), errors="replace") as f:
+        return f.read()
 
 
 def client(cl, nodes):
@@ -55,12 +64,33 @@ class FreshClusterNumbering(unittest.TestCase):
                     kz.close()
                 self.assertEqual(kids, ["s-0000000000", "s-0000000001"], "node %d" % (i + 1))
             if keel:
-                with open(os.path.join(cl.nodes[lead].workdir, "out.log"),
-                          errors="replace") as f:
-                    text = f.read()
+                text = log_of(cl, lead)
                 self.assertRegex(text, r"sequential numbering as ZooKeeper's from here")
                 self.assertTrue(re.search(r"cluster protocol level 2 -> 5 at index", text),
                                 text[-2000:])
+
+    def test_member_down(self):
+        """A new cluster with a member down: the wait is bounded (2 ticks),
+        the writes go on by the old rule, and the level rises once the
+        member is up."""
+        if os.environ.get("KEEL_TEST_TARGET", "keel") != "keel":
+            self.skipTest("keel's protocol levels")
+        with KeelCluster(3, initial=2) as cl:
+            lead = cl.leader()
+            kz = client(cl, [lead])
+            try:
+                # 2 of 3 serve: the write commits, numbered by the old rule
+                self.assertEqual(kz.create("/s-", b"", sequence=True), "/s-0000000001")
+                text = log_of(cl, lead)
+                self.assertNotIn("cluster protocol level 2 ->", text)
+                cl.start(2)
+                wait_for(lambda: "cluster protocol level 2 -> 5" in log_of(cl, lead),
+                         timeout=30, what="the level raised once node 3 is up")
+                self.assertEqual(kz.create("/t/s-", b"", sequence=True, makepath=True),
+                                 "/t/s-0000000000")
+            finally:
+                kz.stop()
+                kz.close()
 
 
 if __name__ == "__main__":
