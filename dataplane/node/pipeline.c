@@ -794,12 +794,10 @@ static uint32_t item_origin(const struct pipeline *p, const struct preq *r, bool
 	       (forward && r->kind == PREQ_RECONFIG ? ITEM_RECONFIG : 0);
 }
 
-static bool level_hold(struct pipeline *p);
-
 /* Stamp zxid and time into each txn and propose everything as one entry. */
-static void propose_items(struct pipeline *p)
+static void propose_batch(struct pipeline *p)
 {
-	if (!p->items_n || level_hold(p))
+	if (!p->items_n)
 		return;
 	struct keeld *k = p->k;
 	uint64_t term = raft_term(p->r);
@@ -849,6 +847,16 @@ static void propose_items(struct pipeline *p)
 	atomic_fetch_add(&k->n_writes, p->items_n);
 	p->items_len = 0;
 	p->items_n = 0;
+}
+
+static bool level_hold(struct pipeline *p);
+
+/* The turn's batch, unless a new cluster's writes wait for its level item
+ * (level_hold). */
+static void propose_items(struct pipeline *p)
+{
+	if (!level_hold(p))
+		propose_batch(p);
 }
 
 /* ------------------------------------------------------------- sending */
@@ -3406,7 +3414,7 @@ static uint64_t propose_zkconf(struct pipeline *p, const char *text, size_t len,
 {
 	if (p->wal_failed)
 		return 0;
-	propose_items(p);
+	propose_batch(p); /* never held (level_hold): the version line is the next zxid */
 	uint64_t term = raft_term(p->r);
 	uint32_t counter = term == p->zxid_term ? p->zxid_counter : 0;
 	int64_t zxid = (int64_t)(term << 32 | (counter + 1));
@@ -3428,7 +3436,7 @@ static uint64_t propose_zkconf(struct pipeline *p, const char *text, size_t len,
 	if (t && kv_txn_encode(&txn, t, (size_t)n) == n) {
 		p->last_prop_index = 0;
 		items_add(p, origin | ITEM_ZKCONF, id, t, (uint32_t)n);
-		propose_items(p);
+		propose_batch(p);
 		index = p->last_prop_index;
 	}
 	free(t);
@@ -3689,6 +3697,10 @@ static void zkconf_reconcile(struct pipeline *p, uint64_t now)
 {
 	if (p->ch.active || raft_role(p->r) != RAFT_LEADER || now - p->reconcile_ns < 100000000u ||
 	    !atomic_load(&p->k->serving) || p->applied_index < p->reconcile_index)
+		return;
+	/* A new cluster's first write: after its level item, with the writes
+	 * it holds (propose_zkconf proposes at once, and them with it). */
+	if (level_hold(p))
 		return;
 	p->reconcile_ns = now;
 	const struct raft_conf *c = raft_conf(p->r);

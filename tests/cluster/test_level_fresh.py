@@ -49,6 +49,14 @@ class FreshClusterNumbering(unittest.TestCase):
             try:
                 first = kz.create("/s-", b"", sequence=True)
                 second = kz.create("/s-", b"", sequence=True)
+                if keel:
+                    # the leader's first /zookeeper/config (written after
+                    # the level item too): its version line is its zxid
+                    wait_for(lambda: b"version=" in kz.get("/zookeeper/config")[0],
+                             timeout=20, what="/zookeeper/config written")
+                    data, st = kz.get("/zookeeper/config")
+                    ver = re.search(rb"version=([0-9a-f]+)", data).group(1)
+                    self.assertEqual(int(ver, 16), st.mzxid, data)
             finally:
                 kz.stop()
                 kz.close()
