@@ -971,6 +971,12 @@ static const struct raft_msg *snap_chunk(struct pipeline *p, const struct raft_m
  *   AppendEntries (at one client, the next write's) and the peer has had a
  *   heartbeat of the held one's round already, the held one is dropped: the
  *   AppendEntries carries the commit, and the round is answered anyway.
+ *   Accepted, it lets the follower commit at least as far as the heartbeat
+ *   would have (up to the append's end, which is past anything the follower
+ *   had verified of this leader's log); lost or rejected, the commit comes
+ *   with the leader's next message there: the append again, or the next
+ *   heartbeat round (a new round: never dropped). Only a delay, as a lost
+ *   datagram (review8: test_write_stream).
  */
 static void send_raft(struct pipeline *p, const struct raft_msg *m)
 {
