@@ -63,6 +63,34 @@ struct follower_read {
 	bool answered; /* index is the leader's answer; report once applied reaches it */
 };
 
+/*
+ * What an InstallSnapshot replaces (install_undo_save): the log, its indexes
+ * and the latest snapshot. struct raft holds these fields through an
+ * anonymous struct (r->commit, ...) overlaid by a struct log_state (r->ls),
+ * so the install sets them aside, and raft_snapshot_install_failed puts them
+ * back, with one assignment each way: a field added here is saved and
+ * restored with the rest. (The configuration is restored through
+ * apply_conf, which maps the peers' progress, so it is not in here.)
+ */
+#define RAFT_LOG_STATE                                                         \
+	/* Follower: our log is known to match this term's leader up to        \
+	 * verified (an append of verified_term succeeded there). */           \
+	uint64_t verified;                                                     \
+	uint64_t verified_term;                                                \
+	/* In-memory log: log[i].index == prev_index + 1 + i; the entry before \
+	 * log[0] is (prev_index, prev_term). */                               \
+	struct raft_entry *log;                                                \
+	uint64_t log_n, log_cap;                                               \
+	uint64_t prev_index, prev_term;                                        \
+	uint64_t commit, applied, persisted_index, unstable_from;              \
+	/* Latest snapshot (state machine image at snap.index). */             \
+	struct raft_snapshot_meta snap;                                        \
+	struct raft_buf *snap_data;
+
+struct log_state {
+	RAFT_LOG_STATE
+};
+
 #define VEC(T)                \
 	struct {              \
 		T *v;         \
@@ -79,21 +107,14 @@ struct raft {
 	uint32_t vote;
 	uint32_t leader;
 	bool hs_dirty;
-	/* Follower: our log is known to match this term's leader up to
-	 * verified (an append of verified_term succeeded there). */
-	uint64_t verified;
-	uint64_t verified_term;
-
-	/* In-memory log: log[i].index == log_first + i; the entry before log[0] is (prev_index,
-	 * prev_term). */
-	struct raft_entry *log;
-	uint64_t log_n, log_cap;
-	uint64_t prev_index, prev_term;
-	uint64_t commit, applied, persisted_index, unstable_from;
-
-	/* Latest snapshot (state machine image at snap.index). */
-	struct raft_snapshot_meta snap;
-	struct raft_buf *snap_data;
+	/* The log, its indexes and the latest snapshot (RAFT_LOG_STATE), also
+	 * as one struct (ls): an install sets it aside whole. */
+	union {
+		struct {
+			RAFT_LOG_STATE
+		};
+		struct log_state ls;
+	};
 
 	struct raft_conf conf;
 	uint64_t conf_index; /* 0: conf comes from the snapshot */
@@ -129,13 +150,9 @@ struct raft {
 	 */
 	struct {
 		uint8_t state; /* UNDO_NONE, UNDO_SAVED (install not handed out yet), UNDO_HANDED */
-		struct raft_entry *log;
-		uint64_t log_n, log_cap;
-		uint64_t prev_index, prev_term, commit, applied, persisted_index, unstable_from;
-		uint64_t verified, verified_term, conf_index;
+		struct log_state ls; /* snap_data's reference and the log array are held here */
+		uint64_t conf_index;
 		uint64_t seq; /* pend and held of seq <= seq belong to the replaced log */
-		struct raft_snapshot_meta snap;
-		struct raft_buf *snap_data;
 		struct raft_conf conf;
 	} undo;
 
@@ -765,7 +782,7 @@ static void handle_read_resp(struct raft *r, const struct raft_msg *m)
 static void collect_follower_reads(struct raft *r)
 {
 	/* Not at an image this update installs: the node may fail to (the next one). */
-	uint64_t applied = r->install ? r->undo.applied : r->ready_applied;
+	uint64_t applied = r->install ? r->undo.ls.applied : r->ready_applied;
 	uint32_t k = 0;
 	for (uint32_t i = 0; i < r->freads.n; i++) {
 		struct follower_read *fr = &r->freads.v[i];
@@ -897,21 +914,9 @@ static void handle_append(struct raft *r, const struct raft_msg *m)
 static void install_undo_save(struct raft *r)
 {
 	KEEL_ASSERT(r->undo.state == UNDO_NONE);
-	r->undo.log = r->log;
-	r->undo.log_n = r->log_n;
-	r->undo.log_cap = r->log_cap;
-	r->undo.prev_index = r->prev_index;
-	r->undo.prev_term = r->prev_term;
-	r->undo.commit = r->commit;
-	r->undo.applied = r->applied;
-	r->undo.persisted_index = r->persisted_index;
-	r->undo.unstable_from = r->unstable_from;
-	r->undo.verified = r->verified;
-	r->undo.verified_term = r->verified_term;
+	r->undo.ls = r->ls; /* the log array and snap_data's reference move here */
 	r->undo.conf = r->conf;
 	r->undo.conf_index = r->conf_index;
-	r->undo.snap = r->snap;
-	r->undo.snap_data = r->snap_data; /* its reference moves here */
 	r->undo.seq = r->seq_assigned;
 	r->undo.state = UNDO_SAVED;
 	r->log = NULL;
@@ -932,14 +937,15 @@ static void install_final(struct raft *r)
 {
 	if (r->undo.state != UNDO_HANDED)
 		return;
-	log_free(r->undo.log, r->undo.log_n);
-	if (r->undo.snap_data)
-		raft_buf_unref(r->undo.snap_data);
+	log_free(r->undo.ls.log, r->undo.ls.log_n);
+	if (r->undo.ls.snap_data)
+		raft_buf_unref(r->undo.ls.snap_data);
 	/* Writes of the replaced log still in flight make durable nothing the
 	 * new log holds beyond the old commit (§3.5: what was truncated). */
 	for (uint32_t i = 0; i < r->pend.n; i++)
 		if (r->pend.v[i].seq <= r->undo.seq)
-			r->pend.v[i].last_index = KEEL_MIN(r->pend.v[i].last_index, r->undo.commit);
+			r->pend.v[i].last_index =
+				KEEL_MIN(r->pend.v[i].last_index, r->undo.ls.commit);
 	memset(&r->undo, 0, sizeof(r->undo));
 }
 
@@ -1393,8 +1399,8 @@ void raft_persisted(struct raft *r, uint64_t seq)
 		uint64_t li = r->pend.v[k].last_index;
 		if (r->undo.state && r->pend.v[k].seq <= r->undo.seq) {
 			/* The set-aside log's write: durable there, not in the new log. */
-			r->undo.persisted_index = li;
-			li = KEEL_MIN(li, r->undo.commit);
+			r->undo.ls.persisted_index = li;
+			li = KEEL_MIN(li, r->undo.ls.commit);
 		}
 		r->persisted_index = li;
 		k++;
@@ -1449,19 +1455,8 @@ int raft_snapshot_install_failed(struct raft *r, uint64_t index)
 	if (r->undo.state != UNDO_HANDED || r->snap.index != index)
 		return KEEL_E_STATE;
 	log_free(r->log, r->log_n);
-	r->log = r->undo.log;
-	r->log_n = r->undo.log_n;
-	r->log_cap = r->undo.log_cap;
-	r->prev_index = r->undo.prev_index;
-	r->prev_term = r->undo.prev_term;
-	r->commit = r->undo.commit;
-	r->applied = r->ready_applied = r->undo.applied;
-	r->persisted_index = r->undo.persisted_index;
-	r->unstable_from = r->undo.unstable_from;
-	r->verified = r->undo.verified;
-	r->verified_term = r->undo.verified_term;
-	r->snap = r->undo.snap;
-	r->snap_data = r->undo.snap_data;
+	r->ls = r->undo.ls;
+	r->ready_applied = r->applied;
 	apply_conf(r, &r->undo.conf, r->undo.conf_index);
 	uint64_t seq = r->undo.seq;
 	memset(&r->undo, 0, sizeof(r->undo));

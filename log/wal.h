@@ -301,6 +301,8 @@ struct wal_snap_meta {
  */
 int wal_snap_begin(struct wal *w, uint64_t index, uint64_t term, const void *membership,
 		   uint32_t membership_len, struct wal_snap_writer **out);
+/* A failed write (or seal) leaves the writer failed: every later write, seal
+ * and finish returns that error (the file's bytes are unknown); abort it. */
 int wal_snap_write(struct wal_snap_writer *s, const void *data, size_t len);
 /*
  * Write the trailer (CRC32C of everything), fsync (both skipped if sealed),
@@ -318,7 +320,8 @@ void wal_snap_abort(struct wal_snap_writer *s);
  * whose fd stays valid across the rename), and only once it is in publishes
  * it with wal_snap_finish; wal_snap_abort drops it, and the previous snapshot
  * stays the latest, so an older image can still be installed after it. On a
- * failed seal the writer is the caller's to abort. Writes after a seal are
+ * failed seal the writer is the caller's to abort (a second seal, or finish,
+ * returns the same error: never a trailer behind a half-flushed buffer). Writes after a seal are
  * refused (KEEL_E_STATE), as are the two opens before one.
  */
 int wal_snap_seal(struct wal_snap_writer *s);

@@ -40,6 +40,10 @@ struct wal_snap_writer {
 	uint32_t crc;
 	size_t used;
 	bool sealed; /* wal_snap_seal: the .tmp is complete and durable, not yet published */
+	/* The first write or seal that failed: the file and the buffer are then
+	 * in no known state (a flush may have written part of the buffer), so
+	 * every later call returns it and only wal_snap_abort is left. */
+	int err;
 	char tmp[64], name[64];
 	uint8_t buf[SNAP_BUF_BYTES];
 };
@@ -132,9 +136,11 @@ int wal_snap_write(struct wal_snap_writer *s, const void *data, size_t len)
 {
 	if (s->sealed)
 		return KEEL_E_STATE;
+	if (s->err)
+		return s->err;
 	s->crc = keel_crc32c(s->crc, data, len);
 	s->data_bytes += len;
-	return put(s, data, len);
+	return s->err = put(s, data, len);
 }
 
 void wal_snap_abort(struct wal_snap_writer *s)
@@ -175,6 +181,8 @@ int wal_snap_seal(struct wal_snap_writer *s)
 {
 	if (s->sealed)
 		return 0;
+	if (s->err)
+		return s->err; /* a second trailer behind a half-flushed buffer: never */
 	uint8_t t[SNAP_TRL_BYTES];
 	wal_put64(t, s->data_bytes);
 	wal_put32(t + 8, s->crc);
@@ -193,6 +201,7 @@ int wal_snap_seal(struct wal_snap_writer *s)
 			;
 	}
 	s->sealed = rc == 0;
+	s->err = rc;
 	return rc;
 }
 

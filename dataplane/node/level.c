@@ -39,6 +39,14 @@ uint32_t node_level_target(uint32_t committed, uint32_t own, const uint32_t *lev
 	return low > committed ? low : committed;
 }
 
+bool node_level_hold_writes(uint32_t committed, uint32_t own, const uint32_t *levels, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++)
+		if (levels[i] == NODE_LEVEL_UNHEARD)
+			return true;
+	return node_level_target(committed, own, levels, n) > committed;
+}
+
 int node_level_check(uint32_t cluster, uint32_t level, uint32_t min, char *msg, size_t len)
 {
 	if (cluster > level) {

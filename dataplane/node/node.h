@@ -204,6 +204,16 @@ struct node_config {
  */
 uint32_t node_level_target(uint32_t committed, uint32_t own, const uint32_t *levels, uint32_t n);
 /*
+ * A new cluster's leader (no write applied yet) below its own level: must its
+ * writes wait for the level item? While a voter is not heard yet (it may
+ * speak this level: the item would come a TOUCH later), or every one is and
+ * the item is still to be proposed (node_level_target above `committed`).
+ * Not once every voter is heard and one is below: the cluster stays at its
+ * level, writes go on by its rule. The caller bounds the wait (a voter that
+ * says no level at all is never heard).
+ */
+bool node_level_hold_writes(uint32_t committed, uint32_t own, const uint32_t *levels, uint32_t n);
+/*
  * Can a node of level `level` that reads levels down to `min` serve in a
  * cluster whose committed level is `cluster`? 0 if so, else KEEL_E_UNSUPPORTED
  * with the reason and the release to move to in msg (for the operator).

@@ -341,6 +341,7 @@ struct pipeline {
 	uint32_t level_peer_n;
 	uint32_t level_proposed;
 	uint64_t level_proposed_term, level_proposed_ns;
+	uint64_t lead_ns;       /* when this node last became leader (level_hold) */
 	bool halted;            /* stop_fatal: nothing more is applied */
 	uint64_t fwd_bad_total; /* forwarded txns that do not decode (dropped) */
 	uint64_t fwd_bad_logged;
@@ -794,7 +795,7 @@ static uint32_t item_origin(const struct pipeline *p, const struct preq *r, bool
 }
 
 /* Stamp zxid and time into each txn and propose everything as one entry. */
-static void propose_items(struct pipeline *p)
+static void propose_batch(struct pipeline *p)
 {
 	if (!p->items_n)
 		return;
@@ -846,6 +847,16 @@ static void propose_items(struct pipeline *p)
 	atomic_fetch_add(&k->n_writes, p->items_n);
 	p->items_len = 0;
 	p->items_n = 0;
+}
+
+static bool level_hold(struct pipeline *p);
+
+/* The turn's batch, unless a new cluster's writes wait for its level item
+ * (level_hold). */
+static void propose_items(struct pipeline *p)
+{
+	if (!level_hold(p))
+		propose_batch(p);
 }
 
 /* ------------------------------------------------------------- sending */
@@ -960,6 +971,12 @@ static const struct raft_msg *snap_chunk(struct pipeline *p, const struct raft_m
  *   AppendEntries (at one client, the next write's) and the peer has had a
  *   heartbeat of the held one's round already, the held one is dropped: the
  *   AppendEntries carries the commit, and the round is answered anyway.
+ *   Accepted, it lets the follower commit at least as far as the heartbeat
+ *   would have (up to the append's end, which is past anything the follower
+ *   had verified of this leader's log); lost or rejected, the commit comes
+ *   with the leader's next message there: the append again, or the next
+ *   heartbeat round (a new round: never dropped). Only a delay, as a lost
+ *   datagram (review8: test_write_stream).
  */
 static void send_raft(struct pipeline *p, const struct raft_msg *m)
 {
@@ -1859,6 +1876,7 @@ static void watch_leadership(struct pipeline *p)
 			p->level_peer_n = 0; /* levels are heard anew in each term */
 			/* Followers' clients are not known yet: as if they had some. */
 			p->peer_client_ns = keel_now_ns();
+			p->lead_ns = p->peer_client_ns;
 		}
 		p->seen_role = role;
 	}
@@ -2057,6 +2075,64 @@ static void settings_work(struct pipeline *p, uint64_t term, uint64_t now)
 		  p->settings & NODE_SETTING_ENFORCE_QUOTA ? "true" : "false");
 }
 
+/* The levels the leader heard from the other members of c, NODE_LEVEL_UNHEARD
+ * for one not heard within level_fresh_ns; returns how many. */
+static uint32_t levels_heard(struct pipeline *p, const struct raft_conf *c, uint64_t now,
+			     uint32_t *levels)
+{
+	uint32_t n = 0;
+	for (uint32_t i = 0; i < c->n; i++)
+		if (c->m[i].id != p->k->myid)
+			levels[n++] = level_of(p, c->m[i].id, now);
+	return n;
+}
+
+/*
+ * Leader: do this turn's items wait for the level item (propose_items keeps
+ * them)? Only in a cluster that has applied no write yet (a new one): its
+ * writes would otherwise reach the log before the item that raises the level,
+ * a TOUCH period after the election, and be numbered by the old rule
+ * ("Sequential numbering"). They wait while a member is not heard yet or
+ * the item is still to be proposed (node_level_hold_writes), at most
+ * LEVEL_HOLD_TICKS from the election; the item goes ahead of them in the
+ * batch (level_work), and a cluster that stays at a lower level (a member
+ * below) lets them go at once. A member that is up is heard within half a
+ * tick of learning the leader; one that is down, or of level 2 (it says no
+ * level), would keep the cluster at level 2 anyway, so the writes go on by
+ * the old rule after the bound: a new cluster's first writes wait at most
+ * two ticks. Nothing waits once a write has been applied: a cluster with
+ * history changes level where its leader decides, as before.
+ */
+#define LEVEL_HOLD_TICKS 2
+static bool level_hold(struct pipeline *p)
+{
+	struct keeld *k = p->k;
+	if (p->level_cluster >= k->cfg.protocol_level || atomic_load(&k->applied_zxid) != 0 ||
+	    raft_role(p->r) != RAFT_LEADER)
+		return false;
+	if (p->level_proposed_term == raft_term(p->r) && p->level_proposed > p->level_cluster)
+		return false; /* the item is ahead of them: in the log, or first in this batch */
+	uint64_t now = keel_now_ns();
+	if (now - p->lead_ns >= LEVEL_HOLD_TICKS * (uint64_t)k->cfg.tick_ms * 1000000u)
+		return false;
+	uint32_t levels[RAFT_MAX_MEMBERS];
+	uint32_t n = levels_heard(p, raft_conf(p->r), now, levels);
+	return node_level_hold_writes(p->level_cluster, k->cfg.protocol_level, levels, n);
+}
+
+/* The item just added (of `bytes`, the last) moves to the front of the batch. */
+static void items_last_first(struct pipeline *p, size_t bytes)
+{
+	uint8_t it[16 + NODE_LEVEL_ITEM_SET_BYTES];
+	size_t before = p->items_len - bytes;
+	KEEL_ASSERT(bytes <= sizeof(it));
+	if (!before)
+		return;
+	memcpy(it, p->items + before, bytes);
+	memmove(p->items + bytes, p->items, before);
+	memcpy(p->items, it, bytes);
+}
+
 /* Leader, every half tick: raise the cluster level once every member speaks it. */
 static void level_work(struct pipeline *p, uint64_t now)
 {
@@ -2073,12 +2149,8 @@ static void level_work(struct pipeline *p, uint64_t now)
 		return;
 	const struct raft_conf *c = raft_conf(p->r);
 	level_silent(p, c, now);
-	uint32_t levels[RAFT_MAX_MEMBERS], n = 0;
-	for (uint32_t i = 0; i < c->n; i++) {
-		if (c->m[i].id == k->myid)
-			continue;
-		levels[n++] = level_of(p, c->m[i].id, now);
-	}
+	uint32_t levels[RAFT_MAX_MEMBERS];
+	uint32_t n = levels_heard(p, c, now, levels);
 	uint32_t target = node_level_target(p->level_cluster, k->cfg.protocol_level, levels, n);
 	if (target <= p->level_cluster) {
 		settings_work(p, term, now);
@@ -2096,6 +2168,10 @@ static void level_work(struct pipeline *p, uint64_t now)
 		node_level_item_put(item, target);
 		items_add(p, ITEM_LEVEL, 0, item, NODE_LEVEL_ITEM_BYTES);
 	}
+	/* Ahead of the writes of this batch (level_hold kept a new cluster's):
+	 * they are applied at the new level, on every replica alike. */
+	items_last_first(p, 16 + (target >= NODE_LEVEL_SETTINGS ? NODE_LEVEL_ITEM_SET_BYTES
+								: NODE_LEVEL_ITEM_BYTES));
 	p->level_proposed = target;
 	p->level_proposed_term = term;
 	p->level_proposed_ns = now;
@@ -3344,7 +3420,7 @@ static uint64_t propose_zkconf(struct pipeline *p, const char *text, size_t len,
 {
 	if (p->wal_failed)
 		return 0;
-	propose_items(p);
+	propose_batch(p); /* never held (level_hold): the version line is the next zxid */
 	uint64_t term = raft_term(p->r);
 	uint32_t counter = term == p->zxid_term ? p->zxid_counter : 0;
 	int64_t zxid = (int64_t)(term << 32 | (counter + 1));
@@ -3366,7 +3442,7 @@ static uint64_t propose_zkconf(struct pipeline *p, const char *text, size_t len,
 	if (t && kv_txn_encode(&txn, t, (size_t)n) == n) {
 		p->last_prop_index = 0;
 		items_add(p, origin | ITEM_ZKCONF, id, t, (uint32_t)n);
-		propose_items(p);
+		propose_batch(p);
 		index = p->last_prop_index;
 	}
 	free(t);
@@ -3627,6 +3703,10 @@ static void zkconf_reconcile(struct pipeline *p, uint64_t now)
 {
 	if (p->ch.active || raft_role(p->r) != RAFT_LEADER || now - p->reconcile_ns < 100000000u ||
 	    !atomic_load(&p->k->serving) || p->applied_index < p->reconcile_index)
+		return;
+	/* A new cluster's first write: after its level item, with the writes
+	 * it holds (propose_zkconf proposes at once, and them with it). */
+	if (level_hold(p))
 		return;
 	p->reconcile_ns = now;
 	const struct raft_conf *c = raft_conf(p->r);

@@ -42,6 +42,27 @@ static void test_target(void **state)
 	assert_int_equal(node_level_target(2, 7, mixed, 3), 4);
 }
 
+/* A new cluster's writes wait for the level item (level_hold) only while it may come. */
+static void test_hold_writes(void **state)
+{
+	(void)state;
+	uint32_t all5[] = { 5, 5 }, one2[] = { 5, 2 }, one4[] = { 4, 5 };
+	uint32_t unheard[] = { 5, NODE_LEVEL_UNHEARD };
+	/* Every member at 5, the item still to come: they wait. */
+	assert_true(node_level_hold_writes(2, 5, all5, 2));
+	/* A member not heard yet may speak 5: they wait. */
+	assert_true(node_level_hold_writes(2, 5, unheard, 2));
+	/* One member at 2: the cluster stays at 2, the writes go on. */
+	assert_false(node_level_hold_writes(2, 5, one2, 2));
+	/* One at 4: the item raises to 4 only, still ahead of them. */
+	assert_true(node_level_hold_writes(2, 5, one4, 2));
+	/* Already at the target: nothing to wait for. */
+	assert_false(node_level_hold_writes(4, 5, one4, 2));
+	assert_false(node_level_hold_writes(5, 5, all5, 2));
+	/* One node: its own level, the item to come. */
+	assert_true(node_level_hold_writes(2, 5, NULL, 0));
+}
+
 static void test_check(void **state)
 {
 	(void)state;
@@ -360,7 +381,7 @@ int main(void)
 		cmocka_unit_test(test_touch_settings), cmocka_unit_test(test_check),
 		cmocka_unit_test(test_touch),          cmocka_unit_test(test_touch_admin),
 		cmocka_unit_test(test_snap),           cmocka_unit_test(test_config),
-		cmocka_unit_test(test_level_applied),
+		cmocka_unit_test(test_level_applied),  cmocka_unit_test(test_hold_writes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
