@@ -45,6 +45,7 @@ static const char *const live_keys[] = {
 	"keel.test.snapshotSyncFailAfter",
 	"keel.test.snapshotRestoreFailAfter",
 	"keel.test.snapshotKeepEntries",
+	"keel.test.snapshotCorruptAfter",
 	"maxClientCnxns",
 	"globalOutstandingLimit",
 	"keel.heartbeatMs",
