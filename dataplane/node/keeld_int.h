@@ -278,6 +278,10 @@ struct keeld {
 	 * (pipeline.c mg_drops) */
 	struct mgmt_counter *mtu_changes_c[2];
 	uint64_t mtu_changes_seen[2];
+	/* keel_transport_mtu_path_total{event}: the transport's probes (dp.h
+	 * DP_TYPE_CTL): blackhole, blackhole_cleared, peer_limit */
+	struct mgmt_counter *mtu_path_c[3];
+	uint64_t mtu_path_seen[3];
 	/* keel_session_expired_total{reason}: n_expired on /metrics (admin.c) */
 	struct mgmt_counter *expired_c[KEELD_EXPIRED_REASONS];
 	/* keel_protocol_level_refused_total: members refused for their level */

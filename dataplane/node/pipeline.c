@@ -4550,6 +4550,8 @@ static uint32_t mg_role(const struct pipeline *p)
 	}
 }
 
+static void mg_fold(struct mgmt_counter *c, uint64_t now, uint64_t *seen);
+
 /* Frame drops by the reason the metrics name, from the transport's counters. */
 static void mg_drops(struct pipeline *p)
 {
@@ -4582,6 +4584,10 @@ static void mg_drops(struct pipeline *p)
 			mgmt_counter_add(k->mtu_changes_c[i], mtu[i] - k->mtu_changes_seen[i]);
 		k->mtu_changes_seen[i] = mtu[i];
 	}
+	uint64_t path[3] = { st.v[DP_CTR_TX_MTU_BLACKHOLE], st.v[DP_CTR_TX_MTU_BLACKHOLE_CLEARED],
+			     st.v[DP_CTR_TX_MTU_PEER_LIMIT] };
+	for (int i = 0; i < 3; i++)
+		mg_fold(k->mtu_path_c[i], path[i], &k->mtu_path_seen[i]);
 }
 
 /* Adds what a count grew by since it was last folded in. */

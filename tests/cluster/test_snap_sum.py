@@ -148,6 +148,14 @@ class SnapshotSum(unittest.TestCase):
                 want_tree = {n: zk.get("%s/%s" % (root, n))[0] for n in zk.get_children(root)}
                 self.assertEqual(len(want_tree), 30)
                 self.check_same(cl, 2, root, want_tree)
+                # The transport's probes ran all along (kernel UDP, dp.mtu=auto on
+                # loopback): no black hole seen, no peer limit below lo's MTU.
+                for n in cl.nodes:
+                    code, text = admin(n, "GET", "/metrics", timeout=10)
+                    self.assertEqual(code, 200, text)
+                    for ev in ("blackhole", "blackhole_cleared", "peer_limit"):
+                        self.assertIn('keel_transport_mtu_path_total{event="%s"} 0\n' % ev,
+                                      text)
             finally:
                 zk.stop()
                 zk.close()
