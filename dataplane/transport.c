@@ -481,8 +481,8 @@ static void ctl_turn(dp_transport *t, uint64_t now)
 			len = unit_to(t, id);
 			pp->fallen = true;
 			pp->upward = true;
-		} else if (t->mtu_auto) {
-			len = unit_to(t, id);
+		} else if (t->mtu_auto && pp->speaks) {
+			len = unit_to(t, id); /* a peer that never answered gets hellos */
 		}
 		pp->probe_id = ++t->probe_seq ? t->probe_seq : ++t->probe_seq;
 		pp->probe_ns = now;
