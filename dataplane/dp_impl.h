@@ -97,11 +97,12 @@ struct dp_transport {
 		bool ack_due;      /* a probe of its to answer (ack_id) */
 		uint8_t misses;    /* full-size probes unanswered in a row */
 		uint32_t ack_id;
-		uint32_t probe_id;  /* outstanding probe, 0: none */
-		uint64_t probe_ns;  /* when it was sent */
-		uint64_t heard_ns;  /* the last frame from it */
-		uint64_t up_ns;     /* fallen: the next upward probe */
-		uint32_t up_wait_s; /* ... and the wait after it, doubling to dp.mtu_probe_s */
+		uint32_t probe_id;       /* outstanding probe, 0: none */
+		uint64_t probe_ns;       /* when it was sent */
+		uint64_t heard_ns;       /* the last frame from it */
+		uint64_t first_heard_ns; /* the first (probed from a second later on) */
+		uint64_t up_ns;          /* fallen: the next upward probe */
+		uint32_t up_wait_s;      /* ... and the wait after it, doubling to dp.mtu_probe_s */
 	} path[DP_MAX_NODES];
 };
 

@@ -353,9 +353,9 @@ int dp_set_cpu_dma_latency(dp_transport *t, bool on)
 /* ---------------------------------------------------------------- probes
  *
  * Each peer's path, learnt by the transport's own probes (kernel UDP; a
- * frame of type DP_TYPE_CTL, never delivered): every second, on a flush or
- * a receive that took frames, each configured peer heard from is sent a
- * probe, which
+ * frame of type DP_TYPE_CTL, never delivered): every second, on a receive
+ * that took frames (peers send at least every heartbeat), each configured
+ * peer heard from for a second is sent a probe, which
  * it answers at once with a small ack. Both say the sender's receive limit
  * (dp.udp_rx_buf_bytes): frames to a peer are cut within it, whatever this
  * node's own MTU (a peer with smaller buffers used to lose every full frame,
@@ -472,8 +472,10 @@ static void ctl_turn(dp_transport *t, uint64_t now)
 			pp->ack_due = false;
 			ctl_send(t, id, CTL_ACK, pp->ack_id, CTL_BYTES);
 		}
-		if (!probe || !pp->heard_ns)
-			continue; /* a peer never heard is not probed: nothing to learn yet */
+		/* A peer is probed once it has been heard for a second: one never
+		 * heard has nothing to say yet (and may not know this node). */
+		if (!probe || !pp->first_heard_ns || now - pp->first_heard_ns < PROBE_NS)
+			continue;
 		probe_judge(t, id, pp, now);
 		size_t len = CTL_BYTES; /* a hello: the receive limit only */
 		if (t->mtu_auto && pp->fallen && now >= pp->up_ns) {
@@ -746,11 +748,6 @@ const char *dp_ref_mode(dp_transport *t, uint16_t to)
 int dp_flush(dp_transport *t)
 {
 	held_release(t);
-	if (t->probing || t->ctl_due) {
-		uint64_t now = keel_now_ns();
-		if (t->ctl_due || now >= t->probe_next_ns)
-			ctl_turn(t, now);
-	}
 	return t->ops->flush(t);
 }
 
@@ -802,6 +799,8 @@ int dp_rx_frame(dp_transport *t, const uint8_t *buf, size_t len, uint32_t src_ip
 		goto drop;
 	}
 	t->path[h.from].heard_ns = now_ns;
+	if (!t->path[h.from].first_heard_ns)
+		t->path[h.from].first_heard_ns = now_ns;
 	if (h.type == DP_TYPE_CTL) { /* the transport's own: counted rx_ctl, not a frame */
 		rc = -DP_CTR_DROP_MALFORMED;
 		if (!ctl_rx(t, &h, payload))
