@@ -414,7 +414,10 @@ static void ctl_send(dp_transport *t, uint16_t to, uint8_t kind, uint32_t id, si
 		.msg_len = (uint32_t)len,
 		.frag_len = (uint16_t)len,
 	};
-	uint8_t *b = t->ctl_buf;
+	/* An ack needs no padding: a DPDK node (no probes, no ctl_buf) answers too. */
+	uint8_t small[CTL_BYTES];
+	uint8_t *b = len > CTL_BYTES ? t->ctl_buf : small;
+	KEEL_ASSERT(b);
 	memset(b, 0, CTL_BYTES);
 	b[0] = kind;
 	for (int i = 0; i < 4; i++) {
@@ -517,8 +520,7 @@ static bool ctl_rx(dp_transport *t, const struct dp_hdr *h, const uint8_t *b)
 			t->ctr[DP_CTR_TX_MTU_PEER_LIMIT]++;
 			fprintf(stderr,
 				"dataplane: peer %u takes datagrams of up to %u B: frames to it "
-				"now "
-				"cut for mtu %u (was %u)\n",
+				"now cut for mtu %u (was %u)\n",
 				h->from, lim, now_mtu, was);
 		}
 	}
