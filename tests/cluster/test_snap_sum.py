@@ -127,6 +127,9 @@ class SnapshotSum(unittest.TestCase):
                                  r"leader \(CRC32C %s checked\)" % (s1, n2, want))
                 vn = cl.nodes[victim]
                 self.assertEqual(install_failures(vn), 1)
+                # /status is the pipeline's last published view: a bounded wait
+                wait_for(lambda: status(vn)["snapshot_failures"]["install"] == 1, 10,
+                         "/status shows the refused install")
                 st = status(vn)
                 self.assertEqual(st["snapshot_failures"]["install"], 1)
                 self.assertEqual(st["snapshot_last_failure"]["stage"], "install")
