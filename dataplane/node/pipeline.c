@@ -931,7 +931,7 @@ static void snap_fail(struct pipeline *p, enum keeld_snap_stage stage, const cha
  * write show at the follower, which checks its whole image against it before
  * installing; send_raft sends it ahead of the message, KEELD_MSG_SNAP).
  */
-static uint32_t level_of(struct pipeline *p, uint32_t id, uint64_t now);
+static uint32_t level_said(struct pipeline *p, uint32_t id);
 
 static const struct raft_msg *snap_chunk(struct pipeline *p, const struct raft_msg *m,
 					 struct raft_msg *out, struct img_sum *sum)
@@ -953,7 +953,7 @@ static const struct raft_msg *snap_chunk(struct pipeline *p, const struct raft_m
 			  m->data_off, m->index, m->to);
 	}
 	if (rc == 0) {
-		sum->ok = level_of(p, m->to, keel_now_ns()) >= NODE_LEVEL_IMAGE_SUM &&
+		sum->ok = level_said(p, m->to) >= NODE_LEVEL_IMAGE_SUM &&
 			  keeld_snap_buf_sum(m->data_buf, &sum->bytes, &sum->crc) == 0;
 		*out = *m;
 		p->chunk_buf =
@@ -2004,6 +2004,19 @@ static uint32_t level_of(struct pipeline *p, uint32_t id, uint64_t now)
 	struct level_peer *lp = level_peer_of(p, id, false);
 	return lp && lp->heard_ns && now - lp->heard_ns < level_fresh_ns(p) ? lp->level
 									    : NODE_LEVEL_UNHEARD;
+}
+
+/*
+ * The level this member said last, however long ago (NODE_LEVEL_UNHEARD: never
+ * to this leader). For what goes on the wire to it only (KEELD_MSG_SNAP), not
+ * the cluster level (level_of): a member restarted on an older keeld gets
+ * chunks it ignores until its next TOUCH (half a tick) says its level, and
+ * Raft sends them again.
+ */
+static uint32_t level_said(struct pipeline *p, uint32_t id)
+{
+	struct level_peer *lp = level_peer_of(p, id, false);
+	return lp && lp->heard_ns ? lp->level : NODE_LEVEL_UNHEARD;
 }
 
 static void level_heard(struct pipeline *p, uint32_t from, uint32_t level, uint32_t min)
