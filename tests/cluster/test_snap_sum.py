@@ -126,6 +126,10 @@ class SnapshotSum(unittest.TestCase):
                 self.assertRegex(vlog, r"installed snapshot %d \(term \d+, %s bytes\) from the "
                                  r"leader \(CRC32C %s checked\)" % (s1, n2, want))
                 vn = cl.nodes[victim]
+                # the refused image's .tmp was removed (and the good one published)
+                tmps = [f for _, _, fs in os.walk(vn.workdir) for f in fs
+                        if f.startswith("snap-") and f.endswith(".tmp")]
+                self.assertEqual(tmps, [])
                 self.assertEqual(install_failures(vn), 1)
                 # /status is the pipeline's last published view: a bounded wait
                 wait_for(lambda: status(vn)["snapshot_failures"]["install"] == 1, 10,
