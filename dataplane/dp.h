@@ -23,7 +23,7 @@
  *   off size field
  *     0   4  magic      'KEEL' (0x4B45454C)
  *     4   1  version    1
- *     5   1  type       message type, opaque to the dataplane
+ *     5   1  type       message type, opaque to the dataplane (but 255, DP_TYPE_CTL)
  *     6   2  frag_unit  payload bytes in every fragment but the last
  *     8   4  cluster_id frames from another cluster are dropped
  *    12   2  from       sender node id
