@@ -23,7 +23,7 @@
  *   off size field
  *     0   4  magic      'KEEL' (0x4B45454C)
  *     4   1  version    1
- *     5   1  type       message type, opaque to the dataplane
+ *     5   1  type       message type, opaque to the dataplane (but 255, DP_TYPE_CTL)
  *     6   2  frag_unit  payload bytes in every fragment but the last
  *     8   4  cluster_id frames from another cluster are dropped
  *    12   2  from       sender node id
@@ -83,6 +83,10 @@ extern "C" {
 	65535                   /* dp.mtu=auto's cap over kernel UDP (bench/RESULTS.md, round 5) */
 #define DP_UDP_RX_BUF_MAX 65536 /* any UDP datagram fits */
 #define DP_DEVARGS_MAX    256
+/* The transport's own message type (probes and their acks, one frame each,
+ * never delivered; dp_send refuses it). A node of an older release delivers
+ * it to its caller, which ignores a type it does not know. */
+#define DP_TYPE_CTL 255
 
 /* ------------------------------------------------------------- counters */
 
@@ -129,7 +133,12 @@ extern "C" {
 	X(DP_CTR_TX_MTU_LOWERED, "tx_mtu_lowered")   /* dp.mtu=auto followed a smaller path */    \
 	X(DP_CTR_TX_MTU_RAISED, "tx_mtu_raised")     /* dp.mtu=auto followed a larger path */     \
 	X(DP_CTR_TX_MTU_PROBES, "tx_mtu_probes")     /* route MTUs read again (dp.mtu_probe_s) */ \
-	X(DP_CTR_TX_MTU_ROUTE_EVENTS, "tx_mtu_route_events") /* ... after a route/link change */
+	X(DP_CTR_TX_MTU_ROUTE_EVENTS, "tx_mtu_route_events") /* ... after a route/link change */  \
+	X(DP_CTR_RX_CTL, "rx_ctl") /* the transport's probes and acks (not rx_frames) */          \
+	X(DP_CTR_TX_CTL, "tx_ctl") /* ... sent (not tx_frames) */                                 \
+	X(DP_CTR_TX_MTU_PEER_LIMIT, "tx_mtu_peer_limit") /* a peer's receive limit cut frames */  \
+	X(DP_CTR_TX_MTU_BLACKHOLE, "tx_mtu_blackhole")   /* big frames to a peer vanished */      \
+	X(DP_CTR_TX_MTU_BLACKHOLE_CLEARED, "tx_mtu_blackhole_cleared") /* ... carried again */
 
 enum dp_ctr {
 #define DP_CTR_ENUM_(name, str) name,
@@ -421,6 +430,13 @@ const char *dp_kind(const dp_transport *t);
 uint16_t dp_mtu(const dp_transport *t);
 /* Whether dp_mtu() was found (dp.mtu=auto) rather than set. */
 bool dp_mtu_is_auto(const dp_transport *t);
+/*
+ * The MTU frames to peer `to` are cut for: dp_mtu(), or less when the peer
+ * said it takes shorter datagrams (its dp.udp_rx_buf_bytes), or DP_MTU_MIN
+ * while big frames to it vanish on the path (a PMTUD black hole; dp.mtu=auto
+ * over kernel UDP). 0 for an unknown peer.
+ */
+uint16_t dp_mtu_to(const dp_transport *t, uint16_t to);
 
 /*
  * While running (the transport's thread): change one fault-injection key

@@ -79,6 +79,31 @@ struct dp_transport {
 	struct dp_held **held;
 	uint32_t n_held;
 	uint64_t held_seq;
+	/*
+	 * Each peer's path (transport.c, "probes"): set by the backend --
+	 * probing: send probes (kernel UDP); rx_limit: the longest datagram this
+	 * node takes, said in every probe and ack (0: none said).
+	 */
+	bool probing, ctl_due;
+	uint32_t rx_limit;
+	uint32_t probe_seq;
+	uint64_t probe_next_ns;
+	uint8_t *ctl_buf; /* a probe's zero padding */
+	struct dp_path {
+		uint32_t rx_limit; /* the peer's (its probes and acks); 0: not heard */
+		bool speaks;       /* it sent a probe or an ack: it answers probes */
+		bool fallen;       /* a black hole: cut for DP_MTU_MIN meanwhile */
+		bool upward;       /* the outstanding probe asks whether it is over */
+		bool ack_due;      /* a probe of its to answer (ack_id) */
+		uint8_t misses;    /* full-size probes unanswered in a row */
+		uint32_t ack_id;
+		uint32_t probe_id;       /* outstanding probe, 0: none */
+		uint64_t probe_ns;       /* when it was sent */
+		uint64_t heard_ns;       /* the last frame from it */
+		uint64_t first_heard_ns; /* the first (probed from a second later on) */
+		uint64_t up_ns;          /* fallen: the next upward probe */
+		uint32_t up_wait_s;      /* ... and the wait after it, doubling to dp.mtu_probe_s */
+	} path[DP_MAX_NODES];
 };
 
 /*

@@ -93,6 +93,8 @@ bool dp_mtu_is_auto(const dp_transport *t)
 
 void dp_base_fini(dp_transport *t)
 {
+	free(t->ctl_buf);
+	t->ctl_buf = NULL;
 	for (uint32_t i = 0; i < t->n_held; i++)
 		free(t->held[i]);
 	free(t->held);
@@ -348,6 +350,199 @@ int dp_set_cpu_dma_latency(dp_transport *t, bool on)
 	return 0;
 }
 
+/* ---------------------------------------------------------------- probes
+ *
+ * Each peer's path, learnt by the transport's own probes (kernel UDP; a
+ * frame of type DP_TYPE_CTL, never delivered): every second, on a receive
+ * that took frames (peers send at least every heartbeat), each configured
+ * peer heard from for a second is sent a probe, which
+ * it answers at once with a small ack. Both say the sender's receive limit
+ * (dp.udp_rx_buf_bytes): frames to a peer are cut within it, whatever this
+ * node's own MTU (a peer with smaller buffers used to lose every full frame,
+ * counted drop_truncated there, for ever). With dp.mtu=auto a probe is as
+ * long as the frames cut for that peer, so it tells whether they still
+ * arrive: a path that drops datagrams above some size without saying so
+ * (no ICMP "fragmentation needed": a PMTUD black hole) loses the probes
+ * while the peer's own frames keep coming. PROBE_MISSES such probes in a
+ * row and frames to that peer are cut for DP_MTU_MIN (counted
+ * tx_mtu_blackhole, logged); a full-size probe goes again after 10 s, then
+ * after waits doubling to dp.mtu_probe_s, and once one is answered the
+ * frames are cut as before (tx_mtu_blackhole_cleared, logged). A peer that
+ * never answered a probe (an older release, which delivers the frame to
+ * its node, which ignores the type) is never judged. Probes and acks are
+ * counted tx_ctl / rx_ctl, not in the frame counts, and bypass the test
+ * faults (dp.test_*), which stand for the path's own losses.
+ */
+#define CTL_BYTES      16 /* u8 kind, u8 0, u16 0, u32 id, u32 rx_limit, u32 0 */
+#define CTL_PROBE      1
+#define CTL_ACK        2
+#define PROBE_NS       1000000000ull
+#define PROBE_MISSES   3
+#define PROBE_UP_FIRST 10 /* s: the first upward probe after a fall */
+
+static uint16_t unit_to(const dp_transport *t, uint16_t to)
+{
+	const struct dp_path *pp = &t->path[to];
+	uint16_t u = t->frag_unit;
+	if (pp->rx_limit && pp->rx_limit - DP_HDR_BYTES < u)
+		u = (uint16_t)(pp->rx_limit - DP_HDR_BYTES);
+	if (pp->fallen)
+		u = KEEL_MIN(u, frag_unit_of(DP_MTU_MIN));
+	return u;
+}
+
+uint16_t dp_mtu_to(const dp_transport *t, uint16_t to)
+{
+	if (to == 0 || to >= DP_MAX_NODES || !t->cfg.peers[to].configured)
+		return 0;
+	return (uint16_t)(unit_to(t, to) + DP_IP_BYTES + DP_UDP_BYTES + DP_HDR_BYTES);
+}
+
+/* One probe or ack to `to`, len bytes of payload (>= CTL_BYTES), as one frame. */
+static void ctl_send(dp_transport *t, uint16_t to, uint8_t kind, uint32_t id, size_t len)
+{
+	uint8_t *f = t->ops->tx_frame(t, to, DP_HDR_BYTES + len);
+	if (!f)
+		return; /* the tx queue is full: a probe is not worth a retry */
+	struct dp_hdr h = {
+		.type = DP_TYPE_CTL,
+		.frag_unit = (uint16_t)KEEL_MAX(len, (size_t)DP_FRAG_UNIT_MIN),
+		.cluster_id = t->cfg.cluster_id,
+		.from = t->cfg.node_id,
+		.to = to,
+		.msg_id = t->next_msg_id++,
+		.msg_len = (uint32_t)len,
+		.frag_len = (uint16_t)len,
+	};
+	/* An ack needs no padding: a DPDK node (no probes, no ctl_buf) answers too. */
+	uint8_t small[CTL_BYTES];
+	uint8_t *b = len > CTL_BYTES ? t->ctl_buf : small;
+	KEEL_ASSERT(b);
+	memset(b, 0, CTL_BYTES);
+	b[0] = kind;
+	for (int i = 0; i < 4; i++) {
+		b[4 + i] = (uint8_t)(id >> (8 * i));
+		b[8 + i] = (uint8_t)(t->rx_limit >> (8 * i));
+	}
+	dp_wire_put(f, &h, b);
+	t->ctr[DP_CTR_TX_CTL]++;
+}
+
+/* A probe of the peer's answered, or not, by now: judge the path. */
+static void probe_judge(dp_transport *t, uint16_t id, struct dp_path *pp, uint64_t now)
+{
+	if (!pp->probe_id)
+		return;
+	pp->probe_id = 0;
+	if (pp->heard_ns <= pp->probe_ns)
+		return; /* the peer said nothing since: down or busy, not a path's size */
+	if (pp->upward) {
+		pp->upward = false;
+		pp->up_ns = now + (uint64_t)pp->up_wait_s * 1000000000ull;
+		pp->up_wait_s = KEEL_MIN(pp->up_wait_s * 2, t->cfg.mtu_probe_s);
+		return;
+	}
+	if (!t->mtu_auto || !pp->speaks || pp->fallen ||
+	    unit_to(t, id) <= frag_unit_of(DP_MTU_MIN) || ++pp->misses < PROBE_MISSES)
+		return;
+	uint16_t was = dp_mtu_to(t, id);
+	pp->fallen = true;
+	pp->misses = 0;
+	pp->up_wait_s = KEEL_MIN((uint32_t)PROBE_UP_FIRST, t->cfg.mtu_probe_s);
+	pp->up_ns = now + (uint64_t)pp->up_wait_s * 1000000000ull;
+	pp->up_wait_s = KEEL_MIN(pp->up_wait_s * 2, t->cfg.mtu_probe_s);
+	t->ctr[DP_CTR_TX_MTU_BLACKHOLE]++;
+	fprintf(stderr,
+		"dataplane: peer %u: %d probes of %u B in a row unanswered while its frames "
+		"arrive (a path that drops long datagrams without ICMP: a PMTUD black hole); "
+		"frames to it now cut for mtu %u (was %u), a full-size probe again in %u s\n",
+		id, PROBE_MISSES, was, DP_MTU_MIN, was,
+		(unsigned)((pp->up_ns - now) / 1000000000ull));
+}
+
+/* Acks due, and every second a probe to each peer (see "probes"). */
+static void ctl_turn(dp_transport *t, uint64_t now)
+{
+	bool probe = t->probing && now >= t->probe_next_ns;
+	if (probe)
+		t->probe_next_ns = now + PROBE_NS;
+	t->ctl_due = false;
+	for (uint16_t id = 1; id < DP_MAX_NODES; id++) {
+		struct dp_path *pp = &t->path[id];
+		if (!t->cfg.peers[id].configured)
+			continue;
+		if (pp->ack_due) {
+			pp->ack_due = false;
+			ctl_send(t, id, CTL_ACK, pp->ack_id, CTL_BYTES);
+		}
+		/* A peer is probed once it has been heard for a second: one never
+		 * heard has nothing to say yet (and may not know this node). */
+		if (!probe || !pp->first_heard_ns || now - pp->first_heard_ns < PROBE_NS)
+			continue;
+		probe_judge(t, id, pp, now);
+		size_t len = CTL_BYTES; /* a hello: the receive limit only */
+		if (t->mtu_auto && pp->fallen && now >= pp->up_ns) {
+			pp->fallen = false; /* the size the path had */
+			len = unit_to(t, id);
+			pp->fallen = true;
+			pp->upward = true;
+		} else if (t->mtu_auto && pp->speaks) {
+			len = unit_to(t, id); /* a peer that never answered gets hellos */
+		}
+		pp->probe_id = ++t->probe_seq ? t->probe_seq : ++t->probe_seq;
+		pp->probe_ns = now;
+		ctl_send(t, id, CTL_PROBE, pp->probe_id, KEEL_MAX(len, (size_t)CTL_BYTES));
+	}
+}
+
+/* A probe or an ack from peer `from` (one frame, parsed by the caller):
+ * false when it is malformed (the caller counts it as a dropped frame). */
+static bool ctl_rx(dp_transport *t, const struct dp_hdr *h, const uint8_t *b)
+{
+	struct dp_path *pp = &t->path[h->from];
+	if (h->frag_len != h->msg_len || h->msg_len < CTL_BYTES)
+		return false;
+	uint32_t id = 0, lim = 0;
+	for (int i = 0; i < 4; i++) {
+		id |= (uint32_t)b[4 + i] << (8 * i);
+		lim |= (uint32_t)b[8 + i] << (8 * i);
+	}
+	if ((b[0] != CTL_PROBE && b[0] != CTL_ACK) ||
+	    (lim && (lim < DP_HDR_BYTES + DP_FRAG_UNIT_MIN || lim > DP_UDP_RX_BUF_MAX)))
+		return false;
+	t->ctr[DP_CTR_RX_CTL]++;
+	pp->speaks = true;
+	if (lim != pp->rx_limit) {
+		uint16_t was = dp_mtu_to(t, h->from);
+		pp->rx_limit = lim;
+		uint16_t now_mtu = dp_mtu_to(t, h->from);
+		if (now_mtu != was) {
+			t->ctr[DP_CTR_TX_MTU_PEER_LIMIT]++;
+			fprintf(stderr,
+				"dataplane: peer %u takes datagrams of up to %u B: frames to it "
+				"now cut for mtu %u (was %u)\n",
+				h->from, lim, now_mtu, was);
+		}
+	}
+	if (b[0] == CTL_PROBE) {
+		pp->ack_due = true;
+		pp->ack_id = id;
+		t->ctl_due = true;
+	} else if (id && id == pp->probe_id) {
+		pp->probe_id = 0;
+		pp->misses = 0;
+		if (pp->upward) {
+			pp->upward = pp->fallen = false;
+			t->ctr[DP_CTR_TX_MTU_BLACKHOLE_CLEARED]++;
+			fprintf(stderr,
+				"dataplane: peer %u: a full-size probe answered: frames to it cut "
+				"for mtu %u again (was %u)\n",
+				h->from, dp_mtu_to(t, h->from), DP_MTU_MIN);
+		}
+	}
+	return true;
+}
+
 /* Check a message of len bytes to `to` and give it its header and id. */
 static int msg_start(dp_transport *t, uint16_t to, uint8_t type, size_t len, struct dp_hdr *h)
 {
@@ -355,9 +550,11 @@ static int msg_start(dp_transport *t, uint16_t to, uint8_t type, size_t len, str
 		return KEEL_E_UNKNOWN_PEER;
 	if (len > t->cfg.max_msg_bytes)
 		return KEEL_E_TOO_BIG;
+	if (type == DP_TYPE_CTL)
+		return KEEL_E_INVAL; /* the transport's own */
 	*h = (struct dp_hdr){
 		.type = type,
-		.frag_unit = t->frag_unit,
+		.frag_unit = unit_to(t, to),
 		.cluster_id = t->cfg.cluster_id,
 		.from = t->cfg.node_id,
 		.to = to,
@@ -378,7 +575,7 @@ int dp_send(dp_transport *t, uint16_t to, uint8_t type, const void *buf, size_t 
 	uint32_t off = 0;
 	do {
 		h.frag_off = off;
-		h.frag_len = (uint16_t)KEEL_MIN((size_t)t->frag_unit, len - off);
+		h.frag_len = (uint16_t)KEEL_MIN((size_t)h.frag_unit, len - off);
 		off += h.frag_len;
 		if (keel_unlikely(t->cfg.test_loss_ppm) && fault_hits(t, to) &&
 		    rng_ppm(t) < t->cfg.test_loss_ppm) {
@@ -483,7 +680,7 @@ int dp_send_ref(dp_transport *t, uint16_t to, uint8_t type, const void *hdr, siz
 	size_t off = 0;
 	do {
 		h.frag_off = (uint32_t)off;
-		h.frag_len = (uint16_t)KEEL_MIN((size_t)t->frag_unit, len - off);
+		h.frag_len = (uint16_t)KEEL_MIN((size_t)h.frag_unit, len - off);
 		int np = frame_pieces(hdr, hdr_len, segs, n, off, h.frag_len, &si, &so, pcs);
 		/* Skip empty segments so the next frame starts on real bytes. */
 		while (si < n && segs[si].len == 0)
@@ -570,6 +767,13 @@ int dp_recv_burst(dp_transport *t, struct dp_msg *msgs, int max)
 	t->rx_frames_last = t->ctr[DP_CTR_RX_FRAMES] - frames;
 	if (dp_reasm_inflight(t->reasm))
 		dp_reasm_expire(t->reasm, keel_now_ns());
+	if (t->ctl_due || (t->probing && t->rx_frames_last)) {
+		uint64_t now = keel_now_ns();
+		if (t->ctl_due || now >= t->probe_next_ns) {
+			ctl_turn(t, now); /* an ack goes at once: the prober times it */
+			(void)t->ops->flush(t);
+		}
+	}
 	return n;
 }
 
@@ -595,6 +799,16 @@ int dp_rx_frame(dp_transport *t, const uint8_t *buf, size_t len, uint32_t src_ip
 	if (!p->configured || p->ip != src_ip || p->udp_port != src_port) {
 		rc = -DP_CTR_DROP_UNKNOWN_PEER;
 		goto drop;
+	}
+	t->path[h.from].heard_ns = now_ns;
+	if (!t->path[h.from].first_heard_ns)
+		t->path[h.from].first_heard_ns = now_ns;
+	if (h.type == DP_TYPE_CTL) { /* the transport's own: counted rx_ctl, not a frame */
+		rc = -DP_CTR_DROP_MALFORMED;
+		if (!ctl_rx(t, &h, payload))
+			goto drop;
+		t->ctr[DP_CTR_RX_FRAMES]--;
+		return 0;
 	}
 	rc = dp_reasm_add(t->reasm, &h, payload, now_ns, out);
 	if (rc < 0)
@@ -650,6 +864,7 @@ int dp_peer_set(dp_transport *t, uint16_t id, uint32_t ip, uint16_t udp_port)
 	struct dp_peer_config *p = &t->cfg.peers[id];
 	if (p->configured && p->ip == ip && p->udp_port == udp_port)
 		return 0;
+	t->path[id] = (struct dp_path){ 0 }; /* another node, maybe: learnt again */
 	*p = (struct dp_peer_config){
 		.configured = true, .ip = ip, .udp_port = udp_port, .port = -1
 	};
@@ -665,6 +880,7 @@ int dp_peer_remove(dp_transport *t, uint16_t id)
 	if (!t->cfg.peers[id].configured)
 		return 0;
 	t->cfg.peers[id] = (struct dp_peer_config){ .configured = false, .port = -1 };
+	t->path[id] = (struct dp_path){ 0 };
 	if (t->ops->peer_changed)
 		t->ops->peer_changed(t, id);
 	return 0;

@@ -532,9 +532,14 @@ int dp_udp_open(const struct dp_config *c, dp_transport **out, char *err, size_t
 		u->mtu_cap = (uint16_t)KEEL_MIN(DP_MTU_UDP_AUTO_MAX,
 						c->udp_rx_buf_bytes + DP_IP_BYTES + DP_UDP_BYTES);
 	u->frame_cap = (size_t)u->mtu_cap - DP_IP_BYTES - DP_UDP_BYTES;
+	/* Probes (transport.c): say this node's receive limit to every peer,
+	 * and with auto find the black holes on the path to each. */
+	u->base.probing = true;
+	u->base.rx_limit = c->udp_rx_buf_bytes;
+	u->base.ctl_buf = calloc(1, u->frame_cap);
 	u->txbuf = malloc(TX_BATCH * u->frame_cap);
 	u->rxbuf = malloc((size_t)DP_BURST * c->udp_rx_buf_bytes);
-	if (!u->txbuf || !u->rxbuf) {
+	if (!u->txbuf || !u->rxbuf || !u->base.ctl_buf) {
 		snprintf(err, errlen, "dataplane udp: out of memory for buffers");
 		rc = KEEL_E_NOMEM;
 		goto fail;

@@ -369,6 +369,23 @@ int wal_snap_image_open(struct wal *w, uint64_t index, bool verify, struct wal_s
  */
 int wal_snap_image_read(const struct wal_snap_image *img, uint64_t off, void *buf, size_t len);
 void wal_snap_image_close(struct wal_snap_image *img);
+/*
+ * The image's identity for a transfer: the CRC32C of its payload alone (what
+ * a follower receives, chunk by chunk), derived from the trailer's CRC of
+ * membership || payload -- computed by the writer from the bytes it was
+ * given, not from what the disk holds now -- and the membership's own CRC
+ * (two small preads; the payload is not read). So a page the disk or the page
+ * cache changed after the write shows as a mismatch at the receiver instead
+ * of being vouched for. 0, -errno, or KEEL_E_CORRUPT (a trailer or
+ * membership that no longer reads as written). Any thread.
+ */
+int wal_snap_image_data_crc(const struct wal_snap_image *img, uint32_t *crc);
+/*
+ * CRC32C of b, given crc_ab = CRC32C of a||b, crc_a = CRC32C of a, and b's
+ * length (CRC32C is linear: crc(a||b) = crc(a) * x^(8*len_b) mod P ^ crc(b)).
+ * O(log len_b), no data read.
+ */
+uint32_t wal_crc32c_suffix(uint32_t crc_ab, uint32_t crc_a, uint64_t len_b);
 
 #ifdef __cplusplus
 }

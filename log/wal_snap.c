@@ -527,3 +527,62 @@ void wal_snap_image_close(struct wal_snap_image *img)
 		close(img->fd_);
 	memset(img, 0, sizeof(*img));
 }
+
+/*
+ * Polynomials mod the CRC32C polynomial, reflected (bit 31 is x^0), as the
+ * register of keel_crc32c holds them. mulmod: a * b mod P.
+ */
+#define CRC32C_POLY_REFLECTED 0x82f63b78u
+
+static uint32_t crc_mulmod(uint32_t a, uint32_t b)
+{
+	uint32_t prod = 0;
+	for (uint32_t m = 1u << 31; m; m >>= 1) {
+		if (a & m)
+			prod ^= b;
+		b = b & 1 ? (b >> 1) ^ CRC32C_POLY_REFLECTED : b >> 1;
+	}
+	return prod;
+}
+
+/* x^(8 * bytes) mod P, by squaring: x^(2^k) for k = 3, 4, ... */
+static uint32_t crc_x8n(uint64_t bytes)
+{
+	uint32_t r = 1u << 31;        /* x^0 */
+	uint32_t sq = 1u << (31 - 8); /* x^8: one byte */
+	for (; bytes; bytes >>= 1) {
+		if (bytes & 1)
+			r = crc_mulmod(r, sq);
+		sq = crc_mulmod(sq, sq);
+	}
+	return r;
+}
+
+uint32_t wal_crc32c_suffix(uint32_t crc_ab, uint32_t crc_a, uint64_t len_b)
+{
+	/* keel_crc32c's pre- and post-inversion cancel in the XOR of the two:
+	 * crc(a||b) = crc(a) shifted over len_b zero bytes ^ crc(b). */
+	return crc_ab ^ crc_mulmod(crc_x8n(len_b), crc_a);
+}
+
+int wal_snap_image_data_crc(const struct wal_snap_image *img, uint32_t *crc)
+{
+	if (!img->index)
+		return KEEL_E_INVAL;
+	uint8_t t[SNAP_TRL_BYTES];
+	uint8_t *memb = malloc(img->membership_len ? img->membership_len : 1);
+	if (!memb)
+		return KEEL_E_NOMEM;
+	int rc = wal_read_all(img->fd_, memb, img->membership_len, SNAP_HDR_BYTES);
+	if (!rc)
+		rc = wal_read_all(img->fd_, t, sizeof(t), img->data_off_ + img->data_bytes);
+	if (!rc && (wal_get32(t + 12) != SNAP_END_MAGIC ||
+		    wal_get32(t + 16) != keel_crc32c(0, t, 16) || wal_get64(t) != img->data_bytes))
+		rc = KEEL_E_CORRUPT;
+	if (!rc)
+		*crc = wal_crc32c_suffix(wal_get32(t + 8),
+					 keel_crc32c(0, memb, img->membership_len),
+					 img->data_bytes);
+	free(memb);
+	return rc == KEEL_E_TORN ? KEEL_E_CORRUPT : rc;
+}

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "gb.h"
+#include "keel.h"
 #include "wal.h"
 
 #define GROUP 32
@@ -83,7 +84,42 @@ static void bm_wal_group(gb_state *st)
 	rm_flat(dir);
 }
 
+/*
+ * The snapshot transfer's checksum (pipeline.c take_chunks): the follower's
+ * CRC32C over an image as its 64 KiB chunks arrive, per MiB of image; and the
+ * leader's side, the payload's CRC derived from the file trailer's
+ * (wal_crc32c_suffix) for an image of the given MiB, which reads no payload.
+ */
+static void bm_image_crc(gb_state *st)
+{
+	size_t mib = (size_t)gb_range(st, 0), chunk = 65536;
+	uint8_t *b = malloc(chunk);
+	for (size_t i = 0; i < chunk; i++)
+		b[i] = (uint8_t)(i * 131u + 7u);
+	uint32_t c = 0;
+	while (gb_keep_running(st)) {
+		for (size_t off = 0; off < (mib << 20); off += chunk)
+			c = keel_crc32c(c, b, chunk);
+		gb_do_not_optimize(&c);
+	}
+	gb_set_bytes_processed(st, gb_iterations(st) * (int64_t)(mib << 20));
+	free(b);
+}
+
+static void bm_image_crc_derive(gb_state *st)
+{
+	uint64_t bytes = (uint64_t)gb_range(st, 0) << 20;
+	uint32_t c = 0x12345678u;
+	while (gb_keep_running(st)) {
+		c = wal_crc32c_suffix(c, 0x9abcdef0u, bytes);
+		gb_do_not_optimize(&c);
+	}
+}
+
 GB_BENCH(wal)
 {
 	gb_register_args("wal_group32_tmpfs", bm_wal_group, (int64_t[]){ 64, 1024 }, 2);
+	gb_register_args("snap_image_crc32c_mib", bm_image_crc, (int64_t[]){ 1, 64 }, 2);
+	gb_register_args("snap_image_crc32c_derive_mib", bm_image_crc_derive,
+			 (int64_t[]){ 1, 4096 }, 2);
 }

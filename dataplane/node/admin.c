@@ -45,6 +45,7 @@ static const char *const live_keys[] = {
 	"keel.test.snapshotSyncFailAfter",
 	"keel.test.snapshotRestoreFailAfter",
 	"keel.test.snapshotKeepEntries",
+	"keel.test.snapshotCorruptAfter",
 	"maxClientCnxns",
 	"globalOutstandingLimit",
 	"keel.heartbeatMs",
@@ -239,6 +240,23 @@ int keeld_admin_start(struct keeld *k)
 			"UDP: a send refused as too long, a peer added behind a smaller route, or "
 			"the route MTUs read again after a route change or every "
 			"dp.mtu_probe_s); each is logged, /status dp_mtu shows the MTU in use.");
+	static const char *const path_events[3] = { "blackhole", "blackhole_cleared",
+						    "peer_limit" };
+	for (int i = 0; i < 3; i++) {
+		char lb[48];
+		snprintf(lb, sizeof(lb), "event=\"%s\"", path_events[i]);
+		k->mtu_path_c[i] = mgmt_metrics_counter(
+			k->metrics, "keel_transport_mtu_path_total", lb,
+			"The peer transport's probes (kernel UDP): blackhole: frames to a peer cut "
+			"for the minimum MTU because full-size probes went unanswered while its "
+			"frames arrived (a path that drops long datagrams without ICMP, "
+			"dp.mtu=auto); "
+			"blackhole_cleared: a full-size probe answered again, frames cut as "
+			"before; "
+			"peer_limit: a peer's receive limit (its dp.udp_rx_buf_bytes) cut the "
+			"frames "
+			"to it. Each is logged.");
+	}
 	for (int i = 0; i < KEELD_SNAP_STAGES; i++) {
 		char lb[48];
 		snprintf(lb, sizeof(lb), "stage=\"%s\"", mgmt_snap_stage_names[i]);

@@ -50,7 +50,12 @@ enum keeld_msg {
 	KEELD_MSG_TOUCH = 3,   /* any -> leader: sessions alive at the sender */
 	KEELD_MSG_REMOVED = 4, /* leader -> a removed member: stop (no payload) */
 	KEELD_MSG_REFUSED = 5, /* leader -> a member of too old a protocol level: stop */
+	/* leader -> a follower of level >= NODE_LEVEL_IMAGE_SUM: an InstallSnapshot
+	 * chunk, KEELD_SNAP_SUM_BYTES (u64 the image's bytes, u32 the CRC32C of
+	 * the whole image, u32 0) ahead of the Raft message */
+	KEELD_MSG_SNAP = 6,
 };
+#define KEELD_SNAP_SUM_BYTES 16u
 
 enum preq_kind {
 	PREQ_TXN = 0,      /* a write: reply from the apply result */
@@ -273,6 +278,10 @@ struct keeld {
 	 * (pipeline.c mg_drops) */
 	struct mgmt_counter *mtu_changes_c[2];
 	uint64_t mtu_changes_seen[2];
+	/* keel_transport_mtu_path_total{event}: the transport's probes (dp.h
+	 * DP_TYPE_CTL): blackhole, blackhole_cleared, peer_limit */
+	struct mgmt_counter *mtu_path_c[3];
+	uint64_t mtu_path_seen[3];
 	/* keel_session_expired_total{reason}: n_expired on /metrics (admin.c) */
 	struct mgmt_counter *expired_c[KEELD_EXPIRED_REASONS];
 	/* keel_protocol_level_refused_total: members refused for their level */
@@ -502,6 +511,10 @@ bool keeld_snap_buf_is(const struct raft_buf *b);
  * *name gets the file's name (snap-<index>.snap) for the caller's messages. */
 int keeld_snap_buf_read(const struct raft_buf *b, uint64_t off, void *dst, size_t len,
 			const char **name);
+/* The image's length and CRC32C for the transfer (wal_snap_image_data_crc,
+ * read once, at keeld_snap_buf): 0, or the error reading them (the chunks
+ * then go without a sum, as to a level-5 follower). */
+int keeld_snap_buf_sum(const struct raft_buf *b, uint64_t *bytes, uint32_t *crc);
 
 /* sha1.c: for digest ids "user:base64(sha1(user:password))". */
 void keeld_sha1(const void *data, size_t len, uint8_t out[20]);

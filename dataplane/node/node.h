@@ -170,8 +170,15 @@ struct node_config {
  *      in "." or "..", and at that item the built-in nodes' counters take
  *      ZooKeeper's values; a snapshot of level 5 holds a store that follows
  *      it. No new encoding: what changes is what an apply creates.
+ *   6  session 8: InstallSnapshot chunks to a member that says level 6 go as
+ *      KEELD_MSG_SNAP (keeld_int.h): the whole image's length and CRC32C
+ *      ahead of the Raft message, checked by the follower before it
+ *      installs. Nothing replicated changes (a link between two level-6
+ *      nodes uses it whatever the cluster level); a level-5 follower gets
+ *      the plain KEELD_MSG_RAFT chunks it reads, and a level-5 node ignores a
+ *      message type it does not know.
  */
-#define NODE_PROTOCOL_LEVEL     5
+#define NODE_PROTOCOL_LEVEL     6
 #define NODE_PROTOCOL_LEVEL_MIN 2 /* the lowest cluster level this keeld can serve in */
 /* The first level that says its level (lower ones say nothing), and from
  * which snapshot images carry the cluster level. */
@@ -180,6 +187,9 @@ struct node_config {
 #define NODE_LEVEL_SETTINGS 4
 /* The first level whose apply numbers sequential nodes as ZooKeeper does. */
 #define NODE_LEVEL_ZK_NUMBERING 5
+/* The first level that reads KEELD_MSG_SNAP (snapshot chunks with the image's
+ * length and CRC32C). */
+#define NODE_LEVEL_IMAGE_SUM 6
 /* Replicated settings (a u32 of flags). Below NODE_LEVEL_SETTINGS every node
  * applies with its own configuration (as level-3 nodes do). A bit this
  * release does not know is malformed: skipping it would change the apply. */

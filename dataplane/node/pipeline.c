@@ -269,6 +269,13 @@ struct hb_held {
 	uint8_t buf[HB_HELD_BYTES];
 };
 
+/* An image's identity in a transfer: its payload's length and CRC32C. */
+struct img_sum {
+	uint64_t bytes;
+	uint32_t crc;
+	bool ok;
+};
+
 struct pipeline {
 	struct keeld *k;
 	struct raft *r;
@@ -400,6 +407,20 @@ struct pipeline {
 	/* the image's chunk writes so far: in all, the longest (the install's log) */
 	uint64_t inst_write_ns, inst_write_max_ns;
 	bool inst_restarting; /* after a failed chunk: raft told to start the image again */
+	/* The whole image's length and CRC32C the leader stated (KEELD_MSG_SNAP),
+	 * and the CRC32C of the chunks written so far: compared before the seal
+	 * (install_snapshot). inst_sum.ok false: the leader stated none (level 5). */
+	struct img_sum inst_sum;
+	uint32_t inst_crc;
+	/* The sums of the snapshot chunks stepped since (on_snap), by (index,
+	 * term, offset), for take_chunks: a small ring, the newest wins. */
+	struct rx_sum {
+		uint64_t index, term, offset;
+		struct img_sum sum;
+	} rx_sums[16];
+	uint32_t rx_sums_n;
+	struct img_sum rx_sum_next;    /* the sum ahead of the message on_raft decodes */
+	uint64_t test_snap_corrupt;    /* keel.test.snapshotCorruptAfter: countdown, 0 = off */
 	uint64_t test_snap_write_fail; /* keel.test.snapshotWriteFailAfter: countdown, 0 = off */
 	/* keel.test.snapshotSyncFailAfter / snapshotRestoreFailAfter: countdowns of the
 	 * installs' final sync+rename and restore, 0 = off */
@@ -914,10 +935,19 @@ static void snap_fail(struct pipeline *p, enum keeld_snap_stage stage, const cha
  * bad, so snap_turn takes a new snapshot (at a new index: Raft restarts the
  * transfer at offset 0, never mixing two images' bytes) to replace it. The
  * node keeps serving meanwhile. NULL: not to be sent.
+ *
+ * To a follower that says level NODE_LEVEL_IMAGE_SUM or more, *sum gets the
+ * image's length and CRC32C (the writer's, from the file's trailer: not of
+ * what was read now, so bytes the disk or the page cache changed since the
+ * write show at the follower, which checks its whole image against it before
+ * installing; send_raft sends it ahead of the message, KEELD_MSG_SNAP).
  */
+static uint32_t level_said(struct pipeline *p, uint32_t id);
+
 static const struct raft_msg *snap_chunk(struct pipeline *p, const struct raft_msg *m,
-					 struct raft_msg *out)
+					 struct raft_msg *out, struct img_sum *sum)
 {
+	sum->ok = false;
 	if (m->type != RAFT_MSG_SNAPSHOT || !m->data_len || !keeld_snap_buf_is(m->data_buf))
 		return m;
 	p->chunk = grow(p->chunk, &p->chunk_cap, m->data_len, 1);
@@ -925,7 +955,17 @@ static const struct raft_msg *snap_chunk(struct pipeline *p, const struct raft_m
 	int rc = keeld_snap_buf_read(m->data_buf, m->data_off, p->chunk, m->data_len, &name);
 	if (rc == 0 && p->test_snap_read_fail && --p->test_snap_read_fail == 0)
 		rc = -EIO; /* test: this read fails as a disk error would */
+	if (rc == 0 && p->test_snap_corrupt && --p->test_snap_corrupt == 0) {
+		/* test: a byte the page cache or the disk changed after the write;
+		 * the frame's CRC is computed over it, so only the image's sum sees it */
+		p->chunk[m->data_len / 2] ^= 0x20;
+		keeld_log("test: keel.test.snapshotCorruptAfter: a byte flipped in the chunk at "
+			  "%" PRIu64 " of snapshot %" PRIu64 " for node %u",
+			  m->data_off, m->index, m->to);
+	}
 	if (rc == 0) {
+		sum->ok = level_said(p, m->to) >= NODE_LEVEL_IMAGE_SUM &&
+			  keeld_snap_buf_sum(m->data_buf, &sum->bytes, &sum->crc) == 0;
 		*out = *m;
 		p->chunk_buf =
 			(struct raft_buf){ .refs = 1, .size = m->data_len, .data = p->chunk };
@@ -981,11 +1021,19 @@ static const struct raft_msg *snap_chunk(struct pipeline *p, const struct raft_m
 static void send_raft(struct pipeline *p, const struct raft_msg *m)
 {
 	struct raft_msg chunk;
-	if (!(m = snap_chunk(p, m, &chunk)))
+	struct img_sum sum;
+	if (!(m = snap_chunk(p, m, &chunk, &sum)))
 		return; /* the image could not be read: counted, Raft sends it again */
-	size_t n = raft_msg_encoded_size(m);
+	size_t pre = sum.ok ? KEELD_SNAP_SUM_BYTES : 0; /* KEELD_MSG_SNAP's sum */
+	size_t n = raft_msg_encoded_size(m) + pre;
 	p->sendbuf = grow(p->sendbuf, &p->sendcap, n, 1);
-	int64_t w = raft_msg_encode(m, p->sendbuf, p->sendcap);
+	int64_t w = raft_msg_encode(m, p->sendbuf + pre, p->sendcap - pre);
+	if (w >= 0 && pre) {
+		put64(p->sendbuf, sum.bytes);
+		put32(p->sendbuf + 8, sum.crc);
+		put32(p->sendbuf + 12, 0);
+		w += (int64_t)pre; /* a snapshot chunk: never held below */
+	}
 	if (w < 0) {
 		keeld_log("pipeline: encode %s: %s", raft_msg_type_name(m->type),
 			  keel_strerror((int)w));
@@ -993,7 +1041,7 @@ static void send_raft(struct pipeline *p, const struct raft_msg *m)
 	}
 	if (p->held_n && m->type == RAFT_MSG_HEARTBEAT_RESP)
 		held_release(p, RAFT_MSG_HEARTBEAT_RESP, m->to); /* another leader */
-	bool hold = m->to < DP_MAX_NODES && (size_t)w <= HB_HELD_BYTES &&
+	bool hold = m->to < DP_MAX_NODES && (size_t)w <= HB_HELD_BYTES && !pre &&
 		    (m->type == RAFT_MSG_HEARTBEAT_RESP ||
 		     (m->type == RAFT_MSG_HEARTBEAT && p->hb_hold));
 	struct hb_held *h = m->to < DP_MAX_NODES ? &p->held[m->to] : NULL;
@@ -1019,7 +1067,8 @@ static void send_raft(struct pipeline *p, const struct raft_msg *m)
 		return;
 	}
 	if (p->t)
-		(void)dp_send(p->t, (uint16_t)m->to, KEELD_MSG_RAFT, p->sendbuf, (size_t)w);
+		(void)dp_send(p->t, (uint16_t)m->to, pre ? KEELD_MSG_SNAP : KEELD_MSG_RAFT,
+			      p->sendbuf, (size_t)w);
 	if (h && m->type == RAFT_MSG_HEARTBEAT && m->ctx > h->sent_ctx)
 		h->sent_ctx = m->ctx;
 }
@@ -1329,6 +1378,14 @@ static void on_raft(struct pipeline *p, const struct dp_msg *m)
 		return;
 	if (m->from < DP_MAX_NODES)
 		p->raft_rx[m->from]++; /* it speaks (level_silent) */
+	if (msg.type == RAFT_MSG_SNAPSHOT && msg.data_len) {
+		/* its image's sum (on_snap; none from a level-5 leader), for take_chunks */
+		p->rx_sums[p->rx_sums_n++ % KEEL_ARRAY_SIZE(p->rx_sums)] =
+			(struct rx_sum){ .index = msg.index,
+					 .term = msg.term,
+					 .offset = msg.offset,
+					 .sum = p->rx_sum_next };
+	}
 	/* A removed member is told so; its votes must not disturb the members. */
 	if (removed_speaks(p, m->from, &msg))
 		return;
@@ -1353,6 +1410,25 @@ static void on_raft(struct pipeline *p, const struct dp_msg *m)
 	(void)raft_step(p->r, &msg);
 	KEEL_ASSERT(frame.refs == 1);
 	raft_buf_unref(b);
+}
+
+/*
+ * A snapshot chunk from a level-6 leader (KEELD_MSG_SNAP): the whole image's
+ * length and CRC32C, then the Raft message, stepped as any (on_raft, which
+ * notes the sum for take_chunks). One that is too short, or whose message is
+ * not a chunk with data, is dropped as a malformed Raft message would be.
+ */
+static void on_snap(struct pipeline *p, const struct dp_msg *m)
+{
+	if (m->len <= KEELD_SNAP_SUM_BYTES || get32(m->data + 12) != 0)
+		return;
+	struct dp_msg r = *m;
+	r.data += KEELD_SNAP_SUM_BYTES;
+	r.len -= KEELD_SNAP_SUM_BYTES;
+	p->rx_sum_next =
+		(struct img_sum){ .bytes = get64(m->data), .crc = get32(m->data + 8), .ok = true };
+	on_raft(p, &r);
+	p->rx_sum_next.ok = false;
 }
 
 /* ------------------------------------------------------------- apply */
@@ -1946,6 +2022,19 @@ static uint32_t level_of(struct pipeline *p, uint32_t id, uint64_t now)
 	struct level_peer *lp = level_peer_of(p, id, false);
 	return lp && lp->heard_ns && now - lp->heard_ns < level_fresh_ns(p) ? lp->level
 									    : NODE_LEVEL_UNHEARD;
+}
+
+/*
+ * The level this member said last, however long ago (NODE_LEVEL_UNHEARD: never
+ * to this leader). For what goes on the wire to it only (KEELD_MSG_SNAP), not
+ * the cluster level (level_of): a member restarted on an older keeld gets
+ * chunks it ignores until its next TOUCH (half a tick) says its level, and
+ * Raft sends them again.
+ */
+static uint32_t level_said(struct pipeline *p, uint32_t id)
+{
+	struct level_peer *lp = level_peer_of(p, id, false);
+	return lp && lp->heard_ns ? lp->level : NODE_LEVEL_UNHEARD;
 }
 
 static void level_heard(struct pipeline *p, uint32_t from, uint32_t level, uint32_t min)
@@ -2684,6 +2773,20 @@ static void inst_drop(struct pipeline *p)
 	p->inst_rc_last = false;
 	p->inst_write_ns = p->inst_write_max_ns = 0;
 	p->inst_restarting = false;
+	p->inst_sum.ok = false;
+	p->inst_crc = 0;
+}
+
+/* The sum the leader sent with this chunk's message (on_raft's ring). */
+static struct img_sum chunk_sum(const struct pipeline *p, const struct raft_chunk *c)
+{
+	uint32_t cap = KEEL_ARRAY_SIZE(p->rx_sums), n = KEEL_MIN(p->rx_sums_n, cap);
+	for (uint32_t i = 0; i < n; i++) {
+		const struct rx_sum *r = &p->rx_sums[(p->rx_sums_n - 1 - i) % cap];
+		if (r->index == c->index && r->term == c->term && r->offset == c->offset)
+			return r->sum;
+	}
+	return (struct img_sum){ .ok = false };
 }
 
 /*
@@ -2694,12 +2797,21 @@ static void inst_drop(struct pipeline *p)
  * continue the image) is remembered, counted and logged when it happens, and
  * the transfer starts again from the first chunk (inst_restart); when it was
  * the last chunk, the install fails (install_snapshot) and raft takes it back.
+ *
+ * The image's identity (level 6): the CRC32C of the chunks is kept as they are
+ * written (inst_crc), and the leader's sum for the whole image (the first one
+ * heard for the transfer: chunks from a level-5 leader, or sent before it
+ * heard this node's level, carry none) is compared with it before the seal.
+ * A chunk whose sum differs from the transfer's is of another image under the
+ * same index and term (the leader replaced an image it could not read, and
+ * the bytes differ): a failed chunk, the transfer starts again.
  */
 static void take_chunks(struct pipeline *p, const struct raft_update *u)
 {
 	for (uint32_t i = 0; i < u->n_chunks; i++) {
 		const struct raft_chunk *c = &u->chunks[i];
 		bool was_ok = !p->inst_rc || c->offset == 0;
+		struct img_sum cs = chunk_sum(p, c);
 		if (c->offset == 0) {
 			uint8_t cb[RAFT_CONF_MAX_BYTES];
 			size_t cl = raft_conf_encode(&c->conf, cb);
@@ -2711,9 +2823,15 @@ static void take_chunks(struct pipeline *p, const struct raft_update *u)
 		} else if (!p->inst_rc && (!p->inst_sw || c->index != p->inst_index ||
 					   c->term != p->inst_term || c->offset != p->inst_len)) {
 			p->inst_rc = KEEL_E_STATE; /* not the continuation of this image */
+		} else if (!p->inst_rc && cs.ok && p->inst_sum.ok &&
+			   (cs.crc != p->inst_sum.crc || cs.bytes != p->inst_sum.bytes)) {
+			p->inst_rc = KEEL_E_CORRUPT; /* another image under this index and term */
 		}
+		if (!p->inst_rc && cs.ok && !p->inst_sum.ok)
+			p->inst_sum = cs;
 		if (!p->inst_rc && c->buf && c->len) {
 			uint64_t t0 = keel_now_ns();
+			p->inst_crc = keel_crc32c(p->inst_crc, c->buf->data + c->off, c->len);
 			if ((p->test_snap_write_fail && --p->test_snap_write_fail == 0) ||
 			    (c->last && p->test_snap_lastw_fail && --p->test_snap_lastw_fail == 0))
 				p->inst_rc = -EIO; /* test: this write fails as the disk would */
@@ -2726,19 +2844,26 @@ static void take_chunks(struct pipeline *p, const struct raft_update *u)
 			p->inst_write_max_ns = KEEL_MAX(p->inst_write_max_ns, t0);
 		}
 		if (was_ok && p->inst_rc) {
+			const char *why =
+				p->inst_rc == KEEL_E_CORRUPT
+					? "the leader's sum of its image (CRC32C, length) "
+					  "is not the one its first chunks had: another "
+					  "image under the same index"
+					: keel_strerror(p->inst_rc);
 			p->inst_rc_last = c->last;
 			snap_fail(p, KEELD_SNAP_INSTALL,
 				  "snapshot %" PRIu64 " from the leader: the chunk at %" PRIu64
 				  ": %s",
-				  c->index, c->offset, keel_strerror(p->inst_rc));
+				  c->index, c->offset, why);
 			keeld_log("snapshot %" PRIu64 " from the leader: the chunk at %" PRIu64
 				  " (%u bytes): %s; %s",
-				  c->index, c->offset, c->len, keel_strerror(p->inst_rc),
+				  c->index, c->offset, c->len, why,
 				  c->last ? "it was the last one: this install fails, the image is "
 					    "asked for again"
 					  : "the transfer starts again from the first chunk");
 		}
 	}
+	p->rx_sums_n = 0; /* every message stepped so far is in this update */
 }
 
 /*
@@ -2838,6 +2963,21 @@ static int install_snapshot(struct pipeline *p, const struct raft_snapshot_meta 
 		rc = KEEL_E_STATE;
 		stage = "assembling (from chunks not all of this image)";
 	}
+	/* The whole image against the leader's sum, before the sync and the
+	 * restore spend anything on it: a splice of two images, or bytes changed
+	 * before the leader's frames were made (its disk, its page cache), which
+	 * no frame CRC sees. Refused as any failed install: raft asks again. */
+	char sumwhy[200];
+	struct img_sum sum = p->inst_sum;
+	if (!rc && sum.ok && (p->inst_len != sum.bytes || p->inst_crc != sum.crc)) {
+		rc = KEEL_E_CORRUPT;
+		snprintf(sumwhy, sizeof(sumwhy),
+			 "checking the image (CRC32C %08x of %" PRIu64 " bytes received, the "
+			 "leader's image %08x of %" PRIu64 " bytes) of",
+			 p->inst_crc, p->inst_len, sum.crc, sum.bytes);
+		stage = sumwhy;
+		fname = tmp;
+	}
 	if (!rc) {
 		stage = "syncing";
 		fname = tmp;
@@ -2926,11 +3066,15 @@ static int install_snapshot(struct pipeline *p, const struct raft_snapshot_meta 
 	p->inst_retry_ns = 0;
 	/* What the install cost this pipeline: the chunk writes, spread over the
 	 * turns that received them, then this one turn (sync, restore). */
+	char sumsaid[64] = "not checked: the leader sent no sum";
+	if (sum.ok)
+		snprintf(sumsaid, sizeof(sumsaid), "CRC32C %08x checked", sum.crc);
 	keeld_log("installed snapshot %" PRIu64 " (term %" PRIu64 ", %" PRIu64
-		  " bytes) from the leader; chunk writes %.1f ms in all, the longest %.2f ms; "
-		  "this turn: synced in %.1f ms, restored in %.1f ms",
-		  m->index, m->term, len, (double)write_ns / 1e6, (double)write_max_ns / 1e6,
-		  (double)(t1 - t0) / 1e6, (double)(keel_now_ns() - t1) / 1e6);
+		  " bytes) from the leader (%s); chunk writes %.1f ms in all, the longest "
+		  "%.2f ms; this turn: synced in %.1f ms, restored in %.1f ms",
+		  m->index, m->term, len, sumsaid, (double)write_ns / 1e6,
+		  (double)write_max_ns / 1e6, (double)(t1 - t0) / 1e6,
+		  (double)(keel_now_ns() - t1) / 1e6);
 	return 0;
 }
 
@@ -4309,7 +4453,10 @@ static int mg_apply(struct pipeline *p, const char *key, const char *val, char *
 	 * final sync+rename (its .tmp removed, as a failed one would), the N-th
 	 * install's restore (the new store built, then thrown away), likewise;
 	 * snapshotKeepEntries: not a countdown, the entries this node's next
-	 * snapshots keep before them (0: the default, SNAP_KEEP_ENTRIES). */
+	 * snapshots keep before them (0: the default, SNAP_KEEP_ENTRIES);
+	 * snapshotCorruptAfter: the N-th chunk read of the leader's image has a
+	 * byte flipped before its message is encoded (the frame's CRC covers the
+	 * flipped byte: only the image's sum can see it), once. */
 	uint64_t *count =
 		!strcmp(key, "keel.test.snapshotMaxBytes")             ? &p->test_snap_max_bytes
 		: !strcmp(key, "keel.test.snapshotReadFailAfter")      ? &p->test_snap_read_fail
@@ -4318,6 +4465,7 @@ static int mg_apply(struct pipeline *p, const char *key, const char *val, char *
 		: !strcmp(key, "keel.test.snapshotSyncFailAfter")      ? &p->test_snap_sync_fail
 		: !strcmp(key, "keel.test.snapshotRestoreFailAfter")   ? &p->test_snap_restore_fail
 		: !strcmp(key, "keel.test.snapshotKeepEntries")        ? &p->test_snap_keep
+		: !strcmp(key, "keel.test.snapshotCorruptAfter")       ? &p->test_snap_corrupt
 								       : NULL;
 	if (count) {
 		char *end;
@@ -4495,6 +4643,8 @@ static uint32_t mg_role(const struct pipeline *p)
 	}
 }
 
+static void mg_fold(struct mgmt_counter *c, uint64_t now, uint64_t *seen);
+
 /* Frame drops by the reason the metrics name, from the transport's counters. */
 static void mg_drops(struct pipeline *p)
 {
@@ -4527,6 +4677,10 @@ static void mg_drops(struct pipeline *p)
 			mgmt_counter_add(k->mtu_changes_c[i], mtu[i] - k->mtu_changes_seen[i]);
 		k->mtu_changes_seen[i] = mtu[i];
 	}
+	uint64_t path[3] = { st.v[DP_CTR_TX_MTU_BLACKHOLE], st.v[DP_CTR_TX_MTU_BLACKHOLE_CLEARED],
+			     st.v[DP_CTR_TX_MTU_PEER_LIMIT] };
+	for (int i = 0; i < 3; i++)
+		mg_fold(k->mtu_path_c[i], path[i], &k->mtu_path_seen[i]);
 }
 
 /* Adds what a count grew by since it was last folded in. */
@@ -4980,6 +5134,9 @@ static void *pipeline_main(void *arg)
 				break;
 			case KEELD_MSG_REFUSED:
 				on_refused(p, &msgs[i]);
+				break;
+			case KEELD_MSG_SNAP:
+				on_snap(p, &msgs[i]);
 				break;
 			default:
 				break;

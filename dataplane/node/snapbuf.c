@@ -116,6 +116,8 @@ int keeld_snap_restore_sealed(struct wal_snap_writer *sw, struct kv *kv, struct 
 struct snap_buf {
 	struct raft_buf b;
 	struct wal_snap_image img;
+	int sum_rc; /* wal_snap_image_data_crc's result: 0 when crc holds */
+	uint32_t crc;
 };
 
 static void snap_buf_release(struct raft_buf *b)
@@ -132,6 +134,8 @@ struct raft_buf *keeld_snap_buf(struct wal_snap_image *img)
 		return NULL;
 	s->img = *img;
 	memset(img, 0, sizeof(*img));
+	/* Once per image: two small preads (trailer, membership), not the payload. */
+	s->sum_rc = wal_snap_image_data_crc(&s->img, &s->crc);
 	/* data stays NULL: whatever would dereference it instead of reading
 	 * through keeld_snap_buf_read faults at once, in every test. */
 	s->b = (struct raft_buf){
@@ -151,4 +155,12 @@ int keeld_snap_buf_read(const struct raft_buf *b, uint64_t off, void *dst, size_
 	const struct snap_buf *s = b->user;
 	*name = s->img.name;
 	return wal_snap_image_read(&s->img, off, dst, len);
+}
+
+int keeld_snap_buf_sum(const struct raft_buf *b, uint64_t *bytes, uint32_t *crc)
+{
+	const struct snap_buf *s = b->user;
+	*bytes = s->img.data_bytes;
+	*crc = s->crc;
+	return s->sum_rc;
 }

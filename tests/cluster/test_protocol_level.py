@@ -27,7 +27,7 @@ from kazoo.client import KazooClient  # noqa: E402
 
 TOKEN = "levels"
 # This build's protocol level (dataplane/node/node.h NODE_PROTOCOL_LEVEL).
-LEVEL = 5
+LEVEL = 6
 
 
 class LevelCluster(KeelCluster):

@@ -15,6 +15,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include <netinet/in.h>
@@ -510,6 +511,189 @@ static void test_mtu_route_per_peer(void **state)
 {
 	(void)state;
 	in_child(route_mtu_child);
+}
+
+/*
+ * Both ways a small message, then whatever arrived taken in, until done(a)
+ * or about 15 s passed; returns whether done. Probes and acks go on the
+ * flushes and receives (transport.c, "probes").
+ */
+static bool pump(dp_transport *a, uint16_t a_id, dp_transport *b, uint16_t b_id,
+		 bool (*done)(dp_transport *))
+{
+	uint8_t small[100] = { 1 };
+	for (int i = 0; i < 1500 && !done(a); i++) {
+		(void)dp_send(a, b_id, 7, small, sizeof(small));
+		(void)dp_send(b, a_id, 7, small, sizeof(small));
+		dp_flush(a);
+		dp_flush(b);
+		usleep(10000);
+		struct dp_msg m[DP_BURST];
+		while (dp_recv_burst(a, m, DP_BURST) > 0)
+			;
+		while (dp_recv_burst(b, m, DP_BURST) > 0)
+			;
+	}
+	return done(a);
+}
+
+static bool capped_2076(dp_transport *a)
+{
+	return dp_mtu_to(a, 2) == 2048 + DP_IP_BYTES + DP_UDP_BYTES;
+}
+
+/*
+ * A peer whose receive buffers are shorter than this node's frames
+ * (dp.udp_rx_buf_bytes=2048 against auto on loopback, 65,535): its probes
+ * say its limit, and frames to it are cut within it (counted
+ * tx_mtu_peer_limit), so a 100 KB message arrives. Before, every full frame
+ * to it was counted drop_truncated there and lost, for ever. Its own frames
+ * (1500) are not cut further: this node takes 65,536.
+ */
+static void test_peer_rx_limit(void **state)
+{
+	(void)state;
+	dp_transport *a, *b;
+	open_pair2(&a, &b, mtu_auto, rx_buf_2048);
+	uint16_t lo = lo_auto_mtu();
+	if (lo <= 2076) {
+		dp_close(a);
+		dp_close(b);
+		skip(); /* lo's MTU is small here: nothing to cap */
+	}
+	assert_int_equal(dp_mtu(a), lo);
+	assert_int_equal(dp_mtu_to(a, 2), lo); /* not heard yet */
+	assert_int_equal(dp_mtu_to(a, 9), 0);  /* not a peer */
+	assert_true(pump(a, 1, b, 2, capped_2076));
+	struct dp_stats st;
+	dp_stats(a, &st);
+	assert_int_equal(st.v[DP_CTR_TX_MTU_PEER_LIMIT], 1);
+	assert_true(st.v[DP_CTR_RX_CTL] >= 1);
+	assert_int_equal(dp_mtu(a), lo); /* per peer: the node's own MTU stays */
+	send_check(a, b, 2, 100000, frames_for(100000, 2076));
+	assert_int_equal(dp_mtu_to(b, 1), 1500);
+	send_check(b, a, 1, 100000, frames_for(100000, 1500));
+	dp_stats(a, &st);
+	assert_int_equal(st.v[DP_CTR_TX_MTU_PEER_LIMIT], 1);
+	assert_int_equal(st.v[DP_CTR_TX_MTU_BLACKHOLE], 0);
+	dp_close(a);
+	dp_close(b);
+}
+
+static bool fallen(dp_transport *a)
+{
+	return dp_mtu_to(a, 2) == DP_MTU_MIN;
+}
+
+static bool risen(dp_transport *a)
+{
+	return dp_mtu_to(a, 2) == 1500;
+}
+
+/* Run cmd in the network namespace of fd ns, then come back to back. */
+static int in_ns(int ns, int back, const char *cmd)
+{
+	if (setns(ns, CLONE_NEWNET) != 0)
+		return -1;
+	int rc = system(cmd);
+	if (setns(back, CLONE_NEWNET) != 0)
+		return -1;
+	return rc;
+}
+
+/*
+ * A PMTUD black hole, in two network namespaces of a child process joined
+ * by a veth (v0 in A, node 1 at 10.97.0.1, dp.mtu=auto: 1500, the veth's;
+ * v1 in B, node 2 at 10.97.0.2, dp.mtu=1500: an auto transport reads route
+ * MTUs again in the namespace the process is in, which is A once node 1 is
+ * open, a one-process artifact). v1's MTU lowered to 1200: the
+ * veth drops longer frames silently, no ICMP, while v0 still says 1500.
+ * A 100 KB message from node 1 is lost; its full-size probes go unanswered
+ * while node 2's frames arrive, so within a few seconds frames to node 2
+ * are cut for DP_MTU_MIN (tx_mtu_blackhole) and the message arrives. The
+ * path mended (v1 back at 1500), the next full-size probe (dp.mtu_probe_s=1)
+ * is answered and frames are cut for 1500 again (tx_mtu_blackhole_cleared).
+ * Returns 0, 77 when the namespaces cannot be made here, else the step
+ * that failed.
+ */
+static int blackhole_child(void)
+{
+	char err[256], cmd[512], v[64];
+	if (unshare(CLONE_NEWNET) != 0)
+		return 77;
+	int na = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+	if (na < 0 || system("ip link set lo up >/dev/null 2>&1") != 0)
+		return 77;
+	if (unshare(CLONE_NEWNET) != 0)
+		return 77;
+	int nb = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+	snprintf(cmd, sizeof(cmd),
+		 "ip link set lo up && ip link add v1 type veth peer name v0 netns "
+		 "/proc/%d/fd/%d && ip addr add 10.97.0.2/24 dev v1 && ip link set v1 up",
+		 (int)getpid(), na);
+	if (nb < 0 || system(cmd) != 0)
+		return 77;
+	struct dp_config ca, cb;
+	cfg(&ca, 1, 2);
+	cfg(&cb, 2, 1);
+	snprintf(v, sizeof(v), "10.97.0.2:%u", base_port + 2);
+	if (dp_config_set(&ca, "dp.peer.2", v, err, sizeof(err)))
+		return 1;
+	snprintf(v, sizeof(v), "10.97.0.1:%u", base_port + 1);
+	if (dp_config_set(&cb, "dp.peer.1", v, err, sizeof(err)) ||
+	    dp_config_set(&ca, "dp.mtu", "auto", err, sizeof(err)) ||
+	    dp_config_set(&ca, "dp.mtu_probe_s", "1", err, sizeof(err)) ||
+	    dp_config_set(&ca, "dp.ip", "10.97.0.1", err, sizeof(err)) ||
+	    dp_config_set(&cb, "dp.ip", "10.97.0.2", err, sizeof(err)))
+		return 2;
+	dp_transport *a, *b;
+	if (dp_open(&cb, &b, err, sizeof(err)))
+		return 3;
+	if (setns(na, CLONE_NEWNET) != 0 ||
+	    system("ip addr add 10.97.0.1/24 dev v0 && ip link set v0 up") != 0)
+		return 4;
+	if (dp_open(&ca, &a, err, sizeof(err)))
+		return 5;
+	if (dp_mtu(a) != 1500 || dp_mtu(b) != 1500)
+		return 6;
+	send_check(a, b, 2, 100000, frames_for(100000, 1500));
+	send_check(b, a, 1, 100, 1);
+	if (in_ns(nb, na, "ip link set v1 mtu 1200") != 0)
+		return 7;
+	static uint8_t buf[100000];
+	fill(buf, sizeof(buf), 5);
+	if (dp_send(a, 2, 7, buf, sizeof(buf)) != 0)
+		return 8;
+	dp_flush(a);
+	struct dp_msg m;
+	uint8_t *copy = NULL;
+	if (drain(b, &m, &copy, 1) != 0)
+		return 9; /* lost: every frame longer than the path */
+	if (!pump(a, 1, b, 2, fallen))
+		return 10;
+	struct dp_stats st;
+	dp_stats(a, &st);
+	if (st.v[DP_CTR_TX_MTU_BLACKHOLE] != 1 || dp_mtu(a) != 1500)
+		return 11;
+	send_check(a, b, 2, 100000, frames_for(100000, DP_MTU_MIN));
+	if (in_ns(nb, na, "ip link set v1 mtu 1500") != 0)
+		return 12;
+	if (!pump(a, 1, b, 2, risen))
+		return 13;
+	dp_stats(a, &st);
+	if (st.v[DP_CTR_TX_MTU_BLACKHOLE] != 1 || st.v[DP_CTR_TX_MTU_BLACKHOLE_CLEARED] != 1)
+		return 14;
+	send_check(a, b, 2, 100000, frames_for(100000, 1500));
+	dp_close(a);
+	dp_close(b);
+	return 0;
+}
+
+/* dp.mtu=auto: a path that drops long frames without ICMP (a veth). */
+static void test_mtu_black_hole(void **state)
+{
+	(void)state;
+	in_child(blackhole_child);
 }
 
 /* An explicit dp.mtu wins over the path's. */
@@ -1399,6 +1583,8 @@ int main(void)
 		cmocka_unit_test(test_mtu_route_per_peer),
 		cmocka_unit_test(test_mtu_path_shrinks),
 		cmocka_unit_test(test_mtu_route_flood),
+		cmocka_unit_test(test_peer_rx_limit),
+		cmocka_unit_test(test_mtu_black_hole),
 		cmocka_unit_test(test_truncated_datagram),
 		cmocka_unit_test(test_strangers_dropped_and_counted),
 		cmocka_unit_test(test_runtime_peers),

@@ -343,6 +343,88 @@ static void test_snapshot_corrupt(void **state)
 	free(b);
 }
 
+/*
+ * The image's transfer checksum (wal_snap_image_data_crc): the payload's own
+ * CRC32C, derived from the trailer without reading the payload, equals the
+ * CRC32C a receiver computes over the chunks it gets, whatever the chunk
+ * sizes; a payload byte changed on disk after the write does not change it
+ * (it is the writer's), so the receiver's CRC of what it read differs.
+ */
+static void test_snapshot_data_crc(void **state)
+{
+	struct fx *f = *state;
+	reopen(f);
+	/* wal_crc32c_suffix on its own: every split of a buffer, and lengths
+	 * past 4 GiB against a direct CRC of zeros chained (x^(8n) by squaring). */
+	uint8_t b[1000];
+	for (size_t i = 0; i < sizeof(b); i++)
+		b[i] = (uint8_t)(i * 131 + 7);
+	uint32_t whole = keel_crc32c(0, b, sizeof(b));
+	for (size_t cut = 0; cut <= sizeof(b); cut += 37)
+		assert_int_equal(wal_crc32c_suffix(whole, keel_crc32c(0, b, cut), sizeof(b) - cut),
+				 keel_crc32c(0, b + cut, sizeof(b) - cut));
+	uint8_t z[4096] = { 0 };
+	uint32_t cz = 0, ca = keel_crc32c(0, "m", 1), cab = ca;
+	for (int i = 0; i < 3; i++) {
+		cz = keel_crc32c(cz, z, sizeof(z));
+		cab = keel_crc32c(cab, z, sizeof(z));
+	}
+	assert_int_equal(wal_crc32c_suffix(cab, ca, 3 * sizeof(z)), cz);
+
+	/* An image written in uneven pieces, read back in other pieces. */
+	enum { LEN = 700000 };
+	uint8_t *img = malloc(LEN), *rd = malloc(LEN);
+	assert_non_null(img);
+	assert_non_null(rd);
+	uint32_t x = 12345;
+	for (size_t i = 0; i < LEN; i++) {
+		x = x * 1103515245u + 12345u;
+		img[i] = (uint8_t)(x >> 16);
+	}
+	const uint8_t member[] = { 3, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0 };
+	struct wal_snap_writer *s;
+	assert_int_equal(wal_snap_begin(f->w, 77, 2, member, sizeof(member), &s), 0);
+	for (size_t off = 0, n = 1; off < LEN; off += n, n = n * 3 + 1)
+		assert_int_equal(wal_snap_write(s, img + off, KEEL_MIN(n, LEN - off)), 0);
+	assert_int_equal(wal_snap_finish(s), 0);
+	struct wal_snap_image im;
+	assert_int_equal(wal_snap_image_open(f->w, 77, false, &im), 0);
+	uint32_t sum = 0, got = 0;
+	assert_int_equal(wal_snap_image_data_crc(&im, &sum), 0);
+	assert_int_equal(sum, keel_crc32c(0, img, LEN));
+	for (size_t off = 0, n = 65536; off < LEN; off += n) { /* a receiver's chunks */
+		n = KEEL_MIN((size_t)65536, LEN - off);
+		assert_int_equal(wal_snap_image_read(&im, off, rd + off, n), 0);
+		got = keel_crc32c(got, rd + off, n);
+	}
+	assert_int_equal(got, sum);
+	wal_snap_image_close(&im);
+
+	/* A payload byte flipped on disk after the write: the image's stated
+	 * CRC is still the writer's, what is read from it is not. */
+	char p[512];
+	snprintf(p, sizeof(p), "%s/snap-%016x.snap", f->dir, 77);
+	uint8_t *fb = NULL;
+	size_t fn = 0;
+	assert_int_equal(walt_read_file(p, &fb, &fn), 0);
+	fb[64 + sizeof(member) + 300000] ^= 0x04;
+	walt_write_file(p, fb, fn);
+	assert_int_equal(wal_snap_image_open(f->w, 77, false, &im), 0);
+	assert_int_equal(wal_snap_image_data_crc(&im, &sum), 0);
+	assert_int_equal(sum, keel_crc32c(0, img, LEN));
+	assert_int_equal(wal_snap_image_read(&im, 0, rd, LEN), 0);
+	assert_int_not_equal(keel_crc32c(0, rd, LEN), sum);
+	wal_snap_image_close(&im);
+	/* A trailer that no longer reads as written is refused, not guessed. */
+	fb[64 + sizeof(member) + 300000] ^= 0x04;
+	fb[fn - 12] ^= 0x01; /* the trailer's CRC field: its own CRC fails */
+	walt_write_file(p, fb, fn);
+	assert_int_equal(wal_snap_image_open(f->w, 77, false, &im), KEEL_E_CORRUPT);
+	free(fb);
+	free(img);
+	free(rd);
+}
+
 static void test_hardstate(void **state)
 {
 	struct fx *f = *state;
@@ -817,6 +899,7 @@ int main(void)
 		ALL(test_truncate_suffix),
 		ALL(test_snapshot_and_prefix),
 		T(test_snapshot_corrupt, plain),
+		T(test_snapshot_data_crc, plain),
 		ALL(test_hardstate),
 		T(test_wait_fd, uring),
 		T(test_wait_fd, plain),

@@ -1,0 +1,172 @@
+"""The whole image's checksum on a snapshot transfer (keel only; level 6).
+
+A leader sends a follower of protocol level 6 each InstallSnapshot chunk
+with the whole image's length and CRC32C ahead of it (KEELD_MSG_SNAP); the
+follower compares the CRC32C of what it received with it before it
+installs. Node 3 claims level 5 (keel.test.protocolLevel), so the cluster
+level stays 5 and the leader sends node 3 the plain chunks a level-5 keeld
+reads.
+
+1. keel.test.snapshotCorruptAfter=2 at the leader flips a byte of the 2nd
+   chunk it reads of its image, before the frame is made (the frame's CRC
+   covers the flipped byte, as it would a byte the leader's disk or page
+   cache changed after the write). The level-6 follower refuses the image:
+   counted as keel_snapshot_failures_total{stage="install"}, /status's last
+   failure says why, logged once; the leader sends the image again and the
+   follower installs it (checked), with every znode.
+2. Node 3 (level 5) gets an image without a sum and installs it as before.
+"""
+import json
+import os
+import re
+import sys
+import unittest
+import uuid
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from zkcluster import KeelCluster, wait_for  # noqa: E402
+import test_membership as tm  # noqa: E402  (its helpers; a module: no tests collected)
+
+from kazoo.client import KazooClient  # noqa: E402
+
+TOKEN = "snapsum"
+
+
+class Level5Node3(KeelCluster):
+    def configure(self, n):
+        super().configure(n)
+        if n.id == 3:
+            with open(os.path.join(n.workdir, "zoo.cfg"), "a") as f:
+                f.write("keel.test.protocolLevel=5\n")
+
+
+def log_of(cl, i):
+    with open(os.path.join(cl.nodes[i].workdir, "out.log"), "rb") as f:
+        return f.read().decode(errors="replace")
+
+
+def admin(node, method, path, timeout=60):
+    return tm.http(node.admin_port, method, path, token=TOKEN, timeout=timeout)
+
+
+def status(node):
+    code, body = admin(node, "GET", "/status", timeout=10)
+    assert code == 200, body
+    return json.loads(body)
+
+
+def install_failures(node):
+    code, text = admin(node, "GET", "/metrics", timeout=10)
+    assert code == 200, text
+    m = re.search(r'^keel_snapshot_failures_total\{stage="install"\} (\d+)', text, re.M)
+    assert m, "no install failure series in /metrics"
+    return int(m.group(1))
+
+
+class SnapshotSum(unittest.TestCase):
+    def behind(self, cl, zk, leader, victim, root, tag):
+        """victim down while the leader writes ~300 KB (5 chunks of image)
+        and snapshots keeping 5 entries: the victim needs the image."""
+        cl.kill(victim)
+        for i in range(15):
+            zk.create("%s/%s%02d" % (root, tag, i), os.urandom(20000))
+        code, text = admin(cl.nodes[leader], "POST", "/snapshot")
+        self.assertEqual(code, 200, text)
+        return int(re.search(r"snapshot at index (\d+)", text).group(1))
+
+    def check_same(self, cl, victim, root, want):
+        zv = KazooClient(hosts=cl.connect_string([victim]), timeout=10.0)
+        zv.start(timeout=30)
+        try:
+            zv.sync(root)
+            got = {n: zv.get("%s/%s" % (root, n))[0] for n in zv.get_children(root)}
+            self.assertEqual(got, want)
+        finally:
+            zv.stop()
+            zv.close()
+
+    def test_image_checksum(self):
+        if os.environ.get("KEEL_TEST_TARGET", "keel") != "keel":
+            self.skipTest("keel's snapshot keys")
+        with Level5Node3(3, admin_token=TOKEN) as cl:
+            leader = cl.leader()
+            if leader == 2:  # node 3 (level 5) must follow for step 2
+                cl.kill(2)
+                wait_for(lambda: cl.leader() not in (None, 2), 30, "another leader")
+                cl.start(2)
+                leader = cl.leader()
+            victim = 1 if leader == 0 else 0
+            ln = cl.nodes[leader]
+            self.assertEqual(cl.put_config(leader, "keel.test.snapshotKeepEntries", 5)[0], 200)
+            zk = KazooClient(hosts=cl.connect_string([leader]), timeout=10.0)
+            zk.start(timeout=30)
+            try:
+                root = "/s-" + uuid.uuid4().hex[:8]
+                zk.create(root)
+                self.assertEqual(install_failures(cl.nodes[victim]), 0)
+
+                # 1. A byte flipped at the sender: refused, counted, sent again.
+                s1 = self.behind(cl, zk, leader, victim, root, "a")
+                self.assertEqual(
+                    cl.put_config(leader, "keel.test.snapshotCorruptAfter", 2)[0], 200)
+                cl.start(victim)
+                wait_for(lambda: "installed snapshot %d " % s1 in log_of(cl, victim), 60,
+                         "the follower installed snapshot %d" % s1)
+                self.assertIn("test: keel.test.snapshotCorruptAfter: a byte flipped",
+                              log_of(cl, leader))
+                vlog = log_of(cl, victim)
+                refused = re.findall(r"snapshot %d from the leader: checking the image "
+                                     r"\(CRC32C ([0-9a-f]{8}) of (\d+) bytes received, the "
+                                     r"leader's image ([0-9a-f]{8}) of (\d+) bytes\) of \S+"
+                                     r"\.tmp failed" % s1, vlog)
+                self.assertEqual(len(refused), 1, vlog[-3000:])
+                got, n1, want, n2 = refused[0]
+                self.assertNotEqual(got, want)
+                self.assertEqual(n1, n2)
+                self.assertRegex(vlog, r"installed snapshot %d \(term \d+, %s bytes\) from the "
+                                 r"leader \(CRC32C %s checked\)" % (s1, n2, want))
+                vn = cl.nodes[victim]
+                # the refused image's .tmp was removed (and the good one published)
+                tmps = [f for _, _, fs in os.walk(vn.workdir) for f in fs
+                        if f.startswith("snap-") and f.endswith(".tmp")]
+                self.assertEqual(tmps, [])
+                self.assertEqual(install_failures(vn), 1)
+                # /status is the pipeline's last published view: a bounded wait
+                wait_for(lambda: status(vn)["snapshot_failures"]["install"] == 1, 10,
+                         "/status shows the refused install")
+                st = status(vn)
+                self.assertEqual(st["snapshot_failures"]["install"], 1)
+                self.assertEqual(st["snapshot_last_failure"]["stage"], "install")
+                self.assertIn("CRC32C", st["snapshot_last_failure"]["reason"])
+                want_tree = {n: zk.get("%s/%s" % (root, n))[0] for n in zk.get_children(root)}
+                self.assertEqual(len(want_tree), 15)
+                self.check_same(cl, victim, root, want_tree)
+
+                # 2. The level-5 follower: plain chunks, no sum, installed as before.
+                s2 = self.behind(cl, zk, leader, 2, root, "b")
+                cl.start(2)
+                wait_for(lambda: "installed snapshot %d " % s2 in log_of(cl, 2), 60,
+                         "node 3 installed snapshot %d" % s2)
+                self.assertIn("installed snapshot %d " % s2, log_of(cl, 2))
+                self.assertRegex(log_of(cl, 2), r"installed snapshot %d \(term \d+, \d+ bytes\) "
+                                 r"from the leader \(not checked: the leader sent no sum\)" % s2)
+                self.assertEqual(install_failures(cl.nodes[2]), 0)
+                self.assertEqual(status(ln)["cluster_level"], 5)
+                want_tree = {n: zk.get("%s/%s" % (root, n))[0] for n in zk.get_children(root)}
+                self.assertEqual(len(want_tree), 30)
+                self.check_same(cl, 2, root, want_tree)
+                # The transport's probes ran all along (kernel UDP, dp.mtu=auto on
+                # loopback): no black hole seen, no peer limit below lo's MTU.
+                for n in cl.nodes:
+                    code, text = admin(n, "GET", "/metrics", timeout=10)
+                    self.assertEqual(code, 200, text)
+                    for ev in ("blackhole", "blackhole_cleared", "peer_limit"):
+                        self.assertIn('keel_transport_mtu_path_total{event="%s"} 0\n' % ev,
+                                      text)
+            finally:
+                zk.stop()
+                zk.close()
+
+
+if __name__ == "__main__":
+    unittest.main()
