@@ -273,6 +273,28 @@ int keeld_admin_start(struct keeld *k)
 	k->entbuf_bytes_g = mgmt_metrics_gauge(
 		k->metrics, "keel_entbuf_bytes", "",
 		"Bytes of the entry-buffer chunks mapped now (malloc'd buffers not counted).");
+	static const char *const spin_kind[3] = { "ack", "request", "append" };
+	static const char *const spin_res[3] = { "hit", "miss", "early" };
+	for (int i = 0; i < 3; i++) {
+		char lb[64];
+		snprintf(lb, sizeof(lb), "window=\"%s\"", spin_kind[i]);
+		k->spin_us_c[i] = mgmt_metrics_counter(
+			k->metrics, "keel_spin_microseconds_total", lb,
+			"keel.spinWindows: time the pipeline spent polling without blocking in a "
+			"predicted window, by the event awaited (ack: the leader's first "
+			"acknowledgement; request: the leader's next client request; append: the "
+			"spinning follower's next AppendEntries). CPU spent, mostly yielded.");
+		for (int j = 0; j < 3; j++) {
+			snprintf(lb, sizeof(lb), "window=\"%s\",result=\"%s\"", spin_kind[i],
+				 spin_res[j]);
+			k->spin_waits_c[i][j] = mgmt_metrics_counter(
+				k->metrics, "keel_spin_waits_total", lb,
+				"keel.spinWindows: idle waits with a predicted window, by how they "
+				"ended: hit (the event came while spinning), miss (the window "
+				"closed first: misses in a row back the spinning off), early "
+				"(the event came before the window opened).");
+		}
+	}
 	struct mgmt_counter *live_c = mgmt_metrics_counter(
 		k->metrics, "keel_live_config_damaged_total", "",
 		"live.cfg files found damaged (checksum, format, a key refused) at this "

@@ -91,6 +91,7 @@
 
 #include "keeld_int.h"
 #include "mgmt.h"
+#include "spin.h"
 
 #define PEND_BUCKETS 4096
 #define SEEN_BUCKETS 4096
@@ -458,6 +459,17 @@ struct pipeline {
 	uint64_t wait_until_ns; /* ...which would have ended at this time (tick, test delays) */
 	bool rx_quiet;          /* the peer socket was empty (rx_exact) */
 	bool rx_exact;          /* the transport's wait fd is readable exactly when frames wait */
+
+	/* keel.spinWindows (spin.h, spin_plan): per kind of wait, when its
+	 * anchor happened (0: no event awaited), the predictor of the gap
+	 * from the anchor to the event, and the time spent spinning */
+	struct keeld_spin_pred spin[KEELD_SPIN_KINDS];
+	uint64_t spin_at_ns[KEELD_SPIN_KINDS];
+	uint64_t spin_ns[KEELD_SPIN_KINDS];
+	uint64_t spin_seen[KEELD_SPIN_KINDS][4]; /* published: ns, hits, misses, early */
+	uint64_t spin_ack_index;                 /* the acknowledgement awaited covers this index */
+	uint64_t rx_ns;                          /* the last burst with frames was read (spin on) */
+	enum node_spin spin_mode;
 
 	/* news_first (leader): commit heartbeats held while no follower has a client */
 	uint64_t peer_client_ns; /* a peer last showed a client of its own */
@@ -961,6 +973,42 @@ static const struct raft_msg *snap_chunk(struct pipeline *p, const struct raft_m
  *   heartbeat of the held one's round already, the held one is dropped: the
  *   AppendEntries carries the commit, and the round is answered anyway.
  */
+/*
+ * keel.spinWindows: the anchors of the waits that may spin (spin.h). The
+ * leader's first AppendEntries with entries starts the wait for their first
+ * acknowledgement (and ends any wait for a request: one came); a follower's
+ * successful acknowledgement starts its wait for the next AppendEntries.
+ */
+static void spin_sent(struct pipeline *p, const struct raft_msg *m)
+{
+	if (m->type == RAFT_MSG_APPEND && m->n_entries && raft_role(p->r) == RAFT_LEADER) {
+		if (!p->spin_at_ns[KEELD_SPIN_ACK])
+			p->spin_at_ns[KEELD_SPIN_ACK] = keel_now_ns();
+		p->spin_ack_index = m->index + m->n_entries;
+		p->spin_at_ns[KEELD_SPIN_REQUEST] = 0;
+	} else if (m->type == RAFT_MSG_APPEND_RESP && !(m->flags & RAFT_F_REJECT)) {
+		p->spin_at_ns[KEELD_SPIN_APPEND] = keel_now_ns();
+	}
+}
+
+/* The event of a wait's anchor, heard at p->rx_ns: its gap is learnt. An
+ * acknowledgement counts only once it covers the last entries sent (a slow
+ * follower's answer to the previous write is not this write's). */
+static void spin_heard(struct pipeline *p, const struct raft_msg *m)
+{
+	int kind = -1;
+	if (m->type == RAFT_MSG_APPEND_RESP && !(m->flags & RAFT_F_REJECT) &&
+	    m->index >= p->spin_ack_index)
+		kind = KEELD_SPIN_ACK;
+	else if (m->type == RAFT_MSG_APPEND && m->n_entries)
+		kind = KEELD_SPIN_APPEND;
+	if (kind < 0 || !p->spin_at_ns[kind])
+		return;
+	if (p->rx_ns > p->spin_at_ns[kind])
+		keeld_spin_add(&p->spin[kind], p->rx_ns - p->spin_at_ns[kind]);
+	p->spin_at_ns[kind] = 0;
+}
+
 static void send_raft(struct pipeline *p, const struct raft_msg *m)
 {
 	struct raft_msg chunk;
@@ -1005,6 +1053,8 @@ static void send_raft(struct pipeline *p, const struct raft_msg *m)
 		(void)dp_send(p->t, (uint16_t)m->to, KEELD_MSG_RAFT, p->sendbuf, (size_t)w);
 	if (h && m->type == RAFT_MSG_HEARTBEAT && m->ctx > h->sent_ctx)
 		h->sent_ctx = m->ctx;
+	if (keel_unlikely(p->spin_mode))
+		spin_sent(p, m);
 }
 
 /*
@@ -1312,6 +1362,8 @@ static void on_raft(struct pipeline *p, const struct dp_msg *m)
 		return;
 	if (m->from < DP_MAX_NODES)
 		p->raft_rx[m->from]++; /* it speaks (level_silent) */
+	if (keel_unlikely(p->spin_mode))
+		spin_heard(p, &msg);
 	/* A removed member is told so; its votes must not disturb the members. */
 	if (removed_speaks(p, m->from, &msg))
 		return;
@@ -4477,6 +4529,19 @@ static void mg_entbuf(struct pipeline *p)
 		mgmt_gauge_set(k->entbuf_bytes_g, (double)st.bytes_now);
 }
 
+/* keel.spinWindows' cost and aim (keel_spin_*), by window. */
+static void mg_spin(struct pipeline *p)
+{
+	struct keeld *k = p->k;
+	for (int i = 0; i < KEELD_SPIN_KINDS; i++) {
+		const struct keeld_spin_pred *s = &p->spin[i];
+		mg_fold(k->spin_us_c[i], p->spin_ns[i] / 1000u, &p->spin_seen[i][0]);
+		mg_fold(k->spin_waits_c[i][0], s->hits, &p->spin_seen[i][1]);
+		mg_fold(k->spin_waits_c[i][1], s->miss_total, &p->spin_seen[i][2]);
+		mg_fold(k->spin_waits_c[i][2], s->early, &p->spin_seen[i][3]);
+	}
+}
+
 static void mg_publish(struct pipeline *p)
 {
 	struct keeld *k = p->k;
@@ -4559,6 +4624,7 @@ static void mg_publish(struct pipeline *p)
 	p->busy_ns = p->idle_ns = 0;
 	mg_drops(p);
 	mg_entbuf(p);
+	mg_spin(p);
 }
 
 /* Once per turn: answers held back, new requests, changes in flight, status. */
@@ -4646,6 +4712,103 @@ static bool queue_pending(struct keeld *k)
  * (bench/RESULTS.md, "keel's write path"). DPDK (no fd) falls back to
  * dp_idle()'s own policy, which spins when configured to.
  */
+/*
+ * keel.spinWindows=all: the follower that spins for the next AppendEntries,
+ * the voter with the lowest id other than the leader. A write needs the
+ * leader and one follower durable, so one follower kept awake is enough,
+ * and only one vCPU's worth of spinning is spent. Fixed by the
+ * configuration both followers know, so no message says it; if that one is
+ * the slower, the other's acknowledgement commits as before.
+ */
+static bool spin_follower(const struct pipeline *p)
+{
+	const struct raft_conf *c = raft_conf(p->r);
+	uint32_t leader = raft_leader(p->r), best = UINT32_MAX;
+	for (uint32_t i = 0; i < c->n; i++)
+		if ((c->m[i].flags & RAFT_VOTER) && c->m[i].id != leader && c->m[i].id < best)
+			best = c->m[i].id;
+	return best == p->k->myid;
+}
+
+/*
+ * Which wait this idle wait is, and its predicted window (absolute ns):
+ * the leader awaits the acknowledgement of what it sent, else the next
+ * request after its replies; the spinning follower, the next AppendEntries.
+ * -1: no spin (off, no event awaited, too few gaps learnt, backing off, or
+ * the window already passed).
+ */
+static int spin_plan(struct pipeline *p, uint64_t now, uint64_t *from, uint64_t *to)
+{
+	int kind;
+	if (raft_role(p->r) == RAFT_LEADER)
+		kind = p->spin_at_ns[KEELD_SPIN_ACK] ? KEELD_SPIN_ACK : KEELD_SPIN_REQUEST;
+	else if (p->spin_mode == NODE_SPIN_ALL && raft_role(p->r) == RAFT_FOLLOWER &&
+		 spin_follower(p))
+		kind = KEELD_SPIN_APPEND;
+	else
+		return -1;
+	uint64_t at = p->spin_at_ns[kind];
+	struct keeld_spin_window w;
+	if (!at || !keeld_spin_window(&p->spin[kind], &w))
+		return -1;
+	*from = at + (uint64_t)w.from_us * 1000u;
+	*to = at + (uint64_t)w.to_us * 1000u;
+	return *to > now ? kind : -1;
+}
+
+static int ppoll_until(struct pollfd *pf, nfds_t n, uint64_t until)
+{
+	uint64_t now = keel_now_ns();
+	uint64_t wait = until > now ? until - now : 0;
+	struct timespec ts = { .tv_sec = (time_t)(wait / 1000000000u),
+			       .tv_nsec = (long)(wait % 1000000000u) };
+	return ppoll(pf, n, &ts, NULL);
+}
+
+/*
+ * The wait through a spin window (spin_plan): sleep until it opens, then
+ * poll without blocking, yielding the CPU between polls (a runnable thread
+ * on this vCPU is not starved; the vCPU stays out of halt), until a fd is
+ * ready or the window closes; then sleep as usual. The expected fd (want)
+ * ending the spin is a hit; the window closing first, a miss (back-off);
+ * an event before the window opened, early. Returns as ppoll.
+ */
+static int spin_wait(struct pipeline *p, int kind, uint64_t from, uint64_t to, uint64_t until,
+		     struct pollfd *pf, nfds_t n, const struct pollfd *want)
+{
+	struct keeld_spin_pred *s = &p->spin[kind];
+	uint64_t now = keel_now_ns();
+	int ready;
+	if (from > now) {
+		ready = ppoll_until(pf, n, from < until ? from : until);
+		if (ready != 0) {
+			if (ready > 0 && want->revents)
+				keeld_spin_result(s, KEELD_SPIN_EARLY);
+			return ready;
+		}
+		now = keel_now_ns();
+		if (now >= until)
+			return 0;
+	}
+	static const struct timespec zero;
+	uint64_t t0 = now;
+	for (;;) {
+		ready = ppoll(pf, n, &zero, NULL);
+		now = keel_now_ns();
+		if (ready != 0 || now >= to || now >= until)
+			break;
+		sched_yield();
+	}
+	p->spin_ns[kind] += now - t0;
+	if (ready > 0 && want->revents)
+		keeld_spin_result(s, KEELD_SPIN_HIT);
+	else if (ready == 0 && now >= to)
+		keeld_spin_result(s, KEELD_SPIN_MISS);
+	if (ready == 0 && now < until)
+		ready = ppoll_until(pf, n, until);
+	return ready;
+}
+
 static void idle_wait(struct pipeline *p)
 {
 	struct keeld *k = p->k;
@@ -4677,10 +4840,24 @@ static void idle_wait(struct pipeline *p)
 		uint64_t due = p->t ? dp_test_due_ns(p->t) : 0; /* delayed frames (tests) */
 		if (due && due < until)
 			until = due;
-		uint64_t wait = until > now ? until - now : 0;
-		struct timespec ts = { .tv_sec = (time_t)(wait / 1000000000u),
-				       .tv_nsec = (long)(wait % 1000000000u) };
-		int ready = ppoll(pf, n, &ts, NULL);
+		uint64_t from, to;
+		int kind = p->spin_mode && dfd >= 0 ? spin_plan(p, now, &from, &to) : -1;
+		int ready;
+		if (kind < 0) {
+			ready = ppoll_until(pf, n, until);
+		} else {
+			/* the acknowledgement or AppendEntries comes on the peer
+			 * socket; a request on the engine's fd or the eventfd */
+			nfds_t want = kind == KEELD_SPIN_REQUEST ? (k->fe_folded ? fe : 0) : dp;
+			ready = spin_wait(p, kind, from, to, until, pf, n, &pf[want]);
+		}
+		if (p->spin_at_ns[KEELD_SPIN_REQUEST] && ready > 0 &&
+		    (pf[0].revents || (k->fe_folded && pf[fe].revents))) {
+			uint64_t t = keel_now_ns();
+			keeld_spin_add(&p->spin[KEELD_SPIN_REQUEST],
+				       t - p->spin_at_ns[KEELD_SPIN_REQUEST]);
+			p->spin_at_ns[KEELD_SPIN_REQUEST] = 0;
+		}
 		/* Woken by something else: the engine has nothing (its epoll_wait
 		 * can be skipped). A timeout polls it (its sessionless sweep). */
 		p->fe_ready = ready <= 0 || (k->fe_folded && pf[fe].revents);
@@ -4774,6 +4951,11 @@ static bool ready_run(struct pipeline *p, bool *entries)
 		(void)dp_flush(p->t);
 	for (uint32_t i = 0; i < u.n_committed; i++)
 		apply_entry(p, &u.committed[i]);
+	/* keel.spinWindows: a leader's commit answered its clients; the next
+	 * request of a closed-loop one follows (spin_plan) */
+	if (keel_unlikely(p->spin_mode) && u.n_committed && raft_role(p->r) == RAFT_LEADER &&
+	    !p->spin_at_ns[KEELD_SPIN_ACK])
+		p->spin_at_ns[KEELD_SPIN_REQUEST] = keel_now_ns();
 	raft_advance(p->r);
 	if (p->inst_failed_index) {
 		/* raft takes the install back and asks for the image again */
@@ -4878,6 +5060,8 @@ static void *pipeline_main(void *arg)
 		if (p->t && (!p->rx_quiet || atomic_exchange(&k->rx_look, false))) {
 			atomic_store(&k->applying, true);
 			n = dp_recv_burst(p->t, msgs, DP_BURST);
+			if (keel_unlikely(p->spin_mode) && n > 0)
+				p->rx_ns = keel_now_ns();
 			if (!dp_rx_frames_last(p->t))
 				atomic_store(&k->applying, false);
 			else if (keel_unlikely(p->test_apply_gap_us))
@@ -5356,6 +5540,9 @@ int keeld_pipeline_open(struct keeld *k)
 	uint32_t tick_ms = pl_timing(c->heartbeat_ms, c->election_timeout_ms,
 				     &rc_cfg.election_ticks, &rc_cfg.heartbeat_ticks);
 	p->tick_ns = (uint64_t)tick_ms * 1000000u;
+	p->spin_mode = k->cfg.spin_windows;
+	for (int i = 0; i < KEELD_SPIN_KINDS; i++)
+		keeld_spin_init(&p->spin[i]);
 	rc_cfg.max_entries_per_msg = 16;
 	rc_cfg.pre_vote = true;
 	rc_cfg.check_quorum = true;
