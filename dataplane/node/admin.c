@@ -273,9 +273,9 @@ int keeld_admin_start(struct keeld *k)
 	k->entbuf_bytes_g = mgmt_metrics_gauge(
 		k->metrics, "keel_entbuf_bytes", "",
 		"Bytes of the entry-buffer chunks mapped now (malloc'd buffers not counted).");
-	static const char *const spin_kind[3] = { "ack", "request", "append" };
+	static const char *const spin_kind[4] = { "ack", "request", "append", "sync" };
 	static const char *const spin_res[3] = { "hit", "miss", "early" };
-	for (int i = 0; i < 3; i++) {
+	for (int i = 0; i < 4; i++) {
 		char lb[64];
 		snprintf(lb, sizeof(lb), "window=\"%s\"", spin_kind[i]);
 		k->spin_us_c[i] = mgmt_metrics_counter(
@@ -283,7 +283,8 @@ int keeld_admin_start(struct keeld *k)
 			"keel.spinWindows: time the pipeline spent polling without blocking in a "
 			"predicted window, by the event awaited (ack: the leader's first "
 			"acknowledgement; request: the leader's next client request; append: the "
-			"spinning follower's next AppendEntries). CPU spent, mostly yielded.");
+			"spinning follower's next AppendEntries; sync: that follower's sync of "
+			"them, on io_uring while it spins). CPU spent, mostly yielded.");
 		for (int j = 0; j < 3; j++) {
 			snprintf(lb, sizeof(lb), "window=\"%s\",result=\"%s\"", spin_kind[i],
 				 spin_res[j]);

@@ -550,7 +550,7 @@ static int set_key(struct parser *p, const char *key, const char *v)
 		return rc < 0 ? rc : 0;
 	}
 	if (!strcmp(key, "keel.spinWindows")) {
-		static const char *const names[] = { "off", "leader", "all" };
+		static const char *const names[] = { "off", "leader", "all", "sync" };
 		int rc = want_enum(p, key, v, names, KEEL_ARRAY_SIZE(names));
 		if (rc >= 0)
 			c->spin_windows = (enum node_spin)rc;
@@ -969,7 +969,7 @@ size_t node_config_format(const struct node_config *c, char *buf, size_t len)
 	static const char *const tr[] = { "auto", "udp", "dpdk" };
 	static const char *const fp[] = { "auto", "uring", "plain" };
 	static const char *const fe[] = { "auto", "pipeline", "thread" };
-	static const char *const sw[] = { "off", "leader", "all" };
+	static const char *const sw[] = { "off", "leader", "all", "sync" };
 	size_t n = 0;
 #define OUT(...)                                                                \
 	do {                                                                    \

@@ -287,8 +287,8 @@ struct keeld {
 	struct mgmt_gauge *entbuf_chunks_g, *entbuf_kept_g, *entbuf_bytes_g;
 	/* keel.spinWindows (spin.h; admin.c), by window: time spun, and the
 	 * waits that spun by result (hit, miss, early) */
-	struct mgmt_counter *spin_us_c[3];
-	struct mgmt_counter *spin_waits_c[3][3];
+	struct mgmt_counter *spin_us_c[4];
+	struct mgmt_counter *spin_waits_c[4][3];
 };
 
 static inline struct kv *keeld_kv(struct keeld *k)

@@ -72,11 +72,13 @@ enum node_frontend {
 
 /* Which idle waits spin through their predicted window (keel.spinWindows,
  * spin.h): none; the leader's (first acknowledgement, next client request);
- * those and one follower's (next AppendEntries). */
+ * those and one follower's (next AppendEntries); all those, and that
+ * follower syncs one write on io_uring and polls it (sync). */
 enum node_spin {
 	NODE_SPIN_OFF,
 	NODE_SPIN_LEADER,
 	NODE_SPIN_ALL,
+	NODE_SPIN_SYNC,
 };
 
 enum node_fsync_path {

@@ -111,6 +111,9 @@
 #ifndef PL_INLINE_SYNC_BYTES
 #define PL_INLINE_SYNC_BYTES (8u << 10)
 #endif
+/* keel.spinWindows: a follower's AppendEntries of one entry up to this
+ * size is one write (spin_single); a batch of a busy leader is larger. */
+#define PL_SPIN_ONE_WRITE_BYTES 2048u
 /*
  * Larger log groups up to this size are written into the page cache on this
  * thread and only their fdatasync goes to the io_uring worker
@@ -470,6 +473,13 @@ struct pipeline {
 	uint64_t spin_ack_index;                 /* the acknowledgement awaited covers this index */
 	uint64_t rx_ns;                          /* the last burst with frames was read (spin on) */
 	enum node_spin spin_mode;
+	/* one write at a time: the leader's last proposal had one item, the
+	 * follower's last AppendEntries one small entry -- only then do the
+	 * windows spin (at load the turns run back to back anyway, and a burst
+	 * of writes makes no gap worth predicting) */
+	bool spin_single;
+	bool spin_async;    /* small groups synced on io_uring (KEELD_SPIN_SYNC) */
+	bool spin_wal_woke; /* the last idle wait ended on the log's completion */
 
 	/* news_first (leader): commit heartbeats held while no follower has a client */
 	uint64_t peer_client_ns; /* a peer last showed a client of its own */
@@ -856,6 +866,7 @@ static void propose_items(struct pipeline *p)
 	if (k->metrics)
 		mgmt_hist_observe(k->nm->batch_size, p->items_n);
 	atomic_fetch_add(&k->n_writes, p->items_n);
+	p->spin_single = p->items_n == 1;
 	p->items_len = 0;
 	p->items_n = 0;
 }
@@ -973,6 +984,8 @@ static const struct raft_msg *snap_chunk(struct pipeline *p, const struct raft_m
  *   heartbeat of the held one's round already, the held one is dropped: the
  *   AppendEntries carries the commit, and the round is answered anyway.
  */
+static bool spin_follower(const struct pipeline *p);
+
 /*
  * keel.spinWindows: the anchors of the waits that may spin (spin.h). The
  * leader's first AppendEntries with entries starts the wait for their first
@@ -982,6 +995,10 @@ static const struct raft_msg *snap_chunk(struct pipeline *p, const struct raft_m
 static void spin_sent(struct pipeline *p, const struct raft_msg *m)
 {
 	if (m->type == RAFT_MSG_APPEND && m->n_entries && raft_role(p->r) == RAFT_LEADER) {
+		if (p->spin_async) { /* it was the spinning follower */
+			wal_set_inline_sync(p->w, true);
+			p->spin_async = false;
+		}
 		if (!p->spin_at_ns[KEELD_SPIN_ACK])
 			p->spin_at_ns[KEELD_SPIN_ACK] = keel_now_ns();
 		p->spin_ack_index = m->index + m->n_entries;
@@ -1002,6 +1019,18 @@ static void spin_heard(struct pipeline *p, const struct raft_msg *m)
 		kind = KEELD_SPIN_ACK;
 	else if (m->type == RAFT_MSG_APPEND && m->n_entries)
 		kind = KEELD_SPIN_APPEND;
+	if (kind == KEELD_SPIN_APPEND) {
+		p->spin_single = m->n_entries == 1 && m->entries[0].len <= PL_SPIN_ONE_WRITE_BYTES;
+		/* The spinning follower syncs one write on io_uring and polls its
+		 * completion (spin_plan) instead of sleeping in pwritev2: its
+		 * vCPU stays awake for the flush's interrupt. */
+		bool async = p->spin_mode == NODE_SPIN_SYNC && p->spin_single && spin_follower(p);
+		if (async != p->spin_async) {
+			wal_set_inline_sync(p->w, !async);
+			p->spin_async = async;
+		}
+		p->spin_at_ns[KEELD_SPIN_SYNC] = async ? p->rx_ns : 0;
+	}
 	if (kind < 0 || !p->spin_at_ns[kind])
 		return;
 	if (p->rx_ns > p->spin_at_ns[kind])
@@ -4713,7 +4742,7 @@ static bool queue_pending(struct keeld *k)
  * dp_idle()'s own policy, which spins when configured to.
  */
 /*
- * keel.spinWindows=all: the follower that spins for the next AppendEntries,
+ * keel.spinWindows=all|sync: the follower that spins for the next AppendEntries,
  * the voter with the lowest id other than the leader. A write needs the
  * leader and one follower durable, so one follower kept awake is enough,
  * and only one vCPU's worth of spinning is spent. Fixed by the
@@ -4742,15 +4771,23 @@ static int spin_plan(struct pipeline *p, uint64_t now, uint64_t *from, uint64_t 
 	int kind;
 	if (raft_role(p->r) == RAFT_LEADER)
 		kind = p->spin_at_ns[KEELD_SPIN_ACK] ? KEELD_SPIN_ACK : KEELD_SPIN_REQUEST;
-	else if (p->spin_mode == NODE_SPIN_ALL && raft_role(p->r) == RAFT_FOLLOWER &&
+	else if (p->spin_async && p->wal_busy && raft_role(p->r) == RAFT_FOLLOWER)
+		kind = KEELD_SPIN_SYNC;
+	else if (p->spin_mode >= NODE_SPIN_ALL && raft_role(p->r) == RAFT_FOLLOWER &&
 		 spin_follower(p))
 		kind = KEELD_SPIN_APPEND;
 	else
+		return -1;
+	if (!p->spin_single || (p->wal_busy && kind != KEELD_SPIN_SYNC))
 		return -1;
 	uint64_t at = p->spin_at_ns[kind];
 	struct keeld_spin_window w;
 	if (!at || !keeld_spin_window(&p->spin[kind], &w))
 		return -1;
+	/* The sync runs now: poll from the start (a sleep first would halt
+	 * the vCPU this is meant to keep awake); the window bounds its end. */
+	if (kind == KEELD_SPIN_SYNC)
+		w.from_us = 0;
 	*from = at + (uint64_t)w.from_us * 1000u;
 	*to = at + (uint64_t)w.to_us * 1000u;
 	return *to > now ? kind : -1;
@@ -4834,6 +4871,7 @@ static void idle_wait(struct pipeline *p)
 		if (dfd >= 0)
 			pf[n++] = (struct pollfd){ .fd = dfd, .events = POLLIN };
 		int wfd = wal_wait_fd(p->w);
+		nfds_t wl = n;
 		if (wfd >= 0)
 			pf[n++] = (struct pollfd){ .fd = wfd, .events = POLLIN };
 		uint64_t until = p->next_tick_ns;
@@ -4848,8 +4886,17 @@ static void idle_wait(struct pipeline *p)
 		} else {
 			/* the acknowledgement or AppendEntries comes on the peer
 			 * socket; a request on the engine's fd or the eventfd */
-			nfds_t want = kind == KEELD_SPIN_REQUEST ? (k->fe_folded ? fe : 0) : dp;
+			nfds_t want = kind == KEELD_SPIN_REQUEST ? (k->fe_folded ? fe : 0)
+				      : kind == KEELD_SPIN_SYNC  ? wl
+								 : dp;
 			ready = spin_wait(p, kind, from, to, until, pf, n, &pf[want]);
+		}
+		if (p->spin_at_ns[KEELD_SPIN_SYNC] && ready > 0 && wfd >= 0 && pf[wl].revents) {
+			uint64_t t = keel_now_ns();
+			keeld_spin_add(&p->spin[KEELD_SPIN_SYNC],
+				       t - p->spin_at_ns[KEELD_SPIN_SYNC]);
+			p->spin_at_ns[KEELD_SPIN_SYNC] = 0;
+			p->spin_wal_woke = true;
 		}
 		if (p->spin_at_ns[KEELD_SPIN_REQUEST] && ready > 0 &&
 		    (pf[0].revents || (k->fe_folded && pf[fe].revents))) {
@@ -5022,6 +5069,22 @@ static void critical_first(struct pipeline *p, uint64_t now)
 	zk_server_uncork(p->k->zk);
 }
 
+/*
+ * keel.spinWindows: the spinning follower's sync completed and woke the idle
+ * wait: its acknowledgement goes out now, before the turn's housekeeping,
+ * as critical_first sends it after an inline sync.
+ */
+static void sync_first(struct pipeline *p)
+{
+	p->spin_wal_woke = false;
+	if (p->wal_failed || p->halted || raft_role(p->r) != RAFT_FOLLOWER)
+		return;
+	zk_server_cork(p->k->zk);
+	if (poll_wal(p))
+		(void)ready_run(p, NULL);
+	zk_server_uncork(p->k->zk);
+}
+
 static void *pipeline_main(void *arg)
 {
 	struct keeld *k = arg;
@@ -5093,6 +5156,8 @@ static void *pipeline_main(void *arg)
 		uint64_t now = keel_now_ns();
 		if (n > 0 && n <= 2) /* one write's frames: its AppendEntries or acks */
 			critical_first(p, now);
+		if (keel_unlikely(p->spin_wal_woke))
+			sync_first(p);
 		while (now >= p->next_tick_ns) {
 			raft_tick(p->r);
 			p->next_tick_ns += tick_interval_ns(p);

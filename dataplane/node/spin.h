@@ -39,8 +39,15 @@
  * the leader's first acknowledgement of an AppendEntries with entries [ack],
  * the leader's next client request after a commit's replies [request], a
  * follower's next AppendEntries with entries after its acknowledgement
- * [append]. */
-enum keeld_spin_kind { KEELD_SPIN_ACK, KEELD_SPIN_REQUEST, KEELD_SPIN_APPEND, KEELD_SPIN_KINDS };
+ * [append], and the completion of that follower's sync of them on io_uring
+ * [sync] (polled from the AppendEntries' arrival: no sleep before it). */
+enum keeld_spin_kind {
+	KEELD_SPIN_ACK,
+	KEELD_SPIN_REQUEST,
+	KEELD_SPIN_APPEND,
+	KEELD_SPIN_SYNC,
+	KEELD_SPIN_KINDS /* clang-format: one a line */
+};
 
 /* A window, in us after the anchor: spin from from_us until to_us. */
 struct keeld_spin_window {
