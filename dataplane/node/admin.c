@@ -274,7 +274,7 @@ int keeld_admin_start(struct keeld *k)
 		k->metrics, "keel_entbuf_bytes", "",
 		"Bytes of the entry-buffer chunks mapped now (malloc'd buffers not counted).");
 	static const char *const spin_kind[4] = { "ack", "request", "append", "sync" };
-	static const char *const spin_res[3] = { "hit", "miss", "early" };
+	static const char *const spin_res[4] = { "hit", "miss", "early", "busy" };
 	for (int i = 0; i < 4; i++) {
 		char lb[64];
 		snprintf(lb, sizeof(lb), "window=\"%s\"", spin_kind[i]);
@@ -285,15 +285,18 @@ int keeld_admin_start(struct keeld *k)
 			"acknowledgement; request: the leader's next client request; append: the "
 			"spinning follower's next AppendEntries; sync: that follower's sync of "
 			"them, on io_uring while it spins). CPU spent, mostly yielded.");
-		for (int j = 0; j < 3; j++) {
+		for (int j = 0; j < 4; j++) {
 			snprintf(lb, sizeof(lb), "window=\"%s\",result=\"%s\"", spin_kind[i],
 				 spin_res[j]);
 			k->spin_waits_c[i][j] = mgmt_metrics_counter(
 				k->metrics, "keel_spin_waits_total", lb,
 				"keel.spinWindows: idle waits with a predicted window, by how they "
 				"ended: hit (the event came while spinning), miss (the window "
-				"closed first: misses in a row back the spinning off), early "
-				"(the event came before the window opened).");
+				"closed first), early (the event came before the window opened), "
+				"busy (a yield gave the CPU to another task for over 20 us: the "
+				"CPU "
+				"is not idle, the spin ends). Misses and busy ones in a row back "
+				"the spinning off.");
 		}
 	}
 	struct mgmt_counter *live_c = mgmt_metrics_counter(

@@ -114,6 +114,9 @@
 /* keel.spinWindows: a follower's AppendEntries of one entry up to this
  * size is one write (spin_single); a batch of a busy leader is larger. */
 #define PL_SPIN_ONE_WRITE_BYTES 2048u
+/* keel.spinWindows: a sched_yield that kept this thread off its CPU this long
+ * ran another task there -- the CPU is not idle, and the spin ends. */
+#define PL_SPIN_YIELD_BUSY_NS 20000u
 /*
  * Larger log groups up to this size are written into the page cache on this
  * thread and only their fdatasync goes to the io_uring worker
@@ -469,7 +472,7 @@ struct pipeline {
 	struct keeld_spin_pred spin[KEELD_SPIN_KINDS];
 	uint64_t spin_at_ns[KEELD_SPIN_KINDS];
 	uint64_t spin_ns[KEELD_SPIN_KINDS];
-	uint64_t spin_seen[KEELD_SPIN_KINDS][4]; /* published: ns, hits, misses, early */
+	uint64_t spin_seen[KEELD_SPIN_KINDS][5]; /* published: ns, hits, misses, early, busy */
 	uint64_t spin_ack_index;                 /* the acknowledgement awaited covers this index */
 	uint64_t rx_ns;                          /* the last burst with frames was read (spin on) */
 	enum node_spin spin_mode;
@@ -4568,6 +4571,7 @@ static void mg_spin(struct pipeline *p)
 		mg_fold(k->spin_waits_c[i][0], s->hits, &p->spin_seen[i][1]);
 		mg_fold(k->spin_waits_c[i][1], s->miss_total, &p->spin_seen[i][2]);
 		mg_fold(k->spin_waits_c[i][2], s->early, &p->spin_seen[i][3]);
+		mg_fold(k->spin_waits_c[i][3], s->busy, &p->spin_seen[i][4]);
 	}
 }
 
@@ -4829,15 +4833,27 @@ static int spin_wait(struct pipeline *p, int kind, uint64_t from, uint64_t to, u
 	}
 	static const struct timespec zero;
 	uint64_t t0 = now;
+	bool busy = false;
 	for (;;) {
 		ready = ppoll(pf, n, &zero, NULL);
 		now = keel_now_ns();
 		if (ready != 0 || now >= to || now >= until)
 			break;
 		sched_yield();
+		/* Another task took this CPU for a while: it is not idle, so
+		 * it would not have halted, and a spinner competes for it as
+		 * one more CPU hog where a sleeper, woken, would preempt. */
+		uint64_t t = keel_now_ns();
+		if (t - now > PL_SPIN_YIELD_BUSY_NS) {
+			now = t;
+			busy = true;
+			break;
+		}
 	}
 	p->spin_ns[kind] += now - t0;
-	if (ready > 0 && want->revents)
+	if (busy)
+		keeld_spin_result(s, KEELD_SPIN_BUSY);
+	else if (ready > 0 && want->revents)
 		keeld_spin_result(s, KEELD_SPIN_HIT);
 	else if (ready == 0 && now >= to)
 		keeld_spin_result(s, KEELD_SPIN_MISS);

@@ -65,8 +65,12 @@ void keeld_spin_result(struct keeld_spin_pred *s, enum keeld_spin_result r)
 		s->misses = 0;
 		s->backoff = KEELD_SPIN_SKIP_MIN;
 		break;
+	case KEELD_SPIN_BUSY:
 	case KEELD_SPIN_MISS:
-		s->miss_total++;
+		if (r == KEELD_SPIN_BUSY)
+			s->busy++;
+		else
+			s->miss_total++;
 		if (++s->misses >= KEELD_SPIN_MISS_RUN) {
 			s->misses = 0;
 			s->skip = s->backoff;

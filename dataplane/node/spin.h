@@ -64,7 +64,7 @@ struct keeld_spin_pred {
 	bool dirty;       /* a sample came since win was computed */
 	struct keeld_spin_window win;
 	/* counts, for the metrics */
-	uint64_t hits, miss_total, early, backoffs;
+	uint64_t hits, miss_total, early, busy, backoffs;
 };
 
 void keeld_spin_init(struct keeld_spin_pred *s);
@@ -74,9 +74,10 @@ void keeld_spin_add(struct keeld_spin_pred *s, uint64_t gap_ns);
  * backing off -- each call while backing off counts one wait). */
 bool keeld_spin_window(struct keeld_spin_pred *s, struct keeld_spin_window *w);
 /* How that wait ended: hit (the event came while spinning), miss (the
- * window closed first) or early (it came before the window opened: neither;
- * its gap, added, moves the window). */
-enum keeld_spin_result { KEELD_SPIN_HIT, KEELD_SPIN_MISS, KEELD_SPIN_EARLY };
+ * window closed first), early (it came before the window opened: neither;
+ * its gap, added, moves the window) or busy (the CPU was wanted by another
+ * task: the spin gave up; backs off as a miss). */
+enum keeld_spin_result { KEELD_SPIN_HIT, KEELD_SPIN_MISS, KEELD_SPIN_EARLY, KEELD_SPIN_BUSY };
 void keeld_spin_result(struct keeld_spin_pred *s, enum keeld_spin_result r);
 
 #endif

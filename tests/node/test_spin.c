@@ -142,6 +142,15 @@ static void test_backoff(void **state)
 	miss_run(&s);
 	assert_int_equal(skipped(&s), KEELD_SPIN_SKIP_MIN);
 	assert_int_equal(s.hits, 1);
+	/* spins ended because the CPU was wanted (busy) back off as misses,
+	 * mixed with them too, and are counted apart */
+	keeld_spin_result(&s, KEELD_SPIN_HIT);
+	keeld_spin_result(&s, KEELD_SPIN_BUSY);
+	for (uint32_t i = 1; i < KEELD_SPIN_MISS_RUN; i++)
+		keeld_spin_result(&s, i % 2 ? KEELD_SPIN_MISS : KEELD_SPIN_BUSY);
+	assert_int_equal(skipped(&s), KEELD_SPIN_SKIP_MIN);
+	assert_true(s.busy >= 1);
+	assert_int_equal(s.busy + s.miss_total, 14 * KEELD_SPIN_MISS_RUN);
 }
 
 int main(void)
