@@ -49,16 +49,23 @@ static const char *const live_keys[] = {
 	"globalOutstandingLimit",
 	"keel.heartbeatMs",
 	"keel.electionTimeoutMs",
+	"keel.spinWindows",
 	NULL,
 };
 
 /* What live.cfg keeps of them: not the test faults (a restart clears those). */
 const char *const keeld_saved_keys[] = {
-	"keel.snapshotThresholdBytes", "keel.cpuDmaLatency",
-	"4lw.commands.whitelist",      "minSessionTimeout",
-	"maxSessionTimeout",           "maxClientCnxns",
-	"globalOutstandingLimit",      "keel.heartbeatMs",
-	"keel.electionTimeoutMs",      NULL,
+	"keel.snapshotThresholdBytes",
+	"keel.cpuDmaLatency",
+	"4lw.commands.whitelist",
+	"minSessionTimeout",
+	"maxSessionTimeout",
+	"maxClientCnxns",
+	"globalOutstandingLimit",
+	"keel.heartbeatMs",
+	"keel.electionTimeoutMs",
+	"keel.spinWindows",
+	NULL,
 };
 
 int keeld_live_load(struct keeld *k, const char *config, uint32_t myid, bool set_aside)

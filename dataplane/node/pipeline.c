@@ -4231,6 +4231,19 @@ static int test_us(const char *key, const char *val, uint32_t max, uint32_t *us,
 	return 0;
 }
 
+/* keel.spinWindows changed (PUT /config): waits awaited under the old mode
+ * are forgotten, a sync left on io_uring goes back inline. The gaps learnt
+ * stay: the events are the same. */
+static void spin_set(struct pipeline *p, enum node_spin mode)
+{
+	p->spin_mode = mode;
+	memset(p->spin_at_ns, 0, sizeof(p->spin_at_ns));
+	if (p->spin_async && mode != NODE_SPIN_SYNC) {
+		wal_set_inline_sync(p->w, true);
+		p->spin_async = false;
+	}
+}
+
 static int mg_apply(struct pipeline *p, const char *key, const char *val, char *msg, size_t len)
 {
 	struct keeld *k = p->k;
@@ -4374,6 +4387,9 @@ static int mg_apply(struct pipeline *p, const char *key, const char *val, char *
 		} else if (!strcmp(key, "keel.heartbeatMs") ||
 			   !strcmp(key, "keel.electionTimeoutMs")) {
 			rc = mg_timing(p, c->heartbeat_ms, c->election_timeout_ms, msg, len);
+		} else if (!strcmp(key, "keel.spinWindows")) {
+			spin_set(p, c->spin_windows);
+			k->cfg.spin_windows = c->spin_windows;
 		} else {
 			rc = KEEL_E_CONFIG;
 			snprintf(msg, len, "%s cannot change while the node runs", key);
