@@ -4389,7 +4389,7 @@ static int mg_apply(struct pipeline *p, const char *key, const char *val, char *
 			rc = mg_timing(p, c->heartbeat_ms, c->election_timeout_ms, msg, len);
 		} else if (!strcmp(key, "keel.spinWindows")) {
 			spin_set(p, c->spin_windows);
-			k->cfg.spin_windows = c->spin_windows;
+			__atomic_store_n(&k->cfg.spin_windows, c->spin_windows, __ATOMIC_RELAXED);
 		} else {
 			rc = KEEL_E_CONFIG;
 			snprintf(msg, len, "%s cannot change while the node runs", key);
