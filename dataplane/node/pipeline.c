@@ -1026,8 +1026,10 @@ static void spin_heard(struct pipeline *p, const struct raft_msg *m)
 		p->spin_single = m->n_entries == 1 && m->entries[0].len <= PL_SPIN_ONE_WRITE_BYTES;
 		/* The spinning follower syncs one write on io_uring and polls its
 		 * completion (spin_plan) instead of sleeping in pwritev2: its
-		 * vCPU stays awake for the flush's interrupt. */
-		bool async = p->spin_mode == NODE_SPIN_SYNC && p->spin_single && spin_follower(p);
+		 * vCPU stays awake for the flush's interrupt. Only into an idle
+		 * log: under load groups queue behind one in flight anyway. */
+		bool async = p->spin_mode == NODE_SPIN_SYNC && p->spin_single && !p->wal_busy &&
+			     spin_follower(p);
 		if (async != p->spin_async) {
 			wal_set_inline_sync(p->w, !async);
 			p->spin_async = async;
