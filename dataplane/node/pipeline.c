@@ -4754,16 +4754,6 @@ static bool queue_pending(struct keeld *k)
 }
 
 /*
- * Nothing to do this turn: sleep on the peer socket, the front end's eventfd
- * and the log's completion fd until one fires or the next tick is due -- so
- * idle nodes cost next to no CPU and a client write wakes the pipeline at
- * once. No spin first: 50 us of sched_yield turns (3-5 syscalls each) cost
- * 4-8 syscalls per setData at saturation and half the server CPU of a
- * single client, and on this shared 2-core machine gave no lower latency
- * (bench/RESULTS.md, "keel's write path"). DPDK (no fd) falls back to
- * dp_idle()'s own policy, which spins when configured to.
- */
-/*
  * keel.spinWindows=all|sync: the follower that spins for the next AppendEntries,
  * the voter with the lowest id other than the leader. A write needs the
  * leader and one follower durable, so one follower kept awake is enough,
@@ -4880,6 +4870,18 @@ static int spin_wait(struct pipeline *p, int kind, uint64_t from, uint64_t to, u
 	return ready;
 }
 
+/*
+ * Nothing to do this turn: sleep on the peer socket, the front end's eventfd
+ * and the log's completion fd until one fires or the next tick is due -- so
+ * idle nodes cost next to no CPU and a client write wakes the pipeline at
+ * once. No spin first: 50 us of sched_yield turns (3-5 syscalls each) cost
+ * 4-8 syscalls per setData at saturation and half the server CPU of a
+ * single client, and on this shared 2-core machine gave no lower latency
+ * (bench/RESULTS.md, "keel's write path"). Only keel.spinWindows polls
+ * here, through the window where one write's next event is predicted
+ * (spin_plan, spin_wait). DPDK (no fd) falls back to dp_idle()'s own
+ * policy, which spins when configured to.
+ */
 static void idle_wait(struct pipeline *p)
 {
 	struct keeld *k = p->k;
