@@ -143,6 +143,7 @@ struct wal {
 	uint64_t g_submit_ns;         /* when the group's I/O started (sync_fn) */
 	bool g_held;                  /* the test hold of this group was started */
 	uint32_t test_fsync_delay_us; /* 0: off */
+	bool inline_sync_off;         /* wal_set_inline_sync(false) */
 	struct __kernel_timespec hold_ts;
 	struct iovec *iov;
 	size_t iov_cap;
@@ -2020,7 +2021,7 @@ static void flush_sqes(struct wal *w)
 static bool group_inline(const struct wal *w)
 {
 	return w->g_len <= w->o.inline_sync_max_bytes && w->g_niov <= IOV_PER_SQE &&
-	       !w->test_fsync_delay_us;
+	       !w->test_fsync_delay_us && !w->inline_sync_off;
 }
 
 static void pump_uring(struct wal *w)
@@ -2443,6 +2444,11 @@ int wal_read(struct wal *w, uint64_t index, struct wal_entry *out, void *buf, si
 const char *wal_read_error(const struct wal *w)
 {
 	return w->rd_errmsg;
+}
+
+void wal_set_inline_sync(struct wal *w, bool on)
+{
+	w->inline_sync_off = !on;
 }
 
 void wal_set_test_fsync_delay(struct wal *w, uint32_t delay_us)

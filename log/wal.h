@@ -240,6 +240,18 @@ const char *wal_error(const struct wal *w);
 void wal_set_test_fsync_delay(struct wal *w, uint32_t delay_us);
 
 /*
+ * io_uring backend: whether the next small groups are synced inline
+ * (wal_options.inline_sync_max_bytes, the default: true) or, with false,
+ * submitted like a larger group (written on the loop per
+ * inline_write_max_bytes, the fdatasync on io_uring) -- for a caller that
+ * polls wal_wait_fd() without blocking while the sync runs, so its thread
+ * stays on its CPU instead of sleeping inside pwritev2 (the node's
+ * keel.spinWindows). Loop thread; takes effect from the next group. No
+ * effect on the plain backend or when inline_sync_max_bytes is 0.
+ */
+void wal_set_inline_sync(struct wal *w, bool on);
+
+/*
  * Persist (term, vote). Reported by wal_status (hs_term/hs_vote, hs_pending
  * false) only once written and synced; a newer call supersedes a queued one.
  */

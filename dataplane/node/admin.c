@@ -50,16 +50,23 @@ static const char *const live_keys[] = {
 	"globalOutstandingLimit",
 	"keel.heartbeatMs",
 	"keel.electionTimeoutMs",
+	"keel.spinWindows",
 	NULL,
 };
 
 /* What live.cfg keeps of them: not the test faults (a restart clears those). */
 const char *const keeld_saved_keys[] = {
-	"keel.snapshotThresholdBytes", "keel.cpuDmaLatency",
-	"4lw.commands.whitelist",      "minSessionTimeout",
-	"maxSessionTimeout",           "maxClientCnxns",
-	"globalOutstandingLimit",      "keel.heartbeatMs",
-	"keel.electionTimeoutMs",      NULL,
+	"keel.snapshotThresholdBytes",
+	"keel.cpuDmaLatency",
+	"4lw.commands.whitelist",
+	"minSessionTimeout",
+	"maxSessionTimeout",
+	"maxClientCnxns",
+	"globalOutstandingLimit",
+	"keel.heartbeatMs",
+	"keel.electionTimeoutMs",
+	"keel.spinWindows",
+	NULL,
 };
 
 int keeld_live_load(struct keeld *k, const char *config, uint32_t myid, bool set_aside)
@@ -291,6 +298,32 @@ int keeld_admin_start(struct keeld *k)
 	k->entbuf_bytes_g = mgmt_metrics_gauge(
 		k->metrics, "keel_entbuf_bytes", "",
 		"Bytes of the entry-buffer chunks mapped now (malloc'd buffers not counted).");
+	static const char *const spin_kind[4] = { "ack", "request", "append", "sync" };
+	static const char *const spin_res[4] = { "hit", "miss", "early", "busy" };
+	for (int i = 0; i < 4; i++) {
+		char lb[64];
+		snprintf(lb, sizeof(lb), "window=\"%s\"", spin_kind[i]);
+		k->spin_us_c[i] = mgmt_metrics_counter(
+			k->metrics, "keel_spin_microseconds_total", lb,
+			"keel.spinWindows: time the pipeline spent polling without blocking in a "
+			"predicted window, by the event awaited (ack: the leader's first "
+			"acknowledgement; request: the leader's next client request; append: the "
+			"spinning follower's next AppendEntries; sync: that follower's sync of "
+			"them, on io_uring while it spins). CPU spent, mostly yielded.");
+		for (int j = 0; j < 4; j++) {
+			snprintf(lb, sizeof(lb), "window=\"%s\",result=\"%s\"", spin_kind[i],
+				 spin_res[j]);
+			k->spin_waits_c[i][j] = mgmt_metrics_counter(
+				k->metrics, "keel_spin_waits_total", lb,
+				"keel.spinWindows: idle waits with a predicted window, by how they "
+				"ended: hit (the event came while spinning), miss (the window "
+				"closed first), early (the event came before the window opened), "
+				"busy (a yield gave the CPU to another task for over 20 us: the "
+				"CPU "
+				"is not idle, the spin ends). Misses and busy ones in a row back "
+				"the spinning off.");
+		}
+	}
 	struct mgmt_counter *live_c = mgmt_metrics_counter(
 		k->metrics, "keel_live_config_damaged_total", "",
 		"live.cfg files found damaged (checksum, format, a key refused) at this "

@@ -549,6 +549,13 @@ static int set_key(struct parser *p, const char *key, const char *v)
 			c->frontend = (enum node_frontend)rc;
 		return rc < 0 ? rc : 0;
 	}
+	if (!strcmp(key, "keel.spinWindows")) {
+		static const char *const names[] = { "off", "leader", "all", "sync" };
+		int rc = want_enum(p, key, v, names, KEEL_ARRAY_SIZE(names));
+		if (rc >= 0)
+			c->spin_windows = (enum node_spin)rc;
+		return rc < 0 ? rc : 0;
+	}
 	/* A test of a rolling upgrade: this node speaks an older level. */
 	if (!strcmp(key, "keel.test.protocolLevel"))
 		return want_u32(p, key, v, NODE_PROTOCOL_LEVEL_MIN, NODE_PROTOCOL_LEVEL,
@@ -962,6 +969,7 @@ size_t node_config_format(const struct node_config *c, char *buf, size_t len)
 	static const char *const tr[] = { "auto", "udp", "dpdk" };
 	static const char *const fp[] = { "auto", "uring", "plain" };
 	static const char *const fe[] = { "auto", "pipeline", "thread" };
+	static const char *const sw[] = { "off", "leader", "all", "sync" };
 	size_t n = 0;
 #define OUT(...)                                                                \
 	do {                                                                    \
@@ -1004,7 +1012,7 @@ size_t node_config_format(const struct node_config *c, char *buf, size_t len)
 	    "keel.adminPort=%u\nkeel.cpuDmaLatency=%s\n",
 	    c->election_timeout_ms, c->heartbeat_ms, c->admin_addr, c->admin_port,
 	    onoff(c->cpu_dma_latency));
-	OUT("keel.frontend=%s\n", fe[c->frontend]);
+	OUT("keel.frontend=%s\nkeel.spinWindows=%s\n", fe[c->frontend], sw[c->spin_windows]);
 	for (uint32_t i = 0; i < c->n_dp; i++)
 		OUT("%s=%s\n", c->dp[i].key, c->dp[i].value);
 	return n;

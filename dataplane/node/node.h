@@ -70,6 +70,17 @@ enum node_frontend {
 	NODE_FRONTEND_THREAD,   /* its own epoll thread, handing writes over a ring */
 };
 
+/* Which idle waits spin through their predicted window (keel.spinWindows,
+ * spin.h): none; the leader's (first acknowledgement, next client request);
+ * those and one follower's (next AppendEntries); all those, and that
+ * follower syncs one write on io_uring and polls it (sync). */
+enum node_spin {
+	NODE_SPIN_OFF,
+	NODE_SPIN_LEADER,
+	NODE_SPIN_ALL,
+	NODE_SPIN_SYNC,
+};
+
 enum node_fsync_path {
 	NODE_FSYNC_AUTO, /* io_uring when the kernel allows it, else plain syscalls */
 	NODE_FSYNC_URING,
@@ -126,6 +137,7 @@ struct node_config {
 	char admin_token[NODE_TOKEN_MAX];  /* keel.adminToken (membership changes need it) */
 	bool cpu_dma_latency;              /* keel.cpuDmaLatency = on|off (default off) */
 	enum node_frontend frontend;       /* keel.frontend = auto|pipeline|thread */
+	enum node_spin spin_windows;       /* keel.spinWindows = off|leader|all */
 	/* keel.test.protocolLevel: the level this node claims (tests of a
 	 * rolling upgrade); default NODE_PROTOCOL_LEVEL */
 	uint32_t protocol_level;

@@ -91,6 +91,7 @@
 
 #include "keeld_int.h"
 #include "mgmt.h"
+#include "spin.h"
 
 #define PEND_BUCKETS 4096
 #define SEEN_BUCKETS 4096
@@ -110,6 +111,12 @@
 #ifndef PL_INLINE_SYNC_BYTES
 #define PL_INLINE_SYNC_BYTES (8u << 10)
 #endif
+/* keel.spinWindows: a follower's AppendEntries of one entry up to this
+ * size is one write (spin_single); a batch of a busy leader is larger. */
+#define PL_SPIN_ONE_WRITE_BYTES 2048u
+/* keel.spinWindows: a sched_yield that kept this thread off its CPU this long
+ * ran another task there -- the CPU is not idle, and the spin ends. */
+#define PL_SPIN_YIELD_BUSY_NS 20000u
 /*
  * Larger log groups up to this size are written into the page cache on this
  * thread and only their fdatasync goes to the io_uring worker
@@ -480,6 +487,24 @@ struct pipeline {
 	uint64_t wait_until_ns; /* ...which would have ended at this time (tick, test delays) */
 	bool rx_quiet;          /* the peer socket was empty (rx_exact) */
 	bool rx_exact;          /* the transport's wait fd is readable exactly when frames wait */
+
+	/* keel.spinWindows (spin.h, spin_plan): per kind of wait, when its
+	 * anchor happened (0: no event awaited), the predictor of the gap
+	 * from the anchor to the event, and the time spent spinning */
+	struct keeld_spin_pred spin[KEELD_SPIN_KINDS];
+	uint64_t spin_at_ns[KEELD_SPIN_KINDS];
+	uint64_t spin_ns[KEELD_SPIN_KINDS];
+	uint64_t spin_seen[KEELD_SPIN_KINDS][5]; /* published: ns, hits, misses, early, busy */
+	uint64_t spin_ack_index;                 /* the acknowledgement awaited covers this index */
+	uint64_t rx_ns;                          /* the last burst with frames was read (spin on) */
+	enum node_spin spin_mode;
+	/* one write at a time: the leader's last proposal had one item, the
+	 * follower's last AppendEntries one small entry -- only then do the
+	 * windows spin (at load the turns run back to back anyway, and a burst
+	 * of writes makes no gap worth predicting) */
+	bool spin_single;
+	bool spin_async;    /* small groups synced on io_uring (KEELD_SPIN_SYNC) */
+	bool spin_wal_woke; /* the last idle wait ended on the log's completion */
 
 	/* news_first (leader): commit heartbeats held while no follower has a client */
 	uint64_t peer_client_ns; /* a peer last showed a client of its own */
@@ -866,6 +891,7 @@ static void propose_batch(struct pipeline *p)
 	if (k->metrics)
 		mgmt_hist_observe(k->nm->batch_size, p->items_n);
 	atomic_fetch_add(&k->n_writes, p->items_n);
+	p->spin_single = p->items_n == 1;
 	p->items_len = 0;
 	p->items_n = 0;
 }
@@ -1018,6 +1044,62 @@ static const struct raft_msg *snap_chunk(struct pipeline *p, const struct raft_m
  *   heartbeat round (a new round: never dropped). Only a delay, as a lost
  *   datagram (review8: test_write_stream).
  */
+static bool spin_follower(const struct pipeline *p);
+
+/*
+ * keel.spinWindows: the anchors of the waits that may spin (spin.h). The
+ * leader's first AppendEntries with entries starts the wait for their first
+ * acknowledgement (and ends any wait for a request: one came); a follower's
+ * successful acknowledgement starts its wait for the next AppendEntries.
+ */
+static void spin_sent(struct pipeline *p, const struct raft_msg *m)
+{
+	if (m->type == RAFT_MSG_APPEND && m->n_entries && raft_role(p->r) == RAFT_LEADER) {
+		if (p->spin_async) { /* it was the spinning follower */
+			wal_set_inline_sync(p->w, true);
+			p->spin_async = false;
+		}
+		if (!p->spin_at_ns[KEELD_SPIN_ACK])
+			p->spin_at_ns[KEELD_SPIN_ACK] = keel_now_ns();
+		p->spin_ack_index = m->index + m->n_entries;
+		p->spin_at_ns[KEELD_SPIN_REQUEST] = 0;
+	} else if (m->type == RAFT_MSG_APPEND_RESP && !(m->flags & RAFT_F_REJECT)) {
+		p->spin_at_ns[KEELD_SPIN_APPEND] = keel_now_ns();
+	}
+}
+
+/* The event of a wait's anchor, heard at p->rx_ns: its gap is learnt. An
+ * acknowledgement counts only once it covers the last entries sent (a slow
+ * follower's answer to the previous write is not this write's). */
+static void spin_heard(struct pipeline *p, const struct raft_msg *m)
+{
+	int kind = -1;
+	if (m->type == RAFT_MSG_APPEND_RESP && !(m->flags & RAFT_F_REJECT) &&
+	    m->index >= p->spin_ack_index)
+		kind = KEELD_SPIN_ACK;
+	else if (m->type == RAFT_MSG_APPEND && m->n_entries)
+		kind = KEELD_SPIN_APPEND;
+	if (kind == KEELD_SPIN_APPEND) {
+		p->spin_single = m->n_entries == 1 && m->entries[0].len <= PL_SPIN_ONE_WRITE_BYTES;
+		/* The spinning follower syncs one write on io_uring and polls its
+		 * completion (spin_plan) instead of sleeping in pwritev2: its
+		 * vCPU stays awake for the flush's interrupt. Only into an idle
+		 * log: under load groups queue behind one in flight anyway. */
+		bool async = p->spin_mode == NODE_SPIN_SYNC && p->spin_single && !p->wal_busy &&
+			     spin_follower(p);
+		if (async != p->spin_async) {
+			wal_set_inline_sync(p->w, !async);
+			p->spin_async = async;
+		}
+		p->spin_at_ns[KEELD_SPIN_SYNC] = async ? p->rx_ns : 0;
+	}
+	if (kind < 0 || !p->spin_at_ns[kind])
+		return;
+	if (p->rx_ns > p->spin_at_ns[kind])
+		keeld_spin_add(&p->spin[kind], p->rx_ns - p->spin_at_ns[kind]);
+	p->spin_at_ns[kind] = 0;
+}
+
 static void send_raft(struct pipeline *p, const struct raft_msg *m)
 {
 	struct raft_msg chunk;
@@ -1071,6 +1153,8 @@ static void send_raft(struct pipeline *p, const struct raft_msg *m)
 			      p->sendbuf, (size_t)w);
 	if (h && m->type == RAFT_MSG_HEARTBEAT && m->ctx > h->sent_ctx)
 		h->sent_ctx = m->ctx;
+	if (keel_unlikely(p->spin_mode))
+		spin_sent(p, m);
 }
 
 /*
@@ -1386,6 +1470,8 @@ static void on_raft(struct pipeline *p, const struct dp_msg *m)
 					 .offset = msg.offset,
 					 .sum = p->rx_sum_next };
 	}
+	if (keel_unlikely(p->spin_mode))
+		spin_heard(p, &msg);
 	/* A removed member is told so; its votes must not disturb the members. */
 	if (removed_speaks(p, m->from, &msg))
 		return;
@@ -4371,6 +4457,19 @@ static int test_us(const char *key, const char *val, uint32_t max, uint32_t *us,
 	return 0;
 }
 
+/* keel.spinWindows changed (PUT /config): waits awaited under the old mode
+ * are forgotten, a sync left on io_uring goes back inline. The gaps learnt
+ * stay: the events are the same. */
+static void spin_set(struct pipeline *p, enum node_spin mode)
+{
+	p->spin_mode = mode;
+	memset(p->spin_at_ns, 0, sizeof(p->spin_at_ns));
+	if (p->spin_async && mode != NODE_SPIN_SYNC) {
+		wal_set_inline_sync(p->w, true);
+		p->spin_async = false;
+	}
+}
+
 static int mg_apply(struct pipeline *p, const char *key, const char *val, char *msg, size_t len)
 {
 	struct keeld *k = p->k;
@@ -4518,6 +4617,9 @@ static int mg_apply(struct pipeline *p, const char *key, const char *val, char *
 		} else if (!strcmp(key, "keel.heartbeatMs") ||
 			   !strcmp(key, "keel.electionTimeoutMs")) {
 			rc = mg_timing(p, c->heartbeat_ms, c->election_timeout_ms, msg, len);
+		} else if (!strcmp(key, "keel.spinWindows")) {
+			spin_set(p, c->spin_windows);
+			__atomic_store_n(&k->cfg.spin_windows, c->spin_windows, __ATOMIC_RELAXED);
 		} else {
 			rc = KEEL_E_CONFIG;
 			snprintf(msg, len, "%s cannot change while the node runs", key);
@@ -4711,6 +4813,20 @@ static void mg_entbuf(struct pipeline *p)
 		mgmt_gauge_set(k->entbuf_bytes_g, (double)st.bytes_now);
 }
 
+/* keel.spinWindows' cost and aim (keel_spin_*), by window. */
+static void mg_spin(struct pipeline *p)
+{
+	struct keeld *k = p->k;
+	for (int i = 0; i < KEELD_SPIN_KINDS; i++) {
+		const struct keeld_spin_pred *s = &p->spin[i];
+		mg_fold(k->spin_us_c[i], p->spin_ns[i] / 1000u, &p->spin_seen[i][0]);
+		mg_fold(k->spin_waits_c[i][0], s->hits, &p->spin_seen[i][1]);
+		mg_fold(k->spin_waits_c[i][1], s->miss_total, &p->spin_seen[i][2]);
+		mg_fold(k->spin_waits_c[i][2], s->early, &p->spin_seen[i][3]);
+		mg_fold(k->spin_waits_c[i][3], s->busy, &p->spin_seen[i][4]);
+	}
+}
+
 static void mg_publish(struct pipeline *p)
 {
 	struct keeld *k = p->k;
@@ -4793,6 +4909,7 @@ static void mg_publish(struct pipeline *p)
 	p->busy_ns = p->idle_ns = 0;
 	mg_drops(p);
 	mg_entbuf(p);
+	mg_spin(p);
 }
 
 /* Once per turn: answers held back, new requests, changes in flight, status. */
@@ -4871,14 +4988,133 @@ static bool queue_pending(struct keeld *k)
 }
 
 /*
+ * keel.spinWindows=all|sync: the follower that spins for the next AppendEntries,
+ * the voter with the lowest id other than the leader. A write needs the
+ * leader and one follower durable, so one follower kept awake is enough,
+ * and only one vCPU's worth of spinning is spent. Fixed by the
+ * configuration both followers know, so no message says it; if that one is
+ * the slower, the other's acknowledgement commits as before.
+ */
+static bool spin_follower(const struct pipeline *p)
+{
+	const struct raft_conf *c = raft_conf(p->r);
+	uint32_t leader = raft_leader(p->r), best = UINT32_MAX;
+	for (uint32_t i = 0; i < c->n; i++)
+		if ((c->m[i].flags & RAFT_VOTER) && c->m[i].id != leader && c->m[i].id < best)
+			best = c->m[i].id;
+	return best == p->k->myid;
+}
+
+/*
+ * Which wait this idle wait is, and its predicted window (absolute ns):
+ * the leader awaits the acknowledgement of what it sent, else the next
+ * request after its replies; the spinning follower, the next AppendEntries.
+ * -1: no spin (off, no event awaited, too few gaps learnt, backing off, or
+ * the window already passed).
+ */
+static int spin_plan(struct pipeline *p, uint64_t now, uint64_t *from, uint64_t *to)
+{
+	int kind;
+	if (raft_role(p->r) == RAFT_LEADER)
+		kind = p->spin_at_ns[KEELD_SPIN_ACK] ? KEELD_SPIN_ACK : KEELD_SPIN_REQUEST;
+	else if (p->spin_async && p->wal_busy && raft_role(p->r) == RAFT_FOLLOWER)
+		kind = KEELD_SPIN_SYNC;
+	else if (p->spin_mode >= NODE_SPIN_ALL && raft_role(p->r) == RAFT_FOLLOWER &&
+		 spin_follower(p))
+		kind = KEELD_SPIN_APPEND;
+	else
+		return -1;
+	if (!p->spin_single || (p->wal_busy && kind != KEELD_SPIN_SYNC))
+		return -1;
+	uint64_t at = p->spin_at_ns[kind];
+	struct keeld_spin_window w;
+	if (!at || !keeld_spin_window(&p->spin[kind], &w))
+		return -1;
+	/* The sync runs now: poll from the start (a sleep first would halt
+	 * the vCPU this is meant to keep awake); the window bounds its end. */
+	if (kind == KEELD_SPIN_SYNC)
+		w.from_us = 0;
+	*from = at + (uint64_t)w.from_us * 1000u;
+	*to = at + (uint64_t)w.to_us * 1000u;
+	return *to > now ? kind : -1;
+}
+
+static int ppoll_until(struct pollfd *pf, nfds_t n, uint64_t until)
+{
+	uint64_t now = keel_now_ns();
+	uint64_t wait = until > now ? until - now : 0;
+	struct timespec ts = { .tv_sec = (time_t)(wait / 1000000000u),
+			       .tv_nsec = (long)(wait % 1000000000u) };
+	return ppoll(pf, n, &ts, NULL);
+}
+
+/*
+ * The wait through a spin window (spin_plan): sleep until it opens, then
+ * poll without blocking, yielding the CPU between polls (a runnable thread
+ * on this vCPU is not starved; the vCPU stays out of halt), until a fd is
+ * ready or the window closes; then sleep as usual. The expected fd (want)
+ * ending the spin is a hit; the window closing first, a miss (back-off);
+ * an event before the window opened, early. Returns as ppoll.
+ */
+static int spin_wait(struct pipeline *p, int kind, uint64_t from, uint64_t to, uint64_t until,
+		     struct pollfd *pf, nfds_t n, const struct pollfd *want)
+{
+	struct keeld_spin_pred *s = &p->spin[kind];
+	uint64_t now = keel_now_ns();
+	int ready;
+	if (from > now) {
+		ready = ppoll_until(pf, n, from < until ? from : until);
+		if (ready != 0) {
+			if (ready > 0 && want->revents)
+				keeld_spin_result(s, KEELD_SPIN_EARLY);
+			return ready;
+		}
+		now = keel_now_ns();
+		if (now >= until)
+			return 0;
+	}
+	static const struct timespec zero;
+	uint64_t t0 = now;
+	bool busy = false;
+	for (;;) {
+		ready = ppoll(pf, n, &zero, NULL);
+		now = keel_now_ns();
+		if (ready != 0 || now >= to || now >= until)
+			break;
+		sched_yield();
+		/* Another task took this CPU for a while: it is not idle, so
+		 * it would not have halted, and a spinner competes for it as
+		 * one more CPU hog where a sleeper, woken, would preempt. */
+		uint64_t t = keel_now_ns();
+		if (t - now > PL_SPIN_YIELD_BUSY_NS) {
+			now = t;
+			busy = true;
+			break;
+		}
+	}
+	p->spin_ns[kind] += now - t0;
+	if (busy)
+		keeld_spin_result(s, KEELD_SPIN_BUSY);
+	else if (ready > 0 && want->revents)
+		keeld_spin_result(s, KEELD_SPIN_HIT);
+	else if (ready == 0 && now >= to)
+		keeld_spin_result(s, KEELD_SPIN_MISS);
+	if (ready == 0 && now < until)
+		ready = ppoll_until(pf, n, until);
+	return ready;
+}
+
+/*
  * Nothing to do this turn: sleep on the peer socket, the front end's eventfd
  * and the log's completion fd until one fires or the next tick is due -- so
  * idle nodes cost next to no CPU and a client write wakes the pipeline at
  * once. No spin first: 50 us of sched_yield turns (3-5 syscalls each) cost
  * 4-8 syscalls per setData at saturation and half the server CPU of a
  * single client, and on this shared 2-core machine gave no lower latency
- * (bench/RESULTS.md, "keel's write path"). DPDK (no fd) falls back to
- * dp_idle()'s own policy, which spins when configured to.
+ * (bench/RESULTS.md, "keel's write path"). Only keel.spinWindows polls
+ * here, through the window where one write's next event is predicted
+ * (spin_plan, spin_wait). DPDK (no fd) falls back to dp_idle()'s own
+ * policy, which spins when configured to.
  */
 static void idle_wait(struct pipeline *p)
 {
@@ -4905,16 +5141,40 @@ static void idle_wait(struct pipeline *p)
 		if (dfd >= 0)
 			pf[n++] = (struct pollfd){ .fd = dfd, .events = POLLIN };
 		int wfd = wal_wait_fd(p->w);
+		nfds_t wl = n;
 		if (wfd >= 0)
 			pf[n++] = (struct pollfd){ .fd = wfd, .events = POLLIN };
 		uint64_t until = p->next_tick_ns;
 		uint64_t due = p->t ? dp_test_due_ns(p->t) : 0; /* delayed frames (tests) */
 		if (due && due < until)
 			until = due;
-		uint64_t wait = until > now ? until - now : 0;
-		struct timespec ts = { .tv_sec = (time_t)(wait / 1000000000u),
-				       .tv_nsec = (long)(wait % 1000000000u) };
-		int ready = ppoll(pf, n, &ts, NULL);
+		uint64_t from, to;
+		int kind = p->spin_mode && dfd >= 0 ? spin_plan(p, now, &from, &to) : -1;
+		int ready;
+		if (kind < 0) {
+			ready = ppoll_until(pf, n, until);
+		} else {
+			/* the acknowledgement or AppendEntries comes on the peer
+			 * socket; a request on the engine's fd or the eventfd */
+			nfds_t want = kind == KEELD_SPIN_REQUEST ? (k->fe_folded ? fe : 0)
+				      : kind == KEELD_SPIN_SYNC  ? wl
+								 : dp;
+			ready = spin_wait(p, kind, from, to, until, pf, n, &pf[want]);
+		}
+		if (p->spin_at_ns[KEELD_SPIN_SYNC] && ready > 0 && wfd >= 0 && pf[wl].revents) {
+			uint64_t t = keel_now_ns();
+			keeld_spin_add(&p->spin[KEELD_SPIN_SYNC],
+				       t - p->spin_at_ns[KEELD_SPIN_SYNC]);
+			p->spin_at_ns[KEELD_SPIN_SYNC] = 0;
+			p->spin_wal_woke = true;
+		}
+		if (p->spin_at_ns[KEELD_SPIN_REQUEST] && ready > 0 &&
+		    (pf[0].revents || (k->fe_folded && pf[fe].revents))) {
+			uint64_t t = keel_now_ns();
+			keeld_spin_add(&p->spin[KEELD_SPIN_REQUEST],
+				       t - p->spin_at_ns[KEELD_SPIN_REQUEST]);
+			p->spin_at_ns[KEELD_SPIN_REQUEST] = 0;
+		}
 		/* Woken by something else: the engine has nothing (its epoll_wait
 		 * can be skipped). A timeout polls it (its sessionless sweep). */
 		p->fe_ready = ready <= 0 || (k->fe_folded && pf[fe].revents);
@@ -5008,6 +5268,11 @@ static bool ready_run(struct pipeline *p, bool *entries)
 		(void)dp_flush(p->t);
 	for (uint32_t i = 0; i < u.n_committed; i++)
 		apply_entry(p, &u.committed[i]);
+	/* keel.spinWindows: a leader's commit answered its clients; the next
+	 * request of a closed-loop one follows (spin_plan) */
+	if (keel_unlikely(p->spin_mode) && u.n_committed && raft_role(p->r) == RAFT_LEADER &&
+	    !p->spin_at_ns[KEELD_SPIN_ACK])
+		p->spin_at_ns[KEELD_SPIN_REQUEST] = keel_now_ns();
 	raft_advance(p->r);
 	if (p->inst_failed_index) {
 		/* raft takes the install back and asks for the image again */
@@ -5074,6 +5339,22 @@ static void critical_first(struct pipeline *p, uint64_t now)
 	zk_server_uncork(p->k->zk);
 }
 
+/*
+ * keel.spinWindows: the spinning follower's sync completed and woke the idle
+ * wait: its acknowledgement goes out now, before the turn's housekeeping,
+ * as critical_first sends it after an inline sync.
+ */
+static void sync_first(struct pipeline *p)
+{
+	p->spin_wal_woke = false;
+	if (p->wal_failed || p->halted || raft_role(p->r) != RAFT_FOLLOWER)
+		return;
+	zk_server_cork(p->k->zk);
+	if (poll_wal(p))
+		(void)ready_run(p, NULL);
+	zk_server_uncork(p->k->zk);
+}
+
 static void *pipeline_main(void *arg)
 {
 	struct keeld *k = arg;
@@ -5112,6 +5393,8 @@ static void *pipeline_main(void *arg)
 		if (p->t && (!p->rx_quiet || atomic_exchange(&k->rx_look, false))) {
 			atomic_store(&k->applying, true);
 			n = dp_recv_burst(p->t, msgs, DP_BURST);
+			if (keel_unlikely(p->spin_mode) && n > 0)
+				p->rx_ns = keel_now_ns();
 			if (!dp_rx_frames_last(p->t))
 				atomic_store(&k->applying, false);
 			else if (keel_unlikely(p->test_apply_gap_us))
@@ -5146,6 +5429,8 @@ static void *pipeline_main(void *arg)
 		uint64_t now = keel_now_ns();
 		if (n > 0 && n <= 2) /* one write's frames: its AppendEntries or acks */
 			critical_first(p, now);
+		if (keel_unlikely(p->spin_wal_woke))
+			sync_first(p);
 		while (now >= p->next_tick_ns) {
 			raft_tick(p->r);
 			p->next_tick_ns += tick_interval_ns(p);
@@ -5593,6 +5878,9 @@ int keeld_pipeline_open(struct keeld *k)
 	uint32_t tick_ms = pl_timing(c->heartbeat_ms, c->election_timeout_ms,
 				     &rc_cfg.election_ticks, &rc_cfg.heartbeat_ticks);
 	p->tick_ns = (uint64_t)tick_ms * 1000000u;
+	p->spin_mode = k->cfg.spin_windows;
+	for (int i = 0; i < KEELD_SPIN_KINDS; i++)
+		keeld_spin_init(&p->spin[i]);
 	rc_cfg.max_entries_per_msg = 16;
 	rc_cfg.pre_vote = true;
 	rc_cfg.check_quorum = true;

@@ -691,7 +691,8 @@ static int count_io(void *arg, enum wal_io_kind kind)
  * inline_sync_max_bytes: a group within the limit is written and synced
  * inside the wal_poll() that starts it (durable when it returns, its write
  * and fsync seen by then); a larger one goes to io_uring (not durable when
- * the poll that submitted it returns); with a test hold nothing is inline.
+ * the poll that submitted it returns); with a test hold nothing is inline,
+ * nor after wal_set_inline_sync(false) until (true).
  */
 static void test_inline_sync_policy(void **state)
 {
@@ -746,6 +747,24 @@ static void test_inline_sync_policy(void **state)
 	assert_int_equal(walt_drain(f->w, &st), 0);
 	assert_int_equal(st.durable_index, last);
 	wal_set_test_fsync_delay(f->w, 0);
+	/* wal_set_inline_sync(false) (keel.spinWindows=sync): a small group goes
+	 * to io_uring, not durable when the poll that started it returns, and
+	 * durable once its completion is reaped; true restores inline. */
+	for (int round = 0; round < 3; round++) {
+		wal_set_inline_sync(f->w, false);
+		walt_append_range(f->w, last + 1, last + 1, 1, store);
+		last++;
+		assert_int_equal(wal_poll(f->w, &st), 0);
+		assert_true(st.durable_index < last);
+		assert_true(st.busy);
+		assert_int_equal(walt_drain(f->w, &st), 0);
+		assert_int_equal(st.durable_index, last);
+		wal_set_inline_sync(f->w, true);
+		walt_append_range(f->w, last + 1, last + 1, 1, store);
+		last++;
+		assert_int_equal(wal_poll(f->w, &st), 0);
+		assert_int_equal(st.durable_index, last);
+	}
 	/* Everything reported is on disk, with the right bytes. */
 	reopen(f);
 	assert_int_equal(f->rec.last_index, last);
