@@ -50,6 +50,8 @@ enum keeld_msg {
 	KEELD_MSG_TOUCH = 3,   /* any -> leader: sessions alive at the sender */
 	KEELD_MSG_REMOVED = 4, /* leader -> a removed member: stop (no payload) */
 	KEELD_MSG_REFUSED = 5, /* leader -> a member of too old a protocol level: stop */
+	/* leader -> a follower: its forwarded writes refused before the log */
+	KEELD_MSG_FWD_REFUSED = 6,
 };
 
 enum preq_kind {
@@ -96,6 +98,11 @@ struct preq {
 	struct preq *onext, *oprev;
 	uint64_t retx_ns; /* next retransmission (forwarded in the current term) */
 	uint32_t retx_n;
+	/* The leader refused it before the log (pipeline.c, acl_early): op
+	 * acl_bad of acl_nops fails with acl_err (0: not refused). It waits in
+	 * the order list, out of pend, behind its session's earlier requests. */
+	int32_t acl_err;
+	uint32_t acl_bad, acl_nops;
 };
 
 /* A read that waits for its session's earlier writes. */
@@ -277,6 +284,10 @@ struct keeld {
 	struct mgmt_counter *expired_c[KEELD_EXPIRED_REASONS];
 	/* keel_protocol_level_refused_total: members refused for their level */
 	struct mgmt_counter *level_refused_c;
+	/* keel_write_refused_total{reason="noauth",stage="leader"}: writes this
+	 * node, as leader, refused before the log (pipeline.c, acl_early) */
+	struct mgmt_counter *acl_early_c;
+	atomic_uint_fast64_t n_acl_early;
 	uint32_t live_set_aside; /* damaged live.cfg set aside at start (keeld_live_load) */
 	/* keel_snapshot_failures_total{stage} (enum keeld_snap_stage) */
 	struct mgmt_counter *snap_failed_c[KEELD_SNAP_STAGES];
