@@ -94,7 +94,13 @@
 
 #define PEND_BUCKETS 4096
 #define SEEN_BUCKETS 4096
-#define FWD_HDR      20u /* FORWARD: count, term, floor */
+#define FWD_HDR      20u         /* FORWARD: count, term, floor */
+#define RETX_MAX_MSG (64u << 10) /* bytes of items per retransmission datagram */
+#define TRK_BUCKETS  4096
+#define MAX_RX_ENTS  256
+#define PERS_CAP     4096
+#define BATCH_MAX    (8u << 20)
+
 /* FORWARD count's top bit: the sender takes KEELD_MSG_FWD_REFUSED (a leader
  * of an older release reads past the items anyway: its loop stops at the
  * end of the message). Only such a sender's writes are refused early. */
@@ -105,11 +111,7 @@
 #define ACL_MARK_BUCKETS 4096u
 #define ACL_DONE_SLOTS   1024u
 #define ACL_READ_TAG     (1ull << 63) /* raft_read_index ids of acl_early */
-#define RETX_MAX_MSG     (64u << 10)  /* bytes of items per retransmission datagram */
-#define TRK_BUCKETS      4096
-#define MAX_RX_ENTS      256
-#define PERS_CAP         4096
-#define BATCH_MAX        (8u << 20)
+
 /*
  * Log groups up to this size are synced inline on the pipeline thread
  * (wal_options.inline_sync_max_bytes): a single client's write is one small
