@@ -189,6 +189,10 @@ struct acl_ref {
 	int32_t err;
 	uint64_t id, term;
 	uint64_t read; /* the leadership check it waits for (raft_read_index) */
+	/* or the commit of the entry its batch proposed (0: none), whichever
+	 * comes first: a quorum acknowledged that entry in this term after
+	 * the decision, which confirms the leadership as the read round does */
+	uint64_t commit_at;
 };
 
 struct pers {
@@ -907,6 +911,11 @@ static void acl_batch_done(struct pipeline *p, uint64_t index)
 		p->acl_mark[p->acl_batch[i]] = v;
 	if (p->acl_batch_wild)
 		p->acl_wild = v;
+	for (size_t i = p->acl_wait_n; index && p->acl_read_open && i > 0; i--) {
+		if (p->acl_wait[i - 1].read != p->acl_read_seq)
+			break;
+		p->acl_wait[i - 1].commit_at = index;
+	}
 	p->acl_batch_n = 0;
 	p->acl_batch_wild = false;
 	if (p->acl_read_open)
@@ -1056,6 +1065,23 @@ static void acl_reads(struct pipeline *p, const struct raft_update *u)
 		memmove(p->acl_wait, p->acl_wait + n, (p->acl_wait_n - n) * sizeof(*p->acl_wait));
 		p->acl_wait_n -= n;
 	}
+}
+
+/* Refusals confirmed by a commit of this term (commit_at): a prefix of
+ * acl_wait, up to the last one whose entry committed (the ones before it
+ * were decided before that entry was proposed). */
+static void acl_committed(struct pipeline *p)
+{
+	uint64_t commit = raft_commit(p->r);
+	size_t n = 0;
+	for (size_t i = 0; i < p->acl_wait_n; i++)
+		if (p->acl_wait[i].commit_at && p->acl_wait[i].commit_at <= commit)
+			n = i + 1;
+	if (!n || raft_term_at(p->r, commit) != raft_term(p->r))
+		return;
+	acl_release(p, p->acl_wait, n);
+	memmove(p->acl_wait, p->acl_wait + n, (p->acl_wait_n - n) * sizeof(*p->acl_wait));
+	p->acl_wait_n -= n;
 }
 
 /* A new leadership: nothing of an earlier one is known to be in flight
@@ -5172,6 +5198,8 @@ static bool ready_run(struct pipeline *p, bool *entries)
 		apply_entry(p, &u.committed[i]);
 	if (u.n_reads)
 		acl_reads(p, &u);
+	if (p->acl_wait_n && u.n_committed)
+		acl_committed(p);
 	/* A refused request waiting behind one answered just now goes right
 	 * after it. */
 	if (p->refused_wait)
