@@ -337,6 +337,8 @@ struct pipeline {
 	uint32_t *acl_batch;
 	size_t acl_batch_n, acl_batch_cap;
 	bool acl_batch_wild, acl_read_open, acl_read_failed;
+	bool acl_ping;            /* leader: a check asked this turn (acl_ping_send) */
+	uint32_t acl_flush_to;    /* follower: the leader asked for its held messages */
 	uint64_t acl_read_seq;    /* the leadership check of this batch's refusals */
 	struct acl_ref *acl_wait; /* refused, waiting for their leadership check */
 	size_t acl_wait_n, acl_wait_cap;
@@ -956,6 +958,7 @@ static bool acl_early(struct pipeline *p, uint32_t origin, uint64_t id, const st
 			return false;
 		}
 		p->acl_read_open = true;
+		p->acl_ping = true;
 	}
 	p->acl_wait = grow(p->acl_wait, &p->acl_wait_cap, p->acl_wait_n + 1, sizeof(*p->acl_wait));
 	p->acl_wait[p->acl_wait_n++] = (struct acl_ref){ .origin = origin,
@@ -1178,6 +1181,12 @@ static void on_fwd_refused(struct pipeline *p, const struct dp_msg *m)
 		return;
 	uint32_t n = get32(m->data);
 	uint64_t term = get64(m->data + 4);
+	if (n == 0) {
+		/* acl_ping_send: the heartbeat response this turn makes (or
+		 * holds already) goes to the leader at once (acl_flush). */
+		p->acl_flush_to = m->from < DP_MAX_NODES ? m->from : 0;
+		return;
+	}
 	for (uint32_t i = 0; i < n && FREF_HDR + (size_t)(i + 1) * FREF_ITEM <= m->len; i++) {
 		const uint8_t *e = m->data + FREF_HDR + (size_t)i * FREF_ITEM;
 		refuse_local(p, get64(e), term, get32(e + 8), get32(e + 12),
@@ -1216,6 +1225,9 @@ static void propose_items(struct pipeline *p)
 		uint8_t *t = b->data + off + 16;
 		memcpy(b->data + off, it, 16 + (size_t)len);
 		if (!len || (origin & (ITEM_OWNER | ITEM_RCERR | ITEM_LEVEL))) {
+			/* A level item may change how the store checks a write
+			 * (ZooKeeper's numbering: a sequential name's check). */
+			p->acl_batch_wild |= (origin & ITEM_LEVEL) != 0;
 			off += 16 + len;
 			kept++;
 			continue;
@@ -1282,6 +1294,38 @@ static void held_send(struct pipeline *p, uint32_t i)
 
 /* Every held message of this type (0: of any type) goes out, but the one to
  * peer `but` (0: none is kept). */
+/*
+ * Leader, after the turn's update went out: a leadership check was asked
+ * (acl_early), and its heartbeat round must not wait for the next tick in
+ * the held messages (send_raft) at either end. The held heartbeats go now,
+ * then an empty FWD_REFUSED to each voter asks it to send its held
+ * response at the end of its turn (acl_flush); a follower of an older
+ * release ignores the message type and answers at its next tick.
+ */
+static void acl_ping_send(struct pipeline *p)
+{
+	p->acl_ping = false;
+	const struct raft_conf *c = raft_conf(p->r);
+	uint8_t d[FREF_HDR];
+	put32(d, 0);
+	put64(d + 4, raft_term(p->r));
+	for (uint32_t i = 0; p->t && i < c->n; i++) {
+		uint32_t id = c->m[i].id;
+		if (id == p->k->myid || id >= DP_MAX_NODES ||
+		    !(c->m[i].flags & (RAFT_VOTER | RAFT_VOTER_OLD)))
+			continue;
+		held_send(p, id);
+		(void)dp_send(p->t, (uint16_t)id, KEELD_MSG_FWD_REFUSED, d, sizeof(d));
+	}
+}
+
+/* Follower: what acl_ping_send asked for. */
+static void acl_flush(struct pipeline *p)
+{
+	held_send(p, p->acl_flush_to);
+	p->acl_flush_to = 0;
+}
+
 static void held_release(struct pipeline *p, int type, uint32_t but)
 {
 	for (uint32_t i = 1; p->held_n && i < DP_MAX_NODES; i++)
@@ -5393,6 +5437,10 @@ static void *pipeline_main(void *arg)
 			refused_flush(p);
 		news_order(p, now);
 		work |= ready_run(p, NULL);
+		if (p->acl_ping)
+			acl_ping_send(p);
+		if (p->acl_flush_to)
+			acl_flush(p);
 		work |= snap_turn(p);
 		if (p->t)
 			(void)dp_flush(p->t);
