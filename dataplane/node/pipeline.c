@@ -336,10 +336,15 @@ struct pipeline {
 	uint64_t acl_wild;
 	uint32_t *acl_batch;
 	size_t acl_batch_n, acl_batch_cap;
-	bool acl_batch_wild, acl_read_open, acl_read_failed;
+	bool acl_batch_wild;
+	/* the leadership checks: one in flight (busy) at a time; refusals
+	 * decided meanwhile wait for the next (due), which starts when it
+	 * answers -- a round per round trip, not per turn */
+	bool acl_read_busy, acl_read_due;
+	bool acl_read_fresh;      /* the busy one's heartbeats are not out yet */
 	bool acl_ping;            /* leader: a check asked this turn (acl_ping_send) */
 	uint32_t acl_flush_to;    /* follower: the leader asked for its held messages */
-	uint64_t acl_read_seq;    /* the leadership check of this batch's refusals */
+	uint64_t acl_read_seq;    /* the check new refusals wait for */
 	struct acl_ref *acl_wait; /* refused, waiting for their leadership check */
 	size_t acl_wait_n, acl_wait_cap;
 	/* confirmed ones by (origin, id): a retransmitted copy is answered again */
@@ -903,8 +908,9 @@ static void acl_mark_txn(struct pipeline *p, const struct kv_txn *t)
 }
 
 /* The batch went into the log at index, or (0) did not: its items are kept
- * for a later turn or dropped, and marked again then. */
-static void acl_batch_done(struct pipeline *p, uint64_t index)
+ * for a later turn or dropped, and marked again then. Its refusals are
+ * acl_wait[w0..]. */
+static void acl_batch_done(struct pipeline *p, uint64_t index, size_t w0)
 {
 	/* Not proposed: "in flight until everything now in the log applied" is
 	 * never less than the mark it replaced. */
@@ -913,17 +919,36 @@ static void acl_batch_done(struct pipeline *p, uint64_t index)
 		p->acl_mark[p->acl_batch[i]] = v;
 	if (p->acl_batch_wild)
 		p->acl_wild = v;
-	for (size_t i = p->acl_wait_n; index && p->acl_read_open && i > 0; i--) {
-		if (p->acl_wait[i - 1].read != p->acl_read_seq)
-			break;
-		p->acl_wait[i - 1].commit_at = index;
-	}
+	for (size_t i = w0; index && i < p->acl_wait_n; i++)
+		p->acl_wait[i].commit_at = index;
 	p->acl_batch_n = 0;
 	p->acl_batch_wild = false;
-	if (p->acl_read_open)
-		p->acl_read_seq++;
-	p->acl_read_open = false;
-	p->acl_read_failed = false;
+}
+
+/* A leadership check for the refusals waiting on acl_read_seq; refusals
+ * decided from now on wait for the next. false: not started (not leader). */
+static bool acl_read_start(struct pipeline *p)
+{
+	if (raft_read_index(p->r, ACL_READ_TAG | p->acl_read_seq) < 0)
+		return false;
+	p->acl_read_seq++;
+	p->acl_read_busy = true;
+	p->acl_read_fresh = true;
+	p->acl_read_due = false;
+	p->acl_ping = true;
+	return true;
+}
+
+/* Leader, at the end of a turn: the check due once the last one answered. */
+static void acl_read_next(struct pipeline *p)
+{
+	if (!p->acl_read_due || p->acl_read_busy || acl_read_start(p))
+		return;
+	/* Not leader: those refusals are dropped; their origins send the
+	 * requests to the next leader (resend_stale). */
+	while (p->acl_wait_n && p->acl_wait[p->acl_wait_n - 1].read >= p->acl_read_seq)
+		p->acl_wait_n--;
+	p->acl_read_due = false;
 }
 
 /* kv_acl_refusal's question: may a txn in flight change the node at path? */
@@ -945,21 +970,21 @@ static bool acl_early_on(struct pipeline *p)
 static bool acl_early(struct pipeline *p, uint32_t origin, uint64_t id, const struct kv_txn *t)
 {
 	uint32_t bad = 0;
-	if (t->auth != KV_AUTH_IDS || p->acl_read_failed || p->acl_batch_wild ||
-	    p->acl_wild > p->applied_index)
+	if (t->auth != KV_AUTH_IDS || p->acl_batch_wild || p->acl_wild > p->applied_index)
 		return false;
 	if (origin != p->k->myid && (origin >= DP_MAX_NODES || !p->fwd_can_refuse[origin]))
 		return false;
 	if (kv_acl_refusal(keeld_kv(p->k), t, acl_changed, p, &bad) != ZK_ENOAUTH)
 		return false;
-	if (!p->acl_read_open) {
-		if (raft_read_index(p->r, ACL_READ_TAG | p->acl_read_seq) < 0) {
-			p->acl_read_failed = true; /* proposed as before */
-			return false;
-		}
-		p->acl_read_open = true;
-		p->acl_ping = true;
-	}
+	/* The check it waits for must send its heartbeats after this: one
+	 * whose heartbeats are not out yet, or the next. */
+	uint64_t read = p->acl_read_seq;
+	if (p->acl_read_busy && p->acl_read_fresh)
+		read = p->acl_read_seq - 1;
+	else if (p->acl_read_busy)
+		p->acl_read_due = true;
+	else if (!acl_read_start(p))
+		return false; /* proposed as before */
 	p->acl_wait = grow(p->acl_wait, &p->acl_wait_cap, p->acl_wait_n + 1, sizeof(*p->acl_wait));
 	p->acl_wait[p->acl_wait_n++] = (struct acl_ref){ .origin = origin,
 							 .bad = bad,
@@ -967,7 +992,7 @@ static bool acl_early(struct pipeline *p, uint32_t origin, uint64_t id, const st
 							 .err = ZK_ENOAUTH,
 							 .id = id,
 							 .term = raft_term(p->r),
-							 .read = p->acl_read_seq };
+							 .read = read };
 	return true;
 }
 
@@ -1060,6 +1085,8 @@ static void acl_reads(struct pipeline *p, const struct raft_update *u)
 		if (!(u->reads[i].id & ACL_READ_TAG))
 			continue;
 		uint64_t seq = u->reads[i].id & ~ACL_READ_TAG;
+		if (seq + 1 == p->acl_read_seq)
+			p->acl_read_busy = false;
 		size_t n = 0;
 		while (n < p->acl_wait_n && p->acl_wait[n].read <= seq)
 			n++;
@@ -1096,8 +1123,9 @@ static void acl_reset(struct pipeline *p)
 	p->acl_batch_n = 0;
 	p->acl_batch_wild = false;
 	p->acl_wait_n = 0;
-	p->acl_read_open = false;
-	p->acl_read_failed = false;
+	p->acl_read_busy = false;
+	p->acl_read_due = false;
+	p->acl_read_fresh = false;
 }
 
 /* ---------------------------------------------- early refusal (origin) */
@@ -1213,6 +1241,7 @@ static void propose_items(struct pipeline *p)
 	b->data[0] = 1;
 	int64_t now_ms = wall_ms();
 	bool early = acl_early_on(p);
+	size_t w0 = p->acl_wait_n;
 	/* Copied item by item; a refused one is left out. Stamped in place:
 	 * the encoding's size does not depend on zxid/time. */
 	size_t in = 0, off = 5;
@@ -1259,7 +1288,7 @@ static void propose_items(struct pipeline *p)
 		raft_buf_unref(b);
 		p->items_len = off - 5;
 		p->items_n = kept;
-		acl_batch_done(p, 0);
+		acl_batch_done(p, 0, w0);
 		return;
 	}
 	raft_buf_unref(b);
@@ -1267,7 +1296,7 @@ static void propose_items(struct pipeline *p)
 		keeld_log("pipeline: propose failed: %s", keel_strerror(rc));
 	else if (kept)
 		p->last_prop_index = index;
-	acl_batch_done(p, rc < 0 ? 0 : index);
+	acl_batch_done(p, rc < 0 ? 0 : index, w0);
 	if (k->metrics && kept)
 		mgmt_hist_observe(k->nm->batch_size, kept);
 	atomic_fetch_add(&k->n_writes, kept);
@@ -5227,6 +5256,7 @@ static bool ready_run(struct pipeline *p, bool *entries)
 	struct raft_update u;
 	if (!raft_ready(p->r, &u))
 		return false;
+	p->acl_read_fresh = false; /* a check's heartbeats go out in this update */
 	take_chunks(p, &u);
 	persist_update(p, &u);
 	if (entries)
@@ -5439,6 +5469,10 @@ static void *pipeline_main(void *arg)
 		work |= ready_run(p, NULL);
 		if (p->acl_ping)
 			acl_ping_send(p);
+		if (p->acl_read_due && !p->acl_read_busy) {
+			acl_read_next(p);
+			work = true; /* its heartbeats go out in the next turn's update */
+		}
 		if (p->acl_flush_to)
 			acl_flush(p);
 		work |= snap_turn(p);
