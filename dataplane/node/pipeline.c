@@ -1038,7 +1038,7 @@ static void acl_release(struct pipeline *p, const struct acl_ref *v, size_t n)
 	atomic_fetch_add(&k->n_acl_early, n);
 	if (k->acl_early_c)
 		mgmt_counter_add(k->acl_early_c, n);
-	const struct acl_ref **out = malloc(n * sizeof(*out));
+	const struct acl_ref **out = malloc(2 * n * sizeof(*out));
 	size_t m = 0;
 	for (size_t i = 0; i < n; i++) {
 		*acl_done_slot(p, v[i].origin, v[i].id) = v[i];
@@ -1047,7 +1047,8 @@ static void acl_release(struct pipeline *p, const struct acl_ref *v, size_t n)
 		else if (out)
 			out[m++] = &v[i];
 	}
-	/* Grouped by origin, each in the order refused. */
+	/* Grouped by origin, each in the order refused (grp: out's 2nd half). */
+	const struct acl_ref **grp = out ? out + n : NULL;
 	for (size_t i = 0; i < m; i++) {
 		if (!out[i])
 			continue;
@@ -1055,14 +1056,10 @@ static void acl_release(struct pipeline *p, const struct acl_ref *v, size_t n)
 		size_t g = 0;
 		for (size_t j = i; j < m; j++)
 			if (out[j] && out[j]->origin == to) {
-				out[g + i] = out[j]; /* compact the group at i (j >= g + i) */
-				if (j != g + i)
-					out[j] = NULL;
-				g++;
+				grp[g++] = out[j];
+				out[j] = NULL;
 			}
-		fref_send(p, to, out + i, g);
-		for (size_t j = i; j < i + g; j++)
-			out[j] = NULL;
+		fref_send(p, to, grp, g);
 	}
 	free(out);
 }
