@@ -1217,7 +1217,8 @@ static void on_fwd_refused(struct pipeline *p, const struct dp_msg *m)
 		refuse_local(p, get64(e), term, get32(e + 8), get32(e + 12),
 			     (int32_t)get32(e + 16));
 	}
-	refused_flush(p);
+	/* Answered by the turn's refused_flush, inside the engine's cork: one
+	 * send per connection for all the turn's replies. */
 }
 
 /* Stamp zxid and time into each txn and propose everything as one entry,
