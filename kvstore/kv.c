@@ -645,11 +645,16 @@ struct opctx {
  * identities (kv_txn.auth), and the ACL is the one this op sees, after every
  * earlier txn. Format-1 txns (and the node's own) were checked at the origin.
  */
+static bool txn_acl_denied(const struct kv_txn *txn, const struct kv_znode *z, int32_t perm)
+{
+	if (txn->auth != KV_AUTH_IDS || !z || !z->acl || (z->world_perms & perm))
+		return false;
+	return !kv_acl_allows(z->acl->b, z->acl->len, &txn->ids, perm);
+}
+
 static bool acl_denied(const struct opctx *c, const struct kv_znode *z, int32_t perm)
 {
-	if (c->txn->auth != KV_AUTH_IDS || !z || !z->acl || (z->world_perms & perm))
-		return false;
-	return !kv_acl_allows(z->acl->b, z->acl->len, &c->txn->ids, perm);
+	return txn_acl_denied(c->txn, z, perm);
 }
 
 /* A refusal of kv_quota_check as the op's result; true when the op stops
@@ -1023,6 +1028,116 @@ static int do_check(struct opctx *c, const struct kv_op *op)
 	else if (z && !version_ok(op->version, z->stat.version))
 		c->res->err = ZK_EBADVERSION;
 	return 0;
+}
+
+/* ---- the leader's early refusal ---- */
+
+/* What kv_acl_refusal finds for one op. */
+enum early { EARLY_PASS, EARLY_NOAUTH, EARLY_UNSURE };
+
+/* The node the op's ACL check reads is looked up at (p, n): is it the same
+ * at apply? */
+static bool early_stable(kv_changed_fn changed, void *ctx, const char *p, uint32_t n)
+{
+	return !changed || !changed(ctx, p, n);
+}
+
+/*
+ * One op against the published view v, with apply's checks in apply's
+ * order (do_create, do_delete, do_set_data, do_set_acl, do_check) up to the
+ * ACL: EARLY_NOAUTH when all before it pass and it refuses, EARLY_PASS for
+ * a check op that passes whole (nothing else passes: it would change the
+ * state later ops see), EARLY_UNSURE otherwise.
+ */
+static enum early early_op(const struct kv *kv, const struct kv_view *v, const struct kv_txn *txn,
+			   const struct kv_op *op, bool in_multi, kv_changed_fn changed, void *ctx)
+{
+	const char *p = op->path;
+	uint32_t n = op->path_len;
+	switch (op->type) {
+	case KV_OP_CREATE: {
+		int mode = op->mode;
+		int seq = mode == KV_MODE_PERSISTENT_SEQUENTIAL ||
+			  mode == KV_MODE_EPHEMERAL_SEQUENTIAL ||
+			  mode == KV_MODE_PERSISTENT_SEQUENTIAL_WITH_TTL;
+		int ttl = mode == KV_MODE_PERSISTENT_WITH_TTL ||
+			  mode == KV_MODE_PERSISTENT_SEQUENTIAL_WITH_TTL;
+		if (mode < KV_MODE_PERSISTENT || mode > KV_MODE_PERSISTENT_SEQUENTIAL_WITH_TTL ||
+		    (ttl && (op->ttl_ms <= 0 || op->ttl_ms > KV_TTL_MAX_MS)) ||
+		    (!ttl && op->ttl_ms > 0) || op->data_len > kv->max_data || !p ||
+		    n > KV_PATH_MAX_BYTES || !memchr(p, '/', n) || memchr(p, 0, n) ||
+		    (seq && !kv->zk_numbering && dot_name(p, n)) ||
+		    !acl_valid(op->acl, op->acl_len))
+			return EARLY_UNSURE;
+		uint32_t plen = parent_len(p, n);
+		const struct kv_znode *parent = kv_lookup(v->paths, p, plen);
+		if (!parent || !early_stable(changed, ctx, p, plen))
+			return EARLY_UNSURE;
+		return txn_acl_denied(txn, parent, KV_PERM_CREATE) ? EARLY_NOAUTH : EARLY_UNSURE;
+	}
+	case KV_OP_DELETE: {
+		if (!p || (n == 1 && p[0] == '/') || is_builtin(kv, p, n) || !memchr(p, '/', n) ||
+		    memchr(p, 0, n))
+			return EARLY_UNSURE;
+		uint32_t plen = parent_len(p, n);
+		const struct kv_znode *parent = kv_lookup(v->paths, p, plen);
+		if (!parent || !early_stable(changed, ctx, p, plen))
+			return EARLY_UNSURE;
+		return txn_acl_denied(txn, parent, KV_PERM_DELETE) ? EARLY_NOAUTH : EARLY_UNSURE;
+	}
+	case KV_OP_SET_DATA:
+	case KV_OP_SET_ACL:
+	case KV_OP_CHECK: {
+		/* setACL is no multi op (kv_apply answers ZUNIMPLEMENTED). */
+		if ((op->type == KV_OP_SET_ACL && (in_multi || !acl_valid(op->acl, op->acl_len))) ||
+		    !path_valid(p, n))
+			return EARLY_UNSURE;
+		const struct kv_znode *z = kv_lookup(v->paths, p, n);
+		if (!z || !early_stable(changed, ctx, p, n))
+			return EARLY_UNSURE;
+		int32_t perm = op->type == KV_OP_SET_DATA  ? KV_PERM_WRITE
+			       : op->type == KV_OP_SET_ACL ? KV_PERM_ADMIN
+							   : KV_PERM_READ;
+		if (txn_acl_denied(txn, z, perm))
+			return EARLY_NOAUTH;
+		/* A check that passes changes nothing: later ops see v too. Its
+		 * version may change under a setData in flight (not asked). */
+		return op->type == KV_OP_CHECK && op->version == -1 ? EARLY_PASS : EARLY_UNSURE;
+	}
+	default:
+		return EARLY_UNSURE;
+	}
+}
+
+int kv_acl_refusal(const struct kv *kv, const struct kv_txn *txn, kv_changed_fn changed, void *ctx,
+		   uint32_t *bad)
+{
+	const struct kv_view *v = kv->pub;
+	bool multi = txn->type == KV_OP_MULTI;
+	if (txn->auth != KV_AUTH_IDS || !v || !txn->nops || !txn->ops ||
+	    txn->nops > KV_TXN_MAX_OPS ||
+	    (!multi && (txn->nops != 1 || txn->ops[0].type != txn->type)))
+		return ZK_OK;
+	/* kv_apply refuses the whole txn first (KEEL_E_INVAL) for any of these. */
+	for (uint32_t i = 0; i < txn->nops; i++)
+		if (!kv_op_ptrs_ok(&txn->ops[i]))
+			return ZK_OK;
+	for (uint32_t i = 0; i < txn->nops; i++) {
+		const struct kv_op *op = &txn->ops[i];
+		if (multi && op->type != KV_OP_CREATE && op->type != KV_OP_DELETE &&
+		    op->type != KV_OP_SET_DATA && op->type != KV_OP_CHECK)
+			return ZK_OK;
+		switch (early_op(kv, v, txn, op, multi, changed, ctx)) {
+		case EARLY_NOAUTH:
+			*bad = i;
+			return ZK_ENOAUTH;
+		case EARLY_PASS:
+			continue;
+		default:
+			return ZK_OK;
+		}
+	}
+	return ZK_OK;
 }
 
 /* The most objects one op retires: two trie paths of at most 12 nodes each

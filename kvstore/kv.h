@@ -435,6 +435,28 @@ int kv_group_result(const struct kv *kv, uint32_t i, struct kv_apply_result *res
  * kv_barrier). While a group is open, what it retired stays until its publish. */
 void kv_reclaim(struct kv *kv);
 
+/*
+ * The leader's early refusal (before the log), writer thread: would
+ * kv_apply() of txn, applied right after the published state, certainly
+ * fail with ZK_ENOAUTH? ZooKeeper's leader refuses such a write in its
+ * PrepRequestProcessor; keel still checks every write at apply (that check
+ * decides the replicated outcome), and this query only says when apply's
+ * answer is already known. It runs apply's own checks, in apply's order,
+ * up to the ACL check and returns ZK_ENOAUTH with *bad the op that fails
+ * only when every check before it passes and the ACL refuses; anything
+ * else is ZK_OK ("not certain": propose it as usual). In a multi, ops
+ * before the refused one must be checks that certainly pass (they change
+ * nothing); any other op before it makes the answer ZK_OK.
+ * changed(ctx, path, len) (NULL: nothing) is asked about every node the
+ * answer depends on (the op's node, or its parent for create and delete):
+ * true when a txn proposed before this one, not yet applied, may create,
+ * delete or re-ACL it -- then the answer is ZK_OK. Returns ZK_OK for a
+ * txn that carries no identities (KV_AUTH_NONE, KV_AUTH_ALL).
+ */
+typedef bool (*kv_changed_fn)(void *ctx, const char *path, size_t path_len);
+int kv_acl_refusal(const struct kv *kv, const struct kv_txn *txn, kv_changed_fn changed, void *ctx,
+		   uint32_t *bad);
+
 /* ---- reads: any registered thread ---- */
 const struct kv_view *kv_view_get(const struct kv *kv);
 int64_t kv_view_zxid(const struct kv_view *v);

@@ -229,6 +229,11 @@ int keeld_admin_start(struct keeld *k)
 		"Members this node, as leader, refused because their protocol level is below the "
 		"cluster's (or the cluster's below the lowest they serve in); each refusal is "
 		"logged with the member and the levels, and the member is told to stop.");
+	k->acl_early_c = mgmt_metrics_counter(
+		k->metrics, "keel_write_refused_total", "reason=\"noauth\",stage=\"leader\"",
+		"Client writes this node, as leader, refused with NoAuth before the log: "
+		"the ACL refuses them and nothing proposed before them can change that "
+		"(no log entry, no fsync). Every other refusal is made at apply.");
 	k->quota_soft_c = mgmt_metrics_counter(
 		k->metrics, "keel_quota_soft_exceeded_total", "",
 		"Applied writes after which a ZooKeeper quota (/zookeeper/quota) was over its soft "

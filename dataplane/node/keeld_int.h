@@ -54,6 +54,8 @@ enum keeld_msg {
 	 * chunk, KEELD_SNAP_SUM_BYTES (u64 the image's bytes, u32 the CRC32C of
 	 * the whole image, u32 0) ahead of the Raft message */
 	KEELD_MSG_SNAP = 6,
+	/* leader -> a follower: its forwarded writes refused before the log */
+	KEELD_MSG_FWD_REFUSED = 7,
 };
 #define KEELD_SNAP_SUM_BYTES 16u
 
@@ -101,6 +103,11 @@ struct preq {
 	struct preq *onext, *oprev;
 	uint64_t retx_ns; /* next retransmission (forwarded in the current term) */
 	uint32_t retx_n;
+	/* The leader refused it before the log (pipeline.c, acl_early): op
+	 * acl_bad of acl_nops fails with acl_err (0: not refused). It waits in
+	 * the order list, out of pend, behind its session's earlier requests. */
+	int32_t acl_err;
+	uint32_t acl_bad, acl_nops;
 };
 
 /* A read that waits for its session's earlier writes. */
@@ -286,6 +293,10 @@ struct keeld {
 	struct mgmt_counter *expired_c[KEELD_EXPIRED_REASONS];
 	/* keel_protocol_level_refused_total: members refused for their level */
 	struct mgmt_counter *level_refused_c;
+	/* keel_write_refused_total{reason="noauth",stage="leader"}: writes this
+	 * node, as leader, refused before the log (pipeline.c, acl_early) */
+	struct mgmt_counter *acl_early_c;
+	atomic_uint_fast64_t n_acl_early;
 	uint32_t live_set_aside; /* damaged live.cfg set aside at start (keeld_live_load) */
 	/* keel_snapshot_failures_total{stage} (enum keeld_snap_stage) */
 	struct mgmt_counter *snap_failed_c[KEELD_SNAP_STAGES];

@@ -101,6 +101,18 @@
 #define MAX_RX_ENTS  256
 #define PERS_CAP     4096
 #define BATCH_MAX    (8u << 20)
+
+/* FORWARD count's top bit: the sender takes KEELD_MSG_FWD_REFUSED (a leader
+ * of an older release reads past the items anyway: its loop stops at the
+ * end of the message). Only such a sender's writes are refused early. */
+#define FWD_CAN_REFUSE   0x80000000u
+#define FREF_HDR         12u   /* FWD_REFUSED: count, term */
+#define FREF_ITEM        20u   /* id, the failing op, ops, error */
+#define FREF_MAX_ITEMS   3000u /* per message (60 KB) */
+#define ACL_MARK_BUCKETS 4096u
+#define ACL_DONE_SLOTS   1024u
+#define ACL_READ_TAG     (1ull << 63) /* raft_read_index ids of acl_early */
+
 /*
  * Log groups up to this size are synced inline on the pipeline thread
  * (wal_options.inline_sync_max_bytes): a single client's write is one small
@@ -175,6 +187,19 @@ struct seen_origin {
 	uint32_t origin;
 	uint64_t floor; /* highest floor heard: lower ids are finished at the origin */
 	struct seen *head, *tail;
+};
+
+/* A write the leader refused before the log (acl_early). */
+struct acl_ref {
+	uint32_t origin;
+	uint32_t bad, nops; /* the failing op, of nops */
+	int32_t err;
+	uint64_t id, term;
+	uint64_t read; /* the leadership check it waits for (raft_read_index) */
+	/* or the commit of the entry its batch proposed (0: none), whichever
+	 * comes first: a quorum acknowledged that entry in this term after
+	 * the decision, which confirms the leadership as the read round does */
+	uint64_t commit_at;
 };
 
 struct pers {
@@ -315,6 +340,35 @@ struct pipeline {
 	uint8_t *items;
 	size_t items_len, items_cap;
 	uint32_t items_n;
+
+	/* leader: writes refused before the log (acl_early). acl_mark: per
+	 * bucket of paths, the index of the last proposal that may create,
+	 * delete or re-ACL a node there (UINT64_MAX: in the batch being built,
+	 * listed in acl_batch); acl_wild: of the last that may change any node
+	 * (a session's close); both "not applied yet" while above applied. */
+	uint64_t acl_mark[ACL_MARK_BUCKETS];
+	uint64_t acl_wild;
+	uint32_t *acl_batch;
+	size_t acl_batch_n, acl_batch_cap;
+	bool acl_batch_wild;
+	/* the leadership checks: one in flight (busy) at a time; refusals
+	 * decided meanwhile wait for the next (due), which starts when it
+	 * answers -- a round per round trip, not per turn */
+	bool acl_read_busy, acl_read_due;
+	bool acl_read_fresh;      /* the busy one's heartbeats are not out yet */
+	bool acl_ping;            /* leader: a check asked this turn (acl_ping_send) */
+	uint32_t acl_flush_to;    /* follower: the leader asked for its held messages */
+	uint64_t acl_read_seq;    /* the check new refusals wait for */
+	struct acl_ref *acl_wait; /* refused, waiting for their leadership check */
+	size_t acl_wait_n, acl_wait_cap;
+	/* confirmed ones by (origin, id): a retransmitted copy is answered again */
+	struct acl_ref acl_done[ACL_DONE_SLOTS];
+	bool fwd_can_refuse[DP_MAX_NODES]; /* per sender: FWD_CAN_REFUSE */
+	uint8_t *fref_buf;
+	size_t fref_cap;
+	/* origin: refused requests waiting for their session's earlier ones */
+	uint32_t refused_wait;
+	struct kv_op_result *refused_res; /* [KV_TXN_MAX_OPS], for the reply */
 
 	struct pers pers[PERS_CAP];
 	uint32_t pers_head, pers_n;
@@ -840,7 +894,382 @@ static uint32_t item_origin(const struct pipeline *p, const struct preq *r, bool
 	       (forward && r->kind == PREQ_RECONFIG ? ITEM_RECONFIG : 0);
 }
 
-/* Stamp zxid and time into each txn and propose everything as one entry. */
+/* ------------------------------------------ early ACL refusal (leader) */
+
+/*
+ * ZooKeeper's leader refuses a write whose ACL check fails in its
+ * PrepRequestProcessor; keel checks every write at apply, in log order
+ * (kvstore), which costs a refused write a log entry and a sync on every
+ * node. The leader refuses one before the log when apply's answer is
+ * already certain (kv_acl_refusal): its applied store refuses it, and no
+ * txn proposed before it and not yet applied may create, delete or re-ACL
+ * a node the answer depends on (acl_mark, by bucket of paths: a collision
+ * only makes it less often certain; acl_wild for txns that may change any
+ * node). Only a leader that has applied an entry of its own term decides
+ * (everything of earlier terms is applied then), and its refusals go out
+ * only once a heartbeat round after the decision confirmed it still led
+ * (raft_read_index, §6.4): a deposed leader's store may lack a setACL
+ * another leader already acknowledged. The refusal goes to the request's
+ * origin (KEELD_MSG_FWD_REFUSED, or itself), which answers it as apply's
+ * refusal would be answered, after the session's earlier requests.
+ */
+static uint32_t acl_bucket(const char *path, size_t n)
+{
+	uint32_t h = 2166136261u; /* FNV-1a */
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (uint8_t)path[i]) * 16777619u;
+	return h % ACL_MARK_BUCKETS;
+}
+
+static void acl_mark_path(struct pipeline *p, const char *path, size_t n)
+{
+	uint32_t b = acl_bucket(path, n);
+	if (p->acl_mark[b] == UINT64_MAX)
+		return;
+	p->acl_mark[b] = UINT64_MAX;
+	p->acl_batch = grow(p->acl_batch, &p->acl_batch_cap, p->acl_batch_n + 1, sizeof(uint32_t));
+	p->acl_batch[p->acl_batch_n++] = b;
+}
+
+/* A txn of the batch being built: the nodes it may create, delete or re-ACL. */
+static void acl_mark_txn(struct pipeline *p, const struct kv_txn *t)
+{
+	switch (t->type) {
+	case KV_OP_SET_DATA:
+	case KV_OP_CHECK:
+	case KV_OP_CREATE_SESSION:
+		return;
+	case KV_OP_CREATE:
+	case KV_OP_DELETE:
+	case KV_OP_DELETE_CONTAINER:
+	case KV_OP_SET_ACL:
+	case KV_OP_MULTI:
+		for (uint32_t i = 0; i < t->nops; i++)
+			if (t->ops[i].type != KV_OP_SET_DATA && t->ops[i].type != KV_OP_CHECK)
+				acl_mark_path(p, t->ops[i].path, t->ops[i].path_len);
+		return;
+	default: /* a session's close deletes its ephemerals: anywhere */
+		p->acl_batch_wild = true;
+		return;
+	}
+}
+
+/* The batch went into the log at index, or (0) did not: its items are kept
+ * for a later turn or dropped, and marked again then. Its refusals are
+ * acl_wait[w0..]. */
+static void acl_batch_done(struct pipeline *p, uint64_t index, size_t w0)
+{
+	/* Not proposed: "in flight until everything now in the log applied" is
+	 * never less than the mark it replaced. */
+	uint64_t v = index ? index : raft_last_index(p->r);
+	for (size_t i = 0; i < p->acl_batch_n; i++)
+		p->acl_mark[p->acl_batch[i]] = v;
+	if (p->acl_batch_wild)
+		p->acl_wild = v;
+	for (size_t i = w0; index && i < p->acl_wait_n; i++)
+		p->acl_wait[i].commit_at = index;
+	p->acl_batch_n = 0;
+	p->acl_batch_wild = false;
+}
+
+/* A leadership check for the refusals waiting on acl_read_seq; refusals
+ * decided from now on wait for the next. false: not started (not leader). */
+static bool acl_read_start(struct pipeline *p)
+{
+	if (raft_read_index(p->r, ACL_READ_TAG | p->acl_read_seq) < 0)
+		return false;
+	p->acl_read_seq++;
+	p->acl_read_busy = true;
+	p->acl_read_fresh = true;
+	p->acl_read_due = false;
+	p->acl_ping = true;
+	return true;
+}
+
+/* Leader, at the end of a turn: the check due once the last one answered. */
+static void acl_read_next(struct pipeline *p)
+{
+	if (!p->acl_read_due || p->acl_read_busy || acl_read_start(p))
+		return;
+	/* Not leader: those refusals are dropped; their origins send the
+	 * requests to the next leader (resend_stale). */
+	while (p->acl_wait_n && p->acl_wait[p->acl_wait_n - 1].read >= p->acl_read_seq)
+		p->acl_wait_n--;
+	p->acl_read_due = false;
+}
+
+/* kv_acl_refusal's question: may a txn in flight change the node at path? */
+static bool acl_changed(void *ctx, const char *path, size_t n)
+{
+	struct pipeline *p = ctx;
+	return p->acl_mark[acl_bucket(path, n)] > p->applied_index;
+}
+
+/* May this batch refuse anything? A leader that applied an entry of its term. */
+static bool acl_early_on(struct pipeline *p)
+{
+	return raft_role(p->r) == RAFT_LEADER &&
+	       raft_term_at(p->r, p->applied_index) == raft_term(p->r);
+}
+
+/* Item (origin, id) with txn t, next in the batch: refused here (true: it
+ * leaves the batch, its refusal waits for the leadership check)? */
+static bool acl_early(struct pipeline *p, uint32_t origin, uint64_t id, const struct kv_txn *t)
+{
+	uint32_t bad = 0;
+	if (t->auth != KV_AUTH_IDS || p->acl_batch_wild || p->acl_wild > p->applied_index)
+		return false;
+	if (origin != p->k->myid && (origin >= DP_MAX_NODES || !p->fwd_can_refuse[origin]))
+		return false;
+	if (kv_acl_refusal(keeld_kv(p->k), t, acl_changed, p, &bad) != ZK_ENOAUTH)
+		return false;
+	/* The check it waits for must send its heartbeats after this: one
+	 * whose heartbeats are not out yet, or the next. */
+	uint64_t read = p->acl_read_seq;
+	if (p->acl_read_busy && p->acl_read_fresh)
+		read = p->acl_read_seq - 1;
+	else if (p->acl_read_busy)
+		p->acl_read_due = true;
+	else if (!acl_read_start(p))
+		return false; /* proposed as before */
+	p->acl_wait = grow(p->acl_wait, &p->acl_wait_cap, p->acl_wait_n + 1, sizeof(*p->acl_wait));
+	p->acl_wait[p->acl_wait_n++] = (struct acl_ref){ .origin = origin,
+							 .bad = bad,
+							 .nops = t->nops,
+							 .err = ZK_ENOAUTH,
+							 .id = id,
+							 .term = raft_term(p->r),
+							 .read = read };
+	return true;
+}
+
+static struct acl_ref *acl_done_slot(struct pipeline *p, uint32_t origin, uint64_t id)
+{
+	return &p->acl_done[(id * 31 + origin) % ACL_DONE_SLOTS];
+}
+
+/* Refusals for one origin, in one message per FREF_MAX_ITEMS. */
+static void fref_send(struct pipeline *p, uint32_t to, const struct acl_ref *const *v, size_t n)
+{
+	while (n && p->t) {
+		uint32_t m = (uint32_t)KEEL_MIN(n, (size_t)FREF_MAX_ITEMS);
+		size_t len = FREF_HDR + (size_t)m * FREF_ITEM;
+		p->fref_buf = grow(p->fref_buf, &p->fref_cap, len, 1);
+		uint8_t *d = p->fref_buf;
+		put32(d, m);
+		put64(d + 4, v[0]->term);
+		for (uint32_t i = 0; i < m; i++) {
+			uint8_t *e = d + FREF_HDR + (size_t)i * FREF_ITEM;
+			put64(e, v[i]->id);
+			put32(e + 8, v[i]->bad);
+			put32(e + 12, v[i]->nops);
+			put32(e + 16, (uint32_t)v[i]->err);
+		}
+		int rc = dp_send(p->t, (uint16_t)to, KEELD_MSG_FWD_REFUSED, d, len);
+		if (rc < 0)
+			keeld_log("pipeline: refusals to %u: %s", to, keel_strerror(rc));
+		v += m;
+		n -= m;
+	}
+}
+
+static void refuse_local(struct pipeline *p, uint64_t id, uint64_t term, uint32_t bad,
+			 uint32_t nops, int32_t err);
+
+/* The leadership check of refusals v[0..n) passed: they are final. */
+static void acl_release(struct pipeline *p, const struct acl_ref *v, size_t n)
+{
+	struct keeld *k = p->k;
+	if (!n)
+		return;
+	atomic_fetch_add(&k->n_acl_early, n);
+	if (k->acl_early_c)
+		mgmt_counter_add(k->acl_early_c, n);
+	const struct acl_ref **out = malloc(2 * n * sizeof(*out));
+	size_t m = 0;
+	for (size_t i = 0; i < n; i++) {
+		*acl_done_slot(p, v[i].origin, v[i].id) = v[i];
+		if (v[i].origin == k->myid)
+			refuse_local(p, v[i].id, v[i].term, v[i].bad, v[i].nops, v[i].err);
+		else if (out)
+			out[m++] = &v[i];
+	}
+	/* Grouped by origin, each in the order refused (grp: out's 2nd half). */
+	const struct acl_ref **grp = out ? out + n : NULL;
+	for (size_t i = 0; i < m; i++) {
+		if (!out[i])
+			continue;
+		uint32_t to = out[i]->origin;
+		size_t g = 0;
+		for (size_t j = i; j < m; j++)
+			if (out[j] && out[j]->origin == to) {
+				grp[g++] = out[j];
+				out[j] = NULL;
+			}
+		fref_send(p, to, grp, g);
+	}
+	free(out);
+}
+
+/* A forwarded copy of a request already refused: its refusal again (the
+ * first FWD_REFUSED may have been lost). */
+static void acl_resend(struct pipeline *p, uint32_t origin, uint64_t id)
+{
+	const struct acl_ref *d = acl_done_slot(p, origin, id);
+	if (d->origin == origin && d->id == id && d->term == raft_term(p->r))
+		fref_send(p, origin, &d, 1);
+}
+
+/* raft_read_index answers: refusals whose check passed go out; those of a
+ * failed one (leadership lost) are dropped -- their origins send the
+ * requests again to the next leader (resend_stale), as any not applied. */
+static void acl_reads(struct pipeline *p, const struct raft_update *u)
+{
+	for (uint32_t i = 0; i < u->n_reads; i++) {
+		if (!(u->reads[i].id & ACL_READ_TAG))
+			continue;
+		uint64_t seq = u->reads[i].id & ~ACL_READ_TAG;
+		if (seq + 1 == p->acl_read_seq)
+			p->acl_read_busy = false;
+		size_t n = 0;
+		while (n < p->acl_wait_n && p->acl_wait[n].read <= seq)
+			n++;
+		if (u->reads[i].status == 0)
+			acl_release(p, p->acl_wait, n);
+		memmove(p->acl_wait, p->acl_wait + n, (p->acl_wait_n - n) * sizeof(*p->acl_wait));
+		p->acl_wait_n -= n;
+	}
+}
+
+/* Refusals confirmed by a commit of this term (commit_at): a prefix of
+ * acl_wait, up to the last one whose entry committed (the ones before it
+ * were decided before that entry was proposed). */
+static void acl_committed(struct pipeline *p)
+{
+	uint64_t commit = raft_commit(p->r);
+	size_t n = 0;
+	for (size_t i = 0; i < p->acl_wait_n; i++)
+		if (p->acl_wait[i].commit_at && p->acl_wait[i].commit_at <= commit)
+			n = i + 1;
+	if (!n || raft_term_at(p->r, commit) != raft_term(p->r))
+		return;
+	acl_release(p, p->acl_wait, n);
+	memmove(p->acl_wait, p->acl_wait + n, (p->acl_wait_n - n) * sizeof(*p->acl_wait));
+	p->acl_wait_n -= n;
+}
+
+/* A new leadership: nothing of an earlier one is known to be in flight
+ * (acl_early_on waits for this term's first entry to apply). */
+static void acl_reset(struct pipeline *p)
+{
+	memset(p->acl_mark, 0, sizeof(p->acl_mark));
+	p->acl_wild = 0;
+	p->acl_batch_n = 0;
+	p->acl_batch_wild = false;
+	p->acl_wait_n = 0;
+	p->acl_read_busy = false;
+	p->acl_read_due = false;
+	p->acl_read_fresh = false;
+}
+
+/* ---------------------------------------------- early refusal (origin) */
+
+/* The leader refused this node's request id (handed to it in term): it is
+ * answered once its session's earlier requests are (refused_flush). */
+static void refuse_local(struct pipeline *p, uint64_t id, uint64_t term, uint32_t bad,
+			 uint32_t nops, int32_t err)
+{
+	struct preq *r = NULL;
+	for (r = p->pend[id % PEND_BUCKETS]; r && r->id != id; r = r->next)
+		;
+	if (!r || r->kind != PREQ_TXN || r->term != term || !r->forwarded || !nops ||
+	    nops > KV_TXN_MAX_OPS || bad >= nops || err >= 0 ||
+	    nops != (r->call.type == ZK_OP_MULTI ? r->nops : 1u))
+		return;
+	(void)pend_take(p, id);
+	r->acl_err = err;
+	r->acl_bad = bad;
+	r->acl_nops = nops;
+	p->refused_wait++;
+}
+
+/* Answers r as apply answers a txn that fails at op acl_bad: ZooKeeper's
+ * error header with this node's applied zxid (no txn, no zxid of its own),
+ * a multi's ops ZK_OK before it and ZRUNTIMEINCONSISTENCY after. */
+static void refused_answer(struct pipeline *p, struct preq *r)
+{
+	struct keeld *k = p->k;
+	order_del(p, r);
+	p->refused_wait--;
+	if (!p->refused_res)
+		p->refused_res = calloc(KV_TXN_MAX_OPS, sizeof(*p->refused_res));
+	if (p->refused_res) {
+		for (uint32_t i = 0; i < r->acl_nops; i++)
+			p->refused_res[i] =
+				(struct kv_op_result){ .err = i < r->acl_bad ? ZK_OK
+							      : i == r->acl_bad
+								      ? r->acl_err
+								      : ZK_ERUNTIMEINCONSISTENCY };
+		struct kv_apply_result res = { .err = r->acl_err,
+					       .nops = r->acl_nops,
+					       .ops = p->refused_res };
+		keeld_reply_write(k, r, NULL, &res, 0);
+	} else {
+		keeld_reply_write(k, r, NULL, NULL, KEEL_E_NOMEM);
+	}
+	keeld_observe_request_at(k, r->call.type, r->recv_ns, keel_now_ns());
+	int64_t sid = r->session_id;
+	keeld_preq_free(r);
+	keeld_write_done(k, sid);
+}
+
+/* Refused requests whose session has no earlier one unanswered go out, in
+ * order (ZooKeeper's FIFO order per session). */
+static void refused_flush(struct pipeline *p)
+{
+	int64_t blocked[64];
+	size_t nb = 0;
+	bool full = false;
+	for (struct preq *r = p->order_head, *nx; r && p->refused_wait; r = nx) {
+		nx = r->onext;
+		bool b = full;
+		for (size_t i = 0; i < nb && !b; i++)
+			b = blocked[i] == r->session_id;
+		if (r->acl_err && !b) {
+			refused_answer(p, r);
+			continue;
+		}
+		if (!b && nb < KEEL_ARRAY_SIZE(blocked))
+			blocked[nb++] = r->session_id;
+		else if (!b)
+			full = true; /* the rest waits for a later flush */
+	}
+}
+
+/* Follower: FWD_REFUSED from the leader. */
+static void on_fwd_refused(struct pipeline *p, const struct dp_msg *m)
+{
+	if (m->len < FREF_HDR)
+		return;
+	uint32_t n = get32(m->data);
+	uint64_t term = get64(m->data + 4);
+	if (n == 0) {
+		/* acl_ping_send: the heartbeat response this turn makes (or
+		 * holds already) goes to the leader at once (acl_flush). */
+		p->acl_flush_to = m->from < DP_MAX_NODES ? m->from : 0;
+		return;
+	}
+	for (uint32_t i = 0; i < n && FREF_HDR + (size_t)(i + 1) * FREF_ITEM <= m->len; i++) {
+		const uint8_t *e = m->data + FREF_HDR + (size_t)i * FREF_ITEM;
+		refuse_local(p, get64(e), term, get32(e + 8), get32(e + 12),
+			     (int32_t)get32(e + 16));
+	}
+	/* Answered by the turn's refused_flush, inside the engine's cork: one
+	 * send per connection for all the turn's replies. */
+}
+
+/* Stamp zxid and time into each txn and propose everything as one entry,
+ * but for the writes refused here (acl_early). */
 static void propose_batch(struct pipeline *p)
 {
 	if (!p->items_n)
@@ -855,43 +1284,68 @@ static void propose_batch(struct pipeline *p)
 	if (!b)
 		abort();
 	b->data[0] = 1;
-	put32(b->data + 1, p->items_n);
-	memcpy(b->data + 5, p->items, p->items_len);
 	int64_t now_ms = wall_ms();
-	/* Stamp in place: the encoding's size does not depend on zxid/time. */
-	size_t off = 5;
+	bool early = acl_early_on(p);
+	size_t w0 = p->acl_wait_n;
+	/* Copied item by item; a refused one is left out. Stamped in place:
+	 * the encoding's size does not depend on zxid/time. */
+	size_t in = 0, off = 5;
+	uint32_t kept = 0;
 	for (uint32_t i = 0; i < p->items_n; i++) {
-		uint32_t len = get32(b->data + off + 12);
+		const uint8_t *it = p->items + in;
+		uint32_t len = get32(it + 12);
+		uint32_t origin = get32(it);
+		in += 16 + len;
 		uint8_t *t = b->data + off + 16;
-		off += 16 + len;
-		if (!len || (get32(t - 16) & (ITEM_OWNER | ITEM_RCERR | ITEM_LEVEL)))
+		memcpy(b->data + off, it, 16 + (size_t)len);
+		if (!len || (origin & (ITEM_OWNER | ITEM_RCERR | ITEM_LEVEL))) {
+			/* A level item may change how the store checks a write
+			 * (ZooKeeper's numbering: a sequential name's check). */
+			p->acl_batch_wild |= (origin & ITEM_LEVEL) != 0;
+			off += 16 + len;
+			kept++;
 			continue;
+		}
 		struct kv_txn txn;
 		/* This node's own encoder made it, or on_forward decoded it: every
 		 * replica must be able to (apply_entry stops on one it cannot). */
 		int drc = kv_txn_decode(t, len, &txn, p->ops, KV_TXN_MAX_OPS);
 		KEEL_ASSERT(drc == 0);
+		if (early && !(origin & ITEM_FLAGS) && acl_early(p, origin, get64(it + 4), &txn))
+			continue;
+		acl_mark_txn(p, &txn);
 		txn.zxid = (int64_t)(p->zxid_term << 32 | ++p->zxid_counter);
 		txn.time_ms = now_ms;
 		int64_t n = kv_txn_encode(&txn, t, len);
 		KEEL_ASSERT(n == (int64_t)len);
+		off += 16 + len;
+		kept++;
 	}
-	uint64_t index;
-	int rc = raft_propose(p->r, b, 0, b->size, &index);
-	raft_buf_unref(b);
-	/* A leadership transfer is under way: keep the items for a later turn
-	 * (dropped with the leadership if it completes: their senders re-send to
-	 * the new leader, and the seen set goes with the term). */
-	if (rc == KEEL_E_BUSY)
+	put32(b->data + 1, kept);
+	uint64_t index = 0;
+	int rc = kept ? raft_propose(p->r, b, 0, (uint32_t)off, &index) : 0;
+	if (rc == KEEL_E_BUSY) {
+		/* A leadership transfer is under way: keep the items for a later
+		 * turn (dropped with the leadership if it completes: their senders
+		 * re-send to the new leader, and the seen set goes with the term),
+		 * but for those refused here. */
+		memcpy(p->items, b->data + 5, off - 5);
+		raft_buf_unref(b);
+		p->items_len = off - 5;
+		p->items_n = kept;
+		acl_batch_done(p, 0, w0);
 		return;
+	}
+	raft_buf_unref(b);
 	if (rc < 0)
 		keeld_log("pipeline: propose failed: %s", keel_strerror(rc));
-	else
+	else if (kept)
 		p->last_prop_index = index;
-	if (k->metrics)
-		mgmt_hist_observe(k->nm->batch_size, p->items_n);
-	atomic_fetch_add(&k->n_writes, p->items_n);
-	p->spin_single = p->items_n == 1;
+	acl_batch_done(p, rc < 0 ? 0 : index, w0);
+	if (k->metrics && kept)
+		mgmt_hist_observe(k->nm->batch_size, kept);
+	atomic_fetch_add(&k->n_writes, kept);
+	p->spin_single = kept == 1;
 	p->items_len = 0;
 	p->items_n = 0;
 }
@@ -925,6 +1379,38 @@ static void held_send(struct pipeline *p, uint32_t i)
 
 /* Every held message of this type (0: of any type) goes out, but the one to
  * peer `but` (0: none is kept). */
+/*
+ * Leader, after the turn's update went out: a leadership check was asked
+ * (acl_early), and its heartbeat round must not wait for the next tick in
+ * the held messages (send_raft) at either end. The held heartbeats go now,
+ * then an empty FWD_REFUSED to each voter asks it to send its held
+ * response at the end of its turn (acl_flush); a follower of an older
+ * release ignores the message type and answers at its next tick.
+ */
+static void acl_ping_send(struct pipeline *p)
+{
+	p->acl_ping = false;
+	const struct raft_conf *c = raft_conf(p->r);
+	uint8_t d[FREF_HDR];
+	put32(d, 0);
+	put64(d + 4, raft_term(p->r));
+	for (uint32_t i = 0; p->t && i < c->n; i++) {
+		uint32_t id = c->m[i].id;
+		if (id == p->k->myid || id >= DP_MAX_NODES ||
+		    !(c->m[i].flags & (RAFT_VOTER | RAFT_VOTER_OLD)))
+			continue;
+		held_send(p, id);
+		(void)dp_send(p->t, (uint16_t)id, KEELD_MSG_FWD_REFUSED, d, sizeof(d));
+	}
+}
+
+/* Follower: what acl_ping_send asked for. */
+static void acl_flush(struct pipeline *p)
+{
+	held_send(p, p->acl_flush_to);
+	p->acl_flush_to = 0;
+}
+
 static void held_release(struct pipeline *p, int type, uint32_t but)
 {
 	for (uint32_t i = 1; p->held_n && i < DP_MAX_NODES; i++)
@@ -1185,7 +1671,7 @@ static void handed_over(struct pipeline *p, struct preq *r, uint64_t term, uint6
 /* A FORWARD of n items already in sendbuf after its header. */
 static void fwd_send(struct pipeline *p, uint32_t leader, uint64_t term, uint32_t n, size_t len)
 {
-	put32(p->sendbuf, n);
+	put32(p->sendbuf, n | FWD_CAN_REFUSE);
 	put64(p->sendbuf + 4, term);
 	put64(p->sendbuf + 12, p->order_head ? p->order_head->id : 0);
 	int rc = dp_send(p->t, (uint16_t)leader, KEELD_MSG_FORWARD, p->sendbuf, len);
@@ -1280,7 +1766,7 @@ static void retransmit(struct pipeline *p, uint64_t now)
 	size_t len = FWD_HDR;
 	uint32_t n = 0;
 	for (struct preq *r = p->order_head; r; r = r->onext) {
-		if (!r->forwarded || r->term != term || now < r->retx_ns)
+		if (!r->forwarded || r->term != term || now < r->retx_ns || r->acl_err)
 			continue;
 		if (n && len + 16 + r->len > RETX_MAX_MSG) {
 			fwd_send(p, leader, term, n, len);
@@ -1349,6 +1835,9 @@ static void on_forward(struct pipeline *p, const struct dp_msg *m)
 		return;
 	seen_prune(p, so, get64(m->data + 12));
 	uint32_t n = get32(m->data);
+	if (m->from < DP_MAX_NODES)
+		p->fwd_can_refuse[m->from] = n & FWD_CAN_REFUSE;
+	n &= ~FWD_CAN_REFUSE;
 	size_t off = FWD_HDR;
 	for (uint32_t i = 0; i < n; i++) {
 		if (off + 16 > m->len)
@@ -1385,6 +1874,8 @@ static void on_forward(struct pipeline *p, const struct dp_msg *m)
 		 * request the sender has finished with: never proposed twice. */
 		if (dedup && (id < so->floor || seen_has(p, origin, id))) {
 			p->dup_total++;
+			if (id >= so->floor)
+				acl_resend(p, origin, id);
 			continue;
 		}
 		if (reconfig)
@@ -2033,6 +2524,8 @@ static void watch_leadership(struct pipeline *p)
 	}
 	if (role != p->seen_role) {
 		seen_clear(p);
+		if (role == RAFT_LEADER || p->seen_role == RAFT_LEADER)
+			acl_reset(p);
 		if (role == RAFT_LEADER) {
 			trk_reset(p);
 			p->level_peer_n = 0; /* levels are heard anew in each term */
@@ -5255,6 +5748,7 @@ static bool ready_run(struct pipeline *p, bool *entries)
 	struct raft_update u;
 	if (!raft_ready(p->r, &u))
 		return false;
+	p->acl_read_fresh = false; /* a check's heartbeats go out in this update */
 	take_chunks(p, &u);
 	persist_update(p, &u);
 	if (entries)
@@ -5268,6 +5762,14 @@ static bool ready_run(struct pipeline *p, bool *entries)
 		(void)dp_flush(p->t);
 	for (uint32_t i = 0; i < u.n_committed; i++)
 		apply_entry(p, &u.committed[i]);
+	if (u.n_reads)
+		acl_reads(p, &u);
+	if (p->acl_wait_n && u.n_committed)
+		acl_committed(p);
+	/* A refused request waiting behind one answered just now goes right
+	 * after it. */
+	if (p->refused_wait)
+		refused_flush(p);
 	/* keel.spinWindows: a leader's commit answered its clients; the next
 	 * request of a closed-loop one follows (spin_plan) */
 	if (keel_unlikely(p->spin_mode) && u.n_committed && raft_role(p->r) == RAFT_LEADER &&
@@ -5421,6 +5923,9 @@ static void *pipeline_main(void *arg)
 			case KEELD_MSG_SNAP:
 				on_snap(p, &msgs[i]);
 				break;
+			case KEELD_MSG_FWD_REFUSED:
+				on_fwd_refused(p, &msgs[i]);
+				break;
 			default:
 				break;
 			}
@@ -5478,8 +5983,18 @@ static void *pipeline_main(void *arg)
 		fwd_log(p, now);
 		/* One send per client connection for all the replies of this turn. */
 		zk_server_cork(k->zk);
+		if (p->refused_wait)
+			refused_flush(p);
 		news_order(p, now);
 		work |= ready_run(p, NULL);
+		if (p->acl_ping)
+			acl_ping_send(p);
+		if (p->acl_read_due && !p->acl_read_busy) {
+			acl_read_next(p);
+			work = true; /* its heartbeats go out in the next turn's update */
+		}
+		if (p->acl_flush_to)
+			acl_flush(p);
 		work |= snap_turn(p);
 		if (p->t)
 			(void)dp_flush(p->t);
@@ -5975,6 +6490,12 @@ void keeld_pipeline_close(struct keeld *k)
 	keeld_entbuf_close(p->eb); /* after the wal and raft let go of entries */
 	if (p->t)
 		dp_close(p->t);
+	/* Refused ones wait in the order list only (refuse_local). */
+	for (struct preq *r = p->order_head, *nx; r; r = nx) {
+		nx = r->onext;
+		if (r->acl_err)
+			keeld_preq_free(r);
+	}
 	for (size_t i = 0; i < PEND_BUCKETS; i++)
 		while (p->pend[i]) {
 			struct preq *r = p->pend[i];
@@ -6004,6 +6525,10 @@ void keeld_pipeline_close(struct keeld *k)
 		free(e);
 	}
 	free(p->items);
+	free(p->acl_batch);
+	free(p->acl_wait);
+	free(p->fref_buf);
+	free(p->refused_res);
 	free(p->sendbuf);
 	free(p->chunk);
 	free(p->went);

@@ -364,6 +364,207 @@ static void test_codec(void **state)
 	assert_int_equal(back.auth, KV_AUTH_ALL);
 }
 
+/* ---- kv_acl_refusal: the leader's early refusal ---- */
+
+/* The nodes a txn in flight may change (the changed callback): NULL-ended. */
+static bool in_flight(void *ctx, const char *path, size_t len)
+{
+	for (const char *const *p = ctx; p && *p; p++)
+		if (strlen(*p) == len && !memcmp(*p, path, len))
+			return true;
+	return false;
+}
+
+/*
+ * The early answer for txn, checked against apply's: a certain refusal
+ * must be exactly what apply then answers (the op, its error, the others'
+ * ZK_OK / ZK_ERUNTIMEINCONSISTENCY); the txn is applied at zxid (*z).
+ * Returns the early answer's op (or -1: not certain).
+ */
+static int early_then_apply(struct kv *kv, int64_t *z, struct kv_txn *txn,
+			    const char *const *flight)
+{
+	uint32_t bad = UINT32_MAX;
+	int e = kv_acl_refusal(kv, txn, in_flight, (void *)flight, &bad);
+	struct kv_apply_result res;
+	txn->zxid = (*z)++;
+	assert_int_equal(kvt_apply_txn(kv, txn, &res), 0);
+	if (e == ZK_OK)
+		return -1;
+	assert_int_equal(e, ZK_ENOAUTH);
+	assert_int_equal(res.err, ZK_ENOAUTH);
+	assert_true(bad < txn->nops);
+	assert_int_equal(res.nops, txn->nops);
+	for (uint32_t i = 0; i < res.nops; i++)
+		assert_int_equal(res.ops[i].err, i < bad    ? ZK_OK
+						 : i == bad ? ZK_ENOAUTH
+							    : ZK_ERUNTIMEINCONSISTENCY);
+	return (int)bad;
+}
+
+static int early1(struct kv *kv, int64_t *z, struct kv_op op, uint8_t auth,
+		  const struct kv_ids *ids, const char *const *flight)
+{
+	struct kv_txn txn;
+	memset(&txn, 0, sizeof(txn));
+	txn.type = op.type;
+	txn.session_id = 0x100;
+	txn.nops = 1;
+	txn.ops = &op;
+	txn.auth = auth;
+	if (ids)
+		txn.ids = *ids;
+	return early_then_apply(kv, z, &txn, flight);
+}
+
+static void test_early_single(void **state)
+{
+	(void)state;
+	int64_t z;
+	struct kv *kv = alice_tree(&z);
+	struct kv_ids alice = digest_ids("alice:h1"), bob = digest_ids("bob:h2");
+	uint8_t acl[128];
+
+	struct kv_op set = kvt_op(KV_OP_SET_DATA, "/p/c");
+	struct kv_op cr = kvt_create_op("/p/d", "", KV_MODE_PERSISTENT);
+	struct kv_op del = kvt_op(KV_OP_DELETE, "/p/c");
+	struct kv_op sa = kvt_op(KV_OP_SET_ACL, "/p/c");
+	sa.acl = acl;
+	sa.acl_len = kvt_acl_world(acl, sizeof(acl));
+	struct kv_op chk = kvt_op(KV_OP_CHECK, "/p/c");
+	/* certain: every op kind, the ACL the only thing in the way */
+	assert_int_equal(early1(kv, &z, set, KV_AUTH_IDS, &bob, NULL), 0);
+	assert_int_equal(early1(kv, &z, set, KV_AUTH_IDS, &no_ids, NULL), 0);
+	assert_int_equal(early1(kv, &z, cr, KV_AUTH_IDS, &bob, NULL), 0);
+	assert_int_equal(early1(kv, &z, del, KV_AUTH_IDS, &bob, NULL), 0);
+	assert_int_equal(early1(kv, &z, sa, KV_AUTH_IDS, &bob, NULL), 0);
+	assert_int_equal(early1(kv, &z, chk, KV_AUTH_IDS, &bob, NULL), 0);
+	/* NoAuth before BadVersion; a delete of a missing child of a refusing
+	 * parent is NoAuth too (the parent comes first) */
+	set.version = 7;
+	assert_int_equal(early1(kv, &z, set, KV_AUTH_IDS, &bob, NULL), 0);
+	set.version = -1;
+	struct kv_op del_none = kvt_op(KV_OP_DELETE, "/p/none");
+	assert_int_equal(early1(kv, &z, del_none, KV_AUTH_IDS, &bob, NULL), 0);
+
+	/* not certain: allowed, no identities to check, missing node or
+	 * parent, a bad path, and the node (or parent) changed by a txn in
+	 * flight */
+	static const char *const flight_c[] = { "/p/c", NULL };
+	static const char *const flight_p[] = { "/p", NULL };
+	static const char *const flight_other[] = { "/q", "/p/c/x", NULL };
+	assert_int_equal(early1(kv, &z, set, KV_AUTH_IDS, &alice, NULL), -1);
+	assert_int_equal(early1(kv, &z, set, KV_AUTH_ALL, NULL, NULL), -1);
+	assert_int_equal(early1(kv, &z, set, KV_AUTH_NONE, NULL, NULL), -1);
+	struct kv_op set_none = kvt_op(KV_OP_SET_DATA, "/p/none");
+	assert_int_equal(early1(kv, &z, set_none, KV_AUTH_IDS, &bob, NULL), -1);
+	struct kv_op cr_orphan = kvt_create_op("/none/x", "", KV_MODE_PERSISTENT);
+	assert_int_equal(early1(kv, &z, cr_orphan, KV_AUTH_IDS, &bob, NULL), -1);
+	struct kv_op set_bad = kvt_op(KV_OP_SET_DATA, "/p/c/");
+	assert_int_equal(early1(kv, &z, set_bad, KV_AUTH_IDS, &bob, NULL), -1);
+	assert_int_equal(early1(kv, &z, set, KV_AUTH_IDS, &bob, flight_c), -1);
+	assert_int_equal(early1(kv, &z, sa, KV_AUTH_IDS, &bob, flight_c), -1);
+	assert_int_equal(early1(kv, &z, chk, KV_AUTH_IDS, &bob, flight_c), -1);
+	assert_int_equal(early1(kv, &z, cr, KV_AUTH_IDS, &bob, flight_p), -1);
+	assert_int_equal(early1(kv, &z, del, KV_AUTH_IDS, &bob, flight_p), -1);
+	/* other nodes in flight do not matter */
+	assert_int_equal(early1(kv, &z, set, KV_AUTH_IDS, &bob, flight_other), 0);
+	assert_int_equal(early1(kv, &z, cr, KV_AUTH_IDS, &bob, flight_other), 0);
+	kv_destroy(kv);
+}
+
+/*
+ * A setACL in flight that grants bob the right: while it is proposed and
+ * not applied, bob's setData is not certain (the leader proposes it); once
+ * applied, apply lets it through -- an early refusal would have been wrong.
+ */
+static void test_early_setacl_in_flight(void **state)
+{
+	(void)state;
+	int64_t z;
+	struct kv *kv = alice_tree(&z);
+	struct kv_ids alice = digest_ids("alice:h1"), bob = digest_ids("bob:h2");
+	uint8_t acl[128];
+	struct kv_op set = kvt_op(KV_OP_SET_DATA, "/p/c");
+	uint32_t bad;
+	struct kv_txn txn;
+	memset(&txn, 0, sizeof(txn));
+	txn.type = KV_OP_SET_DATA;
+	txn.nops = 1;
+	txn.ops = &set;
+	txn.auth = KV_AUTH_IDS;
+	txn.ids = bob;
+	static const char *const flight[] = { "/p/c", NULL };
+	assert_int_equal(kv_acl_refusal(kv, &txn, in_flight, (void *)flight, &bad), ZK_OK);
+	assert_int_equal(kv_acl_refusal(kv, &txn, NULL, NULL, &bad), ZK_ENOAUTH);
+	struct kv_op sa = kvt_op(KV_OP_SET_ACL, "/p/c");
+	sa.acl = acl;
+	sa.acl_len = acl1(acl, sizeof(acl), KV_PERM_ALL, "digest", "bob:h2");
+	assert_int_equal(apply_as(kv, z++, sa, KV_AUTH_IDS, &alice), ZK_OK);
+	assert_int_equal(kv_acl_refusal(kv, &txn, NULL, NULL, &bad), ZK_OK);
+	assert_int_equal(apply_as(kv, z++, set, KV_AUTH_IDS, &bob), ZK_OK);
+	/* and the other way: a setACL that shuts alice out */
+	txn.ids = alice;
+	assert_int_equal(kv_acl_refusal(kv, &txn, NULL, NULL, &bad), ZK_ENOAUTH);
+	assert_int_equal(apply_as(kv, z++, set, KV_AUTH_IDS, &alice), ZK_ENOAUTH);
+	kv_destroy(kv);
+}
+
+static void test_early_multi(void **state)
+{
+	(void)state;
+	int64_t z;
+	struct kv *kv = alice_tree(&z);
+	struct kv_ids bob = digest_ids("bob:h2");
+	uint8_t acl[128];
+	/* /r: world READ, a check bob passes */
+	struct kv_op cr = kvt_create_op("/r", "", KV_MODE_PERSISTENT);
+	cr.acl = acl;
+	cr.acl_len = acl1(acl, sizeof(acl), KV_PERM_READ, "world", "anyone");
+	assert_int_equal(apply_as(kv, z++, cr, KV_AUTH_IDS, &bob), ZK_OK);
+
+	struct kv_op ops[3];
+	struct kv_txn txn;
+	memset(&txn, 0, sizeof(txn));
+	txn.type = KV_OP_MULTI;
+	txn.session_id = 0x100;
+	txn.ops = ops;
+	txn.auth = KV_AUTH_IDS;
+	txn.ids = bob;
+	/* the first op refused: the others ZRUNTIMEINCONSISTENCY */
+	ops[0] = kvt_op(KV_OP_SET_DATA, "/p/c");
+	ops[1] = kvt_create_op("/open", "", KV_MODE_PERSISTENT);
+	txn.nops = 2;
+	assert_int_equal(early_then_apply(kv, &z, &txn, NULL), 0);
+	/* passing checks first: they answer ZK_OK */
+	ops[0] = kvt_op(KV_OP_CHECK, "/r");
+	ops[1] = kvt_op(KV_OP_CHECK, "/p");
+	ops[2] = kvt_op(KV_OP_SET_DATA, "/p/c");
+	txn.nops = 3;
+	assert_int_equal(early_then_apply(kv, &z, &txn, NULL), 1);
+	ops[1] = kvt_op(KV_OP_DELETE, "/p/c");
+	assert_int_equal(early_then_apply(kv, &z, &txn, NULL), 1);
+	/* not certain: a write before the refused op (it may fail first, or
+	 * change what the refused op sees), a check with a version, a check
+	 * of a missing node, a check whose node is in flight */
+	ops[0] = kvt_create_op("/open", "", KV_MODE_PERSISTENT);
+	ops[1] = kvt_op(KV_OP_SET_DATA, "/p/c");
+	txn.nops = 2;
+	assert_int_equal(early_then_apply(kv, &z, &txn, NULL), -1);
+	ops[0] = kvt_op(KV_OP_CHECK, "/r");
+	ops[0].version = 0;
+	assert_int_equal(early_then_apply(kv, &z, &txn, NULL), -1);
+	ops[0] = kvt_op(KV_OP_CHECK, "/none");
+	assert_int_equal(early_then_apply(kv, &z, &txn, NULL), -1);
+	ops[0] = kvt_op(KV_OP_CHECK, "/r");
+	static const char *const flight_r[] = { "/r", NULL };
+	assert_int_equal(early_then_apply(kv, &z, &txn, flight_r), -1);
+	assert_int_equal(early_then_apply(kv, &z, &txn, NULL), 1);
+	struct kv_node n;
+	assert_int_equal(kv_get(kv_view_get(kv), "/open", 5, &n), ZK_ENONODE);
+	kv_destroy(kv);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -373,6 +574,9 @@ int main(void)
 		cmocka_unit_test(test_multi_fails_whole),
 		cmocka_unit_test(test_origin_flags_and_format1),
 		cmocka_unit_test(test_codec),
+		cmocka_unit_test(test_early_single),
+		cmocka_unit_test(test_early_setacl_in_flight),
+		cmocka_unit_test(test_early_multi),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,180 @@
+"""Writes the ACL refuses are refused by the leader before the log (keel only:
+it reads the leader's /status and /metrics).
+
+A client without rights (mallory) sends setData, create, delete and multis
+on nodes only the owner may write, one at a time, at the leader and at a
+follower: every one is NoAuth, the leader's last log index grows by no more
+than mallory's own session entries (each refused write would have been an
+entry of its own before), and keel_write_refused_total{reason="noauth",
+stage="leader"} counts each. Then, pipelined: mallory's refused writes
+interleaved with her own allowed ones, and the owner's writes alongside,
+all answered in order (kazoo drops the connection on a reply out of order)
+with versions in order; and the owner's setACL followed at once, on the
+same session, by a setData only the new ACL allows: it passes (the leader
+must not judge it by the ACL still applied).
+"""
+import json
+import os
+import sys
+import time
+import unittest
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from zkcluster import Cluster  # noqa: E402
+
+from kazoo.client import KazooClient  # noqa: E402
+from kazoo.exceptions import NoAuthError, RolledBackError, RuntimeInconsistency  # noqa: E402
+from kazoo.security import ACL, Id, Permissions, make_digest_acl  # noqa: E402
+
+TOKEN = "aclearly"
+SYNC_OPS = 40      # per kind and node, one at a time
+PIPELINED = 200    # mallory's requests in flight at once, per node
+SETACL_ROUNDS = 20
+
+
+def client(cl, node, user):
+    c = KazooClient(hosts=cl.connect_string([node]), timeout=10.0,
+                    auth_data=[("digest", "%s:pw" % user)])
+    c.start(timeout=30)
+    return c
+
+
+def get(cl, i, path):
+    req = urllib.request.Request("http://127.0.0.1:%d%s" % (cl.nodes[i].admin_port, path))
+    req.add_header("Authorization", "Bearer " + TOKEN)
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return r.read().decode()
+
+
+def last_index(cl, i):
+    return json.loads(get(cl, i, "/status"))["last_index"]
+
+
+def settled_index(cl, i):
+    """The leader's last index once it stays put for 0.5 s (a new cluster
+    logs its protocol level and settings in its first ticks)."""
+    last, since = last_index(cl, i), time.monotonic()
+    deadline = since + 15
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        now = last_index(cl, i)
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= 0.5:
+            return last
+    raise AssertionError("the leader's log never settled")
+
+
+def refused_early(cl, i):
+    for line in get(cl, i, "/metrics").splitlines():
+        if line.startswith('keel_write_refused_total{reason="noauth",stage="leader"}'):
+            return int(float(line.split()[-1]))
+    raise AssertionError("no keel_write_refused_total on /metrics")
+
+
+class TestAclEarly(unittest.TestCase):
+    def test_refused_before_the_log(self):
+        if os.environ.get("KEEL_TEST_TARGET", "keel") != "keel":
+            self.skipTest("keel's /status and /metrics")
+        with Cluster.create(size=3, admin_token=TOKEN) as cl:
+            ld = cl.leader()
+            fo = [i for i in range(3) if i != ld][0]
+            owner_all = make_digest_acl("owner", "pw", all=True)
+            world = ACL(Permissions.ALL, Id("world", "anyone"))
+            owner = client(cl, ld, "owner")
+            clients = [owner]
+            try:
+                owner.create("/e", acl=[owner_all])
+                owner.create("/e/n", b"owner", acl=[owner_all])
+                owner.create("/e/n/c", acl=[owner_all])
+                owner.create("/open", acl=[world])
+                for node in (ld, fo):
+                    mallory = client(cl, node, "mallory")
+                    clients.append(mallory)
+                    mallory.sync("/e")
+                    before_idx = settled_index(cl, ld)
+                    before_n = refused_early(cl, ld)
+                    kinds = [
+                        lambda: mallory.set("/e/n", b"m"),
+                        lambda: mallory.create("/e/n/x"),
+                        lambda: mallory.delete("/e/n/c"),
+                    ]
+                    for i in range(SYNC_OPS):
+                        for op in kinds:
+                            with self.assertRaises(NoAuthError):
+                                op()
+                    # a multi: a check that passes, then the refused op
+                    t = mallory.transaction()
+                    t.check("/open", -1)
+                    t.set_data("/e/n", b"m")
+                    res = t.commit()
+                    self.assertIsInstance(res[0], RolledBackError)
+                    self.assertIsInstance(res[1], NoAuthError)
+                    t = mallory.transaction()
+                    t.set_data("/e/n", b"m")
+                    t.check("/open", -1)
+                    res = t.commit()
+                    self.assertIsInstance(res[0], NoAuthError)
+                    self.assertIsInstance(res[1], RuntimeInconsistency)
+                    n = 3 * SYNC_OPS + 2
+                    self.assertEqual(refused_early(cl, ld) - before_n, n,
+                                     "node %d: refusals counted at the leader" % node)
+                    # nothing of her writes (each its own entry before)
+                    grew = last_index(cl, ld) - before_idx
+                    self.assertLessEqual(grew, 2, "node %d: the log grew by %d for %d "
+                                         "refused writes" % (node, grew, n))
+
+                    # pipelined: mallory's refused writes between her allowed
+                    # ones, the owner's writes alongside; answered in order
+                    before_n = refused_early(cl, ld)
+                    base = mallory.exists("/open").version
+                    obase = owner.exists("/e/n").version
+                    mine, theirs = [], []
+                    for i in range(PIPELINED):
+                        mine.append(("ok", mallory.set_async("/open", b"%d" % i)))
+                        mine.append(("no", mallory.set_async("/e/n", b"m")))
+                        if i % 4 == 0:
+                            theirs.append(owner.set_async("/e/n", b"o%d" % i))
+                    seen = []
+                    for want, a in mine:
+                        if want == "ok":
+                            seen.append(a.get(timeout=30).version)
+                        else:
+                            with self.assertRaises(NoAuthError):
+                                a.get(timeout=30)
+                    self.assertEqual(seen, list(range(base + 1, base + 1 + PIPELINED)))
+                    self.assertEqual([a.get(timeout=30).version for a in theirs],
+                                     list(range(obase + 1, obase + 1 + len(theirs))))
+                    # each either refused early or at apply: the count only
+                    # grows, by at most one per refused write
+                    got = refused_early(cl, ld) - before_n
+                    self.assertTrue(0 <= got <= PIPELINED, got)
+                    self.assertEqual(owner.get("/e/n")[0], b"o%d" % (4 * (len(theirs) - 1)))
+
+                    # the owner's setACL then, at once, a setData only it allows
+                    for i in range(SETACL_ROUNDS):
+                        p = "/e/h%d_%d" % (node, i)
+                        owner.create(p, acl=[make_digest_acl("owner", "pw", admin=True)])
+                        a1 = owner.set_acls_async(p, [owner_all])
+                        a2 = owner.set_async(p, b"new")
+                        a1.get(timeout=30)
+                        self.assertEqual(a2.get(timeout=30).version, 1)
+                    # and mallory's, on a node she may only re-ACL
+                    p = "/e/m%d" % node
+                    owner.create(p, acl=[make_digest_acl("mallory", "pw", admin=True),
+                                         owner_all])
+                    a1 = mallory.set_acls_async(p, [make_digest_acl("mallory", "pw", all=True)])
+                    a2 = mallory.set_async(p, b"mallory")
+                    a1.get(timeout=30)
+                    self.assertEqual(a2.get(timeout=30).version, 1)
+                # nothing of the refused writes reached the tree
+                self.assertEqual(owner.get_children("/e/n"), ["c"])
+            finally:
+                for c in clients:
+                    c.stop()
+                    c.close()
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
