@@ -85,6 +85,7 @@ struct dp_transport {
 	 * node takes, said in every probe and ack (0: none said).
 	 */
 	bool probing, ctl_due;
+	uint64_t tx_frames_flushed; /* DP_CTR_TX_FRAMES at the last dp_flush */
 	uint32_t rx_limit;
 	uint32_t probe_seq;
 	uint64_t probe_next_ns;

@@ -353,10 +353,14 @@ int dp_set_cpu_dma_latency(dp_transport *t, bool on)
 /* ---------------------------------------------------------------- probes
  *
  * Each peer's path, learnt by the transport's own probes (kernel UDP; a
- * frame of type DP_TYPE_CTL, never delivered): every second, on a receive
- * that took frames (peers send at least every heartbeat), each configured
- * peer heard from for a second is sent a probe, which
- * it answers at once with a small ack. Both say the sender's receive limit
+ * frame of type DP_TYPE_CTL, never delivered): every second, on a flush
+ * that carries frames (a leader's heartbeats, a follower's answers: nodes
+ * send at least every heartbeat), each configured peer heard from for a
+ * second is sent a probe, which it answers with a small ack on its next
+ * flush that carries frames. So neither wakes the peer on its own: it
+ * arrives with the frames the peer wakes for (before 2026-11-23 probes
+ * went on a receive and acks at once, each a wake-up of the other node's
+ * pipeline; bench/RESULTS.md "Idle cost of the probes"). Both say the sender's receive limit
  * (dp.udp_rx_buf_bytes): frames to a peer are cut within it, whatever this
  * node's own MTU (a peer with smaller buffers used to lose every full frame,
  * counted drop_truncated there, for ever). With dp.mtu=auto a probe is as
@@ -772,6 +776,16 @@ const char *dp_ref_mode(dp_transport *t, uint16_t to)
 int dp_flush(dp_transport *t)
 {
 	held_release(t);
+	/* Probes and acks ride on a flush that carries frames (a heartbeat, its
+	 * answer): they reach the peer with them, in the burst it wakes for,
+	 * never a wake-up of their own there (see "probes"). */
+	uint64_t tx = t->ctr[DP_CTR_TX_FRAMES];
+	if (tx != t->tx_frames_flushed && (t->ctl_due || t->probing)) {
+		uint64_t now = keel_now_ns();
+		if (t->ctl_due || now >= t->probe_next_ns)
+			ctl_turn(t, now);
+	}
+	t->tx_frames_flushed = tx;
 	return t->ops->flush(t);
 }
 
@@ -789,13 +803,6 @@ int dp_recv_burst(dp_transport *t, struct dp_msg *msgs, int max)
 	t->rx_frames_last = t->ctr[DP_CTR_RX_FRAMES] - frames;
 	if (dp_reasm_inflight(t->reasm))
 		dp_reasm_expire(t->reasm, keel_now_ns());
-	if (t->ctl_due || (t->probing && t->rx_frames_last)) {
-		uint64_t now = keel_now_ns();
-		if (t->ctl_due || now >= t->probe_next_ns) {
-			ctl_turn(t, now); /* an ack goes at once: the prober times it */
-			(void)t->ops->flush(t);
-		}
-	}
 	return n;
 }
 

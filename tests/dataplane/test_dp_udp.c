@@ -516,7 +516,7 @@ static void test_mtu_route_per_peer(void **state)
 /*
  * Both ways a small message, then whatever arrived taken in, until done(a)
  * or about 15 s passed; returns whether done. Probes and acks go on the
- * flushes and receives (transport.c, "probes").
+ * flushes that carry frames (transport.c, "probes").
  */
 static bool pump(dp_transport *a, uint16_t a_id, dp_transport *b, uint16_t b_id,
 		 bool (*done)(dp_transport *))
@@ -618,7 +618,9 @@ static void test_probe_loss_not_black_hole(void **state)
 	uint8_t small[100] = { 1 };
 	struct dp_msg m[DP_BURST];
 	for (int i = 0; i < 600; i++) { /* node 2 deaf: sends, never receives */
+		(void)dp_send(a, 2, 7, small, sizeof(small));
 		(void)dp_send(b, 1, 7, small, sizeof(small));
+		dp_flush(a);
 		dp_flush(b);
 		usleep(10000);
 		while (dp_recv_burst(a, m, DP_BURST) > 0)
