@@ -86,6 +86,7 @@ struct dp_transport {
 	 */
 	bool probing, ctl_due;
 	uint64_t tx_frames_flushed; /* DP_CTR_TX_FRAMES at the last dp_flush */
+	uint64_t flush_gen;         /* dp_flush calls */
 	uint32_t rx_limit;
 	uint32_t probe_seq;
 	uint64_t probe_next_ns;
@@ -100,6 +101,8 @@ struct dp_transport {
 		uint32_t ack_id[2];
 		uint32_t probe_id;       /* outstanding probe, 0: none */
 		uint32_t small_id;       /* the small probe sent with it, 0: none */
+		uint64_t tx_gen;         /* flush_gen + 1 when a frame to it waits for dp_flush */
+		uint64_t probe_due_ns;   /* the next probe, with frames to it */
 		bool small_ok;           /* ... answered */
 		uint64_t probe_ns;       /* when it was sent */
 		uint64_t heard_ns;       /* the last frame from it */

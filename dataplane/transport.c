@@ -477,9 +477,7 @@ static void probe_judge(dp_transport *t, uint16_t id, struct dp_path *pp, uint64
 /* Acks due, and every second a probe to each peer (see "probes"). */
 static void ctl_turn(dp_transport *t, uint64_t now)
 {
-	bool probe = t->probing && now >= t->probe_next_ns;
-	if (probe)
-		t->probe_next_ns = now + PROBE_NS;
+	uint64_t next = now + PROBE_NS;
 	t->ctl_due = false;
 	for (uint16_t id = 1; id < DP_MAX_NODES; id++) {
 		struct dp_path *pp = &t->path[id];
@@ -488,10 +486,19 @@ static void ctl_turn(dp_transport *t, uint64_t now)
 		for (uint8_t i = 0; i < pp->acks_due; i++)
 			ctl_send(t, id, CTL_ACK, pp->ack_id[i], CTL_BYTES);
 		pp->acks_due = 0;
-		/* A peer is probed once it has been heard for a second: one never
-		 * heard has nothing to say yet (and may not know this node). */
-		if (!probe || !pp->first_heard_ns || now - pp->first_heard_ns < PROBE_NS)
+		/* A peer is probed once it has been heard for a second (one never
+		 * heard has nothing to say yet, and may not know this node), then
+		 * every second, with frames this flush carries to it: never on its
+		 * own (a follower sends nothing to another follower, so they do
+		 * not probe each other). */
+		if (!t->probing || !pp->first_heard_ns)
 			continue;
+		uint64_t due = KEEL_MAX(pp->probe_due_ns, pp->first_heard_ns + PROBE_NS);
+		if (now < due || pp->tx_gen != t->flush_gen + 1) {
+			next = KEEL_MIN(next, due);
+			continue;
+		}
+		pp->probe_due_ns = now + PROBE_NS;
 		probe_judge(t, id, pp, now);
 		size_t len = CTL_BYTES; /* a hello: the receive limit only */
 		if (t->mtu_auto && pp->fallen && now >= pp->up_ns) {
@@ -513,6 +520,7 @@ static void ctl_turn(dp_transport *t, uint64_t now)
 			ctl_send(t, id, CTL_PROBE, pp->small_id, CTL_BYTES);
 		}
 	}
+	t->probe_next_ns = next;
 }
 
 /* A probe or an ack from peer `from` (one frame, parsed by the caller):
@@ -577,7 +585,8 @@ static int msg_start(dp_transport *t, uint16_t to, uint8_t type, size_t len, str
 	if (len > t->cfg.max_msg_bytes)
 		return KEEL_E_TOO_BIG;
 	if (type == DP_TYPE_CTL)
-		return KEEL_E_INVAL; /* the transport's own */
+		return KEEL_E_INVAL;           /* the transport's own */
+	t->path[to].tx_gen = t->flush_gen + 1; /* a probe to it may ride (ctl_turn) */
 	*h = (struct dp_hdr){
 		.type = type,
 		.frag_unit = unit_to(t, to),
@@ -786,6 +795,7 @@ int dp_flush(dp_transport *t)
 			ctl_turn(t, now);
 	}
 	t->tx_frames_flushed = tx;
+	t->flush_gen++; /* the frames queued to each peer since (msg_start) */
 	return t->ops->flush(t);
 }
 

@@ -502,6 +502,35 @@ static void test_snapshot_data_crc(void **state)
 	fb[fn - 12] ^= 0x01; /* the trailer's CRC field: its own CRC fails */
 	walt_write_file(p, fb, fn);
 	assert_int_equal(wal_snap_image_open(f->w, 77, false, &im), KEEL_E_CORRUPT);
+
+	/* An image a follower installed and, leader now, sends on: written
+	 * from the chunks it received under its own encoding of the
+	 * membership (another length) -- the same payload sum. */
+	const uint8_t member2[] = { 5, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0 };
+	assert_int_equal(wal_snap_begin(f->w, 78, 2, member2, sizeof(member2), &s), 0);
+	for (size_t off = 0, n; off < LEN; off += n) {
+		n = KEEL_MIN((size_t)65536, LEN - off);
+		assert_int_equal(wal_snap_write(s, img + off, n), 0);
+	}
+	assert_int_equal(wal_snap_finish(s), 0);
+	assert_int_equal(wal_snap_image_open(f->w, 78, false, &im), 0);
+	uint32_t sum2 = 0;
+	assert_int_equal(wal_snap_image_data_crc(&im, &sum2), 0);
+	assert_int_equal(sum2, sum);
+	wal_snap_image_close(&im);
+	/* Every size class of a payload: empty, one byte, one chunk's worth
+	 * and either side of it. */
+	const size_t sizes[] = { 0, 1, 65535, 65536, 65537 };
+	for (size_t i = 0; i < KEEL_ARRAY_SIZE(sizes); i++) {
+		assert_int_equal(wal_snap_begin(f->w, 80 + i, 2, member, sizeof(member), &s), 0);
+		if (sizes[i])
+			assert_int_equal(wal_snap_write(s, img, sizes[i]), 0);
+		assert_int_equal(wal_snap_finish(s), 0);
+		assert_int_equal(wal_snap_image_open(f->w, 80 + i, false, &im), 0);
+		assert_int_equal(wal_snap_image_data_crc(&im, &sum2), 0);
+		assert_int_equal(sum2, keel_crc32c(0, img, sizes[i]));
+		wal_snap_image_close(&im);
+	}
 	free(fb);
 	free(img);
 	free(rd);
