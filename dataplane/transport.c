@@ -353,10 +353,10 @@ int dp_set_cpu_dma_latency(dp_transport *t, bool on)
 /* ---------------------------------------------------------------- probes
  *
  * Each peer's path, learnt by the transport's own probes (kernel UDP; a
- * frame of type DP_TYPE_CTL, never delivered): every second, on a flush
- * that carries frames (a leader's heartbeats, a follower's answers: nodes
- * send at least every heartbeat), each configured peer heard from for a
- * second is sent a probe, which it answers with a small ack on its next
+ * frame of type DP_TYPE_CTL, never delivered): every second each configured
+ * peer heard from for a second is sent a probe, on a flush that carries
+ * frames to it (a leader's heartbeats, a follower's answers: nodes send at
+ * least every heartbeat), which it answers with a small ack on its next
  * flush that carries frames. So neither wakes the peer on its own: it
  * arrives with the frames the peer wakes for (before 2026-11-23 probes
  * went on a receive and acks at once, each a wake-up of the other node's
