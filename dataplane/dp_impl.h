@@ -85,6 +85,8 @@ struct dp_transport {
 	 * node takes, said in every probe and ack (0: none said).
 	 */
 	bool probing, ctl_due;
+	uint64_t tx_frames_flushed; /* DP_CTR_TX_FRAMES at the last dp_flush */
+	uint64_t flush_gen;         /* dp_flush calls */
 	uint32_t rx_limit;
 	uint32_t probe_seq;
 	uint64_t probe_next_ns;
@@ -94,10 +96,14 @@ struct dp_transport {
 		bool speaks;       /* it sent a probe or an ack: it answers probes */
 		bool fallen;       /* a black hole: cut for DP_MTU_MIN meanwhile */
 		bool upward;       /* the outstanding probe asks whether it is over */
-		bool ack_due;      /* a probe of its to answer (ack_id) */
+		uint8_t acks_due;  /* probes of its to answer (ack_id) */
 		uint8_t misses;    /* full-size probes unanswered in a row */
-		uint32_t ack_id;
+		uint32_t ack_id[2];
 		uint32_t probe_id;       /* outstanding probe, 0: none */
+		uint32_t small_id;       /* the small probe sent with it, 0: none */
+		uint64_t tx_gen;         /* flush_gen + 1 when a frame to it waits for dp_flush */
+		uint64_t probe_due_ns;   /* the next probe, with frames to it */
+		bool small_ok;           /* ... answered */
 		uint64_t probe_ns;       /* when it was sent */
 		uint64_t heard_ns;       /* the last frame from it */
 		uint64_t first_heard_ns; /* the first (probed from a second later on) */

@@ -353,18 +353,26 @@ int dp_set_cpu_dma_latency(dp_transport *t, bool on)
 /* ---------------------------------------------------------------- probes
  *
  * Each peer's path, learnt by the transport's own probes (kernel UDP; a
- * frame of type DP_TYPE_CTL, never delivered): every second, on a receive
- * that took frames (peers send at least every heartbeat), each configured
- * peer heard from for a second is sent a probe, which
- * it answers at once with a small ack. Both say the sender's receive limit
+ * frame of type DP_TYPE_CTL, never delivered): every second each configured
+ * peer heard from for a second is sent a probe, on a flush that carries
+ * frames to it (a leader's heartbeats, a follower's answers: nodes send at
+ * least every heartbeat), which it answers with a small ack on its next
+ * flush that carries frames. So neither wakes the peer on its own: it
+ * arrives with the frames the peer wakes for (before 2026-11-23 probes
+ * went on a receive and acks at once, each a wake-up of the other node's
+ * pipeline; bench/RESULTS.md "Idle cost of the probes"). Both say the sender's receive limit
  * (dp.udp_rx_buf_bytes): frames to a peer are cut within it, whatever this
  * node's own MTU (a peer with smaller buffers used to lose every full frame,
  * counted drop_truncated there, for ever). With dp.mtu=auto a probe is as
  * long as the frames cut for that peer, so it tells whether they still
  * arrive: a path that drops datagrams above some size without saying so
  * (no ICMP "fragmentation needed": a PMTUD black hole) loses the probes
- * while the peer's own frames keep coming. PROBE_MISSES such probes in a
- * row and frames to that peer are cut for DP_MTU_MIN (counted
+ * while the peer's own frames keep coming. Each full-size probe goes with a
+ * small one: only a full-size probe lost while the small one is answered
+ * counts (a loss of both is random loss or a deaf peer, not the size's: at
+ * 10 % loss each way 3 misses in a row of any probe happened about every
+ * 3 minutes). PROBE_MISSES such in a row (none answered full-size between)
+ * and frames to that peer are cut for DP_MTU_MIN (counted
  * tx_mtu_blackhole, logged); a full-size probe goes again after 10 s, then
  * after waits doubling to dp.mtu_probe_s, and once one is answered the
  * frames are cut as before (tx_mtu_blackhole_cleared, logged). A peer that
@@ -377,7 +385,7 @@ int dp_set_cpu_dma_latency(dp_transport *t, bool on)
 #define CTL_PROBE      1
 #define CTL_ACK        2
 #define PROBE_NS       1000000000ull
-#define PROBE_MISSES   3
+#define PROBE_MISSES   6  /* with the small probe answered each time */
 #define PROBE_UP_FIRST 10 /* s: the first upward probe after a fall */
 
 static uint16_t unit_to(const dp_transport *t, uint16_t to)
@@ -434,6 +442,8 @@ static void probe_judge(dp_transport *t, uint16_t id, struct dp_path *pp, uint64
 	if (!pp->probe_id)
 		return;
 	pp->probe_id = 0;
+	bool small_ok = pp->small_ok;
+	pp->small_ok = false;
 	if (pp->heard_ns <= pp->probe_ns)
 		return; /* the peer said nothing since: down or busy, not a path's size */
 	if (pp->upward) {
@@ -442,7 +452,10 @@ static void probe_judge(dp_transport *t, uint16_t id, struct dp_path *pp, uint64
 		pp->up_wait_s = KEEL_MIN(pp->up_wait_s * 2, t->cfg.mtu_probe_s);
 		return;
 	}
-	if (!t->mtu_auto || !pp->speaks || pp->fallen ||
+	/* A loss that is not the size's -- the small probe sent with it went
+	 * unanswered too (random loss, a peer restarted on a release that does
+	 * not answer) -- is neither counted nor forgiven. */
+	if (!t->mtu_auto || !pp->speaks || pp->fallen || !small_ok ||
 	    unit_to(t, id) <= frag_unit_of(DP_MTU_MIN) || ++pp->misses < PROBE_MISSES)
 		return;
 	uint16_t was = dp_mtu_to(t, id);
@@ -454,7 +467,8 @@ static void probe_judge(dp_transport *t, uint16_t id, struct dp_path *pp, uint64
 	t->ctr[DP_CTR_TX_MTU_BLACKHOLE]++;
 	fprintf(stderr,
 		"dataplane: peer %u: %d probes of %u B in a row unanswered while its frames "
-		"arrive (a path that drops long datagrams without ICMP: a PMTUD black hole); "
+		"and small probes arrive (a path that drops long datagrams without ICMP: a PMTUD "
+		"black hole); "
 		"frames to it now cut for mtu %u (was %u), a full-size probe again in %u s\n",
 		id, PROBE_MISSES, was, DP_MTU_MIN, was,
 		(unsigned)((pp->up_ns - now) / 1000000000ull));
@@ -463,22 +477,28 @@ static void probe_judge(dp_transport *t, uint16_t id, struct dp_path *pp, uint64
 /* Acks due, and every second a probe to each peer (see "probes"). */
 static void ctl_turn(dp_transport *t, uint64_t now)
 {
-	bool probe = t->probing && now >= t->probe_next_ns;
-	if (probe)
-		t->probe_next_ns = now + PROBE_NS;
+	uint64_t next = now + PROBE_NS;
 	t->ctl_due = false;
 	for (uint16_t id = 1; id < DP_MAX_NODES; id++) {
 		struct dp_path *pp = &t->path[id];
 		if (!t->cfg.peers[id].configured)
 			continue;
-		if (pp->ack_due) {
-			pp->ack_due = false;
-			ctl_send(t, id, CTL_ACK, pp->ack_id, CTL_BYTES);
-		}
-		/* A peer is probed once it has been heard for a second: one never
-		 * heard has nothing to say yet (and may not know this node). */
-		if (!probe || !pp->first_heard_ns || now - pp->first_heard_ns < PROBE_NS)
+		for (uint8_t i = 0; i < pp->acks_due; i++)
+			ctl_send(t, id, CTL_ACK, pp->ack_id[i], CTL_BYTES);
+		pp->acks_due = 0;
+		/* A peer is probed once it has been heard for a second (one never
+		 * heard has nothing to say yet, and may not know this node), then
+		 * every second, with frames this flush carries to it: never on its
+		 * own (a follower sends nothing to another follower, so they do
+		 * not probe each other). */
+		if (!t->probing || !pp->first_heard_ns)
 			continue;
+		uint64_t due = KEEL_MAX(pp->probe_due_ns, pp->first_heard_ns + PROBE_NS);
+		if (now < due || pp->tx_gen != t->flush_gen + 1) {
+			next = KEEL_MIN(next, due);
+			continue;
+		}
+		pp->probe_due_ns = now + PROBE_NS;
 		probe_judge(t, id, pp, now);
 		size_t len = CTL_BYTES; /* a hello: the receive limit only */
 		if (t->mtu_auto && pp->fallen && now >= pp->up_ns) {
@@ -492,7 +512,15 @@ static void ctl_turn(dp_transport *t, uint64_t now)
 		pp->probe_id = ++t->probe_seq ? t->probe_seq : ++t->probe_seq;
 		pp->probe_ns = now;
 		ctl_send(t, id, CTL_PROBE, pp->probe_id, KEEL_MAX(len, (size_t)CTL_BYTES));
+		/* With a full-size probe, a small one: only a full-size probe lost
+		 * while the small one is answered is a black hole's evidence. */
+		pp->small_id = 0;
+		if (len > CTL_BYTES) {
+			pp->small_id = ++t->probe_seq ? t->probe_seq : ++t->probe_seq;
+			ctl_send(t, id, CTL_PROBE, pp->small_id, CTL_BYTES);
+		}
 	}
+	t->probe_next_ns = next;
 }
 
 /* A probe or an ack from peer `from` (one frame, parsed by the caller):
@@ -525,9 +553,15 @@ static bool ctl_rx(dp_transport *t, const struct dp_hdr *h, const uint8_t *b)
 		}
 	}
 	if (b[0] == CTL_PROBE) {
-		pp->ack_due = true;
-		pp->ack_id = id;
+		/* A full-size probe and its small one arrive in one burst: both
+		 * answered (a third, from a probe the peer gave up on, replaces
+		 * the newer) */
+		uint8_t cap = KEEL_ARRAY_SIZE(pp->ack_id);
+		pp->ack_id[pp->acks_due < cap ? pp->acks_due++ : cap - 1] = id;
 		t->ctl_due = true;
+	} else if (id && id == pp->small_id) {
+		pp->small_id = 0;
+		pp->small_ok = true;
 	} else if (id && id == pp->probe_id) {
 		pp->probe_id = 0;
 		pp->misses = 0;
@@ -551,7 +585,8 @@ static int msg_start(dp_transport *t, uint16_t to, uint8_t type, size_t len, str
 	if (len > t->cfg.max_msg_bytes)
 		return KEEL_E_TOO_BIG;
 	if (type == DP_TYPE_CTL)
-		return KEEL_E_INVAL; /* the transport's own */
+		return KEEL_E_INVAL;           /* the transport's own */
+	t->path[to].tx_gen = t->flush_gen + 1; /* a probe to it may ride (ctl_turn) */
 	*h = (struct dp_hdr){
 		.type = type,
 		.frag_unit = unit_to(t, to),
@@ -750,6 +785,17 @@ const char *dp_ref_mode(dp_transport *t, uint16_t to)
 int dp_flush(dp_transport *t)
 {
 	held_release(t);
+	/* Probes and acks ride on a flush that carries frames (a heartbeat, its
+	 * answer): they reach the peer with them, in the burst it wakes for,
+	 * never a wake-up of their own there (see "probes"). */
+	uint64_t tx = t->ctr[DP_CTR_TX_FRAMES];
+	if (tx != t->tx_frames_flushed && (t->ctl_due || t->probing)) {
+		uint64_t now = keel_now_ns();
+		if (t->ctl_due || now >= t->probe_next_ns)
+			ctl_turn(t, now);
+	}
+	t->tx_frames_flushed = tx;
+	t->flush_gen++; /* the frames queued to each peer since (msg_start) */
 	return t->ops->flush(t);
 }
 
@@ -767,13 +813,6 @@ int dp_recv_burst(dp_transport *t, struct dp_msg *msgs, int max)
 	t->rx_frames_last = t->ctr[DP_CTR_RX_FRAMES] - frames;
 	if (dp_reasm_inflight(t->reasm))
 		dp_reasm_expire(t->reasm, keel_now_ns());
-	if (t->ctl_due || (t->probing && t->rx_frames_last)) {
-		uint64_t now = keel_now_ns();
-		if (t->ctl_due || now >= t->probe_next_ns) {
-			ctl_turn(t, now); /* an ack goes at once: the prober times it */
-			(void)t->ops->flush(t);
-		}
-	}
 	return n;
 }
 

@@ -1954,10 +1954,12 @@ static void on_raft(struct pipeline *p, const struct dp_msg *m)
 	if (m->from < DP_MAX_NODES)
 		p->raft_rx[m->from]++; /* it speaks (level_silent) */
 	if (msg.type == RAFT_MSG_SNAPSHOT && msg.data_len) {
-		/* its image's sum (on_snap; none from a level-5 leader), for take_chunks */
+		/* its image's sum (on_snap; none from a level-5 leader), for take_chunks,
+		 * by the chunk's key: the image's term (log_term), not the message's,
+		 * which is the leader's and later after any leader change */
 		p->rx_sums[p->rx_sums_n++ % KEEL_ARRAY_SIZE(p->rx_sums)] =
 			(struct rx_sum){ .index = msg.index,
-					 .term = msg.term,
+					 .term = msg.log_term,
 					 .offset = msg.offset,
 					 .sum = p->rx_sum_next };
 	}

@@ -156,7 +156,8 @@ class BlackHole(unittest.TestCase):
                 li = [net.addr(i) for i in range(3)].index(leader)
                 with open(logs[li], errors="replace") as f:
                     log = f.read()
-                self.assertIn("dataplane: peer 3: 3 probes of 1500 B in a row unanswered", log)
+                self.assertIn("dataplane: peer 3: 6 probes of 1500 B in a row unanswered "
+                              "while its frames and small probes arrive", log)
                 self.assertIn("frames to it now cut for mtu 576 (was 1500)", log)
                 # node 3's own frames (cut for its 1200) pass: it judged none; the
                 # other follower's probes to node 3 vanish too (at most one verdict)

@@ -15,6 +15,8 @@ reads.
    failure says why, logged once; the leader sends the image again and the
    follower installs it (checked), with every znode.
 2. Node 3 (level 5) gets an image without a sum and installs it as before.
+3. An image whose term is older than the leader's (leadership moved to node
+   3 and back after the snapshot) is still sent and checked with its sum.
 """
 import json
 import os
@@ -155,6 +157,30 @@ class SnapshotSum(unittest.TestCase):
                 want_tree = {n: zk.get("%s/%s" % (root, n))[0] for n in zk.get_children(root)}
                 self.assertEqual(len(want_tree), 30)
                 self.check_same(cl, 2, root, want_tree)
+                # 3. An image of an older term than the leader's: leadership
+                #    to node 3 and back after the snapshot, so the chunks go in
+                #    a later term than the image's. Still checked (before, the
+                #    follower looked the sum up by the message's term, not the
+                #    image's, and installed such images unchecked -- the case
+                #    of a leader change, where a splice is most likely).
+                s3 = self.behind(cl, zk, leader, victim, root, "c")
+                for frm, to in ((leader, 2), (2, leader)):
+                    code, text = tm.http(cl.nodes[frm].admin_port, "POST", "/leader/transfer",
+                                         {"id": to + 1}, token=TOKEN)
+                    self.assertEqual(code, 200, text)
+                    wait_for(lambda: cl.leader() == to, 30, "node %d leads" % (to + 1))
+                cl.start(victim)
+                wait_for(lambda: "installed snapshot %d " % s3 in log_of(cl, victim), 60,
+                         "the follower installed snapshot %d" % s3)
+                m = re.search(r"installed snapshot %d \(term (\d+), \d+ bytes\) from the "
+                              r"leader \(([^)]*)\)" % s3, log_of(cl, victim))
+                self.assertGreater(status(ln)["term"], int(m.group(1)))
+                self.assertRegex(m.group(2), r"^CRC32C [0-9a-f]{8} checked$")
+                self.assertEqual(install_failures(cl.nodes[victim]), 0)  # restarted since step 1
+                want_tree = {n: zk.get("%s/%s" % (root, n))[0] for n in zk.get_children(root)}
+                self.assertEqual(len(want_tree), 45)
+                self.check_same(cl, victim, root, want_tree)
+
                 # The transport's probes ran all along (kernel UDP, dp.mtu=auto on
                 # loopback): no black hole seen, no peer limit below lo's MTU.
                 for n in cl.nodes:

@@ -28,6 +28,7 @@
 #include <string.h>
 #include <sched.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -516,7 +517,7 @@ static void test_mtu_route_per_peer(void **state)
 /*
  * Both ways a small message, then whatever arrived taken in, until done(a)
  * or about 15 s passed; returns whether done. Probes and acks go on the
- * flushes and receives (transport.c, "probes").
+ * flushes that carry frames (transport.c, "probes").
  */
 static bool pump(dp_transport *a, uint16_t a_id, dp_transport *b, uint16_t b_id,
 		 bool (*done)(dp_transport *))
@@ -583,6 +584,65 @@ static void test_peer_rx_limit(void **state)
 static bool fallen(dp_transport *a)
 {
 	return dp_mtu_to(a, 2) == DP_MTU_MIN;
+}
+
+static bool heard_ctl(dp_transport *a)
+{
+	struct dp_stats st;
+	dp_stats(a, &st);
+	return st.v[DP_CTR_RX_CTL] >= 2;
+}
+
+/*
+ * Probes lost whatever their size are not a black hole. Node 2 answered
+ * probes, then stops reading (a peer restarted on a release that does not
+ * answer; random loss that takes the small probes as well) while its frames
+ * keep arriving, for 6 s: node 1 keeps its frames to it full-size. Before,
+ * 3 full-size probes unanswered while the peer's frames arrived were enough
+ * (at 10 % loss each way that happened every ~3 minutes per peer); now only
+ * a full-size probe lost while the small one sent with it is answered
+ * counts. Then node 2 restarted on the same address with shorter receive
+ * buffers: node 1 learns its new limit from its probes.
+ */
+static void test_probe_loss_not_black_hole(void **state)
+{
+	(void)state;
+	dp_transport *a, *b;
+	open_pair2(&a, &b, mtu_auto, mtu_auto);
+	uint16_t lo = lo_auto_mtu();
+	if (lo <= 2076) {
+		dp_close(a);
+		dp_close(b);
+		skip(); /* lo's MTU is small here: no full-size probe to lose */
+	}
+	assert_true(pump(a, 1, b, 2, heard_ctl));
+	uint8_t small[100] = { 1 };
+	struct dp_msg m[DP_BURST];
+	for (int i = 0; i < 600; i++) { /* node 2 deaf: sends, never receives */
+		(void)dp_send(a, 2, 7, small, sizeof(small));
+		(void)dp_send(b, 1, 7, small, sizeof(small));
+		dp_flush(a);
+		dp_flush(b);
+		usleep(10000);
+		while (dp_recv_burst(a, m, DP_BURST) > 0)
+			;
+	}
+	struct dp_stats st;
+	dp_stats(a, &st);
+	assert_int_equal(st.v[DP_CTR_TX_MTU_BLACKHOLE], 0);
+	assert_int_equal(dp_mtu_to(a, 2), lo);
+	dp_close(b);
+	struct dp_config cb;
+	char err[256];
+	cfg(&cb, 2, 1);
+	rx_buf_2048(&cb);
+	assert_int_equal(dp_open(&cb, &b, err, sizeof(err)), 0);
+	assert_true(pump(a, 1, b, 2, capped_2076));
+	send_check(a, b, 2, 100000, frames_for(100000, 2076));
+	dp_stats(a, &st);
+	assert_int_equal(st.v[DP_CTR_TX_MTU_BLACKHOLE], 0);
+	dp_close(a);
+	dp_close(b);
 }
 
 static bool risen(dp_transport *a)
@@ -1061,6 +1121,16 @@ static void raw_send(int fd, uint16_t port, const uint8_t *f, size_t n)
 	assert_int_equal(sendto(fd, f, n, 0, (struct sockaddr *)&sa, sizeof(sa)), (ssize_t)n);
 }
 
+/* Messages delivered over 50 receive calls (what stray datagrams made). */
+static int recv_rounds(dp_transport *b)
+{
+	struct dp_msg m[DP_BURST];
+	int got = 0;
+	for (int i = 0; i < 50; i++)
+		got += dp_recv_burst(b, m, DP_BURST);
+	return got;
+}
+
 static void test_strangers_dropped_and_counted(void **state)
 {
 	(void)state;
@@ -1095,11 +1165,7 @@ static void test_strangers_dropped_and_counted(void **state)
 	h.frag_len = 64;
 	dp_wire_put(f, &h, pl);
 	raw_send(fd, port, f, sizeof(f));
-	struct dp_msg m[DP_BURST];
-	int got = 0;
-	for (int i = 0; i < 50; i++)
-		got += dp_recv_burst(b, m, DP_BURST);
-	assert_int_equal(got, 0);
+	assert_int_equal(recv_rounds(b), 0);
 	struct dp_stats st;
 	dp_stats(b, &st);
 	assert_int_equal(st.v[DP_CTR_RX_FRAMES], 6);
@@ -1109,6 +1175,121 @@ static void test_strangers_dropped_and_counted(void **state)
 	assert_int_equal(st.v[DP_CTR_DROP_BAD_CRC], 1);
 	assert_int_equal(st.v[DP_CTR_DROP_TRUNCATED], 1);
 	assert_int_equal(st.v[DP_CTR_DROP_OVERSIZED], 1);
+	close(fd);
+	dp_close(b);
+}
+
+/* A probe's payload (transport.c, "probes"): kind, id, receive limit. */
+static void ctl_payload(uint8_t *b, size_t n, uint8_t kind, uint32_t id, uint32_t lim)
+{
+	memset(b, 0, n);
+	b[0] = kind;
+	for (int i = 0; i < 4; i++) {
+		b[4 + i] = (uint8_t)(id >> (8 * i));
+		b[8 + i] = (uint8_t)(lim >> (8 * i));
+	}
+}
+
+/*
+ * Forged and garbled probes (type DP_TYPE_CTL) from node 1's own address:
+ * another cluster's, a bad CRC, a cut datagram, a payload too short, an
+ * unknown kind, a receive limit out of range, a fragment of one -- each
+ * dropped and counted as any frame would be, nothing delivered, the path
+ * unchanged. Then a good probe: counted rx_ctl, and answered on node 2's
+ * next flush that carries a frame (the ack rides with it, no send of its
+ * own before).
+ */
+static void test_ctl_forged_dropped(void **state)
+{
+	(void)state;
+	dp_transport *b;
+	open_pair(NULL, &b, NULL);
+	int fd = socket(AF_INET, SOCK_DGRAM, 0);
+	assert_true(fd >= 0);
+	struct sockaddr_in me = { .sin_family = AF_INET,
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+				  .sin_port = htons((uint16_t)(base_port + 1)) };
+	assert_int_equal(bind(fd, (struct sockaddr *)&me, sizeof(me)), 0);
+	struct timeval tv = { .tv_sec = 10 }; /* a lost ack fails the test, never hangs it */
+	assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
+	uint16_t port = (uint16_t)(base_port + 2);
+	uint8_t f[DP_HDR_BYTES + 64], pl[64];
+	struct dp_hdr h = { .type = DP_TYPE_CTL,
+			    .frag_unit = 64,
+			    .cluster_id = 1,
+			    .from = 1,
+			    .to = 2,
+			    .msg_len = 16,
+			    .frag_len = 16 };
+	ctl_payload(pl, sizeof(pl), 1, 7, 0);
+	h.cluster_id = 99;
+	dp_wire_put(f, &h, pl);
+	raw_send(fd, port, f, DP_HDR_BYTES + 16); /* another cluster's */
+	h.cluster_id = 1;
+	dp_wire_put(f, &h, pl);
+	f[DP_HDR_BYTES + 1] ^= 1;
+	raw_send(fd, port, f, DP_HDR_BYTES + 16); /* bad CRC */
+	dp_wire_put(f, &h, pl);
+	raw_send(fd, port, f, DP_HDR_BYTES + 8); /* cut */
+	h.msg_len = h.frag_len = 8;
+	dp_wire_put(f, &h, pl);
+	raw_send(fd, port, f, DP_HDR_BYTES + 8); /* shorter than a probe */
+	h.msg_len = h.frag_len = 16;
+	ctl_payload(pl, sizeof(pl), 9, 7, 0);
+	dp_wire_put(f, &h, pl);
+	raw_send(fd, port, f, DP_HDR_BYTES + 16); /* no such kind */
+	ctl_payload(pl, sizeof(pl), 1, 7, 40);
+	dp_wire_put(f, &h, pl);
+	raw_send(fd, port, f, DP_HDR_BYTES + 16); /* a limit below any frame */
+	ctl_payload(pl, sizeof(pl), 1, 7, 0);
+	h.msg_len = 64;
+	dp_wire_put(f, &h, pl);
+	raw_send(fd, port, f, DP_HDR_BYTES + 16); /* a fragment of a probe */
+	assert_int_equal(recv_rounds(b), 0);
+	struct dp_stats st;
+	dp_stats(b, &st);
+	assert_int_equal(st.v[DP_CTR_RX_FRAMES], 7);
+	assert_int_equal(st.v[DP_CTR_DROP_WRONG_CLUSTER], 1);
+	assert_int_equal(st.v[DP_CTR_DROP_BAD_CRC], 1);
+	assert_int_equal(st.v[DP_CTR_DROP_TRUNCATED], 1);
+	assert_int_equal(st.v[DP_CTR_DROP_MALFORMED], 4);
+	assert_int_equal(st.v[DP_CTR_RX_CTL], 0);
+	assert_int_equal(dp_mtu_to(b, 1), 1500);
+	/* A good probe: counted, not a frame, not delivered; answered on the
+	 * next flush that carries a frame, not before. */
+	h.msg_len = 16;
+	ctl_payload(pl, sizeof(pl), 1, 7, 2048);
+	dp_wire_put(f, &h, pl);
+	raw_send(fd, port, f, DP_HDR_BYTES + 16);
+	assert_int_equal(recv_rounds(b), 0);
+	dp_stats(b, &st);
+	assert_int_equal(st.v[DP_CTR_RX_CTL], 1);
+	assert_int_equal(st.v[DP_CTR_RX_FRAMES], 7);
+	assert_int_equal(dp_mtu_to(b, 1), 1500); /* 2048 is more than 1500 needs */
+	dp_flush(b);
+	dp_stats(b, &st);
+	assert_int_equal(st.v[DP_CTR_TX_CTL], 0);
+	uint8_t one[32] = { 3 };
+	assert_int_equal(dp_send(b, 1, 7, one, sizeof(one)), 0);
+	dp_flush(b);
+	dp_stats(b, &st);
+	assert_int_equal(st.v[DP_CTR_TX_CTL], 1);
+	uint8_t rb[2048];
+	int acks = 0, msgs = 0;
+	for (int i = 0; i < 2; i++) {
+		ssize_t n = recv(fd, rb, sizeof(rb), 0);
+		assert_true(n >= DP_HDR_BYTES);
+		if (rb[5] == DP_TYPE_CTL) {
+			acks++;
+			assert_int_equal(n, DP_HDR_BYTES + 16);
+			assert_int_equal(rb[DP_HDR_BYTES], 2); /* an ack */
+			assert_int_equal(rb[DP_HDR_BYTES + 4], 7);
+		} else {
+			msgs++;
+		}
+	}
+	assert_int_equal(acks, 1);
+	assert_int_equal(msgs, 1);
 	close(fd);
 	dp_close(b);
 }
@@ -1585,8 +1766,10 @@ int main(void)
 		cmocka_unit_test(test_mtu_route_flood),
 		cmocka_unit_test(test_peer_rx_limit),
 		cmocka_unit_test(test_mtu_black_hole),
+		cmocka_unit_test(test_probe_loss_not_black_hole),
 		cmocka_unit_test(test_truncated_datagram),
 		cmocka_unit_test(test_strangers_dropped_and_counted),
+		cmocka_unit_test(test_ctl_forged_dropped),
 		cmocka_unit_test(test_runtime_peers),
 		cmocka_unit_test(test_injected_faults),
 		cmocka_unit_test(test_live_delay_and_reorder),

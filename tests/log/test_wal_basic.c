@@ -344,6 +344,87 @@ static void test_snapshot_corrupt(void **state)
 }
 
 /*
+ * An independent reference for wal_crc32c_suffix: CRC32C's register shifted
+ * over n zero bytes by GF(2) matrix squaring (zlib's former crc32_combine,
+ * another algorithm than the polynomial arithmetic under test).
+ */
+static uint32_t gf2_times(const uint32_t *mat, uint32_t vec)
+{
+	uint32_t sum = 0;
+	for (; vec; vec >>= 1, mat++)
+		if (vec & 1)
+			sum ^= *mat;
+	return sum;
+}
+
+static void gf2_square(uint32_t *sq, const uint32_t *mat)
+{
+	for (int n = 0; n < 32; n++)
+		sq[n] = gf2_times(mat, mat[n]);
+}
+
+static uint32_t ref_shift(uint32_t crc, uint64_t n)
+{
+	uint32_t even[32], odd[32], row = 1;
+	odd[0] = 0x82f63b78u; /* one zero bit */
+	for (int i = 1; i < 32; i++, row <<= 1)
+		odd[i] = row;
+	gf2_square(even, odd); /* two zero bits */
+	gf2_square(odd, even); /* four */
+	while (n) {
+		gf2_square(even, odd);
+		if (n & 1)
+			crc = gf2_times(even, crc);
+		if (!(n >>= 1))
+			break;
+		gf2_square(odd, even);
+		if (n & 1)
+			crc = gf2_times(odd, crc);
+		n >>= 1;
+	}
+	return crc;
+}
+
+/*
+ * wal_crc32c_suffix for every length class: empty, one byte, around a
+ * chunk (64 KiB) and 4 GiB (a 32-bit length would wrap), and far past it,
+ * against the matrix reference (itself checked against real CRCs first).
+ */
+static void test_crc32c_suffix_lengths(void **state)
+{
+	(void)state;
+	uint8_t b[300];
+	for (size_t i = 0; i < sizeof(b); i++)
+		b[i] = (uint8_t)(i * 29 + 3);
+	for (size_t cut = 0; cut <= sizeof(b); cut += 7) {
+		uint32_t ca = keel_crc32c(0, b, cut), cb = keel_crc32c(0, b + cut, sizeof(b) - cut);
+		assert_int_equal(ref_shift(ca, sizeof(b) - cut) ^ cb, keel_crc32c(0, b, sizeof(b)));
+	}
+	const uint64_t lens[] = { 0,
+				  1,
+				  65535,
+				  65536,
+				  65537,
+				  (1ull << 32) - 1,
+				  1ull << 32,
+				  (1ull << 32) + 1,
+				  (5ull << 32) + 65536,
+				  1ull << 40,
+				  UINT64_MAX };
+	const uint32_t cas[] = { 0, 1, 0x80000000u, 0xdeadbeefu, 0xffffffffu };
+	for (size_t i = 0; i < KEEL_ARRAY_SIZE(lens); i++)
+		for (size_t j = 0; j < KEEL_ARRAY_SIZE(cas); j++) {
+			uint32_t cab = 0x12345678u * (uint32_t)(i + 1) + (uint32_t)j;
+			assert_int_equal(wal_crc32c_suffix(cab, cas[j], lens[i]),
+					 cab ^ ref_shift(cas[j], lens[i]));
+		}
+	/* Shifts compose: 2^32 + 3 bytes of zeros is 2^32, then 3. */
+	uint32_t c = keel_crc32c(0, "keel", 4);
+	assert_int_equal(wal_crc32c_suffix(0, c, (1ull << 32) + 3),
+			 wal_crc32c_suffix(0, wal_crc32c_suffix(0, c, 1ull << 32), 3));
+}
+
+/*
  * The image's transfer checksum (wal_snap_image_data_crc): the payload's own
  * CRC32C, derived from the trailer without reading the payload, equals the
  * CRC32C a receiver computes over the chunks it gets, whatever the chunk
@@ -355,7 +436,8 @@ static void test_snapshot_data_crc(void **state)
 	struct fx *f = *state;
 	reopen(f);
 	/* wal_crc32c_suffix on its own: every split of a buffer, and lengths
-	 * past 4 GiB against a direct CRC of zeros chained (x^(8n) by squaring). */
+	 * of 12 KiB against a direct CRC of zeros chained (longer ones:
+	 * test_crc32c_suffix_lengths). */
 	uint8_t b[1000];
 	for (size_t i = 0; i < sizeof(b); i++)
 		b[i] = (uint8_t)(i * 131 + 7);
@@ -420,6 +502,35 @@ static void test_snapshot_data_crc(void **state)
 	fb[fn - 12] ^= 0x01; /* the trailer's CRC field: its own CRC fails */
 	walt_write_file(p, fb, fn);
 	assert_int_equal(wal_snap_image_open(f->w, 77, false, &im), KEEL_E_CORRUPT);
+
+	/* An image a follower installed and, leader now, sends on: written
+	 * from the chunks it received under its own encoding of the
+	 * membership (another length) -- the same payload sum. */
+	const uint8_t member2[] = { 5, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0 };
+	assert_int_equal(wal_snap_begin(f->w, 78, 2, member2, sizeof(member2), &s), 0);
+	for (size_t off = 0, n; off < LEN; off += n) {
+		n = KEEL_MIN((size_t)65536, LEN - off);
+		assert_int_equal(wal_snap_write(s, img + off, n), 0);
+	}
+	assert_int_equal(wal_snap_finish(s), 0);
+	assert_int_equal(wal_snap_image_open(f->w, 78, false, &im), 0);
+	uint32_t sum2 = 0;
+	assert_int_equal(wal_snap_image_data_crc(&im, &sum2), 0);
+	assert_int_equal(sum2, sum);
+	wal_snap_image_close(&im);
+	/* Every size class of a payload: empty, one byte, one chunk's worth
+	 * and either side of it. */
+	const size_t sizes[] = { 0, 1, 65535, 65536, 65537 };
+	for (size_t i = 0; i < KEEL_ARRAY_SIZE(sizes); i++) {
+		assert_int_equal(wal_snap_begin(f->w, 80 + i, 2, member, sizeof(member), &s), 0);
+		if (sizes[i])
+			assert_int_equal(wal_snap_write(s, img, sizes[i]), 0);
+		assert_int_equal(wal_snap_finish(s), 0);
+		assert_int_equal(wal_snap_image_open(f->w, 80 + i, false, &im), 0);
+		assert_int_equal(wal_snap_image_data_crc(&im, &sum2), 0);
+		assert_int_equal(sum2, keel_crc32c(0, img, sizes[i]));
+		wal_snap_image_close(&im);
+	}
 	free(fb);
 	free(img);
 	free(rd);
@@ -919,6 +1030,7 @@ int main(void)
 		ALL(test_snapshot_and_prefix),
 		T(test_snapshot_corrupt, plain),
 		T(test_snapshot_data_crc, plain),
+		cmocka_unit_test(test_crc32c_suffix_lengths),
 		ALL(test_hardstate),
 		T(test_wait_fd, uring),
 		T(test_wait_fd, plain),
