@@ -34,9 +34,9 @@ TOKEN = "aclearly"
 SYNC_OPS = 40      # per kind and node, one at a time
 PIPELINED = 200    # mallory's requests in flight at once, per node
 SETACL_ROUNDS = 20
-LOST_FLOOD = 5000   # writes per session, sent at once (1000 in flight: the limit)
-LOST_PPM = 200000
-ZNOAUTH = -102  # the leader's frames lost to that follower
+LOST_FLOOD = 8000  # writes per session, sent at once (1000 in flight: the limit)
+LOST_PPM = 300000  # the leader's frames lost to the followers
+ZNOAUTH = -102
 
 
 def client(cl, node, user):
