@@ -12,6 +12,10 @@ all answered in order (kazoo drops the connection on a reply out of order)
 with versions in order; and the owner's setACL followed at once, on the
 same session, by a setData only the new ACL allows: it passes (the leader
 must not judge it by the ACL still applied).
+
+Then a flood of refused writes at every node while the leader loses a
+share of its frames to the followers: every refusal lost on the way is
+answered again when its follower sends the request again.
 """
 import json
 import os
