@@ -428,6 +428,8 @@ struct pipeline {
 	uint64_t touch_bad_logged;   /* ... logged up to here (then at twice as many) */
 	uint64_t refused_bad_total;  /* REFUSED not from the leader, or no level (ignored) */
 	uint64_t refused_bad_logged; /* ... logged up to here (then at twice as many) */
+	uint64_t fref_bad_total;     /* FWD_REFUSED that do not decode (ignored) */
+	uint64_t fref_bad_logged;    /* ... logged up to here (then at twice as many) */
 
 	uint8_t *sendbuf;
 	size_t sendcap;
@@ -1270,20 +1272,45 @@ static void refused_flush(struct pipeline *p)
 	}
 }
 
+/* A FWD_REFUSED that no leader sends: ignored whole (nothing of it is
+ * answered), counted, logged at the 1st, 3rd, 7th... */
+static void fref_bad(struct pipeline *p, const struct dp_msg *m, const char *why)
+{
+	if (p->fref_bad_total++ == p->fref_bad_logged) {
+		keeld_log("FWD_REFUSED from node %u (%u bytes): %s: ignored (%" PRIu64 " so far)",
+			  m->from, m->len, why, p->fref_bad_total);
+		p->fref_bad_logged = p->fref_bad_total * 2;
+	}
+}
+
 /* Follower: FWD_REFUSED from the leader. */
 static void on_fwd_refused(struct pipeline *p, const struct dp_msg *m)
 {
-	if (m->len < FREF_HDR)
+	if (m->len < FREF_HDR) {
+		fref_bad(p, m, "shorter than its header");
 		return;
+	}
 	uint32_t n = get32(m->data);
 	uint64_t term = get64(m->data + 4);
+	if (n > (m->len - FREF_HDR) / FREF_ITEM) {
+		fref_bad(p, m, "fewer bytes than its count of refusals");
+		return;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		const uint8_t *e = m->data + FREF_HDR + (size_t)i * FREF_ITEM;
+		uint32_t bad = get32(e + 8), nops = get32(e + 12);
+		if (!nops || nops > KV_TXN_MAX_OPS || bad >= nops || (int32_t)get32(e + 16) >= 0) {
+			fref_bad(p, m, "a refusal with no failing op or no error");
+			return;
+		}
+	}
 	if (n == 0) {
 		/* acl_ping_send: the heartbeat response this turn makes (or
 		 * holds already) goes to the leader at once (acl_flush). */
 		p->acl_flush_to = m->from < DP_MAX_NODES ? m->from : 0;
 		return;
 	}
-	for (uint32_t i = 0; i < n && FREF_HDR + (size_t)(i + 1) * FREF_ITEM <= m->len; i++) {
+	for (uint32_t i = 0; i < n; i++) {
 		const uint8_t *e = m->data + FREF_HDR + (size_t)i * FREF_ITEM;
 		refuse_local(p, get64(e), term, get32(e + 8), get32(e + 12),
 			     (int32_t)get32(e + 16));

@@ -19,6 +19,7 @@ answered again when its follower sends the request again.
 """
 import json
 import os
+import re
 import socket
 import struct
 import sys
@@ -28,7 +29,8 @@ import unittest
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from zkcluster import Cluster  # noqa: E402
+from zkcluster import Cluster, KeelCluster, wait_for  # noqa: E402
+import test_refused_forged as forged  # noqa: E402  (frame, out_log)
 
 from kazoo.client import KazooClient  # noqa: E402
 from kazoo.exceptions import NoAuthError, RolledBackError, RuntimeInconsistency  # noqa: E402
@@ -41,6 +43,7 @@ SETACL_ROUNDS = 20
 LOST_FLOOD = 8000  # writes per session, sent at once (1000 in flight: the limit)
 LOST_PPM = 300000  # the leader's frames lost to the followers
 ZNOAUTH = -102
+MSG_FWD_REFUSED = 7  # KEELD_MSG_FWD_REFUSED
 
 
 def client(cl, node, user):
@@ -285,6 +288,45 @@ class TestAclEarly(unittest.TestCase):
             finally:
                 owner.stop()
                 owner.close()
+
+    def test_malformed_fwd_refused_counted(self):
+        """FWD_REFUSED messages no leader sends (shorter than the header, a
+        count beyond the bytes, a refusal with no error), from a member
+        whose address this test took over: each is ignored whole, counted
+        and logged (at the 1st and 3rd), and the node keeps serving."""
+        if os.environ.get("KEEL_TEST_TARGET", "keel") != "keel":
+            self.skipTest("keel's peer messages")
+        with KeelCluster(3) as cl:
+            lead = cl.leader()
+            v, f = [i for i in range(3) if i != lead]
+            nv, nf = cl.nodes[v], cl.nodes[f]
+            cl.stop(f)
+            term = 1 << 40  # no request was handed over in it: nothing matches
+            item = struct.pack("<QIIi", 1, 0, 1, 0)  # id 1, op 0 of 1, error 0
+            bad = (struct.pack("<I", 1), struct.pack("<IQ", 2, term) + item,
+                   struct.pack("<IQ", 1, term) + item)
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                s.bind(("127.0.0.1", nf.peer_port))
+                for k, payload in enumerate(bad):
+                    s.sendto(forged.frame(MSG_FWD_REFUSED, nf.id, nv.id, 0x7E000000 + k,
+                                          payload), ("127.0.0.1", nv.peer_port))
+                    if k != 1:
+                        want = r"FWD_REFUSED from node %d .*ignored \(%d so far\)" % (
+                            nf.id, k + 1)
+                        wait_for(lambda: re.search(want, forged.out_log(nv)), 30,
+                                 "node %d logging the forged FWD_REFUSED %d" % (nv.id, k))
+            finally:
+                s.close()
+            self.assertIsNone(nv.proc.poll(), cl.tail(nv))
+            # and still serves: a write through it (the leader and it: two of three)
+            kz = client(cl, v, "owner")
+            try:
+                self.assertEqual(kz.create("/served", b"x"), "/served")
+            finally:
+                kz.stop()
+                kz.close()
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
