@@ -110,7 +110,6 @@
 #define FREF_ITEM        20u   /* id, the failing op, ops, error */
 #define FREF_MAX_ITEMS   3000u /* per message (60 KB) */
 #define ACL_MARK_BUCKETS 4096u
-#define ACL_DONE_SLOTS   1024u
 #define ACL_READ_TAG     (1ull << 63) /* raft_read_index ids of acl_early */
 
 /*
@@ -181,6 +180,11 @@ struct seen {
 	struct seen *hnext, *onext; /* hash chain; the origin's list, oldest first */
 	uint64_t id;
 	uint32_t origin;
+	/* The leader refused it before the log (acl_release; 0: not, or not
+	 * yet): a copy the origin sends again is answered again (acl_resend),
+	 * for as long as the origin may send one (until its floor passes). */
+	int32_t ref_err;
+	uint32_t ref_bad, ref_nops;
 };
 
 struct seen_origin {
@@ -361,8 +365,6 @@ struct pipeline {
 	uint64_t acl_read_seq;    /* the check new refusals wait for */
 	struct acl_ref *acl_wait; /* refused, waiting for their leadership check */
 	size_t acl_wait_n, acl_wait_cap;
-	/* confirmed ones by (origin, id): a retransmitted copy is answered again */
-	struct acl_ref acl_done[ACL_DONE_SLOTS];
 	bool fwd_can_refuse[DP_MAX_NODES]; /* per sender: FWD_CAN_REFUSE */
 	uint8_t *fref_buf;
 	size_t fref_cap;
@@ -426,6 +428,8 @@ struct pipeline {
 	uint64_t touch_bad_logged;   /* ... logged up to here (then at twice as many) */
 	uint64_t refused_bad_total;  /* REFUSED not from the leader, or no level (ignored) */
 	uint64_t refused_bad_logged; /* ... logged up to here (then at twice as many) */
+	uint64_t fref_bad_total;     /* FWD_REFUSED that do not decode (ignored) */
+	uint64_t fref_bad_logged;    /* ... logged up to here (then at twice as many) */
 
 	uint8_t *sendbuf;
 	size_t sendcap;
@@ -729,12 +733,12 @@ static struct seen_origin *seen_origin_of(struct pipeline *p, uint32_t origin)
 	return so;
 }
 
-static bool seen_has(const struct pipeline *p, uint32_t origin, uint64_t id)
+static struct seen *seen_find(const struct pipeline *p, uint32_t origin, uint64_t id)
 {
-	for (const struct seen *e = p->seen[seen_bucket(origin, id)]; e; e = e->hnext)
+	for (struct seen *e = p->seen[seen_bucket(origin, id)]; e; e = e->hnext)
 		if (e->id == id && e->origin == origin)
-			return true;
-	return false;
+			return e;
+	return NULL;
 }
 
 static void seen_add(struct pipeline *p, struct seen_origin *so, uint64_t id)
@@ -1043,11 +1047,6 @@ static bool acl_early(struct pipeline *p, uint32_t origin, uint64_t id, const st
 	return true;
 }
 
-static struct acl_ref *acl_done_slot(struct pipeline *p, uint32_t origin, uint64_t id)
-{
-	return &p->acl_done[(id * 31 + origin) % ACL_DONE_SLOTS];
-}
-
 /* Refusals for one origin, in one message per FREF_MAX_ITEMS. */
 static void fref_send(struct pipeline *p, uint32_t to, const struct acl_ref *const *v, size_t n)
 {
@@ -1088,7 +1087,12 @@ static void acl_release(struct pipeline *p, const struct acl_ref *v, size_t n)
 	const struct acl_ref **out = malloc(2 * n * sizeof(*out));
 	size_t m = 0;
 	for (size_t i = 0; i < n; i++) {
-		*acl_done_slot(p, v[i].origin, v[i].id) = v[i];
+		struct seen *e = seen_find(p, v[i].origin, v[i].id);
+		if (e) {
+			e->ref_err = v[i].err;
+			e->ref_bad = v[i].bad;
+			e->ref_nops = v[i].nops;
+		}
 		if (v[i].origin == k->myid)
 			refuse_local(p, v[i].id, v[i].term, v[i].bad, v[i].nops, v[i].err);
 		else if (out)
@@ -1111,18 +1115,33 @@ static void acl_release(struct pipeline *p, const struct acl_ref *v, size_t n)
 	free(out);
 }
 
-/* A forwarded copy of a request already refused: its refusal again (the
- * first FWD_REFUSED may have been lost). */
-static void acl_resend(struct pipeline *p, uint32_t origin, uint64_t id)
+/* A forwarded copy of request e, already refused: its refusal again (the
+ * first FWD_REFUSED may have been lost). The record lives in the seen set,
+ * as long as the copy is recognised: no table that a flood of other
+ * refusals could overwrite first (the request would then wait for its
+ * session's timeout). One still waiting for its check is answered then. */
+static void acl_resend(struct pipeline *p, const struct seen *e)
 {
-	const struct acl_ref *d = acl_done_slot(p, origin, id);
-	if (d->origin == origin && d->id == id && d->term == raft_term(p->r))
-		fref_send(p, origin, &d, 1);
+	if (!e || !e->ref_err)
+		return;
+	const struct acl_ref d = { .origin = e->origin,
+				   .bad = e->ref_bad,
+				   .nops = e->ref_nops,
+				   .err = e->ref_err,
+				   .id = e->id,
+				   .term = raft_term(p->r) };
+	const struct acl_ref *v = &d;
+	fref_send(p, e->origin, &v, 1);
 }
 
-/* raft_read_index answers: refusals whose check passed go out; those of a
- * failed one (leadership lost) are dropped -- their origins send the
- * requests again to the next leader (resend_stale), as any not applied. */
+/* raft_read_index answers: refusals whose check passed go out. Those of a
+ * failed one wait for the next check (acl_read_next), which drops them if
+ * this node no longer leads -- their origins send the requests again to
+ * the next leader (resend_stale), as any not applied. A check can also
+ * fail while this node still leads (KEEL_E_TIMEOUT: a lost round); dropped
+ * then, a refusal would never be answered in this term (a copy the origin
+ * sends again is a duplicate, the leader's own request has no copy), and
+ * its client would wait for its session's timeout. */
 static void acl_reads(struct pipeline *p, const struct raft_update *u)
 {
 	for (uint32_t i = 0; i < u->n_reads; i++) {
@@ -1134,8 +1153,15 @@ static void acl_reads(struct pipeline *p, const struct raft_update *u)
 		size_t n = 0;
 		while (n < p->acl_wait_n && p->acl_wait[n].read <= seq)
 			n++;
-		if (u->reads[i].status == 0)
-			acl_release(p, p->acl_wait, n);
+		if (u->reads[i].status != 0) {
+			/* acl_wait stays sorted by read: the rest wait for
+			 * acl_read_seq already (only one check is in flight) */
+			for (size_t j = 0; j < n; j++)
+				p->acl_wait[j].read = p->acl_read_seq;
+			p->acl_read_due |= n > 0;
+			continue;
+		}
+		acl_release(p, p->acl_wait, n);
 		memmove(p->acl_wait, p->acl_wait + n, (p->acl_wait_n - n) * sizeof(*p->acl_wait));
 		p->acl_wait_n -= n;
 	}
@@ -1246,20 +1272,45 @@ static void refused_flush(struct pipeline *p)
 	}
 }
 
+/* A FWD_REFUSED that no leader sends: ignored whole (nothing of it is
+ * answered), counted, logged at the 1st, 3rd, 7th... */
+static void fref_bad(struct pipeline *p, const struct dp_msg *m, const char *why)
+{
+	if (p->fref_bad_total++ == p->fref_bad_logged) {
+		keeld_log("FWD_REFUSED from node %u (%u bytes): %s: ignored (%" PRIu64 " so far)",
+			  m->from, m->len, why, p->fref_bad_total);
+		p->fref_bad_logged = p->fref_bad_total * 2;
+	}
+}
+
 /* Follower: FWD_REFUSED from the leader. */
 static void on_fwd_refused(struct pipeline *p, const struct dp_msg *m)
 {
-	if (m->len < FREF_HDR)
+	if (m->len < FREF_HDR) {
+		fref_bad(p, m, "shorter than its header");
 		return;
+	}
 	uint32_t n = get32(m->data);
 	uint64_t term = get64(m->data + 4);
+	if (n > (m->len - FREF_HDR) / FREF_ITEM) {
+		fref_bad(p, m, "fewer bytes than its count of refusals");
+		return;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		const uint8_t *e = m->data + FREF_HDR + (size_t)i * FREF_ITEM;
+		uint32_t bad = get32(e + 8), nops = get32(e + 12);
+		if (!nops || nops > KV_TXN_MAX_OPS || bad >= nops || (int32_t)get32(e + 16) >= 0) {
+			fref_bad(p, m, "a refusal with no failing op or no error");
+			return;
+		}
+	}
 	if (n == 0) {
 		/* acl_ping_send: the heartbeat response this turn makes (or
 		 * holds already) goes to the leader at once (acl_flush). */
 		p->acl_flush_to = m->from < DP_MAX_NODES ? m->from : 0;
 		return;
 	}
-	for (uint32_t i = 0; i < n && FREF_HDR + (size_t)(i + 1) * FREF_ITEM <= m->len; i++) {
+	for (uint32_t i = 0; i < n; i++) {
 		const uint8_t *e = m->data + FREF_HDR + (size_t)i * FREF_ITEM;
 		refuse_local(p, get64(e), term, get32(e + 8), get32(e + 12),
 			     (int32_t)get32(e + 16));
@@ -1872,10 +1923,10 @@ static void on_forward(struct pipeline *p, const struct dp_msg *m)
 		bool dedup = origin == so->origin;
 		/* A copy (a retransmission whose first datagram did arrive), or a
 		 * request the sender has finished with: never proposed twice. */
-		if (dedup && (id < so->floor || seen_has(p, origin, id))) {
+		struct seen *dup = dedup && id >= so->floor ? seen_find(p, origin, id) : NULL;
+		if (dedup && (id < so->floor || dup)) {
 			p->dup_total++;
-			if (id >= so->floor)
-				acl_resend(p, origin, id);
+			acl_resend(p, dup);
 			continue;
 		}
 		if (reconfig)
@@ -2520,6 +2571,10 @@ static void watch_leadership(struct pipeline *p)
 		if (term != p->seen_term) {
 			resend_stale(p, term);
 			seen_clear(p);
+			/* A leader of a new term, even one seen as leader all
+			 * along: refusals decided in the old one are not checked
+			 * again in this one (acl_reads keeps a failed check's). */
+			acl_reset(p);
 		}
 		p->seen_term = term;
 		p->seen_leader = leader;
