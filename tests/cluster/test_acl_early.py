@@ -3,7 +3,8 @@ it reads the leader's /status and /metrics).
 
 A client without rights (mallory) sends setData, create, delete and multis
 on nodes only the owner may write, one at a time, at the leader and at a
-follower: every one is NoAuth, the leader's last log index grows by no more
+follower (after a first one, decided at apply: the leader looks only
+within 60 s of a NoAuth): every one is NoAuth, the leader's last log index grows by no more
 than mallory's own session entries (each refused write would have been an
 entry of its own before), and keel_write_refused_total{reason="noauth",
 stage="leader"} counts each. Then, pipelined: mallory's refused writes
@@ -153,6 +154,18 @@ class TestAclEarly(unittest.TestCase):
                     mallory = client(cl, node, "mallory")
                     clients.append(mallory)
                     mallory.sync("/e")
+                    if node == ld:
+                        # No NoAuth seen yet: the leader does not look (its
+                        # check costs a lookup per write), so the first
+                        # refusal is an entry, decided at apply; from it on
+                        # the leader checks (for 60 s after the last).
+                        before_idx = settled_index(cl, ld)
+                        before_n = refused_early(cl, ld)
+                        with self.assertRaises(NoAuthError):
+                            mallory.set("/e/n", b"m")
+                        self.assertEqual(refused_early(cl, ld), before_n,
+                                         "refused early with no NoAuth seen before")
+                        self.assertEqual(settled_index(cl, ld) - before_idx, 1)
                     before_idx = settled_index(cl, ld)
                     before_n = refused_early(cl, ld)
                     kinds = [
