@@ -69,13 +69,17 @@ def status(node):
     return json.loads(body)
 
 
-def send_failures(node):
-    """keel_snapshot_failures_total{stage="send"} from /metrics."""
+def snapshot_failures(node, stage):
+    """keel_snapshot_failures_total{stage=STAGE} from /metrics."""
     code, text = admin(node, "GET", "/metrics", timeout=10)
     assert code == 200, text
-    m = re.search(r'^keel_snapshot_failures_total\{stage="send"\} (\d+)', text, re.M)
-    assert m, "no send failure series in /metrics"
+    m = re.search(r'^keel_snapshot_failures_total\{stage="%s"\} (\d+)' % stage, text, re.M)
+    assert m, "no %s failure series in /metrics" % stage
     return int(m.group(1))
+
+
+def send_failures(node):
+    return snapshot_failures(node, "send")
 
 
 def installed(cl, i):

@@ -18,7 +18,6 @@ reads.
 3. An image whose term is older than the leader's (leadership moved to node
    3 and back after the snapshot) is still sent and checked with its sum.
 """
-import json
 import os
 import re
 import sys
@@ -28,10 +27,10 @@ import uuid
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from zkcluster import KeelCluster, wait_for  # noqa: E402
 import test_membership as tm  # noqa: E402  (its helpers; a module: no tests collected)
+from test_snap_robust import TOKEN, admin, log_of, snapshot_failures, status  # noqa: E402
 
 from kazoo.client import KazooClient  # noqa: E402
 
-TOKEN = "snapsum"
 
 
 class Level5Node3(KeelCluster):
@@ -42,27 +41,8 @@ class Level5Node3(KeelCluster):
                 f.write("keel.test.protocolLevel=5\n")
 
 
-def log_of(cl, i):
-    with open(os.path.join(cl.nodes[i].workdir, "out.log"), "rb") as f:
-        return f.read().decode(errors="replace")
-
-
-def admin(node, method, path, timeout=60):
-    return tm.http(node.admin_port, method, path, token=TOKEN, timeout=timeout)
-
-
-def status(node):
-    code, body = admin(node, "GET", "/status", timeout=10)
-    assert code == 200, body
-    return json.loads(body)
-
-
 def install_failures(node):
-    code, text = admin(node, "GET", "/metrics", timeout=10)
-    assert code == 200, text
-    m = re.search(r'^keel_snapshot_failures_total\{stage="install"\} (\d+)', text, re.M)
-    assert m, "no install failure series in /metrics"
-    return int(m.group(1))
+    return snapshot_failures(node, "install")
 
 
 class SnapshotSum(unittest.TestCase):
