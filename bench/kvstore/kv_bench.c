@@ -3,7 +3,7 @@
  * kv-bench: figures for bench/RESULTS.md.
  *  1. getData/s with 1 and 2 reader threads while the writer applies setData
  *     (64 B) as fast as it can, over 10k znodes;
- *  2. apply rate (writer alone) for setData and for create;
+ *  2. apply rate (writer alone) for setData, setACL and create;
  *  3. memory per znode at 1M znodes with 64 B of data (RSS growth / count,
  *     allocator overhead included, after retired versions are reclaimed);
  *  4. the switch to ZooKeeper's sequential numbering over that store.
@@ -214,6 +214,39 @@ int main(int argc, char **argv)
 	kv_barrier(); /* every retired version freed: its cost is in the figure */
 	printf("apply setData (64 B, 10k znodes): %.0f/s wall, %.0f/s per CPU-second of the "
 	       "writer, %.3f us of process CPU (writer + reclaimer) per setData\n",
+	       (double)n / (t1 - t0), (double)n / (c1 - c0), (proc_cpu_s() - p0) * 1e6 / (double)n);
+
+	/* 2a. setACL, writer alone: each key's ACL flips between world:anyone:ALL
+	 * and a two-entry list (a digest user with ALL, world READ), so every
+	 * setACL really changes the list and both lists stay in use. */
+	static const struct kv_acl two[2] = { { KV_PERM_ALL, "digest", 6, "bench:x", 7 },
+					      { KV_PERM_READ, "world", 5, "anyone", 6 } };
+	uint8_t acl2[128];
+	uint32_t acl2_len = (uint32_t)kv_acl_encode(two, 2, acl2, sizeof(acl2));
+	struct kv_op world_op = kvb_create_op("/");
+	n = 0;
+	t0 = now_s();
+	c0 = cpu_s();
+	p0 = proc_cpu_s();
+	do {
+		for (int i = 0; i < 1024; i++) {
+			r = r * 6364136223846793005ull + 1442695040888963407ull;
+			op = kvb_op(KV_OP_SET_ACL, keys[(r >> 33) % KEYS]);
+			op.data = NULL;
+			op.data_len = 0;
+			op.acl = (r >> 20) & 1 ? acl2 : world_op.acl;
+			op.acl_len = (r >> 20) & 1 ? acl2_len : world_op.acl_len;
+			apply_one(&op);
+		}
+		n += 1024;
+		kv_thread_quiescent();
+		t1 = now_s();
+	} while (t1 - t0 < secs);
+	c1 = cpu_s();
+	kv_reclaim(kv);
+	kv_barrier();
+	printf("apply setACL (2 lists, 10k znodes): %.0f/s wall, %.0f/s per CPU-second of the "
+	       "writer, %.3f us of process CPU (writer + reclaimer) per setACL\n",
 	       (double)n / (t1 - t0), (double)n / (c1 - c0), (proc_cpu_s() - p0) * 1e6 / (double)n);
 	kv_destroy(kv);
 	kv_barrier();
