@@ -289,6 +289,52 @@ static void test_reader_keeps_dropped_record(void **state)
 	kv_barrier();
 }
 
+/* More lists than the table's first buckets (it grows), half dropped, the
+ * rest through a snapshot: each list one record. */
+static void test_many_lists(void **state)
+{
+	(void)state;
+	struct kv *kv, *back;
+	struct kvt_stream s = { 0 };
+	int64_t z = 1;
+	char path[32], id[32];
+	uint8_t acl[128];
+	assert_int_equal(kv_create(NULL, &kv), 0);
+	for (int i = 0; i < 300; i++) {
+		snprintf(path, sizeof(path), "/n%d", i);
+		snprintf(id, sizeof(id), "10.0.%d.%d", i / 100, i % 100);
+		struct kv_acl a = { KV_PERM_READ, "ip", 2, id, (uint32_t)strlen(id) };
+		struct kv_op op = kvt_create_op(path, "", 0);
+		op.acl = acl;
+		op.acl_len = (uint32_t)kv_acl_encode(&a, 1, acl, sizeof(acl));
+		assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), ZK_OK);
+		/* every third list twice */
+		if (i % 3 == 0) {
+			snprintf(path, sizeof(path), "/m%d", i);
+			op.path = path;
+			op.path_len = (uint32_t)strlen(path);
+			assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), ZK_OK);
+		}
+	}
+	assert_int_equal(records(kv), 301);
+	for (int i = 0; i < 300; i += 2) {
+		snprintf(path, sizeof(path), "/n%d", i);
+		assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_DELETE, path), NULL), ZK_OK);
+	}
+	/* 150 lists left on /n<odd>, and the even multiples of 3 on /m: 50 */
+	assert_int_equal(records(kv), 1 + 150 + 50);
+	assert_int_equal(kv_snapshot_write(kv_view_get(kv), kvt_stream_write, &s), 0);
+	assert_int_equal(kv_create(NULL, &back), 0);
+	assert_int_equal(kv_restore(back, kvt_stream_read, &s), 0);
+	assert_int_equal(records(back), 201);
+	assert_int_equal(refs_of(back), refs_of(kv));
+	assert_int_equal(kv_view_digest(kv_view_get(back)), kv_view_digest(kv_view_get(kv)));
+	free(s.b);
+	kv_destroy(back);
+	kv_destroy(kv);
+	kv_barrier();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -298,6 +344,7 @@ int main(void)
 		cmocka_unit_test(test_golden_digest),
 		cmocka_unit_test(test_restore_refused),
 		cmocka_unit_test(test_reader_keeps_dropped_record),
+		cmocka_unit_test(test_many_lists),
 	};
 	return cmocka_run_group_tests(tests, kvt_setup, kvt_teardown);
 }
