@@ -24,6 +24,10 @@
 #include "kv.h"
 #include "kvb.h"
 
+#ifdef KV_BENCH_JEMALLOC
+#include <jemalloc/jemalloc.h>
+#endif
+
 #define KEYS 10000
 
 static struct kv *kv;
@@ -174,6 +178,26 @@ static long rss_bytes(void)
 	return rss * sysconf(_SC_PAGESIZE);
 }
 
+/* Bytes the allocator has handed out (jemalloc's stats.allocated, size
+ * classes included, no page effects): RSS also moves with what jemalloc
+ * keeps of freed pages, so it varies by tens of B per znode between runs.
+ * -1 without jemalloc. */
+static long allocated_bytes(void)
+{
+#ifdef KV_BENCH_JEMALLOC
+	uint64_t epoch = 1;
+	size_t a = 0, len = sizeof(epoch);
+	if (mallctl("epoch", &epoch, &len, &epoch, len) != 0)
+		return -1;
+	len = sizeof(a);
+	if (mallctl("stats.allocated", &a, &len, NULL, 0) != 0)
+		return -1;
+	return (long)a;
+#else
+	return -1;
+#endif
+}
+
 int main(int argc, char **argv)
 {
 	double secs = argc > 1 ? atof(argv[1]) : 2.0;
@@ -252,7 +276,7 @@ int main(int argc, char **argv)
 	kv_barrier();
 
 	/* 2b + 3. create rate and memory per znode: `big` znodes, 1000 per parent */
-	long rss0 = rss_bytes();
+	long rss0 = rss_bytes(), al0 = allocated_bytes();
 	if (kv_create(NULL, &kv) < 0)
 		die("create", -1);
 	char path[64];
@@ -278,11 +302,15 @@ int main(int argc, char **argv)
 	       big, (double)big / (t1 - t0), (double)big / (cpu_s() - c0));
 	kv_reclaim(kv);
 	kv_barrier();
-	long rss1 = rss_bytes();
-	uint64_t nodes = kv_view_node_count(kv_view_get(kv));
-	printf("memory: %lu znodes with 64 B data: RSS +%.1f MiB, %.0f B per znode\n",
+	long rss1 = rss_bytes(), al1 = allocated_bytes();
+	uint64_t nodes = kv_view_node_count(kv_view_get(kv)), acl_records = 0, acl_refs = 0;
+	if (kv_acl_records(kv, false, &acl_records, &acl_refs) < 0)
+		die("kv_acl_records", -1);
+	printf("memory: %lu znodes with 64 B data: RSS +%.1f MiB, %.0f B per znode; "
+	       "allocated %.0f B per znode; %lu ACL records\n",
 	       (unsigned long)nodes, (double)(rss1 - rss0) / (1 << 20),
-	       (double)(rss1 - rss0) / (double)nodes);
+	       (double)(rss1 - rss0) / (double)nodes,
+	       al0 < 0 ? -1.0 : (double)(al1 - al0) / (double)nodes, (unsigned long)acl_records);
 
 	/* 4. the switch to ZooKeeper's sequential numbering (protocol level 5)
 	 * walks every znode once on the writer: the pipeline's stall at that
