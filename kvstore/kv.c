@@ -425,7 +425,8 @@ void kv_draft_abort(struct kv *kv)
 
 static int cmp_ptr(const void *a, const void *b)
 {
-	uintptr_t x = (uintptr_t) * (void *const *)a, y = (uintptr_t) * (void *const *)b;
+	const void *pa = *(void *const *)a, *pb = *(void *const *)b;
+	uintptr_t x = (uintptr_t)pa, y = (uintptr_t)pb;
 	return x < y ? -1 : x > y;
 }
 
