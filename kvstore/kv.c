@@ -12,7 +12,7 @@
  * a quiescent state (QSBR), so a reader's pointers stay good until it says so.
  *
  * A transaction that fails (any op of a multi, or a single op) changes nothing
- * but the view's zxid: its generation is thrown away whole (kv_mem_abort).
+ * but the view's zxid: its generation is thrown away whole (kv_draft_abort).
  */
 #define _LGPL_SOURCE
 #include <stdatomic.h>
@@ -80,7 +80,8 @@ struct kv_znode *kv_znode_alloc(struct kv *kv, const char *path, uint32_t len)
 	z->leaf.klen = len;
 	z->leaf.hash = kv_hash(path, len, KV_SEED_PATH);
 	memset(&z->stat, 0, sizeof(z->stat));
-	z->data = z->acl = NULL;
+	z->data = NULL;
+	z->acl = NULL;
 	z->acl_hash = 0;
 	z->world_perms = 0;
 	z->data_null = false;
@@ -264,6 +265,229 @@ void kv_reclaim(struct kv *kv)
 	call_rcu(&b->head, gc_done);
 }
 
+/* ---- ACL records (ZooKeeper's ACL cache) ---- */
+
+/*
+ * One record per distinct encoded list (struct kv_aclrec), found through a
+ * chained hash table only the writer touches. A draft's references go to
+ * each record's pend; the publish adds them to refs, an abort forgets them.
+ * The draft that drops a record's last reference takes it out of the table
+ * and retires it at once (an abort puts it back), so a later op of the same
+ * draft or group that needs the list makes a new record rather than
+ * reviving one already on its way to the reclaimer.
+ */
+
+static struct kv_aclrec **acl_slot(const struct kv_acltab *t, uint64_t hash)
+{
+	return &t->bucket[hash & t->mask];
+}
+
+static void acl_link(struct kv_acltab *t, struct kv_aclrec *r)
+{
+	struct kv_aclrec **s = acl_slot(t, r->hash);
+	r->next = *s;
+	*s = r;
+	r->in_table = true;
+	t->n++;
+}
+
+static void acl_unlink(struct kv_acltab *t, struct kv_aclrec *r)
+{
+	struct kv_aclrec **s = acl_slot(t, r->hash);
+	while (*s != r)
+		s = &(*s)->next;
+	*s = r->next;
+	r->in_table = false;
+	t->n--;
+}
+
+/* Doubles the buckets when the table holds as many records as it has buckets.
+ * Failing to grow only makes chains longer: KEEL_E_NOMEM only when there are
+ * no buckets at all. */
+static int acl_grow(struct kv_acltab *t)
+{
+	uint32_t old_n = t->bucket ? t->mask + 1 : 0;
+	if (old_n && (t->n < old_n || old_n >= (1u << 30)))
+		return 0;
+	uint32_t nb = old_n ? old_n * 2 : 16;
+	struct kv_aclrec **b = kv_malloc(nb * sizeof(*b));
+	if (!b)
+		return old_n ? 0 : KEEL_E_NOMEM;
+	memset(b, 0, nb * sizeof(*b));
+	struct kv_aclrec **old = t->bucket;
+	t->bucket = b;
+	t->mask = nb - 1;
+	for (uint32_t i = 0; i < old_n; i++) {
+		for (struct kv_aclrec *r = old[i], *next; r; r = next) {
+			next = r->next;
+			struct kv_aclrec **s = acl_slot(t, r->hash);
+			r->next = *s;
+			*s = r;
+		}
+	}
+	free(old);
+	return 0;
+}
+
+/* r goes on the open draft's list (once), so its pend is settled at the
+ * publish or abort. */
+static int acl_touch(struct kv_acltab *t, struct kv_aclrec *r)
+{
+	if (r->listed)
+		return 0;
+	if (kv_vec_push(&t->touched, r) < 0)
+		return KEEL_E_NOMEM;
+	r->listed = true;
+	return 0;
+}
+
+struct kv_aclrec *kv_acl_get(struct kv *kv, const void *b, uint32_t len)
+{
+	struct kv_acltab *t = &kv->acls;
+	uint64_t h = kv_hash(b, len, KV_SEED_DATA);
+	struct kv_aclrec *r = NULL;
+	if (t->bucket)
+		for (r = *acl_slot(t, h); r; r = r->next)
+			if (r->hash == h && r->len == len && !memcmp(r->b, b, len))
+				break;
+	if (r) {
+		if (acl_touch(t, r) < 0)
+			return NULL;
+	} else {
+		if (acl_grow(t) < 0 || !(r = kv_mem_alloc(&kv->mem, sizeof(*r) + len)))
+			return NULL;
+		r->hash = h;
+		r->len = len;
+		r->refs = 0;
+		r->pend = 0;
+		r->listed = false;
+		r->in_table = false;
+		r->next = NULL;
+		memcpy(r->b, b, len);
+		r->world_perms = kv_acl_world_perms(b, len);
+		/* Not yet in the table: on failure the abort frees it, fresh. */
+		if (acl_touch(t, r) < 0)
+			return NULL;
+		acl_link(t, r);
+	}
+	r->pend++;
+	return r;
+}
+
+int kv_acl_put(struct kv *kv, struct kv_aclrec *r)
+{
+	if (!r)
+		return 0;
+	if (acl_touch(&kv->acls, r) < 0)
+		return KEEL_E_NOMEM;
+	r->pend--;
+	int64_t left = (int64_t)r->refs + r->pend;
+	KEEL_ASSERT(left >= 0);
+	if (left == 0) {
+		/* Versions of older views may still point here: freed after a grace
+		 * period, as they are (kv_mem_retire; at once if the draft made it). */
+		acl_unlink(&kv->acls, r);
+		kv_mem_retire(&kv->mem, r);
+	}
+	return 0;
+}
+
+static void acl_published(struct kv_acltab *t)
+{
+	for (size_t i = 0; i < t->touched.n; i++) {
+		struct kv_aclrec *r = t->touched.v[i];
+		r->refs = (uint32_t)((int64_t)r->refs + r->pend);
+		r->pend = 0;
+		r->listed = false;
+	}
+	t->touched.n = 0;
+}
+
+void kv_draft_abort(struct kv *kv)
+{
+	struct kv_acltab *t = &kv->acls;
+	/* Before kv_mem_abort, which frees the draft's records and ends its
+	 * generation: a record of the draft leaves the table, an older one
+	 * the draft took out goes back (its retirement is forgotten). */
+	for (size_t i = 0; i < t->touched.n; i++) {
+		struct kv_aclrec *r = t->touched.v[i];
+		bool fresh = kv_mem_is_fresh(&kv->mem, r);
+		r->pend = 0;
+		r->listed = false;
+		if (fresh && r->in_table)
+			acl_unlink(t, r);
+		else if (!fresh && !r->in_table)
+			acl_link(t, r);
+	}
+	t->touched.n = 0;
+	kv_mem_abort(&kv->mem);
+}
+
+static int cmp_ptr(const void *a, const void *b)
+{
+	const void *pa = *(void *const *)a, *pb = *(void *const *)b;
+	uintptr_t x = (uintptr_t)pa, y = (uintptr_t)pb;
+	return x < y ? -1 : x > y;
+}
+
+static int collect_acl(void *ctx, struct kv_leaf *lf)
+{
+	struct kv_ptrvec *v = ctx;
+	struct kv_znode *z = (struct kv_znode *)lf;
+	if (z->acl)
+		v->v[v->n++] = z->acl;
+	return 0;
+}
+
+/* r is in the table, once, and no other record there has its bytes. */
+static bool acl_in_table(const struct kv_acltab *t, const struct kv_aclrec *r)
+{
+	int found = 0;
+	if (!t->bucket || !r->in_table)
+		return false;
+	for (const struct kv_aclrec *q = *acl_slot(t, r->hash); q; q = q->next)
+		if (q == r)
+			found++;
+		else if (q->len == r->len && !memcmp(q->b, r->b, r->len))
+			return false;
+	return found == 1;
+}
+
+int kv_acl_records(const struct kv *kv, bool check, uint64_t *records, uint64_t *refs)
+{
+	const struct kv_acltab *t = &kv->acls;
+	uint64_t sum = 0;
+	if (kv->grp_n || t->touched.n)
+		return KEEL_E_STATE;
+	for (uint32_t i = 0; t->bucket && i <= t->mask; i++)
+		for (const struct kv_aclrec *r = t->bucket[i]; r; r = r->next)
+			sum += r->refs;
+	*records = t->n;
+	*refs = sum;
+	if (!check)
+		return 0;
+	/* Every znode's record, sorted: each run is one record's references. */
+	struct kv_ptrvec v = { kv_malloc((kv->pub->nodes + 1) * sizeof(void *)), 0, 0 };
+	if (!v.v)
+		return KEEL_E_NOMEM;
+	kv_hamt_foreach(kv->pub->paths, collect_acl, &v);
+	qsort(v.v, v.n, sizeof(void *), cmp_ptr);
+	int rc = v.n == sum ? 0 : KEEL_E_CORRUPT;
+	uint64_t runs = 0;
+	for (size_t i = 0, j; rc == 0 && i < v.n; i = j) {
+		const struct kv_aclrec *r = v.v[i];
+		for (j = i + 1; j < v.n && v.v[j] == r;)
+			j++;
+		runs++;
+		if (!acl_in_table(t, r) || r->refs != j - i || r->pend || r->listed)
+			rc = KEEL_E_CORRUPT;
+	}
+	if (runs != t->n)
+		rc = KEEL_E_CORRUPT;
+	free(v.v);
+	return rc;
+}
+
 /* ---- the draft ---- */
 
 void kv_draft_begin(struct kv *kv)
@@ -296,6 +520,7 @@ void kv_draft_publish(struct kv *kv)
 	 * that reaches it becomes visible (pairs with the acquire in kv_view_get). */
 	__atomic_store_n(&kv->pub, kv->draft, __ATOMIC_RELEASE);
 	kv_mem_retire(&kv->mem, old);
+	acl_published(&kv->acls);
 	kv_mem_commit(&kv->mem);
 	kv->draft = NULL;
 	if (kv->quota.dirty || kv->quota.soft_pending)
@@ -318,8 +543,7 @@ static void free_znode(void *ctx, struct kv_leaf *lf)
 	(void)ctx;
 	kv_hamt_destroy(z->children, free_name, NULL);
 	free(z->data);
-	free(z->acl);
-	free(z);
+	free(z); /* its ACL record is the table's (kv_destroy) */
 }
 
 static void free_session(void *ctx, struct kv_leaf *lf)
@@ -355,7 +579,7 @@ int kv_create(const struct kv_config *cfg, struct kv **out)
 		goto fail_draft;
 	acl_len = kv_acl_encode(&world, 1, acl, sizeof(acl));
 	root = kv_znode_alloc(kv, "/", 1);
-	if (!root || !(root->acl = kv_blob_alloc(kv, acl, (uint32_t)acl_len)))
+	if (!root || !(root->acl = kv_acl_get(kv, acl, (uint32_t)acl_len)))
 		goto fail_draft;
 	kv_znode_set_acl(root, root->acl);
 	root->dhash = kv_znode_digest(root);
@@ -367,7 +591,7 @@ int kv_create(const struct kv_config *cfg, struct kv **out)
 	*out = kv;
 	return 0;
 fail_draft:
-	kv_mem_abort(&kv->mem);
+	kv_draft_abort(kv);
 fail:
 	kv_destroy(kv);
 	return KEEL_E_NOMEM;
@@ -398,6 +622,13 @@ void kv_destroy(struct kv *kv)
 	free(kv->sbuf);
 	free(kv->dec_ops);
 	kv_quota_free(&kv->quota);
+	for (uint32_t i = 0; kv->acls.bucket && i <= kv->acls.mask; i++)
+		for (struct kv_aclrec *r = kv->acls.bucket[i], *next; r; r = next) {
+			next = r->next;
+			free(r);
+		}
+	free(kv->acls.bucket);
+	free(kv->acls.touched.v);
 	free(kv);
 }
 
@@ -434,7 +665,7 @@ static int64_t sput(struct kv *kv, const char *s, size_t n)
 static int emit(struct kv *kv, int32_t type, const char *path, size_t n, int64_t zxid,
 		const struct kv_znode *az)
 {
-	const struct kv_blob *acl = az->world_perms & KV_PERM_READ ? NULL : az->acl;
+	const struct kv_aclrec *acl = az->world_perms & KV_PERM_READ ? NULL : az->acl;
 	if (kv->nev == kv->evcap) {
 		size_t cap = kv->evcap ? kv->evcap * 2 : 64;
 		struct kv_event *ne = kv_realloc(kv->ev, cap * sizeof(*ne));
@@ -799,7 +1030,7 @@ static int do_create(struct opctx *c, const struct kv_op *op)
 				    .pzxid = zxid };
 	z->data_null = op->data_null;
 	if ((op->data_len && !(z->data = kv_blob_alloc(kv, op->data, op->data_len))) ||
-	    !(z->acl = kv_blob_alloc(kv, op->acl, op->acl_len)))
+	    !(z->acl = kv_acl_get(kv, op->acl, op->acl_len)))
 		return KEEL_E_NOMEM;
 	kv_znode_set_acl(z, z->acl);
 	if (kv_hamt_put(&kv->mem, &d->paths, &z->leaf, &old) < 0)
@@ -872,10 +1103,11 @@ static int remove_node(struct kv *kv, struct kv_znode *z, int64_t zxid)
 	if (kv_hamt_del(&kv->mem, &d->paths, z->leaf.hash, z->path, n, &old) < 0)
 		return KEEL_E_NOMEM;
 	KEEL_ASSERT(old == &z->leaf);
+	if (kv_acl_put(kv, z->acl) < 0)
+		return KEEL_E_NOMEM;
 	d->digest -= z->dhash;
 	d->nodes--;
 	kv_mem_retire(&kv->mem, z->data);
-	kv_mem_retire(&kv->mem, z->acl);
 	kv_mem_retire(&kv->mem, z);
 	return 0;
 }
@@ -1009,10 +1241,9 @@ static int do_set_acl(struct opctx *c, const struct kv_op *op)
 		return c->res->err = ZK_ENOAUTH, 0;
 	if (!version_ok(op->version, z->stat.aversion))
 		return c->res->err = ZK_EBADVERSION, 0;
-	struct kv_blob *b = kv_blob_alloc(kv, op->acl, op->acl_len);
-	if (!b || !(z = zedit(kv, z)))
+	struct kv_aclrec *b = kv_acl_get(kv, op->acl, op->acl_len);
+	if (!b || kv_acl_put(kv, z->acl) < 0 || !(z = zedit(kv, z)))
 		return KEEL_E_NOMEM;
-	kv_mem_retire(&kv->mem, z->acl);
 	kv_znode_set_acl(z, b);
 	z->stat.aversion++;
 	zdone(kv, z);
@@ -1360,7 +1591,7 @@ int kv_apply(struct kv *kv, const struct kv_txn *txn, struct kv_apply_result *re
 		if (txn->nops)
 			nres = txn->nops;
 		kv->nev = 0;
-		kv_mem_abort(&kv->mem);
+		kv_draft_abort(kv);
 		kv_quota_aborted(kv);
 		kv_draft_begin(kv);
 		if ((rc = draft_open(kv)) < 0)
@@ -1373,7 +1604,7 @@ int kv_apply(struct kv *kv, const struct kv_txn *txn, struct kv_apply_result *re
 	finish_results(kv, nres, res);
 	return 0;
 nomem:
-	kv_mem_abort(&kv->mem);
+	kv_draft_abort(kv);
 	kv_quota_aborted(kv);
 	kv->draft = NULL;
 	kv->nev = 0;
@@ -1401,7 +1632,7 @@ uint32_t kv_group_size(const struct kv *kv)
 
 static void group_discard(struct kv *kv)
 {
-	kv_mem_abort(&kv->mem);
+	kv_draft_abort(kv);
 	kv_quota_aborted(kv);
 	kv->draft = NULL;
 	kv->grp_n = 0;
@@ -1530,7 +1761,7 @@ static int own_draft_close(struct kv *kv, int rc)
 	if (rc == 0 && (rc = kv_mem_reserve(&kv->mem, 1)) == 0) {
 		kv_draft_publish(kv);
 	} else {
-		kv_mem_abort(&kv->mem);
+		kv_draft_abort(kv);
 		kv->draft = NULL;
 	}
 	kv->nev = 0;

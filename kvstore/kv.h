@@ -457,6 +457,19 @@ typedef bool (*kv_changed_fn)(void *ctx, const char *path, size_t path_len);
 int kv_acl_refusal(const struct kv *kv, const struct kv_txn *txn, kv_changed_fn changed, void *ctx,
 		   uint32_t *bad);
 
+/*
+ * ZooKeeper's ACL cache: znodes with the same encoded ACL (byte for byte:
+ * another order or other perms is another list) share one record, so a
+ * store keeps each distinct list once. Writer thread, no group open:
+ * *records is how many lists the published state holds, *refs the znodes
+ * that point to them (a znode with an empty ACL points to none). With
+ * check, every znode of the published state is also walked (O(n log n),
+ * for tests): KEEL_E_CORRUPT if a record's count is not the number of
+ * znodes pointing to it, a znode's record is not in the table or two
+ * records hold one list; else 0. KEEL_E_STATE with a group open.
+ */
+int kv_acl_records(const struct kv *kv, bool check, uint64_t *records, uint64_t *refs);
+
 /* ---- reads: any registered thread ---- */
 const struct kv_view *kv_view_get(const struct kv *kv);
 int64_t kv_view_zxid(const struct kv_view *v);

@@ -21,13 +21,45 @@ struct kv_blob {
 	uint8_t b[];
 };
 
+/*
+ * An encoded ACL list, interned: one immutable record per distinct list,
+ * which every znode holding that list points to (ZooKeeper's ACL cache;
+ * a deployment has millions of znodes and a handful of lists). Readers
+ * read hash, len, world_perms and b under QSBR and nothing else; refs,
+ * pend, the flags and next are the writer's (kv.c "ACL records"). refs
+ * counts the znodes of the published state that point here (all versions
+ * of one znode share its pointer, so a copy takes no reference); when a
+ * draft drops the last one the record leaves the table and is retired
+ * like a znode version, freed after a grace period.
+ */
+struct kv_aclrec {
+	uint64_t gen;  /* kv_mem's */
+	uint64_t hash; /* kv_hash(b, len, KV_SEED_DATA): the digest's ACL term */
+	uint32_t len;
+	uint32_t refs;
+	int32_t pend;        /* the open draft's change to refs */
+	uint8_t world_perms; /* kv_acl_world_perms(b, len) */
+	bool listed;         /* on kv_acltab.touched */
+	bool in_table;       /* kv_acl_get finds it */
+	struct kv_aclrec *next;
+	uint8_t b[];
+};
+
+/* The writer's table of ACL records, and the records the open draft touched. */
+struct kv_acltab {
+	struct kv_aclrec **bucket;
+	uint32_t mask; /* buckets - 1 (a power of two); no buckets while NULL */
+	uint64_t n;    /* records in the table */
+	struct kv_ptrvec touched;
+};
+
 /* One version of a znode; key = its full path. */
 struct kv_znode {
 	struct kv_leaf leaf;
 	struct zk_stat stat;
-	struct kv_blob *data; /* NULL: empty (or null, if data_null) */
-	struct kv_blob *acl;  /* NULL: empty list; set with kv_znode_set_acl */
-	bool data_null;       /* ZooKeeper's null data; data is NULL */
+	struct kv_blob *data;  /* NULL: empty (or null, if data_null) */
+	struct kv_aclrec *acl; /* NULL: empty list; set with kv_znode_set_acl */
+	bool data_null;        /* ZooKeeper's null data; data is NULL */
 	/* the perms world:anyone holds in acl (all for an empty one): a
 	 * write's ACL check at apply (kv.c acl_denied) decides the common case
 	 * from this, without the blob's cache miss */
@@ -119,17 +151,29 @@ struct kv {
 	int64_t grp_zxid;
 	uint32_t grp_ev[KV_GROUP_MAX_TXNS + 1];
 	struct kv_quota quota;
+	struct kv_acltab acls;
 };
 
 /* The perms an encoded ACL grants world:anyone (KV_PERM_ALL if it is empty). */
 uint8_t kv_acl_world_perms(const void *acl, uint32_t acl_len);
 
-static inline void kv_znode_set_acl(struct kv_znode *z, struct kv_blob *acl)
+static inline void kv_znode_set_acl(struct kv_znode *z, struct kv_aclrec *acl)
 {
 	z->acl = acl;
 	z->acl_hash = acl ? acl->hash : 0;
-	z->world_perms = acl ? kv_acl_world_perms(acl->b, acl->len) : KV_PERM_ALL;
+	z->world_perms = acl ? acl->world_perms : KV_PERM_ALL;
 }
+
+/* The record of the encoded list (b, len > 0), made if there is none, with
+ * one more reference for the open draft; NULL: out of memory (the draft is
+ * as before). */
+struct kv_aclrec *kv_acl_get(struct kv *kv, const void *b, uint32_t len);
+/* The open draft drops a reference to acl (NULL: none); the last one
+ * retires the record. 0 or KEEL_E_NOMEM (references as before). */
+int kv_acl_put(struct kv *kv, struct kv_aclrec *acl);
+/* Throws the open draft away: its references and records, then its memory
+ * (kv_mem_abort). Every abort of a draft goes through here. */
+void kv_draft_abort(struct kv *kv);
 
 /* A hand-built op's pointers cover its lengths (decoded ones always do). */
 int kv_op_ptrs_ok(const struct kv_op *op);

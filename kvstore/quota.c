@@ -440,7 +440,7 @@ int kv_quota_enable(struct kv *kv, bool enforce)
 		kv_draft_publish(kv);
 		return 0;
 	}
-	kv_mem_abort(&kv->mem);
+	kv_draft_abort(kv);
 	kv->draft = NULL;
 	kv->quota.on = was_on;
 	return rc;

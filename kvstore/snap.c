@@ -112,7 +112,9 @@ static int snap_node(void *ctx, struct kv_leaf *lf)
 		sw_u32(w, DATA_NULL_LEN);
 	else
 		sw_blob(w, z->data);
-	sw_blob(w, z->acl);
+	sw_u32(w, z->acl ? z->acl->len : 0);
+	if (z->acl)
+		sw_put(w, z->acl->b, z->acl->len);
 	return w->err;
 }
 
@@ -155,6 +157,8 @@ struct sreader {
 	void *ctx;
 	uint32_t crc;
 	int err;
+	uint8_t *acl; /* an ACL's bytes before they are interned (sr_acl) */
+	uint32_t acl_cap;
 };
 
 static void sr_get(struct sreader *r, void *p, size_t n)
@@ -201,6 +205,35 @@ static struct kv_blob *sr_blob(struct kv *kv, struct sreader *r, uint32_t max, b
 	sr_get(r, b->b, n);
 	b->hash = kv_hash(b->b, n, KV_SEED_DATA);
 	return b;
+}
+
+/* The next ACL, interned (kv_acl_get: nodes with one list share its record);
+ * NULL for an empty one, or with r->err set. */
+static struct kv_aclrec *sr_acl(struct kv *kv, struct sreader *r)
+{
+	uint32_t n = (uint32_t)sr_le(r, 4);
+	if (r->err || n == 0)
+		return NULL;
+	if (n > ACL_MAX) {
+		r->err = KEEL_E_CORRUPT;
+		return NULL;
+	}
+	if (n > r->acl_cap) {
+		uint8_t *nb = kv_realloc(r->acl, n);
+		if (!nb) {
+			r->err = KEEL_E_NOMEM;
+			return NULL;
+		}
+		r->acl = nb;
+		r->acl_cap = n;
+	}
+	sr_get(r, r->acl, n);
+	if (r->err)
+		return NULL;
+	struct kv_aclrec *a = kv_acl_get(kv, r->acl, n);
+	if (!a)
+		r->err = KEEL_E_NOMEM;
+	return a;
 }
 
 struct link_ctx {
@@ -333,7 +366,7 @@ static int restore_body(struct kv *kv, struct sreader *r)
 		s->num_children = (int32_t)sr_le(r, 4);
 		s->pzxid = (int64_t)sr_le(r, 8);
 		z->data = sr_blob(kv, r, kv->max_data, nulls ? &z->data_null : NULL);
-		kv_znode_set_acl(z, sr_blob(kv, r, ACL_MAX, NULL));
+		kv_znode_set_acl(z, sr_acl(kv, r));
 		if (r->err)
 			return r->err;
 		if (path[0] != '/' || (n > 1 && path[n - 1] == '/'))
@@ -366,14 +399,14 @@ static int restore_body(struct kv *kv, struct sreader *r)
 
 int kv_restore(struct kv *kv, kv_read_fn fn, void *ctx)
 {
-	struct sreader r = { fn, ctx, 0, 0 };
+	struct sreader r = { fn, ctx, 0, 0, NULL, 0 };
 	const struct kv_view *p = kv->pub;
 	if (p->zxid != 0 || p->nodes != 1 || p->sessions != 0 || kv->grp_n)
 		return KEEL_E_STATE;
 	kv_draft_begin(kv);
 	struct kv_view *d = kv_mem_alloc(&kv->mem, sizeof(*d));
 	if (!d) {
-		kv_mem_abort(&kv->mem);
+		kv_draft_abort(kv);
 		return KEEL_E_NOMEM;
 	}
 	uint64_t gen = d->gen;
@@ -381,15 +414,17 @@ int kv_restore(struct kv *kv, kv_read_fn fn, void *ctx)
 	d->gen = gen;
 	kv->draft = d;
 	int rc = restore_body(kv, &r);
-	if (rc < 0) {
-		kv_mem_abort(&kv->mem);
-		kv->draft = NULL;
-		return rc;
-	}
+	free(r.acl);
 	/* The empty store's "/" is no longer reachable. */
 	struct kv_leaf *root = kv_hamt_get(p->paths, kv_hash("/", 1, KV_SEED_PATH), "/", 1);
 	struct kv_znode *rz = (struct kv_znode *)root;
-	kv_mem_retire(&kv->mem, rz->acl);
+	if (rc == 0)
+		rc = kv_acl_put(kv, rz->acl);
+	if (rc < 0) {
+		kv_draft_abort(kv);
+		kv->draft = NULL;
+		return rc;
+	}
 	kv_mem_retire(&kv->mem, rz->data);
 	kv_mem_retire(&kv->mem, rz);
 	kv_mem_retire(&kv->mem, p->paths);

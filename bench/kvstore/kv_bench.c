@@ -3,7 +3,7 @@
  * kv-bench: figures for bench/RESULTS.md.
  *  1. getData/s with 1 and 2 reader threads while the writer applies setData
  *     (64 B) as fast as it can, over 10k znodes;
- *  2. apply rate (writer alone) for setData and for create;
+ *  2. apply rate (writer alone) for setData, setACL and create;
  *  3. memory per znode at 1M znodes with 64 B of data (RSS growth / count,
  *     allocator overhead included, after retired versions are reclaimed);
  *  4. the switch to ZooKeeper's sequential numbering over that store.
@@ -23,6 +23,10 @@
 #include "keel.h"
 #include "kv.h"
 #include "kvb.h"
+
+#ifdef KV_BENCH_JEMALLOC
+#include <jemalloc/jemalloc.h>
+#endif
 
 #define KEYS 10000
 
@@ -174,6 +178,26 @@ static long rss_bytes(void)
 	return rss * sysconf(_SC_PAGESIZE);
 }
 
+/* Bytes the allocator has handed out (jemalloc's stats.allocated, size
+ * classes included, no page effects): RSS also moves with what jemalloc
+ * keeps of freed pages, so it varies by tens of B per znode between runs.
+ * -1 without jemalloc. */
+static long allocated_bytes(void)
+{
+#ifdef KV_BENCH_JEMALLOC
+	uint64_t epoch = 1;
+	size_t a = 0, len = sizeof(epoch);
+	if (mallctl("epoch", &epoch, &len, &epoch, len) != 0)
+		return -1;
+	len = sizeof(a);
+	if (mallctl("stats.allocated", &a, &len, NULL, 0) != 0)
+		return -1;
+	return (long)a;
+#else
+	return -1;
+#endif
+}
+
 int main(int argc, char **argv)
 {
 	double secs = argc > 1 ? atof(argv[1]) : 2.0;
@@ -215,11 +239,44 @@ int main(int argc, char **argv)
 	printf("apply setData (64 B, 10k znodes): %.0f/s wall, %.0f/s per CPU-second of the "
 	       "writer, %.3f us of process CPU (writer + reclaimer) per setData\n",
 	       (double)n / (t1 - t0), (double)n / (c1 - c0), (proc_cpu_s() - p0) * 1e6 / (double)n);
+
+	/* 2a. setACL, writer alone: each key's ACL flips between world:anyone:ALL
+	 * and a two-entry list (a digest user with ALL, world READ), so every
+	 * setACL really changes the list and both lists stay in use. */
+	static const struct kv_acl two[2] = { { KV_PERM_ALL, "digest", 6, "bench:x", 7 },
+					      { KV_PERM_READ, "world", 5, "anyone", 6 } };
+	uint8_t acl2[128];
+	uint32_t acl2_len = (uint32_t)kv_acl_encode(two, 2, acl2, sizeof(acl2));
+	struct kv_op world_op = kvb_create_op("/");
+	n = 0;
+	t0 = now_s();
+	c0 = cpu_s();
+	p0 = proc_cpu_s();
+	do {
+		for (int i = 0; i < 1024; i++) {
+			r = r * 6364136223846793005ull + 1442695040888963407ull;
+			op = kvb_op(KV_OP_SET_ACL, keys[(r >> 33) % KEYS]);
+			op.data = NULL;
+			op.data_len = 0;
+			op.acl = (r >> 20) & 1 ? acl2 : world_op.acl;
+			op.acl_len = (r >> 20) & 1 ? acl2_len : world_op.acl_len;
+			apply_one(&op);
+		}
+		n += 1024;
+		kv_thread_quiescent();
+		t1 = now_s();
+	} while (t1 - t0 < secs);
+	c1 = cpu_s();
+	kv_reclaim(kv);
+	kv_barrier();
+	printf("apply setACL (2 lists, 10k znodes): %.0f/s wall, %.0f/s per CPU-second of the "
+	       "writer, %.3f us of process CPU (writer + reclaimer) per setACL\n",
+	       (double)n / (t1 - t0), (double)n / (c1 - c0), (proc_cpu_s() - p0) * 1e6 / (double)n);
 	kv_destroy(kv);
 	kv_barrier();
 
 	/* 2b + 3. create rate and memory per znode: `big` znodes, 1000 per parent */
-	long rss0 = rss_bytes();
+	long rss0 = rss_bytes(), al0 = allocated_bytes();
 	if (kv_create(NULL, &kv) < 0)
 		die("create", -1);
 	char path[64];
@@ -245,11 +302,15 @@ int main(int argc, char **argv)
 	       big, (double)big / (t1 - t0), (double)big / (cpu_s() - c0));
 	kv_reclaim(kv);
 	kv_barrier();
-	long rss1 = rss_bytes();
-	uint64_t nodes = kv_view_node_count(kv_view_get(kv));
-	printf("memory: %lu znodes with 64 B data: RSS +%.1f MiB, %.0f B per znode\n",
+	long rss1 = rss_bytes(), al1 = allocated_bytes();
+	uint64_t nodes = kv_view_node_count(kv_view_get(kv)), acl_records = 0, acl_refs = 0;
+	if (kv_acl_records(kv, false, &acl_records, &acl_refs) < 0)
+		die("kv_acl_records", -1);
+	printf("memory: %lu znodes with 64 B data: RSS +%.1f MiB, %.0f B per znode; "
+	       "allocated %.0f B per znode; %lu ACL records\n",
 	       (unsigned long)nodes, (double)(rss1 - rss0) / (1 << 20),
-	       (double)(rss1 - rss0) / (double)nodes);
+	       (double)(rss1 - rss0) / (double)nodes,
+	       al0 < 0 ? -1.0 : (double)(al1 - al0) / (double)nodes, (unsigned long)acl_records);
 
 	/* 4. the switch to ZooKeeper's sequential numbering (protocol level 5)
 	 * walks every znode once on the writer: the pipeline's stall at that

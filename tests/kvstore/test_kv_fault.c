@@ -4,7 +4,9 @@
  * build of kvstore, fail the N-th allocation of an apply (or a restore) for
  * N = 1, 2, ... until one completes untouched. Each failure must leave the
  * store exactly as it was (zxid, digest, node count) and leak nothing (ASan);
- * applying again without the fault must reach the reference digest.
+ * applying again without the fault must reach the reference digest. The
+ * ACL records must agree with the znodes after each (kv_acl_records' check)
+ * and number what the reference store has.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,7 +14,7 @@
 
 #include <cmocka.h>
 
-#include "kvt.h"
+#include "acl_golden.h"
 
 extern long kv_fault_countdown;
 
@@ -46,6 +48,11 @@ static void prepare(struct kv *kv)
 	assert_int_equal(kvt_session(kv, z++, KV_OP_CREATE_SESSION, 5, 3000, NULL), ZK_OK);
 	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/a", "x", 0), NULL), ZK_OK);
 	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/a/old", "y", 0), NULL), ZK_OK);
+	/* lists held by one node each (ACL records to drop), and a shared one */
+	assert_int_equal(kvt_apply1(kv, z++, 0, acl_create_op("/a/l1", "", 0, 1), NULL), ZK_OK);
+	assert_int_equal(kvt_apply1(kv, z++, 0, acl_create_op("/a/l3", "", 0, 3), NULL), ZK_OK);
+	assert_int_equal(kvt_apply1(kv, z++, 0, acl_create_op("/a/s1", "", 0, 5), NULL), ZK_OK);
+	assert_int_equal(kvt_apply1(kv, z++, 0, acl_create_op("/a/s2", "", 0, 5), NULL), ZK_OK);
 	for (int i = 0; i < EPHEMERALS; i++) {
 		snprintf(p, sizeof(p), "/a/e%d", i);
 		assert_int_equal(kvt_apply1(kv, z++, 5, kvt_create_op(p, "", 1), NULL), ZK_OK);
@@ -96,12 +103,68 @@ static int group_under_test(struct kv *kv)
 	return rc;
 }
 
-/* The transactions under test: a multi touching everything, a close, a group. */
+/* ACL records made, shared and dropped: a setACL moving the last holder of
+ * a list to a new one (4), a multi (5) and a group (6) that drop lists'
+ * last holders, make new lists and bring a dropped one back. */
+static int acl_under_test(struct kv *kv, int which)
+{
+	struct kv_apply_result r;
+	if (which == 4) {
+		struct kv_op op = acl_set_op("/a/l1", 7, -1);
+		struct kv_txn t = {
+			.type = KV_OP_SET_ACL, .zxid = ZXID_UNDER_TEST, .nops = 1, .ops = &op
+		};
+		int rc = kv_apply(kv, &t, &r);
+		if (rc == 0)
+			assert_int_equal(r.err, ZK_OK);
+		return rc;
+	}
+	struct kv_op ops[7] = { kvt_op(KV_OP_DELETE, "/a/l1"),    acl_create_op("/a/n6", "", 0, 6),
+				acl_create_op("/a/m6", "", 0, 6), kvt_op(KV_OP_DELETE, "/a/l3"),
+				acl_create_op("/a/n3", "", 0, 3), kvt_op(KV_OP_DELETE, "/a/s1"),
+				acl_create_op("/a/n1", "", 0, 1) };
+	if (which == 5) {
+		struct kv_txn t = {
+			.type = KV_OP_MULTI, .zxid = ZXID_UNDER_TEST, .nops = 7, .ops = ops
+		};
+		int rc = kv_apply(kv, &t, &r);
+		if (rc == 0)
+			assert_int_equal(r.err, ZK_OK);
+		return rc;
+	}
+	for (int i = 0; i < 7; i++) {
+		struct kv_txn t = {
+			.type = ops[i].type, .zxid = ZXID_UNDER_TEST + i, .nops = 1, .ops = &ops[i]
+		};
+		int rc = kv_group_add(kv, &t);
+		if (rc < 0) {
+			assert_int_equal(rc, KEEL_E_NOMEM);
+			assert_int_equal(kv_group_size(kv), 0);
+			return rc;
+		}
+	}
+	int rc = kv_group_publish(kv);
+	if (rc < 0)
+		assert_int_equal(kv_group_size(kv), 0);
+	return rc;
+}
+
+static uint64_t acl_records_checked(struct kv *kv)
+{
+	uint64_t rec, refs;
+	assert_int_equal(kv_acl_records(kv, true, &rec, &refs), 0);
+	return rec;
+}
+
+/* The transactions under test: a multi touching everything, a close, a group;
+ * a quota made in a multi (3); ACL records (4-6, acl_under_test). */
 static int apply_under_test(struct kv *kv, int which)
 {
 	struct kv_apply_result r;
 	if (which == 2)
 		return group_under_test(kv);
+	if (which >= 4)
+		return acl_under_test(kv, which);
 	if (which == 3) {
 		/* a quota made (and computed) in a multi, then used by its last op */
 		struct kv_op q[4];
@@ -156,12 +219,14 @@ static void walk_apply(int which)
 	assert_int_equal(apply_under_test(ref, which), 0);
 	uint64_t want = kv_view_digest(kv_view_get(ref));
 	uint64_t want_nodes = kv_view_node_count(kv_view_get(ref));
+	uint64_t want_records = acl_records_checked(ref);
 	long failures = 0;
 	for (long n = 1;; n++) {
 		assert_int_equal(kv_create(NULL, &kv), 0);
 		prepare(kv);
 		const struct kv_view *v = kv_view_get(kv);
 		uint64_t d0 = kv_view_digest(v), c0 = kv_view_node_count(v);
+		uint64_t r0 = acl_records_checked(kv);
 		int64_t z0 = kv_view_zxid(v);
 		kv_fault_countdown = n;
 		int rc = apply_under_test(kv, which);
@@ -173,12 +238,14 @@ static void walk_apply(int which)
 			assert_int_equal(kv_view_digest(v), d0);
 			assert_int_equal(kv_view_node_count(v), c0);
 			assert_int_equal(kv_view_zxid(v), z0);
+			assert_int_equal(acl_records_checked(kv), r0);
 			assert_int_equal(apply_under_test(kv, which), 0);
 		} else {
 			assert_int_equal(rc, 0);
 		}
 		assert_int_equal(kv_view_digest(kv_view_get(kv)), want);
 		assert_int_equal(kv_view_node_count(kv_view_get(kv)), want_nodes);
+		assert_int_equal(acl_records_checked(kv), want_records);
 		kv_destroy(kv);
 		kv_thread_quiescent();
 		if (left > 0)
@@ -205,6 +272,13 @@ static void test_fault_group(void **state)
 {
 	(void)state;
 	walk_apply(2);
+}
+
+static void test_fault_acl_records(void **state)
+{
+	(void)state;
+	for (int which = 4; which < 7; which++)
+		walk_apply(which);
 }
 
 /* The same with a quota on /a: its stats node is edited by each, and a
@@ -320,11 +394,13 @@ static void test_fault_restore(void **state)
 			failures++;
 			assert_int_equal(kv_view_node_count(kv_view_get(kv)), 1);
 			assert_int_equal(kv_view_zxid(kv_view_get(kv)), 0);
+			assert_int_equal(acl_records_checked(kv), 1);
 			s.pos = 0;
 			rc = kv_restore(kv, kvt_stream_read, &s);
 		}
 		assert_int_equal(rc, 0);
 		assert_int_equal(kv_view_digest(kv_view_get(kv)), want);
+		assert_int_equal(acl_records_checked(kv), acl_records_checked(src));
 		kv_destroy(kv);
 		kv_thread_quiescent();
 		if (left > 0)
@@ -339,9 +415,13 @@ static void test_fault_restore(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_fault_multi), cmocka_unit_test(test_fault_close_session),
-		cmocka_unit_test(test_fault_group), cmocka_unit_test(test_fault_restore),
-		cmocka_unit_test(test_fault_quota), cmocka_unit_test(test_fault_zk_numbering),
+		cmocka_unit_test(test_fault_multi),
+		cmocka_unit_test(test_fault_close_session),
+		cmocka_unit_test(test_fault_group),
+		cmocka_unit_test(test_fault_restore),
+		cmocka_unit_test(test_fault_quota),
+		cmocka_unit_test(test_fault_zk_numbering),
+		cmocka_unit_test(test_fault_acl_records),
 	};
 	int rc = cmocka_run_group_tests(tests, kvt_setup, kvt_teardown);
 	kv_barrier();

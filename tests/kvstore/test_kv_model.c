@@ -17,7 +17,7 @@
 
 #include <cmocka.h>
 
-#include "kvt.h"
+#include "acl_golden.h"
 
 #define MAXN  256
 #define MAXS  4
@@ -31,6 +31,7 @@ struct mnode {
 	char data[DLEN];
 	uint32_t dlen;
 	struct zk_stat st;
+	int acl; /* acl_list's number */
 };
 
 struct model {
@@ -215,7 +216,7 @@ static int m_check(struct model *m, const char *path, int32_t version)
 	return version != -1 && version != n->st.version ? ZK_EBADVERSION : ZK_OK;
 }
 
-static int m_setacl(struct model *m, const char *path, int32_t version)
+static int m_setacl(struct model *m, const char *path, int32_t version, int acl)
 {
 	struct mnode *n = mfind(m, path);
 	if (!n)
@@ -223,6 +224,7 @@ static int m_setacl(struct model *m, const char *path, int32_t version)
 	if (version != -1 && version != n->st.aversion)
 		return ZK_EBADVERSION;
 	n->st.aversion++;
+	n->acl = acl;
 	return ZK_OK;
 }
 
@@ -261,8 +263,15 @@ static const char *rdata(void)
 	return d;
 }
 
-static uint8_t aclbuf[16][64];
-static int acli;
+/* The acl_list number of an op's ACL. */
+static int acl_number(const struct kv_op *op)
+{
+	uint8_t b[128];
+	for (int k = 0; k < ACL_LISTS; k++)
+		if (acl_list(k, b, sizeof(b)) == op->acl_len && !memcmp(b, op->acl, op->acl_len))
+			return k;
+	abort();
+}
 
 static struct kv_op rop(int multi)
 {
@@ -272,6 +281,9 @@ static struct kv_op rop(int multi)
 	case 0: {
 		int modes[] = { 0, 0, 0, 1, 2, 3, 4, 5, 6 };
 		op = kvt_create_op(rpath(), rdata(), modes[rn(9)]);
+		/* mostly world:anyone:ALL, as clients; sometimes a list setACL uses */
+		if (rn(4) == 0)
+			op = acl_create_op(op.path, op.data, op.mode, 1 + rn(3));
 		if (op.mode >= 5)
 			op.ttl_ms = 1 + rn(100000);
 		break;
@@ -293,15 +305,10 @@ static struct kv_op rop(int multi)
 		op = kvt_op(KV_OP_CHECK, rpath());
 		op.version = rn(2) ? -1 : rn(3);
 		break;
-	default: {
-		struct kv_acl a = { KV_PERM_READ | KV_PERM_WRITE, "ip", 2, "10.1.1.1", 8 };
-		uint8_t *b = aclbuf[acli++ & 15];
-		op = kvt_op(KV_OP_SET_ACL, rpath());
-		op.acl = b;
-		op.acl_len = (uint32_t)kv_acl_encode(&a, 1, b, 64);
-		op.version = rn(2) ? -1 : rn(2);
+	default:
+		/* among the lists creates use, and the other order of one */
+		op = acl_set_op(rpath(), rn(5), rn(2) ? -1 : rn(2));
 		break;
-	}
 	}
 	return op;
 }
@@ -311,8 +318,13 @@ static int m_op(struct model *m, const struct kv_op *op, int64_t sid, int64_t zx
 {
 	created[0] = 0;
 	switch (op->type) {
-	case KV_OP_CREATE:
-		return m_create(m, op->path, op->data, op->mode, op->ttl_ms, sid, zxid, t, created);
+	case KV_OP_CREATE: {
+		int rc = m_create(m, op->path, op->data, op->mode, op->ttl_ms, sid, zxid, t,
+				  created);
+		if (rc == ZK_OK)
+			mfind(m, created)->acl = acl_number(op);
+		return rc;
+	}
 	case KV_OP_DELETE:
 		return m_delete(m, op->path, op->version, zxid);
 	case KV_OP_SET_DATA:
@@ -322,7 +334,7 @@ static int m_op(struct model *m, const struct kv_op *op, int64_t sid, int64_t zx
 	case KV_OP_DELETE_CONTAINER:
 		return m_delete_container(m, op->path, zxid);
 	default:
-		return m_setacl(m, op->path, op->version);
+		return m_setacl(m, op->path, op->version, acl_number(op));
 	}
 }
 
@@ -357,6 +369,10 @@ static void compare_all(struct kv *kv, struct model *m)
 		assert_int_equal(kn.data_len, n->dlen);
 		if (n->dlen)
 			assert_memory_equal(kn.data, n->data, n->dlen);
+		uint8_t acl[128];
+		uint32_t acl_len = acl_list(n->acl, acl, sizeof(acl));
+		assert_int_equal(kn.acl_len, acl_len);
+		assert_memory_equal(kn.acl, acl, acl_len);
 		/* children, by name */
 		char got[2048], want[2048];
 		struct kvt_names exp;
@@ -393,6 +409,15 @@ static void compare_all(struct kv *kv, struct model *m)
 		assert_int_equal(si.num_ephemerals, eph);
 	}
 	assert_int_equal(kv_view_session_count(v), ns);
+	/* one ACL record per list in use, each counting the nodes holding it */
+	bool used[ACL_LISTS] = { false };
+	uint64_t lists = 0, rec, refs;
+	for (int i = 0; i < MAXN; i++)
+		if (m->n[i].used && !used[m->n[i].acl])
+			used[m->n[i].acl] = true, lists++;
+	assert_int_equal(kv_acl_records(kv, true, &rec, &refs), 0);
+	assert_int_equal(rec, lists);
+	assert_int_equal(refs, count);
 }
 
 static uint8_t batch[1 << 20];

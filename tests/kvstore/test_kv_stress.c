@@ -11,7 +11,10 @@
  *  - children of /c are a sliding window [lo, hi) of numbered names (create
  *    hi, delete lo): one view must show a contiguous window whose size is
  *    numChildren and whose cversion is hi + lo (creates + deletes, as ZooKeeper
- *    3.8 counts them), moving only forward.
+ *    3.8 counts them), moving only forward. Each child has an ACL of its
+ *    own (digest id "n:<name>"), so every create makes an ACL record and
+ *    every delete retires one: a reader reads the lowest child's ACL, which
+ *    must name it (a record freed under a reader shows here, or to ASan).
  * Meanwhile a third thread writes a snapshot of whatever view is current
  * halfway through; restored afterwards it must give that view's digest and
  * zxid (the writer never waited for it). Readers run on both cores; the failures they find are
@@ -122,6 +125,17 @@ static void *reader(void *arg)
 				      id, w.lo, w.hi, w.count, cs.num_children, cs.cversion);
 			last_lo = w.lo;
 			last_hi = w.hi;
+			char cp[32], aid[32];
+			struct kv_node cn;
+			struct kv_acl a;
+			uint32_t pos = 0;
+			int cl = snprintf(cp, sizeof(cp), "/c/%010ld", w.lo);
+			int il = snprintf(aid, sizeof(aid), "n:%010ld", w.lo);
+			if (w.count && !w.bad &&
+			    (kv_get(v, cp, (size_t)cl, &cn) != ZK_OK ||
+			     kv_acl_next(cn.acl, cn.acl_len, &pos, &a) != 1 ||
+			     a.id_len != (uint32_t)il || memcmp(a.id, aid, (size_t)il)))
+				failf("reader %ld: %s missing or its ACL not its own\n", id, cp);
 		}
 		reads++;
 		if (first)
@@ -168,6 +182,7 @@ static void test_stress(void **state)
 	pthread_t th[READERS], snapper;
 	int32_t version[KEYS] = { 0 };
 	char paths[KEYS][32], data[3][32];
+	uint8_t acl[128];
 	struct kv_op ops[2];
 	struct kv_txn txn;
 	struct kv_apply_result res;
@@ -214,8 +229,14 @@ static void test_stress(void **state)
 		} else {
 			char name[32];
 			if (hi - lo < WINDOW) {
+				char id[32];
+				snprintf(id, sizeof(id), "n:%010ld", hi);
 				snprintf(name, sizeof(name), "/c/%010ld", hi++);
 				ops[0] = kvt_create_op(name, "", 0);
+				struct kv_acl a = { KV_PERM_ALL, "digest", 6, id,
+						    (uint32_t)strlen(id) };
+				ops[0].acl = acl;
+				ops[0].acl_len = (uint32_t)kv_acl_encode(&a, 1, acl, sizeof(acl));
 			} else {
 				snprintf(name, sizeof(name), "/c/%010ld", lo++);
 				ops[0] = kvt_op(KV_OP_DELETE, name);
@@ -247,6 +268,10 @@ static void test_stress(void **state)
 	assert_int_equal(kv_view_digest(kv_view_get(restored)), snap_digest);
 	assert_int_equal(kv_view_zxid(kv_view_get(restored)), snap_zxid);
 	assert_true(snap_zxid > 0);
+	uint64_t rec, refs, rec2, refs2;
+	assert_int_equal(kv_acl_records(kv, true, &rec, &refs), 0);
+	assert_int_equal(rec, 1 + (uint64_t)(hi - lo)); /* world:anyone:ALL and /c's children */
+	assert_int_equal(kv_acl_records(restored, true, &rec2, &refs2), 0);
 	fprintf(stderr, "stress: snapshot at zxid %lld, %zu bytes, restored equal\n",
 		(long long)snap_zxid, snap.len);
 	kv_destroy(restored);

@@ -1,0 +1,350 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * ACL lists interned (ZooKeeper's ACL cache): znodes holding the same encoded
+ * list share one record, another order or other perms is another record, and
+ * the references balance after every kind of write, a failed multi, a group
+ * and a restore (kv_acl_records' check after each step). A record dropped by
+ * the writer stays readable to a reader holding an older view until it
+ * passes a quiescent state. The digest and the snapshot bytes of a history
+ * are those the per-node store produced (acl_golden.h).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+
+#include "acl_golden.h"
+
+/* Records after kv_acl_records' full check, which must pass. */
+static uint64_t records(struct kv *kv)
+{
+	uint64_t rec, refs;
+	assert_int_equal(kv_acl_records(kv, true, &rec, &refs), 0);
+	return rec;
+}
+
+static uint64_t refs_of(struct kv *kv)
+{
+	uint64_t rec, refs;
+	assert_int_equal(kv_acl_records(kv, false, &rec, &refs), 0);
+	return refs;
+}
+
+static const uint8_t *acl_ptr(struct kv *kv, const char *path)
+{
+	struct kv_node nd;
+	assert_int_equal(kv_get(kv_view_get(kv), path, strlen(path), &nd), ZK_OK);
+	return nd.acl;
+}
+
+static void test_same_list_same_record(void **state)
+{
+	(void)state;
+	struct kv *kv;
+	int64_t z = 1;
+	assert_int_equal(kv_create(NULL, &kv), 0);
+	/* "/" holds world:anyone:ALL; kvt_create_op's ACL is the same list */
+	assert_int_equal(records(kv), 1);
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/w", "", 0), NULL), ZK_OK);
+	assert_int_equal(records(kv), 1);
+	assert_int_equal(refs_of(kv), 2);
+	assert_ptr_equal(acl_ptr(kv, "/w"), acl_ptr(kv, "/"));
+	/* one list, two creates: one record */
+	assert_int_equal(kvt_apply1(kv, z++, 0, acl_create_op("/b", "", 0, 1), NULL), ZK_OK);
+	assert_int_equal(kvt_apply1(kv, z++, 0, acl_create_op("/c", "", 0, 1), NULL), ZK_OK);
+	assert_int_equal(records(kv), 2);
+	assert_ptr_equal(acl_ptr(kv, "/b"), acl_ptr(kv, "/c"));
+	/* the same entries in the other order, and one entry with other perms:
+	 * other lists (ZooKeeper compares lists, and the order is what a
+	 * client reads back) */
+	assert_int_equal(kvt_apply1(kv, z++, 0, acl_create_op("/d", "", 0, 3), NULL), ZK_OK);
+	assert_int_equal(kvt_apply1(kv, z++, 0, acl_create_op("/e", "", 0, 4), NULL), ZK_OK);
+	assert_int_equal(kvt_apply1(kv, z++, 0, acl_create_op("/f", "", 0, 5), NULL), ZK_OK);
+	assert_int_equal(records(kv), 5);
+	assert_ptr_not_equal(acl_ptr(kv, "/d"), acl_ptr(kv, "/e"));
+	assert_ptr_not_equal(acl_ptr(kv, "/b"), acl_ptr(kv, "/f"));
+	/* each node reads back its own list */
+	uint8_t want[128];
+	struct kv_node nd;
+	for (int k = 3; k <= 5; k++) {
+		const char *p = k == 3 ? "/d" : k == 4 ? "/e" : "/f";
+		uint32_t n = acl_list(k, want, sizeof(want));
+		assert_int_equal(kv_get(kv_view_get(kv), p, 2, &nd), ZK_OK);
+		assert_int_equal(nd.acl_len, n);
+		assert_memory_equal(nd.acl, want, n);
+	}
+	/* many nodes, few lists */
+	char path[32];
+	for (int i = 0; i < 200; i++) {
+		snprintf(path, sizeof(path), "/w/n%d", i);
+		assert_int_equal(kvt_apply1(kv, z++, 0, acl_create_op(path, "", 0, i % 3), NULL),
+				 ZK_OK);
+	}
+	assert_int_equal(records(kv), 6); /* list 2 is new */
+	assert_int_equal(refs_of(kv), 207);
+	kv_destroy(kv);
+	kv_barrier();
+}
+
+/* The last holder going retires the record; setACL moves a reference; a
+ * setACL to the list a node has keeps its record. */
+static void test_refs_balance(void **state)
+{
+	(void)state;
+	struct kv *kv;
+	struct kv_apply_result r;
+	int64_t z = 1;
+	assert_int_equal(kv_create(NULL, &kv), 0);
+	assert_int_equal(kvt_apply1(kv, z++, 0, acl_create_op("/a", "", 0, 1), NULL), ZK_OK);
+	assert_int_equal(kvt_apply1(kv, z++, 0, acl_create_op("/b", "", 0, 1), NULL), ZK_OK);
+	assert_int_equal(records(kv), 2);
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_DELETE, "/a"), NULL), ZK_OK);
+	assert_int_equal(records(kv), 2);
+	const uint8_t *b1 = acl_ptr(kv, "/b");
+	assert_int_equal(kvt_apply1(kv, z++, 0, acl_set_op("/b", 1, 0), NULL), ZK_OK);
+	assert_ptr_equal(acl_ptr(kv, "/b"), b1);
+	assert_int_equal(records(kv), 2);
+	assert_int_equal(kvt_apply1(kv, z++, 0, acl_set_op("/b", 2, -1), NULL), ZK_OK);
+	assert_int_equal(records(kv), 2); /* 1 went with its last holder, 2 came */
+	assert_int_equal(kvt_apply1(kv, z++, 0, acl_set_op("/b", 0, -1), NULL), ZK_OK);
+	assert_int_equal(records(kv), 1);
+	assert_ptr_equal(acl_ptr(kv, "/b"), acl_ptr(kv, "/"));
+	/* a refused setACL, a setACL of a missing node: nothing moves */
+	assert_int_equal(kvt_apply1(kv, z++, 0, acl_set_op("/b", 3, 7), NULL), ZK_EBADVERSION);
+	assert_int_equal(kvt_apply1(kv, z++, 0, acl_set_op("/nope", 3, -1), NULL), ZK_ENONODE);
+	assert_int_equal(records(kv), 1);
+
+	/* A multi that drops a list's last holder and creates two nodes with it:
+	 * a new record for the rest of the draft. */
+	assert_int_equal(kvt_apply1(kv, z++, 0, acl_create_op("/c", "", 0, 6), NULL), ZK_OK);
+	assert_int_equal(records(kv), 2);
+	struct kv_op m[3] = { kvt_op(KV_OP_DELETE, "/c"), acl_create_op("/c1", "", 0, 6),
+			      acl_create_op("/c2", "", 0, 6) };
+	assert_int_equal(kvt_multi(kv, z++, 0, m, 3, &r), ZK_OK);
+	assert_int_equal(records(kv), 2);
+	assert_ptr_equal(acl_ptr(kv, "/c1"), acl_ptr(kv, "/c2"));
+	/* a multi failing after it made a list, dropped another's last holder
+	 * and shared a third: all as before */
+	uint64_t refs0 = refs_of(kv);
+	const uint8_t *c1 = acl_ptr(kv, "/c1");
+	struct kv_op f[6] = { acl_create_op("/x", "", 0, 7), kvt_op(KV_OP_DELETE, "/c1"),
+			      kvt_op(KV_OP_DELETE, "/c2"),   acl_create_op("/y", "", 0, 6),
+			      acl_create_op("/z", "", 0, 0), kvt_op(KV_OP_CHECK, "/nowhere") };
+	assert_int_equal(kvt_multi(kv, z++, 0, f, 6, &r), ZK_ENONODE);
+	assert_int_equal(records(kv), 2);
+	assert_int_equal(refs_of(kv), refs0);
+	assert_ptr_equal(acl_ptr(kv, "/c1"), c1);
+	/* and the same multi without its failing op */
+	assert_int_equal(kvt_multi(kv, z++, 0, f, 5, &r), ZK_OK);
+	assert_int_equal(records(kv), 3); /* world, 6 (on /y), 7 */
+	assert_int_equal(refs_of(kv), refs0 + 1);
+
+	/* a session's ephemerals go with it at close */
+	assert_int_equal(kvt_session(kv, z++, KV_OP_CREATE_SESSION, 9, 3000, NULL), ZK_OK);
+	assert_int_equal(
+		kvt_apply1(kv, z++, 9, acl_create_op("/e1", "", KV_MODE_EPHEMERAL, 5), NULL),
+		ZK_OK);
+	assert_int_equal(
+		kvt_apply1(kv, z++, 9, acl_create_op("/e2", "", KV_MODE_EPHEMERAL, 5), NULL),
+		ZK_OK);
+	assert_int_equal(records(kv), 4);
+	assert_int_equal(kvt_session(kv, z++, KV_OP_CLOSE_SESSION, 9, 0, NULL), ZK_OK);
+	assert_int_equal(records(kv), 3);
+	/* deleteContainer */
+	assert_int_equal(
+		kvt_apply1(kv, z++, 0, acl_create_op("/ct", "", KV_MODE_CONTAINER, 5), NULL),
+		ZK_OK);
+	assert_int_equal(records(kv), 4);
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_DELETE_CONTAINER, "/ct"), NULL),
+			 ZK_OK);
+	assert_int_equal(records(kv), 3);
+	/* the built-in nodes: world:anyone:ALL shared, world READ for the config */
+	assert_int_equal(kv_zookeeper_nodes(kv), 0);
+	assert_int_equal(records(kv), 4);
+	assert_ptr_equal(acl_ptr(kv, "/zookeeper"), acl_ptr(kv, "/"));
+	kv_destroy(kv);
+	kv_barrier();
+}
+
+/* Group apply: creates sharing a new list, the last holder of another
+ * deleted, a create bringing that list back, all in one published version. */
+static void test_group(void **state)
+{
+	(void)state;
+	struct kv *kv;
+	int64_t z = 1;
+	assert_int_equal(kv_create(NULL, &kv), 0);
+	assert_int_equal(kvt_apply1(kv, z++, 0, acl_create_op("/g", "", 0, 1), NULL), ZK_OK);
+	assert_int_equal(records(kv), 2);
+	struct kv_op ops[5] = { acl_create_op("/g1", "", 0, 3), acl_create_op("/g2", "", 0, 3),
+				kvt_op(KV_OP_DELETE, "/g"), acl_create_op("/g3", "", 0, 1),
+				acl_create_op("/g1", "", 0, 4) /* NodeExists */ };
+	for (int i = 0; i < 5; i++) {
+		struct kv_txn t = {
+			.type = ops[i].type, .zxid = z++, .time_ms = 5, .nops = 1, .ops = &ops[i]
+		};
+		assert_int_equal(kv_group_add(kv, &t), 0);
+	}
+	uint64_t rec, refs;
+	assert_int_equal(kv_acl_records(kv, false, &rec, &refs), KEEL_E_STATE);
+	assert_int_equal(kv_group_publish(kv), 0);
+	assert_int_equal(records(kv), 3); /* world, 3, 1 (a new record on /g3) */
+	assert_int_equal(refs_of(kv), 4);
+	assert_ptr_equal(acl_ptr(kv, "/g1"), acl_ptr(kv, "/g2"));
+	kv_destroy(kv);
+	kv_barrier();
+}
+
+/* The digest and the snapshot of a history are byte for byte what the store
+ * made when each znode had its own copy of its ACL (replicas of different
+ * versions compare digests; a snapshot of either restores on the other).
+ * The figures were printed by acl_golden_history on main at a5a579d. */
+static void test_golden_digest(void **state)
+{
+	(void)state;
+	struct kv *kv, *back;
+	struct kvt_stream s = { 0 };
+	assert_int_equal(kv_create(NULL, &kv), 0);
+	acl_golden_history(kv);
+	assert_int_equal(kv_snapshot_write(kv_view_get(kv), kvt_stream_write, &s), 0);
+	assert_int_equal(kv_view_digest(kv_view_get(kv)), 0x78720a53c274241cull);
+	assert_int_equal(s.len, 1089);
+	assert_int_equal(keel_crc32c(0, s.b, s.len), 0x48674bc7u);
+	/* lists in use: world ALL (/, /a, built-ins), world READ (config, /a/b),
+	 * 1 (/a/c), 6 (/m1, /m2) */
+	assert_int_equal(records(kv), 4);
+	/* restored: every list interned again, one record each, same digest */
+	assert_int_equal(kv_create(NULL, &back), 0);
+	assert_int_equal(kv_restore(back, kvt_stream_read, &s), 0);
+	assert_int_equal(kv_view_digest(kv_view_get(back)), kv_view_digest(kv_view_get(kv)));
+	assert_int_equal(records(back), 4);
+	assert_int_equal(refs_of(back), refs_of(kv));
+	assert_ptr_equal(acl_ptr(back, "/m1"), acl_ptr(back, "/m2"));
+	assert_ptr_equal(acl_ptr(back, "/a"), acl_ptr(back, "/"));
+	assert_ptr_equal(acl_ptr(back, "/a/b"), acl_ptr(back, "/zookeeper/config"));
+	free(s.b);
+	kv_destroy(back);
+	kv_destroy(kv);
+	kv_barrier();
+}
+
+/* A restore whose image is bad leaves the empty store's records as they were. */
+static void test_restore_refused(void **state)
+{
+	(void)state;
+	struct kv *kv, *back;
+	struct kvt_stream s = { 0 };
+	assert_int_equal(kv_create(NULL, &kv), 0);
+	acl_golden_history(kv);
+	assert_int_equal(kv_snapshot_write(kv_view_get(kv), kvt_stream_write, &s), 0);
+	s.b[s.len - 1] ^= 1; /* the CRC */
+	assert_int_equal(kv_create(NULL, &back), 0);
+	assert_int_equal(kv_restore(back, kvt_stream_read, &s), KEEL_E_CORRUPT);
+	assert_int_equal(records(back), 1);
+	assert_int_equal(refs_of(back), 1);
+	s.b[s.len - 1] ^= 1;
+	s.pos = 0;
+	assert_int_equal(kv_restore(back, kvt_stream_read, &s), 0);
+	assert_int_equal(records(back), 4);
+	free(s.b);
+	kv_destroy(back);
+	kv_destroy(kv);
+	kv_barrier();
+}
+
+/* A reader's view taken before the writer dropped a list's last holder
+ * still reads that list, through the writer's reclaim passes, until the
+ * reader's quiescent state; then the record is freed (ASan: no use after
+ * free before, no leak after). */
+static void test_reader_keeps_dropped_record(void **state)
+{
+	(void)state;
+	struct kv *kv;
+	int64_t z = 1;
+	uint8_t want[128];
+	uint32_t n = acl_list(7, want, sizeof(want));
+	assert_int_equal(kv_create(NULL, &kv), 0);
+	assert_int_equal(kvt_apply1(kv, z++, 0, acl_create_op("/r", "", 0, 7), NULL), ZK_OK);
+	const struct kv_view *old = kv_view_get(kv);
+	struct kv_node nd;
+	assert_int_equal(kv_get(old, "/r", 2, &nd), ZK_OK);
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_DELETE, "/r"), NULL), ZK_OK);
+	assert_int_equal(records(kv), 1);
+	for (int i = 0; i < 600; i++) {
+		struct kv_op op = kvt_op(KV_OP_SET_DATA, "/");
+		op.data = "x";
+		op.data_len = 1;
+		assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), ZK_OK);
+		kv_reclaim(kv);
+	}
+	assert_int_equal(nd.acl_len, n);
+	assert_memory_equal(nd.acl, want, n);
+	struct kv_node again;
+	assert_int_equal(kv_get(old, "/r", 2, &again), ZK_OK);
+	assert_ptr_equal(again.acl, nd.acl);
+	kv_thread_quiescent();
+	kv_barrier();
+	kv_destroy(kv);
+	kv_barrier();
+}
+
+/* More lists than the table's first buckets (it grows), half dropped, the
+ * rest through a snapshot: each list one record. */
+static void test_many_lists(void **state)
+{
+	(void)state;
+	struct kv *kv, *back;
+	struct kvt_stream s = { 0 };
+	int64_t z = 1;
+	char path[32], id[32];
+	uint8_t acl[128];
+	assert_int_equal(kv_create(NULL, &kv), 0);
+	for (int i = 0; i < 300; i++) {
+		snprintf(path, sizeof(path), "/n%d", i);
+		snprintf(id, sizeof(id), "10.0.%d.%d", i / 100, i % 100);
+		struct kv_acl a = { KV_PERM_READ, "ip", 2, id, (uint32_t)strlen(id) };
+		struct kv_op op = kvt_create_op(path, "", 0);
+		op.acl = acl;
+		op.acl_len = (uint32_t)kv_acl_encode(&a, 1, acl, sizeof(acl));
+		assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), ZK_OK);
+		/* every third list twice */
+		if (i % 3 == 0) {
+			snprintf(path, sizeof(path), "/m%d", i);
+			op.path = path;
+			op.path_len = (uint32_t)strlen(path);
+			assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), ZK_OK);
+		}
+	}
+	assert_int_equal(records(kv), 301);
+	for (int i = 0; i < 300; i += 2) {
+		snprintf(path, sizeof(path), "/n%d", i);
+		assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_DELETE, path), NULL), ZK_OK);
+	}
+	/* 150 lists left on /n<odd>, and the even multiples of 3 on /m: 50 */
+	assert_int_equal(records(kv), 1 + 150 + 50);
+	assert_int_equal(kv_snapshot_write(kv_view_get(kv), kvt_stream_write, &s), 0);
+	assert_int_equal(kv_create(NULL, &back), 0);
+	assert_int_equal(kv_restore(back, kvt_stream_read, &s), 0);
+	assert_int_equal(records(back), 201);
+	assert_int_equal(refs_of(back), refs_of(kv));
+	assert_int_equal(kv_view_digest(kv_view_get(back)), kv_view_digest(kv_view_get(kv)));
+	free(s.b);
+	kv_destroy(back);
+	kv_destroy(kv);
+	kv_barrier();
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_same_list_same_record),
+		cmocka_unit_test(test_refs_balance),
+		cmocka_unit_test(test_group),
+		cmocka_unit_test(test_golden_digest),
+		cmocka_unit_test(test_restore_refused),
+		cmocka_unit_test(test_reader_keeps_dropped_record),
+		cmocka_unit_test(test_many_lists),
+	};
+	return cmocka_run_group_tests(tests, kvt_setup, kvt_teardown);
+}
