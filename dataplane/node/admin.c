@@ -329,6 +329,21 @@ int keeld_admin_start(struct keeld *k)
 				"the spinning off.");
 		}
 	}
+	_Static_assert(KEELD_PEER_MSG_TYPES == MGMT_PEER_MSG_TYPES, "type names in mgmt.h");
+	for (int i = 0; i < KEELD_PEER_MSG_TYPES; i++) {
+		char lb[48];
+		snprintf(lb, sizeof(lb), "type=\"%s\"", mgmt_peer_msg_type_names[i]);
+		k->peer_malformed_c[i] = mgmt_metrics_counter(
+			k->metrics, "keel_peer_messages_malformed_total", lb,
+			"Peer messages dropped because their body does not decode, by keel message "
+			"type (raft: a Raft message; snap: an InstallSnapshot chunk with its "
+			"image's "
+			"sum; fwd: a follower's forwarded requests; fwd_refused: the leader's "
+			"refusals of them; touch: sessions alive, levels and items; refused: a "
+			"REFUSED with no protocol level; unknown: a type this node does not know). "
+			"Logged, rate-limited, with the peer. Frames the transport drops (CRC, "
+			"header, cluster id) are keel_frames_dropped_total.");
+	}
 	struct mgmt_counter *live_c = mgmt_metrics_counter(
 		k->metrics, "keel_live_config_damaged_total", "",
 		"live.cfg files found damaged (checksum, format, a key refused) at this "
