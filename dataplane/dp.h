@@ -471,7 +471,8 @@ int dp_path_info(const dp_transport *t, uint16_t to, struct dp_path_info *out);
 /*
  * While running (the transport's thread): change one fault-injection key
  * (dp.test_loss_ppm, dp.test_corrupt_ppm, dp.test_delay_us,
- * dp.test_jitter_us, dp.test_reorder_ppm, dp.test_dup_ppm, dp.test_peer),
+ * dp.test_jitter_us, dp.test_reorder_ppm, dp.test_dup_ppm, dp.test_peer,
+ * dp.test_path_mtu),
  * validated as dp_config_set()
  * does. Any other key: KEEL_E_CONFIG, err saying it is fixed at start.
  * Frames already held keep their release time.

@@ -303,7 +303,7 @@ int dp_set_test_fault(dp_transport *t, const char *key, const char *value, char 
 	static const char *const live[] = { "dp.test_loss_ppm",    "dp.test_corrupt_ppm",
 					    "dp.test_delay_us",    "dp.test_jitter_us",
 					    "dp.test_reorder_ppm", "dp.test_dup_ppm",
-					    "dp.test_peer" };
+					    "dp.test_peer",        "dp.test_path_mtu" };
 	bool ok = false;
 	for (size_t i = 0; i < KEEL_ARRAY_SIZE(live); i++)
 		ok |= !strcmp(key, live[i]);
@@ -325,6 +325,7 @@ int dp_set_test_fault(dp_transport *t, const char *key, const char *value, char 
 	t->cfg.test_reorder_ppm = c.test_reorder_ppm;
 	t->cfg.test_dup_ppm = c.test_dup_ppm;
 	t->cfg.test_peer = c.test_peer;
+	t->cfg.test_path_mtu = c.test_path_mtu;
 	return 0;
 }
 

@@ -652,6 +652,13 @@ static bool settled(dp_transport *a)
 	return dp_path_info(a, 2, &pi) == 0 && pi.blackhole && !pi.searching;
 }
 
+/* ... a second time, below 1000 */
+static bool settled_again(dp_transport *a)
+{
+	struct dp_path_info pi;
+	return settled(a) && dp_path_info(a, 2, &pi) == 0 && pi.blackholes == 2 && pi.mtu <= 1000;
+}
+
 /* Probes every 100 ms (dp.test_probe_ms): a search takes ~2 s, not ~15. */
 static void probe_100ms(struct dp_config *c)
 {
@@ -661,8 +668,11 @@ static void probe_100ms(struct dp_config *c)
 
 static void auto_probe_100ms(struct dp_config *c)
 {
+	char err[256];
 	mtu_auto(c);
 	probe_100ms(c);
+	/* the upward probe 1 s after a search ends, not 10 */
+	assert_int_equal(dp_config_set(c, "dp.mtu_probe_s", "1", err, sizeof(err)), 0);
 }
 
 /* Node 2 behind a path that drops datagrams over 1400 B without a word. */
@@ -714,9 +724,34 @@ static void test_black_hole_search(void **state)
 	assert_int_equal(st.v[DP_CTR_TX_MTU_BLACKHOLE_CLEARED], 0);
 	send_check(a, b, 2, 100000, frames_for(100000, pi.mtu));
 	/* node 2's own frames to node 1 were never cut: its path is whole */
-	assert_int_equal(dp_path_info(b, 1, &pi), 0);
+	struct dp_path_info pb;
+	assert_int_equal(dp_path_info(b, 1, &pb), 0);
+	assert_false(pb.blackhole);
+	assert_int_equal(pb.blackholes, 0);
+
+	/* The path shrinks again (1000): the probes of the size settled on are
+	 * lost, a second black hole, a search below it. */
+	char err[256];
+	assert_int_equal(dp_set_test_fault(b, "dp.test_path_mtu", "1000", err, sizeof(err)), 0);
+	assert_true(pump(a, 1, b, 2, settled_again));
+	assert_int_equal(dp_path_info(a, 2, &pi), 0);
+	assert_true(pi.mtu > 1000 - 16 && pi.mtu <= 1000);
+	assert_int_equal(pi.blackholes, 2);
+	dp_stats(a, &st);
+	assert_int_equal(st.v[DP_CTR_TX_MTU_BLACKHOLE], 2);
+	send_check(a, b, 2, 100000, frames_for(100000, pi.mtu));
+
+	/* The path mended: the next full-size probe (dp.mtu_probe_s=1) passes and
+	 * frames are cut for node 2's limit again, 2,076. */
+	assert_int_equal(dp_set_test_fault(b, "dp.test_path_mtu", "0", err, sizeof(err)), 0);
+	assert_true(pump(a, 1, b, 2, capped_2076));
+	assert_int_equal(dp_path_info(a, 2, &pi), 0);
 	assert_false(pi.blackhole);
-	assert_int_equal(pi.blackholes, 0);
+	assert_false(pi.searching);
+	assert_int_equal(pi.blackholes, 2);
+	dp_stats(a, &st);
+	assert_int_equal(st.v[DP_CTR_TX_MTU_BLACKHOLE_CLEARED], 1);
+	send_check(a, b, 2, 100000, frames_for(100000, 2076));
 	dp_close(a);
 	dp_close(b);
 }
