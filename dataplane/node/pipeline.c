@@ -1327,24 +1327,16 @@ static void fref_bad(struct pipeline *p, const struct dp_msg *m, const char *why
 /* Follower: FWD_REFUSED from the leader. */
 static void on_fwd_refused(struct pipeline *p, const struct dp_msg *m)
 {
-	if (m->len < FREF_HDR) {
-		fref_bad(p, m, "shorter than its header");
+	_Static_assert(FREF_HDR == NODE_FREF_HDR_BYTES && FREF_ITEM == NODE_FREF_ITEM_BYTES,
+		       "node_fref_check reads what refused_flush writes");
+	const char *why;
+	int rc = node_fref_check(m->data, m->len, KV_TXN_MAX_OPS, &why);
+	if (rc < 0) {
+		fref_bad(p, m, why);
 		return;
 	}
-	uint32_t n = get32(m->data);
+	uint32_t n = (uint32_t)rc;
 	uint64_t term = get64(m->data + 4);
-	if (n > (m->len - FREF_HDR) / FREF_ITEM) {
-		fref_bad(p, m, "fewer bytes than its count of refusals");
-		return;
-	}
-	for (uint32_t i = 0; i < n; i++) {
-		const uint8_t *e = m->data + FREF_HDR + (size_t)i * FREF_ITEM;
-		uint32_t bad = get32(e + 8), nops = get32(e + 12);
-		if (!nops || nops > KV_TXN_MAX_OPS || bad >= nops || (int32_t)get32(e + 16) >= 0) {
-			fref_bad(p, m, "a refusal with no failing op or no error");
-			return;
-		}
-	}
 	if (n == 0) {
 		/* acl_ping_send: the heartbeat response this turn makes (or
 		 * holds already) goes to the leader at once (acl_flush). */
@@ -2108,15 +2100,17 @@ static void on_raft(struct pipeline *p, const struct dp_msg *m)
  */
 static void on_snap(struct pipeline *p, const struct dp_msg *m)
 {
-	if (m->len <= KEELD_SNAP_SUM_BYTES || get32(m->data + 12) != 0) {
+	_Static_assert(KEELD_SNAP_SUM_BYTES == NODE_SNAP_SUM_BYTES, "node_snap_sum_parse");
+	uint64_t bytes;
+	uint32_t crc;
+	if (node_snap_sum_parse(m->data, m->len, &bytes, &crc) < 0) {
 		peer_bad(p, m, false, "no image sum ahead of the Raft message");
 		return;
 	}
 	struct dp_msg r = *m;
 	r.data += KEELD_SNAP_SUM_BYTES;
 	r.len -= KEELD_SNAP_SUM_BYTES;
-	p->rx_sum_next =
-		(struct img_sum){ .bytes = get64(m->data), .crc = get32(m->data + 8), .ok = true };
+	p->rx_sum_next = (struct img_sum){ .bytes = bytes, .crc = crc, .ok = true };
 	on_raft(p, &r);
 	p->rx_sum_next.ok = false;
 }
