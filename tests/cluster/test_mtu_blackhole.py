@@ -182,6 +182,15 @@ class BlackHole(unittest.TestCase):
                 self.assertFalse(po["blackhole"], po)
                 self.assertEqual(po["mtu"], 1500, po)
                 self.assertIsNone(po["blackhole_age_ms"], po)
+                # keelctl status says it too, under the table
+                keelctl = os.path.join(os.path.dirname(keeld), "..", "..", "mgmt", "keelctl")
+                if os.access(keelctl, os.X_OK):
+                    r = net.run(0, [keelctl, "--only", "--admin", "%s:%d" % (leader, ADMIN_PORT),
+                                    "status"])
+                    self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+                    self.assertRegex(r.stdout, r"paths to .*3: mtu %d, limit \d+ BLACKHOLE \d+ s "
+                                     r"ago, 1 found, probes \d+/\d+ answered, [1-9]\d* lost"
+                                     % pa["mtu"])
                 li = [net.addr(i) for i in range(3)].index(leader)
                 with open(logs[li], errors="replace") as f:
                     log = f.read()
