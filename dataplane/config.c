@@ -165,6 +165,9 @@ static const struct key keys[] = {
 	{ "dp.test_dup_ppm", K_U32, F(test_dup_ppm), 0, 0, 1000000, "ppm 0..1000000" },
 	{ "dp.test_peer", K_U16, F(test_peer), 0, 0, DP_MAX_NODES - 1,
 	  "a peer id 1..255, or 0 for every peer" },
+	{ "dp.test_path_mtu", K_U16, F(test_path_mtu), 0, 0, DP_MTU_MAX,
+	  "an IP MTU 0..65535 (0: off)" },
+	{ "dp.test_probe_ms", K_U32, F(test_probe_ms), 0, 0, 60000, "ms 0..60000 (0: 1000)" },
 };
 #undef F
 #undef S

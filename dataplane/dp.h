@@ -378,6 +378,15 @@ struct dp_config {
 	 * so a scoped fault is one direction of one link (asymmetric).
 	 */
 	uint16_t test_peer; /* dp.test_peer */
+	/*
+	 * A path that drops long datagrams without a word (a PMTUD black hole),
+	 * at the receiver: every frame arriving from any peer whose IP datagram
+	 * would be longer than test_path_mtu is dropped before it is parsed,
+	 * counted nowhere (the path's loss); probes and acks too.
+	 */
+	uint16_t test_path_mtu; /* dp.test_path_mtu */
+	/* The transport's probe period (transport.c, "probes"): 0 = 1000 ms. */
+	uint32_t test_probe_ms; /* dp.test_probe_ms */
 };
 
 void dp_config_init(struct dp_config *c);
@@ -432,16 +441,38 @@ uint16_t dp_mtu(const dp_transport *t);
 bool dp_mtu_is_auto(const dp_transport *t);
 /*
  * The MTU frames to peer `to` are cut for: dp_mtu(), or less when the peer
- * said it takes shorter datagrams (its dp.udp_rx_buf_bytes), or DP_MTU_MIN
- * while big frames to it vanish on the path (a PMTUD black hole; dp.mtu=auto
- * over kernel UDP). 0 for an unknown peer.
+ * said it takes shorter datagrams (its dp.udp_rx_buf_bytes), or less while
+ * big frames to it vanish on the path (a PMTUD black hole; dp.mtu=auto over
+ * kernel UDP): DP_MTU_MIN while the sizes between are probed, then the
+ * largest size answered. 0 for an unknown peer.
  */
 uint16_t dp_mtu_to(const dp_transport *t, uint16_t to);
 
 /*
+ * One peer's path as the transport's probes know it (transport.c, "probes";
+ * kernel UDP: a DPDK transport sends no probes, so only mtu is set there).
+ * A plain value, copied out.
+ */
+struct dp_path_info {
+	uint16_t mtu;             /* dp_mtu_to() */
+	uint32_t peer_rx_limit;   /* the longest datagram it said it takes (0: not said) */
+	bool answers;             /* it sent a probe or an ack: it answers probes */
+	bool blackhole;           /* frames to it cut below the path's MTU: a black hole */
+	bool searching;           /* ... and sizes between are being probed */
+	uint64_t blackhole_ns;    /* keel_now_ns() when the last one was found (0: never) */
+	uint32_t blackholes;      /* black holes found on the path to it */
+	uint32_t probes_sent;     /* probes sent to it (a small one with each full-size) */
+	uint32_t probes_answered; /* ... whose ack came back before the next probe */
+	uint32_t probes_lost;     /* sized probes lost while the small one was answered */
+};
+/* 0 and *out filled, or KEEL_E_UNKNOWN_PEER. Any time, the transport's thread. */
+int dp_path_info(const dp_transport *t, uint16_t to, struct dp_path_info *out);
+
+/*
  * While running (the transport's thread): change one fault-injection key
  * (dp.test_loss_ppm, dp.test_corrupt_ppm, dp.test_delay_us,
- * dp.test_jitter_us, dp.test_reorder_ppm, dp.test_dup_ppm, dp.test_peer),
+ * dp.test_jitter_us, dp.test_reorder_ppm, dp.test_dup_ppm, dp.test_peer,
+ * dp.test_path_mtu),
  * validated as dp_config_set()
  * does. Any other key: KEEL_E_CONFIG, err saying it is fixed at start.
  * Frames already held keep their release time.

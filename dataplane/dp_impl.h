@@ -94,7 +94,7 @@ struct dp_transport {
 	struct dp_path {
 		uint32_t rx_limit; /* the peer's (its probes and acks); 0: not heard */
 		bool speaks;       /* it sent a probe or an ack: it answers probes */
-		bool fallen;       /* a black hole: cut for DP_MTU_MIN meanwhile */
+		bool fallen;       /* a black hole: frames cut for cap_unit */
 		bool upward;       /* the outstanding probe asks whether it is over */
 		uint8_t acks_due;  /* probes of its to answer (ack_id) */
 		uint8_t misses;    /* full-size probes unanswered in a row */
@@ -109,6 +109,13 @@ struct dp_transport {
 		uint64_t first_heard_ns; /* the first (probed from a second later on) */
 		uint64_t up_ns;          /* fallen: the next upward probe */
 		uint32_t up_wait_s;      /* ... and the wait after it, doubling to dp.mtu_probe_s */
+		/* fallen: the frag unit frames to it are cut for (while the search
+		 * runs, DP_MTU_MIN's); the search: lo_unit answered, hi_unit not
+		 * (0: no search), try_unit the size of its outstanding probe */
+		uint16_t cap_unit, lo_unit, hi_unit, try_unit;
+		uint64_t fallen_ns; /* when the last black hole was found (0: none) */
+		/* dp_path_info()'s counts */
+		uint32_t probes_tx, probes_acked, probes_lost, blackholes;
 	} path[DP_MAX_NODES];
 };
 

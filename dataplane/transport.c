@@ -303,7 +303,7 @@ int dp_set_test_fault(dp_transport *t, const char *key, const char *value, char 
 	static const char *const live[] = { "dp.test_loss_ppm",    "dp.test_corrupt_ppm",
 					    "dp.test_delay_us",    "dp.test_jitter_us",
 					    "dp.test_reorder_ppm", "dp.test_dup_ppm",
-					    "dp.test_peer" };
+					    "dp.test_peer",        "dp.test_path_mtu" };
 	bool ok = false;
 	for (size_t i = 0; i < KEEL_ARRAY_SIZE(live); i++)
 		ok |= !strcmp(key, live[i]);
@@ -325,6 +325,7 @@ int dp_set_test_fault(dp_transport *t, const char *key, const char *value, char 
 	t->cfg.test_reorder_ppm = c.test_reorder_ppm;
 	t->cfg.test_dup_ppm = c.test_dup_ppm;
 	t->cfg.test_peer = c.test_peer;
+	t->cfg.test_path_mtu = c.test_path_mtu;
 	return 0;
 }
 
@@ -373,9 +374,16 @@ int dp_set_cpu_dma_latency(dp_transport *t, bool on)
  * 10 % loss each way 3 misses in a row of any probe happened about every
  * 3 minutes). PROBE_MISSES such in a row (none answered full-size between)
  * and frames to that peer are cut for DP_MTU_MIN (counted
- * tx_mtu_blackhole, logged); a full-size probe goes again after 10 s, then
- * after waits doubling to dp.mtu_probe_s, and once one is answered the
- * frames are cut as before (tx_mtu_blackhole_cleared, logged). A peer that
+ * tx_mtu_blackhole, logged) while the sizes between are searched: a probe
+ * halfway between the largest size answered and the smallest lost, every
+ * period, judged as the full-size ones (SEARCH_MISSES lost with the small
+ * one answered: too long), until the two are within SEARCH_GRAIN; then
+ * frames are cut for the largest answered (logged), so a path of 1400 is
+ * not cut to 576 (before 2026-11-23 it was, until the upward probe). A
+ * full-size probe goes again 10 s later, then after waits doubling to
+ * dp.mtu_probe_s, and once one is answered the frames are cut as before
+ * (tx_mtu_blackhole_cleared, logged); full-size probes lost at the size
+ * settled on start another search below it. A peer that
  * never answered a probe (an older release, which delivers the frame to
  * its node, which ignores the type) is never judged. Probes and acks are
  * counted tx_ctl / rx_ctl, not in the frame counts, and bypass the test
@@ -387,6 +395,16 @@ int dp_set_cpu_dma_latency(dp_transport *t, bool on)
 #define PROBE_NS       1000000000ull
 #define PROBE_MISSES   6  /* with the small probe answered each time */
 #define PROBE_UP_FIRST 10 /* s: the first upward probe after a fall */
+/* A wrong "too long" only settles lower, until the upward probe: fewer
+ * misses than a fall needs, which costs the peer's full frames. */
+#define SEARCH_MISSES 2
+#define SEARCH_GRAIN  16 /* bytes: the search stops within this of the limit */
+
+/* The probe period: 1 s, or dp.test_probe_ms. */
+static uint64_t probe_ns(const dp_transport *t)
+{
+	return t->cfg.test_probe_ms ? (uint64_t)t->cfg.test_probe_ms * 1000000u : PROBE_NS;
+}
 
 static uint16_t unit_to(const dp_transport *t, uint16_t to)
 {
@@ -395,7 +413,7 @@ static uint16_t unit_to(const dp_transport *t, uint16_t to)
 	if (pp->rx_limit && pp->rx_limit - DP_HDR_BYTES < u)
 		u = (uint16_t)(pp->rx_limit - DP_HDR_BYTES);
 	if (pp->fallen)
-		u = KEEL_MIN(u, frag_unit_of(DP_MTU_MIN));
+		u = KEEL_MIN(u, pp->cap_unit);
 	return u;
 }
 
@@ -404,6 +422,26 @@ uint16_t dp_mtu_to(const dp_transport *t, uint16_t to)
 	if (to == 0 || to >= DP_MAX_NODES || !t->cfg.peers[to].configured)
 		return 0;
 	return (uint16_t)(unit_to(t, to) + DP_IP_BYTES + DP_UDP_BYTES + DP_HDR_BYTES);
+}
+
+int dp_path_info(const dp_transport *t, uint16_t to, struct dp_path_info *out)
+{
+	if (to == 0 || to >= DP_MAX_NODES || !t->cfg.peers[to].configured)
+		return KEEL_E_UNKNOWN_PEER;
+	const struct dp_path *pp = &t->path[to];
+	*out = (struct dp_path_info){
+		.mtu = dp_mtu_to(t, to),
+		.peer_rx_limit = pp->rx_limit,
+		.answers = pp->speaks,
+		.blackhole = pp->fallen,
+		.searching = pp->hi_unit != 0,
+		.blackhole_ns = pp->fallen_ns,
+		.blackholes = pp->blackholes,
+		.probes_sent = pp->probes_tx,
+		.probes_answered = pp->probes_acked,
+		.probes_lost = pp->probes_lost,
+	};
+	return 0;
 }
 
 /* One probe or ack to `to`, len bytes of payload (>= CTL_BYTES), as one frame. */
@@ -434,6 +472,36 @@ static void ctl_send(dp_transport *t, uint16_t to, uint8_t kind, uint32_t id, si
 	}
 	dp_wire_put(f, &h, b);
 	t->ctr[DP_CTR_TX_CTL]++;
+	if (kind == CTL_PROBE)
+		t->path[to].probes_tx++;
+}
+
+/* Wait for the next upward (full-size) probe: 10 s, then doubling. */
+static void up_wait_first(dp_transport *t, struct dp_path *pp, uint64_t now)
+{
+	pp->up_wait_s = KEEL_MIN((uint32_t)PROBE_UP_FIRST, t->cfg.mtu_probe_s);
+	pp->up_ns = now + (uint64_t)pp->up_wait_s * 1000000000ull;
+	pp->up_wait_s = KEEL_MIN(pp->up_wait_s * 2, t->cfg.mtu_probe_s);
+}
+
+/* The search's next probe size, or its end: frames cut for the largest
+ * size answered. */
+static void search_next(dp_transport *t, uint16_t id, struct dp_path *pp, uint64_t now)
+{
+	pp->misses = 0;
+	if (pp->hi_unit - pp->lo_unit > SEARCH_GRAIN) {
+		pp->try_unit = (uint16_t)(pp->lo_unit + (pp->hi_unit - pp->lo_unit) / 2);
+		return;
+	}
+	uint16_t lost = pp->hi_unit;
+	pp->cap_unit = pp->lo_unit;
+	pp->hi_unit = pp->try_unit = 0;
+	up_wait_first(t, pp, now);
+	fprintf(stderr,
+		"dataplane: peer %u: probes for mtu %u answered, for mtu %u lost: frames to it "
+		"now cut for mtu %u, a full-size probe again in %u s\n",
+		id, dp_mtu_to(t, id), lost + DP_IP_BYTES + DP_UDP_BYTES + DP_HDR_BYTES,
+		dp_mtu_to(t, id), (unsigned)((pp->up_ns - now) / 1000000000ull));
 }
 
 /* A probe of the peer's answered, or not, by now: judge the path. */
@@ -455,29 +523,42 @@ static void probe_judge(dp_transport *t, uint16_t id, struct dp_path *pp, uint64
 	/* A loss that is not the size's -- the small probe sent with it went
 	 * unanswered too (random loss, a peer restarted on a release that does
 	 * not answer) -- is neither counted nor forgiven. */
-	if (!t->mtu_auto || !pp->speaks || pp->fallen || !small_ok ||
-	    unit_to(t, id) <= frag_unit_of(DP_MTU_MIN) || ++pp->misses < PROBE_MISSES)
+	if (!t->mtu_auto || !pp->speaks || !small_ok)
+		return;
+	if (pp->try_unit) { /* a size between, lost */
+		pp->probes_lost++;
+		if (++pp->misses < SEARCH_MISSES)
+			return;
+		pp->hi_unit = pp->try_unit;
+		search_next(t, id, pp, now);
+		return;
+	}
+	uint16_t unit = unit_to(t, id);
+	if (unit <= frag_unit_of(DP_MTU_MIN))
+		return;
+	pp->probes_lost++;
+	if (++pp->misses < PROBE_MISSES)
 		return;
 	uint16_t was = dp_mtu_to(t, id);
 	pp->fallen = true;
-	pp->misses = 0;
-	pp->up_wait_s = KEEL_MIN((uint32_t)PROBE_UP_FIRST, t->cfg.mtu_probe_s);
-	pp->up_ns = now + (uint64_t)pp->up_wait_s * 1000000000ull;
-	pp->up_wait_s = KEEL_MIN(pp->up_wait_s * 2, t->cfg.mtu_probe_s);
+	pp->cap_unit = pp->lo_unit = frag_unit_of(DP_MTU_MIN);
+	pp->hi_unit = unit;
+	pp->fallen_ns = now;
+	pp->blackholes++;
+	search_next(t, id, pp, now);
 	t->ctr[DP_CTR_TX_MTU_BLACKHOLE]++;
 	fprintf(stderr,
 		"dataplane: peer %u: %d probes of %u B in a row unanswered while its frames "
 		"and small probes arrive (a path that drops long datagrams without ICMP: a PMTUD "
 		"black hole); "
-		"frames to it now cut for mtu %u (was %u), a full-size probe again in %u s\n",
-		id, PROBE_MISSES, was, DP_MTU_MIN, was,
-		(unsigned)((pp->up_ns - now) / 1000000000ull));
+		"frames to it now cut for mtu %u (was %u) while sizes between are probed\n",
+		id, PROBE_MISSES, was, DP_MTU_MIN, was);
 }
 
 /* Acks due, and every second a probe to each peer (see "probes"). */
 static void ctl_turn(dp_transport *t, uint64_t now)
 {
-	uint64_t next = now + PROBE_NS;
+	uint64_t period = probe_ns(t), next = now + period;
 	t->ctl_due = false;
 	for (uint16_t id = 1; id < DP_MAX_NODES; id++) {
 		struct dp_path *pp = &t->path[id];
@@ -493,15 +574,17 @@ static void ctl_turn(dp_transport *t, uint64_t now)
 		 * not probe each other). */
 		if (!t->probing || !pp->first_heard_ns)
 			continue;
-		uint64_t due = KEEL_MAX(pp->probe_due_ns, pp->first_heard_ns + PROBE_NS);
+		uint64_t due = KEEL_MAX(pp->probe_due_ns, pp->first_heard_ns + period);
 		if (now < due || pp->tx_gen != t->flush_gen + 1) {
 			next = KEEL_MIN(next, due);
 			continue;
 		}
-		pp->probe_due_ns = now + PROBE_NS;
+		pp->probe_due_ns = now + period;
 		probe_judge(t, id, pp, now);
 		size_t len = CTL_BYTES; /* a hello: the receive limit only */
-		if (t->mtu_auto && pp->fallen && now >= pp->up_ns) {
+		if (t->mtu_auto && pp->try_unit) {
+			len = pp->try_unit; /* a size between (the search) */
+		} else if (t->mtu_auto && pp->fallen && now >= pp->up_ns) {
 			pp->fallen = false; /* the size the path had */
 			len = unit_to(t, id);
 			pp->fallen = true;
@@ -525,7 +608,7 @@ static void ctl_turn(dp_transport *t, uint64_t now)
 
 /* A probe or an ack from peer `from` (one frame, parsed by the caller):
  * false when it is malformed (the caller counts it as a dropped frame). */
-static bool ctl_rx(dp_transport *t, const struct dp_hdr *h, const uint8_t *b)
+static bool ctl_rx(dp_transport *t, const struct dp_hdr *h, const uint8_t *b, uint64_t now)
 {
 	struct dp_path *pp = &t->path[h->from];
 	if (h->frag_len != h->msg_len || h->msg_len < CTL_BYTES)
@@ -562,16 +645,23 @@ static bool ctl_rx(dp_transport *t, const struct dp_hdr *h, const uint8_t *b)
 	} else if (id && id == pp->small_id) {
 		pp->small_id = 0;
 		pp->small_ok = true;
+		pp->probes_acked++;
 	} else if (id && id == pp->probe_id) {
 		pp->probe_id = 0;
 		pp->misses = 0;
+		pp->probes_acked++;
 		if (pp->upward) {
+			uint16_t was = dp_mtu_to(t, h->from);
 			pp->upward = pp->fallen = false;
+			pp->cap_unit = 0;
 			t->ctr[DP_CTR_TX_MTU_BLACKHOLE_CLEARED]++;
 			fprintf(stderr,
 				"dataplane: peer %u: a full-size probe answered: frames to it cut "
 				"for mtu %u again (was %u)\n",
-				h->from, dp_mtu_to(t, h->from), DP_MTU_MIN);
+				h->from, dp_mtu_to(t, h->from), was);
+		} else if (pp->try_unit) {
+			pp->lo_unit = pp->try_unit;
+			search_next(t, h->from, pp, now);
 		}
 	}
 	return true;
@@ -826,6 +916,10 @@ int dp_rx_frame(dp_transport *t, const uint8_t *buf, size_t len, uint32_t src_ip
 {
 	struct dp_hdr h;
 	const uint8_t *payload;
+	/* dp.test_path_mtu: lost on the way, never seen here */
+	if (keel_unlikely(t->cfg.test_path_mtu) &&
+	    len + DP_IP_BYTES + DP_UDP_BYTES > t->cfg.test_path_mtu)
+		return 0;
 	t->ctr[DP_CTR_RX_FRAMES]++;
 	int rc = dp_wire_parse(buf, len, &t->wrx, &h, &payload);
 	if (rc < 0)
@@ -844,7 +938,7 @@ int dp_rx_frame(dp_transport *t, const uint8_t *buf, size_t len, uint32_t src_ip
 		t->path[h.from].first_heard_ns = now_ns;
 	if (h.type == DP_TYPE_CTL) { /* the transport's own: counted rx_ctl, not a frame */
 		rc = -DP_CTR_DROP_MALFORMED;
-		if (!ctl_rx(t, &h, payload))
+		if (!ctl_rx(t, &h, payload, now_ns))
 			goto drop;
 		t->ctr[DP_CTR_RX_FRAMES]--;
 		return 0;

@@ -382,6 +382,60 @@ static void quota_lines(struct node_row *rows, int n)
 		       own);
 }
 
+/*
+ * Under the table, one line per node: its peer transport's path to each peer
+ * (the MTU frames are cut for, the receive limit the peer said, a black hole
+ * and how long ago it was found, probes sent/answered/lost), and the peer
+ * messages it dropped as malformed, by type, when there are any.
+ */
+static void path_lines(struct node_row *rows, int n)
+{
+	for (int i = 0; i < n; i++) {
+		const char *b = rows[i].a.body, *it = NULL, *p, *peers, *bad;
+		if (rows[i].a.code != 200 || !(peers = mjson_get(b, "peers")))
+			continue;
+		char line[1024];
+		size_t at = 0;
+		while ((p = mjson_array_next(peers, &it)) && at < sizeof(line)) {
+			const char *pa = mjson_get(p, "path");
+			if (!pa || *pa != '{')
+				continue;
+			bool hole = false, searching = false;
+			mjson_get_bool(pa, "blackhole", &hole);
+			mjson_get_bool(pa, "searching", &searching);
+			char hole_s[96] = "";
+			if (hole)
+				snprintf(hole_s, sizeof(hole_s), " BLACKHOLE %s%llu s ago",
+					 searching ? "(searching) " : "",
+					 (unsigned long long)(u64(pa, "blackhole_age_ms") / 1000));
+			at += (size_t)snprintf(
+				line + at, sizeof(line) - at,
+				"%s%llu: mtu %llu, limit %llu%s, %llu found, probes %llu/%llu "
+				"answered, %llu lost",
+				at ? "; " : "", (unsigned long long)u64(p, "id"),
+				(unsigned long long)u64(pa, "mtu"),
+				(unsigned long long)u64(pa, "peer_rx_limit"), hole_s,
+				(unsigned long long)u64(pa, "blackholes"),
+				(unsigned long long)u64(pa, "probes_answered"),
+				(unsigned long long)u64(pa, "probes_sent"),
+				(unsigned long long)u64(pa, "probes_lost"));
+		}
+		if (at)
+			printf("node %llu paths to %s\n", (unsigned long long)u64(b, "id"), line);
+		if (!(bad = mjson_get(b, "peer_messages_malformed")) || !u64(bad, "total"))
+			continue;
+		printf("node %llu: %llu malformed peer messages dropped (raft %llu, fwd %llu, "
+		       "touch %llu, refused %llu, snap %llu, fwd_refused %llu, unknown %llu)\n",
+		       (unsigned long long)u64(b, "id"), (unsigned long long)u64(bad, "total"),
+		       (unsigned long long)u64(bad, "raft"), (unsigned long long)u64(bad, "fwd"),
+		       (unsigned long long)u64(bad, "touch"),
+		       (unsigned long long)u64(bad, "refused"),
+		       (unsigned long long)u64(bad, "snap"),
+		       (unsigned long long)u64(bad, "fwd_refused"),
+		       (unsigned long long)u64(bad, "unknown"));
+	}
+}
+
 static int cmd_status(char **nodes, int n_nodes)
 {
 	static struct node_row rows[MAX_NODES];
@@ -496,6 +550,7 @@ static int cmd_status(char **nodes, int n_nodes)
 		       (unsigned long long)(c ? u64(c, "install") : 0), when, stage, why);
 	}
 	quota_lines(rows, n);
+	path_lines(rows, n);
 	for (int i = 0; i < n; i++)
 		free(rows[i].a.body);
 	return rc;

@@ -142,10 +142,34 @@ struct mgmt_peer_status {
 	uint64_t match_index;        /* leader only; 0 elsewhere */
 	uint64_t lag_entries;        /* leader's last index - match_index */
 	uint32_t protocol_level;     /* leader only: as the member said (this term); 0 unknown */
+	/*
+	 * The peer transport's path to it (dp_path_info(); not this node):
+	 * the MTU frames to it are cut for (0: no transport), the longest
+	 * datagram it said it takes (0: not said), whether it answers probes,
+	 * whether frames to it are cut below the path's MTU for a black hole
+	 * (and whether the sizes between are still being probed), since when
+	 * (ms ago, 0: none), how many were found, and the probe counts.
+	 */
+	uint32_t path_mtu;
+	uint32_t path_rx_limit;
+	bool path_answers;
+	bool path_blackhole;
+	bool path_searching;
+	uint64_t path_blackhole_age_ms;
+	uint32_t path_blackholes;
+	uint32_t path_probes_sent, path_probes_answered, path_probes_lost;
 };
 
 #define MGMT_SNAP_STAGES 3
 extern const char *const mgmt_snap_stage_names[MGMT_SNAP_STAGES]; /* take, send, install */
+/*
+ * Peer messages a node dropped because their body does not decode, by the
+ * keel message type (keel_peer_messages_malformed_total{type}): raft, fwd,
+ * touch, refused, snap, fwd_refused, and unknown (a type the node does not
+ * know).
+ */
+#define MGMT_PEER_MSG_TYPES 7
+extern const char *const mgmt_peer_msg_type_names[MGMT_PEER_MSG_TYPES];
 
 /* A plain value; published whole. */
 struct mgmt_status {
@@ -190,6 +214,8 @@ struct mgmt_status {
 	int64_t snapshot_failure_ms;
 	char snapshot_failure_stage[16];
 	char snapshot_failure_reason[192];
+	/* keel_peer_messages_malformed_total, by type (mgmt_peer_msg_type_names) */
+	uint64_t peer_malformed[MGMT_PEER_MSG_TYPES];
 	uint32_t n_peers; /* members, this node included */
 	struct mgmt_peer_status peers[MGMT_MAX_PEERS];
 };

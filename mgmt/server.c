@@ -276,6 +276,28 @@ static void jsend(struct mgmt_server *s, struct conn *c, const struct jbuf *j)
 		respond_json(s, c, 200, j->b);
 }
 
+/* The peer transport's path to a peer (null: this node, or no transport). */
+static void put_path(struct jbuf *j, const struct mgmt_peer_status *p)
+{
+	if (!p->path_mtu) {
+		jput(j, "null");
+		return;
+	}
+	jput(j,
+	     "{\"mtu\":%u,\"peer_rx_limit\":%u,\"answers_probes\":%s,\"blackhole\":%s,"
+	     "\"searching\":%s,\"blackhole_age_ms\":",
+	     p->path_mtu, p->path_rx_limit, p->path_answers ? "true" : "false",
+	     p->path_blackhole ? "true" : "false", p->path_searching ? "true" : "false");
+	if (p->path_blackhole_age_ms)
+		jput(j, "%llu", (unsigned long long)p->path_blackhole_age_ms);
+	else
+		jput(j, "null");
+	jput(j,
+	     ",\"blackholes\":%u,\"probes_sent\":%u,\"probes_answered\":%u,"
+	     "\"probes_lost\":%u}",
+	     p->path_blackholes, p->path_probes_sent, p->path_probes_answered, p->path_probes_lost);
+}
+
 static void put_peers(struct jbuf *j, const struct mgmt_status *st)
 {
 	jput(j, "[");
@@ -291,9 +313,11 @@ static void put_peers(struct jbuf *j, const struct mgmt_status *st)
 			jput(j, ",\"admin_age_ms\":%llu", (unsigned long long)p->admin_age_ms);
 		else
 			jput(j, ",\"admin_age_ms\":null");
-		jput(j, ",\"match_index\":%llu,\"lag\":%llu,\"protocol_level\":%u}",
+		jput(j, ",\"match_index\":%llu,\"lag\":%llu,\"protocol_level\":%u,\"path\":",
 		     (unsigned long long)p->match_index, (unsigned long long)p->lag_entries,
 		     p->protocol_level);
+		put_path(j, p);
+		jput(j, "}");
 	}
 	jput(j, "]");
 }
@@ -412,6 +436,14 @@ static void route_status(struct mgmt_server *s, struct conn *c)
 	} else {
 		jput(j, "null");
 	}
+	uint64_t bad = 0;
+	jput(j, ",\"peer_messages_malformed\":{");
+	for (int i = 0; i < MGMT_PEER_MSG_TYPES; i++) {
+		jput(j, "\"%s\":%llu,", mgmt_peer_msg_type_names[i],
+		     (unsigned long long)st.peer_malformed[i]);
+		bad += st.peer_malformed[i];
+	}
+	jput(j, "\"total\":%llu}", (unsigned long long)bad);
 	jput(j, ",\"status_seq\":%llu,\"peers\":", (unsigned long long)seq);
 	put_peers(j, &st);
 	jput(j, "}\n");

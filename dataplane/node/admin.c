@@ -7,6 +7,7 @@
  * not pipeline-owned.
  */
 #include <limits.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
@@ -194,6 +195,144 @@ static void live_defaults(const struct node_config *c, char *text, size_t cap)
 	}
 }
 
+/* The reasons mntr shows as keel_session_expired_<reason>. */
+static const char *const expired_why[KEELD_EXPIRED_REASONS] = {
+	[KEELD_EXPIRED_UNKNOWN] = "unknown",
+	[KEELD_EXPIRED_NOT_FOUND] = "not_found",
+	[KEELD_EXPIRED_PASSWORD] = "password",
+	[KEELD_EXPIRED_CREATE] = "create",
+};
+static const char *const acl_early_labels[] = { "reason=\"noauth\",stage=\"leader\"" };
+static const char *const mtu_directions[] = { "raised", "lowered" };
+static const char *const path_events[] = { "blackhole", "blackhole_cleared", "peer_limit" };
+static const char *const entbuf_from[] = { "chunk", "malloc" };
+static const char *const spin_kind[] = { "ack", "request", "append", "sync" };
+static const char *const spin_res[] = { "hit", "miss", "early", "busy" };
+
+/*
+ * One metric family keeld registers beside mgmt_node_metrics_register's:
+ * a series per value of its label (key="value"; no key: the values are the
+ * series' whole label text; no values: one series without a label), or per
+ * pair of values of two labels (key2, the inner one), stored in order at
+ * `off` in struct keeld (counters, or gauges). Registered in this order,
+ * which is /metrics' order.
+ */
+struct family {
+	const char *name;
+	const char *key, *key2;
+	const char *const *values; /* n of them (0: no label) */
+	int n;
+	const char *const *values2; /* n2 of them (0: no second label) */
+	int n2;
+	size_t off;
+	bool gauge;
+	const char *help;
+};
+
+#define VALUES(a)  .values = (a), .n = (int)KEEL_ARRAY_SIZE(a)
+#define VALUES2(a) .values2 = (a), .n2 = (int)KEEL_ARRAY_SIZE(a)
+#define AT(field)  .off = offsetof(struct keeld, field)
+
+/* clang-format off */
+static const struct family families[] = {
+	{ .name = "keel_session_expired_total", .key = "reason", VALUES(expired_why), AT(expired_c),
+	  .help = "Requests and reattaches answered \"session expired\", by reason (unknown: a session "
+		  "this node's front end does not hold; not_found, password: a reattach; create: a "
+		  "createSession that failed to apply)." },
+	{ .name = "keel_protocol_level_refused_total", AT(level_refused_c),
+	  .help = "Members this node, as leader, refused because their protocol level is below the "
+		  "cluster's (or the cluster's below the lowest they serve in); each refusal is logged "
+		  "with the member and the levels, and the member is told to stop." },
+	{ .name = "keel_write_refused_total", VALUES(acl_early_labels), AT(acl_early_c),
+	  .help = "Client writes this node, as leader, refused with NoAuth before the log: the ACL "
+		  "refuses them and nothing proposed before them can change that (no log entry, no "
+		  "fsync). Every other refusal is made at apply." },
+	{ .name = "keel_quota_soft_exceeded_total", AT(quota_soft_c),
+	  .help = "Applied writes after which a ZooKeeper quota (/zookeeper/quota) was over its soft "
+		  "count or bytes limit; logged, rate-limited, with the quota's path." },
+	{ .name = "keel_quota_config_differs_total", AT(quota_cfg_differs_c),
+	  .help = "Cluster settings applied (from cluster protocol level 4 on) whose enforceQuota, the "
+		  "leader's, differs from this node's configuration (this node applies the cluster's, "
+		  "as every replica does); and, as leader below level 4, members that say another "
+		  "enforceQuota (each node applies its own there). Each is logged." },
+	{ .name = "keel_dp_mtu_changes_total", .key = "direction", VALUES(mtu_directions),
+	  AT(mtu_changes_c),
+	  .help = "Times dp.mtu=auto cut peer frames for another MTU while running (kernel UDP: a send "
+		  "refused as too long, a peer added behind a smaller route, or the route MTUs read "
+		  "again after a route change or every dp.mtu_probe_s); each is logged, /status dp_mtu "
+		  "shows the MTU in use." },
+	{ .name = "keel_transport_mtu_path_total", .key = "event", VALUES(path_events), AT(mtu_path_c),
+	  .help = "The peer transport's probes (kernel UDP): blackhole: frames to a peer cut for the "
+		  "minimum MTU because full-size probes went unanswered while its frames arrived (a "
+		  "path that drops long datagrams without ICMP, dp.mtu=auto); blackhole_cleared: a "
+		  "full-size probe answered again, frames cut as before; peer_limit: a peer's receive "
+		  "limit (its dp.udp_rx_buf_bytes) cut the frames to it. Each is logged." },
+	{ .name = "keel_snapshot_failures_total", .key = "stage", VALUES(mgmt_snap_stage_names),
+	  AT(snap_failed_c),
+	  .help = "Snapshots that failed, by stage (take: this node's own, as it is serialized, "
+		  "written, synced or opened; send: the leader could not read its image for a "
+		  "follower's chunk; install: a follower could not write the leader's image). Each is "
+		  "logged; /status shows the last one." },
+	{ .name = "keel_entbuf_buffers_total", .key = "from", VALUES(entbuf_from), AT(entbuf_bufs_c),
+	  .help = "Entry buffers (the bytes Raft keeps in its log) cut from a mapped chunk, or from "
+		  "malloc (over 256 KiB, or no chunk could be mapped)." },
+	{ .name = "keel_entbuf_chunks_mapped_total", AT(entbuf_mapped_c),
+	  .help = "Entry-buffer chunks (2 MiB) mapped: the log grew past the chunks kept." },
+	{ .name = "keel_entbuf_chunks_reused_total", AT(entbuf_reused_c),
+	  .help = "Kept entry-buffer chunks opened again (no new mapping, no page to zero)." },
+	{ .name = "keel_entbuf_chunks_trimmed_total", AT(entbuf_trimmed_c),
+	  .help = "Kept entry-buffer chunks unmapped after 10 s with no chunk opened." },
+	{ .name = "keel_entbuf_chunks", AT(entbuf_chunks_g), .gauge = true,
+	  .help = "Entry-buffer chunks mapped now, the kept ones included." },
+	{ .name = "keel_entbuf_chunks_kept", AT(entbuf_kept_g), .gauge = true,
+	  .help = "Entry-buffer chunks emptied and kept mapped for reuse." },
+	{ .name = "keel_entbuf_bytes", AT(entbuf_bytes_g), .gauge = true,
+	  .help = "Bytes of the entry-buffer chunks mapped now (malloc'd buffers not counted)." },
+	{ .name = "keel_spin_microseconds_total", .key = "window", VALUES(spin_kind), AT(spin_us_c),
+	  .help = "keel.spinWindows: time the pipeline spent polling without blocking in a predicted "
+		  "window, by the event awaited (ack: the leader's first acknowledgement; request: the "
+		  "leader's next client request; append: the spinning follower's next AppendEntries; "
+		  "sync: that follower's sync of them, on io_uring while it spins). CPU spent, mostly "
+		  "yielded." },
+	{ .name = "keel_spin_waits_total", .key = "window", .key2 = "result", VALUES(spin_kind),
+	  VALUES2(spin_res), AT(spin_waits_c),
+	  .help = "keel.spinWindows: idle waits with a predicted window, by how they ended: hit (the "
+		  "event came while spinning), miss (the window closed first), early (the event came "
+		  "before the window opened), busy (a yield gave the CPU to another task for over 20 "
+		  "us: the CPU is not idle, the spin ends). Misses and busy ones in a row back the "
+		  "spinning off." },
+	/* HELP_MAX (mgmt/metrics.c) keeps 159 characters: the types are in
+	 * mgmt/README.md */
+	{ .name = "keel_peer_messages_malformed_total", .key = "type",
+	  VALUES(mgmt_peer_msg_type_names), AT(peer_malformed_c),
+	  .help = "Peer messages dropped because their body does not decode, by keel message type "
+		  "(unknown: a type this node does not know); logged with the peer." },
+};
+/* clang-format on */
+
+/* A family's series; a failed registration leaves NULL (nothing counted). */
+static void register_family(struct keeld *k, const struct family *f)
+{
+	int n = f->n ? f->n : 1, n2 = f->n2 ? f->n2 : 1;
+	for (int i = 0; i < n * n2; i++) {
+		char lb[96] = "";
+		if (f->key2)
+			snprintf(lb, sizeof(lb), "%s=\"%s\",%s=\"%s\"", f->key, f->values[i / n2],
+				 f->key2, f->values2[i % n2]);
+		else if (f->key)
+			snprintf(lb, sizeof(lb), "%s=\"%s\"", f->key, f->values[i]);
+		else if (f->n)
+			snprintf(lb, sizeof(lb), "%s", f->values[i]);
+		char *at = (char *)k + f->off;
+		if (f->gauge)
+			((struct mgmt_gauge **)at)[i] =
+				mgmt_metrics_gauge(k->metrics, f->name, lb, f->help);
+		else
+			((struct mgmt_counter **)at)[i] =
+				mgmt_metrics_counter(k->metrics, f->name, lb, f->help);
+	}
+}
+
 int keeld_admin_start(struct keeld *k)
 {
 	if (!k->cfg.admin_port)
@@ -208,127 +347,8 @@ int keeld_admin_start(struct keeld *k)
 		keeld_log("admin: setup: %s", keel_strerror(rc));
 		return rc;
 	}
-	/* The reasons mntr shows as keel_session_expired_<reason>. */
-	static const char *const why[KEELD_EXPIRED_REASONS] = {
-		[KEELD_EXPIRED_UNKNOWN] = "unknown",
-		[KEELD_EXPIRED_NOT_FOUND] = "not_found",
-		[KEELD_EXPIRED_PASSWORD] = "password",
-		[KEELD_EXPIRED_CREATE] = "create",
-	};
-	for (int i = 0; i < KEELD_EXPIRED_REASONS; i++) {
-		char lb[48];
-		snprintf(lb, sizeof(lb), "reason=\"%s\"", why[i]);
-		k->expired_c[i] = mgmt_metrics_counter(
-			k->metrics, "keel_session_expired_total", lb,
-			"Requests and reattaches answered \"session expired\", by reason (unknown: "
-			"a session this node's front end does not hold; not_found, password: a "
-			"reattach; create: a createSession that failed to apply).");
-	}
-	k->level_refused_c = mgmt_metrics_counter(
-		k->metrics, "keel_protocol_level_refused_total", "",
-		"Members this node, as leader, refused because their protocol level is below the "
-		"cluster's (or the cluster's below the lowest they serve in); each refusal is "
-		"logged with the member and the levels, and the member is told to stop.");
-	k->acl_early_c = mgmt_metrics_counter(
-		k->metrics, "keel_write_refused_total", "reason=\"noauth\",stage=\"leader\"",
-		"Client writes this node, as leader, refused with NoAuth before the log: "
-		"the ACL refuses them and nothing proposed before them can change that "
-		"(no log entry, no fsync). Every other refusal is made at apply.");
-	k->quota_soft_c = mgmt_metrics_counter(
-		k->metrics, "keel_quota_soft_exceeded_total", "",
-		"Applied writes after which a ZooKeeper quota (/zookeeper/quota) was over its soft "
-		"count or bytes limit; logged, rate-limited, with the quota's path.");
-	k->quota_cfg_differs_c = mgmt_metrics_counter(
-		k->metrics, "keel_quota_config_differs_total", "",
-		"Cluster settings applied (from cluster protocol level 4 on) whose enforceQuota, "
-		"the leader's, differs from this node's configuration (this node applies the "
-		"cluster's, as every replica does); and, as leader below level 4, members that "
-		"say another enforceQuota (each node applies its own there). Each is logged.");
-	for (int i = 0; i < 2; i++)
-		k->mtu_changes_c[i] = mgmt_metrics_counter(
-			k->metrics, "keel_dp_mtu_changes_total",
-			i ? "direction=\"lowered\"" : "direction=\"raised\"",
-			"Times dp.mtu=auto cut peer frames for another MTU while running (kernel "
-			"UDP: a send refused as too long, a peer added behind a smaller route, or "
-			"the route MTUs read again after a route change or every "
-			"dp.mtu_probe_s); each is logged, /status dp_mtu shows the MTU in use.");
-	static const char *const path_events[3] = { "blackhole", "blackhole_cleared",
-						    "peer_limit" };
-	for (int i = 0; i < 3; i++) {
-		char lb[48];
-		snprintf(lb, sizeof(lb), "event=\"%s\"", path_events[i]);
-		k->mtu_path_c[i] = mgmt_metrics_counter(
-			k->metrics, "keel_transport_mtu_path_total", lb,
-			"The peer transport's probes (kernel UDP): blackhole: frames to a peer cut "
-			"for the minimum MTU because full-size probes went unanswered while its "
-			"frames arrived (a path that drops long datagrams without ICMP, "
-			"dp.mtu=auto); "
-			"blackhole_cleared: a full-size probe answered again, frames cut as "
-			"before; "
-			"peer_limit: a peer's receive limit (its dp.udp_rx_buf_bytes) cut the "
-			"frames "
-			"to it. Each is logged.");
-	}
-	for (int i = 0; i < KEELD_SNAP_STAGES; i++) {
-		char lb[48];
-		snprintf(lb, sizeof(lb), "stage=\"%s\"", mgmt_snap_stage_names[i]);
-		k->snap_failed_c[i] = mgmt_metrics_counter(
-			k->metrics, "keel_snapshot_failures_total", lb,
-			"Snapshots that failed, by stage (take: this node's own, as it is "
-			"serialized, written, synced or opened; send: the leader could not read "
-			"its image for a follower's chunk; install: a follower could not write "
-			"the leader's image). Each is logged; /status shows the last one.");
-	}
-	for (int i = 0; i < 2; i++)
-		k->entbuf_bufs_c[i] = mgmt_metrics_counter(
-			k->metrics, "keel_entbuf_buffers_total",
-			i ? "from=\"malloc\"" : "from=\"chunk\"",
-			"Entry buffers (the bytes Raft keeps in its log) cut from a mapped chunk, "
-			"or from malloc (over 256 KiB, or no chunk could be mapped).");
-	k->entbuf_mapped_c = mgmt_metrics_counter(
-		k->metrics, "keel_entbuf_chunks_mapped_total", "",
-		"Entry-buffer chunks (2 MiB) mapped: the log grew past the chunks kept.");
-	k->entbuf_reused_c = mgmt_metrics_counter(
-		k->metrics, "keel_entbuf_chunks_reused_total", "",
-		"Kept entry-buffer chunks opened again (no new mapping, no page to zero).");
-	k->entbuf_trimmed_c = mgmt_metrics_counter(
-		k->metrics, "keel_entbuf_chunks_trimmed_total", "",
-		"Kept entry-buffer chunks unmapped after 10 s with no chunk opened.");
-	k->entbuf_chunks_g =
-		mgmt_metrics_gauge(k->metrics, "keel_entbuf_chunks", "",
-				   "Entry-buffer chunks mapped now, the kept ones included.");
-	k->entbuf_kept_g =
-		mgmt_metrics_gauge(k->metrics, "keel_entbuf_chunks_kept", "",
-				   "Entry-buffer chunks emptied and kept mapped for reuse.");
-	k->entbuf_bytes_g = mgmt_metrics_gauge(
-		k->metrics, "keel_entbuf_bytes", "",
-		"Bytes of the entry-buffer chunks mapped now (malloc'd buffers not counted).");
-	static const char *const spin_kind[4] = { "ack", "request", "append", "sync" };
-	static const char *const spin_res[4] = { "hit", "miss", "early", "busy" };
-	for (int i = 0; i < 4; i++) {
-		char lb[64];
-		snprintf(lb, sizeof(lb), "window=\"%s\"", spin_kind[i]);
-		k->spin_us_c[i] = mgmt_metrics_counter(
-			k->metrics, "keel_spin_microseconds_total", lb,
-			"keel.spinWindows: time the pipeline spent polling without blocking in a "
-			"predicted window, by the event awaited (ack: the leader's first "
-			"acknowledgement; request: the leader's next client request; append: the "
-			"spinning follower's next AppendEntries; sync: that follower's sync of "
-			"them, on io_uring while it spins). CPU spent, mostly yielded.");
-		for (int j = 0; j < 4; j++) {
-			snprintf(lb, sizeof(lb), "window=\"%s\",result=\"%s\"", spin_kind[i],
-				 spin_res[j]);
-			k->spin_waits_c[i][j] = mgmt_metrics_counter(
-				k->metrics, "keel_spin_waits_total", lb,
-				"keel.spinWindows: idle waits with a predicted window, by how they "
-				"ended: hit (the event came while spinning), miss (the window "
-				"closed first), early (the event came before the window opened), "
-				"busy (a yield gave the CPU to another task for over 20 us: the "
-				"CPU "
-				"is not idle, the spin ends). Misses and busy ones in a row back "
-				"the spinning off.");
-		}
-	}
+	for (size_t i = 0; i < KEEL_ARRAY_SIZE(families); i++)
+		register_family(k, &families[i]);
 	struct mgmt_counter *live_c = mgmt_metrics_counter(
 		k->metrics, "keel_live_config_damaged_total", "",
 		"live.cfg files found damaged (checksum, format, a key refused) at this "

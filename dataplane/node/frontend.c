@@ -2268,6 +2268,10 @@ static size_t four_letter(struct zk_backend *b, int word, char *out, size_t cap)
 		    (uint64_t)atomic_load(&k->n_expired[KEELD_EXPIRED_PASSWORD]),
 		    (uint64_t)atomic_load(&k->n_expired[KEELD_EXPIRED_CREATE]));
 		mntr_settings(k, out, cap, &n);
+		/* peer messages (not client packets: keel_malformed) that did not
+		 * decode, every type (keel_peer_messages_malformed_total) */
+		OUT("keel_peer_messages_malformed\t%" PRIu64 "\n",
+		    (uint64_t)atomic_load(&k->n_peer_malformed));
 		break;
 	case ZK_4LW_CONF:
 		n = node_config_format(&k->cfg, out, cap);

@@ -152,6 +152,9 @@ enum keeld_snap_stage {
 	KEELD_SNAP_STAGES
 };
 
+/* keel_peer_messages_malformed_total's types: mgmt.h MGMT_PEER_MSG_TYPES. */
+#define KEELD_PEER_MSG_TYPES 7
+
 /* Why a client was answered "session expired" (counted, in mntr, and logged). */
 enum keeld_expired_reason {
 	KEELD_EXPIRED_UNKNOWN,   /* a request on a session this node's front end does not hold */
@@ -309,6 +312,10 @@ struct keeld {
 	 * waits that spun by result (hit, miss, early, busy) */
 	struct mgmt_counter *spin_us_c[4];
 	struct mgmt_counter *spin_waits_c[4][4];
+	/* keel_peer_messages_malformed_total{type} (mgmt_peer_msg_type_names),
+	 * and their sum for mntr (pipeline.c mg_malformed) */
+	struct mgmt_counter *peer_malformed_c[KEELD_PEER_MSG_TYPES];
+	atomic_uint_fast64_t n_peer_malformed;
 };
 
 static inline struct kv *keeld_kv(struct keeld *k)

@@ -417,4 +417,27 @@ int node_config_file_keys(const char *path, uint32_t myid, char *buf, size_t len
  * key is unknown to this function); for the keys PUT /config may change. */
 void node_config_value(const struct node_config *cfg, const char *key, char *buf, size_t len);
 
+/*
+ * Checks of peer message bodies the pipeline reads (peermsg.c): pure, so a
+ * malformed one (keel_peer_messages_malformed_total) is tested here.
+ *
+ * A KEELD_MSG_SNAP's image sum, NODE_SNAP_SUM_BYTES ahead of the Raft
+ * message: u64 the image's bytes, u32 its CRC32C, u32 0 (little-endian).
+ * 0 and the values, or KEEL_E_MALFORMED when the message is not longer than
+ * the sum (no Raft message) or the reserved word is set.
+ */
+#define NODE_SNAP_SUM_BYTES 16u
+int node_snap_sum_parse(const uint8_t *d, size_t len, uint64_t *bytes, uint32_t *crc);
+/*
+ * A KEELD_MSG_FWD_REFUSED: u32 count, u64 term, then per refusal u64 request
+ * id, u32 the failing op, u32 the ops, i32 the error (little-endian). The
+ * count (0: a ping, no refusal), or KEEL_E_MALFORMED with *why set: shorter
+ * than its header or than its count says, or a refusal with no failing op
+ * (ops 0 or above max_ops, the failing op not among them) or no error
+ * (not negative). Bytes after the count's refusals are ignored.
+ */
+#define NODE_FREF_HDR_BYTES  12u
+#define NODE_FREF_ITEM_BYTES 20u
+int node_fref_check(const uint8_t *d, size_t len, uint32_t max_ops, const char **why);
+
 #endif

@@ -436,6 +436,11 @@ struct pipeline {
 	uint64_t refused_bad_logged; /* ... logged up to here (then at twice as many) */
 	uint64_t fref_bad_total;     /* FWD_REFUSED that do not decode (ignored) */
 	uint64_t fref_bad_logged;    /* ... logged up to here (then at twice as many) */
+	/* peer messages whose body does not decode, by type (peer_bad;
+	 * mgmt_peer_msg_type_names), logged up to here, folded into the metric */
+	uint64_t malformed[MGMT_PEER_MSG_TYPES];
+	uint64_t malformed_logged[MGMT_PEER_MSG_TYPES];
+	uint64_t malformed_seen[MGMT_PEER_MSG_TYPES];
 
 	uint8_t *sendbuf;
 	size_t sendcap;
@@ -1282,10 +1287,36 @@ static void refused_flush(struct pipeline *p)
 	}
 }
 
+/*
+ * A peer message whose body does not decode (a sender's bug, a newer
+ * release's format, a forgery that got past the transport's checks): dropped
+ * whole and counted by type (keel_peer_messages_malformed_total). quiet: the
+ * caller logs it its own way; otherwise logged, naming the peer and the type,
+ * at each type's 1st, 3rd, 7th...
+ */
+static void peer_bad(struct pipeline *p, const struct dp_msg *m, bool quiet, const char *why)
+{
+	static const uint8_t slot[] = {
+		[KEELD_MSG_RAFT] = 1,    [KEELD_MSG_FORWARD] = 2, [KEELD_MSG_TOUCH] = 3,
+		[KEELD_MSG_REFUSED] = 4, [KEELD_MSG_SNAP] = 5,    [KEELD_MSG_FWD_REFUSED] = 6,
+	};
+	_Static_assert(MGMT_PEER_MSG_TYPES == 7 && KEELD_PEER_MSG_TYPES == 7,
+		       "mgmt_peer_msg_type_names");
+	int i = m->type < KEEL_ARRAY_SIZE(slot) && slot[m->type] ? slot[m->type] - 1
+								 : MGMT_PEER_MSG_TYPES - 1;
+	if (++p->malformed[i] <= p->malformed_logged[i] || quiet)
+		return;
+	keeld_log("peer message from node %u of type %u (%s, %u bytes): %s: dropped (%" PRIu64
+		  " of the type so far)",
+		  m->from, m->type, mgmt_peer_msg_type_names[i], m->len, why, p->malformed[i]);
+	p->malformed_logged[i] = p->malformed[i] * 2;
+}
+
 /* A FWD_REFUSED that no leader sends: ignored whole (nothing of it is
  * answered), counted, logged at the 1st, 3rd, 7th... */
 static void fref_bad(struct pipeline *p, const struct dp_msg *m, const char *why)
 {
+	peer_bad(p, m, true, why);
 	if (p->fref_bad_total++ == p->fref_bad_logged) {
 		keeld_log("FWD_REFUSED from node %u (%u bytes): %s: ignored (%" PRIu64 " so far)",
 			  m->from, m->len, why, p->fref_bad_total);
@@ -1296,24 +1327,16 @@ static void fref_bad(struct pipeline *p, const struct dp_msg *m, const char *why
 /* Follower: FWD_REFUSED from the leader. */
 static void on_fwd_refused(struct pipeline *p, const struct dp_msg *m)
 {
-	if (m->len < FREF_HDR) {
-		fref_bad(p, m, "shorter than its header");
+	_Static_assert(FREF_HDR == NODE_FREF_HDR_BYTES && FREF_ITEM == NODE_FREF_ITEM_BYTES,
+		       "node_fref_check reads what refused_flush writes");
+	const char *why;
+	int rc = node_fref_check(m->data, m->len, KV_TXN_MAX_OPS, &why);
+	if (rc < 0) {
+		fref_bad(p, m, why);
 		return;
 	}
-	uint32_t n = get32(m->data);
+	uint32_t n = (uint32_t)rc;
 	uint64_t term = get64(m->data + 4);
-	if (n > (m->len - FREF_HDR) / FREF_ITEM) {
-		fref_bad(p, m, "fewer bytes than its count of refusals");
-		return;
-	}
-	for (uint32_t i = 0; i < n; i++) {
-		const uint8_t *e = m->data + FREF_HDR + (size_t)i * FREF_ITEM;
-		uint32_t bad = get32(e + 8), nops = get32(e + 12);
-		if (!nops || nops > KV_TXN_MAX_OPS || bad >= nops || (int32_t)get32(e + 16) >= 0) {
-			fref_bad(p, m, "a refusal with no failing op or no error");
-			return;
-		}
-	}
 	if (n == 0) {
 		/* acl_ping_send: the heartbeat response this turn makes (or
 		 * holds already) goes to the leader at once (acl_flush). */
@@ -1884,8 +1907,10 @@ static void on_forward(struct pipeline *p, const struct dp_msg *m)
 		 * unknown outcome when it sees the new leader; drop them. */
 		return;
 	}
-	if (m->len < FWD_HDR)
+	if (m->len < FWD_HDR) {
+		peer_bad(p, m, false, "shorter than its header");
 		return;
+	}
 	p->peer_client_ns = keel_now_ns(); /* see news_first */
 	/* Sent in another term: once the sender sees this one it sends its
 	 * requests again, marked (resend_stale), and they are checked then. */
@@ -1900,14 +1925,16 @@ static void on_forward(struct pipeline *p, const struct dp_msg *m)
 		p->fwd_can_refuse[m->from] = n & FWD_CAN_REFUSE;
 	n &= ~FWD_CAN_REFUSE;
 	size_t off = FWD_HDR;
+	bool bad = false; /* counted once per message */
 	for (uint32_t i = 0; i < n; i++) {
-		if (off + 16 > m->len)
+		if (off + 16 > m->len || off + 16 + get32(m->data + off + 12) > m->len) {
+			/* the items before were taken: each stands alone */
+			peer_bad(p, m, false, "an item runs past the message's end");
 			return;
+		}
 		uint32_t origin = get32(m->data + off);
 		uint64_t id = get64(m->data + off + 4);
 		uint32_t len = get32(m->data + off + 12);
-		if (off + 16 + len > m->len)
-			return;
 		const uint8_t *txn = m->data + off + 16;
 		off += 16 + len;
 		bool resent = origin & ITEM_RESENT;
@@ -1920,6 +1947,9 @@ static void on_forward(struct pipeline *p, const struct dp_msg *m)
 		if ((origin & (ITEM_LEVEL | ITEM_ZKCONF | ITEM_RCERR)) ||
 		    (len && !owner && !reconfig &&
 		     kv_txn_decode(txn, len, &tx, p->ops, KV_TXN_MAX_OPS) < 0)) {
+			if (!bad)
+				peer_bad(p, m, true, "an item that is not a request");
+			bad = true;
 			if (p->fwd_bad_total++ == p->fwd_bad_logged) {
 				keeld_log("forward from node %u: an item (origin 0x%08x, %u bytes) "
 					  "that is not a request this leader can propose: dropped "
@@ -1953,8 +1983,10 @@ static void settings_heard(struct pipeline *p, uint32_t from, uint32_t said);
 
 static void on_touch(struct pipeline *p, const struct dp_msg *m)
 {
-	if (m->len < 4)
+	if (m->len < 4) {
+		peer_bad(p, m, false, "shorter than its count of sessions");
 		return;
+	}
 	uint32_t n = get32(m->data);
 	uint64_t now = keel_now_ns();
 	/* A TOUCH also carries levels and admin addresses, with no session at
@@ -1965,7 +1997,10 @@ static void on_touch(struct pipeline *p, const struct dp_msg *m)
 		trk_touch(p, (int64_t)get64(m->data + 4 + 8 * i), now);
 	uint32_t level, min;
 	size_t ids = 4 + 8 * (size_t)n;
-	if (node_level_touch_parse(m->data, m->len, ids, &level, &min) != 1)
+	int lrc = node_level_touch_parse(m->data, m->len, ids, &level, &min);
+	if (lrc < 0)
+		peer_bad(p, m, false, "its sessions or level trailer do not decode");
+	if (lrc != 1)
 		return;
 	level_heard(p, m->from, level, min);
 	char admin[MGMT_HOST_MAX];
@@ -1976,11 +2011,14 @@ static void on_touch(struct pipeline *p, const struct dp_msg *m)
 			keeld_log("node %u: admin API at %s", m->from, admin);
 		memcpy(pa->addr, admin, sizeof(pa->addr));
 		pa->heard_ns = now;
-	} else if (rc < 0 && p->touch_bad_total++ == p->touch_bad_logged) {
-		keeld_log("TOUCH from node %u: items of %zu bytes do not decode: ignored (%" PRIu64
-			  " so far)",
-			  m->from, m->len - ids - 8, p->touch_bad_total);
-		p->touch_bad_logged = p->touch_bad_total * 2;
+	} else if (rc < 0) {
+		peer_bad(p, m, true, "items do not decode");
+		if (p->touch_bad_total++ == p->touch_bad_logged) {
+			keeld_log("TOUCH from node %u: items of %zu bytes do not decode: ignored "
+				  "(%" PRIu64 " so far)",
+				  m->from, m->len - ids - 8, p->touch_bad_total);
+			p->touch_bad_logged = p->touch_bad_total * 2;
+		}
 	}
 	uint32_t said;
 	if (rc >= 0 && node_touch_settings_parse(m->data + ids + 8, m->len - ids - 8, &said) == 1)
@@ -2010,8 +2048,10 @@ static void on_raft(struct pipeline *p, const struct dp_msg *m)
 	};
 	struct raft_msg msg;
 	int rc = raft_msg_decode(&frame, 0, m->len, &msg, p->rx_ents, MAX_RX_ENTS);
-	if (rc < 0)
+	if (rc < 0) {
+		peer_bad(p, m, false, keel_strerror(rc)); /* SNAP's too (on_snap) */
 		return;
+	}
 	if (m->from < DP_MAX_NODES)
 		p->raft_rx[m->from]++; /* it speaks (level_silent) */
 	if (msg.type == RAFT_MSG_SNAPSHOT && msg.data_len) {
@@ -2060,13 +2100,17 @@ static void on_raft(struct pipeline *p, const struct dp_msg *m)
  */
 static void on_snap(struct pipeline *p, const struct dp_msg *m)
 {
-	if (m->len <= KEELD_SNAP_SUM_BYTES || get32(m->data + 12) != 0)
+	_Static_assert(KEELD_SNAP_SUM_BYTES == NODE_SNAP_SUM_BYTES, "node_snap_sum_parse");
+	uint64_t bytes;
+	uint32_t crc;
+	if (node_snap_sum_parse(m->data, m->len, &bytes, &crc) < 0) {
+		peer_bad(p, m, false, "no image sum ahead of the Raft message");
 		return;
+	}
 	struct dp_msg r = *m;
 	r.data += KEELD_SNAP_SUM_BYTES;
 	r.len -= KEELD_SNAP_SUM_BYTES;
-	p->rx_sum_next =
-		(struct img_sum){ .bytes = get64(m->data), .crc = get32(m->data + 8), .ok = true };
+	p->rx_sum_next = (struct img_sum){ .bytes = bytes, .crc = crc, .ok = true };
 	on_raft(p, &r);
 	p->rx_sum_next.ok = false;
 }
@@ -4348,8 +4392,10 @@ static void on_refused(struct pipeline *p, const struct dp_msg *m)
 	 * a level item could carry: a former leader's refusal, or bytes that are
 	 * no level, must not stop a node the cluster can use. Refused again on
 	 * its next TOUCH to the leader, so nothing is lost by waiting for it. */
-	if (m->from != raft_leader(p->r) || !m->from ||
-	    node_level_item_decode(m->data, m->len, &cluster, &settings) != 0) {
+	int drc = node_level_item_decode(m->data, m->len, &cluster, &settings);
+	if (drc != 0)
+		peer_bad(p, m, true, "no protocol level");
+	if (m->from != raft_leader(p->r) || !m->from || drc != 0) {
 		if (p->refused_bad_total++ == p->refused_bad_logged) {
 			keeld_log("REFUSED from node %u (leader %u) of %u bytes: not from the "
 				  "leader or no protocol level: ignored (%" PRIu64 " so far)",
@@ -5389,6 +5435,39 @@ static void mg_spin(struct pipeline *p)
 	}
 }
 
+/* Peer messages that do not decode (peer_bad), by type: the metric, the
+ * total for mntr. */
+static void mg_malformed(struct pipeline *p)
+{
+	struct keeld *k = p->k;
+	uint64_t total = 0;
+	for (int i = 0; i < MGMT_PEER_MSG_TYPES; i++) {
+		mg_fold(k->peer_malformed_c[i], p->malformed[i], &p->malformed_seen[i]);
+		total += p->malformed[i];
+	}
+	atomic_store_explicit(&k->n_peer_malformed, total, memory_order_relaxed);
+}
+
+/* The transport's path to each peer (dp_path_info) into its status. */
+static void mg_path(struct pipeline *p, struct mgmt_peer_status *ps, uint64_t now_ns)
+{
+	struct dp_path_info pi;
+	if (!p->t || ps->id == p->k->myid || ps->id >= DP_MAX_NODES ||
+	    dp_path_info(p->t, (uint16_t)ps->id, &pi) != 0)
+		return;
+	ps->path_mtu = pi.mtu;
+	ps->path_rx_limit = pi.peer_rx_limit;
+	ps->path_answers = pi.answers;
+	ps->path_blackhole = pi.blackhole;
+	ps->path_searching = pi.searching;
+	if (pi.blackhole_ns)
+		ps->path_blackhole_age_ms = KEEL_MAX((now_ns - pi.blackhole_ns) / 1000000u, 1u);
+	ps->path_blackholes = pi.blackholes;
+	ps->path_probes_sent = pi.probes_sent;
+	ps->path_probes_answered = pi.probes_answered;
+	ps->path_probes_lost = pi.probes_lost;
+}
+
 static void mg_publish(struct pipeline *p)
 {
 	struct keeld *k = p->k;
@@ -5431,6 +5510,7 @@ static void mg_publish(struct pipeline *p)
 	_Static_assert(KEELD_SNAP_STAGES == MGMT_SNAP_STAGES, "stage names in mgmt.h");
 	memcpy(s.snapshot_failures, p->snap_failed, sizeof(s.snapshot_failures));
 	s.snapshot_failure_ms = p->snap_fail_ms;
+	memcpy(s.peer_malformed, p->malformed, sizeof(s.peer_malformed));
 	if (p->snap_fail_ms) {
 		snprintf(s.snapshot_failure_stage, sizeof(s.snapshot_failure_stage), "%s",
 			 mgmt_snap_stage_names[p->snap_fail_stage]);
@@ -5453,6 +5533,7 @@ static void mg_publish(struct pipeline *p)
 			memcpy(ps->admin, p->padmin[id].addr, sizeof(ps->admin));
 			ps->admin_age_ms = (now_ns - p->padmin[id].heard_ns) / 1000000u;
 		}
+		mg_path(p, ps, now_ns);
 		if (leader) {
 			ps->match_index = id == k->myid ? s.last_index : raft_match_of(p->r, id);
 			ps->lag_entries =
@@ -5472,6 +5553,7 @@ static void mg_publish(struct pipeline *p)
 	mg_drops(p);
 	mg_entbuf(p);
 	mg_spin(p);
+	mg_malformed(p);
 }
 
 /* Once per turn: answers held back, new requests, changes in flight, status. */
@@ -5996,6 +6078,7 @@ static void *pipeline_main(void *arg)
 				on_fwd_refused(p, &msgs[i]);
 				break;
 			default:
+				peer_bad(p, &msgs[i], false, "a type this node does not know");
 				break;
 			}
 		}

@@ -83,9 +83,14 @@ class AdminAll(unittest.TestCase):
         p = subprocess.run([keelctl(), "--admin", admin_of(first), "status"],
                            capture_output=True, text=True, timeout=60)
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
-        rows = [ln.split() for ln in p.stdout.splitlines()[1:]]
+        rows = [ln.split() for ln in p.stdout.splitlines()[1:] if ln[:1].isdigit()]
         self.assertEqual({int(r[0]): r[1] for r in rows}, want, p.stdout)
         self.assertEqual(sum(1 for r in rows if r[2] == "leader"), 1, p.stdout)
+        # under the table, each node's transport path to each peer (probes only
+        # go with frames, so a follower may have sent another follower none)
+        for n in c.nodes:
+            self.assertRegex(p.stdout, r"(?m)^node %d paths to (\d+: mtu \d+, limit \d+, 0 found, "
+                             r"probes \d+/\d+ answered, 0 lost(; |$)){2}" % n.id)
 
         # --only: the node given alone.
         p = subprocess.run([keelctl(), "--only", "--admin", admin_of(c.nodes[1]), "--token",

@@ -294,7 +294,7 @@ class Membership(unittest.TestCase):
                                 "--token", TOKEN, "status"],
                                capture_output=True, text=True, timeout=30)
             self.assertEqual(p.returncode, 0, p.stderr)
-            rows = [ln.split() for ln in p.stdout.splitlines()[1:]]
+            rows = [ln.split() for ln in p.stdout.splitlines()[1:] if ln[:1].isdigit()]
             self.assertEqual(sorted(int(r[0]) for r in rows if r[2] != "voter"),
                              [1, 2, 3], p.stdout)
             self.assertEqual(sum(1 for r in rows if r[2] == "leader"), 1, p.stdout)

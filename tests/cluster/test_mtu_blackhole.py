@@ -12,7 +12,12 @@ the leader's full-size probes to node 3 go unanswered while node 3's frames
 arrive: within a few seconds frames to node 3 are cut for 576
 (keel_transport_mtu_path_total{event="blackhole"} 1 on the leader, logged),
 and node 3 has every write (40 values of 3,000 bytes, read at node 3 after
-a sync). Exits 77 (skipped) without root or namespaces.
+a sync). Meanwhile the sizes between are probed, and frames to node 3 are
+then cut for the largest answered, within 16 B of 1200 (logged); the
+leader's /status shows it: peers[node 3].path says the black hole, its
+age, the MTU in use and the probes lost (dp.test_probe_ms=250: probes every
+250 ms rather than every second, for a shorter test). Exits 77 (skipped)
+without root or namespaces.
 """
 import json
 import os
@@ -74,6 +79,8 @@ elif what == "count":  # at node 3; -1: it did not answer (not serving yet)
     print(json.dumps({"n": n, "ok": ok}))
 elif what == "metrics":
     print(json.dumps({a: admin(a, "/metrics") for a in addrs}))
+elif what == "status":  # argv 5's
+    print(admin(sys.argv[5], "/status"))
 """
 
 
@@ -122,6 +129,7 @@ class BlackHole(unittest.TestCase):
                                 "keel.electionTimeoutMs=1000\nkeel.heartbeatMs=100\n"
                                 "keel.adminPort=%d\nkeel.adminToken=%s\n"
                                 "keel.adminAddress=0.0.0.0\n4lw.commands.whitelist=*\n"
+                                "dp.test_probe_ms=250\n"
                                 % (os.path.join(d, "data"), CLIENT_PORT, net.addr(i),
                                    ADMIN_PORT, TOKEN))
                         for j in range(3):
@@ -153,12 +161,44 @@ class BlackHole(unittest.TestCase):
                     self.assertTrue(m, "no blackhole series at %s" % a)
                     return int(m.group(1))
                 self.assertEqual(holes(leader), 1)
+
+                def path_to(a, node_id):
+                    st = self.client(net, "status", a)
+                    return [p for p in st["peers"] if p["id"] == node_id][0]["path"]
+                pa = self.wait("the search for node 3's path size to end", lambda: (
+                    lambda p: p if not p["searching"] else None)(path_to(leader, 3)), 60)
+                self.assertTrue(pa["blackhole"], pa)
+                self.assertEqual(pa["blackholes"], 1, pa)
+                self.assertGreater(pa["mtu"], 1200 - 16, pa)
+                self.assertLessEqual(pa["mtu"], 1200, pa)
+                self.assertIsInstance(pa["blackhole_age_ms"], int)
+                self.assertGreater(pa["blackhole_age_ms"], 0, pa)
+                self.assertGreaterEqual(pa["probes_lost"], 6, pa)
+                self.assertTrue(pa["answers_probes"], pa)
+                self.assertGreater(pa["peer_rx_limit"], 1200, pa)  # its buffers: not the path
+                self.assertGreater(pa["probes_sent"], pa["probes_answered"], pa)
+                other_id = [i + 1 for i in range(2) if net.addr(i) != leader][0]
+                po = path_to(leader, other_id)
+                self.assertFalse(po["blackhole"], po)
+                self.assertEqual(po["mtu"], 1500, po)
+                self.assertIsNone(po["blackhole_age_ms"], po)
+                # keelctl status says it too, under the table
+                keelctl = os.path.join(os.path.dirname(keeld), "..", "..", "mgmt", "keelctl")
+                if os.access(keelctl, os.X_OK):
+                    r = net.run(0, [keelctl, "--only", "--admin", "%s:%d" % (leader, ADMIN_PORT),
+                                    "status"])
+                    self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+                    self.assertRegex(r.stdout, r"paths to .*3: mtu %d, limit \d+ BLACKHOLE \d+ s "
+                                     r"ago, 1 found, probes \d+/\d+ answered, [1-9]\d* lost"
+                                     % pa["mtu"])
                 li = [net.addr(i) for i in range(3)].index(leader)
                 with open(logs[li], errors="replace") as f:
                     log = f.read()
                 self.assertIn("dataplane: peer 3: 6 probes of 1500 B in a row unanswered "
                               "while its frames and small probes arrive", log)
                 self.assertIn("frames to it now cut for mtu 576 (was 1500)", log)
+                self.assertIn("dataplane: peer 3: probes for mtu %d answered, for mtu " % pa["mtu"],
+                              log)
                 # node 3's own frames (cut for its 1200) pass: it judged none; the
                 # other follower's probes to node 3 vanish too (at most one verdict)
                 self.assertEqual(holes(net.addr(2)), 0)

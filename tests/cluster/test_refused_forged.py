@@ -6,7 +6,17 @@ cluster level 9 (above V's level, which would stop V), one naming level 0
 (no level at all) and another of level 9. F is a member but not V's leader, so V ignores both, logs
 them as ignored, and keeps serving: a former leader's or a broken peer's
 refusal must not take a usable node out of the cluster.
+
+Then, still as F, one well-formed keel frame (header, CRC32C) of each peer
+message type keeld decodes with a body that does not decode: Raft, SNAP,
+TOUCH, FWD_REFUSED and an unknown type to V, FORWARD to the leader (only a
+leader reads one). Each is dropped and counted
+(keel_peer_messages_malformed_total{type}, /status peer_messages_malformed,
+mntr keel_peer_messages_malformed), logged with the peer and the type, and
+the cluster keeps serving. The level-0 REFUSED above is one of them (no
+level); the level-9 ones decode and are not.
 """
+import json
 import os
 import re
 import socket
@@ -14,6 +24,7 @@ import struct
 import sys
 import time
 import unittest
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from zkcluster import KeelCluster, wait_for  # noqa: E402
@@ -21,7 +32,16 @@ from zkcluster import KeelCluster, wait_for  # noqa: E402
 from kazoo.client import KazooClient  # noqa: E402
 
 DP_MAGIC = 0x4B45454C
-MSG_REFUSED = 5
+MSG_RAFT, MSG_FORWARD, MSG_TOUCH, MSG_REFUSED, MSG_SNAP, MSG_FWD_REFUSED = 1, 2, 3, 5, 6, 7
+# (type, to the leader?, body, label): each body fails its decoder
+MALFORMED = [
+    (MSG_RAFT, False, b"\x07\x01\x02", "raft"),                 # no Raft message
+    (MSG_SNAP, False, b"\x00" * 8, "snap"),                       # no image sum
+    (MSG_TOUCH, False, b"\x00\x00\x00\x00\x01\x02\x03", "touch"),  # a torn level trailer
+    (MSG_FWD_REFUSED, False, b"\x01\x00\x00\x00", "fwd_refused"),   # shorter than its header
+    (99, False, b"hello", "unknown"),                            # no such type
+    (MSG_FORWARD, True, b"\x01" * 8, "fwd"),                      # shorter than its header
+]
 
 
 def _crc32c_table():
@@ -52,6 +72,15 @@ def frame(mtype, src, dst, msg_id, payload, cluster_id=1):
     return hdr + struct.pack(">I", crc) + payload
 
 
+def malformed(node):
+    """keel_peer_messages_malformed_total by type, from node's /metrics."""
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % node.admin_port,
+                                timeout=10) as r:
+        text = r.read().decode()
+    return {m.group(1): int(m.group(2)) for m in re.finditer(
+        r'^keel_peer_messages_malformed_total\{type="(\w+)"\} (\d+)$', text, re.M)}
+
+
 def out_log(node):
     with open(os.path.join(node.workdir, "out.log"), errors="replace") as f:
         return f.read()
@@ -60,7 +89,7 @@ def out_log(node):
 class RefusedForgedTest(unittest.TestCase):
     def test_refused_not_from_leader_is_ignored(self):
         assert crc32c(b"123456789") == 0xE3069283
-        with KeelCluster(3) as cl:
+        with KeelCluster(3, admin_token="forged") as cl:
             lead = cl.leader()
             followers = [i for i in range(3) if i != lead]
             v, f = followers
@@ -81,6 +110,30 @@ class RefusedForgedTest(unittest.TestCase):
                                  re.search(want, out_log(nv)),
                                  30, "node %d taking the forged REFUSED %d" % (nv.id, k))
                     self.assertIsNone(nv.proc.poll(), cl.tail(nv))
+                nl = cl.nodes[lead]
+                for k, (mtype, to_leader, body, _) in enumerate(MALFORMED):
+                    dst = nl if to_leader else nv
+                    s.sendto(frame(mtype, nf.id, dst.id, 0x7F000010 + k, body),
+                             ("127.0.0.1", dst.peer_port))
+                want_v = {"raft": 1, "snap": 1, "touch": 1, "fwd_refused": 1,
+                          "unknown": 1, "refused": 1, "fwd": 0}
+                wait_for(lambda: malformed(nv) == want_v and malformed(nl)["fwd"] == 1,
+                         30, "the malformed messages counted (%s at V, %s at the leader)"
+                         % (malformed(nv), malformed(nl)))
+                for _, to_leader, body, label in MALFORMED:
+                    at = nl if to_leader else nv
+                    # FWD_REFUSED keeps its own line (as REFUSED does, above)
+                    want = (r"FWD_REFUSED from node %d \(%d bytes\): shorter than its "
+                            r"header: ignored \(1 so far\)" % (nf.id, len(body))
+                            if label == "fwd_refused" else
+                            r"peer message from node %d of type \d+ \(%s, %d bytes\): "
+                            r".*: dropped \(1 of the type so far\)" % (nf.id, label, len(body)))
+                    self.assertRegex(out_log(at), want)
+                with urllib.request.urlopen("http://127.0.0.1:%d/status" % nv.admin_port,
+                                            timeout=10) as r:
+                    st = json.loads(r.read())
+                self.assertEqual(st["peer_messages_malformed"], dict(want_v, total=6))
+                self.assertIn("keel_peer_messages_malformed\t6\n", cl.four_letter(v, "mntr"))
             finally:
                 s.close()
             time.sleep(0.5)

@@ -581,11 +581,6 @@ static void test_peer_rx_limit(void **state)
 	dp_close(b);
 }
 
-static bool fallen(dp_transport *a)
-{
-	return dp_mtu_to(a, 2) == DP_MTU_MIN;
-}
-
 static bool heard_ctl(dp_transport *a)
 {
 	struct dp_stats st;
@@ -650,6 +645,117 @@ static bool risen(dp_transport *a)
 	return dp_mtu_to(a, 2) == 1500;
 }
 
+/* The black-hole search towards node 2 ended: frames cut for what it found. */
+static bool settled(dp_transport *a)
+{
+	struct dp_path_info pi;
+	return dp_path_info(a, 2, &pi) == 0 && pi.blackhole && !pi.searching;
+}
+
+/* ... a second time, below 1000 */
+static bool settled_again(dp_transport *a)
+{
+	struct dp_path_info pi;
+	return settled(a) && dp_path_info(a, 2, &pi) == 0 && pi.blackholes == 2 && pi.mtu <= 1000;
+}
+
+/* Probes every 100 ms (dp.test_probe_ms): a search takes ~2 s, not ~15. */
+static void probe_100ms(struct dp_config *c)
+{
+	char err[256];
+	assert_int_equal(dp_config_set(c, "dp.test_probe_ms", "100", err, sizeof(err)), 0);
+}
+
+static void auto_probe_100ms(struct dp_config *c)
+{
+	char err[256];
+	mtu_auto(c);
+	probe_100ms(c);
+	/* the upward probe 1 s after a search ends, not 10 */
+	assert_int_equal(dp_config_set(c, "dp.mtu_probe_s", "1", err, sizeof(err)), 0);
+}
+
+/* Node 2 behind a path that drops datagrams over 1400 B without a word. */
+static void path_1400_rx_2048(struct dp_config *c)
+{
+	char err[256];
+	rx_buf_2048(c);
+	probe_100ms(c);
+	assert_int_equal(dp_config_set(c, "dp.test_path_mtu", "1400", err, sizeof(err)), 0);
+}
+
+/*
+ * The black-hole search, on loopback with the transport's test hooks: node 2
+ * takes datagrams of up to 2048 B (its probes say so: frames to it cut for
+ * 2076) but its path drops those over 1400 silently (dp.test_path_mtu). Node
+ * 1's full-size probes are lost while the small ones are answered: a black
+ * hole (counted once), frames cut for 576 meanwhile, then the sizes between
+ * are probed and frames to node 2 are cut for the largest answered, within
+ * 16 B of 1400 -- not 576 (before, they stayed at 576 until an upward probe
+ * was answered). dp_path_info says all of it, and a 100 KB message arrives
+ * in frames of that size.
+ */
+static void test_black_hole_search(void **state)
+{
+	(void)state;
+	dp_transport *a, *b;
+	open_pair2(&a, &b, auto_probe_100ms, path_1400_rx_2048);
+	if (lo_auto_mtu() <= 2076) {
+		dp_close(a);
+		dp_close(b);
+		skip(); /* lo's MTU is small here: no path longer than 1400 */
+	}
+	struct dp_path_info pi;
+	assert_int_equal(dp_path_info(a, 9, &pi), KEEL_E_UNKNOWN_PEER);
+	assert_true(pump(a, 1, b, 2, settled));
+	assert_int_equal(dp_path_info(a, 2, &pi), 0);
+	assert_true(pi.mtu > 1400 - 16 && pi.mtu <= 1400);
+	assert_int_equal(pi.mtu, dp_mtu_to(a, 2));
+	assert_int_equal(pi.peer_rx_limit, 2048);
+	assert_true(pi.answers);
+	assert_true(pi.blackhole);
+	assert_int_equal(pi.blackholes, 1);
+	assert_true(pi.blackhole_ns > 0 && pi.blackhole_ns <= keel_now_ns());
+	assert_true(pi.probes_lost >= 6); /* the fall's, then the search's */
+	assert_true(pi.probes_answered >= 6 && pi.probes_answered < pi.probes_sent);
+	struct dp_stats st;
+	dp_stats(a, &st);
+	assert_int_equal(st.v[DP_CTR_TX_MTU_BLACKHOLE], 1);
+	assert_int_equal(st.v[DP_CTR_TX_MTU_BLACKHOLE_CLEARED], 0);
+	send_check(a, b, 2, 100000, frames_for(100000, pi.mtu));
+	/* node 2's own frames to node 1 were never cut: its path is whole */
+	struct dp_path_info pb;
+	assert_int_equal(dp_path_info(b, 1, &pb), 0);
+	assert_false(pb.blackhole);
+	assert_int_equal(pb.blackholes, 0);
+
+	/* The path shrinks again (1000): the probes of the size settled on are
+	 * lost, a second black hole, a search below it. */
+	char err[256];
+	assert_int_equal(dp_set_test_fault(b, "dp.test_path_mtu", "1000", err, sizeof(err)), 0);
+	assert_true(pump(a, 1, b, 2, settled_again));
+	assert_int_equal(dp_path_info(a, 2, &pi), 0);
+	assert_true(pi.mtu > 1000 - 16 && pi.mtu <= 1000);
+	assert_int_equal(pi.blackholes, 2);
+	dp_stats(a, &st);
+	assert_int_equal(st.v[DP_CTR_TX_MTU_BLACKHOLE], 2);
+	send_check(a, b, 2, 100000, frames_for(100000, pi.mtu));
+
+	/* The path mended: the next full-size probe (dp.mtu_probe_s=1) passes and
+	 * frames are cut for node 2's limit again, 2,076. */
+	assert_int_equal(dp_set_test_fault(b, "dp.test_path_mtu", "0", err, sizeof(err)), 0);
+	assert_true(pump(a, 1, b, 2, capped_2076));
+	assert_int_equal(dp_path_info(a, 2, &pi), 0);
+	assert_false(pi.blackhole);
+	assert_false(pi.searching);
+	assert_int_equal(pi.blackholes, 2);
+	dp_stats(a, &st);
+	assert_int_equal(st.v[DP_CTR_TX_MTU_BLACKHOLE_CLEARED], 1);
+	send_check(a, b, 2, 100000, frames_for(100000, 2076));
+	dp_close(a);
+	dp_close(b);
+}
+
 /* Run cmd in the network namespace of fd ns, then come back to back. */
 static int in_ns(int ns, int back, const char *cmd)
 {
@@ -666,11 +772,13 @@ static int in_ns(int ns, int back, const char *cmd)
  * by a veth (v0 in A, node 1 at 10.97.0.1, dp.mtu=auto: 1500, the veth's;
  * v1 in B, node 2 at 10.97.0.2, dp.mtu=1500: an auto transport reads route
  * MTUs again in the namespace the process is in, which is A once node 1 is
- * open, a one-process artifact). v1's MTU lowered to 1200: the
+ * open, a one-process artifact). v1's MTU lowered to 1400: the
  * veth drops longer frames silently, no ICMP, while v0 still says 1500.
  * A 100 KB message from node 1 is lost; its full-size probes go unanswered
- * while node 2's frames arrive, so within a few seconds frames to node 2
- * are cut for DP_MTU_MIN (tx_mtu_blackhole) and the message arrives. The
+ * while node 2's frames arrive, so frames to node 2 are cut for DP_MTU_MIN
+ * (tx_mtu_blackhole) while the sizes between are probed (every 100 ms,
+ * dp.test_probe_ms), then for the largest answered, within 16 B of 1400,
+ * and the message arrives. The
  * path mended (v1 back at 1500), the next full-size probe (dp.mtu_probe_s=1)
  * is answered and frames are cut for 1500 again (tx_mtu_blackhole_cleared).
  * Returns 0, 77 when the namespaces cannot be made here, else the step
@@ -703,6 +811,7 @@ static int blackhole_child(void)
 	if (dp_config_set(&cb, "dp.peer.1", v, err, sizeof(err)) ||
 	    dp_config_set(&ca, "dp.mtu", "auto", err, sizeof(err)) ||
 	    dp_config_set(&ca, "dp.mtu_probe_s", "1", err, sizeof(err)) ||
+	    dp_config_set(&ca, "dp.test_probe_ms", "100", err, sizeof(err)) ||
 	    dp_config_set(&ca, "dp.ip", "10.97.0.1", err, sizeof(err)) ||
 	    dp_config_set(&cb, "dp.ip", "10.97.0.2", err, sizeof(err)))
 		return 2;
@@ -718,7 +827,7 @@ static int blackhole_child(void)
 		return 6;
 	send_check(a, b, 2, 100000, frames_for(100000, 1500));
 	send_check(b, a, 1, 100, 1);
-	if (in_ns(nb, na, "ip link set v1 mtu 1200") != 0)
+	if (in_ns(nb, na, "ip link set v1 mtu 1400") != 0)
 		return 7;
 	static uint8_t buf[100000];
 	fill(buf, sizeof(buf), 5);
@@ -729,13 +838,15 @@ static int blackhole_child(void)
 	uint8_t *copy = NULL;
 	if (drain(b, &m, &copy, 1) != 0)
 		return 9; /* lost: every frame longer than the path */
-	if (!pump(a, 1, b, 2, fallen))
+	if (!pump(a, 1, b, 2, settled))
 		return 10;
 	struct dp_stats st;
 	dp_stats(a, &st);
-	if (st.v[DP_CTR_TX_MTU_BLACKHOLE] != 1 || dp_mtu(a) != 1500)
+	uint16_t found = dp_mtu_to(a, 2);
+	if (st.v[DP_CTR_TX_MTU_BLACKHOLE] != 1 || dp_mtu(a) != 1500 || found > 1400 ||
+	    found <= 1400 - 16)
 		return 11;
-	send_check(a, b, 2, 100000, frames_for(100000, DP_MTU_MIN));
+	send_check(a, b, 2, 100000, frames_for(100000, found));
 	if (in_ns(nb, na, "ip link set v1 mtu 1500") != 0)
 		return 12;
 	if (!pump(a, 1, b, 2, risen))
@@ -1766,6 +1877,7 @@ int main(void)
 		cmocka_unit_test(test_mtu_route_flood),
 		cmocka_unit_test(test_peer_rx_limit),
 		cmocka_unit_test(test_mtu_black_hole),
+		cmocka_unit_test(test_black_hole_search),
 		cmocka_unit_test(test_probe_loss_not_black_hole),
 		cmocka_unit_test(test_truncated_datagram),
 		cmocka_unit_test(test_strangers_dropped_and_counted),

@@ -56,6 +56,8 @@ static void longest(struct mgmt_status *s)
 	memset(s->fsync_path, '\\', sizeof(s->fsync_path) - 1);
 	for (int i = 0; i < MGMT_SNAP_STAGES; i++)
 		s->snapshot_failures[i] = UINT64_MAX;
+	for (int i = 0; i < MGMT_PEER_MSG_TYPES; i++)
+		s->peer_malformed[i] = UINT64_MAX / MGMT_PEER_MSG_TYPES; /* the total fits too */
 	s->snapshot_failure_ms = INT64_MIN;
 	memset(s->snapshot_failure_stage, 1, sizeof(s->snapshot_failure_stage) - 1);
 	memset(s->snapshot_failure_reason, 1, sizeof(s->snapshot_failure_reason) - 1);
@@ -66,6 +68,10 @@ static void longest(struct mgmt_status *s)
 		memset(p->address, '"', sizeof(p->address) - 1);
 		memset(p->admin, '\\', sizeof(p->admin) - 1);
 		p->admin_age_ms = p->match_index = p->lag_entries = UINT64_MAX;
+		p->path_mtu = p->path_rx_limit = p->path_blackholes = UINT32_MAX;
+		p->path_probes_sent = p->path_probes_answered = p->path_probes_lost = UINT32_MAX;
+		p->path_answers = p->path_blackhole = p->path_searching = true;
+		p->path_blackhole_age_ms = UINT64_MAX;
 	}
 }
 

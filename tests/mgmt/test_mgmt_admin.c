@@ -230,9 +230,25 @@ static void status_longest(void **state)
 	assert_true(mjson_valid(r.body));
 	const char *peers = mjson_get(r.body, "peers");
 	assert_non_null(peers);
+	const char *it = NULL, *p, *last = NULL;
+	int n = 0;
+	while ((p = mjson_array_next(peers, &it)))
+		last = p, n++;
+	assert_int_equal(n, MGMT_MAX_PEERS);
 	char admin[MGMT_HOST_MAX];
-	assert_int_equal(mjson_get_str(strrchr(peers, '{'), "admin", admin, sizeof(admin)), 0);
+	assert_int_equal(mjson_get_str(last, "admin", admin, sizeof(admin)), 0);
 	assert_int_equal(strspn(admin, "\\"), MGMT_HOST_MAX - 1);
+	/* the transport's path to it, every count at its widest */
+	const char *path = mjson_get(last, "path");
+	char v[32];
+	assert_true(path && *path == '{');
+	assert_int_equal(mjson_get_scalar(path, "blackhole_age_ms", v, sizeof(v)), 0);
+	assert_string_equal(v, "18446744073709551615");
+	assert_int_equal(mjson_get_scalar(path, "probes_lost", v, sizeof(v)), 0);
+	assert_string_equal(v, "4294967295");
+	const char *bad = mjson_get(r.body, "peer_messages_malformed");
+	assert_int_equal(mjson_get_scalar(bad, "total", v, sizeof(v)), 0);
+	assert_string_equal(v, "18446744073709551614"); /* 7 x (UINT64_MAX / 7) */
 	thttp_free(&r);
 }
 
