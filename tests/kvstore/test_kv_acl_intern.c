@@ -210,7 +210,12 @@ static void test_golden_digest(void **state)
 	assert_int_equal(kv_snapshot_write(kv_view_get(kv), kvt_stream_write, &s), 0);
 	assert_int_equal(kv_view_digest(kv_view_get(kv)), 0x78720a53c274241cull);
 	assert_int_equal(s.len, 1089);
-	assert_int_equal(keel_crc32c(0, s.b, s.len), 0x48674bc7u);
+	/* The CRC of the image before its trailer (the trailer itself): the
+	 * CRC32C of a whole image, trailer included, is the same constant for
+	 * every image (the CRC residue), so until review9a this compared no
+	 * byte. */
+	assert_int_equal(keel_crc32c(0, s.b, s.len - 4), 0x4deb0f87u);
+	assert_int_equal(keel_crc32c(0, s.b, s.len), 0x48674bc7u); /* the residue */
 	/* lists in use: world ALL (/, /a, built-ins), world READ (config, /a/b),
 	 * 1 (/a/c), 6 (/m1, /m2) */
 	assert_int_equal(records(kv), 4);
