@@ -47,7 +47,7 @@ static int vec_room(struct kv_ptrvec *v, size_t n)
 {
 	if (v->n + n <= v->cap)
 		return 0;
-	size_t cap = v->cap ? v->cap : 256;
+	size_t cap = v->cap ? v->cap : KV_VEC_CAP0;
 	while (cap < v->n + n)
 		cap *= 2;
 	void **nv = kv_realloc(v->v, cap * sizeof(*nv));

@@ -45,6 +45,12 @@ struct kv_mem {
 extern long kv_fault_countdown;
 void *kv_malloc(size_t size);
 void *kv_realloc(void *p, size_t size);
+/* Growth sites the walks would never reach with the real first sizes (a
+ * store's vectors and ACL table outgrow them before any walked txn): tiny
+ * here, so a walked txn grows them (review9a: the ACL records' touched list
+ * and table growth were never failed). */
+#define KV_VEC_CAP0     2
+#define KV_ACL_BUCKETS0 2
 #else
 #include <stdlib.h>
 static inline void *kv_malloc(size_t size)
@@ -55,6 +61,8 @@ static inline void *kv_realloc(void *p, size_t size)
 {
 	return realloc(p, size);
 }
+#define KV_VEC_CAP0     256
+#define KV_ACL_BUCKETS0 16
 #endif
 
 int kv_vec_push(struct kv_ptrvec *v, void *p);

@@ -309,7 +309,7 @@ static int acl_grow(struct kv_acltab *t)
 	uint32_t old_n = t->bucket ? t->mask + 1 : 0;
 	if (old_n && (t->n < old_n || old_n >= (1u << 30)))
 		return 0;
-	uint32_t nb = old_n ? old_n * 2 : 16;
+	uint32_t nb = old_n ? old_n * 2 : KV_ACL_BUCKETS0;
 	struct kv_aclrec **b = kv_malloc(nb * sizeof(*b));
 	if (!b)
 		return old_n ? 0 : KEEL_E_NOMEM;

@@ -7,6 +7,8 @@
  *   1: a batch: every txn it yields is treated as above;
  *   2: a snapshot: restore into an empty store; if accepted, writing it out
  *      and restoring that gives the same digest.
+ * The ACL records' counts are proven (kv_acl_records' check) after each
+ * restore and, every 16 inputs, in the live store.
  * Nothing may crash, leak or trip a sanitizer. The store is rebuilt every few
  * thousand inputs so it stays small.
  */
@@ -45,6 +47,12 @@ static void one_txn(const uint8_t *p, size_t n)
 	check(r.nops <= KV_TXN_MAX_OPS);
 }
 
+static void check_records(const struct kv *kv)
+{
+	uint64_t rec, refs;
+	check(kv_acl_records(kv, true, &rec, &refs) == 0);
+}
+
 static void one_snapshot(const uint8_t *p, size_t n)
 {
 	struct kv *a, *b;
@@ -52,13 +60,16 @@ static void one_snapshot(const uint8_t *p, size_t n)
 	struct kvt_stream in = { (uint8_t *)(uintptr_t)p, n, n, 0 }, out = { 0 };
 	check(kv_create(NULL, &a) == 0);
 	if (kv_restore(a, kvt_stream_read, &in) == 0) {
+		check_records(a);
 		check(kv_snapshot_write(kv_view_get(a), kvt_stream_write, &out) == 0);
 		check(kv_create(NULL, &b) == 0);
 		check(kv_restore(b, kvt_stream_read, &out) == 0);
 		check(kv_view_digest(kv_view_get(b)) == kv_view_digest(kv_view_get(a)));
+		check_records(b);
 		kv_destroy(b);
 	}
 	free(out.b);
+	check_records(a); /* a refused image leaves the empty store's */
 	kv_destroy(a);
 }
 
@@ -95,6 +106,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		one_snapshot(p, n);
 		break;
 	}
+	if (inputs % 16 == 0)
+		check_records(live);
 	kv_thread_quiescent();
 	return 0;
 }

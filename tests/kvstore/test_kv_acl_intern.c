@@ -210,7 +210,12 @@ static void test_golden_digest(void **state)
 	assert_int_equal(kv_snapshot_write(kv_view_get(kv), kvt_stream_write, &s), 0);
 	assert_int_equal(kv_view_digest(kv_view_get(kv)), 0x78720a53c274241cull);
 	assert_int_equal(s.len, 1089);
-	assert_int_equal(keel_crc32c(0, s.b, s.len), 0x48674bc7u);
+	/* The CRC of the image before its trailer (the trailer itself): the
+	 * CRC32C of a whole image, trailer included, is the same constant for
+	 * every image (the CRC residue), so until review9a this compared no
+	 * byte. */
+	assert_int_equal(keel_crc32c(0, s.b, s.len - 4), 0x4deb0f87u);
+	assert_int_equal(keel_crc32c(0, s.b, s.len), 0x48674bc7u); /* the residue */
 	/* lists in use: world ALL (/, /a, built-ins), world READ (config, /a/b),
 	 * 1 (/a/c), 6 (/m1, /m2) */
 	assert_int_equal(records(kv), 4);
@@ -335,6 +340,147 @@ static void test_many_lists(void **state)
 	kv_barrier();
 }
 
+/* review9a: every create mode with a new list in one multi under a quota
+ * (its stats node copied, never referenced twice), a list made and dropped
+ * inside the multi, the same multi failing, setACL twice in a multi (not a
+ * multi op: nothing moves), a session's expiry, deleteContainer. */
+static void test_modes_quota_expiry(void **state)
+{
+	(void)state;
+	struct kv *kv;
+	struct kv_apply_result r;
+	int64_t z = 1;
+	assert_int_equal(kv_create(NULL, &kv), 0);
+	assert_int_equal(kv_zookeeper_nodes(kv), 0);
+	assert_int_equal(kv_quota_enable(kv, true), 0);
+	assert_int_equal(records(kv), 2); /* world ALL, world READ (the config node) */
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/q", "", 0), NULL), ZK_OK);
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/zookeeper/quota/q", "", 0), NULL),
+			 ZK_OK);
+	assert_int_equal(kvt_apply1(kv, z++, 0,
+				    acl_create_op("/zookeeper/quota/q/zookeeper_limits",
+						  "count=100,bytes=1000", 0, 1),
+				    NULL),
+			 ZK_OK);
+	assert_int_equal(kvt_apply1(kv, z++, 0,
+				    acl_create_op("/zookeeper/quota/q/zookeeper_stats",
+						  "count=0,bytes=0", 0, 1),
+				    NULL),
+			 ZK_OK);
+	assert_int_equal(records(kv), 3);
+	assert_int_equal(kvt_session(kv, z++, KV_OP_CREATE_SESSION, 9, 3000, NULL), ZK_OK);
+	struct kv_op m[8] = {
+		acl_create_op("/q/s-", "s", KV_MODE_PERSISTENT_SEQUENTIAL, 2),
+		acl_create_op("/q/e-", "e", KV_MODE_EPHEMERAL_SEQUENTIAL, 3),
+		acl_create_op("/q/t", "t", KV_MODE_PERSISTENT_WITH_TTL, 5),
+		acl_create_op("/q/u-", "u", KV_MODE_PERSISTENT_SEQUENTIAL_WITH_TTL, 6),
+		acl_create_op("/q/c", "", KV_MODE_CONTAINER, 4),
+		acl_create_op("/q/x", "x", 0, 7),
+		kvt_op(KV_OP_DELETE, "/q/x"),
+		kvt_op(KV_OP_CHECK, "/nowhere"),
+	};
+	m[2].ttl_ms = m[3].ttl_ms = 1000;
+	uint64_t refs0 = refs_of(kv);
+	assert_int_equal(kvt_multi(kv, z++, 9, m, 8, &r), ZK_ENONODE);
+	assert_int_equal(records(kv), 3);
+	assert_int_equal(refs_of(kv), refs0);
+	assert_int_equal(kvt_multi(kv, z++, 9, m, 7, &r), ZK_OK);
+	/* 3, 5, 6, 4 new (2 is the config node's world READ; 7 made and
+	 * dropped in the multi) */
+	assert_int_equal(records(kv), 3 + 4);
+	assert_int_equal(refs_of(kv), refs0 + 5);
+	struct kv_node nd;
+	assert_int_equal(kv_get(kv_view_get(kv), "/zookeeper/quota/q/zookeeper_stats", 34, &nd),
+			 ZK_OK);
+	assert_int_equal(nd.data_len, strlen("count=6,bytes=4"));
+	assert_memory_equal(nd.data, "count=6,bytes=4", nd.data_len);
+	/* setACL is no multi op (no encoding has it; kv_apply answers
+	 * ZUNIMPLEMENTED to a hand-built one), twice or not */
+	struct kv_op sa[2] = { acl_set_op("/q", 7, -1), acl_set_op("/q", 1, -1) };
+	struct kv_txn t = { .type = KV_OP_MULTI, .zxid = z++, .nops = 2, .ops = sa };
+	assert_int_equal(kv_apply(kv, &t, &r), 0);
+	assert_int_equal(r.err, ZK_EUNIMPLEMENTED);
+	assert_int_equal(records(kv), 7);
+	assert_int_equal(kvt_session(kv, z++, KV_OP_EXPIRE_SESSION, 9, 0, NULL), ZK_OK);
+	assert_int_equal(records(kv), 6); /* list 3 went with the ephemeral */
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_DELETE_CONTAINER, "/q/c"), NULL),
+			 ZK_OK);
+	assert_int_equal(records(kv), 5); /* and 4 with the container */
+	kv_destroy(kv);
+	kv_barrier();
+}
+
+/* review9a: a group whose later txn drops a record an earlier one made
+ * (freed at the publish, never seen), failed txns between, the list made
+ * again; then a group discarded out of memory is not needed here (the
+ * fault walk does it). */
+static void test_group_drops_own_record(void **state)
+{
+	(void)state;
+	struct kv *kv;
+	int64_t z = 1;
+	assert_int_equal(kv_create(NULL, &kv), 0);
+	struct kv_op set = kvt_op(KV_OP_SET_DATA, "/h");
+	set.data = "d";
+	set.data_len = 1;
+	struct kv_op ops[7] = { acl_create_op("/g", "", 0, 7), kvt_op(KV_OP_DELETE, "/g"),
+				kvt_op(KV_OP_DELETE, "/g"), /* NoNode */
+				acl_create_op("/h", "", 0, 7), set,
+				acl_create_op("/h", "", 0, 6), /* NodeExists */
+				acl_create_op("/i", "", 0, 6) };
+	for (int i = 0; i < 7; i++) {
+		struct kv_txn t = {
+			.type = ops[i].type, .zxid = z++, .time_ms = 5, .nops = 1, .ops = &ops[i]
+		};
+		assert_int_equal(kv_group_add(kv, &t), 0);
+	}
+	assert_int_equal(kv_group_publish(kv), 0);
+	assert_int_equal(records(kv), 3); /* world, 7 (a second record, on /h), 6 */
+	assert_int_equal(refs_of(kv), 3);
+	uint8_t want[128];
+	uint32_t n = acl_list(7, want, sizeof(want));
+	struct kv_node nd;
+	assert_int_equal(kv_get(kv_view_get(kv), "/h", 2, &nd), ZK_OK);
+	assert_int_equal(nd.acl_len, n);
+	assert_memory_equal(nd.acl, want, n);
+	kv_destroy(kv);
+	kv_barrier();
+}
+
+/* review9a: a snapshot whose "/" holds another list and where no node has
+ * world:anyone:ALL: the restore drops the empty store's record, retired
+ * (a reader of the empty store's view still reads it), not freed. */
+static void test_restore_drops_world(void **state)
+{
+	(void)state;
+	struct kv *kv, *back;
+	struct kvt_stream s = { 0 };
+	int64_t z = 1;
+	assert_int_equal(kv_create(NULL, &kv), 0);
+	assert_int_equal(kvt_apply1(kv, z++, 0, acl_set_op("/", 1, -1), NULL), ZK_OK);
+	assert_int_equal(kvt_apply1(kv, z++, 0, acl_create_op("/a", "", 0, 1), NULL), ZK_OK);
+	assert_int_equal(records(kv), 1);
+	assert_int_equal(kv_snapshot_write(kv_view_get(kv), kvt_stream_write, &s), 0);
+	assert_int_equal(kv_create(NULL, &back), 0);
+	const struct kv_view *empty = kv_view_get(back);
+	struct kv_node nd;
+	assert_int_equal(kv_get(empty, "/", 1, &nd), ZK_OK);
+	assert_int_equal(kv_restore(back, kvt_stream_read, &s), 0);
+	assert_int_equal(records(back), 1);
+	assert_int_equal(refs_of(back), 2);
+	assert_ptr_equal(acl_ptr(back, "/"), acl_ptr(back, "/a"));
+	kv_reclaim(back);
+	uint8_t want[128];
+	uint32_t n = kvt_acl_world(want, sizeof(want));
+	assert_int_equal(nd.acl_len, n);
+	assert_memory_equal(nd.acl, want, n);
+	kv_thread_quiescent();
+	free(s.b);
+	kv_destroy(back);
+	kv_destroy(kv);
+	kv_barrier();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -345,6 +491,9 @@ int main(void)
 		cmocka_unit_test(test_restore_refused),
 		cmocka_unit_test(test_reader_keeps_dropped_record),
 		cmocka_unit_test(test_many_lists),
+		cmocka_unit_test(test_modes_quota_expiry),
+		cmocka_unit_test(test_group_drops_own_record),
+		cmocka_unit_test(test_restore_drops_world),
 	};
 	return cmocka_run_group_tests(tests, kvt_setup, kvt_teardown);
 }
