@@ -1928,8 +1928,10 @@ static void on_forward(struct pipeline *p, const struct dp_msg *m)
 	bool bad = false; /* counted once per message */
 	for (uint32_t i = 0; i < n; i++) {
 		if (off + 16 > m->len || off + 16 + get32(m->data + off + 12) > m->len) {
-			/* the items before were taken: each stands alone */
-			peer_bad(p, m, false, "an item runs past the message's end");
+			/* the items before were taken: each stands alone; a bad
+			 * one among them counted this message already */
+			if (!bad)
+				peer_bad(p, m, false, "an item runs past the message's end");
 			return;
 		}
 		uint32_t origin = get32(m->data + off);
