@@ -2023,8 +2023,12 @@ static void on_touch(struct pipeline *p, const struct dp_msg *m)
 		}
 	}
 	uint32_t said;
-	if (rc >= 0 && node_touch_settings_parse(m->data + ids + 8, m->len - ids - 8, &said) == 1)
+	int src =
+		rc < 0 ? 0 : node_touch_settings_parse(m->data + ids + 8, m->len - ids - 8, &said);
+	if (src == 1)
 		settings_heard(p, m->from, said);
+	else if (src < 0) /* the rest of it was taken */
+		peer_bad(p, m, false, "its settings item does not decode");
 }
 
 static void frame_release(struct raft_buf *b)
