@@ -113,6 +113,7 @@ struct dp_transport {
 		 * runs, DP_MTU_MIN's); the search: lo_unit answered, hi_unit not
 		 * (0: no search), try_unit the size of its outstanding probe */
 		uint16_t cap_unit, lo_unit, hi_unit, try_unit;
+		bool rising;        /* the search is above cap_unit (frames stay cut for it) */
 		uint64_t fallen_ns; /* when the last black hole was found (0: none) */
 		/* dp_path_info()'s counts */
 		uint32_t probes_tx, probes_acked, probes_lost, blackholes;

@@ -493,15 +493,33 @@ static void search_next(dp_transport *t, uint16_t id, struct dp_path *pp, uint64
 		pp->try_unit = (uint16_t)(pp->lo_unit + (pp->hi_unit - pp->lo_unit) / 2);
 		return;
 	}
-	uint16_t lost = pp->hi_unit;
+	uint16_t lost = pp->hi_unit, was = pp->cap_unit;
 	pp->cap_unit = pp->lo_unit;
 	pp->hi_unit = pp->try_unit = 0;
-	up_wait_first(t, pp, now);
+	/* A rise keeps the upward probes' doubling wait (probe_judge): a path
+	 * that stays short is searched every dp.mtu_probe_s, not every 10 s. */
+	bool rose = pp->rising;
+	pp->rising = false;
+	if (!rose)
+		up_wait_first(t, pp, now);
+	else if (pp->cap_unit == was)
+		return; /* nothing learnt: no log every dp.mtu_probe_s */
 	fprintf(stderr,
 		"dataplane: peer %u: probes for mtu %u answered, for mtu %u lost: frames to it "
 		"now cut for mtu %u, a full-size probe again in %u s\n",
 		id, dp_mtu_to(t, id), lost + DP_IP_BYTES + DP_UDP_BYTES + DP_HDR_BYTES,
-		dp_mtu_to(t, id), (unsigned)((pp->up_ns - now) / 1000000000ull));
+		dp_mtu_to(t, id),
+		(unsigned)(pp->up_ns > now ? (pp->up_ns - now) / 1000000000ull : 0));
+}
+
+/* The unit frames to `id` are cut for with no black hole assumed. */
+static uint16_t unit_whole(dp_transport *t, uint16_t id, struct dp_path *pp)
+{
+	bool fallen = pp->fallen;
+	pp->fallen = false;
+	uint16_t u = unit_to(t, id);
+	pp->fallen = fallen;
+	return u;
 }
 
 /* A probe of the peer's answered, or not, by now: judge the path. */
@@ -518,6 +536,21 @@ static void probe_judge(dp_transport *t, uint16_t id, struct dp_path *pp, uint64
 		pp->upward = false;
 		pp->up_ns = now + (uint64_t)pp->up_wait_s * 1000000000ull;
 		pp->up_wait_s = KEEL_MIN(pp->up_wait_s * 2, t->cfg.mtu_probe_s);
+		/* The full size still lost: the sizes between it and the one
+		 * frames are cut for are searched, frames staying cut for the
+		 * latter (only a lost size can be misjudged, so the search
+		 * never settles lower). A size settled too low -- a loss burst
+		 * taken for the path's, a path that grew back only part way --
+		 * rises again; before, it stayed until the full size passed
+		 * (never, on a path of 1400 from 1500), and each false black
+		 * hole could only settle lower. */
+		uint16_t whole = unit_whole(t, id, pp);
+		if (pp->fallen && !pp->hi_unit && whole > pp->cap_unit + SEARCH_GRAIN) {
+			pp->lo_unit = pp->cap_unit;
+			pp->hi_unit = whole;
+			pp->rising = true;
+			search_next(t, id, pp, now);
+		}
 		return;
 	}
 	/* A loss that is not the size's -- the small probe sent with it went
@@ -585,9 +618,7 @@ static void ctl_turn(dp_transport *t, uint64_t now)
 		if (t->mtu_auto && pp->try_unit) {
 			len = pp->try_unit; /* a size between (the search) */
 		} else if (t->mtu_auto && pp->fallen && now >= pp->up_ns) {
-			pp->fallen = false; /* the size the path had */
-			len = unit_to(t, id);
-			pp->fallen = true;
+			len = unit_whole(t, id, pp); /* the size the path had */
 			pp->upward = true;
 		} else if (t->mtu_auto && pp->speaks) {
 			len = unit_to(t, id); /* a peer that never answered gets hellos */

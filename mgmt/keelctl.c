@@ -394,7 +394,8 @@ static void path_lines(struct node_row *rows, int n)
 		const char *b = rows[i].a.body, *it = NULL, *p, *peers, *bad;
 		if (rows[i].a.code != 200 || !(peers = mjson_get(b, "peers")))
 			continue;
-		char line[1024];
+		/* every peer at its widest: ~166 B each (1,024 cut a line of 6) */
+		char line[MGMT_MAX_PEERS * 176];
 		size_t at = 0;
 		while ((p = mjson_array_next(peers, &it)) && at < sizeof(line)) {
 			const char *pa = mjson_get(p, "path");

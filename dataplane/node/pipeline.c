@@ -1928,8 +1928,10 @@ static void on_forward(struct pipeline *p, const struct dp_msg *m)
 	bool bad = false; /* counted once per message */
 	for (uint32_t i = 0; i < n; i++) {
 		if (off + 16 > m->len || off + 16 + get32(m->data + off + 12) > m->len) {
-			/* the items before were taken: each stands alone */
-			peer_bad(p, m, false, "an item runs past the message's end");
+			/* the items before were taken: each stands alone; a bad
+			 * one among them counted this message already */
+			if (!bad)
+				peer_bad(p, m, false, "an item runs past the message's end");
 			return;
 		}
 		uint32_t origin = get32(m->data + off);
@@ -2021,8 +2023,12 @@ static void on_touch(struct pipeline *p, const struct dp_msg *m)
 		}
 	}
 	uint32_t said;
-	if (rc >= 0 && node_touch_settings_parse(m->data + ids + 8, m->len - ids - 8, &said) == 1)
+	int src =
+		rc < 0 ? 0 : node_touch_settings_parse(m->data + ids + 8, m->len - ids - 8, &said);
+	if (src == 1)
 		settings_heard(p, m->from, said);
+	else if (src < 0) /* the rest of it was taken */
+		peer_bad(p, m, false, "its settings item does not decode");
 }
 
 static void frame_release(struct raft_buf *b)

@@ -188,8 +188,10 @@ class BlackHole(unittest.TestCase):
                     r = net.run(0, [keelctl, "--only", "--admin", "%s:%d" % (leader, ADMIN_PORT),
                                     "status"])
                     self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
-                    self.assertRegex(r.stdout, r"paths to .*3: mtu %d, limit \d+ BLACKHOLE \d+ s "
-                                     r"ago, 1 found, probes \d+/\d+ answered, [1-9]\d* lost"
+                    self.assertRegex(r.stdout, r"paths to .*3: mtu %d, limit \d+ BLACKHOLE "
+                                     # a rise (10 s on) searches above it
+                                     r"(?:\(searching\) )?\d+ s ago, 1 found, "
+                                     r"probes \d+/\d+ answered, [1-9]\d* lost"
                                      % pa["mtu"])
                 li = [net.addr(i) for i in range(3)].index(leader)
                 with open(logs[li], errors="replace") as f:

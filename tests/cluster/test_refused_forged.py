@@ -120,6 +120,29 @@ class RefusedForgedTest(unittest.TestCase):
                 wait_for(lambda: malformed(nv) == want_v and malformed(nl)["fwd"] == 1,
                          30, "the malformed messages counted (%s at V, %s at the leader)"
                          % (malformed(nv), malformed(nl)))
+                # A TOUCH whose level trailer decodes but whose settings item
+                # does not (3 bytes, not 4): counted (it was not).
+                body = (struct.pack("<III", 0, 6, 2) + bytes([2, 3, 1, 2, 3]))
+                s.sendto(frame(MSG_TOUCH, nf.id, nv.id, 0x7F000021, body),
+                         ("127.0.0.1", nv.peer_port))
+                want_v["touch"] = 2
+                wait_for(lambda: malformed(nv) == want_v, 30,
+                         "V counting the TOUCH with a torn settings item (%s)" % malformed(nv))
+                # A FORWARD in the leader's term whose first item is no
+                # request (a level item) and whose second runs past the end:
+                # one message, counted once (it was twice).
+                with urllib.request.urlopen("http://127.0.0.1:%d/status" % nl.admin_port,
+                                            timeout=10) as r:
+                    term = json.loads(r.read())["term"]
+                body = (struct.pack("<IQQ", 2 | 0x80000000, term, 0)
+                        + struct.pack("<IQI", 0x04000000, 1, 0)
+                        + struct.pack("<IQI", 0, 2, 100))
+                s.sendto(frame(MSG_FORWARD, nf.id, nl.id, 0x7F000020, body),
+                         ("127.0.0.1", nl.peer_port))
+                # both counts, had there been two, fold in the same turn
+                wait_for(lambda: malformed(nl)["fwd"] >= 2, 30,
+                         "the leader counting the FORWARD of two bad items")
+                self.assertEqual(malformed(nl)["fwd"], 2, cl.tail(nl))
                 for _, to_leader, body, label in MALFORMED:
                     at = nl if to_leader else nv
                     # FWD_REFUSED keeps its own line (as REFUSED does, above)
@@ -132,8 +155,8 @@ class RefusedForgedTest(unittest.TestCase):
                 with urllib.request.urlopen("http://127.0.0.1:%d/status" % nv.admin_port,
                                             timeout=10) as r:
                     st = json.loads(r.read())
-                self.assertEqual(st["peer_messages_malformed"], dict(want_v, total=6))
-                self.assertIn("keel_peer_messages_malformed\t6\n", cl.four_letter(v, "mntr"))
+                self.assertEqual(st["peer_messages_malformed"], dict(want_v, total=7))
+                self.assertIn("keel_peer_messages_malformed\t7\n", cl.four_letter(v, "mntr"))
             finally:
                 s.close()
             time.sleep(0.5)

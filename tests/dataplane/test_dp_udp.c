@@ -659,6 +659,13 @@ static bool settled_again(dp_transport *a)
 	return settled(a) && dp_path_info(a, 2, &pi) == 0 && pi.blackholes == 2 && pi.mtu <= 1000;
 }
 
+/* ... then risen again, above 1000, within 16 B of 1400 */
+static bool settled_1400(dp_transport *a)
+{
+	struct dp_path_info pi;
+	return settled(a) && dp_path_info(a, 2, &pi) == 0 && pi.mtu > 1400 - 16;
+}
+
 /* Probes every 100 ms (dp.test_probe_ms): a search takes ~2 s, not ~15. */
 static void probe_100ms(struct dp_config *c)
 {
@@ -739,6 +746,23 @@ static void test_black_hole_search(void **state)
 	assert_int_equal(pi.blackholes, 2);
 	dp_stats(a, &st);
 	assert_int_equal(st.v[DP_CTR_TX_MTU_BLACKHOLE], 2);
+	send_check(a, b, 2, 100000, frames_for(100000, pi.mtu));
+
+	/* The path grew back part way (1400 again, as a loss burst taken for a
+	 * smaller size would leave it): the full-size probe (2,076) is still
+	 * lost, and the sizes between the one settled on and it are searched,
+	 * frames staying cut for the former meanwhile: cut for ~1400 again.
+	 * Before, frames stayed at ~1000 until a full-size probe passed -- on
+	 * this path never, and each false black hole could only settle lower. */
+	assert_int_equal(dp_set_test_fault(b, "dp.test_path_mtu", "1400", err, sizeof(err)), 0);
+	assert_true(pump(a, 1, b, 2, settled_1400));
+	assert_int_equal(dp_path_info(a, 2, &pi), 0);
+	assert_true(pi.mtu > 1400 - 16 && pi.mtu <= 1400);
+	assert_true(pi.blackhole);
+	assert_int_equal(pi.blackholes, 2); /* no new black hole: a rise */
+	dp_stats(a, &st);
+	assert_int_equal(st.v[DP_CTR_TX_MTU_BLACKHOLE], 2);
+	assert_int_equal(st.v[DP_CTR_TX_MTU_BLACKHOLE_CLEARED], 0);
 	send_check(a, b, 2, 100000, frames_for(100000, pi.mtu));
 
 	/* The path mended: the next full-size probe (dp.mtu_probe_s=1) passes and

@@ -159,6 +159,34 @@ static void status_table(void **state)
 	has(err, "is down or unreachable");
 }
 
+/*
+ * The longest status (every peer of MGMT_MAX_PEERS with a path, every count
+ * at its widest): keelctl's path line names every peer, whole. It was cut at
+ * 1,023 bytes without a word (6 such peers; ~11 of a real cluster's).
+ */
+static void status_longest_paths(void **state)
+{
+	(void)state;
+	atomic_store(&n1.longest, true);
+	int rc = 0;
+	for (int i = 0; i < 200 && !rc && !strstr(out, " paths to "); i++) {
+		usleep(5000); /* the next status the node publishes */
+		rc = ctl("--only", "--admin", n1.admin, "status", NULL);
+	}
+	atomic_store(&n1.longest, false);
+	assert_int_equal(rc, 0);
+	const char *line = strstr(out, " paths to ");
+	assert_non_null(line);
+	const char *end = strchr(line, '\n');
+	assert_non_null(end);
+	int n = 0;
+	for (const char *q = line; (q = strstr(q, " lost")) && q < end; q++)
+		n++;
+	assert_int_equal(n, MGMT_MAX_PEERS);
+	assert_int_equal(strncmp(end - 15, "4294967295 lost", 15), 0);
+	has(out, "(searching) ");
+}
+
 static void member_commands(void **state)
 {
 	(void)state;
@@ -426,6 +454,7 @@ int main(int argc, char **argv)
 	keelctl = argv[1];
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(status_table),
+		cmocka_unit_test(status_longest_paths),
 		cmocka_unit_test(member_commands),
 		cmocka_unit_test(transfer_snapshot_config),
 		cmocka_unit_test(errors_and_usage),
