@@ -845,6 +845,52 @@ static void test_codec_roundtrip(void **state)
 	(void)acl;
 }
 
+/* kv_txn_stamp writes exactly the bytes a decode, a new zxid/time and an
+ * encode would (the leader's proposer relies on it), for both formats. */
+static void test_txn_stamp(void **state)
+{
+	(void)state;
+	struct kv_op set = kvt_op(KV_OP_SET_DATA, "/stamp");
+	set.data = "abc";
+	set.data_len = 3;
+	set.version = 4;
+	struct kv_txn t, d;
+	struct kv_op dops[2];
+	uint8_t buf[256], want[256];
+	for (int auth = 0; auth < 2; auth++) {
+		memset(&t, 0, sizeof(t));
+		t.type = KV_OP_SET_DATA;
+		t.cxid = 7;
+		t.session_id = 0x1234;
+		t.nops = 1;
+		t.ops = &set;
+		if (auth) {
+			t.auth = KV_AUTH_IDS;
+			t.ids.ip_len = 4;
+		}
+		int64_t n = kv_txn_encode(&t, buf, sizeof(buf));
+		assert_true(n > 0 && n < (int64_t)sizeof(buf));
+		t.zxid = (int64_t)0x500000009ull;
+		t.time_ms = -1; /* every byte of both fields written */
+		assert_int_equal(kv_txn_encode(&t, want, sizeof(want)), n);
+		int32_t type = 0;
+		assert_int_equal(kv_txn_stamp(buf, (size_t)n, t.zxid, t.time_ms, &type), 0);
+		assert_int_equal(type, KV_OP_SET_DATA);
+		assert_memory_equal(buf, want, (size_t)n);
+		assert_int_equal(kv_txn_decode(buf, (size_t)n, &d, dops, 2), 0);
+		assert_int_equal(d.zxid, t.zxid);
+		assert_int_equal(d.time_ms, -1);
+		assert_int_equal(d.cxid, 7);
+		/* a header it cannot be sure of is refused, untouched */
+		assert_int_equal(kv_txn_stamp(buf, 31, 1, 1, &type), KEEL_E_MALFORMED);
+		assert_int_equal(kv_txn_stamp(NULL, (size_t)n, 1, 1, &type), KEEL_E_MALFORMED);
+		buf[0] = 3;
+		assert_int_equal(kv_txn_stamp(buf, (size_t)n, 1, 1, &type), KEEL_E_MALFORMED);
+		buf[0] = want[0];
+		assert_memory_equal(buf, want, (size_t)n);
+	}
+}
+
 static void test_batch(void **state)
 {
 	(void)state;
@@ -952,6 +998,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_all_children_number, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_apply_batch, setup, teardown),
 		cmocka_unit_test(test_codec_roundtrip),
+		cmocka_unit_test(test_txn_stamp),
 		cmocka_unit_test(test_batch),
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);
