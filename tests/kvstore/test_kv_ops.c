@@ -849,10 +849,9 @@ static void test_codec_roundtrip(void **state)
 /* The old byte-at-a-time rule, kept here as the reference. */
 static int path_valid_ref(const char *p, size_t n)
 {
-	if (!p || n == 0 || n > KV_PATH_MAX_BYTES || p[0] != '/')
-		return 0;
-	if (n == 1)
-		return 1;
+	bool ok = p && n >= 1 && n <= KV_PATH_MAX_BYTES && p[0] == '/';
+	if (!ok || n == 1)
+		return ok;
 	if (p[n - 1] == '/')
 		return 0;
 	size_t start = 1;
