@@ -214,6 +214,11 @@ int64_t kv_txn_encode(const struct kv_txn *txn, void *buf, size_t cap);
  * ops_cap). On success txn->ops == ops and the txn borrows buf. */
 int kv_txn_decode(const void *buf, size_t len, struct kv_txn *txn, struct kv_op *ops,
 		  uint32_t ops_cap);
+/* Writes zxid and time_ms into an encoded txn in place (their offsets are
+ * fixed) and reads its type: the proposer's stamp without a decode and
+ * re-encode. Checks only the header (size, version): for bytes the node's
+ * own encoder or a full decode produced. KEEL_E_MALFORMED otherwise. */
+int kv_txn_stamp(void *buf, size_t len, int64_t zxid, int64_t time_ms, int32_t *type);
 
 /*
  * A batch (one Raft entry): u8 version, u32 count, then count x (u32 len, txn).

@@ -185,6 +185,8 @@ struct kv_session *kv_session_alloc(struct kv *kv, int64_t id);
 struct kv_name *kv_name_alloc(struct kv *kv, const char *name, uint32_t len);
 struct kv_blob *kv_blob_alloc(struct kv *kv, const void *b, uint32_t len);
 struct kv_znode *kv_lookup(const struct kv_hnode *paths, const char *path, uint32_t len);
+/* kv.c's check of a write's path at apply (1 valid, 0 not); for tests. */
+int kv_path_valid(const char *p, size_t n);
 struct kv_session *kv_session_find(const struct kv_hnode *map, int64_t id);
 void kv_draft_begin(struct kv *kv);
 int kv_draft_open(struct kv *kv);

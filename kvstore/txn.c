@@ -453,6 +453,24 @@ int kv_txn_decode(const void *buf, size_t len, struct kv_txn *txn, struct kv_op 
 	return 0;
 }
 
+/* The header's fixed offsets (both versions): zxid and time are rewritten
+ * in place, so a proposer need not decode and re-encode the whole txn. */
+#define TXN_OFF_TYPE 1
+#define TXN_OFF_ZXID 8
+#define TXN_OFF_TIME 16
+#define TXN_HDR      32 /* ..., i64 session_id */
+
+int kv_txn_stamp(void *buf, size_t len, int64_t zxid, int64_t time_ms, int32_t *type)
+{
+	uint8_t *b = buf;
+	if (!b || len < TXN_HDR || (b[0] != TXN_VERSION && b[0] != TXN_VERSION_2))
+		return KEEL_E_MALFORMED;
+	kv_le_store(b + TXN_OFF_ZXID, (uint64_t)zxid, 8);
+	kv_le_store(b + TXN_OFF_TIME, (uint64_t)time_ms, 8);
+	*type = (int8_t)b[TXN_OFF_TYPE];
+	return 0;
+}
+
 /* ---- batch ---- */
 
 int64_t kv_batch_init(void *buf, size_t cap)

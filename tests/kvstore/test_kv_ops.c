@@ -6,6 +6,7 @@
 
 #include <cmocka.h>
 
+#include "kv_int.h"
 #include "kvt.h"
 
 static int setup(void **state)
@@ -845,6 +846,115 @@ static void test_codec_roundtrip(void **state)
 	(void)acl;
 }
 
+/* The old byte-at-a-time rule, kept here as the reference. */
+static int path_valid_ref(const char *p, size_t n)
+{
+	bool ok = p && n >= 1 && n <= KV_PATH_MAX_BYTES && p[0] == '/';
+	if (!ok || n == 1)
+		return ok;
+	if (p[n - 1] == '/')
+		return 0;
+	size_t start = 1;
+	for (size_t i = 1; i <= n; i++) {
+		if (i == n || p[i] == '/') {
+			size_t len = i - start;
+			if (len == 0)
+				return 0;
+			if ((len == 1 && p[start] == '.') ||
+			    (len == 2 && p[start] == '.' && p[start + 1] == '.'))
+				return 0;
+			start = i + 1;
+			continue;
+		}
+		unsigned char c = (unsigned char)p[i];
+		if (c < 0x20 || c == 0x7f)
+			return 0;
+	}
+	return 1;
+}
+
+/* kv_path_valid (8 bytes at a time) agrees with the byte loop on random
+ * paths over the characters that matter, at every length and alignment. */
+static void test_path_valid_words(void **state)
+{
+	(void)state;
+	static const char alpha[] = { '/',  '/',  '.',        '.',        'a',  'z',  '-',  ' ',
+				      0x1f, 0x7f, (char)0x80, (char)0xff, 0x20, 0x7e, 0x01, '0' };
+	char buf[80];
+	uint64_t x = 0x9e3779b97f4a7c15ull;
+	int valid = 0;
+	for (int round = 0; round < 200000; round++) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		size_t n = (size_t)(x % 41), off = (size_t)((x >> 8) % 8);
+		char *p = buf + off;
+		uint64_t y = x;
+		for (size_t i = 0; i < n; i++) {
+			y ^= y << 13, y ^= y >> 7, y ^= y << 17;
+			/* mostly plain characters, so that valid paths are common */
+			p[i] = (y >> 20) % 4 ? "abc/"[(y >> 24) % 4]
+					     : alpha[(y >> 28) % sizeof(alpha)];
+		}
+		if (n)
+			p[0] = (x >> 40) % 8 ? '/' : p[0];
+		int want = path_valid_ref(p, n);
+		valid += want;
+		assert_int_equal(kv_path_valid(p, n), want);
+	}
+	assert_true(valid > 1000); /* the valid side was exercised too */
+	assert_int_equal(kv_path_valid(NULL, 3), 0);
+	assert_int_equal(kv_path_valid("/", 1), 1);
+	assert_int_equal(kv_path_valid("/abcdefgh/ijklmnop/q", 20), 1);
+	assert_int_equal(kv_path_valid("/abcdefgh/ijklm\x7fop/q", 20), 0);
+	assert_int_equal(kv_path_valid("/abcdefgh/ijk/../q", 18), 0);
+	assert_int_equal(kv_path_valid("/abcdefgh/ijklmnop/\x1f", 20), 0);
+}
+
+/* kv_txn_stamp writes exactly the bytes a decode, a new zxid/time and an
+ * encode would (the leader's proposer relies on it), for both formats. */
+static void test_txn_stamp(void **state)
+{
+	(void)state;
+	struct kv_op set = kvt_op(KV_OP_SET_DATA, "/stamp");
+	set.data = "abc";
+	set.data_len = 3;
+	set.version = 4;
+	struct kv_txn t, d;
+	struct kv_op dops[2];
+	uint8_t buf[256], want[256];
+	for (int auth = 0; auth < 2; auth++) {
+		memset(&t, 0, sizeof(t));
+		t.type = KV_OP_SET_DATA;
+		t.cxid = 7;
+		t.session_id = 0x1234;
+		t.nops = 1;
+		t.ops = &set;
+		if (auth) {
+			t.auth = KV_AUTH_IDS;
+			t.ids.ip_len = 4;
+		}
+		int64_t n = kv_txn_encode(&t, buf, sizeof(buf));
+		assert_true(n > 0 && n < (int64_t)sizeof(buf));
+		t.zxid = (int64_t)0x500000009ull;
+		t.time_ms = -1; /* every byte of both fields written */
+		assert_int_equal(kv_txn_encode(&t, want, sizeof(want)), n);
+		int32_t type = 0;
+		assert_int_equal(kv_txn_stamp(buf, (size_t)n, t.zxid, t.time_ms, &type), 0);
+		assert_int_equal(type, KV_OP_SET_DATA);
+		assert_memory_equal(buf, want, (size_t)n);
+		assert_int_equal(kv_txn_decode(buf, (size_t)n, &d, dops, 2), 0);
+		assert_int_equal(d.zxid, t.zxid);
+		assert_int_equal(d.time_ms, -1);
+		assert_int_equal(d.cxid, 7);
+		/* a header it cannot be sure of is refused, untouched */
+		assert_int_equal(kv_txn_stamp(buf, 31, 1, 1, &type), KEEL_E_MALFORMED);
+		assert_int_equal(kv_txn_stamp(NULL, (size_t)n, 1, 1, &type), KEEL_E_MALFORMED);
+		buf[0] = 3;
+		assert_int_equal(kv_txn_stamp(buf, (size_t)n, 1, 1, &type), KEEL_E_MALFORMED);
+		buf[0] = want[0];
+		assert_memory_equal(buf, want, (size_t)n);
+	}
+}
+
 static void test_batch(void **state)
 {
 	(void)state;
@@ -952,6 +1062,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_all_children_number, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_apply_batch, setup, teardown),
 		cmocka_unit_test(test_codec_roundtrip),
+		cmocka_unit_test(test_path_valid_words),
+		cmocka_unit_test(test_txn_stamp),
 		cmocka_unit_test(test_batch),
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);
