@@ -35,8 +35,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 
 
-def free_port_block(n, start=20000, end=60000):
-    """n consecutive ports free on 127.0.0.1 for TCP and UDP, chosen from the PID."""
+def free_port_block(n, start=10000, end=32000):
+    """n consecutive ports free on 127.0.0.1 for TCP and UDP, chosen from the PID.
+
+    Below the kernel's ephemeral range (32768-60999 on Debian): a port found
+    free here could otherwise be taken by any outgoing connection (a client,
+    a ZooKeeper JVM's own) before the server binds it."""
     span = end - start - n
     last_err = None
     for attempt in range(200):

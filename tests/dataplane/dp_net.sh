@@ -41,16 +41,17 @@ dp_net_init() { # MODE N
 	DP_MODE=$1
 	DP_N=$2
 	DP_DIR=$(mktemp -d /tmp/keel-dp.XXXXXX)
-	local base=$((30000 + ($$ % 2000) * 10)) i j tries
+	local base=$((20000 + ($$ % 1200) * 10)) i j tries
 	if [ "$DP_MODE" = udp ]; then
-		# The machine is shared: take a base whose ports nobody has bound.
+		# The machine is shared: take a base whose ports nobody has bound
+		# (below the kernel's ephemeral range, 32768-60999).
 		for tries in $(seq 20); do
 			local busy=0
 			for i in $(seq "$DP_N"); do
 				[ -n "$(ss -Hunl "sport = :$((base + i))" 2>/dev/null)" ] && busy=1
 			done
 			[ $busy = 0 ] && break
-			base=$((30000 + (RANDOM % 3000) * 10))
+			base=$((20000 + (RANDOM % 1200) * 10))
 		done
 	fi
 	for i in $(seq "$DP_N"); do

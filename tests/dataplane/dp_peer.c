@@ -723,8 +723,10 @@ static int run_wake(uint32_t count)
 	       lost);
 	done_phase(count ? on_ping_msg : on_echo_msg);
 	print_stats();
-	/* Most sleeps must have been on the fd, or the test tested nothing. */
-	uint64_t need = count ? count / 2 : 1;
+	/* Enough sleeps on the fd, or the test tested nothing. Not half the
+	 * round trips: on a loaded machine node 1 is often late to poll, finds
+	 * the echo already there and never sleeps (145 of 300 seen once). */
+	uint64_t need = count ? count / 4 : 1;
 	return lost || done < count || w_missed || w_news_missed || w_fd_sleeps < need ? 1 : 0;
 }
 
