@@ -1991,6 +1991,7 @@ static void on_forward(struct pipeline *p, const struct dp_msg *m)
 
 static void level_heard(struct pipeline *p, uint32_t from, uint32_t level, uint32_t min);
 static void settings_heard(struct pipeline *p, uint32_t from, uint32_t said);
+static void live_watch(struct pipeline *p, const struct raft_conf *c, uint64_t now);
 static int live_heard(struct pipeline *p, uint32_t from, const uint8_t *items, size_t len,
 		      uint64_t now);
 static int mg_apply(struct pipeline *p, const char *key, const char *val, char *msg, size_t len);
@@ -2667,6 +2668,9 @@ static void watch_leadership(struct pipeline *p)
 			/* Followers' clients are not known yet: as if they had some. */
 			p->peer_client_ns = keel_now_ns();
 			p->lead_ns = p->peer_client_ns;
+			/* Members from now on are new (live values at join). */
+			p->live_term = 0;
+			live_watch(p, raft_conf(p->r), p->lead_ns);
 		}
 		p->seen_role = role;
 	}
@@ -2992,8 +2996,9 @@ static void own_admin(const struct pipeline *p, char out[MGMT_HOST_MAX]);
  * values on the TOUCH admin_round sends it, until it says it took them or
  * NODE_LIVE_OFFER_MS after the leader first heard it (a keeld that skips
  * the items never says so). The members listed when this node became leader
- * are not new: a member added under an earlier leader that had not taken
- * them yet is not offered them again (its values are its own, as before).
+ * (watch_leadership) are not new: a member added under an
+ * earlier leader that had not taken them yet is not offered them again (its
+ * values are its own, as before).
  */
 static void live_watch(struct pipeline *p, const struct raft_conf *c, uint64_t now)
 {
