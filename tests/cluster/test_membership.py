@@ -399,8 +399,13 @@ class Membership(unittest.TestCase):
                           {"key": "4lw.commands.whitelist", "value": "ruok,conf"})
         self.assertEqual(code, 200, text)
         self.assertEqual(config_of(n4)["maxClientCnxns"], ("0", "file"))
-        self.change(c, {"action": "add", "id": 4, "address": "127.0.0.1:%d" % n4.peer_port,
-                        "client_port": n4.client_port, "learner": True})
+        # Added as an operator would (keelctl member add: POST /members at the
+        # leader; a reconfig changes the same Raft configuration).
+        p = subprocess.run([keelctl(), "--admin", "127.0.0.1:%d" % n1.admin_port,
+                            "--token", TOKEN, "member", "add", "4",
+                            "127.0.0.1:%d" % n4.peer_port, "--client", str(n4.client_port),
+                            "--learner"], capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
 
         def taken():
             cfg = config_of(n4)
