@@ -62,7 +62,9 @@
  *          (the sender's protocol levels, node.h; absent from a level-2 node)
  *          | items (node.h, node_touch_admin_*: the sender's admin address;
  *          node_touch_settings_*: its configuration's settings, on the TOUCH
- *          to the leader).
+ *          to the leader; node_touch_live_*: the leader's live values, on
+ *          its TOUCH to a member that joined, and the member's answer that
+ *          it took them, on its TOUCH to the leader: live_watch).
  *          Sent every half tick by every follower, with or without sessions:
  *          the leader learns its members' levels from it (level_work). Every
  *          node with an admin API also sends one with no session (count 0)
