@@ -3035,6 +3035,13 @@ static void live_watch(struct pipeline *p, const struct raft_conf *c, uint64_t n
 	p->live_term = raft_term(p->r);
 }
 
+/* keel_live_config_joined_total{result}: taken, kept, refused */
+static void live_count(struct keeld *k, int result)
+{
+	if (k->live_join_c[result])
+		mgmt_counter_add(k->live_join_c[result], 1);
+}
+
 /*
  * A member takes the values offered (live_heard): each key its own live.cfg
  * does not set, applied as PUT /config applies it (mg_apply: the same checks
@@ -3048,7 +3055,7 @@ static void live_take(struct pipeline *p, uint32_t from, const struct node_live 
 {
 	struct keeld *k = p->k;
 	bool done[NODE_LIVE_MAX] = { false };
-	uint64_t n[3] = { 0 }; /* taken, kept, refused (keel_live_config_joined_total) */
+	uint64_t n[3] = { 0 }; /* taken, kept, refused (live_count) */
 	char msg[MGMT_MESSAGE_MAX];
 	for (uint32_t i = 0; i < offer->n; i++) {
 		const char *key = offer->kv[i].key;
@@ -3056,6 +3063,7 @@ static void live_take(struct pipeline *p, uint32_t from, const struct node_live 
 			if (!strcmp(k->live.kv[j].key, key)) {
 				done[i] = true;
 				n[1]++;
+				live_count(k, 1);
 				keeld_log("live config from node %u: %s=%s not taken: this node's "
 					  "live.cfg sets %s",
 					  from, key, offer->kv[i].value, k->live.kv[j].value);
@@ -3063,6 +3071,7 @@ static void live_take(struct pipeline *p, uint32_t from, const struct node_live 
 		if (!done[i] && !mg_saved(key)) {
 			done[i] = true;
 			n[2]++;
+			live_count(k, 2);
 			keeld_log("live config from node %u: %s refused: not a key live.cfg keeps",
 				  from, key);
 		}
@@ -3075,6 +3084,7 @@ static void live_take(struct pipeline *p, uint32_t from, const struct node_live 
 				continue;
 			done[i] = progress = true;
 			n[0]++;
+			live_count(k, 0); /* before GET /config shows it */
 			(void)mg_keep(p, offer->kv[i].key, offer->kv[i].value, msg, sizeof(msg));
 			keeld_log("live config from node %u (at join): %s", from, msg);
 			/* GET /config: the value and its source, "cluster" */
@@ -3090,13 +3100,11 @@ static void live_take(struct pipeline *p, uint32_t from, const struct node_live 
 	for (uint32_t i = 0; i < offer->n; i++)
 		if (!done[i]) {
 			n[2]++;
+			live_count(k, 2);
 			(void)mg_apply(p, offer->kv[i].key, offer->kv[i].value, msg, sizeof(msg));
 			keeld_log("live config from node %u: refused: %s (this node keeps its own)",
 				  from, msg);
 		}
-	for (int i = 0; i < 3; i++)
-		if (n[i] && k->live_join_c[i])
-			mgmt_counter_add(k->live_join_c[i], n[i]);
 	keeld_log("live config from node %u at join: %" PRIu64 " taken, %" PRIu64
 		  " kept (this node's own), %" PRIu64 " refused",
 		  from, n[0], n[1], n[2]);

@@ -8,7 +8,8 @@ it was removed and exits. (Members that no zoo.cfg lists: test_reconfig.py.)
 
 test_live_values_at_join: a 4th member that only its own zoo.cfg lists joins
 a 3-node cluster tuned live (keelctl config set) and runs the leader's live
-values, but the one it set itself before joining; they survive its restart.
+values, but the one it set itself before joining; they survive its restart;
+a 5th joins by reconfig and takes them too.
 """
 import json
 import os
@@ -89,16 +90,16 @@ class Writer(threading.Thread):
 
 
 class JoinCluster(KeelCluster):
-    """Nodes 1-3 list only each other; node 4 lists them and itself as an
-    observer, as an operator starts a new member."""
+    """Nodes 1-3 list only each other; nodes 4 and 5 list them and themselves
+    as an observer, as an operator starts a new member."""
 
     def configure(self, n):
         super().configure(n)
         path = os.path.join(n.workdir, "zoo.cfg")
         with open(path) as f:
             lines = f.read().splitlines()
-        if n.id <= 3:
-            lines = [x for x in lines if not x.startswith("server.4=")]
+        lines = [x for x in lines if not x.startswith("server.") or
+                 int(x[7:x.index("=")]) in (1, 2, 3, n.id)]
         with open(path, "w") as f:
             f.write("\n".join(lines) + "\n")
 
@@ -363,7 +364,9 @@ class Membership(unittest.TestCase):
             self.assertIn("last voter", text)
 
     def test_live_values_at_join(self):
-        with JoinCluster(4, admin_token=TOKEN, learners=(4,), initial=3) as c:
+        extra = ["reconfigEnabled=true",
+                 "DigestAuthenticationProvider.superDigest=super:D/InIHSb7yEEbrWz8b9l71RjZJU="]
+        with JoinCluster(5, admin_token=TOKEN, learners=(4, 5), initial=3, extra=extra) as c:
             try:
                 self.run_live_join(c)
             except BaseException:
@@ -407,14 +410,16 @@ class Membership(unittest.TestCase):
                             "--learner"], capture_output=True, text=True, timeout=60)
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
 
-        def taken():
-            cfg = config_of(n4)
-            return cfg if cfg["keel.heartbeatMs"][1] == "cluster" else None
-        cfg = wait_for(taken, 20, "node 4 to take the live values")
-        self.assertEqual(cfg["maxClientCnxns"], ("3", "cluster"))
-        self.assertEqual(cfg["keel.heartbeatMs"], ("200", "cluster"))
-        self.assertEqual(cfg["keel.electionTimeoutMs"], ("1000", "cluster"))
-        self.assertEqual(cfg["4lw.commands.whitelist"], ("ruok,conf", "live"))  # its own
+        want = {"maxClientCnxns": ("3", "cluster"), "keel.heartbeatMs": ("200", "cluster"),
+                "keel.electionTimeoutMs": ("1000", "cluster"),
+                "4lw.commands.whitelist": ("ruok,conf", "live")}  # its own
+
+        def taken(node):
+            # the admin thread reads the node's notes one at a time
+            cfg = config_of(node)
+            return {k: cfg[k] for k in want} == want
+        wait_for(lambda: taken(n4), 20,
+                 lambda: "node 4 to take the live values: %s" % config_of(n4))
         self.assertEqual(metric(n4, 'keel_live_config_joined_total{result="taken"}'), 3)
         self.assertEqual(metric(n4, 'keel_live_config_joined_total{result="kept"}'), 1)
         self.assertEqual(metric(n4, 'keel_live_config_joined_total{result="refused"}'), 0)
@@ -449,6 +454,24 @@ class Membership(unittest.TestCase):
         self.assertIn("live config: 4 keys from", c.tail(n4, 200))
         # Taken once: not offered again after the restart.
         self.assertEqual(metric(n4, 'keel_live_config_joined_total{result="taken"}'), 0)
+
+        # Node 5 joins by ZooKeeper's reconfig (as an observer): it takes them too.
+        n5 = c.nodes[4]
+        c.start(4)
+        su = KazooClient(hosts=c.connect_string([0, 1, 2]), timeout=10.0,
+                         auth_data=[("digest", "super:test")])
+        su.start(timeout=30)
+        try:
+            su.reconfig(joining="server.5=127.0.0.1:%d:%d:observer;127.0.0.1:%d" % (
+                n5.peer_port, n5.election_port, n5.client_port), leaving=None,
+                new_members=None)
+        finally:
+            su.stop()
+            su.close()
+        want["4lw.commands.whitelist"] = ("ruok,srvr,mntr", "cluster")
+        wait_for(lambda: taken(n5), 20,
+                 lambda: "node 5 to take the live values: %s" % config_of(n5))
+        self.assertEqual(metric(n5, 'keel_live_config_joined_total{result="taken"}'), 4)
 
 
 if __name__ == "__main__":
