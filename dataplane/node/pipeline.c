@@ -431,7 +431,6 @@ struct pipeline {
 		char addr[MGMT_HOST_MAX]; /* "" unknown */
 		uint64_t heard_ns;
 	} padmin[DP_MAX_NODES];
-	uint64_t last_admin_ns; /* the last admin_round */
 	/* The leader's live values offered to members that joined while it led
 	 * (live_watch, "Live values at join"): live_seen, the members its conf
 	 * listed when last looked at in term live_term; live_offer, a member
@@ -441,6 +440,7 @@ struct pipeline {
 	uint64_t live_heard_ns[DP_MAX_NODES];
 	uint64_t live_term;
 	uint32_t live_taken_from;    /* a member: the leader whose values it took (0: none) */
+	uint64_t last_admin_ns;      /* the last admin_round */
 	uint64_t touch_bad_total;    /* TOUCH items that do not decode (ignored) */
 	uint64_t touch_bad_logged;   /* ... logged up to here (then at twice as many) */
 	uint64_t refused_bad_total;  /* REFUSED not from the leader, or no level (ignored) */
