@@ -96,6 +96,12 @@ struct mgmt_response {
 	uint32_t leader_id; /* a hint with KEEL_E_NOT_LEADER; 0 if unknown */
 	char message[MGMT_MESSAGE_MAX];
 	char value[MGMT_VALUE_MAX]; /* CONFIG_RESET done: the value now in force */
+	/*
+	 * id 0 and key set: not an answer but a note -- the node set key to
+	 * value itself (a live value taken from the cluster's leader as this
+	 * node joined): GET /config shows it with source "cluster".
+	 */
+	char key[MGMT_KEY_MAX];
 };
 
 /* HTTP status code for a response status (see struct mgmt_response). */

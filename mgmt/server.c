@@ -75,7 +75,7 @@ struct cfg_entry {
 	char value[MGMT_VALUE_MAX];
 	bool live;
 	bool in_file;       /* the configuration file sets it: a reset makes it "file" */
-	const char *source; /* "default", "file" or "live" (GET /config) */
+	const char *source; /* "default", "file", "live" or "cluster" (GET /config) */
 };
 
 /* Reasons a request is refused before it reaches a route. */
@@ -582,6 +582,14 @@ static void submit(struct mgmt_server *s, struct conn *c, struct mgmt_request *r
 
 static void answer(struct mgmt_server *s, const struct mgmt_response *r)
 {
+	if (r->id == 0 && r->key[0]) {
+		int i = cfg_find(s, r->key);
+		if (i >= 0) {
+			snprintf(s->cfg[i].value, MGMT_VALUE_MAX, "%s", r->value);
+			s->cfg[i].source = "cluster";
+		}
+		return;
+	}
 	struct conn *c = NULL;
 	for (uint32_t i = 0; i < s->n_slots && !c; i++)
 		if (s->conns[i].fd >= 0 && s->conns[i].st == C_WAIT && s->conns[i].req_id == r->id)

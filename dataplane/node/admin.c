@@ -208,6 +208,7 @@ static const char *const path_events[] = { "blackhole", "blackhole_cleared", "pe
 static const char *const entbuf_from[] = { "chunk", "malloc" };
 static const char *const spin_kind[] = { "ack", "request", "append", "sync" };
 static const char *const spin_res[] = { "hit", "miss", "early", "busy" };
+static const char *const live_join_res[] = { "taken", "kept", "refused" };
 
 /*
  * One metric family keeld registers beside mgmt_node_metrics_register's:
@@ -301,6 +302,10 @@ static const struct family families[] = {
 		  "before the window opened), busy (a yield gave the CPU to another task for over 20 "
 		  "us: the CPU is not idle, the spin ends). Misses and busy ones in a row back the "
 		  "spinning off." },
+	{ .name = "keel_live_config_joined_total", .key = "result", VALUES(live_join_res),
+	  AT(live_join_c),
+	  .help = "The leader's live values this node took as it joined (kept in live.cfg), kept "
+		  "its own for (its live.cfg set the key), or refused (logged)." },
 	/* HELP_MAX (mgmt/metrics.c) keeps 159 characters: the types are in
 	 * mgmt/README.md */
 	{ .name = "keel_peer_messages_malformed_total", .key = "type",

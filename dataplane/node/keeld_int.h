@@ -301,6 +301,9 @@ struct keeld {
 	struct mgmt_counter *acl_early_c;
 	atomic_uint_fast64_t n_acl_early;
 	uint32_t live_set_aside; /* damaged live.cfg set aside at start (keeld_live_load) */
+	/* keel_live_config_joined_total{result}: the leader's live values this
+	 * node, joining, took / kept its own for / refused (pipeline.c live_take) */
+	struct mgmt_counter *live_join_c[3];
 	/* keel_snapshot_failures_total{stage} (enum keeld_snap_stage) */
 	struct mgmt_counter *snap_failed_c[KEELD_SNAP_STAGES];
 	/* entry buffers' counts (keel_entbuf_*, admin.c), published by the

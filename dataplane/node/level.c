@@ -212,6 +212,75 @@ int node_touch_settings_parse(const uint8_t *d, size_t len, uint32_t *settings)
 	return 1;
 }
 
+size_t node_touch_live_put(uint8_t *out, size_t cap, const struct node_live *live)
+{
+	size_t off = 0;
+	for (uint32_t i = 0; i < live->n; i++) {
+		size_t kl = strlen(live->kv[i].key), vl = strlen(live->kv[i].value);
+		/* node_live's bounds keep an item under 255 bytes */
+		if (kl + 1 + vl > 255 || cap - off < 2 + kl + 1 + vl)
+			return 0;
+		out[off] = NODE_TOUCH_LIVE;
+		out[off + 1] = (uint8_t)(kl + 1 + vl);
+		memcpy(out + off + 2, live->kv[i].key, kl);
+		out[off + 2 + kl] = '=';
+		memcpy(out + off + 3 + kl, live->kv[i].value, vl);
+		off += 3 + kl + vl;
+	}
+	return off;
+}
+
+int node_touch_live_parse(const uint8_t *d, size_t len, struct node_live *out)
+{
+	out->n = 0;
+	int found = 0;
+	for (size_t off = 0; off < len;) {
+		if (len - off < 2 || len - off - 2 < d[off + 1])
+			return KEEL_E_MALFORMED;
+		uint8_t t = d[off], l = d[off + 1];
+		const uint8_t *v = d + off + 2;
+		off += 2 + (size_t)l;
+		if (t != NODE_TOUCH_LIVE)
+			continue;
+		found = 1;
+		const uint8_t *eq = memchr(v, '=', l);
+		size_t kl = eq ? (size_t)(eq - v) : 0;
+		if (!kl || kl >= NODE_LIVE_KEY_MAX || l - kl - 1 >= NODE_LIVE_VALUE_MAX)
+			return KEEL_E_MALFORMED;
+		char key[NODE_LIVE_KEY_MAX], val[NODE_LIVE_VALUE_MAX];
+		memcpy(key, v, kl);
+		key[kl] = 0;
+		memcpy(val, eq + 1, l - kl - 1);
+		val[l - kl - 1] = 0;
+		if (memchr(key, 0, kl) || memchr(val, 0, l - kl - 1))
+			return KEEL_E_MALFORMED;
+		for (uint32_t i = 0; i < out->n; i++)
+			if (!strcmp(out->kv[i].key, key))
+				return KEEL_E_MALFORMED; /* one value a key */
+		if (node_live_set(out, key, val) < 0)
+			return KEEL_E_MALFORMED; /* not a key or value live.cfg takes, or too many
+						  */
+	}
+	return found;
+}
+
+size_t node_touch_taken_put(uint8_t *out)
+{
+	out[0] = NODE_TOUCH_LIVE_TAKEN;
+	out[1] = 0;
+	return 2;
+}
+
+int node_touch_taken_parse(const uint8_t *d, size_t len)
+{
+	const uint8_t *v;
+	uint8_t ilen;
+	int rc = touch_item_find(d, len, NODE_TOUCH_LIVE_TAKEN, &v, &ilen);
+	if (rc <= 0)
+		return rc;
+	return ilen ? KEEL_E_MALFORMED : 1;
+}
+
 size_t node_level_snap_put(uint8_t *out, uint32_t level, uint32_t settings)
 {
 	memcpy(out, SNAP_MAGIC, 8);

@@ -301,6 +301,30 @@ size_t node_touch_settings_put(uint8_t *out, uint32_t settings);
  * item is there, 0 when not, KEEL_E_MALFORMED when an item is cut short or
  * the settings item is not 4 bytes. */
 int node_touch_settings_parse(const uint8_t *d, size_t len, uint32_t *settings);
+/*
+ * NODE_TOUCH_LIVE: one "key=value" of the leader's live values (its
+ * live.cfg), an item each, on the TOUCH the leader sends a member that joined
+ * while it led, until the member says NODE_TOUCH_LIVE_TAKEN (no bytes) on its
+ * own TOUCH. No protocol level gates them: a keeld that does not know the
+ * items skips them (the member keeps its own values, the leader stops
+ * offering after NODE_LIVE_OFFER_MS).
+ */
+#define NODE_TOUCH_LIVE       3
+#define NODE_TOUCH_LIVE_TAKEN 4
+#define NODE_LIVE_OFFER_MS    60000u
+struct node_live;
+/* live's keys as NODE_TOUCH_LIVE items into out (cap bytes): their size, 0
+ * when live is empty or the items do not fit (nothing is offered then). */
+size_t node_touch_live_put(uint8_t *out, size_t cap, const struct node_live *live);
+/* d, len: the bytes after the level trailer. 1 and every NODE_TOUCH_LIVE item
+ * into out (in order) when there is one, 0 when none, KEEL_E_MALFORMED when
+ * an item is cut short, is not key=value (printable, key and value within
+ * node_live's bounds) or repeats a key, or there are over NODE_LIVE_MAX. */
+int node_touch_live_parse(const uint8_t *d, size_t len, struct node_live *out);
+/* The taken item (2 bytes of room): its size; parse: 1 there, 0 not,
+ * KEEL_E_MALFORMED (cut short, or not empty). */
+size_t node_touch_taken_put(uint8_t *out);
+int node_touch_taken_parse(const uint8_t *d, size_t len);
 /* d, len: the bytes after the level trailer. 1 and the address (NUL-terminated
  * into out, n > NODE_TOUCH_ADMIN_MAX) when an admin item is there, 0 when none,
  * KEEL_E_MALFORMED when an item is cut short or the address is not one. */

@@ -62,7 +62,9 @@
  *          (the sender's protocol levels, node.h; absent from a level-2 node)
  *          | items (node.h, node_touch_admin_*: the sender's admin address;
  *          node_touch_settings_*: its configuration's settings, on the TOUCH
- *          to the leader).
+ *          to the leader; node_touch_live_*: the leader's live values, on
+ *          its TOUCH to a member that joined, and the member's answer that
+ *          it took them, on its TOUCH to the leader: live_watch).
  *          Sent every half tick by every follower, with or without sessions:
  *          the leader learns its members' levels from it (level_work). Every
  *          node with an admin API also sends one with no session (count 0)
@@ -429,6 +431,15 @@ struct pipeline {
 		char addr[MGMT_HOST_MAX]; /* "" unknown */
 		uint64_t heard_ns;
 	} padmin[DP_MAX_NODES];
+	/* The leader's live values offered to members that joined while it led
+	 * (live_watch, "Live values at join"): live_seen, the members its conf
+	 * listed when last looked at in term live_term; live_offer, a member
+	 * still offered them; live_heard_ns, when the leader first heard it
+	 * since (the offer ends NODE_LIVE_OFFER_MS after, taken or not). */
+	bool live_seen[DP_MAX_NODES], live_offer[DP_MAX_NODES];
+	uint64_t live_heard_ns[DP_MAX_NODES];
+	uint64_t live_term;
+	uint32_t live_taken_from;    /* a member: the leader whose values it took (0: none) */
 	uint64_t last_admin_ns;      /* the last admin_round */
 	uint64_t touch_bad_total;    /* TOUCH items that do not decode (ignored) */
 	uint64_t touch_bad_logged;   /* ... logged up to here (then at twice as many) */
@@ -1999,6 +2010,12 @@ static void on_forward(struct pipeline *p, const struct dp_msg *m)
 
 static void level_heard(struct pipeline *p, uint32_t from, uint32_t level, uint32_t min);
 static void settings_heard(struct pipeline *p, uint32_t from, uint32_t said);
+static void live_watch(struct pipeline *p, const struct raft_conf *c, uint64_t now);
+static int live_heard(struct pipeline *p, uint32_t from, const uint8_t *items, size_t len,
+		      uint64_t now);
+static int mg_apply(struct pipeline *p, const char *key, const char *val, char *msg, size_t len);
+static bool mg_saved(const char *key);
+static int mg_keep(struct pipeline *p, const char *key, const char *value, char *msg, size_t len);
 
 static void on_touch(struct pipeline *p, const struct dp_msg *m)
 {
@@ -2046,6 +2063,8 @@ static void on_touch(struct pipeline *p, const struct dp_msg *m)
 		settings_heard(p, m->from, said);
 	else if (src < 0) /* the rest of it was taken */
 		peer_bad(p, m, false, "its settings item does not decode");
+	if (rc >= 0 && live_heard(p, m->from, m->data + ids + 8, m->len - ids - 8, now) < 0)
+		peer_bad(p, m, false, "its live values do not decode");
 }
 
 static void frame_release(struct raft_buf *b)
@@ -2668,6 +2687,9 @@ static void watch_leadership(struct pipeline *p)
 			/* Followers' clients are not known yet: as if they had some. */
 			p->peer_client_ns = keel_now_ns();
 			p->lead_ns = p->peer_client_ns;
+			/* Members from now on are new (live values at join). */
+			p->live_term = 0;
+			live_watch(p, raft_conf(p->r), p->lead_ns);
 		}
 		p->seen_role = role;
 	}
@@ -2988,6 +3010,156 @@ static void level_work(struct pipeline *p, uint64_t now)
 static void own_admin(const struct pipeline *p, char out[MGMT_HOST_MAX]);
 
 /*
+ * Live values at join (mgmt/README.md, "Live values on every node"): a
+ * member that joins while this node leads is offered this node's live.cfg
+ * values on the TOUCH admin_round sends it, until it says it took them or
+ * NODE_LIVE_OFFER_MS after the leader first heard it (a keeld that skips
+ * the items never says so). The members listed when this node became leader
+ * (watch_leadership) are not new: a member added under an
+ * earlier leader that had not taken them yet is not offered them again (its
+ * values are its own, as before).
+ */
+static void live_watch(struct pipeline *p, const struct raft_conf *c, uint64_t now)
+{
+	struct keeld *k = p->k;
+	bool first = p->live_term != raft_term(p->r);
+	bool in[DP_MAX_NODES] = { false };
+	for (uint32_t i = 0; i < c->n; i++) {
+		uint32_t id = c->m[i].id;
+		if (id >= DP_MAX_NODES || id == k->myid)
+			continue;
+		in[id] = true;
+		if (!first && !p->live_seen[id] && k->live.n) {
+			p->live_offer[id] = true;
+			p->live_heard_ns[id] = 0;
+			keeld_log("node %u joined: offering it this leader's %u live value%s "
+				  "(live.cfg)",
+				  id, k->live.n, k->live.n == 1 ? "" : "s");
+		}
+		if (p->live_offer[id] && p->live_heard_ns[id] &&
+		    now - p->live_heard_ns[id] > (uint64_t)NODE_LIVE_OFFER_MS * 1000000u) {
+			p->live_offer[id] = false;
+			keeld_log("node %u has not said it took the live values offered for %u s "
+				  "(a keeld before 2026-11-23 skips them): set them there with "
+				  "keelctl config set",
+				  id, NODE_LIVE_OFFER_MS / 1000);
+		}
+	}
+	for (uint32_t id = 0; id < DP_MAX_NODES; id++) {
+		p->live_seen[id] = in[id];
+		p->live_offer[id] = p->live_offer[id] && in[id] && !first;
+	}
+	p->live_term = raft_term(p->r);
+}
+
+/* keel_live_config_joined_total{result}: taken, kept, refused */
+static void live_count(struct keeld *k, int result)
+{
+	if (k->live_join_c[result])
+		mgmt_counter_add(k->live_join_c[result], 1);
+}
+
+/*
+ * A member takes the values offered (live_heard): each key its own live.cfg
+ * does not set, applied as PUT /config applies it (mg_apply: the same checks
+ * and relations) and kept in its live.cfg. A key it sets itself keeps its
+ * value. Values refused against the ones in force (Raft's timers, the
+ * session timeouts: the order they must change in) are tried again after
+ * the others, until no more applies; what is left is refused: logged and
+ * counted, never fatal.
+ */
+static void live_take(struct pipeline *p, uint32_t from, const struct node_live *offer)
+{
+	struct keeld *k = p->k;
+	bool done[NODE_LIVE_MAX] = { false };
+	uint64_t n[3] = { 0 }; /* taken, kept, refused (live_count) */
+	char msg[MGMT_MESSAGE_MAX];
+	for (uint32_t i = 0; i < offer->n; i++) {
+		const char *key = offer->kv[i].key;
+		for (uint32_t j = 0; j < k->live.n && !done[i]; j++)
+			if (!strcmp(k->live.kv[j].key, key)) {
+				done[i] = true;
+				n[1]++;
+				live_count(k, 1);
+				keeld_log("live config from node %u: %s=%s not taken: this node's "
+					  "live.cfg sets %s",
+					  from, key, offer->kv[i].value, k->live.kv[j].value);
+			}
+		if (!done[i] && !mg_saved(key)) {
+			done[i] = true;
+			n[2]++;
+			live_count(k, 2);
+			keeld_log("live config from node %u: %s refused: not a key live.cfg keeps",
+				  from, key);
+		}
+	}
+	for (bool progress = true; progress;) {
+		progress = false;
+		for (uint32_t i = 0; i < offer->n; i++) {
+			if (done[i] ||
+			    mg_apply(p, offer->kv[i].key, offer->kv[i].value, msg, sizeof(msg)) < 0)
+				continue;
+			done[i] = progress = true;
+			n[0]++;
+			live_count(k, 0); /* before GET /config shows it */
+			(void)mg_keep(p, offer->kv[i].key, offer->kv[i].value, msg, sizeof(msg));
+			keeld_log("live config from node %u (at join): %s", from, msg);
+			/* GET /config: the value and its source, "cluster" */
+			struct mgmt_response r = { .id = 0 };
+			snprintf(r.key, sizeof(r.key), "%s", offer->kv[i].key);
+			snprintf(r.value, sizeof(r.value), "%s", offer->kv[i].value);
+			if (k->mchan && mgmt_chan_answer(k->mchan, &r) < 0)
+				keeld_log(
+					"live config: GET /config not told of %s: answer ring full",
+					r.key);
+		}
+	}
+	for (uint32_t i = 0; i < offer->n; i++)
+		if (!done[i]) {
+			n[2]++;
+			live_count(k, 2);
+			(void)mg_apply(p, offer->kv[i].key, offer->kv[i].value, msg, sizeof(msg));
+			keeld_log("live config from node %u: refused: %s (this node keeps its own)",
+				  from, msg);
+		}
+	keeld_log("live config from node %u at join: %" PRIu64 " taken, %" PRIu64
+		  " kept (this node's own), %" PRIu64 " refused",
+		  from, n[0], n[1], n[2]);
+	p->live_taken_from = from;
+}
+
+/* A TOUCH's live items: the leader hears that a member took its values; a
+ * member, the leader's offer (taken once a run: later changes stay per node). */
+static int live_heard(struct pipeline *p, uint32_t from, const uint8_t *items, size_t len,
+		      uint64_t now)
+{
+	if (from >= DP_MAX_NODES)
+		return 0;
+	if (raft_role(p->r) == RAFT_LEADER) {
+		if (!p->live_offer[from])
+			return 0;
+		if (!p->live_heard_ns[from])
+			p->live_heard_ns[from] = now;
+		int rc = node_touch_taken_parse(items, len);
+		if (rc == 1) {
+			p->live_offer[from] = false;
+			keeld_log("node %u took this leader's live values", from);
+		}
+		return rc;
+	}
+	if (p->live_taken_from || from != raft_leader(p->r))
+		return 0; /* another member's TOUCH, or taken already */
+	struct node_live *offer = malloc(sizeof(*offer));
+	if (!offer)
+		return 0; /* offered again within a second */
+	int rc = node_touch_live_parse(items, len, offer);
+	if (rc == 1)
+		live_take(p, from, offer);
+	free(offer);
+	return rc;
+}
+
+/*
  * About once a second (at most every half tick), a TOUCH with no session but
  * this node's level and admin address to every other member: the leader
  * hears it every half tick anyway, the others only from this. A few dozen
@@ -3006,13 +3178,27 @@ static void admin_round(struct pipeline *p, uint64_t now, uint64_t every)
 	put32(msg, 0);
 	node_level_touch_put(msg + 4, k->cfg.protocol_level, NODE_PROTOCOL_LEVEL_MIN);
 	size_t len = 12 + node_touch_admin_put(msg + 12, admin);
-	if (len == 12)
-		return; /* no admin API here: nothing to tell */
 	const struct raft_conf *c = raft_conf(p->r);
 	uint32_t leader = raft_role(p->r) == RAFT_LEADER ? 0 : raft_leader(p->r);
+	if (!leader)
+		live_watch(p, c, now);
+	/* A member offered the live values gets them after the admin item. */
+	uint8_t offer[sizeof(msg) + NODE_LIVE_MAX * 256];
+	size_t olen = 0;
+	for (uint32_t i = 0; i < c->n && !leader; i++)
+		if (c->m[i].id < DP_MAX_NODES && p->live_offer[c->m[i].id]) {
+			memcpy(offer, msg, len);
+			olen = len +
+			       node_touch_live_put(offer + len, sizeof(offer) - len, &k->live);
+			break;
+		}
 	for (uint32_t i = 0; i < c->n; i++) {
 		uint32_t id = c->m[i].id;
-		if (id != k->myid && id != leader && id < DP_MAX_NODES)
+		if (id == k->myid || id == leader || id >= DP_MAX_NODES)
+			continue;
+		if (p->live_offer[id] && olen > len)
+			(void)dp_send(p->t, (uint16_t)id, KEELD_MSG_TOUCH, offer, olen);
+		else if (len > 12) /* else no admin API here: nothing to tell */
 			(void)dp_send(p->t, (uint16_t)id, KEELD_MSG_TOUCH, msg, len);
 	}
 }
@@ -3030,7 +3216,7 @@ static void session_work(struct pipeline *p, uint64_t now)
 		pthread_mutex_lock(&k->fe_mu);
 		msg = grow(NULL, &cap,
 			   4 + 8 * (size_t)k->n_sess + 8 + NODE_TOUCH_ADMIN_BYTES +
-				   NODE_TOUCH_SETTINGS_BYTES + 8,
+				   NODE_TOUCH_SETTINGS_BYTES + 2 + 8,
 			   1);
 		for (size_t i = 0; i < KEELD_SESS_BUCKETS; i++)
 			for (struct fsess *s = k->sess[i]; s; s = s->next)
@@ -3049,6 +3235,10 @@ static void session_work(struct pipeline *p, uint64_t now)
 		len += node_touch_admin_put(msg + len, admin);
 		/* And what its configuration asks (settings_heard). */
 		len += node_touch_settings_put(msg + len, settings_own(k));
+		/* And that it took the leader's live values, for the rest of the run:
+		 * 2 bytes, and the leader that offered them stops (live_heard). */
+		if (p->live_taken_from)
+			len += node_touch_taken_put(msg + len);
 		if (raft_role(p->r) == RAFT_LEADER) {
 			for (uint32_t i = 0; i < n; i++)
 				trk_touch(p, (int64_t)get64(msg + 4 + 8 * i), now);

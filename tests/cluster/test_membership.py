@@ -5,9 +5,15 @@ consensus), its refusals, and keelctl.
 One 5-node configuration: nodes 1-3 voters, 4 and 5 listed as observers
 (Raft learners). Only 1-3 start at first. A removed member that runs learns
 it was removed and exits. (Members that no zoo.cfg lists: test_reconfig.py.)
+
+test_live_values_at_join: a 4th member that only its own zoo.cfg lists joins
+a 3-node cluster tuned live (keelctl config set) and runs the leader's live
+values, but the one it set itself before joining; they survive its restart;
+a 5th joins by reconfig and takes them too.
 """
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -18,7 +24,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 # wait_for: test_admin_config, test_pipeline and test_reconfig import it from here
-from zkcluster import Cluster, wait_for  # noqa: E402,F401
+from zkcluster import Cluster, KeelCluster, wait_for  # noqa: E402,F401
 
 from kazoo.client import KazooClient  # noqa: E402
 from kazoo.exceptions import KazooException  # noqa: E402
@@ -81,6 +87,36 @@ class Writer(threading.Thread):
         self.join(30)
         self.zk.stop()
         self.zk.close()
+
+
+class JoinCluster(KeelCluster):
+    """Nodes 1-3 list only each other; nodes 4 and 5 list them and themselves
+    as an observer, as an operator starts a new member."""
+
+    def configure(self, n):
+        super().configure(n)
+        path = os.path.join(n.workdir, "zoo.cfg")
+        with open(path) as f:
+            lines = f.read().splitlines()
+        lines = [x for x in lines if not x.startswith("server.") or
+                 int(x[7:x.index("=")]) in (1, 2, 3, n.id)]
+        with open(path, "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+
+def config_of(node):
+    code, body = http(node.admin_port, "GET", "/config", timeout=5)
+    assert code == 200, body
+    return {e["key"]: (str(e["value"]), e["source"]) for e in json.loads(body)["config"]}
+
+
+def metric(node, name):
+    code, body = http(node.admin_port, "GET", "/metrics", timeout=5)
+    assert code == 200, body
+    for line in body.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
 
 
 class Membership(unittest.TestCase):
@@ -326,6 +362,116 @@ class Membership(unittest.TestCase):
             self.change(c, {"action": "remove", "id": other.id})
             text = self.change(c, {"action": "remove", "id": new.id}, 409)
             self.assertIn("last voter", text)
+
+    def test_live_values_at_join(self):
+        extra = ["reconfigEnabled=true",
+                 "DigestAuthenticationProvider.superDigest=super:D/InIHSb7yEEbrWz8b9l71RjZJU="]
+        with JoinCluster(5, admin_token=TOKEN, learners=(4, 5), initial=3, extra=extra) as c:
+            try:
+                self.run_live_join(c)
+            except BaseException:
+                for n in c.nodes:
+                    sys.stderr.write("--- node %d log:\n%s\n" % (n.id, c.tail(n, 25)))
+                raise
+
+    def run_live_join(self, c):
+        n1, n4 = c.nodes[0], c.nodes[3]
+
+        def cluster_set(key, value):
+            p = subprocess.run([keelctl(), "--admin", "127.0.0.1:%d" % n1.admin_port,
+                                "--token", TOKEN, "config", "set", key, str(value)],
+                               capture_output=True, text=True, timeout=60)
+            self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+            self.assertEqual(len(p.stdout.splitlines()), 3, p.stdout)  # every member
+
+        # Tuned live on every member (keelctl learns them through node 1).
+        # The heartbeat is set before the election timeout it needs, so
+        # live.cfg lists it first: the new member must apply them in the
+        # other order (its zoo.cfg's election timeout is 300 ms).
+        wait_for(lambda: all(p.get("admin") for p in status(n1)["peers"]), 10,
+                 "node 1 to know every admin address")
+        cluster_set("maxClientCnxns", 3)
+        cluster_set("keel.heartbeatMs", 100)
+        cluster_set("keel.electionTimeoutMs", 1000)
+        cluster_set("keel.heartbeatMs", 200)
+        cluster_set("4lw.commands.whitelist", "ruok,srvr,mntr")
+
+        # Node 4 runs before it is added, with a value of its own.
+        c.start(3)
+        code, text = http(n4.admin_port, "PUT", "/config",
+                          {"key": "4lw.commands.whitelist", "value": "ruok,conf"})
+        self.assertEqual(code, 200, text)
+        self.assertEqual(config_of(n4)["maxClientCnxns"], ("0", "file"))
+        # Added as an operator would (keelctl member add: POST /members at the
+        # leader; a reconfig changes the same Raft configuration).
+        p = subprocess.run([keelctl(), "--admin", "127.0.0.1:%d" % n1.admin_port,
+                            "--token", TOKEN, "member", "add", "4",
+                            "127.0.0.1:%d" % n4.peer_port, "--client", str(n4.client_port),
+                            "--learner"], capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+
+        want = {"maxClientCnxns": ("3", "cluster"), "keel.heartbeatMs": ("200", "cluster"),
+                "keel.electionTimeoutMs": ("1000", "cluster"),
+                "4lw.commands.whitelist": ("ruok,conf", "live")}  # its own
+
+        def taken(node):
+            # the admin thread reads the node's notes one at a time
+            cfg = config_of(node)
+            return {k: cfg[k] for k in want} == want
+        wait_for(lambda: taken(n4), 20,
+                 lambda: "node 4 to take the live values: %s" % config_of(n4))
+        self.assertEqual(metric(n4, 'keel_live_config_joined_total{result="taken"}'), 3)
+        self.assertEqual(metric(n4, 'keel_live_config_joined_total{result="kept"}'), 1)
+        self.assertEqual(metric(n4, 'keel_live_config_joined_total{result="refused"}'), 0)
+        # The original members took nothing.
+        self.assertEqual(metric(n1, 'keel_live_config_joined_total{result="taken"}'), 0)
+        wait_for(lambda: "node 4 took this leader's live values" in
+                 c.tail(self.leader_node(c), 200), 10, "the leader to hear node 4 took them")
+
+        # It runs them: the 4th connection from one address is closed at accept.
+        socks = [socket.create_connection(("127.0.0.1", n4.client_port), timeout=30)
+                 for _ in range(3)]
+        try:
+            extra = socket.create_connection(("127.0.0.1", n4.client_port), timeout=30)
+            try:
+                self.assertEqual(extra.recv(64), b"")
+            except ConnectionResetError:
+                pass
+            extra.close()
+        finally:
+            for s in socks:
+                s.close()
+
+        # Kept in its live.cfg: a restart runs them (its own source: live).
+        c.stop(3)
+        c.start(3)
+        cfg = config_of(n4)
+        for key, value in (("maxClientCnxns", "3"), ("keel.heartbeatMs", "200"),
+                           ("keel.electionTimeoutMs", "1000")):
+            self.assertEqual(cfg[key], (value, "live"), key)
+        wl = cfg["4lw.commands.whitelist"]  # printed in the node's order at start
+        self.assertEqual((sorted(wl[0].split(",")), wl[1]), (["conf", "ruok"], "live"))
+        self.assertIn("live config: 4 keys from", c.tail(n4, 200))
+        # Taken once: not offered again after the restart.
+        self.assertEqual(metric(n4, 'keel_live_config_joined_total{result="taken"}'), 0)
+
+        # Node 5 joins by ZooKeeper's reconfig (as an observer): it takes them too.
+        n5 = c.nodes[4]
+        c.start(4)
+        su = KazooClient(hosts=c.connect_string([0, 1, 2]), timeout=10.0,
+                         auth_data=[("digest", "super:test")])
+        su.start(timeout=30)
+        try:
+            su.reconfig(joining="server.5=127.0.0.1:%d:%d:observer;127.0.0.1:%d" % (
+                n5.peer_port, n5.election_port, n5.client_port), leaving=None,
+                new_members=None)
+        finally:
+            su.stop()
+            su.close()
+        want["4lw.commands.whitelist"] = ("ruok,srvr,mntr", "cluster")
+        wait_for(lambda: taken(n5), 20,
+                 lambda: "node 5 to take the live values: %s" % config_of(n5))
+        self.assertEqual(metric(n5, 'keel_live_config_joined_total{result="taken"}'), 4)
 
 
 if __name__ == "__main__":

@@ -494,6 +494,29 @@ static void config_route(void **state)
 	thttp(node.port, "PUT", "/config/keel.heartbeatMs", TOKEN, "{}", &r);
 	expect(&r, 405, NULL);
 	assert_int_equal(atomic_load(&node.taken), taken);
+	/* A note from the node (id 0, a key): a value it took from the cluster's
+	 * leader as it joined. Pushed from here while the pipeline is idle (no
+	 * request in flight: the ring has one producer at a time). An unknown
+	 * key is ignored; the note is shown once the server has read it. */
+	struct mgmt_response n1 = { .id = 0 }, n2 = { .id = 0 };
+	snprintf(n1.key, sizeof(n1.key), "nope");
+	snprintf(n2.key, sizeof(n2.key), "maxClientCnxns");
+	snprintf(n2.value, sizeof(n2.value), "7");
+	assert_int_equal(mgmt_chan_answer(node.chan, &n1), 0);
+	assert_int_equal(mgmt_chan_answer(node.chan, &n2), 0);
+	for (int i = 0; i < 5000; i++) {
+		thttp(node.port, "GET", "/config/maxClientCnxns", NULL, NULL, &r);
+		bool seen = strstr(r.body, "\"source\":\"cluster\"") != NULL;
+		if (seen || i == 4999)
+			break;
+		thttp_free(&r);
+		usleep(1000);
+	}
+	assert_non_null(strstr(r.body, "{\"key\":\"maxClientCnxns\",\"value\":\"7\","
+				       "\"live\":true,\"source\":\"cluster\"}"));
+	thttp_free(&r);
+	thttp(node.port, "GET", "/config/nope", NULL, NULL, &r);
+	expect(&r, 404, "unknown configuration key 'nope'");
 }
 
 static void raw_expect(const char *raw, size_t len, int code, const char *reason, const char *want)

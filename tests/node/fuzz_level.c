@@ -2,7 +2,8 @@
 /*
  * libFuzzer target for the level decoders of peer bytes (level.c): the first
  * byte picks the input kind, the rest is the input.
- *   0: a TOUCH (u32 count, ids, level trailer, items) as on_touch reads it;
+ *   0: a TOUCH (u32 count, ids, level trailer, items) as on_touch reads it
+ *      (the live values at join too);
  *   1: a level item (with the settings from level 4), and a REFUSED body
  *      (the level alone);
  *   2: the start of a snapshot image (the level header).
@@ -54,6 +55,20 @@ static void one_touch(const uint8_t *d, size_t len)
 		check(node_touch_settings_put(si, said) == sizeof(si) &&
 		      node_touch_settings_parse(si, sizeof(si), &back) == 1 && back == said);
 	}
+	/* the live values at join and their answer: what is taken encodes back */
+	static struct node_live live, again;
+	int lr = node_touch_live_parse(d + ids + 8, len - ids - 8, &live);
+	check(lr == 0 || lr == 1 || lr == KEEL_E_MALFORMED);
+	if (lr == 1) {
+		static uint8_t items[NODE_LIVE_MAX * 256];
+		size_t m = node_touch_live_put(items, sizeof(items), &live);
+		check(m > 0 && node_touch_live_parse(items, m, &again) == 1 && again.n == live.n);
+		for (uint32_t i = 0; i < live.n; i++)
+			check(!strcmp(again.kv[i].key, live.kv[i].key) &&
+			      !strcmp(again.kv[i].value, live.kv[i].value));
+	}
+	int tr = node_touch_taken_parse(d + ids + 8, len - ids - 8);
+	check(tr == 0 || tr == 1 || tr == KEEL_E_MALFORMED);
 	char admin[64];
 	rc = node_touch_admin_parse(d + ids + 8, len - ids - 8, admin, sizeof(admin));
 	check(rc == 0 || rc == 1 || rc == KEEL_E_MALFORMED);

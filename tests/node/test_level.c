@@ -255,6 +255,84 @@ static void test_touch_admin(void **state)
 
 /* ZooKeeper's sequential numbering from level 5 on; level 5 adds no
  * encoding: its items and snapshot headers are level 4's with settings. */
+/* NODE_TOUCH_LIVE / _TAKEN: the leader's live values to a member that joined,
+ * and its answer; other items around them skipped, damage refused. */
+static void test_touch_live(void **state)
+{
+	(void)state;
+	struct node_live live = { 0 }, got;
+	assert_int_equal(node_live_set(&live, "maxClientCnxns", "200"), 0);
+	assert_int_equal(node_live_set(&live, "4lw.commands.whitelist", "ruok,srvr,mntr"), 0);
+	uint8_t m[4096];
+	size_t a = node_touch_admin_put(m, "10.0.0.7:8082");
+	size_t n = node_touch_live_put(m + a, sizeof(m) - a, &live);
+	assert_int_equal(n, 2 + 18 + 2 + 37);
+	size_t t = node_touch_settings_put(m + a + n, 1);
+	assert_int_equal(node_touch_live_parse(m, a + n + t, &got), 1);
+	assert_int_equal(got.n, 2);
+	assert_string_equal(got.kv[0].key, "maxClientCnxns");
+	assert_string_equal(got.kv[0].value, "200");
+	assert_string_equal(got.kv[1].key, "4lw.commands.whitelist");
+	assert_string_equal(got.kv[1].value, "ruok,srvr,mntr");
+	/* the other items still read */
+	char admin[64];
+	uint32_t set;
+	assert_int_equal(node_touch_admin_parse(m, a + n + t, admin, sizeof(admin)), 1);
+	assert_int_equal(node_touch_settings_parse(m, a + n + t, &set), 1);
+	/* none: 0; no room: nothing offered; an empty set: nothing */
+	assert_int_equal(node_touch_live_parse(m, a, &got), 0);
+	assert_int_equal(node_touch_live_put(m, 30, &live), 0);
+	struct node_live none = { 0 };
+	assert_int_equal(node_touch_live_put(m, sizeof(m), &none), 0);
+	/* an empty value is a value */
+	uint8_t e[] = { NODE_TOUCH_LIVE, 2, 'k', '=' };
+	assert_int_equal(node_touch_live_parse(e, sizeof(e), &got), 1);
+	assert_string_equal(got.kv[0].value, "");
+	/* cut short; no '='; no key; a control character; a repeated key */
+	assert_int_equal(node_touch_live_parse(m + a, n - 1, &got), KEEL_E_MALFORMED);
+	uint8_t b1[] = { NODE_TOUCH_LIVE, 3, 'a', 'b', 'c' };
+	assert_int_equal(node_touch_live_parse(b1, sizeof(b1), &got), KEEL_E_MALFORMED);
+	uint8_t b2[] = { NODE_TOUCH_LIVE, 2, '=', '1' };
+	assert_int_equal(node_touch_live_parse(b2, sizeof(b2), &got), KEEL_E_MALFORMED);
+	uint8_t b3[] = { NODE_TOUCH_LIVE, 3, 'k', '=', '\n' };
+	assert_int_equal(node_touch_live_parse(b3, sizeof(b3), &got), KEEL_E_MALFORMED);
+	uint8_t b4[] = { NODE_TOUCH_LIVE, 3, 'k', '=', 0 };
+	assert_int_equal(node_touch_live_parse(b4, sizeof(b4), &got), KEEL_E_MALFORMED);
+	uint8_t b5[] = { NODE_TOUCH_LIVE, 3, 'k', '=', '1', NODE_TOUCH_LIVE, 3, 'k', '=', '2' };
+	assert_int_equal(node_touch_live_parse(b5, sizeof(b5), &got), KEEL_E_MALFORMED);
+	/* a value past node_live's bound */
+	uint8_t big[2 + 2 + NODE_LIVE_VALUE_MAX];
+	big[0] = NODE_TOUCH_LIVE;
+	big[1] = (uint8_t)(2 + NODE_LIVE_VALUE_MAX);
+	memset(big + 2, 'v', sizeof(big) - 2);
+	big[3] = '=';
+	assert_int_equal(node_touch_live_parse(big, sizeof(big), &got), KEEL_E_MALFORMED);
+	big[1]--; /* value of NODE_LIVE_VALUE_MAX - 1 bytes */
+	assert_int_equal(node_touch_live_parse(big, sizeof(big) - 1, &got), 1);
+	/* more keys than live.cfg holds */
+	uint8_t many[(NODE_LIVE_MAX + 1) * 5];
+	for (int i = 0; i <= NODE_LIVE_MAX; i++) {
+		uint8_t *q = many + 5 * i;
+		q[0] = NODE_TOUCH_LIVE;
+		q[1] = 3;
+		q[2] = (uint8_t)('a' + i);
+		q[3] = '=';
+		q[4] = '1';
+	}
+	assert_int_equal(node_touch_live_parse(many, sizeof(many) - 5, &got), 1);
+	assert_int_equal(got.n, NODE_LIVE_MAX);
+	assert_int_equal(node_touch_live_parse(many, sizeof(many), &got), KEEL_E_MALFORMED);
+	/* taken: 2 bytes, found among others; not empty or cut short refused */
+	uint8_t k[16];
+	size_t ka = node_touch_admin_put(k, "h:1");
+	assert_int_equal(node_touch_taken_parse(k, ka), 0);
+	assert_int_equal(node_touch_taken_put(k + ka), 2);
+	assert_int_equal(node_touch_taken_parse(k, ka + 2), 1);
+	assert_int_equal(node_touch_taken_parse(k, ka + 1), KEEL_E_MALFORMED);
+	uint8_t kb[] = { NODE_TOUCH_LIVE_TAKEN, 1, 0 };
+	assert_int_equal(node_touch_taken_parse(kb, sizeof(kb)), KEEL_E_MALFORMED);
+}
+
 static void test_zk_numbering(void **state)
 {
 	(void)state;
@@ -380,8 +458,9 @@ int main(void)
 		cmocka_unit_test(test_quota_enforce),  cmocka_unit_test(test_zk_numbering),
 		cmocka_unit_test(test_touch_settings), cmocka_unit_test(test_check),
 		cmocka_unit_test(test_touch),          cmocka_unit_test(test_touch_admin),
-		cmocka_unit_test(test_snap),           cmocka_unit_test(test_config),
-		cmocka_unit_test(test_level_applied),  cmocka_unit_test(test_hold_writes),
+		cmocka_unit_test(test_touch_live),     cmocka_unit_test(test_snap),
+		cmocka_unit_test(test_config),         cmocka_unit_test(test_level_applied),
+		cmocka_unit_test(test_hold_writes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
