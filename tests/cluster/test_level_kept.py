@@ -15,6 +15,23 @@ still ZooKeeper's (a sequential create after a delete gets the count of
 creates). L restarted (its uncommitted item dropped for the new leader's
 log): every member speaks 6 and the level becomes 6 on every node at one
 index. On every node, the level changes its log shows only ever rise.
+
+test_item_survives: the item reaches the next leader's log. Node 2 is
+configured enforceQuota=true, the others false; node 1 leads (the cluster's
+setting false), node 3 claims level 5. Timers slowed, node 1's frames to
+node 3 dropped and node 2's disk slowed (keel.test.fsyncDelayUs: it holds
+its acknowledgement): node 3 restarted at 6, node 1 proposes the level-6
+item (with its settings), which reaches node 2's log and is not committed;
+node 1 is killed. Node 2 is elected (its log is the longer) with the item of
+the old term uncommitted ahead and its applied level 5, and wants its own
+enforceQuota=true. review7 found the race where such a leader proposes its
+settings at its applied level (5) behind the item: replicas went
+5 -> 6 -> 5 (node_level_applied now keeps 6). A leader proposes level and
+settings items only on top of everything committed (level_work), so here
+the old item commits first (5 -> 6 at its index on every node), the
+settings item follows at level 6 (no item below the cluster's level, which
+would be logged), enforceQuota=true applies everywhere, and the numbering
+stays ZooKeeper's.
 """
 import os
 import re
@@ -42,10 +59,42 @@ class KeptCluster(LevelCluster):
     low_level = 5
 
 
+class QuotaCluster(KeptCluster):
+    """Node 2 configured enforceQuota=true (the others false)."""
+
+    def configure(self, n):
+        super().configure(n)
+        with open(os.path.join(n.workdir, "zoo.cfg"), "a") as f:
+            f.write("enforceQuota=%s\n" % ("true" if n.id == 2 else "false"))
+
+
+def applied_enforce(n):
+    """The cluster's enforceQuota as node n last applied it (None before any)."""
+    m = re.findall(r"cluster settings: enforceQuota=(\w+)", out_log(n))
+    return m[-1] if m else None
+
+
+def leader_of(cl, want, heard):
+    """Leadership to cl.nodes[want] (POST /leader/transfer) once the leader
+    has heard the levels in heard."""
+    def moved():
+        for n in cl.nodes:
+            st = status(n) if n.running else None
+            if st and st["role"] == "leader":
+                lv = {p["id"]: p["protocol_level"] for p in st["peers"]}
+                if n.idx == want:
+                    return lv == heard
+                http(n.admin_port, "POST", "/leader/transfer",
+                     body={"id": cl.nodes[want].id}, token=TOKEN)
+        return False
+    wait_for(moved, 30, "node %d leading, every level heard" % cl.nodes[want].id)
+
+
 class LevelKept(unittest.TestCase):
     def test_level_kept_across_leader_change(self):
         if os.environ.get("KEEL_TEST_TARGET", "keel") != "keel":
             self.skipTest("keel's protocol levels")
+        KeptCluster.low = {3}  # (restart changes the set)
         with KeptCluster(3, admin_token=TOKEN) as cl:
             n3 = cl.nodes[2]
 
@@ -136,6 +185,73 @@ class LevelKept(unittest.TestCase):
                 for frm, to, _ in level_changes(n):
                     self.assertLess(frm, to)
             self.assertEqual(seq_create(cl, lead, "/lv/s-"), "/lv/s-0000000006")
+
+    def test_item_survives(self):
+        if os.environ.get("KEEL_TEST_TARGET", "keel") != "keel":
+            self.skipTest("keel's protocol levels")
+        QuotaCluster.low = {3}
+        with QuotaCluster(3, admin_token=TOKEN) as cl:
+            n1, n2, n3 = cl.nodes
+            leader_of(cl, 0, {1: LEVEL, 2: LEVEL, 3: 5})
+            for n in cl.nodes:
+                wait_for(lambda: (status(n) or {}).get("cluster_level") == 5 and
+                         applied_enforce(n) == "false", 30,
+                         "node %d at level 5, enforceQuota=false" % n.id)
+            base = [level_changes(n) for n in cl.nodes]
+            kz = KazooClient(hosts=cl.connect_string([1]), timeout=10.0)
+            kz.start(timeout=30)
+            kz.create("/lv")
+            kz.create("/lv/a")
+            kz.delete("/lv/a")
+            kz.stop()
+            kz.close()
+            for n in cl.nodes:
+                self.assertEqual(cl.put_config(n.idx, "keel.electionTimeoutMs", 8000)[0], 200)
+            for key, value in (("dp.test_peer", n3.id), ("dp.test_loss_ppm", 1000000)):
+                self.assertEqual(cl.put_config(0, key, value)[0], 200)
+            self.assertEqual(cl.put_config(1, "keel.test.fsyncDelayUs", 1500000)[0], 200)
+            cl.restart(2, low=False)
+            wait_for(lambda: "cluster protocol level: proposing 6 (was 5)" in out_log(n1), 30,
+                     "node 1 proposing level 6")
+            last = status(n1)["last_index"]
+            wait_for(lambda: status(n2)["last_index"] >= last, 10,
+                     "the item in node 2's log")
+            cl.kill(0)
+            self.assertEqual(level_changes(n1), base[0], "node 1 applied no level change")
+            self.assertEqual(cl.put_config(1, "keel.test.fsyncDelayUs", 0)[0], 200)
+            for i in (1, 2):
+                self.assertEqual(cl.put_config(i, "keel.electionTimeoutMs", 300)[0], 200)
+            for n in (n2, n3):
+                wait_for(lambda: (status(n) or {}).get("cluster_level") == LEVEL and
+                         applied_enforce(n) == "true", 30,
+                         lambda: "node %d at level 6 with enforceQuota=true (%s)"
+                         % (n.id, status(n)))
+            self.assertEqual(cl.leader(), 1, "node 2 leads")
+            log2 = out_log(n2)
+            self.assertIn("cluster settings: proposing enforceQuota=true", log2)
+            # the old term's item committed under node 2 (its index, 5 -> 6),
+            # and node 2's settings item after it at the level applied: 6
+            up = [c for c in level_changes(n2) if c[:2] == (5, 6)]
+            self.assertEqual(len(up), 1, level_changes(n2))
+            m = re.findall(r"index (\d+): cluster settings: enforceQuota=true", log2)
+            self.assertTrue(m and int(m[0]) > up[0][2], (m, up))
+            self.assertNotIn("below the cluster's", log2)
+            # node 1 back: it takes the same log
+            cl.start(0)
+            self.assertEqual(cl.put_config(0, "dp.test_loss_ppm", 0)[0], 200)
+            wait_for(lambda: (status(n1) or {}).get("cluster_level") == LEVEL and
+                     applied_enforce(n1) == "true", 30, "node 1 at level 6 with enforceQuota=true")
+            for n in cl.nodes:
+                changes = level_changes(n)
+                for frm, to, _ in changes:
+                    self.assertLess(frm, to, changes)
+                self.assertIn(up[0], changes)
+                self.assertNotIn("below the cluster's", out_log(n))
+                self.assertNotIn("FATAL", out_log(n))
+            # ZooKeeper's numbering everywhere: /lv had 1 create (a delete not counted)
+            names = [seq_create(cl, i, "/lv/s-") for i in range(3)]
+            self.assertEqual(names, ["/lv/s-0000000001", "/lv/s-0000000002",
+                                     "/lv/s-0000000003"])
 
 
 if __name__ == "__main__":
