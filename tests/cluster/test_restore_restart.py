@@ -70,6 +70,9 @@ class RestoreRestart(unittest.TestCase):
             self.assertEqual(cl.put_config(victim, "keel.test.snapshotRestoreFailAfter", 1)[0],
                              200)
             self.assertEqual(cl.put_config(victim, "keel.test.snapshotSyncFailAfter", 2)[0], 200)
+            # (a third that fails too, should the leader's frames be cut late)
+            self.assertEqual(cl.put_config(victim, "keel.test.snapshotLastWriteFailAfter", 3)[0],
+                             200)
             self.assertEqual(cl.put_config(leader, "dp.test_loss_ppm", 0)[0], 200)
             vsnap = os.path.join(vn.workdir, "data", "snap-%016x.snap" % s)
             vtmp = os.path.join(vn.workdir, "data", "snap-%016x.tmp" % s)
