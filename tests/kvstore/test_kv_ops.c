@@ -917,13 +917,19 @@ static void test_path_valid_page_end(void **state)
 {
 	(void)state;
 	long pg = sysconf(_SC_PAGESIZE);
-	uint8_t *m = mmap(NULL, 2 * (size_t)pg, PROT_READ | PROT_WRITE,
-			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uint8_t *m = mmap(NULL, 2 * (size_t)pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+			  -1, 0);
 	assert_true(m != MAP_FAILED);
 	assert_int_equal(mprotect(m + pg, (size_t)pg, PROT_NONE), 0);
-	static const char *const paths[] = { "/", "/a", "/abcdefg", "/abcdefgh", "/abcdefghi",
-					     "/a/bcdefghijklmnop", "/a/bcdefghijklmno\x7f",
-					     "/abcdefgh/..", "/abcdefghijklmno/" };
+	static const char *const paths[] = { "/",
+					     "/a",
+					     "/abcdefg",
+					     "/abcdefgh",
+					     "/abcdefghi",
+					     "/a/bcdefghijklmnop",
+					     "/a/bcdefghijklmno\x7f",
+					     "/abcdefgh/..",
+					     "/abcdefghijklmno/" };
 	for (size_t i = 0; i < KEEL_ARRAY_SIZE(paths); i++) {
 		size_t n = strlen(paths[i]);
 		char *p = (char *)m + pg - n;
@@ -1022,11 +1028,11 @@ static struct kv_op stamp_op(int32_t t, uint64_t *x, const char *pool, const voi
 static void test_txn_stamp_random(void **state)
 {
 	(void)state;
-	static const int32_t types[] = { KV_OP_CREATE_SESSION, KV_OP_CLOSE_SESSION,
-					 KV_OP_EXPIRE_SESSION, KV_OP_CREATE,
-					 KV_OP_DELETE,         KV_OP_SET_DATA,
-					 KV_OP_CHECK,          KV_OP_SET_ACL,
-					 KV_OP_DELETE_CONTAINER, KV_OP_MULTI };
+	static const int32_t types[] = {
+		KV_OP_CREATE_SESSION,   KV_OP_CLOSE_SESSION, KV_OP_EXPIRE_SESSION, KV_OP_CREATE,
+		KV_OP_DELETE,           KV_OP_SET_DATA,      KV_OP_CHECK,          KV_OP_SET_ACL,
+		KV_OP_DELETE_CONTAINER, KV_OP_MULTI
+	};
 	static const int32_t in_multi[] = { KV_OP_CREATE, KV_OP_DELETE, KV_OP_SET_DATA,
 					    KV_OP_CHECK };
 	struct kv_acl a[2] = { { 31, "world", 5, "anyone", 6 }, { 1, "digest", 6, "u:p", 3 } };
