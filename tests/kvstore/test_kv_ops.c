@@ -1023,7 +1023,7 @@ static struct kv_op stamp_op(int32_t t, uint64_t *x, const char *pool, const voi
  * data forms (null, bytes) and odd buffer offsets, the stamped bytes are
  * exactly the old path's, and a decode then encode gives back the bytes it
  * decoded (what a follower applies and a restart replays is what was
- * proposed).
+ * proposed). kv_txn_size_max bounds every one of them.
  */
 static void test_txn_stamp_random(void **state)
 {
@@ -1081,6 +1081,9 @@ static void test_txn_stamp_random(void **state)
 		uint8_t *b = buf + (x >> 50) % 8; /* any alignment */
 		int64_t n = kv_txn_encode(&t, b, 8192);
 		assert_true(n >= 32 && n <= 8192);
+		/* the front end's one-pass buffer (kv_txn_size_max) holds it */
+		assert_true(kv_txn_size_max(&t) >= (size_t)n);
+		assert_true(kv_txn_size_max(&t) <= (size_t)n + 64 + 24 * t.nops);
 		/* the proposer's old path: decode, stamp the struct, encode */
 		struct kv_txn d;
 		assert_int_equal(kv_txn_decode(b, (size_t)n, &d, dops, 6), 0);
