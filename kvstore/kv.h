@@ -209,6 +209,9 @@ struct kv_txn {
  * txn.c); returns its size (may exceed cap: then
  * call again with a larger buffer) or KEEL_E_INVAL. */
 int64_t kv_txn_encode(const struct kv_txn *txn, void *buf, size_t cap);
+/* At least kv_txn_encode's size for txn (a few tens of bytes over), without
+ * encoding it: a buffer to encode into in one pass. */
+size_t kv_txn_size_max(const struct kv_txn *txn);
 /* Decodes one txn, bounds-checked: KEEL_E_MALFORMED (truncated, trailing bytes,
  * unknown type or version, nested multi, ...), KEEL_E_TOO_BIG (more ops than
  * ops_cap). On success txn->ops == ops and the txn borrows buf. */

@@ -391,6 +391,30 @@ int64_t kv_txn_encode(const struct kv_txn *txn, void *buf, size_t cap)
 	return (int64_t)w.len;
 }
 
+size_t kv_txn_size_max(const struct kv_txn *txn)
+{
+	/* Every field any type may write, counted for every txn: a few tens of
+	 * bytes over, in exchange for no pass of the encoder to size it. */
+	size_t n = 32 + 4 + KV_PASSWD_BYTES + 4; /* header, createSession, multi count */
+	if (txn->auth == KV_AUTH_IDS) {
+		n += 1 + sizeof(txn->ids.ip) + 1;
+		for (uint32_t i = 0; i < txn->ids.n_digest && i < KV_IDS_MAX_DIGEST; i++)
+			n += 4 + (size_t)txn->ids.digest_len[i];
+	}
+	uint32_t nops = txn->ops ? txn->nops : 0;
+	for (uint32_t i = 0; i < nops; i++) {
+		const struct kv_op *op = &txn->ops[i];
+		/* type, path, then what put_op writes of data, acl, mode or
+		 * version, ttl */
+		n += 1 + 4 + (size_t)op->path_len + 4 + 4 + 8;
+		if (op->type == KV_OP_CREATE || op->type == KV_OP_SET_DATA)
+			n += 4 + (size_t)op->data_len;
+		if (op->type == KV_OP_CREATE || op->type == KV_OP_SET_ACL)
+			n += (size_t)op->acl_len;
+	}
+	return n;
+}
+
 int kv_txn_decode(const void *buf, size_t len, struct kv_txn *txn, struct kv_op *ops,
 		  uint32_t ops_cap)
 {

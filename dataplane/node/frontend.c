@@ -1034,14 +1034,25 @@ static struct preq *preq_new(const struct zk_call *call, enum preq_kind kind)
 	return r;
 }
 
+/* Encoded once, into a buffer of kv_txn_size_max (was: one pass for the
+ * size, one to write: ~2 x the encode per write). */
 static int preq_encode(struct preq *r, const struct kv_txn *txn)
 {
-	int64_t n = kv_txn_encode(txn, NULL, 0);
+	size_t cap = kv_txn_size_max(txn);
+	r->txn = malloc(cap);
+	if (!r->txn)
+		return ZK_ESYSTEM;
+	int64_t n = kv_txn_encode(txn, r->txn, cap);
 	if (n <= 0)
 		return ZK_EBADARGUMENTS;
-	r->txn = malloc((size_t)n);
-	if (!r->txn || kv_txn_encode(txn, r->txn, (size_t)n) != n)
-		return ZK_ESYSTEM;
+	if ((uint64_t)n > cap) { /* a bound short of the encoder: not lost */
+		uint8_t *b = realloc(r->txn, (size_t)n);
+		if (!b)
+			return ZK_ESYSTEM;
+		r->txn = b;
+		if (kv_txn_encode(txn, r->txn, (size_t)n) != n)
+			return ZK_ESYSTEM;
+	}
 	r->len = (uint32_t)n;
 	return ZK_OK;
 }

@@ -3,6 +3,8 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -909,6 +911,43 @@ static void test_path_valid_words(void **state)
 	assert_int_equal(kv_path_valid("/abcdefgh/ijklmnop/\x1f", 20), 0);
 }
 
+/* A path whose last byte is the last of a page followed by an unmapped one:
+ * a check that loads past its end faults (not only under ASan). */
+static void test_path_valid_page_end(void **state)
+{
+	(void)state;
+	long pg = sysconf(_SC_PAGESIZE);
+	uint8_t *m = mmap(NULL, 2 * (size_t)pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+			  -1, 0);
+	assert_true(m != MAP_FAILED);
+	assert_int_equal(mprotect(m + pg, (size_t)pg, PROT_NONE), 0);
+	static const char *const paths[] = { "/",
+					     "/a",
+					     "/abcdefg",
+					     "/abcdefgh",
+					     "/abcdefghi",
+					     "/a/bcdefghijklmnop",
+					     "/a/bcdefghijklmno\x7f",
+					     "/abcdefgh/..",
+					     "/abcdefghijklmno/" };
+	for (size_t i = 0; i < KEEL_ARRAY_SIZE(paths); i++) {
+		size_t n = strlen(paths[i]);
+		char *p = (char *)m + pg - n;
+		memcpy(p, paths[i], n);
+		assert_int_equal(kv_path_valid(p, n), path_valid_ref(p, n));
+	}
+	/* every length up to 64 at the end of the page, valid and not */
+	for (size_t n = 1; n <= 64; n++) {
+		char *p = (char *)m + pg - n;
+		memset(p, 'x', n);
+		p[0] = '/';
+		assert_int_equal(kv_path_valid(p, n), 1);
+		p[n - 1] = 0x1f;
+		assert_int_equal(kv_path_valid(p, n), 0);
+	}
+	munmap(m, 2 * (size_t)pg);
+}
+
 /* kv_txn_stamp writes exactly the bytes a decode, a new zxid/time and an
  * encode would (the leader's proposer relies on it), for both formats. */
 static void test_txn_stamp(void **state)
@@ -953,6 +992,117 @@ static void test_txn_stamp(void **state)
 		buf[0] = want[0];
 		assert_memory_equal(buf, want, (size_t)n);
 	}
+}
+
+/* A random op of type t for test_txn_stamp_random; its strings point into
+ * pool (random bytes), its ACL into acl. */
+static struct kv_op stamp_op(int32_t t, uint64_t *x, const char *pool, const void *acl,
+			     uint32_t acl_len)
+{
+	*x ^= *x << 13, *x ^= *x >> 7, *x ^= *x << 17;
+	struct kv_op op = { .type = t, .path = pool, .path_len = (uint32_t)(*x % 40) };
+	op.data = pool + 3;
+	op.data_len = (uint32_t)((*x >> 8) % 64);
+	op.data_null = (*x >> 16) % 5 == 0;
+	if (op.data_null)
+		op.data_len = 0;
+	op.version = (int32_t)(*x >> 20);
+	op.mode = (int32_t)((*x >> 40) % 7);
+	op.ttl_ms = (int64_t)(*x >> 3);
+	if (t == KV_OP_CREATE || t == KV_OP_SET_ACL) {
+		op.acl = acl;
+		op.acl_len = acl_len;
+	}
+	return op;
+}
+
+/*
+ * The leader stamps a txn in place (kv_txn_stamp) where it used to decode,
+ * set zxid/time and encode again: over random txns of every kind, every
+ * format (1: no identities; 2: identities, or "allowed everything"), both
+ * data forms (null, bytes) and odd buffer offsets, the stamped bytes are
+ * exactly the old path's, and a decode then encode gives back the bytes it
+ * decoded (what a follower applies and a restart replays is what was
+ * proposed). kv_txn_size_max bounds every one of them.
+ */
+static void test_txn_stamp_random(void **state)
+{
+	(void)state;
+	static const int32_t types[] = {
+		KV_OP_CREATE_SESSION,   KV_OP_CLOSE_SESSION, KV_OP_EXPIRE_SESSION, KV_OP_CREATE,
+		KV_OP_DELETE,           KV_OP_SET_DATA,      KV_OP_CHECK,          KV_OP_SET_ACL,
+		KV_OP_DELETE_CONTAINER, KV_OP_MULTI
+	};
+	static const int32_t in_multi[] = { KV_OP_CREATE, KV_OP_DELETE, KV_OP_SET_DATA,
+					    KV_OP_CHECK };
+	struct kv_acl a[2] = { { 31, "world", 5, "anyone", 6 }, { 1, "digest", 6, "u:p", 3 } };
+	uint8_t acl[128];
+	int64_t acl_len = kv_acl_encode(a, 2, acl, sizeof(acl));
+	assert_true(acl_len > 0 && acl_len <= (int64_t)sizeof(acl));
+	char pool[128];
+	static uint8_t buf[8192 + 8], old[8192], twice[8192];
+	struct kv_op ops[6], dops[6];
+	uint64_t x = 0x2545f4914f6cdd1dull;
+	int kinds[KEEL_ARRAY_SIZE(types)][3] = { { 0 } };
+	for (size_t i = 0; i < sizeof(pool); i++)
+		pool[i] = (char)(x >> (i % 57));
+	for (int round = 0; round < 20000; round++) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		size_t ti = (size_t)(x % KEEL_ARRAY_SIZE(types));
+		struct kv_txn t = { .type = types[ti], .cxid = (int32_t)(x >> 7) };
+		t.zxid = (int64_t)(x >> 1);
+		t.time_ms = (int64_t)(x * 3);
+		t.session_id = (int64_t)(x ^ 0x5555);
+		t.session_timeout_ms = (int32_t)(x >> 33);
+		memcpy(t.session_passwd, pool + 5, KV_PASSWD_BYTES);
+		t.auth = (uint8_t)((x >> 12) % 3);
+		if (t.auth == KV_AUTH_IDS) {
+			static const uint8_t ip_lens[] = { 0, 4, 16 };
+			t.ids.ip_len = ip_lens[(x >> 14) % 3];
+			memcpy(t.ids.ip, pool + 9, t.ids.ip_len);
+			t.ids.n_digest = (uint32_t)((x >> 17) % (KV_IDS_MAX_DIGEST + 1));
+			for (uint32_t i = 0; i < t.ids.n_digest; i++) {
+				t.ids.digest[i] = pool + i;
+				t.ids.digest_len[i] = (uint32_t)((x >> (21 + i)) % 30);
+			}
+		}
+		if (t.type == KV_OP_MULTI) {
+			t.nops = (uint32_t)((x >> 25) % 6);
+			for (uint32_t i = 0; i < t.nops; i++)
+				ops[i] = stamp_op(in_multi[(x >> (28 + 2 * i)) % 4], &x, pool, acl,
+						  (uint32_t)acl_len);
+			t.ops = ops;
+		} else if (t.type > 0) {
+			ops[0] = stamp_op(t.type, &x, pool, acl, (uint32_t)acl_len);
+			t.nops = 1;
+			t.ops = ops;
+		}
+		kinds[ti][t.auth]++;
+		uint8_t *b = buf + (x >> 50) % 8; /* any alignment */
+		int64_t n = kv_txn_encode(&t, b, 8192);
+		assert_true(n >= 32 && n <= 8192);
+		/* the front end's one-pass buffer (kv_txn_size_max) holds it */
+		assert_true(kv_txn_size_max(&t) >= (size_t)n);
+		assert_true(kv_txn_size_max(&t) <= (size_t)n + 64 + 24 * t.nops);
+		/* the proposer's old path: decode, stamp the struct, encode */
+		struct kv_txn d;
+		assert_int_equal(kv_txn_decode(b, (size_t)n, &d, dops, 6), 0);
+		int64_t zxid = (int64_t)(x * 0x9e3779b97f4a7c15ull), now_ms = (int64_t)(x >> 5);
+		d.zxid = zxid;
+		d.time_ms = now_ms;
+		assert_int_equal(kv_txn_encode(&d, old, sizeof(old)), n);
+		int32_t type = 0;
+		assert_int_equal(kv_txn_stamp(b, (size_t)n, zxid, now_ms, &type), 0);
+		assert_int_equal(type, t.type);
+		assert_memory_equal(b, old, (size_t)n);
+		/* decode + encode is the identity on what was proposed */
+		assert_int_equal(kv_txn_decode(b, (size_t)n, &d, dops, 6), 0);
+		assert_int_equal(kv_txn_encode(&d, twice, sizeof(twice)), n);
+		assert_memory_equal(b, twice, (size_t)n);
+	}
+	for (size_t i = 0; i < KEEL_ARRAY_SIZE(types); i++)
+		for (int au = 0; au < 3; au++)
+			assert_true(kinds[i][au] > 100); /* every kind in every format */
 }
 
 static void test_batch(void **state)
@@ -1063,7 +1213,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_apply_batch, setup, teardown),
 		cmocka_unit_test(test_codec_roundtrip),
 		cmocka_unit_test(test_path_valid_words),
+		cmocka_unit_test(test_path_valid_page_end),
 		cmocka_unit_test(test_txn_stamp),
+		cmocka_unit_test(test_txn_stamp_random),
 		cmocka_unit_test(test_batch),
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);

@@ -12,6 +12,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <zookeeper/proto.h>
@@ -979,6 +981,134 @@ static void test_paths(void **state)
 	assert_int_equal(zk_path_validate(NULL_STR, true), KEEL_E_INVAL);
 }
 
+/*
+ * The reference for zk_path_validate, written apart from path.c: the UTF-8
+ * bytes decoded to UTF-16 units as the server holds them (anything but
+ * strict UTF-8 of a BMP character becomes U+FFFD, which the rules refuse
+ * anyway), the sequential counter appended as a real "1", then
+ * PathUtils.validatePath's loop as ZooKeeper writes it.
+ */
+static bool path_ref(const uint8_t *b, size_t n, bool seq)
+{
+	uint32_t u[160];
+	size_t len = 0;
+	for (size_t i = 0; i < n;) {
+		uint32_t c = b[i], k = c < 0x80                ? 0
+				       : c >= 0xc2 && c < 0xe0 ? 1
+				       : (c & 0xf0) == 0xe0    ? 2
+							       : 9;
+		if (k == 9 || i + k >= n)
+			return false; /* an invalid lead byte, non-BMP, or cut short */
+		c = k == 1 ? c & 0x1f : k == 2 ? c & 0x0f : c;
+		for (uint32_t j = 1; j <= k; j++) {
+			if ((b[i + j] & 0xc0) != 0x80)
+				return false;
+			c = c << 6 | (b[i + j] & 0x3f);
+		}
+		if (k == 2 && c < 0x800)
+			return false; /* overlong */
+		u[len++] = c;
+		i += k + 1;
+	}
+	if (seq)
+		u[len++] = '1';
+	if (len == 0 || u[0] != '/')
+		return false;
+	if (len == 1)
+		return true;
+	if (u[len - 1] == '/')
+		return false;
+	uint32_t lastc = '/';
+	for (size_t i = 1; i < len; lastc = u[i], i++) {
+		uint32_t c = u[i];
+		bool end = i + 1 == len || u[i + 1] == '/';
+		if (c == 0)
+			return false;
+		else if (c == '/' && lastc == '/')
+			return false;
+		else if (c == '.' && lastc == '.') {
+			if (u[i - 2] == '/' && end)
+				return false;
+		} else if (c == '.') {
+			if (lastc == '/' && end)
+				return false;
+		} else if ((c > 0 && c <= 0x1f) || (c >= 0x7f && c <= 0x9f) ||
+			   (c >= 0xd800 && c <= 0xf8ff) || c >= 0xfff0)
+			return false;
+	}
+	return true;
+}
+
+/* zk_path_validate agrees with the reference on random paths over the bytes
+ * that matter (separators, dots, control bytes, UTF-8 lead and continuation
+ * bytes of refused and allowed ranges), at every length up to 40, every
+ * alignment, sequential or not; and on paths ending at an unmapped page (a
+ * load past the end faults). */
+static void test_paths_random(void **state)
+{
+	(void)state;
+	static const uint8_t alpha[] = { '/',  '/',  '.',  '.',  0,    0x01, 0x1f, 0x20, 0x7e,
+					 0x7f, 0x80, 0x9f, 0xbf, 0xc0, 0xc2, 0xc3, 0xdf, 0xe0,
+					 0xe6, 0xed, 0xee, 0xef, 0xf0, 0xff, 0xa0, 0xb0, '1' };
+	uint8_t buf[64];
+	uint64_t x = 0x9e3779b97f4a7c15ull;
+	int valid = 0, multibyte = 0;
+	for (int round = 0; round < 300000; round++) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		size_t n = (size_t)(x % 41), off = (size_t)((x >> 8) % 8);
+		uint8_t *p = buf + off;
+		uint64_t y = x;
+		for (size_t i = 0; i < n; i++) {
+			y ^= y << 13, y ^= y >> 7, y ^= y << 17;
+			p[i] = (y >> 20) % 4 ? (uint8_t) "abc/"[(y >> 24) % 4]
+					     : alpha[(y >> 28) % sizeof(alpha)];
+			if ((y >> 40) % 16 == 0 && i + 2 < n) { /* a whole character */
+				static const uint8_t ch[][3] = {
+					{ 0xc3, 0xa9 },       { 0xc2, 0x9f },
+					{ 0xe6, 0x97, 0xa5 }, { 0xee, 0x80, 0x80 },
+					{ 0xef, 0xbf, 0xaf }, { 0xef, 0xbf, 0xb0 },
+					{ 0xed, 0x9f, 0xbf }, { 0xed, 0xa0, 0x80 }
+				};
+				size_t c = (y >> 44) % 8, k = ch[c][2] ? 3 : 2;
+				memcpy(p + i, ch[c], k);
+				i += k - 1;
+				multibyte++;
+			}
+		}
+		if (n)
+			p[0] = (x >> 40) % 8 ? '/' : p[0];
+		bool seq = (x >> 48) % 4 == 0;
+		bool want = path_ref(p, n, seq);
+		valid += want;
+		struct zk_str s = { (const char *)p, (int32_t)n };
+		if ((zk_path_validate(s, seq) == 0) != want)
+			fail_msg("round %d: %zu bytes, sequential %d: expected %s", round, n, seq,
+				 want ? "valid" : "invalid");
+	}
+	assert_true(valid > 10000 && multibyte > 10000);
+	/* at the end of a page */
+	long pg = sysconf(_SC_PAGESIZE);
+	uint8_t *m = mmap(NULL, 2 * (size_t)pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+			  -1, 0);
+	assert_true(m != MAP_FAILED);
+	assert_int_equal(mprotect(m + pg, (size_t)pg, PROT_NONE), 0);
+	for (size_t n = 1; n <= 64; n++) {
+		uint8_t *p = m + pg - n;
+		memset(p, 'x', n);
+		p[0] = '/';
+		for (int seq = 0; seq < 2; seq++) {
+			assert_int_equal(
+				zk_path_validate((struct zk_str){ (char *)p, (int32_t)n }, seq), 0);
+			p[n - 1] = n > 1 ? 0xc3 : '/'; /* a cut character: invalid */
+			assert_int_equal(
+				zk_path_validate((struct zk_str){ (char *)p, (int32_t)n }, seq),
+				n > 1 ? KEEL_E_INVAL : 0);
+			p[n - 1] = n > 1 ? 'x' : '/';
+		}
+	}
+	munmap(m, 2 * (size_t)pg);
+}
+
 static void test_modes_and_timeouts(void **state)
 {
 	(void)state;
@@ -1092,6 +1222,7 @@ int main(void)
 		cmocka_unit_test(test_malformed_multi),
 		cmocka_unit_test(test_encoder_overflow),
 		cmocka_unit_test(test_paths),
+		cmocka_unit_test(test_paths_random),
 		cmocka_unit_test(test_modes_and_timeouts),
 		cmocka_unit_test(test_4lw),
 		cmocka_unit_test(test_ip_acl),
