@@ -549,9 +549,10 @@ struct pipeline {
 	char fsync_name[16]; /* the wal's backend, for the status */
 
 	/* management plane (NULL channel: no keel.adminPort) */
-	uint64_t mg_pub_ns;             /* last status publish */
-	struct mgmt_response mg_out[8]; /* answers the ring had no room for */
-	char mg_value[MGMT_VALUE_MAX];  /* the next answer's value (DELETE /config/KEY) */
+	uint64_t mg_pub_ns; /* last status publish */
+	/* answers (and notes of values taken at join) the ring had no room for */
+	struct mgmt_response mg_out[8 + NODE_LIVE_MAX];
+	char mg_value[MGMT_VALUE_MAX]; /* the next answer's value (DELETE /config/KEY) */
 	uint32_t mg_out_n;
 	uint64_t xfer_req, xfer_deadline_ns;
 	uint32_t xfer_to;
@@ -2015,6 +2016,7 @@ static int live_heard(struct pipeline *p, uint32_t from, const uint8_t *items, s
 		      uint64_t now);
 static int mg_apply(struct pipeline *p, const char *key, const char *val, char *msg, size_t len);
 static bool mg_saved(const char *key);
+static void mg_note(struct pipeline *p, const struct mgmt_response *r);
 static int mg_keep(struct pipeline *p, const char *key, const char *value, char *msg, size_t len);
 
 static void on_touch(struct pipeline *p, const struct dp_msg *m)
@@ -3108,10 +3110,8 @@ static void live_take(struct pipeline *p, uint32_t from, const struct node_live 
 			struct mgmt_response r = { .id = 0 };
 			snprintf(r.key, sizeof(r.key), "%s", offer->kv[i].key);
 			snprintf(r.value, sizeof(r.value), "%s", offer->kv[i].value);
-			if (k->mchan && mgmt_chan_answer(k->mchan, &r) < 0)
-				keeld_log(
-					"live config: GET /config not told of %s: answer ring full",
-					r.key);
+			if (k->mchan)
+				mg_note(p, &r);
 		}
 	}
 	for (uint32_t i = 0; i < offer->n; i++)
@@ -3179,13 +3179,18 @@ static void admin_round(struct pipeline *p, uint64_t now, uint64_t every)
 	node_level_touch_put(msg + 4, k->cfg.protocol_level, NODE_PROTOCOL_LEVEL_MIN);
 	size_t len = 12 + node_touch_admin_put(msg + 12, admin);
 	const struct raft_conf *c = raft_conf(p->r);
-	uint32_t leader = raft_role(p->r) == RAFT_LEADER ? 0 : raft_leader(p->r);
-	if (!leader)
+	bool leads = raft_role(p->r) == RAFT_LEADER;
+	uint32_t leader = leads ? 0 : raft_leader(p->r);
+	/* Only a leader offers its live values: leader is 0 too on a follower
+	 * that knows no leader (at start, or a pre-vote in the same term), which
+	 * took a member added since, under the leader it followed, for one that
+	 * joined while it led, and logged and sent an offer (review9d). */
+	if (leads)
 		live_watch(p, c, now);
 	/* A member offered the live values gets them after the admin item. */
 	uint8_t offer[sizeof(msg) + NODE_LIVE_MAX * 256];
 	size_t olen = 0;
-	for (uint32_t i = 0; i < c->n && !leader; i++)
+	for (uint32_t i = 0; i < c->n && leads; i++)
 		if (c->m[i].id < DP_MAX_NODES && p->live_offer[c->m[i].id]) {
 			memcpy(offer, msg, len);
 			olen = len +
@@ -3196,7 +3201,7 @@ static void admin_round(struct pipeline *p, uint64_t now, uint64_t every)
 		uint32_t id = c->m[i].id;
 		if (id == k->myid || id == leader || id >= DP_MAX_NODES)
 			continue;
-		if (p->live_offer[id] && olen > len)
+		if (leads && p->live_offer[id] && olen > len)
 			(void)dp_send(p->t, (uint16_t)id, KEELD_MSG_TOUCH, offer, olen);
 		else if (len > 12) /* else no admin API here: nothing to tell */
 			(void)dp_send(p->t, (uint16_t)id, KEELD_MSG_TOUCH, msg, len);
@@ -4182,13 +4187,22 @@ static void mg_answer(struct pipeline *p, uint64_t id, int status, const char *f
 	/* An operator who reads /status or /members after the answer sees its effect. */
 	mg_publish(p);
 	p->mg_pub_ns = keel_now_ns();
-	if (p->mg_out_n == 0 && mgmt_chan_answer(p->k->mchan, &r) == 0)
+	mg_note(p, &r);
+}
+
+/* An answer, or a note (id 0: a value taken at join), to the admin server;
+ * ring full: retried next turn after those already waiting, in order (the
+ * server times a request out otherwise; a note lost would leave GET /config
+ * showing the value before it for the rest of the run). */
+static void mg_note(struct pipeline *p, const struct mgmt_response *r)
+{
+	if (p->mg_out_n == 0 && mgmt_chan_answer(p->k->mchan, r) == 0)
 		return;
-	/* Ring full: retry next turn (the server times the request out otherwise). */
 	if (p->mg_out_n < sizeof(p->mg_out) / sizeof(p->mg_out[0]))
-		p->mg_out[p->mg_out_n++] = r;
+		p->mg_out[p->mg_out_n++] = *r;
 	else
-		keeld_log("admin: answer %" PRIu64 " dropped: answer ring full", id);
+		keeld_log("admin: answer %" PRIu64 "%s%s dropped: answer ring full", r->id,
+			  r->key[0] ? " for " : "", r->key);
 }
 
 /* "host:port" into a status field; "" when it does not fit (never a cut address). */

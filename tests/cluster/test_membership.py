@@ -374,6 +374,26 @@ class Membership(unittest.TestCase):
                     sys.stderr.write("--- node %d log:\n%s\n" % (n.id, c.tail(n, 25)))
                 raise
 
+    def leaderless(self, c, lead, fol):
+        """fol loses lead's frames (lead's test fault) until it knows no
+        leader (a pre-vote the others refuse: the same term), then stays so
+        for an admin round (a second each), then hears a leader again (an
+        election on a loaded machine may move it: the test is then weaker,
+        never wrong)."""
+        for key, value in (("dp.test_peer", fol.id), ("dp.test_loss_ppm", 1000000)):
+            code, text = http(lead.admin_port, "PUT", "/config", {"key": key, "value": str(value)})
+            self.assertEqual(code, 200, text)
+        try:
+            wait_for(lambda: (status(fol) or {}).get("leader", -1) == 0, 20,
+                     "node %d to know no leader" % fol.id)
+            time.sleep(1.2)
+        finally:
+            code, text = http(lead.admin_port, "PUT", "/config",
+                              {"key": "dp.test_loss_ppm", "value": "0"})
+            self.assertEqual(code, 200, text)
+        wait_for(lambda: (status(fol) or {}).get("leader", 0) != 0, 20,
+                 "node %d to hear a leader again" % fol.id)
+
     def run_live_join(self, c):
         n1, n4 = c.nodes[0], c.nodes[3]
 
@@ -390,6 +410,14 @@ class Membership(unittest.TestCase):
         # other order (its zoo.cfg's election timeout is 300 ms).
         wait_for(lambda: all(p.get("admin") for p in status(n1)["peers"]), 10,
                  "node 1 to know every admin address")
+        # A follower that knows no leader for a while (as at start, or in a
+        # pre-vote) in the term node 4 will join in (review9d: it took node 4,
+        # added since, for a member joining while it led and offered it its
+        # values).
+        lead = self.leader_node(c)
+        fol = next(n for n in c.nodes[:3] if n is not lead)
+        self.leaderless(c, lead, fol)
+
         cluster_set("maxClientCnxns", 3)
         cluster_set("keel.heartbeatMs", 100)
         cluster_set("keel.electionTimeoutMs", 1000)
@@ -427,6 +455,14 @@ class Membership(unittest.TestCase):
         self.assertEqual(metric(n1, 'keel_live_config_joined_total{result="taken"}'), 0)
         wait_for(lambda: "node 4 took this leader's live values" in
                  c.tail(self.leader_node(c), 200), 10, "the leader to hear node 4 took them")
+        # Only a leader offers them: not the follower that knows no leader
+        # again in the same term (before the fix it logged "node 4 joined:
+        # offering ..." and sent them).
+        lead = self.leader_node(c)
+        fol = fol if fol is not lead else next(n for n in c.nodes[:3] if n is not lead)
+        before = c.tail(fol, 1000).count("node 4 joined")
+        self.leaderless(c, lead, fol)
+        self.assertEqual(c.tail(fol, 1000).count("node 4 joined"), before)
 
         # It runs them: the 4th connection from one address is closed at accept.
         socks = [socket.create_connection(("127.0.0.1", n4.client_port), timeout=30)
