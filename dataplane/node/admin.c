@@ -70,6 +70,14 @@ const char *const keeld_saved_keys[] = {
 	NULL,
 };
 
+/* Of those, the ones that describe this host rather than the cluster: a
+ * joining member is not offered them (pipeline.c live_offered). */
+const char *const keeld_host_keys[] = {
+	"keel.cpuDmaLatency",
+	"keel.spinWindows",
+	NULL,
+};
+
 int keeld_live_load(struct keeld *k, const char *config, uint32_t myid, bool set_aside)
 {
 	k->file_cfg = malloc(sizeof(*k->file_cfg));

@@ -421,6 +421,9 @@ void keeld_cscan_take(struct keeld_cscan *c, int64_t now_ms,
 /* admin.c */
 /* The keys PUT /config changes that live.cfg keeps (NULL-terminated). */
 extern const char *const keeld_saved_keys[];
+/* Of those, the ones that describe the host (keel.cpuDmaLatency,
+ * keel.spinWindows): not offered to a joining member. */
+extern const char *const keeld_host_keys[];
 /*
  * After node_config_load(): <dataDir>/live.cfg applied over the file (logged:
  * which keys came from it). A damaged or refused live.cfg is renamed

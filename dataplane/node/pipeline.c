@@ -125,6 +125,10 @@
 #ifndef PL_INLINE_SYNC_BYTES
 #define PL_INLINE_SYNC_BYTES (8u << 10)
 #endif
+/* Live values at join: a member never heard from is offered them this long
+ * (~3 KB/s to it until then); one heard, NODE_LIVE_OFFER_MS from then. Long
+ * enough for a member added before its keeld is started. */
+#define PL_LIVE_UNHEARD_MS 300000u
 /* keel.spinWindows: a follower's AppendEntries of one entry up to this
  * size is one write (spin_single); a batch of a busy leader is larger. */
 #define PL_SPIN_ONE_WRITE_BYTES 2048u
@@ -435,9 +439,11 @@ struct pipeline {
 	 * (live_watch, "Live values at join"): live_seen, the members its conf
 	 * listed when last looked at in term live_term; live_offer, a member
 	 * still offered them; live_heard_ns, when the leader first heard it
-	 * since (the offer ends NODE_LIVE_OFFER_MS after, taken or not). */
+	 * since (the offer ends NODE_LIVE_OFFER_MS after, taken or not);
+	 * live_since_ns, when the offer started (it ends PL_LIVE_UNHEARD_MS
+	 * after when the member was never heard). */
 	bool live_seen[DP_MAX_NODES], live_offer[DP_MAX_NODES];
-	uint64_t live_heard_ns[DP_MAX_NODES];
+	uint64_t live_heard_ns[DP_MAX_NODES], live_since_ns[DP_MAX_NODES];
 	uint64_t live_term;
 	uint32_t live_taken_from;    /* a member: the leader whose values it took (0: none) */
 	uint64_t last_admin_ns;      /* the last admin_round */
@@ -2017,7 +2023,6 @@ static int live_heard(struct pipeline *p, uint32_t from, const uint8_t *items, s
 static int mg_apply(struct pipeline *p, const char *key, const char *val, char *msg, size_t len);
 static bool mg_saved(const char *key);
 static void mg_note(struct pipeline *p, const struct mgmt_response *r);
-static int mg_keep(struct pipeline *p, const char *key, const char *value, char *msg, size_t len);
 
 static void on_touch(struct pipeline *p, const struct dp_msg *m)
 {
@@ -3011,40 +3016,75 @@ static void level_work(struct pipeline *p, uint64_t now)
 
 static void own_admin(const struct pipeline *p, char out[MGMT_HOST_MAX]);
 
+/* Whether key describes this host rather than the cluster (admin.c's
+ * keeld_host_keys): never offered at join, never taken. */
+static bool live_host_key(const char *key)
+{
+	for (const char *const *h = keeld_host_keys; *h; h++)
+		if (!strcmp(*h, key))
+			return true;
+	return false;
+}
+
+/* What a joining member is offered: this node's live values but those of
+ * its host. Returns how many. */
+static uint32_t live_offered(const struct keeld *k, struct node_live *out)
+{
+	out->n = 0;
+	for (uint32_t i = 0; i < k->live.n; i++)
+		if (!live_host_key(k->live.kv[i].key))
+			out->kv[out->n++] = k->live.kv[i];
+	return out->n;
+}
+
 /*
  * Live values at join (mgmt/README.md, "Live values on every node"): a
  * member that joins while this node leads is offered this node's live.cfg
- * values on the TOUCH admin_round sends it, until it says it took them or
- * NODE_LIVE_OFFER_MS after the leader first heard it (a keeld that skips
- * the items never says so). The members listed when this node became leader
- * (watch_leadership) are not new: a member added under an
- * earlier leader that had not taken them yet is not offered them again (its
- * values are its own, as before).
+ * values on the TOUCH admin_round sends it (not those of its host:
+ * live_offered), until it says it took them, NODE_LIVE_OFFER_MS after the
+ * leader first heard it (a keeld that skips the items never says so), or
+ * PL_LIVE_UNHEARD_MS after the offer started when it was never heard. The
+ * members listed when this node became leader (watch_leadership) are not
+ * new: a member added under an earlier leader that had not taken them yet
+ * is not offered them again (its values are its own, as before).
  */
 static void live_watch(struct pipeline *p, const struct raft_conf *c, uint64_t now)
 {
 	struct keeld *k = p->k;
 	bool first = p->live_term != raft_term(p->r);
 	bool in[DP_MAX_NODES] = { false };
+	struct node_live offered;
 	for (uint32_t i = 0; i < c->n; i++) {
 		uint32_t id = c->m[i].id;
 		if (id >= DP_MAX_NODES || id == k->myid)
 			continue;
 		in[id] = true;
 		if (!first && !p->live_seen[id] && k->live.n) {
-			p->live_offer[id] = true;
+			uint32_t n = live_offered(k, &offered);
+			p->live_offer[id] = n > 0;
 			p->live_heard_ns[id] = 0;
-			keeld_log("node %u joined: offering it this leader's %u live value%s "
-				  "(live.cfg)",
-				  id, k->live.n, k->live.n == 1 ? "" : "s");
+			p->live_since_ns[id] = now;
+			if (n)
+				keeld_log(
+					"node %u joined: offering it this leader's %u live value%s "
+					"(live.cfg; not the ones of this host)",
+					id, n, n == 1 ? "" : "s");
 		}
-		if (p->live_offer[id] && p->live_heard_ns[id] &&
-		    now - p->live_heard_ns[id] > (uint64_t)NODE_LIVE_OFFER_MS * 1000000u) {
+		uint64_t heard = p->live_heard_ns[id];
+		if (p->live_offer[id] && heard &&
+		    now - heard > (uint64_t)NODE_LIVE_OFFER_MS * 1000000u) {
 			p->live_offer[id] = false;
 			keeld_log("node %u has not said it took the live values offered for %u s "
 				  "(a keeld before 2026-11-23 skips them): set them there with "
 				  "keelctl config set",
 				  id, NODE_LIVE_OFFER_MS / 1000);
+		}
+		if (p->live_offer[id] && !heard &&
+		    now - p->live_since_ns[id] > (uint64_t)PL_LIVE_UNHEARD_MS * 1000000u) {
+			p->live_offer[id] = false;
+			keeld_log("node %u not heard from in %u s of offering it the live values: "
+				  "offer stopped (set them there with keelctl config set)",
+				  id, PL_LIVE_UNHEARD_MS / 1000);
 		}
 	}
 	for (uint32_t id = 0; id < DP_MAX_NODES; id++) {
@@ -3064,10 +3104,12 @@ static void live_count(struct keeld *k, int result)
 /*
  * A member takes the values offered (live_heard): each key its own live.cfg
  * does not set, applied as PUT /config applies it (mg_apply: the same checks
- * and relations) and kept in its live.cfg. A key it sets itself keeps its
- * value. Values refused against the ones in force (Raft's timers, the
- * session timeouts: the order they must change in) are tried again after
- * the others, until no more applies; what is left is refused: logged and
+ * and relations) and kept in its live.cfg (one save for all of them). A key
+ * it sets itself keeps its value; a key of the leader's host
+ * (live_host_key: a leader of this release does not send them) is refused.
+ * Values refused against the ones in force (Raft's timers, the session
+ * timeouts: the order they must change in) are tried again after the
+ * others, until no more applies; what is left is refused: logged and
  * counted, never fatal.
  */
 static void live_take(struct pipeline *p, uint32_t from, const struct node_live *offer)
@@ -3087,14 +3129,20 @@ static void live_take(struct pipeline *p, uint32_t from, const struct node_live 
 					  "live.cfg sets %s",
 					  from, key, offer->kv[i].value, k->live.kv[j].value);
 			}
-		if (!done[i] && !mg_saved(key)) {
+		if (!done[i] && (!mg_saved(key) || live_host_key(key))) {
 			done[i] = true;
 			n[2]++;
 			live_count(k, 2);
-			keeld_log("live config from node %u: %s refused: not a key live.cfg keeps",
-				  from, key);
+			keeld_log("live config from node %u: %s refused: %s", from, key,
+				  mg_saved(key) ? "it describes the leader's host, not the cluster"
+						: "not a key live.cfg keeps");
 		}
 	}
+	/* Kept with one save of live.cfg (one fsync of the file, one of the
+	 * directory) after all are applied, not one per key. */
+	struct node_live next = k->live;
+	char err[PATH_MAX + 128] = "";
+	int keep_rc = 0;
 	for (bool progress = true; progress;) {
 		progress = false;
 		for (uint32_t i = 0; i < offer->n; i++) {
@@ -3104,11 +3152,18 @@ static void live_take(struct pipeline *p, uint32_t from, const struct node_live 
 			done[i] = progress = true;
 			n[0]++;
 			live_count(k, 0); /* before GET /config shows it */
-			(void)mg_keep(p, offer->kv[i].key, offer->kv[i].value, msg, sizeof(msg));
+			int rc = node_live_set(&next, offer->kv[i].key, offer->kv[i].value);
+			if (rc < 0 && !keep_rc) {
+				keep_rc = rc;
+				snprintf(err, sizeof(err), "%s: %s", offer->kv[i].key,
+					 keel_strerror(rc));
+			}
 			keeld_log("live config from node %u (at join): %s", from, msg);
 			/* GET /config: the value and its source, "cluster" */
 			struct mgmt_response r = { .id = 0 };
-			snprintf(r.key, sizeof(r.key), "%s", offer->kv[i].key);
+			/* A saved key (mg_saved): shorter than r.key. */
+			size_t kl = strnlen(offer->kv[i].key, sizeof(r.key) - 1);
+			memcpy(r.key, offer->kv[i].key, kl);
 			snprintf(r.value, sizeof(r.value), "%s", offer->kv[i].value);
 			if (k->mchan)
 				mg_note(p, &r);
@@ -3122,6 +3177,14 @@ static void live_take(struct pipeline *p, uint32_t from, const struct node_live 
 			keeld_log("live config from node %u: refused: %s (this node keeps its own)",
 				  from, msg);
 		}
+	if (n[0] && !keep_rc)
+		keep_rc = node_live_save(&next, k->cfg.data_dir, err, sizeof(err));
+	if (n[0] && keep_rc == 0)
+		k->live = next;
+	else if (n[0])
+		keeld_log("live config from node %u: the values taken are in force but not "
+			  "kept for a restart: %s",
+			  from, err);
 	keeld_log("live config from node %u at join: %" PRIu64 " taken, %" PRIu64
 		  " kept (this node's own), %" PRIu64 " refused",
 		  from, n[0], n[1], n[2]);
@@ -3192,9 +3255,11 @@ static void admin_round(struct pipeline *p, uint64_t now, uint64_t every)
 	size_t olen = 0;
 	for (uint32_t i = 0; i < c->n && leads; i++)
 		if (c->m[i].id < DP_MAX_NODES && p->live_offer[c->m[i].id]) {
+			struct node_live offered;
+			(void)live_offered(k, &offered);
 			memcpy(offer, msg, len);
 			olen = len +
-			       node_touch_live_put(offer + len, sizeof(offer) - len, &k->live);
+			       node_touch_live_put(offer + len, sizeof(offer) - len, &offered);
 			break;
 		}
 	for (uint32_t i = 0; i < c->n; i++) {

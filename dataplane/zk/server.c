@@ -197,7 +197,8 @@ static void set_events(struct zk_server *s, struct conn *c)
 	uint32_t ev = 0;
 	if ((c->state == C_NEW || (c->state == C_OPEN && !s->throttled)) && !c->close_after_flush)
 		ev |= EPOLLIN;
-	if (c->tx_off < c->tx_len)
+	/* Held by a cork: written at the uncork, not on the engine's EPOLLOUT. */
+	if (c->tx_off < c->tx_len && !c->corked)
 		ev |= EPOLLOUT;
 	if (ev == c->events)
 		return;
@@ -209,9 +210,17 @@ static void set_events(struct zk_server *s, struct conn *c)
 		mark_dead(s, c);
 }
 
+/*
+ * Writes what tx holds, unless a cork holds it: then the corking thread's
+ * zk_server_uncork() writes it. Any thread may call this for a corked
+ * connection: the engine after a read that raced the cork (the reply came
+ * while its request callback ran), a reply or event given by another
+ * thread. Each would write the corked replies early (test_cork, once at
+ * load ~7 under ASan), and the next reply would join them there.
+ */
 static void flush(struct zk_server *s, struct conn *c)
 {
-	while (!c->dead && c->tx_off < c->tx_len) {
+	while (!c->corked && !c->dead && c->tx_off < c->tx_len) {
 		ssize_t n = send(c->fd, c->tx + c->tx_off, c->tx_len - c->tx_off,
 				 MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n > 0) {

@@ -423,6 +423,9 @@ class Membership(unittest.TestCase):
         cluster_set("keel.electionTimeoutMs", 1000)
         cluster_set("keel.heartbeatMs", 200)
         cluster_set("4lw.commands.whitelist", "ruok,srvr,mntr")
+        # A key of the host, not the cluster: in every member's live.cfg, not
+        # offered (fix9; its value is the default: nothing spins here).
+        cluster_set("keel.spinWindows", "off")
 
         # Node 4 runs before it is added, with a value of its own.
         c.start(3)
@@ -451,6 +454,9 @@ class Membership(unittest.TestCase):
         self.assertEqual(metric(n4, 'keel_live_config_joined_total{result="taken"}'), 3)
         self.assertEqual(metric(n4, 'keel_live_config_joined_total{result="kept"}'), 1)
         self.assertEqual(metric(n4, 'keel_live_config_joined_total{result="refused"}'), 0)
+        # Not the host's key (before the fix: 4 taken, this one "cluster").
+        self.assertIn(config_of(n4)["keel.spinWindows"][1], ("default", "file"))
+        self.assertEqual(config_of(self.leader_node(c))["keel.spinWindows"], ("off", "live"))
         # The original members took nothing.
         self.assertEqual(metric(n1, 'keel_live_config_joined_total{result="taken"}'), 0)
         wait_for(lambda: "node 4 took this leader's live values" in
