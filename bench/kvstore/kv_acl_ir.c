@@ -27,18 +27,6 @@ static struct kv *kv;
 static int64_t zxid = 1;
 static char keys[KEYS][24];
 
-static void apply_one(struct kv_op *op)
-{
-	struct kv_txn t = {
-		.type = op->type, .zxid = zxid++, .time_ms = zxid, .nops = 1, .ops = op
-	};
-	struct kv_apply_result r;
-	if (kv_apply(kv, &t, &r) < 0 || r.err != ZK_OK) {
-		fprintf(stderr, "kv-acl-ir: apply failed\n");
-		exit(1);
-	}
-}
-
 int main(int argc, char **argv)
 {
 	const char *mode = argc == 3 ? argv[1] : "";
@@ -57,12 +45,12 @@ int main(int argc, char **argv)
 	for (int p = 0; p < 10; p++) {
 		snprintf(path, sizeof(path), "/p%d", p);
 		struct kv_op op = kvb_create_op(path);
-		apply_one(&op);
+		kvb_apply_or_die(kv, &zxid, &op, "kv-acl-ir");
 	}
 	for (int i = 0; i < KEYS; i++) {
 		snprintf(keys[i], sizeof(keys[i]), "/p%d/key%05d", i % 10, i);
 		struct kv_op op = kvb_create_op(keys[i]);
-		apply_one(&op);
+		kvb_apply_or_die(kv, &zxid, &op, "kv-acl-ir");
 	}
 	static const struct kv_acl two[2] = { { KV_PERM_ALL, "digest", 6, "bench:x", 7 },
 					      { KV_PERM_READ, "world", 5, "anyone", 6 } };
@@ -86,7 +74,7 @@ int main(int argc, char **argv)
 		} else {
 			break;
 		}
-		apply_one(&op);
+		kvb_apply_or_die(kv, &zxid, &op, "kv-acl-ir");
 		if ((i & 255) == 0)
 			kv_thread_quiescent();
 	}

@@ -43,15 +43,7 @@ static void die(const char *what, int rc)
 
 static void apply_one(struct kv_op *op)
 {
-	struct kv_txn t = {
-		.type = op->type, .zxid = zxid++, .time_ms = zxid, .nops = 1, .ops = op
-	};
-	struct kv_apply_result r;
-	int rc = kv_apply(kv, &t, &r);
-	if (rc < 0)
-		die("apply", rc);
-	if (r.err != ZK_OK)
-		die("op", r.err);
+	kvb_apply_or_die(kv, &zxid, op, "kv-bench");
 }
 
 static char keys[KEYS][24];

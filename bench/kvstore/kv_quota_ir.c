@@ -25,18 +25,6 @@ static struct kv *kv;
 static int64_t zxid = 1;
 static char keys[KEYS][24];
 
-static void apply_one(struct kv_op *op)
-{
-	struct kv_txn t = {
-		.type = op->type, .zxid = zxid++, .time_ms = zxid, .nops = 1, .ops = op
-	};
-	struct kv_apply_result r;
-	if (kv_apply(kv, &t, &r) < 0 || r.err != ZK_OK) {
-		fprintf(stderr, "kv-quota-ir: apply failed\n");
-		exit(1);
-	}
-}
-
 int main(int argc, char **argv)
 {
 	if (argc != 3 ||
@@ -49,30 +37,30 @@ int main(int argc, char **argv)
 	if (kv_create(NULL, &kv) < 0 || kv_zookeeper_nodes(kv) < 0)
 		return 1;
 	struct kv_op op = kvb_create_op("/r");
-	apply_one(&op);
+	kvb_apply_or_die(kv, &zxid, &op, "kv-quota-ir");
 	for (int i = 0; i < KEYS; i++) {
 		snprintf(keys[i], sizeof(keys[i]), "/r/key%05d", i);
 		op = kvb_create_op(keys[i]);
-		apply_one(&op);
+		kvb_apply_or_die(kv, &zxid, &op, "kv-quota-ir");
 	}
 	if (strcmp(argv[1], "off") && kv_quota_enable(kv, true) < 0)
 		return 1;
 	if (!strcmp(argv[1], "set")) {
 		op = kvb_create_op("/zookeeper/quota/r");
-		apply_one(&op);
+		kvb_apply_or_die(kv, &zxid, &op, "kv-quota-ir");
 		op = kvb_create_op("/zookeeper/quota/r/zookeeper_limits");
 		op.data = "count=-1,bytes=-1";
 		op.data_len = 17;
-		apply_one(&op);
+		kvb_apply_or_die(kv, &zxid, &op, "kv-quota-ir");
 		op = kvb_create_op("/zookeeper/quota/r/zookeeper_stats");
-		apply_one(&op);
+		kvb_apply_or_die(kv, &zxid, &op, "kv-quota-ir");
 	}
 	uint64_t r = 7;
 	for (long i = 0; i < n; i++) {
 		r = r * 6364136223846793005ull + 1442695040888963407ull;
 		op = kvb_op(KV_OP_SET_DATA, keys[(r >> 33) % KEYS]);
 		op.data_len = 32 + (uint32_t)(i & 31);
-		apply_one(&op);
+		kvb_apply_or_die(kv, &zxid, &op, "kv-quota-ir");
 		if ((i & 255) == 0)
 			kv_thread_quiescent();
 	}

@@ -4,8 +4,11 @@
 #ifndef KEEL_BENCH_KVB_H
 #define KEEL_BENCH_KVB_H
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "keel.h"
 #include "kv.h"
 
 static const char kvb_data64[64] =
@@ -32,6 +35,26 @@ static inline struct kv_op kvb_create_op(const char *path)
 	op.acl = acl;
 	op.acl_len = acl_len;
 	return op;
+}
+
+/* Applies one op as its own txn at the next zxid (*zxid, then advanced) and
+ * exits naming `prog` if it fails or is refused: what the kvstore benchmark
+ * programs do to build and load a store. */
+static inline void kvb_apply_or_die(struct kv *kv, int64_t *zxid, struct kv_op *op,
+				    const char *prog)
+{
+	int64_t zx = (*zxid)++;
+	struct kv_txn t = { .type = op->type, .zxid = zx, .time_ms = zx, .nops = 1, .ops = op };
+	struct kv_apply_result r;
+	int rc = kv_apply(kv, &t, &r);
+	if (rc < 0) {
+		fprintf(stderr, "%s: apply: %d (%s)\n", prog, rc, keel_strerror(rc));
+		exit(1);
+	}
+	if (r.err != ZK_OK) {
+		fprintf(stderr, "%s: op: %d\n", prog, r.err);
+		exit(1);
+	}
 }
 
 #endif
