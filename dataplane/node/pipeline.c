@@ -425,7 +425,7 @@ struct pipeline {
 	uint64_t level_proposed_term, level_proposed_ns;
 	uint64_t lead_ns;       /* when this node last became leader (level_hold) */
 	bool halted;            /* stop_fatal: nothing more is applied */
-	uint64_t fwd_bad_total; /* forwarded txns that do not decode (dropped) */
+	uint64_t fwd_bad_total; /* malformed FORWARDs (dropped whole, on_forward) */
 	uint64_t fwd_bad_logged;
 
 	/* Members' admin addresses as their TOUCH items say (on_touch), kept
@@ -1935,8 +1935,22 @@ static void propose_held(struct pipeline *p)
 
 /* ---------------------------------------------------------- receiving */
 
+/*
+ * Leader: a FORWARD is checked whole first (node_fwd_check: one pass, each
+ * txn decoded once, as this walk did before), so a malformed one is dropped
+ * whole -- none of its items proposed -- and counted once; the walk below
+ * then reads items it knows are well-formed. Before 2026-11-23 the items
+ * before a bad one were proposed and the rest read on past it.
+ */
 static void on_forward(struct pipeline *p, const struct dp_msg *m)
 {
+	_Static_assert(FWD_HDR == NODE_FWD_HDR_BYTES && FWD_CAN_REFUSE == NODE_FWD_CAN_REFUSE &&
+			       ITEM_RESENT == NODE_ITEM_RESENT && ITEM_ZKCONF == NODE_ITEM_ZKCONF &&
+			       ITEM_RCERR == NODE_ITEM_RCERR &&
+			       ITEM_RECONFIG == NODE_ITEM_RECONFIG &&
+			       ITEM_OWNER == NODE_ITEM_OWNER && ITEM_LEVEL == NODE_ITEM_LEVEL &&
+			       ITEM_FLAGS == NODE_ITEM_FLAGS,
+		       "node_fwd_check reads what forward_held and retransmit write");
 	if (raft_role(p->r) != RAFT_LEADER) {
 		/* Not (or no longer) the leader: the sender's requests get an
 		 * unknown outcome when it sees the new leader; drop them. */
@@ -1954,21 +1968,26 @@ static void on_forward(struct pipeline *p, const struct dp_msg *m)
 	struct seen_origin *so = seen_origin_of(p, m->from);
 	if (!so)
 		return;
-	seen_prune(p, so, get64(m->data + 12));
-	uint32_t n = get32(m->data);
-	if (m->from < DP_MAX_NODES)
-		p->fwd_can_refuse[m->from] = n & FWD_CAN_REFUSE;
-	n &= ~FWD_CAN_REFUSE;
-	size_t off = FWD_HDR;
-	bool bad = false; /* counted once per message */
-	for (uint32_t i = 0; i < n; i++) {
-		if (off + 16 > m->len || off + 16 + get32(m->data + off + 12) > m->len) {
-			/* the items before were taken: each stands alone; a bad
-			 * one among them counted this message already */
-			if (!bad)
-				peer_bad(p, m, false, "an item runs past the message's end");
-			return;
+	const char *why;
+	uint32_t at;
+	int rc = node_fwd_check(m->data, m->len, m->from, p->ops, KV_TXN_MAX_OPS, &why, &at);
+	if (rc < 0) {
+		peer_bad(p, m, true, why);
+		if (p->fwd_bad_total++ == p->fwd_bad_logged) {
+			keeld_log("forward from node %u (%u bytes, %u items): item %u: %s: "
+				  "dropped whole, none of its items proposed (%" PRIu64 " so far)",
+				  m->from, m->len, get32(m->data) & ~FWD_CAN_REFUSE, at, why,
+				  p->fwd_bad_total);
+			p->fwd_bad_logged = p->fwd_bad_total * 2;
 		}
+		return;
+	}
+	seen_prune(p, so, get64(m->data + 12));
+	if (m->from < DP_MAX_NODES)
+		p->fwd_can_refuse[m->from] = get32(m->data) & FWD_CAN_REFUSE;
+	uint32_t n = (uint32_t)rc;
+	size_t off = FWD_HDR;
+	for (uint32_t i = 0; i < n; i++) {
 		uint32_t origin = get32(m->data + off);
 		uint64_t id = get64(m->data + off + 4);
 		uint32_t len = get32(m->data + off + 12);
@@ -1977,31 +1996,11 @@ static void on_forward(struct pipeline *p, const struct dp_msg *m)
 		bool resent = origin & ITEM_RESENT;
 		bool reconfig = origin & ITEM_RECONFIG;
 		uint32_t owner = origin & ITEM_OWNER;
-		/* Only a client's request may come this way, and only as a txn this
-		 * leader can decode: it goes into the log, and a replica stops on an
-		 * item it cannot apply (apply_entry). */
-		struct kv_txn tx;
-		if ((origin & (ITEM_LEVEL | ITEM_ZKCONF | ITEM_RCERR)) ||
-		    (len && !owner && !reconfig &&
-		     kv_txn_decode(txn, len, &tx, p->ops, KV_TXN_MAX_OPS) < 0)) {
-			if (!bad)
-				peer_bad(p, m, true, "an item that is not a request");
-			bad = true;
-			if (p->fwd_bad_total++ == p->fwd_bad_logged) {
-				keeld_log("forward from node %u: an item (origin 0x%08x, %u bytes) "
-					  "that is not a request this leader can propose: dropped "
-					  "(%" PRIu64 " so far)",
-					  m->from, origin, len, p->fwd_bad_total);
-				p->fwd_bad_logged = p->fwd_bad_total * 2;
-			}
-			continue;
-		}
-		origin &= ~ITEM_FLAGS;
-		bool dedup = origin == so->origin;
+		origin &= ~ITEM_FLAGS; /* the sender's, so->origin (node_fwd_check) */
 		/* A copy (a retransmission whose first datagram did arrive), or a
 		 * request the sender has finished with: never proposed twice. */
-		struct seen *dup = dedup && id >= so->floor ? seen_find(p, origin, id) : NULL;
-		if (dedup && (id < so->floor || dup)) {
+		struct seen *dup = id >= so->floor ? seen_find(p, origin, id) : NULL;
+		if (id < so->floor || dup) {
 			p->dup_total++;
 			acl_resend(p, dup);
 			continue;
@@ -2010,8 +2009,7 @@ static void on_forward(struct pipeline *p, const struct dp_msg *m)
 			rc_request(p, origin, id, txn, len, resent);
 		else if (!resent || !len || !in_log(p, origin, id))
 			items_add(p, origin | owner, id, txn, len);
-		if (dedup)
-			seen_add(p, so, id);
+		seen_add(p, so, id);
 	}
 }
 
