@@ -458,6 +458,9 @@ struct pipeline {
 	uint64_t malformed[MGMT_PEER_MSG_TYPES];
 	uint64_t malformed_logged[MGMT_PEER_MSG_TYPES];
 	uint64_t malformed_seen[MGMT_PEER_MSG_TYPES];
+	/* Each peer's protocol level as its last TOUCH said it (0: not yet):
+	 * a type this node does not know from a newer one is counted apart. */
+	uint32_t peer_level[DP_MAX_NODES];
 
 	uint8_t *sendbuf;
 	size_t sendcap;
@@ -1312,9 +1315,12 @@ static void refused_flush(struct pipeline *p)
 /*
  * A peer message whose body does not decode (a sender's bug, a newer
  * release's format, a forgery that got past the transport's checks): dropped
- * whole and counted by type (keel_peer_messages_malformed_total). quiet: the
- * caller logs it its own way; otherwise logged, naming the peer and the type,
- * at each type's 1st, 3rd, 7th...
+ * whole and counted by type (keel_peer_messages_malformed_total). A type
+ * this node does not know counts as `newer` when its sender's last TOUCH said
+ * a protocol level above this release's (a rolling upgrade under way: the
+ * keel header's version stays 1 across releases, new types ride it), else
+ * as `unknown`. quiet: the caller logs it its own way; otherwise logged,
+ * naming the peer and the type, at each type's 1st, 3rd, 7th...
  */
 static void peer_bad(struct pipeline *p, const struct dp_msg *m, bool quiet, const char *why)
 {
@@ -1322,10 +1328,12 @@ static void peer_bad(struct pipeline *p, const struct dp_msg *m, bool quiet, con
 		[KEELD_MSG_RAFT] = 1,    [KEELD_MSG_FORWARD] = 2, [KEELD_MSG_TOUCH] = 3,
 		[KEELD_MSG_REFUSED] = 4, [KEELD_MSG_SNAP] = 5,    [KEELD_MSG_FWD_REFUSED] = 6,
 	};
-	_Static_assert(MGMT_PEER_MSG_TYPES == 7 && KEELD_PEER_MSG_TYPES == 7,
+	_Static_assert(MGMT_PEER_MSG_TYPES == 8 && KEELD_PEER_MSG_TYPES == 8,
 		       "mgmt_peer_msg_type_names");
+	enum { NEWER = MGMT_PEER_MSG_TYPES - 2, UNKNOWN = MGMT_PEER_MSG_TYPES - 1 };
 	int i = m->type < KEEL_ARRAY_SIZE(slot) && slot[m->type] ? slot[m->type] - 1
-								 : MGMT_PEER_MSG_TYPES - 1;
+		: m->from < DP_MAX_NODES && p->peer_level[m->from] > NODE_PROTOCOL_LEVEL ? NEWER
+											  : UNKNOWN;
 	if (++p->malformed[i] <= p->malformed_logged[i] || quiet)
 		return;
 	keeld_log("peer message from node %u of type %u (%s, %u bytes): %s: dropped (%" PRIu64
@@ -2043,6 +2051,8 @@ static void on_touch(struct pipeline *p, const struct dp_msg *m)
 		peer_bad(p, m, false, "its sessions or level trailer do not decode");
 	if (lrc != 1)
 		return;
+	if (m->from < DP_MAX_NODES)
+		p->peer_level[m->from] = level;
 	level_heard(p, m->from, level, min);
 	char admin[MGMT_HOST_MAX];
 	int rc = node_touch_admin_parse(m->data + ids + 8, m->len - ids - 8, admin, sizeof(admin));
