@@ -387,6 +387,14 @@ struct dp_config {
 	uint16_t test_path_mtu; /* dp.test_path_mtu */
 	/* The transport's probe period (transport.c, "probes"): 0 = 1000 ms. */
 	uint32_t test_probe_ms; /* dp.test_probe_ms */
+	/*
+	 * The key of the transport's probe ids (transport.c, "probes"): an id
+	 * is a keyed hash of a counter, so an ack forged off the path cannot
+	 * name an outstanding probe by guessing the next number. Set by the
+	 * caller, not a key of the file: 0 (dp_config_init's) = dp_open draws
+	 * one (getrandom); a test sets its own to replay the same ids.
+	 */
+	uint64_t probe_seed;
 };
 
 void dp_config_init(struct dp_config *c);

@@ -88,7 +88,8 @@ struct dp_transport {
 	uint64_t tx_frames_flushed; /* DP_CTR_TX_FRAMES at the last dp_flush */
 	uint64_t flush_gen;         /* dp_flush calls */
 	uint32_t rx_limit;
-	uint32_t probe_seq;
+	uint64_t probe_seq;    /* probes sent: the counter probe ids hash */
+	uint64_t probe_key[2]; /* their key (cfg.probe_seed) */
 	uint64_t probe_next_ns;
 	uint8_t *ctl_buf; /* a probe's zero padding */
 	struct dp_path {

@@ -19,11 +19,64 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include <sys/random.h>
+
 #include "dp_impl.h"
 
 static uint16_t frag_unit_of(uint16_t mtu)
 {
 	return (uint16_t)(mtu - DP_IP_BYTES - DP_UDP_BYTES - DP_HDR_BYTES);
+}
+
+/* SipHash-2-4 (Aumasson and Bernstein, 2012) of one 8-byte message. */
+static uint64_t rotl64(uint64_t x, int b)
+{
+	return x << b | x >> (64 - b);
+}
+
+#define SIPROUND                                                                                   \
+	do {                                                                                       \
+		v0 += v1, v1 = rotl64(v1, 13), v1 ^= v0, v0 = rotl64(v0, 32);                      \
+		v2 += v3, v3 = rotl64(v3, 16), v3 ^= v2;                                           \
+		v0 += v3, v3 = rotl64(v3, 21), v3 ^= v0;                                           \
+		v2 += v1, v1 = rotl64(v1, 17), v1 ^= v2, v2 = rotl64(v2, 32);                      \
+	} while (0)
+
+static uint64_t siphash24_u64(const uint64_t k[2], uint64_t m)
+{
+	uint64_t v0 = k[0] ^ 0x736f6d6570736575ull, v1 = k[1] ^ 0x646f72616e646f6dull;
+	uint64_t v2 = k[0] ^ 0x6c7967656e657261ull, v3 = k[1] ^ 0x7465646279746573ull;
+	const uint64_t last = 8ull << 56; /* the length byte; no bytes left over */
+	v3 ^= m;
+	SIPROUND;
+	SIPROUND;
+	v0 ^= m;
+	v3 ^= last;
+	SIPROUND;
+	SIPROUND;
+	v0 ^= last;
+	v2 ^= 0xff;
+	SIPROUND;
+	SIPROUND;
+	SIPROUND;
+	SIPROUND;
+	return v0 ^ v1 ^ v2 ^ v3;
+}
+#undef SIPROUND
+
+/* The probe ids' key: from the caller's seed (both halves: a seed is one
+ * word), else from getrandom; if even that fails, the clock and the pid
+ * (still no two runs alike, and nothing a stranger sees). */
+static void probe_key_init(dp_transport *t, uint64_t seed)
+{
+	static const uint64_t k1 = 0x243f6a8885a308d3ull; /* pi's digits: nothing up the sleeve */
+	if (seed) {
+		t->probe_key[0] = seed;
+		t->probe_key[1] = siphash24_u64((const uint64_t[2]){ seed, k1 }, seed);
+	} else if (getrandom(t->probe_key, sizeof(t->probe_key), 0) != sizeof(t->probe_key)) {
+		t->probe_key[0] = keel_now_ns() ^ (uint64_t)getpid() << 32;
+		t->probe_key[1] = siphash24_u64((const uint64_t[2]){ t->probe_key[0], k1 }, 1);
+	}
 }
 
 int dp_base_init(dp_transport *t, const struct dp_ops *ops, const struct dp_config *c, uint16_t mtu,
@@ -38,6 +91,7 @@ int dp_base_init(dp_transport *t, const struct dp_ops *ops, const struct dp_conf
 	t->wrx.max_msg_bytes = c->max_msg_bytes;
 	t->frag_unit = frag_unit_of(mtu);
 	t->rng = c->test_seed ? c->test_seed : 0x9E3779B97F4A7C15ull ^ c->node_id;
+	probe_key_init(t, c->probe_seed);
 	t->dma_fd = -1;
 	struct dp_reasm_config rc = {
 		.max_msg_bytes = c->max_msg_bytes,
@@ -385,7 +439,10 @@ int dp_set_cpu_dma_latency(dp_transport *t, bool on)
  * (tx_mtu_blackhole_cleared, logged); full-size probes lost at the size
  * settled on start another search below it. A peer that
  * never answered a probe (an older release, which delivers the frame to
- * its node, which ignores the type) is never judged. Probes and acks are
+ * its node, which ignores the type) is never judged. A probe's id is a
+ * keyed hash of a counter (probe_id_next), so only who sees a probe can
+ * answer it; a search's size stays within what frames to the peer may be
+ * cut for now (search_within). Probes and acks are
  * counted tx_ctl / rx_ctl, not in the frame counts, and bypass the test
  * faults (dp.test_*), which stand for the path's own losses.
  */
@@ -588,6 +645,40 @@ static void probe_judge(dp_transport *t, uint16_t id, struct dp_path *pp, uint64
 		id, PROBE_MISSES, was, DP_MTU_MIN, was);
 }
 
+/*
+ * A probe's id: 32 bits of SipHash-2-4 of the probe counter under the
+ * transport's key, never 0 (no probe) nor `not` (the probe it goes with).
+ * Before 2026-11-23 ids were the counter itself: an ack forged with the next
+ * number could claim a probe size passed (a black hole cleared, a search
+ * settled too high); now a forger must see the probe to answer it.
+ */
+static uint32_t probe_id_next(dp_transport *t, uint32_t not)
+{
+	uint32_t id;
+	do
+		id = (uint32_t)siphash24_u64(t->probe_key, ++t->probe_seq);
+	while (!id || id == not);
+	return id;
+}
+
+/*
+ * The search's sizes, within what frames to the peer may be cut for now:
+ * this node's MTU (lowered by udp_msgsize) or the peer's receive limit may
+ * have shrunk since the search began. A probe above it was sent all the
+ * same (before 2026-11-23): refused at the send (counted drop_tx_msgsize)
+ * or dropped by the peer, and judged a loss of the path's. Sizes above it
+ * are not the path's to judge: the search goes on below it.
+ */
+static void search_within(dp_transport *t, uint16_t id, struct dp_path *pp, uint64_t now)
+{
+	uint16_t whole = unit_whole(t, id, pp);
+	if (pp->try_unit <= whole)
+		return;
+	pp->hi_unit = KEEL_MIN(pp->hi_unit, (uint16_t)(whole + 1));
+	pp->lo_unit = KEEL_MIN(pp->lo_unit, whole);
+	search_next(t, id, pp, now);
+}
+
 /* Acks due, and every second a probe to each peer (see "probes"). */
 static void ctl_turn(dp_transport *t, uint64_t now)
 {
@@ -614,6 +705,8 @@ static void ctl_turn(dp_transport *t, uint64_t now)
 		}
 		pp->probe_due_ns = now + period;
 		probe_judge(t, id, pp, now);
+		if (t->mtu_auto && pp->try_unit)
+			search_within(t, id, pp, now);
 		size_t len = CTL_BYTES; /* a hello: the receive limit only */
 		if (t->mtu_auto && pp->try_unit) {
 			len = pp->try_unit; /* a size between (the search) */
@@ -623,14 +716,14 @@ static void ctl_turn(dp_transport *t, uint64_t now)
 		} else if (t->mtu_auto && pp->speaks) {
 			len = unit_to(t, id); /* a peer that never answered gets hellos */
 		}
-		pp->probe_id = ++t->probe_seq ? t->probe_seq : ++t->probe_seq;
+		pp->probe_id = probe_id_next(t, 0);
 		pp->probe_ns = now;
 		ctl_send(t, id, CTL_PROBE, pp->probe_id, KEEL_MAX(len, (size_t)CTL_BYTES));
 		/* With a full-size probe, a small one: only a full-size probe lost
 		 * while the small one is answered is a black hole's evidence. */
 		pp->small_id = 0;
 		if (len > CTL_BYTES) {
-			pp->small_id = ++t->probe_seq ? t->probe_seq : ++t->probe_seq;
+			pp->small_id = probe_id_next(t, pp->probe_id);
 			ctl_send(t, id, CTL_PROBE, pp->small_id, CTL_BYTES);
 		}
 	}

@@ -319,7 +319,7 @@ static const struct family families[] = {
 	{ .name = "keel_peer_messages_malformed_total", .key = "type",
 	  VALUES(mgmt_peer_msg_type_names), AT(peer_malformed_c),
 	  .help = "Peer messages dropped because their body does not decode, by keel message type "
-		  "(unknown: a type this node does not know); logged with the peer." },
+		  "(unknown: a type this node does not know; newer: such, from a newer release)." },
 };
 /* clang-format on */
 

@@ -463,5 +463,42 @@ int node_snap_sum_parse(const uint8_t *d, size_t len, uint64_t *bytes, uint32_t 
 #define NODE_FREF_HDR_BYTES  12u
 #define NODE_FREF_ITEM_BYTES 20u
 int node_fref_check(const uint8_t *d, size_t len, uint32_t max_ops, const char **why);
+/*
+ * A KEELD_MSG_FORWARD (a follower's client requests, to the leader): u32
+ * count (its top bit NODE_FWD_CAN_REFUSE: the sender takes FWD_REFUSED),
+ * u64 term, u64 floor, then count items of u32 origin (the sending node's
+ * id, with flags in its top bits), u64 request id, u32 len, len bytes
+ * (little-endian). An item is one of:
+ *   a txn (no flag but NODE_ITEM_RESENT): len bytes kv_txn_decode takes,
+ *     with at most ops_cap ops, or len 0 (a sync marker);
+ *   a reattach (NODE_ITEM_OWNER): the i64 session id, then the 16-byte
+ *     password or nothing;
+ *   a reconfig request (NODE_ITEM_RECONFIG): the front end's encoding of it,
+ *     read (and answered ZBADARGUMENTS if need be) by the leader's reconfig;
+ * each may be NODE_ITEM_RESENT (handed to an older leader before). The
+ * count of items, or KEEL_E_MALFORMED with *why and *item (the index of the
+ * item refused; the count when the header is) set: shorter than its header
+ * or than 16 bytes an item, an item running past the end, a flag a FORWARD
+ * never carries (the leader's own items: NODE_ITEM_LEVEL, _ZKCONF, _RCERR)
+ * or both OWNER and RECONFIG, an origin that is not `from`, a reattach of
+ * another length, a txn that does not decode (or has over ops_cap ops).
+ * One pass, no allocation: ops (ops_cap of them) is scratch for the
+ * decodes. Bytes after the count's items are ignored.
+ */
+#define NODE_FWD_HDR_BYTES  20u
+#define NODE_FWD_ITEM_BYTES 16u /* an item's header, before its len bytes */
+#define NODE_FWD_CAN_REFUSE 0x80000000u
+#define NODE_ITEM_RESENT    0x80000000u
+#define NODE_ITEM_ZKCONF    0x40000000u
+#define NODE_ITEM_RCERR     0x20000000u
+#define NODE_ITEM_RECONFIG  0x10000000u
+#define NODE_ITEM_OWNER     0x08000000u
+#define NODE_ITEM_LEVEL     0x04000000u
+#define NODE_ITEM_FLAGS     0xfc000000u
+#define NODE_OWNER_BYTES    8u  /* a reattach item: the session id ... */
+#define NODE_OWNER_PW_BYTES 16u /* ... and the password, if given */
+struct kv_op;
+int node_fwd_check(const uint8_t *d, size_t len, uint32_t from, struct kv_op *ops,
+		   uint32_t ops_cap, const char **why, uint32_t *item);
 
 #endif

@@ -1,16 +1,27 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Checks of peer message bodies (node.h): what makes a KEELD_MSG_SNAP's
- * image sum or a KEELD_MSG_FWD_REFUSED malformed, apart from the pipeline
- * that acts on them (pipeline.c on_snap, on_fwd_refused), so each refusal
- * has a unit test (tests/node/test_peermsg.c).
+ * image sum, a KEELD_MSG_FWD_REFUSED or a KEELD_MSG_FORWARD malformed, apart
+ * from the pipeline that acts on them (pipeline.c on_snap, on_fwd_refused,
+ * on_forward), so each refusal has a unit test (tests/node/test_peermsg.c)
+ * and a fuzz target (tests/node/fuzz_peermsg.c). A FORWARD is checked whole
+ * before any of its items is acted on: a bad 5th item must not leave items
+ * 1-4 proposed and the rest dropped, a state no sender meant.
  */
 #include "keel.h"
+#include "kv.h"
 #include "node.h"
 
 static uint32_t get_le32(const uint8_t *p)
 {
 	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static int fwd_bad(const char **why, uint32_t *item, const char *reason, uint32_t i)
+{
+	*why = reason;
+	*item = i;
+	return KEEL_E_MALFORMED;
 }
 
 int node_snap_sum_parse(const uint8_t *d, size_t len, uint64_t *bytes, uint32_t *crc)
@@ -40,6 +51,49 @@ int node_fref_check(const uint8_t *d, size_t len, uint32_t max_ops, const char *
 			*why = "a refusal with no failing op or no error";
 			return KEEL_E_MALFORMED;
 		}
+	}
+	return (int)KEEL_MIN(n, (uint32_t)INT32_MAX);
+}
+
+int node_fwd_check(const uint8_t *d, size_t len, uint32_t from, struct kv_op *ops,
+		   uint32_t ops_cap, const char **why, uint32_t *item)
+{
+	if (len < NODE_FWD_HDR_BYTES)
+		return fwd_bad(why, item, "shorter than its header", 0);
+	uint32_t n = get_le32(d) & ~NODE_FWD_CAN_REFUSE;
+	/* Before the walk: a forged count costs nothing. */
+	if (n > (len - NODE_FWD_HDR_BYTES) / NODE_FWD_ITEM_BYTES)
+		return fwd_bad(why, item, "fewer bytes than its count of items", n);
+	size_t off = NODE_FWD_HDR_BYTES;
+	for (uint32_t i = 0; i < n; i++) {
+		if (len - off < NODE_FWD_ITEM_BYTES || get_le32(d + off + 12) > len - off - 16)
+			return fwd_bad(why, item, "an item runs past the message's end", i);
+		uint32_t origin = get_le32(d + off), ilen = get_le32(d + off + 12);
+		const uint8_t *t = d + off + NODE_FWD_ITEM_BYTES;
+		off += NODE_FWD_ITEM_BYTES + ilen;
+		uint32_t flags = origin & NODE_ITEM_FLAGS;
+		/* Only a client's request comes this way: it goes into the log,
+		 * and a replica stops on an item it cannot apply (apply_entry). */
+		if (flags & (NODE_ITEM_LEVEL | NODE_ITEM_ZKCONF | NODE_ITEM_RCERR) ||
+		    (flags & NODE_ITEM_OWNER && flags & NODE_ITEM_RECONFIG))
+			return fwd_bad(why, item, "an item that is not a request", i);
+		/* A follower forwards its own clients' requests only: the
+		 * leader's copies are kept per sender (the seen set). */
+		if ((origin & ~NODE_ITEM_FLAGS) != from)
+			return fwd_bad(why, item, "an item of another origin than its sender", i);
+		if (flags & NODE_ITEM_OWNER) {
+			if (ilen != NODE_OWNER_BYTES && ilen != NODE_OWNER_BYTES + NODE_OWNER_PW_BYTES)
+				return fwd_bad(why, item, "a reattach item of another length", i);
+			continue;
+		}
+		if (!ilen || flags & NODE_ITEM_RECONFIG)
+			continue;
+		struct kv_txn txn;
+		int rc = kv_txn_decode(t, ilen, &txn, ops, ops_cap);
+		if (rc == KEEL_E_TOO_BIG)
+			return fwd_bad(why, item, "a txn of more ops than a txn may have", i);
+		if (rc < 0)
+			return fwd_bad(why, item, "an item whose txn does not decode", i);
 	}
 	return (int)KEEL_MIN(n, (uint32_t)INT32_MAX);
 }

@@ -425,7 +425,7 @@ struct pipeline {
 	uint64_t level_proposed_term, level_proposed_ns;
 	uint64_t lead_ns;       /* when this node last became leader (level_hold) */
 	bool halted;            /* stop_fatal: nothing more is applied */
-	uint64_t fwd_bad_total; /* forwarded txns that do not decode (dropped) */
+	uint64_t fwd_bad_total; /* malformed FORWARDs (dropped whole, on_forward) */
 	uint64_t fwd_bad_logged;
 
 	/* Members' admin addresses as their TOUCH items say (on_touch), kept
@@ -458,6 +458,9 @@ struct pipeline {
 	uint64_t malformed[MGMT_PEER_MSG_TYPES];
 	uint64_t malformed_logged[MGMT_PEER_MSG_TYPES];
 	uint64_t malformed_seen[MGMT_PEER_MSG_TYPES];
+	/* Each peer's protocol level as its last TOUCH said it (0: not yet):
+	 * a type this node does not know from a newer one is counted apart. */
+	uint32_t peer_level[DP_MAX_NODES];
 
 	uint8_t *sendbuf;
 	size_t sendcap;
@@ -1312,9 +1315,12 @@ static void refused_flush(struct pipeline *p)
 /*
  * A peer message whose body does not decode (a sender's bug, a newer
  * release's format, a forgery that got past the transport's checks): dropped
- * whole and counted by type (keel_peer_messages_malformed_total). quiet: the
- * caller logs it its own way; otherwise logged, naming the peer and the type,
- * at each type's 1st, 3rd, 7th...
+ * whole and counted by type (keel_peer_messages_malformed_total). A type
+ * this node does not know counts as `newer` when its sender's last TOUCH said
+ * a protocol level above this release's (a rolling upgrade under way: the
+ * keel header's version stays 1 across releases, new types ride it), else
+ * as `unknown`. quiet: the caller logs it its own way; otherwise logged,
+ * naming the peer and the type, at each type's 1st, 3rd, 7th...
  */
 static void peer_bad(struct pipeline *p, const struct dp_msg *m, bool quiet, const char *why)
 {
@@ -1322,10 +1328,12 @@ static void peer_bad(struct pipeline *p, const struct dp_msg *m, bool quiet, con
 		[KEELD_MSG_RAFT] = 1,    [KEELD_MSG_FORWARD] = 2, [KEELD_MSG_TOUCH] = 3,
 		[KEELD_MSG_REFUSED] = 4, [KEELD_MSG_SNAP] = 5,    [KEELD_MSG_FWD_REFUSED] = 6,
 	};
-	_Static_assert(MGMT_PEER_MSG_TYPES == 7 && KEELD_PEER_MSG_TYPES == 7,
+	_Static_assert(MGMT_PEER_MSG_TYPES == 8 && KEELD_PEER_MSG_TYPES == 8,
 		       "mgmt_peer_msg_type_names");
+	enum { NEWER = MGMT_PEER_MSG_TYPES - 2, UNKNOWN = MGMT_PEER_MSG_TYPES - 1 };
 	int i = m->type < KEEL_ARRAY_SIZE(slot) && slot[m->type] ? slot[m->type] - 1
-								 : MGMT_PEER_MSG_TYPES - 1;
+		: m->from < DP_MAX_NODES && p->peer_level[m->from] > NODE_PROTOCOL_LEVEL ? NEWER
+											  : UNKNOWN;
 	if (++p->malformed[i] <= p->malformed_logged[i] || quiet)
 		return;
 	keeld_log("peer message from node %u of type %u (%s, %u bytes): %s: dropped (%" PRIu64
@@ -1935,8 +1943,22 @@ static void propose_held(struct pipeline *p)
 
 /* ---------------------------------------------------------- receiving */
 
+/*
+ * Leader: a FORWARD is checked whole first (node_fwd_check: one pass, each
+ * txn decoded once, as this walk did before), so a malformed one is dropped
+ * whole -- none of its items proposed -- and counted once; the walk below
+ * then reads items it knows are well-formed. Before 2026-11-23 the items
+ * before a bad one were proposed and the rest read on past it.
+ */
 static void on_forward(struct pipeline *p, const struct dp_msg *m)
 {
+	_Static_assert(FWD_HDR == NODE_FWD_HDR_BYTES && FWD_CAN_REFUSE == NODE_FWD_CAN_REFUSE &&
+			       ITEM_RESENT == NODE_ITEM_RESENT && ITEM_ZKCONF == NODE_ITEM_ZKCONF &&
+			       ITEM_RCERR == NODE_ITEM_RCERR &&
+			       ITEM_RECONFIG == NODE_ITEM_RECONFIG &&
+			       ITEM_OWNER == NODE_ITEM_OWNER && ITEM_LEVEL == NODE_ITEM_LEVEL &&
+			       ITEM_FLAGS == NODE_ITEM_FLAGS,
+		       "node_fwd_check reads what forward_held and retransmit write");
 	if (raft_role(p->r) != RAFT_LEADER) {
 		/* Not (or no longer) the leader: the sender's requests get an
 		 * unknown outcome when it sees the new leader; drop them. */
@@ -1954,21 +1976,26 @@ static void on_forward(struct pipeline *p, const struct dp_msg *m)
 	struct seen_origin *so = seen_origin_of(p, m->from);
 	if (!so)
 		return;
-	seen_prune(p, so, get64(m->data + 12));
-	uint32_t n = get32(m->data);
-	if (m->from < DP_MAX_NODES)
-		p->fwd_can_refuse[m->from] = n & FWD_CAN_REFUSE;
-	n &= ~FWD_CAN_REFUSE;
-	size_t off = FWD_HDR;
-	bool bad = false; /* counted once per message */
-	for (uint32_t i = 0; i < n; i++) {
-		if (off + 16 > m->len || off + 16 + get32(m->data + off + 12) > m->len) {
-			/* the items before were taken: each stands alone; a bad
-			 * one among them counted this message already */
-			if (!bad)
-				peer_bad(p, m, false, "an item runs past the message's end");
-			return;
+	const char *why;
+	uint32_t at;
+	int rc = node_fwd_check(m->data, m->len, m->from, p->ops, KV_TXN_MAX_OPS, &why, &at);
+	if (rc < 0) {
+		peer_bad(p, m, true, why);
+		if (p->fwd_bad_total++ == p->fwd_bad_logged) {
+			keeld_log("forward from node %u (%u bytes, %u items): item %u: %s: "
+				  "dropped whole, none of its items proposed (%" PRIu64 " so far)",
+				  m->from, m->len, get32(m->data) & ~FWD_CAN_REFUSE, at, why,
+				  p->fwd_bad_total);
+			p->fwd_bad_logged = p->fwd_bad_total * 2;
 		}
+		return;
+	}
+	seen_prune(p, so, get64(m->data + 12));
+	if (m->from < DP_MAX_NODES)
+		p->fwd_can_refuse[m->from] = get32(m->data) & FWD_CAN_REFUSE;
+	uint32_t n = (uint32_t)rc;
+	size_t off = FWD_HDR;
+	for (uint32_t i = 0; i < n; i++) {
 		uint32_t origin = get32(m->data + off);
 		uint64_t id = get64(m->data + off + 4);
 		uint32_t len = get32(m->data + off + 12);
@@ -1977,31 +2004,11 @@ static void on_forward(struct pipeline *p, const struct dp_msg *m)
 		bool resent = origin & ITEM_RESENT;
 		bool reconfig = origin & ITEM_RECONFIG;
 		uint32_t owner = origin & ITEM_OWNER;
-		/* Only a client's request may come this way, and only as a txn this
-		 * leader can decode: it goes into the log, and a replica stops on an
-		 * item it cannot apply (apply_entry). */
-		struct kv_txn tx;
-		if ((origin & (ITEM_LEVEL | ITEM_ZKCONF | ITEM_RCERR)) ||
-		    (len && !owner && !reconfig &&
-		     kv_txn_decode(txn, len, &tx, p->ops, KV_TXN_MAX_OPS) < 0)) {
-			if (!bad)
-				peer_bad(p, m, true, "an item that is not a request");
-			bad = true;
-			if (p->fwd_bad_total++ == p->fwd_bad_logged) {
-				keeld_log("forward from node %u: an item (origin 0x%08x, %u bytes) "
-					  "that is not a request this leader can propose: dropped "
-					  "(%" PRIu64 " so far)",
-					  m->from, origin, len, p->fwd_bad_total);
-				p->fwd_bad_logged = p->fwd_bad_total * 2;
-			}
-			continue;
-		}
-		origin &= ~ITEM_FLAGS;
-		bool dedup = origin == so->origin;
+		origin &= ~ITEM_FLAGS; /* the sender's, so->origin (node_fwd_check) */
 		/* A copy (a retransmission whose first datagram did arrive), or a
 		 * request the sender has finished with: never proposed twice. */
-		struct seen *dup = dedup && id >= so->floor ? seen_find(p, origin, id) : NULL;
-		if (dedup && (id < so->floor || dup)) {
+		struct seen *dup = id >= so->floor ? seen_find(p, origin, id) : NULL;
+		if (id < so->floor || dup) {
 			p->dup_total++;
 			acl_resend(p, dup);
 			continue;
@@ -2010,8 +2017,7 @@ static void on_forward(struct pipeline *p, const struct dp_msg *m)
 			rc_request(p, origin, id, txn, len, resent);
 		else if (!resent || !len || !in_log(p, origin, id))
 			items_add(p, origin | owner, id, txn, len);
-		if (dedup)
-			seen_add(p, so, id);
+		seen_add(p, so, id);
 	}
 }
 
@@ -2045,6 +2051,8 @@ static void on_touch(struct pipeline *p, const struct dp_msg *m)
 		peer_bad(p, m, false, "its sessions or level trailer do not decode");
 	if (lrc != 1)
 		return;
+	if (m->from < DP_MAX_NODES)
+		p->peer_level[m->from] = level;
 	level_heard(p, m->from, level, min);
 	char admin[MGMT_HOST_MAX];
 	int rc = node_touch_admin_parse(m->data + ids + 8, m->len - ids - 8, admin, sizeof(admin));

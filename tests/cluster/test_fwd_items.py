@@ -1,23 +1,23 @@
-"""The leader's checks of a FORWARD body, item by item (keel only).
+"""The leader's checks of a FORWARD body, through a real leader (keel only).
 
-A FORWARD (a follower's client requests, sent on to the leader) is read by
-on_forward (dataplane/node/pipeline.c), which acts on each item as it reads
-it: the item walk is not a pure function of its own (extracting it would put
-a call and a second read of each item on the leader's per-write path), so its
-refusals are tested here, through a real leader.
+A FORWARD (a follower's client requests, sent on to the leader) is checked
+whole by node_fwd_check (dataplane/node/peermsg.c; its refusals one by one in
+tests/node/test_peermsg.c) before on_forward (dataplane/node/pipeline.c)
+acts on any item. This test shows the leader doing so.
 
 Node F, a follower, is stopped and its peer UDP address taken over by this
 test, which sends the leader well-formed keel frames from F. Each FORWARD
 mixes requests (creates, encoded as keeld encodes a txn) with items that are
 not, and shows:
   * a FORWARD of another term: nothing of it proposed, nothing counted;
-  * an item flagged as the leader's own (a level item): refused, counted
-    (keel_peer_messages_malformed_total{type="fwd"}) and logged; the requests
-    before and after it are proposed;
-  * an item whose txn does not decode: likewise;
-  * an item that runs past the message's end: the walk stops there, the
-    requests before it stay proposed, and the message is counted once in
-    all (not once per bad item);
+  * a FORWARD with an item flagged as the leader's own (a level item) and
+    one whose txn does not decode among requests: dropped whole -- none of
+    its requests proposed, not even those before the bad item -- counted
+    once (keel_peer_messages_malformed_total{type="fwd"}) and logged,
+    naming the first bad item; its requests sent again in a well-formed
+    FORWARD are then proposed (the bad one marked none of them as seen);
+  * an item that runs past the message's end, and a count beyond the
+    items: likewise dropped whole, counted once each;
   * the same request (origin, id) sent again: proposed once (a copy).
 Every created znode is then read at the other follower, so each request
 went through the log.
@@ -103,40 +103,46 @@ class ForwardItemsTest(unittest.TestCase):
                 self.assertEqual(children(), ["a"])
                 self.assertEqual(malformed(nl).get("fwd", 0), base)
                 # A level item and a txn that does not decode among requests:
-                # each refused, the requests around them proposed, the
-                # message counted once.
+                # the whole message dropped (none of x, y, z proposed),
+                # counted once, logged naming the first bad item.
                 garbage = create_txn(root + "/junk", b"j", 0x203)[:-3]  # cut short
-                send(forward(term, [req("b", 0x201),
-                                    item(nf.id | ITEM_LEVEL, 0x202, struct.pack("<I", 6)),
-                                    req("c", 0x203),
-                                    item(nf.id, 0x204, garbage),
-                                    req("d", 0x205)]))
-                wait_for(lambda: "d" in children(), 30, "the requests around the bad items")
-                self.assertEqual(children(), ["a", "b", "c", "d"])
+                bad = forward(term, [req("x", 0x201),
+                                     item(nf.id | ITEM_LEVEL, 0x202, struct.pack("<I", 6)),
+                                     req("y", 0x203),
+                                     item(nf.id, 0x204, garbage),
+                                     req("z", 0x205)])
+                send(bad)
+                send(forward(term, [req("b", 0x206)]))
+                wait_for(lambda: "b" in children(), 30, "the request after the bad FORWARD")
+                self.assertEqual(children(), ["a", "b"])
                 # (/metrics is published every 100 ms)
                 wait_for(lambda: malformed(nl).get("fwd", 0) >= base + 1, 10,
                          "the FORWARD with bad items counted")
-                self.assertRegex(out_log(nl), r"forward from node %d: an item \(origin "
-                                 r"0x%08x, 4 bytes\) that is not a request this leader can "
-                                 r"propose: dropped" % (nf.id, nf.id | ITEM_LEVEL))
-                # An item running past the end after a request and a level
-                # item: the request proposed, the message counted once more
-                # (a bad item and a torn one in one message: once).
+                self.assertRegex(out_log(nl), r"forward from node %d \(%d bytes, 5 items\): "
+                                 r"item 1: an item that is not a request: dropped whole, "
+                                 r"none of its items proposed" % (nf.id, len(bad)))
+                # Its requests, well-formed: proposed (none was marked seen).
+                send(forward(term, [req("c", 0x201), req("d", 0x203)]))
+                wait_for(lambda: "d" in children(), 30, "the requests sent again")
+                self.assertEqual(children(), ["a", "b", "c", "d"])
+                # An item running past the end after a request: nothing of
+                # it proposed, counted once more.
                 torn = req("never", 0x303)
-                send(forward(term, [req("e", 0x301),
-                                    item(nf.id | ITEM_LEVEL, 0x302, struct.pack("<I", 6)),
-                                    torn[:-5]]))
-                wait_for(lambda: "e" in children(), 30, "the request before the torn item")
+                send(forward(term, [req("x", 0x301), torn[:-5]]))
+                send(forward(term, [req("e", 0x302)]))
+                wait_for(lambda: "e" in children(), 30, "the request after the torn FORWARD")
                 wait_for(lambda: malformed(nl)["fwd"] >= base + 2, 10, "the torn FORWARD counted")
-                # A count beyond the items: the walk stops at the end.
-                send(forward(term, [req("f", 0x401)], count=3))
-                wait_for(lambda: "f" in children(), 30, "the request before the missing ones")
+                # A count beyond the items: likewise.
+                send(forward(term, [req("y", 0x401)], count=3))
+                send(forward(term, [req("f", 0x402)]))
+                wait_for(lambda: "f" in children(), 30, "the request after the short FORWARD")
                 wait_for(lambda: malformed(nl)["fwd"] >= base + 3, 10,
                          "the short FORWARD counted")
+                self.assertEqual(children(), ["a", "b", "c", "d", "e", "f"])
                 # A copy of a request already proposed: dropped, not proposed
                 # again (a second create of b would fail, but take a zxid:
                 # g's would not follow f's), and counted in the leader's log.
-                send(forward(term, [req("b", 0x201), req("g", 0x501)]))
+                send(forward(term, [req("b", 0x206), req("g", 0x501)]))
                 wait_for(lambda: "g" in children(), 30, "the request after the copy")
                 fz = kz.get(root + "/f")[1].czxid
                 self.assertEqual(kz.get(root + "/g")[1].czxid, fz + 1,

@@ -14,7 +14,9 @@ leader reads one). Each is dropped and counted
 (keel_peer_messages_malformed_total{type}, /status peer_messages_malformed,
 mntr keel_peer_messages_malformed), logged with the peer and the type, and
 the cluster keeps serving. The level-0 REFUSED above is one of them (no
-level); the level-9 ones decode and are not.
+level); the level-9 ones decode and are not. A type V does not know counts
+as `newer` while F's last TOUCH said a protocol level above V's, as
+`unknown` again once F says V's own.
 """
 import json
 import os
@@ -116,7 +118,7 @@ class RefusedForgedTest(unittest.TestCase):
                     s.sendto(frame(mtype, nf.id, dst.id, 0x7F000010 + k, body),
                              ("127.0.0.1", dst.peer_port))
                 want_v = {"raft": 1, "snap": 1, "touch": 1, "fwd_refused": 1,
-                          "unknown": 1, "refused": 1, "fwd": 0}
+                          "newer": 0, "unknown": 1, "refused": 1, "fwd": 0}
                 wait_for(lambda: malformed(nv) == want_v and malformed(nl)["fwd"] == 1,
                          30, "the malformed messages counted (%s at V, %s at the leader)"
                          % (malformed(nv), malformed(nl)))
@@ -128,6 +130,28 @@ class RefusedForgedTest(unittest.TestCase):
                 want_v["touch"] = 2
                 wait_for(lambda: malformed(nv) == want_v, 30,
                          "V counting the TOUCH with a torn settings item (%s)" % malformed(nv))
+                # F says (TOUCH) it speaks level 7, above this release's 6:
+                # a type V does not know from it counts as newer (an upgrade
+                # under way), not unknown; once F says 6 again, unknown.
+                def says_level_then_98(level, msg_id):
+                    for mtype, body in ((MSG_TOUCH, struct.pack("<III", 0, level, 2)),
+                                        (98, b"later")):
+                        s.sendto(frame(mtype, nf.id, nv.id, msg_id, body),
+                                 ("127.0.0.1", nv.peer_port))
+                        msg_id += 1
+
+                says_level_then_98(7, 0x7F000022)
+                want_v["newer"] = 1
+                wait_for(lambda: malformed(nv) == want_v, 30,
+                         "V counting a type it does not know from a newer peer (%s)"
+                         % malformed(nv))
+                self.assertRegex(out_log(nv), r"peer message from node %d of type 98 \(newer, 5 "
+                                 r"bytes\): a type this node does not know: dropped \(1 of "
+                                 r"the type so far\)" % nf.id)
+                says_level_then_98(6, 0x7F000024)
+                want_v["unknown"] = 2
+                wait_for(lambda: malformed(nv) == want_v, 30,
+                         "V counting it as unknown again (%s)" % malformed(nv))
                 # A FORWARD in the leader's term whose first item is no
                 # request (a level item) and whose second runs past the end:
                 # one message, counted once (it was twice).
@@ -155,8 +179,8 @@ class RefusedForgedTest(unittest.TestCase):
                 with urllib.request.urlopen("http://127.0.0.1:%d/status" % nv.admin_port,
                                             timeout=10) as r:
                     st = json.loads(r.read())
-                self.assertEqual(st["peer_messages_malformed"], dict(want_v, total=7))
-                self.assertIn("keel_peer_messages_malformed\t7\n", cl.four_letter(v, "mntr"))
+                self.assertEqual(st["peer_messages_malformed"], dict(want_v, total=9))
+                self.assertIn("keel_peer_messages_malformed\t9\n", cl.four_letter(v, "mntr"))
             finally:
                 s.close()
             time.sleep(0.5)

@@ -11,7 +11,9 @@
  * reached and heard, a moved one is heard only at its new address, a removed
  * one is neither. dp.mtu=auto follows each peer's route and a path MTU that
  * shrinks while nodes talk (EMSGSIZE: counted, the MTU lowered, the next
- * send cut for it).
+ * send cut for it). Probe ids are keyed (a forged ack with a guessed id
+ * answers nothing) and a search's probes stay within a limit that shrank
+ * under it (node 1 played by a socket).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -19,6 +21,7 @@
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -1314,6 +1317,18 @@ static void test_strangers_dropped_and_counted(void **state)
 	dp_close(b);
 }
 
+/* A socket at node 1's address, to play node 1 towards a transport of node 2. */
+static int fake1_open(void)
+{
+	int fd = socket(AF_INET, SOCK_DGRAM, 0);
+	assert_true(fd >= 0);
+	struct sockaddr_in me = { .sin_family = AF_INET,
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+				  .sin_port = htons((uint16_t)(base_port + 1)) };
+	assert_int_equal(bind(fd, (struct sockaddr *)&me, sizeof(me)), 0);
+	return fd;
+}
+
 /* A probe's payload (transport.c, "probes"): kind, id, receive limit. */
 static void ctl_payload(uint8_t *b, size_t n, uint8_t kind, uint32_t id, uint32_t lim)
 {
@@ -1339,12 +1354,7 @@ static void test_ctl_forged_dropped(void **state)
 	(void)state;
 	dp_transport *b;
 	open_pair(NULL, &b, NULL);
-	int fd = socket(AF_INET, SOCK_DGRAM, 0);
-	assert_true(fd >= 0);
-	struct sockaddr_in me = { .sin_family = AF_INET,
-				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
-				  .sin_port = htons((uint16_t)(base_port + 1)) };
-	assert_int_equal(bind(fd, (struct sockaddr *)&me, sizeof(me)), 0);
+	int fd = fake1_open();
 	struct timeval tv = { .tv_sec = 10 }; /* a lost ack fails the test, never hangs it */
 	assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
 	uint16_t port = (uint16_t)(base_port + 2);
@@ -1425,6 +1435,203 @@ static void test_ctl_forged_dropped(void **state)
 	}
 	assert_int_equal(acks, 1);
 	assert_int_equal(msgs, 1);
+	close(fd);
+	dp_close(b);
+}
+
+/* ---- node 1 played by a plain socket (fake1_open), towards node 2 (b) */
+
+/* One whole message of node 1's to node 2 (n <= 64 bytes). */
+static void fake1_send(int fd, uint8_t type, const uint8_t *pl, uint32_t n)
+{
+	static uint32_t msg_id = 0x6b000000;
+	uint8_t f[DP_HDR_BYTES + 64];
+	struct dp_hdr h = { .type = type,
+			    .frag_unit = 64,
+			    .cluster_id = 1,
+			    .from = 1,
+			    .to = 2,
+			    .msg_id = msg_id++,
+			    .msg_len = n,
+			    .frag_len = (uint16_t)n };
+	dp_wire_put(f, &h, pl);
+	raw_send(fd, (uint16_t)(base_port + 2), f, DP_HDR_BYTES + n);
+}
+
+static void fake1_ctl(int fd, uint8_t kind, uint32_t id, uint32_t lim)
+{
+	uint8_t pl[16];
+	ctl_payload(pl, sizeof(pl), kind, id, lim);
+	fake1_send(fd, DP_TYPE_CTL, pl, sizeof(pl));
+}
+
+/*
+ * One probe period of node 2's: after it, node 2 sends node 1 a frame (a
+ * probe due rides along: probes never go on their own), and node 1 reads
+ * what came. The probes among it: their ids and payload lengths (up to 4).
+ */
+static int probe_round(dp_transport *b, int fd, uint32_t period_ms, uint32_t *ids, size_t *lens)
+{
+	static uint8_t rb[65536];
+	usleep((period_ms + 2) * 1000);
+	uint8_t one[8] = { 1 };
+	assert_int_equal(dp_send(b, 1, 7, one, sizeof(one)), 0);
+	dp_flush(b);
+	int n = 0;
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+	while (n < 4 && poll(&pfd, 1, 5) == 1) {
+		ssize_t got = recv(fd, rb, sizeof(rb), 0);
+		assert_true(got >= DP_HDR_BYTES);
+		if (rb[5] != DP_TYPE_CTL || got < DP_HDR_BYTES + 16 || rb[DP_HDR_BYTES] != 1)
+			continue; /* a frame, or an ack */
+		const uint8_t *q = rb + DP_HDR_BYTES + 4;
+		ids[n] = (uint32_t)q[0] | (uint32_t)q[1] << 8 | (uint32_t)q[2] << 16 |
+			 (uint32_t)q[3] << 24;
+		lens[n++] = (size_t)got - DP_HDR_BYTES;
+	}
+	return n;
+}
+
+static uint64_t probe_seed_now;
+
+/* Probes every 20 ms, their ids keyed by probe_seed_now. */
+static void probes_20ms_seeded(struct dp_config *c)
+{
+	char err[256];
+	assert_int_equal(dp_config_set(c, "dp.test_probe_ms", "20", err, sizeof(err)), 0);
+	c->probe_seed = probe_seed_now;
+}
+
+/*
+ * The ids of node 2's first n probes to node 1 (hellos: node 1 never
+ * answers), with probe_seed `seed`; then acks forged for its outstanding
+ * probe -- the next id of the old counter, a neighbour -- answer nothing,
+ * and the true id answers it.
+ */
+static void probe_ids(uint64_t seed, uint32_t *ids, int n)
+{
+	dp_transport *b;
+	probe_seed_now = seed;
+	open_pair2(NULL, &b, NULL, probes_20ms_seeded);
+	int fd = fake1_open();
+	uint8_t hi[8] = { 0 };
+	fake1_send(fd, 7, hi, sizeof(hi)); /* node 2 hears node 1: probed from then on */
+	assert_int_equal(recv_rounds(b), 1);
+	int got = 0;
+	for (int r = 0; r < 100 && got < n; r++) {
+		uint32_t id[4];
+		size_t len[4];
+		int k = probe_round(b, fd, 20, id, len);
+		for (int i = 0; i < k && got < n; i++)
+			ids[got++] = id[i];
+	}
+	assert_int_equal(got, n);
+	struct dp_path_info pi;
+	fake1_ctl(fd, 2, ids[n - 1] + 1, 0);
+	fake1_ctl(fd, 2, ids[n - 1] ^ 1, 0);
+	recv_rounds(b);
+	assert_int_equal(dp_path_info(b, 1, &pi), 0);
+	assert_int_equal(pi.probes_answered, 0);
+	fake1_ctl(fd, 2, ids[n - 1], 0);
+	recv_rounds(b);
+	assert_int_equal(dp_path_info(b, 1, &pi), 0);
+	assert_int_equal(pi.probes_answered, 1);
+	close(fd);
+	dp_close(b);
+}
+
+/*
+ * Probe ids are a keyed hash of a counter (cfg.probe_seed): the same seed
+ * gives the same ids (a test replays them), another seed others, and none
+ * follows from the one before (they were 1, 2, 3...: an ack forged with
+ * the next number claimed a probe size passed).
+ */
+static void test_probe_ids_keyed(void **state)
+{
+	(void)state;
+	uint32_t a[4], again[4], other[4];
+	probe_ids(0x5eed, a, 4);
+	probe_ids(0x5eed, again, 4);
+	probe_ids(0x5eee, other, 4);
+	assert_memory_equal(a, again, sizeof(a));
+	int same = 0;
+	for (int i = 0; i < 4; i++) {
+		assert_true(a[i] != 0);
+		same += a[i] == other[i];
+		if (i)
+			assert_true(a[i] != a[i - 1] && a[i] != a[i - 1] + 1);
+	}
+	assert_true(same < 4);
+}
+
+/* dp.mtu=auto (lo: 65,535), probes every 20 ms. */
+static void auto_probes_20ms(struct dp_config *c)
+{
+	mtu_auto(c);
+	probe_seed_now = 7;
+	probes_20ms_seeded(c);
+}
+
+/*
+ * A search whose limit shrinks under it. Node 1 (a socket) takes 9000 B,
+ * then answers node 2's small probes but none of its sized ones: a black
+ * hole, and the sizes between 576 and 9000 are searched. As the first
+ * (4,734 B) is out, node 1 says it now takes 2048 B: every later probe
+ * stays within that (before, the search's size went out as it was: over
+ * the limit, refused at the send as drop_tx_msgsize when it is the path's
+ * MTU that shrank, or dropped at the peer), and with node 1 answering
+ * sizes up to 1200 B the search settles within 16 B of it.
+ */
+static void test_search_probe_within_limit(void **state)
+{
+	(void)state;
+	if (lo_auto_mtu() < 9100)
+		skip(); /* lo's MTU is small here: no 9000-byte probe */
+	dp_transport *b;
+	open_pair2(NULL, &b, NULL, auto_probes_20ms);
+	int fd = fake1_open();
+	uint8_t hi[8] = { 0 };
+	fake1_send(fd, 7, hi, sizeof(hi));
+	fake1_ctl(fd, 1, 99, 9000); /* a probe of node 1's: it answers, takes 9000 */
+	assert_int_equal(recv_rounds(b), 1);
+	assert_int_equal(dp_mtu_to(b, 1), 9000 - DP_HDR_BYTES + DP_IP_BYTES + DP_UDP_BYTES +
+						  DP_HDR_BYTES);
+	uint32_t lim = 9000;
+	size_t biggest_after = 0, sized_after = 0;
+	struct dp_path_info pi = { 0 };
+	int r;
+	for (r = 0; r < 400; r++) {
+		uint32_t id[4];
+		size_t len[4];
+		int k = probe_round(b, fd, 20, id, len);
+		for (int i = 0; i < k; i++) {
+			bool small = len[i] == 16;
+			if (!small && lim == 2048) {
+				biggest_after = KEEL_MAX(biggest_after, len[i]);
+				sized_after++;
+			}
+			if (small || (lim == 2048 && len[i] <= 1200))
+				fake1_ctl(fd, 2, id[i], lim);
+		}
+		recv_rounds(b);
+		assert_int_equal(dp_path_info(b, 1, &pi), 0);
+		if (lim == 9000 && pi.searching) {
+			lim = 2048;
+			fake1_ctl(fd, 1, 100, lim);
+			recv_rounds(b);
+		} else if (lim == 2048 && !pi.searching) {
+			break;
+		}
+	}
+	assert_true(r < 400);
+	assert_true(sized_after >= 5);
+	assert_true(biggest_after <= 2048 - DP_HDR_BYTES);
+	assert_int_equal(pi.blackholes, 1);
+	uint16_t unit = (uint16_t)(dp_mtu_to(b, 1) - DP_IP_BYTES - DP_UDP_BYTES - DP_HDR_BYTES);
+	assert_true(unit > 1200 - 16 && unit <= 1200);
+	struct dp_stats st;
+	dp_stats(b, &st);
+	assert_int_equal(st.v[DP_CTR_DROP_TX_MSGSIZE], 0);
 	close(fd);
 	dp_close(b);
 }
@@ -1912,6 +2119,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_truncated_datagram),
 		cmocka_unit_test(test_strangers_dropped_and_counted),
 		cmocka_unit_test(test_ctl_forged_dropped),
+		cmocka_unit_test(test_probe_ids_keyed),
+		cmocka_unit_test(test_search_probe_within_limit),
 		cmocka_unit_test(test_runtime_peers),
 		cmocka_unit_test(test_injected_faults),
 		cmocka_unit_test(test_live_delay_and_reorder),

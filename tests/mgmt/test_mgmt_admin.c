@@ -248,7 +248,7 @@ static void status_longest(void **state)
 	assert_string_equal(v, "4294967295");
 	const char *bad = mjson_get(r.body, "peer_messages_malformed");
 	assert_int_equal(mjson_get_scalar(bad, "total", v, sizeof(v)), 0);
-	assert_string_equal(v, "18446744073709551614"); /* 7 x (UINT64_MAX / 7) */
+	assert_string_equal(v, "18446744073709551608"); /* 8 x (UINT64_MAX / 8) */
 	thttp_free(&r);
 }
 

@@ -19,21 +19,9 @@
 
 #include "keel.h"
 #include "node.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+#include "fuzz_util.h"
 
 static unsigned long accepted[3];
-
-static void check(int cond)
-{
-	if (!cond)
-		abort();
-}
-
-static uint32_t le32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
 
 static void one_touch(const uint8_t *d, size_t len)
 {
@@ -151,7 +139,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 }
 
 /* tests/dataplane/fuzz_replay.c's end: every kind accepted at least once. */
-int fuzz_replay_verdict(int files);
 int fuzz_replay_verdict(int files)
 {
 	printf("replayed %d corpus files; accepted: %lu touch, %lu item, %lu snapshot header\n",

@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The checks of peer message bodies (dataplane/node/peermsg.c): each form a
- * KEELD_MSG_SNAP image sum or a KEELD_MSG_FWD_REFUSED may not take is refused
- * (the pipeline then drops the message and counts it,
- * keel_peer_messages_malformed_total), and the forms the pipeline sends pass.
+ * KEELD_MSG_SNAP image sum, a KEELD_MSG_FWD_REFUSED or a KEELD_MSG_FORWARD
+ * may not take is refused (the pipeline then drops the message whole and
+ * counts it, keel_peer_messages_malformed_total), and the forms the pipeline
+ * sends pass.
  */
 #include <setjmp.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -14,6 +16,7 @@
 #include <cmocka.h>
 
 #include "keel.h"
+#include "kv.h"
 #include "node.h"
 
 static void put32(uint8_t *p, uint32_t v)
@@ -100,11 +103,205 @@ static void fref_refusals(void **state)
 	assert_int_equal(node_fref_check(m, n, 16, &why), KEEL_E_MALFORMED);
 }
 
+/* ------------------------------------------------------------ FORWARD */
+
+#define FROM 3u
+
+struct fwd {
+	uint8_t b[4096];
+	size_t len;
+	uint32_t n;
+};
+
+static void fwd_init(struct fwd *f, bool can_refuse)
+{
+	memset(f, 0, sizeof(*f));
+	f->len = NODE_FWD_HDR_BYTES;
+	put64(f->b + 4, 9);  /* term */
+	put64(f->b + 12, 1); /* floor */
+	put32(f->b, can_refuse ? NODE_FWD_CAN_REFUSE : 0);
+}
+
+static void fwd_item(struct fwd *f, uint32_t origin, const void *body, uint32_t len)
+{
+	put32(f->b + f->len, origin);
+	put64(f->b + f->len + 4, 100 + f->n);
+	put32(f->b + f->len + 12, len);
+	if (len)
+		memcpy(f->b + f->len + NODE_FWD_ITEM_BYTES, body, len);
+	f->len += NODE_FWD_ITEM_BYTES + len;
+	f->n++;
+	put32(f->b, (f->b[3] & 0x80 ? NODE_FWD_CAN_REFUSE : 0) | f->n);
+}
+
+/* A txn as the front end encodes it (format 2: the requester's ids). */
+static uint32_t txn_of(uint8_t *out, size_t cap, int32_t type, uint32_t nops)
+{
+	static const struct kv_acl world = { KV_PERM_ALL, "world", 5, "anyone", 6 };
+	static uint8_t acl[64];
+	int64_t acl_len = kv_acl_encode(&world, 1, acl, sizeof(acl));
+	assert_true(acl_len > 0);
+	struct kv_op ops[4];
+	for (uint32_t i = 0; i < 4; i++)
+		ops[i] = (struct kv_op){ .type = type == KV_OP_MULTI ? KV_OP_CREATE : type,
+					 .path = "/app/n",
+					 .path_len = 6,
+					 .data = "v",
+					 .data_len = 1,
+					 .acl = acl,
+					 .acl_len = (uint32_t)acl_len,
+					 .version = -1 };
+	struct kv_txn t = { .type = type,
+			    .cxid = 7,
+			    .session_id = 0x0300000000000001ll,
+			    .session_timeout_ms = 10000,
+			    .nops = type == KV_OP_MULTI ? nops : type > 0 ? 1 : 0,
+			    .ops = ops,
+			    .auth = KV_AUTH_IDS,
+			    .ids = { .ip_len = 4, .ip = { 127, 0, 0, 1 } } };
+	int64_t n = kv_txn_encode(&t, out, cap);
+	assert_true(n > 0 && (size_t)n <= cap);
+	return (uint32_t)n;
+}
+
+static int fwd_check(const struct fwd *f, size_t len, uint32_t ops_cap, const char **why,
+		     uint32_t *at)
+{
+	static struct kv_op ops[KV_TXN_MAX_OPS];
+	*why = NULL;
+	*at = UINT32_MAX;
+	return node_fwd_check(f->b, len, FROM, ops, ops_cap, why, at);
+}
+
+/* Every item kind a follower sends, RESENT or not: the count comes back. */
+static void fwd_well_formed(void **state)
+{
+	(void)state;
+	struct fwd f;
+	uint8_t t[512], sid_pw[NODE_OWNER_BYTES + NODE_OWNER_PW_BYTES] = { 1, 0, 0, 0, 0, 0, 0, 3 };
+	const uint8_t rc[] = { 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff }; /* not read */
+	const char *why;
+	uint32_t at;
+	fwd_init(&f, true);
+	assert_int_equal(fwd_check(&f, f.len, KV_TXN_MAX_OPS, &why, &at), 0); /* none */
+	const int32_t types[] = { KV_OP_CREATE,	      KV_OP_DELETE,	     KV_OP_SET_DATA,
+				  KV_OP_SET_ACL,      KV_OP_CHECK,	     KV_OP_CREATE_SESSION,
+				  KV_OP_CLOSE_SESSION };
+	for (size_t i = 0; i < KEEL_ARRAY_SIZE(types); i++)
+		fwd_item(&f, FROM | (i & 1 ? NODE_ITEM_RESENT : 0), t,
+			 txn_of(t, sizeof(t), types[i], 1));
+	fwd_item(&f, FROM, t, txn_of(t, sizeof(t), KV_OP_MULTI, 3));
+	fwd_item(&f, FROM, NULL, 0);                                 /* sync */
+	fwd_item(&f, FROM | NODE_ITEM_RESENT, NULL, 0);              /* sync, resent */
+	fwd_item(&f, FROM | NODE_ITEM_OWNER, sid_pw, sizeof(sid_pw)); /* reattach */
+	fwd_item(&f, FROM | NODE_ITEM_OWNER | NODE_ITEM_RESENT, sid_pw, NODE_OWNER_BYTES);
+	fwd_item(&f, FROM | NODE_ITEM_RECONFIG, rc, sizeof(rc));
+	fwd_item(&f, FROM | NODE_ITEM_RECONFIG | NODE_ITEM_RESENT, rc, sizeof(rc));
+	fwd_item(&f, FROM | NODE_ITEM_RECONFIG, NULL, 0); /* rc_request answers it */
+	assert_int_equal(fwd_check(&f, f.len, KV_TXN_MAX_OPS, &why, &at), (int)f.n);
+	assert_null(why);
+	/* the can-refuse bit is not part of the count; trailing bytes ignored */
+	assert_true(f.b[3] & 0x80);
+	assert_int_equal(fwd_check(&f, f.len + 7, KV_TXN_MAX_OPS, &why, &at), (int)f.n);
+	/* a multi of exactly ops_cap ops */
+	fwd_init(&f, false);
+	fwd_item(&f, FROM, t, txn_of(t, sizeof(t), KV_OP_MULTI, 3));
+	assert_int_equal(fwd_check(&f, f.len, 3, &why, &at), 1);
+}
+
+static void expect_bad(const struct fwd *f, size_t len, uint32_t ops_cap, const char *reason,
+		       uint32_t item)
+{
+	const char *why;
+	uint32_t at;
+	assert_int_equal(fwd_check(f, len, ops_cap, &why, &at), KEEL_E_MALFORMED);
+	assert_non_null(why);
+	assert_string_equal(why, reason);
+	assert_int_equal(at, item);
+}
+
+/* Four good items, then `origin` with body: the 5th is the one refused. */
+static void fwd_fifth(struct fwd *f, uint32_t origin, const void *body, uint32_t len)
+{
+	uint8_t t[512];
+	fwd_init(f, true);
+	for (int i = 0; i < 4; i++)
+		fwd_item(f, FROM, t, txn_of(t, sizeof(t), KV_OP_SET_DATA, 1));
+	fwd_item(f, origin, body, len);
+}
+
+static void fwd_refusals(void **state)
+{
+	(void)state;
+	struct fwd f;
+	uint8_t t[512], lvl[4] = { 6 };
+	/* the header */
+	fwd_init(&f, false);
+	expect_bad(&f, NODE_FWD_HDR_BYTES - 1, KV_TXN_MAX_OPS, "shorter than its header", 0);
+	expect_bad(&f, 0, KV_TXN_MAX_OPS, "shorter than its header", 0);
+	/* a count beyond its bytes: before any item is read, whatever the items */
+	fwd_fifth(&f, FROM, NULL, 0);
+	put32(f.b, NODE_FWD_CAN_REFUSE | 0x7fffffffu);
+	expect_bad(&f, f.len, KV_TXN_MAX_OPS, "fewer bytes than its count of items", 0x7fffffffu);
+	fwd_init(&f, false);
+	put32(f.b, 1);
+	expect_bad(&f, f.len + NODE_FWD_ITEM_BYTES - 1, KV_TXN_MAX_OPS,
+		   "fewer bytes than its count of items", 1);
+	/* an item past the end: its bytes, or (after long items) its header */
+	fwd_fifth(&f, FROM, t, txn_of(t, sizeof(t), KV_OP_CREATE, 1));
+	expect_bad(&f, f.len - 1, KV_TXN_MAX_OPS, "an item runs past the message's end", 4);
+	put32(f.b, f.n + 1);
+	expect_bad(&f, f.len + NODE_FWD_ITEM_BYTES - 1, KV_TXN_MAX_OPS,
+		   "an item runs past the message's end", 5);
+	fwd_fifth(&f, FROM, NULL, 0);
+	put32(f.b + f.len - 4, 0xfffffff0u); /* a length that wraps an offset */
+	expect_bad(&f, f.len, KV_TXN_MAX_OPS, "an item runs past the message's end", 4);
+	/* the leader's own items, and two kinds at once */
+	const uint32_t leaders[] = { NODE_ITEM_LEVEL, NODE_ITEM_ZKCONF, NODE_ITEM_RCERR,
+				     NODE_ITEM_OWNER | NODE_ITEM_RECONFIG };
+	for (size_t i = 0; i < KEEL_ARRAY_SIZE(leaders); i++) {
+		fwd_fifth(&f, FROM | leaders[i], lvl, sizeof(lvl));
+		expect_bad(&f, f.len, KV_TXN_MAX_OPS, "an item that is not a request", 4);
+	}
+	/* another origin than the sender, with or without flags */
+	fwd_fifth(&f, FROM + 1, NULL, 0);
+	expect_bad(&f, f.len, KV_TXN_MAX_OPS, "an item of another origin than its sender", 4);
+	fwd_fifth(&f, 0 | NODE_ITEM_RESENT, NULL, 0);
+	expect_bad(&f, f.len, KV_TXN_MAX_OPS, "an item of another origin than its sender", 4);
+	/* a reattach: the session id, then the whole password or none */
+	const uint32_t owner_lens[] = { 0, 7, 9, NODE_OWNER_BYTES + NODE_OWNER_PW_BYTES - 1, 25 };
+	for (size_t i = 0; i < KEEL_ARRAY_SIZE(owner_lens); i++) {
+		uint8_t b[32] = { 1 };
+		fwd_fifth(&f, FROM | NODE_ITEM_OWNER, b, owner_lens[i]);
+		expect_bad(&f, f.len, KV_TXN_MAX_OPS, "a reattach item of another length", 4);
+	}
+	/* a txn cut short, with a byte too many, of an unknown format */
+	uint32_t n = txn_of(t, sizeof(t), KV_OP_CREATE, 1);
+	fwd_fifth(&f, FROM, t, n - 1);
+	expect_bad(&f, f.len, KV_TXN_MAX_OPS, "an item whose txn does not decode", 4);
+	fwd_fifth(&f, FROM | NODE_ITEM_RESENT, t, n + 1);
+	expect_bad(&f, f.len, KV_TXN_MAX_OPS, "an item whose txn does not decode", 4);
+	t[0] = 9;
+	fwd_fifth(&f, FROM, t, n);
+	expect_bad(&f, f.len, KV_TXN_MAX_OPS, "an item whose txn does not decode", 4);
+	/* a multi of more ops than the leader's limit */
+	fwd_fifth(&f, FROM, t, txn_of(t, sizeof(t), KV_OP_MULTI, 3));
+	expect_bad(&f, f.len, 2, "a txn of more ops than a txn may have", 4);
+	/* a bad item anywhere refuses the message: the first one is named */
+	fwd_init(&f, false);
+	fwd_item(&f, FROM | NODE_ITEM_LEVEL, lvl, sizeof(lvl));
+	fwd_item(&f, FROM, t, txn_of(t, sizeof(t), KV_OP_SET_DATA, 1));
+	fwd_item(&f, FROM + 1, NULL, 0);
+	expect_bad(&f, f.len, KV_TXN_MAX_OPS, "an item that is not a request", 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(snap_sum),
 		cmocka_unit_test(fref_refusals),
+		cmocka_unit_test(fwd_well_formed),
+		cmocka_unit_test(fwd_refusals),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
