@@ -331,6 +331,7 @@ struct pipeline {
 	 * peer or the next tick (send_raft, held_release). */
 	struct hb_held *held;   /* [DP_MAX_NODES]: one per peer */
 	uint32_t held_n;        /* peers with one held */
+	uint32_t held_top;      /* above every peer id ever held: held_release's bound */
 	uint64_t held_until_ns; /* all held go out by then (the next tick) */
 
 	struct preq *pend[PEND_BUCKETS];
@@ -1559,7 +1560,9 @@ static void acl_flush(struct pipeline *p)
 
 static void held_release(struct pipeline *p, int type, uint32_t but)
 {
-	for (uint32_t i = 1; p->held_n && i < DP_MAX_NODES; i++)
+	/* Up to the highest id held, not all 255: this runs every turn a
+	 * follower answers a heartbeat while one is held. */
+	for (uint32_t i = 1; p->held_n && i < p->held_top; i++)
 		if (i != but && p->held[i].len && (!type || p->held[i].type == type))
 			held_send(p, i);
 }
@@ -1774,6 +1777,7 @@ static void send_raft(struct pipeline *p, const struct raft_msg *m)
 		if (!p->held_n)
 			p->held_until_ns = p->next_tick_ns;
 		p->held_n += !h->len;
+		p->held_top = KEEL_MAX(p->held_top, (uint32_t)m->to + 1);
 		h->type = (uint8_t)m->type;
 		h->ctx = m->ctx;
 		memcpy(h->buf, p->sendbuf, (size_t)w);
