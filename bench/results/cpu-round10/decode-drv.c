@@ -3,7 +3,7 @@
  * 16-byte path, 64 bytes of data), for
  *   valgrind --tool=callgrind --toggle-collect=kv_txn_decode ./decode-drv
  * built with gcc -O2 against build/release/kvstore/libkeel_kvstore.a of
- * either commit (the command in decode-micro-*.txt). */
+ * either commit (decode-micro.sh builds and runs it). */
 #include <stdio.h>
 #include <string.h>
 #include "kv.h"
