@@ -214,7 +214,9 @@ int64_t kv_txn_encode(const struct kv_txn *txn, void *buf, size_t cap);
 size_t kv_txn_size_max(const struct kv_txn *txn);
 /* Decodes one txn, bounds-checked: KEEL_E_MALFORMED (truncated, trailing bytes,
  * unknown type or version, nested multi, ...), KEEL_E_TOO_BIG (more ops than
- * ops_cap). On success txn->ops == ops and the txn borrows buf. */
+ * ops_cap). On success txn->ops == ops and the txn borrows buf; of txn->ids
+ * only ip_len bytes of ip and n_digest ids are set (the rest is left as it
+ * was). */
 int kv_txn_decode(const void *buf, size_t len, struct kv_txn *txn, struct kv_op *ops,
 		  uint32_t ops_cap);
 /* Writes zxid and time_ms into an encoded txn in place (their offsets are

@@ -71,15 +71,21 @@ static void put_str(struct wbuf *w, const void *s, uint32_t n)
 }
 
 /* ---- reader ---- */
+/* Inlined into the decoder so its cursor stays in registers (KV_INLINE). */
+#define KV_INLINE static inline __attribute__((always_inline))
+
 struct rbuf {
 	const uint8_t *p, *end;
 	int bad;
 };
 
-static const uint8_t *take(struct rbuf *r, size_t n)
+KV_INLINE const uint8_t *take(struct rbuf *r, size_t n)
 {
-	if (r->bad || (size_t)(r->end - r->p) < n) {
+	/* Once short, nothing is left to take (p at the end) and bad stays set:
+	 * one compare a field instead of two. */
+	if ((size_t)(r->end - r->p) < n) {
 		r->bad = 1;
+		r->p = r->end;
 		return NULL;
 	}
 	const uint8_t *q = r->p;
@@ -87,13 +93,13 @@ static const uint8_t *take(struct rbuf *r, size_t n)
 	return q;
 }
 
-static uint64_t get_le(struct rbuf *r, int n)
+KV_INLINE uint64_t get_le(struct rbuf *r, int n)
 {
 	const uint8_t *q = take(r, (size_t)n);
 	return q ? kv_le_load(q, n) : 0;
 }
 
-static const void *get_str(struct rbuf *r, uint32_t *n)
+KV_INLINE const void *get_str(struct rbuf *r, uint32_t *n)
 {
 	*n = (uint32_t)get_le(r, 4);
 	const uint8_t *q = take(r, *n);
@@ -236,7 +242,7 @@ static void put_data(struct wbuf *w, const struct kv_op *op)
 		put_str(w, op->data, op->data_len);
 }
 
-static void get_data(struct rbuf *r, struct kv_op *op)
+KV_INLINE void get_data(struct rbuf *r, struct kv_op *op)
 {
 	const uint8_t *save = r->p;
 	if (get_le(r, 4) == DATA_NULL_LEN && !r->bad) {
@@ -279,7 +285,7 @@ static void put_op(struct wbuf *w, int32_t type, const struct kv_op *op)
 	}
 }
 
-static void get_op(struct rbuf *r, int32_t type, struct kv_op *op)
+KV_INLINE void get_op(struct rbuf *r, int32_t type, struct kv_op *op)
 {
 	memset(op, 0, sizeof(*op));
 	op->type = type;
@@ -329,7 +335,7 @@ static int put_ids(struct wbuf *w, const struct kv_ids *ids)
 	return 0;
 }
 
-static void get_ids(struct rbuf *r, struct kv_ids *ids)
+KV_INLINE void get_ids(struct rbuf *r, struct kv_ids *ids)
 {
 	ids->ip_len = (uint8_t)get_le(r, 1);
 	if (ids->ip_len != 0 && ids->ip_len != 4 && ids->ip_len != 16) {
@@ -337,8 +343,11 @@ static void get_ids(struct rbuf *r, struct kv_ids *ids)
 		return;
 	}
 	const uint8_t *ip = take(r, ids->ip_len);
-	if (ip)
-		memcpy(ids->ip, ip, ids->ip_len);
+	/* fixed sizes: a copy of a constant length is a load and a store */
+	if (ip && ids->ip_len == 4)
+		memcpy(ids->ip, ip, 4);
+	else if (ip && ids->ip_len == 16)
+		memcpy(ids->ip, ip, 16);
 	ids->n_digest = (uint32_t)get_le(r, 1);
 	if (ids->n_digest > KV_IDS_MAX_DIGEST) {
 		r->bad = 1;
@@ -415,25 +424,44 @@ size_t kv_txn_size_max(const struct kv_txn *txn)
 	return n;
 }
 
+/* The header's fixed offsets (both versions): zxid and time are rewritten
+ * in place (kv_txn_stamp), so a proposer need not decode and re-encode the
+ * whole txn; the decoder checks the header's length once. */
+#define TXN_OFF_TYPE    1
+#define TXN_OFF_AUTH    2
+#define TXN_OFF_CXID    4
+#define TXN_OFF_ZXID    8
+#define TXN_OFF_TIME    16
+#define TXN_OFF_SESSION 24
+#define TXN_HDR         32
+
 int kv_txn_decode(const void *buf, size_t len, struct kv_txn *txn, struct kv_op *ops,
 		  uint32_t ops_cap)
 {
 	struct rbuf r = { buf, (const uint8_t *)buf + len, 0 };
-	memset(txn, 0, sizeof(*txn));
-	uint64_t version = buf ? get_le(&r, 1) : 0;
+	/* The identities (120 of the struct's ~200 bytes) are read only as far
+	 * as ip_len and n_digest say: those two are zeroed, not the arrays. */
+	memset(txn, 0, offsetof(struct kv_txn, ids));
+	txn->ids.ip_len = 0;
+	txn->ids.n_digest = 0;
+	/* Every txn has the whole header: one length check for its fields. */
+	const uint8_t *h = buf ? take(&r, TXN_HDR) : NULL;
+	if (!h)
+		return KEEL_E_MALFORMED;
+	uint8_t version = h[0];
 	if (version != TXN_VERSION && version != TXN_VERSION_2)
 		return KEEL_E_MALFORMED;
-	txn->type = (int8_t)get_le(&r, 1);
-	uint64_t auth = get_le(&r, 2);
+	txn->type = (int8_t)h[TXN_OFF_TYPE];
+	uint64_t auth = kv_le_load(h + TXN_OFF_AUTH, 2);
 	/* Format 1 (entries written before) has no identities: its writes were
 	 * checked at their origin only and apply as they did then. */
 	if (version == TXN_VERSION ? auth != 0 : auth != KV_AUTH_IDS && auth != KV_AUTH_ALL)
 		return KEEL_E_MALFORMED;
 	txn->auth = (uint8_t)auth;
-	txn->cxid = (int32_t)get_le(&r, 4);
-	txn->zxid = (int64_t)get_le(&r, 8);
-	txn->time_ms = (int64_t)get_le(&r, 8);
-	txn->session_id = (int64_t)get_le(&r, 8);
+	txn->cxid = (int32_t)kv_le_load(h + TXN_OFF_CXID, 4);
+	txn->zxid = (int64_t)kv_le_load(h + TXN_OFF_ZXID, 8);
+	txn->time_ms = (int64_t)kv_le_load(h + TXN_OFF_TIME, 8);
+	txn->session_id = (int64_t)kv_le_load(h + TXN_OFF_SESSION, 8);
 	if (txn->auth == KV_AUTH_IDS)
 		get_ids(&r, &txn->ids);
 	txn->ops = ops;
@@ -476,13 +504,6 @@ int kv_txn_decode(const void *buf, size_t len, struct kv_txn *txn, struct kv_op 
 		return KEEL_E_MALFORMED;
 	return 0;
 }
-
-/* The header's fixed offsets (both versions): zxid and time are rewritten
- * in place, so a proposer need not decode and re-encode the whole txn. */
-#define TXN_OFF_TYPE 1
-#define TXN_OFF_ZXID 8
-#define TXN_OFF_TIME 16
-#define TXN_HDR      32 /* ..., i64 session_id */
 
 int kv_txn_stamp(void *buf, size_t len, int64_t zxid, int64_t time_ms, int32_t *type)
 {

@@ -331,6 +331,7 @@ struct pipeline {
 	 * peer or the next tick (send_raft, held_release). */
 	struct hb_held *held;   /* [DP_MAX_NODES]: one per peer */
 	uint32_t held_n;        /* peers with one held */
+	uint32_t held_top;      /* above every peer id ever held: held_release's bound */
 	uint64_t held_until_ns; /* all held go out by then (the next tick) */
 
 	struct preq *pend[PEND_BUCKETS];
@@ -621,6 +622,32 @@ struct pipeline {
 
 /* ---------------------------------------------------------------- utils */
 
+/* Little-endian fields of entries and peer messages. On a little-endian host
+ * each is one load or store: GCC did not merge the byte loops at most of
+ * their 67 uses (11 instructions a get32; ~1.2 % of a follower's
+ * instructions under set-sat, bench/RESULTS.md "CPU per write, round 10"). */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+static void put32(uint8_t *p, uint32_t v)
+{
+	memcpy(p, &v, 4);
+}
+static void put64(uint8_t *p, uint64_t v)
+{
+	memcpy(p, &v, 8);
+}
+static uint32_t get32(const uint8_t *p)
+{
+	uint32_t v;
+	memcpy(&v, p, 4);
+	return v;
+}
+static uint64_t get64(const uint8_t *p)
+{
+	uint64_t v;
+	memcpy(&v, p, 8);
+	return v;
+}
+#else
 static void put32(uint8_t *p, uint32_t v)
 {
 	for (int i = 0; i < 4; i++)
@@ -645,6 +672,7 @@ static uint64_t get64(const uint8_t *p)
 		v |= (uint64_t)p[i] << (8 * i);
 	return v;
 }
+#endif
 
 static void buf_free(struct raft_buf *b)
 {
@@ -1540,7 +1568,9 @@ static void acl_flush(struct pipeline *p)
 
 static void held_release(struct pipeline *p, int type, uint32_t but)
 {
-	for (uint32_t i = 1; p->held_n && i < DP_MAX_NODES; i++)
+	/* Up to the highest id held, not all 255: this runs every turn a
+	 * follower answers a heartbeat while one is held. */
+	for (uint32_t i = 1; p->held_n && i < p->held_top; i++)
 		if (i != but && p->held[i].len && (!type || p->held[i].type == type))
 			held_send(p, i);
 }
@@ -1755,6 +1785,7 @@ static void send_raft(struct pipeline *p, const struct raft_msg *m)
 		if (!p->held_n)
 			p->held_until_ns = p->next_tick_ns;
 		p->held_n += !h->len;
+		p->held_top = KEEL_MAX(p->held_top, (uint32_t)m->to + 1);
 		h->type = (uint8_t)m->type;
 		h->ctx = m->ctx;
 		memcpy(h->buf, p->sendbuf, (size_t)w);
@@ -2444,19 +2475,16 @@ static void grp_flush(struct pipeline *p, uint64_t index)
 /* A plain setData, create or delete (kv_txn_groupable) joins the entry's
  * group: one published kv version for all of them instead of one per txn
  * (bench/RESULTS.md "CPU per write, round 4"). false: apply it alone. */
-static bool grp_add(struct pipeline *p, uint64_t index, uint32_t origin, uint64_t id,
-		    const struct kv_txn *txn)
+static bool grp_add(struct pipeline *p, uint32_t origin, uint64_t id)
 {
 	struct kv *kv = keeld_kv(p->k);
-	if (!kv_txn_groupable(txn))
-		return false;
-	if (p->ngrp == KV_GROUP_MAX_TXNS)
-		grp_flush(p, index);
+	/* decoded in place (grp_next), so the txn is not copied again */
 	struct grp_item *g = &p->grp[p->ngrp];
+	if (!kv_txn_groupable(&g->txn))
+		return false;
 	g->origin = origin;
 	g->id = id;
-	g->txn = *txn;
-	g->op = txn->ops[0];
+	g->op = g->txn.ops[0];
 	g->txn.ops = &g->op;
 	int rc = kv_group_add(kv, &g->txn);
 	if (rc == KEEL_E_NOMEM) {
@@ -2467,6 +2495,15 @@ static bool grp_add(struct pipeline *p, uint64_t index, uint32_t origin, uint64_
 	}
 	p->ngrp++;
 	return true;
+}
+
+/* Where the next txn of an entry is decoded: the group's next slot (grp_add
+ * takes it there), a full group flushed first. */
+static struct kv_txn *grp_next(struct pipeline *p, uint64_t index)
+{
+	if (p->ngrp == KV_GROUP_MAX_TXNS)
+		grp_flush(p, index);
+	return &p->grp[p->ngrp].txn;
 }
 
 /* Soft quota limits: ZooKeeper logs a warning per write over one; here
@@ -2520,12 +2557,12 @@ static void apply_entry(struct pipeline *p, const struct raft_entry *e)
 			off += 16 + len;
 			uint32_t flags = origin & ITEM_FLAGS;
 			origin &= ~ITEM_FLAGS;
-			struct kv_txn txn;
+			struct kv_txn one, *txn = &one;
 			int rc = 0;
 			if (len && !flags) {
-				rc = kv_txn_decode(t, len, &txn, p->ops, KV_TXN_MAX_OPS);
-				if (rc == 0 && !p->grp_lost &&
-				    grp_add(p, e->index, origin, id, &txn))
+				txn = grp_next(p, e->index);
+				rc = kv_txn_decode(t, len, txn, p->ops, KV_TXN_MAX_OPS);
+				if (rc == 0 && !p->grp_lost && grp_add(p, origin, id))
 					continue;
 			}
 			/* Anything else comes after the group's txns, and sees them. */
@@ -2550,7 +2587,7 @@ static void apply_entry(struct pipeline *p, const struct raft_entry *e)
 				continue;
 			}
 			if (flags)
-				rc = kv_txn_decode(t, len, &txn, p->ops, KV_TXN_MAX_OPS);
+				rc = kv_txn_decode(t, len, txn, p->ops, KV_TXN_MAX_OPS);
 			if (rc < 0) {
 				stop_fatal(
 					p,
@@ -2561,7 +2598,7 @@ static void apply_entry(struct pipeline *p, const struct raft_entry *e)
 					k->cfg.protocol_level);
 				return;
 			}
-			apply_one(p, e->index, i, origin, flags, id, &txn);
+			apply_one(p, e->index, i, origin, flags, id, txn);
 		}
 		grp_flush(p, e->index);
 		quota_note(p);
