@@ -483,6 +483,19 @@ int kv_hamt_foreach(const struct kv_hnode *nd, int (*fn)(void *ctx, struct kv_le
 	return 0;
 }
 
+size_t kv_hamt_max_collision(const struct kv_hnode *nd)
+{
+	size_t m = 0;
+	if (!nd)
+		return 0;
+	if (nd->collision)
+		return nd->n;
+	for (uint32_t i = 0; i < nd->n; i++)
+		if (!is_leaf(nd->slot[i]))
+			m = KEEL_MAX(m, kv_hamt_max_collision(nd->slot[i]));
+	return m;
+}
+
 void kv_hamt_destroy(struct kv_hnode *nd, void (*fn)(void *ctx, struct kv_leaf *lf), void *ctx)
 {
 	if (!nd)

@@ -122,6 +122,8 @@ int kv_hamt_del(struct kv_mem *m, struct kv_hnode **root, uint64_t hash, const c
 /* Visits every leaf; stops at and returns the first non-zero fn return. */
 int kv_hamt_foreach(const struct kv_hnode *root, int (*fn)(void *ctx, struct kv_leaf *lf),
 		    void *ctx);
+/* The most leaves in one collision node (a lookup's linear scan); 0: none. */
+size_t kv_hamt_max_collision(const struct kv_hnode *root);
 /* Frees the trie nodes (not the leaves, which fn gets) of an unshared trie. */
 void kv_hamt_destroy(struct kv_hnode *root, void (*fn)(void *ctx, struct kv_leaf *lf), void *ctx);
 

@@ -453,6 +453,19 @@ static bool acl_in_table(const struct kv_acltab *t, const struct kv_aclrec *r)
 	return found == 1;
 }
 
+uint32_t kv_acl_longest_chain(const struct kv *kv)
+{
+	const struct kv_acltab *t = &kv->acls;
+	uint32_t m = 0;
+	for (uint32_t i = 0; t->bucket && i <= t->mask; i++) {
+		uint32_t n = 0;
+		for (const struct kv_aclrec *r = t->bucket[i]; r; r = r->next)
+			n++;
+		m = KEEL_MAX(m, n);
+	}
+	return m;
+}
+
 int kv_acl_records(const struct kv *kv, bool check, uint64_t *records, uint64_t *refs)
 {
 	const struct kv_acltab *t = &kv->acls;

@@ -211,5 +211,9 @@ void kv_draft_publish(struct kv *kv);
 /* Retired batches past their grace period, waiting for the writer to free
  * them (kv_reclaim); for tests. */
 size_t kv_gc_ready_batches(void);
+/* The longest chain of the ACL record table and of the watch table (hash
+ * flooding's measure); for tests. */
+uint32_t kv_acl_longest_chain(const struct kv *kv);
+size_t kv_watches_longest_chain(const struct kv_watches *w);
 
 #endif

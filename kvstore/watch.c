@@ -13,9 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "hamt.h"
 #include "keel.h"
-#include "kv.h"
+#include "kv_int.h"
 
 struct wentry {
 	int64_t session;
@@ -78,6 +77,18 @@ void kv_watches_destroy(struct kv_watches *w)
 size_t kv_watch_count(const struct kv_watches *w)
 {
 	return w->count;
+}
+
+size_t kv_watches_longest_chain(const struct kv_watches *w)
+{
+	size_t m = 0;
+	for (size_t i = 0; i < w->nb; i++) {
+		size_t n = 0;
+		for (const struct wpath *p = w->b[i]; p; p = p->next)
+			n++;
+		m = KEEL_MAX(m, n);
+	}
+	return m;
 }
 
 static struct wpath **slot_of(struct kv_watches *w, const char *path, size_t n, uint64_t h)
