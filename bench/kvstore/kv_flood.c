@@ -147,7 +147,7 @@ int main(int argc, char **argv)
 	double af = creates(ap, fa, n), ar = creates(bp, ra, n);
 	row("create, new ACL each", af, ar);
 	struct kv_watches *wf, *wr;
-	if (kv_watches_create(&wf) < 0 || kv_watches_create(&wr) < 0)
+	if (kv_watches_create(NULL, &wf) < 0 || kv_watches_create(NULL, &wr) < 0)
 		return 1;
 	row("watch add (paths)", watch_adds(wf, wp, n), watch_adds(wr, rp, n));
 	kv_watches_destroy(wf);

@@ -3968,6 +3968,7 @@ static int install_snapshot(struct pipeline *p, const struct raft_snapshot_meta 
 	uint64_t t1 = keel_now_ns();
 	/* The new store first; the file becomes the wal's snapshot only once it is in. */
 	struct kv_config kc = { .max_data_bytes = k->cfg.max_packet_bytes };
+	kv_hash_key_get(k->kv, &kc.hash_key); /* the watch table's too */
 	struct kv *nkv = NULL;
 	struct wal_snap_meta meta;
 	struct raft_conf conf;
