@@ -290,9 +290,66 @@ void kv_reclaim(struct kv *kv)
  * reviving one already on its way to the reclaimer.
  */
 
+/*
+ * The table is resized a few buckets at a time, never all at once (no pause
+ * after a burst, in either direction): a resize keeps the previous buckets
+ * as `old` and moves ACL_MIGRATE_PUBLISH of them into the new ones at each
+ * publish and ACL_MIGRATE_LINK at each record made. A record is in the old
+ * bucket of its hash while that bucket is not yet moved (>= old_pos), else
+ * in the new one, so every lookup still reads one chain. Grows by doubling
+ * when it holds as many records as buckets, shrinks by halving below 1/8 of
+ * that: either way the next resize needs at least 3/8 of the old size in
+ * new records, which (x ACL_MIGRATE_LINK) move every old bucket first.
+ */
+#define ACL_MIGRATE_PUBLISH 64
+#define ACL_MIGRATE_LINK    8
+/* a touched list longer than this is freed after a publish that used a
+ * quarter of it or less (a restore's or a burst's, not every draft's) */
+#define ACL_TOUCHED_KEEP 4096
+
 static struct kv_aclrec **acl_slot(const struct kv_acltab *t, uint64_t bhash)
 {
+	if (t->old && (bhash & t->old_mask) >= t->old_pos)
+		return &t->old[bhash & t->old_mask];
 	return &t->bucket[bhash & t->mask];
+}
+
+/* Moves up to n old buckets into the new ones; the last frees old. */
+static void acl_migrate(struct kv_acltab *t, uint32_t n)
+{
+	for (; t->old && n; n--) {
+		struct kv_aclrec *r = t->old[t->old_pos], *next;
+		t->old[t->old_pos++] = NULL;
+		for (; r; r = next) {
+			next = r->next;
+			struct kv_aclrec **s = &t->bucket[r->bhash & t->mask];
+			r->next = *s;
+			*s = r;
+		}
+		if (t->old_pos > t->old_mask) {
+			free(t->old);
+			t->old = NULL;
+			t->old_mask = t->old_pos = 0;
+		}
+	}
+}
+
+/* Starts moving every record to nb buckets (none may be in motion). 0, or
+ * KEEL_E_NOMEM (the table as it was). */
+static int acl_resize(struct kv_acltab *t, uint32_t nb)
+{
+	struct kv_aclrec **b = kv_malloc(nb * sizeof(*b));
+	if (!b)
+		return KEEL_E_NOMEM;
+	memset(b, 0, nb * sizeof(*b));
+	if (t->bucket) {
+		t->old = t->bucket;
+		t->old_mask = t->mask;
+		t->old_pos = 0;
+	}
+	t->bucket = b;
+	t->mask = nb - 1;
+	return 0;
 }
 
 static void acl_link(struct kv_acltab *t, struct kv_aclrec *r)
@@ -314,31 +371,17 @@ static void acl_unlink(struct kv_acltab *t, struct kv_aclrec *r)
 	t->n--;
 }
 
-/* Doubles the buckets when the table holds as many records as it has buckets.
- * Failing to grow only makes chains longer: KEEL_E_NOMEM only when there are
- * no buckets at all. */
+/* Before a record is made: starts doubling the buckets when the table holds
+ * as many records as it has buckets, and moves a few old ones. Failing to
+ * grow only makes chains longer: KEEL_E_NOMEM only when there are no
+ * buckets at all. */
 static int acl_grow(struct kv_acltab *t)
 {
-	uint32_t old_n = t->bucket ? t->mask + 1 : 0;
-	if (old_n && (t->n < old_n || old_n >= (1u << 30)))
-		return 0;
-	uint32_t nb = old_n ? old_n * 2 : KV_ACL_BUCKETS0;
-	struct kv_aclrec **b = kv_malloc(nb * sizeof(*b));
-	if (!b)
-		return old_n ? 0 : KEEL_E_NOMEM;
-	memset(b, 0, nb * sizeof(*b));
-	struct kv_aclrec **old = t->bucket;
-	t->bucket = b;
-	t->mask = nb - 1;
-	for (uint32_t i = 0; i < old_n; i++) {
-		for (struct kv_aclrec *r = old[i], *next; r; r = next) {
-			next = r->next;
-			struct kv_aclrec **s = acl_slot(t, r->bhash);
-			r->next = *s;
-			*s = r;
-		}
-	}
-	free(old);
+	if (!t->bucket)
+		return acl_resize(t, KV_ACL_BUCKETS0);
+	acl_migrate(t, ACL_MIGRATE_LINK);
+	if (!t->old && t->n >= t->mask + 1ull && t->mask < (1u << 30))
+		(void)acl_resize(t, (t->mask + 1) * 2);
 	return 0;
 }
 
@@ -410,13 +453,24 @@ int kv_acl_put(struct kv *kv, struct kv_aclrec *r)
 
 static void acl_published(struct kv_acltab *t)
 {
-	for (size_t i = 0; i < t->touched.n; i++) {
+	size_t used = t->touched.n;
+	for (size_t i = 0; i < used; i++) {
 		struct kv_aclrec *r = t->touched.v[i];
 		r->refs = (uint32_t)((int64_t)r->refs + r->pend);
 		r->pend = 0;
 		r->listed = false;
 	}
 	t->touched.n = 0;
+	/* Housekeeping, bounded per publish: after a burst, neither the list
+	 * nor the buckets stay at the burst's size. */
+	if (t->touched.cap > ACL_TOUCHED_KEEP && used <= t->touched.cap / 4) {
+		free(t->touched.v);
+		t->touched.v = NULL;
+		t->touched.cap = 0;
+	}
+	acl_migrate(t, ACL_MIGRATE_PUBLISH);
+	if (!t->old && t->bucket && t->mask + 1 > KV_ACL_BUCKETS0 && t->n < (t->mask + 1ull) / 8)
+		(void)acl_resize(t, (t->mask + 1) / 2);
 }
 
 void kv_draft_abort(struct kv *kv)
@@ -484,6 +538,12 @@ uint32_t kv_acl_longest_chain(const struct kv *kv)
 			n++;
 		m = KEEL_MAX(m, n);
 	}
+	for (uint32_t i = t->old_pos; t->old && i <= t->old_mask; i++) {
+		uint32_t n = 0;
+		for (const struct kv_aclrec *r = t->old[i]; r; r = r->next)
+			n++;
+		m = KEEL_MAX(m, n);
+	}
 	return m;
 }
 
@@ -495,6 +555,9 @@ int kv_acl_records(const struct kv *kv, bool check, uint64_t *records, uint64_t 
 		return KEEL_E_STATE;
 	for (uint32_t i = 0; t->bucket && i <= t->mask; i++)
 		for (const struct kv_aclrec *r = t->bucket[i]; r; r = r->next)
+			sum += r->refs;
+	for (uint32_t i = t->old_pos; t->old && i <= t->old_mask; i++)
+		for (const struct kv_aclrec *r = t->old[i]; r; r = r->next)
 			sum += r->refs;
 	*records = t->n;
 	*refs = sum;
@@ -664,6 +727,7 @@ void kv_destroy(struct kv *kv)
 	free(kv->sbuf);
 	free(kv->dec_ops);
 	kv_quota_free(&kv->quota);
+	acl_migrate(&kv->acls, UINT32_MAX);
 	for (uint32_t i = 0; kv->acls.bucket && i <= kv->acls.mask; i++)
 		for (struct kv_aclrec *r = kv->acls.bucket[i], *next; r; r = next) {
 			next = r->next;

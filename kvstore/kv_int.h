@@ -51,6 +51,10 @@ struct kv_acltab {
 	struct kv_aclrec **bucket;
 	uint32_t mask; /* buckets - 1 (a power of two); no buckets while NULL */
 	uint64_t n;    /* records in the table */
+	/* A resize under way (kv.c acl_migrate): the previous buckets, of which
+	 * those from old_pos on still hold their records; NULL: none. */
+	struct kv_aclrec **old;
+	uint32_t old_mask, old_pos;
 	struct kv_ptrvec touched;
 };
 

@@ -5839,6 +5839,8 @@ static void mg_publish(struct pipeline *p)
 	mgmt_gauge_set(k->nm->sessions, (double)s.sessions);
 	mgmt_gauge_set(k->nm->znodes, (double)s.znodes);
 	mgmt_gauge_set(k->nm->watches, (double)s.watches);
+	if (k->acl_records_g)
+		mgmt_gauge_set(k->acl_records_g, (double)kv_acl_record_count(keeld_kv(k)));
 	uint64_t total = p->busy_ns + p->idle_ns;
 	if (total)
 		mgmt_gauge_set(k->nm->pipeline_busy, (double)p->busy_ns / (double)total);
