@@ -33,6 +33,17 @@ static uint64_t refs_of(struct kv *kv)
 	return refs;
 }
 
+/* A create of path holding the one-entry list ip:id READ;
+ * acl: room for the list, which the returned op points to. */
+static struct kv_op ip_create(const char *path, const char *id, uint8_t acl[128])
+{
+	struct kv_acl a = { KV_PERM_READ, "ip", 2, id, (uint32_t)strlen(id) };
+	struct kv_op op = kvt_create_op(path, "", 0);
+	op.acl = acl;
+	op.acl_len = (uint32_t)kv_acl_encode(&a, 1, acl, 128);
+	return op;
+}
+
 static const uint8_t *acl_ptr(struct kv *kv, const char *path)
 {
 	struct kv_node nd;
@@ -310,10 +321,7 @@ static void test_many_lists(void **state)
 	for (int i = 0; i < 300; i++) {
 		snprintf(path, sizeof(path), "/n%d", i);
 		snprintf(id, sizeof(id), "10.0.%d.%d", i / 100, i % 100);
-		struct kv_acl a = { KV_PERM_READ, "ip", 2, id, (uint32_t)strlen(id) };
-		struct kv_op op = kvt_create_op(path, "", 0);
-		op.acl = acl;
-		op.acl_len = (uint32_t)kv_acl_encode(&a, 1, acl, sizeof(acl));
+		struct kv_op op = ip_create(path, id, acl);
 		assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), ZK_OK);
 		/* every third list twice */
 		if (i % 3 == 0) {
@@ -366,11 +374,7 @@ static void test_housekeeping_after_burst(void **state)
 	for (int i = 0; i < LISTS; i++) {
 		snprintf(path, sizeof(path), "/n%d", i);
 		snprintf(id, sizeof(id), "10.%d.%d", i / 100, i % 100);
-		struct kv_acl a = { KV_PERM_READ, "ip", 2, id, (uint32_t)strlen(id) };
-		struct kv_op op = kvt_create_op(path, "", 0);
-		op.acl = acl;
-		op.acl_len = (uint32_t)kv_acl_encode(&a, 1, acl, sizeof(acl));
-		assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), ZK_OK);
+		assert_int_equal(kvt_apply1(kv, z++, 0, ip_create(path, id, acl), NULL), ZK_OK);
 	}
 	assert_int_equal(kv_snapshot_write(kv_view_get(kv), kvt_stream_write, &s), 0);
 	assert_int_equal(kv_create(NULL, &back), 0);
@@ -396,12 +400,7 @@ static void test_housekeeping_after_burst(void **state)
 			struct kv_op op = kvt_create_op("/x", "", 0);
 			assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), ZK_OK);
 			snprintf(id, sizeof(id), "10.9.9.%d", i);
-			struct kv_acl a = { KV_PERM_READ, "ip", 2, id, (uint32_t)strlen(id) };
-			op.acl = acl;
-			op.acl_len = (uint32_t)kv_acl_encode(&a, 1, acl, sizeof(acl));
-			op.path = "/y";
-			op.path_len = 2;
-			assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), ZK_OK);
+			assert_int_equal(kvt_apply1(kv, z++, 0, ip_create("/y", id, acl), NULL), ZK_OK);
 			assert_int_equal(records(kv), 2);
 			assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_DELETE, "/x"), NULL),
 					 ZK_OK);
