@@ -468,8 +468,9 @@ static void acl_published(struct kv_acltab *t)
 		t->touched.v = NULL;
 		t->touched.cap = 0;
 	}
-	acl_migrate(t, ACL_MIGRATE_PUBLISH);
-	if (!t->old && t->bucket && t->mask + 1 > KV_ACL_BUCKETS0 && t->n < (t->mask + 1ull) / 8)
+	if (t->old)
+		acl_migrate(t, ACL_MIGRATE_PUBLISH);
+	else if (t->mask >= KV_ACL_BUCKETS0 && t->n < (t->mask + 1ull) / 8)
 		(void)acl_resize(t, (t->mask + 1) / 2);
 }
 
