@@ -138,6 +138,43 @@ static int by_order(const void *a, const void *b)
 	return c ? c : (x->lf->klen > y->lf->klen) - (x->lf->klen < y->lf->klen);
 }
 
+/* v by key (LSD radix, 8 bits a pass: qsort's indirect compares cost a
+ * 1M-node image ~40 % more CPU than it took to write), equal keys by path.
+ * 0 or KEEL_E_NOMEM. */
+static int sort_entries(struct sorted *v, size_t n)
+{
+	struct sorted *tmp = n > 1 ? malloc(n * sizeof(*tmp)) : NULL, *src = v, *dst = tmp;
+	if (n > 1 && !tmp)
+		return KEEL_E_NOMEM;
+	for (unsigned shift = 0; n > 1 && shift < 64; shift += 8) {
+		size_t count[256] = { 0 }, pos = 0;
+		for (size_t i = 0; i < n; i++)
+			count[(src[i].key >> shift) & 255]++;
+		if (count[(src[0].key >> shift) & 255] == n)
+			continue; /* one digit for all: the pass would move nothing */
+		for (unsigned b = 0; b < 256; b++) {
+			size_t c = count[b];
+			count[b] = pos;
+			pos += c;
+		}
+		for (size_t i = 0; i < n; i++)
+			dst[count[(src[i].key >> shift) & 255]++] = src[i];
+		struct sorted *t = src;
+		src = dst;
+		dst = t;
+	}
+	if (src != v)
+		memcpy(v, src, n * sizeof(*v));
+	free(tmp);
+	for (size_t i = 0, j; i < n; i = j) {
+		for (j = i + 1; j < n && v[j].key == v[i].key;)
+			j++;
+		if (j - i > 1)
+			qsort(v + i, j - i, sizeof(*v), by_order);
+	}
+	return 0;
+}
+
 /* The map's leaves in image order, through fn; a negative code (no memory,
  * a map larger than its count) or fn's. */
 static int walk_sorted(const struct kv_hnode *map, uint64_t count, bool nodes,
@@ -149,9 +186,19 @@ static int walk_sorted(const struct kv_hnode *map, uint64_t count, bool nodes,
 		return KEEL_E_NOMEM;
 	int rc = kv_hamt_foreach(map, fill_one, &f);
 	if (rc == 0)
-		qsort(f.v, f.n, sizeof(*f.v), by_order);
-	for (size_t i = 0; rc == 0 && i < f.n; i++)
+		rc = sort_entries(f.v, f.n);
+	/* Sorted, the nodes come in no memory order: fetch each one 8 ahead,
+	 * its data 4 ahead (its pointer is in the node fetched before). */
+	for (size_t i = 0; rc == 0 && i < f.n; i++) {
+		if (i + 8 < f.n)
+			__builtin_prefetch(f.v[i + 8].lf);
+		if (nodes && i + 4 < f.n) {
+			const struct kv_znode *z = (const struct kv_znode *)f.v[i + 4].lf;
+			if (z->data)
+				__builtin_prefetch(z->data);
+		}
 		rc = fn(ctx, (struct kv_leaf *)f.v[i].lf);
+	}
 	free(f.v);
 	return rc;
 }
