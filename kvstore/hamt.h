@@ -93,8 +93,20 @@ struct kv_leaf {
 };
 
 struct kv_hnode;
+struct kv_hash_key;
 
+/*
+ * Two hashes, never mixed up (kvstore/README.md "Keyed table hashing"):
+ * kv_hash is unkeyed and fixed: the digest's terms, the snapshot's node
+ * order, anything that must be equal on every replica. It is a bijective
+ * mix, so inputs with one value are computable (hash flooding): it must
+ * not place client-chosen keys in a table. kv_siphash13, SipHash-1-3
+ * under the store's secret key, places them (leaf.hash of every map, the
+ * ACL and watch tables). kv_siphash24 only for tests (the paper's vector).
+ */
 uint64_t kv_hash(const void *p, size_t n, uint64_t seed);
+uint64_t kv_siphash13(const struct kv_hash_key *key, const void *p, size_t n);
+uint64_t kv_siphash24(const struct kv_hash_key *key, const void *p, size_t n);
 static inline uint64_t kv_mix64(uint64_t x)
 {
 	x ^= x >> 33;
@@ -122,6 +134,8 @@ int kv_hamt_del(struct kv_mem *m, struct kv_hnode **root, uint64_t hash, const c
 /* Visits every leaf; stops at and returns the first non-zero fn return. */
 int kv_hamt_foreach(const struct kv_hnode *root, int (*fn)(void *ctx, struct kv_leaf *lf),
 		    void *ctx);
+/* The most leaves in one collision node (a lookup's linear scan); 0: none. */
+size_t kv_hamt_max_collision(const struct kv_hnode *root);
 /* Frees the trie nodes (not the leaves, which fn gets) of an unshared trie. */
 void kv_hamt_destroy(struct kv_hnode *root, void (*fn)(void *ctx, struct kv_leaf *lf), void *ctx);
 

@@ -43,7 +43,7 @@ static uint64_t fold(uint64_t h, uint64_t v)
 uint64_t kv_znode_digest(const struct kv_znode *z)
 {
 	const struct zk_stat *s = &z->stat;
-	uint64_t h = z->leaf.hash;
+	uint64_t h = z->phash;
 	h = fold(h, (uint64_t)s->czxid);
 	h = fold(h, (uint64_t)s->mzxid);
 	h = fold(h, (uint64_t)s->ctime_ms);
@@ -69,7 +69,8 @@ uint64_t kv_session_digest(const struct kv_session *s)
 	return fold(h, (uint64_t)(uint32_t)s->timeout_ms);
 }
 
-struct kv_znode *kv_znode_alloc(struct kv *kv, const char *path, uint32_t len)
+struct kv_znode *kv_znode_alloc_hashed(struct kv *kv, const char *path, uint32_t len,
+				       uint64_t hash)
 {
 	struct kv_znode *z = kv_mem_alloc(&kv->mem, sizeof(*z) + len + 1);
 	if (!z)
@@ -78,7 +79,8 @@ struct kv_znode *kv_znode_alloc(struct kv *kv, const char *path, uint32_t len)
 	z->path[len] = 0;
 	z->leaf.key = z->path;
 	z->leaf.klen = len;
-	z->leaf.hash = kv_hash(path, len, KV_SEED_PATH);
+	z->leaf.hash = hash;
+	z->phash = kv_hash(path, len, KV_SEED_PATH);
 	memset(&z->stat, 0, sizeof(z->stat));
 	z->data = NULL;
 	z->acl = NULL;
@@ -90,6 +92,11 @@ struct kv_znode *kv_znode_alloc(struct kv *kv, const char *path, uint32_t len)
 	return z;
 }
 
+struct kv_znode *kv_znode_alloc(struct kv *kv, const char *path, uint32_t len)
+{
+	return kv_znode_alloc_hashed(kv, path, len, kv_siphash13(&kv->hkey, path, len));
+}
+
 struct kv_session *kv_session_alloc(struct kv *kv, int64_t id)
 {
 	struct kv_session *s = kv_mem_alloc(&kv->mem, sizeof(*s));
@@ -99,11 +106,11 @@ struct kv_session *kv_session_alloc(struct kv *kv, int64_t id)
 	s->id = id;
 	s->leaf.key = (const char *)&s->id;
 	s->leaf.klen = sizeof(s->id);
-	s->leaf.hash = kv_hash(&s->id, sizeof(s->id), KV_SEED_SESSION);
+	s->leaf.hash = kv_siphash13(&kv->hkey, &s->id, sizeof(s->id));
 	return s;
 }
 
-struct kv_name *kv_name_alloc(struct kv *kv, const char *name, uint32_t len)
+static struct kv_name *name_alloc(struct kv *kv, const char *name, uint32_t len, uint64_t hash)
 {
 	struct kv_name *n = kv_mem_alloc(&kv->mem, sizeof(*n) + len + 1);
 	if (!n)
@@ -112,8 +119,13 @@ struct kv_name *kv_name_alloc(struct kv *kv, const char *name, uint32_t len)
 	n->name[len] = 0;
 	n->leaf.key = n->name;
 	n->leaf.klen = len;
-	n->leaf.hash = kv_hash(name, len, KV_SEED_PATH);
+	n->leaf.hash = hash;
 	return n;
+}
+
+struct kv_name *kv_name_alloc(struct kv *kv, const char *name, uint32_t len)
+{
+	return name_alloc(kv, name, len, kv_siphash13(&kv->hkey, name, len));
 }
 
 struct kv_blob *kv_blob_alloc(struct kv *kv, const void *b, uint32_t len)
@@ -128,14 +140,15 @@ struct kv_blob *kv_blob_alloc(struct kv *kv, const void *b, uint32_t len)
 	return bl;
 }
 
-struct kv_znode *kv_lookup(const struct kv_hnode *paths, const char *path, uint32_t len)
+struct kv_znode *kv_lookup(const struct kv_view *v, const char *path, uint32_t len)
 {
-	return (struct kv_znode *)kv_hamt_get(paths, kv_hash(path, len, KV_SEED_PATH), path, len);
+	return (struct kv_znode *)kv_hamt_get(v->paths, kv_path_hash(v, path, len), path, len);
 }
 
-struct kv_session *kv_session_find(const struct kv_hnode *map, int64_t id)
+struct kv_session *kv_session_find(const struct kv_view *v, int64_t id)
 {
-	return (struct kv_session *)kv_hamt_get(map, kv_hash(&id, sizeof(id), KV_SEED_SESSION),
+	return (struct kv_session *)kv_hamt_get(v->session_map,
+						kv_siphash13(&v->hkey, &id, sizeof(id)),
 						(const char *)&id, sizeof(id));
 }
 
@@ -277,14 +290,71 @@ void kv_reclaim(struct kv *kv)
  * reviving one already on its way to the reclaimer.
  */
 
-static struct kv_aclrec **acl_slot(const struct kv_acltab *t, uint64_t hash)
+/*
+ * The table is resized a few buckets at a time, never all at once (no pause
+ * after a burst, in either direction): a resize keeps the previous buckets
+ * as `old` and moves ACL_MIGRATE_PUBLISH of them into the new ones at each
+ * publish and ACL_MIGRATE_LINK at each record made. A record is in the old
+ * bucket of its hash while that bucket is not yet moved (>= old_pos), else
+ * in the new one, so every lookup still reads one chain. Grows by doubling
+ * when it holds as many records as buckets, shrinks by halving below 1/8 of
+ * that: either way the next resize needs at least 3/8 of the old size in
+ * new records, which (x ACL_MIGRATE_LINK) move every old bucket first.
+ */
+#define ACL_MIGRATE_PUBLISH 64
+#define ACL_MIGRATE_LINK    8
+/* a touched list longer than this is freed after a publish that used a
+ * quarter of it or less (a restore's or a burst's, not every draft's) */
+#define ACL_TOUCHED_KEEP 4096
+
+static struct kv_aclrec **acl_slot(const struct kv_acltab *t, uint64_t bhash)
 {
-	return &t->bucket[hash & t->mask];
+	if (t->old && (bhash & t->old_mask) >= t->old_pos)
+		return &t->old[bhash & t->old_mask];
+	return &t->bucket[bhash & t->mask];
+}
+
+/* Moves up to n old buckets into the new ones; the last frees old. */
+static void acl_migrate(struct kv_acltab *t, uint32_t n)
+{
+	for (; t->old && n; n--) {
+		struct kv_aclrec *r = t->old[t->old_pos], *next;
+		t->old[t->old_pos++] = NULL;
+		for (; r; r = next) {
+			next = r->next;
+			struct kv_aclrec **s = &t->bucket[r->bhash & t->mask];
+			r->next = *s;
+			*s = r;
+		}
+		if (t->old_pos > t->old_mask) {
+			free(t->old);
+			t->old = NULL;
+			t->old_mask = t->old_pos = 0;
+		}
+	}
+}
+
+/* Starts moving every record to nb buckets (none may be in motion). 0, or
+ * KEEL_E_NOMEM (the table as it was). */
+static int acl_resize(struct kv_acltab *t, uint32_t nb)
+{
+	struct kv_aclrec **b = kv_malloc(nb * sizeof(*b));
+	if (!b)
+		return KEEL_E_NOMEM;
+	memset(b, 0, nb * sizeof(*b));
+	if (t->bucket) {
+		t->old = t->bucket;
+		t->old_mask = t->mask;
+		t->old_pos = 0;
+	}
+	t->bucket = b;
+	t->mask = nb - 1;
+	return 0;
 }
 
 static void acl_link(struct kv_acltab *t, struct kv_aclrec *r)
 {
-	struct kv_aclrec **s = acl_slot(t, r->hash);
+	struct kv_aclrec **s = acl_slot(t, r->bhash);
 	r->next = *s;
 	*s = r;
 	r->in_table = true;
@@ -293,7 +363,7 @@ static void acl_link(struct kv_acltab *t, struct kv_aclrec *r)
 
 static void acl_unlink(struct kv_acltab *t, struct kv_aclrec *r)
 {
-	struct kv_aclrec **s = acl_slot(t, r->hash);
+	struct kv_aclrec **s = acl_slot(t, r->bhash);
 	while (*s != r)
 		s = &(*s)->next;
 	*s = r->next;
@@ -301,31 +371,17 @@ static void acl_unlink(struct kv_acltab *t, struct kv_aclrec *r)
 	t->n--;
 }
 
-/* Doubles the buckets when the table holds as many records as it has buckets.
- * Failing to grow only makes chains longer: KEEL_E_NOMEM only when there are
- * no buckets at all. */
+/* Before a record is made: starts doubling the buckets when the table holds
+ * as many records as it has buckets, and moves a few old ones. Failing to
+ * grow only makes chains longer: KEEL_E_NOMEM only when there are no
+ * buckets at all. */
 static int acl_grow(struct kv_acltab *t)
 {
-	uint32_t old_n = t->bucket ? t->mask + 1 : 0;
-	if (old_n && (t->n < old_n || old_n >= (1u << 30)))
-		return 0;
-	uint32_t nb = old_n ? old_n * 2 : KV_ACL_BUCKETS0;
-	struct kv_aclrec **b = kv_malloc(nb * sizeof(*b));
-	if (!b)
-		return old_n ? 0 : KEEL_E_NOMEM;
-	memset(b, 0, nb * sizeof(*b));
-	struct kv_aclrec **old = t->bucket;
-	t->bucket = b;
-	t->mask = nb - 1;
-	for (uint32_t i = 0; i < old_n; i++) {
-		for (struct kv_aclrec *r = old[i], *next; r; r = next) {
-			next = r->next;
-			struct kv_aclrec **s = acl_slot(t, r->hash);
-			r->next = *s;
-			*s = r;
-		}
-	}
-	free(old);
+	if (!t->bucket)
+		return acl_resize(t, KV_ACL_BUCKETS0);
+	acl_migrate(t, ACL_MIGRATE_LINK);
+	if (!t->old && t->n >= t->mask + 1ull && t->mask < (1u << 30))
+		(void)acl_resize(t, (t->mask + 1) * 2);
 	return 0;
 }
 
@@ -344,11 +400,13 @@ static int acl_touch(struct kv_acltab *t, struct kv_aclrec *r)
 struct kv_aclrec *kv_acl_get(struct kv *kv, const void *b, uint32_t len)
 {
 	struct kv_acltab *t = &kv->acls;
-	uint64_t h = kv_hash(b, len, KV_SEED_DATA);
+	/* Placed by the keyed hash; the digest's term (kv_hash) is only
+	 * computed for a new record. */
+	uint64_t bh = kv_siphash13(&kv->hkey, b, len);
 	struct kv_aclrec *r = NULL;
 	if (t->bucket)
-		for (r = *acl_slot(t, h); r; r = r->next)
-			if (r->hash == h && r->len == len && !memcmp(r->b, b, len))
+		for (r = *acl_slot(t, bh); r; r = r->next)
+			if (r->bhash == bh && r->len == len && !memcmp(r->b, b, len))
 				break;
 	if (r) {
 		if (acl_touch(t, r) < 0)
@@ -356,7 +414,8 @@ struct kv_aclrec *kv_acl_get(struct kv *kv, const void *b, uint32_t len)
 	} else {
 		if (acl_grow(t) < 0 || !(r = kv_mem_alloc(&kv->mem, sizeof(*r) + len)))
 			return NULL;
-		r->hash = h;
+		r->hash = kv_hash(b, len, KV_SEED_DATA);
+		r->bhash = bh;
 		r->len = len;
 		r->refs = 0;
 		r->pend = 0;
@@ -394,13 +453,25 @@ int kv_acl_put(struct kv *kv, struct kv_aclrec *r)
 
 static void acl_published(struct kv_acltab *t)
 {
-	for (size_t i = 0; i < t->touched.n; i++) {
+	size_t used = t->touched.n;
+	for (size_t i = 0; i < used; i++) {
 		struct kv_aclrec *r = t->touched.v[i];
 		r->refs = (uint32_t)((int64_t)r->refs + r->pend);
 		r->pend = 0;
 		r->listed = false;
 	}
 	t->touched.n = 0;
+	/* Housekeeping, bounded per publish: after a burst, neither the list
+	 * nor the buckets stay at the burst's size. */
+	if (t->touched.cap > ACL_TOUCHED_KEEP && used <= t->touched.cap / 4) {
+		free(t->touched.v);
+		t->touched.v = NULL;
+		t->touched.cap = 0;
+	}
+	if (t->old)
+		acl_migrate(t, ACL_MIGRATE_PUBLISH);
+	else if (t->mask >= KV_ACL_BUCKETS0 && t->n < (t->mask + 1ull) / 8)
+		(void)acl_resize(t, (t->mask + 1) / 2);
 }
 
 void kv_draft_abort(struct kv *kv)
@@ -445,12 +516,36 @@ static bool acl_in_table(const struct kv_acltab *t, const struct kv_aclrec *r)
 	int found = 0;
 	if (!t->bucket || !r->in_table)
 		return false;
-	for (const struct kv_aclrec *q = *acl_slot(t, r->hash); q; q = q->next)
+	for (const struct kv_aclrec *q = *acl_slot(t, r->bhash); q; q = q->next)
 		if (q == r)
 			found++;
 		else if (q->len == r->len && !memcmp(q->b, r->b, r->len))
 			return false;
 	return found == 1;
+}
+
+uint64_t kv_acl_record_count(const struct kv *kv)
+{
+	return kv->acls.n;
+}
+
+uint32_t kv_acl_longest_chain(const struct kv *kv)
+{
+	const struct kv_acltab *t = &kv->acls;
+	uint32_t m = 0;
+	for (uint32_t i = 0; t->bucket && i <= t->mask; i++) {
+		uint32_t n = 0;
+		for (const struct kv_aclrec *r = t->bucket[i]; r; r = r->next)
+			n++;
+		m = KEEL_MAX(m, n);
+	}
+	for (uint32_t i = t->old_pos; t->old && i <= t->old_mask; i++) {
+		uint32_t n = 0;
+		for (const struct kv_aclrec *r = t->old[i]; r; r = r->next)
+			n++;
+		m = KEEL_MAX(m, n);
+	}
+	return m;
 }
 
 int kv_acl_records(const struct kv *kv, bool check, uint64_t *records, uint64_t *refs)
@@ -461,6 +556,9 @@ int kv_acl_records(const struct kv *kv, bool check, uint64_t *records, uint64_t 
 		return KEEL_E_STATE;
 	for (uint32_t i = 0; t->bucket && i <= t->mask; i++)
 		for (const struct kv_aclrec *r = t->bucket[i]; r; r = r->next)
+			sum += r->refs;
+	for (uint32_t i = t->old_pos; t->old && i <= t->old_mask; i++)
+		for (const struct kv_aclrec *r = t->old[i]; r; r = r->next)
 			sum += r->refs;
 	*records = t->n;
 	*refs = sum;
@@ -567,12 +665,15 @@ int kv_create(const struct kv_config *cfg, struct kv **out)
 	if (!kv)
 		return KEEL_E_NOMEM;
 	kv->max_data = cfg && cfg->max_data_bytes ? cfg->max_data_bytes : KV_DEFAULT_MAX_DATA;
+	if (cfg)
+		kv->hkey = cfg->hash_key;
 	kv->res = calloc(KV_TXN_MAX_OPS, sizeof(*kv->res));
 	kv->res_off = calloc(KV_TXN_MAX_OPS, sizeof(*kv->res_off));
 	kv->dec_ops = calloc(KV_TXN_MAX_OPS, sizeof(*kv->dec_ops));
 	kv->pub = calloc(1, sizeof(*kv->pub));
 	if (!kv->res || !kv->res_off || !kv->dec_ops || !kv->pub)
 		goto fail;
+	kv->pub->hkey = kv->hkey; /* every later version copies it */
 	/* The root "/" exists from the start, with world:anyone:ALL as ZooKeeper. */
 	kv_draft_begin(kv);
 	if (draft_open(kv) < 0)
@@ -595,6 +696,11 @@ fail_draft:
 fail:
 	kv_destroy(kv);
 	return KEEL_E_NOMEM;
+}
+
+void kv_hash_key_get(const struct kv *kv, struct kv_hash_key *out)
+{
+	*out = kv->hkey;
 }
 
 void kv_destroy(struct kv *kv)
@@ -622,6 +728,7 @@ void kv_destroy(struct kv *kv)
 	free(kv->sbuf);
 	free(kv->dec_ops);
 	kv_quota_free(&kv->quota);
+	acl_migrate(&kv->acls, UINT32_MAX);
 	for (uint32_t i = 0; kv->acls.bucket && i <= kv->acls.mask; i++)
 		for (struct kv_aclrec *r = kv->acls.bucket[i], *next; r; r = next) {
 			next = r->next;
@@ -862,9 +969,10 @@ static struct kv_session *sedit(struct kv *kv, struct kv_session *s)
 }
 
 /* Sets of names: add or remove one (the caller already knows it is absent/present). */
-static int set_add(struct kv *kv, struct kv_hnode **set, const char *name, uint32_t n)
+static int set_add_hashed(struct kv *kv, struct kv_hnode **set, const char *name, uint32_t n,
+			  uint64_t hash)
 {
-	struct kv_name *e = kv_name_alloc(kv, name, n);
+	struct kv_name *e = name_alloc(kv, name, n, hash);
 	struct kv_leaf *old;
 	if (!e || kv_hamt_put(&kv->mem, set, &e->leaf, &old) < 0)
 		return KEEL_E_NOMEM;
@@ -872,10 +980,15 @@ static int set_add(struct kv *kv, struct kv_hnode **set, const char *name, uint3
 	return 0;
 }
 
+static int set_add(struct kv *kv, struct kv_hnode **set, const char *name, uint32_t n)
+{
+	return set_add_hashed(kv, set, name, n, kv_siphash13(&kv->hkey, name, n));
+}
+
 static int set_del(struct kv *kv, struct kv_hnode **set, const char *name, uint32_t n)
 {
 	struct kv_leaf *old;
-	if (kv_hamt_del(&kv->mem, set, kv_hash(name, n, KV_SEED_PATH), name, n, &old) < 0)
+	if (kv_hamt_del(&kv->mem, set, kv_siphash13(&kv->hkey, name, n), name, n, &old) < 0)
 		return KEEL_E_NOMEM;
 	KEEL_ASSERT(old != NULL);
 	kv_mem_retire(&kv->mem, old);
@@ -1014,7 +1127,7 @@ static int do_create(struct opctx *c, const struct kv_op *op)
 	if (!acl_valid(op->acl, op->acl_len))
 		return c->res->err = ZK_EINVALIDACL, 0;
 	uint32_t plen = parent_len(path, n);
-	struct kv_znode *parent = kv_lookup(d->paths, path, plen);
+	struct kv_znode *parent = kv_lookup(d, path, plen);
 	if (!parent)
 		return c->res->err = ZK_ENONODE, 0;
 	if (acl_denied(c, parent, KV_PERM_CREATE))
@@ -1023,13 +1136,15 @@ static int do_create(struct opctx *c, const struct kv_op *op)
 		n += (uint32_t)snprintf(path + n, 16, "%010d", seq_counter(kv, parent));
 	if (n > KV_PATH_MAX_BYTES || !path_valid(path, n))
 		return c->res->err = ZK_EBADARGUMENTS, 0;
-	if (kv_lookup(d->paths, path, n))
+	/* hashed once: the lookup, the new node and its session's set */
+	uint64_t h = kv_path_hash(d, path, n);
+	if (kv_hamt_get(d->paths, h, path, n))
 		return c->res->err = ZK_ENODEEXISTS, 0;
 	if (kv_owner_is_ephemeral(parent->stat.ephemeral_owner))
 		return c->res->err = ZK_ENOCHILDRENFOREPHEMERALS, 0;
 	if (eph) {
 		owner = c->txn->session_id;
-		sess = kv_session_find(d->session_map, owner);
+		sess = kv_session_find(d, owner);
 		if (!sess || !kv_owner_is_ephemeral(owner))
 			return c->res->err = ZK_ESESSIONEXPIRED, 0;
 	} else if (mode == KV_MODE_CONTAINER) {
@@ -1042,7 +1157,7 @@ static int do_create(struct opctx *c, const struct kv_op *op)
 		return qrc;
 
 	int64_t zxid = c->txn->zxid, now = c->txn->time_ms;
-	struct kv_znode *z = kv_znode_alloc(kv, path, n);
+	struct kv_znode *z = kv_znode_alloc_hashed(kv, path, n, h);
 	struct kv_leaf *old;
 	if (!z)
 		return KEEL_E_NOMEM;
@@ -1073,7 +1188,8 @@ static int do_create(struct opctx *c, const struct kv_op *op)
 		return KEEL_E_NOMEM;
 	zdone(kv, parent);
 	if (sess) {
-		if (!(sess = sedit(kv, sess)) || set_add(kv, &sess->ephemerals, path, n) < 0)
+		if (!(sess = sedit(kv, sess)) ||
+		    set_add_hashed(kv, &sess->ephemerals, path, n, z->leaf.hash) < 0)
 			return KEEL_E_NOMEM;
 		sess->num_ephemerals++;
 	}
@@ -1101,7 +1217,7 @@ static int remove_node(struct kv *kv, struct kv_znode *z, int64_t zxid)
 	    quota_account(kv, z->path, n, -1, -(int64_t)z->stat.data_length, true) < 0)
 		return KEEL_E_NOMEM;
 	/* Events first: z may be freed at commit once out of the map. */
-	struct kv_znode *parent = kv_lookup(d->paths, z->path, plen);
+	struct kv_znode *parent = kv_lookup(d, z->path, plen);
 	KEEL_ASSERT(parent != NULL);
 	if (emit(kv, KV_EVENT_DELETED, z->path, n, zxid, z) < 0 ||
 	    emit(kv, KV_EVENT_CHILDREN_CHANGED, z->path, plen, zxid, parent) < 0)
@@ -1119,7 +1235,7 @@ static int remove_node(struct kv *kv, struct kv_znode *z, int64_t zxid)
 		return KEEL_E_NOMEM;
 	zdone(kv, parent);
 	if (kv_owner_is_ephemeral(owner)) {
-		struct kv_session *s = kv_session_find(d->session_map, owner);
+		struct kv_session *s = kv_session_find(d, owner);
 		KEEL_ASSERT(s != NULL);
 		if (!(s = sedit(kv, s)) || set_del(kv, &s->ephemerals, z->path, n) < 0)
 			return KEEL_E_NOMEM;
@@ -1146,7 +1262,7 @@ static struct kv_znode *target(struct opctx *c, const struct kv_op *op)
 		c->res->err = ZK_EBADARGUMENTS;
 		return NULL;
 	}
-	z = kv_lookup(c->kv->draft->paths, op->path, op->path_len);
+	z = kv_lookup(c->kv->draft, op->path, op->path_len);
 	if (!z)
 		c->res->err = ZK_ENONODE;
 	return z;
@@ -1189,7 +1305,7 @@ static int do_delete(struct opctx *c, const struct kv_op *op)
 	 * there, or that no znode could be, under a parent the caller may not
 	 * delete from is NoAuth (tests/cluster/test_diff_zk.py). */
 	struct kv_znode *parent =
-		kv_lookup(c->kv->draft->paths, op->path, parent_len(op->path, op->path_len));
+		kv_lookup(c->kv->draft, op->path, parent_len(op->path, op->path_len));
 	if (!parent)
 		return c->res->err = ZK_ENONODE, 0;
 	if (acl_denied(c, parent, KV_PERM_DELETE))
@@ -1326,7 +1442,7 @@ static enum early early_op(const struct kv *kv, const struct kv_view *v, const s
 		    !acl_valid(op->acl, op->acl_len))
 			return EARLY_UNSURE;
 		uint32_t plen = parent_len(p, n);
-		const struct kv_znode *parent = kv_lookup(v->paths, p, plen);
+		const struct kv_znode *parent = kv_lookup(v, p, plen);
 		if (!parent || !early_stable(changed, ctx, p, plen))
 			return EARLY_UNSURE;
 		return txn_acl_denied(txn, parent, KV_PERM_CREATE) ? EARLY_NOAUTH : EARLY_UNSURE;
@@ -1336,7 +1452,7 @@ static enum early early_op(const struct kv *kv, const struct kv_view *v, const s
 		    memchr(p, 0, n))
 			return EARLY_UNSURE;
 		uint32_t plen = parent_len(p, n);
-		const struct kv_znode *parent = kv_lookup(v->paths, p, plen);
+		const struct kv_znode *parent = kv_lookup(v, p, plen);
 		if (!parent || !early_stable(changed, ctx, p, plen))
 			return EARLY_UNSURE;
 		return txn_acl_denied(txn, parent, KV_PERM_DELETE) ? EARLY_NOAUTH : EARLY_UNSURE;
@@ -1348,7 +1464,7 @@ static enum early early_op(const struct kv *kv, const struct kv_view *v, const s
 		if ((op->type == KV_OP_SET_ACL && (in_multi || !acl_valid(op->acl, op->acl_len))) ||
 		    !path_valid(p, n))
 			return EARLY_UNSURE;
-		const struct kv_znode *z = kv_lookup(v->paths, p, n);
+		const struct kv_znode *z = kv_lookup(v, p, n);
 		if (!z || !early_stable(changed, ctx, p, n))
 			return EARLY_UNSURE;
 		int32_t perm = op->type == KV_OP_SET_DATA  ? KV_PERM_WRITE
@@ -1438,7 +1554,7 @@ static int do_create_session(struct kv *kv, const struct kv_txn *txn, struct kv_
 	}
 	if (kv_mem_reserve(&kv->mem, RETIRE_PER_OP) < 0)
 		return KEEL_E_NOMEM;
-	struct kv_session *s = kv_session_find(d->session_map, txn->session_id);
+	struct kv_session *s = kv_session_find(d, txn->session_id);
 	if (s) {
 		/* ZooKeeper re-registers an existing id with the new timeout. */
 		if (!(s = sedit(kv, s)))
@@ -1476,7 +1592,7 @@ static int do_close_session(struct kv *kv, const struct kv_txn *txn, struct kv_o
 	char path[KV_PATH_MAX_BYTES];
 	int rc = 0;
 	r->type = txn->type;
-	struct kv_session *s = kv_session_find(d->session_map, txn->session_id);
+	struct kv_session *s = kv_session_find(d, txn->session_id);
 	if (!s)
 		return 0; /* closing an unknown session is a no-op, as in ZooKeeper */
 	/* Collect first: deleting edits the very set being walked. */
@@ -1490,12 +1606,12 @@ static int do_close_session(struct kv *kv, const struct kv_txn *txn, struct kv_o
 		memcpy(path, nm->name, n); /* nm is retired (maybe freed at commit) by the delete */
 		if ((rc = kv_mem_reserve(&kv->mem, RETIRE_PER_OP)) < 0)
 			goto out;
-		struct kv_znode *z = kv_lookup(d->paths, path, n);
+		struct kv_znode *z = kv_lookup(d, path, n);
 		KEEL_ASSERT(z != NULL && z->stat.ephemeral_owner == txn->session_id);
 		if ((rc = remove_node(kv, z, txn->zxid)) < 0)
 			goto out;
 	}
-	s = kv_session_find(d->session_map, txn->session_id);
+	s = kv_session_find(d, txn->session_id);
 	KEEL_ASSERT(s != NULL && s->num_ephemerals == 0);
 	if ((rc = kv_mem_reserve(&kv->mem, RETIRE_PER_OP)) < 0)
 		goto out;
@@ -1734,7 +1850,7 @@ int kv_group_result(const struct kv *kv, uint32_t i, struct kv_apply_result *res
  * (n bytes), if there is one: 0 or KEEL_E_NOMEM. */
 static int stat_shift(struct kv *kv, const char *path, uint32_t n, int32_t dcv, int32_t dav)
 {
-	struct kv_znode *z = kv_lookup(kv->draft->paths, path, n);
+	struct kv_znode *z = kv_lookup(kv->draft, path, n);
 	if (!z || (!dcv && !dav))
 		return 0;
 	if (kv_mem_reserve(&kv->mem, RETIRE_PER_OP) < 0 || !(z = zedit(kv, z)))
@@ -1861,7 +1977,7 @@ static int floors_apply(struct kv *kv, const struct seq_floors *f)
 {
 	for (size_t i = 0; i < f->n; i++) {
 		const struct kv_znode *o = f->v[i].z;
-		struct kv_znode *z = kv_lookup(kv->draft->paths, o->path, o->leaf.klen);
+		struct kv_znode *z = kv_lookup(kv->draft, o->path, o->leaf.klen);
 		int64_t floor = KEEL_MIN(f->v[i].floor, (int64_t)INT32_MAX);
 		if (!z || seq_counter(kv, z) >= floor)
 			continue;
@@ -1892,7 +2008,7 @@ int kv_zk_numbering_start(struct kv *kv)
 	 * since, as both rules add 1 per later create and delete. */
 	for (size_t i = 0; rc == 0 && i < KEEL_ARRAY_SIZE(zk_builtin); i++) {
 		uint32_t n = (uint32_t)strlen(zk_builtin[i].path);
-		if (!kv_lookup(kv->draft->paths, zk_builtin[i].path, n))
+		if (!kv_lookup(kv->draft, zk_builtin[i].path, n))
 			continue;
 		rc = stat_shift(kv, zk_builtin[i].path, parent_len(zk_builtin[i].path, n), -2, 0);
 		if (rc == 0)
@@ -1919,7 +2035,7 @@ int kv_zookeeper_nodes(struct kv *kv)
 	int rc = own_draft_open(kv);
 	for (size_t i = 0; rc == 0 && i < KEEL_ARRAY_SIZE(zk_builtin); i++) {
 		uint32_t n = (uint32_t)strlen(zk_builtin[i].path);
-		if (kv_lookup(kv->draft->paths, zk_builtin[i].path, n))
+		if (kv_lookup(kv->draft, zk_builtin[i].path, n))
 			continue;
 		const struct kv_acl world = { zk_builtin[i].perms, "world", 5, "anyone", 6 };
 		uint8_t acl[64];
@@ -2014,7 +2130,7 @@ static const struct kv_znode *read_node(const struct kv_view *v, const char *pat
 		*err = ZK_EBADARGUMENTS;
 		return NULL;
 	}
-	const struct kv_znode *z = kv_lookup(v->paths, path, (uint32_t)n);
+	const struct kv_znode *z = kv_lookup(v, path, (uint32_t)n);
 	*err = z ? ZK_OK : ZK_ENONODE;
 	return z;
 }
@@ -2077,7 +2193,7 @@ static int count_child(void *ctx, struct kv_leaf *lf)
 		w->path[w->len++] = '/';
 	memcpy(w->path + w->len, lf->key, lf->klen);
 	w->len += lf->klen;
-	const struct kv_znode *z = kv_lookup(w->v->paths, w->path, w->len);
+	const struct kv_znode *z = kv_lookup(w->v, w->path, w->len);
 	w->count++;
 	if (z && z->children)
 		kv_hamt_foreach(z->children, count_child, w);
@@ -2106,7 +2222,7 @@ int kv_all_children_number(const struct kv_view *v, const char *path, size_t pat
 
 int kv_ephemerals(const struct kv_view *v, int64_t session_id, kv_name_fn fn, void *ctx)
 {
-	const struct kv_session *s = kv_session_find(v->session_map, session_id);
+	const struct kv_session *s = kv_session_find(v, session_id);
 	struct name_walk w = { fn, ctx };
 	if (s)
 		kv_hamt_foreach(s->ephemerals, walk_name, &w);
@@ -2115,7 +2231,7 @@ int kv_ephemerals(const struct kv_view *v, int64_t session_id, kv_name_fn fn, vo
 
 int kv_session_get(const struct kv_view *v, int64_t session_id, struct kv_session_info *out)
 {
-	const struct kv_session *s = kv_session_find(v->session_map, session_id);
+	const struct kv_session *s = kv_session_find(v, session_id);
 	if (!s)
 		return ZK_ESESSIONEXPIRED;
 	out->id = s->id;

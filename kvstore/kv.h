@@ -247,12 +247,30 @@ int kv_batch_next(struct kv_batch_iter *it, const void **txn, size_t *txn_len);
 struct kv;
 struct kv_view;
 
-struct kv_config {
-	uint32_t max_data_bytes; /* jute.maxbuffer for node data; 0: 1 MiB */
+/*
+ * The secret key of a store's table hashing (SipHash-1-3's 128 bits): where
+ * a path, a child name, a session, an ACL record or a watch goes in its
+ * table, so a client cannot build keys that all land in one place (hash
+ * flooding). keeld draws it from getrandom() at start; tests, benchmarks
+ * and simulations pass a fixed one (or none: the key 0) so runs repeat.
+ * Nothing that leaves the process depends on it -- the digest, snapshot
+ * bytes, txn encodings are those of any key -- except the order of the
+ * listings ZooKeeper leaves unordered (getChildren, a session's ephemerals).
+ */
+struct kv_hash_key {
+	uint64_t k[2];
 };
 
-/* Creates an empty store holding only "/" (zxid 0). */
+struct kv_config {
+	uint32_t max_data_bytes;     /* jute.maxbuffer for node data; 0: 1 MiB */
+	struct kv_hash_key hash_key; /* see above; all zero is the key 0 */
+};
+
+/* Creates an empty store holding only "/" (zxid 0). cfg NULL: defaults, key 0. */
 int kv_create(const struct kv_config *cfg, struct kv **out);
+/* The key kv was created with: a store made to replace it (an installed
+ * snapshot's) takes the same one. */
+void kv_hash_key_get(const struct kv *kv, struct kv_hash_key *out);
 /*
  * ZooKeeper quotas. Off in a new store (its apply is then what it was before
  * quotas; the model and fuzz tests compare against that). keeld turns them
@@ -479,6 +497,9 @@ int kv_acl_refusal(const struct kv *kv, const struct kv_txn *txn, kv_changed_fn 
  * records hold one list; else 0. KEEL_E_STATE with a group open.
  */
 int kv_acl_records(const struct kv *kv, bool check, uint64_t *records, uint64_t *refs);
+/* Writer thread: the ACL records in the table now (keeld's keel_acl_records),
+ * O(1), any time (a record an open draft made counts). */
+uint64_t kv_acl_record_count(const struct kv *kv);
 
 /* ---- reads: any registered thread ---- */
 const struct kv_view *kv_view_get(const struct kv *kv);
@@ -563,7 +584,8 @@ enum kv_watch_kind {
 	KV_WATCH_RECURSIVE = 5,  /* addWatch PERSISTENT_RECURSIVE */
 	KV_WATCH_ANY = 0,        /* kv_watch_remove: every kind */
 };
-int kv_watches_create(struct kv_watches **out);
+/* key: the table's hashing key (struct kv_hash_key; NULL: the key 0). */
+int kv_watches_create(const struct kv_hash_key *key, struct kv_watches **out);
 void kv_watches_destroy(struct kv_watches *w);
 /*
  * Registers a watch set by a read that saw view zxid seen_zxid: only events

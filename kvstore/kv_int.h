@@ -34,7 +34,8 @@ struct kv_blob {
  */
 struct kv_aclrec {
 	uint64_t gen;  /* kv_mem's */
-	uint64_t hash; /* kv_hash(b, len, KV_SEED_DATA): the digest's ACL term */
+	uint64_t hash;  /* kv_hash(b, len, KV_SEED_DATA): the digest's ACL term */
+	uint64_t bhash; /* kv_siphash13 under the store's key: its table bucket */
 	uint32_t len;
 	uint32_t refs;
 	int32_t pend;        /* the open draft's change to refs */
@@ -50,6 +51,10 @@ struct kv_acltab {
 	struct kv_aclrec **bucket;
 	uint32_t mask; /* buckets - 1 (a power of two); no buckets while NULL */
 	uint64_t n;    /* records in the table */
+	/* A resize under way (kv.c acl_migrate): the previous buckets, of which
+	 * those from old_pos on still hold their records; NULL: none. */
+	struct kv_aclrec **old;
+	uint32_t old_mask, old_pos;
 	struct kv_ptrvec touched;
 };
 
@@ -69,6 +74,9 @@ struct kv_znode {
 	/* acl->hash (0 without one), beside the pointer: every setData recomputes
 	 * the node's digest, and the ACL blob is otherwise a cache miss. */
 	uint64_t acl_hash;
+	/* kv_hash(path, KV_SEED_PATH): the digest's path term and the snapshot's
+	 * node order, the same under every key (leaf.hash is the keyed one). */
+	uint64_t phash;
 	char path[];
 };
 
@@ -122,6 +130,8 @@ struct kv_view {
 	 * published): part of kv_view_digest, so replicas that number by
 	 * different rules never compare equal, even before a sequential create. */
 	bool zk_numbering;
+	/* the store's key (kv_config), for readers' lookups in this version */
+	struct kv_hash_key hkey;
 };
 
 struct kv {
@@ -152,6 +162,7 @@ struct kv {
 	uint32_t grp_ev[KV_GROUP_MAX_TXNS + 1];
 	struct kv_quota quota;
 	struct kv_acltab acls;
+	struct kv_hash_key hkey; /* the tables' key (kv_config.hash_key) */
 };
 
 /* The perms an encoded ACL grants world:anyone (KV_PERM_ALL if it is empty). */
@@ -181,13 +192,21 @@ uint64_t kv_znode_digest(const struct kv_znode *z);
 uint64_t kv_session_digest(const struct kv_session *s);
 int kv_owner_is_ephemeral(int64_t owner);
 struct kv_znode *kv_znode_alloc(struct kv *kv, const char *path, uint32_t len);
+/* The same, for a path whose keyed hash the caller has (kv_path_hash). */
+struct kv_znode *kv_znode_alloc_hashed(struct kv *kv, const char *path, uint32_t len,
+				       uint64_t hash);
 struct kv_session *kv_session_alloc(struct kv *kv, int64_t id);
 struct kv_name *kv_name_alloc(struct kv *kv, const char *name, uint32_t len);
 struct kv_blob *kv_blob_alloc(struct kv *kv, const void *b, uint32_t len);
-struct kv_znode *kv_lookup(const struct kv_hnode *paths, const char *path, uint32_t len);
+/* A path's (or name's) place in the store's maps: its keyed hash. */
+static inline uint64_t kv_path_hash(const struct kv_view *v, const char *path, uint32_t len)
+{
+	return kv_siphash13(&v->hkey, path, len);
+}
+struct kv_znode *kv_lookup(const struct kv_view *v, const char *path, uint32_t len);
 /* kv.c's check of a write's path at apply (1 valid, 0 not); for tests. */
 int kv_path_valid(const char *p, size_t n);
-struct kv_session *kv_session_find(const struct kv_hnode *map, int64_t id);
+struct kv_session *kv_session_find(const struct kv_view *v, int64_t id);
 void kv_draft_begin(struct kv *kv);
 int kv_draft_open(struct kv *kv);
 /* A writable draft version of z with its digest share out / back in. */
@@ -211,5 +230,9 @@ void kv_draft_publish(struct kv *kv);
 /* Retired batches past their grace period, waiting for the writer to free
  * them (kv_reclaim); for tests. */
 size_t kv_gc_ready_batches(void);
+/* The longest chain of the ACL record table and of the watch table (hash
+ * flooding's measure); for tests. */
+uint32_t kv_acl_longest_chain(const struct kv *kv);
+size_t kv_watches_longest_chain(const struct kv_watches *w);
 
 #endif

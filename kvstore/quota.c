@@ -257,7 +257,7 @@ static struct kv_znode *quota_node(const struct kv *kv, int i, const char *suffi
 	memcpy(p, QPREFIX, QPREFIX_LEN);
 	memcpy(p + QPREFIX_LEN, kv->quota.root[i], rl);
 	memcpy(p + QPREFIX_LEN + rl, suffix, sn);
-	return kv_lookup(kv->draft->paths, p, (uint32_t)(QPREFIX_LEN + rl + sn));
+	return kv_lookup(kv->draft, p, (uint32_t)(QPREFIX_LEN + rl + sn));
 }
 
 static int put_i64(char *out, int64_t v)

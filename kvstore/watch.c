@@ -13,9 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "hamt.h"
 #include "keel.h"
-#include "kv.h"
+#include "kv_int.h"
 
 struct wentry {
 	int64_t session;
@@ -38,16 +37,17 @@ struct kv_watches {
 	int64_t last_zxid;
 	int64_t *notified;
 	size_t nn, ncap;
+	struct kv_hash_key key; /* paths go in buckets by kv_siphash13 under it */
 };
 
-#define SEED 0x6b65656c77617463ull
-
-int kv_watches_create(struct kv_watches **out)
+int kv_watches_create(const struct kv_hash_key *key, struct kv_watches **out)
 {
 	struct kv_watches *w = calloc(1, sizeof(*w));
 	*out = NULL;
 	if (!w)
 		return KEEL_E_NOMEM;
+	if (key)
+		w->key = *key;
 	w->nb = 64;
 	w->b = calloc(w->nb, sizeof(*w->b));
 	if (!w->b) {
@@ -78,6 +78,18 @@ void kv_watches_destroy(struct kv_watches *w)
 size_t kv_watch_count(const struct kv_watches *w)
 {
 	return w->count;
+}
+
+size_t kv_watches_longest_chain(const struct kv_watches *w)
+{
+	size_t m = 0;
+	for (size_t i = 0; i < w->nb; i++) {
+		size_t n = 0;
+		for (const struct wpath *p = w->b[i]; p; p = p->next)
+			n++;
+		m = KEEL_MAX(m, n);
+	}
+	return m;
 }
 
 static struct wpath **slot_of(struct kv_watches *w, const char *path, size_t n, uint64_t h)
@@ -115,7 +127,7 @@ int kv_watch_add(struct kv_watches *w, int64_t session_id, const char *path, siz
 		return KEEL_E_INVAL;
 	if (seen_zxid < w->last_zxid)
 		return KEEL_E_STALE;
-	uint64_t h = kv_hash(path, path_len, SEED);
+	uint64_t h = kv_siphash13(&w->key, path, path_len);
 	struct wpath **pp = slot_of(w, path, path_len, h), *p = *pp;
 	if (!p) {
 		p = calloc(1, sizeof(*p) + path_len + 1);
@@ -183,7 +195,7 @@ static int kind_matches(int32_t have, enum kv_watch_kind want)
 int kv_watch_remove(struct kv_watches *w, int64_t session_id, const char *path, size_t path_len,
 		    enum kv_watch_kind kind)
 {
-	uint64_t h = kv_hash(path, path_len, SEED);
+	uint64_t h = kv_siphash13(&w->key, path, path_len);
 	struct wpath **pp = slot_of(w, path, path_len, h), *p = *pp;
 	int removed = 0;
 	if (!p)
@@ -258,7 +270,7 @@ static int notify_once(struct kv_watches *w, int64_t session)
 static size_t match_path(struct kv_watches *w, const char *path, size_t n, int exact,
 			 const struct kv_event *ev, kv_notify_fn fn, void *ctx)
 {
-	uint64_t h = kv_hash(path, n, SEED);
+	uint64_t h = kv_siphash13(&w->key, path, n);
 	struct wpath **pp = slot_of(w, path, n, h), *p = *pp;
 	size_t sent = 0;
 	if (!p)

@@ -297,6 +297,9 @@ static const struct family families[] = {
 	  .help = "Entry-buffer chunks emptied and kept mapped for reuse." },
 	{ .name = "keel_entbuf_bytes", AT(entbuf_bytes_g), .gauge = true,
 	  .help = "Bytes of the entry-buffer chunks mapped now (malloc'd buffers not counted)." },
+	{ .name = "keel_acl_records", AT(acl_records_g), .gauge = true,
+	  .help = "Distinct ACL lists held by the store (one record each, shared by every "
+		  "znode holding the list)." },
 	{ .name = "keel_spin_microseconds_total", .key = "window", VALUES(spin_kind), AT(spin_us_c),
 	  .help = "keel.spinWindows: time the pipeline spent polling without blocking in a predicted "
 		  "window, by the event awaited (ack: the leader's first acknowledgement; request: the "

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -421,8 +422,15 @@ int main(int argc, char **argv)
 	k->barrier_tail = &k->barrier;
 	k->dp_fd = -1;
 	k->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	/* The tables' secret key (kvstore/kv.h struct kv_hash_key): a client
+	 * that knew it could build paths that all land in one place. */
 	struct kv_config kc = { .max_data_bytes = k->cfg.max_packet_bytes };
-	if (k->evfd < 0 || kv_create(&kc, &k->kv) < 0 || kv_watches_create(&k->watches) < 0) {
+	if (getrandom(&kc.hash_key, sizeof(kc.hash_key), 0) != (ssize_t)sizeof(kc.hash_key)) {
+		keeld_log("startup: getrandom: %s", strerror(errno));
+		return 1;
+	}
+	if (k->evfd < 0 || kv_create(&kc, &k->kv) < 0 ||
+	    kv_watches_create(&kc.hash_key, &k->watches) < 0) {
 		keeld_log("startup: out of memory or eventfd");
 		return 1;
 	}

@@ -311,6 +311,9 @@ struct keeld {
 	struct mgmt_counter *entbuf_bufs_c[2]; /* {from="chunk"|"malloc"} */
 	struct mgmt_counter *entbuf_mapped_c, *entbuf_reused_c, *entbuf_trimmed_c;
 	struct mgmt_gauge *entbuf_chunks_g, *entbuf_kept_g, *entbuf_bytes_g;
+	/* keel_acl_records: the store's ACL table, read on the pipeline thread
+	 * (its writer) when the status is published */
+	struct mgmt_gauge *acl_records_g;
 	/* keel.spinWindows (spin.h; admin.c), by window: time spun, and the
 	 * waits that spun by result (hit, miss, early, busy) */
 	struct mgmt_counter *spin_us_c[4];

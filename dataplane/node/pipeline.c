@@ -4013,6 +4013,7 @@ static int install_snapshot(struct pipeline *p, const struct raft_snapshot_meta 
 	uint64_t t1 = keel_now_ns();
 	/* The new store first; the file becomes the wal's snapshot only once it is in. */
 	struct kv_config kc = { .max_data_bytes = k->cfg.max_packet_bytes };
+	kv_hash_key_get(k->kv, &kc.hash_key); /* the watch table's too */
 	struct kv *nkv = NULL;
 	struct wal_snap_meta meta;
 	struct raft_conf conf;
@@ -5883,6 +5884,8 @@ static void mg_publish(struct pipeline *p)
 	mgmt_gauge_set(k->nm->sessions, (double)s.sessions);
 	mgmt_gauge_set(k->nm->znodes, (double)s.znodes);
 	mgmt_gauge_set(k->nm->watches, (double)s.watches);
+	if (k->acl_records_g)
+		mgmt_gauge_set(k->acl_records_g, (double)kv_acl_record_count(keeld_kv(k)));
 	uint64_t total = p->busy_ns + p->idle_ns;
 	if (total)
 		mgmt_gauge_set(k->nm->pipeline_busy, (double)p->busy_ns / (double)total);

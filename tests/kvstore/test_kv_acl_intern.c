@@ -6,7 +6,8 @@
  * and a restore (kv_acl_records' check after each step). A record dropped by
  * the writer stays readable to a reader holding an older view until it
  * passes a quiescent state. The digest and the snapshot bytes of a history
- * are those the per-node store produced (acl_golden.h).
+ * are those the per-node store produced (acl_golden.h). After a burst of
+ * lists the table and the touched list shrink back, a few buckets a publish.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,6 +16,7 @@
 #include <cmocka.h>
 
 #include "acl_golden.h"
+#include "kv_int.h"
 
 /* Records after kv_acl_records' full check, which must pass. */
 static uint64_t records(struct kv *kv)
@@ -29,6 +31,17 @@ static uint64_t refs_of(struct kv *kv)
 	uint64_t rec, refs;
 	assert_int_equal(kv_acl_records(kv, false, &rec, &refs), 0);
 	return refs;
+}
+
+/* A create of path holding the one-entry list ip:id READ;
+ * acl: room for the list, which the returned op points to. */
+static struct kv_op ip_create(const char *path, const char *id, uint8_t acl[128])
+{
+	struct kv_acl a = { KV_PERM_READ, "ip", 2, id, (uint32_t)strlen(id) };
+	struct kv_op op = kvt_create_op(path, "", 0);
+	op.acl = acl;
+	op.acl_len = (uint32_t)kv_acl_encode(&a, 1, acl, 128);
+	return op;
 }
 
 static const uint8_t *acl_ptr(struct kv *kv, const char *path)
@@ -308,10 +321,7 @@ static void test_many_lists(void **state)
 	for (int i = 0; i < 300; i++) {
 		snprintf(path, sizeof(path), "/n%d", i);
 		snprintf(id, sizeof(id), "10.0.%d.%d", i / 100, i % 100);
-		struct kv_acl a = { KV_PERM_READ, "ip", 2, id, (uint32_t)strlen(id) };
-		struct kv_op op = kvt_create_op(path, "", 0);
-		op.acl = acl;
-		op.acl_len = (uint32_t)kv_acl_encode(&a, 1, acl, sizeof(acl));
+		struct kv_op op = ip_create(path, id, acl);
 		assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), ZK_OK);
 		/* every third list twice */
 		if (i % 3 == 0) {
@@ -336,6 +346,84 @@ static void test_many_lists(void **state)
 	assert_int_equal(kv_view_digest(kv_view_get(back)), kv_view_digest(kv_view_get(kv)));
 	free(s.b);
 	kv_destroy(back);
+	kv_destroy(kv);
+	kv_barrier();
+}
+
+static uint32_t buckets(const struct kv *kv)
+{
+	return kv->acls.bucket ? kv->acls.mask + 1 : 0;
+}
+
+/* hash10: after a burst of lists (a restore of 5,000: the table at 8,192
+ * buckets, the touched list at 8,192 entries) and their deletion, the
+ * touched list is freed at the first publish that used a quarter of it or
+ * less, and the table halves, moving at most 64 + 8 per record made of its
+ * old buckets a publish (never all at once), down to its first size; lookups,
+ * new records and the counts stay right while buckets move. */
+static void test_housekeeping_after_burst(void **state)
+{
+	(void)state;
+	enum { LISTS = 5000 };
+	struct kv *kv, *back;
+	struct kvt_stream s = { 0 };
+	int64_t z = 1;
+	char path[32], id[32];
+	uint8_t acl[128];
+	assert_int_equal(kv_create(NULL, &kv), 0);
+	for (int i = 0; i < LISTS; i++) {
+		snprintf(path, sizeof(path), "/n%d", i);
+		snprintf(id, sizeof(id), "10.%d.%d", i / 100, i % 100);
+		assert_int_equal(kvt_apply1(kv, z++, 0, ip_create(path, id, acl), NULL), ZK_OK);
+	}
+	assert_int_equal(kv_snapshot_write(kv_view_get(kv), kvt_stream_write, &s), 0);
+	assert_int_equal(kv_create(NULL, &back), 0);
+	assert_int_equal(kv_restore(back, kvt_stream_read, &s), 0);
+	kv_destroy(kv);
+	kv = back;
+	assert_int_equal(records(kv), LISTS + 1);
+	assert_true(buckets(kv) >= LISTS);
+	assert_true(kv->acls.touched.cap >= LISTS);
+	z = kv_view_zxid(kv_view_get(kv)) + 1;
+	bool seen_partial = false;
+	uint32_t most_moved = 0;
+	for (int i = 0; i < LISTS + 600; i++) {
+		struct kv_aclrec **old = kv->acls.old;
+		uint32_t pos = kv->acls.old_pos;
+		if (i < LISTS) {
+			snprintf(path, sizeof(path), "/n%d", i);
+			assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_DELETE, path), NULL),
+					 ZK_OK);
+		} else {
+			/* a list still held (the root's), and a new one made and dropped
+			 * by a create and a delete, while buckets move */
+			struct kv_op op = kvt_create_op("/x", "", 0);
+			assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), ZK_OK);
+			snprintf(id, sizeof(id), "10.9.9.%d", i);
+			assert_int_equal(kvt_apply1(kv, z++, 0, ip_create("/y", id, acl), NULL), ZK_OK);
+			assert_int_equal(records(kv), 2);
+			assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_DELETE, "/x"), NULL),
+					 ZK_OK);
+			assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_DELETE, "/y"), NULL),
+					 ZK_OK);
+		}
+		if (i == 0)
+			assert_true(kv->acls.touched.cap == 0); /* freed after the burst */
+		if (old && kv->acls.old == old)
+			most_moved = KEEL_MAX(most_moved, kv->acls.old_pos - pos);
+		if (kv->acls.old && kv->acls.old_pos > 0 && kv->acls.old_pos <= kv->acls.old_mask) {
+			seen_partial = true;
+			if (i % 50 == 0)
+				assert_int_equal(records(kv), i < LISTS ? LISTS - i : 1);
+		}
+	}
+	assert_true(seen_partial);
+	assert_true(most_moved <= 64 + 2 * 8);
+	assert_null(kv->acls.old);
+	assert_int_equal(buckets(kv), KV_ACL_BUCKETS0);
+	assert_int_equal(records(kv), 1);
+	assert_true(kv->acls.touched.cap <= 4096);
+	free(s.b);
 	kv_destroy(kv);
 	kv_barrier();
 }
@@ -494,6 +582,7 @@ int main(void)
 		cmocka_unit_test(test_modes_quota_expiry),
 		cmocka_unit_test(test_group_drops_own_record),
 		cmocka_unit_test(test_restore_drops_world),
+		cmocka_unit_test(test_housekeeping_after_burst),
 	};
 	return cmocka_run_group_tests(tests, kvt_setup, kvt_teardown);
 }

@@ -284,7 +284,7 @@ static void test_group_watch(void **state)
 	struct kv *kv = store();
 	struct kv_watches *w;
 	struct seen s = { .kv = kv };
-	assert_int_equal(kv_watches_create(&w), 0);
+	assert_int_equal(kv_watches_create(NULL, &w), 0);
 	assert_int_equal(kv_watch_add(w, 42, "/b", 2, KV_WATCH_DATA, kv_view_zxid(kv_view_get(kv))),
 			 0);
 	struct kv_op op[3];

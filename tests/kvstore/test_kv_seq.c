@@ -318,7 +318,7 @@ static void set_creates(struct kv *kv, const char *path, int32_t creates)
 {
 	kv_draft_begin(kv);
 	assert_int_equal(kv_draft_open(kv), 0);
-	struct kv_znode *z = kv_lookup(kv->draft->paths, path, (uint32_t)strlen(path));
+	struct kv_znode *z = kv_lookup(kv->draft, path, (uint32_t)strlen(path));
 	assert_non_null(z);
 	z = kv_znode_edit(kv, z);
 	assert_non_null(z);

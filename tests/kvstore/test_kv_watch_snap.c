@@ -58,7 +58,7 @@ static void test_watch_none_then_late_add(void **state)
 	struct notes nt;
 	kv_thread_register();
 	assert_int_equal(kv_create(NULL, &kv), 0);
-	assert_int_equal(kv_watches_create(&w), 0);
+	assert_int_equal(kv_watches_create(NULL, &w), 0);
 	run(kv, w, 1, kvt_create_op("/n", "", 0), &nt);
 	assert_int_equal(nt.n, 0);
 	struct kv_op sd = kvt_op(KV_OP_SET_DATA, "/n");
@@ -148,7 +148,7 @@ static void test_watch_none_race_reader(void **state)
 	pthread_t th;
 	kv_thread_register();
 	assert_int_equal(kv_create(NULL, &r.kv), 0);
-	assert_int_equal(kv_watches_create(&r.w), 0);
+	assert_int_equal(kv_watches_create(NULL, &r.w), 0);
 	assert_int_equal(pthread_mutex_init(&r.mu, NULL), 0);
 	assert_int_equal(kvt_apply1(r.kv, 1, 0, kvt_create_op("/n", "", 0), NULL), ZK_OK);
 	assert_int_equal(pthread_create(&th, NULL, race_reader, &r), 0);
@@ -185,7 +185,7 @@ static void test_watch_kinds(void **state)
 	struct notes nt;
 	kv_thread_register();
 	assert_int_equal(kv_create(NULL, &kv), 0);
-	assert_int_equal(kv_watches_create(&w), 0);
+	assert_int_equal(kv_watches_create(NULL, &w), 0);
 	/* exists on a missing node, then created */
 	assert_int_equal(kv_watch_add(w, 1, "/a", 2, KV_WATCH_EXIST, 0), 0);
 	assert_int_equal(kv_watch_add(w, 2, "/", 1, KV_WATCH_CHILD, 0), 0);
