@@ -1743,6 +1743,62 @@ static void test_search_probe_within_limit(void **state)
 	dp_close(b);
 }
 
+/*
+ * The same, the limit falling below 576's frame mid-search (review10a):
+ * node 1 says it takes DP_HDR_BYTES + 300 B (a limit ctl_rx allows: above
+ * DP_FRAG_UNIT_MIN) as the search from 4,734 B is out. search_within ends
+ * the search at once at the limit (the sizes between 576 and 9000 are no
+ * longer the path's to judge): no sized probe over the limit goes out, none
+ * is refused at the send, and frames are cut for the limit.
+ */
+static void test_search_limit_below_min(void **state)
+{
+	(void)state;
+	if (lo_auto_mtu() < 9100)
+		skip(); /* lo's MTU is small here: no 9000-byte probe */
+	dp_transport *b;
+	open_pair2(NULL, &b, NULL, auto_probes_20ms);
+	int fd = fake1_open();
+	uint8_t hi[8] = { 0 };
+	fake1_send(fd, 7, hi, sizeof(hi));
+	fake1_ctl(fd, 1, 99, 9000);
+	assert_int_equal(recv_rounds(b), 1);
+	const uint32_t low = DP_HDR_BYTES + 300;
+	uint32_t lim = 9000;
+	size_t biggest_after = 0;
+	struct dp_path_info pi = { 0 };
+	int r, after = 0;
+	for (r = 0; r < 400; r++) {
+		uint32_t id[4];
+		size_t len[4];
+		int k = probe_round(b, fd, 20, id, len);
+		for (int i = 0; i < k; i++) {
+			if (lim == low)
+				biggest_after = KEEL_MAX(biggest_after, len[i]);
+			if (len[i] == 16 || (lim == low && len[i] <= 300))
+				fake1_ctl(fd, 2, id[i], lim);
+		}
+		recv_rounds(b);
+		assert_int_equal(dp_path_info(b, 1, &pi), 0);
+		if (lim == 9000 && pi.searching) {
+			lim = low;
+			fake1_ctl(fd, 1, 100, lim);
+			recv_rounds(b);
+		} else if (lim == low && !pi.searching && ++after == 5) {
+			break; /* a few rounds after the search's end: none over */
+		}
+	}
+	assert_true(r < 400);
+	assert_true(biggest_after <= 300);
+	assert_int_equal(pi.blackholes, 1);
+	assert_int_equal(dp_mtu_to(b, 1), 300 + DP_IP_BYTES + DP_UDP_BYTES + DP_HDR_BYTES);
+	struct dp_stats st;
+	dp_stats(b, &st);
+	assert_int_equal(st.v[DP_CTR_DROP_TX_MSGSIZE], 0);
+	close(fd);
+	dp_close(b);
+}
+
 /* Send one small message a -> to and count what b receives (after a flush). */
 static int one_way(dp_transport *a, uint16_t to, dp_transport *b)
 {
@@ -2229,6 +2285,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_probe_ids_keyed),
 		cmocka_unit_test(test_probe_ids_siphash),
 		cmocka_unit_test(test_search_probe_within_limit),
+		cmocka_unit_test(test_search_limit_below_min),
 		cmocka_unit_test(test_runtime_peers),
 		cmocka_unit_test(test_injected_faults),
 		cmocka_unit_test(test_live_delay_and_reorder),
