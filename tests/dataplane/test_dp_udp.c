@@ -1680,6 +1680,67 @@ static void auto_probes_20ms(struct dp_config *c)
 }
 
 /*
+ * A search whose limit falls under it: node 2 at auto, probes every 20 ms;
+ * node 1 (a socket) takes 9000 B and answers node 2's small probes but no
+ * sized one (a black hole: the sizes between 576 and 9000 are searched).
+ * As the first (4,734 B) is out, node 1 says it takes `lim` and answers
+ * sized probes up to `answer` B. Runs until the search has ended and
+ * `rounds_after` more rounds: *biggest and *sized of the sized probes sent
+ * after the change; the MTU frames to node 1 are then cut for.
+ */
+static uint16_t search_limit_falls(uint32_t lim, size_t answer, int rounds_after,
+				   size_t *biggest, size_t *sized)
+{
+	if (lo_auto_mtu() < 9100)
+		skip(); /* lo's MTU is small here: no 9000-byte probe */
+	dp_transport *b;
+	open_pair2(NULL, &b, NULL, auto_probes_20ms);
+	int fd = fake1_open();
+	uint8_t hi[8] = { 0 };
+	fake1_send(fd, 7, hi, sizeof(hi));
+	fake1_ctl(fd, 1, 99, 9000); /* a probe of node 1's: it answers, takes 9000 */
+	assert_int_equal(recv_rounds(b), 1);
+	assert_int_equal(dp_mtu_to(b, 1), 9000 - DP_HDR_BYTES + DP_IP_BYTES + DP_UDP_BYTES +
+						  DP_HDR_BYTES);
+	uint32_t now_lim = 9000;
+	*biggest = *sized = 0;
+	struct dp_path_info pi = { 0 };
+	int r, after = 0;
+	for (r = 0; r < 400; r++) {
+		uint32_t id[4];
+		size_t len[4];
+		int k = probe_round(b, fd, 20, id, len);
+		for (int i = 0; i < k; i++) {
+			bool small = len[i] == 16;
+			if (!small && now_lim == lim) {
+				*biggest = KEEL_MAX(*biggest, len[i]);
+				(*sized)++;
+			}
+			if (small || (now_lim == lim && len[i] <= answer))
+				fake1_ctl(fd, 2, id[i], now_lim);
+		}
+		recv_rounds(b);
+		assert_int_equal(dp_path_info(b, 1, &pi), 0);
+		if (now_lim == 9000 && pi.searching) {
+			now_lim = lim;
+			fake1_ctl(fd, 1, 100, lim);
+			recv_rounds(b);
+		} else if (now_lim == lim && !pi.searching && after++ == rounds_after) {
+			break;
+		}
+	}
+	assert_true(r < 400);
+	assert_int_equal(pi.blackholes, 1);
+	struct dp_stats st;
+	dp_stats(b, &st);
+	assert_int_equal(st.v[DP_CTR_DROP_TX_MSGSIZE], 0);
+	uint16_t mtu = dp_mtu_to(b, 1);
+	close(fd);
+	dp_close(b);
+	return mtu;
+}
+
+/*
  * A search whose limit shrinks under it. Node 1 (a socket) takes 9000 B,
  * then answers node 2's small probes but none of its sized ones: a black
  * hole, and the sizes between 576 and 9000 are searched. As the first
@@ -1692,55 +1753,12 @@ static void auto_probes_20ms(struct dp_config *c)
 static void test_search_probe_within_limit(void **state)
 {
 	(void)state;
-	if (lo_auto_mtu() < 9100)
-		skip(); /* lo's MTU is small here: no 9000-byte probe */
-	dp_transport *b;
-	open_pair2(NULL, &b, NULL, auto_probes_20ms);
-	int fd = fake1_open();
-	uint8_t hi[8] = { 0 };
-	fake1_send(fd, 7, hi, sizeof(hi));
-	fake1_ctl(fd, 1, 99, 9000); /* a probe of node 1's: it answers, takes 9000 */
-	assert_int_equal(recv_rounds(b), 1);
-	assert_int_equal(dp_mtu_to(b, 1), 9000 - DP_HDR_BYTES + DP_IP_BYTES + DP_UDP_BYTES +
-						  DP_HDR_BYTES);
-	uint32_t lim = 9000;
-	size_t biggest_after = 0, sized_after = 0;
-	struct dp_path_info pi = { 0 };
-	int r;
-	for (r = 0; r < 400; r++) {
-		uint32_t id[4];
-		size_t len[4];
-		int k = probe_round(b, fd, 20, id, len);
-		for (int i = 0; i < k; i++) {
-			bool small = len[i] == 16;
-			if (!small && lim == 2048) {
-				biggest_after = KEEL_MAX(biggest_after, len[i]);
-				sized_after++;
-			}
-			if (small || (lim == 2048 && len[i] <= 1200))
-				fake1_ctl(fd, 2, id[i], lim);
-		}
-		recv_rounds(b);
-		assert_int_equal(dp_path_info(b, 1, &pi), 0);
-		if (lim == 9000 && pi.searching) {
-			lim = 2048;
-			fake1_ctl(fd, 1, 100, lim);
-			recv_rounds(b);
-		} else if (lim == 2048 && !pi.searching) {
-			break;
-		}
-	}
-	assert_true(r < 400);
+	size_t biggest_after, sized_after;
+	uint16_t mtu = search_limit_falls(2048, 1200, 0, &biggest_after, &sized_after);
 	assert_true(sized_after >= 5);
 	assert_true(biggest_after <= 2048 - DP_HDR_BYTES);
-	assert_int_equal(pi.blackholes, 1);
-	uint16_t unit = (uint16_t)(dp_mtu_to(b, 1) - DP_IP_BYTES - DP_UDP_BYTES - DP_HDR_BYTES);
+	uint16_t unit = (uint16_t)(mtu - DP_IP_BYTES - DP_UDP_BYTES - DP_HDR_BYTES);
 	assert_true(unit > 1200 - 16 && unit <= 1200);
-	struct dp_stats st;
-	dp_stats(b, &st);
-	assert_int_equal(st.v[DP_CTR_DROP_TX_MSGSIZE], 0);
-	close(fd);
-	dp_close(b);
 }
 
 /*
@@ -1748,55 +1766,17 @@ static void test_search_probe_within_limit(void **state)
  * node 1 says it takes DP_HDR_BYTES + 300 B (a limit ctl_rx allows: above
  * DP_FRAG_UNIT_MIN) as the search from 4,734 B is out. search_within ends
  * the search at once at the limit (the sizes between 576 and 9000 are no
- * longer the path's to judge): no sized probe over the limit goes out, none
- * is refused at the send, and frames are cut for the limit.
+ * longer the path's to judge): no sized probe over the limit goes out in
+ * the 5 rounds after either, none is refused at the send, and frames are
+ * cut for the limit.
  */
 static void test_search_limit_below_min(void **state)
 {
 	(void)state;
-	if (lo_auto_mtu() < 9100)
-		skip(); /* lo's MTU is small here: no 9000-byte probe */
-	dp_transport *b;
-	open_pair2(NULL, &b, NULL, auto_probes_20ms);
-	int fd = fake1_open();
-	uint8_t hi[8] = { 0 };
-	fake1_send(fd, 7, hi, sizeof(hi));
-	fake1_ctl(fd, 1, 99, 9000);
-	assert_int_equal(recv_rounds(b), 1);
-	const uint32_t low = DP_HDR_BYTES + 300;
-	uint32_t lim = 9000;
-	size_t biggest_after = 0;
-	struct dp_path_info pi = { 0 };
-	int r, after = 0;
-	for (r = 0; r < 400; r++) {
-		uint32_t id[4];
-		size_t len[4];
-		int k = probe_round(b, fd, 20, id, len);
-		for (int i = 0; i < k; i++) {
-			if (lim == low)
-				biggest_after = KEEL_MAX(biggest_after, len[i]);
-			if (len[i] == 16 || (lim == low && len[i] <= 300))
-				fake1_ctl(fd, 2, id[i], lim);
-		}
-		recv_rounds(b);
-		assert_int_equal(dp_path_info(b, 1, &pi), 0);
-		if (lim == 9000 && pi.searching) {
-			lim = low;
-			fake1_ctl(fd, 1, 100, lim);
-			recv_rounds(b);
-		} else if (lim == low && !pi.searching && ++after == 5) {
-			break; /* a few rounds after the search's end: none over */
-		}
-	}
-	assert_true(r < 400);
+	size_t biggest_after, sized_after;
+	uint16_t mtu = search_limit_falls(DP_HDR_BYTES + 300, 300, 5, &biggest_after, &sized_after);
 	assert_true(biggest_after <= 300);
-	assert_int_equal(pi.blackholes, 1);
-	assert_int_equal(dp_mtu_to(b, 1), 300 + DP_IP_BYTES + DP_UDP_BYTES + DP_HDR_BYTES);
-	struct dp_stats st;
-	dp_stats(b, &st);
-	assert_int_equal(st.v[DP_CTR_DROP_TX_MSGSIZE], 0);
-	close(fd);
-	dp_close(b);
+	assert_int_equal(mtu, 300 + DP_IP_BYTES + DP_UDP_BYTES + DP_HDR_BYTES);
 }
 
 /* Send one small message a -> to and count what b receives (after a flush). */
