@@ -7,8 +7,10 @@
  * then read N times:
  *   old: on_forward's walk before fwd10 (pipeline.c at 8fc8e8b): each item's
  *        bounds and flags checked and its txn decoded as it is read;
- *   new: node_fwd_check (the whole body first), then the walk over items
- *        known well-formed (their header fields only).
+ *   new: node_fwd_check (the frame: bounds, flags, origin) first, then the
+ *        walk, each item's content checked as it is read (node_fwd_item:
+ *        its txn decoded once; review10a, which moved the decode out of
+ *        fwd10's whole-body check so a bad txn drops its item alone).
  * What on_forward does with each item after reading it (seen set, items_add)
  * is the same in both and not here.
  * Usage: fwd-check-ir old|new ITEMS N, e.g.
@@ -70,21 +72,24 @@ __attribute__((noinline)) static uint64_t read_old(const uint8_t *d, size_t len)
 	return acc;
 }
 
-/* fwd10's: the check, then the walk over well-formed items. */
+/* Now: the frame's check, then the walk, each item's content checked. */
 __attribute__((noinline)) static uint64_t read_new(const uint8_t *d, size_t len)
 {
 	const char *why;
 	uint32_t at;
-	int rc = node_fwd_check(d, len, FROM, ops, KV_TXN_MAX_OPS, &why, &at);
+	int rc = node_fwd_check(d, len, FROM, &why, &at);
 	if (rc < 0)
 		return 0;
 	size_t off = NODE_FWD_HDR_BYTES;
 	uint64_t acc = 0;
 	for (uint32_t i = 0; i < (uint32_t)rc; i++) {
+		uint32_t origin = get32(d + off);
 		uint64_t id = get64(d + off + 4);
 		uint32_t ilen = get32(d + off + 12);
 		const uint8_t *txn = d + off + 16;
 		off += 16 + ilen;
+		if (node_fwd_item(origin, txn, ilen, ops, KV_TXN_MAX_OPS, &why) < 0)
+			continue;
 		acc += id + (uintptr_t)txn;
 	}
 	return acc;

@@ -475,15 +475,21 @@ int node_fref_check(const uint8_t *d, size_t len, uint32_t max_ops, const char *
  *     password or nothing;
  *   a reconfig request (NODE_ITEM_RECONFIG): the front end's encoding of it,
  *     read (and answered ZBADARGUMENTS if need be) by the leader's reconfig;
- * each may be NODE_ITEM_RESENT (handed to an older leader before). The
- * count of items, or KEEL_E_MALFORMED with *why and *item (the index of the
- * item refused; the count when the header is) set: shorter than its header
- * or than 16 bytes an item, an item running past the end, a flag a FORWARD
- * never carries (the leader's own items: NODE_ITEM_LEVEL, _ZKCONF, _RCERR)
- * or both OWNER and RECONFIG, an origin that is not `from`, a reattach of
- * another length, a txn that does not decode (or has over ops_cap ops).
- * One pass, no allocation: ops (ops_cap of them) is scratch for the
- * decodes. Bytes after the count's items are ignored.
+ * each may be NODE_ITEM_RESENT (handed to an older leader before).
+ *
+ * node_fwd_check, the message's frame, checked whole before any item is
+ * acted on: the count of items, or KEEL_E_MALFORMED with *why and *item (the
+ * index of the item refused; the count when the header is) set: shorter
+ * than its header or than 16 bytes an item, an item running past the end, a
+ * flag a FORWARD never carries (the leader's own items: NODE_ITEM_LEVEL,
+ * _ZKCONF, _RCERR) or both OWNER and RECONFIG, an origin that is not `from`.
+ * Bytes after the count's items are ignored.
+ *
+ * node_fwd_item, one item of a frame node_fwd_check took (origin with its
+ * flags, len bytes at t): 0, or KEEL_E_MALFORMED with *why: a reattach of
+ * another length, a txn that does not decode (or has over ops_cap ops; ops,
+ * ops_cap of them, is the decode's scratch). Such an item is dropped alone:
+ * its sender sends it again beside other requests with each retransmission.
  */
 #define NODE_FWD_HDR_BYTES  20u
 #define NODE_FWD_ITEM_BYTES 16u /* an item's header, before its len bytes */
@@ -498,7 +504,8 @@ int node_fref_check(const uint8_t *d, size_t len, uint32_t max_ops, const char *
 #define NODE_OWNER_BYTES    8u  /* a reattach item: the session id ... */
 #define NODE_OWNER_PW_BYTES 16u /* ... and the password, if given */
 struct kv_op;
-int node_fwd_check(const uint8_t *d, size_t len, uint32_t from, struct kv_op *ops,
-		   uint32_t ops_cap, const char **why, uint32_t *item);
+int node_fwd_check(const uint8_t *d, size_t len, uint32_t from, const char **why, uint32_t *item);
+int node_fwd_item(uint32_t origin, const uint8_t *t, uint32_t len, struct kv_op *ops,
+		  uint32_t ops_cap, const char **why);
 
 #endif

@@ -4,9 +4,14 @@
  * image sum, a KEELD_MSG_FWD_REFUSED or a KEELD_MSG_FORWARD malformed, apart
  * from the pipeline that acts on them (pipeline.c on_snap, on_fwd_refused,
  * on_forward), so each refusal has a unit test (tests/node/test_peermsg.c)
- * and a fuzz target (tests/node/fuzz_peermsg.c). A FORWARD is checked whole
- * before any of its items is acted on: a bad 5th item must not leave items
- * 1-4 proposed and the rest dropped, a state no sender meant.
+ * and a fuzz target (tests/node/fuzz_peermsg.c). A FORWARD's frame (its
+ * items' bounds, flags and origin) is checked whole before any of its items
+ * is acted on: one that breaks it is a broken or forged sender's, and a torn
+ * 5th item must not leave items 1-4 proposed. An item's own content (its
+ * txn) is checked apart (node_fwd_item): one that does not decode is
+ * dropped alone, as the follower sends it again with every retransmission
+ * of the items beside it (review10a: dropping the whole FORWARD for it
+ * dropped those too, every time, until their sessions' timeout).
  */
 #include "keel.h"
 #include "kv.h"
@@ -55,8 +60,7 @@ int node_fref_check(const uint8_t *d, size_t len, uint32_t max_ops, const char *
 	return (int)KEEL_MIN(n, (uint32_t)INT32_MAX);
 }
 
-int node_fwd_check(const uint8_t *d, size_t len, uint32_t from, struct kv_op *ops,
-		   uint32_t ops_cap, const char **why, uint32_t *item)
+int node_fwd_check(const uint8_t *d, size_t len, uint32_t from, const char **why, uint32_t *item)
 {
 	if (len < NODE_FWD_HDR_BYTES)
 		return fwd_bad(why, item, "shorter than its header", 0);
@@ -68,9 +72,8 @@ int node_fwd_check(const uint8_t *d, size_t len, uint32_t from, struct kv_op *op
 	for (uint32_t i = 0; i < n; i++) {
 		if (len - off < NODE_FWD_ITEM_BYTES || get_le32(d + off + 12) > len - off - 16)
 			return fwd_bad(why, item, "an item runs past the message's end", i);
-		uint32_t origin = get_le32(d + off), ilen = get_le32(d + off + 12);
-		const uint8_t *t = d + off + NODE_FWD_ITEM_BYTES;
-		off += NODE_FWD_ITEM_BYTES + ilen;
+		uint32_t origin = get_le32(d + off);
+		off += NODE_FWD_ITEM_BYTES + get_le32(d + off + 12);
 		uint32_t flags = origin & NODE_ITEM_FLAGS;
 		/* Only a client's request comes this way: it goes into the log,
 		 * and a replica stops on an item it cannot apply (apply_entry). */
@@ -81,19 +84,26 @@ int node_fwd_check(const uint8_t *d, size_t len, uint32_t from, struct kv_op *op
 		 * leader's copies are kept per sender (the seen set). */
 		if ((origin & ~NODE_ITEM_FLAGS) != from)
 			return fwd_bad(why, item, "an item of another origin than its sender", i);
-		if (flags & NODE_ITEM_OWNER) {
-			if (ilen != NODE_OWNER_BYTES && ilen != NODE_OWNER_BYTES + NODE_OWNER_PW_BYTES)
-				return fwd_bad(why, item, "a reattach item of another length", i);
-			continue;
-		}
-		if (!ilen || flags & NODE_ITEM_RECONFIG)
-			continue;
-		struct kv_txn txn;
-		int rc = kv_txn_decode(t, ilen, &txn, ops, ops_cap);
-		if (rc == KEEL_E_TOO_BIG)
-			return fwd_bad(why, item, "a txn of more ops than a txn may have", i);
-		if (rc < 0)
-			return fwd_bad(why, item, "an item whose txn does not decode", i);
 	}
 	return (int)KEEL_MIN(n, (uint32_t)INT32_MAX);
+}
+
+int node_fwd_item(uint32_t origin, const uint8_t *t, uint32_t len, struct kv_op *ops,
+		  uint32_t ops_cap, const char **why)
+{
+	if (origin & NODE_ITEM_OWNER) {
+		if (len == NODE_OWNER_BYTES || len == NODE_OWNER_BYTES + NODE_OWNER_PW_BYTES)
+			return 0;
+		*why = "a reattach item of another length";
+		return KEEL_E_MALFORMED;
+	}
+	if (!len || origin & NODE_ITEM_RECONFIG)
+		return 0;
+	struct kv_txn txn;
+	int rc = kv_txn_decode(t, len, &txn, ops, ops_cap);
+	if (rc >= 0)
+		return 0;
+	*why = rc == KEEL_E_TOO_BIG ? "a txn of more ops than a txn may have"
+				    : "an item whose txn does not decode";
+	return KEEL_E_MALFORMED;
 }

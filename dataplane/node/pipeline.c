@@ -428,6 +428,8 @@ struct pipeline {
 	bool halted;            /* stop_fatal: nothing more is applied */
 	uint64_t fwd_bad_total; /* malformed FORWARDs (dropped whole, on_forward) */
 	uint64_t fwd_bad_logged;
+	uint64_t fwd_item_bad_total; /* FORWARDs with items dropped alone (on_forward) */
+	uint64_t fwd_item_bad_logged;
 
 	/* Members' admin addresses as their TOUCH items say (on_touch), kept
 	 * after they fall silent: /status shows them with their age, and
@@ -1975,11 +1977,14 @@ static void propose_held(struct pipeline *p)
 /* ---------------------------------------------------------- receiving */
 
 /*
- * Leader: a FORWARD is checked whole first (node_fwd_check: one pass, each
- * txn decoded once, as this walk did before), so a malformed one is dropped
- * whole -- none of its items proposed -- and counted once; the walk below
- * then reads items it knows are well-formed. Before 2026-11-23 the items
- * before a bad one were proposed and the rest read on past it.
+ * Leader: a FORWARD's frame is checked whole first (node_fwd_check: bounds,
+ * flags, origin), so a broken or forged one is dropped whole -- none of its
+ * items proposed -- and counted once. Each item's content is checked as it
+ * is read (node_fwd_item: its txn decoded once, after the copy check): one
+ * that does not decode is dropped alone, not marked seen, and the others
+ * are proposed. Dropping the whole FORWARD for it (fwd10) dropped every
+ * request beside it, and again at each retransmission, which carries them
+ * together (review10a, tests/cluster/test_fwd_items.py).
  */
 static void on_forward(struct pipeline *p, const struct dp_msg *m)
 {
@@ -2009,7 +2014,7 @@ static void on_forward(struct pipeline *p, const struct dp_msg *m)
 		return;
 	const char *why;
 	uint32_t at;
-	int rc = node_fwd_check(m->data, m->len, m->from, p->ops, KV_TXN_MAX_OPS, &why, &at);
+	int rc = node_fwd_check(m->data, m->len, m->from, &why, &at);
 	if (rc < 0) {
 		peer_bad(p, m, true, why);
 		if (p->fwd_bad_total++ == p->fwd_bad_logged) {
@@ -2024,10 +2029,11 @@ static void on_forward(struct pipeline *p, const struct dp_msg *m)
 	seen_prune(p, so, get64(m->data + 12));
 	if (m->from < DP_MAX_NODES)
 		p->fwd_can_refuse[m->from] = get32(m->data) & FWD_CAN_REFUSE;
-	uint32_t n = (uint32_t)rc;
+	uint32_t n = (uint32_t)rc, bad = 0;
 	size_t off = FWD_HDR;
 	for (uint32_t i = 0; i < n; i++) {
 		uint32_t origin = get32(m->data + off);
+		uint32_t flagged = origin;
 		uint64_t id = get64(m->data + off + 4);
 		uint32_t len = get32(m->data + off + 12);
 		const uint8_t *txn = m->data + off + 16;
@@ -2044,11 +2050,28 @@ static void on_forward(struct pipeline *p, const struct dp_msg *m)
 			acl_resend(p, dup);
 			continue;
 		}
+		const char *ibad;
+		if (node_fwd_item(flagged, txn, len, p->ops, KV_TXN_MAX_OPS, &ibad) < 0) {
+			if (!bad++) {
+				why = ibad;
+				at = i;
+			}
+			continue;
+		}
 		if (reconfig)
 			rc_request(p, origin, id, txn, len, resent);
 		else if (!resent || !len || !in_log(p, origin, id))
 			items_add(p, origin | owner, id, txn, len);
 		seen_add(p, so, id);
+	}
+	if (!bad)
+		return;
+	peer_bad(p, m, true, why);
+	if (p->fwd_item_bad_total++ == p->fwd_item_bad_logged) {
+		keeld_log("forward from node %u (%u bytes, %u items): item %u: %s: %u such "
+			  "item(s) dropped, the others proposed (%" PRIu64 " such forwards so far)",
+			  m->from, m->len, n, at, why, bad, p->fwd_item_bad_total);
+		p->fwd_item_bad_logged = p->fwd_item_bad_total * 2;
 	}
 }
 

@@ -1,9 +1,10 @@
 """The leader's checks of a FORWARD body, through a real leader (keel only).
 
-A FORWARD (a follower's client requests, sent on to the leader) is checked
-whole by node_fwd_check (dataplane/node/peermsg.c; its refusals one by one in
-tests/node/test_peermsg.c) before on_forward (dataplane/node/pipeline.c)
-acts on any item. This test shows the leader doing so.
+A FORWARD's frame (a follower's client requests, sent on to the leader) is
+checked whole by node_fwd_check (dataplane/node/peermsg.c; its refusals one
+by one in tests/node/test_peermsg.c) before on_forward
+(dataplane/node/pipeline.c) acts on any item; each item's txn is checked as
+it is read (node_fwd_item). This test shows the leader doing so.
 
 Node F, a follower, is stopped and its peer UDP address taken over by this
 test, which sends the leader well-formed keel frames from F. Each FORWARD
@@ -18,7 +19,14 @@ not, and shows:
     FORWARD are then proposed (the bad one marked none of them as seen);
   * an item that runs past the message's end, and a count beyond the
     items: likewise dropped whole, counted once each;
-  * the same request (origin, id) sent again: proposed once (a copy).
+  * the same request (origin, id) sent again: proposed once (a copy);
+  * an item whose txn does not decode among requests, in a frame that is
+    well-formed: that item alone dropped, counted, logged; the requests
+    beside it proposed -- also when the same FORWARD comes again, as the
+    follower's retransmission carries them (review10a: fwd10 dropped the
+    whole FORWARD, so those requests were dropped at every retransmission
+    too, until their sessions' timeout); the bad one, sent again
+    well-formed, is proposed (it was not marked seen).
 Every created znode is then read at the other follower, so each request
 went through the log.
 """
@@ -152,7 +160,35 @@ class ForwardItemsTest(unittest.TestCase):
                                            out_log(nl)), 10, "the copy counted")
                 self.assertEqual(children(), ["a", "b", "c", "d", "e", "f", "g"])
                 self.assertEqual(malformed(nl)["fwd"], base + 3)
-                for name in "abcdefg":
+                # A txn that does not decode between two requests, the frame
+                # well-formed: h and i proposed, the bad item alone dropped.
+                cut = create_txn(root + "/junk", b"j", 0x602)[:-3]
+                mixed = forward(term, [req("h", 0x601), item(nf.id, 0x602, cut),
+                                       req("i", 0x603)])
+                send(mixed)
+                wait_for(lambda: "i" in children(), 30, "the requests beside the bad txn")
+                wait_for(lambda: malformed(nl)["fwd"] >= base + 4, 10, "the bad txn counted")
+                self.assertRegex(out_log(nl), r"forward from node %d \(%d bytes, 3 items\): "
+                                 r"item 1: an item whose txn does not decode: 1 such "
+                                 r"item\(s\) dropped, the others proposed"
+                                 % (nf.id, len(mixed)))
+                # The follower's retransmission: the same three again, then
+                # h and i once more with j -- copies dropped, j proposed.
+                send(mixed)
+                send(forward(term, [req("h", 0x601), req("i", 0x603), req("j", 0x604)]))
+                wait_for(lambda: "j" in children(), 30, "the request after the retransmission")
+                wait_for(lambda: malformed(nl)["fwd"] >= base + 5, 10,
+                         "the retransmitted bad txn counted")
+                # The bad one, well-formed now: proposed (never marked seen).
+                send(forward(term, [req("k", 0x602)]))
+                wait_for(lambda: "k" in children(), 30, "the bad request sent well-formed")
+                self.assertEqual(kz.get(root + "/i")[1].czxid, kz.get(root + "/h")[1].czxid + 1)
+                self.assertEqual(kz.get(root + "/j")[1].czxid, kz.get(root + "/i")[1].czxid + 1,
+                                 "a copy of h or i was proposed again")
+                self.assertEqual(children(), ["a", "b", "c", "d", "e", "f", "g", "h", "i",
+                                              "j", "k"])
+                self.assertEqual(malformed(nl)["fwd"], base + 5)
+                for name in "abcdefghijk":
                     self.assertEqual(kz.get("%s/%s" % (root, name))[0], name.encode())
             finally:
                 s.close()

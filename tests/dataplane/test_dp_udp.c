@@ -1564,12 +1564,180 @@ static void test_probe_ids_keyed(void **state)
 	assert_true(same < 4);
 }
 
+/*
+ * SipHash-2-4 of n bytes, written here from the paper's description
+ * (Aumasson and Bernstein, 2012: c = 2 compression rounds per 8-byte
+ * word, d = 4 finalisation rounds, the length in the last word's top
+ * byte), apart from transport.c's one-word version.
+ */
+static uint64_t ref_rotl(uint64_t x, int b)
+{
+	return x << b | x >> (64 - b);
+}
+
+static uint64_t ref_le64(const uint8_t *p, size_t n)
+{
+	uint64_t v = 0;
+	for (size_t i = 0; i < n; i++)
+		v |= (uint64_t)p[i] << (8 * i);
+	return v;
+}
+
+static void ref_round(uint64_t v[4])
+{
+	v[0] += v[1], v[1] = ref_rotl(v[1], 13), v[1] ^= v[0], v[0] = ref_rotl(v[0], 32);
+	v[2] += v[3], v[3] = ref_rotl(v[3], 16), v[3] ^= v[2];
+	v[0] += v[3], v[3] = ref_rotl(v[3], 21), v[3] ^= v[0];
+	v[2] += v[1], v[1] = ref_rotl(v[1], 17), v[1] ^= v[2], v[2] = ref_rotl(v[2], 32);
+}
+
+static uint64_t ref_siphash24(uint64_t k0, uint64_t k1, const uint8_t *m, size_t n)
+{
+	/* "somepseudorandomlygeneratedbytes" */
+	uint64_t v[4] = { k0 ^ 0x736f6d6570736575ull, k1 ^ 0x646f72616e646f6dull,
+			  k0 ^ 0x6c7967656e657261ull, k1 ^ 0x7465646279746573ull };
+	size_t whole = n & ~(size_t)7;
+	for (size_t i = 0; i <= whole; i += 8) {
+		uint64_t w = i < whole ? ref_le64(m + i, 8)
+				       : ref_le64(m + i, n - whole) | (uint64_t)(n & 0xff) << 56;
+		v[3] ^= w;
+		ref_round(v);
+		ref_round(v);
+		v[0] ^= w;
+	}
+	v[2] ^= 0xff;
+	for (int i = 0; i < 4; i++)
+		ref_round(v);
+	return v[0] ^ v[1] ^ v[2] ^ v[3];
+}
+
+/*
+ * Probe ids are SipHash-2-4, as transport.c says: the reference above
+ * gives the 64 test vectors of the SipHash authors' reference code (key
+ * 00..0f, messages 00, 00 01, ... of 0 to 63 bytes; vector 15 is the
+ * paper's appendix A example), then node 2's first probe ids with seed
+ * 0x5eed: the low 32 bits of the hash of the counter 1, 2, ... under the
+ * key (seed, SipHash of the seed under (seed, pi's first digits)).
+ */
+static void test_probe_ids_siphash(void **state)
+{
+	(void)state;
+	static const uint64_t vectors[64] = {
+		0x726fdb47dd0e0e31ull, 0x74f839c593dc67fdull, 0x0d6c8009d9a94f5aull,
+		0x85676696d7fb7e2dull, 0xcf2794e0277187b7ull, 0x18765564cd99a68dull,
+		0xcbc9466e58fee3ceull, 0xab0200f58b01d137ull, 0x93f5f5799a932462ull,
+		0x9e0082df0ba9e4b0ull, 0x7a5dbbc594ddb9f3ull, 0xf4b32f46226bada7ull,
+		0x751e8fbc860ee5fbull, 0x14ea5627c0843d90ull, 0xf723ca908e7af2eeull,
+		0xa129ca6149be45e5ull, 0x3f2acc7f57c29bdbull, 0x699ae9f52cbe4794ull,
+		0x4bc1b3f0968dd39cull, 0xbb6dc91da77961bdull, 0xbed65cf21aa2ee98ull,
+		0xd0f2cbb02e3b67c7ull, 0x93536795e3a33e88ull, 0xa80c038ccd5ccec8ull,
+		0xb8ad50c6f649af94ull, 0xbce192de8a85b8eaull, 0x17d835b85bbb15f3ull,
+		0x2f2e6163076bcfadull, 0xde4daaaca71dc9a5ull, 0xa6a2506687956571ull,
+		0xad87a3535c49ef28ull, 0x32d892fad841c342ull, 0x7127512f72f27cceull,
+		0xa7f32346f95978e3ull, 0x12e0b01abb051238ull, 0x15e034d40fa197aeull,
+		0x314dffbe0815a3b4ull, 0x027990f029623981ull, 0xcadcd4e59ef40c4dull,
+		0x9abfd8766a33735cull, 0x0e3ea96b5304a7d0ull, 0xad0c42d6fc585992ull,
+		0x187306c89bc215a9ull, 0xd4a60abcf3792b95ull, 0xf935451de4f21df2ull,
+		0xa9538f0419755787ull, 0xdb9acddff56ca510ull, 0xd06c98cd5c0975ebull,
+		0xe612a3cb9ecba951ull, 0xc766e62cfcadaf96ull, 0xee64435a9752fe72ull,
+		0xa192d576b245165aull, 0x0a8787bf8ecb74b2ull, 0x81b3e73d20b49b6full,
+		0x7fa8220ba3b2eceaull, 0x245731c13ca42499ull, 0xb78dbfaf3a8d83bdull,
+		0xea1ad565322a1a0bull, 0x60e61c23a3795013ull, 0x6606d7e446282b93ull,
+		0x6ca4ecb15c5f91e1ull, 0x9f626da15c9625f3ull, 0xe51b38608ef25f57ull,
+		0x958a324ceb064572ull,
+	};
+	uint8_t m[64];
+	for (int i = 0; i < 64; i++)
+		m[i] = (uint8_t)i;
+	const uint64_t k0 = 0x0706050403020100ull, k1 = 0x0f0e0d0c0b0a0908ull;
+	for (size_t n = 0; n < 64; n++)
+		assert_true(ref_siphash24(k0, k1, m, n) == vectors[n]);
+	const uint64_t seed = 0x5eed;
+	uint8_t w[8];
+	for (int i = 0; i < 8; i++)
+		w[i] = (uint8_t)(seed >> (8 * i));
+	uint64_t key1 = ref_siphash24(seed, 0x243f6a8885a308d3ull, w, 8);
+	uint32_t want[4], got[4];
+	uint64_t ctr = 0;
+	for (int i = 0; i < 4; i++) {
+		do {
+			ctr++;
+			for (int b = 0; b < 8; b++)
+				w[b] = (uint8_t)(ctr >> (8 * b));
+			want[i] = (uint32_t)ref_siphash24(seed, key1, w, 8);
+		} while (!want[i]);
+	}
+	probe_ids(seed, got, 4);
+	assert_memory_equal(got, want, sizeof(want));
+}
+
 /* dp.mtu=auto (lo: 65,535), probes every 20 ms. */
 static void auto_probes_20ms(struct dp_config *c)
 {
 	mtu_auto(c);
 	probe_seed_now = 7;
 	probes_20ms_seeded(c);
+}
+
+/*
+ * A search whose limit falls under it: node 2 at auto, probes every 20 ms;
+ * node 1 (a socket) takes 9000 B and answers node 2's small probes but no
+ * sized one (a black hole: the sizes between 576 and 9000 are searched).
+ * As the first (4,734 B) is out, node 1 says it takes `lim` and answers
+ * sized probes up to `answer` B. Runs until the search has ended and
+ * `rounds_after` more rounds: *biggest and *sized of the sized probes sent
+ * after the change; the MTU frames to node 1 are then cut for.
+ */
+static uint16_t search_limit_falls(uint32_t lim, size_t answer, int rounds_after,
+				   size_t *biggest, size_t *sized)
+{
+	if (lo_auto_mtu() < 9100)
+		skip(); /* lo's MTU is small here: no 9000-byte probe */
+	dp_transport *b;
+	open_pair2(NULL, &b, NULL, auto_probes_20ms);
+	int fd = fake1_open();
+	uint8_t hi[8] = { 0 };
+	fake1_send(fd, 7, hi, sizeof(hi));
+	fake1_ctl(fd, 1, 99, 9000); /* a probe of node 1's: it answers, takes 9000 */
+	assert_int_equal(recv_rounds(b), 1);
+	assert_int_equal(dp_mtu_to(b, 1), 9000 - DP_HDR_BYTES + DP_IP_BYTES + DP_UDP_BYTES +
+						  DP_HDR_BYTES);
+	uint32_t now_lim = 9000;
+	*biggest = *sized = 0;
+	struct dp_path_info pi = { 0 };
+	int r, after = 0;
+	for (r = 0; r < 400; r++) {
+		uint32_t id[4];
+		size_t len[4];
+		int k = probe_round(b, fd, 20, id, len);
+		for (int i = 0; i < k; i++) {
+			bool small = len[i] == 16;
+			if (!small && now_lim == lim) {
+				*biggest = KEEL_MAX(*biggest, len[i]);
+				(*sized)++;
+			}
+			if (small || (now_lim == lim && len[i] <= answer))
+				fake1_ctl(fd, 2, id[i], now_lim);
+		}
+		recv_rounds(b);
+		assert_int_equal(dp_path_info(b, 1, &pi), 0);
+		if (now_lim == 9000 && pi.searching) {
+			now_lim = lim;
+			fake1_ctl(fd, 1, 100, lim);
+			recv_rounds(b);
+		} else if (now_lim == lim && !pi.searching && after++ == rounds_after) {
+			break;
+		}
+	}
+	assert_true(r < 400);
+	assert_int_equal(pi.blackholes, 1);
+	struct dp_stats st;
+	dp_stats(b, &st);
+	assert_int_equal(st.v[DP_CTR_DROP_TX_MSGSIZE], 0);
+	uint16_t mtu = dp_mtu_to(b, 1);
+	close(fd);
+	dp_close(b);
+	return mtu;
 }
 
 /*
@@ -1585,55 +1753,30 @@ static void auto_probes_20ms(struct dp_config *c)
 static void test_search_probe_within_limit(void **state)
 {
 	(void)state;
-	if (lo_auto_mtu() < 9100)
-		skip(); /* lo's MTU is small here: no 9000-byte probe */
-	dp_transport *b;
-	open_pair2(NULL, &b, NULL, auto_probes_20ms);
-	int fd = fake1_open();
-	uint8_t hi[8] = { 0 };
-	fake1_send(fd, 7, hi, sizeof(hi));
-	fake1_ctl(fd, 1, 99, 9000); /* a probe of node 1's: it answers, takes 9000 */
-	assert_int_equal(recv_rounds(b), 1);
-	assert_int_equal(dp_mtu_to(b, 1), 9000 - DP_HDR_BYTES + DP_IP_BYTES + DP_UDP_BYTES +
-						  DP_HDR_BYTES);
-	uint32_t lim = 9000;
-	size_t biggest_after = 0, sized_after = 0;
-	struct dp_path_info pi = { 0 };
-	int r;
-	for (r = 0; r < 400; r++) {
-		uint32_t id[4];
-		size_t len[4];
-		int k = probe_round(b, fd, 20, id, len);
-		for (int i = 0; i < k; i++) {
-			bool small = len[i] == 16;
-			if (!small && lim == 2048) {
-				biggest_after = KEEL_MAX(biggest_after, len[i]);
-				sized_after++;
-			}
-			if (small || (lim == 2048 && len[i] <= 1200))
-				fake1_ctl(fd, 2, id[i], lim);
-		}
-		recv_rounds(b);
-		assert_int_equal(dp_path_info(b, 1, &pi), 0);
-		if (lim == 9000 && pi.searching) {
-			lim = 2048;
-			fake1_ctl(fd, 1, 100, lim);
-			recv_rounds(b);
-		} else if (lim == 2048 && !pi.searching) {
-			break;
-		}
-	}
-	assert_true(r < 400);
+	size_t biggest_after, sized_after;
+	uint16_t mtu = search_limit_falls(2048, 1200, 0, &biggest_after, &sized_after);
 	assert_true(sized_after >= 5);
 	assert_true(biggest_after <= 2048 - DP_HDR_BYTES);
-	assert_int_equal(pi.blackholes, 1);
-	uint16_t unit = (uint16_t)(dp_mtu_to(b, 1) - DP_IP_BYTES - DP_UDP_BYTES - DP_HDR_BYTES);
+	uint16_t unit = (uint16_t)(mtu - DP_IP_BYTES - DP_UDP_BYTES - DP_HDR_BYTES);
 	assert_true(unit > 1200 - 16 && unit <= 1200);
-	struct dp_stats st;
-	dp_stats(b, &st);
-	assert_int_equal(st.v[DP_CTR_DROP_TX_MSGSIZE], 0);
-	close(fd);
-	dp_close(b);
+}
+
+/*
+ * The same, the limit falling below 576's frame mid-search (review10a):
+ * node 1 says it takes DP_HDR_BYTES + 300 B (a limit ctl_rx allows: above
+ * DP_FRAG_UNIT_MIN) as the search from 4,734 B is out. search_within ends
+ * the search at once at the limit (the sizes between 576 and 9000 are no
+ * longer the path's to judge): no sized probe over the limit goes out in
+ * the 5 rounds after either, none is refused at the send, and frames are
+ * cut for the limit.
+ */
+static void test_search_limit_below_min(void **state)
+{
+	(void)state;
+	size_t biggest_after, sized_after;
+	uint16_t mtu = search_limit_falls(DP_HDR_BYTES + 300, 300, 5, &biggest_after, &sized_after);
+	assert_true(biggest_after <= 300);
+	assert_int_equal(mtu, 300 + DP_IP_BYTES + DP_UDP_BYTES + DP_HDR_BYTES);
 }
 
 /* Send one small message a -> to and count what b receives (after a flush). */
@@ -2120,7 +2263,9 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_strangers_dropped_and_counted),
 		cmocka_unit_test(test_ctl_forged_dropped),
 		cmocka_unit_test(test_probe_ids_keyed),
+		cmocka_unit_test(test_probe_ids_siphash),
 		cmocka_unit_test(test_search_probe_within_limit),
+		cmocka_unit_test(test_search_limit_below_min),
 		cmocka_unit_test(test_runtime_peers),
 		cmocka_unit_test(test_injected_faults),
 		cmocka_unit_test(test_live_delay_and_reorder),

@@ -11,12 +11,15 @@
  * checked against the format as node.h states it, read here independently:
  * the sum's fields and reserved word; every counted refusal within the
  * bytes, naming a failing op among its ops and a negative error; for a
- * FORWARD, the same verdict as a walk of node.h's item rules (header, each
- * item's bounds, flags, origin, reattach length, txn decoding), refusing at
- * the same item. What is refused says why. With
+ * FORWARD, the same verdict as a walk of node.h's frame rules (header, each
+ * item's bounds, flags, origin), refusing at the same item, and for each
+ * item of a frame taken the same verdict as node.h's item rules (reattach
+ * length, txn decoding: kv_txn_decode is the kvstore's, not the code under
+ * test). What is refused says why, one of node.h's reasons. With
  * tests/dataplane/fuzz_replay.c the seeds are replayed (the unit suite, any
  * compiler); the run fails unless each kind was accepted and refused at
- * least once, so the seeds reach both sides of the checks.
+ * least once and a FORWARD (or an item) refused for every reason, so the
+ * seeds reach every refusal.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -68,12 +71,40 @@ static void one_fref(const uint8_t *d, size_t len, uint32_t max_ops)
 	accepted[1]++;
 }
 
+/* What node.h says a FORWARD may be refused for, frame then item: the
+ * replay fails unless the seeds reach each. */
+static const char *const fwd_reasons[] = {
+	"shorter than its header",
+	"fewer bytes than its count of items",
+	"an item runs past the message's end",
+	"an item that is not a request",
+	"an item of another origin than its sender",
+	"a reattach item of another length",
+	"an item whose txn does not decode",
+	"a txn of more ops than a txn may have",
+};
+#define FWD_FRAME_REASONS 5
+static unsigned long fwd_reason_hits[sizeof(fwd_reasons) / sizeof(fwd_reasons[0])];
+static unsigned long items_accepted, items_refused;
+
+/* The reason's index, checked to be of the right kind (frame or item). */
+static void fwd_reason(const char *why, int frame)
+{
+	for (size_t i = 0; i < sizeof(fwd_reasons) / sizeof(fwd_reasons[0]); i++)
+		if (!strcmp(why, fwd_reasons[i])) {
+			check(frame == (i < FWD_FRAME_REASONS));
+			fwd_reason_hits[i]++;
+			return;
+		}
+	check(0); /* a reason node.h does not list */
+}
+
 /*
- * node.h's FORWARD rules, walked item by item in 64-bit arithmetic (no
- * shortcut on the count): the index of the first item that breaks one,
+ * node.h's FORWARD frame rules, walked item by item in 64-bit arithmetic
+ * (no shortcut on the count): the index of the first item that breaks one,
  * UINT64_MAX when none does (the header's own faults are reported apart).
  */
-static uint64_t fwd_first_bad(const uint8_t *d, size_t len, uint32_t n, uint32_t cap)
+static uint64_t fwd_first_bad(const uint8_t *d, size_t len, uint32_t n)
 {
 	uint64_t off = 20;
 	for (uint32_t i = 0; i < n; i++) {
@@ -82,7 +113,6 @@ static uint64_t fwd_first_bad(const uint8_t *d, size_t len, uint32_t n, uint32_t
 		uint32_t origin = le32(d + off), ilen = le32(d + off + 12);
 		if (off + 16 + (uint64_t)ilen > len)
 			return i;
-		const uint8_t *t = d + off + 16;
 		off += 16 + (uint64_t)ilen;
 		/* the six flag bits, low to high: level, owner, reconfig,
 		 * rcerr, zkconf, resent */
@@ -93,23 +123,24 @@ static uint64_t fwd_first_bad(const uint8_t *d, size_t len, uint32_t n, uint32_t
 			return i;
 		if ((origin & 0x03ffffffu) != FWD_FROM)
 			return i;
-		if (owner) {
-			if (ilen != 8 && ilen != 24)
-				return i;
-			continue;
-		}
-		struct kv_txn txn;
-		if (ilen && !reconfig && kv_txn_decode(t, ilen, &txn, ops, cap) < 0)
-			return i;
 	}
 	return UINT64_MAX;
+}
+
+/* node.h's item rules for one item of a frame taken: refused? */
+static int fwd_item_bad(uint32_t origin, const uint8_t *t, uint32_t ilen, uint32_t cap)
+{
+	if (origin >> 27 & 1) /* owner: the session id, with or without the password */
+		return ilen != 8 && ilen != 24;
+	struct kv_txn txn;
+	return ilen && !(origin >> 28 & 1) && kv_txn_decode(t, ilen, &txn, ops, cap) < 0;
 }
 
 static void one_fwd(const uint8_t *d, size_t len, uint32_t cap)
 {
 	const char *why = NULL;
 	uint32_t at = UINT32_MAX;
-	int rc = node_fwd_check(d, len, FWD_FROM, ops, cap, &why, &at);
+	int rc = node_fwd_check(d, len, FWD_FROM, &why, &at);
 	check(rc >= 0 || rc == KEEL_E_MALFORMED);
 	uint32_t n = len >= 20 ? le32(d) & 0x7fffffffu : 0;
 	if (len < 20) {
@@ -118,15 +149,32 @@ static void one_fwd(const uint8_t *d, size_t len, uint32_t cap)
 		/* refused on the count alone, before any item is read */
 		check(rc == KEEL_E_MALFORMED && at == n);
 	} else {
-		uint64_t bad = fwd_first_bad(d, len, n, cap);
+		uint64_t bad = fwd_first_bad(d, len, n);
 		check(bad == UINT64_MAX ? rc == (int)n : rc == KEEL_E_MALFORMED && at == bad);
 	}
 	if (rc < 0) {
-		check(why != NULL && why[0] != '\0');
+		check(why != NULL);
+		fwd_reason(why, 1);
 		refused[2]++;
 		return;
 	}
 	accepted[2]++;
+	uint64_t off = 20;
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t origin = le32(d + off), ilen = le32(d + off + 12);
+		const char *ibad = NULL;
+		int irc = node_fwd_item(origin, d + off + 16, ilen, ops, cap, &ibad);
+		check(irc == 0 || irc == KEEL_E_MALFORMED);
+		check((irc < 0) == fwd_item_bad(origin, d + off + 16, ilen, cap));
+		off += 16 + (uint64_t)ilen;
+		if (irc == 0) {
+			items_accepted++;
+			continue;
+		}
+		check(ibad != NULL);
+		fwd_reason(ibad, 0);
+		items_refused++;
+	}
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -148,14 +196,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	return 0;
 }
 
-/* tests/dataplane/fuzz_replay.c's end: each kind accepted and refused. */
+/* tests/dataplane/fuzz_replay.c's end: each kind accepted and refused,
+ * and a FORWARD refused for each reason node.h gives. */
 int fuzz_replay_verdict(int files)
 {
 	printf("replayed %d corpus files; snap: %lu accepted, %lu refused; fwd_refused: %lu "
-	       "accepted, %lu refused; forward: %lu accepted, %lu refused\n",
-	       files, accepted[0], refused[0], accepted[1], refused[1], accepted[2], refused[2]);
+	       "accepted, %lu refused; forward: %lu accepted, %lu refused; its items: %lu "
+	       "accepted, %lu refused\n",
+	       files, accepted[0], refused[0], accepted[1], refused[1], accepted[2], refused[2],
+	       items_accepted, items_refused);
+	int missed = 0;
+	for (size_t i = 0; i < sizeof(fwd_reasons) / sizeof(fwd_reasons[0]); i++)
+		if (!fwd_reason_hits[i]) {
+			printf("no seed refuses a FORWARD for: %s\n", fwd_reasons[i]);
+			missed++;
+		}
 	return files > 0 && accepted[0] && refused[0] && accepted[1] && refused[1] &&
-			       accepted[2] && refused[2]
+			       accepted[2] && refused[2] && items_accepted && items_refused &&
+			       !missed
 		       ? 0
 		       : 1;
 }

@@ -25,6 +25,11 @@ static void put32(uint8_t *p, uint32_t v)
 		p[i] = (uint8_t)(v >> (8 * i));
 }
 
+static uint32_t get32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
 static void put64(uint8_t *p, uint64_t v)
 {
 	put32(p, (uint32_t)v);
@@ -164,13 +169,42 @@ static uint32_t txn_of(uint8_t *out, size_t cap, int32_t type, uint32_t nops)
 	return (uint32_t)n;
 }
 
+static uint32_t fwd_bad_items; /* of the last fwd_check's frame taken */
+
+/*
+ * As on_forward reads it: the frame (node_fwd_check's count, or its
+ * refusal, *at the item), then, when taken, each item (node_fwd_item): *why
+ * and *at the first refused, fwd_bad_items how many.
+ */
 static int fwd_check(const struct fwd *f, size_t len, uint32_t ops_cap, const char **why,
 		     uint32_t *at)
 {
 	static struct kv_op ops[KV_TXN_MAX_OPS];
 	*why = NULL;
 	*at = UINT32_MAX;
-	return node_fwd_check(f->b, len, FROM, ops, ops_cap, why, at);
+	fwd_bad_items = 0;
+	int rc = node_fwd_check(f->b, len, FROM, why, at);
+	if (rc < 0)
+		return rc;
+	assert_null(*why);
+	size_t off = NODE_FWD_HDR_BYTES;
+	for (uint32_t i = 0; i < (uint32_t)rc; i++) {
+		uint32_t origin = get32(f->b + off), ilen = get32(f->b + off + 12);
+		const char *ibad = NULL;
+		int irc = node_fwd_item(origin, f->b + off + NODE_FWD_ITEM_BYTES, ilen, ops,
+					ops_cap, &ibad);
+		off += NODE_FWD_ITEM_BYTES + ilen;
+		if (irc == 0) {
+			assert_null(ibad);
+			continue;
+		}
+		assert_int_equal(irc, KEEL_E_MALFORMED);
+		if (!fwd_bad_items++) {
+			*why = ibad;
+			*at = i;
+		}
+	}
+	return rc;
 }
 
 /* Every item kind a follower sends, RESENT or not: the count comes back. */
@@ -207,8 +241,10 @@ static void fwd_well_formed(void **state)
 	fwd_init(&f, false);
 	fwd_item(&f, FROM, t, txn_of(t, sizeof(t), KV_OP_MULTI, 3));
 	assert_int_equal(fwd_check(&f, f.len, 3, &why, &at), 1);
+	assert_null(why);
 }
 
+/* The frame refused: no item is acted on. */
 static void expect_bad(const struct fwd *f, size_t len, uint32_t ops_cap, const char *reason,
 		       uint32_t item)
 {
@@ -218,6 +254,24 @@ static void expect_bad(const struct fwd *f, size_t len, uint32_t ops_cap, const 
 	assert_non_null(why);
 	assert_string_equal(why, reason);
 	assert_int_equal(at, item);
+}
+
+/*
+ * The frame taken, and of its items only `item` refused (for reason): it
+ * alone is dropped, the others proposed (review10a: the follower sends a
+ * request that does not decode again beside the others at every
+ * retransmission; a whole-message drop stalled them all).
+ */
+static void expect_item_bad(const struct fwd *f, uint32_t ops_cap, const char *reason,
+			    uint32_t item)
+{
+	const char *why;
+	uint32_t at;
+	assert_int_equal(fwd_check(f, f->len, ops_cap, &why, &at), (int)f->n);
+	assert_non_null(why);
+	assert_string_equal(why, reason);
+	assert_int_equal(at, item);
+	assert_int_equal(fwd_bad_items, 1);
 }
 
 /* Four good items, then `origin` with body: the 5th is the one refused. */
@@ -273,21 +327,33 @@ static void fwd_refusals(void **state)
 	for (size_t i = 0; i < KEEL_ARRAY_SIZE(owner_lens); i++) {
 		uint8_t b[32] = { 1 };
 		fwd_fifth(&f, FROM | NODE_ITEM_OWNER, b, owner_lens[i]);
-		expect_bad(&f, f.len, KV_TXN_MAX_OPS, "a reattach item of another length", 4);
+		expect_item_bad(&f, KV_TXN_MAX_OPS, "a reattach item of another length", 4);
 	}
 	/* a txn cut short, with a byte too many, of an unknown format */
 	uint32_t n = txn_of(t, sizeof(t), KV_OP_CREATE, 1);
 	fwd_fifth(&f, FROM, t, n - 1);
-	expect_bad(&f, f.len, KV_TXN_MAX_OPS, "an item whose txn does not decode", 4);
+	expect_item_bad(&f, KV_TXN_MAX_OPS, "an item whose txn does not decode", 4);
 	fwd_fifth(&f, FROM | NODE_ITEM_RESENT, t, n + 1);
-	expect_bad(&f, f.len, KV_TXN_MAX_OPS, "an item whose txn does not decode", 4);
+	expect_item_bad(&f, KV_TXN_MAX_OPS, "an item whose txn does not decode", 4);
 	t[0] = 9;
 	fwd_fifth(&f, FROM, t, n);
-	expect_bad(&f, f.len, KV_TXN_MAX_OPS, "an item whose txn does not decode", 4);
+	expect_item_bad(&f, KV_TXN_MAX_OPS, "an item whose txn does not decode", 4);
 	/* a multi of more ops than the leader's limit */
 	fwd_fifth(&f, FROM, t, txn_of(t, sizeof(t), KV_OP_MULTI, 3));
-	expect_bad(&f, f.len, 2, "a txn of more ops than a txn may have", 4);
-	/* a bad item anywhere refuses the message: the first one is named */
+	expect_item_bad(&f, 2, "a txn of more ops than a txn may have", 4);
+	/* ... and a good item after it is taken too (not the frame's fault) */
+	const char *why;
+	uint32_t at;
+	fwd_item(&f, FROM, t, txn_of(t, sizeof(t), KV_OP_SET_DATA, 1));
+	assert_int_equal(fwd_check(&f, f.len, 2, &why, &at), 6);
+	assert_int_equal(at, 4);
+	assert_int_equal(fwd_bad_items, 1);
+	/* a frame fault anywhere refuses the message, even after a bad txn:
+	 * the first one is named */
+	n = txn_of(t, sizeof(t), KV_OP_CREATE, 1);
+	fwd_fifth(&f, FROM, t, n - 1);
+	fwd_item(&f, FROM + 1, NULL, 0);
+	expect_bad(&f, f.len, KV_TXN_MAX_OPS, "an item of another origin than its sender", 5);
 	fwd_init(&f, false);
 	fwd_item(&f, FROM | NODE_ITEM_LEVEL, lvl, sizeof(lvl));
 	fwd_item(&f, FROM, t, txn_of(t, sizeof(t), KV_OP_SET_DATA, 1));
