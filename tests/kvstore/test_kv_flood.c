@@ -298,6 +298,65 @@ static void test_key_free_outputs(void **state)
 		free(im[k].s.b);
 }
 
+/* The image writer's edge cases under three keys: the empty store (only
+ * "/", no session: the sort of one node and of none), one session and one
+ * node, and a chain 300 levels deep (paths up to ~1.5 KB). Each: the same
+ * bytes under every key, and restored under another key, written out
+ * again the same bytes. */
+static void shape(struct kv *kv, int which)
+{
+	int64_t z = 1;
+	if (which >= 1) {
+		assert_int_equal(kvt_session(kv, z++, KV_OP_CREATE_SESSION, 77, 30000, NULL), ZK_OK);
+		assert_int_equal(kvt_apply1(kv, z++, 77, kvt_create_op("/e", "x", KV_MODE_EPHEMERAL),
+					    NULL),
+				 ZK_OK);
+	}
+	if (which == 2) {
+		static char p[KV_PATH_MAX_BYTES];
+		size_t n = 0;
+		for (int d = 0; d < 300; d++) {
+			n += (size_t)snprintf(p + n, sizeof(p) - n, "/d%d", d);
+			assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op(p, "", 0), NULL), ZK_OK);
+		}
+	}
+}
+
+static void test_key_free_edges(void **state)
+{
+	(void)state;
+	static const struct kv_hash_key keys[3] = {
+		{ { 0, 0 } }, { { 0xdeadbeefull, 0xfeedfaceull } }, { { ~0ull, ~0ull } }
+	};
+	for (int which = 0; which < 3; which++) {
+		struct image im[3];
+		for (int k = 0; k < 2; k++) {
+			struct kv_config cfg = { .hash_key = keys[k] };
+			struct kv *kv;
+			assert_int_equal(kv_create(&cfg, &kv), 0);
+			shape(kv, which);
+			image_of(kv, &im[k]);
+			kv_destroy(kv);
+			kv_barrier();
+		}
+		assert_int_equal(im[1].digest, im[0].digest);
+		assert_int_equal(im[1].s.len, im[0].s.len);
+		assert_memory_equal(im[1].s.b, im[0].s.b, im[0].s.len);
+		struct kv_config cfg = { .hash_key = keys[2] };
+		struct kv *back;
+		assert_int_equal(kv_create(&cfg, &back), 0);
+		assert_int_equal(kv_restore(back, kvt_stream_read, &im[0].s), 0);
+		image_of(back, &im[2]);
+		assert_int_equal(im[2].digest, im[0].digest);
+		assert_int_equal(im[2].s.len, im[0].s.len);
+		assert_memory_equal(im[2].s.b, im[0].s.b, im[0].s.len);
+		kv_destroy(back);
+		kv_barrier();
+		for (int k = 0; k < 3; k++)
+			free(im[k].s.b);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -306,6 +365,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_flood_tables_stay_shallow, kvt_setup,
 						kvt_teardown),
 		cmocka_unit_test_setup_teardown(test_key_free_outputs, kvt_setup, kvt_teardown),
+		cmocka_unit_test_setup_teardown(test_key_free_edges, kvt_setup, kvt_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
