@@ -11,7 +11,7 @@
 #include "hamt.h"
 #include "keel.h"
 #include "kv.h"
-#include "le.h"
+#include "siphash.h"
 
 #define LEAF_TAG  1u
 #define BITS      6
@@ -153,71 +153,18 @@ uint64_t kv_hash(const void *p, size_t n, uint64_t seed)
 	return kv_mix64(h);
 }
 
-/*
- * SipHash-c-d (Aumasson & Bernstein, "SipHash: a fast short-input PRF",
- * 2012, section 2), written from the paper: the key sets the four state
- * words; each 8-byte little-endian word m of the input, the last one padded
- * with zeros and the length mod 256 in its top byte, goes in as v3 ^= m,
- * c SipRounds, v0 ^= m; then v2 ^= 0xff, d SipRounds, and the output is
- * the xor of the four. A keyed PRF: without the key no input set with
- * one output can be computed, which is what the tables need (kv_hash's
- * mix is a bijection, so any seed fed into it still leaves collisions
- * computable for every seed at once).
- */
-#define SIP_ROTL(x, b) ((x) << (b) | (x) >> (64 - (b)))
-
-static inline void sip_round(uint64_t v[4])
-{
-	v[0] += v[1];
-	v[2] += v[3];
-	v[1] = SIP_ROTL(v[1], 13);
-	v[3] = SIP_ROTL(v[3], 16);
-	v[1] ^= v[0];
-	v[3] ^= v[2];
-	v[0] = SIP_ROTL(v[0], 32);
-	v[2] += v[1];
-	v[0] += v[3];
-	v[1] = SIP_ROTL(v[1], 17);
-	v[3] = SIP_ROTL(v[3], 21);
-	v[1] ^= v[2];
-	v[3] ^= v[0];
-	v[2] = SIP_ROTL(v[2], 32);
-}
-
-static inline uint64_t siphash(const struct kv_hash_key *key, const void *p, size_t n, int c,
-			       int d)
-{
-	const uint8_t *b = p;
-	uint64_t v[4] = { key->k[0] ^ 0x736f6d6570736575ull, key->k[1] ^ 0x646f72616e646f6dull,
-			  key->k[0] ^ 0x6c7967656e657261ull, key->k[1] ^ 0x7465646279746573ull };
-	uint64_t last = (uint64_t)(n & 0xff) << 56;
-	for (; n >= 8; n -= 8, b += 8) {
-		uint64_t m = kv_le_load(b, 8);
-		v[3] ^= m;
-		for (int i = 0; i < c; i++)
-			sip_round(v);
-		v[0] ^= m;
-	}
-	for (size_t i = 0; i < n; i++)
-		last |= (uint64_t)b[i] << (8 * i);
-	v[3] ^= last;
-	for (int i = 0; i < c; i++)
-		sip_round(v);
-	v[0] ^= last;
-	v[2] ^= 0xff;
-	for (int i = 0; i < d; i++)
-		sip_round(v);
-	return v[0] ^ v[1] ^ v[2] ^ v[3];
-}
-
+/* The keyed hash (common/siphash.h, the one SipHash of the tree): a keyed
+ * PRF, so without the key no input set with one output can be computed,
+ * which is what the tables need (kv_hash's mix is a bijection, so any seed
+ * fed into it still leaves collisions computable for every seed at once). */
 uint64_t kv_siphash13(const struct kv_hash_key *key, const void *p, size_t n)
 {
-	return siphash(key, p, n, 1, 3);
+	return keel_siphash13(key->k, p, n);
 }
 
 uint64_t kv_siphash24(const struct kv_hash_key *key, const void *p, size_t n)
 {
-	return siphash(key, p, n, 2, 4);
+	return keel_siphash24(key->k, p, n);
 }
 
 /* ---- trie ---- */

@@ -103,6 +103,7 @@ struct kv_hash_key;
  * not place client-chosen keys in a table. kv_siphash13, SipHash-1-3
  * under the store's secret key, places them (leaf.hash of every map, the
  * ACL and watch tables). kv_siphash24 only for tests (the paper's vector).
+ * Both are common/siphash.h's, the key's two words as its k[2].
  */
 uint64_t kv_hash(const void *p, size_t n, uint64_t seed);
 uint64_t kv_siphash13(const struct kv_hash_key *key, const void *p, size_t n);

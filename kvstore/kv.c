@@ -798,7 +798,10 @@ static int emit(struct kv *kv, int32_t type, const char *path, size_t n, int64_t
 		alen ? sput(kv, (const char *)acl->b, alen) : 0; /* finish_results: by alen */
 	if (aoff < 0)
 		return (int)aoff;
-	kv->ev[kv->nev] = (struct kv_event){ type, (uint32_t)n, NULL, zxid, NULL, alen };
+	/* az is the node at path: its keyed hash is the path's */
+	KEEL_ASSERT(az->leaf.klen == n);
+	kv->ev[kv->nev] = (struct kv_event){ type, (uint32_t)n, NULL, zxid, NULL, alen, &kv->hkey,
+					     az->leaf.hash };
 	kv->ev_acl_off[kv->nev] = (uint32_t)aoff;
 	kv->ev_off[kv->nev++] = (uint32_t)off;
 	return 0;

@@ -393,6 +393,12 @@ struct kv_event {
 	 * such a node per write) or is not known. */
 	const void *acl;
 	uint32_t acl_len;
+	/* The path's keyed hash as the store placed it (kv_siphash13 under
+	 * *path_key), so a watch table under the same key does not hash the
+	 * path again per event (keeld gives both one key); path_key NULL: not
+	 * known, the table hashes it. */
+	const struct kv_hash_key *path_key;
+	uint64_t path_hash;
 };
 
 struct kv_apply_result {

@@ -9,6 +9,7 @@
  * are those the per-node store produced (acl_golden.h). After a burst of
  * lists the table and the touched list shrink back, a few buckets a publish.
  */
+#include <inttypes.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -428,6 +429,97 @@ static void test_housekeeping_after_burst(void **state)
 	kv_barrier();
 }
 
+/*
+ * review10c: the incremental resize against random writes. Nodes /r<i> come
+ * and go with lists from a pool of 3,000 (creates, deletes, setACLs), through
+ * a growth to 2,048 buckets, shrinks to 512 and a growth again,
+ * with a failing multi (a new list made, an old one dropped, then NoNode:
+ * the draft aborted) every few steps. After each: kv_acl_records' full
+ * check (each node's record in the table once, in the bucket its hash and
+ * the resize state say, refs balanced) and the exact count of lists in use.
+ * It must have seen records made, dropped and aborted while buckets were
+ * moving in both directions.
+ */
+static void test_resize_random(void **state)
+{
+	(void)state;
+	enum { POOL = 3000 };
+	static int16_t has[POOL]; /* -1: /r<i> absent, else its list */
+	static uint32_t uses[POOL];
+	struct kv *kv;
+	int64_t z = 1;
+	uint64_t r = 0x9e3779b97f4a7c15ull, in_use = 0;
+	char path[32], id[32], path2[32], id2[32];
+	uint8_t acl[128], acl2[128];
+	bool made_moving[2] = { false, false }, abort_moving = false, shrank = false;
+	uint32_t peak = 0, low = UINT32_MAX, regrown = 0;
+	assert_int_equal(kv_create(NULL, &kv), 0);
+	memset(has, -1, sizeof(has));
+	memset(uses, 0, sizeof(uses));
+	for (int step = 0; step < 17000; step++) {
+		/* creates dominate, then only deletes (and the failing multis),
+		 * then creates again */
+		int phase = step < 4000 ? 0 : step < 13000 ? 1 : 2;
+		r = r * 6364136223846793005ull + 1442695040888963407ull;
+		uint32_t i = (uint32_t)(r >> 33) % POOL, l = (uint32_t)(r >> 13) % POOL;
+		uint32_t roll = (uint32_t)(r >> 5) & 15;
+		bool moving = kv->acls.old != NULL;
+		bool growing = moving && kv->acls.mask > kv->acls.old_mask;
+		snprintf(path, sizeof(path), "/r%u", i);
+		snprintf(id, sizeof(id), "10.0.%u.%u", l / 100, l % 100);
+		uint64_t before = in_use;
+		if (roll == 0 && has[i] >= 0) {
+			/* fails: creates with list l and a list no node has, a delete
+			 * of /r<i> (maybe its list's last), then NoNode */
+			snprintf(path2, sizeof(path2), "/t%u", l);
+			snprintf(id2, sizeof(id2), "10.1.%u.%u", i / 100, i % 100);
+			struct kv_op ops[4] = { ip_create(path2, id, acl), ip_create("/u", id2, acl2),
+						kvt_op(KV_OP_DELETE, path),
+						kvt_create_op("/none/x", "", 0) };
+			struct kv_apply_result res;
+			assert_int_not_equal(kvt_multi(kv, z++, 0, ops, 4, &res), ZK_OK);
+			abort_moving |= moving;
+		} else if (has[i] < 0 && phase != 1) {
+			assert_int_equal(kvt_apply1(kv, z++, 0, ip_create(path, id, acl), NULL), ZK_OK);
+			has[i] = (int16_t)l;
+			in_use += uses[l]++ == 0;
+		} else if (has[i] >= 0 && (phase == 1 || roll < 3)) {
+			assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_DELETE, path), NULL),
+					 ZK_OK);
+			in_use -= --uses[has[i]] == 0;
+			has[i] = -1;
+		} else if (has[i] >= 0) {
+			struct kv_op op = ip_create(path, id, acl);
+			op.type = KV_OP_SET_ACL;
+			op.version = -1;
+			assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), ZK_OK);
+			in_use -= --uses[has[i]] == 0;
+			has[i] = (int16_t)l;
+			in_use += uses[l]++ == 0;
+		}
+		if (moving && in_use != before)
+			made_moving[growing] = true;
+		assert_int_equal(records(kv), in_use + 1);
+		uint32_t nb = buckets(kv);
+		peak = KEEL_MAX(peak, nb);
+		if (phase >= 1 && nb < peak) {
+			shrank = true;
+			low = KEEL_MIN(low, nb);
+		}
+		if (phase == 2 && shrank && nb > low)
+			regrown = KEEL_MAX(regrown, nb);
+	}
+	fprintf(stderr, "resize: peak %u buckets, low %u, regrown to %u; %" PRIu64 " lists\n",
+		peak, low, regrown, in_use);
+	assert_true(peak >= 2048);
+	assert_true(shrank && low <= peak / 4);
+	assert_true(regrown > low);
+	assert_true(made_moving[0] && made_moving[1]);
+	assert_true(abort_moving);
+	kv_destroy(kv);
+	kv_barrier();
+}
+
 /* review9a: every create mode with a new list in one multi under a quota
  * (its stats node copied, never referenced twice), a list made and dropped
  * inside the multi, the same multi failing, setACL twice in a multi (not a
@@ -583,6 +675,7 @@ int main(void)
 		cmocka_unit_test(test_group_drops_own_record),
 		cmocka_unit_test(test_restore_drops_world),
 		cmocka_unit_test(test_housekeeping_after_burst),
+		cmocka_unit_test(test_resize_random),
 	};
 	return cmocka_run_group_tests(tests, kvt_setup, kvt_teardown);
 }

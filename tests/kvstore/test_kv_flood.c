@@ -24,6 +24,7 @@
 #include <cmocka.h>
 
 #include "kv_flood.h"
+#include "siphash.h"
 #include "kv_int.h"
 #include "kvt.h"
 
@@ -129,26 +130,68 @@ static void test_flood_tables_stay_shallow(void **state)
 	kv_barrier();
 }
 
-/* The paper's (Aumasson & Bernstein 2012, appendix A) SipHash-2-4 vector,
- * key 00..0f and message 00..0e, and the empty message's; SipHash-1-3's
- * published vectors for messages 00.. of 0..11 bytes under that key. */
+/*
+ * The PRF (common/siphash.h) against published vectors, key 00..0f and
+ * message 00..(n-1), for every length 0..16: each tail length 0..7, a
+ * whole word, a word and each tail, two words. SipHash-2-4: the reference
+ * implementation's vectors_sip64 (Aumasson & Bernstein's SipHash
+ * repository, vectors.h; its 15-byte entry is the paper's appendix A
+ * example). SipHash-1-3 (the paper defines SipHash-c-d; no vectors of
+ * 1-3 in it): the values the Swift standard library's SipHash tests
+ * (validation-test/stdlib/SipHash.swift.gyb) and the Rust siphasher
+ * crate's carry, which agree. Key 0: the empty message's of both (Ruby's
+ * digest-sip_hash README). Then keel_siphash24_u64 against the byte form
+ * (the probe ids' entry point) and the store's wrappers against the header.
+ */
+static const uint64_t sip24_ref[17] = {
+	0x726fdb47dd0e0e31ull, 0x74f839c593dc67fdull, 0x0d6c8009d9a94f5aull, 0x85676696d7fb7e2dull,
+	0xcf2794e0277187b7ull, 0x18765564cd99a68dull, 0xcbc9466e58fee3ceull, 0xab0200f58b01d137ull,
+	0x93f5f5799a932462ull, 0x9e0082df0ba9e4b0ull, 0x7a5dbbc594ddb9f3ull, 0xf4b32f46226bada7ull,
+	0x751e8fbc860ee5fbull, 0x14ea5627c0843d90ull, 0xf723ca908e7af2eeull, 0xa129ca6149be45e5ull,
+	0x3f2acc7f57c29bdbull,
+};
+static const uint64_t sip13_ref[17] = {
+	0xabac0158050fc4dcull, 0xc9f49bf37d57ca93ull, 0x82cb9b024dc7d44dull, 0x8bf80ab8e7ddf7fbull,
+	0xcf75576088d38328ull, 0xdef9d52f49533b67ull, 0xc50d2b50c59f22a7ull, 0xd3927d989bb11140ull,
+	0x369095118d299a8eull, 0x25a48eb36c063de4ull, 0x79de85ee92ff097full, 0x70c118c1f94dc352ull,
+	0x78a384b157b4d9a2ull, 0x306f760c1229ffa7ull, 0x605aa111c0f95d34ull, 0xd320d86d2a519956ull,
+	0xcc4fdd1a7d908b66ull,
+};
+
 static void test_siphash_vectors(void **state)
 {
 	(void)state;
-	static const uint64_t sip13[12] = {
-		0xabac0158050fc4dcull, 0xc9f49bf37d57ca93ull, 0x82cb9b024dc7d44dull,
-		0x8bf80ab8e7ddf7fbull, 0xcf75576088d38328ull, 0xdef9d52f49533b67ull,
-		0xc50d2b50c59f22a7ull, 0xd3927d989bb11140ull, 0x369095118d299a8eull,
-		0x25a48eb36c063de4ull, 0x79de85ee92ff097full, 0x70c118c1f94dc352ull,
-	};
-	struct kv_hash_key k = { { 0x0706050403020100ull, 0x0f0e0d0c0b0a0908ull } };
-	uint8_t m[16];
-	for (int i = 0; i < 16; i++)
-		m[i] = (uint8_t)i;
-	assert_int_equal(kv_siphash24(&k, m, 15), 0xa129ca6149be45e5ull);
-	assert_int_equal(kv_siphash24(&k, m, 0), 0x726fdb47dd0e0e31ull);
-	for (size_t n = 0; n < 12; n++)
-		assert_int_equal(kv_siphash13(&k, m, n), sip13[n]);
+	const uint64_t k[2] = { 0x0706050403020100ull, 0x0f0e0d0c0b0a0908ull };
+	const struct kv_hash_key hk = { { k[0], k[1] } }, zero = { { 0, 0 } };
+	/* one byte past the message, so a tail that read too far would differ */
+	uint8_t m[24];
+	for (int i = 0; i < 24; i++)
+		m[i] = (uint8_t)(i < 17 ? i : 0xa5);
+	for (size_t n = 0; n <= 16; n++) {
+		uint8_t msg[17];
+		memcpy(msg, m, n);
+		msg[n] = 0xee; /* not part of the message */
+		assert_int_equal(keel_siphash24(k, msg, n), sip24_ref[n]);
+		assert_int_equal(keel_siphash13(k, msg, n), sip13_ref[n]);
+		assert_int_equal(kv_siphash24(&hk, msg, n), sip24_ref[n]);
+		assert_int_equal(kv_siphash13(&hk, msg, n), sip13_ref[n]);
+		/* c and d as run-time values: the same function */
+		int c = (int)(n & 1) + 1, d = c == 1 ? 3 : 4;
+		assert_int_equal(keel_siphash(k, msg, n, c, d),
+				 c == 1 ? sip13_ref[n] : sip24_ref[n]);
+	}
+	assert_int_equal(kv_siphash13(&zero, "", 0), 0xd1fba762150c532cull);
+	assert_int_equal(kv_siphash24(&zero, "", 0), 0x1e924b9d737700d7ull);
+	/* the word form: 8 bytes 00..07 little-endian, and any word */
+	assert_int_equal(keel_siphash24_u64(k, 0x0706050403020100ull), sip24_ref[8]);
+	uint64_t x = 0x9e3779b97f4a7c15ull;
+	for (int i = 0; i < 64; i++, x = x * 6364136223846793005ull + 1442695040888963407ull) {
+		uint8_t b[8];
+		for (int j = 0; j < 8; j++)
+			b[j] = (uint8_t)(x >> (8 * j));
+		const uint64_t kk[2] = { x, ~x };
+		assert_int_equal(keel_siphash24_u64(kk, x), keel_siphash24(kk, b, 8));
+	}
 }
 
 #define KEYS 4
@@ -255,6 +298,65 @@ static void test_key_free_outputs(void **state)
 		free(im[k].s.b);
 }
 
+/* The image writer's edge cases under three keys: the empty store (only
+ * "/", no session: the sort of one node and of none), one session and one
+ * node, and a chain 300 levels deep (paths up to ~1.5 KB). Each: the same
+ * bytes under every key, and restored under another key, written out
+ * again the same bytes. */
+static void shape(struct kv *kv, int which)
+{
+	int64_t z = 1;
+	if (which >= 1) {
+		assert_int_equal(kvt_session(kv, z++, KV_OP_CREATE_SESSION, 77, 30000, NULL), ZK_OK);
+		assert_int_equal(kvt_apply1(kv, z++, 77, kvt_create_op("/e", "x", KV_MODE_EPHEMERAL),
+					    NULL),
+				 ZK_OK);
+	}
+	if (which == 2) {
+		static char p[KV_PATH_MAX_BYTES];
+		size_t n = 0;
+		for (int d = 0; d < 300; d++) {
+			n += (size_t)snprintf(p + n, sizeof(p) - n, "/d%d", d);
+			assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op(p, "", 0), NULL), ZK_OK);
+		}
+	}
+}
+
+static void test_key_free_edges(void **state)
+{
+	(void)state;
+	static const struct kv_hash_key keys[3] = {
+		{ { 0, 0 } }, { { 0xdeadbeefull, 0xfeedfaceull } }, { { ~0ull, ~0ull } }
+	};
+	for (int which = 0; which < 3; which++) {
+		struct image im[3];
+		for (int k = 0; k < 2; k++) {
+			struct kv_config cfg = { .hash_key = keys[k] };
+			struct kv *kv;
+			assert_int_equal(kv_create(&cfg, &kv), 0);
+			shape(kv, which);
+			image_of(kv, &im[k]);
+			kv_destroy(kv);
+			kv_barrier();
+		}
+		assert_int_equal(im[1].digest, im[0].digest);
+		assert_int_equal(im[1].s.len, im[0].s.len);
+		assert_memory_equal(im[1].s.b, im[0].s.b, im[0].s.len);
+		struct kv_config cfg = { .hash_key = keys[2] };
+		struct kv *back;
+		assert_int_equal(kv_create(&cfg, &back), 0);
+		assert_int_equal(kv_restore(back, kvt_stream_read, &im[0].s), 0);
+		image_of(back, &im[2]);
+		assert_int_equal(im[2].digest, im[0].digest);
+		assert_int_equal(im[2].s.len, im[0].s.len);
+		assert_memory_equal(im[2].s.b, im[0].s.b, im[0].s.len);
+		kv_destroy(back);
+		kv_barrier();
+		for (int k = 0; k < 3; k++)
+			free(im[k].s.b);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -263,6 +365,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_flood_tables_stay_shallow, kvt_setup,
 						kvt_teardown),
 		cmocka_unit_test_setup_teardown(test_key_free_outputs, kvt_setup, kvt_teardown),
+		cmocka_unit_test_setup_teardown(test_key_free_edges, kvt_setup, kvt_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -9,6 +9,7 @@
 
 #include <cmocka.h>
 
+#include "kv_int.h"
 #include "kvt.h"
 
 struct notes {
@@ -71,6 +72,91 @@ static void test_watch_none_then_late_add(void **state)
 	assert_true(has(&nt, 7, KV_EVENT_DATA_CHANGED, "/n"));
 	assert_int_equal(kv_watch_count(w), 0); /* one-shot: gone */
 	kv_watches_destroy(w);
+	kv_destroy(kv);
+	kv_thread_unregister();
+}
+
+/* Every event of a store carries its path's keyed hash under the store's
+ * key (review10c: a watch table under the same key uses it instead of
+ * hashing the path again); a table under another key must not use it.
+ * Both tables, fed the same events, fire the same watches. */
+struct hnotes {
+	struct notes nt;
+	const struct kv_hash_key *key;
+};
+
+static void hnote(void *ctx, int64_t session, const struct kv_event *ev)
+{
+	struct hnotes *h = ctx;
+	note(&h->nt, session, ev);
+}
+
+static void test_watch_store_hash(void **state)
+{
+	(void)state;
+	static const struct kv_hash_key key = { { 0x1111222233334444ull, 0x5555666677778888ull } },
+					other = { { 0x0123456789abcdefull, 42 } };
+	static const char *const paths[] = { "/a", "/a/b", "/e", "/a/b/c" };
+	struct kv_config cfg = { .hash_key = key };
+	struct kv *kv;
+	struct kv_watches *same, *diff;
+	struct hnotes ns = { .key = &key }, nd = { .key = &other };
+	kv_thread_register();
+	assert_int_equal(kv_create(&cfg, &kv), 0);
+	assert_int_equal(kv_watches_create(&key, &same), 0);
+	assert_int_equal(kv_watches_create(&other, &diff), 0);
+	assert_int_equal(kvt_session(kv, 1, KV_OP_CREATE_SESSION, 9, 30000, NULL), ZK_OK);
+	int64_t z = 2;
+	for (int round = 0; round < 2; round++) {
+		for (size_t i = 0; i < 4; i++)
+			for (int s = 1; s <= 3; s++) {
+				struct kv_watches *w[2] = { same, diff };
+				for (int t = 0; t < 2; t++) {
+					int kind = s == 1 ? KV_WATCH_EXIST
+						   : s == 2 ? KV_WATCH_CHILD
+							    : KV_WATCH_PERSISTENT;
+					assert_int_equal(kv_watch_add(w[t], s, paths[i],
+								      strlen(paths[i]), kind, z - 1),
+							 0);
+				}
+			}
+		struct kv_op ops[6] = {
+			kvt_create_op("/a", "", 0),	   kvt_create_op("/a/b", "", 0),
+			kvt_create_op("/e", "", KV_MODE_EPHEMERAL), kvt_create_op("/a/b/c", "", 0),
+			kvt_op(KV_OP_SET_DATA, "/a/b/c"), kvt_op(KV_OP_DELETE, "/a/b/c"),
+		};
+		for (int i = 0; i < 7; i++) {
+			struct kv_apply_result r;
+			if (i < 6)
+				assert_int_equal(kvt_apply1(kv, z, 9, ops[i], &r), ZK_OK);
+			else
+				assert_int_equal(kvt_session(kv, z, KV_OP_CLOSE_SESSION, 9, 0, &r),
+						 ZK_OK);
+			z++;
+			assert_true(r.nevents > 0);
+			ns.nt.n = nd.nt.n = 0;
+			for (uint32_t e = 0; e < r.nevents; e++) {
+				const struct kv_event *ev = &r.events[e];
+				assert_ptr_not_equal(ev->path_key, NULL);
+				assert_memory_equal(ev->path_key, &key, sizeof(key));
+				assert_int_equal(ev->path_hash,
+						 kv_siphash13(&key, ev->path, ev->path_len));
+				kv_watch_match(same, ev, hnote, &ns);
+				kv_watch_match(diff, ev, hnote, &nd);
+			}
+			assert_true(ns.nt.n > 0);
+			assert_int_equal(ns.nt.n, nd.nt.n);
+			for (int k = 0; k < ns.nt.n; k++)
+				assert_true(has(&nd.nt, ns.nt.session[k], ns.nt.type[k],
+						ns.nt.path[k]));
+		}
+		/* the second round starts from the same tree */
+		assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_DELETE, "/a/b"), NULL), ZK_OK);
+		assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_DELETE, "/a"), NULL), ZK_OK);
+		assert_int_equal(kvt_session(kv, z++, KV_OP_CREATE_SESSION, 9, 30000, NULL), ZK_OK);
+	}
+	kv_watches_destroy(same);
+	kv_watches_destroy(diff);
 	kv_destroy(kv);
 	kv_thread_unregister();
 }
@@ -538,6 +624,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_watch_none_then_late_add),
+		cmocka_unit_test(test_watch_store_hash),
 		cmocka_unit_test(test_watch_none_race_reader),
 		cmocka_unit_test(test_watch_kinds),
 		cmocka_unit_test(test_snapshot_roundtrip),
