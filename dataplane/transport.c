@@ -22,47 +22,12 @@
 #include <sys/random.h>
 
 #include "dp_impl.h"
+#include "siphash.h"
 
 static uint16_t frag_unit_of(uint16_t mtu)
 {
 	return (uint16_t)(mtu - DP_IP_BYTES - DP_UDP_BYTES - DP_HDR_BYTES);
 }
-
-/* SipHash-2-4 (Aumasson and Bernstein, 2012) of one 8-byte message. */
-static uint64_t rotl64(uint64_t x, int b)
-{
-	return x << b | x >> (64 - b);
-}
-
-#define SIPROUND                                                                                   \
-	do {                                                                                       \
-		v0 += v1, v1 = rotl64(v1, 13), v1 ^= v0, v0 = rotl64(v0, 32);                      \
-		v2 += v3, v3 = rotl64(v3, 16), v3 ^= v2;                                           \
-		v0 += v3, v3 = rotl64(v3, 21), v3 ^= v0;                                           \
-		v2 += v1, v1 = rotl64(v1, 17), v1 ^= v2, v2 = rotl64(v2, 32);                      \
-	} while (0)
-
-static uint64_t siphash24_u64(const uint64_t k[2], uint64_t m)
-{
-	uint64_t v0 = k[0] ^ 0x736f6d6570736575ull, v1 = k[1] ^ 0x646f72616e646f6dull;
-	uint64_t v2 = k[0] ^ 0x6c7967656e657261ull, v3 = k[1] ^ 0x7465646279746573ull;
-	const uint64_t last = 8ull << 56; /* the length byte; no bytes left over */
-	v3 ^= m;
-	SIPROUND;
-	SIPROUND;
-	v0 ^= m;
-	v3 ^= last;
-	SIPROUND;
-	SIPROUND;
-	v0 ^= last;
-	v2 ^= 0xff;
-	SIPROUND;
-	SIPROUND;
-	SIPROUND;
-	SIPROUND;
-	return v0 ^ v1 ^ v2 ^ v3;
-}
-#undef SIPROUND
 
 /* The probe ids' key: from the caller's seed (both halves: a seed is one
  * word), else from getrandom; if even that fails, the clock and the pid
@@ -72,10 +37,10 @@ static void probe_key_init(dp_transport *t, uint64_t seed)
 	static const uint64_t k1 = 0x243f6a8885a308d3ull; /* pi's digits: nothing up the sleeve */
 	if (seed) {
 		t->probe_key[0] = seed;
-		t->probe_key[1] = siphash24_u64((const uint64_t[2]){ seed, k1 }, seed);
+		t->probe_key[1] = keel_siphash24_u64((const uint64_t[2]){ seed, k1 }, seed);
 	} else if (getrandom(t->probe_key, sizeof(t->probe_key), 0) != sizeof(t->probe_key)) {
 		t->probe_key[0] = keel_now_ns() ^ (uint64_t)getpid() << 32;
-		t->probe_key[1] = siphash24_u64((const uint64_t[2]){ t->probe_key[0], k1 }, 1);
+		t->probe_key[1] = keel_siphash24_u64((const uint64_t[2]){ t->probe_key[0], k1 }, 1);
 	}
 }
 
@@ -656,7 +621,7 @@ static uint32_t probe_id_next(dp_transport *t, uint32_t not)
 {
 	uint32_t id;
 	do
-		id = (uint32_t)siphash24_u64(t->probe_key, ++t->probe_seq);
+		id = (uint32_t)keel_siphash24_u64(t->probe_key, ++t->probe_seq);
 	while (!id || id == not);
 	return id;
 }
