@@ -2160,6 +2160,11 @@ static void on_raft(struct pipeline *p, const struct dp_msg *m)
 	}
 	if (m->from < DP_MAX_NODES)
 		p->raft_rx[m->from]++; /* it speaks (level_silent) */
+	/* Any leader's commit index is committed: the front end counts reads
+	 * served below it (keel_reads_behind). */
+	if ((msg.type == RAFT_MSG_APPEND || msg.type == RAFT_MSG_HEARTBEAT) &&
+	    msg.commit > atomic_load_explicit(&p->k->lead_commit, memory_order_relaxed))
+		atomic_store(&p->k->lead_commit, msg.commit);
 	if (msg.type == RAFT_MSG_SNAPSHOT && msg.data_len) {
 		/* its image's sum (on_snap; none from a level-5 leader), for take_chunks,
 		 * by the chunk's key: the image's term (log_term), not the message's,
