@@ -624,57 +624,11 @@ struct pipeline {
 
 /* ---------------------------------------------------------------- utils */
 
-/* Little-endian fields of entries and peer messages. On a little-endian host
- * each is one load or store: GCC did not merge the byte loops at most of
- * their 67 uses (11 instructions a get32; ~1.2 % of a follower's
- * instructions under set-sat, bench/RESULTS.md "CPU per write, round 10"). */
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-static void put32(uint8_t *p, uint32_t v)
-{
-	memcpy(p, &v, 4);
-}
-static void put64(uint8_t *p, uint64_t v)
-{
-	memcpy(p, &v, 8);
-}
-static uint32_t get32(const uint8_t *p)
-{
-	uint32_t v;
-	memcpy(&v, p, 4);
-	return v;
-}
-static uint64_t get64(const uint8_t *p)
-{
-	uint64_t v;
-	memcpy(&v, p, 8);
-	return v;
-}
-#else
-static void put32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-static void put64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-static uint32_t get32(const uint8_t *p)
-{
-	uint32_t v = 0;
-	for (int i = 0; i < 4; i++)
-		v |= (uint32_t)p[i] << (8 * i);
-	return v;
-}
-static uint64_t get64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 0; i < 8; i++)
-		v |= (uint64_t)p[i] << (8 * i);
-	return v;
-}
-#endif
+/* Little-endian fields of entries and peer messages (keel.h). */
+#define put32 keel_put32
+#define put64 keel_put64
+#define get32 keel_get32
+#define get64 keel_get64
 
 static void buf_free(struct raft_buf *b)
 {
