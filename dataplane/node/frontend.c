@@ -659,6 +659,11 @@ static int read_once(struct keeld *k, const struct zk_call *call, int32_t type, 
 void keeld_serve_read(struct keeld *k, const struct zk_call *call, int32_t type, const char *path,
 		      uint32_t path_len, bool watch, const struct fsess *s, int32_t nops)
 {
+	/* A follower whose log lacks what the leader said is committed (its
+	 * disk slower than the quorum's: the leader's window of AppendEntries
+	 * to it full; a lost datagram) answers from older state: counted. */
+	if (atomic_load(&k->lead_commit) > atomic_load(&k->applied_index))
+		atomic_fetch_add(&k->n_reads_behind, 1);
 	for (int i = 0; i < 100; i++)
 		if (read_once(k, call, type, path, path_len, watch, s, nops) != KEEL_E_STALE)
 			return;
@@ -2267,7 +2272,8 @@ static size_t four_letter(struct zk_backend *b, int word, char *out, size_t cap)
 		    "\nkeel_session_expired_unknown\t%" PRIu64
 		    "\nkeel_session_expired_not_found\t%" PRIu64
 		    "\nkeel_session_expired_password\t%" PRIu64
-		    "\nkeel_session_expired_create\t%" PRIu64 "\n",
+		    "\nkeel_session_expired_create\t%" PRIu64
+		    "\nkeel_reads_behind\t%" PRIu64 "\n",
 		    k->version, mode_name(k), nodes, sessions, st.open, st.requests, st.replies,
 		    st.outstanding, (size_t)0, (uint64_t)atomic_load(&k->term),
 		    atomic_load(&k->leader), (uint64_t)zxid,
@@ -2277,7 +2283,8 @@ static size_t four_letter(struct zk_backend *b, int word, char *out, size_t cap)
 		    (uint64_t)atomic_load(&k->n_expired[KEELD_EXPIRED_UNKNOWN]),
 		    (uint64_t)atomic_load(&k->n_expired[KEELD_EXPIRED_NOT_FOUND]),
 		    (uint64_t)atomic_load(&k->n_expired[KEELD_EXPIRED_PASSWORD]),
-		    (uint64_t)atomic_load(&k->n_expired[KEELD_EXPIRED_CREATE]));
+		    (uint64_t)atomic_load(&k->n_expired[KEELD_EXPIRED_CREATE]),
+		    (uint64_t)atomic_load(&k->n_reads_behind));
 		mntr_settings(k, out, cap, &n);
 		/* peer messages (not client packets: keel_malformed) that did not
 		 * decode, every type (keel_peer_messages_malformed_total) */

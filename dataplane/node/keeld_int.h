@@ -260,6 +260,12 @@ struct keeld {
 	atomic_uint_fast64_t term;
 	atomic_int_fast64_t applied_zxid;
 	atomic_uint_fast64_t applied_index;
+	/* The highest commit index a leader's AppendEntries or heartbeat named
+	 * (pipeline): a read served while applied_index is below it is counted,
+	 * n_reads_behind (mntr keel_reads_behind; "Followers see commits
+	 * early"). */
+	atomic_uint_fast64_t lead_commit;
+	atomic_uint_fast64_t n_reads_behind;
 	atomic_uint_fast64_t n_requests;
 	atomic_uint_fast64_t n_writes;
 	atomic_uint_fast64_t n_refused_zxid;

@@ -175,6 +175,7 @@ struct strack {
 	int32_t timeout_ms;
 	uint64_t deadline_ns;
 	bool expiring;
+	uint32_t owner; /* the node its client is at, as last heard (news_first) */
 };
 
 struct wref {
@@ -391,6 +392,7 @@ struct pipeline {
 	size_t wrefs_head, wrefs_n, wrefs_cap;
 
 	struct strack *trk[TRK_BUCKETS];
+	uint32_t trk_peer_n; /* sessions whose owner is another node (news_first) */
 	uint64_t zxid_term;
 	uint32_t zxid_counter;
 
@@ -624,57 +626,11 @@ struct pipeline {
 
 /* ---------------------------------------------------------------- utils */
 
-/* Little-endian fields of entries and peer messages. On a little-endian host
- * each is one load or store: GCC did not merge the byte loops at most of
- * their 67 uses (11 instructions a get32; ~1.2 % of a follower's
- * instructions under set-sat, bench/RESULTS.md "CPU per write, round 10"). */
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-static void put32(uint8_t *p, uint32_t v)
-{
-	memcpy(p, &v, 4);
-}
-static void put64(uint8_t *p, uint64_t v)
-{
-	memcpy(p, &v, 8);
-}
-static uint32_t get32(const uint8_t *p)
-{
-	uint32_t v;
-	memcpy(&v, p, 4);
-	return v;
-}
-static uint64_t get64(const uint8_t *p)
-{
-	uint64_t v;
-	memcpy(&v, p, 8);
-	return v;
-}
-#else
-static void put32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-static void put64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-static uint32_t get32(const uint8_t *p)
-{
-	uint32_t v = 0;
-	for (int i = 0; i < 4; i++)
-		v |= (uint32_t)p[i] << (8 * i);
-	return v;
-}
-static uint64_t get64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 0; i < 8; i++)
-		v |= (uint64_t)p[i] << (8 * i);
-	return v;
-}
-#endif
+/* Little-endian fields of entries and peer messages (keel.h). */
+#define put32 keel_put32
+#define put64 keel_put64
+#define get32 keel_get32
+#define get64 keel_get64
 
 static void buf_free(struct raft_buf *b)
 {
@@ -868,14 +824,27 @@ static struct strack **trk_slot(struct pipeline *p, int64_t id)
 	return s;
 }
 
-static void trk_touch(struct pipeline *p, int64_t id, uint64_t now)
+/* A session's owner, kept with the count of those at other nodes: a session
+ * at a follower is a client that may read there (news_first). */
+static void trk_own(struct pipeline *p, struct strack *s, uint32_t owner)
 {
-	struct strack *s = *trk_slot(p, id);
-	if (s)
-		s->deadline_ns = now + (uint64_t)s->timeout_ms * 1000000u;
+	uint32_t me = p->k->myid;
+	p->trk_peer_n += (owner != me) - (s->owner != me);
+	s->owner = owner;
 }
 
-static void trk_add(struct pipeline *p, int64_t id, int32_t timeout_ms)
+static void trk_touch(struct pipeline *p, int64_t id, uint32_t owner, uint64_t now)
+{
+	struct strack *s = *trk_slot(p, id);
+	if (s) {
+		s->deadline_ns = now + (uint64_t)s->timeout_ms * 1000000u;
+		trk_own(p, s, owner);
+	}
+}
+
+/* owner 0: not known (a restored store) -- the node that made the session,
+ * from its id's top byte, until its next TOUCH says where it is. */
+static void trk_add(struct pipeline *p, int64_t id, int32_t timeout_ms, uint32_t owner)
 {
 	struct strack **slot = trk_slot(p, id);
 	struct strack *s = *slot;
@@ -884,8 +853,10 @@ static void trk_add(struct pipeline *p, int64_t id, int32_t timeout_ms)
 		if (!s)
 			abort();
 		s->id = id;
+		s->owner = p->k->myid; /* counted by trk_own below */
 		*slot = s;
 	}
+	trk_own(p, s, owner ? owner : (uint32_t)((uint64_t)id >> 56));
 	s->timeout_ms = timeout_ms;
 	s->expiring = false;
 	s->deadline_ns = keel_now_ns() + (uint64_t)timeout_ms * 1000000u;
@@ -896,6 +867,7 @@ static void trk_del(struct pipeline *p, int64_t id)
 	struct strack **slot = trk_slot(p, id);
 	if (*slot) {
 		struct strack *s = *slot;
+		trk_own(p, s, p->k->myid);
 		*slot = s->next;
 		free(s);
 	}
@@ -2097,7 +2069,7 @@ static void on_touch(struct pipeline *p, const struct dp_msg *m)
 	if (n > 0)
 		p->peer_client_ns = now; /* see news_first */
 	for (uint32_t i = 0; i < n && 4 + 8 * (size_t)(i + 1) <= m->len; i++)
-		trk_touch(p, (int64_t)get64(m->data + 4 + 8 * i), now);
+		trk_touch(p, (int64_t)get64(m->data + 4 + 8 * i), m->from, now);
 	uint32_t level, min;
 	size_t ids = 4 + 8 * (size_t)n;
 	int lrc = node_level_touch_parse(m->data, m->len, ids, &level, &min);
@@ -2165,6 +2137,11 @@ static void on_raft(struct pipeline *p, const struct dp_msg *m)
 	}
 	if (m->from < DP_MAX_NODES)
 		p->raft_rx[m->from]++; /* it speaks (level_silent) */
+	/* Any leader's commit index is committed: the front end counts reads
+	 * served below it (keel_reads_behind). */
+	if ((msg.type == RAFT_MSG_APPEND || msg.type == RAFT_MSG_HEARTBEAT) &&
+	    msg.commit > atomic_load_explicit(&p->k->lead_commit, memory_order_relaxed))
+		atomic_store(&p->k->lead_commit, msg.commit);
 	if (msg.type == RAFT_MSG_SNAPSHOT && msg.data_len) {
 		/* its image's sum (on_snap; none from a level-5 leader), for take_chunks,
 		 * by the chunk's key: the image's term (log_term), not the message's,
@@ -2446,7 +2423,7 @@ static void applied(struct pipeline *p, uint32_t origin, uint32_t flags, uint64_
 		}
 	}
 	if (txn->type == KV_OP_CREATE_SESSION) {
-		trk_add(p, txn->session_id, txn->session_timeout_ms);
+		trk_add(p, txn->session_id, txn->session_timeout_ms, origin);
 	} else if (txn->type == KV_OP_CLOSE_SESSION || txn->type == KV_OP_EXPIRE_SESSION) {
 		trk_del(p, txn->session_id);
 		keeld_session_gone(k, txn->session_id, txn->type == KV_OP_EXPIRE_SESSION);
@@ -2603,8 +2580,14 @@ static void apply_entry(struct pipeline *p, const struct raft_entry *e)
 			}
 			/* A reattach: every other node lets go of the session's
 			 * connection; the origin answers it (finish_local). */
-			if ((flags & ITEM_OWNER) && len >= 8 && origin != k->myid)
-				keeld_session_moved(k, (int64_t)get64(t), origin, t + 8, len - 8);
+			if ((flags & ITEM_OWNER) && len >= 8) {
+				struct strack *s = *trk_slot(p, (int64_t)get64(t));
+				if (s) /* news_first: where its client is now */
+					trk_own(p, s, origin);
+				if (origin != k->myid)
+					keeld_session_moved(k, (int64_t)get64(t), origin, t + 8,
+							    len - 8);
+			}
 			if (!len || (flags & ITEM_OWNER)) {
 				finish_local(p, origin, id, NULL, NULL, 0);
 				continue;
@@ -3379,7 +3362,7 @@ static void session_work(struct pipeline *p, uint64_t now)
 			len += node_touch_taken_put(msg + len);
 		if (raft_role(p->r) == RAFT_LEADER) {
 			for (uint32_t i = 0; i < n; i++)
-				trk_touch(p, (int64_t)get64(msg + 4 + 8 * i), now);
+				trk_touch(p, (int64_t)get64(msg + 4 + 8 * i), k->myid, now);
 			level_work(p, now);
 		} else if (raft_leader(p->r) && p->t) {
 			(void)dp_send(p->t, (uint16_t)raft_leader(p->r), KEELD_MSG_TOUCH, msg, len);
@@ -3455,7 +3438,7 @@ static void container_work(struct pipeline *p, uint64_t now)
 
 static int trk_seed(void *ctx, int64_t id, int32_t timeout_ms)
 {
-	trk_add(ctx, id, timeout_ms);
+	trk_add(ctx, id, timeout_ms, 0);
 	return 0;
 }
 
@@ -3468,6 +3451,7 @@ static void trk_rebuild(struct pipeline *p)
 			p->trk[i] = s->next;
 			free(s);
 		}
+	p->trk_peer_n = 0;
 	(void)kv_sessions(kv_view_get(keeld_kv(p->k)), trk_seed, p);
 }
 
@@ -6225,17 +6209,22 @@ static uint64_t tick_interval_ns(const struct pipeline *p)
  * bench/RESULTS.md, "single-client write, round 2"). Only a follower with a
  * client can be read at, and every client of a follower shows here first:
  * its session's create or reattach and its writes come as FORWARDs, its live
- * sessions as a TOUCH every tick_ms/2. So a leader that has heard of no
- * follower client for two ticks (and none since it became leader: it starts
- * as if it had) holds each heartbeat until its next message to that
- * follower or the next tick (send_raft). A client that connects to a
- * follower can read there only after the follower applied its session's
- * create, and the FORWARD of that create ended the hold before it was
- * committed.
+ * sessions as a TOUCH every tick_ms/2. So a leader none of whose sessions
+ * is at a follower (trk_peer_n: each session's owner from its create, a
+ * reattach or the last TOUCH that named it; gone when it is closed or
+ * expires), and that has heard of no follower client for two ticks (and none
+ * since it became leader: it starts as if it had), holds each heartbeat
+ * until its next message to that follower or the next tick (send_raft). A
+ * client that connects to a follower can read there only after the follower
+ * applied its session's create, and the FORWARD of that create ended the
+ * hold before it was committed. The sessions, not the TOUCHes alone: a
+ * follower stalled past two ticks (a long fsync, a loaded machine) sends no
+ * TOUCH, and a write answered meanwhile was read stale by its client right
+ * after the stall (tests/cluster/test_news_first.py, the stalled follower).
  */
 static bool news_first(const struct pipeline *p, uint64_t now)
 {
-	if (raft_role(p->r) != RAFT_LEADER)
+	if (raft_role(p->r) != RAFT_LEADER || p->trk_peer_n)
 		return true;
 	return now - p->peer_client_ns < 2 * (uint64_t)p->k->cfg.tick_ms * 1000000u;
 }
