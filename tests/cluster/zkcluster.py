@@ -242,10 +242,17 @@ class Cluster:
                 self.stop(n.idx)
             except Exception:
                 pass
+        self.report_terms()
         if keep_logs:
             self.keep_logs()
         shutil.rmtree(self.dir, ignore_errors=True)
         self.cleanup_runtime()
+
+    def report_terms(self):
+        """One stderr line: each term's leader, from the nodes' logs (keel).
+        A test that assumed one leader throughout and failed, or passed only
+        weakly, shows here whether an election happened meanwhile (a loaded
+        machine moves the leader now and then: tests/README.md)."""
 
     def keep_logs(self):
         kept = tempfile.mkdtemp(prefix="keel-logs-")
@@ -456,6 +463,16 @@ class KeelCluster(Cluster):
                 return r.status, r.read().decode()
         except urllib.error.HTTPError as e:
             return e.code, e.read().decode()
+
+    def report_terms(self):
+        try:
+            seen = self.leaders_by_term()
+        except Exception:
+            return
+        if seen:
+            print("\nkeel cluster: leader by term: %s" % " ".join(
+                "%d:%s" % (t, "/".join(str(x) for x in sorted(seen[t])))
+                for t in sorted(seen)), file=sys.stderr)
 
     def leaders_by_term(self):
         """{term: {leader id: [ids of the nodes that logged it]}} from every
