@@ -28,10 +28,28 @@ import sys
 import tempfile
 import threading
 import time
+import unittest
 import urllib.error
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+
+# Whether a test of this process failed: a cluster shared by a module's
+# tests (setUpModule/tearDownModule) is destroyed after them, outside any
+# with-block that saw the exception, and must keep its logs too (a CI
+# failure of test_client_limits once left nothing to read).
+_FAILED = [False]
+
+
+def _noting(add):
+    def f(self, test, err):
+        _FAILED[0] = True
+        return add(self, test, err)
+    return f
+
+
+unittest.TestResult.addFailure = _noting(unittest.TestResult.addFailure)
+unittest.TestResult.addError = _noting(unittest.TestResult.addError)
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 
 
@@ -246,8 +264,9 @@ class Cluster:
 
     def destroy(self, keep_logs=False):
         """Stops every node and removes the directory. keep_logs (a test
-        failed): each node's out.log is first copied to a directory of its
-        own, named on stderr, so a rare failure (a CI run) can be read."""
+        failed; or any test of this process has failed so far): each node's
+        out.log is first copied to a directory of its own, named on stderr,
+        so a rare failure (a CI run) can be read."""
         for n in self.nodes:
             try:
                 if n.running:
@@ -256,7 +275,7 @@ class Cluster:
             except Exception:
                 pass
         self.report_terms()
-        if keep_logs:
+        if keep_logs or _FAILED[0]:
             self.keep_logs()
         shutil.rmtree(self.dir, ignore_errors=True)
         self.cleanup_runtime()
