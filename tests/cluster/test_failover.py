@@ -55,11 +55,13 @@ class Failover(unittest.TestCase):
             ts = [threading.Thread(target=writer, args=(w,)) for w in range(WRITERS)]
             for t in ts:
                 t.start()
-            time.sleep(2)
-            leader = cl.leader()
-            self.assertIsNotNone(leader)
-            before = sum(len(a) for a in acked)
-            self.assertGreater(before, 0, "no write acknowledged before the kill")
+            # The load running before the kill: a bounded wait for writes (on
+            # a loaded machine four clients can take seconds to connect; a
+            # fixed 2 s sleep found none acknowledged), and for a leader.
+            wait_for(lambda: sum(len(a) for a in acked) >= 4 * WRITERS, 60,
+                     "writes acknowledged before the kill")
+            leader = wait_for(lambda: [x for x in [cl.leader()] if x is not None], 30,
+                              "a leader before the kill")[0]
             t_kill = time.monotonic()
             cl.kill(leader)
 

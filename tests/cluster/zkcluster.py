@@ -28,10 +28,28 @@ import sys
 import tempfile
 import threading
 import time
+import unittest
 import urllib.error
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+
+# Whether a test of this process failed: a cluster shared by a module's
+# tests (setUpModule/tearDownModule) is destroyed after them, outside any
+# with-block that saw the exception, and must keep its logs too (a CI
+# failure of test_client_limits once left nothing to read).
+_FAILED = [False]
+
+
+def _noting(add):
+    def f(self, test, err):
+        _FAILED[0] = True
+        return add(self, test, err)
+    return f
+
+
+unittest.TestResult.addFailure = _noting(unittest.TestResult.addFailure)
+unittest.TestResult.addError = _noting(unittest.TestResult.addError)
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 
 
@@ -97,9 +115,13 @@ def check_creates_everywhere(cl, root, want):
                                  (i + 1, len(missing), sorted(missing)[:3]))
 
 
-def wait_port(port, timeout):
+def wait_port(port, timeout, proc=None):
+    """True once the server on port answers ruok, False after timeout
+    seconds or as soon as proc (the server's Popen, if given) has exited."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            return False
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
                 s.sendall(b"ruok")
@@ -188,9 +210,10 @@ class Cluster:
         for n in self.nodes[:self.initial]:
             self.start(n.idx, wait=False)
         for n in self.nodes[:self.initial]:
-            if not wait_port(n.client_port, 60):
-                raise RuntimeError("%s node %d did not answer ruok on %d; log: %s" %
-                                   (self.kind, n.id, n.client_port, self.tail(n)))
+            if not wait_port(n.client_port, 60, n.proc):
+                raise RuntimeError("%s node %d did not answer ruok on %d (%s); log: %s" %
+                                   (self.kind, n.id, n.client_port, self.exit_status(n),
+                                    self.tail(n)))
         self.wait_ready()
 
     def start(self, i, wait=True):
@@ -200,8 +223,16 @@ class Cluster:
         n.log = open(os.path.join(n.workdir, "out.log"), "ab")
         n.proc = subprocess.Popen(self.command(n), stdout=n.log, stderr=subprocess.STDOUT,
                                   cwd=n.workdir, start_new_session=True)
-        if wait and not wait_port(n.client_port, 60):
-            raise RuntimeError("node %d did not come back: %s" % (n.id, self.tail(n)))
+        if wait and not wait_port(n.client_port, 60, n.proc):
+            raise RuntimeError("node %d did not come back (%s): %s" %
+                               (n.id, self.exit_status(n), self.tail(n)))
+
+    def exit_status(self, n):
+        """Whether node n's process still runs, for an error message: a
+        ZooKeeper JVM that cannot bind its port exits and, with no logging
+        binding on its class path, says nothing (diff_zk, once)."""
+        rc = n.proc.poll() if n.proc is not None else None
+        return "still running" if rc is None else "exited with status %d" % rc
 
     def kill(self, i):
         n = self.nodes[i]
@@ -233,8 +264,9 @@ class Cluster:
 
     def destroy(self, keep_logs=False):
         """Stops every node and removes the directory. keep_logs (a test
-        failed): each node's out.log is first copied to a directory of its
-        own, named on stderr, so a rare failure (a CI run) can be read."""
+        failed; or any test of this process has failed so far): each node's
+        out.log is first copied to a directory of its own, named on stderr,
+        so a rare failure (a CI run) can be read."""
         for n in self.nodes:
             try:
                 if n.running:
@@ -242,10 +274,17 @@ class Cluster:
                 self.stop(n.idx)
             except Exception:
                 pass
-        if keep_logs:
+        self.report_terms()
+        if keep_logs or _FAILED[0]:
             self.keep_logs()
         shutil.rmtree(self.dir, ignore_errors=True)
         self.cleanup_runtime()
+
+    def report_terms(self):
+        """One stderr line: each term's leader, from the nodes' logs (keel).
+        A test that assumed one leader throughout and failed, or passed only
+        weakly, shows here whether an election happened meanwhile (a loaded
+        machine moves the leader now and then: tests/README.md)."""
 
     def keep_logs(self):
         kept = tempfile.mkdtemp(prefix="keel-logs-")
@@ -346,12 +385,25 @@ class ZooKeeperCluster(Cluster):
                     "log4j.appender.CONSOLE.layout=org.apache.log4j.PatternLayout\n"
                     "log4j.appender.CONSOLE.layout.ConversionPattern=%d %p %c{1}: %m%n\n")
 
+    # ZooKeeper logs through SLF4J; without a binding on the class path it
+    # says nothing at all, not even why it exited (a port taken: status 1).
+    # The java.util.logging one (libslf4j-java, which zookeeper needs), at
+    # WARNING, to the node's out.log.
+    SLF4J_JUL = "/usr/share/java/slf4j-jdk14.jar"
+
     def command(self, n):
-        cp = ":".join([n.workdir, "/usr/share/java/zookeeper.jar"])
+        jars = [n.workdir, "/usr/share/java/zookeeper.jar"]
+        if os.path.exists(self.SLF4J_JUL):
+            jars.append(self.SLF4J_JUL)
+            with open(os.path.join(n.workdir, "logging.properties"), "w") as f:
+                f.write("handlers=java.util.logging.ConsoleHandler\n.level=WARNING\n"
+                        "java.util.logging.ConsoleHandler.level=WARNING\n")
+        cp = ":".join(jars)
         return ["java", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
                 "-Dzookeeper.admin.enableServer=false",
                 "-Dzookeeper.extendedTypesEnabled=true",
                 "-Dlog4j.configuration=file:%s/log4j.properties" % n.workdir,
+                "-Djava.util.logging.config.file=%s/logging.properties" % n.workdir,
                 "-cp", cp, "org.apache.zookeeper.server.quorum.QuorumPeerMain",
                 os.path.join(n.workdir, "zoo.cfg")]
 
@@ -456,6 +508,16 @@ class KeelCluster(Cluster):
                 return r.status, r.read().decode()
         except urllib.error.HTTPError as e:
             return e.code, e.read().decode()
+
+    def report_terms(self):
+        try:
+            seen = self.leaders_by_term()
+        except Exception:
+            return
+        if seen:
+            print("\nkeel cluster: leader by term: %s" % " ".join(
+                "%d:%s" % (t, "/".join(str(x) for x in sorted(seen[t])))
+                for t in sorted(seen)), file=sys.stderr)
 
     def leaders_by_term(self):
         """{term: {leader id: [ids of the nodes that logged it]}} from every

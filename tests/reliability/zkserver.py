@@ -32,11 +32,13 @@ class Missing(Exception):
 
 
 def _free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    # zkcluster's block (10000-32000), not bind(0): a port from the kernel's
+    # ephemeral range, found free here, may be taken as the source port of
+    # any outgoing connection (another test's client) in the seconds before
+    # the JVM binds it.
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "cluster"))
+    from zkcluster import free_port_block
+    return free_port_block(1)
 
 
 def four_letter(host, port, word, timeout_s=1.0):
