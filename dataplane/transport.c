@@ -31,7 +31,8 @@ static uint16_t frag_unit_of(uint16_t mtu)
 
 /* The probe ids' key: from the caller's seed (both halves: a seed is one
  * word), else from getrandom; if even that fails, the clock and the pid
- * (still no two runs alike, and nothing a stranger sees). */
+ * (still no two runs alike, and nothing a stranger sees; but a local user
+ * could guess it, so it is said, once a transport). */
 static void probe_key_init(dp_transport *t, uint64_t seed)
 {
 	static const uint64_t k1 = 0x243f6a8885a308d3ull; /* pi's digits: nothing up the sleeve */
@@ -39,6 +40,10 @@ static void probe_key_init(dp_transport *t, uint64_t seed)
 		t->probe_key[0] = seed;
 		t->probe_key[1] = keel_siphash24_u64((const uint64_t[2]){ seed, k1 }, seed);
 	} else if (getrandom(t->probe_key, sizeof(t->probe_key), 0) != sizeof(t->probe_key)) {
+		fprintf(stderr,
+			"dataplane: getrandom failed (%s): probe ids keyed from the clock and the "
+			"pid, which a local user could guess (acks forged for them would be taken)\n",
+			strerror(errno));
 		t->probe_key[0] = keel_now_ns() ^ (uint64_t)getpid() << 32;
 		t->probe_key[1] = keel_siphash24_u64((const uint64_t[2]){ t->probe_key[0], k1 }, 1);
 	}
@@ -507,8 +512,10 @@ static void up_wait_first(dp_transport *t, struct dp_path *pp, uint64_t now)
 }
 
 /* The search's next probe size, or its end: frames cut for the largest
- * size answered. */
-static void search_next(dp_transport *t, uint16_t id, struct dp_path *pp, uint64_t now)
+ * size answered -- or, `limited` (search_within), for the limit on frames to
+ * the peer that fell mid-search: the size above it was never probed. */
+static void search_next(dp_transport *t, uint16_t id, struct dp_path *pp, uint64_t now,
+			bool limited)
 {
 	pp->misses = 0;
 	if (pp->hi_unit - pp->lo_unit > SEARCH_GRAIN) {
@@ -526,12 +533,20 @@ static void search_next(dp_transport *t, uint16_t id, struct dp_path *pp, uint64
 		up_wait_first(t, pp, now);
 	else if (pp->cap_unit == was)
 		return; /* nothing learnt: no log every dp.mtu_probe_s */
-	fprintf(stderr,
-		"dataplane: peer %u: probes for mtu %u answered, for mtu %u lost: frames to it "
-		"now cut for mtu %u, a full-size probe again in %u s\n",
-		id, dp_mtu_to(t, id), lost + DP_IP_BYTES + DP_UDP_BYTES + DP_HDR_BYTES,
-		dp_mtu_to(t, id),
-		(unsigned)(pp->up_ns > now ? (pp->up_ns - now) / 1000000000ull : 0));
+	unsigned again = (unsigned)(pp->up_ns > now ? (pp->up_ns - now) / 1000000000ull : 0);
+	if (limited)
+		fprintf(stderr,
+			"dataplane: peer %u: the limit on frames to it (this node's MTU or the "
+			"peer's receive limit) fell to mtu %u mid-search, the sizes above no longer "
+			"probed: frames to it now cut for mtu %u, a full-size probe again in %u s\n",
+			id, lost - 1 + DP_IP_BYTES + DP_UDP_BYTES + DP_HDR_BYTES, dp_mtu_to(t, id),
+			again);
+	else
+		fprintf(stderr,
+			"dataplane: peer %u: probes for mtu %u answered, for mtu %u lost: frames to "
+			"it now cut for mtu %u, a full-size probe again in %u s\n",
+			id, dp_mtu_to(t, id), lost + DP_IP_BYTES + DP_UDP_BYTES + DP_HDR_BYTES,
+			dp_mtu_to(t, id), again);
 }
 
 /* The unit frames to `id` are cut for with no black hole assumed. */
@@ -571,7 +586,7 @@ static void probe_judge(dp_transport *t, uint16_t id, struct dp_path *pp, uint64
 			pp->lo_unit = pp->cap_unit;
 			pp->hi_unit = whole;
 			pp->rising = true;
-			search_next(t, id, pp, now);
+			search_next(t, id, pp, now, false);
 		}
 		return;
 	}
@@ -585,7 +600,7 @@ static void probe_judge(dp_transport *t, uint16_t id, struct dp_path *pp, uint64
 		if (++pp->misses < SEARCH_MISSES)
 			return;
 		pp->hi_unit = pp->try_unit;
-		search_next(t, id, pp, now);
+		search_next(t, id, pp, now, false);
 		return;
 	}
 	uint16_t unit = unit_to(t, id);
@@ -600,7 +615,7 @@ static void probe_judge(dp_transport *t, uint16_t id, struct dp_path *pp, uint64
 	pp->hi_unit = unit;
 	pp->fallen_ns = now;
 	pp->blackholes++;
-	search_next(t, id, pp, now);
+	search_next(t, id, pp, now, false);
 	t->ctr[DP_CTR_TX_MTU_BLACKHOLE]++;
 	fprintf(stderr,
 		"dataplane: peer %u: %d probes of %u B in a row unanswered while its frames "
@@ -641,7 +656,7 @@ static void search_within(dp_transport *t, uint16_t id, struct dp_path *pp, uint
 		return;
 	pp->hi_unit = KEEL_MIN(pp->hi_unit, (uint16_t)(whole + 1));
 	pp->lo_unit = KEEL_MIN(pp->lo_unit, whole);
-	search_next(t, id, pp, now);
+	search_next(t, id, pp, now, true);
 }
 
 /* Acks due, and every second a probe to each peer (see "probes"). */
@@ -750,7 +765,7 @@ static bool ctl_rx(dp_transport *t, const struct dp_hdr *h, const uint8_t *b, ui
 				h->from, dp_mtu_to(t, h->from), was);
 		} else if (pp->try_unit) {
 			pp->lo_unit = pp->try_unit;
-			search_next(t, h->from, pp, now);
+			search_next(t, h->from, pp, now, false);
 		}
 	}
 	return true;

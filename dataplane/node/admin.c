@@ -297,6 +297,14 @@ static const struct family families[] = {
 	  .help = "Entry-buffer chunks emptied and kept mapped for reuse." },
 	{ .name = "keel_entbuf_bytes", AT(entbuf_bytes_g), .gauge = true,
 	  .help = "Bytes of the entry-buffer chunks mapped now (malloc'd buffers not counted)." },
+	{ .name = "keel_reads_behind_total", AT(reads_behind_c),
+	  .help = "Reads this node served while its applied index was below the highest commit "
+		  "index a leader named (a follower whose log lags the quorum's: the read answers "
+		  "older state; mntr keel_reads_behind)." },
+	{ .name = "keel_sessions_at_peers", AT(sessions_at_peers_g), .gauge = true,
+	  .help = "Sessions whose client is, as this node last heard, at another node, or not "
+		  "known (restored from a snapshot): a leader holds heartbeats (news_first) only "
+		  "at 0; mntr keel_sessions_at_peers." },
 	{ .name = "keel_acl_records", AT(acl_records_g), .gauge = true,
 	  .help = "Distinct ACL lists held by the store (one record each, shared by every "
 		  "znode holding the list)." },

@@ -169,16 +169,21 @@ void keeld_session_gone(struct keeld *k, int64_t sid, bool expired)
  * a node binds a connection only when its own reattach applies, so the one
  * applied last keeps its connection.
  */
+bool keeld_session_owns(struct keeld *k, int64_t sid, const uint8_t *pw, uint32_t pw_len)
+{
+	struct kv_session_info si;
+	return pw_len == KV_PASSWD_BYTES &&
+	       kv_session_get(kv_view_get(keeld_kv(k)), sid, &si) == ZK_OK &&
+	       memcmp(pw, si.passwd, KV_PASSWD_BYTES) == 0;
+}
+
 void keeld_session_moved(struct keeld *k, int64_t sid, uint32_t node, const uint8_t *pw,
 			 uint32_t pw_len)
 {
 	/* Only the session's owner (its password) moves it: a reattach that
 	 * will be answered "expired" leaves the live connection alone. Every
 	 * node applies this at the same point of the log, so all decide alike. */
-	struct kv_session_info si;
-	if (pw_len != KV_PASSWD_BYTES ||
-	    kv_session_get(kv_view_get(keeld_kv(k)), sid, &si) != ZK_OK ||
-	    memcmp(pw, si.passwd, KV_PASSWD_BYTES) != 0)
+	if (!keeld_session_owns(k, sid, pw, pw_len))
 		return;
 	pthread_mutex_lock(&k->fe_mu);
 	/* read under the lock: the engine thread frees local sessions */
@@ -662,8 +667,11 @@ void keeld_serve_read(struct keeld *k, const struct zk_call *call, int32_t type,
 	/* A follower whose log lacks what the leader said is committed (its
 	 * disk slower than the quorum's: the leader's window of AppendEntries
 	 * to it full; a lost datagram) answers from older state: counted. */
-	if (atomic_load(&k->lead_commit) > atomic_load(&k->applied_index))
+	if (atomic_load(&k->lead_commit) > atomic_load(&k->applied_index)) {
 		atomic_fetch_add(&k->n_reads_behind, 1);
+		if (k->reads_behind_c)
+			mgmt_counter_add(k->reads_behind_c, 1);
+	}
 	for (int i = 0; i < 100; i++)
 		if (read_once(k, call, type, path, path_len, watch, s, nops) != KEEL_E_STALE)
 			return;
@@ -2273,7 +2281,8 @@ static size_t four_letter(struct zk_backend *b, int word, char *out, size_t cap)
 		    "\nkeel_session_expired_not_found\t%" PRIu64
 		    "\nkeel_session_expired_password\t%" PRIu64
 		    "\nkeel_session_expired_create\t%" PRIu64
-		    "\nkeel_reads_behind\t%" PRIu64 "\n",
+		    "\nkeel_reads_behind\t%" PRIu64
+		    "\nkeel_sessions_at_peers\t%" PRIu64 "\n",
 		    k->version, mode_name(k), nodes, sessions, st.open, st.requests, st.replies,
 		    st.outstanding, (size_t)0, (uint64_t)atomic_load(&k->term),
 		    atomic_load(&k->leader), (uint64_t)zxid,
@@ -2284,7 +2293,8 @@ static size_t four_letter(struct zk_backend *b, int word, char *out, size_t cap)
 		    (uint64_t)atomic_load(&k->n_expired[KEELD_EXPIRED_NOT_FOUND]),
 		    (uint64_t)atomic_load(&k->n_expired[KEELD_EXPIRED_PASSWORD]),
 		    (uint64_t)atomic_load(&k->n_expired[KEELD_EXPIRED_CREATE]),
-		    (uint64_t)atomic_load(&k->n_reads_behind));
+		    (uint64_t)atomic_load(&k->n_reads_behind),
+		    (uint64_t)atomic_load(&k->sessions_at_peers));
 		mntr_settings(k, out, cap, &n);
 		/* peer messages (not client packets: keel_malformed) that did not
 		 * decode, every type (keel_peer_messages_malformed_total) */

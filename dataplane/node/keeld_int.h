@@ -266,6 +266,10 @@ struct keeld {
 	 * early"). */
 	atomic_uint_fast64_t lead_commit;
 	atomic_uint_fast64_t n_reads_behind;
+	/* The pipeline's count of sessions whose client is at another node, or
+	 * not known (trk_peer_n; mntr keel_sessions_at_peers): a leader holds
+	 * heartbeats only at 0 (news_first). */
+	atomic_uint_fast32_t sessions_at_peers;
 	atomic_uint_fast64_t n_requests;
 	atomic_uint_fast64_t n_writes;
 	atomic_uint_fast64_t n_refused_zxid;
@@ -317,6 +321,11 @@ struct keeld {
 	struct mgmt_counter *entbuf_bufs_c[2]; /* {from="chunk"|"malloc"} */
 	struct mgmt_counter *entbuf_mapped_c, *entbuf_reused_c, *entbuf_trimmed_c;
 	struct mgmt_gauge *entbuf_chunks_g, *entbuf_kept_g, *entbuf_bytes_g;
+	/* keel_reads_behind_total: n_reads_behind on /metrics (frontend.c
+	 * keeld_serve_read); keel_sessions_at_peers: sessions_at_peers, set
+	 * when the pipeline publishes its status */
+	struct mgmt_counter *reads_behind_c;
+	struct mgmt_gauge *sessions_at_peers_g;
 	/* keel_acl_records: the store's ACL table, read on the pipeline thread
 	 * (its writer) when the status is published */
 	struct mgmt_gauge *acl_records_g;
@@ -379,6 +388,10 @@ void keeld_read_only_tick(struct keeld *k, uint32_t leader);
 /* A PREQ_REATTACH's marker was applied here: look the session up again and
  * answer the ConnectRequest (pipeline thread). */
 void keeld_reattach(struct keeld *k, const struct preq *r);
+/* A reattach of session sid with password pw moves the session (the
+ * session is in the applied store and pw is its password): the front ends'
+ * rule, and the pipeline's for where the session's client is (news_first). */
+bool keeld_session_owns(struct keeld *k, int64_t sid, const uint8_t *pw, uint32_t pw_len);
 /* Another node's reattach of session sid (with password pw) was applied
  * here: if the password is the session's, close the session's connection
  * this node still holds and forget the session here (pipeline thread). */

@@ -831,6 +831,7 @@ static void trk_own(struct pipeline *p, struct strack *s, uint32_t owner)
 	uint32_t me = p->k->myid;
 	p->trk_peer_n += (owner != me) - (s->owner != me);
 	s->owner = owner;
+	atomic_store_explicit(&p->k->sessions_at_peers, p->trk_peer_n, memory_order_relaxed);
 }
 
 static void trk_touch(struct pipeline *p, int64_t id, uint32_t owner, uint64_t now)
@@ -842,8 +843,14 @@ static void trk_touch(struct pipeline *p, int64_t id, uint32_t owner, uint64_t n
 	}
 }
 
-/* owner 0: not known (a restored store) -- the node that made the session,
- * from its id's top byte, until its next TOUCH says where it is. */
+/* owner 0: not known (a restored store). Counted as at a follower until a
+ * TOUCH names it (the leader's own within tick_ms/2): its id's top byte is
+ * the node that made it, but a reattach before the snapshot moved it, and a
+ * leader that made a session took it for its own and held heartbeats while
+ * its client read at a follower. A session no client holds keeps the
+ * heartbeats flowing until it expires: a cost, not a stale read. */
+#define TRK_OWNER_UNKNOWN UINT32_MAX
+
 static void trk_add(struct pipeline *p, int64_t id, int32_t timeout_ms, uint32_t owner)
 {
 	struct strack **slot = trk_slot(p, id);
@@ -856,7 +863,7 @@ static void trk_add(struct pipeline *p, int64_t id, int32_t timeout_ms, uint32_t
 		s->owner = p->k->myid; /* counted by trk_own below */
 		*slot = s;
 	}
-	trk_own(p, s, owner ? owner : (uint32_t)((uint64_t)id >> 56));
+	trk_own(p, s, owner ? owner : TRK_OWNER_UNKNOWN);
 	s->timeout_ms = timeout_ms;
 	s->expiring = false;
 	s->deadline_ns = keel_now_ns() + (uint64_t)timeout_ms * 1000000u;
@@ -2582,7 +2589,11 @@ static void apply_entry(struct pipeline *p, const struct raft_entry *e)
 			 * connection; the origin answers it (finish_local). */
 			if ((flags & ITEM_OWNER) && len >= 8) {
 				struct strack *s = *trk_slot(p, (int64_t)get64(t));
-				if (s) /* news_first: where its client is now */
+				/* news_first: where its client is now -- only if the
+				 * reattach moves it (keeld_session_moved's rule): a
+				 * wrong password at the leader used to take the count
+				 * of a session still read at a follower. */
+				if (s && keeld_session_owns(k, s->id, t + 8, len - 8))
 					trk_own(p, s, origin);
 				if (origin != k->myid)
 					keeld_session_moved(k, (int64_t)get64(t), origin, t + 8,
@@ -3452,6 +3463,7 @@ static void trk_rebuild(struct pipeline *p)
 			free(s);
 		}
 	p->trk_peer_n = 0;
+	atomic_store_explicit(&p->k->sessions_at_peers, 0, memory_order_relaxed);
 	(void)kv_sessions(kv_view_get(keeld_kv(p->k)), trk_seed, p);
 }
 
@@ -5764,6 +5776,8 @@ static void mg_entbuf(struct pipeline *p)
 		mgmt_gauge_set(k->entbuf_kept_g, (double)st.chunks_kept);
 	if (k->entbuf_bytes_g)
 		mgmt_gauge_set(k->entbuf_bytes_g, (double)st.bytes_now);
+	if (k->sessions_at_peers_g) /* news_first's count, not entbuf's: same publish */
+		mgmt_gauge_set(k->sessions_at_peers_g, (double)p->trk_peer_n);
 }
 
 /* keel.spinWindows' cost and aim (keel_spin_*), by window. */

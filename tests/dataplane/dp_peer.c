@@ -47,6 +47,7 @@
 #include <unistd.h>
 
 #include "dp.h"
+#include "keel.h"
 
 enum { T_HELLO = 1, T_HELLO_ACK, T_DATA, T_ACK, T_DONE, T_ECHO, T_FAN, T_READY };
 
@@ -131,18 +132,6 @@ struct peer_tx {
 static struct peer_tx ptx[DP_MAX_NODES];
 static uint64_t n_sent, n_acked, n_lost, n_rx_ok, n_rx_bad;
 static uint8_t *scratch;
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	memcpy(p, &v, 4);
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	uint32_t v;
-	memcpy(&v, p, 4);
-	return v;
-}
 
 static void send_or_die(uint16_t to, uint8_t type, const void *b, size_t n)
 {
@@ -237,7 +226,7 @@ static void on_mesh_msg(const struct dp_msg *m)
 			n_rx_bad++;
 			return;
 		}
-		uint32_t seq = get32(m->data), len = get32(m->data + 4);
+		uint32_t seq = keel_get32(m->data), len = keel_get32(m->data + 4);
 		pattern(scratch, m->len - 8, m->from, seq);
 		if (len != m->len - 8 || memcmp(scratch, m->data + 8, m->len - 8) != 0) {
 			fprintf(stderr, "dp_peer %u: DAMAGED message %u from %u (len %u)\n",
@@ -247,13 +236,13 @@ static void on_mesh_msg(const struct dp_msg *m)
 		}
 		n_rx_ok++;
 		uint8_t ack[4];
-		put32(ack, seq);
+		keel_put32(ack, seq);
 		send_or_die(m->from, T_ACK, ack, 4);
 		return;
 	}
 	if (m->type == T_ACK && m->len == 4) {
 		struct peer_tx *p = &ptx[m->from];
-		uint32_t seq = get32(m->data);
+		uint32_t seq = keel_get32(m->data);
 		for (int i = 0; i < WINDOW; i++) {
 			if (p->used[i] && p->seq[i] == seq) {
 				p->used[i] = false;
@@ -367,8 +356,8 @@ static int run_mesh(uint32_t per_peer)
 				while (p->used[w])
 					w++;
 				uint32_t seq = p->next_seq++, len = mesh_len(seq);
-				put32(scratch, seq);
-				put32(scratch + 4, len);
+				keel_put32(scratch, seq);
+				keel_put32(scratch + 4, len);
 				if (seq % 2 == 0) {
 					pattern(scratch + 8, len, cfg.node_id, seq);
 					send_or_die(peers[i], T_DATA, scratch, len + 8);
