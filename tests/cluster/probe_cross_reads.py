@@ -20,6 +20,14 @@ follower, was missed by the read in 2-10 % of the rounds (deletes: 1 of
 47 of 500, a create then an exists 8 of 500; with forceSync=no 40 and 48
 of 500, the deletes 67 of 300); the other two pairings missed nothing.
 test_client_limits' test_super_acl failed once so before it synced.
+
+xread10 (load 5-11): only with the writer at the lower-id follower (16-36
+of 200 gets, 16-24 of 200 exists; 0 the other way round), the reader's
+keel_reads_behind unchanged: it had not heard the commit. The leader's
+sendmmsg told the writer's follower first, which took the leader's CPU,
+answered, and its client read the other follower before its datagram was
+sent. With pipeline.c's send_update (writers' followers told last): 0 of
+200 in every pairing (bench/results/xread10/probe-ab-1.txt).
 """
 import os
 import sys
