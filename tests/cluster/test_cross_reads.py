@@ -7,7 +7,7 @@ a sync).
 The leader's commit news to the followers leaves in one sendmmsg; over
 loopback each datagram wakes its receiver inside the call, and on a busy
 machine the woken follower may take the leader's CPU before the next
-datagram is sent. Were the writer's follower told first (as it was: peer-id
+datagram is sent. Were the writer's follower told first (as it was: member
 order), it could apply, answer, and its client's read reach the other
 follower before that one had the datagram: ci10's probe_cross_reads found
 2-10 % of such reads stale (16 of 200 with the writer at the lower id, 0 of
