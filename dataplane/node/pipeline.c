@@ -605,6 +605,13 @@ struct pipeline {
 	uint64_t peer_client_ns; /* a peer last showed a client of its own */
 	bool news_was_first;     /* news_first's last answer (logged when it changes) */
 	bool hb_hold;            /* this turn: hold heartbeats */
+	/* Leader: the log index of the last entry holding a request another
+	 * node forwarded, by that node (send_update tells it of a commit last),
+	 * and the senders of the items collected for the next entry. */
+	uint64_t fwd_index[DP_MAX_NODES];
+	bool fwd_marked[DP_MAX_NODES];
+	uint8_t fwd_ids[DP_MAX_NODES];
+	uint32_t fwd_ids_n;
 
 	/* membership (leader: the change in flight; every node: addresses) */
 	struct mchange ch;
@@ -929,6 +936,11 @@ static void items_add(struct pipeline *p, uint32_t origin, uint64_t id, const vo
 	p->items = grow(p->items, &p->items_cap, p->items_len + 16 + len, 1);
 	p->items_len += put_item(p->items + p->items_len, origin, id, txn, len);
 	p->items_n++;
+	uint32_t from = origin & ~ITEM_FLAGS;
+	if (from && from < DP_MAX_NODES && from != p->k->myid && !p->fwd_marked[from]) {
+		p->fwd_marked[from] = true;
+		p->fwd_ids[p->fwd_ids_n++] = (uint8_t)from;
+	}
 }
 
 /* A local request's origin field in an item (FORWARD and proposals). */
@@ -1473,6 +1485,12 @@ static void propose_batch(struct pipeline *p)
 		return;
 	}
 	raft_buf_unref(b);
+	for (uint32_t i = 0; i < p->fwd_ids_n; i++) {
+		p->fwd_marked[p->fwd_ids[i]] = false;
+		if (rc >= 0 && kept)
+			p->fwd_index[p->fwd_ids[i]] = index;
+	}
+	p->fwd_ids_n = 0;
 	if (rc < 0)
 		keeld_log("pipeline: propose failed: %s", keel_strerror(rc));
 	else if (kept)
@@ -6256,6 +6274,40 @@ static void test_apply_gap(const struct pipeline *p)
 }
 
 /*
+ * The update's messages, to each peer in raft's order. A leader's commit
+ * goes first to the followers with no forwarded request in it, then to
+ * those with one: over loopback each datagram of the flush's sendmmsg wakes
+ * its receiver, which on a busy machine may take the leader's CPU before
+ * the next one is sent; the writer's follower, told first, answered its
+ * client, whose read at the other follower found no news there yet (ci10's
+ * probe_cross_reads: 2-10 % of reads; keel_reads_behind 0, as that
+ * follower had not heard the commit). Told last, the writer's follower can
+ * answer only once the others have the news in their sockets, where a read
+ * waits for it (frontend.c, peer_news). Two followers whose requests share
+ * one commit: one of them is told before the other (not promised).
+ */
+static void send_update(struct pipeline *p, const struct raft_update *u)
+{
+	uint64_t first =
+		u->n_committed && raft_role(p->r) == RAFT_LEADER ? u->committed[0].index : 0;
+	uint32_t later = 0;
+	for (uint32_t i = 0; i < u->n_msgs; i++) {
+		uint32_t to = u->msgs[i].to;
+		if (first && to < DP_MAX_NODES && p->fwd_index[to] >= first)
+			later++;
+		else
+			send_raft(p, &u->msgs[i]);
+	}
+	for (uint32_t i = 0; later && i < u->n_msgs; i++) {
+		uint32_t to = u->msgs[i].to;
+		if (to < DP_MAX_NODES && p->fwd_index[to] >= first) {
+			send_raft(p, &u->msgs[i]);
+			later--;
+		}
+	}
+}
+
+/*
  * One raft update, in raft.h's order: persist (queued: poll_wal starts it),
  * send, apply. Returns whether there was one; *entries (may be NULL) says
  * whether it gave the log entries to write.
@@ -6270,8 +6322,7 @@ static bool ready_run(struct pipeline *p, bool *entries)
 	persist_update(p, &u);
 	if (entries)
 		*entries = u.n_entries > 0;
-	for (uint32_t i = 0; i < u.n_msgs; i++)
-		send_raft(p, &u.msgs[i]);
+	send_update(p, &u);
 	/* Peers hear of a commit before this node's clients do, so a client
 	 * that reads at a follower right after its reply rarely beats the
 	 * follower's apply (news_first). */
