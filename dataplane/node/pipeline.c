@@ -6221,15 +6221,17 @@ static uint64_t tick_interval_ns(const struct pipeline *p)
  * randomises it up to twice that) when the next heartbeat is due. A turn
  * late by less (every scheduling delay short of the cap) loses no tick, so
  * Raft's clock keeps its rate on a loaded machine; a longer stall counts as
- * the cap. Ticks only drive timers: Raft's safety never rests on them (keeld
- * reads no lease; CheckQuorum and stall detection count heartbeat rounds).
- * What is lost is when a timer fires: a follower whose leader died during
- * its stall starts a pre-vote at most one election timeout after waking,
- * not at once; a leader stalled past the election timeout learns the new
- * term from the first answer to its next heartbeat (at most a heartbeat
- * interval after waking), or from the new leader's first message, as
- * before. keel.test.clockJumpMs (clock_jump) still runs every tick it skips:
- * it models time passing with no message received, so no news to keep.
+ * the cap. Ticks only drive timers: Raft's safety never rests on them, and
+ * keeld reads no lease (acl_early's leadership check waits for a heartbeat
+ * round, raft_read_index). What is lost is when a timer fires: a follower
+ * whose leader died during its stall starts a pre-vote at most one election
+ * timeout after waking, not at once; a leader stalled past the election
+ * timeout learns the new term from the answers to its next heartbeat (at
+ * most a heartbeat interval after waking) or from the new leader's first
+ * message, and one cut off from every follower steps down by CheckQuorum an
+ * election timeout after waking rather than at once. keel.test.clockJumpMs
+ * (clock_jump) still runs every tick it skips: it models time passing with
+ * no message received, so no news to keep.
  */
 static uint32_t tick_cap(const struct pipeline *p)
 {
