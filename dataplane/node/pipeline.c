@@ -7,7 +7,8 @@
  *   1. receive a burst of peer messages: Raft -> raft_step; FORWARD (a
  *      follower's client writes) -> the leader's next batch; TOUCH -> the
  *      leader's session deadlines;
- *   2. raft_tick for every tick the monotonic clock passed;
+ *   2. raft_tick for every tick the monotonic clock passed, at most a few
+ *      after a stall (run_ticks);
  *   3. keel.frontend=pipeline: run the client front end's ready events (its
  *      callbacks serve reads and queue writes, on this thread);
  *      drain the front end's queue; a leader proposes everything that arrived
@@ -326,6 +327,9 @@ struct pipeline {
 	struct wal *w;
 	dp_transport *t;
 	uint64_t tick_ns, next_tick_ns;
+	uint64_t ticks_dropped;  /* by run_ticks after stalls, in all */
+	uint64_t stall_log_ns;   /* run_ticks' last log line (at most one per 10 s) */
+	uint64_t stall_log_skip; /* stalls not logged since it */
 	int32_t test_clock_rate_ppm; /* keel.test.clockRatePpm: 0 = the true rate */
 	uint32_t test_apply_gap_us;  /* keel.test.applyGapUs: 0 = none */
 	/* Heartbeats and heartbeat responses held for the next message to their
@@ -6231,6 +6235,71 @@ static uint64_t tick_interval_ns(const struct pipeline *p)
 }
 
 /*
+ * The ticks due this turn, at most tick_cap of them: the rest of a stall is
+ * dropped (the next tick is one interval from now). A stall (SIGSTOP, a long
+ * scheduler delay on a loaded machine, a long fsync) leaves many ticks due at
+ * once, and this turn's burst has just taken the messages queued meanwhile:
+ * a follower's election timer was reset by the leader's heartbeats among
+ * them, and running every missed tick after them fired it at once although
+ * those heartbeats prove the leader alive -- the follower forgot its leader
+ * and started a pre-vote (tests/cluster/test_stall_ticks.py; the ticks
+ * cannot run before the messages instead: the timer would fire on the
+ * stall alone, with the news that the leader lives already received).
+ *
+ * The cap is half of what an election timeout leaves after one heartbeat
+ * interval, (election - heartbeat) / 2 ticks (12 of 10 ms with zkcluster's
+ * 300/50 ms, 45 with the defaults 1000/100 ms): a follower that just heard
+ * its leader is still short of its timeout (>= election ticks, raft.c
+ * randomises it up to twice that) when the next heartbeat is due. A turn
+ * late by less (every scheduling delay short of the cap) loses no tick, so
+ * Raft's clock keeps its rate on a loaded machine; a longer stall counts as
+ * the cap. Ticks only drive timers: Raft's safety never rests on them, and
+ * keeld reads no lease (acl_early's leadership check waits for a heartbeat
+ * round, raft_read_index). What is lost is when a timer fires: a follower
+ * whose leader died during its stall starts a pre-vote at most one election
+ * timeout after waking, not at once; a leader stalled past the election
+ * timeout learns the new term from the answers to its next heartbeat (at
+ * most a heartbeat interval after waking) or from the new leader's first
+ * message, and one cut off from every follower steps down by CheckQuorum an
+ * election timeout after waking rather than at once. keel.test.clockJumpMs
+ * (clock_jump) still runs every tick it skips: it models time passing with
+ * no message received, so no news to keep.
+ */
+static uint32_t tick_cap(const struct pipeline *p)
+{
+	uint32_t e, h;
+	(void)pl_timing(__atomic_load_n(&p->k->cfg.heartbeat_ms, __ATOMIC_RELAXED),
+			__atomic_load_n(&p->k->cfg.election_timeout_ms, __ATOMIC_RELAXED), &e, &h);
+	return KEEL_MAX(1u, (e - h) / 2);
+}
+
+static void run_ticks(struct pipeline *p, uint64_t now)
+{
+	uint32_t cap = tick_cap(p), ran = 0;
+	while (now >= p->next_tick_ns && ran < cap) {
+		raft_tick(p->r);
+		p->next_tick_ns += tick_interval_ns(p);
+		ran++;
+	}
+	if (keel_likely(now < p->next_tick_ns))
+		return;
+	uint64_t interval = tick_interval_ns(p), late = now - p->next_tick_ns;
+	uint64_t dropped = late / interval + 1;
+	p->ticks_dropped += dropped;
+	p->next_tick_ns = now + interval;
+	if (p->stall_log_ns && now - p->stall_log_ns < 10000000000ull) {
+		p->stall_log_skip++;
+		return;
+	}
+	keeld_log("pipeline: ticks %" PRIu64 " ms late (a stall): %u run, %" PRIu64
+		  " dropped (%" PRIu64 " in all; %" PRIu64 " more stalls since the last line)",
+		  (late + (uint64_t)ran * interval) / 1000000u, ran, dropped, p->ticks_dropped,
+		  p->stall_log_skip);
+	p->stall_log_ns = now;
+	p->stall_log_skip = 0;
+}
+
+/*
  * Whether this turn's commits go to the followers at once. "Peers hear of a
  * commit before this node's clients do": a client that reads at a follower
  * right after another client's write was answered finds the commit pending
@@ -6505,10 +6574,8 @@ static void *pipeline_main(void *arg)
 			critical_first(p, now);
 		if (keel_unlikely(p->spin_wal_woke))
 			sync_first(p);
-		while (now >= p->next_tick_ns) {
-			raft_tick(p->r);
-			p->next_tick_ns += tick_interval_ns(p);
-		}
+		if (now >= p->next_tick_ns)
+			run_ticks(p, now);
 		if (p->held_n && now >= p->held_until_ns)
 			held_release(p, 0, 0); /* flushed with this turn's messages */
 		/* Before watch_leadership: a role or term change publishes at once. */
