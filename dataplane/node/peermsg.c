@@ -17,11 +17,6 @@
 #include "kv.h"
 #include "node.h"
 
-static uint32_t get_le32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
 static int fwd_bad(const char **why, uint32_t *item, const char *reason, uint32_t i)
 {
 	*why = reason;
@@ -31,10 +26,10 @@ static int fwd_bad(const char **why, uint32_t *item, const char *reason, uint32_
 
 int node_snap_sum_parse(const uint8_t *d, size_t len, uint64_t *bytes, uint32_t *crc)
 {
-	if (len <= NODE_SNAP_SUM_BYTES || get_le32(d + 12) != 0)
+	if (len <= NODE_SNAP_SUM_BYTES || keel_get32(d + 12) != 0)
 		return KEEL_E_MALFORMED;
-	*bytes = (uint64_t)get_le32(d) | (uint64_t)get_le32(d + 4) << 32;
-	*crc = get_le32(d + 8);
+	*bytes = keel_get64(d);
+	*crc = keel_get32(d + 8);
 	return 0;
 }
 
@@ -44,15 +39,15 @@ int node_fref_check(const uint8_t *d, size_t len, uint32_t max_ops, const char *
 		*why = "shorter than its header";
 		return KEEL_E_MALFORMED;
 	}
-	uint32_t n = get_le32(d);
+	uint32_t n = keel_get32(d);
 	if (n > (len - NODE_FREF_HDR_BYTES) / NODE_FREF_ITEM_BYTES) {
 		*why = "fewer bytes than its count of refusals";
 		return KEEL_E_MALFORMED;
 	}
 	for (uint32_t i = 0; i < n; i++) {
 		const uint8_t *e = d + NODE_FREF_HDR_BYTES + (size_t)i * NODE_FREF_ITEM_BYTES;
-		uint32_t bad = get_le32(e + 8), nops = get_le32(e + 12);
-		if (!nops || nops > max_ops || bad >= nops || (int32_t)get_le32(e + 16) >= 0) {
+		uint32_t bad = keel_get32(e + 8), nops = keel_get32(e + 12);
+		if (!nops || nops > max_ops || bad >= nops || (int32_t)keel_get32(e + 16) >= 0) {
 			*why = "a refusal with no failing op or no error";
 			return KEEL_E_MALFORMED;
 		}
@@ -64,16 +59,16 @@ int node_fwd_check(const uint8_t *d, size_t len, uint32_t from, const char **why
 {
 	if (len < NODE_FWD_HDR_BYTES)
 		return fwd_bad(why, item, "shorter than its header", 0);
-	uint32_t n = get_le32(d) & ~NODE_FWD_CAN_REFUSE;
+	uint32_t n = keel_get32(d) & ~NODE_FWD_CAN_REFUSE;
 	/* Before the walk: a forged count costs nothing. */
 	if (n > (len - NODE_FWD_HDR_BYTES) / NODE_FWD_ITEM_BYTES)
 		return fwd_bad(why, item, "fewer bytes than its count of items", n);
 	size_t off = NODE_FWD_HDR_BYTES;
 	for (uint32_t i = 0; i < n; i++) {
-		if (len - off < NODE_FWD_ITEM_BYTES || get_le32(d + off + 12) > len - off - 16)
+		if (len - off < NODE_FWD_ITEM_BYTES || keel_get32(d + off + 12) > len - off - 16)
 			return fwd_bad(why, item, "an item runs past the message's end", i);
-		uint32_t origin = get_le32(d + off);
-		off += NODE_FWD_ITEM_BYTES + get_le32(d + off + 12);
+		uint32_t origin = keel_get32(d + off);
+		off += NODE_FWD_ITEM_BYTES + keel_get32(d + off + 12);
 		uint32_t flags = origin & NODE_ITEM_FLAGS;
 		/* Only a client's request comes this way: it goes into the log,
 		 * and a replica stops on an item it cannot apply (apply_entry). */

@@ -20,30 +20,15 @@ but not the entry, and reads older values; it counts each such read (mntr
 keel_reads_behind). A stale read is accepted only as such a count.
 """
 import os
-import re
 import sys
 import unittest
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from zkcluster import KeelCluster  # noqa: E402
-
-from kazoo.client import KazooClient  # noqa: E402
+from test_news_first import behind, client  # noqa: E402
 
 ROUNDS = 120  # per direction; each a set then a get, a create and recursive delete then an exists
-
-
-def behind(cl, i):
-    """Node index i's reads served below a commit index a leader named."""
-    m = re.search(r"keel_reads_behind\t(\d+)", cl.four_letter(i, "mntr"))
-    assert m, "no keel_reads_behind in node %d's mntr" % (i + 1)
-    return int(m.group(1))
-
-
-def client(hosts):
-    zk = KazooClient(hosts=hosts, timeout=10.0)
-    zk.start(timeout=30)
-    return zk
 
 
 class CrossReads(unittest.TestCase):
