@@ -230,6 +230,10 @@ void kv_draft_publish(struct kv *kv);
 /* Retired batches past their grace period, waiting for the writer to free
  * them (kv_reclaim); for tests. */
 size_t kv_gc_ready_batches(void);
+/* Leaves the snapshot writer sorts at once (snap.c); a larger map is
+ * written in passes of at most this many (or n / 127). 0: the default.
+ * For tests and benchmarks; not thread-safe. */
+void kv_snapshot_sort_budget(size_t leaves);
 /* The longest chain of the ACL record table and of the watch table (hash
  * flooding's measure); for tests. */
 uint32_t kv_acl_longest_chain(const struct kv *kv);
