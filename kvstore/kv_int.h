@@ -233,5 +233,7 @@ void kv_snapshot_sort_budget(size_t leaves);
  * flooding's measure); for tests. */
 uint32_t kv_acl_longest_chain(const struct kv *kv);
 size_t kv_watches_longest_chain(const struct kv_watches *w);
+/* The watch table's buckets, and whether a resize is moving them. */
+size_t kv_watches_buckets(const struct kv_watches *w, bool *resizing);
 
 #endif
