@@ -53,7 +53,7 @@ int kv_itab_grow(struct kv_itab *t, uint32_t min, uint32_t m)
 	return 0;
 }
 
-void kv_itab_shrink(struct kv_itab *t, uint32_t min, uint32_t m)
+void kv_itab_shrink_step(struct kv_itab *t, uint32_t min, uint32_t m)
 {
 	if (t->old)
 		kv_itab_migrate(t, m);

@@ -65,8 +65,14 @@ int kv_itab_resize(struct kv_itab *t, uint32_t nb);
  * when there are no buckets at all. */
 int kv_itab_grow(struct kv_itab *t, uint32_t min, uint32_t m);
 /* After entries went (or at any bounded step): moves m old buckets, or, none
- * moving, starts halving below one entry per 8 buckets (not below min). */
-void kv_itab_shrink(struct kv_itab *t, uint32_t min, uint32_t m);
+ * moving, starts halving below one entry per 8 buckets (not below min).
+ * Inline: the watch table calls it per event, nearly always for nothing. */
+void kv_itab_shrink_step(struct kv_itab *t, uint32_t min, uint32_t m);
+static inline void kv_itab_shrink(struct kv_itab *t, uint32_t min, uint32_t m)
+{
+	if (t->old || (t->bucket && t->mask >= min && t->n < (t->mask + 1ull) / 8))
+		kv_itab_shrink_step(t, min, m);
+}
 void kv_itab_link(struct kv_itab *t, struct kv_ilink *l);
 /* Unlinks l, which is in the table. */
 void kv_itab_unlink(struct kv_itab *t, struct kv_ilink *l);
