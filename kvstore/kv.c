@@ -292,14 +292,10 @@ void kv_reclaim(struct kv *kv)
 
 /*
  * The table is resized a few buckets at a time, never all at once (no pause
- * after a burst, in either direction): a resize keeps the previous buckets
- * as `old` and moves ACL_MIGRATE_PUBLISH of them into the new ones at each
- * publish and ACL_MIGRATE_LINK at each record made. A record is in the old
- * bucket of its hash while that bucket is not yet moved (>= old_pos), else
- * in the new one, so every lookup still reads one chain. Grows by doubling
- * when it holds as many records as buckets, shrinks by halving below 1/8 of
- * that: either way the next resize needs at least 3/8 of the old size in
- * new records, which (x ACL_MIGRATE_LINK) move every old bucket first.
+ * after a burst, in either direction; itab.h): ACL_MIGRATE_PUBLISH buckets
+ * move at each publish and ACL_MIGRATE_LINK at each record made. Grows by
+ * doubling when it holds as many records as buckets, shrinks by halving
+ * below 1/8 of that.
  */
 #define ACL_MIGRATE_PUBLISH 64
 #define ACL_MIGRATE_LINK    8
@@ -307,82 +303,26 @@ void kv_reclaim(struct kv *kv)
  * quarter of it or less (a restore's or a burst's, not every draft's) */
 #define ACL_TOUCHED_KEEP 4096
 
-static struct kv_aclrec **acl_slot(const struct kv_acltab *t, uint64_t bhash)
+static struct kv_aclrec *acl_of(struct kv_ilink *l)
 {
-	if (t->old && (bhash & t->old_mask) >= t->old_pos)
-		return &t->old[bhash & t->old_mask];
-	return &t->bucket[bhash & t->mask];
+	return l ? KV_ILINK_ENTRY(l, struct kv_aclrec, link) : NULL;
 }
 
-/* Moves up to n old buckets into the new ones; the last frees old. */
-static void acl_migrate(struct kv_acltab *t, uint32_t n)
+static void acl_free(struct kv_ilink *l)
 {
-	for (; t->old && n; n--) {
-		struct kv_aclrec *r = t->old[t->old_pos], *next;
-		t->old[t->old_pos++] = NULL;
-		for (; r; r = next) {
-			next = r->next;
-			struct kv_aclrec **s = &t->bucket[r->bhash & t->mask];
-			r->next = *s;
-			*s = r;
-		}
-		if (t->old_pos > t->old_mask) {
-			free(t->old);
-			t->old = NULL;
-			t->old_mask = t->old_pos = 0;
-		}
-	}
-}
-
-/* Starts moving every record to nb buckets (none may be in motion). 0, or
- * KEEL_E_NOMEM (the table as it was). */
-static int acl_resize(struct kv_acltab *t, uint32_t nb)
-{
-	struct kv_aclrec **b = kv_malloc(nb * sizeof(*b));
-	if (!b)
-		return KEEL_E_NOMEM;
-	memset(b, 0, nb * sizeof(*b));
-	if (t->bucket) {
-		t->old = t->bucket;
-		t->old_mask = t->mask;
-		t->old_pos = 0;
-	}
-	t->bucket = b;
-	t->mask = nb - 1;
-	return 0;
+	free(acl_of(l));
 }
 
 static void acl_link(struct kv_acltab *t, struct kv_aclrec *r)
 {
-	struct kv_aclrec **s = acl_slot(t, r->bhash);
-	r->next = *s;
-	*s = r;
+	kv_itab_link(&t->tab, &r->link);
 	r->in_table = true;
-	t->n++;
 }
 
 static void acl_unlink(struct kv_acltab *t, struct kv_aclrec *r)
 {
-	struct kv_aclrec **s = acl_slot(t, r->bhash);
-	while (*s != r)
-		s = &(*s)->next;
-	*s = r->next;
+	kv_itab_unlink(&t->tab, &r->link);
 	r->in_table = false;
-	t->n--;
-}
-
-/* Before a record is made: starts doubling the buckets when the table holds
- * as many records as it has buckets, and moves a few old ones. Failing to
- * grow only makes chains longer: KEEL_E_NOMEM only when there are no
- * buckets at all. */
-static int acl_grow(struct kv_acltab *t)
-{
-	if (!t->bucket)
-		return acl_resize(t, KV_ACL_BUCKETS0);
-	acl_migrate(t, ACL_MIGRATE_LINK);
-	if (!t->old && t->n >= t->mask + 1ull && t->mask < (1u << 30))
-		(void)acl_resize(t, (t->mask + 1) * 2);
-	return 0;
 }
 
 /* r goes on the open draft's list (once), so its pend is settled at the
@@ -404,24 +344,25 @@ struct kv_aclrec *kv_acl_get(struct kv *kv, const void *b, uint32_t len)
 	 * computed for a new record. */
 	uint64_t bh = kv_siphash13(&kv->hkey, b, len);
 	struct kv_aclrec *r = NULL;
-	if (t->bucket)
-		for (r = *acl_slot(t, bh); r; r = r->next)
-			if (r->bhash == bh && r->len == len && !memcmp(r->b, b, len))
+	if (t->tab.bucket)
+		for (r = acl_of(*kv_itab_slot(&t->tab, bh)); r; r = acl_of(r->link.next))
+			if (r->link.hash == bh && r->len == len && !memcmp(r->b, b, len))
 				break;
 	if (r) {
 		if (acl_touch(t, r) < 0)
 			return NULL;
 	} else {
-		if (acl_grow(t) < 0 || !(r = kv_mem_alloc(&kv->mem, sizeof(*r) + len)))
+		if (kv_itab_grow(&t->tab, KV_ACL_BUCKETS0, ACL_MIGRATE_LINK) < 0 ||
+		    !(r = kv_mem_alloc(&kv->mem, sizeof(*r) + len)))
 			return NULL;
 		r->hash = kv_hash(b, len, KV_SEED_DATA);
-		r->bhash = bh;
+		r->link.hash = bh;
 		r->len = len;
 		r->refs = 0;
 		r->pend = 0;
 		r->listed = false;
 		r->in_table = false;
-		r->next = NULL;
+		r->link.next = NULL;
 		memcpy(r->b, b, len);
 		r->world_perms = kv_acl_world_perms(b, len);
 		/* Not yet in the table: on failure the abort frees it, fresh. */
@@ -468,10 +409,7 @@ static void acl_published(struct kv_acltab *t)
 		t->touched.v = NULL;
 		t->touched.cap = 0;
 	}
-	if (t->old)
-		acl_migrate(t, ACL_MIGRATE_PUBLISH);
-	else if (t->mask >= KV_ACL_BUCKETS0 && t->n < (t->mask + 1ull) / 8)
-		(void)acl_resize(t, (t->mask + 1) / 2);
+	kv_itab_shrink(&t->tab, KV_ACL_BUCKETS0, ACL_MIGRATE_PUBLISH);
 }
 
 void kv_draft_abort(struct kv *kv)
@@ -514,9 +452,10 @@ static int collect_acl(void *ctx, struct kv_leaf *lf)
 static bool acl_in_table(const struct kv_acltab *t, const struct kv_aclrec *r)
 {
 	int found = 0;
-	if (!t->bucket || !r->in_table)
+	if (!t->tab.bucket || !r->in_table)
 		return false;
-	for (const struct kv_aclrec *q = *acl_slot(t, r->bhash); q; q = q->next)
+	for (const struct kv_aclrec *q = acl_of(*kv_itab_slot(&t->tab, r->link.hash)); q;
+	     q = acl_of(q->link.next))
 		if (q == r)
 			found++;
 		else if (q->len == r->len && !memcmp(q->b, r->b, r->len))
@@ -526,26 +465,12 @@ static bool acl_in_table(const struct kv_acltab *t, const struct kv_aclrec *r)
 
 uint64_t kv_acl_record_count(const struct kv *kv)
 {
-	return kv->acls.n;
+	return kv->acls.tab.n;
 }
 
 uint32_t kv_acl_longest_chain(const struct kv *kv)
 {
-	const struct kv_acltab *t = &kv->acls;
-	uint32_t m = 0;
-	for (uint32_t i = 0; t->bucket && i <= t->mask; i++) {
-		uint32_t n = 0;
-		for (const struct kv_aclrec *r = t->bucket[i]; r; r = r->next)
-			n++;
-		m = KEEL_MAX(m, n);
-	}
-	for (uint32_t i = t->old_pos; t->old && i <= t->old_mask; i++) {
-		uint32_t n = 0;
-		for (const struct kv_aclrec *r = t->old[i]; r; r = r->next)
-			n++;
-		m = KEEL_MAX(m, n);
-	}
-	return m;
+	return kv_itab_longest_chain(&kv->acls.tab);
 }
 
 int kv_acl_records(const struct kv *kv, bool check, uint64_t *records, uint64_t *refs)
@@ -554,13 +479,11 @@ int kv_acl_records(const struct kv *kv, bool check, uint64_t *records, uint64_t 
 	uint64_t sum = 0;
 	if (kv->grp_n || t->touched.n)
 		return KEEL_E_STATE;
-	for (uint32_t i = 0; t->bucket && i <= t->mask; i++)
-		for (const struct kv_aclrec *r = t->bucket[i]; r; r = r->next)
+	for (uint64_t i = 0, c = kv_itab_chains(&t->tab); i < c; i++)
+		for (const struct kv_aclrec *r = acl_of(*kv_itab_chain(&t->tab, i)); r;
+		     r = acl_of(r->link.next))
 			sum += r->refs;
-	for (uint32_t i = t->old_pos; t->old && i <= t->old_mask; i++)
-		for (const struct kv_aclrec *r = t->old[i]; r; r = r->next)
-			sum += r->refs;
-	*records = t->n;
+	*records = t->tab.n;
 	*refs = sum;
 	if (!check)
 		return 0;
@@ -580,7 +503,7 @@ int kv_acl_records(const struct kv *kv, bool check, uint64_t *records, uint64_t 
 		if (!acl_in_table(t, r) || r->refs != j - i || r->pend || r->listed)
 			rc = KEEL_E_CORRUPT;
 	}
-	if (runs != t->n)
+	if (runs != t->tab.n)
 		rc = KEEL_E_CORRUPT;
 	free(v.v);
 	return rc;
@@ -728,13 +651,7 @@ void kv_destroy(struct kv *kv)
 	free(kv->sbuf);
 	free(kv->dec_ops);
 	kv_quota_free(&kv->quota);
-	acl_migrate(&kv->acls, UINT32_MAX);
-	for (uint32_t i = 0; kv->acls.bucket && i <= kv->acls.mask; i++)
-		for (struct kv_aclrec *r = kv->acls.bucket[i], *next; r; r = next) {
-			next = r->next;
-			free(r);
-		}
-	free(kv->acls.bucket);
+	kv_itab_destroy(&kv->acls.tab, acl_free);
 	free(kv->acls.touched.v);
 	free(kv);
 }

@@ -4,6 +4,7 @@
 #define KEEL_KVSTORE_KV_INT_H
 
 #include "hamt.h"
+#include "itab.h"
 #include "kv.h"
 
 #define KV_SEED_PATH    0x6b65656c70617468ull
@@ -35,26 +36,20 @@ struct kv_blob {
 struct kv_aclrec {
 	uint64_t gen;  /* kv_mem's */
 	uint64_t hash;  /* kv_hash(b, len, KV_SEED_DATA): the digest's ACL term */
-	uint64_t bhash; /* kv_siphash13 under the store's key: its table bucket */
+	/* in kv_acltab.tab; its hash: kv_siphash13 under the store's key */
+	struct kv_ilink link;
 	uint32_t len;
 	uint32_t refs;
 	int32_t pend;        /* the open draft's change to refs */
 	uint8_t world_perms; /* kv_acl_world_perms(b, len) */
 	bool listed;         /* on kv_acltab.touched */
 	bool in_table;       /* kv_acl_get finds it */
-	struct kv_aclrec *next;
 	uint8_t b[];
 };
 
 /* The writer's table of ACL records, and the records the open draft touched. */
 struct kv_acltab {
-	struct kv_aclrec **bucket;
-	uint32_t mask; /* buckets - 1 (a power of two); no buckets while NULL */
-	uint64_t n;    /* records in the table */
-	/* A resize under way (kv.c acl_migrate): the previous buckets, of which
-	 * those from old_pos on still hold their records; NULL: none. */
-	struct kv_aclrec **old;
-	uint32_t old_mask, old_pos;
+	struct kv_itab tab; /* resized a few buckets at a time (itab.h) */
 	struct kv_ptrvec touched;
 };
 
@@ -230,9 +225,15 @@ void kv_draft_publish(struct kv *kv);
 /* Retired batches past their grace period, waiting for the writer to free
  * them (kv_reclaim); for tests. */
 size_t kv_gc_ready_batches(void);
+/* Leaves the snapshot writer sorts at once (snap.c); a larger map is
+ * written in passes of at most this many (or n / 127). 0: the default.
+ * For tests and benchmarks; not thread-safe. */
+void kv_snapshot_sort_budget(size_t leaves);
 /* The longest chain of the ACL record table and of the watch table (hash
  * flooding's measure); for tests. */
 uint32_t kv_acl_longest_chain(const struct kv *kv);
 size_t kv_watches_longest_chain(const struct kv_watches *w);
+/* The watch table's buckets, and whether a resize is moving them. */
+size_t kv_watches_buckets(const struct kv_watches *w, bool *resizing);
 
 #endif

@@ -104,27 +104,75 @@ struct sorted {
 	const struct kv_leaf *lf;
 };
 
-struct sort_fill {
-	struct sorted *v;
-	size_t n, cap;
-	bool nodes;
-};
-
-static int fill_one(void *ctx, struct kv_leaf *lf)
+static uint64_t leaf_order(const struct kv_leaf *lf, bool nodes)
 {
-	struct sort_fill *f = ctx;
-	if (f->n == f->cap)
-		return KEEL_E_CORRUPT; /* more than the view counts */
 	uint64_t h;
-	if (f->nodes) {
+	if (nodes) {
 		h = ((const struct kv_znode *)lf)->phash;
 	} else {
 		int64_t id = ((const struct kv_session *)lf)->id;
 		h = kv_hash(&id, sizeof(id), KV_SEED_SESSION);
 	}
-	f->v[f->n].key = walk_order(h);
-	f->v[f->n].lf = lf;
-	f->n++;
+	return walk_order(h);
+}
+
+/*
+ * The sort's memory is bounded (kv11): sorting every leaf at once took 32 B
+ * a leaf (16 B entries and the radix sort's second array) for the write's
+ * length -- 320 MB at 10M znodes. Now a first walk gives each leaf a tag,
+ * the top 8 bits of its order (256 intervals of the order, ~n/256 leaves
+ * each: the order is a hash), and counts the tags; a second walk (which
+ * reads the tags, not the leaves) puts each leaf's pointer in its
+ * interval's slice of one array (a counting sort on the tag); then each
+ * interval alone is sorted on the whole key (entries for one interval) and
+ * written. 9 B a leaf (tag and pointer) and 32 B a leaf of the largest
+ * interval: 1/3.5 of what it was. Past `budget` leaves (16 MiB of pointers)
+ * the pointer array holds a range of consecutive intervals at a time and
+ * each further range walks the trie's inner nodes again (and the tags),
+ * which bounds that part too. The ranges are intervals of the order and
+ * each interval is sorted whole, so the image is the same bytes. Equal
+ * orders (only a flood makes many) are one interval: their entries are as
+ * many as the flood (bench/RESULTS.md "Snapshot sort memory (branch kv11)").
+ */
+#define SORT_BUDGET_DEFAULT (1u << 21) /* leaf pointers in one range: 16 MiB */
+#define SORT_MAX_RANGES     255       /* greedy packing: ranges <= 2 n / budget + 1 */
+static size_t sort_budget = SORT_BUDGET_DEFAULT;
+
+void kv_snapshot_sort_budget(size_t leaves)
+{
+	sort_budget = leaves ? leaves : SORT_BUDGET_DEFAULT;
+}
+
+struct sort_walk {
+	bool nodes;
+	uint8_t want;                /* the range this walk collects */
+	uint8_t range[256];          /* an interval's range */
+	uint8_t *tag;                /* a leaf's interval, in walk order */
+	size_t i, count;             /* the leaf's index in walk order; the view's count */
+	const struct kv_leaf **ptr;  /* the range's leaves, by interval */
+	size_t pos[256];             /* the next free slot of an interval's slice */
+	size_t per_tag[256];
+};
+
+static int tag_one(void *ctx, struct kv_leaf *lf)
+{
+	struct sort_walk *f = ctx;
+	if (f->i == f->count)
+		return KEEL_E_CORRUPT; /* more than the view counts */
+	uint8_t t = (uint8_t)(leaf_order(lf, f->nodes) >> 56);
+	f->tag[f->i++] = t;
+	f->per_tag[t]++;
+	return 0;
+}
+
+static int collect_one(void *ctx, struct kv_leaf *lf)
+{
+	struct sort_walk *f = ctx;
+	if (f->i == f->count)
+		return KEEL_E_CORRUPT;
+	uint8_t t = f->tag[f->i++];
+	if (f->range[t] == f->want)
+		f->ptr[f->pos[t]++] = lf;
 	return 0;
 }
 
@@ -138,14 +186,12 @@ static int by_order(const void *a, const void *b)
 	return c ? c : (x->lf->klen > y->lf->klen) - (x->lf->klen < y->lf->klen);
 }
 
-/* v by key (LSD radix, 8 bits a pass: qsort's indirect compares cost a
- * 1M-node image ~40 % more CPU than it took to write), equal keys by path.
- * 0 or KEEL_E_NOMEM. */
-static int sort_entries(struct sorted *v, size_t n)
+/* v by key (LSD radix, 8 bits a pass, through tmp, n entries: qsort's
+ * indirect compares cost a 1M-node image ~40 % more CPU than it took to
+ * write), equal keys by path. */
+static void sort_entries(struct sorted *v, struct sorted *tmp, size_t n)
 {
-	struct sorted *tmp = n > 1 ? kv_malloc(n * sizeof(*tmp)) : NULL, *src = v, *dst = tmp;
-	if (n > 1 && !tmp)
-		return KEEL_E_NOMEM;
+	struct sorted *src = v, *dst = tmp;
 	for (unsigned shift = 0; n > 1 && shift < 64; shift += 8) {
 		size_t count[256] = { 0 }, pos = 0;
 		for (size_t i = 0; i < n; i++)
@@ -165,14 +211,39 @@ static int sort_entries(struct sorted *v, size_t n)
 	}
 	if (src != v)
 		memcpy(v, src, n * sizeof(*v));
-	free(tmp);
 	for (size_t i = 0, j; i < n; i = j) {
 		for (j = i + 1; j < n && v[j].key == v[i].key;)
 			j++;
 		if (j - i > 1)
 			qsort(v + i, j - i, sizeof(*v), by_order);
 	}
-	return 0;
+}
+
+/* One interval's leaves: their keys (the leaves fetched 8 ahead), sorted,
+ * each handed to fn (the nodes and their data fetched ahead: sorted, they
+ * come in no memory order). */
+static int sort_emit(const struct kv_leaf **lf, size_t n, bool nodes, struct sorted *v,
+		     struct sorted *tmp, int (*fn)(void *ctx, struct kv_leaf *lf), void *ctx)
+{
+	int rc = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (i + 8 < n)
+			__builtin_prefetch(lf[i + 8]);
+		v[i].key = leaf_order(lf[i], nodes);
+		v[i].lf = lf[i];
+	}
+	sort_entries(v, tmp, n);
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		if (i + 8 < n)
+			__builtin_prefetch(v[i + 8].lf);
+		if (nodes && i + 4 < n) {
+			const struct kv_znode *z = (const struct kv_znode *)v[i + 4].lf;
+			if (z->data)
+				__builtin_prefetch(z->data);
+		}
+		rc = fn(ctx, (struct kv_leaf *)v[i].lf);
+	}
+	return rc;
 }
 
 /* The map's leaves in image order, through fn; a negative code (no memory,
@@ -180,26 +251,60 @@ static int sort_entries(struct sorted *v, size_t n)
 static int walk_sorted(const struct kv_hnode *map, uint64_t count, bool nodes,
 		       int (*fn)(void *ctx, struct kv_leaf *lf), void *ctx)
 {
-	struct sort_fill f = { kv_malloc((count ? count : 1) * sizeof(struct sorted)), 0, count,
-			       nodes };
-	if (!f.v)
+	struct sort_walk *f = kv_malloc(sizeof(*f));
+	struct sorted *v = NULL, *tmp = NULL;
+	size_t cap = 0, big = 1, ranges = 0, in = 0;
+	int rc;
+	if (!f)
 		return KEEL_E_NOMEM;
-	int rc = kv_hamt_foreach(map, fill_one, &f);
-	if (rc == 0)
-		rc = sort_entries(f.v, f.n);
-	/* Sorted, the nodes come in no memory order: fetch each one 8 ahead,
-	 * its data 4 ahead (its pointer is in the node fetched before). */
-	for (size_t i = 0; rc == 0 && i < f.n; i++) {
-		if (i + 8 < f.n)
-			__builtin_prefetch(f.v[i + 8].lf);
-		if (nodes && i + 4 < f.n) {
-			const struct kv_znode *z = (const struct kv_znode *)f.v[i + 4].lf;
-			if (z->data)
-				__builtin_prefetch(z->data);
+	memset(f, 0, sizeof(*f));
+	f->nodes = nodes;
+	f->count = count;
+	f->tag = kv_malloc(count ? count : 1);
+	rc = f->tag ? kv_hamt_foreach(map, tag_one, f) : KEEL_E_NOMEM;
+	if (rc == 0 && f->i != count)
+		rc = KEEL_E_CORRUPT; /* fewer than the view counts */
+	/* Consecutive intervals, at most `budget` leaves a range (one interval
+	 * larger than that alone). */
+	size_t budget = KEEL_MAX(sort_budget, count / (SORT_MAX_RANGES / 2) + 1);
+	for (unsigned t = 0; rc == 0 && t < 256; t++) {
+		if (ranges == 0 || (in && in + f->per_tag[t] > budget)) {
+			ranges++;
+			in = 0;
 		}
-		rc = fn(ctx, (struct kv_leaf *)f.v[i].lf);
+		f->range[t] = (uint8_t)(ranges - 1);
+		in += f->per_tag[t];
+		cap = KEEL_MAX(cap, in);
+		big = KEEL_MAX(big, f->per_tag[t]);
 	}
-	free(f.v);
+	if (rc == 0) {
+		f->ptr = kv_malloc(KEEL_MAX(cap, 1) * sizeof(*f->ptr));
+		v = kv_malloc(big * sizeof(*v));
+		tmp = big > 1 ? kv_malloc(big * sizeof(*tmp)) : NULL;
+		if (!f->ptr || !v || (big > 1 && !tmp))
+			rc = KEEL_E_NOMEM;
+	}
+	for (unsigned t = 0, t0 = 0; rc == 0 && t0 < 256; t0 = t) {
+		size_t at = 0;
+		f->want = f->range[t0];
+		for (t = t0; t < 256 && f->range[t] == f->want; t++) {
+			f->pos[t] = at;
+			at += f->per_tag[t];
+		}
+		f->i = 0;
+		if (at)
+			rc = kv_hamt_foreach(map, collect_one, f);
+		at = 0;
+		for (unsigned u = t0; rc == 0 && u < t; u++) {
+			rc = sort_emit(f->ptr + at, f->per_tag[u], nodes, v, tmp, fn, ctx);
+			at += f->per_tag[u];
+		}
+	}
+	free(tmp);
+	free(v);
+	free(f->ptr);
+	free(f->tag);
+	free(f);
 	return rc;
 }
 

@@ -23,17 +23,29 @@ struct wentry {
 };
 
 struct wpath {
-	struct wpath *next;
-	uint64_t hash;
+	struct kv_ilink link; /* first: a chain's link is its wpath */
 	uint32_t len;
 	uint32_t n, cap;
 	struct wentry *e;
 	char path[];
 };
 
+/* The table moves WATCH_MIGRATE buckets at each add, remove and event
+ * (itab.h): a resize never rehashes every path on one call, which ran on
+ * keeld's front end -- the pipeline thread itself when the front end is
+ * folded into it, else under watch_mu, which the pipeline takes to deliver
+ * each apply's events. Shrinks after a burst of removals. */
+#define WATCH_BUCKETS0 64
+#define WATCH_MIGRATE  8
+/* Recursive watches by depth (a path's count of '/'; the last slot: that
+ * depth or deeper): an event looks up only the ancestors at depths some
+ * recursive watch has. */
+#define WATCH_DEPTHS 64
+
 struct kv_watches {
-	struct wpath **b;
-	size_t nb, npaths, count, nrecursive;
+	struct kv_itab tab;
+	size_t count, nrecursive;
+	uint32_t rec_depth[WATCH_DEPTHS];
 	int64_t last_zxid;
 	int64_t *notified;
 	size_t nn, ncap;
@@ -42,15 +54,14 @@ struct kv_watches {
 
 int kv_watches_create(const struct kv_hash_key *key, struct kv_watches **out)
 {
-	struct kv_watches *w = calloc(1, sizeof(*w));
+	struct kv_watches *w = kv_malloc(sizeof(*w));
 	*out = NULL;
 	if (!w)
 		return KEEL_E_NOMEM;
+	memset(w, 0, sizeof(*w));
 	if (key)
 		w->key = *key;
-	w->nb = 64;
-	w->b = calloc(w->nb, sizeof(*w->b));
-	if (!w->b) {
+	if (kv_itab_resize(&w->tab, WATCH_BUCKETS0) < 0) {
 		free(w);
 		return KEEL_E_NOMEM;
 	}
@@ -58,19 +69,18 @@ int kv_watches_create(const struct kv_hash_key *key, struct kv_watches **out)
 	return 0;
 }
 
+static void wpath_free(struct kv_ilink *l)
+{
+	struct wpath *p = (struct wpath *)l;
+	free(p->e);
+	free(p);
+}
+
 void kv_watches_destroy(struct kv_watches *w)
 {
 	if (!w)
 		return;
-	for (size_t i = 0; i < w->nb; i++) {
-		struct wpath *p = w->b[i], *nx;
-		for (; p; p = nx) {
-			nx = p->next;
-			free(p->e);
-			free(p);
-		}
-	}
-	free(w->b);
+	kv_itab_destroy(&w->tab, wpath_free);
 	free(w->notified);
 	free(w);
 }
@@ -82,41 +92,41 @@ size_t kv_watch_count(const struct kv_watches *w)
 
 size_t kv_watches_longest_chain(const struct kv_watches *w)
 {
-	size_t m = 0;
-	for (size_t i = 0; i < w->nb; i++) {
-		size_t n = 0;
-		for (const struct wpath *p = w->b[i]; p; p = p->next)
-			n++;
-		m = KEEL_MAX(m, n);
-	}
-	return m;
+	return kv_itab_longest_chain(&w->tab);
 }
 
-static struct wpath **slot_of(struct kv_watches *w, const char *path, size_t n, uint64_t h)
+size_t kv_watches_buckets(const struct kv_watches *w, bool *resizing)
 {
-	struct wpath **pp = &w->b[h & (w->nb - 1)];
-	while (*pp && !((*pp)->hash == h && (*pp)->len == n && !memcmp((*pp)->path, path, n)))
-		pp = &(*pp)->next;
+	if (resizing)
+		*resizing = w->tab.old != NULL;
+	return w->tab.mask + 1ull;
+}
+
+static struct kv_ilink **slot_of(struct kv_watches *w, const char *path, size_t n, uint64_t h)
+{
+	struct kv_ilink **pp = kv_itab_slot(&w->tab, h);
+	for (; *pp; pp = &(*pp)->next) {
+		const struct wpath *p = (const struct wpath *)*pp;
+		if (p->link.hash == h && p->len == n && !memcmp(p->path, path, n))
+			break;
+	}
 	return pp;
 }
 
-static void grow(struct kv_watches *w)
+static void drop_path_if_empty(struct kv_watches *w, struct kv_ilink **pp);
+
+/* The rec_depth slot of a path of depth d. */
+static unsigned depth_slot(size_t d)
 {
-	size_t nb = w->nb * 2;
-	struct wpath **b = calloc(nb, sizeof(*b));
-	if (!b)
-		return; /* longer chains; still correct */
-	for (size_t i = 0; i < w->nb; i++) {
-		struct wpath *p = w->b[i], *nx;
-		for (; p; p = nx) {
-			nx = p->next;
-			p->next = b[p->hash & (nb - 1)];
-			b[p->hash & (nb - 1)] = p;
-		}
-	}
-	free(w->b);
-	w->b = b;
-	w->nb = nb;
+	return (unsigned)KEEL_MIN(d, (size_t)WATCH_DEPTHS - 1);
+}
+
+static size_t depth_of(const char *path, size_t n)
+{
+	size_t d = 0;
+	for (size_t i = 0; i < n; i++)
+		d += path[i] == '/';
+	return d;
 }
 
 int kv_watch_add(struct kv_watches *w, int64_t session_id, const char *path, size_t path_len,
@@ -128,16 +138,20 @@ int kv_watch_add(struct kv_watches *w, int64_t session_id, const char *path, siz
 	if (seen_zxid < w->last_zxid)
 		return KEEL_E_STALE;
 	uint64_t h = kv_siphash13(&w->key, path, path_len);
-	struct wpath **pp = slot_of(w, path, path_len, h), *p = *pp;
+	/* Before the chain is walked: growing moves buckets. */
+	(void)kv_itab_grow(&w->tab, WATCH_BUCKETS0, WATCH_MIGRATE);
+	struct kv_ilink **pp = slot_of(w, path, path_len, h);
+	struct wpath *p = (struct wpath *)*pp;
 	if (!p) {
-		p = calloc(1, sizeof(*p) + path_len + 1);
+		p = kv_malloc(sizeof(*p) + path_len + 1);
 		if (!p)
 			return KEEL_E_NOMEM;
-		p->hash = h;
+		memset(p, 0, sizeof(*p));
+		p->link.hash = h;
 		p->len = (uint32_t)path_len;
 		memcpy(p->path, path, path_len);
-		*pp = p;
-		w->npaths++;
+		p->path[path_len] = 0;
+		kv_itab_link(&w->tab, &p->link);
 	}
 	for (uint32_t i = 0; i < p->n; i++) {
 		if (p->e[i].session == session_id && p->e[i].kind == (int32_t)kind) {
@@ -148,38 +162,42 @@ int kv_watch_add(struct kv_watches *w, int64_t session_id, const char *path, siz
 	}
 	if (p->n == p->cap) {
 		uint32_t cap = p->cap ? p->cap * 2 : 2;
-		struct wentry *ne = realloc(p->e, cap * sizeof(*ne));
-		if (!ne)
+		struct wentry *ne = kv_realloc(p->e, cap * sizeof(*ne));
+		if (!ne) {
+			/* a path made for this add goes again */
+			drop_path_if_empty(w, slot_of(w, path, path_len, h));
 			return KEEL_E_NOMEM;
+		}
 		p->e = ne;
 		p->cap = cap;
 	}
 	p->e[p->n++] = (struct wentry){ session_id, seen_zxid, (int32_t)kind };
 	w->count++;
-	if (kind == KV_WATCH_RECURSIVE)
+	if (kind == KV_WATCH_RECURSIVE) {
 		w->nrecursive++;
-	if (w->npaths > w->nb)
-		grow(w);
+		w->rec_depth[depth_slot(depth_of(path, path_len))]++;
+	}
 	return 0;
 }
 
 static void drop_entry(struct kv_watches *w, struct wpath *p, uint32_t i)
 {
-	if (p->e[i].kind == KV_WATCH_RECURSIVE)
+	if (p->e[i].kind == KV_WATCH_RECURSIVE) {
 		w->nrecursive--;
+		w->rec_depth[depth_slot(depth_of(p->path, p->len))]--;
+	}
 	p->e[i] = p->e[--p->n];
 	w->count--;
 }
 
-static void drop_path_if_empty(struct kv_watches *w, struct wpath **pp)
+static void drop_path_if_empty(struct kv_watches *w, struct kv_ilink **pp)
 {
-	struct wpath *p = *pp;
+	struct wpath *p = (struct wpath *)*pp;
 	if (p->n)
 		return;
-	*pp = p->next;
+	kv_itab_unlink_at(&w->tab, pp);
 	free(p->e);
 	free(p);
-	w->npaths--;
 }
 
 static int kind_matches(int32_t have, enum kv_watch_kind want)
@@ -196,7 +214,9 @@ int kv_watch_remove(struct kv_watches *w, int64_t session_id, const char *path, 
 		    enum kv_watch_kind kind)
 {
 	uint64_t h = kv_siphash13(&w->key, path, path_len);
-	struct wpath **pp = slot_of(w, path, path_len, h), *p = *pp;
+	kv_itab_shrink(&w->tab, WATCH_BUCKETS0, WATCH_MIGRATE);
+	struct kv_ilink **pp = slot_of(w, path, path_len, h);
+	struct wpath *p = (struct wpath *)*pp;
 	int removed = 0;
 	if (!p)
 		return ZK_ENOWATCHER;
@@ -214,10 +234,10 @@ int kv_watch_remove(struct kv_watches *w, int64_t session_id, const char *path, 
 
 void kv_watch_remove_session(struct kv_watches *w, int64_t session_id)
 {
-	for (size_t b = 0; b < w->nb; b++) {
-		struct wpath **pp = &w->b[b];
+	for (uint64_t b = 0, c = kv_itab_chains(&w->tab); b < c; b++) {
+		struct kv_ilink **pp = kv_itab_chain(&w->tab, b);
 		while (*pp) {
-			struct wpath *p = *pp;
+			struct wpath *p = (struct wpath *)*pp;
 			for (uint32_t i = 0; i < p->n;) {
 				if (p->e[i].session == session_id)
 					drop_entry(w, p, i);
@@ -227,9 +247,10 @@ void kv_watch_remove_session(struct kv_watches *w, int64_t session_id)
 			if (p->n == 0)
 				drop_path_if_empty(w, pp);
 			else
-				pp = &p->next;
+				pp = &p->link.next;
 		}
 	}
+	kv_itab_shrink(&w->tab, WATCH_BUCKETS0, WATCH_MIGRATE);
 }
 
 /* Does a watch of this kind fire on an event of this type at its own path? */
@@ -277,11 +298,13 @@ static uint64_t event_hash(const struct kv_watches *w, const struct kv_event *ev
 	return kv_siphash13(&w->key, ev->path, ev->path_len);
 }
 
-static size_t match_path(struct kv_watches *w, const char *path, size_t n, int exact,
+/* inlined: one call per event, the common case (review10c measured it so) */
+static inline __attribute__((always_inline)) size_t match_path(struct kv_watches *w, const char *path, size_t n, int exact,
 			 const struct kv_event *ev, kv_notify_fn fn, void *ctx)
 {
 	uint64_t h = exact ? event_hash(w, ev) : kv_siphash13(&w->key, path, n);
-	struct wpath **pp = slot_of(w, path, n, h), *p = *pp;
+	struct kv_ilink **pp = slot_of(w, path, n, h);
+	struct wpath *p = (struct wpath *)*pp;
 	size_t sent = 0;
 	if (!p)
 		return 0;
@@ -316,18 +339,25 @@ size_t kv_watch_match(struct kv_watches *w, const struct kv_event *ev, kv_notify
 	/* No watch anywhere (the common case under a write load): nothing can
 	 * fire, and the path need not be hashed; last_zxid above still moves,
 	 * so a late add of an older read is refused as before. */
+	kv_itab_shrink(&w->tab, WATCH_BUCKETS0, WATCH_MIGRATE);
 	if (w->count == 0)
 		return 0;
 	sent = match_path(w, ev->path, ev->path_len, 1, ev, fn, ctx);
 	if (w->nrecursive == 0)
 		return sent;
-	/* Recursive watches on every ancestor: "/a/b/c" -> "/a/b", "/a", "/". */
-	size_t n = ev->path_len;
+	/* Recursive watches on ancestors: "/a/b/c" -> "/a/b", "/a", "/" --
+	 * only at depths where one exists (a path's count of '/': "/" and "/a"
+	 * are 1, "/a/b" 2), so a recursive watch on "/r" costs an event under
+	 * "/x/y/z" no lookup at depths 2 and 3 (kv11: each was a SipHash and
+	 * a probe, on every event, once any recursive watch existed). */
+	size_t n = ev->path_len, d = depth_of(ev->path, n);
 	while (n > 1) {
 		while (n > 1 && ev->path[n - 1] != '/')
 			n--;
 		n = n > 1 ? n - 1 : 1;
-		sent += match_path(w, ev->path, n, 0, ev, fn, ctx);
+		d = d > 1 ? d - 1 : 1;
+		if (w->rec_depth[depth_slot(d)])
+			sent += match_path(w, ev->path, n, 0, ev, fn, ctx);
 		if (n == 1)
 			break;
 	}

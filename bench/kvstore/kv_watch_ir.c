@@ -9,8 +9,12 @@
  *          is not hashed again (the event carries the store's hash);
  *   other: another key: each event's path is hashed by the table, which is
  *          what every event cost before review10c.
+ *   R (optional, kv11): R recursive watches more, on /q/0 .. /q/R-1
+ *          (a TreeCache-like client elsewhere in the tree: they never
+ *          fire here, but an event's ancestors "/r" and "/" were looked
+ *          up once any recursive watch existed).
  * E.g. valgrind --tool=callgrind --toggle-collect=kv_watch_match
- *      build/bench/kvstore/kv-watch-ir same 20000
+ *      build/bench/kvstore/kv-watch-ir same 20000 [R]
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,8 +39,8 @@ static void count(void *ctx, int64_t session, const struct kv_event *ev)
 
 int main(int argc, char **argv)
 {
-	if (argc != 3 || (strcmp(argv[1], "same") && strcmp(argv[1], "other"))) {
-		fprintf(stderr, "usage: kv-watch-ir same|other N\n");
+	if (argc < 3 || argc > 4 || (strcmp(argv[1], "same") && strcmp(argv[1], "other"))) {
+		fprintf(stderr, "usage: kv-watch-ir same|other N [R]\n");
 		return 2;
 	}
 	long n = atol(argv[2]);
@@ -57,6 +61,12 @@ int main(int argc, char **argv)
 		kvb_apply_or_die(kv, &zxid, &op, "kv-watch-ir");
 		if (kv_watch_add(w, 1 + i % 64, keys[i], strlen(keys[i]), KV_WATCH_PERSISTENT,
 				 zxid) < 0)
+			return 1;
+	}
+	for (long i = 0, nrec = argc > 3 ? atol(argv[3]) : 0; i < nrec; i++) {
+		char q[32];
+		snprintf(q, sizeof(q), "/q/%ld", i);
+		if (kv_watch_add(w, 100 + i, q, strlen(q), KV_WATCH_RECURSIVE, zxid) < 0)
 			return 1;
 	}
 	uint64_t r = 7;

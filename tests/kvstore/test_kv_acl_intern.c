@@ -353,7 +353,7 @@ static void test_many_lists(void **state)
 
 static uint32_t buckets(const struct kv *kv)
 {
-	return kv->acls.bucket ? kv->acls.mask + 1 : 0;
+	return kv->acls.tab.bucket ? kv->acls.tab.mask + 1 : 0;
 }
 
 /* hash10: after a burst of lists (a restore of 5,000: the table at 8,192
@@ -389,8 +389,8 @@ static void test_housekeeping_after_burst(void **state)
 	bool seen_partial = false;
 	uint32_t most_moved = 0;
 	for (int i = 0; i < LISTS + 600; i++) {
-		struct kv_aclrec **old = kv->acls.old;
-		uint32_t pos = kv->acls.old_pos;
+		struct kv_ilink **old = kv->acls.tab.old;
+		uint32_t pos = kv->acls.tab.old_pos;
 		if (i < LISTS) {
 			snprintf(path, sizeof(path), "/n%d", i);
 			assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_DELETE, path), NULL),
@@ -410,9 +410,9 @@ static void test_housekeeping_after_burst(void **state)
 		}
 		if (i == 0)
 			assert_true(kv->acls.touched.cap == 0); /* freed after the burst */
-		if (old && kv->acls.old == old)
-			most_moved = KEEL_MAX(most_moved, kv->acls.old_pos - pos);
-		if (kv->acls.old && kv->acls.old_pos > 0 && kv->acls.old_pos <= kv->acls.old_mask) {
+		if (old && kv->acls.tab.old == old)
+			most_moved = KEEL_MAX(most_moved, kv->acls.tab.old_pos - pos);
+		if (kv->acls.tab.old && kv->acls.tab.old_pos > 0 && kv->acls.tab.old_pos <= kv->acls.tab.old_mask) {
 			seen_partial = true;
 			if (i % 50 == 0)
 				assert_int_equal(records(kv), i < LISTS ? LISTS - i : 1);
@@ -420,7 +420,7 @@ static void test_housekeeping_after_burst(void **state)
 	}
 	assert_true(seen_partial);
 	assert_true(most_moved <= 64 + 2 * 8);
-	assert_null(kv->acls.old);
+	assert_null(kv->acls.tab.old);
 	assert_int_equal(buckets(kv), KV_ACL_BUCKETS0);
 	assert_int_equal(records(kv), 1);
 	assert_true(kv->acls.touched.cap <= 4096);
@@ -463,8 +463,8 @@ static void test_resize_random(void **state)
 		r = r * 6364136223846793005ull + 1442695040888963407ull;
 		uint32_t i = (uint32_t)(r >> 33) % POOL, l = (uint32_t)(r >> 13) % POOL;
 		uint32_t roll = (uint32_t)(r >> 5) & 15;
-		bool moving = kv->acls.old != NULL;
-		bool growing = moving && kv->acls.mask > kv->acls.old_mask;
+		bool moving = kv->acls.tab.old != NULL;
+		bool growing = moving && kv->acls.tab.mask > kv->acls.tab.old_mask;
 		snprintf(path, sizeof(path), "/r%u", i);
 		snprintf(id, sizeof(id), "10.0.%u.%u", l / 100, l % 100);
 		uint64_t before = in_use;

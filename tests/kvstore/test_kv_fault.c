@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "acl_golden.h"
+#include "kv_int.h"
 
 extern long kv_fault_countdown;
 
@@ -417,11 +418,11 @@ static void test_fault_restore(void **state)
  * each fails cleanly, KEEL_E_NOMEM and nothing leaked, and the store is
  * untouched: the next write gives the reference bytes. Before review10c
  * they were plain malloc, which no countdown reached. */
-static void test_fault_snapshot_write(void **state)
+static void fault_snapshot_write(size_t budget)
 {
-	(void)state;
 	struct kv *kv;
 	struct kvt_stream ref = { 0 };
+	kv_snapshot_sort_budget(budget);
 	assert_int_equal(kv_create(NULL, &kv), 0);
 	prepare(kv);
 	assert_int_equal(kv_snapshot_write(kv_view_get(kv), kvt_stream_write, &ref), 0);
@@ -445,12 +446,82 @@ static void test_fault_snapshot_write(void **state)
 		if (left > 0)
 			break;
 	}
-	fprintf(stderr, "fault: snapshot write: %ld allocation sites failed cleanly\n", failures);
-	/* the writer's buffer, the sessions' and the nodes' arrays and the
-	 * nodes' radix buffer (prepare() leaves one session: no radix there) */
-	assert_true(failures >= 4);
+	fprintf(stderr, "fault: snapshot write (sort budget %zu): %ld allocation sites failed cleanly\n",
+		budget, failures);
+	/* the writer's buffer; per map (sessions, nodes) its walk state, the
+	 * tags, the pointers and the entries, and the nodes' radix buffer
+	 * (prepare() leaves one session: no radix there). Budget 2: the same
+	 * sites, the nodes written in many ranges (kv11). */
+	assert_true(failures >= 10);
+	kv_snapshot_sort_budget(0);
 	kv_destroy(kv);
 	free(ref.b);
+}
+
+static void test_fault_snapshot_write(void **state)
+{
+	(void)state;
+	fault_snapshot_write(0);
+	fault_snapshot_write(2);
+}
+
+/* kv11: the watch table's allocations (the table, a path, its entries, a
+ * resize's buckets) each fail cleanly: an add that fails returns
+ * KEEL_E_NOMEM and adds nothing, a failed resize only leaves chains
+ * longer; every watch added is counted and fires once, nothing leaks. */
+static size_t wf_hits;
+
+static void wf_hit(void *ctx, int64_t session, const struct kv_event *ev)
+{
+	(void)ctx;
+	(void)session;
+	(void)ev;
+	wf_hits++;
+}
+
+static void test_fault_watch_table(void **state)
+{
+	(void)state;
+	long failures = 0;
+	char p[32];
+	for (long n = 1;; n++) {
+		struct kv_watches *w;
+		size_t added = 0;
+		kv_fault_countdown = n;
+		int rc = kv_watches_create(NULL, &w);
+		if (rc == KEEL_E_NOMEM) {
+			failures++;
+			kv_fault_countdown = 0;
+			rc = kv_watches_create(NULL, &w);
+		}
+		assert_int_equal(rc, 0);
+		for (int i = 0; i < 300; i++) {
+			snprintf(p, sizeof(p), "/f/%d", i);
+			rc = kv_watch_add(w, 1, p, strlen(p), KV_WATCH_PERSISTENT, 1);
+			if (rc == KEEL_E_NOMEM) {
+				failures++;
+				continue;
+			}
+			assert_int_equal(rc, 0);
+			added++;
+		}
+		long left = kv_fault_countdown;
+		kv_fault_countdown = 0;
+		assert_int_equal(kv_watch_count(w), added);
+		wf_hits = 0;
+		for (int i = 0; i < 300; i++) {
+			snprintf(p, sizeof(p), "/f/%d", i);
+			struct kv_event ev = { .type = KV_EVENT_DATA_CHANGED, .path = p,
+					       .path_len = (uint32_t)strlen(p), .zxid = 2 + i };
+			kv_watch_match(w, &ev, wf_hit, NULL);
+		}
+		assert_int_equal(wf_hits, added);
+		kv_watches_destroy(w);
+		if (left > 0)
+			break;
+	}
+	fprintf(stderr, "fault: watch table: %ld allocation sites failed cleanly\n", failures);
+	assert_true(failures > 300);
 }
 
 int main(void)
@@ -461,6 +532,7 @@ int main(void)
 		cmocka_unit_test(test_fault_group),
 		cmocka_unit_test(test_fault_restore),
 		cmocka_unit_test(test_fault_snapshot_write),
+		cmocka_unit_test(test_fault_watch_table),
 		cmocka_unit_test(test_fault_quota),
 		cmocka_unit_test(test_fault_zk_numbering),
 		cmocka_unit_test(test_fault_acl_records),

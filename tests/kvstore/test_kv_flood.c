@@ -298,6 +298,60 @@ static void test_key_free_outputs(void **state)
 		free(im[k].s.b);
 }
 
+/* The snapshot writer sorts at most a budget of leaves at once (kv11): a
+ * larger map is written in passes over ranges of the image order. Any
+ * budget gives the same bytes: the history's nodes (the flood's ~1,500
+ * share one order value, so one range holds them whatever the budget,
+ * beside ~300 random ones) and its sessions, with budgets from 1 (the
+ * floor, n / 127: every range a few leaves, up to 255 passes) up, and
+ * a store of 3,000 random paths under budgets that split it into 2..255
+ * ranges; each image restores and is written again the same. */
+static void test_sort_budget_passes(void **state)
+{
+	(void)state;
+	static const size_t budgets[] = { 1, 2, 7, 50, 333, 1000, 4096 };
+	struct image ref, im;
+	build_inputs();
+	for (int which = 0; which < 2; which++) {
+		struct kv *kv;
+		assert_int_equal(kv_create(NULL, &kv), 0);
+		if (which == 0) {
+			history(kv);
+		} else {
+			char p[32];
+			for (int i = 0; i < 3000; i++) {
+				snprintf(p, sizeof(p), "/r%d", i);
+				assert_int_equal(kvt_apply1(kv, i + 1, 0, kvt_create_op(p, p, 0), NULL),
+						 ZK_OK);
+			}
+		}
+		kv_snapshot_sort_budget(0);
+		image_of(kv, &ref);
+		for (size_t b = 0; b < sizeof(budgets) / sizeof(budgets[0]); b++) {
+			kv_snapshot_sort_budget(budgets[b]);
+			image_of(kv, &im);
+			assert_int_equal(im.s.len, ref.s.len);
+			assert_memory_equal(im.s.b, ref.s.b, ref.s.len);
+			struct kv *back;
+			struct image again;
+			assert_int_equal(kv_create(NULL, &back), 0);
+			assert_int_equal(kv_restore(back, kvt_stream_read, &im.s), 0);
+			image_of(back, &again);
+			assert_int_equal(again.digest, ref.digest);
+			assert_int_equal(again.s.len, ref.s.len);
+			assert_memory_equal(again.s.b, ref.s.b, ref.s.len);
+			free(again.s.b);
+			free(im.s.b);
+			kv_destroy(back);
+			kv_barrier();
+		}
+		kv_snapshot_sort_budget(0);
+		free(ref.s.b);
+		kv_destroy(kv);
+		kv_barrier();
+	}
+}
+
 /* The image writer's edge cases under three keys: the empty store (only
  * "/", no session: the sort of one node and of none), one session and one
  * node, and a chain 300 levels deep (paths up to ~1.5 KB). Each: the same
@@ -366,6 +420,7 @@ int main(void)
 						kvt_teardown),
 		cmocka_unit_test_setup_teardown(test_key_free_outputs, kvt_setup, kvt_teardown),
 		cmocka_unit_test_setup_teardown(test_key_free_edges, kvt_setup, kvt_teardown),
+		cmocka_unit_test_setup_teardown(test_sort_budget_passes, kvt_setup, kvt_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -620,10 +620,133 @@ static void test_digest(void **state)
 	kv_thread_unregister();
 }
 
+/* kv11: the table resizes a few buckets at a time (itab.h). 6,000 paths
+ * added (buckets 64 -> 8,192, a resize under way for many adds), then
+ * 5,990 removed (back down): after every add and remove the count is
+ * right, and every 37th op an event on a watched path (moving or not)
+ * notifies its one watcher and one on a removed path none; the table was
+ * seen moving in both directions, ends small and with short chains. */
+static size_t ev_hits;
+
+static void count_hit(void *ctx, int64_t session, const struct kv_event *ev)
+{
+	(void)ctx;
+	(void)ev;
+	assert_true(session > 0);
+	ev_hits++;
+}
+
+static size_t fire(struct kv_watches *w, const char *p, int64_t zxid)
+{
+	struct kv_event ev = { .type = KV_EVENT_DATA_CHANGED, .path = p,
+			       .path_len = (uint32_t)strlen(p), .zxid = zxid };
+	ev_hits = 0;
+	kv_watch_match(w, &ev, count_hit, NULL);
+	return ev_hits;
+}
+
+#define RESIZE_N 6000
+
+static void test_watch_table_resize(void **state)
+{
+	(void)state;
+	struct kv_watches *w;
+	char p[32];
+	int64_t zxid = 1;
+	bool moving, grew_moving = false, shrank_moving = false;
+	assert_int_equal(kv_watches_create(NULL, &w), 0);
+	assert_int_equal(kv_watches_buckets(w, NULL), 64);
+	for (int i = 0; i < RESIZE_N; i++) {
+		snprintf(p, sizeof(p), "/w/%d", i);
+		assert_int_equal(kv_watch_add(w, 1 + i % 7, p, strlen(p), KV_WATCH_PERSISTENT, zxid),
+				 0);
+		assert_int_equal(kv_watch_count(w), (size_t)i + 1);
+		kv_watches_buckets(w, &moving);
+		grew_moving |= moving;
+		if (i % 37 == 0) {
+			snprintf(p, sizeof(p), "/w/%d", i / 2);
+			assert_int_equal(fire(w, p, ++zxid), 1);
+		}
+	}
+	assert_int_equal(kv_watches_buckets(w, NULL), 8192);
+	assert_true(kv_watches_longest_chain(w) < 16);
+	for (int i = 0; i < RESIZE_N - 10; i++) {
+		snprintf(p, sizeof(p), "/w/%d", i);
+		assert_int_equal(kv_watch_remove(w, 1 + i % 7, p, strlen(p), KV_WATCH_ANY), ZK_OK);
+		assert_int_equal(kv_watch_count(w), (size_t)(RESIZE_N - 1 - i));
+		kv_watches_buckets(w, &moving);
+		shrank_moving |= moving;
+		if (i % 37 == 0) {
+			assert_int_equal(fire(w, p, ++zxid), 0);
+			snprintf(p, sizeof(p), "/w/%d", i + 1 + (i * 7919) % (RESIZE_N - 1 - i));
+			assert_int_equal(fire(w, p, ++zxid), 1);
+		}
+	}
+	/* events move what is left: halving 8,192 down to 64 moves ~16,000
+	 * old buckets, 8 an op (one op each halving starts it) */
+	for (int i = 0; i < 1500; i++)
+		(void)fire(w, "/none", ++zxid);
+	kv_watches_buckets(w, &moving);
+	assert_true(grew_moving);
+	assert_true(shrank_moving);
+	assert_false(moving);
+	assert_true(kv_watches_buckets(w, NULL) <= 128);
+	for (int i = RESIZE_N - 10; i < RESIZE_N; i++) {
+		snprintf(p, sizeof(p), "/w/%d", i);
+		assert_int_equal(fire(w, p, ++zxid), 1);
+	}
+	kv_watches_destroy(w);
+}
+
+/* kv11: ancestors are looked up only at depths with a recursive watch; the
+ * rules are those of every ancestor: a watch at "/", at depth 1, 3 and 70
+ * (the last slot, 63 and deeper) each fires on events below it, on none
+ * beside it, and the depth counts follow removals. */
+static void test_watch_recursive_depths(void **state)
+{
+	(void)state;
+	struct kv_watches *w;
+	char deep[512];
+	size_t n = 0;
+	int64_t zxid = 1;
+	for (int d = 0; d < 70; d++)
+		n += (size_t)snprintf(deep + n, sizeof(deep) - n, "/d");
+	assert_int_equal(kv_watches_create(NULL, &w), 0);
+	assert_int_equal(kv_watch_add(w, 1, "/a", 2, KV_WATCH_RECURSIVE, zxid), 0);
+	assert_int_equal(kv_watch_add(w, 2, "/a/b/c", 6, KV_WATCH_RECURSIVE, zxid), 0);
+	assert_int_equal(kv_watch_add(w, 3, deep, n, KV_WATCH_RECURSIVE, zxid), 0);
+	assert_int_equal(fire(w, "/a", ++zxid), 1);
+	assert_int_equal(fire(w, "/a/x/y", ++zxid), 1);
+	assert_int_equal(fire(w, "/a/b/c/d/e", ++zxid), 2);
+	assert_int_equal(fire(w, "/a/b", ++zxid), 1);
+	assert_int_equal(fire(w, "/z/b/c/d", ++zxid), 0);
+	assert_int_equal(fire(w, "/ab/b/c/d", ++zxid), 0);
+	deep[n] = 0;
+	char below[600];
+	snprintf(below, sizeof(below), "%s/x/y", deep);
+	assert_int_equal(fire(w, below, ++zxid), 1);
+	below[n - 2] = 0; /* the watched path's parent: not below it */
+	assert_int_equal(fire(w, below, ++zxid), 0);
+	assert_int_equal(kv_watch_add(w, 4, "/", 1, KV_WATCH_RECURSIVE, zxid), 0);
+	assert_int_equal(fire(w, "/q", ++zxid), 1);
+	assert_int_equal(fire(w, "/a/b/c/d/e", ++zxid), 3);
+	assert_int_equal(kv_watch_remove(w, 1, "/a", 2, KV_WATCH_RECURSIVE), ZK_OK);
+	assert_int_equal(kv_watch_remove(w, 4, "/", 1, KV_WATCH_RECURSIVE), ZK_OK);
+	assert_int_equal(fire(w, "/a/x/y", ++zxid), 0);
+	assert_int_equal(fire(w, "/a/b/c/d/e", ++zxid), 1);
+	kv_watch_remove_session(w, 2);
+	assert_int_equal(fire(w, "/a/b/c/d/e", ++zxid), 0);
+	snprintf(below, sizeof(below), "%s/x", deep);
+	assert_int_equal(fire(w, below, ++zxid), 1);
+	kv_watches_destroy(w);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_watch_none_then_late_add),
+		cmocka_unit_test(test_watch_table_resize),
+		cmocka_unit_test(test_watch_recursive_depths),
 		cmocka_unit_test(test_watch_store_hash),
 		cmocka_unit_test(test_watch_none_race_reader),
 		cmocka_unit_test(test_watch_kinds),
