@@ -328,6 +328,9 @@ struct pipeline {
 	dp_transport *t;
 	uint64_t tick_ns, next_tick_ns;
 	uint64_t ticks_dropped;  /* by run_ticks after stalls, in all */
+	uint64_t stalls;         /* turns that found more ticks due than tick_cap */
+	uint64_t stall_max_ns;   /* the longest of them: how late its first tick was */
+	uint64_t ticks_dropped_seen, stalls_seen; /* mg_fold's, for their counters */
 	uint64_t stall_log_ns;   /* run_ticks' last log line (at most one per 10 s) */
 	uint64_t stall_log_skip; /* stalls not logged since it */
 	int32_t test_clock_rate_ppm; /* keel.test.clockRatePpm: 0 = the true rate */
@@ -5829,6 +5832,16 @@ static void mg_malformed(struct pipeline *p)
 	atomic_store_explicit(&k->n_peer_malformed, total, memory_order_relaxed);
 }
 
+/* run_ticks' stalls: the counters, the totals for mntr. */
+static void mg_stalls(struct pipeline *p)
+{
+	struct keeld *k = p->k;
+	mg_fold(k->ticks_dropped_c, p->ticks_dropped, &p->ticks_dropped_seen);
+	mg_fold(k->stalls_c, p->stalls, &p->stalls_seen);
+	atomic_store_explicit(&k->n_ticks_dropped, p->ticks_dropped, memory_order_relaxed);
+	atomic_store_explicit(&k->n_stalls, p->stalls, memory_order_relaxed);
+}
+
 /* The transport's path to each peer (dp_path_info) into its status. */
 static void mg_path(struct pipeline *p, struct mgmt_peer_status *ps, uint64_t now_ns)
 {
@@ -5892,6 +5905,9 @@ static void mg_publish(struct pipeline *p)
 	memcpy(s.snapshot_failures, p->snap_failed, sizeof(s.snapshot_failures));
 	s.snapshot_failure_ms = p->snap_fail_ms;
 	memcpy(s.peer_malformed, p->malformed, sizeof(s.peer_malformed));
+	s.ticks_dropped = p->ticks_dropped;
+	s.stalls = p->stalls;
+	s.stall_longest_ms = p->stall_max_ns / 1000000u;
 	if (p->snap_fail_ms) {
 		snprintf(s.snapshot_failure_stage, sizeof(s.snapshot_failure_stage), "%s",
 			 mgmt_snap_stage_names[p->snap_fail_stage]);
@@ -5937,6 +5953,7 @@ static void mg_publish(struct pipeline *p)
 	mg_entbuf(p);
 	mg_spin(p);
 	mg_malformed(p);
+	mg_stalls(p);
 }
 
 /* Once per turn: answers held back, new requests, changes in flight, status. */
@@ -6286,6 +6303,8 @@ static void run_ticks(struct pipeline *p, uint64_t now)
 	uint64_t interval = tick_interval_ns(p), late = now - p->next_tick_ns;
 	uint64_t dropped = late / interval + 1;
 	p->ticks_dropped += dropped;
+	p->stalls++;
+	p->stall_max_ns = KEEL_MAX(p->stall_max_ns, late + (uint64_t)ran * interval);
 	p->next_tick_ns = now + interval;
 	if (p->stall_log_ns && now - p->stall_log_ns < 10000000000ull) {
 		p->stall_log_skip++;
