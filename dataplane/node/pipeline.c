@@ -5319,8 +5319,18 @@ static int mg_parse(const struct keeld *k, const char *key, const char *value,
  * keel.test.clockJumpMs (a test fault, applied once): this node's timers see
  * ms pass at once. Every timer of keeld runs on CLOCK_MONOTONIC, which never
  * jumps by itself, so a jump of it models a pause: ms > 0 is a freeze (a VM
- * stopped and resumed) seen from inside -- every timer due meanwhile is due
- * now: the Raft ticks run at once, the session deadlines this node tracks
+ * stopped and resumed) seen from inside, one during which nothing reached
+ * this node -- a live migration's blackout (peers' datagrams went to the
+ * old host), a suspended guest whose NIC dropped them, a socket buffer that
+ * overflowed. That is a freeze distinct from a SIGSTOP or a scheduler
+ * stall, after which the kernel hands over the messages queued meanwhile
+ * and run_ticks caps the ticks lest they undo that news (tick_cap): here
+ * there is no news, an election timeout of silence is what this node saw,
+ * and every timer due meanwhile is due now, as it would be after such a
+ * freeze. So the Raft ticks all run at once: a follower's election timer
+ * fires (it forgets its leader and pre-votes; the others, who heard the
+ * leader, refuse), a leader's check-quorum finds no answer and it steps
+ * down (tests/reliability/test_clock.py). The session deadlines this node tracks
  * (the leader expires them) come ms closer and are checked at once (see the
  * end), and so do the others (timer_shift); ms < 0 is a clock that stood
  * still for -ms -- no tick, no expiry, no retransmission, give-up or
@@ -6279,8 +6289,9 @@ static uint64_t tick_interval_ns(const struct pipeline *p)
  * most a heartbeat interval after waking) or from the new leader's first
  * message, and one cut off from every follower steps down by CheckQuorum an
  * election timeout after waking rather than at once. keel.test.clockJumpMs
- * (clock_jump) still runs every tick it skips: it models time passing with
- * no message received, so no news to keep.
+ * (clock_jump) runs every tick it skips, on purpose: it models the other
+ * freeze, one whose incoming messages were lost rather than queued, and
+ * the cap exists only for the news queued meanwhile (see clock_jump).
  */
 static uint32_t tick_cap(const struct pipeline *p)
 {
