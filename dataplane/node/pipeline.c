@@ -1639,7 +1639,10 @@ static const struct raft_msg *snap_chunk(struct pipeline *p, const struct raft_m
 			  m->data_off, m->index, m->to);
 	}
 	if (rc == 0) {
-		sum->ok = level_said(p, m->to) >= NODE_LEVEL_IMAGE_SUM &&
+		/* Both ends at the sum's level: a leader that speaks a lower one
+		 * (keel.test.protocolLevel) sends what that release sends. */
+		sum->ok = p->k->cfg.protocol_level >= NODE_LEVEL_IMAGE_SUM &&
+			  level_said(p, m->to) >= NODE_LEVEL_IMAGE_SUM &&
 			  keeld_snap_buf_sum(m->data_buf, &sum->bytes, &sum->crc) == 0;
 		*out = *m;
 		p->chunk_buf =
