@@ -22,6 +22,13 @@ const char *dp_ctr_name(int ctr)
 	return ctr_names[ctr];
 }
 
+/*
+ * Network byte order (big-endian), as the IP and UDP headers and the keel
+ * header are on the wire (DESIGN.md, "The wire between nodes"): not twins
+ * of common/keel.h's keel_get32/keel_put32, which read the little-endian
+ * fields inside messages. GCC already turns these into one load and a
+ * bswap/movbe (objdump of wire.c.o, ops11: 18 of them, no shift by 24 left).
+ */
 static inline void put16(uint8_t *p, uint16_t v)
 {
 	p[0] = (uint8_t)(v >> 8);

@@ -223,6 +223,13 @@ struct mgmt_status {
 	char snapshot_failure_reason[192];
 	/* keel_peer_messages_malformed_total, by type (mgmt_peer_msg_type_names) */
 	uint64_t peer_malformed[MGMT_PEER_MSG_TYPES];
+	/* the pipeline's tick loop since start: ticks it dropped after stalls
+	 * (keel_ticks_dropped_total), the stalls (turns that found more ticks due
+	 * than it runs in one: keel_stalls_total), and how late the first tick
+	 * of the longest one was, in ms */
+	uint64_t ticks_dropped;
+	uint64_t stalls;
+	uint64_t stall_longest_ms;
 	uint32_t n_peers; /* members, this node included */
 	struct mgmt_peer_status peers[MGMT_MAX_PEERS];
 };

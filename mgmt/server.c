@@ -444,6 +444,9 @@ static void route_status(struct mgmt_server *s, struct conn *c)
 		bad += st.peer_malformed[i];
 	}
 	jput(j, "\"total\":%llu}", (unsigned long long)bad);
+	jput(j, ",\"ticks_dropped\":%llu,\"stalls\":%llu,\"stall_longest_ms\":%llu",
+	     (unsigned long long)st.ticks_dropped, (unsigned long long)st.stalls,
+	     (unsigned long long)st.stall_longest_ms);
 	jput(j, ",\"status_seq\":%llu,\"peers\":", (unsigned long long)seq);
 	put_peers(j, &st);
 	jput(j, "}\n");

@@ -325,6 +325,12 @@ static const struct family families[] = {
 	  AT(live_join_c),
 	  .help = "The leader's live values this node took as it joined (kept in live.cfg), kept "
 		  "its own for (its live.cfg set the key), or refused (logged)." },
+	{ .name = "keel_ticks_dropped_total", AT(ticks_dropped_c),
+	  .help = "Raft ticks the pipeline dropped after stalls: a turn runs at most (election - "
+		  "heartbeat) / 2 of those due, the rest are lost (logged; /status, mntr)." },
+	{ .name = "keel_stalls_total", AT(stalls_c),
+	  .help = "Pipeline turns that found more Raft ticks due than one turn runs (a stopped or "
+		  "starved process, a long fsync); /status stall_longest_ms, mntr keel_stalls." },
 	/* HELP_MAX (mgmt/metrics.c) keeps 159 characters: the types are in
 	 * mgmt/README.md */
 	{ .name = "keel_peer_messages_malformed_total", .key = "type",

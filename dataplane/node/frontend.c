@@ -2300,6 +2300,9 @@ static size_t four_letter(struct zk_backend *b, int word, char *out, size_t cap)
 		 * decode, every type (keel_peer_messages_malformed_total) */
 		OUT("keel_peer_messages_malformed\t%" PRIu64 "\n",
 		    (uint64_t)atomic_load(&k->n_peer_malformed));
+		/* the tick loop's stalls (keel_ticks_dropped_total, keel_stalls_total) */
+		OUT("keel_ticks_dropped\t%" PRIu64 "\nkeel_stalls\t%" PRIu64 "\n",
+		    (uint64_t)atomic_load(&k->n_ticks_dropped), (uint64_t)atomic_load(&k->n_stalls));
 		break;
 	case ZK_4LW_CONF:
 		n = node_config_format(&k->cfg, out, cap);

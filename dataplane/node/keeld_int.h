@@ -337,6 +337,10 @@ struct keeld {
 	 * and their sum for mntr (pipeline.c mg_malformed) */
 	struct mgmt_counter *peer_malformed_c[KEELD_PEER_MSG_TYPES];
 	atomic_uint_fast64_t n_peer_malformed;
+	/* keel_ticks_dropped_total, keel_stalls_total: the pipeline's tick loop
+	 * (pipeline.c run_ticks, mg_stalls); the totals for mntr */
+	struct mgmt_counter *ticks_dropped_c, *stalls_c;
+	atomic_uint_fast64_t n_ticks_dropped, n_stalls;
 };
 
 static inline struct kv *keeld_kv(struct keeld *k)

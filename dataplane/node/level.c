@@ -13,19 +13,6 @@
 
 #define SNAP_MAGIC "KEELLVL1"
 
-static uint32_t get_le32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static void put_le32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-	p[2] = (uint8_t)(v >> 16);
-	p[3] = (uint8_t)(v >> 24);
-}
-
 uint32_t node_level_target(uint32_t committed, uint32_t own, const uint32_t *levels, uint32_t n)
 {
 	uint32_t low = own;
@@ -72,27 +59,27 @@ int node_level_check(uint32_t cluster, uint32_t level, uint32_t min, char *msg, 
 
 void node_level_item_put(uint8_t *out, uint32_t level)
 {
-	put_le32(out, level);
+	keel_put32(out, level);
 }
 
 void node_level_item_put_settings(uint8_t *out, uint32_t level, uint32_t settings)
 {
-	put_le32(out, level);
-	put_le32(out + 4, settings);
+	keel_put32(out, level);
+	keel_put32(out + 4, settings);
 }
 
 int node_level_item_decode(const uint8_t *d, size_t len, uint32_t *level, uint32_t *settings)
 {
 	if (len != NODE_LEVEL_ITEM_BYTES && len != NODE_LEVEL_ITEM_SET_BYTES)
 		return KEEL_E_MALFORMED;
-	uint32_t l = get_le32(d);
+	uint32_t l = keel_get32(d);
 	if (l < 1 || l > 255)
 		return KEEL_E_MALFORMED;
 	if (len == NODE_LEVEL_ITEM_BYTES) {
 		*level = l;
 		return 0;
 	}
-	uint32_t s = get_le32(d + 4);
+	uint32_t s = keel_get32(d + 4);
 	/* A later level's settings are its own: node_level_check refuses it. */
 	if (l < NODE_LEVEL_SETTINGS || (l <= NODE_PROTOCOL_LEVEL && (s & ~NODE_SETTINGS_KNOWN)))
 		return KEEL_E_MALFORMED;
@@ -128,7 +115,7 @@ int node_level_touch_parse(const uint8_t *d, size_t len, size_t ids_bytes, uint3
 	/* Items may follow (node_touch_admin_parse): not this function's. */
 	if (len < ids_bytes + 8)
 		return KEEL_E_MALFORMED;
-	uint32_t l = get_le32(d + ids_bytes), m = get_le32(d + ids_bytes + 4);
+	uint32_t l = keel_get32(d + ids_bytes), m = keel_get32(d + ids_bytes + 4);
 	if (l < 1 || l > 255 || m < 1 || m > l)
 		return KEEL_E_MALFORMED;
 	*level = l;
@@ -138,8 +125,8 @@ int node_level_touch_parse(const uint8_t *d, size_t len, size_t ids_bytes, uint3
 
 void node_level_touch_put(uint8_t *out, uint32_t level, uint32_t min)
 {
-	put_le32(out, level);
-	put_le32(out + 4, min);
+	keel_put32(out, level);
+	keel_put32(out + 4, min);
 }
 
 size_t node_touch_admin_put(uint8_t *out, const char *admin)
@@ -195,7 +182,7 @@ size_t node_touch_settings_put(uint8_t *out, uint32_t settings)
 {
 	out[0] = NODE_TOUCH_SETTINGS;
 	out[1] = 4;
-	put_le32(out + 2, settings);
+	keel_put32(out + 2, settings);
 	return NODE_TOUCH_SETTINGS_BYTES;
 }
 
@@ -208,7 +195,7 @@ int node_touch_settings_parse(const uint8_t *d, size_t len, uint32_t *settings)
 		return rc;
 	if (ilen != 4)
 		return KEEL_E_MALFORMED;
-	*settings = get_le32(v);
+	*settings = keel_get32(v);
 	return 1;
 }
 
@@ -284,10 +271,10 @@ int node_touch_taken_parse(const uint8_t *d, size_t len)
 size_t node_level_snap_put(uint8_t *out, uint32_t level, uint32_t settings)
 {
 	memcpy(out, SNAP_MAGIC, 8);
-	put_le32(out + 8, level);
+	keel_put32(out + 8, level);
 	if (level < NODE_LEVEL_SETTINGS)
 		return NODE_LEVEL_SNAP_BYTES;
-	put_le32(out + 12, settings);
+	keel_put32(out + 12, settings);
 	return NODE_LEVEL_SNAP_SET_BYTES;
 }
 
@@ -300,7 +287,7 @@ int node_level_snap_parse(const uint8_t *image, size_t len, uint32_t *level, uin
 	}
 	if (len < NODE_LEVEL_SNAP_BYTES)
 		return KEEL_E_MALFORMED;
-	uint32_t l = get_le32(image + 8);
+	uint32_t l = keel_get32(image + 8);
 	if (l < 1 || l > 255)
 		return KEEL_E_MALFORMED;
 	if (l < NODE_LEVEL_SETTINGS) {
@@ -311,7 +298,7 @@ int node_level_snap_parse(const uint8_t *image, size_t len, uint32_t *level, uin
 	/* The settings are part of the replicated state the image stands for. */
 	if (len < NODE_LEVEL_SNAP_SET_BYTES)
 		return KEEL_E_MALFORMED;
-	uint32_t s = get_le32(image + 12);
+	uint32_t s = keel_get32(image + 12);
 	if (l <= NODE_PROTOCOL_LEVEL && (s & ~NODE_SETTINGS_KNOWN))
 		return KEEL_E_MALFORMED;
 	*level = l;

@@ -328,6 +328,9 @@ struct pipeline {
 	dp_transport *t;
 	uint64_t tick_ns, next_tick_ns;
 	uint64_t ticks_dropped;  /* by run_ticks after stalls, in all */
+	uint64_t stalls;         /* turns that found more ticks due than tick_cap */
+	uint64_t stall_max_ns;   /* the longest of them: how late its first tick was */
+	uint64_t ticks_dropped_seen, stalls_seen; /* mg_fold's, for their counters */
 	uint64_t stall_log_ns;   /* run_ticks' last log line (at most one per 10 s) */
 	uint64_t stall_log_skip; /* stalls not logged since it */
 	int32_t test_clock_rate_ppm; /* keel.test.clockRatePpm: 0 = the true rate */
@@ -1636,7 +1639,10 @@ static const struct raft_msg *snap_chunk(struct pipeline *p, const struct raft_m
 			  m->data_off, m->index, m->to);
 	}
 	if (rc == 0) {
-		sum->ok = level_said(p, m->to) >= NODE_LEVEL_IMAGE_SUM &&
+		/* Both ends at the sum's level: a leader that speaks a lower one
+		 * (keel.test.protocolLevel) sends what that release sends. */
+		sum->ok = p->k->cfg.protocol_level >= NODE_LEVEL_IMAGE_SUM &&
+			  level_said(p, m->to) >= NODE_LEVEL_IMAGE_SUM &&
 			  keeld_snap_buf_sum(m->data_buf, &sum->bytes, &sum->crc) == 0;
 		*out = *m;
 		p->chunk_buf =
@@ -5316,8 +5322,18 @@ static int mg_parse(const struct keeld *k, const char *key, const char *value,
  * keel.test.clockJumpMs (a test fault, applied once): this node's timers see
  * ms pass at once. Every timer of keeld runs on CLOCK_MONOTONIC, which never
  * jumps by itself, so a jump of it models a pause: ms > 0 is a freeze (a VM
- * stopped and resumed) seen from inside -- every timer due meanwhile is due
- * now: the Raft ticks run at once, the session deadlines this node tracks
+ * stopped and resumed) seen from inside, one during which nothing reached
+ * this node -- a live migration's blackout (peers' datagrams went to the
+ * old host), a suspended guest whose NIC dropped them, a socket buffer that
+ * overflowed. That is a freeze distinct from a SIGSTOP or a scheduler
+ * stall, after which the kernel hands over the messages queued meanwhile
+ * and run_ticks caps the ticks lest they undo that news (tick_cap): here
+ * there is no news, an election timeout of silence is what this node saw,
+ * and every timer due meanwhile is due now, as it would be after such a
+ * freeze. So the Raft ticks all run at once: a follower's election timer
+ * fires (it forgets its leader and pre-votes; the others, who heard the
+ * leader, refuse), a leader's check-quorum finds no answer and it steps
+ * down (tests/reliability/test_clock.py). The session deadlines this node tracks
  * (the leader expires them) come ms closer and are checked at once (see the
  * end), and so do the others (timer_shift); ms < 0 is a clock that stood
  * still for -ms -- no tick, no expiry, no retransmission, give-up or
@@ -5829,6 +5845,16 @@ static void mg_malformed(struct pipeline *p)
 	atomic_store_explicit(&k->n_peer_malformed, total, memory_order_relaxed);
 }
 
+/* run_ticks' stalls: the counters, the totals for mntr. */
+static void mg_stalls(struct pipeline *p)
+{
+	struct keeld *k = p->k;
+	mg_fold(k->ticks_dropped_c, p->ticks_dropped, &p->ticks_dropped_seen);
+	mg_fold(k->stalls_c, p->stalls, &p->stalls_seen);
+	atomic_store_explicit(&k->n_ticks_dropped, p->ticks_dropped, memory_order_relaxed);
+	atomic_store_explicit(&k->n_stalls, p->stalls, memory_order_relaxed);
+}
+
 /* The transport's path to each peer (dp_path_info) into its status. */
 static void mg_path(struct pipeline *p, struct mgmt_peer_status *ps, uint64_t now_ns)
 {
@@ -5892,6 +5918,9 @@ static void mg_publish(struct pipeline *p)
 	memcpy(s.snapshot_failures, p->snap_failed, sizeof(s.snapshot_failures));
 	s.snapshot_failure_ms = p->snap_fail_ms;
 	memcpy(s.peer_malformed, p->malformed, sizeof(s.peer_malformed));
+	s.ticks_dropped = p->ticks_dropped;
+	s.stalls = p->stalls;
+	s.stall_longest_ms = p->stall_max_ns / 1000000u;
 	if (p->snap_fail_ms) {
 		snprintf(s.snapshot_failure_stage, sizeof(s.snapshot_failure_stage), "%s",
 			 mgmt_snap_stage_names[p->snap_fail_stage]);
@@ -5937,6 +5966,7 @@ static void mg_publish(struct pipeline *p)
 	mg_entbuf(p);
 	mg_spin(p);
 	mg_malformed(p);
+	mg_stalls(p);
 }
 
 /* Once per turn: answers held back, new requests, changes in flight, status. */
@@ -6262,8 +6292,9 @@ static uint64_t tick_interval_ns(const struct pipeline *p)
  * most a heartbeat interval after waking) or from the new leader's first
  * message, and one cut off from every follower steps down by CheckQuorum an
  * election timeout after waking rather than at once. keel.test.clockJumpMs
- * (clock_jump) still runs every tick it skips: it models time passing with
- * no message received, so no news to keep.
+ * (clock_jump) runs every tick it skips, on purpose: it models the other
+ * freeze, one whose incoming messages were lost rather than queued, and
+ * the cap exists only for the news queued meanwhile (see clock_jump).
  */
 static uint32_t tick_cap(const struct pipeline *p)
 {
@@ -6286,6 +6317,8 @@ static void run_ticks(struct pipeline *p, uint64_t now)
 	uint64_t interval = tick_interval_ns(p), late = now - p->next_tick_ns;
 	uint64_t dropped = late / interval + 1;
 	p->ticks_dropped += dropped;
+	p->stalls++;
+	p->stall_max_ns = KEEL_MAX(p->stall_max_ns, late + (uint64_t)ran * interval);
 	p->next_tick_ns = now + interval;
 	if (p->stall_log_ns && now - p->stall_log_ns < 10000000000ull) {
 		p->stall_log_skip++;

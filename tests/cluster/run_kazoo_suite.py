@@ -18,6 +18,7 @@ import unittest
 import warnings
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import zkcluster  # noqa: E402
 from zkcluster import Cluster  # noqa: E402
 
 import kazoo.testing.harness as harness  # noqa: E402
@@ -143,18 +144,29 @@ def main():
     extra = ["reconfigEnabled=true",
              "DigestAuthenticationProvider.superDigest=super:D/InIHSb7yEEbrWz8b9l71RjZJU=",
              "readonlymode.enabled=true"]
-    with Cluster.create(size=3, extra=extra) as cl:
+    # Node logs are kept only when this run fails: failures under the
+    # --min-pass floor are tolerated (timing-sensitive kazoo tests on a
+    # shared machine) and keep nothing.
+    cl = Cluster.create(size=3, extra=extra).__enter__()
+    ok = False
+    try:
         adapter = Adapter(cl)
         harness.get_global_cluster = lambda: adapter
         res = unittest.TextTestRunner(verbosity=2, stream=sys.stderr).run(suite)
-    skipped = len(res.skipped)
-    failed = len(res.failures) + len(res.errors)
-    passed = res.testsRun - failed - skipped
-    print("kazoo suite (%s): %d passed, %d failed, %d skipped of %d; excluded modules: %s" %
-          (cl.kind, passed, failed, skipped, res.testsRun, ", ".join(sorted(EXCLUDED))))
+        skipped = len(res.skipped)
+        failed = len(res.failures) + len(res.errors)
+        passed = res.testsRun - failed - skipped
+        ok = passed >= args.min_pass and (args.min_pass or failed == 0)
+    finally:
+        if ok:
+            zkcluster.tolerate_failures()
+        cl.destroy(keep_logs=not ok)
+    print("kazoo suite (%s): %d passed, %d failed%s, %d skipped of %d; excluded modules: %s" %
+          (cl.kind, passed, failed, " (tolerated)" if failed and ok else "", skipped,
+           res.testsRun, ", ".join(sorted(EXCLUDED))))
     for t, _ in res.failures + res.errors:
         print("  failed: %s" % t)
-    return 0 if passed >= args.min_pass and (args.min_pass or failed == 0) else 1
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -19,12 +19,24 @@ heartbeat). Now a turn runs at most a few ticks (pipeline.c, tick_cap).
   longer than an election timeout; the bound here is generous, not a timing
   measurement: the old code would have campaigned at once, the new one within
   one election timeout, 300-600 ms here).
+
+Each stall is counted: keel_ticks_dropped_total and keel_stalls_total on
+/metrics, keel_ticks_dropped and keel_stalls in mntr, ticks_dropped, stalls
+and stall_longest_ms in /status, the same numbers in all three. After the
+follower rounds the stopped follower's counters moved (at least a stall a
+round, ~140 ticks dropped a 1.5 s stall, its longest stall about as long),
+and a node never stopped has dropped no tick. (A never-stopped node's
+scheduler could in principle hold it past the cap, 120 ms here: the tests
+README measured a 256 ms sleep once at load 19. Such a stall would be counted
+and fail this check; its longest stall, printed, says whether it was one.)
 """
+import json
 import os
 import re
 import sys
 import time
 import unittest
+import urllib.request
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -43,6 +55,30 @@ def log_of(cl, i):
         return f.read()
 
 
+def stall_counts(cl, i):
+    """Node i's (ticks dropped, stalls, longest stall ms) as /status says,
+    once /metrics and mntr say the same ticks and stalls (the pipeline
+    publishes every 100 ms: wait for the three to agree)."""
+    port = cl.nodes[i].admin_port
+
+    def read():
+        with urllib.request.urlopen("http://127.0.0.1:%d/status" % port, timeout=10) as r:
+            st = json.loads(r.read().decode())
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=10) as r:
+            met = r.read().decode()
+        mntr = cl.four_letter(i, "mntr")
+        want = (st["ticks_dropped"], st["stalls"])
+        got_m = tuple(int(re.search(r"^%s (\d+)$" % name, met, re.M).group(1))
+                      for name in ("keel_ticks_dropped_total", "keel_stalls_total"))
+        got_4 = tuple(int(re.search(r"^%s\t(\d+)$" % name, mntr, re.M).group(1))
+                      for name in ("keel_ticks_dropped", "keel_stalls"))
+        if got_m == want and got_4 == want:
+            return [(st["ticks_dropped"], st["stalls"], st["stall_longest_ms"])]
+        return None
+    return wait_for(read, 10, "node %d's /status, /metrics and mntr agreeing on its "
+                    "stalls" % (i + 1))[0]
+
+
 def leader_lines(text):
     return [(int(m.group(1)), int(m.group(2))) for m in LEADER_LINE.finditer(text)]
 
@@ -50,7 +86,7 @@ def leader_lines(text):
 @unittest.skipUnless(KEEL, "keeld's pipeline ticks (ZooKeeper has no such log)")
 class StallTicks(unittest.TestCase):
     def setUp(self):
-        self.cl = Cluster.create(size=3).__enter__()
+        self.cl = Cluster.create(size=3, admin_token="stall").__enter__()
         self.cl.wait_ready()
 
     def tearDown(self):
@@ -73,6 +109,7 @@ class StallTicks(unittest.TestCase):
 
     def test_follower_keeps_leader(self):
         judged = 0
+        stopped = {}  # node index: its rounds stopped
         for attempt in range(8):
             if judged == 3:
                 break
@@ -81,6 +118,7 @@ class StallTicks(unittest.TestCase):
             before = log_of(self.cl, f)
             term, lid = leader_lines(before)[-1]
             self.cl.pause(f)
+            stopped[f] = stopped.get(f, 0) + 1
             try:
                 time.sleep(STALL_S)
             finally:
@@ -105,6 +143,24 @@ class StallTicks(unittest.TestCase):
         # The stalls were stalls: the woken follower found its ticks late
         # and ran only a few (one line per 10 s: the first round's).
         self.assertRegex(log_of(self.cl, f), r"pipeline: ticks \d+ ms late \(a stall\)")
+        # Counted, on /status, /metrics and mntr alike.
+        for i, rounds in stopped.items():
+            dropped, stalls, longest = stall_counts(self.cl, i)
+            self.assertGreaterEqual(stalls, rounds, "node %d stopped %d times" % (i + 1, rounds))
+            # 1.5 s of 10 ms ticks, at most tick_cap (12) of them run after each
+            self.assertGreaterEqual(dropped, 100 * rounds,
+                                    "node %d: %d ticks dropped in %d stalls of %.1f s" %
+                                    (i + 1, dropped, rounds, STALL_S))
+            self.assertGreaterEqual(longest, 1000, "node %d's longest stall" % (i + 1))
+        never = [i for i in range(3) if i not in stopped]
+        if not never:
+            print("\nevery node was stopped once (the leader moved): no node to check "
+                  "for no stall", file=sys.stderr)
+        for i in never:
+            dropped, stalls, longest = stall_counts(self.cl, i)
+            self.assertEqual((dropped, stalls), (0, 0),
+                             "node %d was never stopped, yet dropped %d ticks in %d stalls "
+                             "(the longest %d ms late)" % (i + 1, dropped, stalls, longest))
 
     def test_leader_stalled_is_replaced(self):
         ld = self.stable_leader()

@@ -13,16 +13,22 @@ Traffic stays on 127.0.0.1.
         c.kill(i); c.start(i)      # kill -9 and restart node i (0-based)
         c.pause(i); c.resume(i)    # SIGSTOP / SIGCONT
 
-When the with-block ends on an exception (or destroy(keep_logs=True)), each
-node's out.log is copied to a keel-logs-* temporary directory named on stderr
-before the cluster's directory is removed.
+When the with-block ends on an exception, any test of the process failed,
+or destroy(keep_logs=True), each node's out.log is copied to
+<logs_root()>/<test>-<pid> (/tmp/keel-logs/ unless KEEL_TEST_LOGS names
+another root), named on stderr then and again as the process exits, before
+the cluster's directory is removed. The root stays bounded: a tree older
+than a day, or past the newest LOGS_KEEP, goes when another is kept; only
+trees named so whose process has ended, nothing else there.
 """
+import atexit
 import json
 import os
 import re
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -51,6 +57,97 @@ def _noting(add):
 unittest.TestResult.addFailure = _noting(unittest.TestResult.addFailure)
 unittest.TestResult.addError = _noting(unittest.TestResult.addError)
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+
+
+def tolerate_failures():
+    """The failures recorded so far were expected (run_kazoo_suite.py under
+    its --min-pass floor): clusters destroyed from now on keep no logs for
+    them."""
+    _FAILED[0] = False
+
+
+# Kept node logs: <logs_root()>/<test>-<pid>[-k] (k: this process's k-th
+# kept cluster, from 2), at most LOGS_KEEP trees, none older than a day.
+LOGS_KEEP = 30
+LOGS_MAX_AGE_S = 86400
+_KEPT_NAME = re.compile(r"^[A-Za-z0-9_.]+-(\d+)(?:-\d+)?$")
+_kept = []  # this process's, named again at exit (after unittest's summary)
+
+
+def logs_root():
+    return os.environ.get("KEEL_TEST_LOGS") or os.path.join(tempfile.gettempdir(),
+                                                            "keel-logs")
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # another user's: alive
+    return True
+
+
+def prune_logs(root, keep=LOGS_KEEP, max_age_s=LOGS_MAX_AGE_S, now=None):
+    """Removes kept-log trees of root past the newest `keep` or older than
+    max_age_s; returns the paths removed. Only directories (not links) named
+    <test>-<pid>[-k] whose process is gone: other files there, and a tree
+    a running test may still be writing, stay."""
+    now = time.time() if now is None else now
+    trees = []
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return []
+    for name in names:
+        m = _KEPT_NAME.match(name)
+        path = os.path.join(root, name)
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        if m and stat.S_ISDIR(st.st_mode):
+            trees.append((st.st_mtime, path, int(m.group(1))))
+    trees.sort(reverse=True)
+    gone = []
+    for i, (mtime, path, pid) in enumerate(trees):
+        if (i >= keep or now - mtime > max_age_s) and pid != os.getpid() and \
+                not _alive(pid):
+            shutil.rmtree(path, ignore_errors=True)
+            gone.append(path)
+    return gone
+
+
+def _test_name():
+    name = os.path.splitext(os.path.basename(sys.argv[0] or "python"))[0]
+    return re.sub(r"[^A-Za-z0-9_.]", "_", name) or "python"
+
+
+def _new_logs_dir():
+    """A fresh <test>-<pid>[-k] under logs_root(), after pruning the root
+    (room for it: the newest LOGS_KEEP - 1 others stay)."""
+    root = logs_root()
+    os.makedirs(root, mode=0o755, exist_ok=True)
+    prune_logs(root, keep=LOGS_KEEP - 1)
+    base = "%s-%d" % (_test_name(), os.getpid())
+    for k in range(1, 1000):
+        path = os.path.join(root, base if k == 1 else "%s-%d" % (base, k))
+        try:
+            os.mkdir(path)
+            return path
+        except FileExistsError:
+            continue
+    raise RuntimeError("no free kept-logs name under %s for %s" % (root, base))
+
+
+def _name_kept_at_exit():
+    if _kept:
+        print("\nnode logs of this test's clusters kept in: %s" % ", ".join(_kept),
+              file=sys.stderr)
+
+
+atexit.register(_name_kept_at_exit)
 
 
 def free_port_block(n, start=10000, end=32000):
@@ -287,14 +384,22 @@ class Cluster:
         machine moves the leader now and then: tests/README.md)."""
 
     def keep_logs(self):
-        kept = tempfile.mkdtemp(prefix="keel-logs-")
+        try:
+            kept = _new_logs_dir()
+        except OSError as e:  # a test's failure must not turn into this one
+            print("\n%s cluster: node logs not kept: %s" % (self.kind, e), file=sys.stderr)
+            return None
         for n in self.nodes:
             try:
                 shutil.copy(os.path.join(n.workdir, "out.log"),
                             os.path.join(kept, "n%d.log" % n.id))
             except OSError:
                 pass
-        print("\n%s cluster: node logs kept in %s" % (self.kind, kept), file=sys.stderr)
+        _kept.append(kept)
+        print("\n%s cluster: node logs kept in %s (the newest %d of %s are kept, none "
+              "past a day)" % (self.kind, kept, LOGS_KEEP, os.path.dirname(kept)),
+              file=sys.stderr)
+        return kept
 
     def cleanup_runtime(self):
         """Files a node leaves outside self.dir (keel on DPDK: EAL's run directory)."""

@@ -50,6 +50,7 @@ static void longest(struct mgmt_status *s)
 	s->term = s->commit_index = s->applied_index = s->last_index = UINT64_MAX;
 	s->log_bytes = s->snapshot_index = s->sessions = s->znodes = s->watches = UINT64_MAX;
 	s->level_refused = s->settings_index = s->quota_config_differs = UINT64_MAX;
+	s->ticks_dropped = s->stalls = s->stall_longest_ms = UINT64_MAX;
 	s->id = s->leader_id = s->dp_mtu = UINT32_MAX;
 	s->cluster_level = s->settings_level = s->protocol_level = UINT32_MAX;
 	memset(s->transport, '"', sizeof(s->transport) - 1);

@@ -67,8 +67,9 @@ Faults (the seed picks their order, targets and lengths):
   clock_jump              keel only: one node's monotonic timers jump once
                           (keel.test.clockJumpMs): forward 0.5 s (below the
                           election timeout: the leader's session deadlines
-                          come closer) or 3-6 s (a freeze seen from inside:
-                          a leader steps down by check-quorum), or back
+                          come closer) or 3-6 s (a freeze seen from inside,
+                          nothing received meanwhile: every tick runs, a
+                          leader steps down by check-quorum), or back
                           2-4 s (its timers stand still: no heartbeat, an
                           election)
   clock_far               keel only, not in the default schedule (--only):

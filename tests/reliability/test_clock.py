@@ -25,10 +25,17 @@ clock.  So:
   sessions': a follower's forwarded request stuck behind a stopped leader is
   given up (its client's connection closed) as soon as the follower's
   timers jump past the give-up bound (the longest session timeout);
+- a follower's jump forward past its election timeout is a freeze in which
+  nothing reached it (not a SIGSTOP, after which the queued heartbeats keep
+  its leader: tests/cluster/test_stall_ticks.py): every tick runs, so its
+  election timer fires at once -- it forgets its leader and pre-votes --,
+  the others refuse (they heard the leader), and it names the same leader
+  in the same term again;
 and throughout, never two leaders in one term (every node's log).
 """
 
 import os
+import re
 import sys
 import time
 import unittest
@@ -226,6 +233,30 @@ class ClockFaults(unittest.TestCase):
                 self.put(i, "keel.electionTimeoutMs", 2000)
         zk.set("/stuck-after", b"") if zk.exists("/stuck-after") else \
             zk.create("/stuck-after", b"")  # the cluster commits again
+
+    def test_6_follower_jump_fires_its_election_timer(self):
+        ld = self.c.leader()
+        term = self.term(ld)
+        fol = (ld + 1) % 3
+        lid = self.c.nodes[ld].id
+        log = os.path.join(self.c.nodes[fol].workdir, "out.log")
+        with open(log, errors="replace") as f:
+            before = len(f.read())
+        line = re.compile(r"raft: term %d, leader %d\b" % (term, lid))
+
+        def named_again():
+            with open(log, errors="replace") as f:
+                return line.search(f.read()[before:])
+        # 6 s at once: past the follower's election timeout (2 s, randomised
+        # up to 4 s). Had its ticks been capped as after a stall, its timer
+        # would not fire and it would never name its leader again.
+        self.put(fol, "keel.test.clockJumpMs", 6000)
+        wait_for(named_again, 30, "the follower (node %d) forgetting leader %d and "
+                 "naming it again in term %d" % (fol + 1, lid, term))
+        self.assertEqual(self.c.leader(), ld)
+        self.assertEqual(self.term(ld), term)
+        zk = self.client(fol, 10.0)
+        zk.set("/stuck-after", b"6")  # the cluster commits through it
 
 
 if __name__ == "__main__":
