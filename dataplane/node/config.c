@@ -487,7 +487,7 @@ static int set_ssl_key(struct parser *p, const char *key, const char *v, bool *h
 	if (!strcmp(k, "ssl.ciphersuites"))
 		return want_str(p, key, v, c->ssl_ciphersuites, sizeof(c->ssl_ciphersuites));
 	if (!strcmp(k, "ssl.crl") || !strcmp(k, "ssl.ocsp")) {
-		bool on;
+		bool on = false;
 		int rc = want_bool(p, key, v, &on);
 		if (!rc && on)
 			return fail(p, key,
