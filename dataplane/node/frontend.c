@@ -2386,10 +2386,10 @@ static bool frontend_folded(const struct node_config *c)
 {
 	if (c->frontend != NODE_FRONTEND_AUTO)
 		return c->frontend == NODE_FRONTEND_PIPELINE;
-	/* TLS: a handshake's private-key operation (ECDSA P-256 ~0.1 ms,
-	 * RSA-2048 ~1 ms) would stall Raft on the pipeline thread; the front
-	 * end keeps its own (keel.frontend=pipeline still folds it, handshakes
-	 * bounded per poll). */
+	/* TLS: a handshake costs keeld ~2 ms of CPU (OpenSSL 3.0, ECDSA or
+	 * RSA keys alike: bench/RESULTS.md, "TLS on the client port"), which
+	 * would stall Raft on the pipeline thread; the front end keeps its own
+	 * (keel.frontend=pipeline still folds it, one handshake step per poll). */
 	if (c->secure_client_port)
 		return false;
 	bool dpdk = c->transport == NODE_TRANSPORT_DPDK;

@@ -40,7 +40,8 @@
  * timeout bounds it), a renegotiation, a bad record: each closes the
  * connection and is counted by reason (zk_server_stats.tls_failed). With
  * external_loop, handshake steps per poll are bounded (handshakes_per_poll):
- * a private-key operation costs 0.1-1 ms of the caller's thread.
+ * a handshake costs ~2 ms of CPU (bench/RESULTS.md), taken from the caller's
+ * thread.
  */
 #include <arpa/inet.h>
 #include <errno.h>
