@@ -2467,9 +2467,12 @@ int keeld_frontend_start(struct keeld *k)
 			  : zc.tls->protocols == ZK_TLS_V1_3 ? "TLSv1.3"
 							     : "TLSv1.2, TLSv1.3",
 			  zc.no_plain ? ", no plaintext port" : "");
-	keeld_log("clients: ZooKeeper protocol on %s:%u (epoll front end %s), session timeout "
+	char on[NODE_HOST_MAX + 16] = "the TLS port only";
+	if (!zc.no_plain)
+		snprintf(on, sizeof(on), "%s:%u", where, zk_server_port(k->zk));
+	keeld_log("clients: ZooKeeper protocol on %s (epoll front end %s), session timeout "
 		  "%u..%u ms, 4lw whitelist 0x%x, maxClientCnxns %u, globalOutstandingLimit %u",
-		  where, zk_server_port(k->zk),
+		  on,
 		  k->fe_folded ? "on the pipeline thread" : "on its own thread",
 		  k->cfg.min_session_timeout_ms, k->cfg.max_session_timeout_ms, k->cfg.fourlw_mask,
 		  k->cfg.max_client_cnxns, k->cfg.global_outstanding_limit);
