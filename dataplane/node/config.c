@@ -17,6 +17,7 @@
 
 #include "keel.h"
 #include "node.h"
+#include "zkproto.h"
 
 const char *const node_4lw_names[NODE_4LW_COUNT_] = {
 	[NODE_4LW_CONF] = "conf", [NODE_4LW_CONS] = "cons", [NODE_4LW_CRST] = "crst",
@@ -48,8 +49,6 @@ static const char *const ignored_keys[] = {
 	"metricsProvider.className",
 	"metricsProvider.httpPort",
 	"metricsProvider.exportJvmInfo",
-	"secureClientPort",
-	"secureClientPortAddress",
 	"portUnification",
 	"maxCnxns",
 	"clientPortListenBacklog",
@@ -130,6 +129,7 @@ void node_config_defaults(struct node_config *cfg)
 	cfg->heartbeat_ms = 100;
 	snprintf(cfg->admin_addr, sizeof(cfg->admin_addr), "127.0.0.1");
 	cfg->protocol_level = NODE_PROTOCOL_LEVEL;
+	cfg->ssl_client_auth = ZK_TLS_AUTH_NEED; /* ZooKeeper's default */
 }
 
 /* Strict unsigned parse: digits only (an optional K/M/G binary suffix when `sizes`). */
@@ -383,13 +383,21 @@ int node_server_parse(const char *key, const char *value, struct node_server *ou
 	return rc;
 }
 
+/* v into buf, to be cut into words there. */
+static int copy_value(struct parser *p, const char *key, const char *v, char *buf, size_t cap)
+{
+	if (strlen(v) >= cap)
+		return fail(p, key, "value too long");
+	memcpy(buf, v, strlen(v) + 1);
+	return 0;
+}
+
 static int parse_whitelist(struct parser *p, const char *key, const char *v)
 {
 	uint32_t mask = 0;
 	char buf[512];
-	if (strlen(v) >= sizeof(buf))
-		return fail(p, key, "value too long");
-	memcpy(buf, v, strlen(v) + 1);
+	if (copy_value(p, key, v, buf, sizeof(buf)))
+		return KEEL_E_CONFIG;
 	char *save = NULL;
 	for (char *w = strtok_r(buf, ", \t", &save); w; w = strtok_r(NULL, ", \t", &save)) {
 		if (!strcmp(w, "*")) {
@@ -406,6 +414,158 @@ static int parse_whitelist(struct parser *p, const char *key, const char *v)
 	}
 	p->cfg->fourlw_mask = mask;
 	return 0;
+}
+
+/*
+ * ZooKeeper's client TLS keys (X509Util, 3.8). zoo.cfg's keys become
+ * zookeeper.* system properties there, so both spellings are read.
+ * ssl.quorum.* (TLS between servers) stays ignored: keel's peer transport
+ * is its own (dataplane/README.md).
+ */
+static int set_ssl_key(struct parser *p, const char *key, const char *v, bool *handled)
+{
+	struct node_config *c = p->cfg;
+	const char *k = !strncmp(key, "zookeeper.", 10) ? key + 10 : key;
+	*handled = true;
+	if (!strcmp(k, "secureClientPort"))
+		return want_port(p, key, v, &c->secure_client_port);
+	if (!strcmp(k, "secureClientPortAddress"))
+		return want_str(p, key, v, c->secure_client_addr, sizeof(c->secure_client_addr));
+	if (!strcmp(k, "ssl.keyStore.location"))
+		return want_str(p, key, v, c->ssl_key_path, sizeof(c->ssl_key_path));
+	if (!strcmp(k, "ssl.keyStore.password"))
+		return want_str(p, key, v, c->ssl_key_password, sizeof(c->ssl_key_password));
+	if (!strcmp(k, "ssl.trustStore.location"))
+		return want_str(p, key, v, c->ssl_trust_path, sizeof(c->ssl_trust_path));
+	/* A PEM trust store has no password (ZooKeeper ignores it too). */
+	if (!strcmp(k, "ssl.trustStore.password"))
+		return 0;
+	if (!strcmp(k, "ssl.keyStore.type") || !strcmp(k, "ssl.trustStore.type")) {
+		if (strcasecmp(v, "PEM"))
+			return fail(p, key,
+				    "'%s': keel reads PEM files only (convert a JKS or PKCS12 store: "
+				    "keytool -importkeystore to PKCS12, then openssl pkcs12 -nodes)",
+				    v);
+		return 0;
+	}
+	if (!strcmp(k, "ssl.clientAuth")) {
+		/* enum zk_tls_client_auth's order; ZooKeeper reads NEED, need... */
+		static const char *const names[] = { "need", "want", "none" };
+		for (uint32_t i = 0; i < KEEL_ARRAY_SIZE(names); i++) {
+			if (!strcasecmp(v, names[i])) {
+				c->ssl_client_auth = i;
+				return 0;
+			}
+		}
+		return fail(p, key, "'%s' is not one of need, want, none", v);
+	}
+	if (!strcmp(k, "ssl.protocol") || !strcmp(k, "ssl.enabledProtocols")) {
+		/* ZooKeeper: ssl.protocol TLSv1.3 enables TLSv1.3 and TLSv1.2;
+		 * ssl.enabledProtocols, a list, says exactly. */
+		bool list = !strcmp(k, "ssl.enabledProtocols");
+		uint32_t mask = 0;
+		char buf[256], *save = NULL;
+		if (copy_value(p, key, v, buf, sizeof(buf)))
+			return KEEL_E_CONFIG;
+		for (char *w = strtok_r(buf, ", \t", &save); w; w = strtok_r(NULL, ", \t", &save)) {
+			if (!strcmp(w, "TLSv1.2"))
+				mask |= ZK_TLS_V1_2;
+			else if (!strcmp(w, "TLSv1.3"))
+				mask |= list ? ZK_TLS_V1_3 : ZK_TLS_V1_3 | ZK_TLS_V1_2;
+			else if (!strcmp(w, "TLS") && !list)
+				mask |= ZK_TLS_V1_3 | ZK_TLS_V1_2;
+			else
+				return fail(p, key, "'%s': keel serves TLSv1.2 and TLSv1.3 only", w);
+		}
+		if (!mask)
+			return fail(p, key, "empty value");
+		/* enabledProtocols wins over protocol, whichever line comes first */
+		if (list || !c->ssl_protocols)
+			c->ssl_protocols = mask;
+		return 0;
+	}
+	if (!strcmp(k, "ssl.ciphersuites"))
+		return want_str(p, key, v, c->ssl_ciphersuites, sizeof(c->ssl_ciphersuites));
+	if (!strcmp(k, "ssl.crl") || !strcmp(k, "ssl.ocsp")) {
+		bool on = false;
+		int rc = want_bool(p, key, v, &on);
+		if (!rc && on)
+			return fail(p, key,
+				    "revocation checks (CRL, OCSP) are not served by keel: "
+				    "remove the key or set it false");
+		return rc;
+	}
+	*handled = false;
+	return 0;
+}
+
+/* The TLS listener's configuration as the engine takes it. */
+void node_config_tls(const struct node_config *c, struct zk_tls_config *t)
+{
+	memset(t, 0, sizeof(*t));
+	t->bind_addr = c->secure_client_addr[0] ? c->secure_client_addr
+			: c->client_addr[0]      ? c->client_addr
+						 : ZK_BIND_ANY;
+	t->port = c->secure_client_port;
+	t->key_path = c->ssl_key_path;
+	t->key_password = c->ssl_key_password;
+	t->trust_path = c->ssl_trust_path;
+	t->client_auth = (enum zk_tls_client_auth)c->ssl_client_auth;
+	t->protocols = c->ssl_protocols;
+	t->ciphersuites = c->ssl_ciphersuites;
+}
+
+/* The line a key was set on (0: not in the file). */
+static uint32_t line_of(const struct parser *p, const char *key)
+{
+	for (uint32_t i = 0; i < p->n_seen; i++)
+		if (!strcmp(p->seen[i].key, key) ||
+		    (!strncmp(p->seen[i].key, "zookeeper.", 10) && !strcmp(p->seen[i].key + 10, key)))
+			return p->seen[i].line;
+	return 0;
+}
+
+/* secureClientPort set: the files open, the key is the certificate's, ... */
+static int check_tls(struct parser *p)
+{
+	struct node_config *c = p->cfg;
+	if (!c->secure_client_port)
+		return 0;
+	if (c->secure_client_port == c->client_port) {
+		p->line = line_of(p, "secureClientPort");
+		int rc = fail(p, "secureClientPort", "%u is also clientPort", c->client_port);
+		p->line = 0;
+		return rc;
+	}
+	struct zk_tls_config t;
+	node_config_tls(c, &t);
+	enum zk_tls_field field = ZK_TLS_FIELD_KEY;
+	char why[768];
+	if (zk_tls_check(&t, &field, why, sizeof(why)) == 0)
+		return 0;
+	const char *key = "ssl.keyStore.location";
+	switch (field) {
+	case ZK_TLS_FIELD_KEY:
+		break;
+	case ZK_TLS_FIELD_TRUST:
+		key = "ssl.trustStore.location";
+		break;
+	case ZK_TLS_FIELD_CIPHERS:
+		key = "ssl.ciphersuites";
+		break;
+	case ZK_TLS_FIELD_PROTOCOLS:
+		key = line_of(p, "ssl.enabledProtocols") ? "ssl.enabledProtocols" : "ssl.protocol";
+		break;
+	case ZK_TLS_FIELD_CLIENT_AUTH:
+		key = "ssl.clientAuth";
+		break;
+	}
+	p->line = line_of(p, key);
+	if (!p->line && field == ZK_TLS_FIELD_KEY)
+		key = "secureClientPort", p->line = line_of(p, key);
+	int rc = fail(p, key, "%s", why);
+	p->line = 0;
+	return rc;
 }
 
 static int set_key(struct parser *p, const char *key, const char *v)
@@ -452,6 +612,10 @@ static int set_key(struct parser *p, const char *key, const char *v)
 	}
 	if (!strcmp(key, "clientPortAddress"))
 		return want_str(p, key, v, c->client_addr, sizeof(c->client_addr));
+	bool ssl_handled;
+	int ssl_rc = set_ssl_key(p, key, v, &ssl_handled);
+	if (ssl_handled)
+		return ssl_rc;
 	if (!strcmp(key, "maxClientCnxns"))
 		return want_u32(p, key, v, 0, 1000000, &c->max_client_cnxns);
 	if (!strcmp(key, "minSessionTimeout")) {
@@ -629,10 +793,10 @@ static int finish(struct parser *p, uint32_t myid)
 			    c->heartbeat_ms, c->election_timeout_ms);
 	if (c->n_servers == 0) {
 		c->myid = myid ? myid : 1;
-		if (!p->have_client_port)
+		if (!p->have_client_port && !c->secure_client_port)
 			return fail(p, "clientPort",
 				    "not set (the port ZooKeeper clients connect to)");
-		return 0;
+		return check_tls(p);
 	}
 	if (myid == 0) {
 		int rc = read_myid(p, &myid);
@@ -663,12 +827,13 @@ static int finish(struct parser *p, uint32_t myid)
 		if (self->client_host[0])
 			memcpy(c->client_addr, self->client_host, sizeof(c->client_addr));
 	}
-	if (!p->have_client_port)
+	/* A TLS-only node (ZooKeeper allows it): secureClientPort alone. */
+	if (!p->have_client_port && !c->secure_client_port)
 		return fail(p, "clientPort", "not set (the port ZooKeeper clients connect to)");
 	uint32_t voters = node_config_voters(c);
 	if (voters == 0)
 		return fail(p, "server.N", "every server is an observer; at least one must vote");
-	return 0;
+	return check_tls(p);
 }
 
 static bool live_has(const struct node_live *live, const char *key)
@@ -980,6 +1145,10 @@ size_t node_config_format(const struct node_config *c, char *buf, size_t len)
 	OUT("clientPort=%u\n", c->client_port);
 	if (c->client_addr[0]) /* unset: every address, IPv4 and IPv6 */
 		OUT("clientPortAddress=%s\n", c->client_addr);
+	if (c->secure_client_port) /* as ZooKeeper's conf: the port, not the ssl.* keys */
+		OUT("secureClientPort=%u\n", c->secure_client_port);
+	if (c->secure_client_addr[0])
+		OUT("secureClientPortAddress=%s\n", c->secure_client_addr);
 	OUT("dataDir=%s\ndataLogDir=%s\n", c->data_dir, c->data_log_dir);
 	OUT("tickTime=%u\ninitLimit=%u\nsyncLimit=%u\n", c->tick_ms, c->init_limit, c->sync_limit);
 	OUT("maxClientCnxns=%u\nminSessionTimeout=%u\nmaxSessionTimeout=%u\n", c->max_client_cnxns,

@@ -2303,6 +2303,16 @@ static size_t four_letter(struct zk_backend *b, int word, char *out, size_t cap)
 		/* the tick loop's stalls (keel_ticks_dropped_total, keel_stalls_total) */
 		OUT("keel_ticks_dropped\t%" PRIu64 "\nkeel_stalls\t%" PRIu64 "\n",
 		    (uint64_t)atomic_load(&k->n_ticks_dropped), (uint64_t)atomic_load(&k->n_stalls));
+		/* TLS (secureClientPort): connections by port, handshakes, and
+		 * closes by reason (keel_tls_failures_total{reason}) */
+		if (k->cfg.secure_client_port) {
+			OUT("keel_connections_plain\t%u\nkeel_connections_tls\t%u\n"
+			    "keel_tls_accepted\t%" PRIu64 "\nkeel_tls_handshakes\t%" PRIu64 "\n",
+			    st.open - st.tls_open, st.tls_open, st.tls_accepted, st.tls_handshakes);
+			for (int i = 0; i < ZK_TLS_FAIL_COUNT_; i++)
+				OUT("keel_tls_failures_%s\t%" PRIu64 "\n",
+				    zk_tls_fail_name((enum zk_tls_fail)i), st.tls_failed[i]);
+		}
 		break;
 	case ZK_4LW_CONF:
 		n = node_config_format(&k->cfg, out, cap);
@@ -2347,12 +2357,21 @@ static void on_limited(struct zk_backend *b, enum zk_limit what)
 		mgmt_counter_add(c, 1);
 }
 
+/* Engine thread: a TLS connection closed for `why`, for metrics. */
+static void on_tls_failed(struct zk_backend *b, enum zk_tls_fail why)
+{
+	struct keeld *k = (struct keeld *)b;
+	if ((unsigned)why < ZK_TLS_FAIL_COUNT_ && k->tls_failed[why])
+		mgmt_counter_add(k->tls_failed[why], 1);
+}
+
 static const struct zk_backend_ops ops = {
 	.connect = on_connect,
 	.request = on_request,
 	.four_letter = four_letter,
 	.closed = on_closed,
 	.limited = on_limited,
+	.tls_failed = on_tls_failed,
 };
 
 /*
@@ -2370,6 +2389,12 @@ static bool frontend_folded(const struct node_config *c)
 {
 	if (c->frontend != NODE_FRONTEND_AUTO)
 		return c->frontend == NODE_FRONTEND_PIPELINE;
+	/* TLS: a handshake costs keeld ~2 ms of CPU (OpenSSL 3.0, ECDSA or
+	 * RSA keys alike: bench/RESULTS.md, "TLS on the client port"), which
+	 * would stall Raft on the pipeline thread; the front end keeps its own
+	 * (keel.frontend=pipeline still folds it, one handshake step per poll). */
+	if (c->secure_client_port)
+		return false;
 	bool dpdk = c->transport == NODE_TRANSPORT_DPDK;
 	for (uint32_t i = 0; i < c->n_dp && c->transport == NODE_TRANSPORT_AUTO; i++)
 		dpdk |= !strncmp(c->dp[i].key, "dp.device", 9);
@@ -2399,6 +2424,13 @@ int keeld_frontend_start(struct keeld *k)
 		.max_conns_per_ip = k->cfg.max_client_cnxns,
 		.max_outstanding = k->cfg.global_outstanding_limit,
 	};
+	struct zk_tls_config tls;
+	if (k->cfg.secure_client_port) {
+		node_config_tls(&k->cfg, &tls);
+		zc.tls = &tls;
+		/* clientPort absent (a TLS-only node): no plaintext listener */
+		zc.no_plain = !k->cfg.client_port;
+	}
 	/* The admin plane (started first) has the registry; without it, the
 	 * engine's own counters (mntr) are all there is. */
 	static const char *const reasons[2] = { "maxClientCnxns", "globalOutstandingLimit" };
@@ -2410,6 +2442,14 @@ int keeld_frontend_start(struct keeld *k)
 			"Client connections refused (maxClientCnxns) or times reading stopped "
 			"(globalOutstandingLimit), by limit.");
 	}
+	for (int i = 0; i < ZK_TLS_FAIL_COUNT_ && k->metrics && zc.tls; i++) {
+		char lb[64];
+		snprintf(lb, sizeof(lb), "reason=\"%s\"", zk_tls_fail_name((enum zk_tls_fail)i));
+		k->tls_failed[i] = mgmt_metrics_counter(
+			k->metrics, "keel_tls_failures_total", lb,
+			"TLS client connections closed, by reason: not_tls, protocol, certificate, "
+			"timeout, eof, renegotiation, record, tls_on_plain_port.");
+	}
 	/* the address as an operator writes it: [::1]:2181, *:2181 */
 	char where[NODE_HOST_MAX + 2];
 	bool bare6 = strchr(zc.bind_addr, ':') && zc.bind_addr[0] != '[';
@@ -2417,12 +2457,25 @@ int keeld_frontend_start(struct keeld *k)
 	zc.external_loop = k->fe_folded;
 	int rc = zk_server_start(&zc, &ops, (struct zk_backend *)k, &k->zk);
 	if (rc < 0) {
-		keeld_log("client port %s:%u: %s", where, zc.port, keel_strerror(rc));
+		keeld_log("client port %s:%u%s%u: %s", where, zc.port,
+			  zc.tls ? ", secureClientPort " : "", zc.tls ? zc.tls->port : 0,
+			  keel_strerror(rc));
 		return rc;
 	}
-	keeld_log("clients: ZooKeeper protocol on %s:%u (epoll front end %s), session timeout "
+	if (zc.tls)
+		keeld_log("clients: TLS on %s:%u (%s, clientAuth %s, %s)%s", zc.tls->bind_addr,
+			  zk_server_tls_port(k->zk), zc.tls->key_path,
+			  (const char *[]){ "need", "want", "none" }[zc.tls->client_auth],
+			  zc.tls->protocols == ZK_TLS_V1_2   ? "TLSv1.2"
+			  : zc.tls->protocols == ZK_TLS_V1_3 ? "TLSv1.3"
+							     : "TLSv1.2, TLSv1.3",
+			  zc.no_plain ? ", no plaintext port" : "");
+	char on[NODE_HOST_MAX + 16] = "the TLS port only";
+	if (!zc.no_plain)
+		snprintf(on, sizeof(on), "%s:%u", where, zk_server_port(k->zk));
+	keeld_log("clients: ZooKeeper protocol on %s (epoll front end %s), session timeout "
 		  "%u..%u ms, 4lw whitelist 0x%x, maxClientCnxns %u, globalOutstandingLimit %u",
-		  where, zk_server_port(k->zk),
+		  on,
 		  k->fe_folded ? "on the pipeline thread" : "on its own thread",
 		  k->cfg.min_session_timeout_ms, k->cfg.max_session_timeout_ms, k->cfg.fourlw_mask,
 		  k->cfg.max_client_cnxns, k->cfg.global_outstanding_limit);

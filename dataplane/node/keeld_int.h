@@ -287,6 +287,8 @@ struct keeld {
 	struct mgmt_server *msrv;
 	/* keel_client_limited_total{reason}: maxClientCnxns, globalOutstandingLimit */
 	struct mgmt_counter *limited[2];
+	/* keel_tls_failures_total{reason}: TLS client connections closed, by reason */
+	struct mgmt_counter *tls_failed[ZK_TLS_FAIL_COUNT_];
 	/* keel_quota_soft_exceeded_total: applied writes that left a quota over
 	 * a soft limit (pipeline.c quota_note) */
 	struct mgmt_counter *quota_soft_c;

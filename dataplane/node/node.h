@@ -122,6 +122,20 @@ struct node_config {
 	struct node_server servers[NODE_MAX_SERVERS];
 	uint32_t n_servers; /* 0: standalone (a one-node cluster) */
 
+	/*
+	 * TLS on the client port (ZooKeeper's secureClientPort and ssl.* keys,
+	 * PEM only; README "TLS"). secure_client_port 0: no TLS listener. The
+	 * enum values are zkproto.h's (zk_tls_client_auth, ZK_TLS_V1_*).
+	 */
+	uint16_t secure_client_port;              /* secureClientPort */
+	char secure_client_addr[NODE_HOST_MAX];   /* secureClientPortAddress; "": clientPortAddress's */
+	char ssl_key_path[PATH_MAX];              /* ssl.keyStore.location: key + chain, PEM */
+	char ssl_key_password[NODE_TOKEN_MAX];    /* ssl.keyStore.password ("": none) */
+	char ssl_trust_path[PATH_MAX];            /* ssl.trustStore.location ("": none) */
+	uint32_t ssl_client_auth;                 /* ssl.clientAuth (default need) */
+	uint32_t ssl_protocols;                   /* ssl.protocol / ssl.enabledProtocols (0: both) */
+	char ssl_ciphersuites[1024];              /* ssl.ciphersuites ("": OpenSSL's) */
+
 	/* keel keys */
 	uint64_t cluster_id;             /* keel.clusterId: peers with another id are dropped */
 	enum node_transport transport;   /* keel.transport = auto|udp|dpdk */
@@ -371,6 +385,12 @@ uint32_t node_config_session_timeout(const struct node_config *cfg, uint32_t req
 int node_config_4lw_allowed(const struct node_config *cfg, const char word[4]);
 /* The configuration as `key=value` lines, as the `conf` four-letter word prints it. */
 size_t node_config_format(const struct node_config *cfg, char *buf, size_t len);
+/*
+ * The TLS listener's settings (secureClientPort and ssl.*) for the engine;
+ * t points into c, valid while c is.
+ */
+struct zk_tls_config;
+void node_config_tls(const struct node_config *c, struct zk_tls_config *t);
 /* NULL-terminated list of ZooKeeper keys that are accepted and have no effect in keel. */
 const char *const *node_config_ignored_keys(void);
 

@@ -29,6 +29,19 @@
  * loses it at its next readable event), so what clients send waits in the
  * sockets. The answer that brings the count under the low-water mark wakes
  * the engine, which turns reading back on everywhere.
+ *
+ * TLS (a second listener, cfg.tls): a connection accepted there carries an
+ * SSL object over its non-blocking socket. Its handshake is stepped by the
+ * same epoll events (WANT_READ: EPOLLIN, WANT_WRITE: EPOLLOUT); once done,
+ * conn_recv()/conn_send() stand for recv()/send() and everything above the
+ * byte stream is the same for both ports. What can fail there: a client
+ * that is not TLS, no common version or suite, a client certificate
+ * missing or refused, a handshake cut or never finished (the sessionless
+ * timeout bounds it), a renegotiation, a bad record: each closes the
+ * connection and is counted by reason (zk_server_stats.tls_failed). With
+ * external_loop, handshake steps per poll are bounded (handshakes_per_poll):
+ * a handshake costs ~2 ms of CPU (bench/RESULTS.md), taken from the caller's
+ * thread.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -37,6 +50,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,7 +59,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
 #include "jute.h"
+#include "tls.h"
 
 #define ZKS_BATCH     64
 #define ZKS_RX_MIN    4096
@@ -53,7 +72,10 @@
 #define ZKS_4LW_BYTES 65536
 #define ZKS_EV_LISTEN 0
 #define ZKS_EV_WAKE   1
-#define ZKS_EV_CONN0  2
+#define ZKS_EV_LISTEN_TLS 2
+#define ZKS_EV_CONN0  3
+/* The first byte of a TLS handshake record (a ClientHello's). */
+#define ZKS_TLS_HANDSHAKE_RECORD 0x16
 
 struct parked {
 	struct parked *next;
@@ -93,6 +115,13 @@ struct conn {
 	uint64_t accepted_ns;
 	uint32_t outstanding; /* requests handed to the backend, not yet answered */
 	struct zk_peer peer;
+	SSL *ssl;             /* TLS port: the connection's TLS state; NULL: plaintext */
+	bool tls_up;          /* handshake done: conn_recv/conn_send carry the stream */
+	bool tls_broken;      /* a fatal TLS error: no close_notify at the close */
+	bool tls_reneg;       /* the info callback saw a renegotiation begin */
+	bool tls_want_write;  /* the handshake waits for room to write */
+	bool tls_rw;          /* an SSL_read() waits for room to write (a post-handshake reply) */
+	bool tls_peeked;      /* the first byte was a TLS handshake record's */
 	/* cons / crst: ZooKeeper's per-connection statistics */
 	bool asking;    /* inside the backend's four_letter() for this connection */
 	int64_t est_ms; /* wall clock at accept */
@@ -107,6 +136,11 @@ struct zk_server {
 	struct zk_backend_ops ops;
 	struct zk_backend *backend;
 	int lfd, epfd, evfd;
+	int tls_lfd;                /* -1: no TLS listener */
+	uint16_t tls_port;
+	SSL_CTX *ssl_ctx;
+	uint32_t handshakes_per_poll; /* external_loop: handshake steps per poll */
+	uint32_t handshakes_left;     /* ... that this poll may still take */
 	int spare_fd; /* given up to accept-and-close when out of descriptors */
 	uint64_t next_sweep_ns;
 	/* The clock of this engine turn (handle_events, mu held): the receive
@@ -200,6 +234,10 @@ static void set_events(struct zk_server *s, struct conn *c)
 	/* Held by a cork: written at the uncork, not on the engine's EPOLLOUT. */
 	if (c->tx_off < c->tx_len && !c->corked)
 		ev |= EPOLLOUT;
+	if (c->tls_rw)
+		ev |= EPOLLOUT;
+	if (c->ssl && !c->tls_up)
+		ev = c->tls_want_write ? EPOLLOUT : EPOLLIN;
 	if (ev == c->events)
 		return;
 	struct epoll_event e = { .events = ev,
@@ -218,11 +256,37 @@ static void set_events(struct zk_server *s, struct conn *c)
  * thread. Each would write the corked replies early (test_cork, once at
  * load ~7 under ASan), and the next reply would join them there.
  */
+/*
+ * send() for either port: bytes taken, or -1 with errno (EAGAIN: no room
+ * now). TLS: SSL_write() retried with the same bytes at the front of
+ * tx, perhaps moved and with more after them (the context's modes allow it).
+ */
+static ssize_t conn_send(struct conn *c, const uint8_t *buf, size_t len)
+{
+	if (!c->ssl)
+		return send(c->fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (!c->tls_up) {
+		errno = EAGAIN;
+		return -1;
+	}
+	ERR_clear_error();
+	int n = SSL_write(c->ssl, buf, (int)KEEL_MIN(len, (size_t)INT32_MAX));
+	if (n > 0)
+		return n;
+	int e = SSL_get_error(c->ssl, n);
+	if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
+		errno = EAGAIN;
+		return -1;
+	}
+	c->tls_broken = true;
+	errno = EPIPE;
+	return -1;
+}
+
 static void flush(struct zk_server *s, struct conn *c)
 {
 	while (!c->corked && !c->dead && c->tx_off < c->tx_len) {
-		ssize_t n = send(c->fd, c->tx + c->tx_off, c->tx_len - c->tx_off,
-				 MSG_NOSIGNAL | MSG_DONTWAIT);
+		ssize_t n = conn_send(c, c->tx + c->tx_off, c->tx_len - c->tx_off);
 		if (n > 0) {
 			c->tx_off += (size_t)n;
 			continue;
@@ -407,6 +471,22 @@ static void limited(struct zk_server *s, enum zk_limit what)
 	if (s->ops.limited) {
 		pthread_mutex_unlock(&s->mu);
 		s->ops.limited(s->backend, what);
+		pthread_mutex_lock(&s->mu);
+	}
+}
+
+/* A TLS connection is closed for `why`: counted, and the backend told. */
+static void tls_fail(struct zk_server *s, struct conn *c, enum zk_tls_fail why)
+{
+	if (c->dead)
+		return;
+	s->st.tls_failed[why]++;
+	/* After a fatal alert OpenSSL forbids SSL_shutdown(): no close_notify. */
+	c->tls_broken = true;
+	mark_dead(s, c);
+	if (s->ops.tls_failed) {
+		pthread_mutex_unlock(&s->mu);
+		s->ops.tls_failed(s->backend, why);
 		pthread_mutex_lock(&s->mu);
 	}
 }
@@ -606,6 +686,7 @@ uint32_t zk_server_conns(struct zk_server *s, struct zk_conn_info *out, uint32_t
 			.peer = c->peer,
 			.session_id =
 				c->state == C_OPEN || c->state == C_CLOSING ? c->session_id : 0,
+			.tls = c->ssl != NULL,
 			.asking = c->asking,
 			.queued = c->outstanding,
 			.recved = c->recved,
@@ -641,6 +722,13 @@ static void process_rx(struct zk_server *s, struct conn *c)
 	while ((c->state == C_NEW || c->state == C_OPEN) && !c->dead && !c->close_after_flush) {
 		const uint8_t *p = c->rx + off;
 		size_t avail = c->rx_len - off;
+		/* A ClientHello's record header: as a frame length, over any
+		 * jute.maxbuffer; refused as such, but counted for what it is. */
+		if (c->state == C_NEW && !c->ssl && avail >= 2 && p[0] == ZKS_TLS_HANDSHAKE_RECORD &&
+		    p[1] == 3) {
+			tls_fail(s, c, ZK_TLS_FAIL_PLAIN_PORT);
+			break;
+		}
 		if (c->state == C_NEW) {
 			int w = zk_4lw_detect(p, avail);
 			if (w == KEEL_E_AGAIN)
@@ -728,6 +816,48 @@ static void process_rx(struct zk_server *s, struct conn *c)
 	}
 }
 
+/*
+ * recv() for either port into buf: bytes read; 0: nothing now; -1: the
+ * connection is done (closed by the client, a socket error, a bad record
+ * or a renegotiation: those two counted).
+ */
+static ssize_t conn_recv(struct zk_server *s, struct conn *c, uint8_t *buf, size_t len)
+{
+	if (!c->ssl) {
+		for (;;) {
+			ssize_t n = recv(c->fd, buf, len, MSG_DONTWAIT);
+			if (n > 0)
+				return n;
+			if (n < 0 && errno == EINTR)
+				continue;
+			return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -1;
+		}
+	}
+	ERR_clear_error();
+	int n = SSL_read(c->ssl, buf, (int)KEEL_MIN(len, (size_t)INT32_MAX));
+	if (c->tls_reneg) {
+		tls_fail(s, c, ZK_TLS_FAIL_RENEGOTIATION);
+		return -1;
+	}
+	if (n > 0)
+		return n;
+	switch (SSL_get_error(c->ssl, n)) {
+	case SSL_ERROR_WANT_READ:
+		return 0;
+	case SSL_ERROR_WANT_WRITE:
+		c->tls_rw = true;
+		return 0;
+	case SSL_ERROR_ZERO_RETURN: /* close_notify, or an EOF (IGNORE_UNEXPECTED_EOF) */
+		return -1;
+	case SSL_ERROR_SYSCALL:
+		c->tls_broken = true;
+		return -1;
+	default:
+		tls_fail(s, c, ZK_TLS_FAIL_RECORD);
+		return -1;
+	}
+}
+
 static void on_readable(struct zk_server *s, struct conn *c)
 {
 	for (;;) {
@@ -750,20 +880,19 @@ static void on_readable(struct zk_server *s, struct conn *c)
 			c->rx = n;
 			c->rx_cap = cap;
 		}
-		ssize_t got = recv(c->fd, c->rx + c->rx_len, c->rx_cap - c->rx_len, MSG_DONTWAIT);
-		if (got == 0 || (got < 0 && errno != EINTR && errno != EAGAIN)) {
+		ssize_t got = conn_recv(s, c, c->rx + c->rx_len, c->rx_cap - c->rx_len);
+		if (got < 0) {
 			mark_dead(s, c);
 			return;
 		}
-		if (got < 0) {
-			if (errno == EAGAIN)
-				break;
-			continue;
-		}
+		if (got == 0)
+			break;
 		c->rx_len += (size_t)got;
 		process_rx(s, c);
-		if ((size_t)got < ZKS_RX_MIN)
-			break; /* drained for now: level-triggered epoll calls again */
+		/* Drained for now: level-triggered epoll calls again. TLS: a
+		 * record read only in part stays in OpenSSL, not the socket. */
+		if ((size_t)got < ZKS_RX_MIN && !(c->ssl && SSL_has_pending(c->ssl)))
+			break;
 	}
 	set_events(s, c);
 }
@@ -775,6 +904,14 @@ static void conn_close(struct zk_server *s, struct conn *c)
 	bool had_connect = c->state != C_NEW;
 	answered(s, c, c->outstanding);
 	epoll_ctl(s->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+	if (c->ssl) {
+		/* One close_notify, not waiting for the client's (a best effort:
+		 * the socket closes next). */
+		if (c->tls_up && !c->tls_broken)
+			(void)SSL_shutdown(c->ssl);
+		SSL_free(c->ssl);
+		s->st.tls_open--;
+	}
 	close(c->fd);
 	drop_parked(c);
 	free(c->rx);
@@ -828,13 +965,26 @@ static uint32_t conns_from(const struct zk_server *s, const struct zk_peer *p)
 	return n;
 }
 
-static void on_accept(struct zk_server *s)
+/* Renegotiation (TLS 1.2): OpenSSL refuses it with a no_renegotiation
+ * alert and goes on; the engine closes the connection instead. */
+static void tls_info(const SSL *ssl, int where, int ret)
 {
+	if ((where & SSL_CB_WRITE_ALERT) != SSL_CB_WRITE_ALERT ||
+	    (ret & 0xff) != SSL_AD_NO_RENEGOTIATION)
+		return;
+	struct conn *c = SSL_get_app_data(ssl);
+	if (c)
+		c->tls_reneg = true;
+}
+
+static void on_accept(struct zk_server *s, bool tls)
+{
+	int lfd = tls ? s->tls_lfd : s->lfd;
 	for (;;) {
 		struct sockaddr_storage ss;
 		socklen_t sslen = sizeof(ss);
 		memset(&ss, 0, sizeof(ss));
-		int fd = accept4(s->lfd, (struct sockaddr *)&ss, &sslen,
+		int fd = accept4(lfd, (struct sockaddr *)&ss, &sslen,
 				 SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0 && (errno == EMFILE || errno == ENFILE) && s->spare_fd >= 0) {
 			/*
@@ -843,7 +993,7 @@ static void on_accept(struct zk_server *s)
 			 * take the connection, close it, take the spare back.
 			 */
 			close(s->spare_fd);
-			fd = accept4(s->lfd, NULL, NULL, SOCK_CLOEXEC);
+			fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
 			if (fd >= 0) {
 				close(fd);
 				s->st.rejected_full++;
@@ -887,9 +1037,90 @@ static void on_accept(struct zk_server *s)
 					 .data.u64 = (uint64_t)idx + ZKS_EV_CONN0 };
 		s->st.accepted++;
 		s->st.open++;
+		if (tls) {
+			s->st.tls_accepted++;
+			c->ssl = SSL_new(s->ssl_ctx);
+			if (!c->ssl || SSL_set_fd(c->ssl, fd) != 1) {
+				ERR_clear_error();
+				SSL_free(c->ssl);
+				c->ssl = NULL;
+				conn_close(s, c);
+				continue;
+			}
+			s->st.tls_open++;
+			SSL_set_accept_state(c->ssl);
+			SSL_set_app_data(c->ssl, c);
+		}
 		if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &e) != 0)
 			conn_close(s, c);
 	}
+}
+
+/* Why a handshake failed, from OpenSSL's error queue. */
+static enum zk_tls_fail handshake_fail(int ssl_error)
+{
+	if (ssl_error == SSL_ERROR_SYSCALL || ssl_error == SSL_ERROR_ZERO_RETURN)
+		return ZK_TLS_FAIL_EOF;
+	unsigned long e = ERR_peek_last_error();
+	switch (ERR_GET_REASON(e)) {
+	case SSL_R_UNEXPECTED_EOF_WHILE_READING:
+		return ZK_TLS_FAIL_EOF;
+	case SSL_R_CERTIFICATE_VERIFY_FAILED:
+	case SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE:
+	case SSL_R_NO_CERTIFICATES_RETURNED:
+	case SSL_R_SSLV3_ALERT_BAD_CERTIFICATE:
+	case SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN:
+	case SSL_R_SSLV3_ALERT_CERTIFICATE_EXPIRED:
+	case SSL_R_SSLV3_ALERT_CERTIFICATE_REVOKED:
+	case SSL_R_SSLV3_ALERT_UNSUPPORTED_CERTIFICATE:
+	case SSL_R_TLSV1_ALERT_UNKNOWN_CA:
+	case SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED:
+		return ZK_TLS_FAIL_CERT;
+	default:
+		return ZK_TLS_FAIL_PROTOCOL;
+	}
+}
+
+/*
+ * One step of c's handshake. The first byte is looked at before OpenSSL
+ * reads anything: a client speaking plaintext (a ZooKeeper client or a
+ * four-letter word on the wrong port) is told apart from a broken TLS one.
+ */
+static void tls_step(struct zk_server *s, struct conn *c)
+{
+	if (!c->tls_peeked) {
+		uint8_t b;
+		ssize_t n = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+			return;
+		if (n <= 0) {
+			tls_fail(s, c, ZK_TLS_FAIL_EOF);
+			return;
+		}
+		if (b != ZKS_TLS_HANDSHAKE_RECORD) {
+			tls_fail(s, c, ZK_TLS_FAIL_NOT_TLS);
+			return;
+		}
+		c->tls_peeked = true;
+	}
+	ERR_clear_error();
+	int r = SSL_do_handshake(c->ssl);
+	if (r == 1) {
+		c->tls_up = true;
+		c->tls_want_write = false;
+		s->st.tls_handshakes++;
+		set_events(s, c);
+		return;
+	}
+	int e = SSL_get_error(c->ssl, r);
+	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+		c->tls_want_write = e == SSL_ERROR_WANT_WRITE;
+		set_events(s, c);
+		return;
+	}
+	enum zk_tls_fail why = handshake_fail(e);
+	ERR_clear_error();
+	tls_fail(s, c, why);
 }
 
 static void housekeeping(struct zk_server *s)
@@ -908,6 +1139,9 @@ static void housekeeping(struct zk_server *s)
 			process_rx(s, c);
 			set_events(s, c);
 		}
+		/* What OpenSSL holds (a record read in part) no epoll event announces. */
+		if (c->ssl && c->tls_up && !c->dead && SSL_has_pending(c->ssl))
+			on_readable(s, c);
 		if (c->dead)
 			conn_close(s, c);
 	}
@@ -928,6 +1162,8 @@ static void sweep(struct zk_server *s, uint64_t now_ns)
 		struct conn *c = &s->conns[i];
 		if (c->state == C_NEW && !c->dead && now_ns - c->accepted_ns > limit_ns) {
 			s->st.sessionless_expired++;
+			if (c->ssl && !c->tls_up)
+				tls_fail(s, c, ZK_TLS_FAIL_TIMEOUT);
 			mark_dead(s, c);
 		}
 	}
@@ -945,10 +1181,11 @@ static void handle_events(struct zk_server *s, const struct epoll_event *evs, in
 	tls_clock_ns = now_ns;
 	if (now_ns >= s->next_sweep_ns)
 		sweep(s, now_ns);
+	s->handshakes_left = s->handshakes_per_poll;
 	for (int i = 0; i < n; i++) {
 		uint64_t tag = evs[i].data.u64;
-		if (tag == ZKS_EV_LISTEN) {
-			on_accept(s);
+		if (tag == ZKS_EV_LISTEN || tag == ZKS_EV_LISTEN_TLS) {
+			on_accept(s, tag == ZKS_EV_LISTEN_TLS);
 			continue;
 		}
 		if (tag == ZKS_EV_WAKE) {
@@ -959,6 +1196,23 @@ static void handle_events(struct zk_server *s, const struct epoll_event *evs, in
 		struct conn *c = &s->conns[tag - ZKS_EV_CONN0];
 		if (c->state == C_FREE)
 			continue;
+		if (c->ssl && !c->tls_up) {
+			/* Over the poll's budget: level-triggered, it is reported again. */
+			if (s->cfg.external_loop && !s->handshakes_left)
+				continue;
+			s->handshakes_left -= s->handshakes_left > 0;
+			tls_step(s, c);
+			/* Up: the client's first request may have come with its Finished. */
+			if (c->tls_up && !c->dead)
+				on_readable(s, c);
+			if (c->dead)
+				conn_close(s, c);
+			continue;
+		}
+		if (c->tls_rw && (evs[i].events & EPOLLOUT)) {
+			c->tls_rw = false;
+			on_readable(s, c);
+		}
 		if (evs[i].events & EPOLLOUT)
 			flush(s, c);
 		if (evs[i].events & EPOLLIN)
@@ -1104,7 +1358,9 @@ int zk_server_start(const struct zk_server_config *cfg, const struct zk_backend_
 	s->cfg = *cfg;
 	s->ops = *ops;
 	s->backend = backend;
-	s->lfd = s->epfd = s->evfd = s->spare_fd = -1;
+	s->lfd = s->epfd = s->evfd = s->spare_fd = s->tls_lfd = -1;
+	/* Only zk_server_start() reads it: the context takes what it needs. */
+	s->cfg.tls = NULL;
 	if (!s->cfg.max_connections)
 		s->cfg.max_connections = 4096;
 	if (!s->cfg.max_packet_bytes)
@@ -1113,7 +1369,8 @@ int zk_server_start(const struct zk_server_config *cfg, const struct zk_backend_
 		s->cfg.max_output_bytes = 64u << 20;
 	if (!s->cfg.sessionless_timeout_ms)
 		s->cfg.sessionless_timeout_ms = 10000;
-	if (!ops->connect || !ops->request || s->cfg.max_packet_bytes > INT32_MAX) {
+	if (!ops->connect || !ops->request || s->cfg.max_packet_bytes > INT32_MAX ||
+	    (cfg->no_plain && !cfg->tls)) {
 		rc = KEEL_E_INVAL;
 		goto fail;
 	}
@@ -1141,15 +1398,41 @@ int zk_server_start(const struct zk_server_config *cfg, const struct zk_backend_
 		rc = -errno;
 		goto fail_mutex;
 	}
-	rc = listen_on(cfg->bind_addr, cfg->port, &s->lfd, &s->port);
-	if (rc != 0)
-		goto fail_mutex;
+	if (!cfg->no_plain) {
+		rc = listen_on(cfg->bind_addr, cfg->port, &s->lfd, &s->port);
+		if (rc != 0)
+			goto fail_mutex;
+	}
 	struct epoll_event e = { .events = EPOLLIN, .data.u64 = ZKS_EV_LISTEN };
 	struct epoll_event w = { .events = EPOLLIN, .data.u64 = ZKS_EV_WAKE };
-	if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->lfd, &e) != 0 ||
+	if ((s->lfd >= 0 && epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->lfd, &e) != 0) ||
 	    epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->evfd, &w) != 0) {
 		rc = -errno;
 		goto fail_mutex;
+	}
+	if (cfg->tls) {
+		enum zk_tls_field field;
+		char why[512];
+		s->ssl_ctx = zk_tls_ctx_new(cfg->tls, &field, why, sizeof(why));
+		if (!s->ssl_ctx) {
+			rc = KEEL_E_CONFIG;
+			goto fail_mutex;
+		}
+		SSL_CTX_set_info_callback(s->ssl_ctx, tls_info);
+		s->handshakes_per_poll = cfg->tls->handshakes_per_poll ? cfg->tls->handshakes_per_poll : 1;
+		rc = listen_on(cfg->tls->bind_addr, cfg->tls->port, &s->tls_lfd, &s->tls_port);
+		if (rc != 0)
+			goto fail_mutex;
+		struct epoll_event t = { .events = EPOLLIN, .data.u64 = ZKS_EV_LISTEN_TLS };
+		if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->tls_lfd, &t) != 0) {
+			rc = -errno;
+			goto fail_mutex;
+		}
+		/* OpenSSL writes with write(): a client gone would raise SIGPIPE.
+		 * Ignored unless the program handles it (keeld ignores it). */
+		struct sigaction sa;
+		if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL)
+			signal(SIGPIPE, SIG_IGN);
 	}
 	/*
 	 * *out before the thread starts: a backend reaches the server through
@@ -1170,6 +1453,9 @@ fail_mutex:
 	pthread_mutex_destroy(&s->mu);
 	if (s->lfd >= 0)
 		close(s->lfd);
+	if (s->tls_lfd >= 0)
+		close(s->tls_lfd);
+	SSL_CTX_free(s->ssl_ctx);
 	if (s->epfd >= 0)
 		close(s->epfd);
 	if (s->evfd >= 0)
@@ -1189,6 +1475,11 @@ uint16_t zk_server_port(const struct zk_server *s)
 	return s->port;
 }
 
+uint16_t zk_server_tls_port(const struct zk_server *s)
+{
+	return s->tls_port;
+}
+
 void zk_server_stop(struct zk_server *s)
 {
 	if (!s->cfg.external_loop) {
@@ -1203,7 +1494,11 @@ void zk_server_stop(struct zk_server *s)
 		if (s->conns[i].state != C_FREE)
 			conn_close(s, &s->conns[i]);
 	pthread_mutex_unlock(&s->mu);
-	close(s->lfd);
+	if (s->lfd >= 0)
+		close(s->lfd);
+	if (s->tls_lfd >= 0)
+		close(s->tls_lfd);
+	SSL_CTX_free(s->ssl_ctx);
 	close(s->epfd);
 	close(s->evfd);
 	if (s->spare_fd >= 0)
@@ -1354,6 +1649,38 @@ int zk_server_peer(struct zk_server *s, zk_conn_id conn, struct zk_peer *out)
 	if (c) {
 		*out = c->peer;
 		rc = 0;
+	}
+	pthread_mutex_unlock(&s->mu);
+	return rc;
+}
+
+int zk_server_x509_subject(struct zk_server *s, zk_conn_id conn, char *out, size_t cap)
+{
+	int rc = KEEL_E_NOT_FOUND;
+	pthread_mutex_lock(&s->mu);
+	struct conn *c = conn_lookup(s, conn);
+	if (c)
+		rc = 0;
+	X509 *cert = c && c->ssl && c->tls_up ? SSL_get0_peer_certificate(c->ssl) : NULL;
+	/* want: a certificate that failed verification ends the handshake, so
+	 * one here is verified; the check keeps that true whatever the mode. */
+	if (cert && SSL_get_verify_result(c->ssl) == X509_V_OK) {
+		BIO *b = BIO_new(BIO_s_mem());
+		char *data = NULL;
+		long n = -1;
+		if (b && X509_NAME_print_ex(b, X509_get_subject_name(cert), 0,
+					    XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB) >= 0)
+			n = BIO_get_mem_data(b, &data);
+		if (n < 0)
+			rc = KEEL_E_NOMEM;
+		else if ((size_t)n >= cap)
+			rc = KEEL_E_TOO_BIG;
+		else {
+			memcpy(out, data, (size_t)n);
+			out[n] = 0;
+			rc = (int)n;
+		}
+		BIO_free(b);
 	}
 	pthread_mutex_unlock(&s->mu);
 	return rc;

@@ -532,6 +532,67 @@ struct zk_server;
  */
 struct zk_backend;
 
+/*
+ * TLS on the client port (ZooKeeper's secureClientPort; tls.c, README "TLS").
+ * Every path is a PEM file: OpenSSL 3 reads them when the server starts,
+ * and zk_tls_check() reads them the same way for a configuration check.
+ */
+enum zk_tls_client_auth {
+	ZK_TLS_AUTH_NEED = 0, /* a client certificate the trust store verifies, or no connection */
+	ZK_TLS_AUTH_WANT,     /* asked for; verified if given; a connection without one is served */
+	ZK_TLS_AUTH_NONE,     /* not asked for */
+};
+#define ZK_TLS_V1_2 1u
+#define ZK_TLS_V1_3 2u
+
+struct zk_tls_config {
+	const char *bind_addr;    /* as zk_server_config.bind_addr */
+	uint16_t port;            /* 0: any free port (zk_server_tls_port()) */
+	const char *key_path;     /* the private key and the certificate chain, leaf first */
+	const char *key_password; /* NULL or "": the key is not encrypted */
+	const char *trust_path;   /* CA certificates that sign client certificates; NULL: none */
+	enum zk_tls_client_auth client_auth;
+	uint32_t protocols; /* ZK_TLS_V1_2 | ZK_TLS_V1_3; 0: both */
+	/* comma-separated IANA suite names (Java's, ZooKeeper's ssl.ciphersuites);
+	 * NULL or "": OpenSSL's defaults */
+	const char *ciphersuites;
+	/*
+	 * external_loop: TLS handshakes stepped per zk_server_poll() (a step is
+	 * one SSL_do_handshake(), the private-key operation among them); the
+	 * rest wait in their sockets for the next poll. 0: 1.
+	 */
+	uint32_t handshakes_per_poll;
+};
+
+/* What was wrong, for zk_tls_check() (the key a configuration names it by). */
+enum zk_tls_field {
+	ZK_TLS_FIELD_KEY = 1, /* key_path / key_password: unreadable, not PEM, key != certificate */
+	ZK_TLS_FIELD_TRUST,   /* trust_path */
+	ZK_TLS_FIELD_CIPHERS, /* a suite OpenSSL does not know, or none left for protocols */
+	ZK_TLS_FIELD_PROTOCOLS,
+	ZK_TLS_FIELD_CLIENT_AUTH, /* need/want without a trust store */
+};
+/*
+ * Builds the server's TLS context as zk_server_start() would and frees it:
+ * 0, or KEEL_E_CONFIG with *field and a message for the operator in err.
+ */
+int zk_tls_check(const struct zk_tls_config *t, enum zk_tls_field *field, char *err, size_t cap);
+
+/* Why a TLS connection was closed (zk_server_stats.tls_failed, metrics). */
+enum zk_tls_fail {
+	ZK_TLS_FAIL_NOT_TLS = 0,  /* a plaintext client on the TLS port */
+	ZK_TLS_FAIL_PROTOCOL,     /* no common version or suite, a bad handshake message */
+	ZK_TLS_FAIL_CERT,         /* no client certificate (need), or one the trust store refuses */
+	ZK_TLS_FAIL_TIMEOUT,      /* no handshake within sessionless_timeout_ms */
+	ZK_TLS_FAIL_EOF,          /* the client went away mid-handshake */
+	ZK_TLS_FAIL_RENEGOTIATION, /* a renegotiation attempt (TLS 1.2): refused, closed */
+	ZK_TLS_FAIL_RECORD,       /* a bad record after the handshake (garbage, a bad MAC) */
+	ZK_TLS_FAIL_PLAIN_PORT,   /* a TLS ClientHello on the plaintext port */
+	ZK_TLS_FAIL_COUNT_,
+};
+/* "not_tls", "protocol", ... (the metric's reason label) */
+const char *zk_tls_fail_name(enum zk_tls_fail why);
+
 /* Limits the engine enforces (zk_backend_ops.limited). */
 enum zk_limit {
 	ZK_LIMIT_CONNS_PER_IP = 1, /* max_conns_per_ip: the new connection was closed */
@@ -586,6 +647,9 @@ struct zk_backend_ops {
 	 * zk_server_stats.
 	 */
 	void (*limited)(struct zk_backend *b, enum zk_limit what);
+	/* Optional: a TLS connection closed for `why` (for metrics; also in
+	 * zk_server_stats.tls_failed). */
+	void (*tls_failed)(struct zk_backend *b, enum zk_tls_fail why);
 };
 
 /* zk_server_config.bind_addr: listen on every address (ZooKeeper's default) */
@@ -636,6 +700,10 @@ struct zk_server_config {
 	 * own loop is what serves them (keeld: keel.frontend=pipeline).
 	 */
 	bool external_loop;
+	/* NULL: no TLS listener. Copied with its strings at zk_server_start(). */
+	const struct zk_tls_config *tls;
+	/* No plaintext listener (a TLS-only server: tls must be set). */
+	bool no_plain;
 };
 
 struct zk_server_stats {
@@ -654,8 +722,12 @@ struct zk_server_stats {
 	uint64_t output_overflow;     /* closed: client not reading */
 	uint64_t rejected_per_ip;     /* closed at accept: max_conns_per_ip from that address */
 	uint64_t throttled;           /* times reading stopped at max_outstanding */
+	uint64_t tls_accepted;        /* connections accepted on the TLS port (in accepted too) */
+	uint64_t tls_handshakes;      /* handshakes completed */
+	uint64_t tls_failed[ZK_TLS_FAIL_COUNT_];
 	uint32_t open;                /* connections open now */
 	uint32_t outstanding;         /* requests handed to the backend, not yet answered */
+	uint32_t tls_open;            /* of open, those on the TLS port */
 };
 
 /*
@@ -667,6 +739,8 @@ struct zk_server_stats {
 int zk_server_start(const struct zk_server_config *cfg, const struct zk_backend_ops *ops,
 		    struct zk_backend *backend, struct zk_server **out);
 uint16_t zk_server_port(const struct zk_server *s);
+/* The TLS listener's port (0: none). */
+uint16_t zk_server_tls_port(const struct zk_server *s);
 /*
  * external_loop: an fd (the engine's epoll instance) that is readable while
  * zk_server_poll() has something to do: a connection to accept, bytes to
@@ -709,6 +783,13 @@ int zk_server_reply(struct zk_server *s, const struct zk_call *call,
 		    const struct zk_response *resp);
 /* The client address of a live connection: 0, or KEEL_E_NOT_FOUND. */
 int zk_server_peer(struct zk_server *s, zk_conn_id conn, struct zk_peer *out);
+/*
+ * A TLS connection's verified client certificate subject, RFC 2253 ("CN=a,O=b",
+ * as Java's X500Principal.getName() and so ZooKeeper's x509 ids): its length,
+ * 0 for a connection without one (plaintext, or clientAuth want/none and no
+ * certificate), KEEL_E_NOT_FOUND when gone, KEEL_E_TOO_BIG when over cap.
+ */
+int zk_server_x509_subject(struct zk_server *s, zk_conn_id conn, char *out, size_t cap);
 /* A header-only error answer (ZK_ENONODE, ...). */
 int zk_server_reply_error(struct zk_server *s, const struct zk_call *call, int64_t zxid,
 			  int32_t err);
@@ -749,6 +830,7 @@ struct zk_conn_info {
 	zk_conn_id conn;
 	struct zk_peer peer;
 	int64_t session_id; /* 0: no session (yet) */
+	bool tls;           /* on the TLS port */
 	bool asking;        /* this connection is the one asking (a four-letter word) */
 	uint32_t queued;
 	uint64_t recved, sent;

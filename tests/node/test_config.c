@@ -12,6 +12,7 @@
 
 #include "keel.h"
 #include "node.h"
+#include "zkproto.h"
 
 #define BASE "dataDir=/var/lib/keel\nclientPort=2181\n"
 #define TRIO                                                           \
@@ -502,6 +503,146 @@ static void test_session_clamp_and_format(void **state)
 	assert_int_equal(strlen(small), sizeof(small) - 1);
 }
 
+/* ---- the TLS keys (secureClientPort, ssl.*): certificates made at run time
+ * by the openssl command in a temporary directory removed after ---- */
+
+static char dir[64], text[4096];
+
+/* A configuration: dataDir (line 1), then the lines of fmt. */
+__attribute__((format(printf, 1, 2))) static const char *cfgtext(const char *fmt, ...)
+{
+	int n = snprintf(text, sizeof(text), "dataDir=/var/lib/keel\n");
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(text + n, sizeof(text) - (size_t)n, fmt, ap);
+	va_end(ap);
+	return text;
+}
+
+static int run(const char *cmd)
+{
+	char buf[1024];
+	snprintf(buf, sizeof(buf), "cd %s && (%s) >/dev/null 2>&1", dir, cmd);
+	return system(buf);
+}
+
+static int tls_setup(void **state)
+{
+	(void)state;
+	snprintf(dir, sizeof(dir), "/tmp/keel-cfgtls-XXXXXX");
+	if (!mkdtemp(dir))
+		return -1;
+	/* a CA, a server key + chain (server.pem), another key (for a mismatch) */
+	return run("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+		   "-keyout ca.key -out ca.pem -days 1 -subj /CN=ca && "
+		   "openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+		   "-keyout srv.key -out srv.csr -subj /CN=localhost && "
+		   "openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
+		   "-out srv.crt -days 1 && cat srv.key srv.crt > server.pem && "
+		   "cat ca.key srv.crt > mismatch.pem")
+		       ? -1
+		       : 0;
+}
+
+static int tls_teardown(void **state)
+{
+	(void)state;
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	return dir[0] ? system(cmd) : 0;
+}
+
+#define refused_tls(t, line, key, why) refused(t, 0, line, key, why)
+
+static void test_tls_served(void **state)
+{
+	(void)state;
+	/* TLS only (no clientPort), ZooKeeper's zookeeper.* spelling too */
+	assert_int_equal(parse(cfgtext("secureClientPort=2281\n"
+				       "zookeeper.ssl.keyStore.location=%s/server.pem\n"
+				       "ssl.keyStore.type=pem\nssl.trustStore.location=%s/ca.pem\n"
+				       "ssl.trustStore.type=PEM\nssl.trustStore.password=x\n"
+				       "ssl.clientAuth=WANT\nssl.protocol=TLSv1.3\n"
+				       "ssl.ciphersuites=TLS_AES_128_GCM_SHA256\n"
+				       "ssl.quorum.keyStore.location=/x\n",
+				       dir, dir),
+			       0),
+			 0);
+	assert_int_equal(cfg.client_port, 0);
+	assert_int_equal(cfg.secure_client_port, 2281);
+	assert_int_equal(cfg.ssl_client_auth, ZK_TLS_AUTH_WANT);
+	assert_int_equal(cfg.ssl_protocols, ZK_TLS_V1_2 | ZK_TLS_V1_3);
+	struct zk_tls_config t;
+	node_config_tls(&cfg, &t);
+	assert_string_equal(t.bind_addr, ZK_BIND_ANY);
+	assert_int_equal(t.port, 2281);
+	char out[4096];
+	node_config_format(&cfg, out, sizeof(out));
+	assert_non_null(strstr(out, "secureClientPort=2281\n"));
+	assert_null(strstr(out, "ssl.")); /* conf shows no key paths or passwords */
+
+	/* beside clientPort; enabledProtocols says exactly; its own address */
+	assert_int_equal(parse(cfgtext("clientPort=2181\nclientPortAddress=127.0.0.1\n"
+				       "secureClientPort=2281\nssl.keyStore.location=%s/server.pem\n"
+				       "ssl.clientAuth=none\nssl.enabledProtocols=TLSv1.3\n"
+				       "ssl.protocol=TLSv1.2\n",
+				       dir),
+			       0),
+			 0);
+	assert_int_equal(cfg.ssl_protocols, ZK_TLS_V1_3);
+	node_config_tls(&cfg, &t);
+	assert_string_equal(t.bind_addr, "127.0.0.1"); /* clientPortAddress's */
+	assert_int_equal(parse(cfgtext("clientPort=2181\nsecureClientPort=2281\n"
+				       "secureClientPortAddress=::1\nssl.clientAuth=none\n"
+				       "ssl.keyStore.location=%s/server.pem\n",
+				       dir),
+			       0),
+			 0);
+	node_config_tls(&cfg, &t);
+	assert_string_equal(t.bind_addr, "::1");
+}
+
+static void test_tls_refused(void **state)
+{
+	(void)state;
+	/* still no port at all */
+	refused_tls(cfgtext("ssl.keyStore.location=%s/server.pem\n", dir), 0, "clientPort", "not set");
+	refused_tls(cfgtext("clientPort=2181\nsecureClientPort=2181\nssl.clientAuth=none\n"
+			"ssl.keyStore.location=%s/server.pem\n",
+			dir),
+		3, "secureClientPort", "also clientPort");
+	refused_tls(cfgtext("secureClientPort=2281\nssl.clientAuth=none\n"), 2, "secureClientPort",
+		"not set");
+	refused_tls(cfgtext("secureClientPort=2281\nssl.clientAuth=none\n"
+			"ssl.keyStore.location=%s/none.pem\n",
+			dir),
+		4, "ssl.keyStore.location", "No such file");
+	refused_tls(cfgtext("secureClientPort=2281\nssl.clientAuth=none\n"
+			"ssl.keyStore.location=%s/mismatch.pem\n",
+			dir),
+		4, "ssl.keyStore.location", "not the first certificate's");
+	refused_tls(cfgtext("secureClientPort=2281\nssl.keyStore.location=%s/server.pem\n", dir), 0,
+		"ssl.clientAuth", "needs a trust store");
+	refused_tls(cfgtext("secureClientPort=2281\nssl.keyStore.location=%s/server.pem\n"
+			"ssl.trustStore.location=%s/ca.key\n",
+			dir, dir),
+		4, "ssl.trustStore.location", "no PEM certificate");
+	refused_tls(cfgtext("secureClientPort=2281\nssl.clientAuth=none\n"
+			"ssl.keyStore.location=%s/server.pem\nssl.ciphersuites=TLS_RSA_FOO\n",
+			dir),
+		5, "ssl.ciphersuites", "TLS_RSA_FOO");
+	refused_tls(cfgtext("ssl.keyStore.type=JKS\n"), 2, "ssl.keyStore.type", "PEM files only");
+	refused_tls(cfgtext("ssl.trustStore.type=PKCS12\n"), 2, "ssl.trustStore.type", "PEM");
+	refused_tls(cfgtext("ssl.clientAuth=always\n"), 2, "ssl.clientAuth", "need, want, none");
+	refused_tls(cfgtext("ssl.protocol=TLSv1.1\n"), 2, "ssl.protocol", "TLSv1.2 and TLSv1.3 only");
+	refused_tls(cfgtext("ssl.enabledProtocols=TLSv1.2,SSLv3\n"), 2, "ssl.enabledProtocols",
+		"'SSLv3'");
+	refused_tls(cfgtext("ssl.crl=true\n"), 2, "ssl.crl", "not served");
+	refused_tls(cfgtext("secureClientPort=0\n"), 2, "secureClientPort", NULL);
+	refused_tls(cfgtext("secureClientPort=2281\nsecureClientPort=2282\n"), 3, "secureClientPort",
+		"set again");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -520,6 +661,8 @@ int main(void)
 		cmocka_unit_test(test_session_clamp_and_format),
 		cmocka_unit_test(test_live_format),
 		cmocka_unit_test(test_live_file_and_overlay),
+		cmocka_unit_test_setup_teardown(test_tls_served, tls_setup, tls_teardown),
+		cmocka_unit_test_setup_teardown(test_tls_refused, tls_setup, tls_teardown),
 	};
 	return cmocka_run_group_tests_name("node_config", tests, NULL, NULL);
 }

@@ -1,0 +1,268 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The TLS context of the client port: ZooKeeper's ssl.* settings (PEM
+ * only) turned into an OpenSSL 3 SSL_CTX. Every refusal says what the
+ * operator can fix: the file that does not open (errno), the PEM that
+ * holds no key or certificate, the key that is not the certificate's, the
+ * suite name OpenSSL does not know. server.c drives the connections.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/x509.h>
+
+#include "tls.h"
+
+static const char *const fail_names[ZK_TLS_FAIL_COUNT_] = {
+	[ZK_TLS_FAIL_NOT_TLS] = "not_tls",
+	[ZK_TLS_FAIL_PROTOCOL] = "protocol",
+	[ZK_TLS_FAIL_CERT] = "certificate",
+	[ZK_TLS_FAIL_TIMEOUT] = "timeout",
+	[ZK_TLS_FAIL_EOF] = "eof",
+	[ZK_TLS_FAIL_RENEGOTIATION] = "renegotiation",
+	[ZK_TLS_FAIL_RECORD] = "record",
+	[ZK_TLS_FAIL_PLAIN_PORT] = "tls_on_plain_port",
+};
+
+const char *zk_tls_fail_name(enum zk_tls_fail why)
+{
+	return (unsigned)why < ZK_TLS_FAIL_COUNT_ ? fail_names[why] : "?";
+}
+
+/* OpenSSL's last error as text (its queue cleared), or `dflt`. */
+static const char *ssl_reason(char *buf, size_t cap, const char *dflt)
+{
+	unsigned long e = ERR_peek_last_error();
+	ERR_clear_error();
+	if (!e)
+		return dflt;
+	const char *r = ERR_reason_error_string(e);
+	if (r)
+		snprintf(buf, cap, "%s", r);
+	else
+		ERR_error_string_n(e, buf, cap);
+	return buf;
+}
+
+static int refuse(enum zk_tls_field f, enum zk_tls_field *field, char *err, size_t cap,
+		  const char *fmt, const char *a, const char *b)
+{
+	*field = f;
+	snprintf(err, cap, fmt, a, b);
+	return KEEL_E_CONFIG;
+}
+
+/* The file opens for reading: a clearer word than OpenSSL's for a bad path. */
+static int readable(const char *path, enum zk_tls_field f, enum zk_tls_field *field, char *err,
+		    size_t cap)
+{
+	FILE *fp = fopen(path, "r");
+	if (!fp)
+		return refuse(f, field, err, cap, "cannot open %s: %s", path, strerror(errno));
+	fclose(fp);
+	return 0;
+}
+
+static int password_cb(char *buf, int size, int rwflag, void *u)
+{
+	(void)rwflag;
+	const char *pw = u;
+	if (!pw || size <= 0)
+		return 0;
+	size_t n = strlen(pw);
+	if (n > (size_t)size)
+		return -1;
+	memcpy(buf, pw, n);
+	return (int)n;
+}
+
+/*
+ * ssl.ciphersuites names suites as Java does, by their IANA names
+ * (TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, TLS_AES_128_GCM_SHA256):
+ * OpenSSL names its TLS 1.2 ones otherwise, so each is looked up among
+ * every suite OpenSSL has, then split into the TLS 1.2 cipher list and
+ * the TLS 1.3 suites list.
+ */
+static int set_suites(SSL_CTX *ctx, const struct zk_tls_config *t, enum zk_tls_field *field,
+		      char *err, size_t cap)
+{
+	char list12[2048] = "", list13[1024] = "", name[128], why[256];
+	SSL_CTX *all = SSL_CTX_new(TLS_server_method());
+	if (!all || !SSL_CTX_set_cipher_list(all, "ALL:COMPLEMENTOFALL:@SECLEVEL=0")) {
+		SSL_CTX_free(all);
+		return refuse(ZK_TLS_FIELD_CIPHERS, field, err, cap, "OpenSSL: %s%s",
+			      ssl_reason(why, sizeof(why), "cannot list suites"), "");
+	}
+	STACK_OF(SSL_CIPHER) *sk = SSL_CTX_get_ciphers(all);
+	const char *p = t->ciphersuites;
+	int rc = 0;
+	while (*p && rc == 0) {
+		size_t n = strcspn(p, ", \t");
+		if (n == 0) {
+			p++;
+			continue;
+		}
+		if (n >= sizeof(name)) {
+			rc = refuse(ZK_TLS_FIELD_CIPHERS, field, err, cap,
+				    "a suite name in '%s' is too long%s", t->ciphersuites, "");
+			break;
+		}
+		memcpy(name, p, n);
+		name[n] = 0;
+		p += n;
+		const SSL_CIPHER *found = NULL;
+		for (int i = 0; sk && i < sk_SSL_CIPHER_num(sk) && !found; i++) {
+			const SSL_CIPHER *c = sk_SSL_CIPHER_value(sk, i);
+			const char *std = SSL_CIPHER_standard_name(c);
+			if ((std && !strcmp(std, name)) || !strcmp(SSL_CIPHER_get_name(c), name))
+				found = c;
+		}
+		if (!found) {
+			rc = refuse(ZK_TLS_FIELD_CIPHERS, field, err, cap,
+				    "'%s' is not a suite OpenSSL %s knows (IANA names, as "
+				    "TLS_AES_128_GCM_SHA256)",
+				    name, OpenSSL_version(OPENSSL_VERSION_STRING));
+			break;
+		}
+		bool v13 = !strcmp(SSL_CIPHER_get_version(found), "TLSv1.3");
+		char *dst = v13 ? list13 : list12;
+		size_t dcap = v13 ? sizeof(list13) : sizeof(list12), used = strlen(dst);
+		snprintf(dst + used, dcap - used, "%s%s", used ? ":" : "", SSL_CIPHER_get_name(found));
+	}
+	SSL_CTX_free(all);
+	if (rc)
+		return rc;
+	uint32_t pr = t->protocols ? t->protocols : ZK_TLS_V1_2 | ZK_TLS_V1_3;
+	if (!((pr & ZK_TLS_V1_2) && list12[0]) && !((pr & ZK_TLS_V1_3) && list13[0]))
+		return refuse(ZK_TLS_FIELD_CIPHERS, field, err, cap,
+			      "'%s' has no suite for the enabled protocol versions%s",
+			      t->ciphersuites, "");
+	/* An empty list turns that version's suites off: the other's stay. */
+	if (!SSL_CTX_set_ciphersuites(ctx, list13) ||
+	    (list12[0] && !SSL_CTX_set_cipher_list(ctx, list12)) ||
+	    (!list12[0] && !SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION)))
+		return refuse(ZK_TLS_FIELD_CIPHERS, field, err, cap, "'%s': OpenSSL: %s",
+			      t->ciphersuites, ssl_reason(why, sizeof(why), "refused"));
+	if (!list12[0] && (pr & ZK_TLS_V1_2))
+		SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
+	if (!list13[0] && (pr & ZK_TLS_V1_3))
+		SSL_CTX_set_max_proto_version(ctx, TLS1_2_VERSION);
+	return 0;
+}
+
+SSL_CTX *zk_tls_ctx_new(const struct zk_tls_config *t, enum zk_tls_field *field, char *err,
+			size_t cap)
+{
+	char why[256];
+	ERR_clear_error();
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+	if (!ctx) {
+		refuse(ZK_TLS_FIELD_KEY, field, err, cap, "OpenSSL: %s%s",
+		       ssl_reason(why, sizeof(why), "cannot make a context"), "");
+		return NULL;
+	}
+	uint32_t pr = t->protocols ? t->protocols : ZK_TLS_V1_2 | ZK_TLS_V1_3;
+	if (pr & ~(ZK_TLS_V1_2 | ZK_TLS_V1_3)) {
+		refuse(ZK_TLS_FIELD_PROTOCOLS, field, err, cap, "TLSv1.2 and TLSv1.3 only%s%s", "",
+		       "");
+		goto fail;
+	}
+	SSL_CTX_set_min_proto_version(ctx, (pr & ZK_TLS_V1_2) ? TLS1_2_VERSION : TLS1_3_VERSION);
+	SSL_CTX_set_max_proto_version(ctx, (pr & ZK_TLS_V1_3) ? TLS1_3_VERSION : TLS1_2_VERSION);
+	/*
+	 * Renegotiation (TLS 1.2) is refused: the engine closes a connection
+	 * that tries (server.c), and a handshake mid-stream would cost the
+	 * engine thread a private-key operation the client chose the time of.
+	 */
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
+					 SSL_OP_NO_COMPRESSION | SSL_OP_IGNORE_UNEXPECTED_EOF);
+	/* Partial writes and a moving buffer: the engine's output buffer is
+	 * compacted and grown between a short write and its retry. Released
+	 * buffers: 4096 idle connections would otherwise keep ~34 KiB each. */
+	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+				      SSL_MODE_RELEASE_BUFFERS);
+	static const unsigned char sid_ctx[] = "keel-zk";
+	SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof(sid_ctx) - 1);
+
+	if (!t->key_path || !t->key_path[0]) {
+		refuse(ZK_TLS_FIELD_KEY, field, err, cap, "not set (a PEM file: key and certificate)%s%s",
+		       "", "");
+		goto fail;
+	}
+	if (readable(t->key_path, ZK_TLS_FIELD_KEY, field, err, cap))
+		goto fail;
+	SSL_CTX_set_default_passwd_cb(ctx, password_cb);
+	SSL_CTX_set_default_passwd_cb_userdata(ctx, (void *)(t->key_password ? t->key_password : ""));
+	if (SSL_CTX_use_certificate_chain_file(ctx, t->key_path) != 1) {
+		refuse(ZK_TLS_FIELD_KEY, field, err, cap, "%s: no PEM certificate read: %s",
+		       t->key_path, ssl_reason(why, sizeof(why), "none found"));
+		goto fail;
+	}
+	if (SSL_CTX_use_PrivateKey_file(ctx, t->key_path, SSL_FILETYPE_PEM) != 1) {
+		if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH) {
+			refuse(ZK_TLS_FIELD_KEY, field, err, cap,
+			       "%s: the private key is not the first certificate's (%s)", t->key_path,
+			       ssl_reason(why, sizeof(why), "mismatch"));
+			goto fail;
+		}
+		refuse(ZK_TLS_FIELD_KEY, field, err, cap,
+		       "%s: no PEM private key read (a wrong or missing ssl.keyStore.password "
+		       "for an encrypted one?): %s",
+		       t->key_path, ssl_reason(why, sizeof(why), "none found"));
+		goto fail;
+	}
+	if (SSL_CTX_check_private_key(ctx) != 1) {
+		refuse(ZK_TLS_FIELD_KEY, field, err, cap,
+		       "%s: the private key is not the first certificate's: %s", t->key_path,
+		       ssl_reason(why, sizeof(why), "mismatch"));
+		goto fail;
+	}
+	/* The key stays in the context; the password is not needed after. */
+	SSL_CTX_set_default_passwd_cb_userdata(ctx, NULL);
+
+	if (t->trust_path && t->trust_path[0]) {
+		if (readable(t->trust_path, ZK_TLS_FIELD_TRUST, field, err, cap))
+			goto fail;
+		STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(t->trust_path);
+		if (SSL_CTX_load_verify_locations(ctx, t->trust_path, NULL) != 1 || !names ||
+		    sk_X509_NAME_num(names) == 0) {
+			sk_X509_NAME_pop_free(names, X509_NAME_free);
+			refuse(ZK_TLS_FIELD_TRUST, field, err, cap,
+			       "%s: no PEM certificate read: %s", t->trust_path,
+			       ssl_reason(why, sizeof(why), "none found"));
+			goto fail;
+		}
+		SSL_CTX_set_client_CA_list(ctx, names);
+	} else if (t->client_auth != ZK_TLS_AUTH_NONE) {
+		refuse(ZK_TLS_FIELD_CLIENT_AUTH, field, err, cap,
+		       "'%s' verifies client certificates: it needs a trust store "
+		       "(ssl.trustStore.location), or set ssl.clientAuth=none%s",
+		       t->client_auth == ZK_TLS_AUTH_NEED ? "need" : "want", "");
+		goto fail;
+	}
+	int mode = SSL_VERIFY_NONE;
+	if (t->client_auth == ZK_TLS_AUTH_NEED)
+		mode = SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+	else if (t->client_auth == ZK_TLS_AUTH_WANT)
+		mode = SSL_VERIFY_PEER;
+	SSL_CTX_set_verify(ctx, mode, NULL);
+	if (t->ciphersuites && t->ciphersuites[0] && set_suites(ctx, t, field, err, cap))
+		goto fail;
+	ERR_clear_error();
+	return ctx;
+fail:
+	ERR_clear_error();
+	SSL_CTX_free(ctx);
+	return NULL;
+}
+
+int zk_tls_check(const struct zk_tls_config *t, enum zk_tls_field *field, char *err, size_t cap)
+{
+	SSL_CTX *ctx = zk_tls_ctx_new(t, field, err, cap);
+	if (!ctx)
+		return KEEL_E_CONFIG;
+	SSL_CTX_free(ctx);
+	return 0;
+}

@@ -1,0 +1,684 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * TLS on the client port (zk_server_config.tls, tls.c): the context's
+ * refusals (zk_tls_check), a session over TLS against OpenSSL's own client
+ * in this process (connect, requests, a reply larger than a TLS record, a
+ * four-letter word, the client certificate's subject), the same with the
+ * engine polled by the caller (external_loop, handshakes bounded per poll),
+ * and every refusal counted by its reason while a plaintext session on the
+ * other port goes on. Certificates are made at run time in a temporary
+ * directory that the test removes; loopback, port 0; waits have a
+ * fail-safe, no timing assertions.
+ */
+#include <errno.h>
+#include <ftw.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include "zkproto.h"
+
+#define FAILSAFE_S 20
+#define BIG_BYTES  (100 * 1024) /* a getData reply over six TLS records */
+
+static char dir[64];
+static char p_server[128], p_ca[128], p_other_ca[128], p_mismatch[128], p_enc[128],
+	p_nocert[128], p_client_key[128], p_client_cert[128], p_rogue_key[128],
+	p_rogue_cert[128];
+
+/* ---- certificates, made with OpenSSL's API (nothing committed expires) ---- */
+
+static EVP_PKEY *new_key(void)
+{
+	EVP_PKEY *k = EVP_EC_gen("P-256");
+	assert_non_null(k);
+	return k;
+}
+
+/* A certificate for key named cn, signed by (ca, ca_key), or self-signed when ca is NULL. */
+static X509 *new_cert(EVP_PKEY *key, const char *cn, X509 *ca, EVP_PKEY *ca_key)
+{
+	static long serial = 1;
+	X509 *x = X509_new();
+	assert_non_null(x);
+	X509_set_version(x, 2);
+	ASN1_INTEGER_set(X509_get_serialNumber(x), serial++);
+	X509_gmtime_adj(X509_getm_notBefore(x), -3600);
+	X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+	X509_set_pubkey(x, key);
+	X509_NAME *name = X509_get_subject_name(x);
+	X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC, (const unsigned char *)"keel", -1, -1,
+				   0);
+	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
+	X509_set_issuer_name(x, ca ? X509_get_subject_name(ca) : name);
+	X509V3_CTX v3;
+	X509V3_set_ctx(&v3, ca ? ca : x, x, NULL, NULL, 0);
+	X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, &v3, NID_basic_constraints,
+						  ca ? "critical,CA:FALSE" : "critical,CA:TRUE");
+	assert_non_null(ext);
+	X509_add_ext(x, ext, -1);
+	X509_EXTENSION_free(ext);
+	assert_true(X509_sign(x, ca ? ca_key : key, EVP_sha256()) > 0);
+	return x;
+}
+
+static void write_pem(const char *path, EVP_PKEY *key, const char *pass, X509 *a, X509 *b)
+{
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	if (key)
+		assert_int_equal(PEM_write_PrivateKey(f, key, pass ? EVP_aes_256_cbc() : NULL,
+						      (unsigned char *)pass, pass ? (int)strlen(pass) : 0,
+						      NULL, NULL),
+				 1);
+	if (a)
+		assert_int_equal(PEM_write_X509(f, a), 1);
+	if (b)
+		assert_int_equal(PEM_write_X509(f, b), 1);
+	fclose(f);
+}
+
+static int group_setup(void **state)
+{
+	(void)state;
+	snprintf(dir, sizeof(dir), "/tmp/keel-tls-XXXXXX");
+	if (!mkdtemp(dir))
+		return -1;
+#define P(v, name) snprintf(v, sizeof(v), "%s/%s", dir, name)
+	P(p_server, "server.pem");
+	P(p_ca, "ca.pem");
+	P(p_other_ca, "other-ca.pem");
+	P(p_mismatch, "mismatch.pem");
+	P(p_enc, "encrypted.pem");
+	P(p_nocert, "nocert.pem");
+	P(p_client_key, "client.key");
+	P(p_client_cert, "client.pem");
+	P(p_rogue_key, "rogue.key");
+	P(p_rogue_cert, "rogue.pem");
+#undef P
+	EVP_PKEY *ca_key = new_key(), *other_key = new_key(), *srv_key = new_key(),
+		 *cli_key = new_key(), *rogue_key = new_key();
+	X509 *ca = new_cert(ca_key, "keel test CA", NULL, NULL);
+	X509 *other = new_cert(other_key, "another CA", NULL, NULL);
+	X509 *srv = new_cert(srv_key, "localhost", ca, ca_key);
+	X509 *cli = new_cert(cli_key, "client1", ca, ca_key);
+	X509 *rogue = new_cert(rogue_key, "rogue", other, other_key);
+	write_pem(p_server, srv_key, NULL, srv, ca); /* ZooKeeper's PEM keystore: key + chain */
+	write_pem(p_ca, NULL, NULL, ca, NULL);
+	write_pem(p_other_ca, NULL, NULL, other, NULL);
+	write_pem(p_mismatch, cli_key, NULL, srv, NULL);
+	write_pem(p_enc, srv_key, "s3cret", srv, NULL);
+	write_pem(p_nocert, srv_key, NULL, NULL, NULL);
+	write_pem(p_client_key, cli_key, NULL, NULL, NULL);
+	write_pem(p_client_cert, NULL, NULL, cli, NULL);
+	write_pem(p_rogue_key, rogue_key, NULL, NULL, NULL);
+	write_pem(p_rogue_cert, NULL, NULL, rogue, NULL);
+	EVP_PKEY *keys[] = { ca_key, other_key, srv_key, cli_key, rogue_key };
+	X509 *certs[] = { ca, other, srv, cli, rogue };
+	for (size_t i = 0; i < 5; i++) {
+		EVP_PKEY_free(keys[i]);
+		X509_free(certs[i]);
+	}
+	return 0;
+}
+
+static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+static int group_teardown(void **state)
+{
+	(void)state;
+	return dir[0] ? nftw(dir, rm_one, 8, FTW_DEPTH | FTW_PHYS) : 0;
+}
+
+/* ---- zk_tls_check: the refusals a configuration gets ---- */
+
+static struct zk_tls_config good_tls(void)
+{
+	return (struct zk_tls_config){ .bind_addr = "127.0.0.1",
+				       .key_path = p_server,
+				       .trust_path = p_ca,
+				       .client_auth = ZK_TLS_AUTH_NEED };
+}
+
+static void expect_refused(const struct zk_tls_config *t, enum zk_tls_field want,
+			   const char *words)
+{
+	enum zk_tls_field f = 0;
+	char err[512] = "";
+	assert_int_equal(zk_tls_check(t, &f, err, sizeof(err)), KEEL_E_CONFIG);
+	if (f != want || !strstr(err, words))
+		fail_msg("field %d (want %d), message '%s' (want '%s' in it)", f, want, err, words);
+}
+
+static void test_check(void **state)
+{
+	(void)state;
+	enum zk_tls_field f;
+	char err[512];
+	struct zk_tls_config t = good_tls();
+	assert_int_equal(zk_tls_check(&t, &f, err, sizeof(err)), 0);
+
+	t.key_path = "/nonexistent/keel.pem";
+	expect_refused(&t, ZK_TLS_FIELD_KEY, "No such file");
+	t.key_path = p_mismatch;
+	expect_refused(&t, ZK_TLS_FIELD_KEY, "not the first certificate's");
+	t.key_path = p_nocert;
+	expect_refused(&t, ZK_TLS_FIELD_KEY, "no PEM certificate");
+	t.key_path = p_ca; /* a certificate, no key */
+	expect_refused(&t, ZK_TLS_FIELD_KEY, "no PEM private key");
+	t.key_path = p_enc;
+	expect_refused(&t, ZK_TLS_FIELD_KEY, "password");
+	t.key_password = "wrong";
+	expect_refused(&t, ZK_TLS_FIELD_KEY, "password");
+	t.key_password = "s3cret";
+	assert_int_equal(zk_tls_check(&t, &f, err, sizeof(err)), 0);
+
+	t = good_tls();
+	t.trust_path = p_client_key; /* a key, no certificate */
+	expect_refused(&t, ZK_TLS_FIELD_TRUST, "no PEM certificate");
+	t.trust_path = NULL;
+	expect_refused(&t, ZK_TLS_FIELD_CLIENT_AUTH, "needs a trust store");
+	t.client_auth = ZK_TLS_AUTH_WANT;
+	expect_refused(&t, ZK_TLS_FIELD_CLIENT_AUTH, "needs a trust store");
+	t.client_auth = ZK_TLS_AUTH_NONE;
+	assert_int_equal(zk_tls_check(&t, &f, err, sizeof(err)), 0);
+
+	t = good_tls();
+	t.ciphersuites = "TLS_NOT_A_SUITE";
+	expect_refused(&t, ZK_TLS_FIELD_CIPHERS, "TLS_NOT_A_SUITE");
+	/* IANA (Java) names, both versions' */
+	t.ciphersuites = "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, TLS_AES_256_GCM_SHA384";
+	assert_int_equal(zk_tls_check(&t, &f, err, sizeof(err)), 0);
+	t.protocols = ZK_TLS_V1_3;
+	t.ciphersuites = "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"; /* a TLS 1.2 suite only */
+	expect_refused(&t, ZK_TLS_FIELD_CIPHERS, "no suite");
+	t = good_tls();
+	t.protocols = 4;
+	expect_refused(&t, ZK_TLS_FIELD_PROTOCOLS, "TLSv1.2 and TLSv1.3");
+}
+
+/* ---- a small backend: sessions, getData (BIG_BYTES of it), setData ---- */
+
+struct zk_backend {
+	struct zk_server *srv;
+	pthread_mutex_t mu;
+	int64_t next_session;
+	int cb_errors;
+	int tls_failed[ZK_TLS_FAIL_COUNT_];
+	char subject[256]; /* the last connect's client certificate subject */
+	int subject_rc;
+};
+
+#define CB_CHECK(b, x)                    \
+	do {                              \
+		if (!(x))                 \
+			(b)->cb_errors++; \
+	} while (0)
+
+static void be_connect(struct zk_backend *b, const struct zk_call *call,
+		       const struct zk_connect_request *req)
+{
+	static const uint8_t pw[ZK_PASSWD_BYTES] = "0123456789abcdef";
+	pthread_mutex_lock(&b->mu);
+	struct zk_connect_response r = { 0, zk_negotiate_timeout_ms(req->timeout_ms, 1000),
+					 b->next_session++, { pw, ZK_PASSWD_BYTES }, false };
+	b->subject_rc = zk_server_x509_subject(b->srv, call->conn, b->subject, sizeof(b->subject));
+	pthread_mutex_unlock(&b->mu);
+	CB_CHECK(b, zk_server_connect_reply(b->srv, call, &r, false) == 0);
+}
+
+static void be_request(struct zk_backend *b, const struct zk_call *call, const struct zk_request *q)
+{
+	static uint8_t big[BIG_BYTES];
+	struct zk_response r = { .zxid = 1 };
+	if (q->type == ZK_OP_GET_DATA) {
+		for (size_t i = 0; i < sizeof(big); i++)
+			big[i] = (uint8_t)(i * 7);
+		r.data = (struct zk_buf){ big, (int32_t)sizeof(big) };
+	}
+	CB_CHECK(b, zk_server_reply(b->srv, call, &r) == 0);
+}
+
+static void be_closed(struct zk_backend *b, zk_conn_id c, int64_t session)
+{
+	(void)b;
+	(void)c;
+	(void)session;
+}
+
+static void be_tls_failed(struct zk_backend *b, enum zk_tls_fail why)
+{
+	pthread_mutex_lock(&b->mu);
+	b->tls_failed[why]++;
+	pthread_mutex_unlock(&b->mu);
+}
+
+static const struct zk_backend_ops be_ops = {
+	.connect = be_connect,
+	.request = be_request,
+	.closed = be_closed,
+	.tls_failed = be_tls_failed,
+};
+
+struct fixture {
+	struct zk_backend b;
+	struct zk_tls_config tls;
+	bool external;
+	volatile bool stop;
+	pthread_t poller;
+};
+
+static void *poll_main(void *arg)
+{
+	struct fixture *f = arg;
+	while (!f->stop) {
+		struct timespec ts = { 0, 200000 };
+		if (zk_server_poll(f->b.srv, 64) == 0)
+			nanosleep(&ts, NULL);
+	}
+	return NULL;
+}
+
+static void start(struct fixture *f, bool external, uint32_t sessionless_ms)
+{
+	memset(f, 0, sizeof(*f));
+	pthread_mutex_init(&f->b.mu, NULL);
+	f->b.next_session = 0x100;
+	f->tls = good_tls();
+	f->external = external;
+	struct zk_server_config cfg = { .bind_addr = "127.0.0.1",
+					.sessionless_timeout_ms = sessionless_ms,
+					.four_letter_whitelist = 1u << ZK_4LW_RUOK,
+					.external_loop = external,
+					.tls = &f->tls };
+	assert_int_equal(zk_server_start(&cfg, &be_ops, &f->b, &f->b.srv), 0);
+	assert_true(zk_server_tls_port(f->b.srv) != 0);
+	assert_true(zk_server_port(f->b.srv) != zk_server_tls_port(f->b.srv));
+	if (external)
+		assert_int_equal(pthread_create(&f->poller, NULL, poll_main, f), 0);
+}
+
+static void stop(struct fixture *f)
+{
+	if (f->external) {
+		f->stop = true;
+		pthread_join(f->poller, NULL);
+	}
+	assert_int_equal(f->b.cb_errors, 0);
+	zk_server_stop(f->b.srv);
+	pthread_mutex_destroy(&f->b.mu);
+}
+
+/* ---- the client side: blocking sockets with a fail-safe timeout ---- */
+
+static int dial(uint16_t port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(fd >= 0);
+	struct timeval tv = { FAILSAFE_S, 0 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	struct sockaddr_in a = { .sin_family = AF_INET,
+				 .sin_port = htons(port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	return fd;
+}
+
+struct client {
+	int fd;
+	SSL_CTX *ctx;
+	SSL *ssl; /* NULL: plaintext */
+};
+
+/* A TLS client; cert/key NULL: none. Returns SSL_connect()'s result. */
+static int tls_dial(struct client *c, uint16_t port, const char *cert, const char *key,
+		    int max_version)
+{
+	memset(c, 0, sizeof(*c));
+	c->ctx = SSL_CTX_new(TLS_client_method());
+	assert_non_null(c->ctx);
+	assert_int_equal(SSL_CTX_load_verify_locations(c->ctx, p_ca, NULL), 1);
+	SSL_CTX_set_verify(c->ctx, SSL_VERIFY_PEER, NULL);
+	if (max_version)
+		SSL_CTX_set_max_proto_version(c->ctx, max_version);
+	if (cert) {
+		assert_int_equal(SSL_CTX_use_certificate_file(c->ctx, cert, SSL_FILETYPE_PEM), 1);
+		assert_int_equal(SSL_CTX_use_PrivateKey_file(c->ctx, key, SSL_FILETYPE_PEM), 1);
+	}
+	c->fd = dial(port);
+	c->ssl = SSL_new(c->ctx);
+	SSL_set_fd(c->ssl, c->fd);
+	SSL_set_tlsext_host_name(c->ssl, "localhost");
+	return SSL_connect(c->ssl);
+}
+
+static void client_close(struct client *c)
+{
+	SSL_free(c->ssl);
+	SSL_CTX_free(c->ctx);
+	close(c->fd);
+	ERR_clear_error();
+}
+
+static void put(struct client *c, const void *buf, size_t len)
+{
+	if (c->ssl)
+		assert_int_equal(SSL_write(c->ssl, buf, (int)len), (int)len);
+	else
+		assert_int_equal(send(c->fd, buf, len, MSG_NOSIGNAL), (ssize_t)len);
+}
+
+/* Up to len bytes; 0 at the end of the stream (or an error). */
+static size_t get(struct client *c, void *buf, size_t len)
+{
+	if (c->ssl) {
+		int n = SSL_read(c->ssl, buf, (int)len);
+		return n > 0 ? (size_t)n : 0;
+	}
+	ssize_t n = recv(c->fd, buf, len, 0);
+	return n > 0 ? (size_t)n : 0;
+}
+
+static void get_exact(struct client *c, uint8_t *buf, size_t len)
+{
+	for (size_t got = 0; got < len;) {
+		size_t n = get(c, buf + got, len - got);
+		if (!n)
+			fail_msg("the stream ended after %zu of %zu bytes", got, len);
+		got += n;
+	}
+}
+
+/* One frame's payload into buf (cap bytes); its length. */
+static size_t get_frame(struct client *c, uint8_t *buf, size_t cap)
+{
+	uint8_t h[4];
+	get_exact(c, h, 4);
+	size_t len = (size_t)h[0] << 24 | (size_t)h[1] << 16 | (size_t)h[2] << 8 | h[3];
+	assert_true(len <= cap);
+	get_exact(c, buf, len);
+	return len;
+}
+
+static int64_t session(struct client *c)
+{
+	static const uint8_t pw[16];
+	uint8_t b[256];
+	struct zk_enc e;
+	struct zk_connect_request q = { 0, 0, 4000, 0, { pw, 16 }, false, true };
+	zk_enc_init(&e, b, sizeof(b));
+	int64_t n = zk_connect_request_encode(&e, &q);
+	assert_true(n > 0);
+	put(c, b, (size_t)n);
+	size_t len = get_frame(c, b, sizeof(b));
+	struct zk_connect_response r;
+	assert_int_equal(zk_connect_response_decode(b, len, &r), 0);
+	return r.session_id;
+}
+
+/* getData (xid) and its BIG_BYTES reply; setData. */
+static void requests(struct client *c, int32_t xid)
+{
+	static uint8_t b[BIG_BYTES + 256];
+	struct zk_enc e;
+	struct zk_request q = { .xid = xid, .type = ZK_OP_GET_DATA, .path = { "/a", 2 } };
+	zk_enc_init(&e, b, sizeof(b));
+	int64_t n = zk_request_encode(&e, &q);
+	put(c, b, (size_t)n);
+	size_t len = get_frame(c, b, sizeof(b));
+	struct zk_response r;
+	assert_int_equal(zk_response_decode(b, len, ZK_OP_GET_DATA, &r, NULL), 0);
+	assert_int_equal(r.xid, xid);
+	assert_int_equal(r.data.len, BIG_BYTES);
+	for (size_t i = 0; i < BIG_BYTES; i += 997)
+		assert_int_equal(r.data.ptr[i], (uint8_t)(i * 7));
+	uint8_t val[300];
+	memset(val, 'v', sizeof(val));
+	q = (struct zk_request){ .xid = xid + 1,
+				 .type = ZK_OP_SET_DATA,
+				 .path = { "/a", 2 },
+				 .data = { val, sizeof(val) },
+				 .version = -1 };
+	zk_enc_init(&e, b, sizeof(b));
+	n = zk_request_encode(&e, &q);
+	put(c, b, (size_t)n);
+	len = get_frame(c, b, sizeof(b));
+	assert_int_equal(zk_response_decode(b, len, ZK_OP_SET_DATA, &r, NULL), 0);
+	assert_int_equal(r.xid, xid + 1);
+}
+
+static struct zk_server_stats stats(struct fixture *f)
+{
+	struct zk_server_stats s;
+	zk_server_stats(f->b.srv, &s);
+	return s;
+}
+
+/* Until the engine has counted `n` closes for `why` (the fail-safe fails). */
+static void wait_failed(struct fixture *f, enum zk_tls_fail why, uint64_t n)
+{
+	/* The backend hears after the count: wait for both. */
+	for (int i = 0; i < FAILSAFE_S * 100; i++) {
+		pthread_mutex_lock(&f->b.mu);
+		int heard = f->b.tls_failed[why];
+		pthread_mutex_unlock(&f->b.mu);
+		if (stats(f).tls_failed[why] >= n && heard >= (int)n)
+			break;
+		struct timespec ts = { 0, 10000000 };
+		nanosleep(&ts, NULL);
+	}
+	struct zk_server_stats s = stats(f);
+	if (s.tls_failed[why] != n)
+		fail_msg("%s: %llu closes counted, want %llu", zk_tls_fail_name(why),
+			 (unsigned long long)s.tls_failed[why], (unsigned long long)n);
+	pthread_mutex_lock(&f->b.mu);
+	int heard = f->b.tls_failed[why]; /* the backend heard of each */
+	pthread_mutex_unlock(&f->b.mu);
+	assert_int_equal(heard, (int)n);
+}
+
+static void expect_closed(struct client *c)
+{
+	uint8_t b[64];
+	assert_int_equal(get(c, b, sizeof(b)), 0);
+}
+
+/* ---- tests ---- */
+
+static void serve_one(bool external)
+{
+	struct fixture f;
+	start(&f, external, 0);
+	uint16_t tp = zk_server_tls_port(f.b.srv);
+	struct client c;
+	assert_int_equal(tls_dial(&c, tp, p_client_cert, p_client_key, 0), 1);
+	assert_int_equal(SSL_version(c.ssl), TLS1_3_VERSION);
+	assert_int_equal(session(&c), 0x100);
+	requests(&c, 1);
+	requests(&c, 3);
+	pthread_mutex_lock(&f.b.mu);
+	assert_int_equal(f.b.subject_rc, (int)strlen("CN=client1,O=keel"));
+	assert_string_equal(f.b.subject, "CN=client1,O=keel");
+	pthread_mutex_unlock(&f.b.mu);
+	struct zk_conn_info info[4];
+	assert_int_equal(zk_server_conns(f.b.srv, info, 4), 1);
+	assert_true(info[0].tls);
+	assert_int_equal(info[0].recved, 5); /* the connect and four requests */
+	client_close(&c);
+
+	/* TLS 1.2 too, and a four-letter word over TLS */
+	assert_int_equal(tls_dial(&c, tp, p_client_cert, p_client_key, TLS1_2_VERSION), 1);
+	assert_int_equal(SSL_version(c.ssl), TLS1_2_VERSION);
+	put(&c, "ruok", 4);
+	char word[8] = "";
+	get_exact(&c, (uint8_t *)word, 4);
+	assert_string_equal(word, "imok");
+	expect_closed(&c);
+	client_close(&c);
+
+	struct zk_server_stats s = stats(&f);
+	assert_int_equal(s.tls_accepted, 2);
+	assert_int_equal(s.tls_handshakes, 2);
+	for (int i = 0; i < ZK_TLS_FAIL_COUNT_; i++)
+		assert_int_equal(s.tls_failed[i], 0);
+	stop(&f);
+}
+
+static void test_session(void **state)
+{
+	(void)state;
+	serve_one(false);
+}
+
+/* external_loop: handshakes one per poll, callbacks on the polling thread */
+static void test_session_external(void **state)
+{
+	(void)state;
+	serve_one(true);
+}
+
+static void test_refusals(void **state)
+{
+	(void)state;
+	struct fixture f;
+	start(&f, false, 300);
+	uint16_t tp = zk_server_tls_port(f.b.srv), pp = zk_server_port(f.b.srv);
+	/* a plaintext session on the plain port, through every refusal below */
+	struct client plain = { .fd = dial(pp) };
+	assert_int_equal(session(&plain), 0x100);
+	int32_t xid = 1;
+
+	/* a plaintext client on the TLS port: a ConnectRequest */
+	struct client c = { .fd = dial(tp) };
+	static const uint8_t pw[16];
+	uint8_t b[256];
+	struct zk_enc e;
+	struct zk_connect_request q = { 0, 0, 4000, 0, { pw, 16 }, false, true };
+	zk_enc_init(&e, b, sizeof(b));
+	put(&c, b, (size_t)zk_connect_request_encode(&e, &q));
+	expect_closed(&c);
+	close(c.fd);
+	wait_failed(&f, ZK_TLS_FAIL_NOT_TLS, 1);
+	requests(&plain, xid += 2);
+
+	/* a TLS client on the plaintext port */
+	assert_true(tls_dial(&c, pp, p_client_cert, p_client_key, 0) != 1);
+	client_close(&c);
+	wait_failed(&f, ZK_TLS_FAIL_PLAIN_PORT, 1);
+
+	/* no client certificate (need), then one another CA signed */
+	if (tls_dial(&c, tp, NULL, NULL, 0) == 1) /* TLS 1.3: the refusal comes after */
+		expect_closed(&c);
+	client_close(&c);
+	wait_failed(&f, ZK_TLS_FAIL_CERT, 1);
+	if (tls_dial(&c, tp, p_rogue_cert, p_rogue_key, 0) == 1)
+		expect_closed(&c);
+	client_close(&c);
+	wait_failed(&f, ZK_TLS_FAIL_CERT, 2);
+	requests(&plain, xid += 2);
+
+	/* a handshake cut half-way: a ClientHello's first bytes, then gone */
+	c = (struct client){ .fd = dial(tp) };
+	put(&c, "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 11);
+	close(c.fd);
+	wait_failed(&f, ZK_TLS_FAIL_EOF, 1);
+
+	/* a stalled handshake: the same bytes, then nothing (sessionless 300 ms) */
+	c = (struct client){ .fd = dial(tp) };
+	put(&c, "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 11);
+	expect_closed(&c);
+	close(c.fd);
+	wait_failed(&f, ZK_TLS_FAIL_TIMEOUT, 1);
+	requests(&plain, xid += 2);
+
+	/* garbage after the handshake: a record no key made */
+	assert_int_equal(tls_dial(&c, tp, p_client_cert, p_client_key, 0), 1);
+	assert_int_equal(session(&c), 0x101);
+	uint8_t junk[5 + 64] = { 0x17, 0x03, 0x03, 0x00, 64 };
+	memset(junk + 5, 0x55, 64);
+	assert_int_equal(send(c.fd, junk, sizeof(junk), MSG_NOSIGNAL), (ssize_t)sizeof(junk));
+	expect_closed(&c);
+	client_close(&c);
+	wait_failed(&f, ZK_TLS_FAIL_RECORD, 1);
+
+	/* a renegotiation (TLS 1.2) */
+	assert_int_equal(tls_dial(&c, tp, p_client_cert, p_client_key, TLS1_2_VERSION), 1);
+	assert_int_equal(session(&c), 0x102);
+	assert_int_equal(SSL_renegotiate(c.ssl), 1);
+	(void)SSL_do_handshake(c.ssl);
+	expect_closed(&c);
+	client_close(&c);
+	wait_failed(&f, ZK_TLS_FAIL_RENEGOTIATION, 1);
+
+	/* the plaintext session saw none of it */
+	requests(&plain, xid += 2);
+	struct zk_server_stats s = stats(&f);
+	assert_int_equal(s.tls_failed[ZK_TLS_FAIL_PROTOCOL], 0);
+	assert_int_equal(s.tls_handshakes, 2);
+	assert_int_equal(s.open, 1);
+	assert_int_equal(s.tls_open, 0);
+	close(plain.fd);
+	stop(&f);
+}
+
+/* No plaintext listener: a TLS-only server (secureClientPort alone). */
+static void test_tls_only(void **state)
+{
+	(void)state;
+	struct zk_backend b = { .next_session = 1 };
+	pthread_mutex_init(&b.mu, NULL);
+	struct zk_tls_config t = good_tls();
+	t.client_auth = ZK_TLS_AUTH_WANT; /* served without a certificate */
+	struct zk_server_config cfg = { .bind_addr = "127.0.0.1", .tls = &t, .no_plain = true };
+	assert_int_equal(zk_server_start(&cfg, &be_ops, &b, &b.srv), 0);
+	assert_int_equal(zk_server_port(b.srv), 0);
+	struct client c;
+	assert_int_equal(tls_dial(&c, zk_server_tls_port(b.srv), NULL, NULL, 0), 1);
+	assert_int_equal(session(&c), 1);
+	requests(&c, 1);
+	pthread_mutex_lock(&b.mu);
+	assert_int_equal(b.subject_rc, 0); /* no certificate, no subject */
+	pthread_mutex_unlock(&b.mu);
+	client_close(&c);
+	zk_server_stop(b.srv);
+	cfg.tls = NULL;
+	assert_int_equal(zk_server_start(&cfg, &be_ops, &b, &b.srv), KEEL_E_INVAL);
+	pthread_mutex_destroy(&b.mu);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_check),
+		cmocka_unit_test(test_session),
+		cmocka_unit_test(test_session_external),
+		cmocka_unit_test(test_refusals),
+		cmocka_unit_test(test_tls_only),
+	};
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
