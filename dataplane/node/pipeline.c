@@ -122,9 +122,16 @@
  * group, and syncing it here saves the io_uring worker's wake-up and the
  * completion's wake-up of this thread (bench/RESULTS.md, "single-client
  * write: wake-ups"). An O_DIRECT group is padded to 4 KiB, so at least that.
+ * A saturated group (8-15 KB at set-sat here) is synced here too: the
+ * worker's wake, its completion and the wake of this thread cost more CPU
+ * per group than the wait they let this thread skip, since at saturation the
+ * next turn needs the acks that follow the sync anyway (bench/RESULTS.md,
+ * "CPU per write, round 11": no io-wq work at set-sat, syscalls per write
+ * per follower 0.12-0.14 -> 0.06-0.08). Larger groups (catch-up, big
+ * values) still go to io_uring, so the thread never blocks on one long write.
  */
 #ifndef PL_INLINE_SYNC_BYTES
-#define PL_INLINE_SYNC_BYTES (8u << 10)
+#define PL_INLINE_SYNC_BYTES (256u << 10)
 #endif
 /* Live values at join: a member never heard from is offered them this long
  * (~3 KB/s to it until then); one heard, NODE_LIVE_OFFER_MS from then. Long
