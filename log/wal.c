@@ -2452,6 +2452,52 @@ void wal_set_commit(struct wal *w, uint64_t index)
 	w->commit_want = KEEL_MAX(w->commit_want, index);
 }
 
+int wal_sync_commit(struct wal *w, uint64_t index)
+{
+	wal_set_commit(w, index);
+	struct wal_status st;
+	for (int i = 0;; i++) {
+		int rc = wal_poll(w, &st);
+		if (rc)
+			return rc;
+		if (!st.busy)
+			break;
+		if (i == 100)
+			return KEEL_E_BUSY;
+		(void)wal_wait(w, 10);
+	}
+	uint64_t c = KEEL_MIN(w->commit_want, w->durable_index);
+	if (c <= w->commit_done || c + 1 < w->first || c > w->last || !w->nsegs)
+		return 0;
+	/* O_DIRECT groups start on a block: this one fills its block with a pad,
+	 * so the next group (a later open's) still does. */
+	uint64_t need = w->o.direct_io ? BLOCK_BYTES : REC_HDR_BYTES;
+	if (w->off + need > w->o.segment_size_bytes)
+		return 0; /* the segment is full: the next start knows one group less */
+	uint8_t b[BLOCK_BYTES];
+	memset(b, 0, sizeof(b));
+	rec_header(b, KIND_COMMIT, 0, c, term_at(w, c), NULL, 0);
+	if (need > REC_HDR_BYTES)
+		rec_header(b + REC_HDR_BYTES, KIND_PAD, 0, 0, 0, b + 2 * REC_HDR_BYTES,
+			   (uint32_t)(need - 2 * REC_HDR_BYTES));
+	struct seg *sg = &w->segs[w->nsegs - 1];
+	int rc = fault(w, WAL_IO_WRITE);
+	if (!rc)
+		rc = wal_write_all(sg->fd, b, need, w->off);
+	if (!rc && !w->o.no_sync && !(rc = fault(w, WAL_IO_FSYNC)))
+		rc = fdatasync(sg->fd) < 0 ? -errno : 0;
+	if (rc) {
+		char name[32];
+		seg_name(name, sizeof(name), sg->seq);
+		set_err(w, rc, "wal: commit record in %s at offset %" PRIu64 " failed: %s", name,
+			w->off, keel_strerror(rc));
+		return rc;
+	}
+	w->off += need;
+	w->commit_done = c;
+	return 0;
+}
+
 uint64_t wal_durable_commit(const struct wal *w)
 {
 	return w->commit_done;

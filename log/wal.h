@@ -275,6 +275,14 @@ int wal_set_hardstate(struct wal *w, uint64_t term, uint64_t vote);
  * Call it after appending the entries the index covers. Never goes down.
  */
 void wal_set_commit(struct wal *w, uint64_t index);
+/*
+ * At a clean stop (before wal_close): write down `index` now, in a record
+ * of its own, with one write and one fdatasync (blocking; first waits up to
+ * ~1 s for I/O in flight: KEEL_E_BUSY if it is still busy), so a restart
+ * knows every commit this node learned, not one group less. Nothing written
+ * when nothing new is to be said. 0, the sticky error, or -errno.
+ */
+int wal_sync_commit(struct wal *w, uint64_t index);
 /* The highest commit index on disk (recovered or written since). */
 uint64_t wal_durable_commit(const struct wal *w);
 

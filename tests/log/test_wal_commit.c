@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The commit record (wal_set_commit): it rides the next group that has
- * entries anyway -- no write or sync of its own --, it names only entries
+ * entries anyway -- no write or sync of its own (wal_sync_commit at a clean
+ * stop is one) --, it names only entries
  * written before it (clamped to the group's end, also when a group is split),
  * a reopen reports it (rec.commit_index/commit_term), one whose entry the log
  * no longer holds at its term is ignored, and a record kind this keeld does
@@ -102,6 +103,31 @@ static void rides_and_recovers(struct fx *f, enum wal_backend b, bool direct)
 	assert_int_equal(f->rec.commit_index, 13);
 	assert_int_equal(f->rec.commit_term, 4);
 	assert_int_equal(f->rec.last_index, 14);
+	/* A clean stop: the commit no group carried, written on its own. */
+	wal_set_commit(f->w, 14);
+	assert_int_equal(walt_drain(f->w, &st), 0);
+	assert_int_equal(wal_durable_commit(f->w), 13);
+	w0 = f->writes;
+	s0 = f->syncs;
+	assert_int_equal(wal_sync_commit(f->w, 14), 0);
+	assert_int_equal(f->writes - w0, 1);
+	assert_int_equal(f->syncs - s0, 1);
+	assert_int_equal(wal_durable_commit(f->w), 14);
+	assert_int_equal(wal_sync_commit(f->w, 14), 0); /* nothing new: no I/O */
+	assert_int_equal(f->writes - w0, 1);
+	reopen_with(f, b, direct, 0);
+	assert_int_equal(f->rec.commit_index, 14);
+	/* The log goes on after it (O_DIRECT: on the next block). */
+	walt_append_range(f->w, 15, 20, 5, store);
+	wal_set_commit(f->w, 18);
+	walt_append_range(f->w, 21, 21, 5, store);
+	assert_int_equal(walt_drain(f->w, &st), 0);
+	reopen_with(f, b, direct, 0);
+	assert_false(f->rec.torn);
+	assert_int_equal(f->rec.last_index, 21);
+	assert_int_equal(f->rec.commit_index, 18);
+	for (uint64_t i = 15; i <= 21; i++)
+		walt_check_entry(f->w, i, 5);
 }
 
 static void test_rides_plain(void **state)
