@@ -1774,6 +1774,8 @@ int raft_create(const struct raft_config *c, struct raft **out)
 		log_append(r, &c->entries[i]);
 	r->persisted_index = last_index(r);
 	r->unstable_from = last_index(r) + 1;
+	/* The recovered commit (raft.h): applied through the first update. */
+	r->commit = KEEL_MAX(r->commit, KEEL_MIN(c->commit, last_index(r)));
 	if (last_term(r) > r->term) {
 		/*
 		 * A snapshot of applied entries can reach the disk before the hard

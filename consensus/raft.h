@@ -254,6 +254,15 @@ struct raft_config {
 	uint32_t n_entries;
 	struct raft_buf *snapshot_data; /* image at snapshot.index (to send it); ref taken */
 	/*
+	 * A commit index this node knew before it stopped (the log keeps one:
+	 * wal_recovery.commit_index), 0 if none. Entries up to it are committed
+	 * ones -- a node's commit never passes where its log matches a leader's,
+	 * and no truncation goes below it -- so they are applied at once: the
+	 * first update reports them in u.committed, before any leader speaks.
+	 * Clamped to the last entry given; below snapshot.index the snapshot wins.
+	 */
+	uint64_t commit;
+	/*
 	 * ReadIndex on followers and learners (§6.4): off by default (a follower's
 	 * raft_read_index() then answers KEEL_E_NOT_LEADER, as before). A read
 	 * that got no answer within read_timeout_ticks fails (0: 2 x election_ticks).

@@ -36,6 +36,7 @@
 #define KIND_ENTRY      1
 #define KIND_MARK       2
 #define KIND_PAD        3
+#define KIND_COMMIT     4 /* index, term: a commit index this node knew (a lower bound) */
 #define RING_ENTRIES    256u
 #define IOV_PER_SQE     1024u
 #define PRE_CHUNK_BYTES (1u << 20)
@@ -152,6 +153,11 @@ struct wal {
 
 	uint64_t durable_index, durable_term;
 
+	/* Commit records (wal_set_commit): the highest asked for, the highest on
+	 * disk, the one the group in flight carries (0: none). */
+	uint64_t commit_want, commit_done, g_commit;
+	uint8_t commit_hdr[REC_HDR_BYTES];
+
 	int hs_fd;
 	uint64_t hs_term, hs_vote, hs_seq;
 	bool hs_want, hs_inflight;
@@ -253,30 +259,30 @@ static void rec_header(uint8_t *h, uint8_t kind, uint8_t type, uint64_t index, u
 		       const void *data, uint32_t len)
 {
 	memset(h, 0, REC_HDR_BYTES);
-	wal_put32(h + 4, len);
-	wal_put64(h + 8, index);
-	wal_put64(h + 16, term);
+	keel_put32(h + 4, len);
+	keel_put64(h + 8, index);
+	keel_put64(h + 16, term);
 	h[24] = type;
 	h[25] = kind;
-	wal_put32(h + 28, keel_crc32c(0, data, len));
-	wal_put32(h, keel_crc32c(0, h + 4, REC_HDR_BYTES - 4));
+	keel_put32(h + 28, keel_crc32c(0, data, len));
+	keel_put32(h, keel_crc32c(0, h + 4, REC_HDR_BYTES - 4));
 }
 
 static void seg_header(uint8_t *b, uint64_t seq, uint64_t size)
 {
 	memset(b, 0, SEG_HDR_BYTES);
-	wal_put64(b, SEG_MAGIC);
-	wal_put32(b + 8, SEG_VERSION);
-	wal_put64(b + 16, seq);
-	wal_put64(b + 24, size);
-	wal_put32(b + 12, keel_crc32c(0, b + 16, 16));
+	keel_put64(b, SEG_MAGIC);
+	keel_put32(b + 8, SEG_VERSION);
+	keel_put64(b + 16, seq);
+	keel_put64(b + 24, size);
+	keel_put32(b + 12, keel_crc32c(0, b + 16, 16));
 }
 
 static bool seg_header_ok(const uint8_t *b, size_t size, uint64_t seq)
 {
-	return size >= SEG_HDR_BYTES && wal_get64(b) == SEG_MAGIC &&
-	       wal_get32(b + 8) == SEG_VERSION && wal_get64(b + 16) == seq &&
-	       wal_get32(b + 12) == keel_crc32c(0, b + 16, 16);
+	return size >= SEG_HDR_BYTES && keel_get64(b) == SEG_MAGIC &&
+	       keel_get32(b + 8) == SEG_VERSION && keel_get64(b + 16) == seq &&
+	       keel_get32(b + 12) == keel_crc32c(0, b + 16, 16);
 }
 
 static int fsync_dir(int dirfd)
@@ -584,6 +590,35 @@ static uint64_t fit_reserve(const struct wal *w)
 }
 
 /*
+ * The commit record that ends a group [from, to): the commit the caller last
+ * gave, clamped to where the log stands once the group is on disk, so every
+ * entry it covers is in this group or before it (a group larger than one
+ * turn's appends is split, and a retried group may hold records a later
+ * truncation killed). With the entry's term, so recovery can check it is the
+ * entry it names. Returns the bytes added (0: nothing new to say).
+ */
+static uint64_t group_commit_record(struct wal *w, uint64_t from, uint64_t to, size_t *niov)
+{
+	uint64_t lim = 0;
+	bool any = false;
+	for (uint64_t t = to; t > from; t--) {
+		struct pend *p = pq_at(w, t - 1);
+		if (!p->dead && !p->skip) {
+			lim = p->after_index;
+			any = true;
+			break;
+		}
+	}
+	uint64_t c = KEEL_MIN(w->commit_want, lim);
+	if (!any || c <= w->commit_done || c + 1 < w->first || c > w->last)
+		return 0;
+	rec_header(w->commit_hdr, KIND_COMMIT, 0, c, term_at(w, c), NULL, 0);
+	w->iov[(*niov)++] = (struct iovec){ w->commit_hdr, REC_HDR_BYTES };
+	w->g_commit = c;
+	return REC_HDR_BYTES;
+}
+
+/*
  * Choose the next group: records from pq_sub on, all in the active segment.
  * Rolls to the spare when the first record does not fit. Returns false when
  * there is nothing to do (or the spare is not ready yet).
@@ -628,6 +663,9 @@ static bool group_build(struct wal *w)
 		}
 		t++;
 	}
+	w->g_commit = 0;
+	if (niov && niov < w->iov_cap && off + REC_HDR_BYTES + fit_reserve(w) <= seg_size)
+		off += group_commit_record(w, w->pq_sub, t, &niov);
 	w->g_start = w->pq_sub;
 	w->g_end = t;
 	w->g_seq = s->seq;
@@ -684,6 +722,7 @@ static void group_finish(struct wal *w)
 		w->durable_index = p->after_index;
 		w->durable_term = p->after_term;
 	}
+	w->commit_done = KEEL_MAX(w->commit_done, w->g_commit);
 	w->pq_head = w->g_end;
 }
 
@@ -886,11 +925,11 @@ static void group_run_plain(struct wal *w, bool dsync)
 static void hs_fill(struct wal *w, uint64_t seq, uint64_t term, uint64_t vote)
 {
 	memset(w->hs_buf, 0, HS_SLOT_BYTES);
-	wal_put32(w->hs_buf + 4, HS_MAGIC);
-	wal_put64(w->hs_buf + 8, seq);
-	wal_put64(w->hs_buf + 16, term);
-	wal_put64(w->hs_buf + 24, vote);
-	wal_put32(w->hs_buf, keel_crc32c(0, w->hs_buf + 4, 28));
+	keel_put32(w->hs_buf + 4, HS_MAGIC);
+	keel_put64(w->hs_buf + 8, seq);
+	keel_put64(w->hs_buf + 16, term);
+	keel_put64(w->hs_buf + 24, vote);
+	keel_put32(w->hs_buf, keel_crc32c(0, w->hs_buf + 4, 28));
 }
 
 static bool hs_begin(struct wal *w)
@@ -1134,11 +1173,11 @@ static int hs_load(struct wal *w, struct wal_recovery *rec)
 			zero = s[k] == 0;
 		if (zero)
 			continue;
-		if (wal_get32(s + 4) != HS_MAGIC || wal_get32(s) != keel_crc32c(0, s + 4, 28)) {
+		if (keel_get32(s + 4) != HS_MAGIC || keel_get32(s) != keel_crc32c(0, s + 4, 28)) {
 			bad++;
 			continue;
 		}
-		uint64_t seq = wal_get64(s + 8);
+		uint64_t seq = keel_get64(s + 8);
 		/* The slot a sequence number belongs in is fixed; anything else is damage. */
 		if ((seq & 1) != (uint64_t)i) {
 			bad++;
@@ -1146,8 +1185,8 @@ static int hs_load(struct wal *w, struct wal_recovery *rec)
 		}
 		if (seq > w->hs_seq) {
 			w->hs_seq = seq;
-			w->hs_term = wal_get64(s + 16);
-			w->hs_vote = wal_get64(s + 24);
+			w->hs_term = keel_get64(s + 16);
+			w->hs_vote = keel_get64(s + 24);
 		}
 	}
 	/*
@@ -1317,6 +1356,7 @@ struct replay {
 	bool started;   /* an entry or mark set the start */
 	uint64_t next;  /* expected index of the next entry */
 	uint64_t first; /* first live entry (valid when last >= first) */
+	uint64_t commit, commit_term; /* the last commit record (0: none) */
 };
 
 /* Apply one verified record to the in-memory index (recovery). */
@@ -1324,8 +1364,8 @@ static int replay_record(struct wal *w, struct replay *r, const uint8_t *h, uint
 			 uint64_t off, const char *name, char *msg, size_t cap)
 {
 	uint8_t kind = h[25];
-	uint64_t index = wal_get64(h + 8), term = wal_get64(h + 16);
-	uint32_t len = wal_get32(h + 4);
+	uint64_t index = keel_get64(h + 8), term = keel_get64(h + 16);
+	uint32_t len = keel_get32(h + 4);
 	bool empty = !r->started || r->next == r->first;
 	if (kind == KIND_PAD)
 		return 0;
@@ -1346,9 +1386,26 @@ static int replay_record(struct wal *w, struct replay *r, const uint8_t *h, uint
 		w->last = r->next - 1;
 		return 0;
 	}
+	if (kind == KIND_COMMIT) {
+		/* Written after every entry it covers (group_commit_record). One that
+		 * is not is ignored, never trusted: it is a hint, the log is the data. */
+		if (index >= r->next || (index >= r->first && ent_at(w, index)->term != term)) {
+			oplog(&w->o,
+			      "keel-wal: %s offset %" PRIu64 ": commit record %" PRIu64
+			      " (term %" PRIu64 ") does not match the log before it (next %" PRIu64
+			      "); ignored",
+			      name, off, index, term, r->next);
+			return 0;
+		}
+		r->commit = index;
+		r->commit_term = term;
+		return 0;
+	}
 	if (kind != KIND_ENTRY) {
-		snprintf(msg, cap, "wal: %s offset %" PRIu64 ": unknown record kind %u", name, off,
-			 kind);
+		snprintf(msg, cap,
+			 "wal: %s offset %" PRIu64 ": unknown record kind %u (a log written by "
+			 "a newer keeld?)",
+			 name, off, kind);
 		return KEEL_E_CORRUPT;
 	}
 	if (!r->started) {
@@ -1416,12 +1473,12 @@ static int scan_segment(struct wal *w, struct rwin *win, struct replay *r, const
 			}
 			break; /* the clean end of this segment's records */
 		}
-		if (wal_get32(h) != keel_crc32c(0, h + 4, REC_HDR_BYTES - 4)) {
+		if (keel_get32(h) != keel_crc32c(0, h + 4, REC_HDR_BYTES - 4)) {
 			why = "record header checksum mismatch";
 			region_end = x + REC_HDR_BYTES;
 			break;
 		}
-		uint32_t len = wal_get32(h + 4);
+		uint32_t len = keel_get32(h + 4);
 		if (x + rec_bytes(len) > s->size) {
 			why = "record runs past the end of the file";
 			region_end = x + rec_bytes(len);
@@ -1431,7 +1488,7 @@ static int scan_segment(struct wal *w, struct rwin *win, struct replay *r, const
 		rc = payload_crc(w, win, s, x + REC_HDR_BYTES, len, &crc, rec);
 		if (rc)
 			return rc;
-		if (wal_get32(h + 28) != crc) {
+		if (keel_get32(h + 28) != crc) {
 			why = "payload checksum mismatch";
 			region_end = x + rec_bytes(len);
 			break;
@@ -1578,7 +1635,7 @@ static int recover_log(struct wal *w, struct wal_recovery *rec)
 			if (rc)
 				goto out;
 			sc[i].hdr_ok = seg_header_ok(h, sc[i].size, seqs[i]);
-			sc[i].hdr_size = wal_get64(h + 24);
+			sc[i].hdr_size = keel_get64(h + 24);
 		}
 		rc = seg_data_end(w, &win, &sc[i], rec);
 		if (rc)
@@ -1639,6 +1696,23 @@ static int recover_log(struct wal *w, struct wal_recovery *rec)
 		w->base_term = snap_term;
 	} else if (r.first == snap + 1) {
 		w->base_term = snap_term;
+	}
+	/*
+	 * The commit this node last wrote down, if the log still holds that
+	 * entry at that term (Log Matching: then it is the committed entry and
+	 * so is everything before it). A suffix truncation never goes below a
+	 * commit, so a mismatch means something else changed the log: ignore it.
+	 */
+	if (r.commit && r.commit <= w->last && r.commit + 1 >= w->first &&
+	    term_at(w, r.commit) == r.commit_term) {
+		rec->commit_index = r.commit;
+		rec->commit_term = r.commit_term;
+		w->commit_done = w->commit_want = r.commit;
+	} else if (r.commit) {
+		oplog(&w->o,
+		      "keel-wal: %s: commit record %" PRIu64 " (term %" PRIu64
+		      ") is outside entries %" PRIu64 "..%" PRIu64 " or of another term; ignored",
+		      w->ss.dir, r.commit, r.commit_term, w->first, w->last);
 	}
 
 	/* Verified: only now change anything on disk. */
@@ -2373,6 +2447,62 @@ int wal_set_hardstate(struct wal *w, uint64_t term, uint64_t vote)
 	return 0;
 }
 
+void wal_set_commit(struct wal *w, uint64_t index)
+{
+	w->commit_want = KEEL_MAX(w->commit_want, index);
+}
+
+int wal_sync_commit(struct wal *w, uint64_t index)
+{
+	wal_set_commit(w, index);
+	struct wal_status st;
+	for (int i = 0;; i++) {
+		int rc = wal_poll(w, &st);
+		if (rc)
+			return rc;
+		if (!st.busy)
+			break;
+		if (i == 100)
+			return KEEL_E_BUSY;
+		(void)wal_wait(w, 10);
+	}
+	uint64_t c = KEEL_MIN(w->commit_want, w->durable_index);
+	if (c <= w->commit_done || c + 1 < w->first || c > w->last || !w->nsegs)
+		return 0;
+	/* O_DIRECT groups start on a block: this one fills its block with a pad,
+	 * so the next group (a later open's) still does. */
+	uint64_t need = w->o.direct_io ? BLOCK_BYTES : REC_HDR_BYTES;
+	if (w->off + need > w->o.segment_size_bytes)
+		return 0; /* the segment is full: the next start knows one group less */
+	uint8_t b[BLOCK_BYTES];
+	memset(b, 0, sizeof(b));
+	rec_header(b, KIND_COMMIT, 0, c, term_at(w, c), NULL, 0);
+	if (need > REC_HDR_BYTES)
+		rec_header(b + REC_HDR_BYTES, KIND_PAD, 0, 0, 0, b + 2 * REC_HDR_BYTES,
+			   (uint32_t)(need - 2 * REC_HDR_BYTES));
+	struct seg *sg = &w->segs[w->nsegs - 1];
+	int rc = fault(w, WAL_IO_WRITE);
+	if (!rc)
+		rc = wal_write_all(sg->fd, b, need, w->off);
+	if (!rc && !w->o.no_sync && !(rc = fault(w, WAL_IO_FSYNC)))
+		rc = fdatasync(sg->fd) < 0 ? -errno : 0;
+	if (rc) {
+		char name[32];
+		seg_name(name, sizeof(name), sg->seq);
+		set_err(w, rc, "wal: commit record in %s at offset %" PRIu64 " failed: %s", name,
+			w->off, keel_strerror(rc));
+		return rc;
+	}
+	w->off += need;
+	w->commit_done = c;
+	return 0;
+}
+
+uint64_t wal_durable_commit(const struct wal *w)
+{
+	return w->commit_done;
+}
+
 /* ------------------------------------------------------------- reading */
 
 uint64_t wal_first_index(const struct wal *w)
@@ -2429,8 +2559,8 @@ int wal_read(struct wal *w, uint64_t index, struct wal_entry *out, void *buf, si
 				    e->off + REC_HDR_BYTES, w->rd_errmsg, sizeof(w->rd_errmsg));
 	if (rc)
 		return rc;
-	if (wal_get32(h) != keel_crc32c(0, h + 4, REC_HDR_BYTES - 4) || wal_get64(h + 8) != index ||
-	    wal_get32(h + 4) != e->len || wal_get32(h + 28) != keel_crc32c(0, buf, e->len)) {
+	if (keel_get32(h) != keel_crc32c(0, h + 4, REC_HDR_BYTES - 4) || keel_get64(h + 8) != index ||
+	    keel_get32(h + 4) != e->len || keel_get32(h + 28) != keel_crc32c(0, buf, e->len)) {
 		snprintf(w->rd_errmsg, sizeof(w->rd_errmsg),
 			 "wal: %s offset %" PRIu64 ": entry %" PRIu64
 			 " fails its checks when read again (it passed them at open: the "

@@ -150,6 +150,14 @@ struct wal_recovery {
 	uint64_t hs_vote;
 	uint64_t snap_index; /* latest snapshot (0 if none) */
 	uint64_t snap_term;
+	/*
+	 * The last commit index this node wrote down (wal_set_commit) whose entry
+	 * the log still holds at the term written beside it; 0 if none. A lower
+	 * bound of what the cluster committed: entries first..commit_index are
+	 * committed ones (the caller may apply them before any leader speaks).
+	 */
+	uint64_t commit_index;
+	uint64_t commit_term;
 	bool torn;          /* a torn tail was cut */
 	char torn_file[64]; /* where, and how many bytes were discarded */
 	uint64_t torn_offset;
@@ -256,6 +264,27 @@ void wal_set_inline_sync(struct wal *w, bool on);
  * false) only once written and synced; a newer call supersedes a queued one.
  */
 int wal_set_hardstate(struct wal *w, uint64_t term, uint64_t vote);
+
+/*
+ * The commit index this node knows (Raft's, volatile in consensus): written
+ * as a 32-byte record at the end of the next group commit that has entries
+ * anyway -- never a write or sync of its own -- clamped to where the log
+ * stands after that group, so it names only entries written before it. So
+ * what survives a crash is at most one group behind (a lower bound: the
+ * entries after it are committed again by the next leader, as before).
+ * Call it after appending the entries the index covers. Never goes down.
+ */
+void wal_set_commit(struct wal *w, uint64_t index);
+/*
+ * At a clean stop (before wal_close): write down `index` now, in a record
+ * of its own, with one write and one fdatasync (blocking; first waits up to
+ * ~1 s for I/O in flight: KEEL_E_BUSY if it is still busy), so a restart
+ * knows every commit this node learned, not one group less. Nothing written
+ * when nothing new is to be said. 0, the sticky error, or -errno.
+ */
+int wal_sync_commit(struct wal *w, uint64_t index);
+/* The highest commit index on disk (recovered or written since). */
+uint64_t wal_durable_commit(const struct wal *w);
 
 uint64_t wal_first_index(const struct wal *w);
 uint64_t wal_last_index(const struct wal *w);

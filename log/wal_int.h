@@ -9,29 +9,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "keel.h" /* keel_get/put: the formats are little-endian */
 #include "wal.h"
-
-/* Little-endian field access; the formats are defined as little-endian. */
-static inline void wal_put64(uint8_t *p, uint64_t v)
-{
-	memcpy(p, &v, 8);
-}
-static inline void wal_put32(uint8_t *p, uint32_t v)
-{
-	memcpy(p, &v, 4);
-}
-static inline uint64_t wal_get64(const uint8_t *p)
-{
-	uint64_t v;
-	memcpy(&v, p, 8);
-	return v;
-}
-static inline uint32_t wal_get32(const uint8_t *p)
-{
-	uint32_t v;
-	memcpy(&v, p, 4);
-	return v;
-}
 
 /* Directory and snapshot state the snapshot code needs from the wal. */
 struct wal_snapstate {

@@ -113,12 +113,12 @@ int wal_snap_begin(struct wal *w, uint64_t index, uint64_t term, const void *mem
 	}
 	uint8_t h[SNAP_HDR_BYTES];
 	memset(h, 0, sizeof(h));
-	wal_put64(h, SNAP_MAGIC);
-	wal_put32(h + 8, SNAP_VERSION);
-	wal_put32(h + 12, membership_len);
-	wal_put64(h + 16, index);
-	wal_put64(h + 24, term);
-	wal_put32(h + 32, keel_crc32c(0, h, 32));
+	keel_put64(h, SNAP_MAGIC);
+	keel_put32(h + 8, SNAP_VERSION);
+	keel_put32(h + 12, membership_len);
+	keel_put64(h + 16, index);
+	keel_put64(h + 24, term);
+	keel_put32(h + 32, keel_crc32c(0, h, 32));
 	int rc = put(s, h, sizeof(h));
 	if (!rc && membership_len) {
 		s->crc = keel_crc32c(0, membership, membership_len);
@@ -184,10 +184,10 @@ int wal_snap_seal(struct wal_snap_writer *s)
 	if (s->err)
 		return s->err; /* a second trailer behind a half-flushed buffer: never */
 	uint8_t t[SNAP_TRL_BYTES];
-	wal_put64(t, s->data_bytes);
-	wal_put32(t + 8, s->crc);
-	wal_put32(t + 12, SNAP_END_MAGIC);
-	wal_put32(t + 16, keel_crc32c(0, t, 16));
+	keel_put64(t, s->data_bytes);
+	keel_put32(t + 8, s->crc);
+	keel_put32(t + 12, SNAP_END_MAGIC);
+	keel_put32(t + 16, keel_crc32c(0, t, 16));
 	int rc = put(s, t, sizeof(t));
 	if (!rc)
 		rc = flush(s);
@@ -272,13 +272,13 @@ static int snap_check(const struct wal_snapstate *seam, int fd, const char *name
 					    size - SNAP_TRL_BYTES, msg, cap);
 		if (rc)
 			return rc;
-		if (wal_get64(h) != SNAP_MAGIC || wal_get32(h + 8) != SNAP_VERSION ||
-		    wal_get32(h + 32) != keel_crc32c(0, h, 32))
+		if (keel_get64(h) != SNAP_MAGIC || keel_get32(h + 8) != SNAP_VERSION ||
+		    keel_get32(h + 32) != keel_crc32c(0, h, 32))
 			why = "bad header";
-		else if (wal_get32(t + 12) != SNAP_END_MAGIC ||
-			 wal_get32(t + 16) != keel_crc32c(0, t, 16))
+		else if (keel_get32(t + 12) != SNAP_END_MAGIC ||
+			 keel_get32(t + 16) != keel_crc32c(0, t, 16))
 			why = "bad trailer";
-		else if (SNAP_HDR_BYTES + (uint64_t)wal_get32(h + 12) + wal_get64(t) +
+		else if (SNAP_HDR_BYTES + (uint64_t)keel_get32(h + 12) + keel_get64(t) +
 				 SNAP_TRL_BYTES !=
 			 size)
 			why = "length does not match the file size";
@@ -287,10 +287,10 @@ static int snap_check(const struct wal_snapstate *seam, int fd, const char *name
 		snprintf(msg, cap, "wal: snapshot %s: %s; refusing to guess", name, why);
 		return KEEL_E_CORRUPT;
 	}
-	m->index = wal_get64(h + 16);
-	m->term = wal_get64(h + 24);
-	m->membership_len = wal_get32(h + 12);
-	m->data_bytes = wal_get64(t);
+	m->index = keel_get64(h + 16);
+	m->term = keel_get64(h + 24);
+	m->membership_len = keel_get32(h + 12);
+	m->data_bytes = keel_get64(t);
 	m->membership = NULL;
 	return 0;
 }
@@ -385,7 +385,7 @@ static int snap_open_named(struct wal_snapstate *ss, uint64_t index, const char 
 	if (rc)
 		goto fail;
 	rc = KEEL_E_CORRUPT;
-	if (crc != wal_get32(t + 8))
+	if (crc != keel_get32(t + 8))
 		goto fail;
 	r->membership = malloc(meta->membership_len ? meta->membership_len : 1);
 	if (!r->membership) {
@@ -480,7 +480,7 @@ static int image_open_named(struct wal_snapstate *ss, uint64_t index, const char
 		}
 		if (!rc)
 			rc = wal_read_all(fd, t, sizeof(t), SNAP_HDR_BYTES + body);
-		if (!rc && crc != wal_get32(t + 8))
+		if (!rc && crc != keel_get32(t + 8))
 			rc = KEEL_E_CORRUPT;
 		free(buf);
 	}
@@ -576,11 +576,11 @@ int wal_snap_image_data_crc(const struct wal_snap_image *img, uint32_t *crc)
 	int rc = wal_read_all(img->fd_, memb, img->membership_len, SNAP_HDR_BYTES);
 	if (!rc)
 		rc = wal_read_all(img->fd_, t, sizeof(t), img->data_off_ + img->data_bytes);
-	if (!rc && (wal_get32(t + 12) != SNAP_END_MAGIC ||
-		    wal_get32(t + 16) != keel_crc32c(0, t, 16) || wal_get64(t) != img->data_bytes))
+	if (!rc && (keel_get32(t + 12) != SNAP_END_MAGIC ||
+		    keel_get32(t + 16) != keel_crc32c(0, t, 16) || keel_get64(t) != img->data_bytes))
 		rc = KEEL_E_CORRUPT;
 	if (!rc)
-		*crc = wal_crc32c_suffix(wal_get32(t + 8),
+		*crc = wal_crc32c_suffix(keel_get32(t + 8),
 					 keel_crc32c(0, memb, img->membership_len),
 					 img->data_bytes);
 	free(memb);

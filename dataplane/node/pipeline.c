@@ -4317,6 +4317,10 @@ static void persist_update(struct pipeline *p, const struct raft_update *u)
 					push_wref(p, ticket, raft_buf_ref(u->entries[i].buf));
 		}
 		last = u->entries[u->n_entries - 1].index;
+		/* After the entries it may cover: the log writes it with the next
+		 * group that has entries (no write of its own), so a restart
+		 * applies what it knew was committed (log/README.md). */
+		wal_set_commit(p->w, raft_commit(p->r));
 	}
 	if (p->halted)
 		return; /* stopping (stop_fatal): nothing from here on is acknowledged */
@@ -6897,9 +6901,10 @@ int keeld_pipeline_open(struct keeld *k)
 		 : strncmp(rec.backend, "io_uring", 8) == 0 ? "uring"
 							    : "plain");
 	keeld_log("wal: %s, fsync path %s, fsync %s, entries %" PRIu64 "..%" PRIu64
-		  ", hard state term %" PRIu64 " vote %" PRIu64 "%s",
+		  ", committed up to %" PRIu64 ", hard state term %" PRIu64 " vote %" PRIu64 "%s",
 		  c->data_log_dir, rec.backend, c->fsync ? "on" : "OFF", rec.first_index,
-		  rec.last_index, rec.hs_term, rec.hs_vote, rec.torn ? " (torn tail cut)" : "");
+		  rec.last_index, rec.commit_index, rec.hs_term, rec.hs_vote,
+		  rec.torn ? " (torn tail cut)" : "");
 	if (!c->fsync)
 		keeld_log(
 			"WARNING: fsync is OFF (keel.fsync=off / forceSync=no): this node "
@@ -7092,6 +7097,10 @@ int keeld_pipeline_open(struct keeld *k)
 	}
 	rc_cfg.entries = ents;
 	rc_cfg.n_entries = n;
+	/* What this node knew was committed: raft's first update hands those
+	 * entries to the usual apply path (raft.h; below the snapshot, the
+	 * snapshot wins; past what was read above, raft clamps it). */
+	rc_cfg.commit = rec.commit_index;
 	rc = raft_create(&rc_cfg, &p->r);
 	if (image)
 		raft_buf_unref(image);
@@ -7109,8 +7118,10 @@ int keeld_pipeline_open(struct keeld *k)
 	p->seen_conf = *raft_conf(p->r);
 	p->conf_seen_index = raft_last_index(p->r);
 	p->self_listed = (have_snap_conf || n) && conf_has(&p->seen_conf, k->myid, 0);
-	keeld_log("raft: id %u, %u members, election %u ms, heartbeat %u ms, tick %u ms", k->myid,
-		  conf->n, c->election_timeout_ms, c->heartbeat_ms, tick_ms);
+	keeld_log("raft: id %u, %u members, election %u ms, heartbeat %u ms, tick %u ms, "
+		  "commit %" PRIu64 " (applied at start: %" PRIu64 " entries after the snapshot)",
+		  k->myid, conf->n, c->election_timeout_ms, c->heartbeat_ms, tick_ms,
+		  raft_commit(p->r), raft_commit(p->r) - p->applied_index);
 	return 0;
 }
 
@@ -7157,6 +7168,15 @@ void keeld_pipeline_close(struct keeld *k)
 		return;
 	snap_stop(p); /* before the wal it writes into */
 	inst_drop(p); /* likewise an image half received */
+	/* A clean stop writes down the commit it knows (one record, one sync):
+	 * the commit of the last write rode no later group, and a restart
+	 * (the whole cluster's, say) would otherwise not apply it alone. */
+	if (p->w && p->r && !p->halted && !p->wal_failed) {
+		int rc = wal_sync_commit(p->w, raft_commit(p->r));
+		if (rc < 0)
+			keeld_log("wal: commit %" PRIu64 " not written at stop: %s",
+				  raft_commit(p->r), keel_strerror(rc));
+	}
 	if (p->w)
 		wal_close(p->w);
 	release_wrefs(p, UINT64_MAX);

@@ -12,8 +12,9 @@ back-off after the second failure: on its disk nothing of the new image
 restore held). Restarted while the leader still drops its frames, it starts
 from its disk: its older snapshot and log, every write it had acknowledged
 (its log up to the same last index, its snapshot the older one, not s;
-Raft's commit index is not kept, so the entries after that image apply
-once a leader says they are committed). The
+the entries after that image that its log's commit record says were
+committed applied at start, before any leader speaks: more than the
+image, never more than it had applied). The
 leader's frames let through, the next install succeeds (the test faults
 are not kept across a restart) and it then has every znode the leader has
 (data and stat compared), including a write acknowledged after.
@@ -117,12 +118,15 @@ class RestoreRestart(unittest.TestCase):
                      "the restarted follower's /status")
             st = status(vn)
             # its log holds every entry it had (acknowledged writes
-            # included); its store is its own older image, not s. Raft's
-            # commit index is not kept: the entries after the image apply
-            # once a leader says they are committed.
+            # included); its store is its own older image, not s, and the
+            # entries after it up to its log's commit record (the b writes
+            # came after the image) applied with no leader (log/README.md)
             self.assertEqual(st["last_index"], before["last_index"], st)
             self.assertGreaterEqual(st["snapshot_index"], old_snap, st)
             self.assertLess(st["snapshot_index"], s, st)
+            wait_for(lambda: status(vn)["applied_index"] > status(vn)["snapshot_index"], 30,
+                     "the restarted follower applied its recovered commit")
+            st = status(vn)
             self.assertLessEqual(st["applied_index"], before["applied_index"], st)
             # let through: the next install holds (no fault after a restart)
             self.assertEqual(cl.put_config(leader, "dp.test_loss_ppm", 0)[0], 200)

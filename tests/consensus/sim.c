@@ -24,6 +24,7 @@ struct write {
 	uint8_t img[IMG_BYTES];
 	uint32_t n;
 	struct raft_entry *ents;
+	uint64_t commit, commit_term; /* the commit record riding it (with entries), 0: none */
 };
 
 struct node {
@@ -39,6 +40,12 @@ struct node {
 	/* the term of the log's own entry at snap.index when the snapshot
 	 * compacted it (what a wal keeps), 0 if the log did not reach it */
 	uint64_t snap_log_term;
+	/* the last commit record on disk (wal_set_commit) and its entry's term */
+	uint64_t dcommit, dcommit_term;
+	/* volatile: the highest commit handed to the log (commit_want) */
+	uint64_t commit_want;
+	/* volatile: entries up to here came from the recovered commit (0: none) */
+	uint64_t recovered_upto;
 	/* written, not yet durable (lost by a crash) */
 	struct write *wq;
 	uint32_t wn, wcap;
@@ -373,6 +380,10 @@ static void disk_complete(struct sim *s, struct node *nd)
 			nd->hs = w->hs;
 		if (w->snap)
 			durable_snapshot(nd, &w->meta, w->img, true);
+		if (w->commit && w->commit > nd->dcommit) {
+			nd->dcommit = w->commit;
+			nd->dcommit_term = w->commit_term;
+		}
 		bool truncated = false;
 		for (uint32_t i = 0; i < w->n; i++) {
 			const struct raft_entry *e = &w->ents[i];
@@ -445,6 +456,15 @@ static void apply_entry(struct sim *s, struct node *nd, const struct raft_entry 
 			s->confs_at[s->confs_n] = e->index;
 			s->confs_mask[s->confs_n++] = mask;
 		}
+	}
+	if (e->index <= nd->recovered_upto) {
+		s->st.recovered_applies++;
+		if (s->ledger[e->index] && s->ledger[e->index] != c)
+			failf(s,
+			      "recovered commit: n%u applies at %llu (recovered commit %llu) an "
+			      "entry other than the committed one",
+			      nd->id, (unsigned long long)e->index,
+			      (unsigned long long)nd->recovered_upto);
 	}
 	if (s->ledger[e->index] && s->ledger[e->index] != c)
 		failf(s, "state machine safety: n%u applied a different entry at %llu", nd->id,
@@ -661,6 +681,18 @@ static void drain(struct sim *s, struct node *nd)
 					 (unsigned long long)u.snapshot.term);
 			}
 			w->n = u.n_entries;
+			/* keeld: wal_set_commit(raft_commit) after appending the update's
+			 * entries; the wal writes it with the next entries, clamped to
+			 * where the log stands after them (log/wal.c). */
+			nd->commit_want = KEEL_MAX(nd->commit_want, raft_commit(nd->r));
+			if (u.n_entries && !s->o.no_commit_record)
+				w->commit = KEEL_MIN(nd->commit_want,
+						     u.entries[u.n_entries - 1].index);
+			/* Term from the log as it stands (what the wal's index holds);
+			 * 0 where compacted: the wal writes no record then. */
+			w->commit_term = w->commit ? raft_term_at(nd->r, w->commit) : 0;
+			if (!w->commit_term)
+				w->commit = 0;
 			w->ents = u.n_entries ? malloc(u.n_entries * sizeof(*w->ents)) : NULL;
 			for (uint32_t i = 0; i < u.n_entries; i++) {
 				const struct raft_entry *e = &u.entries[i];
@@ -755,6 +787,26 @@ static void start_node(struct sim *s, struct node *nd)
 		dlog_drop_from(nd, nd->snap.index + 1);
 		nd->snap_log_term = nd->snap.term; /* the log goes on from the snapshot */
 	}
+	/*
+	 * The recovered commit. A wal checks the entry it names is in its log
+	 * at the term written beside it, and ignores it if not; here that must
+	 * never happen (a commit never passes where the log matches a leader's,
+	 * and no truncation goes below it): a mismatch is a failure.
+	 */
+	if (nd->dcommit > nd->snap.index) {
+		uint64_t k = nd->dcommit - nd->snap.index;
+		if (k > nd->dn || nd->dlog[k - 1].term != nd->dcommit_term)
+			failf(s,
+			      "recovered commit: n%u's log holds %llu entries after snapshot %llu, "
+			      "the persisted commit %llu (term %llu) is not among them",
+			      nd->id, (unsigned long long)nd->dn,
+			      (unsigned long long)nd->snap.index, (unsigned long long)nd->dcommit,
+			      (unsigned long long)nd->dcommit_term);
+		else
+			c.commit = nd->dcommit;
+	}
+	nd->recovered_upto = c.commit;
+	nd->commit_want = c.commit;
 	c.entries = nd->dlog;
 	c.n_entries = nd->dn;
 	struct raft_buf *img = NULL;

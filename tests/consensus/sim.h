@@ -51,6 +51,9 @@ struct sim_opts {
 	 * raft_snapshot_install_failed(). Drawn from a stream of its own.
 	 */
 	uint32_t install_fail_pct;
+	/* Nodes write no commit record with their entries (as before the log
+	 * kept one): a restart applies only its snapshot until a leader speaks. */
+	bool no_commit_record;
 };
 
 struct sim;
@@ -99,6 +102,7 @@ struct sim_stats {
 	uint64_t elections, crashes, installs, conf_changes, transfers, reads, applied;
 	uint64_t follower_reads;   /* of reads: served through a follower */
 	uint64_t install_failures; /* installs that failed at the disk and were retried */
+	uint64_t recovered_applies; /* entries applied at a restart from the persisted commit */
 };
 void sim_get_stats(const struct sim *s, struct sim_stats *st);
 

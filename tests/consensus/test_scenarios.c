@@ -1131,6 +1131,110 @@ static void test_restart_term_not_behind_log(void **state)
 	assert_int_equal(img.refs, 1);
 }
 
+/*
+ * A whole-cluster restart, each node brought back alone (no quorum, so no
+ * leader can tell it the commit index): it applies what its log's commit
+ * record says is committed at once -- everything but the last write, whose
+ * commit rode no later entries -- and nothing more. Without the record (as
+ * before) it applies nothing past its snapshot.
+ */
+static void restart_alone(bool record, const char *title)
+{
+	struct sim_opts o;
+	sim_opts_default(&o, 77, 3);
+	o.trace = true;
+	o.no_commit_record = !record;
+	struct sim *s = cluster_opts(&o);
+	uint32_t l = sim_until_leader(s, 100);
+	assert_int_not_equal(l, 0);
+	uint64_t before_last = 0;
+	for (int i = 0; i < 5; i++)
+		before_last = commit_one(s, l);
+	uint64_t last = commit_one(s, l); /* its commit rides no later entries */
+	for (uint32_t n = 1; n <= 3; n++)
+		sim_crash(s, n);
+	for (uint32_t n = 1; n <= 3; n++) {
+		sim_restart(s, n);
+		sim_steps(s, 3);
+		assert_int_not_equal(raft_role(sim_raft(s, n)), RAFT_LEADER);
+		uint64_t a = sim_applied(s, n);
+		printf("%s: n%u applied %llu alone (last committed %llu)\n", title, n,
+		       (unsigned long long)a, (unsigned long long)last);
+		if (record)
+			assert_true(a >= before_last && a <= last);
+		else
+			assert_int_equal(a, 0);
+		sim_crash(s, n);
+	}
+	/* Together again: a leader, and everything applied everywhere. */
+	for (uint32_t n = 1; n <= 3; n++)
+		sim_restart(s, n);
+	l = sim_until_leader(s, 200);
+	assert_int_not_equal(l, 0);
+	commit_one(s, l);
+	done(s, title);
+}
+
+static void test_restart_applies_persisted_commit(void **state)
+{
+	(void)state;
+	restart_alone(true, "restart alone, commit record");
+	restart_alone(false, "restart alone, no commit record");
+}
+
+/* The recovered commit is clamped to the log, and below the snapshot the snapshot wins. */
+static void test_restart_commit_clamped(void **state)
+{
+	(void)state;
+	struct raft_buf *b[4];
+	struct raft_entry e[4];
+	for (uint32_t i = 0; i < 4; i++) {
+		b[i] = calloc(1, sizeof(struct raft_buf) + 8);
+		assert_non_null(b[i]);
+		b[i]->refs = 1;
+		b[i]->size = 8;
+		b[i]->data = (uint8_t *)(b[i] + 1);
+		b[i]->data[0] = (uint8_t)i;
+		e[i] = (struct raft_entry){ .term = 2, .index = 11 + i, .buf = b[i], .len = 8,
+					    .type = RAFT_ENTRY_NORMAL };
+	}
+	struct raft_buf img = { .refs = 1, .size = 4, .data = (uint8_t[4]){ 0 } };
+	static const struct {
+		uint64_t commit, want;
+	} cases[] = { { 0, 10 }, { 5, 10 }, { 12, 12 }, { 14, 14 }, { 99, 14 } };
+	for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+		struct raft_config c;
+		core_config(&c, 1, 3, 1);
+		c.hs = (struct raft_hard_state){ .term = 2, .vote = 0 };
+		c.snapshot.index = 10;
+		c.snapshot.term = 2;
+		c.snapshot_data = &img;
+		c.entries = e;
+		c.n_entries = 4;
+		c.commit = cases[k].commit;
+		struct raft *r;
+		assert_int_equal(raft_create(&c, &r), 0);
+		assert_int_equal(raft_commit(r), cases[k].want);
+		struct raft_update u;
+		bool any = raft_ready(r, &u);
+		uint64_t n = cases[k].want - 10;
+		assert_int_equal(any ? u.n_committed : 0, n);
+		if (n) {
+			assert_int_equal(u.committed[0].index, 11);
+			assert_int_equal(u.committed[n - 1].index, cases[k].want);
+		}
+		if (any)
+			raft_advance(r);
+		raft_destroy(r);
+	}
+	for (uint32_t i = 0; i < 4; i++)
+		raft_buf_unref(b[i]);
+	free(b[0]);
+	free(b[1]);
+	free(b[2]);
+	free(b[3]);
+}
+
 /* Pump a hand-driven core: drop what it sends, report every write durable at once. */
 static void settle(struct raft *r)
 {
@@ -1669,6 +1773,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_vote_requests_wait_for_term),
 		cmocka_unit_test(test_restart_term_not_behind_log),
+		cmocka_unit_test(test_restart_applies_persisted_commit),
+		cmocka_unit_test(test_restart_commit_clamped),
 		cmocka_unit_test(test_no_commit_of_previous_term_by_counting),
 		cmocka_unit_test(test_single_node_snapshot),
 		cmocka_unit_test(test_snapshot_image_over_4gib),

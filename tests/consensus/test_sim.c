@@ -86,6 +86,7 @@ static int run_seed(uint64_t seed)
 	g_total.follower_reads += st.follower_reads;
 	g_total.install_failures += st.install_failures;
 	g_total.applied += st.applied;
+	g_total.recovered_applies += st.recovered_applies;
 	if (g_trace)
 		fputs(sim_trace(s), stdout);
 	if (rc) {
@@ -108,12 +109,14 @@ static void test_sweep(void **state)
 	       (unsigned long long)g_start, (unsigned long long)failures);
 	printf("sim: exercised %llu elections, %llu crashes, %llu snapshot installs (%llu more "
 	       "failed at the disk), %llu membership "
-	       "changes, %llu transfers, %llu reads (%llu via followers), %llu entries committed\n",
+	       "changes, %llu transfers, %llu reads (%llu via followers), %llu entries committed, "
+	       "%llu applied at restarts from a persisted commit\n",
 	       (unsigned long long)g_total.elections, (unsigned long long)g_total.crashes,
 	       (unsigned long long)g_total.installs, (unsigned long long)g_total.install_failures,
 	       (unsigned long long)g_total.conf_changes, (unsigned long long)g_total.transfers,
 	       (unsigned long long)g_total.reads, (unsigned long long)g_total.follower_reads,
-	       (unsigned long long)g_total.applied);
+	       (unsigned long long)g_total.applied,
+	       (unsigned long long)g_total.recovered_applies);
 	assert_int_equal(failures, 0);
 }
 

@@ -3,7 +3,7 @@
 # fuzz_wal.c): flags byte (1 fix checksums, 2 split over two segments, 4 pad,
 # 8 bad segment header), then a segment body of records:
 #   u32 header crc32c (bytes 4..31) | u32 len | u64 index | u64 term | u8 type |
-#   u8 kind (1 entry, 2 mark, 3 pad) | u16 0 | u32 payload crc32c | payload
+#   u8 kind (1 entry, 2 mark, 3 pad, 4 commit) | u16 0 | u32 payload crc32c | payload
 # Seeds named bad_* must be refused by recovery (a log starting past index 1
 # without a snapshot is a gap); the others must open.
 # Run from anywhere: python3 tests/log/fuzz_gen_corpus.py
@@ -39,6 +39,11 @@ seeds = {
     "bad_header": bytes([FIX | BADHDR]) + ents(1, [1]),
     "bad_zero_mark": bytes([FIX]) + rec(0, 0, kind=2),
     "bad_split_gap": bytes([FIX | SPLIT | (1 << 4)]) + ents(1, [1]) + ents(3, [1]),
+    # a commit record (index, term of that entry) after the entries it names
+    "commit_record": bytes([FIX]) + ents(1, [1, 1, 2]) + rec(2, 1, kind=4) + ents(4, [2]),
+    # one naming an entry not before it, or at another term: ignored, the log opens
+    "commit_ahead": bytes([FIX]) + ents(1, [1, 1]) + rec(9, 1, kind=4) + ents(3, [1]),
+    "commit_other_term": bytes([FIX]) + ents(1, [1, 1]) + rec(2, 5, kind=4),
 }
 
 out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fuzz_corpus")

@@ -228,6 +228,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint64_t first = wal_first_index(w), last = wal_last_index(w);
 	if (first != rec.first_index || last != rec.last_index || last + 1 < first)
 		abort();
+	/* A recovered commit names an entry the log holds, at its term. */
+	uint64_t ct = 0;
+	if (rec.commit_index &&
+	    (rec.commit_index > last || rec.commit_index + 1 < first ||
+	     wal_term(w, rec.commit_index, &ct) != 0 || ct != rec.commit_term))
+		abort();
 	uint64_t term = check_entries(w, first, last);
 	if (term == 0)
 		term = rec.last_term;
