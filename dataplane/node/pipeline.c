@@ -1369,7 +1369,11 @@ static void peer_bad(struct pipeline *p, const struct dp_msg *m, bool quiet, con
 	int i = m->type < KEEL_ARRAY_SIZE(slot) && slot[m->type] ? slot[m->type] - 1
 		: m->from < DP_MAX_NODES && p->peer_level[m->from] > NODE_PROTOCOL_LEVEL ? NEWER
 											  : UNKNOWN;
-	if (++p->malformed[i] <= p->malformed_logged[i] || quiet)
+	++p->malformed[i];
+	/* mntr's total here, not with the status: a node without keel.adminPort
+	 * publishes none (mg_turn), and its mntr said 0 for ever (review11b) */
+	atomic_fetch_add_explicit(&p->k->n_peer_malformed, 1, memory_order_relaxed);
+	if (p->malformed[i] <= p->malformed_logged[i] || quiet)
 		return;
 	keeld_log("peer message from node %u of type %u (%s, %u bytes): %s: dropped (%" PRIu64
 		  " of the type so far)",
@@ -5843,27 +5847,21 @@ static void mg_spin(struct pipeline *p)
 	}
 }
 
-/* Peer messages that do not decode (peer_bad), by type: the metric, the
- * total for mntr. */
+/* Peer messages that do not decode (peer_bad), by type: the metric (mntr's
+ * total is peer_bad's). */
 static void mg_malformed(struct pipeline *p)
 {
 	struct keeld *k = p->k;
-	uint64_t total = 0;
-	for (int i = 0; i < MGMT_PEER_MSG_TYPES; i++) {
+	for (int i = 0; i < MGMT_PEER_MSG_TYPES; i++)
 		mg_fold(k->peer_malformed_c[i], p->malformed[i], &p->malformed_seen[i]);
-		total += p->malformed[i];
-	}
-	atomic_store_explicit(&k->n_peer_malformed, total, memory_order_relaxed);
 }
 
-/* run_ticks' stalls: the counters, the totals for mntr. */
+/* run_ticks' stalls: the counters (mntr's totals are run_ticks'). */
 static void mg_stalls(struct pipeline *p)
 {
 	struct keeld *k = p->k;
 	mg_fold(k->ticks_dropped_c, p->ticks_dropped, &p->ticks_dropped_seen);
 	mg_fold(k->stalls_c, p->stalls, &p->stalls_seen);
-	atomic_store_explicit(&k->n_ticks_dropped, p->ticks_dropped, memory_order_relaxed);
-	atomic_store_explicit(&k->n_stalls, p->stalls, memory_order_relaxed);
 }
 
 /* The transport's path to each peer (dp_path_info) into its status. */
@@ -6330,6 +6328,11 @@ static void run_ticks(struct pipeline *p, uint64_t now)
 	p->ticks_dropped += dropped;
 	p->stalls++;
 	p->stall_max_ns = KEEL_MAX(p->stall_max_ns, late + (uint64_t)ran * interval);
+	/* mntr's totals at once: the status, which carries them to /metrics,
+	 * is published only with keel.adminPort (mg_turn); without it mntr
+	 * said 0 for ever (review11b) */
+	atomic_store_explicit(&p->k->n_ticks_dropped, p->ticks_dropped, memory_order_relaxed);
+	atomic_store_explicit(&p->k->n_stalls, p->stalls, memory_order_relaxed);
 	p->next_tick_ns = now + interval;
 	if (p->stall_log_ns && now - p->stall_log_ns < 10000000000ull) {
 		p->stall_log_skip++;

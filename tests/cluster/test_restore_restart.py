@@ -55,10 +55,25 @@ class RestoreRestart(unittest.TestCase):
             old.sync(root)
             seen = sorted(old.get_children(root))
             self.assertEqual(len(seen), 15)
-            # (/status is published every 100 ms: until it shows every write)
-            wait_for(lambda: status(vn)["applied_index"] == status(ln)["last_index"] ==
-                     status(ln)["applied_index"], 10, "the follower's /status current")
-            before = status(vn)
+            # /status is published every 100 ms (and at each admin answer):
+            # until a publication of each node made after these writes
+            # (status_seq past the one read now) shows every write. Equal
+            # indexes alone are not enough: both nodes may still show a
+            # publication from before the b writes, and agree on it (ops11's
+            # one failure, load ~15: the victim's from its POST /snapshot
+            # answer 54 ms earlier, the leader's from its 100 ms timer, both
+            # at the a writes' index; `before` then had 5 znodes too few).
+            marks = {n.id: status(n)["status_seq"] for n in (vn, ln)}
+
+            def current():
+                v, lead = status(vn), status(ln)
+                return (v["status_seq"] > marks[vn.id] and lead["status_seq"] > marks[ln.id] and
+                        v["applied_index"] == lead["last_index"] == lead["applied_index"] and
+                        v)
+            before = wait_for(current, 10, "the follower's /status current")
+            # every znode the follower's reader saw: the root's 15 children
+            # (stale publications gave 5 fewer)
+            self.assertEqual(before["znodes"], status(ln)["znodes"], before)
             # cut off: the leader writes on with the third node, then snapshots
             for key, value in (("dp.test_peer", vn.id), ("dp.test_loss_ppm", 1000000)):
                 self.assertEqual(cl.put_config(leader, key, value)[0], 200)

@@ -16,7 +16,6 @@ import os
 import re
 import sys
 import unittest
-import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from zkcluster import wait_for  # noqa: E402
@@ -30,6 +29,7 @@ from kazoo.client import KazooClient  # noqa: E402
 class SnapshotFromLevel5(unittest.TestCase):
     behind = ss.SnapshotSum.behind
     check_same = ss.SnapshotSum.check_same
+    installed_unchecked = ss.SnapshotSum.installed_unchecked
 
     def test_level5_leader_to_level6_follower(self):
         if os.environ.get("KEEL_TEST_TARGET", "keel") != "keel":
@@ -45,22 +45,14 @@ class SnapshotFromLevel5(unittest.TestCase):
             ln, vn = cl.nodes[leader], cl.nodes[victim]
             self.assertEqual(status(ln)["protocol_level"], 5)
             self.assertEqual(status(vn)["protocol_level"], 6)
-            self.assertEqual(cl.put_config(leader, "keel.test.snapshotKeepEntries", 5)[0], 200)
-            zk = KazooClient(hosts=cl.connect_string([leader]), timeout=10.0)
-            zk.start(timeout=30)
-            try:
-                root = "/m-" + uuid.uuid4().hex[:8]
-                zk.create(root)
+            with ss.writer(cl, leader, "/m-") as (zk, root):
                 snap = self.behind(cl, zk, leader, victim, root, "a")
                 cl.start(victim)
-                wait_for(lambda: "installed snapshot %d " % snap in log_of(cl, victim), 60,
-                         "node 1 (level 6) installed snapshot %d from node 3 (level 5)" % snap)
+                self.installed_unchecked(
+                    cl, victim, snap,
+                    "node 1 (level 6) installed snapshot %d from node 3 (level 5)" % snap)
                 # the leader still node 3: the image came from the level-5 node
                 self.assertEqual(cl.leader(), leader)
-                self.assertRegex(log_of(cl, victim),
-                                 r"installed snapshot %d \(term \d+, \d+ bytes\) from the "
-                                 r"leader \(not checked: the leader sent no sum\)" % snap)
-                self.assertEqual(ss.install_failures(vn), 0)
                 wait_for(lambda: status(vn)["snapshot_index"] >= snap, 10,
                          "node 1's /status showing the image")
                 st = status(vn)
@@ -68,7 +60,7 @@ class SnapshotFromLevel5(unittest.TestCase):
                 self.assertIsNone(st["snapshot_last_failure"])
                 self.assertEqual(st["cluster_level"], 5)
                 self.assertEqual(st["peer_messages_malformed"]["total"], 0)
-                want = {n: zk.get("%s/%s" % (root, n))[0] for n in zk.get_children(root)}
+                want = ss.tree_of(zk, root)
                 self.assertEqual(len(want), 15)
                 self.check_same(cl, victim, root, want)
                 # the follower serves on after it: a write through it commits
@@ -85,9 +77,6 @@ class SnapshotFromLevel5(unittest.TestCase):
                 self.assertEqual(code, 200, text)
                 self.assertTrue(re.search(
                     r'^keel_snapshot_failures_total\{stage="install"\} 0$', text, re.M))
-            finally:
-                zk.stop()
-                zk.close()
 
 
 if __name__ == "__main__":

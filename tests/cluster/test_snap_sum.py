@@ -18,6 +18,7 @@ reads.
 3. An image whose term is older than the leader's (leadership moved to node
    3 and back after the snapshot) is still sent and checked with its sum.
 """
+import contextlib
 import os
 import re
 import sys
@@ -45,7 +46,36 @@ def install_failures(node):
     return snapshot_failures(node, "install")
 
 
+def tree_of(zk, root):
+    return {n: zk.get("%s/%s" % (root, n))[0] for n in zk.get_children(root)}
+
+
+@contextlib.contextmanager
+def writer(cl, leader, prefix):
+    """The leader snapshots keeping 5 entries (a few writes need an image);
+    a client of it and a fresh root under prefix, (zk, root)."""
+    code, text = cl.put_config(leader, "keel.test.snapshotKeepEntries", 5)
+    assert code == 200, text
+    zk = KazooClient(hosts=cl.connect_string([leader]), timeout=10.0)
+    zk.start(timeout=30)
+    try:
+        root = prefix + uuid.uuid4().hex[:8]
+        zk.create(root)
+        yield zk, root
+    finally:
+        zk.stop()
+        zk.close()
+
+
 class SnapshotSum(unittest.TestCase):
+    def installed_unchecked(self, cl, i, snap, what):
+        """Node i installed snap from a leader that sent no sum (a level-5
+        end), with no install failure counted."""
+        wait_for(lambda: "installed snapshot %d " % snap in log_of(cl, i), 60, what)
+        self.assertRegex(log_of(cl, i), r"installed snapshot %d \(term \d+, \d+ bytes\) "
+                         r"from the leader \(not checked: the leader sent no sum\)" % snap)
+        self.assertEqual(install_failures(cl.nodes[i]), 0)
+
     def behind(self, cl, zk, leader, victim, root, tag):
         """victim down while the leader writes ~300 KB (5 chunks of image)
         and snapshots keeping 5 entries: the victim needs the image."""
@@ -79,12 +109,7 @@ class SnapshotSum(unittest.TestCase):
                 leader = cl.leader()
             victim = 1 if leader == 0 else 0
             ln = cl.nodes[leader]
-            self.assertEqual(cl.put_config(leader, "keel.test.snapshotKeepEntries", 5)[0], 200)
-            zk = KazooClient(hosts=cl.connect_string([leader]), timeout=10.0)
-            zk.start(timeout=30)
-            try:
-                root = "/s-" + uuid.uuid4().hex[:8]
-                zk.create(root)
+            with writer(cl, leader, "/s-") as (zk, root):
                 self.assertEqual(install_failures(cl.nodes[victim]), 0)
 
                 # 1. A byte flipped at the sender: refused, counted, sent again.
@@ -120,21 +145,16 @@ class SnapshotSum(unittest.TestCase):
                 self.assertEqual(st["snapshot_failures"]["install"], 1)
                 self.assertEqual(st["snapshot_last_failure"]["stage"], "install")
                 self.assertIn("CRC32C", st["snapshot_last_failure"]["reason"])
-                want_tree = {n: zk.get("%s/%s" % (root, n))[0] for n in zk.get_children(root)}
+                want_tree = tree_of(zk, root)
                 self.assertEqual(len(want_tree), 15)
                 self.check_same(cl, victim, root, want_tree)
 
                 # 2. The level-5 follower: plain chunks, no sum, installed as before.
                 s2 = self.behind(cl, zk, leader, 2, root, "b")
                 cl.start(2)
-                wait_for(lambda: "installed snapshot %d " % s2 in log_of(cl, 2), 60,
-                         "node 3 installed snapshot %d" % s2)
-                self.assertIn("installed snapshot %d " % s2, log_of(cl, 2))
-                self.assertRegex(log_of(cl, 2), r"installed snapshot %d \(term \d+, \d+ bytes\) "
-                                 r"from the leader \(not checked: the leader sent no sum\)" % s2)
-                self.assertEqual(install_failures(cl.nodes[2]), 0)
+                self.installed_unchecked(cl, 2, s2, "node 3 installed snapshot %d" % s2)
                 self.assertEqual(status(ln)["cluster_level"], 5)
-                want_tree = {n: zk.get("%s/%s" % (root, n))[0] for n in zk.get_children(root)}
+                want_tree = tree_of(zk, root)
                 self.assertEqual(len(want_tree), 30)
                 self.check_same(cl, 2, root, want_tree)
                 # 3. An image of an older term than the leader's: leadership
@@ -157,7 +177,7 @@ class SnapshotSum(unittest.TestCase):
                 self.assertGreater(status(ln)["term"], int(m.group(1)))
                 self.assertRegex(m.group(2), r"^CRC32C [0-9a-f]{8} checked$")
                 self.assertEqual(install_failures(cl.nodes[victim]), 0)  # restarted since step 1
-                want_tree = {n: zk.get("%s/%s" % (root, n))[0] for n in zk.get_children(root)}
+                want_tree = tree_of(zk, root)
                 self.assertEqual(len(want_tree), 45)
                 self.check_same(cl, victim, root, want_tree)
 
@@ -169,9 +189,6 @@ class SnapshotSum(unittest.TestCase):
                     for ev in ("blackhole", "blackhole_cleared", "peer_limit"):
                         self.assertIn('keel_transport_mtu_path_total{event="%s"} 0\n' % ev,
                                       text)
-            finally:
-                zk.stop()
-                zk.close()
 
 
 if __name__ == "__main__":

@@ -213,5 +213,33 @@ class StallTicks(unittest.TestCase):
         self.assertIn(new, (f, other))
 
 
+@unittest.skipUnless(KEEL, "keeld's pipeline ticks")
+class StallsWithoutAdmin(unittest.TestCase):
+    """mntr counts a stall on nodes without keel.adminPort (the default): no
+    admin API, so the pipeline publishes no status, and mntr's totals were
+    copied only with the status -- keel_stalls and keel_ticks_dropped said 0
+    for ever there (review11b)."""
+
+    def test_mntr_counts_without_admin(self):
+        with Cluster.create(size=3) as cl:
+            self.assertIsNone(cl.admin_token)
+            f = (cl.leader() + 1) % 3  # a follower: its stall moves no leader
+
+            def counts(i):
+                mntr = cl.four_letter(i, "mntr")
+                return tuple(int(re.search(r"^%s\t(\d+)$" % name, mntr, re.M).group(1))
+                             for name in ("keel_ticks_dropped", "keel_stalls"))
+            self.assertEqual(counts(f), (0, 0))
+            cl.pause(f)
+            try:
+                time.sleep(STALL_S)
+            finally:
+                cl.resume(f)
+            dropped, stalls = wait_for(lambda: [c for c in [counts(f)] if c[1] >= 1], 10,
+                                       "node %d's mntr counting its stall" % (f + 1))[0]
+            # 1.5 s of 10 ms ticks, at most tick_cap (12) of them run after it
+            self.assertGreaterEqual(dropped, 100, (dropped, stalls))
+
+
 if __name__ == "__main__":
     unittest.main()

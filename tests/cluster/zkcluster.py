@@ -124,9 +124,11 @@ def _test_name():
     return re.sub(r"[^A-Za-z0-9_.]", "_", name) or "python"
 
 
-def _new_logs_dir():
+def new_logs_dir():
     """A fresh <test>-<pid>[-k] under logs_root(), after pruning the root
-    (room for it: the newest LOGS_KEEP - 1 others stay)."""
+    (room for it: the newest LOGS_KEEP - 1 others stay); named again on
+    stderr as the process exits. Shared: tests/reliability/faults.py keeps
+    a failed run's history and logs here too."""
     root = logs_root()
     os.makedirs(root, mode=0o755, exist_ok=True)
     prune_logs(root, keep=LOGS_KEEP - 1)
@@ -135,6 +137,7 @@ def _new_logs_dir():
         path = os.path.join(root, base if k == 1 else "%s-%d" % (base, k))
         try:
             os.mkdir(path)
+            _kept.append(path)
             return path
         except FileExistsError:
             continue
@@ -143,7 +146,7 @@ def _new_logs_dir():
 
 def _name_kept_at_exit():
     if _kept:
-        print("\nnode logs of this test's clusters kept in: %s" % ", ".join(_kept),
+        print("\nlogs of this test kept in: %s" % ", ".join(_kept),
               file=sys.stderr)
 
 
@@ -385,7 +388,7 @@ class Cluster:
 
     def keep_logs(self):
         try:
-            kept = _new_logs_dir()
+            kept = new_logs_dir()
         except OSError as e:  # a test's failure must not turn into this one
             print("\n%s cluster: node logs not kept: %s" % (self.kind, e), file=sys.stderr)
             return None
@@ -395,7 +398,6 @@ class Cluster:
                             os.path.join(kept, "n%d.log" % n.id))
             except OSError:
                 pass
-        _kept.append(kept)
         print("\n%s cluster: node logs kept in %s (the newest %d of %s are kept, none "
               "past a day)" % (self.kind, kept, LOGS_KEEP, os.path.dirname(kept)),
               file=sys.stderr)

@@ -129,6 +129,11 @@ import netns  # noqa: E402
 import proxy  # noqa: E402
 import zkserver  # noqa: E402
 
+# the kept-logs root and its bound, shared with the cluster tests (after
+# this directory: its modules keep their names)
+sys.path.append(os.path.join(ROOT, "tests", "cluster"))
+import zkcluster  # noqa: E402
+
 PY = "/usr/bin/python3"
 CLIENT_PORT = 2181
 PEER_PORT = 2888
@@ -984,11 +989,7 @@ def run(args):
         if problems:
             log("FAILED (seed %d): %s" % (seed, "\n".join(problems)))
             log("replay: %s" % replay)
-            keep = args.keep or work
-            if keep != work:
-                shutil.copytree(work, keep, dirs_exist_ok=True,
-                                ignore=shutil.ignore_patterns("*.sock"))
-            log("history and logs kept in %s" % keep)
+            log("history and logs kept in %s" % keep_work(work, args.keep))
             return 1
         log("all checks passed: %d ops (%d unknown outcomes), %d faults, %.0f s"
             % (len(ops), unknown, len(done), time.monotonic() - t0))
@@ -999,17 +1000,41 @@ def run(args):
     except Failure as e:
         log("FAILED (seed %d): %s" % (seed, e))
         log("replay: %s" % replay)
-        if args.keep:
-            shutil.copytree(work, args.keep, dirs_exist_ok=True,
-                                ignore=shutil.ignore_patterns("*.sock"))
+        log("history and logs kept in %s" % keep_work(work, args.keep))
         for p in sorted(glob.glob(os.path.join(work, "*", "server.log"))) + [rlog]:
             if os.path.exists(p):
                 with open(p, errors="replace") as f:
                     log("%s:\n%s" % (p, f.read()[-1500:]))
         return 1
     finally:
-        if not args.keep or args.keep != work:
-            shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def keep_work(work, keep=None):
+    """A failed run's history and logs, copied out of its work directory
+    (removed as the run ends, failed or not): to keep (--keep) whole, else
+    to a fresh tree under the cluster tests' kept-logs root, bounded as
+    theirs (zkcluster.new_logs_dir: the newest LOGS_KEEP, none past a day)
+    and only the logs and the history, not the nodes' data. Returns where,
+    or a sentence saying why nothing was kept (the run's failure stays
+    the failure reported)."""
+    try:
+        if keep:
+            shutil.copytree(work, keep, dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns("*.sock"))
+            return keep
+        kept = zkcluster.new_logs_dir()
+        for dirpath, dirs, files in os.walk(work):
+            dirs[:] = [d for d in dirs if d != "disk"]  # a node's data (tmpfs)
+            for f in files:
+                if f.endswith((".log", ".jsonl", ".json")):
+                    src = os.path.join(dirpath, f)
+                    dst = os.path.join(kept, os.path.relpath(src, work))
+                    os.makedirs(os.path.dirname(dst), exist_ok=True)
+                    shutil.copy(src, dst)
+        return kept
+    except OSError as e:
+        return "nothing (%s)" % e
 
 
 def put_config(port, token, *pairs):

@@ -340,5 +340,68 @@ class NewFaults(unittest.TestCase):
         self.assertIn(("isolate", c.lead), c.net.calls)
 
 
+class KeptWork(unittest.TestCase):
+    """A failed run's work directory: its history and logs outlive it. The
+    finally of run() removed the work directory on every path, so the
+    "history and logs kept in <work>" a failure printed named a directory
+    already gone (review11b). Now they are copied to a bounded tree of the
+    cluster tests' kept-logs root (zkcluster.new_logs_dir), the nodes'
+    data left out."""
+
+    def setUp(self):
+        import shutil
+        import tempfile
+        self.tmp = tempfile.mkdtemp(prefix="test-faults-kept-")
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+        self.root = os.path.join(self.tmp, "logs")
+        old = os.environ.get("KEEL_TEST_LOGS")
+        os.environ["KEEL_TEST_LOGS"] = self.root
+        self.addCleanup(lambda: os.environ.__setitem__("KEEL_TEST_LOGS", old) if old
+                        else os.environ.pop("KEEL_TEST_LOGS", None))
+        self.work = os.path.join(self.tmp, "keel-faults-x")
+        os.makedirs(os.path.join(self.work, "node0", "disk", "version-2"))
+        for name, text in (("history.jsonl", '{"op": 1}\n'), ("recorder.log", "rec\n"),
+                           ("node0/server.log", "srv\n"), ("node0/disk/log.1", "data"),
+                           ("node0/disk/version-2/snap", "data")):
+            with open(os.path.join(self.work, name), "w") as f:
+                f.write(text)
+
+    def test_failed_run_keeps_logs_not_data(self):
+        kept = faults.keep_work(self.work)
+        self.assertEqual(os.path.dirname(kept), self.root)
+        self.assertRegex(os.path.basename(kept), r"^[A-Za-z0-9_.]+-%d(-\d+)?$" % os.getpid())
+        self.addCleanup(lambda: faults.zkcluster._kept.remove(kept))
+        # run()'s finally removes the work directory: the copy is what stays
+        import shutil
+        shutil.rmtree(self.work)
+        with open(os.path.join(kept, "history.jsonl")) as f:
+            self.assertEqual(f.read(), '{"op": 1}\n')
+        with open(os.path.join(kept, "node0", "server.log")) as f:
+            self.assertEqual(f.read(), "srv\n")
+        self.assertTrue(os.path.exists(os.path.join(kept, "recorder.log")))
+        self.assertFalse(os.path.exists(os.path.join(kept, "node0", "disk")))
+
+    def test_bounded_with_the_cluster_tests(self):
+        # trees of ended processes past the bound go when another is kept
+        os.makedirs(self.root)
+        dead = []
+        for i in range(faults.zkcluster.LOGS_KEEP + 3):
+            d = os.path.join(self.root, "faults-%d" % (5000000 + i))  # above any pid_max
+            os.mkdir(d)
+            os.utime(d, (1000 + i, 1000 + i))
+            dead.append(d)
+        kept = faults.keep_work(self.work)
+        self.addCleanup(lambda: faults.zkcluster._kept.remove(kept))
+        left = os.listdir(self.root)
+        self.assertLessEqual(len(left), faults.zkcluster.LOGS_KEEP, left)
+        self.assertIn(os.path.basename(kept), left)
+
+    def test_keep_names_its_own_directory(self):
+        dest = os.path.join(self.tmp, "mine")
+        self.assertEqual(faults.keep_work(self.work, dest), dest)
+        self.assertTrue(os.path.exists(os.path.join(dest, "node0", "disk", "log.1")))
+        self.assertFalse(os.path.exists(self.root))
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=1)
