@@ -838,6 +838,65 @@ static void test_watch_session_index(void **state)
 	kv_watches_destroy(w);
 }
 
+/* review11a: a path's depth is counted 8 bytes at a time and an event skips
+ * the ancestor scan when no recursive watch is at an ancestor's depth.
+ * Paths of random segment lengths (so '/' falls at every byte of a word,
+ * and a trailing '/'): a recursive watch on every proper prefix (a session
+ * each) fires once on an event at the whole path; one on a sibling and one
+ * below it do not; after those are removed nothing fires. */
+static void test_watch_depth_words(void **state)
+{
+	(void)state;
+	uint64_t rnd = 0xdeb7;
+	int64_t zxid = 1;
+	for (int round = 0; round < 300; round++) {
+		struct kv_watches *w;
+		char path[256];
+		size_t cut[40], n = 0, depth = 0;
+		int want = 0;
+		assert_int_equal(kv_watches_create(NULL, &w), 0);
+		rnd = rnd * 6364136223846793005ull + 1442695040888963407ull;
+		size_t segs = 1 + (rnd >> 33) % 30;
+		for (size_t g = 0; g < segs; g++) {
+			rnd = rnd * 6364136223846793005ull + 1442695040888963407ull;
+			size_t len = 1 + (rnd >> 33) % 9;
+			path[n++] = '/';
+			for (size_t c = 0; c < len; c++)
+				path[n++] = (char)('a' + (rnd >> (40 + c)) % 26);
+			cut[depth++] = n;
+		}
+		if (round % 5 == 0)
+			path[n++] = '/'; /* a trailing '/': its parent is the path before */
+		path[n] = 0;
+		/* "/" and every proper prefix "/s1", "/s1/s2", ... */
+		assert_int_equal(kv_watch_add(w, 1000, "/", 1, KV_WATCH_RECURSIVE, zxid), 0);
+		want++;
+		size_t last = round % 5 == 0 ? depth : depth - 1;
+		for (size_t k = 0; k < last; k++) {
+			assert_int_equal(kv_watch_add(w, (int64_t)k + 1, path, cut[k],
+						      KV_WATCH_RECURSIVE, zxid),
+					 0);
+			want++;
+		}
+		char other[300];
+		snprintf(other, sizeof(other), "%.*s~", (int)n, path); /* a sibling */
+		assert_int_equal(kv_watch_add(w, 2000, other, strlen(other), KV_WATCH_RECURSIVE, zxid),
+				 0);
+		snprintf(other, sizeof(other), "%s%sz", path, round % 5 == 0 ? "" : "/");
+		assert_int_equal(kv_watch_add(w, 2001, other, strlen(other), KV_WATCH_RECURSIVE, zxid),
+				 0);
+		assert_int_equal(fire(w, path, ++zxid), (size_t)want);
+		assert_int_equal(kv_watch_remove(w, 1000, "/", 1, KV_WATCH_RECURSIVE), ZK_OK);
+		for (size_t k = 0; k < last; k++)
+			assert_int_equal(kv_watch_remove(w, (int64_t)k + 1, path, cut[k],
+							 KV_WATCH_RECURSIVE),
+					 ZK_OK);
+		assert_int_equal(fire(w, path, ++zxid), 0);
+		assert_int_equal(kv_watches_check(w), 0);
+		kv_watches_destroy(w);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -845,6 +904,7 @@ int main(void)
 		cmocka_unit_test(test_watch_table_resize),
 		cmocka_unit_test(test_watch_recursive_depths),
 		cmocka_unit_test(test_watch_session_index),
+		cmocka_unit_test(test_watch_depth_words),
 		cmocka_unit_test(test_watch_store_hash),
 		cmocka_unit_test(test_watch_none_race_reader),
 		cmocka_unit_test(test_watch_kinds),
