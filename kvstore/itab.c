@@ -8,6 +8,17 @@
 #include "hamt.h"
 #include "itab.h"
 
+/* step_below for the table as it now is (itab.h). */
+static void retarget(struct kv_itab *t)
+{
+	if (t->old)
+		t->step_below = UINT64_MAX;
+	else if (t->bucket && t->mask >= t->min)
+		t->step_below = (t->mask + 1ull) / 8;
+	else
+		t->step_below = 0;
+}
+
 void kv_itab_migrate(struct kv_itab *t, uint32_t n)
 {
 	for (; t->old && n; n--) {
@@ -23,6 +34,7 @@ void kv_itab_migrate(struct kv_itab *t, uint32_t n)
 			free(t->old);
 			t->old = NULL;
 			t->old_mask = t->old_pos = 0;
+			retarget(t);
 		}
 	}
 }
@@ -40,11 +52,13 @@ int kv_itab_resize(struct kv_itab *t, uint32_t nb)
 	}
 	t->bucket = b;
 	t->mask = nb - 1;
+	retarget(t);
 	return 0;
 }
 
 int kv_itab_grow(struct kv_itab *t, uint32_t min, uint32_t m)
 {
+	t->min = min;
 	if (!t->bucket)
 		return kv_itab_resize(t, min);
 	kv_itab_migrate(t, m);
@@ -55,6 +69,10 @@ int kv_itab_grow(struct kv_itab *t, uint32_t min, uint32_t m)
 
 void kv_itab_shrink_step(struct kv_itab *t, uint32_t min, uint32_t m)
 {
+	if (t->min != min) {
+		t->min = min;
+		retarget(t);
+	}
 	if (t->old)
 		kv_itab_migrate(t, m);
 	else if (t->bucket && t->mask >= min && t->n < (t->mask + 1ull) / 8)

@@ -41,6 +41,11 @@ struct kv_itab {
 	 * old_pos on still hold their entries; NULL: none. */
 	struct kv_ilink **old;
 	uint32_t old_mask, old_pos;
+	/* kv_itab_shrink steps while n < step_below: all-ones while a resize
+	 * is under way, 1/8 of the buckets when the table may halve (not below
+	 * min), else 0 -- one compare on the watch table's per-event path. */
+	uint64_t step_below;
+	uint32_t min; /* the caller's minimum buckets (grow/shrink set it) */
 };
 
 /* The entry that holds link l as its member m. */
@@ -70,7 +75,7 @@ int kv_itab_grow(struct kv_itab *t, uint32_t min, uint32_t m);
 void kv_itab_shrink_step(struct kv_itab *t, uint32_t min, uint32_t m);
 static inline void kv_itab_shrink(struct kv_itab *t, uint32_t min, uint32_t m)
 {
-	if (t->old || (t->bucket && t->mask >= min && t->n < (t->mask + 1ull) / 8))
+	if (__builtin_expect(t->n < t->step_below, 0))
 		kv_itab_shrink_step(t, min, m);
 }
 void kv_itab_link(struct kv_itab *t, struct kv_ilink *l);

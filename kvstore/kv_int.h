@@ -235,5 +235,9 @@ uint32_t kv_acl_longest_chain(const struct kv *kv);
 size_t kv_watches_longest_chain(const struct kv_watches *w);
 /* The watch table's buckets, and whether a resize is moving them. */
 size_t kv_watches_buckets(const struct kv_watches *w, bool *resizing);
+/* The sessions that have a watch; 0 or KEEL_E_CORRUPT: every watch and its
+ * session's index of it agree (review11a). For tests. */
+size_t kv_watch_sessions(const struct kv_watches *w);
+int kv_watches_check(const struct kv_watches *w);
 
 #endif

@@ -16,10 +16,28 @@
 #include "keel.h"
 #include "kv_int.h"
 
+struct wsess;
+
 struct wentry {
-	int64_t session;
+	struct wsess *s; /* its session: the id, and the index back to it */
 	int64_t seen_zxid;
 	int32_t kind;
+	uint32_t sref; /* its place in s->r */
+};
+
+/* A session's watches (review11a): closing a session visits its own watches,
+ * not every path of the table (kv11: N closes cost N x the table). Each
+ * entry and its ref point at each other; drop_entry keeps both in step. */
+struct wref {
+	struct wpath *p;
+	uint32_t i; /* the entry's index in p->e */
+};
+
+struct wsess {
+	struct kv_ilink link; /* first; in kv_watches.sess, by the id's SipHash */
+	int64_t id;
+	uint32_t n, cap;
+	struct wref *r;
 };
 
 struct wpath {
@@ -44,8 +62,10 @@ struct wpath {
 
 struct kv_watches {
 	struct kv_itab tab;
+	struct kv_itab sess; /* struct wsess: the sessions that have a watch */
 	size_t count, nrecursive;
 	uint32_t rec_depth[WATCH_DEPTHS];
+	uint64_t rec_mask; /* bit d: rec_depth[d] != 0 */
 	int64_t last_zxid;
 	int64_t *notified;
 	size_t nn, ncap;
@@ -61,6 +81,7 @@ int kv_watches_create(const struct kv_hash_key *key, struct kv_watches **out)
 	memset(w, 0, sizeof(*w));
 	if (key)
 		w->key = *key;
+	w->tab.min = WATCH_BUCKETS0;
 	if (kv_itab_resize(&w->tab, WATCH_BUCKETS0) < 0) {
 		free(w);
 		return KEEL_E_NOMEM;
@@ -76,11 +97,19 @@ static void wpath_free(struct kv_ilink *l)
 	free(p);
 }
 
+static void wsess_free(struct kv_ilink *l)
+{
+	struct wsess *s = (struct wsess *)l;
+	free(s->r);
+	free(s);
+}
+
 void kv_watches_destroy(struct kv_watches *w)
 {
 	if (!w)
 		return;
 	kv_itab_destroy(&w->tab, wpath_free);
+	kv_itab_destroy(&w->sess, wsess_free);
 	free(w->notified);
 	free(w);
 }
@@ -121,12 +150,76 @@ static unsigned depth_slot(size_t d)
 	return (unsigned)KEEL_MIN(d, (size_t)WATCH_DEPTHS - 1);
 }
 
+/* A path's count of '/', 8 bytes at a time (review11a: the byte loop was
+ * most of an event's cost once any recursive watch existed): a byte of x ^
+ * "////////" is zero where the path has '/', and the exact zero-byte test
+ * leaves bit 7 of those bytes alone set; the multiply sums them. */
 static size_t depth_of(const char *path, size_t n)
 {
-	size_t d = 0;
-	for (size_t i = 0; i < n; i++)
+	const uint64_t low7 = 0x7f7f7f7f7f7f7f7full, ones = 0x0101010101010101ull;
+	size_t d = 0, i = 0;
+	for (; i + 8 <= n; i += 8) {
+		uint64_t x;
+		memcpy(&x, path + i, sizeof(x));
+		x ^= ones * '/';
+		x = ~(((x & low7) + low7) | x | low7);
+		d += (size_t)((x >> 7) * ones >> 56);
+	}
+	for (; i < n; i++)
 		d += path[i] == '/';
 	return d;
+}
+
+static void rec_count(struct kv_watches *w, const char *path, size_t n, int by)
+{
+	unsigned slot = depth_slot(depth_of(path, n));
+	w->rec_depth[slot] += (uint32_t)by;
+	if (w->rec_depth[slot])
+		w->rec_mask |= 1ull << slot;
+	else
+		w->rec_mask &= ~(1ull << slot);
+}
+
+static uint64_t sess_hash(const struct kv_watches *w, int64_t id)
+{
+	return kv_siphash13(&w->key, &id, sizeof(id));
+}
+
+static struct wsess *sess_find(const struct kv_watches *w, int64_t id)
+{
+	if (!w->sess.bucket)
+		return NULL;
+	uint64_t h = sess_hash(w, id);
+	for (struct kv_ilink *l = *kv_itab_slot(&w->sess, h); l; l = l->next)
+		if (l->hash == h && ((struct wsess *)l)->id == id)
+			return (struct wsess *)l;
+	return NULL;
+}
+
+/* A session with no watch left leaves the table. */
+static void sess_drop_if_empty(struct kv_watches *w, struct wsess *s)
+{
+	if (s->n)
+		return;
+	kv_itab_unlink(&w->sess, &s->link);
+	free(s->r);
+	free(s);
+}
+
+/* Room for one more element in the array *v of *cap (n in use): doubles it,
+ * or makes `first`. 0 or KEEL_E_NOMEM (the array as it was). */
+static int room(void *v, uint32_t *cap, uint32_t n, size_t size, uint32_t first)
+{
+	if (n < *cap)
+		return 0;
+	uint32_t c = *cap ? *cap * 2 : first;
+	void *old, *nv;
+	memcpy(&old, v, sizeof(old)); /* v: the address of a typed pointer */
+	if (!(nv = kv_realloc(old, c * size)))
+		return KEEL_E_NOMEM;
+	memcpy(v, &nv, sizeof(nv));
+	*cap = c;
+	return 0;
 }
 
 int kv_watch_add(struct kv_watches *w, int64_t session_id, const char *path, size_t path_len,
@@ -137,6 +230,16 @@ int kv_watch_add(struct kv_watches *w, int64_t session_id, const char *path, siz
 		return KEEL_E_INVAL;
 	if (seen_zxid < w->last_zxid)
 		return KEEL_E_STALE;
+	struct wsess *s = sess_find(w, session_id);
+	if (!s) {
+		if (kv_itab_grow(&w->sess, WATCH_BUCKETS0, WATCH_MIGRATE) < 0 ||
+		    !(s = kv_malloc(sizeof(*s))))
+			return KEEL_E_NOMEM;
+		memset(s, 0, sizeof(*s));
+		s->id = session_id;
+		s->link.hash = sess_hash(w, session_id);
+		kv_itab_link(&w->sess, &s->link);
+	}
 	uint64_t h = kv_siphash13(&w->key, path, path_len);
 	/* Before the chain is walked: growing moves buckets. */
 	(void)kv_itab_grow(&w->tab, WATCH_BUCKETS0, WATCH_MIGRATE);
@@ -144,8 +247,10 @@ int kv_watch_add(struct kv_watches *w, int64_t session_id, const char *path, siz
 	struct wpath *p = (struct wpath *)*pp;
 	if (!p) {
 		p = kv_malloc(sizeof(*p) + path_len + 1);
-		if (!p)
+		if (!p) {
+			sess_drop_if_empty(w, s); /* made for this add */
 			return KEEL_E_NOMEM;
+		}
 		memset(p, 0, sizeof(*p));
 		p->link.hash = h;
 		p->len = (uint32_t)path_len;
@@ -154,40 +259,53 @@ int kv_watch_add(struct kv_watches *w, int64_t session_id, const char *path, siz
 		kv_itab_link(&w->tab, &p->link);
 	}
 	for (uint32_t i = 0; i < p->n; i++) {
-		if (p->e[i].session == session_id && p->e[i].kind == (int32_t)kind) {
+		if (p->e[i].s == s && p->e[i].kind == (int32_t)kind) {
 			/* Still pending from an older read: that read's changes are owed. */
 			p->e[i].seen_zxid = KEEL_MIN(p->e[i].seen_zxid, seen_zxid);
 			return 0;
 		}
 	}
-	if (p->n == p->cap) {
-		uint32_t cap = p->cap ? p->cap * 2 : 2;
-		struct wentry *ne = kv_realloc(p->e, cap * sizeof(*ne));
-		if (!ne) {
-			/* a path made for this add goes again */
-			drop_path_if_empty(w, slot_of(w, path, path_len, h));
-			return KEEL_E_NOMEM;
-		}
-		p->e = ne;
-		p->cap = cap;
-	}
-	p->e[p->n++] = (struct wentry){ session_id, seen_zxid, (int32_t)kind };
+	if (room(&p->e, &p->cap, p->n, sizeof(*p->e), 2) < 0 ||
+	    room(&s->r, &s->cap, s->n, sizeof(*s->r), 4) < 0)
+		goto nomem;
+	s->r[s->n] = (struct wref){ p, p->n };
+	p->e[p->n++] = (struct wentry){ s, seen_zxid, (int32_t)kind, s->n++ };
 	w->count++;
 	if (kind == KV_WATCH_RECURSIVE) {
 		w->nrecursive++;
-		w->rec_depth[depth_slot(depth_of(path, path_len))]++;
+		rec_count(w, path, path_len, 1);
 	}
 	return 0;
+nomem:
+	/* a path or session made for this add goes again */
+	drop_path_if_empty(w, slot_of(w, path, path_len, h));
+	sess_drop_if_empty(w, s);
+	return KEEL_E_NOMEM;
 }
 
+/* Drops entry i of p and its session's ref (both arrays swap their last
+ * element in, whose back index then moves); a session left with no watch
+ * goes. The path stays, maybe empty (drop_path_if_empty). */
 static void drop_entry(struct kv_watches *w, struct wpath *p, uint32_t i)
 {
-	if (p->e[i].kind == KV_WATCH_RECURSIVE) {
+	struct wentry e = p->e[i];
+	struct wsess *s = e.s;
+	if (e.kind == KV_WATCH_RECURSIVE) {
 		w->nrecursive--;
-		w->rec_depth[depth_slot(depth_of(p->path, p->len))]--;
+		rec_count(w, p->path, p->len, -1);
 	}
-	p->e[i] = p->e[--p->n];
+	if (e.sref != --s->n) {
+		struct wref r = s->r[s->n];
+		s->r[e.sref] = r;
+		r.p->e[r.i].sref = e.sref;
+	}
+	if (i != --p->n) {
+		struct wentry m = p->e[p->n];
+		p->e[i] = m;
+		m.s->r[m.sref].i = i;
+	}
 	w->count--;
+	sess_drop_if_empty(w, s);
 }
 
 static void drop_path_if_empty(struct kv_watches *w, struct kv_ilink **pp)
@@ -215,13 +333,15 @@ int kv_watch_remove(struct kv_watches *w, int64_t session_id, const char *path, 
 {
 	uint64_t h = kv_siphash13(&w->key, path, path_len);
 	kv_itab_shrink(&w->tab, WATCH_BUCKETS0, WATCH_MIGRATE);
+	kv_itab_shrink(&w->sess, WATCH_BUCKETS0, WATCH_MIGRATE);
 	struct kv_ilink **pp = slot_of(w, path, path_len, h);
 	struct wpath *p = (struct wpath *)*pp;
+	struct wsess *s = sess_find(w, session_id);
 	int removed = 0;
-	if (!p)
+	if (!p || !s)
 		return ZK_ENOWATCHER;
 	for (uint32_t i = 0; i < p->n;) {
-		if (p->e[i].session == session_id && kind_matches(p->e[i].kind, kind)) {
+		if (p->e[i].s == s && kind_matches(p->e[i].kind, kind)) {
 			drop_entry(w, p, i);
 			removed = 1;
 		} else {
@@ -234,23 +354,50 @@ int kv_watch_remove(struct kv_watches *w, int64_t session_id, const char *path, 
 
 void kv_watch_remove_session(struct kv_watches *w, int64_t session_id)
 {
-	for (uint64_t b = 0, c = kv_itab_chains(&w->tab); b < c; b++) {
-		struct kv_ilink **pp = kv_itab_chain(&w->tab, b);
-		while (*pp) {
-			struct wpath *p = (struct wpath *)*pp;
-			for (uint32_t i = 0; i < p->n;) {
-				if (p->e[i].session == session_id)
-					drop_entry(w, p, i);
-				else
-					i++;
-			}
-			if (p->n == 0)
-				drop_path_if_empty(w, pp);
-			else
-				pp = &p->link.next;
+	struct wsess *s = sess_find(w, session_id);
+	/* Its watches from the last: no ref moves, and the last drop frees s. */
+	for (uint32_t k = s ? s->n : 0; k--;) {
+		struct wpath *p = s->r[k].p;
+		drop_entry(w, p, s->r[k].i);
+		if (p->n == 0) {
+			kv_itab_unlink(&w->tab, &p->link);
+			free(p->e);
+			free(p);
 		}
 	}
 	kv_itab_shrink(&w->tab, WATCH_BUCKETS0, WATCH_MIGRATE);
+	kv_itab_shrink(&w->sess, WATCH_BUCKETS0, WATCH_MIGRATE);
+}
+
+size_t kv_watch_sessions(const struct kv_watches *w)
+{
+	return w->sess.n;
+}
+
+int kv_watches_check(const struct kv_watches *w)
+{
+	size_t entries = 0, refs = 0;
+	for (uint64_t b = 0, c = kv_itab_chains(&w->tab); b < c; b++)
+		for (const struct kv_ilink *l = *kv_itab_chain(&w->tab, b); l; l = l->next) {
+			const struct wpath *p = (const struct wpath *)l;
+			if (!p->n || p->n > p->cap)
+				return KEEL_E_CORRUPT;
+			for (uint32_t i = 0; i < p->n; i++) {
+				const struct wentry *e = &p->e[i];
+				if (e->sref >= e->s->n || e->s->r[e->sref].p != p ||
+				    e->s->r[e->sref].i != i || sess_find(w, e->s->id) != e->s)
+					return KEEL_E_CORRUPT;
+			}
+			entries += p->n;
+		}
+	for (uint64_t b = 0, c = kv_itab_chains(&w->sess); b < c; b++)
+		for (const struct kv_ilink *l = *kv_itab_chain(&w->sess, b); l; l = l->next) {
+			const struct wsess *s = (const struct wsess *)l;
+			if (!s->n || s->n > s->cap)
+				return KEEL_E_CORRUPT;
+			refs += s->n;
+		}
+	return entries == w->count && refs == w->count ? 0 : KEEL_E_CORRUPT;
 }
 
 /* Does a watch of this kind fire on an event of this type at its own path? */
@@ -317,8 +464,8 @@ static inline __attribute__((always_inline)) size_t match_path(struct kv_watches
 			i++;
 			continue;
 		}
-		if (notify_once(w, e.session)) {
-			fn(ctx, e.session, ev);
+		if (notify_once(w, e.s->id)) {
+			fn(ctx, e.s->id, ev);
 			sent++;
 		}
 		if (e.kind == KV_WATCH_PERSISTENT || e.kind == KV_WATCH_RECURSIVE)
@@ -351,6 +498,12 @@ size_t kv_watch_match(struct kv_watches *w, const struct kv_event *ev, kv_notify
 	 * "/x/y/z" no lookup at depths 2 and 3 (kv11: each was a SipHash and
 	 * a probe, on every event, once any recursive watch existed). */
 	size_t n = ev->path_len, d = depth_of(ev->path, n);
+	/* The ancestors' depths: 1 ("/", and "/x" below it) to d - 1; none of
+	 * them with a recursive watch (a watch beside the event's path, or
+	 * below it): no scan (review11a). */
+	uint64_t below = d >= WATCH_DEPTHS ? ~0ull : (1ull << d) - 1;
+	if (!(w->rec_mask & (below | 2)))
+		return sent;
 	while (n > 1) {
 		while (n > 1 && ev->path[n - 1] != '/')
 			n--;

@@ -741,12 +741,170 @@ static void test_watch_recursive_depths(void **state)
 	kv_watches_destroy(w);
 }
 
+/* review11a: each session indexes its own watches. Random adds, removes,
+ * session closes and events (one-shot DATA, PERSISTENT, RECURSIVE; 24
+ * sessions on 300 paths: both tables grow, and shrink at the end) against a
+ * model: after every op the index agrees with the table (kv_watches_check);
+ * every 50th, the counts of watches and of sessions are the model's; an event notifies exactly
+ * the sessions the model says, and a closed session's watches are all gone
+ * while every other session's stay. */
+#define SI_S 100
+#define SI_P 300
+#define SI_K 3
+
+static const enum kv_watch_kind si_kind[SI_K] = { KV_WATCH_DATA, KV_WATCH_PERSISTENT,
+						  KV_WATCH_RECURSIVE };
+static bool si_notified[SI_S];
+
+static void si_note(void *ctx, int64_t session, const struct kv_event *ev)
+{
+	(void)ctx;
+	(void)ev;
+	assert_true(session >= 1 && session <= SI_S);
+	assert_false(si_notified[session - 1]); /* once an event */
+	si_notified[session - 1] = true;
+}
+
+static void si_check(struct kv_watches *w, bool m[SI_S][SI_P][SI_K])
+{
+	size_t count = 0, sessions = 0;
+	for (int s = 0; s < SI_S; s++) {
+		size_t own = 0;
+		for (int p = 0; p < SI_P; p++)
+			for (int k = 0; k < SI_K; k++)
+				own += m[s][p][k];
+		count += own;
+		sessions += own > 0;
+	}
+	assert_int_equal(kv_watches_check(w), 0);
+	assert_int_equal(kv_watch_count(w), count);
+	assert_int_equal(kv_watch_sessions(w), sessions);
+}
+
+static void test_watch_session_index(void **state)
+{
+	(void)state;
+	static bool m[SI_S][SI_P][SI_K];
+	struct kv_watches *w;
+	char path[32];
+	int64_t zxid = 1;
+	uint64_t rnd = 0x5eed11a;
+	int closes = 0;
+	memset(m, 0, sizeof(m));
+	assert_int_equal(kv_watches_create(NULL, &w), 0);
+	for (int op = 0; op < 30000; op++) {
+		rnd = rnd * 6364136223846793005ull + 1442695040888963407ull;
+		uint32_t r = (uint32_t)(rnd >> 33);
+		int s = (int)(r % SI_S), p = (int)(r / SI_S % SI_P), k = (int)(r / SI_S / SI_P % SI_K);
+		int what = (int)(r / SI_S / SI_P / SI_K % 100);
+		snprintf(path, sizeof(path), "/si/%d", p);
+		if (what < 60) {
+			assert_int_equal(kv_watch_add(w, s + 1, path, strlen(path), si_kind[k], zxid),
+					 0);
+			m[s][p][k] = true;
+		} else if (what < 75) {
+			bool any = m[s][p][0] || m[s][p][1] || m[s][p][2];
+			assert_int_equal(kv_watch_remove(w, s + 1, path, strlen(path), KV_WATCH_ANY),
+					 any ? ZK_OK : ZK_ENOWATCHER);
+			m[s][p][0] = m[s][p][1] = m[s][p][2] = false;
+		} else if (what < 78) {
+			kv_watch_remove_session(w, s + 1);
+			memset(m[s], 0, sizeof(m[s]));
+			closes++;
+		} else {
+			bool want[SI_S];
+			for (int q = 0; q < SI_S; q++) {
+				want[q] = m[q][p][0] || m[q][p][1] || m[q][p][2];
+				m[q][p][0] = false; /* one-shot */
+			}
+			struct kv_event ev = { .type = KV_EVENT_DATA_CHANGED, .path = path,
+					       .path_len = (uint32_t)strlen(path), .zxid = ++zxid };
+			memset(si_notified, 0, sizeof(si_notified));
+			kv_watch_match(w, &ev, si_note, NULL);
+			assert_memory_equal(si_notified, want, sizeof(want));
+		}
+		assert_int_equal(kv_watches_check(w), 0);
+		if (op % 50 == 0)
+			si_check(w, m);
+	}
+	assert_true(closes > 500);
+	assert_true(kv_watches_buckets(w, NULL) > 64);
+	for (int s = 0; s < SI_S; s++) {
+		kv_watch_remove_session(w, s + 1);
+		memset(m[s], 0, sizeof(m[s]));
+		si_check(w, m);
+	}
+	assert_int_equal(kv_watch_count(w), 0);
+	kv_watches_destroy(w);
+}
+
+/* review11a: a path's depth is counted 8 bytes at a time and an event skips
+ * the ancestor scan when no recursive watch is at an ancestor's depth.
+ * Paths of random segment lengths (so '/' falls at every byte of a word,
+ * and a trailing '/'): a recursive watch on every proper prefix (a session
+ * each) fires once on an event at the whole path; one on a sibling and one
+ * below it do not; after those are removed nothing fires. */
+static void test_watch_depth_words(void **state)
+{
+	(void)state;
+	uint64_t rnd = 0xdeb7;
+	int64_t zxid = 1;
+	for (int round = 0; round < 300; round++) {
+		struct kv_watches *w;
+		char path[256];
+		size_t cut[40], n = 0, depth = 0;
+		int want = 0;
+		assert_int_equal(kv_watches_create(NULL, &w), 0);
+		rnd = rnd * 6364136223846793005ull + 1442695040888963407ull;
+		size_t segs = 1 + (rnd >> 33) % 30;
+		for (size_t g = 0; g < segs; g++) {
+			rnd = rnd * 6364136223846793005ull + 1442695040888963407ull;
+			size_t len = 1 + (rnd >> 33) % 9;
+			path[n++] = '/';
+			for (size_t c = 0; c < len; c++)
+				path[n++] = (char)('a' + (rnd >> (40 + c)) % 26);
+			cut[depth++] = n;
+		}
+		if (round % 5 == 0)
+			path[n++] = '/'; /* a trailing '/': its parent is the path before */
+		path[n] = 0;
+		/* "/" and every proper prefix "/s1", "/s1/s2", ... */
+		assert_int_equal(kv_watch_add(w, 1000, "/", 1, KV_WATCH_RECURSIVE, zxid), 0);
+		want++;
+		size_t last = round % 5 == 0 ? depth : depth - 1;
+		for (size_t k = 0; k < last; k++) {
+			assert_int_equal(kv_watch_add(w, (int64_t)k + 1, path, cut[k],
+						      KV_WATCH_RECURSIVE, zxid),
+					 0);
+			want++;
+		}
+		char other[300];
+		snprintf(other, sizeof(other), "%.*s~", (int)n, path); /* a sibling */
+		assert_int_equal(kv_watch_add(w, 2000, other, strlen(other), KV_WATCH_RECURSIVE, zxid),
+				 0);
+		snprintf(other, sizeof(other), "%s%sz", path, round % 5 == 0 ? "" : "/");
+		assert_int_equal(kv_watch_add(w, 2001, other, strlen(other), KV_WATCH_RECURSIVE, zxid),
+				 0);
+		assert_int_equal(fire(w, path, ++zxid), (size_t)want);
+		assert_int_equal(kv_watch_remove(w, 1000, "/", 1, KV_WATCH_RECURSIVE), ZK_OK);
+		for (size_t k = 0; k < last; k++)
+			assert_int_equal(kv_watch_remove(w, (int64_t)k + 1, path, cut[k],
+							 KV_WATCH_RECURSIVE),
+					 ZK_OK);
+		assert_int_equal(fire(w, path, ++zxid), 0);
+		assert_int_equal(kv_watches_check(w), 0);
+		kv_watches_destroy(w);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_watch_none_then_late_add),
 		cmocka_unit_test(test_watch_table_resize),
 		cmocka_unit_test(test_watch_recursive_depths),
+		cmocka_unit_test(test_watch_session_index),
+		cmocka_unit_test(test_watch_depth_words),
 		cmocka_unit_test(test_watch_store_hash),
 		cmocka_unit_test(test_watch_none_race_reader),
 		cmocka_unit_test(test_watch_kinds),
