@@ -671,14 +671,113 @@ static void test_tls_only(void **state)
 	pthread_mutex_destroy(&b.mu);
 }
 
+/* ---- OpenSSL's heap, counted (CRYPTO_set_mem_functions, before any use) ---- */
+
+static _Atomic long ossl_live; /* bytes OpenSSL holds, server and clients alike */
+
+static void *ossl_malloc(size_t n, const char *file, int line)
+{
+	(void)file;
+	(void)line;
+	max_align_t *p = malloc(sizeof(max_align_t) + n);
+	if (!p)
+		return NULL;
+	*(size_t *)p = n;
+	ossl_live += (long)n;
+	return p + 1;
+}
+
+static void ossl_free(void *ptr, const char *file, int line)
+{
+	(void)file;
+	(void)line;
+	if (!ptr)
+		return;
+	max_align_t *p = (max_align_t *)ptr - 1;
+	ossl_live -= (long)*(size_t *)p;
+	free(p);
+}
+
+static void *ossl_realloc(void *ptr, size_t n, const char *file, int line)
+{
+	if (!ptr)
+		return ossl_malloc(n, file, line);
+	if (!n) {
+		ossl_free(ptr, file, line);
+		return NULL;
+	}
+	max_align_t *p = (max_align_t *)ptr - 1;
+	size_t old = *(size_t *)p;
+	max_align_t *q = realloc(p, sizeof(max_align_t) + n);
+	if (!q)
+		return NULL;
+	*(size_t *)q = n;
+	ossl_live += (long)n - (long)old;
+	return q + 1;
+}
+
+/*
+ * Half-open handshakes cost the server bounded memory: nine bytes (a
+ * record header and a handshake header declaring OpenSSL's largest
+ * ClientHello, 131396 bytes) made OpenSSL grow its message buffer to the
+ * declared size at once, ~130 KiB a connection for 9 bytes sent: 4096
+ * such connections, half a gigabyte. Refused at the header now, counted
+ * as a protocol failure; a real handshake still succeeds beside them.
+ */
+#define HALF_OPEN 24
+static void test_half_open_memory(void **state)
+{
+	(void)state;
+	struct fixture f;
+	start(&f, false, 0);
+	uint16_t tp = zk_server_tls_port(f.b.srv);
+	struct client c;
+	/* a first handshake: what OpenSSL keeps for good (tables, the context) is in */
+	assert_int_equal(tls_dial(&c, tp, p_client_cert, p_client_key, 0), 1);
+	client_close(&c);
+	long base = ossl_live;
+	int fds[HALF_OPEN];
+	static const uint8_t big_hello[9] = { 0x16, 0x03, 0x01, 0x00, 0x04,
+					      0x01, 0x02, 0x01, 0x44 };
+	for (int i = 0; i < HALF_OPEN; i++) {
+		fds[i] = dial(tp);
+		assert_int_equal(send(fds[i], big_hello, sizeof(big_hello), MSG_NOSIGNAL),
+				 (ssize_t)sizeof(big_hello));
+	}
+	/* until every one is refused or has grown (the fail-safe ends it) */
+	for (int i = 0; i < FAILSAFE_S * 100; i++) {
+		if (stats(&f).tls_failed[ZK_TLS_FAIL_PROTOCOL] == HALF_OPEN ||
+		    ossl_live - base >= (long)HALF_OPEN * 131396)
+			break;
+		struct timespec ts = { 0, 10000000 };
+		nanosleep(&ts, NULL);
+	}
+	long per_conn = (ossl_live - base) / HALF_OPEN;
+	if (per_conn > 40 * 1024)
+		fail_msg("%ld bytes of OpenSSL heap per half-open handshake", per_conn);
+	wait_failed(&f, ZK_TLS_FAIL_PROTOCOL, HALF_OPEN);
+	/* a ClientHello of a reasonable size declared: not refused at its header */
+	assert_int_equal(tls_dial(&c, tp, p_client_cert, p_client_key, 0), 1);
+	assert_int_equal(session(&c), 0x100);
+	requests(&c, 1);
+	client_close(&c);
+	for (int i = 0; i < HALF_OPEN; i++)
+		close(fds[i]);
+	stop(&f);
+}
+
 int main(void)
 {
+	/* Before OpenSSL allocates anything: its heap is counted (test_half_open_memory). */
+	if (!CRYPTO_set_mem_functions(ossl_malloc, ossl_realloc, ossl_free))
+		return 1;
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_check),
 		cmocka_unit_test(test_session),
 		cmocka_unit_test(test_session_external),
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_tls_only),
+		cmocka_unit_test(test_half_open_memory),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
