@@ -50,7 +50,6 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1531,11 +1530,6 @@ int zk_server_start(const struct zk_server_config *cfg, const struct zk_backend_
 			rc = -errno;
 			goto fail_mutex;
 		}
-		/* OpenSSL writes with write(): a client gone would raise SIGPIPE.
-		 * Ignored unless the program handles it (keeld ignores it). */
-		struct sigaction sa;
-		if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL)
-			signal(SIGPIPE, SIG_IGN);
 	}
 	/*
 	 * *out before the thread starts: a backend reaches the server through

@@ -11,7 +11,11 @@ cluster's ssl.clientAuth=need) and python's ssl module for the bad clients:
    client certificate, one another CA signed, a handshake cut half-way, a
    stalled handshake (closed after the sessionless timeout, 10 s), garbage
    records, a renegotiation (openssl s_client -tls1_2, "R"); meanwhile a
-   plaintext and a TLS session stay connected and keep working.
+   plaintext and a TLS session stay connected and keep working;
+ - a flood of 330 TLS connections (stalled handshakes, garbage, nine-byte
+   ClientHello headers declaring 131396 bytes): each closed and counted by
+   reason, the node's peak resident memory under +16 MiB, and a kazoo TLS
+   client and a plaintext one making progress through it.
 Certificates are made at run time (openssl req) in the cluster's temporary
 directory, removed with it. The Debian ZooKeeper C client is built without
 OpenSSL (no zookeeper_init_ssl): kazoo is the real client here.
