@@ -85,7 +85,6 @@
  * OpenSSL's, with post-quantum key shares and a ticket: a few KiB).
  */
 #define ZKS_TLS_HELLO_MAX 16384
-#define ZKS_TLS_HEAD      9 /* record header (5) + handshake message header (4) */
 
 struct parked {
 	struct parked *next;
@@ -134,8 +133,10 @@ struct conn {
 	bool tls_peeked;      /* the first byte was a TLS handshake record's */
 	bool tls_eof;         /* the socket read its end (BIO_eof for OpenSSL) */
 	bool tls_hello_big;   /* the first handshake message declared over ZKS_TLS_HELLO_MAX */
-	uint8_t tls_head_len; /* of the stream's first ZKS_TLS_HEAD bytes, those seen */
-	uint8_t tls_head[9];  /* a record header and the first handshake message's header */
+	/* The first handshake message's header, gathered across records
+	 * (tls_hello_seen) from the record headers (tls_rec) around it. */
+	uint8_t tls_rec[5], tls_rec_len, tls_hs[4], tls_hs_len;
+	uint16_t tls_rec_left; /* of the current record's payload, bytes to come */
 	/* cons / crst: ZooKeeper's per-connection statistics */
 	bool asking;    /* inside the backend's four_letter() for this connection */
 	int64_t est_ms; /* wall clock at accept */
@@ -981,11 +982,46 @@ static uint32_t conns_from(const struct zk_server *s, const struct zk_peer *p)
 }
 
 /*
+ * Bytes the client sent, in order, until the first handshake message's
+ * 4-byte header is whole (a client may split it over records of one byte
+ * each, which OpenSSL joins): true when it declares over ZKS_TLS_HELLO_MAX.
+ * A record that is not a handshake one is left to OpenSSL to refuse.
+ */
+static bool tls_hello_too_big(struct conn *c, const uint8_t *p, size_t n)
+{
+	while (n && c->tls_hs_len < 4) {
+		if (!c->tls_rec_left) {
+			c->tls_rec[c->tls_rec_len++] = *p++;
+			n--;
+			if (c->tls_rec_len < 5)
+				continue;
+			c->tls_rec_len = 0;
+			if (c->tls_rec[0] != ZKS_TLS_HANDSHAKE_RECORD) {
+				c->tls_hs_len = 4; /* not judged here */
+				return false;
+			}
+			c->tls_rec_left = (uint16_t)(c->tls_rec[3] << 8 | c->tls_rec[4]);
+			continue;
+		}
+		size_t k = KEEL_MIN(KEEL_MIN(n, (size_t)c->tls_rec_left), (size_t)(4 - c->tls_hs_len));
+		memcpy(c->tls_hs + c->tls_hs_len, p, k);
+		c->tls_hs_len = (uint8_t)(c->tls_hs_len + k);
+		c->tls_rec_left = (uint16_t)(c->tls_rec_left - k);
+		p += k;
+		n -= k;
+		if (c->tls_hs_len == 4 && c->tls_rec[0] == ZKS_TLS_HANDSHAKE_RECORD)
+			return ((uint32_t)c->tls_hs[1] << 16 | (uint32_t)c->tls_hs[2] << 8 |
+				c->tls_hs[3]) > ZKS_TLS_HELLO_MAX;
+	}
+	return false;
+}
+
+/*
  * OpenSSL's transport for a TLS connection: the socket, as OpenSSL's own
- * socket BIO would read and write it, except that the stream's first nine
- * bytes are looked at on their way: a first handshake message declared
- * over ZKS_TLS_HELLO_MAX ends the read there, before OpenSSL reserves
- * memory for it. Writes never raise SIGPIPE (MSG_NOSIGNAL).
+ * socket BIO would read and write it, except that the bytes up to the
+ * first handshake message's header are looked at on their way: a message
+ * declared over ZKS_TLS_HELLO_MAX ends the read there, before OpenSSL
+ * reserves memory for it. Writes never raise SIGPIPE (MSG_NOSIGNAL).
  */
 static int tls_bio_read(BIO *b, char *out, int len)
 {
@@ -1006,21 +1042,10 @@ static int tls_bio_read(BIO *b, char *out, int len)
 		c->tls_eof = true;
 		return 0;
 	}
-	if (c->tls_head_len < ZKS_TLS_HEAD) {
-		size_t k = KEEL_MIN((size_t)n, (size_t)(ZKS_TLS_HEAD - c->tls_head_len));
-		memcpy(c->tls_head + c->tls_head_len, out, k);
-		c->tls_head_len = (uint8_t)(c->tls_head_len + k);
-		const uint8_t *h = c->tls_head;
-		/* Only a first record holding a whole message header is looked
-		 * into; OpenSSL bounds a header split across records itself. */
-		uint32_t rec = (uint32_t)h[3] << 8 | h[4];
-		uint32_t msg = (uint32_t)h[6] << 16 | (uint32_t)h[7] << 8 | h[8];
-		if (c->tls_head_len == ZKS_TLS_HEAD && h[0] == ZKS_TLS_HANDSHAKE_RECORD && rec >= 4 &&
-		    msg > ZKS_TLS_HELLO_MAX) {
-			c->tls_hello_big = true;
-			errno = EPROTO;
-			return -1;
-		}
+	if (c->tls_hs_len < 4 && tls_hello_too_big(c, (const uint8_t *)out, (size_t)n)) {
+		c->tls_hello_big = true;
+		errno = EPROTO;
+		return -1;
 	}
 	return (int)n;
 }
@@ -1140,7 +1165,8 @@ static void on_accept(struct zk_server *s, bool tls)
 			BIO_set_init(bio, 1);
 			SSL_set_bio(c->ssl, bio, bio); /* the SSL owns it */
 			c->tls_eof = c->tls_hello_big = false;
-			c->tls_head_len = 0;
+			c->tls_rec_len = c->tls_hs_len = 0;
+			c->tls_rec_left = 0;
 			s->st.tls_open++;
 			SSL_set_accept_state(c->ssl);
 			SSL_set_app_data(c->ssl, c);
