@@ -50,7 +50,6 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,6 +75,16 @@
 #define ZKS_EV_CONN0  3
 /* The first byte of a TLS handshake record (a ClientHello's). */
 #define ZKS_TLS_HANDSHAKE_RECORD 0x16
+/*
+ * The most a client's first handshake message (its ClientHello) may
+ * declare. OpenSSL grows its message buffer to the declared length when
+ * it reads the 4-byte header, up to 131396 bytes for a ClientHello: nine
+ * bytes sent would hold ~130 KiB of the server's memory until the
+ * sessionless timeout (test_zkproto_tls, test_half_open_memory). One
+ * record's plaintext is far above any real ClientHello (Java's and
+ * OpenSSL's, with post-quantum key shares and a ticket: a few KiB).
+ */
+#define ZKS_TLS_HELLO_MAX 16384
 
 struct parked {
 	struct parked *next;
@@ -122,6 +131,12 @@ struct conn {
 	bool tls_want_write;  /* the handshake waits for room to write */
 	bool tls_rw;          /* an SSL_read() waits for room to write (a post-handshake reply) */
 	bool tls_peeked;      /* the first byte was a TLS handshake record's */
+	bool tls_eof;         /* the socket read its end (BIO_eof for OpenSSL) */
+	bool tls_hello_big;   /* the first handshake message declared over ZKS_TLS_HELLO_MAX */
+	/* The first handshake message's header, gathered across records
+	 * (tls_hello_seen) from the record headers (tls_rec) around it. */
+	uint8_t tls_rec[5], tls_rec_len, tls_hs[4], tls_hs_len;
+	uint16_t tls_rec_left; /* of the current record's payload, bytes to come */
 	/* cons / crst: ZooKeeper's per-connection statistics */
 	bool asking;    /* inside the backend's four_letter() for this connection */
 	int64_t est_ms; /* wall clock at accept */
@@ -132,6 +147,7 @@ struct conn {
 };
 
 struct zk_server {
+	BIO_METHOD *bio_meth; /* TLS: the connections' socket BIO (tls_bio_*) */
 	struct zk_server_config cfg;
 	struct zk_backend_ops ops;
 	struct zk_backend *backend;
@@ -965,6 +981,103 @@ static uint32_t conns_from(const struct zk_server *s, const struct zk_peer *p)
 	return n;
 }
 
+/*
+ * Bytes the client sent, in order, until the first handshake message's
+ * 4-byte header is whole (a client may split it over records of one byte
+ * each, which OpenSSL joins): true when it declares over ZKS_TLS_HELLO_MAX.
+ * A record that is not a handshake one is left to OpenSSL to refuse.
+ */
+static bool tls_hello_too_big(struct conn *c, const uint8_t *p, size_t n)
+{
+	while (n && c->tls_hs_len < 4) {
+		if (!c->tls_rec_left) {
+			c->tls_rec[c->tls_rec_len++] = *p++;
+			n--;
+			if (c->tls_rec_len < 5)
+				continue;
+			c->tls_rec_len = 0;
+			if (c->tls_rec[0] != ZKS_TLS_HANDSHAKE_RECORD) {
+				c->tls_hs_len = 4; /* not judged here */
+				return false;
+			}
+			c->tls_rec_left = (uint16_t)(c->tls_rec[3] << 8 | c->tls_rec[4]);
+			continue;
+		}
+		size_t k = KEEL_MIN(KEEL_MIN(n, (size_t)c->tls_rec_left), (size_t)(4 - c->tls_hs_len));
+		memcpy(c->tls_hs + c->tls_hs_len, p, k);
+		c->tls_hs_len = (uint8_t)(c->tls_hs_len + k);
+		c->tls_rec_left = (uint16_t)(c->tls_rec_left - k);
+		p += k;
+		n -= k;
+		if (c->tls_hs_len == 4 && c->tls_rec[0] == ZKS_TLS_HANDSHAKE_RECORD)
+			return ((uint32_t)c->tls_hs[1] << 16 | (uint32_t)c->tls_hs[2] << 8 |
+				c->tls_hs[3]) > ZKS_TLS_HELLO_MAX;
+	}
+	return false;
+}
+
+/*
+ * OpenSSL's transport for a TLS connection: the socket, as OpenSSL's own
+ * socket BIO would read and write it, except that the bytes up to the
+ * first handshake message's header are looked at on their way: a message
+ * declared over ZKS_TLS_HELLO_MAX ends the read there, before OpenSSL
+ * reserves memory for it. Writes never raise SIGPIPE (MSG_NOSIGNAL).
+ */
+static int tls_bio_read(BIO *b, char *out, int len)
+{
+	struct conn *c = BIO_get_data(b);
+	BIO_clear_retry_flags(b);
+	if (c->tls_hello_big || len <= 0)
+		return -1;
+	ssize_t n;
+	do
+		n = recv(c->fd, out, (size_t)len, MSG_DONTWAIT);
+	while (n < 0 && errno == EINTR);
+	if (n < 0) {
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			BIO_set_retry_read(b);
+		return -1;
+	}
+	if (n == 0) {
+		c->tls_eof = true;
+		return 0;
+	}
+	if (c->tls_hs_len < 4 && tls_hello_too_big(c, (const uint8_t *)out, (size_t)n)) {
+		c->tls_hello_big = true;
+		errno = EPROTO;
+		return -1;
+	}
+	return (int)n;
+}
+
+static int tls_bio_write(BIO *b, const char *buf, int len)
+{
+	struct conn *c = BIO_get_data(b);
+	BIO_clear_retry_flags(b);
+	ssize_t n;
+	do
+		n = send(c->fd, buf, (size_t)len, MSG_NOSIGNAL | MSG_DONTWAIT);
+	while (n < 0 && errno == EINTR);
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		BIO_set_retry_write(b);
+	return n < 0 ? -1 : (int)n;
+}
+
+static long tls_bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+	(void)num;
+	(void)ptr;
+	struct conn *c = BIO_get_data(b);
+	switch (cmd) {
+	case BIO_CTRL_FLUSH: /* nothing held: each write went to the socket */
+		return 1;
+	case BIO_CTRL_EOF: /* an EOF, not an error (SSL_OP_IGNORE_UNEXPECTED_EOF) */
+		return c && c->tls_eof;
+	default:
+		return 0;
+	}
+}
+
 /* Renegotiation (TLS 1.2): OpenSSL refuses it with a no_renegotiation
  * alert and goes on; the engine closes the connection instead. */
 static void tls_info(const SSL *ssl, int where, int ret)
@@ -1040,13 +1153,20 @@ static void on_accept(struct zk_server *s, bool tls)
 		if (tls) {
 			s->st.tls_accepted++;
 			c->ssl = SSL_new(s->ssl_ctx);
-			if (!c->ssl || SSL_set_fd(c->ssl, fd) != 1) {
+			BIO *bio = c->ssl ? BIO_new(s->bio_meth) : NULL;
+			if (!bio) {
 				ERR_clear_error();
 				SSL_free(c->ssl);
 				c->ssl = NULL;
 				conn_close(s, c);
 				continue;
 			}
+			BIO_set_data(bio, c);
+			BIO_set_init(bio, 1);
+			SSL_set_bio(c->ssl, bio, bio); /* the SSL owns it */
+			c->tls_eof = c->tls_hello_big = false;
+			c->tls_rec_len = c->tls_hs_len = 0;
+			c->tls_rec_left = 0;
 			s->st.tls_open++;
 			SSL_set_accept_state(c->ssl);
 			SSL_set_app_data(c->ssl, c);
@@ -1118,7 +1238,7 @@ static void tls_step(struct zk_server *s, struct conn *c)
 		set_events(s, c);
 		return;
 	}
-	enum zk_tls_fail why = handshake_fail(e);
+	enum zk_tls_fail why = c->tls_hello_big ? ZK_TLS_FAIL_PROTOCOL : handshake_fail(e);
 	ERR_clear_error();
 	tls_fail(s, c, why);
 }
@@ -1419,6 +1539,14 @@ int zk_server_start(const struct zk_server_config *cfg, const struct zk_backend_
 			goto fail_mutex;
 		}
 		SSL_CTX_set_info_callback(s->ssl_ctx, tls_info);
+		s->bio_meth = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "keel-zk");
+		if (!s->bio_meth || !BIO_meth_set_read(s->bio_meth, tls_bio_read) ||
+		    !BIO_meth_set_write(s->bio_meth, tls_bio_write) ||
+		    !BIO_meth_set_ctrl(s->bio_meth, tls_bio_ctrl)) {
+			ERR_clear_error();
+			rc = KEEL_E_NOMEM;
+			goto fail_mutex;
+		}
 		s->handshakes_per_poll = cfg->tls->handshakes_per_poll ? cfg->tls->handshakes_per_poll : 1;
 		rc = listen_on(cfg->tls->bind_addr, cfg->tls->port, &s->tls_lfd, &s->tls_port);
 		if (rc != 0)
@@ -1428,11 +1556,6 @@ int zk_server_start(const struct zk_server_config *cfg, const struct zk_backend_
 			rc = -errno;
 			goto fail_mutex;
 		}
-		/* OpenSSL writes with write(): a client gone would raise SIGPIPE.
-		 * Ignored unless the program handles it (keeld ignores it). */
-		struct sigaction sa;
-		if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL)
-			signal(SIGPIPE, SIG_IGN);
 	}
 	/*
 	 * *out before the thread starts: a backend reaches the server through
@@ -1456,6 +1579,7 @@ fail_mutex:
 	if (s->tls_lfd >= 0)
 		close(s->tls_lfd);
 	SSL_CTX_free(s->ssl_ctx);
+	BIO_meth_free(s->bio_meth);
 	if (s->epfd >= 0)
 		close(s->epfd);
 	if (s->evfd >= 0)
@@ -1499,6 +1623,7 @@ void zk_server_stop(struct zk_server *s)
 	if (s->tls_lfd >= 0)
 		close(s->tls_lfd);
 	SSL_CTX_free(s->ssl_ctx);
+	BIO_meth_free(s->bio_meth); /* after the connections' SSL_free() */
 	close(s->epfd);
 	close(s->evfd);
 	if (s->spare_fd >= 0)

@@ -11,7 +11,11 @@ cluster's ssl.clientAuth=need) and python's ssl module for the bad clients:
    client certificate, one another CA signed, a handshake cut half-way, a
    stalled handshake (closed after the sessionless timeout, 10 s), garbage
    records, a renegotiation (openssl s_client -tls1_2, "R"); meanwhile a
-   plaintext and a TLS session stay connected and keep working.
+   plaintext and a TLS session stay connected and keep working;
+ - a flood of 330 TLS connections (stalled handshakes, garbage, nine-byte
+   ClientHello headers declaring 131396 bytes): each closed and counted by
+   reason, the node's peak resident memory under +16 MiB, and a kazoo TLS
+   client and a plaintext one making progress through it.
 Certificates are made at run time (openssl req) in the cluster's temporary
 directory, removed with it. The Debian ZooKeeper C client is built without
 OpenSSL (no zookeeper_init_ssl): kazoo is the real client here.
@@ -25,6 +29,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 import unittest
 import urllib.request
 
@@ -284,6 +289,106 @@ class Tls(unittest.TestCase):
             good.close()
             plain.stop()
             plain.close()
+
+    def test_3_flood(self):
+        """Many TLS connections that never finish their handshake (a
+        ClientHello's first bytes, then nothing), some sending garbage,
+        some declaring a ClientHello of 131396 bytes in nine: a kazoo TLS
+        client and a plaintext one keep working through it, every flooder
+        is closed and counted by reason, and the node's resident memory
+        stays bounded (16 MiB for 330 flooders; what OpenSSL allocates
+        per half-open handshake is measured by test_zkproto_tls)."""
+        n, tp = 1, CLUSTER.nodes[1].tls_port
+        stalls, garbage, big = 150, 30, 150
+        before = {k: int(v) for k, v in mntr(n).items() if k.startswith("keel_tls_failures_")}
+        rss0 = rss_kib(CLUSTER.nodes[n].proc.pid)
+        plain = KazooClient(hosts=CLUSTER.nodes[n].address, timeout=10)
+        good = tls_client([n])
+        plain.start(timeout=30)
+        good.start(timeout=30)
+        good.ensure_path("/flood")
+        done = {"plain": 0, "tls": 0}
+        slowest = {"plain": 0.0, "tls": 0.0}
+        stop = threading.Event()
+        errors = []
+
+        def loop(name, zk):
+            try:
+                while not stop.is_set():
+                    t0 = time.monotonic()
+                    zk.set("/flood", name.encode())
+                    zk.get("/flood")
+                    slowest[name] = max(slowest[name], time.monotonic() - t0)
+                    done[name] += 1
+            except Exception as e:  # noqa: BLE001 (reported by the assertion below)
+                errors.append("%s: %r" % (name, e))
+        workers = [threading.Thread(target=loop, args=("plain", plain)),
+                   threading.Thread(target=loop, args=("tls", good))]
+        socks = []
+        try:
+            for w in workers:
+                w.start()
+            for i in range(stalls + garbage + big):
+                s = socket.create_connection(("127.0.0.1", tp), timeout=10)
+                if i < stalls:
+                    s.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")
+                elif i < stalls + garbage:
+                    s.sendall(os.urandom(64).replace(b"\x16", b"\x17"))
+                else:
+                    s.sendall(b"\x16\x03\x01\x00\x04\x01\x02\x01\x44")
+                socks.append(s)
+            flooded = dict(done)
+            peak = [rss_kib(CLUSTER.nodes[n].proc.pid)]
+            want = {"timeout": stalls, "not_tls": garbage, "protocol": big}
+
+            def counted():
+                peak[0] = max(peak[0], rss_kib(CLUSTER.nodes[n].proc.pid))
+                m = mntr(n)
+                return all(int(m["keel_tls_failures_" + r]) - before["keel_tls_failures_" + r]
+                           >= c for r, c in want.items()) and m
+            # the stalled ones wait out the sessionless timeout (10 s)
+            m = wait_for(counted, 60, lambda: "the flood counted: %s" % mntr(n))
+            for r, c in want.items():
+                self.assertEqual(int(m["keel_tls_failures_" + r]) -
+                                 before["keel_tls_failures_" + r], c, r)
+            for s in socks:
+                self.assertTrue(closed(s, timeout=10), "a flooder stayed open")
+            stop.set()
+            for w in workers:
+                w.join(60)
+            self.assertEqual(errors, [])
+            # progress through the flood, both ports (no timing asserted)
+            for name in done:
+                self.assertGreater(done[name] - flooded[name], 5,
+                                   "%s: %d ops after the flood began, slowest %.2f s" %
+                                   (name, done[name] - flooded[name], slowest[name]))
+            # the node's resident memory at its peak (sampled while waiting)
+            rss1 = peak[0]
+            self.assertLess(rss1 - rss0, 16 * 1024,
+                            "the node grew %d KiB under %d flooders" %
+                            (rss1 - rss0, len(socks)))
+            print("flood: %d flooders, node +%d KiB, ops plain %d tls %d, slowest op "
+                  "plain %.2f s tls %.2f s" % (len(socks), rss1 - rss0, done["plain"],
+                                               done["tls"], slowest["plain"],
+                                               slowest["tls"]), file=sys.stderr)
+        finally:
+            stop.set()
+            for w in workers:
+                w.join(60)
+            for s in socks:
+                s.close()
+            good.stop()
+            good.close()
+            plain.stop()
+            plain.close()
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS for %d" % pid)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -42,7 +43,7 @@
 static char dir[64];
 static char p_server[128], p_ca[128], p_other_ca[128], p_mismatch[128], p_enc[128],
 	p_nocert[128], p_client_key[128], p_client_cert[128], p_rogue_key[128],
-	p_rogue_cert[128];
+	p_rogue_cert[128], p_expired_key[128], p_expired_cert[128];
 
 /* ---- certificates, made with OpenSSL's API (nothing committed expires) ---- */
 
@@ -113,6 +114,8 @@ static int group_setup(void **state)
 	P(p_client_cert, "client.pem");
 	P(p_rogue_key, "rogue.key");
 	P(p_rogue_cert, "rogue.pem");
+	P(p_expired_key, "expired.key");
+	P(p_expired_cert, "expired.pem");
 #undef P
 	EVP_PKEY *ca_key = new_key(), *other_key = new_key(), *srv_key = new_key(),
 		 *cli_key = new_key(), *rogue_key = new_key();
@@ -131,9 +134,17 @@ static int group_setup(void **state)
 	write_pem(p_client_cert, NULL, NULL, cli, NULL);
 	write_pem(p_rogue_key, rogue_key, NULL, NULL, NULL);
 	write_pem(p_rogue_cert, NULL, NULL, rogue, NULL);
-	EVP_PKEY *keys[] = { ca_key, other_key, srv_key, cli_key, rogue_key };
-	X509 *certs[] = { ca, other, srv, cli, rogue };
-	for (size_t i = 0; i < 5; i++) {
+	/* the right CA's, but its time is over */
+	EVP_PKEY *exp_key = new_key();
+	X509 *exp = new_cert(exp_key, "expired", ca, ca_key);
+	X509_gmtime_adj(X509_getm_notBefore(exp), -7200);
+	X509_gmtime_adj(X509_getm_notAfter(exp), -3600);
+	assert_true(X509_sign(exp, ca_key, EVP_sha256()) > 0);
+	write_pem(p_expired_key, exp_key, NULL, NULL, NULL);
+	write_pem(p_expired_cert, NULL, NULL, exp, NULL);
+	EVP_PKEY *keys[] = { ca_key, other_key, srv_key, cli_key, rogue_key, exp_key };
+	X509 *certs[] = { ca, other, srv, cli, rogue, exp };
+	for (size_t i = 0; i < 6; i++) {
 		EVP_PKEY_free(keys[i]);
 		X509_free(certs[i]);
 	}
@@ -671,14 +682,186 @@ static void test_tls_only(void **state)
 	pthread_mutex_destroy(&b.mu);
 }
 
+/* A TLS 1.0/1.1 client (its own floor lowered to offer them). */
+static int old_dial(struct client *c, uint16_t port, int version)
+{
+	memset(c, 0, sizeof(*c));
+	c->ctx = SSL_CTX_new(TLS_client_method());
+	assert_non_null(c->ctx);
+	assert_int_equal(SSL_CTX_set_cipher_list(c->ctx, "DEFAULT:@SECLEVEL=0"), 1);
+	SSL_CTX_set_min_proto_version(c->ctx, version);
+	SSL_CTX_set_max_proto_version(c->ctx, version);
+	assert_int_equal(SSL_CTX_use_certificate_file(c->ctx, p_client_cert, SSL_FILETYPE_PEM), 1);
+	assert_int_equal(SSL_CTX_use_PrivateKey_file(c->ctx, p_client_key, SSL_FILETYPE_PEM), 1);
+	c->fd = dial(port);
+	c->ssl = SSL_new(c->ctx);
+	SSL_set_fd(c->ssl, c->fd);
+	return SSL_connect(c->ssl);
+}
+
+/*
+ * need: an expired certificate from the trusted CA is refused (counted
+ * certificate); TLS 1.0 and 1.1 are refused (protocol); want: no
+ * certificate is served, one from another CA or expired is refused all
+ * the same (ZooKeeper's want, Java's setWantClientAuth, does so too).
+ */
+static void test_refused_clients(void **state)
+{
+	(void)state;
+	struct fixture f;
+	start(&f, false, 0);
+	uint16_t tp = zk_server_tls_port(f.b.srv);
+	struct client c;
+	if (tls_dial(&c, tp, p_expired_cert, p_expired_key, 0) == 1)
+		expect_closed(&c); /* TLS 1.3: the refusal comes after */
+	client_close(&c);
+	wait_failed(&f, ZK_TLS_FAIL_CERT, 1);
+	assert_true(old_dial(&c, tp, TLS1_1_VERSION) != 1);
+	client_close(&c);
+	assert_true(old_dial(&c, tp, TLS1_VERSION) != 1);
+	client_close(&c);
+	wait_failed(&f, ZK_TLS_FAIL_PROTOCOL, 2);
+	assert_int_equal(stats(&f).tls_handshakes, 0);
+	stop(&f);
+
+	start(&f, false, 0);
+	zk_server_stop(f.b.srv);
+	f.tls.client_auth = ZK_TLS_AUTH_WANT;
+	struct zk_server_config cfg = { .bind_addr = "127.0.0.1", .tls = &f.tls };
+	assert_int_equal(zk_server_start(&cfg, &be_ops, &f.b, &f.b.srv), 0);
+	tp = zk_server_tls_port(f.b.srv);
+	const char *bad[][2] = { { p_rogue_cert, p_rogue_key }, { p_expired_cert, p_expired_key } };
+	for (int i = 0; i < 2; i++) {
+		if (tls_dial(&c, tp, bad[i][0], bad[i][1], 0) == 1)
+			expect_closed(&c);
+		client_close(&c);
+		wait_failed(&f, ZK_TLS_FAIL_CERT, (uint64_t)i + 1);
+	}
+	assert_int_equal(tls_dial(&c, tp, NULL, NULL, 0), 1);
+	assert_int_equal(session(&c), 0x100);
+	requests(&c, 1);
+	client_close(&c);
+	stop(&f);
+}
+
+/* ---- OpenSSL's heap, counted (CRYPTO_set_mem_functions, before any use) ---- */
+
+static _Atomic long ossl_live; /* bytes OpenSSL holds, server and clients alike */
+
+static void *ossl_malloc(size_t n, const char *file, int line)
+{
+	(void)file;
+	(void)line;
+	max_align_t *p = malloc(sizeof(max_align_t) + n);
+	if (!p)
+		return NULL;
+	*(size_t *)p = n;
+	ossl_live += (long)n;
+	return p + 1;
+}
+
+static void ossl_free(void *ptr, const char *file, int line)
+{
+	(void)file;
+	(void)line;
+	if (!ptr)
+		return;
+	max_align_t *p = (max_align_t *)ptr - 1;
+	ossl_live -= (long)*(size_t *)p;
+	free(p);
+}
+
+static void *ossl_realloc(void *ptr, size_t n, const char *file, int line)
+{
+	if (!ptr)
+		return ossl_malloc(n, file, line);
+	if (!n) {
+		ossl_free(ptr, file, line);
+		return NULL;
+	}
+	max_align_t *p = (max_align_t *)ptr - 1;
+	size_t old = *(size_t *)p;
+	max_align_t *q = realloc(p, sizeof(max_align_t) + n);
+	if (!q)
+		return NULL;
+	*(size_t *)q = n;
+	ossl_live += (long)n - (long)old;
+	return q + 1;
+}
+
+/*
+ * Half-open handshakes cost the server bounded memory: nine bytes (a
+ * record header and a handshake header declaring OpenSSL's largest
+ * ClientHello, 131396 bytes) made OpenSSL grow its message buffer to the
+ * declared size at once, ~130 KiB a connection for 9 bytes sent: 4096
+ * such connections, half a gigabyte. The header may come split over
+ * one-byte records. Refused at the header now, counted
+ * as a protocol failure; a real handshake still succeeds beside them.
+ */
+#define HALF_OPEN 24
+static void test_half_open_memory(void **state)
+{
+	(void)state;
+	struct fixture f;
+	start(&f, false, 0);
+	uint16_t tp = zk_server_tls_port(f.b.srv);
+	struct client c;
+	/* a first handshake: what OpenSSL keeps for good (tables, the context) is in */
+	assert_int_equal(tls_dial(&c, tp, p_client_cert, p_client_key, 0), 1);
+	client_close(&c);
+	long base = ossl_live;
+	int fds[HALF_OPEN];
+	static const uint8_t big_hello[9] = { 0x16, 0x03, 0x01, 0x00, 0x04,
+					      0x01, 0x02, 0x01, 0x44 };
+	/* the same header split over records of one byte each (OpenSSL joins them) */
+	static const uint8_t split_hello[24] = { 0x16, 0x03, 0x01, 0x00, 0x01, 0x01,
+						 0x16, 0x03, 0x01, 0x00, 0x01, 0x02,
+						 0x16, 0x03, 0x01, 0x00, 0x01, 0x01,
+						 0x16, 0x03, 0x01, 0x00, 0x01, 0x44 };
+	for (int i = 0; i < HALF_OPEN; i++) {
+		fds[i] = dial(tp);
+		const uint8_t *h = i % 2 ? split_hello : big_hello;
+		size_t len = i % 2 ? sizeof(split_hello) : sizeof(big_hello);
+		assert_int_equal(send(fds[i], h, len, MSG_NOSIGNAL), (ssize_t)len);
+	}
+	/* until every one is refused or has grown (the fail-safe ends it) */
+	for (int i = 0; i < FAILSAFE_S * 100; i++) {
+		if (stats(&f).tls_failed[ZK_TLS_FAIL_PROTOCOL] == HALF_OPEN ||
+		    ossl_live - base >= (long)HALF_OPEN * 131396)
+			break;
+		struct timespec ts = { 0, 10000000 };
+		nanosleep(&ts, NULL);
+	}
+	long per_conn = (ossl_live - base) / HALF_OPEN;
+	if (per_conn > 40 * 1024)
+		fail_msg("%ld bytes of OpenSSL heap per half-open handshake", per_conn);
+	wait_failed(&f, ZK_TLS_FAIL_PROTOCOL, HALF_OPEN);
+	/* a ClientHello of a reasonable size declared: not refused at its header */
+	assert_int_equal(tls_dial(&c, tp, p_client_cert, p_client_key, 0), 1);
+	assert_int_equal(session(&c), 0x100);
+	requests(&c, 1);
+	client_close(&c);
+	for (int i = 0; i < HALF_OPEN; i++)
+		close(fds[i]);
+	stop(&f);
+}
+
 int main(void)
 {
+	/* Before OpenSSL allocates anything: its heap is counted (test_half_open_memory). */
+	if (!CRYPTO_set_mem_functions(ossl_malloc, ossl_realloc, ossl_free))
+		return 1;
+	/* The test's own clients write with OpenSSL's socket BIO (write()):
+	 * a server that closed first must not kill the test. */
+	signal(SIGPIPE, SIG_IGN);
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_check),
 		cmocka_unit_test(test_session),
 		cmocka_unit_test(test_session_external),
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_tls_only),
+		cmocka_unit_test(test_half_open_memory),
+		cmocka_unit_test(test_refused_clients),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
