@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 import unittest
+import urllib.error
 import urllib.request
 import uuid
 
@@ -30,10 +31,21 @@ TOKEN = "dpdk-test-" + uuid.uuid4().hex[:8]
 
 
 def status(cl, i):
+    """The node's /status. A node just started answers 503 until its pipeline
+    has published a first status (its admin API listens before that; at load
+    ~18 the test's first read right after a restart met it twice): wait for
+    it, bounded."""
     req = urllib.request.Request("http://127.0.0.1:%d/status" % cl.nodes[i].admin_port,
                                  headers={"Authorization": "Bearer " + TOKEN})
-    with urllib.request.urlopen(req, timeout=5) as r:
-        return json.load(r)
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            with urllib.request.urlopen(req, timeout=5) as r:
+                return json.load(r)
+        except urllib.error.HTTPError as e:
+            if e.code != 503 or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def log_text(cl, i):
