@@ -156,6 +156,7 @@ struct wal {
 	/* Commit records (wal_set_commit): the highest asked for, the highest on
 	 * disk, the one the group in flight carries (0: none). */
 	uint64_t commit_want, commit_done, g_commit;
+	bool commit_unsynced; /* commit_done was written by wal_idle_commit, not synced */
 	uint8_t commit_hdr[REC_HDR_BYTES];
 
 	int hs_fd;
@@ -723,6 +724,7 @@ static void group_finish(struct wal *w)
 		w->durable_term = p->after_term;
 	}
 	w->commit_done = KEEL_MAX(w->commit_done, w->g_commit);
+	w->commit_unsynced = false; /* the group's sync covered an idle record before it */
 	w->pq_head = w->g_end;
 }
 
@@ -2467,6 +2469,22 @@ int wal_sync_commit(struct wal *w, uint64_t index)
 		(void)wal_wait(w, 10);
 	}
 	uint64_t c = KEEL_MIN(w->commit_want, w->durable_index);
+	if (c <= w->commit_done && w->commit_unsynced && !w->o.no_sync && w->nsegs) {
+		/* wal_idle_commit wrote it to the page cache: make it durable. */
+		struct seg *sg = &w->segs[w->nsegs - 1];
+		int rc = fault(w, WAL_IO_FSYNC);
+		if (!rc)
+			rc = fdatasync(sg->fd) < 0 ? -errno : 0;
+		if (rc) {
+			char name[32];
+			seg_name(name, sizeof(name), sg->seq);
+			set_err(w, rc, "wal: syncing the commit record in %s failed: %s", name,
+				keel_strerror(rc));
+			return rc;
+		}
+		w->commit_unsynced = false;
+		return 0;
+	}
 	if (c <= w->commit_done || c + 1 < w->first || c > w->last || !w->nsegs)
 		return 0;
 	/* O_DIRECT groups start on a block: this one fills its block with a pad,
@@ -2496,6 +2514,31 @@ int wal_sync_commit(struct wal *w, uint64_t index)
 	w->off += need;
 	w->commit_done = c;
 	return 0;
+}
+
+int wal_idle_commit(struct wal *w, uint64_t index)
+{
+	wal_set_commit(w, index);
+	/* Only between groups (the record goes where the next group would) and
+	 * not on O_DIRECT, whose groups start on a block (a block per idle
+	 * commit would be a device write, not a page-cache one). */
+	if (w->o.direct_io || w->err || w->g_inflight || w->pq_sub != w->pq_tail || !w->nsegs)
+		return 0;
+	uint64_t c = KEEL_MIN(w->commit_want, w->durable_index);
+	if (c <= w->commit_done || c + 1 < w->first || c > w->last ||
+	    w->off + REC_HDR_BYTES > w->o.segment_size_bytes)
+		return 0;
+	rec_header(w->commit_hdr, KIND_COMMIT, 0, c, term_at(w, c), NULL, 0);
+	struct seg *sg = &w->segs[w->nsegs - 1];
+	int rc = fault(w, WAL_IO_WRITE);
+	if (!rc)
+		rc = wal_write_all(sg->fd, w->commit_hdr, REC_HDR_BYTES, w->off);
+	if (rc)
+		return rc; /* a hint: w->off stays, the next group writes over what it left */
+	w->off += REC_HDR_BYTES;
+	w->commit_done = c;
+	w->commit_unsynced = true;
+	return 1;
 }
 
 uint64_t wal_durable_commit(const struct wal *w)

@@ -146,6 +146,97 @@ static void test_rides_direct(void **state)
 }
 
 /*
+ * wal_idle_commit: between groups, the commit no group carried is written
+ * (one write, no sync) so a crash of the process keeps it (wal_close syncs
+ * nothing: a reopen after it reads what a kill -9 would have left), never
+ * past the durable entries, never while a group is queued, and the next
+ * group after it (and wal_sync_commit) goes on as before.
+ */
+static void idle_commit(struct fx *f, enum wal_backend b)
+{
+	struct wal_status st;
+	reopen_with(f, b, false, 0);
+	walt_append_range(f->w, 1, 10, 3, store);
+	assert_int_equal(walt_drain(f->w, &st), 0);
+	unsigned w0 = f->writes, s0 = f->syncs;
+	assert_int_equal(wal_idle_commit(f->w, 6), 1);
+	assert_int_equal(f->writes - w0, 1);
+	assert_int_equal(f->syncs - s0, 0);
+	assert_int_equal(wal_durable_commit(f->w), 6);
+	assert_int_equal(wal_idle_commit(f->w, 6), 0); /* did not move: no I/O */
+	assert_int_equal(f->writes - w0, 1);
+	/* Clamped to the durable entries. */
+	assert_int_equal(wal_idle_commit(f->w, 12), 1);
+	assert_int_equal(wal_durable_commit(f->w), 10);
+	reopen_with(f, b, false, 0);
+	assert_false(f->rec.torn);
+	assert_int_equal(f->rec.last_index, 10);
+	assert_int_equal(f->rec.commit_index, 10);
+	assert_int_equal(f->rec.commit_term, 3);
+	/* A group after it: written after the record, which its sync covers. */
+	walt_append_range(f->w, 11, 12, 4, store);
+	assert_int_equal(walt_drain(f->w, &st), 0);
+	assert_int_equal(wal_idle_commit(f->w, 12), 1);
+	w0 = f->writes;
+	s0 = f->syncs;
+	walt_append_range(f->w, 13, 13, 4, store);
+	/* Queued or in flight: nothing (the record would go where the group does). */
+	assert_int_equal(wal_idle_commit(f->w, 13), 0);
+	assert_int_equal(walt_drain(f->w, &st), 0);
+	assert_int_equal(f->writes - w0, 1);
+	/* The commit 13 asked for rode that group (clamped to its end). */
+	assert_int_equal(wal_durable_commit(f->w), 13);
+	reopen_with(f, b, false, 0);
+	assert_false(f->rec.torn);
+	assert_int_equal(f->rec.last_index, 13);
+	assert_int_equal(f->rec.commit_index, 13);
+	for (uint64_t i = 1; i <= 13; i++)
+		walt_check_entry(f->w, i, i <= 10 ? 3 : 4);
+	/* A clean stop after an idle record: only its sync is left to do. */
+	walt_append_range(f->w, 14, 14, 4, store);
+	assert_int_equal(walt_drain(f->w, &st), 0);
+	assert_int_equal(wal_idle_commit(f->w, 14), 1);
+	w0 = f->writes;
+	s0 = f->syncs;
+	assert_int_equal(wal_sync_commit(f->w, 14), 0);
+	assert_int_equal(f->writes - w0, 0);
+	assert_int_equal(f->syncs - s0, 1);
+	assert_int_equal(wal_sync_commit(f->w, 14), 0); /* synced: nothing more */
+	assert_int_equal(f->syncs - s0, 1);
+	/* A failed idle write changes nothing: the next group writes over it. */
+	walt_append_range(f->w, 15, 15, 4, store);
+	assert_int_equal(walt_drain(f->w, &st), 0);
+	f->fail_write = f->writes + 1;
+	assert_int_equal(wal_idle_commit(f->w, 15), -EIO);
+	assert_int_equal(wal_durable_commit(f->w), 14);
+	walt_append_range(f->w, 16, 16, 4, store);
+	assert_int_equal(walt_drain(f->w, &st), 0);
+	reopen_with(f, b, false, 0);
+	assert_false(f->rec.torn);
+	assert_int_equal(f->rec.last_index, 16);
+	assert_int_equal(f->rec.commit_index, 15);
+	for (uint64_t i = 14; i <= 16; i++)
+		walt_check_entry(f->w, i, 4);
+	/* O_DIRECT: never (its groups start on a block). */
+	reopen_with(f, b, true, 0);
+	walt_append_range(f->w, 17, 17, 4, store);
+	assert_int_equal(walt_drain(f->w, &st), 0);
+	w0 = f->writes;
+	assert_int_equal(wal_idle_commit(f->w, 17), 0);
+	assert_int_equal(f->writes - w0, 0);
+}
+
+static void test_idle_plain(void **state)
+{
+	idle_commit(*state, WAL_BACKEND_PLAIN);
+}
+
+static void test_idle_uring(void **state)
+{
+	idle_commit(*state, WAL_BACKEND_AUTO);
+}
+
+/*
  * Groups of two entries: a commit asked for past the first group's entries is
  * written there clamped to that group's last entry, so a crash after any
  * group leaves a record naming only entries before it.
@@ -248,6 +339,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_rides_plain, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rides_uring, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rides_direct, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_idle_plain, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_idle_uring, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_clamped_to_group, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_mismatch_ignored, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unknown_kind_refused, setup, teardown),
