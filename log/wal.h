@@ -288,8 +288,10 @@ int wal_sync_commit(struct wal *w, uint64_t index);
  * commit record for `index` now, one 32-byte pwrite into the page cache and
  * no sync, when it moved past the last one written. The commit of a node's
  * last write rides no later group; this keeps it across a crash of the
- * process (kill -9), not of the machine (the next group's sync, or
- * wal_sync_commit, makes it durable). 1 if written, 0 if nothing to do,
+ * process (kill -9), not of the machine. It lies where the next group goes:
+ * that group writes over it and carries a record at least as high (so an
+ * unsynced record is never a hole before a synced group); wal_sync_commit
+ * keeps it and syncs it. 1 if written, 0 if nothing to do,
  * -errno if the write failed (nothing changes: the record is a hint).
  */
 int wal_idle_commit(struct wal *w, uint64_t index);

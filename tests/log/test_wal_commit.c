@@ -149,8 +149,8 @@ static void test_rides_direct(void **state)
  * wal_idle_commit: between groups, the commit no group carried is written
  * (one write, no sync) so a crash of the process keeps it (wal_close syncs
  * nothing: a reopen after it reads what a kill -9 would have left), never
- * past the durable entries, never while a group is queued, and the next
- * group after it (and wal_sync_commit) goes on as before.
+ * past the durable entries, never while a group is queued; the next group
+ * goes over it carrying its own, and wal_sync_commit keeps and syncs it.
  */
 static void idle_commit(struct fx *f, enum wal_backend b)
 {
@@ -173,7 +173,7 @@ static void idle_commit(struct fx *f, enum wal_backend b)
 	assert_int_equal(f->rec.last_index, 10);
 	assert_int_equal(f->rec.commit_index, 10);
 	assert_int_equal(f->rec.commit_term, 3);
-	/* A group after it: written after the record, which its sync covers. */
+	/* A group after it: written over it, with a record of its own. */
 	walt_append_range(f->w, 11, 12, 4, store);
 	assert_int_equal(walt_drain(f->w, &st), 0);
 	assert_int_equal(wal_idle_commit(f->w, 12), 1);
@@ -224,6 +224,53 @@ static void idle_commit(struct fx *f, enum wal_backend b)
 	w0 = f->writes;
 	assert_int_equal(wal_idle_commit(f->w, 17), 0);
 	assert_int_equal(f->writes - w0, 0);
+}
+
+/*
+ * An idle record is unsynced: when the power fails, the next group's sync
+ * (RWF_DSYNC: its own range only) may leave it zeros on disk. That must be
+ * no hole before the group: the group goes where the record was, over it.
+ * Here every commit record naming the idle one's index is zeroed (what the
+ * disk may hold) and the log must still open whole.
+ */
+static void test_idle_no_hole(void **state)
+{
+	struct fx *f = *state;
+	struct wal_status st;
+	reopen_with(f, WAL_BACKEND_PLAIN, false, 0);
+	walt_append_range(f->w, 1, 10, 3, store);
+	assert_int_equal(walt_drain(f->w, &st), 0);
+	assert_int_equal(wal_idle_commit(f->w, 10), 1);
+	walt_append_range(f->w, 11, 12, 4, store);
+	assert_int_equal(walt_drain(f->w, &st), 0);
+	wal_close(f->w);
+	f->w = NULL;
+	char seg[600];
+	snprintf(seg, sizeof(seg), "%s/%016x.wal", f->dir, 1);
+	uint8_t *b = NULL;
+	size_t len = 0;
+	assert_int_equal(walt_read_file(seg, &b, &len), 0);
+	unsigned zeroed = 0, entries = 0;
+	for (uint64_t x = 4096; x + 32 <= len;) {
+		uint8_t *h = b + x;
+		uint32_t n = keel_get32(h + 4);
+		if (keel_get32(h) == 0 && n == 0 && h[25] == 0)
+			break;
+		if (h[25] == 4 && keel_get64(h + 8) == 10) {
+			memset(h, 0, 32);
+			zeroed++;
+		}
+		entries += h[25] == 1;
+		x += 32 + n;
+	}
+	assert_int_equal(entries, 12);
+	assert_true(zeroed >= 1); /* the group's own record, at its end */
+	walt_write_file(seg, b, len);
+	free(b);
+	reopen_with(f, WAL_BACKEND_PLAIN, false, 0);
+	assert_int_equal(f->rec.last_index, 12);
+	for (uint64_t i = 1; i <= 12; i++)
+		walt_check_entry(f->w, i, i <= 10 ? 3 : 4);
 }
 
 static void test_idle_plain(void **state)
@@ -341,6 +388,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_rides_direct, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_idle_plain, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_idle_uring, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_idle_no_hole, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_clamped_to_group, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_mismatch_ignored, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unknown_kind_refused, setup, teardown),
