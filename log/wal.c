@@ -156,6 +156,9 @@ struct wal {
 	/* Commit records (wal_set_commit): the highest asked for, the highest on
 	 * disk, the one the group in flight carries (0: none). */
 	uint64_t commit_want, commit_done, g_commit;
+	/* wal_idle_commit's record, at w->off (unsynced; the next group writes
+	 * over it and carries a commit record at least as high): 0 if none */
+	uint64_t idle_commit;
 	uint8_t commit_hdr[REC_HDR_BYTES];
 
 	int hs_fd;
@@ -666,6 +669,11 @@ static bool group_build(struct wal *w)
 	w->g_commit = 0;
 	if (niov && niov < w->iov_cap && off + REC_HDR_BYTES + fit_reserve(w) <= seg_size)
 		off += group_commit_record(w, w->pq_sub, t, &niov);
+	/* The group starts where an idle record lies (wal_idle_commit): it
+	 * writes over it, its own record covering as much (or, in a new
+	 * segment, the old one's tail keeps it: nothing follows it there). */
+	if (off > w->off)
+		w->idle_commit = 0;
 	w->g_start = w->pq_sub;
 	w->g_end = t;
 	w->g_seq = s->seq;
@@ -2467,6 +2475,24 @@ int wal_sync_commit(struct wal *w, uint64_t index)
 		(void)wal_wait(w, 10);
 	}
 	uint64_t c = KEEL_MIN(w->commit_want, w->durable_index);
+	if (c <= w->idle_commit && c > w->commit_done && w->nsegs) {
+		/* wal_idle_commit wrote it at w->off, unsynced: keep it, sync it. */
+		struct seg *sg = &w->segs[w->nsegs - 1];
+		int rc = w->o.no_sync ? 0 : fault(w, WAL_IO_FSYNC);
+		if (!rc && !w->o.no_sync)
+			rc = fdatasync(sg->fd) < 0 ? -errno : 0;
+		if (rc) {
+			char name[32];
+			seg_name(name, sizeof(name), sg->seq);
+			set_err(w, rc, "wal: syncing the commit record in %s failed: %s", name,
+				keel_strerror(rc));
+			return rc;
+		}
+		w->off += REC_HDR_BYTES;
+		w->commit_done = w->idle_commit;
+		w->idle_commit = 0;
+		return 0;
+	}
 	if (c <= w->commit_done || c + 1 < w->first || c > w->last || !w->nsegs)
 		return 0;
 	/* O_DIRECT groups start on a block: this one fills its block with a pad,
@@ -2498,9 +2524,38 @@ int wal_sync_commit(struct wal *w, uint64_t index)
 	return 0;
 }
 
+int wal_idle_commit(struct wal *w, uint64_t index)
+{
+	wal_set_commit(w, index);
+	/* Only between groups (the record goes where the next group would) and
+	 * not on O_DIRECT, whose groups start on a block (a block per idle
+	 * commit would be a device write, not a page-cache one). */
+	if (w->o.direct_io || w->err || w->g_inflight || w->pq_sub != w->pq_tail || !w->nsegs)
+		return 0;
+	uint64_t c = KEEL_MIN(w->commit_want, w->durable_index);
+	if (c <= KEEL_MAX(w->commit_done, w->idle_commit) || c + 1 < w->first || c > w->last ||
+	    w->off + REC_HDR_BYTES > w->o.segment_size_bytes)
+		return 0;
+	rec_header(w->commit_hdr, KIND_COMMIT, 0, c, term_at(w, c), NULL, 0);
+	struct seg *sg = &w->segs[w->nsegs - 1];
+	int rc = fault(w, WAL_IO_WRITE);
+	if (!rc)
+		rc = wal_write_all(sg->fd, w->commit_hdr, REC_HDR_BYTES, w->off);
+	if (rc)
+		return rc; /* a hint: the next group writes over what it left */
+	/*
+	 * w->off stays: the next group goes here, over it. Written after it, the
+	 * record would be a hole before that group when the group's sync covers
+	 * only its own range (RWF_DSYNC) and the power fails: recovery would
+	 * take the zeros for the end, or refuse the log, losing the group.
+	 */
+	w->idle_commit = c;
+	return 1;
+}
+
 uint64_t wal_durable_commit(const struct wal *w)
 {
-	return w->commit_done;
+	return KEEL_MAX(w->commit_done, w->idle_commit);
 }
 
 /* ------------------------------------------------------------- reading */

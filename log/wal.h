@@ -283,7 +283,19 @@ void wal_set_commit(struct wal *w, uint64_t index);
  * when nothing new is to be said. 0, the sticky error, or -errno.
  */
 int wal_sync_commit(struct wal *w, uint64_t index);
-/* The highest commit index on disk (recovered or written since). */
+/*
+ * Between groups (nothing queued or in flight), not on O_DIRECT: write the
+ * commit record for `index` now, one 32-byte pwrite into the page cache and
+ * no sync, when it moved past the last one written. The commit of a node's
+ * last write rides no later group; this keeps it across a crash of the
+ * process (kill -9), not of the machine. It lies where the next group goes:
+ * that group writes over it and carries a record at least as high (so an
+ * unsynced record is never a hole before a synced group); wal_sync_commit
+ * keeps it and syncs it. 1 if written, 0 if nothing to do,
+ * -errno if the write failed (nothing changes: the record is a hint).
+ */
+int wal_idle_commit(struct wal *w, uint64_t index);
+/* The highest commit index written (recovered or written since). */
 uint64_t wal_durable_commit(const struct wal *w);
 
 uint64_t wal_first_index(const struct wal *w);

@@ -507,6 +507,7 @@ struct pipeline {
 	bool wal_handed_off;    /* leadership handed away because the log stopped */
 	uint64_t durable_index;
 	bool wal_busy; /* the last wal_poll left I/O in flight or queued (load) */
+	uint64_t idle_commit_failures; /* wal_idle_commit writes that failed (logged) */
 
 	/* snapshots */
 	uint64_t applied_index;
@@ -6541,6 +6542,29 @@ static void sync_first(struct pipeline *p)
 	zk_server_uncork(p->k->zk);
 }
 
+/*
+ * About to sleep: the commit learned since the last group (the last write's,
+ * at a leader when its followers answer; at a follower from the next append
+ * or heartbeat) rides no later group, so it is written now into the page
+ * cache (wal_idle_commit: one pwrite, no sync; nothing when it did not move),
+ * and a kill -9 of this node loses none of it (log/README.md "Commit record").
+ */
+static void idle_commit(struct pipeline *p)
+{
+	if (p->halted || p->wal_failed || p->wal_busy)
+		return;
+	int rc = wal_idle_commit(p->w, raft_commit(p->r));
+	/* Logged at the 1st, 2nd, 4th, ... failure: a failing disk stops the
+	 * node at its next group anyway, and an idle loop must not flood. */
+	if (rc < 0)
+		p->idle_commit_failures++;
+	if (rc < 0 && !(p->idle_commit_failures & (p->idle_commit_failures - 1))) {
+		keeld_log("wal: commit record %" PRIu64 " not written while idle (%" PRIu64
+			  " times): %s",
+			  raft_commit(p->r), p->idle_commit_failures, keel_strerror(rc));
+	}
+}
+
 static void *pipeline_main(void *arg)
 {
 	struct keeld *k = arg;
@@ -6693,6 +6717,7 @@ static void *pipeline_main(void *arg)
 		p->busy_ns += t1 - now;
 		if (work)
 			continue;
+		idle_commit(p);
 		/* Tell the front end to wake us, then look once more: a request
 		 * queued before it saw the flag is found here (the fences pair,
 		 * see keeld_queue). */

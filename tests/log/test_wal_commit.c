@@ -146,6 +146,144 @@ static void test_rides_direct(void **state)
 }
 
 /*
+ * wal_idle_commit: between groups, the commit no group carried is written
+ * (one write, no sync) so a crash of the process keeps it (wal_close syncs
+ * nothing: a reopen after it reads what a kill -9 would have left), never
+ * past the durable entries, never while a group is queued; the next group
+ * goes over it carrying its own, and wal_sync_commit keeps and syncs it.
+ */
+static void idle_commit(struct fx *f, enum wal_backend b)
+{
+	struct wal_status st;
+	reopen_with(f, b, false, 0);
+	walt_append_range(f->w, 1, 10, 3, store);
+	assert_int_equal(walt_drain(f->w, &st), 0);
+	unsigned w0 = f->writes, s0 = f->syncs;
+	assert_int_equal(wal_idle_commit(f->w, 6), 1);
+	assert_int_equal(f->writes - w0, 1);
+	assert_int_equal(f->syncs - s0, 0);
+	assert_int_equal(wal_durable_commit(f->w), 6);
+	assert_int_equal(wal_idle_commit(f->w, 6), 0); /* did not move: no I/O */
+	assert_int_equal(f->writes - w0, 1);
+	/* Clamped to the durable entries. */
+	assert_int_equal(wal_idle_commit(f->w, 12), 1);
+	assert_int_equal(wal_durable_commit(f->w), 10);
+	reopen_with(f, b, false, 0);
+	assert_false(f->rec.torn);
+	assert_int_equal(f->rec.last_index, 10);
+	assert_int_equal(f->rec.commit_index, 10);
+	assert_int_equal(f->rec.commit_term, 3);
+	/* A group after it: written over it, with a record of its own. */
+	walt_append_range(f->w, 11, 12, 4, store);
+	assert_int_equal(walt_drain(f->w, &st), 0);
+	assert_int_equal(wal_idle_commit(f->w, 12), 1);
+	w0 = f->writes;
+	s0 = f->syncs;
+	walt_append_range(f->w, 13, 13, 4, store);
+	/* Queued or in flight: nothing (the record would go where the group does). */
+	assert_int_equal(wal_idle_commit(f->w, 13), 0);
+	assert_int_equal(walt_drain(f->w, &st), 0);
+	assert_int_equal(f->writes - w0, 1);
+	/* The commit 13 asked for rode that group (clamped to its end). */
+	assert_int_equal(wal_durable_commit(f->w), 13);
+	reopen_with(f, b, false, 0);
+	assert_false(f->rec.torn);
+	assert_int_equal(f->rec.last_index, 13);
+	assert_int_equal(f->rec.commit_index, 13);
+	for (uint64_t i = 1; i <= 13; i++)
+		walt_check_entry(f->w, i, i <= 10 ? 3 : 4);
+	/* A clean stop after an idle record: only its sync is left to do. */
+	walt_append_range(f->w, 14, 14, 4, store);
+	assert_int_equal(walt_drain(f->w, &st), 0);
+	assert_int_equal(wal_idle_commit(f->w, 14), 1);
+	w0 = f->writes;
+	s0 = f->syncs;
+	assert_int_equal(wal_sync_commit(f->w, 14), 0);
+	assert_int_equal(f->writes - w0, 0);
+	assert_int_equal(f->syncs - s0, 1);
+	assert_int_equal(wal_sync_commit(f->w, 14), 0); /* synced: nothing more */
+	assert_int_equal(f->syncs - s0, 1);
+	/* A failed idle write changes nothing: the next group writes over it. */
+	walt_append_range(f->w, 15, 15, 4, store);
+	assert_int_equal(walt_drain(f->w, &st), 0);
+	f->fail_write = f->writes + 1;
+	assert_int_equal(wal_idle_commit(f->w, 15), -EIO);
+	assert_int_equal(wal_durable_commit(f->w), 14);
+	walt_append_range(f->w, 16, 16, 4, store);
+	assert_int_equal(walt_drain(f->w, &st), 0);
+	reopen_with(f, b, false, 0);
+	assert_false(f->rec.torn);
+	assert_int_equal(f->rec.last_index, 16);
+	assert_int_equal(f->rec.commit_index, 15);
+	for (uint64_t i = 14; i <= 16; i++)
+		walt_check_entry(f->w, i, 4);
+	/* O_DIRECT: never (its groups start on a block). */
+	reopen_with(f, b, true, 0);
+	walt_append_range(f->w, 17, 17, 4, store);
+	assert_int_equal(walt_drain(f->w, &st), 0);
+	w0 = f->writes;
+	assert_int_equal(wal_idle_commit(f->w, 17), 0);
+	assert_int_equal(f->writes - w0, 0);
+}
+
+/*
+ * An idle record is unsynced: when the power fails, the next group's sync
+ * (RWF_DSYNC: its own range only) may leave it zeros on disk. That must be
+ * no hole before the group: the group goes where the record was, over it.
+ * Here every commit record naming the idle one's index is zeroed (what the
+ * disk may hold) and the log must still open whole.
+ */
+static void test_idle_no_hole(void **state)
+{
+	struct fx *f = *state;
+	struct wal_status st;
+	reopen_with(f, WAL_BACKEND_PLAIN, false, 0);
+	walt_append_range(f->w, 1, 10, 3, store);
+	assert_int_equal(walt_drain(f->w, &st), 0);
+	assert_int_equal(wal_idle_commit(f->w, 10), 1);
+	walt_append_range(f->w, 11, 12, 4, store);
+	assert_int_equal(walt_drain(f->w, &st), 0);
+	wal_close(f->w);
+	f->w = NULL;
+	char seg[600];
+	snprintf(seg, sizeof(seg), "%s/%016x.wal", f->dir, 1);
+	uint8_t *b = NULL;
+	size_t len = 0;
+	assert_int_equal(walt_read_file(seg, &b, &len), 0);
+	unsigned zeroed = 0, entries = 0;
+	for (uint64_t x = 4096; x + 32 <= len;) {
+		uint8_t *h = b + x;
+		uint32_t n = keel_get32(h + 4);
+		if (keel_get32(h) == 0 && n == 0 && h[25] == 0)
+			break;
+		if (h[25] == 4 && keel_get64(h + 8) == 10) {
+			memset(h, 0, 32);
+			zeroed++;
+		}
+		entries += h[25] == 1;
+		x += 32 + n;
+	}
+	assert_int_equal(entries, 12);
+	assert_true(zeroed >= 1); /* the group's own record, at its end */
+	walt_write_file(seg, b, len);
+	free(b);
+	reopen_with(f, WAL_BACKEND_PLAIN, false, 0);
+	assert_int_equal(f->rec.last_index, 12);
+	for (uint64_t i = 1; i <= 12; i++)
+		walt_check_entry(f->w, i, i <= 10 ? 3 : 4);
+}
+
+static void test_idle_plain(void **state)
+{
+	idle_commit(*state, WAL_BACKEND_PLAIN);
+}
+
+static void test_idle_uring(void **state)
+{
+	idle_commit(*state, WAL_BACKEND_AUTO);
+}
+
+/*
  * Groups of two entries: a commit asked for past the first group's entries is
  * written there clamped to that group's last entry, so a crash after any
  * group leaves a record naming only entries before it.
@@ -248,6 +386,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_rides_plain, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rides_uring, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rides_direct, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_idle_plain, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_idle_uring, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_idle_no_hole, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_clamped_to_group, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_mismatch_ignored, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unknown_kind_refused, setup, teardown),
