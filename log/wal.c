@@ -42,6 +42,9 @@
 #define PRE_CHUNK_BYTES (1u << 20)
 #define PRE_WINDOW      4u
 #define MAX_GROUP_SQES  64u
+/* group_inline: inline syncs stay off this long after a slow flush
+ * (wal_options.inline_slow_ns). */
+#define WAL_INLINE_BACKOFF_NS (1000ull * 1000000ull)
 
 enum op_tag {
 	OP_LOG_WRITE = 1,
@@ -145,6 +148,7 @@ struct wal {
 	bool g_held;                  /* the test hold of this group was started */
 	uint32_t test_fsync_delay_us; /* 0: off */
 	bool inline_sync_off;         /* wal_set_inline_sync(false) */
+	uint64_t inline_slow_until_ns; /* group_inline: none inline before (a slow flush) */
 	struct __kernel_timespec hold_ts;
 	struct iovec *iov;
 	size_t iov_cap;
@@ -749,8 +753,13 @@ static void group_fail(struct wal *w, int res, const char *what)
 /* A group's writes and fdatasync succeeded: report how long they took. */
 static void group_synced(struct wal *w)
 {
-	if (!w->g_err && w->o.sync_fn)
-		w->o.sync_fn(w->o.sync_arg, keel_now_ns() - w->g_submit_ns);
+	if (w->g_err)
+		return;
+	uint64_t now = keel_now_ns(), ns = now - w->g_submit_ns;
+	if (w->o.inline_slow_ns && ns > w->o.inline_slow_ns)
+		w->inline_slow_until_ns = now + WAL_INLINE_BACKOFF_NS;
+	if (w->o.sync_fn)
+		w->o.sync_fn(w->o.sync_arg, ns);
 }
 
 /*
@@ -2099,11 +2108,16 @@ static void flush_sqes(struct wal *w)
  * completion's wake-up of the loop on a VM whose every sleep/wake is a
  * halt/IPI round. Not with a test hold (it would sleep on the loop), nor for
  * more iovecs than one pwritev2 takes (each call syncs only its own range).
+ * Nor for a while after a slow flush (a shared disk's 10-100 ms stalls come
+ * in bursts): a loop blocked that long sends no heartbeats, counts no acks
+ * and serves no reads, so groups go to io_uring until flushes are fast again
+ * (bench/RESULTS.md, "Review of cpu11 (review11d)").
  */
 static bool group_inline(const struct wal *w)
 {
 	return w->g_len <= w->o.inline_sync_max_bytes && w->g_niov <= IOV_PER_SQE &&
-	       !w->test_fsync_delay_us && !w->inline_sync_off;
+	       !w->test_fsync_delay_us && !w->inline_sync_off &&
+	       keel_now_ns() >= w->inline_slow_until_ns;
 }
 
 static void pump_uring(struct wal *w)

@@ -116,6 +116,13 @@ struct wal_options {
 	 */
 	uint32_t inline_sync_max_bytes;
 	/*
+	 * With inline_sync_max_bytes: a group whose write+sync took longer than
+	 * this (either path) stops inline syncs for the next second, so a disk
+	 * in a slow-flush burst never blocks the loop more than once a second.
+	 * 0 = off (inline by size alone).
+	 */
+	uint32_t inline_slow_ns;
+	/*
 	 * io_uring backend, buffered (not direct_io): a group larger than
 	 * inline_sync_max_bytes but of at most this many bytes is written on the
 	 * loop thread inside wal_poll() -- a pwritev2 into the page cache -- and

@@ -133,6 +133,13 @@
 #ifndef PL_INLINE_SYNC_BYTES
 #define PL_INLINE_SYNC_BYTES (256u << 10)
 #endif
+/* ... but not for a second after a flush slower than this (~15x this disk's
+ * usual 110-150 us; its stalls take 10-100 ms): a loop blocked in a stalled
+ * flush sends no heartbeats, counts no acks and serves no reads
+ * (bench/RESULTS.md, "Review of cpu11 (review11d)"). */
+#ifndef PL_INLINE_SLOW_NS
+#define PL_INLINE_SLOW_NS (2u * 1000000u)
+#endif
 /* Live values at join: a member never heard from is offered them this long
  * (~3 KB/s to it until then); one heard, NODE_LIVE_OFFER_MS from then. Long
  * enough for a member added before its keeld is started. */
@@ -6909,6 +6916,7 @@ int keeld_pipeline_open(struct keeld *k)
 				  .direct_io = c->o_direct,
 				  .no_sync = !c->fsync,
 				  .inline_sync_max_bytes = PL_INLINE_SYNC_BYTES,
+				  .inline_slow_ns = PL_INLINE_SLOW_NS,
 				  .inline_write_max_bytes = PL_INLINE_WRITE_BYTES,
 				  .log_fn = wal_log,
 				  /* keel.test.logReadFailAt (keeld.c): a read error at start-up */

@@ -888,6 +888,59 @@ static void test_inline_sync_policy(void **state)
 	}
 }
 
+/*
+ * inline_slow_ns: after a group whose sync took longer (here a test hold of
+ * 100 ms against a 50 ms limit), even a small group goes to io_uring -- not
+ * durable when the poll that started it returns -- so a disk in a slow-flush
+ * burst cannot block the loop once per group; a second later, inline again.
+ * Without the rule the small group would be synced inside that poll.
+ */
+static void test_inline_slow_backoff(void **state)
+{
+	struct fx *f = *state;
+	wal_close(f->w);
+	struct wal_options o = vopts(f);
+	o.inline_slow_ns = 50u * 1000000u;
+	assert_int_equal(wal_open(&o, &f->w, &f->rec), 0);
+	struct wal_status st;
+	assert_int_equal(walt_drain(f->w, &st), 0);
+	uint64_t last = 0;
+	/* Fast disk: a small group is inline. */
+	walt_append_range(f->w, last + 1, last + 1, 1, store);
+	last++;
+	assert_int_equal(wal_poll(f->w, &st), 0);
+	assert_int_equal(st.durable_index, last);
+	/* One slow flush (held on io_uring: the hold never blocks the loop). */
+	wal_set_test_fsync_delay(f->w, 100000);
+	walt_append_range(f->w, last + 1, last + 1, 1, store);
+	last++;
+	assert_int_equal(wal_poll(f->w, &st), 0);
+	assert_true(st.durable_index < last);
+	assert_int_equal(walt_drain(f->w, &st), 0);
+	assert_int_equal(st.durable_index, last);
+	wal_set_test_fsync_delay(f->w, 0);
+	/* Small groups now stay off the loop. */
+	for (int i = 0; i < 3; i++) {
+		walt_append_range(f->w, last + 1, last + 1, 1, store);
+		last++;
+		assert_int_equal(wal_poll(f->w, &st), 0);
+		assert_true(st.durable_index < last);
+		assert_true(st.busy);
+		assert_int_equal(walt_drain(f->w, &st), 0);
+		assert_int_equal(st.durable_index, last);
+	}
+	/* The backoff (1 s) over and no slow flush since: inline again. */
+	struct timespec ts = { .tv_sec = 1, .tv_nsec = 100000000 };
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+	walt_append_range(f->w, last + 1, last + 1, 1, store);
+	last++;
+	assert_int_equal(wal_poll(f->w, &st), 0);
+	assert_int_equal(st.durable_index, last);
+	reopen(f);
+	assert_int_equal(f->rec.last_index, last);
+}
+
 /* The lowest-numbered segment file of the log directory (its first). */
 static int first_segment(const struct fx *f)
 {
@@ -1039,6 +1092,8 @@ int main(void)
 		T(test_inline_sync_policy, uring_inline),
 		T(test_inline_sync_policy, direct_inline),
 		T(test_inline_sync_policy, uring_wloop),
+		T(test_inline_slow_backoff, uring_inline),
+		T(test_inline_slow_backoff, uring_wloop),
 		T(test_write_on_loop_order, uring_wloop),
 		T(test_write_on_loop_fsync_fails, uring_wloop),
 		T(test_lock, plain),
