@@ -309,6 +309,36 @@ struct sub_walk {
 
 #define RANGE_SPLIT 255
 
+/* Consecutive intervals (count[] leaves each) in ranges of at most budget
+ * leaves, numbered from 0 (at most 2 n / budget + 1 < RANGE_SPLIT: budget
+ * >= n / 127); one larger than budget is RANGE_SPLIT if split, else a
+ * range alone. *cap, *big (optional): the largest range and interval. */
+static void pack_ranges(const size_t count[256], size_t budget, bool split, uint8_t range[256],
+			size_t *cap, size_t *big)
+{
+	unsigned ranges = 0;
+	size_t in = 0;
+	bool open = false;
+	for (unsigned b = 0; b < 256; b++) {
+		if (count[b] > budget && split) {
+			range[b] = RANGE_SPLIT;
+			open = false;
+			continue;
+		}
+		if (!open || (in && in + count[b] > budget)) {
+			ranges++;
+			in = 0;
+			open = true;
+		}
+		range[b] = (uint8_t)(ranges - 1);
+		in += count[b];
+		if (cap)
+			*cap = KEEL_MAX(*cap, in);
+		if (big)
+			*big = KEEL_MAX(*big, count[b]);
+	}
+}
+
 /* The leaf's sub-interval (>= 0) if it is in the interval, else -1 (the
  * caller checked f->i < f->count). */
 static int sub_byte(struct sub_walk *s, const struct kv_leaf *lf)
@@ -357,25 +387,8 @@ static int walk_split(struct sort_walk *f, const struct kv_hnode *map, uint64_t 
 	s->depth = depth;
 	f->i = 0;
 	rc = kv_hamt_foreach(map, sub_count_one, s);
-	/* Ranges numbered from 0 (at most 2 n / budget + 1 < RANGE_SPLIT:
-	 * budget >= n / 127). */
-	unsigned ranges = 0;
-	size_t in = 0;
-	bool open = false;
-	for (unsigned b = 0; rc == 0 && b < 256; b++) {
-		if (s->count[b] > f->budget && depth < 7) {
-			s->range[b] = RANGE_SPLIT;
-			open = false;
-			continue;
-		}
-		if (!open || (in && in + s->count[b] > f->budget)) {
-			ranges++;
-			in = 0;
-			open = true;
-		}
-		s->range[b] = (uint8_t)(ranges - 1);
-		in += s->count[b];
-	}
+	if (rc == 0)
+		pack_ranges(s->count, f->budget, depth < 7, s->range, NULL, NULL);
 	for (unsigned b = 0, b0 = 0; rc == 0 && b0 < 256; b0 = b) {
 		if (s->range[b0] == RANGE_SPLIT) {
 			b = b0 + 1;
@@ -411,8 +424,7 @@ static int walk_sorted(const struct kv_hnode *map, uint64_t count, bool nodes,
 		       int (*fn)(void *ctx, struct kv_leaf *lf), void *ctx)
 {
 	struct sort_walk *f = kv_malloc(sizeof(*f));
-	size_t cap = 1, big = 1, ranges = 0, in = 0;
-	bool open = false;
+	size_t cap = 1, big = 1;
 	int rc;
 	if (!f)
 		return KEEL_E_NOMEM;
@@ -426,24 +438,10 @@ static int walk_sorted(const struct kv_hnode *map, uint64_t count, bool nodes,
 	/* Consecutive intervals, at most `budget` leaves a range; one interval
 	 * larger than that is split (walk_split). */
 	f->budget = KEEL_MAX(sort_budget, count / (SORT_MAX_RANGES / 2) + 1);
-	for (unsigned t = 0; rc == 0 && t < 256; t++) {
-		if (f->per_tag[t] > f->budget) {
-			f->range[t] = RANGE_SPLIT;
-			open = false;
-			continue;
-		}
-		if (!open || (in && in + f->per_tag[t] > f->budget)) {
-			ranges++;
-			in = 0;
-			open = true;
-		}
-		f->range[t] = (uint8_t)(ranges - 1);
-		in += f->per_tag[t];
-		cap = KEEL_MAX(cap, in);
-		big = KEEL_MAX(big, f->per_tag[t]);
-	}
-	if (rc == 0)
+	if (rc == 0) {
+		pack_ranges(f->per_tag, f->budget, true, f->range, &cap, &big);
 		rc = sort_room(f, cap, big);
+	}
 	for (unsigned t = 0, t0 = 0; rc == 0 && t0 < 256; t0 = t) {
 		if (f->range[t0] == RANGE_SPLIT) {
 			t = t0 + 1;

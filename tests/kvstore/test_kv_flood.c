@@ -298,6 +298,25 @@ static void test_key_free_outputs(void **state)
 		free(im[k].s.b);
 }
 
+/* im is ref's bytes, and restored and written again, still; frees im. */
+static void same_restored(struct image *im, const struct image *ref)
+{
+	struct kv *back;
+	struct image again;
+	assert_int_equal(im->s.len, ref->s.len);
+	assert_memory_equal(im->s.b, ref->s.b, ref->s.len);
+	assert_int_equal(kv_create(NULL, &back), 0);
+	assert_int_equal(kv_restore(back, kvt_stream_read, &im->s), 0);
+	image_of(back, &again);
+	assert_int_equal(again.digest, ref->digest);
+	assert_int_equal(again.s.len, ref->s.len);
+	assert_memory_equal(again.s.b, ref->s.b, ref->s.len);
+	free(again.s.b);
+	free(im->s.b);
+	kv_destroy(back);
+	kv_barrier();
+}
+
 /* The snapshot writer sorts at most a budget of leaves at once (kv11): a
  * larger map is written in passes over ranges of the image order. Any
  * budget gives the same bytes: the history's nodes (the flood's ~1,500
@@ -330,20 +349,7 @@ static void test_sort_budget_passes(void **state)
 		for (size_t b = 0; b < sizeof(budgets) / sizeof(budgets[0]); b++) {
 			kv_snapshot_sort_budget(budgets[b]);
 			image_of(kv, &im);
-			assert_int_equal(im.s.len, ref.s.len);
-			assert_memory_equal(im.s.b, ref.s.b, ref.s.len);
-			struct kv *back;
-			struct image again;
-			assert_int_equal(kv_create(NULL, &back), 0);
-			assert_int_equal(kv_restore(back, kvt_stream_read, &im.s), 0);
-			image_of(back, &again);
-			assert_int_equal(again.digest, ref.digest);
-			assert_int_equal(again.s.len, ref.s.len);
-			assert_memory_equal(again.s.b, ref.s.b, ref.s.len);
-			free(again.s.b);
-			free(im.s.b);
-			kv_destroy(back);
-			kv_barrier();
+			same_restored(&im, &ref);
 		}
 		kv_snapshot_sort_budget(0);
 		free(ref.s.b);
@@ -408,19 +414,7 @@ static void test_sort_interval_flood(void **state)
 			budgets[b], peak, whole);
 		if (budgets[b] == 64)
 			assert_true(peak <= 64 * 40);
-		assert_int_equal(im.s.len, ref.s.len);
-		assert_memory_equal(im.s.b, ref.s.b, ref.s.len);
-		struct kv *back;
-		struct image again;
-		assert_int_equal(kv_create(NULL, &back), 0);
-		assert_int_equal(kv_restore(back, kvt_stream_read, &im.s), 0);
-		image_of(back, &again);
-		assert_int_equal(again.digest, ref.digest);
-		assert_memory_equal(again.s.b, ref.s.b, ref.s.len);
-		free(again.s.b);
-		free(im.s.b);
-		kv_destroy(back);
-		kv_barrier();
+		same_restored(&im, &ref);
 	}
 	kv_snapshot_sort_budget(0);
 	free(ref.s.b);
