@@ -568,10 +568,59 @@ static void test_fault_watch_table(void **state)
 	assert_true(failures > 400);
 }
 
+/* snapflood11: the set of sessions an event has notified (notify_once)
+ * grows through kv_realloc, so the countdown reaches it: 40 sessions each
+ * with a data watch on /a/b and a recursive one on /a (two matches, one
+ * notification), the event's match under each countdown. A failed growth
+ * may notify a session twice, never zero times. Catches the growth out of
+ * the countdown's reach (plain realloc: no failure here) and a session
+ * left unnotified. */
+static size_t wf_per[41];
+
+static void wf_count(void *ctx, int64_t session, const struct kv_event *ev)
+{
+	(void)ctx;
+	(void)ev;
+	assert_true(session >= 1 && session <= 40);
+	wf_per[session]++;
+}
+
+static void test_fault_watch_notify_once(void **state)
+{
+	(void)state;
+	long failures = 0;
+	for (long n = 1;; n++) {
+		struct kv_watches *w;
+		assert_int_equal(kv_watches_create(NULL, &w), 0);
+		for (int64_t s = 1; s <= 40; s++) {
+			assert_int_equal(kv_watch_add(w, s, "/a/b", 4, KV_WATCH_DATA, 1), 0);
+			assert_int_equal(kv_watch_add(w, s, "/a", 2, KV_WATCH_RECURSIVE, 1), 0);
+		}
+		struct kv_event ev = { .type = KV_EVENT_DATA_CHANGED, .path = "/a/b",
+				       .path_len = 4, .zxid = 2 };
+		memset(wf_per, 0, sizeof(wf_per));
+		kv_fault_countdown = n;
+		size_t sent = kv_watch_match(w, &ev, wf_count, NULL);
+		long left = kv_fault_countdown;
+		kv_fault_countdown = 0;
+		if (left == 0)
+			failures++;
+		for (int s = 1; s <= 40; s++)
+			assert_true(wf_per[s] >= 1 && (left == 0 || wf_per[s] == 1));
+		assert_true(sent >= 40);
+		kv_watches_destroy(w);
+		if (left > 0)
+			break;
+	}
+	fprintf(stderr, "fault: watch notify_once: %ld allocation sites failed cleanly\n", failures);
+	assert_true(failures >= 3); /* its growth to 16, 32 and 64 */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_fault_multi),
+		cmocka_unit_test(test_fault_watch_notify_once),
 		cmocka_unit_test(test_fault_close_session),
 		cmocka_unit_test(test_fault_group),
 		cmocka_unit_test(test_fault_restore),
