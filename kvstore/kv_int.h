@@ -229,6 +229,10 @@ size_t kv_gc_ready_batches(void);
  * written in passes of at most this many (or n / 127). 0: the default.
  * For tests and benchmarks; not thread-safe. */
 void kv_snapshot_sort_budget(size_t leaves);
+/* Bytes the last kv_snapshot_write's sort buffers held at most (pointers,
+ * entries, radix buffer): at most 40 B x the budget unless equal orders
+ * outnumber it. For tests. */
+size_t kv_snapshot_sort_peak(void);
 /* The longest chain of the ACL record table and of the watch table (hash
  * flooding's measure); for tests. */
 uint32_t kv_acl_longest_chain(const struct kv *kv);

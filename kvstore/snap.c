@@ -131,8 +131,9 @@ static uint64_t leaf_order(const struct kv_leaf *lf, bool nodes)
  * each further range walks the trie's inner nodes again (and the tags),
  * which bounds that part too. The ranges are intervals of the order and
  * each interval is sorted whole, so the image is the same bytes. Equal
- * orders (only a flood makes many) are one interval: their entries are as
- * many as the flood (bench/RESULTS.md "Snapshot sort memory (branch kv11)").
+ * orders (only a flood makes many) are one interval; an interval larger
+ * than the budget is split further (walk_split, snapflood11) (bench/RESULTS.md
+ * "Snapshot sort memory (branch kv11)").
  */
 #define SORT_BUDGET_DEFAULT (1u << 21) /* leaf pointers in one range: 16 MiB */
 #define SORT_MAX_RANGES     255       /* greedy packing: ranges <= 2 n / budget + 1 */
@@ -149,10 +150,48 @@ struct sort_walk {
 	uint8_t range[256];          /* an interval's range */
 	uint8_t *tag;                /* a leaf's interval, in walk order */
 	size_t i, count;             /* the leaf's index in walk order; the view's count */
+	size_t budget;
 	const struct kv_leaf **ptr;  /* the range's leaves, by interval */
+	struct sorted *v, *tmp;      /* one interval's entries; the radix sort's */
+	size_t ptr_cap, v_cap;
 	size_t pos[256];             /* the next free slot of an interval's slice */
 	size_t per_tag[256];
 };
+
+/* Bytes the last write's sort buffers held at most (the pointers, entries
+ * and radix buffer; not the 1 B tags): tests assert the budget bounds it. */
+static size_t sort_peak;
+
+size_t kv_snapshot_sort_peak(void)
+{
+	return sort_peak;
+}
+
+/* Room for nptr pointers and nv entries; what was in them is not kept. */
+static int sort_room(struct sort_walk *f, size_t nptr, size_t nv)
+{
+	if (nptr > f->ptr_cap) {
+		free(f->ptr);
+		f->ptr_cap = 0;
+		f->ptr = kv_malloc(nptr * sizeof(*f->ptr));
+		if (!f->ptr)
+			return KEEL_E_NOMEM;
+		f->ptr_cap = nptr;
+	}
+	if (nv > f->v_cap) {
+		free(f->v);
+		free(f->tmp);
+		f->v_cap = 0;
+		f->v = kv_malloc(nv * sizeof(*f->v));
+		f->tmp = f->v ? kv_malloc(nv * sizeof(*f->tmp)) : NULL;
+		if (!f->tmp)
+			return KEEL_E_NOMEM;
+		f->v_cap = nv;
+	}
+	sort_peak = KEEL_MAX(sort_peak, f->ptr_cap * sizeof(*f->ptr) +
+						f->v_cap * (sizeof(*f->v) + sizeof(*f->tmp)));
+	return 0;
+}
 
 static int tag_one(void *ctx, struct kv_leaf *lf)
 {
@@ -246,14 +285,146 @@ static int sort_emit(const struct kv_leaf **lf, size_t n, bool nodes, struct sor
 	return rc;
 }
 
+/*
+ * An interval larger than the budget (snapflood11): the order is an
+ * unkeyed hash, so a client keeping 1 in ~256 candidate paths puts all it
+ * creates in one interval, which sorted whole took 40 B a leaf of the
+ * flood. It is split by the order's next 8 bits: a walk counts its leaves
+ * by that byte (reading the leaves of this interval only: the tags filter),
+ * then ranges of sub-intervals are collected and sorted as the top level
+ * does, and a sub-interval still larger is split again, down to the last
+ * byte. Only equal whole orders (a flood of one phash) are sorted as one,
+ * by path. The sub-intervals are intervals of the order in order, so the
+ * image is the same bytes.
+ */
+struct sub_walk {
+	struct sort_walk *f;
+	uint64_t prefix;     /* the order's top 8 * depth bits */
+	unsigned depth;      /* 1..7 */
+	uint8_t want;
+	uint8_t range[256];  /* a sub-interval's range; RANGE_SPLIT: split again */
+	size_t count[256];
+	size_t pos[256];
+};
+
+#define RANGE_SPLIT 255
+
+/* Consecutive intervals (count[] leaves each) in ranges of at most budget
+ * leaves, numbered from 0 (at most 2 n / budget + 1 < RANGE_SPLIT: budget
+ * >= n / 127); one larger than budget is RANGE_SPLIT if split, else a
+ * range alone. *cap, *big (optional): the largest range and interval. */
+static void pack_ranges(const size_t count[256], size_t budget, bool split, uint8_t range[256],
+			size_t *cap, size_t *big)
+{
+	unsigned ranges = 0;
+	size_t in = 0;
+	bool open = false;
+	for (unsigned b = 0; b < 256; b++) {
+		if (count[b] > budget && split) {
+			range[b] = RANGE_SPLIT;
+			open = false;
+			continue;
+		}
+		if (!open || (in && in + count[b] > budget)) {
+			ranges++;
+			in = 0;
+			open = true;
+		}
+		range[b] = (uint8_t)(ranges - 1);
+		in += count[b];
+		if (cap)
+			*cap = KEEL_MAX(*cap, in);
+		if (big)
+			*big = KEEL_MAX(*big, count[b]);
+	}
+}
+
+/* The leaf's sub-interval (>= 0) if it is in the interval, else -1 (the
+ * caller checked f->i < f->count). */
+static int sub_byte(struct sub_walk *s, const struct kv_leaf *lf)
+{
+	struct sort_walk *f = s->f;
+	if (f->tag[f->i++] != (uint8_t)(s->prefix >> (8 * (s->depth - 1))))
+		return -1;
+	uint64_t o = leaf_order(lf, f->nodes);
+	if (o >> (64 - 8 * s->depth) != s->prefix)
+		return -1;
+	return (int)((o >> (56 - 8 * s->depth)) & 255);
+}
+
+static int sub_count_one(void *ctx, struct kv_leaf *lf)
+{
+	struct sub_walk *s = ctx;
+	if (s->f->i == s->f->count)
+		return KEEL_E_CORRUPT;
+	int b = sub_byte(s, lf);
+	if (b >= 0)
+		s->count[b]++;
+	return 0;
+}
+
+static int sub_collect_one(void *ctx, struct kv_leaf *lf)
+{
+	struct sub_walk *s = ctx;
+	if (s->f->i == s->f->count)
+		return KEEL_E_CORRUPT;
+	int b = sub_byte(s, lf);
+	if (b >= 0 && s->range[b] == s->want)
+		s->f->ptr[s->pos[b]++] = lf;
+	return 0;
+}
+
+static int walk_split(struct sort_walk *f, const struct kv_hnode *map, uint64_t prefix,
+		      unsigned depth, int (*fn)(void *ctx, struct kv_leaf *lf), void *ctx)
+{
+	struct sub_walk *s = kv_malloc(sizeof(*s));
+	int rc = 0;
+	if (!s)
+		return KEEL_E_NOMEM;
+	memset(s, 0, sizeof(*s));
+	s->f = f;
+	s->prefix = prefix;
+	s->depth = depth;
+	f->i = 0;
+	rc = kv_hamt_foreach(map, sub_count_one, s);
+	if (rc == 0)
+		pack_ranges(s->count, f->budget, depth < 7, s->range, NULL, NULL);
+	for (unsigned b = 0, b0 = 0; rc == 0 && b0 < 256; b0 = b) {
+		if (s->range[b0] == RANGE_SPLIT) {
+			b = b0 + 1;
+			rc = walk_split(f, map, prefix << 8 | b0, depth + 1, fn, ctx);
+			continue;
+		}
+		size_t at = 0, most = 1;
+		s->want = s->range[b0];
+		for (b = b0; b < 256 && s->range[b] == s->want; b++) {
+			s->pos[b] = at;
+			at += s->count[b];
+			most = KEEL_MAX(most, s->count[b]);
+		}
+		if (!at)
+			continue;
+		rc = sort_room(f, at, most);
+		f->i = 0;
+		if (rc == 0)
+			rc = kv_hamt_foreach(map, sub_collect_one, s);
+		at = 0;
+		for (unsigned u = b0; rc == 0 && u < b; u++) {
+			rc = sort_emit(f->ptr + at, s->count[u], f->nodes, f->v, f->tmp, fn, ctx);
+			at += s->count[u];
+		}
+	}
+	free(s);
+	return rc;
+}
+
 /* The map's leaves in image order, through fn; a negative code (no memory,
  * a map larger than its count) or fn's. */
 static int walk_sorted(const struct kv_hnode *map, uint64_t count, bool nodes,
 		       int (*fn)(void *ctx, struct kv_leaf *lf), void *ctx)
 {
 	struct sort_walk *f = kv_malloc(sizeof(*f));
-	struct sorted *v = NULL, *tmp = NULL;
-	size_t cap = 0, big = 1, ranges = 0, in = 0;
+	size_t cap = 1, big = 1;
 	int rc;
 	if (!f)
 		return KEEL_E_NOMEM;
@@ -264,27 +435,19 @@ static int walk_sorted(const struct kv_hnode *map, uint64_t count, bool nodes,
 	rc = f->tag ? kv_hamt_foreach(map, tag_one, f) : KEEL_E_NOMEM;
 	if (rc == 0 && f->i != count)
 		rc = KEEL_E_CORRUPT; /* fewer than the view counts */
-	/* Consecutive intervals, at most `budget` leaves a range (one interval
-	 * larger than that alone). */
-	size_t budget = KEEL_MAX(sort_budget, count / (SORT_MAX_RANGES / 2) + 1);
-	for (unsigned t = 0; rc == 0 && t < 256; t++) {
-		if (ranges == 0 || (in && in + f->per_tag[t] > budget)) {
-			ranges++;
-			in = 0;
-		}
-		f->range[t] = (uint8_t)(ranges - 1);
-		in += f->per_tag[t];
-		cap = KEEL_MAX(cap, in);
-		big = KEEL_MAX(big, f->per_tag[t]);
-	}
+	/* Consecutive intervals, at most `budget` leaves a range; one interval
+	 * larger than that is split (walk_split). */
+	f->budget = KEEL_MAX(sort_budget, count / (SORT_MAX_RANGES / 2) + 1);
 	if (rc == 0) {
-		f->ptr = kv_malloc(KEEL_MAX(cap, 1) * sizeof(*f->ptr));
-		v = kv_malloc(big * sizeof(*v));
-		tmp = big > 1 ? kv_malloc(big * sizeof(*tmp)) : NULL;
-		if (!f->ptr || !v || (big > 1 && !tmp))
-			rc = KEEL_E_NOMEM;
+		pack_ranges(f->per_tag, f->budget, true, f->range, &cap, &big);
+		rc = sort_room(f, cap, big);
 	}
 	for (unsigned t = 0, t0 = 0; rc == 0 && t0 < 256; t0 = t) {
+		if (f->range[t0] == RANGE_SPLIT) {
+			t = t0 + 1;
+			rc = walk_split(f, map, t0, 1, fn, ctx);
+			continue;
+		}
 		size_t at = 0;
 		f->want = f->range[t0];
 		for (t = t0; t < 256 && f->range[t] == f->want; t++) {
@@ -296,12 +459,12 @@ static int walk_sorted(const struct kv_hnode *map, uint64_t count, bool nodes,
 			rc = kv_hamt_foreach(map, collect_one, f);
 		at = 0;
 		for (unsigned u = t0; rc == 0 && u < t; u++) {
-			rc = sort_emit(f->ptr + at, f->per_tag[u], nodes, v, tmp, fn, ctx);
+			rc = sort_emit(f->ptr + at, f->per_tag[u], nodes, f->v, f->tmp, fn, ctx);
 			at += f->per_tag[u];
 		}
 	}
-	free(tmp);
-	free(v);
+	free(f->tmp);
+	free(f->v);
 	free(f->ptr);
 	free(f->tag);
 	free(f);
@@ -364,6 +527,7 @@ int kv_snapshot_write(const struct kv_view *v, kv_write_fn fn, void *ctx)
 	sw_u64(w, (uint64_t)v->zxid);
 	sw_u64(w, v->sessions);
 	sw_u64(w, v->nodes);
+	sort_peak = 0;
 	int wrc = walk_sorted(v->session_map, v->sessions, false, snap_session, w);
 	if (wrc == 0)
 		wrc = walk_sorted(v->paths, v->nodes, true, snap_node, w);

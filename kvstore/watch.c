@@ -340,8 +340,9 @@ int kv_watch_remove(struct kv_watches *w, int64_t session_id, const char *path, 
 	int removed = 0;
 	if (!p || !s)
 		return ZK_ENOWATCHER;
+	/* By id, not s: dropping s's last watch frees s (snapflood11). */
 	for (uint32_t i = 0; i < p->n;) {
-		if (p->e[i].s == s && kind_matches(p->e[i].kind, kind)) {
+		if (p->e[i].s->id == session_id && kind_matches(p->e[i].kind, kind)) {
 			drop_entry(w, p, i);
 			removed = 1;
 		} else {
@@ -425,7 +426,7 @@ static int notify_once(struct kv_watches *w, int64_t session)
 			return 0;
 	if (w->nn == w->ncap) {
 		size_t cap = w->ncap ? w->ncap * 2 : 16;
-		int64_t *nn = realloc(w->notified, cap * sizeof(*nn));
+		int64_t *nn = kv_realloc(w->notified, cap * sizeof(*nn));
 		if (!nn)
 			return 1; /* may notify twice; never zero times */
 		w->notified = nn;

@@ -413,18 +413,40 @@ static void test_fault_restore(void **state)
 	free(s.b);
 }
 
+/* prepare() and 600 paths whose image order has one top byte (one
+ * interval of the snapshot sort): under a small budget the writer splits
+ * it (snap.c walk_split, snapflood11), so the fault walk reaches the
+ * split's walk state and the buffers it grows. The order's top byte as
+ * snap.c's walk_order makes it. */
+static void prepare_interval_flood(struct kv *kv)
+{
+	char p[32];
+	prepare(kv);
+	int64_t z = kv_view_get(kv)->zxid + 1;
+	for (uint32_t i = 0, kept = 0; kept < 600; i++) {
+		int n = snprintf(p, sizeof(p), "/i%u", i);
+		uint64_t h = kv_hash(p, (size_t)n, KV_SEED_PATH), o = 0;
+		for (unsigned sh = 0; sh < 60; sh += 6)
+			o = o << 6 | ((h >> sh) & 63);
+		if ((o << 4 | h >> 60) >> 56 != 0xa5)
+			continue;
+		assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op(p, "x", 0), NULL), ZK_OK);
+		kept++;
+	}
+}
+
 /* The snapshot writer's allocations (its buffer, and since hash10 the
  * sort of sessions and nodes into the key-free image order, 32 B a node):
  * each fails cleanly, KEEL_E_NOMEM and nothing leaked, and the store is
  * untouched: the next write gives the reference bytes. Before review10c
  * they were plain malloc, which no countdown reached. */
-static void fault_snapshot_write(size_t budget)
+static void fault_snapshot_write(size_t budget, void (*build)(struct kv *kv))
 {
 	struct kv *kv;
 	struct kvt_stream ref = { 0 };
 	kv_snapshot_sort_budget(budget);
 	assert_int_equal(kv_create(NULL, &kv), 0);
-	prepare(kv);
+	build(kv);
 	assert_int_equal(kv_snapshot_write(kv_view_get(kv), kvt_stream_write, &ref), 0);
 	long failures = 0;
 	for (long n = 1;; n++) {
@@ -461,8 +483,9 @@ static void fault_snapshot_write(size_t budget)
 static void test_fault_snapshot_write(void **state)
 {
 	(void)state;
-	fault_snapshot_write(0);
-	fault_snapshot_write(2);
+	fault_snapshot_write(0, prepare);
+	fault_snapshot_write(2, prepare);
+	fault_snapshot_write(2, prepare_interval_flood);
 }
 
 /* kv11: the watch table's allocations (the table, a path, its entries, a
@@ -545,10 +568,59 @@ static void test_fault_watch_table(void **state)
 	assert_true(failures > 400);
 }
 
+/* snapflood11: the set of sessions an event has notified (notify_once)
+ * grows through kv_realloc, so the countdown reaches it: 40 sessions each
+ * with a data watch on /a/b and a recursive one on /a (two matches, one
+ * notification), the event's match under each countdown. A failed growth
+ * may notify a session twice, never zero times. Catches the growth out of
+ * the countdown's reach (plain realloc: no failure here) and a session
+ * left unnotified. */
+static size_t wf_per[41];
+
+static void wf_count(void *ctx, int64_t session, const struct kv_event *ev)
+{
+	(void)ctx;
+	(void)ev;
+	assert_true(session >= 1 && session <= 40);
+	wf_per[session]++;
+}
+
+static void test_fault_watch_notify_once(void **state)
+{
+	(void)state;
+	long failures = 0;
+	for (long n = 1;; n++) {
+		struct kv_watches *w;
+		assert_int_equal(kv_watches_create(NULL, &w), 0);
+		for (int64_t s = 1; s <= 40; s++) {
+			assert_int_equal(kv_watch_add(w, s, "/a/b", 4, KV_WATCH_DATA, 1), 0);
+			assert_int_equal(kv_watch_add(w, s, "/a", 2, KV_WATCH_RECURSIVE, 1), 0);
+		}
+		struct kv_event ev = { .type = KV_EVENT_DATA_CHANGED, .path = "/a/b",
+				       .path_len = 4, .zxid = 2 };
+		memset(wf_per, 0, sizeof(wf_per));
+		kv_fault_countdown = n;
+		size_t sent = kv_watch_match(w, &ev, wf_count, NULL);
+		long left = kv_fault_countdown;
+		kv_fault_countdown = 0;
+		if (left == 0)
+			failures++;
+		for (int s = 1; s <= 40; s++)
+			assert_true(wf_per[s] >= 1 && (left == 0 || wf_per[s] == 1));
+		assert_true(sent >= 40);
+		kv_watches_destroy(w);
+		if (left > 0)
+			break;
+	}
+	fprintf(stderr, "fault: watch notify_once: %ld allocation sites failed cleanly\n", failures);
+	assert_true(failures >= 3); /* its growth to 16, 32 and 64 */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_fault_multi),
+		cmocka_unit_test(test_fault_watch_notify_once),
 		cmocka_unit_test(test_fault_close_session),
 		cmocka_unit_test(test_fault_group),
 		cmocka_unit_test(test_fault_restore),
