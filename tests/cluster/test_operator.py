@@ -26,6 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_membership as tm  # noqa: E402  (its helpers; a module: no tests collected)
 import test_reconfig as trc  # noqa: E402
 from test_membership import wait_for  # noqa: E402
+from zkcluster import read_to_eof  # noqa: E402
 
 from kazoo.client import KazooClient  # noqa: E402
 from kazoo.exceptions import BadArgumentsError, ConnectionLoss, NoAuthError  # noqa: E402
@@ -43,16 +44,9 @@ def http(port, method, path, body=None, timeout=20, token=TOKEN):
 
 
 def four(port, word):
-    s = socket.create_connection(("127.0.0.1", port), timeout=5)
-    s.sendall(word)
-    out = b""
-    while True:
-        b = s.recv(65536)
-        if not b:
-            break
-        out += b
-    s.close()
-    return out.decode()
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(word)
+        return read_to_eof(s).decode()
 
 
 class Operator(unittest.TestCase):

@@ -34,7 +34,7 @@ import unittest
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from zkcluster import KeelCluster, free_port_block, wait_for  # noqa: E402
+from zkcluster import KeelCluster, free_port_block, read_to_eof, wait_for  # noqa: E402
 
 from kazoo.client import KazooClient  # noqa: E402
 from kazoo.protocol.states import KazooState  # noqa: E402
@@ -135,12 +135,7 @@ def tls_word(i, word):
     with socket.create_connection(("127.0.0.1", CLUSTER.nodes[i].tls_port), timeout=10) as s:
         with ctx().wrap_socket(s, server_hostname="localhost") as t:
             t.sendall(word.encode())
-            out = b""
-            while True:
-                d = t.recv(65536)
-                if not d:
-                    return out.decode()
-                out += d
+            return read_to_eof(t).decode()
 
 
 def mntr(i):

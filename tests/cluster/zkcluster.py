@@ -215,6 +215,17 @@ def check_creates_everywhere(cl, root, want):
                                  (i + 1, len(missing), sorted(missing)[:3]))
 
 
+def read_to_eof(sock):
+    """Everything a socket (or an ssl socket) sends until it closes: how a
+    four-letter word's answer ends."""
+    out = b""
+    while True:
+        d = sock.recv(65536)
+        if not d:
+            return out
+        out += d
+
+
 def wait_port(port, timeout, proc=None):
     """True once the server on port answers ruok, False after timeout
     seconds or as soon as proc (the server's Popen, if given) has exited."""
@@ -422,13 +433,7 @@ class Cluster:
         with socket.create_connection(("127.0.0.1", self.nodes[i].client_port),
                                       timeout=timeout) as s:
             s.sendall(word.encode())
-            out = b""
-            while True:
-                d = s.recv(65536)
-                if not d:
-                    break
-                out += d
-            return out.decode(errors="replace")
+            return read_to_eof(s).decode(errors="replace")
 
     def mode(self, i):
         """'leader', 'follower', 'observer', 'standalone' or None (from srvr)."""
