@@ -604,20 +604,30 @@ static uint64_t fit_reserve(const struct wal *w)
  * truncation killed). With the entry's term, so recovery can check it is the
  * entry it names. Returns the bytes added (0: nothing new to say).
  */
+/*
+ * The commit index a record may name now: what raft asked for, at most lim
+ * (the entries a record at this point covers), above done (what a record
+ * already says), and an entry the log holds, so recovery finds it at its
+ * term. 0: nothing to write. The one rule for every commit record.
+ */
+static uint64_t commit_nameable(const struct wal *w, uint64_t lim, uint64_t done)
+{
+	uint64_t c = KEEL_MIN(w->commit_want, lim);
+	return c <= done || c + 1 < w->first || c > w->last ? 0 : c;
+}
+
 static uint64_t group_commit_record(struct wal *w, uint64_t from, uint64_t to, size_t *niov)
 {
-	uint64_t lim = 0;
-	bool any = false;
+	uint64_t lim = 0; /* no live record in the group: nothing to name */
 	for (uint64_t t = to; t > from; t--) {
 		struct pend *p = pq_at(w, t - 1);
 		if (!p->dead && !p->skip) {
 			lim = p->after_index;
-			any = true;
 			break;
 		}
 	}
-	uint64_t c = KEEL_MIN(w->commit_want, lim);
-	if (!any || c <= w->commit_done || c + 1 < w->first || c > w->last)
+	uint64_t c = commit_nameable(w, lim, w->commit_done);
+	if (!c)
 		return 0;
 	rec_header(w->commit_hdr, KIND_COMMIT, 0, c, term_at(w, c), NULL, 0);
 	w->iov[(*niov)++] = (struct iovec){ w->commit_hdr, REC_HDR_BYTES };
@@ -2507,7 +2517,7 @@ int wal_sync_commit(struct wal *w, uint64_t index)
 		w->idle_commit = 0;
 		return 0;
 	}
-	if (c <= w->commit_done || c + 1 < w->first || c > w->last || !w->nsegs)
+	if (!commit_nameable(w, w->durable_index, w->commit_done) || !w->nsegs)
 		return 0;
 	/* O_DIRECT groups start on a block: this one fills its block with a pad,
 	 * so the next group (a later open's) still does. */
@@ -2546,9 +2556,8 @@ int wal_idle_commit(struct wal *w, uint64_t index)
 	 * commit would be a device write, not a page-cache one). */
 	if (w->o.direct_io || w->err || w->g_inflight || w->pq_sub != w->pq_tail || !w->nsegs)
 		return 0;
-	uint64_t c = KEEL_MIN(w->commit_want, w->durable_index);
-	if (c <= KEEL_MAX(w->commit_done, w->idle_commit) || c + 1 < w->first || c > w->last ||
-	    w->off + REC_HDR_BYTES > w->o.segment_size_bytes)
+	uint64_t c = commit_nameable(w, w->durable_index, KEEL_MAX(w->commit_done, w->idle_commit));
+	if (!c || w->off + REC_HDR_BYTES > w->o.segment_size_bytes)
 		return 0;
 	rec_header(w->commit_hdr, KIND_COMMIT, 0, c, term_at(w, c), NULL, 0);
 	struct seg *sg = &w->segs[w->nsegs - 1];
