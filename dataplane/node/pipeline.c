@@ -94,6 +94,7 @@
 
 #include "keeld_int.h"
 #include "mgmt.h"
+#include "selfconf.h"
 #include "spin.h"
 
 #define PEND_BUCKETS 4096
@@ -7062,6 +7063,13 @@ int keeld_pipeline_open(struct keeld *k)
 	if (rc < 0)
 		return rc;
 
+	/* Was this node removed by what it recovered? (selfconf.h): the
+	 * configurations in log order, the snapshot's first. */
+	struct keeld_selfconf self;
+	keeld_selfconf_init(&self, k->myid);
+	if (have_snap_conf)
+		keeld_selfconf_see(&self, &snap_conf, rec.snap_index);
+
 	/* Recovered entries, one buffer each, handed to raft (refs taken). */
 	uint64_t first = KEEL_MAX(rec.first_index, rec.snap_index + 1), last = rec.last_index;
 	uint32_t n = last >= first ? (uint32_t)(last - first + 1) : 0;
@@ -7091,6 +7099,9 @@ int keeld_pipeline_open(struct keeld *k)
 		ents[i].index = we.index;
 		ents[i].type = we.type;
 		ents[i].len = we.len;
+		struct raft_conf ec;
+		if (we.type == RAFT_ENTRY_CONF && raft_conf_decode(we.data, we.len, &ec) == 0)
+			keeld_selfconf_see(&self, &ec, we.index);
 		if (we.len || we.type != RAFT_ENTRY_NOOP) {
 			struct raft_buf *b = buf_new(we.len);
 			memcpy(b->data, we.data, we.len);
@@ -7153,11 +7164,27 @@ int keeld_pipeline_open(struct keeld *k)
 	 * zoo.cfg a new member starts with). */
 	p->seen_conf = *raft_conf(p->r);
 	p->conf_seen_index = raft_last_index(p->r);
-	p->self_listed = (have_snap_conf || n) && conf_has(&p->seen_conf, k->myid, 0);
+	p->self_listed = self.listed ||
+			 ((have_snap_conf || n) && conf_has(&p->seen_conf, k->myid, 0));
+	/* A drop not known committed yet: conf_watch stops the node when the
+	 * commit reaches it (the seen configuration is this one: no change). */
+	p->self_removed_index = self.drop_index;
+	uint64_t removed = keeld_selfconf_removed(&self, raft_commit(p->r));
 	keeld_log("raft: id %u, %u members, election %u ms, heartbeat %u ms, tick %u ms, "
 		  "commit %" PRIu64 " (applied at start: %" PRIu64 " entries after the snapshot)",
 		  k->myid, conf->n, c->election_timeout_ms, c->heartbeat_ms, tick_ms,
 		  raft_commit(p->r), raft_commit(p->r) - p->applied_index);
+	if (removed) {
+		/* Before the front end, the admin port or a tick: keeld.c sees
+		 * k->removed and stops without serving or campaigning. */
+		char why[160];
+		snprintf(why, sizeof(why),
+			 "the configuration at index %" PRIu64 " in this node's log does not list "
+			 "node %u, and the log says it was committed (up to %" PRIu64
+			 "): found at start-up",
+			 removed, k->myid, raft_commit(p->r));
+		node_removed(p, why);
+	}
 	return 0;
 }
 
