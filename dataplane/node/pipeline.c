@@ -4735,6 +4735,15 @@ static void conf_watch(struct pipeline *p, uint64_t now)
 		for (uint32_t i = 0; i < c->n; i++)
 			if (c->m[i].id < DP_MAX_NODES)
 				p->removed_at[c->m[i].id] = 0;
+		/* The one before listed this node as a voter: it was a member, also
+		 * when that was a new cluster's zoo.cfg (no configuration entry) and
+		 * when raft replaced a configuration before this turn saw it (a
+		 * removed leader commits C_old,new and appends C_new in one step:
+		 * seen here as zoo.cfg -> C_new; before 2026-11-23 such a leader
+		 * stepped down without noticing). A new member starts as a learner
+		 * (":observer"), so this is never its history. */
+		if (conf_has(&p->seen_conf, k->myid, RAFT_VOTER | RAFT_VOTER_OLD))
+			p->self_listed = true;
 		p->seen_conf = *c;
 		p->conf_seen_index = raft_last_index(p->r);
 		/* A new member catching up appends configurations from before it
@@ -4776,7 +4785,11 @@ static bool removed_speaks(struct pipeline *p, uint32_t from, const struct raft_
 	if (from >= DP_MAX_NODES || raft_role(p->r) != RAFT_LEADER)
 		return false;
 	uint64_t commit = raft_commit(p->r);
-	bool removed = p->removed_at[from] && commit >= p->removed_at[from];
+	/* Not one the configuration lists again (added back with the same id):
+	 * removed_at is cleared by conf_watch early in the next turn, and the
+	 * node may answer the first append before that. */
+	bool removed = p->removed_at[from] && commit >= p->removed_at[from] &&
+		       !conf_has(raft_conf(p->r), from, 0);
 	/* A node that campaigns while the committed configuration does not list
 	 * it was removed before this leader knew it (a restart since): a new
 	 * member starts as a learner and never campaigns. Not when its log is

@@ -24,6 +24,7 @@ its log ends with the joint configuration, and only a leader can tell it).
 """
 import os
 import re
+import shutil
 import socket
 import sys
 import unittest
@@ -151,6 +152,44 @@ class RemovedRestart(unittest.TestCase):
         wait_for(lambda: not F.running, WAIT_S, "follower %d removed while down to exit" % F.id)
         self.assertEqual(F.proc.returncode, 0)
         self.assertIn("removed from the cluster: node", log_of(F))
+
+        # Added back with the same id on fresh directories (as a new member:
+        # its zoo.cfg names it an observer), after more writes than one
+        # AppendEntries carries: it catches up on the history that lists
+        # it, drops it, and lists it again -- and stays.
+        zk = self.client(c, [n.idx for n in rest])
+        for i in range(40):
+            create_acked(zk, "/gap-%d" % i, b"g")
+        shutil.rmtree(os.path.join(F.workdir, "data"))
+        c.learners = {F.id}
+        c.configure(F)
+        c.learners = set()
+        c.start(F.idx)
+        su = self.client(c, [n.idx for n in rest], auth=True)
+        joining = "server.%d=127.0.0.1:%d:%d:participant;127.0.0.1:%d" % (
+            F.id, F.peer_port, F.election_port, F.client_port)
+
+        def join():
+            try:
+                return su.reconfig(joining=joining, leaving=None, new_members=None)
+            except ReconfigInProcessError:
+                return None
+        data, _ = wait_for(join, WAIT_S, "node %d added back" % F.id)
+        self.assertIn(joining.encode(), data)
+        su.stop()
+        su.close()
+        create_acked(zk, "/readded", b"r")
+        zk.stop()
+        zk.close()
+        rf = self.client(c, [F.idx])
+        rf.sync("/")
+        self.assertEqual(rf.get("/readded")[0], b"r")
+        self.assertEqual(rf.get("/before-3")[0], b"b3")
+        rf.stop()
+        rf.close()
+        self.assertTrue(F.running, c.tail(F, 30))
+        self.assertEqual(log_of(F).count("removed from the cluster:"), 1, c.tail(F, 30))
+        rest.append(F)
 
         # No acknowledged write lost: on each remaining member.
         for n in rest:
