@@ -4750,8 +4750,12 @@ static void conf_watch(struct pipeline *p, uint64_t now)
 		 * joined: only one that drops it after one that listed it counts. */
 		if (conf_has(c, k->myid, 0))
 			p->self_listed = true;
+		/* Only one this node appended as leader: raft never replicates C_new
+		 * to the member it drops, so one received is history (a member
+		 * added back with the same id catching up through its own removal;
+		 * the leader's REMOVED tells a follower). */
 		if (p->self_listed && k->cfg.n_servers && !conf_has(c, k->myid, 0) &&
-		    !conf_joint(c))
+		    !conf_joint(c) && raft_role(p->r) == RAFT_LEADER)
 			p->self_removed_index = raft_last_index(p->r);
 		else
 			p->self_removed_index = 0;
@@ -7081,7 +7085,7 @@ int keeld_pipeline_open(struct keeld *k)
 	struct keeld_selfconf self;
 	keeld_selfconf_init(&self, k->myid);
 	if (have_snap_conf)
-		keeld_selfconf_see(&self, &snap_conf, rec.snap_index);
+		keeld_selfconf_see(&self, &snap_conf, rec.snap_index, rc_cfg.snapshot.term);
 
 	/* Recovered entries, one buffer each, handed to raft (refs taken). */
 	uint64_t first = KEEL_MAX(rec.first_index, rec.snap_index + 1), last = rec.last_index;
@@ -7114,7 +7118,7 @@ int keeld_pipeline_open(struct keeld *k)
 		ents[i].len = we.len;
 		struct raft_conf ec;
 		if (we.type == RAFT_ENTRY_CONF && raft_conf_decode(we.data, we.len, &ec) == 0)
-			keeld_selfconf_see(&self, &ec, we.index);
+			keeld_selfconf_see(&self, &ec, we.index, we.term);
 		if (we.len || we.type != RAFT_ENTRY_NOOP) {
 			struct raft_buf *b = buf_new(we.len);
 			memcpy(b->data, we.data, we.len);
@@ -7181,8 +7185,10 @@ int keeld_pipeline_open(struct keeld *k)
 			 ((have_snap_conf || n) && conf_has(&p->seen_conf, k->myid, 0));
 	/* A drop not known committed yet: conf_watch stops the node when the
 	 * commit reaches it (the seen configuration is this one: no change). */
-	p->self_removed_index = self.drop_index;
-	uint64_t removed = keeld_selfconf_removed(&self, raft_commit(p->r));
+	p->self_removed_index =
+		keeld_selfconf_dropped_by_self(&self, rec.hs_term, rec.hs_vote) ? self.drop_index : 0;
+	uint64_t removed =
+		keeld_selfconf_removed(&self, raft_commit(p->r), rec.hs_term, rec.hs_vote);
 	keeld_log("raft: id %u, %u members, election %u ms, heartbeat %u ms, tick %u ms, "
 		  "commit %" PRIu64 " (applied at start: %" PRIu64 " entries after the snapshot)",
 		  k->myid, conf->n, c->election_timeout_ms, c->heartbeat_ms, tick_ms,

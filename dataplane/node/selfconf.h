@@ -21,7 +21,16 @@
  * A configuration seen before any that listed it is history from before
  * this node joined (a new member catching up, or one whose snapshot
  * predates its addition): never a removal.
- * The node is removed when the drop is at or below the commit it recovered.
+ * The node is removed when the drop is at or below the commit it recovered,
+ * and it appended the drop itself: the drop's term is the term of its hard
+ * state and its vote there is its own (it led that term). A leader never
+ * replicates C_new to the member it drops (raft stops replicating to it on
+ * appending C_new), so a drop this node received from a leader is history:
+ * a member added back with the same id on fresh directories catching up
+ * through its own earlier removal (its hard state starts afresh; it never
+ * votes for itself as a learner). A removed leader whose term moved on
+ * before it stopped (a vote request from a newer term) is not recognised:
+ * it waits for a leader's REMOVED, as before.
  * A commit record behind the drop (at most one group behind after a crash)
  * proves nothing: the node then waits for a leader, as before.
  */
@@ -37,13 +46,20 @@ struct keeld_selfconf {
 	uint32_t id;         /* this node */
 	bool listed;         /* a configuration so far listed it */
 	uint64_t drop_index; /* the configuration that dropped it since (0: none) */
+	uint64_t drop_term;  /* its entry's term */
 };
 
 void keeld_selfconf_init(struct keeld_selfconf *s, uint32_t id);
-/* The configuration at `index` (the snapshot's: its index), in log order. */
-void keeld_selfconf_see(struct keeld_selfconf *s, const struct raft_conf *c, uint64_t index);
+/* The configuration at `index` of `term` (the snapshot's: its index and
+ * term), in log order. */
+void keeld_selfconf_see(struct keeld_selfconf *s, const struct raft_conf *c, uint64_t index,
+			uint64_t term);
+/* Whether this node appended the drop itself, by its hard state (term, vote). */
+bool keeld_selfconf_dropped_by_self(const struct keeld_selfconf *s, uint64_t hs_term,
+				    uint64_t hs_vote);
 /* The index of the configuration that removed this node if `commit` covers
- * it, else 0. */
-uint64_t keeld_selfconf_removed(const struct keeld_selfconf *s, uint64_t commit);
+ * it and the node appended it (hard state), else 0. */
+uint64_t keeld_selfconf_removed(const struct keeld_selfconf *s, uint64_t commit, uint64_t hs_term,
+				uint64_t hs_vote);
 
 #endif

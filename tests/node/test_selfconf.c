@@ -2,8 +2,10 @@
 /*
  * keeld's start-up question "did my own log remove me?" (selfconf.c): fed
  * the recovered configurations in log order, a node is removed only by a
- * plain configuration that drops it after one that listed it, and only once
- * the recovered commit covers that configuration.
+ * plain configuration that drops it after one that listed it, only once the
+ * recovered commit covers that configuration, and only if it appended the
+ * drop itself (its hard state: the drop's term, its own vote). Unless said
+ * otherwise the entries are of term 2 and the node led term 2.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -37,13 +39,13 @@ static void test_removed_by_joint_change(void **state)
 	struct keeld_selfconf s;
 	keeld_selfconf_init(&s, 3);
 	struct raft_conf a = conf(c123, NULL), j = conf(c12, n3), b = conf(c12, NULL);
-	keeld_selfconf_see(&s, &a, 5);
-	keeld_selfconf_see(&s, &j, 20); /* listed: a VOTER_OLD of the joint one */
-	assert_int_equal(keeld_selfconf_removed(&s, 1000), 0);
-	keeld_selfconf_see(&s, &b, 21);
-	assert_int_equal(keeld_selfconf_removed(&s, 20), 0); /* the record one group behind */
-	assert_int_equal(keeld_selfconf_removed(&s, 21), 21);
-	assert_int_equal(keeld_selfconf_removed(&s, 30), 21);
+	keeld_selfconf_see(&s, &a, 5, 2);
+	keeld_selfconf_see(&s, &j, 20, 2); /* listed: a VOTER_OLD of the joint one */
+	assert_int_equal(keeld_selfconf_removed(&s, 1000, 2, s.id), 0);
+	keeld_selfconf_see(&s, &b, 21, 2);
+	assert_int_equal(keeld_selfconf_removed(&s, 20, 2, s.id), 0); /* the record one group behind */
+	assert_int_equal(keeld_selfconf_removed(&s, 21, 2, s.id), 21);
+	assert_int_equal(keeld_selfconf_removed(&s, 30, 2, s.id), 21);
 }
 
 /* A new member catching up appends configurations from before it joined:
@@ -54,12 +56,12 @@ static void test_new_member_history(void **state)
 	struct keeld_selfconf s;
 	keeld_selfconf_init(&s, 4);
 	struct raft_conf a = conf(c123, NULL), b = conf(c12, NULL), d = conf(c124, NULL);
-	keeld_selfconf_see(&s, &a, 0); /* the snapshot's, from before it joined */
-	keeld_selfconf_see(&s, &b, 7);
-	assert_int_equal(keeld_selfconf_removed(&s, 100), 0);
-	keeld_selfconf_see(&s, &d, 9);
+	keeld_selfconf_see(&s, &a, 0, 2); /* the snapshot's, from before it joined */
+	keeld_selfconf_see(&s, &b, 7, 2);
+	assert_int_equal(keeld_selfconf_removed(&s, 100, 2, s.id), 0);
+	keeld_selfconf_see(&s, &d, 9, 2);
 	assert_true(s.listed);
-	assert_int_equal(keeld_selfconf_removed(&s, 100), 0);
+	assert_int_equal(keeld_selfconf_removed(&s, 100, 2, s.id), 0);
 }
 
 /* Removed, then added back (the same id): the later listing wins. */
@@ -69,11 +71,11 @@ static void test_added_back(void **state)
 	struct keeld_selfconf s;
 	keeld_selfconf_init(&s, 3);
 	struct raft_conf a = conf(c123, NULL), b = conf(c12, NULL), c = conf(c1234, NULL);
-	keeld_selfconf_see(&s, &a, 3);
-	keeld_selfconf_see(&s, &b, 8);
-	assert_int_equal(keeld_selfconf_removed(&s, 8), 8);
-	keeld_selfconf_see(&s, &c, 12);
-	assert_int_equal(keeld_selfconf_removed(&s, 12), 0);
+	keeld_selfconf_see(&s, &a, 3, 2);
+	keeld_selfconf_see(&s, &b, 8, 2);
+	assert_int_equal(keeld_selfconf_removed(&s, 8, 2, s.id), 8);
+	keeld_selfconf_see(&s, &c, 12, 2);
+	assert_int_equal(keeld_selfconf_removed(&s, 12, 2, s.id), 0);
 	assert_int_equal(s.drop_index, 0);
 }
 
@@ -85,10 +87,10 @@ static void test_first_drop_counts(void **state)
 	struct keeld_selfconf s;
 	keeld_selfconf_init(&s, 3);
 	struct raft_conf a = conf(c123, NULL), b = conf(c12, NULL), d = conf(c124, NULL);
-	keeld_selfconf_see(&s, &a, 0);  /* the snapshot lists it */
-	keeld_selfconf_see(&s, &b, 10);
-	keeld_selfconf_see(&s, &d, 12);
-	assert_int_equal(keeld_selfconf_removed(&s, 11), 10);
+	keeld_selfconf_see(&s, &a, 0, 2);  /* the snapshot lists it */
+	keeld_selfconf_see(&s, &b, 10, 2);
+	keeld_selfconf_see(&s, &d, 12, 2);
+	assert_int_equal(keeld_selfconf_removed(&s, 11, 2, s.id), 10);
 }
 
 /* A joint configuration that does not list the node at all is not a drop
@@ -99,11 +101,11 @@ static void test_joint_without_it(void **state)
 	struct keeld_selfconf s;
 	keeld_selfconf_init(&s, 3);
 	struct raft_conf a = conf(c123, NULL), j = conf(c12, n4), b = conf(c12, NULL);
-	keeld_selfconf_see(&s, &a, 2);
-	keeld_selfconf_see(&s, &j, 6);
-	assert_int_equal(keeld_selfconf_removed(&s, 100), 0);
-	keeld_selfconf_see(&s, &b, 7);
-	assert_int_equal(keeld_selfconf_removed(&s, 100), 7);
+	keeld_selfconf_see(&s, &a, 2, 2);
+	keeld_selfconf_see(&s, &j, 6, 2);
+	assert_int_equal(keeld_selfconf_removed(&s, 100, 2, s.id), 0);
+	keeld_selfconf_see(&s, &b, 7, 2);
+	assert_int_equal(keeld_selfconf_removed(&s, 100, 2, s.id), 7);
 }
 
 /* A learner (no flag) is listed as much as a voter. */
@@ -114,10 +116,30 @@ static void test_learner_listed(void **state)
 	keeld_selfconf_init(&s, 4);
 	struct raft_conf a = conf(c123, NULL), b = conf(c123, NULL);
 	a.m[a.n++] = (struct raft_member){ 4, 0 };
-	keeld_selfconf_see(&s, &a, 4);
-	keeld_selfconf_see(&s, &b, 9);
-	assert_int_equal(keeld_selfconf_removed(&s, 8), 0);
-	assert_int_equal(keeld_selfconf_removed(&s, 9), 9);
+	keeld_selfconf_see(&s, &a, 4, 2);
+	keeld_selfconf_see(&s, &b, 9, 2);
+	assert_int_equal(keeld_selfconf_removed(&s, 8, 2, s.id), 0);
+	assert_int_equal(keeld_selfconf_removed(&s, 9, 2, s.id), 9);
+}
+
+/* A drop this node did not append (received from a leader: history it
+ * catches up on, added back on fresh directories; or its term moved on
+ * since) is not its removal. */
+static void test_drop_not_by_self(void **state)
+{
+	(void)state;
+	struct keeld_selfconf s;
+	keeld_selfconf_init(&s, 3);
+	struct raft_conf a = conf(c123, NULL), j = conf(c12, n3), b = conf(c12, NULL);
+	keeld_selfconf_see(&s, &a, 5, 1);
+	keeld_selfconf_see(&s, &j, 20, 1);
+	keeld_selfconf_see(&s, &b, 21, 1);
+	assert_true(keeld_selfconf_dropped_by_self(&s, 1, 3));
+	assert_int_equal(keeld_selfconf_removed(&s, 30, 1, 3), 21); /* led term 1 */
+	assert_false(keeld_selfconf_dropped_by_self(&s, 4, 0));
+	assert_int_equal(keeld_selfconf_removed(&s, 30, 4, 0), 0);   /* a fresh learner, term 4 */
+	assert_int_equal(keeld_selfconf_removed(&s, 30, 1, 2), 0);   /* voted for node 2 */
+	assert_int_equal(keeld_selfconf_removed(&s, 30, 3, 3), 0);   /* led a later term */
 }
 
 int main(void)
@@ -129,6 +151,7 @@ int main(void)
 		cmocka_unit_test(test_first_drop_counts),
 		cmocka_unit_test(test_joint_without_it),
 		cmocka_unit_test(test_learner_listed),
+		cmocka_unit_test(test_drop_not_by_self),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
