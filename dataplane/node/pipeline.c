@@ -7196,7 +7196,7 @@ int keeld_pipeline_open(struct keeld *k)
 	if (removed) {
 		/* Before the front end, the admin port or a tick: keeld.c sees
 		 * k->removed and stops without serving or campaigning. */
-		char why[160];
+		char why[256];
 		snprintf(why, sizeof(why),
 			 "the configuration at index %" PRIu64 " in this node's log does not list "
 			 "node %u, and the log says it was committed (up to %" PRIu64
