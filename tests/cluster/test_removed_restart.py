@@ -58,19 +58,28 @@ def create_acked(zk, path, data):
     zk.retry(once)
 
 
-def reconfig_leave(su, node_id):
-    """reconfig -remove node_id, once no change is in flight (a new leader
-    writes /zookeeper/config first: ReconfigInProcessError meanwhile)."""
+def reconfig(su, done, what, **change):
+    """su.reconfig(**change) until it is made: retried while another change
+    is in flight (a new leader writes /zookeeper/config first) or the answer
+    is lost; a retry refused as already made counts once done(config text)
+    says so. Returns the configuration text."""
     def once():
         try:
-            return su.reconfig(joining=None, leaving=str(node_id), new_members=None)[0]
+            return su.reconfig(new_members=None, **change)[0]
         except (ReconfigInProcessError, ConnectionLoss, OperationTimeoutError):
             return None
-        except BadArgumentsError:  # an answer lost, the change made: not a member now
+        except BadArgumentsError:
             data = su.get("/zookeeper/config")[0]
-            return data if b"server.%d=" % node_id not in data else None
-    data = wait_for(once, WAIT_S, "reconfig removing node %d" % node_id)
-    assert b"server.%d=" % node_id not in data, data
+            return data if done(data) else None
+    data = wait_for(once, WAIT_S, what)
+    assert done(data), data
+    return data
+
+
+def reconfig_leave(su, node_id):
+    gone = b"server.%d=" % node_id
+    return reconfig(su, lambda d: gone not in d, "reconfig removing node %d" % node_id,
+                    joining=None, leaving=str(node_id))
 
 
 def refused(port):
@@ -178,15 +187,8 @@ class RemovedRestart(unittest.TestCase):
         joining = "server.%d=127.0.0.1:%d:%d:participant;127.0.0.1:%d" % (
             F.id, F.peer_port, F.election_port, F.client_port)
 
-        def join():
-            try:
-                return su.reconfig(joining=joining, leaving=None, new_members=None)[0]
-            except (ReconfigInProcessError, ConnectionLoss, OperationTimeoutError):
-                return None
-            except BadArgumentsError:  # an answer lost, the change made: a member now
-                data = su.get("/zookeeper/config")[0]
-                return data if joining.encode() in data else None
-        data = wait_for(join, WAIT_S, "node %d added back" % F.id)
+        data = reconfig(su, lambda d: joining.encode() in d, "node %d added back" % F.id,
+                        joining=joining, leaving=None)
         self.assertIn(joining.encode(), data)
         su.stop()
         su.close()
