@@ -2666,3 +2666,221 @@ void wal_set_test_fsync_delay(struct wal *w, uint32_t delay_us)
 	/* Snapshots are finished on another thread (wal_snap_finish). */
 	atomic_store_explicit(&w->ss.test_sync_delay_us, delay_us, memory_order_relaxed);
 }
+
+/* ------------------------------------------- offline downgrade (wal.h) */
+
+#define DOWN_CHUNK_BYTES (1u << 20)
+#define DOWN_SUFFIX      ".down"
+
+/* Anything of a log in dir: its hard state or a segment. */
+static int down_has_log(const char *dir, bool *has)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return -errno;
+	*has = false;
+	for (struct dirent *de; !*has && (de = readdir(d));) {
+		size_t l = strlen(de->d_name);
+		*has = !strcmp(de->d_name, "hardstate") ||
+		       (l == 20 && !strcmp(de->d_name + 16, ".wal"));
+	}
+	closedir(d);
+	return 0;
+}
+
+/* Leftovers of a run that was cut (`<seq>.wal.down`): never a segment. */
+static int down_remove_leftovers(struct wal *w)
+{
+	DIR *d;
+	int rc = wal_opendir(w->ss.dirfd, &d);
+	if (rc)
+		return rc;
+	bool any = false;
+	for (struct dirent *de; (de = readdir(d));) {
+		size_t l = strlen(de->d_name);
+		if (l == 20 + sizeof(DOWN_SUFFIX) - 1 && !strncmp(de->d_name + 16, ".wal", 4) &&
+		    !strcmp(de->d_name + 20, DOWN_SUFFIX)) {
+			if (unlinkat(w->ss.dirfd, de->d_name, 0) < 0 && errno != ENOENT) {
+				rc = -errno;
+				break;
+			}
+			any = true;
+		}
+	}
+	closedir(d);
+	if (!rc && any)
+		rc = fsync_dir(w->ss.dirfd);
+	return rc;
+}
+
+/*
+ * The offsets of a segment's commit records. Recovery has checked every
+ * record already; a header that fails its checksum now means the file
+ * changed since: refused.
+ */
+static int down_scan(int fd, const char *name, uint64_t size, uint8_t *buf, uint64_t **offs,
+		     size_t *n, size_t *cap, char *msg, size_t msgcap)
+{
+	uint64_t base = 0, have = 0;
+	*n = 0;
+	for (uint64_t x = SEG_HDR_BYTES; x + REC_HDR_BYTES <= size;) {
+		if (x < base || x + REC_HDR_BYTES > base + have) {
+			base = x;
+			have = KEEL_MIN(size - x, (uint64_t)DOWN_CHUNK_BYTES);
+			int rc = wal_read_all(fd, buf, have, base);
+			if (rc) {
+				snprintf(msg, msgcap, "wal: %s offset %" PRIu64 ": read: %s", name,
+					 base, keel_strerror(rc));
+				return rc;
+			}
+		}
+		const uint8_t *h = buf + (x - base);
+		if (all_zero(h, REC_HDR_BYTES))
+			break;
+		if (keel_get32(h) != keel_crc32c(0, h + 4, REC_HDR_BYTES - 4)) {
+			snprintf(msg, msgcap,
+				 "wal: %s offset %" PRIu64 ": record header checksum mismatch "
+				 "(it passed the open's checks: the file changed since); nothing "
+				 "rewritten in it",
+				 name, x);
+			return KEEL_E_CORRUPT;
+		}
+		if (h[25] == KIND_COMMIT) {
+			if (*n == *cap &&
+			    grow((void **)offs, cap, sizeof(**offs), 64) != 0)
+				return KEEL_E_NOMEM;
+			(*offs)[(*n)++] = x;
+		}
+		x += rec_bytes(keel_get32(h + 4));
+	}
+	return 0;
+}
+
+/*
+ * Segment `name` again, each commit record's header replaced by a padding
+ * record of the same 32 bytes: a copy, synced, renamed over it, the
+ * directory synced. Until the rename the old file is the segment; after it
+ * the new one, whole (synced before the rename).
+ */
+static int down_rewrite(struct wal *w, const char *name, int src, uint64_t size, uint8_t *buf,
+			const uint64_t *offs, size_t n, char *msg, size_t msgcap)
+{
+	char tmp[40];
+	snprintf(tmp, sizeof(tmp), "%s%s", name, DOWN_SUFFIX);
+	uint8_t pad[REC_HDR_BYTES];
+	rec_header(pad, KIND_PAD, 0, 0, 0, NULL, 0);
+	const char *step = "create";
+	int rc = 0;
+	if (unlinkat(w->ss.dirfd, tmp, 0) < 0 && errno != ENOENT)
+		return -errno;
+	int fd = openat(w->ss.dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		rc = -errno;
+		goto fail;
+	}
+	size_t next = 0;
+	for (uint64_t off = 0; off < size;) {
+		uint64_t k = KEEL_MIN(size - off, (uint64_t)DOWN_CHUNK_BYTES);
+		step = "read";
+		if ((rc = wal_read_all(src, buf, k, off)) != 0)
+			goto fail;
+		/* offs ascend; a header may straddle two chunks */
+		while (next < n && offs[next] < off + k) {
+			uint64_t a = KEEL_MAX(offs[next], off);
+			uint64_t b = KEEL_MIN(offs[next] + REC_HDR_BYTES, off + k);
+			memcpy(buf + (a - off), pad + (a - offs[next]), b - a);
+			if (offs[next] + REC_HDR_BYTES > off + k)
+				break; /* the rest of it in the next chunk */
+			next++;
+		}
+		step = "write";
+		if ((rc = fault(w, WAL_IO_WRITE)) != 0 || (rc = wal_write_all(fd, buf, k, off)) != 0)
+			goto fail;
+		off += k;
+	}
+	step = "fsync";
+	if ((rc = fault(w, WAL_IO_FSYNC)) != 0 || (fsync(fd) < 0 && (rc = -errno) != 0))
+		goto fail;
+	close(fd);
+	fd = -1;
+	step = "rename";
+	if ((rc = fault(w, WAL_IO_RENAME)) != 0 ||
+	    (renameat(w->ss.dirfd, tmp, w->ss.dirfd, name) < 0 && (rc = -errno) != 0))
+		goto fail;
+	/* Renamed: the segment is the new file from here on (either one is whole). */
+	step = "directory fsync";
+	if ((rc = fault(w, WAL_IO_FSYNC)) != 0 || (rc = fsync_dir(w->ss.dirfd)) != 0) {
+		snprintf(msg, msgcap,
+			 "wal: %s rewritten, but the directory sync after its rename failed: %s "
+			 "(the log is whole either way; run it again)",
+			 name, keel_strerror(rc));
+		return rc;
+	}
+	return 0;
+fail:
+	snprintf(msg, msgcap, "wal: %s: %s of its rewrite %s failed: %s; the segment is unchanged",
+		 name, step, tmp, keel_strerror(rc));
+	if (fd >= 0)
+		close(fd);
+	unlinkat(w->ss.dirfd, tmp, 0);
+	return rc;
+}
+
+int wal_downgrade(const struct wal_options *opt, struct wal_downgrade_result *res)
+{
+	memset(res, 0, sizeof(*res));
+	if (!opt || !opt->dir)
+		return KEEL_E_INVAL;
+	bool has = false;
+	int rc = down_has_log(opt->dir, &has);
+	if (rc || !has) {
+		rc = rc ? rc : -ENOENT;
+		snprintf(res->error, sizeof(res->error), "wal: %.300s: no log there (%s)", opt->dir,
+			 rc == -ENOENT && !has ? "no hardstate, no segment" : keel_strerror(rc));
+		return rc;
+	}
+	struct wal_options o = *opt;
+	o.backend = WAL_BACKEND_PLAIN; /* nothing to overlap: the simplest path */
+	o.direct_io = false;
+	struct wal *w;
+	struct wal_recovery rec;
+	rc = wal_open(&o, &w, &rec);
+	if (rc) {
+		snprintf(res->error, sizeof(res->error), "%s", rec.error[0] ? rec.error : "wal: open");
+		return rc;
+	}
+	res->first_index = rec.first_index;
+	res->last_index = rec.last_index;
+	res->commit_index = rec.commit_index;
+	uint8_t *buf = malloc(DOWN_CHUNK_BYTES);
+	uint64_t *offs = NULL;
+	size_t n = 0, cap = 0;
+	rc = buf ? down_remove_leftovers(w) : KEEL_E_NOMEM;
+	if (rc)
+		snprintf(res->error, sizeof(res->error), "wal: %.300s: leftovers of a cut run: %s",
+			 w->ss.dir, keel_strerror(rc));
+	for (size_t i = 0; !rc && i < w->nsegs; i++) {
+		char name[32];
+		seg_name(name, sizeof(name), w->segs[i].seq);
+		struct stat st;
+		if (fstat(w->segs[i].fd, &st) < 0) {
+			rc = -errno;
+			snprintf(res->error, sizeof(res->error), "wal: %s: fstat: %s", name,
+				 keel_strerror(rc));
+			break;
+		}
+		rc = down_scan(w->segs[i].fd, name, (uint64_t)st.st_size, buf, &offs, &n, &cap,
+			       res->error, sizeof(res->error));
+		if (!rc && n)
+			rc = down_rewrite(w, name, w->segs[i].fd, (uint64_t)st.st_size, buf, offs, n,
+					  res->error, sizeof(res->error));
+		if (!rc && n) {
+			res->segments_rewritten++;
+			res->records_dropped += n;
+		}
+	}
+	free(offs);
+	free(buf);
+	wal_close(w);
+	return rc;
+}

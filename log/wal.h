@@ -74,6 +74,7 @@ enum wal_io_kind {
 	WAL_IO_WRITE = 1, /* a segment or hard-state write */
 	WAL_IO_FSYNC,     /* an fdatasync of a segment or of the hard state */
 	WAL_IO_READ,      /* a pread of wal_open (segment, hard state, snapshot) or wal_read */
+	WAL_IO_RENAME,    /* wal_downgrade: a rewritten segment renamed over the old one */
 };
 
 /*
@@ -446,6 +447,37 @@ int wal_snap_image_data_crc(const struct wal_snap_image *img, uint32_t *crc);
  * O(log len_b), no data read.
  */
 uint32_t wal_crc32c_suffix(uint32_t crc_ab, uint32_t crc_a, uint64_t len_b);
+
+/*
+ * Offline rollback of a log to the format of a keeld from before 2026-11-23,
+ * which refuses the commit record (kind 4: "unknown record kind 4").
+ *
+ * Opens the log as a start would (wal_open with opt's directory and segment
+ * size, the plain backend: the lock -- KEEL_E_BUSY while a node has it open
+ * --, every record and the hard state checked, a torn tail cut; anything
+ * recovery refuses is refused here the same way, with res->error), then
+ * rewrites each segment holding commit records: a copy `<seq>.wal.down`
+ * with each commit record's 32-byte header replaced by a padding record of
+ * the same size (kind 3, which every release skips; every other byte and
+ * every offset unchanged), fsync'd, renamed over the segment, then the
+ * directory fsync'd. So each segment file is at every moment either the old
+ * one or the new one, both whole: a crash anywhere leaves a log this
+ * release opens with the same entries (and a `.down` leftover, removed by
+ * the next run), and running it again finishes the job. The hard state and
+ * the snapshots are not touched. What is lost is only the commit index the
+ * records said (res->commit_index): the older keeld restarts from its
+ * snapshot and learns the commit from a leader, as it always did.
+ * A directory with no log (no hardstate, no segment) is -ENOENT.
+ * 0, or a negative code with res->error saying why.
+ */
+struct wal_downgrade_result {
+	uint32_t segments_rewritten;
+	uint64_t records_dropped;  /* commit records replaced by padding */
+	uint64_t first_index, last_index; /* the entries, unchanged */
+	uint64_t commit_index;     /* what the last commit record said (0: none) */
+	char error[512];
+};
+int wal_downgrade(const struct wal_options *opt, struct wal_downgrade_result *res);
 
 #ifdef __cplusplus
 }

@@ -5,7 +5,7 @@
  * ZooKeeper clients (frontend.c on the zk_server engine), and stops cleanly
  * on SIGTERM/SIGINT.
  *
- *   keeld --config FILE [--myid N] [--check-config]
+ *   keeld --config FILE [--myid N] [--check-config | --log-downgrade]
  *   keeld --help | --version
  */
 #include <dirent.h>
@@ -198,12 +198,15 @@ int keeld_test_log_fault(void *arg, enum wal_io_kind kind)
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: keeld --config FILE [--myid N] [--check-config]\n"
+		"usage: keeld --config FILE [--myid N] [--check-config | --log-downgrade]\n"
 		"       keeld --help | --version\n"
 		"\n"
 		"  --config FILE    zoo.cfg-style configuration (key=value lines)\n"
 		"  --myid N         this node's server.N id (default: the file dataDir/myid)\n"
 		"  --check-config   load and check the configuration, print it, exit\n"
+		"  --log-downgrade  offline, node stopped: rewrite dataLogDir's log without its\n"
+		"                   commit records (log kind 4), so a keeld from before\n"
+		"                   2026-11-23 opens it (rollback; node README), exit\n"
 		"  --help           this text\n"
 		"  --version        print the version\n"
 		"\n"
@@ -308,19 +311,61 @@ static int mkdir_p(const char *dir)
 	return 0;
 }
 
+static void downgrade_log_line(void *arg, const char *line)
+{
+	(void)arg;
+	fprintf(stderr, "keeld: --log-downgrade: %s\n", line);
+}
+
+/*
+ * keeld --log-downgrade: the log without commit records (wal_downgrade),
+ * for a rollback to a keeld from before 2026-11-23. Offline: the log's lock
+ * refuses a running node. Exit 0 done (or nothing to do), 1 refused.
+ */
+static int log_downgrade(const struct node_config *c)
+{
+	struct wal_options wo = { .dir = c->data_log_dir,
+				  .segment_size_bytes = c->segment_bytes,
+				  .log_fn = downgrade_log_line };
+	struct wal_downgrade_result r;
+	int rc = wal_downgrade(&wo, &r);
+	if (rc == KEEL_E_BUSY) {
+		fprintf(stderr,
+			"keeld: --log-downgrade: %s: refused: %s: stop the node first (nothing "
+			"changed)\n",
+			c->data_log_dir, r.error);
+		return 1;
+	}
+	if (rc < 0) {
+		fprintf(stderr, "keeld: --log-downgrade: %s: refused: %s (%s)\n", c->data_log_dir,
+			r.error, keel_strerror(rc));
+		return 1;
+	}
+	printf("keeld: --log-downgrade: %s: entries %" PRIu64 "..%" PRIu64 ", %" PRIu64
+	       " commit records replaced by padding in %u segments%s; the hard state, the "
+	       "entries and the snapshots are unchanged. A keeld from before 2026-11-23 "
+	       "opens this log (it learns the commit, %" PRIu64
+	       " here, from a leader); this keeld opens it too.\n",
+	       c->data_log_dir, r.first_index, r.last_index, r.records_dropped,
+	       r.segments_rewritten, r.records_dropped ? "" : " (none: nothing to do)",
+	       r.commit_index);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option longs[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "myid", required_argument, NULL, 'm' },
 		{ "check-config", no_argument, NULL, 'k' },
+		{ "log-downgrade", no_argument, NULL, 'D' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'v' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *config = NULL;
 	uint32_t myid = 0;
-	bool check = false;
+	bool check = false, downgrade = false;
 	int o;
 	while ((o = getopt_long(argc, argv, "c:m:hv", longs, NULL)) != -1) {
 		switch (o) {
@@ -341,6 +386,9 @@ int main(int argc, char **argv)
 		case 'k':
 			check = true;
 			break;
+		case 'D':
+			downgrade = true;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -355,7 +403,7 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (!config || optind != argc) {
+	if (!config || optind != argc || (check && downgrade)) {
 		usage(stderr);
 		return 2;
 	}
@@ -371,6 +419,11 @@ int main(int argc, char **argv)
 	}
 	k->myid = k->cfg.myid ? k->cfg.myid : 1;
 	log_id = k->myid;
+	if (downgrade) {
+		int drc = log_downgrade(&k->cfg);
+		free(k);
+		return drc;
+	}
 	if (keeld_live_load(k, config, myid, !check) < 0) {
 		free(k->file_cfg);
 		free(k);
@@ -466,6 +519,15 @@ int main(int argc, char **argv)
 		keeld_log("FATAL: not started: the log in %s, the snapshot or the peer transport "
 			  "could not be opened (see above); exit status 1",
 			  k->cfg.data_log_dir);
+		goto out;
+	}
+	if (atomic_load(&k->removed)) {
+		/* Its own log says a committed configuration dropped it (logged
+		 * above): nothing is started, so it neither serves nor campaigns. */
+		keeld_log("stopping: this node was removed from the cluster (see above); its "
+			  "data stays in %s",
+			  k->cfg.data_log_dir);
+		rc = 0;
 		goto out;
 	}
 	if (keeld_req_id_base(k) < 0) /* past the ids the recovered log holds */

@@ -94,6 +94,7 @@
 
 #include "keeld_int.h"
 #include "mgmt.h"
+#include "selfconf.h"
 #include "spin.h"
 
 #define PEND_BUCKETS 4096
@@ -4734,14 +4735,27 @@ static void conf_watch(struct pipeline *p, uint64_t now)
 		for (uint32_t i = 0; i < c->n; i++)
 			if (c->m[i].id < DP_MAX_NODES)
 				p->removed_at[c->m[i].id] = 0;
+		/* The one before listed this node as a voter: it was a member, also
+		 * when that was a new cluster's zoo.cfg (no configuration entry) and
+		 * when raft replaced a configuration before this turn saw it (a
+		 * removed leader commits C_old,new and appends C_new in one step:
+		 * seen here as zoo.cfg -> C_new; before 2026-11-23 such a leader
+		 * stepped down without noticing). A new member starts as a learner
+		 * (":observer"), so this is never its history. */
+		if (conf_has(&p->seen_conf, k->myid, RAFT_VOTER | RAFT_VOTER_OLD))
+			p->self_listed = true;
 		p->seen_conf = *c;
 		p->conf_seen_index = raft_last_index(p->r);
 		/* A new member catching up appends configurations from before it
 		 * joined: only one that drops it after one that listed it counts. */
 		if (conf_has(c, k->myid, 0))
 			p->self_listed = true;
+		/* Only one this node appended as leader: raft never replicates C_new
+		 * to the member it drops, so one received is history (a member
+		 * added back with the same id catching up through its own removal;
+		 * the leader's REMOVED tells a follower). */
 		if (p->self_listed && k->cfg.n_servers && !conf_has(c, k->myid, 0) &&
-		    !conf_joint(c))
+		    !conf_joint(c) && raft_role(p->r) == RAFT_LEADER)
 			p->self_removed_index = raft_last_index(p->r);
 		else
 			p->self_removed_index = 0;
@@ -4775,7 +4789,11 @@ static bool removed_speaks(struct pipeline *p, uint32_t from, const struct raft_
 	if (from >= DP_MAX_NODES || raft_role(p->r) != RAFT_LEADER)
 		return false;
 	uint64_t commit = raft_commit(p->r);
-	bool removed = p->removed_at[from] && commit >= p->removed_at[from];
+	/* Not one the configuration lists again (added back with the same id):
+	 * removed_at is cleared by conf_watch early in the next turn, and the
+	 * node may answer the first append before that. */
+	bool removed = p->removed_at[from] && commit >= p->removed_at[from] &&
+		       !conf_has(raft_conf(p->r), from, 0);
 	/* A node that campaigns while the committed configuration does not list
 	 * it was removed before this leader knew it (a restart since): a new
 	 * member starts as a learner and never campaigns. Not when its log is
@@ -7062,6 +7080,13 @@ int keeld_pipeline_open(struct keeld *k)
 	if (rc < 0)
 		return rc;
 
+	/* Was this node removed by what it recovered? (selfconf.h): the
+	 * configurations in log order, the snapshot's first. */
+	struct keeld_selfconf self;
+	keeld_selfconf_init(&self, k->myid);
+	if (have_snap_conf)
+		keeld_selfconf_see(&self, &snap_conf, rec.snap_index, rc_cfg.snapshot.term);
+
 	/* Recovered entries, one buffer each, handed to raft (refs taken). */
 	uint64_t first = KEEL_MAX(rec.first_index, rec.snap_index + 1), last = rec.last_index;
 	uint32_t n = last >= first ? (uint32_t)(last - first + 1) : 0;
@@ -7091,6 +7116,9 @@ int keeld_pipeline_open(struct keeld *k)
 		ents[i].index = we.index;
 		ents[i].type = we.type;
 		ents[i].len = we.len;
+		struct raft_conf ec;
+		if (we.type == RAFT_ENTRY_CONF && raft_conf_decode(we.data, we.len, &ec) == 0)
+			keeld_selfconf_see(&self, &ec, we.index, we.term);
 		if (we.len || we.type != RAFT_ENTRY_NOOP) {
 			struct raft_buf *b = buf_new(we.len);
 			memcpy(b->data, we.data, we.len);
@@ -7153,11 +7181,29 @@ int keeld_pipeline_open(struct keeld *k)
 	 * zoo.cfg a new member starts with). */
 	p->seen_conf = *raft_conf(p->r);
 	p->conf_seen_index = raft_last_index(p->r);
-	p->self_listed = (have_snap_conf || n) && conf_has(&p->seen_conf, k->myid, 0);
+	p->self_listed = self.listed ||
+			 ((have_snap_conf || n) && conf_has(&p->seen_conf, k->myid, 0));
+	/* A drop not known committed yet: conf_watch stops the node when the
+	 * commit reaches it (the seen configuration is this one: no change). */
+	p->self_removed_index =
+		keeld_selfconf_dropped_by_self(&self, rec.hs_term, rec.hs_vote) ? self.drop_index : 0;
+	uint64_t removed =
+		keeld_selfconf_removed(&self, raft_commit(p->r), rec.hs_term, rec.hs_vote);
 	keeld_log("raft: id %u, %u members, election %u ms, heartbeat %u ms, tick %u ms, "
 		  "commit %" PRIu64 " (applied at start: %" PRIu64 " entries after the snapshot)",
 		  k->myid, conf->n, c->election_timeout_ms, c->heartbeat_ms, tick_ms,
 		  raft_commit(p->r), raft_commit(p->r) - p->applied_index);
+	if (removed) {
+		/* Before the front end, the admin port or a tick: keeld.c sees
+		 * k->removed and stops without serving or campaigning. */
+		char why[256];
+		snprintf(why, sizeof(why),
+			 "the configuration at index %" PRIu64 " in this node's log does not list "
+			 "node %u, and the log says it was committed (up to %" PRIu64
+			 "): found at start-up",
+			 removed, k->myid, raft_commit(p->r));
+		node_removed(p, why);
+	}
 	return 0;
 }
 

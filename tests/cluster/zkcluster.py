@@ -22,6 +22,7 @@ than a day, or past the newest LOGS_KEEP, goes when another is kept; only
 trees named so whose process has ended, nothing else there.
 """
 import atexit
+import fcntl
 import json
 import os
 import re
@@ -153,18 +154,95 @@ def _name_kept_at_exit():
 atexit.register(_name_kept_at_exit)
 
 
+def ports_root():
+    """Where test processes reserve ports (one flock'd file per port)."""
+    return os.environ.get("KEEL_TEST_PORTS") or os.path.join(tempfile.gettempdir(),
+                                                             "keel-ports")
+
+
+_reserved = {}  # port -> fd whose flock reserves it, for this process's life
+
+
+def _reserve_port(root, port):
+    """Takes port's flock under root (True) or finds it held (False). The
+    file is checked to be the one at the path after the lock is taken: a
+    holder that unlinks it at exit could otherwise leave this process locking
+    a file nobody else will ever open."""
+    if port in _reserved:
+        return False
+    path = os.path.join(root, str(port))
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            os.ftruncate(fd, 0)
+            os.write(fd, b"%d\n" % os.getpid())
+            _reserved[port] = fd
+            return True
+        os.close(fd)  # unlinked under us by a holder leaving: again
+
+
+def _release_port(root, port):
+    fd = _reserved.pop(port)
+    try:
+        os.unlink(os.path.join(root, str(port)))  # while still holding it
+    except OSError:
+        pass
+    os.close(fd)
+
+
+def release_ports():
+    """Gives back every port this process reserved (at exit by itself)."""
+    root = ports_root()
+    for p in list(_reserved):
+        _release_port(root, p)
+
+
+atexit.register(release_ports)
+
+
 def free_port_block(n, start=10000, end=32000):
-    """n consecutive ports free on 127.0.0.1 for TCP and UDP, chosen from the PID.
+    """n consecutive ports free on 127.0.0.1 for TCP and UDP, chosen from the
+    PID, and reserved for the life of this process.
 
     Below the kernel's ephemeral range (32768-60999 on Debian): a port found
     free here could otherwise be taken by any outgoing connection (a client,
-    a ZooKeeper JVM's own) before the server binds it."""
+    a ZooKeeper JVM's own) before the server binds it.
+
+    Free is not enough: two test processes (two tests of one run, or two
+    runs on one machine) could each find the same block free and both
+    start servers on it. Each port is therefore reserved first, by an
+    exclusive flock on <ports_root()>/<port>, held by this process until it
+    exits (the files are removed then; the kernel drops the lock of a
+    process that dies, so a leftover file of a dead one is simply taken
+    again). Only then is the port checked free by binding it. The servers
+    this process starts inherit no lock (the file is close-on-exec)."""
+    root = ports_root()
+    os.makedirs(root, exist_ok=True)
+    try:
+        os.chmod(root, 0o1777)  # every user's test processes share it
+    except OSError:
+        pass
     span = end - start - n
     last_err = None
     for attempt in range(200):
         b = start + (os.getpid() * 7 + attempt * 997) % span
+        taken = []
         ok = True
         for p in range(b, b + n):
+            if not _reserve_port(root, p):
+                ok = False
+                last_err = "port %d reserved by another test process" % p
+                break
+            taken.append(p)
             for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
                 s = socket.socket(socket.AF_INET, kind)
                 try:
@@ -178,6 +256,8 @@ def free_port_block(n, start=10000, end=32000):
                 break
         if ok:
             return b
+        for p in taken:
+            _release_port(root, p)
     raise RuntimeError("no free block of %d ports on 127.0.0.1 (%s)" % (n, last_err))
 
 

@@ -1,0 +1,65 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Was this node removed, by what its own log says? (keeld start-up)
+ *
+ * A node stopped while a configuration that drops it was committed comes
+ * back with that configuration in its log and, with the commit record (log
+ * kind 4), knowing it was committed. At run time conf_watch (pipeline.c)
+ * stops a node that sees such a configuration committed; at start-up the
+ * same rule is applied to the recovered log, before anything serves or
+ * campaigns, so a node restarted with the rest of the cluster down (or
+ * partitioned) says why it stops instead of waiting for a leader's REMOVED.
+ *
+ * The rule, fed the configurations in log order (the snapshot's first):
+ *   - one that lists this node (as a voter, a learner, or in either half of
+ *     a joint configuration) makes it "listed" and forgets any drop before
+ *     it (a node added back later: the newer configuration wins);
+ *   - a plain (not joint) one that does not list it, once listed, is the
+ *     drop -- the first such after the last listing;
+ *   - a joint one that does not list it changes nothing (conf_watch does the
+ *     same: a joint configuration is never the end of a change).
+ * A configuration seen before any that listed it is history from before
+ * this node joined (a new member catching up, or one whose snapshot
+ * predates its addition): never a removal.
+ * The node is removed when the drop is at or below the commit it recovered,
+ * and it appended the drop itself: the drop's term is the term of its hard
+ * state and its vote there is its own (it led that term). A leader never
+ * replicates C_new to the member it drops (raft stops replicating to it on
+ * appending C_new), so a drop this node received from a leader is history:
+ * a member added back with the same id on fresh directories catching up
+ * through its own earlier removal (its hard state starts afresh; it never
+ * votes for itself as a learner). A removed leader whose term moved on
+ * before it stopped (a vote request from a newer term) is not recognised:
+ * it waits for a leader's REMOVED, as before.
+ * A commit record behind the drop (at most one group behind after a crash)
+ * proves nothing: the node then waits for a leader, as before.
+ */
+#ifndef KEELD_SELFCONF_H
+#define KEELD_SELFCONF_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "raft.h"
+
+struct keeld_selfconf {
+	uint32_t id;         /* this node */
+	bool listed;         /* a configuration so far listed it */
+	uint64_t drop_index; /* the configuration that dropped it since (0: none) */
+	uint64_t drop_term;  /* its entry's term */
+};
+
+void keeld_selfconf_init(struct keeld_selfconf *s, uint32_t id);
+/* The configuration at `index` of `term` (the snapshot's: its index and
+ * term), in log order. */
+void keeld_selfconf_see(struct keeld_selfconf *s, const struct raft_conf *c, uint64_t index,
+			uint64_t term);
+/* Whether this node appended the drop itself, by its hard state (term, vote). */
+bool keeld_selfconf_dropped_by_self(const struct keeld_selfconf *s, uint64_t hs_term,
+				    uint64_t hs_vote);
+/* The index of the configuration that removed this node if `commit` covers
+ * it and the node appended it (hard state), else 0. */
+uint64_t keeld_selfconf_removed(const struct keeld_selfconf *s, uint64_t commit, uint64_t hs_term,
+				uint64_t hs_vote);
+
+#endif
