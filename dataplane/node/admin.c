@@ -341,6 +341,9 @@ static const struct family families[] = {
 	{ .name = "keel_wal_inline_backoffs_total", AT(wal_backoff_c),
 	  .help = "Slow flushes that turned inline syncs off while they were on (the back-off "
 		  "engaged; a slow one during it only renews it)." },
+	{ .name = "keel_wal_inline_backed_off", AT(wal_backed_off_g), .gauge = true,
+	  .help = "1 while inline log syncs are off for a slow flush (until 1 s after the last "
+		  "one), else 0." },
 	/* HELP_MAX (mgmt/metrics.c) keeps 159 characters: the types are in
 	 * mgmt/README.md */
 	{ .name = "keel_peer_messages_malformed_total", .key = "type",

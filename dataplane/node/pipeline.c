@@ -5875,7 +5875,7 @@ static void mg_malformed(struct pipeline *p)
 		mg_fold(k->peer_malformed_c[i], p->malformed[i], &p->malformed_seen[i]);
 }
 
-/* The log's inline syncs and their back-off (keel_wal_*_total). */
+/* The log's inline syncs and their back-off (keel_wal_*). */
 static void mg_wal(struct pipeline *p)
 {
 	struct keeld *k = p->k;
@@ -5884,6 +5884,8 @@ static void mg_wal(struct pipeline *p)
 	mg_fold(k->wal_inline_c, st.inline_groups, &p->wal_inline_seen.inline_groups);
 	mg_fold(k->wal_slow_c, st.slow_groups, &p->wal_inline_seen.slow_groups);
 	mg_fold(k->wal_backoff_c, st.backoffs, &p->wal_inline_seen.backoffs);
+	if (k->wal_backed_off_g)
+		mgmt_gauge_set(k->wal_backed_off_g, st.backed_off ? 1.0 : 0.0);
 }
 
 /* run_ticks' stalls: the counters (mntr's totals are run_ticks'). */

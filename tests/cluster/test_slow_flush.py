@@ -44,12 +44,12 @@ KEEL = os.environ.get("KEEL_TEST_TARGET", "keel") != "zookeeper"
 DELAY_US = 50000
 ROOT = "/slow-flush"
 COUNTERS = ("keel_wal_inline_syncs_total", "keel_wal_inline_backoffs_total",
-            "keel_wal_slow_flushes_total")
+            "keel_wal_slow_flushes_total", "keel_wal_inline_backed_off")
 
 
 def wal_counts(node):
-    """(inline syncs, back-offs, slow flushes) from node's /metrics (the
-    pipeline folds them in every 100 ms, all three from one reading)."""
+    """(inline syncs, back-offs, slow flushes, backed off now) from node's
+    /metrics (the pipeline folds them in every 100 ms, from one reading)."""
     with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % node.admin_port,
                                 timeout=10) as f:
         text = f.read().decode()
@@ -66,7 +66,7 @@ def term_leader(node):
 
 class Writer(threading.Thread):
     """Creates ROOT/w<tag>-N one after another through its own client at the
-    leader; `acked` holds those answered OK (in order)."""
+    leader while `go` is set; `acked` holds those answered OK (in order)."""
 
     def __init__(self, hosts, tag):
         super().__init__(daemon=True)
@@ -75,20 +75,34 @@ class Writer(threading.Thread):
         self.zk.start(timeout=30)
         self.acked = []
         self.errors = []
+        self.go = threading.Event()
         self.stop = threading.Event()
+        self.lock = threading.Lock()
 
     def run(self):
         n = 0
         while not self.stop.is_set():
-            path = "%s/w%d-%06d" % (ROOT, self.tag, n)
-            n += 1
-            try:
-                self.zk.create(path, b"x")
-                self.acked.append(path)
-            except Exception as e:  # outcome unknown: not counted as acknowledged
-                self.errors.append("%s: %r" % (path, e))
+            if not self.go.wait(0.05):
+                continue
+            with self.lock:
+                if not self.go.is_set():
+                    continue
+                path = "%s/w%d-%06d" % (ROOT, self.tag, n)
+                n += 1
+                try:
+                    self.zk.create(path, b"x")
+                    self.acked.append(path)
+                except Exception as e:  # outcome unknown: not counted as acknowledged
+                    self.errors.append("%s: %r" % (path, e))
+
+    def pause(self):
+        """No create in flight once this returns."""
+        self.go.clear()
+        with self.lock:
+            pass
 
     def finish(self):
+        self.pause()
         self.stop.set()
         self.join(60)
         self.zk.stop()
@@ -116,62 +130,84 @@ class SlowFlush(unittest.TestCase):
             check_creates_everywhere(cl, ROOT, acked)
             self.assertEqual(judged, 1, "no round with a steady leader to judge")
 
+    def read_at_leader(self, zr, w):
+        """A read at the leader answers, with every create acknowledged
+        before it was sent."""
+        want = set(w.acked)
+        have = set("%s/%s" % (ROOT, x) for x in zr.get_children(ROOT))
+        missing = want - have
+        self.assertFalse(missing, "a read at the leader missed acknowledged creates, "
+                         "e.g. %s" % sorted(missing)[:3])
+        self.reads += 1
+
+    def burst(self, node, w, zr):
+        """Writes from a quiet leader (writer paused, back-off over: real
+        slow flushes on a loaded disk renew it while writes flow), until one
+        group was synced inline and 20 more creates were answered, reading
+        at the leader meanwhile; the counters before and after."""
+        w.pause()
+        wait_for(lambda: wal_counts(node)[3] == 0, 30,
+                 "the leader's back-off over with no write flowing")
+        c = wal_counts(node)
+        n = len(w.acked)
+        w.go.set()
+
+        def done():
+            self.read_at_leader(zr, w)
+            c1 = wal_counts(node)
+            return c1 if c1[0] > c[0] and len(w.acked) >= n + 20 else None
+        return c, wait_for(done, 60, lambda: "an inline sync at the leader and 20 creates "
+                           "(counters %s -> %s, creates %d -> %d)" %
+                           (c, wal_counts(node), n, len(w.acked)))
+
     def round(self, cl, ld, acked, tag):
         """One fault round at leader index ld; False if the term or leader
         moved (not judged). Acknowledged creates go to acked."""
         node = cl.nodes[ld]
-        before = [term_leader(n) for n in cl.nodes]
+        # every node has heard of the leader (a follower's /status says
+        # leader 0 until it has)
+        before = wait_for(lambda: (lambda t: t if all(x == t[0] and x[1] == node.id
+                                                       for x in t) else None)(
+            [term_leader(n) for n in cl.nodes]), 30, "every node naming node %d leader" %
+            node.id)
         w = Writer(cl.connect_string([ld]), tag)
         zr = KazooClient(hosts=cl.connect_string([ld]), timeout=10.0)
         zr.start(timeout=30)
+        self.reads = 0
         try:
             w.start()
-            # The leader syncs inline before the fault (the path exists).
-            c = wal_counts(node)
-            wait_for(lambda: wal_counts(node)[0] > c[0], 30,
-                     "an inline sync at the leader before the fault")
             code, body = cl.put_config(ld, "keel.test.inlineSyncDelayUs", DELAY_US)
             self.assertEqual(code, 200, body)
-            c0 = wal_counts(node)
-            reads = [0]
-
-            def faulted():
-                # A read at the leader answers, with every create
-                # acknowledged before it was sent.
-                want = set(w.acked)
-                have = set("%s/%s" % (ROOT, x) for x in zr.get_children(ROOT))
-                missing = want - have
-                self.assertFalse(missing, "a read at the leader missed acknowledged "
-                                 "creates, e.g. %s" % sorted(missing)[:3])
-                reads[0] += 1
-                c1 = wal_counts(node)
-                return c1 if c1[1] - c0[1] >= 2 else None
-            c1 = wait_for(faulted, 60, lambda: "two back-offs at the leader under the "
-                          "fault (counters %s -> %s)" % (c0, wal_counts(node)))
-            inline, backoffs, slow = (c1[i] - c0[i] for i in range(3))
+            # Two bursts under the fault: each one's first group inline and
+            # slowed, so each engaged the back-off.
+            inline = backoffs = slow = 0
+            for _ in range(2):
+                c0, c1 = self.burst(node, w, zr)
+                inline += c1[0] - c0[0]
+                backoffs += c1[1] - c0[1]
+                slow += c1[2] - c0[2]
             print("\nfault %d us at node %d: %d inline syncs, %d back-offs, %d slow "
                   "flushes, %d reads, %d creates so far" %
-                  (DELAY_US, node.id, inline, backoffs, slow, reads[0], len(w.acked)),
+                  (DELAY_US, node.id, inline, backoffs, slow, self.reads, len(w.acked)),
                   file=sys.stderr)
-            self.assertGreaterEqual(inline, 1, "the fault never reached an inline sync")
+            self.assertGreaterEqual(inline, 2, "the fault never reached an inline sync")
             self.assertGreaterEqual(backoffs, inline,
                                     "an inline sync slowed by the fault did not turn "
                                     "inline syncs off")
             self.assertGreaterEqual(slow, backoffs)
-            self.assertGreaterEqual(reads[0], 1)
             after = [term_leader(n) for n in cl.nodes]
             code, body = cl.put_config(ld, "keel.test.inlineSyncDelayUs", 0)
             self.assertEqual(code, 200, body)
-            # Cleared: fast inline syncs again (ones that turned nothing off).
-            c2 = wal_counts(node)
-
-            def inline_again():
-                c3 = wal_counts(node)
-                return (c3[0] - c2[0]) - (c3[1] - c2[1]) >= 5
-            n_before = len(w.acked)
-            wait_for(inline_again, 60, lambda: "five fast inline syncs at the leader after "
-                     "the fault was cleared (counters %s -> %s)" % (c2, wal_counts(node)))
-            wait_for(lambda: len(w.acked) > n_before, 30, "a create after the fault")
+            # Cleared: an inline sync that turned nothing off (a fast one).
+            # The disk's own flushes can be slow too on a loaded machine:
+            # bursts until one is fast (at most ten).
+            for _ in range(10):
+                c0, c1 = self.burst(node, w, zr)
+                if (c1[0] - c0[0]) > (c1[1] - c0[1]):
+                    break
+            else:
+                self.fail("no fast inline sync at the leader in 10 bursts after the "
+                          "fault was cleared (last: %s -> %s)" % (c0, c1))
         finally:
             w.finish()
             acked.extend(w.acked)
