@@ -42,7 +42,7 @@ WORKLOADS = {
 }
 COUNTERS = ("keel_wal_inline_syncs_total", "keel_wal_slow_flushes_total",
             "keel_wal_inline_backoffs_total")
-LINE = re.compile(r"\(\s*([0-9.]+) ms\): .*pwritev2\(.*flags: (\w+)")
+LINE = re.compile(r"\(\s*([0-9.]+) ms\): .*pwritev2\((?:.*flags: (\w+))?")
 
 
 def counts(n):
@@ -83,8 +83,9 @@ with KeelCluster(3, admin_token="dist") as cl:
                 m = LINE.search(line)
                 if not m:
                     continue
-                flags[m.group(2)] = flags.get(m.group(2), 0) + 1
-                if "DSYNC" in m.group(2) or m.group(2) == "2":
+                fl = m.group(2) or "0"
+                flags[fl] = flags.get(fl, 0) + 1
+                if "DSYNC" in fl or fl == "2":
                     rows.setdefault(role, []).append(float(m.group(1)) * 1000.0)
         os.unlink("%s-%d.txt" % (out, p))
     print(json.dumps({"workload": WL, "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
