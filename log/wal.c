@@ -144,11 +144,13 @@ struct wal {
 	uint64_t built_end; /* tickets below this were part of some group (maybe on disk) */
 	int g_err;
 	char g_errmsg[200];
-	uint64_t g_submit_ns;         /* when the group's I/O started (sync_fn) */
-	bool g_held;                  /* the test hold of this group was started */
-	uint32_t test_fsync_delay_us; /* 0: off */
-	bool inline_sync_off;         /* wal_set_inline_sync(false) */
+	uint64_t g_submit_ns;          /* when the group's I/O started (sync_fn) */
+	bool g_held;                   /* the test hold of this group was started */
+	uint32_t test_fsync_delay_us;  /* 0: off */
+	uint32_t test_inline_delay_us; /* wal_set_test_inline_delay: 0 off */
+	bool inline_sync_off;          /* wal_set_inline_sync(false) */
 	uint64_t inline_slow_until_ns; /* group_inline: none inline before (a slow flush) */
+	struct wal_inline_stats inl;   /* wal_inline_stats (backed_off filled there) */
 	struct __kernel_timespec hold_ts;
 	struct iovec *iov;
 	size_t iov_cap;
@@ -766,8 +768,13 @@ static void group_synced(struct wal *w)
 	if (w->g_err)
 		return;
 	uint64_t now = keel_now_ns(), ns = now - w->g_submit_ns;
-	if (w->o.inline_slow_ns && ns > w->o.inline_slow_ns)
+	if (w->o.inline_slow_ns && ns > w->o.inline_slow_ns && w->uring &&
+	    w->o.inline_sync_max_bytes) {
+		w->inl.slow_groups++;
+		if (now >= w->inline_slow_until_ns)
+			w->inl.backoffs++;
 		w->inline_slow_until_ns = now + WAL_INLINE_BACKOFF_NS;
+	}
 	if (w->o.sync_fn)
 		w->o.sync_fn(w->o.sync_arg, ns);
 }
@@ -911,19 +918,26 @@ static void group_complete(struct wal *w, enum op_tag tag, int res, uint64_t arg
 }
 
 /*
- * Plain backend, and io_uring's inline small groups: the same group, written
- * and synced before returning. `dsync`: each write carries RWF_DSYNC (one
- * syscall, the written range synced as fdatasync would; the caller keeps the
- * group to one pwritev2 so no range is left unsynced) instead of a separate
- * fdatasync; the fault seam still sees a write, then an fsync.
+ * Plain backend, and io_uring's inline small groups (`on_loop`): the same
+ * group, written and synced before returning. Inline, each write carries
+ * RWF_DSYNC (one syscall, the written range synced as fdatasync would;
+ * group_inline keeps the group to one pwritev2 so no range is left unsynced)
+ * instead of a separate fdatasync; the fault seam still sees a write, then an
+ * fsync.
  */
-static void group_run_plain(struct wal *w, bool dsync)
+static void group_run_plain(struct wal *w, bool on_loop)
 {
 	struct seg *s = seg_by_seq(w, w->g_seq);
 	if (w->g_niov == 0) {
 		group_finish(w);
 		return;
 	}
+	bool dsync = on_loop && !w->o.no_sync;
+	/* The test delays: inline, the loop itself waits (a slow device blocks
+	 * the thread in its sync, wal_set_test_inline_delay); plain, the hold. */
+	uint32_t delay_us = on_loop ? w->test_inline_delay_us : w->test_fsync_delay_us;
+	if (on_loop)
+		w->inl.inline_groups++;
 	w->g_submit_ns = keel_now_ns();
 	int rc = group_write_loop(w, s, dsync ? RWF_DSYNC : 0);
 	if (rc)
@@ -935,11 +949,10 @@ static void group_run_plain(struct wal *w, bool dsync)
 		if (rc)
 			group_fail(w, rc, "fdatasync");
 	}
-	if (!w->g_err && w->test_fsync_delay_us) {
-		/* The plain backend syncs inside wal_poll() anyway: just sleep. */
-		struct timespec ts = { .tv_sec = w->test_fsync_delay_us / 1000000u,
-				       .tv_nsec =
-					       (long)(w->test_fsync_delay_us % 1000000u) * 1000 };
+	if (!w->g_err && delay_us) {
+		/* This thread waits for the sync anyway: just sleep. */
+		struct timespec ts = { .tv_sec = delay_us / 1000000u,
+				       .tv_nsec = (long)(delay_us % 1000000u) * 1000 };
 		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
 			;
 	}
@@ -2121,12 +2134,14 @@ static void flush_sqes(struct wal *w)
  * Nor for a while after a slow flush (a shared disk's 10-100 ms stalls come
  * in bursts): a loop blocked that long sends no heartbeats, counts no acks
  * and serves no reads, so groups go to io_uring until flushes are fast again
- * (bench/RESULTS.md, "Review of cpu11 (review11d)").
+ * (bench/RESULTS.md, "Review of cpu11 (review11d)"). A test hold alone keeps
+ * groups off the loop; with the inline delay set too (one slow device, both
+ * paths slowed) a small group still runs here and takes that delay.
  */
 static bool group_inline(const struct wal *w)
 {
 	return w->g_len <= w->o.inline_sync_max_bytes && w->g_niov <= IOV_PER_SQE &&
-	       !w->test_fsync_delay_us && !w->inline_sync_off &&
+	       (!w->test_fsync_delay_us || w->test_inline_delay_us) && !w->inline_sync_off &&
 	       keel_now_ns() >= w->inline_slow_until_ns;
 }
 
@@ -2141,7 +2156,7 @@ static void pump_uring(struct wal *w)
 			hs_submit_uring(w);
 		if (group_build(w)) {
 			if (group_inline(w))
-				group_run_plain(w, !w->o.no_sync);
+				group_run_plain(w, true);
 			else
 				group_submit_uring(w);
 		}
@@ -2657,6 +2672,17 @@ const char *wal_read_error(const struct wal *w)
 void wal_set_inline_sync(struct wal *w, bool on)
 {
 	w->inline_sync_off = !on;
+}
+
+void wal_set_test_inline_delay(struct wal *w, uint32_t delay_us)
+{
+	w->test_inline_delay_us = delay_us;
+}
+
+void wal_inline_stats(const struct wal *w, struct wal_inline_stats *out)
+{
+	*out = w->inl;
+	out->backed_off = keel_now_ns() < w->inline_slow_until_ns;
 }
 
 void wal_set_test_fsync_delay(struct wal *w, uint32_t delay_us)

@@ -254,6 +254,31 @@ const char *wal_error(const struct wal *w);
  * next write.
  */
 void wal_set_test_fsync_delay(struct wal *w, uint32_t delay_us);
+/*
+ * Test fault (a device whose sync blocks the thread that waits on it): every
+ * group synced inline (wal_options.inline_sync_max_bytes, io_uring backend)
+ * sleeps delay_us on the calling thread after its pwritev2(RWF_DSYNC)
+ * returned, inside the wal_poll() that started it (0: off). The sleep counts
+ * in the group's time, so with inline_slow_ns it engages the back-off as a
+ * slow flush would. Groups on io_uring are not delayed by it (that is
+ * wal_set_test_fsync_delay's hold, which keeps groups off the inline path
+ * unless this delay is set too: both set model one slow device, each path
+ * slowed its own way). No effect on the plain backend (whose syncs the hold
+ * already delays on the calling thread). Loop thread; from the next group.
+ */
+void wal_set_test_inline_delay(struct wal *w, uint32_t delay_us);
+
+/*
+ * The inline-sync path's counts since wal_open (io_uring backend with
+ * inline_sync_max_bytes; all zero otherwise), for the caller's metrics.
+ */
+struct wal_inline_stats {
+	uint64_t inline_groups; /* groups written and synced inline on the loop */
+	uint64_t slow_groups;   /* groups (either path) slower than inline_slow_ns */
+	uint64_t backoffs;      /* slow groups that turned inline syncs off (they were on) */
+	bool backed_off;        /* inline syncs are off now for a slow flush */
+};
+void wal_inline_stats(const struct wal *w, struct wal_inline_stats *out);
 
 /*
  * io_uring backend: whether the next small groups are synced inline

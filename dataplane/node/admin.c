@@ -35,6 +35,7 @@ static const char *const live_keys[] = {
 	"dp.test_dup_ppm",
 	"dp.test_peer",
 	"keel.test.fsyncDelayUs",
+	"keel.test.inlineSyncDelayUs",
 	"keel.test.clockRatePpm",
 	"keel.test.applyGapUs",
 	"keel.test.clockJumpMs",
@@ -331,6 +332,18 @@ static const struct family families[] = {
 	{ .name = "keel_stalls_total", AT(stalls_c),
 	  .help = "Pipeline turns that found more Raft ticks due than one turn runs (a stopped or "
 		  "starved process, a long fsync); /status stall_longest_ms, mntr keel_stalls." },
+	{ .name = "keel_wal_inline_syncs_total", AT(wal_inline_c),
+	  .help = "Log groups written and synced on the pipeline thread (one pwritev2 RWF_DSYNC, up "
+		  "to 256 KiB) instead of on io_uring." },
+	{ .name = "keel_wal_slow_flushes_total", AT(wal_slow_c),
+	  .help = "Log groups whose write and sync took over 2 ms (either path): each turns inline "
+		  "syncs off for the next second." },
+	{ .name = "keel_wal_inline_backoffs_total", AT(wal_backoff_c),
+	  .help = "Slow flushes that turned inline syncs off while they were on (the back-off "
+		  "engaged; a slow one during it only renews it)." },
+	{ .name = "keel_wal_inline_backed_off", AT(wal_backed_off_g), .gauge = true,
+	  .help = "1 while inline log syncs are off for a slow flush (until 1 s after the last "
+		  "one), else 0." },
 	/* HELP_MAX (mgmt/metrics.c) keeps 159 characters: the types are in
 	 * mgmt/README.md */
 	{ .name = "keel_peer_messages_malformed_total", .key = "type",

@@ -346,6 +346,7 @@ struct pipeline {
 	uint64_t stalls;         /* turns that found more ticks due than tick_cap */
 	uint64_t stall_max_ns;   /* the longest of them: how late its first tick was */
 	uint64_t ticks_dropped_seen, stalls_seen; /* mg_fold's, for their counters */
+	struct wal_inline_stats wal_inline_seen;  /* mg_wal's, likewise */
 	uint64_t stall_log_ns;   /* run_ticks' last log line (at most one per 10 s) */
 	uint64_t stall_log_skip; /* stalls not logged since it */
 	int32_t test_clock_rate_ppm; /* keel.test.clockRatePpm: 0 = the true rate */
@@ -5629,6 +5630,16 @@ static int mg_apply(struct pipeline *p, const char *key, const char *val, char *
 		wal_set_test_fsync_delay(p->w, us);
 		return 0;
 	}
+	/* A slow device as the inline sync meets it: this thread sleeps in each
+	 * group it syncs itself (wal_set_test_inline_delay). At most 1 s: longer
+	 * would also stall the PUT that clears it. */
+	if (!strcmp(key, "keel.test.inlineSyncDelayUs")) {
+		uint32_t us;
+		if ((rc = test_us(key, val, 1000000u, &us, msg, len)) < 0)
+			return rc;
+		wal_set_test_inline_delay(p->w, us);
+		return 0;
+	}
 	struct node_config *c = malloc(sizeof(*c));
 	if (!c) {
 		snprintf(msg, len, "out of memory");
@@ -5882,6 +5893,19 @@ static void mg_malformed(struct pipeline *p)
 		mg_fold(k->peer_malformed_c[i], p->malformed[i], &p->malformed_seen[i]);
 }
 
+/* The log's inline syncs and their back-off (keel_wal_*). */
+static void mg_wal(struct pipeline *p)
+{
+	struct keeld *k = p->k;
+	struct wal_inline_stats st;
+	wal_inline_stats(p->w, &st);
+	mg_fold(k->wal_inline_c, st.inline_groups, &p->wal_inline_seen.inline_groups);
+	mg_fold(k->wal_slow_c, st.slow_groups, &p->wal_inline_seen.slow_groups);
+	mg_fold(k->wal_backoff_c, st.backoffs, &p->wal_inline_seen.backoffs);
+	if (k->wal_backed_off_g)
+		mgmt_gauge_set(k->wal_backed_off_g, st.backed_off ? 1.0 : 0.0);
+}
+
 /* run_ticks' stalls: the counters (mntr's totals are run_ticks'). */
 static void mg_stalls(struct pipeline *p)
 {
@@ -6002,6 +6026,7 @@ static void mg_publish(struct pipeline *p)
 	mg_spin(p);
 	mg_malformed(p);
 	mg_stalls(p);
+	mg_wal(p);
 }
 
 /* Once per turn: answers held back, new requests, changes in flight, status. */

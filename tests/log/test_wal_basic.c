@@ -941,6 +941,124 @@ static void test_inline_slow_backoff(void **state)
 	assert_int_equal(f->rec.last_index, last);
 }
 
+/* Poll wal_inline_stats until the back-off is over (bounded: a real slow
+ * flush on a loaded machine renews it; 20 s is far past any such burst). */
+static void wait_backoff_over(struct wal *w)
+{
+	struct wal_inline_stats is;
+	for (int i = 0; i < 400; i++) {
+		wal_inline_stats(w, &is);
+		if (!is.backed_off)
+			return;
+		struct timespec ts = { .tv_sec = 0, .tv_nsec = 50000000 };
+		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+			;
+	}
+	fail_msg("inline syncs still backed off after 20 s");
+}
+
+/*
+ * wal_set_test_inline_delay (keeld's keel.test.inlineSyncDelayUs): a small
+ * group synced inline takes the delay on the calling thread -- durable when
+ * the poll that started it returns, that poll having lasted at least the
+ * delay -- and, slower than inline_slow_ns, turns inline syncs off: the next
+ * small groups go to io_uring (not durable at the poll's return), where the
+ * delay does not apply; wal_inline_stats counts one inline group, one
+ * back-off, and says backed off. With the io_uring hold set too (one slow
+ * device), a small group still runs inline and engages the back-off again.
+ * Cleared, inline syncs come back once the back-off is over. On the plain
+ * backend nothing is counted (no inline path).
+ */
+static void test_inline_delay(void **state)
+{
+	struct fx *f = *state;
+	wal_close(f->w);
+	struct wal_options o = vopts(f);
+	o.inline_slow_ns = 2u * 1000000u;
+	assert_int_equal(wal_open(&o, &f->w, &f->rec), 0);
+	struct wal_status st;
+	struct wal_inline_stats is;
+	assert_int_equal(walt_drain(f->w, &st), 0);
+	uint64_t last = 0;
+	wal_set_test_inline_delay(f->w, 30000);
+	if (f->v->backend == WAL_BACKEND_PLAIN) {
+		walt_append_range(f->w, last + 1, last + 3, 1, store);
+		last += 3;
+		assert_int_equal(wal_poll(f->w, &st), 0);
+		assert_int_equal(st.durable_index, last);
+		wal_inline_stats(f->w, &is);
+		assert_int_equal(is.inline_groups, 0);
+		assert_int_equal(is.slow_groups, 0);
+		assert_int_equal(is.backoffs, 0);
+		assert_false(is.backed_off);
+		goto reopen;
+	}
+	wal_inline_stats(f->w, &is);
+	assert_int_equal(is.inline_groups, 0);
+	assert_int_equal(is.backoffs, 0);
+	/* Inline, and the poll itself blocked for the delay. */
+	walt_append_range(f->w, last + 1, last + 1, 1, store);
+	last++;
+	uint64_t t0 = keel_now_ns();
+	assert_int_equal(wal_poll(f->w, &st), 0);
+	assert_true(keel_now_ns() - t0 >= 30000000u);
+	assert_int_equal(st.durable_index, last);
+	wal_inline_stats(f->w, &is);
+	assert_int_equal(is.inline_groups, 1);
+	assert_int_equal(is.backoffs, 1);
+	assert_true(is.slow_groups >= 1);
+	assert_true(is.backed_off);
+	/* Backed off: small groups on io_uring, the delay not theirs. */
+	for (int i = 0; i < 3; i++) {
+		walt_append_range(f->w, last + 1, last + 1, 1, store);
+		last++;
+		assert_int_equal(wal_poll(f->w, &st), 0);
+		assert_true(st.durable_index < last);
+		assert_true(st.busy);
+		assert_int_equal(walt_drain(f->w, &st), 0);
+		assert_int_equal(st.durable_index, last);
+	}
+	wal_inline_stats(f->w, &is);
+	assert_int_equal(is.inline_groups, 1);
+	assert_int_equal(is.backoffs, 1); /* a slow one meanwhile renews, never counts */
+	/* Both faults: inline again once the back-off is over, delayed there. */
+	wal_set_test_fsync_delay(f->w, 1000);
+	wait_backoff_over(f->w);
+	wal_inline_stats(f->w, &is);
+	uint64_t b0 = is.backoffs;
+	walt_append_range(f->w, last + 1, last + 1, 1, store);
+	last++;
+	t0 = keel_now_ns();
+	assert_int_equal(wal_poll(f->w, &st), 0);
+	assert_true(keel_now_ns() - t0 >= 30000000u);
+	assert_int_equal(st.durable_index, last);
+	wal_inline_stats(f->w, &is);
+	assert_int_equal(is.inline_groups, 2);
+	assert_int_equal(is.backoffs, b0 + 1);
+	assert_true(is.backed_off);
+	/* ... and the next small group is held on io_uring. */
+	walt_append_range(f->w, last + 1, last + 1, 1, store);
+	last++;
+	assert_int_equal(wal_poll(f->w, &st), 0);
+	assert_true(st.durable_index < last);
+	assert_int_equal(walt_drain(f->w, &st), 0);
+	assert_int_equal(st.durable_index, last);
+	/* Cleared: inline again after the back-off, durable at the poll's return. */
+	wal_set_test_fsync_delay(f->w, 0);
+	wal_set_test_inline_delay(f->w, 0);
+	wait_backoff_over(f->w);
+	walt_append_range(f->w, last + 1, last + 1, 1, store);
+	last++;
+	assert_int_equal(wal_poll(f->w, &st), 0);
+	assert_int_equal(st.durable_index, last);
+	wal_inline_stats(f->w, &is);
+	assert_int_equal(is.inline_groups, 3);
+reopen:
+	reopen(f);
+	assert_int_equal(f->rec.last_index, last);
+	assert_false(f->rec.torn);
+}
+
 /* The lowest-numbered segment file of the log directory (its first). */
 static int first_segment(const struct fx *f)
 {
@@ -1094,6 +1212,10 @@ int main(void)
 		T(test_inline_sync_policy, uring_wloop),
 		T(test_inline_slow_backoff, uring_inline),
 		T(test_inline_slow_backoff, uring_wloop),
+		T(test_inline_delay, uring_inline),
+		T(test_inline_delay, direct_inline),
+		T(test_inline_delay, uring_wloop),
+		T(test_inline_delay, plain),
 		T(test_write_on_loop_order, uring_wloop),
 		T(test_write_on_loop_fsync_fails, uring_wloop),
 		T(test_lock, plain),

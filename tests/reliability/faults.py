@@ -45,7 +45,10 @@ Faults (the seed picks their order, targets and lengths):
                           them, with 2 ms of jitter (dp.test_reorder_ppm)
   slow_fsync              keel only: every fsync of one or every server's
                           log, hard state (votes) and snapshots held 20-300 ms
-                          (keel.test.fsyncDelayUs); ZooKeeper has no
+                          (keel.test.fsyncDelayUs), and each small log group
+                          synced on the pipeline thread slowed as long there
+                          (keel.test.inlineSyncDelayUs: the loop itself waits,
+                          then backs off for 1 s); ZooKeeper has no
                           injectable fsync delay
   slow_election           keel only: fsyncs held 100-300 ms at every server
                           and the leader isolated, so the next election's
@@ -727,7 +730,7 @@ def apply_live(c, fault, rnd, leader):
         what = "duplicate %d%% (+2 ms jitter)" % (ppm // 10000)
     elif fault == "slow_fsync":
         us = rnd.choice([20000, 100000, 300000])
-        settings = {"keel.test.fsyncDelayUs": us}
+        settings = {"keel.test.fsyncDelayUs": us, "keel.test.inlineSyncDelayUs": us}
         what = "fsync held %d ms" % (us // 1000)
     else:
         raise ValueError(fault)

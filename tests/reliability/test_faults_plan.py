@@ -186,7 +186,7 @@ class Shapes(unittest.TestCase):
         want = {"delay": {"dp.test_delay_us", "dp.test_jitter_us"},
                 "reorder": {"dp.test_reorder_ppm", "dp.test_jitter_us"},
                 "dup": {"dp.test_dup_ppm", "dp.test_jitter_us"},
-                "slow_fsync": {"keel.test.fsyncDelayUs"}}
+                "slow_fsync": {"keel.test.fsyncDelayUs", "keel.test.inlineSyncDelayUs"}}
         for n in (3, 5):
             for f, keys in want.items():
                 every = one = 0
