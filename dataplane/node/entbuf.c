@@ -8,9 +8,12 @@
  * between snapshots each new entry is new memory, and with malloc each new
  * 4 KiB page of it is a page fault on first touch (the memcpy into it): at
  * set-sat ~6 % of a follower's pipeline samples (bench/RESULTS.md "CPU per
- * write, round 8"). A chunk is asked for huge pages (MADV_HUGEPAGE; THP is
- * "madvise" on Debian), so one fault maps it all; without them its pages
- * still fault one by one, as before.
+ * write, round 8"). A chunk is not asked for huge pages (round 12): a fresh
+ * huge page must come from a free 2 MiB block, and on a VM whose balloon
+ * reports free pages to the host (this one) such a block has usually been
+ * handed back, so its first touch faults on the host too -- 1.5-5.5 ms per
+ * chunk against ~0.5 ms for its 512 small faults, which come from the
+ * guest's hot small free pages (bench/results/cpu-round12/zero-cost.c).
  *
  * Happy path: buffers are bumped off the open chunk; each holds a reference
  * to its chunk, the open chunk one more; the chunk is given back when its
@@ -145,7 +148,6 @@ static struct entbuf_chunk *chunk_map(struct keeld_entbuf *a)
 		munmap(m, head);
 	if (n - head)
 		munmap((uint8_t *)start + n, n - head);
-	(void)madvise((void *)start, n, MADV_HUGEPAGE); /* advice: EINVAL without THP */
 	struct entbuf_chunk *c = (struct entbuf_chunk *)start;
 	c->owner = a;
 	c->refs = 0;
