@@ -20,8 +20,9 @@
  * last buffer is released. Raft compacts in log order, so chunks empty in
  * the order they were filled. Emptied chunks, up to max_spare, are kept and
  * opened again before a new one is mapped: a fresh page must be zeroed by the
- * kernel (a huge page's 2 MiB at once), a kept one is reused as it is, as
- * malloc reused the log's freed memory after a snapshot; when no chunk has
+ * kernel (and, on a VM like this one, often backed again by the host), a kept
+ * one is reused as it is, as malloc reused the log's freed memory after a
+ * snapshot; when no chunk has
  * been opened for a while (keeld_entbuf_trim) they are unmapped.
  * What can fail: mmap (then a buffer falls back to malloc, as do buffers
  * larger than an eighth of a chunk: snapshot chunks, huge batches).
@@ -134,8 +135,8 @@ static void malloc_release(struct raft_buf *b)
 	free(b);
 }
 
-/* A chunk_bytes mapping aligned to chunk_bytes (a huge page can back it only
- * then), or NULL. */
+/* A chunk_bytes mapping aligned to chunk_bytes (with THP at "always" a huge
+ * page can back it only then), or NULL. */
 static struct entbuf_chunk *chunk_map(struct keeld_entbuf *a)
 {
 	size_t n = a->chunk_bytes;
