@@ -11,6 +11,7 @@
 #include "hamt.h"
 #include "keel.h"
 #include "kv.h"
+#include "le.h"
 #include "siphash.h"
 
 #define LEAF_TAG  1u
@@ -146,9 +147,15 @@ uint64_t kv_hash(const void *p, size_t n, uint64_t seed)
 		b += 8;
 		n -= 8;
 	}
+	/* The last 0-7 bytes as one little-endian word, from two overlapping
+	 * loads (the same word the byte loop built, ~20 instructions fewer on
+	 * a 100-byte value: every setData's data hash on every node). */
 	uint64_t t = 0;
-	for (size_t i = 0; i < n; i++)
-		t |= (uint64_t)b[i] << (8 * i);
+	if (n >= 4)
+		t = kv_le_load(b, 4) | kv_le_load(b + n - 4, 4) << (8 * (n - 4));
+	else if (n > 0)
+		t = (uint64_t)b[0] | (uint64_t)b[n / 2] << (8 * (n / 2)) |
+		    (uint64_t)b[n - 1] << (8 * (n - 1));
 	h ^= kv_mix64(t ^ 0xA0761D6478BD642Full);
 	return kv_mix64(h);
 }

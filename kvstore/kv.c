@@ -1173,18 +1173,35 @@ static int remove_node(struct kv *kv, struct kv_znode *z, int64_t zxid)
 	return 0;
 }
 
+/*
+ * The znode at path, or NULL with *err set: BADARGUMENTS for a path no znode
+ * could have, NONODE for a valid one that is not there. Looked up before it
+ * is validated: every znode's path is valid (a create checks it, a snapshot's
+ * are checked as they are read, and the root's and /zookeeper's are), so a
+ * path found needs no check -- ~170 instructions of a setData's apply on
+ * every node, and of every getData (bench/RESULTS.md "CPU per write, round
+ * 12"). The answer is the one validating first would give.
+ */
+static struct kv_znode *find_valid(const struct kv_view *v, const char *path, size_t n, int *err)
+{
+	struct kv_znode *z = NULL;
+	if (path && n > 0 && n <= KV_PATH_MAX_BYTES)
+		z = kv_lookup(v, path, (uint32_t)n);
+	if (z)
+		*err = ZK_OK;
+	else
+		*err = path_valid(path, n) ? ZK_ENONODE : ZK_EBADARGUMENTS;
+	return z;
+}
+
 /* Looks up op->path for delete/setData/setACL/check/deleteContainer; NULL and
  * res->err set when it is invalid or missing. */
 static struct kv_znode *target(struct opctx *c, const struct kv_op *op)
 {
-	struct kv_znode *z;
-	if (!path_valid(op->path, op->path_len)) {
-		c->res->err = ZK_EBADARGUMENTS;
-		return NULL;
-	}
-	z = kv_lookup(c->kv->draft, op->path, op->path_len);
+	int err;
+	struct kv_znode *z = find_valid(c->kv->draft, op->path, op->path_len, &err);
 	if (!z)
-		c->res->err = ZK_ENONODE;
+		c->res->err = err;
 	return z;
 }
 
@@ -2046,13 +2063,7 @@ uint64_t kv_view_session_count(const struct kv_view *v)
 static const struct kv_znode *read_node(const struct kv_view *v, const char *path, size_t n,
 					int *err)
 {
-	if (!path_valid(path, n)) {
-		*err = ZK_EBADARGUMENTS;
-		return NULL;
-	}
-	const struct kv_znode *z = kv_lookup(v, path, (uint32_t)n);
-	*err = z ? ZK_OK : ZK_ENONODE;
-	return z;
+	return find_valid(v, path, n, err);
 }
 
 int kv_get(const struct kv_view *v, const char *path, size_t path_len, struct kv_node *out)

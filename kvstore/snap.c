@@ -766,7 +766,10 @@ static int restore_body(struct kv *kv, struct sreader *r)
 		kv_znode_set_acl(z, sr_acl(kv, r));
 		if (r->err)
 			return r->err;
-		if (path[0] != '/' || (n > 1 && path[n - 1] == '/'))
+		/* Every path a create accepts, no other: the ops that look a path
+		 * up before validating it rely on a found znode's path being valid
+		 * (kv.c, find_valid). */
+		if (!kv_path_valid(path, n))
 			return KEEL_E_CORRUPT;
 		if (kv_hamt_put(&kv->mem, &d->paths, &z->leaf, &old) < 0)
 			return KEEL_E_NOMEM;

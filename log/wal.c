@@ -58,6 +58,7 @@ enum op_tag {
 	OP_DEL,      /* close, unlink, directory fsync of compacted segments */
 	OP_LOG_HOLD, /* test: a synced group's completion held (wal_set_test_fsync_delay) */
 	OP_HS_HOLD,  /* test: a synced hard state's completion held, the same way */
+	OP_SEG_DROP, /* a finished segment's page cache dropped (advice) */
 };
 
 enum spare_state { SPARE_NONE, SPARE_BUSY, SPARE_READY };
@@ -70,10 +71,10 @@ enum spare_state { SPARE_NONE, SPARE_BUSY, SPARE_READY };
  */
 enum pre_phase {
 	PRE_OPEN,   /* openat(O_CREAT | O_TRUNC) in flight */
-	PRE_FILL,   /* header and zero writes */
-	PRE_SYNC,   /* fsync of the file linked to fsync of the directory */
-	PRE_SYNCED, /* synced; the O_DIRECT twin is still to be opened */
+	PRE_CREATED, /* direct_io: created; the O_DIRECT twin is still to be opened */
 	PRE_REOPEN, /* openat(O_DIRECT) in flight */
+	PRE_FILL,   /* header and zero writes (direct_io: through the twin) */
+	PRE_SYNC,   /* fsync of the file linked to fsync of the directory */
 };
 
 struct seg {
@@ -178,6 +179,7 @@ struct wal {
 	uint8_t *hs_buf; /* HS_SLOT_BYTES, aligned */
 
 	unsigned del_ops;      /* compacted-segment deletion ops in flight */
+	unsigned drop_ops;     /* finished segments' page-cache drops in flight (seg_drop_cache) */
 	char (*del_names)[32]; /* their file names, alive until completion */
 	size_t del_cap;
 	int del_err;
@@ -395,7 +397,13 @@ static void seg_close(struct seg *s)
 /*
  * Synchronous preallocation (open time, and the plain backend): zeros written
  * and synced so later fdatasyncs have no extent conversion or size change to
- * journal (PLATFORM.md: ~110-145 us instead of ~210-280 us).
+ * journal (PLATFORM.md: ~110-145 us instead of ~210-280 us). With direct_io
+ * the header and zeros go through the O_DIRECT twin, opened first: a log
+ * whose groups bypass the page cache has no use for its zeros there, and
+ * buffered zeros cost a page-cache page per 4 KiB of log, their copy and
+ * their writeback -- at set-sat the largest single cost in the io_uring
+ * workers (bench/RESULTS.md "CPU per write, round 12"). Every zero-fill
+ * write is block-aligned (SEG_HDR_BYTES and the segment size are blocks).
  */
 static int prealloc_sync(struct wal *w, uint64_t seq, struct seg *out)
 {
@@ -404,34 +412,35 @@ static int prealloc_sync(struct wal *w, uint64_t seq, struct seg *out)
 	int rc, fd = openat(w->ss.dirfd, name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
 		return -errno;
-	seg_header(w->pre_hdr, seq, w->o.segment_size_bytes);
-	rc = fault(w, WAL_IO_WRITE);
-	if (!rc)
-		rc = wal_write_all(fd, w->pre_hdr, SEG_HDR_BYTES, 0);
-	for (uint64_t o = SEG_HDR_BYTES; !rc && o < w->o.segment_size_bytes;) {
-		uint64_t n = KEEL_MIN((uint64_t)PRE_CHUNK_BYTES, w->o.segment_size_bytes - o);
-		rc = wal_write_all(fd, w->zeros, n, o);
-		o += n;
-	}
-	if (!rc && !w->o.no_sync)
-		rc = fault(w, WAL_IO_FSYNC);
-	if (!rc && !w->o.no_sync)
-		rc = sync_new_file(fd, w->ss.dirfd);
-	if (rc) {
-		close(fd);
-		unlinkat(w->ss.dirfd, name, 0);
-		return rc;
-	}
 	out->seq = seq;
 	out->fd = fd;
 	out->dfd = open_direct(w, name, fd);
 	if (out->dfd < 0) {
 		rc = out->dfd;
 		out->dfd = -1;
-		seg_close(out);
-		return rc;
+		goto fail;
 	}
-	return 0;
+	seg_header(w->pre_hdr, seq, w->o.segment_size_bytes);
+	rc = fault(w, WAL_IO_WRITE);
+	if (!rc)
+		rc = wal_write_all(out->dfd, w->pre_hdr, SEG_HDR_BYTES, 0);
+	for (uint64_t o = SEG_HDR_BYTES; !rc && o < w->o.segment_size_bytes;) {
+		uint64_t n = KEEL_MIN((uint64_t)PRE_CHUNK_BYTES, w->o.segment_size_bytes - o);
+		rc = wal_write_all(out->dfd, w->zeros, n, o);
+		o += n;
+	}
+	if (!rc && !w->o.no_sync)
+		rc = fault(w, WAL_IO_FSYNC);
+	/* fsync of the buffered descriptor: the file's size and, after direct
+	 * writes, the device cache's flush as well */
+	if (!rc && !w->o.no_sync)
+		rc = sync_new_file(fd, w->ss.dirfd);
+	if (!rc)
+		return 0;
+fail:
+	seg_close(out);
+	unlinkat(w->ss.dirfd, name, 0);
+	return rc;
 }
 
 static struct io_uring_sqe *get_sqe(struct wal *w, enum op_tag tag, uint64_t arg)
@@ -466,20 +475,18 @@ static void spare_start_async(struct wal *w)
 	spare_open_sqe(w, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0);
 }
 
-/* The spare's zeros are synced (or, no_sync, written): ready, or reopen with O_DIRECT. */
+/* The spare's zeros are synced (or, no_sync, written): ready. */
 static void spare_synced(struct wal *w)
 {
-	if (w->o.direct_io) {
-		w->pre_phase = PRE_SYNCED;
-		return;
-	}
-	w->spare.dfd = w->spare.fd;
+	if (!w->o.direct_io)
+		w->spare.dfd = w->spare.fd;
 	w->spare_state = SPARE_READY;
 }
 
 /*
- * Move the spare's preparation on: a few zero-fill writes in flight; then
- * fsync the file and the directory; then (direct_io) open its O_DIRECT twin.
+ * Move the spare's preparation on: (direct_io) open its O_DIRECT twin; a few
+ * zero-fill writes in flight (direct_io: through the twin, as
+ * prealloc_sync); then fsync the file and the directory.
  * Submits only from here (wal_poll), never from a completion: quiesce() reaps
  * without submitting, so an op queued while it waits would never complete.
  */
@@ -487,22 +494,23 @@ static void spare_pump(struct wal *w)
 {
 	if (w->spare_state != SPARE_BUSY || w->pre_err)
 		return;
-	if (w->pre_phase == PRE_SYNCED) {
+	if (w->pre_phase == PRE_CREATED) {
 		w->pre_phase = PRE_REOPEN;
 		spare_open_sqe(w, O_RDWR | O_DIRECT | O_CLOEXEC, 1);
 		return;
 	}
 	if (w->pre_phase != PRE_FILL)
 		return;
+	int fill_fd = w->o.direct_io ? w->spare.dfd : w->spare.fd;
 	while (w->pre_inflight < PRE_WINDOW && w->pre_next < w->o.segment_size_bytes) {
 		struct io_uring_sqe *sqe = get_sqe(w, OP_PRE_WRITE, 0);
 		if (w->pre_next == 0) {
-			io_uring_prep_write(sqe, w->spare.fd, w->pre_hdr, SEG_HDR_BYTES, 0);
+			io_uring_prep_write(sqe, fill_fd, w->pre_hdr, SEG_HDR_BYTES, 0);
 			w->pre_next = SEG_HDR_BYTES;
 		} else {
 			uint64_t n = KEEL_MIN((uint64_t)PRE_CHUNK_BYTES,
 					      w->o.segment_size_bytes - w->pre_next);
-			io_uring_prep_write(sqe, w->spare.fd, w->zeros, (unsigned)n, w->pre_next);
+			io_uring_prep_write(sqe, fill_fd, w->zeros, (unsigned)n, w->pre_next);
 			w->pre_next += n;
 		}
 		w->pre_inflight++;
@@ -559,18 +567,18 @@ static void spare_complete(struct wal *w, enum op_tag tag, int res, uint64_t arg
 	}
 	switch (w->pre_phase) {
 	case PRE_OPEN:
+		w->pre_phase = w->o.direct_io ? PRE_CREATED : PRE_FILL;
+		break;
+	case PRE_CREATED:
+		KEEL_ASSERT(!"no op in flight when created");
+		break;
+	case PRE_REOPEN:
 		w->pre_phase = PRE_FILL;
 		break;
 	case PRE_FILL:
 		break;
 	case PRE_SYNC:
 		spare_synced(w);
-		break;
-	case PRE_SYNCED:
-		KEEL_ASSERT(!"no op in flight when synced");
-		break;
-	case PRE_REOPEN:
-		w->spare_state = SPARE_READY;
 		break;
 	}
 }
@@ -638,6 +646,30 @@ static uint64_t group_commit_record(struct wal *w, uint64_t from, uint64_t to, s
 }
 
 /*
+ * A segment just finished (every group in it synced: one group is in flight at
+ * a time, and none is now) is only read again by a restart's recovery, so its
+ * page cache is given back at once: the next spare's zero-fill, which starts
+ * right after a roll, then reuses those pages while they are still the
+ * guest's, where pages left to age come back from memory the kernel freed
+ * long ago -- on a VM that reports free memory to its host (this one), a host
+ * fault each (bench/RESULTS.md "CPU per write, round 12"). The pages are
+ * clean, so dropping them writes nothing. Advice: an error changes nothing.
+ * On io_uring (a worker frees the 64 MiB, not the loop); not with direct_io
+ * (nothing is cached).
+ */
+static void seg_drop_cache(struct wal *w, struct seg *s)
+{
+	if (w->o.direct_io || s->fd < 0)
+		return;
+	if (!w->uring) {
+		(void)posix_fadvise(s->fd, 0, 0, POSIX_FADV_DONTNEED);
+		return;
+	}
+	io_uring_prep_fadvise(get_sqe(w, OP_SEG_DROP, 0), s->fd, 0, 0, POSIX_FADV_DONTNEED);
+	w->drop_ops++;
+}
+
+/*
  * Choose the next group: records from pq_sub on, all in the active segment.
  * Rolls to the spare when the first record does not fit. Returns false when
  * there is nothing to do (or the spare is not ready yet).
@@ -656,6 +688,7 @@ static bool group_build(struct wal *w)
 		w->spare = (struct seg){ .fd = -1, .dfd = -1 };
 		w->spare_state = SPARE_NONE;
 		w->off = SEG_HDR_BYTES;
+		seg_drop_cache(w, &w->segs[w->nsegs - 2]);
 	}
 	struct seg *s = &w->segs[w->nsegs - 1];
 	uint64_t off = w->off, t = w->pq_sub;
@@ -2091,6 +2124,10 @@ static unsigned reap_pass(struct wal *w)
 		case OP_DEL:
 			del_complete(w, cqe->res);
 			break;
+		case OP_SEG_DROP: /* advice: its result changes nothing */
+			KEEL_ASSERT(w->drop_ops > 0);
+			w->drop_ops--;
+			break;
 		case OP_LOG_HOLD: /* -ETIME is a timeout's normal end */
 			KEEL_ASSERT(w->g_ops == 1);
 			w->g_ops = 0;
@@ -2214,7 +2251,7 @@ int wal_poll(struct wal *w, struct wal_status *st)
 		st->hs_term = w->hs_term;
 		st->hs_vote = w->hs_vote;
 		st->hs_pending = w->hs_want || w->hs_inflight;
-		st->busy = w->g_inflight || w->hs_inflight || w->pre_inflight || w->del_ops ||
+		st->busy = w->g_inflight || w->hs_inflight || w->pre_inflight || w->del_ops || w->drop_ops ||
 			   w->pq_sub != w->pq_tail || w->hs_want;
 		st->error = w->err;
 	}
@@ -2251,7 +2288,8 @@ static void quiesce(struct wal *w)
 {
 	if (w->uring)
 		flush_sqes(w);
-	while (w->uring && (w->g_inflight || w->hs_inflight || w->pre_inflight || w->del_ops)) {
+	while (w->uring &&
+	       (w->g_inflight || w->hs_inflight || w->pre_inflight || w->del_ops || w->drop_ops)) {
 		struct io_uring_cqe *cqe;
 		flush_sqes(w); /* a completion may queue a follow-up (the test fsync hold) */
 		if (io_uring_wait_cqe(&w->ring, &cqe) < 0)

@@ -8,17 +8,21 @@
  * between snapshots each new entry is new memory, and with malloc each new
  * 4 KiB page of it is a page fault on first touch (the memcpy into it): at
  * set-sat ~6 % of a follower's pipeline samples (bench/RESULTS.md "CPU per
- * write, round 8"). A chunk is asked for huge pages (MADV_HUGEPAGE; THP is
- * "madvise" on Debian), so one fault maps it all; without them its pages
- * still fault one by one, as before.
+ * write, round 8"). A chunk is not asked for huge pages (round 12): a fresh
+ * huge page must come from a free 2 MiB block, and on a VM whose balloon
+ * reports free pages to the host (this one) such a block has usually been
+ * handed back, so its first touch faults on the host too -- 1.5-5.5 ms per
+ * chunk against ~0.5 ms for its 512 small faults, which come from the
+ * guest's hot small free pages (bench/results/cpu-round12/zero-cost.c).
  *
  * Happy path: buffers are bumped off the open chunk; each holds a reference
  * to its chunk, the open chunk one more; the chunk is given back when its
  * last buffer is released. Raft compacts in log order, so chunks empty in
  * the order they were filled. Emptied chunks, up to max_spare, are kept and
  * opened again before a new one is mapped: a fresh page must be zeroed by the
- * kernel (a huge page's 2 MiB at once), a kept one is reused as it is, as
- * malloc reused the log's freed memory after a snapshot; when no chunk has
+ * kernel (and, on a VM like this one, often backed again by the host), a kept
+ * one is reused as it is, as malloc reused the log's freed memory after a
+ * snapshot; when no chunk has
  * been opened for a while (keeld_entbuf_trim) they are unmapped.
  * What can fail: mmap (then a buffer falls back to malloc, as do buffers
  * larger than an eighth of a chunk: snapshot chunks, huge batches).
@@ -131,8 +135,8 @@ static void malloc_release(struct raft_buf *b)
 	free(b);
 }
 
-/* A chunk_bytes mapping aligned to chunk_bytes (a huge page can back it only
- * then), or NULL. */
+/* A chunk_bytes mapping aligned to chunk_bytes (with THP at "always" a huge
+ * page can back it only then), or NULL. */
 static struct entbuf_chunk *chunk_map(struct keeld_entbuf *a)
 {
 	size_t n = a->chunk_bytes;
@@ -145,7 +149,6 @@ static struct entbuf_chunk *chunk_map(struct keeld_entbuf *a)
 		munmap(m, head);
 	if (n - head)
 		munmap((uint8_t *)start + n, n - head);
-	(void)madvise((void *)start, n, MADV_HUGEPAGE); /* advice: EINVAL without THP */
 	struct entbuf_chunk *c = (struct entbuf_chunk *)start;
 	c->owner = a;
 	c->refs = 0;

@@ -110,6 +110,60 @@ static void test_zookeeper_nodes(void **state)
 	kv_destroy(other);
 }
 
+/* setData, check and the reads look a path up before validating it
+ * (kv.c, find_valid): the answer must stay the one validating first gave --
+ * a path no znode could have is BADARGUMENTS, a valid one not there NONODE,
+ * even next to znodes whose paths it resembles. */
+static void test_path_lookup_first(void **state)
+{
+	struct kv *kv = *state;
+	struct kv_node n;
+	int64_t z = 1;
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/a", "x", 0), NULL), ZK_OK);
+	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/a/b", "y", 0), NULL), ZK_OK);
+	static const struct {
+		const char *p;
+		uint32_t n;
+		int32_t want;
+	} cases[] = {
+		{ "/a", 2, ZK_OK },
+		{ "/a/b", 4, ZK_OK },
+		{ "/", 1, ZK_OK },
+		{ "/c", 2, ZK_ENONODE },
+		{ "/a/b/c", 6, ZK_ENONODE },
+		{ "a", 1, ZK_EBADARGUMENTS },
+		{ "/a/", 3, ZK_EBADARGUMENTS },
+		{ "/a//b", 5, ZK_EBADARGUMENTS },
+		{ "//a", 3, ZK_EBADARGUMENTS },
+		{ "/./a", 4, ZK_EBADARGUMENTS },
+		{ "/a/..", 5, ZK_EBADARGUMENTS },
+		{ "/a\0", 3, ZK_EBADARGUMENTS },   /* "/a" and a NUL */
+		{ "/a/b\x01", 5, ZK_EBADARGUMENTS },
+		{ "/a\x7f", 3, ZK_EBADARGUMENTS },
+		{ "", 0, ZK_EBADARGUMENTS },
+		{ NULL, 0, ZK_EBADARGUMENTS },
+	};
+	for (size_t i = 0; i < KEEL_ARRAY_SIZE(cases); i++) {
+		const char *p = cases[i].p;
+		uint32_t len = cases[i].n;
+		int32_t want = cases[i].want;
+		assert_int_equal(kv_get(kv_view_get(kv), p, len, &n), want);
+		struct kv_op op = kvt_op(KV_OP_CHECK, "");
+		op.path = p;
+		op.path_len = len;
+		assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), want);
+		op.type = KV_OP_SET_DATA;
+		op.data = "v";
+		op.data_len = 1;
+		assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), want);
+	}
+	/* a path over the limit is not looked up: BADARGUMENTS, as before */
+	char longp[KV_PATH_MAX_BYTES + 2];
+	memset(longp, 'a', sizeof(longp));
+	longp[0] = '/';
+	assert_int_equal(kv_get(kv_view_get(kv), longp, sizeof(longp), &n), ZK_EBADARGUMENTS);
+}
+
 static void test_create(void **state)
 {
 	struct kv *kv = *state;
@@ -1293,6 +1347,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_root, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_zookeeper_nodes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_path_lookup_first, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_create, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_event_acls, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_create_errors, setup, teardown),

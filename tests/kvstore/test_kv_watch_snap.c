@@ -567,6 +567,56 @@ static void test_snapshot_null_data(void **state)
 	kv_thread_unregister();
 }
 
+/*
+ * A snapshot holding a path no create accepts is refused, even with its
+ * digest and CRC made to match: setData, check and the reads look a path up
+ * before validating it (kv.c, find_valid), so a znode found must have a valid
+ * path. The same edit to a valid path restores (the fix-up is right).
+ */
+static void snap_path_edit(const char *to, int want)
+{
+	struct kv *a, *b;
+	struct kvt_stream s = { 0 };
+	int64_t z = 1;
+	assert_int_equal(kv_create(NULL, &a), 0);
+	assert_int_equal(kvt_apply1(a, z++, 0, kvt_create_op("/pq", "xyz", 0), NULL), ZK_OK);
+	assert_int_equal(kv_snapshot_write(kv_view_get(a), kvt_stream_write, &s), 0);
+	uint8_t *at = memmem(s.b, s.len, "/pq", 3);
+	assert_non_null(at);
+	memcpy(at, to, 3);
+	/* the digest: the node's share out, the edited node's in */
+	const struct kv_znode *old = kv_lookup(kv_view_get(a), "/pq", 3);
+	assert_non_null(old);
+	struct kv_znode edited = *old;
+	edited.phash = kv_hash(to, 3, KV_SEED_PATH);
+	uint64_t digest = kv_view_digest(kv_view_get(a)) - old->dhash + kv_znode_digest(&edited);
+	memcpy(s.b + s.len - 12, &digest, 8); /* little-endian host */
+	uint32_t crc = keel_crc32c(0, s.b, s.len - 4);
+	memcpy(s.b + s.len - 4, &crc, 4);
+	assert_int_equal(kv_create(NULL, &b), 0);
+	assert_int_equal(kv_restore(b, kvt_stream_read, &s), want);
+	if (want == 0) {
+		struct kv_node n;
+		assert_int_equal(kv_get(kv_view_get(b), to, 3, &n), ZK_OK);
+		assert_int_equal(kv_view_digest(kv_view_get(b)), digest);
+	}
+	kv_destroy(b);
+	kv_destroy(a);
+	free(s.b);
+}
+
+static void test_snapshot_invalid_path(void **state)
+{
+	(void)state;
+	kv_thread_register();
+	snap_path_edit("/pr", 0);
+	snap_path_edit("/p/", KEEL_E_CORRUPT);
+	snap_path_edit("/p\x01", KEEL_E_CORRUPT);
+	snap_path_edit("/..", KEEL_E_CORRUPT);
+	snap_path_edit("//q", KEEL_E_CORRUPT);
+	kv_thread_unregister();
+}
+
 static int fail_write(void *ctx, const void *buf, size_t len)
 {
 	(void)buf;
@@ -911,6 +961,7 @@ int main(void)
 		cmocka_unit_test(test_snapshot_roundtrip),
 		cmocka_unit_test(test_snapshot_corrupt),
 		cmocka_unit_test(test_snapshot_null_data),
+		cmocka_unit_test(test_snapshot_invalid_path),
 		cmocka_unit_test(test_snapshot_write_error),
 		cmocka_unit_test(test_digest),
 	};

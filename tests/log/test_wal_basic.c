@@ -6,6 +6,10 @@
  */
 #include "walt.h"
 
+#include <dirent.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -1187,6 +1191,64 @@ static void test_write_on_loop_fsync_fails(void **state)
 	}
 }
 
+/* Pages of the named file in the page cache (mincore of a read-only map). */
+static size_t resident_pages(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	struct stat sb;
+	assert_int_equal(fstat(fd, &sb), 0);
+	size_t pg = (size_t)sysconf(_SC_PAGESIZE), n = ((size_t)sb.st_size + pg - 1) / pg, res = 0;
+	void *m = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_SHARED, fd, 0);
+	assert_true(m != MAP_FAILED);
+	unsigned char *vec = calloc(n, 1);
+	assert_non_null(vec);
+	assert_int_equal(mincore(m, (size_t)sb.st_size, vec), 0);
+	for (size_t i = 0; i < n; i++)
+		res += vec[i] & 1;
+	free(vec);
+	munmap(m, (size_t)sb.st_size);
+	close(fd);
+	return res;
+}
+
+static int name_cmp(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+/* A finished segment keeps nothing in the page cache (seg_drop_cache; with
+ * O_DIRECT nothing was there): it is read again only by a restart. */
+static void test_finished_segment_uncached(void **state)
+{
+	struct fx *f = *state;
+	reopen(f);
+	struct wal_status st;
+	for (uint64_t i = 1; i <= 1200; i += 50) {
+		walt_append_range(f->w, i, i + 49, 1, store);
+		assert_int_equal(wal_poll(f->w, &st), 0);
+	}
+	assert_int_equal(walt_drain(f->w, &st), 0);
+	assert_int_equal(st.durable_index, 1200);
+	/* the segments in name (= sequence) order: all but the active one and
+	 * the spare are finished */
+	char names[64][32];
+	size_t n = 0;
+	DIR *d = opendir(f->dir);
+	assert_non_null(d);
+	for (struct dirent *e; (e = readdir(d));)
+		if (strlen(e->d_name) == 20 && !strcmp(e->d_name + 16, ".wal") && n < 64)
+			memcpy(names[n++], e->d_name, 21); /* 20 characters and the NUL */
+	closedir(d);
+	qsort(names, n, sizeof(names[0]), name_cmp);
+	assert_true(n >= 4); /* 1200 entries of ~150 bytes: several 64 KiB segments */
+	for (size_t i = 0; i + 2 < n; i++) {
+		char path[512];
+		snprintf(path, sizeof(path), "%s/%s", f->dir, names[i]);
+		assert_int_equal(resident_pages(path), 0);
+	}
+}
+
 #define T(fn, s) cmocka_unit_test_setup_teardown(fn, setup_##s, teardown)
 #define ALL(fn)                                                                               \
 	T(fn, uring), T(fn, plain), T(fn, direct), T(fn, uring_inline), T(fn, direct_inline), \
@@ -1196,6 +1258,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		ALL(test_append_durable_read),
+		ALL(test_finished_segment_uncached),
 		ALL(test_append_rejects),
 		ALL(test_truncate_suffix),
 		ALL(test_snapshot_and_prefix),

@@ -68,7 +68,7 @@ for line in subprocess.run(["perf", "script", "-i", out + "/perf.data", "-F", "c
         cur = None
         continue
     if not line.startswith("\t") and not line.startswith(" "):
-        m = re.match(r"(.*?)\s+(\d+)/(\d+)", line)
+        m = re.match(r"(.*?)\s+(-?\d+)/(-?\d+)", line)
         pid = int(m.group(2))
         cur = None
         if pid in roles:
