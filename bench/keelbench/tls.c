@@ -270,6 +270,12 @@ void kb_tls_take_error(char *buf, size_t len)
 
 void kb_tls_close(struct kb_tlsc *c)
 {
+	/* close_notify first, as a well-behaved client sends it: an SSL freed
+	 * without it has its session marked not resumable by OpenSSL (and a
+	 * TLS 1.3 connection's latest ticket is that session). A connection
+	 * already broken just fails the write (SIGPIPE is ignored). */
+	SSL_shutdown((SSL *)c);
+	ERR_clear_error();
 	SSL_free((SSL *)c);
 }
 
