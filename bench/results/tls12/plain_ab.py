@@ -4,7 +4,7 @@
 interleaved (B first in odd repetitions). Prints one JSON line per run and
 the medians of driver_cpu_us_per_op, ops_per_s and server_cpu_us_per_op.
 
-usage: plain_ab.py KEELBENCH_A KEELBENCH_B SERVERS PIDFILE [REPS] [DURATION]
+usage: plain_ab.py KEELBENCH_A KEELBENCH_B SERVERS PIDFILE [REPS] [DURATION] [WORKLOADS]
 """
 import json
 import statistics
@@ -18,6 +18,8 @@ WL = {"set-1": ["--workload", "set"],
       "get-sat": ["--workload", "get", "--sessions", "8", "--outstanding", "16"],
       "set-sat": ["--workload", "set", "--sessions", "8", "--outstanding", "16"]}
 res = {}
+if len(sys.argv) > 7:
+    WL = {w: WL[w] for w in sys.argv[7].split(",")}
 for rep in range(REPS):
     for w, args in WL.items():
         for name, kb in ((("a", A), ("b", B)) if rep % 2 == 0 else (("b", B), ("a", A))):
@@ -32,6 +34,12 @@ for rep in range(REPS):
             r["wl"], r["rep"] = w, rep
             print(json.dumps(r), flush=True)
             res.setdefault((w, name), []).append(r)
+for w in WL:
+    pairs = [b["driver_cpu_us_per_op"] / a["driver_cpu_us_per_op"]
+             for a, b in zip(res.get((w, "a"), []), res.get((w, "b"), []))]
+    if pairs:
+        print(f"{w:8} b/a per repetition {[round(x, 2) for x in pairs]} "
+              f"median {statistics.median(pairs):.2f}")
 for (w, name), rs in sorted(res.items()):
     def m(k):
         return statistics.median(x[k] for x in rs)
