@@ -317,7 +317,7 @@ static int session_open(const struct shared *sh, const struct kb_server *s,
 	struct kb_connect_resp cr;
 	if (rc == 0)
 		rc = kb_wire_get_connect(*buf, len, &cr);
-	if (*tls && (rc == -EPROTO || (rc == -ECONNRESET && !o->tls_cert[0]))) {
+	if (*tls && (rc == -EPROTO || ((rc == -ECONNRESET || rc == -EPIPE) && !o->tls_cert[0]))) {
 		/* TLS 1.3: the client's side of the handshake ends before the server
 		 * has checked the client's certificate; its refusal is an alert read
 		 * with the first reply, or (the server closing with our request
@@ -326,8 +326,9 @@ static int session_open(const struct shared *sh, const struct kb_server *s,
 		if (rc == -EPROTO)
 			kb_tls_take_error(why, sizeof(why));
 		else
-			snprintf(why, sizeof(why), "the connection was reset, and keelbench sent no "
-						   "client certificate");
+			snprintf(why, sizeof(why),
+				 "the server closed the connection, and keelbench "
+				 "sent no client certificate");
 		snprintf(err, err_len,
 			 "TLS handshake with %s:%u failed after the client's part: %s (no client "
 			 "certificate, or one the server's trust store refuses? --tls-cert)",
@@ -1890,7 +1891,8 @@ int kb_run(const struct kb_opts *o, struct kb_result *res)
 		w->tally = calloc(1, sizeof(*w->tally));
 		if (w->tally)
 			kb_hist_reset(&w->tally->hist);
-		if (!w->conns || !w->tally || pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+		if (!w->conns || !w->tally ||
+		    pthread_create(&w->thread, NULL, worker_main, w) != 0) {
 			atomic_store(&sh.abort, true);
 			snprintf(err, err_len, "cannot start worker thread %d", i);
 			break;

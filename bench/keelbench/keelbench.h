@@ -360,9 +360,9 @@ struct kb_result {
 
 /* ------------------------------------------------------------------------ */
 /* TLS client (tls.c, OpenSSL 3). */
-struct kb_tls;          /* the run's context: CA, client certificate, versions */
-struct kb_tlsc;         /* one connection's TLS state */
-struct ssl_session_st;  /* OpenSSL's SSL_SESSION: a session to resume */
+struct kb_tls;         /* the run's context: CA, client certificate, versions */
+struct kb_tlsc;        /* one connection's TLS state */
+struct ssl_session_st; /* OpenSSL's SSL_SESSION: a session to resume */
 
 /* Loads --tls-ca, --tls-cert/--tls-key and the version bounds. 0, or
  * KEEL_E_INVAL with a message naming the option and OpenSSL's reason. */
@@ -384,7 +384,7 @@ ssize_t kb_tls_write(struct kb_tlsc *c, const void *buf, size_t len);
 bool kb_tls_pending(struct kb_tlsc *c);
 /* "TLSv1.3:TLS_AES_256_GCM_SHA384": the protocol and cipher negotiated. */
 void kb_tls_describe(struct kb_tlsc *c, char *buf, size_t len);
-void kb_tls_close(struct kb_tlsc *c);           /* frees it; the socket is the caller's */
+void kb_tls_close(struct kb_tlsc *c); /* frees it; the socket is the caller's */
 /* OpenSSL's reason for this thread's last EPROTO (and clears it). */
 void kb_tls_take_error(char *buf, size_t len);
 void kb_tls_session_free(struct ssl_session_st *s);

@@ -77,7 +77,8 @@ static void print_summary(const struct kb_opts *o, const struct kb_result *r, bo
 		       "handshake_p99_us=%.1f",
 		       r->tls_version[0] ? r->tls_version : "-", o->tls_resume,
 		       (unsigned long long)r->handshakes, (unsigned long long)r->resumed,
-		       us(kb_hist_percentile(&r->hs_hist, 50)), us(kb_hist_percentile(&r->hs_hist, 99)));
+		       us(kb_hist_percentile(&r->hs_hist, 50)),
+		       us(kb_hist_percentile(&r->hs_hist, 99)));
 	printf("\n");
 
 	if (!o->json)
@@ -114,7 +115,8 @@ static void print_summary(const struct kb_opts *o, const struct kb_result *r, bo
 		       "\"handshake_p50_us\":%.1f,\"handshake_p99_us\":%.1f",
 		       r->tls_version, o->tls_resume ? "true" : "false",
 		       (unsigned long long)r->handshakes, (unsigned long long)r->resumed,
-		       us(kb_hist_percentile(&r->hs_hist, 50)), us(kb_hist_percentile(&r->hs_hist, 99)));
+		       us(kb_hist_percentile(&r->hs_hist, 50)),
+		       us(kb_hist_percentile(&r->hs_hist, 99)));
 	printf("}\n");
 }
 

@@ -58,8 +58,10 @@ void kb_opts_usage(FILE *out)
 	      "  --seed N                PRNG seed (1)\n"
 	      "  --label TEXT            copied into the summary line\n"
 	      "  --tls                   TLS on every connection (ZooKeeper's secureClientPort)\n"
-	      "  --tls-ca FILE           PEM CA certificate(s) the servers' must chain to (required)\n"
-	      "  --tls-cert FILE         PEM client certificate chain (servers with clientAuth=need)\n"
+	      "  --tls-ca FILE           PEM CA certificate(s) the servers' must chain to "
+	      "(required)\n"
+	      "  --tls-cert FILE         PEM client certificate chain (servers with "
+	      "clientAuth=need)\n"
 	      "  --tls-key FILE          its PEM private key (default: in --tls-cert's file)\n"
 	      "  --tls-version V         1.2 | 1.3 | any (any: the server's choice among both)\n"
 	      "  --tls-resume            offer the last session the server gave (tickets) on\n"
@@ -449,7 +451,8 @@ int kb_opts_parse(struct kb_opts *o, int argc, char **argv, char *err, size_t er
 			tls_opt = "--tls-resume";
 			break;
 		case OPT_TLS_CA:
-			if (file_opt(o->tls_ca, sizeof(o->tls_ca), "tls-ca", optarg, err, err_len) < 0)
+			if (file_opt(o->tls_ca, sizeof(o->tls_ca), "tls-ca", optarg, err, err_len) <
+			    0)
 				return KEEL_E_INVAL;
 			tls_opt = "--tls-ca";
 			break;
@@ -460,8 +463,8 @@ int kb_opts_parse(struct kb_opts *o, int argc, char **argv, char *err, size_t er
 			tls_opt = "--tls-cert";
 			break;
 		case OPT_TLS_KEY:
-			if (file_opt(o->tls_key, sizeof(o->tls_key), "tls-key", optarg, err, err_len) <
-			    0)
+			if (file_opt(o->tls_key, sizeof(o->tls_key), "tls-key", optarg, err,
+				     err_len) < 0)
 				return KEEL_E_INVAL;
 			tls_opt = "--tls-key";
 			break;
@@ -473,8 +476,8 @@ int kb_opts_parse(struct kb_opts *o, int argc, char **argv, char *err, size_t er
 			else if (strcmp(optarg, "any") == 0)
 				o->tls_version = KB_TLS_ANY;
 			else
-				return fail(err, err_len, "--tls-version: '%s' is not 1.2, 1.3 or any",
-					    optarg);
+				return fail(err, err_len,
+					    "--tls-version: '%s' is not 1.2, 1.3 or any", optarg);
 			tls_opt = "--tls-version";
 			break;
 		case ':':
@@ -495,7 +498,8 @@ int kb_opts_parse(struct kb_opts *o, int argc, char **argv, char *err, size_t er
 	if (tls_opt && !o->tls)
 		return fail(err, err_len, "%s needs --tls", tls_opt);
 	if (o->tls && !o->tls_ca[0])
-		return fail(err, err_len, "--tls needs --tls-ca (the CA of the servers' certificates)");
+		return fail(err, err_len,
+			    "--tls needs --tls-ca (the CA of the servers' certificates)");
 	if (o->tls_key[0] && !o->tls_cert[0])
 		return fail(err, err_len, "--tls-key needs --tls-cert");
 	if (o->tls && o->proto == KB_PROTO_ETCD)
@@ -514,9 +518,10 @@ int kb_opts_parse(struct kb_opts *o, int argc, char **argv, char *err, size_t er
 				    "--workload connect: --sessions %d above %d (a thread each)",
 				    o->sessions, KB_MAX_THREADS);
 		if (threads_set && o->threads != o->sessions)
-			return fail(err, err_len,
-				    "--workload connect: a thread per session, --threads must equal "
-				    "--sessions");
+			return fail(
+				err, err_len,
+				"--workload connect: a thread per session, --threads must equal "
+				"--sessions");
 		o->threads = o->sessions;
 	}
 	if (o->threads > o->sessions)

@@ -213,10 +213,8 @@ static void test_help(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_defaults),
-		cmocka_unit_test(test_full_line),
-		cmocka_unit_test(test_refusals),
-		cmocka_unit_test(test_tls_line),
+		cmocka_unit_test(test_defaults), cmocka_unit_test(test_full_line),
+		cmocka_unit_test(test_refusals), cmocka_unit_test(test_tls_line),
 		cmocka_unit_test(test_help),
 	};
 	return cmocka_run_group_tests_name("kb_opts", tests, NULL, NULL);

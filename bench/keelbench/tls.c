@@ -91,8 +91,8 @@ int kb_tls_new(struct kb_tls **out, const struct kb_opts *o, char *err, size_t e
 	SSL_CTX_set_verify(t->ctx, SSL_VERIFY_PEER, NULL);
 	/* The driver's write buffer may move (grown, compacted) between a
 	 * want-write and the retry, and a write may take part of it. */
-	SSL_CTX_set_mode(t->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
-					 SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	SSL_CTX_set_mode(t->ctx,
+			 SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	/* Read what the socket has in one read(2), not a record header then its body. */
 	SSL_CTX_set_read_ahead(t->ctx, 1);
 	if (o->tls_resume) {
@@ -106,7 +106,8 @@ int kb_tls_new(struct kb_tls **out, const struct kb_opts *o, char *err, size_t e
 	}
 	if (SSL_CTX_load_verify_locations(t->ctx, o->tls_ca, NULL) != 1) {
 		ssl_reason(why, sizeof(why));
-		snprintf(err, err_len, "--tls-ca %s: no CA certificate loaded (%s)", o->tls_ca, why);
+		snprintf(err, err_len, "--tls-ca %s: no CA certificate loaded (%s)", o->tls_ca,
+			 why);
 		goto fail;
 	}
 	if (o->tls_cert[0]) {
@@ -120,7 +121,8 @@ int kb_tls_new(struct kb_tls **out, const struct kb_opts *o, char *err, size_t e
 		if (SSL_CTX_use_PrivateKey_file(t->ctx, key, SSL_FILETYPE_PEM) != 1 ||
 		    SSL_CTX_check_private_key(t->ctx) != 1) {
 			ssl_reason(why, sizeof(why));
-			snprintf(err, err_len, "%s %s: no private key of --tls-cert's certificate (%s)",
+			snprintf(err, err_len,
+				 "%s %s: no private key of --tls-cert's certificate (%s)",
 				 o->tls_key[0] ? "--tls-key" : "--tls-cert", key, why);
 			goto fail;
 		}
@@ -142,8 +144,9 @@ void kb_tls_free(struct kb_tls *t)
 	free(t);
 }
 
-int kb_tls_handshake(struct kb_tls *t, int fd, const struct kb_server *s, struct ssl_session_st **slot,
-		     struct kb_tlsc **out, bool *resumed, char *err, size_t err_len)
+int kb_tls_handshake(struct kb_tls *t, int fd, const struct kb_server *s,
+		     struct ssl_session_st **slot, struct kb_tlsc **out, bool *resumed, char *err,
+		     size_t err_len)
 {
 	char why[256];
 	SSL *ssl = SSL_new(t->ctx);
@@ -189,9 +192,11 @@ int kb_tls_handshake(struct kb_tls *t, int fd, const struct kb_server *s, struct
 		else if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
 			snprintf(why, sizeof(why), "no answer within the socket timeout");
 		else
-			snprintf(why, sizeof(why), "the server closed the connection (a client "
-						   "certificate needed? --tls-cert)");
-		snprintf(err, err_len, "TLS handshake with %s:%u failed: %s", s->host, s->port, why);
+			snprintf(why, sizeof(why),
+				 "the server closed the connection (a client "
+				 "certificate needed? --tls-cert)");
+		snprintf(err, err_len, "TLS handshake with %s:%u failed: %s", s->host, s->port,
+			 why);
 		rc = KB_ETLS_HANDSHAKE;
 	}
 	ERR_clear_error();
