@@ -60,6 +60,7 @@ struct req {
 struct conn {
 	int fd;
 	bool dead;
+	struct kb_tlsc *tls; /* --tls: the connection's TLS state, NULL for plaintext */
 	bool epollout;
 	struct worker *w;
 	uint8_t *wbuf;
@@ -106,6 +107,10 @@ struct worker {
 	uint64_t last_done_ns; /* completion time of the latest measured op */
 	uint64_t err_by_code[-KB_ZERR_MIN];
 	uint8_t *scratch; /* etcd: a request frame before kb_h2_call copies it */
+	/* --tls: the last session each server gave (--tls-resume), and the tally
+	 * of this thread's handshakes. */
+	struct ssl_session_st *resume[KB_MAX_SERVERS];
+	struct tls_tally *tally;
 	char fatal[400];
 	/* Read by the progress line; written once per loop turn. */
 	/* Padding, not _Alignas: workers come from calloc, which only promises 16 bytes. */
@@ -115,8 +120,16 @@ struct worker {
 	char pad2_[KEEL_CACHE_LINE];
 };
 
+/* Successful TLS handshakes (failures are counted as errors where they happen). */
+struct tls_tally {
+	struct kb_hist hist; /* SSL_connect's duration, ns */
+	uint64_t handshakes, resumed;
+	char version[64]; /* the first one's protocol and cipher */
+};
+
 struct shared {
 	const struct kb_opts *o;
+	struct kb_tls *tls; /* --tls: the run's context */
 	/* Start gate: workers report their sessions open, then wait for the clock. */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
@@ -188,12 +201,34 @@ static int tcp_connect(const struct kb_server *s, char *err, size_t err_len)
 	return fd;
 }
 
-static int write_all(int fd, const uint8_t *p, size_t n)
+/* The socket's bytes, through TLS when the connection has it. */
+static ssize_t io_read(int fd, struct kb_tlsc *tls, void *p, size_t n)
 {
+	return tls ? kb_tls_read(tls, p, n) : read(fd, p, n);
+}
+
+static ssize_t io_write(int fd, struct kb_tlsc *tls, const void *p, size_t n)
+{
+	return tls ? kb_tls_write(tls, p, n) : write(fd, p, n);
+}
+
+/* Blocking sockets only (30 s timeouts). TLS may still say "want read" on
+ * one (a post-handshake message read where data was wanted, seen once in
+ * ~20 TLS 1.3 connections to ZooKeeper): retried until the timeout. */
+#define BLOCKING_IO_NS (30ull * 1000000000ull)
+
+static bool io_retry(struct kb_tlsc *tls, uint64_t deadline)
+{
+	return errno == EINTR || (tls && errno == EAGAIN && keel_now_ns() < deadline);
+}
+
+static int write_all(int fd, struct kb_tlsc *tls, const uint8_t *p, size_t n)
+{
+	uint64_t deadline = keel_now_ns() + BLOCKING_IO_NS;
 	while (n) {
-		ssize_t r = write(fd, p, n);
+		ssize_t r = io_write(fd, tls, p, n);
 		if (r < 0) {
-			if (errno == EINTR)
+			if (io_retry(tls, deadline))
 				continue;
 			return -errno;
 		}
@@ -204,12 +239,15 @@ static int write_all(int fd, const uint8_t *p, size_t n)
 }
 
 /* Reads one whole frame into *buf (grown as needed); blocking socket. */
-static int read_frame(int fd, uint8_t **buf, size_t *cap, size_t *len)
+static int read_frame(int fd, struct kb_tlsc *tls, uint8_t **buf, size_t *cap, size_t *len)
 {
 	uint8_t hdr[4];
 	size_t got = 0;
+	uint64_t deadline = keel_now_ns() + BLOCKING_IO_NS;
 	while (got < 4) {
-		ssize_t r = read(fd, hdr + got, 4 - got);
+		ssize_t r = io_read(fd, tls, hdr + got, 4 - got);
+		if (r < 0 && io_retry(tls, deadline))
+			continue;
 		if (r <= 0)
 			return r == 0 ? -ECONNRESET : -errno;
 		got += (size_t)r;
@@ -228,7 +266,9 @@ static int read_frame(int fd, uint8_t **buf, size_t *cap, size_t *len)
 	}
 	got = 0;
 	while (got < n) {
-		ssize_t r = read(fd, *buf + got, n - got);
+		ssize_t r = io_read(fd, tls, *buf + got, n - got);
+		if (r < 0 && io_retry(tls, deadline))
+			continue;
 		if (r <= 0)
 			return r == 0 ? -ECONNRESET : -errno;
 		got += (size_t)r;
@@ -237,26 +277,67 @@ static int read_frame(int fd, uint8_t **buf, size_t *cap, size_t *len)
 	return 0;
 }
 
-/* Blocking connect + session handshake. Returns the fd or a negative code. */
-static int session_open(const struct kb_opts *o, const struct kb_server *s, int64_t *session_id,
-			char *err, size_t err_len)
+/* Blocking connect, TLS handshake (--tls: tallied in t, the session offered
+ * and kept in *slot when it is not NULL) and session handshake. Returns the
+ * fd (and *tls, NULL for plaintext) or a negative code (KB_ETLS_* for a
+ * refused TLS handshake); buf/cap: a buffer for the reply, grown as needed. */
+static int session_open(const struct shared *sh, const struct kb_server *s,
+			struct ssl_session_st **slot, struct tls_tally *t, struct kb_tlsc **tls,
+			int64_t *session_id, uint8_t **buf, size_t *cap, char *err, size_t err_len)
 {
+	const struct kb_opts *o = sh->o;
+	*tls = NULL;
 	int fd = tcp_connect(s, err, err_len);
 	if (fd < 0)
 		return fd;
 	struct timeval tv = { .tv_sec = 30 };
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	int rc;
+	if (sh->tls) {
+		bool resumed = false;
+		uint64_t t0 = keel_now_ns();
+		rc = kb_tls_handshake(sh->tls, fd, s, slot, tls, &resumed, err, err_len);
+		if (rc < 0) {
+			close(fd);
+			return rc;
+		}
+		kb_hist_record(&t->hist, keel_now_ns() - t0);
+		t->handshakes++;
+		t->resumed += resumed;
+		if (!t->version[0])
+			kb_tls_describe(*tls, t->version, sizeof(t->version));
+	}
 	uint8_t req[KB_CONNECT_FRAME_SIZE];
 	int n = kb_wire_put_connect(req, sizeof(req), o->session_timeout_ms);
-	int rc = write_all(fd, req, (size_t)n);
-	uint8_t *buf = NULL;
-	size_t cap = 0, len = 0;
+	rc = write_all(fd, *tls, req, (size_t)n);
+	size_t len = 0;
 	if (rc == 0)
-		rc = read_frame(fd, &buf, &cap, &len);
+		rc = read_frame(fd, *tls, buf, cap, &len);
 	struct kb_connect_resp cr;
 	if (rc == 0)
-		rc = kb_wire_get_connect(buf, len, &cr);
-	free(buf);
+		rc = kb_wire_get_connect(*buf, len, &cr);
+	if (*tls && (rc == -EPROTO || ((rc == -ECONNRESET || rc == -EPIPE) && !o->tls_cert[0]))) {
+		/* TLS 1.3: the client's side of the handshake ends before the server
+		 * has checked the client's certificate; its refusal is an alert read
+		 * with the first reply, or (the server closing with our request
+		 * unread: a reset) no alert at all. Still a refused handshake. */
+		char why[256];
+		if (rc == -EPROTO)
+			kb_tls_take_error(why, sizeof(why));
+		else
+			snprintf(why, sizeof(why),
+				 "the server closed the connection, and keelbench "
+				 "sent no client certificate");
+		snprintf(err, err_len,
+			 "TLS handshake with %s:%u failed after the client's part: %s (no client "
+			 "certificate, or one the server's trust store refuses? --tls-cert)",
+			 s->host, s->port, why);
+		kb_tls_close(*tls);
+		*tls = NULL;
+		close(fd);
+		return KB_ETLS_HANDSHAKE;
+	}
 	if (rc == 0 && cr.timeout_ms <= 0) {
 		snprintf(err, err_len, "%s:%u refused the session", s->host, s->port);
 		rc = KEEL_E_STATE;
@@ -265,6 +346,9 @@ static int session_open(const struct kb_opts *o, const struct kb_server *s, int6
 			 keel_strerror(rc));
 	}
 	if (rc < 0) {
+		if (*tls)
+			kb_tls_close(*tls);
+		*tls = NULL;
 		close(fd);
 		return rc;
 	}
@@ -278,6 +362,7 @@ static int session_open(const struct kb_opts *o, const struct kb_server *s, int6
  * CTL_WINDOW requests. */
 struct ctl {
 	int fd;
+	struct kb_tlsc *tls;
 	uint8_t *out, *in;
 	size_t out_cap, in_cap, in_len;
 	int32_t xid;
@@ -288,7 +373,8 @@ typedef int (*ctl_encode_fn)(void *arg, size_t i, uint8_t *buf, size_t cap, int3
 typedef int (*ctl_reply_fn)(void *arg, size_t i, const struct zk_response *r, const uint8_t *rec,
 			    size_t len);
 
-static int ctl_open(struct ctl *c, const struct kb_opts *o, char *err, size_t err_len)
+static int ctl_open(struct ctl *c, const struct shared *sh, struct tls_tally *t, char *err,
+		    size_t err_len)
 {
 	memset(c, 0, sizeof(*c));
 	c->out_cap = 1u << 20;
@@ -296,9 +382,11 @@ static int ctl_open(struct ctl *c, const struct kb_opts *o, char *err, size_t er
 	if (!c->out)
 		return KEEL_E_NOMEM;
 	int64_t sid;
-	c->fd = session_open(o, &o->servers[0], &sid, err, err_len);
+	c->fd = session_open(sh, &sh->o->servers[0], NULL, t, &c->tls, &sid, &c->in, &c->in_cap,
+			     err, err_len);
 	if (c->fd < 0) {
 		free(c->out);
+		free(c->in);
 		return c->fd;
 	}
 	c->xid = 1;
@@ -309,11 +397,13 @@ static void ctl_close(struct ctl *c)
 {
 	uint8_t buf[16];
 	int n = kb_wire_put_close(buf, sizeof(buf), c->xid++);
-	if (write_all(c->fd, buf, (size_t)n) == 0) {
+	if (write_all(c->fd, c->tls, buf, (size_t)n) == 0) {
 		/* Wait for the reply so that the server ends the session now rather
 		 * than at its timeout; a failure here changes nothing for the run. */
-		(void)read_frame(c->fd, &c->in, &c->in_cap, &c->in_len);
+		(void)read_frame(c->fd, c->tls, &c->in, &c->in_cap, &c->in_len);
 	}
+	if (c->tls)
+		kb_tls_close(c->tls);
 	close(c->fd);
 	free(c->out);
 	free(c->in);
@@ -336,13 +426,13 @@ static int ctl_pipeline(struct ctl *c, size_t n, ctl_encode_fn enc, ctl_reply_fn
 			olen += (size_t)k;
 			sent++;
 		}
-		int rc = write_all(c->fd, c->out, olen);
+		int rc = write_all(c->fd, c->tls, c->out, olen);
 		if (rc < 0)
 			return rc;
 		/* Read replies until the window has room again (or all are in). */
 		size_t target = sent == n ? n : got + 1;
 		while (got < target) {
-			rc = read_frame(c->fd, &c->in, &c->in_cap, &c->in_len);
+			rc = read_frame(c->fd, c->tls, &c->in, &c->in_cap, &c->in_len);
 			if (rc < 0)
 				return rc;
 			struct zk_response r;
@@ -718,6 +808,9 @@ static void conn_kill(struct conn *c, uint64_t now)
 		w->inflight--;
 	}
 	epoll_ctl(w->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+	if (c->tls)
+		kb_tls_close(c->tls);
+	c->tls = NULL;
 	close(c->fd);
 	c->fd = -1;
 	w->live_conns--;
@@ -746,7 +839,7 @@ static void conn_flush(struct conn *c, uint64_t now)
 		return;
 	}
 	while (c->woff < c->wlen) {
-		ssize_t r = write(c->fd, c->wbuf + c->woff, c->wlen - c->woff);
+		ssize_t r = io_write(c->fd, c->tls, c->wbuf + c->woff, c->wlen - c->woff);
 		if (r < 0) {
 			if (errno == EINTR)
 				continue;
@@ -928,7 +1021,7 @@ static void conn_read(struct worker *w, struct conn *c, bool more)
 			c->rcap = cap;
 		}
 		size_t space = c->rcap - c->rlen;
-		ssize_t r = read(c->fd, c->rbuf + c->rlen, space);
+		ssize_t r = io_read(c->fd, c->tls, c->rbuf + c->rlen, space);
 		uint64_t now = keel_now_ns();
 		if (r <= 0) {
 			if (r < 0 && errno == EINTR)
@@ -960,8 +1053,10 @@ static void conn_read(struct worker *w, struct conn *c, bool more)
 		}
 		memmove(c->rbuf, c->rbuf + off, c->rlen - off);
 		c->rlen -= off;
-		if ((size_t)r < space)
-			return; /* short read: the socket is drained */
+		/* A short read drained the socket; TLS may hold another record read
+		 * ahead (level-triggered epoll reports what is left in the socket). */
+		if ((size_t)r < space && !(c->tls && kb_tls_pending(c->tls)))
+			return;
 	}
 }
 
@@ -1191,7 +1286,7 @@ static int etcd_ctl_run(struct etcd_ctl *c, size_t n, size_t frame_cap, etcd_enc
 		const uint8_t *d;
 		size_t m;
 		while (rc == 0 && (m = kb_h2_out(c->h2, &d)) > 0)
-			rc = write_all(c->fd, d, m);
+			rc = write_all(c->fd, NULL, d, m);
 		if (rc < 0 || c->done >= n)
 			break;
 		ssize_t r = read(c->fd, in, 64u << 10);
@@ -1340,12 +1435,23 @@ static int worker_open(struct worker *w, int first_session)
 			snprintf(w->fatal, sizeof(w->fatal), "out of memory");
 			return KEEL_E_NOMEM;
 		}
-		const struct kb_server *s = &o->servers[(first_session + i) % o->n_servers];
+		if (o->workload == KB_WL_CONNECT) /* connect_loop opens its own */
+			continue;
+		int si = (first_session + i) % o->n_servers;
+		const struct kb_server *s = &o->servers[si];
 		int fd = o->proto == KB_PROTO_ETCD
 				 ? etcd_open(c, s, w->fatal, sizeof(w->fatal))
-				 : session_open(o, s, &c->session_id, w->fatal, sizeof(w->fatal));
-		if (fd < 0)
+				 : session_open(w->sh, s, w->resume + si, w->tally, &c->tls,
+						&c->session_id, &c->rbuf, &c->rcap, w->fatal,
+						sizeof(w->fatal));
+		if (fd < 0) {
+			/* Counted (a refused TLS handshake by its cause), then the run stops. */
+			w->errors_all++;
+			w->err_by_code[fd == KB_ETLS_CERT || fd == KB_ETLS_HANDSHAKE
+					       ? -fd
+					       : -ZK_ECONNECTIONLOSS]++;
 			return fd;
+		}
 		struct timeval tv = { 0 };
 		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
@@ -1411,6 +1517,59 @@ static void worker_poll(struct worker *w, uint64_t now, uint64_t deadline, bool 
 		flush_dirty(w, keel_now_ns());
 }
 
+/* --workload connect: one connection at a time, each opened (TCP, TLS
+ * handshake, ZooKeeper session), closed (closeSession, its reply) and
+ * dropped; an op's latency is all of it. A failed one is counted and the
+ * loop goes on: a refused handshake is a figure of the run, not its end. */
+static int connect_once(struct worker *w, int si)
+{
+	struct conn *c = &w->conns[0];
+	const struct kb_server *s = &w->o->servers[si];
+	char msg[sizeof(w->fatal)];
+	msg[0] = 0;
+	int64_t sid;
+	struct kb_tlsc *tls;
+	int fd = session_open(w->sh, s, w->resume + si, w->tally, &tls, &sid, &c->rbuf, &c->rcap,
+			      msg, sizeof(msg));
+	int rc = fd < 0 ? fd : 0;
+	if (fd >= 0) {
+		uint8_t buf[16];
+		int n = kb_wire_put_close(buf, sizeof(buf), 1);
+		size_t len;
+		struct zk_response r;
+		rc = write_all(fd, tls, buf, (size_t)n);
+		if (rc == 0)
+			rc = read_frame(fd, tls, &c->rbuf, &c->rcap, &len);
+		if (rc == 0 && (kb_wire_get_reply(c->rbuf, len, ZK_OP_PING, &r) < 0 || r.xid != 1))
+			rc = KEEL_E_MALFORMED;
+		if (rc < 0)
+			snprintf(msg, sizeof(msg), "closing session 0x%llx at %s:%u: %s",
+				 (unsigned long long)sid, s->host, s->port, keel_strerror(rc));
+		if (tls)
+			kb_tls_close(tls);
+		close(fd);
+	}
+	if (rc < 0 && !w->fatal[0])
+		snprintf(w->fatal, sizeof(w->fatal), "%s", msg);
+	if (rc == KB_ETLS_CERT || rc == KB_ETLS_HANDSHAKE)
+		return rc;
+	return rc == KEEL_E_MALFORMED ? ZK_EMARSHALLING : rc < 0 ? ZK_ECONNECTIONLOSS : 0;
+}
+
+static void connect_loop(struct worker *w)
+{
+	const struct shared *sh = w->sh;
+	int si = w->id % w->o->n_servers; /* a thread per session: sessions spread as usual */
+	uint64_t now = keel_now_ns();
+	while (now < sh->t_end_ns && !atomic_load(&sh->abort)) {
+		struct req r = { .intended_ns = now };
+		int err = connect_once(w, si);
+		now = keel_now_ns();
+		count_result(w, &r, err, now);
+		publish(w);
+	}
+}
+
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
@@ -1430,6 +1589,10 @@ static void *worker_main(void *arg)
 	pthread_mutex_unlock(&sh->lock);
 	if (atomic_load(&sh->abort))
 		return NULL;
+	if (o->workload == KB_WL_CONNECT) {
+		connect_loop(w);
+		return NULL;
+	}
 
 	uint64_t now = keel_now_ns(), next_ping = now + 1000000000ull;
 	if (o->mode == KB_MODE_CLOSED) {
@@ -1644,23 +1807,41 @@ static void progress(const struct kb_opts *o, struct worker *ws, struct shared *
 	res->driver_cpu_s = self1 - self0;
 }
 
+/* The first worker's protocol wins: the control session's came earlier. */
+static void tally_merge(struct kb_result *res, const struct tls_tally *t)
+{
+	kb_hist_merge(&res->hs_hist, &t->hist);
+	res->handshakes += t->handshakes;
+	res->resumed += t->resumed;
+	if (t->version[0] && !res->tls_version[0])
+		snprintf(res->tls_version, sizeof(res->tls_version), "%s", t->version);
+}
+
 int kb_run(const struct kb_opts *o, struct kb_result *res)
 {
 	memset(res, 0, sizeof(*res));
 	kb_hist_reset(&res->hist);
 	res->verify_children = -1;
 	res->server_cpu_s = -1;
+	kb_hist_reset(&res->hs_hist);
 	struct shared sh = { .o = o };
 	struct worker *ws = NULL;
 	struct ctl c;
 	int rc, started = 0;
 	char *err = res->fatal;
 	size_t err_len = sizeof(res->fatal);
+	/* The control sessions' handshakes (setup, verify). */
+	struct tls_tally *ctl_tally = calloc(1, sizeof(*ctl_tally));
 
 	sh.frame_max_req = max_request_frame(o);
 	sh.value = malloc((size_t)o->value_size + 1);
-	if (!sh.value)
-		return KEEL_E_NOMEM;
+	if (!sh.value || !ctl_tally) {
+		rc = KEEL_E_NOMEM;
+		goto out_value;
+	}
+	kb_hist_reset(&ctl_tally->hist);
+	if (o->tls && (rc = kb_tls_new(&sh.tls, o, err, err_len)) < 0)
+		goto out_value;
 	for (int i = 0; i < o->value_size; i++)
 		sh.value[i] = (char)('a' + i % 26);
 	if (o->workload == KB_WL_CREATE || o->workload == KB_WL_CREATE_SEQ) {
@@ -1678,8 +1859,11 @@ int kb_run(const struct kb_opts *o, struct kb_result *res)
 		if ((rc = etcd_setup_or_verify(o, &sh, NULL, err, err_len)) < 0)
 			goto out_value;
 	} else {
-		if ((rc = ctl_open(&c, o, err, err_len)) < 0)
+		if ((rc = ctl_open(&c, &sh, ctl_tally, err, err_len)) < 0) {
+			if (rc == KB_ETLS_CERT || rc == KB_ETLS_HANDSHAKE) /* counted, said */
+				res->err_by_code[-rc]++;
 			goto out_value;
+		}
 		rc = setup(&c, &sh, err, err_len);
 		ctl_close(&c);
 		if (rc < 0)
@@ -1704,7 +1888,11 @@ int kb_run(const struct kb_opts *o, struct kb_result *res)
 		w->rate_per_s = o->rate_per_s / o->threads;
 		kb_rng_seed(&w->rng, o->seed * 0x100000001b3ull + (uint64_t)i);
 		kb_hist_reset(&w->hist);
-		if (!w->conns || pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+		w->tally = calloc(1, sizeof(*w->tally));
+		if (w->tally)
+			kb_hist_reset(&w->tally->hist);
+		if (!w->conns || !w->tally ||
+		    pthread_create(&w->thread, NULL, worker_main, w) != 0) {
 			atomic_store(&sh.abort, true);
 			snprintf(err, err_len, "cannot start worker thread %d", i);
 			break;
@@ -1737,6 +1925,8 @@ int kb_run(const struct kb_opts *o, struct kb_result *res)
 		res->creates_ok += w->creates_ok;
 		for (size_t k = 0; k < KEEL_ARRAY_SIZE(w->err_by_code); k++)
 			res->err_by_code[k] += w->err_by_code[k];
+		if (w->tally)
+			tally_merge(res, w->tally);
 		if (w->fatal[0] && !err[0])
 			snprintf(err, err_len, "worker %d: %s", i, w->fatal);
 	}
@@ -1747,7 +1937,7 @@ int kb_run(const struct kb_opts *o, struct kb_result *res)
 	if ((o->verify || o->cleanup) && o->proto == KB_PROTO_ETCD) {
 		rc = etcd_setup_or_verify(o, &sh, res, err, err_len);
 	} else if (o->verify || o->cleanup) {
-		if ((rc = ctl_open(&c, o, err, err_len)) == 0) {
+		if ((rc = ctl_open(&c, &sh, ctl_tally, err, err_len)) == 0) {
 			rc = verify_and_cleanup(&c, o, &sh, res, err, err_len);
 			ctl_close(&c);
 		}
@@ -1758,6 +1948,8 @@ out_workers:
 		struct worker *w = &ws[i];
 		for (int k = 0; w->conns && k < w->n_conns; k++) {
 			struct conn *cn = &w->conns[k];
+			if (cn->tls)
+				kb_tls_close(cn->tls);
 			if (cn->fd >= 0 && !cn->dead)
 				close(cn->fd);
 			free(cn->wbuf);
@@ -1766,6 +1958,10 @@ out_workers:
 			kb_h2_free(cn->h2);
 		}
 		free(w->conns);
+		for (int k = 0; k < KB_MAX_SERVERS; k++)
+			if (w->resume[k])
+				kb_tls_session_free(w->resume[k]);
+		free(w->tally);
 		free(w->dirty);
 		free(w->scratch);
 		if (w->epfd >= 0)
@@ -1777,6 +1973,10 @@ out_workers:
 	}
 	free(ws);
 out_value:
+	if (ctl_tally) /* every handshake of the run: the workers' are in already */
+		tally_merge(res, ctl_tally);
+	free(ctl_tally);
+	kb_tls_free(sh.tls);
 	free(sh.value);
 	return rc;
 }

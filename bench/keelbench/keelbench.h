@@ -21,6 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 #include "keel.h"
 #include "zkproto.h"
@@ -213,6 +214,11 @@ int kb_etcd_decode(enum kb_etcd_call call, const uint8_t *msg, size_t len,
 #define KB_EGRPC_BASE (-170)
 #define KB_EH2_RST    (-190)
 #define KB_EH2_GOAWAY (-191)
+/* TLS (--tls): a handshake that failed for the server's certificate (not
+ * signed by --tls-ca, or for another host), or for any other reason. Counted
+ * by kb_zerr_name's names TLS_CERTIFICATE and TLS_HANDSHAKE. */
+#define KB_ETLS_HANDSHAKE (-192)
+#define KB_ETLS_CERT      (-193)
 
 /* ------------------------------------------------------------------------ */
 /* HTTP/2 client connection for gRPC (h2.c, on libnghttp2: framing, HPACK,
@@ -254,6 +260,7 @@ const char *kb_h2_first_error(const struct kb_h2 *h);
 
 /* ------------------------------------------------------------------------ */
 /* Options. */
+enum kb_tls_version { KB_TLS_ANY, KB_TLS_12, KB_TLS_13 };
 enum kb_mode { KB_MODE_CLOSED, KB_MODE_OPEN };
 /* What the servers speak: ZooKeeper's protocol, or etcd's v3 gRPC API (keys
  * are then the same paths, as etcd keys; create is a create-if-absent Txn). */
@@ -266,6 +273,7 @@ enum kb_workload {
 	KB_WL_EXISTS,
 	KB_WL_MIXED,
 	KB_WL_MULTI,
+	KB_WL_CONNECT, /* open a connection (TLS handshake), a session, close both */
 };
 
 #define KB_MAX_SERVERS   16
@@ -307,6 +315,14 @@ struct kb_opts {
 	bool quiet;
 	bool help;
 	char label[64]; /* free text copied into the summary (e.g. the system name) */
+	/* --tls: every connection over TLS, the server checked against tls_ca
+	 * (and its address or name); a client certificate when tls_cert is set. */
+	bool tls;
+	bool tls_resume; /* offer the last session the server gave (tickets) */
+	enum kb_tls_version tls_version;
+	char tls_ca[256];
+	char tls_cert[256];
+	char tls_key[256]; /* empty: the key is in tls_cert's file */
 };
 
 /* Fills defaults, then parses argv. 0, or KEEL_E_INVAL with a message naming
@@ -334,7 +350,44 @@ struct kb_result {
 	int64_t compact_revision; /* etcd --cleanup: the revision compacted at, 0 if none */
 	char parent[KB_MAX_PATH_LEN];
 	char fatal[512]; /* why the run stopped early, empty if it did not */
+	/* --tls: every handshake of the run (setup's and verify's included), its
+	 * duration (SSL_connect on the connected socket) and how many resumed a
+	 * session; the protocol and cipher the first worker session negotiated. */
+	struct kb_hist hs_hist;
+	uint64_t handshakes, resumed;
+	char tls_version[64];
 };
+
+/* ------------------------------------------------------------------------ */
+/* TLS client (tls.c, OpenSSL 3). */
+struct kb_tls;         /* the run's context: CA, client certificate, versions */
+struct kb_tlsc;        /* one connection's TLS state */
+struct ssl_session_st; /* OpenSSL's SSL_SESSION: a session to resume */
+
+/* Loads --tls-ca, --tls-cert/--tls-key and the version bounds. 0, or
+ * KEEL_E_INVAL with a message naming the option and OpenSSL's reason. */
+int kb_tls_new(struct kb_tls **out, const struct kb_opts *o, char *err, size_t err_len);
+void kb_tls_free(struct kb_tls *t);
+/* The whole handshake on the connected blocking socket fd, checking the
+ * certificate against the CA and s->host. slot (may be NULL): the session
+ * offered and where the server's next one is kept (the caller frees it with
+ * kb_tls_session_free; it must outlive the connection). 0 with *out,
+ * KB_ETLS_CERT or KB_ETLS_HANDSHAKE with a sentence in err, KEEL_E_NOMEM. */
+int kb_tls_handshake(struct kb_tls *t, int fd, const struct kb_server *s,
+		     struct ssl_session_st **slot, struct kb_tlsc **out, bool *resumed, char *err,
+		     size_t err_len);
+/* As read(2)/write(2) on the socket: -1 with errno EAGAIN when TLS waits for
+ * the socket, EPROTO for a TLS error; read returns 0 at the peer's close. */
+ssize_t kb_tls_read(struct kb_tlsc *c, void *buf, size_t len);
+ssize_t kb_tls_write(struct kb_tlsc *c, const void *buf, size_t len);
+/* Bytes read from the socket and not yet returned (another record). */
+bool kb_tls_pending(struct kb_tlsc *c);
+/* "TLSv1.3:TLS_AES_256_GCM_SHA384": the protocol and cipher negotiated. */
+void kb_tls_describe(struct kb_tlsc *c, char *buf, size_t len);
+void kb_tls_close(struct kb_tlsc *c); /* frees it; the socket is the caller's */
+/* OpenSSL's reason for this thread's last EPROTO (and clears it). */
+void kb_tls_take_error(char *buf, size_t len);
+void kb_tls_session_free(struct ssl_session_st *s);
 
 /* Runs the workload; fills res. 0 when the run completed (even with ZooKeeper
  * errors, which are counted in res), negative when it could not run. */

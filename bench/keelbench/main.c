@@ -72,6 +72,13 @@ static void print_summary(const struct kb_opts *o, const struct kb_result *r, bo
 		       verify_ok ? "ok" : "FAILED");
 	if (r->compact_revision)
 		printf(" compacted=%lld", (long long)r->compact_revision);
+	if (o->tls)
+		printf(" tls=%s tls_resume=%d handshakes=%llu resumed=%llu handshake_p50_us=%.1f "
+		       "handshake_p99_us=%.1f",
+		       r->tls_version[0] ? r->tls_version : "-", o->tls_resume,
+		       (unsigned long long)r->handshakes, (unsigned long long)r->resumed,
+		       us(kb_hist_percentile(&r->hs_hist, 50)),
+		       us(kb_hist_percentile(&r->hs_hist, 99)));
 	printf("\n");
 
 	if (!o->json)
@@ -103,6 +110,13 @@ static void print_summary(const struct kb_opts *o, const struct kb_result *r, bo
 		       verify_ok ? "true" : "false");
 	if (r->compact_revision)
 		printf(",\"compacted\":%lld", (long long)r->compact_revision);
+	if (o->tls)
+		printf(",\"tls\":\"%s\",\"tls_resume\":%s,\"handshakes\":%llu,\"resumed\":%llu,"
+		       "\"handshake_p50_us\":%.1f,\"handshake_p99_us\":%.1f",
+		       r->tls_version, o->tls_resume ? "true" : "false",
+		       (unsigned long long)r->handshakes, (unsigned long long)r->resumed,
+		       us(kb_hist_percentile(&r->hs_hist, 50)),
+		       us(kb_hist_percentile(&r->hs_hist, 99)));
 	printf("}\n");
 }
 
@@ -126,7 +140,10 @@ int main(int argc, char **argv)
 	 * slack would be charged to the server as latency. */
 	prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
 	int rc = kb_run(&o, &r);
-	if (rc < 0 && r.ops_ok + r.ops_err == 0) {
+	uint64_t counted = 0; /* errors counted before any op, e.g. a refused TLS handshake */
+	for (size_t i = 0; i < KEEL_ARRAY_SIZE(r.err_by_code); i++)
+		counted += r.err_by_code[i];
+	if (rc < 0 && r.ops_ok + r.ops_err == 0 && counted == 0) {
 		fprintf(stderr, "keelbench: %s\n", r.fatal[0] ? r.fatal : keel_strerror(rc));
 		return 2;
 	}

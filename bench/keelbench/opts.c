@@ -19,7 +19,7 @@
 static const char *const wl_names[] = {
 	[KB_WL_CREATE] = "create", [KB_WL_CREATE_SEQ] = "create-seq", [KB_WL_SET] = "set",
 	[KB_WL_GET] = "get",       [KB_WL_EXISTS] = "exists",         [KB_WL_MIXED] = "mixed",
-	[KB_WL_MULTI] = "multi",
+	[KB_WL_MULTI] = "multi",   [KB_WL_CONNECT] = "connect",
 };
 
 const char *kb_workload_name(enum kb_workload w)
@@ -31,8 +31,9 @@ void kb_opts_usage(FILE *out)
 {
 	fputs("usage: keelbench [options]\n"
 	      "  --servers H:P[,H:P...]  servers; sessions are spread over them (127.0.0.1:2181)\n"
-	      "  --workload W            create | create-seq | set | get | exists | mixed | multi "
-	      "(set)\n"
+	      "  --workload W            create | create-seq | set | get | exists | mixed | multi\n"
+	      "                          | connect (set); connect: each session in turn opens a\n"
+	      "                          connection (TLS handshake), a session, closes both\n"
 	      "  --mode closed|open      closed loop (default) or open loop (Poisson arrivals)\n"
 	      "  --protocol zk|etcd      ZooKeeper protocol (default) or etcd v3 gRPC: workloads\n"
 	      "                          create (Txn create-if-absent), set (Put), get (Range),\n"
@@ -56,6 +57,15 @@ void kb_opts_usage(FILE *out)
 	      "  --cleanup               delete what the run created\n"
 	      "  --seed N                PRNG seed (1)\n"
 	      "  --label TEXT            copied into the summary line\n"
+	      "  --tls                   TLS on every connection (ZooKeeper's secureClientPort)\n"
+	      "  --tls-ca FILE           PEM CA certificate(s) the servers' must chain to "
+	      "(required)\n"
+	      "  --tls-cert FILE         PEM client certificate chain (servers with "
+	      "clientAuth=need)\n"
+	      "  --tls-key FILE          its PEM private key (default: in --tls-cert's file)\n"
+	      "  --tls-version V         1.2 | 1.3 | any (any: the server's choice among both)\n"
+	      "  --tls-resume            offer the last session the server gave (tickets) on\n"
+	      "                          each new connection to it (default: full handshakes)\n"
 	      "  --json                  also print the summary as one JSON object\n"
 	      "  --quiet                 no progress line\n"
 	      "  --help\n",
@@ -199,6 +209,12 @@ enum {
 	OPT_JSON,
 	OPT_QUIET,
 	OPT_HELP,
+	OPT_TLS,
+	OPT_TLS_CA,
+	OPT_TLS_CERT,
+	OPT_TLS_KEY,
+	OPT_TLS_VERSION,
+	OPT_TLS_RESUME,
 };
 
 static const struct option long_opts[] = {
@@ -228,6 +244,12 @@ static const struct option long_opts[] = {
 	{ "json", no_argument, NULL, OPT_JSON },
 	{ "quiet", no_argument, NULL, OPT_QUIET },
 	{ "help", no_argument, NULL, OPT_HELP },
+	{ "tls", no_argument, NULL, OPT_TLS },
+	{ "tls-ca", required_argument, NULL, OPT_TLS_CA },
+	{ "tls-cert", required_argument, NULL, OPT_TLS_CERT },
+	{ "tls-key", required_argument, NULL, OPT_TLS_KEY },
+	{ "tls-version", required_argument, NULL, OPT_TLS_VERSION },
+	{ "tls-resume", no_argument, NULL, OPT_TLS_RESUME },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -240,6 +262,21 @@ static const struct option long_opts[] = {
 				    name, optarg, (long long)(lo), (long long)(hi));              \
 		o->field = (int)v_;                                                               \
 	} while (0)
+
+/* A file option: a readable file whose name fits (its content is loaded by
+ * kb_tls_new, which names the option again if OpenSSL refuses it). */
+static int file_opt(char *dst, size_t cap, const char *name, const char *arg, char *err,
+		    size_t err_len)
+{
+	if (strlen(arg) >= cap)
+		return fail(err, err_len, "--%s: file name over %zu bytes", name, cap - 1);
+	FILE *f = fopen(arg, "r");
+	if (!f)
+		return fail(err, err_len, "--%s: cannot open '%s': %s", name, arg, strerror(errno));
+	fclose(f);
+	strcpy(dst, arg);
+	return 0;
+}
 
 static int check_path(const char *p)
 {
@@ -272,7 +309,8 @@ int kb_opts_parse(struct kb_opts *o, int argc, char **argv, char *err, size_t er
 	o->seed = 1;
 	err[0] = 0;
 
-	bool rate_set = false, outstanding_set = false;
+	bool rate_set = false, outstanding_set = false, threads_set = false;
+	const char *tls_opt = NULL; /* a --tls-* option given, for the check without --tls */
 	optind = 0; /* glibc: 0 also resets its internal state, so parse can be called again */
 	opterr = 0;
 	int c;
@@ -352,6 +390,7 @@ int kb_opts_parse(struct kb_opts *o, int argc, char **argv, char *err, size_t er
 			break;
 		case OPT_THREADS:
 			INT_OPT(threads, "threads", 1, KB_MAX_THREADS);
+			threads_set = true;
 			break;
 		case OPT_SESSION_TIMEOUT:
 			INT_OPT(session_timeout_ms, "session-timeout-ms", 1000, 600000);
@@ -404,6 +443,43 @@ int kb_opts_parse(struct kb_opts *o, int argc, char **argv, char *err, size_t er
 		case OPT_HELP:
 			o->help = true;
 			return 0;
+		case OPT_TLS:
+			o->tls = true;
+			break;
+		case OPT_TLS_RESUME:
+			o->tls_resume = true;
+			tls_opt = "--tls-resume";
+			break;
+		case OPT_TLS_CA:
+			if (file_opt(o->tls_ca, sizeof(o->tls_ca), "tls-ca", optarg, err, err_len) <
+			    0)
+				return KEEL_E_INVAL;
+			tls_opt = "--tls-ca";
+			break;
+		case OPT_TLS_CERT:
+			if (file_opt(o->tls_cert, sizeof(o->tls_cert), "tls-cert", optarg, err,
+				     err_len) < 0)
+				return KEEL_E_INVAL;
+			tls_opt = "--tls-cert";
+			break;
+		case OPT_TLS_KEY:
+			if (file_opt(o->tls_key, sizeof(o->tls_key), "tls-key", optarg, err,
+				     err_len) < 0)
+				return KEEL_E_INVAL;
+			tls_opt = "--tls-key";
+			break;
+		case OPT_TLS_VERSION:
+			if (strcmp(optarg, "1.2") == 0)
+				o->tls_version = KB_TLS_12;
+			else if (strcmp(optarg, "1.3") == 0)
+				o->tls_version = KB_TLS_13;
+			else if (strcmp(optarg, "any") == 0)
+				o->tls_version = KB_TLS_ANY;
+			else
+				return fail(err, err_len,
+					    "--tls-version: '%s' is not 1.2, 1.3 or any", optarg);
+			tls_opt = "--tls-version";
+			break;
 		case ':':
 			return fail(err, err_len, "%s: needs a value", argv[optind - 1]);
 		default:
@@ -419,6 +495,35 @@ int kb_opts_parse(struct kb_opts *o, int argc, char **argv, char *err, size_t er
 			    "--rate is for --mode open (closed loop sets its own pace)");
 	if (o->mode == KB_MODE_OPEN && outstanding_set)
 		return fail(err, err_len, "--outstanding is for --mode closed");
+	if (tls_opt && !o->tls)
+		return fail(err, err_len, "%s needs --tls", tls_opt);
+	if (o->tls && !o->tls_ca[0])
+		return fail(err, err_len,
+			    "--tls needs --tls-ca (the CA of the servers' certificates)");
+	if (o->tls_key[0] && !o->tls_cert[0])
+		return fail(err, err_len, "--tls-key needs --tls-cert");
+	if (o->tls && o->proto == KB_PROTO_ETCD)
+		return fail(err, err_len, "--tls is for --protocol zk (etcd runs over h2c here)");
+	if (o->workload == KB_WL_CONNECT) {
+		/* One connection at a time per session, each session its own thread:
+		 * a blocking handshake must not hold up other sessions' ones. */
+		if (o->proto == KB_PROTO_ETCD)
+			return fail(err, err_len, "--workload: connect is for --protocol zk");
+		if (o->mode != KB_MODE_CLOSED || outstanding_set)
+			return fail(err, err_len,
+				    "--workload connect: closed loop, one connection at a time per "
+				    "session (no --mode open, no --outstanding)");
+		if (o->sessions > KB_MAX_THREADS)
+			return fail(err, err_len,
+				    "--workload connect: --sessions %d above %d (a thread each)",
+				    o->sessions, KB_MAX_THREADS);
+		if (threads_set && o->threads != o->sessions)
+			return fail(
+				err, err_len,
+				"--workload connect: a thread per session, --threads must equal "
+				"--sessions");
+		o->threads = o->sessions;
+	}
 	if (o->threads > o->sessions)
 		return fail(err, err_len, "--threads (%d) exceeds --sessions (%d)", o->threads,
 			    o->sessions);

@@ -159,6 +159,47 @@ static void test_refusals(void **state)
 	refused("--seed", "--seed", "abc", NULL);
 	refused("--label", "--label", "has space", NULL);
 	refused("--session-timeout-ms", "--session-timeout-ms", "10", NULL);
+	/* TLS: files must open, each --tls-* needs --tls, --tls needs a CA. */
+	refused("--tls needs --tls-ca", "--tls", NULL);
+	refused("--tls-ca: cannot open", "--tls", "--tls-ca", "/nonexistent/ca.pem", NULL);
+	refused("--tls-cert: cannot open", "--tls-cert", "/nonexistent/c.pem", NULL);
+	refused("--tls-key: cannot open", "--tls-key", "/nonexistent/k.pem", NULL);
+	refused("--tls-ca needs --tls", "--tls-ca", "/dev/null", NULL);
+	refused("--tls-resume needs --tls", "--tls-resume", NULL);
+	refused("--tls-version", "--tls", "--tls-ca", "/dev/null", "--tls-version", "1.1", NULL);
+	refused("--tls-key needs --tls-cert", "--tls", "--tls-ca", "/dev/null", "--tls-key",
+		"/dev/null", NULL);
+	refused("--tls is for --protocol zk", "--tls", "--tls-ca", "/dev/null", "--protocol",
+		"etcd", NULL);
+	/* connect: a thread per session, one connection at a time. */
+	refused("connect is for --protocol zk", "--protocol", "etcd", "--workload", "connect",
+		NULL);
+	refused("--workload connect: closed loop", "--workload", "connect", "--outstanding", "2",
+		NULL);
+	refused("--workload connect: closed loop", "--workload", "connect", "--mode", "open",
+		"--rate", "10", NULL);
+	refused("--threads must equal --sessions", "--workload", "connect", "--sessions", "4",
+		"--threads", "2", NULL);
+	refused("above 16", "--workload", "connect", "--sessions", "17", NULL);
+}
+
+static void test_tls_line(void **state)
+{
+	(void)state;
+	assert_int_equal(parse("--tls", "--tls-ca", "/dev/null", "--tls-cert", "/dev/null",
+			       "--tls-version", "1.2", "--tls-resume", "--workload", "connect",
+			       "--sessions", "3", NULL),
+			 0);
+	assert_true(o.tls && o.tls_resume);
+	assert_string_equal(o.tls_ca, "/dev/null");
+	assert_string_equal(o.tls_cert, "/dev/null");
+	assert_string_equal(o.tls_key, "");
+	assert_int_equal(o.tls_version, KB_TLS_12);
+	assert_int_equal(o.workload, KB_WL_CONNECT);
+	assert_int_equal(o.threads, 3); /* connect: a thread per session */
+	assert_int_equal(parse(NULL), 0);
+	assert_false(o.tls);
+	assert_int_equal(o.tls_version, KB_TLS_ANY);
 }
 
 static void test_help(void **state)
@@ -172,9 +213,8 @@ static void test_help(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_defaults),
-		cmocka_unit_test(test_full_line),
-		cmocka_unit_test(test_refusals),
+		cmocka_unit_test(test_defaults), cmocka_unit_test(test_full_line),
+		cmocka_unit_test(test_refusals), cmocka_unit_test(test_tls_line),
 		cmocka_unit_test(test_help),
 	};
 	return cmocka_run_group_tests_name("kb_opts", tests, NULL, NULL);

@@ -226,6 +226,10 @@ const char *kb_zerr_name(int err)
 		return "H2_RST_STREAM";
 	case KB_EH2_GOAWAY:
 		return "H2_GOAWAY";
+	case KB_ETLS_HANDSHAKE:
+		return "TLS_HANDSHAKE";
+	case KB_ETLS_CERT:
+		return "TLS_CERTIFICATE";
 	default:
 		break;
 	}

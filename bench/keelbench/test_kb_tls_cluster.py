@@ -1,0 +1,143 @@
+#!/usr/bin/python3
+"""keelbench --tls against a keel node serving TLS (secureClientPort,
+ssl.clientAuth=need; tests/cluster/test_tls.py's TlsCluster and certificates,
+one node: a standalone keeld on free loopback ports). Counts only, no timing:
+  1. setData over TLS 1.3 with a client certificate, 2 sessions x 4 in flight:
+     no error, the protocol and cipher named, one handshake per session and
+     one for the setup's control session (and the cleanup's), each counted
+     by the node too (mntr keel_tls_handshakes grows by keelbench's count);
+  2. getData with --tls-version 1.2: TLSv1.2 negotiated, no error;
+  3. --workload connect (a connection, handshake, session, closeSession,
+     close, one after another) without and with --tls-resume: no error,
+     every connection a handshake, none resumed without, all but the first
+     resumed with it (the node's sessions tickets), the node counting as many;
+  4. a CA that did not sign the node's certificate: refused before any op,
+     exit 2, the summary still printed with the refusal counted
+     (errors_all=1 err_TLS_CERTIFICATE=1) and a sentence naming --tls-ca;
+  5. no client certificate (the node needs one): refused, exit 2,
+     err_TLS_HANDSHAKE=1, over TLS 1.3 (the server's alert read after the
+     client's part) and TLS 1.2 (inside the handshake).
+
+usage: test_kb_tls_cluster.py KEELBENCH
+"""
+import os
+import socket
+import subprocess
+import sys
+import unittest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "tests", "cluster"))
+import test_tls  # noqa: E402  (its TlsCluster makes the certificates)
+from zkcluster import read_to_eof  # noqa: E402
+
+KB = None
+CLUSTER = None
+
+
+def summary(out):
+    line = [x for x in out.splitlines() if x.startswith("keelbench:")][-1]
+    return dict(kv.split("=", 1) for kv in line.split()[1:])
+
+
+def mntr(port, key):
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.sendall(b"mntr")
+    text = read_to_eof(s).decode()
+    for line in text.splitlines():
+        k, _, v = line.partition("\t")
+        if k == key:
+            return int(v)
+    raise AssertionError("mntr has no %s:\n%s" % (key, text))
+
+
+def kb(*args, ca=None, cert=True):
+    n = CLUSTER.nodes[0]
+    certs = test_tls.CERTS
+    cmd = [KB, "--servers", "127.0.0.1:%d" % n.tls_port, "--quiet", "--tls",
+           "--tls-ca", ca or certs["ca"], "--duration", "1", "--warmup", "0.2",
+           "--pids", str(n.proc.pid), "--root", "/kbtls"]
+    if cert:
+        cmd += ["--tls-cert", certs["cert"], "--tls-key", certs["key"]]
+    p = subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=60)
+    return p.returncode, (summary(p.stdout) if "keelbench:" in p.stdout else None), p.stderr
+
+
+class KeelbenchTls(unittest.TestCase):
+    def handshakes(self):
+        return mntr(CLUSTER.nodes[0].client_port, "keel_tls_handshakes")
+
+    def test_1_set(self):
+        before = self.handshakes()
+        rc, s, err = kb("--workload", "set", "--sessions", "2", "--outstanding", "4",
+                        "--keys", "50", "--cleanup")
+        self.assertEqual(rc, 0, err)
+        self.assertGreater(int(s["ops"]), 0)
+        self.assertEqual(s["errors_all"], "0", s)
+        self.assertTrue(s["tls"].startswith("TLSv1.3:TLS_"), s["tls"])
+        # setup's control session, the 2 sessions, cleanup's control session
+        self.assertEqual(int(s["handshakes"]), 4, s)
+        self.assertEqual(s["resumed"], "0")
+        self.assertGreater(float(s["handshake_p50_us"]), 0)
+        self.assertGreater(float(s["server_cpu_us_per_op"]), 0)
+        self.assertEqual(self.handshakes() - before, 4)
+
+    def test_2_get_tls12(self):
+        rc, s, err = kb("--workload", "get", "--sessions", "2", "--outstanding", "2",
+                        "--keys", "20", "--tls-version", "1.2")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(s["errors_all"], "0", s)
+        self.assertGreater(int(s["ops"]), 0)
+        self.assertTrue(s["tls"].startswith("TLSv1.2:"), s["tls"])
+
+    def test_3_connect(self):
+        for resume in (False, True):
+            before = self.handshakes()
+            rc, s, err = kb("--workload", "connect", *(["--tls-resume"] if resume else []))
+            self.assertEqual(rc, 0, err)
+            self.assertEqual(s["errors_all"], "0", s)
+            ops = int(s["ops"])
+            hs = int(s["handshakes"])
+            self.assertGreater(ops, 0)
+            # every connection of the run (warm-up included) and the setup's
+            self.assertGreaterEqual(hs, ops + 1, s)
+            if resume:
+                # the setup's and the loop's first are full handshakes
+                self.assertEqual(int(s["resumed"]), hs - 2, s)
+            else:
+                self.assertEqual(s["resumed"], "0", s)
+            self.assertEqual(self.handshakes() - before, hs)
+
+    def test_4_wrong_ca(self):
+        rc, s, err = kb("--workload", "set", ca=test_tls.CERTS["rogue_ca"])
+        self.assertEqual(rc, 2, err)
+        self.assertIsNotNone(s, "no summary: " + err)
+        self.assertEqual(s["errors_all"], "1", s)
+        self.assertEqual(s["err_TLS_CERTIFICATE"], "1", s)
+        self.assertEqual(s["ops"], "0")
+        self.assertIn("certificate is refused", err)
+        self.assertIn("--tls-ca", err)
+
+    def test_5_no_client_cert(self):
+        for version in ("1.3", "1.2"):
+            rc, s, err = kb("--workload", "set", "--tls-version", version, cert=False)
+            self.assertEqual(rc, 2, err)
+            self.assertIsNotNone(s, "no summary: " + err)
+            self.assertEqual(s["errors_all"], "1", s)
+            self.assertEqual(s["err_TLS_HANDSHAKE"], "1", s)
+            self.assertIn("TLS handshake with", err)
+
+
+def main():
+    global KB, CLUSTER
+    KB = sys.argv.pop(1)
+    CLUSTER = test_tls.TlsCluster(1)
+    with CLUSTER:
+        # rogue-ca.pem: made by make_certs beside the others, not in its dict
+        test_tls.CERTS["rogue_ca"] = os.path.join(CLUSTER.dir, "rogue-ca.pem")
+        prog = unittest.main(exit=False, verbosity=2)
+    sys.exit(0 if prog.result.wasSuccessful() else 1)
+
+
+if __name__ == "__main__":
+    main()
