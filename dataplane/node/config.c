@@ -645,6 +645,14 @@ static int set_key(struct parser *p, const char *key, const char *v)
 			return fail(p, key, "'%s' is not user:base64(sha1(user:password))", v);
 		return want_str(p, key, v, c->super_digest, sizeof(c->super_digest));
 	}
+	/* ZooKeeper's zookeeper.X509AuthenticationProvider.superUser: the
+	 * subject (RFC 2253, as the x509 id prints it) of the super identity. */
+	if (!strcmp(key, "X509AuthenticationProvider.superUser") ||
+	    !strcmp(key, "zookeeper.X509AuthenticationProvider.superUser")) {
+		if (!zk_x509_id_valid(v, strlen(v)) || !v[0])
+			return fail(p, key, "'%s' is not an X.500 name (CN=admin,O=example)", v);
+		return want_str(p, key, v, c->x509_super_user, sizeof(c->x509_super_user));
+	}
 	/* ZooKeeper 3.7's zookeeper.enforceQuota (a zoo.cfg key becomes that
 	 * property): hard quota limits refuse writes (QUOTAEXCEEDED). */
 	if (!strcmp(key, "enforceQuota") || !strcmp(key, "zookeeper.enforceQuota"))
