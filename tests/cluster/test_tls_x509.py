@@ -18,7 +18,6 @@ Traffic stays on loopback; the certificates live in the clusters' temporary
 directories.
 """
 import os
-import socket
 import ssl
 import struct
 import subprocess
@@ -26,8 +25,10 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from zkcluster import KeelCluster, free_port_block, wait_for  # noqa: E402
-from test_raw_protocol import frame, recv_frame, ustr  # noqa: E402
+from zkcluster import KeelCluster, wait_for  # noqa: E402
+from test_raw_protocol import frame, recv_frame  # noqa: E402
+from test_tls import TlsCluster  # noqa: E402
+from test_client_limits import session, whoami_ids  # noqa: E402
 
 from kazoo.client import KazooClient  # noqa: E402
 from kazoo.exceptions import (AuthFailedError, InvalidACLError,  # noqa: E402
@@ -67,27 +68,20 @@ def make_certs(d):
                for n in ("a", "b", "super")}}
 
 
-class X509Cluster(KeelCluster):
-    """TLS on each node (clientAuth=want), the super subject configured;
-    node ids in `low` claim protocol level 6."""
+class X509Cluster(TlsCluster):
+    """TLS on each node (test_tls's ports; clientAuth=want and certificates
+    of its own), the super subject configured; node ids in `low` claim
+    protocol level 6."""
 
     def __init__(self, *a, low=(), **kw):
         super().__init__(*a, **kw)
         self.low = set(low)
-        taken = {p for n in self.nodes for p in (n.client_port, n.peer_port,
-                                                 n.election_port, n.admin_port)}
-        start = 10000
-        while True:
-            b = free_port_block(self.size, start=start)
-            if not taken & set(range(b, b + self.size)):
-                break
-            start += 1000
-        for n in self.nodes:
-            n.tls_port = b + n.idx
-        self.certs = make_certs(self.dir)
+        d = os.path.join(self.dir, "x509")
+        os.makedirs(d)
+        self.certs = make_certs(d)
 
     def configure(self, n):
-        super().configure(n)
+        KeelCluster.configure(self, n)  # not TlsCluster's: its keys are set here
         with open(os.path.join(n.workdir, "zoo.cfg"), "a") as f:
             f.write("secureClientPort=%d\nssl.keyStore.location=%s\n"
                     "ssl.trustStore.location=%s\nssl.clientAuth=want\n"
@@ -141,26 +135,13 @@ def raw_tls(cl, i, who):
     c.load_verify_locations(cl.certs["ca"])
     if who:
         c.load_cert_chain(*cl.certs[who])
-    s = socket.create_connection(("127.0.0.1", cl.nodes[i].tls_port), timeout=30)
-    t = c.wrap_socket(s, server_hostname="localhost")
-    body = struct.pack(">iqiq", 0, 0, 10000, 0) + struct.pack(">i", 16) + b"\0" * 16 + b"\0"
-    t.sendall(frame(body))
-    (_, _, sid) = struct.unpack(">iiq", recv_frame(t)[:16])
-    assert sid != 0
-    return t
+    return session(cl.nodes[i].tls_port,
+                   wrap=lambda s: c.wrap_socket(s, server_hostname="localhost"))
 
 
 def whoami(t):
     t.sendall(frame(struct.pack(">ii", 7, 107)))
-    r = recv_frame(t)
-    xid, _, err, count = struct.unpack(">iqii", r[:20])
-    assert (xid, err) == (7, 0), (xid, err)
-    pos, ids = 20, []
-    for _ in range(2 * count):
-        (n,) = struct.unpack(">i", r[pos:pos + 4])
-        ids.append(r[pos + 4:pos + 4 + max(n, 0)].decode())
-        pos += 4 + max(n, 0)
-    return ids
+    return whoami_ids(recv_frame(t))
 
 
 class X509(unittest.TestCase):

@@ -26,14 +26,6 @@ static struct kv_ids x509_ids(const char *dn)
 	return ids;
 }
 
-static uint32_t acl1(uint8_t *buf, size_t cap, int32_t perms, const char *scheme, const char *id)
-{
-	struct kv_acl a = { perms, scheme, (uint32_t)strlen(scheme), id, (uint32_t)strlen(id) };
-	int64_t n = kv_acl_encode(&a, 1, buf, cap);
-	assert_true(n > 0 && (size_t)n <= cap);
-	return (uint32_t)n;
-}
-
 static void test_allows(void **state)
 {
 	(void)state;
@@ -41,7 +33,7 @@ static void test_allows(void **state)
 	struct kv_ids a = x509_ids(CN_A), other = x509_ids(CN_B), none = x509_ids(NULL);
 	struct kv_ids prefix = a, longer = x509_ids(CN_A ",C=XX");
 	prefix.x509_len -= 1;
-	uint32_t n = acl1(b, sizeof(b), KV_PERM_WRITE | KV_PERM_READ, "x509", CN_A);
+	uint32_t n = kvt_acl1(b, sizeof(b), KV_PERM_WRITE | KV_PERM_READ, "x509", CN_A);
 	assert_true(kv_acl_allows(b, n, &a, KV_PERM_WRITE));
 	assert_true(kv_acl_allows(b, n, &a, KV_PERM_READ | KV_PERM_ADMIN));
 	assert_false(kv_acl_allows(b, n, &a, KV_PERM_ADMIN)); /* perms count */
@@ -59,11 +51,11 @@ static void test_allows(void **state)
 	dig.digest[0] = CN_A;
 	dig.digest_len[0] = (uint32_t)strlen(CN_A);
 	assert_false(kv_acl_allows(b, n, &dig, KV_PERM_WRITE));
-	n = acl1(b, sizeof(b), KV_PERM_ALL, "digest", CN_A);
+	n = kvt_acl1(b, sizeof(b), KV_PERM_ALL, "digest", CN_A);
 	assert_false(kv_acl_allows(b, n, &a, KV_PERM_WRITE));
 	/* an empty x509 id (the empty name) matches no session: one without a
 	 * certificate has no x509 id at all */
-	n = acl1(b, sizeof(b), KV_PERM_ALL, "x509", "");
+	n = kvt_acl1(b, sizeof(b), KV_PERM_ALL, "x509", "");
 	assert_false(kv_acl_allows(b, n, &none, KV_PERM_WRITE));
 	/* beside other entries */
 	struct kv_acl two[2] = { { KV_PERM_READ, "world", 5, "anyone", 6 },
@@ -238,7 +230,7 @@ static void test_apply(void **state)
 	 * replica answers it; nothing changes */
 	struct kv_op cr = kvt_create_op("/x", "v", KV_MODE_PERSISTENT);
 	cr.acl = acl;
-	cr.acl_len = acl1(acl, sizeof(acl), KV_PERM_ALL, "x509", CN_A);
+	cr.acl_len = kvt_acl1(acl, sizeof(acl), KV_PERM_ALL, "x509", CN_A);
 	assert_int_equal(apply_x(kv, &z, cr, false, KV_AUTH_IDS, &a), ZK_EINVALIDACL);
 	assert_int_equal(apply_x(kv, &z, cr, false, KV_AUTH_ALL, NULL), ZK_EINVALIDACL);
 	assert_int_equal(kv_view_digest(kv_view_get(kv)), digest);
@@ -267,14 +259,14 @@ static void test_apply(void **state)
 	/* setACL naming x509: format 3 only; A hands /x to B */
 	struct kv_op sa = kvt_op(KV_OP_SET_ACL, "/x");
 	sa.acl = acl;
-	sa.acl_len = acl1(acl, sizeof(acl), KV_PERM_ALL, "x509", CN_B);
+	sa.acl_len = kvt_acl1(acl, sizeof(acl), KV_PERM_ALL, "x509", CN_B);
 	assert_int_equal(apply_x(kv, &z, sa, false, KV_AUTH_IDS, &a), ZK_EINVALIDACL);
 	assert_int_equal(apply_x(kv, &z, sa, true, KV_AUTH_IDS, &b), ZK_ENOAUTH);
 	assert_int_equal(apply_x(kv, &z, sa, true, KV_AUTH_IDS, &a), ZK_OK);
 	assert_int_equal(apply_x(kv, &z, set, true, KV_AUTH_IDS, &a), ZK_ENOAUTH);
 	assert_int_equal(apply_x(kv, &z, set, true, KV_AUTH_IDS, &b), ZK_OK);
 	/* the empty name is a valid id (Java's X500Principal("")) */
-	sa.acl_len = acl1(acl, sizeof(acl), KV_PERM_ALL, "x509", "");
+	sa.acl_len = kvt_acl1(acl, sizeof(acl), KV_PERM_ALL, "x509", "");
 	assert_int_equal(apply_x(kv, &z, sa, true, KV_AUTH_IDS, &b), ZK_OK);
 	assert_int_equal(apply_x(kv, &z, set, true, KV_AUTH_IDS, &b), ZK_ENOAUTH);
 
