@@ -649,9 +649,22 @@ static int set_key(struct parser *p, const char *key, const char *v)
 	 * subject (RFC 2253, as the x509 id prints it) of the super identity. */
 	if (!strcmp(key, "X509AuthenticationProvider.superUser") ||
 	    !strcmp(key, "zookeeper.X509AuthenticationProvider.superUser")) {
-		if (!zk_x509_id_valid(v, strlen(v)) || !v[0])
+		/* zoo.cfg is a Java properties file to ZooKeeper: a backslash
+		 * escapes the next character, so the name's own escapes are
+		 * written doubled (CN=Smith\\, J for CN=Smith\, J), and are
+		 * read so here too, for this key whose values hold them. */
+		char name[NODE_X509_MAX];
+		size_t n = 0;
+		const char *q = v;
+		for (; *q && n + 1 < sizeof(name); q++)
+			name[n++] = *q == '\\' && q[1] ? *++q : *q;
+		name[n] = 0;
+		if (*q)
+			return fail(p, key, "longer than %d bytes (an x509 id's limit)",
+				    NODE_X509_MAX - 1);
+		if (!zk_x509_id_valid(name, n) || !n)
 			return fail(p, key, "'%s' is not an X.500 name (CN=admin,O=example)", v);
-		return want_str(p, key, v, c->x509_super_user, sizeof(c->x509_super_user));
+		return want_str(p, key, name, c->x509_super_user, sizeof(c->x509_super_user));
 	}
 	/* ZooKeeper 3.7's zookeeper.enforceQuota (a zoo.cfg key becomes that
 	 * property): hard quota limits refuse writes (QUOTAEXCEEDED). */

@@ -125,6 +125,10 @@ static void test_x509_super_user(void **state)
 	assert_string_equal(cfg.x509_super_user, "CN=admin,O=keel");
 	assert_int_equal(parse(BASE "zookeeper.X509AuthenticationProvider.superUser=CN=a\n", 0), 0);
 	assert_string_equal(cfg.x509_super_user, "CN=a");
+	/* Java properties: a backslash escapes the next character */
+	assert_int_equal(parse(BASE "X509AuthenticationProvider.superUser=CN=Smith\\\\, J\n", 0),
+			 0);
+	assert_string_equal(cfg.x509_super_user, "CN=Smith\\, J");
 	refused(BASE "X509AuthenticationProvider.superUser=admin\n", 0, 3,
 		"X509AuthenticationProvider.superUser", "X.500 name");
 }
