@@ -777,7 +777,9 @@ int kv_path_valid(const char *p, size_t n)
 	return path_valid(p, n);
 }
 
-static int acl_valid(const void *acl, uint32_t len)
+/* x509: the txn is of format 3 (kv_txn.x509), the only one whose ACLs may
+ * name the x509 scheme (older replicas refuse it: so must this one). */
+static int acl_valid(const void *acl, uint32_t len, bool x509)
 {
 	uint32_t pos = 0, n = 0;
 	struct kv_acl a;
@@ -798,6 +800,8 @@ static int acl_valid(const void *acl, uint32_t len)
 			   (a.scheme_len == 5 && !memcmp(a.scheme, "super", 5))) {
 			if (!a.id_len)
 				return 0;
+		} else if (x509 && a.scheme_len == 4 && !memcmp(a.scheme, "x509", 4)) {
+			continue; /* any id: "" too (an empty DN, as Java's X500Principal) */
 		} else {
 			return 0; /* "auth" must be expanded by the front end */
 		}
@@ -1044,7 +1048,7 @@ static int do_create(struct opctx *c, const struct kv_op *op)
 	if (!memchr(path, '/', n) || memchr(path, 0, n) ||
 	    (seq && !kv->zk_numbering && dot_name(path, n)))
 		return c->res->err = ZK_EBADARGUMENTS, 0;
-	if (!acl_valid(op->acl, op->acl_len))
+	if (!acl_valid(op->acl, op->acl_len, c->txn->x509))
 		return c->res->err = ZK_EINVALIDACL, 0;
 	uint32_t plen = parent_len(path, n);
 	struct kv_znode *parent = kv_lookup(d, path, plen);
@@ -1310,7 +1314,7 @@ static int do_set_acl(struct opctx *c, const struct kv_op *op)
 	struct kv *kv = c->kv;
 	if (!path_valid(op->path, op->path_len))
 		return c->res->err = ZK_EBADARGUMENTS, 0;
-	if (!acl_valid(op->acl, op->acl_len))
+	if (!acl_valid(op->acl, op->acl_len, c->txn->x509))
 		return c->res->err = ZK_EINVALIDACL, 0;
 	struct kv_znode *z = target(c, op);
 	if (!z)
@@ -1376,7 +1380,7 @@ static enum early early_op(const struct kv *kv, const struct kv_view *v, const s
 		    (!ttl && op->ttl_ms > 0) || op->data_len > kv->max_data || !p ||
 		    n > KV_PATH_MAX_BYTES || !memchr(p, '/', n) || memchr(p, 0, n) ||
 		    (seq && !kv->zk_numbering && dot_name(p, n)) ||
-		    !acl_valid(op->acl, op->acl_len))
+		    !acl_valid(op->acl, op->acl_len, txn->x509))
 			return EARLY_UNSURE;
 		uint32_t plen = parent_len(p, n);
 		const struct kv_znode *parent = kv_lookup(v, p, plen);
@@ -1398,7 +1402,8 @@ static enum early early_op(const struct kv *kv, const struct kv_view *v, const s
 	case KV_OP_SET_ACL:
 	case KV_OP_CHECK: {
 		/* setACL is no multi op (kv_apply answers ZUNIMPLEMENTED). */
-		if ((op->type == KV_OP_SET_ACL && (in_multi || !acl_valid(op->acl, op->acl_len))) ||
+		if ((op->type == KV_OP_SET_ACL &&
+		     (in_multi || !acl_valid(op->acl, op->acl_len, txn->x509))) ||
 		    !path_valid(p, n))
 			return EARLY_UNSURE;
 		const struct kv_znode *z = kv_lookup(v, p, n);

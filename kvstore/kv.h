@@ -105,7 +105,9 @@ enum kv_perm {
  * entry: i32 perms, u32 len + scheme, u32 len + id; little-endian). The front
  * end builds it with kv_acl_encode (after expanding "auth" into digest ids);
  * readers walk a stored one with kv_acl_next. Schemes accepted at apply:
- * world (id "anyone"), digest (id "user:hash"), ip (non-empty id), super.
+ * world (id "anyone"), digest (id "user:hash"), ip (non-empty id), super,
+ * and x509 (any id: the origin validates it as ZooKeeper does) in a
+ * format-3 txn only (kv_txn.x509).
  */
 struct kv_acl {
 	int32_t perms;
@@ -156,6 +158,9 @@ struct kv_op {
  * skipACL are decided by the origin (KV_AUTH_ALL).
  */
 #define KV_IDS_MAX_DIGEST 8
+/* The longest x509 subject a txn carries (format 3); a longer one is
+ * refused by the encoder and malformed to the decoder. */
+#define KV_X509_MAX_BYTES 1024
 enum kv_auth {
 	KV_AUTH_NONE = 0, /* not checked at apply (format 1: the origin checked it) */
 	KV_AUTH_IDS = 1,  /* checked at apply against ids */
@@ -167,14 +172,20 @@ struct kv_ids {
 	uint32_t n_digest;
 	const char *digest[KV_IDS_MAX_DIGEST]; /* borrowed, not NUL-terminated */
 	uint32_t digest_len[KV_IDS_MAX_DIGEST];
+	/* ZooKeeper's x509 id: the verified client certificate's subject in
+	 * RFC 2253 (X500Principal.getName()); x509_len 0: none. Borrowed, not
+	 * NUL-terminated. Travels only in a format-3 txn (kv_txn.x509). */
+	uint32_t x509_len;
+	const char *x509;
 };
 /*
  * Does an encoded ACL grant perm (KV_PERM_* bits: any of them, as
  * ZooKeeper's getACL asks READ|ADMIN) to these identities? As ZooKeeper's
  * checkACL without super/skipACL: an empty ACL allows everything; an entry
- * counts if it holds a bit of perm and is world:anyone, a digest id of ids, or an ip id
- * (address[/bits]) covering ids->ip. ids may be NULL (no identity). A malformed ACL grants what its
- * well-formed prefix grants.
+ * counts if it holds a bit of perm and is world:anyone, a digest id of ids, an ip id
+ * (address[/bits]) covering ids->ip, or an x509 id equal to ids->x509 byte for
+ * byte (ZooKeeper's X509AuthenticationProvider.matches: String.equals). ids may be NULL (no
+ * identity). A malformed ACL grants what its well-formed prefix grants.
  */
 bool kv_acl_allows(const void *acl, uint32_t acl_len, const struct kv_ids *ids, int32_t perm);
 
@@ -202,11 +213,17 @@ struct kv_txn {
 	 * Client writes only; the node's own txns (sessions, deleteContainer,
 	 * /zookeeper/config) are KV_AUTH_NONE. */
 	uint8_t auth;
+	/* Format 3 (protocol level 7, the origin's choice): ids.x509 travels,
+	 * and the txn's ACLs may name the x509 scheme -- an x509 ACL entry in
+	 * a txn without it is ZK_EINVALIDACL at apply, as every replica of
+	 * an older release answers it, so an ACL is never valid on one
+	 * replica and not on another. Decoded from the format. */
+	bool x509;
 	struct kv_ids ids;
 };
 
-/* Encodes a txn (format version 1, or 2 when auth != KV_AUTH_NONE: see
- * txn.c); returns its size (may exceed cap: then
+/* Encodes a txn (format version 1, or 2 when auth != KV_AUTH_NONE, or 3
+ * when x509: see txn.c); returns its size (may exceed cap: then
  * call again with a larger buffer) or KEEL_E_INVAL. */
 int64_t kv_txn_encode(const struct kv_txn *txn, void *buf, size_t cap);
 /* At least kv_txn_encode's size for txn (a few tens of bytes over), without
@@ -215,8 +232,8 @@ size_t kv_txn_size_max(const struct kv_txn *txn);
 /* Decodes one txn, bounds-checked: KEEL_E_MALFORMED (truncated, trailing bytes,
  * unknown type or version, nested multi, ...), KEEL_E_TOO_BIG (more ops than
  * ops_cap). On success txn->ops == ops and the txn borrows buf; of txn->ids
- * only ip_len bytes of ip and n_digest ids are set (the rest is left as it
- * was). */
+ * only ip_len bytes of ip, n_digest ids and x509 (x509_len 0 unless format
+ * 3 carries one) are set (the rest is left as it was). */
 int kv_txn_decode(const void *buf, size_t len, struct kv_txn *txn, struct kv_op *ops,
 		  uint32_t ops_cap);
 /* Writes zxid and time_ms into an encoded txn in place (their offsets are

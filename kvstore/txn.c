@@ -7,8 +7,11 @@
  *           i64 session_id, body
  *         | u8 version=2, i8 type, u16 auth (enum kv_auth: 1 or 2), i32 cxid,
  *           i64 zxid, i64 time_ms, i64 session_id, [ids if auth == 1], body
+ *         | u8 version=3, the rest as version 2 with ids3 for ids (protocol
+ *           level 7: the x509 identity, and ACLs may name the x509 scheme)
  *   ids   = u8 ip_len (0, 4 or 16), ip_len bytes, u8 n (<= 8), n x digest id
  *           (a session without auth pays 6 bytes over format 1 for IPv4)
+ *   ids3  = ids, u32 len (<= KV_X509_MAX_BYTES; 0: none) + x509 subject
  *   body  = createSession: i32 timeout_ms, 16 B password
  *           close/expireSession: nothing
  *           multi: u32 n, n x (i8 op type, op)
@@ -35,6 +38,7 @@
 
 #define TXN_VERSION   1
 #define TXN_VERSION_2 2 /* carries the requester's identities (enum kv_auth) */
+#define TXN_VERSION_3 3 /* and the x509 one; ACLs may name x509 (level 7) */
 #define BATCH_VERSION 1
 #define BATCH_HDR     5
 
@@ -215,6 +219,9 @@ bool kv_acl_allows(const void *acl, uint32_t acl_len, const struct kv_ids *ids, 
 		if (entry_is(&a, "ip", 2) &&
 		    keel_ip_id_covers(a.id, a.id_len, ids->ip, ids->ip_len))
 			return true;
+		if (entry_is(&a, "x509", 4) && ids->x509_len && ids->x509_len == a.id_len &&
+		    !memcmp(ids->x509, a.id, a.id_len))
+			return true;
 	}
 	return false;
 }
@@ -319,10 +326,11 @@ KV_INLINE void get_op(struct rbuf *r, int32_t type, struct kv_op *op)
 	}
 }
 
-static int put_ids(struct wbuf *w, const struct kv_ids *ids)
+static int put_ids(struct wbuf *w, const struct kv_ids *ids, bool x509)
 {
 	if ((ids->ip_len != 0 && ids->ip_len != 4 && ids->ip_len != 16) ||
-	    ids->n_digest > KV_IDS_MAX_DIGEST)
+	    ids->n_digest > KV_IDS_MAX_DIGEST ||
+	    (x509 && (ids->x509_len > KV_X509_MAX_BYTES || (ids->x509_len && !ids->x509))))
 		return KEEL_E_INVAL;
 	put_u8(w, ids->ip_len);
 	put_bytes(w, ids->ip, ids->ip_len);
@@ -332,10 +340,12 @@ static int put_ids(struct wbuf *w, const struct kv_ids *ids)
 			return KEEL_E_INVAL;
 		put_str(w, ids->digest[i], ids->digest_len[i]);
 	}
+	if (x509)
+		put_str(w, ids->x509, ids->x509_len);
 	return 0;
 }
 
-KV_INLINE void get_ids(struct rbuf *r, struct kv_ids *ids)
+KV_INLINE void get_ids(struct rbuf *r, struct kv_ids *ids, bool x509)
 {
 	ids->ip_len = (uint8_t)get_le(r, 1);
 	if (ids->ip_len != 0 && ids->ip_len != 4 && ids->ip_len != 16) {
@@ -355,6 +365,11 @@ KV_INLINE void get_ids(struct rbuf *r, struct kv_ids *ids)
 	}
 	for (uint32_t i = 0; i < ids->n_digest && !r->bad; i++)
 		ids->digest[i] = get_str(r, &ids->digest_len[i]);
+	if (x509 && !r->bad) {
+		ids->x509 = get_str(r, &ids->x509_len);
+		if (ids->x509_len > KV_X509_MAX_BYTES)
+			r->bad = 1;
+	}
 }
 
 int64_t kv_txn_encode(const struct kv_txn *txn, void *buf, size_t cap)
@@ -362,14 +377,19 @@ int64_t kv_txn_encode(const struct kv_txn *txn, void *buf, size_t cap)
 	struct wbuf w = { buf, cap, 0 };
 	if (txn->auth > KV_AUTH_ALL)
 		return KEEL_E_INVAL;
-	put_u8(&w, txn->auth == KV_AUTH_NONE ? TXN_VERSION : TXN_VERSION_2);
+	/* Format 3 is a client write's (it names the write's identities). */
+	if (txn->x509 && txn->auth == KV_AUTH_NONE)
+		return KEEL_E_INVAL;
+	put_u8(&w, txn->x509                   ? TXN_VERSION_3
+		   : txn->auth == KV_AUTH_NONE ? TXN_VERSION
+					       : TXN_VERSION_2);
 	put_u8(&w, (uint8_t)(int8_t)txn->type);
 	put_u16(&w, txn->auth);
 	put_u32(&w, (uint32_t)txn->cxid);
 	put_u64(&w, (uint64_t)txn->zxid);
 	put_u64(&w, (uint64_t)txn->time_ms);
 	put_u64(&w, (uint64_t)txn->session_id);
-	if (txn->auth == KV_AUTH_IDS && put_ids(&w, &txn->ids) < 0)
+	if (txn->auth == KV_AUTH_IDS && put_ids(&w, &txn->ids, txn->x509) < 0)
 		return KEEL_E_INVAL;
 	switch (txn->type) {
 	case KV_OP_CREATE_SESSION:
@@ -406,7 +426,7 @@ size_t kv_txn_size_max(const struct kv_txn *txn)
 	 * bytes over, in exchange for no pass of the encoder to size it. */
 	size_t n = 32 + 4 + KV_PASSWD_BYTES + 4; /* header, createSession, multi count */
 	if (txn->auth == KV_AUTH_IDS) {
-		n += 1 + sizeof(txn->ids.ip) + 1;
+		n += 1 + sizeof(txn->ids.ip) + 1 + (txn->x509 ? 4 + (size_t)txn->ids.x509_len : 0);
 		for (uint32_t i = 0; i < txn->ids.n_digest && i < KV_IDS_MAX_DIGEST; i++)
 			n += 4 + (size_t)txn->ids.digest_len[i];
 	}
@@ -424,7 +444,7 @@ size_t kv_txn_size_max(const struct kv_txn *txn)
 	return n;
 }
 
-/* The header's fixed offsets (both versions): zxid and time are rewritten
+/* The header's fixed offsets (every version): zxid and time are rewritten
  * in place (kv_txn_stamp), so a proposer need not decode and re-encode the
  * whole txn; the decoder checks the header's length once. */
 #define TXN_OFF_TYPE    1
@@ -444,12 +464,14 @@ int kv_txn_decode(const void *buf, size_t len, struct kv_txn *txn, struct kv_op 
 	memset(txn, 0, offsetof(struct kv_txn, ids));
 	txn->ids.ip_len = 0;
 	txn->ids.n_digest = 0;
+	txn->ids.x509_len = 0;
+	txn->ids.x509 = NULL;
 	/* Every txn has the whole header: one length check for its fields. */
 	const uint8_t *h = buf ? take(&r, TXN_HDR) : NULL;
 	if (!h)
 		return KEEL_E_MALFORMED;
 	uint8_t version = h[0];
-	if (version != TXN_VERSION && version != TXN_VERSION_2)
+	if (version != TXN_VERSION && version != TXN_VERSION_2 && version != TXN_VERSION_3)
 		return KEEL_E_MALFORMED;
 	txn->type = (int8_t)h[TXN_OFF_TYPE];
 	uint64_t auth = kv_le_load(h + TXN_OFF_AUTH, 2);
@@ -458,12 +480,13 @@ int kv_txn_decode(const void *buf, size_t len, struct kv_txn *txn, struct kv_op 
 	if (version == TXN_VERSION ? auth != 0 : auth != KV_AUTH_IDS && auth != KV_AUTH_ALL)
 		return KEEL_E_MALFORMED;
 	txn->auth = (uint8_t)auth;
+	txn->x509 = version == TXN_VERSION_3;
 	txn->cxid = (int32_t)kv_le_load(h + TXN_OFF_CXID, 4);
 	txn->zxid = (int64_t)kv_le_load(h + TXN_OFF_ZXID, 8);
 	txn->time_ms = (int64_t)kv_le_load(h + TXN_OFF_TIME, 8);
 	txn->session_id = (int64_t)kv_le_load(h + TXN_OFF_SESSION, 8);
 	if (txn->auth == KV_AUTH_IDS)
-		get_ids(&r, &txn->ids);
+		get_ids(&r, &txn->ids, txn->x509);
 	txn->ops = ops;
 	switch (txn->type) {
 	case KV_OP_CREATE_SESSION: {
@@ -508,7 +531,7 @@ int kv_txn_decode(const void *buf, size_t len, struct kv_txn *txn, struct kv_op 
 int kv_txn_stamp(void *buf, size_t len, int64_t zxid, int64_t time_ms, int32_t *type)
 {
 	uint8_t *b = buf;
-	if (!b || len < TXN_HDR || (b[0] != TXN_VERSION && b[0] != TXN_VERSION_2))
+	if (!b || len < TXN_HDR || b[0] < TXN_VERSION || b[0] > TXN_VERSION_3)
 		return KEEL_E_MALFORMED;
 	kv_le_store(b + TXN_OFF_ZXID, (uint64_t)zxid, 8);
 	kv_le_store(b + TXN_OFF_TIME, (uint64_t)time_ms, 8);

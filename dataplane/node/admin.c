@@ -302,6 +302,9 @@ static const struct family families[] = {
 	  .help = "Reads this node served while its applied index was below the highest commit "
 		  "index a leader named (a follower whose log lags the quorum's: the read answers "
 		  "older state; mntr keel_reads_behind)." },
+	{ .name = "keel_x509_acl_refused_total", AT(x509_acl_level_c),
+	  .help = "Creates and setACLs refused InvalidACL for naming the x509 scheme while the "
+		  "cluster protocol level is below 7 (mntr keel_x509_acl_refused_level)." },
 	{ .name = "keel_sessions_at_peers", AT(sessions_at_peers_g), .gauge = true,
 	  .help = "Sessions whose client is, as this node last heard, at another node, or not "
 		  "known (restored from a snapshot): a leader holds heartbeats (news_first) only "

@@ -645,6 +645,27 @@ static int set_key(struct parser *p, const char *key, const char *v)
 			return fail(p, key, "'%s' is not user:base64(sha1(user:password))", v);
 		return want_str(p, key, v, c->super_digest, sizeof(c->super_digest));
 	}
+	/* ZooKeeper's zookeeper.X509AuthenticationProvider.superUser: the
+	 * subject (RFC 2253, as the x509 id prints it) of the super identity. */
+	if (!strcmp(key, "X509AuthenticationProvider.superUser") ||
+	    !strcmp(key, "zookeeper.X509AuthenticationProvider.superUser")) {
+		/* zoo.cfg is a Java properties file to ZooKeeper: a backslash
+		 * escapes the next character, so the name's own escapes are
+		 * written doubled (CN=Smith\\, J for CN=Smith\, J), and are
+		 * read so here too, for this key whose values hold them. */
+		char name[NODE_X509_MAX];
+		size_t n = 0;
+		const char *q = v;
+		for (; *q && n + 1 < sizeof(name); q++)
+			name[n++] = *q == '\\' && q[1] ? *++q : *q;
+		name[n] = 0;
+		if (*q)
+			return fail(p, key, "longer than %d bytes (an x509 id's limit)",
+				    NODE_X509_MAX - 1);
+		if (!zk_x509_id_valid(name, n) || !n)
+			return fail(p, key, "'%s' is not an X.500 name (CN=admin,O=example)", v);
+		return want_str(p, key, name, c->x509_super_user, sizeof(c->x509_super_user));
+	}
 	/* ZooKeeper 3.7's zookeeper.enforceQuota (a zoo.cfg key becomes that
 	 * property): hard quota limits refuse writes (QUOTAEXCEEDED). */
 	if (!strcmp(key, "enforceQuota") || !strcmp(key, "zookeeper.enforceQuota"))

@@ -298,10 +298,15 @@ static void fsess_copy(struct fsess *dst, const struct fsess *src)
 {
 	const size_t head = offsetof(struct fsess, auth);
 	const size_t tail = head + sizeof(src->auth);
+	const size_t x509 = offsetof(struct fsess, x509);
 	memcpy(dst, src, head);
 	memcpy(dst->auth, src->auth,
 	       KEEL_MIN(src->n_auth, (uint32_t)KEEL_ARRAY_SIZE(src->auth)) * sizeof(src->auth[0]));
-	memcpy((char *)dst + tail, (const char *)src + tail, sizeof(*src) - tail);
+	memcpy((char *)dst + tail, (const char *)src + tail, x509 - tail);
+	/* the subject is mostly absent, and at most ~100 bytes when present */
+	dst->x509_len = KEEL_MIN(src->x509_len, (uint32_t)sizeof(src->x509) - 1);
+	memcpy(dst->x509, src->x509, dst->x509_len);
+	dst->x509[dst->x509_len] = '\0';
 }
 
 void keeld_write_done(struct keeld *k, int64_t sid)
@@ -338,9 +343,19 @@ static int64_t cur_zxid(struct keeld *k)
 	return atomic_load(&k->applied_zxid);
 }
 
-/* Did the session authenticate as DigestAuthenticationProvider.superDigest? */
+/* Is the session's certificate X509AuthenticationProvider.superUser's? */
+static bool is_x509_super(const struct keeld *k, const struct fsess *s)
+{
+	return s && s->x509_len && k->cfg.x509_super_user[0] &&
+	       !strcmp(s->x509, k->cfg.x509_super_user);
+}
+
+/* Did the session authenticate as DigestAuthenticationProvider.superDigest,
+ * or connect with X509AuthenticationProvider.superUser's certificate? */
 static bool is_super(const struct keeld *k, const struct fsess *s)
 {
+	if (is_x509_super(k, s))
+		return true;
 	if (!k->cfg.super_digest[0] || !s)
 		return false;
 	for (uint32_t i = 0; i < s->n_auth; i++)
@@ -353,11 +368,14 @@ static bool is_super(const struct keeld *k, const struct fsess *s)
  * The session's identities as a write carries them (kv_txn.auth/ids):
  * KV_AUTH_ALL when this node's config lets it do anything (skipACL, or the
  * super identity: both config, so decided here, not at apply), else its
- * address and digest ids (borrowed from s).
+ * address, digest ids and x509 id (borrowed from s; a write below
+ * NODE_LEVEL_X509 drops the x509 one: write_x509).
  */
 static uint8_t sess_ids(const struct keeld *k, const struct fsess *s, struct kv_ids *ids)
 {
 	memset(ids, 0, offsetof(struct kv_ids, digest));
+	ids->x509_len = 0;
+	ids->x509 = NULL;
 	if (k->cfg.skip_acl || is_super(k, s))
 		return KV_AUTH_ALL;
 	if (!s)
@@ -371,6 +389,8 @@ static uint8_t sess_ids(const struct keeld *k, const struct fsess *s, struct kv_
 		ids->digest_len[i] = (uint32_t)strlen(s->auth[i]);
 		ids->n_digest++;
 	}
+	ids->x509_len = s->x509_len;
+	ids->x509 = s->x509;
 	return KV_AUTH_IDS;
 }
 
@@ -617,13 +637,23 @@ static int read_once(struct keeld *k, const struct zk_call *call, int32_t type, 
 		return multi_read(k, call, v, &ops, s);
 	}
 	case ZK_OP_WHO_AM_I: {
-		struct zk_str ids[2 * 10];
+		struct zk_str ids[2 * 12];
 		char addr[64];
 		int32_t cnt = 0;
 		size_t alen = s ? zk_peer_format(&s->peer, addr, sizeof(addr)) : 0;
 		if (alen) {
 			ids[cnt++] = (struct zk_str){ "ip", 2 };
 			ids[cnt++] = (struct zk_str){ addr, (int32_t)alen };
+		}
+		/* ZooKeeper's order: the ids the handshake added (super first
+		 * for X509AuthenticationProvider.superUser), then addAuth's */
+		if (is_x509_super(k, s)) {
+			ids[cnt++] = (struct zk_str){ "super", 5 };
+			ids[cnt++] = (struct zk_str){ s->x509, (int32_t)s->x509_len };
+		}
+		if (s && s->x509_len) {
+			ids[cnt++] = (struct zk_str){ "x509", 4 };
+			ids[cnt++] = (struct zk_str){ s->x509, (int32_t)s->x509_len };
 		}
 		for (uint32_t i = 0; s && i < s->n_auth && i < 8; i++) {
 			/* ZooKeeper's digest provider adds super:"" with the
@@ -822,9 +852,35 @@ static void arena_free(struct arena *a)
 	a->n = 0;
 }
 
-/* zk ACL list -> kv's encoding; "auth" expands to the session's digest ids. */
-static int acl_build(const struct zk_acls *in, const struct fsess *s, struct arena *ar,
-		     const void **out, uint32_t *out_len)
+/*
+ * May this node take an ACL naming the x509 scheme? As ZooKeeper, only a
+ * node whose x509 provider is on (secureClientPort set: ZooKeeper's
+ * configureSSLAuth registers it); and only from NODE_LEVEL_X509 on (a
+ * level-6 replica refuses such an ACL at apply): before, refused
+ * InvalidACL here, counted and logged (the first, then every 1000th).
+ */
+static bool x509_acl_ok(struct keeld *k)
+{
+	if (!k->cfg.secure_client_port)
+		return false;
+	if (node_x509(atomic_load(&k->level_cluster)))
+		return true;
+	uint64_t n = atomic_fetch_add(&k->n_x509_acl_level, 1);
+	if (k->x509_acl_level_c)
+		mgmt_counter_add(k->x509_acl_level_c, 1);
+	if (n % 1000 == 0)
+		keeld_log("an ACL naming x509 refused (InvalidACL): the cluster protocol level is "
+			  "%u, x509 ACLs need %u (every member on this release); %" PRIu64
+			  " refused so far",
+			  atomic_load(&k->level_cluster), NODE_LEVEL_X509, n + 1);
+	return false;
+}
+
+/* zk ACL list -> kv's encoding; "auth" expands to the session's x509 id
+ * (from NODE_LEVEL_X509 on) and digest ids, as ZooKeeper's fixupACL
+ * expands it to the authenticated ids in the order they were added. */
+static int acl_build(struct keeld *k, const struct zk_acls *in, const struct fsess *s,
+		     struct arena *ar, const void **out, uint32_t *out_len)
 {
 	struct kv_acl a[64];
 	uint32_t n = 0;
@@ -833,6 +889,10 @@ static int acl_build(const struct zk_acls *in, const struct fsess *s, struct are
 	while (zk_acls_next(in, &it, &z)) {
 		if (z.scheme.len == 4 && !memcmp(z.scheme.ptr, "auth", 4)) {
 			uint32_t before = n;
+			/* below the level, as before it: the digest ids only */
+			if (s && s->x509_len && n < 64 && node_x509(atomic_load(&k->level_cluster)))
+				a[n++] =
+					(struct kv_acl){ z.perms, "x509", 4, s->x509, s->x509_len };
 			for (uint32_t i = 0; s && i < s->n_auth && n < 64; i++)
 				a[n++] = (struct kv_acl){ z.perms, "digest", 6, s->auth[i],
 							  (uint32_t)strlen(s->auth[i]) };
@@ -845,6 +905,11 @@ static int acl_build(const struct zk_acls *in, const struct fsess *s, struct are
 		/* ZooKeeper's IPAuthenticationProvider.isValid: an address[/bits]. */
 		if (z.scheme.len == 2 && !memcmp(z.scheme.ptr, "ip", 2) &&
 		    !zk_ip_acl_valid(z.id.ptr, (size_t)z.id.len))
+			return ZK_EINVALIDACL;
+		/* X509AuthenticationProvider.isValid: an X.500 name */
+		if (z.scheme.len == 4 && !memcmp(z.scheme.ptr, "x509", 4) &&
+		    (!zk_x509_id_valid(z.id.ptr, (size_t)z.id.len) ||
+		     z.id.len > KV_X509_MAX_BYTES || !x509_acl_ok(k)))
 			return ZK_EINVALIDACL;
 		/* ZooKeeper (3.5+) drops duplicate entries. */
 		bool dup = false;
@@ -952,7 +1017,7 @@ static int op_build(struct keeld *k, const struct zk_request *q, const struct fs
 		return ZK_EBADARGUMENTS;
 	}
 	if (is_create(q->type) || q->type == ZK_OP_SET_ACL) {
-		int e = acl_build(&q->acl, s, ar, &op->acl, &op->acl_len);
+		int e = acl_build(k, &q->acl, s, ar, &op->acl, &op->acl_len);
 		if (e)
 			return e;
 	}
@@ -1070,6 +1135,34 @@ static int preq_encode(struct preq *r, const struct kv_txn *txn)
 	return ZK_OK;
 }
 
+/* Does an encoded ACL name the x509 scheme? */
+static bool acl_names_x509(const void *acl, uint32_t len)
+{
+	uint32_t pos = 0;
+	struct kv_acl a;
+	while (kv_acl_next(acl, len, &pos, &a) == 1)
+		if (a.scheme_len == 4 && !memcmp(a.scheme, "x509", 4))
+			return true;
+	return false;
+}
+
+/*
+ * A write's format: 3 (txn.x509) when it carries the session's x509 id or
+ * an ACL naming x509 -- acl_build let that through only from
+ * NODE_LEVEL_X509 on, and the level never goes down -- else the format it
+ * had before (2), byte for byte. Below the level the x509 id stays out:
+ * no ACL can name it yet, so no answer depends on it.
+ */
+static void write_x509(struct keeld *k, struct kv_txn *txn)
+{
+	bool acl = false;
+	for (uint32_t i = 0; i < txn->nops && !acl; i++)
+		acl = txn->ops[i].acl_len && acl_names_x509(txn->ops[i].acl, txn->ops[i].acl_len);
+	if (!node_x509(atomic_load(&k->level_cluster)))
+		txn->ids.x509_len = 0;
+	txn->x509 = acl || (txn->auth == KV_AUTH_IDS && txn->ids.x509_len);
+}
+
 static void handle_write(struct keeld *k, const struct zk_call *call, const struct zk_request *req,
 			 const struct fsess *s)
 {
@@ -1155,6 +1248,7 @@ static void handle_write(struct keeld *k, const struct zk_call *call, const stru
 	 * against its latest state): the view above may predate an ACL change
 	 * another session already saw acknowledged. */
 	txn.auth = sess_ids(k, s, &txn.ids);
+	write_x509(k, &txn);
 	err = preq_encode(r, &txn);
 	if (err)
 		goto out;
@@ -1479,6 +1573,24 @@ static void ro_sessions_purge(struct keeld *k, bool all)
 }
 
 /*
+ * The connection's x509 id into s (fe_mu held; sub from conn_x509): as
+ * ZooKeeper, the identity is the connection's, so an attach replaces it.
+ */
+static void sess_set_x509(struct fsess *s, const char *sub, int len)
+{
+	s->x509_len = len > 0 && (size_t)len < sizeof(s->x509) ? (uint32_t)len : 0;
+	memcpy(s->x509, sub, s->x509_len);
+	s->x509[s->x509_len] = '\0';
+}
+
+/* The subject of the connection's verified client certificate (sub, cap
+ * NODE_X509_MAX): its length, 0 for none, < 0 when gone or too long. */
+static int conn_x509(struct keeld *k, zk_conn_id conn, char *sub)
+{
+	return zk_server_x509_subject(k->zk, conn, sub, NODE_X509_MAX);
+}
+
+/*
  * A new session in read-only mode: without a quorum nothing can be
  * replicated, so it lives in this node's table only (as ZooKeeper's
  * read-only server's sessions do) and ends when it closes, when it has had
@@ -1493,9 +1605,12 @@ static void ro_session(struct keeld *k, const struct zk_call *call, struct zk_pe
 	int64_t id = new_session_id(k);
 	uint8_t pw[KV_PASSWD_BYTES];
 	new_passwd(pw, id);
+	char sub[NODE_X509_MAX];
+	int sub_len = conn_x509(k, call->conn, sub);
 	pthread_mutex_lock(&k->fe_mu);
 	struct fsess *s = sess_get_or_add(k, id, timeout_ms);
 	if (s) {
+		sess_set_x509(s, sub, sub_len);
 		s->local = true;
 		s->read_only = true;
 		s->has_conn = true;
@@ -1604,6 +1719,8 @@ static bool attach(struct keeld *k, const struct zk_call *call, int64_t sid, str
 	struct zk_connect_response cr = { .read_only = ro };
 	uint8_t zero[KV_PASSWD_BYTES] = { 0 };
 	cr.passwd = (struct zk_buf){ zero, KV_PASSWD_BYTES };
+	char sub[NODE_X509_MAX];
+	int sub_len = conn_x509(k, call->conn, sub);
 	pthread_mutex_lock(&k->fe_mu);
 	struct fsess *s = keeld_sess_find(k, sid);
 	/* A session made here in read-only mode is known here only. */
@@ -1628,6 +1745,7 @@ static bool attach(struct keeld *k, const struct zk_call *call, int64_t sid, str
 		s->last_heard_ns = keel_now_ns();
 		s->n_auth = 0; /* auth belongs to a connection: clients re-send it */
 		s->peer = peer;
+		sess_set_x509(s, sub, sub_len);
 		s->read_only = ro;
 	}
 	pthread_mutex_unlock(&k->fe_mu);
@@ -1661,6 +1779,22 @@ static void on_connect(struct zk_backend *b, const struct zk_call *call,
 	struct zk_peer peer = { 0 };
 	(void)zk_server_peer(k->zk, call->conn, &peer); /* gone: nothing will use it */
 	kv_enter();
+	if (k->cfg.secure_client_port) {
+		/* An identity keel cannot carry (txn format 3 holds up to
+		 * KV_X509_MAX_BYTES) fails authentication, as ZooKeeper closes a
+		 * connection whose certificate it cannot authenticate. */
+		char sub[NODE_X509_MAX];
+		if (conn_x509(k, call->conn, sub) == KEEL_E_TOO_BIG) {
+			uint64_t n = atomic_fetch_add(&k->n_x509_too_long, 1);
+			if (n % 1000 == 0)
+				keeld_log("closing a TLS client: its certificate subject is over "
+					  "%u bytes (x509 ids are at most that); %" PRIu64
+					  " so far",
+					  KV_X509_MAX_BYTES, n + 1);
+			(void)zk_server_close(k->zk, call->conn);
+			goto out;
+		}
+	}
 	int64_t ours = cur_zxid(k);
 	if (req->last_zxid_seen > ours) {
 		/* ZooKeeper: "client has seen zxid ... our last zxid is ...": close,
@@ -1740,10 +1874,14 @@ static void on_connect(struct zk_backend *b, const struct zk_call *call,
 		(void)zk_server_close(k->zk, call->conn);
 		goto out;
 	}
+	char sub[NODE_X509_MAX];
+	int sub_len = conn_x509(k, call->conn, sub);
 	pthread_mutex_lock(&k->fe_mu);
 	struct fsess *ns = sess_get_or_add(k, id, r->timeout_ms);
-	if (ns)
+	if (ns) {
 		ns->peer = peer;
+		sess_set_x509(ns, sub, sub_len);
+	}
 	pthread_mutex_unlock(&k->fe_mu);
 	keeld_queue(k, r);
 out:
@@ -1967,6 +2105,14 @@ static void on_request(struct zk_backend *b, const struct zk_call *call,
 		break;
 	case ZK_OP_SET_AUTH: {
 		int32_t err = ZK_EAUTHFAILED;
+		/* ZooKeeper's x509 provider ignores the auth data and
+		 * authenticates the connection's certificate again: OK with
+		 * one (its id is there already), else AUTHFAILED (and the
+		 * connection closes), as on a node without secureClientPort
+		 * (no x509 provider). */
+		if (req->auth_scheme.len == 4 && !memcmp(req->auth_scheme.ptr, "x509", 4) &&
+		    k->cfg.secure_client_port && s.x509_len)
+			err = ZK_OK;
 		if (req->auth_scheme.len == 6 && !memcmp(req->auth_scheme.ptr, "digest", 6) &&
 		    req->auth.len > 0) {
 			const char *colon = memchr(req->auth.ptr, ':', (size_t)req->auth.len);
@@ -2312,6 +2458,12 @@ static size_t four_letter(struct zk_backend *b, int word, char *out, size_t cap)
 			for (int i = 0; i < ZK_TLS_FAIL_COUNT_; i++)
 				OUT("keel_tls_failures_%s\t%" PRIu64 "\n",
 				    zk_tls_fail_name((enum zk_tls_fail)i), st.tls_failed[i]);
+			/* x509 ids: ACLs refused below NODE_LEVEL_X509, clients
+			 * closed for a subject keel cannot carry */
+			OUT("keel_x509_acl_refused_level\t%" PRIu64
+			    "\nkeel_x509_subject_too_long\t%" PRIu64 "\n",
+			    (uint64_t)atomic_load(&k->n_x509_acl_level),
+			    (uint64_t)atomic_load(&k->n_x509_too_long));
 		}
 		break;
 	case ZK_4LW_CONF:

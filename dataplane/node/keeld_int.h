@@ -139,6 +139,12 @@ struct fsess {
 	bool read_only;                  /* attached in read-only mode: writes get ZNOTREADONLY */
 	bool local;                      /* created in read-only mode: known to this node only */
 	uint8_t passwd[KV_PASSWD_BYTES]; /* a local session's (others': the kvstore's) */
+	/* ZooKeeper's x509 id: the connection's verified client certificate
+	 * subject (RFC 2253, NUL-terminated; x509_len 0: none), set when a
+	 * connection attaches, as ZooKeeper authenticates each connection at
+	 * its handshake. Last: fsess_copy copies x509_len bytes of it. */
+	uint32_t x509_len;
+	char x509[NODE_X509_MAX];
 };
 
 #define KEELD_SESS_BUCKETS 4096
@@ -273,6 +279,11 @@ struct keeld {
 	atomic_uint_fast64_t n_requests;
 	atomic_uint_fast64_t n_writes;
 	atomic_uint_fast64_t n_refused_zxid;
+	/* x509 (README "TLS", "x509 identity"): ACLs naming x509 refused
+	 * while the cluster level is below NODE_LEVEL_X509; TLS connections
+	 * closed at connect for a subject over KV_X509_MAX_BYTES */
+	atomic_uint_fast64_t n_x509_acl_level;
+	atomic_uint_fast64_t n_x509_too_long;
 	/* "session expired" answers, by reason (keeld_expired_answer) */
 	atomic_uint_fast64_t n_expired[KEELD_EXPIRED_REASONS];
 	atomic_uint_fast64_t expired_logged_ns[KEELD_EXPIRED_REASONS];
@@ -327,6 +338,8 @@ struct keeld {
 	 * keeld_serve_read); keel_sessions_at_peers: sessions_at_peers, set
 	 * when the pipeline publishes its status */
 	struct mgmt_counter *reads_behind_c;
+	/* keel_x509_acl_refused_total: n_x509_acl_level on /metrics */
+	struct mgmt_counter *x509_acl_level_c;
 	struct mgmt_gauge *sessions_at_peers_g;
 	/* keel_acl_records: the store's ACL table, read on the pipeline thread
 	 * (its writer) when the status is published */

@@ -105,6 +105,11 @@ bool node_zk_numbering(uint32_t cluster_level)
 	return cluster_level >= NODE_LEVEL_ZK_NUMBERING;
 }
 
+bool node_x509(uint32_t cluster_level)
+{
+	return cluster_level >= NODE_LEVEL_X509;
+}
+
 int node_level_touch_parse(const uint8_t *d, size_t len, size_t ids_bytes, uint32_t *level,
 			   uint32_t *min)
 {

@@ -29,6 +29,7 @@
 #define NODE_DP_KEY_MAX   64
 #define NODE_DP_VALUE_MAX 512
 #define NODE_TOKEN_MAX    128
+#define NODE_X509_MAX     1025 /* an x509 subject and its NUL (KV_X509_MAX_BYTES) */
 /* The environment variable that lets keel.test.* start-up faults through. */
 #define NODE_TEST_FAULTS_ENV     "KEEL_TEST_FAULTS"
 #define NODE_TEST_LOG_READ_COUNT UINT32_MAX /* keel.test.logReadFailAt=count */
@@ -117,8 +118,11 @@ struct node_config {
 	uint32_t myid;                     /* this node's N; from --myid or dataDir/myid */
 	bool reconfig_enabled;             /* reconfigEnabled (default false, as ZooKeeper) */
 	char super_digest[NODE_TOKEN_MAX]; /* DigestAuthenticationProvider.superDigest */
-	bool skip_acl;                     /* skipACL=yes: no ACL check (ZooKeeper's) */
-	bool enforce_quota;                /* enforceQuota (default false, as ZooKeeper) */
+	/* X509AuthenticationProvider.superUser: the RFC 2253 subject whose
+	 * client certificate is the super identity ("": none) */
+	char x509_super_user[NODE_X509_MAX];
+	bool skip_acl;      /* skipACL=yes: no ACL check (ZooKeeper's) */
+	bool enforce_quota; /* enforceQuota (default false, as ZooKeeper) */
 	struct node_server servers[NODE_MAX_SERVERS];
 	uint32_t n_servers; /* 0: standalone (a one-node cluster) */
 
@@ -203,8 +207,13 @@ struct node_config {
  *      nodes uses it whatever the cluster level); a level-5 follower gets
  *      the plain KEELD_MSG_RAFT chunks it reads, and a level-5 node ignores a
  *      message type it does not know.
+ *   7  session 12: txn format 3 (kvstore/txn.c): a client write carries the
+ *      session's x509 identity (ZooKeeper's X509AuthenticationProvider: the
+ *      verified client certificate's subject) and its ACLs may name the
+ *      x509 scheme; apply refuses an x509 ACL entry in any other format, as
+ *      a level-6 node does in every format.
  */
-#define NODE_PROTOCOL_LEVEL     6
+#define NODE_PROTOCOL_LEVEL     7
 #define NODE_PROTOCOL_LEVEL_MIN 2 /* the lowest cluster level this keeld can serve in */
 /* The first level that says its level (lower ones say nothing), and from
  * which snapshot images carry the cluster level. */
@@ -216,6 +225,9 @@ struct node_config {
 /* The first level that reads KEELD_MSG_SNAP (snapshot chunks with the image's
  * length and CRC32C). */
 #define NODE_LEVEL_IMAGE_SUM 6
+/* The first level that writes txn format 3 (the x509 identity, ACLs naming
+ * the x509 scheme). */
+#define NODE_LEVEL_X509 7
 /* Replicated settings (a u32 of flags). Below NODE_LEVEL_SETTINGS every node
  * applies with its own configuration (as level-3 nodes do). A bit this
  * release does not know is malformed: skipping it would change the apply. */
@@ -280,6 +292,11 @@ bool node_quota_enforce(uint32_t cluster_level, uint32_t settings, bool configur
  * (kv_zk_numbering)? A level item crossing NODE_LEVEL_ZK_NUMBERING switches it
  * (kv_zk_numbering_start); a restored image of this level already follows it. */
 bool node_zk_numbering(uint32_t cluster_level);
+/* May a write name the x509 identity or an x509 ACL entry (txn format 3)
+ * at this cluster level? Below NODE_LEVEL_X509 an x509 ACL entry is
+ * refused (ZK_EINVALIDACL) at the node that takes it, and a session's x509
+ * identity stays out of its writes (no ACL can name it yet). */
+bool node_x509(uint32_t cluster_level);
 /*
  * The level trailer of a TOUCH message (u32 level, u32 min after the session
  * ids, `ids_bytes` of them): 1 and the values when present, 0 when absent (a

@@ -1790,22 +1790,15 @@ int zk_server_x509_subject(struct zk_server *s, zk_conn_id conn, char *out, size
 	/* want: a certificate that failed verification ends the handshake, so
 	 * one here is verified; the check keeps that true whatever the mode. */
 	if (cert && SSL_get_verify_result(c->ssl) == X509_V_OK) {
-		BIO *b = BIO_new(BIO_s_mem());
-		char *data = NULL;
-		long n = -1;
-		if (b && X509_NAME_print_ex(b, X509_get_subject_name(cert), 0,
-					    XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB) >= 0)
-			n = BIO_get_mem_data(b, &data);
+		long n = zk_tls_subject(cert, out, cap);
 		if (n < 0)
 			rc = KEEL_E_NOMEM;
 		else if ((size_t)n >= cap)
 			rc = KEEL_E_TOO_BIG;
 		else {
-			memcpy(out, data, (size_t)n);
 			out[n] = 0;
 			rc = (int)n;
 		}
-		BIO_free(b);
 	}
 	pthread_mutex_unlock(&s->mu);
 	return rc;

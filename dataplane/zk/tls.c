@@ -266,3 +266,128 @@ int zk_tls_check(const struct zk_tls_config *t, enum zk_tls_field *field, char *
 	SSL_CTX_free(ctx);
 	return 0;
 }
+
+/* ---- a certificate's subject as ZooKeeper's x509 id ---- */
+
+/* Writes past cap are counted, not made: the caller learns the size. */
+struct sbuf {
+	char *p;
+	size_t cap, len;
+};
+
+static void sput(struct sbuf *b, const void *s, size_t n)
+{
+	if (b->len < b->cap)
+		memcpy(b->p + b->len, s, KEEL_MIN(n, b->cap - b->len));
+	b->len += n;
+}
+
+/* The keywords Java's RFC 2253 printing uses; any other attribute is
+ * printed as its OID with the value's DER in hex. */
+static const char *java_keyword(int nid)
+{
+	switch (nid) {
+	case NID_commonName:
+		return "CN";
+	case NID_countryName:
+		return "C";
+	case NID_localityName:
+		return "L";
+	case NID_stateOrProvinceName:
+		return "ST";
+	case NID_organizationName:
+		return "O";
+	case NID_organizationalUnitName:
+		return "OU";
+	case NID_streetAddress:
+		return "STREET";
+	case NID_domainComponent:
+		return "DC";
+	case NID_userId:
+		return "UID";
+	default:
+		return NULL;
+	}
+}
+
+/* A directory string type, printed as text (Java: DerValue.isDerString-ish). */
+static bool text_type(int type)
+{
+	return type == V_ASN1_UTF8STRING || type == V_ASN1_PRINTABLESTRING ||
+	       type == V_ASN1_T61STRING || type == V_ASN1_IA5STRING || type == V_ASN1_BMPSTRING ||
+	       type == V_ASN1_UNIVERSALSTRING || type == V_ASN1_GENERALSTRING;
+}
+
+/* One attribute as Java's AVA.toRFC2253String writes it. 0 or -1 (memory). */
+static int put_ava(struct sbuf *b, X509_NAME_ENTRY *e)
+{
+	ASN1_OBJECT *obj = X509_NAME_ENTRY_get_object(e);
+	ASN1_STRING *v = X509_NAME_ENTRY_get_data(e);
+	const char *kw = java_keyword(OBJ_obj2nid(obj));
+	if (kw && text_type(ASN1_STRING_type(v))) {
+		unsigned char *u = NULL;
+		int n = ASN1_STRING_to_UTF8(&u, v);
+		if (n < 0)
+			return -1;
+		sput(b, kw, strlen(kw));
+		sput(b, "=", 1);
+		/* escaped anywhere: ,=+<>#;"\ (Java escapes '=' and '#' too);
+		 * then leading and trailing spaces */
+		int lead = 0, trail = n - 1;
+		while (lead < n && (u[lead] == ' ' || u[lead] == '\r'))
+			lead++;
+		while (trail >= 0 && (u[trail] == ' ' || u[trail] == '\r'))
+			trail--;
+		for (int i = 0; i < n; i++) {
+			if (strchr(",=+<>#;\"\\", u[i]) && u[i])
+				sput(b, "\\", 1);
+			else if (i < lead || i > trail)
+				sput(b, "\\", 1);
+			sput(b, &u[i], 1);
+		}
+		OPENSSL_free(u);
+		return 0;
+	}
+	char oid[128];
+	int on = OBJ_obj2txt(oid, sizeof(oid), obj, 1);
+	if (on <= 0 || (size_t)on >= sizeof(oid))
+		return -1;
+	sput(b, oid, (size_t)on);
+	sput(b, "=#", 2);
+	ASN1_TYPE *t = ASN1_TYPE_new();
+	unsigned char *der = NULL;
+	int dn = t && ASN1_TYPE_set1(t, ASN1_STRING_type(v), v) ? i2d_ASN1_TYPE(t, &der) : -1;
+	ASN1_TYPE_free(t);
+	if (dn < 0)
+		return -1;
+	static const char hex[] = "0123456789abcdef";
+	for (int i = 0; i < dn; i++) {
+		char h[2] = { hex[der[i] >> 4], hex[der[i] & 15] };
+		sput(b, h, 2);
+	}
+	OPENSSL_free(der);
+	return 0;
+}
+
+long zk_tls_subject(X509 *cert, char *out, size_t cap)
+{
+	X509_NAME *nm = X509_get_subject_name(cert);
+	struct sbuf b = { out, cap, 0 };
+	int n = X509_NAME_entry_count(nm);
+	/* The last RDN first; a multi-valued RDN's attributes in their order. */
+	for (int i = n - 1; i >= 0;) {
+		int set = X509_NAME_ENTRY_set(X509_NAME_get_entry(nm, i)), j = i;
+		while (j > 0 && X509_NAME_ENTRY_set(X509_NAME_get_entry(nm, j - 1)) == set)
+			j--;
+		if (i != n - 1)
+			sput(&b, ",", 1);
+		for (int k = j; k <= i; k++) {
+			if (k != j)
+				sput(&b, "+", 1);
+			if (put_ava(&b, X509_NAME_get_entry(nm, k)) < 0)
+				return -1;
+		}
+		i = j - 1;
+	}
+	return (long)b.len;
+}

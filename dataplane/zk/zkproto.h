@@ -494,6 +494,13 @@ struct zk_peer {
  * Valid: ZooKeeper refuses any other id with ZINVALIDACL.
  */
 bool zk_ip_acl_valid(const char *id, size_t len);
+/*
+ * An "x509" ACL id as ZooKeeper reads it (X509AuthenticationProvider.isValid:
+ * Java's X500Principal parses it): a distinguished name, RFC 2253 or RFC
+ * 1779 syntax, attribute keywords Java knows or dotted OIDs; "" (the empty
+ * name) is valid. x509id.c says what is checked (not a value's DER after '#').
+ */
+bool zk_x509_id_valid(const char *id, size_t len);
 /* The peer's address as text ("127.0.0.1"; IPv6 as ZooKeeper shows it,
  * "0:0:0:0:0:0:0:1") into out; its length (0 for an unknown peer). cap >= 46
  * always fits. */

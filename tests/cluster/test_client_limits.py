@@ -66,9 +66,12 @@ def tearDownModule():
         CLUSTER.destroy()
 
 
-def session(port, host="127.0.0.1"):
-    """A raw socket with a new session; returns it once the server answered."""
+def session(port, host="127.0.0.1", wrap=None):
+    """A raw socket with a new session; returns it once the server answered.
+    wrap: a function of the socket giving the one to speak on (TLS)."""
     s = socket.create_connection((host, port), timeout=30)
+    if wrap:
+        s = wrap(s)
     body = struct.pack(">iqiq", 0, 0, 10000, 0) + struct.pack(">i", 16) + b"\0" * 16 + b"\0"
     s.sendall(frame(body))
     (_, _, sid) = struct.unpack(">iiq", recv_frame(s)[:16])

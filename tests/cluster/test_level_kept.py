@@ -46,7 +46,7 @@ from test_protocol_level import (TOKEN, LevelCluster, level_changes, seq_create,
 
 from kazoo.client import KazooClient  # noqa: E402
 
-LEVEL = 6
+LEVEL = 7
 
 
 def out_log(node):
@@ -145,7 +145,7 @@ class LevelKept(unittest.TestCase):
             for key, value in (("dp.test_peer", 0), ("dp.test_loss_ppm", 1000000)):
                 self.assertEqual(cl.put_config(lead, key, value)[0], 200)
             cl.restart(2, low=False)
-            wait_for(lambda: "cluster protocol level: proposing 6 (was 5)" in out_log(ln), 30,
+            wait_for(lambda: "cluster protocol level: proposing %d (was 5)" % LEVEL in out_log(ln), 30,
                      "L proposing level 6")
             cl.kill(lead)
             self.assertEqual(level_changes(ln), base[lead], "L applied no level change")
@@ -177,7 +177,7 @@ class LevelKept(unittest.TestCase):
             # the raise to 6 at one index on every node; only rises
             ups = [[c for c in level_changes(n) if c[1] == LEVEL] for n in cl.nodes]
             self.assertEqual(len({tuple(u) for u in ups}), 1, ups)
-            self.assertEqual([u[:2] for u in ups[0]], [(5, 6)], ups)
+            self.assertEqual([u[:2] for u in ups[0]], [(5, LEVEL)], ups)
             for n in cl.nodes:
                 log = out_log(n)
                 self.assertNotIn("below the cluster's", log)
@@ -211,7 +211,7 @@ class LevelKept(unittest.TestCase):
                 self.assertEqual(cl.put_config(0, key, value)[0], 200)
             self.assertEqual(cl.put_config(1, "keel.test.fsyncDelayUs", 1500000)[0], 200)
             cl.restart(2, low=False)
-            wait_for(lambda: "cluster protocol level: proposing 6 (was 5)" in out_log(n1), 30,
+            wait_for(lambda: "cluster protocol level: proposing %d (was 5)" % LEVEL in out_log(n1), 30,
                      "node 1 proposing level 6")
             last = status(n1)["last_index"]
             wait_for(lambda: status(n2)["last_index"] >= last, 10,
@@ -241,7 +241,7 @@ class LevelKept(unittest.TestCase):
             self.assertIn("cluster settings: proposing enforceQuota=true", log2)
             # the old term's item committed under node 2 (its index, 5 -> 6),
             # and node 2's settings item after it at the level applied: 6
-            up = [c for c in level_changes(n2) if c[:2] == (5, 6)]
+            up = [c for c in level_changes(n2) if c[:2] == (5, LEVEL)]
             self.assertEqual(len(up), 1, level_changes(n2))
             m = re.findall(r"index (\d+): cluster settings: enforceQuota=true", log2[mark:])
             self.assertTrue(m and int(m[0]) > up[0][2], (m, up))

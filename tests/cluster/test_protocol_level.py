@@ -27,7 +27,7 @@ from kazoo.client import KazooClient  # noqa: E402
 
 TOKEN = "levels"
 # This build's protocol level (dataplane/node/node.h NODE_PROTOCOL_LEVEL).
-LEVEL = 6
+LEVEL = 7
 
 
 class LevelCluster(KeelCluster):

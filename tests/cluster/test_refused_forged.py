@@ -130,9 +130,9 @@ class RefusedForgedTest(unittest.TestCase):
                 want_v["touch"] = 2
                 wait_for(lambda: malformed(nv) == want_v, 30,
                          "V counting the TOUCH with a torn settings item (%s)" % malformed(nv))
-                # F says (TOUCH) it speaks level 7, above this release's 6:
+                # F says (TOUCH) it speaks level 8, above this release's 7:
                 # a type V does not know from it counts as newer (an upgrade
-                # under way), not unknown; once F says 6 again, unknown.
+                # under way), not unknown; once F says 7 again, unknown.
                 def says_level_then_98(level, msg_id):
                     for mtype, body in ((MSG_TOUCH, struct.pack("<III", 0, level, 2)),
                                         (98, b"later")):
@@ -140,7 +140,7 @@ class RefusedForgedTest(unittest.TestCase):
                                  ("127.0.0.1", nv.peer_port))
                         msg_id += 1
 
-                says_level_then_98(7, 0x7F000022)
+                says_level_then_98(8, 0x7F000022)
                 want_v["newer"] = 1
                 wait_for(lambda: malformed(nv) == want_v, 30,
                          "V counting a type it does not know from a newer peer (%s)"
@@ -148,7 +148,7 @@ class RefusedForgedTest(unittest.TestCase):
                 self.assertRegex(out_log(nv), r"peer message from node %d of type 98 \(newer, 5 "
                                  r"bytes\): a type this node does not know: dropped \(1 of "
                                  r"the type so far\)" % nf.id)
-                says_level_then_98(6, 0x7F000024)
+                says_level_then_98(7, 0x7F000024)
                 want_v["unknown"] = 2
                 wait_for(lambda: malformed(nv) == want_v, 30,
                          "V counting it as unknown again (%s)" % malformed(nv))

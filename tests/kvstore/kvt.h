@@ -30,13 +30,20 @@ static inline int kvt_teardown(void **state)
 	return 0;
 }
 
-static inline uint32_t kvt_acl_world(uint8_t *buf, size_t cap)
+/* One entry scheme:id with perms, encoded into buf (aborts if it does not fit). */
+static inline uint32_t kvt_acl1(uint8_t *buf, size_t cap, int32_t perms, const char *scheme,
+				const char *id)
 {
-	static const struct kv_acl a = { KV_PERM_ALL, "world", 5, "anyone", 6 };
+	struct kv_acl a = { perms, scheme, (uint32_t)strlen(scheme), id, (uint32_t)strlen(id) };
 	int64_t n = kv_acl_encode(&a, 1, buf, cap);
-	if (n < 0 || (size_t)n > cap)
+	if (n <= 0 || (size_t)n > cap)
 		abort();
 	return (uint32_t)n;
+}
+
+static inline uint32_t kvt_acl_world(uint8_t *buf, size_t cap)
+{
+	return kvt_acl1(buf, cap, KV_PERM_ALL, "world", "anyone");
 }
 
 static inline struct kv_op kvt_op(int32_t type, const char *path)

@@ -25,14 +25,6 @@ static struct kv_ids digest_ids(const char *id)
 	return ids;
 }
 
-static uint32_t acl1(uint8_t *buf, size_t cap, int32_t perms, const char *scheme, const char *id)
-{
-	struct kv_acl a = { perms, scheme, (uint32_t)strlen(scheme), id, (uint32_t)strlen(id) };
-	int64_t n = kv_acl_encode(&a, 1, buf, cap);
-	assert_true(n > 0 && (size_t)n <= cap);
-	return (uint32_t)n;
-}
-
 /* ZooKeeper's ip scheme: address[/bits], both sides masked to the prefix,
  * IPv4 and IPv6 never match each other, a malformed id matches nothing. */
 static bool ip_match(const char *id, uint32_t id_len, const struct kv_ids *ids)
@@ -96,34 +88,34 @@ static void test_acl_allows(void **state)
 
 	n = kvt_acl_world(b, sizeof(b));
 	assert_true(kv_acl_allows(b, n, NULL, KV_PERM_WRITE));
-	n = acl1(b, sizeof(b), KV_PERM_READ, "world", "anyone");
+	n = kvt_acl1(b, sizeof(b), KV_PERM_READ, "world", "anyone");
 	assert_true(kv_acl_allows(b, n, &no_ids, KV_PERM_READ));
 	assert_false(kv_acl_allows(b, n, &no_ids, KV_PERM_WRITE));
 	/* any of the bits asked, as ZooKeeper's getACL (READ|ADMIN) */
 	assert_true(kv_acl_allows(b, n, &no_ids, KV_PERM_READ | KV_PERM_ADMIN));
 	assert_true(kv_acl_allows(b, 0, NULL, KV_PERM_ADMIN)); /* empty ACL */
 
-	n = acl1(b, sizeof(b), KV_PERM_ALL, "digest", "alice:h1");
+	n = kvt_acl1(b, sizeof(b), KV_PERM_ALL, "digest", "alice:h1");
 	assert_true(kv_acl_allows(b, n, &alice, KV_PERM_WRITE));
 	assert_false(kv_acl_allows(b, n, &no_ids, KV_PERM_WRITE));
 	assert_false(kv_acl_allows(b, n, NULL, KV_PERM_WRITE));
 	struct kv_ids prefix = digest_ids("alice:h");
 	assert_false(kv_acl_allows(b, n, &prefix, KV_PERM_WRITE));
 
-	n = acl1(b, sizeof(b), KV_PERM_ALL, "ip", "127.0.0.0/8");
+	n = kvt_acl1(b, sizeof(b), KV_PERM_ALL, "ip", "127.0.0.0/8");
 	assert_true(kv_acl_allows(b, n, &no_ids, KV_PERM_WRITE));
 	struct kv_ids other = { .ip_len = 4, .ip = { 10, 0, 0, 1 } };
 	assert_false(kv_acl_allows(b, n, &other, KV_PERM_WRITE));
-	n = acl1(b, sizeof(b), KV_PERM_ALL, "ip", "10.0.0.0/31");
+	n = kvt_acl1(b, sizeof(b), KV_PERM_ALL, "ip", "10.0.0.0/31");
 	assert_true(kv_acl_allows(b, n, &other, KV_PERM_WRITE));
 	other.ip[3] = 2;
 	assert_false(kv_acl_allows(b, n, &other, KV_PERM_WRITE));
-	n = acl1(b, sizeof(b), KV_PERM_ALL, "ip", "::1");
+	n = kvt_acl1(b, sizeof(b), KV_PERM_ALL, "ip", "::1");
 	struct kv_ids v6 = { .ip_len = 16, .ip = { [15] = 1 } };
 	assert_true(kv_acl_allows(b, n, &v6, KV_PERM_WRITE));
 	assert_false(kv_acl_allows(b, n, &no_ids, KV_PERM_WRITE)); /* v4 never matches v6 */
 	struct kv_ids unknown = { 0 };
-	n = acl1(b, sizeof(b), KV_PERM_ALL, "ip", "0.0.0.0/0");
+	n = kvt_acl1(b, sizeof(b), KV_PERM_ALL, "ip", "0.0.0.0/0");
 	assert_false(kv_acl_allows(b, n, &unknown, KV_PERM_WRITE));
 
 	/* two entries: the second grants */
@@ -148,7 +140,7 @@ static struct kv *alice_tree(int64_t *zxid)
 	uint8_t acl[128];
 	struct kv_op op = kvt_create_op("/p", "x", KV_MODE_PERSISTENT);
 	op.acl = acl;
-	op.acl_len = acl1(acl, sizeof(acl), KV_PERM_ALL, "digest", "alice:h1");
+	op.acl_len = kvt_acl1(acl, sizeof(acl), KV_PERM_ALL, "digest", "alice:h1");
 	assert_int_equal(kvt_apply1(kv, 1, 0x100, op, NULL), ZK_OK);
 	op.path = "/p/c";
 	op.path_len = 4;
@@ -197,7 +189,7 @@ static void test_apply_refuses(void **state)
 	/* the owner passes; in log order: once alice hands /p/c to bob only,
 	 * her next write is refused and bob's passes */
 	assert_int_equal(apply_as(kv, z++, set, KV_AUTH_IDS, &alice), ZK_OK);
-	sa.acl_len = acl1(acl, sizeof(acl), KV_PERM_ALL, "digest", "bob:h2");
+	sa.acl_len = kvt_acl1(acl, sizeof(acl), KV_PERM_ALL, "digest", "bob:h2");
 	assert_int_equal(apply_as(kv, z++, sa, KV_AUTH_IDS, &alice), ZK_OK);
 	assert_int_equal(apply_as(kv, z++, set, KV_AUTH_IDS, &alice), ZK_ENOAUTH);
 	assert_int_equal(apply_as(kv, z++, set, KV_AUTH_IDS, &bob), ZK_OK);
@@ -209,7 +201,7 @@ static void test_apply_refuses(void **state)
 	/* a READ-only world ACL: check passes, setData does not */
 	cr = kvt_create_op("/r", "", KV_MODE_PERSISTENT);
 	cr.acl = acl;
-	cr.acl_len = acl1(acl, sizeof(acl), KV_PERM_READ, "world", "anyone");
+	cr.acl_len = kvt_acl1(acl, sizeof(acl), KV_PERM_READ, "world", "anyone");
 	assert_int_equal(apply_as(kv, z++, cr, KV_AUTH_IDS, &bob), ZK_OK);
 	set.path = "/r";
 	set.path_len = 2;
@@ -262,7 +254,7 @@ static void test_multi_fails_whole(void **state)
 	/* an op sees the ACL an earlier op of the same multi gave */
 	uint8_t acl[128];
 	ops[0].acl = acl;
-	ops[0].acl_len = acl1(acl, sizeof(acl), KV_PERM_READ, "world", "anyone");
+	ops[0].acl_len = kvt_acl1(acl, sizeof(acl), KV_PERM_READ, "world", "anyone");
 	ops[1] = kvt_op(KV_OP_CHECK, "/open");
 	txn.zxid = z++;
 	assert_int_equal(kvt_apply_txn(kv, &txn, &res), 0);
@@ -499,7 +491,7 @@ static void test_early_setacl_in_flight(void **state)
 	assert_int_equal(kv_acl_refusal(kv, &txn, NULL, NULL, &bad), ZK_ENOAUTH);
 	struct kv_op sa = kvt_op(KV_OP_SET_ACL, "/p/c");
 	sa.acl = acl;
-	sa.acl_len = acl1(acl, sizeof(acl), KV_PERM_ALL, "digest", "bob:h2");
+	sa.acl_len = kvt_acl1(acl, sizeof(acl), KV_PERM_ALL, "digest", "bob:h2");
 	assert_int_equal(apply_as(kv, z++, sa, KV_AUTH_IDS, &alice), ZK_OK);
 	assert_int_equal(kv_acl_refusal(kv, &txn, NULL, NULL, &bad), ZK_OK);
 	assert_int_equal(apply_as(kv, z++, set, KV_AUTH_IDS, &bob), ZK_OK);
@@ -520,7 +512,7 @@ static void test_early_multi(void **state)
 	/* /r: world READ, a check bob passes */
 	struct kv_op cr = kvt_create_op("/r", "", KV_MODE_PERSISTENT);
 	cr.acl = acl;
-	cr.acl_len = acl1(acl, sizeof(acl), KV_PERM_READ, "world", "anyone");
+	cr.acl_len = kvt_acl1(acl, sizeof(acl), KV_PERM_READ, "world", "anyone");
 	assert_int_equal(apply_as(kv, z++, cr, KV_AUTH_IDS, &bob), ZK_OK);
 
 	struct kv_op ops[3];

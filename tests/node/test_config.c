@@ -114,6 +114,25 @@ static void test_skip_acl(void **state)
 	refused(BASE "skipACL=true\n", 0, 3, "skipACL", "yes or no");
 }
 
+/* X509AuthenticationProvider.superUser: an X.500 name, both spellings. */
+static void test_x509_super_user(void **state)
+{
+	(void)state;
+	assert_int_equal(parse(BASE, 0), 0);
+	assert_string_equal(cfg.x509_super_user, "");
+	assert_int_equal(parse(BASE "X509AuthenticationProvider.superUser=CN=admin,O=keel\n", 0),
+			 0);
+	assert_string_equal(cfg.x509_super_user, "CN=admin,O=keel");
+	assert_int_equal(parse(BASE "zookeeper.X509AuthenticationProvider.superUser=CN=a\n", 0), 0);
+	assert_string_equal(cfg.x509_super_user, "CN=a");
+	/* Java properties: a backslash escapes the next character */
+	assert_int_equal(parse(BASE "X509AuthenticationProvider.superUser=CN=Smith\\\\, J\n", 0),
+			 0);
+	assert_string_equal(cfg.x509_super_user, "CN=Smith\\, J");
+	refused(BASE "X509AuthenticationProvider.superUser=admin\n", 0, 3,
+		"X509AuthenticationProvider.superUser", "X.500 name");
+}
+
 /* The client listener: every address by default; IPv6 literals; the
  * server.N client part agreeing with clientPort/clientPortAddress. */
 static void test_client_address(void **state)
@@ -650,6 +669,7 @@ int main(void)
 		cmocka_unit_test(test_three_nodes_and_roles),
 		cmocka_unit_test(test_client_address),
 		cmocka_unit_test(test_skip_acl),
+		cmocka_unit_test(test_x509_super_user),
 		cmocka_unit_test(test_properties_syntax),
 		cmocka_unit_test(test_keel_keys),
 		cmocka_unit_test(test_zookeeper_keys_accepted),

@@ -340,6 +340,13 @@ static void test_zk_numbering(void **state)
 		assert_false(node_zk_numbering(l));
 	assert_true(node_zk_numbering(5));
 	assert_true(node_zk_numbering(NODE_PROTOCOL_LEVEL));
+	/* x509 ids and ACLs (txn format 3) from level 7 on, never below */
+	for (uint32_t l = 1; l < NODE_LEVEL_X509; l++)
+		assert_false(node_x509(l));
+	assert_int_equal(NODE_LEVEL_X509, 7);
+	assert_true(node_x509(7));
+	assert_true(node_x509(NODE_PROTOCOL_LEVEL));
+	assert_true(node_x509(255));
 	uint8_t b[NODE_LEVEL_SNAP_SET_BYTES];
 	uint32_t level = 0, settings = 9;
 	node_level_item_put_settings(b, 5, 0);

@@ -1158,6 +1158,57 @@ static void test_ip_acl(void **state)
 	assert_string_equal(txt, "");
 }
 
+/* The "x509" scheme's ids (X509AuthenticationProvider.isValid: what Java's
+ * X500Principal parses; its cases as the JDK documents RFC 2253/1779). */
+static void test_x509_id(void **state)
+{
+	(void)state;
+#define V(id) zk_x509_id_valid(id, strlen(id))
+	static const char *const good[] = {
+		"",
+		"CN=app1",
+		"CN=app1,OU=svc,O=keel",
+		"CN=app1, OU=svc, O=keel", /* RFC 1779 spaces */
+		"cn=lower;o=semicolons",
+		"CN=a+UID=42,O=keel", /* a multi-valued name */
+		"CN=Sm\\, J,O=x\\+y", /* escaped specials */
+		"CN=\\41\\42",        /* hex pairs */
+		"CN=\"quoted, with comma\",O=x",
+		"1.2.840.113549.1.9.1=#160b612e6240632e6f7267", /* an OID, #hex value */
+		"OID.2.5.4.3=app1",
+		"EMAILADDRESS=a@b.c,DC=example,DC=com",
+		"SERIALNUMBER=7,STREET=Main,L=Here,ST=There,C=NL",
+		"CN=",
+	};
+	for (size_t i = 0; i < KEEL_ARRAY_SIZE(good); i++)
+		assert_true(V(good[i]));
+	static const char *const bad[] = {
+		"app1",      /* no attribute */
+		"=app1",     /* no keyword */
+		"FOO=bar",   /* a keyword Java does not know */
+		"CN=a,",     /* a separator with nothing after it */
+		",CN=a",     /* nor before */
+		"CN=a,,O=b", /* an empty name between */
+		"CN=a\\",    /* an escape with nothing after it */
+		"CN=a\\q",   /* a letter is no special character nor hex pair */
+		"CN=\"open", /* an unclosed quote */
+		"CN=a\"b",   /* a quote inside an unquoted value */
+		"CN=#abc",   /* an odd number of hex digits */
+		"CN=#",      /* no hex digits */
+		"1.=x",      /* an OID needs two numbers */
+		"1=x",       /* and dots between */
+		"OID.=x",    /* and numbers after OID. */
+		"CN=\"q\"x", /* something after a quoted value */
+	};
+	for (size_t i = 0; i < KEEL_ARRAY_SIZE(bad); i++)
+		if (V(bad[i]))
+			fail_msg("'%s' taken", bad[i]);
+	/* only len bytes count; a NUL inside is refused */
+	assert_true(zk_x509_id_valid("CN=a,O=b,", 8));
+	assert_false(zk_x509_id_valid("CN=a\0b", 6));
+#undef V
+}
+
 static void test_4lw(void **state)
 {
 	(void)state;
@@ -1226,6 +1277,7 @@ int main(void)
 		cmocka_unit_test(test_modes_and_timeouts),
 		cmocka_unit_test(test_4lw),
 		cmocka_unit_test(test_ip_acl),
+		cmocka_unit_test(test_x509_id),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -35,6 +35,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "tls.h" /* zk_tls_subject */
 #include "zkproto.h"
 
 #define FAILSAFE_S 20
@@ -521,6 +522,55 @@ static void expect_closed(struct client *c)
 
 /* ---- tests ---- */
 
+/* A certificate's subject as ZooKeeper's x509 id: Java's getName() form. */
+static void test_subject_java(void **state)
+{
+	(void)state;
+	X509 *x = X509_new();
+	assert_non_null(x);
+	X509_NAME *nm = X509_get_subject_name(x);
+#define ADD(f, v, set)                                                                        \
+	assert_int_equal(X509_NAME_add_entry_by_txt(nm, f, MBSTRING_ASC,                      \
+						    (const unsigned char *)(v), -1, -1, set), \
+			 1)
+	char out[256];
+	ADD("O", "keel", 0);
+	ADD("CN", "client1", 0);
+	assert_int_equal(zk_tls_subject(x, out, sizeof(out)), 17);
+	assert_memory_equal(out, "CN=client1,O=keel", 17);
+	/* cut at cap, the whole length returned */
+	assert_int_equal(zk_tls_subject(x, out, 5), 17);
+	assert_memory_equal(out, "CN=cl", 5);
+	X509_free(x);
+
+	x = X509_new();
+	nm = X509_get_subject_name(x);
+	ADD("C", "NL", 0);
+	ADD("O", "a,b", 0);
+	ADD("OU", "x=y#z+w", 0);
+	ADD("CN", " lead ", 0);
+	ADD("emailAddress", "a@b.c", 0); /* IA5String: tag 0x16, 5 bytes */
+	static const char want[] = "1.2.840.113549.1.9.1=#16056140622e63,CN=\\ lead\\ ,"
+				   "OU=x\\=y\\#z\\+w,O=a\\,b,C=NL";
+	long n = zk_tls_subject(x, out, sizeof(out));
+	assert_int_equal(n, (long)strlen(want));
+	out[n] = 0;
+	assert_string_equal(out, want);
+	X509_free(x);
+
+	/* a multi-valued RDN: its attributes joined by '+' */
+	x = X509_new();
+	nm = X509_get_subject_name(x);
+	ADD("O", "keel", 0);
+	ADD("CN", "a", 0);
+	ADD("UID", "u", -1);
+#undef ADD
+	n = zk_tls_subject(x, out, sizeof(out));
+	out[n] = 0;
+	assert_string_equal(out, "CN=a+UID=u,O=keel");
+	X509_free(x);
+}
+
 static void serve_one(bool external)
 {
 	struct fixture f;
@@ -855,6 +905,7 @@ int main(void)
 	 * a server that closed first must not kill the test. */
 	signal(SIGPIPE, SIG_IGN);
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_subject_java),
 		cmocka_unit_test(test_check),
 		cmocka_unit_test(test_session),
 		cmocka_unit_test(test_session_external),
