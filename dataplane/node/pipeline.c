@@ -7066,9 +7066,13 @@ int keeld_pipeline_open(struct keeld *k)
 		 * is the one it replaced. What follows the image is kept only if the log
 		 * holds the image's own entry at its term (§5.3, Figure 13: else it
 		 * is of another history, never committed, which raft would take
-		 * for the leader's), so the log restarts after the image. */
+		 * for the leader's), so the log restarts after the image. Also when
+		 * nothing follows the image yet (>=, found by peerack12's simulator
+		 * sweep, seed 1131: the entry of the other history stayed at the
+		 * image's index, and the next restart dropped what was appended
+		 * after the image meanwhile, acknowledged entries with it). */
 		uint64_t at = 0;
-		if (wal_last_index(p->w) > meta.index && wal_first_index(p->w) <= meta.index &&
+		if (wal_last_index(p->w) >= meta.index && wal_first_index(p->w) <= meta.index &&
 		    ((rc = wal_term(p->w, meta.index, &at)) < 0 || at != meta.term)) {
 			if (rc == 0) {
 				keeld_log(
