@@ -14,6 +14,7 @@ import os
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -104,6 +105,33 @@ class PortBlock(unittest.TestCase):
             q.stdin.close()
             self.assertEqual(q.wait(timeout=30), 0)
         self.assertEqual(self.files(), [])
+
+    def test_root_ignores_tmpdir(self):
+        # Two runs with different TMPDIRs (two CI clones) share one place.
+        env = dict(os.environ, TMPDIR=self.dir)
+        env.pop("KEEL_TEST_PORTS", None)
+        r = subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, %r); "
+                            "import zkcluster; print(zkcluster.ports_root())" % HERE],
+                           env=env, capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.strip(), "/tmp/keel-ports")
+
+    def test_ipv6_holder_seen(self):
+        # A port another process holds over IPv6 only is not handed out.
+        try:
+            s6 = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+            s6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            s6.bind(("::1", 0))
+        except OSError:
+            self.skipTest("no IPv6 here")
+        try:
+            port = s6.getsockname()[1]
+            s6.listen(1)
+            sys.path.insert(0, HERE)
+            import zkcluster
+            self.assertFalse(zkcluster._free_v6(port, socket.SOCK_STREAM))
+        finally:
+            s6.close()
 
 
 if __name__ == "__main__":
