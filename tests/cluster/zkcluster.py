@@ -227,6 +227,25 @@ def release_ports():
 atexit.register(release_ports)
 
 
+def _outside_ephemeral(start, end, n):
+    """[start, end) without the kernel's ephemeral ports where n ports still
+    fit (this host's ip_local_port_range, 32768-60999 by default, may be set
+    lower): a port any outgoing connection may take is no server's port.
+    Unchanged when nothing fits either side."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            lo, hi = (int(x) for x in f.read().split())
+    except (OSError, ValueError):
+        return start, end
+    if lo >= end or hi < start:
+        return start, end
+    if min(end, lo) - start >= n:
+        return start, min(end, lo)
+    if end - max(start, hi + 1) >= n:
+        return max(start, hi + 1), end
+    return start, end
+
+
 def _free_v6(port, kind):
     """Not bound over IPv6 either: a client port on "::" (dual stack, as
     test_client_limits configures) fails where another process holds
@@ -267,7 +286,10 @@ def free_port_block(n, start=10000, end=32000):
         os.chmod(root, 0o1777)  # every user's test processes share it
     except OSError:
         pass
-    span = end - start - n
+    start, end = _outside_ephemeral(start, end, n)
+    span = end - start - n + 1  # every block inside [start, end), the last one too
+    if span < 1:
+        raise ValueError("no block of %d ports fits in %d-%d" % (n, start, end))
     last_err = None
     for attempt in range(200):
         b = start + (os.getpid() * 7 + attempt * 997) % span
