@@ -198,7 +198,8 @@ class RemovedRestart(unittest.TestCase):
         wait_for(lambda: not F.running, WAIT_S, "follower %d removed while down to exit" % F.id)
         self.assertEqual(F.proc.returncode, 0)
         self.assertIn("removed from the cluster: node", log_of(F))
-        self.assertIn("node %d (the leader) says so" % L2.id, marker(F))
+        self.assertRegex(marker(F), r"^node %d removed from the cluster at \S+: node \d+ "
+                         r"\(the leader\) says so\n$" % F.id)
 
         # Restarted on its old directories: its marker stops it at once (it
         # used to campaign until a leader told it again).
