@@ -148,7 +148,8 @@ static void test_drop_not_by_self(void **state)
 }
 
 /* The drop's own term is what the hard state is compared with, not the
- * listing's: listed in term 1, removed by the leader of term 2. */
+ * last listing's: C_old,new appended in term 1, its change finished (C_new
+ * appended) by the leader of term 2. */
 static void test_drop_term_not_listing_term(void **state)
 {
 	(void)state;
@@ -156,7 +157,7 @@ static void test_drop_term_not_listing_term(void **state)
 	keeld_selfconf_init(&s, 3);
 	struct raft_conf a = conf(c123, NULL), j = conf(c12, n3), b = conf(c12, NULL);
 	keeld_selfconf_see(&s, &a, 5, 1);
-	keeld_selfconf_see(&s, &j, 20, 2);
+	keeld_selfconf_see(&s, &j, 20, 1);
 	keeld_selfconf_see(&s, &b, 21, 2);
 	assert_int_equal(keeld_selfconf_removed(&s, 21, 2, 3), 21);
 	assert_int_equal(keeld_selfconf_removed(&s, 21, 1, 3), 0);
