@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "keeld_int.h"
+#include "selfconf.h"
 
 #ifndef KEEL_VERSION
 #define KEEL_VERSION "0.1.0"
@@ -470,6 +471,30 @@ int main(int argc, char **argv)
 		  KEEL_VERSION, config, k->myid, k->cfg.n_servers, node_config_voters(&k->cfg),
 		  k->cfg.protocol_level);
 	keeld_log("data: dataDir %s, dataLogDir %s", k->cfg.data_dir, k->cfg.data_log_dir);
+	/* Removed before (selfconf.h, the REMOVED marker): before anything is
+	 * opened or made, so it neither serves nor campaigns, nor takes the log. */
+	char was[512];
+	int mrc = keeld_removed_marked(k->cfg.data_log_dir, was, sizeof(was));
+	if (mrc != 0) {
+		if (mrc < 0) {
+			keeld_log("FATAL: not started: %s/%s: %s", k->cfg.data_log_dir,
+				  KEELD_REMOVED_FILE, strerror(-mrc));
+		} else {
+			keeld_log(
+				"removed from the cluster: %s/%s says so (\"%s\"); this node does "
+				"not start. To add it back: move dataDir and dataLogDir aside (or "
+				"empty them), start it on empty ones as a new member (an observer "
+				"in its zoo.cfg) and add it (reconfig -add): it catches up from "
+				"the leader",
+				k->cfg.data_log_dir, KEELD_REMOVED_FILE, was);
+			keeld_log("stopping: this node was removed from the cluster (see above); "
+				  "its data stays in %s",
+				  k->cfg.data_log_dir);
+		}
+		free(k->file_cfg);
+		free(k);
+		return mrc < 0 ? 1 : 0;
+	}
 	if (mkdir_p(k->cfg.data_dir) < 0 || mkdir_p(k->cfg.data_log_dir) < 0) {
 		keeld_log("cannot create %s / %s: %s", k->cfg.data_dir, k->cfg.data_log_dir,
 			  strerror(errno));

@@ -4698,14 +4698,35 @@ static uint64_t propose_zkconf(struct pipeline *p, const char *text, size_t len,
 
 /* ------------------------------------------------ membership: removal */
 
-static void node_removed(struct pipeline *p, const char *why)
+/* `at_start`: found by keeld_pipeline_open, before anything served. */
+static void node_removed(struct pipeline *p, const char *why, bool at_start)
 {
 	struct keeld *k = p->k;
 	if (p->exit_at_ns)
 		return;
-	keeld_log("removed from the cluster: %s; this node stops serving: client connections "
-		  "are closed (clients move to the other servers) and keeld exits",
-		  why);
+	if (at_start)
+		keeld_log("removed from the cluster: %s; this node does not start", why);
+	else
+		keeld_log("removed from the cluster: %s; this node stops serving: client "
+			  "connections are closed (clients move to the other servers) and keeld "
+			  "exits",
+			  why);
+	/* Durably, before it stops: a restart on these directories stops at
+	 * once (keeld.c), the others up or down (selfconf.h). Blocking here is
+	 * once, on the way out. */
+	char text[512];
+	time_t t = time(NULL);
+	struct tm tm;
+	char when[32] = "?";
+	if (gmtime_r(&t, &tm))
+		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	snprintf(text, sizeof(text), "node %u removed from the cluster at %s: %s\n", k->myid, when,
+		 why);
+	int mrc = keeld_removed_mark(k->cfg.data_log_dir, text);
+	if (mrc < 0)
+		keeld_log("removed: cannot write %s/%s: %s (a restart on these directories "
+			  "learns its removal only from a leader)",
+			  k->cfg.data_log_dir, KEELD_REMOVED_FILE, strerror(-mrc));
 	atomic_store(&k->removed, true);
 	atomic_store(&k->serving, false);
 	/* A moment for the last answers (admin, replies in flight) to leave. */
@@ -4767,7 +4788,7 @@ static void conf_watch(struct pipeline *p, uint64_t now)
 		snprintf(why, sizeof(why),
 			 "the configuration committed at index %" PRIu64 " does not list node %u",
 			 p->self_removed_index, k->myid);
-		node_removed(p, why);
+		node_removed(p, why, false);
 	}
 	if (!p->removed_untold || raft_role(p->r) != RAFT_LEADER || !p->t)
 		return;
@@ -4844,7 +4865,7 @@ static void on_removed(struct pipeline *p, const struct dp_msg *m)
 		return; /* only a member may say so */
 	char why[64];
 	snprintf(why, sizeof(why), "node %u (the leader) says so", m->from);
-	node_removed(p, why);
+	node_removed(p, why, false);
 }
 
 /* ------------------------------------------------ membership: changes */
@@ -7231,7 +7252,7 @@ int keeld_pipeline_open(struct keeld *k)
 			 "node %u, and the log says it was committed (up to %" PRIu64
 			 "): found at start-up",
 			 removed, k->myid, raft_commit(p->r));
-		node_removed(p, why);
+		node_removed(p, why, true);
 	}
 	return 0;
 }

@@ -2,6 +2,12 @@
 /* Was this node removed, by its own log (selfconf.h). */
 #include "selfconf.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
 static bool lists(const struct raft_conf *c, uint32_t id)
 {
 	for (uint32_t i = 0; i < c->n; i++)
@@ -49,4 +55,72 @@ uint64_t keeld_selfconf_removed(const struct keeld_selfconf *s, uint64_t commit,
 	return keeld_selfconf_dropped_by_self(s, hs_term, hs_vote) && s->drop_index <= commit
 		       ? s->drop_index
 		       : 0;
+}
+
+/* ------------------------------------------------ the REMOVED marker */
+
+int keeld_removed_mark(const char *dir, const char *text)
+{
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return -errno;
+	int rc = 0;
+	int fd = openat(dfd, KEELD_REMOVED_FILE ".tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+			0644);
+	if (fd < 0) {
+		rc = -errno;
+		goto out;
+	}
+	size_t len = strlen(text), off = 0;
+	while (off < len) {
+		ssize_t w = write(fd, text + off, len - off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			rc = w < 0 ? -errno : -EIO;
+			break;
+		}
+		off += (size_t)w;
+	}
+	if (!rc && fsync(fd) < 0)
+		rc = -errno;
+	close(fd);
+	/* Whole and synced before it has its name: a crash leaves the marker
+	 * whole or absent (a leftover .tmp counts for nothing). */
+	if (!rc && renameat(dfd, KEELD_REMOVED_FILE ".tmp", dfd, KEELD_REMOVED_FILE) < 0)
+		rc = -errno;
+	if (!rc && fsync(dfd) < 0)
+		rc = -errno;
+	if (rc)
+		unlinkat(dfd, KEELD_REMOVED_FILE ".tmp", 0);
+out:
+	close(dfd);
+	return rc;
+}
+
+int keeld_removed_marked(const char *dir, char *text, size_t cap)
+{
+	if (cap)
+		text[0] = '\0';
+	char path[4096];
+	if (snprintf(path, sizeof(path), "%s/%s", dir, KEELD_REMOVED_FILE) >= (int)sizeof(path))
+		return -ENAMETOOLONG;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT || errno == ENOTDIR ? 0 : -errno;
+	ssize_t n = cap ? read(fd, text, cap - 1) : 0;
+	close(fd);
+	if (n > 0) {
+		text[n] = '\0';
+		/* its first line, printable */
+		for (ssize_t i = 0; i < n; i++) {
+			if (text[i] == '\n') {
+				text[i] = '\0';
+				break;
+			}
+			if ((unsigned char)text[i] < 0x20 || text[i] == 0x7f)
+				text[i] = '?';
+		}
+	}
+	return 1;
 }

@@ -38,6 +38,7 @@
 #define KEELD_SELFCONF_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "raft.h"
@@ -61,5 +62,25 @@ bool keeld_selfconf_dropped_by_self(const struct keeld_selfconf *s, uint64_t hs_
  * it and the node appended it (hard state), else 0. */
 uint64_t keeld_selfconf_removed(const struct keeld_selfconf *s, uint64_t commit, uint64_t hs_term,
 				uint64_t hs_vote);
+
+/*
+ * The REMOVED marker. A removed follower's log never holds the configuration
+ * that dropped it (the leader stops replicating to it), so restarted on its
+ * old directories it could only learn its removal again from a leader: with
+ * the others down it campaigned, alone and unanswered. So whenever a node
+ * learns it was removed (a committed configuration that drops it, a
+ * leader's REMOVED, or the rule above at start-up) it writes this file in
+ * its dataLogDir, durably (a copy synced, renamed, the directory synced),
+ * before it stops; a start that finds it stops at once, as the rule above
+ * stops it, naming the file. Added back with the same id, the node starts
+ * on empty directories (a new member), as a removed leader must anyway.
+ */
+#define KEELD_REMOVED_FILE "REMOVED"
+
+/* Writes `text` (one line, why) as dir/REMOVED. 0 or -errno. */
+int keeld_removed_mark(const char *dir, const char *text);
+/* 1 when dir/REMOVED exists (its first line in text, made printable),
+ * 0 when it does not, or -errno. */
+int keeld_removed_marked(const char *dir, char *text, size_t cap);
 
 #endif

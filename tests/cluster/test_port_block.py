@@ -14,6 +14,7 @@ import os
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -86,9 +87,11 @@ class PortBlock(unittest.TestCase):
         self.assertEqual(len(ports), len(set(ports)), "overlapping blocks %s" % blocks)
         self.assertEqual(self.files(), sorted(ports))
 
-        # A live holder's block cannot be had (the only candidate in the range).
+        # A live holder's block cannot be had (the only candidate in the range:
+        # [b0, b0 + N) holds one block, its own -- until session 13 the last
+        # block of a range was never a candidate).
         b0 = blocks[0]
-        p = self.child(N, b0, b0 + N + 1)
+        p = self.child(N, b0, b0 + N)
         self.assertEqual(self.answer(p)[0], "none")
         self.assertEqual(p.wait(timeout=30), 3)
 
@@ -96,7 +99,7 @@ class PortBlock(unittest.TestCase):
         kids[0].send_signal(signal.SIGKILL)
         kids[0].wait()
         self.assertTrue(set(range(b0, b0 + N)) <= set(self.files()))
-        p = self.child(N, b0, b0 + N + 1)
+        p = self.child(N, b0, b0 + N)
         self.assertEqual(self.answer(p), ["block", str(b0)])
 
         # Holders that exit remove their files.
@@ -104,6 +107,33 @@ class PortBlock(unittest.TestCase):
             q.stdin.close()
             self.assertEqual(q.wait(timeout=30), 0)
         self.assertEqual(self.files(), [])
+
+    def test_root_ignores_tmpdir(self):
+        # Two runs with different TMPDIRs (two CI clones) share one place.
+        env = dict(os.environ, TMPDIR=self.dir)
+        env.pop("KEEL_TEST_PORTS", None)
+        r = subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, %r); "
+                            "import zkcluster; print(zkcluster.ports_root())" % HERE],
+                           env=env, capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.strip(), "/tmp/keel-ports")
+
+    def test_ipv6_holder_seen(self):
+        # A port another process holds over IPv6 only is not handed out.
+        try:
+            s6 = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+            s6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            s6.bind(("::1", 0))
+        except OSError:
+            self.skipTest("no IPv6 here")
+        try:
+            port = s6.getsockname()[1]
+            s6.listen(1)
+            sys.path.insert(0, HERE)
+            import zkcluster
+            self.assertFalse(zkcluster._free_v6(port, socket.SOCK_STREAM))
+        finally:
+            s6.close()
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ without a synced quorum, a second reconfig while one is in flight
 (reconfigEnabled off: test_raw_protocol.py, as kazoo does not know that error
 code); removed members stop (their process exits, saying why); a restarted
 member knows the members its file does not list; a removed member started
-again is told again.
+again stops again (since session 13 at its REMOVED marker, before it
+campaigns: test_removed_restart.py).
 """
 import json
 import os
@@ -237,13 +238,14 @@ class Reconfig(unittest.TestCase):
         r6.stop()
         r6.close()
 
-        # Node 4 started again with its old data (a leader restarted since
-        # the removal): it campaigns, is told, and stops again.
+        # Node 4 started again with its old data: it stops again, at the
+        # REMOVED marker it wrote (until session 13 it campaigned and was told).
         c.stop(3)
         c.start(3, wait=False)
         wait_for(lambda: not n4.running, 20, "restarted node 4 to exit")
         self.assertEqual(n4.proc.returncode, 0)
         self.assertEqual(c.tail(n4, 80).count("removed from the cluster:"), 2)
+        self.assertIn("REMOVED says so", c.tail(n4, 5))
         su.stop()
         su.close()
         zk.stop()

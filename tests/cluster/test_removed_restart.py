@@ -21,6 +21,16 @@ its log ends with the joint configuration, and only a leader can tell it).
   the others up: it asks for votes, the leader tells it, it exits
   (REMOVED: its log does not say so);
 * every acknowledged write is on the remaining members.
+
+A node that learns it was removed also writes `REMOVED` in its dataLogDir
+(durably, before it stops), and a start that finds it stops at once,
+naming the file -- a removed follower's log never says so, and restarted on
+its old directories it used to campaign until a leader answered. Checked:
+the removed leader's marker (its run-time reason), removed to let its log
+alone decide the first restart (which writes it again, "found at start-up"),
+then honoured at the second; the removed follower's marker (the leader's
+REMOVED), honoured at its restart beside the others (no raft line: it never
+campaigns); added back on fresh directories (no marker) it stays.
 """
 import os
 import re
@@ -45,6 +55,15 @@ WAIT_S = 60  # fail-safe of each wait; never a timing assertion
 
 def log_of(n):
     with open(os.path.join(n.workdir, "out.log"), errors="replace") as f:
+        return f.read()
+
+
+def marker_path(n):
+    return os.path.join(n.workdir, "data", "REMOVED")
+
+
+def marker(n):
+    with open(marker_path(n)) as f:
         return f.read()
 
 
@@ -137,6 +156,11 @@ class RemovedRestart(unittest.TestCase):
                       r"(\d+) does not list node %d" % L.id, log_of(L))
         self.assertTrue(m, c.tail(L, 30))
         drop = int(m.group(1))
+        mark = marker(L)
+        self.assertIn("node %d removed from the cluster at " % L.id, mark)
+        self.assertIn("the configuration committed at index %d does not list" % drop, mark)
+        # A node removed by an older keeld has no marker: its log decides.
+        os.unlink(marker_path(L))
         for i in range(10):
             create_acked(zk, "/after-%d" % i, b"a%d" % i)
         zk.stop()
@@ -144,18 +168,22 @@ class RemovedRestart(unittest.TestCase):
         su.stop()
         su.close()
 
-        # Every node down; the removed one back alone: it stops at start-up.
+        # Every node down; the removed one back alone: it stops at start-up
+        # by its log, and writes the marker it had lost.
         for n in others:
             c.stop(n.idx)
         self.start_removed(c, L, drop, 1)
+        self.assertIn("does not list node %d" % L.id, marker(L))
+        self.assertIn("found at start-up", marker(L))
 
-        # The others back; the removed one again beside them: the same, and
-        # it disturbs nobody (their term stays).
+        # The others back; the removed one again beside them: stopped by its
+        # marker now, as early, and it disturbs nobody (their term stays).
         for n in others:
             c.start(n.idx, wait=False)
         L2 = self.leader(c)
         self.assertIn(L2, others)
-        self.start_removed(c, L, drop, 2)
+        self.start_marked(c, L)
+        self.assertEqual(log_of(L).count("found at start-up; this node does not start"), 1)
 
         # A follower removed while stopped: started with the others up, it
         # is told by the leader (its own log does not say so).
@@ -170,6 +198,12 @@ class RemovedRestart(unittest.TestCase):
         wait_for(lambda: not F.running, WAIT_S, "follower %d removed while down to exit" % F.id)
         self.assertEqual(F.proc.returncode, 0)
         self.assertIn("removed from the cluster: node", log_of(F))
+        self.assertRegex(marker(F), r"^node %d removed from the cluster at \S+: node \d+ "
+                         r"\(the leader\) says so\n$" % F.id)
+
+        # Restarted on its old directories: its marker stops it at once (it
+        # used to campaign until a leader told it again).
+        self.start_marked(c, F)
 
         # Added back with the same id on fresh directories (as a new member:
         # its zoo.cfg names it an observer), after more writes than one
@@ -202,7 +236,8 @@ class RemovedRestart(unittest.TestCase):
         rf.stop()
         rf.close()
         self.assertTrue(F.running, c.tail(F, 30))
-        self.assertEqual(log_of(F).count("removed from the cluster:"), 1, c.tail(F, 30))
+        self.assertEqual(log_of(F).count("removed from the cluster:"), 2, c.tail(F, 30))
+        self.assertFalse(os.path.exists(marker_path(F)))
         rest.append(F)
 
         # No acknowledged write lost: on each remaining member.
@@ -214,6 +249,22 @@ class RemovedRestart(unittest.TestCase):
                 self.assertEqual(zk.get("/after-%d" % i)[0], b"a%d" % i)
             zk.stop()
             zk.close()
+
+    def start_marked(self, c, n):
+        """Started on directories holding REMOVED: it stops before anything."""
+        c.start(n.idx, wait=False)
+        wait_for(lambda: not n.running, WAIT_S, "node %d to stop at its marker" % n.id)
+        self.assertEqual(n.proc.returncode, 0, c.tail(n, 30))
+        log = log_of(n)
+        this_start = log[log.rfind("starting: config"):]
+        self.assertIn("removed from the cluster: %s says so (\"node %d removed from the "
+                      "cluster at " % (marker_path(n), n.id), this_start)
+        self.assertIn("move dataDir and dataLogDir aside", this_start)
+        self.assertIn("stopping: this node was removed from the cluster", this_start)
+        self.assertFalse([ln for ln in this_start.splitlines() if ln.endswith(" ready")])
+        self.assertNotIn("raft: ", this_start)
+        self.assertNotIn("keel-wal", this_start)  # the log not even opened
+        self.assertTrue(refused(n.client_port))
 
     def start_removed(self, c, n, drop, times):
         c.start(n.idx, wait=False)

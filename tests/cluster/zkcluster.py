@@ -22,6 +22,7 @@ than a day, or past the newest LOGS_KEEP, goes when another is kept; only
 trees named so whose process has ended, nothing else there.
 """
 import atexit
+import errno
 import fcntl
 import json
 import os
@@ -155,12 +156,16 @@ atexit.register(_name_kept_at_exit)
 
 
 def ports_root():
-    """Where test processes reserve ports (one flock'd file per port)."""
-    return os.environ.get("KEEL_TEST_PORTS") or os.path.join(tempfile.gettempdir(),
-                                                             "keel-ports")
+    """Where test processes reserve ports (one flock'd file per port).
+
+    One place for the whole machine, whatever TMPDIR says: two runs with
+    different temporary directories (two CI clones, two users) must see each
+    other's reservations. KEEL_TEST_PORTS moves it (test_port_block)."""
+    return os.environ.get("KEEL_TEST_PORTS") or "/tmp/keel-ports"
 
 
 _reserved = {}  # port -> fd whose flock reserves it, for this process's life
+_owner = os.getpid()  # a forked child inherits _reserved; only this one releases
 
 
 def _reserve_port(root, port):
@@ -172,7 +177,15 @@ def _reserve_port(root, port):
         return False
     path = os.path.join(root, str(port))
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        except PermissionError:
+            # Another user's leftover (umask made it 0644): a read-only fd
+            # locks it as well.
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue  # unlinked meanwhile: make it again
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -183,8 +196,11 @@ def _reserve_port(root, port):
         except FileNotFoundError:
             same = False
         if same:
-            os.ftruncate(fd, 0)
-            os.write(fd, b"%d\n" % os.getpid())
+            try:
+                os.ftruncate(fd, 0)
+                os.write(fd, b"%d\n" % os.getpid())
+            except OSError:
+                pass  # read-only: the lock is what counts, not the note
             _reserved[port] = fd
             return True
         os.close(fd)  # unlinked under us by a holder leaving: again
@@ -201,12 +217,51 @@ def _release_port(root, port):
 
 def release_ports():
     """Gives back every port this process reserved (at exit by itself)."""
+    if os.getpid() != _owner:
+        return  # a forked child: the locks and files are its parent's
     root = ports_root()
     for p in list(_reserved):
         _release_port(root, p)
 
 
 atexit.register(release_ports)
+
+
+def _outside_ephemeral(start, end, n):
+    """[start, end) without the kernel's ephemeral ports where n ports still
+    fit (this host's ip_local_port_range, 32768-60999 by default, may be set
+    lower): a port any outgoing connection may take is no server's port.
+    Unchanged when nothing fits either side."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            lo, hi = (int(x) for x in f.read().split())
+    except (OSError, ValueError):
+        return start, end
+    if lo >= end or hi < start:
+        return start, end
+    if min(end, lo) - start >= n:
+        return start, min(end, lo)
+    if end - max(start, hi + 1) >= n:
+        return max(start, hi + 1), end
+    return start, end
+
+
+def _free_v6(port, kind):
+    """Not bound over IPv6 either: a client port on "::" (dual stack, as
+    test_client_limits configures) fails where another process holds
+    [::1]:port or [::]:port, which binding 127.0.0.1 does not see. A host
+    without IPv6 has nothing there."""
+    try:
+        s = socket.socket(socket.AF_INET6, kind)
+    except OSError:
+        return True
+    try:
+        s.bind(("::", port))  # dual stack: also meets any IPv4 holder
+    except OSError as e:
+        return e.errno != errno.EADDRINUSE
+    finally:
+        s.close()
+    return True
 
 
 def free_port_block(n, start=10000, end=32000):
@@ -231,7 +286,10 @@ def free_port_block(n, start=10000, end=32000):
         os.chmod(root, 0o1777)  # every user's test processes share it
     except OSError:
         pass
-    span = end - start - n
+    start, end = _outside_ephemeral(start, end, n)
+    span = end - start - n + 1  # every block inside [start, end), the last one too
+    if span < 1:
+        raise ValueError("no block of %d ports fits in %d-%d" % (n, start, end))
     last_err = None
     for attempt in range(200):
         b = start + (os.getpid() * 7 + attempt * 997) % span
@@ -252,6 +310,9 @@ def free_port_block(n, start=10000, end=32000):
                     last_err = e
                 finally:
                     s.close()
+                if ok and not _free_v6(p, kind):
+                    ok = False
+                    last_err = "port %d in use over IPv6" % p
             if not ok:
                 break
         if ok:

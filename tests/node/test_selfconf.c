@@ -11,6 +11,9 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -22,7 +25,8 @@ static struct raft_conf conf(const uint32_t *ids, const uint32_t *old)
 {
 	struct raft_conf c = { .n = 0, .joint = old != NULL };
 	for (; *ids; ids++)
-		c.m[c.n++] = (struct raft_member){ *ids, (uint8_t)(RAFT_VOTER | (old ? RAFT_VOTER_OLD : 0)) };
+		c.m[c.n++] = (struct raft_member){ *ids, (uint8_t)(RAFT_VOTER |
+								   (old ? RAFT_VOTER_OLD : 0)) };
 	for (; old && *old; old++)
 		c.m[c.n++] = (struct raft_member){ *old, RAFT_VOTER_OLD };
 	return c;
@@ -43,7 +47,8 @@ static void test_removed_by_joint_change(void **state)
 	keeld_selfconf_see(&s, &j, 20, 2); /* listed: a VOTER_OLD of the joint one */
 	assert_int_equal(keeld_selfconf_removed(&s, 1000, 2, s.id), 0);
 	keeld_selfconf_see(&s, &b, 21, 2);
-	assert_int_equal(keeld_selfconf_removed(&s, 20, 2, s.id), 0); /* the record one group behind */
+	assert_int_equal(keeld_selfconf_removed(&s, 20, 2, s.id),
+			 0); /* the record one group behind */
 	assert_int_equal(keeld_selfconf_removed(&s, 21, 2, s.id), 21);
 	assert_int_equal(keeld_selfconf_removed(&s, 30, 2, s.id), 21);
 }
@@ -87,7 +92,7 @@ static void test_first_drop_counts(void **state)
 	struct keeld_selfconf s;
 	keeld_selfconf_init(&s, 3);
 	struct raft_conf a = conf(c123, NULL), b = conf(c12, NULL), d = conf(c124, NULL);
-	keeld_selfconf_see(&s, &a, 0, 2);  /* the snapshot lists it */
+	keeld_selfconf_see(&s, &a, 0, 2); /* the snapshot lists it */
 	keeld_selfconf_see(&s, &b, 10, 2);
 	keeld_selfconf_see(&s, &d, 12, 2);
 	assert_int_equal(keeld_selfconf_removed(&s, 11, 2, s.id), 10);
@@ -137,9 +142,116 @@ static void test_drop_not_by_self(void **state)
 	assert_true(keeld_selfconf_dropped_by_self(&s, 1, 3));
 	assert_int_equal(keeld_selfconf_removed(&s, 30, 1, 3), 21); /* led term 1 */
 	assert_false(keeld_selfconf_dropped_by_self(&s, 4, 0));
-	assert_int_equal(keeld_selfconf_removed(&s, 30, 4, 0), 0);   /* a fresh learner, term 4 */
-	assert_int_equal(keeld_selfconf_removed(&s, 30, 1, 2), 0);   /* voted for node 2 */
-	assert_int_equal(keeld_selfconf_removed(&s, 30, 3, 3), 0);   /* led a later term */
+	assert_int_equal(keeld_selfconf_removed(&s, 30, 4, 0), 0); /* a fresh learner, term 4 */
+	assert_int_equal(keeld_selfconf_removed(&s, 30, 1, 2), 0); /* voted for node 2 */
+	assert_int_equal(keeld_selfconf_removed(&s, 30, 3, 3), 0); /* led a later term */
+}
+
+/* The drop's own term is what the hard state is compared with, not the
+ * last listing's: C_old,new appended in term 1, its change finished (C_new
+ * appended) by the leader of term 2. */
+static void test_drop_term_not_listing_term(void **state)
+{
+	(void)state;
+	struct keeld_selfconf s;
+	keeld_selfconf_init(&s, 3);
+	struct raft_conf a = conf(c123, NULL), j = conf(c12, n3), b = conf(c12, NULL);
+	keeld_selfconf_see(&s, &a, 5, 1);
+	keeld_selfconf_see(&s, &j, 20, 1);
+	keeld_selfconf_see(&s, &b, 21, 2);
+	assert_int_equal(keeld_selfconf_removed(&s, 21, 2, 3), 21);
+	assert_int_equal(keeld_selfconf_removed(&s, 21, 1, 3), 0);
+}
+
+/* Removed, added back, removed again: the drop after the last listing is
+ * the one, and only once the commit covers it. */
+static void test_removed_again(void **state)
+{
+	(void)state;
+	struct keeld_selfconf s;
+	keeld_selfconf_init(&s, 3);
+	struct raft_conf a = conf(c123, NULL), b = conf(c12, NULL), c = conf(c1234, NULL),
+			 d = conf(c124, NULL);
+	keeld_selfconf_see(&s, &a, 3, 2);
+	keeld_selfconf_see(&s, &b, 8, 2);
+	keeld_selfconf_see(&s, &c, 12, 2);
+	keeld_selfconf_see(&s, &d, 15, 2);
+	assert_int_equal(s.drop_index, 15);
+	assert_int_equal(keeld_selfconf_removed(&s, 14, 2, 3), 0); /* the first drop is past */
+	assert_int_equal(keeld_selfconf_removed(&s, 15, 2, 3), 15);
+}
+
+/*
+ * The drop is decided by committed entries only. The leader of term 2
+ * appended C_old,new and C_new and stopped before either was committed: the
+ * commit it recovered is below them, so it is not removed -- a new leader
+ * may overwrite that suffix and the node stays a member. Nor is it by the
+ * joint configuration alone, however far the commit goes.
+ */
+static void test_uncommitted_suffix(void **state)
+{
+	(void)state;
+	struct keeld_selfconf s;
+	keeld_selfconf_init(&s, 3);
+	struct raft_conf a = conf(c123, NULL), j = conf(c12, n3), b = conf(c12, NULL);
+	keeld_selfconf_see(&s, &a, 5, 2);
+	keeld_selfconf_see(&s, &j, 20, 2);
+	keeld_selfconf_see(&s, &b, 21, 2);
+	for (uint64_t commit = 0; commit < 21; commit++)
+		assert_int_equal(keeld_selfconf_removed(&s, commit, 2, 3), 0);
+	/* ...but it appended it (conf_watch stops it if the commit gets there) */
+	assert_true(keeld_selfconf_dropped_by_self(&s, 2, 3));
+	keeld_selfconf_init(&s, 3);
+	keeld_selfconf_see(&s, &a, 5, 2);
+	keeld_selfconf_see(&s, &j, 20, 2);
+	assert_int_equal(keeld_selfconf_removed(&s, 1000, 2, 3), 0);
+	assert_false(keeld_selfconf_dropped_by_self(&s, 2, 3));
+}
+
+/* Being added in a joint configuration (a voter of the new half only)
+ * lists the node: the plain one after it that drops it is a drop. */
+static void test_joint_new_half_listed(void **state)
+{
+	(void)state;
+	struct keeld_selfconf s;
+	keeld_selfconf_init(&s, 4);
+	struct raft_conf a = conf(c123, NULL), j = conf(c123, NULL), b = conf(c123, NULL);
+	j.joint = true;
+	for (uint32_t i = 0; i < j.n; i++)
+		j.m[i].flags |= RAFT_VOTER_OLD;
+	j.m[j.n++] = (struct raft_member){ 4, RAFT_VOTER };
+	keeld_selfconf_see(&s, &a, 2, 2);
+	keeld_selfconf_see(&s, &j, 6, 2);
+	assert_true(s.listed);
+	keeld_selfconf_see(&s, &b, 9, 2);
+	assert_int_equal(keeld_selfconf_removed(&s, 9, 2, 4), 9);
+}
+
+/* The REMOVED marker: written whole, found by the next start, its first
+ * line made printable; absent, or only a cut write's .tmp: not removed. */
+static void test_removed_marker(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/keel-selfconf-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	char text[128], path[256];
+	assert_int_equal(keeld_removed_marked(dir, text, sizeof(text)), 0);
+	snprintf(path, sizeof(path), "%s/" KEELD_REMOVED_FILE ".tmp", dir);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs("node 3 removed", f); /* a write cut before its rename */
+	fclose(f);
+	assert_int_equal(keeld_removed_marked(dir, text, sizeof(text)), 0);
+	assert_int_equal(keeld_removed_mark(dir, "node 3 removed: why\tso\nsecond line\n"), 0);
+	assert_int_equal(keeld_removed_marked(dir, text, sizeof(text)), 1);
+	assert_string_equal(text, "node 3 removed: why?so");
+	assert_int_equal(access(path, F_OK), -1); /* the .tmp became the marker */
+	snprintf(path, sizeof(path), "%s/nowhere", dir);
+	assert_int_equal(keeld_removed_marked(path, text, sizeof(text)), 0);
+	assert_true(keeld_removed_mark(path, "x\n") < 0); /* no directory: said, not made */
+	snprintf(path, sizeof(path), "%s/" KEELD_REMOVED_FILE, dir);
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(rmdir(dir), 0);
 }
 
 int main(void)
@@ -152,6 +264,11 @@ int main(void)
 		cmocka_unit_test(test_joint_without_it),
 		cmocka_unit_test(test_learner_listed),
 		cmocka_unit_test(test_drop_not_by_self),
+		cmocka_unit_test(test_drop_term_not_listing_term),
+		cmocka_unit_test(test_removed_again),
+		cmocka_unit_test(test_uncommitted_suffix),
+		cmocka_unit_test(test_joint_new_half_listed),
+		cmocka_unit_test(test_removed_marker),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
