@@ -370,11 +370,11 @@ static int put_oid(struct sbuf *b, const ASN1_OBJECT *obj)
 /*
  * One attribute as Java's AVA.toRFC2253String writes it: 0, KEEL_E_NOMEM,
  * or KEEL_E_MALFORMED for a text value whose bytes are not well-formed
- * UTF-8. Java decodes a text value's raw bytes as UTF-8 whatever its type
- * (a BMPString's too) and puts U+FFFD for bytes that do not decode, so
- * different values would print the same; keel refuses those instead
- * (the connection has no id it can carry: closed, as for a subject too
- * long), so two different subjects never make one id.
+ * UTF-8, or a BMPString. Java decodes a text value's raw bytes as UTF-8
+ * whatever its type (a BMPString's UCS-2 too) and puts U+FFFD for bytes
+ * that do not decode, so different values would print the same; keel
+ * refuses those instead (the connection has no id it can carry: closed,
+ * as for a subject too long), so two different subjects never make one id.
  */
 static int put_ava(struct sbuf *b, X509_NAME_ENTRY *e)
 {
@@ -387,6 +387,11 @@ static int put_ava(struct sbuf *b, X509_NAME_ENTRY *e)
 	else if (put_oid(b, obj) < 0)
 		return KEEL_E_NOMEM;
 	sput(b, "=", 1);
+	/* Java reads a BMPString's UCS-2 bytes as UTF-8 too: U+6164 U+6D69
+	 * U+6E73 print "admins", as the UTF8String does -- one id for two
+	 * names, whatever the bytes. Refused, as bytes that are not UTF-8. */
+	if (kw && type == V_ASN1_BMPSTRING)
+		return KEEL_E_MALFORMED;
 	if (kw && java_text(type)) {
 		const unsigned char *u = ASN1_STRING_get0_data(v);
 		size_t n = (size_t)ASN1_STRING_length(v), lead = 0, trail = n;

@@ -604,11 +604,9 @@ static void test_subject_odd(void)
 		{ "CN", U8, "Zo\xc3\xab \xe6\x97\xa5\xf0\x9f\x94\x91", -1, 0 });
 	SUBJECT("CN=ad\\00min", { "CN", U8, "ad\0min", 6, 0 });
 	SUBJECT("CN=ad\\\\00min", { "CN", U8, "ad\\00min", -1, 0 });
-	/* other text types: their raw bytes as UTF-8, as Java reads them (a
-	 * BMPString's zero bytes are NULs to it) */
+	/* other text types: their raw bytes as UTF-8, as Java reads them */
 	SUBJECT("CN=ab,O=k", { "O", V_ASN1_PRINTABLESTRING, "k", -1, 0 },
 		{ "CN", V_ASN1_IA5STRING, "ab", -1, 0 });
-	SUBJECT("CN=\\00a\\00b", { "CN", V_ASN1_BMPSTRING, "\0a\0b", 4, 0 });
 	SUBJECT("CN=x", { "CN", V_ASN1_T61STRING, "x", -1, 0 });
 	/* types Java does not print as text: '#' and the DER, keyword kept */
 	SUBJECT("CN=#1c080000006100000062",
@@ -641,9 +639,15 @@ static void test_subject_odd(void)
 	REFUSED(false, { "CN", U8, "\xed\xa0\x80", -1, 0 });     /* a surrogate */
 	REFUSED(false, { "CN", U8, "\xf4\x90\x80\x80", -1, 0 }); /* past U+10FFFF */
 	REFUSED(false, { "CN", U8, "\xe6\x97", -1, 0 });         /* cut short */
-	/* ones that do decode: a BMPString 'é' (Java reads 00 e9 as UTF-8),
-	 * a T61String 0xe9, a PrintableString byte over 0x7f */
+	/* ones that do decode: a T61String 0xe9, a PrintableString byte over
+	 * 0x7f; any BMPString (Java reads its UCS-2 bytes as UTF-8: U+6164
+	 * U+6D69 U+6E73 would print "admins", as the UTF8String "admins"; "ab"
+	 * would print \00a\00b, as a UTF8String with NULs) */
 	REFUSED(true, { "CN", V_ASN1_BMPSTRING, "\0\xe9", 2, 0 });
+	REFUSED(true, { "CN", V_ASN1_BMPSTRING, "\x61\x64\x6d\x69\x6e\x73", 6, 0 });
+	REFUSED(true, { "CN", V_ASN1_BMPSTRING, "\0a\0b", 4, 0 });
+	SUBJECT("CN=admins", { "CN", U8, "admins", -1, 0 });
+	SUBJECT("CN=\\00a\\00b", { "CN", U8, "\0a\0b", 4, 0 });
 	REFUSED(true, { "O", U8, "k", -1, 0 }, { "CN", V_ASN1_T61STRING, "\xe9", -1, 0 });
 	REFUSED(true, { "CN", V_ASN1_PRINTABLESTRING, "a\xe9", -1, 0 });
 
