@@ -640,6 +640,9 @@ static int read_once(struct keeld *k, const struct zk_call *call, int32_t type, 
 		return multi_read(k, call, v, &ops, s);
 	}
 	case ZK_OP_WHO_AM_I: {
+		/* ip, the x509 superUser's super, x509, 8 digest users and
+		 * superDigest's super once (setAuth keeps distinct ids); the
+		 * loop below stays within it whatever n_auth holds */
 		struct zk_str ids[2 * 12];
 		char addr[64];
 		int32_t cnt = 0;
@@ -664,7 +667,10 @@ static int read_once(struct keeld *k, const struct zk_call *call, int32_t type, 
 		for (uint32_t i = 0; s && i < s->n_auth && i < 8; i++) {
 			/* ZooKeeper's digest provider adds super:"" with the
 			 * superDigest identity */
-			if (!strcmp(s->auth[i], k->cfg.super_digest)) {
+			bool sup = !strcmp(s->auth[i], k->cfg.super_digest);
+			if (cnt + 2 + 2 * sup > (int32_t)KEEL_ARRAY_SIZE(ids))
+				break;
+			if (sup) {
 				ids[cnt++] = (struct zk_str){ "super", 5 };
 				ids[cnt++] = (struct zk_str){ "", 0 };
 			}
