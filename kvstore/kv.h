@@ -241,6 +241,11 @@ int kv_txn_decode(const void *buf, size_t len, struct kv_txn *txn, struct kv_op 
  * re-encode. Checks only the header (size, version): for bytes the node's
  * own encoder or a full decode produced. KEEL_E_MALFORMED otherwise. */
 int kv_txn_stamp(void *buf, size_t len, int64_t zxid, int64_t time_ms, int32_t *type);
+/* The txn format an encoded txn says it is in (its first byte: 1, 2, or
+ * KV_TXN_FORMAT_X509), or KEEL_E_MALFORMED for an empty buffer. Only
+ * the byte is read: kv_txn_decode checks the rest. */
+#define KV_TXN_FORMAT_X509 3 /* kv_txn.x509: written only from protocol level 7 */
+int kv_txn_format(const void *buf, size_t len);
 
 /*
  * A batch (one Raft entry): u8 version, u32 count, then count x (u32 len, txn).

@@ -39,6 +39,7 @@
 #define TXN_VERSION   1
 #define TXN_VERSION_2 2 /* carries the requester's identities (enum kv_auth) */
 #define TXN_VERSION_3 3 /* and the x509 one; ACLs may name x509 (level 7) */
+_Static_assert(TXN_VERSION_3 == KV_TXN_FORMAT_X509, "kv.h names format 3");
 #define BATCH_VERSION 1
 #define BATCH_HDR     5
 
@@ -526,6 +527,11 @@ int kv_txn_decode(const void *buf, size_t len, struct kv_txn *txn, struct kv_op 
 	if (r.bad || r.p != r.end)
 		return KEEL_E_MALFORMED;
 	return 0;
+}
+
+int kv_txn_format(const void *buf, size_t len)
+{
+	return buf && len ? ((const uint8_t *)buf)[0] : KEEL_E_MALFORMED;
 }
 
 int kv_txn_stamp(void *buf, size_t len, int64_t zxid, int64_t time_ms, int32_t *type)

@@ -346,8 +346,11 @@ static int64_t cur_zxid(struct keeld *k)
 /* Is the session's certificate X509AuthenticationProvider.superUser's? */
 static bool is_x509_super(const struct keeld *k, const struct fsess *s)
 {
+	/* by length: Java's String.equals (an id may hold "\\00", never a
+	 * NUL, but a prefix must not pass) */
 	return s && s->x509_len && k->cfg.x509_super_user[0] &&
-	       !strcmp(s->x509, k->cfg.x509_super_user);
+	       s->x509_len == strlen(k->cfg.x509_super_user) &&
+	       !memcmp(s->x509, k->cfg.x509_super_user, s->x509_len);
 }
 
 /* Did the session authenticate as DigestAuthenticationProvider.superDigest,
@@ -637,6 +640,9 @@ static int read_once(struct keeld *k, const struct zk_call *call, int32_t type, 
 		return multi_read(k, call, v, &ops, s);
 	}
 	case ZK_OP_WHO_AM_I: {
+		/* ip, the x509 superUser's super, x509, 8 digest users and
+		 * superDigest's super once (setAuth keeps distinct ids); the
+		 * loop below stays within it whatever n_auth holds */
 		struct zk_str ids[2 * 12];
 		char addr[64];
 		int32_t cnt = 0;
@@ -646,10 +652,13 @@ static int read_once(struct keeld *k, const struct zk_call *call, int32_t type, 
 			ids[cnt++] = (struct zk_str){ addr, (int32_t)alen };
 		}
 		/* ZooKeeper's order: the ids the handshake added (super first
-		 * for X509AuthenticationProvider.superUser), then addAuth's */
+		 * for X509AuthenticationProvider.superUser), then addAuth's.
+		 * whoAmI names an id's user through its scheme's provider
+		 * (AuthUtil.getClientInfos): "super" has none, so "" -- as
+		 * for the superDigest's super id. */
 		if (is_x509_super(k, s)) {
 			ids[cnt++] = (struct zk_str){ "super", 5 };
-			ids[cnt++] = (struct zk_str){ s->x509, (int32_t)s->x509_len };
+			ids[cnt++] = (struct zk_str){ "", 0 };
 		}
 		if (s && s->x509_len) {
 			ids[cnt++] = (struct zk_str){ "x509", 4 };
@@ -658,7 +667,10 @@ static int read_once(struct keeld *k, const struct zk_call *call, int32_t type, 
 		for (uint32_t i = 0; s && i < s->n_auth && i < 8; i++) {
 			/* ZooKeeper's digest provider adds super:"" with the
 			 * superDigest identity */
-			if (!strcmp(s->auth[i], k->cfg.super_digest)) {
+			bool sup = !strcmp(s->auth[i], k->cfg.super_digest);
+			if (cnt + 2 + 2 * sup > (int32_t)KEEL_ARRAY_SIZE(ids))
+				break;
+			if (sup) {
 				ids[cnt++] = (struct zk_str){ "super", 5 };
 				ids[cnt++] = (struct zk_str){ "", 0 };
 			}
@@ -1147,20 +1159,26 @@ static bool acl_names_x509(const void *acl, uint32_t len)
 }
 
 /*
- * A write's format: 3 (txn.x509) when it carries the session's x509 id or
- * an ACL naming x509 -- acl_build let that through only from
- * NODE_LEVEL_X509 on, and the level never goes down -- else the format it
- * had before (2), byte for byte. Below the level the x509 id stays out:
- * no ACL can name it yet, so no answer depends on it.
+ * A write's format (node_write_x509): 3 (txn.x509) when it carries the
+ * session's x509 id or an ACL naming x509, and only from NODE_LEVEL_X509
+ * on; else the format it had before (2), byte for byte, the x509 id left
+ * out (no ACL can name it yet, so no answer depends on it). acl_build
+ * already refused an ACL naming x509 below the level; this refuses it
+ * again (ZK_EINVALIDACL), so format 3 never reaches the log below it
+ * whatever path built the ops.
  */
-static void write_x509(struct keeld *k, struct kv_txn *txn)
+static int write_x509(struct keeld *k, struct kv_txn *txn)
 {
-	bool acl = false;
+	bool acl = false, on;
 	for (uint32_t i = 0; i < txn->nops && !acl; i++)
 		acl = txn->ops[i].acl_len && acl_names_x509(txn->ops[i].acl, txn->ops[i].acl_len);
-	if (!node_x509(atomic_load(&k->level_cluster)))
+	bool id = txn->auth == KV_AUTH_IDS && txn->ids.x509_len;
+	if (node_write_x509(atomic_load(&k->level_cluster), acl, id, &on) < 0)
+		return ZK_EINVALIDACL;
+	if (!on)
 		txn->ids.x509_len = 0;
-	txn->x509 = acl || (txn->auth == KV_AUTH_IDS && txn->ids.x509_len);
+	txn->x509 = on;
+	return ZK_OK;
 }
 
 static void handle_write(struct keeld *k, const struct zk_call *call, const struct zk_request *req,
@@ -1248,8 +1266,9 @@ static void handle_write(struct keeld *k, const struct zk_call *call, const stru
 	 * against its latest state): the view above may predate an ACL change
 	 * another session already saw acknowledged. */
 	txn.auth = sess_ids(k, s, &txn.ids);
-	write_x509(k, &txn);
-	err = preq_encode(r, &txn);
+	err = write_x509(k, &txn);
+	if (!err)
+		err = preq_encode(r, &txn);
 	if (err)
 		goto out;
 	keeld_queue(k, r);
@@ -1784,13 +1803,26 @@ static void on_connect(struct zk_backend *b, const struct zk_call *call,
 		 * KV_X509_MAX_BYTES) fails authentication, as ZooKeeper closes a
 		 * connection whose certificate it cannot authenticate. */
 		char sub[NODE_X509_MAX];
-		if (conn_x509(k, call->conn, sub) == KEEL_E_TOO_BIG) {
+		int sub_rc = conn_x509(k, call->conn, sub);
+		if (sub_rc == KEEL_E_TOO_BIG) {
 			uint64_t n = atomic_fetch_add(&k->n_x509_too_long, 1);
 			if (n % 1000 == 0)
 				keeld_log("closing a TLS client: its certificate subject is over "
 					  "%u bytes (x509 ids are at most that); %" PRIu64
 					  " so far",
 					  KV_X509_MAX_BYTES, n + 1);
+			(void)zk_server_close(k->zk, call->conn);
+			goto out;
+		}
+		/* A subject with a value that is not UTF-8 (Java would print
+		 * U+FFFD: two subjects, one id), or no memory to print it:
+		 * never a session without the id its certificate names. */
+		if (sub_rc < 0 && sub_rc != KEEL_E_NOT_FOUND) {
+			uint64_t n = atomic_fetch_add(&k->n_x509_bad, 1);
+			if (n % 1000 == 0)
+				keeld_log("closing a TLS client: its certificate subject cannot "
+					  "be an x509 id (%s); %" PRIu64 " so far",
+					  keel_strerror(sub_rc), n + 1);
 			(void)zk_server_close(k->zk, call->conn);
 			goto out;
 		}
@@ -2461,9 +2493,11 @@ static size_t four_letter(struct zk_backend *b, int word, char *out, size_t cap)
 			/* x509 ids: ACLs refused below NODE_LEVEL_X509, clients
 			 * closed for a subject keel cannot carry */
 			OUT("keel_x509_acl_refused_level\t%" PRIu64
-			    "\nkeel_x509_subject_too_long\t%" PRIu64 "\n",
+			    "\nkeel_x509_subject_too_long\t%" PRIu64
+			    "\nkeel_x509_subject_malformed\t%" PRIu64 "\n",
 			    (uint64_t)atomic_load(&k->n_x509_acl_level),
-			    (uint64_t)atomic_load(&k->n_x509_too_long));
+			    (uint64_t)atomic_load(&k->n_x509_too_long),
+			    (uint64_t)atomic_load(&k->n_x509_bad));
 		}
 		break;
 	case ZK_4LW_CONF:

@@ -281,9 +281,11 @@ struct keeld {
 	atomic_uint_fast64_t n_refused_zxid;
 	/* x509 (README "TLS", "x509 identity"): ACLs naming x509 refused
 	 * while the cluster level is below NODE_LEVEL_X509; TLS connections
-	 * closed at connect for a subject over KV_X509_MAX_BYTES */
+	 * closed at connect for a subject over KV_X509_MAX_BYTES, or one that
+	 * cannot be an id (a value not UTF-8: zk_server_x509_subject) */
 	atomic_uint_fast64_t n_x509_acl_level;
 	atomic_uint_fast64_t n_x509_too_long;
+	atomic_uint_fast64_t n_x509_bad;
 	/* "session expired" answers, by reason (keeld_expired_answer) */
 	atomic_uint_fast64_t n_expired[KEELD_EXPIRED_REASONS];
 	atomic_uint_fast64_t expired_logged_ns[KEELD_EXPIRED_REASONS];

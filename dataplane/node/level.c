@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "keel.h"
+#include "kv.h" /* KV_TXN_FORMAT_X509 */
 #include "node.h"
 
 #define SNAP_MAGIC "KEELLVL1"
@@ -108,6 +109,18 @@ bool node_zk_numbering(uint32_t cluster_level)
 bool node_x509(uint32_t cluster_level)
 {
 	return cluster_level >= NODE_LEVEL_X509;
+}
+
+int node_write_x509(uint32_t cluster_level, bool names_acl, bool has_id, bool *x509)
+{
+	bool on = node_x509(cluster_level);
+	*x509 = on && (names_acl || has_id);
+	return names_acl && !on ? KEEL_E_UNSUPPORTED : 0;
+}
+
+bool node_txn_format_ok(int format, uint32_t cluster_level)
+{
+	return format != KV_TXN_FORMAT_X509 || node_x509(cluster_level);
 }
 
 int node_level_touch_parse(const uint8_t *d, size_t len, size_t ids_bytes, uint32_t *level,

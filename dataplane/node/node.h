@@ -298,6 +298,25 @@ bool node_zk_numbering(uint32_t cluster_level);
  * identity stays out of its writes (no ACL can name it yet). */
 bool node_x509(uint32_t cluster_level);
 /*
+ * A client write's txn format at this cluster level (the front end that
+ * encodes it): *x509 (format 3) from NODE_LEVEL_X509 on when the write
+ * carries an x509 id (has_id) or an ACL naming x509 (names_acl); below
+ * it false -- the id stays out (no ACL can name it yet) -- and a write
+ * naming x509 in an ACL is refused: KEEL_E_UNSUPPORTED (InvalidACL to the
+ * client). Never format 3 below the level, whatever the caller checked.
+ */
+int node_write_x509(uint32_t cluster_level, bool names_acl, bool has_id, bool *x509);
+/*
+ * May the leader propose a client txn of this format (kv_txn_format) at
+ * its applied cluster level? Format 3 (KV_TXN_FORMAT_X509) only from
+ * NODE_LEVEL_X509 on: a replica below it cannot decode it and stops.
+ * Every other format as before (its decode is checked apart). A follower
+ * writes format 3 only once it has applied level 7, which is then
+ * committed; a leader that has not applied it yet drops the item and
+ * takes it again when the follower retransmits it.
+ */
+bool node_txn_format_ok(int format, uint32_t cluster_level);
+/*
  * The level trailer of a TOUCH message (u32 level, u32 min after the session
  * ids, `ids_bytes` of them): 1 and the values when present, 0 when absent (a
  * level-2 sender), KEEL_E_MALFORMED otherwise. Bytes after the trailer are

@@ -2086,6 +2086,16 @@ static void on_forward(struct pipeline *p, const struct dp_msg *m)
 			}
 			continue;
 		}
+		/* Txn format 3 only at the level every replica reads it (a
+		 * follower ahead of this leader's apply sends it again). */
+		if (len && !(flagged & (ITEM_OWNER | ITEM_RECONFIG)) &&
+		    !node_txn_format_ok(kv_txn_format(txn, len), p->level_cluster)) {
+			if (!bad++) {
+				why = "a txn of format 3 (x509) below protocol level 7";
+				at = i;
+			}
+			continue;
+		}
 		if (reconfig)
 			rc_request(p, origin, id, txn, len, resent);
 		else if (!resent || !len || !in_log(p, origin, id))

@@ -1792,7 +1792,7 @@ int zk_server_x509_subject(struct zk_server *s, zk_conn_id conn, char *out, size
 	if (cert && SSL_get_verify_result(c->ssl) == X509_V_OK) {
 		long n = zk_tls_subject(cert, out, cap);
 		if (n < 0)
-			rc = KEEL_E_NOMEM;
+			rc = (int)n; /* KEEL_E_NOMEM, KEEL_E_MALFORMED */
 		else if ((size_t)n >= cap)
 			rc = KEEL_E_TOO_BIG;
 		else {

@@ -16,14 +16,10 @@
 #include "tls.h"
 
 static const char *const fail_names[ZK_TLS_FAIL_COUNT_] = {
-	[ZK_TLS_FAIL_NOT_TLS] = "not_tls",
-	[ZK_TLS_FAIL_PROTOCOL] = "protocol",
-	[ZK_TLS_FAIL_CERT] = "certificate",
-	[ZK_TLS_FAIL_TIMEOUT] = "timeout",
-	[ZK_TLS_FAIL_EOF] = "eof",
-	[ZK_TLS_FAIL_RENEGOTIATION] = "renegotiation",
-	[ZK_TLS_FAIL_RECORD] = "record",
-	[ZK_TLS_FAIL_PLAIN_PORT] = "tls_on_plain_port",
+	[ZK_TLS_FAIL_NOT_TLS] = "not_tls",  [ZK_TLS_FAIL_PROTOCOL] = "protocol",
+	[ZK_TLS_FAIL_CERT] = "certificate", [ZK_TLS_FAIL_TIMEOUT] = "timeout",
+	[ZK_TLS_FAIL_EOF] = "eof",          [ZK_TLS_FAIL_RENEGOTIATION] = "renegotiation",
+	[ZK_TLS_FAIL_RECORD] = "record",    [ZK_TLS_FAIL_PLAIN_PORT] = "tls_on_plain_port",
 };
 
 const char *zk_tls_fail_name(enum zk_tls_fail why)
@@ -129,7 +125,8 @@ static int set_suites(SSL_CTX *ctx, const struct zk_tls_config *t, enum zk_tls_f
 		bool v13 = !strcmp(SSL_CIPHER_get_version(found), "TLSv1.3");
 		char *dst = v13 ? list13 : list12;
 		size_t dcap = v13 ? sizeof(list13) : sizeof(list12), used = strlen(dst);
-		snprintf(dst + used, dcap - used, "%s%s", used ? ":" : "", SSL_CIPHER_get_name(found));
+		snprintf(dst + used, dcap - used, "%s%s", used ? ":" : "",
+			 SSL_CIPHER_get_name(found));
 	}
 	SSL_CTX_free(all);
 	if (rc)
@@ -187,14 +184,15 @@ SSL_CTX *zk_tls_ctx_new(const struct zk_tls_config *t, enum zk_tls_field *field,
 	SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof(sid_ctx) - 1);
 
 	if (!t->key_path || !t->key_path[0]) {
-		refuse(ZK_TLS_FIELD_KEY, field, err, cap, "not set (a PEM file: key and certificate)%s%s",
-		       "", "");
+		refuse(ZK_TLS_FIELD_KEY, field, err, cap,
+		       "not set (a PEM file: key and certificate)%s%s", "", "");
 		goto fail;
 	}
 	if (readable(t->key_path, ZK_TLS_FIELD_KEY, field, err, cap))
 		goto fail;
 	SSL_CTX_set_default_passwd_cb(ctx, password_cb);
-	SSL_CTX_set_default_passwd_cb_userdata(ctx, (void *)(t->key_password ? t->key_password : ""));
+	SSL_CTX_set_default_passwd_cb_userdata(ctx,
+					       (void *)(t->key_password ? t->key_password : ""));
 	if (SSL_CTX_use_certificate_chain_file(ctx, t->key_path) != 1) {
 		refuse(ZK_TLS_FIELD_KEY, field, err, cap, "%s: no PEM certificate read: %s",
 		       t->key_path, ssl_reason(why, sizeof(why), "none found"));
@@ -203,8 +201,8 @@ SSL_CTX *zk_tls_ctx_new(const struct zk_tls_config *t, enum zk_tls_field *field,
 	if (SSL_CTX_use_PrivateKey_file(ctx, t->key_path, SSL_FILETYPE_PEM) != 1) {
 		if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH) {
 			refuse(ZK_TLS_FIELD_KEY, field, err, cap,
-			       "%s: the private key is not the first certificate's (%s)", t->key_path,
-			       ssl_reason(why, sizeof(why), "mismatch"));
+			       "%s: the private key is not the first certificate's (%s)",
+			       t->key_path, ssl_reason(why, sizeof(why), "mismatch"));
 			goto fail;
 		}
 		refuse(ZK_TLS_FIELD_KEY, field, err, cap,
@@ -310,56 +308,127 @@ static const char *java_keyword(int nid)
 	}
 }
 
-/* A directory string type, printed as text (Java: DerValue.isDerString-ish). */
-static bool text_type(int type)
+/* The value types Java prints as text (AVA.isDerString, non-canonical);
+ * any other -- UniversalString, NumericString, VisibleString included --
+ * as '#' and the value's DER in hex, also under a keyword. */
+static bool java_text(int type)
 {
-	return type == V_ASN1_UTF8STRING || type == V_ASN1_PRINTABLESTRING ||
-	       type == V_ASN1_T61STRING || type == V_ASN1_IA5STRING || type == V_ASN1_BMPSTRING ||
-	       type == V_ASN1_UNIVERSALSTRING || type == V_ASN1_GENERALSTRING;
+	return type == V_ASN1_PRINTABLESTRING || type == V_ASN1_T61STRING ||
+	       type == V_ASN1_IA5STRING || type == V_ASN1_GENERALSTRING ||
+	       type == V_ASN1_BMPSTRING || type == V_ASN1_UTF8STRING;
 }
 
-/* One attribute as Java's AVA.toRFC2253String writes it. 0 or -1 (memory). */
+/* The length of the well-formed UTF-8 sequence at s (n > 0 bytes left), or
+ * 0: a stray or overlong byte, a surrogate, past U+10FFFF, cut short. */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+	unsigned char c = s[0], lo = 0x80, hi = 0xbf;
+	size_t len;
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf) {
+		len = 2;
+	} else if (c >= 0xe0 && c <= 0xef) {
+		len = 3;
+		lo = c == 0xe0 ? 0xa0 : lo;
+		hi = c == 0xed ? 0x9f : hi;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		len = 4;
+		lo = c == 0xf0 ? 0x90 : lo;
+		hi = c == 0xf4 ? 0x8f : hi;
+	} else {
+		return 0;
+	}
+	if (n < len || s[1] < lo || s[1] > hi)
+		return 0;
+	for (size_t i = 2; i < len; i++)
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+	return len;
+}
+
+/* The attribute's dotted OID (any length). 0 or KEEL_E_NOMEM. */
+static int put_oid(struct sbuf *b, const ASN1_OBJECT *obj)
+{
+	char small[128], *oid = small;
+	int on = OBJ_obj2txt(small, sizeof(small), obj, 1);
+	if (on <= 0)
+		return KEEL_E_NOMEM;
+	if ((size_t)on >= sizeof(small)) {
+		oid = OPENSSL_malloc((size_t)on + 1);
+		if (!oid || OBJ_obj2txt(oid, on + 1, obj, 1) != on) {
+			OPENSSL_free(oid);
+			return KEEL_E_NOMEM;
+		}
+	}
+	sput(b, oid, (size_t)on);
+	if (oid != small)
+		OPENSSL_free(oid);
+	return 0;
+}
+
+/*
+ * One attribute as Java's AVA.toRFC2253String writes it: 0, KEEL_E_NOMEM,
+ * or KEEL_E_MALFORMED for a text value whose bytes are not well-formed
+ * UTF-8, or a BMPString. Java decodes a text value's raw bytes as UTF-8
+ * whatever its type (a BMPString's UCS-2 too) and puts U+FFFD for bytes
+ * that do not decode, so different values would print the same; keel
+ * refuses those instead (the connection has no id it can carry: closed,
+ * as for a subject too long), so two different subjects never make one id.
+ */
 static int put_ava(struct sbuf *b, X509_NAME_ENTRY *e)
 {
 	ASN1_OBJECT *obj = X509_NAME_ENTRY_get_object(e);
 	ASN1_STRING *v = X509_NAME_ENTRY_get_data(e);
+	int type = ASN1_STRING_type(v);
 	const char *kw = java_keyword(OBJ_obj2nid(obj));
-	if (kw && text_type(ASN1_STRING_type(v))) {
-		unsigned char *u = NULL;
-		int n = ASN1_STRING_to_UTF8(&u, v);
-		if (n < 0)
-			return -1;
+	if (kw)
 		sput(b, kw, strlen(kw));
-		sput(b, "=", 1);
+	else if (put_oid(b, obj) < 0)
+		return KEEL_E_NOMEM;
+	sput(b, "=", 1);
+	/* Java reads a BMPString's UCS-2 bytes as UTF-8 too: U+6164 U+6D69
+	 * U+6E73 print "admins", as the UTF8String does -- one id for two
+	 * names, whatever the bytes. Refused, as bytes that are not UTF-8. */
+	if (kw && type == V_ASN1_BMPSTRING)
+		return KEEL_E_MALFORMED;
+	if (kw && java_text(type)) {
+		const unsigned char *u = ASN1_STRING_get0_data(v);
+		size_t n = (size_t)ASN1_STRING_length(v), lead = 0, trail = n;
 		/* escaped anywhere: ,=+<>#;"\ (Java escapes '=' and '#' too);
-		 * then leading and trailing spaces */
-		int lead = 0, trail = n - 1;
+		 * NUL as \00 (RFC 4514, as current JDKs); then the spaces and
+		 * CRs at either end */
 		while (lead < n && (u[lead] == ' ' || u[lead] == '\r'))
 			lead++;
-		while (trail >= 0 && (u[trail] == ' ' || u[trail] == '\r'))
+		while (trail > lead && (u[trail - 1] == ' ' || u[trail - 1] == '\r'))
 			trail--;
-		for (int i = 0; i < n; i++) {
-			if (strchr(",=+<>#;\"\\", u[i]) && u[i])
-				sput(b, "\\", 1);
-			else if (i < lead || i > trail)
-				sput(b, "\\", 1);
-			sput(b, &u[i], 1);
+		for (size_t i = 0; i < n;) {
+			size_t k = utf8_seq(u + i, n - i);
+			if (!k)
+				return KEEL_E_MALFORMED;
+			if (!u[i]) {
+				sput(b, "\\00", 3);
+			} else {
+				if ((k == 1 && strchr(",=+<>#;\"\\", u[i])) || i < lead ||
+				    i >= trail)
+					sput(b, "\\", 1);
+				sput(b, &u[i], k);
+			}
+			i += k;
 		}
-		OPENSSL_free(u);
 		return 0;
 	}
-	char oid[128];
-	int on = OBJ_obj2txt(oid, sizeof(oid), obj, 1);
-	if (on <= 0 || (size_t)on >= sizeof(oid))
-		return -1;
-	sput(b, oid, (size_t)on);
-	sput(b, "=#", 2);
+	/* A name's values are strings or SEQUENCEs (OpenSSL refuses others
+	 * at parse); ASN1_TYPE_set1 would read an ASN1_STRING as these. */
+	if (type == V_ASN1_OBJECT || type == V_ASN1_BOOLEAN)
+		return KEEL_E_MALFORMED;
+	sput(b, "#", 1);
 	ASN1_TYPE *t = ASN1_TYPE_new();
 	unsigned char *der = NULL;
-	int dn = t && ASN1_TYPE_set1(t, ASN1_STRING_type(v), v) ? i2d_ASN1_TYPE(t, &der) : -1;
+	int dn = t && ASN1_TYPE_set1(t, type, v) ? i2d_ASN1_TYPE(t, &der) : -1;
 	ASN1_TYPE_free(t);
 	if (dn < 0)
-		return -1;
+		return KEEL_E_NOMEM;
 	static const char hex[] = "0123456789abcdef";
 	for (int i = 0; i < dn; i++) {
 		char h[2] = { hex[der[i] >> 4], hex[der[i] & 15] };
@@ -371,7 +440,11 @@ static int put_ava(struct sbuf *b, X509_NAME_ENTRY *e)
 
 long zk_tls_subject(X509 *cert, char *out, size_t cap)
 {
-	X509_NAME *nm = X509_get_subject_name(cert);
+	return zk_tls_name_id(X509_get_subject_name(cert), out, cap);
+}
+
+long zk_tls_name_id(const X509_NAME *nm, char *out, size_t cap)
+{
 	struct sbuf b = { out, cap, 0 };
 	int n = X509_NAME_entry_count(nm);
 	/* The last RDN first; a multi-valued RDN's attributes in their order. */
@@ -384,8 +457,9 @@ long zk_tls_subject(X509 *cert, char *out, size_t cap)
 		for (int k = j; k <= i; k++) {
 			if (k != j)
 				sput(&b, "+", 1);
-			if (put_ava(&b, X509_NAME_get_entry(nm, k)) < 0)
-				return -1;
+			int rc = put_ava(&b, X509_NAME_get_entry(nm, k));
+			if (rc < 0)
+				return rc;
 		}
 		i = j - 1;
 	}

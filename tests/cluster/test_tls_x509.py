@@ -8,16 +8,21 @@ openssl (ssl.clientAuth=want, so a TLS client without one is served too):
    for reads (checked where served) and writes, at every node; "auth"
    expands to A's x509 id; a malformed x509 id is InvalidACL;
  - the super certificate (X509AuthenticationProvider.superUser) does
-   anything; whoAmI (opcode 107, raw over TLS) lists ip, super, x509;
+   anything; whoAmI (opcode 107, raw over TLS) lists ip, super (user ""),
+   x509;
  - addAuth("x509", ...) is OK with a certificate, AUTHFAILED (and the
    connection closed) without one;
  - a mixed-level cluster (one node claims protocol level 6): the cluster
    level stays 6 and an ACL naming x509 is refused InvalidACL at every
-   node, counted (mntr keel_x509_acl_refused_level); A's other writes go on.
+   node, counted (mntr keel_x509_acl_refused_level); A's other writes go on;
+   and a FORWARD carrying a txn of format 3 (forged from a stopped
+   follower's address) is not proposed by the leader at level 6: that item
+   dropped and counted, the one beside it proposed (review13).
 Traffic stays on loopback; the certificates live in the clusters' temporary
 directories.
 """
 import os
+import socket
 import ssl
 import struct
 import subprocess
@@ -29,6 +34,8 @@ from zkcluster import KeelCluster, wait_for  # noqa: E402
 from test_raw_protocol import frame, recv_frame  # noqa: E402
 from test_tls import TlsCluster  # noqa: E402
 from test_client_limits import session, whoami_ids  # noqa: E402
+from test_refused_forged import MSG_FORWARD, frame as dp_frame, malformed, out_log  # noqa: E402
+from test_fwd_items import create_txn, forward, item, status  # noqa: E402
 
 from kazoo.client import KazooClient  # noqa: E402
 from kazoo.exceptions import (AuthFailedError, InvalidACLError,  # noqa: E402
@@ -235,8 +242,10 @@ class X509(unittest.TestCase):
             for kz in (a, su):
                 kz.stop()
                 kz.close()
-        # whoAmI: ip, then the handshake's ids (super first), as ZooKeeper
-        for who, want in (("super", ["super", SUBJ["super"], "x509", SUBJ["super"]]),
+        # whoAmI: ip, then the handshake's ids (super first), as ZooKeeper;
+        # an id's user is named by its scheme's provider (AuthUtil), and
+        # "super" has none: "" (as for superDigest's super id)
+        for who, want in (("super", ["super", "", "x509", SUBJ["super"]]),
                           ("a", ["x509", SUBJ["a"]]), (None, [])):
             t = raw_tls(cl, self.followers[0], who)
             try:
@@ -275,7 +284,7 @@ class X509(unittest.TestCase):
 
 class MixedLevel(unittest.TestCase):
     def test_refused_below_7(self):
-        cl = cluster(low={3})
+        cl = cluster(low={3}, admin_token="x509")
         wait_for(lambda: all(cl.cluster_level(n.idx) == 6 for n in cl.nodes), 60,
                  "cluster protocol level 6 on every node")
         before = [int(cl.mntr(i).get("keel_x509_acl_refused_level", "0")) for i in range(3)]
@@ -301,6 +310,50 @@ class MixedLevel(unittest.TestCase):
             for kz in kzs:
                 kz.stop()
                 kz.close()
+        self.forged_format3(cl)
+
+    def forged_format3(self, cl):
+        """The leader proposes no txn of format 3 below level 7, whoever
+        sends it (review13): a follower's FORWARD of one is dropped alone,
+        counted and logged, the request beside it proposed. Node F is
+        stopped and its peer address taken over, as in test_fwd_items."""
+        lead = cl.leader()
+        f = [i for i in range(3) if i != lead][0]
+        nl, nf = cl.nodes[lead], cl.nodes[f]
+        kz = cl.client("a", [lead])
+        cl.stop(f)
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            s.bind(("127.0.0.1", nf.peer_port))
+            term = status(nl)["term"]
+            base = malformed(nl).get("fwd", 0)
+            subj = SUBJ["a"].encode()
+            # a create by A's identity in format 3 (kvstore/txn.c): format 1's 32-byte header with
+            # version 3 and auth 1 (KV_AUTH_IDS), then the ids: IPv4, no
+            # digest id, the x509 id; then format 1's body
+            # request ids above any node F used (they count from its wall
+            # clock in ns, and its clients' requests here moved the
+            # leader's floor for F past smaller ones)
+            rid = 0x7F00000000000000
+            f1 = create_txn("/f3", b"x", 1)
+            f3 = (b"\x03" + f1[1:2] + struct.pack("<H", 1) + f1[4:32]
+                  + struct.pack("<B4sBI", 4, bytes([127, 0, 0, 1]), 0, len(subj)) + subj
+                  + f1[32:])
+            body = forward(term, [item(nf.id, rid, f3),
+                                  item(nf.id, rid + 1, create_txn("/f1", b"y", 2))])
+            s.sendto(dp_frame(MSG_FORWARD, nf.id, nl.id, 0x7E100001, body),
+                     ("127.0.0.1", nl.peer_port))
+            wait_for(lambda: kz.exists("/f1"), 30, "the format-1 request beside it")
+            kz.sync("/")
+            self.assertIsNone(kz.exists("/f3"), "a format-3 txn proposed at level 6")
+            wait_for(lambda: malformed(nl).get("fwd", 0) >= base + 1, 10,
+                     "the format-3 item counted")
+            self.assertRegex(out_log(nl), r"item 0: a txn of format 3 \(x509\) below "
+                             r"protocol level 7: 1 such item\(s\) dropped")
+        finally:
+            s.close()
+            kz.stop()
+            kz.close()
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@
 #ifndef KEEL_TESTS_KVT_H
 #define KEEL_TESTS_KVT_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,6 +70,38 @@ static inline struct kv_op kvt_create_op(const char *path, const char *data, int
 	return op;
 }
 
+/*
+ * A client write of ops (nops of them) as a txn: its type, session, the
+ * requester's identities as the write carries them (auth, ids: 0 / NULL
+ * for none) and whether it is in format 3 (x509: ids->x509 travels, ACLs
+ * may name x509). zxid and time 0: set them, or kvt_apply1_as does.
+ */
+static inline struct kv_txn kvt_txn(int32_t type, int64_t session, struct kv_op *ops, uint32_t nops,
+				    uint8_t auth, const struct kv_ids *ids, bool x509)
+{
+	struct kv_txn txn;
+	memset(&txn, 0, sizeof(txn));
+	txn.type = type;
+	txn.session_id = session;
+	txn.nops = nops;
+	txn.ops = ops;
+	txn.auth = auth;
+	txn.x509 = x509;
+	if (ids)
+		txn.ids = *ids;
+	return txn;
+}
+
+/* kv_acl_refusal's question for the tests: the nodes a txn in flight may
+ * change, ctx a NULL-ended list of paths (NULL: none). */
+static inline bool kvt_in_flight(void *ctx, const char *path, size_t len)
+{
+	for (const char *const *p = ctx; p && *p; p++)
+		if (strlen(*p) == len && !memcmp(*p, path, len))
+			return true;
+	return false;
+}
+
 /* Encodes txn, decodes it back and applies the decoded copy; aborts on any
  * codec failure (the codec has its own tests). Returns kv_apply's code. */
 static inline int kvt_apply_txn(struct kv *kv, struct kv_txn *txn, struct kv_apply_result *res)
@@ -83,23 +116,16 @@ static inline int kvt_apply_txn(struct kv *kv, struct kv_txn *txn, struct kv_app
 }
 
 /* Applies one op as its own txn, from the given requester (auth, ids: as a
- * client write carries them; 0 / NULL for none); returns the op's ZooKeeper
- * result code. */
-static inline int kvt_apply1_as(struct kv *kv, int64_t zxid, int64_t session, struct kv_op op,
-				uint8_t auth, const struct kv_ids *ids, struct kv_apply_result *res)
+ * client write carries them; 0 / NULL for none), in format 3 or not (x509);
+ * returns the op's ZooKeeper result code. */
+static inline int kvt_apply1_x(struct kv *kv, int64_t zxid, int64_t session, struct kv_op op,
+			       uint8_t auth, const struct kv_ids *ids, bool x509,
+			       struct kv_apply_result *res)
 {
 	struct kv_apply_result r;
-	struct kv_txn txn;
-	memset(&txn, 0, sizeof(txn));
-	txn.type = op.type;
+	struct kv_txn txn = kvt_txn(op.type, session, &op, 1, auth, ids, x509);
 	txn.zxid = zxid;
 	txn.time_ms = 1000 + zxid;
-	txn.session_id = session;
-	txn.nops = 1;
-	txn.ops = &op;
-	txn.auth = auth;
-	if (ids)
-		txn.ids = *ids;
 	if (!res)
 		res = &r;
 	int rc = kvt_apply_txn(kv, &txn, res);
@@ -108,6 +134,12 @@ static inline int kvt_apply1_as(struct kv *kv, int64_t zxid, int64_t session, st
 		abort();
 	}
 	return res->ops[0].err;
+}
+
+static inline int kvt_apply1_as(struct kv *kv, int64_t zxid, int64_t session, struct kv_op op,
+				uint8_t auth, const struct kv_ids *ids, struct kv_apply_result *res)
+{
+	return kvt_apply1_x(kv, zxid, session, op, auth, ids, false, res);
 }
 
 /* Applies one op as its own txn; returns the op's ZooKeeper result code. */
@@ -140,14 +172,9 @@ static inline int kvt_session(struct kv *kv, int64_t zxid, int32_t type, int64_t
 static inline int kvt_multi(struct kv *kv, int64_t zxid, int64_t session, struct kv_op *ops,
 			    uint32_t n, struct kv_apply_result *res)
 {
-	struct kv_txn txn;
-	memset(&txn, 0, sizeof(txn));
-	txn.type = KV_OP_MULTI;
+	struct kv_txn txn = kvt_txn(KV_OP_MULTI, session, ops, n, 0, NULL, false);
 	txn.zxid = zxid;
 	txn.time_ms = 1000 + zxid;
-	txn.session_id = session;
-	txn.nops = n;
-	txn.ops = ops;
 	int rc = kvt_apply_txn(kv, &txn, res);
 	if (rc < 0)
 		abort();

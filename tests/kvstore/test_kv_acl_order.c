@@ -233,15 +233,8 @@ static void test_multi_fails_whole(void **state)
 	struct kv_op ops[3] = { kvt_create_op("/open", "", KV_MODE_PERSISTENT),
 				kvt_op(KV_OP_CHECK, "/p/c"), kvt_op(KV_OP_SET_DATA, "/open") };
 	struct kv_apply_result res;
-	struct kv_txn txn;
-	memset(&txn, 0, sizeof(txn));
-	txn.type = KV_OP_MULTI;
+	struct kv_txn txn = kvt_txn(KV_OP_MULTI, 0x100, ops, 3, KV_AUTH_IDS, &bob, false);
 	txn.zxid = z++;
-	txn.session_id = 0x100;
-	txn.nops = 3;
-	txn.ops = ops;
-	txn.auth = KV_AUTH_IDS;
-	txn.ids = bob;
 	assert_int_equal(kvt_apply_txn(kv, &txn, &res), 0);
 	assert_int_equal(res.err, ZK_ENOAUTH);
 	assert_int_equal(res.nops, 3);
@@ -358,15 +351,6 @@ static void test_codec(void **state)
 
 /* ---- kv_acl_refusal: the leader's early refusal ---- */
 
-/* The nodes a txn in flight may change (the changed callback): NULL-ended. */
-static bool in_flight(void *ctx, const char *path, size_t len)
-{
-	for (const char *const *p = ctx; p && *p; p++)
-		if (strlen(*p) == len && !memcmp(*p, path, len))
-			return true;
-	return false;
-}
-
 /*
  * The early answer for txn, checked against apply's: a certain refusal
  * must be exactly what apply then answers (the op, its error, the others'
@@ -377,7 +361,7 @@ static int early_then_apply(struct kv *kv, int64_t *z, struct kv_txn *txn,
 			    const char *const *flight)
 {
 	uint32_t bad = UINT32_MAX;
-	int e = kv_acl_refusal(kv, txn, in_flight, (void *)flight, &bad);
+	int e = kv_acl_refusal(kv, txn, kvt_in_flight, (void *)flight, &bad);
 	struct kv_apply_result res;
 	txn->zxid = (*z)++;
 	assert_int_equal(kvt_apply_txn(kv, txn, &res), 0);
@@ -397,15 +381,7 @@ static int early_then_apply(struct kv *kv, int64_t *z, struct kv_txn *txn,
 static int early1(struct kv *kv, int64_t *z, struct kv_op op, uint8_t auth,
 		  const struct kv_ids *ids, const char *const *flight)
 {
-	struct kv_txn txn;
-	memset(&txn, 0, sizeof(txn));
-	txn.type = op.type;
-	txn.session_id = 0x100;
-	txn.nops = 1;
-	txn.ops = &op;
-	txn.auth = auth;
-	if (ids)
-		txn.ids = *ids;
+	struct kv_txn txn = kvt_txn(op.type, 0x100, &op, 1, auth, ids, false);
 	return early_then_apply(kv, z, &txn, flight);
 }
 
@@ -479,15 +455,9 @@ static void test_early_setacl_in_flight(void **state)
 	uint8_t acl[128];
 	struct kv_op set = kvt_op(KV_OP_SET_DATA, "/p/c");
 	uint32_t bad;
-	struct kv_txn txn;
-	memset(&txn, 0, sizeof(txn));
-	txn.type = KV_OP_SET_DATA;
-	txn.nops = 1;
-	txn.ops = &set;
-	txn.auth = KV_AUTH_IDS;
-	txn.ids = bob;
+	struct kv_txn txn = kvt_txn(KV_OP_SET_DATA, 0, &set, 1, KV_AUTH_IDS, &bob, false);
 	static const char *const flight[] = { "/p/c", NULL };
-	assert_int_equal(kv_acl_refusal(kv, &txn, in_flight, (void *)flight, &bad), ZK_OK);
+	assert_int_equal(kv_acl_refusal(kv, &txn, kvt_in_flight, (void *)flight, &bad), ZK_OK);
 	assert_int_equal(kv_acl_refusal(kv, &txn, NULL, NULL, &bad), ZK_ENOAUTH);
 	struct kv_op sa = kvt_op(KV_OP_SET_ACL, "/p/c");
 	sa.acl = acl;
@@ -516,13 +486,7 @@ static void test_early_multi(void **state)
 	assert_int_equal(apply_as(kv, z++, cr, KV_AUTH_IDS, &bob), ZK_OK);
 
 	struct kv_op ops[3];
-	struct kv_txn txn;
-	memset(&txn, 0, sizeof(txn));
-	txn.type = KV_OP_MULTI;
-	txn.session_id = 0x100;
-	txn.ops = ops;
-	txn.auth = KV_AUTH_IDS;
-	txn.ids = bob;
+	struct kv_txn txn = kvt_txn(KV_OP_MULTI, 0x100, ops, 0, KV_AUTH_IDS, &bob, false);
 	/* the first op refused: the others ZRUNTIMEINCONSISTENCY */
 	ops[0] = kvt_op(KV_OP_SET_DATA, "/p/c");
 	ops[1] = kvt_create_op("/open", "", KV_MODE_PERSISTENT);

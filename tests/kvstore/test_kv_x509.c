@@ -177,43 +177,16 @@ static void test_codec(void **state)
 static int apply_x(struct kv *kv, int64_t *z, struct kv_op op, bool x509, uint8_t auth,
 		   const struct kv_ids *ids)
 {
-	struct kv_apply_result res;
-	struct kv_txn txn;
-	memset(&txn, 0, sizeof(txn));
-	txn.type = op.type;
-	txn.zxid = (*z)++;
-	txn.session_id = 0x100;
-	txn.nops = 1;
-	txn.ops = &op;
-	txn.auth = auth;
-	txn.x509 = x509;
-	if (ids)
-		txn.ids = *ids;
-	assert_int_equal(kvt_apply_txn(kv, &txn, &res), 0);
-	return res.ops[0].err;
+	int64_t zxid = (*z)++;
+	return kvt_apply1_x(kv, zxid, 0x100, op, auth, ids, x509, NULL);
 }
 
-static bool in_flight_none(void *ctx, const char *path, size_t len)
-{
-	(void)ctx;
-	(void)path;
-	(void)len;
-	return false;
-}
-
+/* The leader's early answer for op by ids in format 3, nothing in flight. */
 static int early(struct kv *kv, struct kv_op op, const struct kv_ids *ids)
 {
-	struct kv_txn txn;
 	uint32_t bad;
-	memset(&txn, 0, sizeof(txn));
-	txn.type = op.type;
-	txn.session_id = 0x100;
-	txn.nops = 1;
-	txn.ops = &op;
-	txn.auth = KV_AUTH_IDS;
-	txn.x509 = true;
-	txn.ids = *ids;
-	return kv_acl_refusal(kv, &txn, in_flight_none, NULL, &bad);
+	struct kv_txn txn = kvt_txn(op.type, 0x100, &op, 1, KV_AUTH_IDS, ids, true);
+	return kv_acl_refusal(kv, &txn, kvt_in_flight, NULL, &bad);
 }
 
 static void test_apply(void **state)

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "keel.h"
+#include "kv.h"
 #include "node.h"
 
 static void test_target(void **state)
@@ -333,6 +334,87 @@ static void test_touch_live(void **state)
 	assert_int_equal(node_touch_taken_parse(kb, sizeof(kb)), KEEL_E_MALFORMED);
 }
 
+/*
+ * Txn format 3 (x509) never below level 7: the front end's choice of a
+ * write's format (node_write_x509) and the leader's check of a forwarded
+ * txn (node_txn_format_ok), on the bytes kvstore's encoder writes. Before
+ * review13 the front end chose format 3 for any write whose ACL named x509
+ * whatever the level, trusting acl_build to have refused it, and the
+ * leader proposed whatever format a follower sent.
+ */
+static int64_t encode_write(bool x509, const char *scheme, const char *x509_id, uint8_t *out,
+			    size_t cap)
+{
+	uint8_t acl[128];
+	struct kv_acl a = { KV_PERM_ALL, scheme, (uint32_t)strlen(scheme), "CN=a", 4 };
+	int64_t an = kv_acl_encode(&a, 1, acl, sizeof(acl));
+	assert_true(an > 0);
+	struct kv_op op;
+	memset(&op, 0, sizeof(op));
+	op.type = KV_OP_CREATE;
+	op.path = "/x";
+	op.path_len = 2;
+	op.acl = acl;
+	op.acl_len = (uint32_t)an;
+	struct kv_txn txn;
+	memset(&txn, 0, sizeof(txn));
+	txn.type = KV_OP_CREATE;
+	txn.nops = 1;
+	txn.ops = &op;
+	txn.auth = KV_AUTH_IDS;
+	txn.ids.x509 = x509_id;
+	txn.ids.x509_len = x509_id ? (uint32_t)strlen(x509_id) : 0;
+	txn.x509 = x509;
+	return kv_txn_encode(&txn, out, cap);
+}
+
+static void test_x509_format(void **state)
+{
+	(void)state;
+	bool x = true;
+	for (uint32_t l = 1; l <= 255; l++) {
+		bool on = l >= NODE_LEVEL_X509;
+		/* neither an id nor an ACL naming x509: never format 3 */
+		assert_int_equal(node_write_x509(l, false, false, &x), 0);
+		assert_false(x);
+		/* the session's id: carried from level 7 on, left out below */
+		x = !on;
+		assert_int_equal(node_write_x509(l, false, true, &x), 0);
+		assert_true(x == on);
+		/* an ACL naming x509: format 3 from level 7 on, refused below
+		 * (and then never format 3 either) */
+		x = true;
+		assert_int_equal(node_write_x509(l, true, false, &x), on ? 0 : KEEL_E_UNSUPPORTED);
+		assert_true(x == on);
+		x = true;
+		assert_int_equal(node_write_x509(l, true, true, &x), on ? 0 : KEEL_E_UNSUPPORTED);
+		assert_true(x == on);
+	}
+
+	/* the leader's check, on encoded txns of each format */
+	uint8_t b[512];
+	int64_t n3 = encode_write(true, "x509", "CN=a", b, sizeof(b));
+	assert_true(n3 > 0);
+	assert_int_equal(kv_txn_format(b, (size_t)n3), KV_TXN_FORMAT_X509);
+	assert_int_equal(KV_TXN_FORMAT_X509, 3);
+	for (uint32_t l = NODE_PROTOCOL_LEVEL_MIN; l < NODE_LEVEL_X509; l++)
+		assert_false(node_txn_format_ok(kv_txn_format(b, (size_t)n3), l));
+	for (uint32_t l = NODE_LEVEL_X509; l <= NODE_PROTOCOL_LEVEL; l++)
+		assert_true(node_txn_format_ok(kv_txn_format(b, (size_t)n3), l));
+	/* format 3 for the id alone too (a plain write by a certificate) */
+	n3 = encode_write(true, "world", "CN=a", b, sizeof(b));
+	assert_true(n3 > 0);
+	assert_false(node_txn_format_ok(kv_txn_format(b, (size_t)n3), 6));
+	/* format 2 (what a front end below level 7 writes) at every level */
+	int64_t n2 = encode_write(false, "digest", "CN=a", b, sizeof(b));
+	assert_true(n2 > 0);
+	assert_int_equal(kv_txn_format(b, (size_t)n2), 2);
+	for (uint32_t l = NODE_PROTOCOL_LEVEL_MIN; l <= NODE_PROTOCOL_LEVEL; l++)
+		assert_true(node_txn_format_ok(kv_txn_format(b, (size_t)n2), l));
+	assert_int_equal(kv_txn_format(b, 0), KEEL_E_MALFORMED);
+	assert_int_equal(kv_txn_format(NULL, 5), KEEL_E_MALFORMED);
+}
+
 static void test_zk_numbering(void **state)
 {
 	(void)state;
@@ -467,7 +549,7 @@ int main(void)
 		cmocka_unit_test(test_touch),          cmocka_unit_test(test_touch_admin),
 		cmocka_unit_test(test_touch_live),     cmocka_unit_test(test_snap),
 		cmocka_unit_test(test_config),         cmocka_unit_test(test_level_applied),
-		cmocka_unit_test(test_hold_writes),
+		cmocka_unit_test(test_hold_writes),    cmocka_unit_test(test_x509_format),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
