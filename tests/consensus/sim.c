@@ -777,8 +777,11 @@ static void start_node(struct sim *s, struct node *nd)
 	/* A crash between a snapshot's write and that of entries it covers
 	 * (applied before they were durable here) that replace the log after
 	 * it: the log's entry at the snapshot was of another history, and so
-	 * is what follows it (keeld's start-up does the same, pipeline.c). */
-	if (nd->snap_log_term && nd->snap_log_term != nd->snap.term && nd->dn) {
+	 * is what follows it (keeld's start-up does the same, pipeline.c). Also
+	 * when nothing follows it yet (keeld's `>=`, 1629f01): else the stale
+	 * term stays beside the image, and the restart after the next appends
+	 * would drop them, acknowledged ones included. */
+	if (nd->snap_log_term && nd->snap_log_term != nd->snap.term) {
 		sim_note(
 			s,
 			"n%u drops its log after snapshot %llu/%llu (its entry there of term %llu)",
