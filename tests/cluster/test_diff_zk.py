@@ -28,8 +28,8 @@ bad flags and TTLs, data incl. null, ACLs: world, read-only, digest, auth,
 ip, malformed), delete and setData with and without versions, getData,
 exists, getChildren(2), getACL / setACL, sync, check and multi (mixed
 success and failure), multiRead, getEphemerals, getAllChildrenNumber,
-addWatch / removeWatches / checkWatches, invalid paths, the built-in
-/zookeeper nodes, oversized requests (connection closed, session kept).
+addWatch / removeWatches / checkWatches, invalid paths (alone and among a
+multi's ops), the built-in /zookeeper nodes, oversized requests (connection closed, session kept).
 Containers get children only in a scripted part at the end (their deletion
 is timed by each server's scan), where both servers must delete the emptied
 container and tell its watcher.
