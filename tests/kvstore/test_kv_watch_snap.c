@@ -476,6 +476,9 @@ static void test_snapshot_corrupt(void **state)
 		assert_int_equal(kv_create(NULL, &b), 0);
 		int rc = kv_restore(b, kvt_stream_read, &s);
 		assert_true(rc == KEEL_E_CORRUPT || rc == KEEL_E_IO);
+		/* a refusal says why (a read's own error has its code) */
+		if (rc == KEEL_E_CORRUPT && !kv_restore_error(b)[0])
+			fail_msg("byte %zu flipped: refused without a reason", at);
 		assert_int_equal(kv_view_zxid(kv_view_get(b)), 0);
 		kv_destroy(b);
 		s.b[at] ^= 0x40;
@@ -573,6 +576,8 @@ static void test_snapshot_null_data(void **state)
  * before validating it (kv.c, find_valid), so a znode found must have a valid
  * path. The same edit to a valid path restores (the fix-up is right).
  */
+static char last_why[160]; /* snap_path_edit's refusal, in words */
+
 static void snap_path_edit(const char *to, int want)
 {
 	struct kv *a, *b;
@@ -614,7 +619,10 @@ static void snap_path_edit(const char *to, int want)
 		assert_int_equal(kv_acl_records(b, true, &rec, &refs), 0);
 		assert_int_equal(rec, 1);
 		assert_int_equal(refs, 1);
+		assert_non_null(strstr(kv_restore_error(b), "is not one a create accepts"));
+		snprintf(last_why, sizeof(last_why), "%s", kv_restore_error(b));
 		assert_int_equal(kv_restore(b, kvt_stream_read, &orig), 0);
+		assert_string_equal(kv_restore_error(b), "");
 		assert_int_equal(kv_view_digest(kv_view_get(b)), kv_view_digest(kv_view_get(a)));
 		assert_int_equal(kv_get(kv_view_get(b), "/pq", 3, &n), ZK_OK);
 	}
@@ -691,6 +699,7 @@ static void test_snapshot_invalid_path(void **state)
 	snap_path_edit("/pr", 0);
 	snap_path_edit("/p/", KEEL_E_CORRUPT);
 	snap_path_edit("/p\x01", KEEL_E_CORRUPT);
+	assert_non_null(strstr(last_why, ": path \"/p\\x01\" is not one a create accepts"));
 	snap_path_edit("/..", KEEL_E_CORRUPT);
 	snap_path_edit("//q", KEEL_E_CORRUPT);
 	kv_thread_unregister();
