@@ -137,7 +137,7 @@ static void test_path_lookup_first(void **state)
 		{ "//a", 3, ZK_EBADARGUMENTS },
 		{ "/./a", 4, ZK_EBADARGUMENTS },
 		{ "/a/..", 5, ZK_EBADARGUMENTS },
-		{ "/a\0", 3, ZK_EBADARGUMENTS },   /* "/a" and a NUL */
+		{ "/a\0", 3, ZK_EBADARGUMENTS }, /* "/a" and a NUL */
 		{ "/a/b\x01", 5, ZK_EBADARGUMENTS },
 		{ "/a\x7f", 3, ZK_EBADARGUMENTS },
 		{ "", 0, ZK_EBADARGUMENTS },
@@ -352,6 +352,31 @@ static void test_multi_invalid_paths(void **state)
 			assert_int_equal(kv_view_digest(kv_view_get(both[k])), before);
 			assert_int_equal(kv_view_zxid(kv_view_get(both[k])), z);
 		}
+		z++;
+	}
+	/* setACL (no multi op): the path, then the ACL (fixupACL), then the node,
+	 * its ADMIN, its aversion */
+	static const struct {
+		const char *path;
+		bool empty_acl;
+		int32_t version;
+		int32_t want;
+	} sa[] = {
+		{ "/ro/", true, -1, ZK_EBADARGUMENTS }, { "/nope", true, -1, ZK_EINVALIDACL },
+		{ "/ro", true, -1, ZK_EINVALIDACL },    { "/nope", false, -1, ZK_ENONODE },
+		{ "/ro", false, 5, ZK_ENOAUTH },        { "/a", false, 5, ZK_EBADVERSION },
+	};
+	uint8_t empty[8];
+	uint32_t empty_len = (uint32_t)kv_acl_encode(NULL, 0, empty, sizeof(empty));
+	for (size_t i = 0; i < KEEL_ARRAY_SIZE(sa); i++) {
+		struct kv_op op = kvt_op(KV_OP_SET_ACL, sa[i].path);
+		op.acl = sa[i].empty_acl ? empty : world;
+		op.acl_len = sa[i].empty_acl ? empty_len : world_len;
+		op.version = sa[i].version;
+		for (int k = 0; k < 2; k++)
+			if (kvt_apply1_as(both[k], z, 0x100, op, KV_AUTH_IDS, &none, NULL) !=
+			    sa[i].want)
+				fail_msg("setACL %s: want %d", sa[i].path, sa[i].want);
 		z++;
 	}
 	kv_destroy(twin);
