@@ -601,6 +601,10 @@ int kv_snapshot_write(const struct kv_view *v, kv_write_fn fn, void *ctx);
  * To install a snapshot on a live node (Raft InstallSnapshot), restore into a
  * new kv, point readers at it, and destroy the old one once no reader uses it. */
 int kv_restore(struct kv *kv, kv_read_fn fn, void *ctx);
+/* Why the last kv_restore on kv refused its image as KEEL_E_CORRUPT, in
+ * words ("node 3: path \"/p\\x01\" is not one a create accepts", "digest
+ * ... != ..."), or "" (it did not, or the reason was a read's error). */
+const char *kv_restore_error(const struct kv *kv);
 
 /* ---- watch registry: per server, not replicated, one owning thread ---- */
 struct kv_watches;

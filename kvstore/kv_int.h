@@ -158,6 +158,7 @@ struct kv {
 	struct kv_quota quota;
 	struct kv_acltab acls;
 	struct kv_hash_key hkey; /* the tables' key (kv_config.hash_key) */
+	char restore_why[160];   /* kv_restore_error */
 };
 
 /* The perms an encoded ACL grants world:anyone (KV_PERM_ALL if it is empty). */

@@ -13,6 +13,9 @@
  * Restoring rebuilds the child sets and ephemeral sets from the nodes, checks
  * every count, the digest and the CRC, and publishes only if all agree.
  */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -696,6 +699,32 @@ static int check_node(void *ctx, struct kv_leaf *lf)
 	return 0;
 }
 
+/* KEEL_E_CORRUPT, saying why (kv_restore_error). */
+static int refuse(struct kv *kv, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int refuse(struct kv *kv, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(kv->restore_why, sizeof(kv->restore_why), fmt, ap);
+	va_end(ap);
+	return KEEL_E_CORRUPT;
+}
+
+/* p[0..n) quoted for a message: its first 48 bytes, others as \xNN. */
+static const char *quoted(const char *p, uint32_t n, char *out, size_t cap)
+{
+	size_t o = 0;
+	for (uint32_t i = 0; i < n && i < 48 && o + 5 < cap; i++) {
+		unsigned char c = (unsigned char)p[i];
+		if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\')
+			o += (size_t)snprintf(out + o, cap - o, "\\x%02x", c);
+		else
+			out[o++] = (char)c;
+	}
+	snprintf(out + o, cap - o, "%s", n > 48 ? "..." : "");
+	return out;
+}
+
 static int restore_body(struct kv *kv, struct sreader *r)
 {
 	struct kv_view *d = kv->draft;
@@ -705,10 +734,10 @@ static int restore_body(struct kv *kv, struct sreader *r)
 	if (r->err)
 		return r->err;
 	if (memcmp(magic, MAGIC, 8))
-		return KEEL_E_CORRUPT;
+		return refuse(kv, "not a store image (magic)");
 	uint32_t version = (uint32_t)sr_le(r, 4);
 	if (version != SNAP_VERSION && version != SNAP_VERSION_NO_NULL)
-		return KEEL_E_CORRUPT;
+		return refuse(kv, "image version %u unknown", version);
 	bool nulls = version >= SNAP_VERSION;
 	int64_t zxid = (int64_t)sr_le(r, 8);
 	uint64_t nsess = sr_le(r, 8), nnodes = sr_le(r, 8);
@@ -732,7 +761,8 @@ static int restore_body(struct kv *kv, struct sreader *r)
 		if (kv_hamt_put(&kv->mem, &d->session_map, &s->leaf, &old) < 0)
 			return KEEL_E_NOMEM;
 		if (old || !kv_owner_is_ephemeral(s->id))
-			return KEEL_E_CORRUPT;
+			return refuse(kv, "session %" PRIu64 ": id 0x%" PRIx64 " %s", i,
+				      (uint64_t)s->id, old ? "twice" : "not a session's");
 		s->dhash = kv_session_digest(s);
 		d->digest += s->dhash;
 		d->sessions++;
@@ -743,7 +773,7 @@ static int restore_body(struct kv *kv, struct sreader *r)
 		if (r->err)
 			return r->err;
 		if (n == 0 || n > KV_PATH_MAX_BYTES)
-			return KEEL_E_CORRUPT;
+			return refuse(kv, "node %" PRIu64 ": path of %u bytes", i, n);
 		if (kv_mem_reserve(&kv->mem, 32) < 0)
 			return KEEL_E_NOMEM;
 		sr_get(r, path, n);
@@ -764,34 +794,49 @@ static int restore_body(struct kv *kv, struct sreader *r)
 		s->pzxid = (int64_t)sr_le(r, 8);
 		z->data = sr_blob(kv, r, kv->max_data, nulls ? &z->data_null : NULL);
 		kv_znode_set_acl(z, sr_acl(kv, r));
+		if (r->err == KEEL_E_CORRUPT)
+			return refuse(kv, "node %" PRIu64 ": data or ACL longer than allowed", i);
 		if (r->err)
 			return r->err;
 		/* Every path a create accepts, no other: the ops that look a path
 		 * up before validating it rely on a found znode's path being valid
 		 * (kv.c, find_valid). */
-		if (!kv_path_valid(path, n))
-			return KEEL_E_CORRUPT;
+		if (!kv_path_valid(path, n)) {
+			char q[256];
+			return refuse(kv,
+				      "node %" PRIu64 ": path \"%s\" is not one a create accepts",
+				      i, quoted(path, n, q, sizeof(q)));
+		}
 		if (kv_hamt_put(&kv->mem, &d->paths, &z->leaf, &old) < 0)
 			return KEEL_E_NOMEM;
-		if (old)
-			return KEEL_E_CORRUPT;
+		if (old) {
+			char q[256];
+			return refuse(kv, "node %" PRIu64 ": path \"%s\" twice", i,
+				      quoted(path, n, q, sizeof(q)));
+		}
 		d->nodes++;
 	}
 	if (!kv_lookup(d, "/", 1))
-		return KEEL_E_CORRUPT;
+		return refuse(kv, "no root node");
 	struct link_ctx c = { kv, 0 };
 	kv_hamt_foreach(d->paths, link_node, &c);
 	if (!c.err)
 		kv_hamt_foreach(d->paths, check_node, &c);
 	if (c.err)
-		return c.err;
+		return c.err == KEEL_E_CORRUPT && !kv->restore_why[0]
+			       ? refuse(kv, "a node without its parent, its session or its counts")
+			       : c.err;
 	uint64_t digest = sr_le(r, 8);
 	uint32_t crc = r->crc;
 	uint32_t want = (uint32_t)sr_le(r, 4);
 	if (r->err)
 		return r->err;
-	if (digest != d->digest || crc != want)
-		return KEEL_E_CORRUPT;
+	if (crc != want)
+		return refuse(kv, "CRC32C 0x%08x, the image says 0x%08x", crc, want);
+	if (digest != d->digest)
+		return refuse(kv,
+			      "digest 0x%016" PRIx64 " of its nodes, the image says 0x%016" PRIx64,
+			      d->digest, digest);
 	d->zxid = zxid;
 	/* room for retiring the empty store's root and its trie (kv_restore) */
 	return kv_mem_reserve(&kv->mem, 8);
@@ -801,6 +846,7 @@ int kv_restore(struct kv *kv, kv_read_fn fn, void *ctx)
 {
 	struct sreader r = { fn, ctx, 0, 0, NULL, 0 };
 	const struct kv_view *p = kv->pub;
+	kv->restore_why[0] = 0;
 	if (p->zxid != 0 || p->nodes != 1 || p->sessions != 0 || kv->grp_n)
 		return KEEL_E_STATE;
 	kv_draft_begin(kv);
@@ -829,4 +875,9 @@ int kv_restore(struct kv *kv, kv_read_fn fn, void *ctx)
 	kv_mem_retire(&kv->mem, p->paths);
 	kv_draft_publish(kv);
 	return 0;
+}
+
+const char *kv_restore_error(const struct kv *kv)
+{
+	return kv->restore_why;
 }

@@ -4115,6 +4115,9 @@ static int install_snapshot(struct pipeline *p, const struct raft_snapshot_meta 
 			keeld_log("FATAL: snapshot %" PRIu64 " from the leader: %s", m->index, msg);
 			abort();
 		}
+		if (nkv && kv_restore_error(nkv)[0])
+			keeld_log("snapshot %" PRIu64 " from the leader: its store is refused: %s",
+				  m->index, kv_restore_error(nkv));
 		if (nkv)
 			kv_destroy(nkv); /* never published: no reader holds it */
 		inst_drop(p);            /* the .tmp is removed: never published */
@@ -7064,9 +7067,11 @@ int keeld_pipeline_open(struct keeld *k)
 			return rc;
 		}
 		if (rc < 0) {
-			keeld_log("wal: snapshot %" PRIu64 ": restore: %s", rec.snap_index,
+			const char *why = kv_restore_error(k->kv);
+			keeld_log("wal: snapshot %" PRIu64 ": restore: %s%s%s%s", rec.snap_index,
 				  rc == KEEL_E_MALFORMED ? "its level header is malformed"
-							 : keel_strerror(rc));
+							 : keel_strerror(rc),
+				  why[0] ? " (" : "", why, why[0] ? ")" : "");
 			return rc;
 		}
 		rc_cfg.snapshot.index = meta.index;

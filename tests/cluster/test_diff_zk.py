@@ -28,8 +28,8 @@ bad flags and TTLs, data incl. null, ACLs: world, read-only, digest, auth,
 ip, malformed), delete and setData with and without versions, getData,
 exists, getChildren(2), getACL / setACL, sync, check and multi (mixed
 success and failure), multiRead, getEphemerals, getAllChildrenNumber,
-addWatch / removeWatches / checkWatches, invalid paths, the built-in
-/zookeeper nodes, oversized requests (connection closed, session kept).
+addWatch / removeWatches / checkWatches, invalid paths (alone and among a
+multi's ops), the built-in /zookeeper nodes, oversized requests (connection closed, session kept).
 Containers get children only in a scripted part at the end (their deletion
 is timed by each server's scan), where both servers must delete the emptied
 container and tell its watcher.
@@ -604,6 +604,11 @@ class Generator:
         req["body"] = enc_create(op, path, data, acl, flags, ttl)
         return req
 
+    def sub_path(self, r):
+        """A multi op's path: now and then an invalid one (rv13cpu), so the
+        error's place among the ops' answers is compared too."""
+        return r.choice(INVALID_PATHS) if r.random() < 0.08 else self.path(0.8)
+
     def sub_op(self, r):
         """One multi op: (opcode, body, description)."""
         k = r.choices(["create", "delete", "set", "check", "get"], [8, 5, 5, 4, 1])[0]
@@ -616,13 +621,13 @@ class Generator:
             return (op, enc_create(op, p, d, acl, flags),
                     "%s %s flags=%d acl=%s" % (OP_NAMES[op], p, flags, name))
         if k == "delete":
-            p, v = self.path(0.8), self.version()
+            p, v = self.sub_path(r), self.version()
             return (2, ustr(p) + struct.pack(">i", v), "delete %s v=%d" % (p, v))
         if k == "set":
-            p, v, d = self.path(0.8), self.version(), self.data()
+            p, v, d = self.sub_path(r), self.version(), self.data()
             return (5, ustr(p) + ubuf(d) + struct.pack(">i", v), "setData %s v=%d" % (p, v))
         if k == "check":
-            p, v = self.path(0.8), self.version()
+            p, v = self.sub_path(r), self.version()
             return (13, ustr(p) + struct.pack(">i", v), "check %s v=%d" % (p, v))
         p = self.path(0.8)
         return (4, ustr(p) + b"\0", "getData %s" % p)
@@ -1004,6 +1009,39 @@ class Diff:
                              (13, ustr(R) + i32(-1), "check")]),
             multi("S0", 22, [(4, ustr(R) + b"\0", "getData"),
                              (13, ustr(R) + i32(-1), "check")]),
+            # multi: an invalid path on setData / check is BadArguments where
+            # it stands (after an earlier op's failure it is not reached), a
+            # delete's is NoAuth or NoNode in the parent's order, a create's
+            # after its parent and ACL (rv13cpu: keel's apply looks a path up
+            # before it validates it)
+            multi("S2", 14, [(13, ustr(R + "/a") + i32(-1), "check"),
+                             (5, ustr(R + "/a/") + ubuf(b"v") + i32(-1), "setData /a/")]),
+            multi("S2", 14, [(5, ustr(R + "//a") + ubuf(b"v") + i32(-1), "setData //a"),
+                             (13, ustr(R + "/nope") + i32(-1), "check nope")]),
+            multi("S2", 14, [(13, ustr(R + "/nope") + i32(-1), "check nope"),
+                             (5, ustr(R + "/a/.") + ubuf(b"v") + i32(-1), "setData /a/.")]),
+            multi("S2", 14, [(13, ustr(R + "/a") + i32(7), "check v=7"),
+                             (13, ustr(R + "/a\x01") + i32(-1), "check control byte")]),
+            multi("S2", 14, [(5, ustr(R + "/a") + ubuf(b"v") + i32(-1), "setData"),
+                             (13, ustr(R + "/a\x00") + i32(-1), "check NUL")]),
+            multi("S2", 14, [(13, ustr(R + "/a") + i32(-1), "check"),
+                             (2, ustr(R + "/locked/.") + i32(-1), "delete /locked/.")]),
+            multi("S2", 14, [(13, ustr(R + "/a") + i32(-1), "check"),
+                             (2, ustr(R + "/a/..") + i32(-1), "delete /a/.."),
+                             (13, ustr(R + "//") + i32(-1), "check //")]),
+            multi("S2", 14, [(2, ustr(R + "/a//b") + i32(-1), "delete /a//b"),
+                             (5, ustr(R + "/a/") + ubuf(b"v") + i32(-1), "setData /a/")]),
+            multi("S2", 14, [(2, ustr("/zookeeper/quota") + i32(-1), "delete quota"),
+                             (13, ustr(R + "/a/.") + i32(-1), "check /a/.")]),
+            multi("S2", 14, [(5, ustr(R + "/a") + ubuf(b"v") + i32(-1), "setData"),
+                             (1, enc_create(1, R + "/a/..", b"", WORLD, 0), "create /a/.."),
+                             (13, ustr(R + "/a") + i32(-1), "check")]),
+            multi("S2", 14, [(1, enc_create(1, R + "/a/c", b"", WORLD, 0), "create /a/c"),
+                             (2, ustr(R + "/a/c/") + i32(-1), "delete /a/c/")]),
+            multi("S2", 14, [(5, ustr("/zookeeper/config") + ubuf(b"v") + i32(-1),
+                              "setData config"),
+                             (5, ustr("/zookeeper/config/") + ubuf(b"v") + i32(-1),
+                              "setData config/")]),
             multi("S0", 14, [(15, enc_create(15, R + "/m2", b"", WORLD, 0), "create2"),
                              (1, enc_create(1, R + "/mc", b"", WORLD, 4), "create flag 4"),
                              (19, enc_create(19, R + "/m0", b"", WORLD, 0), "createContainer 0"),

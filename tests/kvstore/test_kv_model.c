@@ -88,6 +88,40 @@ static int msess(const struct model *m, int64_t id)
 	return -1;
 }
 
+/* ZooKeeper's path rules (PathUtils.validatePath on bytes), as simply as
+ * they can be said: absolute, no empty, "." or ".." component, no trailing
+ * slash, no control byte. */
+static int m_valid(const char *p)
+{
+	size_t n = strlen(p);
+	if (n == 0 || p[0] != '/')
+		return 0;
+	if (n == 1)
+		return 1;
+	if (p[n - 1] == '/')
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)p[i] < 0x20 || p[i] == 0x7f)
+			return 0;
+	for (const char *c = p + 1;;) {
+		const char *e = strchr(c, '/');
+		size_t len = e ? (size_t)(e - c) : strlen(c);
+		if (len == 0 || (len == 1 && c[0] == '.') || (len == 2 && !strncmp(c, "..", 2)))
+			return 0;
+		if (!e)
+			return 1;
+		c = e + 1;
+	}
+}
+
+/* The last component is "." or "..". */
+static int m_dot_name(const char *p)
+{
+	const char *s = strrchr(p, '/');
+	const char *c = s ? s + 1 : p;
+	return !strcmp(c, ".") || !strcmp(c, "..");
+}
+
 /* The sequence's numbering rule: ZooKeeper's (the parent's count of creates,
  * which is (cversion + children) / 2) or the old one (its cversion). */
 static bool zk_rule;
@@ -101,15 +135,22 @@ static int m_create(struct model *m, const char *path0, const char *data, int mo
 		    int64_t sid, int64_t zxid, int64_t t, char *created)
 {
 	char path[PLEN + 16], pp[PLEN];
+	int seq = mode == 2 || mode == 3 || mode == 6;
 	snprintf(path, sizeof(path), "%s", path0);
+	/* validatePathForCreate; the old numbering refuses a "." or ".." name */
+	if (!strchr(path, '/') || (seq && !zk_rule && m_dot_name(path)))
+		return ZK_EBADARGUMENTS;
 	parent_of(path, pp);
 	struct mnode *par = mfind(m, pp);
 	if (!par)
 		return ZK_ENONODE;
-	if (mode == 2 || mode == 3 || mode == 6)
+	if (seq)
 		snprintf(path + strlen(path), 16, "%010d",
 			 zk_rule ? (par->st.cversion + par->st.num_children) / 2
 				 : par->st.cversion);
+	/* the whole path, after the parent (and its ACL) */
+	if (!m_valid(path))
+		return ZK_EBADARGUMENTS;
 	if (mfind(m, path))
 		return ZK_ENODEEXISTS;
 	if (m_is_eph(par->st.ephemeral_owner))
@@ -160,10 +201,25 @@ static void m_remove(struct model *m, struct mnode *n, int64_t zxid)
 	n->used = 0;
 }
 
+/* A delete's checks before its node's (ZooKeeper never validates its path):
+ * "/" or no '/' is BadArguments, then the parent must be there, then a path
+ * no node can have is NoNode. */
+static int m_delete_path(struct model *m, const char *path)
+{
+	char pp[PLEN];
+	if (!strcmp(path, "/") || !strchr(path, '/'))
+		return ZK_EBADARGUMENTS;
+	parent_of(path, pp);
+	if (!mfind(m, pp) || !m_valid(path))
+		return ZK_ENONODE;
+	return ZK_OK;
+}
+
 static int m_delete(struct model *m, const char *path, int32_t version, int64_t zxid)
 {
-	if (!strcmp(path, "/"))
-		return ZK_EBADARGUMENTS;
+	int rc = m_delete_path(m, path);
+	if (rc)
+		return rc;
 	struct mnode *n = mfind(m, path);
 	if (!n)
 		return ZK_ENONODE;
@@ -177,8 +233,9 @@ static int m_delete(struct model *m, const char *path, int32_t version, int64_t 
 
 static int m_delete_container(struct model *m, const char *path, int64_t zxid)
 {
-	if (!strcmp(path, "/"))
-		return ZK_EBADARGUMENTS;
+	int rc = m_delete_path(m, path);
+	if (rc)
+		return rc;
 	struct mnode *n = mfind(m, path);
 	if (!n)
 		return ZK_ENONODE;
@@ -194,6 +251,8 @@ static int m_delete_container(struct model *m, const char *path, int64_t zxid)
 static int m_set(struct model *m, const char *path, const char *data, int32_t version, int64_t zxid,
 		 int64_t t)
 {
+	if (!m_valid(path))
+		return ZK_EBADARGUMENTS;
 	struct mnode *n = mfind(m, path);
 	if (!n)
 		return ZK_ENONODE;
@@ -210,6 +269,8 @@ static int m_set(struct model *m, const char *path, const char *data, int32_t ve
 
 static int m_check(struct model *m, const char *path, int32_t version)
 {
+	if (!m_valid(path))
+		return ZK_EBADARGUMENTS;
 	struct mnode *n = mfind(m, path);
 	if (!n)
 		return ZK_ENONODE;
@@ -218,6 +279,8 @@ static int m_check(struct model *m, const char *path, int32_t version)
 
 static int m_setacl(struct model *m, const char *path, int32_t version, int acl)
 {
+	if (!m_valid(path))
+		return ZK_EBADARGUMENTS;
 	struct mnode *n = mfind(m, path);
 	if (!n)
 		return ZK_ENONODE;
@@ -247,12 +310,34 @@ static int pathi;
 static char databuf[16][DLEN];
 static int datai;
 
+/*
+ * A path of 1-3 components; one in eight made one no znode can have, in
+ * each of the ways ZooKeeper's rules refuse (and "/a/" and "/a/." make
+ * valid names when a sequential create adds its number).
+ */
 static const char *rpath(void)
 {
 	char *p = pathbuf[pathi++ & 15];
 	int depth = 1 + rn(3), o = 0;
 	for (int i = 0; i < depth; i++)
 		o += snprintf(p + o, (size_t)(PLEN - o), "/%s", names[rn(3)]);
+	if (rn(8))
+		return p;
+	static const char *const tails[] = { "/",     "/.",   "/..",  "//x", "/./x",
+					     "/../x", "\x01", "\x7f", "\x1f" };
+	switch (rn(3)) {
+	case 0:
+		snprintf(p + o, (size_t)(PLEN - o), "%s", tails[rn(9)]);
+		break;
+	case 1: /* an empty, "." or ".." component first */
+		memmove(p + 2, p, (size_t)o + 1);
+		p[0] = '/';
+		p[1] = rn(2) ? '/' : '.';
+		break;
+	default: /* relative */
+		memmove(p, p + 1, (size_t)o);
+		break;
+	}
 	return p;
 }
 

@@ -137,7 +137,7 @@ static void test_path_lookup_first(void **state)
 		{ "//a", 3, ZK_EBADARGUMENTS },
 		{ "/./a", 4, ZK_EBADARGUMENTS },
 		{ "/a/..", 5, ZK_EBADARGUMENTS },
-		{ "/a\0", 3, ZK_EBADARGUMENTS },   /* "/a" and a NUL */
+		{ "/a\0", 3, ZK_EBADARGUMENTS }, /* "/a" and a NUL */
 		{ "/a/b\x01", 5, ZK_EBADARGUMENTS },
 		{ "/a\x7f", 3, ZK_EBADARGUMENTS },
 		{ "", 0, ZK_EBADARGUMENTS },
@@ -162,6 +162,224 @@ static void test_path_lookup_first(void **state)
 	memset(longp, 'a', sizeof(longp));
 	longp[0] = '/';
 	assert_int_equal(kv_get(kv_view_get(kv), longp, sizeof(longp), &n), ZK_EBADARGUMENTS);
+}
+
+/*
+ * Invalid paths inside a multi, at every place and beside every other kind
+ * of failure, applied as a client write (KV_AUTH_IDS: the ACLs are checked),
+ * in ZooKeeper's order (PrepRequestProcessor; tests/cluster/test_diff_zk.py
+ * holds the real one): setData and check validate the path first (an
+ * invalid one is BadArguments, never NoNode or NoAuth); delete never
+ * validates it (its parent's NoNode and NoAuth first, then NoNode); create
+ * looks its parent up and checks its ACL before it validates the whole
+ * path; the built-in nodes and "/" are BadArguments to a delete before
+ * anything. The first op that fails gets its error, the ops before it OK,
+ * those after RuntimeInconsistency, and nothing changes. A second store fed
+ * the same txns has the same digest after each (apply is deterministic).
+ */
+struct mcase {
+	const char *what;
+	int n;
+	struct {
+		int32_t type;
+		const char *path;
+		uint32_t len; /* 0: strlen */
+		int32_t version;
+		int mode;
+	} op[3];
+	int32_t want[3];
+};
+
+static void test_multi_invalid_paths(void **state)
+{
+	struct kv *kv = *state, *twin;
+	int64_t z = 1;
+	uint8_t ro[64], locked[64], world[64];
+	uint32_t ro_len = kvt_acl1(ro, sizeof(ro), KV_PERM_READ, "world", "anyone");
+	uint32_t locked_len =
+		kvt_acl1(locked, sizeof(locked), KV_PERM_ALL & ~(KV_PERM_CREATE | KV_PERM_DELETE),
+			 "world", "anyone");
+	uint32_t world_len = kvt_acl_world(world, sizeof(world));
+	assert_int_equal(kv_create(NULL, &twin), 0);
+	struct kv *both[2] = { kv, twin };
+	for (int i = 0; i < 2; i++) {
+		int64_t zi = 1;
+		struct kv_op op;
+		assert_int_equal(kv_zookeeper_nodes(both[i]), 0);
+		assert_int_equal(kvt_apply1(both[i], zi++, 0, kvt_create_op("/a", "x", 0), NULL),
+				 ZK_OK);
+		assert_int_equal(kvt_apply1(both[i], zi++, 0, kvt_create_op("/a/b", "y", 0), NULL),
+				 ZK_OK);
+		op = kvt_create_op("/ro", "r", 0);
+		op.acl = ro;
+		op.acl_len = ro_len;
+		assert_int_equal(kvt_apply1(both[i], zi++, 0, op, NULL), ZK_OK);
+		op = kvt_create_op("/locked", "l", 0);
+		op.acl = locked;
+		op.acl_len = locked_len;
+		assert_int_equal(kvt_apply1(both[i], zi++, 0, op, NULL), ZK_OK);
+		assert_int_equal(
+			kvt_apply1(both[i], zi++, 0, kvt_create_op("/locked/k", "", 0), NULL),
+			ZK_OK);
+		z = zi;
+	}
+	enum { SET = KV_OP_SET_DATA, CHK = KV_OP_CHECK, DEL = KV_OP_DELETE, CRE = KV_OP_CREATE };
+	const int32_t OK = ZK_OK, BAD = ZK_EBADARGUMENTS, NONODE = ZK_ENONODE, NOAUTH = ZK_ENOAUTH,
+		      RTI = ZK_ERUNTIMEINCONSISTENCY, BADV = ZK_EBADVERSION;
+	static const int SEQ = KV_MODE_PERSISTENT_SEQUENTIAL;
+	const struct mcase cases[] = {
+		{ "setData invalid after a check",
+		  2,
+		  { { CHK, "/a", 0, -1, 0 }, { SET, "/a/", 0, -1, 0 } },
+		  { OK, BAD } },
+		{ "setData invalid first",
+		  2,
+		  { { SET, "/a//b", 0, -1, 0 }, { CHK, "/nope", 0, -1, 0 } },
+		  { BAD, RTI } },
+		{ "NoNode before a later invalid path",
+		  2,
+		  { { CHK, "/nope", 0, -1, 0 }, { SET, "/a/.", 0, -1, 0 } },
+		  { NONODE, RTI } },
+		{ "NoAuth before a later invalid path",
+		  2,
+		  { { SET, "/ro", 0, -1, 0 }, { CHK, "/a\x01", 0, -1, 0 } },
+		  { NOAUTH, RTI } },
+		{ "BadVersion before a later invalid delete",
+		  2,
+		  { { CHK, "/a", 0, 7, 0 }, { DEL, "/a/.", 0, -1, 0 } },
+		  { BADV, RTI } },
+		{ "check of an invalid path under a read-only node",
+		  1,
+		  { { CHK, "/ro/..", 0, -1, 0 } },
+		  { BAD } },
+		{ "setData with a NUL",
+		  2,
+		  { { CHK, "/a", 0, 0, 0 }, { SET, "/a\0b", 4, -1, 0 } },
+		  { OK, BAD } },
+		{ "setData of a found node's path with a trailing slash",
+		  2,
+		  { { SET, "/a/b", 0, -1, 0 }, { SET, "/a/b/", 0, -1, 0 } },
+		  { OK, BAD } },
+		{ "delete invalid, parent denies DELETE",
+		  2,
+		  { { CHK, "/a", 0, -1, 0 }, { DEL, "/locked/.", 0, -1, 0 } },
+		  { OK, NOAUTH } },
+		{ "delete invalid, parent allows",
+		  2,
+		  { { CHK, "/a", 0, -1, 0 }, { DEL, "/a/..", 0, -1, 0 } },
+		  { OK, NONODE } },
+		{ "delete with an empty component", 1, { { DEL, "/a//b", 0, -1, 0 } }, { NONODE } },
+		{ "delete without a parent", 1, { { DEL, "/nope/.", 0, -1, 0 } }, { NONODE } },
+		{ "delete of a built-in node",
+		  2,
+		  { { DEL, "/zookeeper/quota", 0, -1, 0 }, { DEL, "/nope/x", 0, -1, 0 } },
+		  { BAD, RTI } },
+		{ "delete of /",
+		  2,
+		  { { CHK, "/", 0, -1, 0 }, { DEL, "/", 0, -1, 0 } },
+		  { OK, BAD } },
+		{ "delete with a NUL", 1, { { DEL, "/a/b\0", 5, -1, 0 } }, { BAD } },
+		{ "delete of a node made in the multi, trailing slash",
+		  3,
+		  { { CRE, "/a/c", 0, -1, 0 },
+		    { SET, "/a/c", 0, 0, 0 },
+		    { DEL, "/a/c/", 0, -1, 0 } },
+		  { OK, OK, NONODE } },
+		{ "create invalid, parent denies CREATE",
+		  2,
+		  { { CHK, "/a", 0, -1, 0 }, { CRE, "/locked/.", 0, -1, 0 } },
+		  { OK, NOAUTH } },
+		{ "create invalid, parent allows",
+		  2,
+		  { { CHK, "/a", 0, -1, 0 }, { CRE, "/a/", 0, -1, 0 } },
+		  { OK, BAD } },
+		{ "create invalid without a parent",
+		  2,
+		  { { CRE, "/nope/.", 0, -1, 0 }, { SET, "/a/", 0, -1, 0 } },
+		  { NONODE, RTI } },
+		{ "create with a NUL",
+		  2,
+		  { { CRE, "/a/x\0", 5, -1, 0 }, { CRE, "/nope/x", 0, -1, 0 } },
+		  { BAD, RTI } },
+		{ "sequential create of \"/a/\" then an invalid check",
+		  2,
+		  { { CRE, "/a/", 0, -1, SEQ }, { CHK, "/a/.", 0, -1, 0 } },
+		  { OK, BAD } },
+		{ "setData of the config node (found, read-only)",
+		  2,
+		  { { SET, "/zookeeper/config", 0, -1, 0 },
+		    { SET, "/zookeeper/config/", 0, -1, 0 } },
+		  { NOAUTH, RTI } },
+		{ "check of \"//\"", 1, { { CHK, "//", 0, -1, 0 } }, { BAD } },
+	};
+	struct kv_ids none = { .ip_len = 4, .ip = { 127, 0, 0, 1 } };
+	for (size_t ci = 0; ci < KEEL_ARRAY_SIZE(cases); ci++) {
+		const struct mcase *mc = &cases[ci];
+		struct kv_op ops[3];
+		for (int i = 0; i < mc->n; i++) {
+			ops[i] = kvt_op(mc->op[i].type, mc->op[i].path);
+			if (mc->op[i].len)
+				ops[i].path_len = mc->op[i].len;
+			ops[i].version = mc->op[i].version;
+			if (mc->op[i].type == CRE) {
+				ops[i].mode = mc->op[i].mode;
+				ops[i].acl = world;
+				ops[i].acl_len = world_len;
+			}
+			if (mc->op[i].type == SET) {
+				ops[i].data = "v";
+				ops[i].data_len = 1;
+			}
+		}
+		uint64_t before = kv_view_digest(kv_view_get(kv));
+		for (int k = 0; k < 2; k++) {
+			struct kv_apply_result r;
+			struct kv_txn txn = { .type = KV_OP_MULTI,
+					      .zxid = z,
+					      .time_ms = 1000 + z,
+					      .session_id = 0x100,
+					      .nops = (uint32_t)mc->n,
+					      .ops = ops,
+					      .auth = KV_AUTH_IDS,
+					      .ids = none };
+			assert_int_equal(kvt_apply_txn(both[k], &txn, &r), 0);
+			assert_int_equal(r.nops, (uint32_t)mc->n);
+			for (int i = 0; i < mc->n; i++)
+				if (r.ops[i].err != mc->want[i])
+					fail_msg("%s: op %d: %d, want %d", mc->what, i,
+						 r.ops[i].err, mc->want[i]);
+			/* a failed multi changes nothing */
+			assert_int_equal(kv_view_digest(kv_view_get(both[k])), before);
+			assert_int_equal(kv_view_zxid(kv_view_get(both[k])), z);
+		}
+		z++;
+	}
+	/* setACL (no multi op): the path, then the ACL (fixupACL), then the node,
+	 * its ADMIN, its aversion */
+	static const struct {
+		const char *path;
+		bool empty_acl;
+		int32_t version;
+		int32_t want;
+	} sa[] = {
+		{ "/ro/", true, -1, ZK_EBADARGUMENTS }, { "/nope", true, -1, ZK_EINVALIDACL },
+		{ "/ro", true, -1, ZK_EINVALIDACL },    { "/nope", false, -1, ZK_ENONODE },
+		{ "/ro", false, 5, ZK_ENOAUTH },        { "/a", false, 5, ZK_EBADVERSION },
+	};
+	uint8_t empty[8];
+	uint32_t empty_len = (uint32_t)kv_acl_encode(NULL, 0, empty, sizeof(empty));
+	for (size_t i = 0; i < KEEL_ARRAY_SIZE(sa); i++) {
+		struct kv_op op = kvt_op(KV_OP_SET_ACL, sa[i].path);
+		op.acl = sa[i].empty_acl ? empty : world;
+		op.acl_len = sa[i].empty_acl ? empty_len : world_len;
+		op.version = sa[i].version;
+		for (int k = 0; k < 2; k++)
+			if (kvt_apply1_as(both[k], z, 0x100, op, KV_AUTH_IDS, &none, NULL) !=
+			    sa[i].want)
+				fail_msg("setACL %s: want %d", sa[i].path, sa[i].want);
+		z++;
+	}
+	kv_destroy(twin);
 }
 
 static void test_create(void **state)
@@ -1348,6 +1566,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_root, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_zookeeper_nodes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_path_lookup_first, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_multi_invalid_paths, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_create, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_event_acls, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_create_errors, setup, teardown),

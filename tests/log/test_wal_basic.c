@@ -1217,11 +1217,10 @@ static int name_cmp(const void *a, const void *b)
 	return strcmp(a, b);
 }
 
-/* A finished segment keeps nothing in the page cache (seg_drop_cache; with
- * O_DIRECT nothing was there): it is read again only by a restart. */
-static void test_finished_segment_uncached(void **state)
+/* Opens the log and makes entries 1-1200 (term 1) durable, polling as they
+ * are appended: ~150-byte entries over several 64 KiB segments. */
+static void fill_segments(struct fx *f)
 {
-	struct fx *f = *state;
 	reopen(f);
 	struct wal_status st;
 	for (uint64_t i = 1; i <= 1200; i += 50) {
@@ -1230,6 +1229,14 @@ static void test_finished_segment_uncached(void **state)
 	}
 	assert_int_equal(walt_drain(f->w, &st), 0);
 	assert_int_equal(st.durable_index, 1200);
+}
+
+/* A finished segment keeps nothing in the page cache (seg_drop_cache; with
+ * O_DIRECT nothing was there): it is read again only by a restart. */
+static void test_finished_segment_uncached(void **state)
+{
+	struct fx *f = *state;
+	fill_segments(f);
 	/* the segments in name (= sequence) order: all but the active one and
 	 * the spare are finished */
 	char names[64][32];
@@ -1247,6 +1254,30 @@ static void test_finished_segment_uncached(void **state)
 		snprintf(path, sizeof(path), "%s/%s", f->dir, names[i]);
 		assert_int_equal(resident_pages(path), 0);
 	}
+}
+
+/*
+ * Finished segments whose page cache was dropped (seg_drop_cache) read back
+ * whole from the disk: by wal_read at once, by a reopen's recovery, and by
+ * wal_read after it; the log goes on after the reopen (rv13cpu).
+ */
+static void test_dropped_segments_read_back(void **state)
+{
+	struct fx *f = *state;
+	struct wal_status st;
+	fill_segments(f);
+	for (uint64_t i = 1; i <= 1200; i++)
+		walt_check_entry(f->w, i, 1);
+	reopen(f);
+	assert_int_equal(f->rec.first_index, 1);
+	assert_int_equal(f->rec.last_index, 1200);
+	assert_false(f->rec.torn);
+	for (uint64_t i = 1; i <= 1200; i++)
+		walt_check_entry(f->w, i, 1);
+	walt_append_range(f->w, 1201, 1300, 2, store);
+	assert_int_equal(walt_drain(f->w, &st), 0);
+	assert_int_equal(st.durable_index, 1300);
+	walt_check_entry(f->w, 1300, 2);
 }
 
 #define T(fn, s) cmocka_unit_test_setup_teardown(fn, setup_##s, teardown)
@@ -1286,6 +1317,7 @@ int main(void)
 		T(test_missing_snapshot, uring),
 		T(test_snapshot_concurrent, uring),
 		T(test_snapshot_killed_mid_write, uring),
+		ALL(test_dropped_segments_read_back),
 	};
 	return cmocka_run_group_tests_name("wal_basic", tests, NULL, NULL);
 }

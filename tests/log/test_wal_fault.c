@@ -20,6 +20,8 @@ static char *cur_dir; /* removed by the teardown if a test fails midway */
 static uint32_t inline_bytes;
 /* wal_options.inline_write_max_bytes of the runs */
 static uint32_t write_bytes;
+/* wal_options.direct_io of the runs */
+static bool direct_io;
 
 static int teardown(void **state)
 {
@@ -89,7 +91,7 @@ static long run(enum wal_backend b, long target, int err)
 {
 	char *dir = cur_dir = walt_mkdtemp();
 	struct countdown c = { .target = target, .err = err };
-	struct wal_options o = walt_opts(dir, b, false);
+	struct wal_options o = walt_opts(dir, b, direct_io);
 	o.inline_sync_max_bytes = inline_bytes;
 	o.inline_write_max_bytes = write_bytes;
 	o.fault = hook;
@@ -234,6 +236,24 @@ static void test_fault_plain(void **state)
 {
 	(void)state;
 	walk(WAL_BACKEND_PLAIN);
+}
+
+/* direct_io: a spare's header and zeros go through its O_DIRECT twin, opened
+ * before them (cpu12), on io_uring and synchronously (plain). */
+static void test_fault_direct(void **state)
+{
+	(void)state;
+	direct_io = true;
+	walk(WAL_BACKEND_URING);
+	direct_io = false;
+}
+
+static void test_fault_plain_direct(void **state)
+{
+	(void)state;
+	direct_io = true;
+	walk(WAL_BACKEND_PLAIN);
+	direct_io = false;
 }
 
 /*
@@ -562,6 +582,8 @@ int main(void)
 		cmocka_unit_test_teardown(test_fault_uring_inline, teardown),
 		cmocka_unit_test_teardown(test_fault_uring_wloop, teardown),
 		cmocka_unit_test_teardown(test_fault_plain, teardown),
+		cmocka_unit_test_teardown(test_fault_direct, teardown),
+		cmocka_unit_test_teardown(test_fault_plain_direct, teardown),
 		cmocka_unit_test_teardown(test_idle_means_no_io, teardown),
 		cmocka_unit_test_teardown(test_fsync_hold_uring, teardown),
 		cmocka_unit_test_teardown(test_fsync_hold_plain, teardown),
