@@ -12,6 +12,13 @@ refused with a clear error, keeping the previous snapshot and the log.
 
 A follower stopped inside an install (the image durable, its log still
 ending below it) goes on after the snapshot when restarted.
+
+Each stopped follower is restarted only once every live node's snapshot is
+more than the 1000 kept entries past the last index it can hold (read from
+/status as published after the stop), so whichever node leads then can only
+send it the image: a fixed count of writes did not make that certain under
+load (a slower snapshot job, or a leader change to a node with no such
+snapshot).
 """
 import glob
 import json
@@ -132,21 +139,27 @@ class Snapshots(unittest.TestCase):
             zk = client(cl, [n for n in range(cl.size) if n != victim])
             cl.kill(victim)
             live = [n for n in range(cl.size) if n != victim]
-            v = log_end_bound(cl, live)
+            v_end = log_end_bound(cl, live)
             # Writes until every live node's own threshold-driven snapshot is
             # more than KEEP entries past the victim's log. 1100 are enough on
             # a quiet machine (a snapshot every ~65 KiB of log, a few hundred
             # creates); under load a snapshot job takes longer and the next one
             # waits for it, so the last one may still keep what the victim
             # needs: write on instead of restarting it on a premise not met.
-            n = 0
-            while n < 1100 or not compacted_past(cl, live, v)[0]:
+            n, at_1100 = 0, None
+            while n < 1100 or not compacted_past(cl, live, v_end)[0]:
+                if n == 1100:
+                    at_1100 = compacted_past(cl, live, v_end)[1]
                 if n >= 20000:
                     self.fail("no snapshot past %d + %d on every live node after %d creates: "
-                              "%s" % (v, KEEP, n, compacted_past(cl, live, v)[1]))
+                              "%s" % (v_end, KEEP, n, compacted_past(cl, live, v_end)[1]))
                 for i in range(n, n + 100):
                     zk.create("%s/small%04d" % (root, i), b"%d" % i)
                 n += 100
+            if n > 1100:  # the premise the old fixed count took for granted was not met
+                print("\ntest_snapshot: %d creates, not 1100, before every live node's snapshot "
+                      "passed the victim's log (%d + %d); after 1100 they were at %s"
+                      % (n, v_end, KEEP, at_1100), file=sys.stderr)
             cl.start(victim)
             only = client(cl, [victim])
             wait_for(lambda: len(only.get_children(root)) == 300 + n, 60,
@@ -198,7 +211,7 @@ class Snapshots(unittest.TestCase):
                 r.get(timeout=60)
             cl.kill(victim)
             live = [n for n in range(cl.size) if n != victim]
-            v = log_end_bound(cl, live)
+            v_end = log_end_bound(cl, live)
             # past the 1000 entries a snapshot keeps: the victim needs the image
             # (one at a time: concurrent creates would share entries)
             for i in range(1100):
@@ -239,7 +252,7 @@ class Snapshots(unittest.TestCase):
             # leader changes, has none of the victim's missing entries in its
             # log either.
             snapshot_all(cl, [i for i in live if i != leader], at)
-            wait_compacted_past(cl, live, v)
+            wait_compacted_past(cl, live, v_end)
             cl.start(victim)
             only = client(cl, [victim])
             wait_for(lambda: len(only.get_children(root)) == len(values), 60,
@@ -288,7 +301,7 @@ class Snapshots(unittest.TestCase):
                      ["cluster_level"] >= 3, 30, "cluster level 3 or more")
             cl.stop(victim)
             live = [n for n in range(cl.size) if n != victim]
-            v = log_end_bound(cl, live)
+            v_end = log_end_bound(cl, live)
             segs = {}
             for p in glob.glob(os.path.join(vn.workdir, "data", "**", "*.wal"), recursive=True):
                 with open(p, "rb") as f:
@@ -302,7 +315,7 @@ class Snapshots(unittest.TestCase):
             at = int(re.search(r"snapshot at index (\d+)", text).group(1))
             # the other live node too: a new leader would not send entries either
             snapshot_all(cl, [i for i in live if i != leader], at)
-            wait_compacted_past(cl, live, v)
+            wait_compacted_past(cl, live, v_end)
             cl.start(victim)
             wait_for(lambda: "installed snapshot" in log_of(cl, victim), 60,
                      "InstallSnapshot on the follower")
