@@ -141,11 +141,14 @@ class Snapshots(unittest.TestCase):
             live = [n for n in range(cl.size) if n != victim]
             v_end = log_end_bound(cl, live)
             # Writes until every live node's own threshold-driven snapshot is
-            # more than KEEP entries past the victim's log. 1100 are enough on
-            # a quiet machine (a snapshot every ~65 KiB of log, a few hundred
-            # creates); under load a snapshot job takes longer and the next one
-            # waits for it, so the last one may still keep what the victim
-            # needs: write on instead of restarting it on a premise not met.
+            # more than KEEP entries past the victim's log. A snapshot comes
+            # every ~395 of these creates (64 KiB of log), so after a fixed
+            # 1100 one had to fall in the last ~100 of them: on a quiet machine
+            # at ~v + 1035 (1341 for 1307 needed), but where the thresholds
+            # fall moves (a loaded pipeline applies several entries a turn and
+            # passes the threshold by more), and at load ~15 one run in a few
+            # ended with the leader's last snapshot at v + 711 (its log still
+            # held the victim's next entry: caught up from the log, no image).
             n, at_1100 = 0, None
             while n < 1100 or not compacted_past(cl, live, v_end)[0]:
                 if n == 1100:
