@@ -822,7 +822,10 @@ static void group_synced(struct wal *w)
 	if (w->o.inline_slow_ns && slow_ns > w->o.inline_slow_ns && w->uring &&
 	    w->o.inline_sync_max_bytes) {
 		w->inl.slow_groups++;
-		if (now >= w->inline_slow_until_ns)
+		/* A back-off counts only where inline syncs were on: not while
+		 * wal_set_inline_sync(false) or a test hold alone keeps them off. */
+		if (now >= w->inline_slow_until_ns && !w->inline_sync_off &&
+		    (!w->test_fsync_delay_us || w->test_inline_delay_us))
 			w->inl.backoffs++;
 		w->inline_slow_until_ns = now + WAL_INLINE_BACKOFF_NS;
 	}

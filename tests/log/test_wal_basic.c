@@ -925,6 +925,9 @@ static void test_inline_slow_backoff(void **state)
 	assert_int_equal(wal_poll(f->w, &st), 0);
 	assert_int_equal(st.durable_index, last);
 	/* One slow flush (held on io_uring: the hold never blocks the loop). */
+	struct wal_inline_stats is;
+	wal_inline_stats(f->w, &is);
+	uint64_t slow0 = is.slow_groups, b0 = is.backoffs;
 	wal_set_test_fsync_delay(f->w, 100000);
 	walt_append_range(f->w, last + 1, last + 1, 1, store);
 	last++;
@@ -933,6 +936,12 @@ static void test_inline_slow_backoff(void **state)
 	sleep_ms(60); /* the hold starts at the next poll's reap: unfinished there */
 	assert_int_equal(walt_drain(f->w, &st), 0);
 	assert_int_equal(st.durable_index, last);
+	/* Slow and backed off, but no back-off counted: the hold alone had
+	 * inline syncs off already (keel_wal_inline_backoffs_total). */
+	wal_inline_stats(f->w, &is);
+	assert_int_equal(is.slow_groups, slow0 + 1);
+	assert_int_equal(is.backoffs, b0);
+	assert_true(is.backed_off);
 	wal_set_test_fsync_delay(f->w, 0);
 	/* Small groups now stay off the loop. */
 	for (int i = 0; i < 3; i++) {
