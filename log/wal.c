@@ -146,6 +146,8 @@ struct wal {
 	int g_err;
 	char g_errmsg[200];
 	uint64_t g_submit_ns;          /* when the group's I/O started (sync_fn) */
+	uint64_t g_open_ns;            /* on io_uring: the last reap that found it unfinished */
+	bool g_on_ring;                /* the group's sync (or hold) is an io_uring op */
 	bool g_held;                   /* the test hold of this group was started */
 	uint32_t test_fsync_delay_us;  /* 0: off */
 	uint32_t test_inline_delay_us; /* wal_set_test_inline_delay: 0 off */
@@ -795,16 +797,35 @@ static void group_fail(struct wal *w, int res, const char *what)
 		 w->g_off, w->g_len, keel_strerror(res));
 }
 
-/* A group's writes and fdatasync succeeded: report how long they took. */
+/*
+ * A group's writes and fdatasync succeeded: report how long they took, and
+ * turn inline syncs off for a while if they were slow (group_inline). What
+ * counts as slow: on the loop, the group's own time -- the loop was blocked
+ * that long. On io_uring, not the time to the reap (sync_fn's): that runs
+ * on through whatever turn the loop was in when the completion came, and on
+ * a loaded machine such groups kept the back-off on while writes flowed,
+ * however fast the disk (flush12, bench/RESULTS.md "A slow inline flush").
+ * Instead, how long after its submission a reap still found the group
+ * unfinished (reap): a lower bound on its sync's time (the io-wq worker's
+ * wake-up and the sync, test hold included), never the loop's turn; 0 if
+ * the first reap after its submission found it done. keeld reaps at least
+ * once a tick (10 ms), so a 10-100 ms stall of the disk is seen while the
+ * loop runs on, where inline syncs alone would only find it by blocking the
+ * loop once a second (bench/RESULTS.md, "The back-off's renewal").
+ */
 static void group_synced(struct wal *w)
 {
 	if (w->g_err)
 		return;
 	uint64_t now = keel_now_ns(), ns = now - w->g_submit_ns;
-	if (w->o.inline_slow_ns && ns > w->o.inline_slow_ns && w->uring &&
+	uint64_t slow_ns = w->g_on_ring ? w->g_open_ns - w->g_submit_ns : ns;
+	if (w->o.inline_slow_ns && slow_ns > w->o.inline_slow_ns && w->uring &&
 	    w->o.inline_sync_max_bytes) {
 		w->inl.slow_groups++;
-		if (now >= w->inline_slow_until_ns)
+		/* A back-off counts only where inline syncs were on: not while
+		 * wal_set_inline_sync(false) or a test hold alone keeps them off. */
+		if (now >= w->inline_slow_until_ns && !w->inline_sync_off &&
+		    (!w->test_fsync_delay_us || w->test_inline_delay_us))
 			w->inl.backoffs++;
 		w->inline_slow_until_ns = now + WAL_INLINE_BACKOFF_NS;
 	}
@@ -885,6 +906,8 @@ static void group_submit_uring(struct wal *w)
 	uint64_t off = w->g_off;
 	unsigned i = 0;
 	w->g_submit_ns = keel_now_ns();
+	w->g_open_ns = w->g_submit_ns;
+	w->g_on_ring = false;
 	if (group_write_on_loop(w)) {
 		int rc = group_write_loop(w, s, 0);
 		if (rc) {
@@ -897,9 +920,11 @@ static void group_submit_uring(struct wal *w)
 			struct io_uring_sqe *sqe = get_sqe(w, OP_LOG_FSYNC, 0);
 			io_uring_prep_fsync(sqe, s->dfd, IORING_FSYNC_DATASYNC);
 			w->g_ops = 1;
+			w->g_on_ring = true;
 		}
 		return;
 	}
+	w->g_on_ring = true;
 	for (size_t at = 0; at < niov; at += IOV_PER_SQE, i++) {
 		size_t n = KEEL_MIN((size_t)IOV_PER_SQE, niov - at);
 		uint64_t bytes = 0;
@@ -971,6 +996,7 @@ static void group_run_plain(struct wal *w, bool on_loop)
 	uint32_t delay_us = on_loop ? w->test_inline_delay_us : w->test_fsync_delay_us;
 	if (on_loop)
 		w->inl.inline_groups++;
+	w->g_on_ring = false;
 	w->g_submit_ns = keel_now_ns();
 	int rc = group_write_loop(w, s, dsync ? RWF_DSYNC : 0);
 	if (rc)
@@ -2085,16 +2111,21 @@ static void reap(struct wal *w)
 {
 	bool late = w->efd_late;
 	w->efd_late = false;
+	/* Read before the completion ring: a group still unfinished after it
+	 * was unfinished at this time (group_synced's measure). */
+	uint64_t open_ns = w->g_inflight && w->g_on_ring ? keel_now_ns() : 0;
 	for (;;) {
 		unsigned n = reap_pass(w);
 		if (!n && !late)
-			return;
+			break;
 		late = false;
 		if (n)
 			w->efd_late = true;
 		uint64_t v;
 		(void)!read(w->efd, &v, sizeof(v)); /* rearm the idle wakeup */
 	}
+	if (open_ns && w->g_inflight && w->g_on_ring)
+		w->g_open_ns = open_ns;
 }
 
 static unsigned reap_pass(struct wal *w)

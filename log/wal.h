@@ -117,9 +117,13 @@ struct wal_options {
 	 */
 	uint32_t inline_sync_max_bytes;
 	/*
-	 * With inline_sync_max_bytes: a group whose write+sync took longer than
-	 * this (either path) stops inline syncs for the next second, so a disk
-	 * in a slow-flush burst never blocks the loop more than once a second.
+	 * With inline_sync_max_bytes: a slow group stops inline syncs for the
+	 * next second, so a disk in a slow-flush burst never blocks the loop
+	 * more than once a second. Slow: synced inline, its write+sync took
+	 * longer than this; on io_uring, a wal_poll() this long or longer after
+	 * its submission still found it unfinished (a lower bound on its sync's
+	 * time that leaves out the caller's turn between the completion and the
+	 * poll that reaps it; a caller that polls rarely sees fewer slow ones).
 	 * 0 = off (inline by size alone).
 	 */
 	uint32_t inline_slow_ns;
@@ -274,7 +278,7 @@ void wal_set_test_inline_delay(struct wal *w, uint32_t delay_us);
  */
 struct wal_inline_stats {
 	uint64_t inline_groups; /* groups written and synced inline on the loop */
-	uint64_t slow_groups;   /* groups (either path) slower than inline_slow_ns */
+	uint64_t slow_groups;   /* groups (either path) slow by inline_slow_ns' rule */
 	uint64_t backoffs;      /* slow groups that turned inline syncs off (they were on) */
 	bool backed_off;        /* inline syncs are off now for a slow flush */
 };

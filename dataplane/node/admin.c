@@ -339,8 +339,8 @@ static const struct family families[] = {
 	  .help = "Log groups written and synced on the pipeline thread (one pwritev2 RWF_DSYNC, up "
 		  "to 256 KiB) instead of on io_uring." },
 	{ .name = "keel_wal_slow_flushes_total", AT(wal_slow_c),
-	  .help = "Log groups whose write and sync took over 2 ms (either path): each turns inline "
-		  "syncs off for the next second." },
+	  .help = "Slow log groups: synced inline, over 2 ms; on io_uring, still unfinished at a "
+		  "poll over 2 ms after submission. Each turns inline syncs off for 1 s." },
 	{ .name = "keel_wal_inline_backoffs_total", AT(wal_backoff_c),
 	  .help = "Slow flushes that turned inline syncs off while they were on (the back-off "
 		  "engaged; a slow one during it only renews it)." },

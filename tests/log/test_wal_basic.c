@@ -892,12 +892,22 @@ static void test_inline_sync_policy(void **state)
 	}
 }
 
+/* Sleep ms on the calling thread (a turn of the loop spent elsewhere). */
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000u, .tv_nsec = (long)(ms % 1000u) * 1000000 };
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
 /*
  * inline_slow_ns: after a group whose sync took longer (here a test hold of
- * 100 ms against a 50 ms limit), even a small group goes to io_uring -- not
- * durable when the poll that started it returns -- so a disk in a slow-flush
- * burst cannot block the loop once per group; a second later, inline again.
- * Without the rule the small group would be synced inside that poll.
+ * 100 ms against a 50 ms limit, seen unfinished by a poll 60 ms after its
+ * submission: keeld's loop polls at least once a tick), even a small group
+ * goes to io_uring -- not durable when the poll that started it returns --
+ * so a disk in a slow-flush burst cannot block the loop once per group; a
+ * second later, inline again. Without the rule the small group would be
+ * synced inside that poll.
  */
 static void test_inline_slow_backoff(void **state)
 {
@@ -915,13 +925,23 @@ static void test_inline_slow_backoff(void **state)
 	assert_int_equal(wal_poll(f->w, &st), 0);
 	assert_int_equal(st.durable_index, last);
 	/* One slow flush (held on io_uring: the hold never blocks the loop). */
+	struct wal_inline_stats is;
+	wal_inline_stats(f->w, &is);
+	uint64_t slow0 = is.slow_groups, b0 = is.backoffs;
 	wal_set_test_fsync_delay(f->w, 100000);
 	walt_append_range(f->w, last + 1, last + 1, 1, store);
 	last++;
 	assert_int_equal(wal_poll(f->w, &st), 0);
 	assert_true(st.durable_index < last);
+	sleep_ms(60); /* the hold starts at the next poll's reap: unfinished there */
 	assert_int_equal(walt_drain(f->w, &st), 0);
 	assert_int_equal(st.durable_index, last);
+	/* Slow and backed off, but no back-off counted: the hold alone had
+	 * inline syncs off already (keel_wal_inline_backoffs_total). */
+	wal_inline_stats(f->w, &is);
+	assert_int_equal(is.slow_groups, slow0 + 1);
+	assert_int_equal(is.backoffs, b0);
+	assert_true(is.backed_off);
 	wal_set_test_fsync_delay(f->w, 0);
 	/* Small groups now stay off the loop. */
 	for (int i = 0; i < 3; i++) {
@@ -1058,6 +1078,103 @@ static void test_inline_delay(void **state)
 	wal_inline_stats(f->w, &is);
 	assert_int_equal(is.inline_groups, 3);
 reopen:
+	reopen(f);
+	assert_int_equal(f->rec.last_index, last);
+	assert_false(f->rec.torn);
+}
+
+/*
+ * The back-off ends once flushes are fast again while writes keep flowing,
+ * and holds while they stay slow (group_synced: a group on io_uring counts
+ * as slow by how long after its submission a poll still found it
+ * unfinished, not by when the loop got round to reaping it). A slow inline
+ * sync (the inline delay, 30 ms against a 2 ms limit) engages it. Delay
+ * cleared, one small group after another goes to io_uring and is reaped
+ * only after a 20 ms turn of the loop elsewhere (the test sleeps between the
+ * poll that submits it and the one that reaps it): 20 ms from submission to
+ * reap, but done before, so the back-off ends while the writes go on and a
+ * small group is inline again, durable at its poll's return (bounded: a real
+ * sync over 20 ms renews it, as it should). With the group timed to its reap
+ * (flush12) every one renewed it and this failed. Slow again (the inline
+ * delay and the io_uring hold, 30 ms each: one slow device): the next inline
+ * group engages it once more; then, for 1.5 s of writes, each group is seen
+ * unfinished 10 ms after its submission (the poll that starts its hold) and
+ * counted slow, so it renews the back-off: no inline sync, no new back-off
+ * (with inline syncs alone renewing it, one would be inline a second later).
+ */
+static void test_inline_backoff_ends(void **state)
+{
+	struct fx *f = *state;
+	wal_close(f->w);
+	struct wal_options o = vopts(f);
+	o.inline_slow_ns = 2u * 1000000u;
+	assert_int_equal(wal_open(&o, &f->w, &f->rec), 0);
+	struct wal_status st;
+	struct wal_inline_stats is;
+	assert_int_equal(walt_drain(f->w, &st), 0);
+	uint64_t last = 0;
+	/* A slow inline sync engages the back-off. */
+	wal_set_test_inline_delay(f->w, 30000);
+	walt_append_range(f->w, last + 1, last + 1, 1, store);
+	last++;
+	assert_int_equal(wal_poll(f->w, &st), 0);
+	assert_int_equal(st.durable_index, last);
+	wal_inline_stats(f->w, &is);
+	assert_int_equal(is.inline_groups, 1);
+	assert_int_equal(is.backoffs, 1);
+	assert_true(is.backed_off);
+	/* Fast again, writes flowing, each reaped a long turn later: it ends. */
+	wal_set_test_inline_delay(f->w, 0);
+	int groups = 0;
+	for (;; groups++) {
+		if (groups == 1500)
+			fail_msg("still backed off after %d small groups on io_uring, each done "
+				 "long before its reap",
+				 groups);
+		walt_append_range(f->w, last + 1, last + 1, 1, store);
+		last++;
+		assert_int_equal(wal_poll(f->w, &st), 0);
+		if (st.durable_index == last)
+			break; /* inline: the back-off is over */
+		sleep_ms(20);
+		assert_int_equal(walt_drain(f->w, &st), 0);
+		assert_int_equal(st.durable_index, last);
+	}
+	wal_inline_stats(f->w, &is);
+	assert_int_equal(is.inline_groups, 2);
+	print_message("back-off over after %d groups on io_uring\n", groups);
+	/* Slow again (one slow device): once any back-off that inline sync
+	 * engaged is over (a real slow flush), the next one engages it... */
+	wal_set_test_inline_delay(f->w, 30000);
+	wal_set_test_fsync_delay(f->w, 30000);
+	wait_backoff_over(f->w);
+	wal_inline_stats(f->w, &is);
+	uint64_t b0 = is.backoffs;
+	walt_append_range(f->w, last + 1, last + 1, 1, store);
+	last++;
+	assert_int_equal(wal_poll(f->w, &st), 0);
+	assert_int_equal(st.durable_index, last);
+	wal_inline_stats(f->w, &is);
+	assert_int_equal(is.inline_groups, 3);
+	assert_int_equal(is.backoffs, b0 + 1);
+	uint64_t slow0 = is.slow_groups, t0 = keel_now_ns();
+	/* ... and the slow groups on io_uring keep it on while writes flow. */
+	for (groups = 0; keel_now_ns() - t0 < 1500u * 1000000u; groups++) {
+		walt_append_range(f->w, last + 1, last + 1, 1, store);
+		last++;
+		assert_int_equal(wal_poll(f->w, &st), 0);
+		assert_true(st.durable_index < last);
+		sleep_ms(10);
+		assert_int_equal(walt_drain(f->w, &st), 0);
+		assert_int_equal(st.durable_index, last);
+	}
+	wal_inline_stats(f->w, &is);
+	assert_int_equal(is.inline_groups, 3);
+	assert_int_equal(is.backoffs, b0 + 1);
+	assert_int_equal(is.slow_groups, slow0 + (uint64_t)groups);
+	assert_true(is.backed_off);
+	wal_set_test_inline_delay(f->w, 0);
+	wal_set_test_fsync_delay(f->w, 0);
 	reopen(f);
 	assert_int_equal(f->rec.last_index, last);
 	assert_false(f->rec.torn);
@@ -1310,6 +1427,9 @@ int main(void)
 		T(test_inline_delay, direct_inline),
 		T(test_inline_delay, uring_wloop),
 		T(test_inline_delay, plain),
+		T(test_inline_backoff_ends, uring_inline),
+		T(test_inline_backoff_ends, direct_inline),
+		T(test_inline_backoff_ends, uring_wloop),
 		T(test_write_on_loop_order, uring_wloop),
 		T(test_write_on_loop_fsync_fails, uring_wloop),
 		T(test_lock, plain),
