@@ -342,13 +342,13 @@ struct pipeline {
 	struct wal *w;
 	dp_transport *t;
 	uint64_t tick_ns, next_tick_ns;
-	uint64_t ticks_dropped;  /* by run_ticks after stalls, in all */
-	uint64_t stalls;         /* turns that found more ticks due than tick_cap */
-	uint64_t stall_max_ns;   /* the longest of them: how late its first tick was */
+	uint64_t ticks_dropped; /* by run_ticks after stalls, in all */
+	uint64_t stalls;        /* turns that found more ticks due than tick_cap */
+	uint64_t stall_max_ns;  /* the longest of them: how late its first tick was */
 	uint64_t ticks_dropped_seen, stalls_seen; /* mg_fold's, for their counters */
 	struct wal_inline_stats wal_inline_seen;  /* mg_wal's, likewise */
-	uint64_t stall_log_ns;   /* run_ticks' last log line (at most one per 10 s) */
-	uint64_t stall_log_skip; /* stalls not logged since it */
+	uint64_t stall_log_ns;       /* run_ticks' last log line (at most one per 10 s) */
+	uint64_t stall_log_skip;     /* stalls not logged since it */
 	int32_t test_clock_rate_ppm; /* keel.test.clockRatePpm: 0 = the true rate */
 	uint32_t test_apply_gap_us;  /* keel.test.applyGapUs: 0 = none */
 	/* Heartbeats and heartbeat responses held for the next message to their
@@ -473,11 +473,13 @@ struct pipeline {
 	bool live_seen[DP_MAX_NODES], live_offer[DP_MAX_NODES];
 	uint64_t live_heard_ns[DP_MAX_NODES], live_since_ns[DP_MAX_NODES];
 	uint64_t live_term;
-	uint32_t live_taken_from;    /* a member: the leader whose values it took (0: none) */
-	uint64_t last_admin_ns;      /* the last admin_round */
-	uint64_t touch_bad_total;    /* TOUCH items that do not decode (ignored) */
-	uint64_t touch_bad_logged;   /* ... logged up to here (then at twice as many) */
-	uint64_t refused_bad_total;  /* REFUSED not from the leader, or no level (ignored) */
+	uint32_t live_taken_from;     /* a member: the leader whose values it took (0: none) */
+	uint64_t last_admin_ns;       /* the last admin_round */
+	uint64_t touch_bad_total;     /* TOUCH items that do not decode (ignored) */
+	uint64_t touch_bad_logged;    /* ... logged up to here (then at twice as many) */
+	uint64_t refused_bad_total;   /* REFUSED not from the leader, or no level (ignored) */
+	uint64_t removed_stale_total; /* REMOVED from a stale leader (ignored) */
+	uint64_t removed_stale_logged;
 	uint64_t refused_bad_logged; /* ... logged up to here (then at twice as many) */
 	uint64_t fref_bad_total;     /* FWD_REFUSED that do not decode (ignored) */
 	uint64_t fref_bad_logged;    /* ... logged up to here (then at twice as many) */
@@ -515,7 +517,7 @@ struct pipeline {
 	uint64_t wal_retry_ns;  /* next wal_retry() while stopped */
 	bool wal_handed_off;    /* leadership handed away because the log stopped */
 	uint64_t durable_index;
-	bool wal_busy; /* the last wal_poll left I/O in flight or queued (load) */
+	bool wal_busy;                 /* the last wal_poll left I/O in flight or queued (load) */
 	uint64_t idle_commit_failures; /* wal_idle_commit writes that failed (logged) */
 
 	/* snapshots */
@@ -1378,7 +1380,7 @@ static void peer_bad(struct pipeline *p, const struct dp_msg *m, bool quiet, con
 	enum { NEWER = MGMT_PEER_MSG_TYPES - 2, UNKNOWN = MGMT_PEER_MSG_TYPES - 1 };
 	int i = m->type < KEEL_ARRAY_SIZE(slot) && slot[m->type] ? slot[m->type] - 1
 		: m->from < DP_MAX_NODES && p->peer_level[m->from] > NODE_PROTOCOL_LEVEL ? NEWER
-											  : UNKNOWN;
+											 : UNKNOWN;
 	++p->malformed[i];
 	/* mntr's total here, not with the status: a node without keel.adminPort
 	 * publishes none (mg_turn), and its mntr said 0 for ever (review11b) */
@@ -4712,7 +4714,7 @@ static uint64_t propose_zkconf(struct pipeline *p, const char *text, size_t len,
 /* ------------------------------------------------ membership: removal */
 
 /* `at_start`: found by keeld_pipeline_open, before anything served. */
-static void node_removed(struct pipeline *p, const char *why, bool at_start)
+static void node_removed(struct pipeline *p, const char *why, bool at_start, bool mark)
 {
 	struct keeld *k = p->k;
 	if (p->exit_at_ns)
@@ -4735,8 +4737,12 @@ static void node_removed(struct pipeline *p, const char *why, bool at_start)
 		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
 	snprintf(text, sizeof(text), "node %u removed from the cluster at %s: %s\n", k->myid, when,
 		 why);
-	int mrc = keeld_removed_mark(k->cfg.data_log_dir, text);
-	if (mrc < 0)
+	int mrc = mark ? keeld_removed_mark(k->cfg.data_log_dir, text) : 0;
+	if (!mark)
+		keeld_log("removed: no %s/%s written (a leader's word this node cannot "
+			  "check: a restart asks the leader again)",
+			  k->cfg.data_log_dir, KEELD_REMOVED_FILE);
+	else if (mrc < 0)
 		keeld_log("removed: cannot write %s/%s: %s (a restart on these directories "
 			  "learns its removal only from a leader)",
 			  k->cfg.data_log_dir, KEELD_REMOVED_FILE, strerror(-mrc));
@@ -4744,6 +4750,14 @@ static void node_removed(struct pipeline *p, const char *why, bool at_start)
 	atomic_store(&k->serving, false);
 	/* A moment for the last answers (admin, replies in flight) to leave. */
 	p->exit_at_ns = keel_now_ns() + 300000000u;
+}
+
+/* REMOVED to `id`, with this leader's term (selfconf.h: keeld_removed_told). */
+static void removed_tell(struct pipeline *p, uint32_t id)
+{
+	uint8_t term[KEELD_REMOVED_TOLD_LEN];
+	keeld_removed_told_encode(term, raft_term(p->r));
+	(void)dp_send(p->t, (uint16_t)id, KEELD_MSG_REMOVED, term, sizeof(term));
 }
 
 /*
@@ -4801,7 +4815,7 @@ static void conf_watch(struct pipeline *p, uint64_t now)
 		snprintf(why, sizeof(why),
 			 "the configuration committed at index %" PRIu64 " does not list node %u",
 			 p->self_removed_index, k->myid);
-		node_removed(p, why, false);
+		node_removed(p, why, false, true);
 	}
 	if (!p->removed_untold || raft_role(p->r) != RAFT_LEADER || !p->t)
 		return;
@@ -4814,7 +4828,7 @@ static void conf_watch(struct pipeline *p, uint64_t now)
 			continue;
 		}
 		p->removed_told_ns[id] = now;
-		(void)dp_send(p->t, (uint16_t)id, KEELD_MSG_REMOVED, NULL, 0);
+		removed_tell(p, id);
 	}
 }
 
@@ -4840,7 +4854,7 @@ static bool removed_speaks(struct pipeline *p, uint32_t from, const struct raft_
 	uint64_t now = keel_now_ns();
 	if (now - p->removed_told_ns[from] > 200000000u) {
 		p->removed_told_ns[from] = now;
-		(void)dp_send(p->t, (uint16_t)from, KEELD_MSG_REMOVED, NULL, 0);
+		removed_tell(p, from);
 	}
 	return true;
 }
@@ -4876,9 +4890,29 @@ static void on_removed(struct pipeline *p, const struct dp_msg *m)
 {
 	if (!conf_has(raft_conf(p->r), m->from, 0))
 		return; /* only a member may say so */
-	char why[64];
+	/* Only a leader as recent as this node's log writes the marker: one
+	 * cut off since it removed this node may not know a later leader added
+	 * it back (selfconf.h). A member of either half of the configuration
+	 * this node holds, or of the one before (a removed follower holds
+	 * C_old,new at most), was a voter. */
+	bool voter = conf_has(raft_conf(p->r), p->k->myid, RAFT_VOTER | RAFT_VOTER_OLD) ||
+		     conf_has(&p->seen_conf, p->k->myid, RAFT_VOTER | RAFT_VOTER_OLD);
+	uint64_t last_term = raft_term_at(p->r, raft_last_index(p->r));
+	enum keeld_removed_told told = keeld_removed_told(m->data, m->len, last_term, voter);
+	if (told == KEELD_TOLD_IGNORE) {
+		if (p->removed_stale_total++ == p->removed_stale_logged) {
+			keeld_log(
+				"REMOVED from node %u of %u bytes: not from a leader as recent as "
+				"this node's log (its last entry's term %" PRIu64
+				") or no term: ignored (%" PRIu64 " so far)",
+				m->from, m->len, last_term, p->removed_stale_total);
+			p->removed_stale_logged = p->removed_stale_total * 2;
+		}
+		return;
+	}
+	char why[96];
 	snprintf(why, sizeof(why), "node %u (the leader) says so", m->from);
-	node_removed(p, why, false);
+	node_removed(p, why, false, told == KEELD_TOLD_MARK);
 }
 
 /* ------------------------------------------------ membership: changes */
@@ -7246,12 +7280,13 @@ int keeld_pipeline_open(struct keeld *k)
 	 * zoo.cfg a new member starts with). */
 	p->seen_conf = *raft_conf(p->r);
 	p->conf_seen_index = raft_last_index(p->r);
-	p->self_listed = self.listed ||
-			 ((have_snap_conf || n) && conf_has(&p->seen_conf, k->myid, 0));
+	p->self_listed =
+		self.listed || ((have_snap_conf || n) && conf_has(&p->seen_conf, k->myid, 0));
 	/* A drop not known committed yet: conf_watch stops the node when the
 	 * commit reaches it (the seen configuration is this one: no change). */
-	p->self_removed_index =
-		keeld_selfconf_dropped_by_self(&self, rec.hs_term, rec.hs_vote) ? self.drop_index : 0;
+	p->self_removed_index = keeld_selfconf_dropped_by_self(&self, rec.hs_term, rec.hs_vote)
+					? self.drop_index
+					: 0;
 	uint64_t removed =
 		keeld_selfconf_removed(&self, raft_commit(p->r), rec.hs_term, rec.hs_vote);
 	keeld_log("raft: id %u, %u members, election %u ms, heartbeat %u ms, tick %u ms, "
@@ -7267,7 +7302,7 @@ int keeld_pipeline_open(struct keeld *k)
 			 "node %u, and the log says it was committed (up to %" PRIu64
 			 "): found at start-up",
 			 removed, k->myid, raft_commit(p->r));
-		node_removed(p, why, true);
+		node_removed(p, why, true, true);
 	}
 	return 0;
 }

@@ -124,3 +124,21 @@ int keeld_removed_marked(const char *dir, char *text, size_t cap)
 	}
 	return 1;
 }
+
+/* ------------------------------------------------ a leader's REMOVED */
+
+void keeld_removed_told_encode(uint8_t out[KEELD_REMOVED_TOLD_LEN], uint64_t term)
+{
+	for (int i = 0; i < KEELD_REMOVED_TOLD_LEN; i++)
+		out[i] = (uint8_t)(term >> (8 * i));
+}
+
+enum keeld_removed_told keeld_removed_told(const uint8_t *data, uint32_t len,
+					   uint64_t last_log_term, bool voter)
+{
+	(void)data;
+	(void)len;
+	(void)last_log_term;
+	(void)voter;
+	return KEELD_TOLD_MARK; /* session 13 as merged: every REMOVED marks */
+}
