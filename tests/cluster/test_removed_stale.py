@@ -17,7 +17,6 @@ framing):
   the marker, as every REMOVED did before session 13; restarted on the same
   directories it serves again.
 """
-import json
 import os
 import re
 import socket
@@ -28,18 +27,14 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from zkcluster import KeelCluster, wait_for  # noqa: E402
 import test_refused_forged as rf  # noqa: E402  (its framing; a module: no tests collected)
-from test_membership import http  # noqa: E402
+import test_membership as tm  # noqa: E402  (its helpers)
+from test_membership import status  # noqa: E402
 
 from kazoo.client import KazooClient  # noqa: E402
 
-TOKEN = "stale"
+TOKEN = tm.TOKEN  # tm.status reads /status with it
 MSG_REMOVED = 4
 WAIT_S = 60  # fail-safe of each wait; never a timing assertion
-
-
-def status(n):
-    code, body = http(n.admin_port, "GET", "/status", timeout=5, token=TOKEN)
-    return json.loads(body) if code == 200 else None
 
 
 def marker_path(n):
