@@ -651,8 +651,8 @@ struct pipeline {
 	bool self_listed;            /* a configuration from the log listed this node */
 	uint64_t self_removed_index; /* the conf without this node, once seen */
 	uint64_t exit_at_ns;         /* removed: stop the process then (0: no) */
-	uint64_t removed_stale_total;  /* REMOVED not from a leader as recent (ignored) */
-	uint64_t removed_stale_logged; /* ... logged up to here (then at twice as many) */
+	uint64_t stale_rm_total;     /* REMOVED not from a leader as recent (ignored) */
+	uint64_t stale_rm_logged;    /* ... logged up to here (then at twice as many) */
 };
 
 #define SNAP_KEEP_ENTRIES 1000
@@ -4900,13 +4900,13 @@ static void on_removed(struct pipeline *p, const struct dp_msg *m)
 	uint64_t last_term = raft_term_at(p->r, raft_last_index(p->r));
 	enum keeld_removed_told told = keeld_removed_told(m->data, m->len, last_term, voter);
 	if (told == KEELD_TOLD_IGNORE) {
-		if (p->removed_stale_total++ == p->removed_stale_logged) {
+		if (p->stale_rm_total++ == p->stale_rm_logged) {
 			keeld_log(
 				"REMOVED from node %u of %u bytes: not from a leader as recent as "
 				"this node's log (its last entry's term %" PRIu64
 				") or no term: ignored (%" PRIu64 " so far)",
-				m->from, m->len, last_term, p->removed_stale_total);
-			p->removed_stale_logged = p->removed_stale_total * 2;
+				m->from, m->len, last_term, p->stale_rm_total);
+			p->stale_rm_logged = p->stale_rm_total * 2;
 		}
 		return;
 	}
