@@ -17,6 +17,7 @@ framing):
   the marker, as every REMOVED did before session 13; restarted on the same
   directories it serves again.
 """
+import contextlib
 import os
 import re
 import socket
@@ -41,6 +42,17 @@ def marker_path(n):
     return os.path.join(n.workdir, "data", "REMOVED")
 
 
+@contextlib.contextmanager
+def client_at(c, n):
+    zk = KazooClient(hosts=c.connect_string([n.idx]), timeout=10.0)
+    zk.start(timeout=30)
+    try:
+        yield zk
+    finally:
+        zk.stop()
+        zk.close()
+
+
 class RemovedStale(unittest.TestCase):
     def test_stale_removed(self):
         with KeelCluster(3, admin_token=TOKEN) as c:
@@ -54,15 +66,10 @@ class RemovedStale(unittest.TestCase):
     def run_case(self, c):
         lead = c.leader()
         v, f = [c.nodes[i] for i in range(3) if i != lead]
-        zk = KazooClient(hosts=c.connect_string([v.idx]), timeout=10.0)
-        zk.start(timeout=30)
-        try:
+        with client_at(c, v) as zk:
             zk.create("/w1", b"1")
             zk.sync("/")
             self.assertEqual(zk.get("/w1")[0], b"1")  # V applied it: its last entry's term
-        finally:
-            zk.stop()
-            zk.close()
         term = status(v)["term"]
         self.assertGreaterEqual(term, 1)
         c.stop(f.idx)
@@ -78,14 +85,9 @@ class RemovedStale(unittest.TestCase):
                      "node %d taking the stale REMOVED" % v.id)
             self.assertTrue(v.running, c.tail(v, 30))
             self.assertFalse(os.path.exists(marker_path(v)))
-            zk = KazooClient(hosts=c.connect_string([v.idx]), timeout=10.0)
-            zk.start(timeout=30)
-            try:
+            with client_at(c, v) as zk:
                 zk.create("/w2", b"2")
                 self.assertEqual(zk.get("/w2")[0], b"2")
-            finally:
-                zk.stop()
-                zk.close()
 
             # Without a term (an older keeld): stops, no marker.
             s.sendto(rf.frame(MSG_REMOVED, f.id, v.id, 0x7E000002, b""),
@@ -101,14 +103,9 @@ class RemovedStale(unittest.TestCase):
         # Restarted on the same directories, beside the others: it serves.
         c.start(f.idx)
         c.start(v.idx)
-        zk = KazooClient(hosts=c.connect_string([v.idx]), timeout=10.0)
-        zk.start(timeout=30)
-        try:
+        with client_at(c, v) as zk:
             zk.sync("/")
             self.assertEqual(zk.get("/w2")[0], b"2")
-        finally:
-            zk.stop()
-            zk.close()
 
 
 if __name__ == "__main__":
