@@ -48,7 +48,7 @@ enum keeld_msg {
 	KEELD_MSG_RAFT = 1,
 	KEELD_MSG_FORWARD = 2, /* follower -> leader: client requests to propose */
 	KEELD_MSG_TOUCH = 3,   /* any -> leader: sessions alive at the sender */
-	KEELD_MSG_REMOVED = 4, /* leader -> a removed member: stop (no payload) */
+	KEELD_MSG_REMOVED = 4, /* leader -> a removed member: stop (its term, selfconf.h) */
 	KEELD_MSG_REFUSED = 5, /* leader -> a member of too old a protocol level: stop */
 	/* leader -> a follower of level >= NODE_LEVEL_IMAGE_SUM: an InstallSnapshot
 	 * chunk, KEELD_SNAP_SUM_BYTES (u64 the image's bytes, u32 the CRC32C of

@@ -651,6 +651,8 @@ struct pipeline {
 	bool self_listed;            /* a configuration from the log listed this node */
 	uint64_t self_removed_index; /* the conf without this node, once seen */
 	uint64_t exit_at_ns;         /* removed: stop the process then (0: no) */
+	uint64_t stale_rm_total;     /* REMOVED not from a leader as recent (ignored) */
+	uint64_t stale_rm_logged;    /* ... logged up to here (then at twice as many) */
 };
 
 #define SNAP_KEEP_ENTRIES 1000
@@ -4712,7 +4714,7 @@ static uint64_t propose_zkconf(struct pipeline *p, const char *text, size_t len,
 /* ------------------------------------------------ membership: removal */
 
 /* `at_start`: found by keeld_pipeline_open, before anything served. */
-static void node_removed(struct pipeline *p, const char *why, bool at_start)
+static void node_removed(struct pipeline *p, const char *why, bool at_start, bool mark)
 {
 	struct keeld *k = p->k;
 	if (p->exit_at_ns)
@@ -4735,8 +4737,12 @@ static void node_removed(struct pipeline *p, const char *why, bool at_start)
 		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
 	snprintf(text, sizeof(text), "node %u removed from the cluster at %s: %s\n", k->myid, when,
 		 why);
-	int mrc = keeld_removed_mark(k->cfg.data_log_dir, text);
-	if (mrc < 0)
+	int mrc = mark ? keeld_removed_mark(k->cfg.data_log_dir, text) : 0;
+	if (!mark)
+		keeld_log("removed: no %s/%s written (a leader's word this node cannot "
+			  "check: a restart asks the leader again)",
+			  k->cfg.data_log_dir, KEELD_REMOVED_FILE);
+	else if (mrc < 0)
 		keeld_log("removed: cannot write %s/%s: %s (a restart on these directories "
 			  "learns its removal only from a leader)",
 			  k->cfg.data_log_dir, KEELD_REMOVED_FILE, strerror(-mrc));
@@ -4744,6 +4750,14 @@ static void node_removed(struct pipeline *p, const char *why, bool at_start)
 	atomic_store(&k->serving, false);
 	/* A moment for the last answers (admin, replies in flight) to leave. */
 	p->exit_at_ns = keel_now_ns() + 300000000u;
+}
+
+/* REMOVED to `id`, with this leader's term (selfconf.h: keeld_removed_told). */
+static void removed_tell(struct pipeline *p, uint32_t id)
+{
+	uint8_t term[KEELD_REMOVED_TOLD_LEN];
+	keeld_removed_told_encode(term, raft_term(p->r));
+	(void)dp_send(p->t, (uint16_t)id, KEELD_MSG_REMOVED, term, sizeof(term));
 }
 
 /*
@@ -4801,7 +4815,7 @@ static void conf_watch(struct pipeline *p, uint64_t now)
 		snprintf(why, sizeof(why),
 			 "the configuration committed at index %" PRIu64 " does not list node %u",
 			 p->self_removed_index, k->myid);
-		node_removed(p, why, false);
+		node_removed(p, why, false, true);
 	}
 	if (!p->removed_untold || raft_role(p->r) != RAFT_LEADER || !p->t)
 		return;
@@ -4814,7 +4828,7 @@ static void conf_watch(struct pipeline *p, uint64_t now)
 			continue;
 		}
 		p->removed_told_ns[id] = now;
-		(void)dp_send(p->t, (uint16_t)id, KEELD_MSG_REMOVED, NULL, 0);
+		removed_tell(p, id);
 	}
 }
 
@@ -4840,7 +4854,7 @@ static bool removed_speaks(struct pipeline *p, uint32_t from, const struct raft_
 	uint64_t now = keel_now_ns();
 	if (now - p->removed_told_ns[from] > 200000000u) {
 		p->removed_told_ns[from] = now;
-		(void)dp_send(p->t, (uint16_t)from, KEELD_MSG_REMOVED, NULL, 0);
+		removed_tell(p, from);
 	}
 	return true;
 }
@@ -4876,9 +4890,29 @@ static void on_removed(struct pipeline *p, const struct dp_msg *m)
 {
 	if (!conf_has(raft_conf(p->r), m->from, 0))
 		return; /* only a member may say so */
-	char why[64];
+	/* Only a leader as recent as this node's log writes the marker: one
+	 * cut off since it removed this node may not know a later leader added
+	 * it back (selfconf.h). A member of either half of the configuration
+	 * this node holds, or of the one before (a removed follower holds
+	 * C_old,new at most), was a voter. */
+	bool voter = conf_has(raft_conf(p->r), p->k->myid, RAFT_VOTER | RAFT_VOTER_OLD) ||
+		     conf_has(&p->seen_conf, p->k->myid, RAFT_VOTER | RAFT_VOTER_OLD);
+	uint64_t last_term = raft_term_at(p->r, raft_last_index(p->r));
+	enum keeld_removed_told told = keeld_removed_told(m->data, m->len, last_term, voter);
+	if (told == KEELD_TOLD_IGNORE) {
+		if (p->stale_rm_total++ == p->stale_rm_logged) {
+			keeld_log(
+				"REMOVED from node %u of %u bytes: not from a leader as recent as "
+				"this node's log (its last entry's term %" PRIu64
+				") or no term: ignored (%" PRIu64 " so far)",
+				m->from, m->len, last_term, p->stale_rm_total);
+			p->stale_rm_logged = p->stale_rm_total * 2;
+		}
+		return;
+	}
+	char why[96];
 	snprintf(why, sizeof(why), "node %u (the leader) says so", m->from);
-	node_removed(p, why, false);
+	node_removed(p, why, false, told == KEELD_TOLD_MARK);
 }
 
 /* ------------------------------------------------ membership: changes */
@@ -7267,7 +7301,7 @@ int keeld_pipeline_open(struct keeld *k)
 			 "node %u, and the log says it was committed (up to %" PRIu64
 			 "): found at start-up",
 			 removed, k->myid, raft_commit(p->r));
-		node_removed(p, why, true);
+		node_removed(p, why, true, true);
 	}
 	return 0;
 }

@@ -124,3 +124,28 @@ int keeld_removed_marked(const char *dir, char *text, size_t cap)
 	}
 	return 1;
 }
+
+/* ------------------------------------------------ a leader's REMOVED */
+
+void keeld_removed_told_encode(uint8_t out[KEELD_REMOVED_TOLD_LEN], uint64_t term)
+{
+	for (int i = 0; i < KEELD_REMOVED_TOLD_LEN; i++)
+		out[i] = (uint8_t)(term >> (8 * i));
+}
+
+enum keeld_removed_told keeld_removed_told(const uint8_t *data, uint32_t len,
+					   uint64_t last_log_term, bool voter)
+{
+	if (len == 0)
+		return KEELD_TOLD_STOP; /* an older keeld: as before the marker */
+	if (len != KEELD_REMOVED_TOLD_LEN || !data)
+		return KEELD_TOLD_IGNORE;
+	uint64_t term = 0;
+	for (int i = 0; i < KEELD_REMOVED_TOLD_LEN; i++)
+		term |= (uint64_t)data[i] << (8 * i);
+	/* A leader's term is at least that of every entry in a log it could
+	 * lead: a log with a later term was written by a later leader. */
+	if (term < last_log_term)
+		return KEELD_TOLD_IGNORE;
+	return voter ? KEELD_TOLD_MARK : KEELD_TOLD_STOP;
+}

@@ -83,4 +83,24 @@ int keeld_removed_mark(const char *dir, const char *text);
  * 0 when it does not, or -errno. */
 int keeld_removed_marked(const char *dir, char *text, size_t cap);
 
+/*
+ * A leader's REMOVED (KEELD_MSG_REMOVED) carries the sender's term, 8 bytes
+ * little-endian (until session 13: no payload). What it means here:
+ * IGNORE -- a stale leader: this node's log holds an entry of a later term
+ *   than the sender's, so a later leader exists, one that may have added it
+ *   back (its removal seen by a leader cut off since, a member added back
+ *   campaigning), or bytes that are no term;
+ * STOP -- stop without the marker: no term (an older keeld), or this node
+ *   was never a voter (a learner being added, whose add may yet be made
+ *   again): a restart undoes a wrong one;
+ * MARK -- stop and write the marker.
+ */
+enum keeld_removed_told { KEELD_TOLD_IGNORE, KEELD_TOLD_STOP, KEELD_TOLD_MARK };
+#define KEELD_REMOVED_TOLD_LEN 8
+void keeld_removed_told_encode(uint8_t out[KEELD_REMOVED_TOLD_LEN], uint64_t term);
+/* `last_log_term`: this node's last entry's term; `voter`: a configuration
+ * it holds lists it as a voter (of either half). */
+enum keeld_removed_told keeld_removed_told(const uint8_t *data, uint32_t len,
+					   uint64_t last_log_term, bool voter);
+
 #endif

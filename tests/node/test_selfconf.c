@@ -254,6 +254,35 @@ static void test_removed_marker(void **state)
 	assert_int_equal(rmdir(dir), 0);
 }
 
+/* A leader's REMOVED: the marker only from a leader at least as recent as
+ * this node's log, to a node that was a voter; a stale leader's is
+ * ignored (the node may have been added back by a later one). */
+static void test_removed_told(void **state)
+{
+	(void)state;
+	uint8_t t5[KEELD_REMOVED_TOLD_LEN], t7[KEELD_REMOVED_TOLD_LEN];
+	keeld_removed_told_encode(t5, 5);
+	keeld_removed_told_encode(t7, 7);
+	/* told by the leader that removed it (its log of that term or older),
+	 * also after it campaigned (a later current term, the same log) */
+	assert_int_equal(keeld_removed_told(t5, sizeof(t5), 5, true), KEELD_TOLD_MARK);
+	assert_int_equal(keeld_removed_told(t7, sizeof(t7), 5, true), KEELD_TOLD_MARK);
+	/* removed in term 5 by a leader cut off since; added back in term 7 by
+	 * the next leader (its log has term-7 entries): the old one's REMOVED,
+	 * answering its vote, is stale */
+	assert_int_equal(keeld_removed_told(t5, sizeof(t5), 7, true), KEELD_TOLD_IGNORE);
+	/* a learner being added, never a voter: stops, no marker */
+	assert_int_equal(keeld_removed_told(t7, sizeof(t7), 0, false), KEELD_TOLD_STOP);
+	assert_int_equal(keeld_removed_told(t7, sizeof(t7), 5, false), KEELD_TOLD_STOP);
+	/* an older keeld's (no payload): stops, no marker; bytes that are no
+	 * term: ignored */
+	assert_int_equal(keeld_removed_told(NULL, 0, 5, true), KEELD_TOLD_STOP);
+	assert_int_equal(keeld_removed_told(t7, 3, 5, true), KEELD_TOLD_IGNORE);
+	/* little-endian */
+	assert_int_equal(t7[0], 7);
+	assert_int_equal(t7[7], 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -269,6 +298,7 @@ int main(void)
 		cmocka_unit_test(test_uncommitted_suffix),
 		cmocka_unit_test(test_joint_new_half_listed),
 		cmocka_unit_test(test_removed_marker),
+		cmocka_unit_test(test_removed_told),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
