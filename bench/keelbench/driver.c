@@ -816,6 +816,24 @@ static void conn_kill(struct conn *c, uint64_t now)
 	w->live_conns--;
 }
 
+/* A connection's TLS failed (an alert from the server, a record that does not
+ * decrypt: kb_tls_read/kb_tls_write's EPROTO): counted once as TLS_ERROR,
+ * OpenSSL's reason kept for the run's message (the first one), then the
+ * connection dropped, its requests counted as ZCONNECTIONLOSS by conn_kill. */
+static void conn_tls_fail(struct conn *c, uint64_t now)
+{
+	struct worker *w = c->w;
+	char why[256];
+	kb_tls_take_error(why, sizeof(why));
+	w->errors_all++;
+	w->err_by_code[-KB_ETLS_ERROR]++;
+	if (!w->fatal[0])
+		snprintf(w->fatal, sizeof(w->fatal),
+			 "TLS error on session 0x%llx at %.64s:%u, connection dropped: %s",
+			 (unsigned long long)c->session_id, c->server->host, c->server->port, why);
+	conn_kill(c, now);
+}
+
 /* etcd: moves what nghttp2 has to send (requests, SETTINGS acks, window
  * updates) into the connection's write buffer. */
 static int h2_pull(struct conn *c)
@@ -845,7 +863,10 @@ static void conn_flush(struct conn *c, uint64_t now)
 				continue;
 			if (errno == EAGAIN)
 				break;
-			conn_kill(c, now);
+			if (errno == EPROTO && c->tls)
+				conn_tls_fail(c, now);
+			else
+				conn_kill(c, now);
 			return;
 		}
 		c->woff += (size_t)r;
@@ -1028,7 +1049,10 @@ static void conn_read(struct worker *w, struct conn *c, bool more)
 				continue;
 			if (r < 0 && errno == EAGAIN)
 				return;
-			conn_kill(c, now);
+			if (r < 0 && errno == EPROTO && c->tls)
+				conn_tls_fail(c, now);
+			else
+				conn_kill(c, now);
 			return;
 		}
 		if (c->h2) {
@@ -1542,16 +1566,22 @@ static int connect_once(struct worker *w, int si)
 			rc = read_frame(fd, tls, &c->rbuf, &c->rcap, &len);
 		if (rc == 0 && (kb_wire_get_reply(c->rbuf, len, ZK_OP_PING, &r) < 0 || r.xid != 1))
 			rc = KEEL_E_MALFORMED;
+		char why[256] = "";
+		if (rc == -EPROTO && tls) { /* an alert, a bad record: counted as TLS_ERROR */
+			kb_tls_take_error(why, sizeof(why));
+			rc = KB_ETLS_ERROR;
+		}
 		if (rc < 0)
 			snprintf(msg, sizeof(msg), "closing session 0x%llx at %s:%u: %s",
-				 (unsigned long long)sid, s->host, s->port, keel_strerror(rc));
+				 (unsigned long long)sid, s->host, s->port,
+				 why[0] ? why : keel_strerror(rc));
 		if (tls)
 			kb_tls_close(tls);
 		close(fd);
 	}
 	if (rc < 0 && !w->fatal[0])
 		snprintf(w->fatal, sizeof(w->fatal), "%s", msg);
-	if (rc == KB_ETLS_CERT || rc == KB_ETLS_HANDSHAKE)
+	if (rc == KB_ETLS_CERT || rc == KB_ETLS_HANDSHAKE || rc == KB_ETLS_ERROR)
 		return rc;
 	return rc == KEEL_E_MALFORMED ? ZK_EMARSHALLING : rc < 0 ? ZK_ECONNECTIONLOSS : 0;
 }
