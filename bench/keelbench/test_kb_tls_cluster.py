@@ -22,7 +22,10 @@ one node: a standalone keeld on free loopback ports). Counts only, no timing:
      record that does not decrypt on the first worker session after a few
      replies): counted once as err_TLS_ERROR, its one request in flight as
      ZCONNECTIONLOSS, OpenSSL's reason on stderr, and the other session on
-     the same thread unharmed (it closes its session at the end).
+     the same thread unharmed (it closes its session at the end); on the
+     setup's control session: the run stops before any op (exit 2), the
+     summary still printed with err_TLS_ERROR=1, stderr naming the setup and
+     OpenSSL's reason.
 
 usage: test_kb_tls_cluster.py KEELBENCH
 """
@@ -251,6 +254,26 @@ class KeelbenchTlsError(unittest.TestCase):
         self.assertGreater(fake.replies[3], 5)
         self.assertTrue(fake.closed[3], fake.closed)
         self.assertTrue(fake.closed[1], "setup's control session closed")
+
+    def test_7_tls_error_at_setup(self):
+        certs = test_tls.CERTS
+        fake = FakeZk(bad=1, after=1)  # the setup's control session
+        try:
+            p = subprocess.run(
+                [KB, "--servers", "127.0.0.1:%d" % fake.port, "--quiet", "--tls",
+                 "--tls-ca", certs["ca"], "--tls-cert", certs["cert"], "--tls-key",
+                 certs["key"], "--duration", "1", "--warmup", "0", "--root", "/kbtls",
+                 "--workload", "set", "--keys", "50"], capture_output=True, text=True,
+                timeout=60)
+        finally:
+            fake.close()
+        self.assertEqual(p.returncode, 2, p.stderr)
+        s = summary(p.stdout)
+        self.assertEqual(s.get("err_TLS_ERROR"), "1", s)
+        self.assertEqual(s["errors_all"], "1", s)
+        self.assertEqual(s["ops"], "0", s)
+        self.assertIn("setup: error:", p.stderr)
+        self.assertIn("SSL routines", p.stderr)
 
 
 def main():
