@@ -363,6 +363,7 @@ static int session_open(const struct shared *sh, const struct kb_server *s,
 struct ctl {
 	int fd;
 	struct kb_tlsc *tls;
+	char tls_why[200]; /* OpenSSL's reason for the TLS error (EPROTO) that ended it */
 	uint8_t *out, *in;
 	size_t out_cap, in_cap, in_len;
 	int32_t xid;
@@ -410,6 +411,19 @@ static void ctl_close(struct ctl *c)
 }
 
 /* Sends n requests (encode(i)) with up to CTL_WINDOW in flight; reply(i) for each. */
+/* rc, after keeping OpenSSL's reason when it is a TLS error (said by ctl_strerror). */
+static int ctl_io_fail(struct ctl *c, int rc)
+{
+	if (rc == -EPROTO && c->tls && !c->tls_why[0])
+		kb_tls_take_error(c->tls_why, sizeof(c->tls_why));
+	return rc;
+}
+
+static const char *ctl_strerror(const struct ctl *c, int rc)
+{
+	return rc == -EPROTO && c->tls_why[0] ? c->tls_why : keel_strerror(rc);
+}
+
 static int ctl_pipeline(struct ctl *c, size_t n, ctl_encode_fn enc, ctl_reply_fn rep, void *arg)
 {
 	size_t sent = 0, got = 0;
@@ -428,13 +442,13 @@ static int ctl_pipeline(struct ctl *c, size_t n, ctl_encode_fn enc, ctl_reply_fn
 		}
 		int rc = write_all(c->fd, c->tls, c->out, olen);
 		if (rc < 0)
-			return rc;
+			return ctl_io_fail(c, rc);
 		/* Read replies until the window has room again (or all are in). */
 		size_t target = sent == n ? n : got + 1;
 		while (got < target) {
 			rc = read_frame(c->fd, c->tls, &c->in, &c->in_cap, &c->in_len);
 			if (rc < 0)
-				return rc;
+				return ctl_io_fail(c, rc);
 			struct zk_response r;
 			if ((rc = kb_wire_get_reply(c->in, c->in_len, ZK_OP_PING, &r)) < 0)
 				return rc;
@@ -567,7 +581,7 @@ static int setup(struct ctl *c, struct shared *sh, char *err, size_t err_len)
 	}
 out:
 	if (rc < 0 && !err[0])
-		snprintf(err, err_len, "setup: %s", keel_strerror(rc));
+		snprintf(err, err_len, "setup: %s", ctl_strerror(c, rc));
 	return rc;
 }
 
@@ -703,7 +717,7 @@ static int verify_and_cleanup(struct ctl *c, const struct kb_opts *o, struct sha
 		rc = list_parent(c, &l);
 		if (rc < 0) {
 			snprintf(err, err_len, "listing %.120s: %s", sh->parent,
-				 l.err ? kb_zerr_name(l.err) : keel_strerror(rc));
+				 l.err ? kb_zerr_name(l.err) : ctl_strerror(c, rc));
 			free((void *)l.names.raw);
 			return rc;
 		}
@@ -723,7 +737,7 @@ static int verify_and_cleanup(struct ctl *c, const struct kb_opts *o, struct sha
 	if (rc == 0 && o->cleanup) /* the root goes too if nothing else is under it */
 		rc = ctl_pipeline(c, 1, enc_del_path, rep_ignore, (void *)o->root);
 	if (rc < 0 && !err[0])
-		snprintf(err, err_len, "verify/cleanup: %s", keel_strerror(rc));
+		snprintf(err, err_len, "verify/cleanup: %s", ctl_strerror(c, rc));
 	return rc;
 }
 
@@ -816,6 +830,24 @@ static void conn_kill(struct conn *c, uint64_t now)
 	w->live_conns--;
 }
 
+/* A connection's TLS failed (an alert from the server, a record that does not
+ * decrypt: kb_tls_read/kb_tls_write's EPROTO): counted once as TLS_ERROR,
+ * OpenSSL's reason kept for the run's message (the first one), then the
+ * connection dropped, its requests counted as ZCONNECTIONLOSS by conn_kill. */
+static void conn_tls_fail(struct conn *c, uint64_t now)
+{
+	struct worker *w = c->w;
+	char why[256];
+	kb_tls_take_error(why, sizeof(why));
+	w->errors_all++;
+	w->err_by_code[-KB_ETLS_ERROR]++;
+	if (!w->fatal[0])
+		snprintf(w->fatal, sizeof(w->fatal),
+			 "TLS error on session 0x%llx at %.64s:%u, connection dropped: %s",
+			 (unsigned long long)c->session_id, c->server->host, c->server->port, why);
+	conn_kill(c, now);
+}
+
 /* etcd: moves what nghttp2 has to send (requests, SETTINGS acks, window
  * updates) into the connection's write buffer. */
 static int h2_pull(struct conn *c)
@@ -845,7 +877,10 @@ static void conn_flush(struct conn *c, uint64_t now)
 				continue;
 			if (errno == EAGAIN)
 				break;
-			conn_kill(c, now);
+			if (errno == EPROTO && c->tls)
+				conn_tls_fail(c, now);
+			else
+				conn_kill(c, now);
 			return;
 		}
 		c->woff += (size_t)r;
@@ -1028,7 +1063,10 @@ static void conn_read(struct worker *w, struct conn *c, bool more)
 				continue;
 			if (r < 0 && errno == EAGAIN)
 				return;
-			conn_kill(c, now);
+			if (r < 0 && errno == EPROTO && c->tls)
+				conn_tls_fail(c, now);
+			else
+				conn_kill(c, now);
 			return;
 		}
 		if (c->h2) {
@@ -1542,16 +1580,22 @@ static int connect_once(struct worker *w, int si)
 			rc = read_frame(fd, tls, &c->rbuf, &c->rcap, &len);
 		if (rc == 0 && (kb_wire_get_reply(c->rbuf, len, ZK_OP_PING, &r) < 0 || r.xid != 1))
 			rc = KEEL_E_MALFORMED;
+		char why[256] = "";
+		if (rc == -EPROTO && tls) { /* an alert, a bad record: counted as TLS_ERROR */
+			kb_tls_take_error(why, sizeof(why));
+			rc = KB_ETLS_ERROR;
+		}
 		if (rc < 0)
 			snprintf(msg, sizeof(msg), "closing session 0x%llx at %s:%u: %s",
-				 (unsigned long long)sid, s->host, s->port, keel_strerror(rc));
+				 (unsigned long long)sid, s->host, s->port,
+				 why[0] ? why : keel_strerror(rc));
 		if (tls)
 			kb_tls_close(tls);
 		close(fd);
 	}
 	if (rc < 0 && !w->fatal[0])
 		snprintf(w->fatal, sizeof(w->fatal), "%s", msg);
-	if (rc == KB_ETLS_CERT || rc == KB_ETLS_HANDSHAKE)
+	if (rc == KB_ETLS_CERT || rc == KB_ETLS_HANDSHAKE || rc == KB_ETLS_ERROR)
 		return rc;
 	return rc == KEEL_E_MALFORMED ? ZK_EMARSHALLING : rc < 0 ? ZK_ECONNECTIONLOSS : 0;
 }
@@ -1865,6 +1909,8 @@ int kb_run(const struct kb_opts *o, struct kb_result *res)
 			goto out_value;
 		}
 		rc = setup(&c, &sh, err, err_len);
+		if (c.tls_why[0]) /* a TLS error ended it: counted, and said in err */
+			res->err_by_code[-KB_ETLS_ERROR]++;
 		ctl_close(&c);
 		if (rc < 0)
 			goto out_value;
@@ -1939,6 +1985,8 @@ int kb_run(const struct kb_opts *o, struct kb_result *res)
 	} else if (o->verify || o->cleanup) {
 		if ((rc = ctl_open(&c, &sh, ctl_tally, err, err_len)) == 0) {
 			rc = verify_and_cleanup(&c, o, &sh, res, err, err_len);
+			if (c.tls_why[0])
+				res->err_by_code[-KB_ETLS_ERROR]++;
 			ctl_close(&c);
 		}
 	}

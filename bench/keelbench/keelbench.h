@@ -215,10 +215,14 @@ int kb_etcd_decode(enum kb_etcd_call call, const uint8_t *msg, size_t len,
 #define KB_EH2_RST    (-190)
 #define KB_EH2_GOAWAY (-191)
 /* TLS (--tls): a handshake that failed for the server's certificate (not
- * signed by --tls-ca, or for another host), or for any other reason. Counted
- * by kb_zerr_name's names TLS_CERTIFICATE and TLS_HANDSHAKE. */
+ * signed by --tls-ca, or for another host), or for any other reason; an
+ * established connection lost to a TLS error (an alert from the server, a
+ * record that does not decrypt): once per connection, beside its requests'
+ * ZCONNECTIONLOSS. Counted by kb_zerr_name's names TLS_CERTIFICATE,
+ * TLS_HANDSHAKE and TLS_ERROR. */
 #define KB_ETLS_HANDSHAKE (-192)
 #define KB_ETLS_CERT      (-193)
+#define KB_ETLS_ERROR     (-194)
 
 /* ------------------------------------------------------------------------ */
 /* HTTP/2 client connection for gRPC (h2.c, on libnghttp2: framing, HPACK,

@@ -16,14 +16,26 @@ one node: a standalone keeld on free loopback ports). Counts only, no timing:
      (errors_all=1 err_TLS_CERTIFICATE=1) and a sentence naming --tls-ca;
   5. no client certificate (the node needs one): refused, exit 2,
      err_TLS_HANDSHAKE=1, over TLS 1.3 (the server's alert read after the
-     client's part) and TLS 1.2 (inside the handshake).
+     client's part) and TLS 1.2 (inside the handshake);
+  6. a TLS error on an established connection (a stand-in server, python's
+     ssl with the same certificates and a minimal ZooKeeper protocol, writes a
+     record that does not decrypt on the first worker session after a few
+     replies): counted once as err_TLS_ERROR, its one request in flight as
+     ZCONNECTIONLOSS, OpenSSL's reason on stderr, and the other session on
+     the same thread unharmed (it closes its session at the end); on the
+     setup's control session: the run stops before any op (exit 2), the
+     summary still printed with err_TLS_ERROR=1, stderr naming the setup and
+     OpenSSL's reason.
 
 usage: test_kb_tls_cluster.py KEELBENCH
 """
 import os
 import socket
+import ssl
+import struct
 import subprocess
 import sys
+import threading
 import unittest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -126,6 +138,142 @@ class KeelbenchTls(unittest.TestCase):
             self.assertEqual(s["errors_all"], "1", s)
             self.assertEqual(s["err_TLS_HANDSHAKE"], "1", s)
             self.assertIn("TLS handshake with", err)
+
+
+class FakeZk:
+    """A TLS server speaking just enough of ZooKeeper's protocol for keelbench
+    (a session for each connection; every request answered by a bare header,
+    creates with ZNODEEXISTS). Connection number `bad` (1-based) gets an
+    undecryptable record after `after` replies. Counts per connection:
+    replies, and whether a closeSession came."""
+
+    def __init__(self, bad, after):
+        self.bad, self.after = bad, after
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(os.path.join(CLUSTER.dir, "server.crt"),
+                            os.path.join(CLUSTER.dir, "server.key"))
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_verify_locations(test_tls.CERTS["ca"])
+        self.ctx = ctx
+        self.lsock = socket.socket()
+        self.lsock.bind(("127.0.0.1", 0))  # the kernel's free port: loopback only
+        self.lsock.listen(16)
+        self.port = self.lsock.getsockname()[1]
+        self.replies, self.closed = {}, {}
+        self.threads = []
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        n = 0
+        while True:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            n += 1
+            t = threading.Thread(target=self.serve, args=(c, n), daemon=True)
+            t.start()
+            self.threads.append(t)
+
+    @staticmethod
+    def exact(s, n):
+        b = b""
+        while len(b) < n:
+            x = s.recv(n - len(b))
+            if not x:
+                raise EOFError
+            b += x
+        return b
+
+    def frame(self, s):
+        (n,) = struct.unpack(">i", self.exact(s, 4))
+        return self.exact(s, n)
+
+    def serve(self, raw, n):
+        self.replies[n], self.closed[n] = 0, False
+        s = raw
+        try:
+            s = self.ctx.wrap_socket(raw, server_side=True)
+            self.frame(s)  # ConnectRequest
+            body = struct.pack(">iiqi", 0, 30000, n, 16) + bytes(16) + b"\0"
+            s.sendall(struct.pack(">i", len(body)) + body)
+            while True:
+                xid, op = struct.unpack(">ii", self.frame(s)[:8])
+                err = -110 if op == 1 else 0  # create: ZNODEEXISTS, else ZOK
+                hdr = struct.pack(">iqi", xid, 0, err)
+                s.sendall(struct.pack(">i", len(hdr)) + hdr)
+                if op == -11:  # closeSession
+                    self.closed[n] = True
+                    return
+                if xid > 0:
+                    self.replies[n] += 1
+                if n == self.bad and self.replies[n] == self.after:
+                    # Application data (TLS 1.3: type 23) whose tag cannot
+                    # match, straight on the socket under the TLS layer.
+                    os.write(s.fileno(), b"\x17\x03\x03\x00\x40" + os.urandom(64))
+                    # Nothing more: what keelbench sends is read raw, unanswered,
+                    # until it closes (no reset that could drop the record).
+                    while os.read(s.fileno(), 4096):
+                        pass
+                    return
+        except (OSError, EOFError, ssl.SSLError, struct.error):
+            pass
+        finally:
+            s.close()
+
+    def close(self):
+        self.lsock.close()
+
+
+class KeelbenchTlsError(unittest.TestCase):
+    def test_6_tls_error(self):
+        certs = test_tls.CERTS
+        fake = FakeZk(bad=2, after=5)  # 1: setup's control session; 2, 3: the workers'
+        try:
+            p = subprocess.run(
+                [KB, "--servers", "127.0.0.1:%d" % fake.port, "--quiet", "--tls",
+                 "--tls-ca", certs["ca"], "--tls-cert", certs["cert"], "--tls-key",
+                 certs["key"], "--duration", "1", "--warmup", "0.2", "--root", "/kbtls",
+                 "--workload", "get", "--keys", "4", "--sessions", "2", "--outstanding", "1",
+                 "--threads", "1"], capture_output=True, text=True, timeout=60)
+            for t in fake.threads:
+                t.join(10)
+        finally:
+            fake.close()
+        self.assertEqual(p.returncode, 0, p.stderr)
+        s = summary(p.stdout)
+        self.assertEqual(s.get("err_TLS_ERROR"), "1", s)
+        self.assertEqual(s.get("err_ZCONNECTIONLOSS"), "1", s)  # its one in flight
+        self.assertEqual(int(s["errors_all"]), 2, s)
+        self.assertIn("TLS error on session 0x2", p.stderr)
+        self.assertIn("connection dropped", p.stderr)
+        # OpenSSL's reason, not a bare errno
+        self.assertRegex(p.stderr, r"error:[0-9A-F]+:SSL routines")
+        self.assertEqual(fake.replies[2], 5)
+        # The other session, on the same thread, kept going and closed at the end.
+        self.assertGreater(fake.replies[3], 5)
+        self.assertTrue(fake.closed[3], fake.closed)
+        self.assertTrue(fake.closed[1], "setup's control session closed")
+
+    def test_7_tls_error_at_setup(self):
+        certs = test_tls.CERTS
+        fake = FakeZk(bad=1, after=1)  # the setup's control session
+        try:
+            p = subprocess.run(
+                [KB, "--servers", "127.0.0.1:%d" % fake.port, "--quiet", "--tls",
+                 "--tls-ca", certs["ca"], "--tls-cert", certs["cert"], "--tls-key",
+                 certs["key"], "--duration", "1", "--warmup", "0", "--root", "/kbtls",
+                 "--workload", "set", "--keys", "50"], capture_output=True, text=True,
+                timeout=60)
+        finally:
+            fake.close()
+        self.assertEqual(p.returncode, 2, p.stderr)
+        s = summary(p.stdout)
+        self.assertEqual(s.get("err_TLS_ERROR"), "1", s)
+        self.assertEqual(s["errors_all"], "1", s)
+        self.assertEqual(s["ops"], "0", s)
+        self.assertIn("setup: error:", p.stderr)
+        self.assertIn("SSL routines", p.stderr)
 
 
 def main():

@@ -21,7 +21,10 @@
  * host (KB_ETLS_CERT, with OpenSSL's reason); any other handshake failure
  * (KB_ETLS_HANDSHAKE: protocol version refused, no client certificate where
  * the server needs one, the server closing the connection). Both come back
- * with a sentence for the operator.
+ * with a sentence for the operator. Once established, a TLS error (the
+ * server's alert, a record that does not decrypt) is kb_tls_read or
+ * kb_tls_write's EPROTO, its reason left for kb_tls_take_error: the driver
+ * counts it (TLS_ERROR) and says it.
  */
 #include <arpa/inet.h>
 #include <errno.h>

@@ -230,6 +230,8 @@ const char *kb_zerr_name(int err)
 		return "TLS_HANDSHAKE";
 	case KB_ETLS_CERT:
 		return "TLS_CERTIFICATE";
+	case KB_ETLS_ERROR:
+		return "TLS_ERROR";
 	default:
 		break;
 	}
