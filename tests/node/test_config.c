@@ -133,6 +133,40 @@ static void test_x509_super_user(void **state)
 		"X509AuthenticationProvider.superUser", "X.500 name");
 }
 
+/* superUser's value is unescaped as java.util.Properties does (ZooKeeper
+ * reads zoo.cfg so): \t \n \r \f, \uXXXX as UTF-8 (a surrogate pair one
+ * character), a backslash before any other character that character. */
+static void test_x509_super_user_java_escapes(void **state)
+{
+	(void)state;
+#define SU "X509AuthenticationProvider.superUser="
+	assert_int_equal(parse(BASE SU "CN=a\\tb\n", 0), 0); /* \t: a tab, not 't' */
+	assert_string_equal(cfg.x509_super_user, "CN=a\tb");
+	assert_int_equal(parse(BASE SU "CN=\\u00e9t\\u00C9\n", 0), 0);
+	assert_string_equal(cfg.x509_super_user, "CN=\xc3\xa9t\xc3\x89");
+	assert_int_equal(parse(BASE SU "CN=\\u20ac\\u0041\n", 0), 0);
+	assert_string_equal(cfg.x509_super_user, "CN=\xe2\x82\xac\x41");
+	assert_int_equal(parse(BASE SU "CN=\\uD83D\\ude00\n", 0), 0); /* U+1F600 */
+	assert_string_equal(cfg.x509_super_user, "CN=\xf0\x9f\x98\x80");
+	assert_int_equal(parse(BASE SU "CN=\\x\\y\n", 0), 0); /* any other: itself */
+	assert_string_equal(cfg.x509_super_user, "CN=xy");
+	/* an even run of backslashes ending a line is no continuation */
+	assert_int_equal(parse(BASE SU "CN=a,O=b\\\\\\\\\nclientPortAddress=::1\n", 0), 0);
+	assert_string_equal(cfg.x509_super_user, "CN=a,O=b\\\\");
+	assert_string_equal(cfg.client_addr, "::1");
+	/* a malformed \u, a lone surrogate or U+0000: refused, with file and line */
+	static const char *const bad[] = {
+		"CN=\\u12\n",    "CN=\\u12g4\n",        "CN=a\\u\n",           "CN=\\uD83D\n",
+		"CN=\\uD83Dx\n", "CN=\\uDE00\\uD83D\n", "CN=\\uD83D\\u0041\n", "CN=a\\u0000b\n",
+	};
+	for (size_t i = 0; i < KEEL_ARRAY_SIZE(bad); i++) {
+		char text[512];
+		snprintf(text, sizeof(text), "%s%s%s", BASE, SU, bad[i]);
+		refused(text, 0, 3, "X509AuthenticationProvider.superUser", "\\u");
+	}
+#undef SU
+}
+
 /* The client listener: every address by default; IPv6 literals; the
  * server.N client part agreeing with clientPort/clientPortAddress. */
 static void test_client_address(void **state)
@@ -601,13 +635,14 @@ static void test_tls_served(void **state)
 	assert_null(strstr(out, "ssl.")); /* conf shows no key paths or passwords */
 
 	/* beside clientPort; enabledProtocols says exactly; its own address */
-	assert_int_equal(parse(cfgtext("clientPort=2181\nclientPortAddress=127.0.0.1\n"
-				       "secureClientPort=2281\nssl.keyStore.location=%s/server.pem\n"
-				       "ssl.clientAuth=none\nssl.enabledProtocols=TLSv1.3\n"
-				       "ssl.protocol=TLSv1.2\n",
-				       dir),
-			       0),
-			 0);
+	assert_int_equal(
+		parse(cfgtext("clientPort=2181\nclientPortAddress=127.0.0.1\n"
+			      "secureClientPort=2281\nssl.keyStore.location=%s/server.pem\n"
+			      "ssl.clientAuth=none\nssl.enabledProtocols=TLSv1.3\n"
+			      "ssl.protocol=TLSv1.2\n",
+			      dir),
+		      0),
+		0);
 	assert_int_equal(cfg.ssl_protocols, ZK_TLS_V1_3);
 	node_config_tls(&cfg, &t);
 	assert_string_equal(t.bind_addr, "127.0.0.1"); /* clientPortAddress's */
@@ -625,41 +660,43 @@ static void test_tls_refused(void **state)
 {
 	(void)state;
 	/* still no port at all */
-	refused_tls(cfgtext("ssl.keyStore.location=%s/server.pem\n", dir), 0, "clientPort", "not set");
+	refused_tls(cfgtext("ssl.keyStore.location=%s/server.pem\n", dir), 0, "clientPort",
+		    "not set");
 	refused_tls(cfgtext("clientPort=2181\nsecureClientPort=2181\nssl.clientAuth=none\n"
-			"ssl.keyStore.location=%s/server.pem\n",
-			dir),
-		3, "secureClientPort", "also clientPort");
+			    "ssl.keyStore.location=%s/server.pem\n",
+			    dir),
+		    3, "secureClientPort", "also clientPort");
 	refused_tls(cfgtext("secureClientPort=2281\nssl.clientAuth=none\n"), 2, "secureClientPort",
-		"not set");
+		    "not set");
 	refused_tls(cfgtext("secureClientPort=2281\nssl.clientAuth=none\n"
-			"ssl.keyStore.location=%s/none.pem\n",
-			dir),
-		4, "ssl.keyStore.location", "No such file");
+			    "ssl.keyStore.location=%s/none.pem\n",
+			    dir),
+		    4, "ssl.keyStore.location", "No such file");
 	refused_tls(cfgtext("secureClientPort=2281\nssl.clientAuth=none\n"
-			"ssl.keyStore.location=%s/mismatch.pem\n",
-			dir),
-		4, "ssl.keyStore.location", "not the first certificate's");
+			    "ssl.keyStore.location=%s/mismatch.pem\n",
+			    dir),
+		    4, "ssl.keyStore.location", "not the first certificate's");
 	refused_tls(cfgtext("secureClientPort=2281\nssl.keyStore.location=%s/server.pem\n", dir), 0,
-		"ssl.clientAuth", "needs a trust store");
+		    "ssl.clientAuth", "needs a trust store");
 	refused_tls(cfgtext("secureClientPort=2281\nssl.keyStore.location=%s/server.pem\n"
-			"ssl.trustStore.location=%s/ca.key\n",
-			dir, dir),
-		4, "ssl.trustStore.location", "no PEM certificate");
+			    "ssl.trustStore.location=%s/ca.key\n",
+			    dir, dir),
+		    4, "ssl.trustStore.location", "no PEM certificate");
 	refused_tls(cfgtext("secureClientPort=2281\nssl.clientAuth=none\n"
-			"ssl.keyStore.location=%s/server.pem\nssl.ciphersuites=TLS_RSA_FOO\n",
-			dir),
-		5, "ssl.ciphersuites", "TLS_RSA_FOO");
+			    "ssl.keyStore.location=%s/server.pem\nssl.ciphersuites=TLS_RSA_FOO\n",
+			    dir),
+		    5, "ssl.ciphersuites", "TLS_RSA_FOO");
 	refused_tls(cfgtext("ssl.keyStore.type=JKS\n"), 2, "ssl.keyStore.type", "PEM files only");
 	refused_tls(cfgtext("ssl.trustStore.type=PKCS12\n"), 2, "ssl.trustStore.type", "PEM");
 	refused_tls(cfgtext("ssl.clientAuth=always\n"), 2, "ssl.clientAuth", "need, want, none");
-	refused_tls(cfgtext("ssl.protocol=TLSv1.1\n"), 2, "ssl.protocol", "TLSv1.2 and TLSv1.3 only");
+	refused_tls(cfgtext("ssl.protocol=TLSv1.1\n"), 2, "ssl.protocol",
+		    "TLSv1.2 and TLSv1.3 only");
 	refused_tls(cfgtext("ssl.enabledProtocols=TLSv1.2,SSLv3\n"), 2, "ssl.enabledProtocols",
-		"'SSLv3'");
+		    "'SSLv3'");
 	refused_tls(cfgtext("ssl.crl=true\n"), 2, "ssl.crl", "not served");
 	refused_tls(cfgtext("secureClientPort=0\n"), 2, "secureClientPort", NULL);
-	refused_tls(cfgtext("secureClientPort=2281\nsecureClientPort=2282\n"), 3, "secureClientPort",
-		"set again");
+	refused_tls(cfgtext("secureClientPort=2281\nsecureClientPort=2282\n"), 3,
+		    "secureClientPort", "set again");
 }
 
 int main(void)
@@ -670,6 +707,7 @@ int main(void)
 		cmocka_unit_test(test_client_address),
 		cmocka_unit_test(test_skip_acl),
 		cmocka_unit_test(test_x509_super_user),
+		cmocka_unit_test(test_x509_super_user_java_escapes),
 		cmocka_unit_test(test_properties_syntax),
 		cmocka_unit_test(test_keel_keys),
 		cmocka_unit_test(test_zookeeper_keys_accepted),
