@@ -249,6 +249,7 @@ static int want_str(struct parser *p, const char *key, const char *v, char *dst,
  * NULL, `out` NUL-terminated and *n its length; or why it is refused: a
  * malformed \u (Java refuses it too), a lone surrogate (no UTF-8 for it), a
  * U+0000 (a C string ends there), or java_too_long (over `cap` - 1 bytes).
+ * Not trimmed (ZooKeeper trims after: the caller).
  */
 static const char java_too_long[] = "longer than its limit";
 
@@ -744,6 +745,16 @@ static int set_key(struct parser *p, const char *key, const char *v)
 				    NODE_X509_MAX - 1);
 		if (why)
 			return fail(p, key, "%s: '%s'", why, v);
+		/* ZooKeeper trims the value after (String.trim: every char up to
+		 * U+0020, as an escaped tab or \u0020 unescaped here) */
+		size_t lead = 0;
+		while (lead < n && (unsigned char)name[lead] <= 0x20)
+			lead++;
+		while (n > lead && (unsigned char)name[n - 1] <= 0x20)
+			n--;
+		n -= lead;
+		memmove(name, name + lead, n);
+		name[n] = 0;
 		if (!zk_x509_id_valid(name, n) || !n)
 			return fail(p, key, "'%s' is not an X.500 name (CN=admin,O=example)", v);
 		return want_str(p, key, name, c->x509_super_user, sizeof(c->x509_super_user));

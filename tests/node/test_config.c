@@ -150,6 +150,9 @@ static void test_x509_super_user_java_escapes(void **state)
 	assert_string_equal(cfg.x509_super_user, "CN=\xf0\x9f\x98\x80");
 	assert_int_equal(parse(BASE SU "CN=\\x\\y\n", 0), 0); /* any other: itself */
 	assert_string_equal(cfg.x509_super_user, "CN=xy");
+	/* then trimmed as ZooKeeper's String.trim() (every char <= U+0020) */
+	assert_int_equal(parse(BASE SU "\\u0020\\fCN=a\\t\\r\\n\n", 0), 0);
+	assert_string_equal(cfg.x509_super_user, "CN=a");
 	/* an even run of backslashes ending a line is no continuation */
 	assert_int_equal(parse(BASE SU "CN=a,O=b\\\\\\\\\nclientPortAddress=::1\n", 0), 0);
 	assert_string_equal(cfg.x509_super_user, "CN=a,O=b\\\\");
