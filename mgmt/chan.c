@@ -286,7 +286,7 @@ const char *mgmt_req_kind_name(uint32_t kind)
 
 const char *const mgmt_snap_stage_names[MGMT_SNAP_STAGES] = { "take", "send", "install" };
 const char *const mgmt_peer_msg_type_names[MGMT_PEER_MSG_TYPES] = {
-	"raft", "fwd", "touch", "refused", "snap", "fwd_refused", "newer", "unknown",
+	"raft", "fwd", "touch", "refused", "snap", "fwd_refused", "removed", "newer", "unknown",
 };
 
 const char *mgmt_role_name(uint32_t role)

@@ -428,7 +428,8 @@ static void path_lines(struct node_row *rows, int n)
 		if (!(bad = mjson_get(b, "peer_messages_malformed")) || !u64(bad, "total"))
 			continue;
 		printf("node %llu: %llu malformed peer messages dropped (raft %llu, fwd %llu, "
-		       "touch %llu, refused %llu, snap %llu, fwd_refused %llu, newer %llu, "
+		       "touch %llu, refused %llu, snap %llu, fwd_refused %llu, removed %llu, newer "
+		       "%llu, "
 		       "unknown %llu)\n",
 		       (unsigned long long)u64(b, "id"), (unsigned long long)u64(bad, "total"),
 		       (unsigned long long)u64(bad, "raft"), (unsigned long long)u64(bad, "fwd"),
@@ -436,6 +437,7 @@ static void path_lines(struct node_row *rows, int n)
 		       (unsigned long long)u64(bad, "refused"),
 		       (unsigned long long)u64(bad, "snap"),
 		       (unsigned long long)u64(bad, "fwd_refused"),
+		       (unsigned long long)u64(bad, "removed"),
 		       (unsigned long long)u64(bad, "newer"),
 		       (unsigned long long)u64(bad, "unknown"));
 	}

@@ -171,11 +171,12 @@ extern const char *const mgmt_snap_stage_names[MGMT_SNAP_STAGES]; /* take, send,
 /*
  * Peer messages a node dropped because their body does not decode, by the
  * keel message type (keel_peer_messages_malformed_total{type}): raft, fwd,
- * touch, refused, snap, fwd_refused, newer (a type the node does not know,
+ * touch, refused, snap, fwd_refused, removed (since session 13), newer (a
+ * type the node does not know,
  * from a peer that said it speaks a newer protocol level: mid-upgrade) and
  * unknown (any other type the node does not know).
  */
-#define MGMT_PEER_MSG_TYPES 8
+#define MGMT_PEER_MSG_TYPES 9
 extern const char *const mgmt_peer_msg_type_names[MGMT_PEER_MSG_TYPES];
 
 /* A plain value; published whole. */

@@ -241,6 +241,91 @@ static int want_str(struct parser *p, const char *key, const char *v, char *dst,
 	return 0;
 }
 
+/*
+ * A value unescaped as java.util.Properties.load does (ZooKeeper reads zoo.cfg
+ * so): \t \n \r \f are those characters, \uXXXX (exactly four hex digits) a
+ * UTF-16 unit, written as UTF-8 (a high and a low surrogate in a row one
+ * character), and a backslash before any other character is that character.
+ * NULL, `out` NUL-terminated and *n its length; or why it is refused: a
+ * malformed \u (Java refuses it too), a lone surrogate (no UTF-8 for it), a
+ * U+0000 (a C string ends there), or java_too_long (over `cap` - 1 bytes).
+ * Not trimmed (ZooKeeper trims after: the caller).
+ */
+static const char java_too_long[] = "longer than its limit";
+
+static const char *java_unescape(const char *v, char *out, size_t cap, size_t *n)
+{
+	size_t o = 0;
+	uint32_t high = 0; /* a high surrogate waiting for its low one */
+	for (const char *q = v; *q;) {
+		uint32_t cp = (unsigned char)*q++;
+		bool unit = false;
+		if (cp == '\\' && *q) {
+			char e = *q++;
+			if (e == 'u') {
+				cp = 0;
+				for (int i = 0; i < 4; i++, q++) {
+					if (!isxdigit((unsigned char)*q))
+						return "a \\u not followed by four hex digits";
+					cp = cp * 16 +
+					     (uint32_t)(isdigit((unsigned char)*q)
+								? *q - '0'
+								: tolower((unsigned char)*q) - 'a' +
+									  10);
+				}
+				unit = true;
+			} else {
+				cp = e == 't'   ? '\t'
+				     : e == 'n' ? '\n'
+				     : e == 'r' ? '\r'
+				     : e == 'f' ? '\f'
+						: (unsigned char)e;
+			}
+		} else if (cp == '\\') {
+			break; /* a lone one at the end: Java's reader drops it too */
+		}
+		if (high && !(unit && cp >= 0xDC00 && cp <= 0xDFFF))
+			return "a \\u high surrogate without its low one";
+		if (unit && cp >= 0xD800 && cp <= 0xDBFF) {
+			high = cp;
+			continue;
+		}
+		if (unit && cp >= 0xDC00 && cp <= 0xDFFF) {
+			if (!high)
+				return "a \\u low surrogate without its high one";
+			cp = 0x10000 + ((high - 0xD800) << 10) + (cp - 0xDC00);
+			high = 0;
+		}
+		if (unit && !cp)
+			return "a \\u0000 (U+0000 cannot be in a name here)";
+		uint8_t b[4];
+		size_t k;
+		if (!unit || cp < 0x80)
+			b[0] = (uint8_t)cp, k = 1; /* a byte of the file as it is */
+		else if (cp < 0x800)
+			b[0] = (uint8_t)(0xC0 | cp >> 6), b[1] = (uint8_t)(0x80 | (cp & 0x3F)),
+			k = 2;
+		else if (cp < 0x10000)
+			b[0] = (uint8_t)(0xE0 | cp >> 12),
+			b[1] = (uint8_t)(0x80 | (cp >> 6 & 0x3F)),
+			b[2] = (uint8_t)(0x80 | (cp & 0x3F)), k = 3;
+		else
+			b[0] = (uint8_t)(0xF0 | cp >> 18),
+			b[1] = (uint8_t)(0x80 | (cp >> 12 & 0x3F)),
+			b[2] = (uint8_t)(0x80 | (cp >> 6 & 0x3F)),
+			b[3] = (uint8_t)(0x80 | (cp & 0x3F)), k = 4;
+		if (o + k >= cap)
+			return java_too_long;
+		memcpy(out + o, b, k);
+		o += k;
+	}
+	if (high)
+		return "a \\u high surrogate without its low one";
+	out[o] = 0;
+	*n = o;
+	return NULL;
+}
+
 static int want_port(struct parser *p, const char *key, const char *v, uint16_t *out)
 {
 	uint32_t x = 0;
@@ -649,19 +734,27 @@ static int set_key(struct parser *p, const char *key, const char *v)
 	 * subject (RFC 2253, as the x509 id prints it) of the super identity. */
 	if (!strcmp(key, "X509AuthenticationProvider.superUser") ||
 	    !strcmp(key, "zookeeper.X509AuthenticationProvider.superUser")) {
-		/* zoo.cfg is a Java properties file to ZooKeeper: a backslash
-		 * escapes the next character, so the name's own escapes are
-		 * written doubled (CN=Smith\\, J for CN=Smith\, J), and are
-		 * read so here too, for this key whose values hold them. */
+		/* zoo.cfg is a Java properties file to ZooKeeper, whose escapes
+		 * the value is read with (java_unescape): the name's own escapes
+		 * are written doubled (CN=Smith\\, J for CN=Smith\, J). */
 		char name[NODE_X509_MAX];
 		size_t n = 0;
-		const char *q = v;
-		for (; *q && n + 1 < sizeof(name); q++)
-			name[n++] = *q == '\\' && q[1] ? *++q : *q;
-		name[n] = 0;
-		if (*q)
+		const char *why = java_unescape(v, name, sizeof(name), &n);
+		if (why == java_too_long)
 			return fail(p, key, "longer than %d bytes (an x509 id's limit)",
 				    NODE_X509_MAX - 1);
+		if (why)
+			return fail(p, key, "%s: '%s'", why, v);
+		/* ZooKeeper trims the value after (String.trim: every char up to
+		 * U+0020, as an escaped tab or \u0020 unescaped here) */
+		size_t lead = 0;
+		while (lead < n && (unsigned char)name[lead] <= 0x20)
+			lead++;
+		while (n > lead && (unsigned char)name[n - 1] <= 0x20)
+			n--;
+		n -= lead;
+		memmove(name, name + lead, n);
+		name[n] = 0;
 		if (!zk_x509_id_valid(name, n) || !n)
 			return fail(p, key, "'%s' is not an X.500 name (CN=admin,O=example)", v);
 		return want_str(p, key, name, c->x509_super_user, sizeof(c->x509_super_user));
@@ -960,7 +1053,12 @@ static int parse_text(struct node_config *cfg, const char *text, const char *ori
 					seg++, len--;
 			while (len && (seg[len - 1] == '\r'))
 				len--;
-			more = len && seg[len - 1] == '\\';
+			/* Java properties: an odd run of backslashes ends in a
+			 * continuation; an even one is escaped backslashes */
+			size_t run = 0;
+			while (run < len && seg[len - 1 - run] == '\\')
+				run++;
+			more = run % 2;
 			if (more)
 				len--;
 			memcpy(logical + n, seg, len);

@@ -159,7 +159,7 @@ enum keeld_snap_stage {
 };
 
 /* keel_peer_messages_malformed_total's types: mgmt.h MGMT_PEER_MSG_TYPES. */
-#define KEELD_PEER_MSG_TYPES 8
+#define KEELD_PEER_MSG_TYPES 9
 
 /* Why a client was answered "session expired" (counted, in mntr, and logged). */
 enum keeld_expired_reason {

@@ -1374,8 +1374,9 @@ static void peer_bad(struct pipeline *p, const struct dp_msg *m, bool quiet, con
 	static const uint8_t slot[] = {
 		[KEELD_MSG_RAFT] = 1,    [KEELD_MSG_FORWARD] = 2, [KEELD_MSG_TOUCH] = 3,
 		[KEELD_MSG_REFUSED] = 4, [KEELD_MSG_SNAP] = 5,    [KEELD_MSG_FWD_REFUSED] = 6,
+		[KEELD_MSG_REMOVED] = 7,
 	};
-	_Static_assert(MGMT_PEER_MSG_TYPES == 8 && KEELD_PEER_MSG_TYPES == 8,
+	_Static_assert(MGMT_PEER_MSG_TYPES == 9 && KEELD_PEER_MSG_TYPES == 9,
 		       "mgmt_peer_msg_type_names");
 	enum { NEWER = MGMT_PEER_MSG_TYPES - 2, UNKNOWN = MGMT_PEER_MSG_TYPES - 1 };
 	int i = m->type < KEEL_ARRAY_SIZE(slot) && slot[m->type] ? slot[m->type] - 1
@@ -4899,12 +4900,16 @@ static void on_removed(struct pipeline *p, const struct dp_msg *m)
 		     conf_has(&p->seen_conf, p->k->myid, RAFT_VOTER | RAFT_VOTER_OLD);
 	uint64_t last_term = raft_term_at(p->r, raft_last_index(p->r));
 	enum keeld_removed_told told = keeld_removed_told(m->data, m->len, last_term, voter);
+	if (told == KEELD_TOLD_MALFORMED) {
+		peer_bad(p, m, false, "its term is not 8 bytes");
+		return;
+	}
 	if (told == KEELD_TOLD_IGNORE) {
 		if (p->stale_rm_total++ == p->stale_rm_logged) {
 			keeld_log(
 				"REMOVED from node %u of %u bytes: not from a leader as recent as "
 				"this node's log (its last entry's term %" PRIu64
-				") or no term: ignored (%" PRIu64 " so far)",
+				"): ignored (%" PRIu64 " so far)",
 				m->from, m->len, last_term, p->stale_rm_total);
 			p->stale_rm_logged = p->stale_rm_total * 2;
 		}

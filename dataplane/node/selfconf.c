@@ -139,7 +139,7 @@ enum keeld_removed_told keeld_removed_told(const uint8_t *data, uint32_t len,
 	if (len == 0)
 		return KEELD_TOLD_STOP; /* an older keeld: as before the marker */
 	if (len != KEELD_REMOVED_TOLD_LEN || !data)
-		return KEELD_TOLD_IGNORE;
+		return KEELD_TOLD_MALFORMED;
 	uint64_t term = 0;
 	for (int i = 0; i < KEELD_REMOVED_TOLD_LEN; i++)
 		term |= (uint64_t)data[i] << (8 * i);

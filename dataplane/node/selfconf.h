@@ -89,13 +89,20 @@ int keeld_removed_marked(const char *dir, char *text, size_t cap);
  * IGNORE -- a stale leader: this node's log holds an entry of a later term
  *   than the sender's, so a later leader exists, one that may have added it
  *   back (its removal seen by a leader cut off since, a member added back
- *   campaigning), or bytes that are no term;
+ *   campaigning);
+ * MALFORMED -- a payload that is no term (neither 0 nor 8 bytes): ignored,
+ *   and counted as every peer message that does not decode (peer_bad);
  * STOP -- stop without the marker: no term (an older keeld), or this node
  *   was never a voter (a learner being added, whose add may yet be made
  *   again): a restart undoes a wrong one;
  * MARK -- stop and write the marker.
  */
-enum keeld_removed_told { KEELD_TOLD_IGNORE, KEELD_TOLD_STOP, KEELD_TOLD_MARK };
+enum keeld_removed_told {
+	KEELD_TOLD_IGNORE,
+	KEELD_TOLD_STOP,
+	KEELD_TOLD_MARK,
+	KEELD_TOLD_MALFORMED,
+};
 #define KEELD_REMOVED_TOLD_LEN 8
 void keeld_removed_told_encode(uint8_t out[KEELD_REMOVED_TOLD_LEN], uint64_t term);
 /* `last_log_term`: this node's last entry's term; `voter`: a configuration

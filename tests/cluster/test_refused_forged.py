@@ -118,7 +118,7 @@ class RefusedForgedTest(unittest.TestCase):
                     s.sendto(frame(mtype, nf.id, dst.id, 0x7F000010 + k, body),
                              ("127.0.0.1", dst.peer_port))
                 want_v = {"raft": 1, "snap": 1, "touch": 1, "fwd_refused": 1,
-                          "newer": 0, "unknown": 1, "refused": 1, "fwd": 0}
+                          "removed": 0, "newer": 0, "unknown": 1, "refused": 1, "fwd": 0}
                 wait_for(lambda: malformed(nv) == want_v and malformed(nl)["fwd"] == 1,
                          30, "the malformed messages counted (%s at V, %s at the leader)"
                          % (malformed(nv), malformed(nl)))

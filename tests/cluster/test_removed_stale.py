@@ -11,6 +11,9 @@ log holds an entry of a later term ignores it (a later leader exists).
 Follower F is stopped and its peer UDP address taken over by this test,
 which sends follower V well-formed keel frames from F (test_refused_forged's
 framing):
+* a REMOVED whose payload is no term (3 bytes): dropped as malformed,
+  counted in keel_peer_messages_malformed_total{type="removed"} (before:
+  only logged, no type to count it under), V serving, no marker;
 * a REMOVED of a term older than V's last entry: V logs it as ignored, keeps
   serving, no marker (before: V exited 0 and left the marker);
 * a REMOVED without a term (an older keeld's): V stops (status 0) without
@@ -76,6 +79,19 @@ class RemovedStale(unittest.TestCase):
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
             s.bind(("127.0.0.1", f.peer_port))
+            # A payload that is no term: malformed, counted by its type.
+            s.sendto(rf.frame(MSG_REMOVED, f.id, v.id, 0x7E000000, b"\x01\x02\x03"),
+                     ("127.0.0.1", v.peer_port))
+            wait_for(lambda: not v.running or rf.malformed(v).get("removed") == 1, WAIT_S,
+                     "the malformed REMOVED counted at node %d (%s)"
+                     % (v.id, v.running and rf.malformed(v)))
+            self.assertTrue(v.running, c.tail(v, 30))
+            wait_for(lambda: status(v)["peer_messages_malformed"]["removed"] == 1, WAIT_S,
+                     "node %d's /status counting it" % v.id)
+            self.assertIn("peer message from node %d of type %d (removed, 3 bytes): its term "
+                          "is not 8 bytes: dropped (1 of the type so far)" % (f.id, MSG_REMOVED),
+                          rf.out_log(v))
+            self.assertFalse(os.path.exists(marker_path(v)))
             # A leader of an older term than V's log: ignored (logged).
             s.sendto(rf.frame(MSG_REMOVED, f.id, v.id, 0x7E000001, struct.pack("<Q", term - 1)),
                      ("127.0.0.1", v.peer_port))

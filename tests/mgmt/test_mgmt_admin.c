@@ -248,7 +248,7 @@ static void status_longest(void **state)
 	assert_string_equal(v, "4294967295");
 	const char *bad = mjson_get(r.body, "peer_messages_malformed");
 	assert_int_equal(mjson_get_scalar(bad, "total", v, sizeof(v)), 0);
-	assert_string_equal(v, "18446744073709551608"); /* 8 x (UINT64_MAX / 8) */
+	assert_string_equal(v, "18446744073709551609"); /* 9 x (UINT64_MAX / 9) */
 	assert_int_equal(mjson_get_scalar(r.body, "stall_longest_ms", v, sizeof(v)), 0);
 	assert_string_equal(v, "18446744073709551615");
 	thttp_free(&r);

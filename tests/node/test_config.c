@@ -133,6 +133,43 @@ static void test_x509_super_user(void **state)
 		"X509AuthenticationProvider.superUser", "X.500 name");
 }
 
+/* superUser's value is unescaped as java.util.Properties does (ZooKeeper
+ * reads zoo.cfg so): \t \n \r \f, \uXXXX as UTF-8 (a surrogate pair one
+ * character), a backslash before any other character that character. */
+static void test_x509_super_user_java_escapes(void **state)
+{
+	(void)state;
+#define SU "X509AuthenticationProvider.superUser="
+	assert_int_equal(parse(BASE SU "CN=a\\tb\n", 0), 0); /* \t: a tab, not 't' */
+	assert_string_equal(cfg.x509_super_user, "CN=a\tb");
+	assert_int_equal(parse(BASE SU "CN=\\u00e9t\\u00C9\n", 0), 0);
+	assert_string_equal(cfg.x509_super_user, "CN=\xc3\xa9t\xc3\x89");
+	assert_int_equal(parse(BASE SU "CN=\\u20ac\\u0041\n", 0), 0);
+	assert_string_equal(cfg.x509_super_user, "CN=\xe2\x82\xac\x41");
+	assert_int_equal(parse(BASE SU "CN=\\uD83D\\ude00\n", 0), 0); /* U+1F600 */
+	assert_string_equal(cfg.x509_super_user, "CN=\xf0\x9f\x98\x80");
+	assert_int_equal(parse(BASE SU "CN=\\x\\y\n", 0), 0); /* any other: itself */
+	assert_string_equal(cfg.x509_super_user, "CN=xy");
+	/* then trimmed as ZooKeeper's String.trim() (every char <= U+0020) */
+	assert_int_equal(parse(BASE SU "\\u0020\\fCN=a\\t\\r\\n\n", 0), 0);
+	assert_string_equal(cfg.x509_super_user, "CN=a");
+	/* an even run of backslashes ending a line is no continuation */
+	assert_int_equal(parse(BASE SU "CN=a,O=b\\\\\\\\\nclientPortAddress=::1\n", 0), 0);
+	assert_string_equal(cfg.x509_super_user, "CN=a,O=b\\\\");
+	assert_string_equal(cfg.client_addr, "::1");
+	/* a malformed \u, a lone surrogate or U+0000: refused, with file and line */
+	static const char *const bad[] = {
+		"CN=\\u12\n",    "CN=\\u12g4\n",        "CN=a\\u\n",           "CN=\\uD83D\n",
+		"CN=\\uD83Dx\n", "CN=\\uDE00\\uD83D\n", "CN=\\uD83D\\u0041\n", "CN=a\\u0000b\n",
+	};
+	for (size_t i = 0; i < KEEL_ARRAY_SIZE(bad); i++) {
+		char text[512];
+		snprintf(text, sizeof(text), "%s%s%s", BASE, SU, bad[i]);
+		refused(text, 0, 3, "X509AuthenticationProvider.superUser", "\\u");
+	}
+#undef SU
+}
+
 /* The client listener: every address by default; IPv6 literals; the
  * server.N client part agreeing with clientPort/clientPortAddress. */
 static void test_client_address(void **state)
@@ -670,6 +707,7 @@ int main(void)
 		cmocka_unit_test(test_client_address),
 		cmocka_unit_test(test_skip_acl),
 		cmocka_unit_test(test_x509_super_user),
+		cmocka_unit_test(test_x509_super_user_java_escapes),
 		cmocka_unit_test(test_properties_syntax),
 		cmocka_unit_test(test_keel_keys),
 		cmocka_unit_test(test_zookeeper_keys_accepted),

@@ -275,9 +275,14 @@ static void test_removed_told(void **state)
 	assert_int_equal(keeld_removed_told(t7, sizeof(t7), 0, false), KEELD_TOLD_STOP);
 	assert_int_equal(keeld_removed_told(t7, sizeof(t7), 5, false), KEELD_TOLD_STOP);
 	/* an older keeld's (no payload): stops, no marker; bytes that are no
-	 * term: ignored */
+	 * term: malformed (ignored, and counted as every type's are: peer_bad) */
 	assert_int_equal(keeld_removed_told(NULL, 0, 5, true), KEELD_TOLD_STOP);
-	assert_int_equal(keeld_removed_told(t7, 3, 5, true), KEELD_TOLD_IGNORE);
+	assert_int_equal(keeld_removed_told(t7, 3, 5, true), KEELD_TOLD_MALFORMED);
+	assert_int_equal(keeld_removed_told(t7, 3, 0, false), KEELD_TOLD_MALFORMED);
+	uint8_t t9[KEELD_REMOVED_TOLD_LEN + 1] = { 9 };
+	assert_int_equal(keeld_removed_told(t9, sizeof(t9), 0, true), KEELD_TOLD_MALFORMED);
+	assert_int_equal(keeld_removed_told(NULL, KEELD_REMOVED_TOLD_LEN, 0, true),
+			 KEELD_TOLD_MALFORMED);
 	/* little-endian */
 	assert_int_equal(t7[0], 7);
 	assert_int_equal(t7[7], 0);
