@@ -1945,6 +1945,49 @@ static void setup_options(struct wal_options *o)
 		o->max_group_bytes = 8ull << 20;
 }
 
+#define DOWN_SUFFIX ".down"
+
+/*
+ * Leftovers of a cut `keeld --log-downgrade` (`<seq>.wal.down`, down_rewrite's
+ * copy before its rename): never a segment, recovery ignores them, each up to
+ * a segment of disk. Deleted with the lock held, each one logged; one that
+ * cannot be deleted is logged and the rest still go. Returns the first error
+ * (wal_downgrade refuses on it; wal_open goes on).
+ */
+static int down_remove_leftovers(struct wal *w)
+{
+	DIR *d;
+	int rc = wal_opendir(w->ss.dirfd, &d);
+	if (rc) {
+		oplog(&w->o, "keel-wal: %s: looking for --log-downgrade leftovers failed: %s",
+		      w->ss.dir, keel_strerror(rc));
+		return rc;
+	}
+	bool any = false;
+	for (struct dirent *de; (de = readdir(d));) {
+		size_t l = strlen(de->d_name);
+		if (l != 20 + sizeof(DOWN_SUFFIX) - 1 || strncmp(de->d_name + 16, ".wal", 4) ||
+		    strcmp(de->d_name + 20, DOWN_SUFFIX))
+			continue;
+		if (unlinkat(w->ss.dirfd, de->d_name, 0) < 0 && errno != ENOENT) {
+			int e = -errno;
+			oplog(&w->o, "keel-wal: %s: removing leftover %s failed: %s", w->ss.dir,
+			      de->d_name, keel_strerror(e));
+			rc = rc ? rc : e;
+			continue;
+		}
+		oplog(&w->o, "keel-wal: %s: removed %s, left by a cut --log-downgrade", w->ss.dir,
+		      de->d_name);
+		any = true;
+	}
+	closedir(d);
+	int s = any ? fsync_dir(w->ss.dirfd) : 0;
+	if (s)
+		oplog(&w->o, "keel-wal: %s: directory fsync after removing leftovers failed: %s",
+		      w->ss.dir, keel_strerror(s));
+	return rc ? rc : s;
+}
+
 int wal_open(const struct wal_options *opt, struct wal **out, struct wal_recovery *rec_out)
 {
 	struct wal_recovery rec_local;
@@ -2001,6 +2044,7 @@ int wal_open(const struct wal_options *opt, struct wal **out, struct wal_recover
 			 w->ss.dir);
 		goto fail;
 	}
+	(void)down_remove_leftovers(w); /* a leftover that stays is logged, not fatal */
 
 	if (w->o.backend != WAL_BACKEND_PLAIN) {
 		int r = io_uring_queue_init(RING_ENTRIES, &w->ring, 0);
@@ -2778,7 +2822,6 @@ void wal_set_test_fsync_delay(struct wal *w, uint32_t delay_us)
 /* ------------------------------------------- offline downgrade (wal.h) */
 
 #define DOWN_CHUNK_BYTES (1u << 20)
-#define DOWN_SUFFIX      ".down"
 
 /* Anything of a log in dir: its hard state or a segment. */
 static int down_has_log(const char *dir, bool *has)
@@ -2794,31 +2837,6 @@ static int down_has_log(const char *dir, bool *has)
 	}
 	closedir(d);
 	return 0;
-}
-
-/* Leftovers of a run that was cut (`<seq>.wal.down`): never a segment. */
-static int down_remove_leftovers(struct wal *w)
-{
-	DIR *d;
-	int rc = wal_opendir(w->ss.dirfd, &d);
-	if (rc)
-		return rc;
-	bool any = false;
-	for (struct dirent *de; (de = readdir(d));) {
-		size_t l = strlen(de->d_name);
-		if (l == 20 + sizeof(DOWN_SUFFIX) - 1 && !strncmp(de->d_name + 16, ".wal", 4) &&
-		    !strcmp(de->d_name + 20, DOWN_SUFFIX)) {
-			if (unlinkat(w->ss.dirfd, de->d_name, 0) < 0 && errno != ENOENT) {
-				rc = -errno;
-				break;
-			}
-			any = true;
-		}
-	}
-	closedir(d);
-	if (!rc && any)
-		rc = fsync_dir(w->ss.dirfd);
-	return rc;
 }
 
 /*
