@@ -70,11 +70,11 @@ enum spare_state { SPARE_NONE, SPARE_BUSY, SPARE_READY };
  * io_uring runs such an openat on its own worker.
  */
 enum pre_phase {
-	PRE_OPEN,   /* openat(O_CREAT | O_TRUNC) in flight */
+	PRE_OPEN,    /* openat(O_CREAT | O_TRUNC) in flight */
 	PRE_CREATED, /* direct_io: created; the O_DIRECT twin is still to be opened */
-	PRE_REOPEN, /* openat(O_DIRECT) in flight */
-	PRE_FILL,   /* header and zero writes (direct_io: through the twin) */
-	PRE_SYNC,   /* fsync of the file linked to fsync of the directory */
+	PRE_REOPEN,  /* openat(O_DIRECT) in flight */
+	PRE_FILL,    /* header and zero writes (direct_io: through the twin) */
+	PRE_SYNC,    /* fsync of the file linked to fsync of the directory */
 };
 
 struct seg {
@@ -797,9 +797,21 @@ static void group_fail(struct wal *w, int res, const char *what)
 		 w->g_off, w->g_len, keel_strerror(res));
 }
 
+/* Inline syncs off for WAL_INLINE_BACKOFF_NS from now (group_inline). */
+static void inline_back_off(struct wal *w, uint64_t now)
+{
+	/* A back-off counts only where inline syncs were on: not while
+	 * wal_set_inline_sync(false) or a test hold alone keeps them off. */
+	if (now >= w->inline_slow_until_ns && !w->inline_sync_off &&
+	    (!w->test_fsync_delay_us || w->test_inline_delay_us))
+		w->inl.backoffs++;
+	w->inline_slow_until_ns = now + WAL_INLINE_BACKOFF_NS;
+}
+
 /*
  * A group's writes and fdatasync succeeded: report how long they took, and
- * turn inline syncs off for a while if they were slow (group_inline). What
+ * turn inline syncs off for a while if they were slow (group_inline); a
+ * group that failed (either path) turns them off too. What
  * counts as slow: on the loop, the group's own time -- the loop was blocked
  * that long. On io_uring, not the time to the reap (sync_fn's): that runs
  * on through whatever turn the loop was in when the completion came, and on
@@ -815,19 +827,19 @@ static void group_fail(struct wal *w, int res, const char *what)
  */
 static void group_synced(struct wal *w)
 {
-	if (w->g_err)
-		return;
+	bool backs_off = w->o.inline_slow_ns && w->uring && w->o.inline_sync_max_bytes;
 	uint64_t now = keel_now_ns(), ns = now - w->g_submit_ns;
+	if (w->g_err) {
+		/* Failed: as suspect as a slow one (its error may have taken as
+		 * long), so wal_retry() sends the group to io_uring. Not slow. */
+		if (backs_off)
+			inline_back_off(w, now);
+		return;
+	}
 	uint64_t slow_ns = w->g_on_ring ? w->g_open_ns - w->g_submit_ns : ns;
-	if (w->o.inline_slow_ns && slow_ns > w->o.inline_slow_ns && w->uring &&
-	    w->o.inline_sync_max_bytes) {
+	if (backs_off && slow_ns > w->o.inline_slow_ns) {
 		w->inl.slow_groups++;
-		/* A back-off counts only where inline syncs were on: not while
-		 * wal_set_inline_sync(false) or a test hold alone keeps them off. */
-		if (now >= w->inline_slow_until_ns && !w->inline_sync_off &&
-		    (!w->test_fsync_delay_us || w->test_inline_delay_us))
-			w->inl.backoffs++;
-		w->inline_slow_until_ns = now + WAL_INLINE_BACKOFF_NS;
+		inline_back_off(w, now);
 	}
 	if (w->o.sync_fn)
 		w->o.sync_fn(w->o.sync_arg, ns);
@@ -994,8 +1006,6 @@ static void group_run_plain(struct wal *w, bool on_loop)
 	/* The test delays: inline, the loop itself waits (a slow device blocks
 	 * the thread in its sync, wal_set_test_inline_delay); plain, the hold. */
 	uint32_t delay_us = on_loop ? w->test_inline_delay_us : w->test_fsync_delay_us;
-	if (on_loop)
-		w->inl.inline_groups++;
 	w->g_on_ring = false;
 	w->g_submit_ns = keel_now_ns();
 	int rc = group_write_loop(w, s, dsync ? RWF_DSYNC : 0);
@@ -1008,6 +1018,8 @@ static void group_run_plain(struct wal *w, bool on_loop)
 		if (rc)
 			group_fail(w, rc, "fdatasync");
 	}
+	if (on_loop && !w->g_err)
+		w->inl.inline_groups++; /* once per group synced: not a failed try */
 	if (!w->g_err && delay_us) {
 		/* This thread waits for the sync anyway: just sleep. */
 		struct timespec ts = { .tv_sec = delay_us / 1000000u,
@@ -1452,9 +1464,9 @@ static int cmp_u64(const void *a, const void *b)
 }
 
 struct replay {
-	bool started;   /* an entry or mark set the start */
-	uint64_t next;  /* expected index of the next entry */
-	uint64_t first; /* first live entry (valid when last >= first) */
+	bool started;                 /* an entry or mark set the start */
+	uint64_t next;                /* expected index of the next entry */
+	uint64_t first;               /* first live entry (valid when last >= first) */
 	uint64_t commit, commit_term; /* the last commit record (0: none) */
 };
 
@@ -1933,6 +1945,49 @@ static void setup_options(struct wal_options *o)
 		o->max_group_bytes = 8ull << 20;
 }
 
+#define DOWN_SUFFIX ".down"
+
+/*
+ * Leftovers of a cut `keeld --log-downgrade` (`<seq>.wal.down`, down_rewrite's
+ * copy before its rename): never a segment, recovery ignores them, each up to
+ * a segment of disk. Deleted with the lock held, each one logged; one that
+ * cannot be deleted is logged and the rest still go. Returns the first error
+ * (wal_downgrade refuses on it; wal_open goes on).
+ */
+static int down_remove_leftovers(struct wal *w)
+{
+	DIR *d;
+	int rc = wal_opendir(w->ss.dirfd, &d);
+	if (rc) {
+		oplog(&w->o, "keel-wal: %s: looking for --log-downgrade leftovers failed: %s",
+		      w->ss.dir, keel_strerror(rc));
+		return rc;
+	}
+	bool any = false;
+	for (struct dirent *de; (de = readdir(d));) {
+		size_t l = strlen(de->d_name);
+		if (l != 20 + sizeof(DOWN_SUFFIX) - 1 || strncmp(de->d_name + 16, ".wal", 4) ||
+		    strcmp(de->d_name + 20, DOWN_SUFFIX))
+			continue;
+		if (unlinkat(w->ss.dirfd, de->d_name, 0) < 0 && errno != ENOENT) {
+			int e = -errno;
+			oplog(&w->o, "keel-wal: %s: removing leftover %s failed: %s", w->ss.dir,
+			      de->d_name, keel_strerror(e));
+			rc = rc ? rc : e;
+			continue;
+		}
+		oplog(&w->o, "keel-wal: %s: removed %s, left by a cut --log-downgrade", w->ss.dir,
+		      de->d_name);
+		any = true;
+	}
+	closedir(d);
+	int s = any ? fsync_dir(w->ss.dirfd) : 0;
+	if (s)
+		oplog(&w->o, "keel-wal: %s: directory fsync after removing leftovers failed: %s",
+		      w->ss.dir, keel_strerror(s));
+	return rc ? rc : s;
+}
+
 int wal_open(const struct wal_options *opt, struct wal **out, struct wal_recovery *rec_out)
 {
 	struct wal_recovery rec_local;
@@ -1989,6 +2044,7 @@ int wal_open(const struct wal_options *opt, struct wal **out, struct wal_recover
 			 w->ss.dir);
 		goto fail;
 	}
+	(void)down_remove_leftovers(w); /* a leftover that stays is logged, not fatal */
 
 	if (w->o.backend != WAL_BACKEND_PLAIN) {
 		int r = io_uring_queue_init(RING_ENTRIES, &w->ring, 0);
@@ -2282,8 +2338,8 @@ int wal_poll(struct wal *w, struct wal_status *st)
 		st->hs_term = w->hs_term;
 		st->hs_vote = w->hs_vote;
 		st->hs_pending = w->hs_want || w->hs_inflight;
-		st->busy = w->g_inflight || w->hs_inflight || w->pre_inflight || w->del_ops || w->drop_ops ||
-			   w->pq_sub != w->pq_tail || w->hs_want;
+		st->busy = w->g_inflight || w->hs_inflight || w->pre_inflight || w->del_ops ||
+			   w->drop_ops || w->pq_sub != w->pq_tail || w->hs_want;
 		st->error = w->err;
 	}
 	return w->err;
@@ -2721,8 +2777,9 @@ int wal_read(struct wal *w, uint64_t index, struct wal_entry *out, void *buf, si
 				    e->off + REC_HDR_BYTES, w->rd_errmsg, sizeof(w->rd_errmsg));
 	if (rc)
 		return rc;
-	if (keel_get32(h) != keel_crc32c(0, h + 4, REC_HDR_BYTES - 4) || keel_get64(h + 8) != index ||
-	    keel_get32(h + 4) != e->len || keel_get32(h + 28) != keel_crc32c(0, buf, e->len)) {
+	if (keel_get32(h) != keel_crc32c(0, h + 4, REC_HDR_BYTES - 4) ||
+	    keel_get64(h + 8) != index || keel_get32(h + 4) != e->len ||
+	    keel_get32(h + 28) != keel_crc32c(0, buf, e->len)) {
 		snprintf(w->rd_errmsg, sizeof(w->rd_errmsg),
 			 "wal: %s offset %" PRIu64 ": entry %" PRIu64
 			 " fails its checks when read again (it passed them at open: the "
@@ -2765,7 +2822,6 @@ void wal_set_test_fsync_delay(struct wal *w, uint32_t delay_us)
 /* ------------------------------------------- offline downgrade (wal.h) */
 
 #define DOWN_CHUNK_BYTES (1u << 20)
-#define DOWN_SUFFIX      ".down"
 
 /* Anything of a log in dir: its hard state or a segment. */
 static int down_has_log(const char *dir, bool *has)
@@ -2781,31 +2837,6 @@ static int down_has_log(const char *dir, bool *has)
 	}
 	closedir(d);
 	return 0;
-}
-
-/* Leftovers of a run that was cut (`<seq>.wal.down`): never a segment. */
-static int down_remove_leftovers(struct wal *w)
-{
-	DIR *d;
-	int rc = wal_opendir(w->ss.dirfd, &d);
-	if (rc)
-		return rc;
-	bool any = false;
-	for (struct dirent *de; (de = readdir(d));) {
-		size_t l = strlen(de->d_name);
-		if (l == 20 + sizeof(DOWN_SUFFIX) - 1 && !strncmp(de->d_name + 16, ".wal", 4) &&
-		    !strcmp(de->d_name + 20, DOWN_SUFFIX)) {
-			if (unlinkat(w->ss.dirfd, de->d_name, 0) < 0 && errno != ENOENT) {
-				rc = -errno;
-				break;
-			}
-			any = true;
-		}
-	}
-	closedir(d);
-	if (!rc && any)
-		rc = fsync_dir(w->ss.dirfd);
-	return rc;
 }
 
 /*
@@ -2841,8 +2872,7 @@ static int down_scan(int fd, const char *name, uint64_t size, uint8_t *buf, uint
 			return KEEL_E_CORRUPT;
 		}
 		if (h[25] == KIND_COMMIT) {
-			if (*n == *cap &&
-			    grow((void **)offs, cap, sizeof(**offs), 64) != 0)
+			if (*n == *cap && grow((void **)offs, cap, sizeof(**offs), 64) != 0)
 				return KEEL_E_NOMEM;
 			(*offs)[(*n)++] = x;
 		}
@@ -2889,7 +2919,8 @@ static int down_rewrite(struct wal *w, const char *name, int src, uint64_t size,
 			next++;
 		}
 		step = "write";
-		if ((rc = fault(w, WAL_IO_WRITE)) != 0 || (rc = wal_write_all(fd, buf, k, off)) != 0)
+		if ((rc = fault(w, WAL_IO_WRITE)) != 0 ||
+		    (rc = wal_write_all(fd, buf, k, off)) != 0)
 			goto fail;
 		off += k;
 	}
@@ -2941,7 +2972,8 @@ int wal_downgrade(const struct wal_options *opt, struct wal_downgrade_result *re
 	struct wal_recovery rec;
 	rc = wal_open(&o, &w, &rec);
 	if (rc) {
-		snprintf(res->error, sizeof(res->error), "%s", rec.error[0] ? rec.error : "wal: open");
+		snprintf(res->error, sizeof(res->error), "%s",
+			 rec.error[0] ? rec.error : "wal: open");
 		return rc;
 	}
 	res->first_index = rec.first_index;
@@ -2967,8 +2999,8 @@ int wal_downgrade(const struct wal_options *opt, struct wal_downgrade_result *re
 		rc = down_scan(w->segs[i].fd, name, (uint64_t)st.st_size, buf, &offs, &n, &cap,
 			       res->error, sizeof(res->error));
 		if (!rc && n)
-			rc = down_rewrite(w, name, w->segs[i].fd, (uint64_t)st.st_size, buf, offs, n,
-					  res->error, sizeof(res->error));
+			rc = down_rewrite(w, name, w->segs[i].fd, (uint64_t)st.st_size, buf, offs,
+					  n, res->error, sizeof(res->error));
 		if (!rc && n) {
 			res->segments_rewritten++;
 			res->records_dropped += n;

@@ -117,9 +117,10 @@ struct wal_options {
 	 */
 	uint32_t inline_sync_max_bytes;
 	/*
-	 * With inline_sync_max_bytes: a slow group stops inline syncs for the
-	 * next second, so a disk in a slow-flush burst never blocks the loop
-	 * more than once a second. Slow: synced inline, its write+sync took
+	 * With inline_sync_max_bytes: a slow group (or a failed one, not
+	 * counted slow) stops inline syncs for the next second, so a disk in
+	 * a slow-flush burst never blocks the loop more than once a second.
+	 * Slow: synced inline, its write+sync took
 	 * longer than this; on io_uring, a wal_poll() this long or longer after
 	 * its submission still found it unfinished (a lower bound on its sync's
 	 * time that leaves out the caller's turn between the completion and the
@@ -277,10 +278,10 @@ void wal_set_test_inline_delay(struct wal *w, uint32_t delay_us);
  * inline_sync_max_bytes; all zero otherwise), for the caller's metrics.
  */
 struct wal_inline_stats {
-	uint64_t inline_groups; /* groups written and synced inline on the loop */
+	uint64_t inline_groups; /* groups synced inline on the loop (failed tries not) */
 	uint64_t slow_groups;   /* groups (either path) slow by inline_slow_ns' rule */
-	uint64_t backoffs;      /* slow groups that turned inline syncs off (they were on) */
-	bool backed_off;        /* inline syncs are off now for a slow flush */
+	uint64_t backoffs;      /* slow or failed groups that turned inline syncs off */
+	bool backed_off;        /* inline syncs are off now for a slow or failed flush */
 };
 void wal_inline_stats(const struct wal *w, struct wal_inline_stats *out);
 
@@ -501,9 +502,9 @@ uint32_t wal_crc32c_suffix(uint32_t crc_ab, uint32_t crc_a, uint64_t len_b);
  */
 struct wal_downgrade_result {
 	uint32_t segments_rewritten;
-	uint64_t records_dropped;  /* commit records replaced by padding */
+	uint64_t records_dropped;         /* commit records replaced by padding */
 	uint64_t first_index, last_index; /* the entries, unchanged */
-	uint64_t commit_index;     /* what the last commit record said (0: none) */
+	uint64_t commit_index;            /* what the last commit record said (0: none) */
 	char error[512];
 };
 int wal_downgrade(const struct wal_options *opt, struct wal_downgrade_result *res);

@@ -981,6 +981,21 @@ static void wait_backoff_over(struct wal *w)
 	fail_msg("inline syncs still backed off after 20 s");
 }
 
+/* Once the back-off is over, one small group is inline -- durable at its
+ * poll's return -- and inline syncs counted reach want. */
+static void inline_after_backoff(struct wal *w, uint64_t *last, uint64_t want)
+{
+	struct wal_status st;
+	struct wal_inline_stats is;
+	wait_backoff_over(w);
+	walt_append_range(w, *last + 1, *last + 1, 1, store);
+	++*last;
+	assert_int_equal(wal_poll(w, &st), 0);
+	assert_int_equal(st.durable_index, *last);
+	wal_inline_stats(w, &is);
+	assert_int_equal(is.inline_groups, want);
+}
+
 /*
  * wal_set_test_inline_delay (keeld's keel.test.inlineSyncDelayUs): a small
  * group synced inline takes the delay on the calling thread -- durable when
@@ -1070,13 +1085,7 @@ static void test_inline_delay(void **state)
 	/* Cleared: inline again after the back-off, durable at the poll's return. */
 	wal_set_test_fsync_delay(f->w, 0);
 	wal_set_test_inline_delay(f->w, 0);
-	wait_backoff_over(f->w);
-	walt_append_range(f->w, last + 1, last + 1, 1, store);
-	last++;
-	assert_int_equal(wal_poll(f->w, &st), 0);
-	assert_int_equal(st.durable_index, last);
-	wal_inline_stats(f->w, &is);
-	assert_int_equal(is.inline_groups, 3);
+	inline_after_backoff(f->w, &last, 3);
 reopen:
 	reopen(f);
 	assert_int_equal(f->rec.last_index, last);
@@ -1178,6 +1187,69 @@ static void test_inline_backoff_ends(void **state)
 	reopen(f);
 	assert_int_equal(f->rec.last_index, last);
 	assert_false(f->rec.torn);
+}
+
+/* Fails the log's next writes or fsyncs (of kind *arg; 0: none). */
+static int fail_kind(void *arg, enum wal_io_kind kind)
+{
+	return *(int *)arg && kind == (enum wal_io_kind) * (int *)arg ? -EIO : 0;
+}
+
+/*
+ * An inline sync that fails (EIO at its write, then at its fsync) engages the
+ * back-off as a slow one does -- a disk that errors is at least as suspect,
+ * and its error may have blocked the loop as long as a stall -- but is not a
+ * slow flush (slow_groups unchanged), and is not counted as an inline sync:
+ * wal_retry() then sends the group to io_uring, and keel_wal_inline_syncs_total
+ * counts groups synced, each once. Once the back-off is over, a small group
+ * is inline again and counted once.
+ */
+static void test_inline_sync_fails(void **state)
+{
+	struct fx *f = *state;
+	wal_close(f->w);
+	int failing = 0;
+	struct wal_options o = vopts(f);
+	o.inline_slow_ns = 50u * 1000000u;
+	o.fault = fail_kind;
+	o.fault_arg = &failing;
+	assert_int_equal(wal_open(&o, &f->w, &f->rec), 0);
+	struct wal_status st;
+	struct wal_inline_stats is;
+	assert_int_equal(walt_drain(f->w, &st), 0);
+	uint64_t last = 0, synced = 0;
+	const int kinds[] = { WAL_IO_WRITE, WAL_IO_FSYNC };
+	for (size_t k = 0; k < 2; k++) {
+		wait_backoff_over(f->w);
+		wal_inline_stats(f->w, &is);
+		uint64_t slow0 = is.slow_groups, b0 = is.backoffs;
+		assert_int_equal(is.inline_groups, synced);
+		failing = kinds[k];
+		walt_append_range(f->w, last + 1, last + 1, 1, store);
+		last++;
+		assert_int_equal(wal_poll(f->w, &st), -EIO);
+		assert_true(st.durable_index < last);
+		assert_non_null(strstr(wal_error(f->w), k ? "fdatasync" : "write"));
+		wal_inline_stats(f->w, &is);
+		assert_int_equal(is.inline_groups, synced);
+		assert_int_equal(is.slow_groups, slow0);
+		assert_int_equal(is.backoffs, b0 + 1);
+		assert_true(is.backed_off);
+		/* Retried within the back-off: on io_uring, never counted inline. */
+		failing = 0;
+		assert_int_equal(wal_retry(f->w), 0);
+		assert_int_equal(walt_drain(f->w, &st), 0);
+		assert_int_equal(st.durable_index, last);
+		wal_inline_stats(f->w, &is);
+		assert_int_equal(is.inline_groups, synced);
+		/* Over: inline again, counted once. */
+		inline_after_backoff(f->w, &last, ++synced);
+	}
+	reopen(f);
+	assert_int_equal(f->rec.last_index, last);
+	assert_false(f->rec.torn);
+	for (uint64_t i = 1; i <= last; i++)
+		walt_check_entry(f->w, i, 1);
 }
 
 /* The lowest-numbered segment file of the log directory (its first). */
@@ -1430,6 +1502,8 @@ int main(void)
 		T(test_inline_backoff_ends, uring_inline),
 		T(test_inline_backoff_ends, direct_inline),
 		T(test_inline_backoff_ends, uring_wloop),
+		T(test_inline_sync_fails, uring_inline),
+		T(test_inline_sync_fails, direct_inline),
 		T(test_write_on_loop_order, uring_wloop),
 		T(test_write_on_loop_fsync_fails, uring_wloop),
 		T(test_lock, plain),
