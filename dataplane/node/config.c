@@ -1532,41 +1532,42 @@ int node_live_load(struct node_live *out, const char *dir, char *err, size_t err
 	return rc;
 }
 
-int node_live_save(const struct node_live *l, const char *dir, char *err, size_t err_len)
+int node_file_replace(const char *dir, const char *name, const void *data, size_t n,
+		      const char **step)
 {
 	char path[PATH_MAX + 16], tmp[PATH_MAX + 24];
-	snprintf(path, sizeof(path), "%s/%s", dir, NODE_LIVE_FILE);
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	char text[NODE_LIVE_MAX * (NODE_LIVE_KEY_MAX + NODE_LIVE_VALUE_MAX + 2) + 512];
-	size_t n = node_live_format(l, text, sizeof(text));
-	KEEL_ASSERT(n < sizeof(text));
-	const char *step = "open";
+	const char *text = data;
 	int rc = 0;
+	*step = "open";
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
 		goto fail;
-	step = "write";
+	*step = "write";
 	for (size_t off = 0; off < n;) {
 		ssize_t w = write(fd, text + off, n - off);
 		if (w < 0 && errno == EINTR)
 			continue;
+		if (w == 0)
+			errno = EIO; /* a write of nothing sets none */
 		if (w <= 0)
 			goto fail;
 		off += (size_t)w;
 	}
-	step = "fsync";
+	*step = "fsync";
 	if (fsync(fd) < 0)
 		goto fail;
-	step = "close";
+	*step = "close";
 	rc = close(fd);
 	fd = -1;
 	if (rc < 0)
 		goto fail;
-	step = "rename";
+	*step = "rename";
 	if (rename(tmp, path) < 0)
 		goto fail;
 	/* The rename is durable only once the directory is. */
-	step = "fsync of the directory";
+	*step = "fsync of the directory";
 	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0 || fsync(fd) < 0)
 		goto fail;
@@ -1574,10 +1575,22 @@ int node_live_save(const struct node_live *l, const char *dir, char *err, size_t
 	return 0;
 fail:
 	rc = -errno;
-	snprintf(err, err_len, "%s: %s: %s", tmp, step, strerror(errno));
 	if (fd >= 0)
 		close(fd);
-	if (strcmp(step, "fsync of the directory"))
+	if (strcmp(*step, "fsync of the directory"))
 		(void)unlink(tmp);
+	return rc;
+}
+
+int node_live_save(const struct node_live *l, const char *dir, char *err, size_t err_len)
+{
+	char text[NODE_LIVE_MAX * (NODE_LIVE_KEY_MAX + NODE_LIVE_VALUE_MAX + 2) + 512];
+	size_t n = node_live_format(l, text, sizeof(text));
+	KEEL_ASSERT(n < sizeof(text));
+	const char *step;
+	int rc = node_file_replace(dir, NODE_LIVE_FILE, text, n, &step);
+	if (rc < 0)
+		snprintf(err, err_len, "%s/%s.tmp: %s: %s", dir, NODE_LIVE_FILE, step,
+			 strerror(-rc));
 	return rc;
 }

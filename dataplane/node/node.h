@@ -474,6 +474,13 @@ int node_live_load(struct node_live *out, const char *dir, char *err, size_t err
 /* Write it atomically; -errno with the failing step in err. */
 int node_live_save(const struct node_live *live, const char *dir, char *err, size_t err_len);
 
+/* Replace DIR/NAME with N bytes of DATA durably and whole: written to
+ * NAME.tmp, fsync'd, renamed, the directory fsync'd (a crash leaves the old
+ * file or the new one). 0, or -errno with *STEP naming the step that failed
+ * (NAME.tmp removed, unless only the directory's fsync failed). */
+int node_file_replace(const char *dir, const char *name, const void *data, size_t n,
+		      const char **step);
+
 /*
  * node_config_load() with live's keys applied over the file's: the file's
  * lines for those keys are skipped, live's values are read after the file

@@ -2,6 +2,8 @@
 /* Was this node removed, by its own log (selfconf.h). */
 #include "selfconf.h"
 
+#include "node.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -61,41 +63,10 @@ uint64_t keeld_selfconf_removed(const struct keeld_selfconf *s, uint64_t commit,
 
 int keeld_removed_mark(const char *dir, const char *text)
 {
-	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0)
-		return -errno;
-	int rc = 0;
-	int fd = openat(dfd, KEELD_REMOVED_FILE ".tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-			0644);
-	if (fd < 0) {
-		rc = -errno;
-		goto out;
-	}
-	size_t len = strlen(text), off = 0;
-	while (off < len) {
-		ssize_t w = write(fd, text + off, len - off);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0) {
-			rc = w < 0 ? -errno : -EIO;
-			break;
-		}
-		off += (size_t)w;
-	}
-	if (!rc && fsync(fd) < 0)
-		rc = -errno;
-	close(fd);
 	/* Whole and synced before it has its name: a crash leaves the marker
 	 * whole or absent (a leftover .tmp counts for nothing). */
-	if (!rc && renameat(dfd, KEELD_REMOVED_FILE ".tmp", dfd, KEELD_REMOVED_FILE) < 0)
-		rc = -errno;
-	if (!rc && fsync(dfd) < 0)
-		rc = -errno;
-	if (rc)
-		unlinkat(dfd, KEELD_REMOVED_FILE ".tmp", 0);
-out:
-	close(dfd);
-	return rc;
+	const char *step;
+	return node_file_replace(dir, KEELD_REMOVED_FILE, text, strlen(text), &step);
 }
 
 int keeld_removed_marked(const char *dir, char *text, size_t cap)
