@@ -87,8 +87,7 @@ bool keel_crc32c_hw_available(void);
  * 0: unknown, covered by nothing)? Both sides are masked to the prefix; IPv4
  * and IPv6 never cover each other; an invalid id covers nothing.
  */
-bool keel_ip_id_parse(const char *id, size_t len, uint8_t addr[16], uint8_t *alen,
-		      unsigned *bits);
+bool keel_ip_id_parse(const char *id, size_t len, uint8_t addr[16], uint8_t *alen, unsigned *bits);
 bool keel_ip_id_covers(const char *id, size_t len, const uint8_t *ip, uint8_t ip_len);
 
 /* Monotonic clock, for I/O modules only (the consensus core never reads a clock). */

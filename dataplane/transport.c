@@ -42,7 +42,8 @@ static void probe_key_init(dp_transport *t, uint64_t seed)
 	} else if (getrandom(t->probe_key, sizeof(t->probe_key), 0) != sizeof(t->probe_key)) {
 		fprintf(stderr,
 			"dataplane: getrandom failed (%s): probe ids keyed from the clock and the "
-			"pid, which a local user could guess (acks forged for them would be taken)\n",
+			"pid, which a local user could guess (acks forged for them would be "
+			"taken)\n",
 			strerror(errno));
 		t->probe_key[0] = keel_now_ns() ^ (uint64_t)getpid() << 32;
 		t->probe_key[1] = keel_siphash24_u64((const uint64_t[2]){ t->probe_key[0], k1 }, 1);
@@ -537,13 +538,16 @@ static void search_next(dp_transport *t, uint16_t id, struct dp_path *pp, uint64
 	if (limited)
 		fprintf(stderr,
 			"dataplane: peer %u: the limit on frames to it (this node's MTU or the "
-			"peer's receive limit) fell to mtu %u mid-search, the sizes above no longer "
-			"probed: frames to it now cut for mtu %u, a full-size probe again in %u s\n",
+			"peer's receive limit) fell to mtu %u mid-search, the sizes above no "
+			"longer "
+			"probed: frames to it now cut for mtu %u, a full-size probe again in %u "
+			"s\n",
 			id, lost - 1 + DP_IP_BYTES + DP_UDP_BYTES + DP_HDR_BYTES, dp_mtu_to(t, id),
 			again);
 	else
 		fprintf(stderr,
-			"dataplane: peer %u: probes for mtu %u answered, for mtu %u lost: frames to "
+			"dataplane: peer %u: probes for mtu %u answered, for mtu %u lost: frames "
+			"to "
 			"it now cut for mtu %u, a full-size probe again in %u s\n",
 			id, dp_mtu_to(t, id), lost + DP_IP_BYTES + DP_UDP_BYTES + DP_HDR_BYTES,
 			dp_mtu_to(t, id), again);
@@ -632,12 +636,12 @@ static void probe_judge(dp_transport *t, uint16_t id, struct dp_path *pp, uint64
  * number could claim a probe size passed (a black hole cleared, a search
  * settled too high); now a forger must see the probe to answer it.
  */
-static uint32_t probe_id_next(dp_transport *t, uint32_t not)
+static uint32_t probe_id_next(dp_transport *t, uint32_t not )
 {
 	uint32_t id;
 	do
 		id = (uint32_t)keel_siphash24_u64(t->probe_key, ++t->probe_seq);
-	while (!id || id == not);
+	while (!id || id == not );
 	return id;
 }
 

@@ -49,7 +49,7 @@ struct kv_itab {
 };
 
 /* The entry that holds link l as its member m. */
-#define KV_ILINK_ENTRY(l, type, m) ((type *)(void *)((char *)(l) - offsetof(type, m)))
+#define KV_ILINK_ENTRY(l, type, m) ((type *)(void *)((char *)(l)-offsetof(type, m)))
 
 /* The chain an entry of hash h is on (the table has buckets). */
 static inline struct kv_ilink **kv_itab_slot(const struct kv_itab *t, uint64_t h)

@@ -69,8 +69,7 @@ uint64_t kv_session_digest(const struct kv_session *s)
 	return fold(h, (uint64_t)(uint32_t)s->timeout_ms);
 }
 
-struct kv_znode *kv_znode_alloc_hashed(struct kv *kv, const char *path, uint32_t len,
-				       uint64_t hash)
+struct kv_znode *kv_znode_alloc_hashed(struct kv *kv, const char *path, uint32_t len, uint64_t hash)
 {
 	struct kv_znode *z = kv_mem_alloc(&kv->mem, sizeof(*z) + len + 1);
 	if (!z)
@@ -717,8 +716,8 @@ static int emit(struct kv *kv, int32_t type, const char *path, size_t n, int64_t
 		return (int)aoff;
 	/* az is the node at path: its keyed hash is the path's */
 	KEEL_ASSERT(az->leaf.klen == n);
-	kv->ev[kv->nev] = (struct kv_event){ type, (uint32_t)n, NULL, zxid, NULL, alen, &kv->hkey,
-					     az->leaf.hash };
+	kv->ev[kv->nev] = (struct kv_event){ type, (uint32_t)n, NULL,      zxid,
+					     NULL, alen,        &kv->hkey, az->leaf.hash };
 	kv->ev_acl_off[kv->nev] = (uint32_t)aoff;
 	kv->ev_off[kv->nev++] = (uint32_t)off;
 	return 0;

@@ -35,7 +35,7 @@ struct kv_blob {
  */
 struct kv_aclrec {
 	uint64_t gen;  /* kv_mem's */
-	uint64_t hash;  /* kv_hash(b, len, KV_SEED_DATA): the digest's ACL term */
+	uint64_t hash; /* kv_hash(b, len, KV_SEED_DATA): the digest's ACL term */
 	/* in kv_acltab.tab; its hash: kv_siphash13 under the store's key */
 	struct kv_ilink link;
 	uint32_t len;

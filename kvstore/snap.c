@@ -139,7 +139,7 @@ static uint64_t leaf_order(const struct kv_leaf *lf, bool nodes)
  * "Snapshot sort memory (branch kv11)").
  */
 #define SORT_BUDGET_DEFAULT (1u << 21) /* leaf pointers in one range: 16 MiB */
-#define SORT_MAX_RANGES     255       /* greedy packing: ranges <= 2 n / budget + 1 */
+#define SORT_MAX_RANGES     255        /* greedy packing: ranges <= 2 n / budget + 1 */
 static size_t sort_budget = SORT_BUDGET_DEFAULT;
 
 void kv_snapshot_sort_budget(size_t leaves)
@@ -149,15 +149,15 @@ void kv_snapshot_sort_budget(size_t leaves)
 
 struct sort_walk {
 	bool nodes;
-	uint8_t want;                /* the range this walk collects */
-	uint8_t range[256];          /* an interval's range */
-	uint8_t *tag;                /* a leaf's interval, in walk order */
-	size_t i, count;             /* the leaf's index in walk order; the view's count */
+	uint8_t want;       /* the range this walk collects */
+	uint8_t range[256]; /* an interval's range */
+	uint8_t *tag;       /* a leaf's interval, in walk order */
+	size_t i, count;    /* the leaf's index in walk order; the view's count */
 	size_t budget;
-	const struct kv_leaf **ptr;  /* the range's leaves, by interval */
-	struct sorted *v, *tmp;      /* one interval's entries; the radix sort's */
+	const struct kv_leaf **ptr; /* the range's leaves, by interval */
+	struct sorted *v, *tmp;     /* one interval's entries; the radix sort's */
 	size_t ptr_cap, v_cap;
-	size_t pos[256];             /* the next free slot of an interval's slice */
+	size_t pos[256]; /* the next free slot of an interval's slice */
 	size_t per_tag[256];
 };
 
@@ -302,10 +302,10 @@ static int sort_emit(const struct kv_leaf **lf, size_t n, bool nodes, struct sor
  */
 struct sub_walk {
 	struct sort_walk *f;
-	uint64_t prefix;     /* the order's top 8 * depth bits */
-	unsigned depth;      /* 1..7 */
+	uint64_t prefix; /* the order's top 8 * depth bits */
+	unsigned depth;  /* 1..7 */
 	uint8_t want;
-	uint8_t range[256];  /* a sub-interval's range; RANGE_SPLIT: split again */
+	uint8_t range[256]; /* a sub-interval's range; RANGE_SPLIT: split again */
 	size_t count[256];
 	size_t pos[256];
 };
@@ -665,8 +665,7 @@ static int link_node(void *ctx, struct kv_leaf *lf)
 	if (!nm || kv_hamt_put(&kv->mem, &p->children, &nm->leaf, &old) < 0)
 		return c->err = KEEL_E_NOMEM;
 	if (kv_owner_is_ephemeral(z->stat.ephemeral_owner)) {
-		struct kv_session *s =
-			kv_session_find(kv->draft, z->stat.ephemeral_owner);
+		struct kv_session *s = kv_session_find(kv->draft, z->stat.ephemeral_owner);
 		struct kv_name *e = kv_name_alloc(kv, z->path, n);
 		if (!s)
 			return c->err = KEEL_E_CORRUPT;

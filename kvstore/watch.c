@@ -447,8 +447,10 @@ static uint64_t event_hash(const struct kv_watches *w, const struct kv_event *ev
 }
 
 /* inlined: one call per event, the common case (review10c measured it so) */
-static inline __attribute__((always_inline)) size_t match_path(struct kv_watches *w, const char *path, size_t n, int exact,
-			 const struct kv_event *ev, kv_notify_fn fn, void *ctx)
+static inline __attribute__((always_inline)) size_t match_path(struct kv_watches *w,
+							       const char *path, size_t n,
+							       int exact, const struct kv_event *ev,
+							       kv_notify_fn fn, void *ctx)
 {
 	uint64_t h = exact ? event_hash(w, ev) : kv_siphash13(&w->key, path, n);
 	struct kv_ilink **pp = slot_of(w, path, n, h);

@@ -576,8 +576,9 @@ int wal_snap_image_data_crc(const struct wal_snap_image *img, uint32_t *crc)
 	int rc = wal_read_all(img->fd_, memb, img->membership_len, SNAP_HDR_BYTES);
 	if (!rc)
 		rc = wal_read_all(img->fd_, t, sizeof(t), img->data_off_ + img->data_bytes);
-	if (!rc && (keel_get32(t + 12) != SNAP_END_MAGIC ||
-		    keel_get32(t + 16) != keel_crc32c(0, t, 16) || keel_get64(t) != img->data_bytes))
+	if (!rc &&
+	    (keel_get32(t + 12) != SNAP_END_MAGIC || keel_get32(t + 16) != keel_crc32c(0, t, 16) ||
+	     keel_get64(t) != img->data_bytes))
 		rc = KEEL_E_CORRUPT;
 	if (!rc)
 		*crc = wal_crc32c_suffix(keel_get32(t + 8),

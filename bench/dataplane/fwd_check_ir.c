@@ -14,8 +14,8 @@
  * What on_forward does with each item after reading it (seen set, items_add)
  * is the same in both and not here.
  * Usage: fwd-check-ir old|new ITEMS N, e.g.
- *   valgrind --tool=callgrind --toggle-collect=read_old build/release/bench/dataplane/fwd-check-ir old 1 100000
- *   (read_new for new): Ir per read = the collected total / N.
+ *   valgrind --tool=callgrind --toggle-collect=read_old build/release/bench/dataplane/fwd-check-ir
+ * old 1 100000 (read_new for new): Ir per read = the collected total / N.
  */
 #include <stdio.h>
 #include <stdlib.h>

@@ -43,8 +43,8 @@ int main(int argc, char **argv)
 	for (long s = 0; s < nc; s++)
 		kv_watch_remove_session(w, 1000000 + s);
 	size_t after = kv_watch_count(w);
-	printf("kv-watch-close: %ld watches of others, %ld sessions x %ld closed: %zu -> %zu\n",
-	       nw, nc, k, before, after);
+	printf("kv-watch-close: %ld watches of others, %ld sessions x %ld closed: %zu -> %zu\n", nw,
+	       nc, k, before, after);
 	kv_watches_destroy(w);
 	return after == (size_t)nw && before == (size_t)(nw + nc * k) ? 0 : 1;
 }

@@ -73,8 +73,9 @@ int main(int argc, char **argv)
 	for (long i = 0; i < n; i++) {
 		r = r * 6364136223846793005ull + 1442695040888963407ull;
 		op = kvb_op(KV_OP_SET_DATA, keys[(r >> 33) % KEYS]);
-		struct kv_txn t = { .type = KV_OP_SET_DATA, .zxid = zxid, .time_ms = zxid,
-				    .nops = 1, .ops = &op };
+		struct kv_txn t = {
+			.type = KV_OP_SET_DATA, .zxid = zxid, .time_ms = zxid, .nops = 1, .ops = &op
+		};
 		struct kv_apply_result res;
 		if (kv_apply(kv, &t, &res) < 0 || res.ops[0].err != ZK_OK)
 			return 1;

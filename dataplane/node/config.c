@@ -527,10 +527,11 @@ static int set_ssl_key(struct parser *p, const char *key, const char *v, bool *h
 		return 0;
 	if (!strcmp(k, "ssl.keyStore.type") || !strcmp(k, "ssl.trustStore.type")) {
 		if (strcasecmp(v, "PEM"))
-			return fail(p, key,
-				    "'%s': keel reads PEM files only (convert a JKS or PKCS12 store: "
-				    "keytool -importkeystore to PKCS12, then openssl pkcs12 -nodes)",
-				    v);
+			return fail(
+				p, key,
+				"'%s': keel reads PEM files only (convert a JKS or PKCS12 store: "
+				"keytool -importkeystore to PKCS12, then openssl pkcs12 -nodes)",
+				v);
 		return 0;
 	}
 	if (!strcmp(k, "ssl.clientAuth")) {
@@ -560,7 +561,8 @@ static int set_ssl_key(struct parser *p, const char *key, const char *v, bool *h
 			else if (!strcmp(w, "TLS") && !list)
 				mask |= ZK_TLS_V1_3 | ZK_TLS_V1_2;
 			else
-				return fail(p, key, "'%s': keel serves TLSv1.2 and TLSv1.3 only", w);
+				return fail(p, key, "'%s': keel serves TLSv1.2 and TLSv1.3 only",
+					    w);
 		}
 		if (!mask)
 			return fail(p, key, "empty value");
@@ -589,8 +591,8 @@ void node_config_tls(const struct node_config *c, struct zk_tls_config *t)
 {
 	memset(t, 0, sizeof(*t));
 	t->bind_addr = c->secure_client_addr[0] ? c->secure_client_addr
-			: c->client_addr[0]      ? c->client_addr
-						 : ZK_BIND_ANY;
+		       : c->client_addr[0]      ? c->client_addr
+						: ZK_BIND_ANY;
 	t->port = c->secure_client_port;
 	t->key_path = c->ssl_key_path;
 	t->key_password = c->ssl_key_password;
@@ -604,8 +606,8 @@ void node_config_tls(const struct node_config *c, struct zk_tls_config *t)
 static uint32_t line_of(const struct parser *p, const char *key)
 {
 	for (uint32_t i = 0; i < p->n_seen; i++)
-		if (!strcmp(p->seen[i].key, key) ||
-		    (!strncmp(p->seen[i].key, "zookeeper.", 10) && !strcmp(p->seen[i].key + 10, key)))
+		if (!strcmp(p->seen[i].key, key) || (!strncmp(p->seen[i].key, "zookeeper.", 10) &&
+						     !strcmp(p->seen[i].key + 10, key)))
 			return p->seen[i].line;
 	return 0;
 }

@@ -2458,8 +2458,7 @@ static size_t four_letter(struct zk_backend *b, int word, char *out, size_t cap)
 		    "\nkeel_session_expired_unknown\t%" PRIu64
 		    "\nkeel_session_expired_not_found\t%" PRIu64
 		    "\nkeel_session_expired_password\t%" PRIu64
-		    "\nkeel_session_expired_create\t%" PRIu64
-		    "\nkeel_reads_behind\t%" PRIu64
+		    "\nkeel_session_expired_create\t%" PRIu64 "\nkeel_reads_behind\t%" PRIu64
 		    "\nkeel_sessions_at_peers\t%" PRIu64 "\n",
 		    k->version, mode_name(k), nodes, sessions, st.open, st.requests, st.replies,
 		    st.outstanding, (size_t)0, (uint64_t)atomic_load(&k->term),
@@ -2480,7 +2479,8 @@ static size_t four_letter(struct zk_backend *b, int word, char *out, size_t cap)
 		    (uint64_t)atomic_load(&k->n_peer_malformed));
 		/* the tick loop's stalls (keel_ticks_dropped_total, keel_stalls_total) */
 		OUT("keel_ticks_dropped\t%" PRIu64 "\nkeel_stalls\t%" PRIu64 "\n",
-		    (uint64_t)atomic_load(&k->n_ticks_dropped), (uint64_t)atomic_load(&k->n_stalls));
+		    (uint64_t)atomic_load(&k->n_ticks_dropped),
+		    (uint64_t)atomic_load(&k->n_stalls));
 		/* TLS (secureClientPort): connections by port, handshakes, and
 		 * closes by reason (keel_tls_failures_total{reason}) */
 		if (k->cfg.secure_client_port) {
@@ -2661,8 +2661,7 @@ int keeld_frontend_start(struct keeld *k)
 		snprintf(on, sizeof(on), "%s:%u", where, zk_server_port(k->zk));
 	keeld_log("clients: ZooKeeper protocol on %s (epoll front end %s), session timeout "
 		  "%u..%u ms, 4lw whitelist 0x%x, maxClientCnxns %u, globalOutstandingLimit %u",
-		  on,
-		  k->fe_folded ? "on the pipeline thread" : "on its own thread",
+		  on, k->fe_folded ? "on the pipeline thread" : "on its own thread",
 		  k->cfg.min_session_timeout_ms, k->cfg.max_session_timeout_ms, k->cfg.fourlw_mask,
 		  k->cfg.max_client_cnxns, k->cfg.global_outstanding_limit);
 	return 0;

@@ -131,14 +131,15 @@ struct node_config {
 	 * PEM only; README "TLS"). secure_client_port 0: no TLS listener. The
 	 * enum values are zkproto.h's (zk_tls_client_auth, ZK_TLS_V1_*).
 	 */
-	uint16_t secure_client_port;              /* secureClientPort */
-	char secure_client_addr[NODE_HOST_MAX];   /* secureClientPortAddress; "": clientPortAddress's */
-	char ssl_key_path[PATH_MAX];              /* ssl.keyStore.location: key + chain, PEM */
-	char ssl_key_password[NODE_TOKEN_MAX];    /* ssl.keyStore.password ("": none) */
-	char ssl_trust_path[PATH_MAX];            /* ssl.trustStore.location ("": none) */
-	uint32_t ssl_client_auth;                 /* ssl.clientAuth (default need) */
-	uint32_t ssl_protocols;                   /* ssl.protocol / ssl.enabledProtocols (0: both) */
-	char ssl_ciphersuites[1024];              /* ssl.ciphersuites ("": OpenSSL's) */
+	uint16_t secure_client_port;            /* secureClientPort */
+	char secure_client_addr[NODE_HOST_MAX]; /* secureClientPortAddress; "": clientPortAddress's
+						 */
+	char ssl_key_path[PATH_MAX];            /* ssl.keyStore.location: key + chain, PEM */
+	char ssl_key_password[NODE_TOKEN_MAX];  /* ssl.keyStore.password ("": none) */
+	char ssl_trust_path[PATH_MAX];          /* ssl.trustStore.location ("": none) */
+	uint32_t ssl_client_auth;               /* ssl.clientAuth (default need) */
+	uint32_t ssl_protocols;                 /* ssl.protocol / ssl.enabledProtocols (0: both) */
+	char ssl_ciphersuites[1024];            /* ssl.ciphersuites ("": OpenSSL's) */
 
 	/* keel keys */
 	uint64_t cluster_id;             /* keel.clusterId: peers with another id are dropped */

@@ -342,13 +342,13 @@ struct pipeline {
 	struct wal *w;
 	dp_transport *t;
 	uint64_t tick_ns, next_tick_ns;
-	uint64_t ticks_dropped;  /* by run_ticks after stalls, in all */
-	uint64_t stalls;         /* turns that found more ticks due than tick_cap */
-	uint64_t stall_max_ns;   /* the longest of them: how late its first tick was */
+	uint64_t ticks_dropped; /* by run_ticks after stalls, in all */
+	uint64_t stalls;        /* turns that found more ticks due than tick_cap */
+	uint64_t stall_max_ns;  /* the longest of them: how late its first tick was */
 	uint64_t ticks_dropped_seen, stalls_seen; /* mg_fold's, for their counters */
 	struct wal_inline_stats wal_inline_seen;  /* mg_wal's, likewise */
-	uint64_t stall_log_ns;   /* run_ticks' last log line (at most one per 10 s) */
-	uint64_t stall_log_skip; /* stalls not logged since it */
+	uint64_t stall_log_ns;       /* run_ticks' last log line (at most one per 10 s) */
+	uint64_t stall_log_skip;     /* stalls not logged since it */
 	int32_t test_clock_rate_ppm; /* keel.test.clockRatePpm: 0 = the true rate */
 	uint32_t test_apply_gap_us;  /* keel.test.applyGapUs: 0 = none */
 	/* Heartbeats and heartbeat responses held for the next message to their
@@ -515,7 +515,7 @@ struct pipeline {
 	uint64_t wal_retry_ns;  /* next wal_retry() while stopped */
 	bool wal_handed_off;    /* leadership handed away because the log stopped */
 	uint64_t durable_index;
-	bool wal_busy; /* the last wal_poll left I/O in flight or queued (load) */
+	bool wal_busy;                 /* the last wal_poll left I/O in flight or queued (load) */
 	uint64_t idle_commit_failures; /* wal_idle_commit writes that failed (logged) */
 
 	/* snapshots */
@@ -1381,7 +1381,7 @@ static void peer_bad(struct pipeline *p, const struct dp_msg *m, bool quiet, con
 	enum { NEWER = MGMT_PEER_MSG_TYPES - 2, UNKNOWN = MGMT_PEER_MSG_TYPES - 1 };
 	int i = m->type < KEEL_ARRAY_SIZE(slot) && slot[m->type] ? slot[m->type] - 1
 		: m->from < DP_MAX_NODES && p->peer_level[m->from] > NODE_PROTOCOL_LEVEL ? NEWER
-											  : UNKNOWN;
+											 : UNKNOWN;
 	++p->malformed[i];
 	/* mntr's total here, not with the status: a node without keel.adminPort
 	 * publishes none (mg_turn), and its mntr said 0 for ever (review11b) */
@@ -7285,12 +7285,13 @@ int keeld_pipeline_open(struct keeld *k)
 	 * zoo.cfg a new member starts with). */
 	p->seen_conf = *raft_conf(p->r);
 	p->conf_seen_index = raft_last_index(p->r);
-	p->self_listed = self.listed ||
-			 ((have_snap_conf || n) && conf_has(&p->seen_conf, k->myid, 0));
+	p->self_listed =
+		self.listed || ((have_snap_conf || n) && conf_has(&p->seen_conf, k->myid, 0));
 	/* A drop not known committed yet: conf_watch stops the node when the
 	 * commit reaches it (the seen configuration is this one: no change). */
-	p->self_removed_index =
-		keeld_selfconf_dropped_by_self(&self, rec.hs_term, rec.hs_vote) ? self.drop_index : 0;
+	p->self_removed_index = keeld_selfconf_dropped_by_self(&self, rec.hs_term, rec.hs_vote)
+					? self.drop_index
+					: 0;
 	uint64_t removed =
 		keeld_selfconf_removed(&self, raft_commit(p->r), rec.hs_term, rec.hs_vote);
 	keeld_log("raft: id %u, %u members, election %u ms, heartbeat %u ms, tick %u ms, "

@@ -65,14 +65,14 @@
 #include "jute.h"
 #include "tls.h"
 
-#define ZKS_BATCH     64
-#define ZKS_RX_MIN    4096
-#define ZKS_TX_MIN    4096
-#define ZKS_4LW_BYTES 65536
-#define ZKS_EV_LISTEN 0
-#define ZKS_EV_WAKE   1
+#define ZKS_BATCH         64
+#define ZKS_RX_MIN        4096
+#define ZKS_TX_MIN        4096
+#define ZKS_4LW_BYTES     65536
+#define ZKS_EV_LISTEN     0
+#define ZKS_EV_WAKE       1
 #define ZKS_EV_LISTEN_TLS 2
-#define ZKS_EV_CONN0  3
+#define ZKS_EV_CONN0      3
 /* The first byte of a TLS handshake record (a ClientHello's). */
 #define ZKS_TLS_HANDSHAKE_RECORD 0x16
 /*
@@ -124,15 +124,15 @@ struct conn {
 	uint64_t accepted_ns;
 	uint32_t outstanding; /* requests handed to the backend, not yet answered */
 	struct zk_peer peer;
-	SSL *ssl;             /* TLS port: the connection's TLS state; NULL: plaintext */
-	bool tls_up;          /* handshake done: conn_recv/conn_send carry the stream */
-	bool tls_broken;      /* a fatal TLS error: no close_notify at the close */
-	bool tls_reneg;       /* the info callback saw a renegotiation begin */
-	bool tls_want_write;  /* the handshake waits for room to write */
-	bool tls_rw;          /* an SSL_read() waits for room to write (a post-handshake reply) */
-	bool tls_peeked;      /* the first byte was a TLS handshake record's */
-	bool tls_eof;         /* the socket read its end (BIO_eof for OpenSSL) */
-	bool tls_hello_big;   /* the first handshake message declared over ZKS_TLS_HELLO_MAX */
+	SSL *ssl;            /* TLS port: the connection's TLS state; NULL: plaintext */
+	bool tls_up;         /* handshake done: conn_recv/conn_send carry the stream */
+	bool tls_broken;     /* a fatal TLS error: no close_notify at the close */
+	bool tls_reneg;      /* the info callback saw a renegotiation begin */
+	bool tls_want_write; /* the handshake waits for room to write */
+	bool tls_rw;         /* an SSL_read() waits for room to write (a post-handshake reply) */
+	bool tls_peeked;     /* the first byte was a TLS handshake record's */
+	bool tls_eof;        /* the socket read its end (BIO_eof for OpenSSL) */
+	bool tls_hello_big;  /* the first handshake message declared over ZKS_TLS_HELLO_MAX */
 	/* The first handshake message's header, gathered across records
 	 * (tls_hello_seen) from the record headers (tls_rec) around it. */
 	uint8_t tls_rec[5], tls_rec_len, tls_hs[4], tls_hs_len;
@@ -152,12 +152,12 @@ struct zk_server {
 	struct zk_backend_ops ops;
 	struct zk_backend *backend;
 	int lfd, epfd, evfd;
-	int tls_lfd;                /* -1: no TLS listener */
+	int tls_lfd; /* -1: no TLS listener */
 	uint16_t tls_port;
 	SSL_CTX *ssl_ctx;
 	uint32_t handshakes_per_poll; /* external_loop: handshake steps per poll */
 	uint32_t handshakes_left;     /* ... that this poll may still take */
-	int spare_fd; /* given up to accept-and-close when out of descriptors */
+	int spare_fd;                 /* given up to accept-and-close when out of descriptors */
 	uint64_t next_sweep_ns;
 	/* The clock of this engine turn (handle_events, mu held): the receive
 	 * time stamped on every request it reads. One read per turn, not one per
@@ -740,8 +740,8 @@ static void process_rx(struct zk_server *s, struct conn *c)
 		size_t avail = c->rx_len - off;
 		/* A ClientHello's record header: as a frame length, over any
 		 * jute.maxbuffer; refused as such, but counted for what it is. */
-		if (c->state == C_NEW && !c->ssl && avail >= 2 && p[0] == ZKS_TLS_HANDSHAKE_RECORD &&
-		    p[1] == 3) {
+		if (c->state == C_NEW && !c->ssl && avail >= 2 &&
+		    p[0] == ZKS_TLS_HANDSHAKE_RECORD && p[1] == 3) {
 			tls_fail(s, c, ZK_TLS_FAIL_PLAIN_PORT);
 			break;
 		}
@@ -1003,7 +1003,8 @@ static bool tls_hello_too_big(struct conn *c, const uint8_t *p, size_t n)
 			c->tls_rec_left = (uint16_t)(c->tls_rec[3] << 8 | c->tls_rec[4]);
 			continue;
 		}
-		size_t k = KEEL_MIN(KEEL_MIN(n, (size_t)c->tls_rec_left), (size_t)(4 - c->tls_hs_len));
+		size_t k =
+			KEEL_MIN(KEEL_MIN(n, (size_t)c->tls_rec_left), (size_t)(4 - c->tls_hs_len));
 		memcpy(c->tls_hs + c->tls_hs_len, p, k);
 		c->tls_hs_len = (uint8_t)(c->tls_hs_len + k);
 		c->tls_rec_left = (uint16_t)(c->tls_rec_left - k);
@@ -1097,8 +1098,7 @@ static void on_accept(struct zk_server *s, bool tls)
 		struct sockaddr_storage ss;
 		socklen_t sslen = sizeof(ss);
 		memset(&ss, 0, sizeof(ss));
-		int fd = accept4(lfd, (struct sockaddr *)&ss, &sslen,
-				 SOCK_NONBLOCK | SOCK_CLOEXEC);
+		int fd = accept4(lfd, (struct sockaddr *)&ss, &sslen, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0 && (errno == EMFILE || errno == ENFILE) && s->spare_fd >= 0) {
 			/*
 			 * Out of descriptors: the pending connection would keep the
@@ -1547,7 +1547,8 @@ int zk_server_start(const struct zk_server_config *cfg, const struct zk_backend_
 			rc = KEEL_E_NOMEM;
 			goto fail_mutex;
 		}
-		s->handshakes_per_poll = cfg->tls->handshakes_per_poll ? cfg->tls->handshakes_per_poll : 1;
+		s->handshakes_per_poll =
+			cfg->tls->handshakes_per_poll ? cfg->tls->handshakes_per_poll : 1;
 		rc = listen_on(cfg->tls->bind_addr, cfg->tls->port, &s->tls_lfd, &s->tls_port);
 		if (rc != 0)
 			goto fail_mutex;

@@ -587,14 +587,14 @@ int zk_tls_check(const struct zk_tls_config *t, enum zk_tls_field *field, char *
 
 /* Why a TLS connection was closed (zk_server_stats.tls_failed, metrics). */
 enum zk_tls_fail {
-	ZK_TLS_FAIL_NOT_TLS = 0,  /* a plaintext client on the TLS port */
-	ZK_TLS_FAIL_PROTOCOL,     /* no common version or suite, a bad handshake message */
-	ZK_TLS_FAIL_CERT,         /* no client certificate (need), or one the trust store refuses */
-	ZK_TLS_FAIL_TIMEOUT,      /* no handshake within sessionless_timeout_ms */
-	ZK_TLS_FAIL_EOF,          /* the client went away mid-handshake */
+	ZK_TLS_FAIL_NOT_TLS = 0, /* a plaintext client on the TLS port */
+	ZK_TLS_FAIL_PROTOCOL,    /* no common version or suite, a bad handshake message */
+	ZK_TLS_FAIL_CERT,        /* no client certificate (need), or one the trust store refuses */
+	ZK_TLS_FAIL_TIMEOUT,     /* no handshake within sessionless_timeout_ms */
+	ZK_TLS_FAIL_EOF,         /* the client went away mid-handshake */
 	ZK_TLS_FAIL_RENEGOTIATION, /* a renegotiation attempt (TLS 1.2): refused, closed */
-	ZK_TLS_FAIL_RECORD,       /* a bad record after the handshake (garbage, a bad MAC) */
-	ZK_TLS_FAIL_PLAIN_PORT,   /* a TLS ClientHello on the plaintext port */
+	ZK_TLS_FAIL_RECORD,        /* a bad record after the handshake (garbage, a bad MAC) */
+	ZK_TLS_FAIL_PLAIN_PORT,    /* a TLS ClientHello on the plaintext port */
 	ZK_TLS_FAIL_COUNT_,
 };
 /* "not_tls", "protocol", ... (the metric's reason label) */
@@ -732,9 +732,9 @@ struct zk_server_stats {
 	uint64_t tls_accepted;        /* connections accepted on the TLS port (in accepted too) */
 	uint64_t tls_handshakes;      /* handshakes completed */
 	uint64_t tls_failed[ZK_TLS_FAIL_COUNT_];
-	uint32_t open;                /* connections open now */
-	uint32_t outstanding;         /* requests handed to the backend, not yet answered */
-	uint32_t tls_open;            /* of open, those on the TLS port */
+	uint32_t open;        /* connections open now */
+	uint32_t outstanding; /* requests handed to the backend, not yet answered */
+	uint32_t tls_open;    /* of open, those on the TLS port */
 };
 
 /*

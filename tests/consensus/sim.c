@@ -686,8 +686,8 @@ static void drain(struct sim *s, struct node *nd)
 			 * where the log stands after them (log/wal.c). */
 			nd->commit_want = KEEL_MAX(nd->commit_want, raft_commit(nd->r));
 			if (u.n_entries && !s->o.no_commit_record)
-				w->commit = KEEL_MIN(nd->commit_want,
-						     u.entries[u.n_entries - 1].index);
+				w->commit =
+					KEEL_MIN(nd->commit_want, u.entries[u.n_entries - 1].index);
 			/* Term from the log as it stands (what the wal's index holds);
 			 * 0 where compacted: the wal writes no record then. */
 			w->commit_term = w->commit ? raft_term_at(nd->r, w->commit) : 0;

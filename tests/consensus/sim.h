@@ -100,8 +100,8 @@ const char *sim_failure(const struct sim *s); /* NULL while every check holds */
 /* What a run exercised (so a sweep can show the faults really happened). */
 struct sim_stats {
 	uint64_t elections, crashes, installs, conf_changes, transfers, reads, applied;
-	uint64_t follower_reads;   /* of reads: served through a follower */
-	uint64_t install_failures; /* installs that failed at the disk and were retried */
+	uint64_t follower_reads;    /* of reads: served through a follower */
+	uint64_t install_failures;  /* installs that failed at the disk and were retried */
 	uint64_t recovered_applies; /* entries applied at a restart from the persisted commit */
 };
 void sim_get_stats(const struct sim *s, struct sim_stats *st);

@@ -1195,8 +1195,9 @@ static void test_restart_commit_clamped(void **state)
 		b[i]->size = 8;
 		b[i]->data = (uint8_t *)(b[i] + 1);
 		b[i]->data[0] = (uint8_t)i;
-		e[i] = (struct raft_entry){ .term = 2, .index = 11 + i, .buf = b[i], .len = 8,
-					    .type = RAFT_ENTRY_NORMAL };
+		e[i] = (struct raft_entry){
+			.term = 2, .index = 11 + i, .buf = b[i], .len = 8, .type = RAFT_ENTRY_NORMAL
+		};
 	}
 	struct raft_buf img = { .refs = 1, .size = 4, .data = (uint8_t[4]){ 0 } };
 	static const struct {

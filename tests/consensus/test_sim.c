@@ -115,8 +115,7 @@ static void test_sweep(void **state)
 	       (unsigned long long)g_total.installs, (unsigned long long)g_total.install_failures,
 	       (unsigned long long)g_total.conf_changes, (unsigned long long)g_total.transfers,
 	       (unsigned long long)g_total.reads, (unsigned long long)g_total.follower_reads,
-	       (unsigned long long)g_total.applied,
-	       (unsigned long long)g_total.recovered_applies);
+	       (unsigned long long)g_total.applied, (unsigned long long)g_total.recovered_applies);
 	assert_int_equal(failures, 0);
 }
 

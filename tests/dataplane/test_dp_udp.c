@@ -1694,8 +1694,8 @@ static void auto_probes_20ms(struct dp_config *c)
  * `rounds_after` more rounds: *biggest and *sized of the sized probes sent
  * after the change; the MTU frames to node 1 are then cut for.
  */
-static uint16_t search_limit_falls(uint32_t lim, size_t answer, int rounds_after,
-				   size_t *biggest, size_t *sized)
+static uint16_t search_limit_falls(uint32_t lim, size_t answer, int rounds_after, size_t *biggest,
+				   size_t *sized)
 {
 	if (lo_auto_mtu() < 9100)
 		skip(); /* lo's MTU is small here: no 9000-byte probe */
@@ -1706,8 +1706,8 @@ static uint16_t search_limit_falls(uint32_t lim, size_t answer, int rounds_after
 	fake1_send(fd, 7, hi, sizeof(hi));
 	fake1_ctl(fd, 1, 99, 9000); /* a probe of node 1's: it answers, takes 9000 */
 	assert_int_equal(recv_rounds(b), 1);
-	assert_int_equal(dp_mtu_to(b, 1), 9000 - DP_HDR_BYTES + DP_IP_BYTES + DP_UDP_BYTES +
-						  DP_HDR_BYTES);
+	assert_int_equal(dp_mtu_to(b, 1),
+			 9000 - DP_HDR_BYTES + DP_IP_BYTES + DP_UDP_BYTES + DP_HDR_BYTES);
 	uint32_t now_lim = 9000;
 	*biggest = *sized = 0;
 	struct dp_path_info pi = { 0 };
@@ -1858,8 +1858,9 @@ static void test_probe_key_no_getrandom(void **state)
 		dp_close(b);
 		static char log[16384];
 		stderr_end(saved, log, sizeof(log));
-		const char *want = "dataplane: getrandom failed (Function not implemented): probe ids "
-				   "keyed from the clock and the pid";
+		const char *want =
+			"dataplane: getrandom failed (Function not implemented): probe ids "
+			"keyed from the clock and the pid";
 		const char *at = strstr(log, want);
 		if (!at || strstr(at + strlen(want), "getrandom failed")) { /* one line */
 			fprintf(stderr, "the transport's log: %s\n", log);

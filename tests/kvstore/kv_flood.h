@@ -114,7 +114,8 @@ static inline bool flood_name_byte(uint8_t c)
  */
 static inline void flood_path(char out[17], uint64_t *next, uint64_t seed)
 {
-	static const char digits[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-";
+	static const char digits[] =
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-";
 	for (;;) {
 		uint64_t c = (*next)++;
 		uint8_t *b = (uint8_t *)out;
@@ -139,7 +140,9 @@ static inline void flood_path(char out[17], uint64_t *next, uint64_t seed)
  */
 static inline void flood_acl(uint8_t out[40], uint64_t i, uint64_t seed)
 {
-	static const uint8_t head[18] = { 1, 0, 0, 0, 31, 0, 0, 0, 2, 0, 0, 0, 'i', 'p', 22, 0, 0, 0 };
+	static const uint8_t head[18] = {
+		1, 0, 0, 0, 31, 0, 0, 0, 2, 0, 0, 0, 'i', 'p', 22, 0, 0, 0
+	};
 	memcpy(out, head, sizeof(head));
 	memset(out + 18, 'a', 14);
 	for (int k = 0; k < 8; k++)

@@ -401,7 +401,8 @@ static void test_housekeeping_after_burst(void **state)
 			struct kv_op op = kvt_create_op("/x", "", 0);
 			assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), ZK_OK);
 			snprintf(id, sizeof(id), "10.9.9.%d", i);
-			assert_int_equal(kvt_apply1(kv, z++, 0, ip_create("/y", id, acl), NULL), ZK_OK);
+			assert_int_equal(kvt_apply1(kv, z++, 0, ip_create("/y", id, acl), NULL),
+					 ZK_OK);
 			assert_int_equal(records(kv), 2);
 			assert_int_equal(kvt_apply1(kv, z++, 0, kvt_op(KV_OP_DELETE, "/x"), NULL),
 					 ZK_OK);
@@ -412,7 +413,8 @@ static void test_housekeeping_after_burst(void **state)
 			assert_true(kv->acls.touched.cap == 0); /* freed after the burst */
 		if (old && kv->acls.tab.old == old)
 			most_moved = KEEL_MAX(most_moved, kv->acls.tab.old_pos - pos);
-		if (kv->acls.tab.old && kv->acls.tab.old_pos > 0 && kv->acls.tab.old_pos <= kv->acls.tab.old_mask) {
+		if (kv->acls.tab.old && kv->acls.tab.old_pos > 0 &&
+		    kv->acls.tab.old_pos <= kv->acls.tab.old_mask) {
 			seen_partial = true;
 			if (i % 50 == 0)
 				assert_int_equal(records(kv), i < LISTS ? LISTS - i : 1);
@@ -473,14 +475,16 @@ static void test_resize_random(void **state)
 			 * of /r<i> (maybe its list's last), then NoNode */
 			snprintf(path2, sizeof(path2), "/t%u", l);
 			snprintf(id2, sizeof(id2), "10.1.%u.%u", i / 100, i % 100);
-			struct kv_op ops[4] = { ip_create(path2, id, acl), ip_create("/u", id2, acl2),
+			struct kv_op ops[4] = { ip_create(path2, id, acl),
+						ip_create("/u", id2, acl2),
 						kvt_op(KV_OP_DELETE, path),
 						kvt_create_op("/none/x", "", 0) };
 			struct kv_apply_result res;
 			assert_int_not_equal(kvt_multi(kv, z++, 0, ops, 4, &res), ZK_OK);
 			abort_moving |= moving;
 		} else if (has[i] < 0 && phase != 1) {
-			assert_int_equal(kvt_apply1(kv, z++, 0, ip_create(path, id, acl), NULL), ZK_OK);
+			assert_int_equal(kvt_apply1(kv, z++, 0, ip_create(path, id, acl), NULL),
+					 ZK_OK);
 			has[i] = (int16_t)l;
 			in_use += uses[l]++ == 0;
 		} else if (has[i] >= 0 && (phase == 1 || roll < 3)) {
@@ -509,8 +513,8 @@ static void test_resize_random(void **state)
 		if (phase == 2 && shrank && nb > low)
 			regrown = KEEL_MAX(regrown, nb);
 	}
-	fprintf(stderr, "resize: peak %u buckets, low %u, regrown to %u; %" PRIu64 " lists\n",
-		peak, low, regrown, in_use);
+	fprintf(stderr, "resize: peak %u buckets, low %u, regrown to %u; %" PRIu64 " lists\n", peak,
+		low, regrown, in_use);
 	assert_true(peak >= 2048);
 	assert_true(shrank && low <= peak / 4);
 	assert_true(regrown > low);

@@ -468,7 +468,8 @@ static void fault_snapshot_write(size_t budget, void (*build)(struct kv *kv))
 		if (left > 0)
 			break;
 	}
-	fprintf(stderr, "fault: snapshot write (sort budget %zu): %ld allocation sites failed cleanly\n",
+	fprintf(stderr,
+		"fault: snapshot write (sort budget %zu): %ld allocation sites failed cleanly\n",
 		budget, failures);
 	/* the writer's buffer; per map (sessions, nodes) its walk state, the
 	 * tags, the pointers and the entries, and the nodes' radix buffer
@@ -555,8 +556,10 @@ static void test_fault_watch_table(void **state)
 		wf_hits = 0;
 		for (int i = 0; i < 300; i++) {
 			snprintf(p, sizeof(p), "/f/%d", i);
-			struct kv_event ev = { .type = KV_EVENT_DATA_CHANGED, .path = p,
-					       .path_len = (uint32_t)strlen(p), .zxid = 2 + i };
+			struct kv_event ev = { .type = KV_EVENT_DATA_CHANGED,
+					       .path = p,
+					       .path_len = (uint32_t)strlen(p),
+					       .zxid = 2 + i };
 			kv_watch_match(w, &ev, wf_hit, NULL);
 		}
 		assert_int_equal(wf_hits, added);
@@ -596,8 +599,9 @@ static void test_fault_watch_notify_once(void **state)
 			assert_int_equal(kv_watch_add(w, s, "/a/b", 4, KV_WATCH_DATA, 1), 0);
 			assert_int_equal(kv_watch_add(w, s, "/a", 2, KV_WATCH_RECURSIVE, 1), 0);
 		}
-		struct kv_event ev = { .type = KV_EVENT_DATA_CHANGED, .path = "/a/b",
-				       .path_len = 4, .zxid = 2 };
+		struct kv_event ev = {
+			.type = KV_EVENT_DATA_CHANGED, .path = "/a/b", .path_len = 4, .zxid = 2
+		};
 		memset(wf_per, 0, sizeof(wf_per));
 		kv_fault_countdown = n;
 		size_t sent = kv_watch_match(w, &ev, wf_count, NULL);
@@ -612,7 +616,8 @@ static void test_fault_watch_notify_once(void **state)
 		if (left > 0)
 			break;
 	}
-	fprintf(stderr, "fault: watch notify_once: %ld allocation sites failed cleanly\n", failures);
+	fprintf(stderr, "fault: watch notify_once: %ld allocation sites failed cleanly\n",
+		failures);
 	assert_true(failures >= 3); /* its growth to 16, 32 and 64 */
 }
 

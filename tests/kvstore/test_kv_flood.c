@@ -82,8 +82,9 @@ static int create_with(struct kv *kv, int64_t zxid, const char *path, const void
 		op.acl = acl;
 		op.acl_len = 40;
 	}
-	struct kv_txn t = { .type = KV_OP_CREATE, .zxid = zxid, .time_ms = zxid, .nops = 1,
-			    .ops = &op };
+	struct kv_txn t = {
+		.type = KV_OP_CREATE, .zxid = zxid, .time_ms = zxid, .nops = 1, .ops = &op
+	};
 	struct kv_apply_result r;
 	int rc = kv_apply(kv, &t, &r);
 	return rc < 0 ? rc : r.err;
@@ -212,12 +213,11 @@ static void history(struct kv *kv)
 	for (int i = 0; i < FLOOD_N; i += 4)
 		assert_int_equal(create_with(kv, z++, paths[i], acls[i]), ZK_OK);
 	for (int64_t sid = 1; sid <= 20; sid++)
-		assert_int_equal(kvt_session(kv, z++, KV_OP_CREATE_SESSION, sid * 0x1000001, 30000,
-					     NULL),
-				 ZK_OK);
-	assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op("/s", NULL, KV_MODE_PERSISTENT),
-				    NULL),
-			 ZK_OK);
+		assert_int_equal(
+			kvt_session(kv, z++, KV_OP_CREATE_SESSION, sid * 0x1000001, 30000, NULL),
+			ZK_OK);
+	assert_int_equal(
+		kvt_apply1(kv, z++, 0, kvt_create_op("/s", NULL, KV_MODE_PERSISTENT), NULL), ZK_OK);
 	for (int i = 0; i < 200; i++) {
 		struct kv_op op = kvt_create_op("/s/e-", "d", KV_MODE_EPHEMERAL_SEQUENTIAL);
 		assert_int_equal(kvt_apply1(kv, z++, (i % 20 + 1) * 0x1000001, op, NULL), ZK_OK);
@@ -235,8 +235,8 @@ static void history(struct kv *kv)
 		assert_int_equal(kvt_apply1(kv, z++, 0, op, NULL), ZK_OK);
 	}
 	for (int64_t sid = 1; sid <= 20; sid += 3)
-		assert_int_equal(kvt_session(kv, z++, KV_OP_CLOSE_SESSION, sid * 0x1000001, 0, NULL),
-				 ZK_OK);
+		assert_int_equal(
+			kvt_session(kv, z++, KV_OP_CLOSE_SESSION, sid * 0x1000001, 0, NULL), ZK_OK);
 }
 
 static void image_of(struct kv *kv, struct image *im)
@@ -250,10 +250,11 @@ static void image_of(struct kv *kv, struct image *im)
 static void test_key_free_outputs(void **state)
 {
 	(void)state;
-	static const struct kv_hash_key keys[KEYS] = {
-		{ { 0, 0 } }, { { 1, 2 } }, { { 0x9e3779b97f4a7c15ull, 0x243f6a8885a308d3ull } },
-		{ { ~0ull, 0x5555555555555555ull } }
-	};
+	static const struct kv_hash_key keys[KEYS] = { { { 0, 0 } },
+						       { { 1, 2 } },
+						       { { 0x9e3779b97f4a7c15ull,
+							   0x243f6a8885a308d3ull } },
+						       { { ~0ull, 0x5555555555555555ull } } };
 	static struct image im[KEYS];
 	char kids[KEYS][8192], eph[KEYS][8192];
 	build_inputs();
@@ -266,10 +267,12 @@ static void test_key_free_outputs(void **state)
 		assert_memory_equal(&got, &keys[k], sizeof(got));
 		history(kv);
 		image_of(kv, &im[k]);
-		assert_int_equal(kvt_children_str(kv_view_get(kv), "/f", kids[k], sizeof(kids[k]), NULL),
-				 ZK_OK);
-		assert_int_equal(kvt_children_str(kv_view_get(kv), "/s", eph[k], sizeof(eph[k]), NULL),
-				 ZK_OK);
+		assert_int_equal(
+			kvt_children_str(kv_view_get(kv), "/f", kids[k], sizeof(kids[k]), NULL),
+			ZK_OK);
+		assert_int_equal(
+			kvt_children_str(kv_view_get(kv), "/s", eph[k], sizeof(eph[k]), NULL),
+			ZK_OK);
 		uint64_t records, refs;
 		assert_int_equal(kv_acl_records(kv, true, &records, &refs), 0);
 		kv_destroy(kv);
@@ -340,8 +343,9 @@ static void test_sort_budget_passes(void **state)
 			char p[32];
 			for (int i = 0; i < 3000; i++) {
 				snprintf(p, sizeof(p), "/r%d", i);
-				assert_int_equal(kvt_apply1(kv, i + 1, 0, kvt_create_op(p, p, 0), NULL),
-						 ZK_OK);
+				assert_int_equal(
+					kvt_apply1(kv, i + 1, 0, kvt_create_op(p, p, 0), NULL),
+					ZK_OK);
 			}
 		}
 		kv_snapshot_sort_budget(0);
@@ -431,17 +435,19 @@ static void shape(struct kv *kv, int which)
 {
 	int64_t z = 1;
 	if (which >= 1) {
-		assert_int_equal(kvt_session(kv, z++, KV_OP_CREATE_SESSION, 77, 30000, NULL), ZK_OK);
-		assert_int_equal(kvt_apply1(kv, z++, 77, kvt_create_op("/e", "x", KV_MODE_EPHEMERAL),
-					    NULL),
+		assert_int_equal(kvt_session(kv, z++, KV_OP_CREATE_SESSION, 77, 30000, NULL),
 				 ZK_OK);
+		assert_int_equal(
+			kvt_apply1(kv, z++, 77, kvt_create_op("/e", "x", KV_MODE_EPHEMERAL), NULL),
+			ZK_OK);
 	}
 	if (which == 2) {
 		static char p[KV_PATH_MAX_BYTES];
 		size_t n = 0;
 		for (int d = 0; d < 300; d++) {
 			n += (size_t)snprintf(p + n, sizeof(p) - n, "/d%d", d);
-			assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op(p, "", 0), NULL), ZK_OK);
+			assert_int_equal(kvt_apply1(kv, z++, 0, kvt_create_op(p, "", 0), NULL),
+					 ZK_OK);
 		}
 	}
 }
@@ -449,9 +455,9 @@ static void shape(struct kv *kv, int which)
 static void test_key_free_edges(void **state)
 {
 	(void)state;
-	static const struct kv_hash_key keys[3] = {
-		{ { 0, 0 } }, { { 0xdeadbeefull, 0xfeedfaceull } }, { { ~0ull, ~0ull } }
-	};
+	static const struct kv_hash_key keys[3] = { { { 0, 0 } },
+						    { { 0xdeadbeefull, 0xfeedfaceull } },
+						    { { ~0ull, ~0ull } } };
 	for (int which = 0; which < 3; which++) {
 		struct image im[3];
 		for (int k = 0; k < 2; k++) {

@@ -125,14 +125,14 @@ static void test_hash_unchanged(void **state)
 				uint8_t *e = realloc(c, al + n ? al + n : 1);
 				assert_non_null(e);
 				uint64_t seed = r ^ n;
-				assert_int_equal(kv_hash(e + al, n, seed), ref_hash(e + al, n, seed));
+				assert_int_equal(kv_hash(e + al, n, seed),
+						 ref_hash(e + al, n, seed));
 				free(e);
 			}
 	}
 	/* a fixed value (main's kv_hash at 49fed4e), so a change to both at once
 	 * is seen too */
-	assert_int_equal(kv_hash("/kb/k0000042", 12, 0x6b65656c70617468ull),
-			 0xe2474bebe8b6f3e7ull);
+	assert_int_equal(kv_hash("/kb/k0000042", 12, 0x6b65656c70617468ull), 0xe2474bebe8b6f3e7ull);
 	assert_int_equal(ref_hash("/kb/k0000042", 12, 0x6b65656c70617468ull),
 			 0xe2474bebe8b6f3e7ull);
 }

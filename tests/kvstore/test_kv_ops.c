@@ -1357,7 +1357,8 @@ static size_t random_txn(struct txn_gen *g, struct kv_txn *t, struct kv_op *ops)
 	if (t->type == KV_OP_MULTI) {
 		t->nops = (uint32_t)((x >> 25) % 6);
 		for (uint32_t i = 0; i < t->nops; i++)
-			ops[i] = stamp_op(in_multi[(x >> (28 + 2 * i)) % 4], &x, pool, acl, acl_len);
+			ops[i] =
+				stamp_op(in_multi[(x >> (28 + 2 * i)) % 4], &x, pool, acl, acl_len);
 		t->ops = ops;
 	} else if (t->type > 0) {
 		ops[0] = stamp_op(t->type, &x, pool, acl, acl_len);
@@ -1407,7 +1408,6 @@ static void test_txn_stamp_random(void **state)
 		for (int au = 0; au < 3; au++)
 			assert_true(kinds[i][au] > 100); /* every kind in every format */
 }
-
 
 /*
  * The decoder reads the header with one length check and the fields with

@@ -112,18 +112,22 @@ static void test_watch_store_hash(void **state)
 			for (int s = 1; s <= 3; s++) {
 				struct kv_watches *w[2] = { same, diff };
 				for (int t = 0; t < 2; t++) {
-					int kind = s == 1 ? KV_WATCH_EXIST
+					int kind = s == 1   ? KV_WATCH_EXIST
 						   : s == 2 ? KV_WATCH_CHILD
 							    : KV_WATCH_PERSISTENT;
 					assert_int_equal(kv_watch_add(w[t], s, paths[i],
-								      strlen(paths[i]), kind, z - 1),
+								      strlen(paths[i]), kind,
+								      z - 1),
 							 0);
 				}
 			}
 		struct kv_op ops[6] = {
-			kvt_create_op("/a", "", 0),	   kvt_create_op("/a/b", "", 0),
-			kvt_create_op("/e", "", KV_MODE_EPHEMERAL), kvt_create_op("/a/b/c", "", 0),
-			kvt_op(KV_OP_SET_DATA, "/a/b/c"), kvt_op(KV_OP_DELETE, "/a/b/c"),
+			kvt_create_op("/a", "", 0),
+			kvt_create_op("/a/b", "", 0),
+			kvt_create_op("/e", "", KV_MODE_EPHEMERAL),
+			kvt_create_op("/a/b/c", "", 0),
+			kvt_op(KV_OP_SET_DATA, "/a/b/c"),
+			kvt_op(KV_OP_DELETE, "/a/b/c"),
 		};
 		for (int i = 0; i < 7; i++) {
 			struct kv_apply_result r;
@@ -652,8 +656,10 @@ static void test_snapshot_odd_valid_paths(void **state)
 	assert_int_equal(kv_create(NULL, &a), 0);
 	assert_int_equal(kv_zk_numbering_set(a, true), 0);
 	assert_int_equal(kv_zookeeper_nodes(a), 0);
-	static const char *const odd[] = { "/...",	     "/.a",  "/a..", "/a b", "/ ", "/\xc2\x80",
-					   "/\xff\xfe", "/.a/..b", "/.a/..b/...", "/s" };
+	static const char *const odd[] = {
+		"/...",      "/.a",       "/a..",    "/a b",        "/ ",
+		"/\xc2\x80", "/\xff\xfe", "/.a/..b", "/.a/..b/...", "/s"
+	};
 	for (size_t i = 0; i < KEEL_ARRAY_SIZE(odd); i++)
 		assert_int_equal(kvt_apply1(a, z++, 0, kvt_create_op(odd[i], "x", 0), NULL), ZK_OK);
 	char made[2][32];
@@ -776,8 +782,10 @@ static void count_hit(void *ctx, int64_t session, const struct kv_event *ev)
 
 static size_t fire(struct kv_watches *w, const char *p, int64_t zxid)
 {
-	struct kv_event ev = { .type = KV_EVENT_DATA_CHANGED, .path = p,
-			       .path_len = (uint32_t)strlen(p), .zxid = zxid };
+	struct kv_event ev = { .type = KV_EVENT_DATA_CHANGED,
+			       .path = p,
+			       .path_len = (uint32_t)strlen(p),
+			       .zxid = zxid };
 	ev_hits = 0;
 	kv_watch_match(w, &ev, count_hit, NULL);
 	return ev_hits;
@@ -796,8 +804,8 @@ static void test_watch_table_resize(void **state)
 	assert_int_equal(kv_watches_buckets(w, NULL), 64);
 	for (int i = 0; i < RESIZE_N; i++) {
 		snprintf(p, sizeof(p), "/w/%d", i);
-		assert_int_equal(kv_watch_add(w, 1 + i % 7, p, strlen(p), KV_WATCH_PERSISTENT, zxid),
-				 0);
+		assert_int_equal(
+			kv_watch_add(w, 1 + i % 7, p, strlen(p), KV_WATCH_PERSISTENT, zxid), 0);
 		assert_int_equal(kv_watch_count(w), (size_t)i + 1);
 		kv_watches_buckets(w, &moving);
 		grew_moving |= moving;
@@ -933,17 +941,19 @@ static void test_watch_session_index(void **state)
 	for (int op = 0; op < 30000; op++) {
 		rnd = rnd * 6364136223846793005ull + 1442695040888963407ull;
 		uint32_t r = (uint32_t)(rnd >> 33);
-		int s = (int)(r % SI_S), p = (int)(r / SI_S % SI_P), k = (int)(r / SI_S / SI_P % SI_K);
+		int s = (int)(r % SI_S), p = (int)(r / SI_S % SI_P),
+		    k = (int)(r / SI_S / SI_P % SI_K);
 		int what = (int)(r / SI_S / SI_P / SI_K % 100);
 		snprintf(path, sizeof(path), "/si/%d", p);
 		if (what < 60) {
-			assert_int_equal(kv_watch_add(w, s + 1, path, strlen(path), si_kind[k], zxid),
-					 0);
+			assert_int_equal(
+				kv_watch_add(w, s + 1, path, strlen(path), si_kind[k], zxid), 0);
 			m[s][p][k] = true;
 		} else if (what < 75) {
 			bool any = m[s][p][0] || m[s][p][1] || m[s][p][2];
-			assert_int_equal(kv_watch_remove(w, s + 1, path, strlen(path), KV_WATCH_ANY),
-					 any ? ZK_OK : ZK_ENOWATCHER);
+			assert_int_equal(
+				kv_watch_remove(w, s + 1, path, strlen(path), KV_WATCH_ANY),
+				any ? ZK_OK : ZK_ENOWATCHER);
 			m[s][p][0] = m[s][p][1] = m[s][p][2] = false;
 		} else if (what < 78) {
 			kv_watch_remove_session(w, s + 1);
@@ -955,8 +965,10 @@ static void test_watch_session_index(void **state)
 				want[q] = m[q][p][0] || m[q][p][1] || m[q][p][2];
 				m[q][p][0] = false; /* one-shot */
 			}
-			struct kv_event ev = { .type = KV_EVENT_DATA_CHANGED, .path = path,
-					       .path_len = (uint32_t)strlen(path), .zxid = ++zxid };
+			struct kv_event ev = { .type = KV_EVENT_DATA_CHANGED,
+					       .path = path,
+					       .path_len = (uint32_t)strlen(path),
+					       .zxid = ++zxid };
 			memset(si_notified, 0, sizeof(si_notified));
 			kv_watch_match(w, &ev, si_note, NULL);
 			assert_memory_equal(si_notified, want, sizeof(want));
@@ -1018,11 +1030,11 @@ static void test_watch_depth_words(void **state)
 		}
 		char other[300];
 		snprintf(other, sizeof(other), "%.*s~", (int)n, path); /* a sibling */
-		assert_int_equal(kv_watch_add(w, 2000, other, strlen(other), KV_WATCH_RECURSIVE, zxid),
-				 0);
+		assert_int_equal(
+			kv_watch_add(w, 2000, other, strlen(other), KV_WATCH_RECURSIVE, zxid), 0);
 		snprintf(other, sizeof(other), "%s%sz", path, round % 5 == 0 ? "" : "/");
-		assert_int_equal(kv_watch_add(w, 2001, other, strlen(other), KV_WATCH_RECURSIVE, zxid),
-				 0);
+		assert_int_equal(
+			kv_watch_add(w, 2001, other, strlen(other), KV_WATCH_RECURSIVE, zxid), 0);
 		assert_int_equal(fire(w, path, ++zxid), (size_t)want);
 		assert_int_equal(kv_watch_remove(w, 1000, "/", 1, KV_WATCH_RECURSIVE), ZK_OK);
 		for (size_t k = 0; k < last; k++)

@@ -230,9 +230,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	/* A recovered commit names an entry the log holds, at its term. */
 	uint64_t ct = 0;
-	if (rec.commit_index &&
-	    (rec.commit_index > last || rec.commit_index + 1 < first ||
-	     wal_term(w, rec.commit_index, &ct) != 0 || ct != rec.commit_term))
+	if (rec.commit_index && (rec.commit_index > last || rec.commit_index + 1 < first ||
+				 wal_term(w, rec.commit_index, &ct) != 0 || ct != rec.commit_term))
 		abort();
 	uint64_t term = check_entries(w, first, last);
 	if (term == 0)

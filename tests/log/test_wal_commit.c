@@ -365,7 +365,7 @@ static void test_unknown_kind_refused(void **state)
 	uint64_t x = 4096;
 	for (uint64_t i = 1; i <= 4; i++)
 		x += 32 + walt_len(i);
-	assert_int_equal(b[x + 25], 4);        /* the commit record's kind */
+	assert_int_equal(b[x + 25], 4);             /* the commit record's kind */
 	assert_int_equal(keel_get64(b + x + 8), 3); /* its index */
 	b[x + 25] = 9;
 	keel_put32(b + x, keel_crc32c(0, b + x + 4, 28));

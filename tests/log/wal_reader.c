@@ -25,8 +25,10 @@ static void quiet(void *arg, const char *line)
 
 static int read_log(const char *dir)
 {
-	struct wal_options o = { .dir = dir, .segment_size_bytes = 64 << 10,
-				 .backend = WAL_BACKEND_PLAIN, .log_fn = quiet };
+	struct wal_options o = { .dir = dir,
+				 .segment_size_bytes = 64 << 10,
+				 .backend = WAL_BACKEND_PLAIN,
+				 .log_fn = quiet };
 	struct wal *w;
 	struct wal_recovery rec;
 	int rc = wal_open(&o, &w, &rec);
@@ -50,8 +52,7 @@ static int read_log(const char *dir)
 		digest = keel_crc32c(digest, meta, sizeof(meta));
 		digest = keel_crc32c(digest, e.data, e.len);
 	}
-	printf("entries %" PRIu64 "..%" PRIu64 " term %" PRIu64 " vote %" PRIu64
-	       " digest %08x\n",
+	printf("entries %" PRIu64 "..%" PRIu64 " term %" PRIu64 " vote %" PRIu64 " digest %08x\n",
 	       rec.first_index, rec.last_index, rec.hs_term, rec.hs_vote, digest);
 	wal_close(w);
 	return 0;
@@ -60,8 +61,10 @@ static int read_log(const char *dir)
 #ifdef WAL_READER_MAKE
 static int make_log(const char *dir)
 {
-	struct wal_options o = { .dir = dir, .segment_size_bytes = 64 << 10,
-				 .backend = WAL_BACKEND_PLAIN, .log_fn = quiet };
+	struct wal_options o = { .dir = dir,
+				 .segment_size_bytes = 64 << 10,
+				 .backend = WAL_BACKEND_PLAIN,
+				 .log_fn = quiet };
 	struct wal *w;
 	struct wal_recovery rec;
 	struct wal_status st;
@@ -72,8 +75,9 @@ static int make_log(const char *dir)
 		uint32_t len = (uint32_t)(i * 13 % 200);
 		for (uint32_t k = 0; k < len; k++)
 			data[i][k] = (uint8_t)(i + k);
-		struct wal_entry e = { .index = i, .term = i < 300 ? 2 : 4, .type = 1,
-				       .len = len, .data = data[i] };
+		struct wal_entry e = {
+			.index = i, .term = i < 300 ? 2 : 4, .type = 1, .len = len, .data = data[i]
+		};
 		if (wal_append(w, &e, 1, NULL))
 			return 1;
 		if (i % 7 == 0) {

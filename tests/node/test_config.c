@@ -638,13 +638,14 @@ static void test_tls_served(void **state)
 	assert_null(strstr(out, "ssl.")); /* conf shows no key paths or passwords */
 
 	/* beside clientPort; enabledProtocols says exactly; its own address */
-	assert_int_equal(parse(cfgtext("clientPort=2181\nclientPortAddress=127.0.0.1\n"
-				       "secureClientPort=2281\nssl.keyStore.location=%s/server.pem\n"
-				       "ssl.clientAuth=none\nssl.enabledProtocols=TLSv1.3\n"
-				       "ssl.protocol=TLSv1.2\n",
-				       dir),
-			       0),
-			 0);
+	assert_int_equal(
+		parse(cfgtext("clientPort=2181\nclientPortAddress=127.0.0.1\n"
+			      "secureClientPort=2281\nssl.keyStore.location=%s/server.pem\n"
+			      "ssl.clientAuth=none\nssl.enabledProtocols=TLSv1.3\n"
+			      "ssl.protocol=TLSv1.2\n",
+			      dir),
+		      0),
+		0);
 	assert_int_equal(cfg.ssl_protocols, ZK_TLS_V1_3);
 	node_config_tls(&cfg, &t);
 	assert_string_equal(t.bind_addr, "127.0.0.1"); /* clientPortAddress's */
@@ -662,41 +663,43 @@ static void test_tls_refused(void **state)
 {
 	(void)state;
 	/* still no port at all */
-	refused_tls(cfgtext("ssl.keyStore.location=%s/server.pem\n", dir), 0, "clientPort", "not set");
+	refused_tls(cfgtext("ssl.keyStore.location=%s/server.pem\n", dir), 0, "clientPort",
+		    "not set");
 	refused_tls(cfgtext("clientPort=2181\nsecureClientPort=2181\nssl.clientAuth=none\n"
-			"ssl.keyStore.location=%s/server.pem\n",
-			dir),
-		3, "secureClientPort", "also clientPort");
+			    "ssl.keyStore.location=%s/server.pem\n",
+			    dir),
+		    3, "secureClientPort", "also clientPort");
 	refused_tls(cfgtext("secureClientPort=2281\nssl.clientAuth=none\n"), 2, "secureClientPort",
-		"not set");
+		    "not set");
 	refused_tls(cfgtext("secureClientPort=2281\nssl.clientAuth=none\n"
-			"ssl.keyStore.location=%s/none.pem\n",
-			dir),
-		4, "ssl.keyStore.location", "No such file");
+			    "ssl.keyStore.location=%s/none.pem\n",
+			    dir),
+		    4, "ssl.keyStore.location", "No such file");
 	refused_tls(cfgtext("secureClientPort=2281\nssl.clientAuth=none\n"
-			"ssl.keyStore.location=%s/mismatch.pem\n",
-			dir),
-		4, "ssl.keyStore.location", "not the first certificate's");
+			    "ssl.keyStore.location=%s/mismatch.pem\n",
+			    dir),
+		    4, "ssl.keyStore.location", "not the first certificate's");
 	refused_tls(cfgtext("secureClientPort=2281\nssl.keyStore.location=%s/server.pem\n", dir), 0,
-		"ssl.clientAuth", "needs a trust store");
+		    "ssl.clientAuth", "needs a trust store");
 	refused_tls(cfgtext("secureClientPort=2281\nssl.keyStore.location=%s/server.pem\n"
-			"ssl.trustStore.location=%s/ca.key\n",
-			dir, dir),
-		4, "ssl.trustStore.location", "no PEM certificate");
+			    "ssl.trustStore.location=%s/ca.key\n",
+			    dir, dir),
+		    4, "ssl.trustStore.location", "no PEM certificate");
 	refused_tls(cfgtext("secureClientPort=2281\nssl.clientAuth=none\n"
-			"ssl.keyStore.location=%s/server.pem\nssl.ciphersuites=TLS_RSA_FOO\n",
-			dir),
-		5, "ssl.ciphersuites", "TLS_RSA_FOO");
+			    "ssl.keyStore.location=%s/server.pem\nssl.ciphersuites=TLS_RSA_FOO\n",
+			    dir),
+		    5, "ssl.ciphersuites", "TLS_RSA_FOO");
 	refused_tls(cfgtext("ssl.keyStore.type=JKS\n"), 2, "ssl.keyStore.type", "PEM files only");
 	refused_tls(cfgtext("ssl.trustStore.type=PKCS12\n"), 2, "ssl.trustStore.type", "PEM");
 	refused_tls(cfgtext("ssl.clientAuth=always\n"), 2, "ssl.clientAuth", "need, want, none");
-	refused_tls(cfgtext("ssl.protocol=TLSv1.1\n"), 2, "ssl.protocol", "TLSv1.2 and TLSv1.3 only");
+	refused_tls(cfgtext("ssl.protocol=TLSv1.1\n"), 2, "ssl.protocol",
+		    "TLSv1.2 and TLSv1.3 only");
 	refused_tls(cfgtext("ssl.enabledProtocols=TLSv1.2,SSLv3\n"), 2, "ssl.enabledProtocols",
-		"'SSLv3'");
+		    "'SSLv3'");
 	refused_tls(cfgtext("ssl.crl=true\n"), 2, "ssl.crl", "not served");
 	refused_tls(cfgtext("secureClientPort=0\n"), 2, "secureClientPort", NULL);
-	refused_tls(cfgtext("secureClientPort=2281\nsecureClientPort=2282\n"), 3, "secureClientPort",
-		"set again");
+	refused_tls(cfgtext("secureClientPort=2281\nsecureClientPort=2282\n"), 3,
+		    "secureClientPort", "set again");
 }
 
 int main(void)

@@ -160,7 +160,9 @@ static uint32_t txn_of(uint8_t *out, size_t cap, int32_t type, uint32_t nops)
 			    .cxid = 7,
 			    .session_id = 0x0300000000000001ll,
 			    .session_timeout_ms = 10000,
-			    .nops = type == KV_OP_MULTI ? nops : type > 0 ? 1 : 0,
+			    .nops = type == KV_OP_MULTI ? nops
+				    : type > 0          ? 1
+							: 0,
 			    .ops = ops,
 			    .auth = KV_AUTH_IDS,
 			    .ids = { .ip_len = 4, .ip = { 127, 0, 0, 1 } } };
@@ -218,15 +220,15 @@ static void fwd_well_formed(void **state)
 	uint32_t at;
 	fwd_init(&f, true);
 	assert_int_equal(fwd_check(&f, f.len, KV_TXN_MAX_OPS, &why, &at), 0); /* none */
-	const int32_t types[] = { KV_OP_CREATE,	      KV_OP_DELETE,	     KV_OP_SET_DATA,
-				  KV_OP_SET_ACL,      KV_OP_CHECK,	     KV_OP_CREATE_SESSION,
+	const int32_t types[] = { KV_OP_CREATE,       KV_OP_DELETE, KV_OP_SET_DATA,
+				  KV_OP_SET_ACL,      KV_OP_CHECK,  KV_OP_CREATE_SESSION,
 				  KV_OP_CLOSE_SESSION };
 	for (size_t i = 0; i < KEEL_ARRAY_SIZE(types); i++)
 		fwd_item(&f, FROM | (i & 1 ? NODE_ITEM_RESENT : 0), t,
 			 txn_of(t, sizeof(t), types[i], 1));
 	fwd_item(&f, FROM, t, txn_of(t, sizeof(t), KV_OP_MULTI, 3));
-	fwd_item(&f, FROM, NULL, 0);                                 /* sync */
-	fwd_item(&f, FROM | NODE_ITEM_RESENT, NULL, 0);              /* sync, resent */
+	fwd_item(&f, FROM, NULL, 0);                                  /* sync */
+	fwd_item(&f, FROM | NODE_ITEM_RESENT, NULL, 0);               /* sync, resent */
 	fwd_item(&f, FROM | NODE_ITEM_OWNER, sid_pw, sizeof(sid_pw)); /* reattach */
 	fwd_item(&f, FROM | NODE_ITEM_OWNER | NODE_ITEM_RESENT, sid_pw, NODE_OWNER_BYTES);
 	fwd_item(&f, FROM | NODE_ITEM_RECONFIG, rc, sizeof(rc));

@@ -42,9 +42,9 @@
 #define BIG_BYTES  (100 * 1024) /* a getData reply over six TLS records */
 
 static char dir[64];
-static char p_server[128], p_ca[128], p_other_ca[128], p_mismatch[128], p_enc[128],
-	p_nocert[128], p_client_key[128], p_client_cert[128], p_rogue_key[128],
-	p_rogue_cert[128], p_expired_key[128], p_expired_cert[128];
+static char p_server[128], p_ca[128], p_other_ca[128], p_mismatch[128], p_enc[128], p_nocert[128],
+	p_client_key[128], p_client_cert[128], p_rogue_key[128], p_rogue_cert[128],
+	p_expired_key[128], p_expired_cert[128];
 
 /* ---- certificates, made with OpenSSL's API (nothing committed expires) ---- */
 
@@ -88,8 +88,8 @@ static void write_pem(const char *path, EVP_PKEY *key, const char *pass, X509 *a
 	assert_non_null(f);
 	if (key)
 		assert_int_equal(PEM_write_PrivateKey(f, key, pass ? EVP_aes_256_cbc() : NULL,
-						      (unsigned char *)pass, pass ? (int)strlen(pass) : 0,
-						      NULL, NULL),
+						      (unsigned char *)pass,
+						      pass ? (int)strlen(pass) : 0, NULL, NULL),
 				 1);
 	if (a)
 		assert_int_equal(PEM_write_X509(f, a), 1);
@@ -176,8 +176,7 @@ static struct zk_tls_config good_tls(void)
 				       .client_auth = ZK_TLS_AUTH_NEED };
 }
 
-static void expect_refused(const struct zk_tls_config *t, enum zk_tls_field want,
-			   const char *words)
+static void expect_refused(const struct zk_tls_config *t, enum zk_tls_field want, const char *words)
 {
 	enum zk_tls_field f = 0;
 	char err[512] = "";
@@ -256,8 +255,11 @@ static void be_connect(struct zk_backend *b, const struct zk_call *call,
 {
 	static const uint8_t pw[ZK_PASSWD_BYTES] = "0123456789abcdef";
 	pthread_mutex_lock(&b->mu);
-	struct zk_connect_response r = { 0, zk_negotiate_timeout_ms(req->timeout_ms, 1000),
-					 b->next_session++, { pw, ZK_PASSWD_BYTES }, false };
+	struct zk_connect_response r = { 0,
+					 zk_negotiate_timeout_ms(req->timeout_ms, 1000),
+					 b->next_session++,
+					 { pw, ZK_PASSWD_BYTES },
+					 false };
 	b->subject_rc = zk_server_x509_subject(b->srv, call->conn, b->subject, sizeof(b->subject));
 	pthread_mutex_unlock(&b->mu);
 	CB_CHECK(b, zk_server_connect_reply(b->srv, call, &r, false) == 0);
@@ -1022,13 +1024,13 @@ static void test_half_open_memory(void **state)
 	client_close(&c);
 	long base = ossl_live;
 	int fds[HALF_OPEN];
-	static const uint8_t big_hello[9] = { 0x16, 0x03, 0x01, 0x00, 0x04,
-					      0x01, 0x02, 0x01, 0x44 };
+	static const uint8_t big_hello[9] = {
+		0x16, 0x03, 0x01, 0x00, 0x04, 0x01, 0x02, 0x01, 0x44
+	};
 	/* the same header split over records of one byte each (OpenSSL joins them) */
-	static const uint8_t split_hello[24] = { 0x16, 0x03, 0x01, 0x00, 0x01, 0x01,
-						 0x16, 0x03, 0x01, 0x00, 0x01, 0x02,
-						 0x16, 0x03, 0x01, 0x00, 0x01, 0x01,
-						 0x16, 0x03, 0x01, 0x00, 0x01, 0x44 };
+	static const uint8_t split_hello[24] = { 0x16, 0x03, 0x01, 0x00, 0x01, 0x01, 0x16, 0x03,
+						 0x01, 0x00, 0x01, 0x02, 0x16, 0x03, 0x01, 0x00,
+						 0x01, 0x01, 0x16, 0x03, 0x01, 0x00, 0x01, 0x44 };
 	for (int i = 0; i < HALF_OPEN; i++) {
 		fds[i] = dial(tp);
 		const uint8_t *h = i % 2 ? split_hello : big_hello;
@@ -1066,14 +1068,10 @@ int main(void)
 	 * a server that closed first must not kill the test. */
 	signal(SIGPIPE, SIG_IGN);
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_subject_java),
-		cmocka_unit_test(test_check),
-		cmocka_unit_test(test_session),
-		cmocka_unit_test(test_session_external),
-		cmocka_unit_test(test_refusals),
-		cmocka_unit_test(test_tls_only),
-		cmocka_unit_test(test_half_open_memory),
-		cmocka_unit_test(test_refused_clients),
+		cmocka_unit_test(test_subject_java),     cmocka_unit_test(test_check),
+		cmocka_unit_test(test_session),          cmocka_unit_test(test_session_external),
+		cmocka_unit_test(test_refusals),         cmocka_unit_test(test_tls_only),
+		cmocka_unit_test(test_half_open_memory), cmocka_unit_test(test_refused_clients),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
