@@ -4773,18 +4773,8 @@ static void conf_watch(struct pipeline *p, uint64_t now)
 {
 	struct keeld *k = p->k;
 	const struct raft_conf *c = raft_conf(p->r);
-	if (c->n != p->seen_conf.n || memcmp(c->m, p->seen_conf.m, c->n * sizeof(c->m[0]))) {
-		for (uint32_t i = 0; i < p->seen_conf.n; i++) {
-			uint32_t id = p->seen_conf.m[i].id;
-			if (id < DP_MAX_NODES && !conf_has(c, id, 0)) {
-				p->removed_at[id] = raft_last_index(p->r);
-				p->removed_told_ns[id] = 0;
-				p->removed_untold = true;
-			}
-		}
-		for (uint32_t i = 0; i < c->n; i++)
-			if (c->m[i].id < DP_MAX_NODES)
-				p->removed_at[c->m[i].id] = 0;
+	if (keeld_dropped_see(p->removed_at, p->removed_told_ns, DP_MAX_NODES, &p->seen_conf, c,
+			      raft_last_index(p->r), &p->removed_untold)) {
 		/* The one before listed this node as a voter: it was a member, also
 		 * when that was a new cluster's zoo.cfg (no configuration entry) and
 		 * when raft replaced a configuration before this turn saw it (a

@@ -59,6 +59,27 @@ uint64_t keeld_selfconf_removed(const struct keeld_selfconf *s, uint64_t commit,
 		       : 0;
 }
 
+/* ------------------------------------------------ members dropped */
+
+bool keeld_dropped_see(uint64_t *at, uint64_t *told_ns, uint32_t ids, const struct raft_conf *seen,
+		       const struct raft_conf *c, uint64_t last_index, bool *dropped)
+{
+	if (c->n == seen->n && !memcmp(c->m, seen->m, c->n * sizeof(c->m[0])))
+		return false;
+	for (uint32_t i = 0; i < seen->n; i++) {
+		uint32_t id = seen->m[i].id;
+		if (id < ids && !lists(c, id)) {
+			at[id] = last_index;
+			told_ns[id] = 0;
+			*dropped = true;
+		}
+	}
+	for (uint32_t i = 0; i < c->n; i++)
+		if (c->m[i].id < ids)
+			at[c->m[i].id] = 0;
+	return true;
+}
+
 /* ------------------------------------------------ the REMOVED marker */
 
 int keeld_removed_mark(const char *dir, const char *text)
