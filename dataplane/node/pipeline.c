@@ -647,6 +647,7 @@ struct pipeline {
 	uint64_t *removed_at;        /* [DP_MAX_NODES]: last index when the conf dropped it */
 	uint64_t *removed_told_ns;   /* [DP_MAX_NODES] */
 	bool removed_untold;         /* some removed member not told yet */
+	bool conf_appended;          /* a conf entry or snapshot persisted since conf_watch */
 	uint64_t conf_seen_index;    /* last index when the conf last changed */
 	bool self_listed;            /* a configuration from the log listed this node */
 	uint64_t self_removed_index; /* the conf without this node, once seen */
@@ -4305,6 +4306,7 @@ static void persist_update(struct pipeline *p, const struct raft_update *u)
 	 * raft_snapshot_install_failed: its hard state and entries come again). */
 	if (u->has_snapshot && install_snapshot(p, &u->snapshot) < 0)
 		return;
+	p->conf_appended |= u->has_snapshot; /* its configuration replaced the log's */
 	if (u->hs_changed)
 		(void)wal_set_hardstate(p->w, u->hs.term, u->hs.vote);
 	uint64_t last = 0;
@@ -4319,6 +4321,7 @@ static void persist_update(struct pipeline *p, const struct raft_update *u)
 		for (uint32_t i = 0; i < u->n_entries; i++) {
 			const struct raft_entry *e = &u->entries[i];
 			learn_entry(p, e);
+			p->conf_appended |= e->type == RAFT_ENTRY_CONF;
 			p->went[i] =
 				(struct wal_entry){ .index = e->index,
 						    .term = e->term,
@@ -4762,8 +4765,10 @@ static void removed_tell(struct pipeline *p, uint32_t id)
 }
 
 /*
- * Members dropped by a configuration are remembered with the index that
- * dropped them: once that is committed, the leader tells them (a removed
+ * Members dropped by a configuration are remembered with an index at or past
+ * the entry that dropped them (keeld_dropped_see, selfconf.h: moved on by
+ * every configuration entry appended since, not only by a change of
+ * members): once that is committed, the leader tells them (a removed
  * node no longer gets entries, so it may never see the configuration that
  * removed it), and tells them again whenever they speak (a removed node
  * that stops hearing a leader campaigns). This node itself: removed once a
@@ -4774,7 +4779,8 @@ static void conf_watch(struct pipeline *p, uint64_t now)
 	struct keeld *k = p->k;
 	const struct raft_conf *c = raft_conf(p->r);
 	if (keeld_dropped_see(p->removed_at, p->removed_told_ns, DP_MAX_NODES, &p->seen_conf, c,
-			      raft_last_index(p->r), &p->removed_untold)) {
+			      raft_last_index(p->r), p->conf_appended, &p->removed_untold)) {
+		p->conf_appended = false;
 		/* The one before listed this node as a voter: it was a member, also
 		 * when that was a new cluster's zoo.cfg (no configuration entry) and
 		 * when raft replaced a configuration before this turn saw it (a

@@ -62,9 +62,10 @@ uint64_t keeld_selfconf_removed(const struct keeld_selfconf *s, uint64_t commit,
 /* ------------------------------------------------ members dropped */
 
 bool keeld_dropped_see(uint64_t *at, uint64_t *told_ns, uint32_t ids, const struct raft_conf *seen,
-		       const struct raft_conf *c, uint64_t last_index, bool *dropped)
+		       const struct raft_conf *c, uint64_t last_index, bool appended, bool *dropped)
 {
-	if (c->n == seen->n && !memcmp(c->m, seen->m, c->n * sizeof(c->m[0])))
+	bool same = c->n == seen->n && !memcmp(c->m, seen->m, c->n * sizeof(c->m[0]));
+	if (same && !appended)
 		return false;
 	for (uint32_t i = 0; i < seen->n; i++) {
 		uint32_t id = seen->m[i].id;
@@ -74,6 +75,17 @@ bool keeld_dropped_see(uint64_t *at, uint64_t *told_ns, uint32_t ids, const stru
 			*dropped = true;
 		}
 	}
+	/* A configuration entry appended since the last look may hide a member
+	 * added back and dropped again (one append of a catch-up, the same
+	 * members before and after): a drop recorded earlier moves to this
+	 * one, which a commit must reach before it is told (again). */
+	if (appended)
+		for (uint32_t id = 1; id < ids; id++)
+			if (at[id] && !lists(c, id)) {
+				at[id] = last_index;
+				told_ns[id] = 0;
+				*dropped = true;
+			}
 	for (uint32_t i = 0; i < c->n; i++)
 		if (c->m[i].id < ids)
 			at[c->m[i].id] = 0;

@@ -68,16 +68,25 @@ uint64_t keeld_selfconf_removed(const struct keeld_selfconf *s, uint64_t commit,
  * (conf_watch, pipeline.c), so that whichever node leads once a drop is
  * committed tells the member REMOVED. `seen` is the configuration looked at
  * last, `c` the one raft holds now (its log's latest, committed or not).
- * When they differ, each member of `seen` that `c` does not list gets
- * at[id] = last_index (the log's last index now: at or past the entry that
- * dropped it, so a commit that reaches at[id] covers the drop) and
- * told_ns[id] = 0 (tell it again), and each member `c` lists gets at[id] =
- * 0 (listed again: never told). *dropped is set when a member was dropped.
+ * `appended`: a configuration entry was appended (or a snapshot installed)
+ * since then. When they differ, or one was appended, each member of `seen` that `c` does not list
+ * gets at[id] = last_index (the log's last index now: at or past the entry that dropped it, so a
+ * commit that reaches at[id] covers the drop) and told_ns[id] = 0 (tell it again), and each member
+ * `c` lists gets at[id] = 0 (listed again: never told). Keyed by the entry, not by its contents:
+ * when one was appended, every member recorded as dropped and not listed
+ * now moves to last_index too (told again once that is committed) -- the
+ * members alike before and after can hide a member added back and dropped
+ * again (a follower catching up on both in one append); until session 14
+ * only a change of contents counted, and a leader could tell such a member
+ * REMOVED once the first drop was committed, the second perhaps not (a
+ * leader change could lose it, leaving a member marked for good).
+ * *dropped is set when a member was dropped.
  * `at` and `told_ns` hold `ids` slots (ids at or past it are not recorded).
  * True when the configuration changed (the caller then takes `c` as seen).
  */
 bool keeld_dropped_see(uint64_t *at, uint64_t *told_ns, uint32_t ids, const struct raft_conf *seen,
-		       const struct raft_conf *c, uint64_t last_index, bool *dropped);
+		       const struct raft_conf *c, uint64_t last_index, bool appended,
+		       bool *dropped);
 
 /*
  * The REMOVED marker. A removed follower's log never holds the configuration

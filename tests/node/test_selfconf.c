@@ -288,6 +288,56 @@ static void test_removed_told(void **state)
 	assert_int_equal(t7[7], 0);
 }
 
+/* conf_watch's record of dropped members (keeld_dropped_see): node 3
+ * dropped at some index past the drop, listed again cleared. Keyed by the
+ * configuration entry, not its contents: a follower cut off while node 3
+ * was added back and removed again, catching up in one append (the re-add,
+ * the second drop), holds the same members as before; its record must move
+ * to the second drop, or as leader with a commit between the two drops it
+ * would tell node 3 REMOVED while the second drop is uncommitted, a leader
+ * change could still lose it, and the node 3 it marked is a member. */
+static void test_dropped_by_entry(void **state)
+{
+	(void)state;
+	uint64_t at[8] = { 0 }, told[8] = { 0 };
+	struct raft_conf a = conf(c123, NULL), b = conf(c12, NULL), j = conf(c12, n3);
+	bool dropped = false;
+	assert_false(keeld_dropped_see(at, told, 8, &a, &a, 50, false, &dropped));
+	assert_false(dropped);
+	/* the joint configuration still lists 3 (its old half) */
+	assert_true(keeld_dropped_see(at, told, 8, &a, &j, 60, false, &dropped));
+	assert_false(dropped);
+	assert_int_equal(at[3], 0);
+	told[3] = 77;
+	assert_true(keeld_dropped_see(at, told, 8, &j, &b, 100, true, &dropped));
+	assert_true(dropped);
+	assert_int_equal(at[3], 100);
+	assert_int_equal(told[3], 0);
+	assert_int_equal(at[1] + at[2], 0);
+	/* told at commit 100; then one append brings the re-add and the second
+	 * drop (the same members): recorded again, at the new last index */
+	told[3] = 99;
+	dropped = false;
+	assert_true(keeld_dropped_see(at, told, 8, &b, &b, 310, true, &dropped));
+	assert_true(dropped);
+	assert_int_equal(at[3], 310);
+	assert_int_equal(told[3], 0);
+	/* entries without a configuration: nothing moves */
+	dropped = false;
+	assert_false(keeld_dropped_see(at, told, 8, &b, &b, 400, false, &dropped));
+	assert_false(dropped);
+	assert_int_equal(at[3], 310);
+	/* added back: never told */
+	struct raft_conf d = conf(c1234, NULL);
+	assert_true(keeld_dropped_see(at, told, 8, &b, &d, 500, true, &dropped));
+	assert_int_equal(at[3], 0);
+	assert_int_equal(at[4], 0);
+	/* ids past the record's slots are not recorded */
+	assert_true(keeld_dropped_see(at, told, 4, &d, &b, 600, true, &dropped));
+	assert_int_equal(at[3], 600);
+	assert_int_equal(at[4], 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -304,6 +354,7 @@ int main(void)
 		cmocka_unit_test(test_joint_new_half_listed),
 		cmocka_unit_test(test_removed_marker),
 		cmocka_unit_test(test_removed_told),
+		cmocka_unit_test(test_dropped_by_entry),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
