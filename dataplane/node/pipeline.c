@@ -4885,21 +4885,23 @@ static void on_refused(struct pipeline *p, const struct dp_msg *m)
 
 static void on_removed(struct pipeline *p, const struct dp_msg *m)
 {
-	if (!conf_has(raft_conf(p->r), m->from, 0))
-		return; /* only a member may say so */
-	/* Only a leader as recent as this node's log writes the marker: one
-	 * cut off since it removed this node may not know a later leader added
+	/* Only a member may say so (a non-member's is ignored, but counted
+	 * when malformed, as every type's). Only a leader as recent as this
+	 * node's log writes the marker: one cut off since it removed this node may not know a later leader added
 	 * it back (selfconf.h). A member of either half of the configuration
 	 * this node holds, or of the one before (a removed follower holds
 	 * C_old,new at most), was a voter. */
 	bool voter = conf_has(raft_conf(p->r), p->k->myid, RAFT_VOTER | RAFT_VOTER_OLD) ||
 		     conf_has(&p->seen_conf, p->k->myid, RAFT_VOTER | RAFT_VOTER_OLD);
 	uint64_t last_term = raft_term_at(p->r, raft_last_index(p->r));
-	enum keeld_removed_told told = keeld_removed_told(m->data, m->len, last_term, voter);
+	enum keeld_removed_told told = keeld_removed_told(
+		m->data, m->len, conf_has(raft_conf(p->r), m->from, 0), last_term, voter);
 	if (told == KEELD_TOLD_MALFORMED) {
 		peer_bad(p, m, false, "its term is not 8 bytes");
 		return;
 	}
+	if (told == KEELD_TOLD_NOT_MEMBER)
+		return;
 	if (told == KEELD_TOLD_IGNORE) {
 		if (p->stale_rm_total++ == p->stale_rm_logged) {
 			keeld_log(

@@ -137,13 +137,15 @@ void keeld_removed_told_encode(uint8_t out[KEELD_REMOVED_TOLD_LEN], uint64_t ter
 		out[i] = (uint8_t)(term >> (8 * i));
 }
 
-enum keeld_removed_told keeld_removed_told(const uint8_t *data, uint32_t len,
+enum keeld_removed_told keeld_removed_told(const uint8_t *data, uint32_t len, bool member,
 					   uint64_t last_log_term, bool voter)
 {
+	if (len != 0 && (len != KEELD_REMOVED_TOLD_LEN || !data))
+		return KEELD_TOLD_MALFORMED;
+	if (!member)
+		return KEELD_TOLD_NOT_MEMBER;
 	if (len == 0)
 		return KEELD_TOLD_STOP; /* an older keeld: as before the marker */
-	if (len != KEELD_REMOVED_TOLD_LEN || !data)
-		return KEELD_TOLD_MALFORMED;
 	uint64_t term = 0;
 	for (int i = 0; i < KEELD_REMOVED_TOLD_LEN; i++)
 		term |= (uint64_t)data[i] << (8 * i);

@@ -111,12 +111,18 @@ int keeld_removed_marked(const char *dir, char *text, size_t cap);
 /*
  * A leader's REMOVED (KEELD_MSG_REMOVED) carries the sender's term, 8 bytes
  * little-endian (until session 13: no payload). What it means here:
+ * MALFORMED -- a payload that is no term (neither 0 nor 8 bytes): ignored,
+ *   and counted as every peer message that does not decode (peer_bad),
+ *   whoever sent it (until session 14 one from a node the configuration
+ *   does not list was dropped uncounted: decoded after the member check);
+ * NOT_MEMBER -- from a node the configuration this node holds does not list (the
+ *   transport knows its address: a member removed since, a zoo.cfg server
+ *   the log dropped): not its word to give, ignored (silently, as before
+ *   session 14);
  * IGNORE -- a stale leader: this node's log holds an entry of a later term
  *   than the sender's, so a later leader exists, one that may have added it
  *   back (its removal seen by a leader cut off since, a member added back
  *   campaigning);
- * MALFORMED -- a payload that is no term (neither 0 nor 8 bytes): ignored,
- *   and counted as every peer message that does not decode (peer_bad);
  * STOP -- stop without the marker: no term (an older keeld), or this node
  *   was never a voter (a learner being added, whose add may yet be made
  *   again): a restart undoes a wrong one;
@@ -127,12 +133,14 @@ enum keeld_removed_told {
 	KEELD_TOLD_STOP,
 	KEELD_TOLD_MARK,
 	KEELD_TOLD_MALFORMED,
+	KEELD_TOLD_NOT_MEMBER,
 };
 #define KEELD_REMOVED_TOLD_LEN 8
 void keeld_removed_told_encode(uint8_t out[KEELD_REMOVED_TOLD_LEN], uint64_t term);
-/* `last_log_term`: this node's last entry's term; `voter`: a configuration
+/* `member`: the configuration this node holds lists the sender;
+ * `last_log_term`: this node's last entry's term; `voter`: a configuration
  * it holds lists it as a voter (of either half). */
-enum keeld_removed_told keeld_removed_told(const uint8_t *data, uint32_t len,
+enum keeld_removed_told keeld_removed_told(const uint8_t *data, uint32_t len, bool member,
 					   uint64_t last_log_term, bool voter);
 
 #endif
