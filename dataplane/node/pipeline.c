@@ -648,6 +648,7 @@ struct pipeline {
 	uint64_t *removed_told_ns;   /* [DP_MAX_NODES] */
 	bool removed_untold;         /* some removed member not told yet */
 	bool conf_appended;          /* a conf entry or snapshot persisted since conf_watch */
+	uint64_t leader_term_heard;  /* newest term of a leader's append, heartbeat or snapshot */
 	uint64_t conf_seen_index;    /* last index when the conf last changed */
 	bool self_listed;            /* a configuration from the log listed this node */
 	uint64_t self_removed_index; /* the conf without this node, once seen */
@@ -2207,6 +2208,12 @@ static void on_raft(struct pipeline *p, const struct dp_msg *m)
 	}
 	if (m->from < DP_MAX_NODES)
 		p->raft_rx[m->from]++; /* it speaks (level_silent) */
+	/* A leader's word, sent only to members of its configuration: a
+	 * REMOVED of an older term is stale (on_removed). */
+	if ((msg.type == RAFT_MSG_APPEND || msg.type == RAFT_MSG_HEARTBEAT ||
+	     msg.type == RAFT_MSG_SNAPSHOT) &&
+	    msg.term > p->leader_term_heard)
+		p->leader_term_heard = msg.term;
 	/* Any leader's commit index is committed: the front end counts reads
 	 * served below it (keel_reads_behind). */
 	if ((msg.type == RAFT_MSG_APPEND || msg.type == RAFT_MSG_HEARTBEAT) &&
@@ -4887,15 +4894,17 @@ static void on_removed(struct pipeline *p, const struct dp_msg *m)
 {
 	/* Only a member may say so (a non-member's is ignored, but counted
 	 * when malformed, as every type's). Only a leader as recent as this
-	 * node's log writes the marker: one cut off since it removed this node may not know a later leader added
-	 * it back (selfconf.h). A member of either half of the configuration
-	 * this node holds, or of the one before (a removed follower holds
-	 * C_old,new at most), was a voter. */
+	 * node's log and the newest leader it heard writes the marker: one cut
+	 * off since it removed this node may not know a later leader added it
+	 * back (selfconf.h). A member of either half of the configuration this
+	 * node holds, or of the one before (a removed follower holds C_old,new
+	 * at most), was a voter. */
 	bool voter = conf_has(raft_conf(p->r), p->k->myid, RAFT_VOTER | RAFT_VOTER_OLD) ||
 		     conf_has(&p->seen_conf, p->k->myid, RAFT_VOTER | RAFT_VOTER_OLD);
 	uint64_t last_term = raft_term_at(p->r, raft_last_index(p->r));
-	enum keeld_removed_told told = keeld_removed_told(
-		m->data, m->len, conf_has(raft_conf(p->r), m->from, 0), last_term, voter);
+	enum keeld_removed_told told =
+		keeld_removed_told(m->data, m->len, conf_has(raft_conf(p->r), m->from, 0), last_term,
+				   p->leader_term_heard, voter);
 	if (told == KEELD_TOLD_MALFORMED) {
 		peer_bad(p, m, false, "its term is not 8 bytes");
 		return;
@@ -4907,8 +4916,9 @@ static void on_removed(struct pipeline *p, const struct dp_msg *m)
 			keeld_log(
 				"REMOVED from node %u of %u bytes: not from a leader as recent as "
 				"this node's log (its last entry's term %" PRIu64
+				") or the newest leader it heard (term %" PRIu64
 				"): ignored (%" PRIu64 " so far)",
-				m->from, m->len, last_term, p->stale_rm_total);
+				m->from, m->len, last_term, p->leader_term_heard, p->stale_rm_total);
 			p->stale_rm_logged = p->stale_rm_total * 2;
 		}
 		return;

@@ -138,7 +138,7 @@ void keeld_removed_told_encode(uint8_t out[KEELD_REMOVED_TOLD_LEN], uint64_t ter
 }
 
 enum keeld_removed_told keeld_removed_told(const uint8_t *data, uint32_t len, bool member,
-					   uint64_t last_log_term, bool voter)
+					   uint64_t last_log_term, uint64_t leader_term, bool voter)
 {
 	if (len != 0 && (len != KEELD_REMOVED_TOLD_LEN || !data))
 		return KEELD_TOLD_MALFORMED;
@@ -150,8 +150,12 @@ enum keeld_removed_told keeld_removed_told(const uint8_t *data, uint32_t len, bo
 	for (int i = 0; i < KEELD_REMOVED_TOLD_LEN; i++)
 		term |= (uint64_t)data[i] << (8 * i);
 	/* A leader's term is at least that of every entry in a log it could
-	 * lead: a log with a later term was written by a later leader. */
-	if (term < last_log_term)
+	 * lead: a log with a later term was written by a later leader. And a
+	 * leader of a later term that this node heard from exists: it sends
+	 * only to the members of its configuration, so it may have added this
+	 * node back. The leader that tells it now is of the newest term (the
+	 * one of every removal committed), never below either. */
+	if (term < last_log_term || term < leader_term)
 		return KEELD_TOLD_IGNORE;
 	return voter ? KEELD_TOLD_MARK : KEELD_TOLD_STOP;
 }

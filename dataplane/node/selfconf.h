@@ -120,9 +120,12 @@ int keeld_removed_marked(const char *dir, char *text, size_t cap);
  *   the log dropped): not its word to give, ignored (silently, as before
  *   session 14);
  * IGNORE -- a stale leader: this node's log holds an entry of a later term
- *   than the sender's, so a later leader exists, one that may have added it
+ *   than the sender's, or it heard a leader of a later term (AppendEntries,
+ *   a heartbeat, a snapshot: sent only to members of that leader's
+ *   configuration), so a later leader exists, one that may have added it
  *   back (its removal seen by a leader cut off since, a member added back
- *   campaigning);
+ *   campaigning -- also before its log holds the new leader's entries:
+ *   since session 14);
  * STOP -- stop without the marker: no term (an older keeld), or this node
  *   was never a voter (a learner being added, whose add may yet be made
  *   again): a restart undoes a wrong one;
@@ -138,9 +141,11 @@ enum keeld_removed_told {
 #define KEELD_REMOVED_TOLD_LEN 8
 void keeld_removed_told_encode(uint8_t out[KEELD_REMOVED_TOLD_LEN], uint64_t term);
 /* `member`: the configuration this node holds lists the sender;
- * `last_log_term`: this node's last entry's term; `voter`: a configuration
- * it holds lists it as a voter (of either half). */
+ * `last_log_term`: this node's last entry's term; `leader_term`: the newest
+ * term of a leader it heard from since it started (0: none); `voter`: a
+ * configuration it holds lists it as a voter (of either half). */
 enum keeld_removed_told keeld_removed_told(const uint8_t *data, uint32_t len, bool member,
-					   uint64_t last_log_term, bool voter);
+					   uint64_t last_log_term, uint64_t leader_term,
+					   bool voter);
 
 #endif

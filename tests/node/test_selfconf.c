@@ -265,33 +265,44 @@ static void test_removed_told(void **state)
 	keeld_removed_told_encode(t7, 7);
 	/* told by the leader that removed it (its log of that term or older),
 	 * also after it campaigned (a later current term, the same log) */
-	assert_int_equal(keeld_removed_told(t5, sizeof(t5), true, 5, true), KEELD_TOLD_MARK);
-	assert_int_equal(keeld_removed_told(t7, sizeof(t7), true, 5, true), KEELD_TOLD_MARK);
+	assert_int_equal(keeld_removed_told(t5, sizeof(t5), true, 5, 0, true), KEELD_TOLD_MARK);
+	assert_int_equal(keeld_removed_told(t7, sizeof(t7), true, 5, 0, true), KEELD_TOLD_MARK);
 	/* removed in term 5 by a leader cut off since; added back in term 7 by
 	 * the next leader (its log has term-7 entries): the old one's REMOVED,
 	 * answering its vote, is stale */
-	assert_int_equal(keeld_removed_told(t5, sizeof(t5), true, 7, true), KEELD_TOLD_IGNORE);
+	assert_int_equal(keeld_removed_told(t5, sizeof(t5), true, 7, 0, true), KEELD_TOLD_IGNORE);
+	/* added back by the leader of term 7, whose AppendEntries reached it
+	 * (it follows that leader) before its log did (a mismatch to walk back,
+	 * a snapshot on its way): the old leader's REMOVED of term 5, answering
+	 * a vote asked before, is stale too -- the newest term it knows a leader
+	 * had counts, not only its log's (until session 14 it was marked) */
+	assert_int_equal(keeld_removed_told(t5, sizeof(t5), true, 5, 7, true), KEELD_TOLD_IGNORE);
+	assert_int_equal(keeld_removed_told(t7, sizeof(t7), true, 5, 7, true), KEELD_TOLD_MARK);
+	assert_int_equal(keeld_removed_told(t7, sizeof(t7), true, 7, 5, true), KEELD_TOLD_MARK);
 	/* a learner being added, never a voter: stops, no marker */
-	assert_int_equal(keeld_removed_told(t7, sizeof(t7), true, 0, false), KEELD_TOLD_STOP);
-	assert_int_equal(keeld_removed_told(t7, sizeof(t7), true, 5, false), KEELD_TOLD_STOP);
+	assert_int_equal(keeld_removed_told(t7, sizeof(t7), true, 0, 0, false), KEELD_TOLD_STOP);
+	assert_int_equal(keeld_removed_told(t7, sizeof(t7), true, 5, 0, false), KEELD_TOLD_STOP);
 	/* an older keeld's (no payload): stops, no marker; bytes that are no
 	 * term: malformed (ignored, and counted as every type's are: peer_bad) */
-	assert_int_equal(keeld_removed_told(NULL, 0, true, 5, true), KEELD_TOLD_STOP);
-	assert_int_equal(keeld_removed_told(t7, 3, true, 5, true), KEELD_TOLD_MALFORMED);
-	assert_int_equal(keeld_removed_told(t7, 3, true, 0, false), KEELD_TOLD_MALFORMED);
+	assert_int_equal(keeld_removed_told(NULL, 0, true, 5, 0, true), KEELD_TOLD_STOP);
+	assert_int_equal(keeld_removed_told(t7, 3, true, 5, 0, true), KEELD_TOLD_MALFORMED);
+	assert_int_equal(keeld_removed_told(t7, 3, true, 0, 0, false), KEELD_TOLD_MALFORMED);
 	uint8_t t9[KEELD_REMOVED_TOLD_LEN + 1] = { 9 };
-	assert_int_equal(keeld_removed_told(t9, sizeof(t9), true, 0, true), KEELD_TOLD_MALFORMED);
-	assert_int_equal(keeld_removed_told(NULL, KEELD_REMOVED_TOLD_LEN, true, 0, true),
+	assert_int_equal(keeld_removed_told(t9, sizeof(t9), true, 0, 0, true),
+			 KEELD_TOLD_MALFORMED);
+	assert_int_equal(keeld_removed_told(NULL, KEELD_REMOVED_TOLD_LEN, true, 0, 0, true),
 			 KEELD_TOLD_MALFORMED);
 	/* from a node the configuration does not list (an address the
 	 * transport knows: a member removed since, a server.N of zoo.cfg the
 	 * log's configuration dropped): not its word to give, ignored -- but one
 	 * that does not decode is malformed first, counted like any other
 	 * (until session 14 dropped uncounted) */
-	assert_int_equal(keeld_removed_told(t7, 3, false, 5, true), KEELD_TOLD_MALFORMED);
-	assert_int_equal(keeld_removed_told(t9, sizeof(t9), false, 0, false), KEELD_TOLD_MALFORMED);
-	assert_int_equal(keeld_removed_told(t7, sizeof(t7), false, 5, true), KEELD_TOLD_NOT_MEMBER);
-	assert_int_equal(keeld_removed_told(NULL, 0, false, 5, true), KEELD_TOLD_NOT_MEMBER);
+	assert_int_equal(keeld_removed_told(t7, 3, false, 5, 0, true), KEELD_TOLD_MALFORMED);
+	assert_int_equal(keeld_removed_told(t9, sizeof(t9), false, 0, 0, false),
+			 KEELD_TOLD_MALFORMED);
+	assert_int_equal(keeld_removed_told(t7, sizeof(t7), false, 5, 0, true),
+			 KEELD_TOLD_NOT_MEMBER);
+	assert_int_equal(keeld_removed_told(NULL, 0, false, 5, 0, true), KEELD_TOLD_NOT_MEMBER);
 	/* little-endian */
 	assert_int_equal(t7[0], 7);
 	assert_int_equal(t7[7], 0);
