@@ -4903,8 +4903,8 @@ static void on_removed(struct pipeline *p, const struct dp_msg *m)
 		     conf_has(&p->seen_conf, p->k->myid, RAFT_VOTER | RAFT_VOTER_OLD);
 	uint64_t last_term = raft_term_at(p->r, raft_last_index(p->r));
 	enum keeld_removed_told told =
-		keeld_removed_told(m->data, m->len, conf_has(raft_conf(p->r), m->from, 0), last_term,
-				   p->leader_term_heard, voter);
+		keeld_removed_told(m->data, m->len, conf_has(raft_conf(p->r), m->from, 0),
+				   last_term, p->leader_term_heard, voter);
 	if (told == KEELD_TOLD_MALFORMED) {
 		peer_bad(p, m, false, "its term is not 8 bytes");
 		return;
@@ -4918,7 +4918,8 @@ static void on_removed(struct pipeline *p, const struct dp_msg *m)
 				"this node's log (its last entry's term %" PRIu64
 				") or the newest leader it heard (term %" PRIu64
 				"): ignored (%" PRIu64 " so far)",
-				m->from, m->len, last_term, p->leader_term_heard, p->stale_rm_total);
+				m->from, m->len, last_term, p->leader_term_heard,
+				p->stale_rm_total);
 			p->stale_rm_logged = p->stale_rm_total * 2;
 		}
 		return;
