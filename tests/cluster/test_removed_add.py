@@ -21,6 +21,7 @@ again. Now:
 * `scripts/cluster add 3` refuses when node 3 runs, and when it was not
   removed.
 """
+import json
 import os
 import re
 import shutil
@@ -28,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import unittest
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from zkcluster import free_port_block, wait_for  # noqa: E402
@@ -90,6 +92,15 @@ class RemovedAdd(unittest.TestCase):
         except OSError:
             return False
 
+    def voter(self, i):
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:%d/status" % (self.admin + i - 1),
+                                        timeout=10) as r:
+                st = json.loads(r.read())
+        except OSError:
+            return False
+        return any(p["id"] == i and p["voter"] for p in st["peers"])
+
     def test_removed_add(self):
         try:
             self.run_case()
@@ -131,7 +142,12 @@ class RemovedAdd(unittest.TestCase):
         self.assertIn("node 2 is running", self.run_script("add", "2").stderr)
 
         r = self.run_script("add", "3", check=0)
-        self.assertIn("node 3: added back (a voter)", r.stdout)
+        # The script waits a bounded time for the promotion; past it (a
+        # loaded machine) it says so, and this waits on.
+        m = re.search(r"node 3: added back \((a voter|a learner still[^)]*)\)", r.stdout)
+        self.assertTrue(m, r.stdout)
+        voter = m.group(1) == "a voter"
+        wait_for(lambda: self.voter(3), WAIT_S, "node 3 a voter in its /status")
         m = re.search(r"moved aside to (\S+)", r.stdout)
         self.assertTrue(m, r.stdout)
         self.assertTrue(os.path.exists(os.path.join(m.group(1), "REMOVED")))
@@ -139,7 +155,10 @@ class RemovedAdd(unittest.TestCase):
         self.assertTrue(self.running(3))
         self.assertIn("node 3: pid %d, client port %d, " % (self.pid(3), self.client + 2),
                       self.run_script("status", check=0).stdout)
-        # a voter: its zoo.cfg a participant's, as later starts write it
+        # a voter when the script saw it: its zoo.cfg a participant's, as
+        # later starts write it
+        with open(os.path.join(d, "n3", "zoo.cfg")) as f:
+            self.assertEqual(":observer" not in f.read(), voter)
         zk = self.zk(3)
         try:
             zk.sync("/")
