@@ -649,7 +649,7 @@ struct pipeline {
 	bool removed_untold;         /* some removed member not told yet */
 	bool conf_appended;          /* a conf entry or snapshot persisted since conf_watch */
 	uint64_t leader_term_heard;  /* newest term of a leader's append, heartbeat or snapshot */
-	uint64_t conf_seen_index;    /* last index when the conf last changed */
+	uint64_t conf_seen_index;    /* last index when the conf changed or a conf entry came */
 	bool self_listed;            /* a configuration from the log listed this node */
 	uint64_t self_removed_index; /* the conf without this node, once seen */
 	uint64_t exit_at_ns;         /* removed: stop the process then (0: no) */
@@ -4785,9 +4785,20 @@ static void conf_watch(struct pipeline *p, uint64_t now)
 {
 	struct keeld *k = p->k;
 	const struct raft_conf *c = raft_conf(p->r);
-	if (keeld_dropped_see(p->removed_at, p->removed_told_ns, DP_MAX_NODES, &p->seen_conf, c,
-			      raft_last_index(p->r), p->conf_appended, &p->removed_untold)) {
-		p->conf_appended = false;
+	bool changed =
+		keeld_dropped_see(p->removed_at, p->removed_told_ns, DP_MAX_NODES, &p->seen_conf, c,
+				  raft_last_index(p->r), p->conf_appended, &p->removed_untold);
+	/* A configuration entry appended, even with the same members, may hide
+	 * a re-add and a second drop: the strangers' rule (removed_speaks)
+	 * waits for it committed too. Only that: whether this node was a voter
+	 * or dropped itself is a matter of members (an entry appended after a
+	 * removed leader stepped down would have cleared self_removed_index,
+	 * and a seen_conf without it made the successor's REMOVED a non-voter's:
+	 * no marker -- test_removed_restart, 1 run of 2 before this split). */
+	if (changed || p->conf_appended)
+		p->conf_seen_index = raft_last_index(p->r);
+	p->conf_appended = false;
+	if (changed) {
 		/* The one before listed this node as a voter: it was a member, also
 		 * when that was a new cluster's zoo.cfg (no configuration entry) and
 		 * when raft replaced a configuration before this turn saw it (a
@@ -4798,7 +4809,6 @@ static void conf_watch(struct pipeline *p, uint64_t now)
 		if (conf_has(&p->seen_conf, k->myid, RAFT_VOTER | RAFT_VOTER_OLD))
 			p->self_listed = true;
 		p->seen_conf = *c;
-		p->conf_seen_index = raft_last_index(p->r);
 		/* A new member catching up appends configurations from before it
 		 * joined: only one that drops it after one that listed it counts. */
 		if (conf_has(c, k->myid, 0))

@@ -67,7 +67,7 @@ bool keeld_dropped_see(uint64_t *at, uint64_t *told_ns, uint32_t ids, const stru
 	bool same = c->n == seen->n && !memcmp(c->m, seen->m, c->n * sizeof(c->m[0]));
 	if (same && !appended)
 		return false;
-	for (uint32_t i = 0; i < seen->n; i++) {
+	for (uint32_t i = 0; i < seen->n && !same; i++) {
 		uint32_t id = seen->m[i].id;
 		if (id < ids && !lists(c, id)) {
 			at[id] = last_index;
@@ -89,7 +89,7 @@ bool keeld_dropped_see(uint64_t *at, uint64_t *told_ns, uint32_t ids, const stru
 	for (uint32_t i = 0; i < c->n; i++)
 		if (c->m[i].id < ids)
 			at[c->m[i].id] = 0;
-	return true;
+	return !same;
 }
 
 /* ------------------------------------------------ the REMOVED marker */

@@ -82,7 +82,8 @@ uint64_t keeld_selfconf_removed(const struct keeld_selfconf *s, uint64_t commit,
  * leader change could lose it, leaving a member marked for good).
  * *dropped is set when a member was dropped.
  * `at` and `told_ns` hold `ids` slots (ids at or past it are not recorded).
- * True when the configuration changed (the caller then takes `c` as seen).
+ * True when the members changed (the caller then takes `c` as seen; an
+ * entry appended with the same members moves the records only).
  */
 bool keeld_dropped_see(uint64_t *at, uint64_t *told_ns, uint32_t ids, const struct raft_conf *seen,
 		       const struct raft_conf *c, uint64_t last_index, bool appended,
