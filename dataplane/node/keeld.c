@@ -100,33 +100,22 @@ static int reqid_write(const char *dir, uint64_t base)
 	snprintf(path, sizeof(path), "%s/reqid", dir);
 	snprintf(tmp, sizeof(tmp), "%s/reqid.tmp", dir);
 	int n = snprintf(buf, sizeof(buf), "%" PRIu64 "\n", base);
-	const char *what = tmp, *step = "open";
-	errno = 0;
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	bool ok = fd >= 0;
-	if (ok && (step = "write", write(fd, buf, (size_t)n) != n))
-		ok = false;
-	if (ok && (step = "fsync", fsync(fd) != 0))
-		ok = false;
-	int err = errno ? errno : EIO; /* a short write sets none */
-	if (fd >= 0)
-		close(fd);
-	if (ok && (what = path, step = "rename", rename(tmp, path) != 0))
-		ok = false, err = errno;
-	int dfd = ok ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
-	/* the rename must be durable before ids are used */
-	if (ok && (what = dir, step = "fsync", dfd < 0 || fsync(dfd) != 0))
-		ok = false, err = errno;
-	if (dfd >= 0)
-		close(dfd);
-	if (!ok) {
+	/* the rename durable (the directory synced) before ids are used */
+	const char *step;
+	int rc = node_file_replace(dir, "reqid", buf, (size_t)n, &step);
+	if (rc < 0) {
+		/* the message names the file the failed step acted on (node.h) */
+		const char *what = tmp;
+		if (!strcmp(step, "rename"))
+			what = path;
+		else if (!strcmp(step, "fsync of the directory"))
+			what = dir, step = "fsync";
 		keeld_log("reqid: cannot keep %s: %s %s: %s; refusing to start (without it a "
 			  "restart after the wall clock stepped back could repeat this run's "
 			  "request and session ids)",
-			  path, step, what, strerror(err));
-		return -err;
+			  path, step, what, strerror(-rc));
 	}
-	return 0;
+	return rc;
 }
 
 static bool log_has_segments(const char *dir)

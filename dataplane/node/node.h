@@ -478,7 +478,10 @@ int node_live_save(const struct node_live *live, const char *dir, char *err, siz
 /* Replace DIR/NAME with N bytes of DATA durably and whole: written to
  * NAME.tmp, fsync'd, renamed, the directory fsync'd (a crash leaves the old
  * file or the new one). 0, or -errno with *STEP naming the step that failed
- * (NAME.tmp removed, unless only the directory's fsync failed). */
+ * (NAME.tmp removed, unless only the directory's fsync failed), one of these
+ * static strings, which callers may compare to name the file it acted on:
+ * "open", "write", "fsync", "close" (NAME.tmp), "rename" (NAME.tmp to NAME),
+ * "fsync of the directory" (DIR). */
 int node_file_replace(const char *dir, const char *name, const void *data, size_t n,
 		      const char **step);
 

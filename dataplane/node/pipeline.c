@@ -647,7 +647,9 @@ struct pipeline {
 	uint64_t *removed_at;        /* [DP_MAX_NODES]: last index when the conf dropped it */
 	uint64_t *removed_told_ns;   /* [DP_MAX_NODES] */
 	bool removed_untold;         /* some removed member not told yet */
-	uint64_t conf_seen_index;    /* last index when the conf last changed */
+	bool conf_appended;          /* a conf entry or snapshot persisted since conf_watch */
+	uint64_t leader_term_heard;  /* newest term of a leader's append, heartbeat or snapshot */
+	uint64_t conf_seen_index;    /* last index when the conf changed or a conf entry came */
 	bool self_listed;            /* a configuration from the log listed this node */
 	uint64_t self_removed_index; /* the conf without this node, once seen */
 	uint64_t exit_at_ns;         /* removed: stop the process then (0: no) */
@@ -2206,6 +2208,12 @@ static void on_raft(struct pipeline *p, const struct dp_msg *m)
 	}
 	if (m->from < DP_MAX_NODES)
 		p->raft_rx[m->from]++; /* it speaks (level_silent) */
+	/* A leader's word, sent only to members of its configuration: a
+	 * REMOVED of an older term is stale (on_removed). */
+	if ((msg.type == RAFT_MSG_APPEND || msg.type == RAFT_MSG_HEARTBEAT ||
+	     msg.type == RAFT_MSG_SNAPSHOT) &&
+	    msg.term > p->leader_term_heard)
+		p->leader_term_heard = msg.term;
 	/* Any leader's commit index is committed: the front end counts reads
 	 * served below it (keel_reads_behind). */
 	if ((msg.type == RAFT_MSG_APPEND || msg.type == RAFT_MSG_HEARTBEAT) &&
@@ -4305,6 +4313,7 @@ static void persist_update(struct pipeline *p, const struct raft_update *u)
 	 * raft_snapshot_install_failed: its hard state and entries come again). */
 	if (u->has_snapshot && install_snapshot(p, &u->snapshot) < 0)
 		return;
+	p->conf_appended |= u->has_snapshot; /* its configuration replaced the log's */
 	if (u->hs_changed)
 		(void)wal_set_hardstate(p->w, u->hs.term, u->hs.vote);
 	uint64_t last = 0;
@@ -4319,6 +4328,7 @@ static void persist_update(struct pipeline *p, const struct raft_update *u)
 		for (uint32_t i = 0; i < u->n_entries; i++) {
 			const struct raft_entry *e = &u->entries[i];
 			learn_entry(p, e);
+			p->conf_appended |= e->type == RAFT_ENTRY_CONF;
 			p->went[i] =
 				(struct wal_entry){ .index = e->index,
 						    .term = e->term,
@@ -4762,8 +4772,10 @@ static void removed_tell(struct pipeline *p, uint32_t id)
 }
 
 /*
- * Members dropped by a configuration are remembered with the index that
- * dropped them: once that is committed, the leader tells them (a removed
+ * Members dropped by a configuration are remembered with an index at or past
+ * the entry that dropped them (keeld_dropped_see, selfconf.h: moved on by
+ * every configuration entry appended since, not only by a change of
+ * members): once that is committed, the leader tells them (a removed
  * node no longer gets entries, so it may never see the configuration that
  * removed it), and tells them again whenever they speak (a removed node
  * that stops hearing a leader campaigns). This node itself: removed once a
@@ -4773,18 +4785,20 @@ static void conf_watch(struct pipeline *p, uint64_t now)
 {
 	struct keeld *k = p->k;
 	const struct raft_conf *c = raft_conf(p->r);
-	if (c->n != p->seen_conf.n || memcmp(c->m, p->seen_conf.m, c->n * sizeof(c->m[0]))) {
-		for (uint32_t i = 0; i < p->seen_conf.n; i++) {
-			uint32_t id = p->seen_conf.m[i].id;
-			if (id < DP_MAX_NODES && !conf_has(c, id, 0)) {
-				p->removed_at[id] = raft_last_index(p->r);
-				p->removed_told_ns[id] = 0;
-				p->removed_untold = true;
-			}
-		}
-		for (uint32_t i = 0; i < c->n; i++)
-			if (c->m[i].id < DP_MAX_NODES)
-				p->removed_at[c->m[i].id] = 0;
+	bool changed =
+		keeld_dropped_see(p->removed_at, p->removed_told_ns, DP_MAX_NODES, &p->seen_conf, c,
+				  raft_last_index(p->r), p->conf_appended, &p->removed_untold);
+	/* A configuration entry appended, even with the same members, may hide
+	 * a re-add and a second drop: the strangers' rule (removed_speaks)
+	 * waits for it committed too. Only that: whether this node was a voter
+	 * or dropped itself is a matter of members (an entry appended after a
+	 * removed leader stepped down would have cleared self_removed_index,
+	 * and a seen_conf without it made the successor's REMOVED a non-voter's:
+	 * no marker -- test_removed_restart, 1 run of 2 before this split). */
+	if (changed || p->conf_appended)
+		p->conf_seen_index = raft_last_index(p->r);
+	p->conf_appended = false;
+	if (changed) {
 		/* The one before listed this node as a voter: it was a member, also
 		 * when that was a new cluster's zoo.cfg (no configuration entry) and
 		 * when raft replaced a configuration before this turn saw it (a
@@ -4795,7 +4809,6 @@ static void conf_watch(struct pipeline *p, uint64_t now)
 		if (conf_has(&p->seen_conf, k->myid, RAFT_VOTER | RAFT_VOTER_OLD))
 			p->self_listed = true;
 		p->seen_conf = *c;
-		p->conf_seen_index = raft_last_index(p->r);
 		/* A new member catching up appends configurations from before it
 		 * joined: only one that drops it after one that listed it counts. */
 		if (conf_has(c, k->myid, 0))
@@ -4889,28 +4902,34 @@ static void on_refused(struct pipeline *p, const struct dp_msg *m)
 
 static void on_removed(struct pipeline *p, const struct dp_msg *m)
 {
-	if (!conf_has(raft_conf(p->r), m->from, 0))
-		return; /* only a member may say so */
-	/* Only a leader as recent as this node's log writes the marker: one
-	 * cut off since it removed this node may not know a later leader added
-	 * it back (selfconf.h). A member of either half of the configuration
-	 * this node holds, or of the one before (a removed follower holds
-	 * C_old,new at most), was a voter. */
+	/* Only a member may say so (a non-member's is ignored, but counted
+	 * when malformed, as every type's). Only a leader as recent as this
+	 * node's log and the newest leader it heard writes the marker: one cut
+	 * off since it removed this node may not know a later leader added it
+	 * back (selfconf.h). A member of either half of the configuration this
+	 * node holds, or of the one before (a removed follower holds C_old,new
+	 * at most), was a voter. */
 	bool voter = conf_has(raft_conf(p->r), p->k->myid, RAFT_VOTER | RAFT_VOTER_OLD) ||
 		     conf_has(&p->seen_conf, p->k->myid, RAFT_VOTER | RAFT_VOTER_OLD);
 	uint64_t last_term = raft_term_at(p->r, raft_last_index(p->r));
-	enum keeld_removed_told told = keeld_removed_told(m->data, m->len, last_term, voter);
+	enum keeld_removed_told told =
+		keeld_removed_told(m->data, m->len, conf_has(raft_conf(p->r), m->from, 0),
+				   last_term, p->leader_term_heard, voter);
 	if (told == KEELD_TOLD_MALFORMED) {
 		peer_bad(p, m, false, "its term is not 8 bytes");
 		return;
 	}
+	if (told == KEELD_TOLD_NOT_MEMBER)
+		return;
 	if (told == KEELD_TOLD_IGNORE) {
 		if (p->stale_rm_total++ == p->stale_rm_logged) {
 			keeld_log(
 				"REMOVED from node %u of %u bytes: not from a leader as recent as "
 				"this node's log (its last entry's term %" PRIu64
+				") or the newest leader it heard (term %" PRIu64
 				"): ignored (%" PRIu64 " so far)",
-				m->from, m->len, last_term, p->stale_rm_total);
+				m->from, m->len, last_term, p->leader_term_heard,
+				p->stale_rm_total);
 			p->stale_rm_logged = p->stale_rm_total * 2;
 		}
 		return;

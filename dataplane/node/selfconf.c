@@ -59,6 +59,39 @@ uint64_t keeld_selfconf_removed(const struct keeld_selfconf *s, uint64_t commit,
 		       : 0;
 }
 
+/* ------------------------------------------------ members dropped */
+
+bool keeld_dropped_see(uint64_t *at, uint64_t *told_ns, uint32_t ids, const struct raft_conf *seen,
+		       const struct raft_conf *c, uint64_t last_index, bool appended, bool *dropped)
+{
+	bool same = c->n == seen->n && !memcmp(c->m, seen->m, c->n * sizeof(c->m[0]));
+	if (same && !appended)
+		return false;
+	for (uint32_t i = 0; i < seen->n && !same; i++) {
+		uint32_t id = seen->m[i].id;
+		if (id < ids && !lists(c, id)) {
+			at[id] = last_index;
+			told_ns[id] = 0;
+			*dropped = true;
+		}
+	}
+	/* A configuration entry appended since the last look may hide a member
+	 * added back and dropped again (one append of a catch-up, the same
+	 * members before and after): a drop recorded earlier moves to this
+	 * one, which a commit must reach before it is told (again). */
+	if (appended)
+		for (uint32_t id = 1; id < ids; id++)
+			if (at[id] && !lists(c, id)) {
+				at[id] = last_index;
+				told_ns[id] = 0;
+				*dropped = true;
+			}
+	for (uint32_t i = 0; i < c->n; i++)
+		if (c->m[i].id < ids)
+			at[c->m[i].id] = 0;
+	return !same;
+}
+
 /* ------------------------------------------------ the REMOVED marker */
 
 int keeld_removed_mark(const char *dir, const char *text)
@@ -104,19 +137,25 @@ void keeld_removed_told_encode(uint8_t out[KEELD_REMOVED_TOLD_LEN], uint64_t ter
 		out[i] = (uint8_t)(term >> (8 * i));
 }
 
-enum keeld_removed_told keeld_removed_told(const uint8_t *data, uint32_t len,
-					   uint64_t last_log_term, bool voter)
+enum keeld_removed_told keeld_removed_told(const uint8_t *data, uint32_t len, bool member,
+					   uint64_t last_log_term, uint64_t leader_term, bool voter)
 {
+	if (len != 0 && (len != KEELD_REMOVED_TOLD_LEN || !data))
+		return KEELD_TOLD_MALFORMED;
+	if (!member)
+		return KEELD_TOLD_NOT_MEMBER;
 	if (len == 0)
 		return KEELD_TOLD_STOP; /* an older keeld: as before the marker */
-	if (len != KEELD_REMOVED_TOLD_LEN || !data)
-		return KEELD_TOLD_MALFORMED;
 	uint64_t term = 0;
 	for (int i = 0; i < KEELD_REMOVED_TOLD_LEN; i++)
 		term |= (uint64_t)data[i] << (8 * i);
 	/* A leader's term is at least that of every entry in a log it could
-	 * lead: a log with a later term was written by a later leader. */
-	if (term < last_log_term)
+	 * lead: a log with a later term was written by a later leader. And a
+	 * leader of a later term that this node heard from exists: it sends
+	 * only to the members of its configuration, so it may have added this
+	 * node back. The leader that tells it now is of the newest term (the
+	 * one of every removal committed), never below either. */
+	if (term < last_log_term || term < leader_term)
 		return KEELD_TOLD_IGNORE;
 	return voter ? KEELD_TOLD_MARK : KEELD_TOLD_STOP;
 }

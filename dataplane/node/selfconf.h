@@ -64,6 +64,32 @@ uint64_t keeld_selfconf_removed(const struct keeld_selfconf *s, uint64_t commit,
 				uint64_t hs_vote);
 
 /*
+ * Members dropped by configuration changes, as every node records them
+ * (conf_watch, pipeline.c), so that whichever node leads once a drop is
+ * committed tells the member REMOVED. `seen` is the configuration looked at
+ * last, `c` the one raft holds now (its log's latest, committed or not).
+ * `appended`: a configuration entry was appended (or a snapshot installed)
+ * since then. When they differ, or one was appended, each member of `seen` that `c` does not list
+ * gets at[id] = last_index (the log's last index now: at or past the entry that dropped it, so a
+ * commit that reaches at[id] covers the drop) and told_ns[id] = 0 (tell it again), and each member
+ * `c` lists gets at[id] = 0 (listed again: never told). Keyed by the entry, not by its contents:
+ * when one was appended, every member recorded as dropped and not listed
+ * now moves to last_index too (told again once that is committed) -- the
+ * members alike before and after can hide a member added back and dropped
+ * again (a follower catching up on both in one append); until session 14
+ * only a change of contents counted, and a leader could tell such a member
+ * REMOVED once the first drop was committed, the second perhaps not (a
+ * leader change could lose it, leaving a member marked for good).
+ * *dropped is set when a member was dropped.
+ * `at` and `told_ns` hold `ids` slots (ids at or past it are not recorded).
+ * True when the members changed (the caller then takes `c` as seen; an
+ * entry appended with the same members moves the records only).
+ */
+bool keeld_dropped_see(uint64_t *at, uint64_t *told_ns, uint32_t ids, const struct raft_conf *seen,
+		       const struct raft_conf *c, uint64_t last_index, bool appended,
+		       bool *dropped);
+
+/*
  * The REMOVED marker. A removed follower's log never holds the configuration
  * that dropped it (the leader stops replicating to it), so restarted on its
  * old directories it could only learn its removal again from a leader: with
@@ -86,12 +112,21 @@ int keeld_removed_marked(const char *dir, char *text, size_t cap);
 /*
  * A leader's REMOVED (KEELD_MSG_REMOVED) carries the sender's term, 8 bytes
  * little-endian (until session 13: no payload). What it means here:
- * IGNORE -- a stale leader: this node's log holds an entry of a later term
- *   than the sender's, so a later leader exists, one that may have added it
- *   back (its removal seen by a leader cut off since, a member added back
- *   campaigning);
  * MALFORMED -- a payload that is no term (neither 0 nor 8 bytes): ignored,
- *   and counted as every peer message that does not decode (peer_bad);
+ *   and counted as every peer message that does not decode (peer_bad),
+ *   whoever sent it (until session 14 one from a node the configuration
+ *   does not list was dropped uncounted: decoded after the member check);
+ * NOT_MEMBER -- from a node the configuration this node holds does not list (the
+ *   transport knows its address: a member removed since, a zoo.cfg server
+ *   the log dropped): not its word to give, ignored (silently, as before
+ *   session 14);
+ * IGNORE -- a stale leader: this node's log holds an entry of a later term
+ *   than the sender's, or it heard a leader of a later term (AppendEntries,
+ *   a heartbeat, a snapshot: sent only to members of that leader's
+ *   configuration), so a later leader exists, one that may have added it
+ *   back (its removal seen by a leader cut off since, a member added back
+ *   campaigning -- also before its log holds the new leader's entries:
+ *   since session 14);
  * STOP -- stop without the marker: no term (an older keeld), or this node
  *   was never a voter (a learner being added, whose add may yet be made
  *   again): a restart undoes a wrong one;
@@ -102,12 +137,16 @@ enum keeld_removed_told {
 	KEELD_TOLD_STOP,
 	KEELD_TOLD_MARK,
 	KEELD_TOLD_MALFORMED,
+	KEELD_TOLD_NOT_MEMBER,
 };
 #define KEELD_REMOVED_TOLD_LEN 8
 void keeld_removed_told_encode(uint8_t out[KEELD_REMOVED_TOLD_LEN], uint64_t term);
-/* `last_log_term`: this node's last entry's term; `voter`: a configuration
- * it holds lists it as a voter (of either half). */
-enum keeld_removed_told keeld_removed_told(const uint8_t *data, uint32_t len,
-					   uint64_t last_log_term, bool voter);
+/* `member`: the configuration this node holds lists the sender;
+ * `last_log_term`: this node's last entry's term; `leader_term`: the newest
+ * term of a leader it heard from since it started (0: none); `voter`: a
+ * configuration it holds lists it as a voter (of either half). */
+enum keeld_removed_told keeld_removed_told(const uint8_t *data, uint32_t len, bool member,
+					   uint64_t last_log_term, uint64_t leader_term,
+					   bool voter);
 
 #endif

@@ -18,7 +18,11 @@ framing):
   serving, no marker (before: V exited 0 and left the marker);
 * a REMOVED without a term (an older keeld's): V stops (status 0) without
   the marker, as every REMOVED did before session 13; restarted on the same
-  directories it serves again.
+  directories it serves again;
+* F then removed from the cluster (its address still known to V): a
+  REMOVED from it, a non-member, is ignored (V serves, no marker), and one
+  that does not decode is counted as malformed all the same (before
+  session 14: dropped uncounted, the member check came first).
 """
 import contextlib
 import os
@@ -32,6 +36,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from zkcluster import KeelCluster, wait_for  # noqa: E402
 import test_refused_forged as rf  # noqa: E402  (its framing; a module: no tests collected)
 import test_membership as tm  # noqa: E402  (its helpers)
+import test_removed_restart as rr  # noqa: E402  (its leader(); a module: no tests collected)
 from test_membership import status  # noqa: E402
 
 from kazoo.client import KazooClient  # noqa: E402
@@ -122,6 +127,46 @@ class RemovedStale(unittest.TestCase):
         with client_at(c, v) as zk:
             zk.sync("/")
             self.assertEqual(zk.get("/w2")[0], b"2")
+        self.non_member(c, v, f)
+
+    def non_member(self, c, v, f):
+        """F removed (its address still known to V's transport: nothing
+        forgets it): a REMOVED from F is not a member's word, ignored; one
+        that does not decode is counted all the same (until session 14 the
+        member check came first and it went uncounted)."""
+        def remove_f():
+            n = rr.RemovedRestart.leader(self, c)
+            code, body = tm.http(n.admin_port, "POST", "/members",
+                                 {"action": "remove", "id": f.id})
+            return code == 200 or f.id not in [m["id"] for m in status(v)["peers"]]
+        wait_for(remove_f, WAIT_S, "node %d removed" % f.id)
+        wait_for(lambda: not f.running, WAIT_S, "removed node %d to stop" % f.id)
+        wait_for(lambda: f.id not in [m["id"] for m in status(v)["peers"]], WAIT_S,
+                 "node %d's configuration without node %d" % (v.id, f.id))
+        before = rf.malformed(v).get("removed")
+        self.assertEqual(before, 0)
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            s.bind(("127.0.0.1", f.peer_port))
+            # well-formed, of a term past any: a non-member's, ignored
+            s.sendto(rf.frame(MSG_REMOVED, f.id, v.id, 0x7E000010, struct.pack("<Q", 1 << 40)),
+                     ("127.0.0.1", v.peer_port))
+            # then one that does not decode: counted (V takes them in order)
+            s.sendto(rf.frame(MSG_REMOVED, f.id, v.id, 0x7E000011, b"\x01\x02\x03"),
+                     ("127.0.0.1", v.peer_port))
+            wait_for(lambda: not v.running or rf.malformed(v).get("removed") == 1, WAIT_S,
+                     "the non-member's malformed REMOVED counted at node %d (%s)"
+                     % (v.id, v.running and rf.malformed(v)))
+        finally:
+            s.close()
+        self.assertTrue(v.running, c.tail(v, 30))
+        self.assertFalse(os.path.exists(marker_path(v)))
+        self.assertIn("peer message from node %d of type %d (removed, 3 bytes): its term "
+                      "is not 8 bytes: dropped (1 of the type so far)" % (f.id, MSG_REMOVED),
+                      rf.out_log(v))
+        with client_at(c, v) as zk:
+            zk.create("/w3", b"3")
+            self.assertEqual(zk.get("/w3")[0], b"3")
 
 
 if __name__ == "__main__":

@@ -265,27 +265,98 @@ static void test_removed_told(void **state)
 	keeld_removed_told_encode(t7, 7);
 	/* told by the leader that removed it (its log of that term or older),
 	 * also after it campaigned (a later current term, the same log) */
-	assert_int_equal(keeld_removed_told(t5, sizeof(t5), 5, true), KEELD_TOLD_MARK);
-	assert_int_equal(keeld_removed_told(t7, sizeof(t7), 5, true), KEELD_TOLD_MARK);
+	assert_int_equal(keeld_removed_told(t5, sizeof(t5), true, 5, 0, true), KEELD_TOLD_MARK);
+	assert_int_equal(keeld_removed_told(t7, sizeof(t7), true, 5, 0, true), KEELD_TOLD_MARK);
 	/* removed in term 5 by a leader cut off since; added back in term 7 by
 	 * the next leader (its log has term-7 entries): the old one's REMOVED,
 	 * answering its vote, is stale */
-	assert_int_equal(keeld_removed_told(t5, sizeof(t5), 7, true), KEELD_TOLD_IGNORE);
+	assert_int_equal(keeld_removed_told(t5, sizeof(t5), true, 7, 0, true), KEELD_TOLD_IGNORE);
+	/* added back by the leader of term 7, whose AppendEntries reached it
+	 * (it follows that leader) before its log did (a mismatch to walk back,
+	 * a snapshot on its way): the old leader's REMOVED of term 5, answering
+	 * a vote asked before, is stale too -- the newest term it knows a leader
+	 * had counts, not only its log's (until session 14 it was marked) */
+	assert_int_equal(keeld_removed_told(t5, sizeof(t5), true, 5, 7, true), KEELD_TOLD_IGNORE);
+	assert_int_equal(keeld_removed_told(t7, sizeof(t7), true, 5, 7, true), KEELD_TOLD_MARK);
+	assert_int_equal(keeld_removed_told(t7, sizeof(t7), true, 7, 5, true), KEELD_TOLD_MARK);
 	/* a learner being added, never a voter: stops, no marker */
-	assert_int_equal(keeld_removed_told(t7, sizeof(t7), 0, false), KEELD_TOLD_STOP);
-	assert_int_equal(keeld_removed_told(t7, sizeof(t7), 5, false), KEELD_TOLD_STOP);
+	assert_int_equal(keeld_removed_told(t7, sizeof(t7), true, 0, 0, false), KEELD_TOLD_STOP);
+	assert_int_equal(keeld_removed_told(t7, sizeof(t7), true, 5, 0, false), KEELD_TOLD_STOP);
 	/* an older keeld's (no payload): stops, no marker; bytes that are no
 	 * term: malformed (ignored, and counted as every type's are: peer_bad) */
-	assert_int_equal(keeld_removed_told(NULL, 0, 5, true), KEELD_TOLD_STOP);
-	assert_int_equal(keeld_removed_told(t7, 3, 5, true), KEELD_TOLD_MALFORMED);
-	assert_int_equal(keeld_removed_told(t7, 3, 0, false), KEELD_TOLD_MALFORMED);
+	assert_int_equal(keeld_removed_told(NULL, 0, true, 5, 0, true), KEELD_TOLD_STOP);
+	assert_int_equal(keeld_removed_told(t7, 3, true, 5, 0, true), KEELD_TOLD_MALFORMED);
+	assert_int_equal(keeld_removed_told(t7, 3, true, 0, 0, false), KEELD_TOLD_MALFORMED);
 	uint8_t t9[KEELD_REMOVED_TOLD_LEN + 1] = { 9 };
-	assert_int_equal(keeld_removed_told(t9, sizeof(t9), 0, true), KEELD_TOLD_MALFORMED);
-	assert_int_equal(keeld_removed_told(NULL, KEELD_REMOVED_TOLD_LEN, 0, true),
+	assert_int_equal(keeld_removed_told(t9, sizeof(t9), true, 0, 0, true),
 			 KEELD_TOLD_MALFORMED);
+	assert_int_equal(keeld_removed_told(NULL, KEELD_REMOVED_TOLD_LEN, true, 0, 0, true),
+			 KEELD_TOLD_MALFORMED);
+	/* from a node the configuration does not list (an address the
+	 * transport knows: a member removed since, a server.N of zoo.cfg the
+	 * log's configuration dropped): not its word to give, ignored -- but one
+	 * that does not decode is malformed first, counted like any other
+	 * (until session 14 dropped uncounted) */
+	assert_int_equal(keeld_removed_told(t7, 3, false, 5, 0, true), KEELD_TOLD_MALFORMED);
+	assert_int_equal(keeld_removed_told(t9, sizeof(t9), false, 0, 0, false),
+			 KEELD_TOLD_MALFORMED);
+	assert_int_equal(keeld_removed_told(t7, sizeof(t7), false, 5, 0, true),
+			 KEELD_TOLD_NOT_MEMBER);
+	assert_int_equal(keeld_removed_told(NULL, 0, false, 5, 0, true), KEELD_TOLD_NOT_MEMBER);
 	/* little-endian */
 	assert_int_equal(t7[0], 7);
 	assert_int_equal(t7[7], 0);
+}
+
+/* conf_watch's record of dropped members (keeld_dropped_see): node 3
+ * dropped at some index past the drop, listed again cleared. Keyed by the
+ * configuration entry, not its contents: a follower cut off while node 3
+ * was added back and removed again, catching up in one append (the re-add,
+ * the second drop), holds the same members as before; its record must move
+ * to the second drop, or as leader with a commit between the two drops it
+ * would tell node 3 REMOVED while the second drop is uncommitted, a leader
+ * change could still lose it, and the node 3 it marked is a member. */
+static void test_dropped_by_entry(void **state)
+{
+	(void)state;
+	uint64_t at[8] = { 0 }, told[8] = { 0 };
+	struct raft_conf a = conf(c123, NULL), b = conf(c12, NULL), j = conf(c12, n3);
+	bool dropped = false;
+	assert_false(keeld_dropped_see(at, told, 8, &a, &a, 50, false, &dropped));
+	assert_false(dropped);
+	/* the joint configuration still lists 3 (its old half) */
+	assert_true(keeld_dropped_see(at, told, 8, &a, &j, 60, false, &dropped));
+	assert_false(dropped);
+	assert_int_equal(at[3], 0);
+	told[3] = 77;
+	assert_true(keeld_dropped_see(at, told, 8, &j, &b, 100, true, &dropped));
+	assert_true(dropped);
+	assert_int_equal(at[3], 100);
+	assert_int_equal(told[3], 0);
+	assert_int_equal(at[1] + at[2], 0);
+	/* told at commit 100; then one append brings the re-add and the second
+	 * drop (the same members): recorded again, at the new last index */
+	told[3] = 99;
+	dropped = false;
+	assert_false(
+		keeld_dropped_see(at, told, 8, &b, &b, 310, true, &dropped)); /* same members */
+	assert_true(dropped);
+	assert_int_equal(at[3], 310);
+	assert_int_equal(told[3], 0);
+	/* entries without a configuration: nothing moves */
+	dropped = false;
+	assert_false(keeld_dropped_see(at, told, 8, &b, &b, 400, false, &dropped));
+	assert_false(dropped);
+	assert_int_equal(at[3], 310);
+	/* added back: never told */
+	struct raft_conf d = conf(c1234, NULL);
+	assert_true(keeld_dropped_see(at, told, 8, &b, &d, 500, true, &dropped));
+	assert_int_equal(at[3], 0);
+	assert_int_equal(at[4], 0);
+	/* ids past the record's slots are not recorded */
+	assert_true(keeld_dropped_see(at, told, 4, &d, &b, 600, true, &dropped));
+	assert_int_equal(at[3], 600);
+	assert_int_equal(at[4], 0);
 }
 
 int main(void)
@@ -304,6 +375,7 @@ int main(void)
 		cmocka_unit_test(test_joint_new_half_listed),
 		cmocka_unit_test(test_removed_marker),
 		cmocka_unit_test(test_removed_told),
+		cmocka_unit_test(test_dropped_by_entry),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
