@@ -2,7 +2,10 @@
 """scripts/bench-compare's parts that need no timing (suite 'cluster'):
   1. --single-at: node1 by default, leader and follower taken, anything else
      refused (argparse's exit 2);
-  2. pick_node and the table's leader/client cell, on given roles;
+  2. pick_node and the table's leader/client cell, on given roles; a leader
+     change during a run shown (L>M) and logged; a run that exits 0 with no
+     successful op is not completed: in no median (its p50 of 0 us once was),
+     its errors still counted;
   3. a start that fails half-way is still stopped: a stand-in
      scripts/zk-ensemble (and scripts/cluster) that starts a process, records
      its PID and fails; bench-compare's stop_all() ends that process;
@@ -73,6 +76,60 @@ class Options(unittest.TestCase):
         self.assertEqual(BC.where_cell(recs), "2/2 3/1 ?/?")
         self.assertEqual(BC.where_cell([{"leader_node": 1, "client_node": None,
                                          "bench_workload": "set-sat"}]), "1/*")
+
+    def test_where_cell_leader_change(self):
+        # A leader that changed during the run shows as before>after.
+        recs = [{"leader_node": 2, "leader_node_after": 3, "client_node": 2,
+                 "bench_workload": "set-1"},
+                {"leader_node": 1, "leader_node_after": 1, "client_node": 1,
+                 "bench_workload": "set-1"},
+                {"leader_node": 1, "leader_node_after": None, "client_node": None,
+                 "bench_workload": "set-sat"}]
+        self.assertEqual(BC.where_cell(recs), "2>3/2 1/1 1>?/*")
+        # leader_after keeps it in the record the table reads, and says it.
+        roles = {"127.0.0.1:1": "follower", "127.0.0.1:2": "leader", "127.0.0.1:3": "follower"}
+        sys_ = BC.System("keel", ",".join(roles), None, mode_of=roles.get)
+        where = {"leader_node": 1, "client_node": 1, "bench_workload": "set-1", "rep": 0}
+        err = io.StringIO()
+        with redirect_stderr(err):
+            self.assertEqual(BC.leader_after(sys_, where), {"leader_node_after": 2})
+        self.assertEqual(BC.where_cell([where]), "1>2/1")
+        self.assertIn("keel: the leader changed during set-1 (rep 1): node 1 before, node 2 after",
+                      err.getvalue())
+        where = {"leader_node": 2, "client_node": 2, "bench_workload": "set-1", "rep": 0}
+        err = io.StringIO()
+        with redirect_stderr(err):
+            BC.leader_after(sys_, where)
+        self.assertEqual(err.getvalue(), "")
+        self.assertEqual(BC.where_cell([where]), "2/2")
+
+    def test_no_medians_of_nothing(self):
+        # A run that exits 0 with no successful op (every request refused) has
+        # figures of nothing (p50 0): not completed, not in the medians.
+        def run(p50, ops, exit_=0):
+            return {"ops": ops, "ops_per_s": ops / 10.0, "p50_us": p50, "p99_us": p50,
+                    "p999_us": p50, "server_cpu_us_per_op": 5.0, "driver_cpu_us_per_op": 1.0,
+                    "errors": 0 if ops else 100, "errors_all": 0 if ops else 100,
+                    "exit": exit_}
+        self.assertTrue(BC.completed(run(300.0, 1000)))
+        self.assertFalse(BC.completed(run(0.0, 0)))
+        self.assertFalse(BC.completed(run(300.0, 1000, exit_=2)))
+        self.assertFalse(BC.completed(None))
+        systems = [BC.System("keel", "127.0.0.1:1", None), BC.System("zk", "127.0.0.1:2", None)]
+        runs = {("set-1", "keel"): [run(0.0, 0), run(0.0, 0), run(300.0, 1000)],
+                ("set-1", "zk"): [run(0.0, 0), run(0.0, 0), run(0.0, 0)]}
+        t = BC.table(["set-1"], systems, runs, 3, False, {})
+        row = {ln.split()[1]: ln.split() for ln in t.splitlines() if ln.startswith("set-1")}
+        self.assertEqual(row["keel"][3], "300.0", t)  # p50: the one completed run's
+        self.assertEqual(row["keel"][9], "1/3", t)
+        self.assertEqual(row["keel"][8], "200", t)    # the failed runs' errors shown
+        self.assertEqual(row["zk"][3], "n/a", t)
+        self.assertEqual(row["zk"][9], "0/3", t)
+        self.assertEqual(row["keel/zk"][3], "n/a", t)
+        floors = [{"floor_p50_us": 150.0, "floor_p99_us": 300.0}] * 3
+        out = BC.floor_ratios(systems, runs, floors, io.StringIO())
+        self.assertEqual(out["keel"], (2.0, 1.0))
+        self.assertEqual(out["zk"], (None, None))
 
 
 FAKE = """#!/bin/bash
