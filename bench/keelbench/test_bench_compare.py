@@ -324,7 +324,8 @@ class Interrupted(unittest.TestCase):
     """bench-compare --tls interrupted once both systems serve: nothing of
     its own left (no keeld, no java naming its directory), every port free,
     its directory gone; also when a second signal comes while it stops
-    them (a second Ctrl-C, as people press it)."""
+    them (a second Ctrl-C, as people press it), and when ZooKeeper's start
+    is under way."""
 
     @classmethod
     def setUpClass(cls):
@@ -339,7 +340,10 @@ class Interrupted(unittest.TestCase):
         cls.keel = reserve_ports(cls.keel_offsets)
         cls.build = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(keeld))))
 
-    def run_interrupted(self, signals):
+    def run_interrupted(self, signals, at="priming", serving=True, first_jvm=False):
+        """signals[0] sent at the first line naming `at` (first_jvm: and once
+        zk-ensemble recorded a JVM), each next one at the line "stopping";
+        serving: both systems served TLS before."""
         d = tempfile.mkdtemp(prefix="keel-bc-int-")
         env = dict(os.environ, ZK_BASE_PORT=str(self.zk), KEEL_CLIENT_BASE=str(self.keel),
                    KEEL_SECURE_CLIENT_BASE=str(self.keel + 100),
@@ -357,7 +361,9 @@ class Interrupted(unittest.TestCase):
             for line in p.stderr:
                 lines.append(line)
                 # once both serve (TLS handshakes on both), then while stopping
-                if sent < len(signals) and (("priming" in line and sent == 0) or
+                if sent == 0 and at in line and first_jvm:
+                    self.wait_first_jvm(d)
+                if sent < len(signals) and ((at in line and sent == 0) or
                                             ("stopping" in line and sent > 0)):
                     p.send_signal(signals[sent])
                     sent += 1
@@ -369,8 +375,9 @@ class Interrupted(unittest.TestCase):
         log = "".join(lines)
         try:
             self.assertEqual(sent, len(signals), log)
-            self.assertIn("zk: TLS handshakes on", log)
-            self.assertIn("keel: TLS handshakes on", log)
+            if serving:
+                self.assertIn("zk: TLS handshakes on", log)
+                self.assertIn("keel: TLS handshakes on", log)
             left = processes_under(d)
             self.assertEqual(left, [], "left running: %s\n%s" % (left, log))
             busy = [p for p in [self.zk + o for o in self.zk_offsets] +
@@ -384,11 +391,30 @@ class Interrupted(unittest.TestCase):
                 os.kill(pid, signal.SIGKILL)
             shutil.rmtree(d, ignore_errors=True)
 
+    @staticmethod
+    def wait_first_jvm(d, timeout_s=60):
+        """Until zk-ensemble's pids file under d names a process (bounded)."""
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end:
+            for top in os.listdir(d):
+                try:
+                    with open(os.path.join(d, top, "zk", "pids")) as f:
+                        if f.read().strip():
+                            return
+                except OSError:
+                    pass
+            time.sleep(0.05)
+
     def test_1_sigterm(self):
         self.run_interrupted([signal.SIGTERM])
 
     def test_2_second_ctrl_c_while_stopping(self):
         self.run_interrupted([signal.SIGINT, signal.SIGINT])
+
+    def test_3_sigterm_while_zookeeper_starts(self):
+        # zk-ensemble start killed half-way: the JVMs it recorded stopped
+        self.run_interrupted([signal.SIGTERM], at="starting ZooKeeper", serving=False,
+                             first_jvm=True)
 
 
 class Roles(unittest.TestCase):
