@@ -62,6 +62,13 @@ struct conn {
 	bool dead;
 	struct kb_tlsc *tls; /* --tls: the connection's TLS state, NULL for plaintext */
 	bool epollout;
+	/* --tls: a write waits for a record to read (a handshake under way: the
+	 * server's renegotiation), or a read for room to write. The socket's
+	 * other readiness would say nothing new: EPOLLOUT is off while a write
+	 * waits for a read (it used to stay on, so a writable socket woke the
+	 * loop to the same want-read until the server answered: a spin), and on
+	 * while a read waits for room. */
+	bool tls_w_on_r, tls_r_on_w;
 	struct worker *w;
 	uint8_t *wbuf;
 	size_t woff, wlen, wcap;
@@ -106,7 +113,8 @@ struct worker {
 	uint64_t errors_all;
 	uint64_t last_done_ns; /* completion time of the latest measured op */
 	uint64_t err_by_code[-KB_ZERR_MIN];
-	uint8_t *scratch; /* etcd: a request frame before kb_h2_call copies it */
+	uint64_t tls_write_waits; /* TLS writes that waited for a read (tls_w_on_r) */
+	uint8_t *scratch;         /* etcd: a request frame before kb_h2_call copies it */
 	/* --tls: the last session each server gave (--tls-resume), and the tally
 	 * of this thread's handshakes. */
 	struct ssl_session_st *resume[KB_MAX_SERVERS];
@@ -120,10 +128,16 @@ struct worker {
 	char pad2_[KEEL_CACHE_LINE];
 };
 
-/* Successful TLS handshakes (failures are counted as errors where they happen). */
+/* Successful TLS handshakes (failures are counted as errors where they
+ * happen). Every one is counted; timed (SSL_connect's duration, ns), as ops
+ * are, only those begun in the window [warm-up end, run end) -- and, for
+ * workloads whose sessions all open before the run, the worker sessions'
+ * opening ones (open_hist); a control session's never. */
 struct tls_tally {
-	struct kb_hist hist; /* SSL_connect's duration, ns */
+	struct kb_hist hist, open_hist;
 	uint64_t handshakes, resumed;
+	bool ctl;         /* the control sessions' tally */
+	bool in_run;      /* set by its worker past the start gate (t_warm_ns is set) */
 	char version[64]; /* the first one's protocol and cipher */
 };
 
@@ -302,7 +316,11 @@ static int session_open(const struct shared *sh, const struct kb_server *s,
 			close(fd);
 			return rc;
 		}
-		kb_hist_record(&t->hist, keel_now_ns() - t0);
+		uint64_t d = keel_now_ns() - t0;
+		if (t->in_run && t0 >= sh->t_warm_ns && t0 < sh->t_end_ns)
+			kb_hist_record(&t->hist, d);
+		else if (!t->in_run && !t->ctl)
+			kb_hist_record(&t->open_hist, d);
 		t->handshakes++;
 		t->resumed += resumed;
 		if (!t->version[0])
@@ -864,19 +882,40 @@ static int h2_pull(struct conn *c)
 	return 0;
 }
 
+/* EPOLLOUT while there is something to write that room would let go (not a
+ * TLS write waiting for a read), or a TLS read waits for room. */
+static void conn_events(struct conn *c)
+{
+	bool want = (c->wlen != 0 && !c->tls_w_on_r) || c->tls_r_on_w;
+	if (want != c->epollout) {
+		struct epoll_event ev = { .events = EPOLLIN | (want ? EPOLLOUT : 0),
+					  .data.ptr = c };
+		epoll_ctl(c->w->epfd, EPOLL_CTL_MOD, c->fd, &ev);
+		c->epollout = want;
+	}
+}
+
 static void conn_flush(struct conn *c, uint64_t now)
 {
 	if (c->h2 && h2_pull(c) < 0) {
 		conn_kill(c, now);
 		return;
 	}
+	c->tls_w_on_r = false;
 	while (c->woff < c->wlen) {
 		ssize_t r = io_write(c->fd, c->tls, c->wbuf + c->woff, c->wlen - c->woff);
 		if (r < 0) {
 			if (errno == EINTR)
 				continue;
-			if (errno == EAGAIN)
+			if (errno == EAGAIN) {
+				/* Retried when a record arrives (worker_poll), not
+				 * when the socket has room: it has. */
+				if (c->tls && kb_tls_wants_read(c->tls)) {
+					c->tls_w_on_r = true;
+					c->w->tls_write_waits++;
+				}
 				break;
+			}
 			if (errno == EPROTO && c->tls)
 				conn_tls_fail(c, now);
 			else
@@ -887,13 +926,7 @@ static void conn_flush(struct conn *c, uint64_t now)
 	}
 	if (c->woff == c->wlen)
 		c->woff = c->wlen = 0;
-	bool want = c->wlen != 0;
-	if (want != c->epollout) {
-		struct epoll_event ev = { .events = EPOLLIN | (want ? EPOLLOUT : 0),
-					  .data.ptr = c };
-		epoll_ctl(c->w->epfd, EPOLL_CTL_MOD, c->fd, &ev);
-		c->epollout = want;
-	}
+	conn_events(c);
 	c->last_send_ns = now;
 }
 
@@ -1058,6 +1091,11 @@ static void conn_read(struct worker *w, struct conn *c, bool more)
 		size_t space = c->rcap - c->rlen;
 		ssize_t r = io_read(c->fd, c->tls, c->rbuf + c->rlen, space);
 		uint64_t now = keel_now_ns();
+		bool r_on_w = r < 0 && errno == EAGAIN && c->tls && !kb_tls_wants_read(c->tls);
+		if (r_on_w != c->tls_r_on_w) {
+			c->tls_r_on_w = r_on_w; /* retried on EPOLLOUT (worker_poll) */
+			conn_events(c);
+		}
 		if (r <= 0) {
 			if (r < 0 && errno == EINTR)
 				continue;
@@ -1526,8 +1564,9 @@ static void flush_dirty(struct worker *w, uint64_t now)
 	for (int i = 0; i < w->n_dirty; i++) {
 		struct conn *c = w->dirty[i];
 		c->dirty = false;
-		/* One waiting for EPOLLOUT is written when the socket has room. */
-		if (!c->dead && !c->epollout && (c->h2 || c->wlen > c->woff))
+		/* One waiting for EPOLLOUT is written when the socket has room,
+		 * one waiting for a TLS record when it comes. */
+		if (!c->dead && !c->epollout && !c->tls_w_on_r && (c->h2 || c->wlen > c->woff))
 			conn_flush(c, now);
 	}
 	w->n_dirty = 0;
@@ -1545,7 +1584,13 @@ static void worker_poll(struct worker *w, uint64_t now, uint64_t deadline, bool 
 		struct conn *c = evs[i].data.ptr;
 		if (c->dead)
 			continue;
-		if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+		if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
+			conn_read(w, c, more);
+			/* What was read may be the record a TLS write waited for. */
+			if (!c->dead && c->tls_w_on_r)
+				conn_flush(c, keel_now_ns());
+		}
+		if (!c->dead && c->tls_r_on_w && (evs[i].events & EPOLLOUT))
 			conn_read(w, c, more);
 		if (!c->dead && (evs[i].events & EPOLLOUT))
 			conn_flush(c, keel_now_ns());
@@ -1633,6 +1678,8 @@ static void *worker_main(void *arg)
 	pthread_mutex_unlock(&sh->lock);
 	if (atomic_load(&sh->abort))
 		return NULL;
+	if (w->tally)
+		w->tally->in_run = true; /* its handshakes from now on: the window's */
 	if (o->workload == KB_WL_CONNECT) {
 		connect_loop(w);
 		return NULL;
@@ -1855,6 +1902,7 @@ static void progress(const struct kb_opts *o, struct worker *ws, struct shared *
 static void tally_merge(struct kb_result *res, const struct tls_tally *t)
 {
 	kb_hist_merge(&res->hs_hist, &t->hist);
+	kb_hist_merge(&res->hs_open_hist, &t->open_hist);
 	res->handshakes += t->handshakes;
 	res->resumed += t->resumed;
 	if (t->version[0] && !res->tls_version[0])
@@ -1868,6 +1916,7 @@ int kb_run(const struct kb_opts *o, struct kb_result *res)
 	res->verify_children = -1;
 	res->server_cpu_s = -1;
 	kb_hist_reset(&res->hs_hist);
+	kb_hist_reset(&res->hs_open_hist);
 	struct shared sh = { .o = o };
 	struct worker *ws = NULL;
 	struct ctl c;
@@ -1884,6 +1933,8 @@ int kb_run(const struct kb_opts *o, struct kb_result *res)
 		goto out_value;
 	}
 	kb_hist_reset(&ctl_tally->hist);
+	kb_hist_reset(&ctl_tally->open_hist);
+	ctl_tally->ctl = true;
 	if (o->tls && (rc = kb_tls_new(&sh.tls, o, err, err_len)) < 0)
 		goto out_value;
 	for (int i = 0; i < o->value_size; i++)
@@ -1935,8 +1986,10 @@ int kb_run(const struct kb_opts *o, struct kb_result *res)
 		kb_rng_seed(&w->rng, o->seed * 0x100000001b3ull + (uint64_t)i);
 		kb_hist_reset(&w->hist);
 		w->tally = calloc(1, sizeof(*w->tally));
-		if (w->tally)
+		if (w->tally) {
 			kb_hist_reset(&w->tally->hist);
+			kb_hist_reset(&w->tally->open_hist);
+		}
 		if (!w->conns || !w->tally ||
 		    pthread_create(&w->thread, NULL, worker_main, w) != 0) {
 			atomic_store(&sh.abort, true);
@@ -1969,6 +2022,7 @@ int kb_run(const struct kb_opts *o, struct kb_result *res)
 		res->ops_ok += w->ops_ok;
 		res->ops_err += w->ops_err;
 		res->creates_ok += w->creates_ok;
+		res->tls_write_waits += w->tls_write_waits;
 		for (size_t k = 0; k < KEEL_ARRAY_SIZE(w->err_by_code); k++)
 			res->err_by_code[k] += w->err_by_code[k];
 		if (w->tally)

@@ -354,11 +354,15 @@ struct kb_result {
 	int64_t compact_revision; /* etcd --cleanup: the revision compacted at, 0 if none */
 	char parent[KB_MAX_PATH_LEN];
 	char fatal[512]; /* why the run stopped early, empty if it did not */
-	/* --tls: every handshake of the run (setup's and verify's included), its
-	 * duration (SSL_connect on the connected socket) and how many resumed a
-	 * session; the protocol and cipher the first worker session negotiated. */
-	struct kb_hist hs_hist;
-	uint64_t handshakes, resumed;
+	/* --tls: every handshake of the run (setup's and verify's included) and
+	 * how many resumed a session; the duration (SSL_connect on the connected
+	 * socket) of those begun in the measured window (hs_hist: --workload
+	 * connect's, warm-up excluded as for ops) and of the worker sessions'
+	 * opening ones (hs_open_hist, before the run); the protocol and cipher
+	 * the first worker session negotiated; TLS writes that waited for a
+	 * read (a handshake the server began). */
+	struct kb_hist hs_hist, hs_open_hist;
+	uint64_t handshakes, resumed, tls_write_waits;
 	char tls_version[64];
 };
 
@@ -384,6 +388,10 @@ int kb_tls_handshake(struct kb_tls *t, int fd, const struct kb_server *s,
  * the socket, EPROTO for a TLS error; read returns 0 at the peer's close. */
 ssize_t kb_tls_read(struct kb_tlsc *c, void *buf, size_t len);
 ssize_t kb_tls_write(struct kb_tlsc *c, const void *buf, size_t len);
+/* After kb_tls_read/kb_tls_write's EAGAIN: whether TLS waits for the socket
+ * to be readable (a write in a handshake the server began: its records
+ * first), else writable. */
+bool kb_tls_wants_read(struct kb_tlsc *c);
 /* Bytes read from the socket and not yet returned (another record). */
 bool kb_tls_pending(struct kb_tlsc *c);
 /* "TLSv1.3:TLS_AES_256_GCM_SHA384": the protocol and cipher negotiated. */

@@ -25,7 +25,11 @@ one node: a standalone keeld on free loopback ports). Counts only, no timing:
      the same thread unharmed (it closes its session at the end); on the
      setup's control session: the run stops before any op (exit 2), the
      summary still printed with err_TLS_ERROR=1, stderr naming the setup and
-     OpenSSL's reason.
+     OpenSSL's reason;
+  8. a write that must wait for a read (a stand-in server on pyOpenSSL, TLS
+     1.2, renegotiates and holds its answers): waits for the socket to be
+     readable, a few tls_write_waits, not a spin of thousands.
+Handshake times (1, 3): the window's, never the setup's.
 
 usage: test_kb_tls_cluster.py KEELBENCH
 """
@@ -36,6 +40,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 import unittest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -91,6 +96,10 @@ class KeelbenchTls(unittest.TestCase):
         self.assertEqual(int(s["handshakes"]), 4, s)
         self.assertEqual(s["resumed"], "0")
         self.assertGreater(float(s["handshake_p50_us"]), 0)
+        # timed: the 2 sessions' opening handshakes (none begins in the
+        # window), never the control sessions'
+        self.assertEqual(s["handshakes_timed"], "2", s)
+        self.assertEqual(s["tls_write_waits"], "0", s)
         self.assertGreater(float(s["server_cpu_us_per_op"]), 0)
         self.assertEqual(self.handshakes() - before, 4)
 
@@ -113,6 +122,13 @@ class KeelbenchTls(unittest.TestCase):
             self.assertGreater(ops, 0)
             # every connection of the run (warm-up included) and the setup's
             self.assertGreaterEqual(hs, ops + 1, s)
+            # timed as ops are: begun in the measured window (an op intended
+            # just before the warm-up's end may begin its handshake after it),
+            # never the setup's
+            timed = int(s["handshakes_timed"])
+            self.assertGreaterEqual(timed, 1, s)
+            self.assertLessEqual(timed, ops + 1, s)
+            self.assertLessEqual(timed, hs - 1, s)
             if resume:
                 # the setup's and the loop's first are full handshakes
                 self.assertEqual(int(s["resumed"]), hs - 2, s)
@@ -147,14 +163,11 @@ class FakeZk:
     undecryptable record after `after` replies. Counts per connection:
     replies, and whether a closeSession came."""
 
+    errors = (OSError, EOFError, ssl.SSLError, struct.error)
+
     def __init__(self, bad, after):
         self.bad, self.after = bad, after
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(os.path.join(CLUSTER.dir, "server.crt"),
-                            os.path.join(CLUSTER.dir, "server.key"))
-        ctx.verify_mode = ssl.CERT_REQUIRED
-        ctx.load_verify_locations(test_tls.CERTS["ca"])
-        self.ctx = ctx
+        self.ctx = self.context()
         self.lsock = socket.socket()
         self.lsock.bind(("127.0.0.1", 0))  # the kernel's free port: loopback only
         self.lsock.listen(16)
@@ -162,6 +175,17 @@ class FakeZk:
         self.replies, self.closed = {}, {}
         self.threads = []
         threading.Thread(target=self.accept, daemon=True).start()
+
+    def context(self):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(os.path.join(CLUSTER.dir, "server.crt"),
+                            os.path.join(CLUSTER.dir, "server.key"))
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_verify_locations(test_tls.CERTS["ca"])
+        return ctx
+
+    def wrap(self, raw):
+        return self.ctx.wrap_socket(raw, server_side=True)
 
     def accept(self):
         n = 0
@@ -193,7 +217,7 @@ class FakeZk:
         self.replies[n], self.closed[n] = 0, False
         s = raw
         try:
-            s = self.ctx.wrap_socket(raw, server_side=True)
+            s = self.wrap(raw)
             self.frame(s)  # ConnectRequest
             body = struct.pack(">iiqi", 0, 30000, n, 16) + bytes(16) + b"\0"
             s.sendall(struct.pack(">i", len(body)) + body)
@@ -207,39 +231,93 @@ class FakeZk:
                     return
                 if xid > 0:
                     self.replies[n] += 1
-                if n == self.bad and self.replies[n] == self.after:
-                    # Application data (TLS 1.3: type 23) whose tag cannot
-                    # match, straight on the socket under the TLS layer.
-                    os.write(s.fileno(), b"\x17\x03\x03\x00\x40" + os.urandom(64))
-                    # Nothing more: what keelbench sends is read raw, unanswered,
-                    # until it closes (no reset that could drop the record).
-                    while os.read(s.fileno(), 4096):
-                        pass
+                if n == self.bad and self.after_reply(s, self.replies[n]):
                     return
-        except (OSError, EOFError, ssl.SSLError, struct.error):
+        except self.errors:
             pass
         finally:
             s.close()
+
+    def after_reply(self, s, replies):
+        """Connection `bad`, after a reply: True ends it. Here: the `after`-th
+        reply is followed by application data (TLS 1.3: type 23) whose tag
+        cannot match, straight on the socket under the TLS layer."""
+        if replies != self.after:
+            return False
+        os.write(s.fileno(), b"\x17\x03\x03\x00\x40" + os.urandom(64))
+        # Nothing more: what keelbench sends is read raw, unanswered,
+        # until it closes (no reset that could drop the record).
+        while os.read(s.fileno(), 4096):
+            pass
+        return True
 
     def close(self):
         self.lsock.close()
 
 
+class RenegZk(FakeZk):
+    """FakeZk over pyOpenSSL, TLS 1.2: after `after` replies connection `bad`
+    asks for a renegotiation (HelloRequest) and then holds `hold` seconds
+    after that reply and the next before reading on, so keelbench's
+    ClientHello waits unanswered while it has a request to write: its
+    SSL_write wants a read."""
+
+    def __init__(self, bad, after, hold):
+        from OpenSSL import SSL
+        self.SSL, self.hold = SSL, hold
+        self.errors = FakeZk.errors + (SSL.Error,)
+        self.renegotiated = None  # (renegotiations, one pending) 2 replies on
+        super().__init__(bad, after)
+
+    def context(self):
+        SSL = self.SSL
+        ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
+        ctx.set_min_proto_version(SSL.TLS1_2_VERSION)
+        ctx.set_max_proto_version(SSL.TLS1_2_VERSION)
+        ctx.use_certificate_chain_file(os.path.join(CLUSTER.dir, "server.crt"))
+        ctx.use_privatekey_file(os.path.join(CLUSTER.dir, "server.key"))
+        ctx.load_verify_locations(test_tls.CERTS["ca"])
+        ctx.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, lambda *a: a[-1])
+        ctx.set_session_id(b"kbtest")  # OpenSSL's: a server verifying clients caches by it
+        return ctx
+
+    def wrap(self, raw):
+        s = self.SSL.Connection(self.ctx, raw)
+        s.set_accept_state()
+        s.do_handshake()
+        return s
+
+    def after_reply(self, s, replies):
+        if replies == self.after:
+            s.renegotiate()
+            s.do_handshake()  # the HelloRequest; the client's answer is read by recv
+        if replies in (self.after, self.after + 1):
+            time.sleep(self.hold)
+        if replies == self.after + 2:
+            self.renegotiated = (s.total_renegotiations(), s.renegotiate_pending())
+        return False
+
+
+def kb_fake(fake, *args):
+    """keelbench against a stand-in server, then the server closed."""
+    certs = test_tls.CERTS
+    try:
+        p = subprocess.run(
+            [KB, "--servers", "127.0.0.1:%d" % fake.port, "--quiet", "--tls", "--tls-ca",
+             certs["ca"], "--tls-cert", certs["cert"], "--tls-key", certs["key"], "--root",
+             "/kbtls"] + list(args), capture_output=True, text=True, timeout=60)
+        for t in fake.threads:
+            t.join(10)
+    finally:
+        fake.close()
+    return p
+
+
 class KeelbenchTlsError(unittest.TestCase):
     def test_6_tls_error(self):
-        certs = test_tls.CERTS
         fake = FakeZk(bad=2, after=5)  # 1: setup's control session; 2, 3: the workers'
-        try:
-            p = subprocess.run(
-                [KB, "--servers", "127.0.0.1:%d" % fake.port, "--quiet", "--tls",
-                 "--tls-ca", certs["ca"], "--tls-cert", certs["cert"], "--tls-key",
-                 certs["key"], "--duration", "1", "--warmup", "0.2", "--root", "/kbtls",
-                 "--workload", "get", "--keys", "4", "--sessions", "2", "--outstanding", "1",
-                 "--threads", "1"], capture_output=True, text=True, timeout=60)
-            for t in fake.threads:
-                t.join(10)
-        finally:
-            fake.close()
+        p = kb_fake(fake, "--duration", "1", "--warmup", "0.2", "--workload", "get", "--keys",
+                    "4", "--sessions", "2", "--outstanding", "1", "--threads", "1")
         self.assertEqual(p.returncode, 0, p.stderr)
         s = summary(p.stdout)
         self.assertEqual(s.get("err_TLS_ERROR"), "1", s)
@@ -256,17 +334,8 @@ class KeelbenchTlsError(unittest.TestCase):
         self.assertTrue(fake.closed[1], "setup's control session closed")
 
     def test_7_tls_error_at_setup(self):
-        certs = test_tls.CERTS
         fake = FakeZk(bad=1, after=1)  # the setup's control session
-        try:
-            p = subprocess.run(
-                [KB, "--servers", "127.0.0.1:%d" % fake.port, "--quiet", "--tls",
-                 "--tls-ca", certs["ca"], "--tls-cert", certs["cert"], "--tls-key",
-                 certs["key"], "--duration", "1", "--warmup", "0", "--root", "/kbtls",
-                 "--workload", "set", "--keys", "50"], capture_output=True, text=True,
-                timeout=60)
-        finally:
-            fake.close()
+        p = kb_fake(fake, "--duration", "1", "--warmup", "0", "--workload", "set", "--keys", "50")
         self.assertEqual(p.returncode, 2, p.stderr)
         s = summary(p.stdout)
         self.assertEqual(s.get("err_TLS_ERROR"), "1", s)
@@ -274,6 +343,30 @@ class KeelbenchTlsError(unittest.TestCase):
         self.assertEqual(s["ops"], "0", s)
         self.assertIn("setup: error:", p.stderr)
         self.assertIn("SSL routines", p.stderr)
+
+    def test_8_write_waits_for_read(self):
+        """A TLS write that must wait for a read (the server renegotiates,
+        TLS 1.2) waits for the socket to be readable: before, EPOLLOUT stayed
+        on, so the writable socket woke the loop to the same want-read until
+        the server answered (thousands of SSL_writes in its 2 x 0.5 s)."""
+        try:
+            import OpenSSL  # noqa: F401  (python3-openssl)
+        except ImportError:
+            self.skipTest("python3-openssl not installed")
+        fake = RenegZk(bad=2, after=5, hold=0.5)  # 1: the setup's control session
+        p = kb_fake(fake, "--tls-version", "1.2", "--duration", "1.5", "--warmup", "0",
+                    "--workload", "get", "--keys", "4", "--sessions", "1", "--outstanding", "1",
+                    "--threads", "1")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        s = summary(p.stdout)
+        self.assertEqual(s["errors_all"], "0", (s, p.stderr))
+        self.assertEqual(fake.renegotiated, (1, False), "the server renegotiated")
+        self.assertGreater(fake.replies[2], 7, fake.replies)  # on after it
+        self.assertTrue(fake.closed[2], fake.closed)
+        # Each wait ends with a record of the server's (its ServerHello
+        # flight, its Finished): a few, however long the server holds.
+        self.assertGreaterEqual(int(s["tls_write_waits"]), 1, s)
+        self.assertLessEqual(int(s["tls_write_waits"]), 8, s)
 
 
 def main():

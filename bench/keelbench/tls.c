@@ -261,6 +261,11 @@ ssize_t kb_tls_write(struct kb_tlsc *c, const void *buf, size_t len)
 	return f;
 }
 
+bool kb_tls_wants_read(struct kb_tlsc *c)
+{
+	return SSL_want_read((SSL *)c);
+}
+
 bool kb_tls_pending(struct kb_tlsc *c)
 {
 	return SSL_has_pending((SSL *)c) == 1;

@@ -130,6 +130,7 @@ struct conn {
 	bool tls_reneg;      /* the info callback saw a renegotiation begin */
 	bool tls_want_write; /* the handshake waits for room to write */
 	bool tls_rw;         /* an SSL_read() waits for room to write (a post-handshake reply) */
+	bool tls_wr;         /* an SSL_write() waits for a record to read (a handshake under way) */
 	bool tls_peeked;     /* the first byte was a TLS handshake record's */
 	bool tls_eof;        /* the socket read its end (BIO_eof for OpenSSL) */
 	bool tls_hello_big;  /* the first handshake message declared over ZKS_TLS_HELLO_MAX */
@@ -247,11 +248,15 @@ static void set_events(struct zk_server *s, struct conn *c)
 	uint32_t ev = 0;
 	if ((c->state == C_NEW || (c->state == C_OPEN && !s->throttled)) && !c->close_after_flush)
 		ev |= EPOLLIN;
-	/* Held by a cork: written at the uncork, not on the engine's EPOLLOUT. */
-	if (c->tx_off < c->tx_len && !c->corked)
+	/* Held by a cork: written at the uncork, not on the engine's EPOLLOUT.
+	 * A TLS write waiting for a record is retried when one comes: room
+	 * to write would only repeat its want-read, a spin while writable. */
+	if (c->tx_off < c->tx_len && !c->corked && !c->tls_wr)
 		ev |= EPOLLOUT;
 	if (c->tls_rw)
 		ev |= EPOLLOUT;
+	if (c->tls_wr)
+		ev |= EPOLLIN;
 	if (c->ssl && !c->tls_up)
 		ev = c->tls_want_write ? EPOLLOUT : EPOLLIN;
 	if (ev == c->events)
@@ -287,10 +292,15 @@ static ssize_t conn_send(struct conn *c, const uint8_t *buf, size_t len)
 	}
 	ERR_clear_error();
 	int n = SSL_write(c->ssl, buf, (int)KEEL_MIN(len, (size_t)INT32_MAX));
+	c->tls_wr = false;
 	if (n > 0)
 		return n;
 	int e = SSL_get_error(c->ssl, n);
 	if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
+		/* Want-read: retried on EPOLLIN (set_events, handle_events).
+		 * Not seen here: keel refuses renegotiation (the one way into
+		 * a handshake after the first) and enables no early data. */
+		c->tls_wr = e == SSL_ERROR_WANT_READ;
 		errno = EAGAIN;
 		return -1;
 	}
@@ -1333,7 +1343,7 @@ static void handle_events(struct zk_server *s, const struct epoll_event *evs, in
 			c->tls_rw = false;
 			on_readable(s, c);
 		}
-		if (evs[i].events & EPOLLOUT)
+		if (evs[i].events & EPOLLOUT || (c->tls_wr && (evs[i].events & EPOLLIN)))
 			flush(s, c);
 		if (evs[i].events & EPOLLIN)
 			on_readable(s, c);
