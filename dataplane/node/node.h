@@ -3,9 +3,14 @@
  * keeld's node configuration: a zoo.cfg-style file (ZooKeeper's keys, so an
  * existing zoo.cfg mostly works as it is) plus keel's own keys.
  *
- * The file is read the way java.util.Properties reads zoo.cfg: one
- * `key=value` (or `key: value`, or `key value`) a line, `#` and `!` start
- * comments, a trailing backslash continues a line. keel is stricter than
+ * The file is read the way java.util.Properties.load reads zoo.cfg for
+ * ZooKeeper: one `key=value` (or `key: value`, or `key value`) a logical
+ * line, `#` and `!` start comment lines (which never continue), an odd run
+ * of trailing backslashes continues a line, every key and value is
+ * unescaped (`\t`, `\uXXXX`, `\=`...) and then trimmed as ZooKeeper trims
+ * them; a byte that is not ASCII outside comments is refused (ZooKeeper
+ * reads the file as ISO 8859-1). The node README, "How zoo.cfg is read",
+ * has every rule. keel is stricter than
  * ZooKeeper in one way on purpose: an unknown key, a repeated key or a bad value
  * refuses the start with a message naming the file, the line and the key — a
  * typo in a coordination service's configuration should never be silently
@@ -495,7 +500,7 @@ int node_config_load_live(struct node_config *cfg, const char *path, uint32_t my
 /*
  * The keys the configuration file at path sets (each once), as `key\n`
  * lines in buf under the names node_config_format() prints (ZooKeeper's
- * forceSync is keel.fsync, zookeeper.skipACL skipACL): GET /config's
+ * forceSync is keel.fsync): GET /config's
  * "file" source. A list longer than len is cut at a whole key. Errors as
  * node_config_load().
  */
