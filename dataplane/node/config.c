@@ -519,30 +519,50 @@ static int parse_whitelist(struct parser *p, const char *key, const char *v)
 }
 
 /*
- * ZooKeeper's client TLS keys (X509Util, 3.8). zoo.cfg's keys become
- * zookeeper.* system properties there, so both spellings are read.
+ * A zoo.cfg line `zookeeper.KEY` for a KEY keel reads. ZooKeeper sets each
+ * zoo.cfg key its QuorumPeerConfig does not know as the system property
+ * "zookeeper." + key: its property-only settings (superDigest, superUser,
+ * enforceQuota, skipACL, the client ssl.* keys) are written unprefixed in
+ * zoo.cfg, and a prefixed line becomes zookeeper.zookeeper.KEY, which
+ * nothing reads (as does a prefixed QuorumPeerConfig key such as
+ * secureClientPort). The line would silently do nothing in ZooKeeper
+ * (zookeeper.skipACL=yes checking every ACL, zookeeper.ssl.clientAuth=none
+ * still asking for certificates), so keel refuses it naming the spelling
+ * that works in both (before cfg14 keel took it).
+ */
+static int refuse_prefixed(struct parser *p, const char *key)
+{
+	return fail(p, key,
+		    "write %s: ZooKeeper would read this line as the system property "
+		    "zookeeper.%s, which nothing reads (the JVM flag -D%s is the prefixed "
+		    "form, not a zoo.cfg line)",
+		    key + 10, key, key);
+}
+
+/*
+ * ZooKeeper's client TLS keys (X509Util, 3.8), as zoo.cfg spells them (the
+ * zookeeper.* properties they become there are refused: refuse_prefixed).
  * ssl.quorum.* (TLS between servers) stays ignored: keel's peer transport
  * is its own (dataplane/README.md).
  */
 static int set_ssl_key(struct parser *p, const char *key, const char *v, bool *handled)
 {
 	struct node_config *c = p->cfg;
-	const char *k = !strncmp(key, "zookeeper.", 10) ? key + 10 : key;
 	*handled = true;
-	if (!strcmp(k, "secureClientPort"))
+	if (!strcmp(key, "secureClientPort"))
 		return want_port(p, key, v, &c->secure_client_port);
-	if (!strcmp(k, "secureClientPortAddress"))
+	if (!strcmp(key, "secureClientPortAddress"))
 		return want_str(p, key, v, c->secure_client_addr, sizeof(c->secure_client_addr));
-	if (!strcmp(k, "ssl.keyStore.location"))
+	if (!strcmp(key, "ssl.keyStore.location"))
 		return want_str(p, key, v, c->ssl_key_path, sizeof(c->ssl_key_path));
-	if (!strcmp(k, "ssl.keyStore.password"))
+	if (!strcmp(key, "ssl.keyStore.password"))
 		return want_str(p, key, v, c->ssl_key_password, sizeof(c->ssl_key_password));
-	if (!strcmp(k, "ssl.trustStore.location"))
+	if (!strcmp(key, "ssl.trustStore.location"))
 		return want_str(p, key, v, c->ssl_trust_path, sizeof(c->ssl_trust_path));
 	/* A PEM trust store has no password (ZooKeeper ignores it too). */
-	if (!strcmp(k, "ssl.trustStore.password"))
+	if (!strcmp(key, "ssl.trustStore.password"))
 		return 0;
-	if (!strcmp(k, "ssl.keyStore.type") || !strcmp(k, "ssl.trustStore.type")) {
+	if (!strcmp(key, "ssl.keyStore.type") || !strcmp(key, "ssl.trustStore.type")) {
 		if (strcasecmp(v, "PEM"))
 			return fail(
 				p, key,
@@ -551,7 +571,7 @@ static int set_ssl_key(struct parser *p, const char *key, const char *v, bool *h
 				v);
 		return 0;
 	}
-	if (!strcmp(k, "ssl.clientAuth")) {
+	if (!strcmp(key, "ssl.clientAuth")) {
 		/* enum zk_tls_client_auth's order; ZooKeeper reads NEED, need... */
 		static const char *const names[] = { "need", "want", "none" };
 		for (uint32_t i = 0; i < KEEL_ARRAY_SIZE(names); i++) {
@@ -562,10 +582,10 @@ static int set_ssl_key(struct parser *p, const char *key, const char *v, bool *h
 		}
 		return fail(p, key, "'%s' is not one of need, want, none", v);
 	}
-	if (!strcmp(k, "ssl.protocol") || !strcmp(k, "ssl.enabledProtocols")) {
+	if (!strcmp(key, "ssl.protocol") || !strcmp(key, "ssl.enabledProtocols")) {
 		/* ZooKeeper: ssl.protocol TLSv1.3 enables TLSv1.3 and TLSv1.2;
 		 * ssl.enabledProtocols, a list, says exactly. */
-		bool list = !strcmp(k, "ssl.enabledProtocols");
+		bool list = !strcmp(key, "ssl.enabledProtocols");
 		uint32_t mask = 0;
 		char buf[256], *save = NULL;
 		if (copy_value(p, key, v, buf, sizeof(buf)))
@@ -588,9 +608,9 @@ static int set_ssl_key(struct parser *p, const char *key, const char *v, bool *h
 			c->ssl_protocols = mask;
 		return 0;
 	}
-	if (!strcmp(k, "ssl.ciphersuites"))
+	if (!strcmp(key, "ssl.ciphersuites"))
 		return want_str(p, key, v, c->ssl_ciphersuites, sizeof(c->ssl_ciphersuites));
-	if (!strcmp(k, "ssl.crl") || !strcmp(k, "ssl.ocsp")) {
+	if (!strcmp(key, "ssl.crl") || !strcmp(key, "ssl.ocsp")) {
 		bool on = false;
 		int rc = want_bool(p, key, v, &on);
 		if (!rc && on)
@@ -623,8 +643,7 @@ void node_config_tls(const struct node_config *c, struct zk_tls_config *t)
 static uint32_t line_of(const struct parser *p, const char *key)
 {
 	for (uint32_t i = 0; i < p->n_seen; i++)
-		if (!strcmp(p->seen[i].key, key) || (!strncmp(p->seen[i].key, "zookeeper.", 10) &&
-						     !strcmp(p->seen[i].key + 10, key)))
+		if (!strcmp(p->seen[i].key, key))
 			return p->seen[i].line;
 	return 0;
 }
@@ -716,6 +735,32 @@ static int set_key(struct parser *p, const char *key, const char *v)
 	}
 	if (!strcmp(key, "clientPortAddress"))
 		return want_str(p, key, v, c->client_addr, sizeof(c->client_addr));
+	/* ZooKeeper's property-only settings and the zoo.cfg keys of TLS, each
+	 * spelled as a zoo.cfg line: the prefixed line is refused. */
+	static const char *const unprefixed[] = {
+		"DigestAuthenticationProvider.superDigest",
+		"X509AuthenticationProvider.superUser",
+		"enforceQuota",
+		"skipACL",
+		"secureClientPort",
+		"secureClientPortAddress",
+		"ssl.keyStore.location",
+		"ssl.keyStore.password",
+		"ssl.keyStore.type",
+		"ssl.trustStore.location",
+		"ssl.trustStore.password",
+		"ssl.trustStore.type",
+		"ssl.clientAuth",
+		"ssl.protocol",
+		"ssl.enabledProtocols",
+		"ssl.ciphersuites",
+		"ssl.crl",
+		"ssl.ocsp",
+		NULL,
+	};
+	for (const char *const *q = unprefixed; *q; q++)
+		if (!strncmp(key, "zookeeper.", 10) && !strcmp(key + 10, *q))
+			return refuse_prefixed(p, key);
 	bool ssl_handled;
 	int ssl_rc = set_ssl_key(p, key, v, &ssl_handled);
 	if (ssl_handled)
@@ -740,25 +785,6 @@ static int set_key(struct parser *p, const char *key, const char *v)
 		return parse_whitelist(p, key, v);
 	if (!strcmp(key, "reconfigEnabled"))
 		return want_bool(p, key, v, &c->reconfig_enabled);
-	/*
-	 * Four settings ZooKeeper reads only as system properties (never as
-	 * zoo.cfg keys of QuorumPeerConfig): a zoo.cfg key it does not know
-	 * becomes the property "zookeeper." + key, so the zoo.cfg spelling is
-	 * unprefixed, and a prefixed line would be zookeeper.zookeeper.KEY
-	 * there, read by nothing: it would silently do nothing in ZooKeeper
-	 * (skipACL=yes checking every ACL, no super user), so keel refuses it
-	 * naming the spelling that works in both (before cfg14 keel took it).
-	 */
-	static const char *const props[] = { "DigestAuthenticationProvider.superDigest",
-					     "X509AuthenticationProvider.superUser",
-					     "enforceQuota", "skipACL", NULL };
-	for (const char *const *q = props; *q; q++)
-		if (!strncmp(key, "zookeeper.", 10) && !strcmp(key + 10, *q))
-			return fail(p, key,
-				    "write %s: ZooKeeper would read this line as the system "
-				    "property zookeeper.%s, which nothing reads (the JVM flag "
-				    "-D%s is the prefixed form, not a zoo.cfg line)",
-				    *q, key, key);
 	if (!strcmp(key, "DigestAuthenticationProvider.superDigest")) {
 		if (!strchr(v, ':'))
 			return fail(p, key, "'%s' is not user:base64(sha1(user:password))", v);

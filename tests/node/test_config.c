@@ -360,6 +360,11 @@ static void test_prefixed_properties(void **state)
 		  "X509AuthenticationProvider.superUser" },
 		{ "zookeeper.enforceQuota=true", "enforceQuota" },
 		{ "zookeeper.skipACL=yes", "skipACL" },
+		/* the TLS keys too: zookeeper.ssl.clientAuth=none would leave
+		 * ZooKeeper asking for certificates (need) and keel not */
+		{ "zookeeper.ssl.clientAuth=none", "ssl.clientAuth" },
+		{ "zookeeper.ssl.keyStore.location=/k.pem", "ssl.keyStore.location" },
+		{ "zookeeper.secureClientPort=2281", "secureClientPort" },
 	};
 	for (size_t i = 0; i < KEEL_ARRAY_SIZE(lines); i++) {
 		char text[512], key[128], want[160];
@@ -368,14 +373,19 @@ static void test_prefixed_properties(void **state)
 		snprintf(want, sizeof(want), "write %s: ", lines[i][1]);
 		refused(text, 0, 3, key, want);
 		assert_non_null(strstr(err, "zookeeper.zookeeper."));
-		/* the unprefixed key is taken */
+		/* the unprefixed key is taken (TLS keys: test_tls_served) */
 		snprintf(text, sizeof(text), "%s%s\n", BASE, lines[i][0] + 10);
-		assert_int_equal(parse(text, 0), 0);
+		if (i < 4)
+			assert_int_equal(parse(text, 0), 0);
 	}
-	assert_string_equal(cfg.super_digest, "");
+	assert_int_equal(parse(BASE "DigestAuthenticationProvider.superDigest=super:x\n"
+				    "skipACL=yes\n",
+			       0),
+			 0);
+	assert_string_equal(cfg.super_digest, "super:x");
 	assert_true(cfg.skip_acl);
 	/* other zookeeper.* properties stay accepted and ignored */
-	assert_int_equal(parse(BASE "zookeeper.forceSync=no\n", 0), 0);
+	assert_int_equal(parse(BASE "zookeeper.forceSync=no\nzookeeper.ssl.quorum.x=1\n", 0), 0);
 	assert_true(cfg.fsync);
 }
 
@@ -791,9 +801,9 @@ static int tls_teardown(void **state)
 static void test_tls_served(void **state)
 {
 	(void)state;
-	/* TLS only (no clientPort), ZooKeeper's zookeeper.* spelling too */
+	/* TLS only (no clientPort) */
 	assert_int_equal(parse(cfgtext("secureClientPort=2281\n"
-				       "zookeeper.ssl.keyStore.location=%s/server.pem\n"
+				       "ssl.keyStore.location=%s/server.pem\n"
 				       "ssl.keyStore.type=pem\nssl.trustStore.location=%s/ca.pem\n"
 				       "ssl.trustStore.type=PEM\nssl.trustStore.password=x\n"
 				       "ssl.clientAuth=WANT\nssl.protocol=TLSv1.3\n"
