@@ -218,8 +218,12 @@ struct node_config {
  *      verified client certificate's subject) and its ACLs may name the
  *      x509 scheme; apply refuses an x509 ACL entry in any other format, as
  *      a level-6 node does in every format.
+ *   8  session 14: format 3's x509 length word may be KV_X509_EMPTY, the id
+ *      "" of a certificate with an empty subject (ZooKeeper's: an ACL
+ *      x509: with an empty id matches it); a level-7 node cannot decode
+ *      it. Below the level such a session has no x509 id, as before.
  */
-#define NODE_PROTOCOL_LEVEL     7
+#define NODE_PROTOCOL_LEVEL     8
 #define NODE_PROTOCOL_LEVEL_MIN 2 /* the lowest cluster level this keeld can serve in */
 /* The first level that says its level (lower ones say nothing), and from
  * which snapshot images carry the cluster level. */
@@ -234,6 +238,8 @@ struct node_config {
 /* The first level that writes txn format 3 (the x509 identity, ACLs naming
  * the x509 scheme). */
 #define NODE_LEVEL_X509 7
+/* The first level whose writes carry the x509 id "" (kv_ids.x509_empty). */
+#define NODE_LEVEL_X509_EMPTY 8
 /* Replicated settings (a u32 of flags). Below NODE_LEVEL_SETTINGS every node
  * applies with its own configuration (as level-3 nodes do). A bit this
  * release does not know is malformed: skipping it would change the apply. */
@@ -303,6 +309,10 @@ bool node_zk_numbering(uint32_t cluster_level);
  * refused (ZK_EINVALIDACL) at the node that takes it, and a session's x509
  * identity stays out of its writes (no ACL can name it yet). */
 bool node_x509(uint32_t cluster_level);
+/* Has a session whose certificate's subject is empty the x509 id "" at this
+ * cluster level (its writes carry it: KV_X509_EMPTY)? From
+ * NODE_LEVEL_X509_EMPTY on; below it no id, as a level-7 node gives. */
+bool node_x509_empty(uint32_t cluster_level);
 /*
  * A client write's txn format at this cluster level (the front end that
  * encodes it): *x509 (format 3) from NODE_LEVEL_X509 on when the write
