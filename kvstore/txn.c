@@ -221,7 +221,7 @@ bool kv_acl_allows(const void *acl, uint32_t acl_len, const struct kv_ids *ids, 
 		    keel_ip_id_covers(a.id, a.id_len, ids->ip, ids->ip_len))
 			return true;
 		if (entry_is(&a, "x509", 4) && (ids->x509_len || ids->x509_empty) &&
-		    ids->x509_len == a.id_len && !memcmp(ids->x509, a.id, a.id_len))
+		    ids->x509_len == a.id_len && (!a.id_len || !memcmp(ids->x509, a.id, a.id_len)))
 			return true;
 	}
 	return false;
