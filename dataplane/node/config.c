@@ -60,7 +60,6 @@ static const char *const ignored_keys[] = {
 	"serverCnxnFactory",
 	"sslQuorum",
 	"multiAddress.enabled",
-	"dynamicConfigFile",
 	"4lw.commands.enabled",
 	NULL,
 };
@@ -705,6 +704,14 @@ static int set_key(struct parser *p, const char *key, const char *v)
 
 	if (!strncmp(key, "server.", 7))
 		return parse_server(p, key, v);
+	/* ZooKeeper 3.5+ keeps the server.N lines in this file instead (and
+	 * writes the key itself at a reconfig, moving them out of zoo.cfg):
+	 * ignoring it would start a member of an ensemble alone. */
+	if (!strcmp(key, "dynamicConfigFile"))
+		return fail(p, key,
+			    "keel reads the server.N lines from this file only: copy those of "
+			    "'%s' here and remove dynamicConfigFile",
+			    v);
 	if (!strncmp(key, "dp.", 3)) {
 		if (c->n_dp == NODE_MAX_DP_KEYS)
 			return fail(p, key, "more than %d dp.* keys", NODE_MAX_DP_KEYS);

@@ -460,6 +460,10 @@ static void test_zookeeper_keys_accepted(void **state)
 		      0),
 		0);
 	refused(BASE "authProvider.=x\n", 0, 3, "authProvider.", "unknown key");
+	/* ZooKeeper 3.5+'s dynamic file holds the servers: never ignored (a
+	 * member would start alone) */
+	refused(BASE "dynamicConfigFile=/etc/zk/zoo.cfg.dynamic.100000000\n", 0, 3,
+		"dynamicConfigFile", "copy those of '/etc/zk/zoo.cfg.dynamic.100000000'");
 }
 
 static void test_bad_values_named(void **state)
