@@ -215,8 +215,7 @@ static int want_bool(struct parser *p, const char *key, const char *v, bool *out
 
 /* ZooKeeper's yes/no properties (skipACL, forceSync) read "yes" or "no"
  * alone, case and all: any other value is one of them there, silently. */
-static int want_yes_no(struct parser *p, const char *key, const char *v, const char *why,
-		       bool *yes)
+static int want_yes_no(struct parser *p, const char *key, const char *v, const char *why, bool *yes)
 {
 	if (strcmp(v, "yes") && strcmp(v, "no"))
 		return fail(p, key, "'%s' is not yes or no%s", v, why);

@@ -362,8 +362,8 @@ static bool is_x509_super(const struct keeld *k, const struct fsess *s)
  */
 static bool sess_x509(const struct keeld *k, const struct fsess *s)
 {
-	return s && (s->x509_len ||
-		     (s->x509_set && node_x509_empty(atomic_load(&k->level_cluster))));
+	return s &&
+	       (s->x509_len || (s->x509_set && node_x509_empty(atomic_load(&k->level_cluster))));
 }
 
 /* Did the session authenticate as DigestAuthenticationProvider.superDigest,

@@ -303,10 +303,11 @@ static void test_properties_escapes(void **state)
 	assert_int_equal(parse(BASE "tick\\u0054ime=11\n", 0), 0);
 	assert_int_equal(cfg.tick_ms, 11);
 	assert_int_equal(parse(BASE "\\tickTime=12\n", 0), KEEL_E_CONFIG); /* \t is a tab */
-	assert_int_equal(parse(BASE "\\ttickTime=12\n", 0), 0); /* trimmed away */
+	assert_int_equal(parse(BASE "\\ttickTime=12\n", 0), 0);            /* trimmed away */
 	assert_int_equal(cfg.tick_ms, 12);
 	/* paths: a backslash escapes (C:\\data is C:\data, \k is k) */
-	assert_int_equal(parse("clientPort=1\ndataDir=C:\\\\data\ndataLogDir=/zoo\\keeper\n", 0), 0);
+	assert_int_equal(parse("clientPort=1\ndataDir=C:\\\\data\ndataLogDir=/zoo\\keeper\n", 0),
+			 0);
 	assert_string_equal(cfg.data_dir, "C:\\data");
 	assert_string_equal(cfg.data_log_dir, "/zookeeper");
 	assert_int_equal(parse("clientPort=1\ndataDir=/d/\\u00e9\\u0041\n", 0), 0);
