@@ -1359,11 +1359,16 @@ uint32_t node_config_session_timeout(const struct node_config *cfg, uint32_t req
 	return requested_ms;
 }
 
+uint32_t node_config_4lw_always(const struct node_config *cfg)
+{
+	return 1u << NODE_4LW_SRVR | (cfg->read_only_enabled ? 1u << NODE_4LW_ISRO : 0);
+}
+
 int node_config_4lw_allowed(const struct node_config *cfg, const char word[4])
 {
 	for (int i = 0; i < NODE_4LW_COUNT_; i++)
 		if (!memcmp(word, node_4lw_names[i], 4))
-			return (cfg->fourlw_mask >> i) & 1;
+			return ((cfg->fourlw_mask | node_config_4lw_always(cfg)) >> i) & 1;
 	return -1;
 }
 

@@ -2434,9 +2434,11 @@ static size_t four_letter(struct zk_backend *b, int word, char *out, size_t cap)
 	size_t n = 0;
 	/* 4lw.commands.whitelist changes while running (PUT /config): the
 	 * engine lets every word keel knows through and the live mask decides,
-	 * with ZooKeeper's own refusal. */
+	 * with ZooKeeper's own refusal (srvr, and isro in read-only mode,
+	 * always pass: node_config_4lw_always). */
 	const char *wname = zk_4lw_name(word);
-	uint32_t live = __atomic_load_n(&k->cfg.fourlw_mask, __ATOMIC_RELAXED);
+	uint32_t live = __atomic_load_n(&k->cfg.fourlw_mask, __ATOMIC_RELAXED) |
+			node_config_4lw_always(&k->cfg);
 	bool allowed = false;
 	for (int i = 0; wname && i < NODE_4LW_COUNT_; i++)
 		if (!strcmp(wname, node_4lw_names[i]))

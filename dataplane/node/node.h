@@ -435,6 +435,11 @@ uint32_t node_config_voters(const struct node_config *cfg);
 uint32_t node_config_session_timeout(const struct node_config *cfg, uint32_t requested_ms);
 /* Whether a four-letter word (4 chars, not NUL-terminated) is whitelisted; -1 if unknown. */
 int node_config_4lw_allowed(const struct node_config *cfg, const char word[4]);
+/* The words allowed whatever 4lw.commands.whitelist says (a mask of
+ * NODE_4LW_*), as ZooKeeper's whitelist check adds them: srvr always
+ * (zkServer.sh status needs it), isro when read-only mode is on (clients
+ * in read-only mode probe with it). */
+uint32_t node_config_4lw_always(const struct node_config *cfg);
 /* The configuration as `key=value` lines, as the `conf` four-letter word prints it. */
 size_t node_config_format(const struct node_config *cfg, char *buf, size_t len);
 /*

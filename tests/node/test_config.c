@@ -227,7 +227,16 @@ static void test_properties_syntax(void **state)
 	assert_int_equal(node_config_4lw_allowed(&cfg, "ruok"), 1);
 	assert_int_equal(node_config_4lw_allowed(&cfg, "stat"), 1);
 	assert_int_equal(node_config_4lw_allowed(&cfg, "mntr"), 1);
-	assert_int_equal(node_config_4lw_allowed(&cfg, "srvr"), 0);
+	assert_int_equal(node_config_4lw_allowed(&cfg, "conf"), 0);
+	/* as ZooKeeper: srvr whatever the list says (zkServer.sh needs it),
+	 * isro only in read-only mode (its clients probe with it) */
+	assert_int_equal(node_config_4lw_allowed(&cfg, "srvr"), 1);
+	assert_int_equal(node_config_4lw_allowed(&cfg, "isro"), 0);
+	assert_int_equal(parse(BASE "4lw.commands.whitelist=ruok\nreadonlymode.enabled=true\n", 0),
+			 0);
+	assert_int_equal(node_config_4lw_allowed(&cfg, "isro"), 1);
+	assert_int_equal(node_config_4lw_allowed(&cfg, "srvr"), 1);
+	assert_int_equal(node_config_4lw_allowed(&cfg, "mntr"), 0);
 	assert_int_equal(parse(BASE "4lw.commands.whitelist=*\n", 0), 0);
 	for (int i = 0; i < NODE_4LW_COUNT_; i++)
 		assert_int_equal(node_config_4lw_allowed(&cfg, node_4lw_names[i]), 1);
