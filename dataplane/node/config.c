@@ -58,7 +58,6 @@ static const char *const ignored_keys[] = {
 	"localSessionsEnabled",
 	"localSessionsUpgradingEnabled",
 	"serverCnxnFactory",
-	"sslQuorum",
 	"multiAddress.enabled",
 	"4lw.commands.enabled",
 	NULL,
@@ -706,6 +705,16 @@ static int set_key(struct parser *p, const char *key, const char *v)
 	/* ZooKeeper 3.5+ keeps the server.N lines in this file instead (and
 	 * writes the key itself at a reconfig, moving them out of zoo.cfg):
 	 * ignoring it would start a member of an ensemble alone. */
+	/* ZooKeeper's TLS between servers. keel's peer transport has none
+	 * (dataplane/README.md), so true would silently mean clear text. */
+	if (!strcmp(key, "sslQuorum")) {
+		if (!strcasecmp(v, "false"))
+			return 0;
+		return fail(p, key,
+			    "'%s': keel's peer transport has no TLS (its own frames, in clear "
+			    "text): remove the key or set it false",
+			    v);
+	}
 	if (!strcmp(key, "dynamicConfigFile"))
 		return fail(p, key,
 			    "keel reads the server.N lines from this file only: copy those of "

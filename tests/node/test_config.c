@@ -470,6 +470,9 @@ static void test_zookeeper_keys_accepted(void **state)
 		      0),
 		0);
 	refused(BASE "authProvider.=x\n", 0, 3, "authProvider.", "unknown key");
+	/* TLS between servers: keel has none, so only false is taken */
+	assert_int_equal(parse(BASE "sslQuorum=False\n", 0), 0);
+	refused(BASE "sslQuorum=true\n", 0, 3, "sslQuorum", "no TLS");
 	/* ZooKeeper 3.5+'s dynamic file holds the servers: never ignored (a
 	 * member would start alone) */
 	refused(BASE "dynamicConfigFile=/etc/zk/zoo.cfg.dynamic.100000000\n", 0, 3,
