@@ -173,18 +173,28 @@ struct kv_ids {
 	const char *digest[KV_IDS_MAX_DIGEST]; /* borrowed, not NUL-terminated */
 	uint32_t digest_len[KV_IDS_MAX_DIGEST];
 	/* ZooKeeper's x509 id: the verified client certificate's subject in
-	 * RFC 2253 (X500Principal.getName()); x509_len 0: none. Borrowed, not
-	 * NUL-terminated. Travels only in a format-3 txn (kv_txn.x509). */
+	 * RFC 2253 (X500Principal.getName()); x509_len 0: none, unless
+	 * x509_empty. Borrowed, not NUL-terminated. Travels only in a
+	 * format-3 txn (kv_txn.x509). */
 	uint32_t x509_len;
 	const char *x509;
+	/* The id "" (x509_len 0): a certificate whose subject is empty, which
+	 * ZooKeeper names "" (an ACL x509: with an empty id matches it).
+	 * Encoded as KV_X509_EMPTY in format 3's length, which a release
+	 * before it cannot decode: written from protocol level 8 only (the
+	 * caller's rule, dataplane/node node_x509_empty). */
+	bool x509_empty;
 };
+/* Format 3's x509 length word for the id "" (kv_ids.x509_empty); 0 is none. */
+#define KV_X509_EMPTY 0xffffffffu
 /*
  * Does an encoded ACL grant perm (KV_PERM_* bits: any of them, as
  * ZooKeeper's getACL asks READ|ADMIN) to these identities? As ZooKeeper's
  * checkACL without super/skipACL: an empty ACL allows everything; an entry
  * counts if it holds a bit of perm and is world:anyone, a digest id of ids, an ip id
  * (address[/bits]) covering ids->ip, or an x509 id equal to ids->x509 byte for
- * byte (ZooKeeper's X509AuthenticationProvider.matches: String.equals). ids may be NULL (no
+ * byte (ZooKeeper's X509AuthenticationProvider.matches: String.equals; the
+ * empty id only for ids->x509_empty). ids may be NULL (no
  * identity). A malformed ACL grants what its well-formed prefix grants.
  */
 bool kv_acl_allows(const void *acl, uint32_t acl_len, const struct kv_ids *ids, int32_t perm);

@@ -220,8 +220,8 @@ bool kv_acl_allows(const void *acl, uint32_t acl_len, const struct kv_ids *ids, 
 		if (entry_is(&a, "ip", 2) &&
 		    keel_ip_id_covers(a.id, a.id_len, ids->ip, ids->ip_len))
 			return true;
-		if (entry_is(&a, "x509", 4) && ids->x509_len && ids->x509_len == a.id_len &&
-		    !memcmp(ids->x509, a.id, a.id_len))
+		if (entry_is(&a, "x509", 4) && (ids->x509_len || ids->x509_empty) &&
+		    ids->x509_len == a.id_len && (!a.id_len || !memcmp(ids->x509, a.id, a.id_len)))
 			return true;
 	}
 	return false;
@@ -331,7 +331,8 @@ static int put_ids(struct wbuf *w, const struct kv_ids *ids, bool x509)
 {
 	if ((ids->ip_len != 0 && ids->ip_len != 4 && ids->ip_len != 16) ||
 	    ids->n_digest > KV_IDS_MAX_DIGEST ||
-	    (x509 && (ids->x509_len > KV_X509_MAX_BYTES || (ids->x509_len && !ids->x509))))
+	    (x509 && (ids->x509_len > KV_X509_MAX_BYTES || (ids->x509_len && !ids->x509) ||
+		      (ids->x509_empty && ids->x509_len))))
 		return KEEL_E_INVAL;
 	put_u8(w, ids->ip_len);
 	put_bytes(w, ids->ip, ids->ip_len);
@@ -341,7 +342,9 @@ static int put_ids(struct wbuf *w, const struct kv_ids *ids, bool x509)
 			return KEEL_E_INVAL;
 		put_str(w, ids->digest[i], ids->digest_len[i]);
 	}
-	if (x509)
+	if (x509 && ids->x509_empty)
+		put_u32(w, KV_X509_EMPTY); /* "" present: 0 is none */
+	else if (x509)
 		put_str(w, ids->x509, ids->x509_len);
 	return 0;
 }
@@ -367,9 +370,18 @@ KV_INLINE void get_ids(struct rbuf *r, struct kv_ids *ids, bool x509)
 	for (uint32_t i = 0; i < ids->n_digest && !r->bad; i++)
 		ids->digest[i] = get_str(r, &ids->digest_len[i]);
 	if (x509 && !r->bad) {
-		ids->x509 = get_str(r, &ids->x509_len);
-		if (ids->x509_len > KV_X509_MAX_BYTES)
+		uint32_t n = (uint32_t)get_le(r, 4);
+		if (n == KV_X509_EMPTY) {
+			ids->x509_empty = true;
+			ids->x509 = "";
+			n = 0;
+		} else if (n > KV_X509_MAX_BYTES) {
 			r->bad = 1;
+			n = 0;
+		} else {
+			ids->x509 = (const char *)take(r, n);
+		}
+		ids->x509_len = ids->x509 ? n : 0;
 	}
 }
 
@@ -467,6 +479,7 @@ int kv_txn_decode(const void *buf, size_t len, struct kv_txn *txn, struct kv_op 
 	txn->ids.n_digest = 0;
 	txn->ids.x509_len = 0;
 	txn->ids.x509 = NULL;
+	txn->ids.x509_empty = false;
 	/* Every txn has the whole header: one length check for its fields. */
 	const uint8_t *h = buf ? take(&r, TXN_HDR) : NULL;
 	if (!h)

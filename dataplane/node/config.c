@@ -58,9 +58,7 @@ static const char *const ignored_keys[] = {
 	"localSessionsEnabled",
 	"localSessionsUpgradingEnabled",
 	"serverCnxnFactory",
-	"sslQuorum",
 	"multiAddress.enabled",
-	"dynamicConfigFile",
 	"4lw.commands.enabled",
 	NULL,
 };
@@ -214,6 +212,16 @@ static int want_bool(struct parser *p, const char *key, const char *v, bool *out
 	return fail(p, key, "'%s' is not on/off (yes/no, true/false)", v);
 }
 
+/* ZooKeeper's yes/no properties (skipACL, forceSync) read "yes" or "no"
+ * alone, case and all: any other value is one of them there, silently. */
+static int want_yes_no(struct parser *p, const char *key, const char *v, const char *why, bool *yes)
+{
+	if (strcmp(v, "yes") && strcmp(v, "no"))
+		return fail(p, key, "'%s' is not yes or no%s", v, why);
+	*yes = !strcmp(v, "yes");
+	return 0;
+}
+
 /* Index of v in names, or a refusal listing the choices. */
 static int want_enum(struct parser *p, const char *key, const char *v, const char *const *names,
 		     size_t n)
@@ -242,17 +250,19 @@ static int want_str(struct parser *p, const char *key, const char *v, char *dst,
 }
 
 /*
- * A value unescaped as java.util.Properties.load does (ZooKeeper reads zoo.cfg
- * so): \t \n \r \f are those characters, \uXXXX (exactly four hex digits) a
- * UTF-16 unit, written as UTF-8 (a high and a low surrogate in a row one
- * character), and a backslash before any other character is that character.
- * NULL, `out` NUL-terminated and *n its length; or why it is refused: a
- * malformed \u (Java refuses it too), a lone surrogate (no UTF-8 for it), a
- * U+0000 (a C string ends there), or java_too_long (over `cap` - 1 bytes).
- * Not trimmed (ZooKeeper trims after: the caller).
+ * A key or value unescaped as java.util.Properties.load does (ZooKeeper reads
+ * zoo.cfg so, every key and value): \t \n \r \f are those characters, \uXXXX
+ * (exactly four hex digits) a UTF-16 unit, written as UTF-8 (a high and a low
+ * surrogate in a row one character), and a backslash before any other
+ * character is that character. Never longer than v. NULL, `out`
+ * NUL-terminated and *n its length; or why it is refused: a malformed \u
+ * (Java refuses it too), a lone surrogate (no UTF-8 for it), a U+0000 (a C
+ * string ends there), or a byte that is not ASCII: ZooKeeper reads the file
+ * as ISO 8859-1 (Properties.load(InputStream)), so the UTF-8 of 'é' is two
+ * characters there, and a value meaning one thing to keel and another to
+ * ZooKeeper is refused rather than guessed. Not trimmed (ZooKeeper trims
+ * after: the caller).
  */
-static const char java_too_long[] = "longer than its limit";
-
 static const char *java_unescape(const char *v, char *out, size_t cap, size_t *n)
 {
 	size_t o = 0;
@@ -260,6 +270,10 @@ static const char *java_unescape(const char *v, char *out, size_t cap, size_t *n
 	for (const char *q = v; *q;) {
 		uint32_t cp = (unsigned char)*q++;
 		bool unit = false;
+		if (cp >= 0x80)
+			return "a byte that is not ASCII (ZooKeeper reads zoo.cfg as ISO 8859-1, "
+			       "one character per byte, so UTF-8 would mean other characters "
+			       "there): write such a character as \\uXXXX";
 		if (cp == '\\' && *q) {
 			char e = *q++;
 			if (e == 'u') {
@@ -300,8 +314,8 @@ static const char *java_unescape(const char *v, char *out, size_t cap, size_t *n
 			return "a \\u0000 (U+0000 cannot be in a name here)";
 		uint8_t b[4];
 		size_t k;
-		if (!unit || cp < 0x80)
-			b[0] = (uint8_t)cp, k = 1; /* a byte of the file as it is */
+		if (cp < 0x80)
+			b[0] = (uint8_t)cp, k = 1;
 		else if (cp < 0x800)
 			b[0] = (uint8_t)(0xC0 | cp >> 6), b[1] = (uint8_t)(0x80 | (cp & 0x3F)),
 			k = 2;
@@ -315,7 +329,7 @@ static const char *java_unescape(const char *v, char *out, size_t cap, size_t *n
 			b[2] = (uint8_t)(0x80 | (cp >> 6 & 0x3F)),
 			b[3] = (uint8_t)(0x80 | (cp & 0x3F)), k = 4;
 		if (o + k >= cap)
-			return java_too_long;
+			return "longer than its limit"; /* not from parse_text: never longer */
 		memcpy(out + o, b, k);
 		o += k;
 	}
@@ -502,30 +516,50 @@ static int parse_whitelist(struct parser *p, const char *key, const char *v)
 }
 
 /*
- * ZooKeeper's client TLS keys (X509Util, 3.8). zoo.cfg's keys become
- * zookeeper.* system properties there, so both spellings are read.
+ * A zoo.cfg line `zookeeper.KEY` for a KEY keel reads. ZooKeeper sets each
+ * zoo.cfg key its QuorumPeerConfig does not know as the system property
+ * "zookeeper." + key: its property-only settings (superDigest, superUser,
+ * enforceQuota, skipACL, the client ssl.* keys) are written unprefixed in
+ * zoo.cfg, and a prefixed line becomes zookeeper.zookeeper.KEY, which
+ * nothing reads (as does a prefixed QuorumPeerConfig key such as
+ * secureClientPort). The line would silently do nothing in ZooKeeper
+ * (zookeeper.skipACL=yes checking every ACL, zookeeper.ssl.clientAuth=none
+ * still asking for certificates), so keel refuses it naming the spelling
+ * that works in both (before cfg14 keel took it).
+ */
+static int refuse_prefixed(struct parser *p, const char *key)
+{
+	return fail(p, key,
+		    "write %s: ZooKeeper would read this line as the system property "
+		    "zookeeper.%s, which nothing reads (the JVM flag -D%s is the prefixed "
+		    "form, not a zoo.cfg line)",
+		    key + 10, key, key);
+}
+
+/*
+ * ZooKeeper's client TLS keys (X509Util, 3.8), as zoo.cfg spells them (the
+ * zookeeper.* properties they become there are refused: refuse_prefixed).
  * ssl.quorum.* (TLS between servers) stays ignored: keel's peer transport
  * is its own (dataplane/README.md).
  */
 static int set_ssl_key(struct parser *p, const char *key, const char *v, bool *handled)
 {
 	struct node_config *c = p->cfg;
-	const char *k = !strncmp(key, "zookeeper.", 10) ? key + 10 : key;
 	*handled = true;
-	if (!strcmp(k, "secureClientPort"))
+	if (!strcmp(key, "secureClientPort"))
 		return want_port(p, key, v, &c->secure_client_port);
-	if (!strcmp(k, "secureClientPortAddress"))
+	if (!strcmp(key, "secureClientPortAddress"))
 		return want_str(p, key, v, c->secure_client_addr, sizeof(c->secure_client_addr));
-	if (!strcmp(k, "ssl.keyStore.location"))
+	if (!strcmp(key, "ssl.keyStore.location"))
 		return want_str(p, key, v, c->ssl_key_path, sizeof(c->ssl_key_path));
-	if (!strcmp(k, "ssl.keyStore.password"))
+	if (!strcmp(key, "ssl.keyStore.password"))
 		return want_str(p, key, v, c->ssl_key_password, sizeof(c->ssl_key_password));
-	if (!strcmp(k, "ssl.trustStore.location"))
+	if (!strcmp(key, "ssl.trustStore.location"))
 		return want_str(p, key, v, c->ssl_trust_path, sizeof(c->ssl_trust_path));
 	/* A PEM trust store has no password (ZooKeeper ignores it too). */
-	if (!strcmp(k, "ssl.trustStore.password"))
+	if (!strcmp(key, "ssl.trustStore.password"))
 		return 0;
-	if (!strcmp(k, "ssl.keyStore.type") || !strcmp(k, "ssl.trustStore.type")) {
+	if (!strcmp(key, "ssl.keyStore.type") || !strcmp(key, "ssl.trustStore.type")) {
 		if (strcasecmp(v, "PEM"))
 			return fail(
 				p, key,
@@ -534,7 +568,7 @@ static int set_ssl_key(struct parser *p, const char *key, const char *v, bool *h
 				v);
 		return 0;
 	}
-	if (!strcmp(k, "ssl.clientAuth")) {
+	if (!strcmp(key, "ssl.clientAuth")) {
 		/* enum zk_tls_client_auth's order; ZooKeeper reads NEED, need... */
 		static const char *const names[] = { "need", "want", "none" };
 		for (uint32_t i = 0; i < KEEL_ARRAY_SIZE(names); i++) {
@@ -545,10 +579,10 @@ static int set_ssl_key(struct parser *p, const char *key, const char *v, bool *h
 		}
 		return fail(p, key, "'%s' is not one of need, want, none", v);
 	}
-	if (!strcmp(k, "ssl.protocol") || !strcmp(k, "ssl.enabledProtocols")) {
+	if (!strcmp(key, "ssl.protocol") || !strcmp(key, "ssl.enabledProtocols")) {
 		/* ZooKeeper: ssl.protocol TLSv1.3 enables TLSv1.3 and TLSv1.2;
 		 * ssl.enabledProtocols, a list, says exactly. */
-		bool list = !strcmp(k, "ssl.enabledProtocols");
+		bool list = !strcmp(key, "ssl.enabledProtocols");
 		uint32_t mask = 0;
 		char buf[256], *save = NULL;
 		if (copy_value(p, key, v, buf, sizeof(buf)))
@@ -571,9 +605,9 @@ static int set_ssl_key(struct parser *p, const char *key, const char *v, bool *h
 			c->ssl_protocols = mask;
 		return 0;
 	}
-	if (!strcmp(k, "ssl.ciphersuites"))
+	if (!strcmp(key, "ssl.ciphersuites"))
 		return want_str(p, key, v, c->ssl_ciphersuites, sizeof(c->ssl_ciphersuites));
-	if (!strcmp(k, "ssl.crl") || !strcmp(k, "ssl.ocsp")) {
+	if (!strcmp(key, "ssl.crl") || !strcmp(key, "ssl.ocsp")) {
 		bool on = false;
 		int rc = want_bool(p, key, v, &on);
 		if (!rc && on)
@@ -606,8 +640,7 @@ void node_config_tls(const struct node_config *c, struct zk_tls_config *t)
 static uint32_t line_of(const struct parser *p, const char *key)
 {
 	for (uint32_t i = 0; i < p->n_seen; i++)
-		if (!strcmp(p->seen[i].key, key) || (!strncmp(p->seen[i].key, "zookeeper.", 10) &&
-						     !strcmp(p->seen[i].key + 10, key)))
+		if (!strcmp(p->seen[i].key, key))
 			return p->seen[i].line;
 	return 0;
 }
@@ -669,6 +702,24 @@ static int set_key(struct parser *p, const char *key, const char *v)
 
 	if (!strncmp(key, "server.", 7))
 		return parse_server(p, key, v);
+	/* ZooKeeper 3.5+ keeps the server.N lines in this file instead (and
+	 * writes the key itself at a reconfig, moving them out of zoo.cfg):
+	 * ignoring it would start a member of an ensemble alone. */
+	/* ZooKeeper's TLS between servers. keel's peer transport has none
+	 * (dataplane/README.md), so true would silently mean clear text. */
+	if (!strcmp(key, "sslQuorum")) {
+		if (!strcasecmp(v, "false"))
+			return 0;
+		return fail(p, key,
+			    "'%s': keel's peer transport has no TLS (its own frames, in clear "
+			    "text): remove the key or set it false",
+			    v);
+	}
+	if (!strcmp(key, "dynamicConfigFile"))
+		return fail(p, key,
+			    "keel reads the server.N lines from this file only: copy those of "
+			    "'%s' here and remove dynamicConfigFile",
+			    v);
 	if (!strncmp(key, "dp.", 3)) {
 		if (c->n_dp == NODE_MAX_DP_KEYS)
 			return fail(p, key, "more than %d dp.* keys", NODE_MAX_DP_KEYS);
@@ -699,6 +750,32 @@ static int set_key(struct parser *p, const char *key, const char *v)
 	}
 	if (!strcmp(key, "clientPortAddress"))
 		return want_str(p, key, v, c->client_addr, sizeof(c->client_addr));
+	/* ZooKeeper's property-only settings and the zoo.cfg keys of TLS, each
+	 * spelled as a zoo.cfg line: the prefixed line is refused. */
+	static const char *const unprefixed[] = {
+		"DigestAuthenticationProvider.superDigest",
+		"X509AuthenticationProvider.superUser",
+		"enforceQuota",
+		"skipACL",
+		"secureClientPort",
+		"secureClientPortAddress",
+		"ssl.keyStore.location",
+		"ssl.keyStore.password",
+		"ssl.keyStore.type",
+		"ssl.trustStore.location",
+		"ssl.trustStore.password",
+		"ssl.trustStore.type",
+		"ssl.clientAuth",
+		"ssl.protocol",
+		"ssl.enabledProtocols",
+		"ssl.ciphersuites",
+		"ssl.crl",
+		"ssl.ocsp",
+		NULL,
+	};
+	for (const char *const *q = unprefixed; *q; q++)
+		if (!strncmp(key, "zookeeper.", 10) && !strcmp(key + 10, *q))
+			return refuse_prefixed(p, key);
 	bool ssl_handled;
 	int ssl_rc = set_ssl_key(p, key, v, &ssl_handled);
 	if (ssl_handled)
@@ -723,61 +800,50 @@ static int set_key(struct parser *p, const char *key, const char *v)
 		return parse_whitelist(p, key, v);
 	if (!strcmp(key, "reconfigEnabled"))
 		return want_bool(p, key, v, &c->reconfig_enabled);
-	/* ZooKeeper takes it as the system property
-	 * zookeeper.DigestAuthenticationProvider.superDigest (zoo.cfg's unknown
-	 * keys become zookeeper.KEY properties). */
-	if (!strcmp(key, "DigestAuthenticationProvider.superDigest") ||
-	    !strcmp(key, "zookeeper.DigestAuthenticationProvider.superDigest")) {
+	if (!strcmp(key, "DigestAuthenticationProvider.superDigest")) {
 		if (!strchr(v, ':'))
 			return fail(p, key, "'%s' is not user:base64(sha1(user:password))", v);
 		return want_str(p, key, v, c->super_digest, sizeof(c->super_digest));
 	}
-	/* ZooKeeper's zookeeper.X509AuthenticationProvider.superUser: the
-	 * subject (RFC 2253, as the x509 id prints it) of the super identity. */
-	if (!strcmp(key, "X509AuthenticationProvider.superUser") ||
-	    !strcmp(key, "zookeeper.X509AuthenticationProvider.superUser")) {
-		/* zoo.cfg is a Java properties file to ZooKeeper, whose escapes
-		 * the value is read with (java_unescape): the name's own escapes
-		 * are written doubled (CN=Smith\\, J for CN=Smith\, J). */
-		char name[NODE_X509_MAX];
-		size_t n = 0;
-		const char *why = java_unescape(v, name, sizeof(name), &n);
-		if (why == java_too_long)
-			return fail(p, key, "longer than %d bytes (an x509 id's limit)",
-				    NODE_X509_MAX - 1);
-		if (why)
-			return fail(p, key, "%s: '%s'", why, v);
-		/* ZooKeeper trims the value after (String.trim: every char up to
-		 * U+0020, as an escaped tab or \u0020 unescaped here) */
-		size_t lead = 0;
-		while (lead < n && (unsigned char)name[lead] <= 0x20)
-			lead++;
-		while (n > lead && (unsigned char)name[n - 1] <= 0x20)
-			n--;
-		n -= lead;
-		memmove(name, name + lead, n);
-		name[n] = 0;
-		if (!zk_x509_id_valid(name, n) || !n)
+	/* The subject (RFC 2253, as the x509 id prints it) of the super
+	 * identity. The value is already unescaped as Java properties (so a
+	 * name's own escapes are written doubled: CN=Smith\\, J for
+	 * CN=Smith\, J) and trimmed (parse_text). Empty is refused: in
+	 * ZooKeeper it would make a certificate with an empty subject super. */
+	if (!strcmp(key, "X509AuthenticationProvider.superUser")) {
+		if (!*v || !zk_x509_id_valid(v, strlen(v)))
 			return fail(p, key, "'%s' is not an X.500 name (CN=admin,O=example)", v);
-		return want_str(p, key, name, c->x509_super_user, sizeof(c->x509_super_user));
+		if (strlen(v) >= sizeof(c->x509_super_user))
+			return fail(p, key, "longer than %zu bytes (an x509 id's limit)",
+				    sizeof(c->x509_super_user) - 1);
+		return want_str(p, key, v, c->x509_super_user, sizeof(c->x509_super_user));
 	}
-	/* ZooKeeper 3.7's zookeeper.enforceQuota (a zoo.cfg key becomes that
-	 * property): hard quota limits refuse writes (QUOTAEXCEEDED). */
-	if (!strcmp(key, "enforceQuota") || !strcmp(key, "zookeeper.enforceQuota"))
-		return want_bool(p, key, v, &c->enforce_quota);
+	/* ZooKeeper 3.7's zookeeper.enforceQuota: hard quota limits refuse
+	 * writes (QUOTAEXCEEDED). ZooKeeper reads it with
+	 * Boolean.parseBoolean: "true" in any case is on, anything else off;
+	 * keel takes true or false, so "yes" cannot mean on here and off there. */
+	if (!strcmp(key, "enforceQuota")) {
+		if (strcasecmp(v, "true") && strcasecmp(v, "false"))
+			return fail(p, key,
+				    "'%s' is not true or false (ZooKeeper reads every value "
+				    "but 'true' as false)",
+				    v);
+		c->enforce_quota = !strcasecmp(v, "true");
+		return 0;
+	}
 	/* ZooKeeper's zookeeper.skipACL: "yes" skips every ACL check, anything
 	 * else is no; keel refuses values other than yes/no (a typo would
 	 * silently keep checks on, or off). */
-	if (!strcmp(key, "skipACL") || !strcmp(key, "zookeeper.skipACL")) {
-		if (strcmp(v, "yes") && strcmp(v, "no"))
-			return fail(p, key, "'%s' is not yes or no", v);
-		c->skip_acl = !strcmp(v, "yes");
-		return 0;
-	}
+	if (!strcmp(key, "skipACL"))
+		return want_yes_no(p, key, v, "", &c->skip_acl);
+	/* ZooKeeper's zookeeper.forceSync: exactly "no" turns the log's fsync
+	 * off, any other value ("false", "No") keeps it on; keel takes yes or
+	 * no, so a value never turns fsync off here and keeps it on there. */
 	if (!strcmp(key, "forceSync")) {
-		bool on;
-		int rc = want_bool(p, key, v, &on);
-		if (!rc && !on)
+		bool yes = true;
+		int rc = want_yes_no(p, key, v,
+				     " (ZooKeeper turns fsync off only for exactly 'no')", &yes);
+		if (!rc && !yes)
 			c->fsync = false;
 		return rc;
 	}
@@ -986,13 +1052,7 @@ static int parse_live(struct parser *p, const char *origin, const char *const *a
 static void file_keys(const struct parser *p, char *buf, size_t len)
 {
 	/* pairs: ZooKeeper's name, the one node_config_format() prints */
-	static const char *const alias[] = { "forceSync",
-					     "keel.fsync",
-					     "zookeeper.skipACL",
-					     "skipACL",
-					     "zookeeper.enforceQuota",
-					     "enforceQuota",
-					     NULL };
+	static const char *const alias[] = { "forceSync", "keel.fsync", NULL };
 	size_t n = 0;
 	buf[0] = 0;
 	for (uint32_t i = 0; i < p->n_seen; i++) {
@@ -1015,6 +1075,90 @@ static void file_keys(const struct parser *p, char *buf, size_t len)
 	}
 }
 
+/* Java properties' blanks: space, tab, form feed (not \v, not \r). */
+static bool java_ws(char c)
+{
+	return c == ' ' || c == '\t' || c == '\f';
+}
+
+/* s's length after String.trim (every char up to U+0020 at either end). */
+static size_t java_trim(char *s, size_t n)
+{
+	size_t lead = 0;
+	while (lead < n && (unsigned char)s[lead] <= 0x20)
+		lead++;
+	while (n > lead && (unsigned char)s[n - 1] <= 0x20)
+		n--;
+	n -= lead;
+	memmove(s, s + lead, n);
+	s[n] = 0;
+	return n;
+}
+
+/* Past one line terminator (\n, \r or \r\n) at s, if there is one. */
+static const char *java_eol(const char *s)
+{
+	if (*s == '\r')
+		s++;
+	else if (*s == '\n')
+		return s + 1;
+	return *s == '\n' ? s + 1 : s;
+}
+
+/*
+ * The next logical line of a properties text from *s, as
+ * java.util.Properties.load reads it (its javadoc's rules): natural lines end
+ * at \n, \r or \r\n; leading blanks are skipped; a line then empty or
+ * starting with '#' or '!' is skipped whole (a comment line never continues,
+ * whatever it ends with); a line ending in an odd run of backslashes
+ * continues on the next, the last backslash and the next line's leading
+ * blanks dropped (an even run is escaped backslashes; a continuation at the
+ * end of the text just ends; a continued line that is empty ends the
+ * logical line, and a '#' there is content). Into out (NUL-terminated,
+ * *n bytes, never longer than the text); *line its first natural line.
+ * false at the end of the text.
+ */
+static bool java_line(const char **s, char *out, size_t *n, uint32_t *phys, uint32_t *line)
+{
+	const char *q = *s;
+	for (;;) {
+		if (!*q) {
+			*s = q;
+			return false;
+		}
+		++*phys;
+		while (java_ws(*q))
+			q++;
+		if (*q != '#' && *q != '!' && *q != '\n' && *q != '\r' && *q)
+			break;
+		while (*q && *q != '\n' && *q != '\r')
+			q++;
+		q = java_eol(q);
+	}
+	*line = *phys;
+	size_t o = 0;
+	for (;;) {
+		while (*q && *q != '\n' && *q != '\r')
+			out[o++] = *q++;
+		size_t run = 0;
+		while (run < o && out[o - 1 - run] == '\\')
+			run++;
+		q = java_eol(q);
+		if (!(run % 2))
+			break;
+		o--; /* the backslash that continues the line */
+		if (!*q)
+			break;
+		++*phys;
+		while (java_ws(*q))
+			q++;
+	}
+	out[o] = 0;
+	*n = o;
+	*s = q;
+	return true;
+}
+
 static int parse_text(struct node_config *cfg, const char *text, const char *origin, uint32_t myid,
 		      const struct node_live *live, const char *live_origin,
 		      const char *const *allowed, char *keys, size_t keys_len, char *err,
@@ -1031,71 +1175,58 @@ static int parse_text(struct node_config *cfg, const char *text, const char *ori
 	p->err_len = err_len;
 	int rc = 0;
 
-	/* Logical lines: a trailing backslash joins the next physical line. */
 	size_t cap = strlen(text) + 1;
-	char *logical = malloc(cap);
+	char *logical = malloc(3 * cap); /* the line, then its key and value unescaped */
 	if (!logical) {
 		rc = KEEL_E_NOMEM;
 		goto out;
 	}
+	char *k = logical + cap, *v = logical + 2 * cap;
 	const char *s = text;
 	uint32_t phys = 0;
-	while (*s) {
-		size_t n = 0;
-		p->line = phys + 1;
-		bool more = true;
-		bool first = true;
-		while (more && *s) {
-			const char *eol = strchr(s, '\n');
-			size_t len = eol ? (size_t)(eol - s) : strlen(s);
-			phys++;
-			const char *seg = s;
-			if (!first) /* leading blanks of a continuation line are dropped */
-				while (len && isspace((unsigned char)*seg))
-					seg++, len--;
-			while (len && (seg[len - 1] == '\r'))
-				len--;
-			/* Java properties: an odd run of backslashes ends in a
-			 * continuation; an even one is escaped backslashes */
-			size_t run = 0;
-			while (run < len && seg[len - 1 - run] == '\\')
-				run++;
-			more = run % 2;
-			if (more)
-				len--;
-			memcpy(logical + n, seg, len);
-			n += len;
-			s = eol ? eol + 1 : s + strlen(s);
-			first = false;
-		}
-		logical[n] = 0;
-
-		char *k = logical;
-		while (isspace((unsigned char)*k))
-			k++;
-		if (!*k || *k == '#' || *k == '!')
-			continue;
-		char *sep = k;
-		while (*sep && *sep != '=' && *sep != ':' && !isspace((unsigned char)*sep))
-			sep++;
-		char *v = sep;
-		if (*v) {
-			/* Java properties: the key ends at '=', ':' or a blank; after a
-			 * blank, one '=' or ':' may still follow ("key = value"), but
-			 * not after '=' itself ("clientPortAddress=::1" is "::1"). */
-			bool blank_ended = isspace((unsigned char)*v);
-			*v++ = 0;
-			while (isspace((unsigned char)*v))
-				v++;
-			if (blank_ended && (*v == '=' || *v == ':')) {
-				v++;
-				while (isspace((unsigned char)*v))
-					v++;
+	size_t n;
+	while (java_line(&s, logical, &n, &phys, &p->line)) {
+		/* The key ends at the first '=', ':' or blank not escaped by an
+		 * odd run of backslashes; after a blank one '=' or ':' may still
+		 * follow ("key = value"), but not after '=' itself
+		 * ("clientPortAddress=::1" is "::1"). */
+		size_t klen = 0, vstart = n;
+		bool sep = false, bs = false;
+		for (; klen < n; klen++) {
+			char c = logical[klen];
+			if (!bs && (c == '=' || c == ':' || java_ws(c))) {
+				sep = !java_ws(c);
+				vstart = klen + 1;
+				break;
 			}
+			bs = c == '\\' ? !bs : false;
 		}
-		char *e = v + strlen(v);
-		while (e > v && isspace((unsigned char)e[-1]))
-			*--e = 0;
+		for (; vstart < n; vstart++) {
+			char c = logical[vstart];
+			if (!java_ws(c) && (sep || (c != '=' && c != ':')))
+				break;
+			sep = sep || !java_ws(c);
+		}
+		logical[klen] = 0;
+		/* Unescaped as Java does, then trimmed as ZooKeeper's parse
+		 * trims both (String.trim: every character up to U+0020). */
+		size_t kn = 0, vn = 0;
+		const char *why = java_unescape(logical, k, cap, &kn);
+		if (why) {
+			rc = fail(p, logical, "%s (in the key)", why);
+			goto out;
+		}
+		kn = java_trim(k, kn);
+		why = java_unescape(logical + vstart, v, cap, &vn);
+		if (why) {
+			rc = fail(p, k, "%s: '%s'", why, logical + vstart);
+			goto out;
+		}
+		java_trim(v, vn);
+		if (!kn) {
+			rc = fail(p, "(no key)", "a line without a key (its value: '%s')", v);
+			goto out;
+		}
 		if (live_has(p->live, k))
 			continue; /* the live value wins (node_config_load_live) */
 		rc = set_key(p, k, v);
@@ -1237,11 +1368,16 @@ uint32_t node_config_session_timeout(const struct node_config *cfg, uint32_t req
 	return requested_ms;
 }
 
+uint32_t node_config_4lw_always(const struct node_config *cfg)
+{
+	return 1u << NODE_4LW_SRVR | (cfg->read_only_enabled ? 1u << NODE_4LW_ISRO : 0);
+}
+
 int node_config_4lw_allowed(const struct node_config *cfg, const char word[4])
 {
 	for (int i = 0; i < NODE_4LW_COUNT_; i++)
 		if (!memcmp(word, node_4lw_names[i], 4))
-			return (cfg->fourlw_mask >> i) & 1;
+			return ((cfg->fourlw_mask | node_config_4lw_always(cfg)) >> i) & 1;
 	return -1;
 }
 

@@ -353,6 +353,19 @@ static bool is_x509_super(const struct keeld *k, const struct fsess *s)
 	       !memcmp(s->x509, k->cfg.x509_super_user, s->x509_len);
 }
 
+/*
+ * Has the session an x509 id? A certificate with an empty subject has the id
+ * "" (ZooKeeper's: X500Principal.getName() of the empty name), in force
+ * from NODE_LEVEL_X509_EMPTY on: a write carries it in a length word a
+ * level-7 replica cannot decode, so below the level it has none, as before,
+ * and no check here answers otherwise than apply would.
+ */
+static bool sess_x509(const struct keeld *k, const struct fsess *s)
+{
+	return s &&
+	       (s->x509_len || (s->x509_set && node_x509_empty(atomic_load(&k->level_cluster))));
+}
+
 /* Did the session authenticate as DigestAuthenticationProvider.superDigest,
  * or connect with X509AuthenticationProvider.superUser's certificate? */
 static bool is_super(const struct keeld *k, const struct fsess *s)
@@ -379,6 +392,7 @@ static uint8_t sess_ids(const struct keeld *k, const struct fsess *s, struct kv_
 	memset(ids, 0, offsetof(struct kv_ids, digest));
 	ids->x509_len = 0;
 	ids->x509 = NULL;
+	ids->x509_empty = false;
 	if (k->cfg.skip_acl || is_super(k, s))
 		return KV_AUTH_ALL;
 	if (!s)
@@ -394,6 +408,7 @@ static uint8_t sess_ids(const struct keeld *k, const struct fsess *s, struct kv_
 	}
 	ids->x509_len = s->x509_len;
 	ids->x509 = s->x509;
+	ids->x509_empty = !s->x509_len && sess_x509(k, s);
 	return KV_AUTH_IDS;
 }
 
@@ -660,7 +675,7 @@ static int read_once(struct keeld *k, const struct zk_call *call, int32_t type, 
 			ids[cnt++] = (struct zk_str){ "super", 5 };
 			ids[cnt++] = (struct zk_str){ "", 0 };
 		}
-		if (s && s->x509_len) {
+		if (sess_x509(k, s)) {
 			ids[cnt++] = (struct zk_str){ "x509", 4 };
 			ids[cnt++] = (struct zk_str){ s->x509, (int32_t)s->x509_len };
 		}
@@ -902,7 +917,7 @@ static int acl_build(struct keeld *k, const struct zk_acls *in, const struct fse
 		if (z.scheme.len == 4 && !memcmp(z.scheme.ptr, "auth", 4)) {
 			uint32_t before = n;
 			/* below the level, as before it: the digest ids only */
-			if (s && s->x509_len && n < 64 && node_x509(atomic_load(&k->level_cluster)))
+			if (sess_x509(k, s) && n < 64 && node_x509(atomic_load(&k->level_cluster)))
 				a[n++] =
 					(struct kv_acl){ z.perms, "x509", 4, s->x509, s->x509_len };
 			for (uint32_t i = 0; s && i < s->n_auth && n < 64; i++)
@@ -1172,11 +1187,18 @@ static int write_x509(struct keeld *k, struct kv_txn *txn)
 	bool acl = false, on;
 	for (uint32_t i = 0; i < txn->nops && !acl; i++)
 		acl = txn->ops[i].acl_len && acl_names_x509(txn->ops[i].acl, txn->ops[i].acl_len);
-	bool id = txn->auth == KV_AUTH_IDS && txn->ids.x509_len;
-	if (node_write_x509(atomic_load(&k->level_cluster), acl, id, &on) < 0)
+	uint32_t level = atomic_load(&k->level_cluster);
+	/* the id "" never below NODE_LEVEL_X509_EMPTY (sess_x509 decided it:
+	 * again here, whatever built the txn) */
+	if (!node_x509_empty(level))
+		txn->ids.x509_empty = false;
+	bool id = txn->auth == KV_AUTH_IDS && (txn->ids.x509_len || txn->ids.x509_empty);
+	if (node_write_x509(level, acl, id, &on) < 0)
 		return ZK_EINVALIDACL;
-	if (!on)
+	if (!on) {
 		txn->ids.x509_len = 0;
+		txn->ids.x509_empty = false;
+	}
 	txn->x509 = on;
 	return ZK_OK;
 }
@@ -1597,13 +1619,15 @@ static void ro_sessions_purge(struct keeld *k, bool all)
  */
 static void sess_set_x509(struct fsess *s, const char *sub, int len)
 {
-	s->x509_len = len > 0 && (size_t)len < sizeof(s->x509) ? (uint32_t)len : 0;
+	s->x509_set = len >= 0 && (size_t)len < sizeof(s->x509);
+	s->x509_len = s->x509_set ? (uint32_t)len : 0;
 	memcpy(s->x509, sub, s->x509_len);
 	s->x509[s->x509_len] = '\0';
 }
 
 /* The subject of the connection's verified client certificate (sub, cap
- * NODE_X509_MAX): its length, 0 for none, < 0 when gone or too long. */
+ * NODE_X509_MAX): its length (0: an empty subject), < 0 for none, gone or
+ * too long. */
 static int conn_x509(struct keeld *k, zk_conn_id conn, char *sub)
 {
 	return zk_server_x509_subject(k->zk, conn, sub, NODE_X509_MAX);
@@ -2143,7 +2167,7 @@ static void on_request(struct zk_backend *b, const struct zk_call *call,
 		 * connection closes), as on a node without secureClientPort
 		 * (no x509 provider). */
 		if (req->auth_scheme.len == 4 && !memcmp(req->auth_scheme.ptr, "x509", 4) &&
-		    k->cfg.secure_client_port && s.x509_len)
+		    k->cfg.secure_client_port && sess_x509(k, &s))
 			err = ZK_OK;
 		if (req->auth_scheme.len == 6 && !memcmp(req->auth_scheme.ptr, "digest", 6) &&
 		    req->auth.len > 0) {
@@ -2410,9 +2434,11 @@ static size_t four_letter(struct zk_backend *b, int word, char *out, size_t cap)
 	size_t n = 0;
 	/* 4lw.commands.whitelist changes while running (PUT /config): the
 	 * engine lets every word keel knows through and the live mask decides,
-	 * with ZooKeeper's own refusal. */
+	 * with ZooKeeper's own refusal (srvr, and isro in read-only mode,
+	 * always pass: node_config_4lw_always). */
 	const char *wname = zk_4lw_name(word);
-	uint32_t live = __atomic_load_n(&k->cfg.fourlw_mask, __ATOMIC_RELAXED);
+	uint32_t live = __atomic_load_n(&k->cfg.fourlw_mask, __ATOMIC_RELAXED) |
+			node_config_4lw_always(&k->cfg);
 	bool allowed = false;
 	for (int i = 0; wname && i < NODE_4LW_COUNT_; i++)
 		if (!strcmp(wname, node_4lw_names[i]))

@@ -140,9 +140,13 @@ struct fsess {
 	bool local;                      /* created in read-only mode: known to this node only */
 	uint8_t passwd[KV_PASSWD_BYTES]; /* a local session's (others': the kvstore's) */
 	/* ZooKeeper's x509 id: the connection's verified client certificate
-	 * subject (RFC 2253, NUL-terminated; x509_len 0: none), set when a
-	 * connection attaches, as ZooKeeper authenticates each connection at
-	 * its handshake. Last: fsess_copy copies x509_len bytes of it. */
+	 * subject (RFC 2253, NUL-terminated), set when a connection attaches,
+	 * as ZooKeeper authenticates each connection at its handshake.
+	 * x509_set: there is a verified certificate (x509_len 0: its subject
+	 * is empty, ZooKeeper's id "", in force from protocol level 8:
+	 * frontend.c sess_x509); else none. Last: fsess_copy copies x509_len
+	 * bytes of it. */
+	bool x509_set;
 	uint32_t x509_len;
 	char x509[NODE_X509_MAX];
 };

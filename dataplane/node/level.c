@@ -111,6 +111,11 @@ bool node_x509(uint32_t cluster_level)
 	return cluster_level >= NODE_LEVEL_X509;
 }
 
+bool node_x509_empty(uint32_t cluster_level)
+{
+	return cluster_level >= NODE_LEVEL_X509_EMPTY;
+}
+
 int node_write_x509(uint32_t cluster_level, bool names_acl, bool has_id, bool *x509)
 {
 	bool on = node_x509(cluster_level);

@@ -3,9 +3,14 @@
  * keeld's node configuration: a zoo.cfg-style file (ZooKeeper's keys, so an
  * existing zoo.cfg mostly works as it is) plus keel's own keys.
  *
- * The file is read the way java.util.Properties reads zoo.cfg: one
- * `key=value` (or `key: value`, or `key value`) a line, `#` and `!` start
- * comments, a trailing backslash continues a line. keel is stricter than
+ * The file is read the way java.util.Properties.load reads zoo.cfg for
+ * ZooKeeper: one `key=value` (or `key: value`, or `key value`) a logical
+ * line, `#` and `!` start comment lines (which never continue), an odd run
+ * of trailing backslashes continues a line, every key and value is
+ * unescaped (`\t`, `\uXXXX`, `\=`...) and then trimmed as ZooKeeper trims
+ * them; a byte that is not ASCII outside comments is refused (ZooKeeper
+ * reads the file as ISO 8859-1). The node README, "How zoo.cfg is read",
+ * has every rule. keel is stricter than
  * ZooKeeper in one way on purpose: an unknown key, a repeated key or a bad value
  * refuses the start with a message naming the file, the line and the key — a
  * typo in a coordination service's configuration should never be silently
@@ -213,8 +218,12 @@ struct node_config {
  *      verified client certificate's subject) and its ACLs may name the
  *      x509 scheme; apply refuses an x509 ACL entry in any other format, as
  *      a level-6 node does in every format.
+ *   8  session 14: format 3's x509 length word may be KV_X509_EMPTY, the id
+ *      "" of a certificate with an empty subject (ZooKeeper's: an ACL
+ *      x509: with an empty id matches it); a level-7 node cannot decode
+ *      it. Below the level such a session has no x509 id, as before.
  */
-#define NODE_PROTOCOL_LEVEL     7
+#define NODE_PROTOCOL_LEVEL     8
 #define NODE_PROTOCOL_LEVEL_MIN 2 /* the lowest cluster level this keeld can serve in */
 /* The first level that says its level (lower ones say nothing), and from
  * which snapshot images carry the cluster level. */
@@ -229,6 +238,8 @@ struct node_config {
 /* The first level that writes txn format 3 (the x509 identity, ACLs naming
  * the x509 scheme). */
 #define NODE_LEVEL_X509 7
+/* The first level whose writes carry the x509 id "" (kv_ids.x509_empty). */
+#define NODE_LEVEL_X509_EMPTY 8
 /* Replicated settings (a u32 of flags). Below NODE_LEVEL_SETTINGS every node
  * applies with its own configuration (as level-3 nodes do). A bit this
  * release does not know is malformed: skipping it would change the apply. */
@@ -298,6 +309,10 @@ bool node_zk_numbering(uint32_t cluster_level);
  * refused (ZK_EINVALIDACL) at the node that takes it, and a session's x509
  * identity stays out of its writes (no ACL can name it yet). */
 bool node_x509(uint32_t cluster_level);
+/* Has a session whose certificate's subject is empty the x509 id "" at this
+ * cluster level (its writes carry it: KV_X509_EMPTY)? From
+ * NODE_LEVEL_X509_EMPTY on; below it no id, as a level-7 node gives. */
+bool node_x509_empty(uint32_t cluster_level);
 /*
  * A client write's txn format at this cluster level (the front end that
  * encodes it): *x509 (format 3) from NODE_LEVEL_X509 on when the write
@@ -420,6 +435,11 @@ uint32_t node_config_voters(const struct node_config *cfg);
 uint32_t node_config_session_timeout(const struct node_config *cfg, uint32_t requested_ms);
 /* Whether a four-letter word (4 chars, not NUL-terminated) is whitelisted; -1 if unknown. */
 int node_config_4lw_allowed(const struct node_config *cfg, const char word[4]);
+/* The words allowed whatever 4lw.commands.whitelist says (a mask of
+ * NODE_4LW_*), as ZooKeeper's whitelist check adds them: srvr always
+ * (zkServer.sh status needs it), isro when read-only mode is on (clients
+ * in read-only mode probe with it). */
+uint32_t node_config_4lw_always(const struct node_config *cfg);
 /* The configuration as `key=value` lines, as the `conf` four-letter word prints it. */
 size_t node_config_format(const struct node_config *cfg, char *buf, size_t len);
 /*
@@ -498,7 +518,7 @@ int node_config_load_live(struct node_config *cfg, const char *path, uint32_t my
 /*
  * The keys the configuration file at path sets (each once), as `key\n`
  * lines in buf under the names node_config_format() prints (ZooKeeper's
- * forceSync is keel.fsync, zookeeper.skipACL skipACL): GET /config's
+ * forceSync is keel.fsync): GET /config's
  * "file" source. A list longer than len is cut at a whole key. Errors as
  * node_config_load().
  */

@@ -1795,8 +1795,6 @@ int zk_server_x509_subject(struct zk_server *s, zk_conn_id conn, char *out, size
 	int rc = KEEL_E_NOT_FOUND;
 	pthread_mutex_lock(&s->mu);
 	struct conn *c = conn_lookup(s, conn);
-	if (c)
-		rc = 0;
 	X509 *cert = c && c->ssl && c->tls_up ? SSL_get0_peer_certificate(c->ssl) : NULL;
 	/* want: a certificate that failed verification ends the handshake, so
 	 * one here is verified; the check keeps that true whatever the mode. */

@@ -792,11 +792,12 @@ int zk_server_reply(struct zk_server *s, const struct zk_call *call,
 int zk_server_peer(struct zk_server *s, zk_conn_id conn, struct zk_peer *out);
 /*
  * A TLS connection's verified client certificate subject, RFC 2253 ("CN=a,O=b",
- * as Java's X500Principal.getName() and so ZooKeeper's x509 ids): its length,
- * 0 for a connection without one (plaintext, or clientAuth want/none and no
- * certificate; a certificate with an empty subject too), KEEL_E_NOT_FOUND
- * when gone, KEEL_E_TOO_BIG when over cap, KEEL_E_MALFORMED when a value is
- * not well-formed UTF-8 (tls.h zk_tls_subject), KEEL_E_NOMEM. Never cut.
+ * as Java's X500Principal.getName() and so ZooKeeper's x509 ids): its length
+ * (0: a certificate with an empty subject, ZooKeeper's id ""),
+ * KEEL_E_NOT_FOUND for a connection without one (plaintext, or clientAuth
+ * want/none and no certificate) or gone, KEEL_E_TOO_BIG when over cap,
+ * KEEL_E_MALFORMED when a value is not well-formed UTF-8 (tls.h
+ * zk_tls_subject), KEEL_E_NOMEM. Never cut.
  */
 int zk_server_x509_subject(struct zk_server *s, zk_conn_id conn, char *out, size_t cap);
 /* A header-only error answer (ZK_ENONODE, ...). */

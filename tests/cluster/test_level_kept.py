@@ -46,7 +46,7 @@ from test_protocol_level import (TOKEN, LevelCluster, level_changes, seq_create,
 
 from kazoo.client import KazooClient  # noqa: E402
 
-LEVEL = 7
+LEVEL = 8
 
 
 def out_log(node):

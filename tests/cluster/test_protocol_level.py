@@ -27,7 +27,7 @@ from kazoo.client import KazooClient  # noqa: E402
 
 TOKEN = "levels"
 # This build's protocol level (dataplane/node/node.h NODE_PROTOCOL_LEVEL).
-LEVEL = 7
+LEVEL = 8
 
 
 class LevelCluster(KeelCluster):

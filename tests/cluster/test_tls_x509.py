@@ -12,6 +12,10 @@ openssl (ssl.clientAuth=want, so a TLS client without one is served too):
    x509;
  - addAuth("x509", ...) is OK with a certificate, AUTHFAILED (and the
    connection closed) without one;
+ - a certificate with an empty subject is x509:"" (ZooKeeper's id) from
+   protocol level 8: whoAmI, an ACL x509: with the empty id grants it (a
+   write through a follower checked at apply) and no one else, "auth"
+   expands to it; below level 8 it has no x509 id (whoAmI);
  - a mixed-level cluster (one node claims protocol level 6): the cluster
    level stays 6 and an ACL naming x509 is refused InvalidACL at every
    node, counted (mntr keel_x509_acl_refused_level); A's other writes go on;
@@ -59,7 +63,8 @@ def make_certs(d):
     with open(os.path.join(d, "ext"), "w") as f:
         f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
     subjects = {"server": "/O=keel/CN=server", "a": "/O=keel/OU=svc/CN=app1",
-                "b": "/O=keel/OU=svc/CN=app2", "super": "/O=keel/CN=admin"}
+                "b": "/O=keel/OU=svc/CN=app2", "super": "/O=keel/CN=admin",
+                "empty": "/"}  # the empty subject: ZooKeeper's id ""
     for name, subj in subjects.items():
         run("openssl", "req", *ec, "-keyout", name + ".key", "-out", name + ".csr",
             "-subj", subj)
@@ -72,7 +77,7 @@ def make_certs(d):
                 f.write(part.read())
     return {"server": os.path.join(d, "server.pem"), "ca": os.path.join(d, "ca.pem"),
             **{n: (os.path.join(d, n + ".crt"), os.path.join(d, n + ".key"))
-               for n in ("a", "b", "super")}}
+               for n in ("a", "b", "super", "empty")}}
 
 
 class X509Cluster(TlsCluster):
@@ -282,11 +287,64 @@ class X509(unittest.TestCase):
             plain.close()
 
 
+    def test_4_empty_subject(self):
+        """A certificate with an empty subject is x509:"" (ZooKeeper's
+        X500Principal("").getName()), from protocol level 8."""
+        cl = self.cl
+        wait_for(lambda: all(cl.cluster_level(n.idx) >= 8 for n in cl.nodes), 60,
+                 "cluster protocol level 8 on every node")
+        t = raw_tls(cl, self.followers[0], "empty")
+        try:
+            self.assertEqual(whoami(t), ["ip", "127.0.0.1", "x509", ""])
+        finally:
+            t.close()
+        e = cl.client("empty", [self.followers[0]])
+        a = cl.client("a", [self.followers[1]])
+        anon = cl.client(None, [self.leader])
+        try:
+            e.add_auth("x509", "anything")  # OK: it has a certificate
+            # "auth" expands to x509 with the empty id (kazoo sends an
+            # empty id as a null string, so the ACL is made server-side);
+            # writes through a follower are checked at apply (the id
+            # travels in the txn)
+            e.create("/e", b"v", acl=CREATOR_ALL_ACL)
+            self.assertEqual([(x.id.scheme, x.id.id) for x in e.get_acls("/e")[0]],
+                             [("x509", "")])
+            e.set("/e", b"w")
+            e.create("/e/c", b"")
+            self.assertEqual(e.get("/e")[0], b"w")
+            for kz in (a, anon):  # another subject, no certificate: refused
+                kz.sync("/e")
+                with self.assertRaises(NoAuthError):
+                    kz.get("/e")
+                with self.assertRaises(NoAuthError):
+                    kz.set("/e", b"x")
+            # at every node: each replica applied the same
+            for i in range(3):
+                ei = cl.client("empty", [i])
+                try:
+                    ei.sync("/e")
+                    self.assertEqual(ei.get_children("/e"), ["c"])
+                finally:
+                    ei.stop()
+                    ei.close()
+        finally:
+            for kz in (e, a, anon):
+                kz.stop()
+                kz.close()
+
+
 class MixedLevel(unittest.TestCase):
     def test_refused_below_7(self):
         cl = cluster(low={3}, admin_token="x509")
         wait_for(lambda: all(cl.cluster_level(n.idx) == 6 for n in cl.nodes), 60,
                  "cluster protocol level 6 on every node")
+        # below level 8 a certificate with an empty subject has no x509 id
+        t = raw_tls(cl, 0, "empty")
+        try:
+            self.assertEqual(whoami(t), ["ip", "127.0.0.1"])
+        finally:
+            t.close()
         before = [int(cl.mntr(i).get("keel_x509_acl_refused_level", "0")) for i in range(3)]
         kzs = [cl.client("a", [i]) for i in range(3)]
         try:

@@ -57,6 +57,16 @@ static void test_allows(void **state)
 	 * certificate has no x509 id at all */
 	n = kvt_acl1(b, sizeof(b), KV_PERM_ALL, "x509", "");
 	assert_false(kv_acl_allows(b, n, &none, KV_PERM_WRITE));
+	assert_false(kv_acl_allows(b, n, &a, KV_PERM_WRITE));
+	/* ... but matches the id "" (a certificate with an empty subject, as
+	 * ZooKeeper's X500Principal("").getName()), and only that ACL */
+	struct kv_ids empty = none;
+	empty.x509_empty = true;
+	assert_true(kv_acl_allows(b, n, &empty, KV_PERM_WRITE));
+	assert_false(kv_acl_allows(b, kvt_acl1(b, sizeof(b), KV_PERM_ALL, "x509", CN_A), &empty,
+				   KV_PERM_WRITE));
+	assert_false(kv_acl_allows(b, kvt_acl1(b, sizeof(b), KV_PERM_ALL, "digest", ""), &empty,
+				   KV_PERM_WRITE));
 	/* beside other entries */
 	struct kv_acl two[2] = { { KV_PERM_READ, "world", 5, "anyone", 6 },
 				 { KV_PERM_ALL, "x509", 4, CN_B, (uint32_t)strlen(CN_B) } };
@@ -125,6 +135,37 @@ static void test_codec(void **state)
 	assert_int_equal(kv_txn_decode(buf, (size_t)n, &back, ops, 2), 0);
 	assert_true(back.x509);
 	assert_int_equal(back.ids.x509_len, 0);
+
+	/* the id "": format 3's length word KV_X509_EMPTY, no bytes after it
+	 * (0 stays none); both decode as they were encoded */
+	txn.ids.x509_empty = true;
+	n = kv_txn_encode(&txn, buf, sizeof(buf));
+	assert_int_equal(n, n2 + 4);
+	assert_true((size_t)n <= kv_txn_size_max(&txn));
+	size_t word = 32 + 5 + 1 + 12; /* header, ip 1+4, n 1, digest 4+8 */
+	assert_memory_equal(buf + word, "\xff\xff\xff\xff", 4);
+	assert_int_equal(kv_txn_decode(buf, (size_t)n, &back, ops, 2), 0);
+	assert_true(back.x509);
+	assert_true(back.ids.x509_empty);
+	assert_int_equal(back.ids.x509_len, 0);
+	assert_non_null(back.ids.x509);
+	assert_int_equal(kv_txn_encode(&back, again, sizeof(again)), n);
+	assert_memory_equal(again, buf, (size_t)n);
+	for (int64_t i = 0; i < n; i++)
+		assert_int_equal(kv_txn_decode(buf, (size_t)i, &back, ops, 2), KEEL_E_MALFORMED);
+	/* outside format 3 it stays out, as any x509 id; with bytes: refused */
+	txn.x509 = false;
+	assert_int_equal(kv_txn_encode(&txn, again, sizeof(again)), n2);
+	assert_memory_equal(again, v2, (size_t)n2);
+	txn.x509 = true;
+	txn.ids.x509 = CN_A;
+	txn.ids.x509_len = 1;
+	assert_int_equal(kv_txn_encode(&txn, again, sizeof(again)), KEEL_E_INVAL);
+	txn.ids.x509_len = 0;
+	txn.ids.x509_empty = false;
+	n = kv_txn_encode(&txn, buf, sizeof(buf));
+	assert_int_equal(kv_txn_decode(buf, (size_t)n, &back, ops, 2), 0);
+	assert_false(back.ids.x509_empty);
 
 	/* the longest subject, and one byte over: refused both ways */
 	static char dn[KV_X509_MAX_BYTES + 2];
@@ -242,6 +283,13 @@ static void test_apply(void **state)
 	sa.acl_len = kvt_acl1(acl, sizeof(acl), KV_PERM_ALL, "x509", "");
 	assert_int_equal(apply_x(kv, &z, sa, true, KV_AUTH_IDS, &b), ZK_OK);
 	assert_int_equal(apply_x(kv, &z, set, true, KV_AUTH_IDS, &b), ZK_ENOAUTH);
+	/* and the id of a certificate with an empty subject passes it, through
+	 * the txn's encoding; a session without a certificate does not */
+	struct kv_ids empty = none;
+	empty.x509_empty = true;
+	assert_int_equal(apply_x(kv, &z, set, true, KV_AUTH_IDS, &none), ZK_ENOAUTH);
+	assert_int_equal(early(kv, set, &empty), ZK_OK);
+	assert_int_equal(apply_x(kv, &z, set, true, KV_AUTH_IDS, &empty), ZK_OK);
 
 	/* the same store through a snapshot: the ACL naming x509 restores */
 	struct kvt_stream st = { 0 };

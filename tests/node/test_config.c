@@ -32,7 +32,9 @@ static int parse(const char *text, uint32_t myid)
 static void refused(const char *text, uint32_t myid, unsigned line, const char *key,
 		    const char *reason_part)
 {
-	assert_int_equal(parse(text, myid), KEEL_E_CONFIG);
+	int rc = parse(text, myid);
+	if (rc != KEEL_E_CONFIG)
+		fail_msg("'%s' gave %d, not a refusal", text, rc);
 	char want[128];
 	if (line)
 		snprintf(want, sizeof(want), "zoo.cfg:%u: %s: ", line, key);
@@ -109,9 +111,10 @@ static void test_skip_acl(void **state)
 	char out[4096];
 	node_config_format(&cfg, out, sizeof(out));
 	assert_non_null(strstr(out, "\nskipACL=yes\n"));
-	assert_int_equal(parse(BASE "zookeeper.skipACL=no\n", 0), 0);
+	assert_int_equal(parse(BASE "skipACL=no\n", 0), 0);
 	assert_false(cfg.skip_acl);
 	refused(BASE "skipACL=true\n", 0, 3, "skipACL", "yes or no");
+	refused(BASE "skipACL=Yes\n", 0, 3, "skipACL", "yes or no");
 }
 
 /* X509AuthenticationProvider.superUser: an X.500 name, both spellings. */
@@ -123,13 +126,19 @@ static void test_x509_super_user(void **state)
 	assert_int_equal(parse(BASE "X509AuthenticationProvider.superUser=CN=admin,O=keel\n", 0),
 			 0);
 	assert_string_equal(cfg.x509_super_user, "CN=admin,O=keel");
-	assert_int_equal(parse(BASE "zookeeper.X509AuthenticationProvider.superUser=CN=a\n", 0), 0);
-	assert_string_equal(cfg.x509_super_user, "CN=a");
+	refused(BASE "zookeeper.X509AuthenticationProvider.superUser=CN=a\n", 0, 3,
+		"zookeeper.X509AuthenticationProvider.superUser",
+		"write X509AuthenticationProvider.superUser");
 	/* Java properties: a backslash escapes the next character */
 	assert_int_equal(parse(BASE "X509AuthenticationProvider.superUser=CN=Smith\\\\, J\n", 0),
 			 0);
 	assert_string_equal(cfg.x509_super_user, "CN=Smith\\, J");
 	refused(BASE "X509AuthenticationProvider.superUser=admin\n", 0, 3,
+		"X509AuthenticationProvider.superUser", "X.500 name");
+	/* empty: in ZooKeeper a certificate with an empty subject would be super */
+	refused(BASE "X509AuthenticationProvider.superUser=\n", 0, 3,
+		"X509AuthenticationProvider.superUser", "X.500 name");
+	refused(BASE "X509AuthenticationProvider.superUser=\\u0020\n", 0, 3,
 		"X509AuthenticationProvider.superUser", "X.500 name");
 }
 
@@ -218,10 +227,199 @@ static void test_properties_syntax(void **state)
 	assert_int_equal(node_config_4lw_allowed(&cfg, "ruok"), 1);
 	assert_int_equal(node_config_4lw_allowed(&cfg, "stat"), 1);
 	assert_int_equal(node_config_4lw_allowed(&cfg, "mntr"), 1);
-	assert_int_equal(node_config_4lw_allowed(&cfg, "srvr"), 0);
+	assert_int_equal(node_config_4lw_allowed(&cfg, "conf"), 0);
+	/* as ZooKeeper: srvr whatever the list says (zkServer.sh needs it),
+	 * isro only in read-only mode (its clients probe with it) */
+	assert_int_equal(node_config_4lw_allowed(&cfg, "srvr"), 1);
+	assert_int_equal(node_config_4lw_allowed(&cfg, "isro"), 0);
+	assert_int_equal(parse(BASE "4lw.commands.whitelist=ruok\nreadonlymode.enabled=true\n", 0),
+			 0);
+	assert_int_equal(node_config_4lw_allowed(&cfg, "isro"), 1);
+	assert_int_equal(node_config_4lw_allowed(&cfg, "srvr"), 1);
+	assert_int_equal(node_config_4lw_allowed(&cfg, "mntr"), 0);
 	assert_int_equal(parse(BASE "4lw.commands.whitelist=*\n", 0), 0);
 	for (int i = 0; i < NODE_4LW_COUNT_; i++)
 		assert_int_equal(node_config_4lw_allowed(&cfg, node_4lw_names[i]), 1);
+}
+
+/*
+ * Natural and logical lines as java.util.Properties.load reads them (ZooKeeper
+ * reads zoo.cfg so): terminators, comments, continuations.
+ */
+static void test_properties_lines(void **state)
+{
+	(void)state;
+	/* a comment line never continues, whatever it ends with: the next
+	 * line is a key (before cfg14 keel joined it to the comment) */
+	assert_int_equal(parse(BASE "# on Windows: dataDir=C:\\zk\\\ntickTime=300\n", 0), 0);
+	assert_int_equal(cfg.tick_ms, 300);
+	assert_int_equal(parse(BASE "  ! ends in one \\\nmaxClientCnxns=7\n", 0), 0);
+	assert_int_equal(cfg.max_client_cnxns, 7);
+	/* odd run: continued, the next line's leading blanks (space, tab,
+	 * form feed) dropped; a '#' there is content, not a comment */
+	assert_int_equal(parse(BASE "4lw.commands.whitelist=ruok,\\\n \t\f#x\n", 0), KEEL_E_CONFIG);
+	assert_non_null(strstr(err, "'#x'"));
+	assert_int_equal(parse(BASE "4lw.commands.whitelist=ruok,\\\n \t\fstat,\\\n\tmntr\n", 0),
+			 0);
+	assert_int_equal(node_config_4lw_allowed(&cfg, "mntr"), 1);
+	assert_int_equal(node_config_4lw_allowed(&cfg, "stat"), 1);
+	/* three backslashes: one escaped, one continuing */
+	assert_int_equal(parse(BASE "dataLogDir=/a\\\\\\\n/b\n", 0), 0);
+	assert_string_equal(cfg.data_log_dir, "/a\\/b");
+	/* a continued line that is empty ends the logical line */
+	assert_int_equal(parse(BASE "tickTime=4\\\n\nmaxClientCnxns=9\n", 0), 0);
+	assert_int_equal(cfg.tick_ms, 4);
+	assert_int_equal(cfg.max_client_cnxns, 9);
+	/* a continuation at the end of the text just ends */
+	assert_int_equal(parse(BASE "tickTime=5\\", 0), 0);
+	assert_int_equal(cfg.tick_ms, 5);
+	assert_int_equal(parse(BASE "tickTime=6\\\n", 0), 0);
+	assert_int_equal(cfg.tick_ms, 6);
+	/* CRLF and a lone CR end lines too (CRLF one terminator: line numbers
+	 * are the file's) */
+	assert_int_equal(parse("dataDir=/d\r\nclientPort=2181\r\ntickTime=\\\r\n  7\r\n", 0), 0);
+	assert_int_equal(cfg.tick_ms, 7);
+	assert_int_equal(parse("dataDir=/d\rclientPort=2181\rtickTime=8\r", 0), 0);
+	assert_int_equal(cfg.tick_ms, 8);
+	refused("dataDir=/d\r\n\r\nclientPort=2181\r\ntickTime=x\r\n", 0, 4, "tickTime", NULL);
+	refused("dataDir=/d\rclientPort=2181\\\r\r\ntickTime=x\r", 0, 4, "tickTime", NULL);
+	/* a logical line's errors name its first natural line */
+	refused(BASE "tickTime=\\\n  \\\n  x\n", 0, 3, "tickTime", "'x'");
+	refused(BASE "tickTime=1\\\n\\\n\ntickTime=2\n", 0, 6, "tickTime", "line 3");
+	/* blanks other than space, tab and form feed are no separator, but
+	 * ZooKeeper's trim() drops them from the key */
+	assert_int_equal(parse(BASE "tickTime\v=5\n", 0), 0);
+	assert_int_equal(cfg.tick_ms, 5);
+}
+
+/* Keys and values as Properties.load splits and unescapes them (every key
+ * and value: paths, addresses, numbers), then trimmed as ZooKeeper does. */
+static void test_properties_escapes(void **state)
+{
+	(void)state;
+	/* separators: '=', ':', blanks; after a blank one '=' or ':' more */
+	assert_int_equal(parse("dataDir=/d\nclientPort:2181\ntickTime \t 9\n", 0), 0);
+	assert_int_equal(cfg.client_port, 2181);
+	assert_int_equal(cfg.tick_ms, 9);
+	assert_int_equal(parse(BASE "clientPortAddress \t:\t ::1\n", 0), 0);
+	assert_string_equal(cfg.client_addr, "::1");
+	assert_int_equal(parse(BASE "clientPortAddress:=::1\n", 0), 0);
+	assert_string_equal(cfg.client_addr, "=::1"); /* one separator */
+	/* escaped separators belong to the key; \uXXXX in a key */
+	refused(BASE "tick\\=Time=5\n", 0, 3, "tick=Time", "unknown key");
+	refused(BASE "tick\\ Time 5\n", 0, 3, "tick Time", "unknown key");
+	refused(BASE "tick\\:Time:5\n", 0, 3, "tick:Time", "unknown key");
+	assert_int_equal(parse(BASE "tick\\u0054ime=11\n", 0), 0);
+	assert_int_equal(cfg.tick_ms, 11);
+	assert_int_equal(parse(BASE "\\tickTime=12\n", 0), KEEL_E_CONFIG); /* \t is a tab */
+	assert_int_equal(parse(BASE "\\ttickTime=12\n", 0), 0);            /* trimmed away */
+	assert_int_equal(cfg.tick_ms, 12);
+	/* paths: a backslash escapes (C:\\data is C:\data, \k is k) */
+	assert_int_equal(parse("clientPort=1\ndataDir=C:\\\\data\ndataLogDir=/zoo\\keeper\n", 0),
+			 0);
+	assert_string_equal(cfg.data_dir, "C:\\data");
+	assert_string_equal(cfg.data_log_dir, "/zookeeper");
+	assert_int_equal(parse("clientPort=1\ndataDir=/d/\\u00e9\\u0041\n", 0), 0);
+	assert_string_equal(cfg.data_dir, "/d/\xc3\xa9"
+					  "A");
+	/* numbers and addresses */
+	assert_int_equal(parse("dataDir=/d\nclientPort=\\u0032181\n", 0), 0);
+	assert_int_equal(cfg.client_port, 2181);
+	assert_int_equal(parse(BASE "server.1=127.0.0.1\\:2888\\:3888\n", 1), 0);
+	assert_int_equal(cfg.servers[0].peer_port, 2888);
+	assert_int_equal(cfg.servers[0].election_port, 3888);
+	/* a trailing escaped blank is trimmed, as ZooKeeper trims values */
+	assert_int_equal(parse(BASE "keel.adminToken=s3\\\\cr\\et\\ \\t\n", 0), 0);
+	assert_string_equal(cfg.admin_token, "s3\\cret");
+	/* a malformed \u in any value or key: refused, as Java refuses it */
+	refused(BASE "dataLogDir=/x\\u12\n", 0, 3, "dataLogDir", "\\u");
+	refused(BASE "tick\\u00zzTime=1\n", 0, 3, "tick\\u00zzTime", "\\u");
+	refused(BASE "dataLogDir=/x\\u0000\n", 0, 3, "dataLogDir", "U+0000");
+	/* a byte that is not ASCII: ZooKeeper reads ISO 8859-1, so UTF-8
+	 * would name another directory there; refused (a comment may hold it) */
+	refused(BASE "dataLogDir=/d/\xc3\xa9\n", 0, 3, "dataLogDir", "\\uXXXX");
+	refused(BASE "tick\xc3\xa9=1\n", 0, 3, "tick\xc3\xa9", "ISO 8859-1");
+	assert_int_equal(parse(BASE "# caf\xc3\xa9\n! \xff\n", 0), 0);
+	/* blank values: refused where a value is needed, named */
+	refused(BASE "dataLogDir=\n", 0, 3, "dataLogDir", "empty");
+	refused(BASE "dataLogDir\n", 0, 3, "dataLogDir", "empty");
+	refused(BASE "clientPortAddress = \\t\n", 0, 3, "clientPortAddress", "empty");
+	/* no key */
+	refused(BASE "=5\n", 0, 3, "(no key)", "'5'");
+	refused(BASE "  : x\n", 0, 3, "(no key)", "'x'");
+	/* a key set twice: Java keeps the last, keel refuses naming both lines
+	 * (also when the two are spelled apart but read alike) */
+	refused(BASE "tickTime=1\ntickTime=2\n", 0, 4, "tickTime", "line 3");
+	refused(BASE "tickTime=1\ntick\\u0054ime 2\n", 0, 4, "tickTime", "line 3");
+}
+
+/*
+ * DigestAuthenticationProvider.superDigest, X509AuthenticationProvider.superUser,
+ * enforceQuota and skipACL are system properties only in ZooKeeper: a zoo.cfg
+ * line KEY becomes zookeeper.KEY (which it reads), and zookeeper.KEY becomes
+ * zookeeper.zookeeper.KEY (which nothing reads). The prefixed line is refused
+ * naming the spelling that works in both.
+ */
+static void test_prefixed_properties(void **state)
+{
+	(void)state;
+	static const char *const lines[][2] = {
+		{ "zookeeper.DigestAuthenticationProvider.superDigest=super:x",
+		  "DigestAuthenticationProvider.superDigest" },
+		{ "zookeeper.X509AuthenticationProvider.superUser=CN=a",
+		  "X509AuthenticationProvider.superUser" },
+		{ "zookeeper.enforceQuota=true", "enforceQuota" },
+		{ "zookeeper.skipACL=yes", "skipACL" },
+		/* the TLS keys too: zookeeper.ssl.clientAuth=none would leave
+		 * ZooKeeper asking for certificates (need) and keel not */
+		{ "zookeeper.ssl.clientAuth=none", "ssl.clientAuth" },
+		{ "zookeeper.ssl.keyStore.location=/k.pem", "ssl.keyStore.location" },
+		{ "zookeeper.secureClientPort=2281", "secureClientPort" },
+	};
+	for (size_t i = 0; i < KEEL_ARRAY_SIZE(lines); i++) {
+		char text[512], key[128], want[160];
+		snprintf(text, sizeof(text), "%s%s\n", BASE, lines[i][0]);
+		snprintf(key, sizeof(key), "zookeeper.%s", lines[i][1]);
+		snprintf(want, sizeof(want), "write %s: ", lines[i][1]);
+		refused(text, 0, 3, key, want);
+		assert_non_null(strstr(err, "zookeeper.zookeeper."));
+		/* the unprefixed key is taken (TLS keys: test_tls_served) */
+		snprintf(text, sizeof(text), "%s%s\n", BASE, lines[i][0] + 10);
+		if (i < 4)
+			assert_int_equal(parse(text, 0), 0);
+	}
+	assert_int_equal(parse(BASE "DigestAuthenticationProvider.superDigest=super:x\n"
+				    "skipACL=yes\n",
+			       0),
+			 0);
+	assert_string_equal(cfg.super_digest, "super:x");
+	assert_true(cfg.skip_acl);
+	/* other zookeeper.* properties stay accepted and ignored */
+	assert_int_equal(parse(BASE "zookeeper.forceSync=no\nzookeeper.ssl.quorum.x=1\n", 0), 0);
+	assert_true(cfg.fsync);
+}
+
+/* Booleans read as ZooKeeper reads them, no value meaning one thing here
+ * and another there. */
+static void test_zookeeper_booleans(void **state)
+{
+	(void)state;
+	/* enforceQuota: Boolean.parseBoolean ("true" in any case, else false) */
+	assert_int_equal(parse(BASE "enforceQuota=TRUE\n", 0), 0);
+	assert_true(cfg.enforce_quota);
+	assert_int_equal(parse(BASE "enforceQuota=False\n", 0), 0);
+	assert_false(cfg.enforce_quota);
+	refused(BASE "enforceQuota=yes\n", 0, 3, "enforceQuota", "true or false");
+	refused(BASE "enforceQuota=on\n", 0, 3, "enforceQuota", "true or false");
+	/* forceSync: exactly "no" turns fsync off in ZooKeeper, anything else
+	 * keeps it on ("false" used to turn keel's off) */
+	assert_int_equal(parse(BASE "forceSync=yes\n", 0), 0);
+	assert_true(cfg.fsync);
+	assert_int_equal(parse(BASE "forceSync=no\n", 0), 0);
+	assert_false(cfg.fsync);
+	refused(BASE "forceSync=false\n", 0, 3, "forceSync", "exactly 'no'");
+	refused(BASE "forceSync=No\n", 0, 3, "forceSync", "exactly 'no'");
+	refused(BASE "forceSync=off\n", 0, 3, "forceSync", "yes or no");
 }
 
 static void test_keel_keys(void **state)
@@ -272,6 +470,13 @@ static void test_zookeeper_keys_accepted(void **state)
 		      0),
 		0);
 	refused(BASE "authProvider.=x\n", 0, 3, "authProvider.", "unknown key");
+	/* TLS between servers: keel has none, so only false is taken */
+	assert_int_equal(parse(BASE "sslQuorum=False\n", 0), 0);
+	refused(BASE "sslQuorum=true\n", 0, 3, "sslQuorum", "no TLS");
+	/* ZooKeeper 3.5+'s dynamic file holds the servers: never ignored (a
+	 * member would start alone) */
+	refused(BASE "dynamicConfigFile=/etc/zk/zoo.cfg.dynamic.100000000\n", 0, 3,
+		"dynamicConfigFile", "copy those of '/etc/zk/zoo.cfg.dynamic.100000000'");
 }
 
 static void test_bad_values_named(void **state)
@@ -371,7 +576,7 @@ static void test_file_keys(void **state)
 	char path[] = "/tmp/keel-cfg-XXXXXX";
 	int fd = mkstemp(path);
 	assert_true(fd >= 0);
-	const char *t = BASE "# a comment\nforceSync=no\nzookeeper.skipACL=no\n"
+	const char *t = BASE "# a comment\nforceSync=no\nskipACL=no\n"
 			     "maxClientCnxns = \\\n  70\n";
 	assert_int_equal(write(fd, t, strlen(t)), (ssize_t)strlen(t));
 	close(fd);
@@ -613,9 +818,9 @@ static int tls_teardown(void **state)
 static void test_tls_served(void **state)
 {
 	(void)state;
-	/* TLS only (no clientPort), ZooKeeper's zookeeper.* spelling too */
+	/* TLS only (no clientPort) */
 	assert_int_equal(parse(cfgtext("secureClientPort=2281\n"
-				       "zookeeper.ssl.keyStore.location=%s/server.pem\n"
+				       "ssl.keyStore.location=%s/server.pem\n"
 				       "ssl.keyStore.type=pem\nssl.trustStore.location=%s/ca.pem\n"
 				       "ssl.trustStore.type=PEM\nssl.trustStore.password=x\n"
 				       "ssl.clientAuth=WANT\nssl.protocol=TLSv1.3\n"
@@ -712,6 +917,10 @@ int main(void)
 		cmocka_unit_test(test_x509_super_user),
 		cmocka_unit_test(test_x509_super_user_java_escapes),
 		cmocka_unit_test(test_properties_syntax),
+		cmocka_unit_test(test_properties_lines),
+		cmocka_unit_test(test_properties_escapes),
+		cmocka_unit_test(test_prefixed_properties),
+		cmocka_unit_test(test_zookeeper_booleans),
 		cmocka_unit_test(test_keel_keys),
 		cmocka_unit_test(test_zookeeper_keys_accepted),
 		cmocka_unit_test(test_bad_values_named),

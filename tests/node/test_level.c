@@ -429,6 +429,13 @@ static void test_zk_numbering(void **state)
 	assert_true(node_x509(7));
 	assert_true(node_x509(NODE_PROTOCOL_LEVEL));
 	assert_true(node_x509(255));
+	/* the x509 id "" (an empty subject) from level 8 on: a level-7 replica
+	 * cannot decode its length word */
+	for (uint32_t l = 1; l < NODE_LEVEL_X509_EMPTY; l++)
+		assert_false(node_x509_empty(l));
+	assert_int_equal(NODE_LEVEL_X509_EMPTY, 8);
+	assert_true(node_x509_empty(8));
+	assert_true(node_x509_empty(NODE_PROTOCOL_LEVEL));
 	uint8_t b[NODE_LEVEL_SNAP_SET_BYTES];
 	uint32_t level = 0, settings = 9;
 	node_level_item_put_settings(b, 5, 0);

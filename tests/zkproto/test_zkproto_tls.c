@@ -44,7 +44,7 @@
 static char dir[64];
 static char p_server[128], p_ca[128], p_other_ca[128], p_mismatch[128], p_enc[128], p_nocert[128],
 	p_client_key[128], p_client_cert[128], p_rogue_key[128], p_rogue_cert[128],
-	p_expired_key[128], p_expired_cert[128];
+	p_expired_key[128], p_expired_cert[128], p_empty_key[128], p_empty_cert[128];
 
 /* ---- certificates, made with OpenSSL's API (nothing committed expires) ---- */
 
@@ -55,7 +55,8 @@ static EVP_PKEY *new_key(void)
 	return k;
 }
 
-/* A certificate for key named cn, signed by (ca, ca_key), or self-signed when ca is NULL. */
+/* A certificate for key named cn (NULL: an empty subject), signed by (ca,
+ * ca_key), or self-signed when ca is NULL. */
 static X509 *new_cert(EVP_PKEY *key, const char *cn, X509 *ca, EVP_PKEY *ca_key)
 {
 	static long serial = 1;
@@ -67,9 +68,12 @@ static X509 *new_cert(EVP_PKEY *key, const char *cn, X509 *ca, EVP_PKEY *ca_key)
 	X509_gmtime_adj(X509_getm_notAfter(x), 3600);
 	X509_set_pubkey(x, key);
 	X509_NAME *name = X509_get_subject_name(x);
-	X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC, (const unsigned char *)"keel", -1, -1,
-				   0);
-	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
+	if (cn) { /* NULL: the empty subject */
+		X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC, (const unsigned char *)"keel",
+					   -1, -1, 0);
+		X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1,
+					   -1, 0);
+	}
 	X509_set_issuer_name(x, ca ? X509_get_subject_name(ca) : name);
 	X509V3_CTX v3;
 	X509V3_set_ctx(&v3, ca ? ca : x, x, NULL, NULL, 0);
@@ -117,6 +121,8 @@ static int group_setup(void **state)
 	P(p_rogue_cert, "rogue.pem");
 	P(p_expired_key, "expired.key");
 	P(p_expired_cert, "expired.pem");
+	P(p_empty_key, "empty.key");
+	P(p_empty_cert, "empty.pem");
 #undef P
 	EVP_PKEY *ca_key = new_key(), *other_key = new_key(), *srv_key = new_key(),
 		 *cli_key = new_key(), *rogue_key = new_key();
@@ -143,9 +149,14 @@ static int group_setup(void **state)
 	assert_true(X509_sign(exp, ca_key, EVP_sha256()) > 0);
 	write_pem(p_expired_key, exp_key, NULL, NULL, NULL);
 	write_pem(p_expired_cert, NULL, NULL, exp, NULL);
-	EVP_PKEY *keys[] = { ca_key, other_key, srv_key, cli_key, rogue_key, exp_key };
-	X509 *certs[] = { ca, other, srv, cli, rogue, exp };
-	for (size_t i = 0; i < 6; i++) {
+	/* the right CA's, with an empty subject (ZooKeeper's id "") */
+	EVP_PKEY *empty_key = new_key();
+	X509 *empty = new_cert(empty_key, NULL, ca, ca_key);
+	write_pem(p_empty_key, empty_key, NULL, NULL, NULL);
+	write_pem(p_empty_cert, NULL, NULL, empty, NULL);
+	EVP_PKEY *keys[] = { ca_key, other_key, srv_key, cli_key, rogue_key, exp_key, empty_key };
+	X509 *certs[] = { ca, other, srv, cli, rogue, exp, empty };
+	for (size_t i = 0; i < KEEL_ARRAY_SIZE(keys); i++) {
 		EVP_PKEY_free(keys[i]);
 		X509_free(certs[i]);
 	}
@@ -653,7 +664,7 @@ static void test_subject_odd(void)
 	REFUSED(true, { "O", U8, "k", -1, 0 }, { "CN", V_ASN1_T61STRING, "\xe9", -1, 0 });
 	REFUSED(true, { "CN", V_ASN1_PRINTABLESTRING, "a\xe9", -1, 0 });
 
-	/* the empty subject: "" (no x509 id: zk_server_x509_subject 0) */
+	/* the empty subject: "" (ZooKeeper's id "": zk_server_x509_subject 0) */
 	X509 *x = X509_new();
 	char out[8];
 	assert_int_equal(zk_tls_subject(x, out, sizeof(out)), 0);
@@ -886,7 +897,17 @@ static void test_tls_only(void **state)
 	assert_int_equal(session(&c), 1);
 	requests(&c, 1);
 	pthread_mutex_lock(&b.mu);
-	assert_int_equal(b.subject_rc, 0); /* no certificate, no subject */
+	assert_int_equal(b.subject_rc, KEEL_E_NOT_FOUND); /* no certificate, no subject */
+	pthread_mutex_unlock(&b.mu);
+	client_close(&c);
+	/* a verified certificate with an empty subject: the subject "" (0),
+	 * not "none" -- ZooKeeper's x509 id "" */
+	assert_int_equal(tls_dial(&c, zk_server_tls_port(b.srv), p_empty_cert, p_empty_key, 0), 1);
+	assert_int_equal(session(&c), 2);
+	requests(&c, 1);
+	pthread_mutex_lock(&b.mu);
+	assert_int_equal(b.subject_rc, 0);
+	assert_string_equal(b.subject, "");
 	pthread_mutex_unlock(&b.mu);
 	client_close(&c);
 	zk_server_stop(b.srv);
