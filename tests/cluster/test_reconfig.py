@@ -87,8 +87,9 @@ def modes(c, i):
 
 def wait_mode(c, i, want):
     """Node index i's srvr and mntr both say want (a bounded wait: the
-    configuration reaches a follower with the leader's next message)."""
-    wait_for(lambda: modes(c, i) == (want, want), 10,
+    configuration reaches a follower with the leader's next message; a
+    node also says nothing while it is not in sync, longer on a loaded machine)."""
+    wait_for(lambda: modes(c, i) == (want, want), 30,
              lambda: "node %d %s on srvr/mntr, not %s" % (c.nodes[i].id, want, modes(c, i)))
 
 
