@@ -2328,6 +2328,15 @@ static void on_closed(struct zk_backend *b, zk_conn_id conn, int64_t session_id)
 
 /* ------------------------------------------------------ four-letter words */
 
+/*
+ * srvr's Mode, mntr's zk_server_state. Observer or follower from the
+ * configuration in force (k->voter), not zoo.cfg's learner flag: a member
+ * added as an observer and promoted by reconfig is a follower from then on,
+ * one demoted an observer, before a restart as after one. Raft's
+ * configuration in force is the latest appended (ZooKeeper switches a
+ * server between OBSERVING and FOLLOWING once the reconfig commits: a
+ * moment earlier here).
+ */
 static const char *mode_name(struct keeld *k)
 {
 	if (k->cfg.n_servers == 0)
@@ -2337,8 +2346,7 @@ static const char *mode_name(struct keeld *k)
 	int role = atomic_load(&k->role);
 	if (role == RAFT_LEADER)
 		return "leader";
-	const struct node_server *self = node_config_self(&k->cfg);
-	if (self && self->learner)
+	if (!atomic_load(&k->voter))
 		return "observer";
 	return atomic_load(&k->leader) ? "follower" : "looking";
 }

@@ -250,7 +250,11 @@ struct keeld {
 	atomic_int role;
 	atomic_bool serving; /* synced with the current leader (see watch_leadership) */
 	atomic_bool removed; /* a committed configuration dropped this node: it stops */
-	atomic_bool fatal;   /* it cannot go on (an entry it cannot apply, refused): exit 1 */
+	/* a voter in the configuration in force (raft's latest, either half of
+	 * a joint one), not zoo.cfg's learner flag: srvr/mntr's follower or
+	 * observer after a reconfig promotes or demotes this node */
+	atomic_bool voter;
+	atomic_bool fatal; /* it cannot go on (an entry it cannot apply, refused): exit 1 */
 	/* protocol levels (node.h): this node's (cfg.protocol_level) and the
 	 * cluster's as applied here; members refused for their level (leader) */
 	atomic_uint level_cluster;

@@ -2840,6 +2840,7 @@ static void watch_leadership(struct pipeline *p)
 	if (k->cfg.n_servers == 0)
 		serving = role == RAFT_LEADER;
 	atomic_store(&k->serving, serving);
+	atomic_store(&k->voter, conf_has(raft_conf(p->r), k->myid, RAFT_VOTER | RAFT_VOTER_OLD));
 	atomic_store(&k->role, (int)role);
 	atomic_store(&k->leader, leader);
 	atomic_store(&k->term, term);
@@ -7304,6 +7305,8 @@ int keeld_pipeline_open(struct keeld *k)
 	 * zoo.cfg a new member starts with). */
 	p->seen_conf = *raft_conf(p->r);
 	p->conf_seen_index = raft_last_index(p->r);
+	/* srvr before the first turn (watch_leadership keeps it after). */
+	atomic_store(&k->voter, conf_has(raft_conf(p->r), k->myid, RAFT_VOTER | RAFT_VOTER_OLD));
 	p->self_listed =
 		self.listed || ((have_snap_conf || n) && conf_has(&p->seen_conf, k->myid, 0));
 	/* A drop not known committed yet: conf_watch stops the node when the

@@ -5,7 +5,10 @@ lists the three members and itself as an observer (a learner), as an operator
 starts a new member. They join through POST /members (node 4), ZooKeeper's
 reconfig (nodes 5 and 6), catch up and serve reads; /zookeeper/config follows
 every change (content, version, watch); the non-incremental form demotes a
-member to observer; reconfig's refusals: no super
+member to observer; srvr's Mode and mntr's zk_server_state follow the
+configuration in force, not zoo.cfg (nodes 4-6, observers in their files,
+say follower once promoted; the demoted member, a participant in its file,
+says observer); reconfig's refusals: no super
 identity, a bad server string, a stale fromConfig, a new configuration
 without a synced quorum, a second reconfig while one is in flight
 (reconfigEnabled off: test_raw_protocol.py, as kazoo does not know that error
@@ -68,6 +71,26 @@ def config_of(zk):
     servers = {int(ln.split("=")[0][7:]): ln.split("=", 1)[1]
                for ln in lines if ln.startswith("server.")}
     return servers, version, stat
+
+
+def modes(c, i):
+    """srvr's Mode and mntr's zk_server_state of node index i (None: no answer)."""
+    state = None
+    try:
+        for line in c.four_letter(i, "mntr").splitlines():
+            if line.startswith("zk_server_state\t"):
+                state = line.split("\t", 1)[1]
+    except OSError:
+        pass
+    return c.mode(i), state
+
+
+def wait_mode(c, i, want):
+    """Node index i's srvr and mntr both say want (a bounded wait: the
+    configuration reaches a follower with the leader's next message; a
+    node also says nothing while it is not in sync, longer on a loaded machine)."""
+    wait_for(lambda: modes(c, i) == (want, want), 30,
+             lambda: "node %d %s on srvr/mntr, not %s" % (c.nodes[i].id, want, modes(c, i)))
 
 
 class Reconfig(unittest.TestCase):
@@ -149,6 +172,8 @@ class Reconfig(unittest.TestCase):
         self.assertEqual(r4.get("/before")[0], b"b")
         r4.stop()
         r4.close()
+        # A participant now, an observer in its zoo.cfg: srvr says follower.
+        wait_mode(c, 3, "follower")
 
         # Node 5 joins through reconfig (fromConfig = the version in force).
         c.start(4)
@@ -166,6 +191,7 @@ class Reconfig(unittest.TestCase):
         self.assertEqual(r5.get("/after5")[0], b"5")
         r5.stop()
         r5.close()
+        wait_mode(c, 4, "follower")
 
         # A change that waits (node 6, a participant, is not running yet and
         # the log is longer than a learner may lag to be promoted): a second
@@ -185,6 +211,7 @@ class Reconfig(unittest.TestCase):
         c.start(5)
         data, _ = pending.get(timeout=30)
         self.assertIn(joining6.encode(), data)
+        wait_mode(c, 5, "follower")
 
         # Removal: node 4 through reconfig, node 5 through the admin API; each
         # learns it was removed, closes its clients and exits.
@@ -208,18 +235,23 @@ class Reconfig(unittest.TestCase):
                            "node 5 out of /zookeeper/config")
         self.assertEqual(sorted(servers), [1, 2, 3, 6])
 
-        # The non-incremental form: the whole membership, node 6 as an observer.
+        # The non-incremental form: the whole membership, node 2 or 3 (not
+        # the leader; a participant in its zoo.cfg) as an observer.
+        d = next(n for n in (n2, n3) if n is not self.leader(c))
         members = ",".join("server.%d=%s" % (i, servers[i].replace(":participant", ":observer")
-                                             if i == 6 else servers[i])
+                                             if i == d.id else servers[i])
                            for i in sorted(servers))
         data, _ = su.reconfig(joining=None, leaving=None, new_members=members)
-        self.assertIn(b"server.6=127.0.0.1:%d:%d:observer" % (n6.peer_port, n6.election_port),
-                      data)
+        self.assertIn(b"server.%d=127.0.0.1:%d:observer" % (d.id, d.peer_port), data)
+        want = {1: True, 2: True, 3: True, 6: True}
+        want[d.id] = False
+
         def voters():  # /members is published every 100 ms
             code, body = http(self.leader(c).admin_port, "GET", "/members")
             m = {p["id"]: p["voter"] for p in json.loads(body)["members"]}
-            return m == {1: True, 2: True, 3: True, 6: False} and m
-        wait_for(voters, 5, "node 6 an observer on /members")
+            return m == want and m
+        wait_for(voters, 5, "node %d an observer on /members" % d.id)
+        wait_mode(c, d.idx, "observer")
 
         # A restarted member knows node 6 (not in its zoo.cfg) from the log.
         c.stop(0)

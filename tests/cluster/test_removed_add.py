@@ -155,6 +155,11 @@ class RemovedAdd(unittest.TestCase):
         self.assertTrue(self.running(3))
         self.assertIn("node 3: pid %d, client port %d, " % (self.pid(3), self.client + 2),
                       self.run_script("status", check=0).stdout)
+        # status's mode is srvr's: a follower, not its first zoo.cfg's observer
+        # (until rm14b srvr said observer until node 3 was restarted).
+        wait_for(lambda: "client port %d, follower, " % (self.client + 2)
+                 in self.run_script("status", check=0).stdout, WAIT_S,
+                 lambda: "node 3 a follower in status: %s" % self.run_script("status").stdout)
         # a voter when the script saw it: its zoo.cfg a participant's, as
         # later starts write it
         with open(os.path.join(d, "n3", "zoo.cfg")) as f:
