@@ -924,6 +924,7 @@ static void group_submit_uring(struct wal *w)
 		int rc = group_write_loop(w, s, 0);
 		if (rc) {
 			group_fail(w, rc, "write");
+			group_synced(w); /* a failed group backs off, as on every path */
 			group_finish(w);
 		} else if (w->o.no_sync) {
 			group_synced(w);

@@ -1195,61 +1195,117 @@ static int fail_kind(void *arg, enum wal_io_kind kind)
 	return *(int *)arg && kind == (enum wal_io_kind) * (int *)arg ? -EIO : 0;
 }
 
+/* f's log reopened with a 50 ms slow limit and fail_kind failing the
+ * writes or fsyncs *failing names, and drained. */
+static void open_failing(struct fx *f, int *failing)
+{
+	wal_close(f->w);
+	struct wal_options o = vopts(f);
+	o.inline_slow_ns = 50u * 1000000u;
+	o.fault = fail_kind;
+	o.fault_arg = failing;
+	assert_int_equal(wal_open(&o, &f->w, &f->rec), 0);
+	struct wal_status st;
+	assert_int_equal(walt_drain(f->w, &st), 0);
+}
+
+/*
+ * n records of 300 bytes appended after *last as one group whose write or
+ * fsync (kind) fails with EIO: the drain returns the error, which names it,
+ * nothing of the group is durable; not an inline sync, not a slow flush, one
+ * back-off counted and in force (a disk that errors is as suspect as a slow
+ * one). Then wal_retry() within the back-off (the group on io_uring) makes
+ * it durable and counts nothing more.
+ */
+static void fail_group(struct fx *f, int *failing, int kind, uint64_t *last, uint64_t n)
+{
+	struct wal_status st;
+	struct wal_inline_stats is, is0;
+	wait_backoff_over(f->w);
+	wal_inline_stats(f->w, &is0);
+	*failing = kind;
+	for (uint64_t i = *last + 1; i <= *last + n; i++) {
+		walt_fill(i, store[i], 300);
+		struct wal_entry e = {
+			.index = i, .term = 1, .type = (uint8_t)i, .len = 300, .data = store[i]
+		};
+		assert_int_equal(wal_append(f->w, &e, 1, NULL), 0);
+	}
+	*last += n;
+	assert_int_equal(walt_drain(f->w, &st), -EIO);
+	assert_true(st.durable_index < *last);
+	assert_non_null(strstr(wal_error(f->w), kind == WAL_IO_FSYNC ? "fdatasync" : "write"));
+	wal_inline_stats(f->w, &is);
+	assert_int_equal(is.inline_groups, is0.inline_groups);
+	assert_int_equal(is.slow_groups, is0.slow_groups);
+	assert_int_equal(is.backoffs, is0.backoffs + 1);
+	assert_true(is.backed_off);
+	*failing = 0;
+	assert_int_equal(wal_retry(f->w), 0);
+	assert_int_equal(walt_drain(f->w, &st), 0);
+	assert_int_equal(st.durable_index, *last);
+	wal_inline_stats(f->w, &is);
+	assert_int_equal(is.inline_groups, is0.inline_groups);
+	assert_int_equal(is.slow_groups, is0.slow_groups);
+	assert_int_equal(is.backoffs, is0.backoffs + 1);
+}
+
+/* After a reopen, entries 1..last read back as store holds them (term 1). */
+static void check_after_reopen(struct fx *f, uint64_t last)
+{
+	reopen(f);
+	assert_int_equal(f->rec.last_index, last);
+	assert_false(f->rec.torn);
+	uint8_t buf[512];
+	struct wal_entry e;
+	for (uint64_t i = 1; i <= last; i++) {
+		assert_int_equal(wal_read(f->w, i, &e, buf, sizeof(buf)), 0);
+		assert_int_equal(e.term, 1);
+		assert_memory_equal(buf, store[i], e.len);
+	}
+}
+
 /*
  * An inline sync that fails (EIO at its write, then at its fsync) engages the
  * back-off as a slow one does -- a disk that errors is at least as suspect,
  * and its error may have blocked the loop as long as a stall -- but is not a
  * slow flush (slow_groups unchanged), and is not counted as an inline sync:
  * wal_retry() then sends the group to io_uring, and keel_wal_inline_syncs_total
- * counts groups synced, each once. Once the back-off is over, a small group
- * is inline again and counted once.
+ * counts groups synced, each once (fail_group). Once the back-off is over, a
+ * small group is inline again and counted once.
  */
 static void test_inline_sync_fails(void **state)
 {
 	struct fx *f = *state;
-	wal_close(f->w);
 	int failing = 0;
-	struct wal_options o = vopts(f);
-	o.inline_slow_ns = 50u * 1000000u;
-	o.fault = fail_kind;
-	o.fault_arg = &failing;
-	assert_int_equal(wal_open(&o, &f->w, &f->rec), 0);
-	struct wal_status st;
-	struct wal_inline_stats is;
-	assert_int_equal(walt_drain(f->w, &st), 0);
-	uint64_t last = 0, synced = 0;
-	const int kinds[] = { WAL_IO_WRITE, WAL_IO_FSYNC };
-	for (size_t k = 0; k < 2; k++) {
-		wait_backoff_over(f->w);
-		wal_inline_stats(f->w, &is);
-		uint64_t slow0 = is.slow_groups, b0 = is.backoffs;
-		assert_int_equal(is.inline_groups, synced);
-		failing = kinds[k];
-		walt_append_range(f->w, last + 1, last + 1, 1, store);
-		last++;
-		assert_int_equal(wal_poll(f->w, &st), -EIO);
-		assert_true(st.durable_index < last);
-		assert_non_null(strstr(wal_error(f->w), k ? "fdatasync" : "write"));
-		wal_inline_stats(f->w, &is);
-		assert_int_equal(is.inline_groups, synced);
-		assert_int_equal(is.slow_groups, slow0);
-		assert_int_equal(is.backoffs, b0 + 1);
-		assert_true(is.backed_off);
-		/* Retried within the back-off: on io_uring, never counted inline. */
-		failing = 0;
-		assert_int_equal(wal_retry(f->w), 0);
-		assert_int_equal(walt_drain(f->w, &st), 0);
-		assert_int_equal(st.durable_index, last);
-		wal_inline_stats(f->w, &is);
-		assert_int_equal(is.inline_groups, synced);
-		/* Over: inline again, counted once. */
-		inline_after_backoff(f->w, &last, ++synced);
-	}
-	reopen(f);
-	assert_int_equal(f->rec.last_index, last);
-	assert_false(f->rec.torn);
-	for (uint64_t i = 1; i <= last; i++)
-		walt_check_entry(f->w, i, 1);
+	open_failing(f, &failing);
+	uint64_t last = 0;
+	fail_group(f, &failing, WAL_IO_WRITE, &last, 1);
+	inline_after_backoff(f->w, &last, 1);
+	fail_group(f, &failing, WAL_IO_FSYNC, &last, 1);
+	inline_after_backoff(f->w, &last, 2);
+	check_after_reopen(f, last);
+}
+
+/*
+ * A group too large to sync inline, on io_uring, that fails at its write or
+ * at its fdatasync engages the back-off as a failed inline group does (a
+ * disk that errors is as suspect on either path), counted as fail_group
+ * says. Covers the linked chain (its write fails at its completion) and, in
+ * uring_wloop (keeld's configuration), the write done on the loop (it fails
+ * inside the poll that starts the group; before log14 that one did not back
+ * off) with only the fdatasync on io_uring.
+ */
+static void test_uring_group_fails(void **state)
+{
+	struct fx *f = *state;
+	int failing = 0;
+	open_failing(f, &failing);
+	uint64_t last = 0;
+	/* 40 records of 300 bytes: over every variant's inline limit. */
+	fail_group(f, &failing, WAL_IO_WRITE, &last, 40);
+	fail_group(f, &failing, WAL_IO_FSYNC, &last, 40);
+	check_after_reopen(f, last);
 }
 
 /* The lowest-numbered segment file of the log directory (its first). */
@@ -1504,6 +1560,10 @@ int main(void)
 		T(test_inline_backoff_ends, uring_wloop),
 		T(test_inline_sync_fails, uring_inline),
 		T(test_inline_sync_fails, direct_inline),
+		T(test_inline_sync_fails, uring_wloop),
+		T(test_uring_group_fails, uring_inline),
+		T(test_uring_group_fails, direct_inline),
+		T(test_uring_group_fails, uring_wloop),
 		T(test_write_on_loop_order, uring_wloop),
 		T(test_write_on_loop_fsync_fails, uring_wloop),
 		T(test_lock, plain),
