@@ -153,6 +153,7 @@ struct wal {
 	uint32_t test_inline_delay_us; /* wal_set_test_inline_delay: 0 off */
 	bool inline_sync_off;          /* wal_set_inline_sync(false) */
 	uint64_t inline_slow_until_ns; /* group_inline: none inline before (a slow flush) */
+	bool backoff_counted;          /* the back-off ending then is in inl.backoffs */
 	struct wal_inline_stats inl;   /* wal_inline_stats (backed_off filled there) */
 	struct __kernel_timespec hold_ts;
 	struct iovec *iov;
@@ -797,15 +798,42 @@ static void group_fail(struct wal *w, int res, const char *what)
 		 w->g_off, w->g_len, keel_strerror(res));
 }
 
-/* Inline syncs off for WAL_INLINE_BACKOFF_NS from now (group_inline). */
+/* Small groups would be synced inline but for a back-off: neither
+ * wal_set_inline_sync(false) nor a test hold alone keeps them off. */
+static bool inline_allowed(const struct wal *w)
+{
+	return !w->inline_sync_off && (!w->test_fsync_delay_us || w->test_inline_delay_us);
+}
+
+/*
+ * A back-off counts once, when it first keeps inline syncs off: at its start
+ * if they were on, else when they are turned on within it (the setters call
+ * this) -- a back-off that only ran under wal_set_inline_sync(false) or a
+ * test hold alone kept nothing off and is not counted.
+ */
+static void backoff_count(struct wal *w, uint64_t now)
+{
+	if (!w->backoff_counted && inline_allowed(w) && now < w->inline_slow_until_ns) {
+		w->backoff_counted = true;
+		w->inl.backoffs++;
+	}
+}
+
+/* Inline syncs off for WAL_INLINE_BACKOFF_NS from now (group_inline); a
+ * back-off in force is renewed, not counted again. */
 static void inline_back_off(struct wal *w, uint64_t now)
 {
-	/* A back-off counts only where inline syncs were on: not while
-	 * wal_set_inline_sync(false) or a test hold alone keeps them off. */
-	if (now >= w->inline_slow_until_ns && !w->inline_sync_off &&
-	    (!w->test_fsync_delay_us || w->test_inline_delay_us))
-		w->inl.backoffs++;
+	if (now >= w->inline_slow_until_ns)
+		w->backoff_counted = false; /* a new one */
 	w->inline_slow_until_ns = now + WAL_INLINE_BACKOFF_NS;
+	backoff_count(w, now);
+}
+
+/* A setter may have turned inline syncs on within a back-off not yet counted. */
+static void backoff_count_now(struct wal *w)
+{
+	if (!w->backoff_counted && w->inline_slow_until_ns)
+		backoff_count(w, keel_now_ns());
 }
 
 /*
@@ -2266,8 +2294,7 @@ static void flush_sqes(struct wal *w)
 static bool group_inline(const struct wal *w)
 {
 	return w->g_len <= w->o.inline_sync_max_bytes && w->g_niov <= IOV_PER_SQE &&
-	       (!w->test_fsync_delay_us || w->test_inline_delay_us) && !w->inline_sync_off &&
-	       keel_now_ns() >= w->inline_slow_until_ns;
+	       inline_allowed(w) && keel_now_ns() >= w->inline_slow_until_ns;
 }
 
 static void pump_uring(struct wal *w)
@@ -2799,23 +2826,27 @@ const char *wal_read_error(const struct wal *w)
 void wal_set_inline_sync(struct wal *w, bool on)
 {
 	w->inline_sync_off = !on;
+	backoff_count_now(w);
 }
 
 void wal_set_test_inline_delay(struct wal *w, uint32_t delay_us)
 {
 	w->test_inline_delay_us = delay_us;
+	backoff_count_now(w);
 }
 
 void wal_inline_stats(const struct wal *w, struct wal_inline_stats *out)
 {
 	*out = w->inl;
-	out->backed_off = keel_now_ns() < w->inline_slow_until_ns;
+	/* Only where it is what keeps inline syncs off (so: counted). */
+	out->backed_off = inline_allowed(w) && keel_now_ns() < w->inline_slow_until_ns;
 }
 
 void wal_set_test_fsync_delay(struct wal *w, uint32_t delay_us)
 {
 	/* A group already held keeps its hold; the next one takes the new value. */
 	w->test_fsync_delay_us = delay_us;
+	backoff_count_now(w);
 	/* Snapshots are finished on another thread (wal_snap_finish). */
 	atomic_store_explicit(&w->ss.test_sync_delay_us, delay_us, memory_order_relaxed);
 }

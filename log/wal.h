@@ -280,8 +280,10 @@ void wal_set_test_inline_delay(struct wal *w, uint32_t delay_us);
 struct wal_inline_stats {
 	uint64_t inline_groups; /* groups synced inline on the loop (failed tries not) */
 	uint64_t slow_groups;   /* groups (either path) slow by inline_slow_ns' rule */
-	uint64_t backoffs;      /* slow or failed groups that turned inline syncs off */
-	bool backed_off;        /* inline syncs are off now for a slow or failed flush */
+	uint64_t backoffs;      /* back-offs (after a slow or failed group) that kept inline
+				 * syncs off: each once, when it first did (at its start, or
+				 * when wal_set_inline_sync / a test delay let them on in it) */
+	bool backed_off;        /* a back-off is what keeps inline syncs off now */
 };
 void wal_inline_stats(const struct wal *w, struct wal_inline_stats *out);
 

@@ -802,6 +802,54 @@ static int count_io(void *arg, enum wal_io_kind kind)
 	return 0;
 }
 
+/* Sleep ms on the calling thread (a turn of the loop spent elsewhere). */
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000u, .tv_nsec = (long)(ms % 1000u) * 1000000 };
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+/* f's log reopened with inline_slow_ns = slow_ms and the fault seam
+ * fault(arg) (NULL: none), and drained. */
+static void open_slow(struct fx *f, uint32_t slow_ms, wal_fault_fn fault, void *arg)
+{
+	wal_close(f->w);
+	struct wal_options o = vopts(f);
+	o.inline_slow_ns = slow_ms * 1000000ull;
+	o.fault = fault;
+	o.fault_arg = arg;
+	assert_int_equal(wal_open(&o, &f->w, &f->rec), 0);
+	struct wal_status st;
+	assert_int_equal(walt_drain(f->w, &st), 0);
+}
+
+/* One small group on io_uring, not on the loop: not durable when the poll
+ * that submitted it returns; reaped by a poll seen_ms later (0: at once),
+ * durable then. */
+static void group_off_loop(struct wal *w, uint64_t *last, unsigned seen_ms)
+{
+	struct wal_status st;
+	walt_append_range(w, *last + 1, *last + 1, 1, store);
+	++*last;
+	assert_int_equal(wal_poll(w, &st), 0);
+	assert_true(st.durable_index < *last);
+	assert_true(st.busy);
+	if (seen_ms)
+		sleep_ms(seen_ms);
+	assert_int_equal(walt_drain(w, &st), 0);
+	assert_int_equal(st.durable_index, *last);
+}
+
+/* One small group held hold_us on io_uring (wal_set_test_fsync_delay, left
+ * set) and reaped seen_ms on: the hold starts at that poll's reap, which
+ * finds the group unfinished. */
+static void held_group(struct fx *f, uint64_t *last, uint32_t hold_us, unsigned seen_ms)
+{
+	wal_set_test_fsync_delay(f->w, hold_us);
+	group_off_loop(f->w, last, seen_ms);
+}
+
 /*
  * inline_sync_max_bytes: a group within the limit is written and synced
  * inside the wal_poll() that starts it (durable when it returns, its write
@@ -855,25 +903,14 @@ static void test_inline_sync_policy(void **state)
 	}
 	/* A test hold keeps even a small group off the loop thread. */
 	wal_set_test_fsync_delay(f->w, 1000);
-	walt_append_range(f->w, last + 1, last + 1, 1, store);
-	last++;
-	assert_int_equal(wal_poll(f->w, &st), 0);
-	assert_true(st.durable_index < last);
-	assert_int_equal(walt_drain(f->w, &st), 0);
-	assert_int_equal(st.durable_index, last);
+	group_off_loop(f->w, &last, 0);
 	wal_set_test_fsync_delay(f->w, 0);
 	/* wal_set_inline_sync(false) (keel.spinWindows=sync): a small group goes
 	 * to io_uring, not durable when the poll that started it returns, and
 	 * durable once its completion is reaped; true restores inline. */
 	for (int round = 0; round < 3; round++) {
 		wal_set_inline_sync(f->w, false);
-		walt_append_range(f->w, last + 1, last + 1, 1, store);
-		last++;
-		assert_int_equal(wal_poll(f->w, &st), 0);
-		assert_true(st.durable_index < last);
-		assert_true(st.busy);
-		assert_int_equal(walt_drain(f->w, &st), 0);
-		assert_int_equal(st.durable_index, last);
+		group_off_loop(f->w, &last, 0);
 		wal_set_inline_sync(f->w, true);
 		walt_append_range(f->w, last + 1, last + 1, 1, store);
 		last++;
@@ -892,14 +929,6 @@ static void test_inline_sync_policy(void **state)
 	}
 }
 
-/* Sleep ms on the calling thread (a turn of the loop spent elsewhere). */
-static void sleep_ms(unsigned ms)
-{
-	struct timespec ts = { .tv_sec = ms / 1000u, .tv_nsec = (long)(ms % 1000u) * 1000000 };
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
 /*
  * inline_slow_ns: after a group whose sync took longer (here a test hold of
  * 100 ms against a 50 ms limit, seen unfinished by a poll 60 ms after its
@@ -907,17 +936,14 @@ static void sleep_ms(unsigned ms)
  * goes to io_uring -- not durable when the poll that started it returns --
  * so a disk in a slow-flush burst cannot block the loop once per group; a
  * second later, inline again. Without the rule the small group would be
- * synced inside that poll.
+ * synced inside that poll. The back-off counts (and is reported) from when
+ * the hold is cleared: until then the hold alone kept inline syncs off.
  */
 static void test_inline_slow_backoff(void **state)
 {
 	struct fx *f = *state;
-	wal_close(f->w);
-	struct wal_options o = vopts(f);
-	o.inline_slow_ns = 50u * 1000000u;
-	assert_int_equal(wal_open(&o, &f->w, &f->rec), 0);
+	open_slow(f, 50, NULL, NULL);
 	struct wal_status st;
-	assert_int_equal(walt_drain(f->w, &st), 0);
 	uint64_t last = 0;
 	/* Fast disk: a small group is inline. */
 	walt_append_range(f->w, last + 1, last + 1, 1, store);
@@ -928,30 +954,21 @@ static void test_inline_slow_backoff(void **state)
 	struct wal_inline_stats is;
 	wal_inline_stats(f->w, &is);
 	uint64_t slow0 = is.slow_groups, b0 = is.backoffs;
-	wal_set_test_fsync_delay(f->w, 100000);
-	walt_append_range(f->w, last + 1, last + 1, 1, store);
-	last++;
-	assert_int_equal(wal_poll(f->w, &st), 0);
-	assert_true(st.durable_index < last);
-	sleep_ms(60); /* the hold starts at the next poll's reap: unfinished there */
-	assert_int_equal(walt_drain(f->w, &st), 0);
-	assert_int_equal(st.durable_index, last);
-	/* Slow and backed off, but no back-off counted: the hold alone had
+	held_group(f, &last, 100000, 60);
+	/* Slow, but no back-off counted or reported: the hold alone has
 	 * inline syncs off already (keel_wal_inline_backoffs_total). */
 	wal_inline_stats(f->w, &is);
 	assert_int_equal(is.slow_groups, slow0 + 1);
 	assert_int_equal(is.backoffs, b0);
-	assert_true(is.backed_off);
+	assert_false(is.backed_off);
+	/* Hold cleared: now the back-off is what keeps them off (log14). */
 	wal_set_test_fsync_delay(f->w, 0);
+	wal_inline_stats(f->w, &is);
+	assert_int_equal(is.backoffs, b0 + 1);
+	assert_true(is.backed_off);
 	/* Small groups now stay off the loop. */
 	for (int i = 0; i < 3; i++) {
-		walt_append_range(f->w, last + 1, last + 1, 1, store);
-		last++;
-		assert_int_equal(wal_poll(f->w, &st), 0);
-		assert_true(st.durable_index < last);
-		assert_true(st.busy);
-		assert_int_equal(walt_drain(f->w, &st), 0);
-		assert_int_equal(st.durable_index, last);
+		group_off_loop(f->w, &last, 0);
 	}
 	/* The backoff (1 s) over and no slow flush since: inline again. */
 	struct timespec ts = { .tv_sec = 1, .tv_nsec = 100000000 };
@@ -1011,13 +1028,9 @@ static void inline_after_backoff(struct wal *w, uint64_t *last, uint64_t want)
 static void test_inline_delay(void **state)
 {
 	struct fx *f = *state;
-	wal_close(f->w);
-	struct wal_options o = vopts(f);
-	o.inline_slow_ns = 2u * 1000000u;
-	assert_int_equal(wal_open(&o, &f->w, &f->rec), 0);
+	open_slow(f, 2, NULL, NULL);
 	struct wal_status st;
 	struct wal_inline_stats is;
-	assert_int_equal(walt_drain(f->w, &st), 0);
 	uint64_t last = 0;
 	wal_set_test_inline_delay(f->w, 30000);
 	if (f->v->backend == WAL_BACKEND_PLAIN) {
@@ -1049,13 +1062,7 @@ static void test_inline_delay(void **state)
 	assert_true(is.backed_off);
 	/* Backed off: small groups on io_uring, the delay not theirs. */
 	for (int i = 0; i < 3; i++) {
-		walt_append_range(f->w, last + 1, last + 1, 1, store);
-		last++;
-		assert_int_equal(wal_poll(f->w, &st), 0);
-		assert_true(st.durable_index < last);
-		assert_true(st.busy);
-		assert_int_equal(walt_drain(f->w, &st), 0);
-		assert_int_equal(st.durable_index, last);
+		group_off_loop(f->w, &last, 0);
 	}
 	wal_inline_stats(f->w, &is);
 	assert_int_equal(is.inline_groups, 1);
@@ -1076,12 +1083,7 @@ static void test_inline_delay(void **state)
 	assert_int_equal(is.backoffs, b0 + 1);
 	assert_true(is.backed_off);
 	/* ... and the next small group is held on io_uring. */
-	walt_append_range(f->w, last + 1, last + 1, 1, store);
-	last++;
-	assert_int_equal(wal_poll(f->w, &st), 0);
-	assert_true(st.durable_index < last);
-	assert_int_equal(walt_drain(f->w, &st), 0);
-	assert_int_equal(st.durable_index, last);
+	group_off_loop(f->w, &last, 0);
 	/* Cleared: inline again after the back-off, durable at the poll's return. */
 	wal_set_test_fsync_delay(f->w, 0);
 	wal_set_test_inline_delay(f->w, 0);
@@ -1114,13 +1116,9 @@ reopen:
 static void test_inline_backoff_ends(void **state)
 {
 	struct fx *f = *state;
-	wal_close(f->w);
-	struct wal_options o = vopts(f);
-	o.inline_slow_ns = 2u * 1000000u;
-	assert_int_equal(wal_open(&o, &f->w, &f->rec), 0);
+	open_slow(f, 2, NULL, NULL);
 	struct wal_status st;
 	struct wal_inline_stats is;
-	assert_int_equal(walt_drain(f->w, &st), 0);
 	uint64_t last = 0;
 	/* A slow inline sync engages the back-off. */
 	wal_set_test_inline_delay(f->w, 30000);
@@ -1189,25 +1187,59 @@ static void test_inline_backoff_ends(void **state)
 	assert_false(f->rec.torn);
 }
 
+/*
+ * A slow group while inline syncs are off (wal_set_inline_sync(false), as
+ * keeld's spinning follower sets them) starts a back-off that keeps nothing
+ * off yet: one slow group, no back-off counted, not reported backed off.
+ * Inline syncs turned on within it, it is what keeps the next small group
+ * off the loop (on io_uring: not durable at its poll's return): counted
+ * then, once however often they are turned off and on again within it, and
+ * reported backed off. Before log14 it was never counted while
+ * wal_inline_stats (keel_wal_inline_backed_off) said backed off throughout.
+ */
+static void test_backoff_counted_when_inline_on(void **state)
+{
+	struct fx *f = *state;
+	open_slow(f, 2, NULL, NULL);
+	struct wal_inline_stats is, is0;
+	uint64_t last = 0;
+	wal_inline_stats(f->w, &is0);
+	/* A group held 30 ms on io_uring, seen unfinished 10 ms on: slow. */
+	wal_set_inline_sync(f->w, false);
+	held_group(f, &last, 30000, 10);
+	wal_set_test_fsync_delay(f->w, 0);
+	wal_inline_stats(f->w, &is);
+	assert_int_equal(is.slow_groups, is0.slow_groups + 1);
+	assert_int_equal(is.backoffs, is0.backoffs);
+	assert_false(is.backed_off);
+	/* Inline syncs on within the second: the back-off keeps them off. */
+	wal_set_inline_sync(f->w, true);
+	wal_inline_stats(f->w, &is);
+	assert_int_equal(is.backoffs, is0.backoffs + 1);
+	assert_true(is.backed_off);
+	group_off_loop(f->w, &last, 0);
+	/* Off and on again within the same back-off: still one. */
+	wal_set_inline_sync(f->w, false);
+	wal_inline_stats(f->w, &is);
+	assert_false(is.backed_off);
+	wal_set_inline_sync(f->w, true);
+	wal_inline_stats(f->w, &is);
+	assert_int_equal(is.backoffs, is0.backoffs + 1);
+	assert_true(is.backed_off);
+	inline_after_backoff(f->w, &last, is0.inline_groups + 1);
+	wal_inline_stats(f->w, &is);
+	assert_int_equal(is.backoffs, is0.backoffs + 1);
+	assert_int_equal(is.slow_groups, is0.slow_groups + 1);
+	reopen(f);
+	assert_int_equal(f->rec.last_index, last);
+}
+
 /* Fails the log's next writes or fsyncs (of kind *arg; 0: none). */
 static int fail_kind(void *arg, enum wal_io_kind kind)
 {
 	return *(int *)arg && kind == (enum wal_io_kind) * (int *)arg ? -EIO : 0;
 }
 
-/* f's log reopened with a 50 ms slow limit and fail_kind failing the
- * writes or fsyncs *failing names, and drained. */
-static void open_failing(struct fx *f, int *failing)
-{
-	wal_close(f->w);
-	struct wal_options o = vopts(f);
-	o.inline_slow_ns = 50u * 1000000u;
-	o.fault = fail_kind;
-	o.fault_arg = failing;
-	assert_int_equal(wal_open(&o, &f->w, &f->rec), 0);
-	struct wal_status st;
-	assert_int_equal(walt_drain(f->w, &st), 0);
-}
 
 /*
  * n records of 300 bytes appended after *last as one group whose write or
@@ -1278,7 +1310,7 @@ static void test_inline_sync_fails(void **state)
 {
 	struct fx *f = *state;
 	int failing = 0;
-	open_failing(f, &failing);
+	open_slow(f, 50, fail_kind, &failing);
 	uint64_t last = 0;
 	fail_group(f, &failing, WAL_IO_WRITE, &last, 1);
 	inline_after_backoff(f->w, &last, 1);
@@ -1300,7 +1332,7 @@ static void test_uring_group_fails(void **state)
 {
 	struct fx *f = *state;
 	int failing = 0;
-	open_failing(f, &failing);
+	open_slow(f, 50, fail_kind, &failing);
 	uint64_t last = 0;
 	/* 40 records of 300 bytes: over every variant's inline limit. */
 	fail_group(f, &failing, WAL_IO_WRITE, &last, 40);
@@ -1558,6 +1590,8 @@ int main(void)
 		T(test_inline_backoff_ends, uring_inline),
 		T(test_inline_backoff_ends, direct_inline),
 		T(test_inline_backoff_ends, uring_wloop),
+		T(test_backoff_counted_when_inline_on, uring_inline),
+		T(test_backoff_counted_when_inline_on, uring_wloop),
 		T(test_inline_sync_fails, uring_inline),
 		T(test_inline_sync_fails, direct_inline),
 		T(test_inline_sync_fails, uring_wloop),
