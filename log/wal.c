@@ -859,9 +859,12 @@ static void group_synced(struct wal *w)
 	uint64_t now = keel_now_ns(), ns = now - w->g_submit_ns;
 	if (w->g_err) {
 		/* Failed: as suspect as a slow one (its error may have taken as
-		 * long), so wal_retry() sends the group to io_uring. Not slow. */
-		if (backs_off)
+		 * long), so wal_retry() sends the group to io_uring. Not slow;
+		 * counted failed, each try (a retry that fails again too). */
+		if (backs_off) {
+			w->inl.failed_groups++;
 			inline_back_off(w, now);
+		}
 		return;
 	}
 	uint64_t slow_ns = w->g_on_ring ? w->g_open_ns - w->g_submit_ns : ns;

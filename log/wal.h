@@ -275,11 +275,14 @@ void wal_set_test_inline_delay(struct wal *w, uint32_t delay_us);
 
 /*
  * The inline-sync path's counts since wal_open (io_uring backend with
- * inline_sync_max_bytes; all zero otherwise), for the caller's metrics.
+ * inline_sync_max_bytes and inline_slow_ns; all zero otherwise), for the
+ * caller's metrics. Each back-off starts at a slow or a failed group, so
+ * backoffs <= slow_groups + failed_groups.
  */
 struct wal_inline_stats {
 	uint64_t inline_groups; /* groups synced inline on the loop (failed tries not) */
 	uint64_t slow_groups;   /* groups (either path) slow by inline_slow_ns' rule */
+	uint64_t failed_groups; /* groups (either path) whose write or sync failed, each try */
 	uint64_t backoffs;      /* back-offs (after a slow or failed group) that kept inline
 				 * syncs off: each once, when it first did (at its start, or
 				 * when wal_set_inline_sync / a test delay let them on in it) */

@@ -802,6 +802,15 @@ static int count_io(void *arg, enum wal_io_kind kind)
 	return 0;
 }
 
+/* wal_inline_stats, and what always holds: every back-off counted started
+ * at a slow or a failed group (keel_wal_inline_backoffs_total <=
+ * keel_wal_slow_flushes_total + keel_wal_failed_flushes_total). */
+static void inline_stats(const struct wal *w, struct wal_inline_stats *is)
+{
+	wal_inline_stats(w, is);
+	assert_true(is->backoffs <= is->slow_groups + is->failed_groups);
+}
+
 /* Sleep ms on the calling thread (a turn of the loop spent elsewhere). */
 static void sleep_ms(unsigned ms)
 {
@@ -952,18 +961,18 @@ static void test_inline_slow_backoff(void **state)
 	assert_int_equal(st.durable_index, last);
 	/* One slow flush (held on io_uring: the hold never blocks the loop). */
 	struct wal_inline_stats is;
-	wal_inline_stats(f->w, &is);
+	inline_stats(f->w, &is);
 	uint64_t slow0 = is.slow_groups, b0 = is.backoffs;
 	held_group(f, &last, 100000, 60);
 	/* Slow, but no back-off counted or reported: the hold alone has
 	 * inline syncs off already (keel_wal_inline_backoffs_total). */
-	wal_inline_stats(f->w, &is);
+	inline_stats(f->w, &is);
 	assert_int_equal(is.slow_groups, slow0 + 1);
 	assert_int_equal(is.backoffs, b0);
 	assert_false(is.backed_off);
 	/* Hold cleared: now the back-off is what keeps them off (log14). */
 	wal_set_test_fsync_delay(f->w, 0);
-	wal_inline_stats(f->w, &is);
+	inline_stats(f->w, &is);
 	assert_int_equal(is.backoffs, b0 + 1);
 	assert_true(is.backed_off);
 	/* Small groups now stay off the loop. */
@@ -988,7 +997,7 @@ static void wait_backoff_over(struct wal *w)
 {
 	struct wal_inline_stats is;
 	for (int i = 0; i < 400; i++) {
-		wal_inline_stats(w, &is);
+		inline_stats(w, &is);
 		if (!is.backed_off)
 			return;
 		struct timespec ts = { .tv_sec = 0, .tv_nsec = 50000000 };
@@ -1009,7 +1018,7 @@ static void inline_after_backoff(struct wal *w, uint64_t *last, uint64_t want)
 	++*last;
 	assert_int_equal(wal_poll(w, &st), 0);
 	assert_int_equal(st.durable_index, *last);
-	wal_inline_stats(w, &is);
+	inline_stats(w, &is);
 	assert_int_equal(is.inline_groups, want);
 }
 
@@ -1038,14 +1047,14 @@ static void test_inline_delay(void **state)
 		last += 3;
 		assert_int_equal(wal_poll(f->w, &st), 0);
 		assert_int_equal(st.durable_index, last);
-		wal_inline_stats(f->w, &is);
+		inline_stats(f->w, &is);
 		assert_int_equal(is.inline_groups, 0);
 		assert_int_equal(is.slow_groups, 0);
 		assert_int_equal(is.backoffs, 0);
 		assert_false(is.backed_off);
 		goto reopen;
 	}
-	wal_inline_stats(f->w, &is);
+	inline_stats(f->w, &is);
 	assert_int_equal(is.inline_groups, 0);
 	assert_int_equal(is.backoffs, 0);
 	/* Inline, and the poll itself blocked for the delay. */
@@ -1055,7 +1064,7 @@ static void test_inline_delay(void **state)
 	assert_int_equal(wal_poll(f->w, &st), 0);
 	assert_true(keel_now_ns() - t0 >= 30000000u);
 	assert_int_equal(st.durable_index, last);
-	wal_inline_stats(f->w, &is);
+	inline_stats(f->w, &is);
 	assert_int_equal(is.inline_groups, 1);
 	assert_int_equal(is.backoffs, 1);
 	assert_true(is.slow_groups >= 1);
@@ -1064,13 +1073,13 @@ static void test_inline_delay(void **state)
 	for (int i = 0; i < 3; i++) {
 		group_off_loop(f->w, &last, 0);
 	}
-	wal_inline_stats(f->w, &is);
+	inline_stats(f->w, &is);
 	assert_int_equal(is.inline_groups, 1);
 	assert_int_equal(is.backoffs, 1); /* a slow one meanwhile renews, never counts */
 	/* Both faults: inline again once the back-off is over, delayed there. */
 	wal_set_test_fsync_delay(f->w, 1000);
 	wait_backoff_over(f->w);
-	wal_inline_stats(f->w, &is);
+	inline_stats(f->w, &is);
 	uint64_t b0 = is.backoffs;
 	walt_append_range(f->w, last + 1, last + 1, 1, store);
 	last++;
@@ -1078,7 +1087,7 @@ static void test_inline_delay(void **state)
 	assert_int_equal(wal_poll(f->w, &st), 0);
 	assert_true(keel_now_ns() - t0 >= 30000000u);
 	assert_int_equal(st.durable_index, last);
-	wal_inline_stats(f->w, &is);
+	inline_stats(f->w, &is);
 	assert_int_equal(is.inline_groups, 2);
 	assert_int_equal(is.backoffs, b0 + 1);
 	assert_true(is.backed_off);
@@ -1126,7 +1135,7 @@ static void test_inline_backoff_ends(void **state)
 	last++;
 	assert_int_equal(wal_poll(f->w, &st), 0);
 	assert_int_equal(st.durable_index, last);
-	wal_inline_stats(f->w, &is);
+	inline_stats(f->w, &is);
 	assert_int_equal(is.inline_groups, 1);
 	assert_int_equal(is.backoffs, 1);
 	assert_true(is.backed_off);
@@ -1147,7 +1156,7 @@ static void test_inline_backoff_ends(void **state)
 		assert_int_equal(walt_drain(f->w, &st), 0);
 		assert_int_equal(st.durable_index, last);
 	}
-	wal_inline_stats(f->w, &is);
+	inline_stats(f->w, &is);
 	assert_int_equal(is.inline_groups, 2);
 	print_message("back-off over after %d groups on io_uring\n", groups);
 	/* Slow again (one slow device): once any back-off that inline sync
@@ -1155,13 +1164,13 @@ static void test_inline_backoff_ends(void **state)
 	wal_set_test_inline_delay(f->w, 30000);
 	wal_set_test_fsync_delay(f->w, 30000);
 	wait_backoff_over(f->w);
-	wal_inline_stats(f->w, &is);
+	inline_stats(f->w, &is);
 	uint64_t b0 = is.backoffs;
 	walt_append_range(f->w, last + 1, last + 1, 1, store);
 	last++;
 	assert_int_equal(wal_poll(f->w, &st), 0);
 	assert_int_equal(st.durable_index, last);
-	wal_inline_stats(f->w, &is);
+	inline_stats(f->w, &is);
 	assert_int_equal(is.inline_groups, 3);
 	assert_int_equal(is.backoffs, b0 + 1);
 	uint64_t slow0 = is.slow_groups, t0 = keel_now_ns();
@@ -1175,7 +1184,7 @@ static void test_inline_backoff_ends(void **state)
 		assert_int_equal(walt_drain(f->w, &st), 0);
 		assert_int_equal(st.durable_index, last);
 	}
-	wal_inline_stats(f->w, &is);
+	inline_stats(f->w, &is);
 	assert_int_equal(is.inline_groups, 3);
 	assert_int_equal(is.backoffs, b0 + 1);
 	assert_int_equal(is.slow_groups, slow0 + (uint64_t)groups);
@@ -1203,31 +1212,31 @@ static void test_backoff_counted_when_inline_on(void **state)
 	open_slow(f, 2, NULL, NULL);
 	struct wal_inline_stats is, is0;
 	uint64_t last = 0;
-	wal_inline_stats(f->w, &is0);
+	inline_stats(f->w, &is0);
 	/* A group held 30 ms on io_uring, seen unfinished 10 ms on: slow. */
 	wal_set_inline_sync(f->w, false);
 	held_group(f, &last, 30000, 10);
 	wal_set_test_fsync_delay(f->w, 0);
-	wal_inline_stats(f->w, &is);
+	inline_stats(f->w, &is);
 	assert_int_equal(is.slow_groups, is0.slow_groups + 1);
 	assert_int_equal(is.backoffs, is0.backoffs);
 	assert_false(is.backed_off);
 	/* Inline syncs on within the second: the back-off keeps them off. */
 	wal_set_inline_sync(f->w, true);
-	wal_inline_stats(f->w, &is);
+	inline_stats(f->w, &is);
 	assert_int_equal(is.backoffs, is0.backoffs + 1);
 	assert_true(is.backed_off);
 	group_off_loop(f->w, &last, 0);
 	/* Off and on again within the same back-off: still one. */
 	wal_set_inline_sync(f->w, false);
-	wal_inline_stats(f->w, &is);
+	inline_stats(f->w, &is);
 	assert_false(is.backed_off);
 	wal_set_inline_sync(f->w, true);
-	wal_inline_stats(f->w, &is);
+	inline_stats(f->w, &is);
 	assert_int_equal(is.backoffs, is0.backoffs + 1);
 	assert_true(is.backed_off);
 	inline_after_backoff(f->w, &last, is0.inline_groups + 1);
-	wal_inline_stats(f->w, &is);
+	inline_stats(f->w, &is);
 	assert_int_equal(is.backoffs, is0.backoffs + 1);
 	assert_int_equal(is.slow_groups, is0.slow_groups + 1);
 	reopen(f);
@@ -1240,21 +1249,22 @@ static int fail_kind(void *arg, enum wal_io_kind kind)
 	return *(int *)arg && kind == (enum wal_io_kind) * (int *)arg ? -EIO : 0;
 }
 
-
 /*
  * n records of 300 bytes appended after *last as one group whose write or
- * fsync (kind) fails with EIO: the drain returns the error, which names it,
- * nothing of the group is durable; not an inline sync, not a slow flush, one
- * back-off counted and in force (a disk that errors is as suspect as a slow
- * one). Then wal_retry() within the back-off (the group on io_uring) makes
- * it durable and counts nothing more.
+ * fsync (kind) fails with EIO, tries times (the first try, then retries
+ * within the back-off: on io_uring): each drain returns the error, which
+ * names it, nothing of the group is durable; no inline sync, no slow flush,
+ * each try a failed group, one back-off counted and in force (a disk that
+ * errors is as suspect as a slow one; a try that fails within it renews
+ * it). Then wal_retry() makes it durable and counts nothing more.
  */
-static void fail_group(struct fx *f, int *failing, int kind, uint64_t *last, uint64_t n)
+static void fail_group(struct fx *f, int *failing, int kind, uint64_t *last, uint64_t n,
+		       unsigned tries)
 {
 	struct wal_status st;
 	struct wal_inline_stats is, is0;
 	wait_backoff_over(f->w);
-	wal_inline_stats(f->w, &is0);
+	inline_stats(f->w, &is0);
 	*failing = kind;
 	for (uint64_t i = *last + 1; i <= *last + n; i++) {
 		walt_fill(i, store[i], 300);
@@ -1265,20 +1275,27 @@ static void fail_group(struct fx *f, int *failing, int kind, uint64_t *last, uin
 	}
 	*last += n;
 	assert_int_equal(walt_drain(f->w, &st), -EIO);
+	for (unsigned t = 1; t < tries; t++) {
+		int rc = wal_retry(f->w); /* its poll may fail at once (a write on the loop) */
+		assert_true(rc == 0 || rc == -EIO);
+		assert_int_equal(walt_drain(f->w, &st), -EIO);
+	}
 	assert_true(st.durable_index < *last);
 	assert_non_null(strstr(wal_error(f->w), kind == WAL_IO_FSYNC ? "fdatasync" : "write"));
-	wal_inline_stats(f->w, &is);
+	inline_stats(f->w, &is);
 	assert_int_equal(is.inline_groups, is0.inline_groups);
 	assert_int_equal(is.slow_groups, is0.slow_groups);
+	assert_int_equal(is.failed_groups, is0.failed_groups + tries);
 	assert_int_equal(is.backoffs, is0.backoffs + 1);
 	assert_true(is.backed_off);
 	*failing = 0;
 	assert_int_equal(wal_retry(f->w), 0);
 	assert_int_equal(walt_drain(f->w, &st), 0);
 	assert_int_equal(st.durable_index, *last);
-	wal_inline_stats(f->w, &is);
+	inline_stats(f->w, &is);
 	assert_int_equal(is.inline_groups, is0.inline_groups);
 	assert_int_equal(is.slow_groups, is0.slow_groups);
+	assert_int_equal(is.failed_groups, is0.failed_groups + tries);
 	assert_int_equal(is.backoffs, is0.backoffs + 1);
 }
 
@@ -1312,9 +1329,9 @@ static void test_inline_sync_fails(void **state)
 	int failing = 0;
 	open_slow(f, 50, fail_kind, &failing);
 	uint64_t last = 0;
-	fail_group(f, &failing, WAL_IO_WRITE, &last, 1);
+	fail_group(f, &failing, WAL_IO_WRITE, &last, 1, 2);
 	inline_after_backoff(f->w, &last, 1);
-	fail_group(f, &failing, WAL_IO_FSYNC, &last, 1);
+	fail_group(f, &failing, WAL_IO_FSYNC, &last, 1, 1);
 	inline_after_backoff(f->w, &last, 2);
 	check_after_reopen(f, last);
 }
@@ -1335,8 +1352,8 @@ static void test_uring_group_fails(void **state)
 	open_slow(f, 50, fail_kind, &failing);
 	uint64_t last = 0;
 	/* 40 records of 300 bytes: over every variant's inline limit. */
-	fail_group(f, &failing, WAL_IO_WRITE, &last, 40);
-	fail_group(f, &failing, WAL_IO_FSYNC, &last, 40);
+	fail_group(f, &failing, WAL_IO_WRITE, &last, 40, 1);
+	fail_group(f, &failing, WAL_IO_FSYNC, &last, 40, 2);
 	check_after_reopen(f, last);
 }
 
