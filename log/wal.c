@@ -186,6 +186,7 @@ struct wal {
 	char (*del_names)[32]; /* their file names, alive until completion */
 	size_t del_cap;
 	int del_err;
+	int down_err; /* list_segments: the first --log-downgrade leftover not deleted */
 
 	int err;
 	char errmsg[320];
@@ -1172,7 +1173,7 @@ static void hs_submit_uring(struct wal *w)
 	w->hs_ops = 2;
 }
 
-static int list_segments(struct wal *w, uint64_t **seqs_out, size_t *n_out);
+static int list_segments(struct wal *w, uint64_t **seqs_out, size_t *n_out, bool leftovers);
 static int rec_read(struct wal *w, int fd, const char *name, void *buf, size_t len, uint64_t off,
 		    char *msg, size_t cap);
 
@@ -1184,7 +1185,7 @@ static int log_in_use(struct wal *w, char *what, size_t cap)
 {
 	uint64_t *seqs = NULL;
 	size_t nseg = 0;
-	int rc = list_segments(w, &seqs, &nseg);
+	int rc = list_segments(w, &seqs, &nseg, false);
 	if (rc)
 		return rc;
 	uint64_t snap = atomic_load(&w->ss.index);
@@ -1666,7 +1667,36 @@ static int scan_segment(struct wal *w, struct rwin *win, struct replay *r, const
 	return KEEL_E_CORRUPT;
 }
 
-static int list_segments(struct wal *w, uint64_t **seqs_out, size_t *n_out)
+#define DOWN_SUFFIX ".down"
+
+/*
+ * A leftover of a cut `keeld --log-downgrade` (`<seq>.wal.down`,
+ * down_rewrite's copy before its rename): never a segment, recovery reads
+ * none, each up to a segment of disk. Deleted by the open's one scan of the
+ * directory (list_segments), with the lock held, each one logged; one that
+ * cannot be deleted is logged and the rest still go. Not fatal to the open:
+ * the first error is kept in w->down_err, on which wal_downgrade refuses
+ * (its own copies go by those names).
+ */
+static void down_remove(struct wal *w, const char *name, bool *any)
+{
+	if (unlinkat(w->ss.dirfd, name, 0) < 0 && errno != ENOENT) {
+		int e = -errno;
+		oplog(&w->o, "keel-wal: %s: removing leftover %s failed: %s", w->ss.dir, name,
+		      keel_strerror(e));
+		w->down_err = w->down_err ? w->down_err : e;
+		return;
+	}
+	oplog(&w->o, "keel-wal: %s: removed %s, left by a cut --log-downgrade", w->ss.dir, name);
+	*any = true;
+}
+
+/*
+ * The segments' sequence numbers, ascending (*seqs_out: the caller frees).
+ * With `leftovers` (recovery's scan), --log-downgrade's leftovers met on the
+ * way are deleted (down_remove) and the directory synced after them.
+ */
+static int list_segments(struct wal *w, uint64_t **seqs_out, size_t *n_out, bool leftovers)
 {
 	DIR *d;
 	int rc = wal_opendir(w->ss.dirfd, &d);
@@ -1674,9 +1704,15 @@ static int list_segments(struct wal *w, uint64_t **seqs_out, size_t *n_out)
 		return rc;
 	uint64_t *seqs = NULL;
 	size_t n = 0, cap = 0;
+	bool any = false;
 	struct dirent *de;
 	while ((de = readdir(d))) {
 		size_t l = strlen(de->d_name);
+		if (leftovers && l == 20 + sizeof(DOWN_SUFFIX) - 1 &&
+		    !strncmp(de->d_name + 16, ".wal", 4) && !strcmp(de->d_name + 20, DOWN_SUFFIX)) {
+			down_remove(w, de->d_name, &any);
+			continue;
+		}
 		if (l != 20 || strcmp(de->d_name + 16, ".wal") != 0)
 			continue;
 		char *end;
@@ -1693,6 +1729,12 @@ static int list_segments(struct wal *w, uint64_t **seqs_out, size_t *n_out)
 		seqs[n++] = seq;
 	}
 	closedir(d);
+	int s = any ? fsync_dir(w->ss.dirfd) : 0;
+	if (s) {
+		oplog(&w->o, "keel-wal: %s: directory fsync after removing leftovers failed: %s",
+		      w->ss.dir, keel_strerror(s));
+		w->down_err = w->down_err ? w->down_err : s;
+	}
 	if (n)
 		qsort(seqs, n, sizeof(*seqs), cmp_u64);
 	*seqs_out = seqs;
@@ -1737,7 +1779,7 @@ static int recover_log(struct wal *w, struct wal_recovery *rec)
 {
 	uint64_t *seqs = NULL;
 	size_t n = 0;
-	int rc = list_segments(w, &seqs, &n);
+	int rc = list_segments(w, &seqs, &n, true);
 	if (rc)
 		return rc;
 	struct scan *sc = calloc(n ? n : 1, sizeof(*sc));
@@ -1977,49 +2019,6 @@ static void setup_options(struct wal_options *o)
 		o->max_group_bytes = 8ull << 20;
 }
 
-#define DOWN_SUFFIX ".down"
-
-/*
- * Leftovers of a cut `keeld --log-downgrade` (`<seq>.wal.down`, down_rewrite's
- * copy before its rename): never a segment, recovery ignores them, each up to
- * a segment of disk. Deleted with the lock held, each one logged; one that
- * cannot be deleted is logged and the rest still go. Returns the first error
- * (wal_downgrade refuses on it; wal_open goes on).
- */
-static int down_remove_leftovers(struct wal *w)
-{
-	DIR *d;
-	int rc = wal_opendir(w->ss.dirfd, &d);
-	if (rc) {
-		oplog(&w->o, "keel-wal: %s: looking for --log-downgrade leftovers failed: %s",
-		      w->ss.dir, keel_strerror(rc));
-		return rc;
-	}
-	bool any = false;
-	for (struct dirent *de; (de = readdir(d));) {
-		size_t l = strlen(de->d_name);
-		if (l != 20 + sizeof(DOWN_SUFFIX) - 1 || strncmp(de->d_name + 16, ".wal", 4) ||
-		    strcmp(de->d_name + 20, DOWN_SUFFIX))
-			continue;
-		if (unlinkat(w->ss.dirfd, de->d_name, 0) < 0 && errno != ENOENT) {
-			int e = -errno;
-			oplog(&w->o, "keel-wal: %s: removing leftover %s failed: %s", w->ss.dir,
-			      de->d_name, keel_strerror(e));
-			rc = rc ? rc : e;
-			continue;
-		}
-		oplog(&w->o, "keel-wal: %s: removed %s, left by a cut --log-downgrade", w->ss.dir,
-		      de->d_name);
-		any = true;
-	}
-	closedir(d);
-	int s = any ? fsync_dir(w->ss.dirfd) : 0;
-	if (s)
-		oplog(&w->o, "keel-wal: %s: directory fsync after removing leftovers failed: %s",
-		      w->ss.dir, keel_strerror(s));
-	return rc ? rc : s;
-}
-
 int wal_open(const struct wal_options *opt, struct wal **out, struct wal_recovery *rec_out)
 {
 	struct wal_recovery rec_local;
@@ -2076,7 +2075,6 @@ int wal_open(const struct wal_options *opt, struct wal **out, struct wal_recover
 			 w->ss.dir);
 		goto fail;
 	}
-	(void)down_remove_leftovers(w); /* a leftover that stays is logged, not fatal */
 
 	if (w->o.backend != WAL_BACKEND_PLAIN) {
 		int r = io_uring_queue_init(RING_ENTRIES, &w->ring, 0);
@@ -3017,7 +3015,7 @@ int wal_downgrade(const struct wal_options *opt, struct wal_downgrade_result *re
 	uint8_t *buf = malloc(DOWN_CHUNK_BYTES);
 	uint64_t *offs = NULL;
 	size_t n = 0, cap = 0;
-	rc = buf ? down_remove_leftovers(w) : KEEL_E_NOMEM;
+	rc = buf ? w->down_err : KEEL_E_NOMEM; /* a leftover wal_open could not delete */
 	if (rc)
 		snprintf(res->error, sizeof(res->error), "wal: %.300s: leftovers of a cut run: %s",
 			 w->ss.dir, keel_strerror(rc));
