@@ -799,6 +799,26 @@ static void group_fail(struct wal *w, int res, const char *what)
 		 w->g_off, w->g_len, keel_strerror(res));
 }
 
+/* Slow and failed groups turn inline syncs off (group_synced). */
+static bool backs_off(const struct wal *w)
+{
+	return w->o.inline_slow_ns && w->uring && w->o.inline_sync_max_bytes;
+}
+
+/*
+ * Whether a poll must read the clock for the group in flight (reap): only
+ * while its slowness is undecided -- on io_uring, on a log that backs off,
+ * and not yet seen unfinished past inline_slow_ns. Once it has been, later
+ * polls could only raise a bound already over the limit. (The reap itself
+ * cannot stand in for the read: a poll finds the group unfinished only
+ * after looking, and the bound is the time before it looked.)
+ */
+static bool group_slow_undecided(const struct wal *w)
+{
+	return w->g_inflight && w->g_on_ring && backs_off(w) &&
+	       w->g_open_ns - w->g_submit_ns <= w->o.inline_slow_ns;
+}
+
 /* Small groups would be synced inline but for a back-off: neither
  * wal_set_inline_sync(false) nor a test hold alone keeps them off. */
 static bool inline_allowed(const struct wal *w)
@@ -856,20 +876,20 @@ static void backoff_count_now(struct wal *w)
  */
 static void group_synced(struct wal *w)
 {
-	bool backs_off = w->o.inline_slow_ns && w->uring && w->o.inline_sync_max_bytes;
+	bool back = backs_off(w);
 	uint64_t now = keel_now_ns(), ns = now - w->g_submit_ns;
 	if (w->g_err) {
 		/* Failed: as suspect as a slow one (its error may have taken as
 		 * long), so wal_retry() sends the group to io_uring. Not slow;
 		 * counted failed, each try (a retry that fails again too). */
-		if (backs_off) {
+		if (back) {
 			w->inl.failed_groups++;
 			inline_back_off(w, now);
 		}
 		return;
 	}
 	uint64_t slow_ns = w->g_on_ring ? w->g_open_ns - w->g_submit_ns : ns;
-	if (backs_off && slow_ns > w->o.inline_slow_ns) {
+	if (back && slow_ns > w->o.inline_slow_ns) {
 		w->inl.slow_groups++;
 		inline_back_off(w, now);
 	}
@@ -2198,8 +2218,9 @@ static void reap(struct wal *w)
 	bool late = w->efd_late;
 	w->efd_late = false;
 	/* Read before the completion ring: a group still unfinished after it
-	 * was unfinished at this time (group_synced's measure). */
-	uint64_t open_ns = w->g_inflight && w->g_on_ring ? keel_now_ns() : 0;
+	 * was unfinished at this time (group_synced's measure). Only while
+	 * that can still change whether it is slow. */
+	uint64_t open_ns = group_slow_undecided(w) ? keel_now_ns() : 0;
 	for (;;) {
 		unsigned n = reap_pass(w);
 		if (!n && !late)
