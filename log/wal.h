@@ -298,7 +298,9 @@ void wal_inline_stats(const struct wal *w, struct wal_inline_stats *out);
  * polls wal_wait_fd() without blocking while the sync runs, so its thread
  * stays on its CPU instead of sleeping inside pwritev2 (the node's
  * keel.spinWindows). Loop thread; takes effect from the next group. No
- * effect on the plain backend or when inline_sync_max_bytes is 0.
+ * effect on the plain backend or when inline_sync_max_bytes is 0. A
+ * back-off that started while they were off is counted (wal_inline_stats)
+ * when they are turned on within it: from then it keeps them off.
  */
 void wal_set_inline_sync(struct wal *w, bool on);
 
