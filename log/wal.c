@@ -146,7 +146,8 @@ struct wal {
 	int g_err;
 	char g_errmsg[200];
 	uint64_t g_submit_ns;          /* when the group's I/O started (sync_fn) */
-	uint64_t g_open_ns;            /* on io_uring: the last reap that found it unfinished */
+	uint64_t g_open_ns;            /* on io_uring: the last reap that found it unfinished (while
+					* group_slow_undecided: none later once past the limit) */
 	bool g_on_ring;                /* the group's sync (or hold) is an io_uring op */
 	bool g_held;                   /* the test hold of this group was started */
 	uint32_t test_fsync_delay_us;  /* 0: off */
