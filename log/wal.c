@@ -983,6 +983,11 @@ static void group_submit_uring(struct wal *w)
 			group_synced(w);
 			group_finish(w);
 		} else {
+			/* Unfinished when its write returned: that much of its own
+			 * time is known (the loop was blocked that long, as by an
+			 * inline group), and a slow page cache is a slow disk. */
+			if (backs_off(w))
+				w->g_open_ns = keel_now_ns();
 			struct io_uring_sqe *sqe = get_sqe(w, OP_LOG_FSYNC, 0);
 			io_uring_prep_fsync(sqe, s->dfd, IORING_FSYNC_DATASYNC);
 			w->g_ops = 1;

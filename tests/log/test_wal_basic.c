@@ -1377,6 +1377,53 @@ static int first_segment(const struct fx *f)
 	return fd;
 }
 
+/* The fault seam as a slow page cache: each write sleeps *arg ms first. */
+static int slow_writes(void *arg, enum wal_io_kind kind)
+{
+	if (kind == WAL_IO_WRITE && *(unsigned *)arg)
+		sleep_ms(*(unsigned *)arg);
+	return 0;
+}
+
+/*
+ * A group written on the loop (inline_write_max_bytes) whose write there
+ * takes 30 ms (the fault seam sleeps: a page cache throttled behind a slow
+ * disk) is slow by its own time, as an inline group is -- the loop was
+ * blocked that long -- though its fdatasync on io_uring is done before the
+ * next poll (which waits for it): one slow group, one back-off, and the next
+ * small group goes to io_uring. Before log14 only a poll finding the
+ * fdatasync unfinished counted, and this failed at the slow count.
+ */
+static void test_write_on_loop_slow(void **state)
+{
+	struct fx *f = *state;
+	unsigned ms = 0;
+	open_slow(f, 2, slow_writes, &ms);
+	struct wal_status st;
+	struct wal_inline_stats is, is0;
+	inline_stats(f->w, &is0);
+	ms = 30;
+	uint64_t last = 0;
+	for (uint64_t i = 1; i <= 40; i++) { /* over the inline limit */
+		walt_fill(i, store[i], 300);
+		struct wal_entry e = {
+			.index = i, .term = 1, .type = (uint8_t)i, .len = 300, .data = store[i]
+		};
+		assert_int_equal(wal_append(f->w, &e, 1, NULL), 0);
+	}
+	last = 40;
+	assert_int_equal(walt_drain(f->w, &st), 0);
+	assert_int_equal(st.durable_index, last);
+	ms = 0;
+	inline_stats(f->w, &is);
+	assert_int_equal(is.inline_groups, is0.inline_groups);
+	assert_int_equal(is.slow_groups, is0.slow_groups + 1);
+	assert_int_equal(is.backoffs, is0.backoffs + 1);
+	assert_true(is.backed_off);
+	group_off_loop(f->w, &last, 0);
+	check_after_reopen(f, last);
+}
+
 /*
  * inline_write_max_bytes: a group above the inline-sync limit is written on
  * the loop inside the wal_poll() that starts it -- its bytes are in the
@@ -1614,6 +1661,7 @@ int main(void)
 		T(test_uring_group_fails, direct_inline),
 		T(test_uring_group_fails, uring_wloop),
 		T(test_write_on_loop_order, uring_wloop),
+		T(test_write_on_loop_slow, uring_wloop),
 		T(test_write_on_loop_fsync_fails, uring_wloop),
 		T(test_lock, plain),
 		T(test_switch_to_direct, plain),
