@@ -1695,6 +1695,19 @@ static int scan_segment(struct wal *w, struct rwin *win, struct replay *r, const
 
 #define DOWN_SUFFIX ".down"
 
+/* A leftover's name, as down_rewrite makes it: seg_name's 16 lowercase hex
+ * digits and ".wal", then DOWN_SUFFIX -- nothing else in the directory. */
+static bool down_name(const char *name)
+{
+	if (strlen(name) != 20 + sizeof(DOWN_SUFFIX) - 1 || strncmp(name + 16, ".wal", 4) ||
+	    strcmp(name + 20, DOWN_SUFFIX))
+		return false;
+	for (int i = 0; i < 16; i++)
+		if (!((name[i] >= '0' && name[i] <= '9') || (name[i] >= 'a' && name[i] <= 'f')))
+			return false;
+	return true;
+}
+
 /*
  * A leftover of a cut `keeld --log-downgrade` (`<seq>.wal.down`,
  * down_rewrite's copy before its rename): never a segment, recovery reads
@@ -1734,8 +1747,7 @@ static int list_segments(struct wal *w, uint64_t **seqs_out, size_t *n_out, bool
 	struct dirent *de;
 	while ((de = readdir(d))) {
 		size_t l = strlen(de->d_name);
-		if (leftovers && l == 20 + sizeof(DOWN_SUFFIX) - 1 &&
-		    !strncmp(de->d_name + 16, ".wal", 4) && !strcmp(de->d_name + 20, DOWN_SUFFIX)) {
+		if (leftovers && down_name(de->d_name)) {
 			down_remove(w, de->d_name, &any);
 			continue;
 		}

@@ -549,21 +549,22 @@ static bool exists(const char *dir, const char *name)
  * segment of disk); a normal open (this release's keeld starting) deletes
  * each such leftover once it holds the lock, and logs it. One it cannot
  * delete (here a directory of that name: EISDIR) is logged and the open
- * goes on. Names that are not a leftover's stay; the log reads whole.
+ * goes on. Names that are not a leftover's stay (a leftover's is 16 hex
+ * digits, as a segment's, then ".wal.down"); the log reads whole.
  */
 static void test_open_removes_leftovers(void **state)
 {
 	struct fx *f = *state;
 	char left[64], stuck[] = "00000000000000ff.wal.down";
 	snprintf(left, sizeof(left), "%s.down", f->before.s[0].name);
-	const char *keep[] = { "notes.down", "0000000000000001.wal.downx",
-			       "0000000000000001.down" };
+	const char *keep[] = { "notes.down", "0000000000000001.wal.downx", "0000000000000001.down",
+			       "notes-for-a-test.wal.down", "+000000000000001.wal.down" };
 	char p[PATH_MAX];
 	snprintf(p, sizeof(p), "%s/%s", f->dir, left);
 	walt_write_file(p, f->before.s[0].bytes, f->before.s[0].len);
 	snprintf(p, sizeof(p), "%s/%s", f->dir, stuck);
 	assert_int_equal(mkdir(p, 0755), 0);
-	for (size_t i = 0; i < 3; i++) {
+	for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++) {
 		snprintf(p, sizeof(p), "%s/%s", f->dir, keep[i]);
 		walt_write_file(p, (const uint8_t *)"x", 1);
 	}
@@ -582,7 +583,7 @@ static void test_open_removes_leftovers(void **state)
 	assert_true(logged(&l, left, "removed"));
 	assert_true(exists(f->dir, stuck));
 	assert_true(logged(&l, stuck, "failed"));
-	for (size_t i = 0; i < 3; i++) {
+	for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++) {
 		assert_true(exists(f->dir, keep[i]));
 		assert_false(logged(&l, keep[i], ""));
 	}
