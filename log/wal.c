@@ -1695,17 +1695,25 @@ static int scan_segment(struct wal *w, struct rwin *win, struct replay *r, const
 
 #define DOWN_SUFFIX ".down"
 
-/* A leftover's name, as down_rewrite makes it: seg_name's 16 lowercase hex
- * digits and ".wal", then DOWN_SUFFIX -- nothing else in the directory. */
-static bool down_name(const char *name)
+/*
+ * The segment number of a name seg_name makes followed by `suffix` ("" for a
+ * segment, DOWN_SUFFIX for a leftover): its 16 lowercase hex digits, ".wal",
+ * the suffix; 0 for any other name (strtoull alone would also take a sign,
+ * a 0x prefix or upper case, naming a file seg_name never makes).
+ */
+static uint64_t seg_seq_of(const char *name, const char *suffix)
 {
-	if (strlen(name) != 20 + sizeof(DOWN_SUFFIX) - 1 || strncmp(name + 16, ".wal", 4) ||
-	    strcmp(name + 20, DOWN_SUFFIX))
-		return false;
-	for (int i = 0; i < 16; i++)
-		if (!((name[i] >= '0' && name[i] <= '9') || (name[i] >= 'a' && name[i] <= 'f')))
-			return false;
-	return true;
+	uint64_t seq = 0;
+	for (int i = 0; i < 16; i++) {
+		char c = name[i];
+		if (c >= '0' && c <= '9')
+			seq = seq << 4 | (uint64_t)(c - '0');
+		else if (c >= 'a' && c <= 'f')
+			seq = seq << 4 | (uint64_t)(c - 'a' + 10);
+		else
+			return 0;
+	}
+	return strncmp(name + 16, ".wal", 4) || strcmp(name + 20, suffix) ? 0 : seq;
 }
 
 /*
@@ -1746,16 +1754,12 @@ static int list_segments(struct wal *w, uint64_t **seqs_out, size_t *n_out, bool
 	bool any = false;
 	struct dirent *de;
 	while ((de = readdir(d))) {
-		size_t l = strlen(de->d_name);
-		if (leftovers && down_name(de->d_name)) {
+		if (leftovers && seg_seq_of(de->d_name, DOWN_SUFFIX)) {
 			down_remove(w, de->d_name, &any);
 			continue;
 		}
-		if (l != 20 || strcmp(de->d_name + 16, ".wal") != 0)
-			continue;
-		char *end;
-		uint64_t seq = strtoull(de->d_name, &end, 16);
-		if (end != de->d_name + 16 || seq == 0)
+		uint64_t seq = seg_seq_of(de->d_name, "");
+		if (seq == 0)
 			continue;
 		if (n == cap) {
 			if (grow((void **)&seqs, &cap, sizeof(*seqs), 16)) {
@@ -2902,11 +2906,8 @@ static int down_has_log(const char *dir, bool *has)
 	if (!d)
 		return -errno;
 	*has = false;
-	for (struct dirent *de; !*has && (de = readdir(d));) {
-		size_t l = strlen(de->d_name);
-		*has = !strcmp(de->d_name, "hardstate") ||
-		       (l == 20 && !strcmp(de->d_name + 16, ".wal"));
-	}
+	for (struct dirent *de; !*has && (de = readdir(d));)
+		*has = !strcmp(de->d_name, "hardstate") || seg_seq_of(de->d_name, "");
 	closedir(d);
 	return 0;
 }

@@ -329,6 +329,11 @@ static void test_refuses_no_log(void **state)
 {
 	(void)state;
 	char *d = walt_mkdtemp();
+	/* A name of a segment's length that the log never makes is no log
+	 * (before log14 it was, and the run made a log there). */
+	char p[PATH_MAX];
+	snprintf(p, sizeof(p), "%s/notes-for-a-test.wal", d);
+	walt_write_file(p, (const uint8_t *)"x", 1);
 	struct wal_options o = walt_opts(d, WAL_BACKEND_PLAIN, false);
 	struct wal_downgrade_result r;
 	assert_int_equal(wal_downgrade(&o, &r), -ENOENT);
@@ -338,7 +343,7 @@ static void test_refuses_no_log(void **state)
 	for (struct dirent *de; (de = readdir(dd));)
 		names++;
 	closedir(dd);
-	assert_int_equal(names, 2); /* ".", "..": nothing made */
+	assert_int_equal(names, 3); /* ".", "..", the notes: nothing made */
 	walt_rmtree_free(&d);
 	char missing[PATH_MAX];
 	snprintf(missing, sizeof(missing), "/tmp/keel-wal-test-missing-%d", getpid());
