@@ -241,6 +241,22 @@ int wal_read_all(int fd, void *buf, size_t len, uint64_t off)
 	return io_all(fd, buf, len, off, false);
 }
 
+bool wal_hex16(const char *s, uint64_t *out)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 16; i++) {
+		char c = s[i]; /* a NUL before 16 digits ends it: no read past */
+		if (c >= '0' && c <= '9')
+			v = v << 4 | (uint64_t)(c - '0');
+		else if (c >= 'a' && c <= 'f')
+			v = v << 4 | (uint64_t)(c - 'a' + 10);
+		else
+			return false;
+	}
+	*out = v;
+	return true;
+}
+
 int wal_opendir(int dirfd, DIR **out)
 {
 	int fd = dup(dirfd);
@@ -1703,17 +1719,10 @@ static int scan_segment(struct wal *w, struct rwin *win, struct replay *r, const
  */
 static uint64_t seg_seq_of(const char *name, const char *suffix)
 {
-	uint64_t seq = 0;
-	for (int i = 0; i < 16; i++) {
-		char c = name[i];
-		if (c >= '0' && c <= '9')
-			seq = seq << 4 | (uint64_t)(c - '0');
-		else if (c >= 'a' && c <= 'f')
-			seq = seq << 4 | (uint64_t)(c - 'a' + 10);
-		else
-			return 0;
-	}
-	return strncmp(name + 16, ".wal", 4) || strcmp(name + 20, suffix) ? 0 : seq;
+	uint64_t seq;
+	if (!wal_hex16(name, &seq) || strncmp(name + 16, ".wal", 4) || strcmp(name + 20, suffix))
+		return 0;
+	return seq;
 }
 
 /*

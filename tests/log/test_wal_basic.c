@@ -676,6 +676,41 @@ static void test_missing_snapshot(void **state)
 	assert_non_null(strstr(f->rec.error, "but the latest snapshot ends at 0 (gap)"));
 }
 
+/*
+ * Only the names the log makes are snapshots ("snap-", 16 lowercase hex
+ * digits, ".snap" or ".tmp"): files that strtoull would also read (upper
+ * case, a sign, a 0x prefix) are neither taken for the latest snapshot nor
+ * deleted as an old one or a killed writer's .tmp. Before log14 the first
+ * was taken for snapshot 0xfffff and the open refused (no such file), the
+ * others were deleted.
+ */
+static void test_snapshot_names_exact(void **state)
+{
+	struct fx *f = *state;
+	struct wal_status st;
+	reopen(f);
+	walt_append_range(f->w, 1, 1000, 1, store);
+	assert_int_equal(walt_drain(f->w, &st), 0);
+	write_snapshot(f->w, 900, 1, "s");
+	assert_int_equal(wal_truncate_prefix(f->w, 900), 0);
+	assert_int_equal(walt_drain(f->w, &st), 0);
+	const char *stray[] = { "snap-00000000000FFFFF.snap", "snap-+000000000000001.snap",
+				"snap-0x00000000000001.tmp" };
+	char p[600];
+	for (size_t i = 0; i < sizeof(stray) / sizeof(stray[0]); i++) {
+		snprintf(p, sizeof(p), "%s/%s", f->dir, stray[i]);
+		walt_write_file(p, (const uint8_t *)"x", 1);
+	}
+	reopen(f);
+	assert_int_equal(f->rec.snap_index, 900);
+	assert_int_equal(f->rec.last_index, 1000);
+	walt_check_entry(f->w, 1000, 1);
+	for (size_t i = 0; i < sizeof(stray) / sizeof(stray[0]); i++) {
+		snprintf(p, sizeof(p), "%s/%s", f->dir, stray[i]);
+		assert_int_equal(access(p, F_OK), 0);
+	}
+}
+
 /* A log written with buffered I/O, reopened with O_DIRECT: the tail is padded to a block. */
 static void test_switch_to_direct(void **state)
 {
@@ -1666,6 +1701,7 @@ int main(void)
 		T(test_lock, plain),
 		T(test_switch_to_direct, plain),
 		T(test_missing_snapshot, uring),
+		T(test_snapshot_names_exact, plain),
 		T(test_snapshot_concurrent, uring),
 		T(test_snapshot_killed_mid_write, uring),
 		ALL(test_dropped_segments_read_back),
