@@ -656,9 +656,9 @@ static void test_lock(void **state)
 }
 
 /* Segments compacted into a snapshot that then goes missing: a gap, refused. */
-static void test_missing_snapshot(void **state)
+/* Entries 1-1000 (term 1), a snapshot at 900 and the log compacted into it. */
+static void log_with_snapshot(struct fx *f)
 {
-	struct fx *f = *state;
 	struct wal_status st;
 	reopen(f);
 	walt_append_range(f->w, 1, 1000, 1, store);
@@ -666,6 +666,12 @@ static void test_missing_snapshot(void **state)
 	write_snapshot(f->w, 900, 1, "s");
 	assert_int_equal(wal_truncate_prefix(f->w, 900), 0);
 	assert_int_equal(walt_drain(f->w, &st), 0);
+}
+
+static void test_missing_snapshot(void **state)
+{
+	struct fx *f = *state;
+	log_with_snapshot(f);
 	wal_close(f->w);
 	f->w = NULL;
 	char p[600];
@@ -687,28 +693,15 @@ static void test_missing_snapshot(void **state)
 static void test_snapshot_names_exact(void **state)
 {
 	struct fx *f = *state;
-	struct wal_status st;
-	reopen(f);
-	walt_append_range(f->w, 1, 1000, 1, store);
-	assert_int_equal(walt_drain(f->w, &st), 0);
-	write_snapshot(f->w, 900, 1, "s");
-	assert_int_equal(wal_truncate_prefix(f->w, 900), 0);
-	assert_int_equal(walt_drain(f->w, &st), 0);
+	log_with_snapshot(f);
 	const char *stray[] = { "snap-00000000000FFFFF.snap", "snap-+000000000000001.snap",
 				"snap-0x00000000000001.tmp" };
-	char p[600];
-	for (size_t i = 0; i < sizeof(stray) / sizeof(stray[0]); i++) {
-		snprintf(p, sizeof(p), "%s/%s", f->dir, stray[i]);
-		walt_write_file(p, (const uint8_t *)"x", 1);
-	}
+	walt_strays(f->dir, stray, 3, true);
 	reopen(f);
 	assert_int_equal(f->rec.snap_index, 900);
 	assert_int_equal(f->rec.last_index, 1000);
 	walt_check_entry(f->w, 1000, 1);
-	for (size_t i = 0; i < sizeof(stray) / sizeof(stray[0]); i++) {
-		snprintf(p, sizeof(p), "%s/%s", f->dir, stray[i]);
-		assert_int_equal(access(p, F_OK), 0);
-	}
+	walt_strays(f->dir, stray, 3, false);
 }
 
 /* A log written with buffered I/O, reopened with O_DIRECT: the tail is padded to a block. */

@@ -332,11 +332,7 @@ static void test_segment_names_exact(void **state)
 	build_log(f);
 	const char *stray[] = { "+000000000000001.wal", "0x00000000000001.wal",
 				"000000000000000A.wal" };
-	char p[700];
-	for (size_t i = 0; i < sizeof(stray) / sizeof(stray[0]); i++) {
-		snprintf(p, sizeof(p), "%s/%s", f->dir, stray[i]);
-		walt_write_file(p, (const uint8_t *)"x", 1);
-	}
+	walt_strays(f->dir, stray, 3, true);
 	struct wal *w = NULL;
 	struct wal_recovery rec;
 	int rc = open_log(f, &w, &rec);
@@ -345,10 +341,7 @@ static void test_segment_names_exact(void **state)
 	assert_int_equal(rec.last_index, N);
 	walt_check_entry(w, N, 7);
 	wal_close(w);
-	for (size_t i = 0; i < sizeof(stray) / sizeof(stray[0]); i++) {
-		snprintf(p, sizeof(p), "%s/%s", f->dir, stray[i]);
-		assert_int_equal(access(p, F_OK), 0);
-	}
+	walt_strays(f->dir, stray, 3, false);
 }
 
 int main(void)
