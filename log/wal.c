@@ -146,13 +146,15 @@ struct wal {
 	int g_err;
 	char g_errmsg[200];
 	uint64_t g_submit_ns;          /* when the group's I/O started (sync_fn) */
-	uint64_t g_open_ns;            /* on io_uring: the last reap that found it unfinished */
+	uint64_t g_open_ns;            /* on io_uring: the last reap that found it unfinished (while
+					* group_slow_undecided: none later once past the limit) */
 	bool g_on_ring;                /* the group's sync (or hold) is an io_uring op */
 	bool g_held;                   /* the test hold of this group was started */
 	uint32_t test_fsync_delay_us;  /* 0: off */
 	uint32_t test_inline_delay_us; /* wal_set_test_inline_delay: 0 off */
 	bool inline_sync_off;          /* wal_set_inline_sync(false) */
 	uint64_t inline_slow_until_ns; /* group_inline: none inline before (a slow flush) */
+	bool backoff_counted;          /* the back-off ending then is in inl.backoffs */
 	struct wal_inline_stats inl;   /* wal_inline_stats (backed_off filled there) */
 	struct __kernel_timespec hold_ts;
 	struct iovec *iov;
@@ -185,6 +187,7 @@ struct wal {
 	char (*del_names)[32]; /* their file names, alive until completion */
 	size_t del_cap;
 	int del_err;
+	int down_err; /* list_segments: the first --log-downgrade leftover not deleted */
 
 	int err;
 	char errmsg[320];
@@ -236,6 +239,22 @@ int wal_write_all(int fd, const void *buf, size_t len, uint64_t off)
 int wal_read_all(int fd, void *buf, size_t len, uint64_t off)
 {
 	return io_all(fd, buf, len, off, false);
+}
+
+bool wal_hex16(const char *s, uint64_t *out)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 16; i++) {
+		char c = s[i]; /* a NUL before 16 digits ends it: no read past */
+		if (c >= '0' && c <= '9')
+			v = v << 4 | (uint64_t)(c - '0');
+		else if (c >= 'a' && c <= 'f')
+			v = v << 4 | (uint64_t)(c - 'a' + 10);
+		else
+			return false;
+	}
+	*out = v;
+	return true;
 }
 
 int wal_opendir(int dirfd, DIR **out)
@@ -797,15 +816,62 @@ static void group_fail(struct wal *w, int res, const char *what)
 		 w->g_off, w->g_len, keel_strerror(res));
 }
 
-/* Inline syncs off for WAL_INLINE_BACKOFF_NS from now (group_inline). */
+/* Slow and failed groups turn inline syncs off (group_synced). */
+static bool backs_off(const struct wal *w)
+{
+	return w->o.inline_slow_ns && w->uring && w->o.inline_sync_max_bytes;
+}
+
+/*
+ * Whether a poll must read the clock for the group in flight (reap): only
+ * while its slowness is undecided -- on io_uring, on a log that backs off,
+ * and not yet seen unfinished past inline_slow_ns. Once it has been, later
+ * polls could only raise a bound already over the limit. (The reap itself
+ * cannot stand in for the read: a poll finds the group unfinished only
+ * after looking, and the bound is the time before it looked.)
+ */
+static bool group_slow_undecided(const struct wal *w)
+{
+	return w->g_inflight && w->g_on_ring && backs_off(w) &&
+	       w->g_open_ns - w->g_submit_ns <= w->o.inline_slow_ns;
+}
+
+/* Small groups would be synced inline but for a back-off: neither
+ * wal_set_inline_sync(false) nor a test hold alone keeps them off. */
+static bool inline_allowed(const struct wal *w)
+{
+	return !w->inline_sync_off && (!w->test_fsync_delay_us || w->test_inline_delay_us);
+}
+
+/*
+ * A back-off counts once, when it first keeps inline syncs off: at its start
+ * if they were on, else when they are turned on within it (the setters call
+ * this) -- a back-off that only ran under wal_set_inline_sync(false) or a
+ * test hold alone kept nothing off and is not counted.
+ */
+static void backoff_count(struct wal *w, uint64_t now)
+{
+	if (!w->backoff_counted && inline_allowed(w) && now < w->inline_slow_until_ns) {
+		w->backoff_counted = true;
+		w->inl.backoffs++;
+	}
+}
+
+/* Inline syncs off for WAL_INLINE_BACKOFF_NS from now (group_inline); a
+ * back-off in force is renewed, not counted again. */
 static void inline_back_off(struct wal *w, uint64_t now)
 {
-	/* A back-off counts only where inline syncs were on: not while
-	 * wal_set_inline_sync(false) or a test hold alone keeps them off. */
-	if (now >= w->inline_slow_until_ns && !w->inline_sync_off &&
-	    (!w->test_fsync_delay_us || w->test_inline_delay_us))
-		w->inl.backoffs++;
+	if (now >= w->inline_slow_until_ns)
+		w->backoff_counted = false; /* a new one */
 	w->inline_slow_until_ns = now + WAL_INLINE_BACKOFF_NS;
+	backoff_count(w, now);
+}
+
+/* A setter may have turned inline syncs on within a back-off not yet counted. */
+static void backoff_count_now(struct wal *w)
+{
+	if (!w->backoff_counted && w->inline_slow_until_ns)
+		backoff_count(w, keel_now_ns());
 }
 
 /*
@@ -827,17 +893,20 @@ static void inline_back_off(struct wal *w, uint64_t now)
  */
 static void group_synced(struct wal *w)
 {
-	bool backs_off = w->o.inline_slow_ns && w->uring && w->o.inline_sync_max_bytes;
+	bool back = backs_off(w);
 	uint64_t now = keel_now_ns(), ns = now - w->g_submit_ns;
 	if (w->g_err) {
 		/* Failed: as suspect as a slow one (its error may have taken as
-		 * long), so wal_retry() sends the group to io_uring. Not slow. */
-		if (backs_off)
+		 * long), so wal_retry() sends the group to io_uring. Not slow;
+		 * counted failed, each try (a retry that fails again too). */
+		if (back) {
+			w->inl.failed_groups++;
 			inline_back_off(w, now);
+		}
 		return;
 	}
 	uint64_t slow_ns = w->g_on_ring ? w->g_open_ns - w->g_submit_ns : ns;
-	if (backs_off && slow_ns > w->o.inline_slow_ns) {
+	if (back && slow_ns > w->o.inline_slow_ns) {
 		w->inl.slow_groups++;
 		inline_back_off(w, now);
 	}
@@ -924,11 +993,17 @@ static void group_submit_uring(struct wal *w)
 		int rc = group_write_loop(w, s, 0);
 		if (rc) {
 			group_fail(w, rc, "write");
+			group_synced(w); /* a failed group backs off, as on every path */
 			group_finish(w);
 		} else if (w->o.no_sync) {
 			group_synced(w);
 			group_finish(w);
 		} else {
+			/* Unfinished when its write returned: that much of its own
+			 * time is known (the loop was blocked that long, as by an
+			 * inline group), and a slow page cache is a slow disk. */
+			if (backs_off(w))
+				w->g_open_ns = keel_now_ns();
 			struct io_uring_sqe *sqe = get_sqe(w, OP_LOG_FSYNC, 0);
 			io_uring_prep_fsync(sqe, s->dfd, IORING_FSYNC_DATASYNC);
 			w->g_ops = 1;
@@ -1140,7 +1215,7 @@ static void hs_submit_uring(struct wal *w)
 	w->hs_ops = 2;
 }
 
-static int list_segments(struct wal *w, uint64_t **seqs_out, size_t *n_out);
+static int list_segments(struct wal *w, uint64_t **seqs_out, size_t *n_out, bool leftovers);
 static int rec_read(struct wal *w, int fd, const char *name, void *buf, size_t len, uint64_t off,
 		    char *msg, size_t cap);
 
@@ -1152,7 +1227,7 @@ static int log_in_use(struct wal *w, char *what, size_t cap)
 {
 	uint64_t *seqs = NULL;
 	size_t nseg = 0;
-	int rc = list_segments(w, &seqs, &nseg);
+	int rc = list_segments(w, &seqs, &nseg, false);
 	if (rc)
 		return rc;
 	uint64_t snap = atomic_load(&w->ss.index);
@@ -1634,7 +1709,50 @@ static int scan_segment(struct wal *w, struct rwin *win, struct replay *r, const
 	return KEEL_E_CORRUPT;
 }
 
-static int list_segments(struct wal *w, uint64_t **seqs_out, size_t *n_out)
+#define DOWN_SUFFIX ".down"
+
+/*
+ * The segment number of a name seg_name makes followed by `suffix` ("" for a
+ * segment, DOWN_SUFFIX for a leftover): its 16 lowercase hex digits, ".wal",
+ * the suffix; 0 for any other name (strtoull alone would also take a sign,
+ * a 0x prefix or upper case, naming a file seg_name never makes).
+ */
+static uint64_t seg_seq_of(const char *name, const char *suffix)
+{
+	uint64_t seq;
+	if (!wal_hex16(name, &seq) || strncmp(name + 16, ".wal", 4) || strcmp(name + 20, suffix))
+		return 0;
+	return seq;
+}
+
+/*
+ * A leftover of a cut `keeld --log-downgrade` (`<seq>.wal.down`,
+ * down_rewrite's copy before its rename): never a segment, recovery reads
+ * none, each up to a segment of disk. Deleted by the open's one scan of the
+ * directory (list_segments), with the lock held, each one logged; one that
+ * cannot be deleted is logged and the rest still go. Not fatal to the open:
+ * the first error is kept in w->down_err, on which wal_downgrade refuses
+ * (its own copies go by those names).
+ */
+static void down_remove(struct wal *w, const char *name, bool *any)
+{
+	if (unlinkat(w->ss.dirfd, name, 0) < 0 && errno != ENOENT) {
+		int e = -errno;
+		oplog(&w->o, "keel-wal: %s: removing leftover %s failed: %s", w->ss.dir, name,
+		      keel_strerror(e));
+		w->down_err = w->down_err ? w->down_err : e;
+		return;
+	}
+	oplog(&w->o, "keel-wal: %s: removed %s, left by a cut --log-downgrade", w->ss.dir, name);
+	*any = true;
+}
+
+/*
+ * The segments' sequence numbers, ascending (*seqs_out: the caller frees).
+ * With `leftovers` (recovery's scan), --log-downgrade's leftovers met on the
+ * way are deleted (down_remove) and the directory synced after them.
+ */
+static int list_segments(struct wal *w, uint64_t **seqs_out, size_t *n_out, bool leftovers)
 {
 	DIR *d;
 	int rc = wal_opendir(w->ss.dirfd, &d);
@@ -1642,14 +1760,15 @@ static int list_segments(struct wal *w, uint64_t **seqs_out, size_t *n_out)
 		return rc;
 	uint64_t *seqs = NULL;
 	size_t n = 0, cap = 0;
+	bool any = false;
 	struct dirent *de;
 	while ((de = readdir(d))) {
-		size_t l = strlen(de->d_name);
-		if (l != 20 || strcmp(de->d_name + 16, ".wal") != 0)
+		if (leftovers && seg_seq_of(de->d_name, DOWN_SUFFIX)) {
+			down_remove(w, de->d_name, &any);
 			continue;
-		char *end;
-		uint64_t seq = strtoull(de->d_name, &end, 16);
-		if (end != de->d_name + 16 || seq == 0)
+		}
+		uint64_t seq = seg_seq_of(de->d_name, "");
+		if (seq == 0)
 			continue;
 		if (n == cap) {
 			if (grow((void **)&seqs, &cap, sizeof(*seqs), 16)) {
@@ -1661,6 +1780,12 @@ static int list_segments(struct wal *w, uint64_t **seqs_out, size_t *n_out)
 		seqs[n++] = seq;
 	}
 	closedir(d);
+	int s = any ? fsync_dir(w->ss.dirfd) : 0;
+	if (s) {
+		oplog(&w->o, "keel-wal: %s: directory fsync after removing leftovers failed: %s",
+		      w->ss.dir, keel_strerror(s));
+		w->down_err = w->down_err ? w->down_err : s;
+	}
 	if (n)
 		qsort(seqs, n, sizeof(*seqs), cmp_u64);
 	*seqs_out = seqs;
@@ -1705,7 +1830,7 @@ static int recover_log(struct wal *w, struct wal_recovery *rec)
 {
 	uint64_t *seqs = NULL;
 	size_t n = 0;
-	int rc = list_segments(w, &seqs, &n);
+	int rc = list_segments(w, &seqs, &n, true);
 	if (rc)
 		return rc;
 	struct scan *sc = calloc(n ? n : 1, sizeof(*sc));
@@ -1945,49 +2070,6 @@ static void setup_options(struct wal_options *o)
 		o->max_group_bytes = 8ull << 20;
 }
 
-#define DOWN_SUFFIX ".down"
-
-/*
- * Leftovers of a cut `keeld --log-downgrade` (`<seq>.wal.down`, down_rewrite's
- * copy before its rename): never a segment, recovery ignores them, each up to
- * a segment of disk. Deleted with the lock held, each one logged; one that
- * cannot be deleted is logged and the rest still go. Returns the first error
- * (wal_downgrade refuses on it; wal_open goes on).
- */
-static int down_remove_leftovers(struct wal *w)
-{
-	DIR *d;
-	int rc = wal_opendir(w->ss.dirfd, &d);
-	if (rc) {
-		oplog(&w->o, "keel-wal: %s: looking for --log-downgrade leftovers failed: %s",
-		      w->ss.dir, keel_strerror(rc));
-		return rc;
-	}
-	bool any = false;
-	for (struct dirent *de; (de = readdir(d));) {
-		size_t l = strlen(de->d_name);
-		if (l != 20 + sizeof(DOWN_SUFFIX) - 1 || strncmp(de->d_name + 16, ".wal", 4) ||
-		    strcmp(de->d_name + 20, DOWN_SUFFIX))
-			continue;
-		if (unlinkat(w->ss.dirfd, de->d_name, 0) < 0 && errno != ENOENT) {
-			int e = -errno;
-			oplog(&w->o, "keel-wal: %s: removing leftover %s failed: %s", w->ss.dir,
-			      de->d_name, keel_strerror(e));
-			rc = rc ? rc : e;
-			continue;
-		}
-		oplog(&w->o, "keel-wal: %s: removed %s, left by a cut --log-downgrade", w->ss.dir,
-		      de->d_name);
-		any = true;
-	}
-	closedir(d);
-	int s = any ? fsync_dir(w->ss.dirfd) : 0;
-	if (s)
-		oplog(&w->o, "keel-wal: %s: directory fsync after removing leftovers failed: %s",
-		      w->ss.dir, keel_strerror(s));
-	return rc ? rc : s;
-}
-
 int wal_open(const struct wal_options *opt, struct wal **out, struct wal_recovery *rec_out)
 {
 	struct wal_recovery rec_local;
@@ -2044,7 +2126,6 @@ int wal_open(const struct wal_options *opt, struct wal **out, struct wal_recover
 			 w->ss.dir);
 		goto fail;
 	}
-	(void)down_remove_leftovers(w); /* a leftover that stays is logged, not fatal */
 
 	if (w->o.backend != WAL_BACKEND_PLAIN) {
 		int r = io_uring_queue_init(RING_ENTRIES, &w->ring, 0);
@@ -2168,8 +2249,9 @@ static void reap(struct wal *w)
 	bool late = w->efd_late;
 	w->efd_late = false;
 	/* Read before the completion ring: a group still unfinished after it
-	 * was unfinished at this time (group_synced's measure). */
-	uint64_t open_ns = w->g_inflight && w->g_on_ring ? keel_now_ns() : 0;
+	 * was unfinished at this time (group_synced's measure). Only while
+	 * that can still change whether it is slow. */
+	uint64_t open_ns = group_slow_undecided(w) ? keel_now_ns() : 0;
 	for (;;) {
 		unsigned n = reap_pass(w);
 		if (!n && !late)
@@ -2265,8 +2347,7 @@ static void flush_sqes(struct wal *w)
 static bool group_inline(const struct wal *w)
 {
 	return w->g_len <= w->o.inline_sync_max_bytes && w->g_niov <= IOV_PER_SQE &&
-	       (!w->test_fsync_delay_us || w->test_inline_delay_us) && !w->inline_sync_off &&
-	       keel_now_ns() >= w->inline_slow_until_ns;
+	       inline_allowed(w) && keel_now_ns() >= w->inline_slow_until_ns;
 }
 
 static void pump_uring(struct wal *w)
@@ -2798,23 +2879,27 @@ const char *wal_read_error(const struct wal *w)
 void wal_set_inline_sync(struct wal *w, bool on)
 {
 	w->inline_sync_off = !on;
+	backoff_count_now(w);
 }
 
 void wal_set_test_inline_delay(struct wal *w, uint32_t delay_us)
 {
 	w->test_inline_delay_us = delay_us;
+	backoff_count_now(w);
 }
 
 void wal_inline_stats(const struct wal *w, struct wal_inline_stats *out)
 {
 	*out = w->inl;
-	out->backed_off = keel_now_ns() < w->inline_slow_until_ns;
+	/* Only where it is what keeps inline syncs off (so: counted). */
+	out->backed_off = inline_allowed(w) && keel_now_ns() < w->inline_slow_until_ns;
 }
 
 void wal_set_test_fsync_delay(struct wal *w, uint32_t delay_us)
 {
 	/* A group already held keeps its hold; the next one takes the new value. */
 	w->test_fsync_delay_us = delay_us;
+	backoff_count_now(w);
 	/* Snapshots are finished on another thread (wal_snap_finish). */
 	atomic_store_explicit(&w->ss.test_sync_delay_us, delay_us, memory_order_relaxed);
 }
@@ -2830,11 +2915,8 @@ static int down_has_log(const char *dir, bool *has)
 	if (!d)
 		return -errno;
 	*has = false;
-	for (struct dirent *de; !*has && (de = readdir(d));) {
-		size_t l = strlen(de->d_name);
-		*has = !strcmp(de->d_name, "hardstate") ||
-		       (l == 20 && !strcmp(de->d_name + 16, ".wal"));
-	}
+	for (struct dirent *de; !*has && (de = readdir(d));)
+		*has = !strcmp(de->d_name, "hardstate") || seg_seq_of(de->d_name, "");
 	closedir(d);
 	return 0;
 }
@@ -2982,7 +3064,7 @@ int wal_downgrade(const struct wal_options *opt, struct wal_downgrade_result *re
 	uint8_t *buf = malloc(DOWN_CHUNK_BYTES);
 	uint64_t *offs = NULL;
 	size_t n = 0, cap = 0;
-	rc = buf ? down_remove_leftovers(w) : KEEL_E_NOMEM;
+	rc = buf ? w->down_err : KEEL_E_NOMEM; /* a leftover wal_open could not delete */
 	if (rc)
 		snprintf(res->error, sizeof(res->error), "wal: %.300s: leftovers of a cut run: %s",
 			 w->ss.dir, keel_strerror(rc));

@@ -275,13 +275,18 @@ void wal_set_test_inline_delay(struct wal *w, uint32_t delay_us);
 
 /*
  * The inline-sync path's counts since wal_open (io_uring backend with
- * inline_sync_max_bytes; all zero otherwise), for the caller's metrics.
+ * inline_sync_max_bytes and inline_slow_ns; all zero otherwise), for the
+ * caller's metrics. Each back-off starts at a slow or a failed group, so
+ * backoffs <= slow_groups + failed_groups.
  */
 struct wal_inline_stats {
 	uint64_t inline_groups; /* groups synced inline on the loop (failed tries not) */
 	uint64_t slow_groups;   /* groups (either path) slow by inline_slow_ns' rule */
-	uint64_t backoffs;      /* slow or failed groups that turned inline syncs off */
-	bool backed_off;        /* inline syncs are off now for a slow or failed flush */
+	uint64_t failed_groups; /* groups (either path) whose write or sync failed, each try */
+	uint64_t backoffs;      /* back-offs (after a slow or failed group) that kept inline
+				 * syncs off: each once, when it first did (at its start, or
+				 * when wal_set_inline_sync / a test delay let them on in it) */
+	bool backed_off;        /* a back-off is what keeps inline syncs off now */
 };
 void wal_inline_stats(const struct wal *w, struct wal_inline_stats *out);
 
@@ -293,7 +298,9 @@ void wal_inline_stats(const struct wal *w, struct wal_inline_stats *out);
  * polls wal_wait_fd() without blocking while the sync runs, so its thread
  * stays on its CPU instead of sleeping inside pwritev2 (the node's
  * keel.spinWindows). Loop thread; takes effect from the next group. No
- * effect on the plain backend or when inline_sync_max_bytes is 0.
+ * effect on the plain backend or when inline_sync_max_bytes is 0. A
+ * back-off that started while they were off is counted (wal_inline_stats)
+ * when they are turned on within it: from then it keeps them off.
  */
 void wal_set_inline_sync(struct wal *w, bool on);
 

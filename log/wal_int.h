@@ -47,5 +47,11 @@ int wal_read_named(wal_fault_fn fault_fn, void *fault_arg, int fd, const char *n
 		   size_t len, uint64_t off, char *msg, size_t cap);
 /* A fresh directory stream on (a dup of) dirfd, rewound; 0 or -errno. */
 int wal_opendir(int dirfd, DIR **out);
+/*
+ * The number written as 16 lowercase hex digits at s (as the log's names
+ * carry it: "%016" PRIx64), into *out; false for anything else there
+ * (strtoull would also take a sign, a 0x prefix, upper case or fewer digits).
+ */
+bool wal_hex16(const char *s, uint64_t *out);
 
 #endif /* KEEL_LOG_WAL_INT_H */

@@ -167,10 +167,10 @@ static void remove_old(struct wal_snapstate *ss, uint64_t keep, const char *exce
 		/* "snap-" + 16 hex digits + ".tmp" (25) or ".snap" (26) */
 		if (strncmp(n, "snap-", 5) != 0 || strlen(n) < 25 || (except && !strcmp(n, except)))
 			continue;
-		char *end;
-		uint64_t idx = strtoull(n + 5, &end, 16);
-		if (end != n + 21)
+		uint64_t idx;
+		if (!wal_hex16(n + 5, &idx))
 			continue;
+		const char *end = n + 21;
 		if ((tmps && !strcmp(end, ".tmp")) || (!strcmp(end, ".snap") && idx < keep))
 			unlinkat(ss->dirfd, n, 0);
 	}
@@ -304,11 +304,10 @@ int wal_snap_recover(struct wal_snapstate *ss, char *msg, size_t cap)
 	uint64_t best = 0;
 	struct dirent *de;
 	while ((de = readdir(d))) {
-		char *end;
-		if (strncmp(de->d_name, "snap-", 5) != 0)
+		uint64_t idx;
+		if (strncmp(de->d_name, "snap-", 5) != 0 || !wal_hex16(de->d_name + 5, &idx))
 			continue;
-		uint64_t idx = strtoull(de->d_name + 5, &end, 16);
-		if (end == de->d_name + 21 && !strcmp(end, ".snap") && idx > best)
+		if (!strcmp(de->d_name + 21, ".snap") && idx > best)
 			best = idx;
 	}
 	closedir(d);

@@ -341,12 +341,15 @@ static const struct family families[] = {
 	{ .name = "keel_wal_slow_flushes_total", AT(wal_slow_c),
 	  .help = "Slow log groups: synced inline, over 2 ms; on io_uring, still unfinished at a "
 		  "poll over 2 ms after submission. Each turns inline syncs off for 1 s." },
+	{ .name = "keel_wal_failed_flushes_total", AT(wal_failed_c),
+	  .help = "Log groups whose write or sync failed (EIO, ENOSPC; each try). Each turns inline "
+		  "syncs off for 1 s, as a slow one does." },
 	{ .name = "keel_wal_inline_backoffs_total", AT(wal_backoff_c),
-	  .help = "Slow flushes that turned inline syncs off while they were on (the back-off "
-		  "engaged; a slow one during it only renews it)." },
+	  .help = "Back-offs after slow or failed flushes that kept inline syncs off (at most "
+		  "slow + failed; one during a back-off only renews it)." },
 	{ .name = "keel_wal_inline_backed_off", AT(wal_backed_off_g), .gauge = true,
-	  .help = "1 while inline log syncs are off for a slow flush (until 1 s after the last "
-		  "one), else 0." },
+	  .help = "1 while a back-off (until 1 s after the last slow or failed flush) is what "
+		  "keeps inline log syncs off, else 0." },
 	/* HELP_MAX (mgmt/metrics.c) keeps 159 characters: the types are in
 	 * mgmt/README.md */
 	{ .name = "keel_peer_messages_malformed_total", .key = "type",

@@ -367,9 +367,9 @@ struct keeld {
 	struct mgmt_counter *ticks_dropped_c, *stalls_c;
 	atomic_uint_fast64_t n_ticks_dropped, n_stalls;
 	/* keel_wal_inline_syncs_total, keel_wal_slow_flushes_total,
-	 * keel_wal_inline_backoffs_total, keel_wal_inline_backed_off: the log's
-	 * wal_inline_stats (pipeline.c mg_wal) */
-	struct mgmt_counter *wal_inline_c, *wal_slow_c, *wal_backoff_c;
+	 * keel_wal_failed_flushes_total, keel_wal_inline_backoffs_total,
+	 * keel_wal_inline_backed_off: the log's wal_inline_stats (pipeline.c mg_wal) */
+	struct mgmt_counter *wal_inline_c, *wal_slow_c, *wal_failed_c, *wal_backoff_c;
 	struct mgmt_gauge *wal_backed_off_g;
 };
 

@@ -5994,6 +5994,7 @@ static void mg_wal(struct pipeline *p)
 	wal_inline_stats(p->w, &st);
 	mg_fold(k->wal_inline_c, st.inline_groups, &p->wal_inline_seen.inline_groups);
 	mg_fold(k->wal_slow_c, st.slow_groups, &p->wal_inline_seen.slow_groups);
+	mg_fold(k->wal_failed_c, st.failed_groups, &p->wal_inline_seen.failed_groups);
 	mg_fold(k->wal_backoff_c, st.backoffs, &p->wal_inline_seen.backoffs);
 	if (k->wal_backed_off_g)
 		mgmt_gauge_set(k->wal_backed_off_g, st.backed_off ? 1.0 : 0.0);

@@ -14,6 +14,10 @@ it and another reads from it:
   keel_wal_inline_syncs_total: with the back-off gone, the second would run
   away from the first), and it did so at least twice (the back-off ended
   after its second and the next small group was inline, and slow, again);
+* every back-off started at a slow or a failed flush (at rest, before and
+  after each burst: back-offs <= keel_wal_slow_flushes_total +
+  keel_wal_failed_flushes_total); under the fault no flush failed, so the
+  back-offs it caused are at most the slow flushes;
 * reads at the leader answer, and each sees every create acknowledged
   before it started;
 * no election: the term and the leader stay on every node (a round in
@@ -45,12 +49,15 @@ KEEL = os.environ.get("KEEL_TEST_TARGET", "keel") != "zookeeper"
 DELAY_US = 50000
 ROOT = "/slow-flush"
 COUNTERS = ("keel_wal_inline_syncs_total", "keel_wal_inline_backoffs_total",
-            "keel_wal_slow_flushes_total", "keel_wal_inline_backed_off")
+            "keel_wal_slow_flushes_total", "keel_wal_failed_flushes_total",
+            "keel_wal_inline_backed_off")
+BACKED_OFF = 4  # wal_counts' index of the gauge; the counters come before it
 
 
 def wal_counts(node):
-    """(inline syncs, back-offs, slow flushes, backed off now) from node's
-    /metrics (the pipeline folds them in every 100 ms, from one reading)."""
+    """(inline syncs, back-offs, slow flushes, failed flushes, backed off
+    now) from node's /metrics (the pipeline folds them in every 100 ms, from
+    one reading)."""
     with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % node.admin_port,
                                 timeout=10) as f:
         text = f.read().decode()
@@ -67,7 +74,7 @@ def settled(node):
 
     def same():
         c = wal_counts(node)
-        ok = prev and prev[-1][:3] == c[:3]
+        ok = prev and prev[-1][:BACKED_OFF] == c[:BACKED_OFF]
         prev.append(c)
         return c if ok else None
     return wait_for(same, 30, "the leader's keel_wal_* counters at rest")
@@ -163,7 +170,7 @@ class SlowFlush(unittest.TestCase):
         at the leader meanwhile; the counters before and after, both taken
         with the writer paused (settled)."""
         w.pause()
-        wait_for(lambda: wal_counts(node)[3] == 0, 30,
+        wait_for(lambda: wal_counts(node)[BACKED_OFF] == 0, 30,
                  "the leader's back-off over with no write flowing")
         c = settled(node)
         n = len(w.acked)
@@ -177,7 +184,11 @@ class SlowFlush(unittest.TestCase):
                  "(counters %s -> %s, creates %d -> %d)" %
                  (c, wal_counts(node), n, len(w.acked)))
         w.pause()
-        return c, settled(node)
+        c1 = settled(node)
+        for x in (c, c1):  # every back-off starts at a slow or a failed flush
+            self.assertLessEqual(x[1], x[2] + x[3], "back-offs > slow + failed flushes: %s"
+                                 % (x,))
+        return c, c1
 
     def round(self, cl, ld, acked, tag):
         """One fault round at leader index ld; False if the term or leader
@@ -199,20 +210,24 @@ class SlowFlush(unittest.TestCase):
             self.assertEqual(code, 200, body)
             # Two bursts under the fault: each one's first group inline and
             # slowed, so each engaged the back-off.
-            inline = backoffs = slow = 0
+            inline = backoffs = slow = failed = 0
             for _ in range(2):
                 c0, c1 = self.burst(node, w, zr)
                 inline += c1[0] - c0[0]
                 backoffs += c1[1] - c0[1]
                 slow += c1[2] - c0[2]
+                failed += c1[3] - c0[3]
             print("\nfault %d us at node %d: %d inline syncs, %d back-offs, %d slow "
-                  "flushes, %d reads, %d creates so far" %
-                  (DELAY_US, node.id, inline, backoffs, slow, self.reads, len(w.acked)),
-                  file=sys.stderr)
+                  "flushes, %d failed, %d reads, %d creates so far" %
+                  (DELAY_US, node.id, inline, backoffs, slow, failed, self.reads,
+                   len(w.acked)), file=sys.stderr)
             self.assertGreaterEqual(inline, 2, "the fault never reached an inline sync")
             self.assertGreaterEqual(backoffs, inline,
                                     "an inline sync slowed by the fault did not turn "
                                     "inline syncs off")
+            # a slow flush is no failed one: nothing failed here, so every
+            # back-off started at a slow flush
+            self.assertEqual(failed, 0, "a flush failed with no error injected")
             self.assertGreaterEqual(slow, backoffs)
             after = [term_leader(n) for n in cl.nodes]
             code, body = cl.put_config(ld, "keel.test.inlineSyncDelayUs", 0)

@@ -656,9 +656,9 @@ static void test_lock(void **state)
 }
 
 /* Segments compacted into a snapshot that then goes missing: a gap, refused. */
-static void test_missing_snapshot(void **state)
+/* Entries 1-1000 (term 1), a snapshot at 900 and the log compacted into it. */
+static void log_with_snapshot(struct fx *f)
 {
-	struct fx *f = *state;
 	struct wal_status st;
 	reopen(f);
 	walt_append_range(f->w, 1, 1000, 1, store);
@@ -666,6 +666,12 @@ static void test_missing_snapshot(void **state)
 	write_snapshot(f->w, 900, 1, "s");
 	assert_int_equal(wal_truncate_prefix(f->w, 900), 0);
 	assert_int_equal(walt_drain(f->w, &st), 0);
+}
+
+static void test_missing_snapshot(void **state)
+{
+	struct fx *f = *state;
+	log_with_snapshot(f);
 	wal_close(f->w);
 	f->w = NULL;
 	char p[600];
@@ -674,6 +680,28 @@ static void test_missing_snapshot(void **state)
 	struct wal_options o = vopts(f);
 	assert_int_equal(wal_open(&o, &f->w, &f->rec), KEEL_E_GAP);
 	assert_non_null(strstr(f->rec.error, "but the latest snapshot ends at 0 (gap)"));
+}
+
+/*
+ * Only the names the log makes are snapshots ("snap-", 16 lowercase hex
+ * digits, ".snap" or ".tmp"): files that strtoull would also read (upper
+ * case, a sign, a 0x prefix) are neither taken for the latest snapshot nor
+ * deleted as an old one or a killed writer's .tmp. Before log14 the first
+ * was taken for snapshot 0xfffff and the open refused (no such file), the
+ * others were deleted.
+ */
+static void test_snapshot_names_exact(void **state)
+{
+	struct fx *f = *state;
+	log_with_snapshot(f);
+	const char *stray[] = { "snap-00000000000FFFFF.snap", "snap-+000000000000001.snap",
+				"snap-0x00000000000001.tmp" };
+	walt_strays(f->dir, stray, 3, true);
+	reopen(f);
+	assert_int_equal(f->rec.snap_index, 900);
+	assert_int_equal(f->rec.last_index, 1000);
+	walt_check_entry(f->w, 1000, 1);
+	walt_strays(f->dir, stray, 3, false);
 }
 
 /* A log written with buffered I/O, reopened with O_DIRECT: the tail is padded to a block. */
@@ -802,6 +830,63 @@ static int count_io(void *arg, enum wal_io_kind kind)
 	return 0;
 }
 
+/* wal_inline_stats, and what always holds: every back-off counted started
+ * at a slow or a failed group (keel_wal_inline_backoffs_total <=
+ * keel_wal_slow_flushes_total + keel_wal_failed_flushes_total). */
+static void inline_stats(const struct wal *w, struct wal_inline_stats *is)
+{
+	wal_inline_stats(w, is);
+	assert_true(is->backoffs <= is->slow_groups + is->failed_groups);
+}
+
+/* Sleep ms on the calling thread (a turn of the loop spent elsewhere). */
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000u, .tv_nsec = (long)(ms % 1000u) * 1000000 };
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+/* f's log reopened with inline_slow_ns = slow_ms and the fault seam
+ * fault(arg) (NULL: none), and drained. */
+static void open_slow(struct fx *f, uint32_t slow_ms, wal_fault_fn fault, void *arg)
+{
+	wal_close(f->w);
+	struct wal_options o = vopts(f);
+	o.inline_slow_ns = slow_ms * 1000000ull;
+	o.fault = fault;
+	o.fault_arg = arg;
+	assert_int_equal(wal_open(&o, &f->w, &f->rec), 0);
+	struct wal_status st;
+	assert_int_equal(walt_drain(f->w, &st), 0);
+}
+
+/* One small group on io_uring, not on the loop: not durable when the poll
+ * that submitted it returns; reaped by a poll seen_ms later (0: at once),
+ * durable then. */
+static void group_off_loop(struct wal *w, uint64_t *last, unsigned seen_ms)
+{
+	struct wal_status st;
+	walt_append_range(w, *last + 1, *last + 1, 1, store);
+	++*last;
+	assert_int_equal(wal_poll(w, &st), 0);
+	assert_true(st.durable_index < *last);
+	assert_true(st.busy);
+	if (seen_ms)
+		sleep_ms(seen_ms);
+	assert_int_equal(walt_drain(w, &st), 0);
+	assert_int_equal(st.durable_index, *last);
+}
+
+/* One small group held hold_us on io_uring (wal_set_test_fsync_delay, left
+ * set) and reaped seen_ms on: the hold starts at that poll's reap, which
+ * finds the group unfinished. */
+static void held_group(struct fx *f, uint64_t *last, uint32_t hold_us, unsigned seen_ms)
+{
+	wal_set_test_fsync_delay(f->w, hold_us);
+	group_off_loop(f->w, last, seen_ms);
+}
+
 /*
  * inline_sync_max_bytes: a group within the limit is written and synced
  * inside the wal_poll() that starts it (durable when it returns, its write
@@ -855,25 +940,14 @@ static void test_inline_sync_policy(void **state)
 	}
 	/* A test hold keeps even a small group off the loop thread. */
 	wal_set_test_fsync_delay(f->w, 1000);
-	walt_append_range(f->w, last + 1, last + 1, 1, store);
-	last++;
-	assert_int_equal(wal_poll(f->w, &st), 0);
-	assert_true(st.durable_index < last);
-	assert_int_equal(walt_drain(f->w, &st), 0);
-	assert_int_equal(st.durable_index, last);
+	group_off_loop(f->w, &last, 0);
 	wal_set_test_fsync_delay(f->w, 0);
 	/* wal_set_inline_sync(false) (keel.spinWindows=sync): a small group goes
 	 * to io_uring, not durable when the poll that started it returns, and
 	 * durable once its completion is reaped; true restores inline. */
 	for (int round = 0; round < 3; round++) {
 		wal_set_inline_sync(f->w, false);
-		walt_append_range(f->w, last + 1, last + 1, 1, store);
-		last++;
-		assert_int_equal(wal_poll(f->w, &st), 0);
-		assert_true(st.durable_index < last);
-		assert_true(st.busy);
-		assert_int_equal(walt_drain(f->w, &st), 0);
-		assert_int_equal(st.durable_index, last);
+		group_off_loop(f->w, &last, 0);
 		wal_set_inline_sync(f->w, true);
 		walt_append_range(f->w, last + 1, last + 1, 1, store);
 		last++;
@@ -892,14 +966,6 @@ static void test_inline_sync_policy(void **state)
 	}
 }
 
-/* Sleep ms on the calling thread (a turn of the loop spent elsewhere). */
-static void sleep_ms(unsigned ms)
-{
-	struct timespec ts = { .tv_sec = ms / 1000u, .tv_nsec = (long)(ms % 1000u) * 1000000 };
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
 /*
  * inline_slow_ns: after a group whose sync took longer (here a test hold of
  * 100 ms against a 50 ms limit, seen unfinished by a poll 60 ms after its
@@ -907,17 +973,14 @@ static void sleep_ms(unsigned ms)
  * goes to io_uring -- not durable when the poll that started it returns --
  * so a disk in a slow-flush burst cannot block the loop once per group; a
  * second later, inline again. Without the rule the small group would be
- * synced inside that poll.
+ * synced inside that poll. The back-off counts (and is reported) from when
+ * the hold is cleared: until then the hold alone kept inline syncs off.
  */
 static void test_inline_slow_backoff(void **state)
 {
 	struct fx *f = *state;
-	wal_close(f->w);
-	struct wal_options o = vopts(f);
-	o.inline_slow_ns = 50u * 1000000u;
-	assert_int_equal(wal_open(&o, &f->w, &f->rec), 0);
+	open_slow(f, 50, NULL, NULL);
 	struct wal_status st;
-	assert_int_equal(walt_drain(f->w, &st), 0);
 	uint64_t last = 0;
 	/* Fast disk: a small group is inline. */
 	walt_append_range(f->w, last + 1, last + 1, 1, store);
@@ -926,32 +989,23 @@ static void test_inline_slow_backoff(void **state)
 	assert_int_equal(st.durable_index, last);
 	/* One slow flush (held on io_uring: the hold never blocks the loop). */
 	struct wal_inline_stats is;
-	wal_inline_stats(f->w, &is);
+	inline_stats(f->w, &is);
 	uint64_t slow0 = is.slow_groups, b0 = is.backoffs;
-	wal_set_test_fsync_delay(f->w, 100000);
-	walt_append_range(f->w, last + 1, last + 1, 1, store);
-	last++;
-	assert_int_equal(wal_poll(f->w, &st), 0);
-	assert_true(st.durable_index < last);
-	sleep_ms(60); /* the hold starts at the next poll's reap: unfinished there */
-	assert_int_equal(walt_drain(f->w, &st), 0);
-	assert_int_equal(st.durable_index, last);
-	/* Slow and backed off, but no back-off counted: the hold alone had
+	held_group(f, &last, 100000, 60);
+	/* Slow, but no back-off counted or reported: the hold alone has
 	 * inline syncs off already (keel_wal_inline_backoffs_total). */
-	wal_inline_stats(f->w, &is);
+	inline_stats(f->w, &is);
 	assert_int_equal(is.slow_groups, slow0 + 1);
 	assert_int_equal(is.backoffs, b0);
-	assert_true(is.backed_off);
+	assert_false(is.backed_off);
+	/* Hold cleared: now the back-off is what keeps them off (log14). */
 	wal_set_test_fsync_delay(f->w, 0);
+	inline_stats(f->w, &is);
+	assert_int_equal(is.backoffs, b0 + 1);
+	assert_true(is.backed_off);
 	/* Small groups now stay off the loop. */
 	for (int i = 0; i < 3; i++) {
-		walt_append_range(f->w, last + 1, last + 1, 1, store);
-		last++;
-		assert_int_equal(wal_poll(f->w, &st), 0);
-		assert_true(st.durable_index < last);
-		assert_true(st.busy);
-		assert_int_equal(walt_drain(f->w, &st), 0);
-		assert_int_equal(st.durable_index, last);
+		group_off_loop(f->w, &last, 0);
 	}
 	/* The backoff (1 s) over and no slow flush since: inline again. */
 	struct timespec ts = { .tv_sec = 1, .tv_nsec = 100000000 };
@@ -971,7 +1025,7 @@ static void wait_backoff_over(struct wal *w)
 {
 	struct wal_inline_stats is;
 	for (int i = 0; i < 400; i++) {
-		wal_inline_stats(w, &is);
+		inline_stats(w, &is);
 		if (!is.backed_off)
 			return;
 		struct timespec ts = { .tv_sec = 0, .tv_nsec = 50000000 };
@@ -992,7 +1046,7 @@ static void inline_after_backoff(struct wal *w, uint64_t *last, uint64_t want)
 	++*last;
 	assert_int_equal(wal_poll(w, &st), 0);
 	assert_int_equal(st.durable_index, *last);
-	wal_inline_stats(w, &is);
+	inline_stats(w, &is);
 	assert_int_equal(is.inline_groups, want);
 }
 
@@ -1011,13 +1065,9 @@ static void inline_after_backoff(struct wal *w, uint64_t *last, uint64_t want)
 static void test_inline_delay(void **state)
 {
 	struct fx *f = *state;
-	wal_close(f->w);
-	struct wal_options o = vopts(f);
-	o.inline_slow_ns = 2u * 1000000u;
-	assert_int_equal(wal_open(&o, &f->w, &f->rec), 0);
+	open_slow(f, 2, NULL, NULL);
 	struct wal_status st;
 	struct wal_inline_stats is;
-	assert_int_equal(walt_drain(f->w, &st), 0);
 	uint64_t last = 0;
 	wal_set_test_inline_delay(f->w, 30000);
 	if (f->v->backend == WAL_BACKEND_PLAIN) {
@@ -1025,14 +1075,14 @@ static void test_inline_delay(void **state)
 		last += 3;
 		assert_int_equal(wal_poll(f->w, &st), 0);
 		assert_int_equal(st.durable_index, last);
-		wal_inline_stats(f->w, &is);
+		inline_stats(f->w, &is);
 		assert_int_equal(is.inline_groups, 0);
 		assert_int_equal(is.slow_groups, 0);
 		assert_int_equal(is.backoffs, 0);
 		assert_false(is.backed_off);
 		goto reopen;
 	}
-	wal_inline_stats(f->w, &is);
+	inline_stats(f->w, &is);
 	assert_int_equal(is.inline_groups, 0);
 	assert_int_equal(is.backoffs, 0);
 	/* Inline, and the poll itself blocked for the delay. */
@@ -1042,28 +1092,22 @@ static void test_inline_delay(void **state)
 	assert_int_equal(wal_poll(f->w, &st), 0);
 	assert_true(keel_now_ns() - t0 >= 30000000u);
 	assert_int_equal(st.durable_index, last);
-	wal_inline_stats(f->w, &is);
+	inline_stats(f->w, &is);
 	assert_int_equal(is.inline_groups, 1);
 	assert_int_equal(is.backoffs, 1);
 	assert_true(is.slow_groups >= 1);
 	assert_true(is.backed_off);
 	/* Backed off: small groups on io_uring, the delay not theirs. */
 	for (int i = 0; i < 3; i++) {
-		walt_append_range(f->w, last + 1, last + 1, 1, store);
-		last++;
-		assert_int_equal(wal_poll(f->w, &st), 0);
-		assert_true(st.durable_index < last);
-		assert_true(st.busy);
-		assert_int_equal(walt_drain(f->w, &st), 0);
-		assert_int_equal(st.durable_index, last);
+		group_off_loop(f->w, &last, 0);
 	}
-	wal_inline_stats(f->w, &is);
+	inline_stats(f->w, &is);
 	assert_int_equal(is.inline_groups, 1);
 	assert_int_equal(is.backoffs, 1); /* a slow one meanwhile renews, never counts */
 	/* Both faults: inline again once the back-off is over, delayed there. */
 	wal_set_test_fsync_delay(f->w, 1000);
 	wait_backoff_over(f->w);
-	wal_inline_stats(f->w, &is);
+	inline_stats(f->w, &is);
 	uint64_t b0 = is.backoffs;
 	walt_append_range(f->w, last + 1, last + 1, 1, store);
 	last++;
@@ -1071,17 +1115,12 @@ static void test_inline_delay(void **state)
 	assert_int_equal(wal_poll(f->w, &st), 0);
 	assert_true(keel_now_ns() - t0 >= 30000000u);
 	assert_int_equal(st.durable_index, last);
-	wal_inline_stats(f->w, &is);
+	inline_stats(f->w, &is);
 	assert_int_equal(is.inline_groups, 2);
 	assert_int_equal(is.backoffs, b0 + 1);
 	assert_true(is.backed_off);
 	/* ... and the next small group is held on io_uring. */
-	walt_append_range(f->w, last + 1, last + 1, 1, store);
-	last++;
-	assert_int_equal(wal_poll(f->w, &st), 0);
-	assert_true(st.durable_index < last);
-	assert_int_equal(walt_drain(f->w, &st), 0);
-	assert_int_equal(st.durable_index, last);
+	group_off_loop(f->w, &last, 0);
 	/* Cleared: inline again after the back-off, durable at the poll's return. */
 	wal_set_test_fsync_delay(f->w, 0);
 	wal_set_test_inline_delay(f->w, 0);
@@ -1114,13 +1153,9 @@ reopen:
 static void test_inline_backoff_ends(void **state)
 {
 	struct fx *f = *state;
-	wal_close(f->w);
-	struct wal_options o = vopts(f);
-	o.inline_slow_ns = 2u * 1000000u;
-	assert_int_equal(wal_open(&o, &f->w, &f->rec), 0);
+	open_slow(f, 2, NULL, NULL);
 	struct wal_status st;
 	struct wal_inline_stats is;
-	assert_int_equal(walt_drain(f->w, &st), 0);
 	uint64_t last = 0;
 	/* A slow inline sync engages the back-off. */
 	wal_set_test_inline_delay(f->w, 30000);
@@ -1128,7 +1163,7 @@ static void test_inline_backoff_ends(void **state)
 	last++;
 	assert_int_equal(wal_poll(f->w, &st), 0);
 	assert_int_equal(st.durable_index, last);
-	wal_inline_stats(f->w, &is);
+	inline_stats(f->w, &is);
 	assert_int_equal(is.inline_groups, 1);
 	assert_int_equal(is.backoffs, 1);
 	assert_true(is.backed_off);
@@ -1149,7 +1184,7 @@ static void test_inline_backoff_ends(void **state)
 		assert_int_equal(walt_drain(f->w, &st), 0);
 		assert_int_equal(st.durable_index, last);
 	}
-	wal_inline_stats(f->w, &is);
+	inline_stats(f->w, &is);
 	assert_int_equal(is.inline_groups, 2);
 	print_message("back-off over after %d groups on io_uring\n", groups);
 	/* Slow again (one slow device): once any back-off that inline sync
@@ -1157,13 +1192,13 @@ static void test_inline_backoff_ends(void **state)
 	wal_set_test_inline_delay(f->w, 30000);
 	wal_set_test_fsync_delay(f->w, 30000);
 	wait_backoff_over(f->w);
-	wal_inline_stats(f->w, &is);
+	inline_stats(f->w, &is);
 	uint64_t b0 = is.backoffs;
 	walt_append_range(f->w, last + 1, last + 1, 1, store);
 	last++;
 	assert_int_equal(wal_poll(f->w, &st), 0);
 	assert_int_equal(st.durable_index, last);
-	wal_inline_stats(f->w, &is);
+	inline_stats(f->w, &is);
 	assert_int_equal(is.inline_groups, 3);
 	assert_int_equal(is.backoffs, b0 + 1);
 	uint64_t slow0 = is.slow_groups, t0 = keel_now_ns();
@@ -1177,7 +1212,7 @@ static void test_inline_backoff_ends(void **state)
 		assert_int_equal(walt_drain(f->w, &st), 0);
 		assert_int_equal(st.durable_index, last);
 	}
-	wal_inline_stats(f->w, &is);
+	inline_stats(f->w, &is);
 	assert_int_equal(is.inline_groups, 3);
 	assert_int_equal(is.backoffs, b0 + 1);
 	assert_int_equal(is.slow_groups, slow0 + (uint64_t)groups);
@@ -1189,10 +1224,120 @@ static void test_inline_backoff_ends(void **state)
 	assert_false(f->rec.torn);
 }
 
+/*
+ * A slow group while inline syncs are off (wal_set_inline_sync(false), as
+ * keeld's spinning follower sets them) starts a back-off that keeps nothing
+ * off yet: one slow group, no back-off counted, not reported backed off.
+ * Inline syncs turned on within it, it is what keeps the next small group
+ * off the loop (on io_uring: not durable at its poll's return): counted
+ * then, once however often they are turned off and on again within it, and
+ * reported backed off. Before log14 it was never counted while
+ * wal_inline_stats (keel_wal_inline_backed_off) said backed off throughout.
+ */
+static void test_backoff_counted_when_inline_on(void **state)
+{
+	struct fx *f = *state;
+	open_slow(f, 2, NULL, NULL);
+	struct wal_inline_stats is, is0;
+	uint64_t last = 0;
+	inline_stats(f->w, &is0);
+	/* A group held 30 ms on io_uring, seen unfinished 10 ms on: slow. */
+	wal_set_inline_sync(f->w, false);
+	held_group(f, &last, 30000, 10);
+	wal_set_test_fsync_delay(f->w, 0);
+	inline_stats(f->w, &is);
+	assert_int_equal(is.slow_groups, is0.slow_groups + 1);
+	assert_int_equal(is.backoffs, is0.backoffs);
+	assert_false(is.backed_off);
+	/* Inline syncs on within the second: the back-off keeps them off. */
+	wal_set_inline_sync(f->w, true);
+	inline_stats(f->w, &is);
+	assert_int_equal(is.backoffs, is0.backoffs + 1);
+	assert_true(is.backed_off);
+	group_off_loop(f->w, &last, 0);
+	/* Off and on again within the same back-off: still one. */
+	wal_set_inline_sync(f->w, false);
+	inline_stats(f->w, &is);
+	assert_false(is.backed_off);
+	wal_set_inline_sync(f->w, true);
+	inline_stats(f->w, &is);
+	assert_int_equal(is.backoffs, is0.backoffs + 1);
+	assert_true(is.backed_off);
+	/* (That inline sync may be slow itself on a loaded disk: counted as any.) */
+	inline_after_backoff(f->w, &last, is0.inline_groups + 1);
+	reopen(f);
+	assert_int_equal(f->rec.last_index, last);
+}
+
 /* Fails the log's next writes or fsyncs (of kind *arg; 0: none). */
 static int fail_kind(void *arg, enum wal_io_kind kind)
 {
 	return *(int *)arg && kind == (enum wal_io_kind) * (int *)arg ? -EIO : 0;
+}
+
+/*
+ * n records of 300 bytes appended after *last as one group whose write or
+ * fsync (kind) fails with EIO, tries times (the first try, then retries
+ * within the back-off: on io_uring): each drain returns the error, which
+ * names it, nothing of the group is durable; no inline sync, no slow flush,
+ * each try a failed group, one back-off counted and in force (a disk that
+ * errors is as suspect as a slow one; a try that fails within it renews
+ * it). Then wal_retry() makes it durable and counts nothing more.
+ */
+static void fail_group(struct fx *f, int *failing, int kind, uint64_t *last, uint64_t n,
+		       unsigned tries)
+{
+	struct wal_status st;
+	struct wal_inline_stats is, is0;
+	wait_backoff_over(f->w);
+	inline_stats(f->w, &is0);
+	*failing = kind;
+	for (uint64_t i = *last + 1; i <= *last + n; i++) {
+		walt_fill(i, store[i], 300);
+		struct wal_entry e = {
+			.index = i, .term = 1, .type = (uint8_t)i, .len = 300, .data = store[i]
+		};
+		assert_int_equal(wal_append(f->w, &e, 1, NULL), 0);
+	}
+	*last += n;
+	assert_int_equal(walt_drain(f->w, &st), -EIO);
+	for (unsigned t = 1; t < tries; t++) {
+		int rc = wal_retry(f->w); /* its poll may fail at once (a write on the loop) */
+		assert_true(rc == 0 || rc == -EIO);
+		assert_int_equal(walt_drain(f->w, &st), -EIO);
+	}
+	assert_true(st.durable_index < *last);
+	assert_non_null(strstr(wal_error(f->w), kind == WAL_IO_FSYNC ? "fdatasync" : "write"));
+	inline_stats(f->w, &is);
+	assert_int_equal(is.inline_groups, is0.inline_groups);
+	assert_int_equal(is.slow_groups, is0.slow_groups);
+	assert_int_equal(is.failed_groups, is0.failed_groups + tries);
+	assert_int_equal(is.backoffs, is0.backoffs + 1);
+	assert_true(is.backed_off);
+	*failing = 0;
+	assert_int_equal(wal_retry(f->w), 0);
+	assert_int_equal(walt_drain(f->w, &st), 0);
+	assert_int_equal(st.durable_index, *last);
+	inline_stats(f->w, &is);
+	assert_int_equal(is.inline_groups, is0.inline_groups);
+	assert_int_equal(is.slow_groups, is0.slow_groups);
+	assert_int_equal(is.failed_groups, is0.failed_groups + tries);
+	assert_int_equal(is.backoffs, is0.backoffs + 1);
+}
+
+/* After a reopen, entries 1..last read back as store holds them (term 1). */
+static void check_after_reopen(struct fx *f, uint64_t last)
+{
+	reopen(f);
+	assert_int_equal(f->rec.last_index, last);
+	assert_false(f->rec.torn);
+	uint8_t buf[512];
+	struct wal_entry e;
+	for (uint64_t i = 1; i <= last; i++) {
+		assert_int_equal(wal_read(f->w, i, &e, buf, sizeof(buf)), 0);
+		assert_int_equal(e.term, 1);
+		assert_memory_equal(buf, store[i], e.len);
+	}
 }
 
 /*
@@ -1201,55 +1346,41 @@ static int fail_kind(void *arg, enum wal_io_kind kind)
  * and its error may have blocked the loop as long as a stall -- but is not a
  * slow flush (slow_groups unchanged), and is not counted as an inline sync:
  * wal_retry() then sends the group to io_uring, and keel_wal_inline_syncs_total
- * counts groups synced, each once. Once the back-off is over, a small group
- * is inline again and counted once.
+ * counts groups synced, each once (fail_group). Once the back-off is over, a
+ * small group is inline again and counted once.
  */
 static void test_inline_sync_fails(void **state)
 {
 	struct fx *f = *state;
-	wal_close(f->w);
 	int failing = 0;
-	struct wal_options o = vopts(f);
-	o.inline_slow_ns = 50u * 1000000u;
-	o.fault = fail_kind;
-	o.fault_arg = &failing;
-	assert_int_equal(wal_open(&o, &f->w, &f->rec), 0);
-	struct wal_status st;
-	struct wal_inline_stats is;
-	assert_int_equal(walt_drain(f->w, &st), 0);
-	uint64_t last = 0, synced = 0;
-	const int kinds[] = { WAL_IO_WRITE, WAL_IO_FSYNC };
-	for (size_t k = 0; k < 2; k++) {
-		wait_backoff_over(f->w);
-		wal_inline_stats(f->w, &is);
-		uint64_t slow0 = is.slow_groups, b0 = is.backoffs;
-		assert_int_equal(is.inline_groups, synced);
-		failing = kinds[k];
-		walt_append_range(f->w, last + 1, last + 1, 1, store);
-		last++;
-		assert_int_equal(wal_poll(f->w, &st), -EIO);
-		assert_true(st.durable_index < last);
-		assert_non_null(strstr(wal_error(f->w), k ? "fdatasync" : "write"));
-		wal_inline_stats(f->w, &is);
-		assert_int_equal(is.inline_groups, synced);
-		assert_int_equal(is.slow_groups, slow0);
-		assert_int_equal(is.backoffs, b0 + 1);
-		assert_true(is.backed_off);
-		/* Retried within the back-off: on io_uring, never counted inline. */
-		failing = 0;
-		assert_int_equal(wal_retry(f->w), 0);
-		assert_int_equal(walt_drain(f->w, &st), 0);
-		assert_int_equal(st.durable_index, last);
-		wal_inline_stats(f->w, &is);
-		assert_int_equal(is.inline_groups, synced);
-		/* Over: inline again, counted once. */
-		inline_after_backoff(f->w, &last, ++synced);
-	}
-	reopen(f);
-	assert_int_equal(f->rec.last_index, last);
-	assert_false(f->rec.torn);
-	for (uint64_t i = 1; i <= last; i++)
-		walt_check_entry(f->w, i, 1);
+	open_slow(f, 50, fail_kind, &failing);
+	uint64_t last = 0;
+	fail_group(f, &failing, WAL_IO_WRITE, &last, 1, 2);
+	inline_after_backoff(f->w, &last, 1);
+	fail_group(f, &failing, WAL_IO_FSYNC, &last, 1, 1);
+	inline_after_backoff(f->w, &last, 2);
+	check_after_reopen(f, last);
+}
+
+/*
+ * A group too large to sync inline, on io_uring, that fails at its write or
+ * at its fdatasync engages the back-off as a failed inline group does (a
+ * disk that errors is as suspect on either path), counted as fail_group
+ * says. Covers the linked chain (its write fails at its completion) and, in
+ * uring_wloop (keeld's configuration), the write done on the loop (it fails
+ * inside the poll that starts the group; before log14 that one did not back
+ * off) with only the fdatasync on io_uring.
+ */
+static void test_uring_group_fails(void **state)
+{
+	struct fx *f = *state;
+	int failing = 0;
+	open_slow(f, 50, fail_kind, &failing);
+	uint64_t last = 0;
+	/* 40 records of 300 bytes: over every variant's inline limit. */
+	fail_group(f, &failing, WAL_IO_WRITE, &last, 40, 1);
+	fail_group(f, &failing, WAL_IO_FSYNC, &last, 40, 2);
+	check_after_reopen(f, last);
 }
 
 /* The lowest-numbered segment file of the log directory (its first). */
@@ -1272,6 +1403,53 @@ static int first_segment(const struct fx *f)
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	assert_true(fd >= 0);
 	return fd;
+}
+
+/* The fault seam as a slow page cache: each write sleeps *arg ms first. */
+static int slow_writes(void *arg, enum wal_io_kind kind)
+{
+	if (kind == WAL_IO_WRITE && *(unsigned *)arg)
+		sleep_ms(*(unsigned *)arg);
+	return 0;
+}
+
+/*
+ * A group written on the loop (inline_write_max_bytes) whose write there
+ * takes 30 ms (the fault seam sleeps: a page cache throttled behind a slow
+ * disk) is slow by its own time, as an inline group is -- the loop was
+ * blocked that long -- though its fdatasync on io_uring is done before the
+ * next poll (which waits for it): one slow group, one back-off, and the next
+ * small group goes to io_uring. Before log14 only a poll finding the
+ * fdatasync unfinished counted, and this failed at the slow count.
+ */
+static void test_write_on_loop_slow(void **state)
+{
+	struct fx *f = *state;
+	unsigned ms = 0;
+	open_slow(f, 2, slow_writes, &ms);
+	struct wal_status st;
+	struct wal_inline_stats is, is0;
+	inline_stats(f->w, &is0);
+	ms = 30;
+	uint64_t last = 0;
+	for (uint64_t i = 1; i <= 40; i++) { /* over the inline limit */
+		walt_fill(i, store[i], 300);
+		struct wal_entry e = {
+			.index = i, .term = 1, .type = (uint8_t)i, .len = 300, .data = store[i]
+		};
+		assert_int_equal(wal_append(f->w, &e, 1, NULL), 0);
+	}
+	last = 40;
+	assert_int_equal(walt_drain(f->w, &st), 0);
+	assert_int_equal(st.durable_index, last);
+	ms = 0;
+	inline_stats(f->w, &is);
+	assert_int_equal(is.inline_groups, is0.inline_groups);
+	assert_int_equal(is.slow_groups, is0.slow_groups + 1);
+	assert_int_equal(is.backoffs, is0.backoffs + 1);
+	assert_true(is.backed_off);
+	group_off_loop(f->w, &last, 0);
+	check_after_reopen(f, last);
 }
 
 /*
@@ -1502,13 +1680,21 @@ int main(void)
 		T(test_inline_backoff_ends, uring_inline),
 		T(test_inline_backoff_ends, direct_inline),
 		T(test_inline_backoff_ends, uring_wloop),
+		T(test_backoff_counted_when_inline_on, uring_inline),
+		T(test_backoff_counted_when_inline_on, uring_wloop),
 		T(test_inline_sync_fails, uring_inline),
 		T(test_inline_sync_fails, direct_inline),
+		T(test_inline_sync_fails, uring_wloop),
+		T(test_uring_group_fails, uring_inline),
+		T(test_uring_group_fails, direct_inline),
+		T(test_uring_group_fails, uring_wloop),
 		T(test_write_on_loop_order, uring_wloop),
+		T(test_write_on_loop_slow, uring_wloop),
 		T(test_write_on_loop_fsync_fails, uring_wloop),
 		T(test_lock, plain),
 		T(test_switch_to_direct, plain),
 		T(test_missing_snapshot, uring),
+		T(test_snapshot_names_exact, plain),
 		T(test_snapshot_concurrent, uring),
 		T(test_snapshot_killed_mid_write, uring),
 		ALL(test_dropped_segments_read_back),

@@ -318,6 +318,32 @@ static void test_stray_bytes_after_tail(void **state)
 	free(orig);
 }
 
+/*
+ * Only the names the log makes are segments (16 lowercase hex digits, then
+ * ".wal"): files whose first 16 characters strtoull would also read as a
+ * number (a sign, a 0x prefix, upper case) are not, and are left alone. Before
+ * log14 "+000000000000001.wal" was taken for segment 1 a second time (the open
+ * refused: segment 2 missing) and "000000000000000A.wal" for segment 10 (the
+ * open refused: no 000000000000000a.wal).
+ */
+static void test_segment_names_exact(void **state)
+{
+	struct fx *f = *state;
+	build_log(f);
+	const char *stray[] = { "+000000000000001.wal", "0x00000000000001.wal",
+				"000000000000000A.wal" };
+	walt_strays(f->dir, stray, 3, true);
+	struct wal *w = NULL;
+	struct wal_recovery rec;
+	int rc = open_log(f, &w, &rec);
+	if (rc)
+		fail_msg("open: %s: %s", keel_strerror(rc), rec.error);
+	assert_int_equal(rec.last_index, N);
+	walt_check_entry(w, N, 7);
+	wal_close(w);
+	walt_strays(f->dir, stray, 3, false);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -327,6 +353,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_bitflip_last_segment, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_gap_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stray_bytes_after_tail, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_segment_names_exact, setup, teardown),
 	};
 	return cmocka_run_group_tests_name("wal_recovery", tests, NULL, NULL);
 }

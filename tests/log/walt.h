@@ -187,4 +187,17 @@ static inline void walt_write_file(const char *path, const uint8_t *buf, size_t 
 	close(fd);
 }
 
+/* Stray files in dir: made (one byte each), or checked to be there still. */
+static inline void walt_strays(const char *dir, const char *const *names, size_t n, bool make)
+{
+	char p[PATH_MAX + 256];
+	for (size_t i = 0; i < n; i++) {
+		snprintf(p, sizeof(p), "%.2048s/%.255s", dir, names[i]);
+		if (make)
+			walt_write_file(p, (const uint8_t *)"x", 1);
+		else if (access(p, F_OK) != 0)
+			fail_msg("%s is gone", names[i]);
+	}
+}
+
 #endif
