@@ -50,7 +50,6 @@ static const char *const ignored_keys[] = {
 	"metricsProvider.httpPort",
 	"metricsProvider.exportJvmInfo",
 	"portUnification",
-	"maxCnxns",
 	"clientPortListenBacklog",
 	"commitLogCount",
 	"fsync.warningthresholdms",
@@ -782,6 +781,8 @@ static int set_key(struct parser *p, const char *key, const char *v)
 		return ssl_rc;
 	if (!strcmp(key, "maxClientCnxns"))
 		return want_u32(p, key, v, 0, 1000000, &c->max_client_cnxns);
+	if (!strcmp(key, "maxCnxns"))
+		return want_u32(p, key, v, 0, 1000000, &c->max_cnxns);
 	if (!strcmp(key, "minSessionTimeout")) {
 		p->have_min_st = true;
 		return want_u32(p, key, v, 1, 86400000, &c->min_session_timeout_ms);
@@ -1408,8 +1409,9 @@ size_t node_config_format(const struct node_config *c, char *buf, size_t len)
 		OUT("secureClientPortAddress=%s\n", c->secure_client_addr);
 	OUT("dataDir=%s\ndataLogDir=%s\n", c->data_dir, c->data_log_dir);
 	OUT("tickTime=%u\ninitLimit=%u\nsyncLimit=%u\n", c->tick_ms, c->init_limit, c->sync_limit);
-	OUT("maxClientCnxns=%u\nminSessionTimeout=%u\nmaxSessionTimeout=%u\n", c->max_client_cnxns,
-	    c->min_session_timeout_ms, c->max_session_timeout_ms);
+	OUT("maxClientCnxns=%u\nmaxCnxns=%u\nminSessionTimeout=%u\nmaxSessionTimeout=%u\n",
+	    c->max_client_cnxns, c->max_cnxns, c->min_session_timeout_ms,
+	    c->max_session_timeout_ms);
 	OUT("jute.maxbuffer=%u\nserverId=%u\n", c->max_packet_bytes, c->myid);
 	OUT("globalOutstandingLimit=%u\nreadonlymode.enabled=%s\n", c->global_outstanding_limit,
 	    c->read_only_enabled ? "true" : "false");
@@ -1476,6 +1478,7 @@ void node_config_value(const struct node_config *c, const char *key, char *buf, 
 		{ "minSessionTimeout", offsetof(struct node_config, min_session_timeout_ms) },
 		{ "maxSessionTimeout", offsetof(struct node_config, max_session_timeout_ms) },
 		{ "maxClientCnxns", offsetof(struct node_config, max_client_cnxns) },
+		{ "maxCnxns", offsetof(struct node_config, max_cnxns) },
 		{ "globalOutstandingLimit",
 		  offsetof(struct node_config, global_outstanding_limit) },
 		{ "keel.heartbeatMs", offsetof(struct node_config, heartbeat_ms) },
