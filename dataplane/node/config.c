@@ -78,16 +78,28 @@ struct parser {
 	uint32_t line;
 	char *err;
 	size_t err_len;
-	/* which keys were seen, and on which line, to refuse repeats */
-	struct {
-		char key[96];
+	/* every key seen, and on which line, to refuse repeats: grown as
+	 * needed, whatever the keys' length and number (each key malloc'd;
+	 * parser_free() frees them) */
+	struct seen_key {
+		char *key;
 		uint32_t line;
-	} seen[256];
-	uint32_t n_seen;
+	} * seen;
+	uint32_t n_seen, cap_seen;
 	/* node_config_load_live: keys whose file lines are skipped */
 	const struct node_live *live;
 	bool have_data_dir, have_client_port, have_min_st, have_max_st, have_data_log_dir;
 };
+
+static void parser_free(struct parser *p)
+{
+	if (!p)
+		return;
+	for (uint32_t i = 0; i < p->n_seen; i++)
+		free(p->seen[i].key);
+	free(p->seen);
+	free(p);
+}
 
 __attribute__((format(printf, 3, 4))) static int fail(struct parser *p, const char *key,
 						      const char *fmt, ...)
@@ -476,7 +488,7 @@ int node_server_parse(const char *key, const char *value, struct node_server *ou
 		if (rc == 0)
 			*out = cfg->servers[0];
 	}
-	free(p);
+	parser_free(p);
 	free(cfg);
 	return rc;
 }
@@ -694,10 +706,17 @@ static int set_key(struct parser *p, const char *key, const char *v)
 	for (uint32_t i = 0; i < p->n_seen; i++)
 		if (!strcmp(p->seen[i].key, key))
 			return fail(p, key, "set again (first set on line %u)", p->seen[i].line);
-	if (p->n_seen < KEEL_ARRAY_SIZE(p->seen) && strlen(key) < sizeof(p->seen[0].key)) {
-		snprintf(p->seen[p->n_seen].key, sizeof(p->seen[0].key), "%s", key);
-		p->seen[p->n_seen++].line = p->line;
+	if (p->n_seen == p->cap_seen) {
+		uint32_t cap = p->cap_seen ? 2 * p->cap_seen : 64;
+		struct seen_key *g = realloc(p->seen, cap * sizeof(*g));
+		if (!g)
+			return KEEL_E_NOMEM;
+		p->seen = g;
+		p->cap_seen = cap;
 	}
+	if (!(p->seen[p->n_seen].key = strdup(key)))
+		return KEEL_E_NOMEM;
+	p->seen[p->n_seen++].line = p->line;
 
 	if (!strncmp(key, "server.", 7))
 		return parse_server(p, key, v);
@@ -1241,7 +1260,7 @@ static int parse_text(struct node_config *cfg, const char *text, const char *ori
 	rc = finish(p, myid);
 out:
 	free(logical);
-	free(p);
+	parser_free(p);
 	return rc;
 }
 
