@@ -50,7 +50,6 @@ static const char *const ignored_keys[] = {
 	"metricsProvider.httpPort",
 	"metricsProvider.exportJvmInfo",
 	"portUnification",
-	"maxCnxns",
 	"clientPortListenBacklog",
 	"commitLogCount",
 	"fsync.warningthresholdms",
@@ -79,16 +78,28 @@ struct parser {
 	uint32_t line;
 	char *err;
 	size_t err_len;
-	/* which keys were seen, and on which line, to refuse repeats */
-	struct {
-		char key[96];
+	/* every key seen, and on which line, to refuse repeats: grown as
+	 * needed, whatever the keys' length and number (each key malloc'd;
+	 * parser_free() frees them) */
+	struct seen_key {
+		char *key;
 		uint32_t line;
-	} seen[256];
-	uint32_t n_seen;
+	} * seen;
+	uint32_t n_seen, cap_seen;
 	/* node_config_load_live: keys whose file lines are skipped */
 	const struct node_live *live;
 	bool have_data_dir, have_client_port, have_min_st, have_max_st, have_data_log_dir;
 };
+
+static void parser_free(struct parser *p)
+{
+	if (!p)
+		return;
+	for (uint32_t i = 0; i < p->n_seen; i++)
+		free(p->seen[i].key);
+	free(p->seen);
+	free(p);
+}
 
 __attribute__((format(printf, 3, 4))) static int fail(struct parser *p, const char *key,
 						      const char *fmt, ...)
@@ -477,7 +488,7 @@ int node_server_parse(const char *key, const char *value, struct node_server *ou
 		if (rc == 0)
 			*out = cfg->servers[0];
 	}
-	free(p);
+	parser_free(p);
 	free(cfg);
 	return rc;
 }
@@ -695,10 +706,17 @@ static int set_key(struct parser *p, const char *key, const char *v)
 	for (uint32_t i = 0; i < p->n_seen; i++)
 		if (!strcmp(p->seen[i].key, key))
 			return fail(p, key, "set again (first set on line %u)", p->seen[i].line);
-	if (p->n_seen < KEEL_ARRAY_SIZE(p->seen) && strlen(key) < sizeof(p->seen[0].key)) {
-		snprintf(p->seen[p->n_seen].key, sizeof(p->seen[0].key), "%s", key);
-		p->seen[p->n_seen++].line = p->line;
+	if (p->n_seen == p->cap_seen) {
+		uint32_t cap = p->cap_seen ? 2 * p->cap_seen : 64;
+		struct seen_key *g = realloc(p->seen, cap * sizeof(*g));
+		if (!g)
+			return KEEL_E_NOMEM;
+		p->seen = g;
+		p->cap_seen = cap;
 	}
+	if (!(p->seen[p->n_seen].key = strdup(key)))
+		return KEEL_E_NOMEM;
+	p->seen[p->n_seen++].line = p->line;
 
 	if (!strncmp(key, "server.", 7))
 		return parse_server(p, key, v);
@@ -782,6 +800,8 @@ static int set_key(struct parser *p, const char *key, const char *v)
 		return ssl_rc;
 	if (!strcmp(key, "maxClientCnxns"))
 		return want_u32(p, key, v, 0, 1000000, &c->max_client_cnxns);
+	if (!strcmp(key, "maxCnxns"))
+		return want_u32(p, key, v, 0, 1000000, &c->max_cnxns);
 	if (!strcmp(key, "minSessionTimeout")) {
 		p->have_min_st = true;
 		return want_u32(p, key, v, 1, 86400000, &c->min_session_timeout_ms);
@@ -1240,7 +1260,7 @@ static int parse_text(struct node_config *cfg, const char *text, const char *ori
 	rc = finish(p, myid);
 out:
 	free(logical);
-	free(p);
+	parser_free(p);
 	return rc;
 }
 
@@ -1408,8 +1428,9 @@ size_t node_config_format(const struct node_config *c, char *buf, size_t len)
 		OUT("secureClientPortAddress=%s\n", c->secure_client_addr);
 	OUT("dataDir=%s\ndataLogDir=%s\n", c->data_dir, c->data_log_dir);
 	OUT("tickTime=%u\ninitLimit=%u\nsyncLimit=%u\n", c->tick_ms, c->init_limit, c->sync_limit);
-	OUT("maxClientCnxns=%u\nminSessionTimeout=%u\nmaxSessionTimeout=%u\n", c->max_client_cnxns,
-	    c->min_session_timeout_ms, c->max_session_timeout_ms);
+	OUT("maxClientCnxns=%u\nmaxCnxns=%u\nminSessionTimeout=%u\nmaxSessionTimeout=%u\n",
+	    c->max_client_cnxns, c->max_cnxns, c->min_session_timeout_ms,
+	    c->max_session_timeout_ms);
 	OUT("jute.maxbuffer=%u\nserverId=%u\n", c->max_packet_bytes, c->myid);
 	OUT("globalOutstandingLimit=%u\nreadonlymode.enabled=%s\n", c->global_outstanding_limit,
 	    c->read_only_enabled ? "true" : "false");
@@ -1476,6 +1497,7 @@ void node_config_value(const struct node_config *c, const char *key, char *buf, 
 		{ "minSessionTimeout", offsetof(struct node_config, min_session_timeout_ms) },
 		{ "maxSessionTimeout", offsetof(struct node_config, max_session_timeout_ms) },
 		{ "maxClientCnxns", offsetof(struct node_config, max_client_cnxns) },
+		{ "maxCnxns", offsetof(struct node_config, max_cnxns) },
 		{ "globalOutstandingLimit",
 		  offsetof(struct node_config, global_outstanding_limit) },
 		{ "keel.heartbeatMs", offsetof(struct node_config, heartbeat_ms) },

@@ -2488,7 +2488,7 @@ static size_t four_letter(struct zk_backend *b, int word, char *out, size_t cap)
 		    "\nkeel_oversized\t%" PRIu64 "\nkeel_unknown_opcode\t%" PRIu64
 		    "\nkeel_refused_zxid_ahead\t%" PRIu64
 		    "\nkeel_rejected_max_client_cnxns\t%" PRIu64
-		    "\nkeel_throttled_outstanding\t%" PRIu64
+		    "\nkeel_rejected_max_cnxns\t%" PRIu64 "\nkeel_throttled_outstanding\t%" PRIu64
 		    "\nkeel_session_expired_unknown\t%" PRIu64
 		    "\nkeel_session_expired_not_found\t%" PRIu64
 		    "\nkeel_session_expired_password\t%" PRIu64
@@ -2499,7 +2499,8 @@ static size_t four_letter(struct zk_backend *b, int word, char *out, size_t cap)
 		    atomic_load(&k->leader), (uint64_t)zxid,
 		    (uint64_t)atomic_load(&k->applied_index), (uint64_t)atomic_load(&k->n_writes),
 		    st.malformed, st.oversized, st.unknown_opcode,
-		    (uint64_t)atomic_load(&k->n_refused_zxid), st.rejected_per_ip, st.throttled,
+		    (uint64_t)atomic_load(&k->n_refused_zxid), st.rejected_per_ip,
+		    st.rejected_max_conns, st.throttled,
 		    (uint64_t)atomic_load(&k->n_expired[KEELD_EXPIRED_UNKNOWN]),
 		    (uint64_t)atomic_load(&k->n_expired[KEELD_EXPIRED_NOT_FOUND]),
 		    (uint64_t)atomic_load(&k->n_expired[KEELD_EXPIRED_PASSWORD]),
@@ -2568,13 +2569,37 @@ static size_t four_letter(struct zk_backend *b, int word, char *out, size_t cap)
 	return KEEL_MIN(n, cap);
 }
 
-/* Engine thread: a maxClientCnxns / globalOutstandingLimit event, for metrics. */
+/*
+ * Engine thread: a maxClientCnxns / globalOutstandingLimit / maxCnxns event,
+ * for metrics. A refused connection is logged (ZooKeeper logs each: "Too many
+ * connections"), at most one line per limit per 10 s, counting those since
+ * the last line: a client retrying in a loop would otherwise fill the log.
+ */
 static void on_limited(struct zk_backend *b, enum zk_limit what)
 {
 	struct keeld *k = (struct keeld *)b;
-	struct mgmt_counter *c = k->limited[what == ZK_LIMIT_CONNS_PER_IP ? 0 : 1];
-	if (c)
-		mgmt_counter_add(c, 1);
+	int i = what == ZK_LIMIT_CONNS_PER_IP ? 0 : what == ZK_LIMIT_OUTSTANDING ? 1 : 2;
+	if (k->limited[i])
+		mgmt_counter_add(k->limited[i], 1);
+	if (what == ZK_LIMIT_OUTSTANDING)
+		return;
+	int r = what == ZK_LIMIT_CONNS;
+	k->refused[r]++;
+	uint64_t now = keel_now_ns();
+	if (k->refused_log_ns[r] && now - k->refused_log_ns[r] < 10000000000ull)
+		return;
+	if (r)
+		keeld_log("clients: %" PRIu64 " connection(s) refused at accept: maxCnxns %u "
+			  "open on the port",
+			  k->refused[r] - k->refused_logged[r],
+			  __atomic_load_n(&k->cfg.max_cnxns, __ATOMIC_RELAXED));
+	else
+		keeld_log("clients: %" PRIu64 " connection(s) refused at accept: maxClientCnxns "
+			  "%u open from the address",
+			  k->refused[r] - k->refused_logged[r],
+			  __atomic_load_n(&k->cfg.max_client_cnxns, __ATOMIC_RELAXED));
+	k->refused_logged[r] = k->refused[r];
+	k->refused_log_ns[r] = now;
 }
 
 /* Engine thread: a TLS connection closed for `why`, for metrics. */
@@ -2642,6 +2667,7 @@ int keeld_frontend_start(struct keeld *k)
 		.max_packet_bytes = k->cfg.max_packet_bytes,
 		.four_letter_whitelist = wl,
 		.max_conns_per_ip = k->cfg.max_client_cnxns,
+		.max_conns = k->cfg.max_cnxns,
 		.max_outstanding = k->cfg.global_outstanding_limit,
 	};
 	struct zk_tls_config tls;
@@ -2653,14 +2679,15 @@ int keeld_frontend_start(struct keeld *k)
 	}
 	/* The admin plane (started first) has the registry; without it, the
 	 * engine's own counters (mntr) are all there is. */
-	static const char *const reasons[2] = { "maxClientCnxns", "globalOutstandingLimit" };
-	for (int i = 0; i < 2 && k->metrics; i++) {
+	static const char *const reasons[3] = { "maxClientCnxns", "globalOutstandingLimit",
+						"maxCnxns" };
+	for (int i = 0; i < 3 && k->metrics; i++) {
 		char lb[64];
 		snprintf(lb, sizeof(lb), "reason=\"%s\"", reasons[i]);
 		k->limited[i] = mgmt_metrics_counter(
 			k->metrics, "keel_client_limited_total", lb,
-			"Client connections refused (maxClientCnxns) or times reading stopped "
-			"(globalOutstandingLimit), by limit.");
+			"Client connections refused (maxClientCnxns, maxCnxns) or times reading "
+			"stopped (globalOutstandingLimit), by limit.");
 	}
 	for (int i = 0; i < ZK_TLS_FAIL_COUNT_ && k->metrics && zc.tls; i++) {
 		char lb[64];
@@ -2694,10 +2721,11 @@ int keeld_frontend_start(struct keeld *k)
 	if (!zc.no_plain)
 		snprintf(on, sizeof(on), "%s:%u", where, zk_server_port(k->zk));
 	keeld_log("clients: ZooKeeper protocol on %s (epoll front end %s), session timeout "
-		  "%u..%u ms, 4lw whitelist 0x%x, maxClientCnxns %u, globalOutstandingLimit %u",
+		  "%u..%u ms, 4lw whitelist 0x%x, maxClientCnxns %u, maxCnxns %u, "
+		  "globalOutstandingLimit %u",
 		  on, k->fe_folded ? "on the pipeline thread" : "on its own thread",
 		  k->cfg.min_session_timeout_ms, k->cfg.max_session_timeout_ms, k->cfg.fourlw_mask,
-		  k->cfg.max_client_cnxns, k->cfg.global_outstanding_limit);
+		  k->cfg.max_client_cnxns, k->cfg.max_cnxns, k->cfg.global_outstanding_limit);
 	return 0;
 }
 

@@ -216,6 +216,8 @@ static void usage(FILE *f)
 		"  ssl.clientAuth=need|want|none  (default need); *.type=PEM only\n"
 		"  ssl.protocol ssl.enabledProtocols=TLSv1.2,TLSv1.3  ssl.ciphersuites=IANA,...\n"
 		"  maxClientCnxns=N             per client IP, 0 = no limit (default 60)\n"
+		"  maxCnxns=N                   per client port (plaintext, TLS apart),\n"
+		"                               0 = no limit (default 0)\n"
 		"  minSessionTimeout=MS maxSessionTimeout=MS   default 2x / 20x tickTime\n"
 		"  jute.maxbuffer=BYTES         largest client packet (default 0xfffff)\n"
 		"  globalOutstandingLimit=N     default 1000\n"

@@ -306,8 +306,12 @@ struct keeld {
 	struct mgmt_metrics *metrics;
 	struct mgmt_node_metrics *nm; /* updated from any thread (relaxed atomics) */
 	struct mgmt_server *msrv;
-	/* keel_client_limited_total{reason}: maxClientCnxns, globalOutstandingLimit */
-	struct mgmt_counter *limited[2];
+	/* keel_client_limited_total{reason}: maxClientCnxns, globalOutstandingLimit,
+	 * maxCnxns (frontend.c on_limited) */
+	struct mgmt_counter *limited[3];
+	/* connections refused at accept by maxClientCnxns [0] and maxCnxns [1],
+	 * and how many of them were logged when (engine thread only) */
+	uint64_t refused[2], refused_logged[2], refused_log_ns[2];
 	/* keel_tls_failures_total{reason}: TLS client connections closed, by reason */
 	struct mgmt_counter *tls_failed[ZK_TLS_FAIL_COUNT_];
 	/* keel_quota_soft_exceeded_total: applied writes that left a quota over

@@ -114,6 +114,7 @@ struct node_config {
 	char client_addr[NODE_HOST_MAX]; /* clientPortAddress; "": all, IPv4+IPv6 */
 	uint16_t client_port;            /* clientPort (required) */
 	uint32_t max_client_cnxns; /* maxClientCnxns per client IP, 0 = no limit (default 60) */
+	uint32_t max_cnxns; /* maxCnxns on each client port, 0 = no limit (default, as ZooKeeper) */
 	uint32_t min_session_timeout_ms;   /* minSessionTimeout (default 2 x tickTime) */
 	uint32_t max_session_timeout_ms;   /* maxSessionTimeout (default 20 x tickTime) */
 	uint32_t max_packet_bytes;         /* jute.maxbuffer (default 0xfffff, as ZooKeeper) */

@@ -5751,16 +5751,18 @@ static int mg_apply(struct pipeline *p, const char *key, const char *val, char *
 		} else if (!strcmp(key, "maxSessionTimeout")) {
 			__atomic_store_n(&k->cfg.max_session_timeout_ms, c->max_session_timeout_ms,
 					 __ATOMIC_RELAXED);
-		} else if (!strcmp(key, "maxClientCnxns") ||
+		} else if (!strcmp(key, "maxClientCnxns") || !strcmp(key, "maxCnxns") ||
 			   !strcmp(key, "globalOutstandingLimit")) {
-			/* the zk engine enforces both; only this thread writes them */
+			/* the zk engine enforces the three; only this thread writes them */
 			if (!strcmp(key, "maxClientCnxns"))
 				__atomic_store_n(&k->cfg.max_client_cnxns, c->max_client_cnxns,
 						 __ATOMIC_RELAXED);
+			else if (!strcmp(key, "maxCnxns"))
+				__atomic_store_n(&k->cfg.max_cnxns, c->max_cnxns, __ATOMIC_RELAXED);
 			else
 				__atomic_store_n(&k->cfg.global_outstanding_limit,
 						 c->global_outstanding_limit, __ATOMIC_RELAXED);
-			zk_server_set_limits(k->zk, k->cfg.max_client_cnxns,
+			zk_server_set_limits(k->zk, k->cfg.max_cnxns, k->cfg.max_client_cnxns,
 					     k->cfg.global_outstanding_limit);
 		} else if (!strcmp(key, "keel.heartbeatMs") ||
 			   !strcmp(key, "keel.electionTimeoutMs")) {

@@ -21,7 +21,8 @@
  * Connections are closed and freed only by the engine thread, which is what
  * keeps a zk_conn_id safe to use from any thread.
  *
- * Limits: a connection beyond max_conns_per_ip from one address is closed at
+ * Limits: a connection beyond max_conns on its port (plaintext and TLS
+ * count apart), or beyond max_conns_per_ip from one address, is closed at
  * accept. Outstanding requests (handed to the backend, not answered) are
  * counted per connection, and their sum is s->outstanding; at
  * max_outstanding the engine is "throttled": it hands no more requests over
@@ -1132,6 +1133,15 @@ static void on_accept(struct zk_server *s, bool tls)
 			close(fd);
 			continue;
 		}
+		/* ZooKeeper checks maxCnxns first, against its factory's own
+		 * connections: "Too many connections max allowed is N". */
+		uint32_t on_port = tls ? s->st.tls_open : s->st.open - s->st.tls_open;
+		if (s->cfg.max_conns && on_port >= s->cfg.max_conns) {
+			s->st.rejected_max_conns++;
+			limited(s, ZK_LIMIT_CONNS);
+			close(fd);
+			continue;
+		}
 		struct zk_peer peer;
 		peer_of(&ss, &peer);
 		if (s->cfg.max_conns_per_ip && peer.len &&
@@ -1859,14 +1869,16 @@ void zk_server_stats(struct zk_server *s, struct zk_server_stats *out)
 	pthread_mutex_unlock(&s->mu);
 }
 
-void zk_server_set_limits(struct zk_server *s, uint32_t max_conns_per_ip, uint32_t max_outstanding)
+void zk_server_set_limits(struct zk_server *s, uint32_t max_conns, uint32_t max_conns_per_ip,
+			  uint32_t max_outstanding)
 {
 	/*
-	 * Under the engine's mutex, not atomics: the engine reads both limits
+	 * Under the engine's mutex, not atomics: the engine reads the limits
 	 * only while it holds it (accept, request hand-over, answered()), and
 	 * lifting a throttle must change `throttled` with them.
 	 */
 	pthread_mutex_lock(&s->mu);
+	s->cfg.max_conns = max_conns;
 	s->cfg.max_conns_per_ip = max_conns_per_ip;
 	s->cfg.max_outstanding = max_outstanding;
 	if (s->throttled &&

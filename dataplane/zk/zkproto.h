@@ -604,6 +604,7 @@ const char *zk_tls_fail_name(enum zk_tls_fail why);
 enum zk_limit {
 	ZK_LIMIT_CONNS_PER_IP = 1, /* max_conns_per_ip: the new connection was closed */
 	ZK_LIMIT_OUTSTANDING = 2,  /* max_outstanding: reading stopped until answers drain */
+	ZK_LIMIT_CONNS = 3,        /* max_conns on that port: the new connection was closed */
 };
 
 /* A connection, by value: stays safe to use after the connection is gone. */
@@ -690,6 +691,13 @@ struct zk_server_config {
 	 */
 	uint32_t max_conns_per_ip;
 	/*
+	 * ZooKeeper's maxCnxns: connections open at once on one port; one more
+	 * is accepted and closed at once, before max_conns_per_ip is looked at.
+	 * The plaintext and the TLS port count apart, each up to max_conns, as
+	 * ZooKeeper's two connection factories do. 0: no limit.
+	 */
+	uint32_t max_conns;
+	/*
 	 * ZooKeeper's globalOutstandingLimit: requests handed to the backend
 	 * and not yet answered, over all connections. At the limit the engine
 	 * stops reading requests (nothing is dropped: they wait in the socket
@@ -728,6 +736,7 @@ struct zk_server_stats {
 	uint64_t four_letter_refused; /* not in the whitelist */
 	uint64_t output_overflow;     /* closed: client not reading */
 	uint64_t rejected_per_ip;     /* closed at accept: max_conns_per_ip from that address */
+	uint64_t rejected_max_conns;  /* closed at accept: max_conns open on that port */
 	uint64_t throttled;           /* times reading stopped at max_outstanding */
 	uint64_t tls_accepted;        /* connections accepted on the TLS port (in accepted too) */
 	uint64_t tls_handshakes;      /* handshakes completed */
@@ -857,12 +866,13 @@ void zk_server_reset_conn_stats(struct zk_server *s);
 /* ZooKeeper's abbreviation of an opcode in cons ("GETD", "EXIS"...; "NA" if none). */
 const char *zk_op_abbrev(int32_t type);
 /*
- * Changes max_conns_per_ip and max_outstanding (see zk_server_config) while
+ * Changes max_conns, max_conns_per_ip and max_outstanding (see zk_server_config) while
  * the server runs, from any thread. They count from the next accept and
  * the next request; connections already open stay. A throttled engine
  * whose new limit is 0 or above the resume mark reads again at once.
  */
-void zk_server_set_limits(struct zk_server *s, uint32_t max_conns_per_ip, uint32_t max_outstanding);
+void zk_server_set_limits(struct zk_server *s, uint32_t max_conns, uint32_t max_conns_per_ip,
+			  uint32_t max_outstanding);
 
 #ifdef __cplusplus
 }

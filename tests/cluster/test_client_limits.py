@@ -10,6 +10,8 @@
    on one socket is throttled, not dropped: every create answered OK, in
    request order, and the throttle is counted;
  - both limits changed live through PUT /config take effect at once;
+ - maxCnxns set live (below maxClientCnxns): one connection more is closed
+   at accept, counted and logged as maxCnxns, the open sessions served;
  - IPv6: kazoo on [::1]:port; ip ACLs by IPv6 address; an IPv4 client of
    the dual-stack socket is 127.0.0.1 to ACLs (as ZooKeeper sees it);
    whoAmI and cons show the IPv6 address as ZooKeeper does;
@@ -255,6 +257,35 @@ class Limits(unittest.TestCase):
             for s in socks:
                 s.close()
         self.assertEqual(metric(i, "keel_client_limited_total", "maxClientCnxns"), before + 1)
+
+    def test_live_max_cnxns(self):
+        """maxCnxns (0 in zoo.cfg: no limit) set live below maxClientCnxns:
+        one connection more than it is closed at accept and counted as
+        maxCnxns (not maxClientCnxns), logged; the sessions open are still
+        served; back to 0, a new one is let in."""
+        i = 2
+        port = CLUSTER.nodes[i].client_port
+        self.wait_idle(i)
+        limit = MAX_CNXNS - 1
+        before = metric(i, "keel_client_limited_total", "maxCnxns")
+        per_ip = metric(i, "keel_client_limited_total", "maxClientCnxns")
+        rejected = int(mntr(i)["keel_rejected_max_cnxns"])
+        self.put_config(i, "maxCnxns", limit)
+        socks = []
+        try:
+            socks = [session(port) for _ in range(limit)]
+            self.assert_refused_at_accept(port)
+            self.assert_served(socks)
+            self.assertEqual(metric(i, "keel_client_limited_total", "maxCnxns"), before + 1)
+            self.assertEqual(metric(i, "keel_client_limited_total", "maxClientCnxns"), per_ip)
+        finally:
+            self.put_config(i, "maxCnxns", 0)
+            for s in socks:
+                s.close()
+        self.assertEqual(int(mntr(i)["keel_rejected_max_cnxns"]), rejected + 1)
+        with open(os.path.join(CLUSTER.nodes[i].workdir, "out.log"), errors="replace") as f:
+            self.assertIn("refused at accept: maxCnxns %d open on the port" % limit, f.read())
+        session(port).close()
 
     def test_live_outstanding_limit(self):
         i = 1

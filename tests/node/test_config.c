@@ -35,7 +35,7 @@ static void refused(const char *text, uint32_t myid, unsigned line, const char *
 	int rc = parse(text, myid);
 	if (rc != KEEL_E_CONFIG)
 		fail_msg("'%s' gave %d, not a refusal", text, rc);
-	char want[128];
+	char want[512];
 	if (line)
 		snprintf(want, sizeof(want), "zoo.cfg:%u: %s: ", line, key);
 	else
@@ -507,6 +507,70 @@ static void test_bad_values_named(void **state)
 	refused("dataDir=/d\n", 0, 0, "clientPort", "not set");
 }
 
+/*
+ * maxCnxns (ZooKeeper 3.6+: connections open at once on a client port,
+ * default 0 = no limit) is read, no longer ignored; printed by conf and
+ * GET /config; a bad value named.
+ */
+static void test_max_cnxns(void **state)
+{
+	(void)state;
+	char out[8192], v[32];
+	assert_int_equal(parse(BASE, 0), 0);
+	assert_int_equal(cfg.max_cnxns, 0);
+	for (const char *const *k = node_config_ignored_keys(); *k; k++)
+		assert_string_not_equal(*k, "maxCnxns");
+	assert_int_equal(parse(BASE "maxCnxns = 500\n", 0), 0);
+	assert_int_equal(cfg.max_cnxns, 500);
+	node_config_format(&cfg, out, sizeof(out));
+	assert_non_null(strstr(out, "\nmaxCnxns=500\n"));
+	node_config_value(&cfg, "maxCnxns", v, sizeof(v));
+	assert_string_equal(v, "500");
+	refused(BASE "maxCnxns=-1\n", 0, 3, "maxCnxns", NULL);
+	refused(BASE "maxCnxns=lots\n", 0, 3, "maxCnxns", NULL);
+	refused(BASE "maxCnxns=1\nmaxCnxns=2\n", 0, 4, "maxCnxns",
+		"set again (first set on line 3)");
+}
+
+/* A key repeated is refused however long it is (cfg14's table kept keys
+ * under 96 bytes only) ... */
+static void test_repeated_long_key(void **state)
+{
+	(void)state;
+	char key[300], text[1024];
+	memset(key, 'k', sizeof(key));
+	memcpy(key, "jvm.", 4); /* an ignored prefix: any name loads */
+	for (size_t len = 95; len <= 299; len += 102) {
+		key[len] = 0;
+		snprintf(text, sizeof(text), BASE "%s=1\ntickTime=100\n%s=2\n", key, key);
+		refused(text, 0, 5, key, "set again (first set on line 3)");
+		key[len] = 'k';
+	}
+	/* the same key spelled two ways (a continuation, an escape) is one key */
+	key[200] = 0;
+	snprintf(text, sizeof(text), BASE "%.100s\\\n  %s=1\n\\u006a%s=2\n", key, key + 100,
+		 key + 1);
+	refused(text, 0, 5, key, "set again (first set on line 3)");
+}
+
+/* ... and however many keys came before it (it kept the first 256). */
+static void test_repeated_key_past_256(void **state)
+{
+	(void)state;
+	size_t cap = 64 * 1024, n = 0;
+	char *text = malloc(cap);
+	assert_non_null(text);
+	n += (size_t)snprintf(text + n, cap - n, BASE);
+	for (int i = 0; i < 600; i++)
+		n += (size_t)snprintf(text + n, cap - n, "jvm.k%03d=%d\n", i, i);
+	assert_int_equal(parse(text, 0), 0);
+	snprintf(text + n, cap - n, "jvm.k599=again\n");
+	refused(text, 0, 603, "jvm.k599", "set again (first set on line 602)");
+	snprintf(text + n, cap - n, "tickTime=1\ntickTime=2\n");
+	refused(text, 0, 604, "tickTime", "set again (first set on line 603)");
+	free(text);
+}
+
 static void test_bad_servers_named(void **state)
 {
 	(void)state;
@@ -924,6 +988,9 @@ int main(void)
 		cmocka_unit_test(test_keel_keys),
 		cmocka_unit_test(test_zookeeper_keys_accepted),
 		cmocka_unit_test(test_bad_values_named),
+		cmocka_unit_test(test_max_cnxns),
+		cmocka_unit_test(test_repeated_long_key),
+		cmocka_unit_test(test_repeated_key_past_256),
 		cmocka_unit_test(test_bad_servers_named),
 		cmocka_unit_test(test_myid_file),
 		cmocka_unit_test(test_load_file),

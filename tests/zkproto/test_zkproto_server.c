@@ -74,7 +74,7 @@ struct zk_backend {
 	int connects;
 	int cb_errors;       /* checks that failed inside callbacks (engine thread) */
 	int max_pend;        /* most deferred writes at once */
-	int limited[3];      /* limited() calls by enum zk_limit */
+	int limited[4];      /* limited() calls by enum zk_limit */
 	struct zk_peer peer; /* the last connect's client address */
 	size_t big_bytes;    /* getData "/big" returns this many bytes */
 	/* external_loop: callbacks must run on the polling thread */
@@ -236,8 +236,10 @@ static void be_closed(struct zk_backend *b, zk_conn_id conn, int64_t session)
 static void be_limited(struct zk_backend *b, enum zk_limit what)
 {
 	pthread_mutex_lock(&b->mu);
-	CB_CHECK(b, what == ZK_LIMIT_CONNS_PER_IP || what == ZK_LIMIT_OUTSTANDING);
-	b->limited[what == ZK_LIMIT_CONNS_PER_IP ? 1 : 2]++;
+	CB_CHECK(b, what == ZK_LIMIT_CONNS_PER_IP || what == ZK_LIMIT_OUTSTANDING ||
+			    what == ZK_LIMIT_CONNS);
+	if (what >= ZK_LIMIT_CONNS_PER_IP && what <= ZK_LIMIT_CONNS)
+		b->limited[what]++;
 	pthread_mutex_unlock(&b->mu);
 }
 
@@ -585,6 +587,99 @@ static void test_conns_per_ip(void **state)
 	close(fd2);
 	close(fd4);
 	wait_closed(b, 3);
+	be_stop(b);
+}
+
+/* A session on fd answers a read (getData of a missing node). */
+static void served(int fd)
+{
+	struct zk_request q = { .xid = 7, .type = ZK_OP_GET_DATA, .path = { "/missing", 8 } };
+	send_request(fd, &q);
+	struct zk_response r = read_reply(fd, q.type);
+	assert_int_equal(r.xid, 7);
+	assert_int_equal(r.err, ZK_ENONODE);
+}
+
+/* The limited() calls of one kind so far. */
+static int limited_count(struct zk_backend *b, enum zk_limit what)
+{
+	pthread_mutex_lock(&b->mu);
+	int n = b->limited[what];
+	pthread_mutex_unlock(&b->mu);
+	return n;
+}
+
+/* A new connection is closed at accept: then maxCnxns refusals are `n`, open `open`. */
+static void refused_max_conns(struct zk_backend *b, uint64_t n, uint32_t open)
+{
+	int fd = dial(b);
+	expect_eof(fd);
+	close(fd);
+	struct zk_server_stats st;
+	zk_server_stats(b->srv, &st);
+	assert_int_equal(st.rejected_max_conns, n);
+	assert_int_equal(st.open, open);
+}
+
+/* A new connection gets a session. */
+static int admitted(struct zk_backend *b)
+{
+	struct zk_connect_response cr;
+	int fd = dial(b);
+	session_connect(fd, 0, &cr);
+	assert_int_not_equal(cr.session_id, 0);
+	return fd;
+}
+
+/*
+ * maxCnxns: connections open at once on the port. One more is closed at
+ * accept and counted as maxCnxns even when it is also one too many from its
+ * address (ZooKeeper looks at the total first); the open sessions are still
+ * served. Changed live: a raised limit lets the per-IP one decide, no limit
+ * admits, a lowered one refuses the next while those open stay.
+ */
+static void test_max_conns(void **state)
+{
+	(void)state;
+	struct zk_server_config cfg = { .max_connections = 16,
+					.max_conns = 2,
+					.max_conns_per_ip = 2 };
+	struct zk_backend *b = be_start_cfg(&cfg);
+	assert_non_null(b);
+	int fd[5];
+	fd[0] = admitted(b);
+	fd[1] = admitted(b);
+	refused_max_conns(b, 1, 2);
+	assert_int_equal(limited_count(b, ZK_LIMIT_CONNS), 1);
+	assert_int_equal(limited_count(b, ZK_LIMIT_CONNS_PER_IP), 0);
+	served(fd[0]);
+	served(fd[1]);
+	/* 3 on the port: the third from 127.0.0.1 is its address's third */
+	zk_server_set_limits(b->srv, 3, 2, 0);
+	refused_max_conns(b, 1, 2);
+	assert_int_equal(limited_count(b, ZK_LIMIT_CONNS_PER_IP), 1);
+	/* no per-IP limit: a third is let in, a fourth is over maxCnxns */
+	zk_server_set_limits(b->srv, 3, 0, 0);
+	fd[2] = admitted(b);
+	refused_max_conns(b, 2, 3);
+	/* lowered under the open count: those stay, the next is refused */
+	zk_server_set_limits(b->srv, 1, 0, 0);
+	refused_max_conns(b, 3, 3);
+	served(fd[2]);
+	/* 0: no limit */
+	zk_server_set_limits(b->srv, 0, 0, 0);
+	fd[3] = admitted(b);
+	/* once one closes under a limit, the next is let in */
+	zk_server_set_limits(b->srv, 4, 0, 0);
+	refused_max_conns(b, 4, 4);
+	close(fd[0]);
+	wait_closed(b, 1);
+	fd[4] = admitted(b);
+	assert_int_equal(limited_count(b, ZK_LIMIT_CONNS), 4);
+	assert_int_equal(limited_count(b, ZK_LIMIT_CONNS_PER_IP), 1);
+	for (int i = 1; i < 5; i++)
+		close(fd[i]);
+	wait_closed(b, 5);
 	be_stop(b);
 }
 
@@ -1557,6 +1652,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_c_client),
 		cmocka_unit_test(test_fifo_order),
 		cmocka_unit_test(test_conns_per_ip),
+		cmocka_unit_test(test_max_conns),
 		cmocka_unit_test(test_listen_ipv6),
 		cmocka_unit_test(test_outstanding_limit),
 		cmocka_unit_test(test_close_all),

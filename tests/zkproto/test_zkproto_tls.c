@@ -881,6 +881,43 @@ static void test_refusals(void **state)
 	stop(&f);
 }
 
+/*
+ * maxCnxns counts each port apart, as ZooKeeper's two connection factories
+ * do: at 1, a plaintext session and a TLS one are both let in; a second on
+ * either port is closed at accept (counted, no TLS failure: the TLS one
+ * never reaches a handshake), and both sessions are still served.
+ */
+static void test_max_conns_per_port(void **state)
+{
+	(void)state;
+	struct fixture f;
+	start(&f, false, FAILSAFE_S * 3 * 1000);
+	zk_server_set_limits(f.b.srv, 1, 0, 0);
+	uint16_t tp = zk_server_tls_port(f.b.srv), pp = zk_server_port(f.b.srv);
+	struct client plain = { .fd = dial(pp) };
+	assert_int_equal(session(&plain), 0x100);
+	struct client tls;
+	assert_int_equal(tls_dial(&tls, tp, p_client_cert, p_client_key, 0), 1);
+	assert_int_equal(session(&tls), 0x101);
+
+	struct client c = { .fd = dial(pp) };
+	expect_closed(&c);
+	close(c.fd);
+	assert_true(tls_dial(&c, tp, p_client_cert, p_client_key, 0) != 1);
+	client_close(&c);
+	struct zk_server_stats st = stats(&f);
+	assert_int_equal(st.rejected_max_conns, 2);
+	assert_int_equal(st.open, 2);
+	assert_int_equal(st.tls_open, 1);
+	for (int i = 0; i < ZK_TLS_FAIL_COUNT_; i++)
+		assert_int_equal(st.tls_failed[i], 0);
+	requests(&plain, 1);
+	requests(&tls, 2);
+	client_close(&tls);
+	close(plain.fd);
+	stop(&f);
+}
+
 /* No plaintext listener: a TLS-only server (secureClientPort alone). */
 static void test_tls_only(void **state)
 {
@@ -1089,10 +1126,15 @@ int main(void)
 	 * a server that closed first must not kill the test. */
 	signal(SIGPIPE, SIG_IGN);
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_subject_java),     cmocka_unit_test(test_check),
-		cmocka_unit_test(test_session),          cmocka_unit_test(test_session_external),
-		cmocka_unit_test(test_refusals),         cmocka_unit_test(test_tls_only),
-		cmocka_unit_test(test_half_open_memory), cmocka_unit_test(test_refused_clients),
+		cmocka_unit_test(test_subject_java),
+		cmocka_unit_test(test_check),
+		cmocka_unit_test(test_session),
+		cmocka_unit_test(test_session_external),
+		cmocka_unit_test(test_refusals),
+		cmocka_unit_test(test_tls_only),
+		cmocka_unit_test(test_max_conns_per_port),
+		cmocka_unit_test(test_half_open_memory),
+		cmocka_unit_test(test_refused_clients),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
