@@ -95,6 +95,7 @@ struct sim {
 	uint32_t confs_n;
 	uint64_t watch_id, watch_index; /* liveness: the first write after healing */
 	uint64_t install_draws;         /* install faults' own stream (sim_opts.install_fail_pct) */
+	bool healed; /* sim_run's heal phase: no fault of any kind from here on */
 	char *trace;
 	size_t trace_n, trace_cap;
 	struct raft_entry ents[MAX_ENTS];
@@ -616,6 +617,10 @@ static void record_read(struct sim *s, struct node *nd, const struct raft_read *
 static const char *install_fault(struct sim *s, struct node *nd)
 {
 	static const char *const stage[] = { "last chunk write", "sync", "rename", "restore" };
+	/* Like the network's faults, the disk's stop at the heal: a liveness
+	 * bound means nothing while every install may still fail. */
+	if (s->healed)
+		return NULL;
 	if (nd->fail_installs) {
 		nd->fail_installs--;
 		return stage[nd->fail_installs % 4];
@@ -1380,13 +1385,21 @@ int sim_run(struct sim *s, uint32_t fault_ticks, uint32_t heal_ticks)
 		random_client(s);
 		sim_step(s);
 	}
-	/* Heal: every node up, a clean network, fast disks; progress must follow. */
+	/*
+	 * Heal: every fault stops -- every node up, a clean network, fast disks
+	 * that no longer fail installs, exact clocks (the bound below is in sim
+	 * ticks); progress must follow.
+	 */
 	sim_heal(s);
+	s->healed = true;
 	s->partition_until = 0;
 	s->drop_pct = s->dup_pct = 0;
 	s->delay_max = 0;
 	for (uint32_t i = 1; i <= s->o.nodes; i++) {
 		s->n[i].disk_delay = KEEL_MIN(s->n[i].disk_delay, 1u);
+		s->n[i].fail_installs = 0;
+		if (s->n[i].rate_pm != 1000)
+			sim_clock_rate(s, i, 1000);
 		sim_restart(s, i);
 	}
 	uint64_t first_id = s->next_id;
