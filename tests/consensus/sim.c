@@ -18,6 +18,9 @@ struct pmsg {
 
 struct write {
 	uint64_t seq, at;
+	/* sim_opts.hs_apart: the hard state lands at hs_at, apart from the rest */
+	uint64_t hs_at;
+	bool log_done, hs_done;
 	bool hs_changed, snap;
 	struct raft_hard_state hs;
 	struct raft_snapshot_meta meta;
@@ -95,7 +98,8 @@ struct sim {
 	uint32_t confs_n;
 	uint64_t watch_id, watch_index; /* liveness: the first write after healing */
 	uint64_t install_draws;         /* install faults' own stream (sim_opts.install_fail_pct) */
-	bool healed; /* sim_run's heal phase: no fault of any kind from here on */
+	bool healed;       /* sim_run's heal phase: no fault of any kind from here on */
+	uint64_t hs_draws; /* sim_opts.hs_apart's own stream */
 	char *trace;
 	size_t trace_n, trace_cap;
 	struct raft_entry ents[MAX_ENTS];
@@ -371,40 +375,65 @@ static void durable_snapshot(struct node *nd, const struct raft_snapshot_meta *m
 	memcpy(nd->snap_img, img, IMG_BYTES);
 }
 
+/* A write's log part: its snapshot, entries and commit record. */
+static void write_log_part(struct sim *s, struct node *nd, struct write *w)
+{
+	if (w->snap)
+		durable_snapshot(nd, &w->meta, w->img, true);
+	if (w->commit && w->commit > nd->dcommit) {
+		nd->dcommit = w->commit;
+		nd->dcommit_term = w->commit_term;
+	}
+	bool truncated = false;
+	for (uint32_t i = 0; i < w->n; i++) {
+		const struct raft_entry *e = &w->ents[i];
+		/* Entries from e->index on are replaced, also where a snapshot
+		 * taken meanwhile (applied before this write was durable)
+		 * covers the first ones: a wal truncates its suffix there. */
+		if (!truncated) {
+			dlog_drop_from(nd, KEEL_MAX(e->index, nd->snap.index + 1));
+			truncated = true;
+		}
+		if (e->index == nd->snap.index)
+			nd->snap_log_term = e->term;
+		if (e->index <= nd->snap.index)
+			continue;
+		if (e->index != nd->snap.index + nd->dn + 1)
+			failf(s, "sim: n%u durable log gap at %llu", nd->id,
+			      (unsigned long long)e->index);
+		else
+			dlog_append(nd, e);
+	}
+	w->log_done = true;
+}
+
+/*
+ * Writes land in order. With sim_opts.hs_apart the hard state is a file of
+ * its own (keeld's `hardstate`, synced apart from the log's groups): the
+ * hard states land in order among themselves and the log parts among
+ * themselves, in either order between the two, so a crash can keep a vote
+ * or term without the entries written with or after it, or entries of a
+ * term whose hard state is lost. An update is reported durable once both
+ * of its parts and those of every earlier one are (keeld's poll_wal).
+ */
 static void disk_complete(struct sim *s, struct node *nd)
 {
+	for (uint32_t i = 0; i < nd->wn && nd->wq[i].at <= s->now; i++)
+		if (!nd->wq[i].log_done)
+			write_log_part(s, nd, &nd->wq[i]);
+	for (uint32_t i = 0; i < nd->wn; i++) {
+		struct write *w = &nd->wq[i];
+		if (w->hs_done)
+			continue;
+		if (w->hs_at > s->now)
+			break;
+		nd->hs = w->hs;
+		w->hs_done = true;
+	}
 	uint64_t done = 0;
 	uint32_t k = 0;
-	while (k < nd->wn && nd->wq[k].at <= s->now) {
+	while (k < nd->wn && nd->wq[k].log_done && nd->wq[k].hs_done) {
 		struct write *w = &nd->wq[k++];
-		if (w->hs_changed)
-			nd->hs = w->hs;
-		if (w->snap)
-			durable_snapshot(nd, &w->meta, w->img, true);
-		if (w->commit && w->commit > nd->dcommit) {
-			nd->dcommit = w->commit;
-			nd->dcommit_term = w->commit_term;
-		}
-		bool truncated = false;
-		for (uint32_t i = 0; i < w->n; i++) {
-			const struct raft_entry *e = &w->ents[i];
-			/* Entries from e->index on are replaced, also where a snapshot
-			 * taken meanwhile (applied before this write was durable)
-			 * covers the first ones: a wal truncates its suffix there. */
-			if (!truncated) {
-				dlog_drop_from(nd, KEEL_MAX(e->index, nd->snap.index + 1));
-				truncated = true;
-			}
-			if (e->index == nd->snap.index)
-				nd->snap_log_term = e->term;
-			if (e->index <= nd->snap.index)
-				continue;
-			if (e->index != nd->snap.index + nd->dn + 1)
-				failf(s, "sim: n%u durable log gap at %llu", nd->id,
-				      (unsigned long long)e->index);
-			else
-				dlog_append(nd, e);
-		}
 		write_free(w);
 		done = w->seq;
 	}
@@ -659,6 +688,19 @@ static void drain(struct sim *s, struct node *nd)
 				w->at = nd->wq[nd->wn - 2].at;
 			w->hs_changed = u.hs_changed;
 			w->hs = u.hs;
+			w->hs_done = !u.hs_changed;
+			w->hs_at = w->at;
+			if (s->o.hs_apart && u.hs_changed) {
+				/* Its own stream: a seed's main stream stays as it was. */
+				uint64_t x = mix(s->o.seed ^ 0x4A5D5EEDULL, ++s->hs_draws);
+				w->hs_at = s->now + x % (2 * nd->disk_delay + 3);
+				/* Hard states land in the order they were written. */
+				for (uint32_t j = nd->wn - 1; j > 0; j--)
+					if (nd->wq[j - 1].hs_changed) {
+						w->hs_at = KEEL_MAX(w->hs_at, nd->wq[j - 1].hs_at);
+						break;
+					}
+			}
 			w->snap = u.has_snapshot;
 			w->meta = u.snapshot;
 			if (u.has_snapshot) {
@@ -815,6 +857,14 @@ static void start_node(struct sim *s, struct node *nd)
 	}
 	nd->recovered_upto = c.commit;
 	nd->commit_want = c.commit;
+	/* sim_opts.hs_apart: the log's entries landed, their term's hard state
+	 * did not (raft_create runs at the log's term, with no vote). */
+	uint64_t lt = nd->dn ? nd->dlog[nd->dn - 1].term : nd->snap.term;
+	if (lt > nd->hs.term && s->now) {
+		s->st.hs_behind++;
+		sim_note(s, "n%u restarts with a log of term %llu past its hard state's %llu",
+			 nd->id, (unsigned long long)lt, (unsigned long long)nd->hs.term);
+	}
 	c.entries = nd->dlog;
 	c.n_entries = nd->dn;
 	struct raft_buf *img = NULL;
@@ -1253,6 +1303,15 @@ void sim_trace_clear(struct sim *s)
 
 /* ---- seeded random runs ---- */
 
+/* sim_opts.hs_apart: one part of a write landed, the other not yet. */
+static bool write_split(const struct node *nd)
+{
+	for (uint32_t i = 0; i < nd->wn; i++)
+		if (nd->wq[i].log_done != nd->wq[i].hs_done)
+			return true;
+	return false;
+}
+
 static void random_faults(struct sim *s)
 {
 	uint32_t nn = s->o.nodes;
@@ -1291,7 +1350,10 @@ static void random_faults(struct sim *s)
 	for (uint32_t i = 1; i <= nn; i++) {
 		struct node *nd = &s->n[i];
 		uint32_t odds = nd->r && raft_role(nd->r) == RAFT_LEADER ? 8 : 4;
-		if (nd->r && rnd_below(s, 1000) < odds) {
+		/* The crash the split hard state is about, often (its own stream). */
+		bool split = s->o.hs_apart && nd->r && write_split(nd) &&
+			     mix(s->o.seed ^ 0xC4A5BULL, ++s->hs_draws) % 100 < 5;
+		if (split || (nd->r && rnd_below(s, 1000) < odds)) {
 			sim_crash(s, i);
 			nd->restart_at = s->now + 1 + rnd_below(s, 80);
 		} else if (!nd->r && s->now >= nd->restart_at) {

@@ -54,6 +54,15 @@ struct sim_opts {
 	/* Nodes write no commit record with their entries (as before the log
 	 * kept one): a restart applies only its snapshot until a leader speaks. */
 	bool no_commit_record;
+	/*
+	 * The hard state is written apart from the log (keeld's `hardstate`
+	 * file, synced on its own): a write's hard state lands up to 2 x
+	 * disk_delay + 2 ticks after the write, in order with the other hard
+	 * states but in either order with the log's writes, so a crash can
+	 * keep entries of a term whose hard state it loses, or a vote without
+	 * the entries written beside it. Drawn from a stream of its own.
+	 */
+	bool hs_apart;
 };
 
 struct sim;
@@ -103,6 +112,7 @@ struct sim_stats {
 	uint64_t follower_reads;    /* of reads: served through a follower */
 	uint64_t install_failures;  /* installs that failed at the disk and were retried */
 	uint64_t recovered_applies; /* entries applied at a restart from the persisted commit */
+	uint64_t hs_behind;         /* restarts whose log held a term its hard state had not */
 };
 void sim_get_stats(const struct sim *s, struct sim_stats *st);
 

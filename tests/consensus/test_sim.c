@@ -10,6 +10,8 @@
  *   test_raft_sim --clock-slow PM --lease-drift D   clocks up to PM per mille slow on
  *        every seed, leases with drift bound D: experiments beyond the bound
  *   test_raft_sim --install-fail PCT   that per cent of installs fail at the disk, every seed
+ *   test_raft_sim --hs-apart 0|1   the hard state written apart from the log on every
+ *        seed (1) or on none (0); by default on half of them
  * KEEL_SIM_SEEDS / KEEL_SIM_START override --seeds / --start (soak runs).
  */
 #include <setjmp.h>
@@ -31,6 +33,7 @@ static bool g_trace;
 /* Overrides for experiments beyond the lease's drift bound (-1: the sweep's own). */
 static int64_t g_clock_slow_pm = -1, g_lease_drift = -1;
 static int64_t g_install_fail_pct = -1; /* --install-fail: every seed's install faults */
+static int64_t g_hs_apart = -1;         /* --hs-apart: 0 or 1 on every seed */
 static const char *g_argv0 = "test_raft_sim";
 
 static void opts_for_seed(struct sim_opts *o, uint64_t seed)
@@ -65,6 +68,8 @@ static void opts_for_seed(struct sim_opts *o, uint64_t seed)
 		o->lease_drift_ticks = (uint32_t)g_lease_drift;
 	if (g_install_fail_pct >= 0)
 		o->install_fail_pct = (uint32_t)g_install_fail_pct;
+	/* The hard state synced apart from the log, as keeld's `hardstate`. */
+	o->hs_apart = g_hs_apart >= 0 ? g_hs_apart != 0 : seed / 5 % 2 == 1;
 }
 
 static struct sim_stats g_total;
@@ -87,6 +92,7 @@ static int run_seed(uint64_t seed)
 	g_total.install_failures += st.install_failures;
 	g_total.applied += st.applied;
 	g_total.recovered_applies += st.recovered_applies;
+	g_total.hs_behind += st.hs_behind;
 	if (g_trace)
 		fputs(sim_trace(s), stdout);
 	if (rc) {
@@ -110,12 +116,14 @@ static void test_sweep(void **state)
 	printf("sim: exercised %llu elections, %llu crashes, %llu snapshot installs (%llu more "
 	       "failed at the disk), %llu membership "
 	       "changes, %llu transfers, %llu reads (%llu via followers), %llu entries committed, "
-	       "%llu applied at restarts from a persisted commit\n",
+	       "%llu applied at restarts from a persisted commit, %llu restarts with a log past "
+	       "their hard state's term\n",
 	       (unsigned long long)g_total.elections, (unsigned long long)g_total.crashes,
 	       (unsigned long long)g_total.installs, (unsigned long long)g_total.install_failures,
 	       (unsigned long long)g_total.conf_changes, (unsigned long long)g_total.transfers,
 	       (unsigned long long)g_total.reads, (unsigned long long)g_total.follower_reads,
-	       (unsigned long long)g_total.applied, (unsigned long long)g_total.recovered_applies);
+	       (unsigned long long)g_total.applied, (unsigned long long)g_total.recovered_applies,
+	       (unsigned long long)g_total.hs_behind);
 	assert_int_equal(failures, 0);
 }
 
@@ -140,11 +148,13 @@ int main(int argc, char **argv)
 			g_lease_drift = strtoll(argv[++i], NULL, 0);
 		} else if (!strcmp(argv[i], "--install-fail") && i + 1 < argc) {
 			g_install_fail_pct = strtoll(argv[++i], NULL, 0);
+		} else if (!strcmp(argv[i], "--hs-apart") && i + 1 < argc) {
+			g_hs_apart = strtoll(argv[++i], NULL, 0);
 		} else {
 			fprintf(stderr,
 				"usage: %s [--seeds N] [--start S] [--seed S] [--trace] "
 				"[--clock-slow PERMILLE] [--lease-drift TICKS] [--install-fail "
-				"PCT]\n",
+				"PCT] [--hs-apart 0|1]\n",
 				argv[0]);
 			return 2;
 		}
