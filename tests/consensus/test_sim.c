@@ -10,6 +10,7 @@
  *   test_raft_sim --clock-slow PM --lease-drift D   clocks up to PM per mille slow on
  *        every seed, leases with drift bound D: experiments beyond the bound
  *   test_raft_sim --install-fail PCT   that per cent of installs fail at the disk, every seed
+ *   test_raft_sim --nodes N   clusters of N nodes (1-7) on every seed, not 3 or 5
  *   test_raft_sim --hs-apart 0|1   the hard state written apart from the log on every
  *        seed (1) or on none (0); by default on half of them
  * KEEL_SIM_SEEDS / KEEL_SIM_START override --seeds / --start (soak runs).
@@ -34,11 +35,12 @@ static bool g_trace;
 static int64_t g_clock_slow_pm = -1, g_lease_drift = -1;
 static int64_t g_install_fail_pct = -1; /* --install-fail: every seed's install faults */
 static int64_t g_hs_apart = -1;         /* --hs-apart: 0 or 1 on every seed */
+static int64_t g_nodes = -1;            /* --nodes: every seed's cluster size */
 static const char *g_argv0 = "test_raft_sim";
 
 static void opts_for_seed(struct sim_opts *o, uint64_t seed)
 {
-	sim_opts_default(o, seed, seed % 2 ? 3 : 5);
+	sim_opts_default(o, seed, g_nodes > 0 ? (uint32_t)g_nodes : seed % 2 ? 3 : 5);
 	o->faults = true;
 	o->trace = g_trace;
 	o->snapshot_every = 8 + (uint32_t)(seed % 24);
@@ -148,13 +150,19 @@ int main(int argc, char **argv)
 			g_lease_drift = strtoll(argv[++i], NULL, 0);
 		} else if (!strcmp(argv[i], "--install-fail") && i + 1 < argc) {
 			g_install_fail_pct = strtoll(argv[++i], NULL, 0);
+		} else if (!strcmp(argv[i], "--nodes") && i + 1 < argc) {
+			g_nodes = strtoll(argv[++i], NULL, 0);
+			if (g_nodes < 1 || g_nodes > SIM_MAX_NODES) {
+				fprintf(stderr, "%s: --nodes 1..%d\n", argv[0], SIM_MAX_NODES);
+				return 2;
+			}
 		} else if (!strcmp(argv[i], "--hs-apart") && i + 1 < argc) {
 			g_hs_apart = strtoll(argv[++i], NULL, 0);
 		} else {
 			fprintf(stderr,
 				"usage: %s [--seeds N] [--start S] [--seed S] [--trace] "
 				"[--clock-slow PERMILLE] [--lease-drift TICKS] [--install-fail "
-				"PCT] [--hs-apart 0|1]\n",
+				"PCT] [--hs-apart 0|1] [--nodes N]\n",
 				argv[0]);
 			return 2;
 		}
