@@ -58,6 +58,7 @@ struct node {
 	uint64_t applied, hash, last_snap, max_id;
 	uint8_t stage[IMG_BYTES];
 	uint32_t fail_installs; /* sim_fail_installs: the next N installs fail */
+	bool hs_hold;           /* sim_hold_hard_state: no hard state lands */
 	enum raft_role role;
 	uint64_t term;
 };
@@ -425,7 +426,7 @@ static void disk_complete(struct sim *s, struct node *nd)
 		struct write *w = &nd->wq[i];
 		if (w->hs_done)
 			continue;
-		if (w->hs_at > s->now)
+		if (w->hs_at > s->now || nd->hs_hold)
 			break;
 		nd->hs = w->hs;
 		w->hs_done = true;
@@ -976,6 +977,12 @@ void sim_crash(struct sim *s, uint32_t id)
 void sim_fail_installs(struct sim *s, uint32_t id, uint32_t n)
 {
 	node(s, id)->fail_installs = n;
+}
+
+void sim_hold_hard_state(struct sim *s, uint32_t id, bool hold)
+{
+	node(s, id)->hs_hold = hold;
+	sim_note(s, "n%u hard state writes %s", id, hold ? "held" : "released");
 }
 
 void sim_restart(struct sim *s, uint32_t id)

@@ -88,6 +88,9 @@ void sim_crash(struct sim *s, uint32_t id);
 void sim_restart(struct sim *s, uint32_t id);
 /* The next n snapshot installs at node id fail at the disk (install_fail_pct's fault). */
 void sim_fail_installs(struct sim *s, uint32_t id, uint32_t n);
+/* With sim_opts.hs_apart: node id's hard state writes do not land while held
+ * (its log's do; nothing after them is reported durable). */
+void sim_hold_hard_state(struct sim *s, uint32_t id, bool hold);
 /* Propose one batch at node id; *index gets its index. */
 int sim_propose(struct sim *s, uint32_t id, uint64_t *index);
 int sim_read(struct sim *s, uint32_t id, uint64_t read_id);
