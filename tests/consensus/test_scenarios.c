@@ -1145,8 +1145,7 @@ static void test_restart_log_past_hard_state(void **state)
 	(void)state;
 	struct sim_opts o;
 	sim_opts_default(&o, 31, 3);
-	o.trace = true;
-	o.hs_apart = true;
+	o.trace = o.hs_apart = true;
 	struct sim *s = cluster_opts(&o);
 	uint32_t l = sim_until_leader(s, 100);
 	assert_int_not_equal(l, 0);
