@@ -11,6 +11,8 @@
  *        every seed, leases with drift bound D: experiments beyond the bound
  *   test_raft_sim --install-fail PCT   that per cent of installs fail at the disk, every seed
  *   test_raft_sim --nodes N   clusters of N nodes (1-7) on every seed, not 3 or 5
+ *   test_raft_sim --conf 0|1 --lease 0|1   membership changes, lease reads on every seed or none
+ *   test_raft_sim --fault-ticks N   a fault phase of N ticks (1000)
  *   test_raft_sim --hs-apart 0|1   the hard state written apart from the log on every
  *        seed (1) or on none (0); by default on half of them
  * KEEL_SIM_SEEDS / KEEL_SIM_START override --seeds / --start (soak runs).
@@ -33,9 +35,11 @@ static uint64_t g_start = 1, g_count = 50;
 static bool g_trace;
 /* Overrides for experiments beyond the lease's drift bound (-1: the sweep's own). */
 static int64_t g_clock_slow_pm = -1, g_lease_drift = -1;
-static int64_t g_install_fail_pct = -1; /* --install-fail: every seed's install faults */
-static int64_t g_hs_apart = -1;         /* --hs-apart: 0 or 1 on every seed */
-static int64_t g_nodes = -1;            /* --nodes: every seed's cluster size */
+static int64_t g_install_fail_pct = -1;   /* --install-fail: every seed's install faults */
+static int64_t g_hs_apart = -1;           /* --hs-apart: 0 or 1 on every seed */
+static int64_t g_nodes = -1;              /* --nodes: every seed's cluster size */
+static int64_t g_conf = -1, g_lease = -1; /* --conf, --lease: 0 or 1 on every seed */
+static uint32_t g_fault_ticks = FAULT_TICKS;
 static const char *g_argv0 = "test_raft_sim";
 
 static void opts_for_seed(struct sim_opts *o, uint64_t seed)
@@ -53,6 +57,10 @@ static void opts_for_seed(struct sim_opts *o, uint64_t seed)
 	o->lease_reads = seed % 4 == 0;
 	o->conf_changes = seed % 3 == 2; /* joint consensus under faults */
 	o->follower_reads = seed % 8 != 1;
+	if (g_conf >= 0)
+		o->conf_changes = g_conf != 0;
+	if (g_lease >= 0)
+		o->lease_reads = g_lease != 0;
 	/* Installs failing at the follower's disk, retried (raft_snapshot_install_failed). */
 	o->install_fail_pct = seed % 5 < 2 ? 25 : 0;
 	/*
@@ -63,7 +71,7 @@ static void opts_for_seed(struct sim_opts *o, uint64_t seed)
 	 * Seeds without leases drift too (timers, elections, read timeouts).
 	 */
 	o->clock_slow_pm =
-		seed % 4 == 0 ? 1000 * o->lease_drift_ticks / 10 : (uint32_t)(seed / 4 % 4) * 100;
+		o->lease_reads ? 1000 * o->lease_drift_ticks / 10 : (uint32_t)(seed / 4 % 4) * 100;
 	if (g_clock_slow_pm >= 0)
 		o->clock_slow_pm = (uint32_t)g_clock_slow_pm;
 	if (g_lease_drift >= 0)
@@ -81,7 +89,7 @@ static int run_seed(uint64_t seed)
 	struct sim_opts o;
 	opts_for_seed(&o, seed);
 	struct sim *s = sim_new(&o);
-	int rc = sim_run(s, FAULT_TICKS, HEAL_TICKS);
+	int rc = sim_run(s, g_fault_ticks, HEAL_TICKS);
 	struct sim_stats st;
 	sim_get_stats(s, &st);
 	g_total.elections += st.elections;
@@ -156,13 +164,20 @@ int main(int argc, char **argv)
 				fprintf(stderr, "%s: --nodes 1..%d\n", argv[0], SIM_MAX_NODES);
 				return 2;
 			}
+		} else if (!strcmp(argv[i], "--conf") && i + 1 < argc) {
+			g_conf = strtoll(argv[++i], NULL, 0);
+		} else if (!strcmp(argv[i], "--lease") && i + 1 < argc) {
+			g_lease = strtoll(argv[++i], NULL, 0);
+		} else if (!strcmp(argv[i], "--fault-ticks") && i + 1 < argc) {
+			g_fault_ticks = (uint32_t)strtoul(argv[++i], NULL, 0);
 		} else if (!strcmp(argv[i], "--hs-apart") && i + 1 < argc) {
 			g_hs_apart = strtoll(argv[++i], NULL, 0);
 		} else {
 			fprintf(stderr,
 				"usage: %s [--seeds N] [--start S] [--seed S] [--trace] "
 				"[--clock-slow PERMILLE] [--lease-drift TICKS] [--install-fail "
-				"PCT] [--hs-apart 0|1] [--nodes N]\n",
+				"PCT] [--hs-apart 0|1] [--nodes N] [--conf 0|1] [--lease 0|1] "
+				"[--fault-ticks N]\n",
 				argv[0]);
 			return 2;
 		}
