@@ -910,6 +910,7 @@ void sim_opts_default(struct sim_opts *o, uint64_t seed, uint32_t nodes)
 	o->max_entries = 16;
 	o->max_inflight = 8;
 	o->lease_drift_ticks = 2;
+	o->drop_pct = o->dup_pct = o->delay_max = -1;
 }
 
 struct sim *sim_new(const struct sim_opts *o)
@@ -1445,6 +1446,12 @@ int sim_run(struct sim *s, uint32_t fault_ticks, uint32_t heal_ticks)
 		s->drop_pct = rnd_below(s, 16);
 		s->dup_pct = rnd_below(s, 6);
 		s->delay_max = rnd_below(s, 6);
+		if (s->o.drop_pct >= 0)
+			s->drop_pct = (uint32_t)s->o.drop_pct;
+		if (s->o.dup_pct >= 0)
+			s->dup_pct = (uint32_t)s->o.dup_pct;
+		if (s->o.delay_max >= 0)
+			s->delay_max = (uint32_t)s->o.delay_max;
 		for (uint32_t i = 1; i <= s->o.nodes; i++)
 			s->n[i].disk_delay = chance(s, 40) ? rnd_below(s, 8) : 0;
 	}

@@ -63,6 +63,10 @@ struct sim_opts {
 	 * the entries written beside it. Drawn from a stream of its own.
 	 */
 	bool hs_apart;
+	/* Random runs: the network's rates for the whole fault phase instead of
+	 * the seed's draw (drop 0-15 %, duplicate 0-5 %, delay 1 + 0-5 ticks);
+	 * -1 (sim_opts_default): the draw. */
+	int32_t drop_pct, dup_pct, delay_max;
 };
 
 struct sim;

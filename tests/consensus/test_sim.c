@@ -13,6 +13,7 @@
  *   test_raft_sim --nodes N   clusters of N nodes (1-7) on every seed, not 3 or 5
  *   test_raft_sim --conf 0|1 --lease 0|1   membership changes, lease reads on every seed or none
  *   test_raft_sim --fault-ticks N   a fault phase of N ticks (1000)
+ *   test_raft_sim --drop PCT --dup PCT --delay N   the network's rates on every seed
  *   test_raft_sim --hs-apart 0|1   the hard state written apart from the log on every
  *        seed (1) or on none (0); by default on half of them
  * KEEL_SIM_SEEDS / KEEL_SIM_START override --seeds / --start (soak runs).
@@ -40,6 +41,7 @@ static int64_t g_hs_apart = -1;           /* --hs-apart: 0 or 1 on every seed */
 static int64_t g_nodes = -1;              /* --nodes: every seed's cluster size */
 static int64_t g_conf = -1, g_lease = -1; /* --conf, --lease: 0 or 1 on every seed */
 static uint32_t g_fault_ticks = FAULT_TICKS;
+static int32_t g_drop = -1, g_dup = -1, g_delay = -1; /* --drop, --dup, --delay */
 static const char *g_argv0 = "test_raft_sim";
 
 static void opts_for_seed(struct sim_opts *o, uint64_t seed)
@@ -57,6 +59,9 @@ static void opts_for_seed(struct sim_opts *o, uint64_t seed)
 	o->lease_reads = seed % 4 == 0;
 	o->conf_changes = seed % 3 == 2; /* joint consensus under faults */
 	o->follower_reads = seed % 8 != 1;
+	o->drop_pct = g_drop;
+	o->dup_pct = g_dup;
+	o->delay_max = g_delay;
 	if (g_conf >= 0)
 		o->conf_changes = g_conf != 0;
 	if (g_lease >= 0)
@@ -168,6 +173,12 @@ int main(int argc, char **argv)
 			g_conf = strtoll(argv[++i], NULL, 0);
 		} else if (!strcmp(argv[i], "--lease") && i + 1 < argc) {
 			g_lease = strtoll(argv[++i], NULL, 0);
+		} else if (!strcmp(argv[i], "--drop") && i + 1 < argc) {
+			g_drop = (int32_t)strtol(argv[++i], NULL, 0);
+		} else if (!strcmp(argv[i], "--dup") && i + 1 < argc) {
+			g_dup = (int32_t)strtol(argv[++i], NULL, 0);
+		} else if (!strcmp(argv[i], "--delay") && i + 1 < argc) {
+			g_delay = (int32_t)strtol(argv[++i], NULL, 0);
 		} else if (!strcmp(argv[i], "--fault-ticks") && i + 1 < argc) {
 			g_fault_ticks = (uint32_t)strtoul(argv[++i], NULL, 0);
 		} else if (!strcmp(argv[i], "--hs-apart") && i + 1 < argc) {
@@ -177,7 +188,7 @@ int main(int argc, char **argv)
 				"usage: %s [--seeds N] [--start S] [--seed S] [--trace] "
 				"[--clock-slow PERMILLE] [--lease-drift TICKS] [--install-fail "
 				"PCT] [--hs-apart 0|1] [--nodes N] [--conf 0|1] [--lease 0|1] "
-				"[--fault-ticks N]\n",
+				"[--fault-ticks N] [--drop PCT] [--dup PCT] [--delay TICKS]\n",
 				argv[0]);
 			return 2;
 		}
