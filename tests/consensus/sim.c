@@ -59,6 +59,7 @@ struct node {
 	uint8_t stage[IMG_BYTES];
 	uint32_t fail_installs; /* sim_fail_installs: the next N installs fail */
 	bool hs_hold;           /* sim_hold_hard_state: no hard state lands */
+	bool gone, gone_now;    /* sim_opts.removals: applied its removal (now: this update) */
 	enum raft_role role;
 	uint64_t term;
 };
@@ -96,6 +97,8 @@ struct sim {
 	/* committed configurations: from index confs_at[i] on, voters are confs_mask[i] */
 	uint64_t confs_at[4096];
 	uint32_t confs_mask[4096];
+	uint32_t confs_members[4096]; /* and its members (voters or not), by the same bits */
+	uint32_t proposed_out;        /* sim_opts.removals: ids (bit id) never proposed again */
 	uint32_t confs_n;
 	uint64_t watch_id, watch_index; /* liveness: the first write after healing */
 	uint64_t install_draws;         /* install faults' own stream (sim_opts.install_fail_pct) */
@@ -480,13 +483,24 @@ static void apply_entry(struct sim *s, struct node *nd, const struct raft_entry 
 		if (raft_conf_decode(e->buf->data + e->off, e->len, &conf)) {
 			failf(s, "n%u applies an undecodable configuration", nd->id);
 		} else if (s->confs_n < KEEL_ARRAY_SIZE(s->confs_at)) {
-			uint32_t mask = 0;
-			for (uint32_t i = 0; i < conf.n; i++)
+			uint32_t mask = 0, members = 0;
+			for (uint32_t i = 0; i < conf.n; i++) {
+				members |= 1u << conf.m[i].id;
 				if (conf.m[i].flags & RAFT_VOTER)
 					mask |= 1u << conf.m[i].id;
+			}
 			s->confs_at[s->confs_n] = e->index;
+			s->confs_members[s->confs_n] = members;
 			s->confs_mask[s->confs_n++] = mask;
 		}
+	}
+	if (s->o.removals && e->type == RAFT_ENTRY_CONF) {
+		struct raft_conf conf;
+		bool member = false;
+		if (!raft_conf_decode(e->buf->data + e->off, e->len, &conf))
+			for (uint32_t i = 0; i < conf.n; i++)
+				member |= conf.m[i].id == nd->id;
+		nd->gone_now |= !member;
 	}
 	if (e->index <= nd->recovered_upto) {
 		s->st.recovered_applies++;
@@ -791,6 +805,14 @@ static void drain(struct sim *s, struct node *nd)
 		if (nd->disk_delay == 0)
 			disk_complete(s, nd);
 		check_leader(s, nd);
+		if (nd->gone_now) {
+			/* keeld: REMOVED, and it stops (sim_opts.removals). */
+			sim_note(s, "n%u applied its removal: it stops for good", nd->id);
+			sim_crash(s, nd->id);
+			s->st.removed++;
+			nd->gone = true;
+			nd->gone_now = false;
+		}
 	}
 	if (nd->r)
 		check_leader(s, nd);
@@ -929,6 +951,8 @@ struct sim *sim_new(const struct sim_opts *o)
 	for (uint32_t i = 1; i <= o->voters; i++)
 		s->confs_mask[0] |= 1u << i;
 	s->confs_n = 1;
+	for (uint32_t i = 1; i <= o->nodes; i++)
+		s->confs_members[0] |= 1u << i;
 	for (uint32_t i = 1; i <= o->nodes; i++) {
 		struct node *nd = &s->n[i];
 		nd->id = i;
@@ -989,7 +1013,7 @@ void sim_hold_hard_state(struct sim *s, uint32_t id, bool hold)
 void sim_restart(struct sim *s, uint32_t id)
 {
 	struct node *nd = node(s, id);
-	if (nd->r)
+	if (nd->r || nd->gone)
 		return;
 	start_node(s, nd);
 	sim_note(s, "n%u restarts term=%llu last=%llu", id, (unsigned long long)nd->hs.term,
@@ -1035,8 +1059,8 @@ static void deliver(struct sim *s, struct node *nd)
 			int rc = raft_msg_decode(pm.buf, 0, pm.buf->size, &m, s->ents, MAX_ENTS);
 			if (rc)
 				failf(s, "decode: %s", keel_strerror(rc));
-			else
-				raft_step(nd->r, &m);
+			else if (raft_step(nd->r, &m) == KEEL_E_UNKNOWN_PEER)
+				s->st.from_nonmembers++;
 		}
 		raft_buf_unref(pm.buf);
 	}
@@ -1411,14 +1435,32 @@ static void random_client(struct sim *s)
 			sim_transfer(s, l, to); /* refused unless to is a voter */
 	}
 	if (s->o.conf_changes && chance(s, 1)) {
-		/* Every node stays a member; a random nonempty subset votes. */
-		struct raft_conf t = { .n = s->o.nodes, .joint = false };
+		/* Every node stays a member (but those sim_opts.removals takes out);
+		 * a random nonempty subset votes. */
+		uint32_t in = 0, n_in = 0; /* bit i: id i + 1 */
+		for (uint32_t i = 0; i < s->o.nodes; i++)
+			if (!(s->proposed_out & (1u << (i + 1)))) {
+				in |= 1u << i;
+				n_in++;
+			}
+		if (s->o.removals && n_in > 2 && chance(s, 30)) {
+			uint32_t k = rnd_below(s, n_in), i = 0;
+			for (;; i++)
+				if ((in >> i) & 1 && k-- == 0)
+					break;
+			in &= ~(1u << i);
+			s->proposed_out |= 1u << (i + 1);
+			sim_note(s, "n%u to be removed for good", i + 1);
+		}
+		struct raft_conf t = { .n = 0, .joint = false };
 		uint32_t mask = 0;
 		while (!mask)
-			mask = (uint32_t)rnd(s) & ((1u << s->o.nodes) - 1);
+			mask = (uint32_t)rnd(s) & ((1u << s->o.nodes) - 1) & in;
 		for (uint32_t i = 0; i < s->o.nodes; i++)
-			t.m[i] = (struct raft_member){ .id = i + 1,
-						       .flags = (mask >> i) & 1 ? RAFT_VOTER : 0 };
+			if ((in >> i) & 1)
+				t.m[t.n++] = (struct raft_member){
+					.id = i + 1, .flags = (mask >> i) & 1 ? RAFT_VOTER : 0
+				};
 		sim_change_conf(s, l, &t);
 	}
 }
@@ -1504,10 +1546,18 @@ int sim_run(struct sim *s, uint32_t fault_ticks, uint32_t heal_ticks)
 		if (l && t % 10 == 0 && s->max_applied_id < first_id)
 			sim_propose(s, l, NULL);
 		sim_step(s);
-		/* Applied everywhere (directly or inside an installed snapshot). */
+		/* Applied everywhere (directly or inside an installed snapshot):
+		 * on every member of the last configuration committed. */
+		uint32_t members = s->confs_members[0];
+		uint64_t at = 0;
+		for (uint32_t k = 0; k < s->confs_n; k++)
+			if (s->confs_at[k] >= at) {
+				at = s->confs_at[k];
+				members = s->confs_members[k];
+			}
 		bool all = s->watch_index != 0;
 		for (uint32_t i = 1; i <= s->o.nodes && all; i++)
-			if (s->n[i].applied < s->watch_index)
+			if ((members & (1u << i)) && s->n[i].applied < s->watch_index)
 				all = false;
 		if (all)
 			return check_reads_settled(s);

@@ -33,7 +33,15 @@ struct sim_opts {
 	uint32_t chunk_bytes;    /* InstallSnapshot chunk size */
 	uint32_t propose_pct;    /* chance per tick that the leader proposes (random runs) */
 	bool lease_reads;
-	bool conf_changes;          /* random runs: the leader changes the voter set now and then */
+	bool conf_changes; /* random runs: the leader changes the voter set now and then */
+	/*
+	 * With conf_changes: 3 changes in 10 also remove a member for good
+	 * (never proposed again), while more than two remain. As keeld, a
+	 * node stops for good once it applies a configuration without itself
+	 * (its REMOVED marker); until then it runs, campaigns and serves reads,
+	 * also across restarts. The heal's write must reach the members only.
+	 */
+	bool removals;
 	uint32_t max_entries;       /* entries per AppendEntries */
 	uint32_t max_inflight;      /* AppendEntries in flight per follower */
 	uint32_t lease_drift_ticks; /* raft_config.lease_drift_ticks (default: the core's, 2) */
@@ -120,6 +128,8 @@ struct sim_stats {
 	uint64_t install_failures;  /* installs that failed at the disk and were retried */
 	uint64_t recovered_applies; /* entries applied at a restart from the persisted commit */
 	uint64_t hs_behind;         /* restarts whose log held a term its hard state had not */
+	uint64_t removed;           /* nodes stopped for good on applying their removal */
+	uint64_t from_nonmembers;   /* messages refused as from no member (KEEL_E_UNKNOWN_PEER) */
 };
 void sim_get_stats(const struct sim *s, struct sim_stats *st);
 

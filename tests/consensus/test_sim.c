@@ -12,6 +12,7 @@
  *   test_raft_sim --install-fail PCT   that per cent of installs fail at the disk, every seed
  *   test_raft_sim --nodes N   clusters of N nodes (1-7) on every seed, not 3 or 5
  *   test_raft_sim --conf 0|1 --lease 0|1   membership changes, lease reads on every seed or none
+ *   test_raft_sim --removals 0|1   membership changes also remove members for good
  *   test_raft_sim --fault-ticks N   a fault phase of N ticks (1000)
  *   test_raft_sim --drop PCT --dup PCT --delay N   the network's rates on every seed
  *   test_raft_sim --hs-apart 0|1   the hard state written apart from the log on every
@@ -40,6 +41,7 @@ static int64_t g_install_fail_pct = -1;   /* --install-fail: every seed's instal
 static int64_t g_hs_apart = -1;           /* --hs-apart: 0 or 1 on every seed */
 static int64_t g_nodes = -1;              /* --nodes: every seed's cluster size */
 static int64_t g_conf = -1, g_lease = -1; /* --conf, --lease: 0 or 1 on every seed */
+static int64_t g_removals = -1;           /* --removals: 0 or 1 on every seed */
 static uint32_t g_fault_ticks = FAULT_TICKS;
 static int32_t g_drop = -1, g_dup = -1, g_delay = -1; /* --drop, --dup, --delay */
 static const char *g_argv0 = "test_raft_sim";
@@ -66,6 +68,8 @@ static void opts_for_seed(struct sim_opts *o, uint64_t seed)
 		o->conf_changes = g_conf != 0;
 	if (g_lease >= 0)
 		o->lease_reads = g_lease != 0;
+	if (g_removals >= 0)
+		o->removals = g_removals != 0;
 	/* Installs failing at the follower's disk, retried (raft_snapshot_install_failed). */
 	o->install_fail_pct = seed % 5 < 2 ? 25 : 0;
 	/*
@@ -108,6 +112,8 @@ static int run_seed(uint64_t seed)
 	g_total.applied += st.applied;
 	g_total.recovered_applies += st.recovered_applies;
 	g_total.hs_behind += st.hs_behind;
+	g_total.removed += st.removed;
+	g_total.from_nonmembers += st.from_nonmembers;
 	if (g_trace)
 		fputs(sim_trace(s), stdout);
 	if (rc) {
@@ -132,13 +138,15 @@ static void test_sweep(void **state)
 	       "failed at the disk), %llu membership "
 	       "changes, %llu transfers, %llu reads (%llu via followers), %llu entries committed, "
 	       "%llu applied at restarts from a persisted commit, %llu restarts with a log past "
-	       "their hard state's term\n",
+	       "their hard state's term, %llu members removed for good, %llu messages refused as "
+	       "from no member\n",
 	       (unsigned long long)g_total.elections, (unsigned long long)g_total.crashes,
 	       (unsigned long long)g_total.installs, (unsigned long long)g_total.install_failures,
 	       (unsigned long long)g_total.conf_changes, (unsigned long long)g_total.transfers,
 	       (unsigned long long)g_total.reads, (unsigned long long)g_total.follower_reads,
 	       (unsigned long long)g_total.applied, (unsigned long long)g_total.recovered_applies,
-	       (unsigned long long)g_total.hs_behind);
+	       (unsigned long long)g_total.hs_behind, (unsigned long long)g_total.removed,
+	       (unsigned long long)g_total.from_nonmembers);
 	assert_int_equal(failures, 0);
 }
 
@@ -171,6 +179,8 @@ int main(int argc, char **argv)
 			}
 		} else if (!strcmp(argv[i], "--conf") && i + 1 < argc) {
 			g_conf = strtoll(argv[++i], NULL, 0);
+		} else if (!strcmp(argv[i], "--removals") && i + 1 < argc) {
+			g_removals = strtoll(argv[++i], NULL, 0);
 		} else if (!strcmp(argv[i], "--lease") && i + 1 < argc) {
 			g_lease = strtoll(argv[++i], NULL, 0);
 		} else if (!strcmp(argv[i], "--drop") && i + 1 < argc) {
@@ -188,7 +198,8 @@ int main(int argc, char **argv)
 				"usage: %s [--seeds N] [--start S] [--seed S] [--trace] "
 				"[--clock-slow PERMILLE] [--lease-drift TICKS] [--install-fail "
 				"PCT] [--hs-apart 0|1] [--nodes N] [--conf 0|1] [--lease 0|1] "
-				"[--fault-ticks N] [--drop PCT] [--dup PCT] [--delay TICKS]\n",
+				"[--fault-ticks N] [--drop PCT] [--dup PCT] [--delay TICKS] "
+				"[--removals 0|1]\n",
 				argv[0]);
 			return 2;
 		}
