@@ -33,7 +33,15 @@ struct sim_opts {
 	uint32_t chunk_bytes;    /* InstallSnapshot chunk size */
 	uint32_t propose_pct;    /* chance per tick that the leader proposes (random runs) */
 	bool lease_reads;
-	bool conf_changes;          /* random runs: the leader changes the voter set now and then */
+	bool conf_changes; /* random runs: the leader changes the voter set now and then */
+	/*
+	 * With conf_changes: 3 changes in 10 also remove a member for good
+	 * (never proposed again), while more than two remain. As keeld, a
+	 * node stops for good once it applies a configuration without itself
+	 * (its REMOVED marker); until then it runs, campaigns and serves reads,
+	 * also across restarts. The heal's write must reach the members only.
+	 */
+	bool removals;
 	uint32_t max_entries;       /* entries per AppendEntries */
 	uint32_t max_inflight;      /* AppendEntries in flight per follower */
 	uint32_t lease_drift_ticks; /* raft_config.lease_drift_ticks (default: the core's, 2) */
@@ -54,6 +62,19 @@ struct sim_opts {
 	/* Nodes write no commit record with their entries (as before the log
 	 * kept one): a restart applies only its snapshot until a leader speaks. */
 	bool no_commit_record;
+	/*
+	 * The hard state is written apart from the log (keeld's `hardstate`
+	 * file, synced on its own): a write's hard state lands up to 2 x
+	 * disk_delay + 2 ticks after the write, in order with the other hard
+	 * states but in either order with the log's writes, so a crash can
+	 * keep entries of a term whose hard state it loses, or a vote without
+	 * the entries written beside it. Drawn from a stream of its own.
+	 */
+	bool hs_apart;
+	/* Random runs: the network's rates for the whole fault phase instead of
+	 * the seed's draw (drop 0-15 %, duplicate 0-5 %, delay 1 + 0-5 ticks);
+	 * -1 (sim_opts_default): the draw. */
+	int32_t drop_pct, dup_pct, delay_max;
 };
 
 struct sim;
@@ -79,6 +100,9 @@ void sim_crash(struct sim *s, uint32_t id);
 void sim_restart(struct sim *s, uint32_t id);
 /* The next n snapshot installs at node id fail at the disk (install_fail_pct's fault). */
 void sim_fail_installs(struct sim *s, uint32_t id, uint32_t n);
+/* With sim_opts.hs_apart: node id's hard state writes do not land while held
+ * (its log's do; nothing after them is reported durable). */
+void sim_hold_hard_state(struct sim *s, uint32_t id, bool hold);
 /* Propose one batch at node id; *index gets its index. */
 int sim_propose(struct sim *s, uint32_t id, uint64_t *index);
 int sim_read(struct sim *s, uint32_t id, uint64_t read_id);
@@ -103,6 +127,9 @@ struct sim_stats {
 	uint64_t follower_reads;    /* of reads: served through a follower */
 	uint64_t install_failures;  /* installs that failed at the disk and were retried */
 	uint64_t recovered_applies; /* entries applied at a restart from the persisted commit */
+	uint64_t hs_behind;         /* restarts whose log held a term its hard state had not */
+	uint64_t removed;           /* nodes stopped for good on applying their removal */
+	uint64_t from_nonmembers;   /* messages refused as from no member (KEEL_E_UNKNOWN_PEER) */
 };
 void sim_get_stats(const struct sim *s, struct sim_stats *st);
 

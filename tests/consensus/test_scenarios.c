@@ -1132,6 +1132,54 @@ static void test_restart_term_not_behind_log(void **state)
 }
 
 /*
+ * The hard state is a file of its own (keeld's `hardstate`, sim_opts.hs_apart):
+ * a follower whose hard state writes stall learns term 2 from a transfer (it
+ * grants the vote, but a vote waits for the hard state: the answer never
+ * leaves) and appends the new leader's entries, which land. It crashes: its
+ * disk holds term-2 entries and the hard state of term 1. It restarts at
+ * term 2 with no vote (the vote it granted never left), not at term 1 below
+ * its own log, and the cluster goes on.
+ */
+static void test_restart_log_past_hard_state(void **state)
+{
+	(void)state;
+	struct sim_opts o;
+	sim_opts_default(&o, 31, 3);
+	o.trace = o.hs_apart = true;
+	struct sim *s = cluster_opts(&o);
+	uint32_t l = sim_until_leader(s, 100);
+	assert_int_not_equal(l, 0);
+	assert_int_equal(raft_term(sim_raft(s, l)), 1);
+	commit_one(s, l);
+	uint32_t f = l % 3 + 1, t = f % 3 + 1; /* f follows; t takes over */
+	assert_int_not_equal(t, l);
+	sim_steps(s, 5); /* f's term-1 hard state lands */
+	sim_hold_hard_state(s, f, true);
+	assert_int_equal(sim_transfer(s, l, t), 0);
+	for (int i = 0; i < 50 && sim_leader(s) != t; i++)
+		sim_step(s);
+	sim_steps(s, 3);
+	assert_int_equal(sim_leader(s), t);
+	assert_int_equal(raft_term(sim_raft(s, t)), 2);
+	uint64_t idx = 0;
+	assert_int_equal(sim_propose(s, t, &idx), 0);
+	sim_steps(s, 5);
+	assert_int_equal(raft_term(sim_raft(s, f)), 2);
+	assert_int_equal(raft_term_at(sim_raft(s, f), idx), 2);
+	sim_crash(s, f);
+	sim_restart(s, f);
+	char line[96];
+	snprintf(line, sizeof(line), "n%u restarts with a log of term 2 past its hard state's 1",
+		 f);
+	assert_true(sim_trace_has(s, line));
+	assert_int_equal(raft_term(sim_raft(s, f)), 2);
+	sim_hold_hard_state(s, f, false);
+	assert_true(sim_until_applied(s, idx, 50));
+	commit_one(s, t);
+	done(s, "restart with a log past its hard state");
+}
+
+/*
  * A whole-cluster restart, each node brought back alone (no quorum, so no
  * leader can tell it the commit index): it applies what its log's commit
  * record says is committed at once -- everything but the last write, whose
@@ -1774,6 +1822,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_vote_requests_wait_for_term),
 		cmocka_unit_test(test_restart_term_not_behind_log),
+		cmocka_unit_test(test_restart_log_past_hard_state),
 		cmocka_unit_test(test_restart_applies_persisted_commit),
 		cmocka_unit_test(test_restart_commit_clamped),
 		cmocka_unit_test(test_no_commit_of_previous_term_by_counting),

@@ -10,6 +10,13 @@
  *   test_raft_sim --clock-slow PM --lease-drift D   clocks up to PM per mille slow on
  *        every seed, leases with drift bound D: experiments beyond the bound
  *   test_raft_sim --install-fail PCT   that per cent of installs fail at the disk, every seed
+ *   test_raft_sim --nodes N   clusters of N nodes (1-7) on every seed, not 3 or 5
+ *   test_raft_sim --conf 0|1 --lease 0|1   membership changes, lease reads on every seed or none
+ *   test_raft_sim --removals 0|1   membership changes also remove members for good
+ *   test_raft_sim --fault-ticks N   a fault phase of N ticks (1000)
+ *   test_raft_sim --drop PCT --dup PCT --delay N   the network's rates on every seed
+ *   test_raft_sim --hs-apart 0|1   the hard state written apart from the log on every
+ *        seed (1) or on none (0); by default on half of them
  * KEEL_SIM_SEEDS / KEEL_SIM_START override --seeds / --start (soak runs).
  */
 #include <setjmp.h>
@@ -30,12 +37,18 @@ static uint64_t g_start = 1, g_count = 50;
 static bool g_trace;
 /* Overrides for experiments beyond the lease's drift bound (-1: the sweep's own). */
 static int64_t g_clock_slow_pm = -1, g_lease_drift = -1;
-static int64_t g_install_fail_pct = -1; /* --install-fail: every seed's install faults */
+static int64_t g_install_fail_pct = -1;   /* --install-fail: every seed's install faults */
+static int64_t g_hs_apart = -1;           /* --hs-apart: 0 or 1 on every seed */
+static int64_t g_nodes = -1;              /* --nodes: every seed's cluster size */
+static int64_t g_conf = -1, g_lease = -1; /* --conf, --lease: 0 or 1 on every seed */
+static int64_t g_removals = -1;           /* --removals: 0 or 1 on every seed */
+static uint32_t g_fault_ticks = FAULT_TICKS;
+static int32_t g_drop = -1, g_dup = -1, g_delay = -1; /* --drop, --dup, --delay */
 static const char *g_argv0 = "test_raft_sim";
 
 static void opts_for_seed(struct sim_opts *o, uint64_t seed)
 {
-	sim_opts_default(o, seed, seed % 2 ? 3 : 5);
+	sim_opts_default(o, seed, g_nodes > 0 ? (uint32_t)g_nodes : seed % 2 ? 3 : 5);
 	o->faults = true;
 	o->trace = g_trace;
 	o->snapshot_every = 8 + (uint32_t)(seed % 24);
@@ -48,6 +61,15 @@ static void opts_for_seed(struct sim_opts *o, uint64_t seed)
 	o->lease_reads = seed % 4 == 0;
 	o->conf_changes = seed % 3 == 2; /* joint consensus under faults */
 	o->follower_reads = seed % 8 != 1;
+	o->drop_pct = g_drop;
+	o->dup_pct = g_dup;
+	o->delay_max = g_delay;
+	if (g_conf >= 0)
+		o->conf_changes = g_conf != 0;
+	if (g_lease >= 0)
+		o->lease_reads = g_lease != 0;
+	if (g_removals >= 0)
+		o->removals = g_removals != 0;
 	/* Installs failing at the follower's disk, retried (raft_snapshot_install_failed). */
 	o->install_fail_pct = seed % 5 < 2 ? 25 : 0;
 	/*
@@ -58,13 +80,15 @@ static void opts_for_seed(struct sim_opts *o, uint64_t seed)
 	 * Seeds without leases drift too (timers, elections, read timeouts).
 	 */
 	o->clock_slow_pm =
-		seed % 4 == 0 ? 1000 * o->lease_drift_ticks / 10 : (uint32_t)(seed / 4 % 4) * 100;
+		o->lease_reads ? 1000 * o->lease_drift_ticks / 10 : (uint32_t)(seed / 4 % 4) * 100;
 	if (g_clock_slow_pm >= 0)
 		o->clock_slow_pm = (uint32_t)g_clock_slow_pm;
 	if (g_lease_drift >= 0)
 		o->lease_drift_ticks = (uint32_t)g_lease_drift;
 	if (g_install_fail_pct >= 0)
 		o->install_fail_pct = (uint32_t)g_install_fail_pct;
+	/* The hard state synced apart from the log, as keeld's `hardstate`. */
+	o->hs_apart = g_hs_apart >= 0 ? g_hs_apart != 0 : seed / 5 % 2 == 1;
 }
 
 static struct sim_stats g_total;
@@ -74,7 +98,7 @@ static int run_seed(uint64_t seed)
 	struct sim_opts o;
 	opts_for_seed(&o, seed);
 	struct sim *s = sim_new(&o);
-	int rc = sim_run(s, FAULT_TICKS, HEAL_TICKS);
+	int rc = sim_run(s, g_fault_ticks, HEAL_TICKS);
 	struct sim_stats st;
 	sim_get_stats(s, &st);
 	g_total.elections += st.elections;
@@ -87,6 +111,9 @@ static int run_seed(uint64_t seed)
 	g_total.install_failures += st.install_failures;
 	g_total.applied += st.applied;
 	g_total.recovered_applies += st.recovered_applies;
+	g_total.hs_behind += st.hs_behind;
+	g_total.removed += st.removed;
+	g_total.from_nonmembers += st.from_nonmembers;
 	if (g_trace)
 		fputs(sim_trace(s), stdout);
 	if (rc) {
@@ -110,12 +137,16 @@ static void test_sweep(void **state)
 	printf("sim: exercised %llu elections, %llu crashes, %llu snapshot installs (%llu more "
 	       "failed at the disk), %llu membership "
 	       "changes, %llu transfers, %llu reads (%llu via followers), %llu entries committed, "
-	       "%llu applied at restarts from a persisted commit\n",
+	       "%llu applied at restarts from a persisted commit, %llu restarts with a log past "
+	       "their hard state's term, %llu members removed for good, %llu messages refused as "
+	       "from no member\n",
 	       (unsigned long long)g_total.elections, (unsigned long long)g_total.crashes,
 	       (unsigned long long)g_total.installs, (unsigned long long)g_total.install_failures,
 	       (unsigned long long)g_total.conf_changes, (unsigned long long)g_total.transfers,
 	       (unsigned long long)g_total.reads, (unsigned long long)g_total.follower_reads,
-	       (unsigned long long)g_total.applied, (unsigned long long)g_total.recovered_applies);
+	       (unsigned long long)g_total.applied, (unsigned long long)g_total.recovered_applies,
+	       (unsigned long long)g_total.hs_behind, (unsigned long long)g_total.removed,
+	       (unsigned long long)g_total.from_nonmembers);
 	assert_int_equal(failures, 0);
 }
 
@@ -140,11 +171,35 @@ int main(int argc, char **argv)
 			g_lease_drift = strtoll(argv[++i], NULL, 0);
 		} else if (!strcmp(argv[i], "--install-fail") && i + 1 < argc) {
 			g_install_fail_pct = strtoll(argv[++i], NULL, 0);
+		} else if (!strcmp(argv[i], "--nodes") && i + 1 < argc) {
+			g_nodes = strtoll(argv[++i], NULL, 0);
+			if (g_nodes < 1 || g_nodes > SIM_MAX_NODES) {
+				fprintf(stderr, "%s: --nodes 1..%d\n", argv[0], SIM_MAX_NODES);
+				return 2;
+			}
+		} else if (!strcmp(argv[i], "--conf") && i + 1 < argc) {
+			g_conf = strtoll(argv[++i], NULL, 0);
+		} else if (!strcmp(argv[i], "--removals") && i + 1 < argc) {
+			g_removals = strtoll(argv[++i], NULL, 0);
+		} else if (!strcmp(argv[i], "--lease") && i + 1 < argc) {
+			g_lease = strtoll(argv[++i], NULL, 0);
+		} else if (!strcmp(argv[i], "--drop") && i + 1 < argc) {
+			g_drop = (int32_t)strtol(argv[++i], NULL, 0);
+		} else if (!strcmp(argv[i], "--dup") && i + 1 < argc) {
+			g_dup = (int32_t)strtol(argv[++i], NULL, 0);
+		} else if (!strcmp(argv[i], "--delay") && i + 1 < argc) {
+			g_delay = (int32_t)strtol(argv[++i], NULL, 0);
+		} else if (!strcmp(argv[i], "--fault-ticks") && i + 1 < argc) {
+			g_fault_ticks = (uint32_t)strtoul(argv[++i], NULL, 0);
+		} else if (!strcmp(argv[i], "--hs-apart") && i + 1 < argc) {
+			g_hs_apart = strtoll(argv[++i], NULL, 0);
 		} else {
 			fprintf(stderr,
 				"usage: %s [--seeds N] [--start S] [--seed S] [--trace] "
 				"[--clock-slow PERMILLE] [--lease-drift TICKS] [--install-fail "
-				"PCT]\n",
+				"PCT] [--hs-apart 0|1] [--nodes N] [--conf 0|1] [--lease 0|1] "
+				"[--fault-ticks N] [--drop PCT] [--dup PCT] [--delay TICKS] "
+				"[--removals 0|1]\n",
 				argv[0]);
 			return 2;
 		}
