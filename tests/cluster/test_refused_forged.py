@@ -2,8 +2,8 @@
 
 Node F, a follower, is stopped and its peer UDP address taken over by this
 test, which sends follower V well-formed keel frames from F: a REFUSED naming
-cluster level 9 (above V's level, which would stop V), one naming level 0
-(no level at all) and another of level 9. F is a member but not V's leader, so V ignores both, logs
+cluster level RELEASE_LEVEL + 1 (above V's level, which would stop V), one naming
+level 0 (no level at all) and another above V's. F is a member but not V's leader, so V ignores both, logs
 them as ignored, and keeps serving: a former leader's or a broken peer's
 refusal must not take a usable node out of the cluster.
 
@@ -14,7 +14,7 @@ leader reads one). Each is dropped and counted
 (keel_peer_messages_malformed_total{type}, /status peer_messages_malformed,
 mntr keel_peer_messages_malformed), logged with the peer and the type, and
 the cluster keeps serving. The level-0 REFUSED above is one of them (no
-level); the level-9 ones decode and are not. A type V does not know counts
+level); the ones above V's level decode and are not. A type V does not know counts
 as `newer` while F's last TOUCH said a protocol level above V's, as
 `unknown` again once F says V's own.
 """
@@ -32,6 +32,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from zkcluster import KeelCluster, wait_for  # noqa: E402
 
 from kazoo.client import KazooClient  # noqa: E402
+
+# This release's protocol level, as keeld is built (node.h): the levels the
+# test names are relative to it, so a bump needs no edit here.
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                       "dataplane", "node", "node.h")) as _h:
+    RELEASE_LEVEL = int(re.search(r"#define NODE_PROTOCOL_LEVEL\s+(\d+)", _h.read()).group(1))
 
 DP_MAGIC = 0x4B45454C
 MSG_RAFT, MSG_FORWARD, MSG_TOUCH, MSG_REFUSED, MSG_SNAP, MSG_FWD_REFUSED = 1, 2, 3, 5, 6, 7
@@ -101,7 +107,7 @@ class RefusedForgedTest(unittest.TestCase):
             try:
                 s.bind(("127.0.0.1", nf.peer_port))
                 # Logged at the 1st, 3rd, 7th... ignored one: 3 are all seen.
-                for k, level in enumerate((9, 0, 9)):
+                for k, level in enumerate((RELEASE_LEVEL + 1, 0, RELEASE_LEVEL + 1)):
                     s.sendto(frame(MSG_REFUSED, nf.id, nv.id, 0x7F000000 + k,
                                    struct.pack("<I", level)),
                              ("127.0.0.1", nv.peer_port))
@@ -130,9 +136,10 @@ class RefusedForgedTest(unittest.TestCase):
                 want_v["touch"] = 2
                 wait_for(lambda: malformed(nv) == want_v, 30,
                          "V counting the TOUCH with a torn settings item (%s)" % malformed(nv))
-                # F says (TOUCH) it speaks level 8, above this release's 7:
-                # a type V does not know from it counts as newer (an upgrade
-                # under way), not unknown; once F says 7 again, unknown.
+                # F says (TOUCH) it speaks a level above this release's
+                # (RELEASE_LEVEL): a type V does not know from it counts as
+                # newer (an upgrade under way), not unknown; once F says
+                # this release's level again, unknown.
                 def says_level_then_98(level, msg_id):
                     for mtype, body in ((MSG_TOUCH, struct.pack("<III", 0, level, 2)),
                                         (98, b"later")):
@@ -140,7 +147,7 @@ class RefusedForgedTest(unittest.TestCase):
                                  ("127.0.0.1", nv.peer_port))
                         msg_id += 1
 
-                says_level_then_98(8, 0x7F000022)
+                says_level_then_98(RELEASE_LEVEL + 1, 0x7F000022)
                 want_v["newer"] = 1
                 wait_for(lambda: malformed(nv) == want_v, 30,
                          "V counting a type it does not know from a newer peer (%s)"
@@ -148,7 +155,7 @@ class RefusedForgedTest(unittest.TestCase):
                 self.assertRegex(out_log(nv), r"peer message from node %d of type 98 \(newer, 5 "
                                  r"bytes\): a type this node does not know: dropped \(1 of "
                                  r"the type so far\)" % nf.id)
-                says_level_then_98(7, 0x7F000024)
+                says_level_then_98(RELEASE_LEVEL, 0x7F000024)
                 want_v["unknown"] = 2
                 wait_for(lambda: malformed(nv) == want_v, 30,
                          "V counting it as unknown again (%s)" % malformed(nv))
