@@ -910,18 +910,29 @@ static bool scheme_is(const struct zk_acl *z, const char *name)
 }
 
 /*
+ * DigestAuthenticationProvider.isValid: Java's id.split(":") has two parts
+ * -- trailing empty ones dropped, so once the trailing ':'s are gone
+ * exactly one ':' is left ("a:b", ":b", "a:b::"; not "a:b:c", "a::").
+ */
+static bool digest_id_valid(const char *id, size_t n)
+{
+	while (n && id[n - 1] == ':')
+		n--;
+	const char *c = memchr(id, ':', n);
+	return c && !memchr(c + 1, ':', n - (size_t)(c + 1 - id));
+}
+
+/*
  * Would ZooKeeper 3.8's fixupACL take this entry (id not null)? world only
- * with "anyone", a scheme with a provider and an id it finds valid (ip and
- * x509 are refused here before this is asked; digest as keel's apply reads
- * it). auth is expanded before.
+ * with "anyone", a scheme with a provider and an id it finds valid (ip,
+ * digest and x509 ids are refused here before this is asked). auth is
+ * expanded before.
  */
 static bool zk_acl_entry_ok(const struct zk_acl *z)
 {
 	if (scheme_is(z, "world"))
 		return z->id.len == 6 && !memcmp(z->id.ptr, "anyone", 6);
-	if (scheme_is(z, "digest"))
-		return z->id.len > 0 && memchr(z->id.ptr, ':', (size_t)z->id.len);
-	return scheme_is(z, "ip") || scheme_is(z, "x509");
+	return scheme_is(z, "ip") || scheme_is(z, "digest") || scheme_is(z, "x509");
 }
 
 /*
@@ -974,6 +985,8 @@ static int acl_build(struct keeld *k, const struct zk_acls *in, const struct fse
 		/* ZooKeeper's IPAuthenticationProvider.isValid: an address[/bits]. */
 		if (z.scheme.len == 2 && !memcmp(z.scheme.ptr, "ip", 2) &&
 		    !zk_ip_acl_valid(z.id.ptr, (size_t)z.id.len))
+			return ZK_EINVALIDACL;
+		if (scheme_is(&z, "digest") && !digest_id_valid(z.id.ptr, (size_t)z.id.len))
 			return ZK_EINVALIDACL;
 		/* X509AuthenticationProvider.isValid: an X.500 name */
 		if (z.scheme.len == 4 && !memcmp(z.scheme.ptr, "x509", 4) &&

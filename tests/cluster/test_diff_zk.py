@@ -1061,6 +1061,12 @@ class Diff:
             create("S2", R + "/n2", acl=WORLD + [(1, "world", None)]),
             create("S2", R + "/n3", acl=[(31, "foo", "bar"), (31, "world", None)]),
             create("S0", R + "/na", acl=[(31, "auth", None)]),
+            # a digest id is user:hash, split(":") in two (trailing ':' dropped)
+            create("S2", R + "/dg3", acl=[(31, "digest", "a:b:c")]),
+            create("S2", R + "/dg0", acl=[(31, "digest", ":b")]),
+            create("S2", R + "/dgt", acl=[(31, "digest", "a:b::")]),
+            create("S2", R + "/dg1", acl=[(31, "digest", "a::")]),
+            create("S2", R + "/dgn", acl=[(31, "digest", "a:b:c"), (1, "world", None)]),
             {"op": 7, "sess": "S2", "path": R + "/a", "version": -1,
              "body": ustr(R + "/a") + uacl([(31, "ip", None)]) + i32(-1)},
             multi("S2", 14, [(1, enc_create(1, R + "/nm", b"", [(31, "world", None)], 0),
