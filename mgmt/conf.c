@@ -89,3 +89,15 @@ int mgmt_conf_target(const struct raft_conf *cur, const struct mgmt_request *req
 		return KEEL_E_INVAL;
 	}
 }
+
+uint32_t mgmt_role_of(const struct raft_conf *c, uint32_t id, int raft_role)
+{
+	/* The role before the configuration: a leader removed (or demoted) by
+	 * a C_new not yet committed still leads, and srvr says "leader". */
+	if (raft_role == RAFT_LEADER)
+		return MGMT_ROLE_LEADER;
+	int i = find(c, id);
+	if (i < 0 || !(c->m[i].flags & (RAFT_VOTER | RAFT_VOTER_OLD)))
+		return MGMT_ROLE_LEARNER;
+	return raft_role == RAFT_FOLLOWER ? MGMT_ROLE_FOLLOWER : MGMT_ROLE_CANDIDATE;
+}

@@ -125,6 +125,16 @@ struct raft_conf;
 int mgmt_conf_target(const struct raft_conf *cur, const struct mgmt_request *req,
 		     struct raft_conf *target, char *msg, size_t msg_len);
 
+/*
+ * /status's role (enum mgmt_role, below) of member id, raft_role its raft
+ * role (enum raft_role) and c raft's configuration in force (its latest):
+ * leader while it leads, even once c no longer lists it as a voter (a
+ * C_new without it, not yet committed: srvr's Mode says leader too); else
+ * learner when c has it as no voter (old or new set), else follower or
+ * candidate. Pure; the pipeline calls it for each status it publishes.
+ */
+uint32_t mgmt_role_of(const struct raft_conf *c, uint32_t id, int raft_role);
+
 /* ------------------------------------------------------------------ */
 /* The status snapshot the pipeline publishes                          */
 /* ------------------------------------------------------------------ */

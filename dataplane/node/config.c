@@ -699,10 +699,9 @@ static int check_tls(struct parser *p)
 	return rc;
 }
 
-static int set_key(struct parser *p, const char *key, const char *v)
+/* key on the current line into the seen list; a repeat is refused. */
+static int note_key(struct parser *p, const char *key)
 {
-	struct node_config *c = p->cfg;
-
 	for (uint32_t i = 0; i < p->n_seen; i++)
 		if (!strcmp(p->seen[i].key, key))
 			return fail(p, key, "set again (first set on line %u)", p->seen[i].line);
@@ -717,6 +716,13 @@ static int set_key(struct parser *p, const char *key, const char *v)
 	if (!(p->seen[p->n_seen].key = strdup(key)))
 		return KEEL_E_NOMEM;
 	p->seen[p->n_seen++].line = p->line;
+	return 0;
+}
+
+/* key's value, the key already noted (note_key). */
+static int apply_key(struct parser *p, const char *key, const char *v)
+{
+	struct node_config *c = p->cfg;
 
 	if (!strncmp(key, "server.", 7))
 		return parse_server(p, key, v);
@@ -1058,8 +1064,12 @@ static int parse_live(struct parser *p, const char *origin, const char *const *a
 			ok = !strcmp(*a, key);
 		if (!ok)
 			return fail(p, key, "not a key PUT /config may change");
-		int rc = set_key(p, key, p->live->kv[i].value);
-		if (rc)
+		/* set in the file too: its entry now names the live line */
+		uint32_t j = 0;
+		while (j < p->n_seen && strcmp(p->seen[j].key, key))
+			j++;
+		int rc = j < p->n_seen ? (p->seen[j].line = p->line, 0) : note_key(p, key);
+		if (rc || (rc = apply_key(p, key, p->live->kv[i].value)))
 			return rc;
 	}
 	return 0;
@@ -1247,10 +1257,12 @@ static int parse_text(struct node_config *cfg, const char *text, const char *ori
 			rc = fail(p, "(no key)", "a line without a key (its value: '%s')", v);
 			goto out;
 		}
+		/* every file line is checked for a repeat, live value or not */
+		if ((rc = note_key(p, k)))
+			goto out;
 		if (live_has(p->live, k))
 			continue; /* the live value wins (node_config_load_live) */
-		rc = set_key(p, k, v);
-		if (rc)
+		if ((rc = apply_key(p, k, v)))
 			goto out;
 	}
 	if (keys && keys_len)

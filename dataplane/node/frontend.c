@@ -903,6 +903,56 @@ static bool x509_acl_ok(struct keeld *k)
 	return false;
 }
 
+static bool scheme_is(const struct zk_acl *z, const char *name)
+{
+	size_t n = strlen(name);
+	return z->scheme.len == (int32_t)n && !memcmp(z->scheme.ptr, name, n);
+}
+
+/*
+ * DigestAuthenticationProvider.isValid: Java's id.split(":") has two parts
+ * -- trailing empty ones dropped, so once the trailing ':'s are gone
+ * exactly one ':' is left ("a:b", ":b", "a:b::"; not "a:b:c", "a::").
+ */
+static bool digest_id_valid(const char *id, size_t n)
+{
+	while (n && id[n - 1] == ':')
+		n--;
+	const char *c = memchr(id, ':', n);
+	return c && !memchr(c + 1, ':', n - (size_t)(c + 1 - id));
+}
+
+/*
+ * Would ZooKeeper 3.8's fixupACL take this entry (id not null)? world only
+ * with "anyone", a scheme with a provider and an id it finds valid (ip,
+ * digest and x509 ids are refused here before this is asked). auth is
+ * expanded before.
+ */
+static bool zk_acl_entry_ok(const struct zk_acl *z)
+{
+	if (scheme_is(z, "world"))
+		return z->id.len == 6 && !memcmp(z->id.ptr, "anyone", 6);
+	return scheme_is(z, "ip") || scheme_is(z, "digest") || scheme_is(z, "x509");
+}
+
+/*
+ * An entry whose id is a null string (jute's length -1), all the entries
+ * before it taken: ZooKeeper 3.8's fixupACL compares a world id to
+ * "anyone", and the ip, digest and x509 providers' isValid parse it -- a
+ * NullPointerException there, answered MarshallingError (the whole multi:
+ * handle_write). A scheme without a provider (x509 without
+ * secureClientPort, an unknown one) is InvalidACL before the id is read.
+ * Checked against ZooKeeper 3.8.0 (test_diff_zk.py; x509 with its provider
+ * on by hand: the same MarshallingError).
+ */
+static int acl_null_id(const struct keeld *k, const struct zk_acl *z)
+{
+	if (scheme_is(z, "world") || scheme_is(z, "ip") || scheme_is(z, "digest") ||
+	    (scheme_is(z, "x509") && k->cfg.secure_client_port))
+		return ZK_EMARSHALLING;
+	return ZK_EINVALIDACL;
+}
+
 /* zk ACL list -> kv's encoding; "auth" expands to the session's x509 id
  * (from NODE_LEVEL_X509 on) and digest ids, as ZooKeeper's fixupACL
  * expands it to the authenticated ids in the order they were added. */
@@ -911,6 +961,7 @@ static int acl_build(struct keeld *k, const struct zk_acls *in, const struct fse
 {
 	struct kv_acl a[64];
 	uint32_t n = 0;
+	bool zk_refused = false; /* an entry ZooKeeper refuses came before */
 	struct zk_iter it = ZK_ITER_INIT;
 	struct zk_acl z;
 	while (zk_acls_next(in, &it, &z)) {
@@ -927,17 +978,22 @@ static int acl_build(struct keeld *k, const struct zk_acls *in, const struct fse
 				return ZK_EINVALIDACL;
 			continue;
 		}
-		if (n == 64 || z.scheme.len < 0 || z.id.len < 0)
+		if (n == 64 || z.scheme.len < 0)
 			return ZK_EINVALIDACL;
+		if (z.id.len < 0)
+			return zk_refused ? ZK_EINVALIDACL : acl_null_id(k, &z);
 		/* ZooKeeper's IPAuthenticationProvider.isValid: an address[/bits]. */
 		if (z.scheme.len == 2 && !memcmp(z.scheme.ptr, "ip", 2) &&
 		    !zk_ip_acl_valid(z.id.ptr, (size_t)z.id.len))
+			return ZK_EINVALIDACL;
+		if (scheme_is(&z, "digest") && !digest_id_valid(z.id.ptr, (size_t)z.id.len))
 			return ZK_EINVALIDACL;
 		/* X509AuthenticationProvider.isValid: an X.500 name */
 		if (z.scheme.len == 4 && !memcmp(z.scheme.ptr, "x509", 4) &&
 		    (!zk_x509_id_valid(z.id.ptr, (size_t)z.id.len) ||
 		     z.id.len > KV_X509_MAX_BYTES || !x509_acl_ok(k)))
 			return ZK_EINVALIDACL;
+		zk_refused = zk_refused || !zk_acl_entry_ok(&z);
 		/* ZooKeeper (3.5+) drops duplicate entries. */
 		bool dup = false;
 		for (uint32_t i = 0; i < n && !dup; i++)
@@ -1240,6 +1296,11 @@ static void handle_write(struct keeld *k, const struct zk_call *call, const stru
 			if (is_create(q.type))
 				multi_create_type(&q);
 			int e = op_build(k, &q, s, &ar, &ops[i]);
+			if (e == ZK_EMARSHALLING && i == 0) {
+				/* ZooKeeper's exception escapes the multi (acl_null_id) */
+				err = e;
+				goto out;
+			}
 			if (e && i == 0) {
 				reply_multi_error(k, call, nops, i, e);
 				keeld_preq_free(r);
@@ -1322,6 +1383,13 @@ void keeld_reply_write(struct keeld *k, const struct preq *r, const struct kv_tx
 		 * that op is the failing sentinel, the ops after it are answered
 		 * too. */
 		uint32_t nres = r->refused_err ? r->nops_all : res->nops;
+		/* MarshallingError (acl_null_id): the whole multi's answer, when
+		 * no op before it failed (ZooKeeper then never reaches it). */
+		if (r->refused_err == ZK_EMARSHALLING && res->nops == r->nops &&
+		    res->ops[r->nops - 1].err != ZK_ERUNTIMEINCONSISTENCY) {
+			(void)zk_server_reply_error(k->zk, &r->call, zxid, ZK_EMARSHALLING);
+			return;
+		}
 		struct zk_op_result *out = calloc(nres ? nres : 1, sizeof(*out));
 		if (!out)
 			return;

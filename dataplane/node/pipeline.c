@@ -5883,16 +5883,7 @@ static void mg_request(struct pipeline *p, const struct mgmt_request *req)
 
 static uint32_t mg_role(const struct pipeline *p)
 {
-	if (!conf_has(raft_conf(p->r), p->k->myid, RAFT_VOTER | RAFT_VOTER_OLD))
-		return MGMT_ROLE_LEARNER;
-	switch (raft_role(p->r)) {
-	case RAFT_LEADER:
-		return MGMT_ROLE_LEADER;
-	case RAFT_FOLLOWER:
-		return MGMT_ROLE_FOLLOWER;
-	default:
-		return MGMT_ROLE_CANDIDATE;
-	}
+	return mgmt_role_of(raft_conf(p->r), p->k->myid, (int)raft_role(p->r));
 }
 
 static void mg_fold(struct mgmt_counter *c, uint64_t now, uint64_t *seen);

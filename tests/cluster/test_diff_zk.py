@@ -1046,6 +1046,38 @@ class Diff:
                              (1, enc_create(1, R + "/mc", b"", WORLD, 4), "create flag 4"),
                              (19, enc_create(19, R + "/m0", b"", WORLD, 0), "createContainer 0"),
                              (21, enc_create(21, R + "/mt", b"", WORLD, 5, 3600000), "createTTL")]),
+            # an ACL whose id is a null string (jute's length -1): ZooKeeper
+            # 3.8's fixupACL and providers' isValid dereference it for world,
+            # ip and digest (a NullPointerException, answered
+            # MarshallingError; in a multi the whole multi, unless an earlier
+            # op failed first); x509 without its provider (no
+            # secureClientPort on either server here) and an unknown scheme
+            # are InvalidACL; auth ignores the id (smalls14)
+            create("S2", R + "/nw", acl=[(31, "world", None)]),
+            create("S2", R + "/ni", acl=[(31, "ip", None)]),
+            create("S2", R + "/nd", acl=[(31, "digest", None)]),
+            create("S2", R + "/nx", acl=[(31, "x509", None)]),
+            create("S2", R + "/nf", acl=[(31, "foo", None)]),
+            create("S2", R + "/n2", acl=WORLD + [(1, "world", None)]),
+            create("S2", R + "/n3", acl=[(31, "foo", "bar"), (31, "world", None)]),
+            create("S0", R + "/na", acl=[(31, "auth", None)]),
+            # a digest id is user:hash, split(":") in two (trailing ':' dropped)
+            create("S2", R + "/dg3", acl=[(31, "digest", "a:b:c")]),
+            create("S2", R + "/dg0", acl=[(31, "digest", ":b")]),
+            create("S2", R + "/dgt", acl=[(31, "digest", "a:b::")]),
+            create("S2", R + "/dg1", acl=[(31, "digest", "a::")]),
+            create("S2", R + "/dgn", acl=[(31, "digest", "a:b:c"), (1, "world", None)]),
+            {"op": 7, "sess": "S2", "path": R + "/a", "version": -1,
+             "body": ustr(R + "/a") + uacl([(31, "ip", None)]) + i32(-1)},
+            multi("S2", 14, [(1, enc_create(1, R + "/nm", b"", [(31, "world", None)], 0),
+                              "create null id")]),
+            multi("S2", 14, [(1, enc_create(1, R + "/nm", b"", WORLD, 0), "create nm"),
+                             (1, enc_create(1, R + "/nm2", b"", [(31, "digest", None)], 0),
+                              "create null id")]),
+            multi("S2", 14, [(13, ustr(R + "/nope") + i32(-1), "check nope"),
+                             (1, enc_create(1, R + "/nm2", b"", [(31, "world", None)], 0),
+                              "create null id")]),
+            read("S2", 3, R + "/nm"),
             # getACL without ADMIN hides digest hashes; whoAmI names users
             create("S0", R + "/acl", acl=[(1, "world", "anyone")] + alice_only),
             {"op": 6, "sess": "S2", "path": R + "/acl", "body": ustr(R + "/acl")},

@@ -404,6 +404,37 @@ static void conf_targets(void **state)
 	assert_int_equal(mgmt_http_status(KEEL_E_IO), 500);
 }
 
+/* /status's role: a leader is "leader" while it leads, also once the
+ * configuration in force (raft's latest, not yet committed) no longer lists
+ * it as a voter -- as srvr and mntr say (frontend.c mode_name) and
+ * ZooKeeper's srvr would. Before smalls14 it read "learner" then. */
+static void status_roles(void **state)
+{
+	(void)state;
+	struct raft_conf c = conf3();
+	assert_int_equal(mgmt_role_of(&c, 1, RAFT_LEADER), MGMT_ROLE_LEADER);
+	assert_int_equal(mgmt_role_of(&c, 2, RAFT_FOLLOWER), MGMT_ROLE_FOLLOWER);
+	assert_int_equal(mgmt_role_of(&c, 2, RAFT_PRECANDIDATE), MGMT_ROLE_CANDIDATE);
+	assert_int_equal(mgmt_role_of(&c, 3, RAFT_CANDIDATE), MGMT_ROLE_CANDIDATE);
+	/* joint: an outgoing voter still votes */
+	c.joint = true;
+	c.m[0].flags = RAFT_VOTER_OLD;
+	assert_int_equal(mgmt_role_of(&c, 1, RAFT_FOLLOWER), MGMT_ROLE_FOLLOWER);
+	assert_int_equal(mgmt_role_of(&c, 1, RAFT_LEADER), MGMT_ROLE_LEADER);
+	/* C_new appended without the leader: it leads until C_new commits */
+	c.joint = false;
+	c.m[0] = c.m[2];
+	c.n = 2;
+	assert_int_equal(mgmt_role_of(&c, 1, RAFT_LEADER), MGMT_ROLE_LEADER);
+	assert_int_equal(mgmt_role_of(&c, 1, RAFT_FOLLOWER), MGMT_ROLE_LEARNER);
+	/* demoted to a learner while leading: the same */
+	c = conf3();
+	c.m[0].flags = 0;
+	assert_int_equal(mgmt_role_of(&c, 1, RAFT_LEADER), MGMT_ROLE_LEADER);
+	assert_int_equal(mgmt_role_of(&c, 1, RAFT_FOLLOWER), MGMT_ROLE_LEARNER);
+	assert_int_equal(mgmt_role_of(&c, 4, RAFT_FOLLOWER), MGMT_ROLE_LEARNER);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -415,6 +446,7 @@ int main(void)
 		cmocka_unit_test(metrics_concurrent),
 		cmocka_unit_test(json_scanner),
 		cmocka_unit_test(conf_targets),
+		cmocka_unit_test(status_roles),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -971,6 +971,53 @@ static void test_tls_refused(void **state)
 		    "secureClientPort", "set again");
 }
 
+/* A key set twice in zoo.cfg is refused whether live.cfg has a value for it
+ * or not (its file lines were skipped before the repeat check), with the
+ * message and line of a repeat without live.cfg. */
+static void test_live_key_repeated_in_file(void **state)
+{
+	(void)state;
+	char ldir[] = "/tmp/keel-live-XXXXXX";
+	assert_non_null(mkdtemp(ldir));
+	char cfgp[600], want[700];
+	snprintf(cfgp, sizeof(cfgp), "%s/zoo.cfg", ldir);
+	static const char *const allowed[] = { "maxSessionTimeout", "keel.heartbeatMs", NULL };
+	struct node_live l = { .n = 0 };
+	assert_int_equal(node_live_set(&l, "maxSessionTimeout", "9000"), 0);
+	static const char *const texts[] = {
+		BASE "maxSessionTimeout=5000\nmaxSessionTimeout=6000\n",
+		BASE "maxSessionTimeout=5000\ntickTime=100\nmaxSessionTimeout=5000\n",
+	};
+	static const unsigned lines[] = { 4, 5 };
+	for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+		FILE *f = fopen(cfgp, "w");
+		assert_non_null(f);
+		fputs(texts[i], f);
+		fclose(f);
+		for (int with_live = 0; with_live < 2; with_live++) {
+			err[0] = 0;
+			int rc = node_config_load_live(&cfg, cfgp, 0, with_live ? &l : NULL,
+						       "live.cfg", allowed, err, sizeof(err));
+			assert_int_equal(rc, KEEL_E_CONFIG);
+			snprintf(want, sizeof(want),
+				 "%s:%u: maxSessionTimeout: set again (first set on line 3)", cfgp,
+				 lines[i]);
+			if (strncmp(err, want, strlen(want)))
+				fail_msg("live %d: expected '%s', got '%s'", with_live, want, err);
+		}
+	}
+	/* set once in the file and in live.cfg: the live value, no refusal */
+	FILE *f = fopen(cfgp, "w");
+	assert_non_null(f);
+	fputs(BASE "maxSessionTimeout=5000\n", f);
+	fclose(f);
+	assert_int_equal(
+		node_config_load_live(&cfg, cfgp, 0, &l, "live.cfg", allowed, err, sizeof(err)), 0);
+	assert_int_equal(cfg.max_session_timeout_ms, 9000);
+	unlink(cfgp);
+	assert_int_equal(rmdir(ldir), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1000,6 +1047,7 @@ int main(void)
 		cmocka_unit_test(test_live_file_and_overlay),
 		cmocka_unit_test_setup_teardown(test_tls_served, tls_setup, tls_teardown),
 		cmocka_unit_test_setup_teardown(test_tls_refused, tls_setup, tls_teardown),
+		cmocka_unit_test(test_live_key_repeated_in_file),
 	};
 	return cmocka_run_group_tests_name("node_config", tests, NULL, NULL);
 }
