@@ -2840,7 +2840,6 @@ static void watch_leadership(struct pipeline *p)
 	if (k->cfg.n_servers == 0)
 		serving = role == RAFT_LEADER;
 	atomic_store(&k->serving, serving);
-	atomic_store(&k->voter, conf_has(raft_conf(p->r), k->myid, RAFT_VOTER | RAFT_VOTER_OLD));
 	atomic_store(&k->role, (int)role);
 	atomic_store(&k->leader, leader);
 	atomic_store(&k->term, term);
@@ -4810,6 +4809,9 @@ static void conf_watch(struct pipeline *p, uint64_t now)
 		if (conf_has(&p->seen_conf, k->myid, RAFT_VOTER | RAFT_VOTER_OLD))
 			p->self_listed = true;
 		p->seen_conf = *c;
+		/* srvr/mntr's Mode (frontend.c mode_name): published when the
+		 * configuration changes, and at open. */
+		atomic_store(&k->voter, conf_has(c, k->myid, RAFT_VOTER | RAFT_VOTER_OLD));
 		/* A new member catching up appends configurations from before it
 		 * joined: only one that drops it after one that listed it counts. */
 		if (conf_has(c, k->myid, 0))
@@ -7299,7 +7301,7 @@ int keeld_pipeline_open(struct keeld *k)
 	 * zoo.cfg a new member starts with). */
 	p->seen_conf = *raft_conf(p->r);
 	p->conf_seen_index = raft_last_index(p->r);
-	/* srvr before the first turn (watch_leadership keeps it after). */
+	/* srvr before the first turn (conf_watch keeps it after). */
 	atomic_store(&k->voter, conf_has(raft_conf(p->r), k->myid, RAFT_VOTER | RAFT_VOTER_OLD));
 	p->self_listed =
 		self.listed || ((have_snap_conf || n) && conf_has(&p->seen_conf, k->myid, 0));
