@@ -726,9 +726,6 @@ static int apply_key(struct parser *p, const char *key, const char *v)
 
 	if (!strncmp(key, "server.", 7))
 		return parse_server(p, key, v);
-	/* ZooKeeper 3.5+ keeps the server.N lines in this file instead (and
-	 * writes the key itself at a reconfig, moving them out of zoo.cfg):
-	 * ignoring it would start a member of an ensemble alone. */
 	/* ZooKeeper's TLS between servers. keel's peer transport has none
 	 * (dataplane/README.md), so true would silently mean clear text. */
 	if (!strcmp(key, "sslQuorum")) {
@@ -739,6 +736,9 @@ static int apply_key(struct parser *p, const char *key, const char *v)
 			    "text): remove the key or set it false",
 			    v);
 	}
+	/* ZooKeeper 3.5+ keeps the server.N lines in this file instead (and
+	 * writes the key itself at a reconfig, moving them out of zoo.cfg):
+	 * ignoring it would start a member of an ensemble alone. */
 	if (!strcmp(key, "dynamicConfigFile"))
 		return fail(p, key,
 			    "keel reads the server.N lines from this file only: copy those of "

@@ -965,7 +965,7 @@ static int acl_build(struct keeld *k, const struct zk_acls *in, const struct fse
 	struct zk_iter it = ZK_ITER_INIT;
 	struct zk_acl z;
 	while (zk_acls_next(in, &it, &z)) {
-		if (z.scheme.len == 4 && !memcmp(z.scheme.ptr, "auth", 4)) {
+		if (scheme_is(&z, "auth")) {
 			uint32_t before = n;
 			/* below the level, as before it: the digest ids only */
 			if (sess_x509(k, s) && n < 64 && node_x509(atomic_load(&k->level_cluster)))
@@ -983,15 +983,13 @@ static int acl_build(struct keeld *k, const struct zk_acls *in, const struct fse
 		if (z.id.len < 0)
 			return zk_refused ? ZK_EINVALIDACL : acl_null_id(k, &z);
 		/* ZooKeeper's IPAuthenticationProvider.isValid: an address[/bits]. */
-		if (z.scheme.len == 2 && !memcmp(z.scheme.ptr, "ip", 2) &&
-		    !zk_ip_acl_valid(z.id.ptr, (size_t)z.id.len))
+		if (scheme_is(&z, "ip") && !zk_ip_acl_valid(z.id.ptr, (size_t)z.id.len))
 			return ZK_EINVALIDACL;
 		if (scheme_is(&z, "digest") && !digest_id_valid(z.id.ptr, (size_t)z.id.len))
 			return ZK_EINVALIDACL;
 		/* X509AuthenticationProvider.isValid: an X.500 name */
-		if (z.scheme.len == 4 && !memcmp(z.scheme.ptr, "x509", 4) &&
-		    (!zk_x509_id_valid(z.id.ptr, (size_t)z.id.len) ||
-		     z.id.len > KV_X509_MAX_BYTES || !x509_acl_ok(k)))
+		if (scheme_is(&z, "x509") && (!zk_x509_id_valid(z.id.ptr, (size_t)z.id.len) ||
+					      z.id.len > KV_X509_MAX_BYTES || !x509_acl_ok(k)))
 			return ZK_EINVALIDACL;
 		zk_refused = zk_refused || !zk_acl_entry_ok(&z);
 		/* ZooKeeper (3.5+) drops duplicate entries. */
@@ -2656,16 +2654,11 @@ static void on_limited(struct zk_backend *b, enum zk_limit what)
 	uint64_t now = keel_now_ns();
 	if (k->refused_log_ns[r] && now - k->refused_log_ns[r] < 10000000000ull)
 		return;
-	if (r)
-		keeld_log("clients: %" PRIu64 " connection(s) refused at accept: maxCnxns %u "
-			  "open on the port",
-			  k->refused[r] - k->refused_logged[r],
-			  __atomic_load_n(&k->cfg.max_cnxns, __ATOMIC_RELAXED));
-	else
-		keeld_log("clients: %" PRIu64 " connection(s) refused at accept: maxClientCnxns "
-			  "%u open from the address",
-			  k->refused[r] - k->refused_logged[r],
-			  __atomic_load_n(&k->cfg.max_client_cnxns, __ATOMIC_RELAXED));
+	keeld_log(
+		"clients: %" PRIu64 " connection(s) refused at accept: %s %u open %s",
+		k->refused[r] - k->refused_logged[r], r ? "maxCnxns" : "maxClientCnxns",
+		__atomic_load_n(r ? &k->cfg.max_cnxns : &k->cfg.max_client_cnxns, __ATOMIC_RELAXED),
+		r ? "on the port" : "from the address");
 	k->refused_logged[r] = k->refused[r];
 	k->refused_log_ns[r] = now;
 }
